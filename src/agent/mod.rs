@@ -1,0 +1,1 @@
+//! The daemon: accept loop, protocol, peer authentication, authorisation, audit log, TOTP.

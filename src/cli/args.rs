@@ -1,0 +1,437 @@
+//! The clap definition of the `scopevault` command line, and nothing else, so that man pages
+//! and shell completions can be generated from it alone.
+//!
+//! Secret values are never arguments: every option here takes a path, an fd number or a name.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  lint found blocking findings / a check or verification failed
+  2  usage, parse or I/O error (the message says what to fix)
+  3  the vault could not be unlocked (wrong passphrase, no unlock source)
+  4  the vault file was refused (corrupt, forged, rolled back, unknown version)
+  5  the daemon refused the request (denied, locked, over-scoped) or is not running";
+
+/// A least-privilege credential vault for synthetic-monitoring checkpoints.
+#[derive(Debug, Parser)]
+#[command(name = "scopevault", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// The vault file [default: $XDG_DATA_HOME/scopevault/vault.scopevault].
+    #[arg(long, global = true, env = "SCOPEVAULT_VAULT", value_name = "PATH")]
+    pub vault: Option<PathBuf>,
+    /// The daemon's socket [default: $XDG_RUNTIME_DIR/scopevault/scopevault.sock, /run/scopevault/scopevault.sock as root].
+    #[arg(long, global = true, env = "SCOPEVAULT_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// How to unlock the vault.
+    #[command(flatten)]
+    pub unlock: UnlockArgs,
+}
+
+/// Unlock sources, tried in this order: an enrolled keyring slot (when the keyring answers),
+/// an identity file, a passphrase file or fd, then a no-echo prompt on a terminal.
+#[derive(Debug, Args, Clone, Default)]
+pub struct UnlockArgs {
+    /// Read the passphrase from this file (one trailing newline is ignored).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "passphrase_fd"
+    )]
+    pub passphrase_file: Option<PathBuf>,
+    /// Read the passphrase from this open file descriptor (one trailing newline is ignored).
+    #[arg(long, global = true, value_name = "N")]
+    pub passphrase_fd: Option<i32>,
+    /// Unlock with this age identity file (an identity-file slot).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "SCOPEVAULT_IDENTITY_FILE"
+    )]
+    pub identity_file: Option<PathBuf>,
+    /// Do not try the keyring slot even if one is enrolled.
+    #[arg(long, global = true)]
+    pub no_keyring: bool,
+    /// Accept a vault whose generation is older than the newest one seen on this machine.
+    #[arg(long, global = true)]
+    pub allow_rollback: bool,
+}
+
+/// Every `scopevault` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new vault.
+    Init(InitArgs),
+    /// Store, rotate, list, show and remove credentials.
+    #[command(subcommand)]
+    Cred(CredCommand),
+    /// Manage key slots (the ways to unlock the vault).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Apply a policy.toml to the vault, or print the applied one.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Check a policy.toml for credentials that can do more than their tasks need.
+    Lint(LintArgs),
+    /// Run the daemon that hands credentials to checks over a Unix socket.
+    Serve(ServeArgs),
+    /// Show the daemon's status.
+    Status(StatusArgs),
+    /// Lock the running daemon (forget the vault key).
+    Lock,
+    /// Unlock the running daemon.
+    Unlock,
+    /// Make the running daemon re-read the vault file.
+    Reload,
+    /// Fetch a task's credential from the daemon.
+    Get(GetArgs),
+    /// Print the current TOTP code of a task's credential.
+    Totp(TotpArgs),
+    /// Run a command with a task's credentials in its environment or in files.
+    Exec(ExecArgs),
+    /// Verify, show or search the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Run the whole product once in a throwaway directory: vault, daemon, a check, the lint.
+    Demo,
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// `scopevault init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Create a passphrase-less vault unlocked by a new identity file written here (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub identity_out: Option<PathBuf>,
+    /// Also enrol an OS keyring slot.
+    #[arg(long)]
+    pub keyring: bool,
+    /// Which keyring store to use for `--keyring`.
+    #[arg(long, value_enum, default_value_t = KeyringStoreArg::SecretService)]
+    pub keyring_store: KeyringStoreArg,
+}
+
+/// The OS keyring stores scopevault can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyringStoreArg {
+    /// The freedesktop Secret Service (gnome-keyring, KeePassXC) over the session D-Bus.
+    SecretService,
+    /// The Linux kernel key retention service (keyutils), user keyring.
+    Keyutils,
+}
+
+/// `scopevault cred …`.
+#[derive(Debug, Subcommand)]
+pub enum CredCommand {
+    /// Add a credential (secret values come from a prompt, stdin or files, never arguments).
+    Add(CredAddArgs),
+    /// Store or replace secret values of an existing credential.
+    Set(CredSetArgs),
+    /// List credentials (metadata only).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one credential (metadata only: never a secret value).
+    Show {
+        /// The credential's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a credential.
+    Rm {
+        /// The credential's name.
+        name: String,
+    },
+}
+
+/// `scopevault cred add`.
+#[derive(Debug, Args)]
+pub struct CredAddArgs {
+    /// The credential's name: letters, digits, `-`, `_`, `.`; at most 128 bytes.
+    pub name: String,
+    /// What kind of credential it is.
+    #[arg(long, value_parser = parse_kind)]
+    pub kind: crate::policy::CredentialKind,
+    /// A scope the credential grants in the target system (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// An origin the credential is for, e.g. https://shop.example.com (repeatable).
+    #[arg(long = "origin", value_name = "URL")]
+    pub origins: Vec<String>,
+    /// A plain (non-secret) field, e.g. username=monitor (repeatable).
+    #[arg(long = "field", value_name = "KEY=VALUE")]
+    pub fields: Vec<String>,
+    /// Secret inputs.
+    #[command(flatten)]
+    pub secrets: SecretInputArgs,
+}
+
+/// `scopevault cred set`.
+#[derive(Debug, Args)]
+pub struct CredSetArgs {
+    /// The credential's name.
+    pub name: String,
+    /// A plain (non-secret) field to set, e.g. username=monitor (repeatable).
+    #[arg(long = "field", value_name = "KEY=VALUE")]
+    pub fields: Vec<String>,
+    /// Secret inputs.
+    #[command(flatten)]
+    pub secrets: SecretInputArgs,
+}
+
+/// Where secret values come from.
+#[derive(Debug, Args, Default)]
+pub struct SecretInputArgs {
+    /// A secret field to read from a no-echo prompt, or from stdin when stdin is not a
+    /// terminal (then only one) (repeatable), e.g. --secret password.
+    #[arg(long = "secret", value_name = "KEY")]
+    pub secrets: Vec<String>,
+    /// A secret field to read from a file (one trailing newline is ignored) (repeatable).
+    #[arg(long = "secret-file", value_name = "KEY=PATH")]
+    pub secret_files: Vec<String>,
+}
+
+fn parse_kind(s: &str) -> Result<crate::policy::CredentialKind, String> {
+    s.parse()
+        .map_err(|e: crate::policy::UnknownKind| e.to_string())
+}
+
+/// `scopevault key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List key slots.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a key slot (needs the vault unlocked by an existing slot).
+    Add(KeyAddArgs),
+    /// Remove a key slot (the last one cannot be removed).
+    Remove {
+        /// The slot's id, as shown by `key list`.
+        slot: String,
+    },
+}
+
+/// `scopevault key add`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct KeyAddArgs {
+    /// Add a passphrase slot (the new passphrase is read from --new-passphrase-file or a prompt).
+    #[arg(long)]
+    pub passphrase: bool,
+    /// Add an OS keyring slot.
+    #[arg(long)]
+    pub keyring: bool,
+    /// Add an identity-file slot and write the new identity to FILE (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub identity_out: Option<PathBuf>,
+    /// With --passphrase: read the new passphrase from this file.
+    #[arg(long, value_name = "FILE", requires = "passphrase")]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// With --keyring: which store.
+    #[arg(long, value_enum, default_value_t = KeyringStoreArg::SecretService)]
+    pub keyring_store: KeyringStoreArg,
+}
+
+/// `scopevault policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Lint a policy.toml and store it in the vault (refused if the lint finds errors).
+    Apply {
+        /// The policy file.
+        file: PathBuf,
+        /// Show what would change without writing the vault.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also refuse on findings of this class and above.
+        #[arg(long, value_enum)]
+        deny: Option<DenyLevel>,
+    },
+    /// Print the applied policy as TOML.
+    Export,
+}
+
+/// The least severe class that blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum DenyLevel {
+    /// Errors only.
+    Error,
+    /// Errors and security warnings (the default of `lint`).
+    SecurityWarning,
+    /// Also warnings.
+    Warning,
+    /// Everything, suggestions included.
+    Suggestion,
+}
+
+/// Output formats of `scopevault lint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LintFormat {
+    /// rustc-style text with the source line.
+    Text,
+    /// JSON (schema in docs/lint-rules.md).
+    Json,
+    /// SARIF 2.1.0 for code scanning.
+    Sarif,
+    /// JUnit XML for CI dashboards.
+    Junit,
+}
+
+/// `scopevault lint`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes:\n  0  nothing blocking\n  1  blocking findings (errors and security warnings by default; see --deny)\n  2  usage, parse or I/O error"
+)]
+pub struct LintArgs {
+    /// The policy file [default: policy.toml].
+    #[arg(default_value = "policy.toml")]
+    pub file: PathBuf,
+    /// Also run the rules that need the vault (missing-secret, rotation-overdue).
+    #[arg(long = "with-vault", alias = "check-vault")]
+    pub with_vault: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LintFormat::Text)]
+    pub format: LintFormat,
+    /// Write the report to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Block on findings of this class and above [default: security-warning].
+    #[arg(long, value_enum)]
+    pub deny: Option<DenyLevel>,
+}
+
+/// `scopevault serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The audit log [default: $XDG_STATE_HOME/scopevault/audit.jsonl, /var/log/scopevault/audit.jsonl as root].
+    #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
+    pub audit: Option<PathBuf>,
+    /// Group whose members may lock, unlock and reload (besides root and the daemon's user).
+    #[arg(long, value_name = "GROUP")]
+    pub admin_group: Option<String>,
+    /// User allowed to ask for tickets besides admins (repeatable).
+    #[arg(long = "scheduler", value_name = "USER")]
+    pub schedulers: Vec<String>,
+    /// Maximum simultaneous connections; extra ones get `busy`.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send one request line.
+    #[arg(long, default_value_t = 5)]
+    pub read_timeout: u64,
+    /// Seconds an idle connection stays open.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Do not fdatasync audit records (benchmarks only: the record may be lost in a crash).
+    #[arg(long, hide = true)]
+    pub unsafe_no_audit_sync: bool,
+}
+
+/// `scopevault status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `scopevault get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The task to fetch for.
+    #[arg(long)]
+    pub task: String,
+    /// Which of the task's credentials (needed when it has several).
+    #[arg(long)]
+    pub credential: Option<String>,
+    /// Print only this field's value, raw.
+    #[arg(long, conflicts_with = "json")]
+    pub field: Option<String>,
+    /// Print the whole response as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `scopevault totp`.
+#[derive(Debug, Args)]
+pub struct TotpArgs {
+    /// The task to fetch for.
+    #[arg(long)]
+    pub task: String,
+    /// Which of the task's credentials.
+    #[arg(long)]
+    pub credential: Option<String>,
+}
+
+/// `scopevault exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The task to fetch for.
+    #[arg(long)]
+    pub task: String,
+    /// Which of the task's credentials (default: all of them).
+    #[arg(long)]
+    pub credential: Option<String>,
+    /// Hand secrets over as files in a private directory ($SCOPEVAULT_CREDENTIALS_DIRECTORY).
+    #[arg(long)]
+    pub files: bool,
+    /// Do not mask secret values in the child's output.
+    #[arg(long)]
+    pub no_mask: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `scopevault audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exit 1 and name the first bad line if it is broken.
+    Verify(AuditPathArgs),
+    /// Print the audit log.
+    Show {
+        /// The audit log.
+        #[command(flatten)]
+        path: AuditPathArgs,
+        /// Keep printing new records as they are written.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Read a value from stdin and print its HMAC, to search the log for it.
+    Hash(AuditPathArgs),
+}
+
+/// The audit log path.
+#[derive(Debug, Args)]
+pub struct AuditPathArgs {
+    /// The audit log [default: as for `serve`].
+    #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
+    pub audit: Option<PathBuf>,
+}

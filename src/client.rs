@@ -1,0 +1,1 @@
+//! The socket client used by `get`, `exec`, tests and examples.

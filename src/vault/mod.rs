@@ -1,0 +1,1 @@
+//! The encrypted vault: data model, file format, key slots, store.
