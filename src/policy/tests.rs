@@ -370,7 +370,7 @@ proptest! {
         src += &format!("[credentials.c]\nkind = \"token\"\nscopes = [{}]\n", q(&cred));
         src += &format!("[tasks.t]\nneeds = [{}]\ncredentials = [\"c\"]\n", q(&needs));
         src += &format!("[[exceptions]]\nrule = \"wildcard-scope\"\nreason = {}\n",
-            toml::Value::String(reason).to_string());
+            toml::Value::String(reason));
         // Cycles make a policy invalid; only valid ones can be exported.
         if let Ok(p) = Policy::parse(&src, "p") {
             let c1 = p.to_canonical_toml();
