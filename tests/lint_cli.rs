@@ -108,7 +108,12 @@ fn no_colour_when_not_a_terminal_even_without_no_color() {
         .output()
         .unwrap();
     assert!(!stdout(&o).contains('\x1b'), "{}", stdout(&o));
-    assert!(stdout(&o).contains("security-warning[scope-exceeds-task]"));
+    // git runs hooks with their stdout sent to stderr.
+    let all = stdout(&o) + &stderr(&o);
+    assert!(
+        all.contains("security-warning[scope-exceeds-task]"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -277,4 +282,59 @@ fn json_is_still_written_for_an_invalid_scope() {
     assert_eq!(v["findings"][0]["rule"], "invalid-scope");
     assert_eq!(v["findings"][0]["line"], 3);
     assert_eq!(v["findings"][0]["column"], 10);
+}
+
+#[test]
+fn the_example_git_hook_refuses_a_blocking_policy_and_accepts_a_clean_one() {
+    let git_ok = std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !git_ok {
+        eprintln!("skipped: git is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap()
+    };
+    assert!(git(&["init", "-q"]).status.success());
+    let hook = dir.path().join(".git/hooks/pre-commit");
+    std::fs::copy(root().join("examples/ci/pre-commit"), &hook).unwrap();
+    copy_in(
+        dir.path(),
+        &fixture("rules/scope-exceeds-task.fires.toml"),
+        "policy.toml",
+    );
+    git(&["add", "policy.toml"]);
+    let o = git(&["commit", "-q", "-m", "over-scoped"]);
+    assert!(!o.status.success(), "the hook must refuse: {}", stdout(&o));
+    // git runs hooks with their stdout sent to stderr.
+    let all = stdout(&o) + &stderr(&o);
+    assert!(
+        all.contains("security-warning[scope-exceeds-task]"),
+        "{all}"
+    );
+    copy_in(dir.path(), &fixture("clean.toml"), "policy.toml");
+    git(&["add", "policy.toml"]);
+    let o = git(&["commit", "-q", "-m", "clean"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }

@@ -215,7 +215,9 @@ impl Report {
                 })
             })
             .collect();
+        // Code scanning resolves URIs against the repository root: `./policy.toml` → `policy.toml`.
         let uri = self.path.replace('\\', "/");
+        let uri = uri.trim_start_matches("./").to_owned();
         let results: Vec<Value> = self
             .findings
             .iter()
