@@ -1,0 +1,1 @@
+//! TOTP codes (RFC 6238) from a stored seed.
