@@ -774,15 +774,18 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         }
         if prev != report.head {
             // The seq is in order, so no line is missing here: the previous line was changed.
-            let why = if no == 1 {
-                "the first line's prev is not 64 zeros: the log's beginning was removed".into()
+            let (at, why) = if no == 1 {
+                (
+                    1,
+                    "the first line's prev is not 64 zeros: the log's beginning was removed"
+                        .to_string(),
+                )
             } else {
-                format!(
-                    "the previous line (line {}) was edited: its SHA-256 does not match this line's prev",
-                    no - 1
+                (
+                    no - 1,
+                    format!("edited: its SHA-256 does not match the prev recorded in line {no}"),
                 )
             };
-            let at = if no == 1 { 1 } else { no - 1 };
             bad(&mut report, at, why);
             return Ok(report);
         }
