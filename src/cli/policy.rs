@@ -42,8 +42,13 @@ fn apply(
     let now = vault::timestamp();
 
     for (name, decl) in parsed.credentials() {
-        let scopes: Vec<String> = decl.scopes().into_iter().map(str::to_owned).collect();
-        let origins: Vec<String> = decl.origins().into_iter().map(str::to_owned).collect();
+        // Sorted like the canonical TOML, so apply(export(p)) finds nothing to change.
+        let sorted = |v: Vec<&str>| -> Vec<String> {
+            let set: BTreeSet<&str> = v.into_iter().collect();
+            set.into_iter().map(str::to_owned).collect()
+        };
+        let scopes = sorted(decl.scopes());
+        let origins = sorted(decl.origins());
         match vault.credentials().get(name) {
             None => {
                 let mut c = Credential::new(decl.kind(), now);

@@ -416,6 +416,25 @@ impl Vault {
             .map(|p| (p.toml.as_str(), p.applied))
     }
 
+    /// Metadata for the lint's vault rules (`missing-secret`, `rotation-overdue`): which
+    /// credentials have a secret and when it last changed. No secret value is in it.
+    pub fn lint_meta(&self) -> crate::policy::VaultMeta {
+        crate::policy::VaultMeta {
+            credentials: self
+                .data
+                .credentials
+                .iter()
+                .map(|(n, c)| {
+                    let meta = crate::policy::CredentialMeta {
+                        has_secret: !c.secrets.is_empty(),
+                        rotated: c.rotated,
+                    };
+                    (n.clone(), meta)
+                })
+                .collect(),
+        }
+    }
+
     /// Add a credential; refuses an existing name.
     pub fn add_credential(&mut self, name: &str, cred: Credential) -> Result<(), VaultError> {
         validate_name(name)?;
