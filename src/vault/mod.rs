@@ -638,6 +638,37 @@ fn read_small_file(path: &Path) -> Result<String, VaultError> {
         .map_err(|_| VaultError::BadIdentityFile("it is not UTF-8 text".into()))
 }
 
+/// Benchmark support, not a stable API: the "plain age" baseline the vault's open and save
+/// are compared with — age decryption/encryption of the payload plus (de)serialisation into
+/// the same types, without slots, MAC, rollback record or file I/O.
+#[doc(hidden)]
+pub mod bench_support {
+    use super::*;
+
+    /// Decrypt `payload` with `identity` and parse it; returns the credential count.
+    pub fn plain_decrypt_and_parse(payload: &[u8], identity: &age::x25519::Identity) -> usize {
+        decrypt_payload(payload, identity)
+            .expect("decrypts")
+            .credentials
+            .len()
+    }
+
+    /// The payload bytes of a vault file (no checks).
+    pub fn payload_of(file: &[u8]) -> Vec<u8> {
+        Parsed::parse(file).expect("parses").payload.to_vec()
+    }
+
+    /// The vault identity, for the baseline (tests and benches only).
+    pub fn identity_of(vault: &Vault) -> age::x25519::Identity {
+        vault.identity.parse().expect("valid identity")
+    }
+
+    /// Serialise and encrypt the vault's data as a save would, without the file.
+    pub fn plain_encrypt(vault: &Vault) -> Vec<u8> {
+        encrypt_payload(&vault.data, &vault.header.recipient).expect("encrypts")
+    }
+}
+
 fn encrypt_payload(data: &VaultData, recipient: &str) -> Result<Vec<u8>, VaultError> {
     use std::io::Write;
     let recipient: age::x25519::Recipient = recipient
