@@ -708,3 +708,74 @@ fn decrypt_payload(
     serde_json::from_slice(&plain)
         .map_err(|e| VaultError::Corrupt(format!("the payload is not valid: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_vault_and_credential_never_shows_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut v, text) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+        let mut c = Credential::new(crate::policy::CredentialKind::Login, timestamp());
+        c.secrets.insert(
+            "password".into(),
+            SecretString::from("debug-leak-canary".to_owned()),
+        );
+        v.add_credential("x", c).unwrap();
+        let all = format!("{v:?} {:?} {:?} {:?}", v.credentials(), v.slots(), text);
+        assert!(!all.contains("debug-leak-canary"), "{all}");
+        assert!(
+            !all.contains("AGE-SECRET-KEY"),
+            "the identity never shows: {all}"
+        );
+        assert!(all.contains("[REDACTED]"));
+    }
+
+    #[test]
+    fn kdf_caps_refuse_hostile_parameters_and_accept_the_default() {
+        assert!(KdfParams::DEFAULT.check().is_ok());
+        assert!(
+            KdfParams::DEFAULT.m_kib >= 64 * 1024
+                && KdfParams::DEFAULT.t >= 3
+                && KdfParams::DEFAULT.p >= 4
+        );
+        for bad in [
+            KdfParams {
+                m_kib: 64 * 1024 * 1024,
+                t: 3,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 0,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 17,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 3,
+                p: 0,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 3,
+                p: 64,
+            },
+            KdfParams {
+                m_kib: 8,
+                t: 3,
+                p: 4,
+            },
+        ] {
+            assert!(
+                matches!(bad.check(), Err(VaultError::HostileKdf(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
