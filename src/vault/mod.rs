@@ -732,14 +732,16 @@ mod tests {
         assert!(all.contains("[REDACTED]"));
     }
 
+    // The defaults are RFC 9106's second recommendation, checked at compile time.
+    const _: () = assert!(
+        KdfParams::DEFAULT.m_kib >= 64 * 1024
+            && KdfParams::DEFAULT.t >= 3
+            && KdfParams::DEFAULT.p >= 4
+    );
+
     #[test]
     fn kdf_caps_refuse_hostile_parameters_and_accept_the_default() {
         assert!(KdfParams::DEFAULT.check().is_ok());
-        assert!(
-            KdfParams::DEFAULT.m_kib >= 64 * 1024
-                && KdfParams::DEFAULT.t >= 3
-                && KdfParams::DEFAULT.p >= 4
-        );
         for bad in [
             KdfParams {
                 m_kib: 64 * 1024 * 1024,
