@@ -949,6 +949,42 @@ mod tests {
     }
 
     #[test]
+    fn moved_away_log_fails_closed_and_recovers_when_moved_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let aside = dir.path().join("aside");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::rename(&path, &aside).unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(e.to_string().contains("no longer at its path"), "{e}");
+        assert!(!log.ok());
+        std::fs::rename(&aside, &path).unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 2);
+        assert!(log.ok());
+        let r = verify(&path).unwrap();
+        assert_eq!((r.first_bad, r.lines), (None, 2));
+    }
+
+    #[test]
+    fn a_failing_write_is_an_error_not_a_silent_loss() {
+        // /dev/full fails every write with ENOSPC, also for root.
+        if !Path::new("/dev/full").exists() {
+            eprintln!("skipped: no /dev/full");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let log = AuditLog::open(&path, true).unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(matches!(e, AuditError::Write { .. }), "{e}");
+        assert!(e.to_string().contains("no credential is handed out"), "{e}");
+        assert!(!log.ok());
+        assert!(log.append(rec("fetch")).is_err());
+    }
+
+    #[test]
     fn replaced_log_fails_closed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
