@@ -139,6 +139,18 @@ pub struct PeerInfo {
     pub exe: Option<String>,
 }
 
+impl PeerInfo {
+    /// The peer as the kernel reported it, with its executable looked up (best effort).
+    pub fn from_cred(cred: &crate::sys::PeerCred) -> PeerInfo {
+        PeerInfo {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: (cred.pid > 0).then_some(cred.pid),
+            exe: crate::sys::process_exe(cred.pid),
+        }
+    }
+}
+
 /// One decision to record. `values` are the secret fields handed out; only their HMACs are
 /// written.
 #[derive(Debug)]
@@ -412,7 +424,17 @@ impl AuditLog {
                 let batch = std::mem::take(&mut st.queue);
                 let chain = st.chain.clone();
                 drop(st);
-                let outcome = self.write_batch(chain, &batch);
+                // A panic here must not leave `leader` set (every later append would wait
+                // forever): it becomes a failed batch like any write error.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.write_batch(chain, &batch)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(AuditError::Write {
+                        path: self.path.clone(),
+                        message: "internal error while writing (a bug: please report it)".into(),
+                    })
+                });
                 st = self.lock();
                 match outcome {
                     Ok((chain, first_seq)) => {
@@ -890,6 +912,17 @@ mod tests {
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
         let r = verify(&path).unwrap();
         assert_eq!((r.first_bad, r.lines), (None, 200));
+    }
+
+    #[test]
+    fn peer_info_from_the_kernel_names_our_executable() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let cred = crate::sys::peer_credentials(&a).unwrap();
+        let p = PeerInfo::from_cred(&cred);
+        assert_eq!(p.uid, crate::sys::current_uid());
+        assert_eq!(p.pid, Some(std::process::id() as i32));
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(p.exe.as_deref(), Some(&*me.to_string_lossy()));
     }
 
     #[test]
