@@ -372,6 +372,7 @@ fn run(opts: &Options) -> io::Result<()> {
         }
     };
 
+    let mut logs = Vec::new();
     for sync in [true, false] {
         let name = if sync {
             "audit-append sync"
@@ -381,7 +382,8 @@ fn run(opts: &Options) -> io::Result<()> {
         let file = if sync { "sync.jsonl" } else { "nosync.jsonl" };
         let log =
             Arc::new(AuditLog::open(&disk.path().join(file), sync).map_err(io::Error::other)?);
-        targets.push(audit_append_target(name, log));
+        targets.push(audit_append_target(name, Arc::clone(&log)));
+        logs.push((name, log));
     }
 
     // Further targets (the scopevault daemon, audit sync on and off) go here, e.g.
@@ -414,6 +416,16 @@ fn run(opts: &Options) -> io::Result<()> {
         }
     }
     print_ratios(&results);
+    println!();
+    for (name, log) in &logs {
+        let s = log.stats();
+        println!(
+            "{name}: {} records in {} batches (average group-commit batch {:.1})",
+            s.records,
+            s.batches,
+            s.records as f64 / s.batches.max(1) as f64
+        );
+    }
     Ok(())
 }
 

@@ -39,7 +39,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use data_encoding::HEXLOWER;
@@ -323,6 +323,18 @@ pub struct AuditLog {
     state: Mutex<State>,
     cond: Condvar,
     ok: AtomicBool,
+    records: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Counters of an open log since it was opened (for `health` and the load generator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Records durably appended.
+    pub records: u64,
+    /// Batches written (one `write` and, with sync on, one `fdatasync` each): `records /
+    /// batches` is the average group-commit batch size.
+    pub batches: u64,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -389,6 +401,8 @@ impl AuditLog {
             }),
             cond: Condvar::new(),
             ok: AtomicBool::new(true),
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         };
         if let Some(bytes) = torn {
             let reason = format!(
@@ -443,6 +457,9 @@ impl AuditLog {
                             st.done.insert(q.ticket, Ok(first_seq + i as u64));
                         }
                         self.ok.store(true, Ordering::SeqCst);
+                        self.records
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        self.batches.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         st.chain.dirty = true;
@@ -473,6 +490,14 @@ impl AuditLog {
     /// True if the last append succeeded (reported by `health`).
     pub fn ok(&self) -> bool {
         self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Records and batches written since the log was opened.
+    pub fn stats(&self) -> AuditStats {
+        AuditStats {
+            records: self.records.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether appends are `fdatasync`ed.
@@ -910,6 +935,9 @@ mod tests {
             .collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+        let stats = log.stats();
+        assert_eq!(stats.records, 200);
+        assert!((1..=200).contains(&stats.batches), "{stats:?}");
         let r = verify(&path).unwrap();
         assert_eq!((r.first_bad, r.lines), (None, 200));
     }
