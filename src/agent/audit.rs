@@ -997,7 +997,7 @@ mod tests {
         // A lone client after a busy period: the leader's wait for followers is bounded.
         assert_eq!(log.append(rec("fetch")).unwrap(), 201);
         let r = verify(&path).unwrap();
-        assert_eq!((r.first_bad, r.lines), (None, 200));
+        assert_eq!((r.first_bad, r.lines), (None, 201));
     }
 
     #[test]
