@@ -908,6 +908,13 @@ mod tests {
     }
 
     #[test]
+    fn audit_log_is_shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<AuditLog>();
+        send_sync::<AuditKey>();
+    }
+
+    #[test]
     fn chain_continues_across_reopen_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/audit.jsonl");
