@@ -886,7 +886,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
             } else {
                 (
                     no - 1,
-                    format!("edited: its SHA-256 does not match the prev recorded in line {no}"),
+                    format!(
+                        "edited: its SHA-256 does not match the prev recorded in line {no} \
+                         (this line, or that prev, was changed)"
+                    ),
                 )
             };
             bad(&mut report, at, why);
