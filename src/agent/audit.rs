@@ -39,8 +39,9 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use data_encoding::HEXLOWER;
 use hmac::{Hmac, Mac};
@@ -55,6 +56,13 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// Prefix of every value HMAC in the log (and of `scopevault audit hash`'s output).
 pub const HMAC_PREFIX: &str = "hmac-sha256:";
+
+/// Longest a leader waits for the records of the clients its previous batch released (the
+/// `commit_delay` of databases). Without it, under load the batches alternate between one
+/// record (the first client back) and all the others, halving the batch size; with it, a
+/// leader waits up to half the last sync's duration, at most this long, and only when
+/// the previous batch had more than one record (one client never waits).
+const GATHER_MAX: Duration = Duration::from_millis(2);
 
 /// Length of the HMAC key stored in `<audit path>.key`.
 const KEY_LEN: usize = 32;
@@ -137,6 +145,18 @@ pub struct PeerInfo {
     pub pid: Option<i32>,
     /// The peer's executable, best effort.
     pub exe: Option<String>,
+}
+
+impl PeerInfo {
+    /// The peer as the kernel reported it, with its executable looked up (best effort).
+    pub fn from_cred(cred: &crate::sys::PeerCred) -> PeerInfo {
+        PeerInfo {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: (cred.pid > 0).then_some(cred.pid),
+            exe: crate::sys::process_exe(cred.pid),
+        }
+    }
 }
 
 /// One decision to record. `values` are the secret fields handed out; only their HMACs are
@@ -298,6 +318,12 @@ struct State {
     next_ticket: u64,
     leader: bool,
     done: HashMap<u64, Result<u64, AuditError>>,
+    /// A leader is waiting for more records before it writes (see `GATHER_MAX`).
+    gathering: bool,
+    /// Size of the last batch written: about how many clients are active.
+    last_batch: usize,
+    /// How long the last `fdatasync` took.
+    last_sync: Duration,
 }
 
 /// An open audit log. `Send + Sync`: share it (in an `Arc`) between all connection threads.
@@ -310,7 +336,21 @@ pub struct AuditLog {
     sync: bool,
     state: Mutex<State>,
     cond: Condvar,
+    /// Wakes a gathering leader when a record is queued.
+    gather: Condvar,
     ok: AtomicBool,
+    records: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Counters of an open log since it was opened (for `health` and the load generator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Records durably appended.
+    pub records: u64,
+    /// Batches written (one `write` and, with sync on, one `fdatasync` each): `records /
+    /// batches` is the average group-commit batch size.
+    pub batches: u64,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -374,9 +414,15 @@ impl AuditLog {
                 next_ticket: 0,
                 leader: false,
                 done: HashMap::new(),
+                gathering: false,
+                last_batch: 0,
+                last_sync: Duration::ZERO,
             }),
             cond: Condvar::new(),
+            gather: Condvar::new(),
             ok: AtomicBool::new(true),
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         };
         if let Some(bytes) = torn {
             let reason = format!(
@@ -402,6 +448,9 @@ impl AuditLog {
         let ticket = st.next_ticket;
         st.next_ticket += 1;
         st.queue.push(Queued { ticket, body });
+        if st.gathering {
+            self.gather.notify_one();
+        }
         loop {
             if let Some(result) = st.done.remove(&ticket) {
                 return result;
@@ -409,18 +458,34 @@ impl AuditLog {
             if !st.leader {
                 // Become the leader: write everything queued so far (our record included).
                 st.leader = true;
+                st = self.gather_followers(st);
                 let batch = std::mem::take(&mut st.queue);
                 let chain = st.chain.clone();
                 drop(st);
-                let outcome = self.write_batch(chain, &batch);
+                // A panic here must not leave `leader` set (every later append would wait
+                // forever): it becomes a failed batch like any write error.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.write_batch(chain, &batch)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(AuditError::Write {
+                        path: self.path.clone(),
+                        message: "internal error while writing (a bug: please report it)".into(),
+                    })
+                });
                 st = self.lock();
                 match outcome {
-                    Ok((chain, first_seq)) => {
+                    Ok((chain, first_seq, sync_time)) => {
                         st.chain = chain;
+                        st.last_batch = batch.len();
+                        st.last_sync = sync_time;
                         for (i, q) in batch.iter().enumerate() {
                             st.done.insert(q.ticket, Ok(first_seq + i as u64));
                         }
                         self.ok.store(true, Ordering::SeqCst);
+                        self.records
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        self.batches.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         st.chain.dirty = true;
@@ -453,9 +518,40 @@ impl AuditLog {
         self.ok.load(Ordering::SeqCst)
     }
 
+    /// Records and batches written since the log was opened.
+    pub fn stats(&self) -> AuditStats {
+        AuditStats {
+            records: self.records.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
+    }
+
     /// Whether appends are `fdatasync`ed.
     pub fn sync(&self) -> bool {
         self.sync
+    }
+
+    /// As the new leader, wait (bounded) until the clients released by the previous batch have
+    /// queued their next records, so that one sync serves them all.
+    fn gather_followers<'s>(&'s self, mut st: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
+        let want = st.last_batch;
+        if !self.sync || want <= 1 || st.queue.len() >= want {
+            return st;
+        }
+        let deadline = Instant::now() + (st.last_sync / 2).min(GATHER_MAX);
+        st.gathering = true;
+        while st.queue.len() < want {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = match self.gather.wait_timeout(st, deadline - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        st.gathering = false;
+        st
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -500,8 +596,13 @@ impl AuditLog {
         json[1..json.len() - 1].to_owned()
     }
 
-    /// Write one batch; on success return the new chain and the first sequence number used.
-    fn write_batch(&self, mut chain: Chain, batch: &[Queued]) -> Result<(Chain, u64), AuditError> {
+    /// Write one batch; on success return the new chain, the first sequence number used and
+    /// how long the sync took.
+    fn write_batch(
+        &self,
+        mut chain: Chain,
+        batch: &[Queued],
+    ) -> Result<(Chain, u64, Duration), AuditError> {
         let err = |message: String| AuditError::Write {
             path: self.path.clone(),
             message,
@@ -541,11 +642,13 @@ impl AuditLog {
         (&self.file)
             .write_all(&buf)
             .map_err(|e| err(e.to_string()))?;
+        let synced = Instant::now();
         if self.sync {
             self.file.sync_data().map_err(|e| err(e.to_string()))?;
         }
+        let sync_time = synced.elapsed();
         chain.len += buf.len() as u64;
-        Ok((chain, first_seq))
+        Ok((chain, first_seq, sync_time))
     }
 }
 
@@ -783,7 +886,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
             } else {
                 (
                     no - 1,
-                    format!("edited: its SHA-256 does not match the prev recorded in line {no}"),
+                    format!(
+                        "edited: its SHA-256 does not match the prev recorded in line {no} \
+                         (this line, or that prev, was changed)"
+                    ),
                 )
             };
             bad(&mut report, at, why);
@@ -802,6 +908,13 @@ mod tests {
 
     fn rec<'a>(op: &'a str) -> AuditRecord<'a> {
         AuditRecord::new(op, Decision::Allow)
+    }
+
+    #[test]
+    fn audit_log_is_shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<AuditLog>();
+        send_sync::<AuditKey>();
     }
 
     #[test]
@@ -888,8 +1001,24 @@ mod tests {
             .collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+        let stats = log.stats();
+        assert_eq!(stats.records, 200);
+        assert!((1..=200).contains(&stats.batches), "{stats:?}");
+        // A lone client after a busy period: the leader's wait for followers is bounded.
+        assert_eq!(log.append(rec("fetch")).unwrap(), 201);
         let r = verify(&path).unwrap();
-        assert_eq!((r.first_bad, r.lines), (None, 200));
+        assert_eq!((r.first_bad, r.lines), (None, 201));
+    }
+
+    #[test]
+    fn peer_info_from_the_kernel_names_our_executable() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let cred = crate::sys::peer_credentials(&a).unwrap();
+        let p = PeerInfo::from_cred(&cred);
+        assert_eq!(p.uid, crate::sys::current_uid());
+        assert_eq!(p.pid, Some(std::process::id() as i32));
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(p.exe.as_deref(), Some(&*me.to_string_lossy()));
     }
 
     #[test]
@@ -946,6 +1075,42 @@ mod tests {
         assert_eq!(log.append(rec("fetch")).unwrap(), 2);
         assert!(log.ok());
         assert_eq!(verify(&path).unwrap().first_bad, None);
+    }
+
+    #[test]
+    fn moved_away_log_fails_closed_and_recovers_when_moved_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let aside = dir.path().join("aside");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::rename(&path, &aside).unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(e.to_string().contains("no longer at its path"), "{e}");
+        assert!(!log.ok());
+        std::fs::rename(&aside, &path).unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 2);
+        assert!(log.ok());
+        let r = verify(&path).unwrap();
+        assert_eq!((r.first_bad, r.lines), (None, 2));
+    }
+
+    #[test]
+    fn a_failing_write_is_an_error_not_a_silent_loss() {
+        // /dev/full fails every write with ENOSPC, also for root.
+        if !Path::new("/dev/full").exists() {
+            eprintln!("skipped: no /dev/full");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let log = AuditLog::open(&path, true).unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(matches!(e, AuditError::Write { .. }), "{e}");
+        assert!(e.to_string().contains("no credential is handed out"), "{e}");
+        assert!(!log.ok());
+        assert!(log.append(rec("fetch")).is_err());
     }
 
     #[test]
