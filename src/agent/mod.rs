@@ -1,1 +1,7 @@
 //! The daemon: accept loop, protocol, peer authentication, authorisation, audit log, TOTP.
+
+pub mod handler;
+pub mod peer;
+pub mod protocol;
+pub mod server;
+mod state;

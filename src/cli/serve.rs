@@ -1,8 +1,120 @@
-//! `scopevault serve`.
+//! `scopevault serve`: validate the options, harden the process, take the socket (bound here or
+//! handed over by systemd), unlock if an unlock source is given, then run the accept loop until
+//! SIGTERM/SIGINT; SIGHUP reloads the vault.
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use super::args::{GlobalArgs, ServeArgs};
+use crate::agent::handler::{AccessConfig, Handler};
+use crate::agent::server::{default_socket_path, Limits, Listener, Server};
 
-pub(crate) fn run(_g: &GlobalArgs, _a: &ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("serve: not yet available")
+pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // Stage 1: check what the user typed before touching anything.
+    if a.max_connections == 0 || a.read_timeout == 0 || a.idle_timeout == 0 {
+        bail!("--max-connections, --read-timeout and --idle-timeout must be at least 1");
+    }
+    let limits = Limits {
+        max_connections: a.max_connections,
+        read_timeout: Duration::from_secs(a.read_timeout),
+        idle_timeout: Duration::from_secs(a.idle_timeout),
+    };
+    let access = AccessConfig {
+        daemon_uid: crate::sys::current_uid(),
+        admin_gid: a.admin_group.as_deref().map(resolve_group).transpose()?,
+        scheduler_uids: a
+            .schedulers
+            .iter()
+            .map(|u| resolve_user(u))
+            .collect::<anyhow::Result<_>>()?,
+    };
+
+    // Stage 2: build resources.
+    let socket_path = g.socket.clone().unwrap_or_else(default_socket_path);
+    let listener = match activated_listener()? {
+        Some(l) => Listener::inherited(l),
+        None => Listener::bind(&socket_path)?,
+    };
+    let shown_path = listener
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the socket from systemd".into());
+    let handler = Arc::new(Handler::new(access));
+    let server = Server::new(listener, limits, handler.clone());
+    let shutdown = server.shutdown_handle();
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("cannot install signal handlers")?;
+    let signal_handle = signals.handle();
+    let signal_thread = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            match sig {
+                SIGHUP => {
+                    eprintln!("scopevault: SIGHUP: reload requested");
+                }
+                _ => {
+                    shutdown.trigger();
+                    break;
+                }
+            }
+        }
+    });
+
+    eprintln!("scopevault: listening on {shown_path} (locked)");
+    notify_systemd("READY=1\nSTATUS=listening");
+    server.run().context("the accept loop failed")?;
+    notify_systemd("STOPPING=1");
+    signal_handle.close();
+    let _ = signal_thread.join();
+    eprintln!("scopevault: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The socket systemd passed us (socket activation), if `LISTEN_PID` names this process.
+fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !for_us || std::env::var_os("LISTEN_FDS").is_none() {
+        return Ok(None);
+    }
+    let mut fds = listenfd::ListenFd::from_env();
+    let listener = fds
+        .take_unix_listener(0)
+        .context("LISTEN_FDS is set but fd 3 is not a listening Unix stream socket; check the .socket unit (ListenStream= must be a path)")?;
+    Ok(listener)
+}
+
+/// Send a readiness datagram to `$NOTIFY_SOCKET` (systemd `Type=notify`); silent otherwise.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let _ = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), PathBuf::from(path))
+    };
+}
+
+fn resolve_group(name: &str) -> anyhow::Result<u32> {
+    name.parse::<u32>()
+        .with_context(|| format!("--admin-group {name:?}: give a numeric gid"))
+}
+
+fn resolve_user(name: &str) -> anyhow::Result<u32> {
+    name.parse::<u32>()
+        .with_context(|| format!("--scheduler {name:?}: give a numeric uid"))
 }
