@@ -5,3 +5,4 @@ pub mod peer;
 pub mod protocol;
 pub mod server;
 mod state;
+mod tickets;
