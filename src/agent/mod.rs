@@ -1,5 +1,7 @@
 //! The daemon: accept loop, protocol, peer authentication, authorisation, audit log, TOTP.
 
+pub mod audit;
+pub mod totp;
 pub mod handler;
 pub mod peer;
 pub mod protocol;

@@ -14,7 +14,7 @@ pub struct PeerIdentity {
     /// Effective primary gid of the peer when it connected.
     pub gid: u32,
     /// Pid of the peer (informational: pids are reused; never authorise on it).
-    pub pid: u32,
+    pub pid: i32,
     /// The peer's executable, from /proc (informational, for the audit log).
     pub exe: Option<String>,
     /// Supplementary groups of the peer's user, from the group database, for `runners.groups`.
@@ -25,9 +25,7 @@ impl PeerIdentity {
     /// Ask the kernel who is connected on `stream`.
     pub fn of(stream: &UnixStream) -> io::Result<PeerIdentity> {
         let cred = crate::sys::peer_credentials(stream)?;
-        let exe = std::fs::read_link(format!("/proc/{}/exe", cred.pid))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned());
+        let exe = crate::sys::process_exe(cred.pid);
         Ok(PeerIdentity {
             uid: cred.uid,
             gid: cred.gid,

@@ -326,7 +326,7 @@ pub struct PeerInfo {
     /// Peer primary gid.
     pub gid: u32,
     /// Peer pid.
-    pub pid: u32,
+    pub pid: i32,
     /// Whether this peer may use admin ops.
     pub admin: bool,
 }
