@@ -1,7 +1,545 @@
 //! The policy: what each credential can do (scopes), what each monitoring task needs, who may
 //! fetch for it, and the lint that compares the two. No secrets live here, and this module
 //! imports nothing else of ours: the lint runs in CI with no vault and no daemon.
+//!
+//! ```
+//! use scopevault::policy::Policy;
+//! let p = Policy::parse(r#"
+//! version = 1
+//! [credentials.buyer]
+//! kind = "login"
+//! scopes = ["shop:login", "shop:orders:*"]
+//! [tasks.checkout]
+//! needs = ["shop:login", "shop:orders:create"]
+//! credentials = ["buyer"]
+//! runners = { users = ["checkpoint"] }
+//! "#, "policy.toml").unwrap();
+//! let today = time::macros::date!(2026 - 01 - 01);
+//! let grant = p.check_grant("checkout", "buyer", today);
+//! assert_eq!(grant.excess, vec!["shop:orders:*".to_owned()]);
+//! ```
 
+mod canonical;
+mod error;
 mod kind;
+pub mod lint;
+mod parse;
+mod scope;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+
+pub use error::PolicyError;
 pub use kind::{CredentialKind, UnknownKind};
+pub use lint::{LintOptions, Report};
+pub use scope::{Scope, ScopeError};
+
+use scope::GrantSet;
+
+/// The largest policy file [`read_policy_file`] accepts (16 MiB): a policy is text reviewed by
+/// people; anything larger is almost certainly the wrong file, and is refused before it is read
+/// in full.
+pub const MAX_POLICY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What the daemon does with a credential that grants more than its task needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforce {
+    /// Hand it out with a warning (the default).
+    Warn,
+    /// Refuse it unless an unexpired exception covers exactly that excess.
+    Deny,
+}
+
+impl Enforce {
+    /// `warn` or `deny`, as in policy.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforce::Warn => "warn",
+            Enforce::Deny => "deny",
+        }
+    }
+}
+
+/// Risk of a scope in the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Low risk.
+    Low,
+    /// Medium risk (the default when a catalog entry names none).
+    Medium,
+    /// High risk: granting it unneeded is a `high-risk-scope-unneeded` finding.
+    High,
+}
+
+impl Risk {
+    /// `low`, `medium` or `high`, as in policy.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        }
+    }
+}
+
+/// A value and the byte range of the text it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sp<T> {
+    pub(crate) value: T,
+    pub(crate) span: Range<usize>,
+}
+
+/// An entry of the scope catalog (`[scopes."shop:admin"]`).
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub(crate) span: Range<usize>,
+    pub(crate) risk: Risk,
+    pub(crate) implies: Vec<Sp<Scope>>,
+    pub(crate) description: Option<String>,
+}
+
+impl CatalogEntry {
+    /// The risk of this scope.
+    pub fn risk(&self) -> Risk {
+        self.risk
+    }
+    /// The scopes it implies directly.
+    pub fn implies(&self) -> Vec<&str> {
+        self.implies.iter().map(|s| s.value.as_str()).collect()
+    }
+    /// Its description, if any.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+}
+
+/// A declared credential (`[credentials.NAME]`): its kind, what it can do, where it may be used.
+#[derive(Debug, Clone)]
+pub struct CredentialDecl {
+    pub(crate) span: Range<usize>,
+    pub(crate) kind: Sp<CredentialKind>,
+    pub(crate) scopes: Vec<Sp<Scope>>,
+    pub(crate) origins: Vec<Sp<String>>,
+    pub(crate) owner: Option<String>,
+    pub(crate) rotate_every: Option<Sp<time::Duration>>,
+    /// Scopes expanded by the catalog, sorted and without duplicates.
+    pub(crate) effective: Vec<Scope>,
+}
+
+impl CredentialDecl {
+    /// Its kind.
+    pub fn kind(&self) -> CredentialKind {
+        self.kind.value
+    }
+    /// Its declared scopes, as written (invalid ones left out).
+    pub fn scopes(&self) -> Vec<&str> {
+        self.scopes.iter().map(|s| s.value.as_str()).collect()
+    }
+    /// Its declared scopes expanded by the catalog's `implies`, sorted.
+    pub fn effective_scopes(&self) -> Vec<&str> {
+        self.effective.iter().map(Scope::as_str).collect()
+    }
+    /// The origins it may be used on (normalised: lowercase, no trailing `/`).
+    pub fn origins(&self) -> Vec<&str> {
+        self.origins.iter().map(|s| s.value.as_str()).collect()
+    }
+    /// Who owns it (whom to ask about rotation).
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+    /// How often it must be rotated, if declared.
+    pub fn rotate_every(&self) -> Option<time::Duration> {
+        self.rotate_every.as_ref().map(|d| d.value)
+    }
+}
+
+/// Who may fetch for a task: peer uids/gids given as names or numbers.
+#[derive(Debug, Clone)]
+pub(crate) struct Runners {
+    pub(crate) span: Range<usize>,
+    pub(crate) users: Vec<Sp<String>>,
+    pub(crate) groups: Vec<Sp<String>>,
+}
+
+/// A monitoring task (`[tasks.NAME]`): what it needs, which credentials serve it, who runs it.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub(crate) span: Range<usize>,
+    pub(crate) needs: Vec<Sp<Scope>>,
+    pub(crate) credentials: Vec<Sp<String>>,
+    pub(crate) runners: Option<Runners>,
+    pub(crate) origin: Option<Sp<String>>,
+}
+
+impl Task {
+    /// The scopes it needs (invalid ones left out).
+    pub fn needs(&self) -> Vec<&str> {
+        self.needs.iter().map(|s| s.value.as_str()).collect()
+    }
+    /// The credentials it lists, in order.
+    pub fn credentials(&self) -> Vec<&str> {
+        self.credentials.iter().map(|s| s.value.as_str()).collect()
+    }
+    /// Users (names or numeric uids) who may fetch for it.
+    pub fn runner_users(&self) -> Vec<&str> {
+        self.runners
+            .iter()
+            .flat_map(|r| r.users.iter().map(|u| u.value.as_str()))
+            .collect()
+    }
+    /// Groups (names or numeric gids) whose members may fetch for it.
+    pub fn runner_groups(&self) -> Vec<&str> {
+        self.runners
+            .iter()
+            .flat_map(|r| r.groups.iter().map(|g| g.value.as_str()))
+            .collect()
+    }
+    /// The origin the task works on (normalised), if declared.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_ref().map(|o| o.value.as_str())
+    }
+}
+
+/// A reviewed, expiring exception to one finding (`[[exceptions]]`).
+#[derive(Debug, Clone)]
+pub struct Exception {
+    pub(crate) span: Range<usize>,
+    pub(crate) rule: Sp<String>,
+    pub(crate) credential: Option<Sp<String>>,
+    pub(crate) task: Option<Sp<String>>,
+    pub(crate) scopes: Vec<Sp<Scope>>,
+    pub(crate) reason: Option<Sp<String>>,
+    pub(crate) expires: Option<Sp<time::Date>>,
+}
+
+impl Exception {
+    /// The rule id it excepts.
+    pub fn rule(&self) -> &str {
+        &self.rule.value
+    }
+    /// Whether it is in force on `today`: it has a reason and an expiry, and `today` is before
+    /// the expiry date (an exception expiring on 2027-03-01 stops hiding on that day).
+    pub fn in_force(&self, today: time::Date) -> bool {
+        self.reason
+            .as_ref()
+            .is_some_and(|r| !r.value.trim().is_empty())
+            && self.expires.as_ref().is_some_and(|e| today < e.value)
+    }
+    /// The scopes it names, sorted.
+    pub(crate) fn scope_set(&self) -> Vec<String> {
+        let set: BTreeSet<String> = self.scopes.iter().map(|s| s.value.to_string()).collect();
+        set.into_iter().collect()
+    }
+}
+
+/// Something the lenient parse found that makes the policy invalid but still lintable:
+/// reported by the lint as an `invalid-scope` or `implies-cycle` finding, refused by
+/// [`Policy::parse`].
+#[derive(Debug, Clone)]
+pub(crate) struct Problem {
+    pub(crate) rule: &'static str,
+    pub(crate) span: Range<usize>,
+    pub(crate) message: String,
+    pub(crate) help: String,
+    pub(crate) credential: Option<String>,
+    pub(crate) task: Option<String>,
+    pub(crate) scopes: Vec<String>,
+}
+
+/// A parsed, validated policy. Every element keeps the byte range it came from, so findings
+/// point at `file:line:col`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) path: String,
+    /// The text it was parsed from: findings point into it.
+    pub(crate) source: std::sync::Arc<str>,
+    pub(crate) enforce: Enforce,
+    pub(crate) max_credential_age: Option<Sp<time::Duration>>,
+    pub(crate) catalog: BTreeMap<String, CatalogEntry>,
+    pub(crate) credentials: BTreeMap<String, CredentialDecl>,
+    pub(crate) tasks: BTreeMap<String, Task>,
+    pub(crate) exceptions: Vec<Exception>,
+    pub(crate) problems: Vec<Problem>,
+    /// Per catalog key: every scope it implies, transitively (itself excluded), sorted.
+    pub(crate) closures: BTreeMap<String, Vec<Scope>>,
+}
+
+/// The scope check for one (task, credential) pair: what the credential can do beyond what the
+/// task needs. The daemon uses it at runtime; the lint's `scope-exceeds-task` uses the same code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Effective scopes of the credential not needed by the task, sorted.
+    pub excess: Vec<String>,
+    /// The subset of `excess` that is, or grants, a catalog scope of risk `high` the task
+    /// does not need.
+    pub high_risk: Vec<String>,
+    /// An exception in force (rule `scope-exceeds-task`, this credential and task) covers
+    /// exactly this excess.
+    pub excepted: bool,
+}
+
+impl Grant {
+    /// Whether the credential grants nothing beyond the task's needs.
+    pub fn is_exact(&self) -> bool {
+        self.excess.is_empty()
+    }
+}
+
+/// Metadata of the vault the `--vault` rules need, as plain input (the policy module knows no
+/// vault): which declared credentials have a secret, and when each was last rotated.
+#[derive(Debug, Clone, Default)]
+pub struct VaultMeta {
+    /// Stored credentials by name.
+    pub credentials: BTreeMap<String, CredentialMeta>,
+}
+
+/// What the lint needs to know about one stored credential.
+#[derive(Debug, Clone)]
+pub struct CredentialMeta {
+    /// Whether a secret value is stored for it.
+    pub has_secret: bool,
+    /// When its secret was last set or rotated.
+    pub rotated: time::OffsetDateTime,
+}
+
+/// Read a policy file: refuse files over [`MAX_POLICY_BYTES`] before reading them in full, and
+/// non-UTF-8 text with the place of the first bad byte.
+pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
+    let shown = path.display().to_string();
+    let io = |error| PolicyError::Io {
+        path: shown.clone(),
+        error,
+    };
+    let file = File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
+        return Err(io(std::io::Error::other("it is a directory")));
+    }
+    if meta.len() > MAX_POLICY_BYTES {
+        return Err(PolicyError::TooLarge {
+            path: shown,
+            size: meta.len(),
+            limit: MAX_POLICY_BYTES,
+        });
+    }
+    // Not every file reports its size (pipes, /dev/zero): cap the read itself too.
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(PolicyError::TooLarge {
+            path: shown,
+            size: bytes.len() as u64,
+            limit: MAX_POLICY_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line_start = bytes[..offset]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
+        let column = String::from_utf8_lossy(&bytes[line_start..offset])
+            .chars()
+            .count()
+            + 1;
+        PolicyError::NotUtf8 {
+            path: shown,
+            line,
+            column,
+            offset,
+        }
+    })
+}
+
+impl Policy {
+    /// Parse policy.toml text. `path` is only used in messages. Any text that is not a valid
+    /// policy is an error carrying `file:line:col`: TOML syntax, wrong types, unknown keys
+    /// (with a "did you mean"), bad durations or dates, scopes that break the grammar, and
+    /// cycles in the catalog's `implies`.
+    pub fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
+        let policy = parse::parse(source, path)?;
+        if let Some(p) = policy.problems.first() {
+            return Err(PolicyError::invalid(
+                path,
+                source,
+                p.span.clone(),
+                format!("{}; {}", p.message, p.help),
+            ));
+        }
+        Ok(policy)
+    }
+
+    /// Like [`Policy::parse`], but invalid scopes and `implies` cycles are kept as findings for
+    /// the lint (the offending scope is left out of the model) instead of stopping at the first.
+    pub(crate) fn parse_lenient(source: &str, path: &str) -> Result<Policy, PolicyError> {
+        parse::parse(source, path)
+    }
+
+    /// Canonical TOML of the model: sections and names sorted, lists sorted and de-duplicated,
+    /// values normalised. Parsing it gives a policy whose canonical TOML is byte-identical.
+    pub fn to_canonical_toml(&self) -> String {
+        canonical::write(self)
+    }
+
+    /// The file name used in messages.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// What the daemon does with an over-scoped credential.
+    pub fn enforce(&self) -> Enforce {
+        self.enforce
+    }
+
+    /// The rotation threshold of `[settings] max_credential_age`, if set.
+    pub fn max_credential_age(&self) -> Option<time::Duration> {
+        self.max_credential_age.as_ref().map(|d| d.value)
+    }
+
+    /// A task by name.
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.get(name)
+    }
+
+    /// Every task, sorted by name.
+    pub fn tasks(&self) -> impl Iterator<Item = (&str, &Task)> {
+        self.tasks.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// A declared credential by name.
+    pub fn credential(&self, name: &str) -> Option<&CredentialDecl> {
+        self.credentials.get(name)
+    }
+
+    /// Every declared credential, sorted by name.
+    pub fn credentials(&self) -> impl Iterator<Item = (&str, &CredentialDecl)> {
+        self.credentials.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The scope catalog, sorted by scope.
+    pub fn catalog(&self) -> impl Iterator<Item = (&str, &CatalogEntry)> {
+        self.catalog.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The exceptions, in file order.
+    pub fn exceptions(&self) -> &[Exception] {
+        &self.exceptions
+    }
+
+    /// The runtime scope check. `excess` are the effective scopes of `credential` not needed by
+    /// `task`. An undeclared task needs nothing (everything is excess); an undeclared credential
+    /// grants nothing. This does not check that the task lists the credential: authorisation
+    /// is the caller's job.
+    pub fn check_grant(&self, task: &str, credential: &str, today: time::Date) -> Grant {
+        let Some(cred) = self.credentials.get(credential) else {
+            return Grant::default();
+        };
+        let t = self.tasks.get(task);
+        let needed = self.expand(t.map(|t| t.needs.as_slice()).unwrap_or(&[]));
+        let mut needs = GrantSet::default();
+        for s in &needed {
+            needs.insert(s);
+        }
+        let (excess, high_risk) = self.excess(&needs, cred);
+        let excepted = !excess.is_empty() && self.excepted(task, credential, &excess, today);
+        Grant {
+            excess,
+            high_risk,
+            excepted,
+        }
+    }
+
+    /// Whether an exception in force for `scope-exceeds-task` covers exactly `excess`.
+    pub(crate) fn excepted(
+        &self,
+        task: &str,
+        credential: &str,
+        excess: &[String],
+        today: time::Date,
+    ) -> bool {
+        self.exceptions.iter().any(|e| {
+            e.rule.value == "scope-exceeds-task"
+                && e.credential.as_ref().is_some_and(|c| c.value == credential)
+                && e.task.as_ref().is_some_and(|t| t.value == task)
+                && e.scope_set() == excess
+                && e.in_force(today)
+        })
+    }
+
+    /// Excess and high-risk excess of `cred` against the (expanded) needs of a task.
+    pub(crate) fn excess(
+        &self,
+        needs: &GrantSet<'_>,
+        cred: &CredentialDecl,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut excess = Vec::new();
+        let mut high = Vec::new();
+        for e in &cred.effective {
+            if needs.grants(e) {
+                continue;
+            }
+            excess.push(e.to_string());
+            if self.grants_unneeded_high_risk(e, needs) {
+                high.push(e.to_string());
+            }
+        }
+        (excess, high)
+    }
+
+    /// Whether `s` is, or grants, a high-risk catalog scope that `needs` does not grant.
+    fn grants_unneeded_high_risk(&self, s: &Scope, needs: &GrantSet<'_>) -> bool {
+        self.catalog_granted_by(s).any(|(k, entry)| {
+            entry.risk == Risk::High && Scope::parse(k).map(|k| !needs.grants(&k)).unwrap_or(false)
+        })
+    }
+
+    /// The catalog entries `s` grants: itself, or everything under a wildcard. A range scan of
+    /// the sorted catalog, so cost follows the number of matches, not the catalog size.
+    pub(crate) fn catalog_granted_by<'p>(
+        &'p self,
+        s: &'p Scope,
+    ) -> Box<dyn Iterator<Item = (&'p String, &'p CatalogEntry)> + 'p> {
+        if !s.is_wildcard() {
+            return Box::new(self.catalog.get_key_value(s.as_str()).into_iter());
+        }
+        let prefix = s.prefix();
+        Box::new(
+            self.catalog
+                .range::<str, _>((
+                    std::ops::Bound::Included(prefix),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(move |(k, _)| k.starts_with(prefix))
+                .filter(move |(k, _)| Scope::parse(k).is_ok_and(|k| s.grants(&k))),
+        )
+    }
+
+    /// `scopes` expanded by the catalog's implies (transitively), sorted, de-duplicated.
+    pub(crate) fn expand(&self, scopes: &[Sp<Scope>]) -> Vec<Scope> {
+        let mut out: BTreeSet<Scope> = BTreeSet::new();
+        for s in scopes {
+            out.insert(s.value.clone());
+            if self.closures.is_empty() {
+                continue;
+            }
+            for (k, _) in self.catalog_granted_by(&s.value) {
+                if let Some(c) = self.closures.get(k) {
+                    out.extend(c.iter().cloned());
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

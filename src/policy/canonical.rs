@@ -1,0 +1,131 @@
+//! Canonical TOML of a [`Policy`]: what `scopevault policy export` prints.
+//!
+//! Sections in a fixed order, names sorted, lists sorted and de-duplicated, origins and
+//! durations normalised, defaults written out. Parsing the output and writing it again gives
+//! the same bytes (a fixed point, tested).
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use super::parse::format_duration;
+use super::{Policy, Sp};
+
+/// A TOML string literal (basic string, escaped by the toml crate).
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// A key: bare when it can be, quoted otherwise.
+fn key(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        s.to_owned()
+    } else {
+        q(s)
+    }
+}
+
+fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let set: BTreeSet<&str> = items.into_iter().collect();
+    let inner: Vec<String> = set.into_iter().map(q).collect();
+    format!("[{}]", inner.join(", "))
+}
+
+fn strs<T: AsRef<str>>(v: &[Sp<T>]) -> impl Iterator<Item = &str> {
+    v.iter().map(|s| s.value.as_ref())
+}
+
+pub(crate) fn write(p: &Policy) -> String {
+    let mut o = String::new();
+    // `write!` to a String cannot fail; the results are ignored on purpose.
+    let _ = writeln!(o, "version = 1");
+    let _ = writeln!(o, "\n[settings]");
+    let _ = writeln!(o, "enforce = {}", q(p.enforce.as_str()));
+    if let Some(d) = &p.max_credential_age {
+        let _ = writeln!(o, "max_credential_age = {}", q(&format_duration(d.value)));
+    }
+    for (name, e) in &p.catalog {
+        let _ = writeln!(o, "\n[scopes.{}]", key(name));
+        let _ = writeln!(o, "risk = {}", q(e.risk.as_str()));
+        let _ = writeln!(
+            o,
+            "implies = {}",
+            list(e.implies.iter().map(|s| s.value.as_str()))
+        );
+        if let Some(d) = &e.description {
+            let _ = writeln!(o, "description = {}", q(d));
+        }
+    }
+    for (name, c) in &p.credentials {
+        let _ = writeln!(o, "\n[credentials.{}]", key(name));
+        let _ = writeln!(o, "kind = {}", q(c.kind.value.as_str()));
+        let _ = writeln!(
+            o,
+            "scopes = {}",
+            list(c.scopes.iter().map(|s| s.value.as_str()))
+        );
+        let _ = writeln!(o, "origins = {}", list(strs(&c.origins)));
+        if let Some(owner) = &c.owner {
+            let _ = writeln!(o, "owner = {}", q(owner));
+        }
+        if let Some(d) = &c.rotate_every {
+            let _ = writeln!(o, "rotate_every = {}", q(&format_duration(d.value)));
+        }
+    }
+    for (name, t) in &p.tasks {
+        let _ = writeln!(o, "\n[tasks.{}]", key(name));
+        let _ = writeln!(
+            o,
+            "needs = {}",
+            list(t.needs.iter().map(|s| s.value.as_str()))
+        );
+        let _ = writeln!(o, "credentials = {}", list(strs(&t.credentials)));
+        if let Some(r) = &t.runners {
+            let _ = writeln!(
+                o,
+                "runners = {{ users = {}, groups = {} }}",
+                list(strs(&r.users)),
+                list(strs(&r.groups))
+            );
+        }
+        if let Some(origin) = &t.origin {
+            let _ = writeln!(o, "origin = {}", q(&origin.value));
+        }
+    }
+    let mut exceptions: Vec<String> = p
+        .exceptions
+        .iter()
+        .map(|e| {
+            let mut s = String::new();
+            let _ = writeln!(s, "\n[[exceptions]]");
+            let _ = writeln!(s, "rule = {}", q(&e.rule.value));
+            if let Some(c) = &e.credential {
+                let _ = writeln!(s, "credential = {}", q(&c.value));
+            }
+            if let Some(t) = &e.task {
+                let _ = writeln!(s, "task = {}", q(&t.value));
+            }
+            let _ = writeln!(
+                s,
+                "scopes = {}",
+                list(e.scopes.iter().map(|x| x.value.as_str()))
+            );
+            if let Some(r) = &e.reason {
+                let _ = writeln!(s, "reason = {}", q(&r.value));
+            }
+            if let Some(x) = &e.expires {
+                let _ = writeln!(s, "expires = {}", q(&x.value.to_string()));
+            }
+            s
+        })
+        .collect();
+    // Sorting the rendered blocks orders exceptions by rule, credential, task, … at once.
+    exceptions.sort();
+    exceptions.dedup();
+    for e in exceptions {
+        o.push_str(&e);
+    }
+    o
+}

@@ -1,0 +1,166 @@
+//! Errors of reading and parsing a policy, and byte-offset → line:column conversion.
+
+use std::ops::Range;
+
+/// Why a policy could not be read or parsed. Every variant that concerns the text carries the
+/// place (`file:line:col`) in its `Display`, and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the policy: {error}; check the path and its permissions")]
+    Io {
+        /// The file, as given.
+        path: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The file is larger than [`crate::policy::MAX_POLICY_BYTES`]; it was not read in full.
+    #[error("{path}: the policy is larger than the {limit}-byte limit ({size}); is this the right file? Split very large policies")]
+    TooLarge {
+        /// The file, as given.
+        path: String,
+        /// The size seen (at least `limit + 1`).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file is not UTF-8.
+    #[error("{path}:{line}:{column}: the policy is not valid UTF-8 (byte offset {offset}); save it as UTF-8")]
+    NotUtf8 {
+        /// The file, as given.
+        path: String,
+        /// 1-based line of the first invalid byte.
+        line: usize,
+        /// 1-based column (in characters) of the first invalid byte.
+        column: usize,
+        /// Byte offset of the first invalid byte.
+        offset: usize,
+    },
+    /// The text is not a valid policy: TOML syntax, a wrong type, an unknown key, a bad value.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file, as given.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// The byte range of the offending text.
+        span: Range<usize>,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl PolicyError {
+    /// The byte range of the offending text, when the error concerns a place in the text.
+    pub fn span(&self) -> Option<Range<usize>> {
+        match self {
+            PolicyError::Invalid { span, .. } => Some(span.clone()),
+            PolicyError::NotUtf8 { offset, .. } => Some(*offset..*offset + 1),
+            _ => None,
+        }
+    }
+
+    /// The message alone, without the `file:line:col:` prefix (for rustc-style rendering).
+    pub fn message(&self) -> String {
+        match self {
+            PolicyError::Invalid { message, .. } => message.clone(),
+            PolicyError::NotUtf8 { offset, .. } => {
+                format!("the policy is not valid UTF-8 (byte offset {offset}); save it as UTF-8")
+            }
+            other => other.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(path: &str, source: &str, span: Range<usize>, message: String) -> Self {
+        let idx = LineIndex::new(source);
+        let (line, column) = idx.line_col(source, span.start);
+        PolicyError::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            span,
+            message,
+        }
+    }
+}
+
+/// Start offsets of every line, to turn byte offsets into line:column in O(log n).
+#[derive(Debug, Clone)]
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub(crate) fn new(source: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            source
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex { starts }
+    }
+
+    /// 1-based line and 1-based column (in characters) of byte `offset`, clamped to the text.
+    pub(crate) fn line_col(&self, source: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(source.len());
+        let line = match self.starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.starts[line];
+        let col = source
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(offset - start);
+        (line + 1, col + 1)
+    }
+
+    /// The text of 1-based line `line`, without its newline.
+    pub(crate) fn line_text<'s>(&self, source: &'s str, line: usize) -> &'s str {
+        let start = self.starts.get(line - 1).copied().unwrap_or(source.len());
+        let end = self.starts.get(line).map(|e| e - 1).unwrap_or(source.len());
+        let text = source.get(start..end.max(start)).unwrap_or("");
+        text.strip_suffix('\r').unwrap_or(text)
+    }
+}
+
+/// Closest candidate to `word` among `candidates`, if one is close enough to suggest.
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters_from_one() {
+        let src = "ab\nçd\nx";
+        let idx = LineIndex::new(src);
+        assert_eq!(idx.line_col(src, 0), (1, 1));
+        assert_eq!(idx.line_col(src, 3), (2, 1));
+        assert_eq!(idx.line_col(src, 5), (2, 2)); // after the 2-byte ç
+        assert_eq!(idx.line_col(src, 7), (3, 1));
+        assert_eq!(idx.line_text(src, 2), "çd");
+        assert_eq!(idx.line_text(src, 3), "x");
+    }
+
+    #[test]
+    fn did_you_mean_suggests_close_names_only() {
+        assert_eq!(did_you_mean("scope", ["kind", "scopes"]), Some("scopes"));
+        assert_eq!(did_you_mean("zzz", ["kind", "scopes"]), None);
+    }
+}

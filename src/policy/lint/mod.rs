@@ -1,0 +1,839 @@
+//! The lint: every rule of docs/lint-rules.md over a parsed [`Policy`], and the report in four
+//! formats (text, JSON, SARIF 2.1.0, JUnit).
+//!
+//! Every rule is near-linear in the size of the policy: findings are computed per task, per
+//! (task, listed credential) pair and per credential, with hash lookups for scope matching and
+//! exceptions, never a scan of all credentials per task.
+//!
+//! ```
+//! use scopevault::policy::lint::{lint_source, Class, LintOptions};
+//! let report = lint_source(r#"
+//! version = 1
+//! [credentials.admin]
+//! kind = "login"
+//! scopes = ["shop:*"]
+//! [tasks.browse]
+//! needs = ["shop:catalog:read"]
+//! credentials = ["admin"]
+//! runners = { users = ["checkpoint"] }
+//! "#, "policy.toml", &LintOptions::new(time::macros::date!(2026 - 01 - 01))).unwrap();
+//! assert_eq!(report.blocking(Class::SecurityWarning), 2); // scope-exceeds-task, wildcard-scope
+//! ```
+
+mod render;
+mod rules;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
+
+use super::error::{did_you_mean, LineIndex};
+use super::scope::GrantSet;
+use super::{Policy, PolicyError, Scope, VaultMeta};
+
+pub use render::JSON_SCHEMA;
+pub use rules::{rule, Class, RuleInfo, RULES};
+
+/// What the lint needs besides the policy.
+#[derive(Debug, Clone)]
+pub struct LintOptions {
+    /// The date exceptions and rotation are judged against.
+    pub today: time::Date,
+    /// Vault metadata: when given, the vault rules (`missing-secret`, `rotation-overdue`) run.
+    pub vault: Option<VaultMeta>,
+}
+
+impl LintOptions {
+    /// Options for `today` with no vault.
+    pub fn new(today: time::Date) -> Self {
+        LintOptions { today, vault: None }
+    }
+}
+
+/// One finding of one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The rule id.
+    pub rule: &'static str,
+    /// The rule's class.
+    pub class: Class,
+    /// What is wrong, naming the credential, task and scopes.
+    pub message: String,
+    /// How to fix it.
+    pub help: String,
+    /// Byte range of the offending text in the policy.
+    pub span: Range<usize>,
+    /// 1-based line of the start of `span`.
+    pub line: usize,
+    /// 1-based column (characters) of the start of `span`.
+    pub column: usize,
+    /// 1-based line of the end of `span`.
+    pub end_line: usize,
+    /// 1-based column (characters) just past the end of `span`.
+    pub end_column: usize,
+    /// The credential concerned, if any.
+    pub credential: Option<String>,
+    /// The task concerned, if any.
+    pub task: Option<String>,
+    /// The scopes concerned (sorted), if any.
+    pub scopes: Vec<String>,
+    /// Whether an exception in force hides it (left out of text and SARIF, flagged in JSON).
+    pub excepted: bool,
+}
+
+/// The outcome of a lint run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    path: String,
+    source: std::sync::Arc<str>,
+    findings: Vec<Finding>,
+    vault_rules_ran: bool,
+}
+
+/// Counts of findings that are not excepted, per class, and of excepted ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Errors.
+    pub error: usize,
+    /// Security warnings.
+    pub security_warning: usize,
+    /// Warnings.
+    pub warning: usize,
+    /// Suggestions.
+    pub suggestion: usize,
+    /// Findings hidden by an exception in force.
+    pub excepted: usize,
+}
+
+impl Counts {
+    /// The count of one class.
+    pub fn of(&self, class: Class) -> usize {
+        match class {
+            Class::Error => self.error,
+            Class::SecurityWarning => self.security_warning,
+            Class::Warning => self.warning,
+            Class::Suggestion => self.suggestion,
+        }
+    }
+}
+
+impl Report {
+    /// The policy file name used in messages.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Every finding, excepted ones included, sorted by place then rule.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// Whether the vault rules ran.
+    pub fn vault_rules_ran(&self) -> bool {
+        self.vault_rules_ran
+    }
+
+    /// Findings per class (excepted ones counted apart).
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for f in &self.findings {
+            if f.excepted {
+                c.excepted += 1;
+                continue;
+            }
+            match f.class {
+                Class::Error => c.error += 1,
+                Class::SecurityWarning => c.security_warning += 1,
+                Class::Warning => c.warning += 1,
+                Class::Suggestion => c.suggestion += 1,
+            }
+        }
+        c
+    }
+
+    /// How many findings block when `deny` is the least severe blocking class (`lint` uses
+    /// [`Class::SecurityWarning`] by default; `policy apply` uses [`Class::Error`]).
+    pub fn blocking(&self, deny: Class) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| !f.excepted && f.class.blocks_at(deny))
+            .count()
+    }
+
+    /// Whether the policy itself is invalid (an `invalid-scope` or `implies-cycle` finding):
+    /// [`Policy::parse`] refuses such a policy, and `lint` exits 2 after reporting.
+    pub fn policy_invalid(&self) -> bool {
+        self.findings
+            .iter()
+            .any(|f| f.rule == "invalid-scope" || f.rule == "implies-cycle")
+    }
+
+    /// The summary line: counts per class, e.g.
+    /// `policy.toml: 1 error, 2 security warnings, 0 warnings, 0 suggestions (1 excepted)`.
+    pub fn summary(&self) -> String {
+        let c = self.counts();
+        let n =
+            |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        let mut s = format!(
+            "{}: {}, {}, {}, {}",
+            self.path,
+            n(c.error, "error", "errors"),
+            n(c.security_warning, "security warning", "security warnings"),
+            n(c.warning, "warning", "warnings"),
+            n(c.suggestion, "suggestion", "suggestions"),
+        );
+        if c.excepted > 0 {
+            s.push_str(&format!(" ({} excepted)", c.excepted));
+        }
+        s
+    }
+}
+
+/// Parse `source` leniently (invalid scopes and `implies` cycles become findings instead of
+/// stopping the parse) and lint it. Errors are the parse errors [`Policy::parse`] also gives.
+pub fn lint_source(source: &str, path: &str, opts: &LintOptions) -> Result<Report, PolicyError> {
+    let policy = Policy::parse_lenient(source, path)?;
+    Ok(lint(&policy, opts))
+}
+
+/// Lint a parsed policy (its findings point into the text it was parsed from, which the
+/// policy keeps).
+pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
+    let source: &str = &policy.source;
+    let mut l = Linter {
+        policy,
+        opts,
+        raw: Vec::new(),
+    };
+    l.problems();
+    l.tasks();
+    l.credentials();
+    l.undeclared_scopes();
+    if let Some(v) = &opts.vault {
+        l.vault(v);
+    }
+    l.exceptions();
+    let idx = LineIndex::new(source);
+    let mut findings: Vec<Finding> = l
+        .raw
+        .into_iter()
+        .map(|r| {
+            let (line, column) = idx.line_col(source, r.span.start);
+            let (end_line, end_column) = idx.line_col(source, r.span.end);
+            let mut scopes = r.scopes;
+            if r.rule != "implies-cycle" {
+                scopes.sort();
+                scopes.dedup();
+            }
+            Finding {
+                rule: r.rule,
+                class: rule(r.rule).map_or(Class::Error, |i| i.class),
+                message: r.message,
+                help: r.help,
+                span: r.span,
+                line,
+                column,
+                end_line,
+                end_column,
+                credential: r.credential,
+                task: r.task,
+                scopes,
+                excepted: r.excepted,
+            }
+        })
+        .collect();
+    findings.sort_by(|a, b| {
+        (a.span.start, a.rule, &a.task, &a.credential).cmp(&(
+            b.span.start,
+            b.rule,
+            &b.task,
+            &b.credential,
+        ))
+    });
+    Report {
+        path: policy.path.clone(),
+        source: policy.source.clone(),
+        findings,
+        vault_rules_ran: opts.vault.is_some(),
+    }
+}
+
+/// Number of uses of a scope, and the place, credential and task of its first use.
+type FirstUse = (usize, Range<usize>, Option<String>, Option<String>);
+
+struct Raw {
+    rule: &'static str,
+    message: String,
+    help: String,
+    span: Range<usize>,
+    credential: Option<String>,
+    task: Option<String>,
+    scopes: Vec<String>,
+    excepted: bool,
+}
+
+struct Linter<'a> {
+    policy: &'a Policy,
+    opts: &'a LintOptions,
+    raw: Vec<Raw>,
+}
+
+fn ticks<S: AsRef<str>>(items: &[S]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{}`", s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+impl<'a> Linter<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        rule: &'static str,
+        span: Range<usize>,
+        message: String,
+        help: String,
+        credential: Option<&str>,
+        task: Option<&str>,
+        scopes: Vec<String>,
+    ) {
+        self.raw.push(Raw {
+            rule,
+            message,
+            help,
+            span,
+            credential: credential.map(str::to_owned),
+            task: task.map(str::to_owned),
+            scopes,
+            excepted: false,
+        });
+    }
+
+    fn problems(&mut self) {
+        for p in &self.policy.problems {
+            self.push(
+                p.rule,
+                p.span.clone(),
+                p.message.clone(),
+                p.help.clone(),
+                p.credential.as_deref(),
+                p.task.as_deref(),
+                p.scopes.clone(),
+            );
+        }
+    }
+
+    /// unknown-credential, missing-scope, scope-exceeds-task, high-risk-scope-unneeded,
+    /// origin-mismatch, task-without-runners: one pass over tasks and their listed credentials.
+    fn tasks(&mut self) {
+        let p = self.policy;
+        // Suggestions compare against every credential name: skip them for huge policies so a
+        // policy full of typos stays linear.
+        let suggest = p.credentials.len() <= 5_000;
+        for (tname, task) in &p.tasks {
+            let needed = p.expand(&task.needs);
+            let mut needs = GrantSet::default();
+            for s in &needed {
+                needs.insert(s);
+            }
+            let mut granted = GrantSet::default();
+            for cref in &task.credentials {
+                let cname = cref.value.as_str();
+                let Some(cred) = p.credentials.get(cname) else {
+                    let hint = if suggest {
+                        did_you_mean(cname, p.credentials.keys().map(String::as_str))
+                    } else {
+                        None
+                    };
+                    let help = match hint {
+                        Some(h) => format!("did you mean `{h}`? Otherwise declare [credentials.{cname}] or remove it from the task"),
+                        None => format!("declare [credentials.{cname}], or remove it from the task's `credentials`"),
+                    };
+                    self.push(
+                        "unknown-credential",
+                        cref.span.clone(),
+                        format!("task `{tname}` lists credential `{cname}`, which is not declared"),
+                        help,
+                        Some(cname),
+                        Some(tname),
+                        vec![],
+                    );
+                    continue;
+                };
+                for e in &cred.effective {
+                    granted.insert(e);
+                }
+                let (excess, high) = p.excess(&needs, cred);
+                if !excess.is_empty() {
+                    let high_note = if high.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; high risk: {}", ticks(&high))
+                    };
+                    self.push(
+                        "scope-exceeds-task",
+                        cref.span.clone(),
+                        format!(
+                            "credential `{cname}` grants {} task `{tname}` does not need: {}{high_note}",
+                            plural(excess.len(), "scope", "scopes"),
+                            ticks(&excess)
+                        ),
+                        format!(
+                            "give task `{tname}` a credential with only {}, or narrow `{cname}`; if this is reviewed and temporary, add an [[exceptions]] entry with rule = \"scope-exceeds-task\", credential = \"{cname}\", task = \"{tname}\", scopes = [{}]",
+                            if task.needs.is_empty() { "what it needs".to_owned() } else { ticks(&task.needs.iter().map(|n| n.value.as_str()).collect::<Vec<_>>()) },
+                            excess.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+                        ),
+                        Some(cname),
+                        Some(tname),
+                        excess,
+                    );
+                }
+                if !high.is_empty() {
+                    self.push(
+                        "high-risk-scope-unneeded",
+                        cref.span.clone(),
+                        format!(
+                            "credential `{cname}` gives task `{tname}` high-risk {} it does not need: {}",
+                            if high.len() == 1 { "scope" } else { "scopes" },
+                            ticks(&high)
+                        ),
+                        format!("remove {} from `{cname}`, or give task `{tname}` a narrower credential", ticks(&high)),
+                        Some(cname),
+                        Some(tname),
+                        high,
+                    );
+                }
+                if let Some(origin) = &task.origin {
+                    if !cred.origins.iter().any(|o| o.value == origin.value) {
+                        let declared = if cred.origins.is_empty() {
+                            "declares no origins".to_owned()
+                        } else {
+                            format!(
+                                "is for {}",
+                                ticks(
+                                    &cred
+                                        .origins
+                                        .iter()
+                                        .map(|o| o.value.as_str())
+                                        .collect::<Vec<_>>()
+                                )
+                            )
+                        };
+                        self.push(
+                            "origin-mismatch",
+                            origin.span.clone(),
+                            format!(
+                                "task `{tname}` works on `{}`, but its credential `{cname}` {declared}",
+                                origin.value
+                            ),
+                            format!(
+                                "add \"{}\" to the `origins` of `{cname}` if it is meant for that site, or use a credential issued for it",
+                                origin.value
+                            ),
+                            Some(cname),
+                            Some(tname),
+                            vec![],
+                        );
+                    }
+                }
+            }
+            for need in &task.needs {
+                if !granted.grants(&need.value) {
+                    self.push(
+                        "missing-scope",
+                        need.span.clone(),
+                        format!(
+                            "task `{tname}` needs `{}`, which none of its credentials grants",
+                            need.value
+                        ),
+                        if task.credentials.is_empty() {
+                            format!("list a credential that grants `{}` in the task's `credentials`", need.value)
+                        } else {
+                            format!(
+                                "add `{}` to the scopes of one of {}, or list a credential that grants it",
+                                need.value,
+                                ticks(&task.credentials.iter().map(|c| c.value.as_str()).collect::<Vec<_>>())
+                            )
+                        },
+                        None,
+                        Some(tname),
+                        vec![need.value.to_string()],
+                    );
+                }
+            }
+            let nobody = task
+                .runners
+                .as_ref()
+                .is_none_or(|r| r.users.is_empty() && r.groups.is_empty());
+            if nobody {
+                let span = task
+                    .runners
+                    .as_ref()
+                    .map_or(task.span.clone(), |r| r.span.clone());
+                self.push(
+                    "task-without-runners",
+                    span,
+                    format!("nobody may fetch for task `{tname}`: it has no runner users or groups"),
+                    format!("add `runners = {{ users = [\"checkpoint\"] }}` (the user the checks run as) to [tasks.{tname}]"),
+                    None,
+                    Some(tname),
+                    vec![],
+                );
+            }
+        }
+    }
+
+    /// unused-credential, shared-credential, wildcard-scope.
+    fn credentials(&mut self) {
+        let p = self.policy;
+        // credential → the distinct need sets of the tasks that list it (and one task per set).
+        let mut users: HashMap<&str, BTreeMap<Vec<&str>, Vec<&str>>> = HashMap::new();
+        for (tname, task) in &p.tasks {
+            let mut key: Vec<&str> = task.needs.iter().map(|n| n.value.as_str()).collect();
+            key.sort_unstable();
+            key.dedup();
+            let mut seen = HashSet::new();
+            for c in &task.credentials {
+                if seen.insert(c.value.as_str()) {
+                    users
+                        .entry(c.value.as_str())
+                        .or_default()
+                        .entry(key.clone())
+                        .or_default()
+                        .push(tname);
+                }
+            }
+        }
+        for (cname, cred) in &p.credentials {
+            match users.get(cname.as_str()) {
+                None => self.push(
+                    "unused-credential",
+                    cred.span.clone(),
+                    format!("no task uses credential `{cname}`"),
+                    format!("remove [credentials.{cname}] (and revoke it in the target system), or list it in the task that needs it"),
+                    Some(cname),
+                    None,
+                    vec![],
+                ),
+                Some(sets) if sets.len() > 1 => {
+                    let mut tasks: Vec<&str> = sets.values().flatten().copied().collect();
+                    tasks.sort_unstable();
+                    let shown = if tasks.len() > 10 {
+                        format!("{} and {} more", ticks(&tasks[..10]), tasks.len() - 10)
+                    } else {
+                        ticks(&tasks)
+                    };
+                    self.push(
+                        "shared-credential",
+                        cred.span.clone(),
+                        format!(
+                            "credential `{cname}` serves {} tasks with {} different sets of needs: {shown}",
+                            tasks.len(),
+                            sets.len()
+                        ),
+                        format!("give each of these tasks (or each group with the same needs) its own credential instead of `{cname}`"),
+                        Some(cname),
+                        None,
+                        vec![],
+                    );
+                }
+                Some(_) => {}
+            }
+            let wild: Vec<&super::Sp<Scope>> = cred
+                .scopes
+                .iter()
+                .filter(|s| s.value.is_wildcard())
+                .collect();
+            if let Some(first) = wild.first() {
+                let names: Vec<String> = wild.iter().map(|s| s.value.to_string()).collect();
+                self.push(
+                    "wildcard-scope",
+                    first.span.clone(),
+                    format!(
+                        "credential `{cname}` holds wildcard {} {}",
+                        if names.len() == 1 { "scope" } else { "scopes" },
+                        ticks(&names)
+                    ),
+                    format!(
+                        "list the exact scopes `{cname}` needs instead of {}",
+                        ticks(&names)
+                    ),
+                    Some(cname),
+                    None,
+                    names,
+                );
+            }
+        }
+    }
+
+    /// undeclared-scope: once per distinct scope, at its first use, when a catalog exists.
+    fn undeclared_scopes(&mut self) {
+        let p = self.policy;
+        if p.catalog.is_empty() {
+            return;
+        }
+        let declared = |s: &Scope| {
+            p.catalog.contains_key(s.as_str())
+                || s.granting_wildcards()
+                    .iter()
+                    .any(|w| p.catalog.contains_key(w.as_str()))
+        };
+        // scope → (number of uses, first use, its credential, its task)
+        let mut uses: BTreeMap<String, FirstUse> = BTreeMap::new();
+        let mut note = |s: &super::Sp<Scope>, c: Option<&str>, t: Option<&str>| {
+            if declared(&s.value) {
+                return;
+            }
+            let e = uses.entry(s.value.to_string()).or_insert_with(|| {
+                (
+                    0,
+                    s.span.clone(),
+                    c.map(str::to_owned),
+                    t.map(str::to_owned),
+                )
+            });
+            e.0 += 1;
+            if s.span.start < e.1.start {
+                *e = (
+                    e.0,
+                    s.span.clone(),
+                    c.map(str::to_owned),
+                    t.map(str::to_owned),
+                );
+            }
+        };
+        for e in p.catalog.values() {
+            for s in &e.implies {
+                note(s, None, None);
+            }
+        }
+        for (cname, c) in &p.credentials {
+            for s in &c.scopes {
+                note(s, Some(cname), None);
+            }
+        }
+        for (tname, t) in &p.tasks {
+            for s in &t.needs {
+                note(s, None, Some(tname));
+            }
+        }
+        for (scope, (count, span, cred, task)) in uses {
+            let hint = if p.catalog.len() <= 5_000 {
+                did_you_mean(&scope, p.catalog.keys().map(String::as_str))
+            } else {
+                None
+            };
+            let help = match hint {
+                Some(h) => {
+                    format!("did you mean `{h}`? Otherwise add [scopes.\"{scope}\"] to the catalog")
+                }
+                None => format!(
+                    "add [scopes.\"{scope}\"] with its risk to the catalog, or fix its spelling"
+                ),
+            };
+            let also = if count > 1 {
+                format!(" (used {count} times)")
+            } else {
+                String::new()
+            };
+            self.push(
+                "undeclared-scope",
+                span,
+                format!("scope `{scope}` is not in the scope catalog{also}"),
+                help,
+                cred.as_deref(),
+                task.as_deref(),
+                vec![scope],
+            );
+        }
+    }
+
+    /// missing-secret, rotation-overdue.
+    fn vault(&mut self, v: &VaultMeta) {
+        let p = self.policy;
+        let today = self.opts.today;
+        for (cname, cred) in &p.credentials {
+            match v.credentials.get(cname) {
+                Some(m) if m.has_secret => {
+                    let period = cred
+                        .rotate_every
+                        .as_ref()
+                        .or(p.max_credential_age.as_ref())
+                        .map(|d| d.value);
+                    let Some(period) = period else { continue };
+                    let rotated = m.rotated.date();
+                    let age = today - rotated;
+                    if age > period {
+                        let span = cred
+                            .rotate_every
+                            .as_ref()
+                            .map_or(cred.span.clone(), |d| d.span.clone());
+                        self.push(
+                            "rotation-overdue",
+                            span,
+                            format!(
+                                "the secret of credential `{cname}` was last rotated on {rotated}, {} days ago, more than its rotation period of {}",
+                                age.whole_days(),
+                                super::parse::format_duration(period)
+                            ),
+                            format!("rotate `{cname}` in the target system and store it with `scopevault cred set {cname} --secret KEY`"),
+                            Some(cname),
+                            None,
+                            vec![],
+                        );
+                    }
+                }
+                _ => self.push(
+                    "missing-secret",
+                    cred.span.clone(),
+                    format!(
+                        "credential `{cname}` is declared but the vault holds no secret for it"
+                    ),
+                    format!(
+                        "store it with `scopevault cred add {cname} --kind {}`",
+                        cred.kind.value
+                    ),
+                    Some(cname),
+                    None,
+                    vec![],
+                ),
+            }
+        }
+    }
+
+    /// Exceptions: validate them, mark the finding each one hides, report expired ones and ones
+    /// that match nothing. Runs last, over every other finding.
+    fn exceptions(&mut self) {
+        let p = self.policy;
+        let today = self.opts.today;
+        type Key<'k> = (&'k str, Option<&'k str>, Option<&'k str>, Vec<String>);
+        let mut index: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
+        let snapshot: Vec<Key<'_>> = self
+            .raw
+            .iter()
+            .map(|r| {
+                let mut s = r.scopes.clone();
+                s.sort();
+                s.dedup();
+                (r.rule, r.credential.as_deref(), r.task.as_deref(), s)
+            })
+            .collect();
+        for (i, k) in snapshot.into_iter().enumerate() {
+            index.entry(k).or_default().push(i);
+        }
+        let mut new: Vec<Raw> = Vec::new();
+        let mut hide: Vec<usize> = Vec::new();
+        for e in &p.exceptions {
+            let cred = e.credential.as_ref().map(|c| c.value.as_str());
+            let task = e.task.as_ref().map(|t| t.value.as_str());
+            let scopes = e.scope_set();
+            let subject = describe(e.rule.value.as_str(), cred, task);
+            let mut invalid = |why: String, help: String, span: Range<usize>| {
+                new.push(Raw {
+                    rule: "invalid-exception",
+                    message: format!("invalid exception for {subject}: {why}"),
+                    help,
+                    span,
+                    credential: cred.map(str::to_owned),
+                    task: task.map(str::to_owned),
+                    scopes: scopes.clone(),
+                    excepted: false,
+                });
+            };
+            let info = match rule(&e.rule.value) {
+                Some(i) => i,
+                None => {
+                    let hint = did_you_mean(&e.rule.value, RULES.iter().map(|r| r.id));
+                    invalid(
+                        format!("there is no rule `{}`", e.rule.value),
+                        match hint {
+                            Some(h) => format!("did you mean `{h}`?"),
+                            None => "use a rule id from docs/lint-rules.md".to_owned(),
+                        },
+                        e.rule.span.clone(),
+                    );
+                    continue;
+                }
+            };
+            if !info.exceptable {
+                invalid(
+                    format!("rule `{}` cannot be excepted", info.id),
+                    "errors and the exception rules themselves cannot be excepted: fix the finding instead".to_owned(),
+                    e.rule.span.clone(),
+                );
+                continue;
+            }
+            if e.reason.as_ref().is_none_or(|r| r.value.trim().is_empty()) {
+                invalid(
+                    "it has no reason".to_owned(),
+                    "add `reason = \"…\"` saying why the finding is accepted and what will fix it"
+                        .to_owned(),
+                    e.reason.as_ref().map_or(e.span.clone(), |r| r.span.clone()),
+                );
+                continue;
+            }
+            let Some(expires) = &e.expires else {
+                invalid(
+                    "it has no expiry".to_owned(),
+                    "add `expires = \"YYYY-MM-DD\"`: exceptions are temporary by design".to_owned(),
+                    e.span.clone(),
+                );
+                continue;
+            };
+            if today >= expires.value {
+                new.push(Raw {
+                    rule: "exception-expired",
+                    message: format!(
+                        "the exception for {subject} expired on {}; the finding it hid is reported again",
+                        expires.value
+                    ),
+                    help: "fix the finding and remove the exception, or review it again and move `expires`".to_owned(),
+                    span: expires.span.clone(),
+                    credential: cred.map(str::to_owned),
+                    task: task.map(str::to_owned),
+                    scopes: scopes.clone(),
+                    excepted: false,
+                });
+                continue;
+            }
+            let key: Key<'_> = (info.id, cred, task, scopes.clone());
+            match index.get(&key) {
+                Some(found) => hide.extend(found.iter().copied()),
+                None => invalid(
+                    "it matches no finding".to_owned(),
+                    "copy rule, credential, task and scopes exactly from the finding it should hide (run `scopevault lint --format json`), or remove the exception if the finding is gone".to_owned(),
+                    e.span.clone(),
+                ),
+            }
+        }
+        for i in hide {
+            self.raw[i].excepted = true;
+        }
+        self.raw.extend(new);
+    }
+}
+
+/// "`scope-exceeds-task` (credential `a`, task `b`)".
+fn describe(rule: &str, cred: Option<&str>, task: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = cred {
+        parts.push(format!("credential `{c}`"));
+    }
+    if let Some(t) = task {
+        parts.push(format!("task `{t}`"));
+    }
+    if parts.is_empty() {
+        format!("`{rule}`")
+    } else {
+        format!("`{rule}` ({})", parts.join(", "))
+    }
+}
+
+/// The ids of every rule, in documentation order.
+pub fn rule_ids() -> Vec<&'static str> {
+    RULES.iter().map(|r| r.id).collect()
+}

@@ -1,0 +1,650 @@
+//! policy.toml → [`Policy`]: serde with `deny_unknown_fields` and spans, then validation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::did_you_mean;
+use super::{
+    CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Policy, PolicyError, Problem,
+    Risk, Runners, Scope, Sp, Task,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    version: Spanned<i64>,
+    #[serde(default)]
+    settings: Option<Spanned<RawSettings>>,
+    #[serde(default)]
+    scopes: BTreeMap<Spanned<String>, Spanned<RawCatalog>>,
+    #[serde(default)]
+    credentials: BTreeMap<Spanned<String>, Spanned<RawCredential>>,
+    #[serde(default)]
+    tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
+    #[serde(default)]
+    exceptions: Vec<Spanned<RawException>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    enforce: Option<Spanned<Enforce>>,
+    #[serde(default)]
+    max_credential_age: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    #[serde(default)]
+    risk: Option<Risk>,
+    #[serde(default)]
+    implies: Vec<Spanned<String>>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    kind: Spanned<CredentialKind>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
+    #[serde(default)]
+    origins: Vec<Spanned<String>>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    rotate_every: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    #[serde(default)]
+    needs: Vec<Spanned<String>>,
+    #[serde(default)]
+    credentials: Vec<Spanned<String>>,
+    #[serde(default)]
+    runners: Option<Spanned<RawRunners>>,
+    #[serde(default)]
+    origin: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunners {
+    #[serde(default)]
+    users: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawException {
+    rule: Spanned<String>,
+    #[serde(default)]
+    credential: Option<Spanned<String>>,
+    #[serde(default)]
+    task: Option<Spanned<String>>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
+    #[serde(default)]
+    reason: Option<Spanned<String>>,
+    #[serde(default)]
+    expires: Option<Spanned<toml::Value>>,
+}
+
+/// Turn serde's wording into ours, with a "did you mean" where one is close.
+fn rewrite_toml_message(msg: &str) -> String {
+    let msg = msg.trim_end();
+    let names = |rest: &str| -> Vec<String> {
+        rest.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    for (prefix, what) in [("unknown field `", "key"), ("unknown variant `", "value")] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            let Some((word, after)) = rest.split_once('`') else {
+                break;
+            };
+            let expected = names(after);
+            let list = expected
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return match did_you_mean(word, expected.iter().map(String::as_str)) {
+                Some(m) => format!("unknown {what} `{word}`; did you mean `{m}`?"),
+                None if expected.is_empty() => format!("unknown {what} `{word}`; remove it"),
+                None => format!("unknown {what} `{word}`; expected one of {list}"),
+            };
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        if let Some((word, _)) = rest.split_once('`') {
+            return format!("missing key `{word}`; add it");
+        }
+    }
+    msg.to_owned()
+}
+
+struct Ctx<'a> {
+    path: &'a str,
+    source: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, message: String) -> PolicyError {
+        PolicyError::invalid(self.path, self.source, span, message)
+    }
+
+    /// Parse a scope; an invalid one becomes an `invalid-scope` problem and is left out.
+    fn scope(
+        &mut self,
+        s: &Spanned<String>,
+        where_: &str,
+        credential: Option<&str>,
+        task: Option<&str>,
+    ) -> Option<Sp<Scope>> {
+        match Scope::parse(s.get_ref()) {
+            Ok(v) => Some(Sp {
+                value: v,
+                span: s.span(),
+            }),
+            Err(e) => {
+                self.problems.push(Problem {
+                    rule: "invalid-scope",
+                    span: s.span(),
+                    message: format!("invalid scope `{}` in {where_}", s.get_ref()),
+                    help: e.to_string(),
+                    credential: credential.map(str::to_owned),
+                    task: task.map(str::to_owned),
+                    scopes: vec![s.get_ref().clone()],
+                });
+                None
+            }
+        }
+    }
+
+    fn name(&self, n: &Spanned<String>, what: &str) -> Result<String, PolicyError> {
+        let v = n.get_ref();
+        let ok = !v.is_empty()
+            && v.len() <= 128
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(self.err(
+                n.span(),
+                format!("invalid {what} name {v:?}; use 1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`"),
+            ));
+        }
+        Ok(v.clone())
+    }
+
+    fn duration(&self, d: &Spanned<String>) -> Result<Sp<time::Duration>, PolicyError> {
+        match parse_duration(d.get_ref()) {
+            Some(v) => Ok(Sp {
+                value: v,
+                span: d.span(),
+            }),
+            None => Err(self.err(
+                d.span(),
+                format!(
+                    "invalid duration {:?}; write a positive whole number followed by d (days), w (weeks) or h (hours), e.g. \"90d\"",
+                    d.get_ref()
+                ),
+            )),
+        }
+    }
+
+    fn origin(&self, o: &Spanned<String>) -> Result<Sp<String>, PolicyError> {
+        match normalise_origin(o.get_ref()) {
+            Some(v) => Ok(Sp {
+                value: v,
+                span: o.span(),
+            }),
+            None => Err(self.err(
+                o.span(),
+                format!(
+                    "invalid origin {:?}; write scheme://host[:port], e.g. \"https://shop.example.com\"",
+                    o.get_ref()
+                ),
+            )),
+        }
+    }
+
+    fn principal(&self, p: &Spanned<String>, what: &str) -> Result<Sp<String>, PolicyError> {
+        let v = p.get_ref();
+        let ok = !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-$".contains(&b));
+        if !ok {
+            return Err(self.err(
+                p.span(),
+                format!("invalid {what} {v:?}; give a {what} name or a numeric id"),
+            ));
+        }
+        Ok(Sp {
+            value: v.clone(),
+            span: p.span(),
+        })
+    }
+}
+
+/// `90d`, `2w`, `12h` → a duration.
+pub(crate) fn parse_duration(s: &str) -> Option<time::Duration> {
+    let unit = s.chars().last()?;
+    let n: i64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
+    if n <= 0 || n > 100_000 || !s.as_bytes()[0].is_ascii_digit() {
+        return None;
+    }
+    match unit {
+        'd' => Some(time::Duration::days(n)),
+        'w' => Some(time::Duration::weeks(n)),
+        'h' => Some(time::Duration::hours(n)),
+        _ => None,
+    }
+}
+
+/// The canonical text of a duration: whole weeks are not folded, days stay days.
+pub(crate) fn format_duration(d: time::Duration) -> String {
+    if d.whole_hours() % 24 == 0 {
+        format!("{}d", d.whole_days())
+    } else {
+        format!("{}h", d.whole_hours())
+    }
+}
+
+/// `HTTPS://Shop.example.com/` → `https://shop.example.com`; `None` if not scheme://host.
+pub(crate) fn normalise_origin(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once("://")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let host_ok = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
+    (scheme_ok && host_ok).then(|| format!("{}://{}", scheme, rest).to_ascii_lowercase())
+}
+
+fn parse_date(v: &Spanned<toml::Value>, ctx: &Ctx<'_>) -> Result<Sp<time::Date>, PolicyError> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let text = match v.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(d) if d.time.is_none() && d.offset.is_none() => d.to_string(),
+        _ => String::new(),
+    };
+    match time::Date::parse(&text, &fmt) {
+        Ok(d) if text.len() == 10 => Ok(Sp {
+            value: d,
+            span: v.span(),
+        }),
+        _ => Err(ctx.err(
+            v.span(),
+            format!(
+                "invalid date {}; write an ISO 8601 date YYYY-MM-DD, e.g. \"2027-03-01\"",
+                v.get_ref()
+            ),
+        )),
+    }
+}
+
+pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
+    let is_blank = source
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if is_blank {
+        return Err(PolicyError::invalid(
+            path,
+            source,
+            0..0,
+            "the policy is empty; start it with `version = 1` (see examples/policy.toml)"
+                .to_owned(),
+        ));
+    }
+    let raw: RawPolicy = toml::from_str(source).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        PolicyError::invalid(path, source, span, rewrite_toml_message(e.message()))
+    })?;
+    let mut ctx = Ctx {
+        path,
+        source,
+        problems: Vec::new(),
+    };
+    if *raw.version.get_ref() != 1 {
+        return Err(ctx.err(
+            raw.version.span(),
+            format!(
+                "unsupported policy version {}; this scopevault reads `version = 1`",
+                raw.version.get_ref()
+            ),
+        ));
+    }
+    let (enforce, max_age) = match &raw.settings {
+        None => (Enforce::Warn, None),
+        Some(s) => {
+            let s = s.get_ref();
+            let max_age = match &s.max_credential_age {
+                Some(d) => Some(ctx.duration(d)?),
+                None => None,
+            };
+            (
+                s.enforce.as_ref().map_or(Enforce::Warn, |e| *e.get_ref()),
+                max_age,
+            )
+        }
+    };
+
+    let mut catalog = BTreeMap::new();
+    for (key, entry) in &raw.scopes {
+        let Some(scope) = ctx.scope(key, "the scope catalog", None, None) else {
+            continue;
+        };
+        let e = entry.get_ref();
+        let where_ = format!("`implies` of catalog scope `{}`", key.get_ref());
+        let implies = e
+            .implies
+            .iter()
+            .filter_map(|s| ctx.scope(s, &where_, None, None))
+            .collect();
+        catalog.insert(
+            scope.value.to_string(),
+            CatalogEntry {
+                span: key.span(),
+                risk: e.risk.unwrap_or(Risk::Medium),
+                implies,
+                description: e.description.clone(),
+            },
+        );
+    }
+
+    let mut credentials = BTreeMap::new();
+    for (key, c) in &raw.credentials {
+        let name = ctx.name(key, "credential")?;
+        let c = c.get_ref();
+        let where_ = format!("credential `{name}`");
+        let scopes = c
+            .scopes
+            .iter()
+            .filter_map(|s| ctx.scope(s, &where_, Some(&name), None))
+            .collect();
+        let origins = c
+            .origins
+            .iter()
+            .map(|o| ctx.origin(o))
+            .collect::<Result<_, _>>()?;
+        let rotate_every = match &c.rotate_every {
+            Some(d) => Some(ctx.duration(d)?),
+            None => None,
+        };
+        credentials.insert(
+            name,
+            CredentialDecl {
+                span: key.span(),
+                kind: Sp {
+                    value: *c.kind.get_ref(),
+                    span: c.kind.span(),
+                },
+                scopes,
+                origins,
+                owner: c.owner.clone(),
+                rotate_every,
+                effective: Vec::new(),
+            },
+        );
+    }
+
+    let mut tasks = BTreeMap::new();
+    for (key, t) in &raw.tasks {
+        let name = ctx.name(key, "task")?;
+        let t = t.get_ref();
+        let where_ = format!("the needs of task `{name}`");
+        let needs = t
+            .needs
+            .iter()
+            .filter_map(|s| ctx.scope(s, &where_, None, Some(&name)))
+            .collect();
+        let creds = t
+            .credentials
+            .iter()
+            .map(|c| {
+                ctx.name(c, "credential").map(|v| Sp {
+                    value: v,
+                    span: c.span(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let runners = match &t.runners {
+            None => None,
+            Some(r) => {
+                let rr = r.get_ref();
+                Some(Runners {
+                    span: r.span(),
+                    users: rr
+                        .users
+                        .iter()
+                        .map(|u| ctx.principal(u, "user"))
+                        .collect::<Result<_, _>>()?,
+                    groups: rr
+                        .groups
+                        .iter()
+                        .map(|g| ctx.principal(g, "group"))
+                        .collect::<Result<_, _>>()?,
+                })
+            }
+        };
+        let origin = match &t.origin {
+            Some(o) => Some(ctx.origin(o)?),
+            None => None,
+        };
+        tasks.insert(
+            name,
+            Task {
+                span: key.span(),
+                needs,
+                credentials: creds,
+                runners,
+                origin,
+            },
+        );
+    }
+
+    let mut exceptions = Vec::new();
+    for ex in &raw.exceptions {
+        let e = ex.get_ref();
+        let expires = match &e.expires {
+            Some(v) => Some(parse_date(v, &ctx)?),
+            None => None,
+        };
+        let sp = |s: &Spanned<String>| Sp {
+            value: s.get_ref().clone(),
+            span: s.span(),
+        };
+        let cred = e.credential.as_ref().map(sp);
+        let task = e.task.as_ref().map(sp);
+        let scopes = e
+            .scopes
+            .iter()
+            .filter_map(|s| {
+                ctx.scope(
+                    s,
+                    "an exception",
+                    cred.as_ref().map(|c| c.value.as_str()),
+                    task.as_ref().map(|t| t.value.as_str()),
+                )
+            })
+            .collect();
+        exceptions.push(Exception {
+            span: ex.span(),
+            rule: sp(&e.rule),
+            credential: cred,
+            task,
+            scopes,
+            reason: e.reason.as_ref().map(sp),
+            expires,
+        });
+    }
+
+    let mut policy = Policy {
+        path: path.to_owned(),
+        source: source.into(),
+        enforce,
+        max_credential_age: max_age,
+        catalog,
+        credentials,
+        tasks,
+        exceptions,
+        problems: ctx.problems,
+        closures: BTreeMap::new(),
+    };
+    compute_closures(&mut policy);
+    let effective: Vec<(String, Vec<Scope>)> = policy
+        .credentials
+        .iter()
+        .map(|(n, c)| (n.clone(), policy.expand(&c.scopes)))
+        .collect();
+    for (n, eff) in effective {
+        if let Some(c) = policy.credentials.get_mut(&n) {
+            c.effective = eff;
+        }
+    }
+    Ok(policy)
+}
+
+/// For each catalog key, every scope it implies transitively; report each cycle once.
+///
+/// The graph: catalog key `k` → catalog key `k2` when some scope `k` implies grants `k2`. A
+/// breadth-first walk with a visited set per key cannot loop; a key that reaches itself is on a
+/// cycle, reported at its first `implies` entry.
+fn compute_closures(policy: &mut Policy) {
+    let keys: Vec<String> = policy.catalog.keys().cloned().collect();
+    let mut edges: HashMap<&str, Vec<&String>> = HashMap::new();
+    for k in &keys {
+        let entry = &policy.catalog[k];
+        let mut out = Vec::new();
+        for i in &entry.implies {
+            for (k2, _) in policy.catalog_granted_by(&i.value) {
+                out.push(k2);
+            }
+        }
+        edges.insert(k.as_str(), out);
+    }
+    let mut closures = BTreeMap::new();
+    let mut cycles: Vec<(String, Vec<String>)> = Vec::new();
+    let mut on_cycle: BTreeSet<String> = BTreeSet::new();
+    for k in &keys {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut parent: HashMap<&str, &str> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([k.as_str()]);
+        let mut implied: BTreeSet<Scope> = BTreeSet::new();
+        let mut cycle_path = None;
+        while let Some(cur) = queue.pop_front() {
+            for i in &policy.catalog[cur].implies {
+                implied.insert(i.value.clone());
+            }
+            for next in &edges[cur] {
+                if next.as_str() == k.as_str() && cycle_path.is_none() {
+                    let mut path = vec![k.clone()];
+                    let mut at = cur;
+                    let mut back = vec![];
+                    while at != k.as_str() {
+                        back.push(at.to_owned());
+                        at = parent[at];
+                    }
+                    back.reverse();
+                    path.extend(back);
+                    path.push(k.clone());
+                    cycle_path = Some(path);
+                }
+                if seen.insert(next.as_str()) {
+                    parent.insert(next.as_str(), cur);
+                    queue.push_back(next.as_str());
+                }
+            }
+        }
+        if let Some(path) = cycle_path {
+            // Report each cycle once: at its smallest key.
+            let members: BTreeSet<String> = path.iter().cloned().collect();
+            if members.iter().all(|m| !on_cycle.contains(m)) {
+                cycles.push((k.clone(), path));
+            }
+            on_cycle.extend(members);
+        }
+        closures.insert(k.clone(), implied.into_iter().collect::<Vec<_>>());
+    }
+    for (k, path) in cycles {
+        let entry = &policy.catalog[&k];
+        let span = entry
+            .implies
+            .first()
+            .map_or(entry.span.clone(), |i| i.span.clone());
+        policy.problems.push(Problem {
+            rule: "implies-cycle",
+            span,
+            message: format!(
+                "the scope catalog's `implies` form a cycle: {}",
+                path.iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
+            help: "remove one `implies` entry of the cycle: a scope cannot imply itself".to_owned(),
+            credential: None,
+            task: None,
+            scopes: path,
+        });
+    }
+    policy.closures = closures;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d"), Some(time::Duration::days(90)));
+        assert_eq!(parse_duration("2w"), Some(time::Duration::days(14)));
+        assert_eq!(parse_duration("12h"), Some(time::Duration::hours(12)));
+        for bad in ["", "d", "0d", "-1d", "90", "90x", "+9d", "1.5d", "9 d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(format_duration(time::Duration::weeks(2)), "14d");
+        assert_eq!(format_duration(time::Duration::hours(36)), "36h");
+    }
+
+    #[test]
+    fn origins_are_normalised() {
+        assert_eq!(
+            normalise_origin("HTTPS://Shop.Example.com/").as_deref(),
+            Some("https://shop.example.com")
+        );
+        assert_eq!(normalise_origin("shop.example.com"), None);
+        assert_eq!(normalise_origin("https://a b"), None);
+    }
+
+    #[test]
+    fn unknown_key_message_suggests() {
+        assert_eq!(
+            rewrite_toml_message("unknown field `scope`, expected one of `kind`, `scopes`"),
+            "unknown key `scope`; did you mean `scopes`?"
+        );
+        assert_eq!(
+            rewrite_toml_message("unknown field `zzz`, expected `kind` or `scopes`"),
+            "unknown key `zzz`; expected one of `kind`, `scopes`"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! Scope grammar and matching.
+//!
+//! A scope is a string of segments `[a-z0-9_-]+` joined by `:`; a final `*` segment is a
+//! wildcard that grants its prefix and everything below it (`shop:orders:*` grants
+//! `shop:orders`, `shop:orders:read` and `shop:orders:read:own`). `*` alone grants everything.
+//!
+//! ```
+//! use scopevault::policy::Scope;
+//! let wide: Scope = "shop:orders:*".parse().unwrap();
+//! let narrow: Scope = "shop:orders:read".parse().unwrap();
+//! assert!(wide.grants(&narrow));
+//! assert!(!narrow.grants(&wide));
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A scope, parsed once and valid by construction.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Scope {
+    /// The full text, e.g. `shop:orders:*`.
+    text: String,
+}
+
+/// Why a string is not a scope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// The scope is empty.
+    #[error("empty scope: write segments of a-z, 0-9, `_` or `-` joined by `:`")]
+    Empty,
+    /// A segment between two `:` is empty.
+    #[error("empty segment in scope `{0}`: remove the doubled or trailing `:`")]
+    EmptySegment(String),
+    /// A `*` appears somewhere other than as the whole last segment.
+    #[error("misplaced `*` in scope `{0}`: a wildcard is allowed only as the whole last segment, as in `shop:orders:*`")]
+    MisplacedWildcard(String),
+    /// A character outside the grammar.
+    #[error("invalid character {ch:?} in scope `{scope}`: segments use only a-z, 0-9, `_` and `-` (lowercase)")]
+    BadChar {
+        /// The scope as written.
+        scope: String,
+        /// The first offending character.
+        ch: char,
+    },
+}
+
+fn segment_ok(seg: &str) -> bool {
+    !seg.is_empty()
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+impl Scope {
+    /// Parse a scope string.
+    pub fn parse(s: &str) -> Result<Scope, ScopeError> {
+        if s.is_empty() {
+            return Err(ScopeError::Empty);
+        }
+        let segs: Vec<&str> = s.split(':').collect();
+        let last = segs.len() - 1;
+        for (i, seg) in segs.iter().enumerate() {
+            if *seg == "*" {
+                if i != last {
+                    return Err(ScopeError::MisplacedWildcard(s.to_owned()));
+                }
+                continue;
+            }
+            if seg.is_empty() {
+                return Err(ScopeError::EmptySegment(s.to_owned()));
+            }
+            if seg.contains('*') {
+                return Err(ScopeError::MisplacedWildcard(s.to_owned()));
+            }
+            if !segment_ok(seg) {
+                let ch = seg
+                    .chars()
+                    .find(|c| {
+                        !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+                    })
+                    .unwrap_or('?');
+                return Err(ScopeError::BadChar {
+                    scope: s.to_owned(),
+                    ch,
+                });
+            }
+        }
+        Ok(Scope { text: s.to_owned() })
+    }
+
+    /// The scope as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the last segment is `*`.
+    pub fn is_wildcard(&self) -> bool {
+        self.text == "*" || self.text.ends_with(":*")
+    }
+
+    /// The non-wildcard part: `shop:orders` for `shop:orders:*`, `""` for `*`, the whole
+    /// text for a plain scope.
+    pub fn prefix(&self) -> &str {
+        if self.text == "*" {
+            ""
+        } else if let Some(p) = self.text.strip_suffix(":*") {
+            p
+        } else {
+            &self.text
+        }
+    }
+
+    /// Whether holding `self` grants `other`: equal scopes, or `self` is a wildcard whose prefix
+    /// is a segment-prefix of `other`'s prefix (a wildcard grants narrower wildcards too).
+    pub fn grants(&self, other: &Scope) -> bool {
+        if !self.is_wildcard() {
+            return self.text == other.text;
+        }
+        let p = self.prefix();
+        let o = other.prefix();
+        if p.is_empty() {
+            return true;
+        }
+        o == p || (o.len() > p.len() && o.starts_with(p) && o.as_bytes()[p.len()] == b':')
+    }
+
+    /// Every wildcard scope that grants `self`, as text, broadest first: `*`, `a:*`, `a:b:*`
+    /// for `a:b:c` (and `a:b:c:*`; for `a:b:*` the list ends with `a:b:*` itself). With
+    /// [`Scope::as_str`] these are exactly the strings a set lookup must try to know whether a
+    /// set of scopes grants `self`; this is how matching stays a few hash lookups.
+    pub fn granting_wildcards(&self) -> Vec<String> {
+        let p = self.prefix();
+        let mut out = vec!["*".to_owned()];
+        if p.is_empty() {
+            return out;
+        }
+        for (i, b) in p.bytes().enumerate() {
+            if b == b':' {
+                out.push(format!("{}:*", &p[..i]));
+            }
+        }
+        out.push(format!("{p}:*"));
+        out
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ScopeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::parse(s)
+    }
+}
+
+/// A set of scope strings that answers "does this set grant scope X" with a few hash lookups.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct GrantSet<'a> {
+    set: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> GrantSet<'a> {
+    pub(crate) fn insert(&mut self, s: &'a Scope) {
+        self.set.insert(s.as_str());
+    }
+
+    /// Whether some scope of the set grants `s`.
+    pub(crate) fn grants(&self, s: &Scope) -> bool {
+        if self.set.contains(s.as_str()) {
+            return true;
+        }
+        s.granting_wildcards()
+            .iter()
+            .any(|w| self.set.contains(w.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: &str) -> Scope {
+        Scope::parse(x).unwrap()
+    }
+
+    #[test]
+    fn grammar_accepts_and_refuses() {
+        for ok in ["shop", "shop:orders:read", "a-b_c:9", "shop:*", "*"] {
+            assert!(Scope::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(Scope::parse(""), Err(ScopeError::Empty));
+        assert!(matches!(
+            Scope::parse("shop::x"),
+            Err(ScopeError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            Scope::parse("shop:"),
+            Err(ScopeError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            Scope::parse("shop:*:x"),
+            Err(ScopeError::MisplacedWildcard(_))
+        ));
+        assert!(matches!(
+            Scope::parse("shop:or*"),
+            Err(ScopeError::MisplacedWildcard(_))
+        ));
+        assert!(matches!(
+            Scope::parse("Shop:x"),
+            Err(ScopeError::BadChar { ch: 'S', .. })
+        ));
+        assert!(matches!(
+            Scope::parse("shop x"),
+            Err(ScopeError::BadChar { ch: ' ', .. })
+        ));
+    }
+
+    #[test]
+    fn wildcard_grants_prefix_and_below_only_on_segment_boundaries() {
+        let w = s("shop:orders:*");
+        assert!(w.grants(&s("shop:orders")));
+        assert!(w.grants(&s("shop:orders:read")));
+        assert!(w.grants(&s("shop:orders:read:own")));
+        assert!(w.grants(&s("shop:orders:x:*")));
+        assert!(!w.grants(&s("shop:ordersx")));
+        assert!(!w.grants(&s("shop")));
+        assert!(!w.grants(&s("shop:*")));
+        assert!(s("*").grants(&s("anything:at:all")));
+        assert!(!s("shop:orders").grants(&s("shop:orders:read")));
+    }
+
+    #[test]
+    fn granting_wildcards_lists_every_ancestor() {
+        assert_eq!(
+            s("a:b:c").granting_wildcards(),
+            vec!["*", "a:*", "a:b:*", "a:b:c:*"]
+        );
+        assert_eq!(s("a:b:*").granting_wildcards(), vec!["*", "a:*", "a:b:*"]);
+        assert_eq!(s("*").granting_wildcards(), vec!["*"]);
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit and property tests of the model, matching and the grant check.
