@@ -214,6 +214,8 @@ fn a_second_daemon_on_a_live_socket_refuses_and_a_stale_socket_is_replaced() {
     let out = daemon::cmd(dir.path())
         .args(["serve", "--socket"])
         .arg(&d.socket)
+        .arg("--audit")
+        .arg(dir.path().join("second-audit.jsonl"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -225,7 +227,12 @@ fn a_second_daemon_on_a_live_socket_refuses_and_a_stale_socket_is_replaced() {
     let stale = stale_dir.join("s.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
-    let d2 = Daemon::start_at(dir.path(), &stale, &[]);
+    let other_audit = dir.path().join("third-audit.jsonl");
+    let d2 = Daemon::start_at(
+        dir.path(),
+        &stale,
+        &["--audit", other_audit.to_str().unwrap()],
+    );
     d2.assert_alive();
 }
 

@@ -2,6 +2,8 @@
 
 pub mod audit;
 pub mod totp;
+
+pub mod authz;
 pub mod handler;
 pub mod peer;
 pub mod protocol;

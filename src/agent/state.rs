@@ -1,10 +1,73 @@
 //! The daemon's vault slot: `None` while locked, the opened vault while unlocked.
 //! Unlock, lock and reload swap the slot under a write lock; requests read it.
+//!
+//! The handler sees an opened vault through [`VaultView`], the few read-only things it needs,
+//! so the request logic does not depend on how the vault is stored.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
-/// An opened vault as the daemon holds it. Placeholder until the vault module lands.
-pub(crate) enum Opened {}
+use super::protocol::ErrorBody;
+use crate::policy::{CredentialKind, Policy};
+use crate::secret::SecretString;
+
+/// One stored credential, as the handler reads it.
+pub(crate) struct CredView<'a> {
+    pub kind: CredentialKind,
+    pub scopes: &'a [String],
+    pub origins: &'a [String],
+    pub fields: &'a BTreeMap<String, String>,
+    pub secrets: &'a BTreeMap<String, SecretString>,
+}
+
+/// What the daemon needs from an opened vault.
+pub(crate) trait VaultView: Send + Sync {
+    fn id(&self) -> &str;
+    fn generation(&self) -> u64;
+    fn credential_count(&self) -> usize;
+    fn credential(&self, name: &str) -> Option<CredView<'_>>;
+    fn policy(&self) -> Option<&Policy>;
+    /// Re-read the file with the key in memory (reload), with the same authenticity and
+    /// rollback checks as at open.
+    fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody>;
+}
+
+/// Runners of one task, resolved to ids when the vault is opened (not on every request).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Runners {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+}
+
+/// An opened vault and what was derived from it.
+pub(crate) struct Opened {
+    pub vault: Box<dyn VaultView>,
+    pub runners: HashMap<String, Runners>,
+}
+
+impl Opened {
+    /// Wrap an opened vault, resolving every task's runner names through the user and group
+    /// databases (numbers are taken literally; a name that does not resolve matches nobody).
+    pub(crate) fn new(vault: Box<dyn VaultView>) -> Opened {
+        let mut runners = HashMap::new();
+        if let Some(p) = vault.policy() {
+            for (name, task) in p.tasks() {
+                let uids = task
+                    .runner_users()
+                    .iter()
+                    .filter_map(|u| u.parse::<u32>().ok().or_else(|| crate::sys::user_uid(u)))
+                    .collect();
+                let gids = task
+                    .runner_groups()
+                    .iter()
+                    .filter_map(|g| g.parse::<u32>().ok().or_else(|| crate::sys::group_gid(g)))
+                    .collect();
+                runners.insert(name.to_owned(), Runners { uids, gids });
+            }
+        }
+        Opened { vault, runners }
+    }
+}
 
 /// The vault slot.
 pub(crate) struct State {
@@ -23,6 +86,12 @@ impl State {
     pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&Opened>) -> R) -> R {
         let guard = self.slot.read().unwrap_or_else(|p| p.into_inner());
         f(guard.as_ref())
+    }
+
+    /// Put an opened vault in the slot (the previous one, if any, is dropped and zeroed).
+    pub(crate) fn set(&self, opened: Opened) {
+        let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        *guard = Some(opened);
     }
 
     /// Forget the vault (its key and secrets are zeroed as they drop).

@@ -11,7 +11,9 @@ use anyhow::{bail, Context};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use super::args::{GlobalArgs, ServeArgs};
-use crate::agent::handler::{AccessConfig, Handler};
+use crate::agent::audit::{default_audit_path, AuditLog};
+use crate::agent::authz::AccessConfig;
+use crate::agent::handler::Handler;
 use crate::agent::server::{default_socket_path, Limits, Listener, Server};
 
 pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -34,7 +36,16 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<_>>()?,
     };
 
-    // Stage 2: build resources.
+    // Stage 2: build resources. Hardening first, so nothing secret exists before it.
+    let report = crate::sys::harden_process();
+    if !report.dumpable_off || !report.core_limit_zero {
+        eprintln!("scopevault: warning: could not turn core dumps off (dumpable off: {}, core limit 0: {})", report.dumpable_off, report.core_limit_zero);
+    }
+    if let Err(why) = &report.mlockall {
+        eprintln!("scopevault: warning: mlockall not permitted ({why}); secrets may be swapped out. Raise LimitMEMLOCK or give CAP_IPC_LOCK to keep them in RAM.");
+    }
+    let audit_path = a.audit.clone().unwrap_or_else(default_audit_path);
+    let audit = AuditLog::open(&audit_path, !a.unsafe_no_audit_sync)?;
     let socket_path = g.socket.clone().unwrap_or_else(default_socket_path);
     let listener = match activated_listener()? {
         Some(l) => Listener::inherited(l),
@@ -44,19 +55,24 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         .path()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "the socket from systemd".into());
-    let handler = Arc::new(Handler::new(access));
+    let handler = Arc::new(Handler::new(access, audit));
     let server = Server::new(listener, limits, handler.clone());
     let shutdown = server.shutdown_handle();
 
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("cannot install signal handlers")?;
     let signal_handle = signals.handle();
+    let on_hup = handler.clone();
     let signal_thread = std::thread::spawn(move || {
         for sig in signals.forever() {
             match sig {
-                SIGHUP => {
-                    eprintln!("scopevault: SIGHUP: reload requested");
-                }
+                SIGHUP => match on_hup.reload_from_signal() {
+                    Ok(s) => eprintln!(
+                        "scopevault: SIGHUP: reloaded the vault (generation {})",
+                        s.generation.unwrap_or(0)
+                    ),
+                    Err(e) => eprintln!("scopevault: SIGHUP: reload failed: {e}"),
+                },
                 _ => {
                     shutdown.trigger();
                     break;
@@ -111,10 +127,14 @@ fn notify_systemd(state: &str) {
 
 fn resolve_group(name: &str) -> anyhow::Result<u32> {
     name.parse::<u32>()
-        .with_context(|| format!("--admin-group {name:?}: give a numeric gid"))
+        .ok()
+        .or_else(|| crate::sys::group_gid(name))
+        .with_context(|| format!("--admin-group {name:?}: no such group in /etc/group"))
 }
 
 fn resolve_user(name: &str) -> anyhow::Result<u32> {
     name.parse::<u32>()
-        .with_context(|| format!("--scheduler {name:?}: give a numeric uid"))
+        .ok()
+        .or_else(|| crate::sys::user_uid(name))
+        .with_context(|| format!("--scheduler {name:?}: no such user in /etc/passwd"))
 }
