@@ -91,13 +91,11 @@ impl Handler {
     }
 
     /// How `unlock` opens the vault.
-    #[allow(dead_code)] // wired up by `serve` when the vault module lands
     pub(crate) fn set_opener(&mut self, opener: Opener) {
         self.opener = Some(opener);
     }
 
     /// Start unlocked with an already opened vault (identity file, keyring at start).
-    #[allow(dead_code)] // as above
     pub(crate) fn install(&self, vault: Box<dyn VaultView>) {
         self.state.set(Opened::new(vault));
     }

@@ -8,5 +8,5 @@ pub mod handler;
 pub mod peer;
 pub mod protocol;
 pub mod server;
-mod state;
+pub(crate) mod state;
 mod tickets;

@@ -100,3 +100,55 @@ impl State {
         *guard = None;
     }
 }
+
+/// The real vault as the daemon holds it, with the options to reopen it on reload.
+pub(crate) struct LoadedVault {
+    vault: crate::vault::Vault,
+    opts: crate::vault::OpenOptions,
+}
+
+impl LoadedVault {
+    pub(crate) fn new(vault: crate::vault::Vault, opts: crate::vault::OpenOptions) -> Self {
+        LoadedVault { vault, opts }
+    }
+}
+
+/// A vault error as a client sees it: unlock failures are `denied`, the rest `internal`.
+/// Vault errors never carry secret values, so the message is passed on.
+pub(crate) fn vault_error(e: &crate::vault::VaultError) -> ErrorBody {
+    use super::protocol::ErrorCode;
+    let code = if e.is_unlock_failure() {
+        ErrorCode::Denied
+    } else {
+        ErrorCode::Internal
+    };
+    ErrorBody::new(code, e.to_string())
+}
+
+impl VaultView for LoadedVault {
+    fn id(&self) -> &str {
+        self.vault.id()
+    }
+    fn generation(&self) -> u64 {
+        self.vault.generation()
+    }
+    fn credential_count(&self) -> usize {
+        self.vault.credentials().len()
+    }
+    fn credential(&self, name: &str) -> Option<CredView<'_>> {
+        self.vault.credentials().get(name).map(|c| CredView {
+            kind: c.kind,
+            scopes: &c.scopes,
+            origins: &c.origins,
+            fields: &c.fields,
+            secrets: &c.secrets,
+        })
+    }
+    fn policy(&self) -> Option<&Policy> {
+        self.vault.policy()
+    }
+    fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody> {
+        let vault = self.vault.reopen(&self.opts).map_err(|e| vault_error(&e))?;
+        Ok(Box::new(LoadedVault::new(vault, self.opts.clone())))
+    }
+}

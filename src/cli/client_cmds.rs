@@ -101,22 +101,14 @@ pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 /// The passphrase for `unlock`: --passphrase-file, --passphrase-fd, or a no-echo prompt.
 fn read_passphrase(g: &GlobalArgs) -> anyhow::Result<SecretString> {
-    use std::io::Read;
-    let mut bytes = Zeroizing::new(Vec::new());
-    if let Some(path) = &g.unlock.passphrase_file {
-        let mut f = std::fs::File::open(path)
-            .with_context(|| format!("cannot open passphrase file {}", path.display()))?;
-        f.read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read passphrase file {}", path.display()))?;
-    } else if let Some(fd) = g.unlock.passphrase_fd {
-        let path = format!("/proc/self/fd/{fd}");
-        let mut f = std::fs::File::open(&path)
-            .with_context(|| format!("cannot read passphrase fd {fd}"))?;
-        f.read_to_end(&mut bytes)?;
-    } else {
-        anyhow::bail!("give the passphrase with --passphrase-file FILE or --passphrase-fd N");
+    use std::io::IsTerminal;
+    if let Some(p) = super::unlock::passphrase_from_args(g)? {
+        return Ok(p);
     }
-    Ok(SecretString::from_input_bytes(bytes)?)
+    if std::io::stdin().is_terminal() {
+        return super::unlock::prompt("Vault passphrase (sent to the daemon): ");
+    }
+    anyhow::bail!("give the passphrase with --passphrase-file FILE or --passphrase-fd N, or run on a terminal to be prompted")
 }
 
 pub(crate) fn reload(g: &GlobalArgs) -> anyhow::Result<ExitCode> {

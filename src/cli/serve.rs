@@ -2,7 +2,7 @@
 //! handed over by systemd), unlock if an unlock source is given, then run the accept loop until
 //! SIGTERM/SIGINT; SIGHUP reloads the vault.
 use std::os::unix::net::{UnixDatagram, UnixListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,9 @@ use crate::agent::audit::{default_audit_path, AuditLog};
 use crate::agent::authz::AccessConfig;
 use crate::agent::handler::Handler;
 use crate::agent::server::{default_socket_path, Limits, Listener, Server};
+use crate::agent::state::{vault_error, LoadedVault, VaultView};
+use crate::secret::SecretString;
+use crate::vault::{OpenOptions, Unlock, Vault};
 
 pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Stage 1: check what the user typed before touching anything.
@@ -55,7 +58,19 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         .path()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "the socket from systemd".into());
-    let handler = Arc::new(Handler::new(access, audit));
+    let mut handler = Handler::new(access, audit);
+    let vault_path = super::unlock::vault_path(g);
+    let opts = super::unlock::open_options(g);
+    {
+        let (path, opts) = (vault_path.clone(), opts.clone());
+        handler.set_opener(Box::new(move |p: &SecretString| {
+            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &opts)
+                .map_err(|e| vault_error(&e))?;
+            Ok(Box::new(LoadedVault::new(v, opts.clone())) as Box<dyn VaultView>)
+        }));
+    }
+    let unlocked_by = unlock_at_start(g, &vault_path, &opts, &handler)?;
+    let handler = Arc::new(handler);
     let server = Server::new(listener, limits, handler.clone());
     let shutdown = server.shutdown_handle();
 
@@ -81,7 +96,12 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
     });
 
-    eprintln!("scopevault: listening on {shown_path} (locked)");
+    match &unlocked_by {
+        Some(how) => eprintln!("scopevault: listening on {shown_path} (unlocked by {how})"),
+        None => eprintln!(
+            "scopevault: listening on {shown_path} (locked: an admin runs `scopevault unlock`)"
+        ),
+    }
     notify_systemd("READY=1\nSTATUS=listening");
     server.run().context("the accept loop failed")?;
     notify_systemd("STOPPING=1");
@@ -89,6 +109,41 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let _ = signal_thread.join();
     eprintln!("scopevault: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unlock at start when an unattended source is given: `--identity-file`,
+/// `$CREDENTIALS_DIRECTORY/scopevault-identity` (systemd `LoadCredential[Encrypted]=`), or an
+/// enrolled keyring slot. A source that is given explicitly and fails stops the start; a
+/// keyring that does not answer leaves the daemon locked, with a warning.
+fn unlock_at_start(
+    g: &GlobalArgs,
+    path: &Path,
+    opts: &OpenOptions,
+    handler: &Handler,
+) -> anyhow::Result<Option<String>> {
+    let from_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|d| PathBuf::from(d).join("scopevault-identity"))
+        .filter(|p| p.exists());
+    let identity = g.unlock.identity_file.clone().or(from_systemd);
+    if let Some(id) = identity {
+        let v = Vault::open(path, &Unlock::IdentityFile(id.clone()), opts)
+            .with_context(|| format!("cannot unlock the vault with {}", id.display()))?;
+        handler.install(Box::new(LoadedVault::new(v, opts.clone())));
+        return Ok(Some(format!("identity file {}", id.display())));
+    }
+    if !g.unlock.no_keyring && path.exists() && crate::vault::has_keyring_slot(path)? {
+        match Vault::open(path, &Unlock::Keyring, opts) {
+            Ok(v) => {
+                handler.install(Box::new(LoadedVault::new(v, opts.clone())));
+                return Ok(Some("the keyring slot".into()));
+            }
+            Err(e) if e.is_refusal() => return Err(e.into()),
+            Err(e) => {
+                eprintln!("scopevault: warning: keyring unlock failed ({e}); starting locked")
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The socket systemd passed us (socket activation), if `LISTEN_PID` names this process.
