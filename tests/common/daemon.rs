@@ -187,3 +187,111 @@ pub fn tempdir() -> tempfile::TempDir {
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     d
 }
+
+/// The secret stored for each demo credential: easy to grep for in outputs and logs.
+pub fn secret_of(credential: &str) -> String {
+    format!("S3cret-{credential}-Zq9")
+}
+
+/// A TOTP seed (RFC 6238's SHA-1 test key, base32).
+pub const TOTP_SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+/// Run a scopevault command that must succeed, with optional stdin.
+pub fn ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut c = cmd(dir);
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        let mut i = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            i.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "scopevault {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An identity-file vault in `dir` with examples/policy.toml applied and a secret stored for
+/// every credential the tests use. Returns the identity file.
+pub fn setup_vault(dir: &Path) -> PathBuf {
+    let id = dir.join("identity.txt");
+    let id_s = id.to_str().unwrap().to_owned();
+    ok(dir, &["init", "--identity-out", &id_s], None);
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml");
+    ok(
+        dir,
+        &["--identity-file", &id_s, "policy", "apply", policy],
+        None,
+    );
+    for (cred, user) in [
+        ("shop-buyer", Some("buyer")),
+        ("shop-backoffice", Some("backoffice")),
+        ("search-token", None),
+        ("payments-token", None),
+        ("newsletter-login", Some("news")),
+    ] {
+        let mut args = vec!["--identity-file", &id_s, "cred", "set", cred];
+        let field;
+        if let Some(u) = user {
+            field = format!("username={u}");
+            args.extend(["--field", &field]);
+        }
+        let key = if user.is_some() { "password" } else { "token" };
+        args.extend(["--secret", key]);
+        ok(dir, &args, Some(&secret_of(cred)));
+    }
+    ok(
+        dir,
+        &[
+            "--identity-file",
+            &id_s,
+            "cred",
+            "set",
+            "shop-2fa",
+            "--secret",
+            "totp_seed",
+        ],
+        Some(TOTP_SEED),
+    );
+    id
+}
+
+/// Every secret the tests store (to check that none leaks).
+pub fn all_secrets() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "shop-buyer",
+        "shop-backoffice",
+        "search-token",
+        "payments-token",
+        "newsletter-login",
+    ]
+    .iter()
+    .map(|c| secret_of(c))
+    .collect();
+    v.push(TOTP_SEED.to_string());
+    v
+}
+
+/// Assert that no stored secret appears in `text` (`what` names it in the failure).
+pub fn assert_no_secret(text: &str, what: &str) {
+    for s in all_secrets() {
+        assert!(!text.contains(&s), "a secret leaked into {what}: {text}");
+    }
+}
+
+/// True when the tests run as root.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
