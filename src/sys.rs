@@ -65,7 +65,16 @@ pub fn harden_process() -> HardenReport {
         },
     )
     .is_ok();
-    let mlockall = mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE).map_err(|e| {
+    // MCL_ONFAULT locks pages as they are touched instead of faulting in every mapping now:
+    // without it each thread's whole stack (and every reserved heap arena) would become
+    // resident and locked, multiplying the daemon's RSS. Kernels before 4.4 refuse it (EINVAL);
+    // then lock everything the old way.
+    let all = MlockAllFlags::CURRENT | MlockAllFlags::FUTURE;
+    let mlockall = match mlockall(all | MlockAllFlags::ONFAULT) {
+        Err(rustix::io::Errno::INVAL) => mlockall(all),
+        other => other,
+    }
+    .map_err(|e| {
         format!(
             "mlockall failed ({e}); secrets may reach swap. Raise RLIMIT_MEMLOCK \
              (LimitMEMLOCK=infinity in the systemd unit) or grant CAP_IPC_LOCK"

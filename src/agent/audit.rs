@@ -39,7 +39,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use data_encoding::HEXLOWER;
@@ -137,6 +137,18 @@ pub struct PeerInfo {
     pub pid: Option<i32>,
     /// The peer's executable, best effort.
     pub exe: Option<String>,
+}
+
+impl PeerInfo {
+    /// The peer as the kernel reported it, with its executable looked up (best effort).
+    pub fn from_cred(cred: &crate::sys::PeerCred) -> PeerInfo {
+        PeerInfo {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: (cred.pid > 0).then_some(cred.pid),
+            exe: crate::sys::process_exe(cred.pid),
+        }
+    }
 }
 
 /// One decision to record. `values` are the secret fields handed out; only their HMACs are
@@ -311,6 +323,18 @@ pub struct AuditLog {
     state: Mutex<State>,
     cond: Condvar,
     ok: AtomicBool,
+    records: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Counters of an open log since it was opened (for `health` and the load generator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Records durably appended.
+    pub records: u64,
+    /// Batches written (one `write` and, with sync on, one `fdatasync` each): `records /
+    /// batches` is the average group-commit batch size.
+    pub batches: u64,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -377,6 +401,8 @@ impl AuditLog {
             }),
             cond: Condvar::new(),
             ok: AtomicBool::new(true),
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         };
         if let Some(bytes) = torn {
             let reason = format!(
@@ -412,7 +438,17 @@ impl AuditLog {
                 let batch = std::mem::take(&mut st.queue);
                 let chain = st.chain.clone();
                 drop(st);
-                let outcome = self.write_batch(chain, &batch);
+                // A panic here must not leave `leader` set (every later append would wait
+                // forever): it becomes a failed batch like any write error.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.write_batch(chain, &batch)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(AuditError::Write {
+                        path: self.path.clone(),
+                        message: "internal error while writing (a bug: please report it)".into(),
+                    })
+                });
                 st = self.lock();
                 match outcome {
                     Ok((chain, first_seq)) => {
@@ -421,6 +457,9 @@ impl AuditLog {
                             st.done.insert(q.ticket, Ok(first_seq + i as u64));
                         }
                         self.ok.store(true, Ordering::SeqCst);
+                        self.records
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        self.batches.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         st.chain.dirty = true;
@@ -451,6 +490,14 @@ impl AuditLog {
     /// True if the last append succeeded (reported by `health`).
     pub fn ok(&self) -> bool {
         self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Records and batches written since the log was opened.
+    pub fn stats(&self) -> AuditStats {
+        AuditStats {
+            records: self.records.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether appends are `fdatasync`ed.
@@ -888,8 +935,22 @@ mod tests {
             .collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+        let stats = log.stats();
+        assert_eq!(stats.records, 200);
+        assert!((1..=200).contains(&stats.batches), "{stats:?}");
         let r = verify(&path).unwrap();
         assert_eq!((r.first_bad, r.lines), (None, 200));
+    }
+
+    #[test]
+    fn peer_info_from_the_kernel_names_our_executable() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let cred = crate::sys::peer_credentials(&a).unwrap();
+        let p = PeerInfo::from_cred(&cred);
+        assert_eq!(p.uid, crate::sys::current_uid());
+        assert_eq!(p.pid, Some(std::process::id() as i32));
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(p.exe.as_deref(), Some(&*me.to_string_lossy()));
     }
 
     #[test]
