@@ -1,1 +1,182 @@
 //! The socket client used by `get`, `exec`, tests and examples.
+//!
+//! ```no_run
+//! use scopevault::client::Client;
+//! let mut c = Client::connect(std::path::Path::new("/run/scopevault/scopevault.sock"))?;
+//! let fetched = c.fetch("checkout-flow", None)?;
+//! for cred in &fetched.credentials {
+//!     let _username = cred.fields.get("username");
+//!     let _password = cred.secrets.get("password").map(|s| s.expose());
+//! }
+//! # Ok::<(), scopevault::client::ClientError>(())
+//! ```
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::agent::protocol::{
+    parse_response, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, Health, Request,
+    ResponseError, Tasks, Ticket,
+};
+use crate::secret::SecretString;
+
+/// Longest response line the client accepts: 16 MiB (a task with many large certificates).
+pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// Why a request through the client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon answers on the socket.
+    #[error("cannot connect to the scopevault daemon at {path}: {source}; is `scopevault serve` running (and is --socket / SCOPEVAULT_SOCKET right)?")]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The connection broke.
+    #[error("lost the connection to the daemon: {0}")]
+    Io(#[from] io::Error),
+    /// The daemon refused the request.
+    #[error("{}: {}", .0.code.as_str(), .0.message)]
+    Refused(ErrorBody),
+    /// The daemon closed the connection without answering.
+    #[error("the daemon closed the connection without an answer")]
+    Closed,
+    /// The answer could not be read.
+    #[error("the daemon's answer is not a valid response (is it the same scopevault version?)")]
+    Malformed,
+}
+
+impl ClientError {
+    /// The daemon's error code, when it refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused(b) => Some(b.code),
+            _ => None,
+        }
+    }
+}
+
+/// One connection to the daemon; requests are answered in order.
+pub struct Client {
+    stream: UnixStream,
+    pending: Zeroizing<Vec<u8>>,
+}
+
+impl Client {
+    /// Connect to the daemon at `path`.
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Client {
+            stream,
+            pending: Zeroizing::new(Vec::new()),
+        })
+    }
+
+    /// Give up on a response after `t` (default: wait as long as the daemon takes).
+    pub fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(t)?;
+        self.stream.set_write_timeout(t)
+    }
+
+    /// Send one request and read its response line.
+    pub fn call<T: for<'de> Deserialize<'de>>(&mut self, req: &Request) -> Result<T, ClientError> {
+        self.stream.write_all(&req.to_line())?;
+        let line = self.read_line()?;
+        parse_response(&line).map_err(|e| match e {
+            ResponseError::Refused(b) => ClientError::Refused(b),
+            ResponseError::Malformed => ClientError::Malformed,
+        })
+    }
+
+    fn read_line(&mut self) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        let mut chunk = Zeroizing::new(vec![0u8; 8192]);
+        loop {
+            if let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line = Zeroizing::new(Vec::with_capacity(pos));
+                line.extend_from_slice(&self.pending[..pos]);
+                let mut rest = Zeroizing::new(Vec::with_capacity(self.pending.len() - pos));
+                rest.extend_from_slice(&self.pending[pos + 1..]);
+                self.pending = rest;
+                return Ok(line);
+            }
+            if self.pending.len() > MAX_RESPONSE {
+                return Err(ClientError::Malformed);
+            }
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+            if self.pending.len() + n > self.pending.capacity() {
+                // Grow by hand so the old buffer is zeroed, not freed with secrets in it.
+                let mut grown = Zeroizing::new(Vec::with_capacity((self.pending.len() + n) * 2));
+                grown.extend_from_slice(&self.pending);
+                self.pending = grown;
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// `health`.
+    pub fn health(&mut self) -> Result<Health, ClientError> {
+        self.call(&Request::Health)
+    }
+
+    /// `tasks`.
+    pub fn tasks(&mut self) -> Result<Tasks, ClientError> {
+        self.call(&Request::Tasks)
+    }
+
+    /// `fetch` for a task (all its credentials, or the one named).
+    pub fn fetch(&mut self, task: &str, credential: Option<&str>) -> Result<Fetched, ClientError> {
+        self.call(&Request::Fetch {
+            by: FetchBy::Task(task.to_owned()),
+            credential: credential.map(str::to_owned),
+        })
+    }
+
+    /// `fetch` by redeeming a ticket.
+    pub fn redeem(
+        &mut self,
+        ticket: &SecretString,
+        credential: Option<&str>,
+    ) -> Result<Fetched, ClientError> {
+        self.call(&Request::Fetch {
+            by: FetchBy::Ticket(ticket.clone()),
+            credential: credential.map(str::to_owned),
+        })
+    }
+
+    /// `ticket`.
+    pub fn ticket(&mut self, task: &str, ttl: u64) -> Result<Ticket, ClientError> {
+        self.call(&Request::Ticket {
+            task: task.to_owned(),
+            ttl,
+        })
+    }
+
+    /// `lock`.
+    pub fn lock(&mut self) -> Result<AdminStatus, ClientError> {
+        self.call(&Request::Lock)
+    }
+
+    /// `unlock` with a passphrase.
+    pub fn unlock(&mut self, passphrase: SecretString) -> Result<AdminStatus, ClientError> {
+        self.call(&Request::Unlock { passphrase })
+    }
+
+    /// `reload`.
+    pub fn reload(&mut self) -> Result<AdminStatus, ClientError> {
+        self.call(&Request::Reload)
+    }
+}

@@ -166,6 +166,118 @@ fn url_encode(value: &str, plus_for_space: bool) -> String {
     out
 }
 
+/// Replaces secret values — and their [`mask_forms`] — in a stream of output with
+/// `[redacted:LABEL]`, also when a value is split across chunks (`scopevault exec` masks a
+/// child's stdout and stderr with one `Masker` each).
+///
+/// At each position the longest form that matches wins, as in a one-shot left-to-right
+/// replacement; the output of any chunking equals the output of feeding everything at once.
+/// At most `longest form - 1` bytes are held back between calls; held bytes live in zeroizing
+/// buffers that are never reallocated in place (each `feed` copies into a fresh one).
+///
+/// This is a convenience against accidental leaks (a check printing its login), not a
+/// boundary: a child can always transform a value beyond recognition.
+///
+/// ```
+/// use scopevault::secret::{Masker, SecretString};
+/// let mut m = Masker::new(vec![("shop.password".into(), SecretString::from("hunter22".to_string()))]);
+/// let mut out = m.feed(b"pw=hun");
+/// out.extend(m.feed(b"ter22 ok"));
+/// out.extend(m.finish());
+/// assert_eq!(out, b"pw=[redacted:shop.password] ok");
+/// ```
+pub struct Masker {
+    /// (form, replacement), longest form first.
+    patterns: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)>,
+    /// Whether some pattern starts with this byte (a quick skip for ordinary output).
+    first_bytes: [bool; 256],
+    /// Bytes not yet emitted: a possible beginning of a form.
+    held: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for Masker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Masker")
+            .field("forms", &self.patterns.len())
+            .field("held", &self.held.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Masker {
+    /// A masker for `(label, value)` pairs; the label (such as `shop-buyer.password`) names
+    /// the value in the replacement text and must not itself be secret.
+    pub fn new(values: Vec<(String, SecretString)>) -> Masker {
+        let mut patterns: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)> = Vec::new();
+        for (label, value) in &values {
+            let replacement = format!("[redacted:{label}]").into_bytes();
+            for form in mask_forms(value.expose()) {
+                if !patterns
+                    .iter()
+                    .any(|(p, _)| p.as_slice() == form.as_bytes())
+                {
+                    patterns.push((
+                        Zeroizing::new(form.as_bytes().to_vec()),
+                        replacement.clone(),
+                    ));
+                }
+            }
+        }
+        patterns.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        let mut first_bytes = [false; 256];
+        for (p, _) in &patterns {
+            first_bytes[p[0] as usize] = true;
+        }
+        Masker {
+            patterns,
+            first_bytes,
+            held: Zeroizing::new(Vec::new()),
+        }
+    }
+
+    /// Mask the next chunk of the stream; returns what can be emitted now.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.process(chunk, false)
+    }
+
+    /// End of the stream: emit everything still held (masked).
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.process(&[], true)
+    }
+
+    fn process(&mut self, chunk: &[u8], last: bool) -> Vec<u8> {
+        // A fresh buffer of the exact size: growing `held` in place could leave a copy of a
+        // secret's first bytes in a freed, unzeroed allocation.
+        let mut buf: Zeroizing<Vec<u8>> =
+            Zeroizing::new(Vec::with_capacity(self.held.len() + chunk.len()));
+        buf.extend_from_slice(&self.held);
+        buf.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(buf.len());
+        let mut i = 0;
+        'scan: while i < buf.len() {
+            if self.first_bytes[buf[i] as usize] {
+                let rest = &buf[i..];
+                for (form, replacement) in &self.patterns {
+                    if rest.len() >= form.len() {
+                        if rest.starts_with(form) {
+                            out.extend_from_slice(replacement);
+                            i += form.len();
+                            continue 'scan;
+                        }
+                    } else if !last && form.starts_with(rest) {
+                        // Undecided until more bytes arrive: hold from here on.
+                        break 'scan;
+                    }
+                }
+            }
+            out.push(buf[i]);
+            i += 1;
+        }
+        self.held = Zeroizing::new(buf[i..].to_vec());
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

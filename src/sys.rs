@@ -1,1 +1,284 @@
-//! The only place that makes raw system calls (through rustix): peer credentials, dumpable, rlimits, mlock, umask.
+//! The only module that makes system calls directly (through `rustix`, with no `unsafe` of our
+//! own): peer credentials of a Unix socket, process hardening (dumpable, core limit, `mlockall`,
+//! umask), and user/group lookups from `/etc/passwd` and `/etc/group`.
+//!
+//! ```
+//! let me = scopevault::sys::current_uid();
+//! assert_eq!(scopevault::sys::user_uid(&me.to_string()), Some(me));
+//! ```
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use rustix::mm::{mlockall, MlockAllFlags};
+use rustix::process::{
+    dumpable_behavior, getrlimit, set_dumpable_behavior, setrlimit, umask, DumpableBehavior,
+    Resource, Rlimit,
+};
+
+/// The kernel's view of who is on the other end of a Unix socket (`SO_PEERCRED`): the
+/// credentials the peer had when it called `connect`, which it cannot forge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
+    /// Process id (in the daemon's pid namespace; 0 if the peer is in another one).
+    pub pid: i32,
+}
+
+/// Ask the kernel for the peer's credentials (`SO_PEERCRED`).
+pub fn peer_credentials(sock: &UnixStream) -> io::Result<PeerCred> {
+    let cred = rustix::net::sockopt::socket_peercred(sock)?;
+    Ok(PeerCred {
+        uid: cred.uid.as_raw(),
+        gid: cred.gid.as_raw(),
+        pid: cred.pid.as_raw_pid(),
+    })
+}
+
+/// What [`harden_process`] achieved. The daemon logs the `mlockall` failure once and carries on:
+/// an unprivileged user usually may not lock all its memory (`RLIMIT_MEMLOCK`).
+#[derive(Debug)]
+pub struct HardenReport {
+    /// `PR_SET_DUMPABLE` is 0: no core dump, no ptrace attach by same-uid processes, and
+    /// `/proc/PID/mem` and friends are owned by root.
+    pub dumpable_off: bool,
+    /// `RLIMIT_CORE` is 0 (soft and hard).
+    pub core_limit_zero: bool,
+    /// `mlockall(MCL_CURRENT | MCL_FUTURE)`: `Err` says why it was refused.
+    pub mlockall: Result<(), String>,
+}
+
+/// Harden the current process before any secret is loaded: not dumpable, no core files, all
+/// memory locked (best effort, so secrets do not reach swap), umask 077 (files we create are
+/// private whatever the caller's umask).
+pub fn harden_process() -> HardenReport {
+    let dumpable_off = set_dumpable_behavior(DumpableBehavior::NotDumpable).is_ok();
+    let core_limit_zero = setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )
+    .is_ok();
+    // MCL_ONFAULT locks pages as they are touched instead of faulting in every mapping now:
+    // without it each thread's whole stack (and every reserved heap arena) would become
+    // resident and locked, multiplying the daemon's RSS. Kernels before 4.4 refuse it (EINVAL);
+    // then lock everything the old way.
+    let all = MlockAllFlags::CURRENT | MlockAllFlags::FUTURE;
+    let mlockall = match mlockall(all | MlockAllFlags::ONFAULT) {
+        Err(rustix::io::Errno::INVAL) => mlockall(all),
+        other => other,
+    }
+    .map_err(|e| {
+        format!(
+            "mlockall failed ({e}); secrets may reach swap. Raise RLIMIT_MEMLOCK \
+             (LimitMEMLOCK=infinity in the systemd unit) or grant CAP_IPC_LOCK"
+        )
+    });
+    umask(rustix::fs::Mode::from_raw_mode(0o077));
+    HardenReport {
+        dumpable_off,
+        core_limit_zero,
+        mlockall,
+    }
+}
+
+/// True if the process is dumpable (`PR_GET_DUMPABLE` is not 0).
+pub fn is_dumpable() -> bool {
+    !matches!(dumpable_behavior(), Ok(DumpableBehavior::NotDumpable))
+}
+
+/// The soft `RLIMIT_CORE` in bytes (`u64::MAX` for unlimited).
+pub fn core_limit() -> u64 {
+    getrlimit(Resource::Core).current.unwrap_or(u64::MAX)
+}
+
+/// The real user id of this process.
+pub fn current_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// The real group id of this process.
+pub fn current_gid() -> u32 {
+    rustix::process::getgid().as_raw()
+}
+
+/// The process id of this process.
+pub fn current_pid() -> i32 {
+    rustix::process::getpid().as_raw_pid()
+}
+
+/// The supplementary groups of this process (empty if the kernel refuses to say).
+pub fn supplementary_groups() -> Vec<u32> {
+    rustix::process::getgroups()
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_default()
+}
+
+/// The uid of a user name from `/etc/passwd`; a numeric string is taken as the uid itself.
+pub fn user_uid(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Some(n);
+    }
+    let passwd = read_db(Path::new("/etc/passwd"));
+    let uid = passwd_entries(&passwd)
+        .find(|e| e.name == name)
+        .map(|e| e.uid);
+    uid
+}
+
+/// The gid of a group name from `/etc/group`; a numeric string is taken as the gid itself.
+pub fn group_gid(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Some(n);
+    }
+    let group = read_db(Path::new("/etc/group"));
+    let gid = group_entries(&group)
+        .find(|e| e.name == name)
+        .map(|e| e.gid);
+    gid
+}
+
+/// Every group a user belongs to per `/etc/passwd` (primary group) and `/etc/group` (member
+/// lists), sorted and deduplicated. Empty if the uid has no passwd entry.
+pub fn user_groups(uid: u32) -> Vec<u32> {
+    let passwd = read_db(Path::new("/etc/passwd"));
+    let group = read_db(Path::new("/etc/group"));
+    groups_of(&passwd, &group, uid)
+}
+
+/// The executable of a process (`/proc/PID/exe`), best effort: `None` if the process is gone,
+/// in another namespace, or not ours to look at.
+pub fn process_exe(pid: i32) -> Option<String> {
+    if pid <= 0 {
+        return None;
+    }
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Take an exclusive, non-blocking `flock` on an open file (released when it is closed):
+/// `Err(WouldBlock)` if another process holds it.
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+    Ok(())
+}
+
+/// `access(path, W_OK)`: may this process open `path` for writing now (mode bits, read-only
+/// mounts, a removed file)?
+pub fn check_writable(path: &Path) -> io::Result<()> {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK)?;
+    Ok(())
+}
+
+fn read_db(path: &Path) -> String {
+    // A missing or unreadable database means "no such user": callers fall back to numeric ids.
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+}
+
+struct GroupEntry<'a> {
+    name: &'a str,
+    gid: u32,
+    members: &'a str,
+}
+
+fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
+    text.lines().filter_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let _pw = f.next()?;
+        let uid = f.next()?.parse().ok()?;
+        let gid = f.next()?.parse().ok()?;
+        (!name.is_empty() && !name.starts_with('#')).then_some(PasswdEntry { name, uid, gid })
+    })
+}
+
+fn group_entries(text: &str) -> impl Iterator<Item = GroupEntry<'_>> {
+    text.lines().filter_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let _pw = f.next()?;
+        let gid = f.next()?.parse().ok()?;
+        let members = f.next().unwrap_or("");
+        (!name.is_empty() && !name.starts_with('#')).then_some(GroupEntry { name, gid, members })
+    })
+}
+
+fn groups_of(passwd: &str, group: &str, uid: u32) -> Vec<u32> {
+    let Some(user) = passwd_entries(passwd).find(|e| e.uid == uid) else {
+        return Vec::new();
+    };
+    let mut out = vec![user.gid];
+    out.extend(
+        group_entries(group)
+            .filter(|g| g.members.split(',').any(|m| m.trim() == user.name))
+            .map(|g| g.gid),
+    );
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+        # comment\n\
+        mon:x:1001:1001::/home/mon:/bin/sh\n\
+        broken line\n";
+    const GROUP: &str = "root:x:0:\nmon:x:1001:\nmonitors:x:2000:alice,mon\nother:x:2001:alice\n";
+
+    #[test]
+    fn groups_of_combines_primary_and_member_lists() {
+        assert_eq!(groups_of(PASSWD, GROUP, 1001), vec![1001, 2000]);
+        assert_eq!(groups_of(PASSWD, GROUP, 0), vec![0]);
+        assert!(groups_of(PASSWD, GROUP, 4242).is_empty());
+    }
+
+    #[test]
+    fn parsers_skip_comments_and_broken_lines() {
+        let names: Vec<_> = passwd_entries(PASSWD).map(|e| e.name).collect();
+        assert_eq!(names, ["root", "mon"]);
+        assert_eq!(group_entries(GROUP).count(), 4);
+    }
+
+    #[test]
+    fn numeric_names_are_ids() {
+        assert_eq!(user_uid("4242"), Some(4242));
+        assert_eq!(group_gid("4243"), Some(4243));
+        assert_eq!(user_uid("no-such-user-scopevault"), None);
+        assert_eq!(user_uid("root"), Some(0));
+        assert_eq!(group_gid("root"), Some(0));
+    }
+
+    #[test]
+    fn peer_credentials_of_a_socketpair_are_ours() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let c = peer_credentials(&a).unwrap();
+        assert_eq!(c.uid, current_uid());
+        assert_eq!(c.gid, current_gid());
+        assert_eq!(c.pid, current_pid());
+        assert_eq!(c.pid as u32, std::process::id());
+    }
+
+    #[test]
+    fn process_exe_of_self_is_the_test_binary() {
+        let exe = process_exe(current_pid()).unwrap();
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(exe, me.to_string_lossy());
+        assert_eq!(process_exe(0), None);
+    }
+}

@@ -242,13 +242,12 @@ pub enum KeyCommand {
 
 /// `scopevault key add`.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
 pub struct KeyAddArgs {
     /// Add a passphrase slot (the new passphrase is read from --new-passphrase-file or a prompt).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["keyring", "identity_out"], required_unless_present_any = ["keyring", "identity_out"])]
     pub passphrase: bool,
     /// Add an OS keyring slot.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "identity_out")]
     pub keyring: bool,
     /// Add an identity-file slot and write the new identity to FILE (mode 0600).
     #[arg(long, value_name = "FILE")]

@@ -1,8 +1,190 @@
-//! `scopevault audit`.
+//! `scopevault audit verify|show|hash`: read the daemon's audit log (see docs/audit.md).
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use super::args::{AuditCommand, GlobalArgs};
+use anyhow::Context;
+use zeroize::Zeroizing;
 
-pub(crate) fn run(_g: &GlobalArgs, _a: &AuditCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("audit: not yet available")
+use super::args::{AuditCommand, AuditPathArgs, GlobalArgs};
+use crate::agent::audit::{self, AuditKey};
+use crate::secret::{SecretString, MAX_SECRET_LEN};
+
+/// How often `show --follow` looks for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+pub(crate) fn run(_g: &GlobalArgs, a: &AuditCommand) -> anyhow::Result<ExitCode> {
+    match a {
+        AuditCommand::Verify(p) => verify(&path_of(p)),
+        AuditCommand::Show { path, follow } => show(&path_of(path), *follow),
+        AuditCommand::Hash(p) => hash(&path_of(p)),
+    }
+}
+
+fn path_of(a: &AuditPathArgs) -> PathBuf {
+    a.audit.clone().unwrap_or_else(audit::default_audit_path)
+}
+
+fn verify(path: &Path) -> anyhow::Result<ExitCode> {
+    let report = audit::verify(path)?;
+    let shown = path.display();
+    match report.first_bad {
+        Some(bad) => {
+            println!("{shown}: line {}: {}", bad.line, bad.why);
+            println!(
+                "{shown}: chain broken; {} line(s) before line {} verify",
+                bad.line.saturating_sub(1),
+                bad.line
+            );
+            Ok(ExitCode::from(1))
+        }
+        None => {
+            println!(
+                "{shown}: ok, {} record(s), last seq {}, head {}",
+                report.lines, report.last_seq, report.head
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the audit log {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let mut out = std::io::stdout().lock();
+    let mut line = Vec::new();
+    let mut pos = 0u64;
+    loop {
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read the audit log {}", path.display()))?;
+        if n > 0 && line.last() == Some(&b'\n') {
+            pos += line.len() as u64;
+            writeln!(out, "{}", render(&line[..line.len() - 1]))?;
+            line.clear();
+            continue;
+        }
+        // End of file (possibly in the middle of a line still being written).
+        if !follow {
+            if !line.is_empty() {
+                writeln!(out, "{}  [incomplete line]", render(&line))?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        out.flush()?;
+        std::thread::sleep(FOLLOW_POLL);
+        // A log cut shorter (a new log in its place) is read again from the start.
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if len < pos + line.len() as u64 {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot reopen the audit log {}", path.display()))?;
+            reader = BufReader::new(file);
+            reader.seek(SeekFrom::Start(0))?;
+            pos = 0;
+            line.clear();
+        }
+    }
+}
+
+/// One record as one readable line. Every string from the log is escaped: the peer's
+/// executable name is chosen by whoever connected, and must not drive the admin's terminal.
+fn render(line: &[u8]) -> String {
+    let Ok(serde_json::Value::Object(rec)) = serde_json::from_slice::<serde_json::Value>(line)
+    else {
+        return format!("? {}", escape(&String::from_utf8_lossy(line)));
+    };
+    let s = |k: &str| match rec.get(k) {
+        Some(serde_json::Value::String(v)) => escape(v),
+        Some(serde_json::Value::Null) | None => "-".to_string(),
+        Some(v) => escape(&v.to_string()),
+    };
+    let mut out = format!(
+        "#{} {} {:<5} {}",
+        s("seq"),
+        s("time"),
+        s("decision"),
+        s("op")
+    );
+    for key in ["task", "credential"] {
+        if let Some(serde_json::Value::String(v)) = rec.get(key) {
+            out.push_str(&format!(" {key}={}", escape(v)));
+        }
+    }
+    if let Some(serde_json::Value::Object(p)) = rec.get("peer") {
+        for key in ["uid", "gid", "pid"] {
+            if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
+                out.push_str(&format!(" {key}={}", escape(&v.to_string())));
+            }
+        }
+        if let Some(serde_json::Value::String(exe)) = p.get("exe") {
+            out.push_str(&format!(" exe={}", escape(exe)));
+        }
+    }
+    if let Some(serde_json::Value::String(r)) = rec.get("reason") {
+        out.push_str(&format!(" reason={:?}", escape(r)));
+    }
+    if let Some(serde_json::Value::Array(w)) = rec.get("warnings") {
+        for warning in w {
+            let text = warning.as_str().map(escape).unwrap_or_default();
+            out.push_str(&format!(" warning={text:?}"));
+        }
+    }
+    if let Some(serde_json::Value::Object(v)) = rec.get("values") {
+        for (field, mac) in v {
+            let mac = mac.as_str().map(escape).unwrap_or_default();
+            out.push_str(&format!(" {}={mac}", escape(field)));
+        }
+    }
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn hash(path: &Path) -> anyhow::Result<ExitCode> {
+    let key = AuditKey::load(path).with_context(|| {
+        format!(
+            "`audit hash` needs read access to the audit key {} (the daemon's own file; run as its user or root)",
+            audit::key_path(path).display()
+        )
+    })?;
+    // The value comes from stdin only, never argv; one trailing newline is not part of it.
+    let mut buf = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .lock()
+        .take(MAX_SECRET_LEN as u64 + 3)
+        .read_to_end(&mut buf)
+        .context("cannot read the value from stdin")?;
+    let value = SecretString::from_input_bytes(buf).context("cannot use the value from stdin")?;
+    println!("{}", key.hmac_value(value.expose()));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_escapes_control_characters_from_the_peer() {
+        let line = br#"{"seq":1,"time":"t","peer":{"uid":1,"gid":2,"pid":3,"exe":"/tmp/\u001b[31mevil"},"op":"fetch","decision":"deny","values":{}}"#;
+        let shown = render(line);
+        assert!(!shown.contains('\u{1b}'), "{shown}");
+        assert!(shown.contains("exe=/tmp/\\u{1b}[31mevil"), "{shown}");
+        assert!(
+            shown.starts_with("#1 t deny  fetch uid=1 gid=2 pid=3"),
+            "{shown}"
+        );
+        assert!(render(b"garbage\x07").starts_with("? garbage\\u{7}"));
+    }
 }

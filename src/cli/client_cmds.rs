@@ -1,29 +1,396 @@
 //! Commands that talk to the running daemon: status, lock, unlock, reload, get, totp, exec.
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::args::{ExecArgs, GetArgs, GlobalArgs, StatusArgs, TotpArgs};
+use anyhow::Context;
+use zeroize::Zeroizing;
 
-fn unavailable() -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet available: the daemon lands with the runtime-delivery issue")
+use super::args::{ExecArgs, GetArgs, GlobalArgs, StatusArgs, TotpArgs};
+use super::{Exit, EXIT_DAEMON};
+use crate::agent::protocol::{AdminStatus, Fetched, FetchedCredential};
+use crate::agent::server::default_socket_path;
+use crate::client::{Client, ClientError};
+use crate::secret::SecretString;
+
+fn socket_path(g: &GlobalArgs) -> PathBuf {
+    g.socket.clone().unwrap_or_else(default_socket_path)
 }
-pub(crate) fn status(_g: &GlobalArgs, _a: &StatusArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+
+/// Any daemon failure exits 5 (documented in the exit-code table).
+fn daemon_err(e: ClientError) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code: EXIT_DAEMON,
+        message: e.to_string(),
+    })
 }
-pub(crate) fn lock(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+
+fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
+    Client::connect(&socket_path(g)).map_err(daemon_err)
 }
-pub(crate) fn unlock(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+
+pub(crate) fn status(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let h = connect(g)?.health().map_err(daemon_err)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&h)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "daemon:      scopevault {} on {}",
+        h.version,
+        socket_path(g).display()
+    );
+    if h.locked {
+        println!("vault:       locked (an admin runs `scopevault unlock`)");
+    } else {
+        println!(
+            "vault:       unlocked, id {}, generation {}",
+            h.vault_id.as_deref().unwrap_or("?"),
+            h.generation.unwrap_or(0)
+        );
+        println!(
+            "contents:    {} credentials, {} tasks, enforce = {}",
+            h.credentials,
+            h.tasks,
+            h.enforce.as_deref().unwrap_or("(no policy applied)")
+        );
+    }
+    println!(
+        "audit log:   {}",
+        if h.audit_ok {
+            "ok"
+        } else {
+            "FAILING: hand-outs are refused"
+        }
+    );
+    println!("connections: {}", h.connections);
+    println!(
+        "you:         uid {} gid {} pid {}{}",
+        h.peer.uid,
+        h.peer.gid,
+        h.peer.pid,
+        if h.peer.admin { " (admin)" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) fn reload(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+
+fn print_admin(what: &str, s: &AdminStatus) {
+    if s.locked {
+        println!("{what}: the daemon is locked");
+    } else {
+        println!(
+            "{what}: the daemon is unlocked (vault {}, generation {})",
+            s.vault_id.as_deref().unwrap_or("?"),
+            s.generation.unwrap_or(0)
+        );
+    }
 }
-pub(crate) fn get(_g: &GlobalArgs, _a: &GetArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+
+pub(crate) fn lock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let s = connect(g)?.lock().map_err(daemon_err)?;
+    print_admin("lock", &s);
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) fn totp(_g: &GlobalArgs, _a: &TotpArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+
+pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let passphrase = read_passphrase(g)?;
+    let s = connect(g)?.unlock(passphrase).map_err(daemon_err)?;
+    print_admin("unlock", &s);
+    Ok(ExitCode::SUCCESS)
 }
-pub(crate) fn exec(_g: &GlobalArgs, _a: &ExecArgs) -> anyhow::Result<ExitCode> {
-    unavailable()
+
+/// The passphrase for `unlock`: --passphrase-file, --passphrase-fd, or a no-echo prompt.
+fn read_passphrase(g: &GlobalArgs) -> anyhow::Result<SecretString> {
+    use std::io::IsTerminal;
+    if let Some(p) = super::unlock::passphrase_from_args(g)? {
+        return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        return super::unlock::prompt("Vault passphrase (sent to the daemon): ");
+    }
+    anyhow::bail!("give the passphrase with --passphrase-file FILE or --passphrase-fd N, or run on a terminal to be prompted")
+}
+
+pub(crate) fn reload(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let s = connect(g)?.reload().map_err(daemon_err)?;
+    print_admin("reload", &s);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print the daemon's warnings for a hand-out on stderr.
+fn print_warnings(f: &Fetched) {
+    for c in &f.credentials {
+        for w in &c.warnings {
+            eprintln!("scopevault: warning: {w}");
+        }
+    }
+}
+
+/// The one credential `get`/`totp` print: the one named, or the task's only one.
+fn only_one<'a>(f: &'a Fetched, what: &str) -> anyhow::Result<&'a FetchedCredential> {
+    match f.credentials.as_slice() {
+        [one] => Ok(one),
+        many => {
+            let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
+            anyhow::bail!(
+                "task `{}` has {} credentials ({}); choose one with --credential for {what}",
+                f.task,
+                many.len(),
+                names.join(", ")
+            )
+        }
+    }
+}
+
+pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
+    let fetched = connect(g)?
+        .fetch(&a.task, a.credential.as_deref())
+        .map_err(daemon_err)?;
+    print_warnings(&fetched);
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &fetched)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cred = only_one(&fetched, if a.field.is_some() { "--field" } else { "get" })?;
+    match &a.field {
+        Some(field) => {
+            let value: &str = if let Some(v) = cred.fields.get(field) {
+                v
+            } else if let Some(v) = cred.secrets.get(field) {
+                v.expose()
+            } else if let (Some(t), "totp" | "totp_code" | "code") = (&cred.totp, field.as_str()) {
+                t.code.expose()
+            } else {
+                let mut known: Vec<&str> = cred
+                    .fields
+                    .keys()
+                    .chain(cred.secrets.keys())
+                    .map(String::as_str)
+                    .collect();
+                if cred.totp.is_some() {
+                    known.push("totp");
+                }
+                anyhow::bail!(
+                    "credential `{}` has no field `{field}`; it has: {}",
+                    cred.name,
+                    known.join(", ")
+                );
+            };
+            writeln!(out, "{value}")?;
+        }
+        None => {
+            serde_json::to_writer_pretty(&mut out, cred)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn totp(g: &GlobalArgs, a: &TotpArgs) -> anyhow::Result<ExitCode> {
+    let fetched = connect(g)?
+        .fetch(&a.task, a.credential.as_deref())
+        .map_err(daemon_err)?;
+    print_warnings(&fetched);
+    let totps: Vec<&FetchedCredential> = fetched
+        .credentials
+        .iter()
+        .filter(|c| c.totp.is_some())
+        .collect();
+    let cred = match totps.as_slice() {
+        [one] => *one,
+        [] => anyhow::bail!(
+            "task `{}` has no totp credential{}",
+            a.task,
+            a.credential
+                .as_deref()
+                .map(|c| format!(" named `{c}`"))
+                .unwrap_or_default()
+        ),
+        _ => anyhow::bail!(
+            "task `{}` has several totp credentials; choose one with --credential",
+            a.task
+        ),
+    };
+    let t = cred.totp.as_ref().expect("filtered on totp");
+    println!("{}", t.code.expose());
+    eprintln!(
+        "scopevault: {} code, valid for {} more seconds",
+        cred.name, t.seconds_left
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `SCOPEVAULT_<CREDENTIAL>_<FIELD>`, upper-cased, every character outside `[A-Z0-9]` as `_`.
+pub(crate) fn env_name(credential: &str, field: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("SCOPEVAULT_{}_{}", clean(credential), clean(field))
+}
+
+/// A name usable as one path component: no `/`, not `.`/`..`, not empty.
+fn file_component(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    match s.as_str() {
+        "" | "." | ".." => format!("_{s}"),
+        _ => s,
+    }
+}
+
+/// Write one value to `dir/<credential>/<field>`, mode 0600 (the directory is 0700).
+fn write_value(dir: &std::path::Path, cred: &str, field: &str, value: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let cdir = dir.join(file_component(cred));
+    if !cdir.exists() {
+        std::fs::DirBuilder::new().mode(0o700).create(&cdir)?;
+    }
+    let path = cdir.join(file_component(field));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(value)?;
+    Ok(())
+}
+
+pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
+    use std::process::{Command, Stdio};
+    let fetched = connect(g)?
+        .fetch(&a.task, a.credential.as_deref())
+        .map_err(daemon_err)?;
+    print_warnings(&fetched);
+
+    let (program, args) = a
+        .command
+        .split_first()
+        .context("give the command to run after `--`")?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).env("SCOPEVAULT_TASK", &fetched.task);
+    // Removed (with its files) when this drops, after the child has exited.
+    let dir = if a.files {
+        let d = tempfile::Builder::new()
+            .prefix("scopevault-exec-")
+            .tempdir()
+            .context("cannot create the private credentials directory")?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700))?;
+        }
+        cmd.env("SCOPEVAULT_CREDENTIALS_DIRECTORY", d.path());
+        Some(d)
+    } else {
+        None
+    };
+    let mut mask: Vec<(String, SecretString)> = Vec::new();
+    for c in &fetched.credentials {
+        let mut put = |field: &str, value: &str| -> anyhow::Result<()> {
+            match &dir {
+                Some(d) => write_value(d.path(), &c.name, field, value.as_bytes()),
+                None => {
+                    cmd.env(env_name(&c.name, field), value);
+                    Ok(())
+                }
+            }
+        };
+        for (k, v) in &c.fields {
+            put(k, v)?;
+        }
+        for (k, v) in &c.secrets {
+            put(k, v.expose())?;
+            mask.push((format!("{}.{k}", c.name), v.clone()));
+        }
+        if let Some(t) = &c.totp {
+            put("totp_code", t.code.expose())?;
+            put("totp_seconds_left", &t.seconds_left.to_string())?;
+            mask.push((format!("{}.totp_code", c.name), t.code.clone()));
+        }
+    }
+    let masking = !a.no_mask && !mask.is_empty();
+    if masking {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
+    let pid = child.id();
+
+    // Forward SIGINT/SIGTERM/SIGHUP to the child; we wait for it to decide what to do.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("cannot install signal handlers")?;
+    let sig_handle = signals.handle();
+    let forwarder = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            // std can only send SIGKILL; /bin/kill sends the signal we received, without
+            // `unsafe` here. Forwarding is rare, so a process per signal is fine.
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    });
+
+    let mut pumps = Vec::new();
+    if masking {
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        let (m1, m2) = (mask.clone(), mask);
+        pumps.push(std::thread::spawn(move || pump(out, std::io::stdout(), m1)));
+        pumps.push(std::thread::spawn(move || pump(err, std::io::stderr(), m2)));
+    }
+    let status = child.wait().context("waiting for the command")?;
+    for p in pumps {
+        let _ = p.join();
+    }
+    sig_handle.close();
+    let _ = forwarder.join();
+    drop(dir);
+    use std::os::unix::process::ExitStatusExt;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        _ => 1,
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Copy a child's pipe to our stream, masking every form of every secret.
+fn pump(mut from: impl std::io::Read, mut to: impl Write, values: Vec<(String, SecretString)>) {
+    let mut masker = crate::secret::Masker::new(values);
+    let mut buf = Zeroizing::new(vec![0u8; 8192]);
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let out = masker.feed(&buf[..n]);
+                if to.write_all(&out).and_then(|()| to.flush()).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    let _ = to.write_all(&masker.finish());
+    let _ = to.flush();
 }

@@ -1,11 +1,407 @@
-//! `scopevault demo`.
-use std::process::ExitCode;
+//! `scopevault demo`: the whole product once, in a throwaway directory, narrated.
+//!
+//! Every step runs the real thing: this same binary as `init`, `policy apply`, `cred set`,
+//! `serve` (a child process with its own socket and audit log), `unlock`, `exec`, `get` and
+//! `audit verify`. Nothing outside the temporary directory is read or written, and the
+//! directory is removed at the end.
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand::RngCore;
 
 use super::args::GlobalArgs;
+use crate::client::Client;
+
+const POLICY: &str = include_str!("../../examples/policy.toml");
+
+struct Demo {
+    exe: PathBuf,
+    dir: PathBuf,
+    step: usize,
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut raw = zeroize::Zeroizing::new(vec![0u8; bytes]);
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    data_encoding::BASE64URL_NOPAD.encode(&raw)
+}
+
+impl Demo {
+    fn say(&mut self, title: &str, text: &str) {
+        self.step += 1;
+        println!("\n── step {}: {title}", self.step);
+        for line in text.lines() {
+            println!("   {line}");
+        }
+    }
+
+    /// This binary with the demo's vault, socket and audit log, and nothing from the caller's
+    /// environment that could point elsewhere.
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.exe);
+        c.env("SCOPEVAULT_VAULT", self.dir.join("vault.scopevault"))
+            .env("SCOPEVAULT_SOCKET", self.dir.join("run/scopevault.sock"))
+            .env("SCOPEVAULT_AUDIT", self.dir.join("audit.jsonl"))
+            .env("XDG_STATE_HOME", self.dir.join("state"))
+            .env("XDG_DATA_HOME", self.dir.join("data"))
+            .env_remove("SCOPEVAULT_IDENTITY_FILE")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("CREDENTIALS_DIRECTORY");
+        c
+    }
+
+    /// Run `scopevault ARGS` (stdin from `input`), show the command, return stdout+stderr.
+    fn run(&self, args: &[&str], input: Option<&str>, show: &str) -> anyhow::Result<Output> {
+        println!("   $ scopevault {show}");
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run scopevault")?;
+        if let Some(s) = input {
+            child.stdin.take().expect("piped").write_all(s.as_bytes())?;
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output()?;
+        Ok(Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    fn must(&self, args: &[&str], input: Option<&str>, show: &str) -> anyhow::Result<Output> {
+        let out = self.run(args, input, show)?;
+        if out.code != Some(0) {
+            bail!("`scopevault {show}` failed: {}", out.stderr.trim());
+        }
+        Ok(out)
+    }
+}
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn indent(text: &str) {
+    for line in text.lines() {
+        println!("     {line}");
+    }
+}
+
+/// The daemon child: SIGTERM on drop if the demo fails half-way, so nothing is left running.
+struct DaemonChild(Option<Child>);
+
+impl DaemonChild {
+    fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.0.take().context("the daemon is not running")?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the daemon did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for DaemonChild {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
 
 pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let tmp = tempfile::Builder::new()
+        .prefix("scopevault-demo-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700))?;
+    let dir = tmp.path().to_owned();
+    let mut d = Demo {
+        exe: std::env::current_exe().context("cannot find this program's path")?,
+        dir: dir.clone(),
+        step: 0,
+    };
+    println!("scopevault demo: a least-privilege credential vault for synthetic monitors.");
     println!(
-        "scopevault demo: not yet available (the daemon lands with the runtime-delivery issue)"
+        "Everything happens in {} and is removed at the end.",
+        dir.display()
+    );
+
+    let result = steps(&mut d);
+    // Remove the directory whatever happened; a failure is still reported.
+    let removed = tmp.close();
+    result?;
+    removed.context("cannot remove the demo directory")?;
+    if dir.exists() {
+        bail!("the demo directory {} is still there", dir.display());
+    }
+    println!("\n── done: {} removed, nothing left behind.", dir.display());
+    println!(
+        "   Next: `scopevault lint examples/policy.toml` in CI, docs/operations.md to deploy."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn steps(d: &mut Demo) -> anyhow::Result<()> {
+    // 1. A vault with a random passphrase (real argon2id parameters: a second or two).
+    let pass_file = d.dir.join("passphrase");
+    write_private(&pass_file, &random_token(24))?;
+    let pf = pass_file.to_string_lossy().into_owned();
+    d.say(
+        "create an encrypted vault",
+        "A random passphrase (in a 0600 file here; a real admin types it) protects the vault\n\
+         key with argon2id. The vault file alone reveals nothing but its size.",
+    );
+    let out = d.must(
+        &["init", "--passphrase-file", &pf],
+        None,
+        "init --passphrase-file passphrase",
+    )?;
+    indent(&out.stdout);
+
+    // 2. The policy: examples/policy.toml, with this user as a runner too.
+    let uid = crate::sys::current_uid();
+    let policy = POLICY.replace(
+        "users = [\"checkpoint\", \"root\"]",
+        &format!("users = [\"checkpoint\", \"root\", \"{uid}\"]"),
+    );
+    let policy_file = d.dir.join("policy.toml");
+    std::fs::write(&policy_file, &policy)?;
+    d.say(
+        "apply the reviewed policy",
+        &format!(
+            "examples/policy.toml says what each credential can do (scopes), what each monitoring\n\
+             task needs, and who may fetch for it (runners; uid {uid} added so this demo can).\n\
+             `policy apply` lints it first; its security warnings are the point of the demo."
+        ),
+    );
+    let out = d.must(
+        &[
+            "--passphrase-file",
+            &pf,
+            "policy",
+            "apply",
+            &policy_file.to_string_lossy(),
+        ],
+        None,
+        "policy apply policy.toml",
+    )?;
+    for line in out.stdout.lines().chain(out.stderr.lines()) {
+        if line.contains("applied") || line.contains("security warnings") {
+            println!("     {line}");
+        }
+    }
+
+    // 3. Secrets: random values, read from stdin, never arguments.
+    let buyer_pw = random_token(12);
+    let office_pw = random_token(12);
+    let mut seed = vec![0u8; 20];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let totp_seed = data_encoding::BASE32_NOPAD.encode(&seed);
+    d.say(
+        "store the secrets",
+        "Secret values come from stdin, a prompt or a file, never from the command line.",
+    );
+    for (cred, user, key, value) in [
+        ("shop-buyer", Some("demo-buyer"), "password", &buyer_pw),
+        (
+            "shop-backoffice",
+            Some("demo-admin"),
+            "password",
+            &office_pw,
+        ),
+        ("shop-2fa", None, "totp_seed", &totp_seed),
+    ] {
+        let mut args = vec!["--passphrase-file", &pf, "cred", "set", cred];
+        let field = user.map(|u| format!("username={u}"));
+        if let Some(f) = &field {
+            args.extend(["--field", f]);
+        }
+        args.extend(["--secret", key]);
+        let show = format!(
+            "cred set {cred}{} --secret {key}   (value on stdin)",
+            field
+                .as_deref()
+                .map(|f| format!(" --field {f}"))
+                .unwrap_or_default()
+        );
+        d.must(&args, Some(value), &show)?;
+    }
+
+    // 4. The daemon.
+    let socket = d.dir.join("run/scopevault.sock");
+    d.say(
+        "start the daemon",
+        "`scopevault serve` listens on a Unix socket only (no TCP), turns core dumps off, locks\n\
+         its memory, and starts locked: it holds no key until an admin unlocks it.",
+    );
+    println!("   $ scopevault serve --socket run/scopevault.sock --audit audit.jsonl &");
+    let log = std::fs::File::create(d.dir.join("daemon.log"))?;
+    let child = d
+        .cmd()
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("cannot start the daemon")?;
+    let mut daemon = DaemonChild(Some(child));
+    let health = wait_ready(&socket, &mut daemon)?;
+    println!(
+        "     daemon up (pid {}), locked: {}",
+        daemon.0.as_ref().map(|c| c.id()).unwrap_or(0),
+        health.locked
+    );
+    let out = d.must(
+        &["unlock", "--passphrase-file", &pf],
+        None,
+        "unlock --passphrase-file passphrase",
+    )?;
+    indent(&out.stdout);
+
+    // 5. A check fetches its login as a real client.
+    d.say(
+        "a monitoring check fetches its login",
+        "The check of task `checkout-flow` runs under `scopevault exec`: the daemon checks the\n\
+         caller's uid with the kernel (SO_PEERCRED), hands over only this task's credential,\n\
+         audits it first, and exec masks the secret if the check prints it by mistake.",
+    );
+    let script = "echo \"check: signing in to https://shop.example.com as $SCOPEVAULT_SHOP_BUYER_USERNAME\"; \
+                  echo \"check: (oops, a debug line) password=$SCOPEVAULT_SHOP_BUYER_PASSWORD\"; \
+                  echo 'check: checkout completed in 412 ms'";
+    let out = d.must(
+        &["exec", "--task", "checkout-flow", "--", "sh", "-c", script],
+        None,
+        "exec --task checkout-flow -- ./check-checkout.sh",
+    )?;
+    indent(&out.stdout);
+    if out.stdout.contains(&buyer_pw) {
+        bail!("the password was not masked in the check's output");
+    }
+
+    // 6. The over-scope warning.
+    d.say(
+        "an over-scoped credential",
+        "Task `order-status` only needs to read orders, but its login is a back-office admin.\n\
+         With enforce = \"warn\" the daemon hands it out and says so (\"deny\" would refuse).",
+    );
+    let out = d.must(
+        &["get", "--task", "order-status", "--field", "username"],
+        None,
+        "get --task order-status --field username",
+    )?;
+    indent(&out.stderr);
+    indent(&out.stdout);
+
+    // 7. A refusal.
+    d.say(
+        "a task nobody may run",
+        "Task `newsletter` has no runners: every fetch is refused and audited.",
+    );
+    let out = d.run(
+        &["get", "--task", "newsletter"],
+        None,
+        "get --task newsletter",
+    )?;
+    indent(&out.stderr);
+    println!("     (exit code {})", out.code.unwrap_or(-1));
+
+    // 8. The audit log.
+    d.say(
+        "the audit log",
+        "One hash-chained JSON line per decision, durable before the secret left the daemon.\n\
+         Values appear only as salted HMACs (`scopevault audit hash` finds them).",
+    );
+    let audit = std::fs::read_to_string(d.dir.join("audit.jsonl"))?;
+    if let Some(rec) = audit
+        .lines()
+        .find(|l| l.contains("\"checkout-flow\"") && l.contains("\"allow\""))
+    {
+        let v: serde_json::Value = serde_json::from_str(rec)?;
+        indent(&serde_json::to_string_pretty(&v)?);
+    }
+    for secret in [&buyer_pw, &office_pw, &totp_seed] {
+        if audit.contains(secret.as_str()) {
+            bail!("a secret value is in the audit log");
+        }
+    }
+    println!("     checked: no secret value appears in the audit log.");
+    let out = d.must(&["audit", "verify"], None, "audit verify")?;
+    indent(&out.stdout);
+
+    // 9. Shutdown.
+    d.say(
+        "shut down",
+        "SIGTERM: the daemon finishes in-flight requests, removes its socket and exits 0.",
+    );
+    let st = daemon.terminate()?;
+    println!("     daemon exited: {st}");
+    if !st.success() {
+        bail!("the daemon exited with {st}");
+    }
+    let log = std::fs::read_to_string(d.dir.join("daemon.log"))?;
+    for secret in [&buyer_pw, &office_pw, &totp_seed] {
+        if log.contains(secret.as_str()) {
+            bail!("a secret value is in the daemon's log");
+        }
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn wait_ready(
+    socket: &Path,
+    daemon: &mut DaemonChild,
+) -> anyhow::Result<crate::agent::protocol::Health> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(child) = daemon.0.as_mut() {
+            if let Some(st) = child.try_wait()? {
+                bail!("the daemon exited at start ({st})");
+            }
+        }
+        if let Ok(mut c) = Client::connect(socket) {
+            if let Ok(h) = c.health() {
+                return Ok(h);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the daemon did not answer within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }

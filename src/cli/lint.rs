@@ -18,7 +18,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
         DenyLevel::Warning => Class::Warning,
         DenyLevel::Suggestion => Class::Suggestion,
     };
-    let want_vault = a.with_vault || g.vault.is_some();
+    // Only --with-vault: SCOPEVAULT_VAULT in a shell's environment must not turn CI-style
+    // lint runs into vault-opening ones.
+    let want_vault = a.with_vault;
     let path = a.file.display().to_string();
 
     // Stage 2: read and parse.
@@ -26,8 +28,6 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     let today = time::OffsetDateTime::now_utc().date();
     let mut opts = LintOptions::new(today);
     if want_vault {
-        // The vault module wires `crate::vault` → `VaultMeta` here; until then the vault rules
-        // cannot run from the CLI (the library runs them given a `VaultMeta`).
         opts.vault = Some(vault_meta(g)?);
     }
     let report =
@@ -106,9 +106,8 @@ fn render_error(e: &PolicyError, source: Option<&str>) -> String {
     )
 }
 
-fn vault_meta(_g: &GlobalArgs) -> anyhow::Result<crate::policy::VaultMeta> {
-    Err(usage(
-        "the vault rules (missing-secret, rotation-overdue) cannot run from `lint` yet: opening the vault from lint is wired by the vault module; run `scopevault lint` without --vault/--with-vault"
-            .to_owned(),
-    ))
+/// Open the vault (the usual unlock sources) and hand the lint its metadata: names, whether a
+/// secret is stored, when it last changed. No secret value reaches the lint.
+fn vault_meta(g: &GlobalArgs) -> anyhow::Result<crate::policy::VaultMeta> {
+    Ok(super::unlock::open_vault(g)?.lint_meta())
 }

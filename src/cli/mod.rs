@@ -4,9 +4,14 @@
 pub mod args;
 mod audit;
 mod client_cmds;
+mod cred;
 mod demo;
+mod init;
+mod key;
 mod lint;
+mod policy;
 mod serve;
+mod unlock;
 
 use std::process::ExitCode;
 
@@ -52,6 +57,14 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<Exit>() {
             return e.code;
         }
+        if let Some(e) = cause.downcast_ref::<crate::vault::VaultError>() {
+            if e.is_refusal() {
+                return EXIT_REFUSED;
+            }
+            if e.is_unlock_failure() {
+                return EXIT_UNLOCK;
+            }
+        }
     }
     EXIT_USAGE
 }
@@ -83,8 +96,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Init(_) | Command::Cred(_) | Command::Key(_) | Command::Policy(_) => {
-            anyhow::bail!("not yet available")
-        }
+        Command::Init(a) => init::run(g, &a),
+        Command::Cred(c) => cred::run(g, &c),
+        Command::Key(c) => key::run(g, &c),
+        Command::Policy(c) => policy::run(g, &c),
     }
 }

@@ -1,8 +1,195 @@
-//! `scopevault serve`.
+//! `scopevault serve`: validate the options, harden the process, take the socket (bound here or
+//! handed over by systemd), unlock if an unlock source is given, then run the accept loop until
+//! SIGTERM/SIGINT; SIGHUP reloads the vault.
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use super::args::{GlobalArgs, ServeArgs};
+use crate::agent::audit::{default_audit_path, AuditLog};
+use crate::agent::authz::AccessConfig;
+use crate::agent::handler::Handler;
+use crate::agent::server::{default_socket_path, Limits, Listener, Server};
+use crate::agent::state::{vault_error, LoadedVault, VaultView};
+use crate::secret::SecretString;
+use crate::vault::{OpenOptions, Unlock, Vault};
 
-pub(crate) fn run(_g: &GlobalArgs, _a: &ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("serve: not yet available")
+pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // Stage 1: check what the user typed before touching anything.
+    if a.max_connections == 0 || a.read_timeout == 0 || a.idle_timeout == 0 {
+        bail!("--max-connections, --read-timeout and --idle-timeout must be at least 1");
+    }
+    let limits = Limits {
+        max_connections: a.max_connections,
+        read_timeout: Duration::from_secs(a.read_timeout),
+        idle_timeout: Duration::from_secs(a.idle_timeout),
+    };
+    let access = AccessConfig {
+        daemon_uid: crate::sys::current_uid(),
+        admin_gid: a.admin_group.as_deref().map(resolve_group).transpose()?,
+        scheduler_uids: a
+            .schedulers
+            .iter()
+            .map(|u| resolve_user(u))
+            .collect::<anyhow::Result<_>>()?,
+    };
+
+    // Stage 2: build resources. Hardening first, so nothing secret exists before it.
+    let report = crate::sys::harden_process();
+    if !report.dumpable_off || !report.core_limit_zero {
+        eprintln!("scopevault: warning: could not turn core dumps off (dumpable off: {}, core limit 0: {})", report.dumpable_off, report.core_limit_zero);
+    }
+    if let Err(why) = &report.mlockall {
+        eprintln!("scopevault: warning: mlockall not permitted ({why}); secrets may be swapped out. Raise LimitMEMLOCK or give CAP_IPC_LOCK to keep them in RAM.");
+    }
+    let audit_path = a.audit.clone().unwrap_or_else(default_audit_path);
+    let audit = AuditLog::open(&audit_path, !a.unsafe_no_audit_sync)?;
+    let socket_path = g.socket.clone().unwrap_or_else(default_socket_path);
+    let listener = match activated_listener()? {
+        Some(l) => Listener::inherited(l),
+        None => Listener::bind(&socket_path)?,
+    };
+    let shown_path = listener
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the socket from systemd".into());
+    let mut handler = Handler::new(access, audit);
+    let vault_path = super::unlock::vault_path(g);
+    let opts = super::unlock::open_options(g);
+    {
+        let (path, opts) = (vault_path.clone(), opts.clone());
+        handler.set_opener(Box::new(move |p: &SecretString| {
+            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &opts)
+                .map_err(|e| vault_error(&e))?;
+            Ok(Box::new(LoadedVault::new(v, opts.clone())) as Box<dyn VaultView>)
+        }));
+    }
+    let unlocked_by = unlock_at_start(g, &vault_path, &opts, &handler)?;
+    let handler = Arc::new(handler);
+    let server = Server::new(listener, limits, handler.clone());
+    let shutdown = server.shutdown_handle();
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("cannot install signal handlers")?;
+    let signal_handle = signals.handle();
+    let on_hup = handler.clone();
+    let signal_thread = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            match sig {
+                SIGHUP => match on_hup.reload_from_signal() {
+                    Ok(s) => eprintln!(
+                        "scopevault: SIGHUP: reloaded the vault (generation {})",
+                        s.generation.unwrap_or(0)
+                    ),
+                    Err(e) => eprintln!("scopevault: SIGHUP: reload failed: {e}"),
+                },
+                _ => {
+                    shutdown.trigger();
+                    break;
+                }
+            }
+        }
+    });
+
+    match &unlocked_by {
+        Some(how) => eprintln!("scopevault: listening on {shown_path} (unlocked by {how})"),
+        None => eprintln!(
+            "scopevault: listening on {shown_path} (locked: an admin runs `scopevault unlock`)"
+        ),
+    }
+    notify_systemd("READY=1\nSTATUS=listening");
+    server.run().context("the accept loop failed")?;
+    notify_systemd("STOPPING=1");
+    signal_handle.close();
+    let _ = signal_thread.join();
+    eprintln!("scopevault: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Unlock at start when an unattended source is given: `--identity-file`,
+/// `$CREDENTIALS_DIRECTORY/scopevault-identity` (systemd `LoadCredential[Encrypted]=`), or an
+/// enrolled keyring slot. A source that is given explicitly and fails stops the start; a
+/// keyring that does not answer leaves the daemon locked, with a warning.
+fn unlock_at_start(
+    g: &GlobalArgs,
+    path: &Path,
+    opts: &OpenOptions,
+    handler: &Handler,
+) -> anyhow::Result<Option<String>> {
+    let from_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|d| PathBuf::from(d).join("scopevault-identity"))
+        .filter(|p| p.exists());
+    let identity = g.unlock.identity_file.clone().or(from_systemd);
+    if let Some(id) = identity {
+        let v = Vault::open(path, &Unlock::IdentityFile(id.clone()), opts)
+            .with_context(|| format!("cannot unlock the vault with {}", id.display()))?;
+        handler.install(Box::new(LoadedVault::new(v, opts.clone())));
+        return Ok(Some(format!("identity file {}", id.display())));
+    }
+    if !g.unlock.no_keyring && path.exists() && crate::vault::has_keyring_slot(path)? {
+        match Vault::open(path, &Unlock::Keyring, opts) {
+            Ok(v) => {
+                handler.install(Box::new(LoadedVault::new(v, opts.clone())));
+                return Ok(Some("the keyring slot".into()));
+            }
+            Err(e) if e.is_refusal() => return Err(e.into()),
+            Err(e) => {
+                eprintln!("scopevault: warning: keyring unlock failed ({e}); starting locked")
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The socket systemd passed us (socket activation), if `LISTEN_PID` names this process.
+fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !for_us || std::env::var_os("LISTEN_FDS").is_none() {
+        return Ok(None);
+    }
+    let mut fds = listenfd::ListenFd::from_env();
+    let listener = fds
+        .take_unix_listener(0)
+        .context("LISTEN_FDS is set but fd 3 is not a listening Unix stream socket; check the .socket unit (ListenStream= must be a path)")?;
+    Ok(listener)
+}
+
+/// Send a readiness datagram to `$NOTIFY_SOCKET` (systemd `Type=notify`); silent otherwise.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let _ = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), PathBuf::from(path))
+    };
+}
+
+fn resolve_group(name: &str) -> anyhow::Result<u32> {
+    name.parse::<u32>()
+        .ok()
+        .or_else(|| crate::sys::group_gid(name))
+        .with_context(|| format!("--admin-group {name:?}: no such group in /etc/group"))
+}
+
+fn resolve_user(name: &str) -> anyhow::Result<u32> {
+    name.parse::<u32>()
+        .ok()
+        .or_else(|| crate::sys::user_uid(name))
+        .with_context(|| format!("--scheduler {name:?}: no such user in /etc/passwd"))
 }

@@ -1,1 +1,783 @@
 //! The encrypted vault: data model, file format, key slots, store.
+//!
+//! A vault is one file (format in `vault-format.md`): an authenticated header with key slots,
+//! and an age-encrypted payload holding the credentials and the applied policy. [`Vault`] is an
+//! opened, authenticated, decrypted vault; writes go through [`Vault::save`] under a
+//! [`WriteLock`].
+
+mod format;
+mod keyring;
+mod model;
+mod slots;
+mod store;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use secrecy::ExposeSecret;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+pub use keyring::KeyringStore;
+pub use model::{validate_field_key, validate_name, Credential, SECRET_FIELD_NAMES};
+pub use slots::{KdfParams, Slot};
+pub use store::{state_dir, WriteLock};
+
+use format::{Header, Parsed};
+use model::{AppliedPolicy, VaultData};
+
+use crate::policy::Policy;
+use crate::secret::SecretString;
+
+/// Everything that can go wrong with a vault. Messages name files, slots and credentials,
+/// never a secret value, and say what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// No file at the path.
+    #[error("no vault at {0}: create one with `scopevault init`, or point --vault / SCOPEVAULT_VAULT at it")]
+    NotFound(PathBuf),
+    /// A vault already exists where `init` would write one.
+    #[error(
+        "a vault already exists at {0}: refusing to overwrite it (choose another --vault path)"
+    )]
+    AlreadyExists(PathBuf),
+    /// Bad magic.
+    #[error("this file is not a scopevault vault (bad magic bytes)")]
+    NotAVault,
+    /// A format version this build does not know.
+    #[error("vault format version {0} is not supported by this scopevault (it reads version 1): upgrade scopevault")]
+    UnsupportedVersion(u16),
+    /// Structurally broken.
+    #[error("the vault file is corrupt: {0}; restore it from a backup")]
+    Corrupt(String),
+    /// The MAC does not verify.
+    #[error("the vault file failed authentication: it was modified or written by someone without the vault key; restore it from a backup")]
+    Forged,
+    /// An older generation than already seen.
+    #[error("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault, or pass --allow-rollback if you restored an old backup on purpose")]
+    Rollback {
+        /// Generation in the file.
+        found: u64,
+        /// Highest generation recorded.
+        seen: u64,
+    },
+    /// Argon2 parameters beyond the caps.
+    #[error("refusing a key slot that demands {0}: the file may be hostile")]
+    HostileKdf(String),
+    /// No slot accepted the given unlock source.
+    #[error("{0}")]
+    WrongKey(String),
+    /// No usable unlock source was given.
+    #[error("no way to unlock the vault: {0}")]
+    NoUnlockSource(String),
+    /// Empty passphrase.
+    #[error("the passphrase is empty: choose a non-empty passphrase")]
+    EmptyPassphrase,
+    /// Bad identity file.
+    #[error("the identity file is not usable: {0}")]
+    BadIdentityFile(String),
+    /// The keyring store could not be used.
+    #[error("the OS keyring is not available: {0}")]
+    KeyringUnavailable(String),
+    /// The keyring answered but not as expected.
+    #[error("keyring: {0}")]
+    Keyring(String),
+    /// Another writer holds the lock.
+    #[error("another scopevault command is writing this vault (lock {0} held for 30 s): try again when it has finished")]
+    Busy(PathBuf),
+    /// A bad name for a credential or field.
+    #[error("invalid name \"{name}\": {why}")]
+    BadName {
+        /// The name, with control characters escaped.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A misuse the caller can fix.
+    #[error("{0}")]
+    Usage(String),
+    /// The credential does not exist.
+    #[error("no credential named \"{0}\": `scopevault cred list` shows the names")]
+    UnknownCredential(String),
+    /// The credential already exists.
+    #[error("a credential named \"{0}\" already exists: use `scopevault cred set {0} --secret KEY` to change its secrets")]
+    DuplicateCredential(String),
+    /// The applied policy could not be read back.
+    #[error("the policy stored in the vault does not parse with this scopevault: {0}")]
+    StoredPolicy(String),
+    /// Payload too large.
+    #[error("the vault would exceed the format's size limit")]
+    TooLarge,
+    /// File system error.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// What we were doing.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl VaultError {
+    /// True when the file itself was refused (corrupt, forged, rolled back, unknown version,
+    /// hostile); false for unlock failures, usage and I/O errors.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            VaultError::NotAVault
+                | VaultError::UnsupportedVersion(_)
+                | VaultError::Corrupt(_)
+                | VaultError::Forged
+                | VaultError::Rollback { .. }
+                | VaultError::HostileKdf(_)
+                | VaultError::StoredPolicy(_)
+        )
+    }
+
+    /// True when the vault could not be unlocked with what was given.
+    pub fn is_unlock_failure(&self) -> bool {
+        matches!(
+            self,
+            VaultError::WrongKey(_)
+                | VaultError::NoUnlockSource(_)
+                | VaultError::BadIdentityFile(_)
+                | VaultError::KeyringUnavailable(_)
+                | VaultError::Keyring(_)
+        )
+    }
+}
+
+/// How to unlock a vault.
+#[derive(Debug)]
+pub enum Unlock {
+    /// A passphrase, tried on every passphrase slot.
+    Passphrase(SecretString),
+    /// An age identity file, tried on every identity slot.
+    IdentityFile(PathBuf),
+    /// Every keyring slot, through its store.
+    Keyring,
+}
+
+/// Options for opening.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Accept a generation older than the highest seen on this machine.
+    pub allow_rollback: bool,
+}
+
+/// The first slot of a new vault.
+#[derive(Debug)]
+pub enum NewSlot {
+    /// A passphrase slot.
+    Passphrase(SecretString),
+    /// An identity-file slot; the identity file text is returned by [`Vault::create`].
+    IdentityFile,
+}
+
+/// The default vault path: `$XDG_DATA_HOME/scopevault/vault.scopevault`
+/// (`~/.local/share/…`), or `/var/lib/scopevault/vault.scopevault` as root.
+pub fn default_vault_path() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/scopevault/vault.scopevault");
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| store::home().join(".local/share"));
+    base.join("scopevault/vault.scopevault")
+}
+
+/// The key slots of a vault file, read from its header without unlocking. The header is not
+/// authenticated until the vault is unlocked: use this only to decide what to try.
+pub fn read_slots(path: &Path) -> Result<Vec<Slot>, VaultError> {
+    let bytes = store::read_file(path)?;
+    Ok(Parsed::parse(&bytes)?.header.slots)
+}
+
+/// True if the vault has a keyring slot (read from the unauthenticated header).
+pub fn has_keyring_slot(path: &Path) -> Result<bool, VaultError> {
+    Ok(read_slots(path)?
+        .iter()
+        .any(|s| matches!(s, Slot::Keyring { .. })))
+}
+
+/// An opened, authenticated, decrypted vault.
+pub struct Vault {
+    path: PathBuf,
+    header: Header,
+    /// The vault identity (`AGE-SECRET-KEY-1…`).
+    identity: Zeroizing<String>,
+    data: VaultData,
+    policy: Option<Policy>,
+    /// The payload ciphertext as read, reused when only the header changes (slot edits).
+    payload: Vec<u8>,
+    /// Whether `data` changed since it was read (then the payload is re-encrypted on save).
+    dirty: bool,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("path", &self.path)
+            .field("id", &self.header.vault_id)
+            .field("generation", &self.header.generation)
+            .field("credentials", &self.data.credentials.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Make a new, empty vault for `path` (refusing to overwrite one), in memory: nothing is
+    /// written until [`Vault::save`], so the caller can add more slots first and a failure
+    /// leaves nothing behind. For [`NewSlot::IdentityFile`] the identity file's text is
+    /// returned: the caller writes it.
+    pub fn create(
+        path: &Path,
+        slot: NewSlot,
+    ) -> Result<(Vault, Option<Zeroizing<String>>), VaultError> {
+        if path.exists() {
+            return Err(VaultError::AlreadyExists(path.to_path_buf()));
+        }
+        let identity = age::x25519::Identity::generate();
+        let recipient = identity.to_public().to_string();
+        let identity = Zeroizing::new(identity.to_string().expose_secret().to_owned());
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        let vault_id = data_encoding::HEXLOWER.encode(&id);
+        let (first, file_text) = match slot {
+            NewSlot::Passphrase(p) => (
+                slots::passphrase_slot(&vault_id, &identity, &p, KdfParams::for_new_slot()?)?,
+                None,
+            ),
+            NewSlot::IdentityFile => {
+                let (s, text) = slots::identity_slot(&identity)?;
+                (s, Some(text))
+            }
+        };
+        let header = Header {
+            vault_id,
+            generation: 0,
+            recipient,
+            created: now(),
+            slots: vec![first],
+        };
+        let v = Vault {
+            path: path.to_path_buf(),
+            header,
+            identity,
+            data: VaultData::default(),
+            policy: None,
+            payload: Vec::new(),
+            dirty: true,
+        };
+        Ok((v, file_text))
+    }
+
+    /// Open, authenticate, check the generation and decrypt the vault at `path`.
+    pub fn open(path: &Path, unlock: &Unlock, opts: &OpenOptions) -> Result<Vault, VaultError> {
+        let bytes = store::read_file(path)?;
+        let parsed = Parsed::parse(&bytes)?;
+        let identity = unwrap_identity(&parsed.header, unlock)?;
+        Vault::finish_open(path, &parsed, identity, opts, None)
+    }
+
+    /// Re-read the file with the identity already in memory (the daemon's reload), with the
+    /// same authenticity and rollback checks; also refuses a generation older than this one.
+    pub fn reopen(&self, opts: &OpenOptions) -> Result<Vault, VaultError> {
+        let bytes = store::read_file(&self.path)?;
+        let parsed = Parsed::parse(&bytes)?;
+        if parsed.header.vault_id != self.header.vault_id {
+            return Err(VaultError::Forged);
+        }
+        Vault::finish_open(
+            &self.path,
+            &parsed,
+            self.identity.clone(),
+            opts,
+            Some(self.header.generation),
+        )
+    }
+
+    fn finish_open(
+        path: &Path,
+        parsed: &Parsed<'_>,
+        identity: Zeroizing<String>,
+        opts: &OpenOptions,
+        floor: Option<u64>,
+    ) -> Result<Vault, VaultError> {
+        let header = &parsed.header;
+        // The slot decrypted to *an* identity; it must be the vault's, or a slot was swapped.
+        let age_identity: age::x25519::Identity = identity
+            .parse()
+            .map_err(|_| VaultError::Corrupt("a key slot holds a malformed identity".into()))?;
+        if age_identity.to_public().to_string() != header.recipient {
+            return Err(VaultError::Forged);
+        }
+        parsed.verify_mac(&identity)?;
+        let seen_store = store::Seen::new();
+        let seen = seen_store
+            .get(&header.vault_id)?
+            .into_iter()
+            .chain(floor)
+            .max();
+        if let Some(seen) = seen {
+            if header.generation < seen && !opts.allow_rollback {
+                return Err(VaultError::Rollback {
+                    found: header.generation,
+                    seen,
+                });
+            }
+        }
+        let data = decrypt_payload(parsed.payload, &age_identity)?;
+        if data.schema != model::PAYLOAD_SCHEMA {
+            return Err(VaultError::Corrupt(format!(
+                "unknown payload schema {}",
+                data.schema
+            )));
+        }
+        let policy = match &data.policy {
+            Some(p) => Some(
+                Policy::parse(&p.toml, "<policy stored in the vault>")
+                    .map_err(|e| VaultError::StoredPolicy(e.to_string()))?,
+            ),
+            None => None,
+        };
+        seen_store.record(&header.vault_id, header.generation)?;
+        Ok(Vault {
+            path: path.to_path_buf(),
+            header: header.clone(),
+            identity,
+            data,
+            policy,
+            payload: parsed.payload.to_vec(),
+            dirty: false,
+        })
+    }
+
+    /// Write the vault: re-encrypt the payload if credentials or policy changed (else reuse the
+    /// ciphertext as read), bump the generation, MAC, save atomically, record the generation.
+    pub fn save(&mut self, lock: &WriteLock) -> Result<(), VaultError> {
+        let seen = store::Seen::new();
+        let floor = seen.get(&self.header.vault_id)?.unwrap_or(0);
+        let mut header = self.header.clone();
+        header.generation = header.generation.max(floor) + 1;
+        if self.dirty {
+            self.payload = encrypt_payload(&self.data, &header.recipient)?;
+        }
+        let bytes = format::encode(&header, &self.payload, &self.identity)?;
+        store::write_atomic(&self.path, &bytes, lock)?;
+        seen.record(&header.vault_id, header.generation)?;
+        self.header = header;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The vault's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The vault's id (hex).
+    pub fn id(&self) -> &str {
+        &self.header.vault_id
+    }
+    /// The generation of the file as last read or written.
+    pub fn generation(&self) -> u64 {
+        self.header.generation
+    }
+    /// The age recipient the payload is encrypted to.
+    pub fn recipient(&self) -> &str {
+        &self.header.recipient
+    }
+    /// The key slots.
+    pub fn slots(&self) -> &[Slot] {
+        &self.header.slots
+    }
+    /// The credentials, by name.
+    pub fn credentials(&self) -> &BTreeMap<String, Credential> {
+        &self.data.credentials
+    }
+    /// The applied policy, if one was applied.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+    /// The applied policy's canonical TOML and when it was applied.
+    pub fn policy_source(&self) -> Option<(&str, OffsetDateTime)> {
+        self.data
+            .policy
+            .as_ref()
+            .map(|p| (p.toml.as_str(), p.applied))
+    }
+
+    /// Metadata for the lint's vault rules (`missing-secret`, `rotation-overdue`): which
+    /// credentials have a secret and when it last changed. No secret value is in it.
+    pub fn lint_meta(&self) -> crate::policy::VaultMeta {
+        crate::policy::VaultMeta {
+            credentials: self
+                .data
+                .credentials
+                .iter()
+                .map(|(n, c)| {
+                    let meta = crate::policy::CredentialMeta {
+                        has_secret: !c.secrets.is_empty(),
+                        rotated: c.rotated,
+                    };
+                    (n.clone(), meta)
+                })
+                .collect(),
+        }
+    }
+
+    /// Add a credential; refuses an existing name.
+    pub fn add_credential(&mut self, name: &str, cred: Credential) -> Result<(), VaultError> {
+        validate_name(name)?;
+        if self.data.credentials.contains_key(name) {
+            return Err(VaultError::DuplicateCredential(name.to_owned()));
+        }
+        self.data.credentials.insert(name.to_owned(), cred);
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Change a credential in place (secrets, fields, metadata).
+    pub fn update_credential<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Credential) -> T,
+    ) -> Result<T, VaultError> {
+        let c = self
+            .data
+            .credentials
+            .get_mut(name)
+            .ok_or_else(|| VaultError::UnknownCredential(name.to_owned()))?;
+        self.dirty = true;
+        Ok(f(c))
+    }
+
+    /// Remove a credential.
+    pub fn remove_credential(&mut self, name: &str) -> Result<Credential, VaultError> {
+        let c = self
+            .data
+            .credentials
+            .remove(name)
+            .ok_or_else(|| VaultError::UnknownCredential(name.to_owned()))?;
+        self.dirty = true;
+        Ok(c)
+    }
+
+    /// Store a parsed policy (its canonical TOML) as the applied policy.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.data.policy = Some(AppliedPolicy {
+            toml: policy.to_canonical_toml(),
+            applied: now(),
+        });
+        self.policy = Some(policy);
+        self.dirty = true;
+    }
+
+    /// Add a passphrase slot. The payload is not re-encrypted.
+    pub fn add_passphrase_slot(&mut self, passphrase: &SecretString) -> Result<&Slot, VaultError> {
+        let s = slots::passphrase_slot(
+            &self.header.vault_id,
+            &self.identity,
+            passphrase,
+            KdfParams::for_new_slot()?,
+        )?;
+        self.header.slots.push(s);
+        Ok(self.header.slots.last().expect("just pushed"))
+    }
+
+    /// Add a keyring slot (stores a fresh key in the keyring). The payload is not re-encrypted.
+    pub fn add_keyring_slot(&mut self, store: KeyringStore) -> Result<&Slot, VaultError> {
+        let s = slots::keyring_slot(&self.header.vault_id, &self.identity, store)?;
+        self.header.slots.push(s);
+        Ok(self.header.slots.last().expect("just pushed"))
+    }
+
+    /// Add an identity-file slot; returns the new identity file's text for the caller to write.
+    pub fn add_identity_slot(&mut self) -> Result<Zeroizing<String>, VaultError> {
+        let (s, text) = slots::identity_slot(&self.identity)?;
+        self.header.slots.push(s);
+        Ok(text)
+    }
+
+    /// Remove a slot by id; the last slot cannot be removed. A keyring slot's key is deleted
+    /// from the keyring after the vault is saved (by [`Vault::forget_keyring_key`]).
+    pub fn remove_slot(&mut self, id: &str) -> Result<Slot, VaultError> {
+        let pos = self
+            .header
+            .slots
+            .iter()
+            .position(|s| s.id() == id)
+            .ok_or_else(|| {
+                VaultError::Usage(format!(
+                    "no key slot with id {id}: `scopevault key list` shows them"
+                ))
+            })?;
+        if self.header.slots.len() == 1 {
+            return Err(VaultError::Usage(
+                "refusing to remove the last key slot: the vault could never be unlocked again. Add another slot first".into(),
+            ));
+        }
+        Ok(self.header.slots.remove(pos))
+    }
+
+    /// Delete a removed keyring slot's key from its store (best effort after the save).
+    pub fn forget_keyring_key(slot: &Slot) -> Result<(), VaultError> {
+        if let Slot::Keyring {
+            store,
+            service,
+            account,
+            ..
+        } = slot
+        {
+            keyring::delete(*store, service, account)?;
+        }
+        Ok(())
+    }
+}
+
+fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    // Whole seconds: RFC 3339 round trips exactly, and sub-second precision says nothing here.
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// Current time as stored in credentials (whole seconds, UTC).
+pub fn timestamp() -> OffsetDateTime {
+    now()
+}
+
+fn unwrap_identity(header: &Header, unlock: &Unlock) -> Result<Zeroizing<String>, VaultError> {
+    let vid = &header.vault_id;
+    let mut tried = 0;
+    match unlock {
+        Unlock::Passphrase(p) => {
+            for s in header
+                .slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Passphrase { .. }))
+            {
+                tried += 1;
+                if let Some(id) = slots::try_passphrase(s, vid, p)? {
+                    return Ok(id);
+                }
+            }
+            Err(VaultError::WrongKey(if tried == 0 {
+                "this vault has no passphrase slot: unlock it with --identity-file or the keyring"
+                    .into()
+            } else {
+                "wrong passphrase (no passphrase slot accepted it)".into()
+            }))
+        }
+        Unlock::IdentityFile(path) => {
+            let text = Zeroizing::new(read_small_file(path)?);
+            let idents = slots::parse_identity_file(&text)?;
+            for s in &header.slots {
+                if let Some(id) = slots::try_identity(s, &idents)? {
+                    return Ok(id);
+                }
+            }
+            Err(VaultError::WrongKey(format!(
+                "the identity file {} does not match any identity slot of this vault",
+                path.display()
+            )))
+        }
+        Unlock::Keyring => {
+            let mut last = None;
+            for s in header
+                .slots
+                .iter()
+                .filter(|s| matches!(s, Slot::Keyring { .. }))
+            {
+                match slots::try_keyring(s, vid) {
+                    Ok(Some(id)) => return Ok(id),
+                    Ok(None) => {
+                        last = Some(VaultError::WrongKey(
+                            "the keyring key does not open its slot".into(),
+                        ))
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last
+                .unwrap_or_else(|| VaultError::WrongKey("this vault has no keyring slot".into())))
+        }
+    }
+}
+
+/// Read a small (≤ 64 KiB) file whose content is secret, zeroing the buffer.
+fn read_small_file(path: &Path) -> Result<String, VaultError> {
+    let f = std::fs::File::open(path).map_err(|source| VaultError::Io {
+        path: path.to_path_buf(),
+        what: "cannot open the identity file".into(),
+        source,
+    })?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(4096));
+    f.take(64 * 1024 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|source| VaultError::Io {
+            path: path.to_path_buf(),
+            what: "cannot read the identity file".into(),
+            source,
+        })?;
+    if buf.len() > 64 * 1024 {
+        return Err(VaultError::BadIdentityFile(
+            "it is larger than 64 KiB".into(),
+        ));
+    }
+    std::str::from_utf8(&buf)
+        .map(str::to_owned)
+        .map_err(|_| VaultError::BadIdentityFile("it is not UTF-8 text".into()))
+}
+
+/// Benchmark support, not a stable API: the "plain age" baseline the vault's open and save
+/// are compared with — age decryption/encryption of the payload plus (de)serialisation into
+/// the same types, without slots, MAC, rollback record or file I/O.
+#[doc(hidden)]
+pub mod bench_support {
+    use super::*;
+
+    /// Decrypt `payload` with `identity` and parse it; returns the credential count.
+    pub fn plain_decrypt_and_parse(payload: &[u8], identity: &age::x25519::Identity) -> usize {
+        decrypt_payload(payload, identity)
+            .expect("decrypts")
+            .credentials
+            .len()
+    }
+
+    /// The payload bytes of a vault file (no checks).
+    pub fn payload_of(file: &[u8]) -> Vec<u8> {
+        Parsed::parse(file).expect("parses").payload.to_vec()
+    }
+
+    /// The vault identity, for the baseline (tests and benches only).
+    pub fn identity_of(vault: &Vault) -> age::x25519::Identity {
+        vault.identity.parse().expect("valid identity")
+    }
+
+    /// Serialise and encrypt the vault's data as a save would, without the file.
+    pub fn plain_encrypt(vault: &Vault) -> Vec<u8> {
+        encrypt_payload(&vault.data, &vault.header.recipient).expect("encrypts")
+    }
+}
+
+fn encrypt_payload(data: &VaultData, recipient: &str) -> Result<Vec<u8>, VaultError> {
+    use std::io::Write;
+    let recipient: age::x25519::Recipient = recipient
+        .parse()
+        .map_err(|_| VaultError::Corrupt("the header's recipient is malformed".into()))?;
+    let enc = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+        .map_err(|e| VaultError::Internal(e.to_string()))?;
+    let mut out = Vec::new();
+    // The plaintext JSON is streamed into the encryptor: no full plaintext buffer exists.
+    let mut w = enc
+        .wrap_output(&mut out)
+        .map_err(|e| VaultError::Internal(e.to_string()))?;
+    {
+        let mut bw = std::io::BufWriter::with_capacity(64 * 1024, &mut w);
+        serde_json::to_writer(&mut bw, data).map_err(|e| VaultError::Internal(e.to_string()))?;
+        bw.flush()
+            .map_err(|e| VaultError::Internal(e.to_string()))?;
+    }
+    w.finish()
+        .map_err(|e| VaultError::Internal(e.to_string()))?;
+    Ok(out)
+}
+
+fn decrypt_payload(
+    payload: &[u8],
+    identity: &age::x25519::Identity,
+) -> Result<VaultData, VaultError> {
+    let dec = age::Decryptor::new(payload)
+        .map_err(|e| VaultError::Corrupt(format!("the payload is not a valid age file: {e}")))?;
+    let mut r = dec
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .map_err(|e| VaultError::Corrupt(format!("the payload does not decrypt: {e}")))?;
+    // Sized up front so the plaintext is never reallocated (which would leave copies behind).
+    let mut plain = Zeroizing::new(Vec::with_capacity(payload.len() + 1));
+    r.read_to_end(&mut plain)
+        .map_err(|e| VaultError::Corrupt(format!("the payload does not decrypt: {e}")))?;
+    serde_json::from_slice(&plain)
+        .map_err(|e| VaultError::Corrupt(format!("the payload is not valid: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_vault_and_credential_never_shows_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut v, text) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+        let mut c = Credential::new(crate::policy::CredentialKind::Login, timestamp());
+        c.secrets.insert(
+            "password".into(),
+            SecretString::from("debug-leak-canary".to_owned()),
+        );
+        v.add_credential("x", c).unwrap();
+        let all = format!("{v:?} {:?} {:?} {:?}", v.credentials(), v.slots(), text);
+        assert!(!all.contains("debug-leak-canary"), "{all}");
+        assert!(
+            !all.contains("AGE-SECRET-KEY"),
+            "the identity never shows: {all}"
+        );
+        assert!(all.contains("[REDACTED]"));
+    }
+
+    // The defaults are RFC 9106's second recommendation, checked at compile time.
+    const _: () = assert!(
+        KdfParams::DEFAULT.m_kib >= 64 * 1024
+            && KdfParams::DEFAULT.t >= 3
+            && KdfParams::DEFAULT.p >= 4
+    );
+
+    #[test]
+    fn kdf_caps_refuse_hostile_parameters_and_accept_the_default() {
+        assert!(KdfParams::DEFAULT.check().is_ok());
+        for bad in [
+            KdfParams {
+                m_kib: 64 * 1024 * 1024,
+                t: 3,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 0,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 17,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 3,
+                p: 0,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 3,
+                p: 64,
+            },
+            KdfParams {
+                m_kib: 8,
+                t: 3,
+                p: 4,
+            },
+        ] {
+            assert!(
+                matches!(bad.check(), Err(VaultError::HostileKdf(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}

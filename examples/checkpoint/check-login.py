@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""A synthetic-monitoring check that fetches its login from scopevault at runtime.
+
+Run by the checkpoint's scheduler as the runner user (e.g. `checkpoint`), either directly
+(it talks to the socket with the standard-library client) or under `scopevault exec`:
+
+    scopevault exec --task checkout-flow -- python3 check-login.py
+
+Under exec the credentials arrive as SCOPEVAULT_SHOP_BUYER_USERNAME / _PASSWORD and any
+accidental print of the password is masked in the check's output.
+"""
+import os
+import sys
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "clients"))
+
+TASK = "checkout-flow"
+URL = os.environ.get("CHECK_URL", "https://shop.example.com/login")
+
+
+def credentials():
+    user = os.environ.get("SCOPEVAULT_SHOP_BUYER_USERNAME")
+    password = os.environ.get("SCOPEVAULT_SHOP_BUYER_PASSWORD")
+    if user and password:
+        return user, password  # handed over by `scopevault exec`
+    from client import ScopevaultClient  # noqa: E402  (std-lib only)
+
+    with ScopevaultClient() as sv:
+        fetched = sv.fetch(TASK)
+    cred = fetched["credentials"][0]
+    for warning in cred["warnings"]:
+        print(f"scopevault warning: {warning}", file=sys.stderr)
+    return cred["fields"]["username"], cred["secrets"]["password"]
+
+
+def main():
+    user, password = credentials()
+    if os.environ.get("CHECK_DRY_RUN"):
+        print(f"check {TASK}: would sign in to {URL} as {user}")
+        return 0
+    data = urllib.parse.urlencode({"username": user, "password": password}).encode()
+    try:
+        with urllib.request.urlopen(URL, data=data, timeout=10) as resp:
+            ok = resp.status == 200
+    except OSError as e:
+        print(f"check {TASK}: FAILED: {e}")
+        return 1
+    print(f"check {TASK}: {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+//! Socket load generator: throughput and p50/p99 latency at 1, 8 and 64 concurrent clients
+//! against baselines, printed as a table with ratios (design.md, "Performance targets").
+//!
+//! ```text
+//! cargo run --release --example loadgen -- [--requests N] [--seconds S] [--clients 1,8,64] [--dir D]
+//! ```
+//!
+//! Targets (each a `Target`: a way to connect, and a round trip on a connection):
+//! - `echo`: a bare JSON-line echo server over a Unix socket, in-process (the floor for any
+//!   JSON-line protocol on this machine);
+//! - `ssh-agent`: a real `ssh-agent -D` holding one ed25519 key, answering
+//!   `SSH2_AGENTC_REQUEST_IDENTITIES` — a well-known local credential daemon;
+//! - `audit-append sync|nosync`: `AuditLog::append` from N threads, no socket: what the durable
+//!   audit log (with group commit) costs by itself on this disk.
+//!
+//! To measure the daemon, add a target made by [`json_line_target`] with the daemon's socket
+//! and a `fetch` request line; the ratio table then compares it with `echo` and `ssh-agent`.
+//!
+//! Every loop is bounded by a request count and a time limit; only Unix sockets are used.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use scopevault::agent::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
+use scopevault::secret::SecretString;
+
+/// One round trip on an open connection.
+type RoundTrip = Box<dyn FnMut() -> io::Result<()> + Send>;
+
+/// Something to measure: a name and a way to open one client connection.
+struct Target {
+    name: String,
+    connect: Box<dyn Fn() -> io::Result<RoundTrip> + Sync>,
+}
+
+/// Limits of one run, per client.
+#[derive(Clone, Copy)]
+struct Limits {
+    requests: usize,
+    time: Duration,
+}
+
+/// The result of one run.
+struct Stats {
+    target: String,
+    clients: usize,
+    requests: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Stats {
+    fn throughput(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// A JSON-line target: each round trip writes `request_line` (a newline is added) and reads one
+/// line back; if `expect` is given, the response must contain it (e.g. `"ok":true`).
+fn json_line_target(
+    name: &str,
+    socket: PathBuf,
+    request_line: &str,
+    expect: Option<&str>,
+) -> Target {
+    let mut request = request_line.trim_end_matches('\n').as_bytes().to_vec();
+    request.push(b'\n');
+    let expect = expect.map(str::to_owned);
+    Target {
+        name: name.to_owned(),
+        connect: Box::new(move || {
+            let stream = UnixStream::connect(&socket)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut writer = stream.try_clone()?;
+            let mut reader = BufReader::new(stream);
+            let request = request.clone();
+            let expect = expect.clone();
+            let mut line = String::new();
+            Ok(Box::new(move || {
+                writer.write_all(&request)?;
+                line.clear();
+                if reader.read_line(&mut line)? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed",
+                    ));
+                }
+                if let Some(e) = &expect {
+                    if !line.contains(e.as_str()) {
+                        return Err(io::Error::other(format!(
+                            "unexpected response: {}",
+                            line.trim_end()
+                        )));
+                    }
+                }
+                Ok(())
+            }) as RoundTrip)
+        }),
+    }
+}
+
+/// The ssh-agent target: `SSH2_AGENTC_REQUEST_IDENTITIES` (11), answer must be
+/// `SSH2_AGENT_IDENTITIES_ANSWER` (12).
+fn ssh_agent_target(socket: PathBuf) -> Target {
+    Target {
+        name: "ssh-agent".to_owned(),
+        connect: Box::new(move || {
+            let mut stream = UnixStream::connect(&socket)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut body = Vec::with_capacity(512);
+            Ok(Box::new(move || {
+                stream.write_all(&[0, 0, 0, 1, 11])?;
+                let mut len = [0u8; 4];
+                stream.read_exact(&mut len)?;
+                let len = u32::from_be_bytes(len) as usize;
+                if len == 0 || len > 256 * 1024 {
+                    return Err(io::Error::other("bad agent frame length"));
+                }
+                body.resize(len, 0);
+                stream.read_exact(&mut body)?;
+                if body[0] != 12 {
+                    return Err(io::Error::other(format!("agent answered type {}", body[0])));
+                }
+                Ok(())
+            }) as RoundTrip)
+        }),
+    }
+}
+
+/// `AuditLog::append` of a fetch-like record with one value, from each client thread.
+fn audit_append_target(name: &str, log: Arc<AuditLog>) -> Target {
+    Target {
+        name: name.to_owned(),
+        connect: Box::new(move || {
+            let log = Arc::clone(&log);
+            let value = SecretString::from("correct horse battery staple".to_string());
+            Ok(Box::new(move || {
+                log.append(AuditRecord {
+                    peer: Some(PeerInfo {
+                        uid: 1000,
+                        gid: 1000,
+                        pid: Some(4242),
+                        exe: Some("/usr/bin/check".into()),
+                    }),
+                    task: Some("shop-login"),
+                    credential: Some("shop-buyer"),
+                    values: vec![("password", &value)],
+                    ..AuditRecord::new("fetch", Decision::Allow)
+                })
+                .map(|_| ())
+                .map_err(io::Error::other)
+            }) as RoundTrip)
+        }),
+    }
+}
+
+/// Run `clients` concurrent clients, each doing a few warm-up round trips and then up to
+/// `limits.requests` measured ones (stopping early at `limits.time`).
+fn drive(target: &Target, clients: usize, limits: Limits) -> io::Result<Stats> {
+    let conns: Vec<RoundTrip> = (0..clients)
+        .map(|_| (target.connect)())
+        .collect::<io::Result<_>>()?;
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let handles: Vec<_> = conns
+        .into_iter()
+        .map(|mut rt| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || -> io::Result<Vec<u64>> {
+                for _ in 0..10 {
+                    rt()?;
+                }
+                barrier.wait();
+                let deadline = Instant::now() + limits.time;
+                let mut lat = Vec::with_capacity(limits.requests);
+                for _ in 0..limits.requests {
+                    let t = Instant::now();
+                    rt()?;
+                    lat.push(t.elapsed().as_nanos() as u64);
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                Ok(lat)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(
+            h.join()
+                .map_err(|_| io::Error::other("client thread panicked"))??,
+        );
+    }
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    let pct =
+        |p: f64| Duration::from_nanos(all[((all.len() as f64 * p) as usize).min(all.len() - 1)]);
+    Ok(Stats {
+        target: target.name.clone(),
+        clients,
+        requests: all.len(),
+        elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    })
+}
+
+/// A bare JSON-line echo server on `socket`, one thread per connection, for the life of the
+/// process.
+fn start_echo_server(socket: &Path) -> io::Result<()> {
+    let listener = UnixListener::bind(socket)?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            std::thread::spawn(move || -> io::Result<()> {
+                let mut writer = conn.try_clone()?;
+                let mut reader = BufReader::new(conn);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line)? == 0 {
+                        return Ok(());
+                    }
+                    writer.write_all(&line)?;
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// An ssh-agent child on `socket` holding one fresh ed25519 key. Killed on drop.
+struct SshAgent(Child);
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_ssh_agent(dir: &Path, socket: &Path) -> io::Result<SshAgent> {
+    let child = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let agent = SshAgent(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        if Instant::now() > deadline {
+            return Err(io::Error::other(
+                "ssh-agent did not create its socket within 10 s",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let key = dir.join("id_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(io::Error::other("ssh-keygen failed"));
+    }
+    let status = Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(io::Error::other("ssh-add failed"));
+    }
+    Ok(agent)
+}
+
+struct Options {
+    limits: Limits,
+    clients: Vec<usize>,
+    dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        limits: Limits {
+            requests: 2000,
+            time: Duration::from_secs(5),
+        },
+        clients: vec![1, 8, 64],
+        dir: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--requests" => o.limits.requests = value()?.parse().map_err(|e| format!("--requests: {e}"))?,
+            "--seconds" => o.limits.time = Duration::from_secs_f64(value()?.parse().map_err(|e| format!("--seconds: {e}"))?),
+            "--clients" => {
+                o.clients = value()?
+                    .split(',')
+                    .map(|c| c.trim().parse().map_err(|e| format!("--clients: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--dir" => o.dir = Some(PathBuf::from(value()?)),
+            "-h" | "--help" => {
+                return Err("usage: loadgen [--requests N] [--seconds S] [--clients 1,8,64] [--dir DIR (for the audit log: put it on the disk the daemon uses)]".into())
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if o.clients.iter().any(|&c| c == 0 || c > 1024) || o.limits.requests == 0 {
+        return Err("--clients must be 1..=1024 and --requests at least 1".into());
+    }
+    Ok(o)
+}
+
+fn main() -> std::process::ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn run(opts: &Options) -> io::Result<()> {
+    let sockets = tempfile::tempdir()?;
+    // The audit log goes on a real disk (a tmpfs would make fdatasync free).
+    let disk = match &opts.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir_in(".")?,
+    };
+
+    let mut targets = Vec::new();
+    let echo_sock = sockets.path().join("echo.sock");
+    start_echo_server(&echo_sock)?;
+    targets.push(json_line_target(
+        "echo",
+        echo_sock,
+        r#"{"v":1,"op":"fetch","task":"shop-login"}"#,
+        Some("\"op\":\"fetch\""),
+    ));
+
+    let agent_sock = sockets.path().join("agent.sock");
+    let _agent = match start_ssh_agent(sockets.path(), &agent_sock) {
+        Ok(a) => {
+            targets.push(ssh_agent_target(agent_sock));
+            Some(a)
+        }
+        Err(e) => {
+            println!("skipped ssh-agent: {e}");
+            None
+        }
+    };
+
+    let mut logs = Vec::new();
+    for sync in [true, false] {
+        let name = if sync {
+            "audit-append sync"
+        } else {
+            "audit-append nosync"
+        };
+        let file = if sync { "sync.jsonl" } else { "nosync.jsonl" };
+        let log =
+            Arc::new(AuditLog::open(&disk.path().join(file), sync).map_err(io::Error::other)?);
+        targets.push(audit_append_target(name, Arc::clone(&log)));
+        logs.push((name, log));
+    }
+
+    // Further targets (the scopevault daemon, audit sync on and off) go here, e.g.
+    // targets.push(json_line_target("scopevault sync", sock, r#"{"v":1,"op":"fetch","task":"t"}"#, Some("\"ok\":true")));
+
+    println!(
+        "{} requests per client at most, {:.1} s per run at most; audit log on {}",
+        opts.limits.requests,
+        opts.limits.time.as_secs_f64(),
+        disk.path().display()
+    );
+    println!(
+        "{:<22} {:>7} {:>9} {:>12} {:>10} {:>10}",
+        "target", "clients", "requests", "req/s", "p50 µs", "p99 µs"
+    );
+    let mut results: Vec<Stats> = Vec::new();
+    for &clients in &opts.clients {
+        for t in &targets {
+            let s = drive(t, clients, opts.limits)?;
+            println!(
+                "{:<22} {:>7} {:>9} {:>12.0} {:>10.1} {:>10.1}",
+                s.target,
+                s.clients,
+                s.requests,
+                s.throughput(),
+                s.p50.as_nanos() as f64 / 1000.0,
+                s.p99.as_nanos() as f64 / 1000.0
+            );
+            results.push(s);
+        }
+    }
+    print_ratios(&results);
+    println!();
+    for (name, log) in &logs {
+        let s = log.stats();
+        println!(
+            "{name}: {} records in {} batches (average group-commit batch {:.1})",
+            s.records,
+            s.batches,
+            s.records as f64 / s.batches.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// Every target's throughput and p50 relative to `echo` and `ssh-agent` at the same concurrency.
+fn print_ratios(results: &[Stats]) {
+    println!();
+    println!(
+        "{:<22} {:>7} {:>12} {:>12} {:>12}",
+        "ratio", "clients", "tput/echo", "tput/agent", "p50/echo"
+    );
+    let find = |name: &str, c: usize| results.iter().find(|s| s.target == name && s.clients == c);
+    for s in results.iter().filter(|s| s.target != "echo") {
+        let echo = find("echo", s.clients);
+        let agent = find("ssh-agent", s.clients);
+        let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "{:<22} {:>7} {:>12} {:>12} {:>12}",
+            s.target,
+            s.clients,
+            fmt(echo.map(|e| s.throughput() / e.throughput())),
+            fmt(agent
+                .filter(|a| a.target != s.target)
+                .map(|a| s.throughput() / a.throughput())),
+            fmt(echo.map(|e| s.p50.as_secs_f64() / e.p50.as_secs_f64())),
+        );
+    }
+}

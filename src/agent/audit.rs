@@ -1,0 +1,1157 @@
+//! The audit log: one JSON line per decision, hash-chained, with a keyed HMAC of every value
+//! handed out (never the value), durable before the secret leaves the daemon.
+//!
+//! `docs/audit.md` is the normative description of the format. In short, each line is
+//!
+//! ```text
+//! {"seq":N,"time":"RFC 3339","peer":{"uid":..,"gid":..,"pid":..,"exe":..},"op":"fetch",
+//!  "task":..,"credential":..,"decision":"allow|deny|error","reason":..,"warnings":[..],
+//!  "values":{"password":"hmac-sha256:<hex>"},"prev":"<sha256 hex of the previous line>"}
+//! ```
+//!
+//! **Group commit.** [`AuditLog::append`] returns only once its record is written (and
+//! `fdatasync`ed when sync is on). Concurrent callers queue their records; whichever caller
+//! finds no write in progress becomes the *leader*, takes the whole queue, writes it with one
+//! `write` and one `fdatasync`, and wakes the others. While it syncs, new records queue up for
+//! the next batch, so the number of syncs per second stays bounded by the disk while throughput
+//! grows with concurrency.
+//!
+//! ```
+//! use scopevault::agent::audit::{AuditLog, AuditRecord, Decision, verify};
+//! use scopevault::secret::SecretString;
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("audit.jsonl");
+//! let log = AuditLog::open(&path, true).unwrap();
+//! let pw = SecretString::from("hunter2".to_string());
+//! let rec = AuditRecord {
+//!     op: "fetch", task: Some("shop-login"), credential: Some("shop-buyer"),
+//!     values: vec![("password", &pw)], ..AuditRecord::new("fetch", Decision::Allow)
+//! };
+//! assert_eq!(log.append(rec).unwrap(), 1);
+//! let text = std::fs::read_to_string(&path).unwrap();
+//! assert!(!text.contains("hunter2"));
+//! assert!(text.contains(&log.hmac_value("hunter2")));
+//! assert!(verify(&path).unwrap().first_bad.is_none());
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use data_encoding::HEXLOWER;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::secret::SecretString;
+
+/// The `prev` of the first line: 64 zeros.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Prefix of every value HMAC in the log (and of `scopevault audit hash`'s output).
+pub const HMAC_PREFIX: &str = "hmac-sha256:";
+
+/// Longest a leader waits for the records of the clients its previous batch released (the
+/// `commit_delay` of databases). Without it, under load the batches alternate between one
+/// record (the first client back) and all the others, halving the batch size; with it, a
+/// leader waits up to half the last sync's duration, at most this long, and only when
+/// the previous batch had more than one record (one client never waits).
+const GATHER_MAX: Duration = Duration::from_millis(2);
+
+/// Length of the HMAC key stored in `<audit path>.key`.
+const KEY_LEN: usize = 32;
+
+/// Lines longer than this are refused by [`verify`] and [`AuditLog::open`] rather than read
+/// into memory whole (our own records are far smaller).
+const MAX_LINE: usize = 1024 * 1024;
+
+/// What went wrong with the audit log. Never contains a secret value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    /// The log, its directory or its key could not be created, opened or read.
+    #[error("cannot open the audit log {path}: {message}; check that the directory exists and is writable by the daemon's user, or choose another path with --audit")]
+    Open {
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// Another process (a second daemon) holds the log's lock.
+    #[error("the audit log {path} is in use by another process (another `scopevault serve`?); stop it or use another --audit path")]
+    InUse {
+        /// The log.
+        path: PathBuf,
+    },
+    /// The HMAC key file exists but is not a key we wrote.
+    #[error("the audit key {path} is not {KEY_LEN} bytes; restore it from backup (without it, `audit hash` cannot match old records) or move the log and key aside to start a new log")]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The last complete line of an existing log cannot be continued.
+    #[error("the audit log {path} cannot be continued: line {line}: {why}; run `scopevault audit verify --audit {path}`, then move the log aside to start a new chain")]
+    Corrupt {
+        /// The log.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A write or sync failed: the record is not durable, and the request must fail closed.
+    #[error("cannot write the audit log {path}: {message}; no credential is handed out until it is writable again (check disk space, permissions and that the file was not moved)")]
+    Write {
+        /// The log.
+        path: PathBuf,
+        /// The OS error or what changed.
+        message: String,
+    },
+    /// Reading the log (for verify or show) failed.
+    #[error("cannot read the audit log {path}: {message}")]
+    Read {
+        /// The log.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+}
+
+/// The outcome recorded for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Granted (values were handed out).
+    Allow,
+    /// Refused by policy or authorisation.
+    Deny,
+    /// Failed for another reason (locked, internal error, ...).
+    Error,
+}
+
+/// Who asked, from the kernel (`SO_PEERCRED`) and `/proc/PID/exe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerInfo {
+    /// Effective uid of the peer.
+    pub uid: u32,
+    /// Effective gid of the peer.
+    pub gid: u32,
+    /// Process id, if known.
+    pub pid: Option<i32>,
+    /// The peer's executable, best effort.
+    pub exe: Option<String>,
+}
+
+impl PeerInfo {
+    /// The peer as the kernel reported it, with its executable looked up (best effort).
+    pub fn from_cred(cred: &crate::sys::PeerCred) -> PeerInfo {
+        PeerInfo {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: (cred.pid > 0).then_some(cred.pid),
+            exe: crate::sys::process_exe(cred.pid),
+        }
+    }
+}
+
+/// One decision to record. `values` are the secret fields handed out; only their HMACs are
+/// written.
+#[derive(Debug)]
+pub struct AuditRecord<'a> {
+    /// Who asked.
+    pub peer: Option<PeerInfo>,
+    /// The protocol op (`fetch`, `ticket`, `unlock`, ...).
+    pub op: &'a str,
+    /// The task asked for.
+    pub task: Option<&'a str>,
+    /// The credential concerned.
+    pub credential: Option<&'a str>,
+    /// Allowed, denied or failed.
+    pub decision: Decision,
+    /// Why (an error code and short text); never a secret.
+    pub reason: Option<&'a str>,
+    /// Runtime scope warnings attached to the response.
+    pub warnings: Vec<String>,
+    /// (field name, value) of every secret value handed out; logged as HMACs only.
+    pub values: Vec<(&'a str, &'a SecretString)>,
+}
+
+impl<'a> AuditRecord<'a> {
+    /// A record with only an op and a decision; fill in the rest with struct update syntax.
+    pub fn new(op: &'a str, decision: Decision) -> Self {
+        AuditRecord {
+            peer: None,
+            op,
+            task: None,
+            credential: None,
+            decision,
+            reason: None,
+            warnings: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+/// The HMAC key of an audit log (`<audit path>.key`): 32 random bytes, zeroed on drop.
+pub struct AuditKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey([REDACTED])")
+    }
+}
+
+impl AuditKey {
+    /// Read the key of the log at `audit_path` (the file `<audit_path>.key`). This needs read
+    /// access to the key file, which is the daemon's own (mode 0600).
+    pub fn load(audit_path: &Path) -> Result<AuditKey, AuditError> {
+        let path = key_path(audit_path);
+        let mut f = File::open(&path).map_err(|e| AuditError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
+        Read::by_ref(&mut f)
+            .take(KEY_LEN as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| AuditError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let key: [u8; KEY_LEN] = buf
+            .as_slice()
+            .try_into()
+            .map_err(|_| AuditError::BadKey { path })?;
+        Ok(AuditKey(Zeroizing::new(key)))
+    }
+
+    /// Read the key, creating it (mode 0600, random) if it does not exist yet.
+    fn load_or_create(audit_path: &Path) -> Result<AuditKey, AuditError> {
+        let path = key_path(audit_path);
+        let open_err = |e: std::io::Error| AuditError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                let mut key = Zeroizing::new([0u8; KEY_LEN]);
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
+                f.write_all(key.as_ref()).map_err(open_err)?;
+                f.sync_all().map_err(open_err)?;
+                Ok(AuditKey(key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(audit_path),
+            Err(e) => Err(open_err(e)),
+        }
+    }
+
+    /// The HMAC of a value exactly as it appears in the log: `hmac-sha256:<64 hex digits>`.
+    pub fn hmac_value(&self, value: &str) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref()).expect("HMAC takes any key");
+        mac.update(value.as_bytes());
+        format!(
+            "{HMAC_PREFIX}{}",
+            HEXLOWER.encode(&mac.finalize().into_bytes())
+        )
+    }
+}
+
+/// The key file of an audit log: `<audit path>.key`.
+pub fn key_path(audit_path: &Path) -> PathBuf {
+    let mut s = audit_path.as_os_str().to_owned();
+    s.push(".key");
+    PathBuf::from(s)
+}
+
+/// The default audit log: `/var/log/scopevault/audit.jsonl` as root, otherwise
+/// `$XDG_STATE_HOME/scopevault/audit.jsonl` (falling back to `~/.local/state/scopevault/`).
+pub fn default_audit_path() -> PathBuf {
+    if crate::sys::current_uid() == 0 {
+        return PathBuf::from("/var/log/scopevault/audit.jsonl");
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".local/state"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    state.join("scopevault").join("audit.jsonl")
+}
+
+/// Where the chain stands after the last durable line.
+#[derive(Debug, Clone)]
+struct Chain {
+    /// Sequence number of the last durable line (0 for an empty log).
+    seq: u64,
+    /// SHA-256 hex of the last durable line ([`GENESIS`] for an empty log).
+    prev: String,
+    /// File length after the last durable line.
+    len: u64,
+    /// A failed batch may have left bytes after `len`: cut them before the next write.
+    dirty: bool,
+}
+
+struct Queued {
+    ticket: u64,
+    /// The record's JSON members between `seq` and `prev`, without braces.
+    body: String,
+}
+
+struct State {
+    chain: Chain,
+    queue: Vec<Queued>,
+    next_ticket: u64,
+    leader: bool,
+    done: HashMap<u64, Result<u64, AuditError>>,
+    /// A leader is waiting for more records before it writes (see `GATHER_MAX`).
+    gathering: bool,
+    /// Size of the last batch written: about how many clients are active.
+    last_batch: usize,
+    /// How long the last `fdatasync` took.
+    last_sync: Duration,
+}
+
+/// An open audit log. `Send + Sync`: share it (in an `Arc`) between all connection threads.
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+    /// (device, inode) of `file`, to notice the log being replaced or removed under us.
+    ident: (u64, u64),
+    key: AuditKey,
+    sync: bool,
+    state: Mutex<State>,
+    cond: Condvar,
+    /// Wakes a gathering leader when a record is queued.
+    gather: Condvar,
+    ok: AtomicBool,
+    records: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Counters of an open log since it was opened (for `health` and the load generator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Records durably appended.
+    pub records: u64,
+    /// Batches written (one `write` and, with sync on, one `fdatasync` each): `records /
+    /// batches` is the average group-commit batch size.
+    pub batches: u64,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Open (creating mode 0600, in a directory created 0700) the log at `path`, read or create
+    /// its HMAC key (`<path>.key`), and continue the chain from the last line.
+    ///
+    /// The log is locked (`flock`) against a second daemon. An incomplete final line (a crash
+    /// in the middle of a write, so never acknowledged and no secret left for it) is cut off,
+    /// and the cut is itself recorded as an `audit.repair` record.
+    pub fn open(path: &Path, sync: bool) -> Result<AuditLog, AuditError> {
+        let open_err = |e: std::io::Error| AuditError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(open_err)?;
+            }
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(open_err)?;
+        crate::sys::try_lock_exclusive(&file).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                AuditError::InUse {
+                    path: path.to_owned(),
+                }
+            } else {
+                open_err(e)
+            }
+        })?;
+        let key = AuditKey::load_or_create(path)?;
+        let meta = file.metadata().map_err(open_err)?;
+        let (chain, torn) = read_tail(&file, meta.len(), path)?;
+        let log = AuditLog {
+            path: path.to_owned(),
+            file,
+            ident: (meta.dev(), meta.ino()),
+            key,
+            sync,
+            state: Mutex::new(State {
+                chain,
+                queue: Vec::new(),
+                next_ticket: 0,
+                leader: false,
+                done: HashMap::new(),
+                gathering: false,
+                last_batch: 0,
+                last_sync: Duration::ZERO,
+            }),
+            cond: Condvar::new(),
+            gather: Condvar::new(),
+            ok: AtomicBool::new(true),
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+        };
+        if let Some(bytes) = torn {
+            let reason = format!(
+                "removed an incomplete final line ({bytes} bytes) left by an interrupted write"
+            );
+            log.append(AuditRecord {
+                reason: Some(&reason),
+                ..AuditRecord::new("audit.repair", Decision::Error)
+            })?;
+        }
+        Ok(log)
+    }
+
+    /// Append one record. Returns its sequence number once it is written — and, with sync on,
+    /// `fdatasync`ed — together with every record queued at the same time (group commit).
+    ///
+    /// On `Err` the record is not in the log and the caller must not hand out the secret. The
+    /// log stays consistent: the next append cuts any partial write and continues the chain.
+    pub fn append(&self, rec: AuditRecord<'_>) -> Result<u64, AuditError> {
+        // Everything but the chain fields is rendered here, outside the lock, in parallel.
+        let body = self.render_body(&rec);
+        let mut st = self.lock();
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.queue.push(Queued { ticket, body });
+        if st.gathering {
+            self.gather.notify_one();
+        }
+        loop {
+            if let Some(result) = st.done.remove(&ticket) {
+                return result;
+            }
+            if !st.leader {
+                // Become the leader: write everything queued so far (our record included).
+                st.leader = true;
+                st = self.gather_followers(st);
+                let batch = std::mem::take(&mut st.queue);
+                let chain = st.chain.clone();
+                drop(st);
+                // A panic here must not leave `leader` set (every later append would wait
+                // forever): it becomes a failed batch like any write error.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.write_batch(chain, &batch)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(AuditError::Write {
+                        path: self.path.clone(),
+                        message: "internal error while writing (a bug: please report it)".into(),
+                    })
+                });
+                st = self.lock();
+                match outcome {
+                    Ok((chain, first_seq, sync_time)) => {
+                        st.chain = chain;
+                        st.last_batch = batch.len();
+                        st.last_sync = sync_time;
+                        for (i, q) in batch.iter().enumerate() {
+                            st.done.insert(q.ticket, Ok(first_seq + i as u64));
+                        }
+                        self.ok.store(true, Ordering::SeqCst);
+                        self.records
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        self.batches.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        st.chain.dirty = true;
+                        for q in &batch {
+                            st.done.insert(q.ticket, Err(e.clone()));
+                        }
+                        self.ok.store(false, Ordering::SeqCst);
+                    }
+                }
+                st.leader = false;
+                self.cond.notify_all();
+                continue;
+            }
+            st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The HMAC of a value as it appears in this log's `values`.
+    pub fn hmac_value(&self, value: &str) -> String {
+        self.key.hmac_value(value)
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True if the last append succeeded (reported by `health`).
+    pub fn ok(&self) -> bool {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Records and batches written since the log was opened.
+    pub fn stats(&self) -> AuditStats {
+        AuditStats {
+            records: self.records.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether appends are `fdatasync`ed.
+    pub fn sync(&self) -> bool {
+        self.sync
+    }
+
+    /// As the new leader, wait (bounded) until the clients released by the previous batch have
+    /// queued their next records, so that one sync serves them all.
+    fn gather_followers<'s>(&'s self, mut st: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
+        let want = st.last_batch;
+        if !self.sync || want <= 1 || st.queue.len() >= want {
+            return st;
+        }
+        let deadline = Instant::now() + (st.last_sync / 2).min(GATHER_MAX);
+        st.gathering = true;
+        while st.queue.len() < want {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = match self.gather.wait_timeout(st, deadline - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        st.gathering = false;
+        st
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the chain half-updated (it is replaced
+        // whole), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn render_body(&self, rec: &AuditRecord<'_>) -> String {
+        #[derive(Serialize)]
+        struct Body<'r> {
+            time: String,
+            peer: &'r Option<PeerInfo>,
+            op: &'r str,
+            task: Option<&'r str>,
+            credential: Option<&'r str>,
+            decision: Decision,
+            reason: Option<&'r str>,
+            warnings: &'r [String],
+            values: std::collections::BTreeMap<&'r str, String>,
+        }
+        let time = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let body = Body {
+            time,
+            peer: &rec.peer,
+            op: rec.op,
+            task: rec.task,
+            credential: rec.credential,
+            decision: rec.decision,
+            reason: rec.reason,
+            warnings: &rec.warnings,
+            values: rec
+                .values
+                .iter()
+                .map(|(name, v)| (*name, self.key.hmac_value(v.expose())))
+                .collect(),
+        };
+        let json = serde_json::to_string(&body).expect("audit records serialise");
+        // Strip the braces: the leader wraps the members with `seq` and `prev`.
+        json[1..json.len() - 1].to_owned()
+    }
+
+    /// Write one batch; on success return the new chain, the first sequence number used and
+    /// how long the sync took.
+    fn write_batch(
+        &self,
+        mut chain: Chain,
+        batch: &[Queued],
+    ) -> Result<(Chain, u64, Duration), AuditError> {
+        let err = |message: String| AuditError::Write {
+            path: self.path.clone(),
+            message,
+        };
+        // The file we hold must still be the one admins read at `path`, and still writable
+        // there: a log moved away, replaced or made read-only fails closed instead of
+        // recording into a file nobody will look at.
+        let meta = std::fs::metadata(&self.path)
+            .map_err(|e| err(format!("the log is no longer at its path ({e})")))?;
+        if (meta.dev(), meta.ino()) != self.ident {
+            return Err(err(
+                "the file at the log's path was replaced; restart the daemon to continue in the new file".into(),
+            ));
+        }
+        crate::sys::check_writable(&self.path)
+            .map_err(|e| err(format!("the log is not writable ({e})")))?;
+        if chain.dirty {
+            self.file
+                .set_len(chain.len)
+                .map_err(|e| err(format!("cannot cut a partial write ({e})")))?;
+            chain.dirty = false;
+        }
+        let first_seq = chain.seq + 1;
+        let mut buf = Vec::with_capacity(batch.iter().map(|q| q.body.len() + 110).sum());
+        for q in batch {
+            chain.seq += 1;
+            let start = buf.len();
+            write!(
+                buf,
+                "{{\"seq\":{},{},\"prev\":\"{}\"}}",
+                chain.seq, q.body, chain.prev
+            )
+            .expect("writing to a Vec cannot fail");
+            chain.prev = HEXLOWER.encode(&Sha256::digest(&buf[start..]));
+            buf.push(b'\n');
+        }
+        (&self.file)
+            .write_all(&buf)
+            .map_err(|e| err(e.to_string()))?;
+        let synced = Instant::now();
+        if self.sync {
+            self.file.sync_data().map_err(|e| err(e.to_string()))?;
+        }
+        let sync_time = synced.elapsed();
+        chain.len += buf.len() as u64;
+        Ok((chain, first_seq, sync_time))
+    }
+}
+
+/// Read the end of an existing log to continue its chain. Returns the chain and, if the file
+/// ended in an incomplete line, how many bytes were cut.
+fn read_tail(file: &File, len: u64, path: &Path) -> Result<(Chain, Option<u64>), AuditError> {
+    let read_err = |e: std::io::Error| AuditError::Open {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    if len == 0 {
+        return Ok((
+            Chain {
+                seq: 0,
+                prev: GENESIS.to_owned(),
+                len: 0,
+                dirty: false,
+            },
+            None,
+        ));
+    }
+    // Read backwards in blocks until we hold the last complete line and the byte before it.
+    let mut tail: Vec<u8> = Vec::new();
+    let mut start = len;
+    loop {
+        let block = (64 * 1024u64).min(start);
+        let from = start.saturating_sub(block);
+        let mut chunk = vec![0u8; (start - from) as usize];
+        file.read_exact_at(&mut chunk, from).map_err(read_err)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        start = from;
+        let end_of_complete = tail.iter().rposition(|&b| b == b'\n');
+        if let Some(nl) = end_of_complete {
+            if tail[..nl].contains(&b'\n') || start == 0 {
+                break;
+            }
+        }
+        if start == 0 || tail.len() > 2 * MAX_LINE {
+            break;
+        }
+    }
+    let Some(nl) = tail.iter().rposition(|&b| b == b'\n') else {
+        if start != 0 {
+            return Err(AuditError::Corrupt {
+                path: path.to_owned(),
+                line: 0,
+                why: format!("no line break in the last {} bytes", tail.len()),
+            });
+        }
+        // Not one complete line: the whole file is a torn first write.
+        file.set_len(0).map_err(read_err)?;
+        return Ok((
+            Chain {
+                seq: 0,
+                prev: GENESIS.to_owned(),
+                len: 0,
+                dirty: false,
+            },
+            Some(len),
+        ));
+    };
+    let torn = (tail.len() - 1 - nl) as u64;
+    let complete_len = len - torn;
+    if torn > 0 {
+        file.set_len(complete_len).map_err(read_err)?;
+        file.sync_data().map_err(read_err)?;
+    }
+    let line_start = tail[..nl]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    if line_start == 0 && start != 0 {
+        return Err(AuditError::Corrupt {
+            path: path.to_owned(),
+            line: 0,
+            why: format!("the last line is longer than {MAX_LINE} bytes"),
+        });
+    }
+    let last = &tail[line_start..nl];
+    let line_no = count_lines(file, start + line_start as u64).map_err(read_err)? + 1;
+    let parsed = parse_chain_fields(last).map_err(|why| AuditError::Corrupt {
+        path: path.to_owned(),
+        line: line_no,
+        why,
+    })?;
+    Ok((
+        Chain {
+            seq: parsed.0,
+            prev: HEXLOWER.encode(&Sha256::digest(last)),
+            len: complete_len,
+            dirty: false,
+        },
+        (torn > 0).then_some(torn),
+    ))
+}
+
+/// Number of newlines in the first `upto` bytes of `file`.
+fn count_lines(file: &File, upto: u64) -> std::io::Result<u64> {
+    let mut n = 0u64;
+    let mut off = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    while off < upto {
+        let want = ((upto - off) as usize).min(buf.len());
+        let got = file.read_at(&mut buf[..want], off)?;
+        if got == 0 {
+            break;
+        }
+        n += buf[..got].iter().filter(|&&b| b == b'\n').count() as u64;
+        off += got as u64;
+    }
+    Ok(n)
+}
+
+/// Parse `seq` and `prev` of one line.
+fn parse_chain_fields(line: &[u8]) -> Result<(u64, String), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| format!("not a JSON record ({e})"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    let seq = obj
+        .get("seq")
+        .and_then(|s| s.as_u64())
+        .ok_or_else(|| "no numeric \"seq\"".to_string())?;
+    let prev = obj
+        .get("prev")
+        .and_then(|s| s.as_str())
+        .filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| "no 64-hex-digit \"prev\"".to_string())?;
+    Ok((seq, prev.to_owned()))
+}
+
+/// The result of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Complete lines read (up to and including the first bad one).
+    pub lines: u64,
+    /// `seq` of the last good line (0 if none).
+    pub last_seq: u64,
+    /// SHA-256 hex of the last good line ([`GENESIS`] if none): record it elsewhere to detect a
+    /// later truncation of the log, which no chain can detect by itself.
+    pub head: String,
+    /// The first problem found, if any.
+    pub first_bad: Option<BadLine>,
+}
+
+/// Where and why a log fails verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line: u64,
+    /// What is wrong.
+    pub why: String,
+}
+
+/// Check a log's hash chain from the first line. Detects an edited line (its hash no longer
+/// matches the next line's `prev`), a removed or reordered line (a `seq` gap or a `prev`
+/// mismatch), a line that is not a record, and an incomplete final line. `Err` only if the
+/// file cannot be read.
+///
+/// Limits, as for any hash chain without an outside anchor: removing lines from the end, or
+/// editing the last line so that it stays a valid record, is not detectable by the chain alone;
+/// keep [`VerifyReport::head`] (or ship the log) elsewhere for that.
+pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
+    let read_err = |e: std::io::Error| AuditError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let file = File::open(path).map_err(read_err)?;
+    let mut reader = BufReader::new(file);
+    let mut report = VerifyReport {
+        lines: 0,
+        last_seq: 0,
+        head: GENESIS.to_owned(),
+        first_bad: None,
+    };
+    let mut line = Vec::new();
+    let bad = |report: &mut VerifyReport, line: u64, why: String| {
+        report.first_bad = Some(BadLine { line, why });
+    };
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        let no = report.lines + 1;
+        if line.last() != Some(&b'\n') {
+            let why = if line.len() > MAX_LINE {
+                format!("longer than {MAX_LINE} bytes: not a record")
+            } else {
+                "incomplete final line (no newline): the log was truncated or a write was interrupted".into()
+            };
+            bad(&mut report, no, why);
+            return Ok(report);
+        }
+        report.lines = no;
+        let content = &line[..line.len() - 1];
+        let (seq, prev) = match parse_chain_fields(content) {
+            Ok(x) => x,
+            Err(why) => {
+                bad(&mut report, no, why);
+                return Ok(report);
+            }
+        };
+        let expected_seq = report.last_seq + 1;
+        if seq != expected_seq {
+            let why = if seq > expected_seq {
+                format!(
+                    "seq {seq} follows seq {}: {} line(s) removed before this one",
+                    report.last_seq,
+                    seq - expected_seq
+                )
+            } else {
+                format!(
+                    "seq {seq} follows seq {}: lines reordered, duplicated or renumbered",
+                    report.last_seq
+                )
+            };
+            bad(&mut report, no, why);
+            return Ok(report);
+        }
+        if prev != report.head {
+            // The seq is in order, so no line is missing here: the previous line was changed.
+            let (at, why) = if no == 1 {
+                (
+                    1,
+                    "the first line's prev is not 64 zeros: the log's beginning was removed"
+                        .to_string(),
+                )
+            } else {
+                (
+                    no - 1,
+                    format!(
+                        "edited: its SHA-256 does not match the prev recorded in line {no} \
+                         (this line, or that prev, was changed)"
+                    ),
+                )
+            };
+            bad(&mut report, at, why);
+            return Ok(report);
+        }
+        report.last_seq = seq;
+        report.head = HEXLOWER.encode(&Sha256::digest(content));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn rec<'a>(op: &'a str) -> AuditRecord<'a> {
+        AuditRecord::new(op, Decision::Allow)
+    }
+
+    #[test]
+    fn audit_log_is_shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<AuditLog>();
+        send_sync::<AuditKey>();
+    }
+
+    #[test]
+    fn chain_continues_across_reopen_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/audit.jsonl");
+        {
+            let log = AuditLog::open(&path, true).unwrap();
+            assert_eq!(log.append(rec("fetch")).unwrap(), 1);
+            assert_eq!(log.append(rec("tasks")).unwrap(), 2);
+        }
+        let log = AuditLog::open(&path, false).unwrap();
+        assert_eq!(log.append(rec("health")).unwrap(), 3);
+        let r = verify(&path).unwrap();
+        assert_eq!(r.first_bad, None);
+        assert_eq!((r.lines, r.last_seq), (3, 3));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&key_path(&path)), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(std::fs::metadata(key_path(&path)).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn line_format_has_fields_in_order_and_only_hmacs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        let pw = SecretString::from("s3cret-value".to_string());
+        log.append(AuditRecord {
+            peer: Some(PeerInfo {
+                uid: 1,
+                gid: 2,
+                pid: Some(3),
+                exe: Some("/bin/check".into()),
+            }),
+            task: Some("t"),
+            credential: Some("c"),
+            reason: Some("over_scoped"),
+            warnings: vec!["w1".into()],
+            values: vec![("password", &pw)],
+            ..AuditRecord::new("fetch", Decision::Deny)
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("s3cret"));
+        let line = text.lines().next().unwrap();
+        let expect_prefix = "{\"seq\":1,\"time\":\"";
+        assert!(line.starts_with(expect_prefix), "{line}");
+        let tail = format!(
+            ",\"peer\":{{\"uid\":1,\"gid\":2,\"pid\":3,\"exe\":\"/bin/check\"}},\"op\":\"fetch\",\"task\":\"t\",\"credential\":\"c\",\"decision\":\"deny\",\"reason\":\"over_scoped\",\"warnings\":[\"w1\"],\"values\":{{\"password\":\"{}\"}},\"prev\":\"{GENESIS}\"}}",
+            log.hmac_value("s3cret-value")
+        );
+        assert!(line.ends_with(&tail), "{line}");
+        assert!(log.hmac_value("x").starts_with("hmac-sha256:"));
+        assert_eq!(log.hmac_value("x").len(), HMAC_PREFIX.len() + 64);
+        let key = AuditKey::load(&path).unwrap();
+        assert_eq!(
+            key.hmac_value("s3cret-value"),
+            log.hmac_value("s3cret-value")
+        );
+        assert_eq!(format!("{key:?}"), "AuditKey([REDACTED])");
+    }
+
+    #[test]
+    fn concurrent_appends_get_unique_sequences_and_a_valid_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = Arc::new(AuditLog::open(&path, true).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|_| log.append(rec("fetch")).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+        let stats = log.stats();
+        assert_eq!(stats.records, 200);
+        assert!((1..=200).contains(&stats.batches), "{stats:?}");
+        // A lone client after a busy period: the leader's wait for followers is bounded.
+        assert_eq!(log.append(rec("fetch")).unwrap(), 201);
+        let r = verify(&path).unwrap();
+        assert_eq!((r.first_bad, r.lines), (None, 201));
+    }
+
+    #[test]
+    fn peer_info_from_the_kernel_names_our_executable() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let cred = crate::sys::peer_credentials(&a).unwrap();
+        let p = PeerInfo::from_cred(&cred);
+        assert_eq!(p.uid, crate::sys::current_uid());
+        assert_eq!(p.pid, Some(std::process::id() as i32));
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(p.exe.as_deref(), Some(&*me.to_string_lossy()));
+    }
+
+    #[test]
+    fn second_open_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let _log = AuditLog::open(&path, false).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(matches!(e, AuditError::InUse { .. }), "{e}");
+    }
+
+    #[test]
+    fn torn_final_line_is_cut_and_recorded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        {
+            let log = AuditLog::open(&path, true).unwrap();
+            log.append(rec("fetch")).unwrap();
+            log.append(rec("fetch")).unwrap();
+        }
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":3,\"time\":\"20").unwrap();
+        drop(f);
+        let r = verify(&path).unwrap();
+        assert_eq!(r.first_bad.as_ref().unwrap().line, 3);
+        assert!(r.first_bad.unwrap().why.contains("incomplete"));
+        let log = AuditLog::open(&path, true).unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 4);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let third = text.lines().nth(2).unwrap();
+        assert!(
+            third.contains("audit.repair") && third.contains("(19 bytes)"),
+            "{third}"
+        );
+        assert_eq!(verify(&path).unwrap().first_bad, None);
+    }
+
+    #[test]
+    fn unwritable_log_fails_then_recovers_with_a_consistent_chain() {
+        if crate::sys::current_uid() == 0 {
+            eprintln!("skipped: root ignores file modes");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(matches!(e, AuditError::Write { .. }), "{e}");
+        assert!(!log.ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 2);
+        assert!(log.ok());
+        assert_eq!(verify(&path).unwrap().first_bad, None);
+    }
+
+    #[test]
+    fn moved_away_log_fails_closed_and_recovers_when_moved_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let aside = dir.path().join("aside");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::rename(&path, &aside).unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(e.to_string().contains("no longer at its path"), "{e}");
+        assert!(!log.ok());
+        std::fs::rename(&aside, &path).unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 2);
+        assert!(log.ok());
+        let r = verify(&path).unwrap();
+        assert_eq!((r.first_bad, r.lines), (None, 2));
+    }
+
+    #[test]
+    fn a_failing_write_is_an_error_not_a_silent_loss() {
+        // /dev/full fails every write with ENOSPC, also for root.
+        if !Path::new("/dev/full").exists() {
+            eprintln!("skipped: no /dev/full");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let log = AuditLog::open(&path, true).unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(matches!(e, AuditError::Write { .. }), "{e}");
+        assert!(e.to_string().contains("no credential is handed out"), "{e}");
+        assert!(!log.ok());
+        assert!(log.append(rec("fetch")).is_err());
+    }
+
+    #[test]
+    fn replaced_log_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        assert!(log.append(rec("fetch")).is_err());
+        std::fs::write(&path, b"").unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(e.to_string().contains("replaced"), "{e}");
+    }
+
+    #[test]
+    fn open_refuses_a_garbage_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, b"hello\nworld\n").unwrap();
+        let e = AuditLog::open(&path, true).unwrap_err();
+        assert!(matches!(e, AuditError::Corrupt { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn bad_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(key_path(&path), b"short").unwrap();
+        let e = AuditLog::open(&path, true).unwrap_err();
+        assert!(matches!(e, AuditError::BadKey { .. }), "{e}");
+    }
+
+    #[test]
+    fn default_path_is_under_state_home() {
+        if crate::sys::current_uid() == 0 {
+            assert_eq!(
+                default_audit_path(),
+                Path::new("/var/log/scopevault/audit.jsonl")
+            );
+        } else {
+            assert!(default_audit_path().ends_with("scopevault/audit.jsonl"));
+        }
+    }
+}

@@ -1,0 +1,877 @@
+//! What each op does: parse the line, authorise the peer, act, audit, answer.
+//!
+//! Every decision on `fetch`, `ticket`, `lock`, `unlock` and `reload` is appended to the audit
+//! log before the answer is written; a hand-out whose record cannot be made durable is refused
+//! with `audit_unavailable` (fail closed).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use zeroize::Zeroizing;
+
+use super::audit::{AuditLog, AuditRecord, Decision};
+use super::authz::{is_runner, AccessConfig};
+use super::peer::PeerIdentity;
+use super::protocol::{
+    err_line, ok_line, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, FetchedCredential,
+    Health, PeerInfo, Request, TaskInfo, Tasks, Ticket, TotpCode,
+};
+use super::state::{Opened, State, VaultView};
+use super::tickets::{Refused, Tickets};
+use super::totp::Totp;
+use crate::policy::{CredentialKind, Enforce};
+use crate::secret::SecretString;
+
+/// Opens the vault with a passphrase for `unlock`; the error is what the client is told.
+pub(crate) type Opener =
+    Box<dyn Fn(&SecretString) -> Result<Box<dyn VaultView>, ErrorBody> + Send + Sync>;
+
+/// Secret fields of a `totp` credential that are never handed out (the seed).
+const TOTP_SEED_FIELDS: [&str; 2] = ["totp_seed", "otpauth"];
+
+/// Answers requests. One per daemon, shared by every connection thread.
+pub struct Handler {
+    access: AccessConfig,
+    state: State,
+    tickets: Mutex<Tickets>,
+    audit: AuditLog,
+    opener: Option<Opener>,
+    open: Arc<AtomicUsize>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, message)
+}
+
+fn locked() -> ErrorBody {
+    err(
+        ErrorCode::Locked,
+        "the daemon is locked; an admin must run `scopevault unlock`",
+    )
+}
+
+/// A denial to audit and answer.
+struct Refusal {
+    body: ErrorBody,
+    task: Option<String>,
+    credential: Option<String>,
+    warnings: Vec<String>,
+}
+
+impl From<ErrorBody> for Refusal {
+    fn from(body: ErrorBody) -> Self {
+        Refusal {
+            body,
+            task: None,
+            credential: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Handler {
+    /// A handler for a locked daemon that audits to `audit`.
+    pub fn new(access: AccessConfig, audit: AuditLog) -> Handler {
+        Handler {
+            access,
+            state: State::locked(),
+            tickets: Mutex::new(Tickets::default()),
+            audit,
+            opener: None,
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// How `unlock` opens the vault.
+    pub(crate) fn set_opener(&mut self, opener: Opener) {
+        self.opener = Some(opener);
+    }
+
+    /// Start unlocked with an already opened vault (identity file, keyring at start).
+    pub(crate) fn install(&self, vault: Box<dyn VaultView>) {
+        self.state.set(Opened::new(vault));
+    }
+
+    /// The open-connection counter the accept loop maintains.
+    pub(crate) fn open_connections(&self) -> Arc<AtomicUsize> {
+        self.open.clone()
+    }
+
+    /// True when the daemon holds no vault.
+    pub fn is_locked(&self) -> bool {
+        self.state.with(|v| v.is_none())
+    }
+
+    /// Answer one request line with one response line (newline included).
+    pub fn handle_line(&self, peer: &PeerIdentity, line: &[u8]) -> Zeroizing<Vec<u8>> {
+        let req = match Request::parse(line) {
+            Ok(r) => r,
+            Err(e) => return err_line(&e),
+        };
+        match self.handle(peer, req) {
+            Ok(line) => line,
+            Err(e) => err_line(&e),
+        }
+    }
+
+    /// Note a request refused for its size (the connection is closed next).
+    pub fn note_too_large(&self, peer: &PeerIdentity) {
+        let _ = self.audit.append(AuditRecord {
+            peer: Some(peer.audit_info()),
+            reason: Some("too_large: request line over 64 KiB; connection closed"),
+            ..AuditRecord::new("invalid", Decision::Deny)
+        });
+    }
+
+    /// SIGHUP: reload as if an admin asked; the outcome is audited. Returns a status line.
+    pub fn reload_from_signal(&self) -> Result<AdminStatus, ErrorBody> {
+        let r = self.reload();
+        // The reload itself happened (or not) whatever the audit says; report both.
+        let audited = self.audit_admin(None, "reload", &r, Some("SIGHUP"));
+        r.and_then(|s| audited.map(|()| s))
+    }
+
+    fn handle(&self, peer: &PeerIdentity, req: Request) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        match req {
+            Request::Health => Ok(ok_line(&self.health(peer))),
+            Request::Tasks => self.tasks(peer).map(|t| ok_line(&t)),
+            Request::Fetch { by, credential } => self.fetch(peer, by, credential),
+            Request::Ticket { task, ttl } => self.ticket(peer, &task, ttl),
+            Request::Lock => self.admin(peer, "lock", |h| {
+                h.state.lock();
+                h.tickets.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                Ok(h.admin_status())
+            }),
+            Request::Unlock { passphrase } => self.admin(peer, "unlock", |h| h.unlock(&passphrase)),
+            Request::Reload => self.admin(peer, "reload", |h| h.reload()),
+        }
+    }
+
+    fn admin(
+        &self,
+        peer: &PeerIdentity,
+        op: &'static str,
+        act: impl FnOnce(&Self) -> Result<AdminStatus, ErrorBody>,
+    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        let result = if self.access.is_admin(peer) {
+            act(self)
+        } else {
+            Err(err(
+                ErrorCode::Denied,
+                format!("`{op}` is for admins (root, the daemon's user or its admin group); uid {} is none of these", peer.uid),
+            ))
+        };
+        self.audit_admin(Some(peer), op, &result, None)?;
+        result.map(|s| ok_line(&s))
+    }
+
+    fn audit_admin(
+        &self,
+        peer: Option<&PeerIdentity>,
+        op: &str,
+        result: &Result<AdminStatus, ErrorBody>,
+        note: Option<&str>,
+    ) -> Result<(), ErrorBody> {
+        let (decision, reason) = match result {
+            Ok(_) => (Decision::Allow, note.map(str::to_owned)),
+            Err(e) if e.code == ErrorCode::Denied => (
+                Decision::Deny,
+                Some(format!("{}: {}", e.code.as_str(), e.message)),
+            ),
+            Err(e) => (
+                Decision::Error,
+                Some(format!("{}: {}", e.code.as_str(), e.message)),
+            ),
+        };
+        self.audit
+            .append(AuditRecord {
+                peer: peer.map(PeerIdentity::audit_info),
+                reason: reason.as_deref(),
+                ..AuditRecord::new(op, decision)
+            })
+            .map(|_| ())
+            .map_err(|_| audit_unavailable())
+    }
+
+    fn unlock(&self, passphrase: &SecretString) -> Result<AdminStatus, ErrorBody> {
+        let Some(open) = &self.opener else {
+            return Err(err(
+                ErrorCode::Internal,
+                "this daemon has no vault to unlock",
+            ));
+        };
+        let vault = open(passphrase)?;
+        self.state.set(Opened::new(vault));
+        Ok(self.admin_status())
+    }
+
+    fn reload(&self) -> Result<AdminStatus, ErrorBody> {
+        let fresh = self.state.with(|v| match v {
+            None => Err(locked()),
+            Some(o) => o.vault.reopen(),
+        })?;
+        self.state.set(Opened::new(fresh));
+        Ok(self.admin_status())
+    }
+
+    fn admin_status(&self) -> AdminStatus {
+        self.state.with(|v| AdminStatus {
+            locked: v.is_none(),
+            vault_id: v.map(|o| o.vault.id().to_owned()),
+            generation: v.map(|o| o.vault.generation()),
+        })
+    }
+
+    fn health(&self, peer: &PeerIdentity) -> Health {
+        self.state.with(|v| {
+            let policy = v.and_then(|o| o.vault.policy());
+            Health {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                locked: v.is_none(),
+                vault_id: v.map(|o| o.vault.id().to_owned()),
+                generation: v.map(|o| o.vault.generation()),
+                credentials: v.map_or(0, |o| o.vault.credential_count()),
+                tasks: policy.map_or(0, |p| p.tasks().count()),
+                enforce: policy.map(|p| p.enforce().as_str().to_owned()),
+                audit_ok: self.audit.ok(),
+                connections: self.open.load(Ordering::SeqCst),
+                peer: PeerInfo {
+                    uid: peer.uid,
+                    gid: peer.gid,
+                    pid: peer.pid,
+                    admin: self.access.is_admin(peer),
+                },
+            }
+        })
+    }
+
+    fn tasks(&self, peer: &PeerIdentity) -> Result<Tasks, ErrorBody> {
+        self.state.with(|v| {
+            let o = v.ok_or_else(locked)?;
+            let mut tasks = Vec::new();
+            if let Some(p) = o.vault.policy() {
+                for (name, task) in p.tasks() {
+                    if is_runner(o.runners.get(name), peer) {
+                        tasks.push(TaskInfo {
+                            name: name.to_owned(),
+                            needs: task.needs().into_iter().map(str::to_owned).collect(),
+                            credentials: task
+                                .credentials()
+                                .into_iter()
+                                .map(str::to_owned)
+                                .collect(),
+                            origin: task.origin().map(str::to_owned),
+                        });
+                    }
+                }
+            }
+            Ok(Tasks { tasks })
+        })
+    }
+
+    fn ticket(
+        &self,
+        peer: &PeerIdentity,
+        task: &str,
+        ttl: u64,
+    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        let result = self.state.with(|v| {
+            let o = v.ok_or_else(locked)?;
+            if !self.access.may_issue_tickets(peer) {
+                return Err(err(
+                    ErrorCode::Denied,
+                    format!(
+                        "tickets are issued to admins and configured schedulers; uid {} is neither",
+                        peer.uid
+                    ),
+                ));
+            }
+            if o.vault.policy().and_then(|p| p.task(task)).is_none() {
+                return Err(err(
+                    ErrorCode::NotFound,
+                    format!("no task `{task}` in the applied policy"),
+                ));
+            }
+            let issued = self
+                .tickets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .issue(task, ttl, now_unix());
+            issued.ok_or_else(|| {
+                err(
+                    ErrorCode::Busy,
+                    "too many outstanding tickets; retry after some expire",
+                )
+            })
+        });
+        let (decision, reason) = match &result {
+            Ok((t, exp)) => (
+                Decision::Allow,
+                format!("ticket {} issued, expires at {exp}", Tickets::id_of(t)),
+            ),
+            Err(e) if e.code == ErrorCode::Denied => (
+                Decision::Deny,
+                format!("{}: {}", e.code.as_str(), e.message),
+            ),
+            Err(e) => (
+                Decision::Error,
+                format!("{}: {}", e.code.as_str(), e.message),
+            ),
+        };
+        self.audit
+            .append(AuditRecord {
+                peer: Some(peer.audit_info()),
+                task: Some(task),
+                reason: Some(&reason),
+                ..AuditRecord::new("ticket", decision)
+            })
+            .map_err(|_| audit_unavailable())?;
+        let (ticket, expires_at) = result?;
+        Ok(ok_line(&Ticket {
+            ticket,
+            task: task.to_owned(),
+            expires_at,
+        }))
+    }
+
+    fn fetch(
+        &self,
+        peer: &PeerIdentity,
+        by: FetchBy,
+        credential: Option<String>,
+    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        // The read lock is held until the answer is built: a concurrent `lock` waits for it.
+        self.state.with(|v| {
+            let via_ticket = match &by {
+                FetchBy::Ticket(t) => Some(Tickets::id_of(t)),
+                FetchBy::Task(_) => None,
+            };
+            match self.decide_fetch(v, peer, &by, credential.as_deref()) {
+                Ok(fetched) => self.audit_and_answer(peer, fetched, via_ticket.as_deref()),
+                Err(r) => {
+                    let decision = match r.body.code {
+                        ErrorCode::Denied | ErrorCode::OverScoped | ErrorCode::NotFound => {
+                            Decision::Deny
+                        }
+                        _ => Decision::Error,
+                    };
+                    let mut reason = format!("{}: {}", r.body.code.as_str(), r.body.message);
+                    if let Some(id) = &via_ticket {
+                        reason.push_str(&format!(" (ticket {id})"));
+                    }
+                    self.audit
+                        .append(AuditRecord {
+                            peer: Some(peer.audit_info()),
+                            task: r.task.as_deref().or(match &by {
+                                FetchBy::Task(t) => Some(t.as_str()),
+                                FetchBy::Ticket(_) => None,
+                            }),
+                            credential: r.credential.as_deref().or(credential.as_deref()),
+                            reason: Some(&reason),
+                            warnings: r.warnings,
+                            ..AuditRecord::new("fetch", decision)
+                        })
+                        .map_err(|_| audit_unavailable())?;
+                    Err(r.body)
+                }
+            }
+        })
+    }
+
+    /// Authorise and assemble a hand-out; nothing is sent or audited here.
+    fn decide_fetch(
+        &self,
+        v: Option<&Opened>,
+        peer: &PeerIdentity,
+        by: &FetchBy,
+        credential: Option<&str>,
+    ) -> Result<Fetched, Refusal> {
+        let o = v.ok_or_else(locked)?;
+        let policy = o.vault.policy().ok_or_else(|| {
+            err(
+                ErrorCode::NotFound,
+                "no policy is applied to the vault, so no task may fetch; an admin runs `scopevault policy apply`",
+            )
+        })?;
+        let task_name = match by {
+            FetchBy::Task(t) => {
+                if policy.task(t).is_none() {
+                    return Err(err(
+                        ErrorCode::NotFound,
+                        format!("no task `{t}` in the applied policy"),
+                    )
+                    .into());
+                }
+                if !is_runner(o.runners.get(t.as_str()), peer) {
+                    return Err(err(
+                        ErrorCode::Denied,
+                        format!("uid {} is not a runner of task `{t}`", peer.uid),
+                    )
+                    .into());
+                }
+                t.clone()
+            }
+            FetchBy::Ticket(t) => {
+                let redeemed = self
+                    .tickets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .redeem(t, now_unix());
+                match redeemed {
+                    Ok(task) => task,
+                    Err(Refused::Unknown) => {
+                        return Err(err(ErrorCode::NotFound, "no such ticket (tickets do not survive a restart or a lock)").into())
+                    }
+                    Err(Refused::Spent { task }) => {
+                        return Err(Refusal {
+                            task: Some(task),
+                            ..err(
+                                ErrorCode::Denied,
+                                "this ticket was already redeemed: possible interception; the attempt is audited",
+                            )
+                            .into()
+                        })
+                    }
+                    Err(Refused::Expired { task }) => {
+                        return Err(Refusal {
+                            task: Some(task),
+                            ..err(ErrorCode::Denied, "this ticket has expired; ask for a new one").into()
+                        })
+                    }
+                }
+            }
+        };
+        let task = policy.task(&task_name).ok_or_else(|| {
+            err(
+                ErrorCode::NotFound,
+                format!("no task `{task_name}` in the applied policy"),
+            )
+        })?;
+        let listed = task.credentials();
+        let names: Vec<&str> = match credential {
+            Some(c) if listed.contains(&c) => vec![c],
+            Some(c) => {
+                return Err(Refusal {
+                    task: Some(task_name.clone()),
+                    ..err(
+                        ErrorCode::Denied,
+                        format!("task `{task_name}` does not list credential `{c}`"),
+                    )
+                    .into()
+                })
+            }
+            None => listed,
+        };
+        let today = time::OffsetDateTime::now_utc().date();
+        let now = now_unix();
+        let mut out = Vec::new();
+        for name in names {
+            let refuse = |code, message: String, warnings: Vec<String>| Refusal {
+                body: err(code, message),
+                task: Some(task_name.clone()),
+                credential: Some(name.to_owned()),
+                warnings,
+            };
+            let Some(cred) = o.vault.credential(name) else {
+                return Err(refuse(
+                    ErrorCode::NotFound,
+                    format!("credential `{name}` has no secret stored in the vault; an admin runs `scopevault cred add {name}`"),
+                    Vec::new(),
+                ));
+            };
+            let grant = policy.check_grant(&task_name, name, today);
+            let mut warnings = Vec::new();
+            if !grant.excess.is_empty() {
+                let mut w = format!(
+                    "credential `{name}` grants scopes task `{task_name}` does not need: {}",
+                    grant.excess.join(", ")
+                );
+                if !grant.high_risk.is_empty() {
+                    w.push_str(&format!(" (high risk: {})", grant.high_risk.join(", ")));
+                }
+                if grant.excepted {
+                    w.push_str(" [covered by an exception in force]");
+                }
+                warnings.push(w);
+            }
+            if let Some(origin) = task.origin() {
+                if !cred.origins.is_empty() && !cred.origins.iter().any(|o| o == origin) {
+                    warnings.push(format!(
+                        "task `{task_name}` works on {origin}, which is not among the origins of credential `{name}`"
+                    ));
+                }
+            }
+            if !grant.excess.is_empty() && policy.enforce() == Enforce::Deny && !grant.excepted {
+                return Err(refuse(
+                    ErrorCode::OverScoped,
+                    format!(
+                        "credential `{name}` grants more than task `{task_name}` needs ({}) and enforce = \"deny\"; narrow the credential or add a reviewed exception",
+                        grant.excess.join(", ")
+                    ),
+                    warnings,
+                ));
+            }
+            let mut secrets = std::collections::BTreeMap::new();
+            let mut totp = None;
+            if cred.kind == CredentialKind::Totp {
+                let seed = TOTP_SEED_FIELDS
+                    .iter()
+                    .find_map(|f| cred.secrets.get(*f).map(|v| (*f, v)));
+                let Some((field, value)) = seed else {
+                    return Err(refuse(
+                        ErrorCode::NotFound,
+                        format!("totp credential `{name}` has no `totp_seed` or `otpauth` secret"),
+                        warnings,
+                    ));
+                };
+                let gen = Totp::from_field(field, value).map_err(|e| {
+                    refuse(
+                        ErrorCode::Internal,
+                        format!("credential `{name}`: {e}"),
+                        Vec::new(),
+                    )
+                })?;
+                let (code, seconds_left) = gen.code_at(now);
+                totp = Some(TotpCode {
+                    code: SecretString::from(code),
+                    seconds_left,
+                });
+                for (k, v) in cred.secrets {
+                    if !TOTP_SEED_FIELDS.contains(&k.as_str()) {
+                        secrets.insert(k.clone(), v.clone());
+                    }
+                }
+            } else {
+                for (k, v) in cred.secrets {
+                    secrets.insert(k.clone(), v.clone());
+                }
+            }
+            out.push(FetchedCredential {
+                name: name.to_owned(),
+                kind: cred.kind.as_str().to_owned(),
+                scopes: cred.scopes.to_vec(),
+                origins: cred.origins.to_vec(),
+                fields: cred.fields.clone(),
+                secrets,
+                totp,
+                warnings,
+            });
+        }
+        Ok(Fetched {
+            task: task_name,
+            credentials: out,
+            audit_seq: 0,
+        })
+    }
+
+    /// One durable audit record per credential, then the answer. No record, no secret.
+    fn audit_and_answer(
+        &self,
+        peer: &PeerIdentity,
+        mut fetched: Fetched,
+        ticket: Option<&str>,
+    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        let info = peer.audit_info();
+        let reason = ticket.map(|id| format!("redeemed ticket {id}"));
+        for c in &fetched.credentials {
+            let mut values: Vec<(&str, &SecretString)> =
+                c.secrets.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            if let Some(t) = &c.totp {
+                values.push(("totp_code", &t.code));
+            }
+            let seq = self
+                .audit
+                .append(AuditRecord {
+                    peer: Some(info.clone()),
+                    task: Some(&fetched.task),
+                    credential: Some(&c.name),
+                    reason: reason.as_deref(),
+                    warnings: c.warnings.clone(),
+                    values,
+                    ..AuditRecord::new("fetch", Decision::Allow)
+                })
+                .map_err(|_| audit_unavailable())?;
+            fetched.audit_seq = seq;
+        }
+        Ok(ok_line(&fetched))
+    }
+}
+
+fn audit_unavailable() -> ErrorBody {
+    err(
+        ErrorCode::AuditUnavailable,
+        "the audit log cannot be written, so nothing is handed out; an admin must fix the audit log (disk space, permissions)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! The request logic against a stand-in vault (the real vault is exercised by the
+    //! integration tests in tests/daemon_*.rs).
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::agent::state::CredView;
+    use crate::policy::Policy;
+
+    struct Cred {
+        kind: CredentialKind,
+        scopes: Vec<String>,
+        origins: Vec<String>,
+        fields: BTreeMap<String, String>,
+        secrets: BTreeMap<String, SecretString>,
+    }
+
+    struct StandIn {
+        creds: BTreeMap<String, Cred>,
+        policy: Policy,
+    }
+
+    impl VaultView for StandIn {
+        fn id(&self) -> &str {
+            "test-vault"
+        }
+        fn generation(&self) -> u64 {
+            1
+        }
+        fn credential_count(&self) -> usize {
+            self.creds.len()
+        }
+        fn credential(&self, name: &str) -> Option<CredView<'_>> {
+            self.creds.get(name).map(|c| CredView {
+                kind: c.kind,
+                scopes: &c.scopes,
+                origins: &c.origins,
+                fields: &c.fields,
+                secrets: &c.secrets,
+            })
+        }
+        fn policy(&self) -> Option<&Policy> {
+            Some(&self.policy)
+        }
+        fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody> {
+            Ok(Box::new(stand_in(&policy_src("warn"))))
+        }
+    }
+
+    fn policy_src(enforce: &str) -> String {
+        include_str!("../../examples/policy.toml")
+            .replace("enforce = \"warn\"", &format!("enforce = \"{enforce}\""))
+    }
+
+    fn stand_in(src: &str) -> StandIn {
+        let policy = Policy::parse(src, "policy.toml").unwrap();
+        let mut creds = BTreeMap::new();
+        for (name, decl) in policy.credentials() {
+            let mut secrets = BTreeMap::new();
+            let mut fields = BTreeMap::new();
+            if decl.kind() == CredentialKind::Totp {
+                secrets.insert(
+                    "totp_seed".to_string(),
+                    SecretString::from("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_string()),
+                );
+            } else {
+                fields.insert("username".to_string(), format!("{name}-user"));
+                secrets.insert(
+                    "password".to_string(),
+                    SecretString::from(format!("S3cret-of-{name}")),
+                );
+            }
+            creds.insert(
+                name.to_owned(),
+                Cred {
+                    kind: decl.kind(),
+                    scopes: decl.scopes().into_iter().map(str::to_owned).collect(),
+                    origins: decl.origins().into_iter().map(str::to_owned).collect(),
+                    fields,
+                    secrets,
+                },
+            );
+        }
+        StandIn { creds, policy }
+    }
+
+    fn handler(dir: &std::path::Path, enforce: &str) -> Handler {
+        let audit = AuditLog::open(&dir.join("audit.jsonl"), false).unwrap();
+        let h = Handler::new(
+            AccessConfig {
+                daemon_uid: 4242,
+                admin_gid: None,
+                scheduler_uids: vec![3000],
+            },
+            audit,
+        );
+        h.install(Box::new(stand_in(&policy_src(enforce))));
+        h
+    }
+
+    fn root() -> PeerIdentity {
+        PeerIdentity::with_groups(0, 0, 1, vec![])
+    }
+    fn stranger() -> PeerIdentity {
+        PeerIdentity::with_groups(65534, 65534, 2, vec![])
+    }
+
+    fn call(h: &Handler, peer: &PeerIdentity, line: &str) -> serde_json::Value {
+        let out = h.handle_line(peer, line.as_bytes());
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn a_runner_fetches_its_task_and_the_hand_out_is_audited_without_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#,
+        );
+        assert_eq!(v["ok"], true, "{v}");
+        let c = &v["credentials"][0];
+        assert_eq!(c["name"], "shop-buyer");
+        assert_eq!(c["fields"]["username"], "shop-buyer-user");
+        assert_eq!(c["secrets"]["password"], "S3cret-of-shop-buyer");
+        assert_eq!(c["warnings"].as_array().unwrap().len(), 0);
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(audit.contains("\"fetch\""));
+        assert!(
+            !audit.contains("S3cret"),
+            "the audit log holds the value: {audit}"
+        );
+    }
+
+    #[test]
+    fn a_stranger_is_denied_and_audited_and_sees_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let out = h.handle_line(
+            &stranger(),
+            br#"{"v":1,"op":"fetch","task":"checkout-flow"}"#,
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("\"denied\""), "{text}");
+        assert!(!text.contains("S3cret"));
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(
+            audit.contains("\"deny\"") && audit.contains("65534"),
+            "{audit}"
+        );
+        // Not a runner of anything: tasks is empty; lock is denied.
+        let v = call(&h, &stranger(), r#"{"v":1,"op":"tasks"}"#);
+        assert_eq!(v["tasks"].as_array().unwrap().len(), 0);
+        let v = call(&h, &stranger(), r#"{"v":1,"op":"lock"}"#);
+        assert_eq!(v["error"]["code"], "denied");
+        assert!(!h.is_locked());
+    }
+
+    #[test]
+    fn over_scope_warns_in_warn_mode_and_refuses_in_deny_mode_unless_excepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let v = call(&h, &root(), r#"{"v":1,"op":"fetch","task":"order-status"}"#);
+        assert_eq!(v["ok"], true);
+        let w = v["credentials"][0]["warnings"][0].as_str().unwrap();
+        assert!(w.contains("shop:admin") && w.contains("high risk"), "{w}");
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(
+            audit.contains("does not need"),
+            "warnings are audited: {audit}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "deny");
+        let v = call(&h, &root(), r#"{"v":1,"op":"fetch","task":"order-status"}"#);
+        assert_eq!(v["error"]["code"], "over_scoped", "{v}");
+        assert!(!v.to_string().contains("S3cret"));
+        // browse-catalog's excess is covered by an exception in force: handed out.
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"browse-catalog"}"#,
+        );
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(v["credentials"][0]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("exception"));
+    }
+
+    #[test]
+    fn totp_fetch_returns_a_code_never_the_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"two-factor-login"}"#,
+        );
+        assert_eq!(v["ok"], true, "{v}");
+        let c = &v["credentials"][0];
+        assert_eq!(c["totp"]["code"].as_str().unwrap().len(), 6);
+        assert!(c["totp"]["seconds_left"].as_u64().unwrap() <= 30);
+        assert!(!v.to_string().contains("GEZDGNBV"), "seed leaked: {v}");
+    }
+
+    #[test]
+    fn tickets_redeem_once_and_only_for_admins_and_schedulers() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let v = call(
+            &h,
+            &stranger(),
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        assert_eq!(v["error"]["code"], "denied");
+        let sched = PeerIdentity::with_groups(3000, 3000, 3, vec![]);
+        let v = call(
+            &h,
+            &sched,
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        let ticket = v["ticket"].as_str().unwrap().to_owned();
+        let redeem = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
+        let v = call(&h, &stranger(), &redeem);
+        assert_eq!(v["ok"], true, "a ticket is redeemable by any peer: {v}");
+        assert_eq!(v["task"], "search-api");
+        let v = call(&h, &stranger(), &redeem);
+        assert_eq!(v["error"]["code"], "denied");
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(audit.contains("possible interception"));
+        assert!(!audit.contains(&ticket), "the ticket itself is not logged");
+    }
+
+    #[test]
+    fn lock_forgets_the_vault_and_fetch_is_locked_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let v = call(&h, &root(), r#"{"v":1,"op":"lock"}"#);
+        assert_eq!(v["locked"], true);
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#,
+        );
+        assert_eq!(v["error"]["code"], "locked");
+    }
+
+    #[test]
+    fn a_credential_the_task_does_not_list_is_denied() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-backoffice"}"#,
+        );
+        assert_eq!(v["error"]["code"], "denied");
+        assert!(!v.to_string().contains("S3cret"));
+    }
+}

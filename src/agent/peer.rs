@@ -1,0 +1,72 @@
+//! Who is on the other end of a connection, as the kernel says (SO_PEERCRED), never as the
+//! client claims. The authoriser takes a [`PeerIdentity`], not loose integers.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::sync::OnceLock;
+
+/// The kernel's view of a connected peer, read once when the connection is accepted.
+#[derive(Debug)]
+pub struct PeerIdentity {
+    /// Effective uid of the peer when it connected.
+    pub uid: u32,
+    /// Effective primary gid of the peer when it connected.
+    pub gid: u32,
+    /// Pid of the peer (informational: pids are reused; never authorise on it).
+    pub pid: i32,
+    /// Supplementary groups of the peer's user, looked up once, when first needed.
+    groups: OnceLock<Vec<u32>>,
+    exe: OnceLock<Option<String>>,
+}
+
+impl PeerIdentity {
+    /// Ask the kernel who is connected on `stream`.
+    pub fn of(stream: &UnixStream) -> io::Result<PeerIdentity> {
+        let cred = crate::sys::peer_credentials(stream)?;
+        Ok(PeerIdentity {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: cred.pid,
+            groups: OnceLock::new(),
+            exe: OnceLock::new(),
+        })
+    }
+
+    /// A peer with known groups (tests).
+    pub fn with_groups(uid: u32, gid: u32, pid: i32, groups: Vec<u32>) -> PeerIdentity {
+        PeerIdentity {
+            uid,
+            gid,
+            pid,
+            groups: OnceLock::from(groups),
+            exe: OnceLock::from(None),
+        }
+    }
+
+    /// True when the peer's primary gid or one of its user's supplementary groups (from the
+    /// group database) is `gid`.
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid
+            || self
+                .groups
+                .get_or_init(|| crate::sys::user_groups(self.uid))
+                .contains(&gid)
+    }
+
+    /// The peer's executable from /proc, for the audit log (best effort, informational).
+    pub fn exe(&self) -> Option<&str> {
+        self.exe
+            .get_or_init(|| crate::sys::process_exe(self.pid))
+            .as_deref()
+    }
+
+    /// As the audit log records it.
+    pub fn audit_info(&self) -> super::audit::PeerInfo {
+        super::audit::PeerInfo {
+            uid: self.uid,
+            gid: self.gid,
+            pid: Some(self.pid),
+            exe: self.exe().map(str::to_owned),
+        }
+    }
+}

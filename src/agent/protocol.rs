@@ -1,0 +1,611 @@
+//! The socket protocol, shared by the daemon and every client (docs/protocol.md is the
+//! normative text; this module is its implementation).
+//!
+//! One UTF-8 JSON object per line in each direction. Every request carries `"v": 1` and an
+//! `"op"`; unknown fields and unknown ops are refused with `bad_request`. Every response carries
+//! `"ok"` and `"v"`; a failure carries `"error": {"code", "message"}` with a stable code.
+//!
+//! ```
+//! use scopevault::agent::protocol::{Request, ErrorCode};
+//! let req = Request::parse(br#"{"v":1,"op":"health"}"#).unwrap();
+//! assert!(matches!(req, Request::Health));
+//! let err = Request::parse(br#"{"v":1,"op":"health","x":1}"#).unwrap_err();
+//! assert_eq!(err.code, ErrorCode::BadRequest);
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::secret::SecretString;
+
+/// The protocol version every request and response carries as `"v"`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest request or response line, newline excluded: 64 KiB. A longer request is refused
+/// with `too_large` and the connection closed, without buffering more of it.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Longest ticket lifetime a scheduler may ask for: one day.
+pub const MAX_TICKET_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// The stable error codes. Clients branch on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line is not a valid request (bad JSON, wrong version, unknown op or field).
+    BadRequest,
+    /// The line is longer than [`MAX_LINE`]; the connection is closed.
+    TooLarge,
+    /// The peer may not do this (not a runner of the task, not an admin, spent ticket).
+    Denied,
+    /// No such task or credential, or no such ticket.
+    NotFound,
+    /// The daemon holds no vault key: an admin must `scopevault unlock` it.
+    Locked,
+    /// `enforce = "deny"` and the credential grants more than the task needs.
+    OverScoped,
+    /// The audit record could not be made durable, so nothing was handed out.
+    AuditUnavailable,
+    /// Too many connections; retry later. The connection is closed.
+    Busy,
+    /// A bug or an unexpected I/O error in the daemon.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Denied => "denied",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Locked => "locked",
+            ErrorCode::OverScoped => "over_scoped",
+            ErrorCode::AuditUnavailable => "audit_unavailable",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A refused request: a stable code and a message for humans. Never holds a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} ({})", code.as_str())]
+pub struct ErrorBody {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// A new error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which task a `fetch` is for: named (the peer must be a runner) or by a ticket.
+#[derive(Debug)]
+pub enum FetchBy {
+    /// The peer names the task and must be one of its runners.
+    Task(String),
+    /// A single-use ticket from `ticket`; it is a bearer secret.
+    Ticket(SecretString),
+}
+
+/// A parsed request.
+#[derive(Debug)]
+pub enum Request {
+    /// Daemon status, no secrets.
+    Health,
+    /// The tasks this peer may fetch for.
+    Tasks,
+    /// A task's credentials (all of them, or the one named).
+    Fetch {
+        /// By task name or by ticket.
+        by: FetchBy,
+        /// One credential of the task; `None` = every credential of the task.
+        credential: Option<String>,
+    },
+    /// Issue a single-use ticket for a task.
+    Ticket {
+        /// The task.
+        task: String,
+        /// Seconds the ticket stays redeemable (1 ..= [`MAX_TICKET_TTL_SECS`]).
+        ttl: u64,
+    },
+    /// Forget the vault key.
+    Lock,
+    /// Unlock with a passphrase.
+    Unlock {
+        /// The passphrase; zeroed on drop.
+        passphrase: SecretString,
+    },
+    /// Re-read the vault file.
+    Reload,
+}
+
+/// The request object as it is on the wire. Field presence per op is checked after parsing.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRequest {
+    v: u32,
+    op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    task: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credential: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ticket: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passphrase: Option<SecretString>,
+}
+
+const OPS: &[(&str, &[&str])] = &[
+    ("health", &[]),
+    ("tasks", &[]),
+    ("fetch", &["task", "credential", "ticket"]),
+    ("ticket", &["task", "ttl"]),
+    ("lock", &[]),
+    ("unlock", &["passphrase"]),
+    ("reload", &[]),
+];
+
+fn bad(message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::BadRequest, message)
+}
+
+/// A name from the wire, shown in a message: printable ASCII, at most 64 characters.
+fn shown(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
+    clean
+}
+
+impl Request {
+    /// Parse one request line (without its newline).
+    ///
+    /// Error messages name fields and positions, never values: a passphrase sent with the
+    /// wrong type must not be echoed back or logged.
+    pub fn parse(line: &[u8]) -> Result<Request, ErrorBody> {
+        // First pass: keys only. `IgnoredAny` keeps no value, so nothing secret is copied.
+        let keys: BTreeMap<String, IgnoredAny> = serde_json::from_slice(line).map_err(|e| {
+            if e.is_data() {
+                bad("a request must be one JSON object")
+            } else {
+                bad(format!(
+                    "not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            }
+        })?;
+        for key in keys.keys() {
+            if !matches!(
+                key.as_str(),
+                "v" | "op" | "task" | "credential" | "ticket" | "ttl" | "passphrase"
+            ) {
+                return Err(bad(format!("unknown field `{}`", shown(key))));
+            }
+        }
+        let wire: WireRequest = serde_json::from_slice(line).map_err(|e| {
+            bad(format!(
+                "a field is missing or has the wrong type (column {}); see docs/protocol.md",
+                e.column()
+            ))
+        })?;
+        if wire.v != PROTOCOL_VERSION {
+            return Err(bad(format!(
+                "unsupported protocol version {}; this daemon speaks v {PROTOCOL_VERSION}",
+                wire.v
+            )));
+        }
+        let Some((_, allowed)) = OPS.iter().find(|(op, _)| *op == wire.op) else {
+            return Err(bad(format!(
+                "unknown op `{}`; ops: health, tasks, fetch, ticket, lock, unlock, reload",
+                shown(&wire.op)
+            )));
+        };
+        for key in keys.keys() {
+            if key != "v" && key != "op" && !allowed.contains(&key.as_str()) {
+                return Err(bad(format!(
+                    "field `{key}` is not allowed in op `{}`",
+                    wire.op
+                )));
+            }
+        }
+        let WireRequest {
+            op,
+            task,
+            credential,
+            ticket,
+            ttl,
+            passphrase,
+            ..
+        } = wire;
+        Ok(match op.as_str() {
+            "health" => Request::Health,
+            "tasks" => Request::Tasks,
+            "lock" => Request::Lock,
+            "reload" => Request::Reload,
+            "fetch" => {
+                let by = match (task, ticket) {
+                    (Some(t), None) => FetchBy::Task(t),
+                    (None, Some(t)) => FetchBy::Ticket(t),
+                    _ => return Err(bad("fetch needs exactly one of `task` or `ticket`")),
+                };
+                Request::Fetch { by, credential }
+            }
+            "ticket" => {
+                let (Some(task), Some(ttl)) = (task, ttl) else {
+                    return Err(bad("ticket needs `task` and `ttl` (seconds)"));
+                };
+                if ttl == 0 || ttl > MAX_TICKET_TTL_SECS {
+                    return Err(bad(format!(
+                        "ttl must be between 1 and {MAX_TICKET_TTL_SECS} seconds"
+                    )));
+                }
+                Request::Ticket { task, ttl }
+            }
+            "unlock" => {
+                let Some(passphrase) = passphrase else {
+                    return Err(bad("unlock needs `passphrase`"));
+                };
+                Request::Unlock { passphrase }
+            }
+            _ => unreachable!("op checked against OPS above"),
+        })
+    }
+
+    /// The op's name on the wire.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Health => "health",
+            Request::Tasks => "tasks",
+            Request::Fetch { .. } => "fetch",
+            Request::Ticket { .. } => "ticket",
+            Request::Lock => "lock",
+            Request::Unlock { .. } => "unlock",
+            Request::Reload => "reload",
+        }
+    }
+
+    /// Serialise as one line with its newline, in a buffer zeroed on drop (an `unlock` line
+    /// holds the passphrase, a ticket redeem holds the ticket).
+    pub fn to_line(&self) -> Zeroizing<Vec<u8>> {
+        let mut wire = WireRequest {
+            v: PROTOCOL_VERSION,
+            op: self.op().to_owned(),
+            task: None,
+            credential: None,
+            ticket: None,
+            ttl: None,
+            passphrase: None,
+        };
+        match self {
+            Request::Fetch { by, credential } => {
+                match by {
+                    FetchBy::Task(t) => wire.task = Some(t.clone()),
+                    FetchBy::Ticket(t) => wire.ticket = Some(t.clone()),
+                }
+                wire.credential = credential.clone();
+            }
+            Request::Ticket { task, ttl } => {
+                wire.task = Some(task.clone());
+                wire.ttl = Some(*ttl);
+            }
+            Request::Unlock { passphrase } => wire.passphrase = Some(passphrase.clone()),
+            _ => {}
+        }
+        let mut out = Zeroizing::new(Vec::with_capacity(128));
+        // Serialising plain strings and integers into a Vec cannot fail.
+        serde_json::to_writer(&mut *out, &wire).expect("request serialises");
+        out.push(b'\n');
+        out
+    }
+}
+
+/// Who is asking, as the daemon saw it (echoed by `health`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Peer uid.
+    pub uid: u32,
+    /// Peer primary gid.
+    pub gid: u32,
+    /// Peer pid.
+    pub pid: i32,
+    /// Whether this peer may use admin ops.
+    pub admin: bool,
+}
+
+/// `health`: the daemon's state. No secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    /// scopevault version of the daemon.
+    pub version: String,
+    /// True when the daemon holds no vault key.
+    pub locked: bool,
+    /// The vault's id, when unlocked.
+    pub vault_id: Option<String>,
+    /// The vault's generation, when unlocked.
+    pub generation: Option<u64>,
+    /// Credentials in the vault (0 when locked).
+    pub credentials: usize,
+    /// Tasks in the applied policy (0 when locked).
+    pub tasks: usize,
+    /// `warn` or `deny` (absent when locked or no policy is applied).
+    pub enforce: Option<String>,
+    /// Whether the last audit append succeeded.
+    pub audit_ok: bool,
+    /// Connections open now, this one included.
+    pub connections: usize,
+    /// The asking peer, as the kernel reported it.
+    pub peer: PeerInfo,
+}
+
+/// One task in a `tasks` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Task name.
+    pub name: String,
+    /// Scopes the task needs.
+    pub needs: Vec<String>,
+    /// Credentials the task may fetch.
+    pub credentials: Vec<String>,
+    /// The task's origin, if declared.
+    pub origin: Option<String>,
+}
+
+/// `tasks`: the tasks this peer may fetch for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tasks {
+    /// The tasks.
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// A TOTP code handed out instead of its seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TotpCode {
+    /// The current code (digits).
+    pub code: SecretString,
+    /// Seconds the code stays valid.
+    pub seconds_left: u64,
+}
+
+/// One credential in a `fetch` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchedCredential {
+    /// Credential name.
+    pub name: String,
+    /// Its kind (login, token, totp, certificate, generic).
+    pub kind: String,
+    /// Scopes it grants (as declared).
+    pub scopes: Vec<String>,
+    /// Origins it is for.
+    pub origins: Vec<String>,
+    /// Plain fields (e.g. username).
+    pub fields: BTreeMap<String, String>,
+    /// Secret fields (e.g. password). Empty for `totp` credentials: see `totp`.
+    pub secrets: BTreeMap<String, SecretString>,
+    /// For `totp` credentials: the current code, never the seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpCode>,
+    /// Over-scope warnings (`enforce = "warn"`): scopes granted but not needed.
+    pub warnings: Vec<String>,
+}
+
+/// `fetch`: the credentials handed out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fetched {
+    /// The task.
+    pub task: String,
+    /// The credentials.
+    pub credentials: Vec<FetchedCredential>,
+    /// Sequence number of the audit record made for this hand-out.
+    pub audit_seq: u64,
+}
+
+/// `ticket`: a single-use ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ticket {
+    /// The ticket (a bearer secret: pass it to the check, redeem it once).
+    pub ticket: SecretString,
+    /// The task it is good for.
+    pub task: String,
+    /// Unix time after which it is refused.
+    pub expires_at: u64,
+}
+
+/// `lock`, `unlock`, `reload`: the daemon's state afterwards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminStatus {
+    /// True when the daemon holds no vault key.
+    pub locked: bool,
+    /// Vault id, when unlocked.
+    pub vault_id: Option<String>,
+    /// Vault generation, when unlocked.
+    pub generation: Option<u64>,
+}
+
+/// Wire envelope of a successful response: `{"ok": true, "v": 1, …body}`.
+#[derive(Serialize)]
+pub(crate) struct OkEnvelope<'a, T: Serialize> {
+    pub ok: bool,
+    pub v: u32,
+    #[serde(flatten)]
+    pub body: &'a T,
+}
+
+/// Wire envelope of a failed response.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ErrEnvelope {
+    pub ok: bool,
+    pub v: u32,
+    pub error: ErrorBody,
+}
+
+/// The part of any response a client reads first.
+#[derive(Deserialize)]
+pub(crate) struct Head {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<ErrorBody>,
+}
+
+/// Serialise a success line (with newline) into a buffer zeroed on drop.
+pub(crate) fn ok_line<T: Serialize>(body: &T) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(256));
+    let env = OkEnvelope {
+        ok: true,
+        v: PROTOCOL_VERSION,
+        body,
+    };
+    if serde_json::to_writer(&mut *out, &env).is_err() {
+        return err_line(&ErrorBody::new(
+            ErrorCode::Internal,
+            "the response could not be encoded",
+        ));
+    }
+    out.push(b'\n');
+    out
+}
+
+/// Serialise an error line (with newline).
+pub(crate) fn err_line(err: &ErrorBody) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(128));
+    let env = ErrEnvelope {
+        ok: false,
+        v: PROTOCOL_VERSION,
+        error: err.clone(),
+    };
+    serde_json::to_writer(&mut *out, &env).expect("error envelope serialises");
+    out.push(b'\n');
+    out
+}
+
+/// Parse a response line: `Ok(T)` when `"ok": true`, the error body otherwise.
+pub fn parse_response<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, ResponseError> {
+    let head: Head = serde_json::from_slice(line).map_err(|_| ResponseError::Malformed)?;
+    if !head.ok {
+        return Err(match head.error {
+            Some(e) => ResponseError::Refused(e),
+            None => ResponseError::Malformed,
+        });
+    }
+    serde_json::from_slice(line).map_err(|_| ResponseError::Malformed)
+}
+
+/// Why a response line did not yield a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// The daemon refused the request.
+    #[error("the daemon refused: {0}")]
+    Refused(ErrorBody),
+    /// The line is not a response of this protocol version.
+    #[error("the daemon sent a response this client cannot read; are client and daemon the same version?")]
+    Malformed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(line: &str) -> ErrorCode {
+        Request::parse(line.as_bytes()).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_every_op() {
+        for (line, op) in [
+            (r#"{"v":1,"op":"health"}"#, "health"),
+            (r#"{"v":1,"op":"tasks"}"#, "tasks"),
+            (r#"{"v":1,"op":"fetch","task":"t"}"#, "fetch"),
+            (
+                r#"{"v":1,"op":"fetch","ticket":"x","credential":"c"}"#,
+                "fetch",
+            ),
+            (r#"{"v":1,"op":"ticket","task":"t","ttl":60}"#, "ticket"),
+            (r#"{"v":1,"op":"lock"}"#, "lock"),
+            (r#"{"v":1,"op":"unlock","passphrase":"p"}"#, "unlock"),
+            (r#"{"v":1,"op":"reload"}"#, "reload"),
+        ] {
+            assert_eq!(Request::parse(line.as_bytes()).unwrap().op(), op);
+        }
+    }
+
+    #[test]
+    fn refuses_bad_requests() {
+        assert_eq!(code("{"), ErrorCode::BadRequest);
+        assert_eq!(code("[]"), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"v":2,"op":"health"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"op":"health"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"v":1,"op":"nope"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"v":1,"op":"health","x":1}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"v":1,"op":"health","task":"t"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code(r#"{"v":1,"op":"fetch"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"v":1,"op":"fetch","task":"t","ticket":"x"}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"v":1,"op":"ticket","task":"t","ttl":0}"#),
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn error_messages_never_echo_a_passphrase() {
+        for line in [
+            r#"{"v":1,"op":"unlock","passphrase":12345678901}"#,
+            r#"{"v":1,"op":"unlock","passphrase":["12345678901"]}"#,
+            r#"{"v":1,"op":"lock","passphrase":"12345678901"}"#,
+        ] {
+            let e = Request::parse(line.as_bytes()).unwrap_err();
+            assert!(!e.message.contains("12345678901"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn request_lines_round_trip() {
+        let req = Request::Unlock {
+            passphrase: SecretString::from("pw".to_string()),
+        };
+        let line = req.to_line();
+        assert_eq!(line.last(), Some(&b'\n'));
+        let back = Request::parse(&line[..line.len() - 1]).unwrap();
+        assert!(matches!(back, Request::Unlock { passphrase } if passphrase.expose() == "pw"));
+    }
+
+    #[test]
+    fn responses_parse_ok_and_error() {
+        let line = ok_line(&AdminStatus {
+            locked: true,
+            vault_id: None,
+            generation: None,
+        });
+        let s: AdminStatus = parse_response(&line).unwrap();
+        assert!(s.locked);
+        let line = err_line(&ErrorBody::new(ErrorCode::Locked, "locked"));
+        let e = parse_response::<AdminStatus>(&line).unwrap_err();
+        assert!(matches!(e, ResponseError::Refused(b) if b.code == ErrorCode::Locked));
+    }
+}

@@ -1,0 +1,154 @@
+//! The daemon's vault slot: `None` while locked, the opened vault while unlocked.
+//! Unlock, lock and reload swap the slot under a write lock; requests read it.
+//!
+//! The handler sees an opened vault through [`VaultView`], the few read-only things it needs,
+//! so the request logic does not depend on how the vault is stored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use super::protocol::ErrorBody;
+use crate::policy::{CredentialKind, Policy};
+use crate::secret::SecretString;
+
+/// One stored credential, as the handler reads it.
+pub(crate) struct CredView<'a> {
+    pub kind: CredentialKind,
+    pub scopes: &'a [String],
+    pub origins: &'a [String],
+    pub fields: &'a BTreeMap<String, String>,
+    pub secrets: &'a BTreeMap<String, SecretString>,
+}
+
+/// What the daemon needs from an opened vault.
+pub(crate) trait VaultView: Send + Sync {
+    fn id(&self) -> &str;
+    fn generation(&self) -> u64;
+    fn credential_count(&self) -> usize;
+    fn credential(&self, name: &str) -> Option<CredView<'_>>;
+    fn policy(&self) -> Option<&Policy>;
+    /// Re-read the file with the key in memory (reload), with the same authenticity and
+    /// rollback checks as at open.
+    fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody>;
+}
+
+/// Runners of one task, resolved to ids when the vault is opened (not on every request).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Runners {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+}
+
+/// An opened vault and what was derived from it.
+pub(crate) struct Opened {
+    pub vault: Box<dyn VaultView>,
+    pub runners: HashMap<String, Runners>,
+}
+
+impl Opened {
+    /// Wrap an opened vault, resolving every task's runner names through the user and group
+    /// databases (numbers are taken literally; a name that does not resolve matches nobody).
+    pub(crate) fn new(vault: Box<dyn VaultView>) -> Opened {
+        let mut runners = HashMap::new();
+        if let Some(p) = vault.policy() {
+            for (name, task) in p.tasks() {
+                let uids = task
+                    .runner_users()
+                    .iter()
+                    .filter_map(|u| u.parse::<u32>().ok().or_else(|| crate::sys::user_uid(u)))
+                    .collect();
+                let gids = task
+                    .runner_groups()
+                    .iter()
+                    .filter_map(|g| g.parse::<u32>().ok().or_else(|| crate::sys::group_gid(g)))
+                    .collect();
+                runners.insert(name.to_owned(), Runners { uids, gids });
+            }
+        }
+        Opened { vault, runners }
+    }
+}
+
+/// The vault slot.
+pub(crate) struct State {
+    slot: RwLock<Option<Opened>>,
+}
+
+impl State {
+    /// A locked state.
+    pub(crate) fn locked() -> State {
+        State {
+            slot: RwLock::new(None),
+        }
+    }
+
+    /// Run `f` with the current vault (or `None` when locked).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&Opened>) -> R) -> R {
+        let guard = self.slot.read().unwrap_or_else(|p| p.into_inner());
+        f(guard.as_ref())
+    }
+
+    /// Put an opened vault in the slot (the previous one, if any, is dropped and zeroed).
+    pub(crate) fn set(&self, opened: Opened) {
+        let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        *guard = Some(opened);
+    }
+
+    /// Forget the vault (its key and secrets are zeroed as they drop).
+    pub(crate) fn lock(&self) {
+        let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        *guard = None;
+    }
+}
+
+/// The real vault as the daemon holds it, with the options to reopen it on reload.
+pub(crate) struct LoadedVault {
+    vault: crate::vault::Vault,
+    opts: crate::vault::OpenOptions,
+}
+
+impl LoadedVault {
+    pub(crate) fn new(vault: crate::vault::Vault, opts: crate::vault::OpenOptions) -> Self {
+        LoadedVault { vault, opts }
+    }
+}
+
+/// A vault error as a client sees it: unlock failures are `denied`, the rest `internal`.
+/// Vault errors never carry secret values, so the message is passed on.
+pub(crate) fn vault_error(e: &crate::vault::VaultError) -> ErrorBody {
+    use super::protocol::ErrorCode;
+    let code = if e.is_unlock_failure() {
+        ErrorCode::Denied
+    } else {
+        ErrorCode::Internal
+    };
+    ErrorBody::new(code, e.to_string())
+}
+
+impl VaultView for LoadedVault {
+    fn id(&self) -> &str {
+        self.vault.id()
+    }
+    fn generation(&self) -> u64 {
+        self.vault.generation()
+    }
+    fn credential_count(&self) -> usize {
+        self.vault.credentials().len()
+    }
+    fn credential(&self, name: &str) -> Option<CredView<'_>> {
+        self.vault.credentials().get(name).map(|c| CredView {
+            kind: c.kind,
+            scopes: &c.scopes,
+            origins: &c.origins,
+            fields: &c.fields,
+            secrets: &c.secrets,
+        })
+    }
+    fn policy(&self) -> Option<&Policy> {
+        self.vault.policy()
+    }
+    fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody> {
+        let vault = self.vault.reopen(&self.opts).map_err(|e| vault_error(&e))?;
+        Ok(Box::new(LoadedVault::new(vault, self.opts.clone())))
+    }
+}

@@ -1,0 +1,150 @@
+//! Single-use tickets: a scheduler asks for one for a task, hands it to the check, and the
+//! check redeems it once. Only a SHA-256 of each ticket is kept, so a memory dump of the daemon
+//! does not reveal redeemable tickets; a spent ticket is remembered until well past its expiry
+//! so a second redeem is recognised (and audited as possible interception).
+
+use std::collections::HashMap;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::secret::SecretString;
+
+/// Outstanding tickets at most; beyond that `ticket` is refused until some expire.
+pub(crate) const MAX_TICKETS: usize = 100_000;
+/// How long a spent or expired ticket is remembered after its expiry.
+const REMEMBER_SECS: u64 = 24 * 60 * 60;
+/// Prefix that makes a ticket recognisable in a leak scan.
+const PREFIX: &str = "svt1_";
+
+struct Entry {
+    task: String,
+    expires_at: u64,
+    spent: bool,
+}
+
+/// Why a ticket was not redeemed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No ticket with this value was issued (or it was forgotten long ago).
+    Unknown,
+    /// Already redeemed once: possible interception.
+    Spent { task: String },
+    /// Past its ttl.
+    Expired { task: String },
+}
+
+/// The daemon's tickets.
+#[derive(Default)]
+pub(crate) struct Tickets {
+    by_hash: HashMap<[u8; 32], Entry>,
+}
+
+fn hash(ticket: &str) -> [u8; 32] {
+    Sha256::digest(ticket.as_bytes()).into()
+}
+
+impl Tickets {
+    /// Issue a ticket for `task`, good until `now + ttl`. `None` when too many are outstanding.
+    pub(crate) fn issue(&mut self, task: &str, ttl: u64, now: u64) -> Option<(SecretString, u64)> {
+        self.prune(now);
+        if self.by_hash.len() >= MAX_TICKETS {
+            return None;
+        }
+        let mut raw = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *raw);
+        let ticket = SecretString::from(format!(
+            "{PREFIX}{}",
+            data_encoding::BASE64URL_NOPAD.encode(&*raw)
+        ));
+        let expires_at = now.saturating_add(ttl);
+        self.by_hash.insert(
+            hash(ticket.expose()),
+            Entry {
+                task: task.to_owned(),
+                expires_at,
+                spent: false,
+            },
+        );
+        Some((ticket, expires_at))
+    }
+
+    /// Redeem a ticket: its task the first time, refused afterwards or once expired.
+    pub(crate) fn redeem(&mut self, ticket: &SecretString, now: u64) -> Result<String, Refused> {
+        let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
+            return Err(Refused::Unknown);
+        };
+        if e.spent {
+            return Err(Refused::Spent {
+                task: e.task.clone(),
+            });
+        }
+        if now >= e.expires_at {
+            return Err(Refused::Expired {
+                task: e.task.clone(),
+            });
+        }
+        e.spent = true;
+        Ok(e.task.clone())
+    }
+
+    /// Forget every ticket (on `lock`).
+    pub(crate) fn clear(&mut self) {
+        self.by_hash.clear();
+    }
+
+    fn prune(&mut self, now: u64) {
+        self.by_hash
+            .retain(|_, e| e.expires_at.saturating_add(REMEMBER_SECS) > now);
+    }
+
+    /// A short, non-secret id of a ticket for the audit log (first 8 bytes of its hash).
+    pub(crate) fn id_of(ticket: &SecretString) -> String {
+        data_encoding::HEXLOWER.encode(&hash(ticket.expose())[..8])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticket_redeems_once() {
+        let mut t = Tickets::default();
+        let (ticket, exp) = t.issue("checkout", 60, 1000).unwrap();
+        assert_eq!(exp, 1060);
+        assert!(ticket.expose().starts_with(PREFIX));
+        assert_eq!(t.redeem(&ticket, 1001), Ok("checkout".into()));
+        assert_eq!(
+            t.redeem(&ticket, 1002),
+            Err(Refused::Spent {
+                task: "checkout".into()
+            })
+        );
+    }
+
+    #[test]
+    fn an_expired_ticket_is_refused_and_unknown_ones_are_unknown() {
+        let mut t = Tickets::default();
+        let (ticket, _) = t.issue("checkout", 60, 1000).unwrap();
+        assert_eq!(
+            t.redeem(&ticket, 1060),
+            Err(Refused::Expired {
+                task: "checkout".into()
+            })
+        );
+        let other = SecretString::from("svt1_nope".to_string());
+        assert_eq!(t.redeem(&other, 1000), Err(Refused::Unknown));
+    }
+
+    #[test]
+    fn tickets_are_random_and_only_hashes_are_kept() {
+        let mut t = Tickets::default();
+        let (a, _) = t.issue("x", 60, 0).unwrap();
+        let (b, _) = t.issue("x", 60, 0).unwrap();
+        assert_ne!(a.expose(), b.expose());
+        assert!(t.by_hash.contains_key(&hash(a.expose())));
+        assert_eq!(Tickets::id_of(&a).len(), 16);
+    }
+}

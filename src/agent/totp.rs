@@ -1,0 +1,343 @@
+//! TOTP codes (RFC 6238, built on HOTP, RFC 4226) from a stored seed.
+//!
+//! A credential of kind `totp` stores its seed as the secret field `totp_seed` (base32, as
+//! sites print it: spaces, dashes, lowercase and `=` padding are tolerated) or `otpauth` (the
+//! `otpauth://totp/...` URI of a QR code, which may also choose the algorithm, the number of
+//! digits and the period). `fetch` hands out the current code and how long it stays valid,
+//! never the seed.
+//!
+//! ```
+//! use scopevault::agent::totp::Totp;
+//! use scopevault::secret::SecretString;
+//! // RFC 6238 Appendix B: seed "12345678901234567890", T = 59 s, SHA-1, 8 digits.
+//! let uri = "otpauth://totp/x?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&digits=8";
+//! let totp = Totp::from_field("otpauth", &SecretString::from(uri.to_string())).unwrap();
+//! assert_eq!(totp.code_at(59), ("94287082".to_string(), 1));
+//! ```
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use zeroize::Zeroizing;
+
+use crate::secret::SecretString;
+
+/// Longest seed accepted, in bytes (RFC 4226 recommends 20; SHA-512 seeds are 64).
+const MAX_SEED: usize = 1024;
+
+/// Longest period accepted, in seconds (one day): longer periods make no sense for a login.
+const MAX_PERIOD: u64 = 86_400;
+
+/// The HMAC hash of a TOTP generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// HMAC-SHA1, the default and what nearly every site uses.
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+impl Algorithm {
+    /// The name as written in otpauth URIs (`SHA1`, `SHA256`, `SHA512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha1 => "SHA1",
+            Algorithm::Sha256 => "SHA256",
+            Algorithm::Sha512 => "SHA512",
+        }
+    }
+}
+
+/// Why a stored TOTP seed cannot be used. Never contains the seed or the URI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TotpError {
+    /// The field is neither `totp_seed` nor `otpauth`.
+    #[error("the field `{field}` is not a TOTP seed; store the seed as `totp_seed` (base32) or `otpauth` (an otpauth://totp/ URI)")]
+    UnknownField {
+        /// The field name.
+        field: String,
+    },
+    /// The seed is empty.
+    #[error("the TOTP seed is empty; store the base32 secret the site showed when you enrolled")]
+    Empty,
+    /// The seed is not base32.
+    #[error("the TOTP seed is not valid base32 (letters A-Z and digits 2-7); store the secret as the site shows it, or the otpauth:// URI of its QR code")]
+    NotBase32,
+    /// The seed is implausibly long.
+    #[error("the TOTP seed is longer than {MAX_SEED} bytes; is this the right value?")]
+    TooLong,
+    /// The `otpauth` value is not an `otpauth://totp/` URI.
+    #[error("the otpauth value is not an otpauth://totp/ URI (HOTP counters are not supported); store the URI from the QR code, or the base32 seed as `totp_seed`")]
+    NotOtpauth,
+    /// The URI has no `secret` parameter, or has a parameter twice.
+    #[error("the otpauth URI has {problem}; it needs exactly one secret=BASE32 parameter")]
+    BadUri {
+        /// What is wrong (never the value).
+        problem: &'static str,
+    },
+    /// Unsupported `algorithm` parameter.
+    #[error("the otpauth URI's algorithm is not SHA1, SHA256 or SHA512")]
+    BadAlgorithm,
+    /// `digits` outside 6..=8.
+    #[error("the otpauth URI's digits must be 6, 7 or 8")]
+    BadDigits,
+    /// `period` outside 1..=86400.
+    #[error("the otpauth URI's period must be a number of seconds from 1 to {MAX_PERIOD}")]
+    BadPeriod,
+}
+
+/// A TOTP generator: the seed (zeroed on drop, redacted in `Debug`), algorithm, digits, period.
+#[derive(Clone)]
+pub struct Totp {
+    seed: Zeroizing<Vec<u8>>,
+    algorithm: Algorithm,
+    digits: u32,
+    period: u64,
+}
+
+impl fmt::Debug for Totp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Totp")
+            .field("seed", &"[REDACTED]")
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .finish()
+    }
+}
+
+impl Totp {
+    /// Build a generator from a stored secret field: `totp_seed` (base32; SHA-1, 6 digits,
+    /// 30 s) or `otpauth` (`otpauth://totp/LABEL?secret=..&algorithm=..&digits=..&period=..`).
+    pub fn from_field(field: &str, value: &SecretString) -> Result<Totp, TotpError> {
+        match field {
+            "totp_seed" => Ok(Totp {
+                seed: decode_base32(value.expose())?,
+                algorithm: Algorithm::Sha1,
+                digits: 6,
+                period: 30,
+            }),
+            "otpauth" => parse_otpauth(value.expose()),
+            other => Err(TotpError::UnknownField {
+                field: other.chars().take(64).collect(),
+            }),
+        }
+    }
+
+    /// The code valid at `unix_secs`, and how many seconds it stays valid (1..=period).
+    pub fn code_at(&self, unix_secs: u64) -> (String, u64) {
+        let code = self.hotp(unix_secs / self.period);
+        (code, self.period - unix_secs % self.period)
+    }
+
+    /// The code valid now (system clock), and how many seconds it stays valid.
+    pub fn code_now(&self) -> (String, u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.code_at(now)
+    }
+
+    /// The HOTP value (RFC 4226) for a counter, with this generator's algorithm and digits.
+    pub fn hotp(&self, counter: u64) -> String {
+        let msg = counter.to_be_bytes();
+        // The MAC output is derived from the seed; keep it in a zeroizing buffer too.
+        let mac: Zeroizing<Vec<u8>> = Zeroizing::new(match self.algorithm {
+            Algorithm::Sha1 => mac::<Hmac<sha1::Sha1>>(&self.seed, &msg),
+            Algorithm::Sha256 => mac::<Hmac<sha2::Sha256>>(&self.seed, &msg),
+            Algorithm::Sha512 => mac::<Hmac<sha2::Sha512>>(&self.seed, &msg),
+        });
+        // Dynamic truncation (RFC 4226 section 5.3).
+        let offset = (mac[mac.len() - 1] & 0x0f) as usize;
+        let bin = u32::from_be_bytes([
+            mac[offset] & 0x7f,
+            mac[offset + 1],
+            mac[offset + 2],
+            mac[offset + 3],
+        ]);
+        let code = bin % 10u32.pow(self.digits);
+        format!("{code:0width$}", width = self.digits as usize)
+    }
+
+    /// The hash algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Number of digits in a code (6, 7 or 8).
+    pub fn digits(&self) -> u32 {
+        self.digits
+    }
+
+    /// Seconds each code is valid.
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+}
+
+fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut m = <M as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    m.update(msg);
+    m.finalize().into_bytes().to_vec()
+}
+
+/// Decode a base32 seed as people paste it: spaces, dashes, lowercase and padding tolerated.
+fn decode_base32(text: &str) -> Result<Zeroizing<Vec<u8>>, TotpError> {
+    let mut clean: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(text.len()));
+    for b in text.bytes() {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | b'-' | b'=' => {}
+            _ => clean.push(b.to_ascii_uppercase()),
+        }
+    }
+    if clean.is_empty() {
+        return Err(TotpError::Empty);
+    }
+    let len = data_encoding::BASE32_NOPAD
+        .decode_len(clean.len())
+        .map_err(|_| TotpError::NotBase32)?;
+    if len > MAX_SEED {
+        return Err(TotpError::TooLong);
+    }
+    let mut seed = Zeroizing::new(vec![0u8; len]);
+    let n = data_encoding::BASE32_NOPAD
+        .decode_mut(&clean, &mut seed)
+        .map_err(|_| TotpError::NotBase32)?;
+    seed.truncate(n);
+    if seed.is_empty() {
+        return Err(TotpError::Empty);
+    }
+    Ok(seed)
+}
+
+/// Parse `otpauth://totp/LABEL?secret=..&issuer=..&algorithm=..&digits=..&period=..`.
+fn parse_otpauth(uri: &str) -> Result<Totp, TotpError> {
+    let uri = uri.trim();
+    let scheme = "otpauth://totp/";
+    let head = uri.as_bytes().get(..scheme.len());
+    if !head.is_some_and(|h| h.eq_ignore_ascii_case(scheme.as_bytes())) {
+        return Err(TotpError::NotOtpauth);
+    }
+    let query = match uri.split_once('?') {
+        Some((_, q)) => q.split('#').next().unwrap_or(""),
+        None => "",
+    };
+    let mut secret: Option<Zeroizing<Vec<u8>>> = None;
+    let mut algorithm = None;
+    let mut digits = None;
+    let mut period = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        let dup = || TotpError::BadUri {
+            problem: "a parameter given twice",
+        };
+        match k.to_ascii_lowercase().as_str() {
+            "secret" => {
+                if secret.is_some() {
+                    return Err(dup());
+                }
+                let text = std::str::from_utf8(&v).map_err(|_| TotpError::NotBase32)?;
+                secret = Some(decode_base32(text)?);
+            }
+            "algorithm" => {
+                if algorithm.is_some() {
+                    return Err(dup());
+                }
+                algorithm = Some(match v.to_ascii_uppercase().as_slice() {
+                    b"SHA1" => Algorithm::Sha1,
+                    b"SHA256" => Algorithm::Sha256,
+                    b"SHA512" => Algorithm::Sha512,
+                    _ => return Err(TotpError::BadAlgorithm),
+                });
+            }
+            "digits" => {
+                if digits.is_some() {
+                    return Err(dup());
+                }
+                let d = parse_small(&v).filter(|d| (6..=8).contains(d));
+                digits = Some(d.ok_or(TotpError::BadDigits)? as u32);
+            }
+            "period" => {
+                if period.is_some() {
+                    return Err(dup());
+                }
+                let p = parse_small(&v).filter(|p| (1..=MAX_PERIOD).contains(p));
+                period = Some(p.ok_or(TotpError::BadPeriod)?);
+            }
+            // issuer, image, and future parameters do not change the code.
+            _ => {}
+        }
+    }
+    Ok(Totp {
+        seed: secret.ok_or(TotpError::BadUri {
+            problem: "no secret parameter",
+        })?,
+        algorithm: algorithm.unwrap_or(Algorithm::Sha1),
+        digits: digits.unwrap_or(6),
+        period: period.unwrap_or(30),
+    })
+}
+
+/// A decimal number of at most 6 digits (no sign, no spaces).
+fn parse_small(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 6 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Decode `%XX` escapes (and `+` as space, as form encoding does); the result may hold the
+/// seed, so it is zeroized.
+fn percent_decode(s: &str) -> Zeroizing<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Zeroizing::new(Vec::with_capacity(b.len()));
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn otp(uri: &str) -> Result<Totp, TotpError> {
+        Totp::from_field("otpauth", &SecretString::from(uri.to_string()))
+    }
+
+    #[test]
+    fn percent_decode_handles_escapes_and_bad_ones() {
+        assert_eq!(percent_decode("a%3Db").as_slice(), b"a=b");
+        assert_eq!(percent_decode("a%3").as_slice(), b"a%3");
+        assert_eq!(percent_decode("%zz").as_slice(), b"%zz");
+        assert_eq!(percent_decode("%41").as_slice(), b"A");
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let t = otp("otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ").unwrap();
+        let d = format!("{t:?}");
+        assert!(
+            d.contains("[REDACTED]") && !d.contains("GEZD") && !d.contains("49"),
+            "{d}"
+        );
+    }
+}

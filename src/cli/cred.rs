@@ -1,0 +1,265 @@
+//! `scopevault cred add|set|list|show|rm`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use serde_json::json;
+
+use super::args::{CredAddArgs, CredCommand, CredSetArgs, GlobalArgs, SecretInputArgs};
+use super::unlock::{open_vault, prompt, read_secret_file, read_secret_stdin, vault_path};
+use crate::secret::SecretString;
+use crate::vault::{
+    self, validate_field_key, validate_name, Credential, Vault, WriteLock, SECRET_FIELD_NAMES,
+};
+
+pub(crate) fn run(g: &GlobalArgs, cmd: &CredCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CredCommand::Add(a) => add(g, a),
+        CredCommand::Set(a) => set(g, a),
+        CredCommand::List { json } => list(g, *json),
+        CredCommand::Show { name, json } => show(g, name, *json),
+        CredCommand::Rm { name } => rm(g, name),
+    }
+}
+
+/// Parse `KEY=VALUE` plain fields, refusing secret-looking keys (those belong in --secret).
+fn parse_fields(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for f in raw {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!("--field expects KEY=VALUE (got a value without `=`)");
+        };
+        validate_field_key(k)?;
+        if SECRET_FIELD_NAMES.contains(&k) {
+            // The value is already in argv (visible in ps); say so, and never echo it back.
+            bail!("`{k}` is a secret field: it cannot be given with --field (arguments are visible to other users in ps). Use --secret {k} (prompt or stdin) or --secret-file {k}=PATH, and consider the value exposed");
+        }
+        if v.len() > 4096 {
+            bail!("--field {k}: the value is longer than 4096 bytes");
+        }
+        out.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+/// Read every secret named by --secret / --secret-file. Done before the vault is locked for
+/// writing, so a slow prompt does not hold other writers up.
+fn read_secrets(a: &SecretInputArgs) -> anyhow::Result<BTreeMap<String, SecretString>> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for s in &a.secret_files {
+        let Some((k, p)) = s.split_once('=') else {
+            bail!("--secret-file expects KEY=PATH");
+        };
+        files.push((k.to_owned(), PathBuf::from(p)));
+    }
+    let mut keys: Vec<&str> = a.secrets.iter().map(String::as_str).collect();
+    keys.extend(files.iter().map(|(k, _)| k.as_str()));
+    for (i, k) in keys.iter().enumerate() {
+        validate_field_key(k)?;
+        if keys[..i].contains(k) {
+            bail!("secret `{k}` is given twice");
+        }
+    }
+    let mut out = BTreeMap::new();
+    if !a.secrets.is_empty() {
+        if std::io::stdin().is_terminal() {
+            for k in &a.secrets {
+                let v = prompt(&format!("{k}: "))?;
+                out.insert(k.clone(), v);
+            }
+        } else if a.secrets.len() == 1 {
+            out.insert(a.secrets[0].clone(), read_secret_stdin()?);
+        } else {
+            bail!("stdin is not a terminal, so it can carry only one secret: use --secret-file KEY=PATH for the others");
+        }
+    }
+    for (k, p) in files {
+        let v = read_secret_file(&p)?;
+        out.insert(k, v);
+    }
+    for (k, v) in &out {
+        if v.is_empty() {
+            bail!("secret `{k}` is empty: nothing was stored");
+        }
+    }
+    Ok(out)
+}
+
+fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
+    validate_name(&a.name)?;
+    let fields = parse_fields(&a.fields)?;
+    for s in &a.scopes {
+        crate::policy::Scope::parse(s).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+    }
+    for o in &a.origins {
+        check_origin(o)?;
+    }
+    let secrets = read_secrets(&a.secrets)?;
+    let path = vault_path(g);
+    let lock = WriteLock::acquire(&path)?;
+    let mut vault = open_vault(g)?;
+    let mut cred = Credential::new(a.kind, vault::timestamp());
+    cred.scopes = a.scopes.clone();
+    cred.origins = a.origins.clone();
+    cred.fields = fields;
+    cred.secrets = secrets;
+    let n = cred.secrets.len();
+    vault.add_credential(&a.name, cred)?;
+    vault.save(&lock)?;
+    println!(
+        "added credential {} ({}, {n} secret field(s))",
+        a.name, a.kind
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_origin(o: &str) -> anyhow::Result<()> {
+    let ok = (o.starts_with("https://") || o.starts_with("http://"))
+        && o.len() <= 2048
+        && !o.chars().any(|c| c.is_control() || c.is_whitespace());
+    if !ok {
+        bail!("--origin must be an http(s) URL such as https://shop.example.com");
+    }
+    Ok(())
+}
+
+fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
+    let fields = parse_fields(&a.fields)?;
+    if a.secrets.secrets.is_empty() && a.secrets.secret_files.is_empty() && fields.is_empty() {
+        bail!("nothing to set: give --secret KEY, --secret-file KEY=PATH or --field KEY=VALUE");
+    }
+    let secrets = read_secrets(&a.secrets)?;
+    let path = vault_path(g);
+    let lock = WriteLock::acquire(&path)?;
+    let mut vault = open_vault(g)?;
+    let now = vault::timestamp();
+    let changed = vault.update_credential(&a.name, |c| {
+        let mut changed = 0;
+        for (k, v) in secrets {
+            if c.secrets.get(&k) != Some(&v) {
+                changed += 1;
+            }
+            c.secrets.insert(k, v);
+        }
+        if changed > 0 {
+            c.rotated = now;
+        }
+        c.fields.extend(fields);
+        changed
+    })?;
+    vault.save(&lock)?;
+    println!(
+        "updated credential {} ({changed} secret value(s) changed)",
+        a.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Metadata of one credential as JSON: never a secret value.
+fn meta(vault: &Vault, name: &str, c: &Credential) -> serde_json::Value {
+    let tasks: Vec<&str> = vault
+        .policy()
+        .map(|p| {
+            p.tasks()
+                .filter(|(_, t)| t.credentials().contains(&name))
+                .map(|(n, _)| n)
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "name": name,
+        "kind": c.kind,
+        "scopes": c.scopes,
+        "origins": c.origins,
+        "fields": c.fields,
+        "secret_fields": c.secrets.keys().collect::<Vec<_>>(),
+        "created": c.created.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "rotated": c.rotated.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "tasks": tasks,
+    })
+}
+
+fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let vault = open_vault(g)?;
+    if json {
+        let v: Vec<_> = vault
+            .credentials()
+            .iter()
+            .map(|(n, c)| meta(&vault, n, c))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if vault.credentials().is_empty() {
+        println!("no credentials (add one with `scopevault cred add`)");
+    }
+    for (n, c) in vault.credentials() {
+        let secrets: Vec<&str> = c.secrets.keys().map(String::as_str).collect();
+        println!(
+            "{n}  {}  scopes=[{}]  secrets=[{}]  rotated={}",
+            c.kind,
+            c.scopes.join(", "),
+            secrets.join(", "),
+            c.rotated.date()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let vault = open_vault(g)?;
+    let c = vault
+        .credentials()
+        .get(name)
+        .ok_or_else(|| vault::VaultError::UnknownCredential(name.to_owned()))?;
+    let m = meta(&vault, name, c);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("name:     {name}");
+    println!("kind:     {}", c.kind);
+    println!("scopes:   {}", c.scopes.join(", "));
+    println!("origins:  {}", c.origins.join(", "));
+    for (k, v) in &c.fields {
+        println!("field:    {k} = {v}");
+    }
+    for k in c.secrets.keys() {
+        println!("secret:   {k} (set; values are never shown)");
+    }
+    println!("created:  {}", m["created"].as_str().unwrap_or_default());
+    println!("rotated:  {}", m["rotated"].as_str().unwrap_or_default());
+    if let Some(t) = m["tasks"].as_array().filter(|t| !t.is_empty()) {
+        let t: Vec<&str> = t.iter().filter_map(|v| v.as_str()).collect();
+        println!("tasks:    {}", t.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rm(g: &GlobalArgs, name: &str) -> anyhow::Result<ExitCode> {
+    let path = vault_path(g);
+    let lock = WriteLock::acquire(&path)?;
+    let mut vault = open_vault(g)?;
+    let users: Vec<String> = vault
+        .policy()
+        .map(|p| {
+            p.tasks()
+                .filter(|(_, t)| t.credentials().contains(&name))
+                .map(|(n, _)| n.to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    vault.remove_credential(name)?;
+    vault.save(&lock)?;
+    println!("removed credential {name}");
+    if !users.is_empty() {
+        eprintln!(
+            "warning: the applied policy still lists {name} for task(s) {}: their fetches will fail until it is added again or the policy changes",
+            users.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,204 @@
+//! `scopevault policy apply|export`.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::args::{DenyLevel, GlobalArgs, PolicyCommand};
+use super::unlock::{open_vault, vault_path};
+use crate::policy::{self, Policy};
+use crate::vault::{self, Credential, WriteLock};
+
+pub(crate) fn run(g: &GlobalArgs, cmd: &PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Apply {
+            file,
+            dry_run,
+            deny,
+        } => apply(g, file, *dry_run, *deny),
+        PolicyCommand::Export => export(g),
+    }
+}
+
+fn apply(
+    g: &GlobalArgs,
+    file: &std::path::Path,
+    dry_run: bool,
+    deny: Option<DenyLevel>,
+) -> anyhow::Result<ExitCode> {
+    // Stage one: everything about the file, before the vault is touched.
+    let source = policy::read_policy_file(file)?;
+    let display = file.display().to_string();
+    let parsed = Policy::parse(&source, &display)?;
+    gate(&parsed, deny)?;
+
+    // Stage two: the vault, under the writer lock.
+    let path = vault_path(g);
+    let lock = WriteLock::acquire(&path)?;
+    let mut vault = open_vault(g)?;
+    let old = vault.policy().cloned();
+    let mut changes: Vec<String> = Vec::new();
+    let now = vault::timestamp();
+
+    for (name, decl) in parsed.credentials() {
+        // Sorted like the canonical TOML, so apply(export(p)) finds nothing to change.
+        let sorted = |v: Vec<&str>| -> Vec<String> {
+            let set: BTreeSet<&str> = v.into_iter().collect();
+            set.into_iter().map(str::to_owned).collect()
+        };
+        let scopes = sorted(decl.scopes());
+        let origins = sorted(decl.origins());
+        match vault.credentials().get(name) {
+            None => {
+                let mut c = Credential::new(decl.kind(), now);
+                c.scopes = scopes;
+                c.origins = origins;
+                vault.add_credential(name, c)?;
+                changes.push(format!(
+                    "+ credential {name} ({}): declared, no secret yet: run `scopevault cred set {name} --secret {}`",
+                    decl.kind(),
+                    default_secret_field(decl.kind())
+                ));
+            }
+            Some(c) => {
+                let mut what = Vec::new();
+                if c.kind != decl.kind() {
+                    what.push(format!("kind {} -> {}", c.kind, decl.kind()));
+                }
+                if c.scopes != scopes {
+                    what.push(format!(
+                        "scopes [{}] -> [{}]",
+                        c.scopes.join(", "),
+                        scopes.join(", ")
+                    ));
+                }
+                if c.origins != origins {
+                    what.push(format!(
+                        "origins [{}] -> [{}]",
+                        c.origins.join(", "),
+                        origins.join(", ")
+                    ));
+                }
+                if !what.is_empty() {
+                    let kind = decl.kind();
+                    vault.update_credential(name, |c| {
+                        c.kind = kind;
+                        c.scopes = scopes;
+                        c.origins = origins;
+                    })?;
+                    changes.push(format!("~ credential {name}: {}", what.join("; ")));
+                }
+            }
+        }
+    }
+    let declared: BTreeSet<&str> = parsed.credentials().map(|(n, _)| n).collect();
+    let undeclared: Vec<String> = vault
+        .credentials()
+        .keys()
+        .filter(|n| !declared.contains(n.as_str()))
+        .cloned()
+        .collect();
+    for n in &undeclared {
+        changes.push(format!("! credential {n} is stored but not declared in the policy (kept; no task can fetch it)"));
+    }
+    let old_tasks: BTreeSet<String> = old
+        .as_ref()
+        .map(|p| p.tasks().map(|(n, _)| n.to_owned()).collect())
+        .unwrap_or_default();
+    for (name, task) in parsed.tasks() {
+        if !old_tasks.contains(name) {
+            changes.push(format!(
+                "+ task {name} (credentials: {})",
+                task.credentials().join(", ")
+            ));
+        } else if let Some(ot) = old.as_ref().and_then(|p| p.task(name)) {
+            if ot.needs() != task.needs()
+                || ot.credentials() != task.credentials()
+                || ot.runner_users() != task.runner_users()
+                || ot.runner_groups() != task.runner_groups()
+                || ot.origin() != task.origin()
+            {
+                changes.push(format!("~ task {name}"));
+            }
+        }
+    }
+    for name in &old_tasks {
+        if parsed.task(name).is_none() {
+            changes.push(format!("- task {name}"));
+        }
+    }
+    let old_canon = old.as_ref().map(Policy::to_canonical_toml);
+    let new_canon = parsed.to_canonical_toml();
+    let policy_changed = old_canon.as_deref() != Some(new_canon.as_str());
+    if changes.is_empty() && policy_changed {
+        changes.push("~ policy settings, catalog or exceptions".into());
+    }
+    if changes.is_empty() {
+        println!("policy unchanged: nothing to apply");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for c in &changes {
+        println!("{c}");
+    }
+    if dry_run {
+        println!("dry run: the vault was not changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    vault.set_policy(parsed);
+    vault.save(&lock)?;
+    println!(
+        "applied {} to {} (generation {})",
+        display,
+        path.display(),
+        vault.generation()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run the lint before applying: errors always refuse; `--deny LEVEL` also refuses on findings
+/// of that class and above. Findings are printed to stderr either way.
+fn gate(parsed: &Policy, deny: Option<DenyLevel>) -> anyhow::Result<()> {
+    use crate::policy::lint::{self, Class};
+    let today = time::OffsetDateTime::now_utc().date();
+    let report = lint::lint(parsed, &lint::LintOptions::new(today));
+    if !report.findings().is_empty() {
+        eprint!("{}", report.render_text(false));
+    }
+    let class = match deny {
+        None | Some(DenyLevel::Error) => Class::Error,
+        Some(DenyLevel::SecurityWarning) => Class::SecurityWarning,
+        Some(DenyLevel::Warning) => Class::Warning,
+        Some(DenyLevel::Suggestion) => Class::Suggestion,
+    };
+    let blocking = report.blocking(class);
+    if blocking > 0 {
+        bail!(
+            "refusing to apply {}: the lint found {blocking} blocking finding(s) ({}); fix them (or add a reviewed exception) and apply again",
+            report.path(),
+            report.summary()
+        );
+    }
+    Ok(())
+}
+
+fn default_secret_field(kind: policy::CredentialKind) -> &'static str {
+    match kind {
+        policy::CredentialKind::Login => "password",
+        policy::CredentialKind::Token => "token",
+        policy::CredentialKind::Totp => "totp_seed",
+        policy::CredentialKind::Certificate => "private_key",
+        policy::CredentialKind::Generic => "secret",
+    }
+}
+
+fn export(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let vault = open_vault(g)?;
+    match vault.policy() {
+        Some(p) => print!("{}", p.to_canonical_toml()),
+        None => bail!(
+            "no policy has been applied to this vault: run `scopevault policy apply policy.toml`"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

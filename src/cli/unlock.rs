@@ -1,0 +1,143 @@
+//! Shared by every command that opens the vault: where the vault is, how to unlock it, and how
+//! secret values are read (prompt, stdin, file, fd — never arguments).
+
+use std::fs::File;
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use zeroize::Zeroizing;
+
+use super::args::GlobalArgs;
+use crate::secret::{SecretString, MAX_SECRET_LEN};
+use crate::vault::{self, OpenOptions, Unlock, Vault, VaultError};
+
+/// The vault path from `--vault`, `SCOPEVAULT_VAULT` or the default.
+pub(crate) fn vault_path(g: &GlobalArgs) -> PathBuf {
+    g.vault.clone().unwrap_or_else(vault::default_vault_path)
+}
+
+pub(crate) fn open_options(g: &GlobalArgs) -> OpenOptions {
+    OpenOptions {
+        allow_rollback: g.unlock.allow_rollback,
+    }
+}
+
+/// Warn once if the test-only KDF override is active: it must never be used for real vaults.
+pub(crate) fn warn_test_kdf() {
+    if std::env::var_os("SCOPEVAULT_TEST_ARGON2").is_some() {
+        eprintln!("warning: SCOPEVAULT_TEST_ARGON2 is set: new passphrase slots use weak test parameters. Never use it for a real vault.");
+    }
+}
+
+/// Open the vault with the first unlock source that works: an enrolled keyring slot (unless
+/// `--no-keyring`), `--identity-file`, `--passphrase-file`/`--passphrase-fd`, then a no-echo
+/// prompt when stdin is a terminal.
+pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
+    let path = vault_path(g);
+    let opts = open_options(g);
+    let mut keyring_note = String::new();
+    if !g.unlock.no_keyring && vault::has_keyring_slot(&path)? {
+        match Vault::open(&path, &Unlock::Keyring, &opts) {
+            Ok(v) => return Ok(v),
+            // A refused file is refused whatever key we try next.
+            Err(e) if e.is_refusal() => return Err(e.into()),
+            Err(e) => keyring_note = format!(" (the keyring slot was tried: {e})"),
+        }
+    }
+    if let Some(f) = &g.unlock.identity_file {
+        return Ok(Vault::open(&path, &Unlock::IdentityFile(f.clone()), &opts)?);
+    }
+    if let Some(p) = passphrase_from_args(g)? {
+        return Ok(Vault::open(&path, &Unlock::Passphrase(p), &opts)?);
+    }
+    if std::io::stdin().is_terminal() {
+        // Fail before prompting if the file is not even a vault.
+        vault::read_slots(&path)?;
+        let p = prompt(&format!("Passphrase for {}: ", path.display()))?;
+        return Ok(Vault::open(&path, &Unlock::Passphrase(p), &opts)?);
+    }
+    Err(VaultError::NoUnlockSource(format!(
+        "give --passphrase-file FILE, --passphrase-fd N or --identity-file FILE, or run on a terminal to be prompted{keyring_note}"
+    ))
+    .into())
+}
+
+/// The passphrase from `--passphrase-file` or `--passphrase-fd`, if one was given.
+pub(crate) fn passphrase_from_args(g: &GlobalArgs) -> anyhow::Result<Option<SecretString>> {
+    if let Some(f) = &g.unlock.passphrase_file {
+        return Ok(Some(
+            read_secret_file(f).context("cannot read --passphrase-file")?,
+        ));
+    }
+    if let Some(fd) = g.unlock.passphrase_fd {
+        return Ok(Some(read_secret_fd(fd)?));
+    }
+    Ok(None)
+}
+
+/// A no-echo prompt on the terminal.
+pub(crate) fn prompt(label: &str) -> anyhow::Result<SecretString> {
+    let s =
+        Zeroizing::new(rpassword::prompt_password(label).context("cannot read from the terminal")?);
+    if s.len() > MAX_SECRET_LEN {
+        bail!("the value is longer than {MAX_SECRET_LEN} bytes");
+    }
+    Ok(SecretString::from(s.as_str().to_owned()))
+}
+
+/// Prompt twice for a new passphrase (or read it from the given file/fd), refusing an empty one.
+pub(crate) fn new_passphrase(
+    from_file: Option<&Path>,
+    from_fd: Option<i32>,
+) -> anyhow::Result<SecretString> {
+    let p = if let Some(f) = from_file {
+        read_secret_file(f).context("cannot read the passphrase file")?
+    } else if let Some(fd) = from_fd {
+        read_secret_fd(fd)?
+    } else if std::io::stdin().is_terminal() {
+        let a = prompt("New passphrase: ")?;
+        let b = prompt("Repeat it: ")?;
+        if a != b {
+            bail!("the two passphrases differ: nothing was changed");
+        }
+        a
+    } else {
+        return Err(VaultError::NoUnlockSource(
+            "a new passphrase is needed: give --passphrase-file FILE or --passphrase-fd N, or run on a terminal".into(),
+        )
+        .into());
+    };
+    if p.is_empty() {
+        return Err(VaultError::EmptyPassphrase.into());
+    }
+    Ok(p)
+}
+
+/// Read a secret from a file (bounded; one trailing newline dropped).
+pub(crate) fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
+    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    read_secret(f).with_context(|| format!("in {}", path.display()))
+}
+
+/// Read a secret from an inherited file descriptor, through `/dev/fd/N` (no unsafe fd juggling).
+pub(crate) fn read_secret_fd(fd: i32) -> anyhow::Result<SecretString> {
+    if fd < 0 {
+        bail!("--passphrase-fd must be a non-negative file descriptor number");
+    }
+    let f = File::open(format!("/dev/fd/{fd}"))
+        .with_context(|| format!("file descriptor {fd} is not open"))?;
+    read_secret(f).with_context(|| format!("in file descriptor {fd}"))
+}
+
+/// Read all of stdin as one secret.
+pub(crate) fn read_secret_stdin() -> anyhow::Result<SecretString> {
+    read_secret(std::io::stdin().lock()).context("on stdin")
+}
+
+fn read_secret(r: impl Read) -> anyhow::Result<SecretString> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_SECRET_LEN + 4));
+    // One byte past the limit (plus a newline) is enough to know it is too large.
+    r.take(MAX_SECRET_LEN as u64 + 3).read_to_end(&mut buf)?;
+    Ok(SecretString::from_input_bytes(buf)?)
+}

@@ -1,0 +1,153 @@
+//! The vault file's byte layout: framing, header, MAC. `vault-format.md` is the normative text;
+//! this module is its implementation and must change with it.
+//!
+//! ```text
+//! MAGIC "SCOPEVLT" (8) | VERSION u16 BE | HEADER_LEN u32 BE | HEADER (JSON) |
+//! PAYLOAD_LEN u64 BE | PAYLOAD (age, binary) | MAC (32)
+//! ```
+
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::slots::Slot;
+use super::VaultError;
+
+/// The 8 bytes every vault file starts with.
+pub(crate) const MAGIC: &[u8; 8] = b"SCOPEVLT";
+/// The only format version this build reads and writes.
+pub(crate) const VERSION: u16 = 1;
+/// Largest header accepted: slots are small; a bigger header is hostile or corrupt.
+pub(crate) const MAX_HEADER_LEN: usize = 1 << 20;
+/// Largest payload accepted (256 MiB): ten thousand credentials take a few MiB.
+pub(crate) const MAX_PAYLOAD_LEN: u64 = 256 << 20;
+/// Largest file accepted, checked before reading it.
+pub(crate) const MAX_FILE_LEN: u64 = 8 + 2 + 4 + MAX_HEADER_LEN as u64 + 8 + MAX_PAYLOAD_LEN + 32;
+const MAC_LEN: usize = 32;
+const MAC_INFO: &[u8] = b"scopevault/v1/file-mac";
+
+/// The authenticated, unencrypted header: everything needed to unlock, nothing secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Header {
+    /// 16 random bytes, lowercase hex. Names the vault in the keyring and the rollback state.
+    pub vault_id: String,
+    /// Incremented by every save; the rollback check compares it with the highest seen.
+    pub generation: u64,
+    /// The age X25519 recipient the payload is encrypted to (`age1…`).
+    pub recipient: String,
+    /// When the vault was created (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: time::OffsetDateTime,
+    /// Key slots: each wraps the vault identity under one unlock source.
+    pub slots: Vec<Slot>,
+}
+
+/// A vault file split into its parts. The MAC is checked separately, once the identity is
+/// known ([`Parsed::verify_mac`]): before that nothing here is trusted.
+pub(crate) struct Parsed<'a> {
+    pub header: Header,
+    pub payload: &'a [u8],
+    authenticated: &'a [u8],
+    mac: &'a [u8],
+}
+
+impl<'a> Parsed<'a> {
+    /// Split and sanity-check a file's bytes. Never allocates more than the file's size.
+    pub fn parse(bytes: &'a [u8]) -> Result<Parsed<'a>, VaultError> {
+        let corrupt = |what: &str| VaultError::Corrupt(what.to_owned());
+        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+            return Err(VaultError::NotAVault);
+        }
+        let rest = &bytes[8..];
+        if rest.len() < 2 {
+            return Err(corrupt("the file ends inside the version field"));
+        }
+        let version = u16::from_be_bytes([rest[0], rest[1]]);
+        if version != VERSION {
+            return Err(VaultError::UnsupportedVersion(version));
+        }
+        let rest = &rest[2..];
+        if rest.len() < 4 {
+            return Err(corrupt("the file ends inside the header length"));
+        }
+        let hlen = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        if hlen > MAX_HEADER_LEN {
+            return Err(corrupt(&format!(
+                "the header claims {hlen} bytes, above the limit of {MAX_HEADER_LEN}"
+            )));
+        }
+        let rest = &rest[4..];
+        if rest.len() < hlen + 8 {
+            return Err(corrupt("the file ends inside the header (truncated?)"));
+        }
+        let header_bytes = &rest[..hlen];
+        let rest = &rest[hlen..];
+        let plen = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+        if plen > MAX_PAYLOAD_LEN {
+            return Err(corrupt(&format!(
+                "the payload claims {plen} bytes, above the limit of {MAX_PAYLOAD_LEN}"
+            )));
+        }
+        let rest = &rest[8..];
+        let plen = plen as usize;
+        if rest.len() != plen + MAC_LEN {
+            return Err(corrupt(if rest.len() < plen + MAC_LEN {
+                "the file is shorter than its header says (truncated?)"
+            } else {
+                "the file has bytes after its MAC"
+            }));
+        }
+        let header: Header = serde_json::from_slice(header_bytes)
+            .map_err(|e| corrupt(&format!("the header is not valid: {e}")))?;
+        let auth_len = bytes.len() - MAC_LEN;
+        Ok(Parsed {
+            header,
+            payload: &rest[..plen],
+            authenticated: &bytes[..auth_len],
+            mac: &bytes[auth_len..],
+        })
+    }
+
+    /// Check the MAC with a key derived from the vault identity. A file written by someone
+    /// without the identity (even a valid age file for our recipient) fails here.
+    pub fn verify_mac(&self, identity: &str) -> Result<(), VaultError> {
+        let mut mac = mac_for(identity, &self.header.vault_id);
+        mac.update(self.authenticated);
+        mac.verify_slice(self.mac).map_err(|_| VaultError::Forged)
+    }
+}
+
+fn mac_for(identity: &str, vault_id: &str) -> Hmac<Sha256> {
+    let hk = Hkdf::<Sha256>::new(Some(vault_id.as_bytes()), identity.as_bytes());
+    let mut key = Zeroizing::new([0u8; 32]);
+    hk.expand(MAC_INFO, key.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("HMAC takes any key length")
+}
+
+/// Serialise a whole file: framing, header, payload and the MAC over all of it.
+pub(crate) fn encode(
+    header: &Header,
+    payload: &[u8],
+    identity: &str,
+) -> Result<Vec<u8>, VaultError> {
+    let header_bytes =
+        serde_json::to_vec(header).map_err(|e| VaultError::Internal(e.to_string()))?;
+    if header_bytes.len() > MAX_HEADER_LEN || payload.len() as u64 > MAX_PAYLOAD_LEN {
+        return Err(VaultError::TooLarge);
+    }
+    let mut out = Vec::with_capacity(8 + 2 + 4 + header_bytes.len() + 8 + payload.len() + MAC_LEN);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
+    out.extend_from_slice(&(header_bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(&header_bytes);
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(payload);
+    let mut mac = mac_for(identity, &header.vault_id);
+    mac.update(&out);
+    out.extend_from_slice(&mac.finalize().into_bytes());
+    Ok(out)
+}

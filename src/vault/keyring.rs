@@ -1,0 +1,113 @@
+//! OS keyring access for keyring slots, through `keyring-core` with an explicitly named store.
+//!
+//! We never let a library pick a store for us: an all-in-one keyring that silently falls back
+//! to an in-memory mock would "store" the slot key and lose it at exit, leaving a slot that can
+//! never unlock. An unavailable store is a clear [`VaultError::KeyringUnavailable`].
+
+use std::sync::Arc;
+
+use keyring_core::{CredentialStore, Entry};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::VaultError;
+
+/// The keyring stores a slot can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyringStore {
+    /// The freedesktop Secret Service over the session D-Bus (gnome-keyring, KeePassXC…).
+    SecretService,
+    /// The Linux kernel key retention service (keyutils).
+    Keyutils,
+}
+
+impl KeyringStore {
+    /// The name used in slots and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyringStore::SecretService => "secret-service",
+            KeyringStore::Keyutils => "keyutils",
+        }
+    }
+}
+
+fn unavailable(store: KeyringStore, err: impl std::fmt::Display) -> VaultError {
+    let hint = match store {
+        KeyringStore::SecretService => {
+            "is a Secret Service (e.g. gnome-keyring) running and unlocked on the session D-Bus \
+             (DBUS_SESSION_BUS_ADDRESS)?"
+        }
+        KeyringStore::Keyutils => "does this kernel (or container) allow the keyutils syscalls?",
+    };
+    VaultError::KeyringUnavailable(format!("{} store: {err}; {hint}", store.as_str()))
+}
+
+fn open_store(store: KeyringStore) -> Result<Arc<CredentialStore>, VaultError> {
+    let s: Arc<CredentialStore> = match store {
+        KeyringStore::SecretService => {
+            // Without a session bus the zbus store would fail later with a vaguer error.
+            if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+                return Err(unavailable(
+                    store,
+                    "no session D-Bus (DBUS_SESSION_BUS_ADDRESS is not set)",
+                ));
+            }
+            zbus_secret_service_keyring_store::Store::new().map_err(|e| unavailable(store, e))?
+        }
+        KeyringStore::Keyutils => {
+            linux_keyutils_keyring_store::Store::new().map_err(|e| unavailable(store, e))?
+        }
+    };
+    Ok(s)
+}
+
+fn entry(store: KeyringStore, service: &str, account: &str) -> Result<Entry, VaultError> {
+    let s = open_store(store)?;
+    Entry::new_in_store(&s, service, account).map_err(|e| unavailable(store, e))
+}
+
+/// Store a slot key. Reads it back to make sure the store really kept it.
+pub(crate) fn put(
+    store: KeyringStore,
+    service: &str,
+    account: &str,
+    key: &[u8],
+) -> Result<(), VaultError> {
+    let e = entry(store, service, account)?;
+    e.set_secret(key).map_err(|err| unavailable(store, err))?;
+    let back = Zeroizing::new(e.get_secret().map_err(|err| unavailable(store, err))?);
+    if back.as_slice() != key {
+        return Err(unavailable(
+            store,
+            "the store did not keep the key it was given",
+        ));
+    }
+    Ok(())
+}
+
+/// Read a slot key.
+pub(crate) fn get(
+    store: KeyringStore,
+    service: &str,
+    account: &str,
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    let e = entry(store, service, account)?;
+    match e.get_secret() {
+        Ok(k) => Ok(Zeroizing::new(k)),
+        Err(keyring_core::Error::NoEntry) => Err(VaultError::Keyring(format!(
+            "the {} store has no entry {service}/{account} (was it deleted, or is this another user/session?)",
+            store.as_str()
+        ))),
+        Err(err) => Err(unavailable(store, err)),
+    }
+}
+
+/// Delete a slot key (used when a keyring slot is removed). A missing entry is fine.
+pub(crate) fn delete(store: KeyringStore, service: &str, account: &str) -> Result<(), VaultError> {
+    let e = entry(store, service, account)?;
+    match e.delete_credential() {
+        Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+        Err(err) => Err(unavailable(store, err)),
+    }
+}

@@ -1,0 +1,252 @@
+//! `scopevault audit verify|show|hash` against logs written through the library, run as the
+//! real binary in a fresh temp dir.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use scopevault::agent::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
+use scopevault::secret::SecretString;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scopevault"));
+    c.env_remove("SCOPEVAULT_AUDIT");
+    c
+}
+
+fn run(args: &[&str], path: &Path, stdin: Option<&[u8]>) -> Output {
+    let mut child = bin()
+        .args(args)
+        .arg("--audit")
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        // The child may exit (e.g. on a missing key) before reading: a broken pipe is fine.
+        if let Err(e) = input.write_all(bytes) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A log with `n` fetch records, each handing out a password "pw-<i>".
+fn write_log(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("audit.jsonl");
+    let log = AuditLog::open(&path, true).unwrap();
+    for i in 0..n {
+        let pw = SecretString::from(format!("pw-{i}"));
+        log.append(AuditRecord {
+            peer: Some(PeerInfo {
+                uid: 1000,
+                gid: 1000,
+                pid: Some(4242),
+                exe: Some("/usr/bin/check".into()),
+            }),
+            task: Some("shop-login"),
+            credential: Some("shop-buyer"),
+            values: vec![("password", &pw)],
+            ..AuditRecord::new("fetch", Decision::Allow)
+        })
+        .unwrap();
+    }
+    path
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut s = lines.join("\n");
+    s.push('\n');
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn verify_ok_prints_the_count_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 5);
+    let out = run(&["audit", "verify"], &path, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ok, 5 record(s), last seq 5"), "{stdout}");
+}
+
+#[test]
+fn verify_names_an_edited_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 5);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Change one byte inside line 3 (its "op" value): the JSON stays valid.
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    let line3 = &bytes[starts[2]..starts[3]];
+    let at = starts[2] + line3.windows(7).position(|w| w == b"\"fetch\"").unwrap() + 1;
+    bytes[at] = b'F';
+    std::fs::write(&path, &bytes).unwrap();
+    let out = run(&["audit", "verify"], &path, None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("line 3: edited: its SHA-256 does not match the prev recorded in line 4"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn verify_names_a_removed_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 5);
+    let mut l = lines(&path);
+    l.remove(2);
+    write_lines(&path, &l);
+    let out = run(&["audit", "verify"], &path, None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("line 3: seq 4 follows seq 2: 1 line(s) removed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn verify_names_reordered_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 5);
+    let mut l = lines(&path);
+    l.swap(1, 2);
+    write_lines(&path, &l);
+    let out = run(&["audit", "verify"], &path, None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("line 2: seq 3 follows seq 1"), "{stdout}");
+}
+
+#[test]
+fn verify_reports_a_truncated_final_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 3);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - 10).unwrap();
+    let out = run(&["audit", "verify"], &path, None);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("line 3: incomplete final line"), "{stdout}");
+}
+
+#[test]
+fn verify_of_a_missing_log_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["audit", "verify"], &dir.path().join("nope.jsonl"), None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read the audit log"));
+}
+
+#[test]
+fn hash_from_stdin_matches_the_value_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 3);
+    let line2: serde_json::Value = serde_json::from_str(&lines(&path)[1]).unwrap();
+    let logged = line2["values"]["password"].as_str().unwrap().to_owned();
+    assert!(logged.starts_with("hmac-sha256:"));
+    for input in [&b"pw-1\n"[..], b"pw-1"] {
+        let out = run(&["audit", "hash"], &path, Some(input));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{logged}\n"));
+    }
+    let other = run(&["audit", "hash"], &path, Some(b"pw-9\n"));
+    let other = text(&other.stdout);
+    assert!(!lines(&path).iter().any(|l| l.contains(other.trim())));
+    // The raw value never appears in the log.
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("pw-1"));
+}
+
+#[test]
+fn hash_without_the_key_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 1);
+    std::fs::remove_file(dir.path().join("audit.jsonl.key")).unwrap();
+    let out = run(&["audit", "hash"], &path, Some(b"pw-0\n"));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("needs read access to the audit key"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw-0"));
+}
+
+#[test]
+fn show_prints_one_line_per_record_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 2);
+    let out = run(&["audit", "show"], &path, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let shown: Vec<&str> = stdout.lines().collect();
+    assert_eq!(shown.len(), 2, "{stdout}");
+    assert!(shown[0].starts_with("#1 "), "{stdout}");
+    assert!(shown[1].contains("allow fetch task=shop-login credential=shop-buyer uid=1000"));
+    assert!(shown[1].contains("exe=/usr/bin/check password=hmac-sha256:"));
+    assert!(!stdout.contains("pw-"));
+}
+
+#[test]
+fn show_follow_prints_records_appended_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, true).unwrap();
+    log.append(AuditRecord::new("health", Decision::Allow))
+        .unwrap();
+    let mut child = bin()
+        .args(["audit", "show", "--follow", "--audit"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // Generous deadlines: they bound a hang, they do not measure speed.
+    let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(first.contains("health"), "{first}");
+    log.append(AuditRecord::new("reload", Decision::Deny))
+        .unwrap();
+    let second = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        second.starts_with("#2 ") && second.contains("deny  reload"),
+        "{second}"
+    );
+}

@@ -1,0 +1,206 @@
+//! Helpers for vault integration tests: a fresh temp directory per test, the real binary, and
+//! environment isolation (HOME, XDG dirs, rollback state, cheap test KDF).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use std::io::Write;
+
+pub const PASS: &str = "correct horse battery staple";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    /// Every stdout/stderr seen, for leak scans.
+    pub transcript: std::cell::RefCell<Vec<u8>>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("sv-test-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        std::fs::write(dir.path().join("pass"), format!("{PASS}\n")).unwrap();
+        Env {
+            dir,
+            transcript: Default::default(),
+        }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn vault(&self) -> PathBuf {
+        self.path("vaults/vault.scopevault")
+    }
+
+    /// The binary with an isolated environment; no session D-Bus (no keyring) unless asked.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_scopevault"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("XDG_DATA_HOME", self.path("home/data"))
+            .env("XDG_STATE_HOME", self.path("home/state"))
+            .env("XDG_RUNTIME_DIR", self.path("home/run"))
+            .env("SCOPEVAULT_STATE_DIR", self.path("state"))
+            .env("SCOPEVAULT_VAULT", self.vault())
+            .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    /// Run with the given args and stdin; record output.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.run_cmd(self.cmd().args(args), stdin)
+    }
+
+    pub fn run_cmd(&self, cmd: &mut Command, stdin: &[u8]) -> Output {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn scopevault");
+        // A command may exit before reading stdin: ignore EPIPE.
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        let out = child.wait_with_output().unwrap();
+        let mut t = self.transcript.borrow_mut();
+        t.extend_from_slice(&out.stdout);
+        t.extend_from_slice(&out.stderr);
+        out
+    }
+
+    /// Run and require success.
+    pub fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "scopevault {args:?} failed: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run and require failure with `code`; returns stderr.
+    pub fn fails(&self, args: &[&str], stdin: &[u8], code: i32) -> String {
+        let out = self.run(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "scopevault {args:?}: expected exit {code}, got {}; stderr: {err}",
+            out.status
+        );
+        assert!(
+            err.lines().any(|l| l.starts_with("error: ")),
+            "an error line starts with `error: `: {err}"
+        );
+        err
+    }
+
+    /// A passphrase vault with one login credential.
+    pub fn init_with_cred(&self) {
+        self.ok(
+            &[
+                "init",
+                "--passphrase-file",
+                self.path("pass").to_str().unwrap(),
+            ],
+            b"",
+        );
+        self.add_login("shop-buyer", b"s3cret-Password!");
+    }
+
+    pub fn pf(&self) -> String {
+        self.path("pass").to_str().unwrap().to_owned()
+    }
+
+    pub fn add_login(&self, name: &str, secret: &[u8]) {
+        self.ok(
+            &[
+                "cred",
+                "add",
+                name,
+                "--kind",
+                "login",
+                "--scope",
+                "shop:login",
+                "--field",
+                "username=monitor",
+                "--secret",
+                "password",
+                "--passphrase-file",
+                &self.pf(),
+            ],
+            secret,
+        );
+    }
+
+    pub fn vault_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.vault()).unwrap()
+    }
+
+    /// Credential names as listed by the binary.
+    pub fn names(&self) -> Vec<String> {
+        let out = self.ok(
+            &["cred", "list", "--json", "--passphrase-file", &self.pf()],
+            b"",
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// Split a vault file into (header JSON, payload) per vault-format.md.
+pub fn split(bytes: &[u8]) -> (serde_json::Value, Vec<u8>) {
+    assert_eq!(&bytes[..8], b"SCOPEVLT");
+    let hl = u32::from_be_bytes(bytes[10..14].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[14..14 + hl]).unwrap();
+    let pl = u64::from_be_bytes(bytes[14 + hl..22 + hl].try_into().unwrap()) as usize;
+    (header, bytes[22 + hl..22 + hl + pl].to_vec())
+}
+
+/// Build a file from a header and payload with a given MAC (tests forge files with this).
+pub fn assemble(header: &serde_json::Value, payload: &[u8], mac: &[u8; 32]) -> Vec<u8> {
+    let h = serde_json::to_vec(header).unwrap();
+    let mut out = b"SCOPEVLT".to_vec();
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(mac);
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every regular file under `dir`, except `skip`.
+pub fn files_under(dir: &Path, skip: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() && p != skip {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,36 @@
+//! `scopevault demo` runs the whole product in a throwaway directory and leaves nothing behind.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_runs_end_to_end_masks_warns_audits_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scopevault"))
+        .arg("demo")
+        // Cheap argon2 parameters for the test run only (the demo itself uses the defaults).
+        .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+        .env("TMPDIR", tmp.path())
+        .env_remove("SCOPEVAULT_SOCKET")
+        .env_remove("SCOPEVAULT_VAULT")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("password=[redacted:shop-buyer.password]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("grants scopes task `order-status` does not need"));
+    assert!(stdout.contains("denied: uid"));
+    assert!(stdout.contains("hmac-sha256:"));
+    assert!(stdout.contains("no secret value appears in the audit log"));
+    assert!(stdout.contains("daemon exited: exit status: 0"));
+    assert!(stdout.contains("nothing left behind"));
+    // Nothing is left in the temp dir the demo used.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left {left:?}");
+}

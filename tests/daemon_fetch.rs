@@ -1,0 +1,496 @@
+//! The daemon with a real vault: runners fetch their task's credentials, everyone else is
+//! refused and audited, tickets redeem once, the audit log fails closed, and the clients
+//! (`get`, `totp`, `exec`, the Python example) work against the real socket.
+
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use daemon::{
+    assert_no_secret, code, ok, roundtrip, secret_of, setup_vault, tempdir, Daemon, TOTP_SEED,
+};
+
+fn start(dir: &std::path::Path) -> Daemon {
+    let id = setup_vault(dir);
+    Daemon::start(dir, &["--identity-file", id.to_str().unwrap()])
+}
+
+fn sv(d: &Daemon, args: &[&str]) -> std::process::Output {
+    daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_runner_gets_its_credential_and_the_audit_log_has_an_hmac_not_the_value() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let out = sv(
+        &d,
+        &["get", "--task", "checkout-flow", "--field", "password"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        secret_of("shop-buyer")
+    );
+    let out = sv(&d, &["get", "--task", "checkout-flow"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fields"]["username"], "buyer");
+    let audit = d.audit_text();
+    assert!(audit.contains("\"checkout-flow\"") && audit.contains("hmac-sha256:"));
+    assert_no_secret(&audit, "the audit log");
+    // The admin can find the hand-out by the value's HMAC.
+    let h = ok(
+        dir.path(),
+        &["audit", "hash"],
+        Some(&secret_of("shop-buyer")),
+    );
+    let h = h
+        .split_whitespace()
+        .find(|w| w.starts_with("hmac-sha256:"))
+        .unwrap()
+        .to_owned();
+    assert!(audit.contains(&h), "audit hash {h} not in the log");
+    let out = sv(&d, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_no_secret(&d.stderr_text(), "the daemon's log");
+}
+
+#[test]
+fn a_task_the_peer_does_not_run_is_denied_and_an_unknown_task_is_not_found() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"newsletter"}"#);
+    assert_eq!(code(&v), "denied", "{v}");
+    assert_no_secret(&v.to_string(), "a denied response");
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"no-such-task"}"#);
+    assert_eq!(code(&v), "not_found", "{v}");
+    let v =
+        d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"payments-token"}"#);
+    assert_eq!(code(&v), "denied", "{v}");
+    assert_no_secret(&v.to_string(), "a denied response");
+    let audit = d.audit_text();
+    assert!(
+        audit.contains("not a runner of task `newsletter`"),
+        "{audit}"
+    );
+    assert_no_secret(&audit, "the audit log");
+    let out = sv(&d, &["get", "--task", "newsletter"]);
+    assert_eq!(out.status.code(), Some(5));
+    d.assert_alive();
+}
+
+#[test]
+fn a_client_of_another_uid_is_denied_and_audited() {
+    if !daemon::is_root() {
+        println!("skipped: needs root to run a client as uid 65534");
+        return;
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    // Open the file modes so uid 65534 can reach the socket at all: the kernel credential
+    // check must refuse it on its own (modes are only defence in depth).
+    for p in [dir.path(), d.socket.parent().unwrap()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        Command::new(daemon::bin())
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .env("HOME", "/")
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&["status", "--json"]);
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("ermission denied") {
+        println!("skipped: uid 65534 cannot execute the test binary here");
+        return;
+    }
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(h["peer"]["uid"], 65534);
+    assert_eq!(h["peer"]["admin"], false);
+    let out = as_nobody(&["get", "--task", "checkout-flow", "--field", "password"]);
+    assert_eq!(out.status.code(), Some(5));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("denied"), "{text}");
+    assert_no_secret(&text, "the other uid's output");
+    let out = as_nobody(&["lock"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(d.request(r#"{"v":1,"op":"health"}"#)["locked"], false);
+    let out = as_nobody(&["get", "--task", "checkout-flow"]);
+    assert_eq!(out.status.code(), Some(5));
+    let audit = d.audit_text();
+    let denied: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("\"uid\":65534") && l.contains("\"deny\""))
+        .collect();
+    assert!(
+        denied.len() >= 2,
+        "denials of uid 65534 are audited: {audit}"
+    );
+    assert_no_secret(&audit, "the audit log");
+    d.assert_alive();
+}
+
+#[test]
+fn a_ticket_redeems_once_a_second_redeem_is_flagged_and_an_expired_one_is_refused() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let mut s = d.connect();
+    let t = roundtrip(
+        &mut s,
+        r#"{"v":1,"op":"ticket","task":"search-api","ttl":600}"#,
+    )
+    .unwrap();
+    let ticket = t["ticket"].as_str().expect("a ticket").to_owned();
+    let redeem = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
+    let v = roundtrip(&mut s, &redeem).unwrap();
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+    let v = roundtrip(&mut s, &redeem).unwrap();
+    assert_eq!(code(&v), "denied", "{v}");
+    assert_no_secret(&v.to_string(), "a refused redeem");
+    assert!(d.audit_text().contains("possible interception"));
+    assert!(
+        !d.audit_text().contains(&ticket),
+        "the ticket itself is never logged"
+    );
+
+    let t = roundtrip(
+        &mut s,
+        r#"{"v":1,"op":"ticket","task":"search-api","ttl":1}"#,
+    )
+    .unwrap();
+    let expired = format!(
+        r#"{{"v":1,"op":"fetch","ticket":"{}"}}"#,
+        t["ticket"].as_str().unwrap()
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let v = roundtrip(&mut s, &expired).unwrap();
+    assert_eq!(code(&v), "denied", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
+    let v = roundtrip(&mut s, r#"{"v":1,"op":"fetch","ticket":"svt1_forged"}"#).unwrap();
+    assert_eq!(code(&v), "not_found");
+    d.assert_alive();
+}
+
+#[test]
+fn when_the_audit_log_cannot_be_written_nothing_is_handed_out() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(v["ok"], true);
+    // The log is moved away under the daemon (as root, a chmod would not stop us).
+    std::fs::rename(&d.audit, dir.path().join("moved.jsonl")).unwrap();
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(code(&v), "audit_unavailable", "{v}");
+    assert_no_secret(&v.to_string(), "an audit_unavailable response");
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert_eq!(h["audit_ok"], false);
+    assert_no_secret(&d.stderr_text(), "the daemon's log");
+}
+
+#[test]
+fn over_scope_is_a_warning_in_the_response_and_the_audit_record() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"order-status"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let w = v["credentials"][0]["warnings"][0].as_str().unwrap();
+    assert!(w.contains("shop:admin"), "{w}");
+    assert!(d.audit_text().contains("does not need"));
+    let out = sv(
+        &d,
+        &["get", "--task", "order-status", "--field", "username"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+#[test]
+fn totp_gives_a_six_digit_code_and_never_the_seed() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let out = sv(&d, &["totp", "--task", "two-factor-login"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(code.len(), 6);
+    assert!(code.chars().all(|c| c.is_ascii_digit()));
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"two-factor-login"}"#);
+    assert!(!v.to_string().contains(TOTP_SEED));
+}
+
+#[test]
+fn sighup_reloads_a_rotated_secret() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let id = dir.path().join("identity.txt");
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("rotated-value-77"),
+    );
+    d.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        if v["credentials"][0]["secrets"]["token"] == "rotated-value-77" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.audit_text().contains("SIGHUP"));
+}
+
+#[test]
+fn a_passphrase_vault_starts_locked_and_unlock_and_lock_work() {
+    let dir = tempdir();
+    let pass = dir.path().join("pass.txt");
+    std::fs::write(&pass, "correct horse battery\n").unwrap();
+    let wrong = dir.path().join("wrong.txt");
+    std::fs::write(&wrong, "not it\n").unwrap();
+    let p = pass.to_str().unwrap();
+    let mut init = daemon::cmd(dir.path());
+    init.env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+        .args(["init", "--passphrase-file", p]);
+    assert!(init.status().unwrap().success());
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml");
+    ok(
+        dir.path(),
+        &["--passphrase-file", p, "policy", "apply", policy],
+        None,
+    );
+    ok(
+        dir.path(),
+        &[
+            "--passphrase-file",
+            p,
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some(&secret_of("search-token")),
+    );
+    let d = Daemon::start(dir.path(), &["--no-keyring"]);
+    assert_eq!(
+        code(&d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#)),
+        "locked"
+    );
+    let out = sv(
+        &d,
+        &["unlock", "--passphrase-file", wrong.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    let out = sv(&d, &["unlock", "--passphrase-file", p]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+    let out = sv(&d, &["lock"]);
+    assert!(out.status.success());
+    assert_eq!(
+        code(&d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#)),
+        "locked"
+    );
+    let audit = d.audit_text();
+    assert!(
+        !audit.contains("correct horse"),
+        "passphrase in the audit log"
+    );
+    assert!(!d.stderr_text().contains("correct horse"));
+    assert!(audit.contains("\"unlock\"") && audit.contains("\"lock\""));
+}
+
+#[test]
+fn exec_passes_env_vars_masks_output_and_returns_the_exit_code() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let out = sv(
+        &d,
+        &[
+            "exec", "--task", "checkout-flow", "--", "sh", "-c",
+            "echo user=$SCOPEVAULT_SHOP_BUYER_USERNAME pw=$SCOPEVAULT_SHOP_BUYER_PASSWORD; printf %s \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" | base64; echo \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" >&2; exit 7",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("user=buyer pw=[redacted:shop-buyer.password]"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("[redacted:shop-buyer.password]").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("[redacted:shop-buyer.password]"),
+        "{stderr}"
+    );
+    assert_no_secret(&stdout, "exec's stdout");
+    assert_no_secret(&stderr, "exec's stderr");
+    // --no-mask passes the value through (the child really got it).
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--no-mask",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "echo $SCOPEVAULT_SHOP_BUYER_PASSWORD",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        secret_of("shop-buyer")
+    );
+}
+
+#[test]
+fn exec_files_are_private_and_removed_afterwards() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let out = sv(
+        &d,
+        &[
+            "exec", "--files", "--no-mask", "--task", "checkout-flow", "--", "sh", "-c",
+            "echo $SCOPEVAULT_CREDENTIALS_DIRECTORY; stat -c %a $SCOPEVAULT_CREDENTIALS_DIRECTORY $SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/password; cat $SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/password; echo; test -z \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" && echo no-env",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1], "700");
+    assert_eq!(lines[2], "600");
+    assert_eq!(lines[3], secret_of("shop-buyer"));
+    assert_eq!(lines[4], "no-env");
+    assert!(
+        !std::path::Path::new(lines[0]).exists(),
+        "the directory is removed"
+    );
+}
+
+#[test]
+fn the_python_example_client_works_against_the_real_daemon() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: python3 is not installed");
+        return;
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clients/client.py");
+    let run = |args: &[&str]| {
+        Command::new("python3")
+            .arg(client)
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["health"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["locked"], false);
+    let out = run(&["fetch", "checkout-flow"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["credentials"][0]["secrets"]["password"],
+        secret_of("shop-buyer")
+    );
+    let out = run(&["fetch", "newsletter"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("denied"));
+}
+
+#[test]
+fn the_node_example_client_works_against_the_real_daemon() {
+    if Command::new("node").arg("--version").output().is_err() {
+        println!("skipped: node is not installed");
+        return;
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clients/client.js");
+    let out = Command::new("node")
+        .arg(client)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["fetch", "search-api"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+}
