@@ -215,6 +215,8 @@ pub struct Exception {
     pub(crate) scopes: Vec<Sp<Scope>>,
     pub(crate) reason: Option<Sp<String>>,
     pub(crate) expires: Option<Sp<time::Date>>,
+    /// Some of its scopes broke the grammar (reported as `invalid-scope`): it matches nothing.
+    pub(crate) scopes_invalid: bool,
 }
 
 impl Exception {
@@ -384,8 +386,8 @@ impl Policy {
         parse::parse(source, path)
     }
 
-    /// Canonical TOML of the model: sections and names sorted, lists sorted and de-duplicated,
-    /// values normalised. Parsing it gives a policy whose canonical TOML is byte-identical.
+    /// Canonical TOML of the model: sections and names sorted, lists sorted and de-duplicated
+    /// (except a task's credentials, which keep their order), values normalised. Parsing it gives a policy whose canonical TOML is byte-identical.
     pub fn to_canonical_toml(&self) -> String {
         canonical::write(self)
     }
@@ -470,6 +472,7 @@ impl Policy {
             e.rule.value == "scope-exceeds-task"
                 && e.credential.as_ref().is_some_and(|c| c.value == credential)
                 && e.task.as_ref().is_some_and(|t| t.value == task)
+                && !e.scopes_invalid
                 && e.scope_set() == excess
                 && e.in_force(today)
         })

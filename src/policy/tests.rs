@@ -153,6 +153,16 @@ fn canonical_toml_is_a_fixed_point_and_keeps_the_meaning() {
 }
 
 #[test]
+fn canonical_toml_keeps_the_order_of_a_tasks_credentials() {
+    let src = "version = 1\n[tasks.t]\nneeds = [\"b\", \"a\", \"a\"]\ncredentials = [\"z\", \"a\", \"z\"]\n";
+    let c = Policy::parse(src, "p").unwrap().to_canonical_toml();
+    assert!(
+        c.contains("needs = [\"a\", \"b\"]\ncredentials = [\"z\", \"a\"]\n"),
+        "{c}"
+    );
+}
+
+#[test]
 fn example_policy_parses_and_round_trips() {
     let src = include_str!("../../examples/policy.toml");
     let p = Policy::parse(src, "examples/policy.toml").unwrap();

@@ -800,6 +800,10 @@ impl<'a> Linter<'a> {
                 });
                 continue;
             }
+            if e.scopes_invalid {
+                // Already an `invalid-scope` finding; the policy is refused as a whole.
+                continue;
+            }
             let key: Key<'_> = (info.id, cred, task, scopes.clone());
             match index.get(&key) {
                 Some(found) => hide.extend(found.iter().copied()),
