@@ -367,6 +367,7 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
         catalog.insert(
             scope.value.to_string(),
             CatalogEntry {
+                scope: scope.value.clone(),
                 span: key.span(),
                 risk: e.risk.unwrap_or(Risk::Medium),
                 implies,

@@ -335,9 +335,8 @@ impl<'a> Linter<'a> {
         // policy full of typos stays linear.
         let suggest = p.credentials.len() <= 5_000;
         for (tname, task) in &p.tasks {
-            let needed = p.expand(&task.needs);
             let mut needs = GrantSet::default();
-            for s in &needed {
+            for s in p.expand_refs(&task.needs) {
                 needs.insert(s);
             }
             let mut granted = GrantSet::default();
@@ -710,20 +709,28 @@ impl<'a> Linter<'a> {
     fn exceptions(&mut self) {
         let p = self.policy;
         let today = self.opts.today;
-        type Key<'k> = (&'k str, Option<&'k str>, Option<&'k str>, Vec<String>);
+        if p.exceptions.is_empty() {
+            return;
+        }
+        for r in &mut self.raw {
+            if r.rule != "implies-cycle" {
+                r.scopes.sort_unstable();
+                r.scopes.dedup();
+            }
+        }
+        // (rule, credential, task, sorted scopes) → findings; borrowed, not copied.
+        type Key<'k> = (&'k str, Option<&'k str>, Option<&'k str>, &'k [String]);
         let mut index: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
-        let snapshot: Vec<Key<'_>> = self
-            .raw
-            .iter()
-            .map(|r| {
-                let mut s = r.scopes.clone();
-                s.sort();
-                s.dedup();
-                (r.rule, r.credential.as_deref(), r.task.as_deref(), s)
-            })
-            .collect();
-        for (i, k) in snapshot.into_iter().enumerate() {
-            index.entry(k).or_default().push(i);
+        for (i, r) in self.raw.iter().enumerate() {
+            if rule(r.rule).is_some_and(|info| info.exceptable) {
+                let key = (
+                    r.rule,
+                    r.credential.as_deref(),
+                    r.task.as_deref(),
+                    r.scopes.as_slice(),
+                );
+                index.entry(key).or_default().push(i);
+            }
         }
         let mut new: Vec<Raw> = Vec::new();
         let mut hide: Vec<usize> = Vec::new();
@@ -804,7 +811,7 @@ impl<'a> Linter<'a> {
                 // Already an `invalid-scope` finding; the policy is refused as a whole.
                 continue;
             }
-            let key: Key<'_> = (info.id, cred, task, scopes.clone());
+            let key: Key<'_> = (info.id, cred, task, scopes.as_slice());
             match index.get(&key) {
                 Some(found) => hide.extend(found.iter().copied()),
                 None => invalid(
