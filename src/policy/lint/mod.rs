@@ -575,12 +575,12 @@ impl<'a> Linter<'a> {
         if p.catalog.is_empty() {
             return;
         }
-        let declared = |s: &Scope| {
-            p.catalog.contains_key(s.as_str())
-                || s.granting_wildcards()
-                    .iter()
-                    .any(|w| p.catalog.contains_key(w.as_str()))
-        };
+        // Declared: a catalog key, or under a catalog wildcard: what a set of the keys grants.
+        let mut keys = GrantSet::default();
+        for e in p.catalog.values() {
+            keys.insert(&e.scope);
+        }
+        let declared = |s: &Scope| keys.grants(s);
         // scope → (number of uses, first use, its credential, its task)
         let mut uses: BTreeMap<String, FirstUse> = BTreeMap::new();
         let mut note = |s: &super::Sp<Scope>, c: Option<&str>, t: Option<&str>| {
