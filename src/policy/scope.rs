@@ -164,6 +164,10 @@ pub(crate) struct GrantSet<'a> {
 }
 
 impl<'a> GrantSet<'a> {
+    pub(crate) fn clear(&mut self) {
+        self.set.clear();
+    }
+
     pub(crate) fn insert(&mut self, s: &'a Scope) {
         self.set.insert(s.as_str());
     }

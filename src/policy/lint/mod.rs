@@ -334,12 +334,15 @@ impl<'a> Linter<'a> {
         // Suggestions compare against every credential name: skip them for huge policies so a
         // policy full of typos stays linear.
         let suggest = p.credentials.len() <= 5_000;
+        // Reused across tasks: cleared, not reallocated.
+        let mut needs = GrantSet::default();
+        let mut granted = GrantSet::default();
         for (tname, task) in &p.tasks {
-            let mut needs = GrantSet::default();
+            needs.clear();
+            granted.clear();
             for s in p.expand_refs(&task.needs) {
                 needs.insert(s);
             }
-            let mut granted = GrantSet::default();
             for cref in &task.credentials {
                 let cname = cref.value.as_str();
                 let Some(cred) = p.credentials.get(cname) else {
@@ -489,21 +492,33 @@ impl<'a> Linter<'a> {
     /// unused-credential, shared-credential, wildcard-scope.
     fn credentials(&mut self) {
         let p = self.policy;
-        // credential → the distinct need sets of the tasks that list it (and one task per set).
-        let mut users: HashMap<&str, BTreeMap<Vec<&str>, Vec<&str>>> = HashMap::new();
+        // credential → the tasks that list it, and the distinct sets of needs among them
+        // (almost always one: the second set is only built when a difference shows up).
+        #[derive(Default)]
+        struct Users<'p> {
+            tasks: Vec<&'p str>,
+            first: Option<Vec<&'p str>>,
+            others: HashSet<Vec<&'p str>>,
+        }
+        let mut users: HashMap<&str, Users<'_>> = HashMap::with_capacity(p.credentials.len());
+        let mut seen = HashSet::new();
         for (tname, task) in &p.tasks {
             let mut key: Vec<&str> = task.needs.iter().map(|n| n.value.as_str()).collect();
             key.sort_unstable();
             key.dedup();
-            let mut seen = HashSet::new();
+            seen.clear();
             for c in &task.credentials {
-                if seen.insert(c.value.as_str()) {
-                    users
-                        .entry(c.value.as_str())
-                        .or_default()
-                        .entry(key.clone())
-                        .or_default()
-                        .push(tname);
+                if !seen.insert(c.value.as_str()) {
+                    continue;
+                }
+                let u = users.entry(c.value.as_str()).or_default();
+                u.tasks.push(tname);
+                match &u.first {
+                    None => u.first = Some(key.clone()),
+                    Some(f) if *f != key => {
+                        u.others.insert(key.clone());
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -518,8 +533,9 @@ impl<'a> Linter<'a> {
                     None,
                     vec![],
                 ),
-                Some(sets) if sets.len() > 1 => {
-                    let mut tasks: Vec<&str> = sets.values().flatten().copied().collect();
+                Some(u) if !u.others.is_empty() => {
+                    let sets = 1 + u.others.len();
+                    let mut tasks = u.tasks.clone();
                     tasks.sort_unstable();
                     let shown = if tasks.len() > 10 {
                         format!("{} and {} more", ticks(&tasks[..10]), tasks.len() - 10)
@@ -532,7 +548,7 @@ impl<'a> Linter<'a> {
                         format!(
                             "credential `{cname}` serves {} tasks with {} different sets of needs: {shown}",
                             tasks.len(),
-                            sets.len()
+                            sets
                         ),
                         format!("give each of these tasks (or each group with the same needs) its own credential instead of `{cname}`"),
                         Some(cname),
@@ -718,11 +734,13 @@ impl<'a> Linter<'a> {
                 r.scopes.dedup();
             }
         }
-        // (rule, credential, task, sorted scopes) → findings; borrowed, not copied.
+        // (rule, credential, task, sorted scopes) → the findings with that subject. Only findings
+        // of rules some exception names are indexed: usually a handful, not every finding.
+        let named: HashSet<&str> = p.exceptions.iter().map(|e| e.rule.value.as_str()).collect();
         type Key<'k> = (&'k str, Option<&'k str>, Option<&'k str>, &'k [String]);
         let mut index: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
         for (i, r) in self.raw.iter().enumerate() {
-            if rule(r.rule).is_some_and(|info| info.exceptable) {
+            if named.contains(r.rule) && rule(r.rule).is_some_and(|info| info.exceptable) {
                 let key = (
                     r.rule,
                     r.credential.as_deref(),
