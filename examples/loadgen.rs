@@ -386,8 +386,28 @@ fn run(opts: &Options) -> io::Result<()> {
         logs.push((name, log));
     }
 
-    // Further targets (the scopevault daemon, audit sync on and off) go here, e.g.
-    // targets.push(json_line_target("scopevault sync", sock, r#"{"v":1,"op":"fetch","task":"t"}"#, Some("\"ok\":true")));
+    // The scopevault daemon itself (the release binary beside this example), audit sync on
+    // and off: a real vault, a real policy, a real `fetch` with its audit record.
+    let mut daemons = Vec::new();
+    match scopevault_binary() {
+        Some(bin) => {
+            let vault_dir = disk.path().join("vault");
+            let identity = setup_bench_vault(&bin, &vault_dir)?;
+            for sync in [true, false] {
+                let name = if sync { "scopevault sync" } else { "scopevault nosync" };
+                let sock = sockets.path().join(if sync { "sv-sync/s.sock" } else { "sv-nosync/s.sock" });
+                let audit = disk.path().join(if sync { "sv-sync.jsonl" } else { "sv-nosync.jsonl" });
+                daemons.push(start_daemon(&bin, &vault_dir, &identity, &sock, &audit, sync)?);
+                targets.push(json_line_target(
+                    name,
+                    sock,
+                    r#"{"v":1,"op":"fetch","task":"bench"}"#,
+                    Some("\"ok\":true"),
+                ));
+            }
+        }
+        None => println!("skipped scopevault: build it first (cargo build --release)"),
+    }
 
     println!(
         "{} requests per client at most, {:.1} s per run at most; audit log on {}",
@@ -430,6 +450,101 @@ fn run(opts: &Options) -> io::Result<()> {
 }
 
 /// Every target's throughput and p50 relative to `echo` and `ssh-agent` at the same concurrency.
+/// `target/<profile>/scopevault`, beside `target/<profile>/examples/loadgen`.
+fn scopevault_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("scopevault");
+    bin.exists().then_some(bin)
+}
+
+/// An identity-file vault with one task this user may run and one login credential.
+fn setup_bench_vault(bin: &Path, dir: &Path) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let vault = dir.join("vault.scopevault");
+    let identity = dir.join("identity.txt");
+    let uid = scopevault::sys::current_uid();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\n[credentials.bench-login]\nkind = \"login\"\nscopes = [\"bench:login\"]\n\
+             [tasks.bench]\nneeds = [\"bench:login\"]\ncredentials = [\"bench-login\"]\n\
+             runners = {{ users = [\"{uid}\"] }}\n"
+        ),
+    )?;
+    let run = |args: &[&str], stdin: Option<&str>| -> io::Result<()> {
+        let mut c = Command::new(bin)
+            .arg("--vault")
+            .arg(&vault)
+            .args(args)
+            .env("XDG_STATE_HOME", dir.join("state"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        if let Some(s) = stdin {
+            c.stdin.take().expect("piped").write_all(s.as_bytes())?;
+        }
+        drop(c.stdin.take());
+        if !c.wait()?.success() {
+            return Err(io::Error::other(format!("scopevault {args:?} failed")));
+        }
+        Ok(())
+    };
+    let id = identity.to_string_lossy().into_owned();
+    run(&["init", "--identity-out", &id], None)?;
+    run(&["--identity-file", &id, "policy", "apply", &policy.to_string_lossy()], None)?;
+    run(
+        &["--identity-file", &id, "cred", "set", "bench-login", "--field", "username=bench", "--secret", "password"],
+        Some("bench-password-value"),
+    )?;
+    Ok(identity)
+}
+
+/// A daemon child process; killed on drop.
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_daemon(
+    bin: &Path,
+    dir: &Path,
+    identity: &Path,
+    sock: &Path,
+    audit: &Path,
+    sync: bool,
+) -> io::Result<Daemon> {
+    let mut c = Command::new(bin);
+    c.arg("--vault")
+        .arg(dir.join("vault.scopevault"))
+        .arg("--socket")
+        .arg(sock)
+        .args(["serve", "--max-connections", "1024", "--identity-file"])
+        .arg(identity)
+        .arg("--audit")
+        .arg(audit)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if !sync {
+        c.arg("--unsafe-no-audit-sync");
+    }
+    let d = Daemon(c.spawn()?);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while UnixStream::connect(sock).is_err() {
+        if Instant::now() > deadline {
+            return Err(io::Error::other("the scopevault daemon did not start"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(d)
+}
+
 fn print_ratios(results: &[Stats]) {
     println!();
     println!(
