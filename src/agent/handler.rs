@@ -487,7 +487,7 @@ impl Handler {
                     Vec::new(),
                 ));
             };
-            let grant = policy.check_grant(&task_name, name, today);
+            let grant = o.grant(policy, &task_name, name, today);
             let mut warnings = Vec::new();
             if !grant.excess.is_empty() {
                 let mut w = format!(

@@ -5,10 +5,10 @@
 //! so the request logic does not depend on how the vault is stored.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use super::protocol::ErrorBody;
-use crate::policy::{CredentialKind, Policy};
+use crate::policy::{CredentialKind, Grant, Policy};
 use crate::secret::SecretString;
 
 /// One stored credential, as the handler reads it.
@@ -39,10 +39,16 @@ pub(crate) struct Runners {
     pub gids: Vec<u32>,
 }
 
+/// The day the cached grants are for, and the grants by (task, credential).
+type GrantCache = (Option<time::Date>, HashMap<(String, String), Arc<Grant>>);
+
 /// An opened vault and what was derived from it.
 pub(crate) struct Opened {
     pub vault: Box<dyn VaultView>,
     pub runners: HashMap<String, Runners>,
+    /// `policy.check_grant` of every (task, credential) pair, for one day (exceptions expire
+    /// by date): computed once instead of on every fetch.
+    grants: RwLock<GrantCache>,
 }
 
 impl Opened {
@@ -65,7 +71,37 @@ impl Opened {
                 runners.insert(name.to_owned(), Runners { uids, gids });
             }
         }
-        Opened { vault, runners }
+        Opened {
+            vault,
+            runners,
+            grants: RwLock::new((None, HashMap::new())),
+        }
+    }
+
+    /// The scope check of `credential` for `task` on `today` (the lint's logic, cached per day).
+    pub(crate) fn grant(
+        &self,
+        policy: &Policy,
+        task: &str,
+        credential: &str,
+        today: time::Date,
+    ) -> Arc<Grant> {
+        let key = (task.to_owned(), credential.to_owned());
+        {
+            let g = self.grants.read().unwrap_or_else(|p| p.into_inner());
+            if g.0 == Some(today) {
+                if let Some(found) = g.1.get(&key) {
+                    return found.clone();
+                }
+            }
+        }
+        let fresh = Arc::new(policy.check_grant(task, credential, today));
+        let mut g = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        if g.0 != Some(today) {
+            *g = (Some(today), HashMap::new());
+        }
+        g.1.insert(key, fresh.clone());
+        fresh
     }
 }
 
