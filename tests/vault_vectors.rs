@@ -39,9 +39,18 @@ fn valid_vectors_open() {
     }
     let d = dir();
     let e = env_with(&d.join("passphrase.scopevault"));
-    check_content(&e, &["--passphrase-file", d.join("passphrase.txt").to_str().unwrap()]);
+    check_content(
+        &e,
+        &[
+            "--passphrase-file",
+            d.join("passphrase.txt").to_str().unwrap(),
+        ],
+    );
     let e = env_with(&d.join("identity.scopevault"));
-    check_content(&e, &["--identity-file", d.join("identity.txt").to_str().unwrap()]);
+    check_content(
+        &e,
+        &["--identity-file", d.join("identity.txt").to_str().unwrap()],
+    );
 }
 
 #[test]
@@ -56,8 +65,21 @@ fn fail_vectors_are_refused_with_their_reason() {
         seen += 1;
         let reason = std::fs::read_to_string(d.join(name.replace(".scopevault", ".txt"))).unwrap();
         let e = env_with(&entry.path());
-        let err = e.fails(&["cred", "list", "--passphrase-file", d.join("passphrase.txt").to_str().unwrap()], b"", 4);
-        assert!(err.contains(reason.trim()), "{name}: expected {:?} in {err}", reason.trim());
+        let err = e.fails(
+            &[
+                "cred",
+                "list",
+                "--passphrase-file",
+                d.join("passphrase.txt").to_str().unwrap(),
+            ],
+            b"",
+            4,
+        );
+        assert!(
+            err.contains(reason.trim()),
+            "{name}: expected {:?} in {err}",
+            reason.trim()
+        );
     }
     assert!(seen >= 7, "expected the fail_ vectors, found {seen}");
 }
@@ -74,14 +96,52 @@ fn regenerate() {
     let pf = d.join("passphrase.txt");
     let pf = pf.to_str().unwrap();
     e.ok(&["init", "--passphrase-file", pf], b"");
-    e.ok(&["cred", "add", "shop-buyer", "--kind", "login", "--scope", "shop:login", "--origin", "https://shop.example.com", "--field", "username=monitor", "--secret", "password", "--passphrase-file", pf], b"vector-password-1");
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "shop-buyer",
+            "--kind",
+            "login",
+            "--scope",
+            "shop:login",
+            "--origin",
+            "https://shop.example.com",
+            "--field",
+            "username=monitor",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            pf,
+        ],
+        b"vector-password-1",
+    );
     let pass_vault = e.vault_bytes();
     std::fs::write(d.join("passphrase.scopevault"), &pass_vault).unwrap();
 
     let e = Env::new();
     let idf = d.join("identity.txt");
     e.ok(&["init", "--identity-out", idf.to_str().unwrap()], b"");
-    e.ok(&["cred", "add", "shop-buyer", "--kind", "login", "--scope", "shop:login", "--origin", "https://shop.example.com", "--field", "username=monitor", "--secret", "password", "--identity-file", idf.to_str().unwrap()], b"vector-password-1");
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "shop-buyer",
+            "--kind",
+            "login",
+            "--scope",
+            "shop:login",
+            "--origin",
+            "https://shop.example.com",
+            "--field",
+            "username=monitor",
+            "--secret",
+            "password",
+            "--identity-file",
+            idf.to_str().unwrap(),
+        ],
+        b"vector-password-1",
+    );
     std::fs::write(d.join("identity.scopevault"), e.vault_bytes()).unwrap();
 
     let write_fail = |name: &str, bytes: &[u8], reason: &str| {
@@ -104,9 +164,21 @@ fn regenerate() {
     write_fail("trailing_bytes", &b, "bytes after its MAC");
     let (header, _) = split(v);
     let recipient: age::x25519::Recipient = header["recipient"].as_str().unwrap().parse().unwrap();
-    let forged = age::encrypt(&recipient, br#"{"schema":1,"credentials":{},"policy":null}"#).unwrap();
-    write_fail("forged_writer", &assemble(&header, &forged, &[0u8; 32]), "failed authentication");
+    let forged = age::encrypt(
+        &recipient,
+        br#"{"schema":1,"credentials":{},"policy":null}"#,
+    )
+    .unwrap();
+    write_fail(
+        "forged_writer",
+        &assemble(&header, &forged, &[0u8; 32]),
+        "failed authentication",
+    );
     let (mut h, p) = split(v);
     h["slots"][0]["kdf"]["m_kib"] = serde_json::json!(64u64 * 1024 * 1024);
-    write_fail("hostile_argon2", &assemble(&h, &p, &[0u8; 32]), "demands 65536 MiB of memory");
+    write_fail(
+        "hostile_argon2",
+        &assemble(&h, &p, &[0u8; 32]),
+        "demands 65536 MiB of memory",
+    );
 }

@@ -134,8 +134,12 @@ pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Jaro-Winkler ranks, but long names sharing a prefix score high on it alone
+    // (`crm:reports:export` vs `crm:contacts:read`): also require a small edit distance.
+    let max_edits = (word.chars().count() / 4).max(2);
     candidates
         .into_iter()
+        .filter(|c| strsim::levenshtein(word, c) <= max_edits)
         .map(|c| (strsim::jaro_winkler(word, c), c))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))

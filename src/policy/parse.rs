@@ -128,6 +128,10 @@ fn rewrite_toml_message(msg: &str) -> String {
             };
         }
     }
+    if msg == "wanted string or table" {
+        // toml's wording for a non-string where one of a fixed set of words is expected.
+        return "invalid type: expected a quoted string (see docs/lint-rules.md for the allowed values)".to_owned();
+    }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         if let Some((word, _)) = rest.split_once('`') {
             return format!("missing key `{word}`; add it");

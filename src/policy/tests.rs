@@ -1,1 +1,387 @@
-//! Unit and property tests of the model, matching and the grant check.
+//! Unit and property tests of the model, matching, expansion and the grant check.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+use time::macros::date;
+
+use super::*;
+
+const TODAY: time::Date = date!(2026 - 06 - 01);
+
+const SAMPLE: &str = r#"
+version = 1
+[settings]
+enforce = "deny"
+max_credential_age = "90d"
+
+[scopes."shop:admin"]
+risk = "high"
+implies = ["shop:orders:*", "shop:users:*"]
+
+[credentials.buyer]
+kind = "login"
+scopes = ["shop:login", "shop:orders:read", "shop:orders:create"]
+origins = ["HTTPS://Shop.example.com/"]
+owner = "qa@example.com"
+rotate_every = "30d"
+
+[credentials.admin]
+kind = "login"
+scopes = ["shop:admin"]
+
+[tasks.checkout]
+needs = ["shop:login", "shop:orders:create"]
+credentials = ["buyer"]
+runners = { users = ["checkpoint", "1001"], groups = ["monitors"] }
+origin = "https://shop.example.com"
+
+[tasks.admin-report]
+needs = ["shop:admin"]
+credentials = ["admin"]
+
+[[exceptions]]
+rule = "scope-exceeds-task"
+credential = "buyer"
+task = "checkout"
+scopes = ["shop:orders:read"]
+reason = "shared test account"
+expires = 2027-03-01
+"#;
+
+fn sample() -> Policy {
+    Policy::parse(SAMPLE, "policy.toml").unwrap()
+}
+
+#[test]
+fn accessors_expose_the_model() {
+    let p = sample();
+    assert_eq!(p.enforce(), Enforce::Deny);
+    assert_eq!(p.max_credential_age(), Some(time::Duration::days(90)));
+    let b = p.credential("buyer").unwrap();
+    assert_eq!(b.kind(), CredentialKind::Login);
+    assert_eq!(
+        b.scopes(),
+        ["shop:login", "shop:orders:read", "shop:orders:create"]
+    );
+    assert_eq!(b.origins(), ["https://shop.example.com"]);
+    assert_eq!(b.owner(), Some("qa@example.com"));
+    assert_eq!(b.rotate_every(), Some(time::Duration::days(30)));
+    let t = p.task("checkout").unwrap();
+    assert_eq!(t.needs(), ["shop:login", "shop:orders:create"]);
+    assert_eq!(t.credentials(), ["buyer"]);
+    assert_eq!(t.runner_users(), ["checkpoint", "1001"]);
+    assert_eq!(t.runner_groups(), ["monitors"]);
+    assert_eq!(t.origin(), Some("https://shop.example.com"));
+    assert_eq!(
+        p.tasks().map(|(n, _)| n).collect::<Vec<_>>(),
+        ["admin-report", "checkout"]
+    );
+    assert_eq!(
+        p.credentials().map(|(n, _)| n).collect::<Vec<_>>(),
+        ["admin", "buyer"]
+    );
+    assert!(p.task("nope").is_none());
+}
+
+#[test]
+fn catalog_implies_expand_effective_scopes() {
+    let p = sample();
+    assert_eq!(
+        p.credential("admin").unwrap().effective_scopes(),
+        ["shop:admin", "shop:orders:*", "shop:users:*"]
+    );
+}
+
+#[test]
+fn check_grant_reports_excess_high_risk_and_exception() {
+    let p = sample();
+    let g = p.check_grant("checkout", "buyer", TODAY);
+    assert_eq!(g.excess, ["shop:orders:read"]);
+    assert!(g.high_risk.is_empty());
+    assert!(g.excepted, "the exception covers exactly this excess");
+    // After the expiry the same excess is no longer excepted.
+    assert!(
+        !p.check_grant("checkout", "buyer", date!(2027 - 03 - 01))
+            .excepted
+    );
+    // A task needing the catalog scope needs what it implies too: no excess.
+    assert!(p.check_grant("admin-report", "admin", TODAY).is_exact());
+    // The admin credential for the checkout task: everything is excess, all of it high risk.
+    let g = p.check_grant("checkout", "admin", TODAY);
+    assert_eq!(g.excess, ["shop:admin", "shop:orders:*", "shop:users:*"]);
+    // Only `shop:admin` is in the catalog with a risk.
+    assert_eq!(g.high_risk, ["shop:admin"]);
+    assert!(!g.excepted);
+    // Undeclared credential: grants nothing. Undeclared task: needs nothing.
+    assert_eq!(p.check_grant("checkout", "ghost", TODAY), Grant::default());
+    assert_eq!(p.check_grant("ghost", "buyer", TODAY).excess.len(), 3);
+}
+
+#[test]
+fn exception_must_cover_exactly_the_excess() {
+    let src = SAMPLE.replace(
+        r#"scopes = ["shop:orders:read"]
+reason"#,
+        r#"scopes = ["shop:orders:read", "shop:users:read"]
+reason"#,
+    );
+    let p = Policy::parse(&src, "policy.toml").unwrap();
+    assert!(!p.check_grant("checkout", "buyer", TODAY).excepted);
+}
+
+#[test]
+fn canonical_toml_is_a_fixed_point_and_keeps_the_meaning() {
+    let p = sample();
+    let c1 = p.to_canonical_toml();
+    let p2 = Policy::parse(&c1, "export.toml").unwrap();
+    let c2 = p2.to_canonical_toml();
+    assert_eq!(c1, c2);
+    assert!(c1.starts_with("version = 1\n"));
+    assert!(c1.contains("origins = [\"https://shop.example.com\"]"));
+    assert!(c1.contains("expires = \"2027-03-01\""));
+    for (name, c) in p.credentials() {
+        assert_eq!(
+            c.effective_scopes(),
+            p2.credential(name).unwrap().effective_scopes()
+        );
+    }
+    assert_eq!(
+        p.check_grant("checkout", "buyer", TODAY),
+        p2.check_grant("checkout", "buyer", TODAY)
+    );
+}
+
+#[test]
+fn example_policy_parses_and_round_trips() {
+    let src = include_str!("../../examples/policy.toml");
+    let p = Policy::parse(src, "examples/policy.toml").unwrap();
+    let c1 = p.to_canonical_toml();
+    assert_eq!(
+        Policy::parse(&c1, "x").unwrap().to_canonical_toml(),
+        c1,
+        "export → apply → export must be a fixed point"
+    );
+}
+
+#[test]
+fn parse_errors_carry_file_line_col() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "version = 1\n[credentials.a]\nkind = \"login\"\nscope = [\"x\"]\n",
+            "policy.toml:4:1: unknown key `scope`; did you mean `scopes`?",
+        ),
+        (
+            "version = 1\n[credentials.a]\nkind = 3\n",
+            "policy.toml:3:8: ",
+        ),
+        (
+            "version = 1\n[credentials.a]\nkind = \"login\"\nscopes = \"x\"\n",
+            "policy.toml:4:10: invalid type: string \"x\", expected a sequence",
+        ),
+        (
+            "version = 1\n[credentials.a]\nkind = \"logn\"\n",
+            "policy.toml:3:8: unknown value `logn`; did you mean `login`?",
+        ),
+        (
+            "version = 2\n",
+            "policy.toml:1:11: unsupported policy version 2",
+        ),
+        ("", "policy.toml:1:1: the policy is empty"),
+        ("# only a comment\n", "policy.toml:1:1: the policy is empty"),
+        (
+            "version = 1\n[credentials.a]\nkind = \"login\"\nscopes = [\"Shop:x\"]\n",
+            "policy.toml:4:11: invalid scope `Shop:x` in credential `a`",
+        ),
+        (
+            "version = 1\n[settings]\nmax_credential_age = \"90 days\"\n",
+            "policy.toml:3:22: invalid duration",
+        ),
+        (
+            "version = 1\n[[exceptions]]\nrule = \"x\"\nexpires = \"03/01/2027\"\n",
+            "policy.toml:4:11: invalid date",
+        ),
+        (
+            "version = 1\n[tasks.t]\norigin = \"shop\"\n",
+            "policy.toml:3:10: invalid origin",
+        ),
+        (
+            "version = 1\n[tasks.\"a b\"]\n",
+            "policy.toml:2:8: invalid task name",
+        ),
+        (
+            "version = 1\n[scopes.\"a\"]\nimplies = [\"b\"]\n[scopes.\"b\"]\nimplies = [\"a\"]\n",
+            "policy.toml:3:12: the scope catalog's `implies` form a cycle: `a` → `b` → `a`",
+        ),
+        ("version = = 1\n", "policy.toml:1:"),
+    ];
+    for (src, want) in cases {
+        let err = Policy::parse(src, "policy.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with(want),
+            "{src:?}\n  got:  {err}\n  want: {want}"
+        );
+    }
+}
+
+#[test]
+fn implies_cycle_is_reported_not_looped_on() {
+    // `a:x` → `b` → `a:*`, which grants `a:x`: a cycle through a wildcard.
+    let src = "version = 1\n[scopes.\"a:x\"]\nimplies = [\"b\"]\n[scopes.\"b\"]\nimplies = [\"a:*\"]\n[credentials.c]\nkind = \"token\"\nscopes = [\"b\"]\n";
+    let p = Policy::parse_lenient(src, "p").unwrap();
+    assert_eq!(p.problems.len(), 1);
+    assert_eq!(p.problems[0].rule, "implies-cycle");
+    assert_eq!(p.credential("c").unwrap().effective_scopes(), ["a:*", "b"]);
+}
+
+#[test]
+fn read_policy_file_refuses_big_and_non_utf8_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(MAX_POLICY_BYTES + 1).unwrap();
+    assert!(matches!(
+        read_policy_file(&big),
+        Err(PolicyError::TooLarge { .. })
+    ));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, b"version = 1\nx = \"\xff\"\n").unwrap();
+    let e = read_policy_file(&bad).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PolicyError::NotUtf8 {
+                line: 2,
+                column: 6,
+                offset: 17,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(matches!(
+        read_policy_file(&dir.path().join("missing.toml")),
+        Err(PolicyError::Io { .. })
+    ));
+}
+
+// ---- property tests ----------------------------------------------------------------------------
+
+fn scope_text() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(segs, wild)| {
+            let mut s = segs.join(":");
+            if wild || s.is_empty() {
+                s = if s.is_empty() { "*".into() } else { s + ":*" };
+            }
+            s
+        })
+}
+
+fn scopes() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(scope_text(), 0..4)
+}
+
+fn q(v: &[String]) -> String {
+    v.iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Expansion by its definition: add what each catalog scope implies whenever the set grants
+/// that catalog scope, until nothing changes.
+fn naive_expand(p: &Policy, start: &[&str]) -> BTreeSet<Scope> {
+    let mut set: BTreeSet<Scope> = start.iter().map(|s| Scope::parse(s).unwrap()).collect();
+    loop {
+        let mut added = false;
+        for (k, e) in p.catalog() {
+            let k = Scope::parse(k).unwrap();
+            if set.iter().any(|s| s.grants(&k)) {
+                for i in e.implies() {
+                    added |= set.insert(Scope::parse(i).unwrap());
+                }
+            }
+        }
+        if !added {
+            return set;
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn matching_is_consistent_with_expansion_and_excess_partitions_effective(
+        catalog in prop::collection::btree_map(scope_text(), scopes(), 0..5),
+        cred in scopes(),
+        needs in scopes(),
+        probe in scope_text(),
+    ) {
+        let mut src = String::from("version = 1\n");
+        for (k, implies) in &catalog {
+            src += &format!("[scopes.\"{k}\"]\nimplies = [{}]\n", q(implies));
+        }
+        src += &format!("[credentials.c]\nkind = \"token\"\nscopes = [{}]\n", q(&cred));
+        src += &format!("[tasks.t]\nneeds = [{}]\ncredentials = [\"c\"]\n", q(&needs));
+        let p = Policy::parse_lenient(&src, "p").unwrap();
+        let c = p.credential("c").unwrap();
+
+        // Effective scopes are exactly the naive fixed point.
+        let eff: BTreeSet<Scope> = c.effective.iter().cloned().collect();
+        let refs: Vec<&str> = cred.iter().map(String::as_str).collect();
+        prop_assert_eq!(&eff, &naive_expand(&p, &refs));
+
+        // The fast matcher (hash lookups of ancestors) agrees with `Scope::grants` over the
+        // expansion.
+        let probe = Scope::parse(&probe).unwrap();
+        let mut set = GrantSet::default();
+        for e in &c.effective { set.insert(e); }
+        prop_assert_eq!(set.grants(&probe), eff.iter().any(|e| e.grants(&probe)));
+
+        // excess ∪ (needed ∩ granted) = effective, and the two are disjoint.
+        let g = p.check_grant("t", "c", TODAY);
+        let need_refs: Vec<&str> = needs.iter().map(String::as_str).collect();
+        let needed = naive_expand(&p, &need_refs);
+        let used: BTreeSet<String> = eff.iter()
+            .filter(|e| needed.iter().any(|n| n.grants(e)))
+            .map(|e| e.to_string()).collect();
+        let excess: BTreeSet<String> = g.excess.iter().cloned().collect();
+        prop_assert!(excess.is_disjoint(&used));
+        let all: BTreeSet<String> = excess.union(&used).cloned().collect();
+        prop_assert_eq!(all, eff.iter().map(|e| e.to_string()).collect::<BTreeSet<_>>());
+        // high_risk ⊆ excess.
+        prop_assert!(g.high_risk.iter().all(|h| excess.contains(h)));
+    }
+
+    #[test]
+    fn canonical_toml_is_a_fixed_point(
+        catalog in prop::collection::btree_map(scope_text(), scopes(), 0..4),
+        cred in scopes(),
+        needs in scopes(),
+        reason in "[ -~]{0,20}",
+    ) {
+        let mut src = String::from("version = 1\n");
+        for (k, implies) in &catalog {
+            src += &format!("[scopes.\"{k}\"]\nrisk = \"high\"\nimplies = [{}]\n", q(implies));
+        }
+        src += &format!("[credentials.c]\nkind = \"token\"\nscopes = [{}]\n", q(&cred));
+        src += &format!("[tasks.t]\nneeds = [{}]\ncredentials = [\"c\"]\n", q(&needs));
+        src += &format!("[[exceptions]]\nrule = \"wildcard-scope\"\nreason = {}\n",
+            toml::Value::String(reason));
+        // Cycles make a policy invalid; only valid ones can be exported.
+        if let Ok(p) = Policy::parse(&src, "p") {
+            let c1 = p.to_canonical_toml();
+            let p2 = Policy::parse(&c1, "p").unwrap();
+            prop_assert_eq!(&p2.to_canonical_toml(), &c1);
+            prop_assert_eq!(p.check_grant("t", "c", TODAY), p2.check_grant("t", "c", TODAY));
+        }
+    }
+
+    #[test]
+    fn parse_never_panics(src in "\\PC{0,200}") {
+        let _ = Policy::parse(&src, "p");
+    }
+}

@@ -638,6 +638,37 @@ fn read_small_file(path: &Path) -> Result<String, VaultError> {
         .map_err(|_| VaultError::BadIdentityFile("it is not UTF-8 text".into()))
 }
 
+/// Benchmark support, not a stable API: the "plain age" baseline the vault's open and save
+/// are compared with — age decryption/encryption of the payload plus (de)serialisation into
+/// the same types, without slots, MAC, rollback record or file I/O.
+#[doc(hidden)]
+pub mod bench_support {
+    use super::*;
+
+    /// Decrypt `payload` with `identity` and parse it; returns the credential count.
+    pub fn plain_decrypt_and_parse(payload: &[u8], identity: &age::x25519::Identity) -> usize {
+        decrypt_payload(payload, identity)
+            .expect("decrypts")
+            .credentials
+            .len()
+    }
+
+    /// The payload bytes of a vault file (no checks).
+    pub fn payload_of(file: &[u8]) -> Vec<u8> {
+        Parsed::parse(file).expect("parses").payload.to_vec()
+    }
+
+    /// The vault identity, for the baseline (tests and benches only).
+    pub fn identity_of(vault: &Vault) -> age::x25519::Identity {
+        vault.identity.parse().expect("valid identity")
+    }
+
+    /// Serialise and encrypt the vault's data as a save would, without the file.
+    pub fn plain_encrypt(vault: &Vault) -> Vec<u8> {
+        encrypt_payload(&vault.data, &vault.header.recipient).expect("encrypts")
+    }
+}
+
 fn encrypt_payload(data: &VaultData, recipient: &str) -> Result<Vec<u8>, VaultError> {
     use std::io::Write;
     let recipient: age::x25519::Recipient = recipient
@@ -676,4 +707,77 @@ fn decrypt_payload(
         .map_err(|e| VaultError::Corrupt(format!("the payload does not decrypt: {e}")))?;
     serde_json::from_slice(&plain)
         .map_err(|e| VaultError::Corrupt(format!("the payload is not valid: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_vault_and_credential_never_shows_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut v, text) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+        let mut c = Credential::new(crate::policy::CredentialKind::Login, timestamp());
+        c.secrets.insert(
+            "password".into(),
+            SecretString::from("debug-leak-canary".to_owned()),
+        );
+        v.add_credential("x", c).unwrap();
+        let all = format!("{v:?} {:?} {:?} {:?}", v.credentials(), v.slots(), text);
+        assert!(!all.contains("debug-leak-canary"), "{all}");
+        assert!(
+            !all.contains("AGE-SECRET-KEY"),
+            "the identity never shows: {all}"
+        );
+        assert!(all.contains("[REDACTED]"));
+    }
+
+    // The defaults are RFC 9106's second recommendation, checked at compile time.
+    const _: () = assert!(
+        KdfParams::DEFAULT.m_kib >= 64 * 1024
+            && KdfParams::DEFAULT.t >= 3
+            && KdfParams::DEFAULT.p >= 4
+    );
+
+    #[test]
+    fn kdf_caps_refuse_hostile_parameters_and_accept_the_default() {
+        assert!(KdfParams::DEFAULT.check().is_ok());
+        for bad in [
+            KdfParams {
+                m_kib: 64 * 1024 * 1024,
+                t: 3,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 0,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 17,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 3,
+                p: 0,
+            },
+            KdfParams {
+                m_kib: 65536,
+                t: 3,
+                p: 64,
+            },
+            KdfParams {
+                m_kib: 8,
+                t: 3,
+                p: 4,
+            },
+        ] {
+            assert!(
+                matches!(bad.check(), Err(VaultError::HostileKdf(_))),
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -1,0 +1,127 @@
+//! The no-echo prompt, on a real pseudo-terminal (driven by python3's standard `pty` module):
+//! the passphrase and a secret typed at the prompts never appear on the terminal.
+
+#[path = "common/vault.rs"]
+mod common_vault;
+
+use std::process::Command;
+
+use common_vault::Env;
+
+const DRIVER: &str = r#"
+import os, pty, sys, time, select
+binary, answers = sys.argv[1], sys.argv[3:]
+args = sys.argv[2].split()
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(binary, [binary] + args)
+out = b""
+def read_until(marker, timeout=20):
+    global out
+    end = time.time() + timeout
+    while marker not in out and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out += chunk
+for a in answers:
+    prompt, answer = a.split("=", 1)
+    read_until(prompt.encode())
+    os.write(fd, answer.encode() + b"\n")
+while True:
+    r, _, _ = select.select([fd], [], [], 5)
+    if not r:
+        break
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+fn on_pty(e: &Env, args: &str, answers: &[&str]) -> (i32, String) {
+    let mut c = Command::new("python3");
+    // Env::cmd()'s environment, applied to the python driver (which the binary inherits).
+    let base = e.cmd();
+    c.env_clear();
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.arg("-c")
+        .arg(DRIVER)
+        .arg(env!("CARGO_BIN_EXE_scopevault"))
+        .arg(args)
+        .args(answers);
+    let out = c.output().expect("python3 runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn prompts_do_not_echo_passphrases_or_secrets() {
+    if Command::new("python3")
+        .arg("-c")
+        .arg("import pty")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("skipped: python3 with the pty module is needed to drive a pseudo-terminal");
+        return;
+    }
+    let e = Env::new();
+    let pass = "pty-typed-passphrase-93";
+    let (code, screen) = on_pty(
+        &e,
+        "init",
+        &[
+            &format!("New passphrase={pass}"),
+            &format!("Repeat it={pass}"),
+        ],
+    );
+    assert_eq!(code, 0, "init on a terminal: {screen}");
+    assert!(
+        screen.contains("New passphrase") && !screen.contains(pass),
+        "screen: {screen}"
+    );
+    let secret = "pty-typed-secret-value-71";
+    let (code, screen) = on_pty(
+        &e,
+        "cred add site --kind login --secret password",
+        &[
+            &format!("password:={secret}"),
+            &format!("Passphrase for={pass}"),
+        ],
+    );
+    assert_eq!(code, 0, "cred add on a terminal: {screen}");
+    assert!(
+        !screen.contains(secret) && !screen.contains(pass),
+        "screen: {screen}"
+    );
+    // Mismatched confirmation: nothing is created.
+    let e2 = Env::new();
+    let (code, screen) = on_pty(
+        &e2,
+        "init",
+        &["New passphrase=one-passphrase", "Repeat it=another-one"],
+    );
+    assert_eq!(code, 2, "{screen}");
+    assert!(
+        screen.contains("differ") && !e2.vault().exists(),
+        "{screen}"
+    );
+}
