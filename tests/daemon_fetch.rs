@@ -494,3 +494,37 @@ fn the_node_example_client_works_against_the_real_daemon() {
         secret_of("search-token")
     );
 }
+
+#[test]
+fn hostile_input_against_an_unlocked_daemon_never_returns_a_secret() {
+    use std::io::Write;
+    let dir = tempdir();
+    let d = start(dir.path());
+    let mut answers = String::new();
+    for line in [
+        "garbage",
+        r#"{"v":1,"op":"fetch","task":"checkout-flow","extra":1}"#,
+        r#"{"v":1,"op":"fetch","task":"newsletter"}"#,
+        r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-backoffice"}"#,
+        r#"{"v":1,"op":"fetch","task":"checkout-flow","ticket":"svt1_x"}"#,
+        r#"{"v":1,"op":"fetch","ticket":"svt1_x"}"#,
+        r#"{"v":1,"op":"fetch","task":"../../etc/passwd"}"#,
+        r#"{"v":1,"op":"unlock","passphrase":42}"#,
+        r#"{"v":1,"op":"ticket","task":"checkout-flow","ttl":999999999}"#,
+    ] {
+        let v = d.request(line);
+        assert_eq!(v["ok"], false, "{line} → {v}");
+        answers.push_str(&v.to_string());
+    }
+    // An over-long line on a connection of its own.
+    let mut s = d.connect();
+    let _ = s.write_all(&vec![b'{'; 100_000]);
+    if let Ok(v) = daemon::read_json(&mut s) {
+        assert_eq!(code(&v), "too_large");
+        answers.push_str(&v.to_string());
+    }
+    assert_no_secret(&answers, "responses to refused requests");
+    assert_no_secret(&d.audit_text(), "the audit log");
+    assert_no_secret(&d.stderr_text(), "the daemon's log");
+    d.assert_alive();
+}
