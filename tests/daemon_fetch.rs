@@ -528,3 +528,42 @@ fn hostile_input_against_an_unlocked_daemon_never_returns_a_secret() {
     assert_no_secret(&d.stderr_text(), "the daemon's log");
     d.assert_alive();
 }
+
+#[test]
+fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempdir();
+    let d = start(dir.path());
+    let mut child = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args([
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "got-term");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+}
