@@ -292,6 +292,8 @@ struct Options {
     /// `--rss N`: instead of the throughput table, measure the daemon's RSS with N credentials.
     rss: Option<usize>,
     rss_requests: usize,
+    /// `--rss-tasks T`: only the first T credentials get a task (default: all of them).
+    rss_tasks: Option<usize>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -304,6 +306,7 @@ fn parse_args() -> Result<Options, String> {
         dir: None,
         rss: None,
         rss_requests: 1_000_000,
+        rss_tasks: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -319,6 +322,9 @@ fn parse_args() -> Result<Options, String> {
             }
             "--dir" => o.dir = Some(PathBuf::from(value()?)),
             "--rss" => o.rss = Some(value()?.parse().map_err(|e| format!("--rss: {e}"))?),
+            "--rss-tasks" => {
+                o.rss_tasks = Some(value()?.parse().map_err(|e| format!("--rss-tasks: {e}"))?)
+            }
             "--rss-requests" => {
                 o.rss_requests = value()?.parse().map_err(|e| format!("--rss-requests: {e}"))?
             }
@@ -632,11 +638,16 @@ fn rss_probe(opts: &Options, n: usize) -> io::Result<()> {
     let identity = dir.join("identity.txt");
     let uid = scopevault::sys::current_uid();
     let mut toml = String::from("version = 1\n");
+    let tasks = opts.rss_tasks.unwrap_or(n).clamp(1, n);
     for i in 0..n {
         toml.push_str(&format!(
-            "[credentials.c{i}]\nkind = \"login\"\nscopes = [\"app{i}:login\"]\n\
-             [tasks.t{i}]\nneeds = [\"app{i}:login\"]\ncredentials = [\"c{i}\"]\nrunners = {{ users = [\"{uid}\"] }}\n"
+            "[credentials.c{i}]\nkind = \"login\"\nscopes = [\"app{i}:login\"]\n"
         ));
+        if i < tasks {
+            toml.push_str(&format!(
+                "[tasks.t{i}]\nneeds = [\"app{i}:login\"]\ncredentials = [\"c{i}\"]\nrunners = {{ users = [\"{uid}\"] }}\n"
+            ));
+        }
     }
     let started = Instant::now();
     std::env::set_var("XDG_STATE_HOME", dir.join("state"));
@@ -663,7 +674,7 @@ fn rss_probe(opts: &Options, n: usize) -> io::Result<()> {
     drop(lock);
     drop(vault);
     println!(
-        "vault with {n} credentials and {n} tasks: {} bytes, built in {:.1} s",
+        "vault with {n} credentials and {tasks} tasks: {} bytes, built in {:.1} s",
         std::fs::metadata(&vault_path)?.len(),
         started.elapsed().as_secs_f64()
     );
@@ -704,7 +715,7 @@ fn rss_probe(opts: &Options, n: usize) -> io::Result<()> {
                     let mut r = BufReader::new(stream);
                     let mut line = String::new();
                     for k in 0..per {
-                        let task = (done + t * per + k) % n;
+                        let task = (done + t * per + k) % tasks;
                         w.write_all(
                             format!("{{\"v\":1,\"op\":\"fetch\",\"task\":\"t{task}\"}}\n")
                                 .as_bytes(),
