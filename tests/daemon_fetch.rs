@@ -567,3 +567,45 @@ fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(42));
 }
+
+#[test]
+fn enforce_deny_refuses_an_over_scoped_credential_unless_an_exception_covers_it() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let policy =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml"))
+            .unwrap()
+            .replace("enforce = \"warn\"", "enforce = \"deny\"");
+    let file = dir.path().join("deny.toml");
+    std::fs::write(&file, policy).unwrap();
+    let id = dir.path().join("identity.txt");
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "policy",
+            "apply",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = sv(&d, &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"order-status"}"#);
+    assert_eq!(code(&v), "over_scoped", "{v}");
+    assert_no_secret(&v.to_string(), "an over_scoped response");
+    // browse-catalog's excess is covered by a reviewed, unexpired exception.
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"browse-catalog"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    // An exact grant is not affected.
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let audit = d.audit_text();
+    assert!(audit.contains("over_scoped"), "{audit}");
+    assert_no_secret(&audit, "the audit log");
+}
