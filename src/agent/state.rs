@@ -4,20 +4,21 @@
 //! The handler sees an opened vault through [`VaultView`], the few read-only things it needs,
 //! so the request logic does not depend on how the vault is stored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use super::protocol::ErrorBody;
 use crate::policy::{CredentialKind, Grant, Policy};
 use crate::secret::SecretString;
+use crate::vault::FieldMap;
 
 /// One stored credential, as the handler reads it.
 pub(crate) struct CredView<'a> {
     pub kind: CredentialKind,
     pub scopes: &'a [String],
     pub origins: &'a [String],
-    pub fields: &'a BTreeMap<String, String>,
-    pub secrets: &'a BTreeMap<String, SecretString>,
+    pub fields: &'a FieldMap<String>,
+    pub secrets: &'a FieldMap<SecretString>,
 }
 
 /// What the daemon needs from an opened vault.
@@ -126,14 +127,24 @@ impl State {
 
     /// Put an opened vault in the slot (the previous one, if any, is dropped and zeroed).
     pub(crate) fn set(&self, opened: Opened) {
-        let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
-        *guard = Some(opened);
+        let old = {
+            let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+            guard.replace(opened)
+        };
+        // Dropped outside the lock (zeroing ten thousand secrets takes a moment), then the
+        // parse garbage of the open and the old vault are given back to the kernel.
+        drop(old);
+        crate::sys::release_free_memory();
     }
 
     /// Forget the vault (its key and secrets are zeroed as they drop).
     pub(crate) fn lock(&self) {
-        let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
-        *guard = None;
+        let old = {
+            let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+            guard.take()
+        };
+        drop(old);
+        crate::sys::release_free_memory();
     }
 }
 
