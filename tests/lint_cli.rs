@@ -108,7 +108,12 @@ fn no_colour_when_not_a_terminal_even_without_no_color() {
         .output()
         .unwrap();
     assert!(!stdout(&o).contains('\x1b'), "{}", stdout(&o));
-    assert!(stdout(&o).contains("security-warning[scope-exceeds-task]"));
+    // git runs hooks with their stdout sent to stderr.
+    let all = stdout(&o) + &stderr(&o);
+    assert!(
+        all.contains("security-warning[scope-exceeds-task]"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -277,4 +282,117 @@ fn json_is_still_written_for_an_invalid_scope() {
     assert_eq!(v["findings"][0]["rule"], "invalid-scope");
     assert_eq!(v["findings"][0]["line"], 3);
     assert_eq!(v["findings"][0]["column"], 10);
+}
+
+#[test]
+fn the_example_git_hook_refuses_a_blocking_policy_and_accepts_a_clean_one() {
+    let git_ok = std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !git_ok {
+        eprintln!("skipped: git is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap()
+    };
+    assert!(git(&["init", "-q"]).status.success());
+    let hook = dir.path().join(".git/hooks/pre-commit");
+    std::fs::copy(root().join("examples/ci/pre-commit"), &hook).unwrap();
+    copy_in(
+        dir.path(),
+        &fixture("rules/scope-exceeds-task.fires.toml"),
+        "policy.toml",
+    );
+    git(&["add", "policy.toml"]);
+    let o = git(&["commit", "-q", "-m", "over-scoped"]);
+    assert!(!o.status.success(), "the hook must refuse: {}", stdout(&o));
+    // git runs hooks with their stdout sent to stderr.
+    let all = stdout(&o) + &stderr(&o);
+    assert!(
+        all.contains("security-warning[scope-exceeds-task]"),
+        "{all}"
+    );
+    copy_in(dir.path(), &fixture("clean.toml"), "policy.toml");
+    git(&["add", "policy.toml"]);
+    let o = git(&["commit", "-q", "-m", "clean"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}
+
+/// Run `scopevault lint p.toml` on a pseudo-terminal (util-linux `script`), so stdout is a TTY.
+fn lint_on_a_tty(no_color: Option<&str>) -> Option<String> {
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("skipped: util-linux `script` is not installed, no pseudo-terminal to test on");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy_in(dir.path(), &root().join("examples/policy.toml"), "p.toml");
+    let cmd = format!("{} lint p.toml", env!("CARGO_BIN_EXE_scopevault"));
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"])
+        .current_dir(dir.path())
+        .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        c.env("NO_COLOR", v);
+    }
+    let o = c.output().unwrap();
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn colour_on_a_terminal_but_never_with_no_color() {
+    let Some(out) = lint_on_a_tty(None) else {
+        return;
+    };
+    assert!(
+        out.contains("\x1b[1;35msecurity-warning[scope-exceeds-task]\x1b[0m"),
+        "{out}"
+    );
+    let Some(out) = lint_on_a_tty(Some("1")) else {
+        return;
+    };
+    assert!(!out.contains('\x1b'), "{out}");
+    assert!(out.contains("security-warning[scope-exceeds-task]"));
+}
+
+#[test]
+fn a_huge_line_is_cut_in_the_message() {
+    let text = format!(
+        "version = 1\n[credentials.a]\nkind = \"login\"\nscopes = {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let o = lint_text(text.as_bytes(), &[]);
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("policy.toml:4:"), "{err}");
+    assert!(
+        err.len() < 1_000,
+        "the message quotes a window of the line, not all of it"
+    );
 }

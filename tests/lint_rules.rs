@@ -240,3 +240,22 @@ fn the_example_policy_has_no_errors_only_warnings() {
         .iter()
         .all(|f| f["task"] != "checkout-flow" && f["task"] != "search-api"));
 }
+
+#[test]
+fn every_rule_is_documented_with_its_class() {
+    let doc = std::fs::read_to_string(common::root().join("docs/lint-rules.md")).unwrap();
+    for r in RULES {
+        let head = format!("### `{}` ({}", r.id, r.class.as_str());
+        assert!(doc.contains(&head), "docs/lint-rules.md lacks `{head}…`");
+        for part in ["**What**", "**Why**", "**Example**", "**Fix**"] {
+            let section = doc
+                .split(&head)
+                .nth(1)
+                .unwrap()
+                .split("\n### ")
+                .next()
+                .unwrap();
+            assert!(section.contains(part), "{}: no {part}", r.id);
+        }
+    }
+}

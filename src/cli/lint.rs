@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::args::{DenyLevel, GlobalArgs, LintArgs, LintFormat};
 use super::{Exit, EXIT_USAGE};
 use crate::policy::lint::{lint_source, Class, LintOptions};
-use crate::policy::{read_policy_file, PolicyError};
+use crate::policy::read_policy_file;
 
 pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     // Stage 1: validate what the user typed before touching any file.
@@ -24,14 +24,13 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     let path = a.file.display().to_string();
 
     // Stage 2: read and parse.
-    let source = read_policy_file(&a.file).map_err(|e| usage(render_error(&e, None)))?;
+    let source = read_policy_file(&a.file).map_err(|e| usage(e.render(None)))?;
     let today = time::OffsetDateTime::now_utc().date();
     let mut opts = LintOptions::new(today);
     if want_vault {
         opts.vault = Some(vault_meta(g)?);
     }
-    let report =
-        lint_source(&source, &path, &opts).map_err(|e| usage(render_error(&e, Some(&source))))?;
+    let report = lint_source(&source, &path, &opts).map_err(|e| usage(e.render(Some(&source))))?;
 
     // Stage 3: write the report.
     let to_terminal = a.output.is_none() && std::io::stdout().is_terminal();
@@ -76,34 +75,6 @@ fn usage(message: String) -> anyhow::Error {
         message,
     }
     .into()
-}
-
-/// A parse error, rustc-style with the source line when there is one.
-fn render_error(e: &PolicyError, source: Option<&str>) -> String {
-    let (
-        Some(src),
-        Some(span),
-        PolicyError::Invalid {
-            path, line, column, ..
-        },
-    ) = (source, e.span(), e)
-    else {
-        return e.to_string();
-    };
-    let text = src.lines().nth(line - 1).unwrap_or("");
-    let width = line.to_string().len();
-    let pad = " ".repeat(width);
-    let len = src
-        .get(span.clone())
-        .map(|s| s.lines().next().unwrap_or("").chars().count())
-        .unwrap_or(1)
-        .clamp(1, text.chars().count().saturating_sub(column - 1).max(1));
-    format!(
-        "{}\n{pad}--> {path}:{line}:{column}\n{pad} |\n{line} | {text}\n{pad} | {}{}",
-        e.message(),
-        " ".repeat(column - 1),
-        "^".repeat(len)
-    )
 }
 
 /// Open the vault (the usual unlock sources) and hand the lint its metadata: names, whether a

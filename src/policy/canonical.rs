@@ -1,6 +1,6 @@
 //! Canonical TOML of a [`Policy`]: what `scopevault policy export` prints.
 //!
-//! Sections in a fixed order, names sorted, lists sorted and de-duplicated, origins and
+//! Sections in a fixed order, names sorted, lists sorted and de-duplicated (a task's credentials keep their order), origins and
 //! durations normalised, defaults written out. Parsing the output and writing it again gives
 //! the same bytes (a fixed point, tested).
 
@@ -81,7 +81,13 @@ pub(crate) fn write(p: &Policy) -> String {
             "needs = {}",
             list(t.needs.iter().map(|s| s.value.as_str()))
         );
-        let _ = writeln!(o, "credentials = {}", list(strs(&t.credentials)));
+        // Declared order is kept: it may decide which credential a fetch without one gets.
+        let mut seen = BTreeSet::new();
+        let creds: Vec<String> = strs(&t.credentials)
+            .filter(|c| seen.insert(*c))
+            .map(q)
+            .collect();
+        let _ = writeln!(o, "credentials = [{}]", creds.join(", "));
         if let Some(r) = &t.runners {
             let _ = writeln!(
                 o,

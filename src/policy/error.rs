@@ -73,6 +73,37 @@ impl PolicyError {
         }
     }
 
+    /// The error rustc-style: the message, ` --> file:line:col`, and when `source` (the text
+    /// that was parsed) is given, the source line with a `^` marker under the offending text.
+    /// What `lint` and `policy apply` print.
+    pub fn render(&self, source: Option<&str>) -> String {
+        let (
+            Some(src),
+            Some(span),
+            PolicyError::Invalid {
+                path, line, column, ..
+            },
+        ) = (source, self.span(), self)
+        else {
+            return self.to_string();
+        };
+        let idx = LineIndex::new(src);
+        let (end_line, end_col) = idx.line_col(src, span.end);
+        let end_col = if end_line == *line {
+            end_col
+        } else {
+            usize::MAX
+        };
+        let (text, start, len) = snippet(idx.line_text(src, *line), *column, end_col);
+        let pad = " ".repeat(line.to_string().len());
+        format!(
+            "{}\n{pad}--> {path}:{line}:{column}\n{pad} |\n{line} | {text}\n{pad} | {}{}",
+            self.message(),
+            " ".repeat(start),
+            "^".repeat(len)
+        )
+    }
+
     pub(crate) fn invalid(path: &str, source: &str, span: Range<usize>, message: String) -> Self {
         let idx = LineIndex::new(source);
         let (line, column) = idx.line_col(source, span.start);
@@ -129,6 +160,35 @@ impl LineIndex {
     }
 }
 
+/// The part of a source line to show under a message, and where the `^` marker goes in it:
+/// `(text, marker start in chars, marker length)`. `column` and `end_column` are 1-based
+/// (`end_column` exclusive, past the line for a span that goes on). Long lines (a minified or
+/// hostile file) are cut to a window around the marker, so a message stays readable.
+pub(crate) fn snippet(line: &str, column: usize, end_column: usize) -> (String, usize, usize) {
+    const BEFORE: usize = 40;
+    const WIDTH: usize = 120;
+    let chars: Vec<char> = line.chars().collect();
+    let start = column.saturating_sub(1).min(chars.len());
+    let end = end_column.saturating_sub(1).min(chars.len()).max(start);
+    let from = if chars.len() > WIDTH {
+        start.saturating_sub(BEFORE)
+    } else {
+        0
+    };
+    let to = chars.len().min(from + WIDTH);
+    let mut text: String = chars[from..to].iter().collect();
+    let mut marker_start = start - from;
+    if from > 0 {
+        text.insert(0, '…');
+        marker_start += 1;
+    }
+    if to < chars.len() {
+        text.push('…');
+    }
+    let len = end.min(to).saturating_sub(start).max(1);
+    (text, marker_start, len)
+}
+
 /// Closest candidate to `word` among `candidates`, if one is close enough to suggest.
 pub(crate) fn did_you_mean<'a>(
     word: &str,
@@ -160,6 +220,17 @@ mod tests {
         assert_eq!(idx.line_col(src, 7), (3, 1));
         assert_eq!(idx.line_text(src, 2), "çd");
         assert_eq!(idx.line_text(src, 3), "x");
+    }
+
+    #[test]
+    fn snippet_cuts_long_lines_around_the_marker() {
+        assert_eq!(snippet("abc = 1", 1, 4), ("abc = 1".to_owned(), 0, 3));
+        assert_eq!(snippet("abc", 4, 4), ("abc".to_owned(), 3, 1));
+        let long = "x".repeat(1000);
+        let (text, start, len) = snippet(&long, 500, 2000);
+        assert_eq!(text.chars().count(), 122);
+        assert!(text.starts_with('…') && text.ends_with('…'));
+        assert_eq!((start, len), (41, 80));
     }
 
     #[test]

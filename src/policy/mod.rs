@@ -97,6 +97,8 @@ pub(crate) struct Sp<T> {
 /// An entry of the scope catalog (`[scopes."shop:admin"]`).
 #[derive(Debug, Clone)]
 pub struct CatalogEntry {
+    /// The catalog key, parsed.
+    pub(crate) scope: Scope,
     pub(crate) span: Range<usize>,
     pub(crate) risk: Risk,
     pub(crate) implies: Vec<Sp<Scope>>,
@@ -215,6 +217,8 @@ pub struct Exception {
     pub(crate) scopes: Vec<Sp<Scope>>,
     pub(crate) reason: Option<Sp<String>>,
     pub(crate) expires: Option<Sp<time::Date>>,
+    /// Some of its scopes broke the grammar (reported as `invalid-scope`): it matches nothing.
+    pub(crate) scopes_invalid: bool,
 }
 
 impl Exception {
@@ -384,8 +388,8 @@ impl Policy {
         parse::parse(source, path)
     }
 
-    /// Canonical TOML of the model: sections and names sorted, lists sorted and de-duplicated,
-    /// values normalised. Parsing it gives a policy whose canonical TOML is byte-identical.
+    /// Canonical TOML of the model: sections and names sorted, lists sorted and de-duplicated
+    /// (except a task's credentials, which keep their order), values normalised. Parsing it gives a policy whose canonical TOML is byte-identical.
     pub fn to_canonical_toml(&self) -> String {
         canonical::write(self)
     }
@@ -444,9 +448,8 @@ impl Policy {
             return Grant::default();
         };
         let t = self.tasks.get(task);
-        let needed = self.expand(t.map(|t| t.needs.as_slice()).unwrap_or(&[]));
         let mut needs = GrantSet::default();
-        for s in &needed {
+        for s in self.expand_refs(t.map(|t| t.needs.as_slice()).unwrap_or(&[])) {
             needs.insert(s);
         }
         let (excess, high_risk) = self.excess(&needs, cred);
@@ -470,6 +473,7 @@ impl Policy {
             e.rule.value == "scope-exceeds-task"
                 && e.credential.as_ref().is_some_and(|c| c.value == credential)
                 && e.task.as_ref().is_some_and(|t| t.value == task)
+                && !e.scopes_invalid
                 && e.scope_set() == excess
                 && e.in_force(today)
         })
@@ -497,9 +501,8 @@ impl Policy {
 
     /// Whether `s` is, or grants, a high-risk catalog scope that `needs` does not grant.
     fn grants_unneeded_high_risk(&self, s: &Scope, needs: &GrantSet<'_>) -> bool {
-        self.catalog_granted_by(s).any(|(k, entry)| {
-            entry.risk == Risk::High && Scope::parse(k).map(|k| !needs.grants(&k)).unwrap_or(false)
-        })
+        self.catalog_granted_by(s)
+            .any(|(_, entry)| entry.risk == Risk::High && !needs.grants(&entry.scope))
     }
 
     /// The catalog entries `s` grants: itself, or everything under a wildcard. A range scan of
@@ -519,25 +522,31 @@ impl Policy {
                     std::ops::Bound::Unbounded,
                 ))
                 .take_while(move |(k, _)| k.starts_with(prefix))
-                .filter(move |(k, _)| Scope::parse(k).is_ok_and(|k| s.grants(&k))),
+                .filter(move |(_, e)| s.grants(&e.scope)),
         )
     }
 
     /// `scopes` expanded by the catalog's implies (transitively), sorted, de-duplicated.
     pub(crate) fn expand(&self, scopes: &[Sp<Scope>]) -> Vec<Scope> {
-        let mut out: BTreeSet<Scope> = BTreeSet::new();
-        for s in scopes {
-            out.insert(s.value.clone());
-            if self.closures.is_empty() {
-                continue;
-            }
-            for (k, _) in self.catalog_granted_by(&s.value) {
-                if let Some(c) = self.closures.get(k) {
-                    out.extend(c.iter().cloned());
+        self.expand_refs(scopes).into_iter().cloned().collect()
+    }
+
+    /// [`Policy::expand`] without copying: the scopes borrowed from the policy. The lint and
+    /// the runtime check call this once per task, so it must not allocate per scope.
+    pub(crate) fn expand_refs<'p>(&'p self, scopes: &'p [Sp<Scope>]) -> Vec<&'p Scope> {
+        let mut out: Vec<&Scope> = scopes.iter().map(|s| &s.value).collect();
+        if !self.closures.is_empty() {
+            for s in scopes {
+                for (k, _) in self.catalog_granted_by(&s.value) {
+                    if let Some(c) = self.closures.get(k) {
+                        out.extend(c.iter());
+                    }
                 }
             }
         }
-        out.into_iter().collect()
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 

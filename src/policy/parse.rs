@@ -367,6 +367,7 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
         catalog.insert(
             scope.value.to_string(),
             CatalogEntry {
+                scope: scope.value.clone(),
                 span: key.span(),
                 risk: e.risk.unwrap_or(Risk::Medium),
                 implies,
@@ -479,7 +480,8 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
         };
         let cred = e.credential.as_ref().map(sp);
         let task = e.task.as_ref().map(sp);
-        let scopes = e
+        let written = e.scopes.len();
+        let scopes: Vec<Sp<Scope>> = e
             .scopes
             .iter()
             .filter_map(|s| {
@@ -492,6 +494,8 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
             })
             .collect();
         exceptions.push(Exception {
+            // Dropping an invalid scope would make the exception match a narrower finding.
+            scopes_invalid: scopes.len() != written,
             span: ex.span(),
             rule: sp(&e.rule),
             credential: cred,

@@ -334,13 +334,15 @@ impl<'a> Linter<'a> {
         // Suggestions compare against every credential name: skip them for huge policies so a
         // policy full of typos stays linear.
         let suggest = p.credentials.len() <= 5_000;
+        // Reused across tasks: cleared, not reallocated.
+        let mut needs = GrantSet::default();
+        let mut granted = GrantSet::default();
         for (tname, task) in &p.tasks {
-            let needed = p.expand(&task.needs);
-            let mut needs = GrantSet::default();
-            for s in &needed {
+            needs.clear();
+            granted.clear();
+            for s in p.expand_refs(&task.needs) {
                 needs.insert(s);
             }
-            let mut granted = GrantSet::default();
             for cref in &task.credentials {
                 let cname = cref.value.as_str();
                 let Some(cred) = p.credentials.get(cname) else {
@@ -490,21 +492,33 @@ impl<'a> Linter<'a> {
     /// unused-credential, shared-credential, wildcard-scope.
     fn credentials(&mut self) {
         let p = self.policy;
-        // credential → the distinct need sets of the tasks that list it (and one task per set).
-        let mut users: HashMap<&str, BTreeMap<Vec<&str>, Vec<&str>>> = HashMap::new();
+        // credential → the tasks that list it, and the distinct sets of needs among them
+        // (almost always one: the second set is only built when a difference shows up).
+        #[derive(Default)]
+        struct Users<'p> {
+            tasks: Vec<&'p str>,
+            first: Option<Vec<&'p str>>,
+            others: HashSet<Vec<&'p str>>,
+        }
+        let mut users: HashMap<&str, Users<'_>> = HashMap::with_capacity(p.credentials.len());
+        let mut seen = HashSet::new();
         for (tname, task) in &p.tasks {
             let mut key: Vec<&str> = task.needs.iter().map(|n| n.value.as_str()).collect();
             key.sort_unstable();
             key.dedup();
-            let mut seen = HashSet::new();
+            seen.clear();
             for c in &task.credentials {
-                if seen.insert(c.value.as_str()) {
-                    users
-                        .entry(c.value.as_str())
-                        .or_default()
-                        .entry(key.clone())
-                        .or_default()
-                        .push(tname);
+                if !seen.insert(c.value.as_str()) {
+                    continue;
+                }
+                let u = users.entry(c.value.as_str()).or_default();
+                u.tasks.push(tname);
+                match &u.first {
+                    None => u.first = Some(key.clone()),
+                    Some(f) if *f != key => {
+                        u.others.insert(key.clone());
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -519,8 +533,9 @@ impl<'a> Linter<'a> {
                     None,
                     vec![],
                 ),
-                Some(sets) if sets.len() > 1 => {
-                    let mut tasks: Vec<&str> = sets.values().flatten().copied().collect();
+                Some(u) if !u.others.is_empty() => {
+                    let sets = 1 + u.others.len();
+                    let mut tasks = u.tasks.clone();
                     tasks.sort_unstable();
                     let shown = if tasks.len() > 10 {
                         format!("{} and {} more", ticks(&tasks[..10]), tasks.len() - 10)
@@ -533,7 +548,7 @@ impl<'a> Linter<'a> {
                         format!(
                             "credential `{cname}` serves {} tasks with {} different sets of needs: {shown}",
                             tasks.len(),
-                            sets.len()
+                            sets
                         ),
                         format!("give each of these tasks (or each group with the same needs) its own credential instead of `{cname}`"),
                         Some(cname),
@@ -576,12 +591,12 @@ impl<'a> Linter<'a> {
         if p.catalog.is_empty() {
             return;
         }
-        let declared = |s: &Scope| {
-            p.catalog.contains_key(s.as_str())
-                || s.granting_wildcards()
-                    .iter()
-                    .any(|w| p.catalog.contains_key(w.as_str()))
-        };
+        // Declared: a catalog key, or under a catalog wildcard: what a set of the keys grants.
+        let mut keys = GrantSet::default();
+        for e in p.catalog.values() {
+            keys.insert(&e.scope);
+        }
+        let declared = |s: &Scope| keys.grants(s);
         // scope → (number of uses, first use, its credential, its task)
         let mut uses: BTreeMap<String, FirstUse> = BTreeMap::new();
         let mut note = |s: &super::Sp<Scope>, c: Option<&str>, t: Option<&str>| {
@@ -710,20 +725,30 @@ impl<'a> Linter<'a> {
     fn exceptions(&mut self) {
         let p = self.policy;
         let today = self.opts.today;
-        type Key<'k> = (&'k str, Option<&'k str>, Option<&'k str>, Vec<String>);
+        if p.exceptions.is_empty() {
+            return;
+        }
+        for r in &mut self.raw {
+            if r.rule != "implies-cycle" {
+                r.scopes.sort_unstable();
+                r.scopes.dedup();
+            }
+        }
+        // (rule, credential, task, sorted scopes) → the findings with that subject. Only findings
+        // of rules some exception names are indexed: usually a handful, not every finding.
+        let named: HashSet<&str> = p.exceptions.iter().map(|e| e.rule.value.as_str()).collect();
+        type Key<'k> = (&'k str, Option<&'k str>, Option<&'k str>, &'k [String]);
         let mut index: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
-        let snapshot: Vec<Key<'_>> = self
-            .raw
-            .iter()
-            .map(|r| {
-                let mut s = r.scopes.clone();
-                s.sort();
-                s.dedup();
-                (r.rule, r.credential.as_deref(), r.task.as_deref(), s)
-            })
-            .collect();
-        for (i, k) in snapshot.into_iter().enumerate() {
-            index.entry(k).or_default().push(i);
+        for (i, r) in self.raw.iter().enumerate() {
+            if named.contains(r.rule) && rule(r.rule).is_some_and(|info| info.exceptable) {
+                let key = (
+                    r.rule,
+                    r.credential.as_deref(),
+                    r.task.as_deref(),
+                    r.scopes.as_slice(),
+                );
+                index.entry(key).or_default().push(i);
+            }
         }
         let mut new: Vec<Raw> = Vec::new();
         let mut hide: Vec<usize> = Vec::new();
@@ -800,7 +825,11 @@ impl<'a> Linter<'a> {
                 });
                 continue;
             }
-            let key: Key<'_> = (info.id, cred, task, scopes.clone());
+            if e.scopes_invalid {
+                // Already an `invalid-scope` finding; the policy is refused as a whole.
+                continue;
+            }
+            let key: Key<'_> = (info.id, cred, task, scopes.as_slice());
             match index.get(&key) {
                 Some(found) => hide.extend(found.iter().copied()),
                 None => invalid(

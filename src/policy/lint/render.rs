@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::super::error::LineIndex;
+use super::super::error::{snippet, LineIndex};
 use super::{rule, Class, Finding, Report, RULES};
 
 /// Version of the JSON schema documented in docs/lint-rules.md.
@@ -103,8 +103,13 @@ impl Report {
                 f.line,
                 f.column
             );
-            let text = idx.line_text(src, f.line);
             if !src.is_empty() {
+                let end_col = if f.end_line == f.line {
+                    f.end_column
+                } else {
+                    usize::MAX
+                };
+                let (text, start, len) = snippet(idx.line_text(src, f.line), f.column, end_col);
                 let _ = writeln!(o, "{pad} {}", p.gutter("|"));
                 let _ = writeln!(
                     o,
@@ -113,14 +118,6 @@ impl Report {
                     p.gutter("|"),
                     text
                 );
-                let line_chars = text.chars().count();
-                let start = f.column - 1;
-                let end = if f.end_line == f.line {
-                    (f.end_column - 1).min(line_chars)
-                } else {
-                    line_chars
-                };
-                let len = end.saturating_sub(start).max(1);
                 let _ = writeln!(
                     o,
                     "{pad} {} {}{}",
@@ -215,7 +212,9 @@ impl Report {
                 })
             })
             .collect();
+        // Code scanning resolves URIs against the repository root: `./policy.toml` → `policy.toml`.
         let uri = self.path.replace('\\', "/");
+        let uri = uri.trim_start_matches("./").to_owned();
         let results: Vec<Value> = self
             .findings
             .iter()
