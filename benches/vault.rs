@@ -4,14 +4,13 @@
 //!
 //! `cargo bench --bench vault`. The ratio target (design.md): open ≤ 1.2× plain.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use scopevault::policy::CredentialKind;
 use scopevault::secret::SecretString;
 use scopevault::vault::{
-    self, bench_support, Credential, NewSlot, OpenOptions, Unlock, Vault, WriteLock,
+    self, bench_support, Credential, FieldMap, NewSlot, OpenOptions, Unlock, Vault, WriteLock,
 };
 
 const N: usize = 10_000;
@@ -37,8 +36,8 @@ fn fixture(slot: NewSlot) -> Fixture {
         let mut c = Credential::new(CredentialKind::Login, now);
         c.scopes = vec!["shop:login".into(), format!("shop:orders:{}", i % 7)];
         c.origins = vec!["https://shop.example.com".into()];
-        c.fields = BTreeMap::from([("username".to_owned(), format!("monitor-{i}"))]);
-        c.secrets = BTreeMap::from([(
+        c.fields = FieldMap::from_iter([("username".to_owned(), format!("monitor-{i}"))]);
+        c.secrets = FieldMap::from_iter([(
             "password".to_owned(),
             SecretString::from(format!("pw-{i}-xxxxxxxxxxxxxxxx")),
         )]);

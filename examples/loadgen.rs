@@ -289,6 +289,11 @@ struct Options {
     limits: Limits,
     clients: Vec<usize>,
     dir: Option<PathBuf>,
+    /// `--rss N`: instead of the throughput table, measure the daemon's RSS with N credentials.
+    rss: Option<usize>,
+    rss_requests: usize,
+    /// `--rss-tasks T`: only the first T credentials get a task (default: all of them).
+    rss_tasks: Option<usize>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -299,6 +304,9 @@ fn parse_args() -> Result<Options, String> {
         },
         clients: vec![1, 8, 64],
         dir: None,
+        rss: None,
+        rss_requests: 1_000_000,
+        rss_tasks: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -313,6 +321,13 @@ fn parse_args() -> Result<Options, String> {
                     .collect::<Result<_, _>>()?
             }
             "--dir" => o.dir = Some(PathBuf::from(value()?)),
+            "--rss" => o.rss = Some(value()?.parse().map_err(|e| format!("--rss: {e}"))?),
+            "--rss-tasks" => {
+                o.rss_tasks = Some(value()?.parse().map_err(|e| format!("--rss-tasks: {e}"))?)
+            }
+            "--rss-requests" => {
+                o.rss_requests = value()?.parse().map_err(|e| format!("--rss-requests: {e}"))?
+            }
             "-h" | "--help" => {
                 return Err("usage: loadgen [--requests N] [--seconds S] [--clients 1,8,64] [--dir DIR (for the audit log: put it on the disk the daemon uses)]".into())
             }
@@ -333,7 +348,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match run(&opts) {
+    let result = match opts.rss {
+        Some(n) => rss_probe(&opts, n),
+        None => run(&opts),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -386,8 +405,42 @@ fn run(opts: &Options) -> io::Result<()> {
         logs.push((name, log));
     }
 
-    // Further targets (the scopevault daemon, audit sync on and off) go here, e.g.
-    // targets.push(json_line_target("scopevault sync", sock, r#"{"v":1,"op":"fetch","task":"t"}"#, Some("\"ok\":true")));
+    // The scopevault daemon itself (the release binary beside this example), audit sync on
+    // and off: a real vault, a real policy, a real `fetch` with its audit record.
+    let mut daemons = Vec::new();
+    match scopevault_binary() {
+        Some(bin) => {
+            let vault_dir = disk.path().join("vault");
+            let identity = setup_bench_vault(&bin, &vault_dir)?;
+            for sync in [true, false] {
+                let name = if sync {
+                    "scopevault sync"
+                } else {
+                    "scopevault nosync"
+                };
+                let sock = sockets.path().join(if sync {
+                    "sv-sync/s.sock"
+                } else {
+                    "sv-nosync/s.sock"
+                });
+                let audit = disk.path().join(if sync {
+                    "sv-sync.jsonl"
+                } else {
+                    "sv-nosync.jsonl"
+                });
+                daemons.push(start_daemon(
+                    &bin, &vault_dir, &identity, &sock, &audit, sync,
+                )?);
+                targets.push(json_line_target(
+                    name,
+                    sock,
+                    r#"{"v":1,"op":"fetch","task":"bench"}"#,
+                    Some("\"ok\":true"),
+                ));
+            }
+        }
+        None => println!("skipped scopevault: build it first (cargo build --release)"),
+    }
 
     println!(
         "{} requests per client at most, {:.1} s per run at most; audit log on {}",
@@ -430,6 +483,120 @@ fn run(opts: &Options) -> io::Result<()> {
 }
 
 /// Every target's throughput and p50 relative to `echo` and `ssh-agent` at the same concurrency.
+/// `target/<profile>/scopevault`, beside `target/<profile>/examples/loadgen`.
+fn scopevault_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("scopevault");
+    bin.exists().then_some(bin)
+}
+
+/// An identity-file vault with one task this user may run and one login credential.
+fn setup_bench_vault(bin: &Path, dir: &Path) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let vault = dir.join("vault.scopevault");
+    let identity = dir.join("identity.txt");
+    let uid = scopevault::sys::current_uid();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\n[credentials.bench-login]\nkind = \"login\"\nscopes = [\"bench:login\"]\n\
+             [tasks.bench]\nneeds = [\"bench:login\"]\ncredentials = [\"bench-login\"]\n\
+             runners = {{ users = [\"{uid}\"] }}\n"
+        ),
+    )?;
+    let run = |args: &[&str], stdin: Option<&str>| -> io::Result<()> {
+        let mut c = Command::new(bin)
+            .arg("--vault")
+            .arg(&vault)
+            .args(args)
+            .env("XDG_STATE_HOME", dir.join("state"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        if let Some(s) = stdin {
+            c.stdin.take().expect("piped").write_all(s.as_bytes())?;
+        }
+        drop(c.stdin.take());
+        if !c.wait()?.success() {
+            return Err(io::Error::other(format!("scopevault {args:?} failed")));
+        }
+        Ok(())
+    };
+    let id = identity.to_string_lossy().into_owned();
+    run(&["init", "--identity-out", &id], None)?;
+    run(
+        &[
+            "--identity-file",
+            &id,
+            "policy",
+            "apply",
+            &policy.to_string_lossy(),
+        ],
+        None,
+    )?;
+    run(
+        &[
+            "--identity-file",
+            &id,
+            "cred",
+            "set",
+            "bench-login",
+            "--field",
+            "username=bench",
+            "--secret",
+            "password",
+        ],
+        Some("bench-password-value"),
+    )?;
+    Ok(identity)
+}
+
+/// A daemon child process; killed on drop.
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_daemon(
+    bin: &Path,
+    dir: &Path,
+    identity: &Path,
+    sock: &Path,
+    audit: &Path,
+    sync: bool,
+) -> io::Result<Daemon> {
+    let mut c = Command::new(bin);
+    c.arg("--vault")
+        .arg(dir.join("vault.scopevault"))
+        .arg("--socket")
+        .arg(sock)
+        .args(["serve", "--max-connections", "1024", "--identity-file"])
+        .arg(identity)
+        .arg("--audit")
+        .arg(audit)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if !sync {
+        c.arg("--unsafe-no-audit-sync");
+    }
+    let d = Daemon(c.spawn()?);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while UnixStream::connect(sock).is_err() {
+        if Instant::now() > deadline {
+            return Err(io::Error::other("the scopevault daemon did not start"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(d)
+}
+
 fn print_ratios(results: &[Stats]) {
     println!();
     println!(
@@ -452,4 +619,125 @@ fn print_ratios(results: &[Stats]) {
             fmt(echo.map(|e| s.p50.as_secs_f64() / e.p50.as_secs_f64())),
         );
     }
+}
+
+/// Daemon memory with `n` credentials (one task each): RSS after unlock and after every step
+/// of `--rss-requests` fetches spread over all tasks (design.md: < 32 MiB, flat).
+fn rss_probe(opts: &Options, n: usize) -> io::Result<()> {
+    use scopevault::policy::{CredentialKind, Policy};
+    use scopevault::vault::{Credential, NewSlot, Vault};
+    let bin = scopevault_binary().ok_or_else(|| {
+        io::Error::other("build the scopevault binary first (cargo build --release)")
+    })?;
+    let disk = match &opts.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir_in(".")?,
+    };
+    let dir = disk.path();
+    let vault_path = dir.join("vault.scopevault");
+    let identity = dir.join("identity.txt");
+    let uid = scopevault::sys::current_uid();
+    let mut toml = String::from("version = 1\n");
+    let tasks = opts.rss_tasks.unwrap_or(n).clamp(1, n);
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[credentials.c{i}]\nkind = \"login\"\nscopes = [\"app{i}:login\"]\n"
+        ));
+        if i < tasks {
+            toml.push_str(&format!(
+                "[tasks.t{i}]\nneeds = [\"app{i}:login\"]\ncredentials = [\"c{i}\"]\nrunners = {{ users = [\"{uid}\"] }}\n"
+            ));
+        }
+    }
+    let started = Instant::now();
+    std::env::set_var("XDG_STATE_HOME", dir.join("state"));
+    let policy = Policy::parse(&toml, "rss.toml").map_err(|e| io::Error::other(e.to_string()))?;
+    let (mut vault, id_text) =
+        Vault::create(&vault_path, NewSlot::IdentityFile).map_err(io::Error::other)?;
+    std::fs::write(&identity, id_text.expect("identity slot").as_bytes())?;
+    let now = scopevault::vault::timestamp();
+    for i in 0..n {
+        let mut c = Credential::new(CredentialKind::Login, now);
+        c.scopes = vec![format!("app{i}:login")];
+        c.fields.insert("username".into(), format!("user{i}"));
+        c.secrets.insert(
+            "password".into(),
+            SecretString::from(format!("password-{i}-0123456789abcdef")),
+        );
+        vault
+            .add_credential(&format!("c{i}"), c)
+            .map_err(io::Error::other)?;
+    }
+    vault.set_policy(policy);
+    let lock = scopevault::vault::WriteLock::acquire(&vault_path).map_err(io::Error::other)?;
+    vault.save(&lock).map_err(io::Error::other)?;
+    drop(lock);
+    drop(vault);
+    println!(
+        "vault with {n} credentials and {tasks} tasks: {} bytes, built in {:.1} s",
+        std::fs::metadata(&vault_path)?.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let sock = dir.join("run/s.sock");
+    if std::env::var_os("LOADGEN_KEEP").is_some() {
+        // Leave the vault for a manual look (heap profiler): print where it is and stop.
+        let kept = disk.keep();
+        println!(
+            "kept {} (identity.txt, vault.scopevault, state/)",
+            kept.display()
+        );
+        return Ok(());
+    }
+    let daemon = start_daemon(&bin, dir, &identity, &sock, &dir.join("audit.jsonl"), false)?;
+    let pid = daemon.0.id();
+    let rss = || -> io::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        Ok(status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0))
+    };
+    println!("{:>10} {:>10}", "requests", "RSS KiB");
+    println!("{:>10} {:>10}", 0, rss()?);
+    let threads = 8usize;
+    let mut done = 0usize;
+    let mut step = 10_000usize;
+    while done < opts.rss_requests {
+        let batch = step.min(opts.rss_requests - done);
+        let per = batch / threads;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let sock = sock.clone();
+                std::thread::spawn(move || -> io::Result<()> {
+                    let stream = UnixStream::connect(&sock)?;
+                    let mut w = stream.try_clone()?;
+                    let mut r = BufReader::new(stream);
+                    let mut line = String::new();
+                    for k in 0..per {
+                        let task = (done + t * per + k) % tasks;
+                        w.write_all(
+                            format!("{{\"v\":1,\"op\":\"fetch\",\"task\":\"t{task}\"}}\n")
+                                .as_bytes(),
+                        )?;
+                        line.clear();
+                        r.read_line(&mut line)?;
+                        if !line.contains("\"ok\":true") {
+                            return Err(io::Error::other(line.clone()));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| io::Error::other("client panicked"))??;
+        }
+        done += per * threads;
+        println!("{done:>10} {:>10}", rss()?);
+        step = (step * 10).min(250_000);
+    }
+    drop(daemon);
+    Ok(())
 }

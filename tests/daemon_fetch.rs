@@ -494,3 +494,118 @@ fn the_node_example_client_works_against_the_real_daemon() {
         secret_of("search-token")
     );
 }
+
+#[test]
+fn hostile_input_against_an_unlocked_daemon_never_returns_a_secret() {
+    use std::io::Write;
+    let dir = tempdir();
+    let d = start(dir.path());
+    let mut answers = String::new();
+    for line in [
+        "garbage",
+        r#"{"v":1,"op":"fetch","task":"checkout-flow","extra":1}"#,
+        r#"{"v":1,"op":"fetch","task":"newsletter"}"#,
+        r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-backoffice"}"#,
+        r#"{"v":1,"op":"fetch","task":"checkout-flow","ticket":"svt1_x"}"#,
+        r#"{"v":1,"op":"fetch","ticket":"svt1_x"}"#,
+        r#"{"v":1,"op":"fetch","task":"../../etc/passwd"}"#,
+        r#"{"v":1,"op":"unlock","passphrase":42}"#,
+        r#"{"v":1,"op":"ticket","task":"checkout-flow","ttl":999999999}"#,
+    ] {
+        let v = d.request(line);
+        assert_eq!(v["ok"], false, "{line} → {v}");
+        answers.push_str(&v.to_string());
+    }
+    // An over-long line on a connection of its own.
+    let mut s = d.connect();
+    let _ = s.write_all(&vec![b'{'; 100_000]);
+    if let Ok(v) = daemon::read_json(&mut s) {
+        assert_eq!(code(&v), "too_large");
+        answers.push_str(&v.to_string());
+    }
+    assert_no_secret(&answers, "responses to refused requests");
+    assert_no_secret(&d.audit_text(), "the audit log");
+    assert_no_secret(&d.stderr_text(), "the daemon's log");
+    d.assert_alive();
+}
+
+#[test]
+fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempdir();
+    let d = start(dir.path());
+    let mut child = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args([
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "got-term");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+}
+
+#[test]
+fn enforce_deny_refuses_an_over_scoped_credential_unless_an_exception_covers_it() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let policy =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml"))
+            .unwrap()
+            .replace("enforce = \"warn\"", "enforce = \"deny\"");
+    let file = dir.path().join("deny.toml");
+    std::fs::write(&file, policy).unwrap();
+    let id = dir.path().join("identity.txt");
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "policy",
+            "apply",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = sv(&d, &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"order-status"}"#);
+    assert_eq!(code(&v), "over_scoped", "{v}");
+    assert_no_secret(&v.to_string(), "an over_scoped response");
+    // browse-catalog's excess is covered by a reviewed, unexpired exception.
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"browse-catalog"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    // An exact grant is not affected.
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let audit = d.audit_text();
+    assert!(audit.contains("over_scoped"), "{audit}");
+    assert_no_secret(&audit, "the audit log");
+}

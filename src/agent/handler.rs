@@ -487,7 +487,7 @@ impl Handler {
                     Vec::new(),
                 ));
             };
-            let grant = policy.check_grant(&task_name, name, today);
+            let grant = o.grant(policy, &task_name, name, today);
             let mut warnings = Vec::new();
             if !grant.excess.is_empty() {
                 let mut w = format!(
@@ -524,7 +524,7 @@ impl Handler {
             if cred.kind == CredentialKind::Totp {
                 let seed = TOTP_SEED_FIELDS
                     .iter()
-                    .find_map(|f| cred.secrets.get(*f).map(|v| (*f, v)));
+                    .find_map(|f| cred.secrets.get(f).map(|v| (*f, v)));
                 let Some((field, value)) = seed else {
                     return Err(refuse(
                         ErrorCode::NotFound,
@@ -559,7 +559,11 @@ impl Handler {
                 kind: cred.kind.as_str().to_owned(),
                 scopes: cred.scopes.to_vec(),
                 origins: cred.origins.to_vec(),
-                fields: cred.fields.clone(),
+                fields: cred
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 secrets,
                 totp,
                 warnings,
@@ -626,8 +630,8 @@ mod tests {
         kind: CredentialKind,
         scopes: Vec<String>,
         origins: Vec<String>,
-        fields: BTreeMap<String, String>,
-        secrets: BTreeMap<String, SecretString>,
+        fields: crate::vault::FieldMap<String>,
+        secrets: crate::vault::FieldMap<SecretString>,
     }
 
     struct StandIn {
@@ -691,8 +695,8 @@ mod tests {
                     kind: decl.kind(),
                     scopes: decl.scopes().into_iter().map(str::to_owned).collect(),
                     origins: decl.origins().into_iter().map(str::to_owned).collect(),
-                    fields,
-                    secrets,
+                    fields: fields.into_iter().collect(),
+                    secrets: secrets.into_iter().collect(),
                 },
             );
         }

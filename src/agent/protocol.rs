@@ -584,6 +584,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_never_echoes_a_passphrase(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            pass in "[A-Za-z0-9]{12,20}",
+            key in "[a-z_]{1,12}",
+        ) {
+            let _ = Request::parse(&bytes);
+            for line in [
+                format!(r#"{{"v":1,"op":"unlock","passphrase":{pass}}}"#),
+                format!(r#"{{"v":1,"op":"lock","{key}":"{pass}"}}"#),
+                format!(r#"{{"v":"{pass}","op":"unlock","passphrase":"{pass}"}}"#),
+            ] {
+                if let Err(e) = Request::parse(line.as_bytes()) {
+                    proptest::prop_assert!(!e.message.contains(&pass), "{}", e.message);
+                }
+            }
+        }
+    }
+
     #[test]
     fn request_lines_round_trip() {
         let req = Request::Unlock {

@@ -4,20 +4,21 @@
 //! The handler sees an opened vault through [`VaultView`], the few read-only things it needs,
 //! so the request logic does not depend on how the vault is stored.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use super::protocol::ErrorBody;
-use crate::policy::{CredentialKind, Policy};
+use crate::policy::{CredentialKind, Grant, Policy};
 use crate::secret::SecretString;
+use crate::vault::FieldMap;
 
 /// One stored credential, as the handler reads it.
 pub(crate) struct CredView<'a> {
     pub kind: CredentialKind,
     pub scopes: &'a [String],
     pub origins: &'a [String],
-    pub fields: &'a BTreeMap<String, String>,
-    pub secrets: &'a BTreeMap<String, SecretString>,
+    pub fields: &'a FieldMap<String>,
+    pub secrets: &'a FieldMap<SecretString>,
 }
 
 /// What the daemon needs from an opened vault.
@@ -39,10 +40,16 @@ pub(crate) struct Runners {
     pub gids: Vec<u32>,
 }
 
+/// The day the cached grants are for, and the grants by (task, credential).
+type GrantCache = (Option<time::Date>, HashMap<(String, String), Arc<Grant>>);
+
 /// An opened vault and what was derived from it.
 pub(crate) struct Opened {
     pub vault: Box<dyn VaultView>,
     pub runners: HashMap<String, Runners>,
+    /// `policy.check_grant` of every (task, credential) pair, for one day (exceptions expire
+    /// by date): computed once instead of on every fetch.
+    grants: RwLock<GrantCache>,
 }
 
 impl Opened {
@@ -65,7 +72,37 @@ impl Opened {
                 runners.insert(name.to_owned(), Runners { uids, gids });
             }
         }
-        Opened { vault, runners }
+        Opened {
+            vault,
+            runners,
+            grants: RwLock::new((None, HashMap::new())),
+        }
+    }
+
+    /// The scope check of `credential` for `task` on `today` (the lint's logic, cached per day).
+    pub(crate) fn grant(
+        &self,
+        policy: &Policy,
+        task: &str,
+        credential: &str,
+        today: time::Date,
+    ) -> Arc<Grant> {
+        let key = (task.to_owned(), credential.to_owned());
+        {
+            let g = self.grants.read().unwrap_or_else(|p| p.into_inner());
+            if g.0 == Some(today) {
+                if let Some(found) = g.1.get(&key) {
+                    return found.clone();
+                }
+            }
+        }
+        let fresh = Arc::new(policy.check_grant(task, credential, today));
+        let mut g = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        if g.0 != Some(today) {
+            *g = (Some(today), HashMap::new());
+        }
+        g.1.insert(key, fresh.clone());
+        fresh
     }
 }
 
@@ -90,14 +127,24 @@ impl State {
 
     /// Put an opened vault in the slot (the previous one, if any, is dropped and zeroed).
     pub(crate) fn set(&self, opened: Opened) {
-        let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
-        *guard = Some(opened);
+        let old = {
+            let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+            guard.replace(opened)
+        };
+        // Dropped outside the lock (zeroing ten thousand secrets takes a moment), then the
+        // parse garbage of the open and the old vault are given back to the kernel.
+        drop(old);
+        crate::sys::release_free_memory();
     }
 
     /// Forget the vault (its key and secrets are zeroed as they drop).
     pub(crate) fn lock(&self) {
-        let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
-        *guard = None;
+        let old = {
+            let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+            guard.take()
+        };
+        drop(old);
+        crate::sys::release_free_memory();
     }
 }
 

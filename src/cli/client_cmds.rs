@@ -339,14 +339,8 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     let sig_handle = signals.handle();
     let forwarder = std::thread::spawn(move || {
         for sig in signals.forever() {
-            // std can only send SIGKILL; /bin/kill sends the signal we received, without
-            // `unsafe` here. Forwarding is rare, so a process per signal is fine.
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(pid.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            // The child may have exited already: then there is nobody to forward to.
+            let _ = crate::sys::send_signal(pid, sig);
         }
     });
 

@@ -104,8 +104,8 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     let mut cred = Credential::new(a.kind, vault::timestamp());
     cred.scopes = a.scopes.clone();
     cred.origins = a.origins.clone();
-    cred.fields = fields;
-    cred.secrets = secrets;
+    cred.fields = fields.into_iter().collect();
+    cred.secrets = secrets.into_iter().collect();
     let n = cred.secrets.len();
     vault.add_credential(&a.name, cred)?;
     vault.save(&lock)?;

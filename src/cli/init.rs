@@ -15,14 +15,7 @@ use crate::vault::{KeyringStore, NewSlot, Vault, WriteLock};
 pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
     // Validate everything the user typed before touching the disk.
-    if let Some(out) = &a.identity_out {
-        if out.exists() {
-            anyhow::bail!(
-                "{} already exists: refusing to overwrite an identity file",
-                out.display()
-            );
-        }
-    }
+    refuse_existing(a.identity_out.as_deref())?;
     let slot = match &a.identity_out {
         Some(_) => NewSlot::IdentityFile,
         None => {
@@ -63,6 +56,17 @@ pub(crate) fn keyring_store(a: KeyringStoreArg) -> KeyringStore {
         KeyringStoreArg::SecretService => KeyringStore::SecretService,
         KeyringStoreArg::Keyutils => KeyringStore::Keyutils,
     }
+}
+
+/// An identity file is never overwritten: the old one may be the only key of another vault.
+pub(crate) fn refuse_existing(identity_out: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(out) = identity_out.filter(|o| o.exists()) {
+        anyhow::bail!(
+            "{} already exists: refusing to overwrite an identity file",
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 /// Create a new file with mode 0600 (refusing to overwrite) and write `bytes`, fsynced.

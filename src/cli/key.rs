@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::args::{GlobalArgs, KeyAddArgs, KeyCommand};
-use super::init::{keyring_store, write_private_new};
+use super::init::{keyring_store, refuse_existing, write_private_new};
 use super::unlock::{new_passphrase, open_vault, vault_path, warn_test_kdf};
 use crate::vault::{Vault, WriteLock};
 
@@ -35,14 +35,7 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
 
 fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
-    if let Some(out) = &a.identity_out {
-        if out.exists() {
-            anyhow::bail!(
-                "{} already exists: refusing to overwrite an identity file",
-                out.display()
-            );
-        }
-    }
+    refuse_existing(a.identity_out.as_deref())?;
     let new_pass = if a.passphrase {
         warn_test_kdf();
         Some(new_passphrase(a.new_passphrase_file.as_deref(), None)?)

@@ -50,14 +50,6 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let audit_path = a.audit.clone().unwrap_or_else(default_audit_path);
     let audit = AuditLog::open(&audit_path, !a.unsafe_no_audit_sync)?;
     let socket_path = g.socket.clone().unwrap_or_else(default_socket_path);
-    let listener = match activated_listener()? {
-        Some(l) => Listener::inherited(l),
-        None => Listener::bind(&socket_path)?,
-    };
-    let shown_path = listener
-        .path()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "the socket from systemd".into());
     let mut handler = Handler::new(access, audit);
     let vault_path = super::unlock::vault_path(g);
     let opts = super::unlock::open_options(g);
@@ -70,6 +62,15 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     let unlocked_by = unlock_at_start(g, &vault_path, &opts, &handler)?;
+    // The socket comes last: once it answers, the daemon is fully up (unlocked if it can be).
+    let listener = match activated_listener()? {
+        Some(l) => Listener::inherited(l),
+        None => Listener::bind(&socket_path)?,
+    };
+    let shown_path = listener
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the socket from systemd".into());
     let handler = Arc::new(handler);
     let server = Server::new(listener, limits, handler.clone());
     let shutdown = server.shutdown_handle();

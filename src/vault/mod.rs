@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 pub use keyring::KeyringStore;
-pub use model::{validate_field_key, validate_name, Credential, SECRET_FIELD_NAMES};
+pub use model::{validate_field_key, validate_name, Credential, FieldMap, SECRET_FIELD_NAMES};
 pub use slots::{KdfParams, Slot};
 pub use store::{state_dir, WriteLock};
 
@@ -217,8 +217,6 @@ pub struct Vault {
     identity: Zeroizing<String>,
     data: VaultData,
     policy: Option<Policy>,
-    /// The payload ciphertext as read, reused when only the header changes (slot edits).
-    payload: Vec<u8>,
     /// Whether `data` changed since it was read (then the payload is re-encrypted on save).
     dirty: bool,
 }
@@ -275,7 +273,6 @@ impl Vault {
             identity,
             data: VaultData::default(),
             policy: None,
-            payload: Vec::new(),
             dirty: true,
         };
         Ok((v, file_text))
@@ -357,27 +354,48 @@ impl Vault {
             identity,
             data,
             policy,
-            payload: parsed.payload.to_vec(),
             dirty: false,
         })
     }
 
-    /// Write the vault: re-encrypt the payload if credentials or policy changed (else reuse the
-    /// ciphertext as read), bump the generation, MAC, save atomically, record the generation.
+    /// Write the vault: re-encrypt the payload if credentials or policy changed (else copy the
+    /// ciphertext on disk unchanged), bump the generation, MAC, save atomically, record the
+    /// generation.
     pub fn save(&mut self, lock: &WriteLock) -> Result<(), VaultError> {
         let seen = store::Seen::new();
         let floor = seen.get(&self.header.vault_id)?.unwrap_or(0);
         let mut header = self.header.clone();
         header.generation = header.generation.max(floor) + 1;
-        if self.dirty {
-            self.payload = encrypt_payload(&self.data, &header.recipient)?;
-        }
-        let bytes = format::encode(&header, &self.payload, &self.identity)?;
+        let payload = if self.dirty {
+            encrypt_payload(&self.data, &header.recipient)?
+        } else {
+            self.current_ciphertext()?
+        };
+        let bytes = format::encode(&header, &payload, &self.identity)?;
         store::write_atomic(&self.path, &bytes, lock)?;
         seen.record(&header.vault_id, header.generation)?;
         self.header = header;
         self.dirty = false;
         Ok(())
+    }
+
+    /// The payload ciphertext of the file on disk, for a save that changes only the header
+    /// (slot edits). It is not kept in memory from the open (a daemon never needs it: for ten
+    /// thousand credentials it is megabytes), so it is read again here — and authenticated
+    /// again: the MAC we are about to write must never vouch for bytes we did not check.
+    fn current_ciphertext(&self) -> Result<Vec<u8>, VaultError> {
+        let bytes = store::read_file(&self.path)?;
+        let parsed = Parsed::parse(&bytes)?;
+        parsed.verify_mac(&self.identity)?;
+        if parsed.header.vault_id != self.header.vault_id
+            || parsed.header.generation != self.header.generation
+        {
+            return Err(VaultError::Usage(format!(
+                "{} changed on disk since it was opened (another writer without the lock?): run the command again",
+                self.path.display()
+            )));
+        }
+        Ok(parsed.payload.to_vec())
     }
 
     /// The vault's path.

@@ -69,9 +69,9 @@ pub struct Credential {
     /// Origins it is for.
     pub origins: Vec<String>,
     /// Plain (non-secret) fields, e.g. `username`.
-    pub fields: BTreeMap<String, String>,
+    pub fields: FieldMap<String>,
     /// Secret fields, e.g. `password`.
-    pub secrets: BTreeMap<String, SecretString>,
+    pub secrets: FieldMap<SecretString>,
     /// When it was added.
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
@@ -87,8 +87,8 @@ impl Credential {
             kind,
             scopes: Vec::new(),
             origins: Vec::new(),
-            fields: BTreeMap::new(),
-            secrets: BTreeMap::new(),
+            fields: FieldMap::new(),
+            secrets: FieldMap::new(),
             created: now,
             rotated: now,
         }
@@ -147,4 +147,147 @@ pub fn validate_field_key(key: &str) -> Result<(), VaultError> {
 fn printable(s: &str) -> String {
     let s: String = s.chars().take(140).collect();
     s.escape_debug().to_string()
+}
+
+/// A small map kept as a sorted vector: credentials have one to three fields, and a
+/// `BTreeMap` allocates a whole node (about half a KiB) even for one entry — with ten
+/// thousand credentials that was the daemon's largest memory cost. Serialises as a JSON
+/// object, like the map it replaces.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FieldMap<V>(Vec<(String, V)>);
+
+impl<V> Default for FieldMap<V> {
+    fn default() -> Self {
+        FieldMap(Vec::new())
+    }
+}
+
+impl<V> FieldMap<V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        FieldMap(Vec::new())
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    /// The value for `key`.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.find(key).ok().map(|i| &self.0[i].1)
+    }
+
+    /// True if `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Insert or replace; returns the old value.
+    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+        match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Remove `key`; returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<V> {
+        self.find(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&String, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Keys in order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<V> Extend<(String, V)> for FieldMap<V> {
+    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<V> FromIterator<(String, V)> for FieldMap<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
+        let mut m = FieldMap::new();
+        m.extend(iter);
+        m
+    }
+}
+
+impl<V> IntoIterator for FieldMap<V> {
+    type Item = (String, V);
+    type IntoIter = std::vec::IntoIter<(String, V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, V> IntoIterator for &'a FieldMap<V> {
+    type Item = (&'a String, &'a V);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, V)>,
+        fn(&'a (String, V)) -> (&'a String, &'a V),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for FieldMap<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<V: Serialize> Serialize for FieldMap<V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for FieldMap<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visit<V> {
+            type Value = FieldMap<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of field names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut m = FieldMap(Vec::with_capacity(a.size_hint().unwrap_or(0).min(64)));
+                while let Some((k, v)) = a.next_entry::<String, V>()? {
+                    if m.insert(k, v).is_some() {
+                        return Err(serde::de::Error::custom("a field name appears twice"));
+                    }
+                }
+                m.0.shrink_to_fit();
+                Ok(m)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
