@@ -150,9 +150,16 @@ fn regenerate() {
     };
     let v = &pass_vault;
     write_fail("truncated", &v[..v.len() / 2], "truncated");
+    // A flipped bit in the authenticated header (a digit of the creation time's seconds:
+    // still valid JSON and RFC 3339)...
+    let mut b = v.clone();
+    let at = b.windows(11).position(|w| w == b"\"created\":\"").unwrap() + 11 + 18;
+    b[at] ^= 0x01;
+    write_fail("flipped_header_byte", &b, "failed authentication");
+    // ... and one in the payload, caught by age's authenticated decryption.
     let mut b = v.clone();
     b[v.len() - 100] ^= 0x01;
-    write_fail("flipped_byte", &b, "failed authentication");
+    write_fail("flipped_payload_byte", &b, "the payload does not decrypt");
     let mut b = v.clone();
     b[8..10].copy_from_slice(&2u16.to_be_bytes());
     write_fail("future_version", &b, "version 2 is not supported");
