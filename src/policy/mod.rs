@@ -122,15 +122,19 @@ impl CatalogEntry {
 
 /// A declared credential (`[credentials.NAME]`): its kind, what it can do, where it may be used.
 #[derive(Debug, Clone)]
+///
+/// Kept compact because the daemon holds one per declared credential for its lifetime: boxed
+/// slices instead of vectors (no spare capacity), rarely present fields boxed, and `effective`
+/// shares the text of the declared scopes (a [`Scope`] is a reference-counted string).
 pub struct CredentialDecl {
     pub(crate) span: Range<usize>,
     pub(crate) kind: Sp<CredentialKind>,
-    pub(crate) scopes: Vec<Sp<Scope>>,
-    pub(crate) origins: Vec<Sp<String>>,
-    pub(crate) owner: Option<String>,
-    pub(crate) rotate_every: Option<Sp<time::Duration>>,
+    pub(crate) scopes: Box<[Sp<Scope>]>,
+    pub(crate) origins: Box<[Sp<String>]>,
+    pub(crate) owner: Option<Box<str>>,
+    pub(crate) rotate_every: Option<Box<Sp<time::Duration>>>,
     /// Scopes expanded by the catalog, sorted and without duplicates.
-    pub(crate) effective: Vec<Scope>,
+    pub(crate) effective: Box<[Scope]>,
 }
 
 impl CredentialDecl {
@@ -156,7 +160,7 @@ impl CredentialDecl {
     }
     /// How often it must be rotated, if declared.
     pub fn rotate_every(&self) -> Option<time::Duration> {
-        self.rotate_every.as_ref().map(|d| d.value)
+        self.rotate_every.as_deref().map(|d| d.value)
     }
 }
 
@@ -164,18 +168,20 @@ impl CredentialDecl {
 #[derive(Debug, Clone)]
 pub(crate) struct Runners {
     pub(crate) span: Range<usize>,
-    pub(crate) users: Vec<Sp<String>>,
-    pub(crate) groups: Vec<Sp<String>>,
+    pub(crate) users: Box<[Sp<String>]>,
+    pub(crate) groups: Box<[Sp<String>]>,
 }
 
 /// A monitoring task (`[tasks.NAME]`): what it needs, which credentials serve it, who runs it.
+///
+/// Compact for the same reason as [`CredentialDecl`]: boxed slices and boxed optional parts.
 #[derive(Debug, Clone)]
 pub struct Task {
     pub(crate) span: Range<usize>,
-    pub(crate) needs: Vec<Sp<Scope>>,
-    pub(crate) credentials: Vec<Sp<String>>,
-    pub(crate) runners: Option<Runners>,
-    pub(crate) origin: Option<Sp<String>>,
+    pub(crate) needs: Box<[Sp<Scope>]>,
+    pub(crate) credentials: Box<[Sp<String>]>,
+    pub(crate) runners: Option<Box<Runners>>,
+    pub(crate) origin: Option<Box<Sp<String>>>,
 }
 
 impl Task {
@@ -449,7 +455,7 @@ impl Policy {
         };
         let t = self.tasks.get(task);
         let mut needs = GrantSet::default();
-        for s in self.expand_refs(t.map(|t| t.needs.as_slice()).unwrap_or(&[])) {
+        for s in self.expand_refs(t.map(|t| &*t.needs).unwrap_or(&[])) {
             needs.insert(s);
         }
         let (excess, high_risk) = self.excess(&needs, cred);

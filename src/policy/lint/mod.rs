@@ -684,7 +684,7 @@ impl<'a> Linter<'a> {
                 Some(m) if m.has_secret => {
                     let period = cred
                         .rotate_every
-                        .as_ref()
+                        .as_deref()
                         .or(p.max_credential_age.as_ref())
                         .map(|d| d.value);
                     let Some(period) = period else { continue };
