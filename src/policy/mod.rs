@@ -21,6 +21,7 @@
 
 mod canonical;
 mod error;
+mod hash;
 mod kind;
 pub mod lint;
 mod parse;
@@ -543,6 +544,14 @@ impl Policy {
         let mut out: Vec<&Scope> = scopes.iter().map(|s| &s.value).collect();
         if !self.closures.is_empty() {
             for s in scopes {
+                if !s.value.is_wildcard() {
+                    // The one catalog entry a plain scope can grant is itself: one lookup,
+                    // no iterator.
+                    if let Some(c) = self.closures.get(s.value.as_str()) {
+                        out.extend(c.iter());
+                    }
+                    continue;
+                }
                 for (k, _) in self.catalog_granted_by(&s.value) {
                     if let Some(c) = self.closures.get(k) {
                         out.extend(c.iter());

@@ -164,21 +164,31 @@ impl FromStr for Scope {
 /// A set of scope strings that answers "does this set grant scope X" with a few hash lookups.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct GrantSet<'a> {
-    set: std::collections::HashSet<&'a str>,
+    set: super::hash::FxHashSet<&'a str>,
+    /// Whether any member is a wildcard: without one, a scope is granted only by itself.
+    wildcards: bool,
 }
 
 impl<'a> GrantSet<'a> {
     pub(crate) fn clear(&mut self) {
         self.set.clear();
+        self.wildcards = false;
     }
 
     pub(crate) fn insert(&mut self, s: &'a Scope) {
+        self.wildcards |= s.is_wildcard();
         self.set.insert(s.as_str());
     }
 
     /// Whether some scope of the set grants `s`.
     pub(crate) fn grants(&self, s: &Scope) -> bool {
-        if self.set.contains(s.as_str()) || self.set.contains("*") {
+        if self.set.contains(s.as_str()) {
+            return true;
+        }
+        if !self.wildcards {
+            return false;
+        }
+        if self.set.contains("*") {
             return true;
         }
         // The same lookups as `granting_wildcards`, in one reused buffer: this runs for every
