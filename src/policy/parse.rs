@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::did_you_mean;
+use super::hash::FxHashMap;
 use super::{
     CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Policy, PolicyError, Problem,
     Risk, Runners, Scope, Sp, Task,
@@ -178,13 +179,39 @@ fn rewrite_toml_message(msg: &str) -> String {
     msg.to_owned()
 }
 
+/// Where a scope was written, for the message of an `invalid-scope` problem: formatted only
+/// when there is one, not once per entry of a large policy.
+#[derive(Clone, Copy)]
+enum Where<'a> {
+    Catalog(&'a str),
+    Credential(&'a str),
+    Task(&'a str),
+    Exception,
+    CatalogKey,
+}
+
+impl std::fmt::Display for Where<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Where::Catalog(k) => write!(f, "`implies` of catalog scope `{k}`"),
+            Where::Credential(n) => write!(f, "credential `{n}`"),
+            Where::Task(n) => write!(f, "the needs of task `{n}`"),
+            Where::Exception => f.write_str("an exception"),
+            Where::CatalogKey => f.write_str("the scope catalog"),
+        }
+    }
+}
+
 struct Ctx<'a> {
     path: &'a str,
     source: &'a str,
     problems: Vec<Problem>,
+    /// Every scope parsed so far, by text: a scope written many times (a task's need and the
+    /// credential that grants it) is one shared text in the model.
+    scopes: FxHashMap<&'a str, Scope>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn err(&self, span: Range<usize>, message: String) -> PolicyError {
         PolicyError::invalid(self.path, self.source, span, message)
     }
@@ -192,16 +219,25 @@ impl Ctx<'_> {
     /// Parse a scope; an invalid one becomes an `invalid-scope` problem and is left out.
     fn scope(
         &mut self,
-        s: &Spanned<String>,
-        where_: &str,
+        s: &'a Spanned<String>,
+        where_: Where<'_>,
         credential: Option<&str>,
         task: Option<&str>,
     ) -> Option<Sp<Scope>> {
-        match Scope::parse(s.get_ref()) {
-            Ok(v) => Some(Sp {
-                value: v,
+        if let Some(v) = self.scopes.get(s.get_ref().as_str()) {
+            return Some(Sp {
+                value: v.clone(),
                 span: s.span(),
-            }),
+            });
+        }
+        match Scope::parse(s.get_ref()) {
+            Ok(v) => {
+                self.scopes.insert(s.get_ref(), v.clone());
+                Some(Sp {
+                    value: v,
+                    span: s.span(),
+                })
+            }
             Err(e) => {
                 self.problems.push(Problem {
                     rule: "invalid-scope",
@@ -383,11 +419,12 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
 }
 
 /// The model from the raw tree: validation, then copies into compact long-lived form.
-fn build(raw: &RawPolicy, source: &str, path: &str) -> Result<Policy, PolicyError> {
+fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Policy, PolicyError> {
     let mut ctx = Ctx {
         path,
         source,
         problems: Vec::new(),
+        scopes: FxHashMap::default(),
     };
     if *raw.version.get_ref() != 1 {
         return Err(ctx.err(
@@ -415,15 +452,15 @@ fn build(raw: &RawPolicy, source: &str, path: &str) -> Result<Policy, PolicyErro
 
     let mut catalog = BTreeMap::new();
     for (key, entry) in &raw.scopes {
-        let Some(scope) = ctx.scope(key, "the scope catalog", None, None) else {
+        let Some(scope) = ctx.scope(key, Where::CatalogKey, None, None) else {
             continue;
         };
         let e = entry.get_ref();
-        let where_ = format!("`implies` of catalog scope `{}`", key.get_ref());
+        let where_ = Where::Catalog(key.get_ref());
         let implies = e
             .implies
             .iter()
-            .filter_map(|s| ctx.scope(s, &where_, None, None))
+            .filter_map(|s| ctx.scope(s, where_, None, None))
             .collect();
         catalog.insert(
             scope.value.to_string(),
@@ -444,11 +481,11 @@ fn build(raw: &RawPolicy, source: &str, path: &str) -> Result<Policy, PolicyErro
     for (key, c) in &raw.credentials.0 {
         let name = ctx.name(key, "credential")?;
         let c = c.get_ref();
-        let where_ = format!("credential `{name}`");
+        let where_ = Where::Credential(&name);
         let scopes = c
             .scopes
             .iter()
-            .filter_map(|s| ctx.scope(s, &where_, Some(&name), None))
+            .filter_map(|s| ctx.scope(s, where_, Some(&name), None))
             .collect();
         let origins = c
             .origins
@@ -480,11 +517,11 @@ fn build(raw: &RawPolicy, source: &str, path: &str) -> Result<Policy, PolicyErro
     for (key, t) in &raw.tasks.0 {
         let name = ctx.name(key, "task")?;
         let t = t.get_ref();
-        let where_ = format!("the needs of task `{name}`");
+        let where_ = Where::Task(&name);
         let needs = t
             .needs
             .iter()
-            .filter_map(|s| ctx.scope(s, &where_, None, Some(&name)))
+            .filter_map(|s| ctx.scope(s, where_, None, Some(&name)))
             .collect();
         let creds = t
             .credentials
@@ -553,7 +590,7 @@ fn build(raw: &RawPolicy, source: &str, path: &str) -> Result<Policy, PolicyErro
             .filter_map(|s| {
                 ctx.scope(
                     s,
-                    "an exception",
+                    Where::Exception,
                     cred.as_ref().map(|c| c.value.as_str()),
                     task.as_ref().map(|t| t.value.as_str()),
                 )

@@ -61,11 +61,11 @@ impl Scope {
         if s.is_empty() {
             return Err(ScopeError::Empty);
         }
-        let segs: Vec<&str> = s.split(':').collect();
-        let last = segs.len() - 1;
-        for (i, seg) in segs.iter().enumerate() {
-            if *seg == "*" {
-                if i != last {
+        // Segment by segment without collecting them: this runs once per scope of a policy.
+        let mut segs = s.split(':').peekable();
+        while let Some(seg) = segs.next() {
+            if seg == "*" {
+                if segs.peek().is_some() {
                     return Err(ScopeError::MisplacedWildcard(s.to_owned()));
                 }
                 continue;
