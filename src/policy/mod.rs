@@ -508,8 +508,14 @@ impl Policy {
 
     /// Whether `s` is, or grants, a high-risk catalog scope that `needs` does not grant.
     fn grants_unneeded_high_risk(&self, s: &Scope, needs: &GrantSet<'_>) -> bool {
+        let unneeded_high =
+            |entry: &CatalogEntry| entry.risk == Risk::High && !needs.grants(&entry.scope);
+        if !s.is_wildcard() {
+            // One lookup, no boxed iterator: this runs for every excess scope the lint sees.
+            return self.catalog.get(s.as_str()).is_some_and(unneeded_high);
+        }
         self.catalog_granted_by(s)
-            .any(|(_, entry)| entry.risk == Risk::High && !needs.grants(&entry.scope))
+            .any(|(_, entry)| unneeded_high(entry))
     }
 
     /// The catalog entries `s` grants: itself, or everything under a wildcard. A range scan of
