@@ -544,30 +544,40 @@ impl Policy {
         self.expand_refs(scopes).into_iter().cloned().collect()
     }
 
-    /// [`Policy::expand`] without copying: the scopes borrowed from the policy. The lint and
-    /// the runtime check call this once per task, so it must not allocate per scope.
+    /// [`Policy::expand`] without copying: the scopes borrowed from the policy. The runtime
+    /// check calls this once per request, so it must not allocate per scope.
     pub(crate) fn expand_refs<'p>(&'p self, scopes: &'p [Sp<Scope>]) -> Vec<&'p Scope> {
-        let mut out: Vec<&Scope> = scopes.iter().map(|s| &s.value).collect();
+        let mut out: Vec<&Scope> = Vec::with_capacity(scopes.len());
+        self.expand_each(scopes, |s| out.push(s));
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every scope of `scopes` and every scope the catalog says they imply, transitively, in
+    /// no particular order and possibly repeated: for filling a set (the lint does this once
+    /// per task, and neither sorts nor allocates).
+    pub(crate) fn expand_each<'p>(&'p self, scopes: &'p [Sp<Scope>], mut f: impl FnMut(&'p Scope)) {
+        for s in scopes {
+            f(&s.value);
+        }
         if !self.closures.is_empty() {
             for s in scopes {
                 if !s.value.is_wildcard() {
                     // The one catalog entry a plain scope can grant is itself: one lookup,
                     // no iterator.
                     if let Some(c) = self.closures.get(s.value.as_str()) {
-                        out.extend(c.iter());
+                        c.iter().for_each(&mut f);
                     }
                     continue;
                 }
                 for (k, _) in self.catalog_granted_by(&s.value) {
                     if let Some(c) = self.closures.get(k) {
-                        out.extend(c.iter());
+                        c.iter().for_each(&mut f);
                     }
                 }
             }
         }
-        out.sort_unstable();
-        out.dedup();
-        out
     }
 }
 

@@ -402,9 +402,7 @@ impl<'a> Linter<'a> {
         for (tname, task) in &p.tasks {
             needs.clear();
             granted.clear();
-            for s in p.expand_refs(&task.needs) {
-                needs.insert(s);
-            }
+            p.expand_each(&task.needs, |s| needs.insert(s));
             for cref in &task.credentials {
                 let cname = cref.value.as_str();
                 let ci = self.cred_index.get(cname).copied();
