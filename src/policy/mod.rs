@@ -21,6 +21,7 @@
 
 mod canonical;
 mod error;
+mod hash;
 mod kind;
 pub mod lint;
 mod parse;
@@ -122,15 +123,19 @@ impl CatalogEntry {
 
 /// A declared credential (`[credentials.NAME]`): its kind, what it can do, where it may be used.
 #[derive(Debug, Clone)]
+///
+/// Kept compact because the daemon holds one per declared credential for its lifetime: boxed
+/// slices instead of vectors (no spare capacity), rarely present fields boxed, and `effective`
+/// shares the text of the declared scopes (a [`Scope`] is a reference-counted string).
 pub struct CredentialDecl {
     pub(crate) span: Range<usize>,
     pub(crate) kind: Sp<CredentialKind>,
-    pub(crate) scopes: Vec<Sp<Scope>>,
-    pub(crate) origins: Vec<Sp<String>>,
-    pub(crate) owner: Option<String>,
-    pub(crate) rotate_every: Option<Sp<time::Duration>>,
+    pub(crate) scopes: Box<[Sp<Scope>]>,
+    pub(crate) origins: Box<[Sp<String>]>,
+    pub(crate) owner: Option<Box<str>>,
+    pub(crate) rotate_every: Option<Box<Sp<time::Duration>>>,
     /// Scopes expanded by the catalog, sorted and without duplicates.
-    pub(crate) effective: Vec<Scope>,
+    pub(crate) effective: Box<[Scope]>,
 }
 
 impl CredentialDecl {
@@ -156,7 +161,7 @@ impl CredentialDecl {
     }
     /// How often it must be rotated, if declared.
     pub fn rotate_every(&self) -> Option<time::Duration> {
-        self.rotate_every.as_ref().map(|d| d.value)
+        self.rotate_every.as_deref().map(|d| d.value)
     }
 }
 
@@ -164,18 +169,20 @@ impl CredentialDecl {
 #[derive(Debug, Clone)]
 pub(crate) struct Runners {
     pub(crate) span: Range<usize>,
-    pub(crate) users: Vec<Sp<String>>,
-    pub(crate) groups: Vec<Sp<String>>,
+    pub(crate) users: Box<[Sp<String>]>,
+    pub(crate) groups: Box<[Sp<String>]>,
 }
 
 /// A monitoring task (`[tasks.NAME]`): what it needs, which credentials serve it, who runs it.
+///
+/// Compact for the same reason as [`CredentialDecl`]: boxed slices and boxed optional parts.
 #[derive(Debug, Clone)]
 pub struct Task {
     pub(crate) span: Range<usize>,
-    pub(crate) needs: Vec<Sp<Scope>>,
-    pub(crate) credentials: Vec<Sp<String>>,
-    pub(crate) runners: Option<Runners>,
-    pub(crate) origin: Option<Sp<String>>,
+    pub(crate) needs: Box<[Sp<Scope>]>,
+    pub(crate) credentials: Box<[Sp<String>]>,
+    pub(crate) runners: Option<Box<Runners>>,
+    pub(crate) origin: Option<Box<Sp<String>>>,
 }
 
 impl Task {
@@ -449,7 +456,7 @@ impl Policy {
         };
         let t = self.tasks.get(task);
         let mut needs = GrantSet::default();
-        for s in self.expand_refs(t.map(|t| t.needs.as_slice()).unwrap_or(&[])) {
+        for s in self.expand_refs(t.map(|t| &*t.needs).unwrap_or(&[])) {
             needs.insert(s);
         }
         let (excess, high_risk) = self.excess(&needs, cred);
@@ -501,8 +508,14 @@ impl Policy {
 
     /// Whether `s` is, or grants, a high-risk catalog scope that `needs` does not grant.
     fn grants_unneeded_high_risk(&self, s: &Scope, needs: &GrantSet<'_>) -> bool {
+        let unneeded_high =
+            |entry: &CatalogEntry| entry.risk == Risk::High && !needs.grants(&entry.scope);
+        if !s.is_wildcard() {
+            // One lookup, no boxed iterator: this runs for every excess scope the lint sees.
+            return self.catalog.get(s.as_str()).is_some_and(unneeded_high);
+        }
         self.catalog_granted_by(s)
-            .any(|(_, entry)| entry.risk == Risk::High && !needs.grants(&entry.scope))
+            .any(|(_, entry)| unneeded_high(entry))
     }
 
     /// The catalog entries `s` grants: itself, or everything under a wildcard. A range scan of
@@ -531,22 +544,40 @@ impl Policy {
         self.expand_refs(scopes).into_iter().cloned().collect()
     }
 
-    /// [`Policy::expand`] without copying: the scopes borrowed from the policy. The lint and
-    /// the runtime check call this once per task, so it must not allocate per scope.
+    /// [`Policy::expand`] without copying: the scopes borrowed from the policy. The runtime
+    /// check calls this once per request, so it must not allocate per scope.
     pub(crate) fn expand_refs<'p>(&'p self, scopes: &'p [Sp<Scope>]) -> Vec<&'p Scope> {
-        let mut out: Vec<&Scope> = scopes.iter().map(|s| &s.value).collect();
+        let mut out: Vec<&Scope> = Vec::with_capacity(scopes.len());
+        self.expand_each(scopes, |s| out.push(s));
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every scope of `scopes` and every scope the catalog says they imply, transitively, in
+    /// no particular order and possibly repeated: for filling a set (the lint does this once
+    /// per task, and neither sorts nor allocates).
+    pub(crate) fn expand_each<'p>(&'p self, scopes: &'p [Sp<Scope>], mut f: impl FnMut(&'p Scope)) {
+        for s in scopes {
+            f(&s.value);
+        }
         if !self.closures.is_empty() {
             for s in scopes {
+                if !s.value.is_wildcard() {
+                    // The one catalog entry a plain scope can grant is itself: one lookup,
+                    // no iterator.
+                    if let Some(c) = self.closures.get(s.value.as_str()) {
+                        c.iter().for_each(&mut f);
+                    }
+                    continue;
+                }
                 for (k, _) in self.catalog_granted_by(&s.value) {
                     if let Some(c) = self.closures.get(k) {
-                        out.extend(c.iter());
+                        c.iter().for_each(&mut f);
                     }
                 }
             }
         }
-        out.sort_unstable();
-        out.dedup();
-        out
     }
 }
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::did_you_mean;
+use super::hash::FxHashMap;
 use super::{
     CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Policy, PolicyError, Problem,
     Risk, Runners, Scope, Sp, Task,
@@ -21,11 +22,49 @@ struct RawPolicy {
     #[serde(default)]
     scopes: BTreeMap<Spanned<String>, Spanned<RawCatalog>>,
     #[serde(default)]
-    credentials: BTreeMap<Spanned<String>, Spanned<RawCredential>>,
+    credentials: RawMap<RawCredential>,
     #[serde(default)]
-    tasks: BTreeMap<Spanned<String>, Spanned<RawTask>>,
+    tasks: RawMap<RawTask>,
     #[serde(default)]
     exceptions: Vec<Spanned<RawException>>,
+}
+
+/// A TOML table of named entries, sorted by name: what a `BTreeMap` would give, but one
+/// sort of a vector instead of a tree insertion per entry (with 100,000 credentials the tree's
+/// string comparisons and scattered nodes were a visible, superlinear share of the parse), and
+/// the entries can be moved out in order.
+struct RawMap<T>(Vec<(Spanned<String>, Spanned<T>)>);
+
+impl<T> Default for RawMap<T> {
+    fn default() -> Self {
+        RawMap(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for RawMap<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Entries<T> {
+            type Value = RawMap<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // serde's wording for a map, as the `BTreeMap` this replaces said it.
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<RawMap<T>, A::Error> {
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(0));
+                while let Some(e) = m.next_entry::<Spanned<String>, Spanned<T>>()? {
+                    v.push(e);
+                }
+                // TOML refuses duplicate keys, so the order is total.
+                v.sort_unstable_by(|a, b| a.0.get_ref().cmp(b.0.get_ref()));
+                Ok(RawMap(v))
+            }
+        }
+        d.deserialize_map(Entries(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -140,13 +179,39 @@ fn rewrite_toml_message(msg: &str) -> String {
     msg.to_owned()
 }
 
+/// Where a scope was written, for the message of an `invalid-scope` problem: formatted only
+/// when there is one, not once per entry of a large policy.
+#[derive(Clone, Copy)]
+enum Where<'a> {
+    Catalog(&'a str),
+    Credential(&'a str),
+    Task(&'a str),
+    Exception,
+    CatalogKey,
+}
+
+impl std::fmt::Display for Where<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Where::Catalog(k) => write!(f, "`implies` of catalog scope `{k}`"),
+            Where::Credential(n) => write!(f, "credential `{n}`"),
+            Where::Task(n) => write!(f, "the needs of task `{n}`"),
+            Where::Exception => f.write_str("an exception"),
+            Where::CatalogKey => f.write_str("the scope catalog"),
+        }
+    }
+}
+
 struct Ctx<'a> {
     path: &'a str,
     source: &'a str,
     problems: Vec<Problem>,
+    /// Every scope parsed so far, by text: a scope written many times (a task's need and the
+    /// credential that grants it) is one shared text in the model.
+    scopes: FxHashMap<&'a str, Scope>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn err(&self, span: Range<usize>, message: String) -> PolicyError {
         PolicyError::invalid(self.path, self.source, span, message)
     }
@@ -154,16 +219,25 @@ impl Ctx<'_> {
     /// Parse a scope; an invalid one becomes an `invalid-scope` problem and is left out.
     fn scope(
         &mut self,
-        s: &Spanned<String>,
-        where_: &str,
+        s: &'a Spanned<String>,
+        where_: Where<'_>,
         credential: Option<&str>,
         task: Option<&str>,
     ) -> Option<Sp<Scope>> {
-        match Scope::parse(s.get_ref()) {
-            Ok(v) => Some(Sp {
-                value: v,
+        if let Some(v) = self.scopes.get(s.get_ref().as_str()) {
+            return Some(Sp {
+                value: v.clone(),
                 span: s.span(),
-            }),
+            });
+        }
+        match Scope::parse(s.get_ref()) {
+            Ok(v) => {
+                self.scopes.insert(s.get_ref(), v.clone());
+                Some(Sp {
+                    value: v,
+                    span: s.span(),
+                })
+            }
             Err(e) => {
                 self.problems.push(Problem {
                     rule: "invalid-scope",
@@ -323,10 +397,34 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
         let span = e.span().unwrap_or(0..0);
         PolicyError::invalid(path, source, span, rewrite_toml_message(e.message()))
     })?;
+    // The long-lived model is built on a short-lived thread, from copies of the raw tree's
+    // strings. Its allocations then sit together in that thread's (fresh or emptied) glibc
+    // arena, apart from the parse temporaries (the TOML tree and the raw structs, ten times
+    // the size of the model) in this thread's arena, which become one free stretch once `raw`
+    // is dropped and go back to the kernel on the next `malloc_trim`. Built here, the model's
+    // small allocations were strewn across the pages the parse had used: a policy of 10,000
+    // credentials and tasks kept ~35 MiB resident for under 7 MB of live data. If no thread
+    // can be started, the model is built here.
+    let built = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("policy-build".to_owned())
+            .spawn_scoped(s, || build(&raw, source, path))
+            .ok()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    });
+    match built {
+        Some(policy) => policy,
+        None => build(&raw, source, path),
+    }
+}
+
+/// The model from the raw tree: validation, then copies into compact long-lived form.
+fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Policy, PolicyError> {
     let mut ctx = Ctx {
         path,
         source,
         problems: Vec::new(),
+        scopes: FxHashMap::default(),
     };
     if *raw.version.get_ref() != 1 {
         return Err(ctx.err(
@@ -354,15 +452,15 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
 
     let mut catalog = BTreeMap::new();
     for (key, entry) in &raw.scopes {
-        let Some(scope) = ctx.scope(key, "the scope catalog", None, None) else {
+        let Some(scope) = ctx.scope(key, Where::CatalogKey, None, None) else {
             continue;
         };
         let e = entry.get_ref();
-        let where_ = format!("`implies` of catalog scope `{}`", key.get_ref());
+        let where_ = Where::Catalog(key.get_ref());
         let implies = e
             .implies
             .iter()
-            .filter_map(|s| ctx.scope(s, &where_, None, None))
+            .filter_map(|s| ctx.scope(s, where_, None, None))
             .collect();
         catalog.insert(
             scope.value.to_string(),
@@ -376,15 +474,18 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
         );
     }
 
-    let mut credentials = BTreeMap::new();
-    for (key, c) in &raw.credentials {
+    // The model is built entry by entry into vectors sorted by name that become the maps in
+    // one bulk build (full tree nodes, no per-entry tree insertion). Strings are copied out of
+    // the raw tree, not moved: see `parse` on where the model is allocated.
+    let mut credentials = Vec::with_capacity(raw.credentials.0.len());
+    for (key, c) in &raw.credentials.0 {
         let name = ctx.name(key, "credential")?;
         let c = c.get_ref();
-        let where_ = format!("credential `{name}`");
+        let where_ = Where::Credential(&name);
         let scopes = c
             .scopes
             .iter()
-            .filter_map(|s| ctx.scope(s, &where_, Some(&name), None))
+            .filter_map(|s| ctx.scope(s, where_, Some(&name), None))
             .collect();
         let origins = c
             .origins
@@ -392,10 +493,10 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
             .map(|o| ctx.origin(o))
             .collect::<Result<_, _>>()?;
         let rotate_every = match &c.rotate_every {
-            Some(d) => Some(ctx.duration(d)?),
+            Some(d) => Some(Box::new(ctx.duration(d)?)),
             None => None,
         };
-        credentials.insert(
+        credentials.push((
             name,
             CredentialDecl {
                 span: key.span(),
@@ -405,39 +506,41 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
                 },
                 scopes,
                 origins,
-                owner: c.owner.clone(),
+                owner: c.owner.as_deref().map(Box::from),
                 rotate_every,
-                effective: Vec::new(),
+                effective: Box::default(),
             },
-        );
+        ));
     }
 
-    let mut tasks = BTreeMap::new();
-    for (key, t) in &raw.tasks {
+    let mut tasks = Vec::with_capacity(raw.tasks.0.len());
+    for (key, t) in &raw.tasks.0 {
         let name = ctx.name(key, "task")?;
         let t = t.get_ref();
-        let where_ = format!("the needs of task `{name}`");
+        let where_ = Where::Task(&name);
         let needs = t
             .needs
             .iter()
-            .filter_map(|s| ctx.scope(s, &where_, None, Some(&name)))
+            .filter_map(|s| ctx.scope(s, where_, None, Some(&name)))
             .collect();
         let creds = t
             .credentials
             .iter()
             .map(|c| {
-                ctx.name(c, "credential").map(|v| Sp {
-                    value: v,
-                    span: c.span(),
+                let span = c.span();
+                Ok(Sp {
+                    value: ctx.name(c, "credential")?,
+                    span,
                 })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, PolicyError>>()?;
         let runners = match &t.runners {
             None => None,
             Some(r) => {
+                let span = r.span();
                 let rr = r.get_ref();
-                Some(Runners {
-                    span: r.span(),
+                Some(Box::new(Runners {
+                    span,
                     users: rr
                         .users
                         .iter()
@@ -448,14 +551,14 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
                         .iter()
                         .map(|g| ctx.principal(g, "group"))
                         .collect::<Result<_, _>>()?,
-                })
+                }))
             }
         };
         let origin = match &t.origin {
-            Some(o) => Some(ctx.origin(o)?),
+            Some(o) => Some(Box::new(ctx.origin(o)?)),
             None => None,
         };
-        tasks.insert(
+        tasks.push((
             name,
             Task {
                 span: key.span(),
@@ -464,7 +567,7 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
                 runners,
                 origin,
             },
-        );
+        ));
     }
 
     let mut exceptions = Vec::new();
@@ -487,7 +590,7 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
             .filter_map(|s| {
                 ctx.scope(
                     s,
-                    "an exception",
+                    Where::Exception,
                     cred.as_ref().map(|c| c.value.as_str()),
                     task.as_ref().map(|t| t.value.as_str()),
                 )
@@ -512,22 +615,21 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
         enforce,
         max_credential_age: max_age,
         catalog,
-        credentials,
-        tasks,
+        credentials: credentials.into_iter().collect(),
+        tasks: tasks.into_iter().collect(),
         exceptions,
         problems: ctx.problems,
         closures: BTreeMap::new(),
     };
     compute_closures(&mut policy);
-    let effective: Vec<(String, Vec<Scope>)> = policy
+    // Expanded scopes share their text with the declared and catalog scopes.
+    let effective: Vec<Box<[Scope]>> = policy
         .credentials
-        .iter()
-        .map(|(n, c)| (n.clone(), policy.expand(&c.scopes)))
+        .values()
+        .map(|c| policy.expand(&c.scopes).into_boxed_slice())
         .collect();
-    for (n, eff) in effective {
-        if let Some(c) = policy.credentials.get_mut(&n) {
-            c.effective = eff;
-        }
+    for (c, eff) in policy.credentials.values_mut().zip(effective) {
+        c.effective = eff;
     }
     Ok(policy)
 }

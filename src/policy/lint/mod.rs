@@ -23,10 +23,11 @@
 mod render;
 mod rules;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
-use super::error::{did_you_mean, LineIndex};
+use super::error::did_you_mean;
+use super::hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use super::scope::GrantSet;
 use super::{CredentialDecl, Policy, PolicyError, Scope, VaultMeta};
 
@@ -203,6 +204,14 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
         policy,
         opts,
         raw: Vec::new(),
+        creds: policy.credentials.values().collect(),
+        cred_index: policy
+            .credentials
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect(),
+        resolved: Vec::new(),
     };
     l.problems();
     l.tasks();
@@ -212,13 +221,25 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
         l.vault(v);
     }
     l.exceptions();
-    let idx = LineIndex::new(source);
-    let mut findings: Vec<Finding> = l
-        .raw
+    // Sorted first (stable, so the order is the one sorting the findings gave), so that
+    // line:column can be found by walking the text forward once instead of a binary search of
+    // a line index per finding: with 100,000 tasks that index is megabytes, and each search
+    // missed the cache.
+    let mut raw = l.raw;
+    raw.sort_by(|a, b| {
+        (a.span.start, a.rule, &a.task, &a.credential).cmp(&(
+            b.span.start,
+            b.rule,
+            &b.task,
+            &b.credential,
+        ))
+    });
+    let mut at = LineCursor::default();
+    let findings: Vec<Finding> = raw
         .into_iter()
         .map(|r| {
-            let (line, column) = idx.line_col(source, r.span.start);
-            let (end_line, end_column) = idx.line_col(source, r.span.end);
+            let (line, column) = at.advance(source, r.span.start);
+            let (end_line, end_column) = at.clone().advance(source, r.span.end);
             let mut scopes = r.scopes;
             if r.rule != "implies-cycle" {
                 scopes.sort();
@@ -241,19 +262,44 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
             }
         })
         .collect();
-    findings.sort_by(|a, b| {
-        (a.span.start, a.rule, &a.task, &a.credential).cmp(&(
-            b.span.start,
-            b.rule,
-            &b.task,
-            &b.credential,
-        ))
-    });
     Report {
         path: policy.path.clone(),
         source: policy.source.clone(),
         findings,
         vault_rules_ran: opts.vault.is_some(),
+    }
+}
+
+/// A place in the text for turning increasing byte offsets into line:column: the line
+/// (0-based) and the byte offset where it starts. Same answers as
+/// [`LineIndex::line_col`](super::error::LineIndex::line_col).
+#[derive(Debug, Clone, Default)]
+struct LineCursor {
+    line: usize,
+    line_start: usize,
+}
+
+impl LineCursor {
+    /// 1-based line and column of `offset`, moving the cursor to its line. An `offset` on or
+    /// after the cursor's line costs the text in between; an earlier one (never asked for:
+    /// findings are sorted by start, and a span ends after it starts) rescans from the top.
+    fn advance(&mut self, source: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(source.len());
+        if offset < self.line_start {
+            *self = LineCursor::default();
+        }
+        let from = self.line_start;
+        for (i, b) in source.as_bytes()[from..offset].iter().enumerate() {
+            if *b == b'\n' {
+                self.line += 1;
+                self.line_start = from + i + 1;
+            }
+        }
+        let col = source
+            .get(self.line_start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(offset - self.line_start);
+        (self.line + 1, col + 1)
     }
 }
 
@@ -275,6 +321,17 @@ struct Linter<'a> {
     policy: &'a Policy,
     opts: &'a LintOptions,
     raw: Vec<Raw>,
+    /// The credentials in name order, and each name's position there: one hash lookup per
+    /// listed credential instead of a walk down the sorted map, shared by the task and
+    /// credential rules.
+    creds: Vec<&'a CredentialDecl>,
+    cred_index: HashMap<&'a str, usize>,
+    /// Every credential listed by a task, in task order then list order, resolved by
+    /// [`Linter::tasks`] to its position in `creds` (`None`: not declared). The credential
+    /// rules walk the same lists again and read this instead of looking each name up again:
+    /// with 100,000 credentials the hash lookups miss the cache and were the lint's largest
+    /// superlinear cost.
+    resolved: Vec<Option<u32>>,
 }
 
 fn ticks<S: AsRef<str>>(items: &[S]) -> String {
@@ -339,21 +396,18 @@ impl<'a> Linter<'a> {
         // Suggestions compare against every credential name: skip them for huge policies so a
         // policy full of typos stays linear.
         let suggest = p.credentials.len() <= 5_000;
-        // One hash lookup per listed credential instead of a walk down the sorted map.
-        let by_name: HashMap<&str, &CredentialDecl> =
-            p.credentials.iter().map(|(k, v)| (k.as_str(), v)).collect();
         // Reused across tasks: cleared, not reallocated.
         let mut needs = GrantSet::default();
         let mut granted = GrantSet::default();
         for (tname, task) in &p.tasks {
             needs.clear();
             granted.clear();
-            for s in p.expand_refs(&task.needs) {
-                needs.insert(s);
-            }
+            p.expand_each(&task.needs, |s| needs.insert(s));
             for cref in &task.credentials {
                 let cname = cref.value.as_str();
-                let Some(cred) = by_name.get(cname).copied() else {
+                let ci = self.cred_index.get(cname).copied();
+                self.resolved.push(ci.map(|i| i as u32));
+                let Some(cred) = ci.map(|i| self.creds[i]) else {
                     let hint = if suggest {
                         did_you_mean(cname, p.credentials.keys().map(String::as_str))
                     } else {
@@ -500,39 +554,69 @@ impl<'a> Linter<'a> {
     /// unused-credential, shared-credential, wildcard-scope.
     fn credentials(&mut self) {
         let p = self.policy;
-        // credential → the tasks that list it, and the distinct sets of needs among them
-        // (almost always one: the second set is only built when a difference shows up).
-        #[derive(Default)]
-        struct Users<'p> {
-            tasks: Vec<&'p str>,
-            first: Option<Vec<&'p str>>,
-            others: HashSet<Vec<&'p str>>,
-        }
-        let mut users: HashMap<&str, Users<'_>> = HashMap::with_capacity(p.credentials.len());
-        let mut seen = HashSet::new();
-        for (tname, task) in &p.tasks {
-            let mut key: Vec<&str> = task.needs.iter().map(|n| n.value.as_str()).collect();
+        // Each task's needs as a sorted, de-duplicated key, all in one flat vector.
+        let mut keys: Vec<&str> = Vec::new();
+        let mut key_at: Vec<Range<usize>> = Vec::with_capacity(p.tasks.len());
+        let mut key: Vec<&str> = Vec::new();
+        for task in p.tasks.values() {
+            key.clear();
+            key.extend(task.needs.iter().map(|n| n.value.as_str()));
             key.sort_unstable();
             key.dedup();
+            key_at.push(keys.len()..keys.len() + key.len());
+            keys.extend_from_slice(&key);
+        }
+        // Per credential (by position): the first task that lists it, and whether a later one
+        // has different needs. The task lists and the number of distinct sets of needs are
+        // only gathered, in a second pass, for those shared credentials (rare).
+        let mut first: Vec<Option<usize>> = vec![None; self.creds.len()];
+        let mut differs: Vec<bool> = vec![false; self.creds.len()];
+        let mut seen: HashSet<usize> = HashSet::default();
+        let mut resolved = self.resolved.iter();
+        for (ti, task) in p.tasks.values().enumerate() {
             seen.clear();
-            for c in &task.credentials {
-                if !seen.insert(c.value.as_str()) {
+            for _ in task.credentials.iter() {
+                let Some(Some(ci)) = resolved.next().copied() else {
+                    continue;
+                };
+                let ci = ci as usize;
+                if !seen.insert(ci) {
                     continue;
                 }
-                let u = users.entry(c.value.as_str()).or_default();
-                u.tasks.push(tname);
-                match &u.first {
-                    None => u.first = Some(key.clone()),
-                    Some(f) if *f != key => {
-                        u.others.insert(key.clone());
-                    }
-                    Some(_) => {}
+                match first[ci] {
+                    None => first[ci] = Some(ti),
+                    Some(f) => differs[ci] |= keys[key_at[f].clone()] != keys[key_at[ti].clone()],
                 }
             }
         }
-        for (cname, cred) in &p.credentials {
-            match users.get(cname.as_str()) {
-                None => self.push(
+        let mut shared: HashMap<usize, (Vec<&str>, HashSet<&[&str]>)> = differs
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d)
+            .map(|(ci, _)| (ci, Default::default()))
+            .collect();
+        if !shared.is_empty() {
+            let mut resolved = self.resolved.iter();
+            for (ti, (tname, task)) in p.tasks.iter().enumerate() {
+                seen.clear();
+                for _ in task.credentials.iter() {
+                    let Some(Some(ci)) = resolved.next().copied() else {
+                        continue;
+                    };
+                    let ci = ci as usize;
+                    if !seen.insert(ci) {
+                        continue;
+                    }
+                    if let Some((tasks, sets)) = shared.get_mut(&ci) {
+                        tasks.push(tname.as_str());
+                        sets.insert(&keys[key_at[ti].clone()]);
+                    }
+                }
+            }
+        }
+        for (ci, (cname, cred)) in p.credentials.iter().enumerate() {
+            match (first[ci], shared.remove(&ci)) {
+                (None, _) => self.push(
                     "unused-credential",
                     cred.span.clone(),
                     format!("no task uses credential `{cname}`"),
@@ -541,9 +625,8 @@ impl<'a> Linter<'a> {
                     None,
                     vec![],
                 ),
-                Some(u) if !u.others.is_empty() => {
-                    let sets = 1 + u.others.len();
-                    let mut tasks = u.tasks.clone();
+                (Some(_), Some((mut tasks, sets))) => {
+                    let sets = sets.len();
                     tasks.sort_unstable();
                     let shown = if tasks.len() > 10 {
                         format!("{} and {} more", ticks(&tasks[..10]), tasks.len() - 10)
@@ -564,7 +647,7 @@ impl<'a> Linter<'a> {
                         vec![],
                     );
                 }
-                Some(_) => {}
+                (Some(_), None) => {}
             }
             let wild: Vec<&super::Sp<Scope>> = cred
                 .scopes
@@ -684,7 +767,7 @@ impl<'a> Linter<'a> {
                 Some(m) if m.has_secret => {
                     let period = cred
                         .rotate_every
-                        .as_ref()
+                        .as_deref()
                         .or(p.max_credential_age.as_ref())
                         .map(|d| d.value);
                     let Some(period) = period else { continue };
@@ -746,7 +829,7 @@ impl<'a> Linter<'a> {
         // of rules some exception names are indexed: usually a handful, not every finding.
         let named: HashSet<&str> = p.exceptions.iter().map(|e| e.rule.value.as_str()).collect();
         type Key<'k> = (&'k str, Option<&'k str>, Option<&'k str>, &'k [String]);
-        let mut index: HashMap<Key<'_>, Vec<usize>> = HashMap::new();
+        let mut index: HashMap<Key<'_>, Vec<usize>> = HashMap::default();
         for (i, r) in self.raw.iter().enumerate() {
             if named.contains(r.rule) && rule(r.rule).is_some_and(|info| info.exceptable) {
                 let key = (
@@ -873,4 +956,24 @@ fn describe(rule: &str, cred: Option<&str>, task: Option<&str>) -> String {
 /// The ids of every rule, in documentation order.
 pub fn rule_ids() -> Vec<&'static str> {
     RULES.iter().map(|r| r.id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::error::LineIndex;
+    use super::LineCursor;
+
+    #[test]
+    fn line_cursor_agrees_with_the_line_index() {
+        let src = "a = 1\n\nkéy = \"välue\"\r\n[t]\nx = 2";
+        let idx = LineIndex::new(src);
+        let mut at = LineCursor::default();
+        for off in 0..=src.len() + 3 {
+            let want = idx.line_col(src, off);
+            assert_eq!(at.clone().advance(src, off), want, "offset {off}");
+            assert_eq!(at.advance(src, off), want, "offset {off}");
+        }
+        // Going back rescans, with the same answers.
+        assert_eq!(at.advance(src, 3), idx.line_col(src, 3));
+    }
 }
