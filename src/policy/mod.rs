@@ -21,7 +21,6 @@
 
 mod canonical;
 mod error;
-mod hash;
 mod kind;
 pub mod lint;
 mod parse;

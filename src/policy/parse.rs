@@ -7,11 +7,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::did_you_mean;
-use super::hash::FxHashMap;
 use super::{
     CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Policy, PolicyError, Problem,
     Risk, Runners, Scope, Sp, Task,
 };
+use rustc_hash::FxHashMap;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -164,7 +164,7 @@ impl FromStr for Scope {
 /// A set of scope strings that answers "does this set grant scope X" with a few hash lookups.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct GrantSet<'a> {
-    set: super::hash::FxHashSet<&'a str>,
+    set: rustc_hash::FxHashSet<&'a str>,
     /// Whether any member is a wildcard: without one, a scope is granted only by itself.
     wildcards: bool,
 }

@@ -27,9 +27,9 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::error::did_you_mean;
-use super::hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use super::scope::GrantSet;
 use super::{CredentialDecl, Policy, PolicyError, Scope, VaultMeta};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 pub use render::JSON_SCHEMA;
 pub use rules::{rule, Class, RuleInfo, RULES};
