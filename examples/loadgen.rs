@@ -584,7 +584,7 @@ fn start_daemon(
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if !sync {
-        c.arg("--unsafe-no-audit-sync");
+        c.arg("--no-audit-sync");
     }
     let d = Daemon(c.spawn()?);
     let deadline = Instant::now() + Duration::from_secs(30);

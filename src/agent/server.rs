@@ -28,7 +28,7 @@ const CHUNK: usize = 8 * 1024;
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The socket directory is unsafe.
+    /// The socket directory could let others replace the socket.
     #[error("socket directory {dir} is {why}; make it owned by you (or root) and not writable by group or others (chmod 0700)")]
     UnsafeDir {
         /// The directory.
@@ -101,18 +101,18 @@ impl Default for Limits {
 fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
     let meta = std::fs::metadata(dir).map_err(io_err("cannot inspect socket directory", dir))?;
     let me = crate::sys::current_uid();
-    let unsafe_dir = |why: String| ServeError::UnsafeDir {
+    let refuse = |why: String| ServeError::UnsafeDir {
         dir: dir.to_owned(),
         why,
     };
     if !meta.is_dir() {
-        return Err(unsafe_dir("not a directory".into()));
+        return Err(refuse("not a directory".into()));
     }
     if meta.uid() != me && meta.uid() != 0 {
-        return Err(unsafe_dir(format!("owned by uid {}", meta.uid())));
+        return Err(refuse(format!("owned by uid {}", meta.uid())));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(unsafe_dir(format!(
+        return Err(refuse(format!(
             "writable by group or others (mode {:o})",
             meta.mode() & 0o7777
         )));
@@ -120,7 +120,7 @@ fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Bind the socket at `path`: create its directory (0700) if missing, refuse an unsafe
+/// Bind the socket at `path`: create its directory (0700) if missing, refuse a
 /// directory, remove a stale socket only when nothing answers on it, set mode 0660.
 pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
     let dir = match path.parent() {

@@ -350,7 +350,7 @@ pub struct ServeArgs {
     pub idle_timeout: u64,
     /// Do not fdatasync audit records (benchmarks only: the record may be lost in a crash).
     #[arg(long, hide = true)]
-    pub unsafe_no_audit_sync: bool,
+    pub no_audit_sync: bool,
 }
 
 /// `scopevault status`.

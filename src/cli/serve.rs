@@ -48,7 +48,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("scopevault: warning: mlockall not permitted ({why}); secrets may be swapped out. Raise LimitMEMLOCK or give CAP_IPC_LOCK to keep them in RAM.");
     }
     let audit_path = a.audit.clone().unwrap_or_else(default_audit_path);
-    let audit = AuditLog::open(&audit_path, !a.unsafe_no_audit_sync)?;
+    let audit = AuditLog::open(&audit_path, !a.no_audit_sync)?;
     let socket_path = g.socket.clone().unwrap_or_else(default_socket_path);
     let mut handler = Handler::new(access, audit);
     let vault_path = super::unlock::vault_path(g);

@@ -120,7 +120,7 @@ pub(crate) fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
     read_secret(f).with_context(|| format!("in {}", path.display()))
 }
 
-/// Read a secret from an inherited file descriptor, through `/dev/fd/N` (no unsafe fd juggling).
+/// Read a secret from an inherited file descriptor, through `/dev/fd/N` (no raw fd handling).
 pub(crate) fn read_secret_fd(fd: i32) -> anyhow::Result<SecretString> {
     if fd < 0 {
         bail!("--passphrase-fd must be a non-negative file descriptor number");
