@@ -121,7 +121,7 @@ fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
 }
 
 /// Bind the socket at `path`: create its directory (0700) if missing, refuse a
-/// directory, remove a stale socket only when nothing answers on it, set mode 0660.
+/// directory others could write to, remove a stale socket only when nothing answers on it, set mode 0660.
 pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
