@@ -45,6 +45,8 @@ const VAULT_PASS: &str = "SVLK-vault-pass \"q\" \\ 4d1f-92ab";
 const WRONG_PASS: &str = "SVLK-wrong-passphrase-typo-83e0";
 const SECOND_PASS: &str = "SVLK-second-slot-passphrase-5b7c";
 const BAD_SEED: &str = "SVLK-not-base32-seed-!!-4410";
+/// A ticket-shaped value no daemon issued (a client may still hold it: it is a bearer secret).
+const UNKNOWN_TICKET: &str = "svt1_SVLKunknownTicketValue0123456789abcdef";
 const TYPED_SECRET: &str = "SVLK-typed-at-prompt-secret-0c4e";
 const TOTP_KEY: &[u8] = b"SVLK-totp-seed-bytes";
 const OTPAUTH_KEY: &[u8] = b"SVLK-otpauth-key-byt";
@@ -376,9 +378,14 @@ impl<'a> Socket<'a> {
         self.s.write_all(line.as_bytes()).unwrap();
         self.s.write_all(b"\n").unwrap();
         let v = common_daemon::read_json(&mut self.s).expect("an answer");
-        let shown: String = line.chars().filter(|c| c.is_ascii()).take(60).collect();
+        // Named by op and number only: the request line itself may hold a secret.
+        let op = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["op"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "(not JSON)".into());
+        let n = self.r.captures.borrow().len();
         self.r.add(
-            &format!("socket answer to {shown}"),
+            &format!("socket answer #{n} to op {op}"),
             v.to_string().into_bytes(),
             carries,
         );
@@ -479,6 +486,7 @@ fn audit() {
         Secret::new("wrong-passphrase", WRONG_PASS.as_bytes()),
         Secret::new("second-passphrase", SECOND_PASS.as_bytes()),
         Secret::new("invalid-totp-seed", BAD_SEED.as_bytes()),
+        Secret::new("unknown-ticket", UNKNOWN_TICKET.as_bytes()),
         Secret::new("typed-secret", TYPED_SECRET.as_bytes()),
         Secret::with_extra(
             "totp-seed",
@@ -1321,7 +1329,7 @@ fn audit() {
     assert_eq!(code(&s.req(&redeem, &[])), "denied");
     assert_eq!(
         code(&s.req(
-            r#"{"v":1,"op":"fetch","ticket":"svt1_SVLKunknownTicketValue0123456789abcdef"}"#,
+            &format!(r#"{{"v":1,"op":"fetch","ticket":"{UNKNOWN_TICKET}"}}"#),
             &[]
         )),
         "not_found"
@@ -1349,6 +1357,18 @@ fn audit() {
     assert_eq!(
         code(&s.req(r#"{"v":1,"op":"ticket","task":"login-flow","ttl":0}"#, &[])),
         "bad_request"
+    );
+    // A client's mistake: the ticket sent as the task name (`get --task "$TICKET"`).
+    assert_eq!(
+        code(&s.req(&format!(r#"{{"v":1,"op":"fetch","task":"{t1}"}}"#), &[])),
+        "not_found"
+    );
+    assert_eq!(
+        code(&s.req(
+            &format!(r#"{{"v":1,"op":"ticket","task":"{t3}","ttl":60}}"#),
+            &[]
+        )),
+        "not_found"
     );
     // Secrets in the wrong places: answers must not echo them.
     let pass_json = serde_json::to_string(VAULT_PASS).unwrap();
@@ -1969,4 +1989,53 @@ fn regression_prompt_echoed_an_answer_typed_as_soon_as_it_appeared() {
             "the typed passphrase was echoed on the terminal"
         );
     }
+}
+
+/// Regression (found by the audit above): a task or credential name the policy does not know
+/// was written verbatim into the audit log (and its reason), so a ticket a client passed as
+/// the task name (`get --task "$TICKET"`) sat, still redeemable, in a log auditors may read.
+#[test]
+fn regression_a_ticket_sent_as_a_task_name_was_written_to_the_audit_log() {
+    if std::env::var_os(ROLE).is_some() {
+        return; // a child of the audit above
+    }
+    let dir = common_daemon::tempdir();
+    common_daemon::setup_vault(dir.path());
+    let id = dir.path().join("identity.txt");
+    let d = common_daemon::Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let v = d.request(r#"{"v":1,"op":"ticket","task":"checkout-flow","ttl":600}"#);
+    let ticket = v["ticket"].as_str().expect("a ticket").to_owned();
+    let v = d.request(&format!(r#"{{"v":1,"op":"fetch","task":"{ticket}"}}"#));
+    assert_eq!(common_daemon::code(&v), "not_found");
+    let v = d.request(&format!(
+        r#"{{"v":1,"op":"ticket","task":"{ticket}","ttl":60}}"#
+    ));
+    assert_eq!(common_daemon::code(&v), "not_found");
+    let v = d.request(&format!(
+        r#"{{"v":1,"op":"fetch","task":"checkout-flow","credential":"{ticket}"}}"#
+    ));
+    assert_eq!(common_daemon::code(&v), "denied");
+    let audit = d.audit_text();
+    assert!(
+        !audit.contains(&ticket),
+        "the ticket is not in the audit log"
+    );
+    // What was asked for is still searchable, as its HMAC.
+    let out = common_daemon::ok(
+        dir.path(),
+        &["audit", "hash", "--audit", d.audit.to_str().unwrap()],
+        Some(&ticket),
+    );
+    let hmac = out.trim();
+    assert!(hmac.starts_with("hmac-sha256:"), "{hmac}");
+    assert_eq!(
+        audit.matches(hmac).count(),
+        3,
+        "each refusal records the name's HMAC"
+    );
+    // A declared credential's name is still recorded as is.
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"search-token"}"#);
+    assert_eq!(common_daemon::code(&v), "denied");
+    assert!(d.audit_text().contains("\"credential\":\"search-token\""));
+    d.stop();
 }
