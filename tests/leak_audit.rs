@@ -45,6 +45,8 @@ const VAULT_PASS: &str = "SVLK-vault-pass \"q\" \\ 4d1f-92ab";
 const WRONG_PASS: &str = "SVLK-wrong-passphrase-typo-83e0";
 const SECOND_PASS: &str = "SVLK-second-slot-passphrase-5b7c";
 const BAD_SEED: &str = "SVLK-not-base32-seed-!!-4410";
+/// A secret typed into an argument by mistake (`--field password=…`).
+const ARGV_MISTAKE: &str = "SVLK-argv-mistake-value-6d2f";
 /// A ticket-shaped value no daemon issued (a client may still hold it: it is a bearer secret).
 const UNKNOWN_TICKET: &str = "svt1_SVLKunknownTicketValue0123456789abcdef";
 const TYPED_SECRET: &str = "SVLK-typed-at-prompt-secret-0c4e";
@@ -333,6 +335,10 @@ impl Daemon {
         }
     }
 
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         Command::new("kill")
@@ -390,6 +396,22 @@ impl<'a> Socket<'a> {
             carries,
         );
         v
+    }
+}
+
+/// Wait until `file` contains `text` (a record the daemon writes asynchronously).
+fn wait_for(file: &Path, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} never contained {text:?}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -486,6 +508,7 @@ fn audit() {
         Secret::new("wrong-passphrase", WRONG_PASS.as_bytes()),
         Secret::new("second-passphrase", SECOND_PASS.as_bytes()),
         Secret::new("invalid-totp-seed", BAD_SEED.as_bytes()),
+        Secret::new("argv-mistake", ARGV_MISTAKE.as_bytes()),
         Secret::new("unknown-ticket", UNKNOWN_TICKET.as_bytes()),
         Secret::new("typed-secret", TYPED_SECRET.as_bytes()),
         Secret::with_extra(
@@ -752,6 +775,68 @@ fn audit() {
     );
     r.ok(&["cred", "rm", "to-remove", "--passphrase-file", &pf], b"");
     r.fail(&["cred", "rm", "to-remove", "--passphrase-file", &pf], b"");
+
+    // Secrets typed where they do not belong (they are in this audit's argv, which is not
+    // scanned; the errors must not repeat them).
+    for field in [
+        format!("password={ARGV_MISTAKE}"),
+        format!("bad key={ARGV_MISTAKE}"),
+        ARGV_MISTAKE.to_owned(),
+    ] {
+        r.fail(
+            &[
+                "cred",
+                "add",
+                "mistake",
+                "--kind",
+                "login",
+                "--field",
+                &field,
+                "--passphrase-file",
+                &pf,
+            ],
+            b"",
+        );
+    }
+    r.fail(
+        &[
+            "cred",
+            "add",
+            "mistake",
+            "--kind",
+            "login",
+            "--secret-file",
+            ARGV_MISTAKE,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    // Rollback: an older copy of the vault put back is refused (and accepted when asked).
+    let older = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
+    r.ok(
+        &[
+            "cred",
+            "set",
+            "shop-admin",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &pf,
+        ],
+        ADMIN_PW.as_bytes(),
+    );
+    let newer = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
+    std::fs::write(d.p("vault/vault.scopevault"), &older).unwrap();
+    r.fail(
+        &["cred", "show", "shop-admin", "--passphrase-file", &pf],
+        b"",
+    );
+    r.ok(
+        &["cred", "list", "--allow-rollback", "--passphrase-file", &pf],
+        b"",
+    );
+    std::fs::write(d.p("vault/vault.scopevault"), &newer).unwrap();
 
     // Key slots: a second passphrase, an identity file, a keyring (no session bus: fails).
     r.ok(&["key", "list"], b"");
@@ -1521,6 +1606,23 @@ fn audit() {
             Expect::Success,
         );
     }
+    // A corrupt vault under the daemon: reload by request and by SIGHUP, unlock, all fail.
+    let good = std::fs::read(&vault_path).unwrap();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 40] ^= 0xff;
+    std::fs::write(&vault_path, &bad).unwrap();
+    r.fail(&["reload"], b"");
+    Command::new("kill")
+        .arg("-HUP")
+        .arg(daemon.pid().to_string())
+        .status()
+        .unwrap();
+    wait_for(&daemon_err, "SIGHUP: reload failed");
+    r.ok(&["lock"], b"");
+    r.fail(&["unlock", "--passphrase-file", &pf], b"");
+    std::fs::write(&vault_path, &good).unwrap();
+    r.ok(&["unlock", "--passphrase-file", &pf], b"");
     // A vault changed under the daemon, then reloaded.
     r.ok(
         &[
