@@ -69,7 +69,8 @@ pub(crate) fn refuse_existing(identity_out: Option<&Path>) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Create a new file with mode 0600 (refusing to overwrite) and write `bytes`, fsynced.
+/// Create a new file with mode 0600 (refusing to overwrite) and write `bytes`, fsynced. On
+/// failure nothing is left at `path`.
 pub(crate) fn write_private_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
@@ -77,8 +78,15 @@ pub(crate) fn write_private_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()>
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_all()) {
+        // A partial file (a full disk) would make the next attempt refuse to overwrite it,
+        // and is no identity anyway: remove it.
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        anyhow::bail!(
+            "cannot write {}: {e}; the partial file was removed: free space or choose another path, then run the command again",
+            path.display()
+        );
+    }
     Ok(())
 }
