@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use common_vault::Env;
-use faults::{iterations, summary, Rng, Tmpfs};
+use faults::{iterations, summary, KillClock, Rng, Tmpfs};
 
 /// Size of each secret field of the bulk credentials (the format accepts up to 64 KiB).
 const FIELD_LEN: usize = 60_000;
@@ -192,7 +192,6 @@ fn temp_files(dir: &Path) -> Vec<String> {
 /// that the vault opens to exactly the old or the new state.
 fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, &State) -> Step) {
     let seed = faults::seed();
-    let mut rng = Rng::for_test(seed, label);
     let vault = e.vault();
     let mut current = state(e, idf).unwrap();
     // One uninterrupted run: how long a write takes, to spread kill points over its life.
@@ -204,12 +203,13 @@ fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, 
     let t0 = OffsetDateTime::now_utc();
     let start = Instant::now();
     must(e, &warm.args.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut span_us = (start.elapsed().as_micros() as u64).max(2_000);
+    let mut clock = KillClock::new(start.elapsed(), Rng::for_test(seed, label));
     current = state(e, idf).unwrap();
     (warm.new_state)(&old, &current, t0).unwrap_or_else(|m| panic!("{label} uninterrupted: {m}"));
     println!(
-        "{label}: seed {seed} (SCOPEVAULT_FAULT_SEED), {} iterations, write span {span_us} us, vault {} bytes",
+        "{label}: seed {seed} (SCOPEVAULT_FAULT_SEED), {} iterations, uninterrupted run {} us, vault {} bytes",
         iterations(),
+        clock.estimate_us(),
         std::fs::metadata(&vault).unwrap().len()
     );
 
@@ -236,16 +236,10 @@ fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, 
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros(rng.next() % (span_us * 2)));
+        std::thread::sleep(clock.next());
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         injected += 1;
-        // Kills must keep landing on both sides of the rename: adapt the span.
-        span_us = if status.success() {
-            (span_us * 9 / 10).max(500)
-        } else {
-            span_us * 11 / 10
-        };
         let outcome = (|| -> Result<bool, String> {
             let got = state(e, idf).map_err(|m| format!("the vault does not open: {m}"))?;
             let bytes = std::fs::read(&vault).map_err(|e| e.to_string())?;
@@ -262,6 +256,9 @@ fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, 
                 Ok(true)
             }
         })();
+        if let Ok(new) = outcome {
+            clock.landed(new);
+        }
         match outcome {
             Ok(false) => old_n += 1,
             Ok(true) => new_n += 1,
@@ -276,7 +273,10 @@ fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, 
         i += 1;
     }
     summary("sigkill", label, survived, injected);
-    println!("{label}: {old_n} old state, {new_n} new state");
+    println!(
+        "{label}: {old_n} old state, {new_n} new state, rename point ~{} us",
+        clock.estimate_us()
+    );
     if let Some(f) = failure {
         panic!("{f}");
     }
@@ -303,7 +303,6 @@ fn strings(v: &[&str]) -> Vec<String> {
 fn sigkill_init() {
     let e = Env::new();
     let seed = faults::seed();
-    let mut rng = Rng::for_test(seed, "init");
     let vault = e.vault();
     let dir = vault.parent().unwrap().to_path_buf();
     let init = |n: usize| -> (String, Vec<String>) {
@@ -325,11 +324,12 @@ fn sigkill_init() {
     let start = Instant::now();
     let (idf, args) = init(usize::MAX);
     must(&e, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut span_us = (start.elapsed().as_micros() as u64).max(2_000);
+    let mut clock = KillClock::new(start.elapsed(), Rng::for_test(seed, "init"));
     fresh(&idf).unwrap();
     println!(
-        "init: seed {seed} (SCOPEVAULT_FAULT_SEED), {} iterations, write span {span_us} us",
-        iterations()
+        "init: seed {seed} (SCOPEVAULT_FAULT_SEED), {} iterations, uninterrupted run {} us",
+        iterations(),
+        clock.estimate_us()
     );
     let (mut injected, mut survived, mut old_n, mut new_n) = (0usize, 0usize, 0usize, 0usize);
     let mut failure = None;
@@ -349,15 +349,11 @@ fn sigkill_init() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros(rng.next() % (span_us * 2)));
+        std::thread::sleep(clock.next());
         let _ = child.kill();
         let status = child.wait().unwrap();
         injected += 1;
-        span_us = if status.success() {
-            (span_us * 9 / 10).max(500)
-        } else {
-            span_us * 11 / 10
-        };
+        clock.landed(vault.exists());
         let outcome = if vault.exists() {
             new_n += 1;
             fresh(&idf)
@@ -875,7 +871,8 @@ fn each_writing_command_under(
         if let Err(m) = checks {
             panic!("{kind} {label}: {m}\nerror was: {err}");
         }
-        println!("{kind} {label}: {}", err.trim());
+        let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or("");
+        println!("{kind} {label}: {line}");
     }
     let left = temp_files(&fs.path);
     assert!(left.is_empty(), "stale temp files: {left:?}");

@@ -53,6 +53,53 @@ impl Rng {
     }
 }
 
+/// When to kill a writer. A uniform delay over the writer's life rarely lands in the short
+/// stretch that matters (writing and renaming the new file is ~1% of a debug-build command's
+/// life; the rest is exec, decryption, encryption), so every other kill aims at the estimated
+/// rename point: the estimate moves later after a kill that left the old state and earlier
+/// after one that left the new state (a stochastic search for the 50% point), and kills land
+/// within ±10% of it. The others spread over [0, 2 × estimate] to cover the rest (opening,
+/// locking, a crash before any write).
+pub struct KillClock {
+    rename_us: f64,
+    rng: Rng,
+    n: u64,
+}
+
+impl KillClock {
+    /// Start from the duration of one uninterrupted run.
+    pub fn new(span: std::time::Duration, rng: Rng) -> KillClock {
+        KillClock {
+            rename_us: (span.as_micros() as f64).max(500.0),
+            rng,
+            n: 0,
+        }
+    }
+
+    /// How long to let the next writer run before SIGKILL.
+    pub fn next(&mut self) -> std::time::Duration {
+        self.n += 1;
+        let r = (self.rng.next() % 10_000) as f64 / 10_000.0;
+        let us = if self.n.is_multiple_of(2) {
+            self.rename_us * (0.9 + 0.2 * r)
+        } else {
+            self.rename_us * 2.0 * r
+        };
+        std::time::Duration::from_micros(us as u64)
+    }
+
+    /// Report whether that kill left the new state.
+    pub fn landed(&mut self, new_state: bool) {
+        self.rename_us *= if new_state { 0.97 } else { 1.03 };
+        self.rename_us = self.rename_us.max(200.0);
+    }
+
+    /// The current estimate of the rename point.
+    pub fn estimate_us(&self) -> u64 {
+        self.rename_us as u64
+    }
+}
+
 /// One line per fault kind and command, in a fixed format the lead greps for
 /// (`faults: sigkill cred-set 20/20 survived`).
 pub fn summary(kind: &str, command: &str, survived: usize, injected: usize) {
