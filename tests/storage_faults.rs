@@ -15,6 +15,8 @@
 //! - The daemon's audit log on a full tmpfs: fetches fail closed, the chain still verifies,
 //!   and fetches work again once space is freed; SIGKILL of the daemon during a fetch storm
 //!   leaves a log that verifies, with every record a client was answered for.
+//! - SIGXFSZ (`prlimit --fsize`, no root needed) kills each writer inside its temp-file write,
+//!   deterministically: the vault stays byte-identical and the next command cleans up.
 //!
 //! Every test prints `faults: KIND COMMAND SURVIVED/INJECTED survived` lines (run with
 //! `--nocapture` to see them). SCOPEVAULT_FAULT_ITERATIONS sets the kills per command (default
@@ -1138,4 +1140,122 @@ fn sigkill_daemon_during_a_fetch_storm_leaves_a_verifiable_audit_log() {
         Ok(v["audit_seq"].as_u64().unwrap())
     );
     assert!(acked_total > 0, "no fetch was answered before the kills");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A writer that dies in the middle of writing the temp file, every time.
+
+/// `prlimit --fsize` (RLIMIT_FSIZE, no root and no `unsafe` needed) makes the kernel kill the
+/// writer with SIGXFSZ the moment its temp file passes 64 KiB: a crash exactly inside the
+/// write, which random kills reach only sometimes. The vault must stay byte-identical and
+/// open to the old state, and the next command must succeed and clear the dead writer's temp
+/// file.
+#[test]
+fn sigxfsz_in_the_middle_of_the_temp_write_leaves_the_old_vault() {
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        println!("skipped: no prlimit (util-linux) here");
+        return;
+    }
+    let e = Env::new();
+    let idf = bulk_vault(&e);
+    let pf = e.pf();
+    let small = e.path("small");
+    std::fs::write(&small, "s3cret-small-value").unwrap();
+    let small = format!("blob={}", small.display());
+    let policy = e.path("policy.toml");
+    std::fs::write(&policy, policy_text(0)).unwrap();
+    let policy = policy.display().to_string();
+    let first_pass_slot = |s: &State| {
+        s.slots
+            .iter()
+            .find(|s| s["type"] == "passphrase")
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .expect("key-add made a passphrase slot")
+    };
+    type Args<'a> = Box<dyn Fn(&State) -> Vec<String> + 'a>;
+    let cases: Vec<(&str, Args)> = vec![
+        (
+            "cred-add",
+            Box::new(|_| {
+                strings(&[
+                    "cred",
+                    "add",
+                    "added",
+                    "--kind",
+                    "generic",
+                    "--secret-file",
+                    &small,
+                ])
+            }),
+        ),
+        (
+            "cred-set",
+            Box::new(|_| strings(&["cred", "set", "bulk-1", "--secret-file", &small])),
+        ),
+        ("cred-rm", Box::new(|_| strings(&["cred", "rm", "added"]))),
+        (
+            "policy-apply",
+            Box::new(|_| strings(&["policy", "apply", &policy])),
+        ),
+        (
+            "key-add",
+            Box::new(|_| strings(&["key", "add", "--passphrase", "--new-passphrase-file", &pf])),
+        ),
+        (
+            "key-remove",
+            Box::new(|s| strings(&["key", "remove", &first_pass_slot(s)])),
+        ),
+    ];
+    let dir = e.vault().parent().unwrap().to_path_buf();
+    for (label, args) in cases {
+        let old = state(&e, &idf).unwrap();
+        let mut args = args(&old);
+        args.extend(strings(&["--identity-file", &idf]));
+        let old_bytes = e.vault_bytes();
+        let plain = e.cmd();
+        let mut c = std::process::Command::new("prlimit");
+        c.env_clear()
+            .envs(plain.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+            .arg("--fsize=65536")
+            .arg("--")
+            .arg(plain.get_program())
+            .args(&args)
+            .stdin(Stdio::null());
+        let out = c.output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        let checks = (|| -> Result<(), String> {
+            // Killed by SIGXFSZ (25) mid-write; a writer that ignored it would get EFBIG and
+            // must then report it.
+            let died = out.status.signal() == Some(25);
+            let reported = out.status.code() == Some(2)
+                && String::from_utf8_lossy(&out.stderr).contains("File too large");
+            if !died && !reported {
+                return Err(format!("not stopped inside the write: {}", text(&out)));
+            }
+            if e.vault_bytes() != old_bytes {
+                return Err("the vault file changed".into());
+            }
+            diff(&old, &state(&e, &idf)?).map_err(|m| format!("the state changed: {m}"))?;
+            if died && temp_files(&dir).is_empty() {
+                return Err("no temp file: the writer did not die inside the write".into());
+            }
+            let again = run(&e, &args.iter().map(String::as_str).collect::<Vec<_>>());
+            if !again.status.success() {
+                return Err(format!("the next command fails: {}", text(&again)));
+            }
+            let left = temp_files(&dir);
+            if !left.is_empty() {
+                return Err(format!("the dead writer's temp file stays: {left:?}"));
+            }
+            Ok(())
+        })();
+        summary("sigxfsz", label, usize::from(checks.is_ok()), 1);
+        if let Err(m) = checks {
+            panic!("sigxfsz {label}: {m}");
+        }
+    }
 }
