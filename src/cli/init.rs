@@ -62,7 +62,7 @@ pub(crate) fn keyring_store(a: KeyringStoreArg) -> KeyringStore {
 pub(crate) fn refuse_existing(identity_out: Option<&Path>) -> anyhow::Result<()> {
     if let Some(out) = identity_out.filter(|o| o.exists()) {
         anyhow::bail!(
-            "{} already exists: refusing to overwrite an identity file",
+            "{} already exists: refusing to overwrite an identity file (it may be another vault's only key). If an interrupted `scopevault init` or `key add` left it and no vault uses it, remove it and run the command again; otherwise choose another path",
             out.display()
         );
     }
