@@ -389,6 +389,28 @@ fn sigkill_init() {
     assert!(old_n > 0 && new_n > 0, "init: {old_n} old, {new_n} new");
 }
 
+/// Regression (unclear error after a killed `init`): a writer killed after it wrote the
+/// identity file but before the vault was saved leaves that file (the identity is written
+/// first, so that a saved vault always has its key). The retry then refused with only
+/// "already exists", not saying that such a leftover can be removed.
+#[test]
+fn regression_identity_file_left_by_a_killed_init_says_what_to_do() {
+    let e = Env::new();
+    let idf = e.path("id.txt");
+    // What a killed `init --identity-out` leaves: the identity, and no vault.
+    must(&e, &["init", "--identity-out", idf.to_str().unwrap()]);
+    std::fs::remove_file(e.vault()).unwrap();
+    let r = run(&e, &["init", "--identity-out", idf.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("already exists") && err.contains("interrupted") && err.contains("remove it"),
+        "{err}"
+    );
+    std::fs::remove_file(&idf).unwrap();
+    must(&e, &["init", "--identity-out", idf.to_str().unwrap()]);
+}
+
 #[test]
 fn sigkill_cred_add() {
     let e = Env::new();
