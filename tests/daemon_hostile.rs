@@ -8,6 +8,8 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use daemon::{code, read_json, roundtrip, tempdir, Daemon};
 
 #[test]
@@ -77,6 +79,23 @@ fn a_ten_megabyte_line_is_too_large_and_closed_without_buffering_it() {
         "the daemon kept reading the whole line"
     );
     d.assert_alive();
+    // The refusal is audited with who sent it and why (mutation testing found this unchecked).
+    let audit = d.audit_text();
+    let rec: Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["op"] == "invalid")
+        .unwrap_or_else(|| panic!("no audit record of the refusal in {audit}"));
+    assert_eq!(rec["decision"], "deny", "{rec}");
+    assert_eq!(
+        rec["peer"]["uid"],
+        u64::from(rustix::process::getuid().as_raw()),
+        "{rec}"
+    );
+    assert!(
+        rec["reason"].as_str().unwrap().starts_with("too_large"),
+        "{rec}"
+    );
 }
 
 #[test]
