@@ -561,7 +561,10 @@ pub fn wrong_uid(socket: &Path, lock: bool, t: &mut Tally) {
     if out.status.code() != Some(5) {
         return t.problem(format!("uid 65534 {op}: exit {:?}: {text}", out.status));
     }
-    if text.contains("busy:") || text.contains("without an answer") {
+    // Refused by the accept loop before the request was read: `busy`, or the connection was
+    // already closed when the client wrote (EPIPE), so the request was never decided.
+    if text.contains("busy:") || text.contains("without an answer") || text.contains("Broken pipe")
+    {
         t.count("hostile wrong uid: busy");
     } else if text.contains("denied:") {
         t.count(&format!("hostile wrong uid: {op} denied"));
