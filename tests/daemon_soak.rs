@@ -498,8 +498,8 @@ fn read_audit(path: &Path, first_seq: u64, mut handouts: Vec<HandOut>) -> AuditF
         }
     };
     let file = std::fs::File::open(path).unwrap();
-    let mut expect_seq = first_seq;
-    for line in std::io::BufReader::with_capacity(1 << 20, file).lines() {
+    let lines = std::io::BufReader::with_capacity(1 << 20, file).lines();
+    for (expect_seq, line) in (first_seq..).zip(lines) {
         let line = line.expect("the audit log is UTF-8 text");
         let seq = soak::seq(&line);
         if seq != Some(expect_seq) {
@@ -508,7 +508,6 @@ fn read_audit(path: &Path, first_seq: u64, mut handouts: Vec<HandOut>) -> AuditF
                 format!("seq {seq:?} where {expect_seq} was expected"),
             );
         }
-        expect_seq += 1;
         facts.lines += 1;
         if line.contains("S3cret-") || line.contains(TOTP_SEED) || line.contains(PASSPHRASE) {
             problem(&mut facts, format!("a secret in audit line {seq:?}"));
@@ -680,7 +679,7 @@ fn soak_fetches_with_hostile_clients_admin_cycles_durable_audit_and_flat_memory(
             Duration::from_millis(100),
             move |t| {
                 n += 1;
-                soak::wrong_uid(&s, n % 4 == 0, t)
+                soak::wrong_uid(&s, n.is_multiple_of(4), t)
             },
         ));
     }
@@ -886,4 +885,37 @@ fn soak_fetches_with_hostile_clients_admin_cycles_durable_audit_and_flat_memory(
         assert!(tally.get("hostile wrong uid: fetch denied") > 0);
     }
     daemon::assert_no_secret(&stderr, "the daemon's stderr");
+}
+
+/// Regression (found by the soak): a daemon at its connection limit answers `busy` and closes
+/// before reading anything, so a client that writes its request after that close got EPIPE and
+/// reported "lost the connection to the daemon: Broken pipe" instead of the daemon's `busy`,
+/// which tells it to retry.
+#[test]
+fn regression_client_reports_busy_when_its_write_meets_the_busy_closed_socket() {
+    use scopevault::agent::protocol::ErrorCode;
+    use scopevault::client::Client;
+    let dir = tempdir();
+    let d = Daemon::start(dir.path(), &["--max-connections", "1"]);
+    // Hold the one slot (the readiness probe's connection may still be in it for a moment).
+    let mut held = loop {
+        let mut s = d.connect();
+        // Busy, or closed as busy before our write (EPIPE): try again.
+        match daemon::roundtrip(&mut s, r#"{"v":1,"op":"health"}"#) {
+            Ok(v) if v["ok"] == true => break s,
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut client = Client::connect(&d.socket).unwrap();
+    // The accept loop refuses in order: once a later probe is refused and closed, so is the
+    // client's connection, and its request will meet a closed socket.
+    let mut probe = d.connect();
+    assert_eq!(code(&daemon::read_json(&mut probe).unwrap()), "busy");
+    let e = client.health().unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
+    assert!(e.to_string().contains("retry"), "{e}");
+    // The held connection is still served.
+    let v = daemon::roundtrip(&mut held, r#"{"v":1,"op":"health"}"#).unwrap();
+    assert_eq!(v["ok"], true);
 }
