@@ -124,7 +124,8 @@ pub enum SecretInputError {
 }
 
 /// The forms of a secret value that `scopevault exec` masks in a child's output: the value,
-/// its base64 (standard and URL-safe, padded and not), URL-encoded and JSON-escaped forms.
+/// its base64 (standard and URL-safe, padded and not), URL-encoded and JSON-escaped forms
+/// (as serde_json, Python's `json.dumps` and Go's `encoding/json` escape it).
 /// Forms shorter than 4 bytes are skipped (masking "a" would redact every "a").
 pub fn mask_forms(value: &str) -> Vec<Zeroizing<String>> {
     use data_encoding::{BASE64, BASE64URL, BASE64URL_NOPAD, BASE64_NOPAD};
@@ -145,9 +146,42 @@ pub fn mask_forms(value: &str) -> Vec<Zeroizing<String>> {
     if json.len() >= 2 {
         push(json[1..json.len() - 1].to_owned());
     }
+    // The escapings of the two most common encoders that differ from serde_json's: Python's
+    // `json.dumps` (non-ASCII as `\uXXXX`, the default) and Go's `encoding/json` (`<`, `>`,
+    // `&`, U+2028 and U+2029 as `\uXXXX`, the default). A check printing a JSON body with
+    // either would otherwise show the value unmasked.
+    push(json_escape(value, |c| !c.is_ascii() || c == '\u{7f}'));
+    push(json_escape(value, |c| {
+        matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}')
+    }));
     // Longest first, so a form that contains another is replaced whole.
     forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
     forms
+}
+
+/// JSON string escaping (without the quotes) that also writes the characters `also` picks as
+/// `\uXXXX` (lowercase hex, UTF-16 surrogate pairs beyond the BMP).
+fn json_escape(value: &str, also: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || also(c) => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Percent-encode every byte outside RFC 3986's unreserved set; `plus_for_space` gives the
@@ -315,5 +349,22 @@ mod tests {
         assert!(has("p%40ss+w%2F%22x%22"));
         assert!(has("p@ss w/\\\"x\\\""));
         assert!(has(&data_encoding::BASE64.encode(b"p@ss w/\"x\"")));
+    }
+
+    /// Regression (leak audit): `exec` left a secret unmasked when a check printed it through
+    /// Python's `json.dumps` (non-ASCII as `\u00e9`) or Go's `encoding/json` (`&` as `\u0026`).
+    #[test]
+    fn mask_forms_cover_python_and_go_json_escaping() {
+        let forms = mask_forms("p\u{e9}ss&<\u{1f511}>\"");
+        let has = |s: &str| forms.iter().any(|f| f.as_str() == s);
+        assert!(has(r#"p\u00e9ss&<\ud83d\udd11>\""#), "python");
+        assert!(has("p\u{e9}ss\\u0026\\u003c\u{1f511}\\u003e\\\""), "go");
+        let mut m = Masker::new(vec![(
+            "c.password".into(),
+            SecretString::from("p\u{e9}ss&<\u{1f511}>\"".to_string()),
+        )]);
+        let mut out = m.feed(br#"{"password": "p\u00e9ss&<\ud83d\udd11>\""}"#);
+        out.extend(m.finish());
+        assert_eq!(out, br#"{"password": "[redacted:c.password]"}"#);
     }
 }

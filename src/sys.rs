@@ -1,7 +1,8 @@
 //! The only module that makes system calls directly (through `rustix`): peer credentials of a
 //! Unix socket, process hardening (dumpable, core limit, `mlockall`, umask), user/group
-//! lookups from `/etc/passwd` and `/etc/group`, and handing freed heap memory back to the
-//! kernel — the crate's one `unsafe` block (an FFI call rustix does not wrap), audited here.
+//! lookups from `/etc/passwd` and `/etc/group`, terminal echo for prompts, and handing freed
+//! heap memory back to the kernel — the crate's one `unsafe` block (an FFI call rustix does not
+//! wrap), audited here.
 //!
 //! ```
 //! let me = scopevault::sys::current_uid();
@@ -287,6 +288,46 @@ pub fn send_signal(pid: u32, sig: i32) -> io::Result<()> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal"))?;
     rustix::process::kill_process(pid, sig)?;
     Ok(())
+}
+
+/// The controlling terminal with echo turned off until this is dropped (then the settings it
+/// had are restored).
+///
+/// A no-echo prompt must turn echo off *before* it shows the prompt: rpassword writes the
+/// prompt first and configures the terminal after, so an answer typed (or pasted, or sent by
+/// `expect`) as soon as the prompt appears was echoed in that window — the passphrase on the
+/// screen, in the scrollback and in any session recording.
+#[derive(Debug)]
+pub struct EchoOff {
+    tty: std::fs::File,
+    saved: rustix::termios::Termios,
+}
+
+impl EchoOff {
+    /// Turn echo off on `/dev/tty` (echo of the final newline too, as the prompt reader does).
+    pub fn new() -> io::Result<EchoOff> {
+        use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")?;
+        let saved = tcgetattr(&tty)?;
+        let mut quiet = saved.clone();
+        quiet.local_modes &= !(LocalModes::ECHO | LocalModes::ECHONL);
+        tcsetattr(&tty, OptionalActions::Now, &quiet)?;
+        Ok(EchoOff { tty, saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // Nothing to do if the terminal went away; it has no echo to restore then.
+        let _ = rustix::termios::tcsetattr(
+            &self.tty,
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -259,3 +259,47 @@ fn every_rule_is_documented_with_its_class() {
         }
     }
 }
+
+/// Mutation testing found this gap: the lint reuses one needs-set across tasks, and nothing
+/// checked that it is emptied between them. A task that needs nothing must still see the whole
+/// grant of its credential as excess, even after a task that needed all of it.
+#[test]
+fn each_task_is_judged_on_its_own_needs_not_the_previous_tasks() {
+    let src = r#"
+version = 1
+[credentials.shared]
+kind = "token"
+scopes = ["shop:orders:read", "shop:catalog:*"]
+
+[tasks.a-needs-everything]
+needs = ["shop:orders:read", "shop:catalog:*"]
+credentials = ["shared"]
+runners = { users = ["1001"] }
+
+[tasks.b-needs-little]
+needs = ["shop:status"]
+credentials = ["shared"]
+runners = { users = ["1001"] }
+"#;
+    let p = Policy::parse(src, "policy.toml").unwrap();
+    let r = lint(
+        &p,
+        &LintOptions {
+            today: date!(2026 - 06 - 01),
+            vault: None,
+        },
+    );
+    let excess: Vec<(&str, &str)> = r
+        .findings()
+        .iter()
+        .filter(|f| f.rule == "scope-exceeds-task")
+        .map(|f| (f.task.as_deref().unwrap(), f.message.as_str()))
+        .collect();
+    assert_eq!(excess.len(), 1, "{excess:?}");
+    assert_eq!(excess[0].0, "b-needs-little");
+    assert!(
+        excess[0].1.contains("shop:orders:read") && excess[0].1.contains("shop:catalog:*"),
+        "{}",
+        excess[0].1
+    );
+}

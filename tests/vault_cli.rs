@@ -724,3 +724,61 @@ fn every_command_has_help_and_exit_codes_are_documented() {
     let out = e.run(&["cred", "add"], b"");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Found by the leak audit: a TOTP seed that is not base32 used to be stored and fail only at
+/// fetch time on the checkpoint. It is refused at `cred add`/`cred set`, without quoting it.
+#[test]
+fn regression_an_unusable_totp_seed_is_refused_when_stored() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let bad_seed = "not-base32-seed-1890!";
+    let err = e.fails(
+        &[
+            "cred",
+            "add",
+            "otp",
+            "--kind",
+            "totp",
+            "--secret",
+            "totp_seed",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        bad_seed.as_bytes(),
+        2,
+    );
+    assert!(err.contains("not a usable TOTP secret"), "{err}");
+    assert!(!err.contains(bad_seed), "the seed is quoted: {err}");
+    assert_eq!(e.vault_bytes(), before, "nothing was stored");
+    let err = e.fails(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "otpauth",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&digits=99",
+        2,
+    );
+    assert!(err.contains("not a usable TOTP secret"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing was stored");
+    // A good seed is stored.
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "otp",
+            "--kind",
+            "totp",
+            "--secret",
+            "totp_seed",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"JBSWY3DPEHPK3PXP",
+    );
+}

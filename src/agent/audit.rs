@@ -440,7 +440,8 @@ impl AuditLog {
     /// `fdatasync`ed — together with every record queued at the same time (group commit).
     ///
     /// On `Err` the record is not in the log and the caller must not hand out the secret. The
-    /// log stays consistent: the next append cuts any partial write and continues the chain.
+    /// log stays consistent: a partial write is cut off at once (or, if that fails, by the next
+    /// append), and the chain continues.
     pub fn append(&self, rec: AuditRecord<'_>) -> Result<u64, AuditError> {
         // Everything but the chain fields is rendered here, outside the lock, in parallel.
         let body = self.render_body(&rec);
@@ -639,12 +640,18 @@ impl AuditLog {
             chain.prev = HEXLOWER.encode(&Sha256::digest(&buf[start..]));
             buf.push(b'\n');
         }
-        (&self.file)
-            .write_all(&buf)
-            .map_err(|e| err(e.to_string()))?;
+        // On failure the batch is cut off again at once: a short write (a full disk) would
+        // otherwise leave a torn record that fails `audit verify` for as long as the daemon
+        // waits for space, and a record whose sync failed was never acknowledged. If the cut
+        // fails too, `dirty` (set by the caller) retries it before the next write.
+        let cut = |e: std::io::Error| {
+            let _ = self.file.set_len(chain.len);
+            err(e.to_string())
+        };
+        (&self.file).write_all(&buf).map_err(cut)?;
         let synced = Instant::now();
         if self.sync {
-            self.file.sync_data().map_err(|e| err(e.to_string()))?;
+            self.file.sync_data().map_err(cut)?;
         }
         let sync_time = synced.elapsed();
         chain.len += buf.len() as u64;

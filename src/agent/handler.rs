@@ -58,6 +58,10 @@ fn locked() -> ErrorBody {
     )
 }
 
+/// The answer to a task name the applied policy does not know. It does not repeat the name:
+/// the message is also the audit record's reason (see [`Handler::unknown_name`]).
+const NO_SUCH_TASK: &str = "no task of that name in the applied policy (`scopevault policy export` lists them; the name asked for is audited as its HMAC)";
+
 /// A denial to audit and answer.
 struct Refusal {
     body: ErrorBody,
@@ -108,6 +112,15 @@ impl Handler {
     /// True when the daemon holds no vault.
     pub fn is_locked(&self) -> bool {
         self.state.with(|v| v.is_none())
+    }
+
+    /// How the audit log records a task or credential name the applied policy does not know:
+    /// its HMAC, as `values` are recorded. Such a name is whatever the client sent, and
+    /// clients do send secrets there — a ticket passed as `--task "$TICKET"`, a password
+    /// pasted into the wrong field — while the log may be readable by auditors (docs/audit.md).
+    /// `scopevault audit hash` still answers "was this name asked for?".
+    fn unknown_name(&self, name: &str) -> String {
+        self.audit.hmac_value(name)
     }
 
     /// Answer one request line with one response line (newline included).
@@ -295,10 +308,7 @@ impl Handler {
                 ));
             }
             if o.vault.policy().and_then(|p| p.task(task)).is_none() {
-                return Err(err(
-                    ErrorCode::NotFound,
-                    format!("no task `{task}` in the applied policy"),
-                ));
+                return Err(err(ErrorCode::NotFound, NO_SUCH_TASK));
             }
             let issued = self
                 .tickets
@@ -326,10 +336,15 @@ impl Handler {
                 format!("{}: {}", e.code.as_str(), e.message),
             ),
         };
+        // `not_found` is the one refusal for a task the policy does not know.
+        let recorded = match &result {
+            Err(e) if e.code == ErrorCode::NotFound => self.unknown_name(task),
+            _ => task.to_owned(),
+        };
         self.audit
             .append(AuditRecord {
                 peer: Some(peer.audit_info()),
-                task: Some(task),
+                task: Some(&recorded),
                 reason: Some(&reason),
                 ..AuditRecord::new("ticket", decision)
             })
@@ -404,11 +419,10 @@ impl Handler {
         let task_name = match by {
             FetchBy::Task(t) => {
                 if policy.task(t).is_none() {
-                    return Err(err(
-                        ErrorCode::NotFound,
-                        format!("no task `{t}` in the applied policy"),
-                    )
-                    .into());
+                    return Err(Refusal {
+                        task: Some(self.unknown_name(t)),
+                        ..err(ErrorCode::NotFound, NO_SUCH_TASK).into()
+                    });
                 }
                 if !is_runner(o.runners.get(t.as_str()), peer) {
                     return Err(err(
@@ -459,14 +473,22 @@ impl Handler {
         let names: Vec<&str> = match credential {
             Some(c) if listed.contains(&c) => vec![c],
             Some(c) => {
+                // A name the policy does not declare is whatever the client sent: not echoed
+                // into the audit log (see `unknown_name`).
+                let (recorded, shown) = if policy.credential(c).is_some() {
+                    (c.to_owned(), format!("credential `{c}`"))
+                } else {
+                    (self.unknown_name(c), "a credential of that name".to_owned())
+                };
                 return Err(Refusal {
                     task: Some(task_name.clone()),
+                    credential: Some(recorded),
                     ..err(
                         ErrorCode::Denied,
-                        format!("task `{task_name}` does not list credential `{c}`"),
+                        format!("task `{task_name}` does not list {shown}"),
                     )
                     .into()
-                })
+                });
             }
             None => listed,
         };

@@ -84,6 +84,13 @@ fn read_secrets(a: &SecretInputArgs) -> anyhow::Result<BTreeMap<String, SecretSt
         if v.is_empty() {
             bail!("secret `{k}` is empty: nothing was stored");
         }
+        // A TOTP seed that cannot produce a code would only fail at fetch time, on the
+        // checkpoint: refuse it here. TotpError never quotes the seed.
+        if matches!(k.as_str(), "totp_seed" | "otpauth") {
+            if let Err(e) = crate::agent::totp::Totp::from_field(k, v) {
+                bail!("secret `{k}` is not a usable TOTP secret: {e}; nothing was stored");
+            }
+        }
     }
     Ok(out)
 }

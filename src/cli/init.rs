@@ -62,14 +62,15 @@ pub(crate) fn keyring_store(a: KeyringStoreArg) -> KeyringStore {
 pub(crate) fn refuse_existing(identity_out: Option<&Path>) -> anyhow::Result<()> {
     if let Some(out) = identity_out.filter(|o| o.exists()) {
         anyhow::bail!(
-            "{} already exists: refusing to overwrite an identity file",
+            "{} already exists: refusing to overwrite an identity file (it may be another vault's only key). If an interrupted `scopevault init` or `key add` left it and no vault uses it, remove it and run the command again; otherwise choose another path",
             out.display()
         );
     }
     Ok(())
 }
 
-/// Create a new file with mode 0600 (refusing to overwrite) and write `bytes`, fsynced.
+/// Create a new file with mode 0600 (refusing to overwrite) and write `bytes`, fsynced. On
+/// failure nothing is left at `path`.
 pub(crate) fn write_private_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
@@ -77,8 +78,15 @@ pub(crate) fn write_private_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()>
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    if let Err(e) = f.write_all(bytes).and_then(|_| f.sync_all()) {
+        // A partial file (a full disk) would make the next attempt refuse to overwrite it,
+        // and is no identity anyway: remove it.
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        anyhow::bail!(
+            "cannot write {}: {e}; the partial file was removed: free space or choose another path, then run the command again",
+            path.display()
+        );
+    }
     Ok(())
 }

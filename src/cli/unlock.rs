@@ -78,8 +78,12 @@ pub(crate) fn passphrase_from_args(g: &GlobalArgs) -> anyhow::Result<Option<Secr
 
 /// A no-echo prompt on the terminal.
 pub(crate) fn prompt(label: &str) -> anyhow::Result<SecretString> {
+    // Echo off before the prompt is shown, not after (see `EchoOff`): restored on drop, after
+    // rpassword has restored the (echo-off) state it found.
+    let quiet = crate::sys::EchoOff::new().context("cannot read from the terminal")?;
     let s =
         Zeroizing::new(rpassword::prompt_password(label).context("cannot read from the terminal")?);
+    drop(quiet);
     if s.len() > MAX_SECRET_LEN {
         bail!("the value is longer than {MAX_SECRET_LEN} bytes");
     }

@@ -221,6 +221,20 @@ mod tests {
         Scope::parse(x).unwrap()
     }
 
+    /// Mutation testing found this gap: the error must name the first character that is
+    /// really not allowed, not an allowed `_` or `-` before it.
+    #[test]
+    fn bad_char_names_the_offending_character_after_allowed_punctuation() {
+        assert!(matches!(
+            Scope::parse("shop_x-y$z"),
+            Err(ScopeError::BadChar { ch: '$', .. })
+        ));
+        assert!(matches!(
+            Scope::parse("a-b:c_d!"),
+            Err(ScopeError::BadChar { ch: '!', .. })
+        ));
+    }
+
     #[test]
     fn grammar_accepts_and_refuses() {
         for ok in ["shop", "shop:orders:read", "a-b_c:9", "shop:*", "*"] {

@@ -110,20 +110,38 @@ pub enum VaultError {
     /// Payload too large.
     #[error("the vault would exceed the format's size limit")]
     TooLarge,
-    /// File system error.
-    #[error("{what} {}: {source}", path.display())]
+    /// File system error. The OS error is part of the message, with what to do about the
+    /// common ones (full, read-only), and deliberately not a `source`: an error chain printed
+    /// whole (`{:#}`) would repeat it.
+    #[error("{what} {}: {error}{}", path.display(), io_hint(error))]
     Io {
         /// The path involved.
         path: PathBuf,
         /// What we were doing.
         what: String,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What to do about the file-system errors a user can fix, appended to [`VaultError::Io`].
+fn io_hint(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            "; free space on that file system, then run the command again"
+        }
+        ErrorKind::ReadOnlyFilesystem => {
+            "; the file system is mounted read-only: make it writable (or use another --vault path), then run the command again"
+        }
+        ErrorKind::PermissionDenied => {
+            "; check the permissions of the file and its directory for this user"
+        }
+        _ => "",
+    }
 }
 
 impl VaultError {
@@ -633,18 +651,18 @@ fn unwrap_identity(header: &Header, unlock: &Unlock) -> Result<Zeroizing<String>
 
 /// Read a small (≤ 64 KiB) file whose content is secret, zeroing the buffer.
 fn read_small_file(path: &Path) -> Result<String, VaultError> {
-    let f = std::fs::File::open(path).map_err(|source| VaultError::Io {
+    let f = std::fs::File::open(path).map_err(|error| VaultError::Io {
         path: path.to_path_buf(),
         what: "cannot open the identity file".into(),
-        source,
+        error,
     })?;
     let mut buf = Zeroizing::new(Vec::with_capacity(4096));
     f.take(64 * 1024 + 1)
         .read_to_end(&mut buf)
-        .map_err(|source| VaultError::Io {
+        .map_err(|error| VaultError::Io {
             path: path.to_path_buf(),
             what: "cannot read the identity file".into(),
-            source,
+            error,
         })?;
     if buf.len() > 64 * 1024 {
         return Err(VaultError::BadIdentityFile(

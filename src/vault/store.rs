@@ -13,7 +13,7 @@ use super::VaultError;
 
 fn io_err(path: &Path, what: &str) -> impl FnOnce(io::Error) -> VaultError {
     let (path, what) = (path.to_path_buf(), what.to_owned());
-    move |source| VaultError::Io { path, what, source }
+    move |error| VaultError::Io { path, what, error }
 }
 
 /// How long a writer waits for another writer before giving up.
@@ -109,22 +109,41 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], _lock: &WriteLock) -> Resu
     };
     ensure_private_dir(&dir)?;
     remove_stale_temps(&dir, path);
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(path))
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(&dir)
-        .map_err(io_err(&dir, "cannot create a temporary file"))?;
-    tmp.write_all(bytes)
-        .map_err(io_err(tmp.path(), "cannot write"))?;
+        .map_err(|e| {
+            io_err(&dir, "cannot create a temporary file for the new vault in")(os_error(e))
+        })?;
+    // Through the `File`: `NamedTempFile`'s own `Write` adds the temp path to the error, which
+    // is gone by the time the user reads it.
+    tmp.as_file()
+        .write_all(bytes)
+        .map_err(io_err(path, "cannot save the new version of"))?;
     tmp.as_file()
         .sync_all()
-        .map_err(io_err(path, "cannot fsync the new vault"))?;
+        .map_err(io_err(path, "cannot fsync the new version of"))?;
     tmp.persist(path)
         .map_err(|e| io_err(path, "cannot rename the new vault into place")(e.error))?;
     File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(&dir, "cannot fsync the directory"))?;
     Ok(())
+}
+
+/// The OS error inside one of `tempfile`'s errors, which add the random temp path (gone by
+/// the time anyone reads the message) to it.
+fn os_error(e: io::Error) -> io::Error {
+    let code = e
+        .get_ref()
+        .and_then(|inner| std::error::Error::source(inner))
+        .and_then(|s| s.downcast_ref::<io::Error>())
+        .and_then(io::Error::raw_os_error);
+    match code {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => e,
+    }
 }
 
 fn temp_prefix(path: &Path) -> String {
