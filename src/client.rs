@@ -91,7 +91,15 @@ impl Client {
 
     /// Send one request and read its response line.
     pub fn call<T: for<'de> Deserialize<'de>>(&mut self, req: &Request) -> Result<T, ClientError> {
-        self.stream.write_all(&req.to_line())?;
+        if let Err(e) = self.stream.write_all(&req.to_line()) {
+            // A daemon at its connection limit answers `busy` and closes at once, before it
+            // reads anything: our write then fails (EPIPE) with its answer still unread.
+            // Report that answer (busy: retry), not a bare broken pipe.
+            return match self.read_line().map(|l| parse_response::<T>(&l)) {
+                Ok(Err(ResponseError::Refused(b))) => Err(ClientError::Refused(b)),
+                _ => Err(ClientError::Io(e)),
+            };
+        }
         let line = self.read_line()?;
         parse_response(&line).map_err(|e| match e {
             ResponseError::Refused(b) => ClientError::Refused(b),
