@@ -874,6 +874,74 @@ mod tests {
         assert!(!audit.contains(&ticket), "the ticket itself is not logged");
     }
 
+    fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Mutation testing found the audit record's fields of ticket and admin decisions
+    /// unchecked: each must say who asked, for what, and why it was decided so.
+    #[test]
+    fn ticket_and_admin_decisions_are_audited_with_peer_task_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let ticket = r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#;
+        call(&h, &stranger(), ticket);
+        let sched = PeerIdentity::with_groups(3000, 3000, 3, vec![]);
+        call(&h, &sched, ticket);
+        call(
+            &h,
+            &sched,
+            r#"{"v":1,"op":"ticket","task":"no-such-task","ttl":60}"#,
+        );
+        call(&h, &stranger(), r#"{"v":1,"op":"lock"}"#);
+        call(&h, &root(), r#"{"v":1,"op":"lock"}"#);
+        let r = audit_records(dir.path());
+        assert_eq!(r.len(), 5, "{r:?}");
+        let (denied, issued, unknown, lock_denied, locked) = (&r[0], &r[1], &r[2], &r[3], &r[4]);
+        assert_eq!(denied["op"], "ticket");
+        assert_eq!(denied["decision"], "deny", "{denied}");
+        assert_eq!(denied["peer"]["uid"], 65534, "{denied}");
+        assert_eq!(denied["task"], "search-api", "{denied}");
+        assert!(
+            denied["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("denied: tickets are issued"),
+            "{denied}"
+        );
+        assert_eq!(issued["decision"], "allow", "{issued}");
+        assert_eq!(issued["peer"]["uid"], 3000, "{issued}");
+        assert_eq!(issued["task"], "search-api", "{issued}");
+        assert!(
+            issued["reason"].as_str().unwrap().starts_with("ticket "),
+            "{issued}"
+        );
+        // An unknown task is an error, recorded as an HMAC: the name is whatever was sent.
+        assert_eq!(unknown["decision"], "error", "{unknown}");
+        assert!(
+            unknown["reason"].as_str().unwrap().starts_with("not_found"),
+            "{unknown}"
+        );
+        assert_eq!(unknown["task"], h.unknown_name("no-such-task"), "{unknown}");
+        assert_ne!(unknown["task"], "no-such-task");
+        assert_eq!(lock_denied["op"], "lock");
+        assert_eq!(lock_denied["decision"], "deny", "{lock_denied}");
+        assert_eq!(lock_denied["peer"]["uid"], 65534, "{lock_denied}");
+        assert!(
+            lock_denied["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("denied"),
+            "{lock_denied}"
+        );
+        assert_eq!(locked["decision"], "allow", "{locked}");
+        assert_eq!(locked["peer"]["uid"], 0, "{locked}");
+    }
+
     #[test]
     fn lock_forgets_the_vault_and_fetch_is_locked_then() {
         let dir = tempfile::tempdir().unwrap();
