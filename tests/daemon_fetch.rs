@@ -50,6 +50,11 @@ fn a_runner_gets_its_credential_and_the_audit_log_has_an_hmac_not_the_value() {
     assert_eq!(v["fields"]["username"], "buyer");
     let audit = d.audit_text();
     assert!(audit.contains("\"checkout-flow\"") && audit.contains("hmac-sha256:"));
+    // The record names the client as the kernel and /proc see it: here, the `get` process.
+    let first: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_scopevault")).unwrap();
+    assert_eq!(first["peer"]["exe"], exe.to_str().unwrap(), "{first}");
+    assert!(first["peer"]["pid"].as_i64().unwrap() > 1, "{first}");
     assert_no_secret(&audit, "the audit log");
     // The admin can find the hand-out by the value's HMAC.
     let h = ok(

@@ -942,6 +942,110 @@ mod tests {
         assert_eq!(locked["peer"]["uid"], 0, "{locked}");
     }
 
+    /// Mutation testing found these unchecked: fetching one listed credential by name, the
+    /// fields of allow and refusal records, the task of a refused ticket, and the runtime
+    /// origin warning.
+    #[test]
+    fn fetch_decisions_are_audited_with_task_credential_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), false).unwrap();
+        let h = Handler::new(
+            AccessConfig {
+                daemon_uid: 4242,
+                admin_gid: None,
+                scheduler_uids: vec![3000],
+            },
+            audit,
+        );
+        // search-api now works on an origin its credential is not declared for.
+        let src = policy_src("warn").replace(
+            "origin = \"https://api.example.com\"",
+            "origin = \"https://elsewhere.example.com\"",
+        );
+        h.install(Box::new(stand_in(&src)));
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-buyer"}"#,
+        );
+        assert_eq!(v["ok"], true, "a listed credential fetched by name: {v}");
+        assert_eq!(v["credentials"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["credentials"][0]["name"], "shop-buyer", "{v}");
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-backoffice"}"#,
+        );
+        assert_eq!(v["error"]["code"], "denied", "{v}");
+        let v = call(&h, &root(), r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        let warning = v["credentials"][0]["warnings"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert!(warning.contains("https://elsewhere.example.com"), "{v}");
+        let sched = PeerIdentity::with_groups(3000, 3000, 3, vec![]);
+        let t = call(
+            &h,
+            &sched,
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        let redeem = format!(
+            r#"{{"v":1,"op":"fetch","ticket":"{}"}}"#,
+            t["ticket"].as_str().unwrap()
+        );
+        call(&h, &stranger(), &redeem);
+        call(&h, &stranger(), &redeem);
+
+        let r = audit_records(dir.path());
+        let (allow, unlisted, origin, spent) = (&r[0], &r[1], &r[2], &r[5]);
+        assert_eq!(allow["decision"], "allow", "{allow}");
+        assert_eq!(allow["peer"]["uid"], 0, "{allow}");
+        assert_eq!(allow["peer"]["pid"], 1, "{allow}");
+        assert_eq!(allow["task"], "checkout-flow", "{allow}");
+        assert_eq!(allow["credential"], "shop-buyer", "{allow}");
+        assert!(allow["values"]["password"]
+            .as_str()
+            .unwrap()
+            .starts_with("hmac-sha256:"));
+        assert_eq!(unlisted["decision"], "deny", "{unlisted}");
+        assert_eq!(unlisted["task"], "checkout-flow", "{unlisted}");
+        assert_eq!(unlisted["credential"], "shop-backoffice", "{unlisted}");
+        assert!(
+            unlisted["reason"].as_str().unwrap().starts_with("denied:"),
+            "{unlisted}"
+        );
+        assert_eq!(origin["decision"], "allow", "{origin}");
+        assert!(
+            origin["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("elsewhere"),
+            "{origin}"
+        );
+        let redeemed = &r[4];
+        assert_eq!(redeemed["decision"], "allow", "{redeemed}");
+        assert_eq!(redeemed["peer"]["uid"], 65534, "{redeemed}");
+        assert!(
+            redeemed["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("redeemed ticket "),
+            "{redeemed}"
+        );
+        assert_eq!(spent["op"], "fetch");
+        assert_eq!(spent["decision"], "deny", "{spent}");
+        assert_eq!(
+            spent["task"], "search-api",
+            "the spent ticket's task: {spent}"
+        );
+        assert!(
+            spent["reason"]
+                .as_str()
+                .unwrap()
+                .contains("possible interception"),
+            "{spent}"
+        );
+    }
+
     #[test]
     fn lock_forgets_the_vault_and_fetch_is_locked_then() {
         let dir = tempfile::tempdir().unwrap();
