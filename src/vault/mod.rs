@@ -768,6 +768,31 @@ mod tests {
         assert!(all.contains("[REDACTED]"));
     }
 
+    /// The size check runs before a byte is read, at exactly the format's limit: framing,
+    /// 1 MiB header, 8-byte length, 256 MiB payload, MAC. (Mutation testing: each term of
+    /// the limit now matters.) Sparse files, so nothing big is written.
+    #[test]
+    fn the_file_size_limit_is_exact_and_checked_before_reading() {
+        assert_eq!(
+            format::MAX_FILE_LEN,
+            8 + 2 + 4 + (1 << 20) + 8 + (256 << 20) + 32
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(format::MAX_FILE_LEN + 1).unwrap();
+        match store::read_file(&p) {
+            Err(VaultError::Corrupt(m)) => assert!(m.contains("above the format's limit"), "{m}"),
+            other => panic!(
+                "one byte over the limit was not refused: {:?}",
+                other.map(|b| b.len())
+            ),
+        }
+        f.set_len(format::MAX_FILE_LEN).unwrap();
+        let read = store::read_file(&p).unwrap();
+        assert_eq!(read.len() as u64, format::MAX_FILE_LEN);
+    }
+
     // The defaults are RFC 9106's second recommendation, checked at compile time.
     const _: () = assert!(
         KdfParams::DEFAULT.m_kib >= 64 * 1024
