@@ -189,3 +189,147 @@ pub(crate) fn encode(
     out.extend_from_slice(&mac.finalize().into_bytes());
     Ok(out)
 }
+
+/// The parser's length checks at their exact boundaries: mutation testing showed that the
+/// fixture vectors (truncated, trailing bytes) did not pin `<` against `<=` or `>` against `>=`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Framing with the given header length field and raw bytes after it.
+    fn framed(hlen: u32, rest: &[u8]) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&VERSION.to_be_bytes());
+        b.extend_from_slice(&hlen.to_be_bytes());
+        b.extend_from_slice(rest);
+        b
+    }
+
+    fn corrupt_message(bytes: &[u8]) -> String {
+        match Parsed::parse(bytes) {
+            Err(VaultError::Corrupt(m)) => m,
+            Err(e) => panic!("expected Corrupt, got {e:?}"),
+            Ok(_) => panic!("parsed"),
+        }
+    }
+
+    #[test]
+    fn each_truncation_point_gets_its_own_error() {
+        assert!(matches!(
+            Parsed::parse(&MAGIC[..7]),
+            Err(VaultError::NotAVault)
+        ));
+        // Exactly the magic: a vault cut short, not some other file.
+        assert!(corrupt_message(MAGIC).contains("inside the version field"));
+        let mut v = MAGIC.to_vec();
+        v.push(0);
+        assert!(corrupt_message(&v).contains("inside the version field"));
+        v.push(1);
+        assert!(corrupt_message(&v).contains("inside the header length"));
+        v.extend_from_slice(&[0, 0, 0]);
+        assert!(corrupt_message(&v).contains("inside the header length"));
+        // A complete header length field, then nothing: the header itself is missing.
+        assert!(corrupt_message(&framed(0, &[])).contains("inside the header (truncated?)"));
+        // Header (10 bytes) and 7 of the payload length's 8 bytes.
+        assert!(corrupt_message(&framed(10, &[b' '; 17])).contains("inside the header"));
+        // Header and the whole payload length, declaring an empty payload, but no MAC.
+        let mut rest = vec![b' '; 10];
+        rest.extend_from_slice(&0u64.to_be_bytes());
+        assert!(corrupt_message(&framed(10, &rest)).contains("shorter than its header says"));
+        // One byte short of the MAC, then exactly the MAC, then one byte more.
+        rest.extend_from_slice(&[0; MAC_LEN - 1]);
+        assert!(corrupt_message(&framed(10, &rest)).contains("shorter than its header says"));
+        rest.push(0);
+        // Exactly complete: now the (blank) header is what is wrong.
+        assert!(corrupt_message(&framed(10, &rest)).contains("header is not valid"));
+        rest.push(0);
+        assert!(corrupt_message(&framed(10, &rest)).contains("bytes after its MAC"));
+    }
+
+    #[test]
+    fn header_and_payload_limits_are_inclusive() {
+        let limit = u32::try_from(MAX_HEADER_LEN).unwrap();
+        // At the limit the length is accepted and the (short) file is truncated...
+        assert!(corrupt_message(&framed(limit, &[])).contains("truncated"));
+        // ...one over, it is refused for its size.
+        assert!(corrupt_message(&framed(limit + 1, &[])).contains("above the limit"));
+        let mut at = vec![b' '; 2];
+        at.extend_from_slice(&MAX_PAYLOAD_LEN.to_be_bytes());
+        assert!(corrupt_message(&framed(2, &at)).contains("shorter than its header says"));
+        let mut over = vec![b' '; 2];
+        over.extend_from_slice(&(MAX_PAYLOAD_LEN + 1).to_be_bytes());
+        assert!(corrupt_message(&framed(2, &over)).contains("above the limit"));
+    }
+
+    fn age_like(header_pad: usize, after_mac_line: usize) -> Vec<u8> {
+        let mut p = b"age-encryption.org/v1\n-> X25519 stanza\n".to_vec();
+        p.extend(std::iter::repeat_n(b'A', header_pad));
+        p.extend_from_slice(b"\n--- macmacmac\n");
+        p.extend(std::iter::repeat_n(b'n', after_mac_line));
+        p
+    }
+
+    #[test]
+    fn the_age_prefix_is_the_header_and_the_full_nonce() {
+        let p = age_like(10, 16);
+        assert_eq!(
+            age_prefix_len(&p).unwrap(),
+            p.len(),
+            "header + nonce, no chunk yet"
+        );
+        assert!(
+            age_prefix_len(&age_like(10, 15)).is_err(),
+            "the nonce is cut short"
+        );
+        // Age headers with several stanzas are longer than one kilobyte: up to 64 KiB is read.
+        let long = age_like(8 * 1024, 20);
+        assert_eq!(age_prefix_len(&long).unwrap(), long.len() - 4);
+        assert!(age_prefix_len(&age_like(MAX_AGE_HEADER, 20)).is_err());
+    }
+
+    #[test]
+    fn encode_refuses_a_payload_over_the_limit_and_only_then() {
+        let header = Header {
+            vault_id: "00".repeat(16),
+            generation: 1,
+            recipient: "age1x".into(),
+            created: time::OffsetDateTime::UNIX_EPOCH,
+            slots: Vec::new(),
+        };
+        let over = vec![0u8; usize::try_from(MAX_PAYLOAD_LEN).unwrap() + 1];
+        assert!(matches!(
+            encode(&header, &over, "id"),
+            Err(VaultError::TooLarge)
+        ));
+        // At the limit the size is fine; these zeros are then not an age payload.
+        let at = &over[..over.len() - 1];
+        assert!(matches!(
+            encode(&header, at, "id"),
+            Err(VaultError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn encode_refuses_a_header_over_the_limit_and_only_then() {
+        let mut header = Header {
+            vault_id: String::new(),
+            generation: 1,
+            recipient: "age1x".into(),
+            created: time::OffsetDateTime::UNIX_EPOCH,
+            slots: Vec::new(),
+        };
+        let base = serde_json::to_vec(&header).unwrap().len();
+        header.vault_id = "a".repeat(MAX_HEADER_LEN - base);
+        assert_eq!(serde_json::to_vec(&header).unwrap().len(), MAX_HEADER_LEN);
+        let small = b"not an age payload";
+        assert!(matches!(
+            encode(&header, small, "id"),
+            Err(VaultError::Corrupt(_))
+        ));
+        header.vault_id.push('a');
+        assert!(matches!(
+            encode(&header, small, "id"),
+            Err(VaultError::TooLarge)
+        ));
+    }
+}

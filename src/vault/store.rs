@@ -258,3 +258,25 @@ impl Seen {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a missing rollback record means "nothing seen yet". Any other failure to read it
+    /// (here: a directory in its place) must not silently turn the rollback check off.
+    /// (A mutation-testing survivor.)
+    #[test]
+    fn an_unreadable_rollback_record_is_an_error_not_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Seen {
+            path: dir.path().join("generations.json"),
+        };
+        assert_eq!(seen.get("v").unwrap(), None, "missing: nothing seen");
+        seen.record("v", 7).unwrap();
+        assert_eq!(seen.get("v").unwrap(), Some(7));
+        fs::remove_file(&seen.path).unwrap();
+        fs::create_dir(&seen.path).unwrap();
+        assert!(matches!(seen.get("v"), Err(VaultError::Io { .. })));
+    }
+}
