@@ -917,6 +917,24 @@ mod tests {
         AuditRecord::new(op, Decision::Allow)
     }
 
+    /// A key file must be exactly the key: one byte more or less is refused, not truncated
+    /// or padded (a mutation-testing survivor).
+    #[test]
+    fn a_key_file_of_the_wrong_length_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.jsonl");
+        for len in [KEY_LEN - 1, KEY_LEN + 1, 0] {
+            std::fs::write(key_path(&log), vec![7u8; len]).unwrap();
+            assert!(
+                matches!(AuditKey::load(&log), Err(AuditError::BadKey { .. })),
+                "{len} bytes"
+            );
+        }
+        std::fs::write(key_path(&log), [7u8; KEY_LEN]).unwrap();
+        let k = AuditKey::load(&log).unwrap();
+        assert_eq!(*k.0, [7u8; KEY_LEN]);
+    }
+
     #[test]
     fn audit_log_is_shareable_between_threads() {
         fn send_sync<T: Send + Sync>() {}
