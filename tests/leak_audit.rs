@@ -17,6 +17,8 @@
 mod common_daemon;
 #[path = "common/leak.rs"]
 mod leak;
+#[path = "common/pty.rs"]
+mod pty;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -1083,14 +1085,10 @@ fn audit() {
     std::fs::write(&vault_path, &good).unwrap();
 
     // ---- The passphrase prompt, on a real pseudo-terminal.
-    let have_pty = Command::new("python3")
-        .args(["-c", "import pty"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let have_pty = pty::available();
     let on_pty = |args: &str, answers: &[String], expect: Expect| {
         let mut c = r.command("python3");
-        c.arg("-c").arg(leak::PTY_DRIVER).arg(&bin).arg(args);
+        pty::drive(&mut c, &bin, args);
         r.driven
             .borrow_mut()
             .insert(r.path_of(&args.split(' ').collect::<Vec<_>>()));
@@ -2047,11 +2045,7 @@ fn regression_prompt_echoed_an_answer_typed_as_soon_as_it_appeared() {
     if std::env::var_os(ROLE).is_some() {
         return; // a child of the audit above
     }
-    let have_pty = Command::new("python3")
-        .args(["-c", "import pty"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let have_pty = pty::available();
     if !have_pty {
         println!("skipped: python3 with the pty module is needed to drive a pseudo-terminal");
         return;
@@ -2073,10 +2067,7 @@ fn regression_prompt_echoed_an_answer_typed_as_soon_as_it_appeared() {
     r.ok(&["init", "--passphrase-file", &d.s("pass")], b"");
     for _ in 0..3 {
         let mut c = r.command("python3");
-        c.arg("-c")
-            .arg(leak::PTY_DRIVER)
-            .arg(&r.bin)
-            .arg("cred list");
+        pty::drive(&mut c, &r.bin, "cred list");
         let out = r.run(
             &mut c,
             "(pty) scopevault cred list",
