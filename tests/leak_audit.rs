@@ -15,6 +15,8 @@
 
 #[path = "common/daemon.rs"]
 mod common_daemon;
+#[path = "common/vault.rs"]
+mod common_vault;
 #[path = "common/leak.rs"]
 mod leak;
 #[path = "common/pty.rs"]
@@ -29,8 +31,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common_vault::files_under;
 use data_encoding::BASE32_NOPAD;
-use leak::{context_before, files_under, forms_of, Expect, Recorder, Scanner, Secret};
+use leak::{context_before, forms_of, Expect, Recorder, Scanner, Secret};
 
 const ROLE: &str = "LEAK_AUDIT_ROLE";
 const TEST_NAME: &str = "no_secret_leaks_through_any_command_socket_op_file_or_panic";

@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use common_vault::Env;
-use faults::{iterations, summary, KillClock, Rng, Tmpfs};
+use faults::{iterations, kill_after, summary, temp_files, KillClock, Rng, Tmpfs};
 
 /// Size of each secret field of the bulk credentials (the format accepts up to 64 KiB).
 const FIELD_LEN: usize = 60_000;
@@ -181,15 +181,6 @@ fn bulk_vault(e: &Env) -> String {
     idf
 }
 
-fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|f| f.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-"))
-        .collect()
-}
-
 /// Kill `label`'s writer at random points, `iterations()` times (more, up to three times as
 /// many, until kills have landed both before and after the rename), checking after each kill
 /// that the vault opens to exactly the old or the new state.
@@ -231,17 +222,7 @@ fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, 
         };
         let old_bytes = std::fs::read(&vault).unwrap();
         let t0 = OffsetDateTime::now_utc();
-        let mut child = e
-            .cmd()
-            .args(&step.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(clock.next());
-        let _ = child.kill(); // SIGKILL
-        let status = child.wait().unwrap();
+        let status = kill_after(e.cmd().args(&step.args), clock.next());
         injected += 1;
         let outcome = (|| -> Result<bool, String> {
             let got = state(e, idf).map_err(|m| format!("the vault does not open: {m}"))?;
@@ -344,17 +325,7 @@ fn sigkill_init() {
             std::fs::remove_file(&vault).unwrap();
         }
         let (idf, args) = init(i);
-        let mut child = e
-            .cmd()
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(clock.next());
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        let status = kill_after(e.cmd().args(&args), clock.next());
         injected += 1;
         clock.landed(vault.exists());
         let outcome = if vault.exists() {

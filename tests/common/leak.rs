@@ -514,25 +514,3 @@ fn help_commands(bin: &Path, path: &[&str]) -> Vec<String> {
     }
     names
 }
-
-/// Every regular file under `dir` (symlinks are not followed; sockets and fifos are skipped).
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
