@@ -621,23 +621,17 @@ fn audit() {
         ADMIN_PW.as_bytes(),
         Expect::Success,
     );
-    // Failing adds, each with a secret in reach.
-    add(
-        "shop-login",
-        "login",
-        &[],
-        &["--secret", "password"],
-        LOGIN_PW.as_bytes(),
-        Expect::Failure,
-    );
-    add(
-        "bad/name",
-        "login",
-        &[],
-        &["--secret", "password"],
-        LOGIN_PW.as_bytes(),
-        Expect::Failure,
-    );
+    // Failing adds, each with a secret in reach: a name taken, a name not allowed.
+    for name in ["shop-login", "bad/name"] {
+        add(
+            name,
+            "login",
+            &[],
+            &["--secret", "password"],
+            LOGIN_PW.as_bytes(),
+            Expect::Failure,
+        );
+    }
     add(
         "two-secrets",
         "login",
@@ -745,31 +739,17 @@ fn audit() {
         ],
         LOGIN_PW.as_bytes(),
     );
+    // `cred set CRED --secret password`, the new value on stdin.
+    let set_password = |cred: &str, value: &str| {
+        let args = ["cred", "set", cred, "--secret", "password"];
+        r.ok(
+            &[&args[..], &["--passphrase-file", &pf]].concat(),
+            value.as_bytes(),
+        )
+    };
     // Rotate the login, then rotate it back (both values are secrets).
-    r.ok(
-        &[
-            "cred",
-            "set",
-            "shop-login",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        ROTATED_PW.as_bytes(),
-    );
-    r.ok(
-        &[
-            "cred",
-            "set",
-            "shop-login",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        LOGIN_PW.as_bytes(),
-    );
+    set_password("shop-login", ROTATED_PW);
+    set_password("shop-login", LOGIN_PW);
     add(
         "to-remove",
         "token",
@@ -783,10 +763,11 @@ fn audit() {
 
     // Secrets typed where they do not belong (they are in this audit's argv, which is not
     // scanned; the errors must not repeat them).
-    for field in [
-        format!("password={ARGV_MISTAKE}"),
-        format!("bad key={ARGV_MISTAKE}"),
-        ARGV_MISTAKE.to_owned(),
+    for (flag, value) in [
+        ("--field", format!("password={ARGV_MISTAKE}")),
+        ("--field", format!("bad key={ARGV_MISTAKE}")),
+        ("--field", ARGV_MISTAKE.to_owned()),
+        ("--secret-file", ARGV_MISTAKE.to_owned()),
     ] {
         r.fail(
             &[
@@ -795,42 +776,17 @@ fn audit() {
                 "mistake",
                 "--kind",
                 "login",
-                "--field",
-                &field,
+                flag,
+                &value,
                 "--passphrase-file",
                 &pf,
             ],
             b"",
         );
     }
-    r.fail(
-        &[
-            "cred",
-            "add",
-            "mistake",
-            "--kind",
-            "login",
-            "--secret-file",
-            ARGV_MISTAKE,
-            "--passphrase-file",
-            &pf,
-        ],
-        b"",
-    );
     // Rollback: an older copy of the vault put back is refused (and accepted when asked).
     let older = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
-    r.ok(
-        &[
-            "cred",
-            "set",
-            "shop-admin",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        ADMIN_PW.as_bytes(),
-    );
+    set_password("shop-admin", ADMIN_PW);
     let newer = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
     std::fs::write(d.p("vault/vault.scopevault"), &older).unwrap();
     r.fail(
@@ -992,34 +948,22 @@ fn audit() {
         ] {
             r.sv(&["lint", file, "--format", fmt], b"", expect, &[]);
         }
-        r.sv(
-            &[
-                "lint",
-                &pol,
-                "--with-vault",
-                "--format",
-                fmt,
-                "--passphrase-file",
-                &pf,
-            ],
-            b"",
-            Expect::Failure,
-            &[],
-        );
-        r.sv(
-            &[
-                "lint",
-                &pol,
-                "--with-vault",
-                "--format",
-                fmt,
-                "--passphrase-file",
-                &wrong,
-            ],
-            b"",
-            Expect::Failure,
-            &[],
-        );
+        for pass in [&pf, &wrong] {
+            r.sv(
+                &[
+                    "lint",
+                    &pol,
+                    "--with-vault",
+                    "--format",
+                    fmt,
+                    "--passphrase-file",
+                    pass,
+                ],
+                b"",
+                Expect::Failure,
+                &[],
+            );
+        }
         let report = d.s(&format!("reports/lint.{fmt}"));
         r.sv(
             &[
@@ -1459,6 +1403,7 @@ fn audit() {
     // Secrets in the wrong places: answers must not echo them.
     let pass_json = serde_json::to_string(VAULT_PASS).unwrap();
     let wrong_json = serde_json::to_string(WRONG_PASS).unwrap();
+    let unlock_wrong = format!(r#"{{"v":1,"op":"unlock","passphrase":{wrong_json}}}"#);
     assert_eq!(
         code(&s.req(
             &format!(r#"{{"v":1,"op":"unlock","passphrase":{pass_json},"extra":1}}"#),
@@ -1518,13 +1463,7 @@ fn audit() {
         .expect("the unknown-op message lists the ops")
         .to_owned();
     // Admin ops.
-    assert_eq!(
-        code(&s.req(
-            &format!(r#"{{"v":1,"op":"unlock","passphrase":{wrong_json}}}"#),
-            &[]
-        )),
-        "denied"
-    );
+    assert_eq!(code(&s.req(&unlock_wrong, &[])), "denied");
     assert_eq!(s.req(r#"{"v":1,"op":"reload"}"#, &[])["ok"], true);
     assert_eq!(s.req(r#"{"v":1,"op":"lock"}"#, &[])["locked"], true);
     assert_eq!(
@@ -1537,13 +1476,7 @@ fn audit() {
     );
     assert_eq!(code(&s.req(r#"{"v":1,"op":"tasks"}"#, &[])), "locked");
     assert_eq!(code(&s.req(r#"{"v":1,"op":"reload"}"#, &[])), "locked");
-    assert_eq!(
-        code(&s.req(
-            &format!(r#"{{"v":1,"op":"unlock","passphrase":{wrong_json}}}"#),
-            &[]
-        )),
-        "denied"
-    );
+    assert_eq!(code(&s.req(&unlock_wrong, &[])), "denied");
     assert_eq!(
         s.req(
             &format!(r#"{{"v":1,"op":"unlock","passphrase":{pass_json}}}"#),
@@ -1625,18 +1558,7 @@ fn audit() {
     std::fs::write(&vault_path, &good).unwrap();
     r.ok(&["unlock", "--passphrase-file", &pf], b"");
     // A vault changed under the daemon, then reloaded.
-    r.ok(
-        &[
-            "cred",
-            "set",
-            "shop-admin",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        ADMIN_PW.as_bytes(),
-    );
+    set_password("shop-admin", ADMIN_PW);
     r.ok(&["reload"], b"");
 
     // Another uid: denied everything but health (root only; modes opened so the kernel
