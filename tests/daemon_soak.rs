@@ -137,11 +137,6 @@ fn kinds() -> Vec<Kind> {
         task: "two-factor-login",
         want: Want::Totp,
     };
-    let refused = |line, task, code| Kind {
-        line,
-        task,
-        want: Want::Refused(code),
-    };
     let mut v = Vec::new();
     for _ in 0..6 {
         v.push(Kind { ..checkout });
@@ -155,26 +150,34 @@ fn kinds() -> Vec<Kind> {
         v.push(Kind { ..search });
         v.push(Kind { ..payments });
     }
-    v.push(refused(
-        r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-backoffice"}"#,
-        "checkout-flow",
-        "denied",
-    ));
-    v.push(refused(
-        r#"{"v":1,"op":"fetch","task":"search-api","credential":"payments-token"}"#,
-        "search-api",
-        "denied",
-    ));
-    v.push(refused(
-        r#"{"v":1,"op":"fetch","task":"newsletter"}"#,
-        "newsletter",
-        "denied",
-    ));
-    v.push(refused(
-        r#"{"v":1,"op":"fetch","task":"no-such-task"}"#,
-        "no-such-task",
-        "not_found",
-    ));
+    for (line, task, code) in [
+        (
+            r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-backoffice"}"#,
+            "checkout-flow",
+            "denied",
+        ),
+        (
+            r#"{"v":1,"op":"fetch","task":"search-api","credential":"payments-token"}"#,
+            "search-api",
+            "denied",
+        ),
+        (
+            r#"{"v":1,"op":"fetch","task":"newsletter"}"#,
+            "newsletter",
+            "denied",
+        ),
+        (
+            r#"{"v":1,"op":"fetch","task":"no-such-task"}"#,
+            "no-such-task",
+            "not_found",
+        ),
+    ] {
+        v.push(Kind {
+            line,
+            task,
+            want: Want::Refused(code),
+        });
+    }
     assert_eq!(v.len(), 32);
     v
 }

@@ -713,18 +713,13 @@ fn audit() {
         &["cred", "list", "--passphrase-fd", "0"],
         format!("{VAULT_PASS}\n").as_bytes(),
     );
-    r.fail(
-        &[
-            "cred",
-            "set",
-            "nope",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        ROTATED_PW.as_bytes(),
-    );
+    // `cred set CRED --secret password`, the new value on stdin.
+    let set_password = |cred: &str, value: &str, expect: Expect| {
+        let args = ["cred", "set", cred, "--secret", "password"];
+        let args = [&args[..], &["--passphrase-file", &pf]].concat();
+        r.sv(&args, value.as_bytes(), expect, &[])
+    };
+    set_password("nope", ROTATED_PW, Expect::Failure);
     r.fail(
         &[
             "cred",
@@ -739,17 +734,9 @@ fn audit() {
         ],
         LOGIN_PW.as_bytes(),
     );
-    // `cred set CRED --secret password`, the new value on stdin.
-    let set_password = |cred: &str, value: &str| {
-        let args = ["cred", "set", cred, "--secret", "password"];
-        r.ok(
-            &[&args[..], &["--passphrase-file", &pf]].concat(),
-            value.as_bytes(),
-        )
-    };
     // Rotate the login, then rotate it back (both values are secrets).
-    set_password("shop-login", ROTATED_PW);
-    set_password("shop-login", LOGIN_PW);
+    set_password("shop-login", ROTATED_PW, Expect::Success);
+    set_password("shop-login", LOGIN_PW, Expect::Success);
     add(
         "to-remove",
         "token",
@@ -786,7 +773,7 @@ fn audit() {
     }
     // Rollback: an older copy of the vault put back is refused (and accepted when asked).
     let older = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
-    set_password("shop-admin", ADMIN_PW);
+    set_password("shop-admin", ADMIN_PW, Expect::Success);
     let newer = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
     std::fs::write(d.p("vault/vault.scopevault"), &older).unwrap();
     r.fail(
@@ -1558,7 +1545,7 @@ fn audit() {
     std::fs::write(&vault_path, &good).unwrap();
     r.ok(&["unlock", "--passphrase-file", &pf], b"");
     // A vault changed under the daemon, then reloaded.
-    set_password("shop-admin", ADMIN_PW);
+    set_password("shop-admin", ADMIN_PW, Expect::Success);
     r.ok(&["reload"], b"");
 
     // Another uid: denied everything but health (root only; modes opened so the kernel
