@@ -1115,13 +1115,10 @@ fn sigxfsz_in_the_middle_of_the_temp_write_leaves_the_old_vault() {
         let old = state(&e, &idf).unwrap();
         let args = args(&old);
         let old_bytes = e.vault_bytes();
-        let plain = e.cmd();
-        let mut c = std::process::Command::new("prlimit");
-        c.env_clear()
-            .envs(plain.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-            .arg("--fsize=65536")
+        let mut c = e.wrapper("prlimit");
+        c.arg("--fsize=65536")
             .arg("--")
-            .arg(plain.get_program())
+            .arg(e.cmd().get_program())
             .args(&args)
             .stdin(Stdio::null());
         let out = c.output().unwrap();

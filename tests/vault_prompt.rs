@@ -6,22 +6,14 @@ mod common_vault;
 #[path = "common/pty.rs"]
 mod pty;
 
-use std::process::Command;
-
 use common_vault::Env;
 
 fn on_pty(e: &Env, args: &str, answers: &[&str]) -> (i32, String) {
-    let mut c = Command::new("python3");
-    // Env::cmd()'s environment, applied to the python driver (which the binary inherits).
-    let base = e.cmd();
-    c.env_clear();
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
+    // The python driver gets Env::cmd()'s environment, which the binary inherits.
+    let mut c = e.wrapper("python3");
     pty::drive(&mut c, env!("CARGO_BIN_EXE_scopevault"), args);
-    let out = pty::run(&mut c, answers);
+    // The answers go on the driver's stdin.
+    let out = e.run_cmd(&mut c, answers.join("\n").as_bytes());
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -4,8 +4,7 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 /// The driver script: `python3 -c DRIVER <binary> "<args, space-separated>"`, with the
 /// `prompt=answer` pairs on stdin, one a line (never in argv, where `ps` would show them).
@@ -68,19 +67,4 @@ pub fn drive<'c>(
     args: &str,
 ) -> &'c mut Command {
     python3.arg("-c").arg(DRIVER).arg(binary).arg(args)
-}
-
-/// Run `python3` (already given [`drive`]'s arguments) with the `prompt=answer` pairs on its
-/// stdin; what the terminal showed is the output's stdout.
-pub fn run(python3: &mut Command, answers: &[&str]) -> Output {
-    let mut child = python3
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(answers.join("\n").as_bytes()).unwrap();
-    drop(stdin); // EOF: the driver reads every answer before it starts the binary
-    child.wait_with_output().expect("python3 runs")
 }

@@ -53,6 +53,16 @@ impl Env {
         c
     }
 
+    /// `program`, a wrapper that then runs the binary (a pty driver, `prlimit`), with the
+    /// environment [`Env::cmd`] gives the binary, which the binary inherits from it.
+    pub fn wrapper(&self, program: &str) -> Command {
+        let base = self.cmd();
+        let mut c = Command::new(program);
+        c.env_clear()
+            .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        c
+    }
+
     /// Run with the given args and stdin; record output.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
         self.run_cmd(self.cmd().args(args), stdin)
