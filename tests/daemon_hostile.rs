@@ -3,36 +3,45 @@
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/soak.rs"]
+mod soak;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use daemon::{code, read_json, roundtrip, tempdir, Daemon};
+use daemon::{code, read_json, tempdir, Daemon};
+use soak::{Conn, Tally};
+
+/// The tally of one hostile client run alone against a fresh daemon: no problem, and `what`
+/// counted exactly `n` times (so never `busy` or `connect failed`).
+fn assert_tally(t: &Tally, what: &str, n: u64) {
+    assert!(t.problems.is_empty(), "{:#?}", t.problems);
+    assert_eq!(t.get(what), n, "{t:?}");
+}
 
 #[test]
 fn malformed_unknown_op_and_unknown_field_are_bad_request_and_the_connection_survives() {
     let dir = tempdir();
     let d = Daemon::start(dir.path(), &[]);
-    let mut s = d.connect();
-    for line in [
-        "this is not json",
-        "[1,2,3]",
-        r#"{"v":1,"op":"dance"}"#,
-        r#"{"v":1,"op":"health","extra":true}"#,
-        r#"{"v":2,"op":"health"}"#,
-        r#"{"op":"health"}"#,
-        "\u{0}\u{1}\u{2}",
-    ] {
-        let v = roundtrip(&mut s, line).unwrap();
-        assert_eq!(v["ok"], false, "{line}: {v}");
-        assert_eq!(code(&v), "bad_request", "{line}: {v}");
+    // Every line of soak::malformed_lines, one at a time on one connection.
+    let mut c = Conn::connect(&d.socket).unwrap();
+    for line in soak::malformed_lines() {
+        let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+        let (v, _) = c.call_bytes(&line).unwrap();
+        assert_eq!(v["ok"], false, "{shown}: {v}");
+        assert_eq!(code(&v), "bad_request", "{shown}: {v}");
+        assert!(soak::is_well_formed_error(&v), "{shown}: {v}");
     }
     // Same connection still works after the errors.
-    let v = roundtrip(&mut s, r#"{"v":1,"op":"health"}"#).unwrap();
+    let (v, _) = c.call(r#"{"v":1,"op":"health"}"#).unwrap();
     assert_eq!(v["ok"], true);
+    // And all of them pipelined at once, then `health`, on another connection.
+    let mut t = Tally::default();
+    soak::malformed(&d.socket, &mut t);
+    assert_tally(&t, "hostile malformed: served", 1);
+    assert_eq!(t.audit_total(), 0, "a parse error is not audited: {t:?}");
     d.assert_alive();
 }
 
@@ -54,30 +63,11 @@ fn pipelined_requests_are_answered_in_order() {
 fn a_ten_megabyte_line_is_too_large_and_closed_without_buffering_it() {
     let dir = tempdir();
     let d = Daemon::start(dir.path(), &[]);
-    let mut s = d.connect();
-    let mut writer = s.try_clone().unwrap();
-    let t = std::thread::spawn(move || {
-        let chunk = vec![b'a'; 1024 * 1024];
-        let mut sent = 0usize;
-        for _ in 0..10 {
-            match writer.write_all(&chunk) {
-                Ok(()) => sent += chunk.len(),
-                Err(_) => break, // the daemon closed on us: expected
-            }
-        }
-        sent
-    });
-    let v = read_json(&mut s).unwrap();
-    assert_eq!(code(&v), "too_large", "{v}");
-    // Then the connection is closed.
-    let mut rest = Vec::new();
-    let _ = s.read_to_end(&mut rest);
-    assert!(rest.is_empty());
-    let sent = t.join().unwrap();
-    assert!(
-        sent < 10 * 1024 * 1024,
-        "the daemon kept reading the whole line"
-    );
+    // `too_large`, then the connection is closed with nothing more, before the 10 MiB were
+    // all read.
+    let mut t = Tally::default();
+    soak::oversized(&d.socket, 10, &mut t);
+    assert_tally(&t, "hostile oversized: too_large", 1);
     d.assert_alive();
     // The refusal is audited with who sent it and why (mutation testing found this unchecked).
     let audit = d.audit_text();
@@ -103,14 +93,9 @@ fn exactly_64_kib_is_accepted_as_a_line() {
     // A line of exactly the limit is read and parsed (here: bad_request, not too_large).
     let dir = tempdir();
     let d = Daemon::start(dir.path(), &[]);
-    let mut s = d.connect();
-    let mut line = String::from(r#"{"v":1,"op":"health","pad":""#);
-    while line.len() < 65536 - 2 {
-        line.push('x');
-    }
-    line.push_str("\"}");
+    let line = soak::line_at_the_limit();
     assert_eq!(line.len(), 65536);
-    let v = roundtrip(&mut s, &line).unwrap();
+    let (v, _) = Conn::connect(&d.socket).unwrap().call_bytes(&line).unwrap();
     assert_eq!(code(&v), "bad_request", "{v}");
 }
 
@@ -118,20 +103,17 @@ fn exactly_64_kib_is_accepted_as_a_line() {
 fn slowloris_partial_line_is_closed_after_the_read_timeout_while_others_are_served() {
     let dir = tempdir();
     let d = Daemon::start(dir.path(), &["--read-timeout", "1"]);
-    let mut slow = d.connect();
-    slow.write_all(br#"{"v":1,"op":"hea"#).unwrap();
-    // While the slow client holds its line open, others are answered.
-    d.assert_alive();
-    slow.set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let n = slow
-        .read(&mut buf)
-        .expect("closed, not timed out on our side");
-    assert_eq!(
-        n, 0,
-        "the daemon should close a held-open partial line without answering"
+    let mut t = Tally::default();
+    // While the slow client holds its line open, others are answered; then the daemon closes
+    // the held-open partial line without answering.
+    soak::held_open(
+        &d.socket,
+        "slowloris",
+        br#"{"v":1,"op":"hea"#,
+        &mut t,
+        || d.assert_alive(),
     );
+    assert_tally(&t, "hostile slowloris: closed", 1);
     d.assert_alive();
 }
 
@@ -139,9 +121,9 @@ fn slowloris_partial_line_is_closed_after_the_read_timeout_while_others_are_serv
 fn idle_connection_is_closed_after_the_idle_timeout() {
     let dir = tempdir();
     let d = Daemon::start(dir.path(), &["--idle-timeout", "1"]);
-    let mut idle = d.connect();
-    let mut buf = [0u8; 64];
-    assert_eq!(idle.read(&mut buf).unwrap(), 0);
+    let mut t = Tally::default();
+    soak::idle(&d.socket, &mut t);
+    assert_tally(&t, "hostile idle: closed", 1);
     d.assert_alive();
 }
 
@@ -149,29 +131,18 @@ fn idle_connection_is_closed_after_the_idle_timeout() {
 fn a_thousand_connections_at_once_get_served_or_busy_and_the_daemon_survives() {
     let dir = tempdir();
     let d = Daemon::start(dir.path(), &["--max-connections", "64"]);
-    let mut conns: Vec<UnixStream> = Vec::new();
-    for _ in 0..1000 {
-        // A full accept backlog refuses the rest: also "not served", and fine.
-        if let Ok(s) = UnixStream::connect(&d.socket) {
-            conns.push(s);
-        }
-    }
-    let (mut ok, mut busy, mut closed) = (0, 0, 0);
-    for s in &mut conns {
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let _ = s.write_all(b"{\"v\":1,\"op\":\"health\"}\n");
-        match read_json(s) {
-            Ok(v) if v["ok"] == true => ok += 1,
-            Ok(v) if code(&v) == "busy" => busy += 1,
-            Ok(v) => panic!("unexpected answer {v}"),
-            Err(_) => closed += 1,
-        }
-    }
+    // Each is served, `busy`, or closed (a full accept backlog refuses the rest: also "not
+    // served", and fine); anything else is a problem. All are dropped at the end.
+    let mut t = Tally::default();
+    soak::burst(&d.socket, 1000, &mut t);
+    assert!(t.problems.is_empty(), "{:#?}", t.problems);
+    let ok = t.get("hostile burst: served");
     assert!(ok <= 64, "at most max-connections served at once: {ok}");
     assert!(ok >= 1);
-    assert!(busy >= 1, "the extra connections get busy");
-    assert_eq!(ok + busy + closed, conns.len());
-    drop(conns);
+    assert!(
+        t.get("hostile burst: busy") >= 1,
+        "the extra connections get busy"
+    );
     // Once they are gone, a new client is served (connection slots are given back).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -191,15 +162,12 @@ fn a_thousand_connections_at_once_get_served_or_busy_and_the_daemon_survives() {
 fn a_client_that_disconnects_mid_response_does_not_hurt_the_daemon() {
     let dir = tempdir();
     let d = Daemon::start(dir.path(), &[]);
+    let mut t = Tally::default();
     for _ in 0..50 {
-        let mut s = d.connect();
-        let mut many = Vec::new();
-        for _ in 0..200 {
-            many.extend_from_slice(b"{\"v\":1,\"op\":\"health\"}\n");
-        }
-        let _ = s.write_all(&many);
-        drop(s); // gone before reading a single answer
+        // 200 pipelined requests, gone before reading a single answer.
+        soak::hang_up_pipelined(&d.socket, &mut t);
     }
+    assert_tally(&t, "hostile hang-up: pipelined health", 50);
     d.assert_alive();
 }
 

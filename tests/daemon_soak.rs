@@ -137,11 +137,6 @@ fn kinds() -> Vec<Kind> {
         task: "two-factor-login",
         want: Want::Totp,
     };
-    let refused = |line, task, code| Kind {
-        line,
-        task,
-        want: Want::Refused(code),
-    };
     let mut v = Vec::new();
     for _ in 0..6 {
         v.push(Kind { ..checkout });
@@ -155,26 +150,34 @@ fn kinds() -> Vec<Kind> {
         v.push(Kind { ..search });
         v.push(Kind { ..payments });
     }
-    v.push(refused(
-        r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-backoffice"}"#,
-        "checkout-flow",
-        "denied",
-    ));
-    v.push(refused(
-        r#"{"v":1,"op":"fetch","task":"search-api","credential":"payments-token"}"#,
-        "search-api",
-        "denied",
-    ));
-    v.push(refused(
-        r#"{"v":1,"op":"fetch","task":"newsletter"}"#,
-        "newsletter",
-        "denied",
-    ));
-    v.push(refused(
-        r#"{"v":1,"op":"fetch","task":"no-such-task"}"#,
-        "no-such-task",
-        "not_found",
-    ));
+    for (line, task, code) in [
+        (
+            r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-backoffice"}"#,
+            "checkout-flow",
+            "denied",
+        ),
+        (
+            r#"{"v":1,"op":"fetch","task":"search-api","credential":"payments-token"}"#,
+            "search-api",
+            "denied",
+        ),
+        (
+            r#"{"v":1,"op":"fetch","task":"newsletter"}"#,
+            "newsletter",
+            "denied",
+        ),
+        (
+            r#"{"v":1,"op":"fetch","task":"no-such-task"}"#,
+            "no-such-task",
+            "not_found",
+        ),
+    ] {
+        v.push(Kind {
+            line,
+            task,
+            want: Want::Refused(code),
+        });
+    }
     assert_eq!(v.len(), 32);
     v
 }
@@ -444,16 +447,19 @@ fn admin(d: &Daemon, total: u64, every: u64, shared: &Shared) -> Tally {
     t
 }
 
-/// Run one hostile kind until the runners are done (at least once).
+/// Run one hostile kind against `socket` until the runners are done (at least once), `pace`
+/// apart.
 fn hostile(
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
+    socket: &Path,
     pace: Duration,
-    mut act: impl FnMut(&mut Tally) + Send + 'static,
+    mut act: impl FnMut(&Path, &mut Tally) + Send + 'static,
 ) -> std::thread::JoinHandle<Tally> {
+    let (shared, socket) = (shared.clone(), socket.to_owned());
     std::thread::spawn(move || {
         let mut t = Tally::default();
         loop {
-            act(&mut t);
+            act(&socket, &mut t);
             if shared.stop.load(Ordering::SeqCst) || shared.abort.load(Ordering::SeqCst) {
                 return t;
             }
@@ -626,71 +632,33 @@ fn soak_fetches_with_hostile_clients_admin_cycles_durable_audit_and_flat_memory(
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    let mut hostiles = Vec::new();
-    let sock = d.socket.clone();
-    let s = sock.clone();
-    hostiles.push(hostile(
-        shared.clone(),
-        Duration::from_millis(20),
-        move |t| soak::malformed(&s, t),
-    ));
-    let s = sock.clone();
-    hostiles.push(hostile(
-        shared.clone(),
-        Duration::from_millis(100),
-        move |t| soak::oversized(&s, t),
-    ));
-    let s = sock.clone();
-    hostiles.push(hostile(
-        shared.clone(),
-        Duration::from_millis(10),
-        move |t| soak::slowloris(&s, t),
-    ));
-    let s = sock.clone();
-    hostiles.push(hostile(
-        shared.clone(),
-        Duration::from_millis(10),
-        move |t| soak::idle(&s, t),
-    ));
-    let s = sock.clone();
-    hostiles.push(hostile(
-        shared.clone(),
-        Duration::from_millis(20),
-        move |t| {
-            soak::hang_up_pipelined(&s, t);
-            soak::hang_up_mid_answer(&s, t);
-        },
-    ));
-    let s = sock.clone();
-    hostiles.push(hostile(
-        shared.clone(),
-        Duration::from_millis(100),
-        move |t| soak::never_reads(&s, Duration::from_millis(1500), t),
-    ));
-    let s = sock.clone();
-    hostiles.push(hostile(shared.clone(), Duration::from_secs(2), move |t| {
-        soak::burst(&s, MAX_CONNECTIONS + 64, t)
-    }));
-    let s = sock.clone();
-    hostiles.push(hostile(
-        shared.clone(),
-        Duration::from_millis(20),
-        move |t| {
-            let mut c = Conn::established(&s, t);
-            soak::tickets(&mut c, t)
-        },
-    ));
+    let ms = Duration::from_millis;
+    let sock = &d.socket;
+    let mut hostiles = vec![
+        hostile(&shared, sock, ms(20), soak::malformed),
+        hostile(&shared, sock, ms(100), |s, t| soak::oversized(s, 2, t)),
+        hostile(&shared, sock, ms(10), soak::slowloris),
+        hostile(&shared, sock, ms(10), soak::idle),
+        hostile(&shared, sock, ms(20), |s, t| {
+            soak::hang_up_pipelined(s, t);
+            soak::hang_up_mid_answer(s, t);
+        }),
+        hostile(&shared, sock, ms(100), |s, t| {
+            soak::never_reads(s, Duration::from_millis(1500), t)
+        }),
+        hostile(&shared, sock, Duration::from_secs(2), |s, t| {
+            soak::burst(s, MAX_CONNECTIONS + 64, t)
+        }),
+        hostile(&shared, sock, ms(20), |s, t| {
+            soak::tickets(&mut Conn::established(s, t), t)
+        }),
+    ];
     if nobody.is_ok() {
-        let s = sock.clone();
         let mut n = 0u64;
-        hostiles.push(hostile(
-            shared.clone(),
-            Duration::from_millis(100),
-            move |t| {
-                n += 1;
-                soak::wrong_uid(&s, n.is_multiple_of(4), t)
-            },
-        ));
+        hostiles.push(hostile(&shared, sock, ms(100), move |s, t| {
+            n += 1;
+            soak::wrong_uid(s, n.is_multiple_of(4), t)
+        }));
     }
 
     // RSS every `total / 40` fetches; the sample at a quarter of the run is the post-warm-up

@@ -15,8 +15,12 @@
 
 #[path = "common/daemon.rs"]
 mod common_daemon;
+#[path = "common/vault.rs"]
+mod common_vault;
 #[path = "common/leak.rs"]
 mod leak;
+#[path = "common/pty.rs"]
+mod pty;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -27,8 +31,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common_vault::files_under;
 use data_encoding::BASE32_NOPAD;
-use leak::{context_before, files_under, forms_of, Expect, Recorder, Scanner, Secret};
+use leak::{context_before, forms_of, Expect, Recorder, Scanner, Secret};
 
 const ROLE: &str = "LEAK_AUDIT_ROLE";
 const TEST_NAME: &str = "no_secret_leaks_through_any_command_socket_op_file_or_panic";
@@ -616,23 +621,17 @@ fn audit() {
         ADMIN_PW.as_bytes(),
         Expect::Success,
     );
-    // Failing adds, each with a secret in reach.
-    add(
-        "shop-login",
-        "login",
-        &[],
-        &["--secret", "password"],
-        LOGIN_PW.as_bytes(),
-        Expect::Failure,
-    );
-    add(
-        "bad/name",
-        "login",
-        &[],
-        &["--secret", "password"],
-        LOGIN_PW.as_bytes(),
-        Expect::Failure,
-    );
+    // Failing adds, each with a secret in reach: a name taken, a name not allowed.
+    for name in ["shop-login", "bad/name"] {
+        add(
+            name,
+            "login",
+            &[],
+            &["--secret", "password"],
+            LOGIN_PW.as_bytes(),
+            Expect::Failure,
+        );
+    }
     add(
         "two-secrets",
         "login",
@@ -714,18 +713,13 @@ fn audit() {
         &["cred", "list", "--passphrase-fd", "0"],
         format!("{VAULT_PASS}\n").as_bytes(),
     );
-    r.fail(
-        &[
-            "cred",
-            "set",
-            "nope",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        ROTATED_PW.as_bytes(),
-    );
+    // `cred set CRED --secret password`, the new value on stdin.
+    let set_password = |cred: &str, value: &str, expect: Expect| {
+        let args = ["cred", "set", cred, "--secret", "password"];
+        let args = [&args[..], &["--passphrase-file", &pf]].concat();
+        r.sv(&args, value.as_bytes(), expect, &[])
+    };
+    set_password("nope", ROTATED_PW, Expect::Failure);
     r.fail(
         &[
             "cred",
@@ -741,30 +735,8 @@ fn audit() {
         LOGIN_PW.as_bytes(),
     );
     // Rotate the login, then rotate it back (both values are secrets).
-    r.ok(
-        &[
-            "cred",
-            "set",
-            "shop-login",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        ROTATED_PW.as_bytes(),
-    );
-    r.ok(
-        &[
-            "cred",
-            "set",
-            "shop-login",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        LOGIN_PW.as_bytes(),
-    );
+    set_password("shop-login", ROTATED_PW, Expect::Success);
+    set_password("shop-login", LOGIN_PW, Expect::Success);
     add(
         "to-remove",
         "token",
@@ -778,10 +750,11 @@ fn audit() {
 
     // Secrets typed where they do not belong (they are in this audit's argv, which is not
     // scanned; the errors must not repeat them).
-    for field in [
-        format!("password={ARGV_MISTAKE}"),
-        format!("bad key={ARGV_MISTAKE}"),
-        ARGV_MISTAKE.to_owned(),
+    for (flag, value) in [
+        ("--field", format!("password={ARGV_MISTAKE}")),
+        ("--field", format!("bad key={ARGV_MISTAKE}")),
+        ("--field", ARGV_MISTAKE.to_owned()),
+        ("--secret-file", ARGV_MISTAKE.to_owned()),
     ] {
         r.fail(
             &[
@@ -790,42 +763,17 @@ fn audit() {
                 "mistake",
                 "--kind",
                 "login",
-                "--field",
-                &field,
+                flag,
+                &value,
                 "--passphrase-file",
                 &pf,
             ],
             b"",
         );
     }
-    r.fail(
-        &[
-            "cred",
-            "add",
-            "mistake",
-            "--kind",
-            "login",
-            "--secret-file",
-            ARGV_MISTAKE,
-            "--passphrase-file",
-            &pf,
-        ],
-        b"",
-    );
     // Rollback: an older copy of the vault put back is refused (and accepted when asked).
     let older = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
-    r.ok(
-        &[
-            "cred",
-            "set",
-            "shop-admin",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        ADMIN_PW.as_bytes(),
-    );
+    set_password("shop-admin", ADMIN_PW, Expect::Success);
     let newer = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
     std::fs::write(d.p("vault/vault.scopevault"), &older).unwrap();
     r.fail(
@@ -987,34 +935,22 @@ fn audit() {
         ] {
             r.sv(&["lint", file, "--format", fmt], b"", expect, &[]);
         }
-        r.sv(
-            &[
-                "lint",
-                &pol,
-                "--with-vault",
-                "--format",
-                fmt,
-                "--passphrase-file",
-                &pf,
-            ],
-            b"",
-            Expect::Failure,
-            &[],
-        );
-        r.sv(
-            &[
-                "lint",
-                &pol,
-                "--with-vault",
-                "--format",
-                fmt,
-                "--passphrase-file",
-                &wrong,
-            ],
-            b"",
-            Expect::Failure,
-            &[],
-        );
+        for pass in [&pf, &wrong] {
+            r.sv(
+                &[
+                    "lint",
+                    &pol,
+                    "--with-vault",
+                    "--format",
+                    fmt,
+                    "--passphrase-file",
+                    pass,
+                ],
+                b"",
+                Expect::Failure,
+                &[],
+            );
+        }
         let report = d.s(&format!("reports/lint.{fmt}"));
         r.sv(
             &[
@@ -1083,14 +1019,10 @@ fn audit() {
     std::fs::write(&vault_path, &good).unwrap();
 
     // ---- The passphrase prompt, on a real pseudo-terminal.
-    let have_pty = Command::new("python3")
-        .args(["-c", "import pty"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let have_pty = pty::available();
     let on_pty = |args: &str, answers: &[String], expect: Expect| {
         let mut c = r.command("python3");
-        c.arg("-c").arg(leak::PTY_DRIVER).arg(&bin).arg(args);
+        pty::drive(&mut c, &bin, args);
         r.driven
             .borrow_mut()
             .insert(r.path_of(&args.split(' ').collect::<Vec<_>>()));
@@ -1458,6 +1390,7 @@ fn audit() {
     // Secrets in the wrong places: answers must not echo them.
     let pass_json = serde_json::to_string(VAULT_PASS).unwrap();
     let wrong_json = serde_json::to_string(WRONG_PASS).unwrap();
+    let unlock_wrong = format!(r#"{{"v":1,"op":"unlock","passphrase":{wrong_json}}}"#);
     assert_eq!(
         code(&s.req(
             &format!(r#"{{"v":1,"op":"unlock","passphrase":{pass_json},"extra":1}}"#),
@@ -1517,13 +1450,7 @@ fn audit() {
         .expect("the unknown-op message lists the ops")
         .to_owned();
     // Admin ops.
-    assert_eq!(
-        code(&s.req(
-            &format!(r#"{{"v":1,"op":"unlock","passphrase":{wrong_json}}}"#),
-            &[]
-        )),
-        "denied"
-    );
+    assert_eq!(code(&s.req(&unlock_wrong, &[])), "denied");
     assert_eq!(s.req(r#"{"v":1,"op":"reload"}"#, &[])["ok"], true);
     assert_eq!(s.req(r#"{"v":1,"op":"lock"}"#, &[])["locked"], true);
     assert_eq!(
@@ -1536,13 +1463,7 @@ fn audit() {
     );
     assert_eq!(code(&s.req(r#"{"v":1,"op":"tasks"}"#, &[])), "locked");
     assert_eq!(code(&s.req(r#"{"v":1,"op":"reload"}"#, &[])), "locked");
-    assert_eq!(
-        code(&s.req(
-            &format!(r#"{{"v":1,"op":"unlock","passphrase":{wrong_json}}}"#),
-            &[]
-        )),
-        "denied"
-    );
+    assert_eq!(code(&s.req(&unlock_wrong, &[])), "denied");
     assert_eq!(
         s.req(
             &format!(r#"{{"v":1,"op":"unlock","passphrase":{pass_json}}}"#),
@@ -1624,18 +1545,7 @@ fn audit() {
     std::fs::write(&vault_path, &good).unwrap();
     r.ok(&["unlock", "--passphrase-file", &pf], b"");
     // A vault changed under the daemon, then reloaded.
-    r.ok(
-        &[
-            "cred",
-            "set",
-            "shop-admin",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        ADMIN_PW.as_bytes(),
-    );
+    set_password("shop-admin", ADMIN_PW, Expect::Success);
     r.ok(&["reload"], b"");
 
     // Another uid: denied everything but health (root only; modes opened so the kernel
@@ -2047,11 +1957,7 @@ fn regression_prompt_echoed_an_answer_typed_as_soon_as_it_appeared() {
     if std::env::var_os(ROLE).is_some() {
         return; // a child of the audit above
     }
-    let have_pty = Command::new("python3")
-        .args(["-c", "import pty"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let have_pty = pty::available();
     if !have_pty {
         println!("skipped: python3 with the pty module is needed to drive a pseudo-terminal");
         return;
@@ -2073,10 +1979,7 @@ fn regression_prompt_echoed_an_answer_typed_as_soon_as_it_appeared() {
     r.ok(&["init", "--passphrase-file", &d.s("pass")], b"");
     for _ in 0..3 {
         let mut c = r.command("python3");
-        c.arg("-c")
-            .arg(leak::PTY_DRIVER)
-            .arg(&r.bin)
-            .arg("cred list");
+        pty::drive(&mut c, &r.bin, "cred list");
         let out = r.run(
             &mut c,
             "(pty) scopevault cred list",

@@ -31,6 +31,7 @@ mod daemon;
 mod faults;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -39,7 +40,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use common_vault::Env;
-use faults::{iterations, summary, KillClock, Rng, Tmpfs};
+use faults::{iterations, kill_after, summary, temp_files, KillClock, Rng, Tmpfs};
 
 /// Size of each secret field of the bulk credentials (the format accepts up to 64 KiB).
 const FIELD_LEN: usize = 60_000;
@@ -60,7 +61,7 @@ struct State {
     slots: Vec<Value>,
 }
 
-fn run(e: &Env, args: &[&str]) -> Output {
+fn run<S: AsRef<OsStr>>(e: &Env, args: &[S]) -> Output {
     e.cmd()
         .args(args)
         .stdin(Stdio::null())
@@ -77,9 +78,10 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn must(e: &Env, args: &[&str]) -> String {
+fn must<S: AsRef<OsStr>>(e: &Env, args: &[S]) -> String {
     let o = run(e, args);
-    assert!(o.status.success(), "scopevault {args:?}: {}", text(&o));
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(o.status.success(), "scopevault {shown:?}: {}", text(&o));
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -152,42 +154,53 @@ struct Step {
     new_state: Check,
 }
 
+/// Write `contents` to the file `name` of the test's dir; its path, for an argument.
+fn input(e: &Env, name: &str, contents: &str) -> String {
+    let path = e.path(name);
+    std::fs::write(&path, contents).unwrap();
+    path.display().to_string()
+}
+
+/// `cred add NAME --kind generic` and then `more`.
+fn generic_add(name: &str, more: &[&str]) -> Vec<String> {
+    let mut args = strings(&["cred", "add", name, "--kind", "generic"]);
+    args.extend(strings(more));
+    args
+}
+
+/// `args` unlocking the vault with the identity file `idf`.
+fn with_id(mut args: Vec<String>, idf: &str) -> Vec<String> {
+    args.extend(strings(&["--identity-file", idf]));
+    args
+}
+
+/// A bulk credential `name` (scope `app:read`) with `fields` secret fields read from `field`.
+fn bulk_add(name: &str, field: &str, fields: usize, idf: &str) -> Vec<String> {
+    let mut args = with_id(generic_add(name, &["--scope", "app:read"]), idf);
+    for f in 0..fields {
+        args.extend(strings(&["--secret-file", &format!("f{f}={field}")]));
+    }
+    args
+}
+
+/// `key add`: a passphrase slot whose passphrase is read from `pf`.
+fn passphrase_slot(pf: &str) -> Vec<String> {
+    strings(&["key", "add", "--passphrase", "--new-passphrase-file", pf])
+}
+
 /// A vault with an identity-file slot and about 1.4 MB of secrets in `BULK_CREDS` credentials
 /// (`bulk-0`…), each with scope `app:read`. Returns the identity file.
 fn bulk_vault(e: &Env) -> String {
     let idf = e.path("id.txt").to_str().unwrap().to_owned();
     must(e, &["init", "--identity-out", &idf]);
-    let field = e.path("field");
-    std::fs::write(&field, "q".repeat(FIELD_LEN)).unwrap();
+    let field = input(e, "field", &"q".repeat(FIELD_LEN));
     for c in 0..BULK_CREDS {
-        let name = format!("bulk-{c}");
-        let mut args = vec![
-            "cred".to_owned(),
-            "add".into(),
-            name,
-            "--kind".into(),
-            "generic".into(),
-            "--scope".into(),
-            "app:read".into(),
-            "--identity-file".into(),
-            idf.clone(),
-        ];
-        for f in 0..BULK_FIELDS {
-            args.push("--secret-file".into());
-            args.push(format!("f{f}={}", field.display()));
-        }
-        must(e, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        must(
+            e,
+            &bulk_add(&format!("bulk-{c}"), &field, BULK_FIELDS, &idf),
+        );
     }
     idf
-}
-
-fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|f| f.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp-"))
-        .collect()
 }
 
 /// Kill `label`'s writer at random points, `iterations()` times (more, up to three times as
@@ -200,12 +213,12 @@ fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, 
     // One uninterrupted run: how long a write takes, to spread kill points over its life.
     let warm = prepare(usize::MAX, &current);
     for s in &warm.setup {
-        must(e, &s.iter().map(String::as_str).collect::<Vec<_>>());
+        must(e, s);
     }
     let old = state(e, idf).unwrap();
     let t0 = OffsetDateTime::now_utc();
     let start = Instant::now();
-    must(e, &warm.args.iter().map(String::as_str).collect::<Vec<_>>());
+    must(e, &warm.args);
     let mut clock = KillClock::new(start.elapsed(), Rng::for_test(seed, label));
     current = state(e, idf).unwrap();
     (warm.new_state)(&old, &current, t0).unwrap_or_else(|m| panic!("{label} uninterrupted: {m}"));
@@ -222,7 +235,7 @@ fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, 
     while i < iterations() || ((old_n == 0 || new_n == 0) && i < 3 * iterations()) {
         let step = prepare(i, &current);
         for s in &step.setup {
-            must(e, &s.iter().map(String::as_str).collect::<Vec<_>>());
+            must(e, s);
         }
         let old = if step.setup.is_empty() {
             current.clone()
@@ -231,17 +244,7 @@ fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, 
         };
         let old_bytes = std::fs::read(&vault).unwrap();
         let t0 = OffsetDateTime::now_utc();
-        let mut child = e
-            .cmd()
-            .args(&step.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(clock.next());
-        let _ = child.kill(); // SIGKILL
-        let status = child.wait().unwrap();
+        let status = kill_after(e.cmd().args(&step.args), clock.next());
         injected += 1;
         let outcome = (|| -> Result<bool, String> {
             let got = state(e, idf).map_err(|m| format!("the vault does not open: {m}"))?;
@@ -287,7 +290,7 @@ fn sigkill_loop(label: &str, e: &Env, idf: &str, mut prepare: impl FnMut(usize, 
     // removes the temp files.
     let step = prepare(usize::MAX - 1, &current);
     for s in step.setup.iter().chain([&step.args]) {
-        must(e, &s.iter().map(String::as_str).collect::<Vec<_>>());
+        must(e, s);
     }
     let left = temp_files(vault.parent().unwrap());
     assert!(left.is_empty(), "{label}: stale temp files: {left:?}");
@@ -326,7 +329,7 @@ fn sigkill_init() {
     };
     let start = Instant::now();
     let (idf, args) = init(usize::MAX);
-    must(&e, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    must(&e, &args);
     let mut clock = KillClock::new(start.elapsed(), Rng::for_test(seed, "init"));
     fresh(&idf).unwrap();
     println!(
@@ -344,17 +347,7 @@ fn sigkill_init() {
             std::fs::remove_file(&vault).unwrap();
         }
         let (idf, args) = init(i);
-        let mut child = e
-            .cmd()
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(clock.next());
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        let status = kill_after(e.cmd().args(&args), clock.next());
         injected += 1;
         clock.landed(vault.exists());
         let outcome = if vault.exists() {
@@ -382,7 +375,7 @@ fn sigkill_init() {
         std::fs::remove_file(&vault).unwrap();
     }
     let (idf, args) = init(usize::MAX - 1);
-    must(&e, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    must(&e, &args);
     fresh(&idf).unwrap();
     let left = temp_files(&dir);
     assert!(left.is_empty(), "init: stale temp files: {left:?}");
@@ -415,27 +408,24 @@ fn regression_identity_file_left_by_a_killed_init_says_what_to_do() {
 fn sigkill_cred_add() {
     let e = Env::new();
     let idf = bulk_vault(&e);
-    let small = e.path("small");
-    std::fs::write(&small, "s3cret-small-value").unwrap();
-    let small = small.display().to_string();
+    let small = input(&e, "small", "s3cret-small-value");
     sigkill_loop("cred-add", &e, &idf, |i, _| {
         let name = format!("c{i}");
         let n = i.to_string();
-        let args = strings(&[
-            "cred",
-            "add",
-            &name,
-            "--kind",
-            "generic",
-            "--scope",
-            "app:read",
-            "--field",
-            &format!("n={n}"),
-            "--secret-file",
-            &format!("blob={small}"),
-            "--identity-file",
+        let args = with_id(
+            generic_add(
+                &name,
+                &[
+                    "--scope",
+                    "app:read",
+                    "--field",
+                    &format!("n={n}"),
+                    "--secret-file",
+                    &format!("blob={small}"),
+                ],
+            ),
             &idf,
-        ]);
+        );
         Step {
             setup: vec![],
             args,
@@ -507,9 +497,7 @@ fn sigkill_cred_set() {
 fn sigkill_cred_rm() {
     let e = Env::new();
     let idf = bulk_vault(&e);
-    let small = e.path("small");
-    std::fs::write(&small, "s3cret-victim").unwrap();
-    let small = small.display().to_string();
+    let small = input(&e, "small", "s3cret-victim");
     sigkill_loop("cred-rm", &e, &idf, |i, current| {
         // Remove the victim left by a kill before the rename, or add a new one to remove.
         let existing = current
@@ -520,20 +508,13 @@ fn sigkill_cred_rm() {
         let mut setup = vec![];
         let victim = existing.unwrap_or_else(|| {
             let name = format!("victim-{i}");
-            setup.push(strings(&[
-                "cred",
-                "add",
-                &name,
-                "--kind",
-                "generic",
-                "--secret-file",
-                &format!("blob={small}"),
-                "--identity-file",
+            setup.push(with_id(
+                generic_add(&name, &["--secret-file", &format!("blob={small}")]),
                 &idf,
-            ]));
+            ));
             name
         });
-        let args = strings(&["cred", "rm", &victim, "--identity-file", &idf]);
+        let args = with_id(strings(&["cred", "rm", &victim]), &idf);
         Step {
             setup,
             args,
@@ -563,27 +544,14 @@ fn policy_text(task: usize) -> String {
 fn sigkill_policy_apply() {
     let e = Env::new();
     let idf = bulk_vault(&e);
-    let files: Vec<PathBuf> = (0..2)
-        .map(|t| {
-            let f = e.path(&format!("policy-{t}.toml"));
-            std::fs::write(&f, policy_text(t)).unwrap();
-            f
-        })
+    let files: Vec<String> = (0..2)
+        .map(|t| input(&e, &format!("policy-{t}.toml"), &policy_text(t)))
         .collect();
     // The exact state after each policy, from an uninterrupted apply (apply does not touch
     // the credentials' timestamps here: their declarations match what is stored).
     let mut refs = Vec::new();
     for f in &files {
-        must(
-            &e,
-            &[
-                "policy",
-                "apply",
-                f.to_str().unwrap(),
-                "--identity-file",
-                &idf,
-            ],
-        );
+        must(&e, &with_id(strings(&["policy", "apply", f]), &idf));
         refs.push(state(&e, &idf).unwrap());
     }
     assert_ne!(refs[0], refs[1]);
@@ -591,13 +559,7 @@ fn sigkill_policy_apply() {
     sigkill_loop("policy-apply", &e, &idf, |_, current| {
         // Apply whichever policy is not applied now, so every apply changes the vault.
         let t = usize::from(current.policy == refs[0].policy);
-        let args = strings(&[
-            "policy",
-            "apply",
-            files[t].to_str().unwrap(),
-            "--identity-file",
-            &idf,
-        ]);
+        let args = with_id(strings(&["policy", "apply", &files[t]]), &idf);
         let refs = refs.clone();
         Step {
             setup: vec![],
@@ -614,15 +576,7 @@ fn sigkill_key_add() {
     let pf = e.pf();
     sigkill_loop("key-add", &e, &idf, |_, _| Step {
         setup: vec![],
-        args: strings(&[
-            "key",
-            "add",
-            "--passphrase",
-            "--new-passphrase-file",
-            &pf,
-            "--identity-file",
-            &idf,
-        ]),
+        args: with_id(passphrase_slot(&pf), &idf),
         new_state: Box::new(|old, got, _| {
             let n = old.slots.len();
             if got.slots.len() != n + 1 || got.slots[..n] != old.slots[..] {
@@ -659,24 +613,13 @@ fn sigkill_key_remove() {
             Some(id) => id,
             None => {
                 // Add a passphrase slot to remove; its id is known only once it is added.
-                must(
-                    &e,
-                    &[
-                        "key",
-                        "add",
-                        "--passphrase",
-                        "--new-passphrase-file",
-                        &pf,
-                        "--identity-file",
-                        &idf,
-                    ],
-                );
+                must(&e, &with_id(passphrase_slot(&pf), &idf));
                 // A read-only command in `setup` makes the loop export the state again.
                 setup.push(strings(&["key", "list"]));
                 pass_slot(&state(&e, &idf).unwrap()).unwrap()
             }
         };
-        let args = strings(&["key", "remove", &slot, "--identity-file", &idf]);
+        let args = with_id(strings(&["key", "remove", &slot]), &idf);
         Step {
             setup,
             args,
@@ -694,6 +637,58 @@ fn sigkill_key_remove() {
 
 // ---------------------------------------------------------------------------------------------
 // A full disk and a read-only directory.
+
+/// A writing command, built when its turn comes (`key remove` needs the slot `key add` made).
+type Args<'a> = Box<dyn Fn(&State) -> Vec<String> + 'a>;
+
+/// Every command that writes an existing vault holding `bulk-1`, in an order where each can
+/// succeed (`cred rm` removes what `cred add` added, `key remove` the slot `key add` made),
+/// unlocking it with the identity file `idf`; `secret` is a `--secret-file` argument.
+fn vault_writers<'a>(
+    secret: &'a str,
+    policy: &'a str,
+    pf: &'a str,
+    idf: &'a str,
+) -> Vec<(&'static str, Args<'a>)> {
+    vec![
+        (
+            "cred-add",
+            Box::new(|_| with_id(generic_add("added", &["--secret-file", secret]), idf)),
+        ),
+        (
+            "cred-set",
+            Box::new(|_| {
+                with_id(
+                    strings(&["cred", "set", "bulk-1", "--secret-file", secret]),
+                    idf,
+                )
+            }),
+        ),
+        (
+            "cred-rm",
+            Box::new(|_| with_id(strings(&["cred", "rm", "added"]), idf)),
+        ),
+        (
+            "policy-apply",
+            Box::new(|_| with_id(strings(&["policy", "apply", policy]), idf)),
+        ),
+        ("key-add", Box::new(|_| with_id(passphrase_slot(pf), idf))),
+        (
+            "key-remove",
+            Box::new(|s| {
+                let slot = s
+                    .slots
+                    .iter()
+                    .find(|s| s["type"] == "passphrase")
+                    .expect("key-add made a passphrase slot");
+                with_id(
+                    strings(&["key", "remove", slot["id"].as_str().unwrap()]),
+                    idf,
+                )
+            }),
+        ),
+    ]
+}
 
 /// Run every writing command against a vault on a tmpfs while `inject` holds (a full or a
 /// read-only file system): each must fail with exit code 2 and an error that contains
@@ -718,52 +713,16 @@ fn each_writing_command_under(
     let idf = e.path("id.txt").to_str().unwrap().to_owned();
     let pf = e.pf();
     must(&e, &["init", "--identity-out", &idf]);
-    let field = e.path("field");
-    std::fs::write(&field, "q".repeat(FIELD_LEN)).unwrap();
-    let field = field.display().to_string();
-    let mut bulk = strings(&[
-        "cred",
-        "add",
-        "bulk-0",
-        "--kind",
-        "generic",
-        "--scope",
-        "app:read",
-        "--identity-file",
-        &idf,
-    ]);
-    for f in 0..4 {
-        bulk.extend(strings(&["--secret-file", &format!("f{f}={field}")]));
-    }
-    must(&e, &bulk.iter().map(String::as_str).collect::<Vec<_>>());
+    let field = input(&e, "field", &"q".repeat(FIELD_LEN));
+    // A smaller vault than `bulk_vault`'s, for the small tmpfs.
+    must(&e, &bulk_add("bulk-0", &field, 4, &idf));
     for n in 1..BULK_CREDS {
-        must(
-            &e,
-            &[
-                "cred",
-                "add",
-                &format!("bulk-{n}"),
-                "--kind",
-                "generic",
-                "--scope",
-                "app:read",
-                "--identity-file",
-                &idf,
-            ],
-        );
+        must(&e, &bulk_add(&format!("bulk-{n}"), &field, 0, &idf));
     }
-    let policy = e.path("policy.toml");
-    std::fs::write(&policy, policy_text(1)).unwrap();
-    let policy = policy.display().to_string();
+    let policy = input(&e, "policy.toml", &policy_text(1));
     let on_fs = |p: &str| fs.path.join(p).display().to_string();
-    let with_id = |v: &[&str]| {
-        let mut v = strings(v);
-        v.extend(strings(&["--identity-file", &idf]));
-        v
-    };
-    // (label, the command; built when its turn comes: key remove needs the slot key add made)
-    type Args<'a> = Box<dyn Fn(&State) -> Vec<String> + 'a>;
-    let cases: Vec<(&str, Args)> = vec![
+    let blob = format!("blob={field}");
+    let mut cases: Vec<(&str, Args)> = vec![
         (
             "init",
             Box::new(|_| {
@@ -788,61 +747,24 @@ fn each_writing_command_under(
                 ])
             }),
         ),
-        (
-            "cred-add",
-            Box::new(|_| {
-                with_id(&[
-                    "cred",
-                    "add",
-                    "added",
-                    "--kind",
-                    "generic",
-                    "--secret-file",
-                    &format!("blob={field}"),
-                ])
-            }),
-        ),
-        (
-            "cred-set",
-            Box::new(|_| {
-                with_id(&[
-                    "cred",
-                    "set",
-                    "bulk-1",
-                    "--secret-file",
-                    &format!("blob={field}"),
-                ])
-            }),
-        ),
-        ("cred-rm", Box::new(|_| with_id(&["cred", "rm", "added"]))),
-        (
-            "policy-apply",
-            Box::new(|_| with_id(&["policy", "apply", &policy])),
-        ),
-        (
-            "key-add",
-            Box::new(|_| with_id(&["key", "add", "--passphrase", "--new-passphrase-file", &pf])),
-        ),
+    ];
+    cases.extend(vault_writers(&blob, &policy, &pf, &idf));
+    // Before key-remove: a second key slot, written to the file system under test.
+    cases.insert(
+        cases.len() - 1,
         (
             "key-add-identity-out",
-            Box::new(|_| with_id(&["key", "add", "--identity-out", &on_fs("second.id")])),
-        ),
-        (
-            "key-remove",
-            Box::new(|s| {
-                let slot = s
-                    .slots
-                    .iter()
-                    .find(|s| s["type"] == "passphrase")
-                    .expect("key-add made a passphrase slot");
-                with_id(&["key", "remove", slot["id"].as_str().unwrap()])
+            Box::new(|_| {
+                with_id(
+                    strings(&["key", "add", "--identity-out", &on_fs("second.id")]),
+                    &idf,
+                )
             }),
         ),
-    ];
+    );
     for (label, args) in cases {
         let before_state = state(&e, &idf).unwrap();
         let args = args(&before_state);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         inject(&fs);
         let before = fs.snapshot();
         let out = run(&e, &args);
@@ -1185,66 +1107,18 @@ fn sigxfsz_in_the_middle_of_the_temp_write_leaves_the_old_vault() {
     let e = Env::new();
     let idf = bulk_vault(&e);
     let pf = e.pf();
-    let small = e.path("small");
-    std::fs::write(&small, "s3cret-small-value").unwrap();
-    let small = format!("blob={}", small.display());
-    let policy = e.path("policy.toml");
-    std::fs::write(&policy, policy_text(0)).unwrap();
-    let policy = policy.display().to_string();
-    let first_pass_slot = |s: &State| {
-        s.slots
-            .iter()
-            .find(|s| s["type"] == "passphrase")
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .expect("key-add made a passphrase slot")
-    };
-    type Args<'a> = Box<dyn Fn(&State) -> Vec<String> + 'a>;
-    let cases: Vec<(&str, Args)> = vec![
-        (
-            "cred-add",
-            Box::new(|_| {
-                strings(&[
-                    "cred",
-                    "add",
-                    "added",
-                    "--kind",
-                    "generic",
-                    "--secret-file",
-                    &small,
-                ])
-            }),
-        ),
-        (
-            "cred-set",
-            Box::new(|_| strings(&["cred", "set", "bulk-1", "--secret-file", &small])),
-        ),
-        ("cred-rm", Box::new(|_| strings(&["cred", "rm", "added"]))),
-        (
-            "policy-apply",
-            Box::new(|_| strings(&["policy", "apply", &policy])),
-        ),
-        (
-            "key-add",
-            Box::new(|_| strings(&["key", "add", "--passphrase", "--new-passphrase-file", &pf])),
-        ),
-        (
-            "key-remove",
-            Box::new(|s| strings(&["key", "remove", &first_pass_slot(s)])),
-        ),
-    ];
+    let small = format!("blob={}", input(&e, "small", "s3cret-small-value"));
+    let policy = input(&e, "policy.toml", &policy_text(0));
+    let cases = vault_writers(&small, &policy, &pf, &idf);
     let dir = e.vault().parent().unwrap().to_path_buf();
     for (label, args) in cases {
         let old = state(&e, &idf).unwrap();
-        let mut args = args(&old);
-        args.extend(strings(&["--identity-file", &idf]));
+        let args = args(&old);
         let old_bytes = e.vault_bytes();
-        let plain = e.cmd();
-        let mut c = std::process::Command::new("prlimit");
-        c.env_clear()
-            .envs(plain.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-            .arg("--fsize=65536")
+        let mut c = e.wrapper("prlimit");
+        c.arg("--fsize=65536")
             .arg("--")
-            .arg(plain.get_program())
+            .arg(e.cmd().get_program())
             .args(&args)
             .stdin(Stdio::null());
         let out = c.output().unwrap();
@@ -1265,7 +1139,7 @@ fn sigxfsz_in_the_middle_of_the_temp_write_leaves_the_old_vault() {
             if died && temp_files(&dir).is_empty() {
                 return Err("no temp file: the writer did not die inside the write".into());
             }
-            let again = run(&e, &args.iter().map(String::as_str).collect::<Vec<_>>());
+            let again = run(&e, &args);
             if !again.status.success() {
                 return Err(format!("the next command fails: {}", text(&again)));
             }

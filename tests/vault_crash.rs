@@ -6,29 +6,16 @@
 
 #[path = "common/vault.rs"]
 mod common_vault;
+#[path = "common/faults.rs"]
+mod faults;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common_vault::Env;
+use faults::{kill_after, temp_files, Rng};
 
 fn iterations() -> usize {
-    std::env::var("SCOPEVAULT_CRASH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60)
-}
-
-/// A tiny xorshift so the kill points vary without a dependency; the seed is printed so a
-/// failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+    faults::count_from("SCOPEVAULT_CRASH_ITERATIONS", 60)
 }
 
 #[test]
@@ -66,28 +53,21 @@ fn sigkill_during_save_leaves_old_or_new_vault() {
         b"",
     );
     let mut span_us = (t.elapsed().as_micros() as u64).max(2_000);
-    let seed = std::env::var("SCOPEVAULT_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = faults::seed_from("SCOPEVAULT_CRASH_SEED");
     println!(
         "crash test: seed {seed}, {} iterations, write span {span_us} us",
         iterations()
     );
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut expected = names(&e);
     let (mut old_state, mut new_state) = (0, 0);
     for i in 0..iterations() {
         let name = format!("c{i}");
-        let mut child = e
-            .cmd()
-            .args([
+        // Kill points spread from "just started" to "long finished"; `span_us` adapts so that
+        // both outcomes keep happening (a run where every kill lands before the save proves
+        // nothing about the save).
+        let status = kill_after(
+            e.cmd().args([
                 "cred",
                 "add",
                 &name,
@@ -97,18 +77,9 @@ fn sigkill_during_save_leaves_old_or_new_vault() {
                 &format!("blob={}", e.path("big").display()),
                 "--identity-file",
                 &idf,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Kill points spread from "just started" to "long finished"; `span_us` adapts so that
-        // both outcomes keep happening (a run where every kill lands before the save proves
-        // nothing about the save).
-        std::thread::sleep(Duration::from_micros(rng.next() % (span_us * 2)));
-        let _ = child.kill(); // SIGKILL
-        let status = child.wait().unwrap();
+            ]),
+            Duration::from_micros(rng.next() % (span_us * 2)),
+        );
         if status.success() {
             span_us = span_us * 9 / 10;
         } else {
@@ -140,10 +111,6 @@ fn sigkill_during_save_leaves_old_or_new_vault() {
     // Leftover temp files of killed writers are cleaned up by the next save.
     e.ok(&["cred", "rm", "seed", "--identity-file", &idf], b"");
     let dir = e.vault().parent().unwrap().to_path_buf();
-    let temps: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|f| f.file_name().to_string_lossy().contains(".tmp-"))
-        .collect();
+    let temps = temp_files(&dir);
     assert!(temps.is_empty(), "stale temp files left: {temps:?}");
 }

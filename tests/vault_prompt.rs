@@ -3,68 +3,17 @@
 
 #[path = "common/vault.rs"]
 mod common_vault;
-
-use std::process::Command;
+#[path = "common/pty.rs"]
+mod pty;
 
 use common_vault::Env;
 
-const DRIVER: &str = r#"
-import os, pty, sys, time, select
-binary, answers = sys.argv[1], sys.argv[3:]
-args = sys.argv[2].split()
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(binary, [binary] + args)
-out = b""
-def read_until(marker, timeout=20):
-    global out
-    end = time.time() + timeout
-    while marker not in out and time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                return
-            if not chunk:
-                return
-            out += chunk
-for a in answers:
-    prompt, answer = a.split("=", 1)
-    read_until(prompt.encode())
-    os.write(fd, answer.encode() + b"\n")
-while True:
-    r, _, _ = select.select([fd], [], [], 5)
-    if not r:
-        break
-    try:
-        chunk = os.read(fd, 4096)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-_, status = os.waitpid(pid, 0)
-sys.stdout.buffer.write(out)
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-
 fn on_pty(e: &Env, args: &str, answers: &[&str]) -> (i32, String) {
-    let mut c = Command::new("python3");
-    // Env::cmd()'s environment, applied to the python driver (which the binary inherits).
-    let base = e.cmd();
-    c.env_clear();
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c.arg("-c")
-        .arg(DRIVER)
-        .arg(env!("CARGO_BIN_EXE_scopevault"))
-        .arg(args)
-        .args(answers);
-    let out = c.output().expect("python3 runs");
+    // The python driver gets Env::cmd()'s environment, which the binary inherits.
+    let mut c = e.wrapper("python3");
+    pty::drive(&mut c, env!("CARGO_BIN_EXE_scopevault"), args);
+    // The answers go on the driver's stdin.
+    let out = e.run_cmd(&mut c, answers.join("\n").as_bytes());
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -73,13 +22,7 @@ fn on_pty(e: &Env, args: &str, answers: &[&str]) -> (i32, String) {
 
 #[test]
 fn prompts_do_not_echo_passphrases_or_secrets() {
-    if Command::new("python3")
-        .arg("-c")
-        .arg("import pty")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
+    if !pty::available() {
         eprintln!("skipped: python3 with the pty module is needed to drive a pseudo-terminal");
         return;
     }

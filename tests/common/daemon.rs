@@ -295,3 +295,21 @@ pub fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// Run the binary as uid and gid 65534 (needs root) against `socket`, with a clean
+/// environment and `/` as home: a client of another user.
+pub fn as_nobody(socket: &Path, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(bin())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_clear()
+        .env("HOME", "/")
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn a client as uid 65534")
+}

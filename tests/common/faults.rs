@@ -1,25 +1,38 @@
-//! Helpers for the storage fault-injection tests (tests/storage_faults.rs): a seeded xorshift
-//! for kill points, the iteration count, a small tmpfs the test mounts (and fills, and
-//! remounts read-only), and the `faults:` summary lines.
+//! Helpers for the storage fault-injection tests (tests/storage_faults.rs, and the kill loop of
+//! tests/vault_crash.rs): a seeded xorshift for kill points, the iteration count, a writer
+//! killed after a delay, a small tmpfs the test mounts (and fills, and remounts read-only), and
+//! the `faults:` summary lines. Tmpfs snapshots use `common_vault::entries_under`: a test that
+//! includes this file includes tests/common/vault.rs as `common_vault` too.
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// Kills per writing command: `SCOPEVAULT_FAULT_ITERATIONS` (scripts/test sets the CI value);
 /// the default keeps a developer's `cargo test` of this file well under a minute.
 pub fn iterations() -> usize {
-    std::env::var("SCOPEVAULT_FAULT_ITERATIONS")
+    count_from("SCOPEVAULT_FAULT_ITERATIONS", 20)
+}
+
+/// A positive count from the environment variable `var`, else `default`.
+pub fn count_from(var: &str, default: usize) -> usize {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
-        .unwrap_or(20)
+        .unwrap_or(default)
 }
 
 /// The run's seed: `SCOPEVAULT_FAULT_SEED` to replay a failure, else the clock.
 pub fn seed() -> u64 {
-    std::env::var("SCOPEVAULT_FAULT_SEED")
+    seed_from("SCOPEVAULT_FAULT_SEED")
+}
+
+/// A seed from the environment variable `var` (to replay a failure), else the clock.
+pub fn seed_from(var: &str) -> u64 {
+    std::env::var(var)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
@@ -35,6 +48,11 @@ pub fn seed() -> u64 {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator from `seed` (xorshift never leaves 0, so the low bit is set).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     /// A generator for one test: the run's seed mixed with the test's label, so that the
     /// tests of one run do not all kill at the same points.
     pub fn for_test(seed: u64, label: &str) -> Rng {
@@ -42,7 +60,7 @@ impl Rng {
         for b in label.bytes() {
             s = (s ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
         }
-        Rng(s | 1)
+        Rng::new(s)
     }
 
     pub fn next(&mut self) -> u64 {
@@ -98,6 +116,31 @@ impl KillClock {
     pub fn estimate_us(&self) -> u64 {
         self.rename_us as u64
     }
+}
+
+/// Spawn `writer` (stdio closed), let it run for `after`, SIGKILL it, and reap it: its exit
+/// status (success when it finished before the kill).
+pub fn kill_after(writer: &mut Command, after: Duration) -> ExitStatus {
+    let mut child = writer
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let _ = child.kill(); // SIGKILL
+    child.wait().unwrap()
+}
+
+/// The names of the writers' temp files (`.tmp-` in the name) in `dir`: a killed writer's
+/// leftovers, which the next save removes.
+pub fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
 }
 
 /// One line per fault kind and command, in a fixed format the lead greps for
@@ -204,22 +247,14 @@ impl Tmpfs {
     /// Every file (not directory) under the mount except the filler, with its contents, for
     /// "nothing changed and nothing was left behind" checks.
     pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.path.clone()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap().flatten() {
-                let p = e.path();
-                let ft = e.file_type().unwrap();
-                if ft.is_dir() {
-                    stack.push(p);
-                } else if p != self.filler {
-                    let bytes = std::fs::read(&p).unwrap_or_default();
-                    out.push((p, bytes));
-                }
-            }
-        }
-        out.sort();
-        out
+        super::common_vault::entries_under(&self.path)
+            .into_iter()
+            .filter(|(p, _)| *p != self.filler)
+            .map(|(p, _)| {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                (p, bytes)
+            })
+            .collect()
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Form {
     pub exec_masks: bool,
 }
 
+// The encoders below repeat what src/secret.rs does on purpose: they are an independent
+// oracle, so a bug in the masker's encoding cannot hide the leak it fails to mask.
+
 /// Percent-encoding of every byte outside RFC 3986's unreserved set.
 pub fn url_encode(value: &[u8], plus_for_space: bool, lower: bool) -> String {
     let mut out = String::new();
@@ -514,70 +517,3 @@ fn help_commands(bin: &Path, path: &[&str]) -> Vec<String> {
     }
     names
 }
-
-/// Every regular file under `dir` (symlinks are not followed; sockets and fifos are skipped).
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The python3 driver that runs a command on a pseudo-terminal, answers prompts, and prints
-/// everything the terminal showed (from tests/vault_prompt.rs).
-pub const PTY_DRIVER: &str = r#"
-import os, pty, sys, time, select
-binary = sys.argv[1]
-args = sys.argv[2].split()
-# prompt=answer pairs on stdin, one a line (never in argv)
-answers = [a for a in sys.stdin.read().split("\n") if a]
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(binary, [binary] + args)
-out = b""
-def read_until(marker, timeout=20):
-    global out
-    end = time.time() + timeout
-    while marker not in out and time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                return
-            if not chunk:
-                return
-            out += chunk
-for a in answers:
-    prompt, answer = a.split("=", 1)
-    read_until(prompt.encode())
-    os.write(fd, answer.encode() + b"\n")
-while True:
-    r, _, _ = select.select([fd], [], [], 5)
-    if not r:
-        break
-    try:
-        chunk = os.read(fd, 4096)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-_, status = os.waitpid(pid, 0)
-sys.stdout.buffer.write(out)
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;

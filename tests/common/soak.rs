@@ -1,7 +1,7 @@
 //! Shared parts of the daemon soak test (tests/daemon_soak.rs): a tally of what clients saw
-//! and which audit records that implies, the hostile clients of tests/daemon_hostile.rs as
-//! reusable one-shot functions against a socket path, and readers for the audit log and the
-//! daemon's resident memory.
+//! and which audit records that implies, the hostile clients as one-shot functions against a
+//! socket path (tests/daemon_hostile.rs runs each of them alone and asserts its tally), and
+//! readers for the audit log and the daemon's resident memory.
 //!
 //! Every hostile function reports exactly which audit records its exchange produced, from the
 //! answer it observed: a request the handler answered is one record for `fetch`, `ticket`,
@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -176,7 +175,12 @@ impl Conn {
 
     /// Send one line, read one answer line: the parsed answer and the raw line.
     pub fn call(&mut self, line: &str) -> std::io::Result<(Value, &str)> {
-        self.writer.write_all(line.as_bytes())?;
+        self.call_bytes(line.as_bytes())
+    }
+
+    /// [`Conn::call`] for a line that need not be UTF-8.
+    pub fn call_bytes(&mut self, line: &[u8]) -> std::io::Result<(Value, &str)> {
+        self.writer.write_all(line)?;
         self.writer.write_all(b"\n")?;
         self.read()
     }
@@ -245,12 +249,17 @@ pub fn malformed_lines() -> Vec<Vec<u8>> {
     .map(|s| s.as_bytes().to_vec())
     .collect();
     v.push(vec![0xff, 0xfe, b'{', 0x80]);
-    // Exactly the 64 KiB limit: read whole and parsed (bad_request), not too_large.
+    v.push(line_at_the_limit());
+    v
+}
+
+/// A request line of exactly the 64 KiB limit (a `health` with an unknown `pad` field): read
+/// whole and parsed (`bad_request`), not `too_large`.
+pub fn line_at_the_limit() -> Vec<u8> {
     let mut line = br#"{"v":1,"op":"health","pad":""#.to_vec();
     line.resize(65536 - 2, b'x');
     line.extend_from_slice(b"\"}");
-    v.push(line);
-    v
+    line
 }
 
 /// One connection of malformed lines, pipelined, then `health` on the same connection.
@@ -289,21 +298,23 @@ pub fn malformed(socket: &Path, t: &mut Tally) {
     }
 }
 
-/// A line far over 64 KiB: `too_large` (one `invalid`/`deny` record) and a closed connection
-/// after at most about 64 KiB read; or `busy`.
-pub fn oversized(socket: &Path, t: &mut Tally) {
+/// A line of `mib` MiB, far over 64 KiB: `too_large` (one `invalid`/`deny` record), and
+/// nothing more: the connection is closed after at most about 64 KiB read; or `busy`.
+pub fn oversized(socket: &Path, mib: usize, t: &mut Tally) {
     let Ok(mut s) = UnixStream::connect(socket) else {
         return t.count("hostile oversized: connect failed");
     };
     let mut w = s.try_clone().unwrap();
     w.set_write_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    const CHUNK: usize = 256 * 1024;
+    let total = mib * 1024 * 1024;
     let writer = std::thread::spawn(move || {
-        let chunk = vec![b'a'; 256 * 1024];
+        let chunk = vec![b'a'; CHUNK];
         let mut sent = 0usize;
-        for _ in 0..8 {
+        while sent < total {
             match w.write_all(&chunk) {
                 Ok(()) => sent += chunk.len(),
-                Err(_) => break,
+                Err(_) => break, // the daemon closed on us: expected
             }
         }
         sent
@@ -315,40 +326,61 @@ pub fn oversized(socket: &Path, t: &mut Tally) {
         Some(v) if code(&v) == "too_large" && is_well_formed_error(&v) => {
             t.count("hostile oversized: too_large");
             t.expect("invalid", "deny");
-            if sent >= 8 * 256 * 1024 {
-                t.problem("the daemon read a 2 MiB line to its end".into());
+            if sent >= total {
+                t.problem(format!("the daemon read a {mib} MiB line to its end"));
+            }
+            if !got.as_deref().is_ok_and(is_one_line) {
+                t.problem(format!("more than the too_large answer: {got:?}"));
             }
         }
         other => t.problem(format!("oversized line: {other:?} / {got:?}")),
     }
 }
 
+/// Exactly one line: a single `\n`, at the end.
+fn is_one_line(bytes: &[u8]) -> bool {
+    bytes.ends_with(b"\n") && bytes.iter().filter(|&&b| b == b'\n').count() == 1
+}
+
 /// A started line never finished: closed after the read timeout, unanswered; or `busy`.
 pub fn slowloris(socket: &Path, t: &mut Tally) {
-    let Ok(mut s) = UnixStream::connect(socket) else {
-        return t.count("hostile slowloris: connect failed");
-    };
-    let _ = s.write_all(br#"{"v":1,"op":"fetch","task":"checko"#);
-    match read_until_closed(&mut s) {
-        Ok(b) if b.is_empty() => t.count("hostile slowloris: closed"),
-        Ok(b) if first_answer(&b).is_some_and(|v| code(&v) == "busy") => {
-            t.count("hostile slowloris: busy")
-        }
-        other => t.problem(format!("slowloris: {other:?}")),
-    }
+    held_open(
+        socket,
+        "slowloris",
+        br#"{"v":1,"op":"fetch","task":"checko"#,
+        t,
+        || {},
+    );
 }
 
 /// A connection that never says anything: closed after the idle timeout; or `busy`.
 pub fn idle(socket: &Path, t: &mut Tally) {
+    held_open(socket, "idle", b"", t, || {});
+}
+
+/// Connect, send `partial` (a line never finished, or nothing), run `while_held` while the
+/// connection is held open, then wait for the daemon to close it: closed unanswered counts
+/// `hostile NAME: closed`, an accept-loop refusal `hostile NAME: busy`.
+pub fn held_open(
+    socket: &Path,
+    name: &str,
+    partial: &[u8],
+    t: &mut Tally,
+    while_held: impl FnOnce(),
+) {
     let Ok(mut s) = UnixStream::connect(socket) else {
-        return t.count("hostile idle: connect failed");
+        return t.count(&format!("hostile {name}: connect failed"));
     };
+    if !partial.is_empty() {
+        let _ = s.write_all(partial);
+    }
+    while_held();
     match read_until_closed(&mut s) {
-        Ok(b) if b.is_empty() => t.count("hostile idle: closed"),
+        Ok(b) if b.is_empty() => t.count(&format!("hostile {name}: closed")),
         Ok(b) if first_answer(&b).is_some_and(|v| code(&v) == "busy") => {
-            t.count("hostile idle: busy")
+            t.count(&format!("hostile {name}: busy"))
         }
-        other => t.problem(format!("idle: {other:?}")),
+        other => t.problem(format!("{name}: {other:?}")),
     }
 }
 
@@ -512,7 +544,7 @@ pub fn can_run_as_nobody(socket: &Path) -> Result<(), String> {
     if !daemon::is_root() {
         return Err("not root, so no client can be run as another uid".into());
     }
-    let out = as_nobody(socket, &["status", "--json"]);
+    let out = daemon::as_nobody(socket, &["status", "--json"]);
     if !out.status.success() {
         return Err(format!(
             "uid 65534 cannot run the binary or reach the socket: {}",
@@ -520,22 +552,6 @@ pub fn can_run_as_nobody(socket: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn as_nobody(socket: &Path, args: &[&str]) -> std::process::Output {
-    use std::os::unix::process::CommandExt;
-    Command::new(daemon::bin())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .env_clear()
-        .env("HOME", "/")
-        .current_dir("/")
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn a client as uid 65534")
 }
 
 /// A client of another uid (65534) asks for a runner's credential, or to lock the daemon:
@@ -549,7 +565,7 @@ pub fn wrong_uid(socket: &Path, lock: bool, t: &mut Tally) {
             &["get", "--task", "checkout-flow", "--field", "password"],
         )
     };
-    let out = as_nobody(socket, args);
+    let out = daemon::as_nobody(socket, args);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -53,6 +53,16 @@ impl Env {
         c
     }
 
+    /// `program`, a wrapper that then runs the binary (a pty driver, `prlimit`), with the
+    /// environment [`Env::cmd`] gives the binary, which the binary inherits from it.
+    pub fn wrapper(&self, program: &str) -> Command {
+        let base = self.cmd();
+        let mut c = Command::new(program);
+        c.env_clear()
+            .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        c
+    }
+
     /// Run with the given args and stdin; record output.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
         self.run_cmd(self.cmd().args(args), stdin)
@@ -187,20 +197,36 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Every regular file under `dir`, except `skip`.
-pub fn files_under(dir: &Path, skip: &Path) -> Vec<PathBuf> {
+/// Every entry under `dir` that is not a directory (regular files, symlinks, sockets, …), with
+/// its type, sorted by path. Symlinks are not followed; a directory that cannot be read
+/// (gone, or `dir` itself missing) contributes nothing.
+pub fn entries_under(dir: &Path) -> Vec<(PathBuf, std::fs::FileType)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
             let p = e.path();
             let ft = e.file_type().unwrap();
             if ft.is_dir() {
                 stack.push(p);
-            } else if ft.is_file() && p != skip {
-                out.push(p);
+            } else {
+                out.push((p, ft));
             }
         }
     }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// Every regular file under `dir`, sorted (sockets and fifos, which cannot be scanned, and
+/// symlinks are left out).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    entries_under(dir)
+        .into_iter()
+        .filter(|(_, ft)| ft.is_file())
+        .map(|(p, _)| p)
+        .collect()
 }
