@@ -90,6 +90,7 @@ fn no_secret_leaks_through_any_command_socket_op_file_or_panic() {
         Ok("exec-quiet") => return,
         Ok("panic") => return panic_child(),
         Ok("raw-client") => return raw_client(),
+        Ok("store-bad-seed") => return store_bad_seed(),
         _ => {}
     }
     audit();
@@ -183,6 +184,25 @@ fn panic_child() {
          fetched {fetched:#?}, ticket {ticket:?}, redeemed {redeemed:?}, request {req:?}, \
          by {by:?}, wrong unlock {denied:?}, passphrase {pass:?}"
     );
+}
+
+/// Store BAD_SEED as the `bad-totp` credential through the library (the CLI refuses it).
+fn store_bad_seed() {
+    use scopevault::policy::CredentialKind;
+    use scopevault::secret::SecretString;
+    use scopevault::vault::{Credential, OpenOptions, Unlock, Vault, WriteLock};
+    let var = |k: &str| PathBuf::from(std::env::var_os(k).unwrap());
+    let pass = std::fs::read_to_string(var("LEAK_AUDIT_PASSFILE")).unwrap();
+    let unlock = Unlock::Passphrase(SecretString::from(pass.trim_end_matches('\n').to_owned()));
+    let path = var("SCOPEVAULT_VAULT");
+    let lock = WriteLock::acquire(&path).unwrap();
+    let mut vault = Vault::open(&path, &unlock, &OpenOptions::default()).unwrap();
+    let mut c = Credential::new(CredentialKind::Totp, time::OffsetDateTime::now_utc());
+    c.scopes = vec!["shop:login".into()];
+    c.secrets
+        .insert("totp_seed".into(), SecretString::from(BAD_SEED.to_owned()));
+    vault.add_credential("bad-totp", c).unwrap();
+    vault.save(&lock).unwrap();
 }
 
 /// A raw socket client (run as another uid): send each stdin line, print each answer.
@@ -646,10 +666,22 @@ fn audit() {
         &["shop:login"],
         &["--secret", "totp_seed"],
         BAD_SEED.as_bytes(),
-        // Accepted: the seed is checked when a code is made (the daemon's error path is
-        // driven below, with this value in reach).
-        Expect::Success,
+        // Refused since `cred add` checks TOTP seeds; the refusal has the seed in reach.
+        Expect::Failure,
     );
+    // A vault written before that check (or by hand) can still hold one: store it through
+    // the library, so the daemon's error paths below run with this value in reach.
+    {
+        let mut c = child_of_self(&r, "store-bad-seed");
+        c.env("LEAK_AUDIT_PASSFILE", &pf);
+        r.run(
+            &mut c,
+            "library: store an unusable TOTP seed",
+            b"",
+            Expect::Success,
+            &[],
+        );
+    }
     add(
         "bad-file",
         "token",
