@@ -935,6 +935,82 @@ mod tests {
         assert_eq!(*k.0, [7u8; KEY_LEN]);
     }
 
+    /// Reopening resumes the chain from the last line however the file's tail falls on the
+    /// 64 KiB blocks it is read back in: short last line, a last line longer than one block,
+    /// and a torn tail longer than one block. (Mutation testing: only logs under one block
+    /// were reopened before.)
+    #[test]
+    fn the_chain_resumes_after_a_log_larger_than_one_read_block() {
+        let big = |n: usize| "r".repeat(n);
+        for (last, torn) in [(10, 0), (70 * 1024, 0), (200 * 1024, 0), (10, 100 * 1024)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            {
+                let log = AuditLog::open(&path, false).unwrap();
+                let reason = big(1500);
+                for _ in 0..200 {
+                    log.append(AuditRecord {
+                        reason: Some(&reason),
+                        ..rec("fetch")
+                    })
+                    .unwrap();
+                }
+                let reason = big(last);
+                log.append(AuditRecord {
+                    reason: Some(&reason),
+                    ..rec("fetch")
+                })
+                .unwrap();
+            }
+            if torn > 0 {
+                let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+                f.write_all(format!("{{\"seq\":202,\"reason\":\"{}", big(torn)).as_bytes())
+                    .unwrap();
+            }
+            assert!(std::fs::metadata(&path).unwrap().len() > 3 * 64 * 1024);
+            let log = AuditLog::open(&path, false).unwrap();
+            let expect = if torn > 0 { 203 } else { 202 };
+            assert_eq!(
+                log.append(rec("health")).unwrap(),
+                expect,
+                "last {last}, torn {torn}"
+            );
+            let r = verify(&path).unwrap();
+            assert_eq!(r.first_bad, None, "last {last}, torn {torn}");
+            assert_eq!((r.lines, r.last_seq), (expect, expect));
+        }
+    }
+
+    /// A last line longer than the tail reader's window (two maximal lines), behind other
+    /// records, or a tail with no line break at all in that window, is refused rather than
+    /// guessed at.
+    #[test]
+    fn an_overlong_last_line_is_refused_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        {
+            let log = AuditLog::open(&path, false).unwrap();
+            let reason = "r".repeat(1500);
+            for _ in 0..100 {
+                log.append(AuditRecord {
+                    reason: Some(&reason),
+                    ..rec("fetch")
+                })
+                .unwrap();
+            }
+        }
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&vec![b'x'; 3 * MAX_LINE]).unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        let e = AuditLog::open(&path, false).err().expect("refused");
+        assert!(e.to_string().contains("longer than"), "{e}");
+        let path = dir.path().join("nobreak.jsonl");
+        std::fs::write(&path, vec![b'x'; 3 * MAX_LINE]).unwrap();
+        let e = AuditLog::open(&path, false).err().expect("refused");
+        assert!(e.to_string().contains("no line break"), "{e}");
+    }
+
     #[test]
     fn audit_log_is_shareable_between_threads() {
         fn send_sync<T: Send + Sync>() {}
