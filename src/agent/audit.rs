@@ -1003,11 +1003,15 @@ mod tests {
         f.write_all(&vec![b'x'; 3 * MAX_LINE]).unwrap();
         f.write_all(b"\n").unwrap();
         drop(f);
-        let e = AuditLog::open(&path, false).err().expect("refused");
+        let Err(e) = AuditLog::open(&path, false) else {
+            panic!("accepted")
+        };
         assert!(e.to_string().contains("longer than"), "{e}");
         let path = dir.path().join("nobreak.jsonl");
         std::fs::write(&path, vec![b'x'; 3 * MAX_LINE]).unwrap();
-        let e = AuditLog::open(&path, false).err().expect("refused");
+        let Err(e) = AuditLog::open(&path, false) else {
+            panic!("accepted")
+        };
         assert!(e.to_string().contains("no line break"), "{e}");
     }
 
