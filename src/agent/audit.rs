@@ -1015,6 +1015,30 @@ mod tests {
         assert!(e.to_string().contains("no line break"), "{e}");
     }
 
+    /// `verify` names what is wrong at the limits: a line over MAX_LINE is "longer than", a
+    /// final line of exactly MAX_LINE bytes without its newline is "incomplete", and a `prev`
+    /// that is not 64 hex digits is malformed rather than "edited". (Mutation-testing
+    /// survivors.)
+    #[test]
+    fn verify_names_overlong_truncated_and_malformed_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let why = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            verify(&p).unwrap().first_bad.expect("a bad line").why
+        };
+        let mut long = vec![b'x'; MAX_LINE + 10];
+        long.push(b'\n');
+        assert!(why("long", &long).contains("longer than"));
+        assert!(why("cut", &vec![b'x'; MAX_LINE]).contains("incomplete final line"));
+        let zeros = "0".repeat(64);
+        for prev in ["z".repeat(64), "ab".repeat(31), format!("{zeros}0")] {
+            let line = format!("{{\"seq\":1,\"prev\":\"{prev}\"}}\n");
+            let w = why("prev", line.as_bytes());
+            assert!(w.contains("64-hex-digit"), "{prev}: {w}");
+        }
+    }
+
     #[test]
     fn audit_log_is_shareable_between_threads() {
         fn send_sync<T: Send + Sync>() {}
