@@ -203,6 +203,11 @@ fn a_ticket_redeems_once_a_second_redeem_is_flagged_and_an_expired_one_is_refuse
     let v = roundtrip(&mut s, &expired).unwrap();
     assert_eq!(code(&v), "denied", "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
+    // The refusal's audit record names the task the ticket was for.
+    let audit = d.audit_text();
+    let rec: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert!(rec["reason"].as_str().unwrap().contains("expired"), "{rec}");
+    assert_eq!(rec["task"], "search-api", "{rec}");
     let v = roundtrip(&mut s, r#"{"v":1,"op":"fetch","ticket":"svt1_forged"}"#).unwrap();
     assert_eq!(code(&v), "not_found");
     d.assert_alive();

@@ -1046,6 +1046,76 @@ mod tests {
         );
     }
 
+    /// Refusals record what was refused: names the policy does not declare only as their
+    /// HMAC (whatever a client sends, a ticket included, must not land in the log as is), the
+    /// task of a ticket asked for a credential its task does not list, and the warnings of an
+    /// over-scope refusal. (Mutation-testing survivors.)
+    #[test]
+    fn refusals_record_hmacs_of_unknown_names_the_ticket_task_and_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "deny");
+        call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"ghost-task-7f3"}"#,
+        );
+        call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"ghost-cred-7f3"}"#,
+        );
+        let sched = PeerIdentity::with_groups(3000, 3000, 3, vec![]);
+        let t = call(
+            &h,
+            &sched,
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        let v = call(
+            &h,
+            &stranger(),
+            &format!(
+                r#"{{"v":1,"op":"fetch","ticket":"{}","credential":"shop-buyer"}}"#,
+                t["ticket"].as_str().unwrap()
+            ),
+        );
+        assert_eq!(v["error"]["code"], "denied", "{v}");
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"payments-health"}"#,
+        );
+        assert_eq!(v["error"]["code"], "over_scoped", "{v}");
+
+        let r = audit_records(dir.path());
+        let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(
+            !text.contains("ghost-task-7f3") && !text.contains("ghost-cred-7f3"),
+            "{text}"
+        );
+        assert_eq!(r[0]["task"], h.unknown_name("ghost-task-7f3"), "{}", r[0]);
+        assert_eq!(r[1]["task"], "checkout-flow", "{}", r[1]);
+        assert_eq!(
+            r[1]["credential"],
+            h.unknown_name("ghost-cred-7f3"),
+            "{}",
+            r[1]
+        );
+        let by_ticket = &r[3];
+        assert_eq!(by_ticket["decision"], "deny", "{by_ticket}");
+        assert_eq!(by_ticket["task"], "search-api", "{by_ticket}");
+        assert_eq!(by_ticket["credential"], "shop-buyer", "{by_ticket}");
+        let over = &r[4];
+        assert_eq!(over["decision"], "deny", "{over}");
+        assert!(
+            over["reason"].as_str().unwrap().starts_with("over_scoped"),
+            "{over}"
+        );
+        assert!(
+            over["warnings"][0].as_str().unwrap().contains("payments:"),
+            "{over}"
+        );
+    }
+
     #[test]
     fn lock_forgets_the_vault_and_fetch_is_locked_then() {
         let dir = tempfile::tempdir().unwrap();
