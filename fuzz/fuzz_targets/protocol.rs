@@ -3,14 +3,18 @@
 //! (`Handler::handle_line`: authorisation, scope enforcement, tickets, TOTP, admin ops, audit).
 //!
 //! Input: up to [`MAX_REQUESTS`] segments separated by `\n`; the first byte of a segment picks
-//! the peer (see [`PEERS`]), the rest is the request line. Invariants checked on every answer:
+//! the peer (see [`PEERS`]), the rest is the request line, in which `$TICKET` stands for the
+//! last ticket issued by an earlier request of the same input (tickets are random; without
+//! this the fuzzer could never redeem one). Invariants checked on every answer:
 //!
 //! - it is exactly one line (ends in `\n`, no other newline) holding one JSON object with a
 //!   boolean `ok` and `"v": 1`, and a failure carries one of the stable error codes;
 //! - it never holds a secret value the peer may not have: a failure holds none at all, a
-//!   success only the values of credentials of tasks the peer runs; the TOTP seed, the
-//!   over-scoped credential (`enforce = "deny"`, no exception) and the credential no task lists
-//!   are never handed out to anyone;
+//!   success only the values of credentials of tasks the peer runs, or of the task of the
+//!   ticket it redeems; the TOTP seed, the over-scoped credential (`enforce = "deny"`, no
+//!   exception) and the credential no task lists are never handed out to anyone;
+//! - a ticket is redeemed at most once; only admins and the scheduler get tickets; only
+//!   admins lock, unlock and reload;
 //! - the audit log never holds a secret value (checked each time it is cut back).
 //!
 //! The daemon state a request can change (lock, tickets) is put back after each input, so every
@@ -108,6 +112,14 @@ reason = "fuzz fixture: a reviewed exception in force"
 expires = "2099-01-01"
 "#;
 
+/// The secrets a fetch for each task may hand out (`orders` is over-scoped: refused).
+const TASK_SECRETS: [(&str, &[&str]); 4] = [
+    ("checkout", &[BUYER_PW]),
+    ("catalog", &[BUYER_PW]),
+    ("orders", &[]),
+    ("api", &[API_TOKEN]),
+];
+
 /// (uid, gid, supplementary groups, secrets a successful answer may hold).
 type Peer = (u32, u32, &'static [u32], &'static [&'static str]);
 
@@ -154,6 +166,12 @@ struct World {
 fn cred(kind: CredentialKind, scopes: &[&str], secret: (&str, &str)) -> Credential {
     let mut c = Credential::new(kind, timestamp());
     c.scopes = scopes.iter().map(|s| s.to_string()).collect();
+    // As `policy apply` copies them; `api` works on another origin (a fetch warning).
+    c.origins = match secret.1 {
+        BUYER_PW => vec!["https://shop.example.com".into()],
+        API_TOKEN => vec!["https://api.example.com".into()],
+        _ => Vec::new(),
+    };
     if kind != CredentialKind::Totp {
         c.fields.insert("username".into(), "monitor".into());
     }
@@ -253,12 +271,36 @@ fn world() -> &'static World {
     })
 }
 
+/// `FUZZ_SHOW=1` prints every answer (to read what a replayed input does).
+fn show() -> bool {
+    static SHOW: OnceLock<bool> = OnceLock::new();
+    *SHOW.get_or_init(|| std::env::var_os("FUZZ_SHOW").is_some())
+}
+
 fn peer(p: &Peer) -> PeerIdentity {
     PeerIdentity::with_groups(p.0, p.1, 4242, p.2.to_vec())
 }
 
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    let n = needle.as_bytes();
+    // First byte first: a slice comparison is a `bcmp` that libFuzzer intercepts and records,
+    // and one per position was a sixth of the run time.
+    hay.windows(n.len()).any(|w| w[0] == n[0] && w == n)
 }
 
 /// The line and every JSON string in it, unescaped: what the peer itself sent. A value the
@@ -285,7 +327,15 @@ fn sent_by_peer(line: &[u8]) -> Vec<u8> {
     out
 }
 
-fn check_answer(w: &World, p: &Peer, line: &[u8], answer: &[u8]) {
+/// Tickets issued by the requests of one input, and which were redeemed.
+#[derive(Default)]
+struct Tickets {
+    /// (ticket, task), in the order issued.
+    issued: Vec<(String, String)>,
+    redeemed: Vec<String>,
+}
+
+fn check_answer(w: &World, p: &Peer, line: &[u8], answer: &[u8], tickets: &mut Tickets) {
     let shown = || String::from_utf8_lossy(answer).into_owned();
     assert!(answer.ends_with(b"\n"), "no newline: {}", shown());
     assert!(
@@ -301,7 +351,35 @@ fn check_answer(w: &World, p: &Peer, line: &[u8], answer: &[u8]) {
         assert!(CODES.contains(&code), "unknown code {code}");
         assert!(v["error"]["message"].is_string());
     }
-    let allowed: &[&str] = if ok { p.3 } else { &[] };
+    let admin = matches!(p.0, DAEMON_UID | 0);
+    if ok && v.get("ticket").is_some() {
+        assert!(admin || p.0 == 2600, "uid {} got a ticket", p.0);
+        tickets.issued.push((
+            v["ticket"].as_str().expect("ticket").to_owned(),
+            v["task"].as_str().expect("task").to_owned(),
+        ));
+    }
+    if ok && v.get("locked").is_some() && v.get("version").is_none() {
+        assert!(admin, "uid {} did an admin op: {}", p.0, shown());
+    }
+    let mut allowed: &[&str] = if ok { p.3 } else { &[] };
+    if ok && v.get("credentials").is_some_and(|c| c.is_array()) {
+        // A fetch. With a ticket of this input in the line, it is a redemption.
+        let task = v["task"].as_str().expect("a fetch names its task");
+        if let Some((t, for_task)) = tickets
+            .issued
+            .iter()
+            .find(|(t, _)| contains(line, t.as_str()))
+        {
+            assert!(!tickets.redeemed.contains(t), "a ticket was redeemed twice");
+            tickets.redeemed.push(t.clone());
+            assert_eq!(task, for_task, "a ticket fetched another task");
+            allowed = TASK_SECRETS
+                .iter()
+                .find(|(n, _)| n == for_task)
+                .map_or(&[], |(_, s)| *s);
+        }
+    }
     let sent = sent_by_peer(line);
     for (i, s) in ALL_SECRETS.iter().enumerate() {
         if contains(&sent, s) {
@@ -323,12 +401,14 @@ fn check_answer(w: &World, p: &Peer, line: &[u8], answer: &[u8]) {
 
 /// Put back what a request may have changed: an unlocked daemon with no outstanding tickets,
 /// and now and then an empty audit log (after checking it holds no secret).
-fn restore(w: &World) {
+fn restore(w: &World, tickets: &Tickets) {
     let n = w.execs.fetch_add(1, Ordering::Relaxed);
     let admin = peer(&PEERS[5]);
     let unlock = format!(r#"{{"v":1,"op":"unlock","passphrase":"{PASSPHRASE}"}}"#);
-    if n % 4096 == 4095 {
-        // `lock` forgets every ticket.
+    if !tickets.issued.is_empty() {
+        // `lock` forgets every ticket. Tickets left outstanding would also make every input
+        // that issues one look like a leak to libFuzzer (more mallocs than frees), which
+        // costs a full LeakSanitizer scan each time.
         w.handler.handle_line(&admin, br#"{"v":1,"op":"lock"}"#);
     }
     if w.handler.is_locked() {
@@ -362,13 +442,22 @@ fn restore(w: &World) {
 
 fuzz_target!(|data: &[u8]| {
     let w = world();
+    let mut tickets = Tickets::default();
     for seg in data.split(|&b| b == b'\n').take(MAX_REQUESTS) {
         let Some((&sel, line)) = seg.split_first() else {
             continue;
         };
         let p = &PEERS[sel as usize % PEERS.len()];
+        let line = match tickets.issued.last() {
+            Some((t, _)) => replace(line, b"$TICKET", t.as_bytes()),
+            None => line.to_vec(),
+        };
+        let line = &line[..];
         let answer = w.handler.handle_line(&peer(p), line);
-        check_answer(w, p, line, &answer);
+        if show() {
+            eprint!("uid {} <- {}", p.0, String::from_utf8_lossy(&answer));
+        }
+        check_answer(w, p, line, &answer, &mut tickets);
     }
-    restore(w);
+    restore(w, &tickets);
 });
