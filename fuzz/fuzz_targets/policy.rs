@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(p) => {
             let c1 = p.to_canonical_toml();
             let p2 = Policy::parse(&c1, "export.toml").expect("canonical TOML parses");
-            assert_eq!(p2.to_canonical_toml(), c1, "canonical TOML is a fixed point");
+            assert_eq!(
+                p2.to_canonical_toml(),
+                c1,
+                "canonical TOML is a fixed point"
+            );
         }
         Err(e) => {
             let _ = e.render(Some(src));

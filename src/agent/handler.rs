@@ -94,6 +94,29 @@ impl Handler {
         }
     }
 
+    /// Fuzzing support, not a stable API: a handler that starts unlocked with `vault` (as
+    /// `serve --identity-file` leaves it) and whose `unlock` opens the same file with a
+    /// passphrase, so the request logic can be driven without a socket (fuzz/fuzz_targets).
+    #[doc(hidden)]
+    pub fn unlocked(
+        access: AccessConfig,
+        audit: AuditLog,
+        vault: crate::vault::Vault,
+        opts: crate::vault::OpenOptions,
+    ) -> Handler {
+        use super::state::{vault_error, LoadedVault};
+        use crate::vault::{Unlock, Vault};
+        let mut h = Handler::new(access, audit);
+        let (path, reopen) = (vault.path().to_path_buf(), opts.clone());
+        h.set_opener(Box::new(move |p: &SecretString| {
+            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &reopen)
+                .map_err(|e| vault_error(&e))?;
+            Ok(Box::new(LoadedVault::new(v, reopen.clone())) as Box<dyn VaultView>)
+        }));
+        h.install(Box::new(LoadedVault::new(vault, opts)));
+        h
+    }
+
     /// How `unlock` opens the vault.
     pub(crate) fn set_opener(&mut self, opener: Opener) {
         self.opener = Some(opener);

@@ -102,6 +102,7 @@ impl<'a> Parsed<'a> {
         }
         let header: Header = serde_json::from_slice(header_bytes)
             .map_err(|e| corrupt(&format!("the header is not valid: {e}")))?;
+        super::slots::check_slot_list(&header.slots)?;
         let payload = &rest[..plen];
         let payload_start = bytes.len() - MAC_LEN - plen;
         let auth_len = payload_start + age_prefix_len(payload)?;

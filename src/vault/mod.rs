@@ -520,18 +520,27 @@ impl Vault {
 
     /// Add a passphrase slot. The payload is not re-encrypted.
     pub fn add_passphrase_slot(&mut self, passphrase: &SecretString) -> Result<&Slot, VaultError> {
+        self.room_for_a_slot()?;
         let s = slots::passphrase_slot(
             &self.header.vault_id,
             &self.identity,
             passphrase,
             KdfParams::for_new_slot()?,
         )?;
+        let mut with = self.header.slots.clone();
+        with.push(s.clone());
+        slots::check_slot_list(&with).map_err(|_| {
+            VaultError::Usage(
+                "the passphrase slots together would ask for more Argon2 work than the format allows: remove one with `scopevault key remove SLOT` first".into(),
+            )
+        })?;
         self.header.slots.push(s);
         Ok(self.header.slots.last().expect("just pushed"))
     }
 
     /// Add a keyring slot (stores a fresh key in the keyring). The payload is not re-encrypted.
     pub fn add_keyring_slot(&mut self, store: KeyringStore) -> Result<&Slot, VaultError> {
+        self.room_for_a_slot()?;
         let s = slots::keyring_slot(&self.header.vault_id, &self.identity, store)?;
         self.header.slots.push(s);
         Ok(self.header.slots.last().expect("just pushed"))
@@ -539,9 +548,22 @@ impl Vault {
 
     /// Add an identity-file slot; returns the new identity file's text for the caller to write.
     pub fn add_identity_slot(&mut self) -> Result<Zeroizing<String>, VaultError> {
+        self.room_for_a_slot()?;
         let (s, text) = slots::identity_slot(&self.identity)?;
         self.header.slots.push(s);
         Ok(text)
+    }
+
+    /// Refuse a new slot beyond [`slots::MAX_SLOTS`] before any work (a keyring slot would
+    /// otherwise leave a key in the keyring for a vault that cannot be saved).
+    fn room_for_a_slot(&self) -> Result<(), VaultError> {
+        if self.header.slots.len() >= slots::MAX_SLOTS {
+            return Err(VaultError::Usage(format!(
+                "this vault already has {} key slots, the most the format allows: remove one with `scopevault key remove SLOT` first",
+                slots::MAX_SLOTS
+            )));
+        }
+        Ok(())
     }
 
     /// Remove a slot by id; the last slot cannot be removed. A keyring slot's key is deleted

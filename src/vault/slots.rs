@@ -112,6 +112,41 @@ impl KdfParams {
     }
 }
 
+/// Most key slots a header may list. Every passphrase slot costs an Argon2 run on each unlock
+/// attempt, and one header (up to 1 MiB) could otherwise list thousands of them.
+pub(crate) const MAX_SLOTS: usize = 32;
+
+/// Refuse a slot list that no writer of ours makes and that would make an unlock attempt run
+/// for hours: more than [`MAX_SLOTS`] slots, or passphrase slots whose Argon2 work (memory ×
+/// passes, summed over the slots within the per-slot caps) exceeds one maximal slot's. Checked
+/// on read before any key derivation (the per-slot caps are checked when a slot is tried), and
+/// before a slot is added, so a vault we write always passes.
+pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
+    if slots.len() > MAX_SLOTS {
+        return Err(VaultError::Corrupt(format!(
+            "the header lists {} key slots, above the limit of {MAX_SLOTS}",
+            slots.len()
+        )));
+    }
+    let work = |k: &KdfParams| u64::from(k.m_kib) * u64::from(k.t);
+    let budget = work(&KdfParams::MAX);
+    let total: u64 = slots
+        .iter()
+        .filter_map(|s| match s {
+            Slot::Passphrase { kdf, .. } if kdf.check().is_ok() => Some(work(kdf)),
+            _ => None,
+        })
+        .sum();
+    if total > budget {
+        return Err(VaultError::HostileKdf(format!(
+            "{} MiB x passes of Argon2 across its passphrase slots (all slots together may ask for {} MiB x passes, one maximal slot)",
+            total / 1024,
+            budget / 1024
+        )));
+    }
+    Ok(())
+}
+
 /// One key slot, as stored in the header (`type` tags the variant).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
