@@ -942,7 +942,14 @@ mod tests {
     #[test]
     fn the_chain_resumes_after_a_log_larger_than_one_read_block() {
         let big = |n: usize| "r".repeat(n);
-        for (last, torn) in [(10, 0), (70 * 1024, 0), (200 * 1024, 0), (10, 100 * 1024)] {
+        for (last, torn) in [
+            (10, 0),
+            (70 * 1024, 0),
+            (200 * 1024, 0),
+            (10, 100 * 1024),
+            // The first block back holds the torn tail and the last newline, not the one before.
+            (10 * 1024, 60 * 1024),
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("audit.jsonl");
             {
