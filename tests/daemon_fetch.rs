@@ -115,20 +115,7 @@ fn a_client_of_another_uid_is_denied_and_audited() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
     }
     std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let as_nobody = |args: &[&str]| {
-        use std::os::unix::process::CommandExt;
-        Command::new(daemon::bin())
-            .arg("--socket")
-            .arg(&d.socket)
-            .args(args)
-            .env("HOME", "/")
-            .current_dir("/")
-            .uid(65534)
-            .gid(65534)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let as_nobody = |args: &[&str]| daemon::as_nobody(&d.socket, args);
     let out = as_nobody(&["status", "--json"]);
     if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("ermission denied") {
         println!("skipped: uid 65534 cannot execute the test binary here");
