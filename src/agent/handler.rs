@@ -749,6 +749,11 @@ mod tests {
     }
 
     fn handler(dir: &std::path::Path, enforce: &str) -> Handler {
+        handler_over(dir, &policy_src(enforce))
+    }
+
+    /// A handler over a stand-in vault for the policy `src`, auditing into `dir`.
+    fn handler_over(dir: &std::path::Path, src: &str) -> Handler {
         let audit = AuditLog::open(&dir.join("audit.jsonl"), false).unwrap();
         let h = Handler::new(
             AccessConfig {
@@ -758,7 +763,7 @@ mod tests {
             },
             audit,
         );
-        h.install(Box::new(stand_in(&policy_src(enforce))));
+        h.install(Box::new(stand_in(src)));
         h
     }
 
@@ -971,21 +976,12 @@ mod tests {
     #[test]
     fn fetch_decisions_are_audited_with_task_credential_and_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), false).unwrap();
-        let h = Handler::new(
-            AccessConfig {
-                daemon_uid: 4242,
-                admin_gid: None,
-                scheduler_uids: vec![3000],
-            },
-            audit,
-        );
         // search-api now works on an origin its credential is not declared for.
         let src = policy_src("warn").replace(
             "origin = \"https://api.example.com\"",
             "origin = \"https://elsewhere.example.com\"",
         );
-        h.install(Box::new(stand_in(&src)));
+        let h = handler_over(dir.path(), &src);
         let v = call(
             &h,
             &root(),
