@@ -117,6 +117,9 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Sync secret values into the vault from an external store (admin side).
+    #[command(subcommand)]
+    Sync(SyncCommand),
 }
 
 /// `scopevault init`.
@@ -433,4 +436,55 @@ pub struct AuditPathArgs {
     /// The audit log [default: as for `serve`].
     #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
     pub audit: Option<PathBuf>,
+}
+
+/// `scopevault sync …`.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Read each credential of the applied policy from OpenBao / HashiCorp Vault KV v2
+    /// (`MOUNT/data/PREFIX<credential>`) and store changed values in one atomic save.
+    ///
+    /// The token comes from BAO_TOKEN or VAULT_TOKEN, else --token-file, else an AppRole
+    /// login (--approle-role-id and --approle-secret-id-file); never from an argument.
+    Openbao(SyncOpenbaoArgs),
+}
+
+/// `scopevault sync openbao`.
+#[derive(Debug, Args)]
+pub struct SyncOpenbaoArgs {
+    /// The server, e.g. https://bao.example.com:8200 (http:// only to a loopback address).
+    #[arg(long, env = "BAO_ADDR", value_name = "URL")]
+    pub addr: String,
+    /// The KV version 2 mount, e.g. `secret`.
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: String,
+    /// The path under the mount where credentials live, e.g. `monitoring/`; each credential
+    /// is read from `PREFIX<credential name>`.
+    #[arg(long, value_name = "PATH/", default_value = "")]
+    pub prefix: String,
+    /// The namespace (sent as X-Vault-Namespace).
+    #[arg(long, env = "BAO_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Show what would change; save nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove credentials of the policy that are missing upstream (otherwise only reported).
+    #[arg(long)]
+    pub prune: bool,
+    /// Trust only the CA certificate(s) in this PEM file (a private CA) instead of the
+    /// public roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Read the token from this file (used when BAO_TOKEN and VAULT_TOKEN are unset).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// AppRole login: the role id (an identifier, not a secret).
+    #[arg(long, value_name = "ID", requires = "approle_secret_id_file")]
+    pub approle_role_id: Option<String>,
+    /// AppRole login: read the secret id from this file.
+    #[arg(long, value_name = "FILE", requires = "approle_role_id")]
+    pub approle_secret_id_file: Option<PathBuf>,
+    /// Time limit in seconds for each request to OpenBao.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
 }

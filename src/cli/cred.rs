@@ -186,6 +186,13 @@ fn meta(vault: &Vault, name: &str, c: &Credential) -> serde_json::Value {
         "created": c.created.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "rotated": c.rotated.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "tasks": tasks,
+        "source": c.source.as_ref().map(|src| json!({
+            "engine": src.engine,
+            "namespace": src.namespace,
+            "path": src.path,
+            "version": src.version,
+            "updated": src.updated.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        })),
     })
 }
 
@@ -242,6 +249,20 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     if let Some(t) = m["tasks"].as_array().filter(|t| !t.is_empty()) {
         let t: Vec<&str> = t.iter().filter_map(|v| v.as_str()).collect();
         println!("tasks:    {}", t.join(", "));
+    }
+    if let Some(src) = &c.source {
+        let ns = src
+            .namespace
+            .as_ref()
+            .map(|n| format!(" (namespace {n})"))
+            .unwrap_or_default();
+        println!(
+            "source:   {} {}{ns}, version {}, updated {}",
+            src.engine,
+            src.path,
+            src.version,
+            m["source"]["updated"].as_str().unwrap_or_default()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

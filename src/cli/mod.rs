@@ -11,6 +11,7 @@ mod key;
 mod lint;
 mod policy;
 mod serve;
+mod sync;
 mod unlock;
 
 use std::process::ExitCode;
@@ -100,5 +101,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cred(c) => cred::run(g, &c),
         Command::Key(c) => key::run(g, &c),
         Command::Policy(c) => policy::run(g, &c),
+        Command::Sync(c) => sync::run(g, &c),
     }
 }

@@ -20,7 +20,9 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 pub use keyring::KeyringStore;
-pub use model::{validate_field_key, validate_name, Credential, FieldMap, SECRET_FIELD_NAMES};
+pub use model::{
+    validate_field_key, validate_name, Credential, CredentialSource, FieldMap, SECRET_FIELD_NAMES,
+};
 pub use slots::{KdfParams, Slot};
 pub use store::{state_dir, WriteLock};
 

@@ -78,6 +78,28 @@ pub struct Credential {
     /// When a secret value last changed (equal to `created` until then).
     #[serde(with = "time::serde::rfc3339")]
     pub rotated: OffsetDateTime,
+    /// Where the values were synced from (`scopevault sync openbao`); absent for a credential
+    /// whose values were given by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<CredentialSource>,
+}
+
+/// Where a synced credential's values came from: a KV version 2 secret. Metadata only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSource {
+    /// The engine: `openbao-kv2` (OpenBao or HashiCorp Vault, KV version 2).
+    pub engine: String,
+    /// The namespace, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The API path read, `MOUNT/data/PREFIX<name>`.
+    pub path: String,
+    /// The KV version that was stored.
+    pub version: u64,
+    /// When that version was written upstream (its `created_time`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated: OffsetDateTime,
 }
 
 impl Credential {
@@ -91,6 +113,7 @@ impl Credential {
             secrets: FieldMap::new(),
             created: now,
             rotated: now,
+            source: None,
         }
     }
 }
