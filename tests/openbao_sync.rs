@@ -571,13 +571,14 @@ fn a_secret_looking_key_is_refused_by_name_and_nothing_is_saved() {
         &["canary"],
     );
     // A non-string value is refused too, naming the key and its type.
+    let json = site.dir.path().join("kv.json");
+    std::fs::write(&json, r#"{"password": "Pw-canary-f6", "port": 8080}"#).unwrap();
     bao.ok(&[
         "kv",
         "put",
         "-mount=secret",
         "m/shop-buyer",
-        "password=Pw-canary-f6",
-        "port:=8080",
+        &format!("@{}", json.display()),
     ]);
     let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m"));
     assert_failed(&out, &before, &site, &["`port`", "number"], &["canary"]);
@@ -838,7 +839,7 @@ fn a_timeout_and_a_malformed_answer_fail_and_change_nothing() {
             let Ok(mut s) = s else { return };
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
-            let body = "{\"data\": [1, 2, \"Mal-canary\"]}";
+            let body = r#"{"data": {"type": "kv", "options": "Mal-canary"}}"#;
             let _ = write!(
                 s,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -898,10 +899,23 @@ fn the_token_is_never_in_argv_and_tls_is_verified_unless_the_ca_is_given() {
     let token = bao.ok(&["token", "create", "-field=token"]);
     let token = token.trim();
     let ca = bao.ca();
+    // Through a proxy that holds each connection 1.5 s before passing it on, so the sync is
+    // alive long enough to be seen.
+    let slow = slow_proxy(bao.port, Duration::from_millis(1500));
+    let slow_addr = format!("https://127.0.0.1:{slow}");
     let mut child = site
         .sync_cmd(
             Some(token),
-            &[&a[..], &["--ca-cert", ca.to_str().unwrap()]].concat(),
+            &[
+                "--addr",
+                &slow_addr,
+                "--mount",
+                "secret",
+                "--prefix",
+                "m",
+                "--ca-cert",
+                ca.to_str().unwrap(),
+            ],
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -936,6 +950,32 @@ fn the_token_is_never_in_argv_and_tls_is_verified_unless_the_ca_is_given() {
     }
     let show = site.sv(&["cred", "show", "shop-buyer"]);
     assert!(show.contains("version 1"), "{show}");
+}
+
+/// A loopback TCP pass-through to `port` that waits `delay` before connecting each client.
+fn slow_proxy(port: u16, delay: Duration) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let me = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in l.incoming() {
+            let Ok(mut client) = client else { return };
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                let mut down = up.try_clone().unwrap();
+                let mut back = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut down, &mut back);
+                    let _ = back.shutdown(std::net::Shutdown::Both);
+                });
+                let _ = std::io::copy(&mut client, &mut up);
+                let _ = up.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    me
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

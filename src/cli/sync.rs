@@ -175,6 +175,8 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
             unchanged += 1;
             continue;
         }
+        // `policy apply` declares credentials with no values yet: those are new here too.
+        let current = current.filter(|c| c.source.is_some() || !c.secrets.is_empty());
         let line = match (current, before) {
             (None, _) => format!("+ {name}: version {} (new)", source.version),
             (Some(_), Some(b)) if b.path == source.path && b.namespace == source.namespace => {

@@ -715,11 +715,15 @@ fn describe_ureq(e: &ureq::Error) -> String {
 }
 
 fn malformed(method: &'static str, path: &str, e: serde_json::Error) -> BaoError {
-    // serde_json's message names a position and the expected type, never the input text.
+    // Not serde's message: "invalid type: string \"…\"" would quote a value.
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "it is not JSON",
+        _ => "a member is missing or has the wrong type",
+    };
     BaoError::Malformed {
         method,
         path: path.to_owned(),
-        why: format!("not the expected JSON: {e}"),
+        why: format!("{what} (line {}, column {})", e.line(), e.column()),
     }
 }
 
