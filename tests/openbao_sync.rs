@@ -125,8 +125,7 @@ impl Bao {
     fn wait_healthy(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let _ = st;
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
                 return false;
             }
             if self.tls_dir.is_some() {

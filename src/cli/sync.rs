@@ -71,17 +71,20 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
 /// What the sync will do to one credential.
 enum Change {
     /// New in the vault, or its upstream version moved.
-    Update {
-        name: String,
-        kind: CredentialKind,
-        scopes: Vec<String>,
-        origins: Vec<String>,
-        fields: FieldMap<String>,
-        secrets: FieldMap<SecretString>,
-        source: CredentialSource,
-    },
+    Update(Box<Update>),
     /// Missing upstream and `--prune`: removed from the vault.
-    Remove { name: String },
+    Remove(String),
+}
+
+/// A credential's new values and source.
+struct Update {
+    name: String,
+    kind: CredentialKind,
+    scopes: Vec<String>,
+    origins: Vec<String>,
+    fields: FieldMap<String>,
+    secrets: FieldMap<SecretString>,
+    source: CredentialSource,
 }
 
 fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode> {
@@ -151,7 +154,7 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
                     lines.push(format!(
                         "- {name}: missing upstream at {api}, removed (--prune)"
                     ));
-                    changes.push(Change::Remove { name });
+                    changes.push(Change::Remove(name));
                 }
                 (true, false) => lines.push(format!(
                     "! {name}: missing upstream at {api}; kept in the vault (--prune removes it)"
@@ -193,7 +196,7 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
         };
         let (fields, secrets) = openbao::classify(kind, secret).map_err(anyhow::Error::msg)?;
         lines.push(line);
-        changes.push(Change::Update {
+        changes.push(Change::Update(Box::new(Update {
             name,
             kind,
             scopes,
@@ -201,7 +204,7 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
             fields,
             secrets,
             source,
-        });
+        })));
     }
 
     for l in &lines {
@@ -225,18 +228,19 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
     let now = vault::timestamp();
     for ch in changes {
         match ch {
-            Change::Remove { name } => {
+            Change::Remove(name) => {
                 vault.remove_credential(&name)?;
             }
-            Change::Update {
-                name,
-                kind,
-                scopes,
-                origins,
-                fields,
-                secrets,
-                source,
-            } => {
+            Change::Update(u) => {
+                let Update {
+                    name,
+                    kind,
+                    scopes,
+                    origins,
+                    fields,
+                    secrets,
+                    source,
+                } = *u;
                 if vault.credentials().contains_key(&name) {
                     vault.update_credential(&name, |c| {
                         let moved = c.secrets.len() != secrets.len()
