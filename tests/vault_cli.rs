@@ -205,10 +205,10 @@ fn a_future_format_version_is_a_clear_error() {
     let e = Env::new();
     e.init_with_cred();
     let mut b = e.vault_bytes();
-    b[8..10].copy_from_slice(&2u16.to_be_bytes());
+    b[8..10].copy_from_slice(&3u16.to_be_bytes());
     std::fs::write(e.vault(), &b).unwrap();
     let err = e.fails(&["cred", "list", "--passphrase-file", &e.pf()], b"", 4);
-    assert!(err.contains("version 2 is not supported"), "{err}");
+    assert!(err.contains("version 3 is not supported"), "{err}");
 }
 
 #[test]
@@ -427,6 +427,83 @@ fn a_secret_is_never_accepted_as_a_field_argument() {
         "{err}"
     );
     assert_eq!(e.vault_bytes(), before);
+}
+
+/// Issue 15, item 12: the deny-list was exact-match, so `passwd=` and `api-key=` went into
+/// argv as plain fields. Names that look secret, and the kind's schema, now decide.
+#[test]
+fn secret_looking_fields_are_refused_as_plain_fields() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    for (kind, field) in [
+        ("login", "passwd"),
+        ("token", "api-key"),
+        ("generic", "db_password"),
+        ("generic", "x.auth.token"),
+        ("login", "pin"),
+    ] {
+        let arg = format!("{field}=leaked-value-1");
+        let err = e.fails(
+            &[
+                "cred",
+                "add",
+                "x",
+                "--kind",
+                kind,
+                "--field",
+                &arg,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+            2,
+        );
+        assert!(
+            err.contains(&format!("--secret {field}")) && !err.contains("leaked-value-1"),
+            "{kind} {field}: {err}"
+        );
+    }
+    // `cred set` too, before the vault is even opened.
+    let err = e.fails(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            "api-key=leaked-value-2",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("--secret api-key"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing stored");
+    // The same name is fine through --secret, and plain fields still work.
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "x",
+            "--kind",
+            "generic",
+            "--field",
+            "username=ops",
+            "--secret",
+            "passwd",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"s3cret-value",
+    );
+    let v: serde_json::Value = serde_json::from_str(&e.ok(
+        &["cred", "show", "x", "--json", "--passphrase-file", &e.pf()],
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(v["secret_fields"], serde_json::json!(["passwd"]));
+    assert_eq!(v["fields"]["username"], "ops");
 }
 
 #[test]

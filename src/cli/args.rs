@@ -238,6 +238,16 @@ pub enum KeyCommand {
         /// The slot's id, as shown by `key list`.
         slot: String,
     },
+    /// Upgrade a format-version-1 vault to version 2. Unlock it with its passphrase or keyring;
+    /// --identity-file FILE keeps that identity file's slot (re-made in the version-2 form).
+    Migrate {
+        /// Unlock through a version-1 identity-file slot, which cannot authenticate the file,
+        /// when the vault has no passphrase or keyring slot. Accepted only if this machine's
+        /// rollback record has seen exactly the file's generation. Check the credentials
+        /// afterwards.
+        #[arg(long)]
+        trust_v1_identity_slot: bool,
+    },
 }
 
 /// `scopevault key add`.
