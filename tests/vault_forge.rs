@@ -337,3 +337,47 @@ fn the_forgery_recipe_against_a_v1_identity_vault_is_refused() {
     assert!(err.contains("rollback record"), "{err}");
     assert_eq!(unframe(&e.vault_bytes()).version, 1, "nothing was written");
 }
+
+/// The downgrade: once this machine has used a vault in format version 2, a version-1 file
+/// with its vault_id (forged with the v1 recipe, at exactly the recorded generation so that
+/// the rollback record would vouch for it) is refused for use and not migrated through its
+/// identity slot, even with --trust-v1-identity-slot.
+#[test]
+fn a_forged_v1_downgrade_of_a_v2_vault_is_not_migrated() {
+    let e = Env::new();
+    let idf = admin_vault(&e);
+    let good = e.vault_bytes();
+    let admin_pub = identity_in(&idf).to_public();
+    let f = unframe(&good);
+    let generation = f.header["generation"].as_u64().unwrap();
+    let minted = age::x25519::Identity::generate();
+    let minted_secret = secret_of(&minted);
+    let mut h = f.header.clone();
+    h["recipient"] = serde_json::json!(minted.to_public().to_string());
+    h["slots"] = serde_json::json!([v1_identity_slot(&admin_pub, &minted_secret)]);
+    std::fs::write(
+        e.vault(),
+        frame_and_mac(1, &h, &planted_payload(&minted.to_public()), &minted_secret),
+    )
+    .unwrap();
+    assert_eq!(unframe(&e.vault_bytes()).header["generation"], generation);
+    let err = e.fails(
+        &["cred", "list", "--identity-file", idf.to_str().unwrap()],
+        b"",
+        4,
+    );
+    assert!(err.contains("format version 1"), "{err}");
+    let err = e.fails(
+        &[
+            "key",
+            "migrate",
+            "--trust-v1-identity-slot",
+            "--identity-file",
+            idf.to_str().unwrap(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("is a downgrade"), "{err}");
+    assert_eq!(unframe(&e.vault_bytes()).version, 1, "nothing written");
+}

@@ -359,7 +359,14 @@ impl Vault {
                         f.display()
                     )));
                 }
-                let seen = store::Seen::new().get(&header.vault_id)?;
+                let record = store::Seen::new();
+                if record.get(&format2_marker(&header.vault_id))?.is_some() {
+                    return Err(VaultError::Usage(format!(
+                        "this machine has used vault {} in format version 2: a version-1 file for it is a downgrade (possibly forged), not something to migrate. Restore the version-2 file",
+                        header.vault_id
+                    )));
+                }
+                let seen = record.get(&header.vault_id)?;
                 if seen != Some(header.generation) {
                     return Err(VaultError::Usage(format!(
                         "--trust-v1-identity-slot needs this machine's rollback record to have seen exactly generation {} of vault {} (it records {}): the file cannot be vouched for here. Migrate on the machine that last used it, or with the passphrase or keyring",
@@ -486,6 +493,9 @@ impl Vault {
             None => None,
         };
         seen_store.record(&header.vault_id, header.generation)?;
+        if parsed.version == format::VERSION {
+            seen_store.record(&format2_marker(&header.vault_id), 1)?;
+        }
         Ok(Vault {
             path: path.to_path_buf(),
             header: header.clone(),
@@ -512,6 +522,7 @@ impl Vault {
         let bytes = format::encode(&header, &payload, &self.identity)?;
         store::write_atomic(&self.path, &bytes, lock)?;
         seen.record(&header.vault_id, header.generation)?;
+        seen.record(&format2_marker(&header.vault_id), 1)?;
         self.header = header;
         self.dirty = false;
         Ok(())
@@ -720,6 +731,13 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// The rollback record's entry saying this machine has used the vault in format version 2:
+/// from then on a version-1 file for it is a downgrade, never migrated through its identity
+/// slot (`--trust-v1-identity-slot`).
+fn format2_marker(vault_id: &str) -> String {
+    format!("format2:{vault_id}")
 }
 
 fn now() -> OffsetDateTime {
