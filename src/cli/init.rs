@@ -32,7 +32,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<ExitCode> {
     // What this command creates, removed again if it fails: never leave debris (a directory
     // holding only a lock file) behind.
     let mut debris = Debris::default();
-    let result = create(g, a, &path, slot, &mut debris);
+    let result = create(a, &path, slot, &mut debris);
     if result.is_err() {
         debris.clean();
     }
@@ -40,7 +40,6 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn create(
-    _g: &GlobalArgs,
     a: &InitArgs,
     path: &Path,
     slot: NewSlot,

@@ -60,10 +60,12 @@ impl KdfParams {
     /// so nobody can weaken a released binary's slots through an environment variable.
     pub fn for_new_slot() -> Result<KdfParams, VaultError> {
         #[cfg(feature = "insecure-test-kdf")]
-        let chosen = KdfParams::test_override()?;
-        #[cfg(not(feature = "insecure-test-kdf"))]
-        let chosen: Option<KdfParams> = None;
-        Ok(chosen.unwrap_or(KdfParams::DEFAULT))
+        {
+            if let Some(k) = KdfParams::test_override()? {
+                return Ok(k);
+            }
+        }
+        Ok(KdfParams::DEFAULT)
     }
 
     /// The test suite's fast KDF setting, `SCOPEVAULT_TEST_ARGON2=m_kib,t,p`, if set.

@@ -185,21 +185,30 @@ impl SafeDir {
                 &self.path,
                 "cannot create a temporary file for the new version of the file in",
             ))?;
-        let result = (|| {
-            let mut f = &file;
-            f.write_all(bytes)
-                .map_err(io_err(&target, "cannot save the new version of"))?;
-            file.sync_all()
-                .map_err(io_err(&target, "cannot fsync the new version of"))?;
-            rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name)
-                .map_err(|e| io_err(&target, "cannot rename the new version into place")(e.into()))
-        })();
+        let result = self.fill_and_rename(&file, &tmp, name, &target, bytes);
         if result.is_err() {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), rustix::fs::AtFlags::empty());
             return result;
         }
         rustix::fs::fsync(&self.fd)
             .map_err(|e| io_err(&self.path, "cannot fsync the directory")(e.into()))
+    }
+
+    /// Write `bytes` to the new temporary file `tmp`, fsync it, rename it over `name`.
+    fn fill_and_rename(
+        &self,
+        mut file: &File,
+        tmp: &str,
+        name: &std::ffi::OsStr,
+        target: &Path,
+        bytes: &[u8],
+    ) -> Result<(), VaultError> {
+        file.write_all(bytes)
+            .map_err(io_err(target, "cannot save the new version of"))?;
+        file.sync_all()
+            .map_err(io_err(target, "cannot fsync the new version of"))?;
+        rustix::fs::renameat(&self.fd, tmp, &self.fd, name)
+            .map_err(|e| io_err(target, "cannot rename the new version into place")(e.into()))
     }
 
     /// Remove entries whose name starts with `prefix` (temporary files a killed writer left).
