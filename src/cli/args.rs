@@ -241,6 +241,16 @@ pub enum KeyCommand {
         /// The slot's id, as shown by `key list`.
         slot: String,
     },
+    /// Upgrade a format-version-1 vault to version 2. Unlock it with its passphrase or keyring;
+    /// --identity-file FILE keeps that identity file's slot (re-made in the version-2 form).
+    Migrate {
+        /// Unlock through a version-1 identity-file slot, which cannot authenticate the file,
+        /// when the vault has no passphrase or keyring slot. Accepted only if this machine's
+        /// rollback record has seen exactly the file's generation. Check the credentials
+        /// afterwards.
+        #[arg(long)]
+        trust_v1_identity_slot: bool,
+    },
 }
 
 /// `scopevault key add`.
@@ -328,6 +338,14 @@ pub struct LintArgs {
     /// Block on findings of this class and above [default: security-warning].
     #[arg(long, value_enum)]
     pub deny: Option<DenyLevel>,
+    /// An audit log to take usage evidence from (repeatable): runs the usage rules
+    /// (credential-never-fetched, task-credential-never-fetched, runner-never-seen,
+    /// task-never-fetched). Each log's hash chain is verified first.
+    #[arg(long = "audit", value_name = "FILE")]
+    pub audit: Vec<PathBuf>,
+    /// With --audit: judge only the last DURATION of the logs (e.g. 30d, 12h, 2w) [default: all].
+    #[arg(long, value_name = "DURATION", requires = "audit")]
+    pub since: Option<String>,
 }
 
 /// `scopevault serve`.

@@ -25,24 +25,39 @@ pub(crate) fn run(g: &GlobalArgs, cmd: &CredCommand) -> anyhow::Result<ExitCode>
     }
 }
 
-/// Parse `KEY=VALUE` plain fields, refusing secret-looking keys (those belong in --secret).
-fn parse_fields(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+/// Parse `KEY=VALUE` plain fields, refusing keys that are secret for `kind` (its schema) or
+/// look secret for any kind: those belong in --secret. `kind` is `None` when it is not known
+/// yet (`cred set` before the vault is open: checked again with the stored kind).
+fn parse_fields(
+    raw: &[String],
+    kind: Option<crate::policy::CredentialKind>,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for f in raw {
         let Some((k, v)) = f.split_once('=') else {
             bail!("--field expects KEY=VALUE (got a value without `=`)");
         };
         validate_field_key(k)?;
-        if SECRET_FIELD_NAMES.contains(&k) {
-            // The value is already in argv (visible in ps); say so, and never echo it back.
-            bail!("`{k}` is a secret field: it cannot be given with --field (arguments are visible to other users in ps). Use --secret {k} (prompt or stdin) or --secret-file {k}=PATH, and consider the value exposed");
-        }
+        refuse_secret_field(k, kind)?;
         if v.len() > 4096 {
             bail!("--field {k}: the value is longer than 4096 bytes");
         }
         out.insert(k.to_owned(), v.to_owned());
     }
     Ok(out)
+}
+
+/// Refuse a plain `--field` whose key is secret: in `kind`'s schema, in the known secret
+/// names, or named like a secret.
+fn refuse_secret_field(k: &str, kind: Option<crate::policy::CredentialKind>) -> anyhow::Result<()> {
+    let secret = SECRET_FIELD_NAMES.contains(&k)
+        || crate::policy::CredentialKind::name_looks_secret(k)
+        || kind.is_some_and(|kind| kind.is_secret_field(k));
+    if secret {
+        // The value is already in argv (visible in ps); say so, and never echo it back.
+        bail!("`{k}` is a secret field (by its name or the credential kind's schema): it cannot be given with --field (arguments are visible to other users in ps). Use --secret {k} (prompt or stdin) or --secret-file {k}=PATH, and consider the value exposed");
+    }
+    Ok(())
 }
 
 /// Read every secret named by --secret / --secret-file. Done before the vault is locked for
@@ -97,7 +112,7 @@ fn read_secrets(a: &SecretInputArgs) -> anyhow::Result<BTreeMap<String, SecretSt
 
 fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     validate_name(&a.name)?;
-    let fields = parse_fields(&a.fields)?;
+    let fields = parse_fields(&a.fields, Some(a.kind))?;
     for s in &a.scopes {
         crate::policy::Scope::parse(s).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
     }
@@ -134,7 +149,7 @@ fn check_origin(o: &str) -> anyhow::Result<()> {
 }
 
 fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
-    let fields = parse_fields(&a.fields)?;
+    let fields = parse_fields(&a.fields, None)?;
     if a.secrets.secrets.is_empty() && a.secrets.secret_files.is_empty() && fields.is_empty() {
         bail!("nothing to set: give --secret KEY, --secret-file KEY=PATH or --field KEY=VALUE");
     }
@@ -142,6 +157,11 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
     let mut vault = open_vault(g)?;
+    if let Some(c) = vault.credentials().get(&a.name) {
+        for k in fields.keys() {
+            refuse_secret_field(k, Some(c.kind))?;
+        }
+    }
     let now = vault::timestamp();
     let changed = vault.update_credential(&a.name, |c| {
         let mut changed = 0;

@@ -23,10 +23,17 @@ pub(crate) fn open_options(g: &GlobalArgs) -> OpenOptions {
     }
 }
 
-/// Warn once if the test-only KDF override is active: it must never be used for real vaults.
+/// Say so when the test suite's fast KDF setting is in force. Only a build with the test-only
+/// cargo feature `insecure-test-kdf` honours `SCOPEVAULT_TEST_ARGON2`; a normal build ignores
+/// it (and says that too, so nobody believes it took effect).
 pub(crate) fn warn_test_kdf() {
-    if std::env::var_os("SCOPEVAULT_TEST_ARGON2").is_some() {
-        eprintln!("warning: SCOPEVAULT_TEST_ARGON2 is set: new passphrase slots use weak test parameters. Never use it for a real vault.");
+    if std::env::var_os("SCOPEVAULT_TEST_ARGON2").is_none() {
+        return;
+    }
+    if cfg!(feature = "insecure-test-kdf") {
+        eprintln!("note: SCOPEVAULT_TEST_ARGON2 is the test suite's fast KDF setting (this is a test build, feature insecure-test-kdf): new passphrase slots use weak Argon2 parameters. Never use a test build for a real vault.");
+    } else {
+        eprintln!("note: SCOPEVAULT_TEST_ARGON2 (the test suite's fast KDF setting) is ignored: this build always uses Argon2id m=64 MiB, t=3, p=4.");
     }
 }
 
