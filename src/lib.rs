@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod cli;
 pub mod client;
+pub mod fleet;
 pub mod policy;
 pub mod secret;
 pub mod sys;

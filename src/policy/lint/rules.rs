@@ -234,6 +234,39 @@ pub const RULES: &[RuleInfo] = &[
         "Add the scope to the catalog with `[scopes.\"NAME\"]`, or fix its spelling.",
         None,
     ),
+    // Fleet (src/policy/lint/fleet.rs).
+    r(
+        "unknown-location",
+        Class::Error,
+        "A task names a location that is not declared under [locations].",
+        "`scopevault publish` could not deliver the task anywhere: a checkpoint that should run it never receives its credentials.",
+        "Declare [locations.NAME] with the checkpoint's recipient, or fix the name in the task's `locations`.",
+        None,
+    ),
+    r(
+        "invalid-recipient",
+        Class::Error,
+        "A location's `recipient` is not an age X25519 recipient (`age1…`).",
+        "The location's bundle cannot be encrypted to it, so `scopevault publish` refuses the policy.",
+        "Copy the recipient exactly as `scopevault recipient` prints it on the checkpoint.",
+        None,
+    ),
+    r(
+        "location-without-tasks",
+        Class::Warning,
+        "No task runs at a declared location.",
+        "Its bundle carries no credentials: the checkpoint runs nothing, which is usually a forgotten `locations` entry or a retired location still declared.",
+        "List the location in the `locations` of the tasks that run there, or remove [locations.NAME].",
+        None,
+    ),
+    r(
+        "task-without-locations",
+        Class::Warning,
+        "A task names no location while the policy declares [locations].",
+        "`scopevault publish` delivers a task only to the locations it lists: this one is published nowhere.",
+        "Add `locations = [\"NAME\"]` to the task.",
+        None,
+    ),
 ];
 
 /// A rule by id.
