@@ -11,4 +11,5 @@ pub mod fleet;
 pub mod policy;
 pub mod secret;
 pub mod sys;
+pub mod usage;
 pub mod vault;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::Linter;
+use super::{Linter, RuleId};
 
 impl Linter<'_> {
     /// The fleet rules, one pass over the locations and one over the tasks.
@@ -14,7 +14,7 @@ impl Linter<'_> {
             if r.value.parse::<age::x25519::Recipient>().is_err() {
                 let shown: String = r.value.chars().take(80).collect();
                 self.push(
-                    "invalid-recipient",
+                    RuleId::InvalidRecipient,
                     r.span.clone(),
                     format!(
                         "location `{name}` has an invalid recipient {:?}: it is not an age X25519 recipient",
@@ -32,7 +32,7 @@ impl Linter<'_> {
         for (tname, task) in &p.tasks {
             if task.locations.is_empty() && !p.locations.is_empty() {
                 self.push(
-                    "task-without-locations",
+                    RuleId::TaskWithoutLocations,
                     task.span.clone(),
                     format!(
                         "task `{tname}` names no location: `scopevault publish` sends it nowhere"
@@ -50,7 +50,7 @@ impl Linter<'_> {
                 }
                 let hint = super::did_you_mean(&l.value, p.locations.keys().map(String::as_str));
                 self.push(
-                    "unknown-location",
+                    RuleId::UnknownLocation,
                     l.span.clone(),
                     format!("task `{tname}` names location `{}`, which is not declared", l.value),
                     match hint {
@@ -69,7 +69,7 @@ impl Linter<'_> {
         for (name, loc) in &p.locations {
             if !used.contains(name.as_str()) {
                 self.push(
-                    "location-without-tasks",
+                    RuleId::LocationWithoutTasks,
                     loc.span.clone(),
                     format!("no task runs at location `{name}`: its bundle would be empty"),
                     format!("list `{name}` in the `locations` of the tasks that run there, or remove [locations.{name}]"),
