@@ -120,6 +120,80 @@ pub enum Command {
     /// Sync secret values into the vault from an external store (admin side).
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// Fleet: print this vault's age recipient (what a checkpoint's operator gives the admin).
+    Recipient,
+    /// Fleet: write a signed bundle per location from the master vault and a policy.
+    Publish(PublishArgs),
+    /// Fleet: inspect, verify or apply a location's bundle on a checkpoint.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+/// `scopevault publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The policy.toml with [locations] and tasks' `locations`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// Where NAME.svbundle (and NAME.svbundle.sig) are written.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only these locations (repeatable) [default: every location].
+    #[arg(long = "location", value_name = "NAME")]
+    pub locations: Vec<String>,
+    /// Sign each bundle with this OpenSSH private key (passphrase-protected keys prompt).
+    #[arg(long, value_name = "SSH_KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// Read the signing key's passphrase from this file instead of prompting.
+    #[arg(long, value_name = "FILE", requires = "sign_key")]
+    pub sign_key_passphrase_file: Option<PathBuf>,
+    /// How long checkpoints accept the bundles: whole days, weeks or hours (`30d`, `2w`, `12h`).
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pub valid_for: String,
+}
+
+/// `scopevault bundle …`.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Print a bundle's manifest (no key needed; nothing is verified but its structure).
+    Inspect {
+        /// The bundle file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a bundle's signature and manifest (location when given, expiry) without a vault.
+    Verify(BundleCheckArgs),
+    /// Verify a bundle and replace this vault's policy and credentials with its content.
+    Apply(BundleApplyArgs),
+}
+
+/// What `bundle verify` and `bundle apply` check against.
+#[derive(Debug, Args)]
+pub struct BundleCheckArgs {
+    /// The bundle file.
+    pub file: PathBuf,
+    /// The signature [default: FILE.sig].
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+    /// OpenSSH allowed_signers file naming the keys that may sign bundles.
+    #[arg(long, value_name = "FILE")]
+    pub allowed_signers: PathBuf,
+    /// This checkpoint's location (needed on the first apply; then recorded in the vault).
+    #[arg(long, value_name = "NAME")]
+    pub location: Option<String>,
+}
+
+/// `scopevault bundle apply`.
+#[derive(Debug, Args)]
+pub struct BundleApplyArgs {
+    /// The bundle, signature, signers and location.
+    #[command(flatten)]
+    pub check: BundleCheckArgs,
+    /// The audit log the apply is recorded in [default: as for `serve`].
+    #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
+    pub audit: Option<PathBuf>,
 }
 
 /// `scopevault init`.

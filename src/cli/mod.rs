@@ -6,6 +6,7 @@ mod audit;
 mod client_cmds;
 mod cred;
 mod demo;
+mod fleet;
 mod init;
 mod key;
 mod lint;
@@ -102,5 +103,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(c) => key::run(g, &c),
         Command::Policy(c) => policy::run(g, &c),
         Command::Sync(c) => sync::run(g, &c),
+        Command::Recipient => fleet::recipient(g),
+        Command::Publish(a) => fleet::publish(g, &a),
+        Command::Bundle(c) => fleet::bundle(g, &c),
     }
 }

@@ -22,7 +22,8 @@ use zeroize::Zeroizing;
 pub use crate::paths::state_dir;
 pub use keyring::KeyringStore;
 pub use model::{
-    validate_field_key, validate_name, Credential, CredentialSource, FieldMap, SECRET_FIELD_NAMES,
+    validate_field_key, validate_name, AppliedBundle, Credential, CredentialSource, FieldMap,
+    FleetState, SECRET_FIELD_NAMES,
 };
 pub use slots::{KdfParams, Slot};
 pub use store::WriteLock;
@@ -649,6 +650,41 @@ impl Vault {
         });
         self.policy = Some(policy);
         self.dirty = true;
+    }
+
+    /// Fleet bookkeeping (generations published and the last bundle applied), if any.
+    pub fn fleet_state(&self) -> Option<&FleetState> {
+        self.data.fleet.as_ref()
+    }
+
+    /// Replace the fleet bookkeeping (written with the payload on the next save).
+    pub fn set_fleet_state(&mut self, state: FleetState) {
+        self.data.fleet = Some(state);
+        self.dirty = true;
+    }
+
+    /// Decrypt age ciphertext addressed to this vault's recipient (a fleet bundle's payload)
+    /// with the vault identity, which never leaves the vault. The plaintext is zeroed on drop.
+    pub fn decrypt_addressed_to_vault(
+        &self,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let identity: age::x25519::Identity = self
+            .identity
+            .parse()
+            .map_err(|_| VaultError::Internal("the vault identity is malformed".into()))?;
+        let fail = |e: String| {
+            VaultError::Usage(format!(
+                "it does not decrypt with this vault's identity: {e}"
+            ))
+        };
+        let dec = age::Decryptor::new(ciphertext).map_err(|e| fail(e.to_string()))?;
+        let mut r = dec
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .map_err(|e| fail(e.to_string()))?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(ciphertext.len() + 1));
+        r.read_to_end(&mut plain).map_err(|e| fail(e.to_string()))?;
+        Ok(plain)
     }
 
     /// Add a passphrase slot. The payload is not re-encrypted.
