@@ -34,7 +34,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
 
     // Stage 3: write the report.
     let to_terminal = a.output.is_none() && std::io::stdout().is_terminal();
-    let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = to_terminal && super::color_allowed();
     let text = match a.format {
         LintFormat::Text => report.render_text(color),
         LintFormat::Json => report.render_json(),
