@@ -123,6 +123,12 @@ fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
 /// Bind the socket at `path`: create its directory (0700) if missing, refuse a
 /// directory others could write to, remove a stale socket only when nothing answers on it, set mode 0660.
 pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
+    bind_socket_for_group(path, None)
+}
+
+/// As [`bind_socket`]; with `group`, the directory becomes 0750 and the socket 0660, both
+/// owned by this user and `group` (`serve --socket-group`), so members of `group` can connect.
+pub fn bind_socket_for_group(path: &Path, group: Option<u32>) -> Result<UnixListener, ServeError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -135,6 +141,14 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
             .map_err(io_err("cannot create socket directory", &dir))?;
     }
     check_socket_dir(&dir)?;
+    if let Some(gid) = group {
+        if std::fs::metadata(&dir).map(|m| m.uid()).ok() == Some(crate::sys::current_uid()) {
+            std::os::unix::fs::chown(&dir, None, Some(gid))
+                .map_err(io_err("cannot give the socket group to", &dir))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))
+                .map_err(io_err("cannot set the mode of", &dir))?;
+        }
+    }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {
@@ -151,6 +165,10 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
     // Mode bits are defence in depth; every request is authorised on SO_PEERCRED.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(io_err("cannot set the mode of", path))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(io_err("cannot give the socket group to", path))?;
+    }
     Ok(listener)
 }
 
@@ -166,7 +184,13 @@ pub struct Listener {
 impl Listener {
     /// Bind a new socket at `path`.
     pub fn bind(path: &Path) -> Result<Listener, ServeError> {
-        let inner = bind_socket(path)?;
+        Listener::bind_with_group(path, None)
+    }
+
+    /// Bind a new socket at `path`, reachable by `group` when given (see
+    /// [`bind_socket_for_group`]).
+    pub fn bind_with_group(path: &Path, group: Option<u32>) -> Result<Listener, ServeError> {
+        let inner = bind_socket_for_group(path, group)?;
         Ok(Listener {
             inner,
             owned_path: Some(path.to_owned()),

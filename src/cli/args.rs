@@ -28,8 +28,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options shared by every command.
+/// Options shared by every command (shown under their own heading in each command's help).
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The vault file [default: $XDG_DATA_HOME/scopevault/vault.scopevault].
     #[arg(long, global = true, env = "SCOPEVAULT_VAULT", value_name = "PATH")]
@@ -43,8 +44,9 @@ pub struct GlobalArgs {
 }
 
 /// Unlock sources, tried in this order: an enrolled keyring slot (when the keyring answers),
-/// an identity file, a passphrase file or fd, then a no-echo prompt on a terminal.
+/// an identity file, a passphrase file or fd, then a no-echo prompt on the controlling terminal.
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Global options: unlocking")]
 pub struct UnlockArgs {
     /// Read the passphrase from this file (one trailing newline is ignored).
     #[arg(
@@ -115,8 +117,11 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per command with --dir.
+    Man(ManArgs),
+    /// Check the set-up: vault, unlock sources, keyring, socket, daemon, audit log, clock,
+    /// memory locking. Prints ok/warn/fail lines with the fix; exits 1 on any failure.
+    Doctor(AuditPathArgs),
     /// Sync secret values into the vault from an external store (admin side).
     #[command(subcommand)]
     Sync(SyncCommand),
@@ -196,6 +201,15 @@ pub struct BundleApplyArgs {
     pub audit: Option<PathBuf>,
 }
 
+/// `scopevault man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write scopevault.1 and one page per subcommand (scopevault-lint.1, scopevault-cred-set.1,
+    /// …) into this directory instead of printing the top-level page.
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub dir: Option<PathBuf>,
+}
+
 /// `scopevault init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -245,6 +259,31 @@ pub enum CredCommand {
         /// The credential's name.
         name: String,
     },
+    /// Import credentials from a password manager's CSV export (Bitwarden, 1Password,
+    /// KeePassXC), in one atomic save. Values are never printed.
+    Import(CredImportArgs),
+}
+
+/// `scopevault cred import`.
+#[derive(Debug, Args)]
+pub struct CredImportArgs {
+    /// The exported file. Columns (header row, any order): name|title, username|login_username,
+    /// password|login_password, url|login_uri, totp|login_totp; others are ignored.
+    #[arg(value_hint = clap::ValueHint::FilePath)]
+    pub file: PathBuf,
+    /// The file's format.
+    #[arg(long, value_enum, default_value_t = ImportFormat::Csv)]
+    pub format: ImportFormat,
+    /// Replace the values of credentials that already exist (default: keep them, skip the row).
+    #[arg(long)]
+    pub update: bool,
+}
+
+/// Formats `cred import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// Comma-separated values with a header row.
+    Csv,
 }
 
 /// `scopevault cred add`.
@@ -253,7 +292,7 @@ pub struct CredAddArgs {
     /// The credential's name: letters, digits, `-`, `_`, `.`; at most 128 bytes.
     pub name: String,
     /// What kind of credential it is.
-    #[arg(long, value_parser = parse_kind)]
+    #[arg(long, value_parser = kind_parser())]
     pub kind: crate::policy::CredentialKind,
     /// A scope the credential grants in the target system (repeatable).
     #[arg(long = "scope", value_name = "SCOPE")]
@@ -294,9 +333,14 @@ pub struct SecretInputArgs {
     pub secret_files: Vec<String>,
 }
 
-fn parse_kind(s: &str) -> Result<crate::policy::CredentialKind, String> {
-    s.parse()
-        .map_err(|e: crate::policy::UnknownKind| e.to_string())
+/// `--kind`: the possible values are listed in `--help` and offered by completions.
+fn kind_parser() -> impl clap::builder::TypedValueParser<Value = crate::policy::CredentialKind> {
+    use clap::builder::TypedValueParser;
+    let names = crate::policy::CredentialKind::ALL.map(|k| k.as_str());
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| {
+        s.parse::<crate::policy::CredentialKind>()
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// `scopevault key …`.
@@ -443,6 +487,10 @@ pub struct ServeArgs {
     /// Seconds an idle connection stays open.
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
+    /// Let this group reach the socket: its directory becomes 0750 root:GROUP and the socket
+    /// 0660 root:GROUP (runner users in GROUP can then connect).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
     /// Do not fdatasync audit records (benchmarks only: the record may be lost in a crash).
     #[arg(long, hide = true)]
     pub no_audit_sync: bool,
@@ -460,7 +508,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// The task to fetch for.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub task: String,
     /// Which of the task's credentials (needed when it has several).
     #[arg(long)]
@@ -477,7 +525,7 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct TotpArgs {
     /// The task to fetch for.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub task: String,
     /// Which of the task's credentials.
     #[arg(long)]
@@ -488,7 +536,7 @@ pub struct TotpArgs {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The task to fetch for.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub task: String,
     /// Which of the task's credentials (default: all of them).
     #[arg(long)]

@@ -22,6 +22,7 @@ pub(crate) fn run(g: &GlobalArgs, cmd: &CredCommand) -> anyhow::Result<ExitCode>
         CredCommand::List { json } => list(g, *json),
         CredCommand::Show { name, json } => show(g, name, *json),
         CredCommand::Rm { name } => rm(g, name),
+        CredCommand::Import(a) => super::import::run(g, a),
     }
 }
 
@@ -153,10 +154,21 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     if a.secrets.secrets.is_empty() && a.secrets.secret_files.is_empty() && fields.is_empty() {
         bail!("nothing to set: give --secret KEY, --secret-file KEY=PATH or --field KEY=VALUE");
     }
+    // Unlock first, then ask for the secret: a user answering prompts in order must never type
+    // the vault passphrase into the secret's prompt. With a piped secret, the passphrase is
+    // asked on the controlling terminal (as pass, gpg and ssh do).
+    let unlocked = open_vault(g)?;
+    if !unlocked.credentials().contains_key(&a.name) {
+        // Before any secret is typed: a value for a credential that does not exist is lost.
+        return Err(vault::VaultError::UnknownCredential(a.name.clone()).into());
+    }
     let secrets = read_secrets(&a.secrets)?;
+    // Prompts are over: take the writer lock and re-read the file (another writer may have
+    // saved meanwhile) with the key already in memory.
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
-    let mut vault = open_vault(g)?;
+    let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
+    drop(unlocked);
     if let Some(c) = vault.credentials().get(&a.name) {
         for k in fields.keys() {
             refuse_secret_field(k, Some(c.kind))?;
@@ -229,18 +241,64 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
     }
     if vault.credentials().is_empty() {
         println!("no credentials (add one with `scopevault cred add`)");
+        return Ok(ExitCode::SUCCESS);
     }
-    for (n, c) in vault.credentials() {
-        let secrets: Vec<&str> = c.secrets.keys().map(String::as_str).collect();
-        println!(
-            "{n}  {}  scopes=[{}]  secrets=[{}]  rotated={}",
-            c.kind,
-            c.scopes.join(", "),
-            secrets.join(", "),
-            c.rotated.date()
-        );
-    }
+    let rows: Vec<[String; 5]> = vault
+        .credentials()
+        .iter()
+        .map(|(n, c)| {
+            let secrets: Vec<&str> = c.secrets.keys().map(String::as_str).collect();
+            [
+                n.clone(),
+                c.kind.to_string(),
+                c.scopes.join(","),
+                if secrets.is_empty() {
+                    "(none set)".to_owned()
+                } else {
+                    secrets.join(",")
+                },
+                // A credential declared by a policy but never given a secret was never rotated.
+                if secrets.is_empty() {
+                    "-".to_owned()
+                } else {
+                    c.rotated.date().to_string()
+                },
+            ]
+        })
+        .collect();
+    super::write_stdout(
+        table(&["NAME", "KIND", "SCOPES", "SECRETS", "ROTATED"], &rows).as_bytes(),
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Left-aligned columns, two spaces apart, widths in characters; the last column unpadded.
+pub(crate) fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut width = head.map(|h| h.chars().count());
+    for r in rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let head = head.map(str::to_owned);
+    for r in std::iter::once(&head).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(
+                    ' ',
+                    width[i] - cell.chars().count() + 2,
+                ));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {

@@ -38,6 +38,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
             .map(|u| resolve_user(u))
             .collect::<anyhow::Result<_>>()?,
     };
+    let socket_gid = a
+        .socket_group
+        .as_deref()
+        .map(|g| resolve_group_for("--socket-group", g))
+        .transpose()?;
 
     // Stage 2: build resources. Hardening first, so nothing secret exists before it.
     let report = crate::sys::harden_process();
@@ -45,7 +50,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("scopevault: warning: could not turn core dumps off (dumpable off: {}, core limit 0: {})", report.dumpable_off, report.core_limit_zero);
     }
     if let Err(why) = &report.mlockall {
-        eprintln!("scopevault: warning: mlockall not permitted ({why}); secrets may be swapped out. Raise LimitMEMLOCK or give CAP_IPC_LOCK to keep them in RAM.");
+        // `why` is the whole advice (what failed, the risk, the fix): say it once.
+        eprintln!("scopevault: warning: {why}");
     }
     let audit_path = a.audit.clone().unwrap_or_else(default_audit_path);
     let audit = AuditLog::open(&audit_path, !a.no_audit_sync)?;
@@ -65,7 +71,24 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     // The socket comes last: once it answers, the daemon is fully up (unlocked if it can be).
     let listener = match activated_listener()? {
         Some(l) => Listener::inherited(l),
-        None => Listener::bind(&socket_path)?,
+        None => Listener::bind_with_group(&socket_path, socket_gid).map_err(|e| {
+            // The error's text already holds its cause: print it once (not as a chain), with
+            // the fix for the common case of no XDG_RUNTIME_DIR (after `su -`).
+            let denied = matches!(&e, crate::agent::server::ServeError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied);
+            let hint = if denied && g.socket.is_none() {
+                if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
+                    "; XDG_RUNTIME_DIR is not set (e.g. after `su -`), so the default is under /run: set XDG_RUNTIME_DIR=/run/user/$(id -u) or choose a socket you may create with --socket PATH"
+                } else {
+                    "; choose a socket you may create with --socket PATH"
+                }
+            } else if denied {
+                "; choose a socket path in a directory you may write to"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("{e}{hint}")
+        })?,
     };
     let shown_path = listener
         .path()
@@ -182,10 +205,14 @@ fn notify_systemd(state: &str) {
 }
 
 fn resolve_group(name: &str) -> anyhow::Result<u32> {
+    resolve_group_for("--admin-group", name)
+}
+
+fn resolve_group_for(option: &str, name: &str) -> anyhow::Result<u32> {
     name.parse::<u32>()
         .ok()
         .or_else(|| crate::sys::group_gid(name))
-        .with_context(|| format!("--admin-group {name:?}: no such group in /etc/group"))
+        .with_context(|| format!("{option} {name:?}: no such group in /etc/group"))
 }
 
 fn resolve_user(name: &str) -> anyhow::Result<u32> {
