@@ -137,7 +137,12 @@ fn a_thousand_connections_at_once_get_served_or_busy_and_the_daemon_survives() {
     soak::burst(&d.socket, 1000, &mut t);
     assert!(t.problems.is_empty(), "{:#?}", t.problems);
     let ok = t.get("hostile burst: served");
-    assert!(ok <= 64, "at most max-connections served at once: {ok}");
+    // The burst comes from root, which has 16 slots reserved above the cap (an admin always
+    // gets in, issue 11 fairness).
+    assert!(
+        ok <= 64 + 16,
+        "at most max-connections + the admin reserve served at once: {ok}"
+    );
     assert!(ok >= 1);
     assert!(
         t.get("hostile burst: busy") >= 1,
@@ -406,6 +411,7 @@ fn the_client_sends_no_passphrase_to_a_server_of_another_uid() {
 /// connections or to time one request.
 const HOLD_ENV: &str = "SCOPEVAULT_TEST_HOLD_SOCKET";
 const PROBE_ENV: &str = "SCOPEVAULT_TEST_PROBE_SOCKET";
+const HOLD_OUT_ENV: &str = "SCOPEVAULT_TEST_HOLD_OUT";
 
 fn child_hold(socket: &str) {
     use std::io::Read;
@@ -420,7 +426,9 @@ fn child_hold(socket: &str) {
             Err(_) => busy += 1,
         }
     }
-    println!("HOLD opened {} refused {busy}", held.len());
+    // Told through a file: the harness's stdout is not a reliable channel here.
+    let out = std::env::var(HOLD_OUT_ENV).unwrap();
+    std::fs::write(out, format!("HOLD opened {} refused {busy}\n", held.len())).unwrap();
     // Hold them until the parent closes our stdin.
     let _ = std::io::stdin().read(&mut [0u8; 1]);
     drop(held);
@@ -443,7 +451,6 @@ fn child_probe(socket: &str) {
 /// uid, and root — is answered in under 100 ms meanwhile.
 #[test]
 fn one_uid_holding_a_thousand_half_open_connections_starves_no_other_uid() {
-    use std::io::BufRead;
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     if let Ok(s) = std::env::var(HOLD_ENV) {
@@ -483,12 +490,30 @@ fn one_uid_holding_a_thousand_half_open_connections_starves_no_other_uid() {
             .stderr(std::process::Stdio::piped());
         c
     };
-    let mut hog = as_uid(65534, HOLD_ENV).spawn().unwrap();
-    let mut lines = std::io::BufReader::new(hog.stdout.take().unwrap()).lines();
-    let said = lines
-        .find_map(|l| l.ok().filter(|l| l.starts_with("HOLD ")))
-        .unwrap_or_else(|| panic!("the uid-65534 child said nothing: {:?}", hog.wait()));
-    eprintln!("{said}");
+    let out_dir = dir.path().join("hold");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::os::unix::fs::chown(&out_dir, Some(65534), Some(65534)).unwrap();
+    let out_file = out_dir.join("said");
+    let mut hog = as_uid(65534, HOLD_ENV)
+        .env(HOLD_OUT_ENV, &out_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let said = loop {
+        if let Ok(t) = std::fs::read_to_string(&out_file) {
+            if t.ends_with('\n') {
+                break t;
+            }
+        }
+        if let Some(st) = hog.try_wait().unwrap() {
+            panic!("the uid-65534 child exited: {st}");
+        }
+        assert!(std::time::Instant::now() < deadline, "the hog never said");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("{}", said.trim());
     // The hog's connections are all open now: 64 held by the daemon, the rest `busy`.
     let held = d.request(r#"{"v":1,"op":"health"}"#)["connections"]
         .as_u64()
@@ -501,7 +526,7 @@ fn one_uid_holding_a_thousand_half_open_connections_starves_no_other_uid() {
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text
             .lines()
-            .find_map(|l| l.strip_prefix("PROBE "))
+            .find_map(|l| l.find("PROBE ").map(|i| l[i + 6..].trim()))
             .unwrap_or_else(|| panic!("probe: {text} {}", String::from_utf8_lossy(&out.stderr)));
         let (us, ok) = line.split_once(' ').unwrap();
         assert_eq!(ok, "true", "uid 65533 was not served: {line}");
