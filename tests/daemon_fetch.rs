@@ -51,7 +51,12 @@ fn a_runner_gets_its_credential_and_the_audit_log_has_an_hmac_not_the_value() {
     let audit = d.audit_text();
     assert!(audit.contains("\"checkout-flow\"") && audit.contains("hmac-sha256:"));
     // The record names the client as the kernel and /proc see it: here, the `get` process.
-    let first: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    // (The daemon's own `vault.load` record, with no peer, comes before it.)
+    let first: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["op"] == "fetch")
+        .unwrap();
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_scopevault")).unwrap();
     assert_eq!(first["peer"]["exe"], exe.to_str().unwrap(), "{first}");
     assert!(first["peer"]["pid"].as_i64().unwrap() > 1, "{first}");
