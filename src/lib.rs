@@ -10,4 +10,5 @@ pub mod client;
 pub mod policy;
 pub mod secret;
 pub mod sys;
+pub mod usage;
 pub mod vault;

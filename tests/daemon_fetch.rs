@@ -4,6 +4,10 @@
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/skip.rs"]
+mod skip;
+#[path = "common/users.rs"]
+mod users;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -108,26 +112,32 @@ fn a_task_the_peer_does_not_run_is_denied_and_an_unknown_task_is_not_found() {
 
 #[test]
 fn a_client_of_another_uid_is_denied_and_audited() {
-    if !daemon::is_root() {
-        println!("skipped: needs root to run a client as uid 65534");
-        return;
-    }
+    // A real second user, created when missing (as root); without root there is none.
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
     let dir = tempdir();
     let d = start(dir.path());
-    // Open the file modes so uid 65534 can reach the socket at all: the kernel credential
-    // check must refuse it on its own (modes are only defence in depth).
-    for p in [dir.path(), d.socket.parent().unwrap()] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
-    }
+    // Open the file modes so the other uid can reach the socket (and run a copy of the
+    // binary) at all: the kernel credential check must refuse it on its own (modes are only
+    // defence in depth).
+    let exe = users::shared_binary(dir.path());
+    std::fs::set_permissions(
+        d.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o711),
+    )
+    .unwrap();
     std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let as_nobody = |args: &[&str]| daemon::as_nobody(&d.socket, args);
+    let as_nobody = |args: &[&str]| users::run_as(uid, gid, &exe, &d.socket, args);
     let out = as_nobody(&["status", "--json"]);
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("ermission denied") {
-        println!("skipped: uid 65534 cannot execute the test binary here");
-        return;
-    }
+    assert!(
+        out.status.success(),
+        "uid {uid} must reach the daemon's health op: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(h["peer"]["uid"], 65534);
+    assert_eq!(h["peer"]["uid"], uid);
     assert_eq!(h["peer"]["admin"], false);
     let out = as_nobody(&["get", "--task", "checkout-flow", "--field", "password"]);
     assert_eq!(out.status.code(), Some(5));
@@ -143,13 +153,13 @@ fn a_client_of_another_uid_is_denied_and_audited() {
     assert_eq!(d.request(r#"{"v":1,"op":"health"}"#)["locked"], false);
     let out = as_nobody(&["get", "--task", "checkout-flow"]);
     assert_eq!(out.status.code(), Some(5));
-    // Three refusals of uid 65534, recorded one by one or (within one second) counted into a
-    // `denials` record the daemon writes once the second is over.
+    // Three refusals of the other uid, recorded one by one or (within one second) counted
+    // into a `denials` record the daemon writes once the second is over.
     let refusals = |audit: &str| -> u64 {
         audit
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|r| r["peer"]["uid"] == 65534 && r["decision"] == "deny")
+            .filter(|r| r["peer"]["uid"] == uid && r["decision"] == "deny")
             .map(|r| r["count"].as_u64().unwrap_or(1))
             .sum()
     };
@@ -161,7 +171,7 @@ fn a_client_of_another_uid_is_denied_and_audited() {
     assert_eq!(
         refusals(&audit),
         3,
-        "denials of uid 65534 are audited: {audit}"
+        "denials of uid {uid} are audited: {audit}"
     );
     assert_no_secret(&audit, "the audit log");
     d.assert_alive();
@@ -311,7 +321,8 @@ fn a_passphrase_vault_starts_locked_and_unlock_and_lock_work() {
     init.env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
         .args(["init", "--passphrase-file", p]);
     assert!(init.status().unwrap().success());
-    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml");
+    let policy = daemon::example_policy_file(dir.path());
+    let policy = policy.to_str().unwrap();
     ok(
         dir.path(),
         &["--passphrase-file", p, "policy", "apply", policy],
@@ -467,8 +478,7 @@ fn exec_files_are_private_and_removed_afterwards() {
 #[test]
 fn the_python_example_client_works_against_the_real_daemon() {
     if Command::new("python3").arg("--version").output().is_err() {
-        println!("skipped: python3 is not installed");
-        return;
+        return skip::skip("python3 is not installed");
     }
     let dir = tempdir();
     let d = start(dir.path());
@@ -504,8 +514,7 @@ fn the_python_example_client_works_against_the_real_daemon() {
 #[test]
 fn the_node_example_client_works_against_the_real_daemon() {
     if Command::new("node").arg("--version").output().is_err() {
-        println!("skipped: node is not installed");
-        return;
+        return skip::skip("node is not installed");
     }
     let dir = tempdir();
     let d = start(dir.path());
@@ -550,13 +559,15 @@ fn hostile_input_against_an_unlocked_daemon_never_returns_a_secret() {
         assert_eq!(v["ok"], false, "{line} → {v}");
         answers.push_str(&v.to_string());
     }
-    // An over-long line on a connection of its own.
+    // An over-long line on a connection of its own: one byte over the 64 KiB limit and no
+    // more, so the daemon has read everything it was sent when it answers and closes (bytes
+    // left unread would turn its close into a reset that may discard the answer).
     let mut s = d.connect();
-    let _ = s.write_all(&vec![b'{'; 100_000]);
-    if let Ok(v) = daemon::read_json(&mut s) {
-        assert_eq!(code(&v), "too_large");
-        answers.push_str(&v.to_string());
-    }
+    s.write_all(&vec![b'{'; 64 * 1024 + 1])
+        .expect("the daemon reads a line up to its limit");
+    let v = daemon::read_json(&mut s).expect("an answer to the over-long line");
+    assert_eq!(code(&v), "too_large", "{v}");
+    answers.push_str(&v.to_string());
     assert_no_secret(&answers, "responses to refused requests");
     assert_no_secret(&d.audit_text(), "the audit log");
     assert_no_secret(&d.stderr_text(), "the daemon's log");
@@ -606,10 +617,7 @@ fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
 fn enforce_deny_refuses_an_over_scoped_credential_unless_an_exception_covers_it() {
     let dir = tempdir();
     let d = start(dir.path());
-    let policy =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml"))
-            .unwrap()
-            .replace("enforce = \"warn\"", "enforce = \"deny\"");
+    let policy = daemon::example_policy().replace("enforce = \"warn\"", "enforce = \"deny\"");
     let file = dir.path().join("deny.toml");
     std::fs::write(&file, policy).unwrap();
     let id = dir.path().join("identity.txt");

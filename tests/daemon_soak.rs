@@ -20,8 +20,12 @@
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/skip.rs"]
+mod skip;
 #[path = "common/soak.rs"]
 mod soak;
+#[path = "common/users.rs"]
+mod users;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -248,10 +252,10 @@ fn runner(
         let (v, raw) = loop {
             match conn.call(k.line) {
                 Ok((v, raw)) => break (v, raw.to_owned()),
-                // Closed between requests (idle timeout under CPU starvation): the request
-                // was never read, so never decided. Reconnect and ask again.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    t.count("fetch: reconnected after a close");
+                // Closed unanswered (a timeout under CPU starvation): the request was never
+                // read, so never decided (soak::closed_unanswered). Reconnect and ask again.
+                Err(e) if soak::closed_unanswered(&e) => {
+                    t.count(soak::CLOSED_UNANSWERED);
                     conn = Conn::established(&socket, &mut t);
                 }
                 Err(e) => {
@@ -337,19 +341,26 @@ fn runner(
 fn admin(d: &Daemon, total: u64, every: u64, shared: &Shared) -> Tally {
     let mut t = Tally::default();
     let call = |t: &mut Tally, op: &str, line: &str| -> Value {
-        let mut c = Conn::established(&d.socket, t);
-        match c.call(line) {
-            Ok((v, raw)) => {
-                match audited_decision(op, &v) {
-                    Some(dec) => t.expect(op, dec),
-                    None => t.problem(format!("{op}: unaudited answer {raw}")),
+        loop {
+            let mut c = Conn::established(&d.socket, t);
+            return match c.call(line) {
+                Ok((v, raw)) => {
+                    match audited_decision(op, &v) {
+                        Some(dec) => t.expect(op, dec),
+                        None => t.problem(format!("{op}: unaudited answer {raw}")),
+                    }
+                    v
                 }
-                v
-            }
-            Err(e) => {
-                t.problem(format!("{op}: no answer: {e}"));
-                Value::Null
-            }
+                // Never decided (soak::closed_unanswered): ask again, as the runners do.
+                Err(e) if soak::closed_unanswered(&e) => {
+                    t.count(soak::CLOSED_UNANSWERED);
+                    continue;
+                }
+                Err(e) => {
+                    t.problem(format!("{op}: no answer: {e}"));
+                    Value::Null
+                }
+            };
         }
     };
     let reload = |t: &mut Tally, why: &str| {
@@ -627,14 +638,31 @@ fn soak_fetches_with_hostile_clients_admin_cycles_durable_audit_and_flat_memory(
             "3",
         ],
     );
-    // Let uid 65534 reach the socket: only the kernel's peer credentials then refuse it.
+    // A real second user (created as root): only the kernel's peer credentials refuse it, so
+    // open the modes enough for it to reach the socket.
+    let nobody = users::ensure_user(users::OTHER_USER).map(|(uid, gid)| soak::OtherUid {
+        uid,
+        gid,
+        exe: users::shared_binary(dir.path()),
+    });
     for p in [dir.path(), d.socket.parent().unwrap()] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
     }
     std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let nobody = soak::can_run_as_nobody(&d.socket);
-    if let Err(why) = &nobody {
-        println!("skipped the other-uid client: {why}");
+    match &nobody {
+        Err(why) => skip::skip(&format!("the other-uid client: {why}")),
+        Ok(other) => {
+            // As root the second uid must work: the exact outcome is an answer naming it.
+            let out = other.run(&d.socket, &["status", "--json"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            assert!(
+                out.status.success() && v["peer"]["uid"] == other.uid,
+                "uid {} could not reach the daemon: {text}{}",
+                other.uid,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     let pid = d.pid();
@@ -683,11 +711,11 @@ fn soak_fetches_with_hostile_clients_admin_cycles_durable_audit_and_flat_memory(
             soak::tickets(&mut Conn::established(s, t), t)
         }),
     ];
-    if nobody.is_ok() {
+    if let Ok(other) = nobody.clone() {
         let mut n = 0u64;
         hostiles.push(hostile(&shared, sock, ms(100), move |s, t| {
             n += 1;
-            soak::wrong_uid(s, n.is_multiple_of(4), t)
+            soak::wrong_uid(&other, s, n.is_multiple_of(4), t)
         }));
     }
 

@@ -21,6 +21,8 @@ mod common_vault;
 mod leak;
 #[path = "common/pty.rs"]
 mod pty;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -1098,6 +1100,7 @@ fn audit() {
         );
         "prompt driven on a pty"
     } else {
+        skip::skip("python3 with the pty module is needed for the prompt path");
         "skipped: python3 with the pty module is needed for the prompt path"
     };
 
@@ -1664,9 +1667,11 @@ fn audit() {
             );
             "uid 65534 driven (CLI and raw socket)"
         } else {
+            skip::skip("uid 65534 cannot run the binaries here");
             "skipped: uid 65534 cannot run the binaries here"
         }
     } else {
+        skip::skip("not root, so no client of another uid");
         "skipped: not root, so no client of another uid"
     };
 
@@ -1991,8 +1996,7 @@ fn regression_prompt_echoed_an_answer_typed_as_soon_as_it_appeared() {
     }
     let have_pty = pty::available();
     if !have_pty {
-        println!("skipped: python3 with the pty module is needed to drive a pseudo-terminal");
-        return;
+        return skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
     }
     let tmp = tempfile::tempdir().unwrap();
     let d = Dirs {
