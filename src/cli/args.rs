@@ -494,6 +494,22 @@ pub struct ServeArgs {
     /// Do not fdatasync audit records (benchmarks only: the record may be lost in a crash).
     #[arg(long, hide = true)]
     pub no_audit_sync: bool,
+    /// Free space (MiB) kept on the audit log's file system for hand-outs: below it,
+    /// refusals of non-admins are counted, not written (docs/audit.md, "Growth").
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub audit_reserve_mib: u64,
+    /// The audit log holds records but its HMAC key was lost: make a new key and record that
+    /// in the log (without it, such a log stops the start).
+    #[arg(long)]
+    pub new_audit_key: bool,
+    /// The audit log is shorter than its anchor (records cut from its end): start anyway,
+    /// recording the gap in the chain (without it, such a log stops the start).
+    #[arg(long)]
+    pub accept_audit_gap: bool,
+    /// Maximum simultaneous connections of one peer uid (root and the daemon's user are
+    /// exempt and always get a slot); the uid's extra ones get `busy`.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_uid: usize,
 }
 
 /// `scopevault status`.

@@ -18,6 +18,7 @@ pub fn bin() -> &'static str {
 pub fn cmd(dir: &Path) -> Command {
     let mut c = Command::new(bin());
     c.env_remove("SCOPEVAULT_SOCKET")
+        .env_remove("SCOPEVAULT_STATE_DIR")
         .env_remove("SCOPEVAULT_VAULT")
         .env_remove("SCOPEVAULT_AUDIT")
         .env_remove("NOTIFY_SOCKET")
@@ -25,6 +26,7 @@ pub fn cmd(dir: &Path) -> Command {
         .env("SCOPEVAULT_VAULT", dir.join("vault.scopevault"))
         .env("SCOPEVAULT_AUDIT", dir.join("audit.jsonl"))
         .env("XDG_STATE_HOME", dir.join("state"))
+        .env("SCOPEVAULT_STATE_DIR", dir.join("state/scopevault"))
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("HOME", dir);
     c
