@@ -234,8 +234,8 @@ fn serve_without_xdg_runtime_dir_says_it_once_with_the_fix() {
 /// `Key=value` lines of a unit (the last one wins, as in systemd for these keys).
 fn unit_value<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
     unit.lines()
-        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
         .map(str::trim)
 }
 

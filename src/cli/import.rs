@@ -375,13 +375,13 @@ impl Iterator for Records<'_> {
                     at_cell_start = false;
                 }
                 ',' => {
-                    record.push(std::mem::take(&mut cell).into());
+                    record.push(std::mem::take(&mut cell));
                     at_cell_start = true;
                 }
                 '\r' if self.rest.peek().map(|p| p.1) == Some('\n') => {}
                 '\n' => {
                     self.line += 1;
-                    record.push(std::mem::take(&mut cell).into());
+                    record.push(std::mem::take(&mut cell));
                     return Some(Ok((start, record)));
                 }
                 c => {
@@ -396,7 +396,7 @@ impl Iterator for Records<'_> {
                 "row {start}: a quoted field is never closed (a missing `\"`): not valid CSV"
             )));
         }
-        record.push(std::mem::take(&mut cell).into());
+        record.push(std::mem::take(&mut cell));
         Some(Ok((start, record)))
     }
 }
