@@ -114,6 +114,16 @@ impl Client {
             path: path.to_owned(),
             why,
         };
+        // Nothing at the path (or no directory): no daemon to talk to, and nobody to trust or
+        // distrust. Say "cannot connect", as for a refused connection.
+        if let Err(source) = std::fs::symlink_metadata(path) {
+            if source.kind() == io::ErrorKind::NotFound {
+                return Err(ClientError::Connect {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
         let trusted = trusted_daemon_uids(path).map_err(untrusted)?;
         let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
             path: path.to_owned(),

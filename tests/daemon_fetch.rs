@@ -350,7 +350,8 @@ fn a_passphrase_vault_starts_locked_and_unlock_and_lock_work() {
         &d,
         &["unlock", "--passphrase-file", wrong.to_str().unwrap()],
     );
-    assert_eq!(out.status.code(), Some(5));
+    // The README's exit-code table: a passphrase that does not unlock is 3, also via the daemon.
+    assert_eq!(out.status.code(), Some(3));
     let out = sv(&d, &["unlock", "--passphrase-file", p]);
     assert!(
         out.status.success(),
