@@ -964,6 +964,16 @@ fn regression_client_reports_busy_when_its_write_meets_the_busy_closed_socket() 
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // This process runs as the daemon's uid, which has ADMIN_RESERVE slots above the cap
+    // (issue 15.7: an admin always gets in): take those too, so the next ones are refused.
+    let mut reserve = Vec::new();
+    while reserve.len() < scopevault::agent::server::ADMIN_RESERVE {
+        let mut s = d.connect();
+        match daemon::roundtrip(&mut s, r#"{"v":1,"op":"health"}"#) {
+            Ok(v) if v["ok"] == true => reserve.push(s),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
     let mut client = Client::connect(&d.socket).unwrap();
     // The accept loop refuses in order: once a later probe is refused and closed, so is the
     // client's connection, and its request will meet a closed socket.

@@ -331,18 +331,33 @@ fn a_vault_save_fsyncs_the_temp_file_before_the_rename_and_the_directory_after()
     let dir = Path::new(vault).parent().unwrap().to_str().unwrap();
 
     // The rename of a temp file in the vault's directory over the vault.
+    // By path (`rename`) or relative to the directory's fd (`renameat`, as the store does it
+    // through the directory it checked).
+    let vault_name = Path::new(vault).file_name().unwrap().to_str().unwrap();
     let renames: Vec<&Call> = calls
         .iter()
-        .filter(|c| c.name.starts_with("rename") && c.args.contains(&format!("\"{vault}\"")))
+        .filter(|c| {
+            c.name.starts_with("rename")
+                && (c.args.contains(&format!("\"{vault}\""))
+                    || (c.fd_path == dir && c.args.contains(&format!("\"{vault_name}\")"))))
+        })
         .collect();
     assert_eq!(renames.len(), 1, "one rename onto the vault: {calls:#?}");
     let rename = renames[0];
     let tmp = rename
         .args
         .split('"')
-        .find(|a| a.starts_with(dir) && *a != vault)
-        .unwrap_or_else(|| panic!("the renamed temp file: {rename:?}"))
-        .to_owned();
+        .skip(1)
+        .step_by(2)
+        .find(|a| *a != vault && *a != vault_name)
+        .map(|a| {
+            if a.starts_with('/') {
+                a.to_owned()
+            } else {
+                format!("{dir}/{a}")
+            }
+        })
+        .unwrap_or_else(|| panic!("the renamed temp file: {rename:?}"));
     // Every write of the new file, then its fsync, then the rename.
     let writes: Vec<&Call> = calls
         .iter()

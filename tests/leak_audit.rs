@@ -48,6 +48,8 @@ const URL_TOKEN: &str = "SVLK%2Furl%3Dlike%26token%2Bvalue%25end";
 const JSON_TOKEN: &str = "SVLK{\"json\":\"like\\u00e9\\n\"}-token";
 const ROTATED_PW: &str = "SVLK-rotated-\u{df}eta/+=\"x\"-91c3";
 const ADMIN_PW: &str = "SVLK-overscoped-admin-password-e27d";
+const IMPORT_PW: &str = "SVLK-imported-password-5b1f";
+const BAO_TOKEN_VALUE: &str = "SVLK-openbao-token-s.9d4e7a";
 const VAULT_PASS: &str = "SVLK-vault-pass \"q\" \\ 4d1f-92ab";
 const WRONG_PASS: &str = "SVLK-wrong-passphrase-typo-83e0";
 const SECOND_PASS: &str = "SVLK-second-slot-passphrase-5b7c";
@@ -748,6 +750,91 @@ fn audit() {
     r.fail(&["cred", "list", "--passphrase-file", &wrong], b"");
     r.fail(&["cred", "list"], b""); // no unlock source, stdin not a terminal
     r.fail(&["cred", "list", "--passphrase-fd", "7"], b""); // fd not open
+
+    // ---- Round 2's admin commands: fleet, sync, import, doctor, migrate. Each runs with
+    // secrets within its reach (the vault unlocked, an import file holding a password, an
+    // OpenBao token in the environment) and none may show in what it prints.
+    r.ok(&["recipient", "--passphrase-file", &pf], b"");
+    r.ok(&["doctor", "--passphrase-file", &pf], b"");
+    r.ok(&["key", "migrate", "--passphrase-file", &pf], b""); // already version 2
+                                                              // An import whose second row is unusable: refused whole, rows reported without values.
+    let csv = input(
+        "import.csv",
+        format!("name,login_username,login_password\nimported,monitor,{IMPORT_PW}\n,monitor,x\n")
+            .as_bytes(),
+        "import-password",
+    );
+    secrets.push(Secret::new("import-password", IMPORT_PW.as_bytes()));
+    r.fail(
+        &[
+            "cred",
+            "import",
+            &csv,
+            "--format",
+            "csv",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    let policy_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy.toml");
+    let policy_s = policy_path.to_str().unwrap();
+    let bundles = d.p("bundles");
+    // The example policy declares no locations: nothing to publish.
+    r.fail(
+        &[
+            "publish",
+            "--policy",
+            policy_s,
+            "--out",
+            bundles.to_str().unwrap(),
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    let junk = input("junk.svbundle", b"not a bundle", "none");
+    r.fail(&["bundle", "inspect", &junk], b"");
+    r.fail(
+        &["bundle", "verify", &junk, "--allowed-signers", &junk],
+        b"",
+    );
+    r.fail(
+        &[
+            "bundle",
+            "apply",
+            &junk,
+            "--allowed-signers",
+            &junk,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    // sync openbao with a token in the environment against a loopback port nobody serves.
+    secrets.push(Secret::new("openbao-token", BAO_TOKEN_VALUE.as_bytes()));
+    let sync_args = [
+        "sync",
+        "openbao",
+        "--addr",
+        "http://127.0.0.1:1",
+        "--mount",
+        "secret",
+        "--prefix",
+        "monitoring/",
+        "--passphrase-file",
+        &pf,
+    ];
+    let mut c = r.command(&r.bin);
+    c.args(sync_args).env("BAO_TOKEN", BAO_TOKEN_VALUE);
+    r.run(
+        &mut c,
+        "scopevault sync openbao (token in env)",
+        b"",
+        Expect::Failure,
+        &[],
+    );
+    r.driven.borrow_mut().insert(r.path_of(&sync_args[..]));
     r.ok(
         &["cred", "list", "--passphrase-fd", "0"],
         format!("{VAULT_PASS}\n").as_bytes(),

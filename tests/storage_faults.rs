@@ -441,6 +441,7 @@ fn sigkill_cred_add() {
                     "name": name, "kind": "generic", "scopes": ["app:read"], "origins": [],
                     "fields": {"n": n}, "secret_fields": ["blob"],
                     "created": c["created"], "rotated": c["rotated"], "tasks": [],
+                    "source": null,
                 });
                 let mut want = old.clone();
                 want.creds.insert(name.clone(), want_c);

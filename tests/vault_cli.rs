@@ -174,21 +174,35 @@ fn a_flipped_byte_anywhere_is_refused() {
         b"tok-123456",
     );
     let good = e.vault_bytes();
-    // The byte ranges of the identity slots' `recipient` values in the header: the identity
-    // file is matched to its slot by that public key before anything can be authenticated, so
-    // a flip there reads as "this identity matches no slot" (exit 3). Anywhere else the file
-    // is refused as corrupt or unauthenticated (exit 4), with that reason.
+    // The byte ranges of what binds an identity slot to its identity file (format 2: the
+    // slot's `id`, `nonce` and `wrapped`, and the header's `vault_id`, which the slot's key and
+    // AEAD data are bound to): a flip there means this identity file opens no slot (exit 3)
+    // before anything can be authenticated. Anywhere else the file is refused as corrupt or
+    // unauthenticated (exit 4), with that reason.
     let (header, _) = split(&good);
-    let slot_recipients: Vec<std::ops::Range<usize>> = header["slots"]
+    let range_of = |v: &str| {
+        let r = v.as_bytes();
+        let at = good.windows(r.len()).position(|w| w == r).unwrap();
+        at..at + r.len()
+    };
+    let mut slot_recipients: Vec<std::ops::Range<usize>> = header["slots"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| {
-            let r = s["recipient"].as_str().unwrap().as_bytes();
-            let at = good.windows(r.len()).position(|w| w == r).unwrap();
-            at..at + r.len()
+        .filter(|s| s["type"] == "identity")
+        .flat_map(|s| {
+            ["id", "nonce", "wrapped", "recipient"]
+                .into_iter()
+                .filter_map(|k| s[k].as_str())
+                .map(range_of)
+                .collect::<Vec<_>>()
         })
         .collect();
+    assert!(
+        !slot_recipients.is_empty(),
+        "the vault has an identity slot"
+    );
+    slot_recipients.push(range_of(header["vault_id"].as_str().unwrap()));
     let step = (good.len() / 60).max(1);
     let mut positions: Vec<usize> = (0..good.len()).step_by(step).collect();
     positions.push(good.len() - 1);
