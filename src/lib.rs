@@ -8,6 +8,7 @@ pub mod agent;
 pub mod cli;
 pub mod client;
 pub mod policy;
+pub mod redact;
 pub mod secret;
 pub mod sys;
 pub mod vault;

@@ -121,7 +121,11 @@ fn exec_child() {
     }
     if let Some(dir) = std::env::var_os("SCOPEVAULT_CREDENTIALS_DIRECTORY") {
         println!("credentials directory: {}", Path::new(&dir).display());
-        for f in files_under(Path::new(&dir)) {
+        // Files, or links to the memfds exec hands over (`/proc/self/fd/N`).
+        let handed = common_vault::entries_under(Path::new(&dir))
+            .into_iter()
+            .filter(|(_, ft)| ft.is_file() || ft.is_symlink());
+        for (f, _) in handed {
             values.push((f.display().to_string(), std::fs::read(&f).unwrap()));
         }
     }

@@ -6,10 +6,12 @@ mod audit;
 mod client_cmds;
 mod cred;
 mod demo;
+mod exec;
 mod init;
 mod key;
 mod lint;
 mod policy;
+mod redact;
 mod serve;
 mod unlock;
 
@@ -100,5 +102,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cred(c) => cred::run(g, &c),
         Command::Key(c) => key::run(g, &c),
         Command::Policy(c) => policy::run(g, &c),
+        Command::Redact(a) => redact::run(g, &a),
     }
 }
