@@ -50,13 +50,17 @@ fn components() -> Result<PathBuf, String> {
     Ok(py)
 }
 
-/// Every `sha1`/`_sha1` value in a JSON value.
+/// Every resource a trace refers to, as a member name: `_file` (`resources/<sha1>.ext`, newer
+/// Playwright) and `sha1`/`_sha1` (`<sha1>.ext`, older).
 fn sha1_refs(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, v) in m {
                 match (k.as_str(), v) {
-                    ("sha1" | "_sha1", serde_json::Value::String(s)) => out.push(s.clone()),
+                    ("sha1" | "_sha1", serde_json::Value::String(s)) => {
+                        out.push(format!("resources/{s}"))
+                    }
+                    ("_file", serde_json::Value::String(s)) => out.push(s.clone()),
                     _ => sha1_refs(v, out),
                 }
             }
@@ -169,8 +173,14 @@ fn the_playwright_example_leaves_no_form_of_the_password_in_any_artefact() {
     assert!(!refs.is_empty(), "the trace refers to resources");
     for r in &refs {
         assert!(
-            names.contains(&format!("resources/{r}")),
+            names.contains(r),
             "reference {r} does not resolve in {names:?}"
         );
+        // And it names the SHA-1 of what it points at (renamed after scrubbing).
+        let mut data = Vec::new();
+        z.by_name(r).unwrap().read_to_end(&mut data).unwrap();
+        use sha1::Digest;
+        let sha = data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(&data));
+        assert!(r.contains(&sha), "{r} is not named by its SHA-1");
     }
 }

@@ -210,6 +210,10 @@ impl CredDir {
             .prefix("run-")
             .tempdir_in(&base)
             .context("cannot create the private credentials directory")?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        }
         let mut lock_path = dir.path().as_os_str().to_owned();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
