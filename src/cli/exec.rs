@@ -82,6 +82,8 @@ pub(crate) fn scrub_artifacts(
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
+// `f_type`'s integer type differs between architectures (and libc/raw backends).
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
 fn is_tmpfs(p: &Path) -> bool {
     rustix::fs::statfs(p).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC)
 }
