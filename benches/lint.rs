@@ -3,7 +3,14 @@
 //!
 //! `cargo bench --bench lint` reports, for n = 10,000 and n = 100,000: `parse+lint` (what
 //! `scopevault lint` does after reading the file) and `lint` alone (the rules on a parsed
-//! policy). The ratio of the two sizes is the scaling figure.
+//! policy). The ratio of the two sizes is the scaling figure. The `implies` group lints a
+//! catalog whose `implies` form one chain, and one whose root implies every other scope (a
+//! wide fan-out), at 10,000 and 100,000 scopes: both must grow linearly.
+//!
+//! `LINT_BENCH_WRITE=DIR cargo bench --bench lint` instead writes the inputs of the big
+//! measurements of docs/security.md into DIR and exits: `policy-100k.toml` (100,000
+//! credentials × 100,000 tasks), `chain-100k.toml` (a 100,000-scope implies chain),
+//! `usage.toml` and `audit-10m.jsonl` (10,000,000 chained audit records, about 2 GB).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use scopevault::policy::lint::{lint, lint_source, LintOptions};
@@ -114,8 +121,116 @@ fn scaling(opts: &LintOptions) {
     );
 }
 
+/// A catalog of `n` scopes whose `implies` form one chain (`s0` → `s1` → … ), a credential
+/// holding the head and one in the middle, and tasks needing the head.
+fn chain(n: usize) -> String {
+    let mut s = String::with_capacity(n * 60);
+    s.push_str("version = 1\n");
+    for i in 0..n {
+        if i + 1 < n {
+            let _ = writeln!(s, "[scopes.\"c:s{i}\"]\nimplies = [\"c:s{}\"]", i + 1);
+        } else {
+            let _ = writeln!(s, "[scopes.\"c:s{i}\"]");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "[credentials.head]\nkind = \"token\"\nscopes = [\"c:s0\"]\n\
+         [credentials.mid]\nkind = \"token\"\nscopes = [\"c:s{}\"]\n\
+         [tasks.all]\nneeds = [\"c:s0\"]\ncredentials = [\"head\"]\nrunners = {{ users = [\"checkpoint\"] }}\n\
+         [tasks.half]\nneeds = [\"c:s{}\"]\ncredentials = [\"mid\"]\nrunners = {{ users = [\"checkpoint\"] }}",
+        n / 2,
+        n / 2
+    );
+    s
+}
+
+/// A catalog of `n` scopes where `f:root` implies every other one (a wide fan-out), with the
+/// same credentials and tasks as [`chain`].
+fn fan_out(n: usize) -> String {
+    let mut s = String::with_capacity(n * 40);
+    s.push_str("version = 1\n[scopes.\"f:root\"]\nimplies = [");
+    for i in 1..n {
+        let _ = write!(s, "{}\"f:s{i}\"", if i > 1 { ", " } else { "" });
+    }
+    s.push_str("]\n");
+    for i in 1..n {
+        let _ = writeln!(s, "[scopes.\"f:s{i}\"]");
+    }
+    s.push_str(
+        "[credentials.head]\nkind = \"token\"\nscopes = [\"f:root\"]\n\
+         [tasks.all]\nneeds = [\"f:s1\"]\ncredentials = [\"head\"]\nrunners = { users = [\"checkpoint\"] }\n",
+    );
+    s
+}
+
+/// `LINT_BENCH_WRITE=DIR`: write the inputs of the big measurements (docs/security.md).
+fn write_inputs(dir: &std::path::Path) {
+    use sha2::{Digest, Sha256};
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("policy-100k.toml"), generate(100_000)).unwrap();
+    std::fs::write(dir.join("chain-100k.toml"), chain(100_000)).unwrap();
+    // 100 credentials and tasks; the log fetches 90 of them, from 10 uids.
+    let mut p = String::from("version = 1\n");
+    for i in 0..100 {
+        let _ = writeln!(
+            p,
+            "[credentials.c{i}]\nkind = \"token\"\nscopes = [\"a:b\"]\n[tasks.t{i}]\nneeds = [\"a:b\"]\ncredentials = [\"c{i}\"]\nrunners = {{ users = [\"{}\"] }}",
+            1000 + i % 10
+        );
+    }
+    std::fs::write(dir.join("usage.toml"), p).unwrap();
+    let f = std::fs::File::create(dir.join("audit-10m.jsonl")).unwrap();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let mut prev = "0".repeat(64);
+    let start = time::OffsetDateTime::now_utc() - time::Duration::days(20);
+    let mut line = String::with_capacity(512);
+    for seq in 1..=10_000_000u64 {
+        let i = seq % 90;
+        let t = start + time::Duration::milliseconds(seq as i64 * 150);
+        line.clear();
+        let _ = write!(
+            line,
+            r#"{{"seq":{seq},"time":"{}","peer":{{"uid":{},"gid":{},"pid":{},"exe":"/usr/bin/python3"}},"op":"fetch","task":"t{i}","credential":"c{i}","decision":"allow","reason":null,"warnings":[],"values":{{"password":"hmac-sha256:{}"}},"prev":"{prev}"}}"#,
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+            1000 + i % 10,
+            1000 + i % 10,
+            4000 + seq % 30000,
+            "5c1f".repeat(16)
+        );
+        let d = Sha256::digest(line.as_bytes());
+        prev.clear();
+        for b in d {
+            let _ = write!(prev, "{b:02x}");
+        }
+        w.write_all(line.as_bytes()).unwrap();
+        w.write_all(b"\n").unwrap();
+    }
+    w.flush().unwrap();
+    eprintln!("wrote the measurement inputs to {}", dir.display());
+}
+
 fn bench(c: &mut Criterion) {
+    if let Some(dir) = std::env::var_os("LINT_BENCH_WRITE") {
+        write_inputs(std::path::Path::new(&dir));
+        return;
+    }
     let opts = LintOptions::new(time::macros::date!(2026 - 06 - 01));
+    let mut g = c.benchmark_group("implies");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for n in [10_000usize, 100_000] {
+        for (name, src) in [("chain", chain(n)), ("fan-out", fan_out(n))] {
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_with_input(BenchmarkId::new(name, n), &src, |b, src| {
+                b.iter(|| lint_source(src, "policy.toml", &opts).unwrap())
+            });
+        }
+    }
+    g.finish();
     scaling(&opts);
     let mut g = c.benchmark_group("lint");
     g.sample_size(10)

@@ -11,4 +11,5 @@ pub mod policy;
 pub mod redact;
 pub mod secret;
 pub mod sys;
+pub mod usage;
 pub mod vault;

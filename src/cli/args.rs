@@ -327,6 +327,14 @@ pub struct LintArgs {
     /// Block on findings of this class and above [default: security-warning].
     #[arg(long, value_enum)]
     pub deny: Option<DenyLevel>,
+    /// An audit log to take usage evidence from (repeatable): runs the usage rules
+    /// (credential-never-fetched, task-credential-never-fetched, runner-never-seen,
+    /// task-never-fetched). Each log's hash chain is verified first.
+    #[arg(long = "audit", value_name = "FILE")]
+    pub audit: Vec<PathBuf>,
+    /// With --audit: judge only the last DURATION of the logs (e.g. 30d, 12h, 2w) [default: all].
+    #[arg(long, value_name = "DURATION", requires = "audit")]
+    pub since: Option<String>,
 }
 
 /// `scopevault serve`.

@@ -7,8 +7,8 @@ use anyhow::Context;
 
 use super::args::{DenyLevel, GlobalArgs, LintArgs, LintFormat};
 use super::{Exit, EXIT_USAGE};
-use crate::policy::lint::{lint_source, Class, LintOptions};
-use crate::policy::read_policy_file;
+use crate::policy::lint::{lint, repository_root, Class, LintOptions, SarifLocation};
+use crate::policy::{read_policy_file, Policy};
 
 pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     // Stage 1: validate what the user typed before touching any file.
@@ -30,34 +30,61 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     if want_vault {
         opts.vault = Some(vault_meta(g)?);
     }
-    let report = lint_source(&source, &path, &opts).map_err(|e| usage(e.render(Some(&source))))?;
+    let since = match &a.since {
+        Some(s) => Some(crate::usage::parse_since(s).ok_or_else(|| {
+            usage(format!(
+                "--since {s}: not a duration; write a number and a unit (h, d or w), e.g. 30d, 12h, 2w"
+            ))
+        })?),
+        None => None,
+    };
+    let policy =
+        Policy::parse_lenient(&source, &path).map_err(|e| usage(e.render(Some(&source))))?;
+    if !a.audit.is_empty() {
+        let now = time::OffsetDateTime::now_utc();
+        let ev = crate::usage::read_evidence(&a.audit, &policy, since, now)
+            .map_err(|e| usage(e.to_string()))?;
+        if let Some(note) = &ev.note {
+            eprintln!("note: {note}");
+        }
+        opts.usage = Some(std::sync::Arc::new(ev));
+    }
+    let report = lint(&policy, &opts);
 
-    // Stage 3: write the report.
+    // Stage 3: write the report, straight to a buffered writer as the findings are walked.
     let to_terminal = a.output.is_none() && std::io::stdout().is_terminal();
     let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let text = match a.format {
-        LintFormat::Text => report.render_text(color),
-        LintFormat::Json => report.render_json(),
-        LintFormat::Sarif => report.render_sarif(),
-        LintFormat::Junit => report.render_junit(deny),
+    let write = |w: &mut dyn Write| -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, w);
+        match a.format {
+            LintFormat::Text => report.write_text(&mut w, color)?,
+            LintFormat::Json => report.write_json(&mut w)?,
+            LintFormat::Sarif => report.write_sarif(&mut w, &sarif_location(&a.file))?,
+            LintFormat::Junit => report.write_junit(&mut w, deny)?,
+        }
+        w.flush()
     };
     match &a.output {
         Some(out) => {
-            std::fs::write(out, text.as_bytes())
+            let mut file = std::fs::File::create(out)
                 .with_context(|| format!("cannot write the report to {}", out.display()))?;
-            // The file holds the report; the terminal still gets the one-line summary.
-            eprintln!("{}", report.summary());
+            write(&mut file)
+                .with_context(|| format!("cannot write the report to {}", out.display()))?;
         }
         None => {
             let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-                .context("cannot write the report to stdout")?;
-            if a.format != LintFormat::Text {
-                eprintln!("{}", report.summary());
-            }
+            write(&mut stdout).context("cannot write the report to stdout")?;
         }
+    }
+    if a.format == LintFormat::Sarif {
+        if let Some(note) = report.sarif_overflow_note() {
+            eprintln!("note: {note}");
+        }
+    }
+    // The text report ends with the summary line; otherwise (and when the report went to a
+    // file) stderr gets it.
+    if a.output.is_some() || a.format != LintFormat::Text {
+        eprintln!("{}", report.summary());
     }
     if report.policy_invalid() {
         return Ok(ExitCode::from(EXIT_USAGE));
@@ -67,6 +94,14 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// SARIF's location of the policy: relative to the repository root (the git top level of the
+/// working directory, else the working directory) under `%SRCROOT%`, or an absolute `file://`
+/// URI when the policy lies outside it.
+fn sarif_location(file: &std::path::Path) -> SarifLocation {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
+    SarifLocation::for_policy(file, &repository_root(&cwd), &cwd)
 }
 
 fn usage(message: String) -> anyhow::Error {

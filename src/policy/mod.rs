@@ -21,6 +21,7 @@
 
 mod canonical;
 mod error;
+mod implies;
 mod kind;
 pub mod lint;
 mod parse;
@@ -33,8 +34,10 @@ use std::ops::Range;
 use std::path::Path;
 
 pub use error::PolicyError;
+pub use implies::{MAX_EDGES, MAX_EXPANSION};
 pub use kind::{CredentialKind, UnknownKind};
 pub use lint::{LintOptions, Report};
+pub(crate) use parse::parse_duration;
 pub use scope::{Scope, ScopeError};
 
 use scope::GrantSet;
@@ -252,7 +255,7 @@ impl Exception {
 /// [`Policy::parse`].
 #[derive(Debug, Clone)]
 pub(crate) struct Problem {
-    pub(crate) rule: &'static str,
+    pub(crate) rule: lint::RuleId,
     pub(crate) span: Range<usize>,
     pub(crate) message: String,
     pub(crate) help: String,
@@ -275,8 +278,8 @@ pub struct Policy {
     pub(crate) tasks: BTreeMap<String, Task>,
     pub(crate) exceptions: Vec<Exception>,
     pub(crate) problems: Vec<Problem>,
-    /// Per catalog key: every scope it implies, transitively (itself excluded), sorted.
-    pub(crate) closures: BTreeMap<String, Vec<Scope>>,
+    /// The catalog's `implies` as a graph, walked on demand (no closure per key).
+    pub(crate) graph: implies::ImpliesGraph,
 }
 
 /// The scope check for one (task, credential) pair: what the credential can do beyond what the
@@ -560,23 +563,22 @@ impl Policy {
         for s in scopes {
             f(&s.value);
         }
-        if !self.closures.is_empty() {
-            for s in scopes {
-                if !s.value.is_wildcard() {
-                    // The one catalog entry a plain scope can grant is itself: one lookup,
-                    // no iterator.
-                    if let Some(c) = self.closures.get(s.value.as_str()) {
-                        c.iter().for_each(&mut f);
-                    }
-                    continue;
-                }
-                for (k, _) in self.catalog_granted_by(&s.value) {
-                    if let Some(c) = self.closures.get(k) {
-                        c.iter().for_each(&mut f);
-                    }
-                }
+        if self.graph.is_trivial() {
+            return;
+        }
+        // The catalog keys the scopes grant: a plain scope grants at most itself (one lookup),
+        // a wildcard every key under it (a range scan).
+        let mut start: Vec<u32> = Vec::new();
+        for s in scopes {
+            if !s.value.is_wildcard() {
+                start.extend(self.graph.node(s.value.as_str()));
+                continue;
+            }
+            for (k, _) in self.catalog_granted_by(&s.value) {
+                start.extend(self.graph.node(k));
             }
         }
+        self.graph.walk(start, f);
     }
 }
 

@@ -1,12 +1,14 @@
 //! policy.toml → [`Policy`]: serde with `deny_unknown_fields` and spans, then validation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::did_you_mean;
+use super::implies::{ImpliesGraph, TooManyEdges, MAX_EDGES, MAX_EXPANSION};
+use super::lint::RuleId;
 use super::{
     CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Policy, PolicyError, Problem,
     Risk, Runners, Scope, Sp, Task,
@@ -240,7 +242,7 @@ impl<'a> Ctx<'a> {
             }
             Err(e) => {
                 self.problems.push(Problem {
-                    rule: "invalid-scope",
+                    rule: RuleId::InvalidScope,
                     span: s.span(),
                     message: format!("invalid scope `{}` in {where_}", s.get_ref()),
                     help: e.to_string(),
@@ -619,90 +621,79 @@ fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Polic
         tasks: tasks.into_iter().collect(),
         exceptions,
         problems: ctx.problems,
-        closures: BTreeMap::new(),
+        graph: Default::default(),
     };
-    compute_closures(&mut policy);
-    // Expanded scopes share their text with the declared and catalog scopes.
-    let effective: Vec<Box<[Scope]>> = policy
-        .credentials
-        .values()
-        .map(|c| policy.expand(&c.scopes).into_boxed_slice())
-        .collect();
+    build_graph(&mut policy)?;
+    // Expanded scopes share their text with the declared and catalog scopes. The total of
+    // every credential's and task's expansion is bounded (MAX_EXPANSION), so a catalog built
+    // to make each of many credentials reach a long chain is refused, pointing at the place
+    // where the budget ran out, instead of running CI out of time or memory.
+    let mut budget = MAX_EXPANSION;
+    let over = |what: String, span: Range<usize>| {
+        PolicyError::invalid(
+            path,
+            source,
+            span,
+            format!(
+                "{what}: through the scope catalog's `implies`, this policy's credentials and tasks expand to more than {MAX_EXPANSION} scopes in total; shorten the `implies` chains, or split the policy"
+            ),
+        )
+    };
+    let mut effective: Vec<Box<[Scope]>> = Vec::with_capacity(policy.credentials.len());
+    for (name, c) in &policy.credentials {
+        let eff = policy.expand(&c.scopes);
+        budget = budget
+            .checked_sub(eff.len())
+            .ok_or_else(|| over(format!("credential `{name}`"), c.span.clone()))?;
+        effective.push(eff.into_boxed_slice());
+    }
+    if !policy.graph.is_trivial() {
+        for (name, t) in &policy.tasks {
+            let mut n = 0usize;
+            policy.expand_each(&t.needs, |_| n += 1);
+            budget = budget
+                .checked_sub(n)
+                .ok_or_else(|| over(format!("task `{name}`"), t.span.clone()))?;
+        }
+    }
     for (c, eff) in policy.credentials.values_mut().zip(effective) {
         c.effective = eff;
     }
     Ok(policy)
 }
 
-/// For each catalog key, every scope it implies transitively; report each cycle once.
-///
-/// The graph: catalog key `k` → catalog key `k2` when some scope `k` implies grants `k2`. A
-/// breadth-first walk with a visited set per key cannot loop; a key that reaches itself is on a
-/// cycle, reported at its first `implies` entry.
-fn compute_closures(policy: &mut Policy) {
-    let keys: Vec<String> = policy.catalog.keys().cloned().collect();
-    let mut edges: HashMap<&str, Vec<&String>> = HashMap::new();
-    for k in &keys {
-        let entry = &policy.catalog[k];
-        let mut out = Vec::new();
-        for i in &entry.implies {
-            for (k2, _) in policy.catalog_granted_by(&i.value) {
-                out.push(k2);
-            }
-        }
-        edges.insert(k.as_str(), out);
-    }
-    let mut closures = BTreeMap::new();
-    let mut cycles: Vec<(String, Vec<String>)> = Vec::new();
-    let mut on_cycle: BTreeSet<String> = BTreeSet::new();
-    for k in &keys {
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
-        let mut parent: HashMap<&str, &str> = HashMap::new();
-        let mut queue = std::collections::VecDeque::from([k.as_str()]);
-        let mut implied: BTreeSet<Scope> = BTreeSet::new();
-        let mut cycle_path = None;
-        while let Some(cur) = queue.pop_front() {
-            for i in &policy.catalog[cur].implies {
-                implied.insert(i.value.clone());
-            }
-            for next in &edges[cur] {
-                if next.as_str() == k.as_str() && cycle_path.is_none() {
-                    let mut path = vec![k.clone()];
-                    let mut at = cur;
-                    let mut back = vec![];
-                    while at != k.as_str() {
-                        back.push(at.to_owned());
-                        at = parent[at];
-                    }
-                    back.reverse();
-                    path.extend(back);
-                    path.push(k.clone());
-                    cycle_path = Some(path);
-                }
-                if seen.insert(next.as_str()) {
-                    parent.insert(next.as_str(), cur);
-                    queue.push_back(next.as_str());
-                }
-            }
-        }
-        if let Some(path) = cycle_path {
-            // Report each cycle once: at its smallest key.
-            let members: BTreeSet<String> = path.iter().cloned().collect();
-            if members.iter().all(|m| !on_cycle.contains(m)) {
-                cycles.push((k.clone(), path));
-            }
-            on_cycle.extend(members);
-        }
-        closures.insert(k.clone(), implied.into_iter().collect::<Vec<_>>());
-    }
-    for (k, path) in cycles {
-        let entry = &policy.catalog[&k];
+/// Build the catalog's `implies` graph and report each cycle once: its strongly connected
+/// component, as a shortest cycle through the component's smallest key, at that key's first
+/// `implies` entry.
+fn build_graph(policy: &mut Policy) -> Result<(), PolicyError> {
+    let graph = ImpliesGraph::build(policy.catalog.iter(), |s| {
+        policy.catalog_granted_by(s).map(|(k, _)| k).collect()
+    })
+    .map_err(|TooManyEdges(span)| {
+        PolicyError::invalid(
+            &policy.path,
+            &policy.source,
+            span,
+            format!(
+                "the scope catalog's `implies` have more than {MAX_EDGES} edges (a wildcard counts one per catalog key it grants); imply narrower scopes, or split the policy"
+            ),
+        )
+    })?;
+    let keys: Vec<&String> = policy.catalog.keys().collect();
+    for comp in graph.cycles() {
+        let from = comp[0];
+        let path: Vec<String> = graph
+            .cycle_path(from, &comp)
+            .into_iter()
+            .map(|n| keys[n as usize].clone())
+            .collect();
+        let entry = &policy.catalog[keys[from as usize]];
         let span = entry
             .implies
             .first()
             .map_or(entry.span.clone(), |i| i.span.clone());
         policy.problems.push(Problem {
-            rule: "implies-cycle",
+            rule: RuleId::ImpliesCycle,
             span,
             message: format!(
                 "the scope catalog's `implies` form a cycle: {}",
@@ -717,7 +708,8 @@ fn compute_closures(policy: &mut Policy) {
             scopes: path,
         });
     }
-    policy.closures = closures;
+    policy.graph = graph;
+    Ok(())
 }
 
 #[cfg(test)]

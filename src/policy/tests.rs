@@ -240,7 +240,7 @@ fn implies_cycle_is_reported_not_looped_on() {
     let src = "version = 1\n[scopes.\"a:x\"]\nimplies = [\"b\"]\n[scopes.\"b\"]\nimplies = [\"a:*\"]\n[credentials.c]\nkind = \"token\"\nscopes = [\"b\"]\n";
     let p = Policy::parse_lenient(src, "p").unwrap();
     assert_eq!(p.problems.len(), 1);
-    assert_eq!(p.problems[0].rule, "implies-cycle");
+    assert_eq!(p.problems[0].rule, super::lint::RuleId::ImpliesCycle);
     assert_eq!(p.credential("c").unwrap().effective_scopes(), ["a:*", "b"]);
 }
 
@@ -427,4 +427,43 @@ proptest! {
             let _ = e.render(Some(&src));
         }
     }
+}
+
+/// A long `implies` chain is expanded by walking the graph (no closure per key), and a cycle
+/// at its end is found once, as a path, without recursion (a 20,000-deep chain).
+#[test]
+fn a_long_implies_chain_expands_and_its_cycle_is_reported_once() {
+    use std::fmt::Write as _;
+    let n = 20_000;
+    let mut src = String::from("version = 1\n");
+    for i in 0..n {
+        let next = if i + 1 < n {
+            format!("c:s{:05}", i + 1)
+        } else {
+            "c:s19990".to_owned()
+        };
+        let _ = writeln!(src, "[scopes.\"c:s{i:05}\"]\nimplies = [\"{next}\"]");
+    }
+    src.push_str("[credentials.top]\nkind = \"token\"\nscopes = [\"c:s19000\"]\n");
+    let p = Policy::parse_lenient(&src, "p.toml").unwrap();
+    let cycles: Vec<_> = p
+        .problems
+        .iter()
+        .filter(|x| x.rule == super::lint::RuleId::ImpliesCycle)
+        .collect();
+    assert_eq!(cycles.len(), 1, "{cycles:?}");
+    assert_eq!(
+        cycles[0].scopes.first().map(String::as_str),
+        Some("c:s19990")
+    );
+    assert_eq!(
+        cycles[0].scopes.last().map(String::as_str),
+        Some("c:s19990")
+    );
+    assert_eq!(cycles[0].scopes.len(), 11, "{:?}", cycles[0].scopes);
+    // s19000 reaches s19001..s19999 (and back to s19990): 1,000 scopes with itself.
+    let eff = p.credentials["top"].effective_scopes();
+    assert_eq!(eff.len(), 1_000);
+    assert_eq!(eff[0], "c:s19000");
+    assert_eq!(eff[999], "c:s19999");
 }

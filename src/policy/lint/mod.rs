@@ -29,10 +29,11 @@ use std::ops::Range;
 use super::error::did_you_mean;
 use super::scope::GrantSet;
 use super::{CredentialDecl, Policy, PolicyError, Scope, VaultMeta};
+use crate::usage::Evidence;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-pub use render::JSON_SCHEMA;
-pub use rules::{rule, Class, RuleInfo, RULES};
+pub use render::{repository_root, SarifLocation, JSON_SCHEMA, SARIF_RESULT_LIMIT};
+pub use rules::{rule, Class, RuleId, RuleInfo, RULES};
 
 /// What the lint needs besides the policy.
 #[derive(Debug, Clone)]
@@ -41,20 +42,26 @@ pub struct LintOptions {
     pub today: time::Date,
     /// Vault metadata: when given, the vault rules (`missing-secret`, `rotation-overdue`) run.
     pub vault: Option<VaultMeta>,
+    /// Evidence from audit logs: when given (and [`Evidence::judged`]), the usage rules run.
+    pub usage: Option<std::sync::Arc<Evidence>>,
 }
 
 impl LintOptions {
     /// Options for `today` with no vault.
     pub fn new(today: time::Date) -> Self {
-        LintOptions { today, vault: None }
+        LintOptions {
+            today,
+            vault: None,
+            usage: None,
+        }
     }
 }
 
 /// One finding of one rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// The rule id.
-    pub rule: &'static str,
+    /// The rule.
+    pub rule: RuleId,
     /// The rule's class.
     pub class: Class,
     /// What is wrong, naming the credential, task and scopes.
@@ -88,6 +95,7 @@ pub struct Report {
     source: std::sync::Arc<str>,
     findings: Vec<Finding>,
     vault_rules_ran: bool,
+    usage_rules_ran: bool,
 }
 
 /// Counts of findings that are not excepted, per class, and of excepted ones.
@@ -133,6 +141,11 @@ impl Report {
         self.vault_rules_ran
     }
 
+    /// Whether the usage rules ran (audit logs given, and enough evidence to judge).
+    pub fn usage_rules_ran(&self) -> bool {
+        self.usage_rules_ran
+    }
+
     /// Findings per class (excepted ones counted apart).
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
@@ -163,9 +176,7 @@ impl Report {
     /// Whether the policy itself is invalid (an `invalid-scope` or `implies-cycle` finding):
     /// [`Policy::parse`] refuses such a policy, and `lint` exits 2 after reporting.
     pub fn policy_invalid(&self) -> bool {
-        self.findings
-            .iter()
-            .any(|f| f.rule == "invalid-scope" || f.rule == "implies-cycle")
+        self.findings.iter().any(|f| f.rule.invalidates_policy())
     }
 
     /// The summary line: counts per class, e.g.
@@ -212,6 +223,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
             .map(|(i, k)| (k.as_str(), i))
             .collect(),
         resolved: Vec::new(),
+        typo_of: HashSet::default(),
     };
     l.problems();
     l.tasks();
@@ -220,6 +232,9 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
     if let Some(v) = &opts.vault {
         l.vault(v);
     }
+    if let Some(ev) = opts.usage.as_deref().filter(|e| e.judged) {
+        l.usage(ev);
+    }
     l.exceptions();
     // Sorted first (stable, so the order is the one sorting the findings gave), so that
     // line:column can be found by walking the text forward once instead of a binary search of
@@ -227,9 +242,9 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
     // missed the cache.
     let mut raw = l.raw;
     raw.sort_by(|a, b| {
-        (a.span.start, a.rule, &a.task, &a.credential).cmp(&(
+        (a.span.start, a.rule.as_str(), &a.task, &a.credential).cmp(&(
             b.span.start,
-            b.rule,
+            b.rule.as_str(),
             &b.task,
             &b.credential,
         ))
@@ -241,13 +256,13 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
             let (line, column) = at.advance(source, r.span.start);
             let (end_line, end_column) = at.clone().advance(source, r.span.end);
             let mut scopes = r.scopes;
-            if r.rule != "implies-cycle" {
+            if r.rule != RuleId::ImpliesCycle {
                 scopes.sort();
                 scopes.dedup();
             }
             Finding {
                 rule: r.rule,
-                class: rule(r.rule).map_or(Class::Error, |i| i.class),
+                class: r.rule.class(),
                 message: r.message,
                 help: r.help,
                 span: r.span,
@@ -267,6 +282,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
         source: policy.source.clone(),
         findings,
         vault_rules_ran: opts.vault.is_some(),
+        usage_rules_ran: opts.usage.as_deref().is_some_and(|e| e.judged),
     }
 }
 
@@ -307,7 +323,7 @@ impl LineCursor {
 type FirstUse = (usize, Range<usize>, Option<String>, Option<String>);
 
 struct Raw {
-    rule: &'static str,
+    rule: RuleId,
     message: String,
     help: String,
     span: Range<usize>,
@@ -332,6 +348,9 @@ struct Linter<'a> {
     /// with 100,000 credentials the hash lookups miss the cache and were the lint's largest
     /// superlinear cost.
     resolved: Vec<Option<u32>>,
+    /// Credentials (by position) that a task's unknown credential name is probably a typo of:
+    /// their `unused-credential` finding is a consequence of that error, not reported apart.
+    typo_of: HashSet<usize>,
 }
 
 fn ticks<S: AsRef<str>>(items: &[S]) -> String {
@@ -355,7 +374,7 @@ impl<'a> Linter<'a> {
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
-        rule: &'static str,
+        rule: RuleId,
         span: Range<usize>,
         message: String,
         help: String,
@@ -402,23 +421,31 @@ impl<'a> Linter<'a> {
         for (tname, task) in &p.tasks {
             needs.clear();
             granted.clear();
+            // Whether the task lists a credential that is not declared: what it grants is
+            // unknown, so `missing-scope` for this task would be a consequence of that error
+            // (issue 14 item 18: one typo, one finding).
+            let mut unknown = false;
             p.expand_each(&task.needs, |s| needs.insert(s));
             for cref in &task.credentials {
                 let cname = cref.value.as_str();
                 let ci = self.cred_index.get(cname).copied();
                 self.resolved.push(ci.map(|i| i as u32));
                 let Some(cred) = ci.map(|i| self.creds[i]) else {
+                    unknown = true;
                     let hint = if suggest {
                         did_you_mean(cname, p.credentials.keys().map(String::as_str))
                     } else {
                         None
                     };
+                    if let Some(i) = hint.and_then(|h| self.cred_index.get(h)) {
+                        self.typo_of.insert(*i);
+                    }
                     let help = match hint {
                         Some(h) => format!("did you mean `{h}`? Otherwise declare [credentials.{cname}] or remove it from the task"),
                         None => format!("declare [credentials.{cname}], or remove it from the task's `credentials`"),
                     };
                     self.push(
-                        "unknown-credential",
+                        RuleId::UnknownCredential,
                         cref.span.clone(),
                         format!("task `{tname}` lists credential `{cname}`, which is not declared"),
                         help,
@@ -439,7 +466,7 @@ impl<'a> Linter<'a> {
                         format!("; high risk: {}", ticks(&high))
                     };
                     self.push(
-                        "scope-exceeds-task",
+                        RuleId::ScopeExceedsTask,
                         cref.span.clone(),
                         format!(
                             "credential `{cname}` grants {} task `{tname}` does not need: {}{high_note}",
@@ -458,7 +485,7 @@ impl<'a> Linter<'a> {
                 }
                 if !high.is_empty() {
                     self.push(
-                        "high-risk-scope-unneeded",
+                        RuleId::HighRiskScopeUnneeded,
                         cref.span.clone(),
                         format!(
                             "credential `{cname}` gives task `{tname}` high-risk {} it does not need: {}",
@@ -488,7 +515,7 @@ impl<'a> Linter<'a> {
                             )
                         };
                         self.push(
-                            "origin-mismatch",
+                            RuleId::OriginMismatch,
                             origin.span.clone(),
                             format!(
                                 "task `{tname}` works on `{}`, but its credential `{cname}` {declared}",
@@ -505,10 +532,10 @@ impl<'a> Linter<'a> {
                     }
                 }
             }
-            for need in &task.needs {
+            for need in task.needs.iter().filter(|_| !unknown) {
                 if !granted.grants(&need.value) {
                     self.push(
-                        "missing-scope",
+                        RuleId::MissingScope,
                         need.span.clone(),
                         format!(
                             "task `{tname}` needs `{}`, which none of its credentials grants",
@@ -539,7 +566,7 @@ impl<'a> Linter<'a> {
                     .as_ref()
                     .map_or(task.span.clone(), |r| r.span.clone());
                 self.push(
-                    "task-without-runners",
+                    RuleId::TaskWithoutRunners,
                     span,
                     format!("nobody may fetch for task `{tname}`: it has no runner users or groups"),
                     format!("add `runners = {{ users = [\"checkpoint\"] }}` (the user the checks run as) to [tasks.{tname}]"),
@@ -616,8 +643,10 @@ impl<'a> Linter<'a> {
         }
         for (ci, (cname, cred)) in p.credentials.iter().enumerate() {
             match (first[ci], shared.remove(&ci)) {
+                // The credential an unknown name is a typo of: one finding (the typo's).
+                (None, _) if self.typo_of.contains(&ci) => {}
                 (None, _) => self.push(
-                    "unused-credential",
+                    RuleId::UnusedCredential,
                     cred.span.clone(),
                     format!("no task uses credential `{cname}`"),
                     format!("remove [credentials.{cname}] (and revoke it in the target system), or list it in the task that needs it"),
@@ -634,7 +663,7 @@ impl<'a> Linter<'a> {
                         ticks(&tasks)
                     };
                     self.push(
-                        "shared-credential",
+                        RuleId::SharedCredential,
                         cred.span.clone(),
                         format!(
                             "credential `{cname}` serves {} tasks with {} different sets of needs: {shown}",
@@ -657,7 +686,7 @@ impl<'a> Linter<'a> {
             if let Some(first) = wild.first() {
                 let names: Vec<String> = wild.iter().map(|s| s.value.to_string()).collect();
                 self.push(
-                    "wildcard-scope",
+                    RuleId::WildcardScope,
                     first.span.clone(),
                     format!(
                         "credential `{cname}` holds wildcard {} {}",
@@ -747,7 +776,7 @@ impl<'a> Linter<'a> {
                 String::new()
             };
             self.push(
-                "undeclared-scope",
+                RuleId::UndeclaredScope,
                 span,
                 format!("scope `{scope}` is not in the scope catalog{also}"),
                 help,
@@ -779,7 +808,7 @@ impl<'a> Linter<'a> {
                             .as_ref()
                             .map_or(cred.span.clone(), |d| d.span.clone());
                         self.push(
-                            "rotation-overdue",
+                            RuleId::RotationOverdue,
                             span,
                             format!(
                                 "the secret of credential `{cname}` was last rotated on {rotated}, {} days ago, more than its rotation period of {}",
@@ -794,7 +823,7 @@ impl<'a> Linter<'a> {
                     }
                 }
                 _ => self.push(
-                    "missing-secret",
+                    RuleId::MissingSecret,
                     cred.span.clone(),
                     format!(
                         "credential `{cname}` is declared but the vault holds no secret for it"
@@ -811,6 +840,87 @@ impl<'a> Linter<'a> {
         }
     }
 
+    /// credential-never-fetched, task-credential-never-fetched, runner-never-seen,
+    /// task-never-fetched: the policy against what the audit logs show was fetched. One
+    /// finding per cause: a task that never ran gets `task-never-fetched` alone (not one finding
+    /// per credential and runner), and a credential no task fetched gets
+    /// `credential-never-fetched` alone (not one per task listing it).
+    fn usage(&mut self, ev: &Evidence) {
+        let p = self.policy;
+        for (cname, cred) in &p.credentials {
+            if !ev.credential_fetched(cname) {
+                self.push(
+                    RuleId::CredentialNeverFetched,
+                    cred.span.clone(),
+                    format!("no task fetched credential `{cname}` in the audit logs' window"),
+                    format!("remove [credentials.{cname}] and its uses (and revoke it in the target system), or add an expiring exception if a rare job needs it"),
+                    Some(cname),
+                    None,
+                    vec![],
+                );
+            }
+        }
+        for (tname, task) in &p.tasks {
+            if !ev.task_fetched(tname) {
+                self.push(
+                    RuleId::TaskNeverFetched,
+                    task.span.clone(),
+                    format!("task `{tname}` never fetched a credential in the audit logs' window"),
+                    format!("remove [tasks.{tname}], or check why its monitor no longer runs"),
+                    None,
+                    Some(tname),
+                    vec![],
+                );
+                continue;
+            }
+            for cref in task.credentials.iter() {
+                let cname = cref.value.as_str();
+                if !p.credentials.contains_key(cname)
+                    || !ev.credential_fetched(cname)
+                    || ev.pair_fetched(tname, cname)
+                {
+                    continue;
+                }
+                self.push(
+                    RuleId::TaskCredentialNeverFetched,
+                    cref.span.clone(),
+                    format!("task `{tname}` ran but never fetched credential `{cname}` in the audit logs' window"),
+                    format!("remove `{cname}` from the `credentials` of [tasks.{tname}]"),
+                    Some(cname),
+                    Some(tname),
+                    vec![],
+                );
+            }
+            let Some(r) = &task.runners else { continue };
+            for (list, kind) in [(&r.users, "user"), (&r.groups, "group")] {
+                for who in list.iter() {
+                    let seen = if kind == "user" {
+                        ev.user_seen(tname, &who.value)
+                    } else {
+                        ev.group_seen(tname, &who.value)
+                    };
+                    if seen == Some(false) {
+                        self.push(
+                            RuleId::RunnerNeverSeen,
+                            who.span.clone(),
+                            format!(
+                                "runner {kind} `{}` of task `{tname}` never fetched for it in the audit logs' window",
+                                who.value
+                            ),
+                            format!(
+                                "remove \"{}\" from the runner {kind}s of [tasks.{tname}]",
+                                who.value
+                            ),
+                            None,
+                            Some(tname),
+                            vec![],
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Exceptions: validate them, mark the finding each one hides, report expired ones and ones
     /// that match nothing. Runs last, over every other finding.
     fn exceptions(&mut self) {
@@ -820,18 +930,22 @@ impl<'a> Linter<'a> {
             return;
         }
         for r in &mut self.raw {
-            if r.rule != "implies-cycle" {
+            if r.rule != RuleId::ImpliesCycle {
                 r.scopes.sort_unstable();
                 r.scopes.dedup();
             }
         }
         // (rule, credential, task, sorted scopes) → the findings with that subject. Only findings
         // of rules some exception names are indexed: usually a handful, not every finding.
-        let named: HashSet<&str> = p.exceptions.iter().map(|e| e.rule.value.as_str()).collect();
-        type Key<'k> = (&'k str, Option<&'k str>, Option<&'k str>, &'k [String]);
+        let named: HashSet<RuleId> = p
+            .exceptions
+            .iter()
+            .filter_map(|e| RuleId::from_id(&e.rule.value))
+            .collect();
+        type Key<'k> = (RuleId, Option<&'k str>, Option<&'k str>, &'k [String]);
         let mut index: HashMap<Key<'_>, Vec<usize>> = HashMap::default();
         for (i, r) in self.raw.iter().enumerate() {
-            if named.contains(r.rule) && rule(r.rule).is_some_and(|info| info.exceptable) {
+            if named.contains(&r.rule) && r.rule.info().exceptable {
                 let key = (
                     r.rule,
                     r.credential.as_deref(),
@@ -850,7 +964,7 @@ impl<'a> Linter<'a> {
             let subject = describe(e.rule.value.as_str(), cred, task);
             let mut invalid = |why: String, help: String, span: Range<usize>| {
                 new.push(Raw {
-                    rule: "invalid-exception",
+                    rule: RuleId::InvalidException,
                     message: format!("invalid exception for {subject}: {why}"),
                     help,
                     span,
@@ -902,7 +1016,7 @@ impl<'a> Linter<'a> {
             };
             if today >= expires.value {
                 new.push(Raw {
-                    rule: "exception-expired",
+                    rule: RuleId::ExceptionExpired,
                     message: format!(
                         "the exception for {subject} expired on {}; the finding it hid is reported again",
                         expires.value
@@ -920,7 +1034,7 @@ impl<'a> Linter<'a> {
                 // Already an `invalid-scope` finding; the policy is refused as a whole.
                 continue;
             }
-            let key: Key<'_> = (info.id, cred, task, scopes.as_slice());
+            let key: Key<'_> = (info.rule, cred, task, scopes.as_slice());
             match index.get(&key) {
                 Some(found) => hide.extend(found.iter().copied()),
                 None => invalid(

@@ -1,13 +1,19 @@
-//! The four report formats. JSON and SARIF are built as `serde_json::Value` so the field
-//! order on output is fixed (serde_json sorts object keys), which keeps snapshots stable.
+//! The four report formats, each written straight to a (buffered) writer as the findings are
+//! walked: no report is built whole in memory, and JSON and SARIF are serialized from small
+//! borrowed structs, never a `serde_json::Value` tree. Struct fields are declared in
+//! alphabetical order, so the output is the same as a sorted-key JSON printer's and
+//! snapshots stay stable.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::super::error::{snippet, LineIndex};
-use super::{rule, Class, Finding, Report, RULES};
+use super::{Class, Finding, Report, RuleId, RULES};
 
 /// Version of the JSON schema documented in docs/lint-rules.md.
 pub const JSON_SCHEMA: &str = "scopevault-lint/1";
@@ -48,7 +54,7 @@ impl Paint {
 fn fingerprint(f: &Finding) -> String {
     let mut h = Sha256::new();
     for part in [
-        f.rule,
+        f.rule.as_str(),
         f.credential.as_deref().unwrap_or(""),
         f.task.as_deref().unwrap_or(""),
         &f.scopes.join(","),
@@ -80,29 +86,389 @@ fn xml_escape(s: &str) -> String {
     o
 }
 
+/// GitHub code scanning keeps at most this many results per SARIF run; a report with more says
+/// so on stderr and in the run's `invocations` notification.
+pub const SARIF_RESULT_LIMIT: usize = 25_000;
+
+/// Where the policy is, as SARIF's `artifactLocation`: a URI relative to the repository root
+/// under `uriBaseId` `%SRCROOT%`, or an absolute `file://` URI with no base id when the policy
+/// lies outside the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SarifLocation {
+    /// The URI, percent-encoded.
+    pub uri: String,
+    /// `Some("%SRCROOT%")` for a relative URI, `None` for an absolute one.
+    pub uri_base_id: Option<&'static str>,
+}
+
+impl SarifLocation {
+    /// The location of `policy` relative to `root` (the repository root: the git top level,
+    /// else the working directory). Both are made absolute against `cwd` and normalised
+    /// lexically (`.` and `..`), and symlinks resolved when the files exist, so `./p.toml`,
+    /// `/abs/repo/p.toml` and `sub/../p.toml` all give `p.toml`.
+    pub fn for_policy(policy: &Path, root: &Path, cwd: &Path) -> SarifLocation {
+        let abs = |p: &Path| {
+            let joined = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                cwd.join(p)
+            };
+            std::fs::canonicalize(&joined).unwrap_or_else(|_| normalise(&joined))
+        };
+        let (policy, root) = (abs(policy), abs(root));
+        match policy.strip_prefix(&root) {
+            Ok(rel) if rel.components().all(|c| matches!(c, Component::Normal(_))) => {
+                let segs: Vec<String> = rel
+                    .components()
+                    .map(|c| percent_encode(&c.as_os_str().to_string_lossy()))
+                    .collect();
+                SarifLocation {
+                    uri: segs.join("/"),
+                    uri_base_id: Some("%SRCROOT%"),
+                }
+            }
+            _ => SarifLocation::absolute(&policy),
+        }
+    }
+
+    /// An absolute `file://` URI for `path` (which must be absolute), with no base id.
+    pub fn absolute(path: &Path) -> SarifLocation {
+        let segs: Vec<String> = path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(s) => Some(percent_encode(&s.to_string_lossy())),
+                _ => None,
+            })
+            .collect();
+        SarifLocation {
+            uri: format!("file:///{}", segs.join("/")),
+            uri_base_id: None,
+        }
+    }
+
+    /// The default when no root is known: the path as given (`./` dropped) relative to
+    /// `%SRCROOT%`, or `file://` when it is absolute.
+    pub fn from_path(path: &str) -> SarifLocation {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            return SarifLocation::absolute(&normalise(p));
+        }
+        let segs: Vec<String> = normalise(p)
+            .components()
+            .map(|c| percent_encode(&c.as_os_str().to_string_lossy()))
+            .collect();
+        SarifLocation {
+            uri: segs.join("/"),
+            uri_base_id: Some("%SRCROOT%"),
+        }
+    }
+}
+
+/// The repository root for SARIF: the nearest ancestor of `dir` holding `.git` (a directory,
+/// or a file in a worktree or submodule), else `dir` itself.
+pub fn repository_root(dir: &Path) -> PathBuf {
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(dir)
+        .to_path_buf()
+}
+
+/// `a/./b/../c` → `a/c`, without touching the file system.
+fn normalise(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// RFC 3986 percent-encoding of one path segment: unreserved characters and a few safe
+/// sub-delimiters stay, everything else (spaces, `%`, `#`, `?`, non-ASCII bytes) is encoded.
+fn percent_encode(seg: &str) -> String {
+    let mut o = String::with_capacity(seg.len());
+    for b in seg.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
+            o.push(b as char);
+        } else {
+            let _ = write!(o, "%{b:02X}");
+        }
+    }
+    o
+}
+
+/// Serialize an iterator as a JSON array, item by item.
+struct Stream<I>(std::cell::Cell<Option<I>>);
+
+impl<I> Stream<I> {
+    fn new(i: I) -> Self {
+        Stream(std::cell::Cell::new(Some(i)))
+    }
+}
+
+impl<I, T> Serialize for Stream<I>
+where
+    I: Iterator<Item = T>,
+    T: Serialize,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Some(it) = self.0.take() else {
+            return s.serialize_seq(Some(0))?.end();
+        };
+        s.collect_seq(it)
+    }
+}
+
+#[derive(Serialize)]
+struct Text<'a> {
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonDoc<'a, F: Serialize> {
+    file: &'a str,
+    findings: F,
+    schema: &'static str,
+    summary: JsonSummary,
+    tool: Tool,
+    vault_rules: bool,
+}
+
+#[derive(Serialize)]
+struct JsonSummary {
+    error: usize,
+    excepted: usize,
+    #[serde(rename = "security-warning")]
+    security_warning: usize,
+    suggestion: usize,
+    warning: usize,
+}
+
+#[derive(Serialize)]
+struct Tool {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    class: &'static str,
+    column: usize,
+    credential: Option<&'a str>,
+    end_column: usize,
+    end_line: usize,
+    excepted: bool,
+    file: &'a str,
+    help: &'a str,
+    line: usize,
+    message: &'a str,
+    rule: &'static str,
+    scopes: &'a [String],
+    task: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SarifDoc<R: Serialize> {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    runs: [R; 1],
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SarifRun<'a, Res: Serialize> {
+    artifacts: [SarifArtifact<'a>; 1],
+    column_kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invocations: Option<[SarifInvocation; 1]>,
+    results: Res,
+    tool: SarifTool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SarifArtifact<'a> {
+    location: ArtifactLocation<'a>,
+    mime_type: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ArtifactLocation<'a> {
+    uri: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uri_base_id: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SarifInvocation {
+    execution_successful: bool,
+    tool_execution_notifications: [SarifNotification; 1],
+}
+
+#[derive(Serialize)]
+struct SarifNotification {
+    level: &'static str,
+    message: SarifOwnedText,
+}
+
+#[derive(Serialize)]
+struct SarifOwnedText {
+    text: String,
+}
+
+#[derive(Serialize)]
+struct SarifTool {
+    driver: SarifDriver,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SarifDriver {
+    information_uri: &'static str,
+    name: &'static str,
+    rules: Vec<SarifRule>,
+    semantic_version: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SarifRule {
+    default_configuration: Level,
+    full_description: SarifOwnedText,
+    help: SarifHelp,
+    help_uri: String,
+    id: &'static str,
+    name: String,
+    properties: RuleProps,
+    short_description: Text<'static>,
+}
+
+#[derive(Serialize)]
+struct Level {
+    level: &'static str,
+}
+
+#[derive(Serialize)]
+struct SarifHelp {
+    markdown: String,
+    text: &'static str,
+}
+
+#[derive(Serialize)]
+struct RuleProps {
+    precision: &'static str,
+    #[serde(rename = "problem.severity")]
+    problem_severity: &'static str,
+    #[serde(rename = "security-severity", skip_serializing_if = "Option::is_none")]
+    security_severity: Option<&'static str>,
+    tags: &'static [&'static str],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SarifResult<'a> {
+    level: &'static str,
+    locations: [SarifLoc<'a>; 1],
+    message: SarifOwnedText,
+    partial_fingerprints: Fingerprints,
+    properties: ResultProps<'a>,
+    rule_id: &'static str,
+    rule_index: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SarifLoc<'a> {
+    physical_location: Physical<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Physical<'a> {
+    artifact_location: ArtifactLocation<'a>,
+    region: Region,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Region {
+    end_column: usize,
+    end_line: usize,
+    start_column: usize,
+    start_line: usize,
+}
+
+#[derive(Serialize)]
+struct Fingerprints {
+    #[serde(rename = "scopevaultFinding/v1")]
+    v1: String,
+}
+
+#[derive(Serialize)]
+struct ResultProps<'a> {
+    class: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential: Option<&'a str>,
+    scopes: &'a [String],
+    #[serde(rename = "security-severity", skip_serializing_if = "Option::is_none")]
+    security_severity: Option<&'static str>,
+    tags: &'static [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<&'a str>,
+}
+
+fn json_io(e: serde_json::Error) -> io::Error {
+    io::Error::other(e)
+}
+
 impl Report {
+    /// How many results a SARIF report holds (findings not excepted).
+    pub fn sarif_result_count(&self) -> usize {
+        self.findings.iter().filter(|f| !f.excepted).count()
+    }
+
+    /// The note printed on stderr and put in the SARIF run's `invocations` when the report
+    /// holds more results than code scanning keeps ([`SARIF_RESULT_LIMIT`]).
+    pub fn sarif_overflow_note(&self) -> Option<String> {
+        let n = self.sarif_result_count();
+        (n > SARIF_RESULT_LIMIT).then(|| {
+            format!(
+                "this SARIF report holds {n} results; GitHub code scanning keeps at most {SARIF_RESULT_LIMIT} per run, so an upload shows only part of them: read the full report, or fix findings in batches"
+            )
+        })
+    }
+
     /// rustc-style text: each finding with `file:line:col`, the source line and a `^` marker
     /// under the offending value, then the summary line. Excepted findings are left out (the
     /// summary counts them). `color` adds ANSI colours; the CLI passes `true` only on a
     /// terminal and never with `NO_COLOR`.
-    pub fn render_text(&self, color: bool) -> String {
+    pub fn write_text<W: Write>(&self, o: &mut W, color: bool) -> io::Result<()> {
         let p = Paint { on: color };
         let src: &str = &self.source;
         let idx = LineIndex::new(src);
-        let mut o = String::new();
         for f in self.findings.iter().filter(|f| !f.excepted) {
             let head = format!("{}[{}]", f.class.as_str(), f.rule);
-            let _ = writeln!(o, "{}: {}", p.class(f.class, &head), p.bold(&f.message));
+            writeln!(o, "{}: {}", p.class(f.class, &head), p.bold(&f.message))?;
             let width = f.end_line.max(f.line).to_string().len();
             let pad = " ".repeat(width);
-            let _ = writeln!(
+            writeln!(
                 o,
                 "{pad}{} {}:{}:{}",
                 p.gutter("-->"),
                 self.path,
                 f.line,
                 f.column
-            );
+            )?;
             if !src.is_empty() {
                 let end_col = if f.end_line == f.line {
                     f.end_column
@@ -110,249 +476,290 @@ impl Report {
                     usize::MAX
                 };
                 let (text, start, len) = snippet(idx.line_text(src, f.line), f.column, end_col);
-                let _ = writeln!(o, "{pad} {}", p.gutter("|"));
-                let _ = writeln!(
+                writeln!(o, "{pad} {}", p.gutter("|"))?;
+                writeln!(
                     o,
                     "{} {} {}",
                     p.gutter(&format!("{:>width$}", f.line)),
                     p.gutter("|"),
                     text
-                );
-                let _ = writeln!(
+                )?;
+                writeln!(
                     o,
                     "{pad} {} {}{}",
                     p.gutter("|"),
                     " ".repeat(start),
                     p.class(f.class, &"^".repeat(len))
-                );
+                )?;
             }
-            let _ = writeln!(o, "{pad} {} help: {}", p.gutter("="), f.help);
-            o.push('\n');
+            writeln!(o, "{pad} {} help: {}", p.gutter("="), f.help)?;
+            o.write_all(b"\n")?;
         }
-        o.push_str(&self.summary());
-        o.push('\n');
-        o
+        writeln!(o, "{}", self.summary())
     }
 
     /// JSON, schema `scopevault-lint/1` (docs/lint-rules.md): excepted findings are included
     /// with `"excepted": true`.
-    pub fn render_json(&self) -> String {
+    pub fn write_json<W: Write>(&self, w: &mut W) -> io::Result<()> {
         let c = self.counts();
-        let findings: Vec<Value> = self
-            .findings
-            .iter()
-            .map(|f| {
-                json!({
-                    "rule": f.rule,
-                    "class": f.class.as_str(),
-                    "message": f.message,
-                    "help": f.help,
-                    "file": self.path,
-                    "line": f.line,
-                    "column": f.column,
-                    "end_line": f.end_line,
-                    "end_column": f.end_column,
-                    "credential": f.credential,
-                    "task": f.task,
-                    "scopes": f.scopes,
-                    "excepted": f.excepted,
-                })
-            })
-            .collect();
-        let v = json!({
-            "schema": JSON_SCHEMA,
-            "tool": {"name": "scopevault", "version": env!("CARGO_PKG_VERSION")},
-            "file": self.path,
-            "vault_rules": self.vault_rules_ran,
-            "summary": {
-                "error": c.error,
-                "security-warning": c.security_warning,
-                "warning": c.warning,
-                "suggestion": c.suggestion,
-                "excepted": c.excepted,
+        let path = self.path.as_str();
+        let doc = JsonDoc {
+            file: path,
+            findings: Stream::new(self.findings.iter().map(|f| JsonFinding {
+                class: f.class.as_str(),
+                column: f.column,
+                credential: f.credential.as_deref(),
+                end_column: f.end_column,
+                end_line: f.end_line,
+                excepted: f.excepted,
+                file: path,
+                help: &f.help,
+                line: f.line,
+                message: &f.message,
+                rule: f.rule.as_str(),
+                scopes: &f.scopes,
+                task: f.task.as_deref(),
+            })),
+            schema: JSON_SCHEMA,
+            summary: JsonSummary {
+                error: c.error,
+                excepted: c.excepted,
+                security_warning: c.security_warning,
+                suggestion: c.suggestion,
+                warning: c.warning,
             },
-            "findings": findings,
-        });
-        let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
-        s.push('\n');
-        s
+            tool: Tool {
+                name: "scopevault",
+                version: env!("CARGO_PKG_VERSION"),
+            },
+            vault_rules: self.vault_rules_ran,
+        };
+        serde_json::to_writer_pretty(&mut *w, &doc).map_err(json_io)?;
+        w.write_all(b"\n")
     }
 
     /// SARIF 2.1.0 for code scanning: every rule in `tool.driver.rules` (with or without
-    /// results), results with physical locations and `partialFingerprints`, `security-severity`
-    /// and a `security` tag on security findings; excepted findings left out.
-    pub fn render_sarif(&self) -> String {
-        let rules: Vec<Value> = RULES
+    /// results), results with physical locations at `loc` and `partialFingerprints`,
+    /// `security-severity` and a `security` tag on security findings; excepted findings left
+    /// out. Over [`SARIF_RESULT_LIMIT`] results, the run's `invocations` carries a warning
+    /// notification saying so.
+    pub fn write_sarif<W: Write>(&self, w: &mut W, loc: &SarifLocation) -> io::Result<()> {
+        let rules: Vec<SarifRule> = RULES
             .iter()
-            .map(|r| {
-                let mut props = json!({
-                    "tags": tags(r.class),
-                    "precision": "very-high",
-                    "problem.severity": match r.class {
+            .map(|r| SarifRule {
+                default_configuration: Level {
+                    level: r.class.sarif_level(),
+                },
+                full_description: SarifOwnedText {
+                    text: format!("{} {}", r.short, r.full),
+                },
+                help: SarifHelp {
+                    markdown: format!("**{}**\n\n{}\n\n**Fix:** {}", r.short, r.full, r.help),
+                    text: r.help,
+                },
+                help_uri: format!("{TOOL_URI}#{}", r.id),
+                id: r.id,
+                name: pascal(r.id),
+                properties: RuleProps {
+                    precision: "very-high",
+                    problem_severity: match r.class {
                         Class::Error => "error",
                         Class::SecurityWarning | Class::Warning => "warning",
                         Class::Suggestion => "recommendation",
                     },
-                });
-                if let Some(sev) = r.security_severity {
-                    props["security-severity"] = json!(sev);
-                }
-                json!({
-                    "id": r.id,
-                    "name": pascal(r.id),
-                    "shortDescription": {"text": r.short},
-                    "fullDescription": {"text": format!("{} {}", r.short, r.full)},
-                    "help": {
-                        "text": r.help,
-                        "markdown": format!("**{}**\n\n{}\n\n**Fix:** {}", r.short, r.full, r.help),
+                    security_severity: r.security_severity,
+                    tags: tags(r.class),
+                },
+                short_description: Text { text: r.short },
+            })
+            .collect();
+        let artifact = || ArtifactLocation {
+            uri: &loc.uri,
+            uri_base_id: loc.uri_base_id,
+        };
+        let results = self.findings.iter().filter(|f| !f.excepted).map(|f| {
+            let info = f.rule.info();
+            SarifResult {
+                level: f.class.sarif_level(),
+                locations: [SarifLoc {
+                    physical_location: Physical {
+                        artifact_location: artifact(),
+                        region: Region {
+                            end_column: f
+                                .end_column
+                                .max(f.column + usize::from(f.end_line == f.line)),
+                            end_line: f.end_line,
+                            start_column: f.column,
+                            start_line: f.line,
+                        },
                     },
-                    "helpUri": format!("{TOOL_URI}#{}", r.id),
-                    "defaultConfiguration": {"level": r.class.sarif_level()},
-                    "properties": props,
-                })
-            })
-            .collect();
-        // Code scanning resolves URIs against the repository root: `./policy.toml` → `policy.toml`.
-        let uri = self.path.replace('\\', "/");
-        let uri = uri.trim_start_matches("./").to_owned();
-        let results: Vec<Value> = self
-            .findings
-            .iter()
-            .filter(|f| !f.excepted)
-            .map(|f| {
-                let index = RULES.iter().position(|r| r.id == f.rule).unwrap_or(0);
-                let mut props = json!({
-                    "class": f.class.as_str(),
-                    "scopes": f.scopes,
-                    "tags": tags(f.class),
-                });
-                if let Some(c) = &f.credential {
-                    props["credential"] = json!(c);
-                }
-                if let Some(t) = &f.task {
-                    props["task"] = json!(t);
-                }
-                if let Some(sev) = rule(f.rule).and_then(|r| r.security_severity) {
-                    props["security-severity"] = json!(sev);
-                }
-                json!({
-                    "ruleId": f.rule,
-                    "ruleIndex": index,
-                    "level": f.class.sarif_level(),
-                    "message": {"text": format!("{} Help: {}", sentence(&f.message), f.help)},
-                    "locations": [{
-                        "physicalLocation": {
-                            "artifactLocation": {"uri": uri},
-                            "region": {
-                                "startLine": f.line,
-                                "startColumn": f.column,
-                                "endLine": f.end_line,
-                                "endColumn": f.end_column.max(f.column + usize::from(f.end_line == f.line)),
-                            }
-                        }
-                    }],
-                    "partialFingerprints": {"scopevaultFinding/v1": fingerprint(f)},
-                    "properties": props,
-                })
-            })
-            .collect();
-        let v = json!({
-            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-            "version": "2.1.0",
-            "runs": [{
-                "tool": {"driver": {
-                    "name": "scopevault",
-                    "semanticVersion": env!("CARGO_PKG_VERSION"),
-                    "informationUri": TOOL_URI,
-                    "rules": rules,
-                }},
-                "columnKind": "unicodeCodePoints",
-                "artifacts": [{"location": {"uri": uri}, "mimeType": "application/toml"}],
-                "results": results,
-            }],
+                }],
+                message: SarifOwnedText {
+                    text: format!("{} Help: {}", sentence(&f.message), f.help),
+                },
+                partial_fingerprints: Fingerprints { v1: fingerprint(f) },
+                properties: ResultProps {
+                    class: f.class.as_str(),
+                    credential: f.credential.as_deref(),
+                    scopes: &f.scopes,
+                    security_severity: info.security_severity,
+                    tags: tags(f.class),
+                    task: f.task.as_deref(),
+                },
+                rule_id: info.id,
+                rule_index: f.rule as usize,
+            }
         });
-        let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
-        s.push('\n');
-        s
+        let invocations = self.sarif_overflow_note().map(|text| {
+            [SarifInvocation {
+                execution_successful: true,
+                tool_execution_notifications: [SarifNotification {
+                    level: "warning",
+                    message: SarifOwnedText { text },
+                }],
+            }]
+        });
+        let doc = SarifDoc {
+            schema: "https://json.schemastore.org/sarif-2.1.0.json",
+            runs: [SarifRun {
+                artifacts: [SarifArtifact {
+                    location: artifact(),
+                    mime_type: "application/toml",
+                }],
+                column_kind: "unicodeCodePoints",
+                invocations,
+                results: Stream::new(results),
+                tool: SarifTool {
+                    driver: SarifDriver {
+                        information_uri: TOOL_URI,
+                        name: "scopevault",
+                        rules,
+                        semantic_version: env!("CARGO_PKG_VERSION"),
+                    },
+                },
+            }],
+            version: "2.1.0",
+        };
+        serde_json::to_writer_pretty(&mut *w, &doc).map_err(json_io)?;
+        w.write_all(b"\n")
     }
 
     /// JUnit XML for CI dashboards: one test case per rule × subject with a finding (a failure
     /// when its class blocks at `deny`, skipped when excepted, passed otherwise with the
-    /// message in `system-out`), and one passing case per rule with no finding.
-    pub fn render_junit(&self, deny: Class) -> String {
-        let mut cases = String::new();
+    /// message in `system-out`), and one passing case per rule with no finding. The counts
+    /// in the header come first, so the findings are walked twice (once to count), never
+    /// buffered.
+    pub fn write_junit<W: Write>(&self, w: &mut W, deny: Class) -> io::Result<()> {
         let (mut tests, mut failures, mut skipped) = (0usize, 0usize, 0usize);
-        for r in RULES {
-            let mut any = false;
-            for f in self.findings.iter().filter(|f| f.rule == r.id) {
-                any = true;
-                tests += 1;
-                let name = xml_escape(&subject(f));
-                let _ = write!(
-                    cases,
-                    "    <testcase classname=\"scopevault.lint.{}\" name=\"{name}\" file=\"{}\" line=\"{}\">",
-                    r.id,
-                    xml_escape(&self.path),
-                    f.line
-                );
-                let body = format!(
-                    "{}:{}:{}: {}[{}]: {}\nhelp: {}",
-                    self.path,
-                    f.line,
-                    f.column,
-                    f.class.as_str(),
-                    f.rule,
-                    f.message,
-                    f.help
-                );
-                if f.excepted {
-                    skipped += 1;
-                    let _ = write!(
-                        cases,
-                        "<skipped message=\"excepted by an [[exceptions]] entry\"/>"
-                    );
-                } else if f.class.blocks_at(deny) {
-                    failures += 1;
-                    let _ = write!(
-                        cases,
-                        "<failure type=\"{}\" message=\"{}\">{}</failure>",
-                        f.class.as_str(),
-                        xml_escape(&f.message),
-                        xml_escape(&body)
-                    );
-                } else {
-                    let _ = write!(cases, "<system-out>{}</system-out>", xml_escape(&body));
-                }
-                cases.push_str("</testcase>\n");
+        let mut per_rule = vec![0usize; RULES.len()];
+        for f in &self.findings {
+            per_rule[f.rule as usize] += 1;
+            tests += 1;
+            if f.excepted {
+                skipped += 1;
+            } else if f.class.blocks_at(deny) {
+                failures += 1;
             }
-            if !any {
-                tests += 1;
+        }
+        tests += per_rule.iter().filter(|n| **n == 0).count();
+        let path = xml_escape(&self.path);
+        write!(
+            w,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"scopevault lint\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">\n  <testsuite name=\"{path}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">\n"
+        )?;
+        // Findings grouped by rule in table order: one pass per rule that has findings.
+        for r in RULES {
+            if per_rule[r.rule as usize] == 0 {
                 let what = if r.needs_vault && !self.vault_rules_ran {
                     "not run (needs --vault)"
+                } else if r.needs_audit && !self.usage_rules_ran {
+                    "not run (needs --audit)"
                 } else {
                     "no findings"
                 };
-                let _ = writeln!(
-                    cases,
-                    "    <testcase classname=\"scopevault.lint.{}\" name=\"{what}\" file=\"{}\"/>",
+                writeln!(
+                    w,
+                    "    <testcase classname=\"scopevault.lint.{}\" name=\"{what}\" file=\"{path}\"/>",
                     r.id,
-                    xml_escape(&self.path)
-                );
+                )?;
+                continue;
+            }
+            for f in self.findings.iter().filter(|f| f.rule == r.rule) {
+                let name = xml_escape(&subject(f));
+                write!(
+                    w,
+                    "    <testcase classname=\"scopevault.lint.{}\" name=\"{name}\" file=\"{path}\" line=\"{}\">",
+                    r.id, f.line
+                )?;
+                if f.excepted {
+                    write!(
+                        w,
+                        "<skipped message=\"excepted by an [[exceptions]] entry\"/>"
+                    )?;
+                } else {
+                    let body = format!(
+                        "{}:{}:{}: {}[{}]: {}\nhelp: {}",
+                        self.path,
+                        f.line,
+                        f.column,
+                        f.class.as_str(),
+                        f.rule,
+                        f.message,
+                        f.help
+                    );
+                    if f.class.blocks_at(deny) {
+                        write!(
+                            w,
+                            "<failure type=\"{}\" message=\"{}\">{}</failure>",
+                            f.class.as_str(),
+                            xml_escape(&f.message),
+                            xml_escape(&body)
+                        )?;
+                    } else {
+                        write!(w, "<system-out>{}</system-out>", xml_escape(&body))?;
+                    }
+                }
+                w.write_all(b"</testcase>\n")?;
             }
         }
-        let path = xml_escape(&self.path);
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"scopevault lint\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">\n  <testsuite name=\"{path}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">\n{cases}  </testsuite>\n</testsuites>\n"
-        )
+        w.write_all(b"  </testsuite>\n</testsuites>\n")
+    }
+
+    /// [`Report::write_text`] into a string.
+    pub fn render_text(&self, color: bool) -> String {
+        to_string(|w| self.write_text(w, color))
+    }
+
+    /// [`Report::write_json`] into a string.
+    pub fn render_json(&self) -> String {
+        to_string(|w| self.write_json(w))
+    }
+
+    /// [`Report::write_sarif`] into a string, the location taken from the report's path
+    /// ([`SarifLocation::from_path`]).
+    pub fn render_sarif(&self) -> String {
+        to_string(|w| self.write_sarif(w, &SarifLocation::from_path(&self.path)))
+    }
+
+    /// [`Report::write_junit`] into a string.
+    pub fn render_junit(&self, deny: Class) -> String {
+        to_string(|w| self.write_junit(w, deny))
     }
 }
 
-fn tags(c: Class) -> Vec<&'static str> {
+fn to_string(f: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
+    let mut v = Vec::new();
+    // Writing to a Vec cannot fail, and every format writes UTF-8.
+    let _ = f(&mut v);
+    String::from_utf8(v).unwrap_or_default()
+}
+
+fn tags(c: Class) -> &'static [&'static str] {
     match c {
-        Class::SecurityWarning => vec!["security", "least-privilege"],
-        Class::Error => vec!["correctness"],
-        Class::Warning => vec!["maintainability"],
-        Class::Suggestion => vec!["style"],
+        Class::SecurityWarning => &["security", "least-privilege"],
+        Class::Error => &["correctness"],
+        Class::Warning => &["maintainability"],
+        Class::Suggestion => &["style"],
     }
 }
 
@@ -385,7 +792,8 @@ fn subject(f: &Finding) -> String {
     if let Some(c) = &f.credential {
         parts.push(format!("credential {c}"));
     }
-    let scoped = parts.is_empty() || f.rule == "undeclared-scope" || f.rule == "implies-cycle";
+    let scoped =
+        parts.is_empty() || matches!(f.rule, RuleId::UndeclaredScope | RuleId::ImpliesCycle);
     if scoped && !f.scopes.is_empty() {
         parts.push(format!("scopes {}", f.scopes.join(" ")));
     }

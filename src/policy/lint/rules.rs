@@ -52,9 +52,55 @@ impl Class {
     }
 }
 
-/// One lint rule.
-#[derive(Debug, Clone, Copy, Serialize)]
+macro_rules! rules {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident {
+            id: $id:literal,
+            class: $class:ident,
+            security_severity: $sev:expr,
+            needs_vault: $vault:literal,
+            needs_audit: $audit:literal,
+            exceptable: $exc:literal,
+            short: $short:literal,
+            full: $full:literal,
+            help: $help:literal,
+        },
+    )*) => {
+        /// A lint rule. The table in `rules!` below is the one place a rule's id, class,
+        /// severity, description and generic help are written; each variant's doc names the
+        /// check that finds it (and writes each finding's message and specific help).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum RuleId {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl RuleId {
+            /// Every rule, in documentation order.
+            pub const ALL: &'static [RuleId] = &[$(RuleId::$variant,)*];
+        }
+
+        /// Every rule, in documentation order (the order of [`RuleId`]).
+        pub const RULES: &[RuleInfo] = &[$(RuleInfo {
+            rule: RuleId::$variant,
+            id: $id,
+            class: Class::$class,
+            short: $short,
+            full: $full,
+            help: $help,
+            security_severity: $sev,
+            needs_vault: $vault,
+            needs_audit: $audit,
+            exceptable: $exc,
+        },)*];
+    };
+}
+
+/// One lint rule: its row of the table.
+#[derive(Debug, Clone, Copy)]
 pub struct RuleInfo {
+    /// The rule.
+    pub rule: RuleId,
     /// Stable kebab-case id.
     pub id: &'static str,
     /// Its class.
@@ -67,176 +113,315 @@ pub struct RuleInfo {
     pub help: &'static str,
     /// SARIF `security-severity` (CVSS-like 0.0–10.0) for security findings.
     pub security_severity: Option<&'static str>,
-    /// Whether it needs vault metadata (`--vault`).
+    /// Whether it needs vault metadata (`--with-vault`).
     pub needs_vault: bool,
+    /// Whether it needs audit logs (`--audit`).
+    pub needs_audit: bool,
     /// Whether an `[[exceptions]]` entry may hide its findings (not errors, not the rules
     /// about exceptions themselves).
     pub exceptable: bool,
 }
 
-const fn r(
-    id: &'static str,
-    class: Class,
-    short: &'static str,
-    full: &'static str,
-    help: &'static str,
-    security_severity: Option<&'static str>,
-) -> RuleInfo {
-    RuleInfo {
-        id,
-        class,
-        short,
-        full,
-        help,
-        security_severity,
-        needs_vault: false,
-        exceptable: !matches!(class, Class::Error),
+impl RuleId {
+    /// The rule's row of the table.
+    pub fn info(self) -> &'static RuleInfo {
+        &RULES[self as usize]
+    }
+
+    /// The stable kebab-case id, e.g. `scope-exceeds-task`.
+    pub fn as_str(self) -> &'static str {
+        self.info().id
+    }
+
+    /// Its class.
+    pub fn class(self) -> Class {
+        self.info().class
+    }
+
+    /// The rule with this id, if any.
+    pub fn from_id(id: &str) -> Option<RuleId> {
+        RULES.iter().find(|r| r.id == id).map(|r| r.rule)
+    }
+
+    /// Whether a finding of this rule makes the policy invalid (`Policy::parse` refuses it;
+    /// `lint` exits 2 after reporting).
+    pub fn invalidates_policy(self) -> bool {
+        matches!(self, RuleId::InvalidScope | RuleId::ImpliesCycle)
     }
 }
 
-const fn vault(mut rule: RuleInfo) -> RuleInfo {
-    rule.needs_vault = true;
-    rule
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
-const fn not_exceptable(mut rule: RuleInfo) -> RuleInfo {
-    rule.exceptable = false;
-    rule
+impl serde::Serialize for RuleId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
-/// Every rule, in documentation order.
-pub const RULES: &[RuleInfo] = &[
-    r(
-        "unknown-credential",
-        Class::Error,
-        "A task lists a credential that is not declared.",
-        "The daemon can never hand the credential out: the task's check will fail at runtime.",
-        "Declare the credential under [credentials.NAME], or fix the name in the task's `credentials`.",
-        None,
-    ),
-    r(
-        "missing-scope",
-        Class::Error,
-        "A task needs a scope that none of its credentials grants.",
-        "The check will fail at runtime, or someone will later grant a broader credential in a hurry.",
-        "Add a credential that grants the scope to the task, add the scope to one of its credentials, or drop the need.",
-        None,
-    ),
-    r(
-        "invalid-scope",
-        Class::Error,
-        "A scope breaks the grammar.",
-        "Scopes are segments of a-z, 0-9, `_` and `-` joined by `:`, with an optional final `*`; anything else cannot be matched and is ignored, so the policy does not mean what it says.",
-        "Rewrite the scope in the grammar, e.g. `shop:orders:read` or `shop:orders:*`.",
-        None,
-    ),
-    r(
-        "implies-cycle",
-        Class::Error,
-        "The scope catalog's `implies` entries form a cycle.",
-        "A scope that implies itself through other scopes makes the catalog meaningless; the expansion stops at the cycle instead of looping, but the catalog needs fixing.",
-        "Remove one `implies` entry of the cycle.",
-        None,
-    ),
-    r(
-        "invalid-exception",
-        Class::Error,
-        "An exception lacks a reason or an expiry, names an unknown or non-exceptable rule, or matches no finding.",
-        "An exception must be a reviewed, expiring decision about exactly one finding; one that matches nothing is stale or mistyped, and would silently hide a future finding.",
-        "Give the exception a `reason` and an `expires` date, name a warning-class rule, and copy the rule, credential, task and scopes exactly from the finding; remove it if the finding is gone.",
-        None,
-    ),
-    vault(r(
-        "missing-secret",
-        Class::Error,
-        "A declared credential has no secret stored in the vault.",
-        "Tasks using it will fail at runtime.",
-        "Store it with `scopevault cred add NAME` or `scopevault cred set NAME --secret KEY`.",
-        None,
-    )),
-    r(
-        "scope-exceeds-task",
-        Class::SecurityWarning,
-        "A credential grants scopes its task does not need.",
-        "Least privilege: if the check or its host is compromised, everything the credential can do is exposed, not just what the monitor needs.",
-        "Give the task a credential with only the scopes it needs (or narrow this one), or add a reviewed, expiring exception naming exactly these scopes.",
-        Some("6.5"),
-    ),
-    r(
-        "high-risk-scope-unneeded",
-        Class::SecurityWarning,
-        "A scope the catalog marks `risk = \"high\"` is granted to a task that does not need it.",
-        "High-risk scopes (administration, payments, user data) are the ones an attacker wants; no monitor should hold one it does not use.",
-        "Remove the high-risk scope from the credential, or give the task a narrower credential.",
-        Some("8.0"),
-    ),
-    r(
-        "wildcard-scope",
-        Class::SecurityWarning,
-        "A credential holds a wildcard scope.",
-        "A wildcard grants everything below its prefix, including scopes the target system adds later.",
-        "List the exact scopes the credential needs instead of the wildcard.",
-        Some("5.0"),
-    ),
-    r(
-        "shared-credential",
-        Class::SecurityWarning,
-        "One credential serves tasks with different needs.",
-        "A shared credential must grant the union of its tasks' needs, so each task holds more than it needs, and rotation or revocation hits every task at once.",
-        "Give each task (or each group of tasks with the same needs) its own credential.",
-        Some("4.0"),
-    ),
-    r(
-        "origin-mismatch",
-        Class::SecurityWarning,
-        "A task's origin is not among its credential's origins.",
-        "The credential would be sent to a site it was not issued for, which is how credentials leak to the wrong system.",
-        "Add the origin to the credential's `origins` if it is really meant for it, or use a credential issued for the task's origin.",
-        Some("5.5"),
-    ),
-    r(
-        "unused-credential",
-        Class::Warning,
-        "No task uses a credential.",
-        "An unused credential is a secret to protect and rotate for no benefit.",
-        "Remove it from the policy (and revoke it in the target system), or list it in the task that needs it.",
-        None,
-    ),
-    r(
-        "task-without-runners",
-        Class::Warning,
-        "Nobody may fetch for a task.",
-        "With no runner users or groups, every fetch for the task is refused: the monitor cannot run.",
-        "Add `runners = { users = [\"checkpoint\"] }` (or groups) to the task.",
-        None,
-    ),
-    not_exceptable(r(
-        "exception-expired",
-        Class::Warning,
-        "An exception is past its expiry, and the finding it hid is back.",
-        "Exceptions are temporary by design; an expired one is a reminder that the reviewed decision is due again.",
-        "Fix the finding the exception hid and remove the exception, or review it again and move `expires`.",
-        None,
-    )),
-    vault(r(
-        "rotation-overdue",
-        Class::Warning,
-        "A secret is older than its rotation period.",
-        "Old secrets have had more time to leak; the policy promises rotation.",
-        "Rotate it in the target system and store it with `scopevault cred set NAME --secret KEY`.",
-        None,
-    )),
-    r(
-        "undeclared-scope",
-        Class::Suggestion,
-        "A scope is not in the catalog when a catalog exists.",
-        "Scopes outside the catalog have no risk level and no implies; often they are typos.",
-        "Add the scope to the catalog with `[scopes.\"NAME\"]`, or fix its spelling.",
-        None,
-    ),
-];
+rules! {
+    /// A task lists a credential that is not declared. Checked in `Linter::tasks`.
+    UnknownCredential {
+        id: "unknown-credential",
+        class: Error,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: false,
+        short: "A task lists a credential that is not declared.",
+        full: "The daemon can never hand the credential out: the task's check will fail at runtime.",
+        help: "Declare the credential under [credentials.NAME], or fix the name in the task's `credentials`.",
+    },
+    /// A task needs a scope that none of its credentials grants. Checked in `Linter::tasks`.
+    MissingScope {
+        id: "missing-scope",
+        class: Error,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: false,
+        short: "A task needs a scope that none of its credentials grants.",
+        full: "The check will fail at runtime, or someone will later grant a broader credential in a hurry.",
+        help: "Add a credential that grants the scope to the task, add the scope to one of its credentials, or drop the need.",
+    },
+    /// A scope breaks the grammar. Checked in `the parser (src/policy/parse.rs), reported by Linter::problems`.
+    InvalidScope {
+        id: "invalid-scope",
+        class: Error,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: false,
+        short: "A scope breaks the grammar.",
+        full: "Scopes are segments of a-z, 0-9, `_` and `-` joined by `:`, with an optional final `*`; anything else cannot be matched and is ignored, so the policy does not mean what it says.",
+        help: "Rewrite the scope in the grammar, e.g. `shop:orders:read` or `shop:orders:*`.",
+    },
+    /// The scope catalog's `implies` entries form a cycle. Checked in `the parser (src/policy/parse.rs), reported by Linter::problems`.
+    ImpliesCycle {
+        id: "implies-cycle",
+        class: Error,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: false,
+        short: "The scope catalog's `implies` entries form a cycle.",
+        full: "A scope that implies itself through other scopes makes the catalog meaningless; the expansion stops at the cycle instead of looping, but the catalog needs fixing.",
+        help: "Remove one `implies` entry of the cycle.",
+    },
+    /// An exception lacks a reason or an expiry, names an unknown or non-exceptable rule, or matches no finding. Checked in `Linter::exceptions`.
+    InvalidException {
+        id: "invalid-exception",
+        class: Error,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: false,
+        short: "An exception lacks a reason or an expiry, names an unknown or non-exceptable rule, or matches no finding.",
+        full: "An exception must be a reviewed, expiring decision about exactly one finding; one that matches nothing is stale or mistyped, and would silently hide a future finding.",
+        help: "Give the exception a `reason` and an `expires` date, name a warning-class rule, and copy the rule, credential, task and scopes exactly from the finding; remove it if the finding is gone.",
+    },
+    /// A declared credential has no secret stored in the vault. Checked in `Linter::vault`.
+    MissingSecret {
+        id: "missing-secret",
+        class: Error,
+        security_severity: None,
+        needs_vault: true,
+        needs_audit: false,
+        exceptable: false,
+        short: "A declared credential has no secret stored in the vault.",
+        full: "Tasks using it will fail at runtime.",
+        help: "Store it with `scopevault cred add NAME` or `scopevault cred set NAME --secret KEY`.",
+    },
+    /// A credential grants scopes its task does not need. Checked in `Linter::tasks`.
+    ScopeExceedsTask {
+        id: "scope-exceeds-task",
+        class: SecurityWarning,
+        security_severity: Some("6.5"),
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "A credential grants scopes its task does not need.",
+        full: "Least privilege: if the check or its host is compromised, everything the credential can do is exposed, not just what the monitor needs.",
+        help: "Give the task a credential with only the scopes it needs (or narrow this one), or add a reviewed, expiring exception naming exactly these scopes.",
+    },
+    /// A scope the catalog marks `risk = "high"` is granted to a task that does not need it. Checked in `Linter::tasks`.
+    HighRiskScopeUnneeded {
+        id: "high-risk-scope-unneeded",
+        class: SecurityWarning,
+        security_severity: Some("8.0"),
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "A scope the catalog marks `risk = \"high\"` is granted to a task that does not need it.",
+        full: "High-risk scopes (administration, payments, user data) are the ones an attacker wants; no monitor should hold one it does not use.",
+        help: "Remove the high-risk scope from the credential, or give the task a narrower credential.",
+    },
+    /// A credential holds a wildcard scope. Checked in `Linter::credentials`.
+    WildcardScope {
+        id: "wildcard-scope",
+        class: SecurityWarning,
+        security_severity: Some("5.0"),
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "A credential holds a wildcard scope.",
+        full: "A wildcard grants everything below its prefix, including scopes the target system adds later.",
+        help: "List the exact scopes the credential needs instead of the wildcard.",
+    },
+    /// One credential serves tasks with different needs. Checked in `Linter::credentials`.
+    SharedCredential {
+        id: "shared-credential",
+        class: SecurityWarning,
+        security_severity: Some("4.0"),
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "One credential serves tasks with different needs.",
+        full: "A shared credential must grant the union of its tasks' needs, so each task holds more than it needs, and rotation or revocation hits every task at once.",
+        help: "Give each task (or each group of tasks with the same needs) its own credential.",
+    },
+    /// A task's origin is not among its credential's origins. Checked in `Linter::tasks`.
+    OriginMismatch {
+        id: "origin-mismatch",
+        class: SecurityWarning,
+        security_severity: Some("5.5"),
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "A task's origin is not among its credential's origins.",
+        full: "The credential would be sent to a site it was not issued for, which is how credentials leak to the wrong system.",
+        help: "Add the origin to the credential's `origins` if it is really meant for it, or use a credential issued for the task's origin.",
+    },
+    /// No task uses a credential. Checked in `Linter::credentials`.
+    UnusedCredential {
+        id: "unused-credential",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "No task uses a credential.",
+        full: "An unused credential is a secret to protect and rotate for no benefit.",
+        help: "Remove it from the policy (and revoke it in the target system), or list it in the task that needs it.",
+    },
+    /// Nobody may fetch for a task. Checked in `Linter::tasks`.
+    TaskWithoutRunners {
+        id: "task-without-runners",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "Nobody may fetch for a task.",
+        full: "With no runner users or groups, every fetch for the task is refused: the monitor cannot run.",
+        help: "Add `runners = { users = [\"checkpoint\"] }` (or groups) to the task.",
+    },
+    /// An exception is past its expiry, and the finding it hid is back. Checked in `Linter::exceptions`.
+    ExceptionExpired {
+        id: "exception-expired",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: false,
+        short: "An exception is past its expiry, and the finding it hid is back.",
+        full: "Exceptions are temporary by design; an expired one is a reminder that the reviewed decision is due again.",
+        help: "Fix the finding the exception hid and remove the exception, or review it again and move `expires`.",
+    },
+    /// A secret is older than its rotation period. Checked in `Linter::vault`.
+    RotationOverdue {
+        id: "rotation-overdue",
+        class: Warning,
+        security_severity: None,
+        needs_vault: true,
+        needs_audit: false,
+        exceptable: true,
+        short: "A secret is older than its rotation period.",
+        full: "Old secrets have had more time to leak; the policy promises rotation.",
+        help: "Rotate it in the target system and store it with `scopevault cred set NAME --secret KEY`.",
+    },
+    /// A scope is not in the catalog when a catalog exists. Checked in `Linter::undeclared_scopes`.
+    UndeclaredScope {
+        id: "undeclared-scope",
+        class: Suggestion,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "A scope is not in the catalog when a catalog exists.",
+        full: "Scopes outside the catalog have no risk level and no implies; often they are typos.",
+        help: "Add the scope to the catalog with `[scopes.\"NAME\"]`, or fix its spelling.",
+    },
+    /// No task fetched a credential in the audit logs' window. Checked in `Linter::usage`.
+    CredentialNeverFetched {
+        id: "credential-never-fetched",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: true,
+        exceptable: true,
+        short: "No task fetched a credential in the audit logs' window.",
+        full: "A credential nobody uses is a secret to protect and rotate for no benefit; the audit logs prove it was not handed out in the window.",
+        help: "Remove the credential from the policy and its tasks (and revoke it in the target system), or add an expiring exception if it is kept for a rare job.",
+    },
+    /// A task lists a credential it never fetched in the audit logs' window. Checked in
+    /// `Linter::usage`.
+    TaskCredentialNeverFetched {
+        id: "task-credential-never-fetched",
+        class: SecurityWarning,
+        security_severity: Some("5.0"),
+        needs_vault: false,
+        needs_audit: true,
+        exceptable: true,
+        short: "A task lists a credential it never fetched in the audit logs' window.",
+        full: "The task ran but never used this credential: listing it gives the task's runners access they do not need.",
+        help: "Remove the credential from the task's `credentials`.",
+    },
+    /// A runner user or group of a task never fetched for it in the audit logs' window.
+    /// Checked in `Linter::usage`.
+    RunnerNeverSeen {
+        id: "runner-never-seen",
+        class: Suggestion,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: true,
+        exceptable: true,
+        short: "A runner user or group of a task never fetched for it in the audit logs' window.",
+        full: "Every runner may fetch the task's credentials; one that never does is access nobody uses.",
+        help: "Narrow the task's `runners` to the users and groups that run it.",
+    },
+    /// A task never fetched anything in the audit logs' window. Checked in `Linter::usage`.
+    TaskNeverFetched {
+        id: "task-never-fetched",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: true,
+        exceptable: true,
+        short: "A task never ran in the audit logs' window.",
+        full: "A task that never fetches its credentials is dead configuration that still grants its runners access.",
+        help: "Remove the task (and the credentials only it uses), or check why its monitor no longer runs.",
+    },
+}
 
 /// A rule by id.
 pub fn rule(id: &str) -> Option<&'static RuleInfo> {
-    RULES.iter().find(|r| r.id == id)
+    RuleId::from_id(id).map(RuleId::info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_in_enum_order() {
+        for (i, r) in RULES.iter().enumerate() {
+            assert_eq!(r.rule as usize, i, "{}", r.id);
+            assert_eq!(RuleId::from_id(r.id), Some(r.rule));
+        }
+        assert_eq!(RuleId::ALL.len(), RULES.len());
+    }
 }
