@@ -69,13 +69,15 @@ fn one_shot(values: &[(&str, &str)], text: &[u8]) -> Vec<u8> {
 
 #[test]
 fn every_form_of_the_independent_oracle_is_replaced() {
-    for v in [
-        "p@ss w/\"x\"",
-        "SVLK \"q\" b\\s %2F+/= &<b> \u{e9}\u{1f511}\nz-7Qx",
+    // (value, distinct forms the oracle writes for it): an ASCII value without `<>&` or
+    // `+/` in its base64 has fewer distinct forms (JSON, Go JSON and Python JSON coincide).
+    for (v, count) in [
+        ("p@ss w/\"x\"", 11),
+        ("SVLK \"q\" b\\s %2F+/= &<b> \u{e9}\u{1f511}\nz-7Qx", 15),
     ] {
         let vals = [("shop.password", v)];
         let forms = oracle_forms(v);
-        assert!(forms.len() >= 15, "{} forms", forms.len());
+        assert_eq!(forms.len(), count, "{} forms", forms.len());
         for form in forms {
             let mut text = b"before ".to_vec();
             text.extend_from_slice(&form);
