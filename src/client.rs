@@ -52,6 +52,15 @@ pub enum ClientError {
     /// The answer could not be read.
     #[error("the daemon's answer is not a valid response (is it the same scopevault version?)")]
     Malformed,
+    /// The socket's path or the process answering on it is not one we may trust with a
+    /// secret; nothing was sent.
+    #[error("refusing to talk to {path}: {why}; nothing was sent (see docs/protocol.md, \"Who the client talks to\")")]
+    Untrusted {
+        /// The socket path.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 impl ClientError {
@@ -64,6 +73,27 @@ impl ClientError {
     }
 }
 
+/// The uids a daemon on `socket` may run as: root, us, and the owner of the socket's
+/// directory when that directory and its parent are writable by their owners only (so the
+/// owner put the socket there, and nobody else could have made the directory theirs). Every
+/// component of the directory's path is `lstat`ed: a symbolic link anywhere is refused, since
+/// whoever owns the link, not the directory it names, decides where we connect.
+pub fn trusted_daemon_uids(socket: &Path) -> Result<Vec<u32>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = crate::agent::server::socket_dir(socket);
+    let chain = crate::agent::server::lstat_components(&dir)?;
+    let me = crate::sys::current_uid();
+    let mut uids = vec![0, me];
+    if let [.., parent, (_, meta)] = chain.as_slice() {
+        let (_, pmeta) = parent;
+        let private = |m: &std::fs::Metadata| m.mode() & 0o022 == 0;
+        if private(meta) && private(pmeta) && (pmeta.uid() == 0 || pmeta.uid() == me) {
+            uids.push(meta.uid());
+        }
+    }
+    Ok(uids)
+}
+
 /// One connection to the daemon; requests are answered in order.
 pub struct Client {
     stream: UnixStream,
@@ -71,12 +101,35 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connect to the daemon at `path`.
+    /// Connect to the daemon at `path`, and check who answers before anything is sent.
+    ///
+    /// The directory holding the socket must be reached without a symbolic link (every
+    /// component is `lstat`ed), and the process on the other end (`SO_PEERCRED`) must run as
+    /// root, as the current user, or as the owner of the socket's directory when that
+    /// directory and its parent are writable by their owners only (the daemon's own user, e.g.
+    /// `scopevault` owning `/run/scopevault`). Anything else is refused with
+    /// [`ClientError::Untrusted`] before a passphrase, ticket or request leaves the process.
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let untrusted = |why: String| ClientError::Untrusted {
+            path: path.to_owned(),
+            why,
+        };
+        let trusted = trusted_daemon_uids(path).map_err(untrusted)?;
         let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
             path: path.to_owned(),
             source,
         })?;
+        let peer = crate::sys::peer_credentials(&stream).map_err(|e| {
+            untrusted(format!(
+                "cannot read the peer's credentials from the kernel ({e})"
+            ))
+        })?;
+        if !trusted.contains(&peer.uid) {
+            return Err(untrusted(format!(
+                "the process answering runs as uid {}, which is neither root, you, nor the owner of the socket's directory",
+                peer.uid
+            )));
+        }
         Ok(Client {
             stream,
             pending: Zeroizing::new(Vec::new()),

@@ -7,6 +7,8 @@
 pub mod agent;
 pub mod cli;
 pub mod client;
+pub mod fleet;
+pub mod paths;
 pub mod policy;
 pub mod redact;
 pub mod secret;

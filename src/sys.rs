@@ -74,7 +74,7 @@ pub fn harden_process() -> HardenReport {
     let mlockall = lock_all_memory().map_err(|e| {
         format!(
             "mlockall failed ({e}); secrets may reach swap. Raise RLIMIT_MEMLOCK \
-             (LimitMEMLOCK=infinity in the systemd unit) or grant CAP_IPC_LOCK"
+             (LimitMEMLOCK=64M in the systemd unit, as examples/systemd/scopevault.service sets it) or grant CAP_IPC_LOCK"
         )
     });
     umask(rustix::fs::Mode::from_raw_mode(0o077));

@@ -87,20 +87,28 @@ proptest! {
         let path = dir.path().join("audit.jsonl");
         std::fs::write(&path, &bytes).unwrap();
         let _ = verify(&path).unwrap();
-        // A valid log followed by garbage: open either continues (cutting a torn tail) or
-        // refuses; if it continues, the chain verifies.
+        // A valid log followed by garbage. Without a line break in the garbage it is a torn
+        // tail: open cuts it and continues, and the chain verifies with the new record after
+        // the old ones. With one, the last complete line is garbage: open refuses (it cannot
+        // continue a chain from it), and verify names a line after the valid ones.
         let (path2, lines) = valid_log(&dir.path().join("v"));
         let mut content = std::fs::read(&path2).unwrap();
         content.extend_from_slice(&tail);
         std::fs::write(&path2, &content).unwrap();
-        if let Ok(log) = AuditLog::open(&path2, false) {
+        let opened = AuditLog::open(&path2, false);
+        if tail.contains(&b'\n') {
+            prop_assert!(opened.is_err(), "a garbage last line was continued");
+            let bad = verify(&path2).unwrap().first_bad.expect("the garbage line is found");
+            prop_assert!(bad.line > lines.len() as u64, "{:?}", bad);
+        } else {
+            let log = opened.expect("a torn tail is cut and the log continues");
             let seq = log.append(AuditRecord::new("health", Decision::Allow)).unwrap();
             drop(log);
             let r = verify(&path2).unwrap();
-            if !tail.contains(&b'\n') {
-                prop_assert_eq!(r.first_bad, None);
-                prop_assert!(seq as usize > lines.len());
-            }
+            prop_assert_eq!(r.first_bad, None);
+            // After the old records: the record of the cut (when there was a tail), then ours.
+            let cut_record = usize::from(!tail.is_empty());
+            prop_assert_eq!(seq as usize, lines.len() + cut_record + 1);
         }
         if let Ok(log) = AuditLog::open(&path, false) {
             let _ = log.append(AuditRecord::new("health", Decision::Allow));

@@ -4,6 +4,10 @@
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/skip.rs"]
+mod skip;
+#[path = "common/users.rs"]
+mod users;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -51,7 +55,12 @@ fn a_runner_gets_its_credential_and_the_audit_log_has_an_hmac_not_the_value() {
     let audit = d.audit_text();
     assert!(audit.contains("\"checkout-flow\"") && audit.contains("hmac-sha256:"));
     // The record names the client as the kernel and /proc see it: here, the `get` process.
-    let first: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    // (The daemon's own `vault.load` record, with no peer, comes before it.)
+    let first: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["op"] == "fetch")
+        .unwrap();
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_scopevault")).unwrap();
     assert_eq!(first["peer"]["exe"], exe.to_str().unwrap(), "{first}");
     assert!(first["peer"]["pid"].as_i64().unwrap() > 1, "{first}");
@@ -103,26 +112,32 @@ fn a_task_the_peer_does_not_run_is_denied_and_an_unknown_task_is_not_found() {
 
 #[test]
 fn a_client_of_another_uid_is_denied_and_audited() {
-    if !daemon::is_root() {
-        println!("skipped: needs root to run a client as uid 65534");
-        return;
-    }
+    // A real second user, created when missing (as root); without root there is none.
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
     let dir = tempdir();
     let d = start(dir.path());
-    // Open the file modes so uid 65534 can reach the socket at all: the kernel credential
-    // check must refuse it on its own (modes are only defence in depth).
-    for p in [dir.path(), d.socket.parent().unwrap()] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
-    }
+    // Open the file modes so the other uid can reach the socket (and run a copy of the
+    // binary) at all: the kernel credential check must refuse it on its own (modes are only
+    // defence in depth).
+    let exe = users::shared_binary(dir.path());
+    std::fs::set_permissions(
+        d.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o711),
+    )
+    .unwrap();
     std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let as_nobody = |args: &[&str]| daemon::as_nobody(&d.socket, args);
+    let as_nobody = |args: &[&str]| users::run_as(uid, gid, &exe, &d.socket, args);
     let out = as_nobody(&["status", "--json"]);
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("ermission denied") {
-        println!("skipped: uid 65534 cannot execute the test binary here");
-        return;
-    }
+    assert!(
+        out.status.success(),
+        "uid {uid} must reach the daemon's health op: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(h["peer"]["uid"], 65534);
+    assert_eq!(h["peer"]["uid"], uid);
     assert_eq!(h["peer"]["admin"], false);
     let out = as_nobody(&["get", "--task", "checkout-flow", "--field", "password"]);
     assert_eq!(out.status.code(), Some(5));
@@ -138,14 +153,25 @@ fn a_client_of_another_uid_is_denied_and_audited() {
     assert_eq!(d.request(r#"{"v":1,"op":"health"}"#)["locked"], false);
     let out = as_nobody(&["get", "--task", "checkout-flow"]);
     assert_eq!(out.status.code(), Some(5));
+    // Three refusals of the other uid, recorded one by one or (within one second) counted
+    // into a `denials` record the daemon writes once the second is over.
+    let refusals = |audit: &str| -> u64 {
+        audit
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["peer"]["uid"] == uid && r["decision"] == "deny")
+            .map(|r| r["count"].as_u64().unwrap_or(1))
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while refusals(&d.audit_text()) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let audit = d.audit_text();
-    let denied: Vec<&str> = audit
-        .lines()
-        .filter(|l| l.contains("\"uid\":65534") && l.contains("\"deny\""))
-        .collect();
-    assert!(
-        denied.len() >= 2,
-        "denials of uid 65534 are audited: {audit}"
+    assert_eq!(
+        refusals(&audit),
+        3,
+        "denials of uid {uid} are audited: {audit}"
     );
     assert_no_secret(&audit, "the audit log");
     d.assert_alive();
@@ -295,7 +321,8 @@ fn a_passphrase_vault_starts_locked_and_unlock_and_lock_work() {
     init.env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
         .args(["init", "--passphrase-file", p]);
     assert!(init.status().unwrap().success());
-    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml");
+    let policy = daemon::example_policy_file(dir.path());
+    let policy = policy.to_str().unwrap();
     ok(
         dir.path(),
         &["--passphrase-file", p, "policy", "apply", policy],
@@ -348,6 +375,27 @@ fn a_passphrase_vault_starts_locked_and_unlock_and_lock_work() {
     );
     assert!(!d.stderr_text().contains("correct horse"));
     assert!(audit.contains("\"unlock\"") && audit.contains("\"lock\""));
+
+    // Issue 15.12: `serve --passphrase-file` unlocks at start (it used to be ignored), and a
+    // wrong one stops the start instead of leaving a locked daemon behind.
+    assert!(d.stop().success());
+    let out = daemon::cmd(dir.path())
+        .args(["serve", "--no-keyring", "--passphrase-file"])
+        .arg(&wrong)
+        .arg("--socket")
+        .arg(dir.path().join("run2/s.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let d = Daemon::start(dir.path(), &["--no-keyring", "--passphrase-file", p]);
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token"),
+        "{v}"
+    );
+    assert!(d.stderr_text().contains("unlocked by the passphrase given"));
 }
 
 #[test]
@@ -430,8 +478,7 @@ fn exec_files_are_private_and_removed_afterwards() {
 #[test]
 fn the_python_example_client_works_against_the_real_daemon() {
     if Command::new("python3").arg("--version").output().is_err() {
-        println!("skipped: python3 is not installed");
-        return;
+        return skip::skip("python3 is not installed");
     }
     let dir = tempdir();
     let d = start(dir.path());
@@ -467,8 +514,7 @@ fn the_python_example_client_works_against_the_real_daemon() {
 #[test]
 fn the_node_example_client_works_against_the_real_daemon() {
     if Command::new("node").arg("--version").output().is_err() {
-        println!("skipped: node is not installed");
-        return;
+        return skip::skip("node is not installed");
     }
     let dir = tempdir();
     let d = start(dir.path());
@@ -513,13 +559,15 @@ fn hostile_input_against_an_unlocked_daemon_never_returns_a_secret() {
         assert_eq!(v["ok"], false, "{line} → {v}");
         answers.push_str(&v.to_string());
     }
-    // An over-long line on a connection of its own.
+    // An over-long line on a connection of its own: one byte over the 64 KiB limit and no
+    // more, so the daemon has read everything it was sent when it answers and closes (bytes
+    // left unread would turn its close into a reset that may discard the answer).
     let mut s = d.connect();
-    let _ = s.write_all(&vec![b'{'; 100_000]);
-    if let Ok(v) = daemon::read_json(&mut s) {
-        assert_eq!(code(&v), "too_large");
-        answers.push_str(&v.to_string());
-    }
+    s.write_all(&vec![b'{'; 64 * 1024 + 1])
+        .expect("the daemon reads a line up to its limit");
+    let v = daemon::read_json(&mut s).expect("an answer to the over-long line");
+    assert_eq!(code(&v), "too_large", "{v}");
+    answers.push_str(&v.to_string());
     assert_no_secret(&answers, "responses to refused requests");
     assert_no_secret(&d.audit_text(), "the audit log");
     assert_no_secret(&d.stderr_text(), "the daemon's log");
@@ -569,10 +617,7 @@ fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
 fn enforce_deny_refuses_an_over_scoped_credential_unless_an_exception_covers_it() {
     let dir = tempdir();
     let d = start(dir.path());
-    let policy =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml"))
-            .unwrap()
-            .replace("enforce = \"warn\"", "enforce = \"deny\"");
+    let policy = daemon::example_policy().replace("enforce = \"warn\"", "enforce = \"deny\"");
     let file = dir.path().join("deny.toml");
     std::fs::write(&file, policy).unwrap();
     let id = dir.path().join("identity.txt");
@@ -605,4 +650,152 @@ fn enforce_deny_refuses_an_over_scoped_credential_unless_an_exception_covers_it(
     let audit = d.audit_text();
     assert!(audit.contains("over_scoped"), "{audit}");
     assert_no_secret(&audit, "the audit log");
+}
+
+/// The records of the audit log at `d` as JSON.
+fn records(audit: &str) -> Vec<serde_json::Value> {
+    audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Issue 11 "anchored audit chain": the chain's head is kept in the state directory, so
+/// records cut from the log's end are reported by `audit verify` (exit 1, naming the missing
+/// seqs) and stop the daemon's start, unless `--accept-audit-gap`, which records the gap.
+#[test]
+fn a_cut_audit_tail_is_reported_by_verify_and_refused_at_start_unless_accepted() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let d = Daemon::start(dir.path(), &idarg);
+    for _ in 0..3 {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let audit_path = d.audit.clone();
+    assert!(d.stop().success());
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let all = records(&text);
+    let last = all.last().unwrap()["seq"].as_u64().unwrap();
+    assert!(
+        all.iter().any(|r| r["op"] == "vault.load"),
+        "the load is in the chain: {text}"
+    );
+    let verify = |dir: &std::path::Path| {
+        daemon::cmd(dir)
+            .args(["audit", "verify", "--audit"])
+            .arg(&audit_path)
+            .output()
+            .unwrap()
+    };
+    let out = verify(dir.path());
+    assert!(out.status.success(), "{out:?}");
+    // Cut the last two records, as an intruder hiding their fetches would.
+    let kept: Vec<&str> = text.lines().take(all.len() - 2).collect();
+    std::fs::write(&audit_path, kept.join("\n") + "\n").unwrap();
+    let out = verify(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("cut tail") && said.contains(&format!("{}..={}", last - 1, last)),
+        "{said}"
+    );
+    let out = daemon::cmd(dir.path())
+        .arg("serve")
+        .args(idarg)
+        .arg("--socket")
+        .arg(dir.path().join("run/s2.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}..={}", last - 1, last)) && err.contains("--accept-audit-gap"),
+        "{err}"
+    );
+    let mut args = idarg.to_vec();
+    args.push("--accept-audit-gap");
+    let d = Daemon::start(dir.path(), &args);
+    let text = d.audit_text();
+    let gap = records(&text)
+        .into_iter()
+        .find(|r| r["op"] == "audit.gap")
+        .expect("the gap is recorded");
+    assert!(
+        gap["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{}..={}", last - 1, last)),
+        "{gap}"
+    );
+    assert!(d.stop().success());
+    let out = verify(dir.path());
+    assert!(out.status.success(), "after the recorded gap: {out:?}");
+}
+
+/// Issue 15.2 (audit half): every vault load records its generation in the chain, and a
+/// vault older than the chain has recorded is refused even when the state directory (with
+/// the vault's own rollback record) was restored or removed, unless --allow-rollback.
+#[test]
+fn a_vault_older_than_the_audit_chain_has_recorded_is_refused() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let ids = id.to_str().unwrap();
+    let vault = dir.path().join("vault.scopevault");
+    let old = std::fs::read(&vault).unwrap();
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            ids,
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("newer-value-31"),
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", ids]);
+    let gen = d.request(r#"{"v":1,"op":"health"}"#)["generation"]
+        .as_u64()
+        .unwrap();
+    assert!(d.stop().success());
+    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let load = records(&text)
+        .into_iter()
+        .find(|r| r["op"] == "vault.load")
+        .unwrap();
+    assert_eq!(load["generation"], gen, "{load}");
+    // The old copy comes back, and the state directory is gone (restored from a backup).
+    std::fs::write(&vault, old).unwrap();
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let out = daemon::cmd(dir.path())
+        .args(["serve", "--identity-file", ids, "--socket"])
+        .arg(dir.path().join("run/s2.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("generation {gen}")) && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", ids, "--allow-rollback"]);
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+    let text = d.audit_text();
+    assert!(
+        records(&text)
+            .iter()
+            .any(|r| r["op"] == "vault.load" && r["decision"] == "deny"),
+        "the refused load is in the chain: {text}"
+    );
+    assert!(text.contains("accepted: --allow-rollback"), "{text}");
 }

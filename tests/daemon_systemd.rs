@@ -2,6 +2,8 @@
 
 #[path = "common/daemon.rs"]
 mod daemon;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::{Command, Stdio};
@@ -42,8 +44,7 @@ fn socket_activation_serves_on_the_inherited_socket() {
         .status()
         .is_err()
     {
-        println!("skipped: systemd-socket-activate is not installed");
-        return;
+        return skip::skip("systemd-socket-activate is not installed");
     }
     let dir = tempdir();
     let sock = dir.path().join("activated.sock");

@@ -21,6 +21,8 @@ mod common_vault;
 mod leak;
 #[path = "common/pty.rs"]
 mod pty;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -221,7 +223,12 @@ fn raw_client() {
 
 /// The test binary re-executed in a role.
 fn child_of_self(r: &Recorder, role: &str) -> Command {
-    let mut c = r.command(std::env::current_exe().unwrap());
+    child_of_self_at(r, &std::env::current_exe().unwrap(), role)
+}
+
+/// As [`child_of_self`], running a copy of this test binary at `exe`.
+fn child_of_self_at(r: &Recorder, exe: &std::path::Path, role: &str) -> Command {
+    let mut c = r.command(exe);
     c.args(["--exact", TEST_NAME, "--nocapture", "--test-threads", "1"])
         .env(ROLE, role);
     c
@@ -1102,6 +1109,7 @@ fn audit() {
         );
         "prompt driven on a pty"
     } else {
+        skip::skip("python3 with the pty module is needed for the prompt path");
         "skipped: python3 with the pty module is needed for the prompt path"
     };
 
@@ -1619,7 +1627,22 @@ fn audit() {
             use std::os::unix::process::CommandExt;
             c.uid(65534).gid(65534).current_dir("/").env("HOME", "/");
         };
-        let mut probe = r.command(&r.bin);
+        // uid 65534 must be able to execute both binaries wherever the checkout lives (CI's
+        // clone may sit under a 0700 home): run copies from a world-readable directory.
+        let shared = tempfile::Builder::new()
+            .prefix("sv-leak-bin-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let share = |from: &std::path::Path, name: &str| {
+            let to = shared.path().join(name);
+            std::fs::copy(from, &to).unwrap();
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+            to
+        };
+        let bin_shared = share(&r.bin, "scopevault");
+        let self_shared = share(&std::env::current_exe().unwrap(), "leak_audit");
+        let mut probe = r.command(&bin_shared);
         probe.arg("status");
         as_nobody(&mut probe);
         let runs = probe.output().map(|o| o.status.success()).unwrap_or(false);
@@ -1633,7 +1656,7 @@ fn audit() {
                 &["reload"],
                 &["unlock", "--passphrase-fd", "0"],
             ] {
-                let mut c = r.command(&r.bin);
+                let mut c = r.command(&bin_shared);
                 c.args(args);
                 as_nobody(&mut c);
                 // uid 65534 is the runner of task other-uid: that fetch is allowed.
@@ -1650,7 +1673,7 @@ fn audit() {
                     carries,
                 );
             }
-            let mut c = child_of_self(&r, "raw-client");
+            let mut c = child_of_self_at(&r, &self_shared, "raw-client");
             as_nobody(&mut c);
             let lines = [
                 r#"{"v":1,"op":"tasks"}"#.to_owned(),
@@ -1684,7 +1707,7 @@ fn audit() {
                 "another uid is denied: {codes:?}"
             );
             // The one op it is allowed: its own task.
-            let mut c = child_of_self(&r, "raw-client");
+            let mut c = child_of_self_at(&r, &self_shared, "raw-client");
             as_nobody(&mut c);
             r.run(
                 &mut c,
@@ -1695,9 +1718,11 @@ fn audit() {
             );
             "uid 65534 driven (CLI and raw socket)"
         } else {
+            skip::skip("uid 65534 cannot run the binaries here");
             "skipped: uid 65534 cannot run the binaries here"
         }
     } else {
+        skip::skip("not root, so no client of another uid");
         "skipped: not root, so no client of another uid"
     };
 
@@ -2022,8 +2047,7 @@ fn regression_prompt_echoed_an_answer_typed_as_soon_as_it_appeared() {
     }
     let have_pty = pty::available();
     if !have_pty {
-        println!("skipped: python3 with the pty module is needed to drive a pseudo-terminal");
-        return;
+        return skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
     }
     let tmp = tempfile::tempdir().unwrap();
     let d = Dirs {

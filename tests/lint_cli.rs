@@ -3,6 +3,8 @@
 
 #[path = "common/lint.rs"]
 mod common;
+#[path = "common/skip.rs"]
+mod skip;
 
 use std::path::Path;
 use std::process::Output;
@@ -291,8 +293,7 @@ fn the_example_git_hook_refuses_a_blocking_policy_and_accepts_a_clean_one() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !git_ok {
-        eprintln!("skipped: git is not installed");
-        return;
+        return skip::skip("git is not installed");
     }
     let dir = tempfile::tempdir().unwrap();
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
@@ -346,7 +347,7 @@ fn lint_on_a_tty(no_color: Option<&str>) -> Option<String> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_script {
-        eprintln!("skipped: util-linux `script` is not installed, no pseudo-terminal to test on");
+        skip::skip("util-linux `script` is not installed, no pseudo-terminal to test on");
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -535,7 +535,7 @@ fn all_four_formats_carry_the_usage_findings() {
 #[test]
 fn a_log_written_by_the_real_daemon_is_evidence() {
     #[path = "common/daemon.rs"]
-    #[allow(dead_code, clippy::duplicate_mod)]
+    #[allow(clippy::duplicate_mod)]
     mod daemon;
     let dir = daemon::tempdir();
     let d = dir.path();

@@ -174,6 +174,21 @@ fn a_flipped_byte_anywhere_is_refused() {
         b"tok-123456",
     );
     let good = e.vault_bytes();
+    // The byte ranges of the identity slots' `recipient` values in the header: the identity
+    // file is matched to its slot by that public key before anything can be authenticated, so
+    // a flip there reads as "this identity matches no slot" (exit 3). Anywhere else the file
+    // is refused as corrupt or unauthenticated (exit 4), with that reason.
+    let (header, _) = split(&good);
+    let slot_recipients: Vec<std::ops::Range<usize>> = header["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let r = s["recipient"].as_str().unwrap().as_bytes();
+            let at = good.windows(r.len()).position(|w| w == r).unwrap();
+            at..at + r.len()
+        })
+        .collect();
     let step = (good.len() / 60).max(1);
     let mut positions: Vec<usize> = (0..good.len()).step_by(step).collect();
     positions.push(good.len() - 1);
@@ -185,13 +200,22 @@ fn a_flipped_byte_anywhere_is_refused() {
             &["cred", "list", "--identity-file", id.to_str().unwrap()],
             b"",
         );
-        assert!(
-            !out.status.success(),
-            "flip at byte {pos} of {} was accepted",
-            good.len()
-        );
-        assert_ne!(out.status.code(), Some(101), "panic at byte {pos}");
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let what = format!("flip at byte {pos} of {}: {err}", good.len());
+        assert!(!err.contains("panicked"), "{what}");
+        if slot_recipients.iter().any(|r| r.contains(&pos)) {
+            assert_eq!(out.status.code(), Some(3), "{what}");
+            assert!(err.contains("does not match any identity slot"), "{what}");
+        } else {
+            assert_eq!(out.status.code(), Some(4), "{what}");
+            assert!(
+                err.contains("error: the vault file failed authentication")
+                    || err.contains("error: the vault file is corrupt: ")
+                    || err.contains("error: this file is not a scopevault vault")
+                    || err.contains("is not supported"),
+                "{what}"
+            );
+        }
     }
     std::fs::write(e.vault(), &good).unwrap();
     e.ok(
@@ -205,10 +229,10 @@ fn a_future_format_version_is_a_clear_error() {
     let e = Env::new();
     e.init_with_cred();
     let mut b = e.vault_bytes();
-    b[8..10].copy_from_slice(&2u16.to_be_bytes());
+    b[8..10].copy_from_slice(&3u16.to_be_bytes());
     std::fs::write(e.vault(), &b).unwrap();
     let err = e.fails(&["cred", "list", "--passphrase-file", &e.pf()], b"", 4);
-    assert!(err.contains("version 2 is not supported"), "{err}");
+    assert!(err.contains("version 3 is not supported"), "{err}");
 }
 
 #[test]
@@ -427,6 +451,83 @@ fn a_secret_is_never_accepted_as_a_field_argument() {
         "{err}"
     );
     assert_eq!(e.vault_bytes(), before);
+}
+
+/// Issue 15, item 12: the deny-list was exact-match, so `passwd=` and `api-key=` went into
+/// argv as plain fields. Names that look secret, and the kind's schema, now decide.
+#[test]
+fn secret_looking_fields_are_refused_as_plain_fields() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    for (kind, field) in [
+        ("login", "passwd"),
+        ("token", "api-key"),
+        ("generic", "db_password"),
+        ("generic", "x.auth.token"),
+        ("login", "pin"),
+    ] {
+        let arg = format!("{field}=leaked-value-1");
+        let err = e.fails(
+            &[
+                "cred",
+                "add",
+                "x",
+                "--kind",
+                kind,
+                "--field",
+                &arg,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+            2,
+        );
+        assert!(
+            err.contains(&format!("--secret {field}")) && !err.contains("leaked-value-1"),
+            "{kind} {field}: {err}"
+        );
+    }
+    // `cred set` too, before the vault is even opened.
+    let err = e.fails(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            "api-key=leaked-value-2",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("--secret api-key"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing stored");
+    // The same name is fine through --secret, and plain fields still work.
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "x",
+            "--kind",
+            "generic",
+            "--field",
+            "username=ops",
+            "--secret",
+            "passwd",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"s3cret-value",
+    );
+    let v: serde_json::Value = serde_json::from_str(&e.ok(
+        &["cred", "show", "x", "--json", "--passphrase-file", &e.pf()],
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(v["secret_fields"], serde_json::json!(["passwd"]));
+    assert_eq!(v["fields"]["username"], "ops");
 }
 
 #[test]

@@ -5,6 +5,8 @@
 mod common_vault;
 #[path = "common/pty.rs"]
 mod pty;
+#[path = "common/skip.rs"]
+mod skip;
 
 use common_vault::Env;
 
@@ -23,8 +25,7 @@ fn on_pty(e: &Env, args: &str, answers: &[&str]) -> (i32, String) {
 #[test]
 fn prompts_do_not_echo_passphrases_or_secrets() {
     if !pty::available() {
-        eprintln!("skipped: python3 with the pty module is needed to drive a pseudo-terminal");
-        return;
+        return skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
     }
     let e = Env::new();
     let pass = "pty-typed-passphrase-93";
@@ -67,4 +68,105 @@ fn prompts_do_not_echo_passphrases_or_secrets() {
         screen.contains("differ") && !e2.vault().exists(),
         "{screen}"
     );
+}
+
+#[path = "common/shell_pty.rs"]
+mod shell_pty;
+
+/// A shell line on a pseudo-terminal (its controlling terminal), with `scopevault` on PATH.
+fn shell_on_pty(e: &Env, line: &str, answers: &[String]) -> (i32, String) {
+    let mut c = e.wrapper("python3");
+    c.env("PATH", shell_pty::path_with_binary());
+    shell_pty::drive(&mut c, line);
+    let out = e.run_cmd(&mut c, answers.join("\n").as_bytes());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn pty_or_skip() -> bool {
+    if pty::available() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "python3 with the pty module is needed to drive a pseudo-terminal"
+    );
+    eprintln!("skipped: python3 with the pty module is needed to drive a pseudo-terminal");
+    false
+}
+
+#[test]
+fn piped_secret_asks_the_passphrase_on_the_controlling_terminal() {
+    if !pty_or_skip() {
+        return;
+    }
+    let e = Env::new();
+    e.init_with_cred();
+    let secret = "piped-token-value-5521";
+    // stdin is the pipe (the secret), /dev/tty the terminal (the passphrase).
+    let (code, screen) = shell_on_pty(
+        &e,
+        &format!("printf '%s' '{secret}' | scopevault cred set shop-buyer --secret password"),
+        &[format!("Passphrase for={}", common_vault::PASS)],
+    );
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("Passphrase for") && screen.contains("1 secret value(s) changed"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains(secret) && !screen.contains(common_vault::PASS),
+        "{screen}"
+    );
+    // The piped value is what was stored: setting it again changes nothing.
+    std::fs::write(e.path("same"), secret).unwrap();
+    let out = e.ok(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret-file",
+            &format!("password={}", e.path("same").display()),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(out.contains("0 secret value(s) changed"), "{out}");
+}
+
+#[test]
+fn cred_set_unlocks_before_asking_for_the_secret() {
+    if !pty_or_skip() {
+        return;
+    }
+    let e = Env::new();
+    e.init_with_cred();
+    let secret = "typed-secret-value-8812";
+    let (code, screen) = shell_on_pty(
+        &e,
+        "scopevault cred set shop-buyer --secret password",
+        &[
+            format!("Passphrase for={}", common_vault::PASS),
+            format!("password:={secret}"),
+        ],
+    );
+    assert_eq!(code, 0, "{screen}");
+    let p = screen.find("Passphrase for").expect("a passphrase prompt");
+    let s = screen.find("password:").expect("a secret prompt");
+    assert!(
+        p < s,
+        "the vault is unlocked before the secret is asked: {screen}"
+    );
+    assert!(!screen.contains(secret), "{screen}");
+    // A wrong passphrase stops before any secret is asked for.
+    let (code, screen) = shell_on_pty(
+        &e,
+        "scopevault cred set shop-buyer --secret password",
+        &["Passphrase for=not-the-passphrase".to_owned()],
+    );
+    assert_eq!(code, 3, "{screen}");
+    assert!(!screen.contains("password:"), "{screen}");
 }

@@ -34,6 +34,9 @@ fn check_content(e: &Env, unlock: &[&str]) {
 
 #[test]
 fn valid_vectors_open() {
+    if std::env::var_os(CHILD).is_some() {
+        return print_secret_in_child();
+    }
     if std::env::var_os("SCOPEVAULT_REGEN_VECTORS").is_some() {
         regenerate();
     }
@@ -51,6 +54,57 @@ fn valid_vectors_open() {
         &e,
         &["--identity-file", d.join("identity.txt").to_str().unwrap()],
     );
+    // The decrypted secret value is the documented one (vault-format.md, Test vectors).
+    for (vault, unlock) in [
+        ("passphrase", "passphrase.txt"),
+        ("identity", "identity.txt"),
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "valid_vectors_open",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, vault)
+            .env("SCOPEVAULT_VECTOR", d.join(format!("{vault}.scopevault")))
+            .env("SCOPEVAULT_VECTOR_UNLOCK", d.join(unlock))
+            .env("SCOPEVAULT_STATE_DIR", state.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{vault}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let value = stdout
+            .lines()
+            .find_map(|l| l.split_once("VECTOR shop-buyer.password=").map(|(_, v)| v))
+            .unwrap_or_else(|| panic!("{vault}: no value from the child: {stdout}"));
+        assert_eq!(value, "vector-password-1", "{vault}");
+    }
+}
+
+const CHILD: &str = "SCOPEVAULT_TEST_VECTOR_CHILD";
+
+/// In a child process (the rollback record goes to its own SCOPEVAULT_STATE_DIR): open the
+/// vector through the library and print the decrypted password.
+fn print_secret_in_child() {
+    use scopevault::secret::SecretString;
+    use scopevault::vault::{OpenOptions, Unlock, Vault};
+    let var = |k: &str| PathBuf::from(std::env::var_os(k).unwrap());
+    let unlock = if std::env::var(CHILD).unwrap() == "passphrase" {
+        let pass = std::fs::read_to_string(var("SCOPEVAULT_VECTOR_UNLOCK")).unwrap();
+        Unlock::Passphrase(SecretString::from(pass.trim_end_matches('\n').to_owned()))
+    } else {
+        Unlock::IdentityFile(var("SCOPEVAULT_VECTOR_UNLOCK"))
+    };
+    let vault = Vault::open(&var("SCOPEVAULT_VECTOR"), &unlock, &OpenOptions::default()).unwrap();
+    let cred = &vault.credentials()["shop-buyer"];
+    let pw = cred.secrets.get("password").expect("a password field");
+    println!("VECTOR shop-buyer.password={}", pw.expose());
 }
 
 #[test]
@@ -88,8 +142,11 @@ fn fail_vectors_are_refused_with_their_reason() {
 fn regenerate() {
     let d = dir();
     std::fs::create_dir_all(&d).unwrap();
+    // Files only: the version-1 vectors in v1/ are migration inputs and are kept.
     for f in std::fs::read_dir(&d).unwrap().flatten() {
-        std::fs::remove_file(f.path()).unwrap();
+        if f.file_type().unwrap().is_file() {
+            std::fs::remove_file(f.path()).unwrap();
+        }
     }
     std::fs::write(d.join("passphrase.txt"), "scopevault test vector\n").unwrap();
     let e = Env::new();
@@ -161,8 +218,8 @@ fn regenerate() {
     b[v.len() - 100] ^= 0x01;
     write_fail("flipped_payload_byte", &b, "the payload does not decrypt");
     let mut b = v.clone();
-    b[8..10].copy_from_slice(&2u16.to_be_bytes());
-    write_fail("future_version", &b, "version 2 is not supported");
+    b[8..10].copy_from_slice(&3u16.to_be_bytes());
+    write_fail("future_version", &b, "version 3 is not supported");
     let mut b = v.clone();
     b[0] = b'X';
     write_fail("bad_magic", &b, "not a scopevault vault");

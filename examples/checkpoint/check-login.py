@@ -22,6 +22,11 @@ URL = os.environ.get("CHECK_URL", "https://shop.example.com/login")
 def credentials():
     user = os.environ.get("SCOPEVAULT_SHOP_BUYER_USERNAME")
     password = os.environ.get("SCOPEVAULT_SHOP_BUYER_PASSWORD")
+    if password and not user:
+        sys.exit(
+            f"check {TASK}: no username was handed over: set it with "
+            "`scopevault cred set shop-buyer --field username=NAME`"
+        )
     if user and password:
         return user, password  # handed over by `scopevault exec`
     from client import ScopevaultClient  # noqa: E402  (std-lib only)
@@ -31,7 +36,15 @@ def credentials():
     cred = fetched["credentials"][0]
     for warning in cred["warnings"]:
         print(f"scopevault warning: {warning}", file=sys.stderr)
-    return cred["fields"]["username"], cred["secrets"]["password"]
+    user = cred["fields"].get("username")
+    password = cred["secrets"].get("password")
+    if not user or not password:
+        missing = "a username" if not user else "a password"
+        sys.exit(
+            f"check {TASK}: credential {cred['name']} has no {missing[2:]}: set it with "
+            f"`scopevault cred set {cred['name']} --field username=NAME --secret password`"
+        )
+    return user, password
 
 
 def main():

@@ -153,7 +153,7 @@ fn frame(b: &[u8]) -> Option<Frame<'_>> {
 fn mac(identity: &str, vault_id: &str, authenticated: &[u8]) -> [u8; 32] {
     let hk = hkdf::Hkdf::<Sha256>::new(Some(vault_id.as_bytes()), identity.as_bytes());
     let mut key = [0u8; 32];
-    hk.expand(b"scopevault/v1/file-mac", &mut key)
+    hk.expand(b"scopevault/v2/file-mac", &mut key)
         .expect("32 bytes");
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any key length");
     m.update(authenticated);
@@ -173,7 +173,7 @@ fn assemble(header: &[u8], payload: &[u8], identity: &str) -> Option<Vec<u8>> {
     let (vault_id, _) = ids(header)?;
     let mut out = Vec::with_capacity(14 + header.len() + 8 + payload.len() + MAC_LEN);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&2u16.to_be_bytes());
     out.extend_from_slice(&u32::try_from(header.len()).ok()?.to_be_bytes());
     out.extend_from_slice(header);
     out.extend_from_slice(&(payload.len() as u64).to_be_bytes());

@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use data_encoding::HEXLOWER;
 use hmac::{Hmac, Mac};
+use rustix::fs::OFlags;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -82,6 +83,22 @@ pub enum AuditError {
         /// The OS error.
         message: String,
     },
+    /// The log is shorter than (or differs from) its anchor.
+    #[error("the audit log {path} does not reach its anchor: {why}; restore the log from backup, or start with `serve --accept-audit-gap` to record the gap in the chain and go on")]
+    Gap {
+        /// The log.
+        path: PathBuf,
+        /// What is missing.
+        why: String,
+    },
+    /// A vault older than one the chain has seen was loaded.
+    #[error("refusing vault generation {loaded}: the audit chain has recorded generation {seen} (a rollback to an older copy?); restore the newest vault, or pass --allow-rollback if this is intended")]
+    Rollback {
+        /// The generation loaded.
+        loaded: u64,
+        /// The highest generation recorded.
+        seen: u64,
+    },
     /// Another process (a second daemon) holds the log's lock.
     #[error("the audit log {path} is in use by another process (another `scopevault serve`?); stop it or use another --audit path")]
     InUse {
@@ -93,6 +110,21 @@ pub enum AuditError {
     BadKey {
         /// The key file.
         path: PathBuf,
+    },
+    /// The log holds records but its HMAC key is gone: a new key would silently break
+    /// `audit hash` for every earlier hand-out.
+    #[error("the audit log {path} holds records but its key {key} is missing; restore the key from backup, or start with `serve --new-audit-key` to make a new one (recorded in the log; earlier values can then no longer be matched by `audit hash`)")]
+    KeyMissing {
+        /// The log.
+        path: PathBuf,
+        /// The missing key file.
+        key: PathBuf,
+    },
+    /// `--new-audit-key` was given but the key is there.
+    #[error("--new-audit-key: the audit key {key} exists; the option is only for a lost key (move the log and key aside to start afresh)")]
+    KeyPresent {
+        /// The key file.
+        key: PathBuf,
     },
     /// The last complete line of an existing log cannot be continued.
     #[error("the audit log {path} cannot be continued: line {line}: {why}; run `scopevault audit verify --audit {path}`, then move the log aside to start a new chain")]
@@ -132,6 +164,17 @@ pub enum Decision {
     Deny,
     /// Failed for another reason (locked, internal error, ...).
     Error,
+}
+
+impl Decision {
+    /// As written in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Error => "error",
+        }
+    }
 }
 
 /// Who asked, from the kernel (`SO_PEERCRED`) and `/proc/PID/exe`.
@@ -179,6 +222,13 @@ pub struct AuditRecord<'a> {
     pub warnings: Vec<String>,
     /// (field name, value) of every secret value handed out; logged as HMACs only.
     pub values: Vec<(&'a str, &'a SecretString)>,
+    /// For an aggregate record (`op` `denials`): how many refusals it stands for.
+    pub count: Option<u64>,
+    /// For a `vault.load` record: the generation of the vault loaded.
+    pub generation: Option<u64>,
+    /// For an aggregate record (`op` `denials`): the refusals it stands for by `"<op>
+    /// <decision>"` (they add up to `count`).
+    pub by_op: Vec<(String, u64)>,
 }
 
 impl<'a> AuditRecord<'a> {
@@ -193,6 +243,9 @@ impl<'a> AuditRecord<'a> {
             reason: None,
             warnings: Vec::new(),
             values: Vec::new(),
+            count: None,
+            generation: None,
+            by_op: Vec::new(),
         }
     }
 }
@@ -211,10 +264,18 @@ impl AuditKey {
     /// access to the key file, which is the daemon's own (mode 0600).
     pub fn load(audit_path: &Path) -> Result<AuditKey, AuditError> {
         let path = key_path(audit_path);
-        let mut f = File::open(&path).map_err(|e| AuditError::Open {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(|e| AuditError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        Self::read_from(f, path)
+    }
+
+    fn read_from(mut f: File, path: PathBuf) -> Result<AuditKey, AuditError> {
         let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
         Read::by_ref(&mut f)
             .take(KEY_LEN as u64 + 1)
@@ -230,28 +291,44 @@ impl AuditKey {
         Ok(AuditKey(Zeroizing::new(key)))
     }
 
-    /// Read the key, creating it (mode 0600, random) if it does not exist yet.
-    fn load_or_create(audit_path: &Path) -> Result<AuditKey, AuditError> {
+    /// Read the key through the log's directory `dirfd` (never through a symbolic link),
+    /// creating it (mode 0600, random) if it does not exist yet.
+    fn load_or_create_at(
+        dirfd: &rustix::fd::OwnedFd,
+        audit_path: &Path,
+    ) -> Result<AuditKey, AuditError> {
         let path = key_path(audit_path);
+        let name = path.file_name().unwrap_or_default().to_owned();
         let open_err = |e: std::io::Error| AuditError::Open {
             path: path.clone(),
             message: e.to_string(),
         };
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut f) => {
+        let created = rustix::fs::openat(
+            dirfd,
+            name.as_os_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        );
+        match created {
+            Ok(fd) => {
+                let mut f = File::from(fd);
                 let mut key = Zeroizing::new([0u8; KEY_LEN]);
                 rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
                 f.write_all(key.as_ref()).map_err(open_err)?;
                 f.sync_all().map_err(open_err)?;
                 Ok(AuditKey(key))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(audit_path),
-            Err(e) => Err(open_err(e)),
+            Err(rustix::io::Errno::EXIST) => {
+                let fd = rustix::fs::openat(
+                    dirfd,
+                    name.as_os_str(),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|e| nofollow_err(&path, e))?;
+                Self::read_from(File::from(fd), path)
+            }
+            Err(e) => Err(nofollow_err(&path, e)),
         }
     }
 
@@ -264,6 +341,53 @@ impl AuditKey {
             "{HMAC_PREFIX}{}",
             HEXLOWER.encode(&mac.finalize().into_bytes())
         )
+    }
+}
+
+/// Open the log's directory `dir` for `openat`: reached without a symbolic link (every
+/// component `lstat`ed) and not writable by group or others, since whoever may write there may
+/// plant a link or swap the log. Returns the directory and the log's file name.
+fn open_dir_of(
+    path: &Path,
+    dir: &Path,
+) -> Result<(rustix::fd::OwnedFd, std::ffi::OsString), AuditError> {
+    let refuse = |message: String| AuditError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| refuse("the path names no file".into()))?
+        .to_owned();
+    crate::agent::server::lstat_components(dir).map_err(refuse)?;
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| refuse(format!("cannot open its directory ({e})")))?;
+    let st = rustix::fs::fstat(&fd)
+        .map_err(|e| refuse(format!("cannot inspect its directory ({e})")))?;
+    if st.st_mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "its directory {} is writable by group or others (mode {:o}); make it 0700 or 0750",
+            dir.display(),
+            st.st_mode & 0o7777
+        )));
+    }
+    Ok((fd, name))
+}
+
+/// The error for an `openat(O_NOFOLLOW)` that failed; `ELOOP` means a symbolic link is there.
+fn nofollow_err(path: &Path, e: rustix::io::Errno) -> AuditError {
+    let message = if e == rustix::io::Errno::LOOP {
+        "it is a symbolic link; refusing to follow it (remove the link: the daemon writes only files it opened itself)".to_owned()
+    } else {
+        std::io::Error::from(e).to_string()
+    };
+    AuditError::Open {
+        path: path.to_owned(),
+        message,
     }
 }
 
@@ -341,6 +465,122 @@ pub struct AuditLog {
     ok: AtomicBool,
     records: AtomicU64,
     batches: AtomicU64,
+    /// Keep an anchor ([`anchor_path`]).
+    anchor: bool,
+    /// `seq` of the last anchor written.
+    anchored: Mutex<u64>,
+    /// Highest vault generation loaded (from the anchor or the log's `vault.load` records).
+    generation: AtomicU64,
+}
+
+/// Choices made when opening a log ([`AuditLog::open_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct OpenFlags {
+    /// The log holds records but its key was lost: make a new key and record that in the
+    /// chain (`serve --new-audit-key`). Without it, such a log is refused.
+    pub new_key: bool,
+    /// Keep the chain's head (and the highest vault generation loaded) in an anchor file in
+    /// the state directory ([`anchor_path`]), and refuse a log shorter than its anchor.
+    pub anchor: bool,
+    /// The log is shorter than its anchor: go on anyway, recording the gap in the chain
+    /// (`serve --accept-audit-gap`).
+    pub accept_gap: bool,
+}
+
+/// The chain head kept outside the log (docs/audit.md, "The anchor").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Anchor {
+    /// The log it belongs to.
+    pub log: String,
+    /// `seq` of the last record when the anchor was written.
+    pub seq: u64,
+    /// SHA-256 hex of that record's line.
+    pub head: String,
+    /// The highest vault generation a `vault.load` record holds.
+    pub generation: u64,
+}
+
+/// The anchor file of the log at `audit_path`: `audit-anchor-<16 hex digits of the SHA-256 of
+/// the log's absolute path>.json` in the state directory (`SCOPEVAULT_STATE_DIR`, beside the
+/// vault's generation record), outside the log's directory so that the log and its anchor
+/// are not restored or cut together.
+pub fn anchor_path(audit_path: &Path) -> PathBuf {
+    let abs = std::path::absolute(audit_path).unwrap_or_else(|_| audit_path.to_owned());
+    let digest = Sha256::digest(abs.as_os_str().as_encoded_bytes());
+    crate::vault::state_dir().join(format!(
+        "audit-anchor-{}.json",
+        &HEXLOWER.encode(&digest)[..16]
+    ))
+}
+
+/// The anchor of the log at `audit_path`, if one was written.
+pub fn read_anchor(audit_path: &Path) -> Result<Option<Anchor>, AuditError> {
+    let p = anchor_path(audit_path);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(AuditError::Read {
+                path: p,
+                message: e.to_string(),
+            })
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| AuditError::Read {
+            path: p,
+            message: format!("not an audit anchor ({e})"),
+        })
+}
+
+fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()> {
+    let p = anchor_path(audit_path);
+    if let Some(dir) = p.parent() {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let tmp = p.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+        .open(&tmp)?;
+    f.write_all(
+        serde_json::to_string(a)
+            .map_err(std::io::Error::other)?
+            .as_bytes(),
+    )?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &p)
+}
+
+fn scan_generation_if(cond: bool, path: &Path) -> u64 {
+    if cond {
+        scan_generation(path)
+    } else {
+        0
+    }
+}
+
+/// The highest `generation` of the `vault.load` records in the log (0 if none): the chain's
+/// own memory of the vault's generation when no anchor is there.
+fn scan_generation(path: &Path) -> u64 {
+    let Ok(f) = File::open(path) else { return 0 };
+    let mut max = 0;
+    for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+        let text = String::from_utf8_lossy(&line);
+        if !text.contains("\"op\":\"vault.load\"") {
+            continue;
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if v["decision"] == "allow" {
+                max = max.max(v["generation"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    max
 }
 
 /// Counters of an open log since it was opened (for `health` and the load generator).
@@ -370,26 +610,36 @@ impl AuditLog {
     /// in the middle of a write, so never acknowledged and no secret left for it) is cut off,
     /// and the cut is itself recorded as an `audit.repair` record.
     pub fn open(path: &Path, sync: bool) -> Result<AuditLog, AuditError> {
+        Self::open_with(path, sync, &OpenFlags::default())
+    }
+
+    /// As [`AuditLog::open`], with the choices `serve` exposes as options.
+    pub fn open_with(path: &Path, sync: bool, flags: &OpenFlags) -> Result<AuditLog, AuditError> {
         let open_err = |e: std::io::Error| AuditError::Open {
             path: path.to_owned(),
             message: e.to_string(),
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(open_err)?;
-            }
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) => d.to_owned(),
+            None => PathBuf::from("."),
+        };
+        if !dir.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(open_err)?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(open_err)?;
+        let (dirfd, name) = open_dir_of(path, &dir)?;
+        let file = File::from(
+            rustix::fs::openat(
+                &dirfd,
+                name.as_os_str(),
+                OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| nofollow_err(path, e))?,
+        );
         crate::sys::try_lock_exclusive(&file).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 AuditError::InUse {
@@ -399,9 +649,21 @@ impl AuditLog {
                 open_err(e)
             }
         })?;
-        let key = AuditKey::load_or_create(path)?;
         let meta = file.metadata().map_err(open_err)?;
+        // A log that cannot be continued is reported as such before its key is looked at.
         let (chain, torn) = read_tail(&file, meta.len(), path)?;
+        let kp = key_path(path);
+        let key_there = std::fs::symlink_metadata(&kp).is_ok();
+        if flags.new_key && key_there {
+            return Err(AuditError::KeyPresent { key: kp });
+        }
+        if !key_there && meta.len() > 0 && !flags.new_key {
+            return Err(AuditError::KeyMissing {
+                path: path.to_owned(),
+                key: kp,
+            });
+        }
+        let key = AuditKey::load_or_create_at(&dirfd, path)?;
         let log = AuditLog {
             path: path.to_owned(),
             file,
@@ -423,7 +685,61 @@ impl AuditLog {
             ok: AtomicBool::new(true),
             records: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            anchor: flags.anchor,
+            anchored: Mutex::new(0),
+            generation: AtomicU64::new(0),
         };
+        if flags.anchor {
+            let have = log.lock().chain.clone();
+            let anchor = read_anchor(path)?;
+            let generation = match &anchor {
+                Some(a) => a
+                    .generation
+                    .max(scan_generation_if(a.generation == 0, path)),
+                None => scan_generation(path),
+            };
+            log.generation.store(generation, Ordering::SeqCst);
+            if let Some(a) = anchor {
+                let gap = if a.seq > have.seq {
+                    Some(format!(
+                        "the log ends at seq {} but its anchor ({}) says seq {} was written: records {}..={} are missing (cut from the end)",
+                        have.seq,
+                        anchor_path(path).display(),
+                        a.seq,
+                        have.seq + 1,
+                        a.seq
+                    ))
+                } else if a.seq == have.seq && a.head != have.prev {
+                    Some(format!(
+                        "the last record, seq {}, is not the one anchored in {} (it was rewritten)",
+                        a.seq,
+                        anchor_path(path).display()
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = gap {
+                    if !flags.accept_gap {
+                        return Err(AuditError::Gap {
+                            path: path.to_owned(),
+                            why,
+                        });
+                    }
+                    let reason = format!("gap accepted (serve --accept-audit-gap): {why}");
+                    log.append(AuditRecord {
+                        reason: Some(&reason),
+                        ..AuditRecord::new("audit.gap", Decision::Error)
+                    })?;
+                }
+            }
+        }
+        if flags.new_key && meta.len() > 0 {
+            let reason = "the HMAC key was missing and a new one was made (serve --new-audit-key): `audit hash` cannot match values recorded before this line";
+            log.append(AuditRecord {
+                reason: Some(reason),
+                ..AuditRecord::new("audit.new_key", Decision::Error)
+            })?;
+        }
         if let Some(bytes) = torn {
             let reason = format!(
                 "removed an incomplete final line ({bytes} bytes) left by an interrupted write"
@@ -527,6 +843,86 @@ impl AuditLog {
         }
     }
 
+    /// Record a vault load (`vault.load`, with its generation) in the chain. A generation
+    /// lower than the highest the chain has recorded is refused — and the refusal recorded —
+    /// unless `allow_rollback`.
+    pub fn note_vault_load(
+        &self,
+        vault_id: &str,
+        generation: u64,
+        how: &str,
+        allow_rollback: bool,
+    ) -> Result<(), AuditError> {
+        let seen = self.generation.load(Ordering::SeqCst);
+        if generation < seen {
+            let reason = format!(
+                "vault {vault_id} generation {generation} ({how}) is older than generation {seen} recorded before{}",
+                if allow_rollback { "; accepted: --allow-rollback" } else { "; refused" }
+            );
+            self.append(AuditRecord {
+                reason: Some(&reason),
+                generation: Some(generation),
+                ..AuditRecord::new(
+                    "vault.load",
+                    if allow_rollback {
+                        Decision::Allow
+                    } else {
+                        Decision::Deny
+                    },
+                )
+            })?;
+            if !allow_rollback {
+                return Err(AuditError::Rollback {
+                    loaded: generation,
+                    seen,
+                });
+            }
+            return Ok(());
+        }
+        let reason = format!("vault {vault_id} generation {generation} loaded ({how})");
+        self.append(AuditRecord {
+            reason: Some(&reason),
+            generation: Some(generation),
+            ..AuditRecord::new("vault.load", Decision::Allow)
+        })?;
+        self.generation.fetch_max(generation, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Write the anchor if records were added since the last one (the daemon calls this about
+    /// once a second, and at stop). A no-op for a log opened without `anchor`.
+    pub fn write_anchor_now(&self) -> std::io::Result<()> {
+        if !self.anchor {
+            return Ok(());
+        }
+        let chain = self.lock().chain.clone();
+        let mut last = self.anchored.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == chain.seq && chain.seq != 0 {
+            return Ok(());
+        }
+        write_anchor(
+            &self.path,
+            &Anchor {
+                log: std::path::absolute(&self.path)
+                    .unwrap_or_else(|_| self.path.clone())
+                    .display()
+                    .to_string(),
+                seq: chain.seq,
+                head: chain.prev,
+                generation: self.generation.load(Ordering::SeqCst),
+            },
+        )?;
+        *last = chain.seq;
+        Ok(())
+    }
+
+    /// Bytes free for an unprivileged writer on the log's file system (`fstatvfs`), or
+    /// `None` when the kernel does not say.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let st = rustix::fs::fstatvfs(&self.file).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     /// Whether appends are `fdatasync`ed.
     pub fn sync(&self) -> bool {
         self.sync
@@ -573,6 +969,12 @@ impl AuditLog {
             reason: Option<&'r str>,
             warnings: &'r [String],
             values: std::collections::BTreeMap<&'r str, String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            count: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            generation: Option<u64>,
+            #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+            by_op: std::collections::BTreeMap<&'r str, u64>,
         }
         let time = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -591,6 +993,9 @@ impl AuditLog {
                 .iter()
                 .map(|(name, v)| (*name, self.key.hmac_value(v.expose())))
                 .collect(),
+            count: rec.count,
+            generation: rec.generation,
+            by_op: rec.by_op.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
         };
         let json = serde_json::to_string(&body).expect("audit records serialise");
         // Strip the braces: the leader wraps the members with `seq` and `prev`.
@@ -620,6 +1025,19 @@ impl AuditLog {
         }
         crate::sys::check_writable(&self.path)
             .map_err(|e| err(format!("the log is not writable ({e})")))?;
+        // A file shorter than what we wrote was truncated by someone else (`copytruncate`):
+        // never pad it back with `set_len` (that wrote NUL bytes) nor append after the hole.
+        let have = self
+            .file
+            .metadata()
+            .map_err(|e| err(format!("cannot inspect the log ({e})")))?
+            .len();
+        if have < chain.len {
+            return Err(err(format!(
+                "the log was truncated by another party (from {} to {have} bytes; copytruncate?); records up to seq {} are gone from it; restart the daemon (see docs/audit.md, \"Rotation\")",
+                chain.len, chain.seq
+            )));
+        }
         if chain.dirty {
             self.file
                 .set_len(chain.len)
@@ -915,6 +1333,105 @@ mod tests {
 
     fn rec<'a>(op: &'a str) -> AuditRecord<'a> {
         AuditRecord::new(op, Decision::Allow)
+    }
+
+    /// Issue 15.4: a planted `audit.jsonl` (or key) symbolic link is never followed — the
+    /// file it names is left as it was — and a group-writable audit directory is refused.
+    #[test]
+    fn a_planted_log_or_key_symlink_and_a_group_writable_directory_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = logs.join("audit.jsonl");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, key_path(&path)).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        std::fs::remove_file(key_path(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(e.to_string().contains("writable by group or others"), "{e}");
+        assert!(!path.exists(), "nothing is created in a refused directory");
+        // A directory reached through a link is refused too.
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&logs, &link).unwrap();
+        let e = AuditLog::open(&link.join("audit.jsonl"), false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        AuditLog::open(&path, false).unwrap();
+    }
+
+    /// Issue 15.8: a log truncated under the daemon (`copytruncate`) is noticed: the append
+    /// fails closed, naming it, and the file is never padded with NUL bytes.
+    #[test]
+    fn a_log_truncated_by_another_party_fails_closed_without_nul_padding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, false).unwrap();
+        log.append(rec("fetch")).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        for _ in 0..2 {
+            let e = log.append(rec("fetch")).unwrap_err();
+            assert!(e.to_string().contains("truncated by another party"), "{e}");
+        }
+        assert!(!log.ok());
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.contains(&0), "NUL padding: {bytes:?}");
+        assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+    }
+
+    /// Issue 15.9: a log with records whose key was deleted is refused, not continued under
+    /// a silently made new key; `--new-audit-key` makes one and records that in the chain.
+    #[test]
+    fn a_deleted_key_stops_the_open_unless_a_new_key_is_asked_for_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let old_hmac = {
+            let log = AuditLog::open(&path, false).unwrap();
+            log.append(rec("fetch")).unwrap();
+            log.hmac_value("pw")
+        };
+        std::fs::remove_file(key_path(&path)).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(matches!(e, AuditError::KeyMissing { .. }), "{e}");
+        assert!(e.to_string().contains("--new-audit-key"), "{e}");
+        assert!(
+            !key_path(&path).exists(),
+            "no key was made by the refused open"
+        );
+        let new = OpenFlags {
+            new_key: true,
+            ..OpenFlags::default()
+        };
+        let log = AuditLog::open_with(&path, false, &new).unwrap();
+        assert_ne!(log.hmac_value("pw"), old_hmac);
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let last = text.lines().last().unwrap();
+        assert!(last.contains("\"op\":\"audit.new_key\""), "{text}");
+        assert!(last.contains("\"seq\":2"), "{text}");
+        assert!(verify(&path).unwrap().first_bad.is_none());
+        let e = AuditLog::open_with(&path, false, &new).unwrap_err();
+        assert!(matches!(e, AuditError::KeyPresent { .. }), "{e}");
+        // An empty log with no key is a fresh start, as before.
+        let fresh = dir.path().join("fresh.jsonl");
+        AuditLog::open(&fresh, false).unwrap();
+        assert!(key_path(&fresh).exists());
     }
 
     /// A key file must be exactly the key: one byte more or less is refused, not truncated
@@ -1231,22 +1748,18 @@ mod tests {
         assert_eq!((r.first_bad, r.lines), (None, 2));
     }
 
+    /// This test used to link the log to /dev/full to make every write fail; since issue
+    /// 15.4 the log is opened with `O_NOFOLLOW`, so such a link is refused before any write
+    /// (failing writes are covered by `unwritable_log_fails_then_recovers_with_a_consistent_chain`
+    /// and, with a full disk, by tests/storage_faults.rs).
     #[test]
-    fn a_failing_write_is_an_error_not_a_silent_loss() {
-        // /dev/full fails every write with ENOSPC, also for root.
-        if !Path::new("/dev/full").exists() {
-            eprintln!("skipped: no /dev/full");
-            return;
-        }
+    fn a_log_linked_to_a_device_is_refused_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-        let log = AuditLog::open(&path, true).unwrap();
-        let e = log.append(rec("fetch")).unwrap_err();
-        assert!(matches!(e, AuditError::Write { .. }), "{e}");
-        assert!(e.to_string().contains("no credential is handed out"), "{e}");
-        assert!(!log.ok());
-        assert!(log.append(rec("fetch")).is_err());
+        let e = AuditLog::open(&path, true).unwrap_err();
+        assert!(matches!(e, AuditError::Open { .. }), "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 
     #[test]

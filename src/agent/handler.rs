@@ -30,6 +30,40 @@ pub(crate) type Opener =
 /// Secret fields of a `totp` credential that are never handed out (the seed).
 const TOTP_SEED_FIELDS: [&str; 2] = ["totp_seed", "otpauth"];
 
+/// Default free space (bytes) kept on the audit log's file system for hand-outs: below it,
+/// refusals are counted, not written (docs/audit.md, "Growth").
+pub const DEFAULT_AUDIT_RESERVE: u64 = 64 * 1024 * 1024;
+
+/// Longest refusal record the daemon writes for a non-admin peer, in bytes, while the
+/// applied policy's task and credential names are at most 128 bytes (names the policy does
+/// not declare are recorded as 76-byte HMACs; `exe` is cut at 256 bytes). docs/audit.md,
+/// "Growth", derives the worst case per uid from it.
+pub const MAX_DENIAL_RECORD: usize = 2048;
+
+/// Refusals of one non-admin uid: the first of each second is recorded in full, the others
+/// are counted and recorded as one `denials` record (docs/audit.md, "Growth").
+struct DenialWindow {
+    /// The second (Unix time) of the last refusal recorded in full.
+    second: u64,
+    /// Refusals since then that were counted, not recorded.
+    suppressed: u64,
+    /// Second of the first of them.
+    since: u64,
+    /// The peer of the last of them.
+    peer: Option<super::audit::PeerInfo>,
+    /// Them by `"<op> <decision>"`.
+    ops: std::collections::BTreeMap<String, u64>,
+}
+
+/// What a `denials` record is written from: uid, count, since, peer, by op.
+type Counted = (
+    u32,
+    u64,
+    u64,
+    Option<super::audit::PeerInfo>,
+    std::collections::BTreeMap<String, u64>,
+);
+
 /// Answers requests. One per daemon, shared by every connection thread.
 pub struct Handler {
     access: AccessConfig,
@@ -38,6 +72,11 @@ pub struct Handler {
     audit: AuditLog,
     opener: Option<Opener>,
     open: Arc<AtomicUsize>,
+    denials: Mutex<std::collections::HashMap<u32, DenialWindow>>,
+    reserve: u64,
+    /// Rate-limit refusals per uid (off only in unit tests of other behaviour).
+    limit_denials: bool,
+    allow_rollback: bool,
 }
 
 fn now_unix() -> u64 {
@@ -91,6 +130,116 @@ impl Handler {
             audit,
             opener: None,
             open: Arc::new(AtomicUsize::new(0)),
+            denials: Mutex::new(std::collections::HashMap::new()),
+            reserve: DEFAULT_AUDIT_RESERVE,
+            limit_denials: true,
+            allow_rollback: false,
+        }
+    }
+
+    /// Free space (bytes) kept for hand-outs on the audit log's file system: below it,
+    /// refusals of non-admins are counted, not written.
+    pub fn set_audit_reserve(&mut self, bytes: u64) {
+        self.reserve = bytes;
+    }
+
+    /// Append a record, with refusals of non-admin peers rate-limited: per uid, the first
+    /// refusal of each second is written in full and the rest are counted into one `denials`
+    /// record; below the free-space reserve they are only counted. `Ok` when the record is
+    /// durable or was counted; hand-outs (`allow`) and admins are never held back.
+    fn append_limited(
+        &self,
+        peer: Option<&PeerIdentity>,
+        rec: AuditRecord<'_>,
+    ) -> Result<(), super::audit::AuditError> {
+        let Some(p) = peer.filter(|p| {
+            self.limit_denials && rec.decision != Decision::Allow && !self.access.is_admin(p)
+        }) else {
+            return self.audit.append(rec).map(|_| ());
+        };
+        let now = now_unix();
+        let low = self
+            .audit
+            .free_bytes()
+            .is_some_and(|free| free < self.reserve);
+        let earlier = {
+            let mut map = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+            let w = map.entry(p.uid).or_insert(DenialWindow {
+                second: 0,
+                suppressed: 0,
+                since: 0,
+                peer: None,
+                ops: std::collections::BTreeMap::new(),
+            });
+            if w.second == now || low {
+                if w.suppressed == 0 {
+                    w.since = now;
+                }
+                w.suppressed += 1;
+                w.peer = rec.peer.clone();
+                *w.ops
+                    .entry(format!("{} {}", rec.op, rec.decision.as_str()))
+                    .or_default() += 1;
+                return Ok(());
+            }
+            w.second = now;
+            take_window(p.uid, w)
+        };
+        if let Some(counted) = earlier {
+            self.append_aggregate(counted)?;
+        }
+        self.audit.append(rec).map(|_| ())
+    }
+
+    fn append_aggregate(&self, counted: Counted) -> Result<(), super::audit::AuditError> {
+        let (uid, n, since, info, ops) = counted;
+        let reason = format!(
+            "{n} refusals of uid {uid} from unix time {since} counted, not recorded one by one (one record per uid per second)"
+        );
+        self.audit
+            .append(AuditRecord {
+                peer: info,
+                reason: Some(&reason),
+                count: Some(n),
+                by_op: ops.into_iter().collect(),
+                ..AuditRecord::new("denials", Decision::Deny)
+            })
+            .map(|_| ())
+    }
+
+    /// Write the `denials` records of counted refusals whose second is over (all of them
+    /// when `all`, at stop), unless the log is below its free-space reserve. The daemon calls
+    /// this about once a second.
+    pub fn flush_denials(&self, all: bool) {
+        let now = now_unix();
+        let low = self
+            .audit
+            .free_bytes()
+            .is_some_and(|free| free < self.reserve);
+        if low {
+            return;
+        }
+        let due: Vec<_> = {
+            let mut map = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, w| w.suppressed > 0 || w.second + 60 > now);
+            map.iter_mut()
+                .filter(|(_, w)| all || w.second < now)
+                .filter_map(|(uid, w)| take_window(*uid, w))
+                .collect()
+        };
+        for counted in due {
+            let (uid, n, since, ops) = (counted.0, counted.1, counted.2, counted.4.clone());
+            if self.append_aggregate(counted).is_err() {
+                // Put the count back for the next flush: it is not lost while we run.
+                let mut map = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(w) = map.get_mut(&uid) {
+                    w.suppressed += n;
+                    w.since = w.since.min(since);
+                    for (k, c) in ops {
+                        *w.ops.entry(k).or_default() += c;
+                    }
+                }
+            }
         }
     }
 
@@ -127,6 +276,34 @@ impl Handler {
         self.state.set(Opened::new(vault));
     }
 
+    /// Accept a vault older than the audit chain has recorded (`--allow-rollback`).
+    pub(crate) fn set_allow_rollback(&mut self, allow: bool) {
+        self.allow_rollback = allow;
+    }
+
+    /// As [`Handler::install`], after recording the vault's generation in the audit chain
+    /// and refusing one older than the chain has recorded (`how` says where it came from).
+    pub(crate) fn load(&self, vault: Box<dyn VaultView>, how: &str) -> Result<(), ErrorBody> {
+        self.note_load(vault.as_ref(), how)?;
+        self.install(vault);
+        Ok(())
+    }
+
+    fn note_load(&self, vault: &dyn VaultView, how: &str) -> Result<(), ErrorBody> {
+        self.audit
+            .note_vault_load(vault.id(), vault.generation(), how, self.allow_rollback)
+            .map_err(|e| match e {
+                super::audit::AuditError::Rollback { .. } => err(ErrorCode::Denied, e.to_string()),
+                _ => audit_unavailable(),
+            })
+    }
+
+    /// Write the audit chain's anchor if records were added (the daemon calls this about
+    /// once a second and at stop).
+    pub fn anchor_audit(&self) -> std::io::Result<()> {
+        self.audit.write_anchor_now()
+    }
+
     /// The open-connection counter the accept loop maintains.
     pub(crate) fn open_connections(&self) -> Arc<AtomicUsize> {
         self.open.clone()
@@ -146,6 +323,24 @@ impl Handler {
         self.audit.hmac_value(name)
     }
 
+    /// How the audit log records a name the client sent: as is when the applied policy
+    /// declares it (a task, or a credential when `task` is false), otherwise — no such name,
+    /// the daemon locked, no policy applied — as its HMAC ([`Handler::unknown_name`]).
+    fn recorded_name(&self, v: Option<&Opened>, name: &str, task: bool) -> String {
+        let known = v.and_then(|o| o.vault.policy()).is_some_and(|p| {
+            if task {
+                p.task(name).is_some()
+            } else {
+                p.credential(name).is_some()
+            }
+        });
+        if known {
+            name.to_owned()
+        } else {
+            self.unknown_name(name)
+        }
+    }
+
     /// Answer one request line with one response line (newline included).
     pub fn handle_line(&self, peer: &PeerIdentity, line: &[u8]) -> Zeroizing<Vec<u8>> {
         let req = match Request::parse(line) {
@@ -160,11 +355,14 @@ impl Handler {
 
     /// Note a request refused for its size (the connection is closed next).
     pub fn note_too_large(&self, peer: &PeerIdentity) {
-        let _ = self.audit.append(AuditRecord {
-            peer: Some(peer.audit_info()),
-            reason: Some("too_large: request line over 64 KiB; connection closed"),
-            ..AuditRecord::new("invalid", Decision::Deny)
-        });
+        let _ = self.append_limited(
+            Some(peer),
+            AuditRecord {
+                peer: Some(peer.audit_info()),
+                reason: Some("too_large: request line over 64 KiB; connection closed"),
+                ..AuditRecord::new("invalid", Decision::Deny)
+            },
+        );
     }
 
     /// SIGHUP: reload as if an admin asked; the outcome is audited. Returns a status line.
@@ -227,14 +425,15 @@ impl Handler {
                 Some(format!("{}: {}", e.code.as_str(), e.message)),
             ),
         };
-        self.audit
-            .append(AuditRecord {
+        self.append_limited(
+            peer,
+            AuditRecord {
                 peer: peer.map(PeerIdentity::audit_info),
                 reason: reason.as_deref(),
                 ..AuditRecord::new(op, decision)
-            })
-            .map(|_| ())
-            .map_err(|_| audit_unavailable())
+            },
+        )
+        .map_err(|_| audit_unavailable())
     }
 
     fn unlock(&self, passphrase: &SecretString) -> Result<AdminStatus, ErrorBody> {
@@ -245,6 +444,7 @@ impl Handler {
             ));
         };
         let vault = open(passphrase)?;
+        self.note_load(vault.as_ref(), "unlock")?;
         self.state.set(Opened::new(vault));
         Ok(self.admin_status())
     }
@@ -254,6 +454,7 @@ impl Handler {
             None => Err(locked()),
             Some(o) => o.vault.reopen(),
         })?;
+        self.note_load(fresh.as_ref(), "reload")?;
         self.state.set(Opened::new(fresh));
         Ok(self.admin_status())
     }
@@ -319,31 +520,9 @@ impl Handler {
         task: &str,
         ttl: u64,
     ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
-        let result = self.state.with(|v| {
-            let o = v.ok_or_else(locked)?;
-            if !self.access.may_issue_tickets(peer) {
-                return Err(err(
-                    ErrorCode::Denied,
-                    format!(
-                        "tickets are issued to admins and configured schedulers; uid {} is neither",
-                        peer.uid
-                    ),
-                ));
-            }
-            if o.vault.policy().and_then(|p| p.task(task)).is_none() {
-                return Err(err(ErrorCode::NotFound, NO_SUCH_TASK));
-            }
-            let issued = self
-                .tickets
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .issue(task, ttl, now_unix());
-            issued.ok_or_else(|| {
-                err(
-                    ErrorCode::Busy,
-                    "too many outstanding tickets; retry after some expire",
-                )
-            })
+        let (result, recorded) = self.state.with(|v| {
+            let recorded = self.recorded_name(v, task, true);
+            (self.issue_ticket(v, peer, task, ttl), recorded)
         });
         let (decision, reason) = match &result {
             Ok((t, exp)) => (
@@ -359,25 +538,57 @@ impl Handler {
                 format!("{}: {}", e.code.as_str(), e.message),
             ),
         };
-        // `not_found` is the one refusal for a task the policy does not know.
-        let recorded = match &result {
-            Err(e) if e.code == ErrorCode::NotFound => self.unknown_name(task),
-            _ => task.to_owned(),
-        };
-        self.audit
-            .append(AuditRecord {
+        // A task the policy does not know (or any task while locked) is recorded as its HMAC.
+        self.append_limited(
+            Some(peer),
+            AuditRecord {
                 peer: Some(peer.audit_info()),
                 task: Some(&recorded),
                 reason: Some(&reason),
                 ..AuditRecord::new("ticket", decision)
-            })
-            .map_err(|_| audit_unavailable())?;
+            },
+        )
+        .map_err(|_| audit_unavailable())?;
         let (ticket, expires_at) = result?;
         Ok(ok_line(&Ticket {
             ticket,
             task: task.to_owned(),
             expires_at,
         }))
+    }
+
+    /// Decide a `ticket` request (audited by the caller).
+    fn issue_ticket(
+        &self,
+        v: Option<&Opened>,
+        peer: &PeerIdentity,
+        task: &str,
+        ttl: u64,
+    ) -> Result<(SecretString, u64), ErrorBody> {
+        let o = v.ok_or_else(locked)?;
+        if !self.access.may_issue_tickets(peer) {
+            return Err(err(
+                ErrorCode::Denied,
+                format!(
+                    "tickets are issued to admins and configured schedulers; uid {} is neither",
+                    peer.uid
+                ),
+            ));
+        }
+        if o.vault.policy().and_then(|p| p.task(task)).is_none() {
+            return Err(err(ErrorCode::NotFound, NO_SUCH_TASK));
+        }
+        let issued = self
+            .tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .issue(task, ttl, now_unix());
+        issued.ok_or_else(|| {
+            err(
+                ErrorCode::Busy,
+                "too many outstanding tickets; retry after some expire",
+            )
+        })
     }
 
     fn fetch(
@@ -405,19 +616,29 @@ impl Handler {
                     if let Some(id) = &via_ticket {
                         reason.push_str(&format!(" (ticket {id})"));
                     }
-                    self.audit
-                        .append(AuditRecord {
+                    // Names the refusal did not settle are the client's: recorded as is only
+                    // when the applied policy declares them (locked, no policy: HMAC).
+                    let task = r.task.clone().or_else(|| match &by {
+                        FetchBy::Task(t) => Some(self.recorded_name(v, t, true)),
+                        FetchBy::Ticket(_) => None,
+                    });
+                    let cred = r.credential.clone().or_else(|| {
+                        credential
+                            .as_deref()
+                            .map(|c| self.recorded_name(v, c, false))
+                    });
+                    self.append_limited(
+                        Some(peer),
+                        AuditRecord {
                             peer: Some(peer.audit_info()),
-                            task: r.task.as_deref().or(match &by {
-                                FetchBy::Task(t) => Some(t.as_str()),
-                                FetchBy::Ticket(_) => None,
-                            }),
-                            credential: r.credential.as_deref().or(credential.as_deref()),
+                            task: task.as_deref(),
+                            credential: cred.as_deref(),
                             reason: Some(&reason),
                             warnings: r.warnings,
                             ..AuditRecord::new("fetch", decision)
-                        })
-                        .map_err(|_| audit_unavailable())?;
+                        },
+                    )
+                    .map_err(|_| audit_unavailable())?;
                     Err(r.body)
                 }
             }
@@ -457,13 +678,20 @@ impl Handler {
                 t.clone()
             }
             FetchBy::Ticket(t) => {
+                // A ticket asked for a credential its task does not list is refused below
+                // without being used up (issue 15.12).
                 let redeemed = self
                     .tickets
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .redeem(t, now_unix());
+                    .redeem_if(t, now_unix(), |task| match credential {
+                        Some(c) => policy
+                            .task(task)
+                            .is_some_and(|tk| tk.credentials().contains(&c)),
+                        None => true,
+                    });
                 match redeemed {
-                    Ok(task) => task,
+                    Ok((task, _spent)) => task,
                     Err(Refused::Unknown) => {
                         return Err(err(ErrorCode::NotFound, "no such ticket (tickets do not survive a restart or a lock)").into())
                     }
@@ -532,6 +760,15 @@ impl Handler {
                     Vec::new(),
                 ));
             };
+            // A credential with metadata but no secret value is not handed out as an empty
+            // success: the runner would go on with nothing to log in with (docs/protocol.md).
+            if cred.kind != CredentialKind::Totp && cred.secrets.is_empty() {
+                return Err(refuse(
+                    ErrorCode::NotFound,
+                    format!("credential `{name}` (listed by task `{task_name}`) has no secret value stored in the vault; an admin runs `scopevault cred set {name} --secret KEY` and `scopevault reload`"),
+                    Vec::new(),
+                ));
+            }
             let grant = o.grant(policy, &task_name, name, today);
             let mut warnings = Vec::new();
             if !grant.excess.is_empty() {
@@ -654,6 +891,14 @@ impl Handler {
     }
 }
 
+/// The counted refusals of a window, emptied.
+fn take_window(uid: u32, w: &mut DenialWindow) -> Option<Counted> {
+    (w.suppressed > 0).then(|| {
+        let n = std::mem::take(&mut w.suppressed);
+        (uid, n, w.since, w.peer.take(), std::mem::take(&mut w.ops))
+    })
+}
+
 fn audit_unavailable() -> ErrorBody {
     err(
         ErrorCode::AuditUnavailable,
@@ -682,6 +927,8 @@ mod tests {
     struct StandIn {
         creds: BTreeMap<String, Cred>,
         policy: Policy,
+        /// `policy()` answers `None` (no policy applied).
+        no_policy: bool,
     }
 
     impl VaultView for StandIn {
@@ -704,7 +951,7 @@ mod tests {
             })
         }
         fn policy(&self) -> Option<&Policy> {
-            Some(&self.policy)
+            (!self.no_policy).then_some(&self.policy)
         }
         fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody> {
             Ok(Box::new(stand_in(&policy_src("warn"))))
@@ -745,15 +992,40 @@ mod tests {
                 },
             );
         }
-        StandIn { creds, policy }
+        StandIn {
+            creds,
+            policy,
+            no_policy: false,
+        }
     }
 
     fn handler(dir: &std::path::Path, enforce: &str) -> Handler {
         handler_over(dir, &policy_src(enforce))
     }
 
-    /// A handler over a stand-in vault for the policy `src`, auditing into `dir`.
+    /// A handler over a stand-in vault for the policy `src`, changed by `tweak`.
+    fn handler_tweaked(
+        dir: &std::path::Path,
+        src: &str,
+        tweak: impl FnOnce(&mut StandIn),
+    ) -> Handler {
+        let h = handler_over(dir, src);
+        let mut vault = stand_in(src);
+        tweak(&mut vault);
+        h.install(Box::new(vault));
+        h
+    }
+
+    /// A handler over a stand-in vault for the policy `src`, auditing into `dir`, that
+    /// records every refusal (the per-uid rate limit has its own tests).
     fn handler_over(dir: &std::path::Path, src: &str) -> Handler {
+        let mut h = limited_handler(dir, src);
+        h.limit_denials = false;
+        h
+    }
+
+    /// As [`handler_over`], with refusals rate-limited per uid as the daemon does.
+    fn limited_handler(dir: &std::path::Path, src: &str) -> Handler {
         let audit = AuditLog::open(&dir.join("audit.jsonl"), false).unwrap();
         let h = Handler::new(
             AccessConfig {
@@ -1135,6 +1407,228 @@ mod tests {
         );
     }
 
+    /// Issue 15.11: a listed credential whose secret values are missing is refused with
+    /// `not_found` naming it, audited as a denial; never `ok` with `secrets: {}`.
+    #[test]
+    fn a_listed_credential_with_no_secret_is_not_found_and_audited_as_deny() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler_tweaked(dir.path(), &policy_src("warn"), |v| {
+            v.creds.get_mut("shop-buyer").unwrap().secrets = Default::default();
+        });
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#,
+        );
+        assert_eq!(v["error"]["code"], "not_found", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("`shop-buyer`") && msg.contains("no secret"),
+            "{msg}"
+        );
+        assert!(v.get("credentials").is_none(), "{v}");
+        let r = audit_records(dir.path());
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0]["decision"], "deny", "{}", r[0]);
+        assert_eq!(r[0]["task"], "checkout-flow", "{}", r[0]);
+        assert_eq!(r[0]["credential"], "shop-buyer", "{}", r[0]);
+        assert!(r[0]["values"].as_object().unwrap().is_empty(), "{}", r[0]);
+    }
+
+    /// Issue 15.5: every name a client sends that the applied policy does not declare reaches
+    /// the audit log only as its HMAC: a refused ticket, a fetch while locked or without a
+    /// policy, and the credential of a fetch refused as "not a runner".
+    #[test]
+    fn client_names_outside_the_policy_are_audited_as_hmacs_in_every_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        // A refused ticket (not a scheduler) for a name the policy does not know.
+        let v = call(
+            &h,
+            &stranger(),
+            r#"{"v":1,"op":"ticket","task":"ghost-ticket-5a1","ttl":60}"#,
+        );
+        assert_eq!(v["error"]["code"], "denied", "{v}");
+        // Not a runner, with a credential name that is the client's.
+        let v = call(
+            &h,
+            &stranger(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"ghost-cred-5a1"}"#,
+        );
+        assert_eq!(v["error"]["code"], "denied", "{v}");
+        // Locked: even a name the vault's policy declares is not known to the daemon now.
+        call(&h, &root(), r#"{"v":1,"op":"lock"}"#);
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"ghost-locked-5a1","credential":"ghost-lc-5a1"}"#,
+        );
+        assert_eq!(v["error"]["code"], "locked", "{v}");
+        let v = call(
+            &h,
+            &sched(),
+            r#"{"v":1,"op":"ticket","task":"ghost-lt-5a1","ttl":60}"#,
+        );
+        assert_eq!(v["error"]["code"], "locked", "{v}");
+        // No policy applied.
+        let dir2 = tempfile::tempdir().unwrap();
+        let h2 = handler_tweaked(dir2.path(), &policy_src("warn"), |v| v.no_policy = true);
+        let v = call(
+            &h2,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"ghost-np-5a1"}"#,
+        );
+        assert_eq!(v["error"]["code"], "not_found", "{v}");
+
+        let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap()
+            + &std::fs::read_to_string(dir2.path().join("audit.jsonl")).unwrap();
+        assert!(!text.contains("5a1"), "a client's name verbatim: {text}");
+        let r = audit_records(dir.path());
+        assert_eq!(r[0]["op"], "ticket");
+        assert_eq!(r[0]["task"], h.unknown_name("ghost-ticket-5a1"), "{}", r[0]);
+        assert_eq!(r[1]["decision"], "deny", "{}", r[1]);
+        assert_eq!(r[1]["task"], "checkout-flow", "{}", r[1]);
+        assert_eq!(
+            r[1]["credential"],
+            h.unknown_name("ghost-cred-5a1"),
+            "{}",
+            r[1]
+        );
+        assert_eq!(r[3]["task"], h.unknown_name("ghost-locked-5a1"), "{}", r[3]);
+        assert_eq!(
+            r[3]["credential"],
+            h.unknown_name("ghost-lc-5a1"),
+            "{}",
+            r[3]
+        );
+        assert_eq!(r[4]["task"], h.unknown_name("ghost-lt-5a1"), "{}", r[4]);
+        let r2 = audit_records(dir2.path());
+        assert_eq!(r2[0]["task"], h2.unknown_name("ghost-np-5a1"), "{}", r2[0]);
+    }
+
+    /// Issue 15.12: a redemption refused because the ticket's task does not list the
+    /// credential asked for does not use the ticket up.
+    #[test]
+    fn a_redemption_for_the_wrong_credential_leaves_the_ticket_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let t = call(
+            &h,
+            &sched(),
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        let ticket = t["ticket"].as_str().unwrap();
+        let wrong =
+            format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}","credential":"shop-buyer"}}"#);
+        let v = call(&h, &stranger(), &wrong);
+        assert_eq!(v["error"]["code"], "denied", "{v}");
+        let right = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
+        let v = call(&h, &stranger(), &right);
+        assert_eq!(v["ok"], true, "the ticket was used up by the refusal: {v}");
+        let v = call(&h, &stranger(), &right);
+        assert_eq!(
+            v["error"]["code"], "denied",
+            "spent after the hand-out: {v}"
+        );
+    }
+
+    fn sched() -> PeerIdentity {
+        PeerIdentity::with_groups(3000, 3000, 3, vec![])
+    }
+
+    /// Issue 15.3: a hostile non-runner sending many 60 KB ticket requests grows the log by at
+    /// most the bound docs/audit.md states: per uid and second, one full refusal record and
+    /// one `denials` record, each under [`MAX_DENIAL_RECORD`] bytes. No refusal goes uncounted.
+    #[test]
+    fn a_hostile_uid_grows_the_log_by_at_most_the_documented_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = limited_handler(dir.path(), &policy_src("warn"));
+        let big = "x".repeat(60 * 1024);
+        let started = std::time::Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed() < std::time::Duration::from_millis(2500) {
+            let line = format!(r#"{{"v":1,"op":"ticket","task":"{big}{sent}","ttl":60}}"#);
+            let v = call(&h, &stranger(), &line);
+            assert_eq!(v["error"]["code"], "denied", "{v}");
+            sent += 1;
+        }
+        h.flush_denials(true);
+        let secs = started.elapsed().as_secs() + 1;
+        let len = std::fs::metadata(dir.path().join("audit.jsonl"))
+            .unwrap()
+            .len();
+        let bound = 2 * MAX_DENIAL_RECORD as u64 * (secs + 1);
+        eprintln!("{sent} refusals in {secs} s wrote {len} bytes (bound {bound})");
+        assert!(sent > 100, "the test sent too few requests: {sent}");
+        assert!(len <= bound, "{len} bytes for {sent} refusals > {bound}");
+        let r = audit_records(dir.path());
+        let mut counted = 0;
+        for rec in &r {
+            let line = serde_json::to_string(rec).unwrap();
+            assert!(line.len() < MAX_DENIAL_RECORD, "{line}");
+            assert!(
+                !line.contains("xxxxxxxx"),
+                "a client's name verbatim: {line}"
+            );
+            counted += match rec["op"].as_str().unwrap() {
+                "denials" => {
+                    assert_eq!(rec["peer"]["uid"], 65534, "{rec}");
+                    rec["count"].as_u64().unwrap()
+                }
+                "ticket" => 1,
+                op => panic!("unexpected record {op}: {rec}"),
+            };
+        }
+        assert_eq!(counted, sent, "every refusal is counted: {r:?}");
+        assert!(r.len() as u64 <= 2 * (secs + 1), "{} records", r.len());
+    }
+
+    /// Refusals of admins are never aggregated, and hand-outs are never held back by the
+    /// rate limit or the free-space reserve; below the reserve refusals are only counted.
+    #[test]
+    fn the_reserve_keeps_hand_outs_and_admins_are_not_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = limited_handler(dir.path(), &policy_src("warn"));
+        for _ in 0..5 {
+            let v = call(&h, &root(), r#"{"v":1,"op":"fetch","task":"ghost"}"#);
+            assert_eq!(v["error"]["code"], "not_found", "{v}");
+        }
+        assert_eq!(
+            audit_records(dir.path()).len(),
+            5,
+            "admins: one record each"
+        );
+        // No file system has this much free: everything is below the reserve now.
+        h.set_audit_reserve(u64::MAX);
+        for _ in 0..5 {
+            call(
+                &h,
+                &stranger(),
+                r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#,
+            );
+        }
+        assert_eq!(
+            audit_records(dir.path()).len(),
+            5,
+            "refusals are only counted"
+        );
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#,
+        );
+        assert_eq!(v["ok"], true, "{v}");
+        let r = audit_records(dir.path());
+        assert_eq!(r.len(), 6);
+        assert_eq!(r[5]["decision"], "allow", "{}", r[5]);
+        h.flush_denials(true);
+        assert_eq!(audit_records(dir.path()).len(), 6, "not below the reserve");
+        h.set_audit_reserve(0);
+        h.flush_denials(true);
+        let r = audit_records(dir.path());
+        assert_eq!(r[6]["op"], "denials", "{}", r[6]);
+        assert_eq!(r[6]["count"], 5, "{}", r[6]);
+    }
     #[test]
     fn lock_forgets_the_vault_and_fetch_is_locked_then() {
         let dir = tempfile::tempdir().unwrap();

@@ -20,7 +20,9 @@ pub struct PeerIdentity {
 }
 
 impl PeerIdentity {
-    /// Ask the kernel who is connected on `stream`.
+    /// Ask the kernel who is connected on `stream`. The executable is read now, when the
+    /// connection is accepted: a client that execs another binary after connecting is still
+    /// recorded under the one that connected (issue 15.12).
     pub fn of(stream: &UnixStream) -> io::Result<PeerIdentity> {
         let cred = crate::sys::peer_credentials(stream)?;
         Ok(PeerIdentity {
@@ -28,7 +30,7 @@ impl PeerIdentity {
             gid: cred.gid,
             pid: cred.pid,
             groups: OnceLock::new(),
-            exe: OnceLock::new(),
+            exe: OnceLock::from(crate::sys::process_exe(cred.pid)),
         })
     }
 
@@ -66,7 +68,20 @@ impl PeerIdentity {
             uid: self.uid,
             gid: self.gid,
             pid: Some(self.pid),
-            exe: self.exe().map(str::to_owned),
+            exe: self.exe().map(|e| bounded_exe(e).to_owned()),
         }
     }
+}
+
+/// Longest `exe` the audit log records, in bytes: the path of the peer's binary is the
+/// peer's choice, and a denial record must stay small (docs/audit.md, "Growth").
+pub const MAX_EXE: usize = 256;
+
+/// `exe` cut to at most [`MAX_EXE`] bytes, at a character boundary.
+fn bounded_exe(exe: &str) -> &str {
+    let mut end = exe.len().min(MAX_EXE);
+    while !exe.is_char_boundary(end) {
+        end -= 1;
+    }
+    &exe[..end]
 }

@@ -85,6 +85,12 @@ pub struct Limits {
     pub read_timeout: Duration,
     /// Time a connection may sit between requests.
     pub idle_timeout: Duration,
+    /// Simultaneous connections of one peer uid; one more gets `busy` (only that uid's new
+    /// connection). Root and the daemon's own uid are exempt from this, and have
+    /// [`ADMIN_RESERVE`] slots above `max_connections` that no other uid can take.
+    pub max_per_uid: usize,
+    /// The daemon's uid (always served).
+    pub daemon_uid: u32,
 }
 
 impl Default for Limits {
@@ -93,13 +99,72 @@ impl Default for Limits {
             max_connections: 256,
             read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            max_per_uid: 64,
+            daemon_uid: crate::sys::current_uid(),
         }
     }
 }
 
-/// Check that `dir` may hold our socket: owned by us or root, not writable by group/others.
+/// The directory holding `socket` (`.` for a bare file name).
+pub fn socket_dir(socket: &Path) -> PathBuf {
+    match socket.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `lstat` every component of `dir` (made absolute from the current directory), from `/` down
+/// to `dir` itself, and refuse a symbolic link anywhere: the owner of a link, not the owner of
+/// the directory it names, would decide where the socket is. Returns each path with its
+/// metadata, the root first.
+pub fn lstat_components(dir: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>, String> {
+    use std::path::Component;
+    let abs = if dir.is_absolute() {
+        dir.to_owned()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("cannot read the current directory ({e})"))?
+            .join(dir)
+    };
+    let mut out: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+    let mut at = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => at.push(c.as_os_str()),
+            Component::CurDir => continue,
+            Component::ParentDir => {
+                return Err(format!(
+                    "{} contains `..`; give the socket's directory without it",
+                    dir.display()
+                ))
+            }
+            Component::Normal(n) => at.push(n),
+        }
+        let meta = std::fs::symlink_metadata(&at)
+            .map_err(|e| format!("cannot inspect {} ({e})", at.display()))?;
+        if meta.file_type().is_symlink() {
+            return Err(format!(
+                "{} is a symbolic link; give the real path of the socket's directory",
+                at.display()
+            ));
+        }
+        out.push((at.clone(), meta));
+    }
+    Ok(out)
+}
+
+/// Check that `dir` may hold our socket: reached without a symbolic link, owned by us or
+/// root, not writable by group/others.
 fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
-    let meta = std::fs::metadata(dir).map_err(io_err("cannot inspect socket directory", dir))?;
+    let refuse = |why: String| ServeError::UnsafeDir {
+        dir: dir.to_owned(),
+        why,
+    };
+    let chain = lstat_components(dir).map_err(refuse)?;
+    let meta = match chain.last() {
+        Some((_, m)) => m.clone(),
+        None => std::fs::metadata(dir).map_err(io_err("cannot inspect socket directory", dir))?,
+    };
     let me = crate::sys::current_uid();
     let refuse = |why: String| ServeError::UnsafeDir {
         dir: dir.to_owned(),
@@ -123,6 +188,12 @@ fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
 /// Bind the socket at `path`: create its directory (0700) if missing, refuse a
 /// directory others could write to, remove a stale socket only when nothing answers on it, set mode 0660.
 pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
+    bind_socket_for_group(path, None)
+}
+
+/// As [`bind_socket`]; with `group`, the directory becomes 0750 and the socket 0660, both
+/// owned by this user and `group` (`serve --socket-group`), so members of `group` can connect.
+pub fn bind_socket_for_group(path: &Path, group: Option<u32>) -> Result<UnixListener, ServeError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -135,6 +206,14 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
             .map_err(io_err("cannot create socket directory", &dir))?;
     }
     check_socket_dir(&dir)?;
+    if let Some(gid) = group {
+        if std::fs::metadata(&dir).map(|m| m.uid()).ok() == Some(crate::sys::current_uid()) {
+            std::os::unix::fs::chown(&dir, None, Some(gid))
+                .map_err(io_err("cannot give the socket group to", &dir))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750))
+                .map_err(io_err("cannot set the mode of", &dir))?;
+        }
+    }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {
@@ -151,25 +230,38 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
     // Mode bits are defence in depth; every request is authorised on SO_PEERCRED.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(io_err("cannot set the mode of", path))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(io_err("cannot give the socket group to", path))?;
+    }
     Ok(listener)
 }
 
 /// The listening socket and what to clean up when it closes.
 pub struct Listener {
     inner: UnixListener,
-    /// The path we bound (removed on exit); `None` when systemd owns the socket.
-    owned_path: Option<PathBuf>,
-    /// Where to connect to wake a blocked `accept` on shutdown.
+    /// The path we bound and the (device, inode) of the socket file we created there: it is
+    /// removed on exit only if it is still that file. `None` when systemd owns the socket.
+    owned_path: Option<(PathBuf, (u64, u64))>,
+    /// The socket's path, for messages.
     wake_path: Option<PathBuf>,
 }
 
 impl Listener {
     /// Bind a new socket at `path`.
     pub fn bind(path: &Path) -> Result<Listener, ServeError> {
-        let inner = bind_socket(path)?;
+        Listener::bind_with_group(path, None)
+    }
+
+    /// Bind a new socket at `path`, reachable by `group` when given (see
+    /// [`bind_socket_for_group`]).
+    pub fn bind_with_group(path: &Path, group: Option<u32>) -> Result<Listener, ServeError> {
+        let inner = bind_socket_for_group(path, group)?;
+        let meta =
+            std::fs::symlink_metadata(path).map_err(io_err("cannot inspect socket", path))?;
         Ok(Listener {
             inner,
-            owned_path: Some(path.to_owned()),
+            owned_path: Some((path.to_owned(), (meta.dev(), meta.ino()))),
             wake_path: Some(path.to_owned()),
         })
     }
@@ -195,20 +287,23 @@ impl Listener {
 }
 
 /// Asks a running [`serve`] loop to stop: no new connections, in-flight requests finish.
+///
+/// The accept loop waits in `poll` on the listening socket and on one end of a socket pair;
+/// [`Shutdown::trigger`] writes a byte to the other end. No connection to the socket's path
+/// is made, so a stop works whether the socket file exists, was removed or replaced, or came
+/// from the service manager.
 #[derive(Clone)]
 pub struct Shutdown {
     flag: Arc<AtomicBool>,
-    wake_path: Option<PathBuf>,
+    wake: Arc<UnixStream>,
 }
 
 impl Shutdown {
-    /// Request shutdown and wake the accept loop.
+    /// Request shutdown and wake the accept loop (safe to call from a signal-handling thread).
     pub fn trigger(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        if let Some(p) = &self.wake_path {
-            // A connection wakes the blocked accept(); it sees the flag and stops.
-            let _ = UnixStream::connect(p);
-        }
+        // Non-blocking: a full pipe already holds a wake-up.
+        let _ = (&*self.wake).write(&[1]);
     }
 
     /// True once shutdown was requested.
@@ -217,12 +312,70 @@ impl Shutdown {
     }
 }
 
+/// Slots above `max_connections` kept for root and the daemon's uid, so an admin (`lock`,
+/// `status`) always gets in while other uids fill the cap.
+pub const ADMIN_RESERVE: usize = 16;
+
+/// Open connections per peer uid (admins' are not counted).
+type PerUid = Arc<std::sync::Mutex<std::collections::HashMap<u32, usize>>>;
+
 /// Counts open connections; the guard decrements on drop, whatever way the thread ends.
-struct ConnGuard(Arc<AtomicUsize>);
+struct ConnGuard {
+    open: Arc<AtomicUsize>,
+    /// The uid counted in `per_uid`, if any.
+    uid: Option<(u32, PerUid)>,
+}
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        if let Some((uid, per_uid)) = &self.uid {
+            let mut m = per_uid.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = m.get_mut(uid) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(uid);
+                }
+            }
+        }
     }
+}
+
+/// Take a slot for a connection of `uid`, or `None` (answer `busy`): an admin (root, the
+/// daemon's uid) always gets one; others within their uid's quota and the total cap.
+fn take_slot(
+    uid: Option<u32>,
+    limits: &Limits,
+    open: &Arc<AtomicUsize>,
+    per_uid: &PerUid,
+) -> Option<ConnGuard> {
+    let admin = matches!(uid, Some(u) if u == 0 || u == limits.daemon_uid);
+    if admin {
+        // Admins have ADMIN_RESERVE slots above the cap that no other uid can take.
+        if open.fetch_add(1, Ordering::SeqCst) >= limits.max_connections + ADMIN_RESERVE {
+            open.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        return Some(ConnGuard {
+            open: open.clone(),
+            uid: None,
+        });
+    }
+    // A peer whose credentials cannot be read counts against uid u32::MAX's quota.
+    let uid = uid.unwrap_or(u32::MAX);
+    let mut m = per_uid.lock().unwrap_or_else(|e| e.into_inner());
+    let mine = m.get(&uid).copied().unwrap_or(0);
+    if mine >= limits.max_per_uid {
+        return None;
+    }
+    if open.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
+        open.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
+    *m.entry(uid).or_default() += 1;
+    Some(ConnGuard {
+        open: open.clone(),
+        uid: Some((uid, per_uid.clone())),
+    })
 }
 
 /// The running accept loop's shared parts.
@@ -231,24 +384,30 @@ pub struct Server {
     limits: Limits,
     handler: Arc<Handler>,
     shutdown: Shutdown,
+    /// The read end of the wake-up pair.
+    woken: UnixStream,
     open: Arc<AtomicUsize>,
 }
 
 impl Server {
     /// A server on `listener` answering with `handler`.
-    pub fn new(listener: Listener, limits: Limits, handler: Arc<Handler>) -> Server {
+    pub fn new(listener: Listener, limits: Limits, handler: Arc<Handler>) -> io::Result<Server> {
+        let (wake, woken) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        woken.set_nonblocking(true)?;
         let shutdown = Shutdown {
             flag: Arc::new(AtomicBool::new(false)),
-            wake_path: listener.wake_path.clone(),
+            wake: Arc::new(wake),
         };
         let open = handler.open_connections();
-        Server {
+        Ok(Server {
             listener,
             limits,
             handler,
             shutdown,
+            woken,
             open,
-        }
+        })
     }
 
     /// A handle that stops [`Server::run`].
@@ -259,32 +418,51 @@ impl Server {
     /// Accept until shutdown, then wait (at most `read_timeout` + 1 s) for connections to
     /// finish their current request, and remove the socket we created.
     pub fn run(self) -> io::Result<()> {
+        use rustix::event::{poll, PollFd, PollFlags};
         let Server {
             listener,
             limits,
             handler,
             shutdown,
+            woken,
             open,
         } = self;
         let limits = Arc::new(limits);
-        for conn in listener.inner.incoming() {
+        let per_uid: PerUid = Arc::default();
+        listener.inner.set_nonblocking(true)?;
+        loop {
             if shutdown.requested() {
                 break;
             }
+            let mut fds = [
+                PollFd::new(&listener.inner, PollFlags::IN),
+                PollFd::new(&woken, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if !fds[1].revents().is_empty() {
+                let mut sink = [0u8; 64];
+                while matches!((&woken).read(&mut sink), Ok(n) if n > 0) {}
+                continue;
+            }
+            let conn = listener.inner.accept().map(|(s, _)| s);
             let stream = match conn {
                 Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 // EMFILE and friends: back off briefly rather than spin.
                 Err(_) => {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
             };
-            if open.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
-                open.fetch_sub(1, Ordering::SeqCst);
+            let uid = crate::sys::peer_credentials(&stream).ok().map(|c| c.uid);
+            let Some(guard) = take_slot(uid, &limits, &open, &per_uid) else {
                 refuse_busy(stream);
                 continue;
-            }
-            let guard = ConnGuard(open.clone());
+            };
             let (h, l, s) = (handler.clone(), limits.clone(), shutdown.clone());
             let spawned = std::thread::Builder::new()
                 .name("sv-conn".into())
@@ -299,8 +477,13 @@ impl Server {
             }
         }
         drop(listener.inner);
-        if let Some(p) = &listener.owned_path {
-            let _ = std::fs::remove_file(p);
+        if let Some((p, ident)) = &listener.owned_path {
+            // Only our own socket: not one a second daemon or an admin put there since.
+            let ours = std::fs::symlink_metadata(p)
+                .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == *ident);
+            if ours {
+                let _ = std::fs::remove_file(p);
+            }
         }
         let deadline = Instant::now() + limits.read_timeout + Duration::from_secs(1);
         while open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {

@@ -71,6 +71,34 @@ impl Tickets {
     }
 
     /// Redeem a ticket: its task the first time, refused afterwards or once expired.
+    /// As [`Tickets::redeem`], but the ticket is spent only when `spend(task)` says so: a
+    /// redemption that will be refused anyway (a credential its task does not list) must not
+    /// use the ticket up. Returns the task and whether the ticket was spent.
+    pub(crate) fn redeem_if(
+        &mut self,
+        ticket: &SecretString,
+        now: u64,
+        spend: impl FnOnce(&str) -> bool,
+    ) -> Result<(String, bool), Refused> {
+        let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
+            return Err(Refused::Unknown);
+        };
+        if e.spent {
+            return Err(Refused::Spent {
+                task: e.task.clone(),
+            });
+        }
+        if now >= e.expires_at {
+            return Err(Refused::Expired {
+                task: e.task.clone(),
+            });
+        }
+        let spent = spend(&e.task);
+        e.spent = spent;
+        Ok((e.task.clone(), spent))
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn redeem(&mut self, ticket: &SecretString, now: u64) -> Result<String, Refused> {
         let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
             return Err(Refused::Unknown);

@@ -28,8 +28,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options shared by every command.
+/// Options shared by every command (shown under their own heading in each command's help).
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The vault file [default: $XDG_DATA_HOME/scopevault/vault.scopevault].
     #[arg(long, global = true, env = "SCOPEVAULT_VAULT", value_name = "PATH")]
@@ -43,8 +44,9 @@ pub struct GlobalArgs {
 }
 
 /// Unlock sources, tried in this order: an enrolled keyring slot (when the keyring answers),
-/// an identity file, a passphrase file or fd, then a no-echo prompt on a terminal.
+/// an identity file, a passphrase file or fd, then a no-echo prompt on the controlling terminal.
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Global options: unlocking")]
 pub struct UnlockArgs {
     /// Read the passphrase from this file (one trailing newline is ignored).
     #[arg(
@@ -115,10 +117,99 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per command with --dir.
+    Man(ManArgs),
+    /// Check the set-up: vault, unlock sources, keyring, socket, daemon, audit log, clock,
+    /// memory locking. Prints ok/warn/fail lines with the fix; exits 1 on any failure.
+    Doctor(AuditPathArgs),
+    /// Sync secret values into the vault from an external store (admin side).
+    #[command(subcommand)]
+    Sync(SyncCommand),
+    /// Fleet: print this vault's age recipient (what a checkpoint's operator gives the admin).
+    Recipient,
+    /// Fleet: write a signed bundle per location from the master vault and a policy.
+    Publish(PublishArgs),
+    /// Fleet: inspect, verify or apply a location's bundle on a checkpoint.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
     /// Scrub a task's secret values out of artefacts made elsewhere (files or directories).
     Redact(RedactArgs),
+}
+
+/// `scopevault publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The policy.toml with [locations] and tasks' `locations`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// Where NAME.svbundle (and NAME.svbundle.sig) are written.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only these locations (repeatable) [default: every location].
+    #[arg(long = "location", value_name = "NAME")]
+    pub locations: Vec<String>,
+    /// Sign each bundle with this OpenSSH private key (passphrase-protected keys prompt).
+    #[arg(long, value_name = "SSH_KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// Read the signing key's passphrase from this file instead of prompting.
+    #[arg(long, value_name = "FILE", requires = "sign_key")]
+    pub sign_key_passphrase_file: Option<PathBuf>,
+    /// How long checkpoints accept the bundles: whole days, weeks or hours (`30d`, `2w`, `12h`).
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pub valid_for: String,
+}
+
+/// `scopevault bundle …`.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Print a bundle's manifest (no key needed; nothing is verified but its structure).
+    Inspect {
+        /// The bundle file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a bundle's signature and manifest (location when given, expiry) without a vault.
+    Verify(BundleCheckArgs),
+    /// Verify a bundle and replace this vault's policy and credentials with its content.
+    Apply(BundleApplyArgs),
+}
+
+/// What `bundle verify` and `bundle apply` check against.
+#[derive(Debug, Args)]
+pub struct BundleCheckArgs {
+    /// The bundle file.
+    pub file: PathBuf,
+    /// The signature [default: FILE.sig].
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+    /// OpenSSH allowed_signers file naming the keys that may sign bundles.
+    #[arg(long, value_name = "FILE")]
+    pub allowed_signers: PathBuf,
+    /// This checkpoint's location (needed on the first apply; then recorded in the vault).
+    #[arg(long, value_name = "NAME")]
+    pub location: Option<String>,
+}
+
+/// `scopevault bundle apply`.
+#[derive(Debug, Args)]
+pub struct BundleApplyArgs {
+    /// The bundle, signature, signers and location.
+    #[command(flatten)]
+    pub check: BundleCheckArgs,
+    /// The audit log the apply is recorded in [default: as for `serve`].
+    #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
+    pub audit: Option<PathBuf>,
+}
+
+/// `scopevault man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write scopevault.1 and one page per subcommand (scopevault-lint.1, scopevault-cred-set.1,
+    /// …) into this directory instead of printing the top-level page.
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub dir: Option<PathBuf>,
 }
 
 /// `scopevault init`.
@@ -170,6 +261,31 @@ pub enum CredCommand {
         /// The credential's name.
         name: String,
     },
+    /// Import credentials from a password manager's CSV export (Bitwarden, 1Password,
+    /// KeePassXC), in one atomic save. Values are never printed.
+    Import(CredImportArgs),
+}
+
+/// `scopevault cred import`.
+#[derive(Debug, Args)]
+pub struct CredImportArgs {
+    /// The exported file. Columns (header row, any order): name|title, username|login_username,
+    /// password|login_password, url|login_uri, totp|login_totp; others are ignored.
+    #[arg(value_hint = clap::ValueHint::FilePath)]
+    pub file: PathBuf,
+    /// The file's format.
+    #[arg(long, value_enum, default_value_t = ImportFormat::Csv)]
+    pub format: ImportFormat,
+    /// Replace the values of credentials that already exist (default: keep them, skip the row).
+    #[arg(long)]
+    pub update: bool,
+}
+
+/// Formats `cred import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// Comma-separated values with a header row.
+    Csv,
 }
 
 /// `scopevault cred add`.
@@ -178,7 +294,7 @@ pub struct CredAddArgs {
     /// The credential's name: letters, digits, `-`, `_`, `.`; at most 128 bytes.
     pub name: String,
     /// What kind of credential it is.
-    #[arg(long, value_parser = parse_kind)]
+    #[arg(long, value_parser = kind_parser())]
     pub kind: crate::policy::CredentialKind,
     /// A scope the credential grants in the target system (repeatable).
     #[arg(long = "scope", value_name = "SCOPE")]
@@ -219,9 +335,14 @@ pub struct SecretInputArgs {
     pub secret_files: Vec<String>,
 }
 
-fn parse_kind(s: &str) -> Result<crate::policy::CredentialKind, String> {
-    s.parse()
-        .map_err(|e: crate::policy::UnknownKind| e.to_string())
+/// `--kind`: the possible values are listed in `--help` and offered by completions.
+fn kind_parser() -> impl clap::builder::TypedValueParser<Value = crate::policy::CredentialKind> {
+    use clap::builder::TypedValueParser;
+    let names = crate::policy::CredentialKind::ALL.map(|k| k.as_str());
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| {
+        s.parse::<crate::policy::CredentialKind>()
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// `scopevault key …`.
@@ -239,6 +360,16 @@ pub enum KeyCommand {
     Remove {
         /// The slot's id, as shown by `key list`.
         slot: String,
+    },
+    /// Upgrade a format-version-1 vault to version 2. Unlock it with its passphrase or keyring;
+    /// --identity-file FILE keeps that identity file's slot (re-made in the version-2 form).
+    Migrate {
+        /// Unlock through a version-1 identity-file slot, which cannot authenticate the file,
+        /// when the vault has no passphrase or keyring slot. Accepted only if this machine's
+        /// rollback record has seen exactly the file's generation. Check the credentials
+        /// afterwards.
+        #[arg(long)]
+        trust_v1_identity_slot: bool,
     },
 }
 
@@ -358,9 +489,29 @@ pub struct ServeArgs {
     /// Seconds an idle connection stays open.
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
+    /// Let this group reach the socket: its directory becomes 0750 root:GROUP and the socket
+    /// 0660 root:GROUP (runner users in GROUP can then connect).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
     /// Do not fdatasync audit records (benchmarks only: the record may be lost in a crash).
     #[arg(long, hide = true)]
     pub no_audit_sync: bool,
+    /// Free space (MiB) kept on the audit log's file system for hand-outs: below it,
+    /// refusals of non-admins are counted, not written (docs/audit.md, "Growth").
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub audit_reserve_mib: u64,
+    /// The audit log holds records but its HMAC key was lost: make a new key and record that
+    /// in the log (without it, such a log stops the start).
+    #[arg(long)]
+    pub new_audit_key: bool,
+    /// The audit log is shorter than its anchor (records cut from its end): start anyway,
+    /// recording the gap in the chain (without it, such a log stops the start).
+    #[arg(long)]
+    pub accept_audit_gap: bool,
+    /// Maximum simultaneous connections of one peer uid (root and the daemon's user are
+    /// exempt and always get a slot); the uid's extra ones get `busy`.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_uid: usize,
 }
 
 /// `scopevault status`.
@@ -375,7 +526,7 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// The task to fetch for.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub task: String,
     /// Which of the task's credentials (needed when it has several).
     #[arg(long)]
@@ -392,7 +543,7 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct TotpArgs {
     /// The task to fetch for.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub task: String,
     /// Which of the task's credentials.
     #[arg(long)]
@@ -403,7 +554,7 @@ pub struct TotpArgs {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The task to fetch for.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub task: String,
     /// Which of the task's credentials (default: all of them).
     #[arg(long)]
@@ -469,4 +620,55 @@ pub struct RedactArgs {
     /// Files and directories to scrub (directories are walked; links are not followed).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+}
+
+/// `scopevault sync …`.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Read each credential of the applied policy from OpenBao / HashiCorp Vault KV v2
+    /// (`MOUNT/data/PREFIX<credential>`) and store changed values in one atomic save.
+    ///
+    /// The token comes from BAO_TOKEN or VAULT_TOKEN, else --token-file, else an AppRole
+    /// login (--approle-role-id and --approle-secret-id-file); never from an argument.
+    Openbao(SyncOpenbaoArgs),
+}
+
+/// `scopevault sync openbao`.
+#[derive(Debug, Args)]
+pub struct SyncOpenbaoArgs {
+    /// The server, e.g. https://bao.example.com:8200 (http:// only to a loopback address).
+    #[arg(long, env = "BAO_ADDR", value_name = "URL")]
+    pub addr: String,
+    /// The KV version 2 mount, e.g. `secret`.
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: String,
+    /// The path under the mount where credentials live, e.g. `monitoring/`; each credential
+    /// is read from `PREFIX<credential name>`.
+    #[arg(long, value_name = "PATH/", default_value = "")]
+    pub prefix: String,
+    /// The namespace (sent as X-Vault-Namespace).
+    #[arg(long, env = "BAO_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Show what would change; save nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove credentials of the policy that are missing upstream (otherwise only reported).
+    #[arg(long)]
+    pub prune: bool,
+    /// Trust only the CA certificate(s) in this PEM file (a private CA) instead of the
+    /// public roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Read the token from this file (used when BAO_TOKEN and VAULT_TOKEN are unset).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// AppRole login: the role id (an identifier, not a secret).
+    #[arg(long, value_name = "ID", requires = "approle_secret_id_file")]
+    pub approle_role_id: Option<String>,
+    /// AppRole login: read the secret id from this file.
+    #[arg(long, value_name = "FILE", requires = "approle_role_id")]
+    pub approle_secret_id_file: Option<PathBuf>,
+    /// Time limit in seconds for each request to OpenBao.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
 }

@@ -40,6 +40,29 @@ fn verify(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
         None => {
+            // The chain cannot see records cut from its end: the anchor can.
+            if let Some(a) = audit::read_anchor(path)? {
+                let anchor = audit::anchor_path(path);
+                if a.seq > report.last_seq {
+                    println!(
+                        "{shown}: cut tail: the log ends at seq {} but its anchor {} records seq {}: records {}..={} are missing",
+                        report.last_seq,
+                        anchor.display(),
+                        a.seq,
+                        report.last_seq + 1,
+                        a.seq
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                if a.seq == report.last_seq && a.head != report.head {
+                    println!(
+                        "{shown}: the last record, seq {}, is not the one anchored in {} (rewritten)",
+                        a.seq,
+                        anchor.display()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
             println!(
                 "{shown}: ok, {} record(s), last seq {}, head {}",
                 report.lines, report.last_seq, report.head

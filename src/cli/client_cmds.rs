@@ -7,7 +7,6 @@ use anyhow::Context;
 use zeroize::Zeroizing;
 
 use super::args::{ExecArgs, GetArgs, GlobalArgs, StatusArgs, TotpArgs};
-use super::{Exit, EXIT_DAEMON};
 use crate::agent::protocol::{AdminStatus, Fetched, FetchedCredential};
 use crate::agent::server::default_socket_path;
 use crate::client::{Client, ClientError};
@@ -17,12 +16,9 @@ fn socket_path(g: &GlobalArgs) -> PathBuf {
     g.socket.clone().unwrap_or_else(default_socket_path)
 }
 
-/// Any daemon failure exits 5 (documented in the exit-code table).
+/// A daemon failure; `super::exit_code_of` maps every [`ClientError`] to 5.
 fn daemon_err(e: ClientError) -> anyhow::Error {
-    anyhow::Error::new(Exit {
-        code: EXIT_DAEMON,
-        message: e.to_string(),
-    })
+    anyhow::Error::new(e)
 }
 
 fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
@@ -30,11 +26,35 @@ fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
 }
 
 pub(crate) fn status(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let h = connect(g)?.health().map_err(daemon_err)?;
+    let health = connect(g).and_then(|mut c| c.health().map_err(daemon_err));
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&h)?);
-        return Ok(ExitCode::SUCCESS);
+        // Under --json, stdout is JSON whatever happens: errors too, with the table's code.
+        let (value, code) = match health {
+            Ok(h) => (serde_json::to_value(&h)?, 0),
+            Err(e) => {
+                let code = super::exit_code_of(&e);
+                let daemon_code = e
+                    .downcast_ref::<ClientError>()
+                    .and_then(ClientError::code)
+                    .map(|c| c.as_str());
+                (
+                    serde_json::json!({
+                        "error": {
+                            "message": super::message_of(&e),
+                            "code": daemon_code,
+                            "exit_code": code,
+                        }
+                    }),
+                    code,
+                )
+            }
+        };
+        let mut text = serde_json::to_string_pretty(&value)?;
+        text.push('\n');
+        super::write_stdout(text.as_bytes())?;
+        return Ok(ExitCode::from(code));
     }
+    let h = health?;
     println!(
         "daemon:      scopevault {} on {}",
         h.version,
@@ -94,7 +114,25 @@ pub(crate) fn lock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let passphrase = read_passphrase(g)?;
-    let s = connect(g)?.unlock(passphrase).map_err(daemon_err)?;
+    let mut client = connect(g)?;
+    let s = match client.unlock(passphrase) {
+        Ok(s) => s,
+        Err(e) if e.code() == Some(crate::agent::protocol::ErrorCode::Denied) => {
+            // `denied` is either "not an admin" (exit 5) or "this passphrase opens no slot"
+            // (exit 3, as for a local unlock): an admin was denied only for the passphrase.
+            let admin = connect(g)
+                .and_then(|mut c| c.health().map_err(daemon_err))
+                .is_ok_and(|h| h.peer.admin);
+            if admin {
+                return Err(crate::vault::VaultError::WrongKey(format!(
+                    "the daemon could not unlock the vault: {e}"
+                ))
+                .into());
+            }
+            return Err(daemon_err(e));
+        }
+        Err(e) => return Err(daemon_err(e)),
+    };
     print_admin("unlock", &s);
     Ok(ExitCode::SUCCESS)
 }
@@ -105,10 +143,13 @@ fn read_passphrase(g: &GlobalArgs) -> anyhow::Result<SecretString> {
     if let Some(p) = super::unlock::passphrase_from_args(g)? {
         return Ok(p);
     }
-    if std::io::stdin().is_terminal() {
+    if std::io::stdin().is_terminal() || super::unlock::have_tty() {
         return super::unlock::prompt("Vault passphrase (sent to the daemon): ");
     }
-    anyhow::bail!("give the passphrase with --passphrase-file FILE or --passphrase-fd N, or run on a terminal to be prompted")
+    Err(crate::vault::VaultError::NoUnlockSource(
+        "give the passphrase with --passphrase-file FILE or --passphrase-fd N, or run on a terminal to be prompted".into(),
+    )
+    .into())
 }
 
 pub(crate) fn reload(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -173,9 +214,13 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
                     known.push("totp");
                 }
                 anyhow::bail!(
-                    "credential `{}` has no field `{field}`; it has: {}",
+                    "credential `{}` has no field `{field}`; {}",
                     cred.name,
-                    known.join(", ")
+                    if known.is_empty() {
+                        format!("it has no fields or secrets yet: set them with `scopevault cred set {} --field KEY=VALUE --secret KEY`", cred.name)
+                    } else {
+                        format!("it has: {}", known.join(", "))
+                    }
                 );
             };
             writeln!(out, "{value}")?;

@@ -22,27 +22,43 @@ pub(crate) fn run(g: &GlobalArgs, cmd: &CredCommand) -> anyhow::Result<ExitCode>
         CredCommand::List { json } => list(g, *json),
         CredCommand::Show { name, json } => show(g, name, *json),
         CredCommand::Rm { name } => rm(g, name),
+        CredCommand::Import(a) => super::import::run(g, a),
     }
 }
 
-/// Parse `KEY=VALUE` plain fields, refusing secret-looking keys (those belong in --secret).
-fn parse_fields(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+/// Parse `KEY=VALUE` plain fields, refusing keys that are secret for `kind` (its schema) or
+/// look secret for any kind: those belong in --secret. `kind` is `None` when it is not known
+/// yet (`cred set` before the vault is open: checked again with the stored kind).
+fn parse_fields(
+    raw: &[String],
+    kind: Option<crate::policy::CredentialKind>,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for f in raw {
         let Some((k, v)) = f.split_once('=') else {
             bail!("--field expects KEY=VALUE (got a value without `=`)");
         };
         validate_field_key(k)?;
-        if SECRET_FIELD_NAMES.contains(&k) {
-            // The value is already in argv (visible in ps); say so, and never echo it back.
-            bail!("`{k}` is a secret field: it cannot be given with --field (arguments are visible to other users in ps). Use --secret {k} (prompt or stdin) or --secret-file {k}=PATH, and consider the value exposed");
-        }
+        refuse_secret_field(k, kind)?;
         if v.len() > 4096 {
             bail!("--field {k}: the value is longer than 4096 bytes");
         }
         out.insert(k.to_owned(), v.to_owned());
     }
     Ok(out)
+}
+
+/// Refuse a plain `--field` whose key is secret: in `kind`'s schema, in the known secret
+/// names, or named like a secret.
+fn refuse_secret_field(k: &str, kind: Option<crate::policy::CredentialKind>) -> anyhow::Result<()> {
+    let secret = SECRET_FIELD_NAMES.contains(&k)
+        || crate::policy::CredentialKind::name_looks_secret(k)
+        || kind.is_some_and(|kind| kind.is_secret_field(k));
+    if secret {
+        // The value is already in argv (visible in ps); say so, and never echo it back.
+        bail!("`{k}` is a secret field (by its name or the credential kind's schema): it cannot be given with --field (arguments are visible to other users in ps). Use --secret {k} (prompt or stdin) or --secret-file {k}=PATH, and consider the value exposed");
+    }
+    Ok(())
 }
 
 /// Read every secret named by --secret / --secret-file. Done before the vault is locked for
@@ -97,7 +113,7 @@ fn read_secrets(a: &SecretInputArgs) -> anyhow::Result<BTreeMap<String, SecretSt
 
 fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     validate_name(&a.name)?;
-    let fields = parse_fields(&a.fields)?;
+    let fields = parse_fields(&a.fields, Some(a.kind))?;
     for s in &a.scopes {
         crate::policy::Scope::parse(s).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
     }
@@ -134,14 +150,30 @@ fn check_origin(o: &str) -> anyhow::Result<()> {
 }
 
 fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
-    let fields = parse_fields(&a.fields)?;
+    let fields = parse_fields(&a.fields, None)?;
     if a.secrets.secrets.is_empty() && a.secrets.secret_files.is_empty() && fields.is_empty() {
         bail!("nothing to set: give --secret KEY, --secret-file KEY=PATH or --field KEY=VALUE");
     }
+    // Unlock first, then ask for the secret: a user answering prompts in order must never type
+    // the vault passphrase into the secret's prompt. With a piped secret, the passphrase is
+    // asked on the controlling terminal (as pass, gpg and ssh do).
+    let unlocked = open_vault(g)?;
+    if !unlocked.credentials().contains_key(&a.name) {
+        // Before any secret is typed: a value for a credential that does not exist is lost.
+        return Err(vault::VaultError::UnknownCredential(a.name.clone()).into());
+    }
     let secrets = read_secrets(&a.secrets)?;
+    // Prompts are over: take the writer lock and re-read the file (another writer may have
+    // saved meanwhile) with the key already in memory.
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
-    let mut vault = open_vault(g)?;
+    let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
+    drop(unlocked);
+    if let Some(c) = vault.credentials().get(&a.name) {
+        for k in fields.keys() {
+            refuse_secret_field(k, Some(c.kind))?;
+        }
+    }
     let now = vault::timestamp();
     let changed = vault.update_credential(&a.name, |c| {
         let mut changed = 0;
@@ -186,6 +218,13 @@ fn meta(vault: &Vault, name: &str, c: &Credential) -> serde_json::Value {
         "created": c.created.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "rotated": c.rotated.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         "tasks": tasks,
+        "source": c.source.as_ref().map(|src| json!({
+            "engine": src.engine,
+            "namespace": src.namespace,
+            "path": src.path,
+            "version": src.version,
+            "updated": src.updated.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        })),
     })
 }
 
@@ -202,18 +241,64 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
     }
     if vault.credentials().is_empty() {
         println!("no credentials (add one with `scopevault cred add`)");
+        return Ok(ExitCode::SUCCESS);
     }
-    for (n, c) in vault.credentials() {
-        let secrets: Vec<&str> = c.secrets.keys().map(String::as_str).collect();
-        println!(
-            "{n}  {}  scopes=[{}]  secrets=[{}]  rotated={}",
-            c.kind,
-            c.scopes.join(", "),
-            secrets.join(", "),
-            c.rotated.date()
-        );
-    }
+    let rows: Vec<[String; 5]> = vault
+        .credentials()
+        .iter()
+        .map(|(n, c)| {
+            let secrets: Vec<&str> = c.secrets.keys().map(String::as_str).collect();
+            [
+                n.clone(),
+                c.kind.to_string(),
+                c.scopes.join(","),
+                if secrets.is_empty() {
+                    "(none set)".to_owned()
+                } else {
+                    secrets.join(",")
+                },
+                // A credential declared by a policy but never given a secret was never rotated.
+                if secrets.is_empty() {
+                    "-".to_owned()
+                } else {
+                    c.rotated.date().to_string()
+                },
+            ]
+        })
+        .collect();
+    super::write_stdout(
+        table(&["NAME", "KIND", "SCOPES", "SECRETS", "ROTATED"], &rows).as_bytes(),
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Left-aligned columns, two spaces apart, widths in characters; the last column unpadded.
+pub(crate) fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut width = head.map(|h| h.chars().count());
+    for r in rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let head = head.map(str::to_owned);
+    for r in std::iter::once(&head).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(
+                    ' ',
+                    width[i] - cell.chars().count() + 2,
+                ));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
@@ -242,6 +327,20 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     if let Some(t) = m["tasks"].as_array().filter(|t| !t.is_empty()) {
         let t: Vec<&str> = t.iter().filter_map(|v| v.as_str()).collect();
         println!("tasks:    {}", t.join(", "));
+    }
+    if let Some(src) = &c.source {
+        let ns = src
+            .namespace
+            .as_ref()
+            .map(|n| format!(" (namespace {n})"))
+            .unwrap_or_default();
+        println!(
+            "source:   {} {}{ns}, version {}, updated {}",
+            src.engine,
+            src.path,
+            src.version,
+            m["source"]["updated"].as_str().unwrap_or_default()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,8 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -16,6 +16,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
     // Validate everything the user typed before touching the disk.
     refuse_existing(a.identity_out.as_deref())?;
+    if path.exists() {
+        return Err(crate::vault::VaultError::AlreadyExists(path.clone()).into());
+    }
     let slot = match &a.identity_out {
         Some(_) => NewSlot::IdentityFile,
         None => {
@@ -26,8 +29,54 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<ExitCode> {
             )?)
         }
     };
-    let lock = WriteLock::acquire(&path)?;
-    let (mut vault, identity_text) = Vault::create(&path, slot)?;
+    // What this command creates, removed again if it fails: never leave debris (a directory
+    // holding only a lock file) behind.
+    let mut debris = Debris::default();
+    let result = create(a, &path, slot, &mut debris);
+    if result.is_err() {
+        debris.clean();
+    }
+    result
+}
+
+fn create(
+    a: &InitArgs,
+    path: &Path,
+    slot: NewSlot,
+    debris: &mut Debris,
+) -> anyhow::Result<ExitCode> {
+    if let Some(out) = &a.identity_out {
+        // `/etc/credstore` does not exist on a stock system: make the identity file's
+        // directory, private, and say so.
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            debris.dirs_from(dir);
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| {
+                        format!(
+                            "cannot create {} (the identity file's directory)",
+                            dir.display()
+                        )
+                    })?;
+                eprintln!(
+                    "created the directory {} (mode 0700) for the identity file",
+                    dir.display()
+                );
+            }
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        debris.dirs_from(dir);
+    }
+    let lock_file = lock_file_of(path);
+    if !lock_file.exists() {
+        debris.files.push(lock_file);
+    }
+    let lock = WriteLock::acquire(path)?;
+    let (mut vault, identity_text) = Vault::create(path, slot)?;
     // Nothing is on disk yet: a keyring failure leaves no half-made vault.
     if a.keyring {
         let store = keyring_store(a.keyring_store);
@@ -36,19 +85,59 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<ExitCode> {
     }
     if let (Some(out), Some(text)) = (&a.identity_out, identity_text) {
         write_private_new(out, text.as_bytes())?;
+        debris.files.push(out.clone());
         eprintln!(
             "wrote the identity file {} (mode 0600): it unlocks the vault, keep it secret",
             out.display()
         );
     }
-    if let Err(e) = vault.save(&lock) {
-        if let Some(out) = &a.identity_out {
-            let _ = std::fs::remove_file(out);
-        }
-        return Err(e.into());
-    }
+    vault.save(&lock)?;
+    drop(lock);
     println!("created vault {} (id {})", path.display(), vault.id());
+    debris.files.clear();
+    debris.dirs.clear();
     Ok(ExitCode::SUCCESS)
+}
+
+fn lock_file_of(vault: &Path) -> PathBuf {
+    let mut p = vault.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Files and directories a failed `init` made, to remove: the files, then the directories
+/// that did not exist before (deepest first, and only while empty).
+#[derive(Default)]
+struct Debris {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Debris {
+    /// Remember `dir` and every missing ancestor of it, as they do not exist yet.
+    fn dirs_from(&mut self, dir: &Path) {
+        let mut missing = Vec::new();
+        let mut d = Some(dir);
+        while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+            missing.push(p.to_path_buf());
+            d = p.parent();
+        }
+        // Deepest first.
+        self.dirs.extend(missing);
+    }
+
+    fn clean(&mut self) {
+        for f in self.files.drain(..) {
+            let _ = std::fs::remove_file(f);
+        }
+        let mut dirs: Vec<_> = self.dirs.drain(..).collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        dirs.dedup();
+        for d in dirs {
+            // Only empty directories: remove_dir refuses anything else.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 pub(crate) fn keyring_store(a: KeyringStoreArg) -> KeyringStore {

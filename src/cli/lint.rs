@@ -53,7 +53,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
 
     // Stage 3: write the report, straight to a buffered writer as the findings are walked.
     let to_terminal = a.output.is_none() && std::io::stdout().is_terminal();
-    let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = to_terminal && super::color_allowed();
     let write = |w: &mut dyn Write| -> std::io::Result<()> {
         let mut w = std::io::BufWriter::with_capacity(256 * 1024, w);
         match a.format {

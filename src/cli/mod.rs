@@ -7,12 +7,17 @@ mod client_cmds;
 mod cred;
 mod demo;
 mod exec;
+mod doctor;
+mod fleet;
+mod import;
 mod init;
 mod key;
 mod lint;
+mod man;
 mod policy;
 mod redact;
 mod serve;
+mod sync;
 mod unlock;
 
 use std::process::ExitCode;
@@ -42,22 +47,96 @@ pub struct Exit {
 
 /// Parse the command line, run the command, print errors, return the exit code.
 pub fn main() -> ExitCode {
+    stdout_closed_is_success();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
             let code = exit_code_of(&err);
-            // `{:#}` prints the context chain on one line: "cannot open vault: …: …".
-            eprintln!("error: {err:#}");
+            if code == 0 {
+                // The reader of our output went away (`| head`): that is the end of output.
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {}", message_of(&err));
             ExitCode::from(code)
         }
     }
 }
 
-fn exit_code_of(err: &anyhow::Error) -> u8 {
+/// The context chain on one line ("cannot open vault: …: …"), each cause once: an error whose
+/// text already includes its source's (thiserror's `"{what}: {source}"`) is not followed by
+/// the source again.
+pub(crate) fn message_of(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// `println!` panics when stdout is a closed pipe (`scopevault cred list | head -1`): like
+/// ripgrep, treat that as the end of output and exit 0, quietly. Every other panic goes to the
+/// default hook.
+fn stdout_closed_is_success() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let epipe = std::io::Error::from_raw_os_error(32).to_string();
+        if payload.starts_with("failed printing to stdout") && payload.contains(&epipe) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Whether colour may be used on a terminal: not with `NO_COLOR` set (no-color.org), nor on
+/// `TERM=dumb` (or no `TERM` at all), which cannot show it.
+pub(crate) fn color_allowed() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dumb = std::env::var_os("TERM").is_none_or(|t| t.is_empty() || t == "dumb");
+    !no_color && !dumb
+}
+
+/// Write `bytes` to stdout; a closed pipe is the end of output (exit 0, see [`exit_code_of`]).
+pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The one mapping from an error to the exit code of the README's table:
+///
+/// | code | errors |
+/// |---|---|
+/// | 0 | stdout is a closed pipe (`… \| head`): the end of output, not a failure |
+/// | 2 | usage, parse and I/O errors: everything not below |
+/// | 3 | [`VaultError::is_unlock_failure`](crate::vault::VaultError::is_unlock_failure) (wrong passphrase, also when the daemon checked it; no unlock source; keyring) |
+/// | 4 | [`VaultError::is_refusal`](crate::vault::VaultError::is_refusal) (corrupt, forged, rolled back, version, hostile) |
+/// | 5 | any [`ClientError`](crate::client::ClientError): the daemon refused or is not running |
+///
+/// An [`Exit`] in the chain carries its own code (1 for findings and failed checks). The
+/// first typed cause found from the outside in decides.
+pub(crate) fn exit_code_of(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<Exit>() {
             return e.code;
+        }
+        if cause.downcast_ref::<crate::client::ClientError>().is_some() {
+            return EXIT_DAEMON;
         }
         if let Some(e) = cause.downcast_ref::<crate::vault::VaultError>() {
             if e.is_refusal() {
@@ -66,7 +145,17 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
             if e.is_unlock_failure() {
                 return EXIT_UNLOCK;
             }
+            return EXIT_USAGE;
         }
+    }
+    // Only an untyped I/O error (a write to stdout) gets here: daemon and vault I/O errors
+    // are typed above.
+    let broken_pipe = err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return 0;
     }
     EXIT_USAGE
 }
@@ -86,22 +175,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(a) => audit::run(g, &a),
         Command::Demo => demo::run(g),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "scopevault",
-                &mut std::io::stdout(),
-            );
+            // Generated into memory, then written: clap_complete panics on a write error.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "scopevault", &mut buf);
+            write_stdout(&buf)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Man(a) => man::run(&a),
+        Command::Doctor(a) => doctor::run(g, &a),
         Command::Init(a) => init::run(g, &a),
         Command::Cred(c) => cred::run(g, &c),
         Command::Key(c) => key::run(g, &c),
         Command::Policy(c) => policy::run(g, &c),
         Command::Redact(a) => redact::run(g, &a),
+        Command::Sync(c) => sync::run(g, &c),
+        Command::Recipient => fleet::recipient(g),
+        Command::Publish(a) => fleet::publish(g, &a),
+        Command::Bundle(c) => fleet::bundle(g, &c),
     }
 }

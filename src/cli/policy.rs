@@ -99,9 +99,11 @@ fn apply(
         .filter(|n| !declared.contains(n.as_str()))
         .cloned()
         .collect();
-    for n in &undeclared {
-        changes.push(format!("! credential {n} is stored but not declared in the policy (kept; no task can fetch it)"));
-    }
+    // Notes, not changes: they alone never make a save.
+    let notes: Vec<String> = undeclared
+        .iter()
+        .map(|n| format!("! credential {n} is stored but not declared in the policy (kept; no task can fetch it)"))
+        .collect();
     let old_tasks: BTreeSet<String> = old
         .as_ref()
         .map(|p| p.tasks().map(|(n, _)| n.to_owned()).collect())
@@ -113,13 +115,26 @@ fn apply(
                 task.credentials().join(", ")
             ));
         } else if let Some(ot) = old.as_ref().and_then(|p| p.task(name)) {
-            if ot.needs() != task.needs()
-                || ot.credentials() != task.credentials()
-                || ot.runner_users() != task.runner_users()
-                || ot.runner_groups() != task.runner_groups()
-                || ot.origin() != task.origin()
+            // The stored policy is canonical (sorted): compare as sets, and name what changed.
+            let set =
+                |v: Vec<&str>| -> BTreeSet<String> { v.into_iter().map(str::to_owned).collect() };
+            let mut what = Vec::new();
+            if set(ot.needs()) != set(task.needs()) {
+                what.push("needs");
+            }
+            if set(ot.credentials()) != set(task.credentials()) {
+                what.push("credentials");
+            }
+            if set(ot.runner_users()) != set(task.runner_users())
+                || set(ot.runner_groups()) != set(task.runner_groups())
             {
-                changes.push(format!("~ task {name}"));
+                what.push("runners");
+            }
+            if ot.origin() != task.origin() {
+                what.push("origin");
+            }
+            if !what.is_empty() {
+                changes.push(format!("~ task {name}: {}", what.join(", ")));
             }
         }
     }
@@ -134,8 +149,12 @@ fn apply(
     if changes.is_empty() && policy_changed {
         changes.push("~ policy settings, catalog or exceptions".into());
     }
+    for n in &notes {
+        println!("{n}");
+    }
     if changes.is_empty() {
-        println!("policy unchanged: nothing to apply");
+        // Nothing is written: the file stays byte for byte, the generation does not move.
+        println!("no changes: {display} is already applied (policy unchanged: nothing to apply)");
         return Ok(ExitCode::SUCCESS);
     }
     for c in &changes {

@@ -21,13 +21,19 @@ use crate::vault::{OpenOptions, Unlock, Vault};
 
 pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Stage 1: check what the user typed before touching anything.
-    if a.max_connections == 0 || a.read_timeout == 0 || a.idle_timeout == 0 {
-        bail!("--max-connections, --read-timeout and --idle-timeout must be at least 1");
+    if a.max_connections == 0
+        || a.max_connections_per_uid == 0
+        || a.read_timeout == 0
+        || a.idle_timeout == 0
+    {
+        bail!("--max-connections, --max-connections-per-uid, --read-timeout and --idle-timeout must be at least 1");
     }
     let limits = Limits {
         max_connections: a.max_connections,
         read_timeout: Duration::from_secs(a.read_timeout),
         idle_timeout: Duration::from_secs(a.idle_timeout),
+        max_per_uid: a.max_connections_per_uid,
+        daemon_uid: crate::sys::current_uid(),
     };
     let access = AccessConfig {
         daemon_uid: crate::sys::current_uid(),
@@ -38,6 +44,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
             .map(|u| resolve_user(u))
             .collect::<anyhow::Result<_>>()?,
     };
+    let socket_gid = a
+        .socket_group
+        .as_deref()
+        .map(|g| resolve_group_for("--socket-group", g))
+        .transpose()?;
 
     // Stage 2: build resources. Hardening first, so nothing secret exists before it.
     let report = crate::sys::harden_process();
@@ -45,12 +56,23 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("scopevault: warning: could not turn core dumps off (dumpable off: {}, core limit 0: {})", report.dumpable_off, report.core_limit_zero);
     }
     if let Err(why) = &report.mlockall {
-        eprintln!("scopevault: warning: mlockall not permitted ({why}); secrets may be swapped out. Raise LimitMEMLOCK or give CAP_IPC_LOCK to keep them in RAM.");
+        // `why` is the whole advice (what failed, the risk, the fix): say it once.
+        eprintln!("scopevault: warning: {why}");
     }
     let audit_path = a.audit.clone().unwrap_or_else(default_audit_path);
-    let audit = AuditLog::open(&audit_path, !a.no_audit_sync)?;
+    let audit = AuditLog::open_with(
+        &audit_path,
+        !a.no_audit_sync,
+        &crate::agent::audit::OpenFlags {
+            new_key: a.new_audit_key,
+            anchor: true,
+            accept_gap: a.accept_audit_gap,
+        },
+    )?;
     let socket_path = g.socket.clone().unwrap_or_else(default_socket_path);
     let mut handler = Handler::new(access, audit);
+    handler.set_audit_reserve(a.audit_reserve_mib.saturating_mul(1024 * 1024));
+    handler.set_allow_rollback(g.unlock.allow_rollback);
     let vault_path = super::unlock::vault_path(g);
     let opts = super::unlock::open_options(g);
     {
@@ -65,14 +87,32 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     // The socket comes last: once it answers, the daemon is fully up (unlocked if it can be).
     let listener = match activated_listener()? {
         Some(l) => Listener::inherited(l),
-        None => Listener::bind(&socket_path)?,
+        None => Listener::bind_with_group(&socket_path, socket_gid).map_err(|e| {
+            // The error's text already holds its cause: print it once (not as a chain), with
+            // the fix for the common case of no XDG_RUNTIME_DIR (after `su -`).
+            let denied = matches!(&e, crate::agent::server::ServeError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied);
+            let hint = if denied && g.socket.is_none() {
+                if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
+                    "; XDG_RUNTIME_DIR is not set (e.g. after `su -`), so the default is under /run: set XDG_RUNTIME_DIR=/run/user/$(id -u) or choose a socket you may create with --socket PATH"
+                } else {
+                    "; choose a socket you may create with --socket PATH"
+                }
+            } else if denied {
+                "; choose a socket path in a directory you may write to"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("{e}{hint}")
+        })?,
     };
     let shown_path = listener
         .path()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "the socket from systemd".into());
     let handler = Arc::new(handler);
-    let server = Server::new(listener, limits, handler.clone());
+    let server = Server::new(listener, limits, handler.clone())
+        .context("cannot create the accept loop's wake-up pair")?;
     let shutdown = server.shutdown_handle();
 
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
@@ -103,8 +143,29 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
             "scopevault: listening on {shown_path} (locked: an admin runs `scopevault unlock`)"
         ),
     }
+    // Counted refusals become `denials` records about once a second (docs/audit.md, "Growth").
+    let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (h, stop) = (handler.clone(), ticker_stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(250));
+                h.flush_denials(false);
+                if let Err(e) = h.anchor_audit() {
+                    eprintln!("scopevault: warning: cannot write the audit anchor: {e}");
+                }
+            }
+        })
+    };
     notify_systemd("READY=1\nSTATUS=listening");
-    server.run().context("the accept loop failed")?;
+    let ran = server.run().context("the accept loop failed");
+    ticker_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = ticker.join();
+    handler.flush_denials(true);
+    if let Err(e) = handler.anchor_audit() {
+        eprintln!("scopevault: warning: cannot write the audit anchor: {e}");
+    }
+    ran?;
     notify_systemd("STOPPING=1");
     signal_handle.close();
     let _ = signal_thread.join();
@@ -129,13 +190,21 @@ fn unlock_at_start(
     if let Some(id) = identity {
         let v = Vault::open(path, &Unlock::IdentityFile(id.clone()), opts)
             .with_context(|| format!("cannot unlock the vault with {}", id.display()))?;
-        handler.install(Box::new(LoadedVault::new(v, opts.clone())));
+        load(handler, v, opts, "identity file")?;
         return Ok(Some(format!("identity file {}", id.display())));
+    }
+    // `--passphrase-file` / `--passphrase-fd`: given explicitly, so a failure stops the start
+    // (issue 15.12: it used to be accepted and ignored).
+    if let Some(pass) = super::unlock::passphrase_from_args(g)? {
+        let v = Vault::open(path, &Unlock::Passphrase(pass), opts)
+            .context("cannot unlock the vault with the passphrase given")?;
+        load(handler, v, opts, "passphrase")?;
+        return Ok(Some("the passphrase given".into()));
     }
     if !g.unlock.no_keyring && path.exists() && crate::vault::has_keyring_slot(path)? {
         match Vault::open(path, &Unlock::Keyring, opts) {
             Ok(v) => {
-                handler.install(Box::new(LoadedVault::new(v, opts.clone())));
+                load(handler, v, opts, "keyring")?;
                 return Ok(Some("the keyring slot".into()));
             }
             Err(e) if e.is_refusal() => return Err(e.into()),
@@ -145,6 +214,14 @@ fn unlock_at_start(
         }
     }
     Ok(None)
+}
+
+/// Install a vault opened at start, its generation recorded in (and checked against) the
+/// audit chain.
+fn load(handler: &Handler, v: Vault, opts: &OpenOptions, how: &str) -> anyhow::Result<()> {
+    handler
+        .load(Box::new(LoadedVault::new(v, opts.clone())), how)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
 /// The socket systemd passed us (socket activation), if `LISTEN_PID` names this process.
@@ -182,10 +259,14 @@ fn notify_systemd(state: &str) {
 }
 
 fn resolve_group(name: &str) -> anyhow::Result<u32> {
+    resolve_group_for("--admin-group", name)
+}
+
+fn resolve_group_for(option: &str, name: &str) -> anyhow::Result<u32> {
     name.parse::<u32>()
         .ok()
         .or_else(|| crate::sys::group_gid(name))
-        .with_context(|| format!("--admin-group {name:?}: no such group in /etc/group"))
+        .with_context(|| format!("{option} {name:?}: no such group in /etc/group"))
 }
 
 fn resolve_user(name: &str) -> anyhow::Result<u32> {

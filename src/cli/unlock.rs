@@ -23,16 +23,23 @@ pub(crate) fn open_options(g: &GlobalArgs) -> OpenOptions {
     }
 }
 
-/// Warn once if the test-only KDF override is active: it must never be used for real vaults.
+/// Say so when the test suite's fast KDF setting is in force. Only a build with the test-only
+/// cargo feature `insecure-test-kdf` honours `SCOPEVAULT_TEST_ARGON2`; a normal build ignores
+/// it (and says that too, so nobody believes it took effect).
 pub(crate) fn warn_test_kdf() {
-    if std::env::var_os("SCOPEVAULT_TEST_ARGON2").is_some() {
-        eprintln!("warning: SCOPEVAULT_TEST_ARGON2 is set: new passphrase slots use weak test parameters. Never use it for a real vault.");
+    if std::env::var_os("SCOPEVAULT_TEST_ARGON2").is_none() {
+        return;
+    }
+    if cfg!(feature = "insecure-test-kdf") {
+        eprintln!("note: SCOPEVAULT_TEST_ARGON2 is the test suite's fast KDF setting (this is a test build, feature insecure-test-kdf): new passphrase slots use weak Argon2 parameters. Never use a test build for a real vault.");
+    } else {
+        eprintln!("note: SCOPEVAULT_TEST_ARGON2 (the test suite's fast KDF setting) is ignored: this build always uses Argon2id m=64 MiB, t=3, p=4.");
     }
 }
 
 /// Open the vault with the first unlock source that works: an enrolled keyring slot (unless
 /// `--no-keyring`), `--identity-file`, `--passphrase-file`/`--passphrase-fd`, then a no-echo
-/// prompt when stdin is a terminal.
+/// prompt on the controlling terminal (also when stdin is a pipe carrying a secret).
 pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
     let path = vault_path(g);
     let opts = open_options(g);
@@ -51,7 +58,7 @@ pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
     if let Some(p) = passphrase_from_args(g)? {
         return Ok(Vault::open(&path, &Unlock::Passphrase(p), &opts)?);
     }
-    if std::io::stdin().is_terminal() {
+    if std::io::stdin().is_terminal() || have_tty() {
         // Fail before prompting if the file is not even a vault.
         vault::read_slots(&path)?;
         let p = prompt(&format!("Passphrase for {}: ", path.display()))?;
@@ -76,7 +83,18 @@ pub(crate) fn passphrase_from_args(g: &GlobalArgs) -> anyhow::Result<Option<Secr
     Ok(None)
 }
 
-/// A no-echo prompt on the terminal.
+/// Whether this process has a controlling terminal to prompt on (`/dev/tty` opens), even
+/// with stdin redirected: `printf %s "$TOKEN" | scopevault cred set …` asks the passphrase
+/// there, as pass, gpg and ssh do.
+pub(crate) fn have_tty() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .is_ok()
+}
+
+/// A no-echo prompt on the controlling terminal (`/dev/tty`).
 pub(crate) fn prompt(label: &str) -> anyhow::Result<SecretString> {
     // Echo off before the prompt is shown, not after (see `EchoOff`): restored on drop, after
     // rpassword has restored the (echo-off) state it found.
@@ -99,7 +117,7 @@ pub(crate) fn new_passphrase(
         read_secret_file(f).context("cannot read the passphrase file")?
     } else if let Some(fd) = from_fd {
         read_secret_fd(fd)?
-    } else if std::io::stdin().is_terminal() {
+    } else if std::io::stdin().is_terminal() || have_tty() {
         let a = prompt("New passphrase: ")?;
         let b = prompt("Repeat it: ")?;
         if a != b {
@@ -107,7 +125,8 @@ pub(crate) fn new_passphrase(
         }
         a
     } else {
-        return Err(VaultError::NoUnlockSource(
+        // A usage problem (exit 2), not a vault that failed to unlock: there is none yet.
+        return Err(VaultError::Usage(
             "a new passphrase is needed: give --passphrase-file FILE or --passphrase-fd N, or run on a terminal".into(),
         )
         .into());

@@ -38,6 +38,30 @@ fn strs<T: AsRef<str>>(v: &[Sp<T>]) -> impl Iterator<Item = &str> {
 }
 
 pub(crate) fn write(p: &Policy) -> String {
+    write_filtered(p, None)
+}
+
+/// The canonical TOML, or with `only = Some(location)` the subset a fleet bundle for that
+/// location carries (see [`Policy::location_subset_toml`]).
+pub(crate) fn write_filtered(p: &Policy, only: Option<&str>) -> String {
+    // Fleet: which tasks and credentials are kept.
+    let task_kept = |t: &super::Task| only.is_none_or(|l| t.locations.iter().any(|x| x.value == l));
+    let kept_creds: Option<BTreeSet<&str>> = only.map(|_| {
+        p.tasks
+            .values()
+            .filter(|t| task_kept(t))
+            .flat_map(|t| t.credentials.iter().map(|c| c.value.as_str()))
+            .collect()
+    });
+    let cred_kept = |c: &str| kept_creds.as_ref().is_none_or(|k| k.contains(c));
+    let kept_tasks: Option<BTreeSet<&str>> = only.map(|_| {
+        p.tasks
+            .iter()
+            .filter(|(_, t)| task_kept(t))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    });
+    let task_name_kept = |t: &str| kept_tasks.as_ref().is_none_or(|k| k.contains(t));
     let mut o = String::new();
     // `write!` to a String cannot fail; the results are ignored on purpose.
     let _ = writeln!(o, "version = 1");
@@ -45,6 +69,14 @@ pub(crate) fn write(p: &Policy) -> String {
     let _ = writeln!(o, "enforce = {}", q(p.enforce.as_str()));
     if let Some(d) = &p.max_credential_age {
         let _ = writeln!(o, "max_credential_age = {}", q(&format_duration(d.value)));
+    }
+    // Fleet: written only when declared, so policies without locations keep their bytes.
+    for (name, l) in &p.locations {
+        if only.is_some_and(|x| x != name) {
+            continue;
+        }
+        let _ = writeln!(o, "\n[locations.{}]", key(name));
+        let _ = writeln!(o, "recipient = {}", q(&l.recipient.value));
     }
     for (name, e) in &p.catalog {
         let _ = writeln!(o, "\n[scopes.{}]", key(name));
@@ -59,6 +91,9 @@ pub(crate) fn write(p: &Policy) -> String {
         }
     }
     for (name, c) in &p.credentials {
+        if !cred_kept(name) {
+            continue;
+        }
         let _ = writeln!(o, "\n[credentials.{}]", key(name));
         let _ = writeln!(o, "kind = {}", q(c.kind.value.as_str()));
         let _ = writeln!(
@@ -75,6 +110,9 @@ pub(crate) fn write(p: &Policy) -> String {
         }
     }
     for (name, t) in &p.tasks {
+        if !task_kept(t) {
+            continue;
+        }
         let _ = writeln!(o, "\n[tasks.{}]", key(name));
         let _ = writeln!(
             o,
@@ -99,10 +137,24 @@ pub(crate) fn write(p: &Policy) -> String {
         if let Some(origin) = &t.origin {
             let _ = writeln!(o, "origin = {}", q(&origin.value));
         }
+        // A bundle's subset names only its own location.
+        match only {
+            Some(l) => {
+                let _ = writeln!(o, "locations = {}", list([l]));
+            }
+            None if !t.locations.is_empty() => {
+                let _ = writeln!(o, "locations = {}", list(strs(&t.locations)));
+            }
+            None => {}
+        }
     }
     let mut exceptions: Vec<String> = p
         .exceptions
         .iter()
+        .filter(|e| {
+            e.credential.as_ref().is_none_or(|c| cred_kept(&c.value))
+                && e.task.as_ref().is_none_or(|t| task_name_kept(&t.value))
+        })
         .map(|e| {
             let mut s = String::new();
             let _ = writeln!(s, "\n[[exceptions]]");

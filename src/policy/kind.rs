@@ -44,6 +44,80 @@ impl CredentialKind {
     }
 }
 
+impl CredentialKind {
+    /// The secret fields this kind's schema defines: their values are stored as secrets and
+    /// may only be given through `--secret`/`--secret-file` (never as a `--field` argument).
+    pub fn secret_fields(self) -> &'static [&'static str] {
+        match self {
+            CredentialKind::Login => &["password", "passphrase", "pin", "totp_seed", "otpauth"],
+            CredentialKind::Token => &[
+                "token",
+                "api_key",
+                "client_secret",
+                "access_token",
+                "refresh_token",
+            ],
+            CredentialKind::Totp => &["totp_seed", "otpauth"],
+            CredentialKind::Certificate => &["private_key", "passphrase"],
+            CredentialKind::Generic => &[],
+        }
+    }
+
+    /// Whether a field named `field` holds a secret for this kind: it is in the kind's schema
+    /// ([`CredentialKind::secret_fields`]), or its name looks like a secret's
+    /// ([`CredentialKind::name_looks_secret`]), whatever the kind.
+    pub fn is_secret_field(self, field: &str) -> bool {
+        self.secret_fields().contains(&field) || CredentialKind::name_looks_secret(field)
+    }
+
+    /// Whether a field name looks like it holds a secret (`passwd`, `api-key`, `db_password`,
+    /// `x.auth.token`, `pwd`, `pin`…), for any kind: such a field must be given through
+    /// `--secret`, never as a plain `--field` value (argv is visible to other users).
+    ///
+    /// The name is lowercased and split at `_`, `-` and `.`. It looks secret when the words
+    /// joined contain one of the long secret words (`password`, `passwd`, `passphrase`, `secret`,
+    /// `token`, `apikey`, `privatekey`, `credential`, `otpauth`, `totpseed`, `bearer`, `cookie`,
+    /// `session`, `signingkey`, `accesskey`), or one word is a short one (`pass`, `pwd`, `pw`,
+    /// `pin`, `key`, `otp`, `totp`, `seed`, `auth`, `sig`, `mfa`) — unless the last word says the
+    /// field is about the secret, not the secret itself (`name`, `url`, `uri`, `type`, `hint`,
+    /// `path`, `file`, `length`).
+    pub fn name_looks_secret(field: &str) -> bool {
+        const LONG: &[&str] = &[
+            "password",
+            "passwd",
+            "passphrase",
+            "secret",
+            "token",
+            "apikey",
+            "privatekey",
+            "credential",
+            "otpauth",
+            "totpseed",
+            "bearer",
+            "cookie",
+            "session",
+            "signingkey",
+            "accesskey",
+        ];
+        const SHORT: &[&str] = &[
+            "pass", "pwd", "pw", "pin", "key", "otp", "totp", "seed", "auth", "sig", "mfa",
+        ];
+        const ABOUT: &[&str] = &[
+            "name", "url", "uri", "type", "hint", "path", "file", "length",
+        ];
+        let lower = field.to_ascii_lowercase();
+        let words: Vec<&str> = lower
+            .split(['_', '-', '.'])
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.last().is_some_and(|w| ABOUT.contains(w)) {
+            return false;
+        }
+        let joined = words.concat();
+        LONG.iter().any(|l| joined.contains(l)) || words.iter().any(|w| SHORT.contains(w))
+    }
+}
+
 impl fmt::Display for CredentialKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -62,5 +136,71 @@ impl FromStr for CredentialKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_field_names_are_recognised_and_plain_ones_are_not() {
+        for f in [
+            "password",
+            "passwd",
+            "api-key",
+            "api_key",
+            "apiKey",
+            "db_password",
+            "x.auth.token",
+            "pwd",
+            "pin",
+            "client-secret",
+            "ssh.key",
+            "otp",
+            "session_id",
+            "Bearer",
+            "privateKey",
+            "mfa",
+            "totp_seed",
+        ] {
+            assert!(CredentialKind::name_looks_secret(f), "{f} looks secret");
+        }
+        for f in [
+            "username",
+            "user",
+            "email",
+            "url",
+            "domain",
+            "account",
+            "login",
+            "note",
+            "password_hint",
+            "token_url",
+            "key_file",
+            "footprint",
+            "monkey_name",
+            "keyboard",
+        ] {
+            assert!(
+                !CredentialKind::name_looks_secret(f),
+                "{f} does not look secret"
+            );
+        }
+    }
+
+    #[test]
+    fn the_kind_schema_makes_its_fields_secret_whatever_their_name() {
+        // `pin` and `token` are both in a schema and secret-looking; the schema alone decides
+        // for a name the words would miss.
+        assert!(CredentialKind::Login.is_secret_field("password"));
+        assert!(CredentialKind::Token.is_secret_field("token"));
+        assert!(CredentialKind::Certificate.is_secret_field("private_key"));
+        assert!(!CredentialKind::Generic.is_secret_field("username"));
+        for k in CredentialKind::ALL {
+            for f in k.secret_fields() {
+                assert!(k.is_secret_field(f), "{k}: {f}");
+            }
+        }
     }
 }

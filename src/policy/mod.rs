@@ -185,6 +185,8 @@ pub struct Task {
     pub(crate) credentials: Box<[Sp<String>]>,
     pub(crate) runners: Option<Box<Runners>>,
     pub(crate) origin: Option<Box<Sp<String>>>,
+    /// Fleet: the locations (`[locations.NAME]`) where the task runs.
+    pub(crate) locations: Box<[Sp<String>]>,
 }
 
 impl Task {
@@ -213,6 +215,25 @@ impl Task {
     /// The origin the task works on (normalised), if declared.
     pub fn origin(&self) -> Option<&str> {
         self.origin.as_ref().map(|o| o.value.as_str())
+    }
+    /// Fleet: the locations where the task runs, as listed.
+    pub fn locations(&self) -> Vec<&str> {
+        self.locations.iter().map(|s| s.value.as_str()).collect()
+    }
+}
+
+/// Fleet: a checkpoint location (`[locations.NAME]`) and the age recipient of its vault.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub(crate) span: Range<usize>,
+    /// As written; the lint's `invalid-recipient` checks it.
+    pub(crate) recipient: Sp<String>,
+}
+
+impl Location {
+    /// The age recipient (`age1…`) its bundles are encrypted to, as written.
+    pub fn recipient(&self) -> &str {
+        &self.recipient.value
     }
 }
 
@@ -277,6 +298,8 @@ pub struct Policy {
     pub(crate) credentials: BTreeMap<String, CredentialDecl>,
     pub(crate) tasks: BTreeMap<String, Task>,
     pub(crate) exceptions: Vec<Exception>,
+    /// Fleet: `[locations.NAME]`, sorted by name.
+    pub(crate) locations: BTreeMap<String, Location>,
     pub(crate) problems: Vec<Problem>,
     /// The catalog's `implies` as a graph, walked on demand (no closure per key).
     pub(crate) graph: implies::ImpliesGraph,
@@ -446,6 +469,24 @@ impl Policy {
     /// The exceptions, in file order.
     pub fn exceptions(&self) -> &[Exception] {
         &self.exceptions
+    }
+
+    /// Fleet: every declared location, sorted by name.
+    pub fn locations(&self) -> impl Iterator<Item = (&str, &Location)> {
+        self.locations.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Fleet: a location by name.
+    pub fn location(&self, name: &str) -> Option<&Location> {
+        self.locations.get(name)
+    }
+
+    /// Fleet: the canonical TOML of what `location` needs: its tasks (those listing it), the
+    /// declared credentials they list, the settings and scope catalog, the exceptions about
+    /// those tasks and credentials (or about neither), and `[locations.LOCATION]` alone. The
+    /// same writer as [`Policy::to_canonical_toml`], so it is a fixed point too.
+    pub fn location_subset_toml(&self, location: &str) -> String {
+        canonical::write_filtered(self, Some(location))
     }
 
     /// The runtime scope check. `excess` are the effective scopes of `credential` not needed by

@@ -10,8 +10,8 @@ use super::error::did_you_mean;
 use super::implies::{ImpliesGraph, TooManyEdges, MAX_EDGES, MAX_EXPANSION};
 use super::lint::RuleId;
 use super::{
-    CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Policy, PolicyError, Problem,
-    Risk, Runners, Scope, Sp, Task,
+    CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Location, Policy,
+    PolicyError, Problem, Risk, Runners, Scope, Sp, Task,
 };
 use rustc_hash::FxHashMap;
 
@@ -29,6 +29,15 @@ struct RawPolicy {
     tasks: RawMap<RawTask>,
     #[serde(default)]
     exceptions: Vec<Spanned<RawException>>,
+    #[serde(default)]
+    locations: RawMap<RawLocation>,
+}
+
+/// Fleet: `[locations.NAME]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocation {
+    recipient: Spanned<String>,
 }
 
 /// A TOML table of named entries, sorted by name: what a `BTreeMap` would give, but one
@@ -114,6 +123,8 @@ struct RawTask {
     runners: Option<Spanned<RawRunners>>,
     #[serde(default)]
     origin: Option<Spanned<String>>,
+    #[serde(default)]
+    locations: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -560,6 +571,17 @@ fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Polic
             Some(o) => Some(Box::new(ctx.origin(o)?)),
             None => None,
         };
+        let locations = t
+            .locations
+            .iter()
+            .map(|l| {
+                let span = l.span();
+                Ok(Sp {
+                    value: ctx.name(l, "location")?,
+                    span,
+                })
+            })
+            .collect::<Result<_, PolicyError>>()?;
         tasks.push((
             name,
             Task {
@@ -568,8 +590,25 @@ fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Polic
                 credentials: creds,
                 runners,
                 origin,
+                locations,
             },
         ));
+    }
+
+    let mut locations = BTreeMap::new();
+    for (key, l) in &raw.locations.0 {
+        let name = ctx.name(key, "location")?;
+        let r = &l.get_ref().recipient;
+        locations.insert(
+            name,
+            Location {
+                span: key.span(),
+                recipient: Sp {
+                    value: r.get_ref().clone(),
+                    span: r.span(),
+                },
+            },
+        );
     }
 
     let mut exceptions = Vec::new();
@@ -620,6 +659,7 @@ fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Polic
         credentials: credentials.into_iter().collect(),
         tasks: tasks.into_iter().collect(),
         exceptions,
+        locations,
         problems: ctx.problems,
         graph: Default::default(),
     };

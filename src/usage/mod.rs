@@ -235,10 +235,8 @@ pub fn read_evidence(
                 continue;
             }
             match &*rec.op {
-                "reload" => {
-                    if last_reload.as_ref().is_none_or(|(t, _, _)| time >= *t) {
-                        last_reload = Some((time, file.clone(), no));
-                    }
+                "reload" if last_reload.as_ref().is_none_or(|(t, _, _)| time >= *t) => {
+                    last_reload = Some((time, file.clone(), no));
                 }
                 "fetch" => {
                     let (Some(t), Some(c)) = (rec.task.as_deref(), rec.credential.as_deref())

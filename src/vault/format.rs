@@ -12,13 +12,16 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::slots::Slot;
+use super::slots::{Slot, V1IdentitySlot};
 use super::VaultError;
 
 /// The 8 bytes every vault file starts with.
 pub(crate) const MAGIC: &[u8; 8] = b"SCOPEVLT";
-/// The only format version this build reads and writes.
-pub(crate) const VERSION: u16 = 1;
+/// The format version this build writes, and the only one it opens for use.
+pub(crate) const VERSION: u16 = 2;
+/// The previous version: parsed only so that `scopevault key migrate` can upgrade it (its
+/// identity-file slots do not authenticate the writer).
+pub(crate) const VERSION_1: u16 = 1;
 /// Largest header accepted: slots are small; a bigger header is hostile or corrupt.
 pub(crate) const MAX_HEADER_LEN: usize = 1 << 20;
 /// Largest payload accepted (256 MiB): ten thousand credentials take a few MiB.
@@ -26,7 +29,8 @@ pub(crate) const MAX_PAYLOAD_LEN: u64 = 256 << 20;
 /// Largest file accepted, checked before reading it.
 pub(crate) const MAX_FILE_LEN: u64 = 8 + 2 + 4 + MAX_HEADER_LEN as u64 + 8 + MAX_PAYLOAD_LEN + 32;
 const MAC_LEN: usize = 32;
-const MAC_INFO: &[u8] = b"scopevault/v1/file-mac";
+const MAC_INFO: &[u8] = b"scopevault/v2/file-mac";
+const MAC_INFO_V1: &[u8] = b"scopevault/v1/file-mac";
 
 /// The authenticated, unencrypted header: everything needed to unlock, nothing secret.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,7 +52,13 @@ pub(crate) struct Header {
 /// A vault file split into its parts. The MAC is checked separately, once the identity is
 /// known ([`Parsed::verify_mac`]): before that nothing here is trusted.
 pub(crate) struct Parsed<'a> {
+    /// [`VERSION`] or [`VERSION_1`].
+    pub version: u16,
+    /// The header. For a version-1 file, `slots` holds its passphrase and keyring slots only
+    /// (the same in both versions); its identity slots are in `v1_identity_slots`.
     pub header: Header,
+    /// A version-1 file's identity slots (empty for version 2).
+    pub v1_identity_slots: Vec<V1IdentitySlot>,
     pub payload: &'a [u8],
     authenticated: &'a [u8],
     mac: &'a [u8],
@@ -66,7 +76,7 @@ impl<'a> Parsed<'a> {
             return Err(corrupt("the file ends inside the version field"));
         }
         let version = u16::from_be_bytes([rest[0], rest[1]]);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(VaultError::UnsupportedVersion(version));
         }
         let rest = &rest[2..];
@@ -100,14 +110,21 @@ impl<'a> Parsed<'a> {
                 "the file has bytes after its MAC"
             }));
         }
-        let header: Header = serde_json::from_slice(header_bytes)
-            .map_err(|e| corrupt(&format!("the header is not valid: {e}")))?;
-        super::slots::check_slot_list(&header.slots)?;
+        let (header, v1_identity_slots) = if version == VERSION {
+            let header: Header = serde_json::from_slice(header_bytes)
+                .map_err(|e| corrupt(&format!("the header is not valid: {e}")))?;
+            super::slots::check_slot_list(&header.slots)?;
+            (header, Vec::new())
+        } else {
+            parse_v1_header(header_bytes)?
+        };
         let payload = &rest[..plen];
         let payload_start = bytes.len() - MAC_LEN - plen;
         let auth_len = payload_start + age_prefix_len(payload)?;
         Ok(Parsed {
+            version,
             header,
+            v1_identity_slots,
             payload,
             authenticated: &bytes[..auth_len],
             mac: &bytes[bytes.len() - MAC_LEN..],
@@ -118,7 +135,12 @@ impl<'a> Parsed<'a> {
     /// without the identity (even a valid age file for our recipient) fails here; a change to
     /// the payload after its age header fails age's own authentication when it is decrypted.
     pub fn verify_mac(&self, identity: &str) -> Result<(), VaultError> {
-        let mut mac = mac_for(identity, &self.header.vault_id);
+        let info = if self.version == VERSION_1 {
+            MAC_INFO_V1
+        } else {
+            MAC_INFO
+        };
+        let mut mac = mac_for(identity, &self.header.vault_id, info);
         mac.update(self.authenticated);
         mac.verify_slice(self.mac).map_err(|_| VaultError::Forged)
     }
@@ -157,10 +179,62 @@ fn age_prefix_len(payload: &[u8]) -> Result<usize, VaultError> {
     Ok(with_nonce)
 }
 
-fn mac_for(identity: &str, vault_id: &str) -> Hmac<Sha256> {
+/// A version-1 header: the same members, but identity slots hold `recipient` and an age file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderV1 {
+    vault_id: String,
+    generation: u64,
+    recipient: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created: time::OffsetDateTime,
+    slots: Vec<SlotV1>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SlotV1 {
+    Identity(V1IdentitySlot),
+    Other(Slot),
+}
+
+fn parse_v1_header(bytes: &[u8]) -> Result<(Header, Vec<V1IdentitySlot>), VaultError> {
+    let corrupt = |what: String| VaultError::Corrupt(format!("the header is not valid: {what}"));
+    let h: HeaderV1 = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (mut slots, mut v1) = (Vec::new(), Vec::new());
+    for s in h.slots {
+        match s {
+            SlotV1::Identity(s) if s.kind == "identity" => v1.push(s),
+            SlotV1::Other(Slot::Identity { .. }) | SlotV1::Identity(_) => {
+                return Err(corrupt(
+                    "a version-1 file holds a slot of another version".into(),
+                ))
+            }
+            SlotV1::Other(s) => slots.push(s),
+        }
+    }
+    if slots.len() + v1.len() > super::slots::MAX_SLOTS {
+        return Err(VaultError::Corrupt(format!(
+            "the header lists {} key slots, above the limit of {}",
+            slots.len() + v1.len(),
+            super::slots::MAX_SLOTS
+        )));
+    }
+    super::slots::check_slot_list(&slots)?;
+    let header = Header {
+        vault_id: h.vault_id,
+        generation: h.generation,
+        recipient: h.recipient,
+        created: h.created,
+        slots,
+    };
+    Ok((header, v1))
+}
+
+fn mac_for(identity: &str, vault_id: &str, info: &[u8]) -> Hmac<Sha256> {
     let hk = Hkdf::<Sha256>::new(Some(vault_id.as_bytes()), identity.as_bytes());
     let mut key = Zeroizing::new([0u8; 32]);
-    hk.expand(MAC_INFO, key.as_mut())
+    hk.expand(info, key.as_mut())
         .expect("32 bytes is a valid HKDF-SHA256 length");
     <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("HMAC takes any key length")
 }
@@ -185,7 +259,7 @@ pub(crate) fn encode(
     out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
     out.extend_from_slice(payload);
     let auth_len = out.len() - payload.len() + age_prefix_len(payload)?;
-    let mut mac = mac_for(identity, &header.vault_id);
+    let mut mac = mac_for(identity, &header.vault_id, MAC_INFO);
     mac.update(&out[..auth_len]);
     out.extend_from_slice(&mac.finalize().into_bytes());
     Ok(out)

@@ -19,10 +19,14 @@ use secrecy::ExposeSecret;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+pub use crate::paths::state_dir;
 pub use keyring::KeyringStore;
-pub use model::{validate_field_key, validate_name, Credential, FieldMap, SECRET_FIELD_NAMES};
+pub use model::{
+    validate_field_key, validate_name, AppliedBundle, Credential, CredentialSource, FieldMap,
+    FleetState, SECRET_FIELD_NAMES,
+};
 pub use slots::{KdfParams, Slot};
-pub use store::{state_dir, WriteLock};
+pub use store::WriteLock;
 
 use format::{Header, Parsed};
 use model::{AppliedPolicy, VaultData};
@@ -47,8 +51,11 @@ pub enum VaultError {
     #[error("this file is not a scopevault vault (bad magic bytes)")]
     NotAVault,
     /// A format version this build does not know.
-    #[error("vault format version {0} is not supported by this scopevault (it reads version 1): upgrade scopevault")]
+    #[error("vault format version {0} is not supported by this scopevault (it reads version 2, and migrates version 1): upgrade scopevault")]
     UnsupportedVersion(u16),
+    /// A format-version-1 file, which must be migrated before use.
+    #[error("the vault is format version 1, which this scopevault no longer opens: a version-1 identity-file slot can be made by anyone who can write the file, so the file cannot be authenticated through it. Upgrade it with `scopevault key migrate` using its passphrase or keyring (see docs/operations.md, \"Migrating a version-1 vault\")")]
+    NeedsMigration,
     /// Structurally broken.
     #[error("the vault file is corrupt: {0}; restore it from a backup")]
     Corrupt(String),
@@ -152,6 +159,7 @@ impl VaultError {
             self,
             VaultError::NotAVault
                 | VaultError::UnsupportedVersion(_)
+                | VaultError::NeedsMigration
                 | VaultError::Corrupt(_)
                 | VaultError::Forged
                 | VaultError::Rollback { .. }
@@ -200,17 +208,9 @@ pub enum NewSlot {
     IdentityFile,
 }
 
-/// The default vault path: `$XDG_DATA_HOME/scopevault/vault.scopevault`
-/// (`~/.local/share/…`), or `/var/lib/scopevault/vault.scopevault` as root.
+/// The default vault path (see [`crate::paths::vault`]).
 pub fn default_vault_path() -> PathBuf {
-    if rustix::process::geteuid().is_root() {
-        return PathBuf::from("/var/lib/scopevault/vault.scopevault");
-    }
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| store::home().join(".local/share"));
-    base.join("scopevault/vault.scopevault")
+    crate::paths::vault()
 }
 
 /// The key slots of a vault file, read from its header without unlocking. The header is not
@@ -225,6 +225,23 @@ pub fn has_keyring_slot(path: &Path) -> Result<bool, VaultError> {
     Ok(read_slots(path)?
         .iter()
         .any(|s| matches!(s, Slot::Keyring { .. })))
+}
+
+/// The result of [`Vault::migrate_v1`]: the vault, ready to save as version 2.
+#[derive(Debug)]
+pub struct Migration {
+    /// The vault with version-2 slots.
+    pub vault: Vault,
+    /// How many v1 identity slots became v2 identity slots.
+    pub rewrapped: usize,
+    /// Recipients of the v1 identity slots that were dropped (no identity file given for them).
+    pub dropped: Vec<String>,
+}
+
+/// The format version of the file at `path` (read from its framing, not authenticated).
+pub fn file_version(path: &Path) -> Result<u16, VaultError> {
+    let bytes = store::read_file(path)?;
+    Ok(Parsed::parse(&bytes)?.version)
 }
 
 /// An opened, authenticated, decrypted vault.
@@ -274,7 +291,7 @@ impl Vault {
                 None,
             ),
             NewSlot::IdentityFile => {
-                let (s, text) = slots::identity_slot(&identity)?;
+                let (s, text) = slots::identity_slot(&vault_id, &identity)?;
                 (s, Some(text))
             }
         };
@@ -300,8 +317,118 @@ impl Vault {
     pub fn open(path: &Path, unlock: &Unlock, opts: &OpenOptions) -> Result<Vault, VaultError> {
         let bytes = store::read_file(path)?;
         let parsed = Parsed::parse(&bytes)?;
+        if parsed.version != format::VERSION {
+            return Err(VaultError::NeedsMigration);
+        }
         let identity = unwrap_identity(&parsed.header, unlock)?;
         Vault::finish_open(path, &parsed, identity, opts, None)
+    }
+
+    /// Open a format-version-1 vault for `scopevault key migrate` and turn it into a version-2
+    /// vault in memory (written by [`Vault::save`], under the caller's [`WriteLock`]).
+    ///
+    /// The unlock must be a passphrase or the keyring: a v1 identity slot is the vault identity
+    /// age-encrypted to a public recipient, which anyone can make, so opening through one
+    /// proves nothing. [`Unlock::IdentityFile`] is accepted only with
+    /// `trust_v1_identity_slot`, and only when this machine's rollback record has seen exactly
+    /// this vault's generation (it was authenticated here before); even then it proves the
+    /// generation number, not the content, which the caller must say.
+    ///
+    /// The passphrase and keyring slots are kept as they are (they are the same in both
+    /// versions). Each v1 identity slot whose recipient belongs to `rewrap` (an identity file
+    /// the admin holds) becomes a v2 identity slot; the others are dropped and listed.
+    pub fn migrate_v1(
+        path: &Path,
+        unlock: &Unlock,
+        trust_v1_identity_slot: bool,
+        rewrap: Option<&Path>,
+        opts: &OpenOptions,
+    ) -> Result<Migration, VaultError> {
+        let bytes = store::read_file(path)?;
+        let parsed = Parsed::parse(&bytes)?;
+        if parsed.version == format::VERSION {
+            return Err(VaultError::Usage(format!(
+                "{} is already format version {}: nothing to migrate",
+                path.display(),
+                format::VERSION
+            )));
+        }
+        let header = &parsed.header;
+        let identity = match unlock {
+            Unlock::IdentityFile(f) => {
+                if !trust_v1_identity_slot {
+                    return Err(VaultError::Usage(format!(
+                        "a version-1 identity-file slot cannot be trusted (anyone who can write the vault file can make one), so it cannot migrate the vault: give the passphrase (--passphrase-file, --passphrase-fd or the prompt) or use the keyring slot, and --identity-file {} to keep that identity file. If the vault has no other slot, see --trust-v1-identity-slot",
+                        f.display()
+                    )));
+                }
+                let record = store::Seen::new();
+                if record.get(&format2_marker(&header.vault_id))?.is_some() {
+                    return Err(VaultError::Usage(format!(
+                        "this machine has used vault {} in format version 2: a version-1 file for it is a downgrade (possibly forged), not something to migrate. Restore the version-2 file",
+                        header.vault_id
+                    )));
+                }
+                let seen = record.get(&header.vault_id)?;
+                if seen != Some(header.generation) {
+                    return Err(VaultError::Usage(format!(
+                        "--trust-v1-identity-slot needs this machine's rollback record to have seen exactly generation {} of vault {} (it records {}): the file cannot be vouched for here. Migrate on the machine that last used it, or with the passphrase or keyring",
+                        header.generation,
+                        header.vault_id,
+                        seen.map_or("nothing".to_owned(), |g| format!("generation {g}"))
+                    )));
+                }
+                let text = Zeroizing::new(read_small_file(f)?);
+                let idents = slots::parse_identity_file(&text)?;
+                let mut found = None;
+                for s in &parsed.v1_identity_slots {
+                    if let Some(id) = slots::try_v1_identity(s, &idents)? {
+                        found = Some(id);
+                        break;
+                    }
+                }
+                found.ok_or_else(|| {
+                    VaultError::WrongKey(format!(
+                        "the identity file {} does not match any identity slot of this vault",
+                        f.display()
+                    ))
+                })?
+            }
+            other => unwrap_identity(header, other)?,
+        };
+        let mut vault = Vault::finish_open(path, &parsed, identity, opts, None)?;
+        let rewrap_idents = match rewrap {
+            Some(f) => slots::parse_identity_file(&Zeroizing::new(read_small_file(f)?))?,
+            None => Vec::new(),
+        };
+        let mut rewrapped = 0;
+        let mut dropped = Vec::new();
+        for s in &parsed.v1_identity_slots {
+            match rewrap_idents
+                .iter()
+                .find(|i| i.to_public().to_string() == s.recipient)
+            {
+                Some(i) => {
+                    let slot =
+                        slots::identity_slot_for(&vault.header.vault_id, &vault.identity, i)?;
+                    vault.header.slots.push(slot);
+                    rewrapped += 1;
+                }
+                None => dropped.push(s.recipient.clone()),
+            }
+        }
+        if vault.header.slots.is_empty() {
+            return Err(VaultError::Usage(
+                "migrating would leave the vault with no key slot: give --identity-file with the identity file of one of its identity slots".into(),
+            ));
+        }
+        // Re-encrypted on save: the new file is written entirely by this version.
+        vault.dirty = true;
+        Ok(Migration {
+            vault,
+            rewrapped,
+            dropped,
+        })
     }
 
     /// Re-read the file with the identity already in memory (the daemon's reload), with the
@@ -309,6 +436,9 @@ impl Vault {
     pub fn reopen(&self, opts: &OpenOptions) -> Result<Vault, VaultError> {
         let bytes = store::read_file(&self.path)?;
         let parsed = Parsed::parse(&bytes)?;
+        if parsed.version != format::VERSION {
+            return Err(VaultError::NeedsMigration);
+        }
         if parsed.header.vault_id != self.header.vault_id {
             return Err(VaultError::Forged);
         }
@@ -366,6 +496,9 @@ impl Vault {
             None => None,
         };
         seen_store.record(&header.vault_id, header.generation)?;
+        if parsed.version == format::VERSION {
+            seen_store.record(&format2_marker(&header.vault_id), 1)?;
+        }
         Ok(Vault {
             path: path.to_path_buf(),
             header: header.clone(),
@@ -392,6 +525,7 @@ impl Vault {
         let bytes = format::encode(&header, &payload, &self.identity)?;
         store::write_atomic(&self.path, &bytes, lock)?;
         seen.record(&header.vault_id, header.generation)?;
+        seen.record(&format2_marker(&header.vault_id), 1)?;
         self.header = header;
         self.dirty = false;
         Ok(())
@@ -518,6 +652,41 @@ impl Vault {
         self.dirty = true;
     }
 
+    /// Fleet bookkeeping (generations published and the last bundle applied), if any.
+    pub fn fleet_state(&self) -> Option<&FleetState> {
+        self.data.fleet.as_ref()
+    }
+
+    /// Replace the fleet bookkeeping (written with the payload on the next save).
+    pub fn set_fleet_state(&mut self, state: FleetState) {
+        self.data.fleet = Some(state);
+        self.dirty = true;
+    }
+
+    /// Decrypt age ciphertext addressed to this vault's recipient (a fleet bundle's payload)
+    /// with the vault identity, which never leaves the vault. The plaintext is zeroed on drop.
+    pub fn decrypt_addressed_to_vault(
+        &self,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let identity: age::x25519::Identity = self
+            .identity
+            .parse()
+            .map_err(|_| VaultError::Internal("the vault identity is malformed".into()))?;
+        let fail = |e: String| {
+            VaultError::Usage(format!(
+                "it does not decrypt with this vault's identity: {e}"
+            ))
+        };
+        let dec = age::Decryptor::new(ciphertext).map_err(|e| fail(e.to_string()))?;
+        let mut r = dec
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .map_err(|e| fail(e.to_string()))?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(ciphertext.len() + 1));
+        r.read_to_end(&mut plain).map_err(|e| fail(e.to_string()))?;
+        Ok(plain)
+    }
+
     /// Add a passphrase slot. The payload is not re-encrypted.
     pub fn add_passphrase_slot(&mut self, passphrase: &SecretString) -> Result<&Slot, VaultError> {
         self.room_for_a_slot()?;
@@ -549,7 +718,7 @@ impl Vault {
     /// Add an identity-file slot; returns the new identity file's text for the caller to write.
     pub fn add_identity_slot(&mut self) -> Result<Zeroizing<String>, VaultError> {
         self.room_for_a_slot()?;
-        let (s, text) = slots::identity_slot(&self.identity)?;
+        let (s, text) = slots::identity_slot(&self.header.vault_id, &self.identity)?;
         self.header.slots.push(s);
         Ok(text)
     }
@@ -602,6 +771,13 @@ impl Vault {
     }
 }
 
+/// The rollback record's entry saying this machine has used the vault in format version 2:
+/// from then on a version-1 file for it is a downgrade, never migrated through its identity
+/// slot (`--trust-v1-identity-slot`).
+fn format2_marker(vault_id: &str) -> String {
+    format!("format2:{vault_id}")
+}
+
 fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     // Whole seconds: RFC 3339 round trips exactly, and sub-second precision says nothing here.
@@ -639,7 +815,7 @@ fn unwrap_identity(header: &Header, unlock: &Unlock) -> Result<Zeroizing<String>
             let text = Zeroizing::new(read_small_file(path)?);
             let idents = slots::parse_identity_file(&text)?;
             for s in &header.slots {
-                if let Some(id) = slots::try_identity(s, &idents)? {
+                if let Some(id) = slots::try_identity(s, vid, &idents)? {
                     return Ok(id);
                 }
             }

@@ -36,6 +36,45 @@ pub(crate) struct VaultData {
     pub schema: u32,
     pub credentials: BTreeMap<String, Credential>,
     pub policy: Option<AppliedPolicy>,
+    /// Fleet bookkeeping (bundle generations published and applied); absent until the first
+    /// `publish` or `bundle apply`, so vaults that never use the fleet keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetState>,
+}
+
+/// Fleet bookkeeping kept in the payload (vault-format.md, "Fleet member").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetState {
+    /// On the master vault: the last generation published per location.
+    #[serde(default)]
+    pub published: BTreeMap<String, u64>,
+    /// On a checkpoint: the last bundle applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<AppliedBundle>,
+}
+
+/// The last bundle applied to a checkpoint vault (names and digests only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedBundle {
+    /// The location the checkpoint serves.
+    pub location: String,
+    /// The bundle's generation.
+    pub generation: u64,
+    /// The signer's key fingerprint (`SHA256:…`).
+    pub signer: String,
+    /// The bundle's policy digest (`sha256:…`).
+    pub policy_digest: String,
+    /// When the bundle was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// When the bundle expires.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires: OffsetDateTime,
+    /// When it was applied here.
+    #[serde(with = "time::serde::rfc3339")]
+    pub applied: OffsetDateTime,
 }
 
 impl Default for VaultData {
@@ -44,6 +83,7 @@ impl Default for VaultData {
             schema: PAYLOAD_SCHEMA,
             credentials: BTreeMap::new(),
             policy: None,
+            fleet: None,
         }
     }
 }
@@ -78,6 +118,28 @@ pub struct Credential {
     /// When a secret value last changed (equal to `created` until then).
     #[serde(with = "time::serde::rfc3339")]
     pub rotated: OffsetDateTime,
+    /// Where the values were synced from (`scopevault sync openbao`); absent for a credential
+    /// whose values were given by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<CredentialSource>,
+}
+
+/// Where a synced credential's values came from: a KV version 2 secret. Metadata only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSource {
+    /// The engine: `openbao-kv2` (OpenBao or HashiCorp Vault, KV version 2).
+    pub engine: String,
+    /// The namespace, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The API path read, `MOUNT/data/PREFIX<name>`.
+    pub path: String,
+    /// The KV version that was stored.
+    pub version: u64,
+    /// When that version was written upstream (its `created_time`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated: OffsetDateTime,
 }
 
 impl Credential {
@@ -91,6 +153,7 @@ impl Credential {
             secrets: FieldMap::new(),
             created: now,
             rotated: now,
+            source: None,
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! - `passphrase`: ChaCha20-Poly1305 under a key from Argon2id(passphrase, salt).
 //! - `keyring`: ChaCha20-Poly1305 under a random 32-byte key kept in an OS keyring store.
-//! - `identity`: the vault identity age-encrypted to the recipient of an identity file.
+//! - `identity`: ChaCha20-Poly1305 under a key derived (HKDF-SHA256) from an identity file's
+//!   secret key. Format version 1 age-encrypted the vault identity to the identity file's
+//!   public recipient instead, which anyone could do: see [`V1IdentitySlot`].
 
 use std::str::FromStr;
 
@@ -18,7 +20,12 @@ use super::keyring::KeyringStore;
 use super::VaultError;
 use crate::secret::SecretString;
 
+/// The associated-data label of every symmetric slot. It still says `v1`: passphrase and
+/// keyring slots are the same in format versions 1 and 2, and are carried over unchanged by
+/// `scopevault key migrate`.
 const SLOT_AAD: &[u8] = b"scopevault/v1/slot";
+/// HKDF `info` prefix for an identity slot's wrapping key (format version 2).
+const IDENTITY_SLOT_INFO: &[u8] = b"scopevault/v2/identity-slot";
 
 /// Argon2id parameters as stored in a passphrase slot.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,24 +54,36 @@ impl KdfParams {
         p: 16,
     };
 
-    /// The parameters new passphrase slots get: [`KdfParams::DEFAULT`], unless the test-only
-    /// environment variable `SCOPEVAULT_TEST_ARGON2=m_kib,t,p` is set (the CLI warns loudly).
+    /// The parameters new passphrase slots get: always [`KdfParams::DEFAULT`] in a normal
+    /// build. Only a build with the test-only cargo feature `insecure-test-kdf` (which the
+    /// test suite enables, and releases never do) honours `SCOPEVAULT_TEST_ARGON2=m_kib,t,p`,
+    /// so nobody can weaken a released binary's slots through an environment variable.
     pub fn for_new_slot() -> Result<KdfParams, VaultError> {
-        match std::env::var("SCOPEVAULT_TEST_ARGON2") {
-            Ok(v) => {
-                let parts: Vec<u32> = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-                match parts[..] {
-                    [m_kib, t, p] => {
-                        let k = KdfParams { m_kib, t, p };
-                        k.check()?;
-                        Ok(k)
-                    }
-                    _ => Err(VaultError::Usage(
-                        "SCOPEVAULT_TEST_ARGON2 must be `m_kib,t,p`, e.g. `64,1,1`".into(),
-                    )),
-                }
+        #[cfg(feature = "insecure-test-kdf")]
+        {
+            if let Some(k) = KdfParams::test_override()? {
+                return Ok(k);
             }
-            Err(_) => Ok(KdfParams::DEFAULT),
+        }
+        Ok(KdfParams::DEFAULT)
+    }
+
+    /// The test suite's fast KDF setting, `SCOPEVAULT_TEST_ARGON2=m_kib,t,p`, if set.
+    #[cfg(feature = "insecure-test-kdf")]
+    pub fn test_override() -> Result<Option<KdfParams>, VaultError> {
+        let Ok(v) = std::env::var("SCOPEVAULT_TEST_ARGON2") else {
+            return Ok(None);
+        };
+        let parts: Vec<u32> = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+        match parts[..] {
+            [m_kib, t, p] => {
+                let k = KdfParams { m_kib, t, p };
+                k.check()?;
+                Ok(Some(k))
+            }
+            _ => Err(VaultError::Usage(
+                "SCOPEVAULT_TEST_ARGON2 must be `m_kib,t,p`, e.g. `64,1,1`".into(),
+            )),
         }
     }
 
@@ -181,15 +200,35 @@ pub enum Slot {
         /// The wrapped identity, base64.
         wrapped: String,
     },
-    /// Unlocked by an age identity file.
+    /// Unlocked by an age identity file: ChaCha20-Poly1305 under a key derived from the
+    /// identity file's secret key. Nothing public about the identity file is stored, so a slot
+    /// cannot be made without that secret.
     Identity {
         /// Slot id.
         id: String,
-        /// The recipient of the identity file (`age1…`), to find the slot for a given file.
-        recipient: String,
-        /// The vault identity age-encrypted to `recipient`, base64.
+        /// ChaCha20-Poly1305 nonce, base64.
+        nonce: String,
+        /// The wrapped identity, base64.
         wrapped: String,
     },
+}
+
+/// A format-version-1 identity slot: the vault identity age-encrypted to the identity file's
+/// public `recipient`, which sits in the clear header. Anyone who knows that recipient can make
+/// such a slot for a vault identity of their choosing, so a v1 file opened through one proves
+/// nothing about its writer. Read only by `scopevault key migrate`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct V1IdentitySlot {
+    /// Always `identity`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Slot id.
+    pub id: String,
+    /// The identity file's recipient (`age1…`).
+    pub recipient: String,
+    /// The vault identity age-encrypted to `recipient`, base64.
+    pub wrapped: String,
 }
 
 impl Slot {
@@ -233,7 +272,7 @@ impl Slot {
                     store.as_str()
                 )
             }
-            Slot::Identity { recipient, .. } => format!("identity file ({recipient})"),
+            Slot::Identity { .. } => "identity file".to_owned(),
         }
     }
 }
@@ -345,25 +384,55 @@ pub(crate) fn keyring_slot(
     })
 }
 
-/// Make an identity-file slot for a new identity; returns the slot and the identity file text.
-pub(crate) fn identity_slot(identity: &str) -> Result<(Slot, Zeroizing<String>), VaultError> {
+/// Make an identity-file slot for a new identity file; returns the slot and the identity
+/// file's text.
+pub(crate) fn identity_slot(
+    vault_id: &str,
+    identity: &str,
+) -> Result<(Slot, Zeroizing<String>), VaultError> {
     use secrecy::ExposeSecret;
     let file_identity = age::x25519::Identity::generate();
-    let recipient = file_identity.to_public();
-    let wrapped = age::encrypt(&recipient, identity.as_bytes())
-        .map_err(|e| VaultError::Internal(format!("age encryption failed: {e}")))?;
+    let slot = identity_slot_for(vault_id, identity, &file_identity)?;
     let text = Zeroizing::new(format!(
-        "# scopevault identity file: unlocks the vault it was made for. Keep it secret (0600).\n# public key: {recipient}\n{}\n",
+        "# scopevault identity file: unlocks the vault it was made for. Keep it secret (0600).\n# public key: {}\n{}\n",
+        file_identity.to_public(),
         file_identity.to_string().expose_secret()
     ));
-    Ok((
-        Slot::Identity {
-            id: new_slot_id(),
-            recipient: recipient.to_string(),
-            wrapped: BASE64.encode(&wrapped),
-        },
-        text,
-    ))
+    Ok((slot, text))
+}
+
+/// Make an identity-file slot for an existing identity file's identity.
+pub(crate) fn identity_slot_for(
+    vault_id: &str,
+    identity: &str,
+    file_identity: &age::x25519::Identity,
+) -> Result<Slot, VaultError> {
+    let id = new_slot_id();
+    let key = identity_slot_key(file_identity, vault_id, &id);
+    let (nonce, wrapped) = seal(&key, &aad(vault_id, &id), identity)?;
+    Ok(Slot::Identity { id, nonce, wrapped })
+}
+
+/// An identity slot's wrapping key: HKDF-SHA256 of the identity file's secret key (its
+/// canonical `AGE-SECRET-KEY-1…` string), salted with the vault id, bound to the slot id.
+fn identity_slot_key(
+    file_identity: &age::x25519::Identity,
+    vault_id: &str,
+    slot_id: &str,
+) -> Zeroizing<[u8; 32]> {
+    use secrecy::ExposeSecret;
+    let secret = file_identity.to_string();
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(
+        Some(vault_id.as_bytes()),
+        secret.expose_secret().as_bytes(),
+    );
+    let mut info = IDENTITY_SLOT_INFO.to_vec();
+    info.push(0);
+    info.extend_from_slice(slot_id.as_bytes());
+    let mut key = Zeroizing::new([0u8; 32]);
+    hk.expand(&info, key.as_mut())
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    key
 }
 
 /// Try a passphrase on a slot. `Ok(None)`: wrong passphrase for this slot.
@@ -421,6 +490,13 @@ pub(crate) fn try_keyring(
     else {
         return Ok(None);
     };
+    // The entry a slot names is fixed by the format: a header cannot point the reader at some
+    // other keyring entry (of another vault, or one an attacker made).
+    if service != "scopevault" || *account != format!("{vault_id}/{id}") {
+        return Err(VaultError::Corrupt(format!(
+            "keyring slot {id} names the entry {service}/{account}, not scopevault/{vault_id}/{id}"
+        )));
+    }
     let key = super::keyring::get(*store, service, account)?;
     let key: [u8; 32] = key.as_slice().try_into().map_err(|_| {
         VaultError::Keyring(format!(
@@ -431,25 +507,39 @@ pub(crate) fn try_keyring(
     open(&key, &aad(vault_id, id), nonce, wrapped)
 }
 
-/// Try an age identity file's identities on an identity slot.
+/// Try an identity file's identities on an identity slot. `Ok(None)`: none of them opens it.
 pub(crate) fn try_identity(
     slot: &Slot,
+    vault_id: &str,
     identities: &[age::x25519::Identity],
 ) -> Result<Option<Zeroizing<String>>, VaultError> {
-    let Slot::Identity {
-        recipient, wrapped, ..
-    } = slot
-    else {
+    let Slot::Identity { id, nonce, wrapped } = slot else {
         return Ok(None);
     };
+    for ident in identities {
+        let key = identity_slot_key(ident, vault_id, id);
+        if let Some(s) = open(&key, &aad(vault_id, id), nonce, wrapped)? {
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
+}
+
+/// Unwrap a format-version-1 identity slot (age-encrypted to the file's recipient). Only for
+/// `scopevault key migrate --trust-v1-identity-slot`: the result says nothing about who wrote
+/// the file.
+pub(crate) fn try_v1_identity(
+    slot: &V1IdentitySlot,
+    identities: &[age::x25519::Identity],
+) -> Result<Option<Zeroizing<String>>, VaultError> {
     let Some(ident) = identities
         .iter()
-        .find(|i| i.to_public().to_string() == *recipient)
+        .find(|i| i.to_public().to_string() == slot.recipient)
     else {
         return Ok(None);
     };
     let ct = BASE64
-        .decode(wrapped.as_bytes())
+        .decode(slot.wrapped.as_bytes())
         .map_err(|_| VaultError::Corrupt("an identity slot is not valid base64".into()))?;
     let pt = Zeroizing::new(age::decrypt(ident, &ct).map_err(|_| {
         VaultError::Corrupt("an identity slot does not decrypt with its own identity".into())

@@ -1,12 +1,21 @@
 //! Storage: the writer lock, atomic saves, and the record of the highest generation seen
 //! (rollback detection).
+//!
+//! Every file written here (the lock file, the temporary file of a save, the rollback record
+//! and its lock) is opened through a file descriptor of its directory (`openat`) with
+//! `O_NOFOLLOW`, and the directory is checked first ([`SafeDir::open`]): not writable by group
+//! or others, no symlink planted by another user on the way to it. A planted link therefore
+//! cannot make a writer (often root) create or truncate a file somewhere else.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags};
 
 use super::format::MAX_FILE_LEN;
 use super::VaultError;
@@ -28,19 +37,14 @@ pub struct WriteLock {
 }
 
 impl WriteLock {
-    /// Take the lock, waiting up to 30 s for another writer to finish.
+    /// Take the lock, waiting up to 30 s for another writer to finish. The vault's directory
+    /// is created (0700) if missing and checked ([`SafeDir::open`]); the lock file is opened
+    /// with `O_NOFOLLOW` through the directory.
     pub fn acquire(vault: &Path) -> Result<WriteLock, VaultError> {
         let path = lock_path(vault);
-        if let Some(dir) = vault.parent().filter(|d| !d.as_os_str().is_empty()) {
-            ensure_private_dir(dir)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
+        let dir = SafeDir::open(&parent_of(vault), true)?;
+        let file = dir
+            .open_file(&file_name_of(&path)?, OFlags::RDWR | OFlags::CREATE)
             .map_err(io_err(&path, "cannot open the lock file"))?;
         let start = Instant::now();
         loop {
@@ -62,6 +66,19 @@ fn lock_path(vault: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn file_name_of(path: &Path) -> Result<std::ffi::OsString, VaultError> {
+    path.file_name()
+        .map(ToOwned::to_owned)
+        .ok_or_else(|| VaultError::Usage(format!("{} does not name a file", path.display())))
+}
+
 /// Create `dir` (and parents) with mode 0700 if missing.
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), VaultError> {
     if dir.exists() {
@@ -72,6 +89,198 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), VaultError> {
         .mode(0o700)
         .create(dir)
         .map_err(io_err(dir, "cannot create the directory"))
+}
+
+/// A directory we write files in, open, after checking that nobody else can plant files or
+/// links in it:
+/// - it is not writable by group or others;
+/// - every directory above it that is writable by group or others has the sticky bit (as
+///   `/tmp`), so nobody else can rename our directory away and put theirs in its place;
+/// - no component of its path is a symlink owned by another user than root or us (a link we
+///   or root made is as trusted as we are; one another user planted is refused).
+pub(crate) struct SafeDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl SafeDir {
+    /// Check and open `dir`, creating it (0700) first if `create` and it is missing.
+    pub fn open(dir: &Path, create: bool) -> Result<SafeDir, VaultError> {
+        if create {
+            ensure_private_dir(dir)?;
+        }
+        let abs = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(io_err(dir, "cannot resolve the directory"))?
+                .join(dir)
+        };
+        check_components(&abs)?;
+        let fd = rustix::fs::open(
+            &abs,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err(dir, "cannot open the directory")(e.into()))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| io_err(dir, "cannot stat")(e.into()))?;
+        if st.st_mode & 0o022 != 0 {
+            return Err(unsafe_dir(
+                dir,
+                &format!(
+                    "it is writable by {} (mode {:o}): another user could plant files or links in it. Run `chmod go-w {}`",
+                    if st.st_mode & 0o002 != 0 { "others" } else { "its group" },
+                    st.st_mode & 0o7777,
+                    dir.display()
+                ),
+            ));
+        }
+        Ok(SafeDir {
+            fd,
+            path: dir.to_path_buf(),
+        })
+    }
+
+    /// Open `name` in this directory with `O_NOFOLLOW` (and `O_CLOEXEC`); created files get
+    /// mode 0600.
+    pub fn open_file(&self, name: &std::ffi::OsStr, flags: OFlags) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// Read `name` (`O_NOFOLLOW`); `Ok(None)` if it does not exist.
+    pub fn read(&self, name: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        match self.open_file(name.as_ref(), OFlags::RDONLY) {
+            Ok(f) => {
+                let mut buf = Vec::new();
+                f.take(limit).read_to_end(&mut buf)?;
+                Ok(Some(buf))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replace `name` with `bytes` atomically: a new temporary file (`O_CREAT|O_EXCL`, mode
+    /// 0600, random name starting with `prefix`), fsync, rename over `name`, fsync the
+    /// directory. On failure the temporary file is removed.
+    pub fn replace(
+        &self,
+        name: &std::ffi::OsStr,
+        prefix: &str,
+        bytes: &[u8],
+    ) -> Result<(), VaultError> {
+        let target = self.path.join(name);
+        let mut rnd = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
+        let tmp = format!("{prefix}{}", data_encoding::HEXLOWER.encode(&rnd));
+        let file = self
+            .open_file(tmp.as_ref(), OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL)
+            .map_err(io_err(
+                &self.path,
+                "cannot create a temporary file for the new version of the file in",
+            ))?;
+        let result = self.fill_and_rename(&file, &tmp, name, &target, bytes);
+        if result.is_err() {
+            let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), rustix::fs::AtFlags::empty());
+            return result;
+        }
+        rustix::fs::fsync(&self.fd)
+            .map_err(|e| io_err(&self.path, "cannot fsync the directory")(e.into()))
+    }
+
+    /// Write `bytes` to the new temporary file `tmp`, fsync it, rename it over `name`.
+    fn fill_and_rename(
+        &self,
+        mut file: &File,
+        tmp: &str,
+        name: &std::ffi::OsStr,
+        target: &Path,
+        bytes: &[u8],
+    ) -> Result<(), VaultError> {
+        file.write_all(bytes)
+            .map_err(io_err(target, "cannot save the new version of"))?;
+        file.sync_all()
+            .map_err(io_err(target, "cannot fsync the new version of"))?;
+        rustix::fs::renameat(&self.fd, tmp, &self.fd, name)
+            .map_err(|e| io_err(target, "cannot rename the new version into place")(e.into()))
+    }
+
+    /// Remove entries whose name starts with `prefix` (temporary files a killed writer left).
+    fn remove_prefixed(&self, prefix: &str) {
+        if let Ok(entries) = fs::read_dir(&self.path) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if name.to_string_lossy().starts_with(prefix) {
+                    let _ = rustix::fs::unlinkat(
+                        &self.fd,
+                        name.as_os_str(),
+                        rustix::fs::AtFlags::empty(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn unsafe_dir(dir: &Path, why: &str) -> VaultError {
+    VaultError::Io {
+        path: dir.to_path_buf(),
+        what: "refusing to write in the directory".into(),
+        error: io::Error::new(io::ErrorKind::PermissionDenied, why.to_owned()),
+    }
+}
+
+/// The component checks of [`SafeDir`], on an absolute path, with `lstat` on each component.
+fn check_components(abs: &Path) -> Result<(), VaultError> {
+    let me = rustix::process::geteuid().as_raw();
+    let mut cur = PathBuf::from("/");
+    let comps: Vec<Component<'_>> = abs.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        match c {
+            Component::RootDir | Component::CurDir => continue,
+            Component::Prefix(_) => continue,
+            Component::ParentDir => {
+                cur.pop();
+                continue;
+            }
+            Component::Normal(n) => cur.push(n),
+        }
+        let md = fs::symlink_metadata(&cur).map_err(io_err(&cur, "cannot check"))?;
+        if md.file_type().is_symlink() && md.uid() != 0 && md.uid() != me {
+            return Err(unsafe_dir(
+                abs,
+                &format!(
+                    "{} is a symbolic link owned by uid {}, another user: it could point our files anywhere",
+                    cur.display(),
+                    md.uid()
+                ),
+            ));
+        }
+        let last = i + 1 == comps.len();
+        // The directory a component resolves to (a trusted link is followed).
+        let target = if md.file_type().is_symlink() {
+            fs::metadata(&cur).map_err(io_err(&cur, "cannot check"))?
+        } else {
+            md
+        };
+        if !last && target.is_dir() && target.mode() & 0o022 != 0 && target.mode() & 0o1000 == 0 {
+            return Err(unsafe_dir(
+                abs,
+                &format!(
+                    "{} is writable by others without the sticky bit (mode {:o}): another user could replace what is under it",
+                    cur.display(),
+                    target.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Read a whole vault file, refusing anything larger than the format allows before reading.
@@ -103,47 +312,11 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, VaultError> {
 /// rename it over the old file, fsync the directory. A crash at any point leaves either the old
 /// or the new file. The caller must hold the [`WriteLock`].
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], _lock: &WriteLock) -> Result<(), VaultError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    ensure_private_dir(&dir)?;
-    remove_stale_temps(&dir, path);
-    let tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(path))
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            io_err(&dir, "cannot create a temporary file for the new vault in")(os_error(e))
-        })?;
-    // Through the `File`: `NamedTempFile`'s own `Write` adds the temp path to the error, which
-    // is gone by the time the user reads it.
-    tmp.as_file()
-        .write_all(bytes)
-        .map_err(io_err(path, "cannot save the new version of"))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(io_err(path, "cannot fsync the new version of"))?;
-    tmp.persist(path)
-        .map_err(|e| io_err(path, "cannot rename the new vault into place")(e.error))?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(&dir, "cannot fsync the directory"))?;
-    Ok(())
-}
-
-/// The OS error inside one of `tempfile`'s errors, which add the random temp path (gone by
-/// the time anyone reads the message) to it.
-fn os_error(e: io::Error) -> io::Error {
-    let code = e
-        .get_ref()
-        .and_then(|inner| std::error::Error::source(inner))
-        .and_then(|s| s.downcast_ref::<io::Error>())
-        .and_then(io::Error::raw_os_error);
-    match code {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => e,
-    }
+    let dir = SafeDir::open(&parent_of(path), true)?;
+    let prefix = temp_prefix(path);
+    // Safe: we hold the writer lock, so no other writer is mid-save.
+    dir.remove_prefixed(&prefix);
+    dir.replace(&file_name_of(path)?, &prefix, bytes)
 }
 
 fn temp_prefix(path: &Path) -> String {
@@ -154,108 +327,108 @@ fn temp_prefix(path: &Path) -> String {
     format!(".{name}.tmp-")
 }
 
-/// Remove temp files a killed writer left behind. Safe: we hold the writer lock, so no other
-/// writer is mid-save.
-fn remove_stale_temps(dir: &Path, path: &Path) {
-    let prefix = temp_prefix(path);
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
-}
-
-/// The directory that holds per-machine state (the generations seen).
-pub fn state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SCOPEVAULT_STATE_DIR") {
-        return PathBuf::from(d);
-    }
-    if rustix::process::geteuid().is_root() {
-        return PathBuf::from("/var/lib/scopevault");
-    }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("scopevault");
-    }
-    home().join(".local/state/scopevault")
-}
-
-pub(crate) fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// The highest generation seen per vault id on this machine. Kept outside the vault's
-/// directory, so an attacker who can replace the vault file with an older copy does not
-/// also reset what we remember (unless they can write our state dir too).
+/// The highest generation seen per vault id on this machine, in `generations.json` in the
+/// state directory ([`crate::paths::state_dir`]). Kept outside the vault's directory, so an
+/// attacker who can replace the vault file (or restore its directory) with an older copy does
+/// not also reset what we remember (unless they can write our state dir too).
 pub(crate) struct Seen {
     path: PathBuf,
+    /// The record's old location (as root, it used to be in the vault's directory): read when
+    /// the record itself does not exist yet, so an upgrade keeps what it had seen.
+    legacy: Option<PathBuf>,
 }
+
+/// Largest rollback record read (one line per vault).
+const MAX_RECORD_LEN: u64 = 1 << 20;
 
 impl Seen {
     pub fn new() -> Seen {
         Seen {
-            path: state_dir().join("generations.json"),
+            path: crate::paths::generations_record(),
+            legacy: crate::paths::legacy_generations_record(),
         }
     }
 
-    fn load(&self) -> Result<BTreeMap<String, u64>, VaultError> {
-        match fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                VaultError::Corrupt(format!(
-                    "the rollback record {} is not valid ({e}); remove it to start over",
-                    self.path.display()
-                ))
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(io_err(&self.path, "cannot read the rollback record")(e)),
+    fn dir(&self) -> PathBuf {
+        parent_of(&self.path)
+    }
+
+    fn parse(&self, path: &Path, b: &[u8]) -> Result<BTreeMap<String, u64>, VaultError> {
+        serde_json::from_slice(b).map_err(|e| {
+            VaultError::Corrupt(format!(
+                "the rollback record {} is not valid ({e}); remove it to start over",
+                path.display()
+            ))
+        })
+    }
+
+    fn load_from(&self, dir: &SafeDir) -> Result<BTreeMap<String, u64>, VaultError> {
+        let name = self
+            .path
+            .file_name()
+            .expect("a file name")
+            .to_string_lossy();
+        match dir
+            .read(&name, MAX_RECORD_LEN)
+            .map_err(io_err(&self.path, "cannot read the rollback record"))?
+        {
+            Some(b) => self.parse(&self.path, &b),
+            None => self.load_legacy(),
+        }
+    }
+
+    fn load_legacy(&self) -> Result<BTreeMap<String, u64>, VaultError> {
+        let Some(old) = &self.legacy else {
+            return Ok(BTreeMap::new());
+        };
+        let Ok(dir) = SafeDir::open(&parent_of(old), false) else {
+            return Ok(BTreeMap::new());
+        };
+        match dir.read(
+            &old.file_name().expect("a file name").to_string_lossy(),
+            MAX_RECORD_LEN,
+        ) {
+            Ok(Some(b)) => self.parse(old, &b),
+            _ => Ok(BTreeMap::new()),
         }
     }
 
     /// The highest generation recorded for `vault_id`, if any.
     pub fn get(&self, vault_id: &str) -> Result<Option<u64>, VaultError> {
-        Ok(self.load()?.get(vault_id).copied())
+        let dir = self.dir();
+        if !dir.exists() {
+            return Ok(self.load_legacy()?.get(vault_id).copied());
+        }
+        let dir = SafeDir::open(&dir, false)?;
+        Ok(self.load_from(&dir)?.get(vault_id).copied())
     }
 
     /// Record `generation` if it is higher than what is recorded.
     pub fn record(&self, vault_id: &str, generation: u64) -> Result<(), VaultError> {
-        let dir = self
-            .path
-            .parent()
-            .expect("state file has a parent")
-            .to_path_buf();
-        ensure_private_dir(&dir)?;
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(dir.join("generations.lock"))
-            .map_err(io_err(&dir, "cannot open the rollback record's lock"))?;
+        let dir_path = self.dir();
+        let dir = SafeDir::open(&dir_path, true)?;
+        let lock_file = dir
+            .open_file("generations.lock".as_ref(), OFlags::WRONLY | OFlags::CREATE)
+            .map_err(io_err(
+                &dir_path,
+                "cannot open the rollback record's lock in",
+            ))?;
         lock_file
             .lock()
-            .map_err(io_err(&dir, "cannot lock the rollback record"))?;
-        let mut map = self.load()?;
+            .map_err(io_err(&dir_path, "cannot lock the rollback record in"))?;
+        let mut map = self.load_from(&dir)?;
         let entry = map.entry(vault_id.to_owned()).or_insert(0);
         if *entry >= generation {
             return Ok(());
         }
         *entry = generation;
         let bytes = serde_json::to_vec_pretty(&map).expect("a map of ints serialises");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".generations.tmp-")
-            .tempfile_in(&dir)
-            .map_err(io_err(&dir, "cannot write the rollback record"))?;
-        tmp.write_all(&bytes)
-            .map_err(io_err(&self.path, "cannot write the rollback record"))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(io_err(&self.path, "cannot fsync the rollback record"))?;
-        tmp.persist(&self.path)
-            .map_err(|e| io_err(&self.path, "cannot save the rollback record")(e.error))?;
-        Ok(())
+        dir.remove_prefixed(".generations.tmp-");
+        dir.replace(
+            self.path.file_name().expect("a file name"),
+            ".generations.tmp-",
+            &bytes,
+        )
     }
 }
 
@@ -271,6 +444,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let seen = Seen {
             path: dir.path().join("generations.json"),
+            legacy: None,
         };
         assert_eq!(seen.get("v").unwrap(), None, "missing: nothing seen");
         seen.record("v", 7).unwrap();

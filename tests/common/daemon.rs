@@ -18,6 +18,7 @@ pub fn bin() -> &'static str {
 pub fn cmd(dir: &Path) -> Command {
     let mut c = Command::new(bin());
     c.env_remove("SCOPEVAULT_SOCKET")
+        .env_remove("SCOPEVAULT_STATE_DIR")
         .env_remove("SCOPEVAULT_VAULT")
         .env_remove("SCOPEVAULT_AUDIT")
         .env_remove("NOTIFY_SOCKET")
@@ -25,6 +26,7 @@ pub fn cmd(dir: &Path) -> Command {
         .env("SCOPEVAULT_VAULT", dir.join("vault.scopevault"))
         .env("SCOPEVAULT_AUDIT", dir.join("audit.jsonl"))
         .env("XDG_STATE_HOME", dir.join("state"))
+        .env("SCOPEVAULT_STATE_DIR", dir.join("state/scopevault"))
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("HOME", dir);
     c
@@ -225,10 +227,16 @@ pub fn setup_vault(dir: &Path) -> PathBuf {
     let id = dir.join("identity.txt");
     let id_s = id.to_str().unwrap().to_owned();
     ok(dir, &["init", "--identity-out", &id_s], None);
-    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml");
+    let policy = example_policy_file(dir);
     ok(
         dir,
-        &["--identity-file", &id_s, "policy", "apply", policy],
+        &[
+            "--identity-file",
+            &id_s,
+            "policy",
+            "apply",
+            policy.to_str().unwrap(),
+        ],
         None,
     );
     for (cred, user) in [
@@ -262,6 +270,39 @@ pub fn setup_vault(dir: &Path) -> PathBuf {
         Some(TOTP_SEED),
     );
     id
+}
+
+/// examples/policy.toml with the user running the tests added to every task's runners
+/// (the example names `checkpoint` and `root`), so a developer without root runs the daemon
+/// tests as a runner too.
+pub fn example_policy() -> String {
+    let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml"));
+    let me = Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .expect("id -un names the user running the tests");
+    if me == "root" || me == "checkpoint" {
+        return text.to_owned();
+    }
+    let out = text.replace(
+        "users = [\"checkpoint\", \"root\"",
+        &format!("users = [\"checkpoint\", \"root\", \"{me}\""),
+    );
+    assert_ne!(
+        out, text,
+        "examples/policy.toml no longer names its runners as expected"
+    );
+    out
+}
+
+/// [`example_policy`] written to `dir/example-policy.toml`.
+pub fn example_policy_file(dir: &Path) -> PathBuf {
+    let p = dir.join("example-policy.toml");
+    std::fs::write(&p, example_policy()).unwrap();
+    p
 }
 
 /// Every secret the tests store (to check that none leaks).

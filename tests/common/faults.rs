@@ -172,8 +172,8 @@ pub struct Tmpfs {
 
 impl Tmpfs {
     /// Mount a tmpfs of `size` (as `mount -o size=` takes it) at `at` (created 0700).
-    /// `Err` says why it cannot be done here (not root, mount refused): the caller prints
-    /// `skipped: <why>` and returns.
+    /// `Err` says why it cannot be done here (not root, mount refused): the caller reports
+    /// a skip (tests/common/skip.rs) and returns.
     pub fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
         if !is_root() {
             return Err("mounting a tmpfs needs root (CI runs as root)".into());

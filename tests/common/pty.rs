@@ -51,7 +51,8 @@ sys.stdout.buffer.write(out)
 sys.exit(os.waitstatus_to_exitcode(status))
 "#;
 
-/// Whether python3 with its `pty` module is here (a test without it says "skipped").
+/// Whether python3 with its `pty` module is here (a test without it reports a skip,
+/// tests/common/skip.rs).
 pub fn available() -> bool {
     Command::new("python3")
         .args(["-c", "import pty"])

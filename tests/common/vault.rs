@@ -180,11 +180,22 @@ pub fn split(bytes: &[u8]) -> (serde_json::Value, Vec<u8>) {
     (header, bytes[22 + hl..22 + hl + pl].to_vec())
 }
 
-/// Build a file from a header and payload with a given MAC (tests forge files with this).
+/// Build a format-version-2 file from a header and payload with a given MAC (tests forge
+/// files with this).
 pub fn assemble(header: &serde_json::Value, payload: &[u8], mac: &[u8; 32]) -> Vec<u8> {
+    assemble_version(2, header, payload, mac)
+}
+
+/// [`assemble`] with the given format version in the framing.
+pub fn assemble_version(
+    version: u16,
+    header: &serde_json::Value,
+    payload: &[u8],
+    mac: &[u8; 32],
+) -> Vec<u8> {
     let h = serde_json::to_vec(header).unwrap();
     let mut out = b"SCOPEVLT".to_vec();
-    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(&(h.len() as u32).to_be_bytes());
     out.extend_from_slice(&h);
     out.extend_from_slice(&(payload.len() as u64).to_be_bytes());

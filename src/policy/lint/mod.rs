@@ -20,6 +20,7 @@
 //! assert_eq!(report.blocking(Class::SecurityWarning), 2); // scope-exceeds-task, wildcard-scope
 //! ```
 
+mod fleet;
 mod render;
 mod rules;
 
@@ -229,6 +230,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
     l.tasks();
     l.credentials();
     l.undeclared_scopes();
+    l.fleet();
     if let Some(v) = &opts.vault {
         l.vault(v);
     }

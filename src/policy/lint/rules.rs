@@ -405,6 +405,54 @@ rules! {
         full: "A task that never fetches its credentials is dead configuration that still grants its runners access.",
         help: "Remove the task (and the credentials only it uses), or check why its monitor no longer runs.",
     },
+    /// A task names a location that is not declared. Checked in `Linter::fleet`.
+    UnknownLocation {
+        id: "unknown-location",
+        class: Error,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: false,
+        short: "A task names a location that is not declared under [locations].",
+        full: "`scopevault publish` could not deliver the task anywhere: a checkpoint that should run it never receives its credentials.",
+        help: "Declare [locations.NAME] with the checkpoint's recipient, or fix the name in the task's `locations`.",
+    },
+    /// A location's recipient is not an age recipient. Checked in `Linter::fleet`.
+    InvalidRecipient {
+        id: "invalid-recipient",
+        class: Error,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: false,
+        short: "A location's `recipient` is not an age X25519 recipient (`age1…`).",
+        full: "The location's bundle cannot be encrypted to it, so `scopevault publish` refuses the policy.",
+        help: "Copy the recipient exactly as `scopevault recipient` prints it on the checkpoint.",
+    },
+    /// No task runs at a declared location. Checked in `Linter::fleet`.
+    LocationWithoutTasks {
+        id: "location-without-tasks",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "No task runs at a declared location.",
+        full: "Its bundle carries no credentials: the checkpoint runs nothing, which is usually a forgotten `locations` entry or a retired location still declared.",
+        help: "List the location in the `locations` of the tasks that run there, or remove [locations.NAME].",
+    },
+    /// A task names no location while [locations] exists. Checked in `Linter::fleet`.
+    TaskWithoutLocations {
+        id: "task-without-locations",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "A task names no location while the policy declares [locations].",
+        full: "`scopevault publish` delivers a task only to the locations it lists: this one is published nowhere.",
+        help: "Add `locations = [\"NAME\"]` to the task.",
+    },
 }
 
 /// A rule by id.

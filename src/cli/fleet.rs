@@ -1,0 +1,400 @@
+//! Fleet commands: `recipient`, `publish`, `bundle inspect|verify|apply`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use super::args::{BundleApplyArgs, BundleCheckArgs, BundleCommand, GlobalArgs, PublishArgs};
+use super::unlock::{open_vault, prompt, read_secret_file, vault_path};
+use super::{Exit, EXIT_DAEMON};
+use crate::fleet::allowed_signers::AllowedSigners;
+use crate::fleet::apply::{self, Refusal};
+use crate::fleet::bundle::{self, Bundle};
+use crate::fleet::{publish as pubs, sig};
+use crate::policy::{self, Policy};
+use crate::vault::{self, AppliedBundle, WriteLock};
+
+/// Exit code of a refused bundle (a check failed): 1, as a failed verification.
+const EXIT_CHECK: u8 = 1;
+
+fn refused(r: Refusal) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code: EXIT_CHECK,
+        message: r.to_string(),
+    })
+}
+
+pub(crate) fn recipient(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let v = open_vault(g)?;
+    println!("{}", v.recipient());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `30d`, `2w`, `12h`.
+fn parse_validity(s: &str) -> anyhow::Result<time::Duration> {
+    let bad = || {
+        anyhow::anyhow!("invalid --valid-for {s:?}: write a whole number of days, weeks or hours, e.g. 30d, 2w, 12h")
+    };
+    let unit = s.chars().last().ok_or_else(bad)?;
+    let n: i64 = s[..s.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
+    if !(1..=100_000).contains(&n) || !s.as_bytes()[0].is_ascii_digit() {
+        return Err(bad());
+    }
+    Ok(match unit {
+        'd' => time::Duration::days(n),
+        'w' => time::Duration::weeks(n),
+        'h' => time::Duration::hours(n),
+        _ => return Err(bad()),
+    })
+}
+
+/// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCode> {
+    let valid_for = parse_validity(&a.valid_for)?;
+    let source = policy::read_policy_file(&a.policy)?;
+    let display = a.policy.display().to_string();
+    let parsed = Policy::parse(&source, &display)?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let report = policy::lint::lint(&parsed, &policy::lint::LintOptions::new(today));
+    if report.blocking(policy::lint::Class::Error) > 0 {
+        eprint!("{}", report.render_text(false));
+        bail!(
+            "refusing to publish {display}: the lint found errors ({})",
+            report.summary()
+        );
+    }
+    let mut locations: Vec<String> = if a.locations.is_empty() {
+        parsed.locations().map(|(n, _)| n.to_owned()).collect()
+    } else {
+        a.locations.clone()
+    };
+    locations.sort();
+    locations.dedup();
+    if locations.is_empty() {
+        bail!("{display} declares no [locations.NAME]: nothing to publish");
+    }
+    for l in &locations {
+        if parsed.location(l).is_none() {
+            bail!("{display} declares no location `{l}`");
+        }
+    }
+    // The signing key is read (and its passphrase asked) before the vault is touched.
+    let key = match &a.sign_key {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --sign-key {}", path.display()))?;
+            let text = zeroize::Zeroizing::new(text);
+            Some(sig::load_signing_key(&text, || {
+                match &a.sign_key_passphrase_file {
+                    Some(f) => read_secret_file(f),
+                    None => prompt(&format!("Passphrase for {}: ", path.display())),
+                }
+            })?)
+        }
+    };
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create --out {}", a.out.display()))?;
+
+    let path = vault_path(g);
+    let lock = WriteLock::acquire(&path)?;
+    let mut v = open_vault(g)?;
+    let mut state = v.fleet_state().cloned().unwrap_or_default();
+    let created = vault::timestamp();
+    let expires = created + valid_for;
+    let mut out = Vec::with_capacity(locations.len());
+    for l in &locations {
+        let generation = state.published.get(l).copied().unwrap_or(0) + 1;
+        let (manifest, bytes) =
+            pubs::build(&parsed, l, generation, v.credentials(), created, expires)
+                .map_err(|e| anyhow::anyhow!("cannot publish location `{l}`: {e}"))?;
+        state.published.insert(l.clone(), generation);
+        out.push((manifest, bytes));
+    }
+    // The generations are saved before any bundle is written: a bundle on disk always has a
+    // generation the master vault remembers, so a later publish never reuses it.
+    v.set_fleet_state(state);
+    v.save(&lock)?;
+    for (m, bytes) in &out {
+        let file = a.out.join(format!("{}.svbundle", m.location));
+        write_atomic(&file, bytes)?;
+        let mut signed = "";
+        match &key {
+            Some(k) => {
+                let pem = sig::sign(k, bytes)?;
+                write_atomic(&sig_path(&file), pem.as_bytes())?;
+                signed = " (signed)";
+            }
+            // A signature left from an earlier publish no longer matches: remove it, so the
+            // pair on disk is never a bundle with another bundle's signature.
+            None => match std::fs::remove_file(sig_path(&file)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => bail!("cannot remove the stale {}: {e}", sig_path(&file).display()),
+            },
+        }
+        println!(
+            "{}: generation {}, {} tasks, {} credentials{signed}",
+            file.display(),
+            m.generation,
+            m.tasks.len(),
+            m.credentials.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sig_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
+/// Read a file of at most `max` bytes.
+fn read_capped(path: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        bail!("{what} {} is larger than the format allows", path.display());
+    }
+    Ok(bytes)
+}
+
+pub(crate) fn bundle(g: &GlobalArgs, c: &BundleCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        BundleCommand::Inspect { file, json } => inspect(file, *json),
+        BundleCommand::Verify(a) => verify(a),
+        BundleCommand::Apply(a) => apply_bundle(g, a),
+    }
+}
+
+fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let bytes = read_capped(file, bundle::MAX_FILE, "bundle")?;
+    let b = Bundle::parse(&bytes).map_err(|e| {
+        anyhow::Error::new(Exit {
+            code: EXIT_CHECK,
+            message: format!("{}: {e}", file.display()),
+        })
+    })?;
+    let m = &b.manifest;
+    if json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("location:       {}", m.location);
+    println!("generation:     {}", m.generation);
+    println!("created:        {}", m.created);
+    println!("expires:        {}", m.expires);
+    println!("recipient:      {}", m.recipient);
+    println!("policy digest:  {}", m.policy_digest);
+    println!("payload digest: {}", m.payload_digest);
+    println!("tasks:          {}", m.tasks.join(", "));
+    println!("credentials:    {}", m.credentials.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes, signature and allowed signers of a check.
+struct Inputs {
+    bytes: Vec<u8>,
+    sig: Option<Vec<u8>>,
+    signers: AllowedSigners,
+}
+
+fn inputs(a: &BundleCheckArgs) -> anyhow::Result<Inputs> {
+    let bytes = read_capped(&a.file, bundle::MAX_FILE, "bundle")?;
+    let sig_file = a.signature.clone().unwrap_or_else(|| sig_path(&a.file));
+    let sig = match std::fs::metadata(&sig_file) {
+        Ok(_) => Some(read_capped(
+            &sig_file,
+            sig::MAX_SIG_BYTES as u64,
+            "signature",
+        )?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bail!("cannot read signature {}: {e}", sig_file.display()),
+    };
+    let signers = AllowedSigners::read(&a.allowed_signers).map_err(|e| {
+        anyhow::Error::new(Exit {
+            code: EXIT_CHECK,
+            message: format!("bundle refused by the signature check: allowed signers file: {e}"),
+        })
+    })?;
+    Ok(Inputs {
+        bytes,
+        sig,
+        signers,
+    })
+}
+
+fn verify(a: &BundleCheckArgs) -> anyhow::Result<ExitCode> {
+    let i = inputs(a)?;
+    let now = time::OffsetDateTime::now_utc();
+    let who =
+        apply::check_signature(&i.bytes, i.sig.as_deref(), &i.signers, now).map_err(refused)?;
+    let b = apply::check_format(&i.bytes).map_err(refused)?;
+    let loc = a.location.as_deref().unwrap_or(&b.manifest.location);
+    apply::check_manifest(&b, Some(loc), now, None, false).map_err(refused)?;
+    println!(
+        "{}: good signature by {} ({}); location {}, generation {}, expires {}",
+        a.file.display(),
+        who.fingerprint,
+        who.principals.join(","),
+        b.manifest.location,
+        b.manifest.generation,
+        b.manifest.expires
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode> {
+    let c = &a.check;
+    let i = inputs(c)?;
+    let now = time::OffsetDateTime::now_utc();
+    // 1. signature (before anything else reads the file's content).
+    let who =
+        apply::check_signature(&i.bytes, i.sig.as_deref(), &i.signers, now).map_err(refused)?;
+    let b = apply::check_format(&i.bytes).map_err(refused)?;
+    let path = vault_path(g);
+    let lock = WriteLock::acquire(&path)?;
+    let mut v = open_vault(g)?;
+    let applied = v.fleet_state().and_then(|s| s.applied.clone());
+    // 2. location: given, or the one recorded by the first apply (they must agree).
+    let recorded = applied.as_ref().map(|x| x.location.as_str());
+    if let (Some(given), Some(rec)) = (c.location.as_deref(), recorded) {
+        if given != rec {
+            return Err(refused(Refusal {
+                check: apply::Check::Location,
+                message: format!("--location {given} differs from the location `{rec}` this vault was set up for"),
+            }));
+        }
+    }
+    let location = c.location.as_deref().or(recorded);
+    let last = applied
+        .as_ref()
+        .filter(|x| Some(x.location.as_str()) == location)
+        .map(|x| x.generation);
+    // 2–4. location, expiry, generation.
+    apply::check_manifest(&b, location, now, last, g.unlock.allow_rollback).map_err(refused)?;
+    // 5. decrypt.
+    let (payload, policy) = apply::check_decrypt(&v, &b).map_err(refused)?;
+
+    // Replace the policy and credentials, keep the slots; one atomic save.
+    let old: Vec<String> = v.credentials().keys().cloned().collect();
+    for name in old {
+        v.remove_credential(&name)?;
+    }
+    for (name, cred) in payload.credentials {
+        v.add_credential(&name, cred)?;
+    }
+    v.set_policy(policy);
+    let m = &b.manifest;
+    let mut state = v.fleet_state().cloned().unwrap_or_default();
+    state.applied = Some(AppliedBundle {
+        location: m.location.clone(),
+        generation: m.generation,
+        signer: who.fingerprint.clone(),
+        policy_digest: m.policy_digest.clone(),
+        created: m.created,
+        expires: m.expires,
+        applied: vault::timestamp(),
+    });
+    v.set_fleet_state(state);
+    v.save(&lock)?;
+    drop(lock);
+    println!(
+        "applied {} generation {} (signed by {}) to {} (vault generation {}): {} tasks, {} credentials",
+        m.location,
+        m.generation,
+        who.fingerprint,
+        path.display(),
+        v.generation(),
+        m.tasks.len(),
+        m.credentials.len()
+    );
+    audit_apply(a, &b, &who.fingerprint);
+    reload_daemon(g)
+}
+
+/// The audit record of an apply: `bundle.apply` with the location, generation, signer and
+/// digest. The daemon holds the log's lock while it runs; then the daemon's own `reload`
+/// record (after [`reload_daemon`]) is what the log gets, and this says so.
+fn audit_apply(a: &BundleApplyArgs, b: &Bundle, signer: &str) {
+    use crate::agent::audit::{default_audit_path, AuditError, AuditLog, AuditRecord, Decision};
+    let path = a.audit.clone().unwrap_or_else(default_audit_path);
+    let m = &b.manifest;
+    let reason = format!(
+        "location={} generation={} signer={} policy_digest={} payload_digest={}",
+        m.location, m.generation, signer, m.policy_digest, m.payload_digest
+    );
+    match AuditLog::open(&path, true) {
+        Ok(log) => {
+            let rec = AuditRecord {
+                reason: Some(&reason),
+                ..AuditRecord::new("bundle.apply", Decision::Allow)
+            };
+            match log.append(rec) {
+                Ok(seq) => println!("audit: {} seq {seq}", path.display()),
+                Err(e) => eprintln!("scopevault: warning: the apply is done but its audit record failed: {e}"),
+            }
+        }
+        Err(AuditError::InUse { .. }) => eprintln!(
+            "scopevault: note: the daemon holds {}; the apply is recorded there as the daemon's reload ({reason})",
+            path.display()
+        ),
+        Err(e) => eprintln!("scopevault: warning: the apply is done but the audit log could not be opened: {e}"),
+    }
+}
+
+/// Ask a running daemon to reload (admin op), so it serves the new content at once. No
+/// socket: nothing to do.
+fn reload_daemon(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let socket = g
+        .socket
+        .clone()
+        .unwrap_or_else(crate::agent::server::default_socket_path);
+    if !socket.exists() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut client = match crate::client::Client::connect(&socket) {
+        Ok(c) => c,
+        // A socket file with no daemon behind it (stale after a crash): nothing serves it.
+        Err(_) => return Ok(ExitCode::SUCCESS),
+    };
+    let _ = client.set_timeout(Some(std::time::Duration::from_secs(30)));
+    match client.reload() {
+        Ok(s) => {
+            println!(
+                "daemon at {} reloaded (vault generation {})",
+                socket.display(),
+                s.generation.map_or("?".to_owned(), |g| g.to_string())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(anyhow::Error::new(Exit {
+            code: EXIT_DAEMON,
+            message: format!(
+                "the bundle was applied to the vault, but the daemon at {} did not reload: {e}; run `scopevault reload`",
+                socket.display()
+            ),
+        })),
+    }
+}

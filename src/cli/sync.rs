@@ -1,0 +1,272 @@
+//! `scopevault sync openbao`: pull secret values from OpenBao / HashiCorp Vault KV v2 into the
+//! master vault (admin side; the daemon never talks to the network).
+//!
+//! For each credential the applied policy declares, `MOUNT/data/PREFIX<name>` is read. A
+//! credential whose recorded source (path, KV version) is unchanged is dropped as soon as it is
+//! read, so memory grows with the number of *changed* credentials only. Any failure stops the
+//! sync before the save: the vault file stays byte for byte as it was. Otherwise every change
+//! goes into one atomic save, and when nothing moved there is no save at all (the generation
+//! stays).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::args::{GlobalArgs, SyncCommand, SyncOpenbaoArgs};
+use super::unlock::{open_vault, read_secret_file, vault_path};
+use crate::fleet::openbao::{self, Auth, Client, ClientOptions};
+use crate::policy::CredentialKind;
+use crate::secret::SecretString;
+use crate::vault::{self, Credential, CredentialSource, FieldMap, WriteLock};
+
+/// The engine name recorded in [`CredentialSource::engine`].
+const ENGINE: &str = "openbao-kv2";
+
+pub(crate) fn run(g: &GlobalArgs, cmd: &SyncCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SyncCommand::Openbao(a) => {
+            openbao_sync(g, a).context("sync openbao failed; the vault was not changed")
+        }
+    }
+}
+
+/// The token source, in the documented order: BAO_TOKEN, VAULT_TOKEN, --token-file, AppRole.
+fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
+    for var in ["BAO_TOKEN", "VAULT_TOKEN"] {
+        if let Some(v) = std::env::var_os(var) {
+            let Ok(v) = v.into_string() else {
+                bail!("{var} is not UTF-8 text");
+            };
+            if !v.is_empty() {
+                return Ok(Auth::Token(SecretString::from(v), var.to_owned()));
+            }
+        }
+    }
+    if let Some(f) = &a.token_file {
+        let t = read_secret_file(f)
+            .with_context(|| format!("cannot read --token-file {}", f.display()))?;
+        if t.is_empty() {
+            bail!("--token-file {} is empty", f.display());
+        }
+        return Ok(Auth::Token(t, format!("token file {}", f.display())));
+    }
+    if let (Some(role_id), Some(f)) = (&a.approle_role_id, &a.approle_secret_id_file) {
+        let secret_id = read_secret_file(f)
+            .with_context(|| format!("cannot read --approle-secret-id-file {}", f.display()))?;
+        if secret_id.is_empty() {
+            bail!("--approle-secret-id-file {} is empty", f.display());
+        }
+        if role_id.is_empty() || role_id.chars().any(|c| c.is_control()) {
+            bail!("--approle-role-id is empty or holds control characters");
+        }
+        return Ok(Auth::AppRole {
+            role_id: role_id.clone(),
+            secret_id,
+        });
+    }
+    bail!("no OpenBao token: set BAO_TOKEN (or VAULT_TOKEN), or give --token-file FILE, or --approle-role-id ID with --approle-secret-id-file FILE")
+}
+
+/// What the sync will do to one credential.
+enum Change {
+    /// New in the vault, or its upstream version moved.
+    Update(Box<Update>),
+    /// Missing upstream and `--prune`: removed from the vault.
+    Remove(String),
+}
+
+/// A credential's new values and source.
+struct Update {
+    name: String,
+    kind: CredentialKind,
+    scopes: Vec<String>,
+    origins: Vec<String>,
+    fields: FieldMap<String>,
+    secrets: FieldMap<SecretString>,
+    source: CredentialSource,
+}
+
+fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode> {
+    openbao::check_path("--mount", a.mount.trim_matches('/'), false)?;
+    let mount = a.mount.trim_matches('/').to_owned();
+    let prefix = a.prefix.trim_matches('/');
+    openbao::check_path("--prefix", prefix, true)?;
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    if let Some(ns) = &a.namespace {
+        openbao::check_path("--namespace", ns.trim_matches('/'), false)?;
+    }
+    if a.timeout == 0 {
+        bail!("--timeout must be at least 1 second");
+    }
+    openbao::check_addr(&a.addr)?;
+    let auth = auth_from(a)?;
+
+    // Hold the write lock from the read of the vault to the save, so that no other writer's
+    // change is lost in between (a dry run writes nothing and takes no lock).
+    let path = vault_path(g);
+    let lock = if a.dry_run {
+        None
+    } else {
+        Some(WriteLock::acquire(&path)?)
+    };
+    let mut vault = open_vault(g)?;
+    let Some(policy) = vault.policy() else {
+        bail!("the vault has no applied policy, so there is no list of credentials to sync: run `scopevault policy apply policy.toml` first");
+    };
+
+    let opts = ClientOptions {
+        addr: a.addr.clone(),
+        namespace: a.namespace.clone(),
+        ca_cert: a.ca_cert.clone(),
+        timeout: Duration::from_secs(a.timeout),
+    };
+    let client = Client::connect(&opts, auth)?;
+    client.check_kv2_mount(&mount)?;
+
+    let mut changes: Vec<Change> = Vec::new();
+    let (mut unchanged, mut missing) = (0usize, 0usize);
+    let mut lines = Vec::new();
+    let names: Vec<(String, CredentialKind, Vec<String>, Vec<String>)> = policy
+        .credentials()
+        .map(|(n, d)| {
+            (
+                n.to_owned(),
+                d.kind(),
+                d.scopes().into_iter().map(str::to_owned).collect(),
+                d.origins().into_iter().map(str::to_owned).collect(),
+            )
+        })
+        .collect();
+    for (name, kind, scopes, origins) in names {
+        let kv_path = format!("{prefix}{name}");
+        let read = client.read_kv2(&mount, &kv_path)?;
+        let current = vault.credentials().get(&name);
+        let Some(secret) = read else {
+            missing += 1;
+            let api = format!("{mount}/data/{kv_path}");
+            match (current.is_some(), a.prune) {
+                (true, true) => {
+                    lines.push(format!(
+                        "- {name}: missing upstream at {api}, removed (--prune)"
+                    ));
+                    changes.push(Change::Remove(name));
+                }
+                (true, false) => lines.push(format!(
+                    "! {name}: missing upstream at {api}; kept in the vault (--prune removes it)"
+                )),
+                (false, _) => lines.push(format!(
+                    "! {name}: missing upstream at {api}; not in the vault either"
+                )),
+            }
+            continue;
+        };
+        let source = CredentialSource {
+            engine: ENGINE.to_owned(),
+            namespace: a.namespace.clone(),
+            path: secret.path.clone(),
+            version: secret.version,
+            updated: secret.updated,
+        };
+        let before = current.and_then(|c| c.source.as_ref());
+        if before == Some(&source) {
+            // Same path, same version: nothing to do; its values are dropped (zeroed) here.
+            unchanged += 1;
+            continue;
+        }
+        // `policy apply` declares credentials with no values yet: those are new here too.
+        let current = current.filter(|c| c.source.is_some() || !c.secrets.is_empty());
+        let line = match (current, before) {
+            (None, _) => format!("+ {name}: version {} (new)", source.version),
+            (Some(_), Some(b)) if b.path == source.path && b.namespace == source.namespace => {
+                format!("~ {name}: version {} → {}", b.version, source.version)
+            }
+            (Some(_), Some(b)) => format!(
+                "~ {name}: {} version {} → {} version {}",
+                b.path, b.version, source.path, source.version
+            ),
+            (Some(_), None) => format!(
+                "~ {name}: set by hand → version {} (from now on synced)",
+                source.version
+            ),
+        };
+        let (fields, secrets) = openbao::classify(kind, secret).map_err(anyhow::Error::msg)?;
+        lines.push(line);
+        changes.push(Change::Update(Box::new(Update {
+            name,
+            kind,
+            scopes,
+            origins,
+            fields,
+            secrets,
+            source,
+        })));
+    }
+
+    for l in &lines {
+        println!("{l}");
+    }
+    let summary = format!(
+        "{} to change, {unchanged} unchanged, {missing} missing upstream",
+        changes.len()
+    );
+    if a.dry_run {
+        println!("dry run: {summary}; nothing was saved");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if changes.is_empty() {
+        println!(
+            "{summary}: nothing moved upstream, the vault was not saved (generation {})",
+            vault.generation()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = vault::timestamp();
+    for ch in changes {
+        match ch {
+            Change::Remove(name) => {
+                vault.remove_credential(&name)?;
+            }
+            Change::Update(u) => {
+                let Update {
+                    name,
+                    kind,
+                    scopes,
+                    origins,
+                    fields,
+                    secrets,
+                    source,
+                } = *u;
+                if vault.credentials().contains_key(&name) {
+                    vault.update_credential(&name, |c| {
+                        let moved = c.secrets.len() != secrets.len()
+                            || secrets.iter().any(|(k, v)| c.secrets.get(k) != Some(v));
+                        if moved {
+                            c.rotated = now;
+                        }
+                        c.kind = kind;
+                        c.fields = fields;
+                        c.secrets = secrets;
+                        c.source = Some(source);
+                    })?;
+                } else {
+                    let mut c = Credential::new(kind, now);
+                    c.scopes = scopes;
+                    c.origins = origins;
+                    c.fields = fields;
+                    c.secrets = secrets;
+                    c.source = Some(source);
+                    vault.add_credential(&name, c)?;
+                }
+            }
+        }
+    }
+    let lock = lock.expect("taken unless --dry-run");
+    vault.save(&lock)?;
+    println!("{summary}; saved (generation {})", vault.generation());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,507 @@
+//! OpenSSH's `allowed_signers` file (ssh-keygen(1), "ALLOWED SIGNERS"), as `ssh-keygen -Y
+//! verify` reads it: one signer per line,
+//!
+//! ```text
+//! principals [options] keytype base64-key [comment]
+//! ```
+//!
+//! `principals` is a comma-separated list of patterns (`*`, `?`, `!` negation), possibly
+//! quoted. Options, comma-separated: `cert-authority`, `namespaces="p1,p2"` (patterns),
+//! `valid-after="TIME"`, `valid-before="TIME"` with TIME `YYYYMMDD[HHMM[SS]]` and an optional
+//! `Z`. Blank lines and lines starting with `#` are ignored. A malformed line is an error
+//! naming `file:line`.
+//!
+//! One difference from OpenSSH, documented in bundle-format.md: a time without `Z` is read as
+//! UTC here (OpenSSH reads it in the local time zone); checkpoints run in UTC, and a signer
+//! file meant for both should write the `Z`.
+
+use ssh_key::public::KeyData;
+use time::OffsetDateTime;
+
+/// The longest allowed_signers file read (1 MiB): it lists keys, not data.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// One signer line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// 1-based line number in the file.
+    pub line: usize,
+    /// The principal patterns, as written.
+    pub principals: Vec<String>,
+    /// `cert-authority`: the key signs certificates, not data (never matches a plain
+    /// signature here, as in OpenSSH).
+    pub cert_authority: bool,
+    /// `namespaces=`: the patterns of namespaces the key may sign for (`None`: any).
+    pub namespaces: Option<Vec<String>>,
+    /// `valid-after=`: the key is not valid before this time.
+    pub valid_after: Option<OffsetDateTime>,
+    /// `valid-before=`: the key is not valid from this time on.
+    pub valid_before: Option<OffsetDateTime>,
+    /// The public key.
+    pub key: KeyData,
+}
+
+/// A parsed allowed_signers file.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedSigners {
+    /// The signers, in file order.
+    pub signers: Vec<Signer>,
+}
+
+/// A malformed line: `file:line: what`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {what}")]
+pub struct ParseError {
+    /// The file name as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub what: String,
+}
+
+/// Split a line into whitespace-separated fields, keeping double-quoted runs together (quotes
+/// removed only around a whole principals field; options keep theirs for [`options`]).
+fn fields(line: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let start = i;
+        let mut quoted = false;
+        while i < b.len() && (quoted || (b[i] != b' ' && b[i] != b'\t')) {
+            if b[i] == b'"' {
+                quoted = !quoted;
+            }
+            i += 1;
+        }
+        if quoted {
+            return Err("unterminated quote".into());
+        }
+        out.push(&line[start..i]);
+    }
+    Ok(out)
+}
+
+fn unquote(s: &str) -> &str {
+    s.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s)
+}
+
+/// Whether a field is a key type (so the options field is absent).
+fn is_key_type(s: &str) -> bool {
+    s.starts_with("ssh-")
+        || s.starts_with("ecdsa-")
+        || s.starts_with("sk-")
+        || s.starts_with("rsa-")
+}
+
+/// `YYYYMMDD[HHMM[SS]][Z]` → a UTC time.
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    let s = s.strip_suffix(['Z', 'z']).unwrap_or(s);
+    if !s.bytes().all(|b| b.is_ascii_digit()) || !matches!(s.len(), 8 | 12 | 14) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s[r].parse::<u32>().ok();
+    let month = time::Month::try_from(u8::try_from(n(4..6)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(n(0..4)? as i32, month, n(6..8)? as u8).ok()?;
+    let (h, m, sec) = match s.len() {
+        8 => (0, 0, 0),
+        12 => (n(8..10)?, n(10..12)?, 0),
+        _ => (n(8..10)?, n(10..12)?, n(12..14)?),
+    };
+    let t = time::Time::from_hms(h as u8, m as u8, sec as u8).ok()?;
+    Some(date.with_time(t).assume_utc())
+}
+
+/// Split an options field at commas outside quotes.
+fn options(s: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err("unterminated quote in the options".into());
+    }
+    out.push(&s[start..]);
+    Ok(out)
+}
+
+fn parse_line(line: &str, number: usize) -> Result<Option<Signer>, String> {
+    let t = line.trim_start_matches([' ', '\t']);
+    if t.is_empty() || t.starts_with('#') {
+        return Ok(None);
+    }
+    let f = fields(t)?;
+    if f.len() < 3 {
+        return Err(
+            "expected `principals [options] keytype base64-key`: too few fields".to_owned(),
+        );
+    }
+    let principals: Vec<String> = unquote(f[0]).split(',').map(str::to_owned).collect();
+    if principals.iter().any(|p| p.is_empty()) {
+        return Err("an empty principal".to_owned());
+    }
+    let mut signer = Signer {
+        line: number,
+        principals,
+        cert_authority: false,
+        namespaces: None,
+        valid_after: None,
+        valid_before: None,
+        // Placeholder until the key is parsed below.
+        key: KeyData::Ed25519(ssh_key::public::Ed25519PublicKey([0; 32])),
+    };
+    let mut at = 1;
+    if !is_key_type(f[1]) {
+        for opt in options(f[1])? {
+            let (name, value) = match opt.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (opt, None),
+            };
+            let need = |what: &str| -> Result<&str, String> {
+                let v = value.ok_or_else(|| format!("option `{what}` needs a value"))?;
+                let v = unquote(v);
+                if v.is_empty() {
+                    return Err(format!("option `{what}` has an empty value"));
+                }
+                Ok(v)
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "cert-authority" if value.is_none() => signer.cert_authority = true,
+                "namespaces" => {
+                    let v = need("namespaces")?;
+                    signer.namespaces = Some(v.split(',').map(str::to_owned).collect());
+                }
+                "valid-after" => {
+                    let v = need("valid-after")?;
+                    signer.valid_after = Some(parse_time(v).ok_or_else(|| {
+                        format!("invalid valid-after time {v:?}: write YYYYMMDD[HHMM[SS]][Z]")
+                    })?);
+                }
+                "valid-before" => {
+                    let v = need("valid-before")?;
+                    signer.valid_before = Some(parse_time(v).ok_or_else(|| {
+                        format!("invalid valid-before time {v:?}: write YYYYMMDD[HHMM[SS]][Z]")
+                    })?);
+                }
+                _ => {
+                    let shown: String = name.chars().take(40).collect();
+                    return Err(format!("unknown option {shown:?}"));
+                }
+            }
+        }
+        at = 2;
+    }
+    if f.len() < at + 2 {
+        return Err("expected a key type and a base64 key".to_owned());
+    }
+    let text = format!("{} {}", f[at], f[at + 1]);
+    let key =
+        ssh_key::PublicKey::from_openssh(&text).map_err(|e| format!("invalid public key: {e}"))?;
+    signer.key = key.key_data().clone();
+    Ok(Some(signer))
+}
+
+impl AllowedSigners {
+    /// Parse the text of a file; `file` is used in messages.
+    pub fn parse(text: &str, file: &str) -> Result<AllowedSigners, ParseError> {
+        let mut signers = Vec::new();
+        for (i, line) in text.split('\n').enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            match parse_line(line, i + 1) {
+                Ok(Some(s)) => signers.push(s),
+                Ok(None) => {}
+                Err(what) => {
+                    return Err(ParseError {
+                        file: file.to_owned(),
+                        line: i + 1,
+                        what,
+                    })
+                }
+            }
+        }
+        Ok(AllowedSigners { signers })
+    }
+
+    /// Read and parse a file (at most [`MAX_FILE_BYTES`]).
+    pub fn read(path: &std::path::Path) -> Result<AllowedSigners, ParseError> {
+        let file = path.display().to_string();
+        let err = |line, what: String| ParseError {
+            file: file.clone(),
+            line,
+            what,
+        };
+        let bytes = std::fs::read(path).map_err(|e| err(0, format!("cannot read: {e}")))?;
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(err(0, "the file is larger than 1 MiB".to_owned()));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            err(line, "not UTF-8".to_owned())
+        })?;
+        AllowedSigners::parse(&text, &file)
+    }
+
+    /// The signers whose key is `key`, who may sign for `namespace`, are no certificate
+    /// authority, and are valid at `now` — or why none is. On success, every matching line.
+    pub fn authorise(
+        &self,
+        key: &KeyData,
+        namespace: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<&Signer>, String> {
+        let same_key: Vec<&Signer> = self
+            .signers
+            .iter()
+            .filter(|s| &s.key == key && !s.cert_authority)
+            .collect();
+        if same_key.is_empty() {
+            return Err("the signing key is not in the allowed signers file".to_owned());
+        }
+        let for_ns: Vec<&Signer> = same_key
+            .into_iter()
+            .filter(|s| {
+                s.namespaces
+                    .as_ref()
+                    .is_none_or(|n| match_pattern_list(namespace, n))
+            })
+            .collect();
+        if for_ns.is_empty() {
+            return Err(format!(
+                "the signing key is in the allowed signers file, but not for namespace `{namespace}` (namespaces=)"
+            ));
+        }
+        let mut why = String::new();
+        let valid: Vec<&Signer> = for_ns
+            .into_iter()
+            .filter(|s| {
+                if let Some(a) = s.valid_after {
+                    if now < a {
+                        why = format!("the signing key is valid only after {a} (line {})", s.line);
+                        return false;
+                    }
+                }
+                if let Some(b) = s.valid_before {
+                    if now >= b {
+                        why = format!(
+                            "the signing key was valid only before {b} (line {})",
+                            s.line
+                        );
+                        return false;
+                    }
+                }
+                true
+            })
+            .collect();
+        if valid.is_empty() {
+            return Err(why);
+        }
+        Ok(valid)
+    }
+}
+
+/// OpenSSH's `match_pattern_list`: a comma list of patterns, `!` negates; a negated match
+/// wins; otherwise any positive match.
+pub fn match_pattern_list(s: &str, patterns: &[String]) -> bool {
+    let mut any = false;
+    for p in patterns {
+        if let Some(neg) = p.strip_prefix('!') {
+            if match_pattern(s, neg) {
+                return false;
+            }
+        } else if match_pattern(s, p) {
+            any = true;
+        }
+    }
+    any
+}
+
+/// A glob with `*` (any run) and `?` (one character).
+pub fn match_pattern(s: &str, p: &str) -> bool {
+    let s: Vec<char> = s.chars().collect();
+    let p: Vec<char> = p.chars().collect();
+    let (mut si, mut pi) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            si += 1;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEL3tMKYkqoWOhbph5UHgYg9t5yt1cZEOiMUQWOy/Pdb";
+
+    fn one(line: &str) -> Signer {
+        AllowedSigners::parse(line, "f")
+            .unwrap()
+            .signers
+            .pop()
+            .unwrap()
+    }
+
+    #[test]
+    fn plain_line_with_comment() {
+        let s = one(&format!("admin@example.com {KEY} laptop"));
+        assert_eq!(s.principals, vec!["admin@example.com"]);
+        assert_eq!(s.namespaces, None);
+        assert!(!s.cert_authority);
+    }
+
+    #[test]
+    fn quoted_principals_and_every_option() {
+        let s = one(&format!(
+            "\"a@x,b@y\" namespaces=\"scopevault-bundle,git\",valid-after=\"20260101\",valid-before=\"20270102030405Z\" {KEY}"
+        ));
+        assert_eq!(s.principals, vec!["a@x", "b@y"]);
+        assert_eq!(
+            s.namespaces,
+            Some(vec!["scopevault-bundle".to_owned(), "git".to_owned()])
+        );
+        assert_eq!(
+            s.valid_after,
+            Some(time::macros::datetime!(2026-01-01 0:00 UTC))
+        );
+        assert_eq!(
+            s.valid_before,
+            Some(time::macros::datetime!(2027-01-02 03:04:05 UTC))
+        );
+    }
+
+    #[test]
+    fn comments_blank_lines_and_crlf_are_skipped() {
+        let text = format!("# comment\n\n   \r\n  # indented\r\nx {KEY}\r\n");
+        let a = AllowedSigners::parse(&text, "f").unwrap();
+        assert_eq!(a.signers.len(), 1);
+        assert_eq!(a.signers[0].line, 5);
+    }
+
+    #[test]
+    fn malformed_lines_name_file_and_line() {
+        let cases = [
+            "x".to_owned(),
+            "x ssh-ed25519".to_owned(),
+            format!("x bogus-option {KEY}"),
+            format!("x valid-before=\"2026\" {KEY}"),
+            format!("x valid-after=\"20261340\" {KEY}"),
+            format!("x namespaces= {KEY}"),
+            format!("\"x {KEY}"),
+            "x ssh-ed25519 AAAA!!notbase64".to_owned(),
+            format!("x,, {KEY}"),
+            format!("x namespaces=\"a {KEY}"),
+        ];
+        for c in cases {
+            let text = format!("# ok\n{c}\n");
+            let e = AllowedSigners::parse(&text, "signers").unwrap_err();
+            assert_eq!(e.line, 2, "{c}");
+            assert!(e.to_string().starts_with("signers:2: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time("202601021530"),
+            Some(time::macros::datetime!(2026-01-02 15:30 UTC))
+        );
+        for bad in [
+            "",
+            "2026010",
+            "20260230",
+            "2026010125",
+            "20260101240000",
+            "x0260101",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns() {
+        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(match_pattern_list(
+            "scopevault-bundle",
+            &l(&["scopevault-*"])
+        ));
+        assert!(match_pattern_list("ab", &l(&["a?"])));
+        assert!(!match_pattern_list("git", &l(&["scopevault-bundle"])));
+        assert!(!match_pattern_list("x", &l(&["*", "!x"])));
+        assert!(match_pattern_list("y", &l(&["*", "!x"])));
+        assert!(!match_pattern_list("x", &l(&["!y"])));
+    }
+
+    #[test]
+    fn authorise_checks_key_namespace_and_validity() {
+        let now = time::macros::datetime!(2026-06-01 0:00 UTC);
+        let key = one(&format!("x {KEY}")).key;
+        let a = AllowedSigners::parse(&format!("x {KEY}"), "f").unwrap();
+        assert_eq!(
+            a.authorise(&key, "scopevault-bundle", now).unwrap().len(),
+            1
+        );
+        let ns = AllowedSigners::parse(&format!("x namespaces=\"git\" {KEY}"), "f").unwrap();
+        assert!(ns
+            .authorise(&key, "scopevault-bundle", now)
+            .unwrap_err()
+            .contains("namespace"));
+        let old =
+            AllowedSigners::parse(&format!("x valid-before=\"20260101Z\" {KEY}"), "f").unwrap();
+        assert!(old
+            .authorise(&key, "scopevault-bundle", now)
+            .unwrap_err()
+            .contains("before"));
+        let early =
+            AllowedSigners::parse(&format!("x valid-after=\"20270101\" {KEY}"), "f").unwrap();
+        assert!(early
+            .authorise(&key, "scopevault-bundle", now)
+            .unwrap_err()
+            .contains("after"));
+        let ca = AllowedSigners::parse(&format!("x cert-authority {KEY}"), "f").unwrap();
+        assert!(ca.authorise(&key, "scopevault-bundle", now).is_err());
+        let empty = AllowedSigners::parse("", "f").unwrap();
+        assert!(empty
+            .authorise(&key, "scopevault-bundle", now)
+            .unwrap_err()
+            .contains("not in"));
+    }
+}

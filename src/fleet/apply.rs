@@ -1,0 +1,179 @@
+//! The checkpoint's checks on a bundle, in the order of the contract (docs/operations.md
+//! "Fleet"): signature, location, expiry, generation, decryption. Each refusal names its
+//! check.
+
+use std::collections::BTreeSet;
+
+use time::OffsetDateTime;
+
+use super::allowed_signers::AllowedSigners;
+use super::bundle::{self, Bundle, Payload};
+use super::sig::{self, Verified};
+use crate::policy::Policy;
+use crate::vault::Vault;
+
+/// The checks, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// 1: the SSH signature against allowed_signers.
+    Signature,
+    /// The file's structure (after the signature: a signed file that does not parse).
+    Format,
+    /// 2: the manifest's location is this checkpoint's.
+    Location,
+    /// 3: the bundle has not expired.
+    Expiry,
+    /// 4: the generation is newer than the last applied.
+    Generation,
+    /// 5: the payload decrypts with the vault identity and matches the manifest.
+    Decrypt,
+}
+
+impl Check {
+    /// The name printed in refusals.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Signature => "signature",
+            Check::Format => "format",
+            Check::Location => "location",
+            Check::Expiry => "expiry",
+            Check::Generation => "generation",
+            Check::Decrypt => "decrypt",
+        }
+    }
+}
+
+/// A bundle refused by one check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bundle refused by the {} check: {message}", check.as_str())]
+pub struct Refusal {
+    /// Which check.
+    pub check: Check,
+    /// Why.
+    pub message: String,
+}
+
+fn refuse<T>(check: Check, message: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal {
+        check,
+        message: message.into(),
+    })
+}
+
+/// Check 1: the detached signature over the whole file (`None`: no signature file).
+pub fn check_signature(
+    bytes: &[u8],
+    sig_pem: Option<&[u8]>,
+    allowed: &AllowedSigners,
+    now: OffsetDateTime,
+) -> Result<Verified, Refusal> {
+    let Some(sig_pem) = sig_pem else {
+        return refuse(
+            Check::Signature,
+            "no signature file (NAME.svbundle.sig): an unsigned bundle is never applied",
+        );
+    };
+    sig::verify(sig_pem, bytes, allowed, now).map_err(|message| Refusal {
+        check: Check::Signature,
+        message,
+    })
+}
+
+/// The file's structure.
+pub fn check_format(bytes: &[u8]) -> Result<Bundle, Refusal> {
+    Bundle::parse(bytes).map_err(|e| Refusal {
+        check: Check::Format,
+        message: e.to_string(),
+    })
+}
+
+/// Checks 2–4 on the manifest. `location`: this checkpoint's (given or recorded; `None`: the
+/// first apply without `--location`, refused). `last`: the last generation applied here.
+pub fn check_manifest(
+    b: &Bundle,
+    location: Option<&str>,
+    now: OffsetDateTime,
+    last: Option<u64>,
+    allow_rollback: bool,
+) -> Result<(), Refusal> {
+    let m = &b.manifest;
+    match location {
+        None => return refuse(Check::Location, format!("this checkpoint has no location yet: give --location NAME on the first apply (the bundle is for `{}`)", m.location)),
+        Some(l) if l != m.location => {
+            return refuse(
+                Check::Location,
+                format!("the bundle is for location `{}`, this checkpoint is `{l}`", m.location),
+            )
+        }
+        Some(_) => {}
+    }
+    if now >= m.expires {
+        return refuse(
+            Check::Expiry,
+            format!(
+                "the bundle expired at {} (published {}): publish a fresh one",
+                m.expires, m.created
+            ),
+        );
+    }
+    if let Some(last) = last {
+        if m.generation <= last && !allow_rollback {
+            return refuse(
+                Check::Generation,
+                format!("the bundle is generation {}, but generation {last} was already applied here (an older or replayed bundle); pass --allow-rollback to apply it on purpose", m.generation),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Check 5: decrypt with the vault identity; the payload repeats the manifest's location and
+/// generation, its policy matches the digest and parses, and it holds exactly the
+/// credentials and tasks the manifest names.
+pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Refusal> {
+    let fail = |m: String| Refusal {
+        check: Check::Decrypt,
+        message: m,
+    };
+    let m = &b.manifest;
+    if m.recipient != vault.recipient() {
+        return refuse(
+            Check::Decrypt,
+            format!(
+                "the bundle is encrypted to {}, not to this vault ({}): the policy's [locations.{}] recipient is wrong",
+                m.recipient,
+                vault.recipient(),
+                m.location
+            ),
+        );
+    }
+    let plain = vault
+        .decrypt_addressed_to_vault(&b.payload)
+        .map_err(|e| fail(e.to_string()))?;
+    let p = bundle::parse_payload(&plain).map_err(fail)?;
+    if p.location != m.location || p.generation != m.generation {
+        return refuse(
+            Check::Decrypt,
+            "the payload's location or generation differs from the manifest's",
+        );
+    }
+    if bundle::digest(p.policy.as_bytes()) != m.policy_digest {
+        return refuse(
+            Check::Decrypt,
+            "the payload's policy does not match policy_digest",
+        );
+    }
+    let policy = Policy::parse(&p.policy, "<bundle policy>")
+        .map_err(|e| fail(format!("the bundle's policy does not parse: {e}")))?;
+    let creds: Vec<&String> = p.credentials.keys().collect();
+    let want: Vec<&String> = m.credentials.iter().collect();
+    let tasks: BTreeSet<&str> = policy.tasks().map(|(n, _)| n).collect();
+    let want_tasks: BTreeSet<&str> = m.tasks.iter().map(String::as_str).collect();
+    if creds != want || tasks != want_tasks {
+        return refuse(
+            Check::Decrypt,
+            "the payload's credentials or tasks differ from the manifest's names",
+        );
+    }
+    Ok((p, policy))
+}

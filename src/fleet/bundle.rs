@@ -1,0 +1,203 @@
+//! The bundle file (`NAME.svbundle`), specified byte by byte in bundle-format.md:
+//!
+//! ```text
+//! "SVBUNDLE" | version u16 BE (1) | manifest length u32 BE | manifest (JSON)
+//!            | payload length u64 BE | payload (age, binary)
+//! ```
+//!
+//! The manifest is in the clear (names, never values); the payload is encrypted to the
+//! location's age recipient alone and holds the policy subset and the secret values.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::vault::Credential;
+
+/// The first eight bytes of every bundle.
+pub const MAGIC: &[u8; 8] = b"SVBUNDLE";
+/// The format version this build writes and reads.
+pub const VERSION: u16 = 1;
+/// The largest manifest accepted (16 MiB).
+pub const MAX_MANIFEST: usize = 16 << 20;
+/// The largest payload accepted (256 MiB, as the vault's).
+pub const MAX_PAYLOAD: u64 = 256 << 20;
+/// The largest bundle file read.
+pub const MAX_FILE: u64 = 8 + 2 + 4 + MAX_MANIFEST as u64 + 8 + MAX_PAYLOAD;
+
+/// Why a bundle file was refused before any key was used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Not a bundle at all.
+    #[error("not a scopevault bundle (bad magic bytes)")]
+    BadMagic,
+    /// A version this build does not read.
+    #[error("bundle format version {0} is not supported (this scopevault reads version 1)")]
+    Version(u16),
+    /// The file ends early.
+    #[error("the bundle is truncated: {0}")]
+    Truncated(&'static str),
+    /// Bytes after the payload.
+    #[error("the bundle has {0} unexpected bytes after the payload")]
+    Trailing(usize),
+    /// Over a size limit.
+    #[error("the bundle's {0} is larger than the format allows")]
+    TooLarge(&'static str),
+    /// The manifest is not the JSON the format specifies.
+    #[error("the bundle's manifest is malformed: {0}")]
+    Manifest(String),
+    /// The payload does not match the manifest's digest.
+    #[error("the payload does not match the manifest's payload_digest (the file was modified)")]
+    PayloadDigest,
+}
+
+/// The clear manifest: what the bundle is, for whom, and the names inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest schema, 1.
+    pub format: u32,
+    /// The location the bundle is for.
+    pub location: String,
+    /// Strictly increasing per location.
+    pub generation: u64,
+    /// When it was published.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// When a checkpoint stops accepting it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires: OffsetDateTime,
+    /// The age recipient the payload is encrypted to.
+    pub recipient: String,
+    /// `sha256:` + hex of the policy subset's canonical TOML.
+    pub policy_digest: String,
+    /// `sha256:` + hex of the payload bytes (the age ciphertext).
+    pub payload_digest: String,
+    /// The tasks inside, sorted.
+    pub tasks: Vec<String>,
+    /// The credentials inside, sorted.
+    pub credentials: Vec<String>,
+}
+
+/// The decrypted payload: the policy subset and exactly its credentials.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    /// Repeats the manifest's location (bound under the encryption too).
+    pub location: String,
+    /// Repeats the manifest's generation.
+    pub generation: u64,
+    /// The policy subset, canonical TOML.
+    pub policy: String,
+    /// The credentials with their secret values.
+    pub credentials: BTreeMap<String, Credential>,
+}
+
+/// `sha256:` + lowercase hex.
+pub fn digest(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        data_encoding::HEXLOWER.encode(&Sha256::digest(bytes))
+    )
+}
+
+/// A bundle as read from a file: its manifest and the payload bytes.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The raw manifest bytes, as in the file.
+    pub manifest_bytes: Vec<u8>,
+    /// The payload (age ciphertext).
+    pub payload: Vec<u8>,
+}
+
+/// Serialise a bundle file.
+pub fn encode(manifest: &Manifest, payload: &[u8]) -> Vec<u8> {
+    let m = serde_json::to_vec(manifest).expect("a manifest always serialises");
+    let mut out = Vec::with_capacity(22 + m.len() + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
+    out.extend_from_slice(&(m.len() as u32).to_be_bytes());
+    out.extend_from_slice(&m);
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+impl Bundle {
+    /// Parse a bundle file (no key needed): framing, sizes, manifest, payload digest.
+    pub fn parse(bytes: &[u8]) -> Result<Bundle, FormatError> {
+        let take = |at: usize, n: usize, what: &'static str| -> Result<&[u8], FormatError> {
+            bytes
+                .get(at..at.checked_add(n).ok_or(FormatError::Truncated(what))?)
+                .ok_or(FormatError::Truncated(what))
+        };
+        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+            return Err(if MAGIC.starts_with(bytes) && !bytes.is_empty() {
+                FormatError::Truncated("magic")
+            } else {
+                FormatError::BadMagic
+            });
+        }
+        let version = u16::from_be_bytes(take(8, 2, "version")?.try_into().unwrap_or([0; 2]));
+        if version != VERSION {
+            return Err(FormatError::Version(version));
+        }
+        let mlen = u32::from_be_bytes(take(10, 4, "manifest length")?.try_into().unwrap_or([0; 4]))
+            as usize;
+        if mlen > MAX_MANIFEST {
+            return Err(FormatError::TooLarge("manifest"));
+        }
+        let manifest_bytes = take(14, mlen, "manifest")?.to_vec();
+        let at = 14 + mlen;
+        let plen = u64::from_be_bytes(take(at, 8, "payload length")?.try_into().unwrap_or([0; 8]));
+        if plen > MAX_PAYLOAD {
+            return Err(FormatError::TooLarge("payload"));
+        }
+        let payload = take(at + 8, plen as usize, "payload")?.to_vec();
+        let end = at + 8 + plen as usize;
+        if bytes.len() > end {
+            return Err(FormatError::Trailing(bytes.len() - end));
+        }
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| FormatError::Manifest(e.to_string()))?;
+        if manifest.format != 1 {
+            return Err(FormatError::Manifest(format!(
+                "manifest format {} (this scopevault reads 1)",
+                manifest.format
+            )));
+        }
+        if digest(&payload) != manifest.payload_digest {
+            return Err(FormatError::PayloadDigest);
+        }
+        Ok(Bundle {
+            manifest,
+            manifest_bytes,
+            payload,
+        })
+    }
+}
+
+/// Encrypt a payload to one recipient.
+pub fn encrypt_payload(
+    payload: &Payload,
+    recipient: &age::x25519::Recipient,
+) -> Result<Vec<u8>, String> {
+    let plain = Zeroizing::new(serde_json::to_vec(payload).map_err(|e| e.to_string())?);
+    let enc = age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(plain.len() + 256);
+    let mut w = enc.wrap_output(&mut out).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut w, &plain).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Decrypt a payload with the plaintext already produced by the vault identity, and parse it.
+pub fn parse_payload(plain: &[u8]) -> Result<Payload, String> {
+    serde_json::from_slice(plain).map_err(|e| format!("the payload is malformed: {e}"))
+}

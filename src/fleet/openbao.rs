@@ -1,0 +1,869 @@
+//! A minimal OpenBao / HashiCorp Vault client for `scopevault sync openbao`: token or AppRole
+//! authentication and KV v2 reads, over a blocking HTTP/1.1 client (`ureq`, rustls).
+//!
+//! Used by the admin-side command only, never by `serve`: checkpoint daemons do not talk to
+//! the network.
+//!
+//! What it never does: put a token or a secret value in a URL, an argument, an error message
+//! or a `Debug` string. Response bodies are read into zeroed buffers and KV values go straight
+//! into [`SecretString`]s. TLS is verified (Mozilla's roots, or only the CA given with
+//! `--ca-cert`); plain `http://` is accepted for loopback addresses only; redirects are not
+//! followed (a redirect would carry the token elsewhere); proxies from the environment are
+//! not used.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::policy::CredentialKind;
+use crate::secret::{SecretString, MAX_SECRET_LEN};
+use crate::vault::{validate_field_key, FieldMap, SECRET_FIELD_NAMES};
+
+/// Largest response body read (a KV v2 secret is at most a few dozen KiB of fields).
+const MAX_BODY: u64 = 4 << 20;
+
+/// Largest plain (non-secret) field value, as for `cred add --field`.
+const MAX_FIELD_LEN: usize = 4096;
+
+/// Everything that can go wrong talking to OpenBao. Messages carry the method, the request
+/// path and the HTTP status or transport error; never a token or a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum BaoError {
+    /// The server answered with an error status.
+    #[error("OpenBao answered {method} {path} with HTTP {status}{}{}", detail_of(detail), hint_of(*status, detail))]
+    Status {
+        /// `GET` or `POST`.
+        method: &'static str,
+        /// The request path (`/v1/…`).
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's `errors` strings, escaped and shortened.
+        detail: String,
+    },
+    /// No answer: refused connection, timeout, TLS failure, broken connection.
+    #[error("no answer from OpenBao for {method} {path}: {error}")]
+    Transport {
+        /// `GET` or `POST`.
+        method: &'static str,
+        /// The request path.
+        path: String,
+        /// What failed (ureq's error; it never includes headers or bodies).
+        error: String,
+    },
+    /// The answer was not what a KV v2 engine or the auth method returns.
+    #[error("OpenBao's answer to {method} {path} is malformed: {why}")]
+    Malformed {
+        /// `GET` or `POST`.
+        method: &'static str,
+        /// The request path.
+        path: String,
+        /// What is wrong (never a value).
+        why: String,
+    },
+    /// Bad options (address, mount, prefix, CA file).
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn detail_of(d: &str) -> String {
+    if d.is_empty() {
+        String::new()
+    } else {
+        format!(" ({d})")
+    }
+}
+
+fn hint_of(status: u16, detail: &str) -> &'static str {
+    match status {
+        403 => ": the token is invalid, expired, or its policy does not grant read on this path",
+        503 if detail.contains("sealed") => {
+            ": the store is sealed; unseal it and run the sync again"
+        }
+        404 => ": no such mount or path (check --mount, and that it is a KV version 2 engine)",
+        _ => "",
+    }
+}
+
+/// Where the OpenBao token comes from, in the order they are tried.
+pub enum Auth {
+    /// A token (from `BAO_TOKEN`/`VAULT_TOKEN` or a token file); the string says which.
+    Token(SecretString, String),
+    /// AppRole: the role id (an identifier, not a secret) and the secret id read from a file.
+    AppRole {
+        /// The role id.
+        role_id: String,
+        /// The secret id.
+        secret_id: SecretString,
+    },
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Token(_, from) => write!(f, "Auth::Token([REDACTED] from {from})"),
+            Auth::AppRole { role_id, .. } => {
+                write!(
+                    f,
+                    "Auth::AppRole {{ role_id: {role_id:?}, secret_id: [REDACTED] }}"
+                )
+            }
+        }
+    }
+}
+
+impl Auth {
+    /// Where the token came from, for messages (`BAO_TOKEN`, `token file F`, `AppRole …`).
+    pub fn describe(&self) -> String {
+        match self {
+            Auth::Token(_, from) => from.clone(),
+            Auth::AppRole { role_id, .. } => format!("AppRole login (role id {role_id})"),
+        }
+    }
+}
+
+/// Connection options.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Base address, e.g. `https://bao.example.com:8200`.
+    pub addr: String,
+    /// Enterprise/OpenBao namespace (`X-Vault-Namespace`), if any.
+    pub namespace: Option<String>,
+    /// PEM file of the CA(s) to trust instead of the public roots.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Time limit for each request (connect, send, receive).
+    pub timeout: Duration,
+}
+
+/// A connection to OpenBao with a token.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    namespace: Option<String>,
+    token: SecretString,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("namespace", &self.namespace)
+            .field("token", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Check the address: `https://…`, or `http://` to a loopback host only (the token would
+/// otherwise cross the network in the clear). Returns it without a trailing `/`.
+pub fn check_addr(addr: &str) -> Result<String, BaoError> {
+    let bad = |why: &str| Err(BaoError::Usage(format!("--addr: {why}")));
+    let a = addr.trim_end_matches('/');
+    if a.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return bad("the address contains spaces or control characters");
+    }
+    let (scheme, rest) = match a.split_once("://") {
+        Some(p) => p,
+        None => return bad("give a URL such as https://bao.example.com:8200"),
+    };
+    let host_port = rest.split('/').next().unwrap_or("");
+    if host_port.is_empty() || rest.contains('@') || rest.contains('?') || rest.contains('#') {
+        return bad("give a URL such as https://bao.example.com:8200 (no user, query or fragment)");
+    }
+    match scheme {
+        "https" => {}
+        "http" => {
+            let host = if let Some(h) = host_port.strip_prefix('[') {
+                h.split(']').next().unwrap_or("")
+            } else {
+                host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+            };
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return bad("plain http:// is accepted only for a loopback address (127.0.0.1, ::1, localhost): the token would cross the network in the clear. Use https://");
+            }
+        }
+        _ => return bad("the scheme must be https:// (or http:// to a loopback address)"),
+    }
+    Ok(a.to_owned())
+}
+
+/// Check a mount or prefix path segment list: `[A-Za-z0-9._-]` segments separated by `/`,
+/// no empty, `.` or `..` segment.
+pub fn check_path(what: &str, p: &str, allow_empty: bool) -> Result<(), BaoError> {
+    if p.is_empty() {
+        return if allow_empty {
+            Ok(())
+        } else {
+            Err(BaoError::Usage(format!("{what} is empty")))
+        };
+    }
+    let ok = p.len() <= 512
+        && p.split('/').all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(BaoError::Usage(format!(
+            "{what} \"{}\" must be path segments of letters, digits, `-`, `_` and `.` separated by `/`",
+            p.escape_debug()
+        )))
+    }
+}
+
+impl Client {
+    /// Build the HTTP agent (TLS verified, no redirects, no proxy) and authenticate: a
+    /// token is used as it is; AppRole logs in first.
+    pub fn connect(opts: &ClientOptions, auth: Auth) -> Result<Client, BaoError> {
+        let base = check_addr(&opts.addr)?;
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &opts.ca_cert {
+            tls = tls.root_certs(load_ca(ca)?);
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(None)
+            .timeout_global(Some(opts.timeout))
+            .tls_config(tls.build())
+            .user_agent(concat!("scopevault/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let mut client = Client {
+            agent: config.new_agent(),
+            base,
+            namespace: opts.namespace.clone(),
+            token: SecretString::from(String::new()),
+        };
+        match auth {
+            Auth::Token(t, _) => client.token = t,
+            Auth::AppRole { role_id, secret_id } => {
+                client.token = client.approle_login(&role_id, &secret_id)?;
+            }
+        }
+        Ok(client)
+    }
+
+    fn approle_login(
+        &self,
+        role_id: &str,
+        secret_id: &SecretString,
+    ) -> Result<SecretString, BaoError> {
+        let path = "/v1/auth/approle/login".to_owned();
+        // The body holds the secret id: built in a zeroed buffer.
+        let body = Zeroizing::new(
+            serde_json::to_vec(&serde_json::json!({
+                "role_id": role_id,
+                "secret_id": secret_id.expose(),
+            }))
+            .map_err(|e| BaoError::Usage(e.to_string()))?,
+        );
+        let (status, bytes) = self.send("POST", &path, Some(&body), false)?;
+        if status != 200 {
+            return Err(status_error("POST", &path, status, &bytes));
+        }
+        #[derive(Deserialize)]
+        struct Login {
+            auth: Option<LoginAuth>,
+        }
+        #[derive(Deserialize)]
+        struct LoginAuth {
+            client_token: SecretString,
+        }
+        let login: Login =
+            serde_json::from_slice(&bytes).map_err(|e| malformed("POST", &path, e))?;
+        match login.auth {
+            Some(a) if !a.client_token.is_empty() => Ok(a.client_token),
+            _ => Err(BaoError::Malformed {
+                method: "POST",
+                path,
+                why: "no auth.client_token in the login answer".into(),
+            }),
+        }
+    }
+
+    /// One request; returns the status and the body (zeroed on drop).
+    fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&[u8]>,
+        with_token: bool,
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), BaoError> {
+        let url = format!("{}{}", self.base, path);
+        let transport = |e: ureq::Error| BaoError::Transport {
+            method,
+            path: path.to_owned(),
+            error: describe_ureq(&e),
+        };
+        let result = match body {
+            Some(b) => {
+                let mut r = self
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/json");
+                if let Some(ns) = &self.namespace {
+                    r = r.header("X-Vault-Namespace", ns);
+                }
+                if with_token {
+                    r = r.header("X-Vault-Token", self.token.expose());
+                }
+                r.send(b)
+            }
+            None => {
+                let mut r = self.agent.get(&url);
+                if let Some(ns) = &self.namespace {
+                    r = r.header("X-Vault-Namespace", ns);
+                }
+                if with_token {
+                    r = r.header("X-Vault-Token", self.token.expose());
+                }
+                r.call()
+            }
+        };
+        let mut resp = result.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let mut buf = Zeroizing::new(Vec::with_capacity(16 * 1024));
+        resp.body_mut()
+            .as_reader()
+            .take(MAX_BODY + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| BaoError::Transport {
+                method,
+                path: path.to_owned(),
+                error: format!("reading the answer failed: {e}"),
+            })?;
+        if buf.len() as u64 > MAX_BODY {
+            return Err(BaoError::Malformed {
+                method,
+                path: path.to_owned(),
+                why: format!("the answer is larger than {} MiB", MAX_BODY >> 20),
+            });
+        }
+        Ok((status, buf))
+    }
+
+    /// Check that `mount` is a KV version 2 engine, when the token may ask
+    /// (`sys/internal/ui/mounts`, which OpenBao answers for any token with access under the
+    /// mount). Returns `Ok(false)` when it could not tell (403/404: the reads will say more).
+    pub fn check_kv2_mount(&self, mount: &str) -> Result<bool, BaoError> {
+        let path = format!("/v1/sys/internal/ui/mounts/{mount}");
+        let (status, bytes) = self.send("GET", &path, None, true)?;
+        match status {
+            200 => {}
+            403 | 404 => return Ok(false),
+            _ => return Err(status_error("GET", &path, status, &bytes)),
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            data: Option<MountInfo>,
+        }
+        #[derive(Deserialize)]
+        struct MountInfo {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            options: Option<MountOptions>,
+        }
+        #[derive(Deserialize)]
+        struct MountOptions {
+            version: Option<String>,
+        }
+        let a: Answer = serde_json::from_slice(&bytes).map_err(|e| malformed("GET", &path, e))?;
+        let info = a.data.ok_or_else(|| BaoError::Malformed {
+            method: "GET",
+            path: path.clone(),
+            why: "no `data` member".into(),
+        })?;
+        let kind = info.kind.unwrap_or_default();
+        let version = info.options.and_then(|o| o.version).unwrap_or_default();
+        if kind != "kv" || version != "2" {
+            return Err(BaoError::Usage(format!(
+                "the mount `{mount}` is a `{}` engine{}: sync reads a KV version 2 engine (`bao secrets enable -version=2 -path={mount} kv`)",
+                kind.escape_debug(),
+                if kind == "kv" { format!(" of version {}", version.escape_debug()) } else { String::new() },
+            )));
+        }
+        Ok(true)
+    }
+
+    /// Read the current version of `MOUNT/data/PATH`. `Ok(None)` when there is no secret
+    /// there, or its current version is deleted or destroyed.
+    pub fn read_kv2(&self, mount: &str, path: &str) -> Result<Option<KvSecret>, BaoError> {
+        let req = format!("/v1/{mount}/data/{path}");
+        let (status, bytes) = self.send("GET", &req, None, true)?;
+        match status {
+            200 => {}
+            404 => {
+                // A missing secret is 404 with an empty `errors` list (or a deleted version's
+                // metadata and null data); a missing mount or route names the route in `errors`.
+                if errors_of(&bytes).is_some_and(|e| e.is_empty()) || has_null_data(&bytes) {
+                    return Ok(None);
+                }
+                return Err(status_error("GET", &req, status, &bytes));
+            }
+            _ => return Err(status_error("GET", &req, status, &bytes)),
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            data: Option<Kv2Data>,
+        }
+        #[derive(Deserialize)]
+        struct Kv2Data {
+            data: Option<KvFields>,
+            metadata: Option<Kv2Meta>,
+        }
+        #[derive(Deserialize)]
+        struct Kv2Meta {
+            version: u64,
+            created_time: String,
+            #[serde(default)]
+            deletion_time: String,
+            #[serde(default)]
+            destroyed: bool,
+        }
+        let a: Answer = serde_json::from_slice(&bytes).map_err(|e| malformed("GET", &req, e))?;
+        let mal = |why: &str| BaoError::Malformed {
+            method: "GET",
+            path: req.clone(),
+            why: why.to_owned(),
+        };
+        let d = a
+            .data
+            .ok_or_else(|| mal("no `data` member (is this a KV version 2 mount?)"))?;
+        let meta = d
+            .metadata
+            .ok_or_else(|| mal("no `data.metadata` member (is this a KV version 2 mount?)"))?;
+        if meta.destroyed || !meta.deletion_time.is_empty() {
+            return Ok(None);
+        }
+        let fields = d.data.ok_or_else(|| mal("no `data.data` member"))?;
+        let updated = OffsetDateTime::parse(
+            &meta.created_time,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|_| mal("`data.metadata.created_time` is not an RFC 3339 time"))?;
+        Ok(Some(KvSecret {
+            path: format!("{mount}/data/{path}"),
+            version: meta.version,
+            updated: updated.replace_nanosecond(0).unwrap_or(updated),
+            fields: fields.0,
+        }))
+    }
+}
+
+/// One KV v2 secret version as read.
+#[derive(Debug)]
+pub struct KvSecret {
+    /// `MOUNT/data/PATH`.
+    pub path: String,
+    /// Its KV version.
+    pub version: u64,
+    /// When this version was written (`created_time`, whole seconds).
+    pub updated: OffsetDateTime,
+    /// Its keys and values (values in secret types until classified).
+    pub fields: Vec<(String, KvValue)>,
+}
+
+/// One KV value: a string (kept secret until classified) or another JSON type (refused).
+pub enum KvValue {
+    /// A string.
+    Str(SecretString),
+    /// Not a string: the JSON type's name.
+    Other(&'static str),
+}
+
+impl fmt::Debug for KvValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvValue::Str(_) => f.write_str("Str([REDACTED])"),
+            KvValue::Other(t) => write!(f, "Other({t})"),
+        }
+    }
+}
+
+/// The `data.data` object, read without a `serde_json::Value` copy of the strings.
+struct KvFields(Vec<(String, KvValue)>);
+
+impl<'de> Deserialize<'de> for KvFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KvFields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of keys and values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<KvFields, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    if out.iter().any(|(o, _): &(String, KvValue)| *o == k) {
+                        return Err(de::Error::custom("a key appears twice"));
+                    }
+                    let v = a.next_value::<KvValue>()?;
+                    out.push((k, v));
+                }
+                Ok(KvFields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for KvValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KvValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<KvValue, E> {
+                Ok(KvValue::Str(SecretString::from(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<KvValue, E> {
+                Ok(KvValue::Str(SecretString::from(s)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<KvValue, E> {
+                Ok(KvValue::Other("boolean"))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<KvValue, E> {
+                Ok(KvValue::Other("number"))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<KvValue, E> {
+                Ok(KvValue::Other("number"))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<KvValue, E> {
+                Ok(KvValue::Other("number"))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<KvValue, E> {
+                Ok(KvValue::Other("null"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<KvValue, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(KvValue::Other("object"))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<KvValue, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(KvValue::Other("array"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The secret fields a credential of `kind` must have one of (empty: none required).
+pub fn required_secrets(kind: CredentialKind) -> &'static [&'static str] {
+    match kind {
+        CredentialKind::Login => &["password", "passphrase"],
+        CredentialKind::Token => &[
+            "token",
+            "api_key",
+            "access_token",
+            "secret",
+            "client_secret",
+        ],
+        CredentialKind::Totp => &["totp_seed", "otpauth"],
+        CredentialKind::Certificate => &["private_key"],
+        CredentialKind::Generic => &[],
+    }
+}
+
+/// Words that make a key look like a secret: such a key that is not one of the secret field
+/// names is refused rather than stored as a plain (printable) field.
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "seed",
+    "pin",
+    "otp",
+    "credential",
+];
+
+/// Split a KV secret's keys into plain fields and secret fields by the kind's rules:
+///
+/// - a key named in [`SECRET_FIELD_NAMES`] is a secret (`password`, `token`, `totp_seed`, …);
+///   a `totp_seed`/`otpauth` must produce a code;
+/// - the kind's required secret must be there ([`required_secrets`]);
+/// - any other key becomes a plain field, unless it looks like a secret (`db_password`,
+///   `ssh_key`, …): then the sync refuses, naming the key, so a secret never lands in a field
+///   that `cred show` prints;
+/// - keys must be valid field names and values strings.
+///
+/// Errors name the key and the path, never a value.
+pub fn classify(
+    kind: CredentialKind,
+    secret: KvSecret,
+) -> Result<(FieldMap<String>, FieldMap<SecretString>), String> {
+    let path = &secret.path;
+    let mut fields = FieldMap::new();
+    let mut secrets = FieldMap::new();
+    for (k, v) in secret.fields {
+        let shown = k.escape_debug().to_string();
+        if validate_field_key(&k).is_err() {
+            return Err(format!(
+                "{path}: key `{shown}` is not a valid field name (1-64 bytes of lowercase letters, digits, `_`, `-`, `.`): rename it in OpenBao"
+            ));
+        }
+        let v = match v {
+            KvValue::Str(s) => s,
+            KvValue::Other(t) => {
+                return Err(format!(
+                    "{path}: key `{shown}` holds a JSON {t}; only string values are synced"
+                ))
+            }
+        };
+        if SECRET_FIELD_NAMES.contains(&k.as_str()) {
+            if v.is_empty() {
+                return Err(format!("{path}: secret key `{shown}` is empty"));
+            }
+            if v.len() > MAX_SECRET_LEN {
+                return Err(format!(
+                    "{path}: secret key `{shown}` is larger than {} KiB",
+                    MAX_SECRET_LEN / 1024
+                ));
+            }
+            if matches!(k.as_str(), "totp_seed" | "otpauth") {
+                if let Err(e) = crate::agent::totp::Totp::from_field(&k, &v) {
+                    return Err(format!(
+                        "{path}: key `{shown}` is not a usable TOTP secret: {e}"
+                    ));
+                }
+            }
+            secrets.insert(k, v);
+            continue;
+        }
+        if SECRET_WORDS.iter().any(|w| k.contains(w)) {
+            return Err(format!(
+                "{path}: key `{shown}` looks like a secret but is not one of the secret field names ({}): rename it in OpenBao to one of those, or to a name that is not secret-looking if it really is a plain field",
+                SECRET_FIELD_NAMES.join(", ")
+            ));
+        }
+        if v.len() > MAX_FIELD_LEN {
+            return Err(format!(
+                "{path}: plain key `{shown}` is longer than {MAX_FIELD_LEN} bytes"
+            ));
+        }
+        fields.insert(k, v.expose().to_owned());
+    }
+    let need = required_secrets(kind);
+    if !need.is_empty() && !need.iter().any(|n| secrets.contains_key(n)) {
+        return Err(format!(
+            "{path}: a {kind} credential needs a secret key named {} and there is none",
+            need.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ));
+    }
+    Ok((fields, secrets))
+}
+
+fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, BaoError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        BaoError::Usage(format!("--ca-cert {}: cannot read it: {e}", path.display()))
+    })?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(BaoError::Usage(format!(
+                    "--ca-cert {}: not a PEM file: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(BaoError::Usage(format!(
+            "--ca-cert {}: no certificate in it",
+            path.display()
+        )));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
+fn describe_ureq(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused (is OpenBao running at --addr?)".into()
+            }
+            _ => format!("{io}"),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn malformed(method: &'static str, path: &str, e: serde_json::Error) -> BaoError {
+    // Not serde's message: "invalid type: string \"…\"" would quote a value.
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "it is not JSON",
+        _ => "a member is missing or has the wrong type",
+    };
+    BaoError::Malformed {
+        method,
+        path: path.to_owned(),
+        why: format!("{what} (line {}, column {})", e.line(), e.column()),
+    }
+}
+
+fn errors_of(bytes: &[u8]) -> Option<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<String>,
+    }
+    serde_json::from_slice::<Errors>(bytes)
+        .ok()
+        .map(|e| e.errors)
+}
+
+fn has_null_data(bytes: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Answer {
+        data: Option<Inner>,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        data: Option<IgnoredAny>,
+        metadata: Option<IgnoredAny>,
+    }
+    serde_json::from_slice::<Answer>(bytes)
+        .ok()
+        .and_then(|a| a.data)
+        .is_some_and(|d| d.data.is_none() && d.metadata.is_some())
+}
+
+fn status_error(method: &'static str, path: &str, status: u16, bytes: &[u8]) -> BaoError {
+    // The `errors` strings of an error answer are OpenBao's own messages (never a stored
+    // value); shown escaped, shortened.
+    let detail = errors_of(bytes)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let detail: String = detail.chars().take(300).collect();
+    BaoError::Status {
+        method,
+        path: path.to_owned(),
+        status,
+        detail: detail.escape_debug().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(pairs: &[(&str, &str)]) -> KvSecret {
+        KvSecret {
+            path: "secret/data/m/x".into(),
+            version: 1,
+            updated: OffsetDateTime::UNIX_EPOCH,
+            fields: pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        (*k).to_owned(),
+                        KvValue::Str(SecretString::from((*v).to_owned())),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn classify_splits_by_the_kinds_rules_and_names_refused_keys_without_values() {
+        let (f, s) = classify(
+            CredentialKind::Login,
+            secret(&[("username", "mon"), ("password", "pw-canary")]),
+        )
+        .unwrap();
+        assert_eq!(f.get("username").map(String::as_str), Some("mon"));
+        assert_eq!(
+            s.get("password").map(SecretString::expose),
+            Some("pw-canary")
+        );
+        assert!(!f.contains_key("password"));
+
+        let e = classify(
+            CredentialKind::Login,
+            secret(&[("password", "pw"), ("db_password", "v-canary")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`db_password`") && !e.contains("v-canary"),
+            "{e}"
+        );
+
+        let e = classify(CredentialKind::Login, secret(&[("username", "u")])).unwrap_err();
+        assert!(e.contains("`password`"), "{e}");
+
+        let e = classify(CredentialKind::Generic, secret(&[("Bad Key", "v-canary")])).unwrap_err();
+        assert!(e.contains("Bad Key") && !e.contains("v-canary"), "{e}");
+
+        let e = classify(
+            CredentialKind::Totp,
+            secret(&[("totp_seed", "not base32!")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`totp_seed`") && !e.contains("not base32"),
+            "{e}"
+        );
+
+        let mut s = secret(&[("password", "pw")]);
+        s.fields.push(("port".into(), KvValue::Other("number")));
+        let e = classify(CredentialKind::Login, s).unwrap_err();
+        assert!(e.contains("`port`") && e.contains("number"), "{e}");
+
+        let (f, s) = classify(CredentialKind::Generic, secret(&[("region", "eu")])).unwrap();
+        assert_eq!((f.len(), s.len()), (1, 0));
+    }
+
+    #[test]
+    fn addresses_refuse_cleartext_http_off_loopback() {
+        assert!(check_addr("https://bao.example.com:8200/").is_ok());
+        assert!(check_addr("http://127.0.0.1:8200").is_ok());
+        assert!(check_addr("http://[::1]:8200").is_ok());
+        assert!(check_addr("http://localhost:8200").is_ok());
+        assert!(check_addr("http://bao.example.com:8200").is_err());
+        assert!(check_addr("http://10.0.0.1").is_err());
+        assert!(check_addr("ftp://x").is_err());
+        assert!(check_addr("https://user@x").is_err());
+        assert!(check_path("--prefix", "monitoring/prod", false).is_ok());
+        assert!(check_path("--prefix", "monitoring/../x", false).is_err());
+        assert!(check_path("--mount", "a//b", false).is_err());
+    }
+
+    #[test]
+    fn kv_values_and_auth_never_show_in_debug() {
+        let s = secret(&[("password", "dbg-canary")]);
+        let a = Auth::Token(
+            SecretString::from("tok-canary".to_owned()),
+            "BAO_TOKEN".into(),
+        );
+        let all = format!("{s:?} {a:?}");
+        assert!(!all.contains("canary"), "{all}");
+    }
+}

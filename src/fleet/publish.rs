@@ -1,0 +1,79 @@
+//! `scopevault publish`: the bundle of one location from the master policy and vault.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use time::OffsetDateTime;
+
+use super::bundle::{self, Manifest, Payload};
+use crate::policy::Policy;
+use crate::vault::Credential;
+
+/// What a location's bundle carries, by name: the tasks that list it and the declared
+/// credentials those tasks list.
+pub fn contents(policy: &Policy, location: &str) -> (Vec<String>, Vec<String>) {
+    let mut tasks = Vec::new();
+    let mut creds = BTreeSet::new();
+    for (name, task) in policy.tasks() {
+        if task.locations.iter().any(|l| l.value == location) {
+            tasks.push(name.to_owned());
+            for c in task.credentials.iter() {
+                if policy.credential(&c.value).is_some() {
+                    creds.insert(c.value.clone());
+                }
+            }
+        }
+    }
+    (tasks, creds.into_iter().collect())
+}
+
+/// Build the bundle file of `location` at `generation`: the manifest in the clear, and the
+/// policy subset with exactly its credentials encrypted to the location's recipient.
+/// `stored` are the master vault's credentials; a credential the bundle needs that is not
+/// stored is an error.
+pub fn build(
+    policy: &Policy,
+    location: &str,
+    generation: u64,
+    stored: &BTreeMap<String, Credential>,
+    created: OffsetDateTime,
+    expires: OffsetDateTime,
+) -> Result<(Manifest, Vec<u8>), String> {
+    let loc = policy
+        .location(location)
+        .ok_or_else(|| format!("the policy declares no location `{location}`"))?;
+    let recipient: age::x25519::Recipient = loc
+        .recipient()
+        .parse()
+        .map_err(|_| format!("location `{location}` has an invalid recipient"))?;
+    let (tasks, cred_names) = contents(policy, location);
+    let mut credentials = BTreeMap::new();
+    for name in &cred_names {
+        let c = stored.get(name).ok_or_else(|| {
+            format!("credential `{name}` (needed at `{location}`) is not stored in the vault: `scopevault cred add {name}`")
+        })?;
+        credentials.insert(name.clone(), c.clone());
+    }
+    let policy_text = policy.location_subset_toml(location);
+    let policy_digest = bundle::digest(policy_text.as_bytes());
+    let payload = Payload {
+        location: location.to_owned(),
+        generation,
+        policy: policy_text,
+        credentials,
+    };
+    let ciphertext = bundle::encrypt_payload(&payload, &recipient)?;
+    let manifest = Manifest {
+        format: 1,
+        location: location.to_owned(),
+        generation,
+        created,
+        expires,
+        recipient: loc.recipient().to_owned(),
+        policy_digest,
+        payload_digest: bundle::digest(&ciphertext),
+        tasks,
+        credentials: cred_names,
+    };
+    let bytes = bundle::encode(&manifest, &ciphertext);
+    Ok((manifest, bytes))
+}

@@ -1,0 +1,86 @@
+//! Detached SSH signatures over bundle files: the sshsig format of `ssh-keygen -Y sign`,
+//! namespace [`NAMESPACE`], checked against an OpenSSH allowed_signers file.
+
+use ssh_key::{HashAlg, LineEnding, PrivateKey, SshSig};
+use time::OffsetDateTime;
+
+use super::allowed_signers::AllowedSigners;
+
+/// The sshsig namespace of bundle signatures.
+pub const NAMESPACE: &str = "scopevault-bundle";
+
+/// The largest signature file read (64 KiB: an ed25519 one is ~300 bytes).
+pub const MAX_SIG_BYTES: usize = 64 << 10;
+
+/// Who signed, once the signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The key's fingerprint, `SHA256:…` as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// The principals of every allowed_signers line that authorised the key.
+    pub principals: Vec<String>,
+}
+
+/// Parse an OpenSSH private key; `passphrase` is asked only if the key is encrypted.
+pub fn load_signing_key(
+    text: &str,
+    passphrase: impl FnOnce() -> anyhow::Result<crate::secret::SecretString>,
+) -> anyhow::Result<PrivateKey> {
+    let key = PrivateKey::from_openssh(text)
+        .map_err(|e| anyhow::anyhow!("the signing key is not an OpenSSH private key: {e}"))?;
+    if key.is_encrypted() {
+        let p = passphrase()?;
+        return key
+            .decrypt(p.expose().as_bytes())
+            .map_err(|_| anyhow::anyhow!("wrong passphrase for the signing key"));
+    }
+    Ok(key)
+}
+
+/// Sign `data`: the PEM text of an `-----BEGIN SSH SIGNATURE-----` block, as `ssh-keygen -Y
+/// sign -n scopevault-bundle` writes (SHA-512).
+pub fn sign(key: &PrivateKey, data: &[u8]) -> anyhow::Result<String> {
+    let sig = key
+        .sign(NAMESPACE, HashAlg::Sha512, data)
+        .map_err(|e| anyhow::anyhow!("cannot sign with this key: {e}"))?;
+    sig.to_pem(LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("cannot encode the signature: {e}"))
+}
+
+/// Verify a detached signature over `data`: it parses, its namespace is [`NAMESPACE`], its key
+/// is allowed for that namespace at `now`, and the signature is valid.
+pub fn verify(
+    sig_pem: &[u8],
+    data: &[u8],
+    allowed: &AllowedSigners,
+    now: OffsetDateTime,
+) -> Result<Verified, String> {
+    let sig = SshSig::from_pem(sig_pem)
+        .map_err(|e| format!("the signature file is not an SSH signature: {e}"))?;
+    if sig.namespace() != NAMESPACE {
+        let shown: String = sig.namespace().chars().take(64).collect();
+        return Err(format!(
+            "the signature is for namespace {shown:?}, not `{NAMESPACE}`"
+        ));
+    }
+    let key = sig.public_key();
+    let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    let signers = allowed
+        .authorise(key, NAMESPACE, now)
+        .map_err(|e| format!("{e} (key {fingerprint})"))?;
+    ssh_key::PublicKey::from(key.clone())
+        .verify(NAMESPACE, data, &sig)
+        .map_err(|_| {
+            format!("the signature by {fingerprint} does not match the bundle: the file was modified after signing")
+        })?;
+    let mut principals: Vec<String> = signers
+        .iter()
+        .flat_map(|s| s.principals.iter().cloned())
+        .collect();
+    principals.sort();
+    principals.dedup();
+    Ok(Verified {
+        fingerprint,
+        principals,
+    })
+}

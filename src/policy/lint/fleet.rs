@@ -1,0 +1,83 @@
+//! Fleet rules (`[locations.NAME]` and the tasks' `locations`): `unknown-location`,
+//! `invalid-recipient`, `location-without-tasks`, `task-without-locations`.
+
+use std::collections::BTreeSet;
+
+use super::{Linter, RuleId};
+
+impl Linter<'_> {
+    /// The fleet rules, one pass over the locations and one over the tasks.
+    pub(super) fn fleet(&mut self) {
+        let p = self.policy;
+        for (name, loc) in &p.locations {
+            let r = &loc.recipient;
+            if r.value.parse::<age::x25519::Recipient>().is_err() {
+                let shown: String = r.value.chars().take(80).collect();
+                self.push(
+                    RuleId::InvalidRecipient,
+                    r.span.clone(),
+                    format!(
+                        "location `{name}` has an invalid recipient {:?}: it is not an age X25519 recipient",
+                        shown
+                    ),
+                    "copy the `age1…` line `scopevault recipient` prints on the checkpoint"
+                        .to_owned(),
+                    None,
+                    None,
+                    Vec::new(),
+                );
+            }
+        }
+        let mut used: BTreeSet<&str> = BTreeSet::new();
+        for (tname, task) in &p.tasks {
+            if task.locations.is_empty() && !p.locations.is_empty() {
+                self.push(
+                    RuleId::TaskWithoutLocations,
+                    task.span.clone(),
+                    format!(
+                        "task `{tname}` names no location: `scopevault publish` sends it nowhere"
+                    ),
+                    format!("add `locations = [\"NAME\"]` to [tasks.{tname}]"),
+                    None,
+                    Some(tname),
+                    Vec::new(),
+                );
+            }
+            for l in &task.locations {
+                if p.locations.contains_key(&l.value) {
+                    used.insert(l.value.as_str());
+                    continue;
+                }
+                let hint = super::did_you_mean(&l.value, p.locations.keys().map(String::as_str));
+                self.push(
+                    RuleId::UnknownLocation,
+                    l.span.clone(),
+                    format!("task `{tname}` names location `{}`, which is not declared", l.value),
+                    match hint {
+                        Some(h) => format!("did you mean `{h}`? Otherwise declare [locations.{}]", l.value),
+                        None => format!(
+                            "declare [locations.{}] with the checkpoint's recipient, or remove it from the task",
+                            l.value
+                        ),
+                    },
+                    None,
+                    Some(tname),
+                    Vec::new(),
+                );
+            }
+        }
+        for (name, loc) in &p.locations {
+            if !used.contains(name.as_str()) {
+                self.push(
+                    RuleId::LocationWithoutTasks,
+                    loc.span.clone(),
+                    format!("no task runs at location `{name}`: its bundle would be empty"),
+                    format!("list `{name}` in the `locations` of the tasks that run there, or remove [locations.{name}]"),
+                    None,
+                    None,
+                    Vec::new(),
+                );
+            }
+        }
+    }
+}
