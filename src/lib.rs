@@ -10,6 +10,7 @@ pub mod client;
 pub mod fleet;
 pub mod paths;
 pub mod policy;
+pub mod redact;
 pub mod secret;
 pub mod sys;
 pub mod usage;

@@ -123,45 +123,266 @@ pub enum SecretInputError {
     NotUtf8,
 }
 
-/// The forms of a secret value that `scopevault exec` masks in a child's output: the value,
-/// its base64 (standard and URL-safe, padded and not), URL-encoded and JSON-escaped forms
-/// (as serde_json, Python's `json.dumps` and Go's `encoding/json` escape it).
-/// Forms shorter than 4 bytes are skipped (masking "a" would redact every "a").
-pub fn mask_forms(value: &str) -> Vec<Zeroizing<String>> {
-    use data_encoding::{BASE64, BASE64URL, BASE64URL_NOPAD, BASE64_NOPAD};
-    let mut forms: Vec<Zeroizing<String>> = Vec::new();
-    let mut push = |s: String| {
-        let s = Zeroizing::new(s);
-        if s.len() >= 4 && !forms.iter().any(|f| f.as_str() == s.as_str()) {
-            forms.push(s);
+/// How a form of a secret is written: decides the replacement text, so that the file or the
+/// output it is found in stays valid (JSON stays JSON, XML stays well-formed, a URL stays a
+/// URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The value as it is.
+    Raw,
+    /// Percent-encoded (URL, `application/x-www-form-urlencoded`); `lower` for lowercase hex.
+    Percent {
+        /// Lowercase hex digits (`%2f`) rather than uppercase (`%2F`).
+        lower: bool,
+    },
+    /// A JSON string's content (any escaping, `\uXXXX` included).
+    Json,
+    /// HTML/XML character entities.
+    Html,
+    /// Base64 (either alphabet, padded or not, or the part of a longer base64 text that
+    /// depends on the value only).
+    Base64,
+    /// Hexadecimal (either case).
+    Hex,
+    /// Base32 (RFC 4648, either case, or an embedded part).
+    Base32,
+}
+
+impl Encoding {
+    /// The text that replaces a form of the value labelled `label` (`CRED.FIELD`).
+    ///
+    /// `[redacted:LABEL]`, except in percent-encoded forms where the brackets and the colon
+    /// are percent-encoded too (`%5Bredacted%3ALABEL%5D`), so a URL or form body stays one.
+    /// Characters of the label outside `[A-Za-z0-9._-]` become `_` (credential names never
+    /// have any), so the replacement needs no escaping in JSON, XML or a URL.
+    pub fn replacement(self, label: &str) -> String {
+        let label: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        match self {
+            Encoding::Percent { lower: false } => format!("%5Bredacted%3A{label}%5D"),
+            Encoding::Percent { lower: true } => format!("%5bredacted%3a{label}%5d"),
+            _ => format!("[redacted:{label}]"),
         }
-    };
-    push(value.to_owned());
-    for enc in [&BASE64, &BASE64_NOPAD, &BASE64URL, &BASE64URL_NOPAD] {
-        push(enc.encode(value.as_bytes()));
     }
-    push(url_encode(value, false));
-    push(url_encode(value, true));
+}
+
+/// One way a secret value can be written down, with how it is encoded.
+pub struct Form {
+    /// The encoded text (secret: zeroed on drop).
+    pub text: Zeroizing<String>,
+    /// Its encoding.
+    pub encoding: Encoding,
+}
+
+impl fmt::Debug for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Form")
+            .field("encoding", &self.encoding)
+            .field("len", &self.text.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shortest form kept: masking "a" would redact every "a".
+const MIN_FORM: usize = 4;
+/// Shortest embedded (unaligned) base64/base32 part kept: these are substrings of encodings,
+/// so a shorter one would match unrelated base64 text by accident.
+const MIN_EMBEDDED: usize = 6;
+
+/// Percent-encoders: the set of bytes each leaves as they are, besides ASCII letters and
+/// digits.
+const PERCENT_SAFE: [&[u8]; 4] = [
+    // RFC 3986 unreserved: curl, Rust, Go's `url.QueryEscape` (with `+`).
+    b"-_.~",
+    // Python's `urllib.parse.quote` (default `safe='/'`).
+    b"-_.~/",
+    // WHATWG `application/x-www-form-urlencoded`: what a browser sends for a form.
+    b"*-._",
+    // JavaScript's `encodeURIComponent`.
+    b"-_.!~*'()",
+];
+
+/// HTML/XML escapers: (replacement of `"`, replacement of `'`); `&`, `<`, `>` always become
+/// `&amp;`, `&lt;`, `&gt;`. `None` keeps the character.
+const HTML_QUOTES: [(Option<&str>, Option<&str>); 6] = [
+    // Python's `html.escape` (quote=True).
+    (Some("&quot;"), Some("&#x27;")),
+    // Python's `html.escape(quote=False)`, XML text content, browsers' innerHTML.
+    (None, None),
+    // XML attributes (`xml.sax.saxutils.quoteattr` style, and `&apos;`).
+    (Some("&quot;"), Some("&apos;")),
+    // Go's `html.EscapeString`, MarkupSafe/Jinja.
+    (Some("&#34;"), Some("&#39;")),
+    // PHP's `htmlspecialchars(ENT_QUOTES)`.
+    (Some("&quot;"), Some("&#039;")),
+    // `&quot;` with `&#39;` (Ruby's ERB::Util, Django before 3.0).
+    (Some("&quot;"), Some("&#39;")),
+];
+
+/// THE list of forms of a secret value: both `scopevault exec`'s output masking and artefact
+/// scrubbing (`exec --artifacts`, `scopevault redact`) use it, and nothing else decides what a
+/// form of a secret is.
+///
+/// - the value itself;
+/// - base64, standard and URL-safe, padded and not, and the part of the encoding that depends
+///   on the value alone at each of the 3 alignments, which finds it inside the base64 of a
+///   longer text (HTTP Basic `user:password`, a data URL, a trace resource);
+/// - percent-encoding in both hex cases, with `%20` or `+` for a space, by each of the common
+///   encoders (RFC 3986, Python's `quote` leaving `/`, the browsers' form encoding, JavaScript's
+///   `encodeURIComponent`);
+/// - JSON string escaping as serde_json and browsers' `JSON.stringify` write it, as Python's
+///   `json.dumps` (non-ASCII as `\uXXXX`), as Go's `encoding/json` (`<`, `>`, `&` as
+///   `\u003c`…), each with lowercase and uppercase hex digits, and with `/` as `\/` (PHP);
+///   and each of these escaped once more, as JSON inside a JSON string (HAR bodies);
+/// - HTML/XML entities, as Python, Go, PHP and XML escape quotes;
+/// - hex, lowercase and uppercase;
+/// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments.
+///
+/// Forms shorter than 4 bytes are skipped (embedded base64/base32 parts: 6). Longest first.
+pub fn secret_forms(value: &str) -> Vec<Form> {
+    use data_encoding::{
+        BASE32, BASE32_NOPAD, BASE64, BASE64URL, BASE64URL_NOPAD, BASE64_NOPAD, HEXLOWER, HEXUPPER,
+    };
+    let mut forms: Vec<Form> = Vec::new();
+    fn add(forms: &mut Vec<Form>, s: String, encoding: Encoding, min: usize) {
+        let text = Zeroizing::new(s);
+        if text.len() >= min && !forms.iter().any(|f| f.text.as_str() == text.as_str()) {
+            forms.push(Form { text, encoding });
+        }
+    }
+    macro_rules! push {
+        ($s:expr, $e:expr, $m:expr $(,)?) => {
+            add(&mut forms, $s, $e, $m)
+        };
+    }
+    let bytes = value.as_bytes();
+    push!(value.to_owned(), Encoding::Raw, MIN_FORM);
+    for enc in [&BASE64, &BASE64_NOPAD, &BASE64URL, &BASE64URL_NOPAD] {
+        push!(enc.encode(bytes), Encoding::Base64, MIN_FORM);
+    }
+    for enc in [&BASE64_NOPAD, &BASE64URL_NOPAD] {
+        for offset in 0..3 {
+            push!(
+                embedded(enc, bytes, offset, 6),
+                Encoding::Base64,
+                MIN_EMBEDDED,
+            );
+        }
+    }
+    for safe in PERCENT_SAFE {
+        for lower in [false, true] {
+            for plus in [false, true] {
+                push!(
+                    percent_encode(bytes, safe, plus, lower),
+                    Encoding::Percent { lower },
+                    MIN_FORM,
+                );
+            }
+        }
+    }
     let json = serde_json::to_string(value).unwrap_or_default();
     if json.len() >= 2 {
-        push(json[1..json.len() - 1].to_owned());
+        let minimal = &json[1..json.len() - 1];
+        push!(minimal.to_owned(), Encoding::Json, MIN_FORM);
     }
-    // The escapings of the two most common encoders that differ from serde_json's: Python's
-    // `json.dumps` (non-ASCII as `\uXXXX`, the default) and Go's `encoding/json` (`<`, `>`,
-    // `&`, U+2028 and U+2029 as `\uXXXX`, the default). A check printing a JSON body with
-    // either would otherwise show the value unmasked.
-    push(json_escape(value, |c| !c.is_ascii() || c == '\u{7f}'));
-    push(json_escape(value, |c| {
-        matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}')
-    }));
+    for upper in [false, true] {
+        // Python's `json.dumps` (ensure_ascii, the default).
+        push!(
+            json_escape(value, upper, |c| !c.is_ascii() || c == '\u{7f}'),
+            Encoding::Json,
+            MIN_FORM,
+        );
+        // Go's `encoding/json`.
+        push!(
+            json_escape(value, upper, |c| {
+                matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}')
+            }),
+            Encoding::Json,
+            MIN_FORM,
+        );
+        // Browsers' JSON.stringify / serde_json (and uppercase control escapes), and PHP's
+        // `json_encode` writing `/` as `\/`.
+        let plain = json_escape(value, upper, |_| false);
+        push!(plain.replace('/', "\\/"), Encoding::Json, MIN_FORM);
+        push!(plain, Encoding::Json, MIN_FORM);
+    }
+    // A JSON document stored as a string inside JSON (a HAR's response body, a trace's
+    // network entry): each JSON form escaped once more.
+    let nested: Vec<String> = forms
+        .iter()
+        .filter(|f| f.encoding == Encoding::Json || f.encoding == Encoding::Raw)
+        .map(|f| json_escape(&f.text, false, |_| false))
+        .collect();
+    for n in nested {
+        push!(n, Encoding::Json, MIN_FORM);
+    }
+    for quotes in HTML_QUOTES {
+        push!(html_escape(value, quotes), Encoding::Html, MIN_FORM);
+    }
+    push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
+    push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
+    for enc in [&BASE32, &BASE32_NOPAD] {
+        let upper = enc.encode(bytes);
+        push!(upper.to_ascii_lowercase(), Encoding::Base32, MIN_FORM);
+        push!(upper, Encoding::Base32, MIN_FORM);
+    }
+    for offset in 0..5 {
+        let upper = embedded(&BASE32_NOPAD, bytes, offset, 5);
+        push!(upper.to_ascii_lowercase(), Encoding::Base32, MIN_EMBEDDED);
+        push!(upper, Encoding::Base32, MIN_EMBEDDED);
+    }
     // Longest first, so a form that contains another is replaced whole.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.sort_by_key(|f| std::cmp::Reverse(f.text.len()));
     forms
 }
 
+/// The forms of a login credential's `username:password` pair as HTTP Basic authentication
+/// writes it: base64 (standard, padded and not) of `username:password`. The password's own
+/// forms (its embedded base64 at each alignment) already find it inside such a header; this
+/// form replaces the whole credential, username included.
+pub fn login_forms(username: &str, password: &str) -> Vec<Form> {
+    use data_encoding::{BASE64, BASE64_NOPAD};
+    let pair = Zeroizing::new(format!("{username}:{password}"));
+    let mut forms = Vec::new();
+    for enc in [&BASE64, &BASE64_NOPAD] {
+        let text = Zeroizing::new(enc.encode(pair.as_bytes()));
+        if text.len() >= MIN_FORM && !forms.iter().any(|f: &Form| f.text == text) {
+            forms.push(Form {
+                text,
+                encoding: Encoding::Base64,
+            });
+        }
+    }
+    forms
+}
+
+/// The texts of [`secret_forms`], longest first (what `exec` masks).
+pub fn mask_forms(value: &str) -> Vec<Zeroizing<String>> {
+    secret_forms(value).into_iter().map(|f| f.text).collect()
+}
+
+/// The characters of `enc` (base64 with `group` = 6 bits per character, base32 with 5) that
+/// depend on `value` alone when it starts `offset` bytes into a longer encoded text.
+fn embedded(enc: &data_encoding::Encoding, value: &[u8], offset: usize, group: usize) -> String {
+    let mut buf = Zeroizing::new(vec![0u8; offset]);
+    buf.extend_from_slice(value);
+    let text = Zeroizing::new(enc.encode(&buf));
+    let first = (offset * 8).div_ceil(group);
+    let last = ((offset + value.len()) * 8) / group;
+    text.get(first..last.max(first)).unwrap_or("").to_owned()
+}
+
 /// JSON string escaping (without the quotes) that also writes the characters `also` picks as
-/// `\uXXXX` (lowercase hex, UTF-16 surrogate pairs beyond the BMP).
-fn json_escape(value: &str, also: impl Fn(char) -> bool) -> String {
+/// `\uXXXX` (UTF-16 surrogate pairs beyond the BMP; `upper` for uppercase hex digits).
+fn json_escape(value: &str, upper: bool, also: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(value.len() + 8);
     for c in value.chars() {
         match c {
@@ -175,7 +396,11 @@ fn json_escape(value: &str, also: impl Fn(char) -> bool) -> String {
             c if (c as u32) < 0x20 || also(c) => {
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{u:04x}"));
+                    if upper {
+                        out.push_str(&format!("\\u{u:04X}"));
+                    } else {
+                        out.push_str(&format!("\\u{u:04x}"));
+                    }
                 }
             }
             c => out.push(c),
@@ -184,30 +409,189 @@ fn json_escape(value: &str, also: impl Fn(char) -> bool) -> String {
     out
 }
 
-/// Percent-encode every byte outside RFC 3986's unreserved set; `plus_for_space` gives the
-/// `application/x-www-form-urlencoded` variant.
-fn url_encode(value: &str, plus_for_space: bool) -> String {
-    let mut out = String::with_capacity(value.len() * 3);
-    for &b in value.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' if plus_for_space => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
+/// HTML/XML escaping of `&`, `<`, `>` and, as `quotes` says, `"` and `'`.
+fn html_escape(value: &str, quotes: (Option<&str>, Option<&str>)) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match (c, quotes) {
+            ('&', _) => out.push_str("&amp;"),
+            ('<', _) => out.push_str("&lt;"),
+            ('>', _) => out.push_str("&gt;"),
+            ('"', (Some(q), _)) => out.push_str(q),
+            ('\'', (_, Some(a))) => out.push_str(a),
+            (c, _) => out.push(c),
         }
     }
     out
 }
 
-/// Replaces secret values — and their [`mask_forms`] — in a stream of output with
-/// `[redacted:LABEL]`, also when a value is split across chunks (`scopevault exec` masks a
-/// child's stdout and stderr with one `Masker` each).
+/// Percent-encode every byte except ASCII letters, digits and `safe`; `plus_for_space` gives
+/// the form-encoding variant, `lower` lowercase hex digits.
+fn percent_encode(value: &[u8], safe: &[u8], plus_for_space: bool, lower: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for &b in value {
+        if b.is_ascii_alphanumeric() || safe.contains(&b) {
+            out.push(b as char);
+        } else if b == b' ' && plus_for_space {
+            out.push('+');
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The compiled forms of a set of secret values: one multi-pattern automaton
+/// (Aho-Corasick, leftmost-longest) shared by the output [`Masker`] of `exec` and the artefact
+/// scrubber (`crate::redact`).
+///
+/// The automaton's tables encode the forms and are not zeroed when dropped (the `aho-corasick`
+/// crate does not zeroize); the pattern list itself is. Both live only in the short-lived,
+/// non-dumpable `exec`/`redact` process.
+pub struct Patterns {
+    /// (form, index into `labels`), in automaton pattern order.
+    forms: Vec<(Zeroizing<Vec<u8>>, usize)>,
+    /// Replacement of each pattern.
+    replacements: Vec<Vec<u8>>,
+    /// The labels (`CRED.FIELD`), never secret.
+    labels: Vec<String>,
+    automaton: Option<aho_corasick::AhoCorasick>,
+    longest: usize,
+}
+
+impl fmt::Debug for Patterns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Patterns")
+            .field("forms", &self.forms.len())
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A value to mask or scrub, for [`Patterns::new`].
+pub struct Target {
+    /// `CRED.FIELD`: names the value in the replacement and in counts; not secret.
+    pub label: String,
+    /// The value.
+    pub value: SecretString,
+    /// For a login's password: the username, so `base64(username:password)` is a form too.
+    pub username: Option<String>,
+}
+
+impl Patterns {
+    /// Compile every [`secret_forms`] form (and [`login_forms`] where a username is given)
+    /// of each target. A form shared by two values is counted under the first.
+    pub fn new(targets: &[Target]) -> Patterns {
+        let mut labels: Vec<String> = Vec::new();
+        let mut entries: Vec<(Form, usize)> = Vec::new();
+        for t in targets {
+            let idx = match labels.iter().position(|l| *l == t.label) {
+                Some(i) => i,
+                None => {
+                    labels.push(t.label.clone());
+                    labels.len() - 1
+                }
+            };
+            let mut forms = secret_forms(t.value.expose());
+            if let Some(user) = &t.username {
+                forms.extend(login_forms(user, t.value.expose()));
+            }
+            for f in forms {
+                if !entries.iter().any(|(e, _)| e.text == f.text) {
+                    entries.push((f, idx));
+                }
+            }
+        }
+        entries.sort_by_key(|(f, _)| std::cmp::Reverse(f.text.len()));
+        let longest = entries.first().map(|(f, _)| f.text.len()).unwrap_or(0);
+        let replacements = entries
+            .iter()
+            .map(|(f, i)| f.encoding.replacement(&labels[*i]).into_bytes())
+            .collect();
+        let forms: Vec<(Zeroizing<Vec<u8>>, usize)> = entries
+            .into_iter()
+            .map(|(f, i)| (Zeroizing::new(f.text.as_bytes().to_vec()), i))
+            .collect();
+        let automaton = if forms.is_empty() {
+            None
+        } else {
+            Some(
+                aho_corasick::AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .build(forms.iter().map(|(f, _)| f.as_slice()))
+                    .or_else(|_| {
+                        // Too many states for a DFA: the contiguous NFA is slower but has no
+                        // size limit worth meeting here.
+                        aho_corasick::AhoCorasick::builder()
+                            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                            .build(forms.iter().map(|(f, _)| f.as_slice()))
+                    })
+                    .expect("forms are at most a few KiB each"),
+            )
+        };
+        Patterns {
+            forms,
+            replacements,
+            labels,
+            automaton,
+            longest,
+        }
+    }
+
+    /// From `(label, value)` pairs, no usernames.
+    pub fn from_values(values: Vec<(String, SecretString)>) -> Patterns {
+        let targets: Vec<Target> = values
+            .into_iter()
+            .map(|(label, value)| Target {
+                label,
+                value,
+                username: None,
+            })
+            .collect();
+        Patterns::new(&targets)
+    }
+
+    /// The labels, in the order [`Masker::counts`] uses.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Number of compiled forms.
+    pub fn len(&self) -> usize {
+        self.forms.len()
+    }
+
+    /// True when there is nothing to mask.
+    pub fn is_empty(&self) -> bool {
+        self.forms.is_empty()
+    }
+
+    /// Length of the longest form (a streaming caller holds back at most this minus one).
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
+    /// True if any form occurs in `haystack` (a quick test before rewriting a file).
+    pub fn is_match(&self, haystack: &[u8]) -> bool {
+        self.automaton
+            .as_ref()
+            .is_some_and(|a| a.is_match(haystack))
+    }
+}
+
+/// Replaces secret values — and every form of [`secret_forms`] — in a stream with
+/// `[redacted:LABEL]` (in the form's own encoding, see [`Encoding::replacement`]), also when a
+/// value is split across chunks. `scopevault exec` masks a child's stdout and stderr with one
+/// `Masker` each; the artefact scrubber feeds files through one.
 ///
 /// At each position the longest form that matches wins, as in a one-shot left-to-right
 /// replacement; the output of any chunking equals the output of feeding everything at once.
-/// At most `longest form - 1` bytes are held back between calls; held bytes live in zeroizing
-/// buffers that are never reallocated in place (each `feed` copies into a fresh one).
+/// At most `longest form - 1` bytes are held back between calls, and only when they could
+/// begin a form; held bytes live in zeroizing buffers that are never reallocated in place
+/// (each `feed` copies into a fresh one).
 ///
 /// This is a convenience against accidental leaks (a check printing its login), not a
 /// boundary: a child can always transform a value beyond recognition.
@@ -221,12 +605,13 @@ fn url_encode(value: &str, plus_for_space: bool) -> String {
 /// assert_eq!(out, b"pw=[redacted:shop.password] ok");
 /// ```
 pub struct Masker {
-    /// (form, replacement), longest form first.
-    patterns: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)>,
-    /// Whether some pattern starts with this byte (a quick skip for ordinary output).
+    patterns: std::sync::Arc<Patterns>,
+    /// Whether some pattern starts with this byte (a quick skip at the held-back tail).
     first_bytes: [bool; 256],
     /// Bytes not yet emitted: a possible beginning of a form.
     held: Zeroizing<Vec<u8>>,
+    /// Replacements made, per label.
+    counts: Vec<u64>,
 }
 
 impl fmt::Debug for Masker {
@@ -242,63 +627,108 @@ impl Masker {
     /// A masker for `(label, value)` pairs; the label (such as `shop-buyer.password`) names
     /// the value in the replacement text and must not itself be secret.
     pub fn new(values: Vec<(String, SecretString)>) -> Masker {
-        let mut patterns: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)> = Vec::new();
-        for (label, value) in &values {
-            let replacement = format!("[redacted:{label}]").into_bytes();
-            for form in mask_forms(value.expose()) {
-                if !patterns
-                    .iter()
-                    .any(|(p, _)| p.as_slice() == form.as_bytes())
-                {
-                    patterns.push((
-                        Zeroizing::new(form.as_bytes().to_vec()),
-                        replacement.clone(),
-                    ));
-                }
-            }
-        }
-        patterns.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Masker::with_patterns(std::sync::Arc::new(Patterns::from_values(values)))
+    }
+
+    /// A masker over already compiled patterns (shared between streams and files).
+    pub fn with_patterns(patterns: std::sync::Arc<Patterns>) -> Masker {
         let mut first_bytes = [false; 256];
-        for (p, _) in &patterns {
+        for (p, _) in &patterns.forms {
             first_bytes[p[0] as usize] = true;
         }
+        let counts = vec![0; patterns.labels.len()];
         Masker {
             patterns,
             first_bytes,
             held: Zeroizing::new(Vec::new()),
+            counts,
         }
+    }
+
+    /// Replacements made so far, per label of [`Patterns::labels`].
+    pub fn counts(&self) -> Vec<(String, u64)> {
+        self.patterns
+            .labels
+            .iter()
+            .cloned()
+            .zip(self.counts.iter().copied())
+            .collect()
     }
 
     /// Mask the next chunk of the stream; returns what can be emitted now.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.process(chunk, false)
+        let mut out = Vec::with_capacity(chunk.len() + self.held.len());
+        self.process(chunk, false, &mut out);
+        out
+    }
+
+    /// Mask the next chunk, appending what can be emitted now to `out`.
+    pub fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.process(chunk, false, out);
     }
 
     /// End of the stream: emit everything still held (masked).
     pub fn finish(&mut self) -> Vec<u8> {
-        self.process(&[], true)
+        let mut out = Vec::with_capacity(self.held.len());
+        self.process(&[], true, &mut out);
+        out
     }
 
-    fn process(&mut self, chunk: &[u8], last: bool) -> Vec<u8> {
+    fn process(&mut self, chunk: &[u8], last: bool, out: &mut Vec<u8>) {
+        let Some(ac) = self.patterns.automaton.as_ref() else {
+            out.extend_from_slice(&self.held);
+            out.extend_from_slice(chunk);
+            self.held = Zeroizing::new(Vec::new());
+            return;
+        };
         // A fresh buffer of the exact size: growing `held` in place could leave a copy of a
         // secret's first bytes in a freed, unzeroed allocation.
         let mut buf: Zeroizing<Vec<u8>> =
             Zeroizing::new(Vec::with_capacity(self.held.len() + chunk.len()));
         buf.extend_from_slice(&self.held);
         buf.extend_from_slice(chunk);
-        let mut out = Vec::with_capacity(buf.len());
+        // A match starting before `safe` is whole in `buf` whatever follows (no form is longer
+        // than `longest`), so it is the match a one-shot replacement would make.
+        let safe = if last {
+            buf.len()
+        } else {
+            buf.len()
+                .saturating_sub(self.patterns.longest.saturating_sub(1))
+        };
         let mut i = 0;
+        for m in ac.find_iter(&buf[..]) {
+            if m.start() >= safe {
+                break;
+            }
+            out.extend_from_slice(&buf[i..m.start()]);
+            let p = m.pattern().as_usize();
+            out.extend_from_slice(&self.patterns.replacements[p]);
+            self.counts[self.patterns.forms[p].1] += 1;
+            i = m.end();
+        }
+        if last {
+            out.extend_from_slice(&buf[i..]);
+            self.held = Zeroizing::new(Vec::new());
+            return;
+        }
+        // The tail (shorter than the longest form): emit what cannot begin a form, replace
+        // what is whole and cannot grow into a longer form, hold the rest.
+        if i < safe {
+            out.extend_from_slice(&buf[i..safe]);
+            i = safe;
+        }
         'scan: while i < buf.len() {
             if self.first_bytes[buf[i] as usize] {
                 let rest = &buf[i..];
-                for (form, replacement) in &self.patterns {
+                for (p, (form, label)) in self.patterns.forms.iter().enumerate() {
                     if rest.len() >= form.len() {
                         if rest.starts_with(form) {
-                            out.extend_from_slice(replacement);
+                            out.extend_from_slice(&self.patterns.replacements[p]);
+                            self.counts[*label] += 1;
                             i += form.len();
                             continue 'scan;
                         }
-                    } else if !last && form.starts_with(rest) {
+                    } else if form.starts_with(rest) {
                         // Undecided until more bytes arrive: hold from here on.
                         break 'scan;
                     }
@@ -308,7 +738,6 @@ impl Masker {
             i += 1;
         }
         self.held = Zeroizing::new(buf[i..].to_vec());
-        out
     }
 }
 

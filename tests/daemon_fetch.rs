@@ -456,7 +456,7 @@ fn exec_files_are_private_and_removed_afterwards() {
         &d,
         &[
             "exec", "--files", "--no-mask", "--task", "checkout-flow", "--", "sh", "-c",
-            "echo $SCOPEVAULT_CREDENTIALS_DIRECTORY; stat -c %a $SCOPEVAULT_CREDENTIALS_DIRECTORY $SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/password; cat $SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/password; echo; test -z \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" && echo no-env",
+            "echo $SCOPEVAULT_CREDENTIALS_DIRECTORY; stat -L -c %a $SCOPEVAULT_CREDENTIALS_DIRECTORY $SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/password; cat $SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/password; echo; test -z \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" && echo no-env",
         ],
     );
     assert!(

@@ -125,7 +125,11 @@ fn exec_child() {
     }
     if let Some(dir) = std::env::var_os("SCOPEVAULT_CREDENTIALS_DIRECTORY") {
         println!("credentials directory: {}", Path::new(&dir).display());
-        for f in files_under(Path::new(&dir)) {
+        // Files, or links to the memfds exec hands over (`/proc/self/fd/N`).
+        let handed = common_vault::entries_under(Path::new(&dir))
+            .into_iter()
+            .filter(|(_, ft)| ft.is_file() || ft.is_symlink());
+        for (f, _) in handed {
             values.push((f.display().to_string(), std::fs::read(&f).unwrap()));
         }
     }
@@ -1406,6 +1410,33 @@ fn audit() {
         ],
         b"",
     );
+
+    // redact: an artefact holding the login password (raw and JSON-escaped) is scrubbed; the
+    // command's output and the file afterwards are scanned like everything else.
+    let art = d.p("reports/artifacts");
+    std::fs::create_dir_all(&art).unwrap();
+    let art_file = art.join("login.log");
+    let artefact = format!(
+        "typed {LOGIN_PW} then {}\n",
+        serde_json::to_string(LOGIN_PW).unwrap()
+    );
+    std::fs::write(&art_file, &artefact).unwrap();
+    let art_s = art.to_str().unwrap().to_owned();
+    r.ok(&["redact", "--task", "login-flow", &art_s], b"");
+    let scrubbed = std::fs::read(&art_file).unwrap();
+    assert!(
+        String::from_utf8_lossy(&scrubbed).contains("[redacted:shop-login.password]"),
+        "redact rewrote the artefact"
+    );
+    r.add("artefact after scopevault redact", scrubbed, &[]);
+    std::fs::write(&art_file, &artefact).unwrap();
+    r.fail(&["redact", "--task", "other-uid", &art_s], b"");
+    assert_eq!(
+        std::fs::read(&art_file).unwrap(),
+        artefact.as_bytes(),
+        "a refused redact leaves the file as it was"
+    );
+    std::fs::remove_file(&art_file).unwrap();
 
     // ---- Every socket op, allowed and denied, on one connection and fresh ones.
     let mut s = Socket::new(&r, &socket, &ops);

@@ -132,6 +132,8 @@ pub enum Command {
     /// Fleet: inspect, verify or apply a location's bundle on a checkpoint.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Scrub a task's secret values out of artefacts made elsewhere (files or directories).
+    Redact(RedactArgs),
 }
 
 /// `scopevault publish`.
@@ -563,6 +565,14 @@ pub struct ExecArgs {
     /// Do not mask secret values in the child's output.
     #[arg(long)]
     pub no_mask: bool,
+    /// When the command ends, scrub every file under DIR of the task's secret values, in
+    /// every form (repeatable): HAR files, traces (zip), logs, reports.
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Vec<PathBuf>,
+    /// What to do with artefacts that cannot be scrubbed as text (images, video): keep them
+    /// (listed on stderr with a warning) or drop them.
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "keep")]
+    pub artifacts_binary: crate::redact::BinaryPolicy,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
@@ -592,6 +602,24 @@ pub struct AuditPathArgs {
     /// The audit log [default: as for `serve`].
     #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
     pub audit: Option<PathBuf>,
+}
+
+/// `scopevault redact`.
+#[derive(Debug, Args)]
+pub struct RedactArgs {
+    /// The task whose values are scrubbed (fetched from the daemon as this runner: authorised
+    /// and audited like a fetch).
+    #[arg(long)]
+    pub task: String,
+    /// Which of the task's credentials (default: all of them).
+    #[arg(long)]
+    pub credential: Option<String>,
+    /// What to do with files that cannot be scrubbed as text: keep (with a warning) or drop.
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "keep")]
+    pub artifacts_binary: crate::redact::BinaryPolicy,
+    /// Files and directories to scrub (directories are walked; links are not followed).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
 }
 
 /// `scopevault sync …`.

@@ -283,38 +283,10 @@ pub(crate) fn env_name(credential: &str, field: &str) -> String {
     format!("SCOPEVAULT_{}_{}", clean(credential), clean(field))
 }
 
-/// A name usable as one path component: no `/`, not `.`/`..`, not empty.
-fn file_component(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
-        .collect();
-    match s.as_str() {
-        "" | "." | ".." => format!("_{s}"),
-        _ => s,
-    }
-}
-
-/// Write one value to `dir/<credential>/<field>`, mode 0600 (the directory is 0700).
-fn write_value(dir: &std::path::Path, cred: &str, field: &str, value: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let cdir = dir.join(file_component(cred));
-    if !cdir.exists() {
-        std::fs::DirBuilder::new().mode(0o700).create(&cdir)?;
-    }
-    let path = cdir.join(file_component(field));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(value)?;
-    Ok(())
-}
-
 pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     use std::process::{Command, Stdio};
+    // Before any secret is in memory: no core file, no /proc/PID/mem for other processes.
+    super::exec::harden();
     let fetched = connect(g)?
         .fetch(&a.task, a.credential.as_deref())
         .map_err(daemon_err)?;
@@ -326,26 +298,19 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         .context("give the command to run after `--`")?;
     let mut cmd = Command::new(program);
     cmd.args(args).env("SCOPEVAULT_TASK", &fetched.task);
-    // Removed (with its files) when this drops, after the child has exited.
-    let dir = if a.files {
-        let d = tempfile::Builder::new()
-            .prefix("scopevault-exec-")
-            .tempdir()
-            .context("cannot create the private credentials directory")?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700))?;
-        }
+    // Removed (with its files) when this drops, after the child has exited; a directory left
+    // by a killed exec is removed by the next one.
+    let mut dir = if a.files {
+        let d = super::exec::CredDir::create()?;
         cmd.env("SCOPEVAULT_CREDENTIALS_DIRECTORY", d.path());
         Some(d)
     } else {
         None
     };
-    let mut mask: Vec<(String, SecretString)> = Vec::new();
     for c in &fetched.credentials {
         let mut put = |field: &str, value: &str| -> anyhow::Result<()> {
-            match &dir {
-                Some(d) => write_value(d.path(), &c.name, field, value.as_bytes()),
+            match &mut dir {
+                Some(d) => d.put(&c.name, field, value.as_bytes()),
                 None => {
                     cmd.env(env_name(&c.name, field), value);
                     Ok(())
@@ -357,15 +322,17 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         }
         for (k, v) in &c.secrets {
             put(k, v.expose())?;
-            mask.push((format!("{}.{k}", c.name), v.clone()));
         }
         if let Some(t) = &c.totp {
             put("totp_code", t.code.expose())?;
             put("totp_seconds_left", &t.seconds_left.to_string())?;
-            mask.push((format!("{}.totp_code", c.name), t.code.clone()));
         }
     }
-    let masking = !a.no_mask && !mask.is_empty();
+    let patterns = std::sync::Arc::new(crate::secret::Patterns::new(&super::exec::targets(
+        &fetched,
+    )));
+    drop(fetched);
+    let masking = !a.no_mask && !patterns.is_empty();
     if masking {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
@@ -393,7 +360,7 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     if masking {
         let out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
-        let (m1, m2) = (mask.clone(), mask);
+        let (m1, m2) = (patterns.clone(), patterns.clone());
         pumps.push(std::thread::spawn(move || pump(out, std::io::stdout(), m1)));
         pumps.push(std::thread::spawn(move || pump(err, std::io::stderr(), m2)));
     }
@@ -401,10 +368,16 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     for p in pumps {
         let _ = p.join();
     }
+    drop(dir);
+    // The command's artefacts: scrubbed before exec returns (signals are still forwarded, so
+    // a Ctrl-C here does not kill exec half-way through a file: each file is atomic anyway).
+    if !a.artifacts.is_empty() {
+        super::exec::scrub_artifacts(patterns, &a.artifacts, a.artifacts_binary);
+    }
     sig_handle.close();
     let _ = forwarder.join();
-    drop(dir);
     use std::os::unix::process::ExitStatusExt;
+    // The command's exit code, unchanged (a scrub failure is reported on stderr only).
     let code = match (status.code(), status.signal()) {
         (Some(c), _) => c,
         (None, Some(sig)) => 128 + sig,
@@ -414,8 +387,12 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Copy a child's pipe to our stream, masking every form of every secret.
-fn pump(mut from: impl std::io::Read, mut to: impl Write, values: Vec<(String, SecretString)>) {
-    let mut masker = crate::secret::Masker::new(values);
+fn pump(
+    mut from: impl std::io::Read,
+    mut to: impl Write,
+    patterns: std::sync::Arc<crate::secret::Patterns>,
+) {
+    let mut masker = crate::secret::Masker::with_patterns(patterns);
     let mut buf = Zeroizing::new(vec![0u8; 8192]);
     loop {
         match from.read(&mut buf) {

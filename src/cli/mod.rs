@@ -6,6 +6,7 @@ mod audit;
 mod client_cmds;
 mod cred;
 mod demo;
+mod exec;
 mod doctor;
 mod fleet;
 mod import;
@@ -14,6 +15,7 @@ mod key;
 mod lint;
 mod man;
 mod policy;
+mod redact;
 mod serve;
 mod sync;
 mod unlock;
@@ -185,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cred(c) => cred::run(g, &c),
         Command::Key(c) => key::run(g, &c),
         Command::Policy(c) => policy::run(g, &c),
+        Command::Redact(a) => redact::run(g, &a),
         Command::Sync(c) => sync::run(g, &c),
         Command::Recipient => fleet::recipient(g),
         Command::Publish(a) => fleet::publish(g, &a),

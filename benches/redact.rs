@@ -1,0 +1,233 @@
+//! Artefact scrubbing throughput against `grep -F -f patterns` over the same files, in one run
+//! (issue 12: ≥ 0.5× grep's speed), and peak memory on a zip whose members are scrubbed one by
+//! one (bounded by the largest member, not the archive).
+//!
+//! Not part of CI (it writes ~200 MB under target/bench-redact). Run:
+//! `cargo bench --bench redact` (docs/security.md has the figures).
+//! `SCOPEVAULT_BENCH_MB=N` changes the text size (default 100).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use scopevault::redact::{BinaryPolicy, Scrubber};
+use scopevault::secret::{secret_forms, Patterns, SecretString, Target};
+
+/// A small deterministic generator (xorshift), so every run scrubs the same bytes.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+const WORDS: &[&str] = &[
+    "GET",
+    "POST",
+    "/api/orders",
+    "status=200",
+    "user",
+    "session",
+    "cookie",
+    "trace",
+    "render",
+    "click",
+    "fill",
+    "page",
+    "load",
+    "network",
+    "timing",
+    "ms",
+    "content-type",
+    "json",
+    "html",
+    "ok",
+    "warn",
+    "debug",
+    "checkout",
+    "cart",
+    "item",
+    "price",
+    "total",
+    "42",
+    "1337",
+    "true",
+];
+
+fn secrets() -> Vec<(String, String)> {
+    (0..50)
+        .map(|i| {
+            (
+                format!("cred{i}.password"),
+                format!("S3cr/t {i}&pw+{}~x%", i * 7919),
+            )
+        })
+        .collect()
+}
+
+fn rss_peak_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// `files` files of about `mb_each` MiB each, with forms of the secrets sprinkled in.
+fn generate(dir: &Path, files: usize, bytes_each: usize, forms: &[Vec<u8>], rng: &mut Rng) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..files {
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(dir.join(format!("a{f:03}.log"))).unwrap(),
+        );
+        let mut written = 0;
+        while written < bytes_each {
+            let mut line = String::new();
+            for _ in 0..12 {
+                line.push_str(WORDS[(rng.next() % WORDS.len() as u64) as usize]);
+                line.push(' ');
+            }
+            // About one line in 400 carries a form of a secret.
+            if rng.next() % 400 == 0 {
+                let form = &forms[(rng.next() % forms.len() as u64) as usize];
+                line.push_str(std::str::from_utf8(form).unwrap());
+            }
+            line.push('\n');
+            w.write_all(line.as_bytes()).unwrap();
+            written += line.len();
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+fn main() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let root = target.join("bench-redact");
+    let mb: usize = std::env::var("SCOPEVAULT_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let secrets = secrets();
+    let targets: Vec<Target> = secrets
+        .iter()
+        .map(|(l, v)| Target {
+            label: l.clone(),
+            value: SecretString::from(v.clone()),
+            username: None,
+        })
+        .collect();
+    let forms: Vec<Vec<u8>> = secrets
+        .iter()
+        .flat_map(|(_, v)| secret_forms(v))
+        .map(|f| f.text.as_bytes().to_vec())
+        .collect();
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let src = root.join("src");
+    let _ = std::fs::remove_dir_all(&root);
+    generate(&src, mb, 1 << 20, &forms, &mut rng);
+    let patterns_file = root.join("patterns.txt");
+    {
+        let mut w = std::fs::File::create(&patterns_file).unwrap();
+        for f in &forms {
+            w.write_all(f).unwrap();
+            w.write_all(b"\n").unwrap();
+        }
+    }
+    let work = root.join("work");
+    copy_dir(&src, &work);
+
+    // Warm the page cache for both: read every file once.
+    for e in std::fs::read_dir(&work).unwrap() {
+        let _ = std::fs::read(e.unwrap().path());
+    }
+    let t = Instant::now();
+    // Output to a pipe read to the end: GNU grep stops at the first match when its output is
+    // /dev/null, which would not be the same work.
+    let grep = std::process::Command::new("grep")
+        .args(["-F", "-c", "-r", "-f"])
+        .arg(&patterns_file)
+        .arg(&work)
+        .output();
+    let grep_s = t.elapsed().as_secs_f64();
+
+    let compile = Instant::now();
+    let patterns = Arc::new(Patterns::new(&targets));
+    let compile_s = compile.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let summary = Scrubber::new(patterns.clone(), BinaryPolicy::Keep).scrub_paths(&[work.clone()]);
+    let scrub_s = t.elapsed().as_secs_f64();
+    assert!(summary.ok(), "{summary}");
+    println!(
+        "text: {mb} MiB in {} files, 50 secrets, {} forms, {} replacements in {} rewritten files",
+        summary.files,
+        patterns.len(),
+        summary.total_hits(),
+        summary.rewritten
+    );
+    println!(
+        "  scopevault scrub: {scrub_s:.2} s ({:.0} MiB/s; automaton built in {compile_s:.3} s)",
+        mb as f64 / scrub_s
+    );
+    match grep {
+        Ok(_) => println!(
+            "  grep -F -c -f:    {grep_s:.2} s ({:.0} MiB/s)\n  ratio (scrub speed / grep speed): {:.2}",
+            mb as f64 / grep_s,
+            grep_s / scrub_s
+        ),
+        Err(e) => println!("  grep not available: {e}"),
+    }
+
+    // Memory: a zip of 20 members of 5 MiB (100 MiB): peak RSS grows by about one member.
+    let zdir = root.join("zip");
+    std::fs::create_dir_all(&zdir).unwrap();
+    {
+        let mut w = zip::ZipWriter::new(std::fs::File::create(zdir.join("trace.zip")).unwrap());
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for m in 0..20 {
+            w.start_file(format!("resources/m{m}.txt"), o).unwrap();
+            let data = std::fs::read(src.join(format!("a{:03}.log", m % mb.max(1)))).unwrap();
+            for _ in 0..5 {
+                w.write_all(&data).unwrap();
+            }
+        }
+        w.finish().unwrap();
+    }
+    drop(summary);
+    reset_peak();
+    let before = rss_peak_kb();
+    let t = Instant::now();
+    let summary = Scrubber::new(patterns, BinaryPolicy::Keep).scrub_paths(&[zdir]);
+    let zip_s = t.elapsed().as_secs_f64();
+    assert!(summary.ok(), "{summary}");
+    let after = rss_peak_kb();
+    println!(
+        "zip: 20 members of 5 MiB (100 MiB), {} replacements in {zip_s:.2} s; peak RSS {} MiB before, {} MiB during (+{} MiB)",
+        summary.total_hits(),
+        before / 1024,
+        after / 1024,
+        (after.saturating_sub(before)) / 1024
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,0 +1,306 @@
+//! Helpers of `scopevault exec` (the command itself is `client_cmds::exec`): process
+//! hardening, the private credentials directory of `--files`, and the artefact scrub of
+//! `--artifacts`.
+//!
+//! `--files` directory: `<runtime dir>/scopevault-exec/run-XXXXXX` on a tmpfs (the user's
+//! `$XDG_RUNTIME_DIR`, `/run/user/UID`, `/run` for root, else `/dev/shm/scopevault-exec-UID`),
+//! never `/tmp`. Each value lives in a sealed memfd that the child inherits; the directory
+//! only holds symbolic links `CRED/FIELD -> /proc/self/fd/N`, which the child resolves to its
+//! own copy of the descriptor (mode 0600, sealed: it cannot be changed). Where memfds are not
+//! available, the values are written as mode-0600 files on the tmpfs. A directory left by an
+//! `exec` that was killed (SIGKILL) is removed by the next `exec` of the same user: beside each
+//! live `run-XXXXXX` directory is a `run-XXXXXX.lock` that its `exec` keeps locked.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::agent::protocol::Fetched;
+use crate::redact::{BinaryPolicy, Scrubber};
+use crate::secret::{Patterns, Target};
+
+/// Make this process not dumpable (no core file, no ptrace or /proc/PID/mem by other
+/// processes of the same user) before any secret is fetched. The child's `execve` gives it
+/// its own dumpable flag back; nothing else of the child's environment changes.
+pub(crate) fn harden() {
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        eprintln!("scopevault: warning: could not make exec non-dumpable: {e}");
+    }
+}
+
+/// Every secret value of a hand-out as a masking/scrubbing target, labelled `CRED.FIELD`; a
+/// login's password carries its username (for HTTP Basic's `base64(user:password)`).
+pub(crate) fn targets(fetched: &Fetched) -> Vec<Target> {
+    let mut out = Vec::new();
+    for c in &fetched.credentials {
+        let username = c
+            .fields
+            .get("username")
+            .or_else(|| c.fields.get("user"))
+            .or_else(|| c.fields.get("login"))
+            .cloned();
+        for (k, v) in &c.secrets {
+            out.push(Target {
+                label: format!("{}.{k}", c.name),
+                value: v.clone(),
+                username: if k == "password" {
+                    username.clone()
+                } else {
+                    None
+                },
+            });
+        }
+        if let Some(t) = &c.totp {
+            out.push(Target {
+                label: format!("{}.totp_code", c.name),
+                value: t.code.clone(),
+                username: None,
+            });
+        }
+    }
+    out
+}
+
+/// Scrub the `--artifacts` directories after the command ended; prints the summary on stderr.
+/// Returns whether every file was scrubbed.
+pub(crate) fn scrub_artifacts(
+    patterns: std::sync::Arc<Patterns>,
+    dirs: &[PathBuf],
+    binary: BinaryPolicy,
+) -> bool {
+    let scrubber = Scrubber::new(patterns, binary);
+    let summary = scrubber.scrub_paths(dirs);
+    eprint!("{summary}");
+    summary.ok()
+}
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+// `f_type`'s integer type differs between architectures (and libc/raw backends).
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+fn is_tmpfs(p: &Path) -> bool {
+    rustix::fs::statfs(p).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC)
+}
+
+/// The directory under which `exec --files` directories are made, created 0700 if missing,
+/// and checked: a real directory (not a link), owned by us, not group/other accessible.
+pub(crate) fn runtime_base() -> anyhow::Result<PathBuf> {
+    let uid = crate::sys::current_uid();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if uid != 0 {
+        if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            candidates.push(PathBuf::from(d));
+        }
+        candidates.push(PathBuf::from(format!("/run/user/{uid}")));
+    } else {
+        candidates.push(PathBuf::from("/run"));
+    }
+    for c in &candidates {
+        if c.is_dir() && is_tmpfs(c) {
+            return ensure_private_dir(&c.join("scopevault-exec"));
+        }
+    }
+    if is_tmpfs(Path::new("/dev/shm")) {
+        return ensure_private_dir(&PathBuf::from(format!("/dev/shm/scopevault-exec-{uid}")));
+    }
+    let c = candidates
+        .into_iter()
+        .find(|c| c.is_dir())
+        .context("no runtime directory for the credentials files (set XDG_RUNTIME_DIR)")?;
+    eprintln!(
+        "scopevault: warning: {} is not a tmpfs: credential files may reach the disk",
+        c.display()
+    );
+    ensure_private_dir(&c.join("scopevault-exec"))
+}
+
+fn ensure_private_dir(d: &Path) -> anyhow::Result<PathBuf> {
+    match std::fs::DirBuilder::new().mode(0o700).create(d) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", d.display())),
+    }
+    let m = std::fs::symlink_metadata(d)?;
+    if !m.file_type().is_dir() {
+        bail!(
+            "{} is not a directory (a symbolic link?): refused",
+            d.display()
+        );
+    }
+    if m.uid() != crate::sys::current_uid() {
+        bail!(
+            "{} belongs to uid {}, not to us: refused",
+            d.display(),
+            m.uid()
+        );
+    }
+    if m.mode() & 0o077 != 0 {
+        bail!(
+            "{} is accessible to other users (mode {:o}): refused",
+            d.display(),
+            m.mode() & 0o777
+        );
+    }
+    Ok(d.to_path_buf())
+}
+
+/// Remove the directories of `exec`s that are gone (their `.lock` is not held). Returns how
+/// many were removed.
+pub(crate) fn remove_stale(base: &Path) -> usize {
+    let mut removed = 0;
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return 0;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with("run-") || name.ends_with(".lock") {
+            continue;
+        }
+        let p = e.path();
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if !m.is_dir() || m.uid() != crate::sys::current_uid() {
+            continue;
+        }
+        let lock_path = base.join(format!("{name}.lock"));
+        let stale = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&lock_path)
+        {
+            Ok(f) => crate::sys::try_lock_exclusive(&f).is_ok(),
+            // No lock file: being created right now, or left half-made; only the latter
+            // (older than a minute) is stale.
+            Err(_) => m
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 60),
+        };
+        if stale && std::fs::remove_dir_all(&p).is_ok() {
+            let _ = std::fs::remove_file(&lock_path);
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The private directory of one `exec --files`: removed when dropped.
+pub(crate) struct CredDir {
+    dir: tempfile::TempDir,
+    _lock: File,
+    lock_path: PathBuf,
+    /// The memfds the child inherits (closed in this process when dropped).
+    memfds: Vec<OwnedFd>,
+    memfd_ok: bool,
+}
+
+impl CredDir {
+    /// Remove stale directories, then make a new one (0700) with its lock held.
+    pub(crate) fn create() -> anyhow::Result<CredDir> {
+        let base = runtime_base()?;
+        remove_stale(&base);
+        let dir = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(&base)
+            .context("cannot create the private credentials directory")?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        }
+        let mut lock_path = dir.path().as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&lock_path)?;
+        crate::sys::try_lock_exclusive(&lock)?;
+        Ok(CredDir {
+            dir,
+            _lock: lock,
+            lock_path,
+            memfds: Vec::new(),
+            memfd_ok: true,
+        })
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Hand over one value as `dir/<credential>/<field>`: a link to an inherited memfd, or
+    /// a 0600 file where memfds are not available.
+    pub(crate) fn put(&mut self, cred: &str, field: &str, value: &[u8]) -> anyhow::Result<()> {
+        let cdir = self.dir.path().join(file_component(cred));
+        if !cdir.exists() {
+            std::fs::DirBuilder::new().mode(0o700).create(&cdir)?;
+        }
+        let path = cdir.join(file_component(field));
+        if self.memfd_ok {
+            match sealed_memfd(value) {
+                Ok(fd) => {
+                    let target = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                    std::os::unix::fs::symlink(&target, &path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    self.memfds.push(fd);
+                    return Ok(());
+                }
+                Err(_) => self.memfd_ok = false,
+            }
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        f.write_all(value)?;
+        Ok(())
+    }
+}
+
+impl Drop for CredDir {
+    fn drop(&mut self) {
+        // The directory itself goes with `dir` (TempDir) right after this.
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// A memfd holding `value`, sealed against any change, inheritable (no close-on-exec).
+fn sealed_memfd(value: &[u8]) -> std::io::Result<OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create("scopevault-credential", MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600))?;
+    let mut f = File::from(fd);
+    f.write_all(value)?;
+    let fd = OwnedFd::from(f);
+    rustix::fs::fcntl_add_seals(
+        &fd,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+    )?;
+    Ok(fd)
+}
+
+/// A name usable as one path component: no `/`, not `.`/`..`, not empty.
+fn file_component(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    match s.as_str() {
+        "" | "." | ".." => format!("_{s}"),
+        _ => s,
+    }
+}

@@ -1,0 +1,181 @@
+//! Zip archives (Playwright traces): each member scrubbed, the archive rewritten beside the
+//! original and renamed over it.
+//!
+//! Playwright stores network bodies and snapshot resources as `resources/<sha1>[.ext]`, named
+//! by the SHA-1 of their content, and refers to them by that name from `trace.trace` and
+//! `trace.network`. A resource whose content changes is renamed to the SHA-1 of its new
+//! content and every reference to the old name in the other members is updated, so the trace
+//! still opens. Memory is bounded by the largest member (each is read whole, one at a time).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use sha1::{Digest, Sha1};
+use zeroize::Zeroizing;
+
+use super::text::{replace, temp_beside, Outcome, Stamp};
+use super::{BinaryPolicy, Scrubber, Summary};
+use crate::secret::Masker;
+
+/// The SHA-1 (40 lowercase hex digits) a member's file name starts with, if it does.
+fn hashed_name(name: &str) -> Option<&str> {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let stem = base.split('.').next().unwrap_or(base);
+    (stem.len() == 40 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then_some(stem)
+}
+
+fn sha1_hex(data: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(&Sha1::digest(data))
+}
+
+/// One member after scrubbing, before writing.
+enum Member {
+    /// Copy the compressed bytes unchanged.
+    Copy,
+    /// Leave out (a dropped binary member).
+    Drop,
+    /// Write this content under this name.
+    Write(String, Zeroizing<Vec<u8>>),
+}
+
+/// Scrub the archive at `path` (opened as `file`, stamped `before`).
+pub(crate) fn scrub_archive(
+    s: &Scrubber,
+    path: &Path,
+    file: File,
+    before: Stamp,
+    meta: &std::fs::Metadata,
+    summary: &mut Summary,
+) -> anyhow::Result<Outcome> {
+    let mut archive = ::zip::ZipArchive::new(&file).context("not a readable zip archive")?;
+    let n = archive.len();
+    let mut plan: Vec<Member> = Vec::with_capacity(n);
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut binary: Vec<(String, bool)> = Vec::new();
+    let mut dropped = 0u64;
+    // old SHA-1 -> new SHA-1 of resources whose content changed.
+    let mut renames: Vec<(String, String)> = Vec::new();
+    let mut changed = false;
+    // Pass 1: hashed resources, so that the renames are known before the other members.
+    let mut order: Vec<usize> = (0..n).collect();
+    {
+        let mut hashed = vec![false; n];
+        for (i, h) in hashed.iter_mut().enumerate() {
+            *h = hashed_name(archive.by_index_raw(i)?.name()).is_some();
+        }
+        order.sort_by_key(|&i| !hashed[i]);
+    }
+    let mut slots: Vec<Option<Member>> = (0..n).map(|_| None).collect();
+    for &i in &order {
+        let (name, data) = {
+            let mut m = archive.by_index(i).context("cannot read a member")?;
+            if m.is_dir() {
+                slots[i] = Some(Member::Copy);
+                continue;
+            }
+            let name = m.name().to_owned();
+            let mut data = Zeroizing::new(Vec::with_capacity(m.size().min(1 << 30) as usize));
+            m.read_to_end(&mut data)
+                .with_context(|| format!("cannot read member {name}"))?;
+            (name, data)
+        };
+        let shown = format!("{}!{name}", path.display());
+        if super::looks_zip(&data) || super::looks_binary(&data[..data.len().min(8192)]) {
+            let seen = s.patterns().is_match(&data);
+            binary.push((shown, seen));
+            if s.binary_policy() == BinaryPolicy::Drop {
+                dropped += 1;
+                changed = true;
+                slots[i] = Some(Member::Drop);
+            } else {
+                slots[i] = Some(Member::Copy);
+            }
+            continue;
+        }
+        let mut masker = Masker::with_patterns(s.patterns().clone());
+        let mut out = Zeroizing::new(masker.feed(&data));
+        out.extend_from_slice(&masker.finish());
+        let hits: u64 = masker.counts().iter().map(|(_, n)| n).sum();
+        for (label, k) in masker.counts() {
+            if k > 0 {
+                *counts.entry(label).or_default() += k;
+            }
+        }
+        // References to renamed resources (only members that are not resources themselves).
+        if hashed_name(&name).is_none() && !renames.is_empty() {
+            let old: Vec<&str> = renames.iter().map(|(o, _)| o.as_str()).collect();
+            let ac = aho_corasick::AhoCorasick::new(&old).context("rename table")?;
+            if ac.is_match(&out[..]) {
+                let new: Vec<&str> = renames.iter().map(|(_, n)| n.as_str()).collect();
+                out = Zeroizing::new(ac.replace_all_bytes(&out, &new));
+            }
+        }
+        if out[..] == data[..] {
+            slots[i] = Some(Member::Copy);
+            continue;
+        }
+        changed = true;
+        if super::json::is_json_lines_name(&name)
+            && super::json::valid_lines(&data)
+            && !super::json::valid_lines(&out)
+        {
+            summary.errors.push(format!(
+                "{shown}: scrubbed, but its lines no longer parse as JSON"
+            ));
+        }
+        let mut new_name = name.clone();
+        if let Some(old) = hashed_name(&name) {
+            if hits > 0 && sha1_hex(&data) == old {
+                let new = sha1_hex(&out);
+                new_name = name.replacen(old, &new, 1);
+                renames.push((old.to_owned(), new));
+            }
+        }
+        slots[i] = Some(Member::Write(new_name, out));
+    }
+    plan.extend(slots.into_iter().map(|m| m.unwrap_or(Member::Copy)));
+
+    if !changed {
+        if super::text::unchanged(path, &file, before) {
+            summary.binary.extend(binary);
+            return Ok(Outcome::Done);
+        }
+        return Ok(Outcome::Changed);
+    }
+    let tmp = temp_beside(path)?;
+    {
+        let mut w = ::zip::ZipWriter::new(std::io::BufWriter::new(tmp.as_file()));
+        for (i, m) in plan.into_iter().enumerate() {
+            match m {
+                Member::Drop => {}
+                Member::Copy => {
+                    let raw = archive.by_index_raw(i)?;
+                    w.raw_copy_file(raw)?;
+                }
+                Member::Write(name, data) => {
+                    let opts = ::zip::write::SimpleFileOptions::default()
+                        .compression_method(::zip::CompressionMethod::Deflated)
+                        .large_file(data.len() as u64 >= u32::MAX as u64);
+                    w.start_file(name, opts)?;
+                    w.write_all(&data)?;
+                }
+            }
+        }
+        let mut inner = w.finish()?;
+        inner.flush()?;
+    }
+    let outcome = replace(path, &file, before, meta, tmp)?;
+    if outcome == Outcome::Done {
+        summary.binary.extend(binary);
+        summary.rewritten += 1;
+        summary.dropped += dropped;
+        summary.renamed += renames.len() as u64;
+        let counts: Vec<(String, u64)> = counts.into_iter().collect();
+        summary.add_counts(&counts);
+    }
+    Ok(outcome)
+}
