@@ -99,7 +99,7 @@ fn generate(dir: &Path, files: usize, bytes_each: usize, forms: &[Vec<u8>], rng:
                 line.push(' ');
             }
             // About one line in 400 carries a form of a secret.
-            if rng.next() % 400 == 0 {
+            if rng.next().is_multiple_of(400) {
                 let form = &forms[(rng.next() % forms.len() as u64) as usize];
                 line.push_str(std::str::from_utf8(form).unwrap());
             }
@@ -175,7 +175,8 @@ fn main() {
     let patterns = Arc::new(Patterns::new(&targets));
     let compile_s = compile.elapsed().as_secs_f64();
     let t = Instant::now();
-    let summary = Scrubber::new(patterns.clone(), BinaryPolicy::Keep).scrub_paths(&[work.clone()]);
+    let summary = Scrubber::new(patterns.clone(), BinaryPolicy::Keep)
+        .scrub_paths(std::slice::from_ref(&work));
     let scrub_s = t.elapsed().as_secs_f64();
     assert!(summary.ok(), "{summary}");
     println!(

@@ -398,7 +398,7 @@ fn a_file_that_keeps_changing_is_reported_and_never_half_written() {
             }
         })
     };
-    let s = scrubber(BinaryPolicy::Keep).scrub_paths(&[path.clone()]);
+    let s = scrubber(BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&path));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();
     assert!(
@@ -425,7 +425,7 @@ fn streaming_scrub_equals_one_shot_across_chunk_boundaries() {
     content.extend_from_slice(v.as_bytes());
     content.extend_from_slice(b"\nend\n");
     std::fs::write(&path, &content).unwrap();
-    let s = scrubber(BinaryPolicy::Keep).scrub_paths(&[path.clone()]);
+    let s = scrubber(BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&path));
     assert!(s.ok(), "{s}");
     assert_eq!(s.hits.get("plain.password"), Some(&1));
     let after = std::fs::read(&path).unwrap();
