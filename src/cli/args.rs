@@ -609,7 +609,7 @@ pub struct AuditPathArgs {
 pub struct RedactArgs {
     /// The task whose values are scrubbed (fetched from the daemon as this runner: authorised
     /// and audited like a fetch).
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub task: String,
     /// Which of the task's credentials (default: all of them).
     #[arg(long)]
