@@ -398,23 +398,9 @@ pub fn key_path(audit_path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The default audit log: `/var/log/scopevault/audit.jsonl` as root, otherwise
-/// `$XDG_STATE_HOME/scopevault/audit.jsonl` (falling back to `~/.local/state/scopevault/`).
+/// The default audit log ([`crate::paths::audit_log`]).
 pub fn default_audit_path() -> PathBuf {
-    if crate::sys::current_uid() == 0 {
-        return PathBuf::from("/var/log/scopevault/audit.jsonl");
-    }
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .map(|h| h.join(".local/state"))
-        })
-        .unwrap_or_else(|| PathBuf::from("."));
-    state.join("scopevault").join("audit.jsonl")
+    crate::paths::audit_log()
 }
 
 /// Where the chain stands after the last durable line.
@@ -2234,7 +2220,9 @@ mod tests {
 
     #[test]
     fn default_path_is_under_state_home() {
-        if crate::sys::current_uid() == 0 {
+        let xdg_set = std::env::var_os("XDG_STATE_HOME")
+            .is_some_and(|d| std::path::Path::new(&d).is_absolute());
+        if crate::sys::current_uid() == 0 && !xdg_set {
             assert_eq!(
                 default_audit_path(),
                 Path::new("/var/log/scopevault/audit.jsonl")
