@@ -16,13 +16,15 @@ pub struct PeerIdentity {
     pub pid: i32,
     /// Supplementary groups of the peer's user, looked up once, when first needed.
     groups: OnceLock<Vec<u32>>,
-    exe: OnceLock<Option<String>>,
+    exe: Option<String>,
 }
 
 impl PeerIdentity {
     /// Ask the kernel who is connected on `stream`. The executable is read now, when the
-    /// connection is accepted: a client that execs another binary after connecting is still
-    /// recorded under the one that connected (issue 15.12).
+    /// connection is accepted, through a pidfd for the peer (`SO_PEERPIDFD`), so it is that
+    /// process's and not a later one's with the same pid: a client that execs another binary
+    /// after connecting is still recorded under the one that connected, and one that has
+    /// already exited under none (issue 15.12; docs/audit.md, `peer.exe`).
     pub fn of(stream: &UnixStream) -> io::Result<PeerIdentity> {
         let cred = crate::sys::peer_credentials(stream)?;
         Ok(PeerIdentity {
@@ -30,7 +32,7 @@ impl PeerIdentity {
             gid: cred.gid,
             pid: cred.pid,
             groups: OnceLock::new(),
-            exe: OnceLock::from(crate::sys::process_exe(cred.pid)),
+            exe: crate::sys::peer_exe(stream, &cred),
         })
     }
 
@@ -41,7 +43,7 @@ impl PeerIdentity {
             gid,
             pid,
             groups: OnceLock::from(groups),
-            exe: OnceLock::from(None),
+            exe: None,
         }
     }
 
@@ -55,11 +57,10 @@ impl PeerIdentity {
                 .contains(&gid)
     }
 
-    /// The peer's executable from /proc, for the audit log (best effort, informational).
+    /// The peer's executable as read at accept time, for the audit log (informational):
+    /// `None` if it could not be confirmed to be the connected process's.
     pub fn exe(&self) -> Option<&str> {
-        self.exe
-            .get_or_init(|| crate::sys::process_exe(self.pid))
-            .as_deref()
+        self.exe.as_deref()
     }
 
     /// As the audit log records it.
@@ -67,7 +68,7 @@ impl PeerIdentity {
         super::audit::PeerInfo {
             uid: self.uid,
             gid: self.gid,
-            pid: Some(self.pid),
+            pid: (self.pid > 0).then_some(self.pid),
             exe: self.exe().map(|e| bounded_exe(e).to_owned()),
         }
     }
