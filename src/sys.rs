@@ -250,18 +250,43 @@ impl PeerProcess {
         }
     }
 
+    /// The process's pid as `/proc` numbers it, read from the pidfd itself (the `Pid:` line of
+    /// `/proc/self/fdinfo/FD`): `None` once the process has been reaped (`-1`) or when it is
+    /// not visible in that `/proc`'s pid namespace (`0`). A kernel whose fdinfo has no `Pid:`
+    /// line (before 5.4) gives the `SO_PEERCRED` pid, the same kernel reference's number.
+    pub fn proc_pid(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.pidfd.as_raw_fd()));
+        match info.ok().and_then(|t| fdinfo_pid(&t)) {
+            Some(pid) => (pid > 0).then_some(pid),
+            None => (self.pid > 0).then_some(self.pid),
+        }
+    }
+
     /// The process's executable (`/proc/PID/exe`), or `None` if it cannot be confirmed to
     /// belong to this process.
     ///
-    /// `SO_PEERCRED`'s pid and `SO_PEERPIDFD` come from the same kernel reference to the
-    /// peer, and a pid number is not given to another process while its holder lives: so if
-    /// the pidfd is still not readable *after* the link was read, the link was read from this
-    /// very process. If it has exited by then, the pid may already name another one: `None`,
-    /// never a wrong binary.
+    /// The pid comes from the pidfd ([`PeerProcess::proc_pid`]), and a pid number is not given
+    /// to another process while its holder lives: so if the pidfd still shows the process
+    /// running *after* the link was read, the link was read from this very process. If it has
+    /// exited by then, the pid may already name another one: `None`, never a wrong binary.
     pub fn exe(&self) -> Option<String> {
-        let exe = process_exe(self.pid)?;
+        self.exe_read_by(process_exe)
+    }
+
+    fn exe_read_by(&self, read: impl FnOnce(i32) -> Option<String>) -> Option<String> {
+        let pid = self.proc_pid()?;
+        let exe = read(pid)?;
         self.is_alive().then_some(exe)
     }
+}
+
+/// The `Pid:` line of a pidfd's fdinfo, if it has one.
+fn fdinfo_pid(fdinfo: &str) -> Option<i32> {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `getsockopt(SO_PEERPIDFD)`: a pidfd (close-on-exec) for the process that connected to
@@ -613,6 +638,20 @@ mod tests {
     }
 
     #[test]
+    fn the_pid_is_read_from_the_pidfd() {
+        assert_eq!(
+            fdinfo_pid("pos:\t0\nflags:\t02000002\nPid:\t4242\nNSpid:\t4242\n"),
+            Some(4242)
+        );
+        assert_eq!(fdinfo_pid("Pid:\t-1\nNSpid:\t-1\n"), Some(-1));
+        assert_eq!(fdinfo_pid("pos:\t0\nflags:\t02000002\n"), None);
+        let (a, _b) = UnixStream::pair().unwrap();
+        let cred = peer_credentials(&a).unwrap();
+        let p = PeerProcess::of(&a, &cred).unwrap();
+        assert_eq!(p.proc_pid(), Some(current_pid()));
+    }
+
+    #[test]
     fn pidfd_open_fallback_names_the_same_process() {
         let (a, _b) = UnixStream::pair().unwrap();
         let cred = peer_credentials(&a).unwrap();
@@ -662,8 +701,28 @@ mod tests {
         }
         assert_eq!(p.exe(), None);
         peer.child.wait().unwrap();
+        assert_eq!(p.proc_pid(), None, "a reaped process has no pid");
         assert_eq!(p.exe(), None);
         assert_eq!(peer_exe(&peer.stream, &cred), None);
+    }
+
+    #[test]
+    fn a_peer_that_exits_while_its_exe_is_read_has_no_exe() {
+        let Some(mut peer) = python_peer(false) else {
+            return;
+        };
+        let cred = peer_credentials(&peer.stream).unwrap();
+        let p = PeerProcess::of(&peer.stream, &cred).unwrap();
+        let mut read = None;
+        // The link is read while the peer runs; it exits and is reaped before the check.
+        let exe = p.exe_read_by(|pid| {
+            read = process_exe(pid);
+            drop(peer.child.stdin.take());
+            peer.child.wait().unwrap();
+            read.clone()
+        });
+        assert_eq!(read.as_deref(), Some(&*peer.own_exe));
+        assert_eq!(exe, None);
     }
 
     #[test]
@@ -674,6 +733,13 @@ mod tests {
         let cred = peer_credentials(&peer.stream).unwrap();
         assert_eq!(cred.pid as u32, peer.child.id());
         assert_eq!(peer_exe(&peer.stream, &cred), None);
+        // Depending on the kernel SO_PEERPIDFD refuses a reaped peer or hands out a pidfd
+        // showing no pid; either way no pid to read a link from.
+        if let Some(p) = PeerProcess::of(&peer.stream, &cred) {
+            assert_eq!(p.source(), PidfdSource::PeerPidfd);
+            assert_eq!(p.proc_pid(), None);
+            assert!(!p.is_alive());
+        }
         // Now give the dead peer's pid to another binary, as the kernel may at any time
         // (writing ns_last_pid needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
         let Some(sleep) = which("sleep") else {
