@@ -86,3 +86,37 @@ fn bounded_exe(exe: &str) -> &str {
     }
     &exe[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exe_is_cut_at_256_bytes_on_a_character_boundary() {
+        let long = format!("/{}", "é".repeat(200));
+        let cut = bounded_exe(&long);
+        assert_eq!(cut.len(), MAX_EXE - 1, "'é' is 2 bytes: 1 + 2*127 = 255");
+        assert!(long.starts_with(cut));
+        assert_eq!(bounded_exe("/usr/bin/python3"), "/usr/bin/python3");
+        let ascii = "a".repeat(300);
+        assert_eq!(bounded_exe(&ascii).len(), MAX_EXE);
+    }
+
+    #[test]
+    fn a_peer_without_a_pid_in_our_namespace_is_recorded_with_pid_null() {
+        let other_ns = PeerIdentity::with_groups(1000, 1000, 0, vec![]);
+        assert_eq!(other_ns.audit_info().pid, None);
+        assert_eq!(other_ns.audit_info().exe, None);
+        let here = PeerIdentity::with_groups(1000, 1000, 42, vec![]);
+        assert_eq!(here.audit_info().pid, Some(42));
+    }
+
+    #[test]
+    fn a_connected_peer_is_recorded_with_its_binary() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let p = PeerIdentity::of(&a).unwrap();
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(p.exe(), Some(&*me.to_string_lossy()));
+        assert_eq!(p.audit_info().exe.as_deref(), Some(&*me.to_string_lossy()));
+    }
+}
