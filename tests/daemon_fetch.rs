@@ -524,7 +524,7 @@ fn a_changed_vault_file_is_served_without_a_reload_and_cred_set_says_so() {
         .audit_text()
         .lines()
         .filter(|l| l.contains("\"op\":\"reload\""))
-        .last()
+        .next_back()
         .unwrap()
         .to_owned();
     assert!(!last_reload.contains("\"decision\":\"allow\""), "{last_reload}");
