@@ -15,7 +15,7 @@ use super::authz::{is_runner, AccessConfig};
 use super::peer::PeerIdentity;
 use super::protocol::{
     err_line, ok_line, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, FetchedCredential,
-    Health, PeerInfo, Request, TaskInfo, Tasks, Ticket, TotpCode,
+    Health, PeerInfo, Request, RotateStatus, TaskInfo, Tasks, Ticket, TotpCode,
 };
 use super::state::{Opened, State, VaultView};
 use super::tickets::{Refused, Tickets};
@@ -386,7 +386,37 @@ impl Handler {
             }),
             Request::Unlock { passphrase } => self.admin(peer, "unlock", |h| h.unlock(&passphrase)),
             Request::Reload => self.admin(peer, "reload", |h| h.reload()),
+            Request::AuditRotate => self.audit_rotate(peer),
         }
+    }
+
+    /// `audit_rotate` (admins): the rotation writes its own `audit.rotate` record, the first
+    /// of the new file; a refusal is audited like any admin op.
+    fn audit_rotate(&self, peer: &PeerIdentity) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        if !self.access.is_admin(peer) {
+            let refused: Result<AdminStatus, ErrorBody> = Err(err(
+                ErrorCode::Denied,
+                format!("`audit_rotate` is for admins (root, the daemon's user or its admin group); uid {} is none of these", peer.uid),
+            ));
+            self.audit_admin(Some(peer), "audit_rotate", &refused, None)?;
+            return refused.map(|s| ok_line(&s));
+        }
+        match self.audit.rotate() {
+            Ok((moved, seq)) => Ok(ok_line(&RotateStatus {
+                rotated_to: moved.display().to_string(),
+                seq,
+            })),
+            Err(e) => Err(err(
+                ErrorCode::AuditUnavailable,
+                format!("the audit log was not rotated: {e}"),
+            )),
+        }
+    }
+
+    /// SIGUSR1: continue in a new file if the log was moved away (logrotate). Returns the seq
+    /// of the `audit.rotate` record, or `None` when the log is still at its path.
+    pub fn reopen_audit_from_signal(&self) -> Result<Option<u64>, String> {
+        self.audit.reopen("SIGUSR1").map_err(|e| e.to_string())
     }
 
     fn admin(

@@ -12,7 +12,7 @@ use crate::agent::server::default_socket_path;
 use crate::client::{Client, ClientError};
 use crate::secret::SecretString;
 
-fn socket_path(g: &GlobalArgs) -> PathBuf {
+pub(crate) fn socket_path(g: &GlobalArgs) -> PathBuf {
     g.socket.clone().unwrap_or_else(default_socket_path)
 }
 
