@@ -472,6 +472,67 @@ fn sighup_reloads_a_rotated_secret() {
     assert!(d.audit_text().contains("SIGHUP"));
 }
 
+/// Issue 14, item 5: a secret rotated with `cred set` is served without a reload or a signal,
+/// `cred set` says the running daemon picked it up, and an older vault file copied back is
+/// not loaded (the rollback check of `reload` applies).
+#[test]
+fn a_changed_vault_file_is_served_without_a_reload_and_cred_set_says_so() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetch = || d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(
+        fetch()["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+    let old_file = std::fs::read(dir.path().join("vault.scopevault")).unwrap();
+    let id = dir.path().join("identity.txt");
+    let out = ok(
+        dir.path(),
+        &[
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("rotated-value-78"),
+    );
+    assert!(
+        out.contains("the running daemon at") && out.contains("now"),
+        "cred set says the daemon picked it up: {out}"
+    );
+    // No signal, no reload op: the next request is served from the new file.
+    assert_eq!(
+        fetch()["credentials"][0]["secrets"]["token"],
+        "rotated-value-78"
+    );
+    let audit = d.audit_text();
+    assert!(audit.contains("the vault file changed"), "{audit}");
+    // The older file copied back (a rollback) is refused and the newest stays served.
+    let tmp = dir.path().join("old.scopevault");
+    std::fs::write(&tmp, &old_file).unwrap();
+    std::fs::rename(&tmp, dir.path().join("vault.scopevault")).unwrap();
+    assert_eq!(
+        fetch()["credentials"][0]["secrets"]["token"],
+        "rotated-value-78"
+    );
+    let last_reload = d
+        .audit_text()
+        .lines()
+        .filter(|l| l.contains("\"op\":\"reload\""))
+        .last()
+        .unwrap()
+        .to_owned();
+    assert!(!last_reload.contains("\"decision\":\"allow\""), "{last_reload}");
+    assert!(last_reload.contains("older"), "{last_reload}");
+    assert!(d.stderr_text().contains("was not loaded"));
+    d.assert_alive();
+}
+
 #[test]
 fn a_passphrase_vault_starts_locked_and_unlock_and_lock_work() {
     let dir = tempdir();

@@ -177,7 +177,7 @@ impl Decision {
     }
 }
 
-/// Who asked, from the kernel (`SO_PEERCRED`) and `/proc/PID/exe`.
+/// Who asked, from the kernel (`SO_PEERCRED`) and `/proc/PID/exe` read through a pidfd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerInfo {
     /// Effective uid of the peer.
@@ -186,19 +186,16 @@ pub struct PeerInfo {
     pub gid: u32,
     /// Process id, if known.
     pub pid: Option<i32>,
-    /// The peer's executable, best effort.
+    /// The peer's executable at accept time, cut at 256 bytes; `None` if unknown or not
+    /// confirmed to be the connected process's.
     pub exe: Option<String>,
 }
 
 impl PeerInfo {
-    /// The peer as the kernel reported it, with its executable looked up (best effort).
-    pub fn from_cred(cred: &crate::sys::PeerCred) -> PeerInfo {
-        PeerInfo {
-            uid: cred.uid,
-            gid: cred.gid,
-            pid: (cred.pid > 0).then_some(cred.pid),
-            exe: crate::sys::process_exe(cred.pid),
-        }
+    /// The peer on `stream` as the daemon records it at accept time
+    /// ([`super::peer::PeerIdentity::of`]).
+    pub fn of(stream: &std::os::unix::net::UnixStream) -> std::io::Result<PeerInfo> {
+        Ok(super::peer::PeerIdentity::of(stream)?.audit_info())
     }
 }
 
@@ -2122,8 +2119,7 @@ mod tests {
     #[test]
     fn peer_info_from_the_kernel_names_our_executable() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let cred = crate::sys::peer_credentials(&a).unwrap();
-        let p = PeerInfo::from_cred(&cred);
+        let p = PeerInfo::of(&a).unwrap();
         assert_eq!(p.uid, crate::sys::current_uid());
         assert_eq!(p.pid, Some(std::process::id() as i32));
         let me = std::env::current_exe().unwrap();

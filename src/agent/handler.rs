@@ -77,6 +77,10 @@ pub struct Handler {
     /// Rate-limit refusals per uid (off only in unit tests of other behaviour).
     limit_denials: bool,
     allow_rollback: bool,
+    /// Held by the one thread reloading a changed vault file ([`Handler::follow_vault_file`]).
+    following: Mutex<()>,
+    /// The stamp of a changed file that failed to load: not tried again until it changes.
+    follow_failed: Mutex<Option<super::state::FileStamp>>,
 }
 
 fn now_unix() -> u64 {
@@ -134,6 +138,8 @@ impl Handler {
             reserve: DEFAULT_AUDIT_RESERVE,
             limit_denials: true,
             allow_rollback: false,
+            following: Mutex::new(()),
+            follow_failed: Mutex::new(None),
         }
     }
 
@@ -373,7 +379,59 @@ impl Handler {
         r.and_then(|s| audited.map(|()| s))
     }
 
+    /// Issue 14, item 5: a vault file saved since it was loaded (`cred set`, `policy apply`,
+    /// `bundle apply`) is reloaded before the request is served, with the same authenticity
+    /// and rollback checks as `reload`, and audited as a `reload` ("the vault file changed").
+    /// One `stat` per request. While one thread reloads, the others serve what is loaded; a
+    /// file that failed to load is not tried again until it changes.
+    fn follow_vault_file(&self) {
+        let Some((loaded, now)) = self
+            .state
+            .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))
+        else {
+            return;
+        };
+        if loaded.is_none() || now.is_none() || loaded == now {
+            return;
+        }
+        let failed = || self.follow_failed.lock().unwrap_or_else(|p| p.into_inner());
+        if *failed() == now {
+            return;
+        }
+        let Ok(_only_one) = self.following.try_lock() else {
+            return;
+        };
+        // Another thread may have loaded it while this one waited.
+        if self.state.with(|v| v.map(|o| o.vault.stamp())) != Some(loaded) {
+            return;
+        }
+        let r = self.reload();
+        let _ = self.audit_admin(None, "reload", &r, Some("the vault file changed"));
+        match r {
+            Ok(s) => {
+                *failed() = None;
+                eprintln!(
+                    "scopevault: the vault file changed: loaded generation {}",
+                    s.generation.unwrap_or(0)
+                );
+            }
+            Err(e) => {
+                *failed() = now;
+                eprintln!(
+                    "scopevault: the vault file changed but was not loaded (still serving the loaded one): {}",
+                    e.message
+                );
+            }
+        }
+    }
+
     fn handle(&self, peer: &PeerIdentity, req: Request) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        if !matches!(
+            req,
+            Request::Lock | Request::Unlock { .. } | Request::Reload | Request::AuditRotate
+        ) {
+            self.follow_vault_file();
+        }
         match req {
             Request::Health => Ok(ok_line(&self.health(peer))),
             Request::Tasks => self.tasks(peer).map(|t| ok_line(&t)),
