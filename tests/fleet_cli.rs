@@ -143,6 +143,7 @@ needs = ["shop:login"]
 credentials = ["buyer", "shared"]
 runners = {{ users = ["checkpoint"] }}
 locations = ["ams"]
+schedulers = ["cron", "1500"]
 [tasks.backoffice]
 needs = ["shop:login"]
 credentials = ["admin", "shared"]
@@ -363,6 +364,42 @@ fn each_bundle_holds_exactly_its_locations_credentials_and_apply_installs_them()
             "a secret was printed"
         );
     }
+}
+
+/// Issue 15.12: a task's `schedulers` (who may ask for its tickets) travel in its location's
+/// bundle and are in the checkpoint's policy after apply; a task without them gains none.
+#[test]
+fn a_tasks_schedulers_survive_publish_and_apply() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let want = "schedulers = [\"1500\", \"cron\"]\n";
+    let ams = payload(&std::fs::read(f.bundle("ams")).unwrap(), &f.ams);
+    let ams_policy = ams["policy"].as_str().unwrap();
+    assert!(ams_policy.contains(want), "{ams_policy}");
+    let fra = payload(&std::fs::read(f.bundle("fra")).unwrap(), &f.fra);
+    assert!(
+        !fra["policy"].as_str().unwrap().contains("schedulers"),
+        "backoffice names none: {fra}"
+    );
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+    let exported = f.ams.ok(
+        &[
+            "policy",
+            "export",
+            "--identity-file",
+            f.ams.path("id").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let applied = scopevault::policy::Policy::parse(&exported, "exported").unwrap();
+    assert_eq!(
+        applied.task("checkout").unwrap().schedulers(),
+        vec!["1500", "cron"],
+        "{exported}"
+    );
 }
 
 #[test]

@@ -318,3 +318,32 @@ fn lint_with_vault_reports_missing_secrets_from_the_real_vault() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("missing-secret"));
 }
+
+/// Issue 15.12: changing only a task's `schedulers` is named in `policy apply`'s summary.
+#[test]
+fn apply_names_a_change_of_a_tasks_schedulers() {
+    let e = setup();
+    let apply = |file: &str| {
+        e.ok(
+            &[
+                "policy",
+                "apply",
+                e.path(file).to_str().unwrap(),
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+        )
+    };
+    apply("policy.toml");
+    let changed = POLICY.replace(
+        "[tasks.api-health]\n",
+        "[tasks.api-health]\nschedulers = [\"cron\"]\n",
+    );
+    assert_ne!(changed, POLICY);
+    std::fs::write(e.path("changed.toml"), changed).unwrap();
+    let out = apply("changed.toml");
+    assert!(out.contains("~ task api-health: schedulers"), "{out}");
+    let export = e.ok(&["policy", "export", "--passphrase-file", &e.pf()], b"");
+    assert!(export.contains("schedulers = [\"cron\"]"), "{export}");
+}

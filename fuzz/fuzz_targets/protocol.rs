@@ -13,8 +13,9 @@
 //!   success only the values of credentials of tasks the peer runs, or of the task of the
 //!   ticket it redeems; the TOTP seed, the over-scoped credential (`enforce = "deny"`, no
 //!   exception) and the credential no task lists are never handed out to anyone;
-//! - a ticket is redeemed at most once; only admins and the scheduler get tickets; only
-//!   admins lock, unlock and reload;
+//! - a ticket is redeemed at most once; only admins and the scheduler get tickets, the
+//!   scheduler only for the tasks whose `schedulers` name it ([`SCHEDULED`]); only admins
+//!   lock, unlock and reload;
 //! - the audit log never holds a secret value (checked at each rotation, which the target asks for as an admin every 4,096 inputs).
 //!
 //! The daemon state a request can change (lock, tickets) is put back after each input, so every
@@ -85,6 +86,7 @@ needs = ["shop:login", "shop:orders:create"]
 credentials = ["buyer", "buyer-2fa"]
 runners = { users = ["2001"] }
 origin = "https://shop.example.com"
+schedulers = ["2600"]
 
 [tasks.catalog]
 needs = ["shop:login"]
@@ -102,6 +104,7 @@ needs = ["api:read"]
 credentials = ["api-token"]
 runners = { groups = ["3000"] }
 origin = "https://other.example.com"
+schedulers = ["2600", "2009"]
 
 [[exceptions]]
 rule = "scope-exceeds-task"
@@ -111,6 +114,10 @@ scopes = ["shop:orders:create"]
 reason = "fuzz fixture: a reviewed exception in force"
 expires = "2099-01-01"
 "#;
+
+/// The tasks whose `schedulers` name the scheduler (2600); `catalog` and `orders` have none.
+/// (`api` also names 2009, which is no `--scheduler`: named alone gets no ticket.)
+const SCHEDULED: [&str; 2] = ["checkout", "api"];
 
 /// The secrets a fetch for each task may hand out (`orders` is over-scoped: refused).
 const TASK_SECRETS: [(&str, &[&str]); 4] = [
@@ -354,6 +361,11 @@ fn check_answer(w: &World, p: &Peer, line: &[u8], answer: &[u8], tickets: &mut T
     let admin = matches!(p.0, DAEMON_UID | 0);
     if ok && v.get("ticket").is_some() {
         assert!(admin || p.0 == 2600, "uid {} got a ticket", p.0);
+        let task = v["task"].as_str().expect("task");
+        assert!(
+            admin || SCHEDULED.contains(&task),
+            "the scheduler got a ticket for `{task}`, which does not name it"
+        );
         tickets.issued.push((
             v["ticket"].as_str().expect("ticket").to_owned(),
             v["task"].as_str().expect("task").to_owned(),

@@ -22,9 +22,23 @@ impl AccessConfig {
             || self.admin_gid.is_some_and(|g| peer.in_group(g))
     }
 
-    /// An admin or a configured scheduler.
+    /// An admin or a configured scheduler: may ask for tickets at all.
     pub fn may_issue_tickets(&self, peer: &PeerIdentity) -> bool {
         self.is_admin(peer) || self.scheduler_uids.contains(&peer.uid)
+    }
+
+    /// May ask for a ticket for one task whose `schedulers` resolved to `task_schedulers`
+    /// (`None`: the task has no `schedulers`): an admin always; a configured scheduler only
+    /// when the task names its uid. A scheduler is never limited by group: tickets are the
+    /// right to any of the task's secrets, so each scheduler user is named.
+    pub fn may_issue_ticket_for(
+        &self,
+        peer: &PeerIdentity,
+        task_schedulers: Option<&[u32]>,
+    ) -> bool {
+        self.is_admin(peer)
+            || (self.scheduler_uids.contains(&peer.uid)
+                && task_schedulers.is_some_and(|s| s.contains(&peer.uid)))
     }
 }
 
@@ -75,5 +89,38 @@ mod tests {
         assert!(!a.is_admin(&peer(1000, 1000, vec![])));
         assert!(a.may_issue_tickets(&peer(1500, 1500, vec![])));
         assert!(!a.may_issue_tickets(&peer(1501, 1501, vec![])));
+    }
+
+    #[test]
+    fn a_scheduler_gets_tickets_only_for_tasks_that_name_it_and_admins_for_all() {
+        let a = AccessConfig {
+            daemon_uid: 999,
+            admin_gid: Some(50),
+            scheduler_uids: vec![1500, 1600],
+        };
+        let sched = peer(1500, 1500, vec![]);
+        assert!(a.may_issue_ticket_for(&sched, Some(&[1500])));
+        assert!(a.may_issue_ticket_for(&sched, Some(&[7, 1500])));
+        assert!(
+            !a.may_issue_ticket_for(&sched, Some(&[1600])),
+            "another scheduler's task"
+        );
+        assert!(!a.may_issue_ticket_for(&sched, Some(&[])));
+        assert!(
+            !a.may_issue_ticket_for(&sched, None),
+            "a task without `schedulers`"
+        );
+        // Named by the task but not started with `--scheduler`: the policy alone is not enough.
+        assert!(!a.may_issue_ticket_for(&peer(1700, 1700, vec![]), Some(&[1700])));
+        // The scheduler's group is not the scheduler.
+        assert!(!a.may_issue_ticket_for(&peer(1701, 1500, vec![1500]), Some(&[1500])));
+        for admin in [
+            peer(0, 0, vec![]),
+            peer(999, 999, vec![]),
+            peer(1000, 1000, vec![50]),
+        ] {
+            assert!(a.may_issue_ticket_for(&admin, None));
+            assert!(a.may_issue_ticket_for(&admin, Some(&[])));
+        }
     }
 }

@@ -666,6 +666,19 @@ impl Handler {
         if o.vault.policy().and_then(|p| p.task(task)).is_none() {
             return Err(err(ErrorCode::NotFound, NO_SUCH_TASK));
         }
+        // Issue 15.12: a scheduler redeems what it is issued, so a ticket for any task would
+        // be every task's secrets. The task must name it. Checked after the task is known to
+        // the policy, so the name in this message (and the audit reason) is the policy's.
+        let named = o.schedulers.get(task).map(Vec::as_slice);
+        if !self.access.may_issue_ticket_for(peer, named) {
+            return Err(err(
+                ErrorCode::Denied,
+                format!(
+                    "uid {uid} is a scheduler, but task `{task}` does not name it; an admin adds `schedulers = [\"{uid}\"]` (or the user's name) to [tasks.{task}] in the policy and applies it",
+                    uid = peer.uid
+                ),
+            ));
+        }
         let issued = self
             .tickets
             .lock()
@@ -1046,9 +1059,15 @@ mod tests {
         }
     }
 
+    /// The example policy, with `enforce` set and search-api naming the scheduler uid 3000
+    /// (issue 15.12: a scheduler gets tickets only for the tasks that name it).
     fn policy_src(enforce: &str) -> String {
         include_str!("../../examples/policy.toml")
             .replace("enforce = \"warn\"", &format!("enforce = \"{enforce}\""))
+            .replace(
+                "[tasks.search-api]\n",
+                "[tasks.search-api]\nschedulers = [\"3000\"]\n",
+            )
     }
 
     fn stand_in(src: &str) -> StandIn {
@@ -1260,6 +1279,104 @@ mod tests {
         let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
         assert!(audit.contains("possible interception"));
         assert!(!audit.contains(&ticket), "the ticket itself is not logged");
+    }
+
+    /// Issue 15.12: a scheduler gets tickets for the tasks that name it and no other; a task
+    /// without `schedulers` gets tickets from admins only; admins get them for every task.
+    /// Each refusal is `denied`, names the fix, is audited as deny, and leaks no secret.
+    #[test]
+    fn a_scheduler_gets_tickets_only_for_the_tasks_that_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // search-api names 3000 (policy_src); checkout-flow names another scheduler, 3001;
+        // order-status names 3000 twice and a user name that does not resolve.
+        let src = policy_src("warn")
+            .replace(
+                "[tasks.checkout-flow]\n",
+                "[tasks.checkout-flow]\nschedulers = [\"3001\"]\n",
+            )
+            .replace(
+                "[tasks.order-status]\n",
+                "[tasks.order-status]\nschedulers = [\"no-such-user-5c2\", \"3000\", \"3000\"]\n",
+            );
+        let h = handler_over(dir.path(), &src);
+        let ticket = |peer: &PeerIdentity, task: &str| {
+            call(
+                &h,
+                peer,
+                &format!(r#"{{"v":1,"op":"ticket","task":"{task}","ttl":60}}"#),
+            )
+        };
+        // Allowed for its task, and the ticket redeems to that task's secrets.
+        let v = ticket(&sched(), "search-api");
+        assert_eq!(v["ok"], true, "{v}");
+        let got = call(
+            &h,
+            &stranger(),
+            &format!(
+                r#"{{"v":1,"op":"fetch","ticket":"{}"}}"#,
+                v["ticket"].as_str().unwrap()
+            ),
+        );
+        assert_eq!(got["task"], "search-api", "{got}");
+        assert_eq!(ticket(&sched(), "order-status")["ok"], true);
+        // Refused for another scheduler's task and for tasks without `schedulers`.
+        for task in ["checkout-flow", "browse-catalog", "two-factor-login"] {
+            let v = ticket(&sched(), task);
+            assert_eq!(v["error"]["code"], "denied", "{task}: {v}");
+            assert!(v.get("ticket").is_none(), "{v}");
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(
+                msg.contains("`schedulers = [\"3000\"]`")
+                    && msg.contains(&format!("[tasks.{task}]")),
+                "the refusal names the fix: {msg}"
+            );
+            assert!(!v.to_string().contains("S3cret"), "{v}");
+        }
+        // Named by a task, but not started with `--scheduler`: refused as before.
+        let other = PeerIdentity::with_groups(3001, 3001, 4, vec![]);
+        let v = ticket(&other, "checkout-flow");
+        assert_eq!(v["error"]["code"], "denied", "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("neither"),
+            "{v}"
+        );
+        // Admins: every task, with or without `schedulers`.
+        for task in [
+            "search-api",
+            "checkout-flow",
+            "browse-catalog",
+            "two-factor-login",
+        ] {
+            assert_eq!(ticket(&root(), task)["ok"], true, "{task}");
+        }
+        // An unknown task is `not_found` for the scheduler, before the name is judged.
+        assert_eq!(
+            ticket(&sched(), "ghost-sched-9d1")["error"]["code"],
+            "not_found"
+        );
+        let recs = audit_records(dir.path());
+        let tickets: Vec<_> = recs.iter().filter(|r| r["op"] == "ticket").collect();
+        let denied: Vec<_> = tickets
+            .iter()
+            .filter(|r| r["decision"] == "deny" && r["peer"]["uid"] == 3000)
+            .collect();
+        assert_eq!(denied.len(), 3, "the three unnamed tasks: {tickets:?}");
+        for task in ["checkout-flow", "browse-catalog", "two-factor-login"] {
+            assert!(
+                denied.iter().any(|r| r["task"] == task
+                    && r["reason"].as_str().unwrap().contains("does not name it")),
+                "{task}: {denied:?}"
+            );
+        }
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(
+            !audit.contains("S3cret") && !audit.contains("svt1_"),
+            "{audit}"
+        );
+        assert!(
+            !audit.contains("ghost-sched-9d1"),
+            "an unknown task is an HMAC: {audit}"
+        );
     }
 
     fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {

@@ -72,18 +72,29 @@ type GrantCache = (Option<time::Date>, HashMap<(String, String), Arc<Grant>>);
 pub(crate) struct Opened {
     pub vault: Box<dyn VaultView>,
     pub runners: HashMap<String, Runners>,
+    /// Each task's `schedulers`, resolved to uids like runners' users (absent: no entry).
+    pub schedulers: HashMap<String, Vec<u32>>,
     /// `policy.check_grant` of every (task, credential) pair, for one day (exceptions expire
     /// by date): computed once instead of on every fetch.
     grants: RwLock<GrantCache>,
 }
 
 impl Opened {
-    /// Wrap an opened vault, resolving every task's runner names through the user and group
-    /// databases (numbers are taken literally; a name that does not resolve matches nobody).
+    /// Wrap an opened vault, resolving every task's runner and scheduler names through the
+    /// user and group databases (numbers are taken literally; a name that does not resolve matches nobody).
     pub(crate) fn new(vault: Box<dyn VaultView>) -> Opened {
         let mut runners = HashMap::new();
+        let mut schedulers = HashMap::new();
         if let Some(p) = vault.policy() {
             for (name, task) in p.tasks() {
+                if task.schedulers.is_some() {
+                    let uids = task
+                        .schedulers()
+                        .iter()
+                        .filter_map(|u| u.parse::<u32>().ok().or_else(|| crate::sys::user_uid(u)))
+                        .collect();
+                    schedulers.insert(name.to_owned(), uids);
+                }
                 let uids = task
                     .runner_users()
                     .iter()
@@ -100,6 +111,7 @@ impl Opened {
         Opened {
             vault,
             runners,
+            schedulers,
             grants: RwLock::new((None, HashMap::new())),
         }
     }

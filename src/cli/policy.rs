@@ -133,6 +133,9 @@ fn apply(
             if ot.origin() != task.origin() {
                 what.push("origin");
             }
+            if set(ot.schedulers()) != set(task.schedulers()) {
+                what.push("schedulers");
+            }
             if !what.is_empty() {
                 changes.push(format!("~ task {name}: {}", what.join(", ")));
             }

@@ -137,6 +137,11 @@ pub(crate) fn write_filtered(p: &Policy, only: Option<&str>) -> String {
         if let Some(origin) = &t.origin {
             let _ = writeln!(o, "origin = {}", q(&origin.value));
         }
+        // Kept when empty: `schedulers = []` and no `schedulers` mean the same to the daemon,
+        // but the lint tells them apart. Sorted, duplicates dropped (a set, as runners are).
+        if let Some(s) = &t.schedulers {
+            let _ = writeln!(o, "schedulers = {}", list(strs(&s.value)));
+        }
         // A bundle's subset names only its own location.
         match only {
             Some(l) => {

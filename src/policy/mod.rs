@@ -167,6 +167,9 @@ impl CredentialDecl {
     }
 }
 
+/// Users or groups as written in the policy: names or numeric ids, each with its span.
+pub(crate) type Names = Box<[Sp<String>]>;
+
 /// Who may fetch for a task: peer uids/gids given as names or numbers.
 #[derive(Debug, Clone)]
 pub(crate) struct Runners {
@@ -187,6 +190,9 @@ pub struct Task {
     pub(crate) origin: Option<Box<Sp<String>>>,
     /// Fleet: the locations (`[locations.NAME]`) where the task runs.
     pub(crate) locations: Box<[Sp<String>]>,
+    /// Users (names or numeric uids) a `serve --scheduler` must be to get tickets for the
+    /// task; `None` when the key is absent (only admins get tickets), the span of the list.
+    pub(crate) schedulers: Option<Box<Sp<Names>>>,
 }
 
 impl Task {
@@ -219,6 +225,15 @@ impl Task {
     /// Fleet: the locations where the task runs, as listed.
     pub fn locations(&self) -> Vec<&str> {
         self.locations.iter().map(|s| s.value.as_str()).collect()
+    }
+    /// Users (names or numeric uids) who, when the daemon runs with `--scheduler` for them,
+    /// may ask for tickets for this task, as listed. Empty when the task has no `schedulers`
+    /// (only admins get tickets for it).
+    pub fn schedulers(&self) -> Vec<&str> {
+        self.schedulers
+            .iter()
+            .flat_map(|s| s.value.iter().map(|u| u.value.as_str()))
+            .collect()
     }
 }
 

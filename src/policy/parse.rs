@@ -125,6 +125,8 @@ struct RawTask {
     origin: Option<Spanned<String>>,
     #[serde(default)]
     locations: Vec<Spanned<String>>,
+    #[serde(default)]
+    schedulers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -582,6 +584,18 @@ fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Polic
                 })
             })
             .collect::<Result<_, PolicyError>>()?;
+        // Users as runners' users are: names or numeric uids, resolved by the daemon.
+        let schedulers = match &t.schedulers {
+            None => None,
+            Some(s) => Some(Box::new(Sp {
+                span: s.span(),
+                value: s
+                    .get_ref()
+                    .iter()
+                    .map(|u| ctx.principal(u, "user"))
+                    .collect::<Result<_, _>>()?,
+            })),
+        };
         tasks.push((
             name,
             Task {
@@ -591,6 +605,7 @@ fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Polic
                 runners,
                 origin,
                 locations,
+                schedulers,
             },
         ));
     }

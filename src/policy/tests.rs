@@ -162,6 +162,38 @@ fn canonical_toml_keeps_the_order_of_a_tasks_credentials() {
     );
 }
 
+/// Issue 15.12: a task's `schedulers` are parsed (names or numeric uids), survive the
+/// canonical TOML (sorted, de-duplicated), and an empty list stays distinct from none.
+#[test]
+fn schedulers_parse_and_survive_the_canonical_toml() {
+    let src = "version = 1\n[tasks.a]\nschedulers = [\"cron\", \"1500\", \"cron\"]\n\
+               [tasks.b]\nschedulers = []\n[tasks.c]\nneeds = []\n";
+    let p = Policy::parse(src, "p").unwrap();
+    assert_eq!(
+        p.task("a").unwrap().schedulers(),
+        vec!["cron", "1500", "cron"]
+    );
+    assert!(p.task("b").unwrap().schedulers.is_some());
+    assert!(p.task("c").unwrap().schedulers.is_none());
+    let c = p.to_canonical_toml();
+    assert!(c.contains("schedulers = [\"1500\", \"cron\"]\n"), "{c}");
+    assert!(
+        c.contains("[tasks.b]\nneeds = []\ncredentials = []\nschedulers = []\n"),
+        "{c}"
+    );
+    assert_eq!(c.matches("schedulers").count(), 2, "{c}");
+    let p2 = Policy::parse(&c, "p").unwrap();
+    assert_eq!(p2.task("a").unwrap().schedulers(), vec!["1500", "cron"]);
+    assert!(p2.task("b").unwrap().schedulers.is_some());
+    assert!(p2.task("c").unwrap().schedulers.is_none());
+    assert_eq!(p2.to_canonical_toml(), c);
+    // Not a user name or uid: refused with the position, as runners are.
+    let e = Policy::parse("version = 1\n[tasks.a]\nschedulers = [\"bad name\"]\n", "p")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid user") && e.contains(":3:"), "{e}");
+}
+
 #[test]
 fn example_policy_parses_and_round_trips() {
     let src = include_str!("../../examples/policy.toml");

@@ -23,6 +23,7 @@
 mod fleet;
 mod render;
 mod rules;
+mod schedulers;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -231,6 +232,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
     l.credentials();
     l.undeclared_scopes();
     l.fleet();
+    l.schedulers();
     if let Some(v) = &opts.vault {
         l.vault(v);
     }

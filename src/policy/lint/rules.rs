@@ -453,6 +453,30 @@ rules! {
         full: "`scopevault publish` delivers a task only to the locations it lists: this one is published nowhere.",
         help: "Add `locations = [\"NAME\"]` to the task.",
     },
+    /// A task's `schedulers` is an empty list. Checked in `Linter::schedulers`.
+    EmptySchedulers {
+        id: "empty-schedulers",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "A task's `schedulers` is an empty list.",
+        full: "An empty list names no scheduler, so only admins get tickets for the task, as without the key: it is either a forgotten user or dead configuration.",
+        help: "Name the scheduler's user in `schedulers = [\"USER\"]`, or remove the key.",
+    },
+    /// A task's `schedulers` names the same user twice. Checked in `Linter::schedulers`.
+    DuplicateScheduler {
+        id: "duplicate-scheduler",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "A task's `schedulers` names the same user twice.",
+        full: "The second entry adds nothing; it is often a typo for another user, who then gets no tickets for the task.",
+        help: "Remove the repeated entry, or correct it to the user that was meant.",
+    },
 }
 
 /// A rule by id.
