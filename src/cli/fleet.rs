@@ -323,7 +323,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     // under the vault's write lock: it may trail the vault after a crash, never lead it.
     let record = crate::fleet::health::AppliedRecord {
         format: 1,
-        vault: std::path::absolute(&path).unwrap_or_else(|_| path.clone()),
+        vault: crate::fleet::health::canonical_vault(&path),
         vault_id: v.id().to_owned(),
         vault_generation: v.generation(),
         location: m.location.clone(),

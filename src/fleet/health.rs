@@ -6,7 +6,7 @@
 //! which `status` cannot read without the vault key. So `bundle apply` also writes the clear
 //! part of it (names, digests and times, never a value: what the manifest already shows in
 //! the clear) to a small **applied record** in the state directory, beside the rollback
-//! record: `fleet-applied-<16 hex digits of the SHA-256 of the vault's absolute path>.json`,
+//! record: `fleet-applied-<16 hex digits of the SHA-256 of the vault's canonical path>.json`,
 //! written atomically (temporary file, fsync, rename, fsync of the directory) after the vault
 //! is saved. A crash between the two leaves the record one apply behind, never ahead.
 
@@ -60,13 +60,17 @@ pub struct AppliedRecord {
     pub applied: OffsetDateTime,
 }
 
-fn abs(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+/// The vault's path as the record is keyed: canonical when the file exists (so `--vault`
+/// through a symlink or `..` names the same record), else absolute.
+pub fn canonical_vault(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_owned())
 }
 
 /// The applied record of the vault at `vault_path`, in the state directory.
 pub fn record_path(vault_path: &Path) -> PathBuf {
-    let digest = Sha256::digest(abs(vault_path).as_os_str().as_encoded_bytes());
+    let digest = Sha256::digest(canonical_vault(vault_path).as_os_str().as_encoded_bytes());
     crate::vault::state_dir().join(format!(
         "fleet-applied-{}.json",
         &HEXLOWER.encode(&digest)[..16]
