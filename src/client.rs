@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::agent::protocol::{
     parse_response, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, Health, Request,
-    ResponseError, Tasks, Ticket,
+    ResponseError, RotateStatus, Tasks, Ticket,
 };
 use crate::secret::SecretString;
 
@@ -249,5 +249,10 @@ impl Client {
     /// `reload`.
     pub fn reload(&mut self) -> Result<AdminStatus, ClientError> {
         self.call(&Request::Reload)
+    }
+
+    /// `audit_rotate`.
+    pub fn audit_rotate(&mut self) -> Result<RotateStatus, ClientError> {
+        self.call(&Request::AuditRotate)
     }
 }

@@ -1,6 +1,13 @@
-//! Every default path in one place. Each function reads the environment when it is called
-//! (`SCOPEVAULT_*` overrides, then the XDG variables, then `HOME`); as root the system
-//! locations under `/var/lib` are used.
+//! Every default path in one place. Each function reads the environment when it is called:
+//! `SCOPEVAULT_*` overrides (and the CLI's options) first, then the XDG variables the user
+//! set, then `HOME`; as root, without an XDG variable, the system locations under `/var` and
+//! `/run`.
+//!
+//! As root, `XDG_DATA_HOME` and `XDG_STATE_HOME` are honoured when set (issue 14, item 10: a
+//! throwaway run with its own `XDG_STATE_HOME` must not append to the system audit log).
+//! `XDG_RUNTIME_DIR` is not, for root: pam_systemd sets it (`/run/user/0`) in every root login
+//! session, and a root shell must reach the system daemon's socket, which systemd starts without
+//! it; pass `--socket` or `SCOPEVAULT_SOCKET` to use another.
 //!
 //! The vault and the rollback record are deliberately in **different** directories, so that
 //! restoring the vault's directory from an older backup does not also restore the record of
@@ -27,34 +34,65 @@ pub fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// The default vault path: [`ROOT_VAULT`] as root, else
-/// `$XDG_DATA_HOME/scopevault/vault.scopevault` (`~/.local/share/…`). `--vault` and
+/// The audit log as root: `/var/log/scopevault/audit.jsonl`.
+pub const ROOT_AUDIT: &str = "/var/log/scopevault/audit.jsonl";
+/// The daemon's socket as root: `/run/scopevault/scopevault.sock`.
+pub const ROOT_SOCKET: &str = "/run/scopevault/scopevault.sock";
+
+/// An XDG base directory the user set: non-empty and absolute (the specification says a
+/// relative one is invalid and must be ignored).
+fn xdg(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute())
+}
+
+/// The default vault path: `$XDG_DATA_HOME/scopevault/vault.scopevault` when set, else
+/// [`ROOT_VAULT`] as root, else `~/.local/share/scopevault/vault.scopevault`. `--vault` and
 /// `SCOPEVAULT_VAULT` override it (in the CLI).
 pub fn vault() -> PathBuf {
-    if is_root() {
-        return PathBuf::from(ROOT_VAULT);
-    }
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".local/share"));
+    let base = match xdg("XDG_DATA_HOME") {
+        Some(d) => d,
+        None if is_root() => return PathBuf::from(ROOT_VAULT),
+        None => home().join(".local/share"),
+    };
     base.join("scopevault/vault.scopevault")
 }
 
-/// The per-machine state directory (the rollback record `generations.json`):
-/// `$SCOPEVAULT_STATE_DIR`, else [`ROOT_STATE_DIR`] as root, else
-/// `$XDG_STATE_HOME/scopevault` (`~/.local/state/scopevault`).
+/// The per-machine state directory (the rollback record `generations.json`, the audit
+/// anchors): `$SCOPEVAULT_STATE_DIR`, else `$XDG_STATE_HOME/scopevault` when set, else
+/// [`ROOT_STATE_DIR`] as root, else `~/.local/state/scopevault`.
 pub fn state_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("SCOPEVAULT_STATE_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
-    if is_root() {
-        return PathBuf::from(ROOT_STATE_DIR);
+    match xdg("XDG_STATE_HOME") {
+        Some(d) => d.join("scopevault"),
+        None if is_root() => PathBuf::from(ROOT_STATE_DIR),
+        None => home().join(".local/state/scopevault"),
     }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("scopevault");
+}
+
+/// The default audit log: `$XDG_STATE_HOME/scopevault/audit.jsonl` when set, else
+/// [`ROOT_AUDIT`] as root, else `~/.local/state/scopevault/audit.jsonl`. `--audit` and
+/// `SCOPEVAULT_AUDIT` override it (in the CLI).
+pub fn audit_log() -> PathBuf {
+    match xdg("XDG_STATE_HOME") {
+        Some(d) => d.join("scopevault/audit.jsonl"),
+        None if is_root() => PathBuf::from(ROOT_AUDIT),
+        None => home().join(".local/state/scopevault/audit.jsonl"),
     }
-    home().join(".local/state/scopevault")
+}
+
+/// The default socket: [`ROOT_SOCKET`] as root (whatever `XDG_RUNTIME_DIR` says, see the
+/// module's documentation), else `$XDG_RUNTIME_DIR/scopevault/scopevault.sock`, else
+/// [`ROOT_SOCKET`] (a user without a runtime directory reaches the system daemon).
+/// `--socket` and `SCOPEVAULT_SOCKET` override it (in the CLI).
+pub fn socket() -> PathBuf {
+    match xdg("XDG_RUNTIME_DIR") {
+        Some(d) if !is_root() => d.join("scopevault/scopevault.sock"),
+        _ => PathBuf::from(ROOT_SOCKET),
+    }
 }
 
 /// The rollback record: `generations.json` in [`state_dir`].
@@ -65,7 +103,6 @@ pub fn generations_record() -> PathBuf {
 /// The rollback record's old location, when [`state_dir`] is the root default (none
 /// otherwise): `/var/lib/scopevault/generations.json`.
 pub fn legacy_generations_record() -> Option<PathBuf> {
-    let default_root =
-        is_root() && std::env::var_os("SCOPEVAULT_STATE_DIR").is_none_or(|d| d.is_empty());
+    let default_root = state_dir() == std::path::Path::new(ROOT_STATE_DIR);
     default_root.then(|| PathBuf::from(LEGACY_ROOT_STATE_DIR).join("generations.json"))
 }

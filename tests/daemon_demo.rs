@@ -1,18 +1,60 @@
 //! `scopevault demo` runs the whole product in a throwaway directory and leaves nothing behind.
 
+use std::path::Path;
 use std::process::Command;
+
+/// Every file and directory under `dir` with its size and modification time (nothing when
+/// `dir` does not exist).
+fn snapshot(dir: &Path, out: &mut Vec<(String, u64, Option<std::time::SystemTime>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        out.push((p.display().to_string(), m.len(), m.modified().ok()));
+        if m.is_dir() {
+            snapshot(&p, out);
+        }
+    }
+}
+
+/// What scopevault's system locations (the root defaults of src/paths.rs) hold.
+fn system_state() -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    for d in [
+        "/var/lib/scopevault",
+        "/var/lib/scopevault-state",
+        "/var/log/scopevault",
+        "/run/scopevault",
+    ] {
+        snapshot(Path::new(d), &mut out);
+    }
+    out
+}
 
 #[test]
 fn the_demo_runs_end_to_end_masks_warns_audits_and_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // Issue 14, item 10: as root too (CI), the demo must not touch the system locations.
+    let before = system_state();
     let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_scopevault"))
         .arg("demo")
         // Cheap argon2 parameters for the test run only (the demo itself uses the defaults).
         .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
         .env("TMPDIR", tmp.path())
+        .env("HOME", home.path())
         .env_remove("SCOPEVAULT_SOCKET")
         .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("SCOPEVAULT_AUDIT")
+        .env_remove("SCOPEVAULT_STATE_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_RUNTIME_DIR")
         .output()
         .unwrap();
     let whole_demo_ms = started.elapsed().as_millis();
@@ -45,7 +87,15 @@ fn the_demo_runs_end_to_end_masks_warns_audits_and_cleans_up() {
         "exec took {measured} ms of a {whole_demo_ms} ms demo"
     );
     assert!(!stdout.contains("412 ms"), "{stdout}");
-    // Nothing is left in the temp dir the demo used.
+    // Nothing is left in the temp dir the demo used, in the home directory, or in the
+    // system locations.
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "the demo left {left:?}");
+    let left: Vec<_> = std::fs::read_dir(home.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left {left:?} in its home");
+    assert_eq!(
+        system_state(),
+        before,
+        "the demo changed the system locations"
+    );
 }

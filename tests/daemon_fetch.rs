@@ -153,7 +153,19 @@ fn a_client_of_another_uid_is_denied_and_audited() {
     assert_eq!(d.request(r#"{"v":1,"op":"health"}"#)["locked"], false);
     let out = as_nobody(&["get", "--task", "checkout-flow"]);
     assert_eq!(out.status.code(), Some(5));
-    // Three refusals of the other uid, recorded one by one or (within one second) counted
+    // Rotating the audit log is for admins: refused, and the log stays where it is.
+    let out = as_nobody(&["audit", "rotate"]);
+    assert_eq!(out.status.code(), Some(5));
+    let rotated = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("audit.jsonl.") && name != "audit.jsonl.key"
+        })
+        .count();
+    assert_eq!(rotated, 0, "no file was moved aside");
+    // Four refusals of the other uid, recorded one by one or (within one second) counted
     // into a `denials` record the daemon writes once the second is over.
     let refusals = |audit: &str| -> u64 {
         audit
@@ -164,13 +176,13 @@ fn a_client_of_another_uid_is_denied_and_audited() {
             .sum()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while refusals(&d.audit_text()) < 3 && std::time::Instant::now() < deadline {
+    while refusals(&d.audit_text()) < 4 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     let audit = d.audit_text();
     assert_eq!(
         refusals(&audit),
-        3,
+        4,
         "denials of uid {uid} are audited: {audit}"
     );
     assert_no_secret(&audit, "the audit log");
@@ -232,14 +244,165 @@ fn when_the_audit_log_cannot_be_written_nothing_is_handed_out() {
     let d = start(dir.path());
     let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
     assert_eq!(v["ok"], true);
-    // The log is moved away under the daemon (as root, a chmod would not stop us).
+    // The log is moved away under the daemon and a file with content is put in its place
+    // (as root, a chmod would not stop us): that file is not the daemon's to continue.
     std::fs::rename(&d.audit, dir.path().join("moved.jsonl")).unwrap();
+    std::fs::write(&d.audit, "not the daemon's log\n").unwrap();
     let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
     assert_eq!(code(&v), "audit_unavailable", "{v}");
     assert_no_secret(&v.to_string(), "an audit_unavailable response");
     let h = d.request(r#"{"v":1,"op":"health"}"#);
     assert_eq!(h["audit_ok"], false);
     assert_no_secret(&d.stderr_text(), "the daemon's log");
+}
+
+/// Issue 15.8: `audit rotate`, logrotate's move then SIGUSR1, and a copytruncate: hand-outs
+/// go on, and the files verify as one chain (`audit verify --audit LIVE ROTATED...`).
+#[test]
+fn the_audit_log_rotates_without_losing_a_record() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetch = || {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    };
+    fetch();
+    // 1. The daemon moves the log aside itself.
+    let out = sv(&d, &["audit", "rotate"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = dir.path().join(
+        stdout
+            .split("earlier records are in ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .unwrap_or_else(|| panic!("names the moved file: {stdout}")),
+    );
+    assert!(first.is_file(), "{}", first.display());
+    fetch();
+    // 2. logrotate's way: move the file, then SIGUSR1.
+    let second = dir.path().join("audit.jsonl.1");
+    std::fs::rename(&d.audit, &second).unwrap();
+    d.signal("USR1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !d.stderr_text().contains("SIGUSR1") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d
+        .stderr_text()
+        .contains("SIGUSR1: the audit log was moved away"));
+    assert!(d.audit.is_file(), "a new file at the path after SIGUSR1");
+    fetch();
+    // 3. copytruncate (documented as wrong, but it must not break the chain): the daemon
+    // records the gap and goes on in the truncated file.
+    let third = dir.path().join("audit.jsonl.2");
+    std::fs::copy(&d.audit, &third).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&d.audit)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    fetch();
+    let live = d.audit_text();
+    assert!(
+        live.lines().next().unwrap().contains("\"audit.gap\""),
+        "{live}"
+    );
+    // Given in any order, the four files are one chain.
+    let mut c = daemon::cmd(&d.dir);
+    let out = c
+        .args(["audit", "verify", "--audit"])
+        .arg(&d.audit)
+        .args([&third, &first, &second])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("4 file(s) as one chain"), "{text}");
+    // Without the file in the middle, the missing seqs are named.
+    let out = daemon::cmd(&d.dir)
+        .args(["audit", "verify", "--audit"])
+        .arg(&d.audit)
+        .args([&first, &third])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("are missing between them"), "{text}");
+    d.assert_alive();
+}
+
+/// The logrotate example (examples/logrotate/scopevault), pointed at a live daemon's log and
+/// run by the real logrotate: hand-outs go on, and the rotated file and the new one verify as
+/// one chain.
+#[test]
+fn the_logrotate_example_rotates_a_live_daemons_log() {
+    if Command::new("logrotate").arg("--version").output().is_err() {
+        return skip::skip("logrotate is not installed (scripts/setup/logrotate installs it)");
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetch = || {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    };
+    fetch();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/logrotate/scopevault"
+    ))
+    .unwrap();
+    let signal = "systemctl kill --signal=SIGUSR1 --kill-whom=main scopevault.service";
+    assert!(example.contains(signal) && example.contains("create 0600 root root"));
+    let conf = example
+        .replace("/var/log/scopevault/audit.jsonl", d.audit.to_str().unwrap())
+        .replace(signal, &format!("kill -USR1 {}", d.pid()))
+        .replace("create 0600 root root", "create 0600");
+    let conf_path = dir.path().join("logrotate.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(dir.path().join("logrotate.state"))
+        .arg(&conf_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "logrotate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !d.stderr_text().contains("SIGUSR1") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fetch();
+    let rotated = dir.path().join("audit.jsonl.1");
+    assert!(
+        rotated.is_file(),
+        "delaycompress leaves audit.jsonl.1 as it is"
+    );
+    let live = d.audit_text();
+    assert!(
+        live.lines().next().unwrap().contains("\"audit.rotate\""),
+        "{live}"
+    );
+    let out = daemon::cmd(&d.dir)
+        .args(["audit", "verify", "--audit"])
+        .arg(&d.audit)
+        .arg(&rotated)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("2 file(s) as one chain"), "{text}");
+    d.assert_alive();
 }
 
 #[test]
@@ -307,6 +470,67 @@ fn sighup_reloads_a_rotated_secret() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(d.audit_text().contains("SIGHUP"));
+}
+
+/// Issue 14, item 5: a secret rotated with `cred set` is served without a reload or a signal,
+/// `cred set` says the running daemon picked it up, and an older vault file copied back is
+/// not loaded (the rollback check of `reload` applies).
+#[test]
+fn a_changed_vault_file_is_served_without_a_reload_and_cred_set_says_so() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetch = || d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(
+        fetch()["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+    let old_file = std::fs::read(dir.path().join("vault.scopevault")).unwrap();
+    let id = dir.path().join("identity.txt");
+    let out = ok(
+        dir.path(),
+        &[
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("rotated-value-78"),
+    );
+    assert!(
+        out.contains("the running daemon at") && out.contains("now"),
+        "cred set says the daemon picked it up: {out}"
+    );
+    // No signal, no reload op: the next request is served from the new file.
+    assert_eq!(
+        fetch()["credentials"][0]["secrets"]["token"],
+        "rotated-value-78"
+    );
+    let audit = d.audit_text();
+    assert!(audit.contains("the vault file changed"), "{audit}");
+    // The older file copied back (a rollback) is refused and the newest stays served.
+    let tmp = dir.path().join("old.scopevault");
+    std::fs::write(&tmp, &old_file).unwrap();
+    std::fs::rename(&tmp, dir.path().join("vault.scopevault")).unwrap();
+    assert_eq!(
+        fetch()["credentials"][0]["secrets"]["token"],
+        "rotated-value-78"
+    );
+    let last_reload = d
+        .audit_text()
+        .lines()
+        .filter(|l| l.contains("\"op\":\"reload\""))
+        .last()
+        .unwrap()
+        .to_owned();
+    assert!(!last_reload.contains("\"decision\":\"allow\""), "{last_reload}");
+    assert!(last_reload.contains("older"), "{last_reload}");
+    assert!(d.stderr_text().contains("was not loaded"));
+    d.assert_alive();
 }
 
 #[test]

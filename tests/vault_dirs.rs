@@ -160,3 +160,50 @@ fn init_identity_out_creates_its_private_directory_and_a_failure_leaves_no_debri
     assert!(files_under(&vdir).is_empty(), "{:?}", files_under(&vdir));
     assert!(!idf.exists());
 }
+
+/// Issue 14, item 10: the XDG directories the user set are honoured even as root (CI runs as
+/// root): the vault, the rollback record and the audit log go under them, never to `/var`.
+/// `XDG_RUNTIME_DIR` is the exception for root (src/paths.rs says why).
+#[test]
+fn the_xdg_directories_the_user_set_are_honoured_even_as_root() {
+    let e = Env::new();
+    let data = e.path("xdg-data");
+    let state = e.path("xdg-state");
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut c = e.cmd();
+        c.env_remove("SCOPEVAULT_VAULT")
+            .env_remove("SCOPEVAULT_STATE_DIR")
+            .env("XDG_DATA_HOME", &data)
+            .env("XDG_STATE_HOME", &state)
+            .env("XDG_RUNTIME_DIR", e.path("xdg-run"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&["init", "--passphrase-file", &e.pf()], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert!(data.join("scopevault/vault.scopevault").is_file());
+    assert!(state.join("scopevault/generations.json").is_file());
+    // The audit log's default, as `audit verify` names it when there is none yet.
+    let out = run(&["audit", "verify"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let audit = state.join("scopevault/audit.jsonl");
+    assert!(err.contains(&audit.display().to_string()), "{err}");
+    // The socket: root's stays the system one; a user's is under XDG_RUNTIME_DIR.
+    let out = run(&["status"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let root = rustix::process::geteuid().is_root();
+    let want = if root {
+        "/run/scopevault/scopevault.sock".to_owned()
+    } else {
+        e.path("xdg-run/scopevault/scopevault.sock")
+            .display()
+            .to_string()
+    };
+    assert!(err.contains(&want), "{err}");
+}

@@ -119,7 +119,7 @@ struct Frame<'a> {
 }
 
 fn frame(b: &[u8]) -> Option<Frame<'_>> {
-    if b.len() < 14 || &b[..8] != MAGIC || b[8..10] != [0, 1] {
+    if b.len() < 14 || &b[..8] != MAGIC || b[8..10] != [0, 2] {
         return None;
     }
     let hlen = u32::from_be_bytes(b[10..14].try_into().ok()?) as usize;

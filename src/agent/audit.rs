@@ -177,7 +177,7 @@ impl Decision {
     }
 }
 
-/// Who asked, from the kernel (`SO_PEERCRED`) and `/proc/PID/exe`.
+/// Who asked, from the kernel (`SO_PEERCRED`) and `/proc/PID/exe` read through a pidfd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerInfo {
     /// Effective uid of the peer.
@@ -186,19 +186,16 @@ pub struct PeerInfo {
     pub gid: u32,
     /// Process id, if known.
     pub pid: Option<i32>,
-    /// The peer's executable, best effort.
+    /// The peer's executable at accept time, cut at 256 bytes; `None` if unknown or not
+    /// confirmed to be the connected process's.
     pub exe: Option<String>,
 }
 
 impl PeerInfo {
-    /// The peer as the kernel reported it, with its executable looked up (best effort).
-    pub fn from_cred(cred: &crate::sys::PeerCred) -> PeerInfo {
-        PeerInfo {
-            uid: cred.uid,
-            gid: cred.gid,
-            pid: (cred.pid > 0).then_some(cred.pid),
-            exe: crate::sys::process_exe(cred.pid),
-        }
+    /// The peer on `stream` as the daemon records it at accept time
+    /// ([`super::peer::PeerIdentity::of`]).
+    pub fn of(stream: &std::os::unix::net::UnixStream) -> std::io::Result<PeerInfo> {
+        Ok(super::peer::PeerIdentity::of(stream)?.audit_info())
     }
 }
 
@@ -398,23 +395,9 @@ pub fn key_path(audit_path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The default audit log: `/var/log/scopevault/audit.jsonl` as root, otherwise
-/// `$XDG_STATE_HOME/scopevault/audit.jsonl` (falling back to `~/.local/state/scopevault/`).
+/// The default audit log ([`crate::paths::audit_log`]).
 pub fn default_audit_path() -> PathBuf {
-    if crate::sys::current_uid() == 0 {
-        return PathBuf::from("/var/log/scopevault/audit.jsonl");
-    }
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .map(|h| h.join(".local/state"))
-        })
-        .unwrap_or_else(|| PathBuf::from("."));
-    state.join("scopevault").join("audit.jsonl")
+    crate::paths::audit_log()
 }
 
 /// Where the chain stands after the last durable line.
@@ -424,10 +407,6 @@ struct Chain {
     seq: u64,
     /// SHA-256 hex of the last durable line ([`GENESIS`] for an empty log).
     prev: String,
-    /// File length after the last durable line.
-    len: u64,
-    /// A failed batch may have left bytes after `len`: cut them before the next write.
-    dirty: bool,
 }
 
 struct Queued {
@@ -450,12 +429,23 @@ struct State {
     last_sync: Duration,
 }
 
+/// The file the daemon appends to: the one at the log's path when it was opened (or when the
+/// log was last rotated).
+struct Segment {
+    file: File,
+    /// (device, inode) of `file`, to notice the log being moved away or replaced under us.
+    ident: (u64, u64),
+    /// File length after the last durable line.
+    len: u64,
+    /// A failed batch may have left bytes after `len`: cut them before the next write.
+    dirty: bool,
+}
+
 /// An open audit log. `Send + Sync`: share it (in an `Arc`) between all connection threads.
 pub struct AuditLog {
     path: PathBuf,
-    file: File,
-    /// (device, inode) of `file`, to notice the log being replaced or removed under us.
-    ident: (u64, u64),
+    /// Only the leader of a batch (or a rotation holding the leadership) touches it.
+    seg: Mutex<Segment>,
     key: AuditKey,
     sync: bool,
     state: Mutex<State>,
@@ -619,10 +609,7 @@ impl AuditLog {
             path: path.to_owned(),
             message: e.to_string(),
         };
-        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            Some(d) => d.to_owned(),
-            None => PathBuf::from("."),
-        };
+        let dir = dir_of(path);
         if !dir.exists() {
             DirBuilder::new()
                 .recursive(true)
@@ -651,7 +638,7 @@ impl AuditLog {
         })?;
         let meta = file.metadata().map_err(open_err)?;
         // A log that cannot be continued is reported as such before its key is looked at.
-        let (chain, torn) = read_tail(&file, meta.len(), path)?;
+        let (chain, len, torn) = read_tail(&file, meta.len(), path)?;
         let kp = key_path(path);
         let key_there = std::fs::symlink_metadata(&kp).is_ok();
         if flags.new_key && key_there {
@@ -666,8 +653,12 @@ impl AuditLog {
         let key = AuditKey::load_or_create_at(&dirfd, path)?;
         let log = AuditLog {
             path: path.to_owned(),
-            file,
-            ident: (meta.dev(), meta.ino()),
+            seg: Mutex::new(Segment {
+                file,
+                ident: (meta.dev(), meta.ino()),
+                len,
+                dirty: false,
+            }),
             key,
             sync,
             state: Mutex::new(State {
@@ -725,6 +716,15 @@ impl AuditLog {
                             why,
                         });
                     }
+                    if have.seq == 0 {
+                        // A new, empty file (the log was moved away while the daemon was
+                        // stopped): it continues the anchored chain, so that the moved file
+                        // and this one verify as one history.
+                        log.lock().chain = Chain {
+                            seq: a.seq,
+                            prev: a.head.clone(),
+                        };
+                    }
                     let reason = format!("gap accepted (serve --accept-audit-gap): {why}");
                     log.append(AuditRecord {
                         reason: Some(&reason),
@@ -781,31 +781,22 @@ impl AuditLog {
                 drop(st);
                 // A panic here must not leave `leader` set (every later append would wait
                 // forever): it becomes a failed batch like any write error.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.write_batch(chain, &batch)
-                }))
-                .unwrap_or_else(|_| {
-                    Err(AuditError::Write {
-                        path: self.path.clone(),
-                        message: "internal error while writing (a bug: please report it)".into(),
-                    })
-                });
+                let outcome = self.write_guarded(|| self.write_batch(chain, &batch, None));
                 st = self.lock();
                 match outcome {
-                    Ok((chain, first_seq, sync_time)) => {
-                        st.chain = chain;
+                    Ok(w) => {
+                        st.chain = w.chain;
                         st.last_batch = batch.len();
-                        st.last_sync = sync_time;
+                        st.last_sync = w.sync_time;
                         for (i, q) in batch.iter().enumerate() {
-                            st.done.insert(q.ticket, Ok(first_seq + i as u64));
+                            st.done.insert(q.ticket, Ok(w.first_seq + i as u64));
                         }
                         self.ok.store(true, Ordering::SeqCst);
                         self.records
-                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            .fetch_add(batch.len() as u64 + w.own, Ordering::Relaxed);
                         self.batches.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        st.chain.dirty = true;
                         for q in &batch {
                             st.done.insert(q.ticket, Err(e.clone()));
                         }
@@ -818,6 +809,129 @@ impl AuditLog {
             }
             st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Rotate the log (`scopevault audit rotate`): move the file to `<name>.<UTC time>` in the
+    /// same directory and continue the chain in a new file at the log's path, which begins with
+    /// an `audit.rotate` record naming where the earlier records are. Nothing is lost: no
+    /// batch is in flight while the file is moved. Returns the moved file's path and the seq of
+    /// the `audit.rotate` record.
+    pub fn rotate(&self) -> Result<(PathBuf, u64), AuditError> {
+        let (moved, seq) = self.as_sole_writer(|chain| {
+            let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
+            let stamp = time::OffsetDateTime::now_utc()
+                .format(time::macros::format_description!(
+                    "[year][month][day]T[hour][minute][second]Z"
+                ))
+                .unwrap_or_default();
+            let mut n = 0u32;
+            let archive = loop {
+                let mut candidate = name.clone();
+                candidate.push(format!(".{stamp}"));
+                if n > 0 {
+                    candidate.push(format!("-{n}"));
+                }
+                match rustix::fs::renameat_with(
+                    &dirfd,
+                    name.as_os_str(),
+                    &dirfd,
+                    candidate.as_os_str(),
+                    rustix::fs::RenameFlags::NOREPLACE,
+                ) {
+                    Ok(()) => break candidate,
+                    Err(rustix::io::Errno::EXIST) if n < 1000 => n += 1,
+                    Err(e) => {
+                        return Err(AuditError::Write {
+                            path: self.path.clone(),
+                            message: format!(
+                                "cannot move the log aside ({})",
+                                std::io::Error::from(e)
+                            ),
+                        })
+                    }
+                }
+            };
+            let moved = dir_of(&self.path).join(archive);
+            let reason = format!(
+                "rotated by `scopevault audit rotate`: records up to seq {} are in {}",
+                chain.seq,
+                moved.display()
+            );
+            Ok((Some(reason), moved))
+        })?;
+        Ok((moved, seq.unwrap_or(0)))
+    }
+
+    /// Continue in a new file if the log was moved away from its path (logrotate without
+    /// `copytruncate`, then SIGUSR1): the new file begins with an `audit.rotate` record. The
+    /// file at the path must be new (absent, or empty as logrotate's `create` leaves it).
+    /// Returns the seq of that record, or `None` when the file at the path is still ours.
+    pub fn reopen(&self, why: &str) -> Result<Option<u64>, AuditError> {
+        let reason = format!("reopened ({why})");
+        let ((), written) = self.as_sole_writer(|chain| {
+            Ok((
+                Some(format!(
+                    "{reason}: records up to seq {} are in the file moved away from this path",
+                    chain.seq
+                )),
+                (),
+            ))
+        })?;
+        Ok(written)
+    }
+
+    /// Run `act` while no batch is being written and none can start, then write nothing but
+    /// the records of the daemon's own that the file's state calls for (a new segment after a
+    /// move, with the reason `act` returns). Returns `act`'s value and the seq of the last
+    /// record written, if any.
+    fn as_sole_writer<R>(
+        &self,
+        act: impl FnOnce(&Chain) -> Result<(Option<String>, R), AuditError>,
+    ) -> Result<(R, Option<u64>), AuditError> {
+        let mut st = self.lock();
+        while st.leader {
+            st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.leader = true;
+        let chain = st.chain.clone();
+        drop(st);
+        let outcome = self.write_guarded(|| {
+            let (reason, r) = act(&chain)?;
+            let w = self.write_batch(chain, &[], reason.as_deref())?;
+            Ok((w, r))
+        });
+        let mut st = self.lock();
+        let result = match outcome {
+            Ok((w, r)) => {
+                let last = (w.own > 0).then_some(w.chain.seq);
+                st.chain = w.chain;
+                self.ok.store(true, Ordering::SeqCst);
+                self.records.fetch_add(w.own, Ordering::Relaxed);
+                Ok((r, last))
+            }
+            Err(e) => {
+                self.ok.store(false, Ordering::SeqCst);
+                Err(e)
+            }
+        };
+        st.leader = false;
+        self.cond.notify_all();
+        result
+    }
+
+    /// Run a write as the leader: a panic in it must not leave `leader` set (every later
+    /// append would wait forever), so it becomes a failed write like any I/O error.
+    fn write_guarded<T>(&self, f: impl FnOnce() -> Result<T, AuditError>) -> Result<T, AuditError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+            Err(AuditError::Write {
+                path: self.path.clone(),
+                message: "internal error while writing (a bug: please report it)".into(),
+            })
+        })
+    }
+
+    fn segment(&self) -> MutexGuard<'_, Segment> {
+        self.seg.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The HMAC of a value as it appears in this log's `values`.
@@ -919,7 +1033,7 @@ impl AuditLog {
     /// Bytes free for an unprivileged writer on the log's file system (`fstatvfs`), or
     /// `None` when the kernel does not say.
     pub fn free_bytes(&self) -> Option<u64> {
-        let st = rustix::fs::fstatvfs(&self.file).ok()?;
+        let st = rustix::fs::fstatvfs(&self.segment().file).ok()?;
         Some(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
@@ -1002,57 +1116,118 @@ impl AuditLog {
         json[1..json.len() - 1].to_owned()
     }
 
-    /// Write one batch; on success return the new chain, the first sequence number used and
-    /// how long the sync took.
+    /// Write one batch; on success return the new chain, the first sequence number of the
+    /// batch and how long the sync took.
+    ///
+    /// Before the batch, the daemon's own records that the file's state calls for:
+    /// - `audit.gap` when the file we hold is shorter than what we wrote (truncated by another
+    ///   party, `copytruncate`): the chain goes on in what is left of the file, never padded;
+    /// - `audit.rotate` when the file at the log's path is no longer ours (moved away by a
+    ///   rotation): the chain goes on in a new file there (`start` says why, if known).
+    ///
+    /// With an empty batch, only those are written (a rotation or reopen).
     fn write_batch(
         &self,
         mut chain: Chain,
         batch: &[Queued],
-    ) -> Result<(Chain, u64, Duration), AuditError> {
+        start: Option<&str>,
+    ) -> Result<Written, AuditError> {
         let err = |message: String| AuditError::Write {
             path: self.path.clone(),
             message,
         };
-        // The file we hold must still be the one admins read at `path`, and still writable
-        // there: a log moved away, replaced or made read-only fails closed instead of
-        // recording into a file nobody will look at.
-        let meta = std::fs::metadata(&self.path)
-            .map_err(|e| err(format!("the log is no longer at its path ({e})")))?;
-        if (meta.dev(), meta.ino()) != self.ident {
-            return Err(err(
-                "the file at the log's path was replaced; restart the daemon to continue in the new file".into(),
-            ));
-        }
-        crate::sys::check_writable(&self.path)
-            .map_err(|e| err(format!("the log is not writable ({e})")))?;
-        // A file shorter than what we wrote was truncated by someone else (`copytruncate`):
-        // never pad it back with `set_len` (that wrote NUL bytes) nor append after the hole.
-        let have = self
+        let mut seg = self.segment();
+        let mut own: Vec<String> = Vec::new();
+        let mut newline_first = false;
+        let have = seg
             .file
             .metadata()
             .map_err(|e| err(format!("cannot inspect the log ({e})")))?
             .len();
-        if have < chain.len {
-            return Err(err(format!(
-                "the log was truncated by another party (from {} to {have} bytes; copytruncate?); records up to seq {} are gone from it; restart the daemon (see docs/audit.md, \"Rotation\")",
-                chain.len, chain.seq
-            )));
-        }
-        if chain.dirty {
-            self.file
-                .set_len(chain.len)
+        if have < seg.len {
+            // Never pad it back with `set_len` (that wrote NUL bytes) nor leave a hole: go on
+            // at its new end, after a record of what is gone.
+            let reason = format!(
+                "the log was truncated by another party (from {} to {have} bytes; copytruncate?): records up to seq {} are gone from it; the chain continues from seq {}'s hash",
+                seg.len, chain.seq, chain.seq
+            );
+            own.push(self.render_body(&AuditRecord {
+                reason: Some(&reason),
+                ..AuditRecord::new("audit.gap", Decision::Error)
+            }));
+            if have > 0 {
+                let mut last = [0u8; 1];
+                seg.file
+                    .read_exact_at(&mut last, have - 1)
+                    .map_err(|e| err(format!("cannot read the log ({e})")))?;
+                // Cut within a line: end that line so that the gap record stands on its own.
+                newline_first = last[0] != b'\n';
+            }
+            seg.len = have;
+            seg.dirty = false;
+        } else if seg.dirty {
+            let len = seg.len;
+            seg.file
+                .set_len(len)
                 .map_err(|e| err(format!("cannot cut a partial write ({e})")))?;
-            chain.dirty = false;
+            seg.dirty = false;
         }
-        let first_seq = chain.seq + 1;
-        let mut buf = Vec::with_capacity(batch.iter().map(|q| q.body.len() + 110).sum());
-        for q in batch {
+        // The file we hold must still be the one admins read at `path`: a log moved away
+        // (rotated) continues in a new file there; one replaced by a file with content, or a
+        // link, fails closed instead of recording into a file nobody will look at.
+        let moved = match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) => (meta.dev(), meta.ino()) != seg.ident,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(err(format!("cannot inspect the log's path ({e})"))),
+        };
+        if moved {
+            let (file, ident) = self.open_next_segment()?;
+            let reason = start.map(str::to_owned).unwrap_or_else(|| {
+                format!(
+                    "the log was moved away from this path (rotated): records up to seq {} are in the moved file; this file continues the chain",
+                    chain.seq
+                )
+            });
+            *seg = Segment {
+                file,
+                ident,
+                len: 0,
+                dirty: false,
+            };
+            newline_first = false;
+            own.push(self.render_body(&AuditRecord {
+                reason: Some(&reason),
+                ..AuditRecord::new("audit.rotate", Decision::Allow)
+            }));
+        }
+        if own.is_empty() && batch.is_empty() {
+            return Ok(Written {
+                chain,
+                first_seq: 0,
+                sync_time: Duration::ZERO,
+                own: 0,
+            });
+        }
+        crate::sys::check_writable(&self.path)
+            .map_err(|e| err(format!("the log is not writable ({e})")))?;
+        let bodies = own.iter().map(String::as_str);
+        let bodies = bodies.chain(batch.iter().map(|q| q.body.as_str()));
+        let first_seq = chain.seq + own.len() as u64 + 1;
+        let mut buf = Vec::with_capacity(
+            own.iter().map(|b| b.len() + 110).sum::<usize>()
+                + batch.iter().map(|q| q.body.len() + 110).sum::<usize>()
+                + 1,
+        );
+        if newline_first {
+            buf.push(b'\n');
+        }
+        for body in bodies {
             chain.seq += 1;
             let start = buf.len();
             write!(
                 buf,
                 "{{\"seq\":{},{},\"prev\":\"{}\"}}",
-                chain.seq, q.body, chain.prev
+                chain.seq, body, chain.prev
             )
             .expect("writing to a Vec cannot fail");
             chain.prev = HEXLOWER.encode(&Sha256::digest(&buf[start..]));
@@ -1061,25 +1236,90 @@ impl AuditLog {
         // On failure the batch is cut off again at once: a short write (a full disk) would
         // otherwise leave a torn record that fails `audit verify` for as long as the daemon
         // waits for space, and a record whose sync failed was never acknowledged. If the cut
-        // fails too, `dirty` (set by the caller) retries it before the next write.
-        let cut = |e: std::io::Error| {
-            let _ = self.file.set_len(chain.len);
-            err(e.to_string())
-        };
-        (&self.file).write_all(&buf).map_err(cut)?;
+        // fails too, `dirty` retries it before the next write.
+        let len = seg.len;
+        let written = (&seg.file).write_all(&buf);
         let synced = Instant::now();
-        if self.sync {
-            self.file.sync_data().map_err(cut)?;
-        }
+        let result = written.and_then(|()| {
+            if self.sync {
+                seg.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         let sync_time = synced.elapsed();
-        chain.len += buf.len() as u64;
-        Ok((chain, first_seq, sync_time))
+        if let Err(e) = result {
+            if seg.file.set_len(len).is_err() {
+                seg.dirty = true;
+            }
+            return Err(err(e.to_string()));
+        }
+        seg.len += buf.len() as u64;
+        Ok(Written {
+            chain,
+            first_seq,
+            sync_time,
+            own: own.len() as u64,
+        })
+    }
+
+    /// Open the new file at the log's path after a move: created 0600 if absent, through the
+    /// directory's fd without following a link, locked, and empty (a file with records in it
+    /// is not ours to continue).
+    fn open_next_segment(&self) -> Result<(File, (u64, u64)), AuditError> {
+        let err = |message: String| AuditError::Write {
+            path: self.path.clone(),
+            message,
+        };
+        let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
+        let file = File::from(
+            rustix::fs::openat(
+                &dirfd,
+                name.as_os_str(),
+                OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| nofollow_err(&self.path, e))?,
+        );
+        crate::sys::try_lock_exclusive(&file).map_err(|e| {
+            err(format!(
+                "the new file at the log's path is locked by another process ({e})"
+            ))
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| err(format!("cannot inspect the new log file ({e})")))?;
+        if meta.len() != 0 {
+            return Err(err(format!(
+                "the file now at the log's path is not the one the daemon wrote and is not empty ({} bytes); move it away (a rotation must leave the path absent or empty)",
+                meta.len()
+            )));
+        }
+        Ok((file, (meta.dev(), meta.ino())))
+    }
+}
+
+/// What [`AuditLog::write_batch`] wrote.
+struct Written {
+    chain: Chain,
+    /// Seq of the batch's first record.
+    first_seq: u64,
+    sync_time: Duration,
+    /// Records of the daemon's own written before the batch (`audit.gap`, `audit.rotate`).
+    own: u64,
+}
+
+/// The directory of a log path (`.` for a bare file name).
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_owned(),
+        None => PathBuf::from("."),
     }
 }
 
 /// Read the end of an existing log to continue its chain. Returns the chain and, if the file
 /// ended in an incomplete line, how many bytes were cut.
-fn read_tail(file: &File, len: u64, path: &Path) -> Result<(Chain, Option<u64>), AuditError> {
+fn read_tail(file: &File, len: u64, path: &Path) -> Result<(Chain, u64, Option<u64>), AuditError> {
     let read_err = |e: std::io::Error| AuditError::Open {
         path: path.to_owned(),
         message: e.to_string(),
@@ -1089,9 +1329,8 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<(Chain, Option<u64>),
             Chain {
                 seq: 0,
                 prev: GENESIS.to_owned(),
-                len: 0,
-                dirty: false,
             },
+            0,
             None,
         ));
     }
@@ -1130,9 +1369,8 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<(Chain, Option<u64>),
             Chain {
                 seq: 0,
                 prev: GENESIS.to_owned(),
-                len: 0,
-                dirty: false,
             },
+            0,
             Some(len),
         ));
     };
@@ -1164,9 +1402,8 @@ fn read_tail(file: &File, len: u64, path: &Path) -> Result<(Chain, Option<u64>),
         Chain {
             seq: parsed.0,
             prev: HEXLOWER.encode(&Sha256::digest(last)),
-            len: complete_len,
-            dirty: false,
         },
+        complete_len,
         (torn > 0).then_some(torn),
     ))
 }
@@ -1186,6 +1423,19 @@ fn count_lines(file: &File, upto: u64) -> std::io::Result<u64> {
         off += got as u64;
     }
     Ok(n)
+}
+
+/// The records with which the daemon begins a later segment of a log (a new file after a
+/// rotation, or what is left of a truncated one): their `prev` continues the file before.
+const SEGMENT_STARTS: [&str; 2] = ["audit.rotate", "audit.gap"];
+
+/// The `op` of one line, if it has one.
+fn op_of(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Op {
+        op: String,
+    }
+    serde_json::from_slice::<Op>(line).ok().map(|o| o.op)
 }
 
 /// Parse `seq` and `prev` of one line.
@@ -1217,6 +1467,12 @@ pub struct VerifyReport {
     /// SHA-256 hex of the last good line ([`GENESIS`] if none): record it elsewhere to detect a
     /// later truncation of the log, which no chain can detect by itself.
     pub head: String,
+    /// `seq` of the first line (0 for an empty file). More than 1 when the file is a later
+    /// segment of a log: it begins with an `audit.rotate` or `audit.gap` record.
+    pub first_seq: u64,
+    /// For a later segment, the `prev` of its first line: the hash of the last line of the
+    /// segment before it (in the moved file).
+    pub continues: Option<String>,
     /// The first problem found, if any.
     pub first_bad: Option<BadLine>,
 }
@@ -1249,6 +1505,8 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
         lines: 0,
         last_seq: 0,
         head: GENESIS.to_owned(),
+        first_seq: 0,
+        continues: None,
         first_bad: None,
     };
     let mut line = Vec::new();
@@ -1283,9 +1541,26 @@ pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
                 return Ok(report);
             }
         };
+        if no == 1 {
+            report.first_seq = seq;
+            if seq > 1 && SEGMENT_STARTS.contains(&op_of(content).as_deref().unwrap_or("")) {
+                // A later segment: the daemon began this file after a rotation or a
+                // truncation, continuing the chain of the file before it.
+                report.continues = Some(prev);
+                report.last_seq = seq;
+                report.head = HEXLOWER.encode(&Sha256::digest(content));
+                continue;
+            }
+        }
         let expected_seq = report.last_seq + 1;
         if seq != expected_seq {
-            let why = if seq > expected_seq {
+            let why = if seq > expected_seq && op_of(content).as_deref() == Some("audit.gap") {
+                format!(
+                    "seq {seq} follows seq {}: records {expected_seq}..={} are missing from this file; this line is the daemon's `audit.gap` record (it found the log truncated by another party)",
+                    report.last_seq,
+                    seq - 1
+                )
+            } else if seq > expected_seq {
                 format!(
                     "seq {seq} follows seq {}: {} line(s) removed before this one",
                     report.last_seq,
@@ -1370,29 +1645,207 @@ mod tests {
         AuditLog::open(&path, false).unwrap();
     }
 
-    /// Issue 15.8: a log truncated under the daemon (`copytruncate`) is noticed: the append
-    /// fails closed, naming it, and the file is never padded with NUL bytes.
+    /// The records of a file, as JSON.
+    fn records_of(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// SHA-256 hex of a file's last line.
+    fn head_of(path: &Path) -> String {
+        let text = std::fs::read_to_string(path).unwrap();
+        HEXLOWER.encode(&Sha256::digest(text.lines().last().unwrap().as_bytes()))
+    }
+
+    /// Issue 15.8: a log truncated under the daemon (`copytruncate`) is noticed: the chain
+    /// goes on in what is left of the file, after an `audit.gap` record that continues the
+    /// hash of the last record written, and the file is never padded with NUL bytes.
     #[test]
-    fn a_log_truncated_by_another_party_fails_closed_without_nul_padding() {
+    fn a_log_truncated_by_another_party_goes_on_after_a_gap_record_without_nul_padding() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::open(&path, false).unwrap();
         log.append(rec("fetch")).unwrap();
         log.append(rec("fetch")).unwrap();
+        let head2 = head_of(&path);
+        let copy = dir.path().join("audit.jsonl.1");
+        std::fs::copy(&path, &copy).unwrap();
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
             .unwrap()
             .set_len(0)
             .unwrap();
-        for _ in 0..2 {
-            let e = log.append(rec("fetch")).unwrap_err();
-            assert!(e.to_string().contains("truncated by another party"), "{e}");
-        }
-        assert!(!log.ok());
+        assert_eq!(
+            log.append(rec("fetch")).unwrap(),
+            4,
+            "seq 3 is the gap record"
+        );
+        assert!(log.ok());
         let bytes = std::fs::read(&path).unwrap();
         assert!(!bytes.contains(&0), "NUL padding: {bytes:?}");
-        assert!(bytes.is_empty(), "{}", String::from_utf8_lossy(&bytes));
+        let recs = records_of(&path);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0]["op"], "audit.gap");
+        assert_eq!(recs[0]["seq"], 3);
+        assert_eq!(recs[0]["prev"], head2.as_str(), "continues the chain");
+        assert!(
+            recs[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("truncated by another party"),
+            "{}",
+            recs[0]
+        );
+        let r = verify(&path).unwrap();
+        assert_eq!(r.first_bad, None);
+        assert_eq!((r.first_seq, r.last_seq), (3, 4));
+        assert_eq!(r.continues.as_deref(), Some(head2.as_str()));
+        assert_eq!(verify(&copy).unwrap().head, head2);
+    }
+
+    /// A cut within a line: the torn line is ended, then the gap record follows; `verify`
+    /// names the torn line (the file was damaged by someone else).
+    #[test]
+    fn a_log_cut_within_a_line_is_reported_by_verify_after_the_gap_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, false).unwrap();
+        for _ in 0..3 {
+            log.append(rec("fetch")).unwrap();
+        }
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 5);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(text.lines().nth(3).unwrap().contains("\"audit.gap\""));
+        let bad = verify(&path)
+            .unwrap()
+            .first_bad
+            .expect("the torn line is found");
+        assert_eq!(bad.line, 3, "{}", bad.why);
+    }
+
+    /// A log moved away (logrotate without copytruncate) goes on in a new file at its path,
+    /// which begins with an `audit.rotate` record continuing the moved file's chain.
+    #[test]
+    fn a_moved_away_log_goes_on_in_a_new_file_that_continues_the_chain() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let aside = dir.path().join("audit.jsonl.1");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::rename(&path, &aside).unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 3);
+        assert!(log.ok());
+        let recs = records_of(&path);
+        assert_eq!(recs[0]["op"], "audit.rotate");
+        assert_eq!(recs[0]["prev"], head_of(&aside).as_str());
+        let (old, new) = (verify(&aside).unwrap(), verify(&path).unwrap());
+        assert_eq!((old.first_bad, new.first_bad.clone()), (None, None));
+        assert_eq!(new.first_seq, old.last_seq + 1);
+        assert_eq!(new.continues, Some(old.head));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    /// A file with content put at the log's path is not ours to continue: fail closed.
+    #[test]
+    fn a_log_replaced_by_a_file_with_content_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        std::fs::write(&path, b"{\"seq\":1}\n").unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(e.to_string().contains("not empty"), "{e}");
+        assert!(!log.ok());
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"seq\":1}\n");
+        // Emptied (as logrotate's `create` leaves a file): the chain goes on there.
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 3);
+        assert!(log.ok());
+    }
+
+    /// `rotate` moves the log aside while many threads append: no record is lost or
+    /// duplicated, and every file verifies, each continuing the one before.
+    #[test]
+    fn rotation_under_concurrent_appends_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = Arc::new(AuditLog::open(&path, false).unwrap());
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        log.append(rec("fetch")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut files = Vec::new();
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(2));
+            let (p, seq) = log.rotate().unwrap();
+            assert!(p.starts_with(dir.path()), "{}", p.display());
+            assert!(seq > 0);
+            files.push(p);
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        files.push(path.clone());
+        let mut seqs = Vec::new();
+        let mut prev_head: Option<String> = None;
+        for (i, p) in files.iter().enumerate() {
+            let r = verify(p).unwrap();
+            assert_eq!(r.first_bad, None, "{}", p.display());
+            let recs = records_of(p);
+            if i > 0 {
+                assert_eq!(r.continues, prev_head, "{} continues", p.display());
+                assert_eq!(recs[0]["op"], "audit.rotate", "{}", recs[0]);
+            }
+            prev_head = Some(r.head.clone());
+            seqs.extend(recs.iter().map(|r| r["seq"].as_u64().unwrap()));
+        }
+        let total = seqs.len() as u64;
+        assert_eq!(
+            total,
+            800 + 5,
+            "every append and one rotate record per rotation"
+        );
+        assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
+    }
+
+    /// `reopen` (SIGUSR1) does nothing while the log is at its path, and begins a new file
+    /// once it was moved away.
+    #[test]
+    fn reopen_begins_a_new_file_only_after_a_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        assert_eq!(log.reopen("SIGUSR1").unwrap(), None);
+        assert_eq!(records_of(&path).len(), 1, "nothing written");
+        std::fs::rename(&path, dir.path().join("audit.jsonl.1")).unwrap();
+        assert_eq!(log.reopen("SIGUSR1").unwrap(), Some(2));
+        let recs = records_of(&path);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0]["op"], "audit.rotate");
+        assert!(recs[0]["reason"].as_str().unwrap().contains("SIGUSR1"));
+        assert_eq!(log.append(rec("fetch")).unwrap(), 3);
     }
 
     /// Issue 15.9: a log with records whose key was deleted is refused, not continued under
@@ -1666,8 +2119,7 @@ mod tests {
     #[test]
     fn peer_info_from_the_kernel_names_our_executable() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let cred = crate::sys::peer_credentials(&a).unwrap();
-        let p = PeerInfo::from_cred(&cred);
+        let p = PeerInfo::of(&a).unwrap();
         assert_eq!(p.uid, crate::sys::current_uid());
         assert_eq!(p.pid, Some(std::process::id() as i32));
         let me = std::env::current_exe().unwrap();
@@ -1730,24 +2182,6 @@ mod tests {
         assert_eq!(verify(&path).unwrap().first_bad, None);
     }
 
-    #[test]
-    fn moved_away_log_fails_closed_and_recovers_when_moved_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let aside = dir.path().join("aside");
-        let log = AuditLog::open(&path, true).unwrap();
-        log.append(rec("fetch")).unwrap();
-        std::fs::rename(&path, &aside).unwrap();
-        let e = log.append(rec("fetch")).unwrap_err();
-        assert!(e.to_string().contains("no longer at its path"), "{e}");
-        assert!(!log.ok());
-        std::fs::rename(&aside, &path).unwrap();
-        assert_eq!(log.append(rec("fetch")).unwrap(), 2);
-        assert!(log.ok());
-        let r = verify(&path).unwrap();
-        assert_eq!((r.first_bad, r.lines), (None, 2));
-    }
-
     /// This test used to link the log to /dev/full to make every write fail; since issue
     /// 15.4 the log is opened with `O_NOFOLLOW`, so such a link is refused before any write
     /// (failing writes are covered by `unwritable_log_fails_then_recovers_with_a_consistent_chain`
@@ -1760,18 +2194,6 @@ mod tests {
         let e = AuditLog::open(&path, true).unwrap_err();
         assert!(matches!(e, AuditError::Open { .. }), "{e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
-    }
-
-    #[test]
-    fn replaced_log_fails_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(&path, true).unwrap();
-        std::fs::rename(&path, dir.path().join("moved")).unwrap();
-        assert!(log.append(rec("fetch")).is_err());
-        std::fs::write(&path, b"").unwrap();
-        let e = log.append(rec("fetch")).unwrap_err();
-        assert!(e.to_string().contains("replaced"), "{e}");
     }
 
     #[test]
@@ -1794,7 +2216,9 @@ mod tests {
 
     #[test]
     fn default_path_is_under_state_home() {
-        if crate::sys::current_uid() == 0 {
+        let xdg_set = std::env::var_os("XDG_STATE_HOME")
+            .is_some_and(|d| std::path::Path::new(&d).is_absolute());
+        if crate::sys::current_uid() == 0 && !xdg_set {
             assert_eq!(
                 default_audit_path(),
                 Path::new("/var/log/scopevault/audit.jsonl")

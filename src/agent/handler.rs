@@ -15,7 +15,7 @@ use super::authz::{is_runner, AccessConfig};
 use super::peer::PeerIdentity;
 use super::protocol::{
     err_line, ok_line, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, FetchedCredential,
-    Health, PeerInfo, Request, TaskInfo, Tasks, Ticket, TotpCode,
+    Health, PeerInfo, Request, RotateStatus, TaskInfo, Tasks, Ticket, TotpCode,
 };
 use super::state::{Opened, State, VaultView};
 use super::tickets::{Refused, Tickets};
@@ -77,6 +77,10 @@ pub struct Handler {
     /// Rate-limit refusals per uid (off only in unit tests of other behaviour).
     limit_denials: bool,
     allow_rollback: bool,
+    /// Held by the one thread reloading a changed vault file ([`Handler::follow_vault_file`]).
+    following: Mutex<()>,
+    /// The stamp of a changed file that failed to load: not tried again until it changes.
+    follow_failed: Mutex<Option<super::state::FileStamp>>,
 }
 
 fn now_unix() -> u64 {
@@ -134,6 +138,8 @@ impl Handler {
             reserve: DEFAULT_AUDIT_RESERVE,
             limit_denials: true,
             allow_rollback: false,
+            following: Mutex::new(()),
+            follow_failed: Mutex::new(None),
         }
     }
 
@@ -373,7 +379,59 @@ impl Handler {
         r.and_then(|s| audited.map(|()| s))
     }
 
+    /// Issue 14, item 5: a vault file saved since it was loaded (`cred set`, `policy apply`,
+    /// `bundle apply`) is reloaded before the request is served, with the same authenticity
+    /// and rollback checks as `reload`, and audited as a `reload` ("the vault file changed").
+    /// One `stat` per request. While one thread reloads, the others serve what is loaded; a
+    /// file that failed to load is not tried again until it changes.
+    fn follow_vault_file(&self) {
+        let Some((loaded, now)) = self
+            .state
+            .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))
+        else {
+            return;
+        };
+        if loaded.is_none() || now.is_none() || loaded == now {
+            return;
+        }
+        let failed = || self.follow_failed.lock().unwrap_or_else(|p| p.into_inner());
+        if *failed() == now {
+            return;
+        }
+        let Ok(_only_one) = self.following.try_lock() else {
+            return;
+        };
+        // Another thread may have loaded it while this one waited.
+        if self.state.with(|v| v.map(|o| o.vault.stamp())) != Some(loaded) {
+            return;
+        }
+        let r = self.reload();
+        let _ = self.audit_admin(None, "reload", &r, Some("the vault file changed"));
+        match r {
+            Ok(s) => {
+                *failed() = None;
+                eprintln!(
+                    "scopevault: the vault file changed: loaded generation {}",
+                    s.generation.unwrap_or(0)
+                );
+            }
+            Err(e) => {
+                *failed() = now;
+                eprintln!(
+                    "scopevault: the vault file changed but was not loaded (still serving the loaded one): {}",
+                    e.message
+                );
+            }
+        }
+    }
+
     fn handle(&self, peer: &PeerIdentity, req: Request) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        if !matches!(
+            req,
+            Request::Lock | Request::Unlock { .. } | Request::Reload | Request::AuditRotate
+        ) {
+            self.follow_vault_file();
+        }
         match req {
             Request::Health => Ok(ok_line(&self.health(peer))),
             Request::Tasks => self.tasks(peer).map(|t| ok_line(&t)),
@@ -386,7 +444,37 @@ impl Handler {
             }),
             Request::Unlock { passphrase } => self.admin(peer, "unlock", |h| h.unlock(&passphrase)),
             Request::Reload => self.admin(peer, "reload", |h| h.reload()),
+            Request::AuditRotate => self.audit_rotate(peer),
         }
+    }
+
+    /// `audit_rotate` (admins): the rotation writes its own `audit.rotate` record, the first
+    /// of the new file; a refusal is audited like any admin op.
+    fn audit_rotate(&self, peer: &PeerIdentity) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        if !self.access.is_admin(peer) {
+            let refused: Result<AdminStatus, ErrorBody> = Err(err(
+                ErrorCode::Denied,
+                format!("`audit_rotate` is for admins (root, the daemon's user or its admin group); uid {} is none of these", peer.uid),
+            ));
+            self.audit_admin(Some(peer), "audit_rotate", &refused, None)?;
+            return refused.map(|s| ok_line(&s));
+        }
+        match self.audit.rotate() {
+            Ok((moved, seq)) => Ok(ok_line(&RotateStatus {
+                rotated_to: moved.display().to_string(),
+                seq,
+            })),
+            Err(e) => Err(err(
+                ErrorCode::AuditUnavailable,
+                format!("the audit log was not rotated: {e}"),
+            )),
+        }
+    }
+
+    /// SIGUSR1: continue in a new file if the log was moved away (logrotate). Returns the seq
+    /// of the `audit.rotate` record, or `None` when the log is still at its path.
+    pub fn reopen_audit_from_signal(&self) -> Result<Option<u64>, String> {
+        self.audit.reopen("SIGUSR1").map_err(|e| e.to_string())
     }
 
     fn admin(

@@ -16,13 +16,15 @@ pub struct PeerIdentity {
     pub pid: i32,
     /// Supplementary groups of the peer's user, looked up once, when first needed.
     groups: OnceLock<Vec<u32>>,
-    exe: OnceLock<Option<String>>,
+    exe: Option<String>,
 }
 
 impl PeerIdentity {
     /// Ask the kernel who is connected on `stream`. The executable is read now, when the
-    /// connection is accepted: a client that execs another binary after connecting is still
-    /// recorded under the one that connected (issue 15.12).
+    /// connection is accepted, through a pidfd for the peer (`SO_PEERPIDFD`), so it is that
+    /// process's and not a later one's with the same pid: a client that execs another binary
+    /// after connecting is still recorded under the one that connected, and one that has
+    /// already exited under none (issue 15.12; docs/audit.md, `peer.exe`).
     pub fn of(stream: &UnixStream) -> io::Result<PeerIdentity> {
         let cred = crate::sys::peer_credentials(stream)?;
         Ok(PeerIdentity {
@@ -30,7 +32,7 @@ impl PeerIdentity {
             gid: cred.gid,
             pid: cred.pid,
             groups: OnceLock::new(),
-            exe: OnceLock::from(crate::sys::process_exe(cred.pid)),
+            exe: crate::sys::peer_exe(stream, &cred),
         })
     }
 
@@ -41,7 +43,7 @@ impl PeerIdentity {
             gid,
             pid,
             groups: OnceLock::from(groups),
-            exe: OnceLock::from(None),
+            exe: None,
         }
     }
 
@@ -55,11 +57,10 @@ impl PeerIdentity {
                 .contains(&gid)
     }
 
-    /// The peer's executable from /proc, for the audit log (best effort, informational).
+    /// The peer's executable as read at accept time, for the audit log (informational):
+    /// `None` if it could not be confirmed to be the connected process's.
     pub fn exe(&self) -> Option<&str> {
-        self.exe
-            .get_or_init(|| crate::sys::process_exe(self.pid))
-            .as_deref()
+        self.exe.as_deref()
     }
 
     /// As the audit log records it.
@@ -67,7 +68,7 @@ impl PeerIdentity {
         super::audit::PeerInfo {
             uid: self.uid,
             gid: self.gid,
-            pid: Some(self.pid),
+            pid: (self.pid > 0).then_some(self.pid),
             exe: self.exe().map(|e| bounded_exe(e).to_owned()),
         }
     }
@@ -84,4 +85,38 @@ fn bounded_exe(exe: &str) -> &str {
         end -= 1;
     }
     &exe[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exe_is_cut_at_256_bytes_on_a_character_boundary() {
+        let long = format!("/{}", "é".repeat(200));
+        let cut = bounded_exe(&long);
+        assert_eq!(cut.len(), MAX_EXE - 1, "'é' is 2 bytes: 1 + 2*127 = 255");
+        assert!(long.starts_with(cut));
+        assert_eq!(bounded_exe("/usr/bin/python3"), "/usr/bin/python3");
+        let ascii = "a".repeat(300);
+        assert_eq!(bounded_exe(&ascii).len(), MAX_EXE);
+    }
+
+    #[test]
+    fn a_peer_without_a_pid_in_our_namespace_is_recorded_with_pid_null() {
+        let other_ns = PeerIdentity::with_groups(1000, 1000, 0, vec![]);
+        assert_eq!(other_ns.audit_info().pid, None);
+        assert_eq!(other_ns.audit_info().exe, None);
+        let here = PeerIdentity::with_groups(1000, 1000, 42, vec![]);
+        assert_eq!(here.audit_info().pid, Some(42));
+    }
+
+    #[test]
+    fn a_connected_peer_is_recorded_with_its_binary() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let p = PeerIdentity::of(&a).unwrap();
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(p.exe(), Some(&*me.to_string_lossy()));
+        assert_eq!(p.audit_info().exe.as_deref(), Some(&*me.to_string_lossy()));
+    }
 }

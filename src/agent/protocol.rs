@@ -131,6 +131,8 @@ pub enum Request {
     },
     /// Re-read the vault file.
     Reload,
+    /// Move the audit log aside and continue its chain in a new file (admins).
+    AuditRotate,
 }
 
 /// The request object as it is on the wire. Field presence per op is checked after parsing.
@@ -159,6 +161,7 @@ const OPS: &[(&str, &[&str])] = &[
     ("lock", &[]),
     ("unlock", &["passphrase"]),
     ("reload", &[]),
+    ("audit_rotate", &[]),
 ];
 
 fn bad(message: impl Into<String>) -> ErrorBody {
@@ -215,7 +218,7 @@ impl Request {
         }
         let Some((_, allowed)) = OPS.iter().find(|(op, _)| *op == wire.op) else {
             return Err(bad(format!(
-                "unknown op `{}`; ops: health, tasks, fetch, ticket, lock, unlock, reload",
+                "unknown op `{}`; ops: health, tasks, fetch, ticket, lock, unlock, reload, audit_rotate",
                 shown(&wire.op)
             )));
         };
@@ -241,6 +244,7 @@ impl Request {
             "tasks" => Request::Tasks,
             "lock" => Request::Lock,
             "reload" => Request::Reload,
+            "audit_rotate" => Request::AuditRotate,
             "fetch" => {
                 let by = match (task, ticket) {
                     (Some(t), None) => FetchBy::Task(t),
@@ -280,6 +284,7 @@ impl Request {
             Request::Lock => "lock",
             Request::Unlock { .. } => "unlock",
             Request::Reload => "reload",
+            Request::AuditRotate => "audit_rotate",
         }
     }
 
@@ -438,6 +443,15 @@ pub struct AdminStatus {
     pub vault_id: Option<String>,
     /// Vault generation, when unlocked.
     pub generation: Option<u64>,
+}
+
+/// Answer to `audit_rotate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateStatus {
+    /// Where the earlier records now are.
+    pub rotated_to: String,
+    /// Seq of the `audit.rotate` record that begins the new file.
+    pub seq: u64,
 }
 
 /// Wire envelope of a successful response: `{"ok": true, "v": 1, …body}`.

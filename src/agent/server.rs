@@ -65,15 +65,9 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
     }
 }
 
-/// The default socket: `$XDG_RUNTIME_DIR/scopevault/scopevault.sock`, or
-/// `/run/scopevault/scopevault.sock` as root or without `XDG_RUNTIME_DIR`.
+/// The default socket ([`crate::paths::socket`]).
 pub fn default_socket_path() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if crate::sys::current_uid() != 0 && !dir.is_empty() => {
-            PathBuf::from(dir).join("scopevault/scopevault.sock")
-        }
-        _ => PathBuf::from("/run/scopevault/scopevault.sock"),
-    }
+    crate::paths::socket()
 }
 
 /// Limits of the accept loop.

@@ -31,6 +31,31 @@ pub(crate) trait VaultView: Send + Sync {
     /// Re-read the file with the key in memory (reload), with the same authenticity and
     /// rollback checks as at open.
     fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody>;
+    /// The file as it was when this view was read ([`FileStamp`]); `None`: not followed.
+    fn stamp(&self) -> Option<FileStamp> {
+        None
+    }
+    /// The file at the vault's path now.
+    fn current_stamp(&self) -> Option<FileStamp> {
+        None
+    }
+}
+
+/// What tells a changed vault file from the one loaded, with one `stat`: device, inode, size
+/// and modification time in nanoseconds. A save writes a temp file and renames it over the
+/// vault, so every save is a new inode.
+pub(crate) type FileStamp = (u64, u64, u64, i128);
+
+/// The stamp of the file at `path` (following a link, as the reader does).
+pub(crate) fn stamp_of(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    ))
 }
 
 /// Runners of one task, resolved to ids when the vault is opened (not on every request).
@@ -152,11 +177,14 @@ impl State {
 pub(crate) struct LoadedVault {
     vault: crate::vault::Vault,
     opts: crate::vault::OpenOptions,
+    stamp: Option<FileStamp>,
 }
 
 impl LoadedVault {
+    /// A vault just opened; its file's stamp is taken now.
     pub(crate) fn new(vault: crate::vault::Vault, opts: crate::vault::OpenOptions) -> Self {
-        LoadedVault { vault, opts }
+        let stamp = stamp_of(vault.path());
+        LoadedVault { vault, opts, stamp }
     }
 }
 
@@ -195,7 +223,20 @@ impl VaultView for LoadedVault {
         self.vault.policy()
     }
     fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody> {
+        // The stamp before the read: a save landing in between makes it differ again, so
+        // that save is picked up next time rather than missed.
+        let stamp = stamp_of(self.vault.path());
         let vault = self.vault.reopen(&self.opts).map_err(|e| vault_error(&e))?;
-        Ok(Box::new(LoadedVault::new(vault, self.opts.clone())))
+        Ok(Box::new(LoadedVault {
+            vault,
+            opts: self.opts.clone(),
+            stamp,
+        }))
+    }
+    fn stamp(&self) -> Option<FileStamp> {
+        self.stamp
+    }
+    fn current_stamp(&self) -> Option<FileStamp> {
+        stamp_of(self.vault.path())
     }
 }

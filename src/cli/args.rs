@@ -601,7 +601,21 @@ pub struct ExecArgs {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain; exit 1 and name the first bad line if it is broken.
-    Verify(AuditPathArgs),
+    ///
+    /// Files moved aside by rotations (`audit.jsonl.20261129T200000Z`, logrotate's
+    /// `audit.jsonl.1` …) can be given too: they are put in order by their first seq and
+    /// checked as one chain ending with the live log.
+    Verify {
+        /// The live audit log.
+        #[command(flatten)]
+        path: AuditPathArgs,
+        /// Earlier files of the same log (any order).
+        #[arg(value_name = "ROTATED")]
+        rotated: Vec<PathBuf>,
+    },
+    /// Ask the daemon to move the log aside (`<log>.<UTC time>`) and continue the chain in a
+    /// new file (admins; or send the daemon SIGUSR1 after moving the file yourself).
+    Rotate,
     /// Print the audit log.
     Show {
         /// The audit log.

@@ -1,4 +1,4 @@
-//! `scopevault audit verify|show|hash`: read the daemon's audit log (see docs/audit.md).
+//! `scopevault audit verify|rotate|show|hash`: read the daemon's audit log (see docs/audit.md).
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,9 +14,10 @@ use crate::secret::{SecretString, MAX_SECRET_LEN};
 /// How often `show --follow` looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
-pub(crate) fn run(_g: &GlobalArgs, a: &AuditCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &AuditCommand) -> anyhow::Result<ExitCode> {
     match a {
-        AuditCommand::Verify(p) => verify(&path_of(p)),
+        AuditCommand::Verify { path, rotated } => verify(&path_of(path), rotated),
+        AuditCommand::Rotate => rotate(g),
         AuditCommand::Show { path, follow } => show(&path_of(path), *follow),
         AuditCommand::Hash(p) => hash(&path_of(p)),
     }
@@ -26,50 +27,135 @@ fn path_of(a: &AuditPathArgs) -> PathBuf {
     a.audit.clone().unwrap_or_else(audit::default_audit_path)
 }
 
-fn verify(path: &Path) -> anyhow::Result<ExitCode> {
-    let report = audit::verify(path)?;
-    let shown = path.display();
-    match report.first_bad {
-        Some(bad) => {
-            println!("{shown}: line {}: {}", bad.line, bad.why);
-            println!(
-                "{shown}: chain broken; {} line(s) before line {} verify",
-                bad.line.saturating_sub(1),
-                bad.line
-            );
-            Ok(ExitCode::from(1))
+fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    // Each file on its own first: a broken one is named with its line.
+    let mut earlier = Vec::new();
+    for p in rotated {
+        let report = audit::verify(p)?;
+        if let Some(code) = broken(p, &report) {
+            return Ok(code);
         }
-        None => {
-            // The chain cannot see records cut from its end: the anchor can.
-            if let Some(a) = audit::read_anchor(path)? {
-                let anchor = audit::anchor_path(path);
-                if a.seq > report.last_seq {
-                    println!(
-                        "{shown}: cut tail: the log ends at seq {} but its anchor {} records seq {}: records {}..={} are missing",
-                        report.last_seq,
-                        anchor.display(),
-                        a.seq,
-                        report.last_seq + 1,
-                        a.seq
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-                if a.seq == report.last_seq && a.head != report.head {
-                    println!(
-                        "{shown}: the last record, seq {}, is not the one anchored in {} (rewritten)",
-                        a.seq,
-                        anchor.display()
-                    );
-                    return Ok(ExitCode::from(1));
-                }
+        earlier.push((p.as_path(), report));
+    }
+    let report = audit::verify(path)?;
+    if let Some(code) = broken(path, &report) {
+        return Ok(code);
+    }
+    let shown = path.display();
+    // Then the files as one chain: in the order of their first seq, the live log last, each
+    // beginning where the one before it ends.
+    earlier.retain(|(_, r)| r.lines > 0);
+    earlier.sort_by_key(|(_, r)| r.first_seq);
+    let mut files = earlier;
+    let live_empty = report.lines == 0;
+    files.push((path, report.clone()));
+    for pair in files.windows(2) {
+        let ((pa, a), (pb, b)) = (&pair[0], &pair[1]);
+        if b.lines == 0 {
+            continue;
+        }
+        let (na, nb) = (pa.display(), pb.display());
+        if b.first_seq != a.last_seq + 1 {
+            if b.first_seq > a.last_seq + 1 {
+                println!(
+                    "{nb}: begins at seq {} but {na} ends at seq {}: records {}..={} are missing between them",
+                    b.first_seq,
+                    a.last_seq,
+                    a.last_seq + 1,
+                    b.first_seq - 1
+                );
+            } else {
+                println!(
+                    "{nb}: begins at seq {} but {na} goes on to seq {}: the files overlap (the same file given twice, or not one log)",
+                    b.first_seq, a.last_seq
+                );
             }
+            return Ok(ExitCode::from(1));
+        }
+        if b.continues.as_deref() != Some(a.head.as_str()) {
             println!(
-                "{shown}: ok, {} record(s), last seq {}, head {}",
-                report.lines, report.last_seq, report.head
+                "{nb}: does not continue {na}: its first record's prev is not the hash of the last line of {na} (one of them was changed, or they are not one log)"
             );
-            Ok(ExitCode::SUCCESS)
+            return Ok(ExitCode::from(1));
         }
     }
+    // The chain cannot see records cut from its end: the anchor can.
+    if let Some(a) = audit::read_anchor(path)? {
+        let anchor = audit::anchor_path(path);
+        if a.seq > report.last_seq {
+            println!(
+                "{shown}: cut tail: the log ends at seq {} but its anchor {} records seq {}: records {}..={} are missing",
+                report.last_seq,
+                anchor.display(),
+                a.seq,
+                report.last_seq + 1,
+                a.seq
+            );
+            return Ok(ExitCode::from(1));
+        }
+        if a.seq == report.last_seq && a.head != report.head {
+            println!(
+                "{shown}: the last record, seq {}, is not the one anchored in {} (rewritten)",
+                a.seq,
+                anchor.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let first = files
+        .iter()
+        .find(|(_, r)| r.lines > 0)
+        .map_or(0, |(_, r)| r.first_seq);
+    let records: u64 = files.iter().map(|(_, r)| r.lines).sum();
+    let last = files
+        .iter()
+        .rev()
+        .find(|(_, r)| r.lines > 0)
+        .map_or((0, audit::GENESIS), |(_, r)| (r.last_seq, r.head.as_str()));
+    if files.len() == 1 {
+        println!(
+            "{shown}: ok, {} record(s), last seq {}, head {}",
+            report.lines, report.last_seq, report.head
+        );
+    } else {
+        println!(
+            "{shown}: ok, {} file(s) as one chain, {records} record(s), seq {first} to {}, head {}{}",
+            files.len(),
+            last.0,
+            last.1,
+            if live_empty { " (the live log is empty)" } else { "" }
+        );
+    }
+    if first > 1 {
+        println!(
+            "{shown}: the chain begins at seq {first}: records 1..={} are in an earlier file not given here",
+            first - 1
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print why a file fails verification, if it does.
+fn broken(path: &Path, report: &audit::VerifyReport) -> Option<ExitCode> {
+    let bad = report.first_bad.as_ref()?;
+    let shown = path.display();
+    println!("{shown}: line {}: {}", bad.line, bad.why);
+    println!(
+        "{shown}: chain broken; {} line(s) before line {} verify",
+        bad.line.saturating_sub(1),
+        bad.line
+    );
+    Some(ExitCode::from(1))
+}
+
+/// `audit rotate`: the daemon moves its log aside and goes on in a new file.
+fn rotate(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let s = crate::client::Client::connect(&super::client_cmds::socket_path(g))?.audit_rotate()?;
+    println!(
+        "audit rotate: earlier records are in {}; the log goes on at seq {} (audit.rotate)",
+        s.rotated_to, s.seq
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {

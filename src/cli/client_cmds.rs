@@ -13,8 +13,42 @@ use crate::agent::server::default_socket_path;
 use crate::client::{Client, ClientError};
 use crate::secret::SecretString;
 
-pub(super) fn socket_path(g: &GlobalArgs) -> PathBuf {
+pub(crate) fn socket_path(g: &GlobalArgs) -> PathBuf {
     g.socket.clone().unwrap_or_else(default_socket_path)
+}
+
+/// After a save of the vault: say whether the running daemon serves it yet (issue 14, item
+/// 5). The daemon reloads a changed vault file before it answers any request, `health`
+/// included, so one `health` tells. Never an error: the save has happened either way.
+pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
+    let socket = socket_path(g);
+    let shown = socket.display();
+    if std::fs::symlink_metadata(&socket).is_err() {
+        println!(
+            "no daemon listens at {shown}: a daemon loads generation {generation} when it starts"
+        );
+        return;
+    }
+    match Client::connect(&socket).and_then(|mut c| c.health()) {
+        Err(e) => println!(
+            "the daemon at {shown} could not be asked ({e}); it loads generation {generation} at its next request"
+        ),
+        Ok(h) if h.locked => println!(
+            "the daemon at {shown} is locked: it loads generation {generation} when unlocked"
+        ),
+        Ok(h) if h.vault_id.as_deref() != Some(vault_id) => println!(
+            "the daemon at {shown} serves another vault ({}); this one is not served there",
+            h.vault_id.as_deref().unwrap_or("?")
+        ),
+        Ok(h) if h.generation.unwrap_or(0) >= generation => println!(
+            "the running daemon at {shown} serves generation {} now",
+            h.generation.unwrap_or(0)
+        ),
+        Ok(h) => println!(
+            "the running daemon at {shown} still serves generation {}: it did not load {generation} (its log and `scopevault audit show` say why)",
+            h.generation.unwrap_or(0)
+        ),
+    }
 }
 
 /// A daemon failure; `super::exit_code_of` maps every [`ClientError`] to 5.

@@ -194,6 +194,7 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         "updated credential {} ({changed} secret value(s) changed)",
         a.name
     );
+    super::client_cmds::report_pickup(g, vault.id(), vault.generation());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -48,6 +48,9 @@ impl Demo {
             .env("SCOPEVAULT_AUDIT", self.dir.join("audit.jsonl"))
             .env("XDG_STATE_HOME", self.dir.join("state"))
             .env("XDG_DATA_HOME", self.dir.join("data"))
+            // The rollback record and the audit anchor: in the throwaway directory, even as
+            // root (issue 14, item 10: the demo leaves no trace anywhere).
+            .env("SCOPEVAULT_STATE_DIR", self.dir.join("state/scopevault"))
             .env_remove("SCOPEVAULT_IDENTITY_FILE")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("LISTEN_FDS")

@@ -172,6 +172,7 @@ fn apply(
         path.display(),
         vault.generation()
     );
+    super::client_cmds::report_pickup(g, vault.id(), vault.generation());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,6 @@
 //! `scopevault serve`: validate the options, harden the process, take the socket (bound here or
 //! handed over by systemd), unlock if an unlock source is given, then run the accept loop until
-//! SIGTERM/SIGINT; SIGHUP reloads the vault.
+//! SIGTERM/SIGINT; SIGHUP reloads the vault; SIGUSR1 reopens a rotated audit log.
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 use super::args::{GlobalArgs, ServeArgs};
 use crate::agent::audit::{default_audit_path, AuditLog};
@@ -115,7 +115,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot create the accept loop's wake-up pair")?;
     let shutdown = server.shutdown_handle();
 
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
         .context("cannot install signal handlers")?;
     let signal_handle = signals.handle();
     let on_hup = handler.clone();
@@ -128,6 +128,15 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
                         s.generation.unwrap_or(0)
                     ),
                     Err(e) => eprintln!("scopevault: SIGHUP: reload failed: {e}"),
+                },
+                SIGUSR1 => match on_hup.reopen_audit_from_signal() {
+                    Ok(Some(seq)) => eprintln!(
+                        "scopevault: SIGUSR1: the audit log was moved away; continuing in a new file at its path (seq {seq}, audit.rotate)"
+                    ),
+                    Ok(None) => eprintln!(
+                        "scopevault: SIGUSR1: the audit log is still at its path; nothing to reopen"
+                    ),
+                    Err(e) => eprintln!("scopevault: SIGUSR1: cannot reopen the audit log: {e}"),
                 },
                 _ => {
                     shutdown.trigger();
