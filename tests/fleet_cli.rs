@@ -74,6 +74,18 @@ fn checkpoint() -> Env {
     e
 }
 
+/// The tasks' runners: `checkpoint` and the user running the tests (so that a test can fetch
+/// from a checkpoint's daemon).
+fn runners() -> String {
+    let me = Command::new("id").arg("-un").output().unwrap();
+    let me = String::from_utf8(me.stdout).unwrap().trim().to_owned();
+    assert!(!me.is_empty(), "id -un names the user running the tests");
+    if me == "checkpoint" {
+        return r#"["checkpoint"]"#.into();
+    }
+    format!(r#"["checkpoint", "{me}"]"#)
+}
+
 impl Fleet {
     fn new() -> Fleet {
         let master = Env::new();
@@ -118,6 +130,7 @@ impl Fleet {
         };
         let (ra, rf) = (rec(&ams), rec(&fra));
         assert!(ra.starts_with("age1") && ra != rf);
+        let runners = runners();
         let policy = master.path("policy.toml");
         std::fs::write(
             &policy,
@@ -141,13 +154,13 @@ scopes = ["shop:login"]
 [tasks.checkout]
 needs = ["shop:login"]
 credentials = ["buyer", "shared"]
-runners = {{ users = ["checkpoint"] }}
+runners = {{ users = {runners} }}
 locations = ["ams"]
 schedulers = ["cron", "1500"]
 [tasks.backoffice]
 needs = ["shop:login"]
 credentials = ["admin", "shared"]
-runners = {{ users = ["checkpoint"] }}
+runners = {{ users = {runners} }}
 locations = ["fra"]
 "#
             ),
@@ -726,4 +739,457 @@ fn publish_refuses_a_policy_with_fleet_lint_errors() {
     assert!(err.contains("unknown-location"), "{err}");
     assert_eq!(f.master.vault_bytes(), before);
     assert!(!f.out.join("ams.svbundle").exists());
+}
+
+/// A checkpoint's daemon (`serve` unlocked by the checkpoint's identity file), killed on drop.
+struct Serve {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Serve {
+    fn start(e: &Env) -> Serve {
+        let socket = e.path("run/sv.sock");
+        let child = e
+            .cmd()
+            .args(["serve", "--socket", socket.to_str().unwrap(), "--audit"])
+            .arg(e.path("audit.jsonl"))
+            .arg("--identity-file")
+            .arg(e.path("id"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut d = Serve { child, socket };
+        let t0 = std::time::Instant::now();
+        while !d.socket.exists() {
+            assert!(
+                d.child.try_wait().unwrap().is_none(),
+                "the daemon exited at start"
+            );
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "no daemon"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn sock(&self) -> &str {
+        self.socket.to_str().unwrap()
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `scopevault get` of the checkout task's password from the daemon at `socket`.
+fn served_password(e: &Env, socket: &str) -> String {
+    e.ok(
+        &[
+            "get",
+            "--task",
+            "checkout",
+            "--credential",
+            "buyer",
+            "--field",
+            "password",
+            "--socket",
+            socket,
+        ],
+        b"",
+    )
+    .trim_end()
+    .to_owned()
+}
+
+/// `bundle apply` args for `e` with its daemon's socket instead of the absent one.
+fn apply_args_with_socket(f: &Fleet, e: &Env, file: &Path, socket: &str) -> Vec<String> {
+    let mut a = f.apply_args(e, file, &[]);
+    let at = a.iter().position(|x| x == "--socket").unwrap();
+    a[at + 1] = socket.to_owned();
+    a
+}
+
+/// Parse a Prometheus text exposition strictly (the subset node_exporter's textfile collector
+/// reads): every sample's family has `# HELP` and `# TYPE` before it, once; names and label
+/// names are valid; label values are quoted with only `\\`, `\"` and `\n` escapes; values
+/// are numbers. Returns `name{labels}` (labels as written, unescaped) -> value.
+fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, f64> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let metric_name = |n: &str| {
+        let mut c = n.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+    };
+    let label_name = |n: &str| {
+        let mut c = n.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+            && !n.starts_with("__")
+    };
+    let mut help = BTreeSet::new();
+    let mut types = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    assert!(text.ends_with('\n'), "the exposition ends with a newline");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(metric_name(name), "bad name in {line:?}");
+            assert!(help.insert(name.to_owned()), "second HELP: {line:?}");
+            assert!(rest.len() > name.len() + 1, "empty HELP: {line:?}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap();
+            assert!(help.contains(name), "TYPE before HELP: {line:?}");
+            assert_eq!(ty, "gauge", "{line:?}");
+            assert!(types.insert(name.to_owned()), "second TYPE: {line:?}");
+            continue;
+        }
+        assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
+        let end = line
+            .find(['{', ' '])
+            .unwrap_or_else(|| panic!("no value: {line:?}"));
+        let name = &line[..end];
+        assert!(metric_name(name), "bad metric name {name:?}");
+        assert!(types.contains(name), "{name} has no HELP/TYPE before it");
+        let mut rest = &line[end..];
+        let mut labels = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            // name="value" pairs separated by commas, then `}`.
+            let mut r = r;
+            loop {
+                if let Some(after) = r.strip_prefix('}') {
+                    rest = after;
+                    break;
+                }
+                let eq = r
+                    .find('=')
+                    .unwrap_or_else(|| panic!("label without =: {line:?}"));
+                let lname = &r[..eq];
+                assert!(label_name(lname), "bad label name {lname:?} in {line:?}");
+                let mut it = r[eq + 1..]
+                    .strip_prefix('"')
+                    .unwrap_or_else(|| panic!("unquoted label value: {line:?}"))
+                    .char_indices();
+                let mut value = String::new();
+                let close = loop {
+                    let (j, c) = it.next().expect("unterminated label value");
+                    match c {
+                        '\\' => match it.next().map(|x| x.1) {
+                            Some('\\') => value.push('\\'),
+                            Some('"') => value.push('"'),
+                            Some('n') => value.push('\n'),
+                            other => panic!("bad escape {other:?} in {line:?}"),
+                        },
+                        '"' => break j,
+                        c => value.push(c),
+                    }
+                };
+                labels.push(format!("{lname}={value:?}"));
+                r = &r[eq + 2 + close + 1..];
+                if let Some(after) = r.strip_prefix(',') {
+                    r = after;
+                }
+            }
+        }
+        let value = rest.strip_prefix(' ').expect("one space before the value");
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value not numeric: {line:?}"));
+        let key = if labels.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}{{{}}}", labels.join(","))
+        };
+        assert!(out.insert(key, v).is_none(), "duplicate sample {line:?}");
+    }
+    out
+}
+
+fn last_audit_line(e: &Env) -> (u64, String) {
+    use sha2::Digest;
+    let text = std::fs::read(e.path("audit.jsonl")).unwrap();
+    let body = text.strip_suffix(b"\n").unwrap();
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let line = &body[start..];
+    let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+    (
+        v["seq"].as_u64().unwrap(),
+        data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(line)),
+    )
+}
+
+/// The signer key's `SHA256:…` fingerprint as `ssh-keygen -l` prints it.
+fn fingerprint(key: &Path) -> String {
+    let out = run_ok(
+        Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(key.with_extension("pub")),
+    );
+    out.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+#[test]
+fn a_running_daemon_serves_an_applied_bundle_at_once_and_the_old_one_after_a_refusal() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+    let old = f.master.path("old-ams.svbundle");
+    std::fs::copy(f.bundle("ams"), &old).unwrap();
+    std::fs::copy(
+        f.out.join("ams.svbundle.sig"),
+        f.master.path("old-ams.svbundle.sig"),
+    )
+    .unwrap();
+    let d = Serve::start(&f.ams);
+    assert_eq!(served_password(&f.ams, d.sock()), BUYER_SECRET);
+
+    // The admin rotates the password and publishes generation 2; the apply reloads the
+    // daemon, which serves the new value without any `reload` from the test.
+    const ROTATED: &str = "buyer-Rotated-9911";
+    f.master.ok(
+        &[
+            "cred",
+            "set",
+            "buyer",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &f.master.pf(),
+        ],
+        ROTATED.as_bytes(),
+    );
+    f.publish(&["--location", "ams"]);
+    let a = apply_args_with_socket(&f, &f.ams, &f.bundle("ams"), d.sock());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = f.ams.ok(&a, b"");
+    assert!(out.contains("applied ams generation 2"), "{out}");
+    assert!(out.contains("reloaded"), "{out}");
+    assert_eq!(served_password(&f.ams, d.sock()), ROTATED);
+
+    // Refused applies (an older generation; a flipped byte) leave the daemon serving gen 2.
+    let health = |e: &Env| -> serde_json::Value {
+        let out = e.ok(&["status", "--json", "--socket", d.sock()], b"");
+        serde_json::from_str(&out).unwrap()
+    };
+    let before = health(&f.ams)["generation"].clone();
+    let a = apply_args_with_socket(&f, &f.ams, &old, d.sock());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = f.ams.fails(&a, b"", 1);
+    assert!(err.contains("generation check"), "{err}");
+    let mut bad = std::fs::read(f.bundle("ams")).unwrap();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    let bad_file = f.master.path("bad.svbundle");
+    std::fs::write(&bad_file, &bad).unwrap();
+    std::fs::copy(
+        f.out.join("ams.svbundle.sig"),
+        f.master.path("bad.svbundle.sig"),
+    )
+    .unwrap();
+    let a = apply_args_with_socket(&f, &f.ams, &bad_file, d.sock());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = f.ams.fails(&a, b"", 1);
+    assert!(err.contains("signature check"), "{err}");
+    assert_eq!(served_password(&f.ams, d.sock()), ROTATED);
+    assert_eq!(health(&f.ams)["generation"], before);
+    drop(d);
+}
+
+#[test]
+fn status_reports_the_applied_bundle_and_the_audit_head_as_json_and_prometheus() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let audit = e.path("audit.jsonl");
+    let audit = audit.to_str().unwrap();
+    // Nothing applied yet, no daemon: JSON still (exit 5), no bundle.
+    let out = e.run(
+        &[
+            "status",
+            "--json",
+            "--socket",
+            "/nonexistent/sv.sock",
+            "--audit",
+            audit,
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["bundle"], serde_json::Value::Null, "{v}");
+    assert!(v["audit_head"]["error"].is_string(), "{v}");
+
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    f.publish(&["--location", "ams"]);
+    f.apply(e, &f.bundle("ams"), &[]);
+    let m = manifest(&std::fs::read(f.bundle("ams")).unwrap());
+    let d = Serve::start(e);
+    // The daemon appended its own records: the head is its log's last line.
+    let out = e.ok(
+        &["status", "--json", "--socket", d.sock(), "--audit", audit],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let b = &v["bundle"];
+    assert_eq!(b["location"], "ams", "{v}");
+    assert_eq!(b["generation"], 2, "{v}");
+    assert_eq!(b["signer"]["fingerprint"], fingerprint(&f.key), "{v}");
+    assert_eq!(
+        b["signer"]["principals"],
+        serde_json::json!(["admin@example.com"])
+    );
+    assert_eq!(b["policy_digest"], m["policy_digest"]);
+    assert_eq!(b["created"], m["created"], "{v}");
+    assert_eq!(b["expires"], m["expires"], "{v}");
+    let age = b["age_seconds"].as_i64().unwrap();
+    assert!((0..600).contains(&age), "{v}");
+    let left = b["expires_in_seconds"].as_i64().unwrap();
+    assert!((30 * 86400 - 600..=30 * 86400).contains(&left), "{v}");
+    assert_eq!(b["expired"], false);
+    assert_eq!(b["daemon_current"], true, "{v}");
+    let (seq, hash) = last_audit_line(e);
+    assert!(seq > 0);
+    assert_eq!(v["audit_head"]["seq"], seq, "{v}");
+    assert_eq!(v["audit_head"]["hash"], hash.as_str(), "{v}");
+    assert_eq!(v["audit_head"]["source"], "log");
+    // `audit verify` agrees on the head.
+    let verified = e.ok(&["audit", "verify", "--audit", audit], b"");
+    assert!(verified.contains(&format!("head {hash}")), "{verified}");
+    // Same through `--format json`; the text form names both.
+    let out = e.ok(
+        &[
+            "status",
+            "--format",
+            "json",
+            "--socket",
+            d.sock(),
+            "--audit",
+            audit,
+        ],
+        b"",
+    );
+    let v2: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v2["bundle"]["generation"], 2);
+    let text = e.ok(&["status", "--socket", d.sock(), "--audit", audit], b"");
+    assert!(text.contains("bundle:      ams generation 2"), "{text}");
+    assert!(text.contains(&format!("seq {seq} hash {hash}")), "{text}");
+
+    let prom = e.ok(
+        &[
+            "status",
+            "--format",
+            "prometheus",
+            "--socket",
+            d.sock(),
+            "--audit",
+            audit,
+        ],
+        b"",
+    );
+    let p = parse_prometheus(&prom);
+    assert_eq!(p["scopevault_up"], 1.0, "{prom}");
+    assert_eq!(p["scopevault_locked"], 0.0, "{prom}");
+    assert_eq!(p["scopevault_bundle_applied"], 1.0);
+    assert_eq!(p[r#"scopevault_bundle_generation{location="ams"}"#], 2.0);
+    assert_eq!(
+        p[r#"scopevault_bundle_daemon_current{location="ams"}"#],
+        1.0
+    );
+    let age = p[r#"scopevault_bundle_age_seconds{location="ams"}"#];
+    assert!((0.0..600.0).contains(&age), "{prom}");
+    let left = p[r#"scopevault_bundle_expiry_seconds{location="ams"}"#];
+    assert!((30.0 * 86400.0 - 600.0..=30.0 * 86400.0).contains(&left));
+    let exp = time::OffsetDateTime::parse(
+        m["expires"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(
+        p[r#"scopevault_bundle_expiry_timestamp_seconds{location="ams"}"#],
+        exp.unix_timestamp() as f64
+    );
+    let info = format!(
+        r#"scopevault_bundle_info{{location="ams",signer={:?},principal="admin@example.com",policy_digest={:?}}}"#,
+        fingerprint(&f.key),
+        m["policy_digest"].as_str().unwrap()
+    );
+    assert_eq!(p.get(&info), Some(&1.0), "{info} in {prom}");
+    let (seq, hash) = last_audit_line(e);
+    assert_eq!(p["scopevault_audit_seq"], seq as f64, "{prom}");
+    let head = format!(r#"scopevault_audit_head_info{{hash="{hash}",source="log"}}"#);
+    assert_eq!(p.get(&head), Some(&1.0), "{head} in {prom}");
+    // python3's own float() reads every value too (when python3 is there).
+    if let Ok(out) = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfor l in sys.stdin:\n    l=l.strip()\n    if l and not l.startswith('#'): float(l.rsplit(' ',1)[1])\nprint('ok')",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(prom.as_bytes())?;
+            c.wait_with_output()
+        })
+    {
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    }
+
+    // The daemon stopped: the metrics still print (exit 0), with `scopevault_up 0` and the
+    // bundle and audit head read from disk.
+    d.stop();
+    let out = e.run(
+        &[
+            "status",
+            "--format",
+            "prometheus",
+            "--socket",
+            "/nonexistent/sv.sock",
+            "--audit",
+            audit,
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let prom = String::from_utf8(out.stdout).unwrap();
+    let p = parse_prometheus(&prom);
+    assert_eq!(p["scopevault_up"], 0.0);
+    assert!(!p.contains_key("scopevault_locked"), "{prom}");
+    assert_eq!(p[r#"scopevault_bundle_generation{location="ams"}"#], 2.0);
+    assert!(!p
+        .keys()
+        .any(|k| k.starts_with("scopevault_bundle_daemon_current")));
+    assert_eq!(p["scopevault_audit_seq"], last_audit_line(e).0 as f64);
+    // No port: nothing but the exposition on stdout, nothing listening was needed.
+    let leak = e.transcript.borrow();
+    for s in [BUYER_SECRET, ADMIN_SECRET, SHARED_SECRET] {
+        assert!(
+            !common::contains(&leak, s.as_bytes()),
+            "a secret was printed"
+        );
+    }
 }

@@ -517,9 +517,28 @@ pub struct ServeArgs {
 /// `scopevault status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print JSON.
-    #[arg(long)]
+    /// Print JSON (as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format: text, json, or prometheus (node_exporter textfile collector metrics;
+    /// exits 0 whenever the metrics were printed, `scopevault_up 0` says the daemon did
+    /// not answer).
+    #[arg(long, value_enum)]
+    pub format: Option<StatusFormat>,
+    /// The audit log whose head is reported [default: as for `serve`].
+    #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
+    pub audit: Option<PathBuf>,
+}
+
+/// Formats `status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// For people.
+    Text,
+    /// One JSON object.
+    Json,
+    /// Prometheus text exposition, for node_exporter's textfile collector.
+    Prometheus,
 }
 
 /// `scopevault get`.

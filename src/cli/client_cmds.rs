@@ -1,4 +1,5 @@
-//! Commands that talk to the running daemon: status, lock, unlock, reload, get, totp, exec.
+//! Commands that talk to the running daemon: lock, unlock, reload, get, totp, exec
+//! (`status` is in `super::status`).
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use zeroize::Zeroizing;
 
-use super::args::{ExecArgs, GetArgs, GlobalArgs, StatusArgs, TotpArgs};
+use super::args::{ExecArgs, GetArgs, GlobalArgs, TotpArgs};
 use crate::agent::protocol::{AdminStatus, Fetched, FetchedCredential};
 use crate::agent::server::default_socket_path;
 use crate::client::{Client, ClientError};
@@ -51,81 +52,12 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
 }
 
 /// A daemon failure; `super::exit_code_of` maps every [`ClientError`] to 5.
-fn daemon_err(e: ClientError) -> anyhow::Error {
+pub(super) fn daemon_err(e: ClientError) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
-fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
+pub(super) fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
     Client::connect(&socket_path(g)).map_err(daemon_err)
-}
-
-pub(crate) fn status(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let health = connect(g).and_then(|mut c| c.health().map_err(daemon_err));
-    if a.json {
-        // Under --json, stdout is JSON whatever happens: errors too, with the table's code.
-        let (value, code) = match health {
-            Ok(h) => (serde_json::to_value(&h)?, 0),
-            Err(e) => {
-                let code = super::exit_code_of(&e);
-                let daemon_code = e
-                    .downcast_ref::<ClientError>()
-                    .and_then(ClientError::code)
-                    .map(|c| c.as_str());
-                (
-                    serde_json::json!({
-                        "error": {
-                            "message": super::message_of(&e),
-                            "code": daemon_code,
-                            "exit_code": code,
-                        }
-                    }),
-                    code,
-                )
-            }
-        };
-        let mut text = serde_json::to_string_pretty(&value)?;
-        text.push('\n');
-        super::write_stdout(text.as_bytes())?;
-        return Ok(ExitCode::from(code));
-    }
-    let h = health?;
-    println!(
-        "daemon:      scopevault {} on {}",
-        h.version,
-        socket_path(g).display()
-    );
-    if h.locked {
-        println!("vault:       locked (an admin runs `scopevault unlock`)");
-    } else {
-        println!(
-            "vault:       unlocked, id {}, generation {}",
-            h.vault_id.as_deref().unwrap_or("?"),
-            h.generation.unwrap_or(0)
-        );
-        println!(
-            "contents:    {} credentials, {} tasks, enforce = {}",
-            h.credentials,
-            h.tasks,
-            h.enforce.as_deref().unwrap_or("(no policy applied)")
-        );
-    }
-    println!(
-        "audit log:   {}",
-        if h.audit_ok {
-            "ok"
-        } else {
-            "FAILING: hand-outs are refused"
-        }
-    );
-    println!("connections: {}", h.connections);
-    println!(
-        "you:         uid {} gid {} pid {}{}",
-        h.peer.uid,
-        h.peer.gid,
-        h.peer.pid,
-        if h.peer.admin { " (admin)" } else { "" }
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_admin(what: &str, s: &AdminStatus) {

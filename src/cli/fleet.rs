@@ -319,6 +319,28 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     });
     v.set_fleet_state(state);
     v.save(&lock)?;
+    // The clear record `status` reads (names, digests, times), written after the save and
+    // under the vault's write lock: it may trail the vault after a crash, never lead it.
+    let record = crate::fleet::health::AppliedRecord {
+        format: 1,
+        vault: crate::fleet::health::canonical_vault(&path),
+        vault_id: v.id().to_owned(),
+        vault_generation: v.generation(),
+        location: m.location.clone(),
+        generation: m.generation,
+        signer_fingerprint: who.fingerprint.clone(),
+        signer_principals: who.principals.clone(),
+        policy_digest: m.policy_digest.clone(),
+        created: m.created,
+        expires: m.expires,
+        applied: vault::timestamp(),
+    };
+    if let Err(e) = crate::fleet::health::write_record(&path, &record) {
+        eprintln!(
+            "scopevault: warning: the apply is done but `status` will not show it: cannot write {}: {e}",
+            crate::fleet::health::record_path(&path).display()
+        );
+    }
     drop(lock);
     println!(
         "applied {} generation {} (signed by {}) to {} (vault generation {}): {} tasks, {} credentials",

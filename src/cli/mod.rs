@@ -17,6 +17,7 @@ mod man;
 mod policy;
 mod redact;
 mod serve;
+mod status;
 mod sync;
 mod unlock;
 
@@ -165,7 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Lint(a) => lint::run(g, &a),
         Command::Serve(a) => serve::run(g, &a),
-        Command::Status(a) => client_cmds::status(g, &a),
+        Command::Status(a) => status::run(g, &a),
         Command::Lock => client_cmds::lock(g),
         Command::Unlock => client_cmds::unlock(g),
         Command::Reload => client_cmds::reload(g),

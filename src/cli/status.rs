@@ -1,0 +1,342 @@
+//! `scopevault status`: the daemon's health, and for the fleet the applied bundle (from its
+//! clear record, `crate::fleet::health`) and the audit log's head, as text, JSON or
+//! Prometheus metrics for node_exporter's textfile collector (docs/fleet.md, "Health").
+
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::args::{GlobalArgs, StatusArgs, StatusFormat};
+use super::client_cmds::{connect, daemon_err, socket_path};
+use crate::agent::protocol::Health;
+use crate::client::ClientError;
+use crate::fleet::health::{self, AppliedRecord, AuditHead, Exposition};
+
+/// What `status` gathered: the daemon's answer, the applied record, the audit head.
+struct Gathered {
+    health: anyhow::Result<Health>,
+    bundle: Result<Option<AppliedRecord>, String>,
+    audit: Result<AuditHead, String>,
+    now: OffsetDateTime,
+}
+
+pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let format = match (a.json, a.format) {
+        (true, _) => StatusFormat::Json,
+        (false, f) => f.unwrap_or(StatusFormat::Text),
+    };
+    let audit_path = a
+        .audit
+        .clone()
+        .unwrap_or_else(crate::agent::audit::default_audit_path);
+    let s = Gathered {
+        health: connect(g).and_then(|mut c| c.health().map_err(daemon_err)),
+        bundle: health::read_record(&super::unlock::vault_path(g)),
+        audit: health::audit_head(&audit_path),
+        now: OffsetDateTime::now_utc(),
+    };
+    match format {
+        StatusFormat::Json => json_out(s),
+        StatusFormat::Prometheus => prometheus_out(&s),
+        StatusFormat::Text => text_out(g, s),
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Whether the daemon serves the vault the bundle was applied to, at that generation or a
+/// later one (`None`: the daemon is down or locked, so it cannot say).
+fn daemon_current(h: Option<&Health>, r: &AppliedRecord) -> Option<bool> {
+    let h = h?;
+    let id = h.vault_id.as_deref()?;
+    let generation = h.generation?;
+    Some(id == r.vault_id && generation >= r.vault_generation)
+}
+
+fn bundle_json(
+    b: &Result<Option<AppliedRecord>, String>,
+    h: Option<&Health>,
+    now: OffsetDateTime,
+) -> Value {
+    match b {
+        Ok(None) => Value::Null,
+        Err(e) => json!({ "error": e }),
+        Ok(Some(r)) => json!({
+            "vault": r.vault,
+            "location": r.location,
+            "generation": r.generation,
+            "signer": {
+                "fingerprint": r.signer_fingerprint,
+                "principals": r.signer_principals,
+            },
+            "policy_digest": r.policy_digest,
+            "created": rfc3339(r.created),
+            "age_seconds": health::seconds_between(r.created, now),
+            "expires": rfc3339(r.expires),
+            "expires_in_seconds": health::seconds_between(now, r.expires),
+            "expired": now >= r.expires,
+            "applied": rfc3339(r.applied),
+            "vault_generation": r.vault_generation,
+            "daemon_current": daemon_current(h, r),
+        }),
+    }
+}
+
+fn audit_json(a: &Result<AuditHead, String>) -> Value {
+    match a {
+        Ok(h) => serde_json::to_value(h).unwrap_or(Value::Null),
+        Err(e) => json!({ "error": e }),
+    }
+}
+
+fn json_out(s: Gathered) -> anyhow::Result<ExitCode> {
+    // Under --json, stdout is JSON whatever happens: errors too, with the table's code.
+    let (mut value, code) = match &s.health {
+        Ok(h) => (serde_json::to_value(h)?, 0),
+        Err(e) => {
+            let code = super::exit_code_of(e);
+            let daemon_code = e
+                .downcast_ref::<ClientError>()
+                .and_then(ClientError::code)
+                .map(|c| c.as_str());
+            (
+                json!({
+                    "error": {
+                        "message": super::message_of(e),
+                        "code": daemon_code,
+                        "exit_code": code,
+                    }
+                }),
+                code,
+            )
+        }
+    };
+    value["bundle"] = bundle_json(&s.bundle, s.health.as_ref().ok(), s.now);
+    value["audit_head"] = audit_json(&s.audit);
+    let mut text = serde_json::to_string_pretty(&value)?;
+    text.push('\n');
+    super::write_stdout(text.as_bytes())?;
+    Ok(ExitCode::from(code))
+}
+
+fn b2f(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The metrics (docs/fleet.md, "Metrics"). Exit 0 whenever they are printed: a daemon that
+/// does not answer is `scopevault_up 0`, so a textfile collector job keeps its file fresh.
+fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
+    let mut e = Exposition::new();
+    let h = s.health.as_ref().ok();
+    e.single(
+        "scopevault_up",
+        "1 if the daemon answered the health request, else 0.",
+        b2f(h.is_some()),
+    );
+    if let Some(h) = h {
+        e.single(
+            "scopevault_locked",
+            "1 if the daemon holds no vault key.",
+            b2f(h.locked),
+        );
+        e.single(
+            "scopevault_audit_ok",
+            "1 if the daemon's last audit append succeeded (else hand-outs are refused).",
+            b2f(h.audit_ok),
+        );
+        e.single(
+            "scopevault_connections",
+            "Connections open on the daemon's socket, the status request's included.",
+            h.connections as f64,
+        );
+        if let Some(generation) = h.generation {
+            e.single(
+                "scopevault_vault_generation",
+                "Generation of the vault the daemon serves (absent while locked).",
+                generation as f64,
+            );
+            e.single(
+                "scopevault_credentials",
+                "Credentials in the vault the daemon serves (absent while locked).",
+                h.credentials as f64,
+            );
+            e.single(
+                "scopevault_tasks",
+                "Tasks in the policy the daemon serves (absent while locked).",
+                h.tasks as f64,
+            );
+        }
+    }
+    e.single(
+        "scopevault_bundle_record_ok",
+        "1 if the applied-bundle record is readable or absent, 0 if it cannot be read.",
+        b2f(s.bundle.is_ok()),
+    );
+    let record = s.bundle.as_ref().ok().and_then(Option::as_ref);
+    e.single(
+        "scopevault_bundle_applied",
+        "1 if a fleet bundle was applied to this vault, else 0.",
+        b2f(record.is_some()),
+    );
+    if let Some(r) = record {
+        let loc: &[(&str, &str)] = &[("location", &r.location)];
+        let principals = r.signer_principals.join(",");
+        e.gauge(
+            "scopevault_bundle_info",
+            "The applied bundle: location, signer key fingerprint and principals, policy digest (value 1).",
+            &[(
+                &[
+                    ("location", &r.location),
+                    ("signer", &r.signer_fingerprint),
+                    ("principal", &principals),
+                    ("policy_digest", &r.policy_digest),
+                ],
+                1.0,
+            )],
+        );
+        e.gauge(
+            "scopevault_bundle_generation",
+            "Generation of the applied bundle.",
+            &[(loc, r.generation as f64)],
+        );
+        e.gauge(
+            "scopevault_bundle_created_timestamp_seconds",
+            "When the applied bundle was published (Unix time).",
+            &[(loc, r.created.unix_timestamp() as f64)],
+        );
+        e.gauge(
+            "scopevault_bundle_age_seconds",
+            "Seconds since the applied bundle was published.",
+            &[(loc, health::seconds_between(r.created, s.now) as f64)],
+        );
+        e.gauge(
+            "scopevault_bundle_expiry_timestamp_seconds",
+            "When the applied bundle expires (Unix time).",
+            &[(loc, r.expires.unix_timestamp() as f64)],
+        );
+        e.gauge(
+            "scopevault_bundle_expiry_seconds",
+            "Seconds until the applied bundle expires (negative once expired).",
+            &[(loc, health::seconds_between(s.now, r.expires) as f64)],
+        );
+        e.gauge(
+            "scopevault_bundle_applied_timestamp_seconds",
+            "When the bundle was applied here (Unix time).",
+            &[(loc, r.applied.unix_timestamp() as f64)],
+        );
+        if let Some(current) = daemon_current(h, r) {
+            e.gauge(
+                "scopevault_bundle_daemon_current",
+                "1 if the daemon serves the vault the bundle was applied to, at that generation or later.",
+                &[(loc, b2f(current))],
+            );
+        }
+    }
+    e.single(
+        "scopevault_audit_head_ok",
+        "1 if the audit log's head (or its anchor) could be read, else 0.",
+        b2f(s.audit.is_ok()),
+    );
+    if let Ok(a) = &s.audit {
+        e.single(
+            "scopevault_audit_seq",
+            "seq of the audit log's last record (0 for an empty log).",
+            a.seq as f64,
+        );
+        e.gauge(
+            "scopevault_audit_head_info",
+            "The audit chain's head: SHA-256 of the last record's line, and where it was read (value 1).",
+            &[(&[("hash", &a.hash), ("source", a.source)], 1.0)],
+        );
+    }
+    super::write_stdout(e.finish().as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
+    let Gathered {
+        health,
+        bundle,
+        audit,
+        now,
+    } = s;
+    let h = health?;
+    println!(
+        "daemon:      scopevault {} on {}",
+        h.version,
+        socket_path(g).display()
+    );
+    if h.locked {
+        println!("vault:       locked (an admin runs `scopevault unlock`)");
+    } else {
+        println!(
+            "vault:       unlocked, id {}, generation {}",
+            h.vault_id.as_deref().unwrap_or("?"),
+            h.generation.unwrap_or(0)
+        );
+        println!(
+            "contents:    {} credentials, {} tasks, enforce = {}",
+            h.credentials,
+            h.tasks,
+            h.enforce.as_deref().unwrap_or("(no policy applied)")
+        );
+    }
+    println!(
+        "audit log:   {}",
+        if h.audit_ok {
+            "ok"
+        } else {
+            "FAILING: hand-outs are refused"
+        }
+    );
+    match &audit {
+        Ok(a) => println!(
+            "audit head:  seq {} hash {} (from the {})",
+            a.seq, a.hash, a.source
+        ),
+        Err(e) => println!("audit head:  unknown: {e}"),
+    }
+    match &bundle {
+        Ok(None) => {}
+        Err(e) => println!("bundle:      unknown: {e}"),
+        Ok(Some(r)) => {
+            let left = health::seconds_between(now, r.expires);
+            println!(
+                "bundle:      {} generation {}, signed by {} ({})",
+                r.location,
+                r.generation,
+                r.signer_fingerprint,
+                r.signer_principals.join(",")
+            );
+            println!(
+                "             published {} ({} s ago), {} {} ({} s{})",
+                rfc3339(r.created),
+                health::seconds_between(r.created, now),
+                if left > 0 { "expires" } else { "EXPIRED" },
+                rfc3339(r.expires),
+                left.abs(),
+                if left > 0 { " left" } else { " ago" }
+            );
+            if daemon_current(Some(&h), r) == Some(false) {
+                println!("             the daemon does NOT serve it yet: run `scopevault reload`");
+            }
+        }
+    }
+    println!("connections: {}", h.connections);
+    println!(
+        "you:         uid {} gid {} pid {}{}",
+        h.peer.uid,
+        h.peer.gid,
+        h.peer.pid,
+        if h.peer.admin { " (admin)" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

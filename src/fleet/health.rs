@@ -1,0 +1,402 @@
+//! Health of a checkpoint for the fleet (docs/fleet.md, "Health"): the applied bundle's
+//! record, the audit log's head, and the Prometheus text exposition `status --format
+//! prometheus` prints for node_exporter's textfile collector.
+//!
+//! The applied bundle is remembered in the vault's payload (encrypted: [`crate::vault::FleetState`]),
+//! which `status` cannot read without the vault key. So `bundle apply` also writes the clear
+//! part of it (names, digests and times, never a value: what the manifest already shows in
+//! the clear) to a small **applied record** in the state directory, beside the rollback
+//! record: `fleet-applied-<16 hex digits of the SHA-256 of the vault's canonical path>.json`,
+//! written atomically (temporary file, fsync, rename, fsync of the directory) after the vault
+//! is saved. A crash between the two leaves the record one apply behind, never ahead.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use data_encoding::HEXLOWER;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// Largest applied record read.
+const MAX_RECORD: u64 = 64 * 1024;
+/// Largest audit line looked at (the log's own limit is 1 MiB).
+const MAX_AUDIT_LINE: u64 = 1024 * 1024 + 1;
+/// The head of an empty chain (as the audit log's).
+pub const GENESIS: &str = crate::agent::audit::GENESIS;
+
+/// The clear record of the last bundle applied to a vault (names, digests and times only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedRecord {
+    /// Record schema, 1.
+    pub format: u32,
+    /// The vault the bundle was applied to (absolute path).
+    pub vault: PathBuf,
+    /// That vault's id.
+    pub vault_id: String,
+    /// The vault's generation right after the apply.
+    pub vault_generation: u64,
+    /// The bundle's location.
+    pub location: String,
+    /// The bundle's generation.
+    pub generation: u64,
+    /// The signer's key fingerprint (`SHA256:…`).
+    pub signer_fingerprint: String,
+    /// The principals of the allowed_signers lines that accepted the signer.
+    pub signer_principals: Vec<String>,
+    /// The bundle's policy digest.
+    pub policy_digest: String,
+    /// When the bundle was published.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// When the bundle expires.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires: OffsetDateTime,
+    /// When it was applied here.
+    #[serde(with = "time::serde::rfc3339")]
+    pub applied: OffsetDateTime,
+}
+
+/// The vault's path as the record is keyed: canonical when the file exists (so `--vault`
+/// through a symlink or `..` names the same record), else absolute.
+pub fn canonical_vault(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_owned())
+}
+
+/// The applied record of the vault at `vault_path`, in the state directory.
+pub fn record_path(vault_path: &Path) -> PathBuf {
+    let digest = Sha256::digest(canonical_vault(vault_path).as_os_str().as_encoded_bytes());
+    crate::vault::state_dir().join(format!(
+        "fleet-applied-{}.json",
+        &HEXLOWER.encode(&digest)[..16]
+    ))
+}
+
+/// Write the applied record of the vault at `vault_path` atomically.
+pub fn write_record(vault_path: &Path, r: &AppliedRecord) -> std::io::Result<PathBuf> {
+    let p = record_path(vault_path);
+    let dir = p.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = p.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&tmp)?;
+    let mut text = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    f.write_all(&text)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, &p)?;
+    File::open(dir)?.sync_all()?;
+    Ok(p)
+}
+
+/// The applied record of the vault at `vault_path`: `Ok(None)` when no bundle was ever applied
+/// to it (no record), `Err` when the record cannot be read or is not one.
+pub fn read_record(vault_path: &Path) -> Result<Option<AppliedRecord>, String> {
+    let p = record_path(vault_path);
+    let f = match File::open(&p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
+    };
+    let mut text = Vec::new();
+    f.take(MAX_RECORD + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    if text.len() as u64 > MAX_RECORD {
+        return Err(format!(
+            "{} is not an applied record (too large)",
+            p.display()
+        ));
+    }
+    let r: AppliedRecord = serde_json::from_slice(&text)
+        .map_err(|e| format!("{} is not an applied record ({e})", p.display()))?;
+    if r.format != 1 {
+        return Err(format!(
+            "{}: applied record format {} (this scopevault reads 1)",
+            p.display(),
+            r.format
+        ));
+    }
+    Ok(Some(r))
+}
+
+/// The audit chain's head as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditHead {
+    /// The log.
+    pub log: PathBuf,
+    /// `seq` of the last complete record (0 for an empty log).
+    pub seq: u64,
+    /// SHA-256 hex of that record's line ([`GENESIS`] for an empty log): the next record's
+    /// `prev`.
+    pub hash: String,
+    /// Where it was read: `log` (its last line) or `anchor` (the log is not readable by
+    /// this user; the anchor in the state directory is, and may trail the log a little).
+    pub source: &'static str,
+}
+
+/// The head of the audit log at `log`: its last complete line, or, when the log cannot be
+/// read, its anchor ([`crate::agent::audit::read_anchor`]). Read-only.
+pub fn audit_head(log: &Path) -> Result<AuditHead, String> {
+    match last_line_head(log) {
+        Ok(h) => Ok(h),
+        Err(log_err) => match crate::agent::audit::read_anchor(log) {
+            Ok(Some(a)) => Ok(AuditHead {
+                log: log.to_owned(),
+                seq: a.seq,
+                hash: a.head,
+                source: "anchor",
+            }),
+            Ok(None) => Err(log_err),
+            Err(e) => Err(format!("{log_err}; its anchor: {e}")),
+        },
+    }
+}
+
+fn last_line_head(log: &Path) -> Result<AuditHead, String> {
+    let f =
+        File::open(log).map_err(|e| format!("cannot read the audit log {}: {e}", log.display()))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("cannot read the audit log {}: {e}", log.display()))?
+        .len();
+    // The last MAX_AUDIT_LINE * 2 bytes hold the last complete line and the newline before it
+    // (a torn final write, which the daemon cuts on its next start, is skipped).
+    let from = len.saturating_sub(2 * MAX_AUDIT_LINE);
+    let mut tail = vec![0u8; (len - from) as usize];
+    f.read_exact_at(&mut tail, from)
+        .map_err(|e| format!("cannot read the audit log {}: {e}", log.display()))?;
+    let Some(end) = tail.iter().rposition(|&b| b == b'\n') else {
+        if from == 0 {
+            return Ok(AuditHead {
+                log: log.to_owned(),
+                seq: 0,
+                hash: GENESIS.to_owned(),
+                source: "log",
+            });
+        }
+        return Err(format!(
+            "the audit log {} has no line break in its last {} bytes",
+            log.display(),
+            tail.len()
+        ));
+    };
+    let start = match tail[..end].iter().rposition(|&b| b == b'\n') {
+        Some(p) => p + 1,
+        None if from == 0 => 0,
+        None => {
+            return Err(format!(
+                "the audit log {}'s last line is too long to be a record",
+                log.display()
+            ))
+        }
+    };
+    let line = &tail[start..end];
+    let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+        format!(
+            "the audit log {}'s last line is not a record ({e})",
+            log.display()
+        )
+    })?;
+    let seq = v["seq"].as_u64().ok_or_else(|| {
+        format!(
+            "the audit log {}'s last line has no numeric seq",
+            log.display()
+        )
+    })?;
+    Ok(AuditHead {
+        log: log.to_owned(),
+        seq,
+        hash: HEXLOWER.encode(&Sha256::digest(line)),
+        source: "log",
+    })
+}
+
+/// Seconds from `a` to `b` (negative when `b` is earlier).
+pub fn seconds_between(a: OffsetDateTime, b: OffsetDateTime) -> i64 {
+    (b - a).whole_seconds()
+}
+
+/// A label value escaped per the Prometheus text exposition format: `\` → `\\`, `"` → `\"`,
+/// newline → `\n`.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A HELP text escaped per the format: `\` → `\\`, newline → `\n`.
+pub fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Prometheus text exposition (version 0.0.4), gauges only: each family is written once
+/// with its `# HELP` and `# TYPE` lines, then its samples.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// An empty exposition.
+    pub fn new() -> Exposition {
+        Exposition::default()
+    }
+
+    /// A gauge family with one sample per `(labels, value)`. Nothing is written for a
+    /// family without samples.
+    pub fn gauge(&mut self, name: &str, help: &str, samples: &[(&[(&str, &str)], f64)]) {
+        use std::fmt::Write as _;
+        debug_assert!(valid_metric_name(name), "{name}");
+        if samples.is_empty() {
+            return;
+        }
+        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.out, "# TYPE {name} gauge");
+        for (labels, value) in samples {
+            self.out.push_str(name);
+            if !labels.is_empty() {
+                self.out.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    debug_assert!(valid_label_name(k), "{k}");
+                    if i > 0 {
+                        self.out.push(',');
+                    }
+                    let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+                }
+                self.out.push('}');
+            }
+            let _ = writeln!(self.out, " {}", format_value(*value));
+        }
+    }
+
+    /// One unlabelled sample.
+    pub fn single(&mut self, name: &str, help: &str, value: f64) {
+        self.gauge(name, help, &[(&[], value)]);
+    }
+
+    /// The text.
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn valid_metric_name(n: &str) -> bool {
+    let mut c = n.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
+pub fn valid_label_name(n: &str) -> bool {
+    let mut c = n.chars();
+    !n.starts_with("__")
+        && c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_per_the_exposition_format() {
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+        assert_eq!(escape_label("plain-ams_1"), "plain-ams_1");
+        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+        let mut e = Exposition::new();
+        e.gauge(
+            "scopevault_x",
+            "Help with a \\ and\na newline.",
+            &[(&[("location", "a\"\\\nb")], 3.0)],
+        );
+        e.gauge("scopevault_empty", "No samples: no lines.", &[]);
+        e.single("scopevault_y", "Y.", -2.5);
+        assert_eq!(
+            e.finish(),
+            "# HELP scopevault_x Help with a \\\\ and\\na newline.\n# TYPE scopevault_x gauge\nscopevault_x{location=\"a\\\"\\\\\\nb\"} 3\n# HELP scopevault_y Y.\n# TYPE scopevault_y gauge\nscopevault_y -2.5\n"
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_metric_name("scopevault_bundle_age_seconds"));
+        assert!(!valid_metric_name("9x"));
+        assert!(!valid_metric_name("a-b"));
+        assert!(valid_label_name("location"));
+        assert!(!valid_label_name("__x"));
+        assert!(!valid_label_name("a:b"));
+    }
+
+    #[test]
+    fn the_head_is_the_last_complete_line_and_a_torn_one_is_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("audit.jsonl");
+        std::fs::write(&log, b"").unwrap();
+        let h = last_line_head(&log).unwrap();
+        assert_eq!((h.seq, h.hash.as_str()), (0, GENESIS));
+        let l1 = br#"{"seq":1,"prev":"00"}"#;
+        let l2 = br#"{"seq":2,"prev":"11"}"#;
+        let mut text = Vec::new();
+        for l in [&l1[..], &l2[..]] {
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        std::fs::write(&log, &text).unwrap();
+        let h = last_line_head(&log).unwrap();
+        assert_eq!(h.seq, 2);
+        assert_eq!(h.hash, HEXLOWER.encode(&Sha256::digest(l2)));
+        text.extend_from_slice(br#"{"seq":3,"pr"#);
+        std::fs::write(&log, &text).unwrap();
+        assert_eq!(last_line_head(&log).unwrap().seq, 2);
+        std::fs::write(&log, b"not json\n").unwrap();
+        assert!(last_line_head(&log).unwrap_err().contains("not a record"));
+        assert!(last_line_head(&d.path().join("none"))
+            .unwrap_err()
+            .contains("cannot read"));
+    }
+
+    #[test]
+    fn format_value_prints_integers_without_a_fraction() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(-3.0), "-3");
+        assert_eq!(format_value(0.5), "0.5");
+    }
+}
