@@ -527,7 +527,10 @@ fn a_changed_vault_file_is_served_without_a_reload_and_cred_set_says_so() {
         .next_back()
         .unwrap()
         .to_owned();
-    assert!(!last_reload.contains("\"decision\":\"allow\""), "{last_reload}");
+    assert!(
+        !last_reload.contains("\"decision\":\"allow\""),
+        "{last_reload}"
+    );
     assert!(last_reload.contains("older"), "{last_reload}");
     assert!(d.stderr_text().contains("was not loaded"));
     d.assert_alive();
