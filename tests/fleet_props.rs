@@ -102,6 +102,19 @@ proptest! {
                     prop_assert!(age::decrypt(id, &b.payload).is_err());
                 }
             }
+            // `scopevault publish` builds from a plan of every location (one pass over the
+            // tasks): the same manifest and the same policy subset, byte for byte.
+            let plan = publish::Plan::new(&policy);
+            let (pm, pbytes) = publish::build_planned(
+                &policy, &plan, &format!("l{l}"), 1, &stored, now, now + time::Duration::days(1),
+            ).unwrap();
+            prop_assert_eq!(&pm.tasks, &m.tasks);
+            prop_assert_eq!(&pm.credentials, &m.credentials);
+            prop_assert_eq!(&pm.policy_digest, &m.policy_digest);
+            let pb = Bundle::parse(&pbytes).unwrap();
+            let pplain = age::decrypt(&ids[l], &pb.payload).unwrap();
+            let pp: serde_json::Value = serde_json::from_slice(&pplain).unwrap();
+            prop_assert_eq!(&pp["policy"], &p["policy"]);
         }
     }
 }

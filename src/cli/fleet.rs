@@ -120,11 +120,19 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     let created = vault::timestamp();
     let expires = created + valid_for;
     let mut out = Vec::with_capacity(locations.len());
+    let plan = pubs::Plan::new(&parsed);
     for l in &locations {
         let generation = state.published.get(l).copied().unwrap_or(0) + 1;
-        let (manifest, bytes) =
-            pubs::build(&parsed, l, generation, v.credentials(), created, expires)
-                .map_err(|e| anyhow::anyhow!("cannot publish location `{l}`: {e}"))?;
+        let (manifest, bytes) = pubs::build_planned(
+            &parsed,
+            &plan,
+            l,
+            generation,
+            v.credentials(),
+            created,
+            expires,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot publish location `{l}`: {e}"))?;
         state.published.insert(l.clone(), generation);
         out.push((manifest, bytes));
     }

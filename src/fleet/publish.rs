@@ -11,19 +11,46 @@ use crate::vault::Credential;
 /// What a location's bundle carries, by name: the tasks that list it and the declared
 /// credentials those tasks list.
 pub fn contents(policy: &Policy, location: &str) -> (Vec<String>, Vec<String>) {
+    contents_of(policy, &policy.tasks_of_location(location))
+}
+
+fn contents_of(policy: &Policy, task_names: &BTreeSet<&str>) -> (Vec<String>, Vec<String>) {
     let mut tasks = Vec::new();
     let mut creds = BTreeSet::new();
-    for (name, task) in policy.tasks() {
-        if task.locations.iter().any(|l| l.value == location) {
-            tasks.push(name.to_owned());
-            for c in task.credentials.iter() {
-                if policy.credential(&c.value).is_some() {
-                    creds.insert(c.value.clone());
-                }
+    for name in task_names {
+        let Some(task) = policy.task(name) else {
+            continue;
+        };
+        tasks.push((*name).to_owned());
+        for c in task.credentials.iter() {
+            if policy.credential(&c.value).is_some() {
+                creds.insert(c.value.clone());
             }
         }
     }
     (tasks, creds.into_iter().collect())
+}
+
+/// The tasks of every location, found in one pass over the policy's tasks: a publish of
+/// 1,000 locations would otherwise walk every task once per location.
+pub struct Plan<'p> {
+    by_location: BTreeMap<&'p str, BTreeSet<&'p str>>,
+}
+
+impl<'p> Plan<'p> {
+    /// Index `policy`'s tasks by the locations they list.
+    pub fn new(policy: &'p Policy) -> Plan<'p> {
+        let mut by_location: BTreeMap<&'p str, BTreeSet<&'p str>> = BTreeMap::new();
+        for (name, task) in policy.tasks() {
+            for l in task.locations.iter() {
+                by_location
+                    .entry(l.value.as_str())
+                    .or_default()
+                    .insert(name);
+            }
+        }
+        Plan { by_location }
+    }
 }
 
 /// Build the bundle file of `location` at `generation`: the manifest in the clear, and the
@@ -38,6 +65,39 @@ pub fn build(
     created: OffsetDateTime,
     expires: OffsetDateTime,
 ) -> Result<(Manifest, Vec<u8>), String> {
+    let tasks = policy.tasks_of_location(location);
+    build_with(
+        policy, &tasks, location, generation, stored, created, expires,
+    )
+}
+
+/// As [`build`], for one location of a [`Plan`] (what `scopevault publish` does for each
+/// location it writes).
+pub fn build_planned(
+    policy: &Policy,
+    plan: &Plan<'_>,
+    location: &str,
+    generation: u64,
+    stored: &BTreeMap<String, Credential>,
+    created: OffsetDateTime,
+    expires: OffsetDateTime,
+) -> Result<(Manifest, Vec<u8>), String> {
+    let none = BTreeSet::new();
+    let tasks = plan.by_location.get(location).unwrap_or(&none);
+    build_with(
+        policy, tasks, location, generation, stored, created, expires,
+    )
+}
+
+fn build_with(
+    policy: &Policy,
+    task_names: &BTreeSet<&str>,
+    location: &str,
+    generation: u64,
+    stored: &BTreeMap<String, Credential>,
+    created: OffsetDateTime,
+    expires: OffsetDateTime,
+) -> Result<(Manifest, Vec<u8>), String> {
     let loc = policy
         .location(location)
         .ok_or_else(|| format!("the policy declares no location `{location}`"))?;
@@ -45,7 +105,7 @@ pub fn build(
         .recipient()
         .parse()
         .map_err(|_| format!("location `{location}` has an invalid recipient"))?;
-    let (tasks, cred_names) = contents(policy, location);
+    let (tasks, cred_names) = contents_of(policy, task_names);
     let mut credentials = BTreeMap::new();
     for name in &cred_names {
         let c = stored.get(name).ok_or_else(|| {
@@ -53,7 +113,7 @@ pub fn build(
         })?;
         credentials.insert(name.clone(), c.clone());
     }
-    let policy_text = policy.location_subset_toml(location);
+    let policy_text = policy.location_subset_toml_of(location, task_names);
     let policy_digest = bundle::digest(policy_text.as_bytes());
     let payload = Payload {
         location: location.to_owned(),

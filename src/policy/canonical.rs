@@ -44,23 +44,46 @@ pub(crate) fn write(p: &Policy) -> String {
 /// The canonical TOML, or with `only = Some(location)` the subset a fleet bundle for that
 /// location carries (see [`Policy::location_subset_toml`]).
 pub(crate) fn write_filtered(p: &Policy, only: Option<&str>) -> String {
-    // Fleet: which tasks and credentials are kept.
-    let task_kept = |t: &super::Task| only.is_none_or(|l| t.locations.iter().any(|x| x.value == l));
+    match only {
+        None => write_subset(p, None),
+        Some(l) => {
+            let kept = tasks_of_location(p, l);
+            write_subset(p, Some((l, &kept)))
+        }
+    }
+}
+
+/// The names of the tasks that list `location` (one pass over the tasks).
+pub(crate) fn tasks_of_location<'p>(p: &'p Policy, location: &str) -> BTreeSet<&'p str> {
+    p.tasks
+        .iter()
+        .filter(|(_, t)| t.locations.iter().any(|x| x.value == location))
+        .map(|(n, _)| n.as_str())
+        .collect()
+}
+
+/// As [`write_filtered`], with the location's tasks already known: only those tasks are
+/// visited, so a publish of many locations costs one pass over the policy's tasks in all
+/// rather than one per location.
+pub(crate) fn write_subset(p: &Policy, only: Option<(&str, &BTreeSet<&str>)>) -> String {
+    // Fleet: which tasks and credentials are kept (names in order, as `p.tasks` iterates).
+    let tasks: Vec<(&String, &super::Task)> = match only {
+        None => p.tasks.iter().collect(),
+        Some((_, names)) => names
+            .iter()
+            .filter_map(|n| p.tasks.get_key_value(*n))
+            .collect(),
+    };
+    let only = only.map(|(l, _)| l);
     let kept_creds: Option<BTreeSet<&str>> = only.map(|_| {
-        p.tasks
-            .values()
-            .filter(|t| task_kept(t))
-            .flat_map(|t| t.credentials.iter().map(|c| c.value.as_str()))
+        tasks
+            .iter()
+            .flat_map(|(_, t)| t.credentials.iter().map(|c| c.value.as_str()))
             .collect()
     });
     let cred_kept = |c: &str| kept_creds.as_ref().is_none_or(|k| k.contains(c));
-    let kept_tasks: Option<BTreeSet<&str>> = only.map(|_| {
-        p.tasks
-            .iter()
-            .filter(|(_, t)| task_kept(t))
-            .map(|(n, _)| n.as_str())
-            .collect()
-    });
+    let kept_tasks: Option<BTreeSet<&str>> =
+        only.map(|_| tasks.iter().map(|(n, _)| n.as_str()).collect());
     let task_name_kept = |t: &str| kept_tasks.as_ref().is_none_or(|k| k.contains(t));
     let mut o = String::new();
     // `write!` to a String cannot fail; the results are ignored on purpose.
@@ -109,10 +132,7 @@ pub(crate) fn write_filtered(p: &Policy, only: Option<&str>) -> String {
             let _ = writeln!(o, "rotate_every = {}", q(&format_duration(d.value)));
         }
     }
-    for (name, t) in &p.tasks {
-        if !task_kept(t) {
-            continue;
-        }
+    for (name, t) in tasks {
         let _ = writeln!(o, "\n[tasks.{}]", key(name));
         let _ = writeln!(
             o,

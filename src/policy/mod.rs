@@ -504,6 +504,17 @@ impl Policy {
         canonical::write_filtered(self, Some(location))
     }
 
+    /// As [`Policy::location_subset_toml`], with the location's tasks already known (from
+    /// [`Policy::tasks_of_location`], or an index of every location built once).
+    pub fn location_subset_toml_of(&self, location: &str, tasks: &BTreeSet<&str>) -> String {
+        canonical::write_subset(self, Some((location, tasks)))
+    }
+
+    /// The names of the tasks that list `location`.
+    pub fn tasks_of_location(&self, location: &str) -> BTreeSet<&str> {
+        canonical::tasks_of_location(self, location)
+    }
+
     /// The runtime scope check. `excess` are the effective scopes of `credential` not needed by
     /// `task`. An undeclared task needs nothing (everything is excess); an undeclared credential
     /// grants nothing. This does not check that the task lists the credential: authorisation
