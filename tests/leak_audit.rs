@@ -1610,6 +1610,8 @@ fn audit() {
     // Admin ops.
     assert_eq!(code(&s.req(&unlock_wrong, &[])), "denied");
     assert_eq!(s.req(r#"{"v":1,"op":"reload"}"#, &[])["ok"], true);
+    // The audit log moved aside: the rotated file stays in the audit directory, scanned below.
+    assert_eq!(s.req(r#"{"v":1,"op":"audit_rotate"}"#, &[])["ok"], true);
     assert_eq!(s.req(r#"{"v":1,"op":"lock"}"#, &[])["locked"], true);
     assert_eq!(
         code(&s.req(r#"{"v":1,"op":"fetch","task":"login-flow"}"#, &[])),
@@ -1705,6 +1707,7 @@ fn audit() {
     // A vault changed under the daemon, then reloaded.
     set_password("shop-admin", ADMIN_PW, Expect::Success);
     r.ok(&["reload"], b"");
+    r.ok(&["audit", "rotate"], b"");
 
     // Another uid: denied everything but health (root only; modes opened so the kernel
     // credential check is what refuses).
@@ -1741,6 +1744,7 @@ fn audit() {
                 &["totp", "--task", "totp-flow"],
                 &["lock"],
                 &["reload"],
+                &["audit", "rotate"],
                 &["unlock", "--passphrase-fd", "0"],
             ] {
                 let mut c = r.command(&bin_shared);
@@ -1768,6 +1772,7 @@ fn audit() {
                 r#"{"v":1,"op":"ticket","task":"login-flow","ttl":60}"#.to_owned(),
                 r#"{"v":1,"op":"lock"}"#.to_owned(),
                 r#"{"v":1,"op":"reload"}"#.to_owned(),
+                r#"{"v":1,"op":"audit_rotate"}"#.to_owned(),
                 format!(r#"{{"v":1,"op":"unlock","passphrase":{pass_json}}}"#),
                 format!(r#"{{"v":1,"op":"fetch","ticket":"{t2}"}}"#),
             ]
@@ -1856,8 +1861,17 @@ fn audit() {
     let hmac = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(hmac.starts_with("hmac-sha256:"), "{hmac}");
     let log = std::fs::read_to_string(d.p("audit/audit.jsonl")).unwrap();
+    // The live log and the files rotations moved aside beside it.
+    let mut every_log = String::new();
+    for e in std::fs::read_dir(d.p("audit")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("audit.jsonl") && !name.ends_with(".key") {
+            every_log.push_str(&std::fs::read_to_string(&p).unwrap());
+        }
+    }
     assert!(
-        log.contains(&hmac),
+        every_log.contains(&hmac),
         "the audit log records the HMAC of the value handed out"
     );
     r.ok(&["audit", "hash"], format!("{TYPED_SECRET}\n").as_bytes());
