@@ -523,8 +523,7 @@ fn a_changed_vault_file_is_served_without_a_reload_and_cred_set_says_so() {
     let last_reload = d
         .audit_text()
         .lines()
-        .filter(|l| l.contains("\"op\":\"reload\""))
-        .next_back()
+        .rfind(|l| l.contains("\"op\":\"reload\""))
         .unwrap()
         .to_owned();
     assert!(
