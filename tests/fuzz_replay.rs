@@ -115,7 +115,8 @@ fn replay(target: &str, run: fn(&[u8])) -> (usize, Vec<String>) {
 /// at the same time.
 #[test]
 fn every_seed_and_every_past_crash_passes_its_fuzz_harness() {
-    let targets: [(&str, fn(&[u8])); 5] = [
+    type Harness = (&'static str, fn(&[u8]));
+    let targets: [Harness; 5] = [
         ("policy", policy::run),
         ("allowed_signers", allowed_signers::run),
         ("bundle", bundle::run),

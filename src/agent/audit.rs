@@ -1429,16 +1429,87 @@ fn count_lines(file: &File, upto: u64) -> std::io::Result<u64> {
 /// rotation, or what is left of a truncated one): their `prev` continues the file before.
 const SEGMENT_STARTS: [&str; 2] = ["audit.rotate", "audit.gap"];
 
-/// The `op` of one line, if it has one.
-fn op_of(line: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Op {
-        op: String,
-    }
-    serde_json::from_slice::<Op>(line).ok().map(|o| o.op)
+/// One record as [`verify_each`] reads it back: the chain members, and the members a reader of
+/// the evidence needs (`lint --audit`, docs/audit.md). Every other member is skipped, its JSON
+/// still checked. Read without building a JSON tree: one parse per line serves the chain and
+/// the reader.
+#[derive(serde::Deserialize)]
+pub struct RecordView<'a> {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The hex SHA-256 of the line before.
+    #[serde(borrow)]
+    pub prev: std::borrow::Cow<'a, str>,
+    /// The operation (`fetch`, `reload`, …).
+    #[serde(borrow, default)]
+    pub op: Option<std::borrow::Cow<'a, str>>,
+    /// RFC 3339 time.
+    #[serde(borrow, default)]
+    pub time: Option<std::borrow::Cow<'a, str>>,
+    /// The peer's uid and gid.
+    #[serde(default)]
+    pub peer: Option<PeerView>,
+    /// The task named by the request.
+    #[serde(borrow, default)]
+    pub task: Option<std::borrow::Cow<'a, str>>,
+    /// The credential named by the request.
+    #[serde(borrow, default)]
+    pub credential: Option<std::borrow::Cow<'a, str>>,
+    /// `allow`, `deny`, …
+    #[serde(borrow, default)]
+    pub decision: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Parse `seq` and `prev` of one line.
+/// The peer of a [`RecordView`].
+#[derive(serde::Deserialize, Clone, Copy)]
+pub struct PeerView {
+    /// Peer uid.
+    pub uid: u32,
+    /// Peer gid.
+    pub gid: u32,
+}
+
+/// Parse one line. The typed parse answers for every record the daemon writes; a line it
+/// refuses (not an object, a member of another type or twice) goes through the JSON tree,
+/// which gives the chain the same answer as before the typed parse, and names what is wrong.
+fn record_view(line: &[u8]) -> Result<RecordView<'_>, String> {
+    if line.first() == Some(&b'{') {
+        if let Ok(c) = serde_json::from_slice::<RecordView<'_>>(line) {
+            if c.prev.len() == 64 && c.prev.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(c);
+            }
+        }
+    }
+    let (seq, prev) = parse_chain_fields(line)?;
+    let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .map(|x| x.to_owned().into())
+    };
+    let num = |p: &serde_json::Value, k: &str| {
+        p.get(k)
+            .and_then(|x| x.as_u64())
+            .and_then(|x| u32::try_from(x).ok())
+    };
+    Ok(RecordView {
+        seq,
+        prev: prev.into(),
+        op: text("op"),
+        time: text("time"),
+        peer: v.get("peer").and_then(|p| {
+            Some(PeerView {
+                uid: num(p, "uid")?,
+                gid: num(p, "gid")?,
+            })
+        }),
+        task: text("task"),
+        credential: text("credential"),
+        decision: text("decision"),
+    })
+}
+
+/// Parse `seq` and `prev` of one line through a JSON tree.
 fn parse_chain_fields(line: &[u8]) -> Result<(u64, String), String> {
     let v: serde_json::Value =
         serde_json::from_slice(line).map_err(|e| format!("not a JSON record ({e})"))?;
@@ -1455,6 +1526,15 @@ fn parse_chain_fields(line: &[u8]) -> Result<(u64, String), String> {
         .filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| "no 64-hex-digit \"prev\"".to_string())?;
     Ok((seq, prev.to_owned()))
+}
+
+/// Lower-case hex of a SHA-256 digest, without allocating.
+fn hex_digest(line: &[u8], out: &mut [u8; 64]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in Sha256::digest(line).iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 15)];
+    }
 }
 
 /// The result of [`verify`].
@@ -1495,110 +1575,247 @@ pub struct BadLine {
 /// editing the last line so that it stays a valid record, is not detectable by the chain alone;
 /// keep [`VerifyReport::head`] (or ship the log) elsewhere for that.
 pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
+    verify_each(path, &mut |_, _| Ok(()))
+}
+
+/// [`verify`], handing each record to `each` (its 1-based line number and the record) once the
+/// chain has accepted it, in order: one read and one parse of the log serve both the chain and
+/// a reader of the records (`lint --audit`). An `Err(why)` from `each` stops the walk with
+/// that line as [`VerifyReport::first_bad`].
+pub fn verify_each(
+    path: &Path,
+    each: &mut dyn FnMut(u64, &RecordView<'_>) -> Result<(), String>,
+) -> Result<VerifyReport, AuditError> {
     let read_err = |e: std::io::Error| AuditError::Read {
         path: path.to_owned(),
         message: e.to_string(),
     };
     let file = File::open(path).map_err(read_err)?;
-    let mut reader = BufReader::new(file);
     let mut report = VerifyReport {
         lines: 0,
         last_seq: 0,
-        head: GENESIS.to_owned(),
+        head: String::new(),
         first_seq: 0,
         continues: None,
         first_bad: None,
     };
-    let mut line = Vec::new();
+    let mut head = [b'0'; 64];
+    // Two threads: one reads the log in blocks, cuts them into lines and hashes every line;
+    // this one parses the lines in order and checks the chain. A stop here (a bad line) drops
+    // the receiver, which ends the reader at its next block.
+    let walked = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(2);
+        scope.spawn(move || read_blocks(file, &tx));
+        walk_chain(rx, &mut report, &mut head, each)
+    })
+    .map_err(read_err);
+    report.head = String::from_utf8_lossy(&head).into_owned();
+    walked.map(|()| report)
+}
+
+/// Bytes read per block by [`read_blocks`] (plus the unfinished line carried over).
+const BLOCK: usize = 1 << 20;
+
+/// A run of whole lines of the log, each with the hex SHA-256 of its bytes.
+struct Block {
+    data: Vec<u8>,
+    /// Per line: where it ends in `data` (its newline's index); a line starts after the
+    /// newline before it, the first at 0.
+    ends: Vec<usize>,
+    hashes: Vec<[u8; 64]>,
+    /// What follows the block's last line.
+    then: BlockEnd,
+}
+
+enum BlockEnd {
+    More,
+    Eof,
+    /// The file ends in a line with no newline.
+    Incomplete,
+    /// A line longer than [`MAX_LINE`] bytes.
+    Overlong,
+    Failed(std::io::Error),
+}
+
+/// The reader thread of [`verify_each`]: sends blocks until the end of the file, the first
+/// line that cannot be a record, a read error, or the receiver's stop.
+fn read_blocks(mut file: File, tx: &std::sync::mpsc::SyncSender<Block>) {
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut data = std::mem::take(&mut carry);
+        let then = match (&mut file).take(BLOCK as u64).read_to_end(&mut data) {
+            Err(e) => BlockEnd::Failed(e),
+            Ok(n) if n < BLOCK => BlockEnd::Eof,
+            Ok(_) => BlockEnd::More,
+        };
+        let (mut ends, mut hashes) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        let mut then = then;
+        while let Some(i) = memchr::memchr(b'\n', &data[start..]) {
+            let end = start + i;
+            if end - start > MAX_LINE {
+                then = BlockEnd::Overlong;
+                break;
+            }
+            let mut h = [0u8; 64];
+            hex_digest(&data[start..end], &mut h);
+            ends.push(end);
+            hashes.push(h);
+            start = end + 1;
+        }
+        if !matches!(then, BlockEnd::Overlong | BlockEnd::Failed(_)) {
+            let rest = data.len() - start;
+            if rest > MAX_LINE {
+                then = BlockEnd::Overlong;
+            } else if matches!(then, BlockEnd::Eof) && rest > 0 {
+                then = BlockEnd::Incomplete;
+            } else if matches!(then, BlockEnd::More) {
+                carry = data[start..].to_vec();
+                data.truncate(start);
+            }
+        }
+        let go_on = matches!(then, BlockEnd::More);
+        let block = Block {
+            data,
+            ends,
+            hashes,
+            then,
+        };
+        if tx.send(block).is_err() || !go_on {
+            return;
+        }
+    }
+}
+
+/// The loop of [`verify_each`] over the reader's blocks; `head` is the hex SHA-256 of the last
+/// good line.
+fn walk_chain(
+    rx: std::sync::mpsc::Receiver<Block>,
+    report: &mut VerifyReport,
+    head: &mut [u8; 64],
+    each: &mut dyn FnMut(u64, &RecordView<'_>) -> Result<(), String>,
+) -> std::io::Result<()> {
     let bad = |report: &mut VerifyReport, line: u64, why: String| {
         report.first_bad = Some(BadLine { line, why });
     };
-    loop {
-        line.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .map_err(read_err)?;
-        if n == 0 {
-            break;
+    // The reader always ends with a block that is not `More`; a closed channel before that
+    // means the reader thread died.
+    while let Ok(block) = rx.recv() {
+        let mut start = 0;
+        for (&end, hash) in block.ends.iter().zip(&block.hashes) {
+            let content = &block.data[start..end];
+            start = end + 1;
+            if !check_line(report, head, content, hash, each) {
+                return Ok(());
+            }
         }
         let no = report.lines + 1;
-        if line.last() != Some(&b'\n') {
-            let why = if line.len() > MAX_LINE {
-                format!("longer than {MAX_LINE} bytes: not a record")
-            } else {
-                "incomplete final line (no newline): the log was truncated or a write was interrupted".into()
-            };
-            bad(&mut report, no, why);
-            return Ok(report);
-        }
-        report.lines = no;
-        let content = &line[..line.len() - 1];
-        let (seq, prev) = match parse_chain_fields(content) {
-            Ok(x) => x,
-            Err(why) => {
-                bad(&mut report, no, why);
-                return Ok(report);
+        match block.then {
+            BlockEnd::More => {}
+            BlockEnd::Eof => return Ok(()),
+            BlockEnd::Failed(e) => return Err(e),
+            BlockEnd::Overlong => {
+                bad(
+                    report,
+                    no,
+                    format!("longer than {MAX_LINE} bytes: not a record"),
+                );
+                return Ok(());
             }
+            BlockEnd::Incomplete => {
+                bad(report, no, "incomplete final line (no newline): the log was truncated or a write was interrupted".into());
+                return Ok(());
+            }
+        }
+    }
+    Err(std::io::Error::other("the log reader stopped"))
+}
+
+/// One complete line of [`walk_chain`], whose hex SHA-256 is `hash`: false once a line is bad
+/// (then in `report.first_bad`).
+fn check_line(
+    report: &mut VerifyReport,
+    head: &mut [u8; 64],
+    content: &[u8],
+    hash: &[u8; 64],
+    each: &mut dyn FnMut(u64, &RecordView<'_>) -> Result<(), String>,
+) -> bool {
+    let bad = |report: &mut VerifyReport, line: u64, why: String| {
+        report.first_bad = Some(BadLine { line, why });
+        false
+    };
+    let no = report.lines + 1;
+    report.lines = no;
+    let fields = match record_view(content) {
+        Ok(x) => x,
+        Err(why) => {
+            return bad(report, no, why);
+        }
+    };
+    let seq = fields.seq;
+    let op = fields.op.as_deref().unwrap_or("");
+    if no == 1 && seq > 1 && SEGMENT_STARTS.contains(&op) {
+        // A later segment: the daemon began this file after a rotation or a truncation,
+        // continuing the chain of the file before it.
+        report.first_seq = seq;
+        report.continues = Some(fields.prev.to_string());
+        report.last_seq = seq;
+        *head = *hash;
+        return match each(no, &fields) {
+            Ok(()) => true,
+            Err(why) => bad(report, no, why),
         };
-        if no == 1 {
-            report.first_seq = seq;
-            if seq > 1 && SEGMENT_STARTS.contains(&op_of(content).as_deref().unwrap_or("")) {
-                // A later segment: the daemon began this file after a rotation or a
-                // truncation, continuing the chain of the file before it.
-                report.continues = Some(prev);
-                report.last_seq = seq;
-                report.head = HEXLOWER.encode(&Sha256::digest(content));
-                continue;
-            }
-        }
-        let expected_seq = report.last_seq + 1;
-        if seq != expected_seq {
-            let why = if seq > expected_seq && op_of(content).as_deref() == Some("audit.gap") {
-                format!(
+    }
+    if no == 1 {
+        report.first_seq = seq;
+    }
+    let expected_seq = report.last_seq + 1;
+    if seq != expected_seq {
+        let why = if seq > expected_seq && op == "audit.gap" {
+            format!(
                     "seq {seq} follows seq {}: records {expected_seq}..={} are missing from this file; this line is the daemon's `audit.gap` record (it found the log truncated by another party)",
                     report.last_seq,
                     seq - 1
                 )
-            } else if seq > expected_seq {
-                format!(
-                    "seq {seq} follows seq {}: {} line(s) removed before this one",
-                    report.last_seq,
-                    seq - expected_seq
-                )
-            } else {
-                format!(
-                    "seq {seq} follows seq {}: lines reordered, duplicated or renumbered",
-                    report.last_seq
-                )
-            };
-            bad(&mut report, no, why);
-            return Ok(report);
-        }
-        if prev != report.head {
-            // The seq is in order, so no line is missing here: the previous line was changed.
-            let (at, why) = if no == 1 {
-                (
-                    1,
-                    "the first line's prev is not 64 zeros: the log's beginning was removed"
-                        .to_string(),
-                )
-            } else {
-                (
-                    no - 1,
-                    format!(
-                        "edited: its SHA-256 does not match the prev recorded in line {no} \
-                         (this line, or that prev, was changed)"
-                    ),
-                )
-            };
-            bad(&mut report, at, why);
-            return Ok(report);
-        }
-        report.last_seq = seq;
-        report.head = HEXLOWER.encode(&Sha256::digest(content));
+        } else if seq > expected_seq {
+            format!(
+                "seq {seq} follows seq {}: {} line(s) removed before this one",
+                report.last_seq,
+                seq - expected_seq
+            )
+        } else {
+            format!(
+                "seq {seq} follows seq {}: lines reordered, duplicated or renumbered",
+                report.last_seq
+            )
+        };
+        return bad(report, no, why);
     }
-    Ok(report)
+    if fields.prev.as_bytes() != &head[..] {
+        // The seq is in order, so no line is missing here: the previous line was changed.
+        let (at, why) = if no == 1 {
+            (
+                1,
+                "the first line's prev is not 64 zeros: the log's beginning was removed"
+                    .to_string(),
+            )
+        } else {
+            (
+                no - 1,
+                format!(
+                    "edited: its SHA-256 does not match the prev recorded in line {no} \
+                         (this line, or that prev, was changed)"
+                ),
+            )
+        };
+        return bad(report, at, why);
+    }
+    report.last_seq = seq;
+    *head = *hash;
+    match each(no, &fields) {
+        Ok(()) => true,
+        Err(why) => bad(report, no, why),
+    }
 }
 
 #[cfg(test)]
@@ -2014,6 +2231,99 @@ mod tests {
             let w = why("prev", line.as_bytes());
             assert!(w.contains("64-hex-digit"), "{prev}: {w}");
         }
+    }
+
+    /// `verify_each` reads in blocks of [`BLOCK`] bytes on a second thread: lines cut by a block
+    /// boundary, a long line in the middle, an edit, a cut tail and an overlong line far from
+    /// the start are found exactly as by a line-by-line reader (this test's own), and every
+    /// record reaches the callback once, in order.
+    #[test]
+    fn verify_across_read_blocks_matches_a_line_by_line_reading() {
+        // A chain of `n` records, 300–1,500 bytes each, one of them 600 KiB: several blocks.
+        let mut lines: Vec<String> = Vec::new();
+        let mut prev = GENESIS.to_owned();
+        for seq in 1..=4_000u64 {
+            let pad = if seq == 1_500 {
+                "p".repeat(600 << 10)
+            } else {
+                "q".repeat(300 + (seq as usize * 7919) % 1_200)
+            };
+            let line = format!(
+                "{{\"seq\":{seq},\"time\":\"2026-11-29T00:00:00Z\",\"op\":\"fetch\",\"decision\":\"allow\",\"pad\":\"{pad}\",\"prev\":\"{prev}\"}}"
+            );
+            prev = HEXLOWER.encode(&Sha256::digest(line.as_bytes()));
+            lines.push(line);
+        }
+        let total: usize = lines.iter().map(|l| l.len() + 1).sum();
+        assert!(
+            total > 4 * BLOCK,
+            "the log spans several blocks ({total} bytes)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let write = |ls: &[String], tail: &str| {
+            let mut b = ls.join("\n").into_bytes();
+            b.push(b'\n');
+            b.extend_from_slice(tail.as_bytes());
+            std::fs::write(&p, b).unwrap();
+        };
+
+        write(&lines, "");
+        let mut seen = Vec::new();
+        let r = verify_each(&p, &mut |no, rec| {
+            seen.push((no, rec.seq));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(r.first_bad, None);
+        assert_eq!((r.lines, r.last_seq), (4_000, 4_000));
+        assert_eq!(r.head, prev);
+        assert_eq!(seen, (1..=4_000u64).map(|i| (i, i)).collect::<Vec<_>>());
+
+        // An edit of the line that ends nearest the second block boundary.
+        let mut off = 0;
+        let at = lines
+            .iter()
+            .position(|l| {
+                off += l.len() + 1;
+                off >= 2 * BLOCK
+            })
+            .unwrap();
+        let mut edited = lines.clone();
+        edited[at] = edited[at].replacen("\"fetch\"", "\"fetcH\"", 1);
+        write(&edited, "");
+        let bad = verify(&p).unwrap().first_bad.unwrap();
+        assert_eq!(bad.line, at as u64 + 1, "{}", bad.why);
+        assert!(bad.why.contains("edited"), "{}", bad.why);
+
+        // A cut final line, and a line over the limit in the middle.
+        write(&lines, "{\"seq\":4001,");
+        let r = verify(&p).unwrap();
+        assert_eq!(r.lines, 4_000);
+        let bad = r.first_bad.unwrap();
+        assert_eq!(bad.line, 4_001);
+        assert!(bad.why.contains("incomplete final line"), "{}", bad.why);
+        let mut long = lines.clone();
+        long[3_000] = "x".repeat(MAX_LINE + 1);
+        write(&long, "");
+        let bad = verify(&p).unwrap().first_bad.unwrap();
+        assert_eq!(bad.line, 3_001);
+        assert!(bad.why.contains("longer than"), "{}", bad.why);
+
+        // A callback's refusal stops the walk at that line.
+        write(&lines, "");
+        let r = verify_each(&p, &mut |no, _| {
+            if no == 2_500 {
+                Err("refused".into())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        assert_eq!(
+            r.first_bad.map(|b| (b.line, b.why)),
+            Some((2_500, "refused".into()))
+        );
     }
 
     #[test]

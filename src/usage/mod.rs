@@ -21,14 +21,12 @@
 //! began is never flagged for not having been fetched yet.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::agent::audit::verify;
+use crate::agent::audit::verify_each;
 use crate::policy::Policy;
 
 /// Why the audit logs could not be used: the CLI exits 2 with this message.
@@ -131,29 +129,6 @@ impl Evidence {
     }
 }
 
-#[derive(Deserialize)]
-struct Peer {
-    uid: u32,
-    gid: u32,
-}
-
-/// The members of a record this reader needs (docs/audit.md); the rest are ignored.
-#[derive(Deserialize)]
-struct Line<'a> {
-    #[serde(borrow)]
-    time: std::borrow::Cow<'a, str>,
-    #[serde(default)]
-    peer: Option<Peer>,
-    #[serde(borrow)]
-    op: std::borrow::Cow<'a, str>,
-    #[serde(borrow, default)]
-    task: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    credential: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    decision: std::borrow::Cow<'a, str>,
-}
-
 /// Read the evidence for `policy` from `logs`. `since`: the window is the last `since` before
 /// `now`; without it, everything the logs hold.
 pub fn read_evidence(
@@ -184,7 +159,44 @@ pub fn read_evidence(
     // as small as the policy's pairs × runners, whatever the number of records.
     let mut latest: HashMap<(u32, u32, u32, u32), OffsetDateTime> = HashMap::default();
     for file in logs {
-        let report = verify(file).map_err(|e| UsageError::Read {
+        // One read of each log: the chain accepts a record, then it is counted here.
+        let report = verify_each(file, &mut |no, rec| {
+            let (Some(time), Some(op), Some(decision)) = (&rec.time, &rec.op, &rec.decision) else {
+                return Err("not an audit record (no string `time`, `op` or `decision`)".to_owned());
+            };
+            let time = OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| format!("`time` is not RFC 3339 ({e})"))?;
+            first = Some(first.map_or(time, |f| f.min(time)));
+            if window_start.is_some_and(|w| time < w) {
+                return Ok(());
+            }
+            ev.records += 1;
+            ev.end = Some(ev.end.map_or(time, |e| e.max(time)));
+            if decision != "allow" {
+                return Ok(());
+            }
+            match &**op {
+                "reload" if last_reload.as_ref().is_none_or(|(t, _, _)| time >= *t) => {
+                    last_reload = Some((time, file.clone(), no));
+                }
+                "fetch" => {
+                    let (Some(t), Some(c)) = (rec.task.as_deref(), rec.credential.as_deref())
+                    else {
+                        return Ok(());
+                    };
+                    // Undeclared names are logged as HMACs: they match nothing here.
+                    let (Some(&t), Some(&c)) = (ev.task_ix.get(t), ev.cred_ix.get(c)) else {
+                        return Ok(());
+                    };
+                    let (uid, gid) = rec.peer.map_or((u32::MAX, u32::MAX), |p| (p.uid, p.gid));
+                    let e = latest.entry((t, c, uid, gid)).or_insert(time);
+                    *e = (*e).max(time);
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .map_err(|e| UsageError::Read {
             file: file.clone(),
             why: e.to_string(),
         })?;
@@ -194,65 +206,6 @@ pub fn read_evidence(
                 line: bad.line,
                 why: bad.why,
             });
-        }
-        let f = std::fs::File::open(file).map_err(|e| UsageError::Read {
-            file: file.clone(),
-            why: e.to_string(),
-        })?;
-        let mut reader = BufReader::with_capacity(1 << 20, f);
-        let mut buf = Vec::with_capacity(4096);
-        for no in 1..=report.lines {
-            buf.clear();
-            let n = (&mut reader)
-                .take(1 << 20)
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| UsageError::Read {
-                    file: file.clone(),
-                    why: e.to_string(),
-                })?;
-            let broken = |why: String| UsageError::Broken {
-                file: file.clone(),
-                line: no,
-                why,
-            };
-            if n == 0 || buf.last() != Some(&b'\n') {
-                return Err(broken(
-                    "the log changed after it was verified (shorter now)".into(),
-                ));
-            }
-            let rec: Line<'_> = serde_json::from_slice(&buf[..buf.len() - 1])
-                .map_err(|e| broken(format!("not an audit record ({e})")))?;
-            let time =
-                OffsetDateTime::parse(&rec.time, &time::format_description::well_known::Rfc3339)
-                    .map_err(|e| broken(format!("`time` is not RFC 3339 ({e})")))?;
-            first = Some(first.map_or(time, |f| f.min(time)));
-            if window_start.is_some_and(|w| time < w) {
-                continue;
-            }
-            ev.records += 1;
-            ev.end = Some(ev.end.map_or(time, |e| e.max(time)));
-            if rec.decision != "allow" {
-                continue;
-            }
-            match &*rec.op {
-                "reload" if last_reload.as_ref().is_none_or(|(t, _, _)| time >= *t) => {
-                    last_reload = Some((time, file.clone(), no));
-                }
-                "fetch" => {
-                    let (Some(t), Some(c)) = (rec.task.as_deref(), rec.credential.as_deref())
-                    else {
-                        continue;
-                    };
-                    // Undeclared names are logged as HMACs: they match nothing here.
-                    let (Some(&t), Some(&c)) = (ev.task_ix.get(t), ev.cred_ix.get(c)) else {
-                        continue;
-                    };
-                    let (uid, gid) = rec.peer.map_or((u32::MAX, u32::MAX), |p| (p.uid, p.gid));
-                    let e = latest.entry((t, c, uid, gid)).or_insert(time);
-                    *e = (*e).max(time);
-                }
-                _ => {}
-            }
         }
     }
     // The cut: the window starts at the latest of its asked start, the logs' first record and
