@@ -406,11 +406,30 @@ fn is_invisible_format(c: char) -> bool {
         | '\u{E0000}'..='\u{E007F}')
 }
 
-/// Check every slot's label and that no two slots share a label or an id.
+/// Check what `key list` prints from a header nobody has authenticated yet, and uniqueness:
+/// every id is 16 lowercase hex digits (as vault-format.md says; writers only make such),
+/// keyring entry names hold no control character, every label passes [`check_label`], and
+/// no two slots share an id or a label.
 fn check_slot_names(slots: &[Slot]) -> Result<(), VaultError> {
     let mut seen = std::collections::HashSet::new();
     for s in slots {
-        if !seen.insert(s.id()) {
+        let id = s.id();
+        if id.len() != 16 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(VaultError::Corrupt(
+                "a key slot's id is not 16 lowercase hex digits".into(),
+            ));
+        }
+        if let Slot::Keyring {
+            service, account, ..
+        } = s
+        {
+            if service.chars().chain(account.chars()).any(char::is_control) {
+                return Err(VaultError::Corrupt(format!(
+                    "keyring slot {id} names its entry with a control character"
+                )));
+            }
+        }
+        if !seen.insert(id) {
             return Err(VaultError::Corrupt(format!(
                 "two key slots have the id {}",
                 s.id()
@@ -906,11 +925,24 @@ mod tests {
         b.set_label(Some("\u{1b}]0;owned\u{7}".into()));
         let err = check_slot_list(&[a.clone(), b.clone()]).unwrap_err();
         assert!(err.to_string().contains("invalid slot label"), "{err}");
-        let err = check_slot_list(&[a.clone(), a]).unwrap_err();
+        let err = check_slot_list(&[a.clone(), a.clone()]).unwrap_err();
         assert!(
             err.to_string().contains("two key slots have the id"),
             "{err}"
         );
+        // Ids are printed by `key list` before anything is authenticated: hex only.
+        for bad_id in [
+            "\u{1b}[2J0123456789a",
+            "0123456789ABCDEF",
+            "0123456789abcde",
+        ] {
+            let mut c = a.clone();
+            if let Slot::Passphrase { id, .. } = &mut c {
+                *id = bad_id.into();
+            }
+            let err = check_slot_list(&[c]).unwrap_err();
+            assert!(err.to_string().contains("16 lowercase hex"), "{err}");
+        }
     }
 
     #[test]
