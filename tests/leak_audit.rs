@@ -53,6 +53,9 @@ const BAO_TOKEN_VALUE: &str = "SVLK-openbao-token-s.9d4e7a";
 const VAULT_PASS: &str = "SVLK-vault-pass \"q\" \\ 4d1f-92ab";
 const WRONG_PASS: &str = "SVLK-wrong-passphrase-typo-83e0";
 const SECOND_PASS: &str = "SVLK-second-slot-passphrase-5b7c";
+/// `key passwd`'s new passphrase, and a weak one (zxcvbn rates it below 3).
+const THIRD_PASS: &str = "SVLK-changed-by-key-passwd-a61e";
+const WEAK_PASS: &str = "SVLKSVLKSVLKSVLK";
 const BAD_SEED: &str = "SVLK-not-base32-seed-!!-4410";
 /// A secret typed into an argument by mistake (`--field password=…`).
 const ARGV_MISTAKE: &str = "SVLK-argv-mistake-value-6d2f";
@@ -513,6 +516,8 @@ fn audit() {
     );
     let wrong = input("wrong", WRONG_PASS.as_bytes(), "wrong-passphrase");
     let second = input("second", SECOND_PASS.as_bytes(), "second-passphrase");
+    let third = input("third", THIRD_PASS.as_bytes(), "third-passphrase");
+    let weak = input("weak", WEAK_PASS.as_bytes(), "weak-passphrase");
     let b64_file = input("b64-token", B64_TOKEN.as_bytes(), "b64-looking-token");
     let url_file = input(
         "url-token",
@@ -545,6 +550,8 @@ fn audit() {
         Secret::new("vault-passphrase", VAULT_PASS.as_bytes()),
         Secret::new("wrong-passphrase", WRONG_PASS.as_bytes()),
         Secret::new("second-passphrase", SECOND_PASS.as_bytes()),
+        Secret::new("third-passphrase", THIRD_PASS.as_bytes()),
+        Secret::new("weak-passphrase", WEAK_PASS.as_bytes()),
         Secret::new("invalid-totp-seed", BAD_SEED.as_bytes()),
         Secret::new("argv-mistake", ARGV_MISTAKE.as_bytes()),
         Secret::new("unknown-ticket", UNKNOWN_TICKET.as_bytes()),
@@ -926,6 +933,8 @@ fn audit() {
             "--passphrase",
             "--new-passphrase-file",
             &second,
+            "--label",
+            "second admin",
             "--passphrase-file",
             &pf,
         ],
@@ -975,12 +984,82 @@ fn audit() {
         .map(|s| s["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(slot_ids.len(), 3, "three slots: {slots}");
+    // key passwd: refused with two passphrase slots and no --slot, with a wrong current
+    // passphrase, with a weak new one; then the second slot's passphrase changed (by label),
+    // and changed again to a weak one with --weak-passphrase-ok.
+    r.fail(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            &third,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    r.fail(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "second admin",
+            "--new-passphrase-file",
+            &third,
+            "--passphrase-file",
+            &wrong,
+        ],
+        b"",
+    );
+    r.fail(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "second admin",
+            "--new-passphrase-file",
+            &weak,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    r.ok(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "second admin",
+            "--new-passphrase-file",
+            &third,
+            "--passphrase-file",
+            &second,
+        ],
+        b"",
+    );
+    r.fail(&["cred", "list", "--passphrase-file", &second], b"");
+    r.ok(&["cred", "list", "--passphrase-file", &third], b"");
+    r.ok(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            &slot_ids[1],
+            "--new-passphrase-file",
+            &weak,
+            "--weak-passphrase-ok",
+            "--passphrase-file",
+            &third,
+        ],
+        b"",
+    );
+    r.ok(&["cred", "list", "--passphrase-file", &weak], b"");
     // Remove the second passphrase slot (the middle one), unlocking with the identity file.
     r.ok(
         &["key", "remove", &slot_ids[1], "--identity-file", &idf],
         b"",
     );
-    r.fail(&["cred", "list", "--passphrase-file", &second], b"");
+    r.fail(&["cred", "list", "--passphrase-file", &weak], b"");
     r.fail(&["cred", "list", "--identity-file", &pf], b""); // a passphrase file is no identity
 
     // A second vault: init with an identity file, and failing inits.
@@ -1191,6 +1270,17 @@ fn audit() {
                 // The new passphrase is asked for (twice) before the vault is unlocked.
                 format!("New passphrase={SECOND_PASS}"),
                 format!("Repeat it={WRONG_PASS}"),
+            ],
+            Expect::Failure,
+        );
+        on_pty(
+            "key passwd",
+            &[
+                // The current passphrase first, then the new one twice (mismatched: nothing
+                // changes).
+                format!("Passphrase for={VAULT_PASS}"),
+                format!("New passphrase={THIRD_PASS}"),
+                format!("Repeat it={SECOND_PASS}"),
             ],
             Expect::Failure,
         );

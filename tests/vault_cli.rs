@@ -827,6 +827,7 @@ fn every_command_has_help_and_exit_codes_are_documented() {
         &["key", "list"],
         &["key", "add"],
         &["key", "remove"],
+        &["key", "passwd"],
         &["policy", "apply"],
         &["policy", "export"],
         &["lint"],

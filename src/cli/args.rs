@@ -224,6 +224,13 @@ pub struct InitArgs {
     /// Which keyring store to use for `--keyring`.
     #[arg(long, value_enum, default_value_t = KeyringStoreArg::SecretService)]
     pub keyring_store: KeyringStoreArg,
+    /// A short name for the first key slot (1-64 printable characters), shown by `key list`.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    /// Accept a new passphrase the zxcvbn estimator rates below 3 of 4 (warn instead of
+    /// refusing).
+    #[arg(long, conflicts_with = "identity_out")]
+    pub weak_passphrase_ok: bool,
 }
 
 /// The OS keyring stores scopevault can use.
@@ -358,9 +365,15 @@ pub enum KeyCommand {
     Add(KeyAddArgs),
     /// Remove a key slot (the last one cannot be removed).
     Remove {
-        /// The slot's id, as shown by `key list`.
+        /// The slot's id or label, as shown by `key list`.
+        #[arg(value_name = "ID|LABEL")]
         slot: String,
     },
+    /// Change a passphrase slot's passphrase, in one atomic save. The vault is unlocked as for
+    /// any command (keyring, --identity-file, --passphrase-file/--passphrase-fd or the prompt);
+    /// the new passphrase is prompted twice (no echo) or read from --new-passphrase-file. The
+    /// slot keeps its id, label and creation date; the old passphrase no longer opens it.
+    Passwd(KeyPasswdArgs),
     /// Upgrade a format-version-1 vault to version 2. Unlock it with its passphrase or keyring;
     /// --identity-file FILE keeps that identity file's slot (re-made in the version-2 form).
     Migrate {
@@ -391,6 +404,30 @@ pub struct KeyAddArgs {
     /// With --keyring: which store.
     #[arg(long, value_enum, default_value_t = KeyringStoreArg::SecretService)]
     pub keyring_store: KeyringStoreArg,
+    /// A short name for the new slot (1-64 printable characters, unique in the vault), shown
+    /// by `key list` and accepted by `key remove` and `key passwd --slot`.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    /// With --passphrase: accept a new passphrase the zxcvbn estimator rates below 3 of 4
+    /// (warn instead of refusing).
+    #[arg(long, requires = "passphrase")]
+    pub weak_passphrase_ok: bool,
+}
+
+/// `scopevault key passwd`.
+#[derive(Debug, Args)]
+pub struct KeyPasswdArgs {
+    /// The passphrase slot to change, by id or label (needed when the vault has several).
+    #[arg(long, value_name = "ID|LABEL")]
+    pub slot: Option<String>,
+    /// Read the new passphrase from this file (one trailing newline is ignored) instead of
+    /// prompting for it twice.
+    #[arg(long, value_name = "FILE")]
+    pub new_passphrase_file: Option<PathBuf>,
+    /// Accept a new passphrase the zxcvbn estimator rates below 3 of 4 (warn instead of
+    /// refusing).
+    #[arg(long)]
+    pub weak_passphrase_ok: bool,
 }
 
 /// `scopevault policy …`.

@@ -16,6 +16,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
     // Validate everything the user typed before touching the disk.
     refuse_existing(a.identity_out.as_deref())?;
+    if let Some(l) = &a.label {
+        crate::vault::check_label(l)?;
+    }
     if path.exists() {
         return Err(crate::vault::VaultError::AlreadyExists(path.clone()).into());
     }
@@ -26,6 +29,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<ExitCode> {
             NewSlot::Passphrase(new_passphrase(
                 g.unlock.passphrase_file.as_deref(),
                 g.unlock.passphrase_fd,
+                a.weak_passphrase_ok,
             )?)
         }
     };
@@ -77,6 +81,10 @@ fn create(
     }
     let lock = WriteLock::acquire(path)?;
     let (mut vault, identity_text) = Vault::create(path, slot)?;
+    if let Some(l) = &a.label {
+        let first = vault.slots()[0].id().to_owned();
+        vault.set_slot_label(&first, l)?;
+    }
     // Nothing is on disk yet: a keyring failure leaves no half-made vault.
     if a.keyring {
         let store = keyring_store(a.keyring_store);

@@ -1,89 +1,240 @@
-//! `scopevault key list|add|remove|migrate`: key slots. Only `migrate` re-encrypts the payload.
+//! `scopevault key list|add|remove|passwd|migrate`: key slots. Only `migrate` re-encrypts the
+//! payload.
 
 use std::process::ExitCode;
 
-use super::args::{GlobalArgs, KeyAddArgs, KeyCommand};
+use super::args::{GlobalArgs, KeyAddArgs, KeyCommand, KeyPasswdArgs};
 use super::init::{keyring_store, refuse_existing, write_private_new};
 use super::unlock::{
     new_passphrase, open_options, open_vault, passphrase_from_args, prompt, vault_path,
     warn_test_kdf,
 };
-use crate::vault::{self, Unlock, Vault, VaultError, WriteLock};
+use crate::vault::{self, Slot, Unlock, Vault, VaultError, WriteLock};
 
 pub(crate) fn run(g: &GlobalArgs, cmd: &KeyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         KeyCommand::List { json } => list(g, *json),
         KeyCommand::Add(a) => add(g, a),
         KeyCommand::Remove { slot } => remove(g, slot),
+        KeyCommand::Passwd(a) => passwd(g, a),
         KeyCommand::Migrate {
             trust_v1_identity_slot,
         } => migrate(g, *trust_v1_identity_slot),
     }
 }
 
+fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
+    t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+}
+
 fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
     // Listing needs no unlock: slot metadata is in the header. It is not authenticated until
-    // the vault is opened, which `scopevault key list` says.
+    // the vault is opened (labels are checked as printable text when the header is read).
     let slots = crate::vault::read_slots(&vault_path(g))?;
     if json {
         let v: Vec<_> = slots
             .iter()
-            .map(|s| serde_json::json!({"id": s.id(), "type": s.kind(), "description": s.describe()}))
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id(),
+                    "type": s.kind(),
+                    "label": s.label(),
+                    "created": rfc3339(s.created()),
+                    "changed": rfc3339(s.changed()),
+                    "description": s.describe(),
+                })
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
+        // One line a slot: id, label (`-` when none), created (`-` for slots made before
+        // slots recorded it), description, and when a passphrase was last changed.
+        let width = slots
+            .iter()
+            .map(|s| s.label().map_or(1, |l| l.chars().count()))
+            .max()
+            .unwrap_or(1);
         for s in &slots {
-            println!("{}  {}", s.id(), s.describe());
+            let label = s.label().unwrap_or("-");
+            let pad = width - label.chars().count();
+            let created = rfc3339(s.created()).unwrap_or_else(|| "-".into());
+            let changed = rfc3339(s.changed())
+                .map(|c| format!(", passphrase changed {c}"))
+                .unwrap_or_default();
+            println!(
+                "{}  {label}{:pad$}  {created:<20}  {}{changed}",
+                s.id(),
+                "",
+                s.describe()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `id`, or `id (label NAME)`.
+fn named(s: &Slot) -> String {
+    match s.label() {
+        Some(l) => format!("{} (label {l})", s.id()),
+        None => s.id().to_owned(),
+    }
 }
 
 fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
     refuse_existing(a.identity_out.as_deref())?;
+    // Everything typed is checked before any prompt.
+    if let Some(l) = &a.label {
+        vault::check_label(l)?;
+        // A duplicate is refused before the prompt too (checked again once authenticated).
+        if vault::read_slots(&path)?
+            .iter()
+            .any(|s| s.label() == Some(l))
+        {
+            return Err(VaultError::Usage(
+                "the label is already used by another key slot: labels are unique within a vault (`scopevault key list` shows them)".into(),
+            )
+            .into());
+        }
+    }
     let new_pass = if a.passphrase {
         warn_test_kdf();
-        Some(new_passphrase(a.new_passphrase_file.as_deref(), None)?)
+        Some(new_passphrase(
+            a.new_passphrase_file.as_deref(),
+            None,
+            a.weak_passphrase_ok,
+        )?)
     } else {
         None
     };
     let lock = WriteLock::acquire(&path)?;
     let mut vault = open_vault(g)?;
-    let described = if let Some(p) = &new_pass {
-        let s = vault.add_passphrase_slot(p)?;
-        format!("{} {}", s.id(), s.describe())
+    // A duplicate label is refused before the slot is made (a keyring slot stores its key
+    // at once).
+    if let Some(l) = &a.label {
+        vault.check_new_label(l)?;
+    }
+    let mut written = None;
+    let id = if let Some(p) = &new_pass {
+        vault.add_passphrase_slot(p)?.id().to_owned()
     } else if a.keyring {
-        let s = vault.add_keyring_slot(keyring_store(a.keyring_store))?;
-        format!("{} {}", s.id(), s.describe())
+        vault
+            .add_keyring_slot(keyring_store(a.keyring_store))?
+            .id()
+            .to_owned()
     } else if let Some(out) = &a.identity_out {
         let text = vault.add_identity_slot()?;
         write_private_new(out, text.as_bytes())?;
-        if let Err(e) = vault.save(&lock) {
-            let _ = std::fs::remove_file(out);
-            return Err(e.into());
-        }
-        let s = vault.slots().last().expect("added");
-        println!("added key slot: {} {}", s.id(), s.describe());
-        return Ok(ExitCode::SUCCESS);
+        written = Some(out);
+        vault.slots().last().expect("added").id().to_owned()
     } else {
         unreachable!("clap requires one of --passphrase, --keyring, --identity-out")
     };
-    vault.save(&lock)?;
-    println!("added key slot: {described}");
+    let saved = match &a.label {
+        Some(l) => vault.set_slot_label(&id, l).map(|_| ()),
+        None => Ok(()),
+    }
+    .and_then(|()| vault.save(&lock));
+    if let Err(e) = saved {
+        if let Some(out) = written {
+            let _ = std::fs::remove_file(out);
+        }
+        return Err(e.into());
+    }
+    let s = vault.slots().iter().find(|s| s.id() == id).expect("added");
+    println!("added key slot: {} {}", named(s), s.describe());
     Ok(ExitCode::SUCCESS)
 }
 
-fn remove(g: &GlobalArgs, id: &str) -> anyhow::Result<ExitCode> {
+fn remove(g: &GlobalArgs, id_or_label: &str) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
     let mut vault = open_vault(g)?;
-    let slot = vault.remove_slot(id)?;
+    let slot = vault.remove_slot(id_or_label)?;
     vault.save(&lock)?;
     if let Err(e) = Vault::forget_keyring_key(&slot) {
         eprintln!("warning: the slot is removed from the vault, but its keyring entry could not be deleted: {e}");
     }
-    println!("removed key slot {}: {}", slot.id(), slot.describe());
+    println!("removed key slot {}: {}", named(&slot), slot.describe());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The id of the passphrase slot `key passwd` changes: the one `--slot` names (by id or
+/// label), or the vault's only passphrase slot. Several and no `--slot`: refused, listing them.
+fn passwd_target(slots: &[Slot], wanted: Option<&str>) -> Result<String, VaultError> {
+    if let Some(w) = wanted {
+        let s = slots
+            .iter()
+            .find(|s| s.id() == w)
+            .or_else(|| slots.iter().find(|s| s.is_named(w)));
+        return match s {
+            None => Err(VaultError::Usage(
+                "--slot: no key slot has that id or label: `scopevault key list` shows them".into(),
+            )),
+            Some(s @ Slot::Passphrase { .. }) => Ok(s.id().to_owned()),
+            Some(s) => Err(VaultError::Usage(format!(
+                "key slot {} is a {} slot: `key passwd` changes passphrase slots only",
+                named(s),
+                s.kind()
+            ))),
+        };
+    }
+    let pass: Vec<&Slot> = slots
+        .iter()
+        .filter(|s| matches!(s, Slot::Passphrase { .. }))
+        .collect();
+    match pass[..] {
+        [] => Err(VaultError::Usage(
+            "this vault has no passphrase slot: add one with `scopevault key add --passphrase`"
+                .into(),
+        )),
+        [one] => Ok(one.id().to_owned()),
+        _ => {
+            let list: Vec<String> = pass
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} (created {})",
+                        named(s),
+                        rfc3339(s.created()).unwrap_or_else(|| "unknown".into())
+                    )
+                })
+                .collect();
+            Err(VaultError::Usage(format!(
+                "this vault has {} passphrase slots: choose one with --slot ID|LABEL: {}",
+                pass.len(),
+                list.join(", ")
+            )))
+        }
+    }
+}
+
+/// `key passwd`: unlock as any command does, ask for the new passphrase (after the current
+/// one, so the prompts come in that order), then under the write lock re-read the vault with
+/// the identity in memory and replace the slot in one atomic save.
+fn passwd(g: &GlobalArgs, a: &KeyPasswdArgs) -> anyhow::Result<ExitCode> {
+    let path = vault_path(g);
+    // Fail before any prompt when the slot choice is wrong (the header is re-checked once it
+    // is authenticated).
+    passwd_target(&vault::read_slots(&path)?, a.slot.as_deref())?;
+    let vault = open_vault(g)?;
+    let target = passwd_target(vault.slots(), a.slot.as_deref())?;
+    warn_test_kdf();
+    let new_pass = new_passphrase(a.new_passphrase_file.as_deref(), None, a.weak_passphrase_ok)?;
+    let lock = WriteLock::acquire(&path)?;
+    // The file may have changed while the new passphrase was typed: start from what is on
+    // disk now, with the same authenticity and rollback checks.
+    let mut vault = vault.reopen(&open_options(g))?;
+    let s = vault.change_passphrase(&target, &new_pass)?;
+    let what = named(s);
+    vault.save(&lock)?;
+    println!(
+        "changed the passphrase of key slot {what}: the old passphrase no longer opens it (generation {})",
+        vault.generation()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -108,8 +108,60 @@ pub(crate) fn prompt(label: &str) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(s.as_str().to_owned()))
 }
 
-/// Prompt twice for a new passphrase (or read it from the given file/fd), refusing an empty one.
+/// Prompt twice for a new passphrase (or read it from the given file/fd), refusing an empty one
+/// and, unless `weak_ok`, one the zxcvbn estimator rates below [`MIN_PASSPHRASE_SCORE`] (with
+/// `weak_ok` it warns on stderr instead). Every new passphrase goes through here.
 pub(crate) fn new_passphrase(
+    from_file: Option<&Path>,
+    from_fd: Option<i32>,
+    weak_ok: bool,
+) -> anyhow::Result<SecretString> {
+    let p = read_new_passphrase(from_file, from_fd)?;
+    check_strength(&p, weak_ok)?;
+    Ok(p)
+}
+
+/// The lowest zxcvbn score (0..=4) a new passphrase may have without `--weak-passphrase-ok`:
+/// 3 is "safely unguessable: moderate protection from an offline slow-hash scenario" (about
+/// 10^8 guesses or more), the threshold zxcvbn's authors recommend.
+pub(crate) const MIN_PASSPHRASE_SCORE: u8 = 3;
+
+/// Rate a new passphrase with zxcvbn. Below [`MIN_PASSPHRASE_SCORE`]: refuse (a usage error,
+/// exit 2) or, with `weak_ok`, warn on stderr. The messages give the score, zxcvbn's estimate
+/// of the time an offline attacker needs (at 10^4 slow-hash guesses a second) and its warning
+/// and suggestions, which name patterns ("a common password", "dates are easy to guess") and
+/// never the passphrase or a part of it. zxcvbn looks at the first 100 characters only.
+pub(crate) fn check_strength(p: &SecretString, weak_ok: bool) -> anyhow::Result<()> {
+    let estimate = zxcvbn::zxcvbn(p.expose(), &["scopevault", "vault", "passphrase"]);
+    let score = u8::from(estimate.score());
+    if score >= MIN_PASSPHRASE_SCORE {
+        return Ok(());
+    }
+    let crack = estimate.crack_times().offline_slow_hashing_1e4_per_second();
+    let mut parts = vec![format!(
+        "the zxcvbn estimator rates it {score} of 4 (at least {MIN_PASSPHRASE_SCORE} is required); estimated time to guess it offline at 10,000 guesses a second: {crack}"
+    )];
+    if let Some(f) = estimate.feedback() {
+        parts.extend(f.warning().map(|w| w.to_string()));
+        parts.extend(f.suggestions().iter().map(|s| s.to_string()));
+    }
+    let why = parts
+        .iter()
+        .map(|p| p.trim_end_matches('.'))
+        .collect::<Vec<_>>()
+        .join(". ");
+    if weak_ok {
+        eprintln!("warning: weak passphrase accepted (--weak-passphrase-ok): {why}");
+        return Ok(());
+    }
+    Err(VaultError::Usage(format!(
+        "the new passphrase is too weak: {why}. Choose a longer one (four or more random words, or 16+ random characters), or give --weak-passphrase-ok to accept it anyway: nothing was changed"
+    ))
+    .into())
+}
+
+/// Read a new passphrase (prompted twice, or from the file/fd), refusing an empty one.
+fn read_new_passphrase(
     from_file: Option<&Path>,
     from_fd: Option<i32>,
 ) -> anyhow::Result<SecretString> {

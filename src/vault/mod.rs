@@ -25,7 +25,7 @@ pub use model::{
     validate_field_key, validate_name, AppliedBundle, Credential, CredentialSource, FieldMap,
     FleetState, SECRET_FIELD_NAMES,
 };
-pub use slots::{KdfParams, Slot};
+pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
 pub use store::WriteLock;
 
 use format::{Header, Parsed};
@@ -698,10 +698,11 @@ impl Vault {
         )?;
         let mut with = self.header.slots.clone();
         with.push(s.clone());
-        slots::check_slot_list(&with).map_err(|_| {
-            VaultError::Usage(
+        slots::check_slot_list(&with).map_err(|e| match e {
+            VaultError::HostileKdf(_) => VaultError::Usage(
                 "the passphrase slots together would ask for more Argon2 work than the format allows: remove one with `scopevault key remove SLOT` first".into(),
-            )
+            ),
+            other => other,
         })?;
         self.header.slots.push(s);
         Ok(self.header.slots.last().expect("just pushed"))
@@ -735,19 +736,83 @@ impl Vault {
         Ok(())
     }
 
-    /// Remove a slot by id; the last slot cannot be removed. A keyring slot's key is deleted
-    /// from the keyring after the vault is saved (by [`Vault::forget_keyring_key`]).
-    pub fn remove_slot(&mut self, id: &str) -> Result<Slot, VaultError> {
-        let pos = self
-            .header
+    /// Check a label for a new slot (or a relabelled one): valid ([`slots::check_label`]) and
+    /// not already another slot's label. Call it before making the slot, so that a refused
+    /// label leaves nothing behind (a keyring slot stores its key at once).
+    pub fn check_new_label(&self, label: &str) -> Result<(), VaultError> {
+        slots::check_label(label)?;
+        if let Some(other) = self.header.slots.iter().find(|s| s.label() == Some(label)) {
+            return Err(VaultError::Usage(format!(
+                "the label is already used by key slot {}: labels are unique within a vault (`scopevault key list` shows them)",
+                other.id()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Label the slot with id `id` (checked as by [`Vault::check_new_label`]).
+    pub fn set_slot_label(&mut self, id: &str, label: &str) -> Result<&Slot, VaultError> {
+        self.check_new_label(label)?;
+        let pos = self.slot_position(id)?;
+        let slot = &mut self.header.slots[pos];
+        slot.set_label(Some(label.to_owned()));
+        Ok(slot)
+    }
+
+    /// The index of the slot whose id or label is `id_or_label`.
+    fn slot_position(&self, id_or_label: &str) -> Result<usize, VaultError> {
+        // Ids first; a label can never look like an id (`check_label`), so this is only
+        // belt and braces.
+        self.header
             .slots
             .iter()
-            .position(|s| s.id() == id)
+            .position(|s| s.id() == id_or_label)
+            .or_else(|| {
+                self.header
+                    .slots
+                    .iter()
+                    .position(|s| s.label() == Some(id_or_label))
+            })
             .ok_or_else(|| {
-                VaultError::Usage(format!(
-                    "no key slot with id {id}: `scopevault key list` shows them"
-                ))
-            })?;
+                VaultError::Usage(
+                    "no key slot has that id or label: `scopevault key list` shows them".into(),
+                )
+            })
+    }
+
+    /// Change the passphrase of a passphrase slot, named by id or label, in memory (written by
+    /// [`Vault::save`]): the slot keeps its place, id, label and creation date, and gets a new
+    /// salt, nonce, wrapped identity, the current Argon2 parameters and a `changed` date. The
+    /// old passphrase no longer opens it. The payload is not re-encrypted.
+    pub fn change_passphrase(
+        &mut self,
+        id_or_label: &str,
+        passphrase: &SecretString,
+    ) -> Result<&Slot, VaultError> {
+        let pos = self.slot_position(id_or_label)?;
+        let new = slots::change_passphrase(
+            &self.header.slots[pos],
+            &self.header.vault_id,
+            &self.identity,
+            passphrase,
+            KdfParams::for_new_slot()?,
+        )?;
+        let mut with = self.header.slots.clone();
+        with[pos] = new;
+        slots::check_slot_list(&with).map_err(|e| match e {
+            VaultError::HostileKdf(_) => VaultError::Usage(
+                "the passphrase slots together would ask for more Argon2 work than the format allows: remove one with `scopevault key remove SLOT` first".into(),
+            ),
+            other => other,
+        })?;
+        self.header.slots = with;
+        Ok(&self.header.slots[pos])
+    }
+
+    /// Remove a slot by id or label; the last slot cannot be removed. A keyring slot's key is
+    /// deleted from the keyring after the vault is saved (by [`Vault::forget_keyring_key`]).
+    pub fn remove_slot(&mut self, id_or_label: &str) -> Result<Slot, VaultError> {
+        let pos = self.slot_position(id_or_label)?;
         if self.header.slots.len() == 1 {
             return Err(VaultError::Usage(
                 "refusing to remove the last key slot: the vault could never be unlocked again. Add another slot first".into(),

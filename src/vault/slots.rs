@@ -137,7 +137,9 @@ pub(crate) const MAX_SLOTS: usize = 32;
 
 /// Refuse a slot list that no writer of ours makes and that would make an unlock attempt run
 /// for hours: more than [`MAX_SLOTS`] slots, or passphrase slots whose Argon2 work (memory ×
-/// passes, summed over the slots within the per-slot caps) exceeds one maximal slot's. Checked
+/// passes, summed over the slots within the per-slot caps) exceeds one maximal slot's, or whose
+/// labels are invalid (`key list` prints them before anything is authenticated) or repeated, or
+/// whose ids repeat. Checked
 /// on read before any key derivation (the per-slot caps are checked when a slot is tried), and
 /// before a slot is added, so a vault we write always passes.
 pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
@@ -147,6 +149,7 @@ pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
             slots.len()
         )));
     }
+    check_slot_names(slots)?;
     let work = |k: &KdfParams| u64::from(k.m_kib) * u64::from(k.t);
     let budget = work(&KdfParams::MAX);
     let total: u64 = slots
@@ -184,6 +187,24 @@ pub enum Slot {
         nonce: String,
         /// The wrapped identity, base64.
         wrapped: String,
+        /// A short name the admin chose (`key add --label`), unique within the vault.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        /// When the slot was made (RFC 3339, UTC). Absent in slots made before this member.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "time::serde::rfc3339::option"
+        )]
+        created: Option<time::OffsetDateTime>,
+        /// When the passphrase was last changed by `scopevault key passwd` (RFC 3339, UTC);
+        /// absent until then.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "time::serde::rfc3339::option"
+        )]
+        changed: Option<time::OffsetDateTime>,
     },
     /// Unlocked by a key held in an OS keyring.
     Keyring {
@@ -199,6 +220,16 @@ pub enum Slot {
         nonce: String,
         /// The wrapped identity, base64.
         wrapped: String,
+        /// A short name the admin chose (`key add --label`), unique within the vault.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        /// When the slot was made (RFC 3339, UTC). Absent in slots made before this member.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "time::serde::rfc3339::option"
+        )]
+        created: Option<time::OffsetDateTime>,
     },
     /// Unlocked by an age identity file: ChaCha20-Poly1305 under a key derived from the
     /// identity file's secret key. Nothing public about the identity file is stored, so a slot
@@ -210,6 +241,16 @@ pub enum Slot {
         nonce: String,
         /// The wrapped identity, base64.
         wrapped: String,
+        /// A short name the admin chose (`key add --label`), unique within the vault.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        /// When the slot was made (RFC 3339, UTC). Absent in slots made before this member.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "time::serde::rfc3339::option"
+        )]
+        created: Option<time::OffsetDateTime>,
     },
 }
 
@@ -239,6 +280,46 @@ impl Slot {
                 id
             }
         }
+    }
+
+    /// The slot's label, if it has one.
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            Slot::Passphrase { label, .. }
+            | Slot::Keyring { label, .. }
+            | Slot::Identity { label, .. } => label.as_deref(),
+        }
+    }
+
+    /// When the slot was made (absent in slots made before slots recorded it).
+    pub fn created(&self) -> Option<time::OffsetDateTime> {
+        match self {
+            Slot::Passphrase { created, .. }
+            | Slot::Keyring { created, .. }
+            | Slot::Identity { created, .. } => *created,
+        }
+    }
+
+    /// When a passphrase slot's passphrase was last changed (`scopevault key passwd`).
+    pub fn changed(&self) -> Option<time::OffsetDateTime> {
+        match self {
+            Slot::Passphrase { changed, .. } => *changed,
+            _ => None,
+        }
+    }
+
+    /// Set (or clear) the label. The caller checks it with [`check_label`] and for uniqueness.
+    pub(crate) fn set_label(&mut self, new: Option<String>) {
+        match self {
+            Slot::Passphrase { label, .. }
+            | Slot::Keyring { label, .. }
+            | Slot::Identity { label, .. } => *label = new,
+        }
+    }
+
+    /// Whether `id_or_label` names this slot: its id, or its label.
+    pub fn is_named(&self, id_or_label: &str) -> bool {
+        self.id() == id_or_label || self.label() == Some(id_or_label)
     }
 
     /// The slot's type name as stored.
@@ -275,6 +356,99 @@ impl Slot {
             Slot::Identity { .. } => "identity file".to_owned(),
         }
     }
+}
+
+/// Longest slot label, in characters.
+pub const MAX_LABEL_CHARS: usize = 64;
+
+/// Check a slot label: 1..=64 characters, printable (no control characters, no invisible
+/// formatting or bidirectional-override characters that would make `key list` lie), no
+/// leading or trailing space, and not shaped like a slot id (16 hex digits), so that `key
+/// remove` and `key passwd --slot` can take either without ambiguity. The reason names the
+/// rule broken, never echoing the label back (it may hold terminal escapes).
+pub fn check_label(label: &str) -> Result<(), VaultError> {
+    let bad = |why: &str| Err(VaultError::Usage(format!("invalid slot label: {why}")));
+    let n = label.chars().count();
+    if n == 0 {
+        return bad("it is empty");
+    }
+    if n > MAX_LABEL_CHARS {
+        return bad(&format!(
+            "it has {n} characters, the limit is {MAX_LABEL_CHARS}"
+        ));
+    }
+    if label
+        .chars()
+        .any(|c| c.is_control() || is_invisible_format(c))
+    {
+        return bad("it holds a control or invisible formatting character");
+    }
+    if label.trim() != label {
+        return bad("it starts or ends with white space");
+    }
+    if label.len() == 16 && label.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return bad("16 hex digits look like a slot id; choose a name");
+    }
+    Ok(())
+}
+
+/// Unicode format characters (category Cf) that render as nothing or reorder text: soft
+/// hyphen, zero-width characters, bidirectional marks, embeddings, overrides and isolates,
+/// word joiner and invisible operators, the byte order mark, interlinear annotations, tags.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}')
+}
+
+/// Check what `key list` prints from a header nobody has authenticated yet, and uniqueness:
+/// every id is 16 lowercase hex digits (as vault-format.md says; writers only make such),
+/// keyring entry names hold no control character, every label passes [`check_label`], and
+/// no two slots share an id or a label.
+fn check_slot_names(slots: &[Slot]) -> Result<(), VaultError> {
+    let mut seen = std::collections::HashSet::new();
+    for s in slots {
+        let id = s.id();
+        if id.len() != 16 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(VaultError::Corrupt(
+                "a key slot's id is not 16 lowercase hex digits".into(),
+            ));
+        }
+        if let Slot::Keyring {
+            service, account, ..
+        } = s
+        {
+            if service.chars().chain(account.chars()).any(char::is_control) {
+                return Err(VaultError::Corrupt(format!(
+                    "keyring slot {id} names its entry with a control character"
+                )));
+            }
+        }
+        if !seen.insert(id) {
+            return Err(VaultError::Corrupt(format!(
+                "two key slots have the id {}",
+                s.id()
+            )));
+        }
+    }
+    let mut labels = std::collections::HashSet::new();
+    for s in slots {
+        if let Some(l) = s.label() {
+            check_label(l).map_err(|e| VaultError::Corrupt(format!("key slot {}: {e}", s.id())))?;
+            if !labels.insert(l) {
+                return Err(VaultError::Corrupt(format!(
+                    "key slot {} repeats another slot's label",
+                    s.id()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A fresh random slot id.
@@ -343,21 +517,70 @@ pub(crate) fn passphrase_slot(
     passphrase: &SecretString,
     kdf: KdfParams,
 ) -> Result<Slot, VaultError> {
-    if passphrase.is_empty() {
-        return Err(VaultError::EmptyPassphrase);
-    }
     let id = new_slot_id();
-    let mut salt = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    let key = kdf.derive(passphrase, &salt)?;
-    let (nonce, wrapped) = seal(&key, &aad(vault_id, &id), identity)?;
+    let (salt, nonce, wrapped) = wrap_passphrase(vault_id, &id, identity, passphrase, kdf)?;
     Ok(Slot::Passphrase {
         id,
         alg: "argon2id".into(),
         kdf,
-        salt: BASE64.encode(&salt),
+        salt,
         nonce,
         wrapped,
+        label: None,
+        created: Some(super::timestamp()),
+        changed: None,
+    })
+}
+
+/// Wrap `identity` under a new passphrase for slot `id`: a fresh salt and nonce. Returns
+/// (salt, nonce, wrapped), base64.
+fn wrap_passphrase(
+    vault_id: &str,
+    id: &str,
+    identity: &str,
+    passphrase: &SecretString,
+    kdf: KdfParams,
+) -> Result<(String, String, String), VaultError> {
+    if passphrase.is_empty() {
+        return Err(VaultError::EmptyPassphrase);
+    }
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let key = kdf.derive(passphrase, &salt)?;
+    let (nonce, wrapped) = seal(&key, &aad(vault_id, id), identity)?;
+    Ok((BASE64.encode(&salt), nonce, wrapped))
+}
+
+/// The passphrase slot `slot` with a new passphrase: the same id, label and creation date; a
+/// new salt, nonce, wrapped identity and (current) Argon2 parameters; `changed` set to now.
+pub(crate) fn change_passphrase(
+    slot: &Slot,
+    vault_id: &str,
+    identity: &str,
+    passphrase: &SecretString,
+    kdf: KdfParams,
+) -> Result<Slot, VaultError> {
+    let Slot::Passphrase {
+        id, label, created, ..
+    } = slot
+    else {
+        return Err(VaultError::Usage(format!(
+            "key slot {} is a {} slot, not a passphrase slot",
+            slot.id(),
+            slot.kind()
+        )));
+    };
+    let (salt, nonce, wrapped) = wrap_passphrase(vault_id, id, identity, passphrase, kdf)?;
+    Ok(Slot::Passphrase {
+        id: id.clone(),
+        alg: "argon2id".into(),
+        kdf,
+        salt,
+        nonce,
+        wrapped,
+        label: label.clone(),
+        created: *created,
+        changed: Some(super::timestamp()),
     })
 }
 
@@ -381,6 +604,8 @@ pub(crate) fn keyring_slot(
         account,
         nonce,
         wrapped,
+        label: None,
+        created: Some(super::timestamp()),
     })
 }
 
@@ -410,7 +635,13 @@ pub(crate) fn identity_slot_for(
     let id = new_slot_id();
     let key = identity_slot_key(file_identity, vault_id, &id);
     let (nonce, wrapped) = seal(&key, &aad(vault_id, &id), identity)?;
-    Ok(Slot::Identity { id, nonce, wrapped })
+    Ok(Slot::Identity {
+        id,
+        nonce,
+        wrapped,
+        label: None,
+        created: Some(super::timestamp()),
+    })
 }
 
 /// An identity slot's wrapping key: HKDF-SHA256 of the identity file's secret key (its
@@ -448,6 +679,7 @@ pub(crate) fn try_passphrase(
         salt,
         nonce,
         wrapped,
+        ..
     } = slot
     else {
         return Ok(None);
@@ -486,6 +718,7 @@ pub(crate) fn try_keyring(
         account,
         nonce,
         wrapped,
+        ..
     } = slot
     else {
         return Ok(None);
@@ -513,7 +746,10 @@ pub(crate) fn try_identity(
     vault_id: &str,
     identities: &[age::x25519::Identity],
 ) -> Result<Option<Zeroizing<String>>, VaultError> {
-    let Slot::Identity { id, nonce, wrapped } = slot else {
+    let Slot::Identity {
+        id, nonce, wrapped, ..
+    } = slot
+    else {
         return Ok(None);
     };
     for ident in identities {
@@ -567,4 +803,216 @@ pub(crate) fn parse_identity_file(text: &str) -> Result<Vec<age::x25519::Identit
         return Err(VaultError::BadIdentityFile("it holds no identity".into()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VAULT_ID: &str = "00112233445566778899aabbccddeeff";
+
+    fn cheap() -> KdfParams {
+        KdfParams {
+            m_kib: 64,
+            t: 1,
+            p: 1,
+        }
+    }
+
+    #[test]
+    fn labels_are_short_printable_names() {
+        for good in [
+            "laptop",
+            "alice's passphrase",
+            "Ops – Zoë",
+            "0123456789abcdeg",
+            &"x".repeat(MAX_LABEL_CHARS),
+            &"é".repeat(MAX_LABEL_CHARS),
+        ] {
+            check_label(good).unwrap_or_else(|e| panic!("{good:?} refused: {e}"));
+        }
+        for bad in [
+            "",
+            &"x".repeat(MAX_LABEL_CHARS + 1),
+            "red\u{1b}[31m",
+            "two\nlines",
+            "tab\there",
+            "del\u{7f}",
+            "c1\u{85}",
+            "evil\u{202e}txt.exe",
+            "zero\u{200b}width",
+            "bom\u{feff}",
+            " leading",
+            "trailing ",
+            "0123456789abcdef",
+            "0123456789ABCDEF",
+        ] {
+            let err = check_label(bad).expect_err(bad).to_string();
+            assert!(err.starts_with("invalid slot label"), "{err}");
+            // The message never echoes the label (it may hold terminal escapes).
+            if !bad.is_empty() {
+                assert!(!err.contains(bad), "{err}");
+            }
+        }
+    }
+
+    /// A passphrase slot exactly as scopevault wrote it before slots had labels and dates.
+    const OLD_SLOT: &str = r#"{"type":"passphrase","id":"8a1b2c3d4e5f6071","alg":"argon2id","kdf":{"m_kib":64,"t":1,"p":1},"salt":"AAAAAAAAAAAAAAAAAAAAAA==","nonce":"AAAAAAAAAAAAAAAA","wrapped":"AAAA"}"#;
+
+    #[test]
+    fn old_slots_without_label_or_created_read_and_write_back_unchanged() {
+        let s: Slot = serde_json::from_str(OLD_SLOT).unwrap();
+        assert_eq!(s.label(), None);
+        assert_eq!(s.created(), None);
+        assert_eq!(s.changed(), None);
+        assert_eq!(serde_json::to_string(&s).unwrap(), OLD_SLOT);
+        for old in [
+            r#"{"type":"identity","id":"8a1b2c3d4e5f6071","nonce":"AAAAAAAAAAAAAAAA","wrapped":"AAAA"}"#,
+            r#"{"type":"keyring","id":"8a1b2c3d4e5f6071","store":"keyutils","service":"scopevault","account":"x/8a1b2c3d4e5f6071","nonce":"AAAAAAAAAAAAAAAA","wrapped":"AAAA"}"#,
+        ] {
+            let s: Slot = serde_json::from_str(old).unwrap();
+            assert_eq!((s.label(), s.created()), (None, None));
+            assert_eq!(serde_json::to_string(&s).unwrap(), old);
+        }
+    }
+
+    #[test]
+    fn labels_and_dates_round_trip_and_unknown_members_are_still_refused() {
+        let mut s: Slot = serde_json::from_str(OLD_SLOT).unwrap();
+        s.set_label(Some("laptop".into()));
+        if let Slot::Passphrase {
+            created, changed, ..
+        } = &mut s
+        {
+            *created = Some(time::macros::datetime!(2026-11-29 23:00:00 UTC));
+            *changed = Some(time::macros::datetime!(2026-11-30 00:10:00 UTC));
+        }
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(
+            text.contains(r#""label":"laptop""#)
+                && text.contains(r#""created":"2026-11-29T23:00:00Z""#)
+                && text.contains(r#""changed":"2026-11-30T00:10:00Z""#),
+            "{text}"
+        );
+        let back: Slot = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        assert!(back.is_named("laptop") && back.is_named("8a1b2c3d4e5f6071"));
+        assert!(!back.is_named("laptop2"));
+        // deny_unknown_fields still holds for the other members, and `changed` is a
+        // passphrase-slot member only.
+        let extra = OLD_SLOT.replace(r#""wrapped""#, r#""comment":"x","wrapped""#);
+        assert!(serde_json::from_str::<Slot>(&extra).is_err());
+        let changed_on_identity = r#"{"type":"identity","id":"8a1b2c3d4e5f6071","nonce":"AAAAAAAAAAAAAAAA","wrapped":"AAAA","changed":"2026-11-30T00:10:00Z"}"#;
+        assert!(serde_json::from_str::<Slot>(changed_on_identity).is_err());
+        let bad_date = OLD_SLOT.replace(r#""wrapped""#, r#""created":"yesterday","wrapped""#);
+        assert!(serde_json::from_str::<Slot>(&bad_date).is_err());
+    }
+
+    #[test]
+    fn a_slot_list_with_a_bad_or_repeated_label_is_refused() {
+        let ident = age::x25519::Identity::generate();
+        use secrecy::ExposeSecret;
+        let ident = ident.to_string().expose_secret().to_owned();
+        let pass = SecretString::from("correct horse battery staple".to_owned());
+        let mut a = passphrase_slot(VAULT_ID, &ident, &pass, cheap()).unwrap();
+        let mut b = identity_slot(VAULT_ID, &ident).unwrap().0;
+        a.set_label(Some("ops".into()));
+        b.set_label(Some("backup".into()));
+        check_slot_list(&[a.clone(), b.clone()]).unwrap();
+        b.set_label(Some("ops".into()));
+        let err = check_slot_list(&[a.clone(), b.clone()]).unwrap_err();
+        assert!(matches!(err, VaultError::Corrupt(_)), "{err}");
+        b.set_label(Some("\u{1b}]0;owned\u{7}".into()));
+        let err = check_slot_list(&[a.clone(), b.clone()]).unwrap_err();
+        assert!(err.to_string().contains("invalid slot label"), "{err}");
+        let err = check_slot_list(&[a.clone(), a.clone()]).unwrap_err();
+        assert!(
+            err.to_string().contains("two key slots have the id"),
+            "{err}"
+        );
+        // Ids are printed by `key list` before anything is authenticated: hex only.
+        for bad_id in [
+            "\u{1b}[2J0123456789a",
+            "0123456789ABCDEF",
+            "0123456789abcde",
+        ] {
+            let mut c = a.clone();
+            if let Slot::Passphrase { id, .. } = &mut c {
+                *id = bad_id.into();
+            }
+            let err = check_slot_list(&[c]).unwrap_err();
+            assert!(err.to_string().contains("16 lowercase hex"), "{err}");
+        }
+    }
+
+    #[test]
+    fn new_slots_get_a_creation_date() {
+        let ident = age::x25519::Identity::generate();
+        use secrecy::ExposeSecret;
+        let ident = ident.to_string().expose_secret().to_owned();
+        let pass = SecretString::from("correct horse battery staple".to_owned());
+        let before = super::super::timestamp();
+        let p = passphrase_slot(VAULT_ID, &ident, &pass, cheap()).unwrap();
+        let i = identity_slot(VAULT_ID, &ident).unwrap().0;
+        for s in [&p, &i] {
+            let c = s.created().expect("a new slot has a creation date");
+            assert!(c >= before && c <= super::super::timestamp(), "{c}");
+            assert_eq!(s.label(), None);
+        }
+        assert_eq!(p.changed(), None);
+    }
+
+    #[test]
+    fn changing_a_passphrase_keeps_the_slot_and_rewraps_it() {
+        let ident = age::x25519::Identity::generate();
+        use secrecy::ExposeSecret;
+        let ident = ident.to_string().expose_secret().to_owned();
+        let old = SecretString::from("correct horse battery staple".to_owned());
+        let new = SecretString::from("tangerine volcano umbrella lattice".to_owned());
+        let mut s = passphrase_slot(VAULT_ID, &ident, &old, cheap()).unwrap();
+        s.set_label(Some("ops".into()));
+        let c = change_passphrase(&s, VAULT_ID, &ident, &new, cheap()).unwrap();
+        assert_eq!(
+            (c.id(), c.label(), c.created()),
+            (s.id(), s.label(), s.created())
+        );
+        assert!(c.changed().is_some());
+        let (
+            Slot::Passphrase {
+                salt: s0,
+                nonce: n0,
+                ..
+            },
+            Slot::Passphrase {
+                salt: s1,
+                nonce: n1,
+                ..
+            },
+        ) = (&s, &c)
+        else {
+            unreachable!()
+        };
+        assert_ne!((s0, n0), (s1, n1), "a fresh salt and nonce");
+        assert!(try_passphrase(&c, VAULT_ID, &old).unwrap().is_none());
+        assert_eq!(
+            try_passphrase(&c, VAULT_ID, &new)
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            ident
+        );
+        // Only passphrase slots change passphrase.
+        let i = identity_slot(VAULT_ID, &ident).unwrap().0;
+        assert!(change_passphrase(&i, VAULT_ID, &ident, &new, cheap()).is_err());
+        assert!(matches!(
+            change_passphrase(
+                &s,
+                VAULT_ID,
+                &ident,
+                &SecretString::from(String::new()),
+                cheap()
+            ),
+            Err(VaultError::EmptyPassphrase)
+        ));
+    }
 }
