@@ -246,6 +246,21 @@ fn render(line: &[u8]) -> String {
             out.push_str(&format!(" {}={mac}", escape(field)));
         }
     }
+    // A `scrub_report`: the counts, then the replacements per label.
+    if let Some(serde_json::Value::Object(c)) = rec.get("scrub") {
+        for (key, n) in c.iter().filter(|(k, _)| *k != "hits") {
+            out.push_str(&format!(" {}={}", escape(key), escape(&n.to_string())));
+        }
+        if let Some(serde_json::Value::Object(hits)) = c.get("hits") {
+            for (label, n) in hits {
+                out.push_str(&format!(
+                    " hits[{}]={}",
+                    escape(label),
+                    escape(&n.to_string())
+                ));
+            }
+        }
+    }
     out
 }
 

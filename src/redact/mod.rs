@@ -72,6 +72,28 @@ impl Summary {
         self.hits.values().sum()
     }
 
+    /// The counts a `scrub_report` carries to the daemon's audit log (each clamped to the
+    /// protocol's bounds; labels beyond the most it takes are left out).
+    pub fn counts(&self) -> crate::agent::protocol::ScrubCounts {
+        use crate::agent::protocol::{MAX_SCRUB_COUNT, MAX_SCRUB_LABELS};
+        let clamp = |n: u64| n.min(MAX_SCRUB_COUNT);
+        let dropped = self.dropped.min(self.binary.len() as u64);
+        crate::agent::protocol::ScrubCounts {
+            files: clamp(self.files),
+            rewritten: clamp(self.rewritten),
+            failed: clamp(self.errors.len() as u64),
+            binary_kept: clamp(self.binary.len() as u64 - dropped),
+            binary_dropped: clamp(self.dropped),
+            binary_with_form: clamp(self.binary.iter().filter(|(_, seen)| *seen).count() as u64),
+            hits: self
+                .hits
+                .iter()
+                .take(MAX_SCRUB_LABELS)
+                .map(|(l, n)| (l.clone(), clamp(*n)))
+                .collect(),
+        }
+    }
+
     /// True if every file was scrubbed (no errors).
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
