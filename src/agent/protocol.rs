@@ -32,7 +32,7 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const MAX_TICKET_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// Most labels a `scrub_report` may carry in `scrub.hits`.
-pub const MAX_SCRUB_LABELS: usize = 256;
+pub const MAX_SCRUB_LABELS: usize = 64;
 
 /// Longest label in `scrub.hits`, in bytes (a credential and a field name of at most 128
 /// bytes each, and the dot between them).
