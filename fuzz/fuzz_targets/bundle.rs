@@ -21,7 +21,15 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bundle");
+        // The fuzz crate's manifest is in fuzz/; tests/fuzz_replay.rs builds this file in the
+        // main crate, whose manifest is at the root.
+        let m = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = if m.join("fuzz_targets").is_dir() {
+            m.join("..")
+        } else {
+            m.to_path_buf()
+        };
+        let d = root.join("tests/fixtures/bundle");
         Fixture {
             signers: AllowedSigners::read(&d.join("allowed_signers")).unwrap(),
             sig: std::fs::read(d.join("vector.svbundle.sig")).unwrap(),

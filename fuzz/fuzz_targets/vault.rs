@@ -56,7 +56,15 @@ struct World {
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/vault")
+    // The fuzz crate's manifest is in fuzz/; tests/fuzz_replay.rs builds this file in the main
+    // crate, whose manifest is at the root.
+    let m = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = if m.join("fuzz_targets").is_dir() {
+        m.join("..")
+    } else {
+        m.to_path_buf()
+    };
+    root.join("tests/fixtures/vault")
 }
 
 fn world() -> &'static World {
