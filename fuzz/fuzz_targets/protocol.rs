@@ -389,7 +389,11 @@ fn check_answer(w: &World, p: &Peer, line: &[u8], answer: &[u8], tickets: &mut T
         let runs = RUNS.iter().any(|(t, uids, gids)| {
             *t == task && (uids.contains(&p.0) || gids.iter().any(|g| p.1 == *g || p.2.contains(g)))
         });
-        assert!(runs, "uid {} reported a scrub for `{task}`, which it does not run", p.0);
+        assert!(
+            runs,
+            "uid {} reported a scrub for `{task}`, which it does not run",
+            p.0
+        );
     }
     let mut allowed: &[&str] = if ok { p.3 } else { &[] };
     if ok && v.get("credentials").is_some_and(|c| c.is_array()) {
