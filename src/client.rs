@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::agent::protocol::{
     parse_response, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, Health, Request,
-    ResponseError, RotateStatus, Tasks, Ticket,
+    ResponseError, RotateStatus, ScrubCounts, ScrubReceipt, Tasks, Ticket,
 };
 use crate::secret::SecretString;
 
@@ -254,5 +254,17 @@ impl Client {
     /// `audit_rotate`.
     pub fn audit_rotate(&mut self) -> Result<RotateStatus, ClientError> {
         self.call(&Request::AuditRotate)
+    }
+
+    /// `scrub_report`: record what a scrub of `task`'s artefacts did in the audit log.
+    pub fn scrub_report(
+        &mut self,
+        task: &str,
+        scrub: ScrubCounts,
+    ) -> Result<ScrubReceipt, ClientError> {
+        self.call(&Request::ScrubReport {
+            task: task.to_owned(),
+            scrub,
+        })
     }
 }

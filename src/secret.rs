@@ -459,6 +459,9 @@ pub struct Patterns {
     labels: Vec<String>,
     automaton: Option<aho_corasick::AhoCorasick>,
     longest: usize,
+    /// For each byte, the forms that begin with it, in pattern order (longest first): the
+    /// held-back tail of a chunk is checked against these only.
+    by_first: Vec<Vec<usize>>,
 }
 
 impl fmt::Debug for Patterns {
@@ -532,12 +535,17 @@ impl Patterns {
                     .expect("forms are at most a few KiB each"),
             )
         };
+        let mut by_first = vec![Vec::new(); 256];
+        for (p, (f, _)) in forms.iter().enumerate() {
+            by_first[f[0] as usize].push(p);
+        }
         Patterns {
             forms,
             replacements,
             labels,
             automaton,
             longest,
+            by_first,
         }
     }
 
@@ -681,12 +689,19 @@ impl Masker {
             self.held = Zeroizing::new(Vec::new());
             return;
         };
-        // A fresh buffer of the exact size: growing `held` in place could leave a copy of a
-        // secret's first bytes in a freed, unzeroed allocation.
-        let mut buf: Zeroizing<Vec<u8>> =
-            Zeroizing::new(Vec::with_capacity(self.held.len() + chunk.len()));
-        buf.extend_from_slice(&self.held);
-        buf.extend_from_slice(chunk);
+        // Nothing held back (the usual case): search the chunk where it is, without a copy.
+        // Otherwise a fresh buffer of the exact size: growing `held` in place could leave a
+        // copy of a secret's first bytes in a freed, unzeroed allocation.
+        let joined: Zeroizing<Vec<u8>>;
+        let buf: &[u8] = if self.held.is_empty() {
+            chunk
+        } else {
+            let mut b = Zeroizing::new(Vec::with_capacity(self.held.len() + chunk.len()));
+            b.extend_from_slice(&self.held);
+            b.extend_from_slice(chunk);
+            joined = b;
+            &joined
+        };
         // A match starting before `safe` is whole in `buf` whatever follows (no form is longer
         // than `longest`), so it is the match a one-shot replacement would make.
         let safe = if last {
@@ -696,7 +711,7 @@ impl Masker {
                 .saturating_sub(self.patterns.longest.saturating_sub(1))
         };
         let mut i = 0;
-        for m in ac.find_iter(&buf[..]) {
+        for m in ac.find_iter(buf) {
             if m.start() >= safe {
                 break;
             }
@@ -720,7 +735,8 @@ impl Masker {
         'scan: while i < buf.len() {
             if self.first_bytes[buf[i] as usize] {
                 let rest = &buf[i..];
-                for (p, (form, label)) in self.patterns.forms.iter().enumerate() {
+                for &p in &self.patterns.by_first[buf[i] as usize] {
+                    let (form, label) = &self.patterns.forms[p];
                     if rest.len() >= form.len() {
                         if rest.starts_with(form) {
                             out.extend_from_slice(&self.patterns.replacements[p]);

@@ -1635,6 +1635,24 @@ fn audit() {
         )),
         "not_found"
     );
+    // scrub_report (issue 12): allowed for a runner, a secret sent as a label (recorded as its
+    // HMAC), refused for a task the peer does not run, an unknown task that is a secret, and
+    // a secret as an unknown member of `scrub` (bad_request, not echoed).
+    let admin_json = serde_json::to_string(ADMIN_PW).unwrap();
+    let scrub = |task: &str, extra: &str| {
+        format!(
+            r#"{{"v":1,"op":"scrub_report","task":{},"scrub":{{"files":3,"rewritten":2,"failed":0,"binary_kept":1,"binary_dropped":0,"binary_with_form":0,"hits":{{"shop-login.password":4,{admin_json}:1}}{extra}}}}}"#,
+            serde_json::to_string(task).unwrap()
+        )
+    };
+    let v = s.req(&scrub("login-flow", ""), &[]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(code(&s.req(&scrub("other-uid", ""), &[])), "denied");
+    assert_eq!(code(&s.req(&scrub(ADMIN_PW, ""), &[])), "not_found");
+    assert_eq!(
+        code(&s.req(&scrub("login-flow", &format!(",{admin_json}:1")), &[])),
+        "bad_request"
+    );
     // Secrets in the wrong places: answers must not echo them.
     let pass_json = serde_json::to_string(VAULT_PASS).unwrap();
     let wrong_json = serde_json::to_string(WRONG_PASS).unwrap();

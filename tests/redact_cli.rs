@@ -48,6 +48,47 @@ fn sv(d: &Daemon, args: &[&str]) -> Command {
     c
 }
 
+/// The `scrub_report` records of the daemon's audit log, parsed.
+fn scrub_records(d: &Daemon) -> Vec<serde_json::Value> {
+    d.audit_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["op"] == "scrub_report")
+        .collect()
+}
+
+/// `audit show` and `audit verify` of the daemon's log: (show's stdout, verify succeeded).
+fn show_and_verify(d: &Daemon) -> (String, bool) {
+    let audit = d.audit.to_str().unwrap();
+    let show = daemon::cmd(&d.dir)
+        .args(["audit", "show", "--audit", audit])
+        .output()
+        .unwrap();
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let verify = daemon::cmd(&d.dir)
+        .args(["audit", "verify", "--audit", audit])
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&show.stdout).into_owned(),
+        verify.status.success(),
+    )
+}
+
+/// The count `exec`/`redact` printed on stderr for `label` (`scopevault:   LABEL: N`).
+fn printed_hits(stderr: &str, label: &str) -> u64 {
+    let key = format!("scopevault:   {label}: ");
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count for {label} in: {stderr}"))
+}
+
 /// A shell script writing the password, from the environment, in many forms into `$1`.
 const WRITER: &str = r#"
 d=$1; pw=$SCOPEVAULT_SHOP_BUYER_PASSWORD
@@ -108,6 +149,216 @@ fn exec_artifacts_scrubs_every_file_and_keeps_the_exit_code() {
         headers,
         "Authorization: Basic [redacted:shop-buyer.password]\n"
     );
+
+    // The counts are in the daemon's audit log: one `scrub_report` record, as the runner.
+    let hits = printed_hits(&stderr, "shop-buyer.password");
+    assert!(hits >= 5, "{stderr}");
+    assert!(
+        stderr.contains("counts recorded in the audit log"),
+        "{stderr}"
+    );
+    let recs = scrub_records(&d);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    assert_eq!(r["decision"], "allow");
+    assert_eq!(r["task"], "checkout-flow");
+    assert_eq!(r["peer"]["uid"], scopevault::sys::current_uid());
+    let scrub = &r["scrub"];
+    assert_eq!(scrub["files"], 5);
+    assert_eq!(scrub["rewritten"], 5);
+    assert_eq!(scrub["failed"], 0);
+    assert_eq!(scrub["binary_kept"], 0);
+    assert_eq!(scrub["binary_dropped"], 0);
+    assert_eq!(scrub["binary_with_form"], 0);
+    assert_eq!(
+        scrub["hits"],
+        serde_json::json!({ "shop-buyer.password": hits })
+    );
+    let audit = d.audit_text();
+    assert!(!audit.contains(PW));
+    daemon::assert_no_secret(&audit, "the audit log");
+    let (show, verified) = show_and_verify(&d);
+    assert!(verified, "audit verify fails after the scrub report");
+    let line = show
+        .lines()
+        .find(|l| l.contains("scrub_report"))
+        .unwrap_or_else(|| panic!("audit show has no scrub_report: {show}"));
+    assert!(line.contains("task=checkout-flow"), "{line}");
+    assert!(
+        line.contains("files=5") && line.contains("rewritten=5"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("hits[shop-buyer.password]={hits}")),
+        "{line}"
+    );
+}
+
+/// A script that stops the daemon (by pid, and waits until its socket is gone), then writes
+/// the password into `$1`: `exec` cannot report its scrub.
+const STOP_THEN_WRITE: &str = r#"
+kill -TERM "$2"; n=0; while [ -e "$3" ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done
+printf 'login %s\n' "$SCOPEVAULT_SHOP_BUYER_PASSWORD" > "$1/console.log"
+exit 4
+"#;
+
+#[test]
+fn exec_artifacts_without_a_daemon_for_the_report_warns_and_keeps_the_exit_code() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    let art_s = art.to_str().unwrap();
+    let pid = d.pid().to_string();
+    let sock = d.socket.to_str().unwrap().to_owned();
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--artifacts",
+            art_s,
+            "--",
+            "sh",
+            "-c",
+            STOP_THEN_WRITE,
+            "sh",
+            art_s,
+            &pid,
+            &sock,
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "the command's code: {stderr}");
+    assert!(!d.socket.exists(), "the daemon stopped: {stderr}");
+    assert!(
+        stderr.contains("warning: the scrub's counts were not recorded"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PW));
+    assert_eq!(
+        std::fs::read_to_string(art.join("console.log")).unwrap(),
+        "login [redacted:shop-buyer.password]\n",
+        "scrubbed all the same"
+    );
+    assert!(scrub_records(&d).is_empty());
+}
+
+#[test]
+fn scrub_reports_are_authorised_like_a_fetch_bounded_and_never_echo_a_label() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let report = |task: &str, hits: serde_json::Value| {
+        serde_json::json!({"v":1,"op":"scrub_report","task":task,"scrub":{
+            "files":2,"rewritten":1,"failed":0,"binary_kept":1,"binary_dropped":0,
+            "binary_with_form":1,"hits":hits}})
+        .to_string()
+    };
+    // Not a runner of `newsletter`: refused, and the refusal audited.
+    let v = d.request(&report(
+        "newsletter",
+        serde_json::json!({"newsletter-login.password": 3}),
+    ));
+    assert_eq!(daemon::code(&v), "denied", "{v}");
+    let recs = scrub_records(&d);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["decision"], "deny");
+    assert_eq!(recs[0]["task"], "newsletter");
+    assert!(
+        recs[0].get("scrub").is_none(),
+        "no counts from a refused peer"
+    );
+    assert!(
+        recs[0]["reason"].as_str().unwrap().contains("not a runner"),
+        "{recs:?}"
+    );
+    // A task the policy does not have: its name is whatever the client sent (a secret here),
+    // recorded as its HMAC.
+    let ghost = daemon::secret_of("payments-token");
+    let v = d.request(&report(&ghost, serde_json::json!({})));
+    assert_eq!(daemon::code(&v), "not_found", "{v}");
+    assert!(!v.to_string().contains(&ghost));
+    // A runner of the task: recorded; a label the task does not hand out (here a secret
+    // value sent as a label) is recorded as its HMAC, never as sent.
+    let leaked = daemon::secret_of("shop-backoffice");
+    let v = d.request(&report(
+        "checkout-flow",
+        serde_json::json!({"shop-buyer.password": 7, leaked.clone(): 2}),
+    ));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["task"], "checkout-flow");
+    let seq = v["audit_seq"].as_u64().unwrap();
+    let recs = scrub_records(&d);
+    let r = recs.last().unwrap();
+    assert_eq!(r["seq"], seq);
+    assert_eq!(r["decision"], "allow");
+    let hits = r["scrub"]["hits"].as_object().unwrap();
+    assert_eq!(hits["shop-buyer.password"], 7);
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let (mac, n) = hits
+        .iter()
+        .find(|(k, _)| k.starts_with("hmac-sha256:"))
+        .expect("the unknown label as its HMAC");
+    assert_eq!(n, 2);
+    let hashed = daemon::cmd(&d.dir)
+        .args(["audit", "hash", "--audit", d.audit.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(leaked.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hashed.stdout).trim(), mac.as_str());
+    assert_eq!(r["scrub"]["binary_with_form"], 1);
+    assert!(r["reason"].as_str().unwrap().contains("1 label(s)"), "{r}");
+    // A TOTP credential hands out its code, never its seed: the seed's label is not the
+    // task's, nor is a credential of another task.
+    let v = d.request(&report(
+        "two-factor-login",
+        serde_json::json!({"shop-2fa.totp_code": 1, "shop-2fa.totp_seed": 1, "shop-buyer.password": 1}),
+    ));
+    assert_eq!(v["ok"], true, "{v}");
+    let last = scrub_records(&d).pop().unwrap();
+    let hits = last["scrub"]["hits"].as_object().unwrap();
+    assert_eq!(hits["shop-2fa.totp_code"], 1, "{last}");
+    assert_eq!(hits.len(), 3, "{last}");
+    assert_eq!(
+        hits.keys()
+            .filter(|k| k.starts_with("hmac-sha256:"))
+            .count(),
+        2,
+        "{last}"
+    );
+    // Bounds: a count over 2^40, too many labels, an unknown member: bad_request, not echoed.
+    let v = d.request(&report(
+        "checkout-flow",
+        serde_json::json!({ "shop-buyer.password": (1u64 << 40) + 1 }),
+    ));
+    assert_eq!(daemon::code(&v), "bad_request", "{v}");
+    let many: serde_json::Map<String, serde_json::Value> =
+        (0..65).map(|i| (format!("l{i}"), 1.into())).collect();
+    let v = d.request(&report("checkout-flow", many.into()));
+    assert_eq!(daemon::code(&v), "bad_request", "{v}");
+    let v = d.request(&format!(
+        r#"{{"v":1,"op":"scrub_report","task":"checkout-flow","scrub":{{"files":1,"rewritten":0,"failed":0,"binary_kept":0,"binary_dropped":0,"binary_with_form":0,"hits":{{}},"{leaked}":1}}}}"#
+    ));
+    assert_eq!(daemon::code(&v), "bad_request", "{v}");
+    assert!(!v.to_string().contains(&leaked), "{v}");
+    let v = d.request(r#"{"v":1,"op":"scrub_report","task":"checkout-flow"}"#);
+    assert_eq!(daemon::code(&v), "bad_request", "{v}");
+
+    let audit = d.audit_text();
+    daemon::assert_no_secret(&audit, "the audit log");
+    let (show, verified) = show_and_verify(&d);
+    assert!(verified);
+    daemon::assert_no_secret(&show, "audit show");
+    assert!(show.contains("hits[shop-buyer.password]=7"), "{show}");
 }
 
 #[test]
@@ -147,6 +398,19 @@ fn redact_fetches_as_the_runner_scrubs_and_is_audited() {
         "the redact fetch is audited: {new:?}"
     );
     assert!(!audit.contains(PW));
+    let recs = scrub_records(&d);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["decision"], "allow");
+    assert_eq!(recs[0]["task"], "checkout-flow");
+    assert_eq!(recs[0]["scrub"]["files"], 1);
+    assert_eq!(recs[0]["scrub"]["rewritten"], 1);
+    assert_eq!(
+        recs[0]["scrub"]["hits"],
+        serde_json::json!({"shop-buyer.password": 1})
+    );
+    let (show, verified) = show_and_verify(&d);
+    assert!(verified);
+    assert!(show.contains("hits[shop-buyer.password]=1"), "{show}");
 
     // A task this runner may not fetch: refused (exit 5), the file untouched.
     std::fs::write(&f, &xml).unwrap();

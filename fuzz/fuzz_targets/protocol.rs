@@ -16,6 +16,7 @@
 //! - a ticket is redeemed at most once; only admins and the scheduler get tickets, the
 //!   scheduler only for the tasks whose `schedulers` name it ([`SCHEDULED`]); only admins
 //!   lock, unlock and reload;
+//! - a `scrub_report` is taken only from a runner of its task ([`RUNS`]);
 //! - the audit log never holds a secret value (checked at each rotation, which the target asks for as an admin every 4,096 inputs).
 //!
 //! The daemon state a request can change (lock, tickets) is put back after each input, so every
@@ -125,6 +126,14 @@ const TASK_SECRETS: [(&str, &[&str]); 4] = [
     ("catalog", &[BUYER_PW]),
     ("orders", &[]),
     ("api", &[API_TOKEN]),
+];
+
+/// Who runs each task: (task, runner uids, runner groups), as in [`POLICY`].
+const RUNS: [(&str, &[u32], &[u32]); 4] = [
+    ("checkout", &[2001], &[]),
+    ("catalog", &[2001], &[]),
+    ("orders", &[2002], &[]),
+    ("api", &[], &[3000]),
 ];
 
 /// (uid, gid, supplementary groups, secrets a successful answer may hold).
@@ -373,6 +382,18 @@ fn check_answer(w: &World, p: &Peer, line: &[u8], answer: &[u8], tickets: &mut T
     }
     if ok && v.get("locked").is_some() && v.get("version").is_none() {
         assert!(admin, "uid {} did an admin op: {}", p.0, shown());
+    }
+    if ok && v.get("audit_seq").is_some() && v.get("credentials").is_none() {
+        // A scrub report taken: only from a runner of its task.
+        let task = v["task"].as_str().expect("a scrub report names its task");
+        let runs = RUNS.iter().any(|(t, uids, gids)| {
+            *t == task && (uids.contains(&p.0) || gids.iter().any(|g| p.1 == *g || p.2.contains(g)))
+        });
+        assert!(
+            runs,
+            "uid {} reported a scrub for `{task}`, which it does not run",
+            p.0
+        );
     }
     let mut allowed: &[&str] = if ok { p.3 } else { &[] };
     if ok && v.get("credentials").is_some_and(|c| c.is_array()) {

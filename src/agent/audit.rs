@@ -226,6 +226,9 @@ pub struct AuditRecord<'a> {
     /// For an aggregate record (`op` `denials`): the refusals it stands for by `"<op>
     /// <decision>"` (they add up to `count`).
     pub by_op: Vec<(String, u64)>,
+    /// For a `scrub_report` record: what the scrub of the task's artefacts did (labels the
+    /// task does not hand out already replaced by their HMACs).
+    pub scrub: Option<&'a super::protocol::ScrubCounts>,
 }
 
 impl<'a> AuditRecord<'a> {
@@ -243,6 +246,7 @@ impl<'a> AuditRecord<'a> {
             count: None,
             generation: None,
             by_op: Vec::new(),
+            scrub: None,
         }
     }
 }
@@ -1089,6 +1093,8 @@ impl AuditLog {
             generation: Option<u64>,
             #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
             by_op: std::collections::BTreeMap<&'r str, u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            scrub: Option<&'r super::protocol::ScrubCounts>,
         }
         let time = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -1110,6 +1116,7 @@ impl AuditLog {
             count: rec.count,
             generation: rec.generation,
             by_op: rec.by_op.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
+            scrub: rec.scrub,
         };
         let json = serde_json::to_string(&body).expect("audit records serialise");
         // Strip the braces: the leader wraps the members with `seq` and `prev`.

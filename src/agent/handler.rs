@@ -15,7 +15,8 @@ use super::authz::{is_runner, AccessConfig};
 use super::peer::PeerIdentity;
 use super::protocol::{
     err_line, ok_line, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, FetchedCredential,
-    Health, PeerInfo, Request, RotateStatus, TaskInfo, Tasks, Ticket, TotpCode,
+    Health, PeerInfo, Request, RotateStatus, ScrubCounts, ScrubReceipt, TaskInfo, Tasks, Ticket,
+    TotpCode,
 };
 use super::state::{Opened, State, VaultView};
 use super::tickets::{Refused, Tickets};
@@ -445,7 +446,132 @@ impl Handler {
             Request::Unlock { passphrase } => self.admin(peer, "unlock", |h| h.unlock(&passphrase)),
             Request::Reload => self.admin(peer, "reload", |h| h.reload()),
             Request::AuditRotate => self.audit_rotate(peer),
+            Request::ScrubReport { task, scrub } => self.scrub_report(peer, &task, &scrub),
         }
+    }
+
+    /// `scrub_report`: a runner of the task says what a scrub of its artefacts did. Authorised
+    /// as a `fetch` by task name (the peer must be one of the task's runners); one audit
+    /// record holds the counts, with each label the task does not hand out (`CRED.FIELD` of a
+    /// credential it lists and a secret field that credential holds, or `CRED.totp_code`)
+    /// recorded as its HMAC. A refusal is audited like a refused fetch.
+    fn scrub_report(
+        &self,
+        peer: &PeerIdentity,
+        task: &str,
+        scrub: &ScrubCounts,
+    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        let (result, recorded) = self.state.with(|v| {
+            let recorded = self.recorded_name(v, task, true);
+            (self.check_scrub_report(v, peer, task, scrub), recorded)
+        });
+        match result {
+            Ok((counts, unknown)) => {
+                let reason = (unknown > 0).then(|| {
+                    format!(
+                        "{unknown} label(s) the task does not hand out, recorded as their HMACs"
+                    )
+                });
+                let seq = self
+                    .audit
+                    .append(AuditRecord {
+                        peer: Some(peer.audit_info()),
+                        task: Some(task),
+                        reason: reason.as_deref(),
+                        scrub: Some(&counts),
+                        ..AuditRecord::new("scrub_report", Decision::Allow)
+                    })
+                    .map_err(|_| audit_unavailable())?;
+                Ok(ok_line(&ScrubReceipt {
+                    task: task.to_owned(),
+                    audit_seq: seq,
+                }))
+            }
+            Err(e) => {
+                let decision = match e.code {
+                    ErrorCode::Denied | ErrorCode::NotFound => Decision::Deny,
+                    _ => Decision::Error,
+                };
+                let reason = format!("{}: {}", e.code.as_str(), e.message);
+                self.append_limited(
+                    Some(peer),
+                    AuditRecord {
+                        peer: Some(peer.audit_info()),
+                        task: Some(&recorded),
+                        reason: Some(&reason),
+                        ..AuditRecord::new("scrub_report", decision)
+                    },
+                )
+                .map_err(|_| audit_unavailable())?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Authorise a `scrub_report` and map its labels (audited by the caller): the counts to
+    /// record, and how many labels were recorded as HMACs.
+    fn check_scrub_report(
+        &self,
+        v: Option<&Opened>,
+        peer: &PeerIdentity,
+        task: &str,
+        scrub: &ScrubCounts,
+    ) -> Result<(ScrubCounts, usize), ErrorBody> {
+        let o = v.ok_or_else(locked)?;
+        let policy = o.vault.policy().ok_or_else(|| {
+            err(
+                ErrorCode::NotFound,
+                "no policy is applied to the vault, so no task has artefacts to report on",
+            )
+        })?;
+        let Some(t) = policy.task(task) else {
+            return Err(err(ErrorCode::NotFound, NO_SUCH_TASK));
+        };
+        if !is_runner(o.runners.get(task), peer) {
+            return Err(err(
+                ErrorCode::Denied,
+                format!(
+                    "uid {} is not a runner of task `{task}`, so it may not report on its artefacts",
+                    peer.uid
+                ),
+            ));
+        }
+        let mut labels = std::collections::BTreeSet::new();
+        for name in t.credentials() {
+            let Some(cred) = o.vault.credential(name) else {
+                continue;
+            };
+            for k in cred.secrets.keys() {
+                if cred.kind != CredentialKind::Totp || !TOTP_SEED_FIELDS.contains(&k.as_str()) {
+                    labels.insert(format!("{name}.{k}"));
+                }
+            }
+            if cred.kind == CredentialKind::Totp {
+                labels.insert(format!("{name}.totp_code"));
+            }
+        }
+        let mut hits = std::collections::BTreeMap::new();
+        let mut unknown = 0;
+        for (label, n) in &scrub.hits {
+            let key = if labels.contains(label) {
+                label.clone()
+            } else {
+                unknown += 1;
+                self.unknown_name(label)
+            };
+            let e: &mut u64 = hits.entry(key).or_default();
+            *e = e.saturating_add(*n);
+        }
+        let counts = ScrubCounts {
+            files: scrub.files,
+            rewritten: scrub.rewritten,
+            failed: scrub.failed,
+            binary_kept: scrub.binary_kept,
+            binary_dropped: scrub.binary_dropped,
+            binary_with_form: scrub.binary_with_form,
+            hits,
+        };
+        Ok((counts, unknown))
     }
 
     /// `audit_rotate` (admins): the rotation writes its own `audit.rotate` record, the first

@@ -31,6 +31,16 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Longest ticket lifetime a scheduler may ask for: one day.
 pub const MAX_TICKET_TTL_SECS: u64 = 24 * 60 * 60;
 
+/// Most labels a `scrub_report` may carry in `scrub.hits`.
+pub const MAX_SCRUB_LABELS: usize = 64;
+
+/// Longest label in `scrub.hits`, in bytes (a credential and a field name of at most 128
+/// bytes each, and the dot between them).
+pub const MAX_SCRUB_LABEL: usize = 257;
+
+/// Largest count a `scrub_report` may carry, in any of its members (2^40).
+pub const MAX_SCRUB_COUNT: u64 = 1 << 40;
+
 /// The stable error codes. Clients branch on these, never on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +143,74 @@ pub enum Request {
     Reload,
     /// Move the audit log aside and continue its chain in a new file (admins).
     AuditRotate,
+    /// What a scrub of a task's artefacts did (`exec --artifacts`, `redact`): recorded in the
+    /// audit log. Counts and names only, never a value.
+    ScrubReport {
+        /// The task whose values were scrubbed.
+        task: String,
+        /// The counts.
+        scrub: ScrubCounts,
+    },
+}
+
+/// What one scrub of artefacts did, as `scrub_report` carries it and its audit record holds
+/// it: files and replacements per `CRED.FIELD` label. Never a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubCounts {
+    /// Files looked at (a zip archive counts once).
+    pub files: u64,
+    /// Files rewritten because they held a form of a value.
+    pub rewritten: u64,
+    /// Files that could not be scrubbed.
+    pub failed: u64,
+    /// Binary files (or zip members) left as they were.
+    pub binary_kept: u64,
+    /// Binary files (or zip members) deleted (`--artifacts-binary=drop`).
+    pub binary_dropped: u64,
+    /// Binary files (or zip members) in whose raw bytes a form of a value was seen.
+    pub binary_with_form: u64,
+    /// Replacements per label `CRED.FIELD`. In the audit record, a label the task does not
+    /// hand out is recorded as its HMAC.
+    pub hits: BTreeMap<String, u64>,
+}
+
+impl ScrubCounts {
+    /// Check the bounds of docs/protocol.md (`scrub_report`). The message names the member,
+    /// never a label: a label is whatever the client sent.
+    pub fn check(&self) -> Result<(), ErrorBody> {
+        let counts = [
+            ("files", self.files),
+            ("rewritten", self.rewritten),
+            ("failed", self.failed),
+            ("binary_kept", self.binary_kept),
+            ("binary_dropped", self.binary_dropped),
+            ("binary_with_form", self.binary_with_form),
+        ];
+        for (name, n) in counts {
+            if n > MAX_SCRUB_COUNT {
+                return Err(bad(format!("`scrub.{name}` is over {MAX_SCRUB_COUNT}")));
+            }
+        }
+        if self.hits.len() > MAX_SCRUB_LABELS {
+            return Err(bad(format!(
+                "`scrub.hits` has more than {MAX_SCRUB_LABELS} labels"
+            )));
+        }
+        for (label, n) in &self.hits {
+            if label.is_empty() || label.len() > MAX_SCRUB_LABEL {
+                return Err(bad(format!(
+                    "a label in `scrub.hits` is empty or longer than {MAX_SCRUB_LABEL} bytes"
+                )));
+            }
+            if *n > MAX_SCRUB_COUNT {
+                return Err(bad(format!(
+                    "a count in `scrub.hits` is over {MAX_SCRUB_COUNT}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The request object as it is on the wire. Field presence per op is checked after parsing.
@@ -151,6 +229,8 @@ struct WireRequest {
     ttl: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     passphrase: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scrub: Option<ScrubCounts>,
 }
 
 const OPS: &[(&str, &[&str])] = &[
@@ -162,6 +242,7 @@ const OPS: &[(&str, &[&str])] = &[
     ("unlock", &["passphrase"]),
     ("reload", &[]),
     ("audit_rotate", &[]),
+    ("scrub_report", &["task", "scrub"]),
 ];
 
 fn bad(message: impl Into<String>) -> ErrorBody {
@@ -199,7 +280,7 @@ impl Request {
         for key in keys.keys() {
             if !matches!(
                 key.as_str(),
-                "v" | "op" | "task" | "credential" | "ticket" | "ttl" | "passphrase"
+                "v" | "op" | "task" | "credential" | "ticket" | "ttl" | "passphrase" | "scrub"
             ) {
                 return Err(bad(format!("unknown field `{}`", shown(key))));
             }
@@ -218,7 +299,7 @@ impl Request {
         }
         let Some((_, allowed)) = OPS.iter().find(|(op, _)| *op == wire.op) else {
             return Err(bad(format!(
-                "unknown op `{}`; ops: health, tasks, fetch, ticket, lock, unlock, reload, audit_rotate",
+                "unknown op `{}`; ops: health, tasks, fetch, ticket, lock, unlock, reload, audit_rotate, scrub_report",
                 shown(&wire.op)
             )));
         };
@@ -237,6 +318,7 @@ impl Request {
             ticket,
             ttl,
             passphrase,
+            scrub,
             ..
         } = wire;
         Ok(match op.as_str() {
@@ -270,6 +352,13 @@ impl Request {
                 };
                 Request::Unlock { passphrase }
             }
+            "scrub_report" => {
+                let (Some(task), Some(scrub)) = (task, scrub) else {
+                    return Err(bad("scrub_report needs `task` and `scrub`"));
+                };
+                scrub.check()?;
+                Request::ScrubReport { task, scrub }
+            }
             _ => unreachable!("op checked against OPS above"),
         })
     }
@@ -285,6 +374,7 @@ impl Request {
             Request::Unlock { .. } => "unlock",
             Request::Reload => "reload",
             Request::AuditRotate => "audit_rotate",
+            Request::ScrubReport { .. } => "scrub_report",
         }
     }
 
@@ -299,6 +389,7 @@ impl Request {
             ticket: None,
             ttl: None,
             passphrase: None,
+            scrub: None,
         };
         match self {
             Request::Fetch { by, credential } => {
@@ -313,6 +404,10 @@ impl Request {
                 wire.ttl = Some(*ttl);
             }
             Request::Unlock { passphrase } => wire.passphrase = Some(passphrase.clone()),
+            Request::ScrubReport { task, scrub } => {
+                wire.task = Some(task.clone());
+                wire.scrub = Some(scrub.clone());
+            }
             _ => {}
         }
         let mut out = Zeroizing::new(Vec::with_capacity(128));
@@ -452,6 +547,15 @@ pub struct RotateStatus {
     pub rotated_to: String,
     /// Seq of the `audit.rotate` record that begins the new file.
     pub seq: u64,
+}
+
+/// Answer to `scrub_report`: the report is in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubReceipt {
+    /// The task the report was for.
+    pub task: String,
+    /// Seq of its audit record.
+    pub audit_seq: u64,
 }
 
 /// Wire envelope of a successful response: `{"ok": true, "v": 1, …body}`.

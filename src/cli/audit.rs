@@ -246,6 +246,21 @@ fn render(line: &[u8]) -> String {
             out.push_str(&format!(" {}={mac}", escape(field)));
         }
     }
+    // A `scrub_report`: the counts, then the replacements per label.
+    if let Some(serde_json::Value::Object(c)) = rec.get("scrub") {
+        for (key, n) in c.iter().filter(|(k, _)| *k != "hits") {
+            out.push_str(&format!(" {}={}", escape(key), escape(&n.to_string())));
+        }
+        if let Some(serde_json::Value::Object(hits)) = c.get("hits") {
+            for (label, n) in hits {
+                out.push_str(&format!(
+                    " hits[{}]={}",
+                    escape(label),
+                    escape(&n.to_string())
+                ));
+            }
+        }
+    }
     out
 }
 
@@ -295,5 +310,26 @@ mod tests {
             "{shown}"
         );
         assert!(render(b"garbage\x07").starts_with("? garbage\\u{7}"));
+    }
+
+    #[test]
+    fn render_shows_a_scrub_reports_counts_and_escapes_its_labels() {
+        let line = br#"{"seq":9,"time":"t","peer":null,"op":"scrub_report","task":"shop","decision":"allow","values":{},"scrub":{"files":5,"rewritten":4,"failed":0,"binary_kept":1,"binary_dropped":0,"binary_with_form":0,"hits":{"shop-buyer.password":7,"x\u001b[2J":1}}}"#;
+        let shown = render(line);
+        assert!(
+            shown.starts_with("#9 t allow scrub_report task=shop"),
+            "{shown}"
+        );
+        for part in [
+            " files=5",
+            " rewritten=4",
+            " failed=0",
+            " binary_kept=1",
+            " hits[shop-buyer.password]=7",
+            " hits[x\\u{1b}[2J]=1",
+        ] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+        assert!(!shown.contains('\u{1b}'), "{shown}");
     }
 }

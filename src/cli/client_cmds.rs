@@ -338,7 +338,13 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // The command's artefacts: scrubbed before exec returns (signals are still forwarded, so
     // a Ctrl-C here does not kill exec half-way through a file: each file is atomic anyway).
     if !a.artifacts.is_empty() {
-        super::exec::scrub_artifacts(patterns, &a.artifacts, a.artifacts_binary);
+        super::exec::scrub_artifacts(
+            patterns,
+            &a.artifacts,
+            a.artifacts_binary,
+            &socket_path(g),
+            &a.task,
+        );
     }
     sig_handle.close();
     let _ = forwarder.join();

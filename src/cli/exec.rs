@@ -67,17 +67,50 @@ pub(crate) fn targets(fetched: &Fetched) -> Vec<Target> {
     out
 }
 
-/// Scrub the `--artifacts` directories after the command ended; prints the summary on stderr.
-/// Returns whether every file was scrubbed.
+/// Scrub the `--artifacts` directories after the command ended; prints the summary on stderr
+/// and reports the counts to the daemon's audit log ([`report_scrub`]). Returns whether every
+/// file was scrubbed.
 pub(crate) fn scrub_artifacts(
     patterns: std::sync::Arc<Patterns>,
     dirs: &[PathBuf],
     binary: BinaryPolicy,
+    socket: &Path,
+    task: &str,
 ) -> bool {
     let scrubber = Scrubber::new(patterns, binary);
     let summary = scrubber.scrub_paths(dirs);
     eprint!("{summary}");
+    report_scrub(socket, task, &summary);
     summary.ok()
+}
+
+/// How long `exec` and `redact` wait for the daemon to take a scrub report.
+const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Send the counts of a scrub (`scrub_report`) to the daemon, which records them in its audit
+/// log. A daemon that cannot be reached or refuses is a warning on stderr, not a failure: the
+/// artefacts are scrubbed either way, and the exit code of `exec` and `redact` stays what the
+/// command and the scrub made it (docs/security.md). Returns whether the report was recorded.
+pub(crate) fn report_scrub(socket: &Path, task: &str, summary: &crate::redact::Summary) -> bool {
+    let sent = crate::client::Client::connect(socket).and_then(|mut c| {
+        c.set_timeout(Some(REPORT_TIMEOUT))?;
+        c.scrub_report(task, summary.counts())
+    });
+    match sent {
+        Ok(r) => {
+            eprintln!(
+                "scopevault: artefacts: counts recorded in the audit log (seq {})",
+                r.audit_seq
+            );
+            true
+        }
+        Err(e) => {
+            eprintln!(
+                "scopevault: warning: the scrub's counts were not recorded in the daemon's audit log: {e}"
+            );
+            false
+        }
+    }
 }
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;

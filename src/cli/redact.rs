@@ -12,7 +12,9 @@ use crate::redact::Scrubber;
 use crate::secret::Patterns;
 
 /// Run `scopevault redact`: exit 0 when every file was scrubbed, 1 when some could not be
-/// (named on stderr), 5 when the daemon refused.
+/// (named on stderr), 5 when the daemon refused the fetch. The scrub's counts are then sent
+/// to the daemon's audit log (`scrub_report`); if that fails, a warning says so and the exit
+/// code is still the scrub's.
 pub(crate) fn run(g: &GlobalArgs, a: &RedactArgs) -> anyhow::Result<ExitCode> {
     super::exec::harden();
     let daemon = |e: crate::client::ClientError| {
@@ -30,6 +32,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &RedactArgs) -> anyhow::Result<ExitCode> {
     drop(fetched);
     let summary = Scrubber::new(patterns, a.artifacts_binary).scrub_paths(&a.paths);
     eprint!("{summary}");
+    // The counts go to the audit log; a daemon gone since the fetch is a warning only.
+    super::exec::report_scrub(&socket, &a.task, &summary);
     Ok(if summary.ok() {
         ExitCode::SUCCESS
     } else {

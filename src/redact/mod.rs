@@ -72,6 +72,28 @@ impl Summary {
         self.hits.values().sum()
     }
 
+    /// The counts a `scrub_report` carries to the daemon's audit log (each clamped to the
+    /// protocol's bounds; labels beyond the most it takes are left out).
+    pub fn counts(&self) -> crate::agent::protocol::ScrubCounts {
+        use crate::agent::protocol::{MAX_SCRUB_COUNT, MAX_SCRUB_LABELS};
+        let clamp = |n: u64| n.min(MAX_SCRUB_COUNT);
+        let dropped = self.dropped.min(self.binary.len() as u64);
+        crate::agent::protocol::ScrubCounts {
+            files: clamp(self.files),
+            rewritten: clamp(self.rewritten),
+            failed: clamp(self.errors.len() as u64),
+            binary_kept: clamp(self.binary.len() as u64 - dropped),
+            binary_dropped: clamp(self.dropped),
+            binary_with_form: clamp(self.binary.iter().filter(|(_, seen)| *seen).count() as u64),
+            hits: self
+                .hits
+                .iter()
+                .take(MAX_SCRUB_LABELS)
+                .map(|(l, n)| (l.clone(), clamp(*n)))
+                .collect(),
+        }
+    }
+
     /// True if every file was scrubbed (no errors).
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
@@ -126,6 +148,10 @@ impl fmt::Display for Summary {
     }
 }
 
+/// Threads that finish rewritten files (`fsync`, check, rename) for [`Scrubber::scrub_paths`];
+/// also the most files waiting for them.
+pub const FINISHERS: usize = 4;
+
 /// Scrubs files with one compiled set of forms.
 #[derive(Debug, Clone)]
 pub struct Scrubber {
@@ -169,15 +195,58 @@ impl Scrubber {
 
     /// Scrub every regular file under each path (a file or a directory, walked without
     /// following symbolic links).
+    ///
+    /// The last step of each rewritten text file — `fsync` of its scrubbed copy, the check
+    /// that the original did not change, the rename — runs on [`FINISHERS`] threads while the
+    /// next files are scrubbed: on a busy disk each `fsync` waits milliseconds, which would
+    /// otherwise add up file after file. A file found changed at that point is scrubbed again
+    /// (once, here), as [`Scrubber::scrub_file`] does.
     pub fn scrub_paths(&self, paths: &[PathBuf]) -> Summary {
         let mut summary = Summary::default();
-        for p in paths {
-            self.walk(p, &mut summary);
+        let mut finished = Vec::new();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<text::Pending>(FINISHERS);
+        let rx = std::sync::Mutex::new(rx);
+        std::thread::scope(|scope| {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            for _ in 0..FINISHERS {
+                let (rx, done_tx) = (&rx, done_tx.clone());
+                scope.spawn(move || loop {
+                    let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(p) = next else { break };
+                    if done_tx.send(p.finish()).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(done_tx);
+            for p in paths {
+                self.walk(p, &mut summary, &tx);
+            }
+            drop(tx);
+            finished.extend(done_rx.iter());
+        });
+        for f in finished {
+            match f.outcome {
+                Ok(text::Outcome::Done) => {
+                    if let Some(e) = f.json_broken {
+                        summary.errors.push(e);
+                    }
+                    summary.rewritten += 1;
+                    summary.add_counts(&f.counts);
+                }
+                Ok(_) => self.attempts(&f.path, &mut summary, None, 1),
+                Err(e) => summary.errors.push(format!("{}: {e:#}", f.path.display())),
+            }
         }
         summary
     }
 
-    fn walk(&self, path: &Path, summary: &mut Summary) {
+    fn walk(
+        &self,
+        path: &Path,
+        summary: &mut Summary,
+        defer: &std::sync::mpsc::SyncSender<text::Pending>,
+    ) {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) => {
@@ -200,10 +269,11 @@ impl Scrubber {
             };
             entries.sort();
             for e in entries {
-                self.walk(&e, summary);
+                self.walk(&e, summary, defer);
             }
         } else if ft.is_file() {
-            self.scrub_file(path, summary);
+            summary.files += 1;
+            self.attempts(path, summary, Some(defer), 0);
         } else {
             summary.skipped.push(path.display().to_string());
         }
@@ -212,10 +282,22 @@ impl Scrubber {
     /// Scrub one regular file in place (atomically).
     pub fn scrub_file(&self, path: &Path, summary: &mut Summary) {
         summary.files += 1;
-        // Two tries: a file that changed while scrubbed is read again once, then reported.
-        for attempt in 0..2 {
-            match text::scrub_file_once(self, path, summary) {
-                Ok(text::Outcome::Done) => return,
+        self.attempts(path, summary, None, 0);
+    }
+
+    /// Attempts `from..2` at a file: one that changed while scrubbed is read again once,
+    /// then reported. With `defer`, a rewritten text file is finished by a finisher thread
+    /// (which reports it to [`Scrubber::scrub_paths`]).
+    fn attempts(
+        &self,
+        path: &Path,
+        summary: &mut Summary,
+        defer: Option<&std::sync::mpsc::SyncSender<text::Pending>>,
+        from: u32,
+    ) {
+        for attempt in from..2 {
+            match text::scrub_file_once(self, path, summary, defer) {
+                Ok(text::Outcome::Done | text::Outcome::Deferred) => return,
                 Ok(text::Outcome::Changed) if attempt == 0 => continue,
                 Ok(text::Outcome::Changed) => {
                     summary.errors.push(format!(

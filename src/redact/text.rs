@@ -22,6 +22,45 @@ pub enum Outcome {
     Done,
     /// The file changed while it was read: try again.
     Changed,
+    /// Scrubbed; handed to a finisher thread, which reports how it ended.
+    Deferred,
+}
+
+/// A scrubbed copy waiting to replace its file: made durable, checked and renamed by
+/// [`Pending::finish`] (on a finisher thread of [`Scrubber::scrub_paths`]).
+pub struct Pending {
+    path: std::path::PathBuf,
+    file: File,
+    before: Stamp,
+    meta: std::fs::Metadata,
+    tmp: tempfile::NamedTempFile,
+    counts: Vec<(String, u64)>,
+    json_broken: Option<String>,
+}
+
+/// How a [`Pending`] replacement ended.
+pub struct Finished {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// `Done`, `Changed` (the original changed: scrub it again), or why it failed.
+    pub outcome: anyhow::Result<Outcome>,
+    /// Replacements per label (to count when `Done`).
+    pub counts: Vec<(String, u64)>,
+    /// The error to report when `Done`: the file no longer parses as JSON.
+    pub json_broken: Option<String>,
+}
+
+impl Pending {
+    /// `fsync` the copy, check that the original is unchanged, rename the copy over it.
+    pub fn finish(self) -> Finished {
+        let outcome = replace(&self.path, &self.file, self.before, &self.meta, self.tmp);
+        Finished {
+            path: self.path,
+            outcome,
+            counts: self.counts,
+            json_broken: self.json_broken,
+        }
+    }
 }
 
 /// What identifies a file's content for the change check: device, inode, size, mtime, ctime.
@@ -153,6 +192,7 @@ pub(crate) fn scrub_file_once(
     s: &Scrubber,
     path: &Path,
     summary: &mut Summary,
+    defer: Option<&std::sync::mpsc::SyncSender<Pending>>,
 ) -> anyhow::Result<Outcome> {
     let mut file = open_nofollow(path).context("cannot open")?;
     let meta = file.metadata()?;
@@ -204,19 +244,40 @@ pub(crate) fn scrub_file_once(
         w.flush()?;
         c
     };
-    if super::json::is_json_name(path)
+    let json_broken = (super::json::is_json_name(path)
         && super::json::valid_reader(&open_nofollow(path)?)
-        && !super::json::valid_reader(tmp.as_file())
-    {
-        summary.errors.push(format!(
+        && !super::json::valid_reader(tmp.as_file()))
+    .then(|| {
+        format!(
             "{}: scrubbed, but it no longer parses as JSON",
             path.display()
-        ));
-    }
-    let outcome = replace(path, &file, before, &meta, tmp)?;
+        )
+    });
+    let pending = Pending {
+        path: path.to_owned(),
+        file,
+        before,
+        meta,
+        tmp,
+        counts,
+        json_broken,
+    };
+    let pending = match defer {
+        Some(tx) => match tx.send(pending) {
+            Ok(()) => return Ok(Outcome::Deferred),
+            // No finisher left (cannot happen while `scrub_paths` runs): finish here.
+            Err(std::sync::mpsc::SendError(p)) => p,
+        },
+        None => pending,
+    };
+    let f = pending.finish();
+    let outcome = f.outcome?;
     if outcome == Outcome::Done {
+        if let Some(e) = f.json_broken {
+            summary.errors.push(e);
+        }
         summary.rewritten += 1;
-        summary.add_counts(&counts);
+        summary.add_counts(&f.counts);
     }
     Ok(outcome)
 }

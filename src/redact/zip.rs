@@ -5,7 +5,10 @@
 //! by the SHA-1 of their content, and refers to them by that name from `trace.trace` and
 //! `trace.network`. A resource whose content changes is renamed to the SHA-1 of its new
 //! content and every reference to the old name in the other members is updated, so the trace
-//! still opens. Memory is bounded by the largest member (each is read whole, one at a time).
+//! still opens. Memory is bounded by the largest member: each is read whole, scrubbed and
+//! written to the new archive before the next is read (hashed resources first, so that their
+//! renames are known before the members that refer to them; the members' order in the
+//! rewritten archive is that one).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -32,16 +35,6 @@ fn sha1_hex(data: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&Sha1::digest(data))
 }
 
-/// One member after scrubbing, before writing.
-enum Member {
-    /// Copy the compressed bytes unchanged.
-    Copy,
-    /// Leave out (a dropped binary member).
-    Drop,
-    /// Write this content under this name.
-    Write(String, Zeroizing<Vec<u8>>),
-}
-
 /// Scrub the archive at `path` (opened as `file`, stamped `before`).
 pub(crate) fn scrub_archive(
     s: &Scrubber,
@@ -53,14 +46,15 @@ pub(crate) fn scrub_archive(
 ) -> anyhow::Result<Outcome> {
     let mut archive = ::zip::ZipArchive::new(&file).context("not a readable zip archive")?;
     let n = archive.len();
-    let mut plan: Vec<Member> = Vec::with_capacity(n);
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut binary: Vec<(String, bool)> = Vec::new();
     let mut dropped = 0u64;
     // old SHA-1 -> new SHA-1 of resources whose content changed.
     let mut renames: Vec<(String, String)> = Vec::new();
     let mut changed = false;
-    // Pass 1: hashed resources, so that the renames are known before the other members.
+    // Hashed resources first, so that the renames are known before the other members refer
+    // to them. Members are written in that order, one at a time, as soon as each is
+    // scrubbed: memory holds one member (and its scrubbed copy), never the archive.
     let mut order: Vec<usize> = (0..n).collect();
     {
         let mut hashed = vec![false; n];
@@ -69,12 +63,16 @@ pub(crate) fn scrub_archive(
         }
         order.sort_by_key(|&i| !hashed[i]);
     }
-    let mut slots: Vec<Option<Member>> = (0..n).map(|_| None).collect();
+    // Written whether or not anything changes (unchanged members are copied compressed, as
+    // they are); discarded below when nothing did.
+    let tmp = temp_beside(path)?;
+    let mut w = ::zip::ZipWriter::new(std::io::BufWriter::with_capacity(1 << 16, tmp.as_file()));
     for &i in &order {
         let (name, data) = {
             let mut m = archive.by_index(i).context("cannot read a member")?;
             if m.is_dir() {
-                slots[i] = Some(Member::Copy);
+                drop(m);
+                w.raw_copy_file(archive.by_index_raw(i)?)?;
                 continue;
             }
             let name = m.name().to_owned();
@@ -90,14 +88,18 @@ pub(crate) fn scrub_archive(
             if s.binary_policy() == BinaryPolicy::Drop {
                 dropped += 1;
                 changed = true;
-                slots[i] = Some(Member::Drop);
             } else {
-                slots[i] = Some(Member::Copy);
+                drop(data);
+                w.raw_copy_file(archive.by_index_raw(i)?)?;
             }
             continue;
         }
+        // One automaton pass over the member, fed in chunks so that no third copy is made.
         let mut masker = Masker::with_patterns(s.patterns().clone());
-        let mut out = Zeroizing::new(masker.feed(&data));
+        let mut out = Zeroizing::new(Vec::with_capacity(data.len() + 4096));
+        for chunk in data.chunks(super::text::CHUNK) {
+            masker.feed_into(chunk, &mut out);
+        }
         out.extend_from_slice(&masker.finish());
         let hits: u64 = masker.counts().iter().map(|(_, n)| n).sum();
         for (label, k) in masker.counts() {
@@ -115,7 +117,8 @@ pub(crate) fn scrub_archive(
             }
         }
         if out[..] == data[..] {
-            slots[i] = Some(Member::Copy);
+            drop((data, out));
+            w.raw_copy_file(archive.by_index_raw(i)?)?;
             continue;
         }
         changed = true;
@@ -135,38 +138,24 @@ pub(crate) fn scrub_archive(
                 renames.push((old.to_owned(), new));
             }
         }
-        slots[i] = Some(Member::Write(new_name, out));
+        drop(data);
+        let opts = ::zip::write::SimpleFileOptions::default()
+            .compression_method(::zip::CompressionMethod::Deflated)
+            .large_file(out.len() as u64 >= u32::MAX as u64);
+        w.start_file(new_name, opts)?;
+        w.write_all(&out)?;
     }
-    plan.extend(slots.into_iter().map(|m| m.unwrap_or(Member::Copy)));
+    let mut inner = w.finish()?;
+    inner.flush()?;
+    drop(inner);
 
     if !changed {
+        drop(tmp);
         if super::text::unchanged(path, &file, before) {
             summary.binary.extend(binary);
             return Ok(Outcome::Done);
         }
         return Ok(Outcome::Changed);
-    }
-    let tmp = temp_beside(path)?;
-    {
-        let mut w = ::zip::ZipWriter::new(std::io::BufWriter::new(tmp.as_file()));
-        for (i, m) in plan.into_iter().enumerate() {
-            match m {
-                Member::Drop => {}
-                Member::Copy => {
-                    let raw = archive.by_index_raw(i)?;
-                    w.raw_copy_file(raw)?;
-                }
-                Member::Write(name, data) => {
-                    let opts = ::zip::write::SimpleFileOptions::default()
-                        .compression_method(::zip::CompressionMethod::Deflated)
-                        .large_file(data.len() as u64 >= u32::MAX as u64);
-                    w.start_file(name, opts)?;
-                    w.write_all(&data)?;
-                }
-            }
-        }
-        let mut inner = w.finish()?;
-        inner.flush()?;
     }
     let outcome = replace(path, &file, before, meta, tmp)?;
     if outcome == Outcome::Done {
