@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use scopevault::agent::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
+use scopevault::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
 use scopevault::secret::SecretString;
 
 /// One round trip on an open connection.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::agent::protocol::{
+use crate::protocol::{
     parse_response, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, Health, Request,
     ResponseError, RotateStatus, ScrubCounts, ScrubReceipt, Tasks, Ticket,
 };
@@ -80,8 +80,8 @@ impl ClientError {
 /// whoever owns the link, not the directory it names, decides where we connect.
 pub fn trusted_daemon_uids(socket: &Path) -> Result<Vec<u32>, String> {
     use std::os::unix::fs::MetadataExt;
-    let dir = crate::agent::server::socket_dir(socket);
-    let chain = crate::agent::server::lstat_components(&dir)?;
+    let dir = crate::paths::socket_dir(socket);
+    let chain = crate::paths::lstat_components(&dir)?;
     let me = crate::sys::current_uid();
     let mut uids = vec![0, me];
     if let [.., parent, (_, meta)] = chain.as_slice() {

@@ -5,11 +5,13 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod fleet;
 pub mod paths;
 pub mod policy;
+pub mod protocol;
 pub mod redact;
 pub mod secret;
 pub mod sys;

@@ -13,7 +13,7 @@
 //! restoring the vault's directory from an older backup does not also restore the record of
 //! the newest generation seen (which is what detects that rollback).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The vault file as root: `/var/lib/scopevault/vault.scopevault`.
 pub const ROOT_VAULT: &str = "/var/lib/scopevault/vault.scopevault";
@@ -105,4 +105,52 @@ pub fn generations_record() -> PathBuf {
 pub fn legacy_generations_record() -> Option<PathBuf> {
     let default_root = state_dir() == std::path::Path::new(ROOT_STATE_DIR);
     default_root.then(|| PathBuf::from(LEGACY_ROOT_STATE_DIR).join("generations.json"))
+}
+
+/// The directory holding `socket` (`.` for a bare file name).
+pub fn socket_dir(socket: &Path) -> PathBuf {
+    match socket.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `lstat` every component of `dir` (made absolute from the current directory), from `/` down
+/// to `dir` itself, and refuse a symbolic link anywhere: the owner of a link, not the owner of
+/// the directory it names, would decide where the socket is. Returns each path with its
+/// metadata, the root first.
+pub fn lstat_components(dir: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>, String> {
+    use std::path::Component;
+    let abs = if dir.is_absolute() {
+        dir.to_owned()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("cannot read the current directory ({e})"))?
+            .join(dir)
+    };
+    let mut out: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+    let mut at = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => at.push(c.as_os_str()),
+            Component::CurDir => continue,
+            Component::ParentDir => {
+                return Err(format!(
+                    "{} contains `..`; give the socket's directory without it",
+                    dir.display()
+                ))
+            }
+            Component::Normal(n) => at.push(n),
+        }
+        let meta = std::fs::symlink_metadata(&at)
+            .map_err(|e| format!("cannot inspect {} ({e})", at.display()))?;
+        if meta.file_type().is_symlink() {
+            return Err(format!(
+                "{} is a symbolic link; give the real path of the socket's directory",
+                at.display()
+            ));
+        }
+        out.push((at.clone(), meta));
+    }
+    Ok(out)
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use scopevault::agent::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
+use scopevault::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
 use scopevault::secret::SecretString;
 
 fn bin() -> Command {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use scopevault::agent::audit::{verify, AuditLog, AuditRecord, Decision};
+use scopevault::audit::{verify, AuditLog, AuditRecord, Decision};
 use scopevault::secret::SecretString;
 
 const N: usize = 6;

@@ -35,8 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use scopevault::agent::audit::AuditKey;
 use scopevault::agent::totp::Totp;
+use scopevault::audit::AuditKey;
 use scopevault::secret::SecretString;
 use serde_json::Value;
 
@@ -950,8 +950,8 @@ fn soak_fetches_with_hostile_clients_admin_cycles_durable_audit_and_flat_memory(
 /// which tells it to retry.
 #[test]
 fn regression_client_reports_busy_when_its_write_meets_the_busy_closed_socket() {
-    use scopevault::agent::protocol::ErrorCode;
     use scopevault::client::Client;
+    use scopevault::protocol::ErrorCode;
     let dir = tempdir();
     let d = Daemon::start(dir.path(), &["--max-connections", "1"]);
     // Hold the one slot (the readiness probe's connection may still be in it for a moment).

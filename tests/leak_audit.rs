@@ -161,8 +161,8 @@ fn exec_child() {
 /// A library user that opens the vault, fetches from the daemon, holds secrets in every type
 /// that carries them, and panics — in a thread and in main — formatting them with `{:?}`.
 fn panic_child() {
-    use scopevault::agent::protocol::{FetchBy, Request};
     use scopevault::client::Client;
+    use scopevault::protocol::{FetchBy, Request};
     use scopevault::secret::SecretString;
     use scopevault::vault::{OpenOptions, Unlock, Vault};
     let var = |k: &str| PathBuf::from(std::env::var_os(k).unwrap());

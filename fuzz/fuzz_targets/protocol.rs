@@ -28,10 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use scopevault::agent::audit::AuditLog;
 use scopevault::agent::authz::AccessConfig;
 use scopevault::agent::handler::Handler;
 use scopevault::agent::peer::PeerIdentity;
+use scopevault::audit::AuditLog;
 use scopevault::policy::{CredentialKind, Policy};
 use scopevault::secret::SecretString;
 use scopevault::vault::{timestamp, Credential, NewSlot, OpenOptions, Unlock, Vault, WriteLock};

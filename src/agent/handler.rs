@@ -10,18 +10,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
-use super::audit::{AuditLog, AuditRecord, Decision};
 use super::authz::{is_runner, AccessConfig};
 use super::peer::PeerIdentity;
-use super::protocol::{
+use super::state::{Opened, State, VaultView};
+use super::tickets::{Refused, Tickets};
+use super::totp::Totp;
+use crate::audit::{AuditLog, AuditRecord, Decision};
+use crate::policy::{CredentialKind, Enforce};
+use crate::protocol::{
     err_line, ok_line, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, FetchedCredential,
     Health, PeerInfo, Request, RotateStatus, ScrubCounts, ScrubReceipt, TaskInfo, Tasks, Ticket,
     TotpCode,
 };
-use super::state::{Opened, State, VaultView};
-use super::tickets::{Refused, Tickets};
-use super::totp::Totp;
-use crate::policy::{CredentialKind, Enforce};
 use crate::secret::SecretString;
 
 /// Opens the vault with a passphrase for `unlock`; the error is what the client is told.
@@ -51,7 +51,7 @@ struct DenialWindow {
     /// Second of the first of them.
     since: u64,
     /// The peer of the last of them.
-    peer: Option<super::audit::PeerInfo>,
+    peer: Option<crate::audit::PeerInfo>,
     /// Them by `"<op> <decision>"`.
     ops: std::collections::BTreeMap<String, u64>,
 }
@@ -61,7 +61,7 @@ type Counted = (
     u32,
     u64,
     u64,
-    Option<super::audit::PeerInfo>,
+    Option<crate::audit::PeerInfo>,
     std::collections::BTreeMap<String, u64>,
 );
 
@@ -158,7 +158,7 @@ impl Handler {
         &self,
         peer: Option<&PeerIdentity>,
         rec: AuditRecord<'_>,
-    ) -> Result<(), super::audit::AuditError> {
+    ) -> Result<(), crate::audit::AuditError> {
         let Some(p) = peer.filter(|p| {
             self.limit_denials && rec.decision != Decision::Allow && !self.access.is_admin(p)
         }) else {
@@ -198,7 +198,7 @@ impl Handler {
         self.audit.append(rec).map(|_| ())
     }
 
-    fn append_aggregate(&self, counted: Counted) -> Result<(), super::audit::AuditError> {
+    fn append_aggregate(&self, counted: Counted) -> Result<(), crate::audit::AuditError> {
         let (uid, n, since, info, ops) = counted;
         let reason = format!(
             "{n} refusals of uid {uid} from unix time {since} counted, not recorded one by one (one record per uid per second)"
@@ -300,7 +300,7 @@ impl Handler {
         self.audit
             .note_vault_load(vault.id(), vault.generation(), how, self.allow_rollback)
             .map_err(|e| match e {
-                super::audit::AuditError::Rollback { .. } => err(ErrorCode::Denied, e.to_string()),
+                crate::audit::AuditError::Rollback { .. } => err(ErrorCode::Denied, e.to_string()),
                 _ => audit_unavailable(),
             })
     }
@@ -1777,14 +1777,14 @@ mod tests {
         let v = call(
             &h,
             &stranger(),
-            r#"{"v":1,"op":"ticket","task":"ghost-ticket-5a1","ttl":60}"#,
+            r#"{"v":1,"op":"ticket","task":"ghost-ticket-qz7","ttl":60}"#,
         );
         assert_eq!(v["error"]["code"], "denied", "{v}");
         // Not a runner, with a credential name that is the client's.
         let v = call(
             &h,
             &stranger(),
-            r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"ghost-cred-5a1"}"#,
+            r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"ghost-cred-qz7"}"#,
         );
         assert_eq!(v["error"]["code"], "denied", "{v}");
         // Locked: even a name the vault's policy declares is not known to the daemon now.
@@ -1792,13 +1792,13 @@ mod tests {
         let v = call(
             &h,
             &root(),
-            r#"{"v":1,"op":"fetch","task":"ghost-locked-5a1","credential":"ghost-lc-5a1"}"#,
+            r#"{"v":1,"op":"fetch","task":"ghost-locked-qz7","credential":"ghost-lc-qz7"}"#,
         );
         assert_eq!(v["error"]["code"], "locked", "{v}");
         let v = call(
             &h,
             &sched(),
-            r#"{"v":1,"op":"ticket","task":"ghost-lt-5a1","ttl":60}"#,
+            r#"{"v":1,"op":"ticket","task":"ghost-lt-qz7","ttl":60}"#,
         );
         assert_eq!(v["error"]["code"], "locked", "{v}");
         // No policy applied.
@@ -1807,34 +1807,34 @@ mod tests {
         let v = call(
             &h2,
             &root(),
-            r#"{"v":1,"op":"fetch","task":"ghost-np-5a1"}"#,
+            r#"{"v":1,"op":"fetch","task":"ghost-np-qz7"}"#,
         );
         assert_eq!(v["error"]["code"], "not_found", "{v}");
 
         let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap()
             + &std::fs::read_to_string(dir2.path().join("audit.jsonl")).unwrap();
-        assert!(!text.contains("5a1"), "a client's name verbatim: {text}");
+        assert!(!text.contains("qz7"), "a client's name verbatim: {text}");
         let r = audit_records(dir.path());
         assert_eq!(r[0]["op"], "ticket");
-        assert_eq!(r[0]["task"], h.unknown_name("ghost-ticket-5a1"), "{}", r[0]);
+        assert_eq!(r[0]["task"], h.unknown_name("ghost-ticket-qz7"), "{}", r[0]);
         assert_eq!(r[1]["decision"], "deny", "{}", r[1]);
         assert_eq!(r[1]["task"], "checkout-flow", "{}", r[1]);
         assert_eq!(
             r[1]["credential"],
-            h.unknown_name("ghost-cred-5a1"),
+            h.unknown_name("ghost-cred-qz7"),
             "{}",
             r[1]
         );
-        assert_eq!(r[3]["task"], h.unknown_name("ghost-locked-5a1"), "{}", r[3]);
+        assert_eq!(r[3]["task"], h.unknown_name("ghost-locked-qz7"), "{}", r[3]);
         assert_eq!(
             r[3]["credential"],
-            h.unknown_name("ghost-lc-5a1"),
+            h.unknown_name("ghost-lc-qz7"),
             "{}",
             r[3]
         );
-        assert_eq!(r[4]["task"], h.unknown_name("ghost-lt-5a1"), "{}", r[4]);
+        assert_eq!(r[4]["task"], h.unknown_name("ghost-lt-qz7"), "{}", r[4]);
         let r2 = audit_records(dir2.path());
-        assert_eq!(r2[0]["task"], h2.unknown_name("ghost-np-5a1"), "{}", r2[0]);
+        assert_eq!(r2[0]["task"], h2.unknown_name("ghost-np-qz7"), "{}", r2[0]);
     }
 
     /// Issue 15.12: a redemption refused because the ticket's task does not list the

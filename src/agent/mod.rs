@@ -1,12 +1,11 @@
-//! The daemon: accept loop, protocol, peer authentication, authorisation, audit log, TOTP.
+//! The daemon: accept loop, peer authentication, authorisation, audit log, TOTP. The socket
+//! API types it shares with the client are in [`crate::protocol`].
 
-pub mod audit;
 pub mod totp;
 
 pub mod authz;
 pub mod handler;
 pub mod peer;
-pub mod protocol;
 pub mod server;
 pub(crate) mod state;
 mod tickets;

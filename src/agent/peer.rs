@@ -64,8 +64,8 @@ impl PeerIdentity {
     }
 
     /// As the audit log records it.
-    pub fn audit_info(&self) -> super::audit::PeerInfo {
-        super::audit::PeerInfo {
+    pub fn audit_info(&self) -> crate::audit::PeerInfo {
+        crate::audit::PeerInfo {
             uid: self.uid,
             gid: self.gid,
             pid: (self.pid > 0).then_some(self.pid),

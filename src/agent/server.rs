@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::handler::Handler;
 use super::peer::PeerIdentity;
-use super::protocol::{err_line, ErrorBody, ErrorCode, MAX_LINE};
+use crate::protocol::{err_line, ErrorBody, ErrorCode, MAX_LINE};
 
 /// Longest a connection thread sleeps in `read` before it looks at the shutdown flag again.
 const POLL_SLICE: Duration = Duration::from_millis(200);
@@ -99,54 +99,6 @@ impl Default for Limits {
     }
 }
 
-/// The directory holding `socket` (`.` for a bare file name).
-pub fn socket_dir(socket: &Path) -> PathBuf {
-    match socket.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// `lstat` every component of `dir` (made absolute from the current directory), from `/` down
-/// to `dir` itself, and refuse a symbolic link anywhere: the owner of a link, not the owner of
-/// the directory it names, would decide where the socket is. Returns each path with its
-/// metadata, the root first.
-pub fn lstat_components(dir: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>, String> {
-    use std::path::Component;
-    let abs = if dir.is_absolute() {
-        dir.to_owned()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| format!("cannot read the current directory ({e})"))?
-            .join(dir)
-    };
-    let mut out: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
-    let mut at = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            Component::RootDir | Component::Prefix(_) => at.push(c.as_os_str()),
-            Component::CurDir => continue,
-            Component::ParentDir => {
-                return Err(format!(
-                    "{} contains `..`; give the socket's directory without it",
-                    dir.display()
-                ))
-            }
-            Component::Normal(n) => at.push(n),
-        }
-        let meta = std::fs::symlink_metadata(&at)
-            .map_err(|e| format!("cannot inspect {} ({e})", at.display()))?;
-        if meta.file_type().is_symlink() {
-            return Err(format!(
-                "{} is a symbolic link; give the real path of the socket's directory",
-                at.display()
-            ));
-        }
-        out.push((at.clone(), meta));
-    }
-    Ok(out)
-}
-
 /// Check that `dir` may hold our socket: reached without a symbolic link, owned by us or
 /// root, not writable by group/others.
 fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
@@ -154,7 +106,7 @@ fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
         dir: dir.to_owned(),
         why,
     };
-    let chain = lstat_components(dir).map_err(refuse)?;
+    let chain = crate::paths::lstat_components(dir).map_err(refuse)?;
     let meta = match chain.last() {
         Some((_, m)) => m.clone(),
         None => std::fs::metadata(dir).map_err(io_err("cannot inspect socket directory", dir))?,

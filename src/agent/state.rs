@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::protocol::ErrorBody;
 use crate::policy::{CredentialKind, Grant, Policy};
+use crate::protocol::ErrorBody;
 use crate::secret::SecretString;
 use crate::vault::FieldMap;
 
@@ -203,7 +203,7 @@ impl LoadedVault {
 /// A vault error as a client sees it: unlock failures are `denied`, the rest `internal`.
 /// Vault errors never carry secret values, so the message is passed on.
 pub(crate) fn vault_error(e: &crate::vault::VaultError) -> ErrorBody {
-    use super::protocol::ErrorCode;
+    use crate::protocol::ErrorCode;
     let code = if e.is_unlock_failure() {
         ErrorCode::Denied
     } else {

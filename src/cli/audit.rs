@@ -8,7 +8,7 @@ use anyhow::Context;
 use zeroize::Zeroizing;
 
 use super::args::{AuditCommand, AuditPathArgs, GlobalArgs};
-use crate::agent::audit::{self, AuditKey};
+use crate::audit::{self, AuditKey};
 use crate::secret::{SecretString, MAX_SECRET_LEN};
 
 /// How often `show --follow` looks for new lines.

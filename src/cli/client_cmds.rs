@@ -8,9 +8,9 @@ use anyhow::Context;
 use zeroize::Zeroizing;
 
 use super::args::{ExecArgs, GetArgs, GlobalArgs, TotpArgs};
-use crate::agent::protocol::{AdminStatus, Fetched, FetchedCredential};
 use crate::agent::server::default_socket_path;
 use crate::client::{Client, ClientError};
+use crate::protocol::{AdminStatus, Fetched, FetchedCredential};
 use crate::secret::SecretString;
 
 pub(crate) fn socket_path(g: &GlobalArgs) -> PathBuf {
@@ -83,7 +83,7 @@ pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut client = connect(g)?;
     let s = match client.unlock(passphrase) {
         Ok(s) => s,
-        Err(e) if e.code() == Some(crate::agent::protocol::ErrorCode::Denied) => {
+        Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
             // `denied` is either "not an admin" (exit 5) or "this passphrase opens no slot"
             // (exit 3, as for a local unlock): an admin was denied only for the passphrase.
             let admin = connect(g)

@@ -394,10 +394,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn wait_ready(
-    socket: &Path,
-    daemon: &mut DaemonChild,
-) -> anyhow::Result<crate::agent::protocol::Health> {
+fn wait_ready(socket: &Path, daemon: &mut DaemonChild) -> anyhow::Result<crate::protocol::Health> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(child) = daemon.0.as_mut() {

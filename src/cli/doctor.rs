@@ -48,7 +48,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
     let audit_path = a
         .audit
         .clone()
-        .unwrap_or_else(crate::agent::audit::default_audit_path);
+        .unwrap_or_else(crate::audit::default_audit_path);
     check_audit(&mut r, &audit_path);
     check_clock(&mut r);
     check_mlock(&mut r);
@@ -287,7 +287,7 @@ fn check_audit(r: &mut Report, path: &Path) {
             ),
         );
     }
-    match crate::agent::audit::verify(path) {
+    match crate::audit::verify(path) {
         Err(e) => r.fail("audit", format!("{e}")),
         Ok(v) => match v.first_bad {
             Some(bad) => r.fail(

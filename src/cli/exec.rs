@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::agent::protocol::Fetched;
+use crate::protocol::Fetched;
 use crate::redact::{BinaryPolicy, Scrubber};
 use crate::secret::{Patterns, Target};
 

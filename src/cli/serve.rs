@@ -11,11 +11,11 @@ use anyhow::{bail, Context};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 use super::args::{GlobalArgs, ServeArgs};
-use crate::agent::audit::{default_audit_path, AuditLog};
 use crate::agent::authz::AccessConfig;
 use crate::agent::handler::Handler;
 use crate::agent::server::{default_socket_path, Limits, Listener, Server};
 use crate::agent::state::{vault_error, LoadedVault, VaultView};
+use crate::audit::{default_audit_path, AuditLog};
 use crate::secret::SecretString;
 use crate::vault::{OpenOptions, Unlock, Vault};
 
@@ -63,7 +63,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     let audit = AuditLog::open_with(
         &audit_path,
         !a.no_audit_sync,
-        &crate::agent::audit::OpenFlags {
+        &crate::audit::OpenFlags {
             new_key: a.new_audit_key,
             anchor: true,
             accept_gap: a.accept_audit_gap,

@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 
 use super::args::{GlobalArgs, StatusArgs, StatusFormat};
 use super::client_cmds::{connect, daemon_err, socket_path};
-use crate::agent::protocol::Health;
 use crate::client::ClientError;
 use crate::fleet::health::{self, AppliedRecord, AuditHead, Exposition};
+use crate::protocol::Health;
 
 /// What `status` gathered: the daemon's answer, the applied record, the audit head.
 struct Gathered {
@@ -30,7 +30,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     let audit_path = a
         .audit
         .clone()
-        .unwrap_or_else(crate::agent::audit::default_audit_path);
+        .unwrap_or_else(crate::audit::default_audit_path);
     let s = Gathered {
         health: connect(g).and_then(|mut c| c.health().map_err(daemon_err)),
         bundle: health::read_record(&super::unlock::vault_path(g)),

@@ -25,7 +25,7 @@ const MAX_RECORD: u64 = 64 * 1024;
 /// Largest audit line looked at (the log's own limit is 1 MiB).
 const MAX_AUDIT_LINE: u64 = 1024 * 1024 + 1;
 /// The head of an empty chain (as the audit log's).
-pub const GENESIS: &str = crate::agent::audit::GENESIS;
+pub const GENESIS: &str = crate::audit::GENESIS;
 
 /// The clear record of the last bundle applied to a vault (names, digests and times only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,11 +150,11 @@ pub struct AuditHead {
 }
 
 /// The head of the audit log at `log`: its last complete line, or, when the log cannot be
-/// read, its anchor ([`crate::agent::audit::read_anchor`]). Read-only.
+/// read, its anchor ([`crate::audit::read_anchor`]). Read-only.
 pub fn audit_head(log: &Path) -> Result<AuditHead, String> {
     match last_line_head(log) {
         Ok(h) => Ok(h),
-        Err(log_err) => match crate::agent::audit::read_anchor(log) {
+        Err(log_err) => match crate::audit::read_anchor(log) {
             Ok(Some(a)) => Ok(AuditHead {
                 log: log.to_owned(),
                 seq: a.seq,

@@ -74,11 +74,11 @@ impl Summary {
 
     /// The counts a `scrub_report` carries to the daemon's audit log (each clamped to the
     /// protocol's bounds; labels beyond the most it takes are left out).
-    pub fn counts(&self) -> crate::agent::protocol::ScrubCounts {
-        use crate::agent::protocol::{MAX_SCRUB_COUNT, MAX_SCRUB_LABELS};
+    pub fn counts(&self) -> crate::protocol::ScrubCounts {
+        use crate::protocol::{MAX_SCRUB_COUNT, MAX_SCRUB_LABELS};
         let clamp = |n: u64| n.min(MAX_SCRUB_COUNT);
         let dropped = self.dropped.min(self.binary.len() as u64);
-        crate::agent::protocol::ScrubCounts {
+        crate::protocol::ScrubCounts {
             files: clamp(self.files),
             rewritten: clamp(self.rewritten),
             failed: clamp(self.errors.len() as u64),

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use time::OffsetDateTime;
 
-use crate::agent::audit::verify_each;
+use crate::audit::verify_each;
 use crate::policy::Policy;
 
 /// Why the audit logs could not be used: the CLI exits 2 with this message.

@@ -6,7 +6,7 @@
 //! `"ok"` and `"v"`; a failure carries `"error": {"code", "message"}` with a stable code.
 //!
 //! ```
-//! use scopevault::agent::protocol::{Request, ErrorCode};
+//! use scopevault::protocol::{Request, ErrorCode};
 //! let req = Request::parse(br#"{"v":1,"op":"health"}"#).unwrap();
 //! assert!(matches!(req, Request::Health));
 //! let err = Request::parse(br#"{"v":1,"op":"health","x":1}"#).unwrap_err();

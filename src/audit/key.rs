@@ -1,0 +1,157 @@
+//! The audit log's HMAC key file (`<audit path>.key`) and the no-follow opening of the log's
+//! directory.
+
+use super::*;
+
+/// The HMAC key of an audit log (`<audit path>.key`): 32 random bytes, zeroed on drop.
+pub struct AuditKey(pub(super) Zeroizing<[u8; KEY_LEN]>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey([REDACTED])")
+    }
+}
+
+impl AuditKey {
+    /// Read the key of the log at `audit_path` (the file `<audit_path>.key`). This needs read
+    /// access to the key file, which is the daemon's own (mode 0600).
+    pub fn load(audit_path: &Path) -> Result<AuditKey, AuditError> {
+        let path = key_path(audit_path);
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(|e| AuditError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        Self::read_from(f, path)
+    }
+
+    fn read_from(mut f: File, path: PathBuf) -> Result<AuditKey, AuditError> {
+        let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
+        Read::by_ref(&mut f)
+            .take(KEY_LEN as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| AuditError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let key: [u8; KEY_LEN] = buf
+            .as_slice()
+            .try_into()
+            .map_err(|_| AuditError::BadKey { path })?;
+        Ok(AuditKey(Zeroizing::new(key)))
+    }
+
+    /// Read the key through the log's directory `dirfd` (never through a symbolic link),
+    /// creating it (mode 0600, random) if it does not exist yet.
+    pub(super) fn load_or_create_at(
+        dirfd: &rustix::fd::OwnedFd,
+        audit_path: &Path,
+    ) -> Result<AuditKey, AuditError> {
+        let path = key_path(audit_path);
+        let name = path.file_name().unwrap_or_default().to_owned();
+        let open_err = |e: std::io::Error| AuditError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let created = rustix::fs::openat(
+            dirfd,
+            name.as_os_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        );
+        match created {
+            Ok(fd) => {
+                let mut f = File::from(fd);
+                let mut key = Zeroizing::new([0u8; KEY_LEN]);
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
+                f.write_all(key.as_ref()).map_err(open_err)?;
+                f.sync_all().map_err(open_err)?;
+                Ok(AuditKey(key))
+            }
+            Err(rustix::io::Errno::EXIST) => {
+                let fd = rustix::fs::openat(
+                    dirfd,
+                    name.as_os_str(),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|e| nofollow_err(&path, e))?;
+                Self::read_from(File::from(fd), path)
+            }
+            Err(e) => Err(nofollow_err(&path, e)),
+        }
+    }
+
+    /// The HMAC of a value exactly as it appears in the log: `hmac-sha256:<64 hex digits>`.
+    pub fn hmac_value(&self, value: &str) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref()).expect("HMAC takes any key");
+        mac.update(value.as_bytes());
+        format!(
+            "{HMAC_PREFIX}{}",
+            HEXLOWER.encode(&mac.finalize().into_bytes())
+        )
+    }
+}
+
+/// Open the log's directory `dir` for `openat`: reached without a symbolic link (every
+/// component `lstat`ed) and not writable by group or others, since whoever may write there may
+/// plant a link or swap the log. Returns the directory and the log's file name.
+pub(super) fn open_dir_of(
+    path: &Path,
+    dir: &Path,
+) -> Result<(rustix::fd::OwnedFd, std::ffi::OsString), AuditError> {
+    let refuse = |message: String| AuditError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| refuse("the path names no file".into()))?
+        .to_owned();
+    crate::paths::lstat_components(dir).map_err(refuse)?;
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| refuse(format!("cannot open its directory ({e})")))?;
+    let st = rustix::fs::fstat(&fd)
+        .map_err(|e| refuse(format!("cannot inspect its directory ({e})")))?;
+    if st.st_mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "its directory {} is writable by group or others (mode {:o}); make it 0700 or 0750",
+            dir.display(),
+            st.st_mode & 0o7777
+        )));
+    }
+    Ok((fd, name))
+}
+
+/// The error for an `openat(O_NOFOLLOW)` that failed; `ELOOP` means a symbolic link is there.
+pub(super) fn nofollow_err(path: &Path, e: rustix::io::Errno) -> AuditError {
+    let message = if e == rustix::io::Errno::LOOP {
+        "it is a symbolic link; refusing to follow it (remove the link: the daemon writes only files it opened itself)".to_owned()
+    } else {
+        std::io::Error::from(e).to_string()
+    };
+    AuditError::Open {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+/// The key file of an audit log: `<audit path>.key`.
+pub fn key_path(audit_path: &Path) -> PathBuf {
+    let mut s = audit_path.as_os_str().to_owned();
+    s.push(".key");
+    PathBuf::from(s)
+}
+
+/// The default audit log ([`crate::paths::audit_log`]).
+pub fn default_audit_path() -> PathBuf {
+    crate::paths::audit_log()
+}

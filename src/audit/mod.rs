@@ -1,0 +1,897 @@
+//! The audit log: one JSON line per decision, hash-chained, with a keyed HMAC of every value
+//! handed out (never the value), durable before the secret leaves the daemon.
+//!
+//! `docs/audit.md` is the normative description of the format. In short, each line is
+//!
+//! ```text
+//! {"seq":N,"time":"RFC 3339","peer":{"uid":..,"gid":..,"pid":..,"exe":..},"op":"fetch",
+//!  "task":..,"credential":..,"decision":"allow|deny|error","reason":..,"warnings":[..],
+//!  "values":{"password":"hmac-sha256:<hex>"},"prev":"<sha256 hex of the previous line>"}
+//! ```
+//!
+//! **Group commit.** [`AuditLog::append`] returns only once its record is written (and
+//! `fdatasync`ed when sync is on). Concurrent callers queue their records; whichever caller
+//! finds no write in progress becomes the *leader*, takes the whole queue, writes it with one
+//! `write` and one `fdatasync`, and wakes the others. While it syncs, new records queue up for
+//! the next batch, so the number of syncs per second stays bounded by the disk while throughput
+//! grows with concurrency.
+//!
+//! ```
+//! use scopevault::audit::{AuditLog, AuditRecord, Decision, verify};
+//! use scopevault::secret::SecretString;
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("audit.jsonl");
+//! let log = AuditLog::open(&path, true).unwrap();
+//! let pw = SecretString::from("hunter2".to_string());
+//! let rec = AuditRecord {
+//!     op: "fetch", task: Some("shop-login"), credential: Some("shop-buyer"),
+//!     values: vec![("password", &pw)], ..AuditRecord::new("fetch", Decision::Allow)
+//! };
+//! assert_eq!(log.append(rec).unwrap(), 1);
+//! let text = std::fs::read_to_string(&path).unwrap();
+//! assert!(!text.contains("hunter2"));
+//! assert!(text.contains(&log.hmac_value("hunter2")));
+//! assert!(verify(&path).unwrap().first_bad.is_none());
+//! ```
+
+use std::collections::HashMap;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use data_encoding::HEXLOWER;
+use hmac::{Hmac, Mac};
+use rustix::fs::OFlags;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::secret::SecretString;
+
+mod key;
+mod record;
+mod recover;
+mod verify;
+mod writer;
+
+pub use key::*;
+pub use record::*;
+use recover::*;
+pub use verify::*;
+pub use writer::*;
+
+/// The `prev` of the first line: 64 zeros.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Prefix of every value HMAC in the log (and of `scopevault audit hash`'s output).
+pub const HMAC_PREFIX: &str = "hmac-sha256:";
+
+/// Longest a leader waits for the records of the clients its previous batch released (the
+/// `commit_delay` of databases). Without it, under load the batches alternate between one
+/// record (the first client back) and all the others, halving the batch size; with it, a
+/// leader waits up to half the last sync's duration, at most this long, and only when
+/// the previous batch had more than one record (one client never waits).
+const GATHER_MAX: Duration = Duration::from_millis(2);
+
+/// Length of the HMAC key stored in `<audit path>.key`.
+const KEY_LEN: usize = 32;
+
+/// Lines longer than this are refused by [`verify`] and [`AuditLog::open`] rather than read
+/// into memory whole (our own records are far smaller).
+const MAX_LINE: usize = 1024 * 1024;
+
+/// What went wrong with the audit log. Never contains a secret value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    /// The log, its directory or its key could not be created, opened or read.
+    #[error("cannot open the audit log {path}: {message}; check that the directory exists and is writable by the daemon's user, or choose another path with --audit")]
+    Open {
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+    /// The log is shorter than (or differs from) its anchor.
+    #[error("the audit log {path} does not reach its anchor: {why}; restore the log from backup, or start with `serve --accept-audit-gap` to record the gap in the chain and go on")]
+    Gap {
+        /// The log.
+        path: PathBuf,
+        /// What is missing.
+        why: String,
+    },
+    /// A vault older than one the chain has seen was loaded.
+    #[error("refusing vault generation {loaded}: the audit chain has recorded generation {seen} (a rollback to an older copy?); restore the newest vault, or pass --allow-rollback if this is intended")]
+    Rollback {
+        /// The generation loaded.
+        loaded: u64,
+        /// The highest generation recorded.
+        seen: u64,
+    },
+    /// Another process (a second daemon) holds the log's lock.
+    #[error("the audit log {path} is in use by another process (another `scopevault serve`?); stop it or use another --audit path")]
+    InUse {
+        /// The log.
+        path: PathBuf,
+    },
+    /// The HMAC key file exists but is not a key we wrote.
+    #[error("the audit key {path} is not {KEY_LEN} bytes; restore it from backup (without it, `audit hash` cannot match old records) or move the log and key aside to start a new log")]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The log holds records but its HMAC key is gone: a new key would silently break
+    /// `audit hash` for every earlier hand-out.
+    #[error("the audit log {path} holds records but its key {key} is missing; restore the key from backup, or start with `serve --new-audit-key` to make a new one (recorded in the log; earlier values can then no longer be matched by `audit hash`)")]
+    KeyMissing {
+        /// The log.
+        path: PathBuf,
+        /// The missing key file.
+        key: PathBuf,
+    },
+    /// `--new-audit-key` was given but the key is there.
+    #[error("--new-audit-key: the audit key {key} exists; the option is only for a lost key (move the log and key aside to start afresh)")]
+    KeyPresent {
+        /// The key file.
+        key: PathBuf,
+    },
+    /// The last complete line of an existing log cannot be continued.
+    #[error("the audit log {path} cannot be continued: line {line}: {why}; run `scopevault audit verify --audit {path}`, then move the log aside to start a new chain")]
+    Corrupt {
+        /// The log.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A write or sync failed: the record is not durable, and the request must fail closed.
+    #[error("cannot write the audit log {path}: {message}; no credential is handed out until it is writable again (check disk space, permissions and that the file was not moved)")]
+    Write {
+        /// The log.
+        path: PathBuf,
+        /// The OS error or what changed.
+        message: String,
+    },
+    /// Reading the log (for verify or show) failed.
+    #[error("cannot read the audit log {path}: {message}")]
+    Read {
+        /// The log.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn rec<'a>(op: &'a str) -> AuditRecord<'a> {
+        AuditRecord::new(op, Decision::Allow)
+    }
+
+    /// Issue 15.4: a planted `audit.jsonl` (or key) symbolic link is never followed — the
+    /// file it names is left as it was — and a group-writable audit directory is refused.
+    #[test]
+    fn a_planted_log_or_key_symlink_and_a_group_writable_directory_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = logs.join("audit.jsonl");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, key_path(&path)).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        std::fs::remove_file(key_path(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(e.to_string().contains("writable by group or others"), "{e}");
+        assert!(!path.exists(), "nothing is created in a refused directory");
+        // A directory reached through a link is refused too.
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&logs, &link).unwrap();
+        let e = AuditLog::open(&link.join("audit.jsonl"), false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        AuditLog::open(&path, false).unwrap();
+    }
+
+    /// The records of a file, as JSON.
+    fn records_of(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// SHA-256 hex of a file's last line.
+    fn head_of(path: &Path) -> String {
+        let text = std::fs::read_to_string(path).unwrap();
+        HEXLOWER.encode(&Sha256::digest(text.lines().last().unwrap().as_bytes()))
+    }
+
+    /// Issue 15.8: a log truncated under the daemon (`copytruncate`) is noticed: the chain
+    /// goes on in what is left of the file, after an `audit.gap` record that continues the
+    /// hash of the last record written, and the file is never padded with NUL bytes.
+    #[test]
+    fn a_log_truncated_by_another_party_goes_on_after_a_gap_record_without_nul_padding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, false).unwrap();
+        log.append(rec("fetch")).unwrap();
+        log.append(rec("fetch")).unwrap();
+        let head2 = head_of(&path);
+        let copy = dir.path().join("audit.jsonl.1");
+        std::fs::copy(&path, &copy).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert_eq!(
+            log.append(rec("fetch")).unwrap(),
+            4,
+            "seq 3 is the gap record"
+        );
+        assert!(log.ok());
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.contains(&0), "NUL padding: {bytes:?}");
+        let recs = records_of(&path);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0]["op"], "audit.gap");
+        assert_eq!(recs[0]["seq"], 3);
+        assert_eq!(recs[0]["prev"], head2.as_str(), "continues the chain");
+        assert!(
+            recs[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("truncated by another party"),
+            "{}",
+            recs[0]
+        );
+        let r = verify(&path).unwrap();
+        assert_eq!(r.first_bad, None);
+        assert_eq!((r.first_seq, r.last_seq), (3, 4));
+        assert_eq!(r.continues.as_deref(), Some(head2.as_str()));
+        assert_eq!(verify(&copy).unwrap().head, head2);
+    }
+
+    /// A cut within a line: the torn line is ended, then the gap record follows; `verify`
+    /// names the torn line (the file was damaged by someone else).
+    #[test]
+    fn a_log_cut_within_a_line_is_reported_by_verify_after_the_gap_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, false).unwrap();
+        for _ in 0..3 {
+            log.append(rec("fetch")).unwrap();
+        }
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 5);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(text.lines().nth(3).unwrap().contains("\"audit.gap\""));
+        let bad = verify(&path)
+            .unwrap()
+            .first_bad
+            .expect("the torn line is found");
+        assert_eq!(bad.line, 3, "{}", bad.why);
+    }
+
+    /// A log moved away (logrotate without copytruncate) goes on in a new file at its path,
+    /// which begins with an `audit.rotate` record continuing the moved file's chain.
+    #[test]
+    fn a_moved_away_log_goes_on_in_a_new_file_that_continues_the_chain() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let aside = dir.path().join("audit.jsonl.1");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::rename(&path, &aside).unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 3);
+        assert!(log.ok());
+        let recs = records_of(&path);
+        assert_eq!(recs[0]["op"], "audit.rotate");
+        assert_eq!(recs[0]["prev"], head_of(&aside).as_str());
+        let (old, new) = (verify(&aside).unwrap(), verify(&path).unwrap());
+        assert_eq!((old.first_bad, new.first_bad.clone()), (None, None));
+        assert_eq!(new.first_seq, old.last_seq + 1);
+        assert_eq!(new.continues, Some(old.head));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    /// A file with content put at the log's path is not ours to continue: fail closed.
+    #[test]
+    fn a_log_replaced_by_a_file_with_content_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        std::fs::write(&path, b"{\"seq\":1}\n").unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(e.to_string().contains("not empty"), "{e}");
+        assert!(!log.ok());
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"seq\":1}\n");
+        // Emptied (as logrotate's `create` leaves a file): the chain goes on there.
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 3);
+        assert!(log.ok());
+    }
+
+    /// `rotate` moves the log aside while many threads append: no record is lost or
+    /// duplicated, and every file verifies, each continuing the one before.
+    #[test]
+    fn rotation_under_concurrent_appends_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = Arc::new(AuditLog::open(&path, false).unwrap());
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        log.append(rec("fetch")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut files = Vec::new();
+        // The first rotation waits for a first record: a rotation of an empty log begins the
+        // new file at seq 1, a start rather than a continuation, which this test is not about.
+        let t0 = Instant::now();
+        while std::fs::metadata(&path).unwrap().len() == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(30), "no record written");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(2));
+            let (p, seq) = log.rotate().unwrap();
+            assert!(p.starts_with(dir.path()), "{}", p.display());
+            assert!(seq > 0);
+            files.push(p);
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        files.push(path.clone());
+        let mut seqs = Vec::new();
+        let mut prev_head: Option<String> = None;
+        for (i, p) in files.iter().enumerate() {
+            let r = verify(p).unwrap();
+            assert_eq!(r.first_bad, None, "{}", p.display());
+            let recs = records_of(p);
+            if i > 0 {
+                assert_eq!(r.continues, prev_head, "{} continues", p.display());
+                assert_eq!(recs[0]["op"], "audit.rotate", "{}", recs[0]);
+            }
+            prev_head = Some(r.head.clone());
+            seqs.extend(recs.iter().map(|r| r["seq"].as_u64().unwrap()));
+        }
+        let total = seqs.len() as u64;
+        assert_eq!(
+            total,
+            800 + 5,
+            "every append and one rotate record per rotation"
+        );
+        assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
+    }
+
+    /// `reopen` (SIGUSR1) does nothing while the log is at its path, and begins a new file
+    /// once it was moved away.
+    #[test]
+    fn reopen_begins_a_new_file_only_after_a_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        assert_eq!(log.reopen("SIGUSR1").unwrap(), None);
+        assert_eq!(records_of(&path).len(), 1, "nothing written");
+        std::fs::rename(&path, dir.path().join("audit.jsonl.1")).unwrap();
+        assert_eq!(log.reopen("SIGUSR1").unwrap(), Some(2));
+        let recs = records_of(&path);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0]["op"], "audit.rotate");
+        assert!(recs[0]["reason"].as_str().unwrap().contains("SIGUSR1"));
+        assert_eq!(log.append(rec("fetch")).unwrap(), 3);
+    }
+
+    /// Issue 15.9: a log with records whose key was deleted is refused, not continued under
+    /// a silently made new key; `--new-audit-key` makes one and records that in the chain.
+    #[test]
+    fn a_deleted_key_stops_the_open_unless_a_new_key_is_asked_for_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let old_hmac = {
+            let log = AuditLog::open(&path, false).unwrap();
+            log.append(rec("fetch")).unwrap();
+            log.hmac_value("pw")
+        };
+        std::fs::remove_file(key_path(&path)).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(matches!(e, AuditError::KeyMissing { .. }), "{e}");
+        assert!(e.to_string().contains("--new-audit-key"), "{e}");
+        assert!(
+            !key_path(&path).exists(),
+            "no key was made by the refused open"
+        );
+        let new = OpenFlags {
+            new_key: true,
+            ..OpenFlags::default()
+        };
+        let log = AuditLog::open_with(&path, false, &new).unwrap();
+        assert_ne!(log.hmac_value("pw"), old_hmac);
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let last = text.lines().last().unwrap();
+        assert!(last.contains("\"op\":\"audit.new_key\""), "{text}");
+        assert!(last.contains("\"seq\":2"), "{text}");
+        assert!(verify(&path).unwrap().first_bad.is_none());
+        let e = AuditLog::open_with(&path, false, &new).unwrap_err();
+        assert!(matches!(e, AuditError::KeyPresent { .. }), "{e}");
+        // An empty log with no key is a fresh start, as before.
+        let fresh = dir.path().join("fresh.jsonl");
+        AuditLog::open(&fresh, false).unwrap();
+        assert!(key_path(&fresh).exists());
+    }
+
+    /// A key file must be exactly the key: one byte more or less is refused, not truncated
+    /// or padded (a mutation-testing survivor).
+    #[test]
+    fn a_key_file_of_the_wrong_length_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.jsonl");
+        for len in [KEY_LEN - 1, KEY_LEN + 1, 0] {
+            std::fs::write(key_path(&log), vec![7u8; len]).unwrap();
+            assert!(
+                matches!(AuditKey::load(&log), Err(AuditError::BadKey { .. })),
+                "{len} bytes"
+            );
+        }
+        std::fs::write(key_path(&log), [7u8; KEY_LEN]).unwrap();
+        let k = AuditKey::load(&log).unwrap();
+        assert_eq!(*k.0, [7u8; KEY_LEN]);
+    }
+
+    /// Reopening resumes the chain from the last line however the file's tail falls on the
+    /// 64 KiB blocks it is read back in: short last line, a last line longer than one block,
+    /// and a torn tail longer than one block. (Mutation testing: only logs under one block
+    /// were reopened before.)
+    #[test]
+    fn the_chain_resumes_after_a_log_larger_than_one_read_block() {
+        let big = |n: usize| "r".repeat(n);
+        for (last, torn) in [
+            (10, 0),
+            (70 * 1024, 0),
+            (200 * 1024, 0),
+            (10, 100 * 1024),
+            // The first block back holds the torn tail and the last newline, not the one before.
+            (10 * 1024, 60 * 1024),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            {
+                let log = AuditLog::open(&path, false).unwrap();
+                let reason = big(1500);
+                for _ in 0..200 {
+                    log.append(AuditRecord {
+                        reason: Some(&reason),
+                        ..rec("fetch")
+                    })
+                    .unwrap();
+                }
+                let reason = big(last);
+                log.append(AuditRecord {
+                    reason: Some(&reason),
+                    ..rec("fetch")
+                })
+                .unwrap();
+            }
+            if torn > 0 {
+                let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+                f.write_all(format!("{{\"seq\":202,\"reason\":\"{}", big(torn)).as_bytes())
+                    .unwrap();
+            }
+            assert!(std::fs::metadata(&path).unwrap().len() > 3 * 64 * 1024);
+            let log = AuditLog::open(&path, false).unwrap();
+            let expect = if torn > 0 { 203 } else { 202 };
+            assert_eq!(
+                log.append(rec("health")).unwrap(),
+                expect,
+                "last {last}, torn {torn}"
+            );
+            let r = verify(&path).unwrap();
+            assert_eq!(r.first_bad, None, "last {last}, torn {torn}");
+            assert_eq!((r.lines, r.last_seq), (expect, expect));
+        }
+    }
+
+    /// A last line longer than the tail reader's window (two maximal lines), behind other
+    /// records, or a tail with no line break at all in that window, is refused rather than
+    /// guessed at.
+    #[test]
+    fn an_overlong_last_line_is_refused_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        {
+            let log = AuditLog::open(&path, false).unwrap();
+            let reason = "r".repeat(1500);
+            for _ in 0..100 {
+                log.append(AuditRecord {
+                    reason: Some(&reason),
+                    ..rec("fetch")
+                })
+                .unwrap();
+            }
+        }
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&vec![b'x'; 3 * MAX_LINE]).unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        let Err(e) = AuditLog::open(&path, false) else {
+            panic!("accepted")
+        };
+        assert!(e.to_string().contains("longer than"), "{e}");
+        let path = dir.path().join("nobreak.jsonl");
+        std::fs::write(&path, vec![b'x'; 3 * MAX_LINE]).unwrap();
+        let Err(e) = AuditLog::open(&path, false) else {
+            panic!("accepted")
+        };
+        assert!(e.to_string().contains("no line break"), "{e}");
+    }
+
+    /// `verify` names what is wrong at the limits: a line over MAX_LINE is "longer than", a
+    /// final line of exactly MAX_LINE bytes without its newline is "incomplete", and a `prev`
+    /// that is not 64 hex digits is malformed rather than "edited". (Mutation-testing
+    /// survivors.)
+    #[test]
+    fn verify_names_overlong_truncated_and_malformed_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let why = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            verify(&p).unwrap().first_bad.expect("a bad line").why
+        };
+        let mut long = vec![b'x'; MAX_LINE + 10];
+        long.push(b'\n');
+        assert!(why("long", &long).contains("longer than"));
+        assert!(why("cut", &vec![b'x'; MAX_LINE]).contains("incomplete final line"));
+        let zeros = "0".repeat(64);
+        for prev in ["z".repeat(64), "ab".repeat(31), format!("{zeros}0")] {
+            let line = format!("{{\"seq\":1,\"prev\":\"{prev}\"}}\n");
+            let w = why("prev", line.as_bytes());
+            assert!(w.contains("64-hex-digit"), "{prev}: {w}");
+        }
+    }
+
+    /// `verify_each` reads in blocks of [`BLOCK`] bytes on a second thread: lines cut by a block
+    /// boundary, a long line in the middle, an edit, a cut tail and an overlong line far from
+    /// the start are found exactly as by a line-by-line reader (this test's own), and every
+    /// record reaches the callback once, in order.
+    #[test]
+    fn verify_across_read_blocks_matches_a_line_by_line_reading() {
+        // A chain of `n` records, 300–1,500 bytes each, one of them 600 KiB: several blocks.
+        let mut lines: Vec<String> = Vec::new();
+        let mut prev = GENESIS.to_owned();
+        for seq in 1..=4_000u64 {
+            let pad = if seq == 1_500 {
+                "p".repeat(600 << 10)
+            } else {
+                "q".repeat(300 + (seq as usize * 7919) % 1_200)
+            };
+            let line = format!(
+                "{{\"seq\":{seq},\"time\":\"2026-11-29T00:00:00Z\",\"op\":\"fetch\",\"decision\":\"allow\",\"pad\":\"{pad}\",\"prev\":\"{prev}\"}}"
+            );
+            prev = HEXLOWER.encode(&Sha256::digest(line.as_bytes()));
+            lines.push(line);
+        }
+        let total: usize = lines.iter().map(|l| l.len() + 1).sum();
+        assert!(
+            total > 4 * BLOCK,
+            "the log spans several blocks ({total} bytes)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let write = |ls: &[String], tail: &str| {
+            let mut b = ls.join("\n").into_bytes();
+            b.push(b'\n');
+            b.extend_from_slice(tail.as_bytes());
+            std::fs::write(&p, b).unwrap();
+        };
+
+        write(&lines, "");
+        let mut seen = Vec::new();
+        let r = verify_each(&p, &mut |no, rec| {
+            seen.push((no, rec.seq));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(r.first_bad, None);
+        assert_eq!((r.lines, r.last_seq), (4_000, 4_000));
+        assert_eq!(r.head, prev);
+        assert_eq!(seen, (1..=4_000u64).map(|i| (i, i)).collect::<Vec<_>>());
+
+        // An edit of the line that ends nearest the second block boundary.
+        let mut off = 0;
+        let at = lines
+            .iter()
+            .position(|l| {
+                off += l.len() + 1;
+                off >= 2 * BLOCK
+            })
+            .unwrap();
+        let mut edited = lines.clone();
+        edited[at] = edited[at].replacen("\"fetch\"", "\"fetcH\"", 1);
+        write(&edited, "");
+        let bad = verify(&p).unwrap().first_bad.unwrap();
+        assert_eq!(bad.line, at as u64 + 1, "{}", bad.why);
+        assert!(bad.why.contains("edited"), "{}", bad.why);
+
+        // A cut final line, and a line over the limit in the middle.
+        write(&lines, "{\"seq\":4001,");
+        let r = verify(&p).unwrap();
+        assert_eq!(r.lines, 4_000);
+        let bad = r.first_bad.unwrap();
+        assert_eq!(bad.line, 4_001);
+        assert!(bad.why.contains("incomplete final line"), "{}", bad.why);
+        let mut long = lines.clone();
+        long[3_000] = "x".repeat(MAX_LINE + 1);
+        write(&long, "");
+        let bad = verify(&p).unwrap().first_bad.unwrap();
+        assert_eq!(bad.line, 3_001);
+        assert!(bad.why.contains("longer than"), "{}", bad.why);
+
+        // A callback's refusal stops the walk at that line.
+        write(&lines, "");
+        let r = verify_each(&p, &mut |no, _| {
+            if no == 2_500 {
+                Err("refused".into())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        assert_eq!(
+            r.first_bad.map(|b| (b.line, b.why)),
+            Some((2_500, "refused".into()))
+        );
+    }
+
+    #[test]
+    fn audit_log_is_shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<AuditLog>();
+        send_sync::<AuditKey>();
+    }
+
+    #[test]
+    fn chain_continues_across_reopen_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/audit.jsonl");
+        {
+            let log = AuditLog::open(&path, true).unwrap();
+            assert_eq!(log.append(rec("fetch")).unwrap(), 1);
+            assert_eq!(log.append(rec("tasks")).unwrap(), 2);
+        }
+        let log = AuditLog::open(&path, false).unwrap();
+        assert_eq!(log.append(rec("health")).unwrap(), 3);
+        let r = verify(&path).unwrap();
+        assert_eq!(r.first_bad, None);
+        assert_eq!((r.lines, r.last_seq), (3, 3));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&key_path(&path)), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(std::fs::metadata(key_path(&path)).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn line_format_has_fields_in_order_and_only_hmacs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        let pw = SecretString::from("s3cret-value".to_string());
+        log.append(AuditRecord {
+            peer: Some(PeerInfo {
+                uid: 1,
+                gid: 2,
+                pid: Some(3),
+                exe: Some("/bin/check".into()),
+            }),
+            task: Some("t"),
+            credential: Some("c"),
+            reason: Some("over_scoped"),
+            warnings: vec!["w1".into()],
+            values: vec![("password", &pw)],
+            ..AuditRecord::new("fetch", Decision::Deny)
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("s3cret"));
+        let line = text.lines().next().unwrap();
+        let expect_prefix = "{\"seq\":1,\"time\":\"";
+        assert!(line.starts_with(expect_prefix), "{line}");
+        let tail = format!(
+            ",\"peer\":{{\"uid\":1,\"gid\":2,\"pid\":3,\"exe\":\"/bin/check\"}},\"op\":\"fetch\",\"task\":\"t\",\"credential\":\"c\",\"decision\":\"deny\",\"reason\":\"over_scoped\",\"warnings\":[\"w1\"],\"values\":{{\"password\":\"{}\"}},\"prev\":\"{GENESIS}\"}}",
+            log.hmac_value("s3cret-value")
+        );
+        assert!(line.ends_with(&tail), "{line}");
+        assert!(log.hmac_value("x").starts_with("hmac-sha256:"));
+        assert_eq!(log.hmac_value("x").len(), HMAC_PREFIX.len() + 64);
+        let key = AuditKey::load(&path).unwrap();
+        assert_eq!(
+            key.hmac_value("s3cret-value"),
+            log.hmac_value("s3cret-value")
+        );
+        assert_eq!(format!("{key:?}"), "AuditKey([REDACTED])");
+    }
+
+    #[test]
+    fn concurrent_appends_get_unique_sequences_and_a_valid_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = Arc::new(AuditLog::open(&path, true).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|_| log.append(rec("fetch")).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+        let stats = log.stats();
+        assert_eq!(stats.records, 200);
+        assert!((1..=200).contains(&stats.batches), "{stats:?}");
+        // A lone client after a busy period: the leader's wait for followers is bounded.
+        assert_eq!(log.append(rec("fetch")).unwrap(), 201);
+        let r = verify(&path).unwrap();
+        assert_eq!((r.first_bad, r.lines), (None, 201));
+    }
+
+    #[test]
+    fn peer_info_from_the_kernel_names_our_executable() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let p = crate::agent::peer::PeerIdentity::of(&a)
+            .unwrap()
+            .audit_info();
+        assert_eq!(p.uid, crate::sys::current_uid());
+        assert_eq!(p.pid, Some(std::process::id() as i32));
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(p.exe.as_deref(), Some(&*me.to_string_lossy()));
+    }
+
+    #[test]
+    fn second_open_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let _log = AuditLog::open(&path, false).unwrap();
+        let e = AuditLog::open(&path, false).unwrap_err();
+        assert!(matches!(e, AuditError::InUse { .. }), "{e}");
+    }
+
+    #[test]
+    fn torn_final_line_is_cut_and_recorded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        {
+            let log = AuditLog::open(&path, true).unwrap();
+            log.append(rec("fetch")).unwrap();
+            log.append(rec("fetch")).unwrap();
+        }
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":3,\"time\":\"20").unwrap();
+        drop(f);
+        let r = verify(&path).unwrap();
+        assert_eq!(r.first_bad.as_ref().unwrap().line, 3);
+        assert!(r.first_bad.unwrap().why.contains("incomplete"));
+        let log = AuditLog::open(&path, true).unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 4);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let third = text.lines().nth(2).unwrap();
+        assert!(
+            third.contains("audit.repair") && third.contains("(19 bytes)"),
+            "{third}"
+        );
+        assert_eq!(verify(&path).unwrap().first_bad, None);
+    }
+
+    #[test]
+    fn unwritable_log_fails_then_recovers_with_a_consistent_chain() {
+        if crate::sys::current_uid() == 0 {
+            eprintln!("skipped: root ignores file modes");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec("fetch")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let e = log.append(rec("fetch")).unwrap_err();
+        assert!(matches!(e, AuditError::Write { .. }), "{e}");
+        assert!(!log.ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(log.append(rec("fetch")).unwrap(), 2);
+        assert!(log.ok());
+        assert_eq!(verify(&path).unwrap().first_bad, None);
+    }
+
+    /// This test used to link the log to /dev/full to make every write fail; since issue
+    /// 15.4 the log is opened with `O_NOFOLLOW`, so such a link is refused before any write
+    /// (failing writes are covered by `unwritable_log_fails_then_recovers_with_a_consistent_chain`
+    /// and, with a full disk, by tests/storage_faults.rs).
+    #[test]
+    fn a_log_linked_to_a_device_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let e = AuditLog::open(&path, true).unwrap_err();
+        assert!(matches!(e, AuditError::Open { .. }), "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn open_refuses_a_garbage_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, b"hello\nworld\n").unwrap();
+        let e = AuditLog::open(&path, true).unwrap_err();
+        assert!(matches!(e, AuditError::Corrupt { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn bad_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(key_path(&path), b"short").unwrap();
+        let e = AuditLog::open(&path, true).unwrap_err();
+        assert!(matches!(e, AuditError::BadKey { .. }), "{e}");
+    }
+
+    #[test]
+    fn default_path_is_under_state_home() {
+        let xdg_set = std::env::var_os("XDG_STATE_HOME")
+            .is_some_and(|d| std::path::Path::new(&d).is_absolute());
+        if crate::sys::current_uid() == 0 && !xdg_set {
+            assert_eq!(
+                default_audit_path(),
+                Path::new("/var/log/scopevault/audit.jsonl")
+            );
+        } else {
+            assert!(default_audit_path().ends_with("scopevault/audit.jsonl"));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The audit record: written by the daemon ([`AuditRecord`]) and read back by `audit verify`,
+//! `audit show` and `lint --audit` ([`RecordView`]).
+
+use super::*;
+
+/// The outcome recorded for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Granted (values were handed out).
+    Allow,
+    /// Refused by policy or authorisation.
+    Deny,
+    /// Failed for another reason (locked, internal error, ...).
+    Error,
+}
+
+impl Decision {
+    /// As written in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Error => "error",
+        }
+    }
+}
+
+/// Who asked, from the kernel (`SO_PEERCRED`) and `/proc/PID/exe` read through a pidfd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerInfo {
+    /// Effective uid of the peer.
+    pub uid: u32,
+    /// Effective gid of the peer.
+    pub gid: u32,
+    /// Process id, if known.
+    pub pid: Option<i32>,
+    /// The peer's executable at accept time, cut at 256 bytes; `None` if unknown or not
+    /// confirmed to be the connected process's.
+    pub exe: Option<String>,
+}
+
+/// One decision to record. `values` are the secret fields handed out; only their HMACs are
+/// written.
+#[derive(Debug)]
+pub struct AuditRecord<'a> {
+    /// Who asked.
+    pub peer: Option<PeerInfo>,
+    /// The protocol op (`fetch`, `ticket`, `unlock`, ...).
+    pub op: &'a str,
+    /// The task asked for.
+    pub task: Option<&'a str>,
+    /// The credential concerned.
+    pub credential: Option<&'a str>,
+    /// Allowed, denied or failed.
+    pub decision: Decision,
+    /// Why (an error code and short text); never a secret.
+    pub reason: Option<&'a str>,
+    /// Runtime scope warnings attached to the response.
+    pub warnings: Vec<String>,
+    /// (field name, value) of every secret value handed out; logged as HMACs only.
+    pub values: Vec<(&'a str, &'a SecretString)>,
+    /// For an aggregate record (`op` `denials`): how many refusals it stands for.
+    pub count: Option<u64>,
+    /// For a `vault.load` record: the generation of the vault loaded.
+    pub generation: Option<u64>,
+    /// For an aggregate record (`op` `denials`): the refusals it stands for by `"<op>
+    /// <decision>"` (they add up to `count`).
+    pub by_op: Vec<(String, u64)>,
+    /// For a `scrub_report` record: what the scrub of the task's artefacts did (labels the
+    /// task does not hand out already replaced by their HMACs).
+    pub scrub: Option<&'a crate::protocol::ScrubCounts>,
+}
+
+impl<'a> AuditRecord<'a> {
+    /// A record with only an op and a decision; fill in the rest with struct update syntax.
+    pub fn new(op: &'a str, decision: Decision) -> Self {
+        AuditRecord {
+            peer: None,
+            op,
+            task: None,
+            credential: None,
+            decision,
+            reason: None,
+            warnings: Vec::new(),
+            values: Vec::new(),
+            count: None,
+            generation: None,
+            by_op: Vec::new(),
+            scrub: None,
+        }
+    }
+}
+
+/// The records with which the daemon begins a later segment of a log (a new file after a
+/// rotation, or what is left of a truncated one): their `prev` continues the file before.
+pub(super) const SEGMENT_STARTS: [&str; 2] = ["audit.rotate", "audit.gap"];
+
+/// One record as [`verify_each`] reads it back: the chain members, and the members a reader of
+/// the evidence needs (`lint --audit`, docs/audit.md). Every other member is skipped, its JSON
+/// still checked. Read without building a JSON tree: one parse per line serves the chain and
+/// the reader.
+#[derive(serde::Deserialize)]
+pub struct RecordView<'a> {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The hex SHA-256 of the line before.
+    #[serde(borrow)]
+    pub prev: std::borrow::Cow<'a, str>,
+    /// The operation (`fetch`, `reload`, …).
+    #[serde(borrow, default)]
+    pub op: Option<std::borrow::Cow<'a, str>>,
+    /// RFC 3339 time.
+    #[serde(borrow, default)]
+    pub time: Option<std::borrow::Cow<'a, str>>,
+    /// The peer's uid and gid.
+    #[serde(default)]
+    pub peer: Option<PeerView>,
+    /// The task named by the request.
+    #[serde(borrow, default)]
+    pub task: Option<std::borrow::Cow<'a, str>>,
+    /// The credential named by the request.
+    #[serde(borrow, default)]
+    pub credential: Option<std::borrow::Cow<'a, str>>,
+    /// `allow`, `deny`, …
+    #[serde(borrow, default)]
+    pub decision: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The peer of a [`RecordView`].
+#[derive(serde::Deserialize, Clone, Copy)]
+pub struct PeerView {
+    /// Peer uid.
+    pub uid: u32,
+    /// Peer gid.
+    pub gid: u32,
+}
+
+/// Parse one line. The typed parse answers for every record the daemon writes; a line it
+/// refuses (not an object, a member of another type or twice) goes through the JSON tree,
+/// which gives the chain the same answer as before the typed parse, and names what is wrong.
+pub(super) fn record_view(line: &[u8]) -> Result<RecordView<'_>, String> {
+    if line.first() == Some(&b'{') {
+        if let Ok(c) = serde_json::from_slice::<RecordView<'_>>(line) {
+            if c.prev.len() == 64 && c.prev.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(c);
+            }
+        }
+    }
+    let (seq, prev) = parse_chain_fields(line)?;
+    let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .map(|x| x.to_owned().into())
+    };
+    let num = |p: &serde_json::Value, k: &str| {
+        p.get(k)
+            .and_then(|x| x.as_u64())
+            .and_then(|x| u32::try_from(x).ok())
+    };
+    Ok(RecordView {
+        seq,
+        prev: prev.into(),
+        op: text("op"),
+        time: text("time"),
+        peer: v.get("peer").and_then(|p| {
+            Some(PeerView {
+                uid: num(p, "uid")?,
+                gid: num(p, "gid")?,
+            })
+        }),
+        task: text("task"),
+        credential: text("credential"),
+        decision: text("decision"),
+    })
+}
+
+/// Parse `seq` and `prev` of one line through a JSON tree.
+pub(super) fn parse_chain_fields(line: &[u8]) -> Result<(u64, String), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| format!("not a JSON record ({e})"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    let seq = obj
+        .get("seq")
+        .and_then(|s| s.as_u64())
+        .ok_or_else(|| "no numeric \"seq\"".to_string())?;
+    let prev = obj
+        .get("prev")
+        .and_then(|s| s.as_str())
+        .filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| "no 64-hex-digit \"prev\"".to_string())?;
+    Ok((seq, prev.to_owned()))
+}
+
+/// Lower-case hex of a SHA-256 digest, without allocating.
+pub(super) fn hex_digest(line: &[u8], out: &mut [u8; 64]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in Sha256::digest(line).iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 15)];
+    }
+}

@@ -1,0 +1,285 @@
+//! The chain check: [`verify`] and [`verify_each`] (a reader thread cuts and hashes lines in
+//! blocks while the caller parses them).
+
+use super::*;
+
+/// The result of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Complete lines read (up to and including the first bad one).
+    pub lines: u64,
+    /// `seq` of the last good line (0 if none).
+    pub last_seq: u64,
+    /// SHA-256 hex of the last good line ([`GENESIS`] if none): record it elsewhere to detect a
+    /// later truncation of the log, which no chain can detect by itself.
+    pub head: String,
+    /// `seq` of the first line (0 for an empty file). More than 1 when the file is a later
+    /// segment of a log: it begins with an `audit.rotate` or `audit.gap` record.
+    pub first_seq: u64,
+    /// For a later segment, the `prev` of its first line: the hash of the last line of the
+    /// segment before it (in the moved file).
+    pub continues: Option<String>,
+    /// The first problem found, if any.
+    pub first_bad: Option<BadLine>,
+}
+
+/// Where and why a log fails verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line: u64,
+    /// What is wrong.
+    pub why: String,
+}
+
+/// Check a log's hash chain from the first line. Detects an edited line (its hash no longer
+/// matches the next line's `prev`), a removed or reordered line (a `seq` gap or a `prev`
+/// mismatch), a line that is not a record, and an incomplete final line. `Err` only if the
+/// file cannot be read.
+///
+/// Limits, as for any hash chain without an outside anchor: removing lines from the end, or
+/// editing the last line so that it stays a valid record, is not detectable by the chain alone;
+/// keep [`VerifyReport::head`] (or ship the log) elsewhere for that.
+pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
+    verify_each(path, &mut |_, _| Ok(()))
+}
+
+/// [`verify`], handing each record to `each` (its 1-based line number and the record) once the
+/// chain has accepted it, in order: one read and one parse of the log serve both the chain and
+/// a reader of the records (`lint --audit`). An `Err(why)` from `each` stops the walk with
+/// that line as [`VerifyReport::first_bad`].
+pub fn verify_each(
+    path: &Path,
+    each: &mut dyn FnMut(u64, &RecordView<'_>) -> Result<(), String>,
+) -> Result<VerifyReport, AuditError> {
+    let read_err = |e: std::io::Error| AuditError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let file = File::open(path).map_err(read_err)?;
+    let mut report = VerifyReport {
+        lines: 0,
+        last_seq: 0,
+        head: String::new(),
+        first_seq: 0,
+        continues: None,
+        first_bad: None,
+    };
+    let mut head = [b'0'; 64];
+    // Two threads: one reads the log in blocks, cuts them into lines and hashes every line;
+    // this one parses the lines in order and checks the chain. A stop here (a bad line) drops
+    // the receiver, which ends the reader at its next block.
+    let walked = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(2);
+        scope.spawn(move || read_blocks(file, &tx));
+        walk_chain(rx, &mut report, &mut head, each)
+    })
+    .map_err(read_err);
+    report.head = String::from_utf8_lossy(&head).into_owned();
+    walked.map(|()| report)
+}
+
+/// Bytes read per block by [`read_blocks`] (plus the unfinished line carried over).
+pub(super) const BLOCK: usize = 1 << 20;
+
+/// A run of whole lines of the log, each with the hex SHA-256 of its bytes.
+pub(super) struct Block {
+    data: Vec<u8>,
+    /// Per line: where it ends in `data` (its newline's index); a line starts after the
+    /// newline before it, the first at 0.
+    ends: Vec<usize>,
+    hashes: Vec<[u8; 64]>,
+    /// What follows the block's last line.
+    then: BlockEnd,
+}
+
+pub(super) enum BlockEnd {
+    More,
+    Eof,
+    /// The file ends in a line with no newline.
+    Incomplete,
+    /// A line longer than [`MAX_LINE`] bytes.
+    Overlong,
+    Failed(std::io::Error),
+}
+
+/// The reader thread of [`verify_each`]: sends blocks until the end of the file, the first
+/// line that cannot be a record, a read error, or the receiver's stop.
+pub(super) fn read_blocks(mut file: File, tx: &std::sync::mpsc::SyncSender<Block>) {
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut data = std::mem::take(&mut carry);
+        let then = match (&mut file).take(BLOCK as u64).read_to_end(&mut data) {
+            Err(e) => BlockEnd::Failed(e),
+            Ok(n) if n < BLOCK => BlockEnd::Eof,
+            Ok(_) => BlockEnd::More,
+        };
+        let (mut ends, mut hashes) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        let mut then = then;
+        while let Some(i) = memchr::memchr(b'\n', &data[start..]) {
+            let end = start + i;
+            if end - start > MAX_LINE {
+                then = BlockEnd::Overlong;
+                break;
+            }
+            let mut h = [0u8; 64];
+            hex_digest(&data[start..end], &mut h);
+            ends.push(end);
+            hashes.push(h);
+            start = end + 1;
+        }
+        if !matches!(then, BlockEnd::Overlong | BlockEnd::Failed(_)) {
+            let rest = data.len() - start;
+            if rest > MAX_LINE {
+                then = BlockEnd::Overlong;
+            } else if matches!(then, BlockEnd::Eof) && rest > 0 {
+                then = BlockEnd::Incomplete;
+            } else if matches!(then, BlockEnd::More) {
+                carry = data[start..].to_vec();
+                data.truncate(start);
+            }
+        }
+        let go_on = matches!(then, BlockEnd::More);
+        let block = Block {
+            data,
+            ends,
+            hashes,
+            then,
+        };
+        if tx.send(block).is_err() || !go_on {
+            return;
+        }
+    }
+}
+
+/// The loop of [`verify_each`] over the reader's blocks; `head` is the hex SHA-256 of the last
+/// good line.
+pub(super) fn walk_chain(
+    rx: std::sync::mpsc::Receiver<Block>,
+    report: &mut VerifyReport,
+    head: &mut [u8; 64],
+    each: &mut dyn FnMut(u64, &RecordView<'_>) -> Result<(), String>,
+) -> std::io::Result<()> {
+    let bad = |report: &mut VerifyReport, line: u64, why: String| {
+        report.first_bad = Some(BadLine { line, why });
+    };
+    // The reader always ends with a block that is not `More`; a closed channel before that
+    // means the reader thread died.
+    while let Ok(block) = rx.recv() {
+        let mut start = 0;
+        for (&end, hash) in block.ends.iter().zip(&block.hashes) {
+            let content = &block.data[start..end];
+            start = end + 1;
+            if !check_line(report, head, content, hash, each) {
+                return Ok(());
+            }
+        }
+        let no = report.lines + 1;
+        match block.then {
+            BlockEnd::More => {}
+            BlockEnd::Eof => return Ok(()),
+            BlockEnd::Failed(e) => return Err(e),
+            BlockEnd::Overlong => {
+                bad(
+                    report,
+                    no,
+                    format!("longer than {MAX_LINE} bytes: not a record"),
+                );
+                return Ok(());
+            }
+            BlockEnd::Incomplete => {
+                bad(report, no, "incomplete final line (no newline): the log was truncated or a write was interrupted".into());
+                return Ok(());
+            }
+        }
+    }
+    Err(std::io::Error::other("the log reader stopped"))
+}
+
+/// One complete line of [`walk_chain`], whose hex SHA-256 is `hash`: false once a line is bad
+/// (then in `report.first_bad`).
+pub(super) fn check_line(
+    report: &mut VerifyReport,
+    head: &mut [u8; 64],
+    content: &[u8],
+    hash: &[u8; 64],
+    each: &mut dyn FnMut(u64, &RecordView<'_>) -> Result<(), String>,
+) -> bool {
+    let bad = |report: &mut VerifyReport, line: u64, why: String| {
+        report.first_bad = Some(BadLine { line, why });
+        false
+    };
+    let no = report.lines + 1;
+    report.lines = no;
+    let fields = match record_view(content) {
+        Ok(x) => x,
+        Err(why) => {
+            return bad(report, no, why);
+        }
+    };
+    let seq = fields.seq;
+    let op = fields.op.as_deref().unwrap_or("");
+    if no == 1 && seq > 1 && SEGMENT_STARTS.contains(&op) {
+        // A later segment: the daemon began this file after a rotation or a truncation,
+        // continuing the chain of the file before it.
+        report.first_seq = seq;
+        report.continues = Some(fields.prev.to_string());
+        report.last_seq = seq;
+        *head = *hash;
+        return match each(no, &fields) {
+            Ok(()) => true,
+            Err(why) => bad(report, no, why),
+        };
+    }
+    if no == 1 {
+        report.first_seq = seq;
+    }
+    let expected_seq = report.last_seq + 1;
+    if seq != expected_seq {
+        let why = if seq > expected_seq && op == "audit.gap" {
+            format!(
+                    "seq {seq} follows seq {}: records {expected_seq}..={} are missing from this file; this line is the daemon's `audit.gap` record (it found the log truncated by another party)",
+                    report.last_seq,
+                    seq - 1
+                )
+        } else if seq > expected_seq {
+            format!(
+                "seq {seq} follows seq {}: {} line(s) removed before this one",
+                report.last_seq,
+                seq - expected_seq
+            )
+        } else {
+            format!(
+                "seq {seq} follows seq {}: lines reordered, duplicated or renumbered",
+                report.last_seq
+            )
+        };
+        return bad(report, no, why);
+    }
+    if fields.prev.as_bytes() != &head[..] {
+        // The seq is in order, so no line is missing here: the previous line was changed.
+        let (at, why) = if no == 1 {
+            (
+                1,
+                "the first line's prev is not 64 zeros: the log's beginning was removed"
+                    .to_string(),
+            )
+        } else {
+            (
+                no - 1,
+                format!(
+                    "edited: its SHA-256 does not match the prev recorded in line {no} \
+                         (this line, or that prev, was changed)"
+                ),
+            )
+        };
+        return bad(report, at, why);
+    }
+    report.last_seq = seq;
+    *head = *hash;
+    match each(no, &fields) {
+        Ok(()) => true,
+        Err(why) => bad(report, no, why),
+    }
+}

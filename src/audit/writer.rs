@@ -1,0 +1,924 @@
+//! The writer: [`AuditLog`] with its group commit, segments (rotation, truncation) and the
+//! chain anchor.
+
+use super::*;
+
+/// Where the chain stands after the last durable line.
+#[derive(Debug, Clone)]
+pub(super) struct Chain {
+    /// Sequence number of the last durable line (0 for an empty log).
+    pub(super) seq: u64,
+    /// SHA-256 hex of the last durable line ([`GENESIS`] for an empty log).
+    pub(super) prev: String,
+}
+
+pub(super) struct Queued {
+    ticket: u64,
+    /// The record's JSON members between `seq` and `prev`, without braces.
+    body: String,
+}
+
+pub(super) struct State {
+    chain: Chain,
+    queue: Vec<Queued>,
+    next_ticket: u64,
+    leader: bool,
+    done: HashMap<u64, Result<u64, AuditError>>,
+    /// A leader is waiting for more records before it writes (see `GATHER_MAX`).
+    gathering: bool,
+    /// Size of the last batch written: about how many clients are active.
+    last_batch: usize,
+    /// How long the last `fdatasync` took.
+    last_sync: Duration,
+}
+
+/// The file the daemon appends to: the one at the log's path when it was opened (or when the
+/// log was last rotated).
+pub(super) struct Segment {
+    file: File,
+    /// (device, inode) of `file`, to notice the log being moved away or replaced under us.
+    ident: (u64, u64),
+    /// File length after the last durable line.
+    len: u64,
+    /// A failed batch may have left bytes after `len`: cut them before the next write.
+    dirty: bool,
+}
+
+/// An open audit log. `Send + Sync`: share it (in an `Arc`) between all connection threads.
+pub struct AuditLog {
+    path: PathBuf,
+    /// Only the leader of a batch (or a rotation holding the leadership) touches it.
+    seg: Mutex<Segment>,
+    key: AuditKey,
+    sync: bool,
+    state: Mutex<State>,
+    cond: Condvar,
+    /// Wakes a gathering leader when a record is queued.
+    gather: Condvar,
+    ok: AtomicBool,
+    records: AtomicU64,
+    batches: AtomicU64,
+    /// Keep an anchor ([`anchor_path`]).
+    anchor: bool,
+    /// `seq` of the last anchor written.
+    anchored: Mutex<u64>,
+    /// Highest vault generation loaded (from the anchor or the log's `vault.load` records).
+    generation: AtomicU64,
+}
+
+/// Choices made when opening a log ([`AuditLog::open_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct OpenFlags {
+    /// The log holds records but its key was lost: make a new key and record that in the
+    /// chain (`serve --new-audit-key`). Without it, such a log is refused.
+    pub new_key: bool,
+    /// Keep the chain's head (and the highest vault generation loaded) in an anchor file in
+    /// the state directory ([`anchor_path`]), and refuse a log shorter than its anchor.
+    pub anchor: bool,
+    /// The log is shorter than its anchor: go on anyway, recording the gap in the chain
+    /// (`serve --accept-audit-gap`).
+    pub accept_gap: bool,
+}
+
+/// The chain head kept outside the log (docs/audit.md, "The anchor").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Anchor {
+    /// The log it belongs to.
+    pub log: String,
+    /// `seq` of the last record when the anchor was written.
+    pub seq: u64,
+    /// SHA-256 hex of that record's line.
+    pub head: String,
+    /// The highest vault generation a `vault.load` record holds.
+    pub generation: u64,
+}
+
+/// The anchor file of the log at `audit_path`: `audit-anchor-<16 hex digits of the SHA-256 of
+/// the log's absolute path>.json` in the state directory (`SCOPEVAULT_STATE_DIR`, beside the
+/// vault's generation record), outside the log's directory so that the log and its anchor
+/// are not restored or cut together.
+pub fn anchor_path(audit_path: &Path) -> PathBuf {
+    let abs = std::path::absolute(audit_path).unwrap_or_else(|_| audit_path.to_owned());
+    let digest = Sha256::digest(abs.as_os_str().as_encoded_bytes());
+    crate::vault::state_dir().join(format!(
+        "audit-anchor-{}.json",
+        &HEXLOWER.encode(&digest)[..16]
+    ))
+}
+
+/// The anchor of the log at `audit_path`, if one was written.
+pub fn read_anchor(audit_path: &Path) -> Result<Option<Anchor>, AuditError> {
+    let p = anchor_path(audit_path);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(AuditError::Read {
+                path: p,
+                message: e.to_string(),
+            })
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| AuditError::Read {
+            path: p,
+            message: format!("not an audit anchor ({e})"),
+        })
+}
+
+pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()> {
+    let p = anchor_path(audit_path);
+    if let Some(dir) = p.parent() {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let tmp = p.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+        .open(&tmp)?;
+    f.write_all(
+        serde_json::to_string(a)
+            .map_err(std::io::Error::other)?
+            .as_bytes(),
+    )?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &p)
+}
+
+pub(super) fn scan_generation_if(cond: bool, path: &Path) -> u64 {
+    if cond {
+        scan_generation(path)
+    } else {
+        0
+    }
+}
+
+/// The highest `generation` of the `vault.load` records in the log (0 if none): the chain's
+/// own memory of the vault's generation when no anchor is there.
+pub(super) fn scan_generation(path: &Path) -> u64 {
+    let Ok(f) = File::open(path) else { return 0 };
+    let mut max = 0;
+    for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+        let text = String::from_utf8_lossy(&line);
+        if !text.contains("\"op\":\"vault.load\"") {
+            continue;
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if v["decision"] == "allow" {
+                max = max.max(v["generation"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    max
+}
+
+/// Counters of an open log since it was opened (for `health` and the load generator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Records durably appended.
+    pub records: u64,
+    /// Batches written (one `write` and, with sync on, one `fdatasync` each): `records /
+    /// batches` is the average group-commit batch size.
+    pub batches: u64,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Open (creating mode 0600, in a directory created 0700) the log at `path`, read or create
+    /// its HMAC key (`<path>.key`), and continue the chain from the last line.
+    ///
+    /// The log is locked (`flock`) against a second daemon. An incomplete final line (a crash
+    /// in the middle of a write, so never acknowledged and no secret left for it) is cut off,
+    /// and the cut is itself recorded as an `audit.repair` record.
+    pub fn open(path: &Path, sync: bool) -> Result<AuditLog, AuditError> {
+        Self::open_with(path, sync, &OpenFlags::default())
+    }
+
+    /// As [`AuditLog::open`], with the choices `serve` exposes as options.
+    pub fn open_with(path: &Path, sync: bool, flags: &OpenFlags) -> Result<AuditLog, AuditError> {
+        let open_err = |e: std::io::Error| AuditError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let dir = dir_of(path);
+        if !dir.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(open_err)?;
+        }
+        let (dirfd, name) = open_dir_of(path, &dir)?;
+        let file = File::from(
+            rustix::fs::openat(
+                &dirfd,
+                name.as_os_str(),
+                OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| nofollow_err(path, e))?,
+        );
+        crate::sys::try_lock_exclusive(&file).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                AuditError::InUse {
+                    path: path.to_owned(),
+                }
+            } else {
+                open_err(e)
+            }
+        })?;
+        let meta = file.metadata().map_err(open_err)?;
+        // A log that cannot be continued is reported as such before its key is looked at.
+        let (chain, len, torn) = read_tail(&file, meta.len(), path)?;
+        let kp = key_path(path);
+        let key_there = std::fs::symlink_metadata(&kp).is_ok();
+        if flags.new_key && key_there {
+            return Err(AuditError::KeyPresent { key: kp });
+        }
+        if !key_there && meta.len() > 0 && !flags.new_key {
+            return Err(AuditError::KeyMissing {
+                path: path.to_owned(),
+                key: kp,
+            });
+        }
+        let key = AuditKey::load_or_create_at(&dirfd, path)?;
+        let log = AuditLog {
+            path: path.to_owned(),
+            seg: Mutex::new(Segment {
+                file,
+                ident: (meta.dev(), meta.ino()),
+                len,
+                dirty: false,
+            }),
+            key,
+            sync,
+            state: Mutex::new(State {
+                chain,
+                queue: Vec::new(),
+                next_ticket: 0,
+                leader: false,
+                done: HashMap::new(),
+                gathering: false,
+                last_batch: 0,
+                last_sync: Duration::ZERO,
+            }),
+            cond: Condvar::new(),
+            gather: Condvar::new(),
+            ok: AtomicBool::new(true),
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            anchor: flags.anchor,
+            anchored: Mutex::new(0),
+            generation: AtomicU64::new(0),
+        };
+        if flags.anchor {
+            let have = log.lock().chain.clone();
+            let anchor = read_anchor(path)?;
+            let generation = match &anchor {
+                Some(a) => a
+                    .generation
+                    .max(scan_generation_if(a.generation == 0, path)),
+                None => scan_generation(path),
+            };
+            log.generation.store(generation, Ordering::SeqCst);
+            if let Some(a) = anchor {
+                let gap = if a.seq > have.seq {
+                    Some(format!(
+                        "the log ends at seq {} but its anchor ({}) says seq {} was written: records {}..={} are missing (cut from the end)",
+                        have.seq,
+                        anchor_path(path).display(),
+                        a.seq,
+                        have.seq + 1,
+                        a.seq
+                    ))
+                } else if a.seq == have.seq && a.head != have.prev {
+                    Some(format!(
+                        "the last record, seq {}, is not the one anchored in {} (it was rewritten)",
+                        a.seq,
+                        anchor_path(path).display()
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = gap {
+                    if !flags.accept_gap {
+                        return Err(AuditError::Gap {
+                            path: path.to_owned(),
+                            why,
+                        });
+                    }
+                    if have.seq == 0 {
+                        // A new, empty file (the log was moved away while the daemon was
+                        // stopped): it continues the anchored chain, so that the moved file
+                        // and this one verify as one history.
+                        log.lock().chain = Chain {
+                            seq: a.seq,
+                            prev: a.head.clone(),
+                        };
+                    }
+                    let reason = format!("gap accepted (serve --accept-audit-gap): {why}");
+                    log.append(AuditRecord {
+                        reason: Some(&reason),
+                        ..AuditRecord::new("audit.gap", Decision::Error)
+                    })?;
+                }
+            }
+        }
+        if flags.new_key && meta.len() > 0 {
+            let reason = "the HMAC key was missing and a new one was made (serve --new-audit-key): `audit hash` cannot match values recorded before this line";
+            log.append(AuditRecord {
+                reason: Some(reason),
+                ..AuditRecord::new("audit.new_key", Decision::Error)
+            })?;
+        }
+        if let Some(bytes) = torn {
+            let reason = format!(
+                "removed an incomplete final line ({bytes} bytes) left by an interrupted write"
+            );
+            log.append(AuditRecord {
+                reason: Some(&reason),
+                ..AuditRecord::new("audit.repair", Decision::Error)
+            })?;
+        }
+        Ok(log)
+    }
+
+    /// Append one record. Returns its sequence number once it is written — and, with sync on,
+    /// `fdatasync`ed — together with every record queued at the same time (group commit).
+    ///
+    /// On `Err` the record is not in the log and the caller must not hand out the secret. The
+    /// log stays consistent: a partial write is cut off at once (or, if that fails, by the next
+    /// append), and the chain continues.
+    pub fn append(&self, rec: AuditRecord<'_>) -> Result<u64, AuditError> {
+        // Everything but the chain fields is rendered here, outside the lock, in parallel.
+        let body = self.render_body(&rec);
+        let mut st = self.lock();
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.queue.push(Queued { ticket, body });
+        if st.gathering {
+            self.gather.notify_one();
+        }
+        loop {
+            if let Some(result) = st.done.remove(&ticket) {
+                return result;
+            }
+            if !st.leader {
+                // Become the leader: write everything queued so far (our record included).
+                st.leader = true;
+                st = self.gather_followers(st);
+                let batch = std::mem::take(&mut st.queue);
+                let chain = st.chain.clone();
+                drop(st);
+                // A panic here must not leave `leader` set (every later append would wait
+                // forever): it becomes a failed batch like any write error.
+                let outcome = self.write_guarded(|| self.write_batch(chain, &batch, None));
+                st = self.lock();
+                match outcome {
+                    Ok(w) => {
+                        st.chain = w.chain;
+                        st.last_batch = batch.len();
+                        st.last_sync = w.sync_time;
+                        for (i, q) in batch.iter().enumerate() {
+                            st.done.insert(q.ticket, Ok(w.first_seq + i as u64));
+                        }
+                        self.ok.store(true, Ordering::SeqCst);
+                        self.records
+                            .fetch_add(batch.len() as u64 + w.own, Ordering::Relaxed);
+                        self.batches.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        for q in &batch {
+                            st.done.insert(q.ticket, Err(e.clone()));
+                        }
+                        self.ok.store(false, Ordering::SeqCst);
+                    }
+                }
+                st.leader = false;
+                self.cond.notify_all();
+                continue;
+            }
+            st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Rotate the log (`scopevault audit rotate`): move the file to `<name>.<UTC time>` in the
+    /// same directory and continue the chain in a new file at the log's path, which begins with
+    /// an `audit.rotate` record naming where the earlier records are. Nothing is lost: no
+    /// batch is in flight while the file is moved. Returns the moved file's path and the seq of
+    /// the `audit.rotate` record.
+    pub fn rotate(&self) -> Result<(PathBuf, u64), AuditError> {
+        let (moved, seq) = self.as_sole_writer(|chain| {
+            let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
+            let stamp = time::OffsetDateTime::now_utc()
+                .format(time::macros::format_description!(
+                    "[year][month][day]T[hour][minute][second]Z"
+                ))
+                .unwrap_or_default();
+            let mut n = 0u32;
+            let archive = loop {
+                let mut candidate = name.clone();
+                candidate.push(format!(".{stamp}"));
+                if n > 0 {
+                    candidate.push(format!("-{n}"));
+                }
+                match rustix::fs::renameat_with(
+                    &dirfd,
+                    name.as_os_str(),
+                    &dirfd,
+                    candidate.as_os_str(),
+                    rustix::fs::RenameFlags::NOREPLACE,
+                ) {
+                    Ok(()) => break candidate,
+                    Err(rustix::io::Errno::EXIST) if n < 1000 => n += 1,
+                    Err(e) => {
+                        return Err(AuditError::Write {
+                            path: self.path.clone(),
+                            message: format!(
+                                "cannot move the log aside ({})",
+                                std::io::Error::from(e)
+                            ),
+                        })
+                    }
+                }
+            };
+            let moved = dir_of(&self.path).join(archive);
+            let reason = format!(
+                "rotated by `scopevault audit rotate`: records up to seq {} are in {}",
+                chain.seq,
+                moved.display()
+            );
+            Ok((Some(reason), moved))
+        })?;
+        Ok((moved, seq.unwrap_or(0)))
+    }
+
+    /// Continue in a new file if the log was moved away from its path (logrotate without
+    /// `copytruncate`, then SIGUSR1): the new file begins with an `audit.rotate` record. The
+    /// file at the path must be new (absent, or empty as logrotate's `create` leaves it).
+    /// Returns the seq of that record, or `None` when the file at the path is still ours.
+    pub fn reopen(&self, why: &str) -> Result<Option<u64>, AuditError> {
+        let reason = format!("reopened ({why})");
+        let ((), written) = self.as_sole_writer(|chain| {
+            Ok((
+                Some(format!(
+                    "{reason}: records up to seq {} are in the file moved away from this path",
+                    chain.seq
+                )),
+                (),
+            ))
+        })?;
+        Ok(written)
+    }
+
+    /// Run `act` while no batch is being written and none can start, then write nothing but
+    /// the records of the daemon's own that the file's state calls for (a new segment after a
+    /// move, with the reason `act` returns). Returns `act`'s value and the seq of the last
+    /// record written, if any.
+    fn as_sole_writer<R>(
+        &self,
+        act: impl FnOnce(&Chain) -> Result<(Option<String>, R), AuditError>,
+    ) -> Result<(R, Option<u64>), AuditError> {
+        let mut st = self.lock();
+        while st.leader {
+            st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.leader = true;
+        let chain = st.chain.clone();
+        drop(st);
+        let outcome = self.write_guarded(|| {
+            let (reason, r) = act(&chain)?;
+            let w = self.write_batch(chain, &[], reason.as_deref())?;
+            Ok((w, r))
+        });
+        let mut st = self.lock();
+        let result = match outcome {
+            Ok((w, r)) => {
+                let last = (w.own > 0).then_some(w.chain.seq);
+                st.chain = w.chain;
+                self.ok.store(true, Ordering::SeqCst);
+                self.records.fetch_add(w.own, Ordering::Relaxed);
+                Ok((r, last))
+            }
+            Err(e) => {
+                self.ok.store(false, Ordering::SeqCst);
+                Err(e)
+            }
+        };
+        st.leader = false;
+        self.cond.notify_all();
+        result
+    }
+
+    /// Run a write as the leader: a panic in it must not leave `leader` set (every later
+    /// append would wait forever), so it becomes a failed write like any I/O error.
+    fn write_guarded<T>(&self, f: impl FnOnce() -> Result<T, AuditError>) -> Result<T, AuditError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+            Err(AuditError::Write {
+                path: self.path.clone(),
+                message: "internal error while writing (a bug: please report it)".into(),
+            })
+        })
+    }
+
+    fn segment(&self) -> MutexGuard<'_, Segment> {
+        self.seg.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The HMAC of a value as it appears in this log's `values`.
+    pub fn hmac_value(&self, value: &str) -> String {
+        self.key.hmac_value(value)
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True if the last append succeeded (reported by `health`).
+    pub fn ok(&self) -> bool {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Records and batches written since the log was opened.
+    pub fn stats(&self) -> AuditStats {
+        AuditStats {
+            records: self.records.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Record a vault load (`vault.load`, with its generation) in the chain. A generation
+    /// lower than the highest the chain has recorded is refused — and the refusal recorded —
+    /// unless `allow_rollback`.
+    pub fn note_vault_load(
+        &self,
+        vault_id: &str,
+        generation: u64,
+        how: &str,
+        allow_rollback: bool,
+    ) -> Result<(), AuditError> {
+        let seen = self.generation.load(Ordering::SeqCst);
+        if generation < seen {
+            let reason = format!(
+                "vault {vault_id} generation {generation} ({how}) is older than generation {seen} recorded before{}",
+                if allow_rollback { "; accepted: --allow-rollback" } else { "; refused" }
+            );
+            self.append(AuditRecord {
+                reason: Some(&reason),
+                generation: Some(generation),
+                ..AuditRecord::new(
+                    "vault.load",
+                    if allow_rollback {
+                        Decision::Allow
+                    } else {
+                        Decision::Deny
+                    },
+                )
+            })?;
+            if !allow_rollback {
+                return Err(AuditError::Rollback {
+                    loaded: generation,
+                    seen,
+                });
+            }
+            return Ok(());
+        }
+        let reason = format!("vault {vault_id} generation {generation} loaded ({how})");
+        self.append(AuditRecord {
+            reason: Some(&reason),
+            generation: Some(generation),
+            ..AuditRecord::new("vault.load", Decision::Allow)
+        })?;
+        self.generation.fetch_max(generation, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Write the anchor if records were added since the last one (the daemon calls this about
+    /// once a second, and at stop). A no-op for a log opened without `anchor`.
+    pub fn write_anchor_now(&self) -> std::io::Result<()> {
+        if !self.anchor {
+            return Ok(());
+        }
+        let chain = self.lock().chain.clone();
+        let mut last = self.anchored.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == chain.seq && chain.seq != 0 {
+            return Ok(());
+        }
+        write_anchor(
+            &self.path,
+            &Anchor {
+                log: std::path::absolute(&self.path)
+                    .unwrap_or_else(|_| self.path.clone())
+                    .display()
+                    .to_string(),
+                seq: chain.seq,
+                head: chain.prev,
+                generation: self.generation.load(Ordering::SeqCst),
+            },
+        )?;
+        *last = chain.seq;
+        Ok(())
+    }
+
+    /// Bytes free for an unprivileged writer on the log's file system (`fstatvfs`), or
+    /// `None` when the kernel does not say.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let st = rustix::fs::fstatvfs(&self.segment().file).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// Whether appends are `fdatasync`ed.
+    pub fn sync(&self) -> bool {
+        self.sync
+    }
+
+    /// As the new leader, wait (bounded) until the clients released by the previous batch have
+    /// queued their next records, so that one sync serves them all.
+    fn gather_followers<'s>(&'s self, mut st: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
+        let want = st.last_batch;
+        if !self.sync || want <= 1 || st.queue.len() >= want {
+            return st;
+        }
+        let deadline = Instant::now() + (st.last_sync / 2).min(GATHER_MAX);
+        st.gathering = true;
+        while st.queue.len() < want {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = match self.gather.wait_timeout(st, deadline - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        st.gathering = false;
+        st
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the chain half-updated (it is replaced
+        // whole), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn render_body(&self, rec: &AuditRecord<'_>) -> String {
+        #[derive(Serialize)]
+        struct Body<'r> {
+            time: String,
+            peer: &'r Option<PeerInfo>,
+            op: &'r str,
+            task: Option<&'r str>,
+            credential: Option<&'r str>,
+            decision: Decision,
+            reason: Option<&'r str>,
+            warnings: &'r [String],
+            values: std::collections::BTreeMap<&'r str, String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            count: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            generation: Option<u64>,
+            #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+            by_op: std::collections::BTreeMap<&'r str, u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            scrub: Option<&'r crate::protocol::ScrubCounts>,
+        }
+        let time = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let body = Body {
+            time,
+            peer: &rec.peer,
+            op: rec.op,
+            task: rec.task,
+            credential: rec.credential,
+            decision: rec.decision,
+            reason: rec.reason,
+            warnings: &rec.warnings,
+            values: rec
+                .values
+                .iter()
+                .map(|(name, v)| (*name, self.key.hmac_value(v.expose())))
+                .collect(),
+            count: rec.count,
+            generation: rec.generation,
+            by_op: rec.by_op.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
+            scrub: rec.scrub,
+        };
+        let json = serde_json::to_string(&body).expect("audit records serialise");
+        // Strip the braces: the leader wraps the members with `seq` and `prev`.
+        json[1..json.len() - 1].to_owned()
+    }
+
+    /// Write one batch; on success return the new chain, the first sequence number of the
+    /// batch and how long the sync took.
+    ///
+    /// Before the batch, the daemon's own records that the file's state calls for:
+    /// - `audit.gap` when the file we hold is shorter than what we wrote (truncated by another
+    ///   party, `copytruncate`): the chain goes on in what is left of the file, never padded;
+    /// - `audit.rotate` when the file at the log's path is no longer ours (moved away by a
+    ///   rotation): the chain goes on in a new file there (`start` says why, if known).
+    ///
+    /// With an empty batch, only those are written (a rotation or reopen).
+    fn write_batch(
+        &self,
+        mut chain: Chain,
+        batch: &[Queued],
+        start: Option<&str>,
+    ) -> Result<Written, AuditError> {
+        let err = |message: String| AuditError::Write {
+            path: self.path.clone(),
+            message,
+        };
+        let mut seg = self.segment();
+        let mut own: Vec<String> = Vec::new();
+        let mut newline_first = false;
+        let have = seg
+            .file
+            .metadata()
+            .map_err(|e| err(format!("cannot inspect the log ({e})")))?
+            .len();
+        if have < seg.len {
+            // Never pad it back with `set_len` (that wrote NUL bytes) nor leave a hole: go on
+            // at its new end, after a record of what is gone.
+            let reason = format!(
+                "the log was truncated by another party (from {} to {have} bytes; copytruncate?): records up to seq {} are gone from it; the chain continues from seq {}'s hash",
+                seg.len, chain.seq, chain.seq
+            );
+            own.push(self.render_body(&AuditRecord {
+                reason: Some(&reason),
+                ..AuditRecord::new("audit.gap", Decision::Error)
+            }));
+            if have > 0 {
+                let mut last = [0u8; 1];
+                seg.file
+                    .read_exact_at(&mut last, have - 1)
+                    .map_err(|e| err(format!("cannot read the log ({e})")))?;
+                // Cut within a line: end that line so that the gap record stands on its own.
+                newline_first = last[0] != b'\n';
+            }
+            seg.len = have;
+            seg.dirty = false;
+        } else if seg.dirty {
+            let len = seg.len;
+            seg.file
+                .set_len(len)
+                .map_err(|e| err(format!("cannot cut a partial write ({e})")))?;
+            seg.dirty = false;
+        }
+        // The file we hold must still be the one admins read at `path`: a log moved away
+        // (rotated) continues in a new file there; one replaced by a file with content, or a
+        // link, fails closed instead of recording into a file nobody will look at.
+        let moved = match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) => (meta.dev(), meta.ino()) != seg.ident,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(err(format!("cannot inspect the log's path ({e})"))),
+        };
+        if moved {
+            let (file, ident) = self.open_next_segment()?;
+            let reason = start.map(str::to_owned).unwrap_or_else(|| {
+                format!(
+                    "the log was moved away from this path (rotated): records up to seq {} are in the moved file; this file continues the chain",
+                    chain.seq
+                )
+            });
+            *seg = Segment {
+                file,
+                ident,
+                len: 0,
+                dirty: false,
+            };
+            newline_first = false;
+            own.push(self.render_body(&AuditRecord {
+                reason: Some(&reason),
+                ..AuditRecord::new("audit.rotate", Decision::Allow)
+            }));
+        }
+        if own.is_empty() && batch.is_empty() {
+            return Ok(Written {
+                chain,
+                first_seq: 0,
+                sync_time: Duration::ZERO,
+                own: 0,
+            });
+        }
+        crate::sys::check_writable(&self.path)
+            .map_err(|e| err(format!("the log is not writable ({e})")))?;
+        let bodies = own.iter().map(String::as_str);
+        let bodies = bodies.chain(batch.iter().map(|q| q.body.as_str()));
+        let first_seq = chain.seq + own.len() as u64 + 1;
+        let mut buf = Vec::with_capacity(
+            own.iter().map(|b| b.len() + 110).sum::<usize>()
+                + batch.iter().map(|q| q.body.len() + 110).sum::<usize>()
+                + 1,
+        );
+        if newline_first {
+            buf.push(b'\n');
+        }
+        for body in bodies {
+            chain.seq += 1;
+            let start = buf.len();
+            write!(
+                buf,
+                "{{\"seq\":{},{},\"prev\":\"{}\"}}",
+                chain.seq, body, chain.prev
+            )
+            .expect("writing to a Vec cannot fail");
+            chain.prev = HEXLOWER.encode(&Sha256::digest(&buf[start..]));
+            buf.push(b'\n');
+        }
+        // On failure the batch is cut off again at once: a short write (a full disk) would
+        // otherwise leave a torn record that fails `audit verify` for as long as the daemon
+        // waits for space, and a record whose sync failed was never acknowledged. If the cut
+        // fails too, `dirty` retries it before the next write.
+        let len = seg.len;
+        let written = (&seg.file).write_all(&buf);
+        let synced = Instant::now();
+        let result = written.and_then(|()| {
+            if self.sync {
+                seg.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        let sync_time = synced.elapsed();
+        if let Err(e) = result {
+            if seg.file.set_len(len).is_err() {
+                seg.dirty = true;
+            }
+            return Err(err(e.to_string()));
+        }
+        seg.len += buf.len() as u64;
+        Ok(Written {
+            chain,
+            first_seq,
+            sync_time,
+            own: own.len() as u64,
+        })
+    }
+
+    /// Open the new file at the log's path after a move: created 0600 if absent, through the
+    /// directory's fd without following a link, locked, and empty (a file with records in it
+    /// is not ours to continue).
+    fn open_next_segment(&self) -> Result<(File, (u64, u64)), AuditError> {
+        let err = |message: String| AuditError::Write {
+            path: self.path.clone(),
+            message,
+        };
+        let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
+        let file = File::from(
+            rustix::fs::openat(
+                &dirfd,
+                name.as_os_str(),
+                OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| nofollow_err(&self.path, e))?,
+        );
+        crate::sys::try_lock_exclusive(&file).map_err(|e| {
+            err(format!(
+                "the new file at the log's path is locked by another process ({e})"
+            ))
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| err(format!("cannot inspect the new log file ({e})")))?;
+        if meta.len() != 0 {
+            return Err(err(format!(
+                "the file now at the log's path is not the one the daemon wrote and is not empty ({} bytes); move it away (a rotation must leave the path absent or empty)",
+                meta.len()
+            )));
+        }
+        Ok((file, (meta.dev(), meta.ino())))
+    }
+}
+
+/// What [`AuditLog::write_batch`] wrote.
+pub(super) struct Written {
+    chain: Chain,
+    /// Seq of the batch's first record.
+    first_seq: u64,
+    sync_time: Duration,
+    /// Records of the daemon's own written before the batch (`audit.gap`, `audit.rotate`).
+    own: u64,
+}
+
+/// The directory of a log path (`.` for a bare file name).
+pub(super) fn dir_of(path: &Path) -> PathBuf {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_owned(),
+        None => PathBuf::from("."),
+    }
+}
