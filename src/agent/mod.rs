@@ -4,6 +4,7 @@
 pub mod totp;
 
 pub mod authz;
+pub mod daemon;
 pub mod handler;
 pub mod peer;
 pub mod server;

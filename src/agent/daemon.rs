@@ -1,0 +1,273 @@
+//! The daemon's start and stop (`scopevault serve` after its options are checked): harden the
+//! process, open the audit log, unlock if an unattended source is given, take the socket (bound
+//! here or handed over by systemd), announce readiness, then run the accept loop until SIGTERM
+//! or SIGINT; SIGHUP reloads the vault; SIGUSR1 reopens a rotated audit log. The order matters:
+//! nothing secret exists before the hardening, and the socket answers only once the daemon is
+//! fully up.
+
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+use super::authz::AccessConfig;
+use super::handler::Handler;
+use super::server::{Limits, Listener, Server};
+use super::state::{vault_error, LoadedVault, VaultView};
+use crate::audit::{AuditLog, OpenFlags};
+use crate::secret::SecretString;
+use crate::vault::{OpenOptions, Unlock, Vault};
+
+/// Reads the passphrase given for the start (`--passphrase-file`, `--passphrase-fd`), if any.
+/// Called after the hardening, so the passphrase never exists in an unhardened process.
+pub type PassphraseSource = Box<dyn FnOnce() -> anyhow::Result<Option<SecretString>>>;
+
+/// The unattended unlock sources tried at start, in this order.
+pub struct StartUnlock {
+    /// `--identity-file` (else `$CREDENTIALS_DIRECTORY/scopevault-identity` if present).
+    pub identity_file: Option<PathBuf>,
+    /// The passphrase given explicitly.
+    pub passphrase: PassphraseSource,
+    /// Try an enrolled keyring slot (false with `--no-keyring`).
+    pub keyring: bool,
+}
+
+/// Everything the daemon needs, checked by the caller (`cli/serve.rs`).
+pub struct Config {
+    /// Connection limits and timeouts.
+    pub limits: Limits,
+    /// Who is an admin and who schedules.
+    pub access: AccessConfig,
+    /// The socket to bind when systemd hands none over.
+    pub socket_path: PathBuf,
+    /// Whether the socket path was chosen (`--socket`): a refused default gets a hint.
+    pub socket_given: bool,
+    /// The group that may connect (`--socket-group`).
+    pub socket_gid: Option<u32>,
+    /// The audit log.
+    pub audit_path: PathBuf,
+    /// `fdatasync` every batch (off with `--no-audit-sync`).
+    pub audit_sync: bool,
+    /// `--new-audit-key`, `--accept-audit-gap`, and the anchor.
+    pub audit_flags: OpenFlags,
+    /// Bytes kept free on the audit log's file system (`--audit-reserve-mib`).
+    pub audit_reserve: u64,
+    /// The vault file.
+    pub vault_path: PathBuf,
+    /// How the vault is opened (rollback policy).
+    pub open_options: OpenOptions,
+    /// The unlock at start.
+    pub unlock: StartUnlock,
+}
+
+/// Run the daemon until it is stopped (SIGTERM, SIGINT).
+pub fn run(c: Config) -> anyhow::Result<()> {
+    // Hardening first, so nothing secret exists before it.
+    let report = crate::sys::harden_process();
+    if !report.dumpable_off || !report.core_limit_zero {
+        eprintln!("scopevault: warning: could not turn core dumps off (dumpable off: {}, core limit 0: {})", report.dumpable_off, report.core_limit_zero);
+    }
+    if let Err(why) = &report.mlockall {
+        // `why` is the whole advice (what failed, the risk, the fix): say it once.
+        eprintln!("scopevault: warning: {why}");
+    }
+    let audit = AuditLog::open_with(&c.audit_path, c.audit_sync, &c.audit_flags)?;
+    let mut handler = Handler::new(c.access, audit);
+    handler.set_audit_reserve(c.audit_reserve);
+    handler.set_allow_rollback(c.open_options.allow_rollback);
+    let (vault_path, opts) = (c.vault_path, c.open_options);
+    {
+        let (path, opts) = (vault_path.clone(), opts.clone());
+        handler.set_opener(Box::new(move |p: &SecretString| {
+            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &opts)
+                .map_err(|e| vault_error(&e))?;
+            Ok(Box::new(LoadedVault::new(v, opts.clone())) as Box<dyn VaultView>)
+        }));
+    }
+    let unlocked_by = unlock_at_start(c.unlock, &vault_path, &opts, &handler)?;
+    // The socket comes last: once it answers, the daemon is fully up (unlocked if it can be).
+    let listener = match activated_listener()? {
+        Some(l) => Listener::inherited(l),
+        None => Listener::bind_with_group(&c.socket_path, c.socket_gid).map_err(|e| {
+            // The error's text already holds its cause: print it once (not as a chain), with
+            // the fix for the common case of no XDG_RUNTIME_DIR (after `su -`).
+            let denied = matches!(&e, super::server::ServeError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied);
+            let hint = if denied && !c.socket_given {
+                if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
+                    "; XDG_RUNTIME_DIR is not set (e.g. after `su -`), so the default is under /run: set XDG_RUNTIME_DIR=/run/user/$(id -u) or choose a socket you may create with --socket PATH"
+                } else {
+                    "; choose a socket you may create with --socket PATH"
+                }
+            } else if denied {
+                "; choose a socket path in a directory you may write to"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("{e}{hint}")
+        })?,
+    };
+    let shown_path = listener
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the socket from systemd".into());
+    let handler = Arc::new(handler);
+    let server = Server::new(listener, c.limits, handler.clone())
+        .context("cannot create the accept loop's wake-up pair")?;
+    let shutdown = server.shutdown_handle();
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+        .context("cannot install signal handlers")?;
+    let signal_handle = signals.handle();
+    let on_hup = handler.clone();
+    let signal_thread = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            match sig {
+                SIGHUP => match on_hup.reload_from_signal() {
+                    Ok(s) => eprintln!(
+                        "scopevault: SIGHUP: reloaded the vault (generation {})",
+                        s.generation.unwrap_or(0)
+                    ),
+                    Err(e) => eprintln!("scopevault: SIGHUP: reload failed: {e}"),
+                },
+                SIGUSR1 => match on_hup.reopen_audit_from_signal() {
+                    Ok(Some(seq)) => eprintln!(
+                        "scopevault: SIGUSR1: the audit log was moved away; continuing in a new file at its path (seq {seq}, audit.rotate)"
+                    ),
+                    Ok(None) => eprintln!(
+                        "scopevault: SIGUSR1: the audit log is still at its path; nothing to reopen"
+                    ),
+                    Err(e) => eprintln!("scopevault: SIGUSR1: cannot reopen the audit log: {e}"),
+                },
+                _ => {
+                    shutdown.trigger();
+                    break;
+                }
+            }
+        }
+    });
+
+    match &unlocked_by {
+        Some(how) => eprintln!("scopevault: listening on {shown_path} (unlocked by {how})"),
+        None => eprintln!(
+            "scopevault: listening on {shown_path} (locked: an admin runs `scopevault unlock`)"
+        ),
+    }
+    // Counted refusals become `denials` records about once a second (docs/audit.md, "Growth").
+    let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (h, stop) = (handler.clone(), ticker_stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(250));
+                h.flush_denials(false);
+                if let Err(e) = h.anchor_audit() {
+                    eprintln!("scopevault: warning: cannot write the audit anchor: {e}");
+                }
+            }
+        })
+    };
+    notify_systemd("READY=1\nSTATUS=listening");
+    let ran = server.run().context("the accept loop failed");
+    ticker_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = ticker.join();
+    handler.flush_denials(true);
+    if let Err(e) = handler.anchor_audit() {
+        eprintln!("scopevault: warning: cannot write the audit anchor: {e}");
+    }
+    ran?;
+    notify_systemd("STOPPING=1");
+    signal_handle.close();
+    let _ = signal_thread.join();
+    eprintln!("scopevault: stopped");
+    Ok(())
+}
+
+/// Unlock at start when an unattended source is given: `--identity-file`,
+/// `$CREDENTIALS_DIRECTORY/scopevault-identity` (systemd `LoadCredential[Encrypted]=`), a
+/// passphrase file or fd, or an enrolled keyring slot. A source that is given explicitly and
+/// fails stops the start; a keyring that does not answer leaves the daemon locked, with a
+/// warning.
+fn unlock_at_start(
+    u: StartUnlock,
+    path: &Path,
+    opts: &OpenOptions,
+    handler: &Handler,
+) -> anyhow::Result<Option<String>> {
+    let from_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|d| PathBuf::from(d).join("scopevault-identity"))
+        .filter(|p| p.exists());
+    let identity = u.identity_file.or(from_systemd);
+    if let Some(id) = identity {
+        let v = Vault::open(path, &Unlock::IdentityFile(id.clone()), opts)
+            .with_context(|| format!("cannot unlock the vault with {}", id.display()))?;
+        load(handler, v, opts, "identity file")?;
+        return Ok(Some(format!("identity file {}", id.display())));
+    }
+    // `--passphrase-file` / `--passphrase-fd`: given explicitly, so a failure stops the start
+    // (issue 15.12: it used to be accepted and ignored).
+    if let Some(pass) = (u.passphrase)()? {
+        let v = Vault::open(path, &Unlock::Passphrase(pass), opts)
+            .context("cannot unlock the vault with the passphrase given")?;
+        load(handler, v, opts, "passphrase")?;
+        return Ok(Some("the passphrase given".into()));
+    }
+    if u.keyring && path.exists() && crate::vault::has_keyring_slot(path)? {
+        match Vault::open(path, &Unlock::Keyring, opts) {
+            Ok(v) => {
+                load(handler, v, opts, "keyring")?;
+                return Ok(Some("the keyring slot".into()));
+            }
+            Err(e) if e.is_refusal() => return Err(e.into()),
+            Err(e) => {
+                eprintln!("scopevault: warning: keyring unlock failed ({e}); starting locked")
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Install a vault opened at start, its generation recorded in (and checked against) the
+/// audit chain.
+fn load(handler: &Handler, v: Vault, opts: &OpenOptions, how: &str) -> anyhow::Result<()> {
+    handler
+        .load(Box::new(LoadedVault::new(v, opts.clone())), how)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
+/// The socket systemd passed us (socket activation), if `LISTEN_PID` names this process.
+fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !for_us || std::env::var_os("LISTEN_FDS").is_none() {
+        return Ok(None);
+    }
+    let mut fds = listenfd::ListenFd::from_env();
+    let listener = fds
+        .take_unix_listener(0)
+        .context("LISTEN_FDS is set but fd 3 is not a listening Unix stream socket; check the .socket unit (ListenStream= must be a path)")?;
+    Ok(listener)
+}
+
+/// Send a readiness datagram to `$NOTIFY_SOCKET` (systemd `Type=notify`); silent otherwise.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let _ = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), PathBuf::from(path))
+    };
+}
