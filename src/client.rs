@@ -80,7 +80,7 @@ impl ClientError {
 /// whoever owns the link, not the directory it names, decides where we connect.
 pub fn trusted_daemon_uids(socket: &Path) -> Result<Vec<u32>, String> {
     use std::os::unix::fs::MetadataExt;
-    let dir = crate::paths::socket_dir(socket);
+    let dir = crate::paths::dir_of(socket);
     let chain = crate::paths::lstat_components(&dir)?;
     let me = crate::sys::current_uid();
     let mut uids = vec![0, me];

@@ -107,9 +107,9 @@ pub fn legacy_generations_record() -> Option<PathBuf> {
     default_root.then(|| PathBuf::from(LEGACY_ROOT_STATE_DIR).join("generations.json"))
 }
 
-/// The directory holding `socket` (`.` for a bare file name).
-pub fn socket_dir(socket: &Path) -> PathBuf {
-    match socket.parent() {
+/// The directory holding `path` (`.` for a bare file name): of the socket, of the audit log.
+pub fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     }

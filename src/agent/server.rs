@@ -140,10 +140,7 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, ServeError> {
 /// As [`bind_socket`]; with `group`, the directory becomes 0750 and the socket 0660, both
 /// owned by this user and `group` (`serve --socket-group`), so members of `group` can connect.
 pub fn bind_socket_for_group(path: &Path, group: Option<u32>) -> Result<UnixListener, ServeError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let dir = crate::paths::dir_of(path);
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -197,9 +197,5 @@ pub(super) fn parse_chain_fields(line: &[u8]) -> Result<(u64, String), String> {
 
 /// Lower-case hex of a SHA-256 digest, without allocating.
 pub(super) fn hex_digest(line: &[u8], out: &mut [u8; 64]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in Sha256::digest(line).iter().enumerate() {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 15)];
-    }
+    HEXLOWER.encode_mut(&Sha256::digest(line), out);
 }

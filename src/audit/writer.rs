@@ -2,6 +2,7 @@
 //! chain anchor.
 
 use super::*;
+use crate::paths::dir_of;
 
 /// Where the chain stands after the last durable line.
 #[derive(Debug, Clone)]
@@ -913,12 +914,4 @@ pub(super) struct Written {
     sync_time: Duration,
     /// Records of the daemon's own written before the batch (`audit.gap`, `audit.rotate`).
     own: u64,
-}
-
-/// The directory of a log path (`.` for a bare file name).
-pub(super) fn dir_of(path: &Path) -> PathBuf {
-    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(d) => d.to_owned(),
-        None => PathBuf::from("."),
-    }
 }
