@@ -376,6 +376,16 @@ impl Handler {
     /// Decide one request and queue its audit records; the answer is held in the returned
     /// [`Prepared`] until [`Handler::commit`] has made those records durable.
     pub fn prepare(&self, peer: &PeerIdentity, req: Request) -> Prepared {
+        if !Self::runs_off_loop(&req) {
+            self.follow_vault_file();
+        }
+        self.prepare_followed(peer, req)
+    }
+
+    /// As [`Handler::prepare`], when the caller has just called
+    /// [`Handler::follow_vault_file`]: the event loop does that once per turn, not once per
+    /// request.
+    pub fn prepare_followed(&self, peer: &PeerIdentity, req: Request) -> Prepared {
         let mut queued = Vec::new();
         let held = match self.handle(peer, req, &mut queued) {
             Ok(h) => h,
@@ -451,9 +461,9 @@ impl Handler {
     /// Issue 14, item 5: a vault file saved since it was loaded (`cred set`, `policy apply`,
     /// `bundle apply`) is reloaded before the request is served, with the same authenticity
     /// and rollback checks as `reload`, and audited as a `reload` ("the vault file changed").
-    /// One `stat` per request. While one thread reloads, the others serve what is loaded; a
+    /// One `stat` per turn of the event loop (per request for other callers). While one thread reloads, the others serve what is loaded; a
     /// file that failed to load is not tried again until it changes.
-    fn follow_vault_file(&self) {
+    pub fn follow_vault_file(&self) {
         let Some((loaded, now)) = self
             .state
             .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))
@@ -508,12 +518,6 @@ impl Handler {
         req: Request,
         queued: &mut Vec<AuditTicket>,
     ) -> Result<Held, ErrorBody> {
-        if !matches!(
-            req,
-            Request::Lock | Request::Unlock { .. } | Request::Reload | Request::AuditRotate
-        ) {
-            self.follow_vault_file();
-        }
         let q = queued;
         match req {
             Request::Health => Ok(Held::Line(ok_line(&self.health(peer)))),

@@ -683,6 +683,11 @@ impl Loop {
         active.sort_unstable();
         active.dedup();
         let mut batch: Vec<(usize, Prepared)> = Vec::new();
+        // A vault file saved since it was loaded is reloaded before this turn's requests are
+        // decided (one `stat` per turn).
+        if !active.is_empty() {
+            self.handler.follow_vault_file();
+        }
         for slot in active {
             self.flush(slot);
             self.read_and_decide(slot, &mut batch, draining);
@@ -724,6 +729,11 @@ impl Loop {
                     }
                     push_zeroizing(&mut c.input, &self.scratch[..n], MAX_LINE + CHUNK);
                     self.scratch[..n].zeroize();
+                    // A short read emptied the socket: epoll reports the next data as a new
+                    // edge, so the read that would only say "would block" is saved.
+                    if n < want {
+                        c.readable = false;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -761,7 +771,7 @@ impl Loop {
                 }
                 break;
             }
-            batch.push((slot, self.handler.prepare(&c.peer, request)));
+            batch.push((slot, self.handler.prepare_followed(&c.peer, request)));
         }
         if taken == LINES_PER_TURN && !c.on_worker && (c.input.contains(&b'\n') || c.readable) {
             // More may be waiting: come back next turn, after the others had theirs.
