@@ -413,6 +413,26 @@ impl Handler {
             .collect()
     }
 
+    /// Wait until the records of `tickets` are durable (the event loop's committer thread
+    /// does this for a whole turn while the loop goes on): one result per ticket, in order.
+    pub fn wait_audit(
+        &self,
+        tickets: &[AuditTicket],
+        gather: bool,
+    ) -> Vec<Result<u64, AuditError>> {
+        self.audit.wait(tickets, gather)
+    }
+
+    /// The answer of `prepared` once [`Handler::wait_audit`] returned `results` for its
+    /// tickets ([`Prepared::tickets`]).
+    pub fn finish(
+        &self,
+        prepared: Prepared,
+        results: &[Result<u64, AuditError>],
+    ) -> Zeroizing<Vec<u8>> {
+        finish(prepared.held, results)
+    }
+
     /// Whether a request may block for long (argon2 on `unlock`, a vault reload, a rotation's
     /// `fsync`s): the event loop runs those on a worker thread, not in the loop.
     pub fn runs_off_loop(req: &Request) -> bool {
@@ -1217,6 +1237,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The records this answer waits for.
+    pub fn tickets(&self) -> &[AuditTicket] {
+        &self.queued
+    }
+
     /// An answer that needs no audit record (a malformed line).
     pub fn answer(line: Zeroizing<Vec<u8>>) -> Prepared {
         Prepared {
