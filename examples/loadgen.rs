@@ -30,6 +30,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use scopevault::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
+use scopevault::protocol::Op;
 use scopevault::secret::SecretString;
 
 /// One round trip on an open connection.
@@ -154,7 +155,7 @@ fn audit_append_target(name: &str, log: Arc<AuditLog>) -> Target {
                     task: Some("shop-login"),
                     credential: Some("shop-buyer"),
                     values: vec![("password", &value)],
-                    ..AuditRecord::new("fetch", Decision::Allow)
+                    ..AuditRecord::new(Op::Fetch, Decision::Allow)
                 })
                 .map(|_| ())
                 .map_err(io::Error::other)
