@@ -755,9 +755,11 @@ impl AuditLog {
             by_op: rec.by_op.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
             scrub: rec.scrub,
         };
-        let json = serde_json::to_string(&body).expect("audit records serialise");
-        // Strip the braces: the leader wraps the members with `seq` and `prev`.
-        json[1..json.len() - 1].to_owned()
+        let mut json = serde_json::to_string(&body).expect("audit records serialise");
+        // Strip the braces in place: the leader wraps the members with `seq` and `prev`.
+        json.pop();
+        json.drain(..1);
+        json
     }
 
     /// Write one batch; on success return the new chain, the first sequence number of the
@@ -868,12 +870,13 @@ impl AuditLog {
         for body in bodies {
             chain.seq += 1;
             let start = buf.len();
-            write!(
-                buf,
-                "{{\"seq\":{},{},\"prev\":\"{}\"}}",
-                chain.seq, body, chain.prev
-            )
-            .expect("writing to a Vec cannot fail");
+            buf.extend_from_slice(b"{\"seq\":");
+            write!(buf, "{}", chain.seq).expect("writing to a Vec cannot fail");
+            buf.push(b',');
+            buf.extend_from_slice(body.as_bytes());
+            buf.extend_from_slice(b",\"prev\":\"");
+            buf.extend_from_slice(chain.prev.as_bytes());
+            buf.extend_from_slice(b"\"}");
             chain.prev = HEXLOWER.encode(&Sha256::digest(&buf[start..]));
             buf.push(b'\n');
         }
