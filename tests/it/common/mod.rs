@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests, one module per kind of setup. Every test module
+//! reaches them as `crate::common::NAME`.
+
+pub mod daemon;
+pub mod faults;
+pub mod leak;
+pub mod lint;
+pub mod pty;
+pub mod redact_oracle;
+pub mod shell_pty;
+pub mod skip;
+pub mod soak;
+pub mod users;
+pub mod vault;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The name libtest knows test `name` of the module at `module_path` by (`module_path!()` of
+/// the caller): `daemon::tickets::NAME`, without the crate's name. A test that runs this binary
+/// again as a child (another uid, an irreversible change) selects itself with `--exact` and it.
+pub fn test_path(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_crate, module)) => format!("{module}::{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// Serialises the tests that change this process's environment (they share one process).
+static ENV: Mutex<()> = Mutex::new(());
+
+/// Run `f` with `SCOPEVAULT_STATE_DIR` set to `dir` in this process, for the library calls a
+/// test makes in-process (`Vault::open` reads its rollback record there). Children get their
+/// environment from their `Command`, never from this: the variable is removed again before the
+/// lock is released, and no other test sets process environment.
+pub fn with_state_dir<T>(dir: &Path, f: impl FnOnce() -> T) -> T {
+    let _held = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("SCOPEVAULT_STATE_DIR", dir);
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::env::remove_var("SCOPEVAULT_STATE_DIR");
+    match out {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
