@@ -4,38 +4,13 @@
 
 use crate::common::vault as common_vault;
 
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use common_vault::Env;
 
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `scopevault serve` on the Env's socket path, started locked; waits until it answers.
-fn serve(e: &Env) -> Daemon {
-    let socket = e.path("run/sv.sock");
-    let child = e
-        .cmd()
-        .args(["serve", "--socket", socket.to_str().unwrap(), "--audit"])
-        .arg(e.path("audit.jsonl"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon(child);
-    let t0 = Instant::now();
-    while !socket.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "no daemon");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    d
+fn serve(e: &Env) -> common_vault::Serving {
+    e.serve(&e.path("run/sv.sock"), &[])
 }
 
 fn sock(e: &Env) -> String {

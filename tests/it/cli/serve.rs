@@ -9,60 +9,20 @@ use crate::common::vault as common_vault;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common_vault::Env;
 
 const GROUP: &str = "sv-fd-runners";
 const RUNNER: &str = "sv-fd-runner";
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_scopevault")
-}
+use crate::common::daemon::bin;
+use crate::common::users::is_root;
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
-}
+use crate::common::skip::skip;
 
-/// Fail under CI, else say why and skip.
-fn skip(why: &str) {
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-    eprintln!("skipped: {why}");
-}
-
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(e: &Env, socket: &Path, extra: &[&str]) -> Daemon {
-    let child = e
-        .cmd()
-        .arg("serve")
-        .arg("--socket")
-        .arg(socket)
-        .arg("--audit")
-        .arg(e.path("audit.jsonl"))
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let d = Daemon(child);
-    let t0 = Instant::now();
-    while !socket.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "no daemon");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    d
+fn serve(e: &Env, socket: &Path, extra: &[&str]) -> common_vault::Serving {
+    e.serve(socket, extra)
 }
 
 /// Create the group and a runner user in it (supplementary), once; both stay for reruns.

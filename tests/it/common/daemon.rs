@@ -1,6 +1,5 @@
 //! Shared helpers for the daemon integration tests: start the real `scopevault serve` in a
 //! fresh temp dir, talk to it over its real socket, stop it with SIGTERM.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -100,6 +99,15 @@ impl Daemon {
         std::fs::read_to_string(&self.audit).unwrap_or_default()
     }
 
+    /// The audit log once it shows `n` refusals of `uid` ([`refusals_of`]), or after 10 s.
+    pub fn audit_after_refusals(&self, uid: u32, n: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while refusals_of(&self.audit_text(), uid) < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.audit_text()
+    }
+
     pub fn connect(&self) -> UnixStream {
         let s = UnixStream::connect(&self.socket).expect("connect to daemon");
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -182,6 +190,17 @@ pub fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 
+/// The refusals of `uid` in an audit log: its `deny` records, recorded one by one or (within
+/// one second) counted into a `denials` record the daemon writes once the second is over.
+pub fn refusals_of(audit: &str, uid: u32) -> u64 {
+    audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["peer"]["uid"] == uid && r["decision"] == "deny")
+        .map(|r| r["count"].as_u64().unwrap_or(1))
+        .sum()
+}
+
 /// A fresh private temp dir (0700) for one test.
 pub fn tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
@@ -223,6 +242,29 @@ pub fn ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
 
 /// An identity-file vault in `dir` with examples/policy.toml applied and a secret stored for
 /// every credential the tests use. Returns the identity file.
+/// A daemon over a vault from [`setup_vault`] whose `shop-buyer` login (user `buyer`) has the
+/// password `password`, started with the vault's identity file.
+pub fn start_with_buyer(dir: &Path, password: &str) -> Daemon {
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    ok(
+        dir,
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            "username=buyer",
+            "--secret",
+            "password",
+        ],
+        Some(password),
+    );
+    Daemon::start(dir, &["--identity-file", id_s])
+}
+
 pub fn setup_vault(dir: &Path) -> PathBuf {
     let id = dir.join("identity.txt");
     let id_s = id.to_str().unwrap().to_owned();
@@ -329,28 +371,4 @@ pub fn assert_no_secret(text: &str, what: &str) {
 }
 
 /// True when the tests run as root.
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Run the binary as uid and gid 65534 (needs root) against `socket`, with a clean
-/// environment and `/` as home: a client of another user.
-pub fn as_nobody(socket: &Path, args: &[&str]) -> std::process::Output {
-    use std::os::unix::process::CommandExt;
-    Command::new(bin())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .env_clear()
-        .env("HOME", "/")
-        .current_dir("/")
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn a client as uid 65534")
-}
+pub use super::users::is_root;

@@ -3,7 +3,6 @@
 //! killed after a delay, a small tmpfs the test mounts (and fills, and remounts read-only), and
 //! the `faults:` summary lines. Tmpfs snapshots use `common_vault::entries_under`: a test that
 //! includes this file includes tests/it/common/vault.rs as `common_vault` too.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -150,18 +149,7 @@ pub fn summary(kind: &str, command: &str, survived: usize, injected: usize) {
 }
 
 /// True when the tests run as root (mounting needs it).
-pub fn is_root() -> bool {
-    current_uid() == 0
-}
-
-fn current_uid() -> u32 {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(u32::MAX)
-}
+pub use super::users::is_root;
 
 /// A tmpfs mounted by the test at a directory of its temp dir; unmounted on drop (declare it
 /// after the temp dir, so that it is dropped first).

@@ -4,7 +4,6 @@
 //!
 //! Nothing here prints a secret: a hit is reported as "form F of secret S at offset N in W",
 //! with the bytes *before* the hit as context.
-#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

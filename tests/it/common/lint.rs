@@ -1,5 +1,4 @@
 //! Shared helpers of the lint tests: run the real binary in a fresh temp dir.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,7 +1,6 @@
 //! A python3 driver that runs the binary on a real pseudo-terminal (python3's standard `pty`
 //! module), answers its prompts, and prints everything the terminal showed. Shared by
 //! tests/it/vault/prompt.rs and the leak audit (tests/it/leak_audit.rs).
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::process::Command;

@@ -3,7 +3,6 @@
 //! everything the terminal showed. Unlike tests/it/common/pty.rs, the command is a shell line, so
 //! a pipe (`printf … | scopevault cred set …`) feeds stdin while prompts still reach the
 //! terminal, as for a user at a shell. Answers go on the driver's stdin (never in argv).
-#![allow(dead_code)]
 
 use std::process::Command;
 

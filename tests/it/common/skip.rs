@@ -7,7 +7,6 @@
 //! - otherwise the reason goes to stderr and `<test>: <reason>` is appended to the file named
 //!   by `SCOPEVAULT_SKIP_LOG` (scripts/test sets it and prints the list at the end of the run,
 //!   passing or not).
-#![allow(dead_code)]
 
 use std::io::Write;
 
@@ -19,19 +18,10 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-/// `binary::test_name` of the running test: the test binary's name without cargo's hash, and
-/// the name libtest gives the test's thread.
+/// The running test's name as libtest gives it to the test's thread: its module path in the
+/// one integration-test binary (`daemon::fetch::NAME`), what `cargo test --test it` filters on.
 pub fn test_name() -> String {
-    let bin = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_default();
-    let bin = match bin.rsplit_once('-') {
-        Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_owned(),
-        _ => bin,
-    };
-    let thread = std::thread::current();
-    format!("{bin}::{}", thread.name().unwrap_or("?"))
+    std::thread::current().name().unwrap_or("?").to_owned()
 }
 
 /// Report that the calling test cannot run (part of) itself here because of `reason`: panics

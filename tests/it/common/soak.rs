@@ -8,7 +8,6 @@
 //! `lock`, `unlock`, `reload` (and `invalid` for a line over 64 KiB); `health`, `tasks`, parse
 //! errors (`bad_request`) and a connection refused as `busy` by the accept loop are none.
 //! An exchange whose outcome cannot be told apart is a problem, not a guess.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

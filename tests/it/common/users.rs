@@ -1,7 +1,6 @@
 //! Real users and groups for the tests that need a second uid (issue 16): as root the test
 //! creates them (`useradd`, `groupadd`, `usermod`) instead of skipping; without root there is
 //! no second uid to run a client as, and the caller reports a skip (tests/it/common/skip.rs).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -10,15 +9,6 @@ use std::time::Duration;
 /// The second user the tests run clients as (created when missing, kept afterwards: a system
 /// user with no home and no login shell).
 pub const OTHER_USER: &str = "scopevault-t2";
-
-/// The current user's name (`id -un`), or its uid as a string when it has no name.
-pub fn current_user() -> String {
-    let out = Command::new("id").arg("-un").output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        _ => current_uid().to_string(),
-    }
-}
 
 /// The current uid.
 pub fn current_uid() -> u32 {
@@ -29,9 +19,12 @@ pub fn current_uid() -> u32 {
         .expect("id -u prints a number")
 }
 
-/// True when the tests run as root.
+/// True when the tests run as root (`id -u` says 0; false when `id` cannot run).
 pub fn is_root() -> bool {
-    current_uid() == 0
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn id_of(flag: &str, name: &str) -> Option<u32> {

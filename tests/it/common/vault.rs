@@ -1,6 +1,5 @@
 //! Helpers for vault integration tests: a fresh temp directory per test, the real binary, and
 //! environment isolation (HOME, XDG dirs, rollback state, cheap test KDF).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -15,7 +14,53 @@ pub struct Env {
     pub transcript: std::cell::RefCell<Vec<u8>>,
 }
 
+/// A `scopevault serve` started by [`Env::serve`]; killed and reaped on drop.
+pub struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Env {
+    /// A fresh environment whose vault is a copy of the file `vault` (a test vector).
+    pub fn with_vault(vault: &Path) -> Env {
+        let e = Env::new();
+        std::fs::create_dir_all(e.vault().parent().unwrap()).unwrap();
+        std::fs::copy(vault, e.vault()).unwrap();
+        e
+    }
+
+    /// `scopevault serve --socket SOCKET --audit audit.jsonl EXTRA…` in this environment,
+    /// output discarded; returns once the socket exists (20 s at most). Killed on drop.
+    pub fn serve(&self, socket: &Path, extra: &[&str]) -> Serving {
+        let child = self
+            .cmd()
+            .arg("serve")
+            .arg("--socket")
+            .arg(socket)
+            .arg("--audit")
+            .arg(self.path("audit.jsonl"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Serving(child);
+        let t0 = std::time::Instant::now();
+        while !socket.exists() {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(20),
+                "no daemon"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        d
+    }
+
     pub fn new() -> Env {
         let dir = tempfile::Builder::new()
             .prefix("sv-test-")
@@ -240,4 +285,15 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         .filter(|(_, ft)| ft.is_file())
         .map(|(p, _)| p)
         .collect()
+}
+
+/// The test vectors' credential (vault-format.md, Test vectors): `cred show shop-buyer --json`
+/// with the `unlock` options shows a login for user `monitor` with one secret field, `password`.
+pub fn shows_the_vector_credential(e: &Env, unlock: &[&str]) {
+    let mut args = vec!["cred", "show", "shop-buyer", "--json"];
+    args.extend_from_slice(unlock);
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&args, b"")).unwrap();
+    assert_eq!(v["kind"], "login");
+    assert_eq!(v["fields"]["username"], "monitor");
+    assert_eq!(v["secret_fields"], serde_json::json!(["password"]));
 }

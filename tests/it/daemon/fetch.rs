@@ -164,21 +164,9 @@ fn a_client_of_another_uid_is_denied_and_audited() {
     assert_eq!(rotated, 0, "no file was moved aside");
     // Four refusals of the other uid, recorded one by one or (within one second) counted
     // into a `denials` record the daemon writes once the second is over.
-    let refusals = |audit: &str| -> u64 {
-        audit
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|r| r["peer"]["uid"] == uid && r["decision"] == "deny")
-            .map(|r| r["count"].as_u64().unwrap_or(1))
-            .sum()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while refusals(&d.audit_text()) < 4 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let audit = d.audit_text();
+    let audit = d.audit_after_refusals(uid, 4);
     assert_eq!(
-        refusals(&audit),
+        daemon::refusals_of(&audit, uid),
         4,
         "denials of uid {uid} are audited: {audit}"
     );

@@ -164,20 +164,8 @@ fn a_scheduler_uid_gets_tickets_only_for_the_tasks_that_name_it() {
     }
     // Both refusals are audited as deny for the scheduler's uid (one by one, or counted into
     // a `denials` record once the second is over), without a secret.
-    let refusals = |audit: &str| -> u64 {
-        audit
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|r| r["peer"]["uid"] == uid && r["decision"] == "deny")
-            .map(|r| r["count"].as_u64().unwrap_or(1))
-            .sum()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while refusals(&d.audit_text()) < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let audit = d.audit_text();
-    assert_eq!(refusals(&audit), 2, "{audit}");
+    let audit = d.audit_after_refusals(uid, 2);
+    assert_eq!(daemon::refusals_of(&audit, uid), 2, "{audit}");
     assert!(
         audit.lines().any(|l| {
             let r: serde_json::Value = serde_json::from_str(l).unwrap();

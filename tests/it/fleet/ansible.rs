@@ -14,12 +14,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn skip_or_fail(why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}");
-    }
-    eprintln!("skipped: {why}");
-}
+use crate::common::skip::skip as skip_or_fail;
 
 fn ansible_playbook() -> Option<PathBuf> {
     let out = Command::new(root().join("scripts/setup/ansible"))

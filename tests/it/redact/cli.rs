@@ -10,31 +10,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{ok, setup_vault, tempdir, Daemon};
+use daemon::{tempdir, Daemon};
 use redact_oracle::{oracle, scan_tree, skip};
 
 /// The buyer's password in these tests: every character class the encoders differ on.
 const PW: &str = "Pw/ +&\u{e9}\"<x>%~*1";
 
 fn start(dir: &Path) -> Daemon {
-    let id = setup_vault(dir);
-    let id_s = id.to_str().unwrap();
-    ok(
-        dir,
-        &[
-            "--identity-file",
-            id_s,
-            "cred",
-            "set",
-            "shop-buyer",
-            "--field",
-            "username=buyer",
-            "--secret",
-            "password",
-        ],
-        Some(PW),
-    );
-    Daemon::start(dir, &["--identity-file", id_s])
+    daemon::start_with_buyer(dir, PW)
 }
 
 fn sv(d: &Daemon, args: &[&str]) -> Command {

@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use daemon::{ok, setup_vault, tempdir, Daemon};
+use daemon::tempdir;
 use redact_oracle::{oracle, scan_tree, skip};
 
 /// The password: a space, `+`, `/`, `&`, `%`, quotes, `<>`, `~*`, non-ASCII.
@@ -85,24 +85,7 @@ fn the_playwright_example_leaves_no_form_of_the_password_in_any_artefact() {
         }
     };
     let dir = tempdir();
-    let id = setup_vault(dir.path());
-    let id_s = id.to_str().unwrap();
-    ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            id_s,
-            "cred",
-            "set",
-            "shop-buyer",
-            "--field",
-            "username=buyer",
-            "--secret",
-            "password",
-        ],
-        Some(PW),
-    );
-    let d = Daemon::start(dir.path(), &["--identity-file", id_s]);
+    let d = daemon::start_with_buyer(dir.path(), PW);
     let art = dir.path().join("artifacts");
     let check = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -23,24 +23,7 @@ fn no_admin_command_leaks_a_secret_anywhere() {
     let id = e.path("id.txt");
 
     e.ok(&["init", "--passphrase-file", &pf], b"");
-    e.ok(
-        &[
-            "cred",
-            "add",
-            "shop-buyer",
-            "--kind",
-            "login",
-            "--scope",
-            "shop:login",
-            "--field",
-            "username=monitor",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &pf,
-        ],
-        SECRET.as_bytes(),
-    );
+    e.add_login("shop-buyer", SECRET.as_bytes());
     e.ok(
         &[
             "cred",

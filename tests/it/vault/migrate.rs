@@ -7,35 +7,19 @@ use crate::common::vault as common_vault;
 
 use std::path::{Path, PathBuf};
 
-use common_vault::{split, Env};
+use common_vault::{shows_the_vector_credential, split, Env};
 
 fn v1() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault/v1")
-}
-
-fn env_with(vault: &Path) -> Env {
-    let e = Env::new();
-    std::fs::create_dir_all(e.vault().parent().unwrap()).unwrap();
-    std::fs::copy(vault, e.vault()).unwrap();
-    e
 }
 
 fn version(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[8], b[9]])
 }
 
-fn shows_the_vector_credential(e: &Env, unlock: &[&str]) {
-    let mut args = vec!["cred", "show", "shop-buyer", "--json"];
-    args.extend_from_slice(unlock);
-    let v: serde_json::Value = serde_json::from_str(&e.ok(&args, b"")).unwrap();
-    assert_eq!(v["kind"], "login");
-    assert_eq!(v["fields"]["username"], "monitor");
-    assert_eq!(v["secret_fields"], serde_json::json!(["password"]));
-}
-
 #[test]
 fn a_v1_passphrase_vault_is_refused_for_use_and_migrates_with_its_passphrase() {
-    let e = env_with(&v1().join("passphrase.scopevault"));
+    let e = Env::with_vault(&v1().join("passphrase.scopevault"));
     let pf = v1().join("passphrase.txt");
     let pf = pf.to_str().unwrap();
     let before = e.vault_bytes();
@@ -70,7 +54,7 @@ fn a_v1_passphrase_vault_is_refused_for_use_and_migrates_with_its_passphrase() {
 
 #[test]
 fn a_v1_identity_vault_migrates_only_with_the_flag_and_a_matching_rollback_record() {
-    let e = env_with(&v1().join("identity.scopevault"));
+    let e = Env::with_vault(&v1().join("identity.scopevault"));
     let idf = v1().join("identity.txt");
     let idf = idf.to_str().unwrap();
     let before = e.vault_bytes();

@@ -9,26 +9,10 @@ use crate::common::vault as common_vault;
 
 use std::path::{Path, PathBuf};
 
-use common_vault::{assemble, split, Env};
+use common_vault::{assemble, shows_the_vector_credential, split, Env};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault")
-}
-
-fn env_with(vault: &Path) -> Env {
-    let e = Env::new();
-    std::fs::create_dir_all(e.vault().parent().unwrap()).unwrap();
-    std::fs::copy(vault, e.vault()).unwrap();
-    e
-}
-
-fn check_content(e: &Env, unlock: &[&str]) {
-    let mut args = vec!["cred", "show", "shop-buyer", "--json"];
-    args.extend_from_slice(unlock);
-    let v: serde_json::Value = serde_json::from_str(&e.ok(&args, b"")).unwrap();
-    assert_eq!(v["kind"], "login");
-    assert_eq!(v["fields"]["username"], "monitor");
-    assert_eq!(v["secret_fields"], serde_json::json!(["password"]));
 }
 
 #[test]
@@ -40,16 +24,16 @@ fn valid_vectors_open() {
         regenerate();
     }
     let d = dir();
-    let e = env_with(&d.join("passphrase.scopevault"));
-    check_content(
+    let e = Env::with_vault(&d.join("passphrase.scopevault"));
+    shows_the_vector_credential(
         &e,
         &[
             "--passphrase-file",
             d.join("passphrase.txt").to_str().unwrap(),
         ],
     );
-    let e = env_with(&d.join("identity.scopevault"));
-    check_content(
+    let e = Env::with_vault(&d.join("identity.scopevault"));
+    shows_the_vector_credential(
         &e,
         &["--identity-file", d.join("identity.txt").to_str().unwrap()],
     );
@@ -117,7 +101,7 @@ fn fail_vectors_are_refused_with_their_reason() {
         }
         seen += 1;
         let reason = std::fs::read_to_string(d.join(name.replace(".scopevault", ".txt"))).unwrap();
-        let e = env_with(&entry.path());
+        let e = Env::with_vault(&entry.path());
         let err = e.fails(
             &[
                 "cred",
