@@ -294,6 +294,11 @@ struct Options {
     rss_requests: usize,
     /// `--rss-tasks T`: only the first T credentials get a task (default: all of them).
     rss_tasks: Option<usize>,
+    /// `--idle N`: instead of the throughput table, the daemon's RSS with N connections open.
+    idle: Option<usize>,
+    /// `--only A,B`: measure only the targets whose names start with one of these (`echo`
+    /// and `ssh-agent` are kept for the ratios).
+    only: Vec<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -307,6 +312,8 @@ fn parse_args() -> Result<Options, String> {
         rss: None,
         rss_requests: 1_000_000,
         rss_tasks: None,
+        idle: None,
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -325,11 +332,13 @@ fn parse_args() -> Result<Options, String> {
             "--rss-tasks" => {
                 o.rss_tasks = Some(value()?.parse().map_err(|e| format!("--rss-tasks: {e}"))?)
             }
+            "--only" => o.only = value()?.split(',').map(|t| t.trim().to_owned()).collect(),
+            "--idle" => o.idle = Some(value()?.parse().map_err(|e| format!("--idle: {e}"))?),
             "--rss-requests" => {
                 o.rss_requests = value()?.parse().map_err(|e| format!("--rss-requests: {e}"))?
             }
             "-h" | "--help" => {
-                return Err("usage: loadgen [--requests N] [--seconds S] [--clients 1,8,64] [--dir DIR (for the audit log: put it on the disk the daemon uses)]".into())
+                return Err("usage: loadgen [--requests N] [--seconds S] [--clients 1,8,64] [--dir DIR (for the audit log: put it on the disk the daemon uses)] | --rss N | --idle N".into())
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -348,9 +357,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let result = match opts.rss {
-        Some(n) => rss_probe(&opts, n),
-        None => run(&opts),
+    let result = match (opts.rss, opts.idle) {
+        (Some(n), _) => rss_probe(&opts, n),
+        (None, Some(n)) => idle_probe(&opts, n),
+        (None, None) => run(&opts),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -453,8 +463,14 @@ fn run(opts: &Options) -> io::Result<()> {
         "target", "clients", "requests", "req/s", "p50 µs", "p99 µs"
     );
     let mut results: Vec<Stats> = Vec::new();
+    let wanted = |name: &str| {
+        opts.only.is_empty()
+            || name == "echo"
+            || name == "ssh-agent"
+            || opts.only.iter().any(|o| name.starts_with(o.as_str()))
+    };
     for &clients in &opts.clients {
-        for t in &targets {
+        for t in targets.iter().filter(|t| wanted(&t.name)) {
             let s = drive(t, clients, opts.limits)?;
             println!(
                 "{:<22} {:>7} {:>9} {:>12.0} {:>10.1} {:>10.1}",
@@ -570,12 +586,25 @@ fn start_daemon(
     audit: &Path,
     sync: bool,
 ) -> io::Result<Daemon> {
+    start_daemon_with(bin, dir, identity, sock, audit, sync, 1024)
+}
+
+fn start_daemon_with(
+    bin: &Path,
+    dir: &Path,
+    identity: &Path,
+    sock: &Path,
+    audit: &Path,
+    sync: bool,
+    max_connections: usize,
+) -> io::Result<Daemon> {
     let mut c = Command::new(bin);
     c.arg("--vault")
         .arg(dir.join("vault.scopevault"))
         .arg("--socket")
         .arg(sock)
-        .args(["serve", "--max-connections", "1024", "--identity-file"])
+        .args(["serve", "--max-connections", &max_connections.to_string()])
+        .arg("--identity-file")
         .arg(identity)
         .arg("--audit")
         .arg(audit)
@@ -619,6 +648,93 @@ fn print_ratios(results: &[Stats]) {
             fmt(echo.map(|e| s.p50.as_secs_f64() / e.p50.as_secs_f64())),
         );
     }
+}
+
+/// Daemon memory with `n` connections open (issue 11: < 32 MiB with 4,096): RSS with none,
+/// with all of them open and idle, and after one `fetch` on each (buffers used once).
+fn idle_probe(opts: &Options, n: usize) -> io::Result<()> {
+    let bin = scopevault_binary().ok_or_else(|| {
+        io::Error::other("build the scopevault binary first (cargo build --release)")
+    })?;
+    let disk = match &opts.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir_in(".")?,
+    };
+    let files = scopevault::sys::raise_open_files_limit();
+    if files < n as u64 + 64 {
+        return Err(io::Error::other(format!(
+            "the open-files limit is {files}; raise it (ulimit -Hn) to open {n} connections"
+        )));
+    }
+    let vault_dir = disk.path().join("vault");
+    let identity = setup_bench_vault(&bin, &vault_dir)?;
+    let sock = disk.path().join("run/s.sock");
+    // This process is the daemon's uid: an admin, so no per-uid quota applies.
+    let daemon = start_daemon_with(
+        &bin,
+        &vault_dir,
+        &identity,
+        &sock,
+        &disk.path().join("audit.jsonl"),
+        true,
+        n,
+    )?;
+    let pid = daemon.0.id();
+    let status = |key: &str| -> io::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        Ok(status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0))
+    };
+    let fetch = "{\"v\":1,\"op\":\"fetch\",\"task\":\"bench\"}\n";
+    let ask = |s: &mut UnixStream| -> io::Result<String> {
+        s.write_all(fetch.as_bytes())?;
+        let mut r = BufReader::new(&*s);
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        Ok(line)
+    };
+    let mut probe = UnixStream::connect(&sock)?;
+    ask(&mut probe)?;
+    println!("{:<44} {:>10} {:>8}", "daemon", "RSS KiB", "threads");
+    let show = |what: &str| -> io::Result<()> {
+        println!(
+            "{what:<44} {:>10} {:>8}",
+            status("VmRSS:")?,
+            status("Threads:")?
+        );
+        Ok(())
+    };
+    show("1 connection, after a fetch")?;
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(UnixStream::connect(&sock)?);
+    }
+    // Every connection is accepted once `health` on one more counts them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut s = UnixStream::connect(&sock)?;
+        s.write_all(b"{\"v\":1,\"op\":\"health\"}\n")?;
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line)?;
+        if line.contains(&format!("\"connections\":{}", n + 2)) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    show(&format!("{n} more connections open, idle"))?;
+    for c in &mut conns {
+        let line = ask(c)?;
+        if !line.contains("\"ok\":true") {
+            return Err(io::Error::other(line));
+        }
+    }
+    show(&format!("{n} connections, after one fetch on each"))?;
+    drop(conns);
+    drop(daemon);
+    Ok(())
 }
 
 /// Daemon memory with `n` credentials (one task each): RSS after unlock and after every step

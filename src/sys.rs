@@ -113,6 +113,23 @@ pub fn core_limit() -> u64 {
     getrlimit(Resource::Core).current.unwrap_or(u64::MAX)
 }
 
+/// Raise the soft limit on open files to the hard limit (the daemon holds one descriptor per
+/// connection, and the common soft default of 1,024 is below its connection cap). Returns
+/// the soft limit in force afterwards (`u64::MAX` for unlimited).
+pub fn raise_open_files_limit() -> u64 {
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
 /// The real user id of this process.
 pub fn current_uid() -> u32 {
     rustix::process::getuid().as_raw()

@@ -74,6 +74,12 @@ pub fn run(c: Config) -> anyhow::Result<()> {
         // `why` is the whole advice (what failed, the risk, the fix): say it once.
         eprintln!("scopevault: warning: {why}");
     }
+    // One descriptor per connection: make room for the connection cap, or say what it is.
+    let files = crate::sys::raise_open_files_limit();
+    let needed = (c.limits.max_connections + super::server::ADMIN_RESERVE + 64) as u64;
+    if files < needed {
+        eprintln!("scopevault: warning: the open-files limit is {files} (hard limit), below what {} connections need ({needed}); connections beyond it are refused until others close. Raise LimitNOFILE= (systemd) or `ulimit -Hn`", c.limits.max_connections);
+    }
     let audit = AuditLog::open_with(&c.audit_path, c.audit_sync, &c.audit_flags)?;
     let mut handler = Handler::new(c.access, audit);
     handler.set_audit_reserve(c.audit_reserve);

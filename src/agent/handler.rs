@@ -15,7 +15,7 @@ use super::peer::PeerIdentity;
 use super::state::{Opened, State, VaultView};
 use super::tickets::{Refused, Tickets};
 use super::totp::Totp;
-use crate::audit::{AuditLog, AuditRecord, Decision};
+use crate::audit::{AuditError, AuditLog, AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::{CredentialKind, Enforce};
 use crate::protocol::{
     err_line, ok_line, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, FetchedCredential,
@@ -158,11 +158,13 @@ impl Handler {
         &self,
         peer: Option<&PeerIdentity>,
         rec: AuditRecord<'_>,
-    ) -> Result<(), crate::audit::AuditError> {
+        queued: &mut Vec<AuditTicket>,
+    ) {
         let Some(p) = peer.filter(|p| {
             self.limit_denials && rec.decision != Decision::Allow && !self.access.is_admin(p)
         }) else {
-            return self.audit.append(rec).map(|_| ());
+            queued.push(self.audit.enqueue(rec));
+            return;
         };
         let now = now_unix();
         let low = self
@@ -187,31 +189,38 @@ impl Handler {
                 *w.ops
                     .entry(format!("{} {}", rec.op, rec.decision.as_str()))
                     .or_default() += 1;
-                return Ok(());
+                return;
             }
             w.second = now;
             take_window(p.uid, w)
         };
         if let Some(counted) = earlier {
-            self.append_aggregate(counted)?;
+            queued.push(self.append_aggregate(counted));
         }
-        self.audit.append(rec).map(|_| ())
+        queued.push(self.audit.enqueue(rec));
     }
 
-    fn append_aggregate(&self, counted: Counted) -> Result<(), crate::audit::AuditError> {
+    /// Queue the `denials` record of counted refusals.
+    fn append_aggregate(&self, counted: Counted) -> AuditTicket {
         let (uid, n, since, info, ops) = counted;
         let reason = format!(
             "{n} refusals of uid {uid} from unix time {since} counted, not recorded one by one (one record per uid per second)"
         );
+        self.audit.enqueue(AuditRecord {
+            peer: info,
+            reason: Some(&reason),
+            count: Some(n),
+            by_op: ops.into_iter().collect(),
+            ..AuditRecord::new("denials", Decision::Deny)
+        })
+    }
+
+    /// Wait for records queued outside a request (signals, the ticker): `Err` if any failed.
+    fn settle(&self, queued: &[AuditTicket]) -> Result<(), AuditError> {
         self.audit
-            .append(AuditRecord {
-                peer: info,
-                reason: Some(&reason),
-                count: Some(n),
-                by_op: ops.into_iter().collect(),
-                ..AuditRecord::new("denials", Decision::Deny)
-            })
-            .map(|_| ())
+            .wait(queued, true)
+            .into_iter()
+            .try_for_each(|r| r.map(|_| ()))
     }
 
     /// Write the `denials` records of counted refusals whose second is over (all of them
@@ -236,7 +245,8 @@ impl Handler {
         };
         for counted in due {
             let (uid, n, since, ops) = (counted.0, counted.1, counted.2, counted.4.clone());
-            if self.append_aggregate(counted).is_err() {
+            let queued = self.append_aggregate(counted);
+            if self.settle(&[queued]).is_err() {
                 // Put the count back for the next flush: it is not lost while we run.
                 let mut map = self.denials.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(w) = map.get_mut(&uid) {
@@ -311,6 +321,11 @@ impl Handler {
         self.audit.write_anchor_now()
     }
 
+    /// How many records and batches the audit log has written (the loop's group commit).
+    pub fn audit_stats(&self) -> crate::audit::AuditStats {
+        self.audit.stats()
+    }
+
     /// The open-connection counter the accept loop maintains.
     pub(crate) fn open_connections(&self) -> Arc<AtomicUsize> {
         self.open.clone()
@@ -350,42 +365,105 @@ impl Handler {
 
     /// Answer one request line with one response line (newline included).
     pub fn handle_line(&self, peer: &PeerIdentity, line: &[u8]) -> Zeroizing<Vec<u8>> {
-        let req = match Request::parse(line) {
-            Ok(r) => r,
-            Err(e) => return err_line(&e),
+        let prepared = match Request::parse(line) {
+            Ok(req) => self.prepare(peer, req),
+            Err(e) => Prepared::answer(err_line(&e)),
         };
-        match self.handle(peer, req) {
-            Ok(line) => line,
-            Err(e) => err_line(&e),
-        }
+        let mut answers = self.commit(vec![prepared], true);
+        answers.pop().expect("one answer per request")
     }
 
-    /// Note a request refused for its size (the connection is closed next).
-    pub fn note_too_large(&self, peer: &PeerIdentity) {
-        let _ = self.append_limited(
+    /// Decide one request and queue its audit records; the answer is held in the returned
+    /// [`Prepared`] until [`Handler::commit`] has made those records durable.
+    pub fn prepare(&self, peer: &PeerIdentity, req: Request) -> Prepared {
+        if !Self::runs_off_loop(&req) {
+            self.follow_vault_file();
+        }
+        self.prepare_followed(peer, req)
+    }
+
+    /// As [`Handler::prepare`], when the caller has just called
+    /// [`Handler::follow_vault_file`]: the event loop does that once per turn, not once per
+    /// request.
+    pub fn prepare_followed(&self, peer: &PeerIdentity, req: Request) -> Prepared {
+        let mut queued = Vec::new();
+        let held = match self.handle(peer, req, &mut queued) {
+            Ok(h) => h,
+            Err(e) => Held::Line(err_line(&e)),
+        };
+        Prepared { queued, held }
+    }
+
+    /// Make the audit records of `batch` durable — one `write` and one `fdatasync` for all of
+    /// them when no other batch is being written — and return each request's answer, in
+    /// order. An answer whose records failed becomes `audit_unavailable`: no record, no
+    /// secret. `gather` as in [`AuditLog::wait`].
+    pub fn commit(&self, batch: Vec<Prepared>, gather: bool) -> Vec<Zeroizing<Vec<u8>>> {
+        let tickets: Vec<AuditTicket> = batch
+            .iter()
+            .flat_map(|p| p.queued.iter().copied())
+            .collect();
+        let mut results = self.audit.wait(&tickets, gather).into_iter();
+        batch
+            .into_iter()
+            .map(|p| {
+                let mine: Vec<_> = results.by_ref().take(p.queued.len()).collect();
+                finish(p.held, &mine)
+            })
+            .collect()
+    }
+
+    /// Whether a request may block for long (argon2 on `unlock`, a vault reload, a rotation's
+    /// `fsync`s): the event loop runs those on a worker thread, not in the loop.
+    pub fn runs_off_loop(req: &Request) -> bool {
+        matches!(
+            req,
+            Request::Unlock { .. } | Request::Reload | Request::AuditRotate | Request::Lock
+        )
+    }
+
+    /// A request refused for its size (the connection is closed next): its audit record
+    /// and the `too_large` answer.
+    pub fn too_large(&self, peer: &PeerIdentity) -> Prepared {
+        let mut queued = Vec::new();
+        self.append_limited(
             Some(peer),
             AuditRecord {
                 peer: Some(peer.audit_info()),
                 reason: Some("too_large: request line over 64 KiB; connection closed"),
                 ..AuditRecord::new("invalid", Decision::Deny)
             },
+            &mut queued,
         );
+        let body = ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!(
+                "request line longer than {} bytes; connection closed",
+                crate::protocol::MAX_LINE
+            ),
+        );
+        Prepared {
+            queued,
+            held: Held::Line(err_line(&body)),
+        }
     }
 
     /// SIGHUP: reload as if an admin asked; the outcome is audited. Returns a status line.
     pub fn reload_from_signal(&self) -> Result<AdminStatus, ErrorBody> {
         let r = self.reload();
         // The reload itself happened (or not) whatever the audit says; report both.
-        let audited = self.audit_admin(None, "reload", &r, Some("SIGHUP"));
+        let mut queued = Vec::new();
+        self.audit_admin(None, "reload", &r, Some("SIGHUP"), &mut queued);
+        let audited = self.settle(&queued).map_err(|_| audit_unavailable());
         r.and_then(|s| audited.map(|()| s))
     }
 
     /// Issue 14, item 5: a vault file saved since it was loaded (`cred set`, `policy apply`,
     /// `bundle apply`) is reloaded before the request is served, with the same authenticity
     /// and rollback checks as `reload`, and audited as a `reload` ("the vault file changed").
-    /// One `stat` per request. While one thread reloads, the others serve what is loaded; a
+    /// One `stat` per turn of the event loop (per request for other callers). While one thread reloads, the others serve what is loaded; a
     /// file that failed to load is not tried again until it changes.
-    fn follow_vault_file(&self) {
+    pub fn follow_vault_file(&self) {
         let Some((loaded, now)) = self
             .state
             .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))
@@ -407,7 +485,15 @@ impl Handler {
             return;
         }
         let r = self.reload();
-        let _ = self.audit_admin(None, "reload", &r, Some("the vault file changed"));
+        let mut queued = Vec::new();
+        self.audit_admin(
+            None,
+            "reload",
+            &r,
+            Some("the vault file changed"),
+            &mut queued,
+        );
+        let _ = self.settle(&queued);
         match r {
             Ok(s) => {
                 *failed() = None;
@@ -426,27 +512,29 @@ impl Handler {
         }
     }
 
-    fn handle(&self, peer: &PeerIdentity, req: Request) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
-        if !matches!(
-            req,
-            Request::Lock | Request::Unlock { .. } | Request::Reload | Request::AuditRotate
-        ) {
-            self.follow_vault_file();
-        }
+    fn handle(
+        &self,
+        peer: &PeerIdentity,
+        req: Request,
+        queued: &mut Vec<AuditTicket>,
+    ) -> Result<Held, ErrorBody> {
+        let q = queued;
         match req {
-            Request::Health => Ok(ok_line(&self.health(peer))),
-            Request::Tasks => self.tasks(peer).map(|t| ok_line(&t)),
-            Request::Fetch { by, credential } => self.fetch(peer, by, credential),
-            Request::Ticket { task, ttl } => self.ticket(peer, &task, ttl),
-            Request::Lock => self.admin(peer, "lock", |h| {
+            Request::Health => Ok(Held::Line(ok_line(&self.health(peer)))),
+            Request::Tasks => self.tasks(peer).map(|t| Held::Line(ok_line(&t))),
+            Request::Fetch { by, credential } => self.fetch(peer, by, credential, q),
+            Request::Ticket { task, ttl } => self.ticket(peer, &task, ttl, q),
+            Request::Lock => self.admin(peer, "lock", q, |h| {
                 h.state.lock();
                 h.tickets.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 Ok(h.admin_status())
             }),
-            Request::Unlock { passphrase } => self.admin(peer, "unlock", |h| h.unlock(&passphrase)),
-            Request::Reload => self.admin(peer, "reload", |h| h.reload()),
-            Request::AuditRotate => self.audit_rotate(peer),
-            Request::ScrubReport { task, scrub } => self.scrub_report(peer, &task, &scrub),
+            Request::Unlock { passphrase } => {
+                self.admin(peer, "unlock", q, |h| h.unlock(&passphrase))
+            }
+            Request::Reload => self.admin(peer, "reload", q, |h| h.reload()),
+            Request::AuditRotate => self.audit_rotate(peer, q),
+            Request::ScrubReport { task, scrub } => self.scrub_report(peer, &task, &scrub, q),
         }
     }
 
@@ -460,7 +548,8 @@ impl Handler {
         peer: &PeerIdentity,
         task: &str,
         scrub: &ScrubCounts,
-    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        queued: &mut Vec<AuditTicket>,
+    ) -> Result<Held, ErrorBody> {
         let (result, recorded) = self.state.with(|v| {
             let recorded = self.recorded_name(v, task, true);
             (self.check_scrub_report(v, peer, task, scrub), recorded)
@@ -472,20 +561,14 @@ impl Handler {
                         "{unknown} label(s) the task does not hand out, recorded as their HMACs"
                     )
                 });
-                let seq = self
-                    .audit
-                    .append(AuditRecord {
-                        peer: Some(peer.audit_info()),
-                        task: Some(task),
-                        reason: reason.as_deref(),
-                        scrub: Some(&counts),
-                        ..AuditRecord::new("scrub_report", Decision::Allow)
-                    })
-                    .map_err(|_| audit_unavailable())?;
-                Ok(ok_line(&ScrubReceipt {
-                    task: task.to_owned(),
-                    audit_seq: seq,
-                }))
+                queued.push(self.audit.enqueue(AuditRecord {
+                    peer: Some(peer.audit_info()),
+                    task: Some(task),
+                    reason: reason.as_deref(),
+                    scrub: Some(&counts),
+                    ..AuditRecord::new("scrub_report", Decision::Allow)
+                }));
+                Ok(Held::Scrub(task.to_owned()))
             }
             Err(e) => {
                 let decision = match e.code {
@@ -501,8 +584,8 @@ impl Handler {
                         reason: Some(&reason),
                         ..AuditRecord::new("scrub_report", decision)
                     },
-                )
-                .map_err(|_| audit_unavailable())?;
+                    queued,
+                );
                 Err(e)
             }
         }
@@ -576,20 +659,24 @@ impl Handler {
 
     /// `audit_rotate` (admins): the rotation writes its own `audit.rotate` record, the first
     /// of the new file; a refusal is audited like any admin op.
-    fn audit_rotate(&self, peer: &PeerIdentity) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+    fn audit_rotate(
+        &self,
+        peer: &PeerIdentity,
+        queued: &mut Vec<AuditTicket>,
+    ) -> Result<Held, ErrorBody> {
         if !self.access.is_admin(peer) {
             let refused: Result<AdminStatus, ErrorBody> = Err(err(
                 ErrorCode::Denied,
                 format!("`audit_rotate` is for admins (root, the daemon's user or its admin group); uid {} is none of these", peer.uid),
             ));
-            self.audit_admin(Some(peer), "audit_rotate", &refused, None)?;
-            return refused.map(|s| ok_line(&s));
+            self.audit_admin(Some(peer), "audit_rotate", &refused, None, queued);
+            return refused.map(|s| Held::Line(ok_line(&s)));
         }
         match self.audit.rotate() {
-            Ok((moved, seq)) => Ok(ok_line(&RotateStatus {
+            Ok((moved, seq)) => Ok(Held::Line(ok_line(&RotateStatus {
                 rotated_to: moved.display().to_string(),
                 seq,
-            })),
+            }))),
             Err(e) => Err(err(
                 ErrorCode::AuditUnavailable,
                 format!("the audit log was not rotated: {e}"),
@@ -607,8 +694,9 @@ impl Handler {
         &self,
         peer: &PeerIdentity,
         op: &'static str,
+        queued: &mut Vec<AuditTicket>,
         act: impl FnOnce(&Self) -> Result<AdminStatus, ErrorBody>,
-    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+    ) -> Result<Held, ErrorBody> {
         let result = if self.access.is_admin(peer) {
             act(self)
         } else {
@@ -617,8 +705,8 @@ impl Handler {
                 format!("`{op}` is for admins (root, the daemon's user or its admin group); uid {} is none of these", peer.uid),
             ))
         };
-        self.audit_admin(Some(peer), op, &result, None)?;
-        result.map(|s| ok_line(&s))
+        self.audit_admin(Some(peer), op, &result, None, queued);
+        result.map(|s| Held::Line(ok_line(&s)))
     }
 
     fn audit_admin(
@@ -627,7 +715,8 @@ impl Handler {
         op: &str,
         result: &Result<AdminStatus, ErrorBody>,
         note: Option<&str>,
-    ) -> Result<(), ErrorBody> {
+        queued: &mut Vec<AuditTicket>,
+    ) {
         let (decision, reason) = match result {
             Ok(_) => (Decision::Allow, note.map(str::to_owned)),
             Err(e) if e.code == ErrorCode::Denied => (
@@ -646,8 +735,8 @@ impl Handler {
                 reason: reason.as_deref(),
                 ..AuditRecord::new(op, decision)
             },
-        )
-        .map_err(|_| audit_unavailable())
+            queued,
+        );
     }
 
     fn unlock(&self, passphrase: &SecretString) -> Result<AdminStatus, ErrorBody> {
@@ -733,7 +822,8 @@ impl Handler {
         peer: &PeerIdentity,
         task: &str,
         ttl: u64,
-    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        queued: &mut Vec<AuditTicket>,
+    ) -> Result<Held, ErrorBody> {
         let (result, recorded) = self.state.with(|v| {
             let recorded = self.recorded_name(v, task, true);
             (self.issue_ticket(v, peer, task, ttl), recorded)
@@ -761,14 +851,14 @@ impl Handler {
                 reason: Some(&reason),
                 ..AuditRecord::new("ticket", decision)
             },
-        )
-        .map_err(|_| audit_unavailable())?;
+            queued,
+        );
         let (ticket, expires_at) = result?;
-        Ok(ok_line(&Ticket {
+        Ok(Held::Line(ok_line(&Ticket {
             ticket,
             task: task.to_owned(),
             expires_at,
-        }))
+        })))
     }
 
     /// Decide a `ticket` request (audited by the caller).
@@ -823,7 +913,8 @@ impl Handler {
         peer: &PeerIdentity,
         by: FetchBy,
         credential: Option<String>,
-    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        queued: &mut Vec<AuditTicket>,
+    ) -> Result<Held, ErrorBody> {
         // The read lock is held until the answer is built: a concurrent `lock` waits for it.
         self.state.with(|v| {
             let via_ticket = match &by {
@@ -831,7 +922,9 @@ impl Handler {
                 FetchBy::Task(_) => None,
             };
             match self.decide_fetch(v, peer, &by, credential.as_deref()) {
-                Ok(fetched) => self.audit_and_answer(peer, fetched, via_ticket.as_deref()),
+                Ok(fetched) => {
+                    Ok(self.audit_hand_out(peer, fetched, via_ticket.as_deref(), queued))
+                }
                 Err(r) => {
                     let decision = match r.body.code {
                         ErrorCode::Denied | ErrorCode::OverScoped | ErrorCode::NotFound => {
@@ -864,8 +957,8 @@ impl Handler {
                             warnings: r.warnings,
                             ..AuditRecord::new("fetch", decision)
                         },
-                    )
-                    .map_err(|_| audit_unavailable())?;
+                        queued,
+                    );
                     Err(r.body)
                 }
             }
@@ -1085,13 +1178,15 @@ impl Handler {
         })
     }
 
-    /// One durable audit record per credential, then the answer. No record, no secret.
-    fn audit_and_answer(
+    /// One audit record per credential, queued; the answer is held until they are durable
+    /// ([`Handler::commit`]). No record, no secret.
+    fn audit_hand_out(
         &self,
         peer: &PeerIdentity,
-        mut fetched: Fetched,
+        fetched: Fetched,
         ticket: Option<&str>,
-    ) -> Result<Zeroizing<Vec<u8>>, ErrorBody> {
+        queued: &mut Vec<AuditTicket>,
+    ) -> Held {
         let info = peer.audit_info();
         let reason = ticket.map(|id| format!("redeemed ticket {id}"));
         for c in &fetched.credentials {
@@ -1100,21 +1195,64 @@ impl Handler {
             if let Some(t) = &c.totp {
                 values.push(("totp_code", &t.code));
             }
-            let seq = self
-                .audit
-                .append(AuditRecord {
-                    peer: Some(info.clone()),
-                    task: Some(&fetched.task),
-                    credential: Some(&c.name),
-                    reason: reason.as_deref(),
-                    warnings: c.warnings.clone(),
-                    values,
-                    ..AuditRecord::new("fetch", Decision::Allow)
-                })
-                .map_err(|_| audit_unavailable())?;
-            fetched.audit_seq = seq;
+            queued.push(self.audit.enqueue(AuditRecord {
+                peer: Some(info.clone()),
+                task: Some(&fetched.task),
+                credential: Some(&c.name),
+                reason: reason.as_deref(),
+                warnings: c.warnings.clone(),
+                values,
+                ..AuditRecord::new("fetch", Decision::Allow)
+            }));
         }
-        Ok(ok_line(&fetched))
+        Held::Fetched(fetched)
+    }
+}
+
+/// A request decided, its audit records queued, its answer held until they are durable.
+#[must_use = "the answer is sent only after `Handler::commit`"]
+pub struct Prepared {
+    queued: Vec<AuditTicket>,
+    held: Held,
+}
+
+impl Prepared {
+    /// An answer that needs no audit record (a malformed line).
+    pub fn answer(line: Zeroizing<Vec<u8>>) -> Prepared {
+        Prepared {
+            queued: Vec::new(),
+            held: Held::Line(line),
+        }
+    }
+}
+
+/// An answer waiting for its audit records.
+enum Held {
+    /// Ready as it is (a refusal, an admin status, a ticket).
+    Line(Zeroizing<Vec<u8>>),
+    /// A hand-out: the answer names the seq of its last record.
+    Fetched(Fetched),
+    /// A scrub report's receipt for this task, with the seq of its record.
+    Scrub(String),
+}
+
+/// The answer once the records are settled: any failed record turns it into
+/// `audit_unavailable` (a hand-out is never sent without its durable record).
+fn finish(held: Held, results: &[Result<u64, AuditError>]) -> Zeroizing<Vec<u8>> {
+    if results.iter().any(Result::is_err) {
+        return err_line(&audit_unavailable());
+    }
+    let last = results.iter().rev().find_map(|r| r.as_ref().ok().copied());
+    match held {
+        Held::Line(line) => line,
+        Held::Fetched(mut fetched) => {
+            fetched.audit_seq = last.unwrap_or(0);
+            ok_line(&fetched)
+        }
+        Held::Scrub(task) => ok_line(&ScrubReceipt {
+            task,
+            audit_seq: last.unwrap_or(0),
+        }),
     }
 }
 

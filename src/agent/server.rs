@@ -1,29 +1,50 @@
-//! The accept loop and its limits: one thread per connection behind a connection cap, a
-//! 64 KiB line limit enforced while reading, a read timeout for a started line (slowloris), an
-//! idle timeout between requests, and a drain on shutdown.
+//! The event loop and its limits: one thread waits on every connection's readiness (epoll,
+//! through mio), so a connection costs a buffer, not a thread. The requests that are ready in
+//! one turn of the loop are decided together, their audit records go out in one `write` and
+//! one `fdatasync` (natural group commit), and only then are their answers written. Work that
+//! can block for long (argon2 on `unlock`, a vault reload, a rotation) runs on a worker
+//! thread, so `health` and fetches keep flowing meanwhile.
+//!
+//! Limits: a connection cap in the thousands and a per-uid quota (admins exempt, with
+//! reserved slots), a 64 KiB line limit enforced while reading, a read timeout for a started
+//! line (slowloris) and for an answer the client does not read, an idle timeout between
+//! requests, and a drain on shutdown. Stop requests reach the loop through an eventfd, never
+//! through a connection to the socket's path.
 //!
 //! The socket is a Unix stream socket only; there is no TCP listener anywhere in scopevault.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use zeroize::Zeroizing;
+use mio::{Events, Interest, Poll, Token, Waker};
+use zeroize::{Zeroize, Zeroizing};
 
-use super::handler::Handler;
+use super::handler::{Handler, Prepared};
 use super::peer::PeerIdentity;
-use crate::protocol::{err_line, ErrorBody, ErrorCode, MAX_LINE};
+use crate::protocol::{err_line, ErrorBody, ErrorCode, Request, MAX_LINE};
 
-/// Longest a connection thread sleeps in `read` before it looks at the shutdown flag again.
-const POLL_SLICE: Duration = Duration::from_millis(200);
-/// Stack of a connection thread: requests are small and handled without deep recursion.
-const CONN_STACK: usize = 256 * 1024;
+/// How often the loop looks for connections past their timeouts.
+const SWEEP: Duration = Duration::from_millis(100);
 /// Bytes read per `read` call.
-const CHUNK: usize = 8 * 1024;
+const CHUNK: usize = 16 * 1024;
+/// Requests taken from one connection in one turn: a client that pipelines many cannot make
+/// the others wait; the rest are taken in the next turn.
+const LINES_PER_TURN: usize = 16;
+/// Connections accepted in one turn, so that accepting cannot starve the connections open.
+const ACCEPTS_PER_TURN: usize = 256;
+/// Events taken from epoll per turn.
+const EVENTS: usize = 1024;
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Tokens of connections start here (their slot in the table plus this).
+const FIRST_CONN: usize = 2;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -87,10 +108,13 @@ pub struct Limits {
     pub daemon_uid: u32,
 }
 
+/// The default total connection cap (`serve --max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 256,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_per_uid: 64,
@@ -229,24 +253,23 @@ impl Listener {
     }
 }
 
-/// Asks a running [`serve`] loop to stop: no new connections, in-flight requests finish.
+/// Asks a running [`Server::run`] loop to stop: no new connections, in-flight requests finish.
 ///
-/// The accept loop waits in `poll` on the listening socket and on one end of a socket pair;
-/// [`Shutdown::trigger`] writes a byte to the other end. No connection to the socket's path
-/// is made, so a stop works whether the socket file exists, was removed or replaced, or came
-/// from the service manager.
+/// [`Shutdown::trigger`] sets a flag and wakes the loop through its eventfd ([`mio::Waker`]).
+/// No connection to the socket's path is made, so a stop works whether the socket file
+/// exists, was removed or replaced, or came from the service manager.
 #[derive(Clone)]
 pub struct Shutdown {
     flag: Arc<AtomicBool>,
-    wake: Arc<UnixStream>,
+    waker: Arc<Waker>,
 }
 
 impl Shutdown {
-    /// Request shutdown and wake the accept loop (safe to call from a signal-handling thread).
+    /// Request shutdown and wake the loop (safe to call from a signal-handling thread).
     pub fn trigger(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        // Non-blocking: a full pipe already holds a wake-up.
-        let _ = (&*self.wake).write(&[1]);
+        // An eventfd that is already signalled already holds a wake-up.
+        let _ = self.waker.wake();
     }
 
     /// True once shutdown was requested.
@@ -259,97 +282,155 @@ impl Shutdown {
 /// `status`) always gets in while other uids fill the cap.
 pub const ADMIN_RESERVE: usize = 16;
 
-/// Open connections per peer uid (admins' are not counted).
-type PerUid = Arc<std::sync::Mutex<std::collections::HashMap<u32, usize>>>;
-
-/// Counts open connections; the guard decrements on drop, whatever way the thread ends.
-struct ConnGuard {
+/// Who may take a connection slot: the total cap, the per-uid quota, the admins' reserve.
+struct Slots {
     open: Arc<AtomicUsize>,
-    /// The uid counted in `per_uid`, if any.
-    uid: Option<(u32, PerUid)>,
+    per_uid: HashMap<u32, usize>,
 }
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
+
+impl Slots {
+    /// Take a slot for a connection of `uid`, or `None` (answer `busy`): an admin (root, the
+    /// daemon's uid) always gets one up to the reserve; others within their uid's quota and
+    /// the total cap. Returns the uid counted against a quota (none for admins).
+    fn take(&mut self, uid: Option<u32>, limits: &Limits) -> Option<Option<u32>> {
+        let open = self.open.load(Ordering::SeqCst);
+        let admin = matches!(uid, Some(u) if u == 0 || u == limits.daemon_uid);
+        if admin {
+            if open >= limits.max_connections + ADMIN_RESERVE {
+                return None;
+            }
+            self.open.fetch_add(1, Ordering::SeqCst);
+            return Some(None);
+        }
+        // A peer whose credentials cannot be read counts against uid u32::MAX's quota.
+        let uid = uid.unwrap_or(u32::MAX);
+        let mine = self.per_uid.get(&uid).copied().unwrap_or(0);
+        if mine >= limits.max_per_uid || open >= limits.max_connections {
+            return None;
+        }
+        self.open.fetch_add(1, Ordering::SeqCst);
+        *self.per_uid.entry(uid).or_default() += 1;
+        Some(Some(uid))
+    }
+
+    fn give_back(&mut self, counted: Option<u32>) {
         self.open.fetch_sub(1, Ordering::SeqCst);
-        if let Some((uid, per_uid)) = &self.uid {
-            let mut m = per_uid.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = m.get_mut(uid) {
+        if let Some(uid) = counted {
+            if let Some(n) = self.per_uid.get_mut(&uid) {
                 *n -= 1;
                 if *n == 0 {
-                    m.remove(uid);
+                    self.per_uid.remove(&uid);
                 }
             }
         }
     }
 }
 
-/// Take a slot for a connection of `uid`, or `None` (answer `busy`): an admin (root, the
-/// daemon's uid) always gets one; others within their uid's quota and the total cap.
-fn take_slot(
-    uid: Option<u32>,
-    limits: &Limits,
-    open: &Arc<AtomicUsize>,
-    per_uid: &PerUid,
-) -> Option<ConnGuard> {
-    let admin = matches!(uid, Some(u) if u == 0 || u == limits.daemon_uid);
-    if admin {
-        // Admins have ADMIN_RESERVE slots above the cap that no other uid can take.
-        if open.fetch_add(1, Ordering::SeqCst) >= limits.max_connections + ADMIN_RESERVE {
-            open.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        return Some(ConnGuard {
-            open: open.clone(),
-            uid: None,
-        });
-    }
-    // A peer whose credentials cannot be read counts against uid u32::MAX's quota.
-    let uid = uid.unwrap_or(u32::MAX);
-    let mut m = per_uid.lock().unwrap_or_else(|e| e.into_inner());
-    let mine = m.get(&uid).copied().unwrap_or(0);
-    if mine >= limits.max_per_uid {
-        return None;
-    }
-    if open.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
-        open.fetch_sub(1, Ordering::SeqCst);
-        return None;
-    }
-    *m.entry(uid).or_default() += 1;
-    Some(ConnGuard {
-        open: open.clone(),
-        uid: Some((uid, per_uid.clone())),
-    })
+/// One open connection: its peer (from the kernel, at accept), what it sent that is not yet
+/// a whole line, and what is still to be written to it. Both buffers are zeroed before they
+/// are freed (a request may carry a passphrase or a ticket, an answer a secret).
+struct Conn {
+    stream: mio::net::UnixStream,
+    peer: Arc<PeerIdentity>,
+    /// The uid counted against a quota (none for admins).
+    counted: Option<u32>,
+    /// Distinguishes this connection from a later one in the same slot (worker answers).
+    serial: u64,
+    input: Zeroizing<Vec<u8>>,
+    output: Zeroizing<Vec<u8>>,
+    /// When the line being read was started (its first byte arrived).
+    line_since: Option<Instant>,
+    /// When the answer being written could not be written whole.
+    output_since: Option<Instant>,
+    /// Since when the connection has had nothing to do.
+    idle_since: Instant,
+    /// The socket may have more to read (epoll is edge-triggered: set on an event, cleared
+    /// when a read would block).
+    readable: bool,
+    /// The peer closed its end for writing.
+    eof: bool,
+    /// A request of this connection is on the worker; later ones wait for its answer.
+    on_worker: bool,
+    /// Close once the output is written (`too_large`, shutdown, end of input).
+    closing: bool,
+    /// Registered for writability too: only while an answer could not be written whole.
+    want_write: bool,
 }
 
-/// The running accept loop's shared parts.
+impl Conn {
+    /// The next whole line of input, without its `\n` (and `\r`).
+    fn take_line(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        let pos = memchr::memchr(b'\n', &self.input)?;
+        let mut line = Zeroizing::new(Vec::with_capacity(pos));
+        line.extend_from_slice(&self.input[..pos]);
+        // Shift the rest (pipelined requests) to the front in place.
+        self.input.copy_within(pos + 1.., 0);
+        let rest = self.input.len() - pos - 1;
+        self.input[rest..].zeroize();
+        self.input.truncate(rest);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Some(line)
+    }
+
+    /// Whether the connection waits for nothing of ours: no answer pending or being written.
+    fn settled(&self) -> bool {
+        self.output.is_empty() && !self.on_worker
+    }
+}
+
+/// Append to a zeroizing buffer, growing it by a hand-made copy (the old one is zeroed).
+fn push_zeroizing(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8], max_cap: usize) {
+    if buf.len() + bytes.len() > buf.capacity() {
+        let cap = (buf.len() + bytes.len())
+            .next_power_of_two()
+            .max(256)
+            .min(max_cap.max(buf.len() + bytes.len()));
+        let mut grown = Zeroizing::new(Vec::with_capacity(cap));
+        grown.extend_from_slice(buf);
+        *buf = grown;
+    }
+    buf.extend_from_slice(bytes);
+}
+
+/// A request for the worker thread, and its answer.
+struct Job {
+    slot: usize,
+    serial: u64,
+    peer: Arc<PeerIdentity>,
+    request: Request,
+}
+struct Done {
+    slot: usize,
+    serial: u64,
+    answer: Zeroizing<Vec<u8>>,
+}
+
+/// The event loop, ready to run.
 pub struct Server {
     listener: Listener,
     limits: Limits,
     handler: Arc<Handler>,
     shutdown: Shutdown,
-    /// The read end of the wake-up pair.
-    woken: UnixStream,
-    open: Arc<AtomicUsize>,
+    poll: Poll,
 }
 
 impl Server {
     /// A server on `listener` answering with `handler`.
     pub fn new(listener: Listener, limits: Limits, handler: Arc<Handler>) -> io::Result<Server> {
-        let (wake, woken) = UnixStream::pair()?;
-        wake.set_nonblocking(true)?;
-        woken.set_nonblocking(true)?;
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
         let shutdown = Shutdown {
             flag: Arc::new(AtomicBool::new(false)),
-            wake: Arc::new(wake),
+            waker: Arc::new(waker),
         };
-        let open = handler.open_connections();
         Ok(Server {
             listener,
             limits,
             handler,
             shutdown,
-            woken,
-            open,
+            poll,
         })
     }
 
@@ -358,232 +439,621 @@ impl Server {
         self.shutdown.clone()
     }
 
-    /// Accept until shutdown, then wait (at most `read_timeout` + 1 s) for connections to
-    /// finish their current request, and remove the socket we created.
+    /// Serve until shutdown, then let open connections finish their current request (at most
+    /// `read_timeout` + 1 s), and remove the socket we created.
     pub fn run(self) -> io::Result<()> {
-        use rustix::event::{poll, PollFd, PollFlags};
         let Server {
             listener,
             limits,
             handler,
             shutdown,
-            woken,
-            open,
+            poll,
         } = self;
-        let limits = Arc::new(limits);
-        let per_uid: PerUid = Arc::default();
         listener.inner.set_nonblocking(true)?;
-        loop {
-            if shutdown.requested() {
-                break;
-            }
-            let mut fds = [
-                PollFd::new(&listener.inner, PollFlags::IN),
-                PollFd::new(&woken, PollFlags::IN),
-            ];
-            match poll(&mut fds, None) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            if !fds[1].revents().is_empty() {
-                let mut sink = [0u8; 64];
-                while matches!((&woken).read(&mut sink), Ok(n) if n > 0) {}
-                continue;
-            }
-            let conn = listener.inner.accept().map(|(s, _)| s);
-            let stream = match conn {
-                Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                // EMFILE and friends: back off briefly rather than spin.
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            };
-            let uid = crate::sys::peer_credentials(&stream).ok().map(|c| c.uid);
-            let Some(guard) = take_slot(uid, &limits, &open, &per_uid) else {
-                refuse_busy(stream);
-                continue;
-            };
-            let (h, l, s) = (handler.clone(), limits.clone(), shutdown.clone());
-            let spawned = std::thread::Builder::new()
-                .name("sv-conn".into())
-                .stack_size(CONN_STACK)
-                .spawn(move || {
-                    let _guard = guard;
-                    serve_connection(stream, &h, &l, &s);
-                });
-            if spawned.is_err() {
-                // The guard moved into the failed closure was dropped with it.
-                continue;
-            }
-        }
-        drop(listener.inner);
-        if let Some((p, ident)) = &listener.owned_path {
-            // Only our own socket: not one a second daemon or an admin put there since.
+        let listener_fd = listener.inner.as_raw_fd();
+        poll.registry().register(
+            &mut mio::unix::SourceFd(&listener_fd),
+            LISTENER,
+            Interest::READABLE,
+        )?;
+        let (jobs, done) = start_worker(&handler, &shutdown)?;
+        let mut lp = Loop {
+            poll,
+            limits,
+            slots: Slots {
+                open: handler.open_connections(),
+                per_uid: HashMap::new(),
+            },
+            handler,
+            conns: Vec::new(),
+            free: Vec::new(),
+            serial: 0,
+            jobs,
+            done,
+            active: Vec::new(),
+            scratch: Zeroizing::new(vec![0; CHUNK]),
+        };
+        let result = lp.serve(&listener, &shutdown);
+        // Stop accepting first, then take our socket away (only if it is still ours: not one a
+        // second daemon or an admin put there since), then drain.
+        let _ = lp
+            .poll
+            .registry()
+            .deregister(&mut mio::unix::SourceFd(&listener_fd));
+        let Listener {
+            inner, owned_path, ..
+        } = listener;
+        drop(inner);
+        if let Some((p, ident)) = &owned_path {
             let ours = std::fs::symlink_metadata(p)
                 .is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == *ident);
             if ours {
                 let _ = std::fs::remove_file(p);
             }
         }
-        let deadline = Instant::now() + limits.read_timeout + Duration::from_secs(1);
-        while open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        result?;
+        lp.drain(Instant::now() + lp.limits.read_timeout + Duration::from_secs(1));
         Ok(())
     }
 }
 
-/// Tell an over-the-limit client `busy` without ever blocking the accept loop on it.
-fn refuse_busy(mut stream: UnixStream) {
-    let _ = stream.set_nonblocking(true);
-    let line = err_line(&ErrorBody::new(
-        ErrorCode::Busy,
-        "too many connections; retry in a moment",
-    ));
-    let _ = stream.write_all(&line);
+/// The worker thread for requests that can block ([`Handler::runs_off_loop`]): it answers
+/// them one at a time and wakes the loop with each answer.
+fn start_worker(
+    handler: &Arc<Handler>,
+    shutdown: &Shutdown,
+) -> io::Result<(mpsc::Sender<Job>, mpsc::Receiver<Done>)> {
+    let (jobs, inbox) = mpsc::channel::<Job>();
+    let (outbox, done) = mpsc::channel::<Done>();
+    let (h, waker) = (handler.clone(), shutdown.waker.clone());
+    std::thread::Builder::new()
+        .name("sv-worker".into())
+        .spawn(move || {
+            for job in inbox {
+                let prepared = h.prepare(&job.peer, job.request);
+                let answer = h.commit(vec![prepared], true).pop().unwrap_or_default();
+                let sent = outbox.send(Done {
+                    slot: job.slot,
+                    serial: job.serial,
+                    answer,
+                });
+                if sent.is_err() {
+                    break;
+                }
+                let _ = waker.wake();
+            }
+        })?;
+    Ok((jobs, done))
 }
 
-enum Next {
-    Line(Zeroizing<Vec<u8>>),
-    TooLarge,
-    Closed,
+/// The loop's state: the connection table and what is to be done in this turn.
+struct Loop {
+    poll: Poll,
+    limits: Limits,
+    slots: Slots,
+    handler: Arc<Handler>,
+    /// Connections by slot (token = slot + [`FIRST_CONN`]); `None` is free.
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    serial: u64,
+    jobs: mpsc::Sender<Job>,
+    done: mpsc::Receiver<Done>,
+    /// Slots with something to do in this turn (readable, or lines left from the last turn).
+    active: Vec<usize>,
+    /// One read buffer for every connection (zeroed when the loop ends).
+    scratch: Zeroizing<Vec<u8>>,
 }
 
-/// Pending bytes of one connection, in buffers that are zeroed before they are freed (a
-/// request may carry a passphrase or a ticket).
-struct LineReader {
-    buf: Zeroizing<Vec<u8>>,
-    chunk: Zeroizing<Vec<u8>>,
-    timeout_set: Option<Duration>,
-}
-
-impl LineReader {
-    fn new() -> Self {
-        LineReader {
-            buf: Zeroizing::new(Vec::with_capacity(1024)),
-            chunk: Zeroizing::new(vec![0; CHUNK]),
-            timeout_set: None,
-        }
-    }
-
-    /// Append without letting `Vec` reallocate behind our back: a grown copy is made by
-    /// hand, and the old buffer is zeroed when it drops.
-    fn push(&mut self, n: usize) {
-        if self.buf.len() + n > self.buf.capacity() {
-            let cap = (self.buf.len() + n)
-                .next_power_of_two()
-                .min(MAX_LINE + CHUNK);
-            let mut grown = Zeroizing::new(Vec::with_capacity(cap));
-            grown.extend_from_slice(&self.buf);
-            self.buf = grown;
-        }
-        self.buf.extend_from_slice(&self.chunk[..n]);
-    }
-
-    fn take_line(&mut self) -> Option<Zeroizing<Vec<u8>>> {
-        let pos = self.buf.iter().position(|&b| b == b'\n')?;
-        let mut line = Zeroizing::new(Vec::with_capacity(pos));
-        line.extend_from_slice(&self.buf[..pos]);
-        // Shift the rest (pipelined requests) to the front in place.
-        self.buf.copy_within(pos + 1.., 0);
-        let rest = self.buf.len() - pos - 1;
-        zeroize::Zeroize::zeroize(&mut self.buf[rest..]);
-        self.buf.truncate(rest);
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        Some(line)
-    }
-
-    fn set_timeout(&mut self, stream: &UnixStream, t: Duration) {
-        let t = t.max(Duration::from_millis(1));
-        if self.timeout_set != Some(t) {
-            let _ = stream.set_read_timeout(Some(t));
-            self.timeout_set = Some(t);
-        }
-    }
-
-    /// The next request line, bounded by the limits.
-    fn next(&mut self, stream: &mut UnixStream, limits: &Limits, shutdown: &Shutdown) -> Next {
-        let idle_since = Instant::now();
-        let mut line_since = (!self.buf.is_empty()).then(Instant::now);
+impl Loop {
+    fn serve(&mut self, listener: &Listener, shutdown: &Shutdown) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS);
+        let mut next_sweep = Instant::now() + SWEEP;
+        let mut accept_ready = true;
+        let mut accept_retry: Option<Instant> = None;
         loop {
-            if let Some(line) = self.take_line() {
-                return Next::Line(line);
-            }
-            if self.buf.len() > MAX_LINE {
-                return Next::TooLarge;
-            }
             let now = Instant::now();
-            let deadline = match line_since {
-                Some(t) => t + limits.read_timeout,
-                None => {
-                    if shutdown.requested() {
-                        return Next::Closed;
+            let mut timeout = next_sweep.saturating_duration_since(now);
+            if let Some(t) = accept_retry {
+                timeout = timeout.min(t.saturating_duration_since(now));
+            }
+            if !self.active.is_empty() || (accept_ready && accept_retry.is_none()) {
+                timeout = Duration::ZERO;
+            }
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => accept_ready = true,
+                    WAKER => {}
+                    Token(t) => {
+                        let slot = t - FIRST_CONN;
+                        let Some(Some(c)) = self.conns.get_mut(slot) else {
+                            continue;
+                        };
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            c.readable = true;
+                        }
+                        self.active.push(slot);
                     }
-                    idle_since + limits.idle_timeout
+                }
+            }
+            if shutdown.requested() {
+                return Ok(());
+            }
+            self.take_worker_answers();
+            if accept_retry.is_some_and(|t| Instant::now() >= t) {
+                accept_retry = None;
+                accept_ready = true;
+            }
+            if accept_ready && accept_retry.is_none() {
+                match self.accept(listener) {
+                    Ok(more) => accept_ready = more,
+                    // EMFILE and friends: try again shortly rather than spin.
+                    Err(_) => accept_retry = Some(Instant::now() + Duration::from_millis(20)),
+                }
+            }
+            self.turn(false);
+            if Instant::now() >= next_sweep {
+                self.sweep(false);
+                next_sweep = Instant::now() + SWEEP;
+            }
+        }
+    }
+
+    /// Accept up to [`ACCEPTS_PER_TURN`] connections; `Ok(true)` if more may be waiting.
+    fn accept(&mut self, listener: &Listener) -> io::Result<bool> {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let stream = match listener.inner.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => return Err(e),
+            };
+            let uid = crate::sys::peer_credentials(&stream).ok().map(|c| c.uid);
+            let Some(counted) = self.slots.take(uid, &self.limits) else {
+                refuse(
+                    stream,
+                    ErrorCode::Busy,
+                    "too many connections; retry in a moment",
+                );
+                continue;
+            };
+            let peer = match PeerIdentity::of(&stream) {
+                Ok(p) => p,
+                Err(_) => {
+                    self.slots.give_back(counted);
+                    refuse(
+                        stream,
+                        ErrorCode::Internal,
+                        "cannot read the peer's credentials from the kernel",
+                    );
+                    continue;
                 }
             };
-            if now >= deadline {
-                return Next::Closed;
+            if stream.set_nonblocking(true).is_err() {
+                self.slots.give_back(counted);
+                continue;
             }
-            self.set_timeout(stream, (deadline - now).min(POLL_SLICE));
-            // Never read past one byte beyond the limit: a 10 MB line costs us 64 KiB.
-            let want = (MAX_LINE + 1 - self.buf.len()).min(CHUNK);
-            match stream.read(&mut self.chunk[..want]) {
-                Ok(0) => return Next::Closed,
-                Ok(n) => {
-                    line_since.get_or_insert(now);
-                    self.push(n);
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            let mut stream = mio::net::UnixStream::from_std(stream);
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, Token(slot + FIRST_CONN), Interest::READABLE)
+                .is_err()
+            {
+                self.free.push(slot);
+                self.slots.give_back(counted);
+                continue;
+            }
+            self.serial += 1;
+            self.conns[slot] = Some(Conn {
+                stream,
+                peer: Arc::new(peer),
+                counted,
+                serial: self.serial,
+                input: Zeroizing::new(Vec::new()),
+                output: Zeroizing::new(Vec::new()),
+                line_since: None,
+                output_since: None,
+                idle_since: Instant::now(),
+                // A request may have arrived with the connection.
+                readable: true,
+                eof: false,
+                on_worker: false,
+                closing: false,
+                want_write: false,
+            });
+            self.active.push(slot);
+        }
+        Ok(true)
+    }
+
+    /// One turn: read what the active connections sent, decide every whole request, commit
+    /// their audit records together, then write the answers.
+    fn turn(&mut self, draining: bool) {
+        let mut active = std::mem::take(&mut self.active);
+        active.sort_unstable();
+        active.dedup();
+        let mut batch: Vec<(usize, Prepared)> = Vec::new();
+        // A vault file saved since it was loaded is reloaded before this turn's requests are
+        // decided (one `stat` per turn).
+        if !active.is_empty() {
+            self.handler.follow_vault_file();
+        }
+        for slot in active {
+            self.flush(slot);
+            self.read_and_decide(slot, &mut batch, draining);
+        }
+        if !batch.is_empty() {
+            let (slots, prepared): (Vec<usize>, Vec<Prepared>) = batch.into_iter().unzip();
+            let answers = self.handler.commit(prepared, false);
+            for (slot, answer) in slots.iter().zip(answers) {
+                if let Some(Some(c)) = self.conns.get_mut(*slot) {
+                    push_zeroizing(&mut c.output, &answer, usize::MAX);
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => return Next::Closed,
             }
+            let mut seen = slots;
+            seen.dedup();
+            for slot in seen {
+                self.flush(slot);
+            }
+        }
+    }
+
+    /// Read from one connection while it has room, and decide its whole lines (at most
+    /// [`LINES_PER_TURN`]); lines left over make it active again for the next turn.
+    fn read_and_decide(&mut self, slot: usize, batch: &mut Vec<(usize, Prepared)>, draining: bool) {
+        let Some(Some(c)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        // Back-pressure: a connection whose answers are not written yet is not read.
+        if !c.settled() || c.closing {
+            return;
+        }
+        while c.readable && c.input.len() <= MAX_LINE && !c.eof {
+            // Never read past one byte beyond the limit: a 10 MB line costs us 64 KiB.
+            let want = (MAX_LINE + 1 - c.input.len()).min(CHUNK);
+            match c.stream.read(&mut self.scratch[..want]) {
+                Ok(0) => c.eof = true,
+                Ok(n) => {
+                    if c.input.is_empty() {
+                        c.line_since = Some(Instant::now());
+                    }
+                    push_zeroizing(&mut c.input, &self.scratch[..n], MAX_LINE + CHUNK);
+                    self.scratch[..n].zeroize();
+                    // A short read emptied the socket: epoll reports the next data as a new
+                    // edge, so the read that would only say "would block" is saved.
+                    if n < want {
+                        c.readable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    c.eof = true;
+                    c.readable = false;
+                }
+            }
+        }
+        let mut taken = 0;
+        while taken < LINES_PER_TURN && !c.on_worker {
+            let Some(line) = c.take_line() else { break };
+            taken += 1;
+            c.line_since = (!c.input.is_empty()).then(Instant::now);
+            c.idle_since = Instant::now();
+            let request = match Request::parse(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    batch.push((slot, Prepared::answer(err_line(&e))));
+                    continue;
+                }
+            };
+            drop(line);
+            if Handler::runs_off_loop(&request) {
+                c.on_worker = true;
+                let job = Job {
+                    slot,
+                    serial: c.serial,
+                    peer: c.peer.clone(),
+                    request,
+                };
+                if self.jobs.send(job).is_err() {
+                    c.on_worker = false;
+                    c.closing = true;
+                }
+                break;
+            }
+            batch.push((slot, self.handler.prepare_followed(&c.peer, request)));
+        }
+        if taken == LINES_PER_TURN && !c.on_worker && (c.input.contains(&b'\n') || c.readable) {
+            // More may be waiting: come back next turn, after the others had theirs.
+            self.active.push(slot);
+        } else if c.input.len() > MAX_LINE {
+            batch.push((slot, self.handler.too_large(&c.peer)));
+            c.closing = true;
+        } else if (c.eof || draining) && !c.on_worker && !c.input.contains(&b'\n') {
+            // End of input (or a stop): answer what was asked, then close.
+            c.closing = true;
+        }
+        if c.closing && c.settled() && taken == 0 && !batch.iter().any(|(s, _)| *s == slot) {
+            self.close(slot);
+        }
+    }
+
+    /// Write what is pending for one connection; close it when it is done and closing.
+    fn flush(&mut self, slot: usize) {
+        let Some(Some(c)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let mut written = 0;
+        let mut broken = false;
+        while written < c.output.len() {
+            match c.stream.write(&c.output[written..]) {
+                Ok(0) => {
+                    broken = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if written > 0 {
+            let out = &mut c.output;
+            out.copy_within(written.., 0);
+            let rest = out.len() - written;
+            out[rest..].zeroize();
+            out.truncate(rest);
+        }
+        if broken {
+            self.close(slot);
+            return;
+        }
+        // Ask epoll for writability only while an answer waits for room.
+        let want = !c.output.is_empty();
+        if want != c.want_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(slot + FIRST_CONN);
+            if self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, token, interest)
+                .is_err()
+            {
+                self.close(slot);
+                return;
+            }
+            c.want_write = want;
+        }
+        if c.output.is_empty() {
+            c.output_since = None;
+            if c.output.capacity() > 4096 {
+                c.output = Zeroizing::new(Vec::new());
+            }
+            if c.closing && !c.on_worker {
+                self.close(slot);
+                return;
+            }
+            c.idle_since = Instant::now();
+            // Lines that waited behind this answer, or unread input.
+            if c.readable || c.input.contains(&b'\n') || c.eof {
+                self.active.push(slot);
+            }
+        } else if c.output_since.is_none() {
+            c.output_since = Some(Instant::now());
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            self.slots.give_back(c.counted);
+            self.free.push(slot);
+            // `c` drops here: its buffers are zeroed, the socket closed.
+        }
+    }
+
+    fn take_worker_answers(&mut self) {
+        while let Ok(d) = self.done.try_recv() {
+            let Some(Some(c)) = self.conns.get_mut(d.slot) else {
+                continue;
+            };
+            if c.serial != d.serial {
+                continue;
+            }
+            c.on_worker = false;
+            push_zeroizing(&mut c.output, &d.answer, usize::MAX);
+            self.active.push(d.slot);
+        }
+    }
+
+    /// Close connections past their timeouts: a line started and not finished within the
+    /// read timeout (slowloris), an answer not read within it, or nothing asked within the
+    /// idle timeout. While draining, every connection with nothing to finish is closed.
+    fn sweep(&mut self, draining: bool) {
+        let now = Instant::now();
+        let l = &self.limits;
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| {
+                let c = c.as_ref()?;
+                if c.on_worker {
+                    return None;
+                }
+                let late = |since: Option<Instant>, limit: Duration| {
+                    since.is_some_and(|t| now.duration_since(t) >= limit)
+                };
+                let idle = c.output.is_empty() && c.input.is_empty();
+                let out = late(c.output_since, l.read_timeout.max(Duration::from_secs(1)));
+                let line = !c.input.is_empty() && late(c.line_since, l.read_timeout);
+                let quiet = idle && (draining || late(Some(c.idle_since), l.idle_timeout));
+                (out || line || quiet).then_some(slot)
+            })
+            .collect();
+        for slot in expired {
+            self.close(slot);
+        }
+    }
+
+    /// After a stop: let each connection finish what it asked, close it, until none is left
+    /// or `deadline`.
+    fn drain(&mut self, deadline: Instant) {
+        let mut events = Events::with_capacity(EVENTS);
+        self.sweep(true);
+        while self.conns.iter().any(Option::is_some) && Instant::now() < deadline {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(20));
+            let wait = if self.active.is_empty() {
+                wait
+            } else {
+                Duration::ZERO
+            };
+            if self.poll.poll(&mut events, Some(wait)).is_ok() {
+                for ev in events.iter() {
+                    let Token(t) = ev.token();
+                    if t >= FIRST_CONN {
+                        let slot = t - FIRST_CONN;
+                        if let Some(Some(c)) = self.conns.get_mut(slot) {
+                            c.readable = true;
+                            self.active.push(slot);
+                        }
+                    }
+                }
+            }
+            self.take_worker_answers();
+            self.turn(true);
+            self.sweep(true);
+        }
+        for slot in 0..self.conns.len() {
+            self.close(slot);
         }
     }
 }
 
-fn serve_connection(mut stream: UnixStream, handler: &Handler, limits: &Limits, sd: &Shutdown) {
-    // A client that stops reading cannot hold this thread longer than a read timeout.
-    let _ = stream.set_write_timeout(Some(limits.read_timeout.max(Duration::from_secs(1))));
-    let peer = match PeerIdentity::of(&stream) {
-        Ok(p) => p,
-        Err(_) => {
-            let _ = stream.write_all(&err_line(&ErrorBody::new(
-                ErrorCode::Internal,
-                "cannot read the peer's credentials from the kernel",
-            )));
-            return;
+/// Tell a client that was not given a slot why, without ever blocking the loop on it.
+fn refuse(mut stream: UnixStream, code: ErrorCode, message: &str) {
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(&err_line(&ErrorBody::new(code, message)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::authz::AccessConfig;
+    use crate::audit::AuditLog;
+    use std::io::{BufRead, BufReader};
+
+    /// A loop over a locked handler (every `fetch` is refused and audited) on a fresh socket.
+    fn locked_server(dir: &Path) -> (Server, Arc<Handler>, PathBuf) {
+        let audit = AuditLog::open(&dir.join("audit.jsonl"), true).unwrap();
+        let access = AccessConfig {
+            daemon_uid: crate::sys::current_uid(),
+            ..AccessConfig::default()
+        };
+        let handler = Arc::new(Handler::new(access, audit));
+        let path = dir.join("run/s.sock");
+        let listener = Listener::bind(&path).unwrap();
+        let server = Server::new(listener, Limits::default(), handler.clone()).unwrap();
+        (server, handler, path)
+    }
+
+    fn answer(s: &UnixStream) -> serde_json::Value {
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// The requests that are ready in one turn are decided together and their records go out
+    /// in one batch (one `write`, one `fdatasync`); only then are the answers written.
+    #[test]
+    fn requests_ready_in_one_turn_share_one_write_and_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, handler, path) = locked_server(dir.path());
+        // All 32 are connected and have sent their request before the loop's first turn.
+        let clients: Vec<UnixStream> = (0..32)
+            .map(|_| {
+                let mut s = UnixStream::connect(&path).unwrap();
+                s.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
+                    .unwrap();
+                s
+            })
+            .collect();
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        for c in &clients {
+            let a = answer(c);
+            assert_eq!(a["error"]["code"], "locked", "{a}");
         }
-    };
-    let mut reader = LineReader::new();
-    loop {
-        match reader.next(&mut stream, limits, sd) {
-            Next::Line(line) => {
-                let reply = handler.handle_line(&peer, &line);
-                drop(line);
-                if stream.write_all(&reply).is_err() {
-                    return;
-                }
-            }
-            Next::TooLarge => {
-                handler.note_too_large(&peer);
-                let _ = stream.write_all(&err_line(&ErrorBody::new(
-                    ErrorCode::TooLarge,
-                    format!("request line longer than {MAX_LINE} bytes; connection closed"),
-                )));
-                return;
-            }
-            Next::Closed => return,
+        let stats = handler.audit_stats();
+        assert_eq!(stats.records, 32, "one record per refused fetch");
+        assert_eq!(
+            stats.batches, 1,
+            "32 requests of one turn, one batch: {stats:?}"
+        );
+        // The next turn's requests make the next batch.
+        for mut c in &clients {
+            c.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
+                .unwrap();
         }
+        for c in &clients {
+            answer(c);
+        }
+        let after = handler.audit_stats();
+        assert_eq!(after.records, 64);
+        assert!(after.batches >= 2, "{after:?}");
+        stop.trigger();
+        running.join().unwrap().unwrap();
+        assert!(!path.exists(), "the socket we created is removed at stop");
+    }
+
+    /// Pipelined requests on one connection are answered in order, however many; a request
+    /// line that is cut is answered once its end arrives.
+    #[test]
+    fn pipelined_and_split_requests_are_answered_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, _handler, path) = locked_server(dir.path());
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        let mut s = UnixStream::connect(&path).unwrap();
+        let mut many = Vec::new();
+        for i in 0..100 {
+            if i % 2 == 0 {
+                many.extend_from_slice(b"{\"v\":1,\"op\":\"health\"}\n");
+            } else {
+                many.extend_from_slice(b"{\"v\":1,\"op\":\"nonsense\"}\r\n");
+            }
+        }
+        s.write_all(&many).unwrap();
+        s.write_all(b"{\"v\":1,").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        s.write_all(b"\"op\":\"health\"}\n").unwrap();
+        let mut r = BufReader::new(&s);
+        for i in 0..101 {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["ok"], i % 2 == 0 || i == 100, "answer {i}: {v}");
+        }
+        stop.trigger();
+        running.join().unwrap().unwrap();
     }
 }

@@ -13,6 +13,11 @@ pub(super) struct Chain {
     pub(super) prev: String,
 }
 
+/// A record queued by [`AuditLog::enqueue`], not yet known to be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a queued record is durable only once `AuditLog::wait` says so"]
+pub struct Ticket(u64);
+
 pub(super) struct Queued {
     ticket: u64,
     /// The record's JSON members between `seq` and `prev`, without braces.
@@ -363,7 +368,15 @@ impl AuditLog {
     /// log stays consistent: a partial write is cut off at once (or, if that fails, by the next
     /// append), and the chain continues.
     pub fn append(&self, rec: AuditRecord<'_>) -> Result<u64, AuditError> {
-        // Everything but the chain fields is rendered here, outside the lock, in parallel.
+        let ticket = self.enqueue(rec);
+        let mut results = self.wait(&[ticket], true);
+        results.pop().expect("one result per ticket")
+    }
+
+    /// Queue one record for the next batch without waiting for it: the caller holds what
+    /// depends on it (an answer, a secret) until [`AuditLog::wait`] says it is durable. The
+    /// body is rendered here, outside the lock.
+    pub fn enqueue(&self, rec: AuditRecord<'_>) -> Ticket {
         let body = self.render_body(&rec);
         let mut st = self.lock();
         let ticket = st.next_ticket;
@@ -372,14 +385,38 @@ impl AuditLog {
         if st.gathering {
             self.gather.notify_one();
         }
+        Ticket(ticket)
+    }
+
+    /// Wait until every record of `tickets` is written (and, with sync on, `fdatasync`ed), and
+    /// return each one's sequence number or the error of its batch, in the order given. The
+    /// caller becomes the leader if no batch is being written, and writes everything queued
+    /// so far in one `write` and one `fdatasync` (the event loop's natural group commit: all
+    /// the records of one turn). With `gather`, a leader first waits briefly for the clients
+    /// released by the previous batch (threads that append one record each); the event loop
+    /// passes `false`, since its batch is already whole.
+    pub fn wait(&self, tickets: &[Ticket], gather: bool) -> Vec<Result<u64, AuditError>> {
+        let mut results: Vec<Option<Result<u64, AuditError>>> = vec![None; tickets.len()];
+        let mut missing = tickets.len();
+        let mut st = self.lock();
         loop {
-            if let Some(result) = st.done.remove(&ticket) {
-                return result;
+            for (slot, t) in results.iter_mut().zip(tickets) {
+                if slot.is_none() {
+                    if let Some(r) = st.done.remove(&t.0) {
+                        *slot = Some(r);
+                        missing -= 1;
+                    }
+                }
+            }
+            if missing == 0 {
+                return results.into_iter().flatten().collect();
             }
             if !st.leader {
-                // Become the leader: write everything queued so far (our record included).
+                // Become the leader: write everything queued so far (our records included).
                 st.leader = true;
-                st = self.gather_followers(st);
+                if gather {
+                    st = self.gather_followers(st);
+                }
                 let batch = std::mem::take(&mut st.queue);
                 let chain = st.chain.clone();
                 drop(st);

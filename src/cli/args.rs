@@ -517,8 +517,9 @@ pub struct ServeArgs {
     /// User allowed to ask for tickets besides admins (repeatable).
     #[arg(long = "scheduler", value_name = "USER")]
     pub schedulers: Vec<String>,
-    /// Maximum simultaneous connections; extra ones get `busy`.
-    #[arg(long, default_value_t = 256)]
+    /// Maximum simultaneous connections (each costs a buffer, not a thread); extra ones get
+    /// `busy`. Root and the daemon's user have 16 more slots that no other uid can take.
+    #[arg(long, default_value_t = crate::agent::server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// Seconds a client may take to send one request line.
     #[arg(long, default_value_t = 5)]

@@ -477,6 +477,10 @@ pub fn never_reads(socket: &Path, hold: Duration, t: &mut Tally) {
 
 /// `n` connections at once, each asking `health`: served or `busy` (or closed); all dropped.
 pub fn burst(socket: &Path, n: usize, t: &mut Tally) {
+    // Every integration test shares this process: with the common soft limit of 1,024 open
+    // files, `n` connections held here would starve a test running beside this one (EMFILE).
+    // Raising the soft limit to the hard one only ever helps the others.
+    scopevault::sys::raise_open_files_limit();
     let mut conns: Vec<UnixStream> = (0..n)
         .filter_map(|_| UnixStream::connect(socket).ok())
         .collect();

@@ -408,6 +408,7 @@ const HOLD_OUT_ENV: &str = "SCOPEVAULT_TEST_HOLD_OUT";
 
 fn child_hold(socket: &str) {
     use std::io::Read;
+    scopevault::sys::raise_open_files_limit();
     let mut held = Vec::new();
     let mut busy = 0;
     for _ in 0..1000 {

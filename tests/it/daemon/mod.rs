@@ -1,6 +1,7 @@
 //! The daemon (`scopevault serve`): fetches, groups, tickets, systemd, hardening, hostile peers, the soak.
 
 mod demo;
+mod event_loop;
 mod fetch;
 mod groups;
 mod hardening;
