@@ -43,3 +43,23 @@ pub fn with_state_dir<T>(dir: &Path, f: impl FnOnce() -> T) -> T {
         Err(p) => std::panic::resume_unwind(p),
     }
 }
+
+/// `AuditLog::open` of a log this test has just closed, retried for up to 5 s while the log is
+/// `InUse`. The tests share one process: a child that another test forks between our close and
+/// our reopen holds a copy of the descriptor, and with it the log's `flock`, until it execs a
+/// moment later. A log really held open elsewhere stays in use and is reported after 5 s.
+pub fn reopen_audit_log(
+    path: &Path,
+    sync: bool,
+) -> Result<scopevault::audit::AuditLog, scopevault::audit::AuditError> {
+    use scopevault::audit::{AuditError, AuditLog};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match AuditLog::open(path, sync) {
+            Err(AuditError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
