@@ -16,6 +16,10 @@
 //! To measure the daemon, add a target made by [`json_line_target`] with the daemon's socket
 //! and a `fetch` request line; the ratio table then compares it with `echo` and `ssh-agent`.
 //!
+//! `--idle N` prints the daemon's RSS and thread count with N connections open instead;
+//! `--only A,B` keeps only the targets whose names start with A or B (and the baselines);
+//! `LOADGEN_EVENT_LOOPS=N` starts the daemons with `serve --event-loops N`.
+//!
 //! Every loop is bounded by a request count and a time limit; only Unix sockets are used.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -26,6 +30,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use scopevault::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
+use scopevault::protocol::Op;
 use scopevault::secret::SecretString;
 
 /// One round trip on an open connection.
@@ -150,7 +155,7 @@ fn audit_append_target(name: &str, log: Arc<AuditLog>) -> Target {
                     task: Some("shop-login"),
                     credential: Some("shop-buyer"),
                     values: vec![("password", &value)],
-                    ..AuditRecord::new("fetch", Decision::Allow)
+                    ..AuditRecord::new(Op::Fetch, Decision::Allow)
                 })
                 .map(|_| ())
                 .map_err(io::Error::other)
@@ -604,6 +609,11 @@ fn start_daemon_with(
         .arg("--socket")
         .arg(sock)
         .args(["serve", "--max-connections", &max_connections.to_string()])
+        .args(
+            std::env::var("LOADGEN_EVENT_LOOPS")
+                .map(|n| vec!["--event-loops".to_owned(), n])
+                .unwrap_or_default(),
+        )
         .arg("--identity-file")
         .arg(identity)
         .arg("--audit")

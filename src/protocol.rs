@@ -233,17 +233,81 @@ struct WireRequest {
     scrub: Option<ScrubCounts>,
 }
 
-const OPS: &[(&str, &[&str])] = &[
-    ("health", &[]),
-    ("tasks", &[]),
-    ("fetch", &["task", "credential", "ticket"]),
-    ("ticket", &["task", "ttl"]),
-    ("lock", &[]),
-    ("unlock", &["passphrase"]),
-    ("reload", &[]),
-    ("audit_rotate", &[]),
-    ("scrub_report", &["task", "scrub"]),
-];
+/// The ops of the protocol, as `"op"` names them on the wire. The audit log records each
+/// request under its op's name ([`crate::audit::AuditOp::Request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `health`
+    Health,
+    /// `tasks`
+    Tasks,
+    /// `fetch`
+    Fetch,
+    /// `ticket`
+    Ticket,
+    /// `lock`
+    Lock,
+    /// `unlock`
+    Unlock,
+    /// `reload`
+    Reload,
+    /// `audit_rotate`
+    AuditRotate,
+    /// `scrub_report`
+    ScrubReport,
+}
+
+impl Op {
+    /// Every op, in the order docs/protocol.md lists them.
+    pub const ALL: [Op; 9] = [
+        Op::Health,
+        Op::Tasks,
+        Op::Fetch,
+        Op::Ticket,
+        Op::Lock,
+        Op::Unlock,
+        Op::Reload,
+        Op::AuditRotate,
+        Op::ScrubReport,
+    ];
+
+    /// The op's name on the wire (and in the audit log's `op`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Op::Health => "health",
+            Op::Tasks => "tasks",
+            Op::Fetch => "fetch",
+            Op::Ticket => "ticket",
+            Op::Lock => "lock",
+            Op::Unlock => "unlock",
+            Op::Reload => "reload",
+            Op::AuditRotate => "audit_rotate",
+            Op::ScrubReport => "scrub_report",
+        }
+    }
+
+    /// The op of a wire name; `None` for a name that is not an op.
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.as_str() == name)
+    }
+
+    /// The request fields the op takes besides `v` and `op`.
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Op::Health | Op::Tasks | Op::Lock | Op::Reload | Op::AuditRotate => &[],
+            Op::Fetch => &["task", "credential", "ticket"],
+            Op::Ticket => &["task", "ttl"],
+            Op::Unlock => &["passphrase"],
+            Op::ScrubReport => &["task", "scrub"],
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 fn bad(message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::BadRequest, message)
@@ -297,22 +361,21 @@ impl Request {
                 wire.v
             )));
         }
-        let Some((_, allowed)) = OPS.iter().find(|(op, _)| *op == wire.op) else {
+        let Some(kind) = Op::from_name(&wire.op) else {
+            let names: Vec<&str> = Op::ALL.iter().map(|op| op.as_str()).collect();
             return Err(bad(format!(
-                "unknown op `{}`; ops: health, tasks, fetch, ticket, lock, unlock, reload, audit_rotate, scrub_report",
-                shown(&wire.op)
+                "unknown op `{}`; ops: {}",
+                shown(&wire.op),
+                names.join(", ")
             )));
         };
+        let allowed = kind.fields();
         for key in keys.keys() {
             if key != "v" && key != "op" && !allowed.contains(&key.as_str()) {
-                return Err(bad(format!(
-                    "field `{key}` is not allowed in op `{}`",
-                    wire.op
-                )));
+                return Err(bad(format!("field `{key}` is not allowed in op `{kind}`")));
             }
         }
         let WireRequest {
-            op,
             task,
             credential,
             ticket,
@@ -321,13 +384,13 @@ impl Request {
             scrub,
             ..
         } = wire;
-        Ok(match op.as_str() {
-            "health" => Request::Health,
-            "tasks" => Request::Tasks,
-            "lock" => Request::Lock,
-            "reload" => Request::Reload,
-            "audit_rotate" => Request::AuditRotate,
-            "fetch" => {
+        Ok(match kind {
+            Op::Health => Request::Health,
+            Op::Tasks => Request::Tasks,
+            Op::Lock => Request::Lock,
+            Op::Reload => Request::Reload,
+            Op::AuditRotate => Request::AuditRotate,
+            Op::Fetch => {
                 let by = match (task, ticket) {
                     (Some(t), None) => FetchBy::Task(t),
                     (None, Some(t)) => FetchBy::Ticket(t),
@@ -335,7 +398,7 @@ impl Request {
                 };
                 Request::Fetch { by, credential }
             }
-            "ticket" => {
+            Op::Ticket => {
                 let (Some(task), Some(ttl)) = (task, ttl) else {
                     return Err(bad("ticket needs `task` and `ttl` (seconds)"));
                 };
@@ -346,35 +409,34 @@ impl Request {
                 }
                 Request::Ticket { task, ttl }
             }
-            "unlock" => {
+            Op::Unlock => {
                 let Some(passphrase) = passphrase else {
                     return Err(bad("unlock needs `passphrase`"));
                 };
                 Request::Unlock { passphrase }
             }
-            "scrub_report" => {
+            Op::ScrubReport => {
                 let (Some(task), Some(scrub)) = (task, scrub) else {
                     return Err(bad("scrub_report needs `task` and `scrub`"));
                 };
                 scrub.check()?;
                 Request::ScrubReport { task, scrub }
             }
-            _ => unreachable!("op checked against OPS above"),
         })
     }
 
-    /// The op's name on the wire.
-    pub fn op(&self) -> &'static str {
+    /// The request's op.
+    pub fn op(&self) -> Op {
         match self {
-            Request::Health => "health",
-            Request::Tasks => "tasks",
-            Request::Fetch { .. } => "fetch",
-            Request::Ticket { .. } => "ticket",
-            Request::Lock => "lock",
-            Request::Unlock { .. } => "unlock",
-            Request::Reload => "reload",
-            Request::AuditRotate => "audit_rotate",
-            Request::ScrubReport { .. } => "scrub_report",
+            Request::Health => Op::Health,
+            Request::Tasks => Op::Tasks,
+            Request::Fetch { .. } => Op::Fetch,
+            Request::Ticket { .. } => Op::Ticket,
+            Request::Lock => Op::Lock,
+            Request::Unlock { .. } => Op::Unlock,
+            Request::Reload => Op::Reload,
+            Request::AuditRotate => Op::AuditRotate,
+            Request::ScrubReport { .. } => Op::ScrubReport,
         }
     }
 
@@ -383,7 +445,7 @@ impl Request {
     pub fn to_line(&self) -> Zeroizing<Vec<u8>> {
         let mut wire = WireRequest {
             v: PROTOCOL_VERSION,
-            op: self.op().to_owned(),
+            op: self.op().as_str().to_owned(),
             task: None,
             credential: None,
             ticket: None,
@@ -660,8 +722,42 @@ mod tests {
             (r#"{"v":1,"op":"unlock","passphrase":"p"}"#, "unlock"),
             (r#"{"v":1,"op":"reload"}"#, "reload"),
         ] {
-            assert_eq!(Request::parse(line.as_bytes()).unwrap().op(), op);
+            assert_eq!(Request::parse(line.as_bytes()).unwrap().op().as_str(), op);
         }
+    }
+
+    /// Each op's wire name, as docs/protocol.md and the audit log spell it; an unknown op is
+    /// refused naming every op.
+    #[test]
+    fn ops_have_their_wire_names() {
+        let names: Vec<&str> = Op::ALL.iter().map(|op| op.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "health",
+                "tasks",
+                "fetch",
+                "ticket",
+                "lock",
+                "unlock",
+                "reload",
+                "audit_rotate",
+                "scrub_report"
+            ]
+        );
+        for op in Op::ALL {
+            assert_eq!(Op::from_name(op.as_str()), Some(op));
+            assert_eq!(op.to_string(), op.as_str());
+        }
+        assert_eq!(Op::from_name("Fetch"), None);
+        assert_eq!(Op::from_name("denials"), None);
+        let e = Request::parse(br#"{"v":1,"op":"nope"}"#).unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown op `nope`; ops: health, tasks, fetch, ticket, lock, unlock, reload, audit_rotate, scrub_report"
+        );
+        let e = Request::parse(br#"{"v":1,"op":"lock","task":"t"}"#).unwrap_err();
+        assert_eq!(e.message, "field `task` is not allowed in op `lock`");
     }
 
     #[test]

@@ -11,16 +11,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use super::authz::{is_runner, AccessConfig};
+use super::outcome::Refusal;
 use super::peer::PeerIdentity;
 use super::state::{Opened, State, VaultView};
-use super::tickets::{Refused, Tickets};
+use super::tickets::{NotRedeemed, Tickets};
 use super::totp::Totp;
-use crate::audit::{AuditError, AuditLog, AuditRecord, Decision, Ticket as AuditTicket};
-use crate::policy::{CredentialKind, Enforce};
+use crate::audit::{AuditError, AuditLog, AuditOp, AuditRecord, Decision, Ticket as AuditTicket};
+use crate::policy::{CredentialKind, Enforce, Policy, Task};
 use crate::protocol::{
-    err_line, ok_line, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, FetchedCredential,
-    Health, PeerInfo, Request, RotateStatus, ScrubCounts, ScrubReceipt, TaskInfo, Tasks, Ticket,
-    TotpCode,
+    err_line, ok_line, AdminStatus, ErrorBody, FetchBy, Fetched, FetchedCredential, Health, Op,
+    PeerInfo, Request, RotateStatus, ScrubCounts, ScrubReceipt, TaskInfo, Tasks, Ticket, TotpCode,
 };
 use crate::secret::SecretString;
 
@@ -91,39 +91,45 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-    ErrorBody::new(code, message)
-}
-
-fn locked() -> ErrorBody {
-    err(
-        ErrorCode::Locked,
-        "the daemon is locked; an admin must run `scopevault unlock`",
-    )
-}
-
-/// The answer to a task name the applied policy does not know. It does not repeat the name:
-/// the message is also the audit record's reason (see [`Handler::unknown_name`]).
-const NO_SUCH_TASK: &str = "no task of that name in the applied policy (`scopevault policy export` lists them; the name asked for is audited as its HMAC)";
-
-/// A denial to audit and answer.
-struct Refusal {
-    body: ErrorBody,
+/// A refusal with what its audit record names besides the reason: the task and credential
+/// the refusal settled (as the audit log records them) and the warnings of an over-scope.
+struct Refused {
+    why: Refusal,
     task: Option<String>,
     credential: Option<String>,
     warnings: Vec<String>,
 }
 
-impl From<ErrorBody> for Refusal {
-    fn from(body: ErrorBody) -> Self {
-        Refusal {
-            body,
+impl From<Refusal> for Refused {
+    fn from(why: Refusal) -> Self {
+        Refused {
+            why,
             task: None,
             credential: None,
             warnings: Vec::new(),
         }
     }
 }
+
+impl From<Refusal> for Box<Refused> {
+    fn from(why: Refusal) -> Self {
+        Box::new(why.into())
+    }
+}
+
+impl Refused {
+    /// The refusal, naming the task its record holds.
+    fn in_task(why: Refusal, task: &str) -> Box<Self> {
+        Box::new(Refused {
+            task: Some(task.to_owned()),
+            ..why.into()
+        })
+    }
+}
+
+/// One step of a decision: its result, or why the request is refused (boxed: the refusal
+/// path is the cold one).
+type Step<T> = Result<T, Box<Refused>>;
 
 impl Handler {
     /// A handler for a locked daemon that audits to `audit`.
@@ -187,7 +193,7 @@ impl Handler {
                 w.suppressed += 1;
                 w.peer = rec.peer.clone();
                 *w.ops
-                    .entry(format!("{} {}", rec.op, rec.decision.as_str()))
+                    .entry(format!("{} {}", rec.op.as_str(), rec.decision.as_str()))
                     .or_default() += 1;
                 return;
             }
@@ -211,7 +217,7 @@ impl Handler {
             reason: Some(&reason),
             count: Some(n),
             by_op: ops.into_iter().collect(),
-            ..AuditRecord::new("denials", Decision::Deny)
+            ..AuditRecord::new(AuditOp::Denials, Decision::Deny)
         })
     }
 
@@ -301,17 +307,17 @@ impl Handler {
     /// As [`Handler::install`], after recording the vault's generation in the audit chain
     /// and refusing one older than the chain has recorded (`how` says where it came from).
     pub(crate) fn load(&self, vault: Box<dyn VaultView>, how: &str) -> Result<(), ErrorBody> {
-        self.note_load(vault.as_ref(), how)?;
+        self.note_load(vault.as_ref(), how).map_err(|r| r.body())?;
         self.install(vault);
         Ok(())
     }
 
-    fn note_load(&self, vault: &dyn VaultView, how: &str) -> Result<(), ErrorBody> {
+    fn note_load(&self, vault: &dyn VaultView, how: &str) -> Result<(), Refusal> {
         self.audit
             .note_vault_load(vault.id(), vault.generation(), how, self.allow_rollback)
             .map_err(|e| match e {
-                crate::audit::AuditError::Rollback { .. } => err(ErrorCode::Denied, e.to_string()),
-                _ => audit_unavailable(),
+                crate::audit::AuditError::Rollback { .. } => Refusal::Rollback(e.to_string()),
+                _ => Refusal::AuditUnavailable,
             })
     }
 
@@ -413,6 +419,26 @@ impl Handler {
             .collect()
     }
 
+    /// Wait until the records of `tickets` are durable (the event loop's committer thread
+    /// does this for a whole turn while the loop goes on): one result per ticket, in order.
+    pub fn wait_audit(
+        &self,
+        tickets: &[AuditTicket],
+        gather: bool,
+    ) -> Vec<Result<u64, AuditError>> {
+        self.audit.wait(tickets, gather)
+    }
+
+    /// The answer of `prepared` once [`Handler::wait_audit`] returned `results` for its
+    /// tickets ([`Prepared::tickets`]).
+    pub fn finish(
+        &self,
+        prepared: Prepared,
+        results: &[Result<u64, AuditError>],
+    ) -> Zeroizing<Vec<u8>> {
+        finish(prepared.held, results)
+    }
+
     /// Whether a request may block for long (argon2 on `unlock`, a vault reload, a rotation's
     /// `fsync`s): the event loop runs those on a worker thread, not in the loop.
     pub fn runs_off_loop(req: &Request) -> bool {
@@ -426,25 +452,17 @@ impl Handler {
     /// and the `too_large` answer.
     pub fn too_large(&self, peer: &PeerIdentity) -> Prepared {
         let mut queued = Vec::new();
-        self.append_limited(
+        let why = Refusal::TooLarge;
+        self.audit_refusal(
             Some(peer),
-            AuditRecord {
-                peer: Some(peer.audit_info()),
-                reason: Some("too_large: request line over 64 KiB; connection closed"),
-                ..AuditRecord::new("invalid", Decision::Deny)
-            },
+            AuditOp::Invalid,
+            &why.clone().into(),
+            None,
             &mut queued,
-        );
-        let body = ErrorBody::new(
-            ErrorCode::TooLarge,
-            format!(
-                "request line longer than {} bytes; connection closed",
-                crate::protocol::MAX_LINE
-            ),
         );
         Prepared {
             queued,
-            held: Held::Line(err_line(&body)),
+            held: Held::Line(err_line(&why.body())),
         }
     }
 
@@ -453,9 +471,11 @@ impl Handler {
         let r = self.reload();
         // The reload itself happened (or not) whatever the audit says; report both.
         let mut queued = Vec::new();
-        self.audit_admin(None, "reload", &r, Some("SIGHUP"), &mut queued);
-        let audited = self.settle(&queued).map_err(|_| audit_unavailable());
-        r.and_then(|s| audited.map(|()| s))
+        self.audit_admin(None, Op::Reload, &r, Some("SIGHUP"), &mut queued);
+        let audited = self
+            .settle(&queued)
+            .map_err(|_| Refusal::AuditUnavailable.body());
+        r.map_err(ErrorBody::from).and_then(|s| audited.map(|()| s))
     }
 
     /// Issue 14, item 5: a vault file saved since it was loaded (`cred set`, `policy apply`,
@@ -488,7 +508,7 @@ impl Handler {
         let mut queued = Vec::new();
         self.audit_admin(
             None,
-            "reload",
+            Op::Reload,
             &r,
             Some("the vault file changed"),
             &mut queued,
@@ -506,7 +526,7 @@ impl Handler {
                 *failed() = now;
                 eprintln!(
                     "scopevault: the vault file changed but was not loaded (still serving the loaded one): {}",
-                    e.message
+                    e.message()
                 );
             }
         }
@@ -524,18 +544,54 @@ impl Handler {
             Request::Tasks => self.tasks(peer).map(|t| Held::Line(ok_line(&t))),
             Request::Fetch { by, credential } => self.fetch(peer, by, credential, q),
             Request::Ticket { task, ttl } => self.ticket(peer, &task, ttl, q),
-            Request::Lock => self.admin(peer, "lock", q, |h| {
+            Request::Lock => self.admin(peer, Op::Lock, q, |h| {
                 h.state.lock();
                 h.tickets.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 Ok(h.admin_status())
             }),
             Request::Unlock { passphrase } => {
-                self.admin(peer, "unlock", q, |h| h.unlock(&passphrase))
+                self.admin(peer, Op::Unlock, q, |h| h.unlock(&passphrase))
             }
-            Request::Reload => self.admin(peer, "reload", q, |h| h.reload()),
+            Request::Reload => self.admin(peer, Op::Reload, q, |h| h.reload()),
             Request::AuditRotate => self.audit_rotate(peer, q),
             Request::ScrubReport { task, scrub } => self.scrub_report(peer, &task, &scrub, q),
         }
+    }
+
+    /// Queue the record of a refusal of `op`: its decision and reason from the one mapping
+    /// ([`Refusal::audit`]), `suffix` appended to the reason; rate-limited per uid.
+    fn audit_refusal(
+        &self,
+        peer: Option<&PeerIdentity>,
+        op: impl Into<AuditOp>,
+        r: &Refused,
+        suffix: Option<&str>,
+        queued: &mut Vec<AuditTicket>,
+    ) {
+        let (decision, mut reason) = r.why.audit();
+        if let Some(s) = suffix {
+            reason.push_str(s);
+        }
+        self.append_limited(
+            peer,
+            AuditRecord {
+                peer: peer.map(PeerIdentity::audit_info),
+                task: r.task.as_deref(),
+                credential: r.credential.as_deref(),
+                reason: Some(&reason),
+                warnings: r.warnings.clone(),
+                ..AuditRecord::new(op, decision)
+            },
+            queued,
+        );
+    }
+
+    /// The vault and its applied policy, for an op that needs both: refused as `Locked` or
+    /// `NoPolicy(op)`.
+    fn opened_with_policy(v: Option<&Opened>, op: Op) -> Result<(&Opened, &Policy), Refusal> {
+        let o = v.ok_or(Refusal::Locked)?;
+        let policy = o.vault.policy().ok_or(Refusal::NoPolicy(op))?;
+        Ok((o, policy))
     }
 
     /// `scrub_report`: a runner of the task says what a scrub of its artefacts did. Authorised
@@ -566,27 +622,14 @@ impl Handler {
                     task: Some(task),
                     reason: reason.as_deref(),
                     scrub: Some(&counts),
-                    ..AuditRecord::new("scrub_report", Decision::Allow)
+                    ..AuditRecord::new(Op::ScrubReport, Decision::Allow)
                 }));
                 Ok(Held::Scrub(task.to_owned()))
             }
-            Err(e) => {
-                let decision = match e.code {
-                    ErrorCode::Denied | ErrorCode::NotFound => Decision::Deny,
-                    _ => Decision::Error,
-                };
-                let reason = format!("{}: {}", e.code.as_str(), e.message);
-                self.append_limited(
-                    Some(peer),
-                    AuditRecord {
-                        peer: Some(peer.audit_info()),
-                        task: Some(&recorded),
-                        reason: Some(&reason),
-                        ..AuditRecord::new("scrub_report", decision)
-                    },
-                    queued,
-                );
-                Err(e)
+            Err(why) => {
+                let r = Refused::in_task(why, &recorded);
+                self.audit_refusal(Some(peer), Op::ScrubReport, &r, None, queued);
+                Err(r.why.body())
             }
         }
     }
@@ -599,25 +642,15 @@ impl Handler {
         peer: &PeerIdentity,
         task: &str,
         scrub: &ScrubCounts,
-    ) -> Result<(ScrubCounts, usize), ErrorBody> {
-        let o = v.ok_or_else(locked)?;
-        let policy = o.vault.policy().ok_or_else(|| {
-            err(
-                ErrorCode::NotFound,
-                "no policy is applied to the vault, so no task has artefacts to report on",
-            )
-        })?;
-        let Some(t) = policy.task(task) else {
-            return Err(err(ErrorCode::NotFound, NO_SUCH_TASK));
-        };
+    ) -> Result<(ScrubCounts, usize), Refusal> {
+        let (o, policy) = Self::opened_with_policy(v, Op::ScrubReport)?;
+        let t = policy.task(task).ok_or(Refusal::NoSuchTask)?;
         if !is_runner(o.runners.get(task), peer) {
-            return Err(err(
-                ErrorCode::Denied,
-                format!(
-                    "uid {} is not a runner of task `{task}`, so it may not report on its artefacts",
-                    peer.uid
-                ),
-            ));
+            return Err(Refusal::NotARunner {
+                op: Op::ScrubReport,
+                uid: peer.uid,
+                task: task.to_owned(),
+            });
         }
         let mut labels = std::collections::BTreeSet::new();
         for name in t.credentials() {
@@ -665,22 +698,21 @@ impl Handler {
         queued: &mut Vec<AuditTicket>,
     ) -> Result<Held, ErrorBody> {
         if !self.access.is_admin(peer) {
-            let refused: Result<AdminStatus, ErrorBody> = Err(err(
-                ErrorCode::Denied,
-                format!("`audit_rotate` is for admins (root, the daemon's user or its admin group); uid {} is none of these", peer.uid),
-            ));
-            self.audit_admin(Some(peer), "audit_rotate", &refused, None, queued);
-            return refused.map(|s| Held::Line(ok_line(&s)));
+            let refused: Result<AdminStatus, Refusal> = Err(Refusal::NotAdmin {
+                op: Op::AuditRotate,
+                uid: peer.uid,
+            });
+            self.audit_admin(Some(peer), Op::AuditRotate, &refused, None, queued);
+            return refused
+                .map(|s| Held::Line(ok_line(&s)))
+                .map_err(ErrorBody::from);
         }
         match self.audit.rotate() {
             Ok((moved, seq)) => Ok(Held::Line(ok_line(&RotateStatus {
                 rotated_to: moved.display().to_string(),
                 seq,
             }))),
-            Err(e) => Err(err(
-                ErrorCode::AuditUnavailable,
-                format!("the audit log was not rotated: {e}"),
-            )),
+            Err(e) => Err(Refusal::RotateFailed(e.to_string()).body()),
         }
     }
 
@@ -693,69 +725,58 @@ impl Handler {
     fn admin(
         &self,
         peer: &PeerIdentity,
-        op: &'static str,
+        op: Op,
         queued: &mut Vec<AuditTicket>,
-        act: impl FnOnce(&Self) -> Result<AdminStatus, ErrorBody>,
+        act: impl FnOnce(&Self) -> Result<AdminStatus, Refusal>,
     ) -> Result<Held, ErrorBody> {
         let result = if self.access.is_admin(peer) {
             act(self)
         } else {
-            Err(err(
-                ErrorCode::Denied,
-                format!("`{op}` is for admins (root, the daemon's user or its admin group); uid {} is none of these", peer.uid),
-            ))
+            Err(Refusal::NotAdmin { op, uid: peer.uid })
         };
         self.audit_admin(Some(peer), op, &result, None, queued);
-        result.map(|s| Held::Line(ok_line(&s)))
+        result
+            .map(|s| Held::Line(ok_line(&s)))
+            .map_err(ErrorBody::from)
     }
 
+    /// Queue the record of an admin op: `allow` with `note`, or the refusal's mapping.
     fn audit_admin(
         &self,
         peer: Option<&PeerIdentity>,
-        op: &str,
-        result: &Result<AdminStatus, ErrorBody>,
+        op: Op,
+        result: &Result<AdminStatus, Refusal>,
         note: Option<&str>,
         queued: &mut Vec<AuditTicket>,
     ) {
-        let (decision, reason) = match result {
-            Ok(_) => (Decision::Allow, note.map(str::to_owned)),
-            Err(e) if e.code == ErrorCode::Denied => (
-                Decision::Deny,
-                Some(format!("{}: {}", e.code.as_str(), e.message)),
+        match result {
+            Ok(_) => self.append_limited(
+                peer,
+                AuditRecord {
+                    peer: peer.map(PeerIdentity::audit_info),
+                    reason: note,
+                    ..AuditRecord::new(op, Decision::Allow)
+                },
+                queued,
             ),
-            Err(e) => (
-                Decision::Error,
-                Some(format!("{}: {}", e.code.as_str(), e.message)),
-            ),
-        };
-        self.append_limited(
-            peer,
-            AuditRecord {
-                peer: peer.map(PeerIdentity::audit_info),
-                reason: reason.as_deref(),
-                ..AuditRecord::new(op, decision)
-            },
-            queued,
-        );
+            Err(why) => self.audit_refusal(peer, op, &why.clone().into(), None, queued),
+        }
     }
 
-    fn unlock(&self, passphrase: &SecretString) -> Result<AdminStatus, ErrorBody> {
+    fn unlock(&self, passphrase: &SecretString) -> Result<AdminStatus, Refusal> {
         let Some(open) = &self.opener else {
-            return Err(err(
-                ErrorCode::Internal,
-                "this daemon has no vault to unlock",
-            ));
+            return Err(Refusal::NoVault);
         };
-        let vault = open(passphrase)?;
+        let vault = open(passphrase).map_err(Refusal::Vault)?;
         self.note_load(vault.as_ref(), "unlock")?;
         self.state.set(Opened::new(vault));
         Ok(self.admin_status())
     }
 
-    fn reload(&self) -> Result<AdminStatus, ErrorBody> {
+    fn reload(&self) -> Result<AdminStatus, Refusal> {
         let fresh = self.state.with(|v| match v {
-            None => Err(locked()),
-            Some(o) => o.vault.reopen(),
+            None => Err(Refusal::Locked),
+            Some(o) => o.vault.reopen().map_err(Refusal::Vault),
         })?;
         self.note_load(fresh.as_ref(), "reload")?;
         self.state.set(Opened::new(fresh));
@@ -795,7 +816,7 @@ impl Handler {
 
     fn tasks(&self, peer: &PeerIdentity) -> Result<Tasks, ErrorBody> {
         self.state.with(|v| {
-            let o = v.ok_or_else(locked)?;
+            let o = v.ok_or_else(|| Refusal::Locked.body())?;
             let mut tasks = Vec::new();
             if let Some(p) = o.vault.policy() {
                 for (name, task) in p.tasks() {
@@ -828,32 +849,29 @@ impl Handler {
             let recorded = self.recorded_name(v, task, true);
             (self.issue_ticket(v, peer, task, ttl), recorded)
         });
-        let (decision, reason) = match &result {
-            Ok((t, exp)) => (
-                Decision::Allow,
-                format!("ticket {} issued, expires at {exp}", Tickets::id_of(t)),
-            ),
-            Err(e) if e.code == ErrorCode::Denied => (
-                Decision::Deny,
-                format!("{}: {}", e.code.as_str(), e.message),
-            ),
-            Err(e) => (
-                Decision::Error,
-                format!("{}: {}", e.code.as_str(), e.message),
-            ),
-        };
         // A task the policy does not know (or any task while locked) is recorded as its HMAC.
+        let (ticket, expires_at) = match result {
+            Ok(issued) => issued,
+            Err(why) => {
+                let r = Refused::in_task(why, &recorded);
+                self.audit_refusal(Some(peer), Op::Ticket, &r, None, queued);
+                return Err(r.why.body());
+            }
+        };
+        let reason = format!(
+            "ticket {} issued, expires at {expires_at}",
+            Tickets::id_of(&ticket)
+        );
         self.append_limited(
             Some(peer),
             AuditRecord {
                 peer: Some(peer.audit_info()),
                 task: Some(&recorded),
                 reason: Some(&reason),
-                ..AuditRecord::new("ticket", decision)
+                ..AuditRecord::new(Op::Ticket, Decision::Allow)
             },
             queued,
         );
-        let (ticket, expires_at) = result?;
         Ok(Held::Line(ok_line(&Ticket {
             ticket,
             task: task.to_owned(),
@@ -868,44 +886,31 @@ impl Handler {
         peer: &PeerIdentity,
         task: &str,
         ttl: u64,
-    ) -> Result<(SecretString, u64), ErrorBody> {
-        let o = v.ok_or_else(locked)?;
+    ) -> Result<(SecretString, u64), Refusal> {
+        let o = v.ok_or(Refusal::Locked)?;
         if !self.access.may_issue_tickets(peer) {
-            return Err(err(
-                ErrorCode::Denied,
-                format!(
-                    "tickets are issued to admins and configured schedulers; uid {} is neither",
-                    peer.uid
-                ),
-            ));
+            return Err(Refusal::NotScheduler { uid: peer.uid });
         }
+        // Without a policy there is no task: the same answer as for a name it lacks.
         if o.vault.policy().and_then(|p| p.task(task)).is_none() {
-            return Err(err(ErrorCode::NotFound, NO_SUCH_TASK));
+            return Err(Refusal::NoSuchTask);
         }
         // Issue 15.12: a scheduler redeems what it is issued, so a ticket for any task would
         // be every task's secrets. The task must name it. Checked after the task is known to
         // the policy, so the name in this message (and the audit reason) is the policy's.
         let named = o.schedulers.get(task).map(Vec::as_slice);
         if !self.access.may_issue_ticket_for(peer, named) {
-            return Err(err(
-                ErrorCode::Denied,
-                format!(
-                    "uid {uid} is a scheduler, but task `{task}` does not name it; an admin adds `schedulers = [\"{uid}\"]` (or the user's name) to [tasks.{task}] in the policy and applies it",
-                    uid = peer.uid
-                ),
-            ));
+            return Err(Refusal::SchedulerNotNamed {
+                uid: peer.uid,
+                task: task.to_owned(),
+            });
         }
         let issued = self
             .tickets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .issue(task, ttl, now_unix());
-        issued.ok_or_else(|| {
-            err(
-                ErrorCode::Busy,
-                "too many outstanding tickets; retry after some expire",
-            )
-        })
+        issued.ok_or(Refusal::TooManyTickets)
     }
 
     fn fetch(
@@ -925,80 +930,79 @@ impl Handler {
                 Ok(fetched) => {
                     Ok(self.audit_hand_out(peer, fetched, via_ticket.as_deref(), queued))
                 }
-                Err(r) => {
-                    let decision = match r.body.code {
-                        ErrorCode::Denied | ErrorCode::OverScoped | ErrorCode::NotFound => {
-                            Decision::Deny
-                        }
-                        _ => Decision::Error,
-                    };
-                    let mut reason = format!("{}: {}", r.body.code.as_str(), r.body.message);
-                    if let Some(id) = &via_ticket {
-                        reason.push_str(&format!(" (ticket {id})"));
-                    }
+                Err(mut r) => {
                     // Names the refusal did not settle are the client's: recorded as is only
                     // when the applied policy declares them (locked, no policy: HMAC).
-                    let task = r.task.clone().or_else(|| match &by {
-                        FetchBy::Task(t) => Some(self.recorded_name(v, t, true)),
-                        FetchBy::Ticket(_) => None,
-                    });
-                    let cred = r.credential.clone().or_else(|| {
-                        credential
+                    if r.task.is_none() {
+                        if let FetchBy::Task(t) = &by {
+                            r.task = Some(self.recorded_name(v, t, true));
+                        }
+                    }
+                    if r.credential.is_none() {
+                        r.credential = credential
                             .as_deref()
-                            .map(|c| self.recorded_name(v, c, false))
-                    });
-                    self.append_limited(
-                        Some(peer),
-                        AuditRecord {
-                            peer: Some(peer.audit_info()),
-                            task: task.as_deref(),
-                            credential: cred.as_deref(),
-                            reason: Some(&reason),
-                            warnings: r.warnings,
-                            ..AuditRecord::new("fetch", decision)
-                        },
-                        queued,
-                    );
-                    Err(r.body)
+                            .map(|c| self.recorded_name(v, c, false));
+                    }
+                    let suffix = via_ticket.map(|id| format!(" (ticket {id})"));
+                    self.audit_refusal(Some(peer), Op::Fetch, &r, suffix.as_deref(), queued);
+                    Err(r.why.body())
                 }
             }
         })
     }
 
-    /// Authorise and assemble a hand-out; nothing is sent or audited here.
+    /// Authorise and assemble a hand-out; nothing is sent or audited here. The steps: the
+    /// vault and its policy, the task ([`Handler::resolve_task`]), the credentials
+    /// ([`Handler::select_credentials`]) and each one's grant ([`Handler::grant_one`]).
     fn decide_fetch(
         &self,
         v: Option<&Opened>,
         peer: &PeerIdentity,
         by: &FetchBy,
         credential: Option<&str>,
-    ) -> Result<Fetched, Refusal> {
-        let o = v.ok_or_else(locked)?;
-        let policy = o.vault.policy().ok_or_else(|| {
-            err(
-                ErrorCode::NotFound,
-                "no policy is applied to the vault, so no task may fetch; an admin runs `scopevault policy apply`",
-            )
-        })?;
-        let task_name = match by {
+    ) -> Step<Fetched> {
+        let (o, policy) = Self::opened_with_policy(v, Op::Fetch)?;
+        let task_name = self.resolve_task(o, policy, peer, by, credential)?;
+        let (task, names) = self.select_credentials(policy, &task_name, credential)?;
+        let (today, now) = (time::OffsetDateTime::now_utc().date(), now_unix());
+        let credentials = names
+            .into_iter()
+            .map(|name| Self::grant_one(o, policy, task, &task_name, name, today, now))
+            .collect::<Step<Vec<_>>>()?;
+        Ok(Fetched {
+            task: task_name,
+            credentials,
+            audit_seq: 0,
+        })
+    }
+
+    /// The task a fetch is for: a task named by one of its runners, or a ticket's task (the
+    /// ticket is spent here, unless the credential asked for is not its task's).
+    fn resolve_task(
+        &self,
+        o: &Opened,
+        policy: &Policy,
+        peer: &PeerIdentity,
+        by: &FetchBy,
+        credential: Option<&str>,
+    ) -> Step<String> {
+        match by {
             FetchBy::Task(t) => {
                 if policy.task(t).is_none() {
-                    return Err(Refusal {
-                        task: Some(self.unknown_name(t)),
-                        ..err(ErrorCode::NotFound, NO_SUCH_TASK).into()
-                    });
+                    return Err(Refused::in_task(Refusal::NoSuchTask, &self.unknown_name(t)));
                 }
                 if !is_runner(o.runners.get(t.as_str()), peer) {
-                    return Err(err(
-                        ErrorCode::Denied,
-                        format!("uid {} is not a runner of task `{t}`", peer.uid),
-                    )
+                    return Err(Refusal::NotARunner {
+                        op: Op::Fetch,
+                        uid: peer.uid,
+                        task: t.clone(),
+                    }
                     .into());
                 }
-                t.clone()
+                Ok(t.clone())
             }
             FetchBy::Ticket(t) => {
-                // A ticket asked for a credential its task does not list is refused below
+                // A ticket asked for a credential its task does not list is refused later
                 // without being used up (issue 15.12).
                 let redeemed = self
                     .tickets
@@ -1011,37 +1015,37 @@ impl Handler {
                         None => true,
                     });
                 match redeemed {
-                    Ok((task, _spent)) => task,
-                    Err(Refused::Unknown) => {
-                        return Err(err(ErrorCode::NotFound, "no such ticket (tickets do not survive a restart or a lock)").into())
+                    Ok((task, _spent)) => Ok(task),
+                    Err(NotRedeemed::Unknown) => Err(Refusal::TicketUnknown.into()),
+                    Err(NotRedeemed::Spent { task }) => {
+                        Err(Refused::in_task(Refusal::TicketSpent, &task))
                     }
-                    Err(Refused::Spent { task }) => {
-                        return Err(Refusal {
-                            task: Some(task),
-                            ..err(
-                                ErrorCode::Denied,
-                                "this ticket was already redeemed: possible interception; the attempt is audited",
-                            )
-                            .into()
-                        })
-                    }
-                    Err(Refused::Expired { task }) => {
-                        return Err(Refusal {
-                            task: Some(task),
-                            ..err(ErrorCode::Denied, "this ticket has expired; ask for a new one").into()
-                        })
+                    Err(NotRedeemed::Expired { task }) => {
+                        Err(Refused::in_task(Refusal::TicketExpired, &task))
                     }
                 }
             }
-        };
-        let task = policy.task(&task_name).ok_or_else(|| {
-            err(
-                ErrorCode::NotFound,
-                format!("no task `{task_name}` in the applied policy"),
+        }
+    }
+
+    /// The task's policy entry and the credentials to hand out: the one asked for, which the
+    /// task must list, or every credential it lists.
+    fn select_credentials<'p>(
+        &self,
+        policy: &'p Policy,
+        task_name: &str,
+        credential: Option<&'p str>,
+    ) -> Step<(&'p Task, Vec<&'p str>)> {
+        let task = policy.task(task_name).ok_or_else(|| {
+            Refused::in_task(
+                Refusal::TaskGone {
+                    task: task_name.to_owned(),
+                },
+                task_name,
             )
         })?;
         let listed = task.credentials();
-        let names: Vec<&str> = match credential {
+        let names = match credential {
             Some(c) if listed.contains(&c) => vec![c],
             Some(c) => {
                 // A name the policy does not declare is whatever the client sent: not echoed
@@ -1051,130 +1055,144 @@ impl Handler {
                 } else {
                     (self.unknown_name(c), "a credential of that name".to_owned())
                 };
-                return Err(Refusal {
-                    task: Some(task_name.clone()),
+                return Err(Box::new(Refused {
                     credential: Some(recorded),
-                    ..err(
-                        ErrorCode::Denied,
-                        format!("task `{task_name}` does not list {shown}"),
+                    ..*Refused::in_task(
+                        Refusal::NotListed {
+                            task: task_name.to_owned(),
+                            shown,
+                        },
+                        task_name,
                     )
-                    .into()
-                });
+                }));
             }
             None => listed,
         };
-        let today = time::OffsetDateTime::now_utc().date();
-        let now = now_unix();
-        let mut out = Vec::new();
-        for name in names {
-            let refuse = |code, message: String, warnings: Vec<String>| Refusal {
-                body: err(code, message),
-                task: Some(task_name.clone()),
+        Ok((task, names))
+    }
+
+    /// One credential of the task as it is handed out: its secrets (a TOTP credential's
+    /// code instead of its seed) and its scope warnings, or the refusal (no secret stored,
+    /// over-scoped under `enforce = "deny"`, no usable TOTP seed).
+    fn grant_one(
+        o: &Opened,
+        policy: &Policy,
+        task: &Task,
+        task_name: &str,
+        name: &str,
+        today: time::Date,
+        now: u64,
+    ) -> Step<FetchedCredential> {
+        let refuse = |why: Refusal, warnings: Vec<String>| {
+            Box::new(Refused {
+                why,
+                task: Some(task_name.to_owned()),
                 credential: Some(name.to_owned()),
                 warnings,
-            };
-            let Some(cred) = o.vault.credential(name) else {
-                return Err(refuse(
-                    ErrorCode::NotFound,
-                    format!("credential `{name}` has no secret stored in the vault; an admin runs `scopevault cred add {name}`"),
-                    Vec::new(),
+            })
+        };
+        let Some(cred) = o.vault.credential(name) else {
+            return Err(refuse(
+                Refusal::NoSecret {
+                    credential: name.to_owned(),
+                },
+                Vec::new(),
+            ));
+        };
+        // A credential with metadata but no secret value is not handed out as an empty
+        // success: the runner would go on with nothing to log in with (docs/protocol.md).
+        if cred.kind != CredentialKind::Totp && cred.secrets.is_empty() {
+            return Err(refuse(
+                Refusal::EmptySecret {
+                    credential: name.to_owned(),
+                    task: task_name.to_owned(),
+                },
+                Vec::new(),
+            ));
+        }
+        let grant = o.grant(policy, task_name, name, today);
+        let mut warnings = Vec::new();
+        if !grant.excess.is_empty() {
+            let mut w = format!(
+                "credential `{name}` grants scopes task `{task_name}` does not need: {}",
+                grant.excess.join(", ")
+            );
+            if !grant.high_risk.is_empty() {
+                w.push_str(&format!(" (high risk: {})", grant.high_risk.join(", ")));
+            }
+            if grant.excepted {
+                w.push_str(" [covered by an exception in force]");
+            }
+            warnings.push(w);
+        }
+        if let Some(origin) = task.origin() {
+            if !cred.origins.is_empty() && !cred.origins.iter().any(|o| o == origin) {
+                warnings.push(format!(
+                    "task `{task_name}` works on {origin}, which is not among the origins of credential `{name}`"
                 ));
-            };
-            // A credential with metadata but no secret value is not handed out as an empty
-            // success: the runner would go on with nothing to log in with (docs/protocol.md).
-            if cred.kind != CredentialKind::Totp && cred.secrets.is_empty() {
+            }
+        }
+        if !grant.excess.is_empty() && policy.enforce() == Enforce::Deny && !grant.excepted {
+            return Err(refuse(
+                Refusal::OverScoped {
+                    credential: name.to_owned(),
+                    task: task_name.to_owned(),
+                    excess: grant.excess.join(", "),
+                },
+                warnings,
+            ));
+        }
+        let mut secrets = std::collections::BTreeMap::new();
+        let mut totp = None;
+        if cred.kind == CredentialKind::Totp {
+            let seed = TOTP_SEED_FIELDS
+                .iter()
+                .find_map(|f| cred.secrets.get(f).map(|v| (*f, v)));
+            let Some((field, value)) = seed else {
                 return Err(refuse(
-                    ErrorCode::NotFound,
-                    format!("credential `{name}` (listed by task `{task_name}`) has no secret value stored in the vault; an admin runs `scopevault cred set {name} --secret KEY` and `scopevault reload`"),
-                    Vec::new(),
-                ));
-            }
-            let grant = o.grant(policy, &task_name, name, today);
-            let mut warnings = Vec::new();
-            if !grant.excess.is_empty() {
-                let mut w = format!(
-                    "credential `{name}` grants scopes task `{task_name}` does not need: {}",
-                    grant.excess.join(", ")
-                );
-                if !grant.high_risk.is_empty() {
-                    w.push_str(&format!(" (high risk: {})", grant.high_risk.join(", ")));
-                }
-                if grant.excepted {
-                    w.push_str(" [covered by an exception in force]");
-                }
-                warnings.push(w);
-            }
-            if let Some(origin) = task.origin() {
-                if !cred.origins.is_empty() && !cred.origins.iter().any(|o| o == origin) {
-                    warnings.push(format!(
-                        "task `{task_name}` works on {origin}, which is not among the origins of credential `{name}`"
-                    ));
-                }
-            }
-            if !grant.excess.is_empty() && policy.enforce() == Enforce::Deny && !grant.excepted {
-                return Err(refuse(
-                    ErrorCode::OverScoped,
-                    format!(
-                        "credential `{name}` grants more than task `{task_name}` needs ({}) and enforce = \"deny\"; narrow the credential or add a reviewed exception",
-                        grant.excess.join(", ")
-                    ),
+                    Refusal::NoTotpSeed {
+                        credential: name.to_owned(),
+                    },
                     warnings,
                 ));
-            }
-            let mut secrets = std::collections::BTreeMap::new();
-            let mut totp = None;
-            if cred.kind == CredentialKind::Totp {
-                let seed = TOTP_SEED_FIELDS
-                    .iter()
-                    .find_map(|f| cred.secrets.get(f).map(|v| (*f, v)));
-                let Some((field, value)) = seed else {
-                    return Err(refuse(
-                        ErrorCode::NotFound,
-                        format!("totp credential `{name}` has no `totp_seed` or `otpauth` secret"),
-                        warnings,
-                    ));
-                };
-                let gen = Totp::from_field(field, value).map_err(|e| {
-                    refuse(
-                        ErrorCode::Internal,
-                        format!("credential `{name}`: {e}"),
-                        Vec::new(),
-                    )
-                })?;
-                let (code, seconds_left) = gen.code_at(now);
-                totp = Some(TotpCode {
-                    code: SecretString::from(code),
-                    seconds_left,
-                });
-                for (k, v) in cred.secrets {
-                    if !TOTP_SEED_FIELDS.contains(&k.as_str()) {
-                        secrets.insert(k.clone(), v.clone());
-                    }
-                }
-            } else {
-                for (k, v) in cred.secrets {
+            };
+            let gen = Totp::from_field(field, value).map_err(|e| {
+                refuse(
+                    Refusal::BadTotpSeed {
+                        credential: name.to_owned(),
+                        error: e.to_string(),
+                    },
+                    Vec::new(),
+                )
+            })?;
+            let (code, seconds_left) = gen.code_at(now);
+            totp = Some(TotpCode {
+                code: SecretString::from(code),
+                seconds_left,
+            });
+            for (k, v) in cred.secrets {
+                if !TOTP_SEED_FIELDS.contains(&k.as_str()) {
                     secrets.insert(k.clone(), v.clone());
                 }
             }
-            out.push(FetchedCredential {
-                name: name.to_owned(),
-                kind: cred.kind.as_str().to_owned(),
-                scopes: cred.scopes.to_vec(),
-                origins: cred.origins.to_vec(),
-                fields: cred
-                    .fields
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                secrets,
-                totp,
-                warnings,
-            });
+        } else {
+            for (k, v) in cred.secrets {
+                secrets.insert(k.clone(), v.clone());
+            }
         }
-        Ok(Fetched {
-            task: task_name,
-            credentials: out,
-            audit_seq: 0,
+        Ok(FetchedCredential {
+            name: name.to_owned(),
+            kind: cred.kind.as_str().to_owned(),
+            scopes: cred.scopes.to_vec(),
+            origins: cred.origins.to_vec(),
+            fields: cred
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            secrets,
+            totp,
+            warnings,
         })
     }
 
@@ -1202,7 +1220,7 @@ impl Handler {
                 reason: reason.as_deref(),
                 warnings: c.warnings.clone(),
                 values,
-                ..AuditRecord::new("fetch", Decision::Allow)
+                ..AuditRecord::new(Op::Fetch, Decision::Allow)
             }));
         }
         Held::Fetched(fetched)
@@ -1217,6 +1235,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The records this answer waits for.
+    pub fn tickets(&self) -> &[AuditTicket] {
+        &self.queued
+    }
+
     /// An answer that needs no audit record (a malformed line).
     pub fn answer(line: Zeroizing<Vec<u8>>) -> Prepared {
         Prepared {
@@ -1240,7 +1263,7 @@ enum Held {
 /// `audit_unavailable` (a hand-out is never sent without its durable record).
 fn finish(held: Held, results: &[Result<u64, AuditError>]) -> Zeroizing<Vec<u8>> {
     if results.iter().any(Result::is_err) {
-        return err_line(&audit_unavailable());
+        return err_line(&Refusal::AuditUnavailable.body());
     }
     let last = results.iter().rev().find_map(|r| r.as_ref().ok().copied());
     match held {
@@ -1262,13 +1285,6 @@ fn take_window(uid: u32, w: &mut DenialWindow) -> Option<Counted> {
         let n = std::mem::take(&mut w.suppressed);
         (uid, n, w.since, w.peer.take(), std::mem::take(&mut w.ops))
     })
-}
-
-fn audit_unavailable() -> ErrorBody {
-    err(
-        ErrorCode::AuditUnavailable,
-        "the audit log cannot be written, so nothing is handed out; an admin must fix the audit log (disk space, permissions)",
-    )
 }
 
 #[cfg(test)]
@@ -1622,9 +1638,20 @@ mod tests {
         let tickets: Vec<_> = recs.iter().filter(|r| r["op"] == "ticket").collect();
         let denied: Vec<_> = tickets
             .iter()
-            .filter(|r| r["decision"] == "deny" && r["peer"]["uid"] == 3000)
+            .filter(|r| {
+                r["decision"] == "deny"
+                    && r["peer"]["uid"] == 3000
+                    && r["reason"].as_str().unwrap().starts_with("denied:")
+            })
             .collect();
         assert_eq!(denied.len(), 3, "the three unnamed tasks: {tickets:?}");
+        // The unknown task: `deny` too, as for a fetch (one mapping, docs/audit.md).
+        let last = tickets.last().unwrap();
+        assert_eq!(last["decision"], "deny", "{last}");
+        assert!(
+            last["reason"].as_str().unwrap().starts_with("not_found:"),
+            "{last}"
+        );
         for task in ["checkout-flow", "browse-catalog", "two-factor-login"] {
             assert!(
                 denied.iter().any(|r| r["task"] == task
@@ -1689,8 +1716,9 @@ mod tests {
             issued["reason"].as_str().unwrap().starts_with("ticket "),
             "{issued}"
         );
-        // An unknown task is an error, recorded as an HMAC: the name is whatever was sent.
-        assert_eq!(unknown["decision"], "error", "{unknown}");
+        // An unknown task is a denial, as for a fetch (docs/audit.md, "Decisions"), recorded
+        // as an HMAC: the name is whatever was sent.
+        assert_eq!(unknown["decision"], "deny", "{unknown}");
         assert!(
             unknown["reason"].as_str().unwrap().starts_with("not_found"),
             "{unknown}"
@@ -2098,6 +2126,99 @@ mod tests {
         assert_eq!(r[6]["op"], "denials", "{}", r[6]);
         assert_eq!(r[6]["count"], 5, "{}", r[6]);
     }
+    /// Every op the daemon audits writes its `op` under the same string as before the ops
+    /// were typed (docs/audit.md lists them; `audit show` and `lint --audit` read them).
+    #[test]
+    fn each_op_is_recorded_under_its_documented_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let lines = [
+            (root(), r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#),
+            (
+                sched(),
+                r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+            ),
+            (
+                root(),
+                r#"{"v":1,"op":"scrub_report","task":"checkout-flow","scrub":{"files":1,"rewritten":0,"failed":0,"binary_kept":0,"binary_dropped":0,"binary_with_form":0,"hits":{}}}"#,
+            ),
+            (stranger(), r#"{"v":1,"op":"reload"}"#),
+            (stranger(), r#"{"v":1,"op":"unlock","passphrase":"x"}"#),
+            (stranger(), r#"{"v":1,"op":"audit_rotate"}"#),
+            (root(), r#"{"v":1,"op":"lock"}"#),
+        ];
+        for (peer, line) in &lines {
+            call(&h, peer, line);
+        }
+        let big = h.too_large(&stranger());
+        drop(h.commit(vec![big], true));
+        let ops: Vec<String> = audit_records(dir.path())
+            .iter()
+            .map(|r| r["op"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "fetch",
+                "ticket",
+                "scrub_report",
+                "reload",
+                "unlock",
+                "audit_rotate",
+                "lock",
+                "invalid"
+            ],
+        );
+        let r = audit_records(dir.path());
+        assert_eq!(r[7]["decision"], "deny", "{}", r[7]);
+        assert!(
+            r[7]["reason"].as_str().unwrap().starts_with("too_large: "),
+            "{}",
+            r[7]
+        );
+    }
+
+    /// One mapping: the same refusal is recorded with the same decision whatever the op — an
+    /// unknown task is `deny` for `fetch`, `ticket` and `scrub_report` alike, and `locked` is
+    /// `error` for each of them.
+    #[test]
+    fn the_same_refusal_gets_the_same_decision_in_every_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let scrub = r#""scrub":{"files":1,"rewritten":0,"failed":0,"binary_kept":0,"binary_dropped":0,"binary_with_form":0,"hits":{}}"#;
+        let asks = [
+            r#"{"v":1,"op":"fetch","task":"ghost"}"#.to_owned(),
+            r#"{"v":1,"op":"ticket","task":"ghost","ttl":60}"#.to_owned(),
+            format!(r#"{{"v":1,"op":"scrub_report","task":"ghost",{scrub}}}"#),
+        ];
+        for line in &asks {
+            let v = call(&h, &root(), line);
+            assert_eq!(v["error"]["code"], "not_found", "{line}: {v}");
+        }
+        call(&h, &root(), r#"{"v":1,"op":"lock"}"#);
+        for line in &asks {
+            let v = call(&h, &root(), line);
+            assert_eq!(v["error"]["code"], "locked", "{line}: {v}");
+        }
+        let r = audit_records(dir.path());
+        let decisions: Vec<(&str, &str)> = r
+            .iter()
+            .map(|x| (x["op"].as_str().unwrap(), x["decision"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            decisions,
+            [
+                ("fetch", "deny"),
+                ("ticket", "deny"),
+                ("scrub_report", "deny"),
+                ("lock", "allow"),
+                ("fetch", "error"),
+                ("ticket", "error"),
+                ("scrub_report", "error"),
+            ]
+        );
+    }
+
     #[test]
     fn lock_forgets_the_vault_and_fetch_is_locked_then() {
         let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ pub mod totp;
 pub mod authz;
 pub mod daemon;
 pub mod handler;
+mod outcome;
 pub mod peer;
 pub mod server;
 pub(crate) mod state;

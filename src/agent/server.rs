@@ -20,7 +20,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -106,6 +106,8 @@ pub struct Limits {
     pub max_per_uid: usize,
     /// The daemon's uid (always served).
     pub daemon_uid: u32,
+    /// Event loops (threads serving connections; see [`default_event_loops`]).
+    pub event_loops: usize,
 }
 
 /// The default total connection cap (`serve --max-connections`).
@@ -119,6 +121,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_per_uid: 64,
             daemon_uid: crate::sys::current_uid(),
+            event_loops: default_event_loops(),
         }
     }
 }
@@ -261,15 +264,17 @@ impl Listener {
 #[derive(Clone)]
 pub struct Shutdown {
     flag: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    wakers: Arc<Vec<Arc<Waker>>>,
 }
 
 impl Shutdown {
-    /// Request shutdown and wake the loop (safe to call from a signal-handling thread).
+    /// Request shutdown and wake every loop (safe to call from a signal-handling thread).
     pub fn trigger(&self) {
         self.flag.store(true, Ordering::SeqCst);
         // An eventfd that is already signalled already holds a wake-up.
-        let _ = self.waker.wake();
+        for w in self.wakers.iter() {
+            let _ = w.wake();
+        }
     }
 
     /// True once shutdown was requested.
@@ -355,6 +360,8 @@ struct Conn {
     closing: bool,
     /// Registered for writability too: only while an answer could not be written whole.
     want_write: bool,
+    /// Answers of this connection wait for their audit records (the committer thread).
+    awaiting_audit: bool,
 }
 
 impl Conn {
@@ -376,7 +383,12 @@ impl Conn {
 
     /// Whether the connection waits for nothing of ours: no answer pending or being written.
     fn settled(&self) -> bool {
-        self.output.is_empty() && !self.on_worker
+        self.output.is_empty() && !self.busy()
+    }
+
+    /// An answer of ours is being made: on the worker, or waiting for its audit records.
+    fn busy(&self) -> bool {
+        self.on_worker || self.awaiting_audit
     }
 }
 
@@ -396,8 +408,8 @@ fn push_zeroizing(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8], max_cap: usize) {
 
 /// A request for the worker thread, and its answer.
 struct Job {
-    slot: usize,
-    serial: u64,
+    /// The loop the connection is on, its slot there and its serial.
+    from: (usize, usize, u64),
     peer: Arc<PeerIdentity>,
     request: Request,
 }
@@ -407,30 +419,59 @@ struct Done {
     answer: Zeroizing<Vec<u8>>,
 }
 
-/// The event loop, ready to run.
+/// The answers of one turn that wait for their audit records: (slot, serial, answer).
+type Held = Vec<(usize, u64, Prepared)>;
+/// A turn's audit records for the committer thread, and what it found.
+type ToCommit = (u64, Vec<crate::audit::Ticket>);
+type Committed = (u64, Vec<Result<u64, crate::audit::AuditError>>);
+
+/// A connection accepted by the first loop for another one.
+struct NewConn {
+    stream: UnixStream,
+    peer: PeerIdentity,
+    counted: Option<u32>,
+}
+
+/// The event loops, ready to run.
 pub struct Server {
     listener: Listener,
     limits: Limits,
     handler: Arc<Handler>,
     shutdown: Shutdown,
-    poll: Poll,
+    /// One per loop; the first one also accepts.
+    polls: Vec<Poll>,
+}
+
+/// How many event loops run by default (`serve --event-loops`): one per two CPUs, at most 4
+/// (the clients on the same host need CPU too: on 2 cores, two loops served 0.54-0.74x the
+/// requests of one, docs/security.md "Daemon throughput"). The first loop accepts and deals the
+/// connections out in turn; each decides its own connections' requests and has its own
+/// committer thread, and the audit log's group commit writes every loop's queued records.
+pub fn default_event_loops() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4))
 }
 
 impl Server {
-    /// A server on `listener` answering with `handler`.
+    /// A server on `listener` answering with `handler`, with `limits.event_loops` event loops
+    /// (at least one).
     pub fn new(listener: Listener, limits: Limits, handler: Arc<Handler>) -> io::Result<Server> {
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        let mut polls = Vec::new();
+        let mut wakers = Vec::new();
+        for _ in 0..limits.event_loops.max(1) {
+            let poll = Poll::new()?;
+            wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
+            polls.push(poll);
+        }
         let shutdown = Shutdown {
             flag: Arc::new(AtomicBool::new(false)),
-            waker: Arc::new(waker),
+            wakers: Arc::new(wakers),
         };
         Ok(Server {
             listener,
             limits,
             handler,
             shutdown,
-            poll,
+            polls,
         })
     }
 
@@ -447,33 +488,94 @@ impl Server {
             limits,
             handler,
             shutdown,
-            poll,
+            polls,
         } = self;
         listener.inner.set_nonblocking(true)?;
         let listener_fd = listener.inner.as_raw_fd();
-        poll.registry().register(
+        polls[0].registry().register(
             &mut mio::unix::SourceFd(&listener_fd),
             LISTENER,
             Interest::READABLE,
         )?;
-        let (jobs, done) = start_worker(&handler, &shutdown)?;
-        let mut lp = Loop {
-            poll,
-            limits,
-            slots: Slots {
-                open: handler.open_connections(),
-                per_uid: HashMap::new(),
-            },
-            handler,
-            conns: Vec::new(),
-            free: Vec::new(),
-            serial: 0,
-            jobs,
-            done,
-            active: Vec::new(),
-            scratch: Zeroizing::new(vec![0; CHUNK]),
-        };
-        let result = lp.serve(&listener, &shutdown);
+        let slots = Arc::new(Mutex::new(Slots {
+            open: handler.open_connections(),
+            per_uid: HashMap::new(),
+        }));
+        let mut outboxes = Vec::new();
+        let mut dones = Vec::new();
+        let mut handoffs = Vec::new();
+        let mut incomings = Vec::new();
+        for _ in &polls {
+            let (tx, rx) = mpsc::channel::<Done>();
+            outboxes.push(tx);
+            dones.push(rx);
+            let (tx, rx) = mpsc::channel::<Vec<NewConn>>();
+            handoffs.push(tx);
+            incomings.push(rx);
+        }
+        let jobs = start_worker(&handler, outboxes, shutdown.wakers.clone())?;
+        let mut loops: Vec<Loop> = polls
+            .into_iter()
+            .zip(dones)
+            .zip(incomings)
+            .enumerate()
+            .map(|(index, ((poll, done), incoming))| {
+                let (commits, committed) =
+                    start_committer(&handler, shutdown.wakers[index].clone())?;
+                Ok(Loop {
+                    index,
+                    poll,
+                    limits: limits.clone(),
+                    slots: slots.clone(),
+                    handler: handler.clone(),
+                    conns: Vec::new(),
+                    free: Vec::new(),
+                    serial: 0,
+                    jobs: jobs.clone(),
+                    done,
+                    incoming,
+                    handoffs: Vec::new(),
+                    wakers: shutdown.wakers.clone(),
+                    next: 0,
+                    active: Vec::new(),
+                    scratch: Zeroizing::new(vec![0; CHUNK]),
+                    pending: HashMap::new(),
+                    next_turn: 0,
+                    commits,
+                    committed,
+                })
+            })
+            .collect::<io::Result<_>>()?;
+        drop(jobs);
+        let mut lp = loops.remove(0);
+        lp.handoffs = handoffs;
+        let mut others = Vec::new();
+        for mut other in loops {
+            let sd = shutdown.clone();
+            let spawned = std::thread::Builder::new()
+                .name("sv-loop".into())
+                .spawn(move || {
+                    let served = other.serve(None, &sd);
+                    let grace = other.limits.read_timeout + Duration::from_secs(1);
+                    other.drain(Instant::now() + grace);
+                    served
+                });
+            match spawned {
+                Ok(t) => others.push(t),
+                Err(e) => {
+                    shutdown.trigger();
+                    for t in others {
+                        let _ = t.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let result = lp.serve(Some(&listener), &shutdown);
+        if result.is_err() {
+            // The first loop failed: stop the others too.
+            shutdown.trigger();
+        }
         // Stop accepting first, then take our socket away (only if it is still ours: not one a
         // second daemon or an admin put there since), then drain.
         let _ = lp
@@ -491,46 +593,79 @@ impl Server {
                 let _ = std::fs::remove_file(p);
             }
         }
-        result?;
         lp.drain(Instant::now() + lp.limits.read_timeout + Duration::from_secs(1));
-        Ok(())
+        let mut outcome = result;
+        for t in others {
+            let served = t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("an event loop panicked")));
+            outcome = outcome.and(served);
+        }
+        outcome
     }
 }
 
-/// The worker thread for requests that can block ([`Handler::runs_off_loop`]): it answers
-/// them one at a time and wakes the loop with each answer.
-fn start_worker(
+/// A loop's committer thread: it waits until a turn's audit records are durable (one
+/// `write` and one `fdatasync` for everything queued, the natural group commit) and hands the
+/// results back, so that the loop reads and decides the next turn meanwhile.
+fn start_committer(
     handler: &Arc<Handler>,
-    shutdown: &Shutdown,
-) -> io::Result<(mpsc::Sender<Job>, mpsc::Receiver<Done>)> {
-    let (jobs, inbox) = mpsc::channel::<Job>();
-    let (outbox, done) = mpsc::channel::<Done>();
-    let (h, waker) = (handler.clone(), shutdown.waker.clone());
+    waker: Arc<Waker>,
+) -> io::Result<(mpsc::Sender<ToCommit>, mpsc::Receiver<Committed>)> {
+    let (commits, inbox) = mpsc::channel::<ToCommit>();
+    let (outbox, committed) = mpsc::channel::<Committed>();
+    let h = handler.clone();
     std::thread::Builder::new()
-        .name("sv-worker".into())
+        .name("sv-commit".into())
         .spawn(move || {
-            for job in inbox {
-                let prepared = h.prepare(&job.peer, job.request);
-                let answer = h.commit(vec![prepared], true).pop().unwrap_or_default();
-                let sent = outbox.send(Done {
-                    slot: job.slot,
-                    serial: job.serial,
-                    answer,
-                });
-                if sent.is_err() {
+            for (turn, tickets) in inbox {
+                let results = h.wait_audit(&tickets, false);
+                if outbox.send((turn, results)).is_err() {
                     break;
                 }
                 let _ = waker.wake();
             }
         })?;
-    Ok((jobs, done))
+    Ok((commits, committed))
 }
 
-/// The loop's state: the connection table and what is to be done in this turn.
+/// The worker thread for requests that can block ([`Handler::runs_off_loop`]): it answers
+/// them one at a time and wakes the loop of each with its answer.
+fn start_worker(
+    handler: &Arc<Handler>,
+    outboxes: Vec<mpsc::Sender<Done>>,
+    wakers: Arc<Vec<Arc<Waker>>>,
+) -> io::Result<mpsc::Sender<Job>> {
+    let (jobs, inbox) = mpsc::channel::<Job>();
+    let h = handler.clone();
+    std::thread::Builder::new()
+        .name("sv-worker".into())
+        .spawn(move || {
+            for job in inbox {
+                let (index, slot, serial) = job.from;
+                let prepared = h.prepare(&job.peer, job.request);
+                let answer = h.commit(vec![prepared], true).pop().unwrap_or_default();
+                // A loop that has stopped no longer takes answers; the others still do.
+                let done = Done {
+                    slot,
+                    serial,
+                    answer,
+                };
+                if outboxes[index].send(done).is_ok() {
+                    let _ = wakers[index].wake();
+                }
+            }
+        })?;
+    Ok(jobs)
+}
+
+/// One loop's state: its connection table and what is to be done in this turn.
 struct Loop {
+    /// Which loop this is (0 accepts).
+    index: usize,
     poll: Poll,
     limits: Limits,
-    slots: Slots,
+    slots: Arc<Mutex<Slots>>,
     handler: Arc<Handler>,
     /// Connections by slot (token = slot + [`FIRST_CONN`]); `None` is free.
     conns: Vec<Option<Conn>>,
@@ -538,17 +673,29 @@ struct Loop {
     serial: u64,
     jobs: mpsc::Sender<Job>,
     done: mpsc::Receiver<Done>,
+    /// Connections the first loop accepted for this one, a turn's worth at a time.
+    incoming: mpsc::Receiver<Vec<NewConn>>,
+    /// The first loop: where to send the connections it deals to each loop (itself included).
+    handoffs: Vec<mpsc::Sender<Vec<NewConn>>>,
+    wakers: Arc<Vec<Arc<Waker>>>,
+    /// The loop the next accepted connection goes to.
+    next: usize,
     /// Slots with something to do in this turn (readable, or lines left from the last turn).
     active: Vec<usize>,
     /// One read buffer for every connection (zeroed when the loop ends).
     scratch: Zeroizing<Vec<u8>>,
+    /// Turns whose records the committer thread is making durable, and their answers.
+    pending: HashMap<u64, Held>,
+    next_turn: u64,
+    commits: mpsc::Sender<ToCommit>,
+    committed: mpsc::Receiver<Committed>,
 }
 
 impl Loop {
-    fn serve(&mut self, listener: &Listener, shutdown: &Shutdown) -> io::Result<()> {
+    fn serve(&mut self, listener: Option<&Listener>, shutdown: &Shutdown) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS);
         let mut next_sweep = Instant::now() + SWEEP;
-        let mut accept_ready = true;
+        let mut accept_ready = listener.is_some();
         let mut accept_retry: Option<Instant> = None;
         loop {
             let now = Instant::now();
@@ -584,11 +731,13 @@ impl Loop {
                 return Ok(());
             }
             self.take_worker_answers();
+            self.take_committed();
+            self.take_incoming();
             if accept_retry.is_some_and(|t| Instant::now() >= t) {
                 accept_retry = None;
                 accept_ready = true;
             }
-            if accept_ready && accept_retry.is_none() {
+            if let Some(listener) = listener.filter(|_| accept_ready && accept_retry.is_none()) {
                 match self.accept(listener) {
                     Ok(more) => accept_ready = more,
                     // EMFILE and friends: try again shortly rather than spin.
@@ -605,6 +754,26 @@ impl Loop {
 
     /// Accept up to [`ACCEPTS_PER_TURN`] connections; `Ok(true)` if more may be waiting.
     fn accept(&mut self, listener: &Listener) -> io::Result<bool> {
+        // Each loop's share of this turn's connections goes over in one message, so that
+        // requests that came with them are decided in one turn there too.
+        let mut dealt: Vec<Vec<NewConn>> = self.handoffs.iter().map(|_| Vec::new()).collect();
+        let more = self.accept_into(listener, &mut dealt);
+        for (to, conns) in dealt.into_iter().enumerate() {
+            if conns.is_empty() {
+                continue;
+            }
+            match self.handoffs[to].send(conns) {
+                Ok(()) => {
+                    let _ = self.wakers[to].wake();
+                }
+                // That loop has stopped: keep its connections here.
+                Err(mpsc::SendError(back)) => back.into_iter().for_each(|c| self.adopt(c)),
+            }
+        }
+        more
+    }
+
+    fn accept_into(&mut self, listener: &Listener, dealt: &mut [Vec<NewConn>]) -> io::Result<bool> {
         for _ in 0..ACCEPTS_PER_TURN {
             let stream = match listener.inner.accept() {
                 Ok((s, _)) => s,
@@ -614,7 +783,8 @@ impl Loop {
                 Err(e) => return Err(e),
             };
             let uid = crate::sys::peer_credentials(&stream).ok().map(|c| c.uid);
-            let Some(counted) = self.slots.take(uid, &self.limits) else {
+            let taken = self.slots().take(uid, &self.limits);
+            let Some(counted) = taken else {
                 refuse(
                     stream,
                     ErrorCode::Busy,
@@ -625,7 +795,7 @@ impl Loop {
             let peer = match PeerIdentity::of(&stream) {
                 Ok(p) => p,
                 Err(_) => {
-                    self.slots.give_back(counted);
+                    self.slots().give_back(counted);
                     refuse(
                         stream,
                         ErrorCode::Internal,
@@ -635,45 +805,81 @@ impl Loop {
                 }
             };
             if stream.set_nonblocking(true).is_err() {
-                self.slots.give_back(counted);
+                self.slots().give_back(counted);
                 continue;
             }
-            let slot = self.free.pop().unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
-            let mut stream = mio::net::UnixStream::from_std(stream);
-            if self
-                .poll
-                .registry()
-                .register(&mut stream, Token(slot + FIRST_CONN), Interest::READABLE)
-                .is_err()
-            {
-                self.free.push(slot);
-                self.slots.give_back(counted);
-                continue;
-            }
-            self.serial += 1;
-            self.conns[slot] = Some(Conn {
+            let conn = NewConn {
                 stream,
-                peer: Arc::new(peer),
+                peer,
                 counted,
-                serial: self.serial,
-                input: Zeroizing::new(Vec::new()),
-                output: Zeroizing::new(Vec::new()),
-                line_since: None,
-                output_since: None,
-                idle_since: Instant::now(),
-                // A request may have arrived with the connection.
-                readable: true,
-                eof: false,
-                on_worker: false,
-                closing: false,
-                want_write: false,
-            });
-            self.active.push(slot);
+            };
+            // Deal the connections out in turn, this loop included.
+            let to = self.next;
+            self.next = (self.next + 1) % dealt.len().max(1);
+            if to == self.index || dealt.is_empty() {
+                self.adopt(conn);
+            } else {
+                dealt[to].push(conn);
+            }
         }
         Ok(true)
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connections the first loop dealt to this one.
+    fn take_incoming(&mut self) {
+        while let Ok(conns) = self.incoming.try_recv() {
+            for conn in conns {
+                self.adopt(conn);
+            }
+        }
+    }
+
+    /// Register a connection with this loop.
+    fn adopt(&mut self, conn: NewConn) {
+        let NewConn {
+            stream,
+            peer,
+            counted,
+        } = conn;
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let mut stream = mio::net::UnixStream::from_std(stream);
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot + FIRST_CONN), Interest::READABLE)
+            .is_err()
+        {
+            self.free.push(slot);
+            self.slots().give_back(counted);
+            return;
+        }
+        self.serial += 1;
+        self.conns[slot] = Some(Conn {
+            stream,
+            peer: Arc::new(peer),
+            counted,
+            serial: self.serial,
+            input: Zeroizing::new(Vec::new()),
+            output: Zeroizing::new(Vec::new()),
+            line_since: None,
+            output_since: None,
+            idle_since: Instant::now(),
+            // A request may have arrived with the connection.
+            readable: true,
+            eof: false,
+            on_worker: false,
+            closing: false,
+            want_write: false,
+            awaiting_audit: false,
+        });
+        self.active.push(slot);
     }
 
     /// One turn: read what the active connections sent, decide every whole request, commit
@@ -692,19 +898,83 @@ impl Loop {
             self.flush(slot);
             self.read_and_decide(slot, &mut batch, draining);
         }
-        if !batch.is_empty() {
-            let (slots, prepared): (Vec<usize>, Vec<Prepared>) = batch.into_iter().unzip();
-            let answers = self.handler.commit(prepared, false);
-            for (slot, answer) in slots.iter().zip(answers) {
-                if let Some(Some(c)) = self.conns.get_mut(*slot) {
+        if batch.is_empty() {
+            return;
+        }
+        // A connection with an answer that waits for audit records gets all its answers of
+        // this turn after them (answers go out in the order of the requests); the others
+        // are answered now.
+        let waiting: std::collections::HashSet<usize> = batch
+            .iter()
+            .filter(|(_, p)| !p.tickets().is_empty())
+            .map(|(slot, _)| *slot)
+            .collect();
+        let mut held: Held = Vec::new();
+        let mut now = Vec::new();
+        for (slot, p) in batch {
+            let Some(Some(c)) = self.conns.get_mut(slot) else {
+                // Closed meanwhile: its records are still made durable with the turn's.
+                held.push((slot, 0, p));
+                continue;
+            };
+            if waiting.contains(&slot) {
+                c.awaiting_audit = true;
+                held.push((slot, c.serial, p));
+            } else {
+                let answer = self.handler.finish(p, &[]);
+                push_zeroizing(&mut c.output, &answer, usize::MAX);
+                now.push(slot);
+            }
+        }
+        if !held.is_empty() {
+            let tickets: Vec<_> = held
+                .iter()
+                .flat_map(|(_, _, p)| p.tickets().iter().copied())
+                .collect();
+            let turn = self.next_turn;
+            self.next_turn += 1;
+            if let Err(mpsc::SendError((turn, tickets))) = self.commits.send((turn, tickets)) {
+                // No committer (it cannot stop while the loop runs): wait here instead.
+                let results = self.handler.wait_audit(&tickets, false);
+                self.pending.insert(turn, held);
+                self.answer_committed(turn, results);
+            } else {
+                self.pending.insert(turn, held);
+            }
+        }
+        now.dedup();
+        for slot in now {
+            self.flush(slot);
+        }
+    }
+
+    /// Turns whose audit records the committer has settled: their answers go out.
+    fn take_committed(&mut self) {
+        while let Ok((turn, results)) = self.committed.try_recv() {
+            self.answer_committed(turn, results);
+        }
+    }
+
+    fn answer_committed(&mut self, turn: u64, results: Vec<Result<u64, crate::audit::AuditError>>) {
+        let Some(held) = self.pending.remove(&turn) else {
+            return;
+        };
+        let mut results = results.into_iter();
+        let mut answered = Vec::new();
+        for (slot, serial, p) in held {
+            let mine: Vec<_> = results.by_ref().take(p.tickets().len()).collect();
+            let answer = self.handler.finish(p, &mine);
+            if let Some(Some(c)) = self.conns.get_mut(slot) {
+                if c.serial == serial && serial != 0 {
                     push_zeroizing(&mut c.output, &answer, usize::MAX);
+                    c.awaiting_audit = false;
+                    answered.push(slot);
                 }
             }
-            let mut seen = slots;
-            seen.dedup();
-            for slot in seen {
-                self.flush(slot);
-            }
+        }
+        answered.dedup();
+        for slot in answered {
+            self.flush(slot);
         }
     }
 
@@ -760,8 +1030,7 @@ impl Loop {
             if Handler::runs_off_loop(&request) {
                 c.on_worker = true;
                 let job = Job {
-                    slot,
-                    serial: c.serial,
+                    from: (self.index, slot, c.serial),
                     peer: c.peer.clone(),
                     request,
                 };
@@ -846,7 +1115,7 @@ impl Loop {
             if c.output.capacity() > 4096 {
                 c.output = Zeroizing::new(Vec::new());
             }
-            if c.closing && !c.on_worker {
+            if c.closing && !c.busy() {
                 self.close(slot);
                 return;
             }
@@ -863,7 +1132,7 @@ impl Loop {
     fn close(&mut self, slot: usize) {
         if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
             let _ = self.poll.registry().deregister(&mut c.stream);
-            self.slots.give_back(c.counted);
+            self.slots().give_back(c.counted);
             self.free.push(slot);
             // `c` drops here: its buffers are zeroed, the socket closed.
         }
@@ -895,7 +1164,7 @@ impl Loop {
             .enumerate()
             .filter_map(|(slot, c)| {
                 let c = c.as_ref()?;
-                if c.on_worker {
+                if c.busy() {
                     return None;
                 }
                 let late = |since: Option<Instant>, limit: Duration| {
@@ -918,7 +1187,9 @@ impl Loop {
     fn drain(&mut self, deadline: Instant) {
         let mut events = Events::with_capacity(EVENTS);
         self.sweep(true);
-        while self.conns.iter().any(Option::is_some) && Instant::now() < deadline {
+        while (self.conns.iter().any(Option::is_some) || !self.pending.is_empty())
+            && Instant::now() < deadline
+        {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(20));
@@ -940,11 +1211,18 @@ impl Loop {
                 }
             }
             self.take_worker_answers();
+            self.take_committed();
             self.turn(true);
             self.sweep(true);
         }
         for slot in 0..self.conns.len() {
             self.close(slot);
+        }
+        // Connections dealt to this loop that it never took: closed, their slots given back.
+        while let Ok(conns) = self.incoming.try_recv() {
+            for conn in conns {
+                self.slots().give_back(conn.counted);
+            }
         }
     }
 }
@@ -964,6 +1242,10 @@ mod tests {
 
     /// A loop over a locked handler (every `fetch` is refused and audited) on a fresh socket.
     fn locked_server(dir: &Path) -> (Server, Arc<Handler>, PathBuf) {
+        locked_server_with(dir, 1)
+    }
+
+    fn locked_server_with(dir: &Path, loops: usize) -> (Server, Arc<Handler>, PathBuf) {
         let audit = AuditLog::open(&dir.join("audit.jsonl"), true).unwrap();
         let access = AccessConfig {
             daemon_uid: crate::sys::current_uid(),
@@ -972,7 +1254,11 @@ mod tests {
         let handler = Arc::new(Handler::new(access, audit));
         let path = dir.join("run/s.sock");
         let listener = Listener::bind(&path).unwrap();
-        let server = Server::new(listener, Limits::default(), handler.clone()).unwrap();
+        let limits = Limits {
+            event_loops: loops,
+            ..Limits::default()
+        };
+        let server = Server::new(listener, limits, handler.clone()).unwrap();
         (server, handler, path)
     }
 
@@ -1023,6 +1309,50 @@ mod tests {
         stop.trigger();
         running.join().unwrap().unwrap();
         assert!(!path.exists(), "the socket we created is removed at stop");
+    }
+
+    /// With two loops the connections are dealt out between them, every request is answered,
+    /// and each loop's turn is one batch: 32 requests ready at once take at most two.
+    #[test]
+    fn two_loops_share_the_connections_and_each_turn_is_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, handler, path) = locked_server_with(dir.path(), 2);
+        let clients: Vec<UnixStream> = (0..32)
+            .map(|_| {
+                let mut s = UnixStream::connect(&path).unwrap();
+                s.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
+                    .unwrap();
+                s
+            })
+            .collect();
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        for c in &clients {
+            assert_eq!(answer(c)["error"]["code"], "locked");
+        }
+        let stats = handler.audit_stats();
+        assert_eq!(stats.records, 32);
+        assert!(stats.batches <= 2, "{stats:?}");
+        // Both loops answer: pipelined requests on every connection, in order.
+        for mut c in &clients {
+            c.write_all(b"{\"v\":1,\"op\":\"health\"}\n{\"v\":1,\"op\":\"tasks\"}\n")
+                .unwrap();
+        }
+        for c in &clients {
+            let mut r = BufReader::new(c);
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert!(line.contains("\"connections\":"), "{line}");
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            // `tasks` while locked: the refusal, after the health answer.
+            assert!(line.contains("\"code\":\"locked\""), "{line}");
+        }
+        assert_eq!(handler.open_connections().load(Ordering::SeqCst), 32);
+        drop(clients);
+        stop.trigger();
+        running.join().unwrap().unwrap();
+        assert_eq!(handler.open_connections().load(Ordering::SeqCst), 0);
     }
 
     /// Pipelined requests on one connection are answered in order, however many; a request

@@ -26,7 +26,7 @@ struct Entry {
 
 /// Why a ticket was not redeemed.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub(crate) enum NotRedeemed {
     /// No ticket with this value was issued (or it was forgotten long ago).
     Unknown,
     /// Already redeemed once: possible interception.
@@ -79,17 +79,17 @@ impl Tickets {
         ticket: &SecretString,
         now: u64,
         spend: impl FnOnce(&str) -> bool,
-    ) -> Result<(String, bool), Refused> {
+    ) -> Result<(String, bool), NotRedeemed> {
         let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
-            return Err(Refused::Unknown);
+            return Err(NotRedeemed::Unknown);
         };
         if e.spent {
-            return Err(Refused::Spent {
+            return Err(NotRedeemed::Spent {
                 task: e.task.clone(),
             });
         }
         if now >= e.expires_at {
-            return Err(Refused::Expired {
+            return Err(NotRedeemed::Expired {
                 task: e.task.clone(),
             });
         }
@@ -99,17 +99,21 @@ impl Tickets {
     }
 
     #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn redeem(&mut self, ticket: &SecretString, now: u64) -> Result<String, Refused> {
+    pub(crate) fn redeem(
+        &mut self,
+        ticket: &SecretString,
+        now: u64,
+    ) -> Result<String, NotRedeemed> {
         let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
-            return Err(Refused::Unknown);
+            return Err(NotRedeemed::Unknown);
         };
         if e.spent {
-            return Err(Refused::Spent {
+            return Err(NotRedeemed::Spent {
                 task: e.task.clone(),
             });
         }
         if now >= e.expires_at {
-            return Err(Refused::Expired {
+            return Err(NotRedeemed::Expired {
                 task: e.task.clone(),
             });
         }
@@ -146,7 +150,7 @@ mod tests {
         assert_eq!(t.redeem(&ticket, 1001), Ok("checkout".into()));
         assert_eq!(
             t.redeem(&ticket, 1002),
-            Err(Refused::Spent {
+            Err(NotRedeemed::Spent {
                 task: "checkout".into()
             })
         );
@@ -158,12 +162,12 @@ mod tests {
         let (ticket, _) = t.issue("checkout", 60, 1000).unwrap();
         assert_eq!(
             t.redeem(&ticket, 1060),
-            Err(Refused::Expired {
+            Err(NotRedeemed::Expired {
                 task: "checkout".into()
             })
         );
         let other = SecretString::from("svt1_nope".to_string());
-        assert_eq!(t.redeem(&other, 1000), Err(Refused::Unknown));
+        assert_eq!(t.redeem(&other, 1000), Err(NotRedeemed::Unknown));
     }
 
     #[test]

@@ -18,14 +18,15 @@
 //!
 //! ```
 //! use scopevault::audit::{AuditLog, AuditRecord, Decision, verify};
+//! use scopevault::protocol::Op;
 //! use scopevault::secret::SecretString;
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("audit.jsonl");
 //! let log = AuditLog::open(&path, true).unwrap();
 //! let pw = SecretString::from("hunter2".to_string());
 //! let rec = AuditRecord {
-//!     op: "fetch", task: Some("shop-login"), credential: Some("shop-buyer"),
-//!     values: vec![("password", &pw)], ..AuditRecord::new("fetch", Decision::Allow)
+//!     task: Some("shop-login"), credential: Some("shop-buyer"),
+//!     values: vec![("password", &pw)], ..AuditRecord::new(Op::Fetch, Decision::Allow)
 //! };
 //! assert_eq!(log.append(rec).unwrap(), 1);
 //! let text = std::fs::read_to_string(&path).unwrap();
@@ -171,7 +172,8 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn rec<'a>(op: &'a str) -> AuditRecord<'a> {
+    fn rec<'a>(op: &str) -> AuditRecord<'a> {
+        let op = crate::protocol::Op::from_name(op).expect("a protocol op");
         AuditRecord::new(op, Decision::Allow)
     }
 
@@ -728,7 +730,7 @@ mod tests {
             reason: Some("over_scoped"),
             warnings: vec!["w1".into()],
             values: vec![("password", &pw)],
-            ..AuditRecord::new("fetch", Decision::Deny)
+            ..AuditRecord::new(crate::protocol::Op::Fetch, Decision::Deny)
         })
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

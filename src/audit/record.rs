@@ -26,6 +26,80 @@ impl Decision {
     }
 }
 
+/// What a record is about: the `op` member. A request's record carries its protocol op; the
+/// daemon's own records (and `bundle apply`'s) have kinds of their own. docs/audit.md lists
+/// them; the strings are the log's format and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditOp {
+    /// A request, under its protocol op (`fetch`, `ticket`, `unlock`, `scrub_report`, ...).
+    Request(crate::protocol::Op),
+    /// `denials`: refusals of one uid counted, not recorded one by one.
+    Denials,
+    /// `invalid`: a request refused before it was parsed (a line over 64 KiB).
+    Invalid,
+    /// `vault.load`: a vault was loaded (unlock, reload, SIGHUP) or refused as a rollback.
+    VaultLoad,
+    /// `audit.rotate`: the first record of a new file after a rotation.
+    AuditRotate,
+    /// `audit.gap`: the file was cut under the daemon, or a gap was accepted at start.
+    AuditGap,
+    /// `audit.new_key`: a new HMAC key was made for an existing log.
+    AuditNewKey,
+    /// `audit.repair`: an incomplete final line was removed on open.
+    AuditRepair,
+    /// `bundle.apply`: `bundle apply` wrote a signed bundle into the vault.
+    BundleApply,
+}
+
+impl AuditOp {
+    /// The records of the daemon's own kinds (every [`AuditOp`] but a request).
+    pub const OWN: [AuditOp; 8] = [
+        AuditOp::Denials,
+        AuditOp::Invalid,
+        AuditOp::VaultLoad,
+        AuditOp::AuditRotate,
+        AuditOp::AuditGap,
+        AuditOp::AuditNewKey,
+        AuditOp::AuditRepair,
+        AuditOp::BundleApply,
+    ];
+
+    /// As written in the log's `op`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditOp::Request(op) => op.as_str(),
+            AuditOp::Denials => "denials",
+            AuditOp::Invalid => "invalid",
+            AuditOp::VaultLoad => "vault.load",
+            AuditOp::AuditRotate => "audit.rotate",
+            AuditOp::AuditGap => "audit.gap",
+            AuditOp::AuditNewKey => "audit.new_key",
+            AuditOp::AuditRepair => "audit.repair",
+            AuditOp::BundleApply => "bundle.apply",
+        }
+    }
+
+    /// The kind of an `op` read back from a log; `None` for a name this version does not
+    /// write (a later version's, or a forged line): readers keep such a record, as a string.
+    pub fn from_name(name: &str) -> Option<AuditOp> {
+        crate::protocol::Op::from_name(name)
+            .map(AuditOp::Request)
+            .or_else(|| AuditOp::OWN.into_iter().find(|k| k.as_str() == name))
+    }
+}
+
+impl From<crate::protocol::Op> for AuditOp {
+    fn from(op: crate::protocol::Op) -> Self {
+        AuditOp::Request(op)
+    }
+}
+
+impl std::fmt::Display for AuditOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who asked, from the kernel (`SO_PEERCRED`) and `/proc/PID/exe` read through a pidfd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerInfo {
@@ -46,8 +120,8 @@ pub struct PeerInfo {
 pub struct AuditRecord<'a> {
     /// Who asked.
     pub peer: Option<PeerInfo>,
-    /// The protocol op (`fetch`, `ticket`, `unlock`, ...).
-    pub op: &'a str,
+    /// The protocol op (`fetch`, `ticket`, `unlock`, ...) or the daemon's own record kind.
+    pub op: AuditOp,
     /// The task asked for.
     pub task: Option<&'a str>,
     /// The credential concerned.
@@ -74,10 +148,10 @@ pub struct AuditRecord<'a> {
 
 impl<'a> AuditRecord<'a> {
     /// A record with only an op and a decision; fill in the rest with struct update syntax.
-    pub fn new(op: &'a str, decision: Decision) -> Self {
+    pub fn new(op: impl Into<AuditOp>, decision: Decision) -> Self {
         AuditRecord {
             peer: None,
-            op,
+            op: op.into(),
             task: None,
             credential: None,
             decision,
@@ -94,7 +168,8 @@ impl<'a> AuditRecord<'a> {
 
 /// The records with which the daemon begins a later segment of a log (a new file after a
 /// rotation, or what is left of a truncated one): their `prev` continues the file before.
-pub(super) const SEGMENT_STARTS: [&str; 2] = ["audit.rotate", "audit.gap"];
+pub(super) const SEGMENT_STARTS: [&str; 2] =
+    [AuditOp::AuditRotate.as_str(), AuditOp::AuditGap.as_str()];
 
 /// One record as [`verify_each`] reads it back: the chain members, and the members a reader of
 /// the evidence needs (`lint --audit`, docs/audit.md). Every other member is skipped, its JSON
@@ -107,7 +182,8 @@ pub struct RecordView<'a> {
     /// The hex SHA-256 of the line before.
     #[serde(borrow)]
     pub prev: std::borrow::Cow<'a, str>,
-    /// The operation (`fetch`, `reload`, …).
+    /// The operation (`fetch`, `reload`, …), as written: kept as a string, so that a kind
+    /// this version does not write is still read ([`AuditOp::from_name`] types it).
     #[serde(borrow, default)]
     pub op: Option<std::borrow::Cow<'a, str>>,
     /// RFC 3339 time.
@@ -198,4 +274,44 @@ pub(super) fn parse_chain_fields(line: &[u8]) -> Result<(u64, String), String> {
 /// Lower-case hex of a SHA-256 digest, without allocating.
 pub(super) fn hex_digest(line: &[u8], out: &mut [u8; 64]) {
     HEXLOWER.encode_mut(&Sha256::digest(line), out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Op;
+
+    /// The `op` strings are the log's format: the daemon's own kinds as docs/audit.md names
+    /// them, a request's as its protocol op; a name read back that this version does not
+    /// write is kept as a string (no kind), not refused.
+    #[test]
+    fn ops_are_written_and_read_back_as_the_documented_strings() {
+        let own: Vec<&str> = AuditOp::OWN.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            own,
+            [
+                "denials",
+                "invalid",
+                "vault.load",
+                "audit.rotate",
+                "audit.gap",
+                "audit.new_key",
+                "audit.repair",
+                "bundle.apply"
+            ]
+        );
+        for k in AuditOp::OWN
+            .into_iter()
+            .chain(Op::ALL.into_iter().map(AuditOp::from))
+        {
+            assert_eq!(AuditOp::from_name(k.as_str()), Some(k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        assert_eq!(AuditOp::from(Op::AuditRotate).as_str(), "audit_rotate");
+        assert_eq!(AuditOp::from_name("audit.later_kind"), None);
+        assert_eq!(SEGMENT_STARTS, ["audit.rotate", "audit.gap"]);
+        let line = br#"{"seq":1,"prev":"0000000000000000000000000000000000000000000000000000000000000000","op":"audit.later_kind","decision":"allow"}"#;
+        let view = record_view(line).unwrap();
+        assert_eq!(view.op.as_deref(), Some("audit.later_kind"));
+    }
 }

@@ -337,7 +337,7 @@ impl AuditLog {
                     let reason = format!("gap accepted (serve --accept-audit-gap): {why}");
                     log.append(AuditRecord {
                         reason: Some(&reason),
-                        ..AuditRecord::new("audit.gap", Decision::Error)
+                        ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
                     })?;
                 }
             }
@@ -346,7 +346,7 @@ impl AuditLog {
             let reason = "the HMAC key was missing and a new one was made (serve --new-audit-key): `audit hash` cannot match values recorded before this line";
             log.append(AuditRecord {
                 reason: Some(reason),
-                ..AuditRecord::new("audit.new_key", Decision::Error)
+                ..AuditRecord::new(AuditOp::AuditNewKey, Decision::Error)
             })?;
         }
         if let Some(bytes) = torn {
@@ -355,7 +355,7 @@ impl AuditLog {
             );
             log.append(AuditRecord {
                 reason: Some(&reason),
-                ..AuditRecord::new("audit.repair", Decision::Error)
+                ..AuditRecord::new(AuditOp::AuditRepair, Decision::Error)
             })?;
         }
         Ok(log)
@@ -618,7 +618,7 @@ impl AuditLog {
                 reason: Some(&reason),
                 generation: Some(generation),
                 ..AuditRecord::new(
-                    "vault.load",
+                    AuditOp::VaultLoad,
                     if allow_rollback {
                         Decision::Allow
                     } else {
@@ -638,7 +638,7 @@ impl AuditLog {
         self.append(AuditRecord {
             reason: Some(&reason),
             generation: Some(generation),
-            ..AuditRecord::new("vault.load", Decision::Allow)
+            ..AuditRecord::new(AuditOp::VaultLoad, Decision::Allow)
         })?;
         self.generation.fetch_max(generation, Ordering::SeqCst);
         Ok(())
@@ -739,7 +739,7 @@ impl AuditLog {
         let body = Body {
             time,
             peer: &rec.peer,
-            op: rec.op,
+            op: rec.op.as_str(),
             task: rec.task,
             credential: rec.credential,
             decision: rec.decision,
@@ -797,7 +797,7 @@ impl AuditLog {
             );
             own.push(self.render_body(&AuditRecord {
                 reason: Some(&reason),
-                ..AuditRecord::new("audit.gap", Decision::Error)
+                ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
             }));
             if have > 0 {
                 let mut last = [0u8; 1];
@@ -841,7 +841,7 @@ impl AuditLog {
             newline_first = false;
             own.push(self.render_body(&AuditRecord {
                 reason: Some(&reason),
-                ..AuditRecord::new("audit.rotate", Decision::Allow)
+                ..AuditRecord::new(AuditOp::AuditRotate, Decision::Allow)
             }));
         }
         if own.is_empty() && batch.is_empty() {

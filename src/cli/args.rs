@@ -550,6 +550,10 @@ pub struct ServeArgs {
     /// exempt and always get a slot); the uid's extra ones get `busy`.
     #[arg(long, default_value_t = 64)]
     pub max_connections_per_uid: usize,
+    /// Threads that serve connections (event loops); the default is one per two CPUs, at
+    /// most 4.
+    #[arg(long, value_name = "N")]
+    pub event_loops: Option<usize>,
 }
 
 /// `scopevault status`.

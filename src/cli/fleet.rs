@@ -368,7 +368,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
 /// digest. The daemon holds the log's lock while it runs; then the daemon's own `reload`
 /// record (after [`reload_daemon`]) is what the log gets, and this says so.
 fn audit_apply(a: &BundleApplyArgs, b: &Bundle, signer: &str) {
-    use crate::audit::{default_audit_path, AuditError, AuditLog, AuditRecord, Decision};
+    use crate::audit::{default_audit_path, AuditError, AuditLog, AuditOp, AuditRecord, Decision};
     let path = a.audit.clone().unwrap_or_else(default_audit_path);
     let m = &b.manifest;
     let reason = format!(
@@ -379,7 +379,7 @@ fn audit_apply(a: &BundleApplyArgs, b: &Bundle, signer: &str) {
         Ok(log) => {
             let rec = AuditRecord {
                 reason: Some(&reason),
-                ..AuditRecord::new("bundle.apply", Decision::Allow)
+                ..AuditRecord::new(AuditOp::BundleApply, Decision::Allow)
             };
             match log.append(rec) {
                 Ok(seq) => println!("audit: {} seq {seq}", path.display()),

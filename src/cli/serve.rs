@@ -19,8 +19,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         || a.max_connections_per_uid == 0
         || a.read_timeout == 0
         || a.idle_timeout == 0
+        || a.event_loops == Some(0)
     {
-        bail!("--max-connections, --max-connections-per-uid, --read-timeout and --idle-timeout must be at least 1");
+        bail!("--max-connections, --max-connections-per-uid, --read-timeout, --idle-timeout and --event-loops must be at least 1");
     }
     let limits = Limits {
         max_connections: a.max_connections,
@@ -28,6 +29,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: Duration::from_secs(a.idle_timeout),
         max_per_uid: a.max_connections_per_uid,
         daemon_uid: crate::sys::current_uid(),
+        event_loops: a
+            .event_loops
+            .unwrap_or_else(crate::agent::server::default_event_loops),
     };
     let access = AccessConfig {
         daemon_uid: crate::sys::current_uid(),

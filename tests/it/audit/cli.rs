@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use scopevault::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
+use scopevault::protocol::Op;
 use scopevault::secret::SecretString;
 
 fn bin() -> Command {
@@ -56,7 +57,7 @@ fn write_log(dir: &Path, n: usize) -> PathBuf {
             task: Some("shop-login"),
             credential: Some("shop-buyer"),
             values: vec![("password", &pw)],
-            ..AuditRecord::new("fetch", Decision::Allow)
+            ..AuditRecord::new(Op::Fetch, Decision::Allow)
         })
         .unwrap();
     }
@@ -219,7 +220,7 @@ fn show_follow_prints_records_appended_later() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let log = AuditLog::open(&path, true).unwrap();
-    log.append(AuditRecord::new("health", Decision::Allow))
+    log.append(AuditRecord::new(Op::Health, Decision::Allow))
         .unwrap();
     let mut child = bin()
         .args(["audit", "show", "--follow", "--audit"])
@@ -240,7 +241,7 @@ fn show_follow_prints_records_appended_later() {
     // Generous deadlines: they bound a hang, they do not measure speed.
     let first = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     assert!(first.contains("health"), "{first}");
-    log.append(AuditRecord::new("reload", Decision::Deny))
+    log.append(AuditRecord::new(Op::Reload, Decision::Deny))
         .unwrap();
     let second = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     child.kill().unwrap();

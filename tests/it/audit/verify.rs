@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use scopevault::audit::{verify, AuditLog, AuditRecord, Decision};
+use scopevault::protocol::Op;
 use scopevault::secret::SecretString;
 
 const N: usize = 6;
@@ -19,7 +20,7 @@ fn valid_log(dir: &Path) -> (PathBuf, Vec<Vec<u8>>) {
             task: Some("task"),
             values: vec![("password", &v)],
             warnings: vec![format!("warning {i}")],
-            ..AuditRecord::new("fetch", Decision::Allow)
+            ..AuditRecord::new(Op::Fetch, Decision::Allow)
         })
         .unwrap();
     }
@@ -103,7 +104,7 @@ proptest! {
             prop_assert!(bad.line > lines.len() as u64, "{:?}", bad);
         } else {
             let log = opened.expect("a torn tail is cut and the log continues");
-            let seq = log.append(AuditRecord::new("health", Decision::Allow)).unwrap();
+            let seq = log.append(AuditRecord::new(Op::Health, Decision::Allow)).unwrap();
             drop(log);
             let r = verify(&path2).unwrap();
             prop_assert_eq!(r.first_bad, None);
@@ -112,7 +113,7 @@ proptest! {
             prop_assert_eq!(seq as usize, lines.len() + cut_record + 1);
         }
         if let Ok(log) = AuditLog::open(&path, false) {
-            let _ = log.append(AuditRecord::new("health", Decision::Allow));
+            let _ = log.append(AuditRecord::new(Op::Health, Decision::Allow));
         }
     }
 }

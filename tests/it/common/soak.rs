@@ -112,8 +112,9 @@ impl Tally {
 }
 
 /// The decision the handler audits for an answer to `op` (`None`: the answer is not audited).
-/// Mirrors src/agent/handler.rs: a refused fetch is `deny` for denied/over_scoped/not_found
-/// and `error` otherwise (locked included); ticket and admin ops are `deny` only for denied.
+/// Mirrors the one mapping of src/agent/outcome.rs (docs/audit.md, "Decisions"): a refusal
+/// of any op is `deny` for denied/over_scoped/not_found and `error` otherwise (locked
+/// included).
 pub fn audited_decision(op: &str, answer: &Value) -> Option<&'static str> {
     if !matches!(op, "fetch" | "ticket" | "lock" | "unlock" | "reload") {
         return None;
@@ -123,8 +124,7 @@ pub fn audited_decision(op: &str, answer: &Value) -> Option<&'static str> {
     }
     match (op, code(answer)) {
         (_, "bad_request") => None,
-        ("fetch", "denied" | "over_scoped" | "not_found") => Some("deny"),
-        (_, "denied") => Some("deny"),
+        (_, "denied" | "over_scoped" | "not_found") => Some("deny"),
         _ => Some("error"),
     }
 }

@@ -1,0 +1,466 @@
+//! Why a request was refused: one typed reason per way the daemon says no, each knowing the
+//! error code and message the client gets and the decision the audit log records.
+//! [`Refusal::audit`] is the one mapping from a refusal to its audit decision and reason; every
+//! op (`fetch`, `ticket`, `scrub_report`, the admin ops, a line too long) goes through it.
+//!
+//! The rule (docs/audit.md, "Decisions"): `deny` when the request was refused for who asked or
+//! what was asked for — authorisation, a name the applied policy does not declare or grant, a
+//! ticket that does not redeem, a credential the vault cannot hand out as the policy lists it,
+//! a wrong key, a rollback, a malformed request; `error` when the daemon could not serve a
+//! request it might have granted — locked, a fault, no room, no audit.
+
+use crate::audit::Decision;
+use crate::protocol::{ErrorBody, ErrorCode, Op, MAX_LINE};
+
+/// The answer to a task name the applied policy does not know. It does not repeat the name:
+/// the message is also the audit record's reason (a client's name is audited as its HMAC).
+pub(crate) const NO_SUCH_TASK: &str = "no task of that name in the applied policy (`scopevault policy export` lists them; the name asked for is audited as its HMAC)";
+
+/// Why a request was refused. Names in a reason are the applied policy's (or the peer's uid),
+/// never a name only the client sent: the message is also the audit record's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The daemon holds no vault.
+    Locked,
+    /// No policy is applied to the vault (the message depends on the op).
+    NoPolicy(Op),
+    /// The applied policy has no task of the name asked for.
+    NoSuchTask,
+    /// A redeemed ticket's task is no longer in the applied policy (reloaded since).
+    TaskGone {
+        /// The ticket's task.
+        task: String,
+    },
+    /// The peer is not one of the task's runners (`fetch` by name, `scrub_report`).
+    NotARunner {
+        /// The op refused.
+        op: Op,
+        /// The peer's uid.
+        uid: u32,
+        /// The task.
+        task: String,
+    },
+    /// No ticket with this value is known.
+    TicketUnknown,
+    /// The ticket was redeemed before: possible interception.
+    TicketSpent,
+    /// The ticket is past its ttl.
+    TicketExpired,
+    /// The task does not list the credential asked for.
+    NotListed {
+        /// The task.
+        task: String,
+        /// How the credential is named: `credential `NAME`` when the policy declares it.
+        shown: String,
+    },
+    /// A credential the task lists is not in the vault.
+    NoSecret {
+        /// The credential.
+        credential: String,
+    },
+    /// A credential the task lists is in the vault without a secret value.
+    EmptySecret {
+        /// The credential.
+        credential: String,
+        /// The task.
+        task: String,
+    },
+    /// `enforce = "deny"` and the credential grants more than the task needs.
+    OverScoped {
+        /// The credential.
+        credential: String,
+        /// The task.
+        task: String,
+        /// The scopes granted beyond the task's needs, comma-separated.
+        excess: String,
+    },
+    /// A `totp` credential without a seed.
+    NoTotpSeed {
+        /// The credential.
+        credential: String,
+    },
+    /// A `totp` credential whose seed cannot make codes.
+    BadTotpSeed {
+        /// The credential.
+        credential: String,
+        /// What is wrong with the seed (never the seed).
+        error: String,
+    },
+    /// An admin op asked for by a peer that is no admin.
+    NotAdmin {
+        /// The op refused.
+        op: Op,
+        /// The peer's uid.
+        uid: u32,
+    },
+    /// A `ticket` asked for by a peer that is neither an admin nor a scheduler.
+    NotScheduler {
+        /// The peer's uid.
+        uid: u32,
+    },
+    /// A scheduler asked for a ticket for a task that does not name it.
+    SchedulerNotNamed {
+        /// The peer's uid.
+        uid: u32,
+        /// The task.
+        task: String,
+    },
+    /// Too many outstanding tickets.
+    TooManyTickets,
+    /// `unlock` on a daemon that has no vault file to open.
+    NoVault,
+    /// The vault could not be opened or read again: the vault layer's code (`denied` for a
+    /// wrong passphrase or key, `internal` otherwise) and message.
+    Vault(ErrorBody),
+    /// A vault older than the audit chain has recorded (the message says which).
+    Rollback(String),
+    /// The audit log cannot be written.
+    AuditUnavailable,
+    /// `audit_rotate` failed (the message says why).
+    RotateFailed(String),
+    /// A request line longer than [`MAX_LINE`].
+    TooLarge,
+}
+
+impl Refusal {
+    /// The stable code the client gets.
+    pub(crate) fn code(&self) -> ErrorCode {
+        use Refusal::*;
+        match self {
+            Locked => ErrorCode::Locked,
+            NoPolicy(_)
+            | NoSuchTask
+            | TaskGone { .. }
+            | TicketUnknown
+            | NoSecret { .. }
+            | EmptySecret { .. }
+            | NoTotpSeed { .. } => ErrorCode::NotFound,
+            NotARunner { .. }
+            | TicketSpent
+            | TicketExpired
+            | NotListed { .. }
+            | NotAdmin { .. }
+            | NotScheduler { .. }
+            | SchedulerNotNamed { .. }
+            | Rollback(_) => ErrorCode::Denied,
+            OverScoped { .. } => ErrorCode::OverScoped,
+            BadTotpSeed { .. } | NoVault => ErrorCode::Internal,
+            TooManyTickets => ErrorCode::Busy,
+            Vault(body) => body.code,
+            AuditUnavailable | RotateFailed(_) => ErrorCode::AuditUnavailable,
+            TooLarge => ErrorCode::TooLarge,
+        }
+    }
+
+    /// What the client is told (and the audit record's reason after the code).
+    pub(crate) fn message(&self) -> String {
+        use Refusal::*;
+        match self {
+            Locked => "the daemon is locked; an admin must run `scopevault unlock`".into(),
+            NoPolicy(Op::ScrubReport) => {
+                "no policy is applied to the vault, so no task has artefacts to report on".into()
+            }
+            NoPolicy(_) => "no policy is applied to the vault, so no task may fetch; an admin runs `scopevault policy apply`".into(),
+            NoSuchTask => NO_SUCH_TASK.into(),
+            TaskGone { task } => format!("no task `{task}` in the applied policy"),
+            NotARunner { op: Op::ScrubReport, uid, task } => format!(
+                "uid {uid} is not a runner of task `{task}`, so it may not report on its artefacts"
+            ),
+            NotARunner { uid, task, .. } => format!("uid {uid} is not a runner of task `{task}`"),
+            TicketUnknown => {
+                "no such ticket (tickets do not survive a restart or a lock)".into()
+            }
+            TicketSpent => "this ticket was already redeemed: possible interception; the attempt is audited".into(),
+            TicketExpired => "this ticket has expired; ask for a new one".into(),
+            NotListed { task, shown } => format!("task `{task}` does not list {shown}"),
+            NoSecret { credential: c } => format!("credential `{c}` has no secret stored in the vault; an admin runs `scopevault cred add {c}`"),
+            EmptySecret { credential: c, task } => format!("credential `{c}` (listed by task `{task}`) has no secret value stored in the vault; an admin runs `scopevault cred set {c} --secret KEY` and `scopevault reload`"),
+            OverScoped { credential, task, excess } => format!(
+                "credential `{credential}` grants more than task `{task}` needs ({excess}) and enforce = \"deny\"; narrow the credential or add a reviewed exception"
+            ),
+            NoTotpSeed { credential } => format!(
+                "totp credential `{credential}` has no `totp_seed` or `otpauth` secret"
+            ),
+            BadTotpSeed { credential, error } => format!("credential `{credential}`: {error}"),
+            NotAdmin { op, uid } => format!(
+                "`{op}` is for admins (root, the daemon's user or its admin group); uid {uid} is none of these"
+            ),
+            NotScheduler { uid } => format!(
+                "tickets are issued to admins and configured schedulers; uid {uid} is neither"
+            ),
+            SchedulerNotNamed { uid, task } => format!(
+                "uid {uid} is a scheduler, but task `{task}` does not name it; an admin adds `schedulers = [\"{uid}\"]` (or the user's name) to [tasks.{task}] in the policy and applies it"
+            ),
+            TooManyTickets => "too many outstanding tickets; retry after some expire".into(),
+            NoVault => "this daemon has no vault to unlock".into(),
+            Vault(body) => body.message.clone(),
+            Rollback(message) => message.clone(),
+            AuditUnavailable => "the audit log cannot be written, so nothing is handed out; an admin must fix the audit log (disk space, permissions)".into(),
+            RotateFailed(why) => format!("the audit log was not rotated: {why}"),
+            TooLarge => format!("request line longer than {MAX_LINE} bytes; connection closed"),
+        }
+    }
+
+    /// The audit decision: `deny` for a refusal of who asked or of what was asked for,
+    /// `error` when the daemon could not serve (see the module's documentation).
+    pub(crate) fn decision(&self) -> Decision {
+        use Refusal::*;
+        match self {
+            NoPolicy(_)
+            | NoSuchTask
+            | TaskGone { .. }
+            | NotARunner { .. }
+            | TicketUnknown
+            | TicketSpent
+            | TicketExpired
+            | NotListed { .. }
+            | NoSecret { .. }
+            | EmptySecret { .. }
+            | OverScoped { .. }
+            | NoTotpSeed { .. }
+            | NotAdmin { .. }
+            | NotScheduler { .. }
+            | SchedulerNotNamed { .. }
+            | Rollback(_)
+            | TooLarge => Decision::Deny,
+            // The vault refused the key (a wrong passphrase): an authentication refusal.
+            Vault(body) if body.code == ErrorCode::Denied => Decision::Deny,
+            Locked
+            | BadTotpSeed { .. }
+            | TooManyTickets
+            | NoVault
+            | Vault(_)
+            | AuditUnavailable
+            | RotateFailed(_) => Decision::Error,
+        }
+    }
+
+    /// The answer's error.
+    pub(crate) fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), self.message())
+    }
+
+    /// How the audit log records the refusal: its decision and its reason, `CODE: message`.
+    /// The one mapping every op uses.
+    pub(crate) fn audit(&self) -> (Decision, String) {
+        (
+            self.decision(),
+            format!("{}: {}", self.code().as_str(), self.message()),
+        )
+    }
+}
+
+impl From<Refusal> for ErrorBody {
+    fn from(r: Refusal) -> Self {
+        r.body()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of refusal, with the code the client gets and the decision the audit log
+    /// records: the table docs/audit.md ("Decisions") states.
+    fn table() -> Vec<(Refusal, ErrorCode, Decision)> {
+        use Decision::{Deny, Error};
+        use ErrorCode as C;
+        let s = |x: &str| x.to_owned();
+        vec![
+            (Refusal::Locked, C::Locked, Error),
+            (Refusal::NoPolicy(Op::Fetch), C::NotFound, Deny),
+            (Refusal::NoPolicy(Op::ScrubReport), C::NotFound, Deny),
+            (Refusal::NoSuchTask, C::NotFound, Deny),
+            (Refusal::TaskGone { task: s("t") }, C::NotFound, Deny),
+            (
+                Refusal::NotARunner {
+                    op: Op::Fetch,
+                    uid: 7,
+                    task: s("t"),
+                },
+                C::Denied,
+                Deny,
+            ),
+            (Refusal::TicketUnknown, C::NotFound, Deny),
+            (Refusal::TicketSpent, C::Denied, Deny),
+            (Refusal::TicketExpired, C::Denied, Deny),
+            (
+                Refusal::NotListed {
+                    task: s("t"),
+                    shown: s("credential `c`"),
+                },
+                C::Denied,
+                Deny,
+            ),
+            (Refusal::NoSecret { credential: s("c") }, C::NotFound, Deny),
+            (
+                Refusal::EmptySecret {
+                    credential: s("c"),
+                    task: s("t"),
+                },
+                C::NotFound,
+                Deny,
+            ),
+            (
+                Refusal::OverScoped {
+                    credential: s("c"),
+                    task: s("t"),
+                    excess: s("a:b"),
+                },
+                C::OverScoped,
+                Deny,
+            ),
+            (
+                Refusal::NoTotpSeed { credential: s("c") },
+                C::NotFound,
+                Deny,
+            ),
+            (
+                Refusal::BadTotpSeed {
+                    credential: s("c"),
+                    error: s("bad base32"),
+                },
+                C::Internal,
+                Error,
+            ),
+            (
+                Refusal::NotAdmin {
+                    op: Op::Reload,
+                    uid: 7,
+                },
+                C::Denied,
+                Deny,
+            ),
+            (Refusal::NotScheduler { uid: 7 }, C::Denied, Deny),
+            (
+                Refusal::SchedulerNotNamed {
+                    uid: 7,
+                    task: s("t"),
+                },
+                C::Denied,
+                Deny,
+            ),
+            (Refusal::TooManyTickets, C::Busy, Error),
+            (Refusal::NoVault, C::Internal, Error),
+            (
+                Refusal::Vault(ErrorBody::new(C::Denied, "wrong passphrase")),
+                C::Denied,
+                Deny,
+            ),
+            (
+                Refusal::Vault(ErrorBody::new(C::Internal, "unreadable")),
+                C::Internal,
+                Error,
+            ),
+            (Refusal::Rollback(s("older")), C::Denied, Deny),
+            (Refusal::AuditUnavailable, C::AuditUnavailable, Error),
+            (
+                Refusal::RotateFailed(s("no room")),
+                C::AuditUnavailable,
+                Error,
+            ),
+            (Refusal::TooLarge, C::TooLarge, Deny),
+        ]
+    }
+
+    #[test]
+    fn every_refusal_has_its_code_decision_and_a_reason_naming_both() {
+        for (why, code, decision) in table() {
+            assert_eq!(why.code(), code, "{why:?}");
+            assert_eq!(why.decision(), decision, "{why:?}");
+            let body = why.body();
+            assert_eq!(body.code, code, "{why:?}");
+            assert_eq!(body.message, why.message(), "{why:?}");
+            assert!(!body.message.is_empty(), "{why:?}");
+            let (d, reason) = why.audit();
+            assert_eq!(d, decision, "{why:?}");
+            assert_eq!(
+                reason,
+                format!("{}: {}", code.as_str(), body.message),
+                "{why:?}"
+            );
+            assert_eq!(ErrorBody::from(why.clone()), body, "{why:?}");
+        }
+    }
+
+    /// The table covers every kind: a new one added to the enum must be added to it (and so
+    /// to docs/audit.md) — this match stops compiling otherwise.
+    #[test]
+    fn the_table_names_every_kind() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (why, _, _) in table() {
+            let kind = match why {
+                Refusal::Locked => 0,
+                Refusal::NoPolicy(_) => 1,
+                Refusal::NoSuchTask => 2,
+                Refusal::TaskGone { .. } => 3,
+                Refusal::NotARunner { .. } => 4,
+                Refusal::TicketUnknown => 5,
+                Refusal::TicketSpent => 6,
+                Refusal::TicketExpired => 7,
+                Refusal::NotListed { .. } => 8,
+                Refusal::NoSecret { .. } => 9,
+                Refusal::EmptySecret { .. } => 10,
+                Refusal::OverScoped { .. } => 11,
+                Refusal::NoTotpSeed { .. } => 12,
+                Refusal::BadTotpSeed { .. } => 13,
+                Refusal::NotAdmin { .. } => 14,
+                Refusal::NotScheduler { .. } => 15,
+                Refusal::SchedulerNotNamed { .. } => 16,
+                Refusal::TooManyTickets => 17,
+                Refusal::NoVault => 18,
+                Refusal::Vault(_) => 19,
+                Refusal::Rollback(_) => 20,
+                Refusal::AuditUnavailable => 21,
+                Refusal::RotateFailed(_) => 22,
+                Refusal::TooLarge => 23,
+            };
+            seen.insert(kind);
+        }
+        assert_eq!(seen.len(), 24, "{seen:?}");
+    }
+
+    /// Messages clients and tests rely on stay as they were before the refusals were typed.
+    #[test]
+    fn messages_are_unchanged() {
+        assert_eq!(
+            Refusal::NotARunner {
+                op: Op::Fetch,
+                uid: 1001,
+                task: "admin-report".into()
+            }
+            .message(),
+            "uid 1001 is not a runner of task `admin-report`"
+        );
+        assert_eq!(
+            Refusal::NotARunner {
+                op: Op::ScrubReport,
+                uid: 1001,
+                task: "t".into()
+            }
+            .message(),
+            "uid 1001 is not a runner of task `t`, so it may not report on its artefacts"
+        );
+        assert_eq!(
+            Refusal::NotAdmin {
+                op: Op::AuditRotate,
+                uid: 5
+            }
+            .message(),
+            "`audit_rotate` is for admins (root, the daemon's user or its admin group); uid 5 is none of these"
+        );
+        assert_eq!(
+            Refusal::NoPolicy(Op::Fetch).message(),
+            "no policy is applied to the vault, so no task may fetch; an admin runs `scopevault policy apply`"
+        );
+        assert_eq!(
+            Refusal::NoPolicy(Op::ScrubReport).message(),
+            "no policy is applied to the vault, so no task has artefacts to report on"
+        );
+        assert_eq!(
+            Refusal::TooLarge.message(),
+            "request line longer than 65536 bytes; connection closed"
+        );
+        assert_eq!(Refusal::NoSuchTask.message(), NO_SUCH_TASK);
+    }
+}
