@@ -1842,8 +1842,7 @@ fn audit() {
         std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let share = |from: &std::path::Path, name: &str| {
             let to = shared.path().join(name);
-            std::fs::copy(from, &to).unwrap();
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+            crate::common::copy_executable(from, &to);
             to
         };
         let bin_shared = share(&r.bin, "scopevault");
@@ -2058,15 +2057,17 @@ fn audit() {
     // every secret is stored).
     let wrap = d.p("bin/sh");
     let capture = d.p("capture");
+    // Written beside it, then copied into place by `cp` (crate::common::copy_executable).
+    let wrap_text = d.p("bin/sh.txt");
     write_file(
-        &wrap,
+        &wrap_text,
         format!(
             "#!/bin/sh\nif [ -n \"$SCOPEVAULT_TASK\" ] && [ ! -e {c}/vault ]; then\n  cp \"$SCOPEVAULT_VAULT\" {c}/vault\n  cp \"$(dirname \"$SCOPEVAULT_VAULT\")/passphrase\" {c}/passphrase\nfi\nexec /bin/sh \"$@\"\n",
             c = capture.display()
         )
         .as_bytes(),
     );
-    std::fs::set_permissions(&wrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+    crate::common::copy_executable(&wrap_text, &wrap);
     let mut c = r.command(&r.bin);
     c.arg("demo").env(
         "PATH",

@@ -63,3 +63,19 @@ pub fn reopen_audit_log(
         }
     }
 }
+
+/// Copy `from` to `to` as an executable (mode 0755) through `cp`, so that this process never
+/// holds the copy open for writing. The tests share one process: a child that another test
+/// forks while a write descriptor of ours is open keeps a copy of it until it execs, and
+/// executing the file meanwhile fails with ETXTBSY ("Text file busy").
+pub fn copy_executable(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let st = std::process::Command::new("cp")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(st.success(), "cp {} {}: {st}", from.display(), to.display());
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -137,7 +137,7 @@ pub fn shared_binary(dir: &Path) -> PathBuf {
     let exe = bin_dir.join("scopevault");
     if !exe.exists() {
         std::fs::create_dir_all(&bin_dir).unwrap();
-        std::fs::copy(env!("CARGO_BIN_EXE_scopevault"), &exe).unwrap();
+        super::copy_executable(Path::new(env!("CARGO_BIN_EXE_scopevault")), &exe);
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(&bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();

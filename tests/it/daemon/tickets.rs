@@ -96,7 +96,7 @@ fn a_scheduler_uid_gets_tickets_only_for_the_tasks_that_name_it() {
     let bin_dir = dir.path().join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     let me = bin_dir.join("daemon_tickets");
-    std::fs::copy(std::env::current_exe().unwrap(), &me).unwrap();
+    crate::common::copy_executable(&std::env::current_exe().unwrap(), &me);
     for (p, mode) in [
         (dir.path(), 0o711),
         (bin_dir.as_path(), 0o755),
