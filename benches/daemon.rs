@@ -13,7 +13,7 @@ use scopevault::agent::handler::Handler;
 use scopevault::agent::peer::PeerIdentity;
 use scopevault::audit::{AuditLog, AuditRecord, Decision};
 use scopevault::policy::{CredentialKind, Policy};
-use scopevault::protocol::Request;
+use scopevault::protocol::{Op, Request};
 use scopevault::secret::SecretString;
 use scopevault::vault::{self, Credential, NewSlot, OpenOptions, Vault, WriteLock};
 
@@ -90,7 +90,7 @@ fn per_request(c: &mut Criterion) {
                     task: Some("shop-login"),
                     credential: Some("shop-buyer"),
                     values: vec![("password", &value)],
-                    ..AuditRecord::new("fetch", Decision::Allow)
+                    ..AuditRecord::new(Op::Fetch, Decision::Allow)
                 })
                 .unwrap()
             })
