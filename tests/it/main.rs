@@ -1,6 +1,8 @@
 //! The integration tests: one test binary (as ripgrep does), one module per area, the shared
 //! helpers in `common`. One binary links the crate and its dependencies once, where one binary
-//! per file linked them ~50 times.
+//! per file linked them 49 times: on this project's 2-core machine (2026-11-30, load ~2.5)
+//! `cargo test --no-run` after `touch src/lib.rs` went from 27.8 s to 11.6 s, and the
+//! integration-test executables from 718 MB to 57 MB.
 //!
 //! Run one area or one test with a filter: `cargo test --test it daemon::`,
 //! `cargo test --test it vault::cli::`, `cargo test --test it -- --exact NAME`.
