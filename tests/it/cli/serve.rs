@@ -17,7 +17,7 @@ const GROUP: &str = "sv-fd-runners";
 const RUNNER: &str = "sv-fd-runner";
 
 use crate::common::daemon::bin;
-use crate::common::users::is_root;
+use crate::common::users::{self, is_root};
 
 use crate::common::skip::skip;
 
@@ -26,32 +26,12 @@ fn serve(e: &Env, socket: &Path, extra: &[&str]) -> common_vault::Serving {
 }
 
 /// Create the group and a runner user in it (supplementary), once; both stay for reruns.
-fn ensure_runner() -> bool {
-    let ok = |c: &mut Command| c.output().is_ok_and(|o| o.status.success());
-    if !ok(Command::new("getent").args(["group", GROUP])) {
-        ok(Command::new("groupadd").args(["-f", GROUP]));
-    }
-    if !ok(Command::new("id").arg(RUNNER)) {
-        ok(Command::new("useradd").args([
-            "-M",
-            "-N",
-            "-s",
-            "/usr/sbin/nologin",
-            "-G",
-            GROUP,
-            RUNNER,
-        ]));
-    }
-    ok(Command::new("id").arg(RUNNER))
-        && String::from_utf8_lossy(
-            &Command::new("id")
-                .args(["-nG", RUNNER])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .split_whitespace()
-        .any(|g| g == GROUP)
+/// Through common::users, which retries while a test running beside this one holds the
+/// /etc/passwd lock.
+fn ensure_runner() -> Result<(), String> {
+    users::ensure_group(GROUP)?;
+    users::ensure_user(RUNNER)?;
+    users::add_to_group(RUNNER, GROUP)
 }
 
 /// `scopevault status` as the runner user, with its groups from /etc/group (runuser).
@@ -75,8 +55,10 @@ fn socket_group_lets_a_runner_of_that_group_connect() {
     if Command::new("runuser").arg("--help").output().is_err() {
         return skip("needs runuser (util-linux) to run a client as the second user");
     }
-    if !ensure_runner() {
-        return skip("could not create the runner user and group (groupadd/useradd)");
+    if let Err(why) = ensure_runner() {
+        return skip(&format!(
+            "could not create the runner user and group: {why}"
+        ));
     }
     let gid = std::fs::read_to_string("/etc/group")
         .unwrap()
