@@ -1,5 +1,11 @@
 //! Helpers shared by the integration tests, one module per kind of setup. Every test module
 //! reaches them as `crate::common::NAME`.
+//!
+//! The functions below are for sharing one process: a test that runs this binary again
+//! ([`test_path`]), sets the one environment variable a library call reads
+//! ([`with_state_dir`]), reopens a log it just closed ([`reopen_audit_log`]) or runs a file it
+//! just made ([`copy_executable`]) goes through them, because any other test may fork a child
+//! at any moment.
 
 pub mod daemon;
 pub mod faults;
