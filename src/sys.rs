@@ -565,7 +565,7 @@ mod tests {
     }
 
     /// Skip (or, with `CI=true`, fail) a test that needs something this machine lacks, as
-    /// tests/common/skip.rs does: the reason is also appended to `SCOPEVAULT_SKIP_LOG`.
+    /// tests/it/common/skip.rs does: the reason is also appended to `SCOPEVAULT_SKIP_LOG`.
     fn skip(why: &str) {
         let name = std::thread::current().name().unwrap_or("?").to_owned();
         assert!(

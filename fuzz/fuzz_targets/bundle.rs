@@ -21,7 +21,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        // The fuzz crate's manifest is in fuzz/; tests/fuzz_replay.rs builds this file in the
+        // The fuzz crate's manifest is in fuzz/; tests/it/fuzz/replay.rs builds this file in the
         // main crate, whose manifest is at the root.
         let m = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let root = if m.join("fuzz_targets").is_dir() {

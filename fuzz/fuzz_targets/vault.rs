@@ -56,7 +56,7 @@ struct World {
 }
 
 fn fixtures() -> PathBuf {
-    // The fuzz crate's manifest is in fuzz/; tests/fuzz_replay.rs builds this file in the main
+    // The fuzz crate's manifest is in fuzz/; tests/it/fuzz/replay.rs builds this file in the main
     // crate, whose manifest is at the root.
     let m = Path::new(env!("CARGO_MANIFEST_DIR"));
     let root = if m.join("fuzz_targets").is_dir() {

@@ -854,7 +854,7 @@ mod tests {
     /// This test used to link the log to /dev/full to make every write fail; since issue
     /// 15.4 the log is opened with `O_NOFOLLOW`, so such a link is refused before any write
     /// (failing writes are covered by `unwritable_log_fails_then_recovers_with_a_consistent_chain`
-    /// and, with a full disk, by tests/storage_faults.rs).
+    /// and, with a full disk, by tests/it/storage_faults.rs).
     #[test]
     fn a_log_linked_to_a_device_is_refused_at_open() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,6 @@
+//! The audit log: the `audit` subcommands, the process hardening, the masker, the hash chain's verifier.
+
+mod cli;
+mod harden;
+mod masker;
+mod verify;

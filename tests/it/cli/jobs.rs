@@ -1,0 +1,374 @@
+//! An admin's everyday jobs: re-applying a policy, importing a password manager's export,
+//! `doctor`, man pages, and the help and list output.
+
+use crate::common::vault as common_vault;
+
+use common_vault::{contains, Env};
+
+const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml");
+
+#[test]
+fn applying_an_unchanged_policy_changes_nothing() {
+    let e = Env::new();
+    e.init_with_cred();
+    let pf = e.pf();
+    let first = e.ok(&["policy", "apply", POLICY, "--passphrase-file", &pf], b"");
+    assert!(first.contains("+ task checkout-flow"), "{first}");
+    let before = e.vault_bytes();
+    let again = e.ok(&["policy", "apply", POLICY, "--passphrase-file", &pf], b"");
+    assert!(again.contains("no changes"), "{again}");
+    assert!(
+        !again.contains("~ "),
+        "an unchanged policy reports no change: {again}"
+    );
+    assert_eq!(
+        e.vault_bytes(),
+        before,
+        "the vault file is unchanged, byte for byte"
+    );
+}
+
+const SECRETS: [&str; 4] = [
+    "bw-Password-1",
+    "op-Password-2",
+    "kp-Password-3",
+    "JBSWY3DPEHPK3PXP",
+];
+
+#[test]
+fn import_reads_the_three_exporters_and_never_prints_a_value() {
+    let e = Env::new();
+    e.init_with_cred();
+    let pf = e.pf();
+    // Bitwarden's columns (with a quoted comma and an embedded newline in notes).
+    std::fs::write(
+        e.path("bitwarden.csv"),
+        "folder,favorite,type,name,notes,fields,reprompt,login_uri,login_username,login_password,login_totp\n\
+         ,,login,Shop admin,\"line one,\nline two\",,0,https://shop.example.com,bw-user,bw-Password-1,JBSWY3DPEHPK3PXP\n",
+    )
+    .unwrap();
+    // 1Password.
+    std::fs::write(
+        e.path("1password.csv"),
+        "Title,Url,Username,Password,OTPAuth,Favorite,Archived,Tags,Notes\n\
+         API console,https://api.example.com,op-user,op-Password-2,,false,false,,\n",
+    )
+    .unwrap();
+    // KeePassXC (every cell quoted), an entry with a non-web URL.
+    std::fs::write(
+        e.path("keepassxc.csv"),
+        "\"Group\",\"Title\",\"Username\",\"Password\",\"URL\",\"Notes\",\"TOTP\",\"Icon\",\"Last Modified\",\"Created\"\n\
+         \"Root\",\"db.internal\",\"kp-user\",\"kp-Password-3\",\"ssh://db\",\"\",\"\",\"0\",\"2024-01-01\",\"2024-01-01\"\n",
+    )
+    .unwrap();
+    let mut all = String::new();
+    for f in ["bitwarden.csv", "1password.csv", "keepassxc.csv"] {
+        let out = e.ok(
+            &[
+                "cred",
+                "import",
+                e.path(f).to_str().unwrap(),
+                "--format",
+                "csv",
+                "--passphrase-file",
+                &pf,
+            ],
+            b"",
+        );
+        all.push_str(&out);
+    }
+    assert!(
+        all.contains("row 2: + Shop-admin added (username, url, password, totp_seed)"),
+        "{all}"
+    );
+    assert!(all.contains("row 2: + API-console added"), "{all}");
+    assert!(
+        all.contains("row 2: + db.internal added (username, password)"),
+        "{all}"
+    );
+    let names = e.names();
+    for n in ["Shop-admin", "API-console", "db.internal", "shop-buyer"] {
+        assert!(names.contains(&n.to_owned()), "{names:?}");
+    }
+    let show = e.ok(
+        &[
+            "cred",
+            "show",
+            "Shop-admin",
+            "--json",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(v["fields"]["username"], "bw-user");
+    assert_eq!(v["origins"][0], "https://shop.example.com");
+    assert_eq!(
+        v["secret_fields"],
+        serde_json::json!(["password", "totp_seed"])
+    );
+    for s in SECRETS {
+        assert!(
+            !contains(&e.transcript.borrow(), s.as_bytes()),
+            "{s} was printed"
+        );
+    }
+}
+
+#[test]
+fn import_keeps_existing_unless_update_and_is_one_atomic_save() {
+    let e = Env::new();
+    e.init_with_cred();
+    let pf = e.pf();
+    let csv = e.path("export.csv");
+    std::fs::write(
+        &csv,
+        "name,login_username,login_password\nshop-buyer,new-user,new-Password-9\nfresh,u,fresh-Password-8\n",
+    )
+    .unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "cred".to_owned(),
+            "import".into(),
+            csv.to_str().unwrap().into(),
+            "--passphrase-file".into(),
+            pf.clone(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |extra: &[&'static str]| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        e.ok(&a, b"")
+    };
+    let out = run(&[]);
+    assert!(out.contains("row 2: = shop-buyer exists: kept"), "{out}");
+    assert!(out.contains("row 3: + fresh added"), "{out}");
+    assert!(out.contains("1 added, 0 updated, 1 kept"), "{out}");
+    let out = run(&["--update"]);
+    assert!(
+        out.contains("row 2: ~ shop-buyer updated") && out.contains("row 3: ~ fresh updated"),
+        "{out}"
+    );
+    let show = e.ok(
+        &[
+            "cred",
+            "show",
+            "shop-buyer",
+            "--json",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    assert!(show.contains("new-user"), "{show}");
+
+    // One bad row: nothing is imported, the vault file is untouched, and the error names the
+    // row without quoting a value.
+    std::fs::write(
+        &csv,
+        "name,password,totp\nok-one,ok-Password-7,\n,orphan-Password-6,\nbad-totp,x-Password-5,not base32!\n",
+    )
+    .unwrap();
+    let before = e.vault_bytes();
+    let a = args(&[]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = e.fails(&a, b"", 2);
+    assert!(
+        err.contains("row 3:") && err.contains("row 4: bad-totp"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was imported"), "{err}");
+    assert_eq!(e.vault_bytes(), before);
+    for s in [
+        "orphan-Password-6",
+        "x-Password-5",
+        "not base32",
+        "ok-Password-7",
+    ] {
+        assert!(!err.contains(s), "{err}");
+    }
+}
+
+#[test]
+fn doctor_reports_each_check_and_fails_on_failures() {
+    let e = Env::new();
+    let sock = e.path("run/none.sock").to_str().unwrap().to_owned();
+    let audit = e.path("audit.jsonl").to_str().unwrap().to_owned();
+    let doctor = || e.run(&["doctor", "--socket", &sock, "--audit", &audit], b"");
+    let out = doctor();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("fail") && l.contains("scopevault init")),
+        "a missing vault fails with the fix: {text}"
+    );
+    e.init_with_cred();
+    let out = doctor();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for what in [
+        "vault", "unlock", "keyring", "socket", "daemon", "audit", "clock", "mlock",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.get(6..).is_some_and(|r| r.starts_with(what))),
+            "a `{what}` line: {text}"
+        );
+    }
+    for l in text.lines().filter(|l| !l.contains("check(s)")) {
+        assert!(
+            l.starts_with("ok  ") || l.starts_with("warn") || l.starts_with("fail"),
+            "{l}"
+        );
+    }
+    // A vault others can read: a warning with the chmod that fixes it.
+    std::fs::set_permissions(
+        e.vault(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let out = doctor();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("warn") && l.contains("chmod 0600")),
+        "{text}"
+    );
+    // A broken audit chain fails.
+    std::fs::write(&audit, "{\"seq\":1}\nnot a record\n").unwrap();
+    let out = doctor();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("fail") && l.contains("audit")),
+        "{text}"
+    );
+}
+
+#[test]
+fn man_dir_writes_one_page_per_command() {
+    let e = Env::new();
+    let dir = e.path("man");
+    let out = e.ok(&["man", "--dir", dir.to_str().unwrap()], b"");
+    assert!(out.contains("man pages"), "{out}");
+    for page in [
+        "scopevault.1",
+        "scopevault-lint.1",
+        "scopevault-cred.1",
+        "scopevault-cred-set.1",
+        "scopevault-cred-import.1",
+        "scopevault-key-add.1",
+        "scopevault-audit-verify.1",
+        "scopevault-serve.1",
+        "scopevault-doctor.1",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(page)).unwrap_or_else(|err| panic!("{page}: {err}"));
+        let title = page.trim_end_matches(".1");
+        assert!(
+            text.contains(&format!(".TH {title} 1")),
+            "{page}: {}",
+            &text[..200.min(text.len())]
+        );
+    }
+    // The top-level page still goes to stdout, and it names pages that now exist.
+    let top = e.ok(&["man"], b"");
+    assert!(top.contains(".TH scopevault 1"));
+    assert!(
+        top.contains("scopevault\\-lint(1)"),
+        "the top page refers to the others"
+    );
+}
+
+#[test]
+fn help_groups_global_options_and_lists_kinds() {
+    let e = Env::new();
+    let help = e.ok(&["cred", "add", "--help"], b"");
+    let (own, global) = help.split_at(help.find("Global options").expect("a heading"));
+    assert!(
+        own.contains("--kind") && !own.contains("--passphrase-file"),
+        "{help}"
+    );
+    assert!(
+        global.contains("--vault") && global.contains("--passphrase-file"),
+        "{help}"
+    );
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("[possible values: login, token, totp, certificate, generic]"),
+        "{help}"
+    );
+    // Completing --task offers no file names (zsh: no _files / _default action).
+    let zsh = e.ok(&["completions", "zsh"], b"");
+    let task_lines: Vec<&str> = zsh.lines().filter(|l| l.contains("--task=")).collect();
+    assert!(!task_lines.is_empty(), "{zsh}");
+    for l in task_lines {
+        assert!(!l.contains("_files") && !l.contains("_default"), "{l}");
+    }
+}
+
+#[test]
+fn cred_list_is_aligned_and_shows_no_rotation_for_never_set() {
+    let e = Env::new();
+    e.init_with_cred();
+    let pf = e.pf();
+    e.ok(&["policy", "apply", POLICY, "--passphrase-file", &pf], b"");
+    let list = e.ok(&["cred", "list", "--passphrase-file", &pf], b"");
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{list}");
+    // Every column starts at the same position on every line.
+    for col in ["KIND", "SCOPES", "SECRETS", "ROTATED"] {
+        let at = lines[0].find(col).unwrap();
+        for l in &lines[1..] {
+            let before = &l[..at];
+            assert!(
+                before.ends_with("  ") && !l[at..].starts_with(' '),
+                "column {col} misaligned:\n{list}"
+            );
+        }
+    }
+    // Declared by the policy, never given a secret: no rotation date.
+    let never = lines
+        .iter()
+        .find(|l| l.starts_with("search-token"))
+        .expect("search-token listed");
+    assert!(
+        never.contains("(none set)") && never.trim_end().ends_with('-'),
+        "{list}"
+    );
+    assert!(!list.contains("rotated="), "{list}");
+}
+
+#[test]
+fn term_dumb_gets_no_colour() {
+    use crate::common::shell_pty;
+    if !shell_pty::available() {
+        return crate::common::skip::skip(
+            "python3 with the pty module is needed to drive a pseudo-terminal",
+        );
+    }
+    let e = Env::new();
+    let screen = |term: &str| {
+        let mut c = e.wrapper("python3");
+        c.env("PATH", shell_pty::path_with_binary())
+            .env("TERM", term)
+            .env_remove("NO_COLOR");
+        shell_pty::drive(&mut c, &format!("scopevault lint {POLICY}"));
+        let out = e.run_cmd(&mut c, b"");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = screen("xterm-256color");
+    assert!(
+        coloured.contains('\x1b'),
+        "a colour terminal gets colour: {coloured}"
+    );
+    let dumb = screen("dumb");
+    assert!(dumb.contains("scope-exceeds-task"), "{dumb}");
+    assert!(!dumb.contains('\x1b'), "TERM=dumb gets no colour: {dumb:?}");
+}

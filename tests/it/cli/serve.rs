@@ -1,0 +1,250 @@
+//! `serve` as an admin meets it: `--socket-group` lets a runner user of that group connect
+//! (a real second uid, needs root); without XDG_RUNTIME_DIR the error is stated once with the
+//! fix; the mlockall advice is printed once and agrees with the systemd unit; the systemd
+//! example's directory and socket modes let the socket's group in, and `systemd-analyze
+//! verify` accepts the units.
+
+use crate::common::vault as common_vault;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common_vault::Env;
+
+const GROUP: &str = "sv-fd-runners";
+const RUNNER: &str = "sv-fd-runner";
+
+use crate::common::daemon::bin;
+use crate::common::users::{self, is_root};
+
+use crate::common::skip::skip;
+
+fn serve(e: &Env, socket: &Path, extra: &[&str]) -> common_vault::Serving {
+    e.serve(socket, extra)
+}
+
+/// Create the group and a runner user in it (supplementary), once; both stay for reruns.
+/// Through common::users, which retries while a test running beside this one holds the
+/// /etc/passwd lock.
+fn ensure_runner() -> Result<(), String> {
+    users::ensure_group(GROUP)?;
+    users::ensure_user(RUNNER)?;
+    users::add_to_group(RUNNER, GROUP)
+}
+
+/// `scopevault status` as the runner user, with its groups from /etc/group (runuser).
+fn status_as_runner(socket: &Path) -> std::process::Output {
+    Command::new("runuser")
+        .args(["-u", RUNNER, "--", bin(), "status", "--socket"])
+        .arg(socket)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn socket_group_lets_a_runner_of_that_group_connect() {
+    if !is_root() {
+        return skip("needs root to create a second user and group");
+    }
+    if Command::new("runuser").arg("--help").output().is_err() {
+        return skip("needs runuser (util-linux) to run a client as the second user");
+    }
+    if let Err(why) = ensure_runner() {
+        return skip(&format!(
+            "could not create the runner user and group: {why}"
+        ));
+    }
+    let gid = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == GROUP).then(|| f[2].parse::<u32>().unwrap())
+        })
+        .unwrap();
+    let e = Env::new();
+    e.init_with_cred();
+    // The test's own directory must be traversable by the runner, as /run is.
+    std::fs::set_permissions(e.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Without --socket-group: the directory is 0700 and the runner cannot connect (exit 5).
+    let plain = e.path("plain/sv.sock");
+    let d = serve(&e, &plain, &[]);
+    let out = status_as_runner(&plain);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    drop(d);
+
+    let socket = e.path("run/sv.sock");
+    let _d = serve(&e, &socket, &["--socket-group", GROUP]);
+    let dir = std::fs::metadata(e.path("run")).unwrap();
+    assert_eq!(
+        (dir.mode() & 0o7777, dir.uid(), dir.gid()),
+        (0o750, 0, gid),
+        "the socket directory is 0750 root:{GROUP}"
+    );
+    let s = std::fs::symlink_metadata(&socket).unwrap();
+    assert_eq!(
+        (s.mode() & 0o7777, s.uid(), s.gid()),
+        (0o660, 0, gid),
+        "the socket is 0660 root:{GROUP}"
+    );
+    let out = status_as_runner(&socket);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a member of {GROUP} connects: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("daemon:"));
+    // Someone outside the group still cannot.
+    let out = Command::new(bin())
+        .arg("status")
+        .arg("--socket")
+        .arg(&socket)
+        .env_clear()
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+}
+
+#[test]
+fn serve_without_xdg_runtime_dir_says_it_once_with_the_fix() {
+    if !is_root() {
+        return skip("needs root to run the daemon as another user (uid 65534)");
+    }
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        return skip("needs prlimit (util-linux) to lower RLIMIT_MEMLOCK");
+    }
+    let e = Env::new();
+    std::fs::set_permissions(e.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = e.path("nobody");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    // As a user after `su -`: no XDG_RUNTIME_DIR, so the default socket is under /run, which
+    // only root may create in; no memory-lock allowance either.
+    let out = Command::new("prlimit")
+        .args(["--memlock=0:0", bin(), "serve", "--vault"])
+        .arg(state.join("vault.scopevault"))
+        .arg("--audit")
+        .arg(state.join("audit.jsonl"))
+        .env_clear()
+        .env("HOME", &state)
+        .env("XDG_STATE_HOME", state.join("st"))
+        .env("SCOPEVAULT_STATE_DIR", state.join("st"))
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.matches("Permission denied").count(),
+        1,
+        "the cause is stated once: {err}"
+    );
+    assert!(
+        err.contains("XDG_RUNTIME_DIR") && err.contains("--socket"),
+        "the fix is suggested: {err}"
+    );
+    // The mlockall advice: once, and the limit it suggests is the unit's.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/systemd/scopevault.service"
+    ))
+    .unwrap();
+    let limit = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitMEMLOCK="))
+        .expect("the unit sets LimitMEMLOCK");
+    assert_eq!(err.matches("mlockall").count(), 1, "{err}");
+    assert_eq!(err.matches("LimitMEMLOCK").count(), 1, "{err}");
+    assert!(err.contains(&format!("LimitMEMLOCK={limit}")), "{err}");
+}
+
+/// `Key=value` lines of a unit (the last one wins, as in systemd for these keys).
+fn unit_value<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
+    unit.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::trim)
+}
+
+#[test]
+fn the_systemd_example_lets_the_socket_group_in() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/systemd"));
+    let service = std::fs::read_to_string(dir.join("scopevault.service")).unwrap();
+    let socket = std::fs::read_to_string(dir.join("scopevault.socket")).unwrap();
+    let group = unit_value(&socket, "SocketGroup").expect("SocketGroup=");
+    assert_eq!(unit_value(&socket, "SocketMode"), Some("0660"));
+    // Before the service first starts, systemd creates the socket's directory root:root with
+    // DirectoryMode=: the group's members must be able to traverse it to activate the service.
+    let mode = u32::from_str_radix(unit_value(&socket, "DirectoryMode").unwrap(), 8).unwrap();
+    assert!(
+        mode & 0o001 != 0,
+        "DirectoryMode={mode:o}: runners cannot reach the socket"
+    );
+    assert!(
+        mode & 0o022 == 0,
+        "the daemon refuses a directory writable by others"
+    );
+    // Once the service runs, RuntimeDirectory= is owned by User:Group with its mode.
+    let rmode =
+        u32::from_str_radix(unit_value(&service, "RuntimeDirectoryMode").unwrap(), 8).unwrap();
+    let rgroup = unit_value(&service, "Group").unwrap();
+    assert!(
+        rmode & 0o001 != 0 || (rgroup == group && rmode & 0o010 != 0),
+        "RuntimeDirectoryMode={rmode:o} with Group={rgroup} shuts out SocketGroup={group}"
+    );
+    assert!(rmode & 0o022 == 0);
+    // The unit says where the binary comes from.
+    assert!(
+        service.contains("cargo install") && service.contains("~/.cargo/bin"),
+        "the unit says where cargo install puts the binary"
+    );
+}
+
+#[test]
+fn systemd_analyze_verifies_the_units() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skip("systemd-analyze is not installed");
+    }
+    let e = Env::new();
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/systemd"));
+    // The units name /usr/local/bin/scopevault, which must exist for verify: point them at
+    // the binary under test instead, nothing else changed.
+    for unit in ["scopevault.service", "scopevault.socket"] {
+        let text = std::fs::read_to_string(dir.join(unit)).unwrap();
+        assert!(unit.ends_with("socket") || text.contains("ExecStart=/usr/local/bin/scopevault "));
+        std::fs::write(
+            e.path(unit),
+            text.replace("/usr/local/bin/scopevault", bin()),
+        )
+        .unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(e.path("scopevault.socket"))
+        .arg(e.path("scopevault.service"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // Unknown keys and bad values are only warnings for systemd: none is allowed here.
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("scopevault.s")).collect();
+    assert!(warnings.is_empty(), "{err}");
+}

@@ -1,0 +1,374 @@
+//! Shared helpers for the daemon integration tests: start the real `scopevault serve` in a
+//! fresh temp dir, talk to it over its real socket, stop it with SIGTERM.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_scopevault")
+}
+
+/// A `scopevault` command with a clean environment for the test dir.
+pub fn cmd(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.env_remove("SCOPEVAULT_SOCKET")
+        .env_remove("SCOPEVAULT_STATE_DIR")
+        .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("SCOPEVAULT_AUDIT")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env("SCOPEVAULT_VAULT", dir.join("vault.scopevault"))
+        .env("SCOPEVAULT_AUDIT", dir.join("audit.jsonl"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("SCOPEVAULT_STATE_DIR", dir.join("state/scopevault"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("HOME", dir);
+    c
+}
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub audit: PathBuf,
+    pub stderr: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Start `scopevault serve` with `args` added; wait until it answers `health`.
+    pub fn start(dir: &Path, args: &[&str]) -> Daemon {
+        Daemon::start_at(dir, &dir.join("run/scopevault.sock"), args)
+    }
+
+    /// As [`Daemon::start`], on the socket path given.
+    pub fn start_at(dir: &Path, socket: &Path, args: &[&str]) -> Daemon {
+        let socket = socket.to_owned();
+        let stderr = dir.join("daemon.stderr");
+        let mut c = cmd(dir);
+        c.arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let child = c.spawn().expect("spawn scopevault serve");
+        let mut d = Daemon {
+            dir: dir.to_owned(),
+            socket,
+            audit: dir.join("audit.jsonl"),
+            stderr,
+            child: Some(child),
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited early ({st}): {}", self.stderr_text());
+            }
+            if let Ok(mut s) = UnixStream::connect(&self.socket) {
+                if let Ok(v) = roundtrip(&mut s, r#"{"v":1,"op":"health"}"#) {
+                    if v["ok"] == true {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not become ready: {}", self.stderr_text());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn audit_text(&self) -> String {
+        std::fs::read_to_string(&self.audit).unwrap_or_default()
+    }
+
+    /// The audit log once it shows `n` refusals of `uid` ([`refusals_of`]), or after 10 s.
+    pub fn audit_after_refusals(&self, uid: u32, n: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while refusals_of(&self.audit_text(), uid) < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.audit_text()
+    }
+
+    pub fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(&self.socket).expect("connect to daemon");
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(&self, line: &str) -> Value {
+        roundtrip(&mut self.connect(), line).expect("daemon answers")
+    }
+
+    /// The daemon still answers a well-behaved client.
+    pub fn assert_alive(&self) {
+        let v = self.request(r#"{"v":1,"op":"health"}"#);
+        assert_eq!(v["ok"], true, "health after abuse: {v}");
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Send one line, read one line, parse it.
+pub fn roundtrip(s: &mut UnixStream, line: &str) -> std::io::Result<Value> {
+    s.write_all(line.as_bytes())?;
+    s.write_all(b"\n")?;
+    read_json(s)
+}
+
+pub fn read_json(s: &mut UnixStream) -> std::io::Result<Value> {
+    // Byte by byte, so a pipelined second response stays in the socket for the next call.
+    let mut bytes = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match std::io::Read::read(s, &mut b)? {
+            0 => break,
+            _ if b[0] == b'\n' => break,
+            _ => bytes.push(b[0]),
+        }
+    }
+    let out = String::from_utf8_lossy(&bytes).into_owned();
+    if out.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed",
+        ));
+    }
+    serde_json::from_str(&out).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The refusals of `uid` in an audit log: its `deny` records, recorded one by one or (within
+/// one second) counted into a `denials` record the daemon writes once the second is over.
+pub fn refusals_of(audit: &str, uid: u32) -> u64 {
+    audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["peer"]["uid"] == uid && r["decision"] == "deny")
+        .map(|r| r["count"].as_u64().unwrap_or(1))
+        .sum()
+}
+
+/// A fresh private temp dir (0700) for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
+}
+
+/// The secret stored for each demo credential: easy to grep for in outputs and logs.
+pub fn secret_of(credential: &str) -> String {
+    format!("S3cret-{credential}-Zq9")
+}
+
+/// A TOTP seed (RFC 6238's SHA-1 test key, base32).
+pub const TOTP_SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+/// Run a scopevault command that must succeed, with optional stdin.
+pub fn ok(dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut c = cmd(dir);
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        let mut i = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            i.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "scopevault {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An identity-file vault in `dir` with examples/policy.toml applied and a secret stored for
+/// every credential the tests use. Returns the identity file.
+/// A daemon over a vault from [`setup_vault`] whose `shop-buyer` login (user `buyer`) has the
+/// password `password`, started with the vault's identity file.
+pub fn start_with_buyer(dir: &Path, password: &str) -> Daemon {
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    ok(
+        dir,
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            "username=buyer",
+            "--secret",
+            "password",
+        ],
+        Some(password),
+    );
+    Daemon::start(dir, &["--identity-file", id_s])
+}
+
+pub fn setup_vault(dir: &Path) -> PathBuf {
+    let id = dir.join("identity.txt");
+    let id_s = id.to_str().unwrap().to_owned();
+    ok(dir, &["init", "--identity-out", &id_s], None);
+    let policy = example_policy_file(dir);
+    ok(
+        dir,
+        &[
+            "--identity-file",
+            &id_s,
+            "policy",
+            "apply",
+            policy.to_str().unwrap(),
+        ],
+        None,
+    );
+    for (cred, user) in [
+        ("shop-buyer", Some("buyer")),
+        ("shop-backoffice", Some("backoffice")),
+        ("search-token", None),
+        ("payments-token", None),
+        ("newsletter-login", Some("news")),
+    ] {
+        let mut args = vec!["--identity-file", &id_s, "cred", "set", cred];
+        let field;
+        if let Some(u) = user {
+            field = format!("username={u}");
+            args.extend(["--field", &field]);
+        }
+        let key = if user.is_some() { "password" } else { "token" };
+        args.extend(["--secret", key]);
+        ok(dir, &args, Some(&secret_of(cred)));
+    }
+    ok(
+        dir,
+        &[
+            "--identity-file",
+            &id_s,
+            "cred",
+            "set",
+            "shop-2fa",
+            "--secret",
+            "totp_seed",
+        ],
+        Some(TOTP_SEED),
+    );
+    id
+}
+
+/// examples/policy.toml with the user running the tests added to every task's runners
+/// (the example names `checkpoint` and `root`), so a developer without root runs the daemon
+/// tests as a runner too.
+pub fn example_policy() -> String {
+    let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml"));
+    let me = Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .expect("id -un names the user running the tests");
+    if me == "root" || me == "checkpoint" {
+        return text.to_owned();
+    }
+    let out = text.replace(
+        "users = [\"checkpoint\", \"root\"",
+        &format!("users = [\"checkpoint\", \"root\", \"{me}\""),
+    );
+    assert_ne!(
+        out, text,
+        "examples/policy.toml no longer names its runners as expected"
+    );
+    out
+}
+
+/// [`example_policy`] written to `dir/example-policy.toml`.
+pub fn example_policy_file(dir: &Path) -> PathBuf {
+    let p = dir.join("example-policy.toml");
+    std::fs::write(&p, example_policy()).unwrap();
+    p
+}
+
+/// Every secret the tests store (to check that none leaks).
+pub fn all_secrets() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "shop-buyer",
+        "shop-backoffice",
+        "search-token",
+        "payments-token",
+        "newsletter-login",
+    ]
+    .iter()
+    .map(|c| secret_of(c))
+    .collect();
+    v.push(TOTP_SEED.to_string());
+    v
+}
+
+/// Assert that no stored secret appears in `text` (`what` names it in the failure).
+pub fn assert_no_secret(text: &str, what: &str) {
+    for s in all_secrets() {
+        assert!(!text.contains(&s), "a secret leaked into {what}: {text}");
+    }
+}
+
+/// True when the tests run as root.
+pub use super::users::is_root;

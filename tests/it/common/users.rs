@@ -1,0 +1,166 @@
+//! Real users and groups for the tests that need a second uid (issue 16): as root the test
+//! creates them (`useradd`, `groupadd`, `usermod`) instead of skipping; without root there is
+//! no second uid to run a client as, and the caller reports a skip (tests/it/common/skip.rs).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// The second user the tests run clients as (created when missing, kept afterwards: a system
+/// user with no home and no login shell).
+pub const OTHER_USER: &str = "scopevault-t2";
+
+/// The current uid.
+pub fn current_uid() -> u32 {
+    let out = Command::new("id").arg("-u").output().expect("run id -u");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("id -u prints a number")
+}
+
+/// True when the tests run as root (`id -u` says 0; false when `id` cannot run).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn id_of(flag: &str, name: &str) -> Option<u32> {
+    let o = Command::new("id").args([flag, name]).output().ok()?;
+    if !o.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+}
+
+/// Run an account tool (`useradd`, `groupadd`, `usermod`), retrying while another test holds
+/// the /etc/passwd lock. `done` says whether the wanted state is already reached (so a
+/// concurrent test that created the same account is not an error).
+fn account_tool(program: &str, args: &[&str], done: impl Fn() -> bool) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..50 {
+        if done() {
+            return Ok(());
+        }
+        let out = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        if out.status.success() || done() {
+            return Ok(());
+        }
+        last = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("{program} {args:?} failed: {last}"))
+}
+
+/// The (uid, gid) of user `name`, created as a system user with its own group when missing.
+/// `Err` says why not (not root, `useradd` refused).
+pub fn ensure_user(name: &str) -> Result<(u32, u32), String> {
+    if !is_root() {
+        return Err(format!(
+            "not root, so no second user ({name}) can be created or run as"
+        ));
+    }
+    account_tool(
+        "useradd",
+        &[
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ],
+        || id_of("-u", name).is_some(),
+    )?;
+    Ok((
+        id_of("-u", name).ok_or("useradd left no uid")?,
+        id_of("-g", name).ok_or("useradd left no gid")?,
+    ))
+}
+
+/// The gid of group `name`, created (a system group) when missing. Needs root.
+pub fn ensure_group(name: &str) -> Result<u32, String> {
+    if !is_root() {
+        return Err(format!("not root, so group {name} cannot be created"));
+    }
+    let gid = || {
+        let o = Command::new("getent").args(["group", name]).output().ok()?;
+        let line = String::from_utf8_lossy(&o.stdout).into_owned();
+        line.split(':').nth(2)?.trim().parse::<u32>().ok()
+    };
+    account_tool("groupadd", &["--system", name], || gid().is_some())?;
+    gid().ok_or_else(|| format!("groupadd left no group {name}"))
+}
+
+/// Whether `user` is listed as a member of `group` in /etc/group.
+pub fn is_member(user: &str, group: &str) -> bool {
+    Command::new("getent")
+        .args(["group", group])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .any(|m| m == user)
+        })
+        .unwrap_or(false)
+}
+
+/// Add `user` to `group`'s member list (`usermod -a -G`).
+pub fn add_to_group(user: &str, group: &str) -> Result<(), String> {
+    account_tool("usermod", &["-a", "-G", group, user], || {
+        is_member(user, group)
+    })
+}
+
+/// Remove `user` from `group`'s member list (`gpasswd -d`).
+pub fn remove_from_group(user: &str, group: &str) -> Result<(), String> {
+    account_tool("gpasswd", &["-d", user, group], || !is_member(user, group))
+}
+
+/// A copy of the scopevault binary that any uid can execute: `dir/bin/scopevault`, with
+/// `dir` opened to 0711 and `dir/bin` to 0755 (the build's own target dir may be private).
+pub fn shared_binary(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin_dir = dir.join("bin");
+    let exe = bin_dir.join("scopevault");
+    if !exe.exists() {
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        super::copy_executable(Path::new(env!("CARGO_BIN_EXE_scopevault")), &exe);
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(&bin_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    exe
+}
+
+/// Run `exe --socket socket args…` as `uid`/`gid` (root only) with a clean environment, `/`
+/// as home and working directory, and no supplementary groups in the kernel (std's `uid()`
+/// drops them): whatever groups the daemon sees, it must read from /etc/group.
+pub fn run_as(uid: u32, gid: u32, exe: &Path, socket: &Path, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(exe)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_clear()
+        .env("HOME", "/")
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {} as uid {uid}: {e}", exe.display()))
+}

@@ -1,0 +1,1013 @@
+//! The daemon with a real vault: runners fetch their task's credentials, everyone else is
+//! refused and audited, tickets redeem once, the audit log fails closed, and the clients
+//! (`get`, `totp`, `exec`, the Python example) work against the real socket.
+
+use crate::common::daemon;
+use crate::common::skip;
+use crate::common::users;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use daemon::{
+    assert_no_secret, code, ok, roundtrip, secret_of, setup_vault, tempdir, Daemon, TOTP_SEED,
+};
+
+fn start(dir: &std::path::Path) -> Daemon {
+    let id = setup_vault(dir);
+    Daemon::start(dir, &["--identity-file", id.to_str().unwrap()])
+}
+
+fn sv(d: &Daemon, args: &[&str]) -> std::process::Output {
+    daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_runner_gets_its_credential_and_the_audit_log_has_an_hmac_not_the_value() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let out = sv(
+        &d,
+        &["get", "--task", "checkout-flow", "--field", "password"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        secret_of("shop-buyer")
+    );
+    let out = sv(&d, &["get", "--task", "checkout-flow"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fields"]["username"], "buyer");
+    let audit = d.audit_text();
+    assert!(audit.contains("\"checkout-flow\"") && audit.contains("hmac-sha256:"));
+    // The record names the client as the kernel and /proc see it: here, the `get` process.
+    // (The daemon's own `vault.load` record, with no peer, comes before it.)
+    let first: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["op"] == "fetch")
+        .unwrap();
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_scopevault")).unwrap();
+    assert_eq!(first["peer"]["exe"], exe.to_str().unwrap(), "{first}");
+    assert!(first["peer"]["pid"].as_i64().unwrap() > 1, "{first}");
+    assert_no_secret(&audit, "the audit log");
+    // The admin can find the hand-out by the value's HMAC.
+    let h = ok(
+        dir.path(),
+        &["audit", "hash"],
+        Some(&secret_of("shop-buyer")),
+    );
+    let h = h
+        .split_whitespace()
+        .find(|w| w.starts_with("hmac-sha256:"))
+        .unwrap()
+        .to_owned();
+    assert!(audit.contains(&h), "audit hash {h} not in the log");
+    let out = sv(&d, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_no_secret(&d.stderr_text(), "the daemon's log");
+}
+
+#[test]
+fn a_task_the_peer_does_not_run_is_denied_and_an_unknown_task_is_not_found() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"newsletter"}"#);
+    assert_eq!(code(&v), "denied", "{v}");
+    assert_no_secret(&v.to_string(), "a denied response");
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"no-such-task"}"#);
+    assert_eq!(code(&v), "not_found", "{v}");
+    let v =
+        d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"payments-token"}"#);
+    assert_eq!(code(&v), "denied", "{v}");
+    assert_no_secret(&v.to_string(), "a denied response");
+    let audit = d.audit_text();
+    assert!(
+        audit.contains("not a runner of task `newsletter`"),
+        "{audit}"
+    );
+    assert_no_secret(&audit, "the audit log");
+    let out = sv(&d, &["get", "--task", "newsletter"]);
+    assert_eq!(out.status.code(), Some(5));
+    d.assert_alive();
+}
+
+#[test]
+fn a_client_of_another_uid_is_denied_and_audited() {
+    // A real second user, created when missing (as root); without root there is none.
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let dir = tempdir();
+    let d = start(dir.path());
+    // Open the file modes so the other uid can reach the socket (and run a copy of the
+    // binary) at all: the kernel credential check must refuse it on its own (modes are only
+    // defence in depth).
+    let exe = users::shared_binary(dir.path());
+    std::fs::set_permissions(
+        d.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o711),
+    )
+    .unwrap();
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let as_nobody = |args: &[&str]| users::run_as(uid, gid, &exe, &d.socket, args);
+    let out = as_nobody(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "uid {uid} must reach the daemon's health op: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(h["peer"]["uid"], uid);
+    assert_eq!(h["peer"]["admin"], false);
+    let out = as_nobody(&["get", "--task", "checkout-flow", "--field", "password"]);
+    assert_eq!(out.status.code(), Some(5));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("denied"), "{text}");
+    assert_no_secret(&text, "the other uid's output");
+    let out = as_nobody(&["lock"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(d.request(r#"{"v":1,"op":"health"}"#)["locked"], false);
+    let out = as_nobody(&["get", "--task", "checkout-flow"]);
+    assert_eq!(out.status.code(), Some(5));
+    // Rotating the audit log is for admins: refused, and the log stays where it is.
+    let out = as_nobody(&["audit", "rotate"]);
+    assert_eq!(out.status.code(), Some(5));
+    let rotated = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("audit.jsonl.") && name != "audit.jsonl.key"
+        })
+        .count();
+    assert_eq!(rotated, 0, "no file was moved aside");
+    // Four refusals of the other uid, recorded one by one or (within one second) counted
+    // into a `denials` record the daemon writes once the second is over.
+    let audit = d.audit_after_refusals(uid, 4);
+    assert_eq!(
+        daemon::refusals_of(&audit, uid),
+        4,
+        "denials of uid {uid} are audited: {audit}"
+    );
+    assert_no_secret(&audit, "the audit log");
+    d.assert_alive();
+}
+
+#[test]
+fn a_ticket_redeems_once_a_second_redeem_is_flagged_and_an_expired_one_is_refused() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let mut s = d.connect();
+    let t = roundtrip(
+        &mut s,
+        r#"{"v":1,"op":"ticket","task":"search-api","ttl":600}"#,
+    )
+    .unwrap();
+    let ticket = t["ticket"].as_str().expect("a ticket").to_owned();
+    let redeem = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
+    let v = roundtrip(&mut s, &redeem).unwrap();
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+    let v = roundtrip(&mut s, &redeem).unwrap();
+    assert_eq!(code(&v), "denied", "{v}");
+    assert_no_secret(&v.to_string(), "a refused redeem");
+    assert!(d.audit_text().contains("possible interception"));
+    assert!(
+        !d.audit_text().contains(&ticket),
+        "the ticket itself is never logged"
+    );
+
+    let t = roundtrip(
+        &mut s,
+        r#"{"v":1,"op":"ticket","task":"search-api","ttl":1}"#,
+    )
+    .unwrap();
+    let expired = format!(
+        r#"{{"v":1,"op":"fetch","ticket":"{}"}}"#,
+        t["ticket"].as_str().unwrap()
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let v = roundtrip(&mut s, &expired).unwrap();
+    assert_eq!(code(&v), "denied", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
+    // The refusal's audit record names the task the ticket was for.
+    let audit = d.audit_text();
+    let rec: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert!(rec["reason"].as_str().unwrap().contains("expired"), "{rec}");
+    assert_eq!(rec["task"], "search-api", "{rec}");
+    let v = roundtrip(&mut s, r#"{"v":1,"op":"fetch","ticket":"svt1_forged"}"#).unwrap();
+    assert_eq!(code(&v), "not_found");
+    d.assert_alive();
+}
+
+#[test]
+fn when_the_audit_log_cannot_be_written_nothing_is_handed_out() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(v["ok"], true);
+    // The log is moved away under the daemon and a file with content is put in its place
+    // (as root, a chmod would not stop us): that file is not the daemon's to continue.
+    std::fs::rename(&d.audit, dir.path().join("moved.jsonl")).unwrap();
+    std::fs::write(&d.audit, "not the daemon's log\n").unwrap();
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(code(&v), "audit_unavailable", "{v}");
+    assert_no_secret(&v.to_string(), "an audit_unavailable response");
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert_eq!(h["audit_ok"], false);
+    assert_no_secret(&d.stderr_text(), "the daemon's log");
+}
+
+/// Issue 15.8: `audit rotate`, logrotate's move then SIGUSR1, and a copytruncate: hand-outs
+/// go on, and the files verify as one chain (`audit verify --audit LIVE ROTATED...`).
+#[test]
+fn the_audit_log_rotates_without_losing_a_record() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetch = || {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    };
+    fetch();
+    // 1. The daemon moves the log aside itself.
+    let out = sv(&d, &["audit", "rotate"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = dir.path().join(
+        stdout
+            .split("earlier records are in ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .unwrap_or_else(|| panic!("names the moved file: {stdout}")),
+    );
+    assert!(first.is_file(), "{}", first.display());
+    fetch();
+    // 2. logrotate's way: move the file, then SIGUSR1.
+    let second = dir.path().join("audit.jsonl.1");
+    std::fs::rename(&d.audit, &second).unwrap();
+    d.signal("USR1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !d.stderr_text().contains("SIGUSR1") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d
+        .stderr_text()
+        .contains("SIGUSR1: the audit log was moved away"));
+    assert!(d.audit.is_file(), "a new file at the path after SIGUSR1");
+    fetch();
+    // 3. copytruncate (documented as wrong, but it must not break the chain): the daemon
+    // records the gap and goes on in the truncated file.
+    let third = dir.path().join("audit.jsonl.2");
+    std::fs::copy(&d.audit, &third).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&d.audit)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    fetch();
+    let live = d.audit_text();
+    assert!(
+        live.lines().next().unwrap().contains("\"audit.gap\""),
+        "{live}"
+    );
+    // Given in any order, the four files are one chain.
+    let mut c = daemon::cmd(&d.dir);
+    let out = c
+        .args(["audit", "verify", "--audit"])
+        .arg(&d.audit)
+        .args([&third, &first, &second])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("4 file(s) as one chain"), "{text}");
+    // Without the file in the middle, the missing seqs are named.
+    let out = daemon::cmd(&d.dir)
+        .args(["audit", "verify", "--audit"])
+        .arg(&d.audit)
+        .args([&first, &third])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("are missing between them"), "{text}");
+    d.assert_alive();
+}
+
+/// The logrotate example (examples/logrotate/scopevault), pointed at a live daemon's log and
+/// run by the real logrotate: hand-outs go on, and the rotated file and the new one verify as
+/// one chain.
+#[test]
+fn the_logrotate_example_rotates_a_live_daemons_log() {
+    if Command::new("logrotate").arg("--version").output().is_err() {
+        return skip::skip("logrotate is not installed (scripts/setup/logrotate installs it)");
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetch = || {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    };
+    fetch();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/logrotate/scopevault"
+    ))
+    .unwrap();
+    let signal = "systemctl kill --signal=SIGUSR1 --kill-whom=main scopevault.service";
+    assert!(example.contains(signal) && example.contains("create 0600 root root"));
+    let conf = example
+        .replace("/var/log/scopevault/audit.jsonl", d.audit.to_str().unwrap())
+        .replace(signal, &format!("kill -USR1 {}", d.pid()))
+        .replace("create 0600 root root", "create 0600");
+    let conf_path = dir.path().join("logrotate.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(dir.path().join("logrotate.state"))
+        .arg(&conf_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "logrotate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !d.stderr_text().contains("SIGUSR1") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fetch();
+    let rotated = dir.path().join("audit.jsonl.1");
+    assert!(
+        rotated.is_file(),
+        "delaycompress leaves audit.jsonl.1 as it is"
+    );
+    let live = d.audit_text();
+    assert!(
+        live.lines().next().unwrap().contains("\"audit.rotate\""),
+        "{live}"
+    );
+    let out = daemon::cmd(&d.dir)
+        .args(["audit", "verify", "--audit"])
+        .arg(&d.audit)
+        .arg(&rotated)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("2 file(s) as one chain"), "{text}");
+    d.assert_alive();
+}
+
+#[test]
+fn over_scope_is_a_warning_in_the_response_and_the_audit_record() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"order-status"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let w = v["credentials"][0]["warnings"][0].as_str().unwrap();
+    assert!(w.contains("shop:admin"), "{w}");
+    assert!(d.audit_text().contains("does not need"));
+    let out = sv(
+        &d,
+        &["get", "--task", "order-status", "--field", "username"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+#[test]
+fn totp_gives_a_six_digit_code_and_never_the_seed() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let out = sv(&d, &["totp", "--task", "two-factor-login"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(code.len(), 6);
+    assert!(code.chars().all(|c| c.is_ascii_digit()));
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"two-factor-login"}"#);
+    assert!(!v.to_string().contains(TOTP_SEED));
+}
+
+#[test]
+fn sighup_reloads_a_rotated_secret() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let id = dir.path().join("identity.txt");
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("rotated-value-77"),
+    );
+    d.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        if v["credentials"][0]["secrets"]["token"] == "rotated-value-77" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.audit_text().contains("SIGHUP"));
+}
+
+/// Issue 14, item 5: a secret rotated with `cred set` is served without a reload or a signal,
+/// `cred set` says the running daemon picked it up, and an older vault file copied back is
+/// not loaded (the rollback check of `reload` applies).
+#[test]
+fn a_changed_vault_file_is_served_without_a_reload_and_cred_set_says_so() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetch = || d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(
+        fetch()["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+    let old_file = std::fs::read(dir.path().join("vault.scopevault")).unwrap();
+    let id = dir.path().join("identity.txt");
+    let out = ok(
+        dir.path(),
+        &[
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("rotated-value-78"),
+    );
+    assert!(
+        out.contains("the running daemon at") && out.contains("now"),
+        "cred set says the daemon picked it up: {out}"
+    );
+    // No signal, no reload op: the next request is served from the new file.
+    assert_eq!(
+        fetch()["credentials"][0]["secrets"]["token"],
+        "rotated-value-78"
+    );
+    let audit = d.audit_text();
+    assert!(audit.contains("the vault file changed"), "{audit}");
+    // The older file copied back (a rollback) is refused and the newest stays served.
+    let tmp = dir.path().join("old.scopevault");
+    std::fs::write(&tmp, &old_file).unwrap();
+    std::fs::rename(&tmp, dir.path().join("vault.scopevault")).unwrap();
+    assert_eq!(
+        fetch()["credentials"][0]["secrets"]["token"],
+        "rotated-value-78"
+    );
+    let last_reload = d
+        .audit_text()
+        .lines()
+        .rfind(|l| l.contains("\"op\":\"reload\""))
+        .unwrap()
+        .to_owned();
+    assert!(
+        !last_reload.contains("\"decision\":\"allow\""),
+        "{last_reload}"
+    );
+    assert!(last_reload.contains("older"), "{last_reload}");
+    assert!(d.stderr_text().contains("was not loaded"));
+    d.assert_alive();
+}
+
+#[test]
+fn a_passphrase_vault_starts_locked_and_unlock_and_lock_work() {
+    let dir = tempdir();
+    let pass = dir.path().join("pass.txt");
+    std::fs::write(&pass, "correct horse battery\n").unwrap();
+    let wrong = dir.path().join("wrong.txt");
+    std::fs::write(&wrong, "not it\n").unwrap();
+    let p = pass.to_str().unwrap();
+    let mut init = daemon::cmd(dir.path());
+    init.env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+        .args(["init", "--passphrase-file", p]);
+    assert!(init.status().unwrap().success());
+    let policy = daemon::example_policy_file(dir.path());
+    let policy = policy.to_str().unwrap();
+    ok(
+        dir.path(),
+        &["--passphrase-file", p, "policy", "apply", policy],
+        None,
+    );
+    ok(
+        dir.path(),
+        &[
+            "--passphrase-file",
+            p,
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some(&secret_of("search-token")),
+    );
+    let d = Daemon::start(dir.path(), &["--no-keyring"]);
+    assert_eq!(
+        code(&d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#)),
+        "locked"
+    );
+    let out = sv(
+        &d,
+        &["unlock", "--passphrase-file", wrong.to_str().unwrap()],
+    );
+    // The README's exit-code table: a passphrase that does not unlock is 3, also via the daemon.
+    assert_eq!(out.status.code(), Some(3));
+    let out = sv(&d, &["unlock", "--passphrase-file", p]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+    let out = sv(&d, &["lock"]);
+    assert!(out.status.success());
+    assert_eq!(
+        code(&d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#)),
+        "locked"
+    );
+    let audit = d.audit_text();
+    assert!(
+        !audit.contains("correct horse"),
+        "passphrase in the audit log"
+    );
+    assert!(!d.stderr_text().contains("correct horse"));
+    assert!(audit.contains("\"unlock\"") && audit.contains("\"lock\""));
+
+    // Issue 15.12: `serve --passphrase-file` unlocks at start (it used to be ignored), and a
+    // wrong one stops the start instead of leaving a locked daemon behind.
+    assert!(d.stop().success());
+    let out = daemon::cmd(dir.path())
+        .args(["serve", "--no-keyring", "--passphrase-file"])
+        .arg(&wrong)
+        .arg("--socket")
+        .arg(dir.path().join("run2/s.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let d = Daemon::start(dir.path(), &["--no-keyring", "--passphrase-file", p]);
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token"),
+        "{v}"
+    );
+    assert!(d.stderr_text().contains("unlocked by the passphrase given"));
+}
+
+#[test]
+fn exec_passes_env_vars_masks_output_and_returns_the_exit_code() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let out = sv(
+        &d,
+        &[
+            "exec", "--task", "checkout-flow", "--", "sh", "-c",
+            "echo user=$SCOPEVAULT_SHOP_BUYER_USERNAME pw=$SCOPEVAULT_SHOP_BUYER_PASSWORD; printf %s \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" | base64; echo \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" >&2; exit 7",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("user=buyer pw=[redacted:shop-buyer.password]"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("[redacted:shop-buyer.password]").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("[redacted:shop-buyer.password]"),
+        "{stderr}"
+    );
+    assert_no_secret(&stdout, "exec's stdout");
+    assert_no_secret(&stderr, "exec's stderr");
+    // --no-mask passes the value through (the child really got it).
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--no-mask",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "echo $SCOPEVAULT_SHOP_BUYER_PASSWORD",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        secret_of("shop-buyer")
+    );
+}
+
+#[test]
+fn exec_files_are_private_and_removed_afterwards() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let out = sv(
+        &d,
+        &[
+            "exec", "--files", "--no-mask", "--task", "checkout-flow", "--", "sh", "-c",
+            "echo $SCOPEVAULT_CREDENTIALS_DIRECTORY; stat -L -c %a $SCOPEVAULT_CREDENTIALS_DIRECTORY $SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/password; cat $SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/password; echo; test -z \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" && echo no-env",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1], "700");
+    assert_eq!(lines[2], "600");
+    assert_eq!(lines[3], secret_of("shop-buyer"));
+    assert_eq!(lines[4], "no-env");
+    assert!(
+        !std::path::Path::new(lines[0]).exists(),
+        "the directory is removed"
+    );
+}
+
+#[test]
+fn the_python_example_client_works_against_the_real_daemon() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip::skip("python3 is not installed");
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clients/client.py");
+    let run = |args: &[&str]| {
+        Command::new("python3")
+            .arg(client)
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["health"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["locked"], false);
+    let out = run(&["fetch", "checkout-flow"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["credentials"][0]["secrets"]["password"],
+        secret_of("shop-buyer")
+    );
+    let out = run(&["fetch", "newsletter"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("denied"));
+}
+
+#[test]
+fn the_node_example_client_works_against_the_real_daemon() {
+    if Command::new("node").arg("--version").output().is_err() {
+        return skip::skip("node is not installed");
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clients/client.js");
+    let out = Command::new("node")
+        .arg(client)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["fetch", "search-api"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+}
+
+#[test]
+fn hostile_input_against_an_unlocked_daemon_never_returns_a_secret() {
+    use std::io::Write;
+    let dir = tempdir();
+    let d = start(dir.path());
+    let mut answers = String::new();
+    for line in [
+        "garbage",
+        r#"{"v":1,"op":"fetch","task":"checkout-flow","extra":1}"#,
+        r#"{"v":1,"op":"fetch","task":"newsletter"}"#,
+        r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"shop-backoffice"}"#,
+        r#"{"v":1,"op":"fetch","task":"checkout-flow","ticket":"svt1_x"}"#,
+        r#"{"v":1,"op":"fetch","ticket":"svt1_x"}"#,
+        r#"{"v":1,"op":"fetch","task":"../../etc/passwd"}"#,
+        r#"{"v":1,"op":"unlock","passphrase":42}"#,
+        r#"{"v":1,"op":"ticket","task":"checkout-flow","ttl":999999999}"#,
+    ] {
+        let v = d.request(line);
+        assert_eq!(v["ok"], false, "{line} → {v}");
+        answers.push_str(&v.to_string());
+    }
+    // An over-long line on a connection of its own: one byte over the 64 KiB limit and no
+    // more, so the daemon has read everything it was sent when it answers and closes (bytes
+    // left unread would turn its close into a reset that may discard the answer).
+    let mut s = d.connect();
+    s.write_all(&vec![b'{'; 64 * 1024 + 1])
+        .expect("the daemon reads a line up to its limit");
+    let v = daemon::read_json(&mut s).expect("an answer to the over-long line");
+    assert_eq!(code(&v), "too_large", "{v}");
+    answers.push_str(&v.to_string());
+    assert_no_secret(&answers, "responses to refused requests");
+    assert_no_secret(&d.audit_text(), "the audit log");
+    assert_no_secret(&d.stderr_text(), "the daemon's log");
+    d.assert_alive();
+}
+
+#[test]
+fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempdir();
+    let d = start(dir.path());
+    let mut child = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args([
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "got-term");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+}
+
+#[test]
+fn enforce_deny_refuses_an_over_scoped_credential_unless_an_exception_covers_it() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let policy = daemon::example_policy().replace("enforce = \"warn\"", "enforce = \"deny\"");
+    let file = dir.path().join("deny.toml");
+    std::fs::write(&file, policy).unwrap();
+    let id = dir.path().join("identity.txt");
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "policy",
+            "apply",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = sv(&d, &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"order-status"}"#);
+    assert_eq!(code(&v), "over_scoped", "{v}");
+    assert_no_secret(&v.to_string(), "an over_scoped response");
+    // browse-catalog's excess is covered by a reviewed, unexpired exception.
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"browse-catalog"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    // An exact grant is not affected.
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let audit = d.audit_text();
+    assert!(audit.contains("over_scoped"), "{audit}");
+    assert_no_secret(&audit, "the audit log");
+}
+
+/// The records of the audit log at `d` as JSON.
+fn records(audit: &str) -> Vec<serde_json::Value> {
+    audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Issue 11 "anchored audit chain": the chain's head is kept in the state directory, so
+/// records cut from the log's end are reported by `audit verify` (exit 1, naming the missing
+/// seqs) and stop the daemon's start, unless `--accept-audit-gap`, which records the gap.
+#[test]
+fn a_cut_audit_tail_is_reported_by_verify_and_refused_at_start_unless_accepted() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let d = Daemon::start(dir.path(), &idarg);
+    for _ in 0..3 {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let audit_path = d.audit.clone();
+    assert!(d.stop().success());
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let all = records(&text);
+    let last = all.last().unwrap()["seq"].as_u64().unwrap();
+    assert!(
+        all.iter().any(|r| r["op"] == "vault.load"),
+        "the load is in the chain: {text}"
+    );
+    let verify = |dir: &std::path::Path| {
+        daemon::cmd(dir)
+            .args(["audit", "verify", "--audit"])
+            .arg(&audit_path)
+            .output()
+            .unwrap()
+    };
+    let out = verify(dir.path());
+    assert!(out.status.success(), "{out:?}");
+    // Cut the last two records, as an intruder hiding their fetches would.
+    let kept: Vec<&str> = text.lines().take(all.len() - 2).collect();
+    std::fs::write(&audit_path, kept.join("\n") + "\n").unwrap();
+    let out = verify(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("cut tail") && said.contains(&format!("{}..={}", last - 1, last)),
+        "{said}"
+    );
+    let out = daemon::cmd(dir.path())
+        .arg("serve")
+        .args(idarg)
+        .arg("--socket")
+        .arg(dir.path().join("run/s2.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}..={}", last - 1, last)) && err.contains("--accept-audit-gap"),
+        "{err}"
+    );
+    let mut args = idarg.to_vec();
+    args.push("--accept-audit-gap");
+    let d = Daemon::start(dir.path(), &args);
+    let text = d.audit_text();
+    let gap = records(&text)
+        .into_iter()
+        .find(|r| r["op"] == "audit.gap")
+        .expect("the gap is recorded");
+    assert!(
+        gap["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{}..={}", last - 1, last)),
+        "{gap}"
+    );
+    assert!(d.stop().success());
+    let out = verify(dir.path());
+    assert!(out.status.success(), "after the recorded gap: {out:?}");
+}
+
+/// Issue 15.2 (audit half): every vault load records its generation in the chain, and a
+/// vault older than the chain has recorded is refused even when the state directory (with
+/// the vault's own rollback record) was restored or removed, unless --allow-rollback.
+#[test]
+fn a_vault_older_than_the_audit_chain_has_recorded_is_refused() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let ids = id.to_str().unwrap();
+    let vault = dir.path().join("vault.scopevault");
+    let old = std::fs::read(&vault).unwrap();
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            ids,
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("newer-value-31"),
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", ids]);
+    let gen = d.request(r#"{"v":1,"op":"health"}"#)["generation"]
+        .as_u64()
+        .unwrap();
+    assert!(d.stop().success());
+    let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let load = records(&text)
+        .into_iter()
+        .find(|r| r["op"] == "vault.load")
+        .unwrap();
+    assert_eq!(load["generation"], gen, "{load}");
+    // The old copy comes back, and the state directory is gone (restored from a backup).
+    std::fs::write(&vault, old).unwrap();
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let out = daemon::cmd(dir.path())
+        .args(["serve", "--identity-file", ids, "--socket"])
+        .arg(dir.path().join("run/s2.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("generation {gen}")) && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", ids, "--allow-rollback"]);
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(
+        v["credentials"][0]["secrets"]["token"],
+        secret_of("search-token")
+    );
+    let text = d.audit_text();
+    assert!(
+        records(&text)
+            .iter()
+            .any(|r| r["op"] == "vault.load" && r["decision"] == "deny"),
+        "the refused load is in the chain: {text}"
+    );
+    assert!(text.contains("accepted: --allow-rollback"), "{text}");
+}

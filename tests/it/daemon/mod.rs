@@ -1,0 +1,11 @@
+//! The daemon (`scopevault serve`): fetches, groups, tickets, systemd, hardening, hostile peers, the soak.
+
+mod demo;
+mod event_loop;
+mod fetch;
+mod groups;
+mod hardening;
+mod hostile;
+mod soak;
+mod systemd;
+mod tickets;

@@ -1,0 +1,225 @@
+//! examples/fleet/ansible/apply-bundle.yml run for real: ansible-core from PyPI in a venv
+//! (scripts/setup/ansible), `-i localhost, -c local`. The first run copies the bundle and its
+//! signature and the handler applies it; the second run reports no change. The systemd units
+//! of examples/fleet/systemd/ pass `systemd-analyze verify` when it is available.
+
+use crate::common::vault as common_vault;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common_vault::Env;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+use crate::common::skip::skip as skip_or_fail;
+
+fn ansible_playbook() -> Option<PathBuf> {
+    let out = Command::new(root().join("scripts/setup/ansible"))
+        .env("CARGO_TARGET_DIR", root().join("target"))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        skip_or_fail(&format!(
+            "ansible-core could not be installed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return None;
+    }
+    Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
+}
+
+fn keygen(dir: &Path) -> Option<(PathBuf, String)> {
+    let key = dir.join("signer");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        skip_or_fail("ssh-keygen is not installed");
+        return None;
+    }
+    let public = std::fs::read_to_string(dir.join("signer.pub")).unwrap();
+    Some((key, public.trim().to_owned()))
+}
+
+/// `changed=N` of the play recap.
+fn changed(recap: &str) -> u32 {
+    let line = recap
+        .lines()
+        .rev()
+        .find(|l| l.contains("changed="))
+        .unwrap_or_else(|| panic!("no recap: {recap}"));
+    line.split("changed=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
+    let Some(playbook_bin) = ansible_playbook() else {
+        return;
+    };
+    let master = Env::new();
+    let Some((key, public)) = keygen(master.dir.path()) else {
+        return;
+    };
+    let cp = Env::new();
+    let id = cp.path("id");
+    cp.ok(&["init", "--identity-out", id.to_str().unwrap()], b"");
+    let recipient = cp
+        .ok(&["recipient", "--identity-file", id.to_str().unwrap()], b"")
+        .trim()
+        .to_owned();
+    master.ok(&["init", "--passphrase-file", &master.pf()], b"");
+    master.add_login("shop-buyer", b"ansible-Secret-99");
+    let policy = master.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\n[locations.ams]\nrecipient = \"{recipient}\"\n\
+             [credentials.shop-buyer]\nkind = \"login\"\nscopes = [\"shop:login\"]\n\
+             [tasks.checkout]\nneeds = [\"shop:login\"]\ncredentials = [\"shop-buyer\"]\n\
+             runners = {{ users = [\"checkpoint\"] }}\nlocations = [\"ams\"]\n"
+        ),
+    )
+    .unwrap();
+    let bundles = master.path("bundles");
+    master.ok(
+        &[
+            "publish",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            bundles.to_str().unwrap(),
+            "--sign-key",
+            key.to_str().unwrap(),
+            "--passphrase-file",
+            &master.pf(),
+        ],
+        b"",
+    );
+    let allowed = cp.path("allowed_signers");
+    std::fs::write(&allowed, format!("admin@example.com {public}\n")).unwrap();
+    // The binary's environment for the handler: the checkpoint's isolated dirs.
+    let env: serde_json::Map<String, serde_json::Value> = cp
+        .cmd()
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.into())))
+        .chain([
+            (
+                "SCOPEVAULT_IDENTITY_FILE".to_owned(),
+                id.to_str().unwrap().into(),
+            ),
+            (
+                "SCOPEVAULT_AUDIT".to_owned(),
+                cp.path("audit.jsonl").to_str().unwrap().into(),
+            ),
+            (
+                "SCOPEVAULT_SOCKET".to_owned(),
+                cp.path("none.sock").to_str().unwrap().into(),
+            ),
+        ])
+        .collect();
+    let vars = serde_json::json!({
+        "location": "ams",
+        "bundle_dir": bundles,
+        "dest_dir": cp.path("bundles"),
+        "scopevault": env!("CARGO_BIN_EXE_scopevault"),
+        "allowed_signers": allowed,
+        "scopevault_env": env,
+    });
+    let home = cp.path("ansible-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let run = || {
+        let out = Command::new(&playbook_bin)
+            .arg(root().join("examples/fleet/ansible/apply-bundle.yml"))
+            .args(["-i", "localhost,", "-c", "local"])
+            .args([
+                "-e",
+                "ansible_python_interpreter={{ ansible_playbook_python }}",
+            ])
+            .arg("-e")
+            .arg(vars.to_string())
+            .env("HOME", &home)
+            .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "ansible-playbook failed: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let first = run();
+    assert!(changed(&first) >= 2, "first run: {first}");
+    assert!(
+        first.contains("RUNNING HANDLER [Apply the bundle]"),
+        "{first}"
+    );
+    assert_eq!(
+        cp.ok(
+            &[
+                "cred",
+                "list",
+                "--json",
+                "--identity-file",
+                id.to_str().unwrap()
+            ],
+            b""
+        )
+        .matches("shop-buyer")
+        .count(),
+        1
+    );
+    let after_first = cp.vault_bytes();
+    let second = run();
+    assert_eq!(changed(&second), 0, "second run: {second}");
+    assert!(!second.contains("RUNNING HANDLER"), "{second}");
+    assert_eq!(cp.vault_bytes(), after_first);
+}
+
+#[test]
+fn the_systemd_units_verify() {
+    let dir = root().join("examples/fleet/systemd");
+    let units: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "path" || e == "timer" || e == "service")
+        })
+        .collect();
+    assert!(units.len() >= 4, "{units:?}");
+    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
+        skip_or_fail("systemd-analyze is not installed");
+        return;
+    };
+    assert!(out.status.success());
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg("--man=no")
+        .args(&units)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Binaries and users of the target host need not exist here: only syntax and semantics.
+    let real: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("is not executable") && !l.contains("No such file"))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(real.is_empty(), "systemd-analyze verify: {err}");
+}

@@ -1,0 +1,731 @@
+//! Key slots as an admin uses them (issue 14, item 12): labels and creation dates in `key
+//! list`, `key add` printing the new slot's id, `key remove` by label, `key passwd` changing a
+//! passphrase in one atomic save, and the weak-passphrase check on every new passphrase.
+
+use crate::common::pty;
+use crate::common::skip;
+use crate::common::vault as common_vault;
+
+use common_vault::{split, Env, PASS};
+
+/// Strong enough for zxcvbn (score 3 or 4): random-looking words.
+const NEW_PASS: &str = "tangerine volcano umbrella lattice 47";
+const THIRD_PASS: &str = "quartz-meridian-pelican-fjord-93";
+/// Weak: zxcvbn rates these below 3. Each is distinctive enough that finding it in an output
+/// means it leaked (a one-character passphrase: a snowman, which no message contains).
+const WEAK: [&str; 4] = ["\u{2603}", "password1", "qwertyuiop", "Summer2024!"];
+
+fn write(e: &Env, name: &str, pass: &str) -> String {
+    std::fs::write(e.path(name), format!("{pass}\n")).unwrap();
+    e.path(name).to_str().unwrap().to_owned()
+}
+
+fn slots_json(e: &Env) -> Vec<serde_json::Value> {
+    let out = e.ok(&["key", "list", "--json"], b"");
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Unlocks the vault (exit 0) or fails to unlock it (exit 3).
+fn opens_with(e: &Env, pass_file: &str) -> bool {
+    let out = e.run(&["cred", "list", "--passphrase-file", pass_file], b"");
+    match out.status.code() {
+        Some(0) => true,
+        Some(3) => false,
+        other => panic!(
+            "cred list: unexpected exit {other:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+fn is_rfc3339_utc(s: &str) -> bool {
+    // 2026-11-30T00:10:00Z
+    s.len() == 20
+        && s.ends_with('Z')
+        && s.as_bytes()[10] == b'T'
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16 | 19) || c.is_ascii_digit())
+}
+
+#[test]
+fn key_list_shows_labels_and_dates_and_key_add_prints_the_new_id() {
+    let e = Env::new();
+    e.ok(
+        &[
+            "init",
+            "--passphrase-file",
+            &e.pf(),
+            "--label",
+            "first admin",
+        ],
+        b"",
+    );
+    let second = write(&e, "second", NEW_PASS);
+    let out = e.ok(
+        &[
+            "key",
+            "add",
+            "--passphrase",
+            "--new-passphrase-file",
+            &second,
+            "--label",
+            "bob",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let slots = slots_json(&e);
+    assert_eq!(slots.len(), 2, "{slots:?}");
+    let (a, b) = (&slots[0], &slots[1]);
+    // key add printed the id of the slot it added.
+    let new_id = b["id"].as_str().unwrap();
+    assert!(
+        out.starts_with(&format!("added key slot: {new_id} (label bob) passphrase")),
+        "{out}"
+    );
+    assert_eq!(a["label"], "first admin");
+    assert_eq!(b["label"], "bob");
+    for s in &slots {
+        assert_eq!(s["type"], "passphrase");
+        assert!(
+            is_rfc3339_utc(s["created"].as_str().unwrap()),
+            "created: {s}"
+        );
+        assert!(s["changed"].is_null(), "{s}");
+        assert!(s["description"].as_str().unwrap().starts_with("passphrase"));
+    }
+    // The text listing: one line a slot, the two passphrase slots now distinguishable.
+    let text = e.ok(&["key", "list"], b"");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_ne!(lines[0], lines[1]);
+    for (line, s) in lines.iter().zip(&slots) {
+        assert!(line.starts_with(s["id"].as_str().unwrap()), "{line}");
+        assert!(line.contains(s["label"].as_str().unwrap()), "{line}");
+        assert!(line.contains(s["created"].as_str().unwrap()), "{line}");
+    }
+    // The header on disk holds the members vault-format.md names.
+    let (header, _) = split(&e.vault_bytes());
+    assert_eq!(header["slots"][1]["label"], "bob");
+    assert_eq!(header["slots"][1]["created"], b["created"]);
+    // An identity slot with a label, and one without: `-` in the text listing.
+    let idf = e.path("id.txt");
+    let out = e.ok(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            idf.to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let slots = slots_json(&e);
+    let id3 = slots[2]["id"].as_str().unwrap();
+    assert_eq!(out.trim(), format!("added key slot: {id3} identity file"));
+    assert!(slots[2]["label"].is_null() && slots[2]["created"].is_string());
+    let text = e.ok(&["key", "list"], b"");
+    let third = text.lines().nth(2).unwrap();
+    assert!(
+        third.starts_with(&format!("{id3}  -  ")) && third.ends_with("identity file"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_duplicate_or_invalid_label_is_refused_and_changes_nothing() {
+    let e = Env::new();
+    e.ok(
+        &["init", "--passphrase-file", &e.pf(), "--label", "ops"],
+        b"",
+    );
+    let second = write(&e, "second", NEW_PASS);
+    let before = e.vault_bytes();
+    let err = e.fails(
+        &[
+            "key",
+            "add",
+            "--passphrase",
+            "--new-passphrase-file",
+            &second,
+            "--label",
+            "ops",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("already used"), "{err}");
+    assert_eq!(e.vault_bytes(), before);
+    // The same through an identity slot: refused, and no identity file left behind.
+    let idf = e.path("id.txt");
+    let err = e.fails(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            idf.to_str().unwrap(),
+            "--label",
+            "ops",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("already used"), "{err}");
+    assert!(!idf.exists(), "no identity file for a refused slot");
+    assert_eq!(e.vault_bytes(), before);
+    for bad in ["", "bell\u{7}", "0123456789abcdef", &"x".repeat(65)] {
+        let err = e.fails(
+            &[
+                "key",
+                "add",
+                "--passphrase",
+                "--new-passphrase-file",
+                &second,
+                "--label",
+                bad,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+            2,
+        );
+        assert!(err.contains("invalid slot label"), "{err}");
+        assert_eq!(e.vault_bytes(), before);
+    }
+    // init refuses a bad label before creating anything.
+    let e2 = Env::new();
+    let err = e2.fails(
+        &["init", "--passphrase-file", &e2.pf(), "--label", " x"],
+        b"",
+        2,
+    );
+    assert!(err.contains("invalid slot label"), "{err}");
+    assert!(!e2.vault().exists());
+}
+
+#[test]
+fn key_remove_takes_a_label() {
+    let e = Env::new();
+    e.ok(
+        &["init", "--passphrase-file", &e.pf(), "--label", "old"],
+        b"",
+    );
+    let second = write(&e, "second", NEW_PASS);
+    e.ok(
+        &[
+            "key",
+            "add",
+            "--passphrase",
+            "--new-passphrase-file",
+            &second,
+            "--label",
+            "new",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let old_id = slots_json(&e)[0]["id"].as_str().unwrap().to_owned();
+    let out = e.ok(&["key", "remove", "old", "--passphrase-file", &second], b"");
+    assert!(
+        out.starts_with(&format!("removed key slot {old_id} (label old)")),
+        "{out}"
+    );
+    let slots = slots_json(&e);
+    assert_eq!(slots.len(), 1);
+    assert_eq!(slots[0]["label"], "new");
+    assert!(!opens_with(&e, &e.pf()));
+    assert!(opens_with(&e, &second));
+    let err = e.fails(
+        &["key", "remove", "old", "--passphrase-file", &second],
+        b"",
+        2,
+    );
+    assert!(err.contains("no key slot has that id or label"), "{err}");
+}
+
+#[test]
+fn key_passwd_replaces_the_passphrase_in_place() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = slots_json(&e);
+    let (header0, payload0) = split(&e.vault_bytes());
+    let newf = write(&e, "new", NEW_PASS);
+    let out = e.ok(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            &newf,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let id = before[0]["id"].as_str().unwrap();
+    assert!(
+        out.starts_with(&format!("changed the passphrase of key slot {id}")),
+        "{out}"
+    );
+    // The old passphrase no longer opens the vault; the new one does, with the credential.
+    assert!(!opens_with(&e, &e.pf()));
+    assert!(opens_with(&e, &newf));
+    let show = e.ok(
+        &[
+            "cred",
+            "show",
+            "shop-buyer",
+            "--json",
+            "--passphrase-file",
+            &newf,
+        ],
+        b"",
+    );
+    assert!(show.contains("\"monitor\""), "{show}");
+    // Same slot (id, created), new salt/nonce/wrapped, a `changed` date; payload untouched.
+    let after = slots_json(&e);
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["id"], before[0]["id"]);
+    assert_eq!(after[0]["created"], before[0]["created"]);
+    assert!(is_rfc3339_utc(after[0]["changed"].as_str().unwrap()));
+    let (header1, payload1) = split(&e.vault_bytes());
+    assert_eq!(payload0, payload1, "the payload is not re-encrypted");
+    for m in ["salt", "nonce", "wrapped"] {
+        assert_ne!(header0["slots"][0][m], header1["slots"][0][m], "{m}");
+    }
+    assert_eq!(
+        header1["generation"].as_u64().unwrap(),
+        header0["generation"].as_u64().unwrap() + 1
+    );
+    let text = e.ok(&["key", "list"], b"");
+    assert!(text.contains("passphrase changed "), "{text}");
+    // Nothing of either passphrase in any output.
+    let t = e.transcript.borrow();
+    let t = String::from_utf8_lossy(&t);
+    assert!(!t.contains(PASS) && !t.contains(NEW_PASS), "{t}");
+}
+
+#[test]
+fn key_passwd_with_a_wrong_current_passphrase_or_bad_input_leaves_the_file_byte_identical() {
+    let e = Env::new();
+    e.init_with_cred();
+    let newf = write(&e, "new", NEW_PASS);
+    let wrong = write(&e, "wrong", "not the passphrase at all");
+    let before = e.vault_bytes();
+    let err = e.fails(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            &newf,
+            "--passphrase-file",
+            &wrong,
+        ],
+        b"",
+        3,
+    );
+    assert!(err.contains("wrong passphrase"), "{err}");
+    assert_eq!(e.vault_bytes(), before);
+    // An empty new passphrase, a missing file, a weak one: refused, nothing written.
+    let empty = write(&e, "empty", "");
+    let err = e.fails(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            &empty,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("empty"), "{err}");
+    e.fails(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            e.path("missing").to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    let weak = write(&e, "weak", "password1");
+    e.fails(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            &weak,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    // An unknown slot, and a slot that is not a passphrase slot.
+    let err = e.fails(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "nope",
+            "--new-passphrase-file",
+            &newf,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("no key slot has that id or label"), "{err}");
+    assert_eq!(e.vault_bytes(), before);
+    let idf = e.path("id.txt");
+    e.ok(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            idf.to_str().unwrap(),
+            "--label",
+            "robot",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let before = e.vault_bytes();
+    let err = e.fails(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "robot",
+            "--new-passphrase-file",
+            &newf,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("passphrase slots only"), "{err}");
+    assert_eq!(e.vault_bytes(), before);
+    assert!(opens_with(&e, &e.pf()));
+    assert!(!opens_with(&e, &newf));
+}
+
+#[test]
+fn key_passwd_with_several_passphrase_slots_needs_slot_and_changes_only_that_one() {
+    let e = Env::new();
+    e.ok(
+        &["init", "--passphrase-file", &e.pf(), "--label", "alice"],
+        b"",
+    );
+    let bob = write(&e, "bob", THIRD_PASS);
+    e.ok(
+        &[
+            "key",
+            "add",
+            "--passphrase",
+            "--new-passphrase-file",
+            &bob,
+            "--label",
+            "bob",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let slots = slots_json(&e);
+    let newf = write(&e, "new", NEW_PASS);
+    let before = e.vault_bytes();
+    let err = e.fails(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            &newf,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    // Refused, listing both slots by id and label.
+    assert!(
+        err.contains("2 passphrase slots") && err.contains("--slot"),
+        "{err}"
+    );
+    for s in &slots {
+        assert!(err.contains(s["id"].as_str().unwrap()), "{err}");
+        assert!(err.contains(s["label"].as_str().unwrap()), "{err}");
+    }
+    assert_eq!(e.vault_bytes(), before);
+    // Change bob's passphrase, unlocking with alice's: alice's slot is untouched.
+    e.ok(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "bob",
+            "--new-passphrase-file",
+            &newf,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(opens_with(&e, &e.pf()), "alice's passphrase still opens");
+    assert!(
+        !opens_with(&e, &bob),
+        "bob's old passphrase no longer opens"
+    );
+    assert!(opens_with(&e, &newf), "bob's new passphrase opens");
+    let (h0, _) = split(&before);
+    let (h1, _) = split(&e.vault_bytes());
+    assert_eq!(
+        h0["slots"][0], h1["slots"][0],
+        "alice's slot is byte-identical"
+    );
+    assert_eq!(h1["slots"][1]["label"], "bob");
+    assert_eq!(h1["slots"][1]["id"], h0["slots"][1]["id"]);
+    // By id as well.
+    let id = slots[0]["id"].as_str().unwrap();
+    let fourth = write(&e, "fourth", "harbor-cobalt-saffron-ridge-58");
+    e.ok(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            id,
+            "--new-passphrase-file",
+            &fourth,
+            "--passphrase-file",
+            &newf,
+        ],
+        b"",
+    );
+    assert!(!opens_with(&e, &e.pf()));
+    assert!(opens_with(&e, &fourth));
+}
+
+#[test]
+fn a_weak_new_passphrase_is_refused_unless_allowed_and_never_echoed() {
+    for weak in WEAK {
+        let e = Env::new();
+        let wf = write(&e, "weak", weak);
+        // init: refused (exit 2, no vault), the estimate and advice given, not the passphrase.
+        let err = e.fails(&["init", "--passphrase-file", &wf], b"", 2);
+        assert!(
+            err.contains("too weak")
+                && err.contains("zxcvbn")
+                && err.contains("of 4")
+                && err.contains("--weak-passphrase-ok"),
+            "{err}"
+        );
+        assert!(!err.contains(weak), "the passphrase is echoed: {err}");
+        assert!(!e.vault().exists(), "a refused init leaves no vault");
+        // With the flag: a warning on stderr, and it goes on.
+        let out = e.run(
+            &["init", "--passphrase-file", &wf, "--weak-passphrase-ok"],
+            b"",
+        );
+        assert!(out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("warning: weak passphrase accepted") && !stderr.contains(weak),
+            "{stderr}"
+        );
+        assert!(opens_with(&e, &wf));
+        // key add --passphrase and key passwd: the same.
+        let before = e.vault_bytes();
+        let err = e.fails(
+            &[
+                "key",
+                "add",
+                "--passphrase",
+                "--new-passphrase-file",
+                &wf,
+                "--passphrase-file",
+                &wf,
+            ],
+            b"",
+            2,
+        );
+        assert!(err.contains("too weak") && !err.contains(weak), "{err}");
+        let err = e.fails(
+            &[
+                "key",
+                "passwd",
+                "--new-passphrase-file",
+                &wf,
+                "--passphrase-file",
+                &wf,
+            ],
+            b"",
+            2,
+        );
+        assert!(err.contains("too weak") && !err.contains(weak), "{err}");
+        assert_eq!(e.vault_bytes(), before, "nothing written");
+        e.ok(
+            &[
+                "key",
+                "add",
+                "--passphrase",
+                "--new-passphrase-file",
+                &wf,
+                "--weak-passphrase-ok",
+                "--passphrase-file",
+                &wf,
+            ],
+            b"",
+        );
+        assert_eq!(slots_json(&e).len(), 2);
+        let t = e.transcript.borrow();
+        assert!(
+            !String::from_utf8_lossy(&t).contains(weak),
+            "the weak passphrase appeared in an output"
+        );
+    }
+    // A strong passphrase passes without the flag and without a warning.
+    let e = Env::new();
+    let sf = write(&e, "strong", NEW_PASS);
+    let out = e.run(&["init", "--passphrase-file", &sf], b"");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("weak passphrase"));
+}
+
+#[test]
+fn a_label_changed_in_the_file_is_refused_as_forged() {
+    let e = Env::new();
+    e.ok(
+        &["init", "--passphrase-file", &e.pf(), "--label", "laptop"],
+        b"",
+    );
+    e.ok(&["cred", "list", "--passphrase-file", &e.pf()], b"");
+    let bytes = e.vault_bytes();
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"\"laptop\"")
+        .expect("the label is in the header")
+        + 1;
+    // Flip one byte of the label: still valid JSON and a valid, unique label ("maptop"),
+    // so only the MAC can catch it.
+    let mut forged = bytes.clone();
+    forged[at] ^= 0x01;
+    assert_eq!(&forged[at..at + 6], b"maptop");
+    std::fs::write(e.vault(), &forged).unwrap();
+    // `key list` reads the header as it is (unauthenticated), and shows the change...
+    let list = e.ok(&["key", "list"], b"");
+    assert!(list.contains("maptop"), "{list}");
+    // ...but opening the vault with the right passphrase refuses the file (exit 4).
+    let err = e.fails(&["cred", "list", "--passphrase-file", &e.pf()], b"", 4);
+    assert!(err.contains("failed authentication"), "{err}");
+    // A label changed to a terminal escape is refused when the header is read, even by key list.
+    let mut hostile = bytes.clone();
+    // Same length (6 bytes), so the framing's header length still fits.
+    hostile.splice(at..at + 6, b"\\u001b".iter().copied());
+    std::fs::write(e.vault(), &hostile).unwrap();
+    let err = e.fails(&["key", "list"], b"", 4);
+    assert!(err.contains("invalid slot label"), "{err}");
+    std::fs::write(e.vault(), &bytes).unwrap();
+    assert!(opens_with(&e, &e.pf()));
+}
+
+/// `key passwd` on a terminal: the current passphrase first, then the new one twice, nothing
+/// echoed; a mismatched repeat changes nothing.
+#[test]
+fn key_passwd_prompts_on_a_terminal_without_echo() {
+    if !pty::available() {
+        return skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
+    }
+    let e = Env::new();
+    e.init_with_cred();
+    let on_pty = |answers: &[String]| -> (i32, String) {
+        let mut c = e.wrapper("python3");
+        pty::drive(&mut c, env!("CARGO_BIN_EXE_scopevault"), "key passwd");
+        let out = e.run_cmd(&mut c, answers.join("\n").as_bytes());
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let before = e.vault_bytes();
+    let (code, screen) = on_pty(&[
+        format!("Passphrase for={PASS}"),
+        format!("New passphrase={NEW_PASS}"),
+        format!("Repeat it={THIRD_PASS}"),
+    ]);
+    assert_eq!(code, 2, "{screen}");
+    assert!(screen.contains("differ"), "{screen}");
+    assert_eq!(e.vault_bytes(), before);
+    let (code, screen) = on_pty(&[
+        format!("Passphrase for={PASS}"),
+        format!("New passphrase={NEW_PASS}"),
+        format!("Repeat it={NEW_PASS}"),
+    ]);
+    assert_eq!(code, 0, "{screen}");
+    let p = screen
+        .find("Passphrase for")
+        .expect("current passphrase asked");
+    let n = screen.find("New passphrase").expect("new passphrase asked");
+    assert!(p < n, "the current passphrase is asked first: {screen}");
+    assert!(
+        !screen.contains(PASS) && !screen.contains(NEW_PASS),
+        "{screen}"
+    );
+    let newf = write(&e, "new", NEW_PASS);
+    assert!(!opens_with(&e, &e.pf()));
+    assert!(opens_with(&e, &newf));
+}
+
+#[test]
+fn key_passwd_on_a_vault_without_a_passphrase_slot_says_so() {
+    let e = Env::new();
+    let idf = e.path("id.txt");
+    e.ok(
+        &[
+            "init",
+            "--identity-out",
+            idf.to_str().unwrap(),
+            "--label",
+            "robot",
+        ],
+        b"",
+    );
+    let newf = write(&e, "new", NEW_PASS);
+    let before = e.vault_bytes();
+    let err = e.fails(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            &newf,
+            "--identity-file",
+            idf.to_str().unwrap(),
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains("no passphrase slot") && err.contains("key add --passphrase"),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), before);
+    assert_eq!(slots_json(&e)[0]["label"], "robot");
+}

@@ -1,0 +1,397 @@
+//! `scopevault lint` as a CI job sees it: exit codes, `--deny`, `--output`, colour, and every
+//! kind of bad input giving exit 2 with a message that points at the place, never a panic.
+
+use crate::common::lint as common_lint;
+use crate::common::skip;
+
+use std::path::Path;
+use std::process::Output;
+
+use common_lint::{copy_in, fixture, root, scopevault};
+
+fn lint_file(file: &Path, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let name = copy_in(dir.path(), file, "policy.toml");
+    let mut args = vec!["lint", name.as_str()];
+    args.extend_from_slice(extra);
+    scopevault(dir.path(), &args)
+}
+
+fn lint_text(text: &[u8], extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), text).unwrap();
+    let mut args = vec!["lint", "policy.toml"];
+    args.extend_from_slice(extra);
+    scopevault(dir.path(), &args)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
+}
+
+#[test]
+fn clean_policy_exits_0_with_a_summary_line() {
+    let o = lint_file(&fixture("clean.toml"), &[]);
+    assert_code(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "policy.toml: 0 errors, 0 security warnings, 0 warnings, 0 suggestions\n"
+    );
+}
+
+#[test]
+fn security_warnings_block_by_default_and_deny_error_lets_them_pass() {
+    let example = root().join("examples/policy.toml");
+    assert_code(&lint_file(&example, &[]), 1);
+    assert_code(&lint_file(&example, &["--deny", "error"]), 0);
+}
+
+#[test]
+fn deny_warning_makes_warnings_block() {
+    let f = fixture("rules/task-without-runners.fires.toml");
+    assert_code(&lint_file(&f, &[]), 0);
+    assert_code(&lint_file(&f, &["--deny", "warning"]), 1);
+}
+
+#[test]
+fn deny_suggestion_makes_everything_block() {
+    let f = fixture("rules/undeclared-scope.fires.toml");
+    assert_code(&lint_file(&f, &["--deny", "warning"]), 0);
+    assert_code(&lint_file(&f, &["--deny", "suggestion"]), 1);
+}
+
+#[test]
+fn errors_always_block() {
+    let f = fixture("rules/unknown-credential.fires.toml");
+    assert_code(&lint_file(&f, &["--deny", "error"]), 1);
+}
+
+#[test]
+fn text_points_at_file_line_col_with_the_source_line_and_a_marker() {
+    let o = lint_file(&fixture("rules/unknown-credential.fires.toml"), &[]);
+    let out = stdout(&o);
+    let want =
+        "error[unknown-credential]: task `checkout` lists credential `buyr`, which is not declared
+  --> policy.toml:11:25
+   |
+11 | credentials = [\"buyer\", \"buyr\"]
+   |                         ^^^^^^
+   = help: did you mean `buyer`?";
+    assert!(out.starts_with(want), "{out}");
+    assert!(out.ends_with("policy.toml: 1 error, 0 security warnings, 0 warnings, 0 suggestions\n"));
+}
+
+#[test]
+fn no_colour_when_not_a_terminal_even_without_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = copy_in(dir.path(), &root().join("examples/policy.toml"), "p.toml");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_scopevault"))
+        .args(["lint", &name])
+        .current_dir(dir.path())
+        .env_remove("NO_COLOR")
+        .env_remove("SCOPEVAULT_VAULT")
+        .output()
+        .unwrap();
+    assert!(!stdout(&o).contains('\x1b'), "{}", stdout(&o));
+    // git runs hooks with their stdout sent to stderr.
+    let all = stdout(&o) + &stderr(&o);
+    assert!(
+        all.contains("security-warning[scope-exceeds-task]"),
+        "{all}"
+    );
+}
+
+#[test]
+fn output_writes_the_report_to_a_file_and_the_summary_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = copy_in(
+        dir.path(),
+        &root().join("examples/policy.toml"),
+        "policy.toml",
+    );
+    let o = scopevault(
+        dir.path(),
+        &["lint", &name, "--format", "sarif", "--output", "out.sarif"],
+    );
+    assert_code(&o, 1);
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).contains("policy.toml: 0 errors, 6 security warnings"));
+    let sarif: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.sarif")).unwrap())
+            .unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = scopevault(dir.path(), &["lint", "--help"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("0  nothing blocking"), "{out}");
+    assert!(out.contains("2  usage, parse or I/O error"), "{out}");
+}
+
+// ---- bad input: exit 2, the place, no panic --------------------------------------------------
+
+fn bad(text: &[u8], want: &[&str]) {
+    let o = lint_text(text, &[]);
+    assert_code(&o, 2);
+    let all = stdout(&o) + &stderr(&o);
+    for w in want {
+        assert!(all.contains(w), "want {w:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn malformed_toml() {
+    bad(b"version = 1\n[tasks.a\n", &["policy.toml:2:", "-->", "^"]);
+}
+
+#[test]
+fn wrong_type() {
+    bad(
+        b"version = 1\n[credentials.a]\nkind = \"login\"\nscopes = \"shop:login\"\n",
+        &[
+            "policy.toml:4:10",
+            "invalid type: string \"shop:login\", expected a sequence",
+            "4 | scopes = \"shop:login\"",
+        ],
+    );
+}
+
+#[test]
+fn unknown_key_with_did_you_mean() {
+    bad(
+        b"version = 1\n[credentials.a]\nkind = \"login\"\nscope = [\"x\"]\n",
+        &[
+            "policy.toml:4:1",
+            "unknown key `scope`; did you mean `scopes`?",
+        ],
+    );
+}
+
+#[test]
+fn scope_with_bad_characters_is_reported_as_a_finding_and_exits_2() {
+    bad(
+        b"version = 1\n[credentials.a]\nkind = \"login\"\nscopes = [\"shop:Orders\"]\n",
+        &[
+            "error[invalid-scope]: invalid scope `shop:Orders` in credential `a`",
+            "policy.toml:4:11",
+            "invalid character 'O'",
+        ],
+    );
+}
+
+#[test]
+fn implies_cycle() {
+    bad(
+        b"version = 1\n[scopes.\"a\"]\nimplies = [\"b\"]\n[scopes.\"b\"]\nimplies = [\"a\"]\n",
+        &[
+            "error[implies-cycle]",
+            "`a` \u{2192} `b` \u{2192} `a`",
+            "policy.toml:3:12",
+        ],
+    );
+}
+
+#[test]
+fn exception_date_in_the_wrong_format() {
+    bad(
+        b"version = 1\n[[exceptions]]\nrule = \"wildcard-scope\"\nreason = \"r\"\nexpires = \"01.03.2027\"\n",
+        &["policy.toml:5:11", "invalid date", "YYYY-MM-DD"],
+    );
+}
+
+#[test]
+fn empty_file() {
+    bad(b"", &["policy.toml:1:1", "the policy is empty"]);
+}
+
+#[test]
+fn non_utf8_file() {
+    bad(
+        b"version = 1\n# caf\xe9\n",
+        &["policy.toml:2:6", "not valid UTF-8"],
+    );
+}
+
+#[test]
+fn fifty_megabyte_file_is_refused_before_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = std::fs::File::create(dir.path().join("policy.toml")).unwrap();
+    // Sparse: the test costs no disk, and a reader that read it all would be slow to notice.
+    f.set_len(50 * 1024 * 1024).unwrap();
+    let o = scopevault(dir.path(), &["lint", "policy.toml"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("larger than the 16777216-byte limit"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = scopevault(dir.path(), &["lint", "nope.toml"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("nope.toml: cannot read the policy"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn directory_instead_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policy.toml")).unwrap();
+    let o = scopevault(dir.path(), &["lint"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("policy.toml: cannot read the policy"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn json_is_still_written_for_an_invalid_scope() {
+    let o = lint_text(
+        b"version = 1\n[tasks.t]\nneeds = [\"a::b\"]\nrunners = { users = [\"u\"] }\n",
+        &["--format", "json"],
+    );
+    assert_code(&o, 2);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["findings"][0]["rule"], "invalid-scope");
+    assert_eq!(v["findings"][0]["line"], 3);
+    assert_eq!(v["findings"][0]["column"], 10);
+}
+
+#[test]
+fn the_example_git_hook_refuses_a_blocking_policy_and_accepts_a_clean_one() {
+    let git_ok = std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !git_ok {
+        return skip::skip("git is not installed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap()
+    };
+    assert!(git(&["init", "-q"]).status.success());
+    let hook = dir.path().join(".git/hooks/pre-commit");
+    std::fs::copy(root().join("examples/ci/pre-commit"), &hook).unwrap();
+    copy_in(
+        dir.path(),
+        &fixture("rules/scope-exceeds-task.fires.toml"),
+        "policy.toml",
+    );
+    git(&["add", "policy.toml"]);
+    let o = git(&["commit", "-q", "-m", "over-scoped"]);
+    assert!(!o.status.success(), "the hook must refuse: {}", stdout(&o));
+    // git runs hooks with their stdout sent to stderr.
+    let all = stdout(&o) + &stderr(&o);
+    assert!(
+        all.contains("security-warning[scope-exceeds-task]"),
+        "{all}"
+    );
+    copy_in(dir.path(), &fixture("clean.toml"), "policy.toml");
+    git(&["add", "policy.toml"]);
+    let o = git(&["commit", "-q", "-m", "clean"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}
+
+/// Run `scopevault lint p.toml` on a pseudo-terminal (util-linux `script`), so stdout is a TTY.
+fn lint_on_a_tty(no_color: Option<&str>) -> Option<String> {
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        skip::skip("util-linux `script` is not installed, no pseudo-terminal to test on");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy_in(dir.path(), &root().join("examples/policy.toml"), "p.toml");
+    let cmd = format!("{} lint p.toml", env!("CARGO_BIN_EXE_scopevault"));
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"])
+        .current_dir(dir.path())
+        .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        c.env("NO_COLOR", v);
+    }
+    let o = c.output().unwrap();
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn colour_on_a_terminal_but_never_with_no_color() {
+    let Some(out) = lint_on_a_tty(None) else {
+        return;
+    };
+    assert!(
+        out.contains("\x1b[1;35msecurity-warning[scope-exceeds-task]\x1b[0m"),
+        "{out}"
+    );
+    let Some(out) = lint_on_a_tty(Some("1")) else {
+        return;
+    };
+    assert!(!out.contains('\x1b'), "{out}");
+    assert!(out.contains("security-warning[scope-exceeds-task]"));
+}
+
+#[test]
+fn a_huge_line_is_cut_in_the_message() {
+    let text = format!(
+        "version = 1\n[credentials.a]\nkind = \"login\"\nscopes = {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let o = lint_text(text.as_bytes(), &[]);
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("policy.toml:4:"), "{err}");
+    assert!(
+        err.len() < 1_000,
+        "the message quotes a window of the line, not all of it"
+    );
+}

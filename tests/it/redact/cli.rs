@@ -1,0 +1,580 @@
+//! `scopevault exec --artifacts` and `scopevault redact` against the real daemon, and the
+//! hardening of `exec` (issue 15 item 10): not dumpable, `--files` on a tmpfs under the
+//! runtime directory as memfd links, a killed exec's directory removed by the next one.
+
+use crate::common::daemon;
+use crate::common::redact_oracle;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use daemon::{tempdir, Daemon};
+use redact_oracle::{oracle, scan_tree, skip};
+
+/// The buyer's password in these tests: every character class the encoders differ on.
+const PW: &str = "Pw/ +&\u{e9}\"<x>%~*1";
+
+fn start(dir: &Path) -> Daemon {
+    daemon::start_with_buyer(dir, PW)
+}
+
+fn sv(d: &Daemon, args: &[&str]) -> Command {
+    let mut c = daemon::cmd(&d.dir);
+    c.arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .stdin(Stdio::null());
+    c
+}
+
+/// The `scrub_report` records of the daemon's audit log, parsed.
+fn scrub_records(d: &Daemon) -> Vec<serde_json::Value> {
+    d.audit_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["op"] == "scrub_report")
+        .collect()
+}
+
+/// `audit show` and `audit verify` of the daemon's log: (show's stdout, verify succeeded).
+fn show_and_verify(d: &Daemon) -> (String, bool) {
+    let audit = d.audit.to_str().unwrap();
+    let show = daemon::cmd(&d.dir)
+        .args(["audit", "show", "--audit", audit])
+        .output()
+        .unwrap();
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let verify = daemon::cmd(&d.dir)
+        .args(["audit", "verify", "--audit", audit])
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&show.stdout).into_owned(),
+        verify.status.success(),
+    )
+}
+
+/// The count `exec`/`redact` printed on stderr for `label` (`scopevault:   LABEL: N`).
+fn printed_hits(stderr: &str, label: &str) -> u64 {
+    let key = format!("scopevault:   {label}: ");
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count for {label} in: {stderr}"))
+}
+
+/// A shell script writing the password, from the environment, in many forms into `$1`.
+const WRITER: &str = r#"
+d=$1; pw=$SCOPEVAULT_SHOP_BUYER_PASSWORD
+mkdir -p "$d/sub"
+printf 'login %s\n' "$pw" > "$d/console.log"
+printf '{"password":"%s"}' "$(printf %s "$pw" | sed 's/"/\\"/g')" > "$d/sub/body.json"
+printf 'Authorization: Basic %s\n' "$(printf 'buyer:%s' "$pw" | base64 -w0)" > "$d/headers.txt"
+printf '%s' "$pw" | od -An -tx1 | tr -d ' \n' > "$d/hex.txt"
+printf '%s' "$pw" | base32 -w0 > "$d/b32.txt"
+exit 3
+"#;
+
+#[test]
+fn exec_artifacts_scrubs_every_file_and_keeps_the_exit_code() {
+    let forms = match oracle(&[("shop-buyer.password", PW, Some("buyer"))]) {
+        Ok(f) => f,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    let art_s = art.to_str().unwrap();
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--artifacts",
+            art_s,
+            "--",
+            "sh",
+            "-c",
+            WRITER,
+            "sh",
+            art_s,
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("5 files scanned, 5 rewritten"), "{stderr}");
+    assert!(stderr.contains("shop-buyer.password: "), "{stderr}");
+    assert!(!stderr.contains(PW));
+    let (hits, scanned) = scan_tree(&art, &forms);
+    assert_eq!(scanned, 5);
+    assert!(hits.is_empty(), "{hits:?}");
+    let json = std::fs::read(art.join("sub/body.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).expect("still JSON");
+    assert_eq!(v["password"], "[redacted:shop-buyer.password]");
+    let headers = std::fs::read_to_string(art.join("headers.txt")).unwrap();
+    assert_eq!(
+        headers,
+        "Authorization: Basic [redacted:shop-buyer.password]\n"
+    );
+
+    // The counts are in the daemon's audit log: one `scrub_report` record, as the runner.
+    let hits = printed_hits(&stderr, "shop-buyer.password");
+    assert!(hits >= 5, "{stderr}");
+    assert!(
+        stderr.contains("counts recorded in the audit log"),
+        "{stderr}"
+    );
+    let recs = scrub_records(&d);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let r = &recs[0];
+    assert_eq!(r["decision"], "allow");
+    assert_eq!(r["task"], "checkout-flow");
+    assert_eq!(r["peer"]["uid"], scopevault::sys::current_uid());
+    let scrub = &r["scrub"];
+    assert_eq!(scrub["files"], 5);
+    assert_eq!(scrub["rewritten"], 5);
+    assert_eq!(scrub["failed"], 0);
+    assert_eq!(scrub["binary_kept"], 0);
+    assert_eq!(scrub["binary_dropped"], 0);
+    assert_eq!(scrub["binary_with_form"], 0);
+    assert_eq!(
+        scrub["hits"],
+        serde_json::json!({ "shop-buyer.password": hits })
+    );
+    let audit = d.audit_text();
+    assert!(!audit.contains(PW));
+    daemon::assert_no_secret(&audit, "the audit log");
+    let (show, verified) = show_and_verify(&d);
+    assert!(verified, "audit verify fails after the scrub report");
+    let line = show
+        .lines()
+        .find(|l| l.contains("scrub_report"))
+        .unwrap_or_else(|| panic!("audit show has no scrub_report: {show}"));
+    assert!(line.contains("task=checkout-flow"), "{line}");
+    assert!(
+        line.contains("files=5") && line.contains("rewritten=5"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("hits[shop-buyer.password]={hits}")),
+        "{line}"
+    );
+}
+
+/// A script that stops the daemon (by pid, and waits until its socket is gone), then writes
+/// the password into `$1`: `exec` cannot report its scrub.
+const STOP_THEN_WRITE: &str = r#"
+kill -TERM "$2"; n=0; while [ -e "$3" ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done
+printf 'login %s\n' "$SCOPEVAULT_SHOP_BUYER_PASSWORD" > "$1/console.log"
+exit 4
+"#;
+
+#[test]
+fn exec_artifacts_without_a_daemon_for_the_report_warns_and_keeps_the_exit_code() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    let art_s = art.to_str().unwrap();
+    let pid = d.pid().to_string();
+    let sock = d.socket.to_str().unwrap().to_owned();
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--artifacts",
+            art_s,
+            "--",
+            "sh",
+            "-c",
+            STOP_THEN_WRITE,
+            "sh",
+            art_s,
+            &pid,
+            &sock,
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "the command's code: {stderr}");
+    assert!(!d.socket.exists(), "the daemon stopped: {stderr}");
+    assert!(
+        stderr.contains("warning: the scrub's counts were not recorded"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PW));
+    assert_eq!(
+        std::fs::read_to_string(art.join("console.log")).unwrap(),
+        "login [redacted:shop-buyer.password]\n",
+        "scrubbed all the same"
+    );
+    assert!(scrub_records(&d).is_empty());
+}
+
+#[test]
+fn scrub_reports_are_authorised_like_a_fetch_bounded_and_never_echo_a_label() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let report = |task: &str, hits: serde_json::Value| {
+        serde_json::json!({"v":1,"op":"scrub_report","task":task,"scrub":{
+            "files":2,"rewritten":1,"failed":0,"binary_kept":1,"binary_dropped":0,
+            "binary_with_form":1,"hits":hits}})
+        .to_string()
+    };
+    // Not a runner of `newsletter`: refused, and the refusal audited.
+    let v = d.request(&report(
+        "newsletter",
+        serde_json::json!({"newsletter-login.password": 3}),
+    ));
+    assert_eq!(daemon::code(&v), "denied", "{v}");
+    let recs = scrub_records(&d);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["decision"], "deny");
+    assert_eq!(recs[0]["task"], "newsletter");
+    assert!(
+        recs[0].get("scrub").is_none(),
+        "no counts from a refused peer"
+    );
+    assert!(
+        recs[0]["reason"].as_str().unwrap().contains("not a runner"),
+        "{recs:?}"
+    );
+    // A task the policy does not have: its name is whatever the client sent (a secret here),
+    // recorded as its HMAC.
+    let ghost = daemon::secret_of("payments-token");
+    let v = d.request(&report(&ghost, serde_json::json!({})));
+    assert_eq!(daemon::code(&v), "not_found", "{v}");
+    assert!(!v.to_string().contains(&ghost));
+    // A runner of the task: recorded; a label the task does not hand out (here a secret
+    // value sent as a label) is recorded as its HMAC, never as sent.
+    let leaked = daemon::secret_of("shop-backoffice");
+    let v = d.request(&report(
+        "checkout-flow",
+        serde_json::json!({"shop-buyer.password": 7, leaked.clone(): 2}),
+    ));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["task"], "checkout-flow");
+    let seq = v["audit_seq"].as_u64().unwrap();
+    let recs = scrub_records(&d);
+    let r = recs.last().unwrap();
+    assert_eq!(r["seq"], seq);
+    assert_eq!(r["decision"], "allow");
+    let hits = r["scrub"]["hits"].as_object().unwrap();
+    assert_eq!(hits["shop-buyer.password"], 7);
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let (mac, n) = hits
+        .iter()
+        .find(|(k, _)| k.starts_with("hmac-sha256:"))
+        .expect("the unknown label as its HMAC");
+    assert_eq!(n, 2);
+    let hashed = daemon::cmd(&d.dir)
+        .args(["audit", "hash", "--audit", d.audit.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(leaked.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hashed.stdout).trim(), mac.as_str());
+    assert_eq!(r["scrub"]["binary_with_form"], 1);
+    assert!(r["reason"].as_str().unwrap().contains("1 label(s)"), "{r}");
+    // A TOTP credential hands out its code, never its seed: the seed's label is not the
+    // task's, nor is a credential of another task.
+    let v = d.request(&report(
+        "two-factor-login",
+        serde_json::json!({"shop-2fa.totp_code": 1, "shop-2fa.totp_seed": 1, "shop-buyer.password": 1}),
+    ));
+    assert_eq!(v["ok"], true, "{v}");
+    let last = scrub_records(&d).pop().unwrap();
+    let hits = last["scrub"]["hits"].as_object().unwrap();
+    assert_eq!(hits["shop-2fa.totp_code"], 1, "{last}");
+    assert_eq!(hits.len(), 3, "{last}");
+    assert_eq!(
+        hits.keys()
+            .filter(|k| k.starts_with("hmac-sha256:"))
+            .count(),
+        2,
+        "{last}"
+    );
+    // Bounds: a count over 2^40, too many labels, an unknown member: bad_request, not echoed.
+    let v = d.request(&report(
+        "checkout-flow",
+        serde_json::json!({ "shop-buyer.password": (1u64 << 40) + 1 }),
+    ));
+    assert_eq!(daemon::code(&v), "bad_request", "{v}");
+    let many: serde_json::Map<String, serde_json::Value> =
+        (0..65).map(|i| (format!("l{i}"), 1.into())).collect();
+    let v = d.request(&report("checkout-flow", many.into()));
+    assert_eq!(daemon::code(&v), "bad_request", "{v}");
+    let v = d.request(&format!(
+        r#"{{"v":1,"op":"scrub_report","task":"checkout-flow","scrub":{{"files":1,"rewritten":0,"failed":0,"binary_kept":0,"binary_dropped":0,"binary_with_form":0,"hits":{{}},"{leaked}":1}}}}"#
+    ));
+    assert_eq!(daemon::code(&v), "bad_request", "{v}");
+    assert!(!v.to_string().contains(&leaked), "{v}");
+    let v = d.request(r#"{"v":1,"op":"scrub_report","task":"checkout-flow"}"#);
+    assert_eq!(daemon::code(&v), "bad_request", "{v}");
+
+    let audit = d.audit_text();
+    daemon::assert_no_secret(&audit, "the audit log");
+    let (show, verified) = show_and_verify(&d);
+    assert!(verified);
+    daemon::assert_no_secret(&show, "audit show");
+    assert!(show.contains("hits[shop-buyer.password]=7"), "{show}");
+}
+
+#[test]
+fn redact_fetches_as_the_runner_scrubs_and_is_audited() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("later");
+    std::fs::create_dir(&art).unwrap();
+    let f = art.join("report.xml");
+    let xml = format!(
+        "<r><pw>{}</pw></r>\n",
+        PW.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    );
+    std::fs::write(&f, &xml).unwrap();
+    let audit_before = d.audit_text().lines().count();
+    let out = sv(
+        &d,
+        &["redact", "--task", "checkout-flow", art.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("shop-buyer.password: 1"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        "<r><pw>[redacted:shop-buyer.password]</pw></r>\n"
+    );
+    let audit = d.audit_text();
+    let new: Vec<&str> = audit.lines().skip(audit_before).collect();
+    assert!(
+        new.iter()
+            .any(|l| l.contains("checkout-flow") && l.contains("\"fetch\"")),
+        "the redact fetch is audited: {new:?}"
+    );
+    assert!(!audit.contains(PW));
+    let recs = scrub_records(&d);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["decision"], "allow");
+    assert_eq!(recs[0]["task"], "checkout-flow");
+    assert_eq!(recs[0]["scrub"]["files"], 1);
+    assert_eq!(recs[0]["scrub"]["rewritten"], 1);
+    assert_eq!(
+        recs[0]["scrub"]["hits"],
+        serde_json::json!({"shop-buyer.password": 1})
+    );
+    let (show, verified) = show_and_verify(&d);
+    assert!(verified);
+    assert!(show.contains("hits[shop-buyer.password]=1"), "{show}");
+
+    // A task this runner may not fetch: refused (exit 5), the file untouched.
+    std::fs::write(&f, &xml).unwrap();
+    let out = sv(
+        &d,
+        &["redact", "--task", "newsletter", art.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), xml);
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(20), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn exec_files_are_memfd_links_on_a_tmpfs_and_a_killed_execs_directory_goes_next_time() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    // The real default (no override): the runtime directory's tmpfs, never /tmp.
+    let pidfile = dir.path().join("child.pid");
+    let report = dir.path().join("report.txt");
+    let script = format!(
+        "echo $$ > {pid}; d=$SCOPEVAULT_CREDENTIALS_DIRECTORY; \
+         {{ echo \"$d\"; readlink \"$d/shop-buyer/password\"; cat \"$d/shop-buyer/username\"; echo; \
+            stat -f -c %T \"$d\"; }} > {rep}; cat \"$d/shop-buyer/password\"; echo; exec sleep 60",
+        pid = pidfile.display(),
+        rep = report.display()
+    );
+    let mut c = daemon::cmd(&d.dir);
+    c.arg("--socket")
+        .arg(&d.socket)
+        .args([
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--files",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut exec = c.spawn().unwrap();
+    wait_for("the child's report", || {
+        std::fs::read_to_string(&report).is_ok_and(|r| r.lines().count() >= 4)
+    });
+    let r = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<&str> = r.lines().collect();
+    let creds_dir = std::path::PathBuf::from(lines[0]);
+    assert!(!creds_dir.starts_with("/tmp"), "{r}");
+    assert!(lines[1].starts_with("/proc/self/fd/"), "a memfd link: {r}");
+    assert_eq!(lines[2], "buyer");
+    assert_eq!(lines[3], "tmpfs", "{r}");
+    for d in [creds_dir.parent().unwrap(), creds_dir.as_path()] {
+        let meta = std::fs::symlink_metadata(d).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o700, "{}", d.display());
+    }
+
+    // SIGKILL exec: nothing runs its clean-up; the directory stays.
+    let child_pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    Command::new("kill")
+        .args(["-KILL", &exec.id().to_string(), &child_pid.to_string()])
+        .status()
+        .unwrap();
+    let _ = exec.wait();
+    assert!(creds_dir.exists(), "left behind by the killed exec");
+
+    // The next exec of the same user removes it.
+    let out = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["exec", "--task", "checkout-flow", "--files", "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!creds_dir.exists(), "the stale directory was removed");
+}
+
+/// A socket that accepts and never answers: `exec` waits on it, hardened, long enough to look
+/// at it from outside.
+fn silent_socket(dir: &Path) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
+    use std::os::unix::fs::PermissionsExt;
+    let sock = dir.join("silent.sock");
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(15));
+        drop(s);
+    });
+    (sock, h)
+}
+
+#[test]
+fn exec_is_not_dumpable() {
+    // A non-dumpable process's /proc/PID files belong to root, whoever runs it. As root, run
+    // exec (and, as the control, a plain process) as uid 65534 to see the difference.
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = daemon::is_root();
+    let uid = if root {
+        65534
+    } else {
+        scopevault::sys::current_uid()
+    };
+    if !root && uid == 0 {
+        skip("cannot tell");
+        return;
+    }
+    let owner = |pid: u32| {
+        std::fs::metadata(format!("/proc/{pid}/status"))
+            .map(|m| m.uid())
+            .ok()
+    };
+    // The process has run execve (its command line is the new program's) and changed uid.
+    let execd = |pid: u32, word: &str| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains(word)
+            && status.lines().any(|l| {
+                l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string())
+            })
+    };
+    let mut control = Command::new("sleep");
+    control.arg("7");
+    if root {
+        control.uid(65534).gid(65534);
+    }
+    let mut control = control.spawn().unwrap();
+    wait_for("the control runs sleep", || execd(control.id(), "7"));
+    assert_eq!(
+        owner(control.id()),
+        Some(uid),
+        "control: a dumpable process"
+    );
+    control.kill().unwrap();
+    let _ = control.wait();
+
+    let (sock, h) = silent_socket(dir.path());
+    let mut c = Command::new(daemon::bin());
+    c.arg("--socket")
+        .arg(&sock)
+        .args(["exec", "--task", "checkout-flow", "--", "true"])
+        .env_clear()
+        .env("HOME", "/")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if root {
+        c.uid(65534).gid(65534);
+    }
+    let mut exec = c.spawn().unwrap();
+    wait_for("exec runs", || execd(exec.id(), "checkout-flow"));
+    // exec hardens itself first thing, then waits on the silent socket.
+    wait_for("/proc/<exec>/status belongs to root: not dumpable", || {
+        owner(exec.id()) == Some(0)
+    });
+    assert!(
+        exec.try_wait().unwrap().is_none(),
+        "exec is still waiting on the socket"
+    );
+    let _ = exec.kill();
+    let _ = exec.wait();
+    drop(h); // the listener thread ends on its own
+}

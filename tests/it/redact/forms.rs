@@ -1,0 +1,436 @@
+//! The forms exec masks and `redact` scrubs, checked against encodings written independently
+//! of scopevault's list (tests/fixtures/redact_forms.py: Python's urllib, base64, html, json,
+//! binascii, and a hand-written table below), and the scrubber on files and zip archives.
+
+use crate::common::redact_oracle;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use redact_oracle::{hits_in, oracle, scan_tree, skip, OForm};
+use scopevault::redact::{BinaryPolicy, Scrubber};
+use scopevault::secret::{Masker, Patterns, SecretString, Target};
+
+/// Secrets with every character class the encoders treat differently: space, `+`, `/`, `%`,
+/// `&`, quotes, `<>`, `~*'()!`, non-ASCII, a character beyond the BMP, a newline.
+const SECRETS: &[(&str, &str, Option<&str>)] = &[
+    ("shop.password", "Pw/ +&\u{e9}\"<x>%~*1", Some("buyer")),
+    ("api.token", "tok_!'()~*-._ end/\u{1f511}\n2", None),
+    (
+        "plain.password",
+        "Hunter22abcXYZ",
+        Some("alice@example.com"),
+    ),
+];
+
+fn targets() -> Vec<Target> {
+    SECRETS
+        .iter()
+        .map(|(l, v, u)| Target {
+            label: l.to_string(),
+            value: SecretString::from(v.to_string()),
+            username: u.map(str::to_owned),
+        })
+        .collect()
+}
+
+fn patterns() -> Arc<Patterns> {
+    Arc::new(Patterns::new(&targets()))
+}
+
+fn mask(p: &Arc<Patterns>, text: &[u8]) -> Vec<u8> {
+    let mut m = Masker::with_patterns(p.clone());
+    let mut out = m.feed(text);
+    out.extend(m.finish());
+    out
+}
+
+/// The replacement texts a label may appear as.
+fn replacements(label: &str) -> [String; 3] {
+    [
+        format!("[redacted:{label}]"),
+        format!("%5Bredacted%3A{label}%5D"),
+        format!("%5bredacted%3a{label}%5d"),
+    ]
+}
+
+fn oracle_or_skip() -> Option<Vec<OForm>> {
+    match oracle(SECRETS) {
+        Ok(f) => Some(f),
+        Err(why) => {
+            skip(&why);
+            None
+        }
+    }
+}
+
+#[test]
+fn every_form_the_python_oracle_writes_is_masked_whole() {
+    let Some(forms) = oracle_or_skip() else {
+        return;
+    };
+    assert!(forms.len() > 100, "{} forms", forms.len());
+    let p = patterns();
+    for f in &forms {
+        let mut text = b"before ".to_vec();
+        text.extend_from_slice(&f.bytes);
+        text.extend_from_slice(b" after");
+        let out = mask(&p, &text);
+        let ok = replacements(&f.label)
+            .iter()
+            .any(|r| out == format!("before {r} after").into_bytes());
+        assert!(
+            ok,
+            "form {} of {} not masked whole: {}",
+            f.name,
+            f.label,
+            String::from_utf8_lossy(&out).replace(SECRETS[0].1, "<secret>")
+        );
+    }
+}
+
+#[test]
+fn http_basic_credentials_are_masked_inside_a_longer_header_at_any_alignment() {
+    let Some(forms) = oracle_or_skip() else {
+        return;
+    };
+    let p = patterns();
+    // The password inside the base64 of a longer text, at each alignment (a different
+    // username length shifts it): no oracle form of it survives.
+    for user in ["u", "us", "usr", "user1"] {
+        let pair = format!("{user}:{}", SECRETS[0].1);
+        let header = format!(
+            "Authorization: Basic {}\r\n",
+            data_encoding::BASE64.encode(pair.as_bytes())
+        );
+        let out = mask(&p, header.as_bytes());
+        let pw_forms: Vec<OForm> = forms
+            .iter()
+            .filter(|f| f.label == "shop.password" && f.name.contains("embedded"))
+            .cloned()
+            .collect();
+        assert!(
+            hits_in(&out, &pw_forms, "header").is_empty(),
+            "user {user}: {}",
+            String::from_utf8_lossy(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out).contains("[redacted:shop.password]"),
+            "user {user}"
+        );
+    }
+}
+
+/// A hand-written table (computed once with Python's encoders, kept as literals): works where
+/// Python is missing, and pins the forms the issue names.
+#[test]
+fn a_hand_written_table_of_forms_is_masked() {
+    let p = Arc::new(Patterns::new(&[Target {
+        label: "c.password".into(),
+        value: SecretString::from("p@ss w/\"x\"".to_string()),
+        username: Some("buyer".into()),
+    }]));
+    let table: &[(&str, &str)] = &[
+        ("raw", "p@ss w/\"x\""),
+        ("form-urlencoded", "p%40ss+w%2F%22x%22"),
+        ("percent lowercase", "p%40ss%20w%2f%22x%22"),
+        ("python quote() keeps /", "p%40ss%20w/%22x%22"),
+        ("quote_plus keeping /", "p%40ss+w/%22x%22"),
+        ("html.escape", "p@ss w/&quot;x&quot;"),
+        ("go html", "p@ss w/&#34;x&#34;"),
+        ("json", "p@ss w/\\\"x\\\""),
+        ("json php", "p@ss w\\/\\\"x\\\""),
+        ("base64", "cEBzcyB3LyJ4Ig=="),
+        ("base64 embedded at 1", "BAc3Mgdy8ieC"),
+        ("base64 embedded at 2", "wQHNzIHcvIngi"),
+        ("http basic buyer:", "YnV5ZXI6cEBzcyB3LyJ4Ig=="),
+        ("hex", "7040737320772f227822"),
+        ("HEX", "7040737320772F227822"),
+        ("base32", "OBAHG4ZAO4XSE6BC"),
+        ("base32 lower", "obahg4zao4xse6bc"),
+        ("base32 embedded at 3", "4CAONZSA5ZPEJ4C"),
+    ];
+    for (name, form) in table {
+        let out = String::from_utf8(mask(&p, format!("<{form}>").as_bytes())).unwrap();
+        assert!(
+            replacements("c.password")
+                .iter()
+                .any(|r| out == format!("<{r}>")),
+            "{name}: {out}"
+        );
+    }
+}
+
+#[test]
+fn url_forms_are_replaced_by_a_percent_encoded_marker_so_the_url_stays_one() {
+    let p = patterns();
+    let out = String::from_utf8(mask(
+        &p,
+        b"https://shop.test/login?u=buyer&p=Pw%2F+%2B%26%C3%A9%22%3Cx%3E%25%7E*1&x=1",
+    ))
+    .unwrap();
+    assert_eq!(
+        out,
+        "https://shop.test/login?u=buyer&p=%5Bredacted%3Ashop.password%5D&x=1"
+    );
+}
+
+fn scrubber(binary: BinaryPolicy) -> Scrubber {
+    Scrubber::new(patterns(), binary)
+}
+
+#[test]
+fn a_har_is_scrubbed_stays_json_and_the_summary_counts_per_field() {
+    let Some(forms) = oracle_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pw = SECRETS[0].1;
+    let basic = data_encoding::BASE64.encode(format!("buyer:{pw}").as_bytes());
+    let body: String = url_form(pw);
+    let har = serde_json::json!({"log": {"entries": [{
+        "request": {
+            "headers": [{"name": "Authorization", "value": format!("Basic {basic}")}],
+            "postData": {"text": format!("username=buyer&password={body}"),
+                         "params": [{"name": "password", "value": pw}]},
+        },
+        "response": {"content": {"text": serde_json::json!({"echo": pw}).to_string()}},
+    }]}});
+    let path = dir.path().join("login.har");
+    std::fs::write(&path, serde_json::to_vec_pretty(&har).unwrap()).unwrap();
+    std::fs::write(dir.path().join("clean.txt"), b"nothing secret here\n").unwrap();
+    let before_clean = std::fs::metadata(dir.path().join("clean.txt")).unwrap();
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(&[dir.path().to_path_buf()]);
+    assert!(summary.ok(), "{summary}");
+    assert_eq!(summary.files, 2);
+    assert_eq!(summary.rewritten, 1, "only the file with hits is rewritten");
+    assert_eq!(summary.hits.get("shop.password"), Some(&4), "{summary}");
+    let text = summary.to_string();
+    assert!(text.contains("shop.password: 4"), "{text}");
+    assert!(!text.contains(pw));
+    let after = std::fs::read(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&after).expect("still JSON");
+    assert_eq!(
+        v["log"]["entries"][0]["request"]["postData"]["params"][0]["value"],
+        "[redacted:shop.password]"
+    );
+    let (hits, scanned) = scan_tree(dir.path(), &forms);
+    assert_eq!(scanned, 2);
+    assert!(hits.is_empty(), "{hits:?}");
+    // Untouched file: same inode, same mtime (not rewritten).
+    use std::os::unix::fs::MetadataExt;
+    let after_clean = std::fs::metadata(dir.path().join("clean.txt")).unwrap();
+    assert_eq!(before_clean.ino(), after_clean.ino());
+    assert_eq!(before_clean.mtime_nsec(), after_clean.mtime_nsec());
+    // No temporary file left beside.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".scopevault")),
+        "{names:?}"
+    );
+}
+
+/// The browser's form encoding of `v`, hand-written (WHATWG urlencoded).
+fn url_form(v: &str) -> String {
+    let mut out = String::new();
+    for &b in v.as_bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn sha1_hex(b: &[u8]) -> String {
+    use sha1::Digest;
+    data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(b))
+}
+
+#[test]
+fn zip_members_are_scrubbed_and_sha1_named_resources_renamed_with_their_references() {
+    let Some(forms) = oracle_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pw = SECRETS[0].1;
+    let body = format!("username=buyer&password={}", url_form(pw));
+    let body_sha = sha1_hex(body.as_bytes());
+    let clean = b"<html>no secret</html>".to_vec();
+    let clean_sha = sha1_hex(&clean);
+    let trace = format!(
+        "{}\n{}\n",
+        serde_json::json!({"type": "action", "method": "fill", "params": {"value": pw}}),
+        serde_json::json!({"type": "resource-snapshot", "snapshot": {"request": {"postData": {"_sha1": format!("{body_sha}.dat")}}, "response": {"content": {"_sha1": format!("{clean_sha}.html")}}}})
+    );
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    let path = dir.path().join("trace.zip");
+    {
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        w.start_file("trace.trace", o).unwrap();
+        w.write_all(trace.as_bytes()).unwrap();
+        w.start_file(format!("resources/{body_sha}.dat"), o)
+            .unwrap();
+        w.write_all(body.as_bytes()).unwrap();
+        w.start_file(format!("resources/{clean_sha}.html"), o)
+            .unwrap();
+        w.write_all(&clean).unwrap();
+        w.start_file("resources/shot.png", o).unwrap();
+        w.write_all(&png).unwrap();
+        w.finish().unwrap();
+    }
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(&[dir.path().to_path_buf()]);
+    assert!(summary.ok(), "{summary}");
+    assert_eq!(summary.renamed, 1, "{summary}");
+    assert_eq!(summary.hits.get("shop.password"), Some(&2), "{summary}");
+    assert_eq!(summary.binary.len(), 1, "the png member is listed");
+    assert!(summary.binary[0]
+        .0
+        .ends_with("trace.zip!resources/shot.png"));
+    let (hits, _) = scan_tree(dir.path(), &forms);
+    assert!(hits.is_empty(), "{hits:?}");
+
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let names: Vec<String> = z.file_names().map(str::to_owned).collect();
+    assert!(
+        !names.contains(&format!("resources/{body_sha}.dat")),
+        "{names:?}"
+    );
+    assert!(names.contains(&format!("resources/{clean_sha}.html")));
+    assert!(names.contains(&"resources/shot.png".to_string()));
+    let mut t = String::new();
+    z.by_name("trace.trace")
+        .unwrap()
+        .read_to_string(&mut t)
+        .unwrap();
+    // Every reference resolves, and names the SHA-1 of the content it points at.
+    let mut refs = 0;
+    for line in t.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("trace lines stay JSON");
+        let mut stack = vec![v];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        if k == "_sha1" {
+                            let name = v.as_str().unwrap().to_owned();
+                            let mut data = Vec::new();
+                            z.by_name(&format!("resources/{name}"))
+                                .unwrap_or_else(|_| panic!("{name} does not resolve"))
+                                .read_to_end(&mut data)
+                                .unwrap();
+                            assert_eq!(name.split('.').next().unwrap(), sha1_hex(&data));
+                            refs += 1;
+                        } else {
+                            stack.push(v);
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => stack.extend(a),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(refs, 2);
+}
+
+#[test]
+fn binary_files_are_listed_kept_by_default_and_dropped_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(SECRETS[2].1.as_bytes());
+    std::fs::write(dir.path().join("shot.png"), &png).unwrap();
+    let s = scrubber(BinaryPolicy::Keep).scrub_paths(&[dir.path().to_path_buf()]);
+    assert_eq!(s.binary.len(), 1);
+    assert!(s.binary[0].1, "the raw value was seen in the binary file");
+    assert!(s.to_string().contains("A FORM OF A SECRET IS IN IT"));
+    assert!(s.to_string().contains("hint: mask screenshots"));
+    assert_eq!(std::fs::read(dir.path().join("shot.png")).unwrap(), png);
+    let s = scrubber(BinaryPolicy::Drop).scrub_paths(&[dir.path().to_path_buf()]);
+    assert_eq!(s.dropped, 1);
+    assert!(!dir.path().join("shot.png").exists());
+}
+
+#[test]
+fn symbolic_links_are_never_followed() {
+    let outside = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = outside.path().join("victim.txt");
+    let content = format!("keep {} here", SECRETS[2].1);
+    std::fs::write(&target, &content).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("link.txt")).unwrap();
+    let s = scrubber(BinaryPolicy::Drop).scrub_paths(&[dir.path().to_path_buf()]);
+    assert_eq!(s.skipped.len(), 1, "{s}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), content);
+    assert!(dir.path().join("link.txt").is_symlink());
+}
+
+#[test]
+fn a_file_that_keeps_changing_is_reported_and_never_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("growing.log");
+    let line = format!("login with {} ok\n", SECRETS[2].1);
+    let mut content = Vec::new();
+    while content.len() < 8 << 20 {
+        content.extend_from_slice(line.as_bytes());
+    }
+    std::fs::write(&path, &content).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                f.write_all(b"more\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    let s = scrubber(BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&path));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    assert!(
+        s.errors
+            .iter()
+            .any(|e| e.contains("changed while being scrubbed")),
+        "{s}"
+    );
+    // Not replaced: the original bytes, then only the writer's lines.
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(&after[..content.len()], &content[..]);
+    assert!(after[content.len()..]
+        .split(|&b| b == b'\n')
+        .all(|l| l.is_empty() || l == b"more"));
+}
+
+#[test]
+fn streaming_scrub_equals_one_shot_across_chunk_boundaries() {
+    // A value straddling the 1 MiB read boundary is still replaced.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.txt");
+    let v = SECRETS[2].1;
+    let mut content = vec![b'.'; (1 << 20) - 5];
+    content.extend_from_slice(v.as_bytes());
+    content.extend_from_slice(b"\nend\n");
+    std::fs::write(&path, &content).unwrap();
+    let s = scrubber(BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&path));
+    assert!(s.ok(), "{s}");
+    assert_eq!(s.hits.get("plain.password"), Some(&1));
+    let after = std::fs::read(&path).unwrap();
+    assert!(after.ends_with(b"[redacted:plain.password]\nend\n"));
+    assert_eq!(
+        after.len(),
+        content.len() - v.len() + "[redacted:plain.password]".len()
+    );
+}

@@ -1,0 +1,5 @@
+//! `scopevault redact`: the CLI, every form of a secret, Playwright traces.
+
+mod cli;
+mod forms;
+mod playwright;

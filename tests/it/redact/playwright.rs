@@ -1,0 +1,167 @@
+//! The Playwright example (examples/checkpoint/playwright) run for real: Debian's Chromium
+//! driven by Playwright under `scopevault exec --artifacts`, against the example's local shop.
+//! Every byte of every artefact, inside the trace's zip too, is then searched for every form
+//! of the password as an independent oracle writes them (tests/fixtures/redact_forms.py); none
+//! may be found. The HAR must parse, the trace's JSON must parse, and every resource the trace
+//! refers to must be in it.
+//!
+//! Needs /usr/bin/chromium and target/venv-playwright (scripts/setup/browser installs both);
+//! skips with the reason when they are missing, and fails when CI=true.
+
+use crate::common::daemon;
+use crate::common::redact_oracle;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use daemon::tempdir;
+use redact_oracle::{oracle, scan_tree, skip};
+
+/// The password: a space, `+`, `/`, `&`, `%`, quotes, `<>`, `~*`, non-ASCII.
+const PW: &str = "Pw/ +&\u{e9}\"<x>%~*1";
+
+fn venv_python() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("venv-playwright/bin/python")
+}
+
+fn components() -> Result<PathBuf, String> {
+    if !Path::new("/usr/bin/chromium").exists() {
+        return Err("/usr/bin/chromium is missing (run scripts/setup/browser as root)".into());
+    }
+    let py = venv_python();
+    let ok = Command::new(&py)
+        .args(["-c", "import playwright"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return Err(format!(
+            "playwright is not installed in {} (run scripts/setup/browser)",
+            py.display()
+        ));
+    }
+    Ok(py)
+}
+
+/// Every resource a trace refers to, as a member name: `_file` (`resources/<sha1>.ext`, newer
+/// Playwright) and `sha1`/`_sha1` (`<sha1>.ext`, older).
+fn sha1_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("sha1" | "_sha1", serde_json::Value::String(s)) => {
+                        out.push(format!("resources/{s}"))
+                    }
+                    ("_file", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => sha1_refs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| sha1_refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_playwright_example_leaves_no_form_of_the_password_in_any_artefact() {
+    let py = match components() {
+        Ok(p) => p,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let forms = match oracle(&[("shop-buyer.password", PW, Some("buyer"))]) {
+        Ok(f) => f,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let dir = tempdir();
+    let d = daemon::start_with_buyer(dir.path(), PW);
+    let art = dir.path().join("artifacts");
+    let check = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/checkpoint/playwright/check_login.py"
+    );
+    let out = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["exec", "--task", "checkout-flow", "--artifacts"])
+        .arg(&art)
+        .arg("--")
+        .arg(&py)
+        .arg(check)
+        .env("CHECK_ARTIFACTS", &art)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("login check: ok as buyer"), "{stdout}");
+    // The check printed the shop's leaky JSON: masked in exec's output.
+    assert!(
+        stdout.contains("[redacted:shop-buyer.password]"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(PW) && !stderr.contains(PW));
+    // The summary: counts per field, the screenshot listed as binary, hashed resources renamed.
+    assert!(stderr.contains("shop-buyer.password: "), "{stderr}");
+    assert!(stderr.contains("login.png"), "{stderr}");
+    assert!(stderr.contains("hashed resources renamed"), "{stderr}");
+    eprintln!("{stderr}");
+
+    // Every byte of every artefact, zip members included.
+    let (hits, scanned) = scan_tree(&art, &forms);
+    assert!(scanned >= 6, "scanned {scanned} files and members");
+    assert!(hits.is_empty(), "forms of the password remain: {hits:#?}");
+
+    // The HAR parses and its form POST was really there (scrubbed).
+    let har: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(art.join("login.har")).unwrap())
+            .expect("the HAR parses");
+    let har_text = har.to_string();
+    assert!(har_text.contains("redacted"), "the HAR held the password");
+
+    // The trace: JSON lines parse; every resource reference resolves.
+    let mut z = zip::ZipArchive::new(std::fs::File::open(art.join("trace.zip")).unwrap())
+        .expect("the trace is a zip");
+    let names: Vec<String> = z.file_names().map(str::to_owned).collect();
+    let mut refs = Vec::new();
+    for n in names
+        .iter()
+        .filter(|n| n.ends_with(".trace") || n.ends_with(".network"))
+    {
+        let mut text = String::new();
+        z.by_name(n).unwrap().read_to_string(&mut text).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{n}: a line does not parse: {e}"));
+            sha1_refs(&v, &mut refs);
+        }
+    }
+    assert!(!refs.is_empty(), "the trace refers to resources");
+    for r in &refs {
+        assert!(
+            names.contains(r),
+            "reference {r} does not resolve in {names:?}"
+        );
+        // And it names the SHA-1 of what it points at (renamed after scrubbing).
+        let mut data = Vec::new();
+        z.by_name(r).unwrap().read_to_end(&mut data).unwrap();
+        use sha1::Digest;
+        let sha = data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(&data));
+        assert!(r.contains(&sha), "{r} is not named by its SHA-1");
+    }
+}

@@ -1,0 +1,203 @@
+//! Issue 15, item 4 (vault side): every file the CLI writes in the vault and state
+//! directories is opened with O_NOFOLLOW through the directory, and a directory another user
+//! could plant links in (group- or other-writable, or reached through another user's
+//! symlink) is refused.
+
+use crate::common::vault as common_vault;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common_vault::{files_under, Env};
+
+fn mode(p: &Path, m: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+#[test]
+fn a_planted_lock_file_link_does_not_make_init_create_a_file_elsewhere() {
+    let e = Env::new();
+    let vdir = e.vault().parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(&vdir).unwrap();
+    mode(&vdir, 0o700);
+    std::fs::create_dir_all(e.path("elsewhere")).unwrap();
+    let target = e.path("elsewhere/created-by-root");
+    std::os::unix::fs::symlink(&target, vdir.join("vault.scopevault.lock")).unwrap();
+    let err = e.fails(&["init", "--passphrase-file", &e.pf()], b"", 2);
+    assert!(err.contains("cannot open the lock file"), "{err}");
+    assert!(!target.exists(), "the link was followed: {target:?} exists");
+    assert!(!e.vault().exists());
+    assert!(files_under(&e.path("elsewhere")).is_empty());
+}
+
+#[test]
+fn a_planted_rollback_record_link_is_not_followed() {
+    let e = Env::new();
+    e.init_with_cred();
+    // Replace the rollback record by a link to a file of someone else's.
+    let victim = e.path("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let rec = e.path("state/generations.json");
+    std::fs::remove_file(&rec).unwrap();
+    std::os::unix::fs::symlink(&victim, &rec).unwrap();
+    let out = e.run(&["cred", "list", "--passphrase-file", &e.pf()], b"");
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read the rollback record"), "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(std::fs::symlink_metadata(&rec)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn group_or_other_writable_vault_and_state_directories_are_refused() {
+    let e = Env::new();
+    e.init_with_cred();
+    let vdir = e.vault().parent().unwrap().to_path_buf();
+    let before = e.vault_bytes();
+    for m in [0o770, 0o707] {
+        mode(&vdir, m);
+        let err = e.fails(
+            &["cred", "rm", "shop-buyer", "--passphrase-file", &e.pf()],
+            b"",
+            2,
+        );
+        assert!(err.contains("refusing to write in the directory"), "{err}");
+        assert!(err.contains("chmod go-w"), "{err}");
+        assert_eq!(e.vault_bytes(), before, "mode {m:o}: nothing written");
+    }
+    mode(&vdir, 0o755);
+    mode(&e.path("state"), 0o775);
+    let err = e.fails(&["cred", "list", "--passphrase-file", &e.pf()], b"", 2);
+    assert!(err.contains("writable by its group"), "{err}");
+    mode(&e.path("state"), 0o700);
+    assert_eq!(e.names(), ["shop-buyer"]);
+}
+
+#[test]
+fn a_vault_directory_reached_through_another_users_symlink_is_refused() {
+    if !rustix::process::geteuid().is_root() {
+        return crate::common::skip::skip("needs root to make a symlink owned by another uid");
+    }
+    let e = Env::new();
+    let real = e.path("real-vault-dir");
+    std::fs::create_dir_all(&real).unwrap();
+    mode(&real, 0o700);
+    let link = e.path("vaults");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // Owned by nobody: another user planted it.
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let err = e.fails(&["init", "--passphrase-file", &e.pf()], b"", 2);
+    assert!(err.contains("symbolic link owned by uid 65534"), "{err}");
+    assert!(files_under(&real).is_empty(), "nothing was created");
+    // The same link owned by us is ours to make: accepted.
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+    e.ok(&["init", "--passphrase-file", &e.pf()], b"");
+    assert!(real.join("vault.scopevault").exists());
+}
+
+#[test]
+fn the_root_defaults_keep_the_rollback_record_out_of_the_vault_directory() {
+    let vault_dir = Path::new(scopevault::paths::ROOT_VAULT).parent().unwrap();
+    let state = Path::new(scopevault::paths::ROOT_STATE_DIR);
+    assert!(
+        !state.starts_with(vault_dir) && !vault_dir.starts_with(state),
+        "{state:?} and {vault_dir:?} must not contain each other: a restore of one must not bring the other back"
+    );
+}
+
+/// Issue 14, item 9: `init --identity-out /etc/credstore/…` on a system without that
+/// directory. It is created (0700); and a failing `init` leaves no debris (no lone lock file,
+/// no directory it made).
+#[test]
+fn init_identity_out_creates_its_private_directory_and_a_failure_leaves_no_debris() {
+    let e = Env::new();
+    let idf = e.path("etc/credstore/scopevault-identity");
+    let out = e.run(&["init", "--identity-out", idf.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("created the directory"), "{err}");
+    let m = std::fs::metadata(idf.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(m, 0o700);
+    e.ok(
+        &["cred", "list", "--identity-file", idf.to_str().unwrap()],
+        b"",
+    );
+
+    // A parent that cannot be made (a file is in the way): refused, and the vault's
+    // directory `init` would have made is not left behind holding a lock file.
+    let e = Env::new();
+    std::fs::write(e.path("not-a-dir"), b"").unwrap();
+    let idf = e.path("not-a-dir/sub/id");
+    let out = e.run(&["init", "--identity-out", idf.to_str().unwrap()], b"");
+    assert!(!out.status.success());
+    assert!(!e.vault().parent().unwrap().exists(), "no debris");
+    // And a failure after the lock was taken removes the lock file it created.
+    let e = Env::new();
+    let vdir = e.vault().parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(&vdir).unwrap();
+    mode(&vdir, 0o700);
+    let idf = e.path("id");
+    // The identity file's directory is fine, but a keyring is not available: init fails
+    // after taking the lock.
+    let out = e.run(
+        &["init", "--identity-out", idf.to_str().unwrap(), "--keyring"],
+        b"",
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(files_under(&vdir).is_empty(), "{:?}", files_under(&vdir));
+    assert!(!idf.exists());
+}
+
+/// Issue 14, item 10: the XDG directories the user set are honoured even as root (CI runs as
+/// root): the vault, the rollback record and the audit log go under them, never to `/var`.
+/// `XDG_RUNTIME_DIR` is the exception for root (src/paths.rs says why).
+#[test]
+fn the_xdg_directories_the_user_set_are_honoured_even_as_root() {
+    let e = Env::new();
+    let data = e.path("xdg-data");
+    let state = e.path("xdg-state");
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut c = e.cmd();
+        c.env_remove("SCOPEVAULT_VAULT")
+            .env_remove("SCOPEVAULT_STATE_DIR")
+            .env("XDG_DATA_HOME", &data)
+            .env("XDG_STATE_HOME", &state)
+            .env("XDG_RUNTIME_DIR", e.path("xdg-run"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&["init", "--passphrase-file", &e.pf()], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert!(data.join("scopevault/vault.scopevault").is_file());
+    assert!(state.join("scopevault/generations.json").is_file());
+    // The audit log's default, as `audit verify` names it when there is none yet.
+    let out = run(&["audit", "verify"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let audit = state.join("scopevault/audit.jsonl");
+    assert!(err.contains(&audit.display().to_string()), "{err}");
+    // The socket: root's stays the system one; a user's is under XDG_RUNTIME_DIR.
+    let out = run(&["status"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let root = rustix::process::geteuid().is_root();
+    let want = if root {
+        "/run/scopevault/scopevault.sock".to_owned()
+    } else {
+        e.path("xdg-run/scopevault/scopevault.sock")
+            .display()
+            .to_string()
+    };
+    assert!(err.contains(&want), "{err}");
+}

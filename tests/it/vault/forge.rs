@@ -1,0 +1,382 @@
+//! Issue 15, item 1: a vault forged from the public header through an identity-file slot.
+//!
+//! The forging code here is written from vault-format.md with the `age`, `hkdf`, `hmac`,
+//! `sha2` and `chacha20poly1305` crates directly, never through the scopevault library: it is
+//! what an attacker who can write the vault file (a backup store, a deploy step) would write.
+//! The recipe (issue 15): mint a new vault key, wrap it for the admin's identity, keep
+//! `vault_id`, set `generation + 1`, compute the file MAC with the chosen key.
+//!
+//! A control shows the forging code itself is right: with the identity file's *secret* (which
+//! the attacker does not have) the same code makes a file that is accepted.
+
+use crate::common::vault as common_vault;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use common_vault::Env;
+use data_encoding::{BASE64, HEXLOWER};
+use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
+use sha2::Sha256;
+
+const PLANTED: &str = "planted-by-attacker";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault")
+}
+
+/// The parts of a vault file (vault-format.md, "File layout").
+struct Framed {
+    version: u16,
+    header: serde_json::Value,
+}
+
+fn unframe(b: &[u8]) -> Framed {
+    assert_eq!(&b[..8], b"SCOPEVLT");
+    let version = u16::from_be_bytes([b[8], b[9]]);
+    let h = u32::from_be_bytes(b[10..14].try_into().unwrap()) as usize;
+    let header = serde_json::from_slice(&b[14..14 + h]).unwrap();
+    Framed { version, header }
+}
+
+/// `A`: the payload's age header up to and including the "\n" ending its "--- " line, plus
+/// the 16-byte nonce.
+fn age_prefix(payload: &[u8]) -> usize {
+    let mac_line = payload.windows(5).position(|w| w == b"\n--- ").unwrap() + 1;
+    let end = payload[mac_line..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap()
+        + mac_line
+        + 1;
+    end + 16
+}
+
+/// Frame `header` and `payload` and append the MAC keyed by `vault_identity` as the spec
+/// says for `version` (info `scopevault/v{version}/file-mac`).
+fn frame_and_mac(
+    version: u16,
+    header: &serde_json::Value,
+    payload: &[u8],
+    vault_identity: &str,
+) -> Vec<u8> {
+    let h = serde_json::to_vec(header).unwrap();
+    let mut out = b"SCOPEVLT".to_vec();
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(payload);
+    let vault_id = header["vault_id"].as_str().unwrap();
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(vault_id.as_bytes()), vault_identity.as_bytes());
+    let mut key = [0u8; 32];
+    hk.expand(
+        format!("scopevault/v{version}/file-mac").as_bytes(),
+        &mut key,
+    )
+    .unwrap();
+    let auth = 22 + h.len() + age_prefix(payload);
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+    mac.update(&out[..auth]);
+    out.extend_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+/// A payload with one planted login credential, age-encrypted to `to`.
+fn planted_payload(to: &age::x25519::Recipient) -> Vec<u8> {
+    let plain = serde_json::json!({
+        "schema": 1,
+        "credentials": {
+            PLANTED: {
+                "kind": "login",
+                "scopes": ["shop:login"],
+                "origins": [],
+                "fields": {"username": "attacker"},
+                "secrets": {"password": "attacker-chosen"},
+                "created": "2026-01-01T00:00:00Z",
+                "rotated": "2026-01-01T00:00:00Z"
+            }
+        },
+        "policy": null
+    });
+    age::encrypt(to, &serde_json::to_vec(&plain).unwrap()).unwrap()
+}
+
+fn secret_of(id: &age::x25519::Identity) -> String {
+    id.to_string().expose_secret().to_owned()
+}
+
+/// The admin's identity from an identity file (the test plays the admin here).
+fn identity_in(path: &Path) -> age::x25519::Identity {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap();
+    age::x25519::Identity::from_str(line).unwrap()
+}
+
+fn hex_id() -> String {
+    let mut b = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    HEXLOWER.encode(&b)
+}
+
+/// A version-2 identity slot wrapping `vault_identity` under the wrapping key derived from
+/// `ikm` (vault-format.md: HKDF-SHA256, salt vault_id, info "scopevault/v2/identity-slot" 0x00
+/// slot id; ChaCha20-Poly1305 with aad "scopevault/v1/slot" 0x00 vault_id 0x00 slot id).
+fn v2_identity_slot(vault_id: &str, ikm: &[u8], vault_identity: &str) -> serde_json::Value {
+    let id = hex_id();
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(vault_id.as_bytes()), ikm);
+    let mut info = b"scopevault/v2/identity-slot\0".to_vec();
+    info.extend_from_slice(id.as_bytes());
+    let mut key = [0u8; 32];
+    hk.expand(&info, &mut key).unwrap();
+    let mut aad = b"scopevault/v1/slot\0".to_vec();
+    aad.extend_from_slice(vault_id.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(id.as_bytes());
+    let nonce = [7u8; 12];
+    let ct = ChaCha20Poly1305::new(Key::from_slice(&key))
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: vault_identity.as_bytes(),
+                aad: &aad,
+            },
+        )
+        .unwrap();
+    serde_json::json!({"type": "identity", "id": id, "nonce": BASE64.encode(&nonce), "wrapped": BASE64.encode(&ct)})
+}
+
+/// The version-1 identity slot of the recipe: the new vault key age-encrypted to the admin's
+/// public recipient.
+fn v1_identity_slot(admin: &age::x25519::Recipient, vault_identity: &str) -> serde_json::Value {
+    let wrapped = age::encrypt(admin, vault_identity.as_bytes()).unwrap();
+    serde_json::json!({"type": "identity", "id": hex_id(), "recipient": admin.to_string(), "wrapped": BASE64.encode(&wrapped)})
+}
+
+/// The recipe on `good` (a real vault file): a new vault key, the given slots, the same
+/// vault_id, generation + 1, payload and MAC under the new key.
+fn forge(good: &[u8], slots: impl FnOnce(&str, &str) -> Vec<serde_json::Value>) -> Vec<u8> {
+    let f = unframe(good);
+    let minted = age::x25519::Identity::generate();
+    let minted_secret = secret_of(&minted);
+    let mut h = f.header.clone();
+    let vault_id = h["vault_id"].as_str().unwrap().to_owned();
+    h["generation"] = serde_json::json!(h["generation"].as_u64().unwrap() + 1);
+    h["recipient"] = serde_json::json!(minted.to_public().to_string());
+    h["slots"] = serde_json::Value::Array(slots(&vault_id, &minted_secret));
+    frame_and_mac(
+        f.version,
+        &h,
+        &planted_payload(&minted.to_public()),
+        &minted_secret,
+    )
+}
+
+/// An identity-file vault with one credential, as the admin makes it; returns the identity
+/// file.
+fn admin_vault(e: &Env) -> PathBuf {
+    let idf = e.path("admin-id");
+    e.ok(&["init", "--identity-out", idf.to_str().unwrap()], b"");
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "real-cred",
+            "--kind",
+            "login",
+            "--secret",
+            "password",
+            "--identity-file",
+            idf.to_str().unwrap(),
+        ],
+        b"real-password",
+    );
+    idf
+}
+
+fn list_with(e: &Env, idf: &Path) -> std::process::Output {
+    e.run(
+        &["cred", "list", "--identity-file", idf.to_str().unwrap()],
+        b"",
+    )
+}
+
+#[test]
+fn the_forgery_recipe_against_a_v2_identity_vault_is_refused() {
+    let e = Env::new();
+    let idf = admin_vault(&e);
+    let good = e.vault_bytes();
+    assert_eq!(unframe(&good).version, 2, "init writes format version 2");
+    let admin = identity_in(&idf);
+    // The attacker is assumed to know the admin's public recipient (it was in every v1
+    // header, and is printed in the identity file's comment).
+    let admin_pub = admin.to_public();
+
+    // 1. The recipe as the issue gives it: the new key age-encrypted to the admin's recipient.
+    //    A v2 reader has no such slot type: the header is refused.
+    std::fs::write(
+        e.vault(),
+        forge(&good, |_, minted| {
+            vec![v1_identity_slot(&admin_pub, minted)]
+        }),
+    )
+    .unwrap();
+    let err = e.fails(
+        &["cred", "list", "--identity-file", idf.to_str().unwrap()],
+        b"",
+        4,
+    );
+    assert!(err.contains("header is not valid"), "{err}");
+    assert!(!err.contains(PLANTED));
+
+    // 2. Keep the admin's own identity slot (the attacker cannot make a v2 one): it opens to
+    //    the old vault key, which is not the forged file's recipient.
+    let orig_slots = unframe(&good).header["slots"].clone();
+    std::fs::write(
+        e.vault(),
+        forge(&good, |_, _| orig_slots.as_array().unwrap().clone()),
+    )
+    .unwrap();
+    let err = e.fails(
+        &["cred", "list", "--identity-file", idf.to_str().unwrap()],
+        b"",
+        4,
+    );
+    assert!(err.contains("failed authentication"), "{err}");
+
+    // 3. A v2-shaped slot under a key the attacker can derive from what they know (the public
+    //    recipient): no identity file opens it.
+    let pub_str = admin_pub.to_string();
+    std::fs::write(
+        e.vault(),
+        forge(&good, |vid, minted| {
+            vec![v2_identity_slot(vid, pub_str.as_bytes(), minted)]
+        }),
+    )
+    .unwrap();
+    let out = list_with(&e, &idf);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not match any identity slot"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(PLANTED));
+
+    // Control: the same forging code with the identity file's secret key (which only the
+    // admin holds) makes a file the reader accepts, so the refusals above are not an artefact
+    // of a wrong forgery.
+    let admin_secret = secret_of(&admin);
+    std::fs::write(
+        e.vault(),
+        forge(&good, |vid, minted| {
+            vec![v2_identity_slot(vid, admin_secret.as_bytes(), minted)]
+        }),
+    )
+    .unwrap();
+    let out = list_with(&e, &idf);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(PLANTED));
+}
+
+#[test]
+fn the_forgery_recipe_against_a_v1_identity_vault_is_refused() {
+    let e = Env::new();
+    std::fs::create_dir_all(e.vault().parent().unwrap()).unwrap();
+    let d = fixtures().join("v1");
+    let good = std::fs::read(d.join("identity.scopevault")).unwrap();
+    let idf = d.join("identity.txt");
+    let f = unframe(&good);
+    assert_eq!(f.version, 1);
+    let admin_pub: age::x25519::Recipient = f.header["slots"][0]["recipient"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The v1 recipe exactly: under the v1 rules this file was accepted.
+    std::fs::write(
+        e.vault(),
+        forge(&good, |_, minted| {
+            vec![v1_identity_slot(&admin_pub, minted)]
+        }),
+    )
+    .unwrap();
+    let err = e.fails(
+        &["cred", "list", "--identity-file", idf.to_str().unwrap()],
+        b"",
+        4,
+    );
+    assert!(err.contains("format version 1"), "{err}");
+    assert!(err.contains("scopevault key migrate"), "{err}");
+    assert!(!err.contains(PLANTED));
+    // Nor does `key migrate` take the forged file through its identity slot...
+    let out = e.run(
+        &["key", "migrate", "--identity-file", idf.to_str().unwrap()],
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot be trusted"), "{err}");
+    // ... even with the explicit flag: this machine has not seen this generation.
+    let out = e.run(
+        &[
+            "key",
+            "migrate",
+            "--trust-v1-identity-slot",
+            "--identity-file",
+            idf.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rollback record"), "{err}");
+    assert_eq!(unframe(&e.vault_bytes()).version, 1, "nothing was written");
+}
+
+/// The downgrade: once this machine has used a vault in format version 2, a version-1 file
+/// with its vault_id (forged with the v1 recipe, at exactly the recorded generation so that
+/// the rollback record would vouch for it) is refused for use and not migrated through its
+/// identity slot, even with --trust-v1-identity-slot.
+#[test]
+fn a_forged_v1_downgrade_of_a_v2_vault_is_not_migrated() {
+    let e = Env::new();
+    let idf = admin_vault(&e);
+    let good = e.vault_bytes();
+    let admin_pub = identity_in(&idf).to_public();
+    let f = unframe(&good);
+    let generation = f.header["generation"].as_u64().unwrap();
+    let minted = age::x25519::Identity::generate();
+    let minted_secret = secret_of(&minted);
+    let mut h = f.header.clone();
+    h["recipient"] = serde_json::json!(minted.to_public().to_string());
+    h["slots"] = serde_json::json!([v1_identity_slot(&admin_pub, &minted_secret)]);
+    std::fs::write(
+        e.vault(),
+        frame_and_mac(1, &h, &planted_payload(&minted.to_public()), &minted_secret),
+    )
+    .unwrap();
+    assert_eq!(unframe(&e.vault_bytes()).header["generation"], generation);
+    let err = e.fails(
+        &["cred", "list", "--identity-file", idf.to_str().unwrap()],
+        b"",
+        4,
+    );
+    assert!(err.contains("format version 1"), "{err}");
+    let err = e.fails(
+        &[
+            "key",
+            "migrate",
+            "--trust-v1-identity-slot",
+            "--identity-file",
+            idf.to_str().unwrap(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("is a downgrade"), "{err}");
+    assert_eq!(unframe(&e.vault_bytes()).version, 1, "nothing written");
+}

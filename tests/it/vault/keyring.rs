@@ -1,0 +1,200 @@
+//! Keyring slots against a real OS keyring: the freedesktop Secret Service (gnome-keyring in
+//! CI, started by `scripts/test`) and the kernel keyutils store where the kernel allows it.
+//!
+//! Without a session D-Bus the Secret Service test reports a skip (tests/it/common/skip.rs) —
+//! unless `CI=true` or SCOPEVAULT_REQUIRE_KEYRING=1 (set by `scripts/test` when it started
+//! the session), where a missing keyring fails it. The keyutils test asks the kernel itself
+//! (the keyutils syscalls the store makes, from Python) whether keyutils works here, and then asserts either
+//! the working slot or the documented refusal.
+
+use crate::common::skip;
+use crate::common::vault as common_vault;
+
+use common_vault::Env;
+
+fn bus() -> Option<String> {
+    match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+        Ok(a) if !a.is_empty() => Some(a),
+        _ => {
+            assert!(
+                std::env::var_os("SCOPEVAULT_REQUIRE_KEYRING").is_none(),
+                "SCOPEVAULT_REQUIRE_KEYRING is set but there is no session D-Bus"
+            );
+            skip::skip("no session D-Bus (DBUS_SESSION_BUS_ADDRESS unset); run scripts/test to start dbus and gnome-keyring");
+            None
+        }
+    }
+}
+
+#[test]
+fn secret_service_slot_unlocks_without_a_passphrase_and_is_removable() {
+    let Some(bus) = bus() else { return };
+    let e = Env::new();
+    let with_bus = |args: &[&str], stdin: &[u8]| {
+        let mut c = e.cmd();
+        c.env("DBUS_SESSION_BUS_ADDRESS", &bus).args(args);
+        e.run_cmd(&mut c, stdin)
+    };
+    let out = with_bus(&["init", "--keyring", "--passphrase-file", &e.pf()], b"");
+    assert!(
+        out.status.success(),
+        "init --keyring: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_bus(
+        &["cred", "add", "k", "--kind", "token", "--secret", "token"],
+        b"keyring-held-token",
+    );
+    assert!(
+        out.status.success(),
+        "the keyring slot alone unlocks: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let slots = e.ok(&["key", "list", "--json"], b"");
+    let v: serde_json::Value = serde_json::from_str(&slots).unwrap();
+    let keyring_slot = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "keyring")
+        .expect("a keyring slot")
+        .clone();
+    let slot_id = keyring_slot["id"].as_str().unwrap().to_owned();
+    // The key really is in the Secret Service: a second process reads it (no in-memory mock).
+    let out = with_bus(&["cred", "list", "--json"], b"");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"k\""));
+    // --no-keyring skips it, so without another source the command fails.
+    let out = with_bus(&["cred", "list", "--no-keyring"], b"");
+    assert_eq!(out.status.code(), Some(3));
+    // Remove the slot: its keyring entry is deleted and the keyring no longer unlocks.
+    let out = with_bus(
+        &["key", "remove", &slot_id, "--passphrase-file", &e.pf()],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_bus(&["cred", "list"], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "no keyring slot left: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Enrol again through `key add --keyring`.
+    let out = with_bus(
+        &["key", "add", "--keyring", "--passphrase-file", &e.pf()],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_bus(&["cred", "list", "--json"], b"");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"k\""));
+}
+
+/// Whether this kernel (or container) lets this process keep a key the way the keyutils store
+/// does (linux-keyutils-keyring-store: a `user` key added to the session keyring found
+/// without creating one, and linked into the user's persistent keyring when there is one), asked with the raw syscalls from
+/// Python's ctypes, independently of scopevault and its crates; the probe key is invalidated
+/// at once. `Err` when it cannot be asked here.
+fn kernel_allows_keyutils() -> Result<bool, String> {
+    let nr = match std::env::consts::ARCH {
+        "x86_64" => (248, 250),
+        "aarch64" => (217, 219),
+        other => return Err(format!("no add_key syscall number known for {other}")),
+    };
+    let script = format!(
+        r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def keyctl(*args):
+    return libc.syscall({keyctl}, *[ctypes.c_long(a) for a in args])
+SESSION = -3
+# The session keyring's id without creating one (KEYCTL_GET_KEYRING_ID, create=0): where no
+# session keyring exists, the user-session keyring, as the store finds it.
+session = keyctl(0, SESSION, 0)
+if session < 0:
+    print("refused: no session keyring:", os.strerror(ctypes.get_errno()))
+    sys.exit(0)
+kid = libc.syscall({add}, b"user", b"scopevault-probe-%d" % os.getpid(), b"x", ctypes.c_size_t(1), ctypes.c_long(session))
+if kid < 0:
+    print("refused: add_key to the session keyring:", os.strerror(ctypes.get_errno()))
+    sys.exit(0)
+persistent = keyctl(22, -1, SESSION)  # KEYCTL_GET_PERSISTENT
+linked = persistent < 0 or keyctl(8, kid, persistent) == 0  # KEYCTL_LINK
+err = os.strerror(ctypes.get_errno())
+keyctl(21, kid)  # KEYCTL_INVALIDATE
+print("allowed" if linked else "refused: link into the persistent keyring: " + err)
+"#,
+        add = nr.0,
+        keyctl = nr.1
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .map_err(|e| format!("python3 is needed to probe the keyutils syscalls: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "the keyutils probe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    eprintln!("keyutils probe: {}", text.trim());
+    Ok(text.starts_with("allowed"))
+}
+
+#[test]
+fn keyutils_slot_works_or_is_a_clear_error() {
+    let allowed = match kernel_allows_keyutils() {
+        Ok(a) => a,
+        Err(why) => return skip::skip(&why),
+    };
+    let e = Env::new();
+    let out = e.run(
+        &[
+            "init",
+            "--keyring",
+            "--keyring-store",
+            "keyutils",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if allowed {
+        // The working path: the kernel takes keys, so the slot must be created and unlock
+        // on its own (no passphrase given).
+        assert!(out.status.success(), "init --keyring-store keyutils: {err}");
+        let slots = e.ok(&["key", "list", "--json"], b"");
+        let v: serde_json::Value = serde_json::from_str(&slots).unwrap();
+        assert!(
+            v.as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["type"] == "keyring" && s.to_string().contains("keyutils")),
+            "a keyutils keyring slot: {v}"
+        );
+        let out = e.run(&["cred", "list", "--json"], b"");
+        assert!(
+            out.status.success(),
+            "a keyutils slot unlocks: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        // The documented refusal (src/vault/keyring.rs): exit 3, the store named, no vault.
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains("keyring is not available") && err.contains("keyutils"),
+            "{err}"
+        );
+        assert!(!e.vault().exists(), "a failed init leaves no vault");
+    }
+}

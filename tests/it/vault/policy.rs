@@ -1,0 +1,348 @@
+//! `policy apply` / `policy export` against a real vault.
+
+use crate::common::vault as common_vault;
+
+use common_vault::Env;
+
+const POLICY: &str = r#"version = 1
+
+[settings]
+enforce = "warn"
+
+[scopes."shop:admin"]
+risk = "high"
+implies = ["shop:orders:*"]
+
+[credentials.shop-buyer]
+kind = "login"
+scopes = ["shop:login", "shop:orders:read", "shop:orders:create"]
+origins = ["https://shop.example.com"]
+
+[credentials.api-token]
+kind = "token"
+scopes = ["api:status:read"]
+
+[tasks.checkout-flow]
+needs = ["shop:login", "shop:orders:read", "shop:orders:create"]
+credentials = ["shop-buyer"]
+runners = { users = ["checkpoint"], groups = [] }
+origin = "https://shop.example.com"
+
+[tasks.api-health]
+needs = ["api:status:read"]
+credentials = ["api-token"]
+runners = { users = ["checkpoint"] }
+"#;
+
+fn setup() -> Env {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::write(e.path("policy.toml"), POLICY).unwrap();
+    e
+}
+
+#[test]
+fn apply_declares_credentials_and_export_apply_is_a_fixed_point() {
+    let e = setup();
+    let pol = e.path("policy.toml");
+    let out = e.ok(
+        &[
+            "policy",
+            "apply",
+            pol.to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(out.contains("+ credential api-token (token)"), "{out}");
+    assert!(out.contains("cred set api-token --secret token"), "{out}");
+    assert!(out.contains("~ credential shop-buyer: scopes"), "{out}");
+    assert!(out.contains("+ task checkout-flow"), "{out}");
+    let export1 = e.ok(&["policy", "export", "--passphrase-file", &e.pf()], b"");
+    std::fs::write(e.path("exported.toml"), &export1).unwrap();
+    let before = e.vault_bytes();
+    let out = e.ok(
+        &[
+            "policy",
+            "apply",
+            e.path("exported.toml").to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(out.contains("policy unchanged"), "{out}");
+    assert_eq!(
+        e.vault_bytes(),
+        before,
+        "re-applying the export writes nothing"
+    );
+    let export2 = e.ok(&["policy", "export", "--passphrase-file", &e.pf()], b"");
+    assert_eq!(export1, export2);
+    // The declared credential takes a secret with `cred set`.
+    e.ok(
+        &[
+            "cred",
+            "set",
+            "api-token",
+            "--secret",
+            "token",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"tok-abcdef",
+    );
+    let show = e.ok(
+        &[
+            "cred",
+            "show",
+            "api-token",
+            "--json",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(v["secret_fields"], serde_json::json!(["token"]));
+    assert_eq!(v["tasks"], serde_json::json!(["api-health"]));
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let e = setup();
+    let before = e.vault_bytes();
+    let out = e.ok(
+        &[
+            "policy",
+            "apply",
+            e.path("policy.toml").to_str().unwrap(),
+            "--dry-run",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(
+        out.contains("+ task api-health") && out.contains("dry run"),
+        "{out}"
+    );
+    assert_eq!(e.vault_bytes(), before);
+    e.fails(&["policy", "export", "--passphrase-file", &e.pf()], b"", 2);
+}
+
+#[test]
+fn malformed_policy_is_refused_with_file_line_col_and_changes_nothing() {
+    let e = setup();
+    let before = e.vault_bytes();
+    let bad = e.path("bad.toml");
+    for (text, want) in [
+        (
+            "version = 1\n[credentials.x]\nkind = \"login\"\nscopes = [\"shop:login\"\n",
+            "bad.toml:",
+        ),
+        (
+            "version = 1\n[credentials.x]\nkind = \"login\"\nscope = [\"a\"]\n",
+            "bad.toml:4:1",
+        ),
+        (
+            "version = 1\n[credentials.x]\nkind = \"login\"\nscopes = [\"Shop:Login\"]\n",
+            "bad.toml:4:",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let err = e.fails(
+            &[
+                "policy",
+                "apply",
+                bad.to_str().unwrap(),
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+            2,
+        );
+        assert!(err.contains(want), "want {want} in: {err}");
+        assert_eq!(e.vault_bytes(), before);
+    }
+    let err = e.fails(
+        &[
+            "policy",
+            "apply",
+            e.path("missing.toml").to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn a_policy_with_lint_errors_is_refused_and_deny_raises_the_bar() {
+    let e = setup();
+    let before = e.vault_bytes();
+    let p = e.path("p.toml");
+    std::fs::write(
+        &p,
+        POLICY.replace(
+            "credentials = [\"api-token\"]",
+            "credentials = [\"api-tokn\"]",
+        ),
+    )
+    .unwrap();
+    let err = e.fails(
+        &[
+            "policy",
+            "apply",
+            p.to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains("unknown-credential") && err.contains("refusing to apply"),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), before);
+    // Over-scoped but valid: applies by default, refused with --deny security-warning.
+    std::fs::write(
+        &p,
+        POLICY.replace(
+            "needs = [\"shop:login\", \"shop:orders:read\", \"shop:orders:create\"]",
+            "needs = [\"shop:login\"]",
+        ),
+    )
+    .unwrap();
+    let err = e.fails(
+        &[
+            "policy",
+            "apply",
+            p.to_str().unwrap(),
+            "--deny",
+            "security-warning",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(err.contains("scope-exceeds-task"), "{err}");
+    assert_eq!(e.vault_bytes(), before);
+    let out = e.run(
+        &[
+            "policy",
+            "apply",
+            p.to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("scope-exceeds-task"),
+        "warnings are printed"
+    );
+}
+
+#[test]
+fn lint_with_vault_reports_missing_secrets_from_the_real_vault() {
+    let e = setup();
+    let pol = e.path("policy.toml");
+    e.ok(
+        &[
+            "policy",
+            "apply",
+            pol.to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let out = e.run(
+        &[
+            "lint",
+            pol.to_str().unwrap(),
+            "--with-vault",
+            "--format",
+            "json",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout.contains("missing-secret") && stdout.contains("api-token"),
+        "{stdout}"
+    );
+    // shop-buyer has its secret: no missing-secret finding for it.
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f["rule"] == "missing-secret" && f["credential"] == "shop-buyer"),
+        "{stdout}"
+    );
+    e.ok(
+        &[
+            "cred",
+            "set",
+            "api-token",
+            "--secret",
+            "token",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"tok-123456",
+    );
+    let out = e.run(
+        &[
+            "lint",
+            pol.to_str().unwrap(),
+            "--with-vault",
+            "--format",
+            "json",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("missing-secret"));
+}
+
+/// Issue 15.12: changing only a task's `schedulers` is named in `policy apply`'s summary.
+#[test]
+fn apply_names_a_change_of_a_tasks_schedulers() {
+    let e = setup();
+    let apply = |file: &str| {
+        e.ok(
+            &[
+                "policy",
+                "apply",
+                e.path(file).to_str().unwrap(),
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+        )
+    };
+    apply("policy.toml");
+    let changed = POLICY.replace(
+        "[tasks.api-health]\n",
+        "[tasks.api-health]\nschedulers = [\"cron\"]\n",
+    );
+    assert_ne!(changed, POLICY);
+    std::fs::write(e.path("changed.toml"), changed).unwrap();
+    let out = apply("changed.toml");
+    assert!(out.contains("~ task api-health: schedulers"), "{out}");
+    let export = e.ok(&["policy", "export", "--passphrase-file", &e.pf()], b"");
+    assert!(export.contains("schedulers = [\"cron\"]"), "{export}");
+}

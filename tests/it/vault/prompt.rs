@@ -1,0 +1,164 @@
+//! The no-echo prompt, on a real pseudo-terminal (driven by python3's standard `pty` module):
+//! the passphrase and a secret typed at the prompts never appear on the terminal.
+
+use crate::common::pty;
+use crate::common::skip;
+use crate::common::vault as common_vault;
+
+use common_vault::Env;
+
+fn on_pty(e: &Env, args: &str, answers: &[&str]) -> (i32, String) {
+    // The python driver gets Env::cmd()'s environment, which the binary inherits.
+    let mut c = e.wrapper("python3");
+    pty::drive(&mut c, env!("CARGO_BIN_EXE_scopevault"), args);
+    // The answers go on the driver's stdin.
+    let out = e.run_cmd(&mut c, answers.join("\n").as_bytes());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn prompts_do_not_echo_passphrases_or_secrets() {
+    if !pty::available() {
+        return skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
+    }
+    let e = Env::new();
+    let pass = "pty-typed-passphrase-93";
+    let (code, screen) = on_pty(
+        &e,
+        "init",
+        &[
+            &format!("New passphrase={pass}"),
+            &format!("Repeat it={pass}"),
+        ],
+    );
+    assert_eq!(code, 0, "init on a terminal: {screen}");
+    assert!(
+        screen.contains("New passphrase") && !screen.contains(pass),
+        "screen: {screen}"
+    );
+    let secret = "pty-typed-secret-value-71";
+    let (code, screen) = on_pty(
+        &e,
+        "cred add site --kind login --secret password",
+        &[
+            &format!("password:={secret}"),
+            &format!("Passphrase for={pass}"),
+        ],
+    );
+    assert_eq!(code, 0, "cred add on a terminal: {screen}");
+    assert!(
+        !screen.contains(secret) && !screen.contains(pass),
+        "screen: {screen}"
+    );
+    // Mismatched confirmation: nothing is created.
+    let e2 = Env::new();
+    let (code, screen) = on_pty(
+        &e2,
+        "init",
+        &["New passphrase=one-passphrase", "Repeat it=another-one"],
+    );
+    assert_eq!(code, 2, "{screen}");
+    assert!(
+        screen.contains("differ") && !e2.vault().exists(),
+        "{screen}"
+    );
+}
+
+use crate::common::shell_pty;
+
+/// A shell line on a pseudo-terminal (its controlling terminal), with `scopevault` on PATH.
+fn shell_on_pty(e: &Env, line: &str, answers: &[String]) -> (i32, String) {
+    let mut c = e.wrapper("python3");
+    c.env("PATH", shell_pty::path_with_binary());
+    shell_pty::drive(&mut c, line);
+    let out = e.run_cmd(&mut c, answers.join("\n").as_bytes());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn pty_or_skip() -> bool {
+    if pty::available() {
+        return true;
+    }
+    crate::common::skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
+    false
+}
+
+#[test]
+fn piped_secret_asks_the_passphrase_on_the_controlling_terminal() {
+    if !pty_or_skip() {
+        return;
+    }
+    let e = Env::new();
+    e.init_with_cred();
+    let secret = "piped-token-value-5521";
+    // stdin is the pipe (the secret), /dev/tty the terminal (the passphrase).
+    let (code, screen) = shell_on_pty(
+        &e,
+        &format!("printf '%s' '{secret}' | scopevault cred set shop-buyer --secret password"),
+        &[format!("Passphrase for={}", common_vault::PASS)],
+    );
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("Passphrase for") && screen.contains("1 secret value(s) changed"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains(secret) && !screen.contains(common_vault::PASS),
+        "{screen}"
+    );
+    // The piped value is what was stored: setting it again changes nothing.
+    std::fs::write(e.path("same"), secret).unwrap();
+    let out = e.ok(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret-file",
+            &format!("password={}", e.path("same").display()),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(out.contains("0 secret value(s) changed"), "{out}");
+}
+
+#[test]
+fn cred_set_unlocks_before_asking_for_the_secret() {
+    if !pty_or_skip() {
+        return;
+    }
+    let e = Env::new();
+    e.init_with_cred();
+    let secret = "typed-secret-value-8812";
+    let (code, screen) = shell_on_pty(
+        &e,
+        "scopevault cred set shop-buyer --secret password",
+        &[
+            format!("Passphrase for={}", common_vault::PASS),
+            format!("password:={secret}"),
+        ],
+    );
+    assert_eq!(code, 0, "{screen}");
+    let p = screen.find("Passphrase for").expect("a passphrase prompt");
+    let s = screen.find("password:").expect("a secret prompt");
+    assert!(
+        p < s,
+        "the vault is unlocked before the secret is asked: {screen}"
+    );
+    assert!(!screen.contains(secret), "{screen}");
+    // A wrong passphrase stops before any secret is asked for.
+    let (code, screen) = shell_on_pty(
+        &e,
+        "scopevault cred set shop-buyer --secret password",
+        &["Passphrase for=not-the-passphrase".to_owned()],
+    );
+    assert_eq!(code, 3, "{screen}");
+    assert!(!screen.contains("password:"), "{screen}");
+}
