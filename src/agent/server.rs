@@ -933,13 +933,20 @@ impl Loop {
                 .collect();
             let turn = self.next_turn;
             self.next_turn += 1;
-            if let Err(mpsc::SendError((turn, tickets))) = self.commits.send((turn, tickets)) {
-                // No committer (it cannot stop while the loop runs): wait here instead.
-                let results = self.handler.wait_audit(&tickets, false);
-                self.pending.insert(turn, held);
-                self.answer_committed(turn, results);
+            self.pending.insert(turn, held);
+            // One connection waiting and no turn in the committer: nothing else would run
+            // meanwhile, so the loop commits itself and saves the two thread wake-ups (on a VM
+            // they cost more than the request; docs/security.md, "Daemon throughput").
+            let alone = self.pending.len() == 1 && waiting.len() == 1;
+            let sent = if alone {
+                Err(mpsc::SendError((turn, tickets)))
             } else {
-                self.pending.insert(turn, held);
+                self.commits.send((turn, tickets))
+            };
+            if let Err(mpsc::SendError((turn, tickets))) = sent {
+                // Committed here (or no committer, which cannot stop while the loop runs).
+                let results = self.handler.wait_audit(&tickets, false);
+                self.answer_committed(turn, results);
             }
         }
         now.dedup();
