@@ -443,7 +443,7 @@ pub struct Server {
 }
 
 /// How many event loops run by default (`serve --event-loops`): one per two CPUs, at most 4
-/// (the clients on the same host need CPU too: on 2 cores, two loops served 0.54-0.74x the
+/// (the clients on the same host need CPU too: on 2 cores, two loops served 0.57-0.85x the
 /// requests of one, docs/security.md "Daemon throughput"). The first loop accepts and deals the
 /// connections out in turn; each decides its own connections' requests and has its own
 /// committer thread, and the audit log's group commit writes every loop's queued records.
