@@ -541,6 +541,7 @@ impl Server {
                     scratch: Zeroizing::new(vec![0; CHUNK]),
                     pending: HashMap::new(),
                     next_turn: 0,
+                    last_waiting: 0,
                     commits,
                     committed,
                 })
@@ -687,6 +688,8 @@ struct Loop {
     /// Turns whose records the committer thread is making durable, and their answers.
     pending: HashMap<u64, Held>,
     next_turn: u64,
+    /// Connections whose answers waited for audit records in the last turn that had any.
+    last_waiting: usize,
     commits: mpsc::Sender<ToCommit>,
     committed: mpsc::Receiver<Committed>,
 }
@@ -934,10 +937,13 @@ impl Loop {
             let turn = self.next_turn;
             self.next_turn += 1;
             self.pending.insert(turn, held);
-            // One connection waiting and no turn in the committer: nothing else would run
-            // meanwhile, so the loop commits itself and saves the two thread wake-ups (on a VM
-            // they cost more than the request; docs/security.md, "Daemon throughput").
-            let alone = self.pending.len() == 1 && waiting.len() == 1;
+            // One connection waiting, in this turn and the one before, and no turn in the
+            // committer: a lone client, for whom nothing else would run meanwhile, so the loop
+            // commits itself and saves two thread wake-ups (on a VM they cost more than the
+            // request; docs/security.md, "Daemon throughput"). Under concurrency a turn of one
+            // is only a gap between bigger ones: it goes to the committer like them.
+            let alone = self.pending.len() == 1 && waiting.len() == 1 && self.last_waiting <= 1;
+            self.last_waiting = waiting.len();
             let sent = if alone {
                 Err(mpsc::SendError((turn, tickets)))
             } else {
