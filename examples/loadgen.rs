@@ -660,9 +660,9 @@ fn print_ratios(results: &[Stats]) {
     }
 }
 
-/// Daemon memory with `n` connections open (issue 11: < 32 MiB with 4,096): RSS with none,
-/// with all of them open and idle, and after one `fetch` on each (buffers used once).
-fn idle_probe(opts: &Options, n: usize) -> io::Result<()> {
+/// The release `scopevault` beside this example, and a temporary directory on the disk given
+/// (`--dir`, else here) for the vault and the audit log.
+fn binary_and_disk(opts: &Options) -> io::Result<(PathBuf, tempfile::TempDir)> {
     let bin = scopevault_binary().ok_or_else(|| {
         io::Error::other("build the scopevault binary first (cargo build --release)")
     })?;
@@ -670,6 +670,13 @@ fn idle_probe(opts: &Options, n: usize) -> io::Result<()> {
         Some(d) => tempfile::tempdir_in(d)?,
         None => tempfile::tempdir_in(".")?,
     };
+    Ok((bin, disk))
+}
+
+/// Daemon memory with `n` connections open (issue 11: < 32 MiB with 4,096): RSS with none,
+/// with all of them open and idle, and after one `fetch` on each (buffers used once).
+fn idle_probe(opts: &Options, n: usize) -> io::Result<()> {
+    let (bin, disk) = binary_and_disk(opts)?;
     let files = scopevault::sys::raise_open_files_limit();
     if files < n as u64 + 64 {
         return Err(io::Error::other(format!(
@@ -752,13 +759,7 @@ fn idle_probe(opts: &Options, n: usize) -> io::Result<()> {
 fn rss_probe(opts: &Options, n: usize) -> io::Result<()> {
     use scopevault::policy::{CredentialKind, Policy};
     use scopevault::vault::{Credential, NewSlot, Vault};
-    let bin = scopevault_binary().ok_or_else(|| {
-        io::Error::other("build the scopevault binary first (cargo build --release)")
-    })?;
-    let disk = match &opts.dir {
-        Some(d) => tempfile::tempdir_in(d)?,
-        None => tempfile::tempdir_in(".")?,
-    };
+    let (bin, disk) = binary_and_disk(opts)?;
     let dir = disk.path();
     let vault_path = dir.join("vault.scopevault");
     let identity = dir.join("identity.txt");

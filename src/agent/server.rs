@@ -1275,6 +1275,18 @@ mod tests {
         (server, handler, path)
     }
 
+    /// `n` clients connected to `path`, each with a `fetch` sent.
+    fn fetching_clients(path: &Path, n: usize) -> Vec<UnixStream> {
+        (0..n)
+            .map(|_| {
+                let mut s = UnixStream::connect(path).unwrap();
+                s.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
+                    .unwrap();
+                s
+            })
+            .collect()
+    }
+
     fn answer(s: &UnixStream) -> serde_json::Value {
         let mut line = String::new();
         BufReader::new(s).read_line(&mut line).unwrap();
@@ -1288,14 +1300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (server, handler, path) = locked_server(dir.path());
         // All 32 are connected and have sent their request before the loop's first turn.
-        let clients: Vec<UnixStream> = (0..32)
-            .map(|_| {
-                let mut s = UnixStream::connect(&path).unwrap();
-                s.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
-                    .unwrap();
-                s
-            })
-            .collect();
+        let clients = fetching_clients(&path, 32);
         let stop = server.shutdown_handle();
         let running = std::thread::spawn(move || server.run());
         for c in &clients {
@@ -1330,14 +1335,7 @@ mod tests {
     fn two_loops_share_the_connections_and_each_turn_is_one_batch() {
         let dir = tempfile::tempdir().unwrap();
         let (server, handler, path) = locked_server_with(dir.path(), 2);
-        let clients: Vec<UnixStream> = (0..32)
-            .map(|_| {
-                let mut s = UnixStream::connect(&path).unwrap();
-                s.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
-                    .unwrap();
-                s
-            })
-            .collect();
+        let clients = fetching_clients(&path, 32);
         let stop = server.shutdown_handle();
         let running = std::thread::spawn(move || server.run());
         for c in &clients {
