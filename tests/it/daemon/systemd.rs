@@ -51,7 +51,7 @@ fn socket_activation_serves_on_the_inherited_socket() {
         .arg("-l")
         .arg(&sock)
         .arg(daemon::bin())
-        .args(["serve", "--audit"])
+        .args(["serve", "--read-timeout", "1", "--audit"])
         .arg(&audit)
         // A --socket that must NOT be bound: the inherited socket wins.
         .arg("--socket")
@@ -74,8 +74,38 @@ fn socket_activation_serves_on_the_inherited_socket() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = activator.kill();
-    let _ = activator.wait();
     assert_eq!(v["ok"], true, "{v}");
     assert!(!dir.path().join("not-used/s.sock").exists());
+    // Issue 11: SIGTERM stops a socket-activated daemon within the read timeout + 1 s
+    // (systemd-socket-activate execs it: same pid), and the daemon leaves the socket file to
+    // the service manager that made it.
+    let idle = UnixStream::connect(&sock).unwrap();
+    let started = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &activator.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(st) = activator.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = activator.kill();
+            panic!("the activated daemon did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // 1 s read timeout + 1 s, with slack for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    assert!(status.success(), "{status}");
+    assert!(
+        sock.exists(),
+        "the daemon removed the service manager's socket"
+    );
+    drop(idle);
 }
