@@ -382,7 +382,7 @@ impl Handler {
     /// Decide one request and queue its audit records; the answer is held in the returned
     /// [`Prepared`] until [`Handler::commit`] has made those records durable.
     pub fn prepare(&self, peer: &PeerIdentity, req: Request) -> Prepared {
-        if !Self::runs_off_loop(&req) {
+        if !is_admin_op(&req) {
             self.follow_vault_file();
         }
         self.prepare_followed(peer, req)
@@ -440,12 +440,11 @@ impl Handler {
     }
 
     /// Whether a request may block for long (argon2 on `unlock`, a vault reload, a rotation's
-    /// `fsync`s): the event loop runs those on a worker thread, not in the loop.
-    pub fn runs_off_loop(req: &Request) -> bool {
-        matches!(
-            req,
-            Request::Unlock { .. } | Request::Reload | Request::AuditRotate | Request::Lock
-        )
+    /// `fsync`s): the event loop runs those on a worker thread, not in the loop. Only an
+    /// admin's: anyone else's is refused at once, in the loop, so that another uid cannot
+    /// queue work in front of an admin's `unlock`.
+    pub fn runs_off_loop(&self, peer: &PeerIdentity, req: &Request) -> bool {
+        is_admin_op(req) && self.access.is_admin(peer)
     }
 
     /// A request refused for its size (the connection is closed next): its audit record
@@ -1227,6 +1226,14 @@ impl Handler {
     }
 }
 
+/// The admin ops, which do not follow a changed vault file first and may block for long.
+fn is_admin_op(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Unlock { .. } | Request::Reload | Request::AuditRotate | Request::Lock
+    )
+}
+
 /// A request decided, its audit records queued, its answer held until they are durable.
 #[must_use = "the answer is sent only after `Handler::commit`"]
 pub struct Prepared {
@@ -1431,6 +1438,30 @@ mod tests {
     }
     fn stranger() -> PeerIdentity {
         PeerIdentity::with_groups(65534, 65534, 2, vec![])
+    }
+
+    /// Only an admin's admin ops go to the event loop's worker thread: another uid's are
+    /// refused in the loop, so it cannot queue work in front of an admin's `unlock`.
+    #[test]
+    fn only_an_admins_admin_ops_run_off_the_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let unlock = || Request::Unlock {
+            passphrase: SecretString::from("x".to_owned()),
+        };
+        for req in [
+            unlock(),
+            Request::Reload,
+            Request::Lock,
+            Request::AuditRotate,
+        ] {
+            assert!(h.runs_off_loop(&root(), &req));
+            assert!(!h.runs_off_loop(&stranger(), &req));
+        }
+        assert!(!h.runs_off_loop(&root(), &Request::Health));
+        // The stranger's refusal is still decided and audited, in the loop.
+        let refused = call(&h, &stranger(), r#"{"v":1,"op":"unlock","passphrase":"x"}"#);
+        assert_eq!(refused["error"]["code"], "denied", "{refused}");
     }
 
     fn call(h: &Handler, peer: &PeerIdentity, line: &str) -> serde_json::Value {

@@ -1040,7 +1040,7 @@ impl Loop {
                 }
             };
             drop(line);
-            if Handler::runs_off_loop(&request) {
+            if self.handler.runs_off_loop(&c.peer, &request) {
                 c.on_worker = true;
                 let job = Job {
                     from: (self.index, slot, c.serial),
