@@ -8,55 +8,19 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use scopevault::agent::authz::AccessConfig;
-use scopevault::agent::handler::Handler;
-use scopevault::agent::peer::PeerIdentity;
 use scopevault::audit::{AuditLog, AuditRecord, Decision};
-use scopevault::policy::{CredentialKind, Policy};
 use scopevault::protocol::{Op, Request};
 use scopevault::secret::SecretString;
-use scopevault::vault::{self, Credential, NewSlot, OpenOptions, Vault, WriteLock};
 
-const FETCH: &[u8] = br#"{"v":1,"op":"fetch","task":"shop-login"}"#;
-
-fn handler(dir: &std::path::Path) -> Handler {
-    let uid = scopevault::sys::current_uid();
-    let policy = Policy::parse(
-        &format!(
-            "version = 1\n[credentials.shop-buyer]\nkind = \"login\"\nscopes = [\"shop:login\", \"orders:read\"]\n[tasks.shop-login]\nneeds = [\"shop:login\"]\ncredentials = [\"shop-buyer\"]\norigin = \"https://shop.example\"\nrunners = {{ users = [\"{uid}\"] }}\n"
-        ),
-        "bench.toml",
-    )
-    .unwrap();
-    let path = dir.join("vault.scopevault");
-    let (mut v, _id) = Vault::create(&path, NewSlot::IdentityFile).unwrap();
-    let mut c = Credential::new(CredentialKind::Login, vault::timestamp());
-    c.scopes = vec!["shop:login".into(), "orders:read".into()];
-    c.fields
-        .insert("username".into(), "buyer@example.com".into());
-    c.secrets.insert(
-        "password".into(),
-        SecretString::from("correct-horse-battery-staple-42".to_owned()),
-    );
-    v.add_credential("shop-buyer", c).unwrap();
-    v.set_policy(policy);
-    let lock = WriteLock::acquire(&path).unwrap();
-    v.save(&lock).unwrap();
-    drop(lock);
-    let access = AccessConfig {
-        daemon_uid: uid,
-        ..AccessConfig::default()
-    };
-    let audit = AuditLog::open(&dir.join("audit.jsonl"), false).unwrap();
-    Handler::unlocked(access, audit, v, OpenOptions::default())
-}
+#[path = "support/daemon_vault.rs"]
+mod daemon_vault;
+use daemon_vault::{handler, runner, FETCH};
 
 fn per_request(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     std::env::set_var("XDG_STATE_HOME", dir.path().join("state"));
     let h = handler(dir.path());
-    let me = scopevault::sys::current_uid();
-    let peer = PeerIdentity::with_groups(me, me, std::process::id() as i32, Vec::new());
+    let peer = runner();
     let mut g = c.benchmark_group("daemon per request");
     g.measurement_time(Duration::from_secs(4));
     g.bench_function("parse a fetch line", |b| {

@@ -19,7 +19,8 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::secret::SecretString;
+use crate::secret::{SecretString, ZeroizingWriter};
+use crate::vault::FieldMap;
 
 /// The protocol version every request and response carries as `"v"`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -653,7 +654,8 @@ pub(crate) fn ok_line<T: Serialize>(body: &T) -> Zeroizing<Vec<u8>> {
         v: PROTOCOL_VERSION,
         body,
     };
-    if serde_json::to_writer(&mut *out, &env).is_err() {
+    // Grown without leaving a copy of a secret in freed memory.
+    if serde_json::to_writer(ZeroizingWriter(&mut out), &env).is_err() {
         return err_line(&ErrorBody::new(
             ErrorCode::Internal,
             "the response could not be encoded",
@@ -661,6 +663,85 @@ pub(crate) fn ok_line<T: Serialize>(body: &T) -> Zeroizing<Vec<u8>> {
     }
     out.push(b'\n');
     out
+}
+
+/// One credential of a `fetch` answer as the daemon renders it: borrowed from the loaded
+/// vault, so that no copy of a secret is made for the answer (the wire form is
+/// [`FetchedCredential`]'s, field for field).
+#[derive(Serialize)]
+pub(crate) struct CredentialOut<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub scopes: &'a [String],
+    pub origins: &'a [String],
+    pub fields: &'a FieldMap<String>,
+    pub secrets: SecretsOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totp: Option<&'a TotpCode>,
+    pub warnings: &'a [String],
+}
+
+/// A credential's secret fields as handed out: all of them but `except` (a TOTP
+/// credential's seed).
+pub(crate) struct SecretsOut<'a> {
+    pub all: &'a FieldMap<SecretString>,
+    pub except: &'a [&'a str],
+}
+
+impl SecretsOut<'_> {
+    /// The fields handed out, in key order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &SecretString)> {
+        self.all
+            .iter()
+            .filter(|(k, _)| !self.except.contains(&k.as_str()))
+    }
+}
+
+impl Serialize for SecretsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+/// A `fetch` answer rendered while the vault is held, but for its `audit_seq`, which is known
+/// only once the hand-out's audit records are durable ([`HandOut::finish`]). The bytes are
+/// those of `ok_line(&Fetched { .. })`.
+pub(crate) struct HandOut(Zeroizing<Vec<u8>>);
+
+impl HandOut {
+    /// Render everything but `audit_seq`.
+    pub(crate) fn render(
+        task: &str,
+        credentials: &[CredentialOut<'_>],
+    ) -> Result<HandOut, serde_json::Error> {
+        #[derive(Serialize)]
+        struct Head<'a> {
+            ok: bool,
+            v: u32,
+            task: &'a str,
+            credentials: &'a [CredentialOut<'a>],
+        }
+        let mut out = Zeroizing::new(Vec::with_capacity(512));
+        serde_json::to_writer(
+            ZeroizingWriter(&mut out),
+            &Head {
+                ok: true,
+                v: PROTOCOL_VERSION,
+                task,
+                credentials,
+            },
+        )?;
+        // The closing brace: `audit_seq`, the last member, goes before it.
+        out.pop();
+        Ok(HandOut(out))
+    }
+
+    /// The whole answer line, with the seq of the hand-out's last audit record.
+    pub(crate) fn finish(mut self, audit_seq: u64) -> Zeroizing<Vec<u8>> {
+        use std::io::Write as _;
+        let _ = writeln!(ZeroizingWriter(&mut self.0), ",\"audit_seq\":{audit_seq}}}");
+        self.0
+    }
 }
 
 /// Serialise an error line (with newline).
@@ -705,6 +786,94 @@ mod tests {
 
     fn code(line: &str) -> ErrorCode {
         Request::parse(line.as_bytes()).unwrap_err().code
+    }
+
+    #[test]
+    fn a_hand_out_rendered_from_borrowed_credentials_is_the_fetched_answer_byte_for_byte() {
+        let fields: FieldMap<String> = [("username".to_owned(), "b\"uyer\u{7}".to_owned())]
+            .into_iter()
+            .collect();
+        let login: FieldMap<SecretString> =
+            [("password", "p\\w\"d\u{1}é"), ("api_key", "k</script>\n")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), SecretString::from(v.to_owned())))
+                .collect();
+        let totp_secrets: FieldMap<SecretString> =
+            [("totp_seed", "JBSWY3DPEHPK3PXP"), ("note", "n")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), SecretString::from(v.to_owned())))
+                .collect();
+        let code = TotpCode {
+            code: SecretString::from("123456".to_owned()),
+            seconds_left: 7,
+        };
+        let scopes = vec!["shop:login".to_owned(), "orders:read".to_owned()];
+        let warnings = vec!["credential `a` grants scopes \"x\"".to_owned()];
+        let borrowed = [
+            CredentialOut {
+                name: "a",
+                kind: "login",
+                scopes: &scopes,
+                origins: &[],
+                fields: &fields,
+                secrets: SecretsOut {
+                    all: &login,
+                    except: &[],
+                },
+                totp: None,
+                warnings: &warnings,
+            },
+            CredentialOut {
+                name: "t",
+                kind: "totp",
+                scopes: &[],
+                origins: &scopes,
+                fields: &FieldMap::new(),
+                secrets: SecretsOut {
+                    all: &totp_secrets,
+                    except: &["totp_seed", "otpauth"],
+                },
+                totp: Some(&code),
+                warnings: &[],
+            },
+        ];
+        let owned = Fetched {
+            task: "shop-\"login".to_owned(),
+            credentials: borrowed
+                .iter()
+                .map(|c| FetchedCredential {
+                    name: c.name.to_owned(),
+                    kind: c.kind.to_owned(),
+                    scopes: c.scopes.to_vec(),
+                    origins: c.origins.to_vec(),
+                    fields: c
+                        .fields
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    secrets: c
+                        .secrets
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    totp: c.totp.cloned(),
+                    warnings: c.warnings.to_vec(),
+                })
+                .collect(),
+            audit_seq: 18_446_744_073_709_551_615,
+        };
+        let line = HandOut::render(&owned.task, &borrowed)
+            .unwrap()
+            .finish(owned.audit_seq);
+        assert_eq!(
+            std::str::from_utf8(&line).unwrap(),
+            std::str::from_utf8(&ok_line(&owned)).unwrap()
+        );
+        // The seed is not handed out; what a client reads back is what was rendered.
+        assert!(!String::from_utf8_lossy(&line).contains("JBSWY3DPEHPK3PXP"));
+        let back: Fetched = parse_response(&line).unwrap();
+        assert_eq!(back.credentials[1].secrets.len(), 1);
+        assert_eq!(back.audit_seq, owned.audit_seq);
     }
 
     #[test]

@@ -66,6 +66,36 @@ impl SecretString {
     }
 }
 
+/// Append `bytes` to `buf` without leaving a copy behind: when the buffer must grow, its bytes
+/// move to a new allocation and the old one is zeroed as it is dropped (a plain `Vec` would
+/// reallocate and free the old block as it is, secrets included). The capacity grows to the
+/// next power of two (at least 256), but not past `max_cap` unless `bytes` need more.
+pub(crate) fn extend_zeroizing(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8], max_cap: usize) {
+    let needed = buf.len() + bytes.len();
+    if needed > buf.capacity() {
+        let cap = needed.next_power_of_two().max(256).min(max_cap.max(needed));
+        let mut grown = Zeroizing::new(Vec::with_capacity(cap));
+        grown.extend_from_slice(buf);
+        *buf = grown;
+    }
+    buf.extend_from_slice(bytes);
+}
+
+/// An [`std::io::Write`] into a zeroed-on-drop buffer that grows with [`extend_zeroizing`]:
+/// for serialising answers that carry secrets.
+pub(crate) struct ZeroizingWriter<'a>(pub &'a mut Zeroizing<Vec<u8>>);
+
+impl std::io::Write for ZeroizingWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        extend_zeroizing(self.0, bytes, usize::MAX);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl From<String> for SecretString {
     fn from(s: String) -> Self {
         SecretString(SecretBox::from(s.into_boxed_str()))

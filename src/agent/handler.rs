@@ -13,14 +13,15 @@ use zeroize::Zeroizing;
 use super::authz::{is_runner, AccessConfig};
 use super::outcome::Refusal;
 use super::peer::PeerIdentity;
-use super::state::{Opened, State, VaultView};
+use super::state::{FileStamp, Opened, State, VaultView};
 use super::tickets::{NotRedeemed, Tickets};
 use super::totp::Totp;
 use crate::audit::{AuditError, AuditLog, AuditOp, AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::{CredentialKind, Enforce, Policy, Task};
 use crate::protocol::{
-    err_line, ok_line, AdminStatus, ErrorBody, FetchBy, Fetched, FetchedCredential, Health, Op,
-    PeerInfo, Request, RotateStatus, ScrubCounts, ScrubReceipt, TaskInfo, Tasks, Ticket, TotpCode,
+    err_line, ok_line, AdminStatus, CredentialOut, ErrorBody, ErrorCode, FetchBy, HandOut, Health,
+    Op, PeerInfo, Request, RotateStatus, ScrubCounts, ScrubReceipt, SecretsOut, TaskInfo, Tasks,
+    Ticket, TotpCode,
 };
 use crate::secret::SecretString;
 
@@ -82,6 +83,10 @@ pub struct Handler {
     following: Mutex<()>,
     /// The stamp of a changed file that failed to load: not tried again until it changes.
     follow_failed: Mutex<Option<super::state::FileStamp>>,
+    /// The threads that reloaded a changed vault file, by name (tests: the event loop's is
+    /// not one of them).
+    #[cfg(test)]
+    pub(crate) followed_on: Mutex<Vec<String>>,
 }
 
 fn now_unix() -> u64 {
@@ -147,6 +152,8 @@ impl Handler {
             allow_rollback: false,
             following: Mutex::new(()),
             follow_failed: Mutex::new(None),
+            #[cfg(test)]
+            followed_on: Mutex::new(Vec::new()),
         }
     }
 
@@ -436,6 +443,10 @@ impl Handler {
         prepared: Prepared,
         results: &[Result<u64, AuditError>],
     ) -> Zeroizing<Vec<u8>> {
+        // Every record must be settled, and each one durable: otherwise no secret goes out.
+        if results.len() != prepared.queued.len() {
+            return err_line(&Refusal::AuditUnavailable.body());
+        }
         finish(prepared.held, results)
     }
 
@@ -480,27 +491,25 @@ impl Handler {
     /// Issue 14, item 5: a vault file saved since it was loaded (`cred set`, `policy apply`,
     /// `bundle apply`) is reloaded before the request is served, with the same authenticity
     /// and rollback checks as `reload`, and audited as a `reload` ("the vault file changed").
-    /// One `stat` per turn of the event loop (per request for other callers). While one thread reloads, the others serve what is loaded; a
-    /// file that failed to load is not tried again until it changes.
+    /// Other callers check once per request; the event loop checks once per turn with
+    /// [`Handler::vault_file_changed`] and has its worker thread call this, holding the
+    /// turn's requests until it is done. While one thread reloads, the others serve what is
+    /// loaded; a file that failed to load is not tried again until it changes.
     pub fn follow_vault_file(&self) {
-        let Some((loaded, now)) = self
-            .state
-            .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))
-        else {
+        let Some((loaded, now)) = self.vault_file_to_follow() else {
             return;
         };
-        if loaded.is_none() || now.is_none() || loaded == now {
-            return;
-        }
+        #[cfg(test)]
+        self.followed_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(std::thread::current().name().unwrap_or_default().to_owned());
         let failed = || self.follow_failed.lock().unwrap_or_else(|p| p.into_inner());
-        if *failed() == now {
-            return;
-        }
         let Ok(_only_one) = self.following.try_lock() else {
             return;
         };
         // Another thread may have loaded it while this one waited.
-        if self.state.with(|v| v.map(|o| o.vault.stamp())) != Some(loaded) {
+        if self.state.with(|v| v.map(|o| o.vault.stamp())) != Some(Some(loaded)) {
             return;
         }
         let r = self.reload();
@@ -529,6 +538,28 @@ impl Handler {
                 );
             }
         }
+    }
+
+    /// Whether the vault file was saved since it was loaded and is to be loaded (one `stat`):
+    /// [`Handler::follow_vault_file`] would reload it.
+    pub fn vault_file_changed(&self) -> bool {
+        self.vault_file_to_follow().is_some()
+    }
+
+    /// The stamps of the loaded file and of the file there now, when they differ and the one
+    /// there did not already fail to load.
+    fn vault_file_to_follow(&self) -> Option<(FileStamp, Option<FileStamp>)> {
+        let (loaded, now) = self
+            .state
+            .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))?;
+        let loaded = loaded?;
+        if now.is_none() || Some(loaded) == now {
+            return None;
+        }
+        if *self.follow_failed.lock().unwrap_or_else(|p| p.into_inner()) == now {
+            return None;
+        }
+        Some((loaded, now))
     }
 
     fn handle(
@@ -926,9 +957,14 @@ impl Handler {
                 FetchBy::Task(_) => None,
             };
             match self.decide_fetch(v, peer, &by, credential.as_deref()) {
-                Ok(fetched) => {
-                    Ok(self.audit_hand_out(peer, fetched, via_ticket.as_deref(), queued))
-                }
+                Ok((o, task, granted)) => Ok(self.audit_hand_out(
+                    peer,
+                    o,
+                    &task,
+                    &granted,
+                    via_ticket.as_deref(),
+                    queued,
+                )),
                 Err(mut r) => {
                     // Names the refusal did not settle are the client's: recorded as is only
                     // when the applied policy declares them (locked, no policy: HMAC).
@@ -953,13 +989,13 @@ impl Handler {
     /// Authorise and assemble a hand-out; nothing is sent or audited here. The steps: the
     /// vault and its policy, the task ([`Handler::resolve_task`]), the credentials
     /// ([`Handler::select_credentials`]) and each one's grant ([`Handler::grant_one`]).
-    fn decide_fetch(
+    fn decide_fetch<'a>(
         &self,
-        v: Option<&Opened>,
+        v: Option<&'a Opened>,
         peer: &PeerIdentity,
         by: &FetchBy,
-        credential: Option<&str>,
-    ) -> Step<Fetched> {
+        credential: Option<&'a str>,
+    ) -> Step<(&'a Opened, String, Vec<Granted<'a>>)> {
         let (o, policy) = Self::opened_with_policy(v, Op::Fetch)?;
         let task_name = self.resolve_task(o, policy, peer, by, credential)?;
         let (task, names) = self.select_credentials(policy, &task_name, credential)?;
@@ -968,11 +1004,7 @@ impl Handler {
             .into_iter()
             .map(|name| Self::grant_one(o, policy, task, &task_name, name, today, now))
             .collect::<Step<Vec<_>>>()?;
-        Ok(Fetched {
-            task: task_name,
-            credentials,
-            audit_seq: 0,
-        })
+        Ok((o, task_name, credentials))
     }
 
     /// The task a fetch is for: a task named by one of its runners, or a ticket's task (the
@@ -1073,15 +1105,15 @@ impl Handler {
     /// One credential of the task as it is handed out: its secrets (a TOTP credential's
     /// code instead of its seed) and its scope warnings, or the refusal (no secret stored,
     /// over-scoped under `enforce = "deny"`, no usable TOTP seed).
-    fn grant_one(
-        o: &Opened,
+    fn grant_one<'a>(
+        o: &'a Opened,
         policy: &Policy,
         task: &Task,
         task_name: &str,
-        name: &str,
+        name: &'a str,
         today: time::Date,
         now: u64,
-    ) -> Step<FetchedCredential> {
+    ) -> Step<Granted<'a>> {
         let refuse = |why: Refusal, warnings: Vec<String>| {
             Box::new(Refused {
                 why,
@@ -1141,7 +1173,6 @@ impl Handler {
                 warnings,
             ));
         }
-        let mut secrets = std::collections::BTreeMap::new();
         let mut totp = None;
         if cred.kind == CredentialKind::Totp {
             let seed = TOTP_SEED_FIELDS
@@ -1169,61 +1200,88 @@ impl Handler {
                 code: SecretString::from(code),
                 seconds_left,
             });
-            for (k, v) in cred.secrets {
-                if !TOTP_SEED_FIELDS.contains(&k.as_str()) {
-                    secrets.insert(k.clone(), v.clone());
-                }
-            }
-        } else {
-            for (k, v) in cred.secrets {
-                secrets.insert(k.clone(), v.clone());
-            }
         }
-        Ok(FetchedCredential {
-            name: name.to_owned(),
-            kind: cred.kind.as_str().to_owned(),
-            scopes: cred.scopes.to_vec(),
-            origins: cred.origins.to_vec(),
-            fields: cred
-                .fields
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            secrets,
+        Ok(Granted {
+            name,
+            cred,
             totp,
             warnings,
         })
     }
 
-    /// One audit record per credential, queued; the answer is held until they are durable
-    /// ([`Handler::commit`]). No record, no secret.
+    /// One audit record per credential, queued, and the answer rendered from the loaded
+    /// vault (no copy of a secret is made) but held until the records are durable
+    /// ([`Handler::commit`]). No record, no secret. Each value's HMAC is made once per vault
+    /// load ([`Opened::value_macs`]); a TOTP code's, which changes, every time.
     fn audit_hand_out(
         &self,
         peer: &PeerIdentity,
-        fetched: Fetched,
+        o: &Opened,
+        task: &str,
+        granted: &[Granted<'_>],
         ticket: Option<&str>,
         queued: &mut Vec<AuditTicket>,
     ) -> Held {
+        let out: Vec<CredentialOut<'_>> = granted
+            .iter()
+            .map(|g| CredentialOut {
+                name: g.name,
+                kind: g.cred.kind.as_str(),
+                scopes: g.cred.scopes,
+                origins: g.cred.origins,
+                fields: g.cred.fields,
+                secrets: SecretsOut {
+                    all: g.cred.secrets,
+                    except: if g.cred.kind == CredentialKind::Totp {
+                        &TOTP_SEED_FIELDS
+                    } else {
+                        &[]
+                    },
+                },
+                totp: g.totp.as_ref(),
+                warnings: &g.warnings,
+            })
+            .collect();
+        // Rendered before anything is recorded: an answer that cannot be sent hands out
+        // nothing.
+        let Ok(answer) = HandOut::render(task, &out) else {
+            return Held::Line(err_line(&ErrorBody::new(
+                ErrorCode::Internal,
+                "the response could not be encoded",
+            )));
+        };
         let info = peer.audit_info();
         let reason = ticket.map(|id| format!("redeemed ticket {id}"));
-        for c in &fetched.credentials {
-            let mut values: Vec<(&str, &SecretString)> =
-                c.secrets.iter().map(|(k, v)| (k.as_str(), v)).collect();
-            if let Some(t) = &c.totp {
-                values.push(("totp_code", &t.code));
-            }
+        for (g, c) in granted.iter().zip(&out) {
+            let macs = o.value_macs(g.name, c.secrets.iter(), |v| self.audit.hmac_value(v));
+            let values = g
+                .totp
+                .as_ref()
+                .map(|t| ("totp_code", &t.code))
+                .into_iter()
+                .collect();
             queued.push(self.audit.enqueue(AuditRecord {
                 peer: Some(info.clone()),
-                task: Some(&fetched.task),
-                credential: Some(&c.name),
+                task: Some(task),
+                credential: Some(g.name),
                 reason: reason.as_deref(),
-                warnings: c.warnings.clone(),
+                warnings: g.warnings.clone(),
                 values,
+                macs: macs.iter().map(|(f, m)| (f.as_str(), m.as_str())).collect(),
                 ..AuditRecord::new(Op::Fetch, Decision::Allow)
             }));
         }
-        Held::Fetched(fetched)
+        Held::Fetched(answer)
     }
+}
+
+/// One credential of a hand-out as decided: borrowed from the loaded vault, with the TOTP code
+/// made for this request and the scope warnings.
+struct Granted<'a> {
+    name: &'a str,
+    cred: super::state::CredView<'a>,
+    totp: Option<TotpCode>,
+    warnings: Vec<String>,
 }
 
 /// The admin ops, which do not follow a changed vault file first and may block for long.
@@ -1261,7 +1319,7 @@ enum Held {
     /// Ready as it is (a refusal, an admin status, a ticket).
     Line(Zeroizing<Vec<u8>>),
     /// A hand-out: the answer names the seq of its last record.
-    Fetched(Fetched),
+    Fetched(HandOut),
     /// A scrub report's receipt for this task, with the seq of its record.
     Scrub(String),
 }
@@ -1275,10 +1333,7 @@ fn finish(held: Held, results: &[Result<u64, AuditError>]) -> Zeroizing<Vec<u8>>
     let last = results.iter().rev().find_map(|r| r.as_ref().ok().copied());
     match held {
         Held::Line(line) => line,
-        Held::Fetched(mut fetched) => {
-            fetched.audit_seq = last.unwrap_or(0);
-            ok_line(&fetched)
-        }
+        Held::Fetched(answer) => answer.finish(last.unwrap_or(0)),
         Held::Scrub(task) => ok_line(&ScrubReceipt {
             task,
             audit_seq: last.unwrap_or(0),
@@ -1490,6 +1545,39 @@ mod tests {
             !audit.contains("S3cret"),
             "the audit log holds the value: {audit}"
         );
+    }
+
+    #[test]
+    fn a_hand_out_records_the_hmac_of_the_value_loaded_now_made_once_per_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let fetch = r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#;
+        let recorded = || -> Vec<String> {
+            std::fs::read_to_string(dir.path().join("audit.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|r| r["op"] == "fetch" && r["decision"] == "allow")
+                .map(|r| r["values"]["password"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let old = h.audit.hmac_value("S3cret-of-shop-buyer");
+        for _ in 0..2 {
+            assert_eq!(call(&h, &root(), fetch)["ok"], true);
+        }
+        assert_eq!(recorded(), [old.clone(), old.clone()]);
+        // A new load (a changed value) is HMACed afresh: no HMAC of the old value is reused.
+        let mut vault = stand_in(&policy_src("warn"));
+        vault.creds.get_mut("shop-buyer").unwrap().secrets.insert(
+            "password".into(),
+            SecretString::from("N3w-secret".to_owned()),
+        );
+        h.install(Box::new(vault));
+        let v = call(&h, &root(), fetch);
+        assert_eq!(v["credentials"][0]["secrets"]["password"], "N3w-secret");
+        let new = h.audit.hmac_value("N3w-secret");
+        assert_ne!(new, old);
+        assert_eq!(recorded(), [old.clone(), old, new]);
     }
 
     #[test]

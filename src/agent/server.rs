@@ -392,31 +392,26 @@ impl Conn {
     }
 }
 
-/// Append to a zeroizing buffer, growing it by a hand-made copy (the old one is zeroed).
-fn push_zeroizing(buf: &mut Zeroizing<Vec<u8>>, bytes: &[u8], max_cap: usize) {
-    if buf.len() + bytes.len() > buf.capacity() {
-        let cap = (buf.len() + bytes.len())
-            .next_power_of_two()
-            .max(256)
-            .min(max_cap.max(buf.len() + bytes.len()));
-        let mut grown = Zeroizing::new(Vec::with_capacity(cap));
-        grown.extend_from_slice(buf);
-        *buf = grown;
-    }
-    buf.extend_from_slice(bytes);
-}
-
 /// A request for the worker thread, and its answer.
-struct Job {
-    /// The loop the connection is on, its slot there and its serial.
-    from: (usize, usize, u64),
-    peer: Arc<PeerIdentity>,
-    request: Request,
+enum Job {
+    /// An admin's request that may block ([`Handler::runs_off_loop`]).
+    Request {
+        /// The loop the connection is on, its slot there and its serial.
+        from: (usize, usize, u64),
+        peer: Arc<PeerIdentity>,
+        request: Request,
+    },
+    /// Load the vault file saved since it was loaded ([`Handler::follow_vault_file`]); the
+    /// loop `from` holds its requests until it is done.
+    Follow { from: usize },
 }
-struct Done {
-    slot: usize,
-    serial: u64,
-    answer: Zeroizing<Vec<u8>>,
+enum Done {
+    Answer {
+        slot: usize,
+        serial: u64,
+        answer: Zeroizing<Vec<u8>>,
+    },
+    Followed,
 }
 
 /// The answers of one turn that wait for their audit records: (slot, serial, answer).
@@ -542,6 +537,8 @@ impl Server {
                     pending: HashMap::new(),
                     next_turn: 0,
                     last_waiting: 0,
+                    following: false,
+                    held_back: Vec::new(),
                     commits,
                     committed,
                 })
@@ -643,15 +640,27 @@ fn start_worker(
         .name("sv-worker".into())
         .spawn(move || {
             for job in inbox {
-                let (index, slot, serial) = job.from;
-                let prepared = h.prepare(&job.peer, job.request);
-                let answer = h.commit(vec![prepared], true).pop().unwrap_or_default();
-                // A loop that has stopped no longer takes answers; the others still do.
-                let done = Done {
-                    slot,
-                    serial,
-                    answer,
+                let (index, done) = match job {
+                    Job::Request {
+                        from: (index, slot, serial),
+                        peer,
+                        request,
+                    } => {
+                        let prepared = h.prepare(&peer, request);
+                        let answer = h.commit(vec![prepared], true).pop().unwrap_or_default();
+                        let done = Done::Answer {
+                            slot,
+                            serial,
+                            answer,
+                        };
+                        (index, done)
+                    }
+                    Job::Follow { from } => {
+                        h.follow_vault_file();
+                        (from, Done::Followed)
+                    }
                 };
+                // A loop that has stopped no longer takes answers; the others still do.
                 if outboxes[index].send(done).is_ok() {
                     let _ = wakers[index].wake();
                 }
@@ -690,6 +699,10 @@ struct Loop {
     next_turn: u64,
     /// Connections whose answers waited for audit records in the last turn that had any.
     last_waiting: usize,
+    /// The worker is loading a changed vault file: requests wait in `held_back` until it is
+    /// done.
+    following: bool,
+    held_back: Vec<usize>,
     commits: mpsc::Sender<ToCommit>,
     committed: mpsc::Receiver<Committed>,
 }
@@ -706,7 +719,9 @@ impl Loop {
             if let Some(t) = accept_retry {
                 timeout = timeout.min(t.saturating_duration_since(now));
             }
-            if !self.active.is_empty() || (accept_ready && accept_retry.is_none()) {
+            if (!self.active.is_empty() && !self.following)
+                || (accept_ready && accept_retry.is_none())
+            {
                 timeout = Duration::ZERO;
             }
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -891,12 +906,25 @@ impl Loop {
         let mut active = std::mem::take(&mut self.active);
         active.sort_unstable();
         active.dedup();
-        let mut batch: Vec<(usize, Prepared)> = Vec::new();
         // A vault file saved since it was loaded is reloaded before this turn's requests are
-        // decided (one `stat` per turn).
-        if !active.is_empty() {
-            self.handler.follow_vault_file();
+        // decided (one `stat` per turn; issue 14), by the worker thread: meanwhile the loop
+        // writes answers, accepts and keeps the timeouts, and holds the requests.
+        if !self.following && !active.is_empty() && self.handler.vault_file_changed() {
+            if self.jobs.send(Job::Follow { from: self.index }).is_ok() {
+                self.following = true;
+            } else {
+                // No worker (it cannot stop while the loop runs): load it here.
+                self.handler.follow_vault_file();
+            }
         }
+        if self.following {
+            for &slot in &active {
+                self.flush(slot);
+            }
+            self.held_back.append(&mut active);
+            return;
+        }
+        let mut batch: Vec<(usize, Prepared)> = Vec::new();
         for slot in active {
             self.flush(slot);
             self.read_and_decide(slot, &mut batch, draining);
@@ -925,7 +953,7 @@ impl Loop {
                 held.push((slot, c.serial, p));
             } else {
                 let answer = self.handler.finish(p, &[]);
-                push_zeroizing(&mut c.output, &answer, usize::MAX);
+                crate::secret::extend_zeroizing(&mut c.output, &answer, usize::MAX);
                 now.push(slot);
             }
         }
@@ -972,14 +1000,16 @@ impl Loop {
         let Some(held) = self.pending.remove(&turn) else {
             return;
         };
-        let mut results = results.into_iter();
         let mut answered = Vec::new();
+        let mut at = 0;
         for (slot, serial, p) in held {
-            let mine: Vec<_> = results.by_ref().take(p.tickets().len()).collect();
-            let answer = self.handler.finish(p, &mine);
+            let n = p.tickets().len();
+            let mine = results.get(at..at + n).unwrap_or_default();
+            at += n;
+            let answer = self.handler.finish(p, mine);
             if let Some(Some(c)) = self.conns.get_mut(slot) {
                 if c.serial == serial && serial != 0 {
-                    push_zeroizing(&mut c.output, &answer, usize::MAX);
+                    crate::secret::extend_zeroizing(&mut c.output, &answer, usize::MAX);
                     c.awaiting_audit = false;
                     answered.push(slot);
                 }
@@ -1010,7 +1040,11 @@ impl Loop {
                     if c.input.is_empty() {
                         c.line_since = Some(Instant::now());
                     }
-                    push_zeroizing(&mut c.input, &self.scratch[..n], MAX_LINE + CHUNK);
+                    crate::secret::extend_zeroizing(
+                        &mut c.input,
+                        &self.scratch[..n],
+                        MAX_LINE + CHUNK,
+                    );
                     self.scratch[..n].zeroize();
                     // A short read emptied the socket: epoll reports the next data as a new
                     // edge, so the read that would only say "would block" is saved.
@@ -1042,7 +1076,7 @@ impl Loop {
             drop(line);
             if self.handler.runs_off_loop(&c.peer, &request) {
                 c.on_worker = true;
-                let job = Job {
+                let job = Job::Request {
                     from: (self.index, slot, c.serial),
                     peer: c.peer.clone(),
                     request,
@@ -1153,15 +1187,28 @@ impl Loop {
 
     fn take_worker_answers(&mut self) {
         while let Ok(d) = self.done.try_recv() {
-            let Some(Some(c)) = self.conns.get_mut(d.slot) else {
+            let (slot, serial, answer) = match d {
+                Done::Answer {
+                    slot,
+                    serial,
+                    answer,
+                } => (slot, serial, answer),
+                Done::Followed => {
+                    // The new vault is in: the requests held meanwhile are decided now.
+                    self.following = false;
+                    self.active.append(&mut self.held_back);
+                    continue;
+                }
+            };
+            let Some(Some(c)) = self.conns.get_mut(slot) else {
                 continue;
             };
-            if c.serial != d.serial {
+            if c.serial != serial {
                 continue;
             }
             c.on_worker = false;
-            push_zeroizing(&mut c.output, &d.answer, usize::MAX);
-            self.active.push(d.slot);
+            crate::secret::extend_zeroizing(&mut c.output, &answer, usize::MAX);
+            self.active.push(slot);
         }
     }
 
@@ -1206,7 +1253,7 @@ impl Loop {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(20));
-            let wait = if self.active.is_empty() {
+            let wait = if self.active.is_empty() || self.following {
                 wait
             } else {
                 Duration::ZERO
@@ -1291,6 +1338,92 @@ mod tests {
         let mut line = String::new();
         BufReader::new(s).read_line(&mut line).unwrap();
         serde_json::from_str(&line).unwrap()
+    }
+
+    /// A vault that follows a file whose stamp the test sets: each reload is one generation
+    /// newer and takes `delay` (a slow load).
+    struct Followed {
+        file: Arc<std::sync::atomic::AtomicU64>,
+        loaded: u64,
+        generation: u64,
+        delay: Duration,
+    }
+
+    impl crate::agent::state::VaultView for Followed {
+        fn id(&self) -> &str {
+            "followed"
+        }
+        fn generation(&self) -> u64 {
+            self.generation
+        }
+        fn credential_count(&self) -> usize {
+            0
+        }
+        fn credential(&self, _: &str) -> Option<crate::agent::state::CredView<'_>> {
+            None
+        }
+        fn policy(&self) -> Option<&crate::policy::Policy> {
+            None
+        }
+        fn reopen(
+            &self,
+        ) -> Result<Box<dyn crate::agent::state::VaultView>, crate::protocol::ErrorBody> {
+            std::thread::sleep(self.delay);
+            Ok(Box::new(Followed {
+                file: self.file.clone(),
+                loaded: self.file.load(std::sync::atomic::Ordering::SeqCst),
+                generation: self.generation + 1,
+                delay: self.delay,
+            }))
+        }
+        fn stamp(&self) -> Option<crate::agent::state::FileStamp> {
+            Some((1, 1, 1, i128::from(self.loaded)))
+        }
+        fn current_stamp(&self) -> Option<crate::agent::state::FileStamp> {
+            let now = self.file.load(std::sync::atomic::Ordering::SeqCst);
+            Some((1, 1, 1, i128::from(now)))
+        }
+    }
+
+    /// Issue 11 ("a vault reload runs off the loop") with issue 14 ("reloaded before the
+    /// request is served"): a vault file saved while the daemon runs is loaded by the worker
+    /// thread, and a request sent after the save waits for it and is answered from the new
+    /// file.
+    #[test]
+    fn a_changed_vault_file_is_loaded_off_the_loop_before_the_next_request_is_decided() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, handler, path) = locked_server(dir.path());
+        let file = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let delay = Duration::from_millis(400);
+        handler.install(Box::new(Followed {
+            file: file.clone(),
+            loaded: 1,
+            generation: 1,
+            delay,
+        }));
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        let health = || {
+            let mut s = UnixStream::connect(&path).unwrap();
+            s.write_all(b"{\"v\":1,\"op\":\"health\"}\n").unwrap();
+            answer(&s)
+        };
+        assert_eq!(health()["generation"], 1);
+        file.store(2, std::sync::atomic::Ordering::SeqCst);
+        let asked = Instant::now();
+        let after = health();
+        assert_eq!(after["generation"], 2, "served from the new file: {after}");
+        assert!(asked.elapsed() >= delay, "the request waited for the load");
+        assert_eq!(
+            *handler.followed_on.lock().unwrap(),
+            ["sv-worker"],
+            "loaded by the worker thread, once, not by the loop"
+        );
+        assert_eq!(health()["generation"], 2);
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(log.contains("the vault file changed"), "{log}");
+        stop.trigger();
+        running.join().unwrap().unwrap();
     }
 
     /// The requests that are ready in one turn are decided together and their records go out

@@ -77,7 +77,14 @@ pub(crate) struct Opened {
     /// `policy.check_grant` of every (task, credential) pair, for one day (exceptions expire
     /// by date): computed once instead of on every fetch.
     grants: RwLock<GrantCache>,
+    /// The HMACs (for the audit log) of each credential's handed-out values, made at its first
+    /// hand-out after the vault was loaded and reused after that (issue 11: values are HMACed
+    /// once per vault load). A new load is a new `Opened`, with an empty cache.
+    macs: RwLock<HashMap<String, ValueMacs>>,
 }
+
+/// (field name, HMAC) of a credential's handed-out values.
+pub(crate) type ValueMacs = Arc<[(String, String)]>;
 
 impl Opened {
     /// Wrap an opened vault, resolving every task's runner and scheduler names through the
@@ -113,6 +120,7 @@ impl Opened {
             runners,
             schedulers,
             grants: RwLock::new((None, HashMap::new())),
+            macs: RwLock::new(HashMap::new()),
         }
     }
 
@@ -144,6 +152,35 @@ impl Opened {
 }
 
 /// The vault slot.
+impl Opened {
+    /// The HMACs of `credential`'s handed-out `values` (always the same fields of the same
+    /// credential for one load), made with `hmac` at the first call and cached after that.
+    pub(crate) fn value_macs<'v>(
+        &self,
+        credential: &str,
+        values: impl Iterator<Item = (&'v String, &'v SecretString)>,
+        hmac: impl Fn(&str) -> String,
+    ) -> ValueMacs {
+        if let Some(found) = self
+            .macs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(credential)
+        {
+            return found.clone();
+        }
+        let made: ValueMacs = values
+            .map(|(field, v)| (field.clone(), hmac(v.expose())))
+            .collect();
+        self.macs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(credential.to_owned())
+            .or_insert(made)
+            .clone()
+    }
+}
+
 pub(crate) struct State {
     slot: RwLock<Option<Opened>>,
 }

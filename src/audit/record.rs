@@ -134,6 +134,10 @@ pub struct AuditRecord<'a> {
     pub warnings: Vec<String>,
     /// (field name, value) of every secret value handed out; logged as HMACs only.
     pub values: Vec<(&'a str, &'a SecretString)>,
+    /// (field name, HMAC) of secret values handed out whose HMAC was already made with this
+    /// log's key ([`crate::audit::AuditLog::hmac_value`]; the daemon makes each once per vault
+    /// load). Written beside `values`, as they are.
+    pub macs: Vec<(&'a str, &'a str)>,
     /// For an aggregate record (`op` `denials`): how many refusals it stands for.
     pub count: Option<u64>,
     /// For a `vault.load` record: the generation of the vault loaded.
@@ -158,6 +162,7 @@ impl<'a> AuditRecord<'a> {
             reason: None,
             warnings: Vec::new(),
             values: Vec::new(),
+            macs: Vec::new(),
             count: None,
             generation: None,
             by_op: Vec::new(),

@@ -723,7 +723,7 @@ impl AuditLog {
             decision: Decision,
             reason: Option<&'r str>,
             warnings: &'r [String],
-            values: std::collections::BTreeMap<&'r str, String>,
+            values: std::collections::BTreeMap<&'r str, std::borrow::Cow<'r, str>>,
             #[serde(skip_serializing_if = "Option::is_none")]
             count: Option<u64>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -748,7 +748,8 @@ impl AuditLog {
             values: rec
                 .values
                 .iter()
-                .map(|(name, v)| (*name, self.key.hmac_value(v.expose())))
+                .map(|(name, v)| (*name, self.key.hmac_value(v.expose()).into()))
+                .chain(rec.macs.iter().map(|(name, mac)| (*name, (*mac).into())))
                 .collect(),
             count: rec.count,
             generation: rec.generation,
