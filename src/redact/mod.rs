@@ -157,6 +157,7 @@ pub const FINISHERS: usize = 4;
 pub struct Scrubber {
     patterns: Arc<Patterns>,
     binary: BinaryPolicy,
+    member_limit: u64,
 }
 
 /// Is this a file we scrub as text? Binary: a NUL byte in the first 8 KiB, or the magic of a
@@ -185,7 +186,24 @@ pub fn looks_zip(head: &[u8]) -> bool {
 impl Scrubber {
     /// A scrubber for `patterns`, handling binary files as `binary` says.
     pub fn new(patterns: Arc<Patterns>, binary: BinaryPolicy) -> Scrubber {
-        Scrubber { patterns, binary }
+        Scrubber {
+            patterns,
+            binary,
+            member_limit: zip::MAX_MEMBER,
+        }
+    }
+
+    /// The largest zip member, unpacked, that is scrubbed: at most [`zip::MAX_MEMBER`] (a
+    /// larger `bytes` is cut to it). A larger member leaves its archive as it was, reported
+    /// as not scrubbed.
+    pub fn with_member_limit(mut self, bytes: u64) -> Scrubber {
+        self.member_limit = bytes.min(zip::MAX_MEMBER);
+        self
+    }
+
+    /// See [`Scrubber::with_member_limit`].
+    pub fn member_limit(&self) -> u64 {
+        self.member_limit
     }
 
     /// The compiled forms.

@@ -8,7 +8,9 @@
 //! still opens. Memory is bounded by the largest member: each is read whole, scrubbed and
 //! written to the new archive before the next is read (hashed resources first, so that their
 //! renames are known before the members that refer to them; the members' order in the
-//! rewritten archive is that one).
+//! rewritten archive is that one). A member that unpacks to more than [`MAX_MEMBER`] (a zip
+//! bomb: a few KiB that inflate to gigabytes) is not scrubbed: the archive is left as it was
+//! and reported as not scrubbed.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -29,6 +31,38 @@ fn hashed_name(name: &str) -> Option<&str> {
     let stem = base.split('.').next().unwrap_or(base);
     (stem.len() == 40 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
         .then_some(stem)
+}
+
+/// Largest member, unpacked, that is scrubbed (it is held in memory while it is).
+pub const MAX_MEMBER: u64 = 256 << 20;
+
+/// Read a member whole into a buffer zeroed on drop, refusing one that unpacks to more than
+/// `limit` bytes as soon as it does. `declared` (the archive's word for the size) only sizes
+/// the first allocation, at most 16 MiB; the buffer grows by copy-and-zero.
+fn read_member(
+    m: &mut impl Read,
+    declared: u64,
+    limit: u64,
+    name: &str,
+) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let first = declared.min(limit).min(16 << 20) as usize;
+    let mut data = Zeroizing::new(Vec::with_capacity(first));
+    let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
+    loop {
+        let n = match m.read(&mut chunk) {
+            Ok(0) => return Ok(data),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read member {name}")),
+        };
+        if (data.len() + n) as u64 > limit {
+            anyhow::bail!(
+                "member {name} unpacks to more than {} MiB, the most that is scrubbed: the archive is left as it was",
+                limit >> 20
+            );
+        }
+        crate::secret::extend_zeroizing(&mut data, &chunk[..n], usize::MAX);
+    }
 }
 
 fn sha1_hex(data: &[u8]) -> String {
@@ -76,9 +110,8 @@ pub(crate) fn scrub_archive(
                 continue;
             }
             let name = m.name().to_owned();
-            let mut data = Zeroizing::new(Vec::with_capacity(m.size().min(1 << 30) as usize));
-            m.read_to_end(&mut data)
-                .with_context(|| format!("cannot read member {name}"))?;
+            let declared = m.size();
+            let data = read_member(&mut m, declared, s.member_limit(), &name)?;
             (name, data)
         };
         let shown = format!("{}!{name}", path.display());

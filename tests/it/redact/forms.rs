@@ -434,3 +434,82 @@ fn streaming_scrub_equals_one_shot_across_chunk_boundaries() {
         content.len() - v.len() + "[redacted:plain.password]".len()
     );
 }
+
+/// A zip of one member `name` whose content is `fill` repeated to `len` bytes, with `tail`
+/// at its end, written in chunks (the test never holds the unpacked member).
+fn zip_of(path: &std::path::Path, name: &str, len: u64, tail: &[u8]) {
+    let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let o = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(len > u32::MAX as u64);
+    w.start_file(name, o).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut left = len - tail.len() as u64;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        w.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    w.write_all(tail).unwrap();
+    w.finish().unwrap();
+}
+
+/// A zip bomb (a few hundred KiB that unpack to more than 256 MiB) is not unpacked into memory
+/// whole: the member is refused as soon as it passes the limit, the archive is left byte for
+/// byte as it was, and the summary reports it as not scrubbed.
+#[test]
+fn a_zip_member_that_unpacks_past_the_limit_is_refused_and_its_archive_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.zip");
+    let limit = scopevault::redact::zip::MAX_MEMBER;
+    assert_eq!(limit, 256 << 20);
+    zip_of(&path, "trace.trace", limit + 1, b" Hunter22abcXYZ\n");
+    let before = std::fs::read(&path).unwrap();
+    assert!(before.len() < 2 << 20, "a bomb: {} bytes", before.len());
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(&[dir.path().to_path_buf()]);
+    assert!(!summary.ok(), "{summary}");
+    let report = summary.to_string();
+    assert!(
+        report.contains("trace.trace unpacks to more than 256 MiB"),
+        "{report}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "left as it was");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file is left beside it"
+    );
+}
+
+/// The limit is on the unpacked bytes, exact: a member of exactly the limit is scrubbed, one
+/// byte more is refused (`with_member_limit` can only lower the limit).
+#[test]
+fn the_zip_member_limit_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 1 << 20;
+    let s = scrubber(BinaryPolicy::Keep).with_member_limit(limit);
+    assert_eq!(s.member_limit(), limit);
+    let at = dir.path().join("at.zip");
+    zip_of(&at, "a.log", limit, b" Hunter22abcXYZ\n");
+    let summary = s.scrub_paths(std::slice::from_ref(&at));
+    assert!(summary.ok(), "{summary}");
+    let mut text = Vec::new();
+    zip::ZipArchive::new(std::fs::File::open(&at).unwrap())
+        .unwrap()
+        .by_name("a.log")
+        .unwrap()
+        .read_to_end(&mut text)
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&text).contains("Hunter22abcXYZ"));
+    let over = dir.path().join("over.zip");
+    zip_of(&over, "a.log", limit + 1, b" Hunter22abcXYZ\n");
+    let summary = s.scrub_paths(std::slice::from_ref(&over));
+    assert!(!summary.ok(), "{summary}");
+    assert!(summary.to_string().contains("unpacks to more than 1 MiB"));
+    assert_eq!(
+        scrubber(BinaryPolicy::Keep)
+            .with_member_limit(u64::MAX)
+            .member_limit(),
+        scopevault::redact::zip::MAX_MEMBER
+    );
+}
