@@ -919,14 +919,14 @@ impl Loop {
         }
         if self.following {
             for &slot in &active {
-                self.flush(slot);
+                self.flush_pending(slot);
             }
             self.held_back.append(&mut active);
             return;
         }
         let mut batch: Vec<(usize, Prepared)> = Vec::new();
         for slot in active {
-            self.flush(slot);
+            self.flush_pending(slot);
             self.read_and_decide(slot, &mut batch, draining);
         }
         if batch.is_empty() {
@@ -1101,6 +1101,19 @@ impl Loop {
         }
         if c.closing && c.settled() && taken == 0 && !batch.iter().any(|(s, _)| *s == slot) {
             self.close(slot);
+        }
+    }
+
+    /// Before a connection is read in a turn: write what is still pending from an earlier
+    /// turn (it was writable again), or close it if it is closing and done. Otherwise there is
+    /// nothing to do, and [`Loop::flush`] would put a readable connection back on the active
+    /// list for a second, empty turn.
+    fn flush_pending(&mut self, slot: usize) {
+        if self.conns.get(slot).is_some_and(|c| {
+            c.as_ref()
+                .is_some_and(|c| !c.output.is_empty() || c.closing)
+        }) {
+            self.flush(slot);
         }
     }
 
