@@ -531,7 +531,7 @@ impl Handler {
                 );
             }
             Err(e) => {
-                *failed() = now;
+                *failed() = Some(now);
                 eprintln!(
                     "scopevault: the vault file changed but was not loaded (still serving the loaded one): {}",
                     e.message()
@@ -548,18 +548,13 @@ impl Handler {
 
     /// The stamps of the loaded file and of the file there now, when they differ and the one
     /// there did not already fail to load.
-    fn vault_file_to_follow(&self) -> Option<(FileStamp, Option<FileStamp>)> {
+    fn vault_file_to_follow(&self) -> Option<(FileStamp, FileStamp)> {
         let (loaded, now) = self
             .state
             .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))?;
-        let loaded = loaded?;
-        if now.is_none() || Some(loaded) == now {
-            return None;
-        }
-        if *self.follow_failed.lock().unwrap_or_else(|p| p.into_inner()) == now {
-            return None;
-        }
-        Some((loaded, now))
+        let (loaded, now) = (loaded?, now?);
+        let failed = *self.follow_failed.lock().unwrap_or_else(|p| p.into_inner());
+        (loaded != now && failed != Some(now)).then_some((loaded, now))
     }
 
     fn handle(

@@ -118,7 +118,7 @@ pub fn contains_any(patterns: &Patterns, mut r: impl Read) -> std::io::Result<bo
 }
 
 /// Read until `buf` is full or the end of the input.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(super) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

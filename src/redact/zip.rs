@@ -49,12 +49,11 @@ fn read_member(
     let mut data = Zeroizing::new(Vec::with_capacity(first));
     let mut chunk = Zeroizing::new(vec![0u8; 64 * 1024]);
     loop {
-        let n = match m.read(&mut chunk) {
-            Ok(0) => return Ok(data),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).with_context(|| format!("cannot read member {name}")),
-        };
+        let n = super::text::read_full(m, &mut chunk)
+            .with_context(|| format!("cannot read member {name}"))?;
+        if n == 0 {
+            return Ok(data);
+        }
         if (data.len() + n) as u64 > limit {
             anyhow::bail!(
                 "member {name} unpacks to more than {} MiB, the most that is scrubbed: the archive is left as it was",
