@@ -606,6 +606,14 @@ impl Server {
 /// A loop's committer thread: it waits until a turn's audit records are durable (one
 /// `write` and one `fdatasync` for everything queued, the natural group commit) and hands the
 /// results back, so that the loop reads and decides the next turn meanwhile.
+///
+/// A turn that finds the committer idle (the disk is idle too) is the first of the clients
+/// that the last batch released, who come back over several turns of the loop: the committer
+/// then waits briefly (at most half the last sync) until as many records are queued as that
+/// batch held, rather than sync the first alone while the others wait behind it. A turn that
+/// was already waiting when the last sync ended is written at once: under heavy load the
+/// next batch is whole by then, and waiting would only leave the disk idle
+/// (docs/security.md, "Daemon throughput").
 fn start_committer(
     handler: &Arc<Handler>,
     waker: Arc<Waker>,
@@ -615,14 +623,20 @@ fn start_committer(
     let h = handler.clone();
     std::thread::Builder::new()
         .name("sv-commit".into())
-        .spawn(move || {
-            for (turn, tickets) in inbox {
-                let results = h.wait_audit(&tickets, false);
-                if outbox.send((turn, results)).is_err() {
-                    break;
-                }
-                let _ = waker.wake();
+        .spawn(move || loop {
+            let ((turn, tickets), idle) = match inbox.try_recv() {
+                Ok(next) => (next, false),
+                Err(mpsc::TryRecvError::Empty) => match inbox.recv() {
+                    Ok(next) => (next, true),
+                    Err(mpsc::RecvError) => break,
+                },
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            };
+            let results = h.wait_audit(&tickets, idle);
+            if outbox.send((turn, results)).is_err() {
+                break;
             }
+            let _ = waker.wake();
         })?;
     Ok((commits, committed))
 }
@@ -1473,6 +1487,57 @@ mod tests {
         stop.trigger();
         running.join().unwrap().unwrap();
         assert!(!path.exists(), "the socket we created is removed at stop");
+    }
+
+    /// The clients one batch released come back over several turns of the loop: the
+    /// committer waits until as many records are queued as that batch held, and writes them
+    /// in one batch, instead of syncing the first one alone while the others wait behind it.
+    /// It is woken when the count is reached, not when its (here 20 s) window ends.
+    #[test]
+    fn the_committer_gathers_the_clients_of_its_last_batch_over_several_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), true).unwrap();
+        let window = Duration::from_secs(20);
+        audit.set_gather_window(window);
+        let access = AccessConfig {
+            daemon_uid: crate::sys::current_uid(),
+            ..AccessConfig::default()
+        };
+        let handler = Arc::new(Handler::new(access, audit));
+        let path = dir.path().join("run/s.sock");
+        let server = Server::new(
+            Listener::bind(&path).unwrap(),
+            Limits::default(),
+            handler.clone(),
+        )
+        .unwrap();
+        // Four requests ready at the first turn: the committer's first batch holds four.
+        let clients = fetching_clients(&path, 4);
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        for c in &clients {
+            assert_eq!(answer(c)["error"]["code"], "locked");
+        }
+        assert_eq!(handler.audit_stats().batches, 1);
+        // They come back one by one, each in a turn of its own.
+        let started = Instant::now();
+        for mut c in &clients {
+            c.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for c in &clients {
+            assert_eq!(answer(c)["error"]["code"], "locked");
+        }
+        let stats = handler.audit_stats();
+        assert_eq!(stats.records, 8, "{stats:?}");
+        assert_eq!(stats.batches, 2, "four turns, one batch: {stats:?}");
+        assert!(
+            started.elapsed() < window / 2,
+            "the committer was woken by the fourth record, not by its window's end"
+        );
+        stop.trigger();
+        running.join().unwrap().unwrap();
     }
 
     /// With two loops the connections are dealt out between them, every request is answered,

@@ -30,12 +30,17 @@ pub(super) struct State {
     next_ticket: u64,
     leader: bool,
     done: HashMap<u64, Result<u64, AuditError>>,
-    /// A leader is waiting for more records before it writes (see `GATHER_MAX`).
-    gathering: bool,
+    /// A leader is waiting for more records before it writes (see `GATHER_MAX`): it is woken
+    /// once the queue holds this many, not by every record (a thread wake-up costs more than a
+    /// record on a VM). Zero: no leader is gathering.
+    gathering: usize,
     /// Size of the last batch written: about how many clients are active.
     last_batch: usize,
     /// How long the last `fdatasync` took.
     last_sync: Duration,
+    /// Tests set how long a gathering leader waits, instead of half the last sync.
+    #[cfg(test)]
+    gather_window: Option<Duration>,
 }
 
 /// The file the daemon appends to: the one at the log's path when it was opened (or when the
@@ -59,7 +64,7 @@ pub struct AuditLog {
     sync: bool,
     state: Mutex<State>,
     cond: Condvar,
-    /// Wakes a gathering leader when a record is queued.
+    /// Wakes a gathering leader when the queue holds what it waits for.
     gather: Condvar,
     ok: AtomicBool,
     records: AtomicU64,
@@ -276,9 +281,11 @@ impl AuditLog {
                 next_ticket: 0,
                 leader: false,
                 done: HashMap::new(),
-                gathering: false,
+                gathering: 0,
                 last_batch: 0,
                 last_sync: Duration::ZERO,
+                #[cfg(test)]
+                gather_window: None,
             }),
             cond: Condvar::new(),
             gather: Condvar::new(),
@@ -382,7 +389,7 @@ impl AuditLog {
         let ticket = st.next_ticket;
         st.next_ticket += 1;
         st.queue.push(Queued { ticket, body });
-        if st.gathering {
+        if st.gathering != 0 && st.queue.len() == st.gathering {
             self.gather.notify_one();
         }
         Ticket(ticket)
@@ -393,8 +400,9 @@ impl AuditLog {
     /// caller becomes the leader if no batch is being written, and writes everything queued
     /// so far in one `write` and one `fdatasync` (the event loop's natural group commit: all
     /// the records of one turn). With `gather`, a leader first waits briefly for the clients
-    /// released by the previous batch (threads that append one record each); the event loop
-    /// passes `false`, since its batch is already whole.
+    /// released by the previous batch: threads that append one record each, or the event
+    /// loop's committer thread, whose clients come back over several turns. The loop passes
+    /// `false` when it commits a lone client's turn itself.
     pub fn wait(&self, tickets: &[Ticket], gather: bool) -> Vec<Result<u64, AuditError>> {
         let mut results: Vec<Option<Result<u64, AuditError>>> = vec![None; tickets.len()];
         let mut missing = tickets.len();
@@ -690,8 +698,11 @@ impl AuditLog {
         if !self.sync || want <= 1 || st.queue.len() >= want {
             return st;
         }
-        let deadline = Instant::now() + (st.last_sync / 2).min(GATHER_MAX);
-        st.gathering = true;
+        let window = (st.last_sync / 2).min(GATHER_MAX);
+        #[cfg(test)]
+        let window = st.gather_window.unwrap_or(window);
+        let deadline = Instant::now() + window;
+        st.gathering = want;
         while st.queue.len() < want {
             let now = Instant::now();
             if now >= deadline {
@@ -702,8 +713,16 @@ impl AuditLog {
                 Err(e) => e.into_inner().0,
             };
         }
-        st.gathering = false;
+        st.gathering = 0;
         st
+    }
+
+    /// Make a gathering leader wait up to `window` (instead of half the last sync, at most
+    /// `GATHER_MAX`), so that a test can tell a leader woken by its count from one that waited
+    /// its window out.
+    #[cfg(test)]
+    pub(crate) fn set_gather_window(&self, window: Duration) {
+        self.lock().gather_window = Some(window);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
