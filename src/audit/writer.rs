@@ -29,6 +29,9 @@ pub(super) struct State {
     queue: Vec<Queued>,
     next_ticket: u64,
     leader: bool,
+    /// Threads asleep on `cond`, waiting for a leader's batch: a leader wakes them only if
+    /// there are any (the event loop's committer has none, and a wake-up is a system call).
+    waiting: usize,
     done: HashMap<u64, Result<u64, AuditError>>,
     /// A leader is waiting for more records before it writes (see `GATHER_MAX`): it is woken
     /// once the queue holds this many, not by every record (a thread wake-up costs more than a
@@ -280,6 +283,7 @@ impl AuditLog {
                 queue: Vec::new(),
                 next_ticket: 0,
                 leader: false,
+                waiting: 0,
                 done: HashMap::new(),
                 gathering: 0,
                 last_batch: 0,
@@ -453,10 +457,10 @@ impl AuditLog {
                     }
                 }
                 st.leader = false;
-                self.cond.notify_all();
+                self.wake_waiting(&st);
                 continue;
             }
-            st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = self.wait_for_leader(st);
         }
     }
 
@@ -539,7 +543,7 @@ impl AuditLog {
     ) -> Result<(R, Option<u64>), AuditError> {
         let mut st = self.lock();
         while st.leader {
-            st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = self.wait_for_leader(st);
         }
         st.leader = true;
         let chain = st.chain.clone();
@@ -564,8 +568,24 @@ impl AuditLog {
             }
         };
         st.leader = false;
-        self.cond.notify_all();
+        self.wake_waiting(&st);
         result
+    }
+
+    /// Sleep until a leader has finished its batch (counted in `waiting`).
+    fn wait_for_leader<'s>(&'s self, mut st: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
+        st.waiting += 1;
+        let mut st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        st.waiting -= 1;
+        st
+    }
+
+    /// After a batch: wake the threads waiting for it, if any. Called with the lock held, so
+    /// that no thread can be between counting itself and going to sleep.
+    fn wake_waiting(&self, st: &State) {
+        if st.waiting > 0 {
+            self.cond.notify_all();
+        }
     }
 
     /// Run a write as the leader: a panic in it must not leave `leader` set (every later
