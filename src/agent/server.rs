@@ -1333,7 +1333,17 @@ mod tests {
     }
 
     fn locked_server_with(dir: &Path, loops: usize) -> (Server, Arc<Handler>, PathBuf) {
+        server_with(dir, loops, |_| {})
+    }
+
+    /// The same, with `tune` applied to the audit log before the handler takes it.
+    fn server_with(
+        dir: &Path,
+        loops: usize,
+        tune: impl FnOnce(&AuditLog),
+    ) -> (Server, Arc<Handler>, PathBuf) {
         let audit = AuditLog::open(&dir.join("audit.jsonl"), true).unwrap();
+        tune(&audit);
         let access = AccessConfig {
             daemon_uid: crate::sys::current_uid(),
             ..AccessConfig::default()
@@ -1496,21 +1506,9 @@ mod tests {
     #[test]
     fn the_committer_gathers_the_clients_of_its_last_batch_over_several_turns() {
         let dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), true).unwrap();
         let window = Duration::from_secs(20);
-        audit.set_gather_window(window);
-        let access = AccessConfig {
-            daemon_uid: crate::sys::current_uid(),
-            ..AccessConfig::default()
-        };
-        let handler = Arc::new(Handler::new(access, audit));
-        let path = dir.path().join("run/s.sock");
-        let server = Server::new(
-            Listener::bind(&path).unwrap(),
-            Limits::default(),
-            handler.clone(),
-        )
-        .unwrap();
+        let (server, handler, path) =
+            server_with(dir.path(), 1, |log| log.set_gather_window(window));
         // Four requests ready at the first turn: the committer's first batch holds four.
         let clients = fetching_clients(&path, 4);
         let stop = server.shutdown_handle();
