@@ -513,6 +513,11 @@ pub struct Health {
     pub enforce: Option<String>,
     /// Whether the last audit append succeeded.
     pub audit_ok: bool,
+    /// True while the daemon loads a vault file saved since it was loaded (`cred set`,
+    /// `policy apply`, `bundle apply`): `generation` is still the loaded one, and requests
+    /// other than `health` wait for the load. Absent from daemons before 0.1 round 2.
+    #[serde(default)]
+    pub loading: bool,
     /// Connections open now, this one included.
     pub connections: usize,
     /// The asking peer, as the kernel reported it.

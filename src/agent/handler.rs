@@ -817,6 +817,8 @@ impl Handler {
     }
 
     fn health(&self, peer: &PeerIdentity) -> Health {
+        // Outside the state's read lock: `vault_file_changed` takes it too.
+        let loading = self.vault_file_changed();
         self.state.with(|v| {
             let policy = v.and_then(|o| o.vault.policy());
             Health {
@@ -828,6 +830,7 @@ impl Handler {
                 tasks: policy.map_or(0, |p| p.tasks().count()),
                 enforce: policy.map(|p| p.enforce().as_str().to_owned()),
                 audit_ok: self.audit.ok(),
+                loading,
                 connections: self.open.load(Ordering::SeqCst),
                 peer: PeerInfo {
                     uid: peer.uid,

@@ -366,6 +366,17 @@ struct Conn {
 
 impl Conn {
     /// The next whole line of input, without its `\n` (and `\r`).
+    /// Whether a whole line waits and is anything but a valid `health` request (parsed here
+    /// and again when it is taken; this is only done while a vault file is being loaded).
+    fn next_line_asks_more_than_health(&self) -> bool {
+        let Some(pos) = memchr::memchr(b'\n', &self.input) else {
+            return false;
+        };
+        let line = &self.input[..pos];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        !matches!(Request::parse(line), Ok(Request::Health))
+    }
+
     fn take_line(&mut self) -> Option<Zeroizing<Vec<u8>>> {
         let pos = memchr::memchr(b'\n', &self.input)?;
         let mut line = Zeroizing::new(Vec::with_capacity(pos));
@@ -931,17 +942,13 @@ impl Loop {
                 self.handler.follow_vault_file();
             }
         }
-        if self.following {
-            for &slot in &active {
-                self.flush_pending(slot);
-            }
-            self.held_back.append(&mut active);
-            return;
-        }
+        // While the worker loads, `health` is still answered (it says `loading`), and a
+        // connection waits in `held_back` from its first other request on.
+        let hold = self.following;
         let mut batch: Vec<(usize, Prepared)> = Vec::new();
         for slot in active {
             self.flush_pending(slot);
-            self.read_and_decide(slot, &mut batch, draining);
+            self.read_and_decide(slot, &mut batch, draining, hold);
         }
         if batch.is_empty() {
             return;
@@ -1036,8 +1043,17 @@ impl Loop {
     }
 
     /// Read from one connection while it has room, and decide its whole lines (at most
-    /// [`LINES_PER_TURN`]); lines left over make it active again for the next turn.
-    fn read_and_decide(&mut self, slot: usize, batch: &mut Vec<(usize, Prepared)>, draining: bool) {
+    /// [`LINES_PER_TURN`]); lines left over make it active again for the next turn. With
+    /// `hold` (a changed vault file is being loaded) only `health` lines are decided: at the
+    /// first other line the connection waits in `held_back`, its line unread, until the load
+    /// is done.
+    fn read_and_decide(
+        &mut self,
+        slot: usize,
+        batch: &mut Vec<(usize, Prepared)>,
+        draining: bool,
+        hold: bool,
+    ) {
         let Some(Some(c)) = self.conns.get_mut(slot) else {
             return;
         };
@@ -1076,6 +1092,13 @@ impl Loop {
         }
         let mut taken = 0;
         while taken < LINES_PER_TURN && !c.on_worker {
+            if hold && c.next_line_asks_more_than_health() {
+                // The line is whole: it waits for us, not for its client, so the read
+                // timeout (slowloris) does not run meanwhile.
+                c.line_since = None;
+                self.held_back.push(slot);
+                return;
+            }
             let Some(line) = c.take_line() else { break };
             taken += 1;
             c.line_since = (!c.input.is_empty()).then(Instant::now);
@@ -1333,13 +1356,18 @@ mod tests {
     }
 
     fn locked_server_with(dir: &Path, loops: usize) -> (Server, Arc<Handler>, PathBuf) {
-        server_with(dir, loops, |_| {})
+        let limits = Limits {
+            event_loops: loops,
+            ..Limits::default()
+        };
+        server_with(dir, limits, |_| {})
     }
 
-    /// The same, with `tune` applied to the audit log before the handler takes it.
+    /// The same, with these limits, and `tune` applied to the audit log before the handler
+    /// takes it.
     fn server_with(
         dir: &Path,
-        loops: usize,
+        limits: Limits,
         tune: impl FnOnce(&AuditLog),
     ) -> (Server, Arc<Handler>, PathBuf) {
         let audit = AuditLog::open(&dir.join("audit.jsonl"), true).unwrap();
@@ -1351,10 +1379,6 @@ mod tests {
         let handler = Arc::new(Handler::new(access, audit));
         let path = dir.join("run/s.sock");
         let listener = Listener::bind(&path).unwrap();
-        let limits = Limits {
-            event_loops: loops,
-            ..Limits::default()
-        };
         let server = Server::new(listener, limits, handler.clone()).unwrap();
         (server, handler, path)
     }
@@ -1378,12 +1402,12 @@ mod tests {
     }
 
     /// A vault that follows a file whose stamp the test sets: each reload is one generation
-    /// newer and takes `delay` (a slow load).
+    /// newer and does not end before the test opens `gate` (a slow load).
     struct Followed {
         file: Arc<std::sync::atomic::AtomicU64>,
         loaded: u64,
         generation: u64,
-        delay: Duration,
+        gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
     }
 
     impl crate::agent::state::VaultView for Followed {
@@ -1405,12 +1429,16 @@ mod tests {
         fn reopen(
             &self,
         ) -> Result<Box<dyn crate::agent::state::VaultView>, crate::protocol::ErrorBody> {
-            std::thread::sleep(self.delay);
+            let (open, opened) = &*self.gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
             Ok(Box::new(Followed {
                 file: self.file.clone(),
                 loaded: self.file.load(std::sync::atomic::Ordering::SeqCst),
                 generation: self.generation + 1,
-                delay: self.delay,
+                gate: self.gate.clone(),
             }))
         }
         fn stamp(&self) -> Option<crate::agent::state::FileStamp> {
@@ -1422,35 +1450,76 @@ mod tests {
         }
     }
 
-    /// Issue 11 ("a vault reload runs off the loop") with issue 14 ("reloaded before the
-    /// request is served"): a vault file saved while the daemon runs is loaded by the worker
-    /// thread, and a request sent after the save waits for it and is answered from the new
-    /// file.
+    /// Issue 11 ("a vault reload runs off the loop, so `health` and fetches keep flowing")
+    /// with issue 14 ("reloaded before the request is served"): a vault file saved while the
+    /// daemon runs is loaded by the worker thread. Meanwhile `health` is answered, with the
+    /// loaded generation and `loading`; a request sent after the save waits for the load and
+    /// is answered from the new file, and so is a `health` pipelined behind it. The waiting
+    /// request is not closed by the read timeout: it is whole, and waits for us.
     #[test]
-    fn a_changed_vault_file_is_loaded_off_the_loop_before_the_next_request_is_decided() {
+    fn a_changed_vault_file_is_loaded_off_the_loop_while_health_is_answered() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, handler, path) = locked_server(dir.path());
+        let read_timeout = Duration::from_millis(200);
+        let limits = Limits {
+            read_timeout,
+            ..Limits::default()
+        };
+        let (server, handler, path) = server_with(dir.path(), limits, |_| {});
         let file = Arc::new(std::sync::atomic::AtomicU64::new(1));
-        let delay = Duration::from_millis(400);
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         handler.install(Box::new(Followed {
             file: file.clone(),
             loaded: 1,
             generation: 1,
-            delay,
+            gate: gate.clone(),
         }));
         let stop = server.shutdown_handle();
         let running = std::thread::spawn(move || server.run());
+        const HEALTH: &[u8] = b"{\"v\":1,\"op\":\"health\"}\n";
         let health = || {
             let mut s = UnixStream::connect(&path).unwrap();
-            s.write_all(b"{\"v\":1,\"op\":\"health\"}\n").unwrap();
-            answer(&s)
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(HEALTH).unwrap();
+            let mut line = String::new();
+            BufReader::new(&s)
+                .read_line(&mut line)
+                .expect("health is answered during the load");
+            serde_json::from_str::<serde_json::Value>(&line).unwrap()
         };
-        assert_eq!(health()["generation"], 1);
+        let before = health();
+        assert_eq!(
+            (&before["generation"], &before["loading"]),
+            (&1.into(), &false.into())
+        );
         file.store(2, std::sync::atomic::Ordering::SeqCst);
-        let asked = Instant::now();
-        let after = health();
+        // The load starts with the first request after the save, and cannot end until the
+        // gate opens.
+        let mut waiting = UnixStream::connect(&path).unwrap();
+        waiting
+            .write_all(b"{\"v\":1,\"op\":\"tasks\"}\n{\"v\":1,\"op\":\"health\"}\n")
+            .unwrap();
+        let during = health();
+        assert_eq!(during["generation"], 1, "the loaded vault: {during}");
+        assert_eq!(during["loading"], true, "{during}");
+        let mut held = BufReader::new(waiting.try_clone().unwrap());
+        // Well past the read timeout, and the sweeps in between.
+        waiting.set_read_timeout(Some(read_timeout * 4)).unwrap();
+        let mut line = String::new();
+        assert!(
+            held.read_line(&mut line).is_err() && line.is_empty(),
+            "a request other than health waits for the load: {line}"
+        );
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        waiting.set_read_timeout(None).unwrap();
+        held.read_line(&mut line).unwrap();
+        let tasks: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(tasks["ok"], true, "{tasks}");
+        line.clear();
+        held.read_line(&mut line).unwrap();
+        let after: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(after["generation"], 2, "served from the new file: {after}");
-        assert!(asked.elapsed() >= delay, "the request waited for the load");
+        assert_eq!(after["loading"], false, "{after}");
         assert_eq!(
             *handler.followed_on.lock().unwrap(),
             ["sv-worker"],
@@ -1507,8 +1576,9 @@ mod tests {
     fn the_committer_gathers_the_clients_of_its_last_batch_over_several_turns() {
         let dir = tempfile::tempdir().unwrap();
         let window = Duration::from_secs(20);
-        let (server, handler, path) =
-            server_with(dir.path(), 1, |log| log.set_gather_window(window));
+        let (server, handler, path) = server_with(dir.path(), Limits::default(), |log| {
+            log.set_gather_window(window)
+        });
         // Four requests ready at the first turn: the committer's first batch holds four.
         let clients = fetching_clients(&path, 4);
         let stop = server.shutdown_handle();

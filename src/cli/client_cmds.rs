@@ -18,8 +18,10 @@ pub(crate) fn socket_path(g: &GlobalArgs) -> PathBuf {
 }
 
 /// After a save of the vault: say whether the running daemon serves it yet (issue 14, item
-/// 5). The daemon reloads a changed vault file before it answers any request, `health`
-/// included, so one `health` tells. Never an error: the save has happened either way.
+/// 5). The daemon loads a changed vault file before it answers any request but `health`;
+/// the first `health` after the save starts that load and says `loading`, so `health` is
+/// asked until it does not (at most [`PICKUP_WAIT`]). Never an error: the save has happened
+/// either way.
 pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
     let socket = socket_path(g);
     let shown = socket.display();
@@ -29,7 +31,7 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
         );
         return;
     }
-    match Client::connect(&socket).and_then(|mut c| c.health()) {
+    match health_after_load(&socket) {
         Err(e) => println!(
             "the daemon at {shown} could not be asked ({e}); it loads generation {generation} at its next request"
         ),
@@ -40,6 +42,11 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
             "the daemon at {shown} serves another vault ({}); this one is not served there",
             h.vault_id.as_deref().unwrap_or("?")
         ),
+        Ok(h) if h.loading => println!(
+            "the daemon at {shown} is still loading the saved vault after {}s; it serves generation {} until then",
+            PICKUP_WAIT.as_secs(),
+            h.generation.unwrap_or(0)
+        ),
         Ok(h) if h.generation.unwrap_or(0) >= generation => println!(
             "the running daemon at {shown} serves generation {} now",
             h.generation.unwrap_or(0)
@@ -48,6 +55,26 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
             "the running daemon at {shown} still serves generation {}: it did not load {generation} (its log and `scopevault audit show` say why)",
             h.generation.unwrap_or(0)
         ),
+    }
+}
+
+/// How long [`report_pickup`] waits for a daemon that is loading the saved file.
+const PICKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The daemon's `health` once it is not loading a changed vault file any more (the first
+/// `health` after a save starts that load and is answered at once, with `loading`), or the
+/// last answer after [`PICKUP_WAIT`].
+fn health_after_load(
+    socket: &std::path::Path,
+) -> Result<crate::protocol::Health, crate::client::ClientError> {
+    let mut client = Client::connect(socket)?;
+    let until = std::time::Instant::now() + PICKUP_WAIT;
+    loop {
+        let h = client.health()?;
+        if !h.loading || std::time::Instant::now() >= until {
+            return Ok(h);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

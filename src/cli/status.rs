@@ -278,9 +278,14 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         println!("vault:       locked (an admin runs `scopevault unlock`)");
     } else {
         println!(
-            "vault:       unlocked, id {}, generation {}",
+            "vault:       unlocked, id {}, generation {}{}",
             h.vault_id.as_deref().unwrap_or("?"),
-            h.generation.unwrap_or(0)
+            h.generation.unwrap_or(0),
+            if h.loading {
+                " (loading the vault file saved since)"
+            } else {
+                ""
+            }
         );
         println!(
             "contents:    {} credentials, {} tasks, enforce = {}",
