@@ -1,0 +1,194 @@
+//! The admin ops (`lock`, `unlock`, `reload`, `audit_rotate`), the signals that do the same,
+//! and the load of a vault file saved since it was loaded.
+
+use super::{Handler, Held};
+use crate::agent::outcome::Refusal;
+use crate::agent::peer::PeerIdentity;
+use crate::agent::state::{FileStamp, Opened};
+use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
+use crate::protocol::{ok_line, AdminStatus, ErrorBody, Op, RotateStatus};
+use crate::secret::SecretString;
+
+impl Handler {
+    /// SIGHUP: reload as if an admin asked; the outcome is audited. Returns a status line.
+    pub fn reload_from_signal(&self) -> Result<AdminStatus, ErrorBody> {
+        let r = self.reload();
+        // The reload itself happened (or not) whatever the audit says; report both.
+        let mut queued = Vec::new();
+        self.audit_admin(None, Op::Reload, &r, Some("SIGHUP"), &mut queued);
+        let audited = self
+            .settle(&queued)
+            .map_err(|_| Refusal::AuditUnavailable.body());
+        r.map_err(ErrorBody::from).and_then(|s| audited.map(|()| s))
+    }
+
+    /// Issue 14, item 5: a vault file saved since it was loaded (`cred set`, `policy apply`,
+    /// `bundle apply`) is reloaded before the request is served, with the same authenticity
+    /// and rollback checks as `reload`, and audited as a `reload` ("the vault file changed").
+    /// Other callers check once per request; the event loop checks once per turn with
+    /// [`Handler::vault_file_changed`] and has its worker thread call this, holding the
+    /// turn's requests until it is done. While one thread reloads, the others serve what is
+    /// loaded; a file that failed to load is not tried again until it changes.
+    pub fn follow_vault_file(&self) {
+        let Some((loaded, now)) = self.vault_file_to_follow() else {
+            return;
+        };
+        #[cfg(test)]
+        self.followed_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(std::thread::current().name().unwrap_or_default().to_owned());
+        let failed = || self.follow_failed.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(_only_one) = self.following.try_lock() else {
+            return;
+        };
+        // Another thread may have loaded it while this one waited.
+        if self.state.with(|v| v.map(|o| o.vault.stamp())) != Some(Some(loaded)) {
+            return;
+        }
+        let r = self.reload();
+        let mut queued = Vec::new();
+        self.audit_admin(
+            None,
+            Op::Reload,
+            &r,
+            Some("the vault file changed"),
+            &mut queued,
+        );
+        let _ = self.settle(&queued);
+        match r {
+            Ok(s) => {
+                *failed() = None;
+                eprintln!(
+                    "scopevault: the vault file changed: loaded generation {}",
+                    s.generation.unwrap_or(0)
+                );
+            }
+            Err(e) => {
+                *failed() = Some(now);
+                eprintln!(
+                    "scopevault: the vault file changed but was not loaded (still serving the loaded one): {}",
+                    e.message()
+                );
+            }
+        }
+    }
+
+    /// Whether the vault file was saved since it was loaded and is to be loaded (one `stat`):
+    /// [`Handler::follow_vault_file`] would reload it.
+    pub fn vault_file_changed(&self) -> bool {
+        self.vault_file_to_follow().is_some()
+    }
+
+    /// The stamps of the loaded file and of the file there now, when they differ and the one
+    /// there did not already fail to load.
+    fn vault_file_to_follow(&self) -> Option<(FileStamp, FileStamp)> {
+        let (loaded, now) = self
+            .state
+            .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))?;
+        let (loaded, now) = (loaded?, now?);
+        let failed = *self.follow_failed.lock().unwrap_or_else(|p| p.into_inner());
+        (loaded != now && failed != Some(now)).then_some((loaded, now))
+    }
+
+    /// `audit_rotate` (admins): the rotation writes its own `audit.rotate` record, the first
+    /// of the new file; a refusal is audited like any admin op.
+    pub(super) fn audit_rotate(
+        &self,
+        peer: &PeerIdentity,
+        queued: &mut Vec<AuditTicket>,
+    ) -> Result<Held, ErrorBody> {
+        if !self.access.is_admin(peer) {
+            let refused: Result<AdminStatus, Refusal> = Err(Refusal::NotAdmin {
+                op: Op::AuditRotate,
+                uid: peer.uid,
+            });
+            self.audit_admin(Some(peer), Op::AuditRotate, &refused, None, queued);
+            return refused
+                .map(|s| Held::Line(ok_line(&s)))
+                .map_err(ErrorBody::from);
+        }
+        match self.audit.rotate() {
+            Ok((moved, seq)) => Ok(Held::Line(ok_line(&RotateStatus {
+                rotated_to: moved.display().to_string(),
+                seq,
+            }))),
+            Err(e) => Err(Refusal::RotateFailed(e.to_string()).body()),
+        }
+    }
+
+    /// SIGUSR1: continue in a new file if the log was moved away (logrotate). Returns the seq
+    /// of the `audit.rotate` record, or `None` when the log is still at its path.
+    pub fn reopen_audit_from_signal(&self) -> Result<Option<u64>, String> {
+        self.audit.reopen("SIGUSR1").map_err(|e| e.to_string())
+    }
+
+    pub(super) fn admin(
+        &self,
+        peer: &PeerIdentity,
+        op: Op,
+        queued: &mut Vec<AuditTicket>,
+        act: impl FnOnce(&Self) -> Result<AdminStatus, Refusal>,
+    ) -> Result<Held, ErrorBody> {
+        let result = if self.access.is_admin(peer) {
+            act(self)
+        } else {
+            Err(Refusal::NotAdmin { op, uid: peer.uid })
+        };
+        self.audit_admin(Some(peer), op, &result, None, queued);
+        result
+            .map(|s| Held::Line(ok_line(&s)))
+            .map_err(ErrorBody::from)
+    }
+
+    /// Queue the record of an admin op: `allow` with `note`, or the refusal's mapping.
+    fn audit_admin(
+        &self,
+        peer: Option<&PeerIdentity>,
+        op: Op,
+        result: &Result<AdminStatus, Refusal>,
+        note: Option<&str>,
+        queued: &mut Vec<AuditTicket>,
+    ) {
+        match result {
+            Ok(_) => self.append_limited(
+                peer,
+                AuditRecord {
+                    peer: peer.map(PeerIdentity::audit_info),
+                    reason: note,
+                    ..AuditRecord::new(op, Decision::Allow)
+                },
+                queued,
+            ),
+            Err(why) => self.audit_refusal(peer, op, &why.clone().into(), None, queued),
+        }
+    }
+
+    pub(super) fn unlock(&self, passphrase: &SecretString) -> Result<AdminStatus, Refusal> {
+        let Some(open) = &self.opener else {
+            return Err(Refusal::NoVault);
+        };
+        let vault = open(passphrase).map_err(Refusal::Vault)?;
+        self.note_load(vault.as_ref(), "unlock")?;
+        self.state.set(Opened::new(vault));
+        Ok(self.admin_status())
+    }
+
+    pub(super) fn reload(&self) -> Result<AdminStatus, Refusal> {
+        let fresh = self.state.with(|v| match v {
+            None => Err(Refusal::Locked),
+            Some(o) => o.vault.reopen().map_err(Refusal::Vault),
+        })?;
+        self.note_load(fresh.as_ref(), "reload")?;
+        self.state.set(Opened::new(fresh));
+        Ok(self.admin_status())
+    }
+
+    pub(super) fn admin_status(&self) -> AdminStatus {
+        self.state.with(|v| AdminStatus {
+            locked: v.is_none(),
+            vault_id: v.map(|o| o.vault.id().to_owned()),
+            generation: v.map(|o| o.vault.generation()),
+        })
+    }
+}

@@ -1,0 +1,358 @@
+//! `fetch`: authorise a hand-out in steps that return a typed refusal ([`Refusal`]), then
+//! queue its audit record; the answer is rendered from the loaded vault.
+
+use super::{now_unix, Handler, Held, Refused, Step, TOTP_SEED_FIELDS};
+use crate::agent::authz::is_runner;
+use crate::agent::outcome::Refusal;
+use crate::agent::peer::PeerIdentity;
+use crate::agent::state::Opened;
+use crate::agent::tickets::{NotRedeemed, Tickets};
+use crate::agent::totp::Totp;
+use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
+use crate::policy::{CredentialKind, Enforce, Policy, Task};
+use crate::protocol::{
+    err_line, CredentialOut, ErrorBody, ErrorCode, FetchBy, HandOut, Op, SecretsOut, TotpCode,
+};
+use crate::secret::SecretString;
+
+/// One credential of a hand-out as decided: borrowed from the loaded vault, with the TOTP code
+/// made for this request and the scope warnings.
+pub(super) struct Granted<'a> {
+    name: &'a str,
+    cred: crate::agent::state::CredView<'a>,
+    totp: Option<TotpCode>,
+    warnings: Vec<String>,
+}
+
+impl Handler {
+    pub(super) fn fetch(
+        &self,
+        peer: &PeerIdentity,
+        by: FetchBy,
+        credential: Option<String>,
+        queued: &mut Vec<AuditTicket>,
+    ) -> Result<Held, ErrorBody> {
+        // The read lock is held until the answer is built: a concurrent `lock` waits for it.
+        self.state.with(|v| {
+            let via_ticket = match &by {
+                FetchBy::Ticket(t) => Some(Tickets::id_of(t)),
+                FetchBy::Task(_) => None,
+            };
+            match self.decide_fetch(v, peer, &by, credential.as_deref()) {
+                Ok((o, task, granted)) => Ok(self.audit_hand_out(
+                    peer,
+                    o,
+                    &task,
+                    &granted,
+                    via_ticket.as_deref(),
+                    queued,
+                )),
+                Err(mut r) => {
+                    // Names the refusal did not settle are the client's: recorded as is only
+                    // when the applied policy declares them (locked, no policy: HMAC).
+                    if r.task.is_none() {
+                        if let FetchBy::Task(t) = &by {
+                            r.task = Some(self.recorded_name(v, t, true));
+                        }
+                    }
+                    if r.credential.is_none() {
+                        r.credential = credential
+                            .as_deref()
+                            .map(|c| self.recorded_name(v, c, false));
+                    }
+                    let suffix = via_ticket.map(|id| format!(" (ticket {id})"));
+                    self.audit_refusal(Some(peer), Op::Fetch, &r, suffix.as_deref(), queued);
+                    Err(r.why.body())
+                }
+            }
+        })
+    }
+
+    /// Authorise and assemble a hand-out; nothing is sent or audited here. The steps: the
+    /// vault and its policy, the task ([`Handler::resolve_task`]), the credentials
+    /// ([`Handler::select_credentials`]) and each one's grant ([`Handler::grant_one`]).
+    fn decide_fetch<'a>(
+        &self,
+        v: Option<&'a Opened>,
+        peer: &PeerIdentity,
+        by: &FetchBy,
+        credential: Option<&'a str>,
+    ) -> Step<(&'a Opened, String, Vec<Granted<'a>>)> {
+        let (o, policy) = Self::opened_with_policy(v, Op::Fetch)?;
+        let task_name = self.resolve_task(o, policy, peer, by, credential)?;
+        let (task, names) = self.select_credentials(policy, &task_name, credential)?;
+        let (today, now) = (time::OffsetDateTime::now_utc().date(), now_unix());
+        let credentials = names
+            .into_iter()
+            .map(|name| Self::grant_one(o, policy, task, &task_name, name, today, now))
+            .collect::<Step<Vec<_>>>()?;
+        Ok((o, task_name, credentials))
+    }
+
+    /// The task a fetch is for: a task named by one of its runners, or a ticket's task (the
+    /// ticket is spent here, unless the credential asked for is not its task's).
+    fn resolve_task(
+        &self,
+        o: &Opened,
+        policy: &Policy,
+        peer: &PeerIdentity,
+        by: &FetchBy,
+        credential: Option<&str>,
+    ) -> Step<String> {
+        match by {
+            FetchBy::Task(t) => {
+                if policy.task(t).is_none() {
+                    return Err(Refused::in_task(Refusal::NoSuchTask, &self.unknown_name(t)));
+                }
+                if !is_runner(o.runners.get(t.as_str()), peer) {
+                    return Err(Refusal::NotARunner {
+                        op: Op::Fetch,
+                        uid: peer.uid,
+                        task: t.clone(),
+                    }
+                    .into());
+                }
+                Ok(t.clone())
+            }
+            FetchBy::Ticket(t) => {
+                // A ticket asked for a credential its task does not list is refused later
+                // without being used up (issue 15.12).
+                let redeemed = self
+                    .tickets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .redeem_if(t, now_unix(), |task| match credential {
+                        Some(c) => policy
+                            .task(task)
+                            .is_some_and(|tk| tk.credentials().contains(&c)),
+                        None => true,
+                    });
+                match redeemed {
+                    Ok((task, _spent)) => Ok(task),
+                    Err(NotRedeemed::Unknown) => Err(Refusal::TicketUnknown.into()),
+                    Err(NotRedeemed::Spent { task }) => {
+                        Err(Refused::in_task(Refusal::TicketSpent, &task))
+                    }
+                    Err(NotRedeemed::Expired { task }) => {
+                        Err(Refused::in_task(Refusal::TicketExpired, &task))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The task's policy entry and the credentials to hand out: the one asked for, which the
+    /// task must list, or every credential it lists.
+    fn select_credentials<'p>(
+        &self,
+        policy: &'p Policy,
+        task_name: &str,
+        credential: Option<&'p str>,
+    ) -> Step<(&'p Task, Vec<&'p str>)> {
+        let task = policy.task(task_name).ok_or_else(|| {
+            Refused::in_task(
+                Refusal::TaskGone {
+                    task: task_name.to_owned(),
+                },
+                task_name,
+            )
+        })?;
+        let listed = task.credentials();
+        let names = match credential {
+            Some(c) if listed.contains(&c) => vec![c],
+            Some(c) => {
+                // A name the policy does not declare is whatever the client sent: not echoed
+                // into the audit log (see `unknown_name`).
+                let (recorded, shown) = if policy.credential(c).is_some() {
+                    (c.to_owned(), format!("credential `{c}`"))
+                } else {
+                    (self.unknown_name(c), "a credential of that name".to_owned())
+                };
+                return Err(Box::new(Refused {
+                    credential: Some(recorded),
+                    ..*Refused::in_task(
+                        Refusal::NotListed {
+                            task: task_name.to_owned(),
+                            shown,
+                        },
+                        task_name,
+                    )
+                }));
+            }
+            None => listed,
+        };
+        Ok((task, names))
+    }
+
+    /// One credential of the task as it is handed out: its secrets (a TOTP credential's
+    /// code instead of its seed) and its scope warnings, or the refusal (no secret stored,
+    /// over-scoped under `enforce = "deny"`, no usable TOTP seed).
+    fn grant_one<'a>(
+        o: &'a Opened,
+        policy: &Policy,
+        task: &Task,
+        task_name: &str,
+        name: &'a str,
+        today: time::Date,
+        now: u64,
+    ) -> Step<Granted<'a>> {
+        let refuse = |why: Refusal, warnings: Vec<String>| {
+            Box::new(Refused {
+                why,
+                task: Some(task_name.to_owned()),
+                credential: Some(name.to_owned()),
+                warnings,
+            })
+        };
+        let Some(cred) = o.vault.credential(name) else {
+            return Err(refuse(
+                Refusal::NoSecret {
+                    credential: name.to_owned(),
+                },
+                Vec::new(),
+            ));
+        };
+        // A credential with metadata but no secret value is not handed out as an empty
+        // success: the runner would go on with nothing to log in with (docs/protocol.md).
+        if cred.kind != CredentialKind::Totp && cred.secrets.is_empty() {
+            return Err(refuse(
+                Refusal::EmptySecret {
+                    credential: name.to_owned(),
+                    task: task_name.to_owned(),
+                },
+                Vec::new(),
+            ));
+        }
+        let grant = o.grant(policy, task_name, name, today);
+        let mut warnings = Vec::new();
+        if !grant.excess.is_empty() {
+            let mut w = format!(
+                "credential `{name}` grants scopes task `{task_name}` does not need: {}",
+                grant.excess.join(", ")
+            );
+            if !grant.high_risk.is_empty() {
+                w.push_str(&format!(" (high risk: {})", grant.high_risk.join(", ")));
+            }
+            if grant.excepted {
+                w.push_str(" [covered by an exception in force]");
+            }
+            warnings.push(w);
+        }
+        if let Some(origin) = task.origin() {
+            if !cred.origins.is_empty() && !cred.origins.iter().any(|o| o == origin) {
+                warnings.push(format!(
+                    "task `{task_name}` works on {origin}, which is not among the origins of credential `{name}`"
+                ));
+            }
+        }
+        if !grant.excess.is_empty() && policy.enforce() == Enforce::Deny && !grant.excepted {
+            return Err(refuse(
+                Refusal::OverScoped {
+                    credential: name.to_owned(),
+                    task: task_name.to_owned(),
+                    excess: grant.excess.join(", "),
+                },
+                warnings,
+            ));
+        }
+        let mut totp = None;
+        if cred.kind == CredentialKind::Totp {
+            let seed = TOTP_SEED_FIELDS
+                .iter()
+                .find_map(|f| cred.secrets.get(f).map(|v| (*f, v)));
+            let Some((field, value)) = seed else {
+                return Err(refuse(
+                    Refusal::NoTotpSeed {
+                        credential: name.to_owned(),
+                    },
+                    warnings,
+                ));
+            };
+            let gen = Totp::from_field(field, value).map_err(|e| {
+                refuse(
+                    Refusal::BadTotpSeed {
+                        credential: name.to_owned(),
+                        error: e.to_string(),
+                    },
+                    Vec::new(),
+                )
+            })?;
+            let (code, seconds_left) = gen.code_at(now);
+            totp = Some(TotpCode {
+                code: SecretString::from(code),
+                seconds_left,
+            });
+        }
+        Ok(Granted {
+            name,
+            cred,
+            totp,
+            warnings,
+        })
+    }
+
+    /// One audit record per credential, queued, and the answer rendered from the loaded
+    /// vault (no copy of a secret is made) but held until the records are durable
+    /// ([`Handler::commit`]). No record, no secret. Each value's HMAC is made once per vault
+    /// load ([`Opened::value_macs`]); a TOTP code's, which changes, every time.
+    fn audit_hand_out(
+        &self,
+        peer: &PeerIdentity,
+        o: &Opened,
+        task: &str,
+        granted: &[Granted<'_>],
+        ticket: Option<&str>,
+        queued: &mut Vec<AuditTicket>,
+    ) -> Held {
+        let out: Vec<CredentialOut<'_>> = granted
+            .iter()
+            .map(|g| CredentialOut {
+                name: g.name,
+                kind: g.cred.kind.as_str(),
+                scopes: g.cred.scopes,
+                origins: g.cred.origins,
+                fields: g.cred.fields,
+                secrets: SecretsOut {
+                    all: g.cred.secrets,
+                    except: if g.cred.kind == CredentialKind::Totp {
+                        &TOTP_SEED_FIELDS
+                    } else {
+                        &[]
+                    },
+                },
+                totp: g.totp.as_ref(),
+                warnings: &g.warnings,
+            })
+            .collect();
+        // Rendered before anything is recorded: an answer that cannot be sent hands out
+        // nothing.
+        let Ok(answer) = HandOut::render(task, &out) else {
+            return Held::Line(err_line(&ErrorBody::new(
+                ErrorCode::Internal,
+                "the response could not be encoded",
+            )));
+        };
+        let info = peer.audit_info();
+        let reason = ticket.map(|id| format!("redeemed ticket {id}"));
+        for (g, c) in granted.iter().zip(&out) {
+            let macs = o.value_macs(g.name, c.secrets.iter(), |v| self.audit.hmac_value(v));
+            let values = g
+                .totp
+                .as_ref()
+                .map(|t| ("totp_code", &t.code))
+                .into_iter()
+                .collect();
+            queued.push(self.audit.enqueue(AuditRecord {
+                peer: Some(info.clone()),
+                task: Some(task),
+                credential: Some(g.name),
+                reason: reason.as_deref(),
+                warnings: g.warnings.clone(),
+                values,
+                macs: macs.iter().map(|(f, m)| (f.as_str(), m.as_str())).collect(),
+                ..AuditRecord::new(Op::Fetch, Decision::Allow)
+            }));
+        }
+        Held::Fetched(answer)
+    }
+}
