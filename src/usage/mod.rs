@@ -1,7 +1,7 @@
 //! Usage evidence from audit logs, for the lint's four usage rules
 //! (`scopevault lint POLICY --audit FILE… [--since 30d]`, docs/lint-rules.md).
 //!
-//! Each log is first checked with the audit module's public [`verify`]: a broken or edited
+//! Each log is first checked with the audit module's public [`verify`](crate::audit::verify): a broken or edited
 //! chain is an error naming the file and the line, and nothing of that log counts. Then the
 //! verified lines (no more than `verify` counted, so lines appended meanwhile are left out) are
 //! streamed once, line by line, keeping only what the rules ask about: which declared

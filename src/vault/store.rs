@@ -38,7 +38,7 @@ pub struct WriteLock {
 
 impl WriteLock {
     /// Take the lock, waiting up to 30 s for another writer to finish. The vault's directory
-    /// is created (0700) if missing and checked ([`SafeDir::open`]); the lock file is opened
+    /// is created (0700) if missing and checked (`SafeDir::open`); the lock file is opened
     /// with `O_NOFOLLOW` through the directory.
     pub fn acquire(vault: &Path) -> Result<WriteLock, VaultError> {
         let path = lock_path(vault);

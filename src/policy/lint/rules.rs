@@ -441,7 +441,7 @@ rules! {
         full: "Its bundle carries no credentials: the checkpoint runs nothing, which is usually a forgotten `locations` entry or a retired location still declared.",
         help: "List the location in the `locations` of the tasks that run there, or remove [locations.NAME].",
     },
-    /// A task names no location while [locations] exists. Checked in `Linter::fleet`.
+    /// A task names no location while `[locations]` exists. Checked in `Linter::fleet`.
     TaskWithoutLocations {
         id: "task-without-locations",
         class: Warning,
