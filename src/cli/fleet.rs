@@ -315,6 +315,8 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     }
     v.set_policy(policy);
     let m = &b.manifest;
+    // One time for both: the vault's record and the clear one say the same.
+    let applied = vault::timestamp();
     let mut state = v.fleet_state().cloned().unwrap_or_default();
     state.applied = Some(AppliedBundle {
         location: m.location.clone(),
@@ -323,7 +325,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         policy_digest: m.policy_digest.clone(),
         created: m.created,
         expires: m.expires,
-        applied: vault::timestamp(),
+        applied,
     });
     v.set_fleet_state(state);
     v.save(&lock)?;
@@ -341,7 +343,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         policy_digest: m.policy_digest.clone(),
         created: m.created,
         expires: m.expires,
-        applied: vault::timestamp(),
+        applied,
     };
     if let Err(e) = crate::fleet::health::write_record(&path, &record) {
         eprintln!(
