@@ -43,7 +43,7 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
             h.vault_id.as_deref().unwrap_or("?")
         ),
         Ok(h) if h.loading => println!(
-            "the daemon at {shown} is still loading the saved vault after {}s; it serves generation {} until then",
+            "the daemon at {shown} is still loading the saved vault after {} s; it serves generation {} until then",
             PICKUP_WAIT.as_secs(),
             h.generation.unwrap_or(0)
         ),
@@ -59,12 +59,12 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
 }
 
 /// How long [`report_pickup`] waits for a daemon that is loading the saved file.
-const PICKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const PICKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The daemon's `health` once it is not loading a changed vault file any more (the first
 /// `health` after a save starts that load and is answered at once, with `loading`), or the
 /// last answer after [`PICKUP_WAIT`].
-fn health_after_load(
+pub(super) fn health_after_load(
     socket: &std::path::Path,
 ) -> Result<crate::protocol::Health, crate::client::ClientError> {
     let mut client = Client::connect(socket)?;

@@ -230,8 +230,18 @@ fn check_daemon(r: &mut Report, g: &GlobalArgs, file_generation: Option<u64>) {
             }
         }
     }
-    match crate::client::Client::connect(&socket).and_then(|mut c| c.health()) {
+    // A vault file saved since the daemon loaded it is loaded now, and `health` says so
+    // meanwhile: the generation is compared once that load is done.
+    match super::client_cmds::health_after_load(&socket) {
         Err(e) => r.warn("daemon", format!("not reachable ({e})")),
+        Ok(h) if h.loading => r.warn(
+            "daemon",
+            format!(
+                "still loading the saved vault file after {} s; it serves generation {} until then",
+                super::client_cmds::PICKUP_WAIT.as_secs(),
+                h.generation.unwrap_or(0)
+            ),
+        ),
         Ok(h) if h.locked => r.warn(
             "daemon",
             format!(

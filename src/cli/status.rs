@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::args::{GlobalArgs, StatusArgs, StatusFormat};
-use super::client_cmds::{connect, daemon_err, socket_path};
+use super::client_cmds::{daemon_err, health_after_load, socket_path};
 use crate::client::ClientError;
 use crate::fleet::health::{self, AppliedRecord, AuditHead, Exposition};
 use crate::protocol::Health;
@@ -32,7 +32,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(crate::audit::default_audit_path);
     let s = Gathered {
-        health: connect(g).and_then(|mut c| c.health().map_err(daemon_err)),
+        // After a save (`bundle apply`), the first `health` starts the daemon's load of the
+        // file and is answered at once with `loading`: asked again until the load is done.
+        health: health_after_load(&socket_path(g)).map_err(daemon_err),
         bundle: health::read_record(&super::unlock::vault_path(g)),
         audit: health::audit_head(&audit_path),
         now: OffsetDateTime::now_utc(),

@@ -520,6 +520,48 @@ fn a_changed_vault_file_is_served_without_a_reload_and_cred_set_says_so() {
     d.assert_alive();
 }
 
+/// `doctor` right after a save the daemon was not told of: its `health` makes the daemon
+/// load the file and is answered meanwhile, with `loading`; doctor waits for the load and
+/// reports the new generation, not "run `scopevault reload`".
+#[test]
+fn doctor_right_after_a_save_reports_the_generation_the_daemon_loads() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let before = d.request(r#"{"v":1,"op":"health"}"#)["generation"]
+        .as_u64()
+        .unwrap();
+    let id = dir.path().join("identity.txt");
+    // Saved with `--socket` naming no daemon: the save is not reported to this one.
+    let nowhere = dir.path().join("nowhere.sock");
+    let out = ok(
+        dir.path(),
+        &[
+            "--socket",
+            nowhere.to_str().unwrap(),
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("rotated-value-79"),
+    );
+    assert!(out.contains("no daemon listens"), "{out}");
+    let out = sv(&d, &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.get(6..).is_some_and(|r| r.starts_with("daemon")))
+        .unwrap_or_else(|| panic!("a daemon line: {text}"));
+    assert!(
+        line.starts_with("ok") && line.ends_with(&format!("generation {}", before + 1)),
+        "{text}"
+    );
+    d.assert_alive();
+}
+
 #[test]
 fn a_passphrase_vault_starts_locked_and_unlock_and_lock_work() {
     let dir = tempdir();

@@ -1142,6 +1142,20 @@ fn status_reports_the_applied_bundle_and_the_audit_head_as_json_and_prometheus()
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
     }
 
+    // A bundle applied while the daemon runs: the first `status` after it starts the
+    // daemon's load of the saved file (its `health` is answered at once, with `loading`),
+    // and reports the daemon current once that load is done, not an older generation.
+    f.publish(&["--location", "ams"]);
+    f.apply(e, &f.bundle("ams"), &[]);
+    let out = e.ok(
+        &["status", "--json", "--socket", d.sock(), "--audit", audit],
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["bundle"]["generation"], 3, "{v}");
+    assert_eq!(v["bundle"]["daemon_current"], true, "{v}");
+    assert_eq!(v["loading"], false, "{v}");
+
     // The daemon stopped: the metrics still print (exit 0), with `scopevault_up 0` and the
     // bundle and audit head read from disk.
     d.stop();
@@ -1162,7 +1176,7 @@ fn status_reports_the_applied_bundle_and_the_audit_head_as_json_and_prometheus()
     let p = parse_prometheus(&prom);
     assert_eq!(p["scopevault_up"], 0.0);
     assert!(!p.contains_key("scopevault_locked"), "{prom}");
-    assert_eq!(p[r#"scopevault_bundle_generation{location="ams"}"#], 2.0);
+    assert_eq!(p[r#"scopevault_bundle_generation{location="ams"}"#], 3.0);
     assert!(!p
         .keys()
         .any(|k| k.starts_with("scopevault_bundle_daemon_current")));
