@@ -365,7 +365,6 @@ struct Conn {
 }
 
 impl Conn {
-    /// The next whole line of input, without its `\n` (and `\r`).
     /// Whether a whole line waits and is anything but a valid `health` request (parsed here
     /// and again when it is taken; this is only done while a vault file is being loaded).
     fn next_line_asks_more_than_health(&self) -> bool {
@@ -377,6 +376,7 @@ impl Conn {
         !matches!(Request::parse(line), Ok(Request::Health))
     }
 
+    /// The next whole line of input, without its `\n` (and `\r`).
     fn take_line(&mut self) -> Option<Zeroizing<Vec<u8>>> {
         let pos = memchr::memchr(b'\n', &self.input)?;
         let mut line = Zeroizing::new(Vec::with_capacity(pos));
