@@ -1555,6 +1555,24 @@ mod tests {
         let r = audit_records(dir.path());
         assert_eq!(r[6]["op"], "denials", "{}", r[6]);
         assert_eq!(r[6]["count"], 5, "{}", r[6]);
+        // What was counted: by whom (uid, and the peer as the last refusal saw it), since
+        // when, and by op and decision.
+        let reason = r[6]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!(
+                "5 refusals of uid {} from unix time ",
+                stranger().uid
+            )),
+            "{}",
+            r[6]
+        );
+        assert_eq!(r[6]["peer"]["uid"], stranger().uid, "{}", r[6]);
+        assert_eq!(
+            r[6]["by_op"],
+            serde_json::json!({"fetch deny": 5}),
+            "{}",
+            r[6]
+        );
     }
     /// Every op the daemon audits writes its `op` under the same string as before the ops
     /// were typed (docs/audit.md lists them; `audit show` and `lint --audit` read them).

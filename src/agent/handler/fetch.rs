@@ -162,22 +162,19 @@ impl Handler {
             Some(c) if listed.contains(&c) => vec![c],
             Some(c) => {
                 // A name the policy does not declare is whatever the client sent: not echoed
-                // into the audit log (see `unknown_name`).
-                let (recorded, shown) = if policy.credential(c).is_some() {
-                    (c.to_owned(), format!("credential `{c}`"))
+                // back, nor into the audit log (`fetch` records it as `recorded_name` says).
+                let shown = if policy.credential(c).is_some() {
+                    format!("credential `{c}`")
                 } else {
-                    (self.unknown_name(c), "a credential of that name".to_owned())
+                    "a credential of that name".to_owned()
                 };
-                return Err(Box::new(Refused {
-                    credential: Some(recorded),
-                    ..*Refused::in_task(
-                        Refusal::NotListed {
-                            task: task_name.to_owned(),
-                            shown,
-                        },
-                        task_name,
-                    )
-                }));
+                return Err(Refused::in_task(
+                    Refusal::NotListed {
+                        task: task_name.to_owned(),
+                        shown,
+                    },
+                    task_name,
+                ));
             }
             None => listed,
         };
