@@ -68,48 +68,12 @@ impl<'a> Parsed<'a> {
     /// Split and sanity-check a file's bytes. Never allocates more than the file's size.
     pub fn parse(bytes: &'a [u8]) -> Result<Parsed<'a>, VaultError> {
         let corrupt = |what: &str| VaultError::Corrupt(what.to_owned());
-        if bytes.len() < 8 || &bytes[..8] != MAGIC {
-            return Err(VaultError::NotAVault);
-        }
-        let rest = &bytes[8..];
-        if rest.len() < 2 {
-            return Err(corrupt("the file ends inside the version field"));
-        }
-        let version = u16::from_be_bytes([rest[0], rest[1]]);
-        if version != VERSION && version != VERSION_1 {
-            return Err(VaultError::UnsupportedVersion(version));
-        }
-        let rest = &rest[2..];
-        if rest.len() < 4 {
-            return Err(corrupt("the file ends inside the header length"));
-        }
-        let hlen = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        if hlen > MAX_HEADER_LEN {
-            return Err(corrupt(&format!(
-                "the header claims {hlen} bytes, above the limit of {MAX_HEADER_LEN}"
-            )));
-        }
-        let rest = &rest[4..];
-        if rest.len() < hlen + 8 {
-            return Err(corrupt("the file ends inside the header (truncated?)"));
-        }
-        let header_bytes = &rest[..hlen];
-        let rest = &rest[hlen..];
-        let plen = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-        if plen > MAX_PAYLOAD_LEN {
-            return Err(corrupt(&format!(
-                "the payload claims {plen} bytes, above the limit of {MAX_PAYLOAD_LEN}"
-            )));
-        }
-        let rest = &rest[8..];
-        let plen = plen as usize;
-        if rest.len() != plen + MAC_LEN {
-            return Err(corrupt(if rest.len() < plen + MAC_LEN {
-                "the file is shorter than its header says (truncated?)"
-            } else {
-                "the file has bytes after its MAC"
-            }));
-        }
+        let Frame {
+            version,
+            hlen,
+            plen,
+        } = frame(bytes, bytes.len())?;
+        let header_bytes = &bytes[14..14 + hlen];
         let (header, v1_identity_slots) = if version == VERSION {
             let header: Header = serde_json::from_slice(header_bytes)
                 .map_err(|e| corrupt(&format!("the header is not valid: {e}")))?;
@@ -118,8 +82,8 @@ impl<'a> Parsed<'a> {
         } else {
             parse_v1_header(header_bytes)?
         };
-        let payload = &rest[..plen];
-        let payload_start = bytes.len() - MAC_LEN - plen;
+        let payload_start = 22 + hlen;
+        let payload = &bytes[payload_start..payload_start + plen];
         let auth_len = payload_start + age_prefix_len(payload)?;
         Ok(Parsed {
             version,
@@ -144,6 +108,97 @@ impl<'a> Parsed<'a> {
         mac.update(self.authenticated);
         mac.verify_slice(self.mac).map_err(|_| VaultError::Forged)
     }
+}
+
+/// A file's framing: its version, and the lengths of its header and its payload.
+struct Frame {
+    version: u16,
+    hlen: usize,
+    plen: usize,
+}
+
+/// The framing checks, on the first bytes of a file of `total` bytes: magic, version, and
+/// lengths within the limits that add up to `total`. `head` must hold the header and the
+/// payload length when the file does ([`EARLY_LEN`] bytes are always enough).
+fn frame(head: &[u8], total: usize) -> Result<Frame, VaultError> {
+    let corrupt = |what: &str| VaultError::Corrupt(what.to_owned());
+    if total < 8 || head.len() < 8 || &head[..8] != MAGIC {
+        return Err(VaultError::NotAVault);
+    }
+    if total < 10 || head.len() < 10 {
+        return Err(corrupt("the file ends inside the version field"));
+    }
+    let version = u16::from_be_bytes([head[8], head[9]]);
+    if version != VERSION && version != VERSION_1 {
+        return Err(VaultError::UnsupportedVersion(version));
+    }
+    if total < 14 || head.len() < 14 {
+        return Err(corrupt("the file ends inside the header length"));
+    }
+    let hlen = u32::from_be_bytes(head[10..14].try_into().expect("4 bytes")) as usize;
+    if hlen > MAX_HEADER_LEN {
+        return Err(corrupt(&format!(
+            "the header claims {hlen} bytes, above the limit of {MAX_HEADER_LEN}"
+        )));
+    }
+    if total < 22 + hlen || head.len() < 22 + hlen {
+        return Err(corrupt("the file ends inside the header (truncated?)"));
+    }
+    let plen = u64::from_be_bytes(head[14 + hlen..22 + hlen].try_into().expect("8 bytes"));
+    if plen > MAX_PAYLOAD_LEN {
+        return Err(corrupt(&format!(
+            "the payload claims {plen} bytes, above the limit of {MAX_PAYLOAD_LEN}"
+        )));
+    }
+    let plen = plen as usize;
+    let rest = total - 22 - hlen;
+    if rest != plen + MAC_LEN {
+        return Err(corrupt(if rest < plen + MAC_LEN {
+            "the file is shorter than its header says (truncated?)"
+        } else {
+            "the file has bytes after its MAC"
+        }));
+    }
+    Ok(Frame {
+        version,
+        hlen,
+        plen,
+    })
+}
+
+/// How many first bytes of a file [`check_mac_early`] needs at most: framing, the largest
+/// header, the payload length, the largest age header and the payload nonce.
+pub(crate) const EARLY_LEN: usize = 14 + MAX_HEADER_LEN + 8 + MAX_AGE_HEADER + 16;
+
+/// Check a file's framing and MAC from its first bytes (`head`, at least the smaller of
+/// [`EARLY_LEN`] and `total`), its length and its last [`MAC_LEN`] bytes, with the identity
+/// and id of the vault it must be: what a reader that holds the identity (the daemon's
+/// reload) can refuse without reading the payload, which may be 256 MiB. It accepts a file
+/// only where [`Parsed::parse`] and [`Parsed::verify_mac`] would get as far; these still run
+/// on the whole file. A version-1 file is refused as [`VaultError::NeedsMigration`].
+pub(crate) fn check_mac_early(
+    head: &[u8],
+    total: usize,
+    mac: &[u8],
+    identity: &str,
+    vault_id: &str,
+) -> Result<(), VaultError> {
+    let Frame {
+        version,
+        hlen,
+        plen,
+    } = frame(head, total)?;
+    if version != VERSION {
+        return Err(VaultError::NeedsMigration);
+    }
+    let payload_start = 22 + hlen;
+    // The age header and nonce lie in the first MAX_AGE_HEADER + 16 bytes of the payload, all
+    // in `head`: `age_prefix_len` finds the same end in this part as in the whole.
+    let payload_head = &head[payload_start..head.len().min(payload_start + plen)];
+    let auth_len = payload_start + age_prefix_len(payload_head)?;
+    let mut m = mac_for(identity, vault_id, MAC_INFO);
+    m.update(&head[..auth_len]);
+    m.verify_slice(mac).map_err(|_| VaultError::Forged)
 }
 
 /// The largest age header we accept (one X25519 stanza takes about 200 bytes).

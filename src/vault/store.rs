@@ -285,6 +285,47 @@ fn check_components(abs: &Path) -> Result<(), VaultError> {
 
 /// Read a whole vault file, refusing anything larger than the format allows before reading.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, VaultError> {
+    let (f, len) = open_sized(path)?;
+    let mut buf = Vec::with_capacity(len as usize);
+    f.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path, "cannot read the vault"))?;
+    Ok(buf)
+}
+
+/// As [`read_file`], once `early` has accepted the file's first `early_len` bytes (fewer if
+/// the file is shorter), its length and its last 32 bytes: a file it refuses is not read
+/// further. One open file throughout, so `early` sees the file that is then read.
+pub(crate) fn read_file_checked(
+    path: &Path,
+    early_len: usize,
+    early: impl FnOnce(&[u8], usize, &[u8]) -> Result<(), VaultError>,
+) -> Result<Vec<u8>, VaultError> {
+    use std::os::unix::fs::FileExt;
+    let (f, len) = open_sized(path)?;
+    let mut buf = Vec::with_capacity(len as usize);
+    (&f).take(early_len.min(len as usize) as u64)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path, "cannot read the vault"))?;
+    let mut tail = [0u8; 32];
+    let tail = match len.checked_sub(32) {
+        Some(at) => {
+            f.read_exact_at(&mut tail, at)
+                .map_err(io_err(path, "cannot read the vault"))?;
+            &tail[..]
+        }
+        None => &[][..],
+    };
+    early(&buf, len as usize, tail)?;
+    (&f).take(MAX_FILE_LEN + 1 - buf.len() as u64)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path, "cannot read the vault"))?;
+    Ok(buf)
+}
+
+/// The vault file at `path`, open, and its size, refused above the format's limit before a
+/// byte is read.
+fn open_sized(path: &Path) -> Result<(File, u64), VaultError> {
     let f = File::open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             VaultError::NotFound(path.to_path_buf())
@@ -301,11 +342,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, VaultError> {
             "the file is {len} bytes, above the format's limit"
         )));
     }
-    let mut buf = Vec::with_capacity(len as usize);
-    f.take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut buf)
-        .map_err(io_err(path, "cannot read the vault"))?;
-    Ok(buf)
+    Ok((f, len))
 }
 
 /// Replace `path` with `bytes` atomically: write a temp file in the same directory, fsync it,
