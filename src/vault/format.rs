@@ -118,21 +118,26 @@ struct Frame {
 }
 
 /// The framing checks, on the first bytes of a file of `total` bytes: magic, version, and
-/// lengths within the limits that add up to `total`. `head` must hold the header and the
-/// payload length when the file does ([`EARLY_LEN`] bytes are always enough).
+/// lengths within the limits that add up to `total`. `head` is the whole file or its first
+/// [`EARLY_LEN`] bytes, which always hold the header and the payload length.
 fn frame(head: &[u8], total: usize) -> Result<Frame, VaultError> {
     let corrupt = |what: &str| VaultError::Corrupt(what.to_owned());
-    if total < 8 || head.len() < 8 || &head[..8] != MAGIC {
+    if head.len() < total.min(EARLY_LEN) {
+        return Err(VaultError::Internal(
+            "the vault file's first part was not read whole".into(),
+        ));
+    }
+    if total < 8 || &head[..8] != MAGIC {
         return Err(VaultError::NotAVault);
     }
-    if total < 10 || head.len() < 10 {
+    if total < 10 {
         return Err(corrupt("the file ends inside the version field"));
     }
     let version = u16::from_be_bytes([head[8], head[9]]);
     if version != VERSION && version != VERSION_1 {
         return Err(VaultError::UnsupportedVersion(version));
     }
-    if total < 14 || head.len() < 14 {
+    if total < 14 {
         return Err(corrupt("the file ends inside the header length"));
     }
     let hlen = u32::from_be_bytes(head[10..14].try_into().expect("4 bytes")) as usize;
@@ -141,7 +146,7 @@ fn frame(head: &[u8], total: usize) -> Result<Frame, VaultError> {
             "the header claims {hlen} bytes, above the limit of {MAX_HEADER_LEN}"
         )));
     }
-    if total < 22 + hlen || head.len() < 22 + hlen {
+    if total < 22 + hlen {
         return Err(corrupt("the file ends inside the header (truncated?)"));
     }
     let plen = u64::from_be_bytes(head[14 + hlen..22 + hlen].try_into().expect("8 bytes"));
