@@ -27,8 +27,10 @@ impl Handler {
     /// and rollback checks as `reload`, and audited as a `reload` ("the vault file changed").
     /// Other callers check once per request; the event loop checks once per turn with
     /// [`Handler::vault_file_changed`] and has its worker thread call this, holding the
-    /// turn's requests until it is done. While one thread reloads, the others serve what is
-    /// loaded; a file that failed to load is not tried again until it changes.
+    /// turn's requests other than `health` until it is done (`health` says `loading`
+    /// meanwhile). While one thread reloads, the others serve what is loaded; a file that
+    /// failed to load is not tried again until it changes. The reload refuses a file whose
+    /// MAC fails before reading its payload (`Vault::reopen`).
     pub fn follow_vault_file(&self) {
         let Some((loaded, now)) = self.vault_file_to_follow() else {
             return;
