@@ -19,6 +19,30 @@ fn start(dir: &std::path::Path) -> Daemon {
     Daemon::start(dir, &["--identity-file", id.to_str().unwrap()])
 }
 
+/// `cred set search-token --secret token` with the test identity file, the value on stdin;
+/// `--socket` naming `socket` when given (the daemon the save is reported to). Its stdout.
+fn set_search_token(
+    dir: &std::path::Path,
+    socket: Option<&std::path::Path>,
+    value: &str,
+) -> String {
+    let id = dir.join("identity.txt");
+    let mut args = Vec::new();
+    if let Some(s) = socket {
+        args.extend(["--socket", s.to_str().unwrap()]);
+    }
+    args.extend([
+        "--identity-file",
+        id.to_str().unwrap(),
+        "cred",
+        "set",
+        "search-token",
+        "--secret",
+        "token",
+    ]);
+    ok(dir, &args, Some(value))
+}
+
 fn sv(d: &Daemon, args: &[&str]) -> std::process::Output {
     daemon::cmd(&d.dir)
         .arg("--socket")
@@ -427,20 +451,7 @@ fn totp_gives_a_six_digit_code_and_never_the_seed() {
 fn sighup_reloads_a_rotated_secret() {
     let dir = tempdir();
     let d = start(dir.path());
-    let id = dir.path().join("identity.txt");
-    ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            id.to_str().unwrap(),
-            "cred",
-            "set",
-            "search-token",
-            "--secret",
-            "token",
-        ],
-        Some("rotated-value-77"),
-    );
+    set_search_token(dir.path(), None, "rotated-value-77");
     d.signal("HUP");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -470,22 +481,7 @@ fn a_changed_vault_file_is_served_without_a_reload_and_cred_set_says_so() {
         secret_of("search-token")
     );
     let old_file = std::fs::read(dir.path().join("vault.scopevault")).unwrap();
-    let id = dir.path().join("identity.txt");
-    let out = ok(
-        dir.path(),
-        &[
-            "--socket",
-            d.socket.to_str().unwrap(),
-            "--identity-file",
-            id.to_str().unwrap(),
-            "cred",
-            "set",
-            "search-token",
-            "--secret",
-            "token",
-        ],
-        Some("rotated-value-78"),
-    );
+    let out = set_search_token(dir.path(), Some(&d.socket), "rotated-value-78");
     assert!(
         out.contains("the running daemon at") && out.contains("now"),
         "cred set says the daemon picked it up: {out}"
@@ -530,24 +526,9 @@ fn doctor_right_after_a_save_reports_the_generation_the_daemon_loads() {
     let before = d.request(r#"{"v":1,"op":"health"}"#)["generation"]
         .as_u64()
         .unwrap();
-    let id = dir.path().join("identity.txt");
     // Saved with `--socket` naming no daemon: the save is not reported to this one.
     let nowhere = dir.path().join("nowhere.sock");
-    let out = ok(
-        dir.path(),
-        &[
-            "--socket",
-            nowhere.to_str().unwrap(),
-            "--identity-file",
-            id.to_str().unwrap(),
-            "cred",
-            "set",
-            "search-token",
-            "--secret",
-            "token",
-        ],
-        Some("rotated-value-79"),
-    );
+    let out = set_search_token(dir.path(), Some(&nowhere), "rotated-value-79");
     assert!(out.contains("no daemon listens"), "{out}");
     let out = sv(&d, &["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -999,19 +980,7 @@ fn a_vault_older_than_the_audit_chain_has_recorded_is_refused() {
     let ids = id.to_str().unwrap();
     let vault = dir.path().join("vault.scopevault");
     let old = std::fs::read(&vault).unwrap();
-    ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            ids,
-            "cred",
-            "set",
-            "search-token",
-            "--secret",
-            "token",
-        ],
-        Some("newer-value-31"),
-    );
+    set_search_token(dir.path(), None, "newer-value-31");
     let d = Daemon::start(dir.path(), &["--identity-file", ids]);
     let gen = d.request(r#"{"v":1,"op":"health"}"#)["generation"]
         .as_u64()
