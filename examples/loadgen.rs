@@ -10,8 +10,10 @@
 //!   JSON-line protocol on this machine);
 //! - `ssh-agent`: a real `ssh-agent -D` holding one ed25519 key, answering
 //!   `SSH2_AGENTC_REQUEST_IDENTITIES` — a well-known local credential daemon;
+//! - `fdatasync`: N threads each appending a 400-byte line to one file and `fdatasync`ing it,
+//!   plain `write` and `fdatasync` calls: "one fdatasync" of the one-client target;
 //! - `audit-append sync|nosync`: `AuditLog::append` from N threads, no socket: what the durable
-//!   audit log (with group commit) costs by itself on this disk.
+//!   audit log (with group commit and its journal) costs by itself on this disk.
 //!
 //! To measure the daemon, add a target made by [`json_line_target`] with the daemon's socket
 //! and a `fetch` request line; the ratio table then compares it with `echo` and `ssh-agent`.
@@ -135,6 +137,29 @@ fn ssh_agent_target(socket: PathBuf) -> Target {
             }) as RoundTrip)
         }),
     }
+}
+
+/// One `write` of a 400-byte line to a shared file opened for appending, then its `fdatasync`,
+/// from each client thread: the bare cost of a durable append on this disk.
+fn fdatasync_target(path: PathBuf) -> io::Result<Target> {
+    let file = Arc::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?,
+    );
+    Ok(Target {
+        name: "fdatasync".to_owned(),
+        connect: Box::new(move || {
+            let file = Arc::clone(&file);
+            let mut line = vec![b'x'; 399];
+            line.push(b'\n');
+            Ok(Box::new(move || {
+                (&*file).write_all(&line)?;
+                file.sync_data()
+            }) as RoundTrip)
+        }),
+    })
 }
 
 /// `AuditLog::append` of a fetch-like record with one value, from each client thread.
@@ -406,6 +431,7 @@ fn run(opts: &Options) -> io::Result<()> {
         }
     };
 
+    targets.push(fdatasync_target(disk.path().join("fdatasync.log"))?);
     let mut logs = Vec::new();
     for sync in [true, false] {
         let name = if sync {
@@ -472,6 +498,7 @@ fn run(opts: &Options) -> io::Result<()> {
         opts.only.is_empty()
             || name == "echo"
             || name == "ssh-agent"
+            || name == "fdatasync"
             || opts.only.iter().any(|o| name.starts_with(o.as_str()))
     };
     for &clients in &opts.clients {
@@ -490,6 +517,7 @@ fn run(opts: &Options) -> io::Result<()> {
         }
     }
     print_ratios(&results);
+    print_one_client_target(&results);
     println!();
     for (name, log) in &logs {
         let s = log.stats();
@@ -656,6 +684,25 @@ fn print_ratios(results: &[Stats]) {
                 .filter(|a| a.target != s.target)
                 .map(|a| s.throughput() / a.throughput())),
             fmt(echo.map(|e| s.p50.as_secs_f64() / e.p50.as_secs_f64())),
+        );
+    }
+}
+
+/// Issue 11's one-client target: the daemon's p50 (audit sync on) at most the echo's p50 plus
+/// one `fdatasync`'s (the `fdatasync` row) plus 20 µs, all of this run.
+fn print_one_client_target(results: &[Stats]) {
+    let p50 = |name: &str| {
+        results
+            .iter()
+            .find(|s| s.target == name && s.clients == 1)
+            .map(|s| s.p50.as_secs_f64() * 1e6)
+    };
+    if let (Some(d), Some(e), Some(f)) = (p50("scopevault sync"), p50("echo"), p50("fdatasync")) {
+        let bound = e + f + 20.0;
+        println!();
+        println!(
+            "one client: scopevault sync p50 {d:.1} µs; echo {e:.1} + fdatasync {f:.1} + 20 = {bound:.1} µs: {}",
+            if d <= bound { "within" } else { "over" }
         );
     }
 }

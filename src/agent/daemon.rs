@@ -49,7 +49,7 @@ pub struct Config {
     pub socket_gid: Option<u32>,
     /// The audit log.
     pub audit_path: PathBuf,
-    /// `fdatasync` every batch (off with `--no-audit-sync`).
+    /// Make every batch durable before its answers (off with `--no-audit-sync`).
     pub audit_sync: bool,
     /// `--new-audit-key`, `--accept-audit-gap`, and the anchor.
     pub audit_flags: OpenFlags,

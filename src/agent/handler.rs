@@ -413,7 +413,7 @@ impl Handler {
         Prepared { queued, held }
     }
 
-    /// Make the audit records of `batch` durable — one `write` and one `fdatasync` for all of
+    /// Make the audit records of `batch` durable — one `write` and one sync for all of
     /// them when no other batch is being written — and return each request's answer, in
     /// order. An answer whose records failed becomes `audit_unavailable`: no record, no
     /// secret. `gather` as in [`AuditLog::wait`].

@@ -1,7 +1,7 @@
 //! The event loop and its limits: one thread waits on every connection's readiness (epoll,
 //! through mio), so a connection costs a buffer, not a thread. The requests that are ready in
 //! one turn of the loop are decided together, their audit records go out in one `write` and
-//! one `fdatasync` (natural group commit), and only then are their answers written. Work that
+//! one sync (natural group commit), and only then are their answers written. Work that
 //! can block for long (argon2 on `unlock`, a vault reload, a rotation) runs on a worker
 //! thread, so `health` and fetches keep flowing meanwhile.
 //!
@@ -615,7 +615,7 @@ impl Server {
 }
 
 /// A loop's committer thread: it waits until a turn's audit records are durable (one
-/// `write` and one `fdatasync` for everything queued, the natural group commit) and hands the
+/// `write` and one sync for everything queued, the natural group commit) and hands the
 /// results back, so that the loop reads and decides the next turn meanwhile.
 ///
 /// A turn that finds the committer idle (the disk is idle too) is the first of the clients
@@ -1533,7 +1533,7 @@ mod tests {
     }
 
     /// The requests that are ready in one turn are decided together and their records go out
-    /// in one batch (one `write`, one `fdatasync`); only then are the answers written.
+    /// in one batch (one `write`, one sync); only then are the answers written.
     #[test]
     fn requests_ready_in_one_turn_share_one_write_and_one_sync() {
         let dir = tempfile::tempdir().unwrap();

@@ -9,10 +9,11 @@
 //!  "values":{"password":"hmac-sha256:<hex>"},"prev":"<sha256 hex of the previous line>"}
 //! ```
 //!
-//! **Group commit.** [`AuditLog::append`] returns only once its record is written (and
-//! `fdatasync`ed when sync is on). Concurrent callers queue their records; whichever caller
-//! finds no write in progress becomes the *leader*, takes the whole queue, writes it with one
-//! `write` and one `fdatasync`, and wakes the others. While it syncs, new records queue up for
+//! **Group commit.** [`AuditLog::append`] returns only once its record is written (and, when
+//! sync is on, durable). Concurrent callers queue their records; whichever caller finds no
+//! write in progress becomes the *leader*, takes the whole queue, writes it with one `write`
+//! to the log and one synchronous write of its frame to the journal (or one `fdatasync` of the
+//! log, see `journal.rs`), and wakes the others. While it syncs, new records queue up for
 //! the next batch, so the number of syncs per second stays bounded by the disk while throughput
 //! grows with concurrency.
 //!
@@ -53,12 +54,15 @@ use zeroize::Zeroizing;
 
 use crate::secret::SecretString;
 
+mod journal;
 mod key;
 mod record;
 mod recover;
 mod verify;
 mod writer;
 
+pub use journal::journal_path;
+use journal::{key_id, Journal, LogId};
 pub use key::*;
 pub use record::*;
 use recover::*;

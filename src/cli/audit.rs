@@ -30,7 +30,16 @@ fn path_of(a: &AuditPathArgs) -> PathBuf {
 fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     // Each file on its own first: a broken one is named with its line.
     let mut earlier = Vec::new();
+    // `audit.jsonl.*` names the log's own key and journal too: they are not segments.
+    let own = [audit::key_path(path), audit::journal_path(path)].map(|p| same_file_key(&p));
     for p in rotated {
+        if own.contains(&same_file_key(p)) {
+            eprintln!(
+                "{}: skipped: the log's own key or journal, not a segment",
+                p.display()
+            );
+            continue;
+        }
         let report = audit::verify(p)?;
         if let Some(code) = broken(p, &report) {
             return Ok(code);
@@ -136,6 +145,15 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
 }
 
 /// Print why a file fails verification, if it does.
+/// What tells two names of one file apart from two files: (device, inode), or the absolute
+/// path of a file that cannot be inspected.
+fn same_file_key(p: &Path) -> Result<(u64, u64), PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p)
+        .map(|m| (m.dev(), m.ino()))
+        .map_err(|_| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()))
+}
+
 fn broken(path: &Path, report: &audit::VerifyReport) -> Option<ExitCode> {
     let bad = report.first_bad.as_ref()?;
     let shown = path.display();

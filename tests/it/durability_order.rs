@@ -2,9 +2,10 @@
 //! intact, so the crash loops cannot notice a missing sync; these tests watch the real
 //! binaries under `strace -f` instead:
 //!
-//! - the daemon `fdatasync`s the audit record of a hand-out **before** the answer carrying the
-//!   secret is written to the client's socket (and without `--no-audit-sync` a deliberately
-//!   unsynced daemon fails the same check: the positive control);
+//! - the daemon makes the audit record of a hand-out durable — a synchronous write of it to
+//!   the log's journal (opened `O_DSYNC`), or an `fdatasync` of the log — **before** the
+//!   answer carrying the secret is written to the client's socket (and with `--no-audit-sync`
+//!   a deliberately unsynced daemon fails the same check: the positive control);
 //! - a vault save writes and `fsync`s the temp file, then renames it over the vault, then
 //!   `fsync`s the directory.
 //!
@@ -20,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TRACED: &str = "trace=write,writev,sendto,sendmsg,fsync,fdatasync,rename,renameat,renameat2";
+const TRACED: &str =
+    "trace=openat,write,writev,pwrite64,sendto,sendmsg,fsync,fdatasync,rename,renameat,renameat2";
 
 fn have_strace() -> bool {
     Command::new("strace")
@@ -192,23 +194,27 @@ impl Drop for Traced {
 }
 
 /// In a trace of the daemon: the audit record with sequence number `seq` is written to
-/// `audit`, then `fdatasync`ed (the sync returns), and only then does the write of the
-/// answer carrying `audit_seq` `seq` to a Unix socket begin. `Err` says which step is missing
-/// or out of order.
+/// `audit`, then made durable (the sync returns): an `fdatasync` of that fd, or a `pwrite64`
+/// of the same record to `<audit>.journal` through an fd opened with `O_DSYNC` (or `O_SYNC`);
+/// and only then does the write of the answer carrying `audit_seq` `seq` to a Unix socket
+/// begin. `Err` says which step is missing or out of order.
 ///
 /// Where strace names the files (`-yy`) the record must go to `audit` and the answer to a
 /// Unix socket; where it gives only fd numbers, the record is the write of a chained line
 /// (`"seq":N,` and `"prev"`) and the sync must be on that same fd.
 fn audit_synced_before_answer(calls: &[Call], audit: &str, seq: u64) -> Result<String, String> {
-    let is_write = |c: &Call| matches!(c.name.as_str(), "write" | "writev" | "sendto" | "sendmsg");
+    let is_write = |c: &Call| {
+        matches!(
+            c.name.as_str(),
+            "write" | "writev" | "pwrite64" | "sendto" | "sendmsg"
+        )
+    };
+    let has_record = |c: &Call| {
+        c.args.contains(&format!("\\\"seq\\\":{seq},")) && c.args.contains("\\\"prev\\\"")
+    };
     let record = calls
         .iter()
-        .find(|c| {
-            is_write(c)
-                && (c.fd_path == audit || c.fd_path.is_empty())
-                && c.args.contains(&format!("\\\"seq\\\":{seq},"))
-                && c.args.contains("\\\"prev\\\"")
-        })
+        .find(|c| is_write(c) && (c.fd_path == audit || c.fd_path.is_empty()) && has_record(c))
         .ok_or(format!("no write of audit record {seq} to {audit}"))?;
     let answer = calls
         .iter()
@@ -227,26 +233,39 @@ fn audit_synced_before_answer(calls: &[Call], audit: &str, seq: u64) -> Result<S
             answer.start, record.end
         ));
     }
+    // The journal, opened for synchronous writes (its fd is named by the path strace gives
+    // the returned descriptor).
+    let journal = format!("{audit}.journal");
+    let journal_synchronous = calls.iter().any(|c| {
+        c.name == "openat"
+            && c.args.contains(&format!("<{journal}>"))
+            && (c.args.contains("O_DSYNC") || c.args.contains("O_SYNC"))
+    });
     let sync = calls
         .iter()
         .find(|c| {
-            c.name == "fdatasync"
-                && c.fd == record.fd
-                && (c.fd_path == audit || c.fd_path.is_empty())
-                && c.start > record.end
+            c.start > record.end
+                && ((c.name == "fdatasync"
+                    && c.fd == record.fd
+                    && (c.fd_path == audit || c.fd_path.is_empty()))
+                    || (c.name == "pwrite64"
+                        && c.fd_path == journal
+                        && journal_synchronous
+                        && has_record(c)))
         })
-        .ok_or(format!("no fdatasync of {audit} after record {seq}"))?;
+        .ok_or(format!(
+            "no sync of record {seq}: no fdatasync of {audit} and no synchronous write of the \
+             record to {journal} after it"
+        ))?;
     if sync.end >= answer.start {
         return Err(format!(
-            "the answer (line {}) was written before the fdatasync of record {seq} returned \
-             (line {})",
-            answer.start, sync.end
+            "the answer (line {}) was written before the {} of record {seq} returned (line {})",
+            answer.start, sync.name, sync.end
         ));
     }
     Ok(format!(
-        "record {seq} written at line {}, fdatasync returned at line {}, answer written at \
-         line {}",
-        record.end, sync.end, answer.start
+        "record {seq} written at line {}, its {} returned at line {}, answer written at line {}",
+        record.end, sync.name, sync.end, answer.start
     ))
 }
 
@@ -266,7 +285,7 @@ fn fetch_under_strace(extra: &[&str]) -> (Vec<Call>, String, u64) {
 }
 
 #[test]
-fn the_audit_record_is_fdatasynced_before_the_answer_reaches_the_socket() {
+fn the_audit_record_is_durable_before_the_answer_reaches_the_socket() {
     if !have_strace() {
         return skip::skip("strace is not installed (scripts/setup/strace installs it)");
     }
@@ -286,7 +305,7 @@ fn the_audit_record_is_fdatasynced_before_the_answer_reaches_the_socket() {
     let (calls, audit, seq) = fetch_under_strace(&["--no-audit-sync"]);
     let err = audit_synced_before_answer(&calls, &audit, seq)
         .expect_err("an unsynced daemon must fail the check");
-    assert!(err.contains("no fdatasync"), "{err}");
+    assert!(err.contains("no sync of record"), "{err}");
 }
 
 #[test]

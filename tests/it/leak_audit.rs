@@ -1981,7 +1981,8 @@ fn audit() {
     for e in std::fs::read_dir(d.p("audit")).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("audit.jsonl") && !name.ends_with(".key") {
+        if name.starts_with("audit.jsonl") && !name.ends_with(".key") && !name.ends_with(".journal")
+        {
             every_log.push_str(&std::fs::read_to_string(&p).unwrap());
         }
     }

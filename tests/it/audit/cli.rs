@@ -88,6 +88,38 @@ fn verify_ok_prints_the_count_and_exits_0() {
     assert!(stdout.contains("ok, 5 record(s), last seq 5"), "{stdout}");
 }
 
+/// The documented `audit verify --audit LOG LOG.*` names the log's key and journal too: they
+/// are said to be skipped, not read as broken segments.
+#[test]
+fn verify_of_the_log_s_glob_skips_its_key_and_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 5);
+    let key = dir.path().join("audit.jsonl.key");
+    let journal = dir.path().join("audit.jsonl.journal");
+    assert!(key.is_file() && journal.is_file());
+    let out = run(
+        &[
+            "audit",
+            "verify",
+            journal.to_str().unwrap(),
+            key.to_str().unwrap(),
+        ],
+        &path,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ok, 5 record(s), last seq 5"), "{stdout}");
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("skipped: the log's own key or journal")
+            .count(),
+        2,
+        "{stderr}"
+    );
+}
+
 #[test]
 fn verify_names_an_edited_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -182,7 +182,9 @@ fn a_client_of_another_uid_is_denied_and_audited() {
         .filter(|e| {
             let name = e.as_ref().unwrap().file_name();
             let name = name.to_string_lossy();
-            name.starts_with("audit.jsonl.") && name != "audit.jsonl.key"
+            name.starts_with("audit.jsonl.")
+                && name != "audit.jsonl.key"
+                && name != "audit.jsonl.journal"
         })
         .count();
     assert_eq!(rotated, 0, "no file was moved aside");
@@ -895,6 +897,18 @@ fn records(audit: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Start a daemon, fetch three times, stop it cleanly; returns its audit log's path.
+fn three_fetches_then_stop(dir: &std::path::Path, args: &[&str]) -> std::path::PathBuf {
+    let d = Daemon::start(dir, args);
+    for _ in 0..3 {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let audit_path = d.audit.clone();
+    assert!(d.stop().success());
+    audit_path
+}
+
 /// Issue 11 "anchored audit chain": the chain's head is kept in the state directory, so
 /// records cut from the log's end are reported by `audit verify` (exit 1, naming the missing
 /// seqs) and stop the daemon's start, unless `--accept-audit-gap`, which records the gap.
@@ -903,13 +917,7 @@ fn a_cut_audit_tail_is_reported_by_verify_and_refused_at_start_unless_accepted()
     let dir = tempdir();
     let id = setup_vault(dir.path());
     let idarg = ["--identity-file", id.to_str().unwrap()];
-    let d = Daemon::start(dir.path(), &idarg);
-    for _ in 0..3 {
-        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
-        assert_eq!(v["ok"], true, "{v}");
-    }
-    let audit_path = d.audit.clone();
-    assert!(d.stop().success());
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
     let text = std::fs::read_to_string(&audit_path).unwrap();
     let all = records(&text);
     let last = all.last().unwrap()["seq"].as_u64().unwrap();
@@ -926,9 +934,16 @@ fn a_cut_audit_tail_is_reported_by_verify_and_refused_at_start_unless_accepted()
     };
     let out = verify(dir.path());
     assert!(out.status.success(), "{out:?}");
-    // Cut the last two records, as an intruder hiding their fetches would.
+    // Cut the last two records, as an intruder hiding their fetches would, with the journal
+    // (which would otherwise give them back at start, docs/audit.md, "The journal").
     let kept: Vec<&str> = text.lines().take(all.len() - 2).collect();
     std::fs::write(&audit_path, kept.join("\n") + "\n").unwrap();
+    let journal = scopevault::audit::journal_path(&audit_path);
+    assert!(
+        journal.is_file(),
+        "the daemon keeps a journal beside its log"
+    );
+    std::fs::remove_file(&journal).unwrap();
     let out = verify(dir.path());
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
@@ -968,6 +983,44 @@ fn a_cut_audit_tail_is_reported_by_verify_and_refused_at_start_unless_accepted()
     assert!(d.stop().success());
     let out = verify(dir.path());
     assert!(out.status.success(), "after the recorded gap: {out:?}");
+}
+
+/// The journal at the daemon's level: records the log lacks at start (here cut from its end,
+/// as a crash of the machine cuts what was not yet synced) come back from the journal, byte
+/// for byte, with an `audit.repair` record; the anchor then finds nothing missing and the log
+/// verifies.
+#[test]
+fn records_the_log_lacks_at_start_come_back_from_the_journal() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let whole = std::fs::read_to_string(&audit_path).unwrap();
+    let n = whole.lines().count();
+    let kept: Vec<&str> = whole.lines().take(n - 2).collect();
+    std::fs::write(&audit_path, kept.join("\n") + "\n").unwrap();
+    let d = Daemon::start(dir.path(), &idarg);
+    let text = d.audit_text();
+    assert!(text.starts_with(&whole), "restored byte for byte:\n{text}");
+    let repair = records(&text)
+        .into_iter()
+        .find(|r| r["op"] == "audit.repair")
+        .expect("the restoration is recorded");
+    assert!(
+        repair["reason"].as_str().unwrap().contains(&format!(
+            "restored records {}..={} from the journal",
+            n - 1,
+            n
+        )),
+        "{repair}"
+    );
+    assert!(d.stop().success());
+    let out = daemon::cmd(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// Issue 15.2 (audit half): every vault load records its generation in the chain, and a

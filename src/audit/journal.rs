@@ -1,0 +1,746 @@
+//! The audit journal: how a batch becomes durable without an `fdatasync` of the log.
+//!
+//! An `fdatasync` of an appended log writes the data and then the inode (its size changed),
+//! two trips to the disk. The journal is a file of fixed size beside the log
+//! (`<log>.journal`), zero-filled and synced once when it is made, so that overwriting it
+//! changes no metadata. Each batch is appended to the log as before (page cache only) and
+//! then written once more, framed, into the journal with `O_DIRECT | O_DSYNC`: that one write
+//! returns when the frame is on stable storage, and only then are the batch's answers sent.
+//! The log itself is `fdatasync`ed at most every 250 ms while records flow (before the anchor
+//! is written), before
+//! the journal's ring could overwrite frames whose records the log may not yet hold, and
+//! before a rotation or any record of the daemon's own.
+//!
+//! After a crash of the machine the log may have lost writes that were never synced (a cut
+//! tail, or a hole of zeros where pages were not written back). When the log is opened, the
+//! frames of this log file (same device and inode) are read back in the order they were
+//! written, compared line by line with the log, and from the first line that differs the log
+//! is rewritten from the journal and synced ([`Journal::redo`]). The device, inode and key id
+//! tie a frame to one log: a new log made at the same path, even on a reused inode, has a new
+//! key. The restoration is recorded
+//! in the chain (`audit.repair`). A frame is trusted only whole: its SHA-256 covers its
+//! header and its records, and its records must continue the log's chain.
+//!
+//! File format (docs/audit.md, "The journal"): blocks of 4,096 bytes; a frame starts at a
+//! block and fills whole blocks:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..8 | magic `SVAJRNL1` |
+//! | 8..16 | frame serial (grows with every frame written, across restarts) |
+//! | 16..24, 24..32 | device and inode of the log file the records were appended to |
+//! | 32..40 | the log's key id: the first 8 bytes of HMAC-SHA256(the log's key, `scopevault audit journal`) |
+//! | 40..48 | offset in that file of the first record |
+//! | 48..56 | seq of the first record |
+//! | 56..60 | number of records |
+//! | 60..64 | length of the records |
+//! | 64..96 | SHA-256 of bytes 0..64 and the records |
+//! | 96.. | the records, exactly as appended to the log (JSON lines) |
+//!
+//! Integers are little-endian. The rest of the frame's last block is zero.
+
+use super::*;
+
+/// Size of a journal block: the unit of a direct write.
+pub(super) const BLOCK: usize = 4096;
+/// Blocks in the journal (1 MiB).
+pub(super) const BLOCKS: usize = 256;
+/// Largest frame, in blocks: a bigger batch is synced in the log instead.
+const MAX_FRAME_BLOCKS: usize = BLOCKS / 4;
+const MAGIC: &[u8; 8] = b"SVAJRNL1";
+const HEADER: usize = 96;
+
+/// `O_DSYNC`: a write returns once its data (and what is needed to read it back) is on stable
+/// storage. rustix's `OFlags::DSYNC` is `O_SYNC` on its raw Linux backend, which also writes
+/// the inode for the new modification time: a second trip to the disk on every frame.
+fn o_dsync() -> OFlags {
+    OFlags::from_bits_retain(libc::O_DSYNC as u32)
+}
+
+/// The journal of the log at `log`: `<log>.journal`, beside it.
+pub fn journal_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// The log's key id, for its frames (see the format above).
+pub(super) fn key_id(key: &AuditKey) -> u64 {
+    let mac = key.hmac_value("scopevault audit journal");
+    let hex = mac.strip_prefix(HMAC_PREFIX).unwrap_or(&mac);
+    let bytes = HEXLOWER.decode(&hex.as_bytes()[..16]).unwrap_or_default();
+    // Stored little-endian: the field holds the MAC's first 8 bytes as they are.
+    u64::from_le_bytes(bytes.try_into().unwrap_or_default())
+}
+
+/// Which log a frame belongs to: its file's device and inode, and its key id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LogId {
+    pub(super) dev: u64,
+    pub(super) ino: u64,
+    pub(super) key: u64,
+}
+
+/// Where the journal's write of the next frame goes, and what it must not overwrite.
+pub(super) struct Journal {
+    file: File,
+    /// Block where the next frame starts.
+    next: usize,
+    /// Blocks (frames and the skipped end of the ring) written since the log was last
+    /// synced: frames the log may not hold durably yet lie within this many blocks before
+    /// `next`. Kept at most half the ring, so a frame never overwrites one of them.
+    unsynced: usize,
+    /// A sync of the log failed while frames were ahead of it: the log may lack records the
+    /// journal holds, so no frame may overwrite them and no batch is taken any more (fail
+    /// closed) until a restart writes them back.
+    failed: Option<String>,
+    /// Whether a frame can be written here ([`Journal::usable`]), once tried.
+    usable: Option<bool>,
+    /// Serial of the next frame.
+    serial: u64,
+    /// Scratch for a frame, with room to start it at a block-aligned address (`O_DIRECT`).
+    scratch: Vec<u8>,
+}
+
+/// Records [`Journal::redo`] wrote back into the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Restored {
+    pub(super) first_seq: u64,
+    pub(super) last_seq: u64,
+}
+
+/// One frame read back from the journal.
+struct Frame {
+    serial: u64,
+    offset: u64,
+    first_seq: u64,
+    count: u64,
+    records: Vec<u8>,
+}
+
+fn blocks_for(records: usize) -> usize {
+    (HEADER + records).div_ceil(BLOCK)
+}
+
+/// The block-aligned part of `buf` of `len` bytes (`O_DIRECT` needs aligned memory).
+fn aligned(buf: &mut [u8], len: usize) -> &mut [u8] {
+    let at = buf.as_ptr().align_offset(BLOCK);
+    &mut buf[at..at + len]
+}
+
+fn digest(header: &[u8], records: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(header);
+    h.update(records);
+    h.finalize().into()
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(b: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as usize
+}
+
+impl Journal {
+    /// Open the journal of the log `name` in `dirfd` (made, zero-filled and synced if it is
+    /// missing or not of the journal's size), for direct synchronous writes. `Ok(None)` when
+    /// the file system takes neither `O_DIRECT` nor `O_DSYNC` writes, or has no room for the
+    /// journal: the log is then `fdatasync`ed after every batch, as without a journal.
+    pub(super) fn open(
+        dirfd: &rustix::fd::OwnedFd,
+        log_name: &std::ffi::OsStr,
+        path: &Path,
+    ) -> Result<Option<Journal>, AuditError> {
+        let mut name = log_name.to_owned();
+        name.push(".journal");
+        let jpath = journal_path(path);
+        let open = |direct: bool| {
+            let flags = OFlags::RDWR
+                | OFlags::CREATE
+                | OFlags::NOFOLLOW
+                | OFlags::CLOEXEC
+                | o_dsync()
+                | if direct {
+                    OFlags::DIRECT
+                } else {
+                    OFlags::empty()
+                };
+            rustix::fs::openat(
+                dirfd,
+                name.as_os_str(),
+                flags,
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )
+        };
+        let fd = match open(true) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::INVAL) => match open(false) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::INVAL) => return Ok(None),
+                Err(e) => return Err(nofollow_err(&jpath, e)),
+            },
+            Err(e) => return Err(nofollow_err(&jpath, e)),
+        };
+        let file = File::from(fd);
+        let mut scratch = vec![0u8; (BLOCKS + 1) * BLOCK];
+        let size = file
+            .metadata()
+            .map_err(|e| AuditError::Open {
+                path: jpath.clone(),
+                message: e.to_string(),
+            })?
+            .len();
+        if size != (BLOCKS * BLOCK) as u64 {
+            let zeros = aligned(&mut scratch, BLOCKS * BLOCK);
+            zeros.fill(0);
+            let made = file
+                .set_len(0)
+                .and_then(|()| file.write_all_at(zeros, 0))
+                .and_then(|()| file.sync_all())
+                .and_then(|()| rustix::fs::fsync(dirfd).map_err(std::io::Error::from));
+            match made {
+                Ok(()) => {}
+                // No room for it (a full disk): go on without, syncing the log itself.
+                Err(e)
+                    if [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT]
+                        .iter()
+                        .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
+                {
+                    let _ = file.set_len(0);
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(AuditError::Open {
+                        path: jpath,
+                        message: format!("cannot make the journal ({e})"),
+                    })
+                }
+            }
+        }
+        let mut journal = Journal {
+            file,
+            next: 0,
+            unsynced: 0,
+            failed: None,
+            usable: None,
+            serial: 1,
+            scratch,
+        };
+        let serial = journal
+            .frames()
+            .map_err(|e| AuditError::Open {
+                path: jpath,
+                message: format!("cannot read the journal ({e})"),
+            })?
+            .iter()
+            .map(|(f, _)| f.serial)
+            .max()
+            .unwrap_or(0);
+        journal.serial = serial + 1;
+        Ok(Some(journal))
+    }
+
+    /// Every whole frame in the journal, of any log.
+    fn frames(&mut self) -> std::io::Result<Vec<(Frame, LogId)>> {
+        let all = aligned(&mut self.scratch, BLOCKS * BLOCK);
+        self.file.read_exact_at(all, 0)?;
+        let all: &[u8] = all;
+        let mut frames = Vec::new();
+        for b in 0..BLOCKS {
+            let at = b * BLOCK;
+            let head = &all[at..at + HEADER];
+            if &head[..8] != MAGIC {
+                continue;
+            }
+            let len = u32_at(head, 60);
+            if len > all.len() - at - HEADER {
+                continue;
+            }
+            let records = &all[at + HEADER..at + HEADER + len];
+            if digest(&head[..64], records) != head[64..96] {
+                continue;
+            }
+            frames.push((
+                Frame {
+                    serial: u64_at(head, 8),
+                    offset: u64_at(head, 40),
+                    first_seq: u64_at(head, 48),
+                    count: u32_at(head, 56) as u64,
+                    records: records.to_vec(),
+                },
+                LogId {
+                    dev: u64_at(head, 16),
+                    ino: u64_at(head, 24),
+                    key: u64_at(head, 32),
+                },
+            ));
+        }
+        Ok(frames)
+    }
+
+    /// Whether frames can be written: the first time, write the first block as every frame
+    /// is written (after [`Journal::redo`] and the open's checks, so that a start refused for
+    /// a gap leaves the journal as it was). A file system or device that refuses such a write
+    /// (a block size the 4,096-byte alignment does not meet) is found there, and the log is
+    /// then synced directly instead of failing every batch.
+    pub(super) fn usable(&mut self) -> bool {
+        *self.usable.get_or_insert_with(|| {
+            let block = aligned(&mut self.scratch, BLOCK);
+            block.fill(0);
+            self.file.write_all_at(block, 0).is_ok()
+        })
+    }
+
+    /// Whether a batch of `len` bytes goes through the journal (a bigger one is synced in
+    /// the log).
+    pub(super) fn fits(&self, len: usize) -> bool {
+        blocks_for(len) <= MAX_FRAME_BLOCKS
+    }
+
+    /// Whether frames were written since the log was last synced.
+    pub(super) fn unsynced(&self) -> bool {
+        self.unsynced > 0
+    }
+
+    /// `fdatasync` the log, which the frames written so far may be ahead of. A failure while
+    /// frames were ahead is kept: every later sync and frame fails with it (see `failed`).
+    pub(super) fn sync_log(&mut self, log: &File) -> std::io::Result<()> {
+        if let Some(why) = &self.failed {
+            return Err(std::io::Error::other(why.clone()));
+        }
+        match log.sync_data() {
+            Ok(()) => {
+                self.unsynced = 0;
+                Ok(())
+            }
+            Err(e) => {
+                if self.unsynced > 0 {
+                    self.failed = Some(format!(
+                        "a sync of the log failed ({e}) with batches in the journal it may lack; restart the daemon, which writes them back from the journal"
+                    ));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Make a batch durable: `records` (`count` of them, the first `first_seq`), just
+    /// appended at `offset` to `log` (`id`), written as one frame with
+    /// one synchronous write. First syncs `log` if the frame could otherwise overwrite a
+    /// frame the log may not hold yet.
+    pub(super) fn commit(
+        &mut self,
+        log: &File,
+        id: LogId,
+        offset: u64,
+        first_seq: u64,
+        count: usize,
+        records: &[u8],
+    ) -> std::io::Result<()> {
+        if let Some(why) = &self.failed {
+            return Err(std::io::Error::other(why.clone()));
+        }
+        let n = blocks_for(records.len());
+        if self.next + n > BLOCKS {
+            self.unsynced += BLOCKS - self.next;
+            self.next = 0;
+        }
+        if self.unsynced + n > BLOCKS / 2 {
+            self.sync_log(log)?;
+        }
+        let len = n * BLOCK;
+        let frame = aligned(&mut self.scratch, len);
+        frame[..8].copy_from_slice(MAGIC);
+        frame[8..16].copy_from_slice(&self.serial.to_le_bytes());
+        frame[16..24].copy_from_slice(&id.dev.to_le_bytes());
+        frame[24..32].copy_from_slice(&id.ino.to_le_bytes());
+        frame[32..40].copy_from_slice(&id.key.to_le_bytes());
+        frame[40..48].copy_from_slice(&offset.to_le_bytes());
+        frame[48..56].copy_from_slice(&first_seq.to_le_bytes());
+        frame[56..60].copy_from_slice(&(count as u32).to_le_bytes());
+        frame[60..64].copy_from_slice(&(records.len() as u32).to_le_bytes());
+        let sum = digest(&frame[..64], records);
+        frame[64..96].copy_from_slice(&sum);
+        frame[HEADER..HEADER + records.len()].copy_from_slice(records);
+        frame[HEADER + records.len()..].fill(0);
+        self.file.write_all_at(frame, (self.next * BLOCK) as u64)?;
+        self.serial += 1;
+        self.next += n;
+        self.unsynced += n;
+        Ok(())
+    }
+
+    /// Bring `log` (`id`, opened for appending) up to the journal: follow
+    /// the frames of this file back from the last one written, compare their records line by
+    /// line with the log, and from the first line missing or different cut the log there and
+    /// write the journal's records, then sync it. `Ok(None)` when the log already holds every
+    /// record (or the frames do not join the log: a log cut below them is the anchor's to
+    /// report). Afterwards every frame is in the log durably.
+    pub(super) fn redo(&mut self, log: &File, id: LogId) -> std::io::Result<Option<Restored>> {
+        let mut frames: Vec<Frame> = self
+            .frames()?
+            .into_iter()
+            .filter(|(_, of)| *of == id)
+            .map(|(f, _)| f)
+            .collect();
+        frames.sort_by_key(|f| std::cmp::Reverse(f.serial));
+        // The frames written one after the other up to the last one: each continues the
+        // previous one in seq and in file offset. A frame that does not (a batch whose write
+        // failed and was written again, or one of before a truncation) is not followed.
+        let mut run: Vec<Frame> = Vec::new();
+        for f in frames {
+            match run.last() {
+                None => run.push(f),
+                Some(later)
+                    if f.first_seq + f.count == later.first_seq
+                        && f.offset + f.records.len() as u64 == later.offset =>
+                {
+                    run.push(f)
+                }
+                Some(_) => {}
+            }
+        }
+        run.reverse();
+        let Some(first) = run.first() else {
+            return Ok(None);
+        };
+        let have = log.metadata()?.len();
+        if first.offset > have {
+            return Ok(None);
+        }
+        // The first line the log lacks: its offset, its seq, and where it is in the run.
+        let mut missing = None;
+        'frames: for (i, f) in run.iter().enumerate() {
+            let mut at = f.offset;
+            let mut within = 0usize;
+            for (k, line) in f.records.split_inclusive(|&b| b == b'\n').enumerate() {
+                let mut there = vec![0u8; line.len()];
+                let same = at + line.len() as u64 <= have
+                    && log.read_exact_at(&mut there, at).is_ok()
+                    && there == line;
+                if !same {
+                    missing = Some((at, f.first_seq + k as u64, i, within));
+                    break 'frames;
+                }
+                at += line.len() as u64;
+                within += line.len();
+            }
+        }
+        let Some((at, seq, i, within)) = missing else {
+            log.sync_data()?;
+            return Ok(None);
+        };
+        // The restored records must continue the line before them.
+        let first_line = run[i].records[within..]
+            .split_inclusive(|&b| b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let (line_seq, prev) =
+            match parse_chain_fields(first_line.strip_suffix(b"\n").unwrap_or(first_line)) {
+                Ok(p) => p,
+                Err(_) => return Ok(None),
+            };
+        if line_seq != seq || !joins(log, at, seq, &prev)? {
+            return Ok(None);
+        }
+        log.set_len(at)?;
+        let mut w = log;
+        w.write_all(&run[i].records[within..])?;
+        for f in &run[i + 1..] {
+            w.write_all(&f.records)?;
+        }
+        log.sync_data()?;
+        let last = run.last().expect("the run is not empty");
+        Ok(Some(Restored {
+            first_seq: seq,
+            last_seq: last.first_seq + last.count - 1,
+        }))
+    }
+}
+
+/// Whether a record `seq` whose `prev` is given follows the line that ends at `at` in `log`
+/// (or begins the file).
+fn joins(log: &File, at: u64, seq: u64, prev: &str) -> std::io::Result<bool> {
+    if at == 0 {
+        return Ok(true);
+    }
+    let from = at.saturating_sub(MAX_LINE as u64 + 1);
+    let mut tail = vec![0u8; (at - from) as usize];
+    log.read_exact_at(&mut tail, from)?;
+    if tail.last() != Some(&b'\n') {
+        return Ok(false);
+    }
+    let body = &tail[..tail.len() - 1];
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    if start == 0 && from != 0 {
+        return Ok(false);
+    }
+    let line = &body[start..];
+    Ok(match parse_chain_fields(line) {
+        Ok((s, _)) => s + 1 == seq && HEXLOWER.encode(&Sha256::digest(line)) == prev,
+        Err(_) => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec<'a>() -> AuditRecord<'a> {
+        AuditRecord::new(crate::protocol::Op::Fetch, Decision::Allow)
+    }
+
+    /// A log of `n` records, each appended (and made durable) as its own batch; returns its
+    /// bytes. The log is closed without the sync the daemon's once-a-second tick does.
+    fn log_of(path: &Path, n: usize) -> Vec<u8> {
+        let log = AuditLog::open(path, true).unwrap();
+        for _ in 0..n {
+            log.append(rec()).unwrap();
+        }
+        drop(log);
+        std::fs::read(path).unwrap()
+    }
+
+    /// Byte offset of the start of line `k` (0-based) of `bytes`.
+    fn line_start(bytes: &[u8], k: usize) -> usize {
+        bytes
+            .split_inclusive(|&b| b == b'\n')
+            .take(k)
+            .map(<[u8]>::len)
+            .sum()
+    }
+
+    /// The lines of the reopened log after the `before` bytes, and whether it verifies.
+    fn reopened(path: &Path) -> (Vec<u8>, Vec<serde_json::Value>) {
+        let log = AuditLog::open(path, true).unwrap();
+        drop(log);
+        assert_eq!(verify(path).unwrap().first_bad, None, "the log verifies");
+        let text = std::fs::read(path).unwrap();
+        let records = text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        (text, records)
+    }
+
+    /// A crash of the machine loses what the log had not synced: a cut tail, or a hole of
+    /// zeros where pages were not written back. Every batch was acknowledged from its
+    /// journal frame, so opening the log writes those records back, byte for byte, and says
+    /// so in the chain.
+    #[test]
+    fn records_the_journal_made_durable_come_back_when_the_log_lost_them() {
+        for loss in ["cut tail", "hole"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let whole = log_of(&path, 20);
+            assert!(journal_path(&path).exists());
+            match loss {
+                "cut tail" => {
+                    let cut = line_start(&whole, 12) + 17;
+                    std::fs::write(&path, &whole[..cut]).unwrap();
+                }
+                _ => {
+                    let mut holed = whole.clone();
+                    holed[line_start(&whole, 5)..line_start(&whole, 9)].fill(0);
+                    std::fs::write(&path, &holed).unwrap();
+                }
+            }
+            let (text, records) = reopened(&path);
+            assert_eq!(
+                &text[..whole.len()],
+                &whole[..],
+                "{loss}: restored byte for byte"
+            );
+            assert_eq!(records.len(), 21, "{loss}");
+            let first = if loss == "cut tail" { 13 } else { 6 };
+            let repair = &records[20];
+            assert_eq!(repair["op"], "audit.repair", "{loss}");
+            assert!(
+                repair["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("restored records {first}..=20 from the journal")),
+                "{loss}: {repair}"
+            );
+            // Opened again, nothing more is restored.
+            let (_, again) = reopened(&path);
+            assert_eq!(again.len(), 21, "{loss}");
+        }
+    }
+
+    /// The ring of frames wraps many times (the log is synced before a frame could overwrite
+    /// one the log may lack), and the last batches still come back.
+    #[test]
+    fn the_journal_wraps_and_still_holds_the_batches_the_log_may_lack() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let n = 3 * BLOCKS + 17;
+        let whole = log_of(&path, n);
+        let cut = line_start(&whole, n - 40);
+        std::fs::write(&path, &whole[..cut]).unwrap();
+        let (text, records) = reopened(&path);
+        assert_eq!(&text[..whole.len()], &whole[..]);
+        assert_eq!(records.len(), n + 1);
+        assert_eq!(records[n]["op"], "audit.repair");
+    }
+
+    /// A frame is trusted only whole and only for its own log: a frame whose checksum fails
+    /// is not replayed (the records after it are not either: they no longer join the log),
+    /// and the frames of a log begun anew in the same file, with a new key, are not written
+    /// into it.
+    #[test]
+    fn a_damaged_frame_or_one_of_another_log_is_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let whole = log_of(&path, 6);
+        // Frames are one block each here: the first record's batch is block 0. Damage the
+        // frame of record 5 (block 4) and cut the log after record 3.
+        let mut j = std::fs::read(journal_path(&path)).unwrap();
+        j[4 * BLOCK + HEADER + 10] ^= 1;
+        std::fs::write(journal_path(&path), &j).unwrap();
+        std::fs::write(&path, &whole[..line_start(&whole, 3)]).unwrap();
+        let (text, records) = reopened(&path);
+        // Record 6's frame is the last written, but it does not join record 4's without
+        // record 5: nothing is restored, and the cut is the anchor's to report.
+        assert_eq!(
+            &text[..line_start(&whole, 3)],
+            &whole[..line_start(&whole, 3)]
+        );
+        assert_eq!(records.len(), 3);
+
+        // A new log begun in the same file (same inode) with a new key: the old log's frames
+        // are not its records.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        log_of(&path, 4);
+        std::fs::remove_file(key_path(&path)).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let (_, records) = reopened(&path);
+        assert!(records.is_empty(), "{records:?}");
+    }
+
+    /// The attacker's view: a frame made by hand from the format in docs/audit.md (not
+    /// through `Journal`) is replayed when its record continues the chain, and refused when
+    /// it does not — whoever can write the journal can write the log too, but cannot splice
+    /// records into it that `audit verify` would accept without the chain.
+    #[test]
+    fn a_frame_made_from_the_documented_format_is_replayed_only_if_it_continues_the_chain() {
+        for honest in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let whole = log_of(&path, 3);
+            let third = whole[line_start(&whole, 2)..whole.len() - 1].to_vec();
+            let third_text = String::from_utf8(third.clone()).unwrap();
+            let prev = if honest {
+                HEXLOWER.encode(&Sha256::digest(&third))
+            } else {
+                "ab".repeat(32)
+            };
+            let body_start = third_text.find(",\"time\"").unwrap();
+            let body_end = third_text.rfind(",\"prev\"").unwrap();
+            let line = format!(
+                "{{\"seq\":4{},\"prev\":\"{prev}\"}}\n",
+                &third_text[body_start..body_end]
+            );
+            let meta = std::fs::metadata(&path).unwrap();
+            let mut head = Vec::new();
+            head.extend_from_slice(b"SVAJRNL1");
+            head.extend_from_slice(&1_000_000u64.to_le_bytes());
+            head.extend_from_slice(&meta.dev().to_le_bytes());
+            head.extend_from_slice(&meta.ino().to_le_bytes());
+            // The key id, as docs/audit.md defines it, made here with the `hmac` crate.
+            let key = std::fs::read(key_path(&path)).unwrap();
+            let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+            mac.update(b"scopevault audit journal");
+            head.extend_from_slice(&mac.finalize().into_bytes()[..8]);
+            head.extend_from_slice(&(whole.len() as u64).to_le_bytes());
+            head.extend_from_slice(&4u64.to_le_bytes());
+            head.extend_from_slice(&1u32.to_le_bytes());
+            head.extend_from_slice(&(line.len() as u32).to_le_bytes());
+            let mut sum = Sha256::new();
+            sum.update(&head);
+            sum.update(line.as_bytes());
+            head.extend_from_slice(&sum.finalize());
+            head.extend_from_slice(line.as_bytes());
+            let mut j = std::fs::read(journal_path(&path)).unwrap();
+            j[200 * 4096..200 * 4096 + head.len()].copy_from_slice(&head);
+            std::fs::write(journal_path(&path), &j).unwrap();
+            let log = AuditLog::open(&path, true).unwrap();
+            drop(log);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            if honest {
+                assert_eq!(lines[3], line.trim_end());
+                assert!(lines[4].contains("restored records 4..=4"), "{}", lines[4]);
+                assert_eq!(verify(&path).unwrap().first_bad, None);
+            } else {
+                assert_eq!(lines.len(), 3, "{text}");
+            }
+        }
+    }
+
+    /// A failed sync of the log while frames are ahead of it fails every later batch (fail
+    /// closed: the log may lack records only the journal holds, which a frame must not
+    /// overwrite); one with no frame ahead fails only itself.
+    #[test]
+    fn a_failed_sync_of_the_log_with_frames_ahead_fails_every_later_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (dirfd, name) = open_dir_of(&path, dir.path()).unwrap();
+        let log = File::create(&path).unwrap();
+        // fdatasync of /dev/null fails (EINVAL): a log whose sync fails.
+        let unsyncable = File::open("/dev/null").unwrap();
+        let id = LogId {
+            dev: 1,
+            ino: 2,
+            key: 3,
+        };
+        let mut j = Journal::open(&dirfd, &name, &path).unwrap().unwrap();
+        assert!(j.sync_log(&unsyncable).is_err());
+        j.commit(&log, id, 0, 1, 1, b"{}\n").unwrap();
+        assert!(j.unsynced());
+        assert!(j.sync_log(&unsyncable).is_err());
+        let e = j.commit(&log, id, 3, 2, 1, b"{}\n").unwrap_err();
+        assert!(e.to_string().contains("restart the daemon"), "{e}");
+        let e = j.sync_log(&log).unwrap_err();
+        assert!(e.to_string().contains("restart the daemon"), "{e}");
+    }
+
+    /// Opening a log writes nothing into its journal (a start refused for a gap leaves the
+    /// frames there to be read); the first batch does.
+    #[test]
+    fn opening_a_log_leaves_its_journal_as_it_was_until_the_first_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        log_of(&path, 5);
+        let before = std::fs::read(journal_path(&path)).unwrap();
+        let log = AuditLog::open(&path, true).unwrap();
+        assert!(std::fs::read(journal_path(&path)).unwrap() == before);
+        log.append(rec()).unwrap();
+        assert!(std::fs::read(journal_path(&path)).unwrap() != before);
+    }
+
+    /// A link planted at the journal's path is not followed: the log is refused and the file
+    /// the link names is left as it was.
+    #[test]
+    fn a_planted_journal_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let path = logs.join("audit.jsonl");
+        std::os::unix::fs::symlink(&victim, journal_path(&path)).unwrap();
+        let e = AuditLog::open(&path, true).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+}
