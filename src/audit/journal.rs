@@ -262,14 +262,27 @@ impl Journal {
             if digest(&head[..64], records) != head[64..96] {
                 continue;
             }
+            let frame = Frame {
+                serial: u64_at(head, 8),
+                offset: u64_at(head, 40),
+                first_seq: u64_at(head, 48),
+                count: u32_at(head, 56) as u64,
+                records: records.to_vec(),
+            };
+            // A frame as the writer makes them, whatever its checksum: whole lines, as many
+            // as it says, numbers that add up without overflow.
+            let lines = records.iter().filter(|&&b| b == b'\n').count() as u64;
+            let sound = frame.count >= 1
+                && lines == frame.count
+                && records.last() == Some(&b'\n')
+                && frame.first_seq >= 1
+                && frame.first_seq.checked_add(frame.count).is_some()
+                && frame.offset.checked_add(len as u64).is_some();
+            if !sound {
+                continue;
+            }
             frames.push((
-                Frame {
-                    serial: u64_at(head, 8),
-                    offset: u64_at(head, 40),
-                    first_seq: u64_at(head, 48),
-                    count: u32_at(head, 56) as u64,
-                    records: records.to_vec(),
-                },
+                frame,
                 LogId {
                     dev: u64_at(head, 16),
                     ino: u64_at(head, 24),
@@ -685,6 +698,61 @@ mod tests {
                 assert_eq!(lines.len(), 3, "{text}");
             }
         }
+    }
+
+    /// Frames with a valid checksum but hostile numbers (no record, more records claimed than
+    /// lines, a seq or an offset at the end of the integers, a cut line) are not taken, and
+    /// nothing panics on them.
+    #[test]
+    fn frames_with_hostile_numbers_are_not_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let whole = log_of(&path, 3);
+        let meta = std::fs::metadata(&path).unwrap();
+        let key = AuditKey::load(&path).unwrap();
+        let id = LogId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            key: key_id(&key),
+        };
+        let line = b"{\"seq\":4}\n";
+        let cases: [(u64, u64, u32, &[u8]); 6] = [
+            (whole.len() as u64, 4, 0, b""),
+            (whole.len() as u64, 4, 2, line),
+            (whole.len() as u64, u64::MAX, 1, line),
+            (u64::MAX - 3, 4, 1, line),
+            (whole.len() as u64, 0, 1, line),
+            (whole.len() as u64, 4, 1, b"{\"seq\":4}"),
+        ];
+        let mut j = std::fs::read(journal_path(&path)).unwrap();
+        for (k, (offset, first_seq, count, records)) in cases.into_iter().enumerate() {
+            let mut head = Vec::new();
+            head.extend_from_slice(MAGIC);
+            head.extend_from_slice(&(1_000_000 + k as u64).to_le_bytes());
+            head.extend_from_slice(&id.dev.to_le_bytes());
+            head.extend_from_slice(&id.ino.to_le_bytes());
+            head.extend_from_slice(&id.key.to_le_bytes());
+            head.extend_from_slice(&offset.to_le_bytes());
+            head.extend_from_slice(&first_seq.to_le_bytes());
+            head.extend_from_slice(&count.to_le_bytes());
+            head.extend_from_slice(&(records.len() as u32).to_le_bytes());
+            let sum = digest(&head, records);
+            head.extend_from_slice(&sum);
+            head.extend_from_slice(records);
+            let at = (100 + k) * BLOCK;
+            j[at..at + head.len()].copy_from_slice(&head);
+        }
+        std::fs::write(journal_path(&path), &j).unwrap();
+        let (dirfd, name) = open_dir_of(&path, dir.path()).unwrap();
+        let mut journal = Journal::open(&dirfd, &name, &path).unwrap().unwrap();
+        let taken = journal.frames().unwrap();
+        assert!(
+            taken.iter().all(|(f, _)| f.serial < 1_000_000),
+            "a hostile frame was taken"
+        );
+        assert_eq!(taken.len(), 3, "the writer's own three frames");
+        let file = File::open(&path).unwrap();
+        assert_eq!(journal.redo(&file, id).unwrap(), None);
     }
 
     /// A failed sync of the log while frames are ahead of it fails every later batch (fail
