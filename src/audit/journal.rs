@@ -445,56 +445,70 @@ impl Journal {
             log.sync_data()?;
             return Ok(None);
         };
-        // The restored records must continue the line before them.
-        let first_line = run[i].records[within..]
-            .split_inclusive(|&b| b == b'\n')
-            .next()
-            .unwrap_or_default();
-        let (line_seq, prev) =
-            match parse_chain_fields(first_line.strip_suffix(b"\n").unwrap_or(first_line)) {
-                Ok(p) => p,
-                Err(_) => return Ok(None),
+        // What is written back: the run's records from the first one the log lacks, as far
+        // as each continues the chain (its seq and prev) from the line before it; the first
+        // must be the seq the frames say. At the file's start the first may begin anywhere.
+        let mut rest: Vec<u8> = run[i].records[within..].to_vec();
+        for f in &run[i + 1..] {
+            rest.extend_from_slice(&f.records);
+        }
+        let mut before = if at == 0 {
+            None
+        } else {
+            match line_before(log, at)? {
+                Some(b) => Some(b),
+                None => return Ok(None),
+            }
+        };
+        let mut good = 0usize;
+        let mut last_seq = 0u64;
+        for line in rest.split_inclusive(|&b| b == b'\n') {
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            let Ok((s, prev)) = parse_chain_fields(body) else {
+                break;
             };
-        if line_seq != seq || !joins(log, at, seq, &prev)? {
+            let continues = match &before {
+                Some((bs, bh)) => bs.checked_add(1) == Some(s) && prev == *bh,
+                None => good == 0,
+            };
+            if !continues || (good == 0 && s != seq) {
+                break;
+            }
+            before = Some((s, HEXLOWER.encode(&Sha256::digest(body))));
+            good += line.len();
+            last_seq = s;
+        }
+        if good == 0 {
             return Ok(None);
         }
         log.set_len(at)?;
-        let mut w = log;
-        w.write_all(&run[i].records[within..])?;
-        for f in &run[i + 1..] {
-            w.write_all(&f.records)?;
-        }
+        (&*log).write_all(&rest[..good])?;
         log.sync_data()?;
-        let last = run.last().expect("the run is not empty");
         Ok(Some(Restored {
             first_seq: seq,
-            last_seq: last.first_seq + last.count - 1,
+            last_seq,
         }))
     }
 }
 
-/// Whether a record `seq` whose `prev` is given follows the line that ends at `at` in `log`
-/// (or begins the file).
-fn joins(log: &File, at: u64, seq: u64, prev: &str) -> std::io::Result<bool> {
-    if at == 0 {
-        return Ok(true);
-    }
+/// The `seq` and SHA-256 hex of the line that ends at `at` (> 0) in `log`, or `None` when no
+/// whole record ends there.
+fn line_before(log: &File, at: u64) -> std::io::Result<Option<(u64, String)>> {
     let from = at.saturating_sub(MAX_LINE as u64 + 1);
     let mut tail = vec![0u8; (at - from) as usize];
     log.read_exact_at(&mut tail, from)?;
     if tail.last() != Some(&b'\n') {
-        return Ok(false);
+        return Ok(None);
     }
     let body = &tail[..tail.len() - 1];
     let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     if start == 0 && from != 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let line = &body[start..];
-    Ok(match parse_chain_fields(line) {
-        Ok((s, _)) => s + 1 == seq && HEXLOWER.encode(&Sha256::digest(line)) == prev,
-        Err(_) => false,
-    })
+    Ok(parse_chain_fields(line)
+        .ok()
+        .map(|(s, _)| (s, HEXLOWER.encode(&Sha256::digest(line)))))
 }
 
 #[cfg(test)]
@@ -794,6 +808,75 @@ mod tests {
         assert!(std::fs::read(journal_path(&path)).unwrap() == before);
         log.append(rec()).unwrap();
         assert!(std::fs::read(journal_path(&path)).unwrap() != before);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 40,
+            ..Default::default()
+        })]
+
+        /// The attacker's tool, from the format in docs/audit.md: after any loss of the log
+        /// (a cut anywhere, a hole of zeros), reopening gives back every record byte for
+        /// byte; and with the journal's frames edited at random and then re-signed (device,
+        /// inode, key id and SHA-256 made right again, as whoever can write the directory
+        /// could), reopening never panics, and a log it opens still verifies: what is written
+        /// back continues the chain or is not written.
+        #[test]
+        fn any_loss_is_restored_and_a_re_signed_journal_never_breaks_the_chain(
+            cut in 0usize..100_000,
+            hole in proptest::option::of((0usize..100_000, 1usize..900)),
+            edits in proptest::collection::vec((0usize..6 * BLOCK, proptest::prelude::any::<u8>()), 0..8),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            let whole = log_of(&path, 6);
+            let cut = cut % (whole.len() + 1);
+            let mut lost = whole[..cut].to_vec();
+            if edits.is_empty() {
+                if let Some((at, n)) = hole {
+                    let at = at % (lost.len() + 1);
+                    let end = (at + n).min(lost.len());
+                    lost[at..end].fill(0);
+                }
+            }
+            std::fs::write(&path, &lost).unwrap();
+            if !edits.is_empty() {
+                let meta = std::fs::metadata(&path).unwrap();
+                let key = key_id(&AuditKey::load(&path).unwrap());
+                let mut j = std::fs::read(journal_path(&path)).unwrap();
+                for (at, byte) in &edits {
+                    j[*at] = *byte;
+                }
+                for b in 0..6 {
+                    let at = b * BLOCK;
+                    if &j[at..at + 8] != MAGIC {
+                        continue;
+                    }
+                    j[at + 16..at + 24].copy_from_slice(&meta.dev().to_le_bytes());
+                    j[at + 24..at + 32].copy_from_slice(&meta.ino().to_le_bytes());
+                    j[at + 32..at + 40].copy_from_slice(&key.to_le_bytes());
+                    let len = u32_at(&j[at..], 60);
+                    if len <= BLOCKS * BLOCK - at - HEADER {
+                        let sum = digest(&j[at..at + 64], &j[at + HEADER..at + HEADER + len]);
+                        j[at + 64..at + 96].copy_from_slice(&sum);
+                    }
+                }
+                std::fs::write(journal_path(&path), &j).unwrap();
+            }
+            match AuditLog::open(&path, true) {
+                Ok(log) => {
+                    drop(log);
+                    let report = verify(&path).unwrap();
+                    proptest::prop_assert_eq!(report.first_bad, None);
+                    if edits.is_empty() {
+                        let text = std::fs::read(&path).unwrap();
+                        proptest::prop_assert_eq!(&text[..whole.len()], &whole[..]);
+                    }
+                }
+                Err(e) => proptest::prop_assert!(!edits.is_empty(), "{e}"),
+            }
+        }
     }
 
     /// A link planted at the journal's path is not followed: the log is refused and the file

@@ -259,14 +259,21 @@ impl AuditLog {
             }
         })?;
         let meta = file.metadata().map_err(open_err)?;
-        // A log that cannot be continued is reported as such before its key is looked at.
-        let (mut chain, mut len, torn) = read_tail(&file, meta.len(), path)?;
+        // A log that cannot be continued is reported as such before its key is looked at,
+        // unless its journal gives back what it lacks (below): a crash of the machine can leave
+        // zeros in its last line.
+        let tail = read_tail(&file, meta.len(), path);
+        if tail.is_err() && !sync {
+            tail.clone()?;
+        }
         let kp = key_path(path);
         let key_there = std::fs::symlink_metadata(&kp).is_ok();
         if flags.new_key && key_there {
+            tail.clone()?;
             return Err(AuditError::KeyPresent { key: kp });
         }
         if !key_there && meta.len() > 0 && !flags.new_key {
+            tail.clone()?;
             return Err(AuditError::KeyMissing {
                 path: path.to_owned(),
                 key: kp,
@@ -294,12 +301,12 @@ impl AuditLog {
         };
         // A torn last line cut above lay within what the journal wrote back: the restoration
         // is the record of it.
-        let torn = if restored.is_some() {
+        let (chain, len, torn) = if restored.is_some() {
             let now = file.metadata().map_err(open_err)?.len();
-            (chain, len, _) = read_tail(&file, now, path)?;
-            None
+            let (chain, len, _) = read_tail(&file, now, path)?;
+            (chain, len, None)
         } else {
-            torn
+            tail?
         };
         let log = AuditLog {
             path: path.to_owned(),
