@@ -144,18 +144,18 @@ fn u32_at(b: &[u8], at: usize) -> usize {
 }
 
 impl Journal {
-    /// Open the journal of the log `name` in `dirfd` (made, zero-filled and synced if it is
-    /// missing or not of the journal's size), for direct synchronous writes. `Ok(None)` when
-    /// the file system takes neither `O_DIRECT` nor `O_DSYNC` writes, or has no room for the
-    /// journal: the log is then `fdatasync`ed after every batch, as without a journal.
+    /// Open the journal of the log at `path` through the log's directory `dirfd` (made,
+    /// zero-filled and synced if it is missing or not of the journal's size), for direct
+    /// synchronous writes. It must be a regular file with one link: a hard link planted there
+    /// to another file of the daemon's is refused, not overwritten. `Ok(None)` when the file
+    /// system takes neither `O_DIRECT` nor `O_DSYNC` writes, or has no room for the journal:
+    /// the log is then `fdatasync`ed after every batch, as without a journal.
     pub(super) fn open(
         dirfd: &rustix::fd::OwnedFd,
-        log_name: &std::ffi::OsStr,
         path: &Path,
     ) -> Result<Option<Journal>, AuditError> {
-        let mut name = log_name.to_owned();
-        name.push(".journal");
         let jpath = journal_path(path);
+        let name = jpath.file_name().expect("a log path names a file");
         let open = |direct: bool| {
             let flags = OFlags::RDWR
                 | OFlags::CREATE
@@ -167,12 +167,7 @@ impl Journal {
                 } else {
                     OFlags::empty()
                 };
-            rustix::fs::openat(
-                dirfd,
-                name.as_os_str(),
-                flags,
-                rustix::fs::Mode::from_raw_mode(0o600),
-            )
+            rustix::fs::openat(dirfd, name, flags, rustix::fs::Mode::from_raw_mode(0o600))
         };
         let fd = match open(true) {
             Ok(fd) => fd,
@@ -185,13 +180,20 @@ impl Journal {
         };
         let file = File::from(fd);
         let mut scratch = vec![0u8; (BLOCKS + 1) * BLOCK];
-        let size = file
-            .metadata()
-            .map_err(|e| AuditError::Open {
-                path: jpath.clone(),
-                message: e.to_string(),
-            })?
-            .len();
+        let meta = file.metadata().map_err(|e| AuditError::Open {
+            path: jpath.clone(),
+            message: e.to_string(),
+        })?;
+        if !meta.file_type().is_file() || meta.nlink() != 1 {
+            return Err(AuditError::Open {
+                path: jpath,
+                message: format!(
+                    "it is not a regular file of its own ({} link(s)); remove it: the daemon makes the journal itself",
+                    meta.nlink()
+                ),
+            });
+        }
+        let size = meta.len();
         if size != (BLOCKS * BLOCK) as u64 {
             let zeros = aligned(&mut scratch, BLOCKS * BLOCK);
             zeros.fill(0);
@@ -219,7 +221,7 @@ impl Journal {
                 }
             }
         }
-        let mut journal = Journal {
+        Ok(Some(Journal {
             file,
             next: 0,
             unsynced: 0,
@@ -227,19 +229,7 @@ impl Journal {
             usable: None,
             serial: 1,
             scratch,
-        };
-        let serial = journal
-            .frames()
-            .map_err(|e| AuditError::Open {
-                path: jpath,
-                message: format!("cannot read the journal ({e})"),
-            })?
-            .iter()
-            .map(|(f, _)| f.serial)
-            .max()
-            .unwrap_or(0);
-        journal.serial = serial + 1;
-        Ok(Some(journal))
+        }))
     }
 
     /// Every whole frame in the journal, of any log.
@@ -390,10 +380,13 @@ impl Journal {
     /// line with the log, and from the first line missing or different cut the log there and
     /// write the journal's records, then sync it. `Ok(None)` when the log already holds every
     /// record (or the frames do not join the log: a log cut below them is the anchor's to
-    /// report). Afterwards every frame is in the log durably.
+    /// report). Afterwards every frame is in the log durably. Also takes up the serials where
+    /// the frames there left them.
     pub(super) fn redo(&mut self, log: &File, id: LogId) -> std::io::Result<Option<Restored>> {
-        let mut frames: Vec<Frame> = self
-            .frames()?
+        let all = self.frames()?;
+        // Serials keep growing across restarts, so that the last frame written is known.
+        self.serial = all.iter().map(|(f, _)| f.serial).max().unwrap_or(0) + 1;
+        let mut frames: Vec<Frame> = all
             .into_iter()
             .filter(|(_, of)| *of == id)
             .map(|(f, _)| f)
@@ -757,8 +750,8 @@ mod tests {
             j[at..at + head.len()].copy_from_slice(&head);
         }
         std::fs::write(journal_path(&path), &j).unwrap();
-        let (dirfd, name) = open_dir_of(&path, dir.path()).unwrap();
-        let mut journal = Journal::open(&dirfd, &name, &path).unwrap().unwrap();
+        let (dirfd, _) = open_dir_of(&path, dir.path()).unwrap();
+        let mut journal = Journal::open(&dirfd, &path).unwrap().unwrap();
         let taken = journal.frames().unwrap();
         assert!(
             taken.iter().all(|(f, _)| f.serial < 1_000_000),
@@ -776,7 +769,7 @@ mod tests {
     fn a_failed_sync_of_the_log_with_frames_ahead_fails_every_later_batch() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (dirfd, name) = open_dir_of(&path, dir.path()).unwrap();
+        let (dirfd, _) = open_dir_of(&path, dir.path()).unwrap();
         let log = File::create(&path).unwrap();
         // fdatasync of /dev/null fails (EINVAL): a log whose sync fails.
         let unsyncable = File::open("/dev/null").unwrap();
@@ -785,7 +778,7 @@ mod tests {
             ino: 2,
             key: 3,
         };
-        let mut j = Journal::open(&dirfd, &name, &path).unwrap().unwrap();
+        let mut j = Journal::open(&dirfd, &path).unwrap().unwrap();
         assert!(j.sync_log(&unsyncable).is_err());
         j.commit(&log, id, 0, 1, 1, b"{}\n").unwrap();
         assert!(j.unsynced());
@@ -877,6 +870,23 @@ mod tests {
                 Err(e) => proptest::prop_assert!(!edits.is_empty(), "{e}"),
             }
         }
+    }
+
+    /// A hard link planted at the journal's path (to another file of the daemon's, here a
+    /// stand-in for the vault) is refused, and the file it names is left as it was.
+    #[test]
+    fn a_planted_hard_link_at_the_journal_s_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("vault.scopevault");
+        std::fs::write(&precious, "precious\n").unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::hard_link(&precious, journal_path(&path)).unwrap();
+        let e = AuditLog::open(&path, true).unwrap_err();
+        assert!(
+            e.to_string().contains("not a regular file of its own"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");
     }
 
     /// A link planted at the journal's path is not followed: the log is refused and the file

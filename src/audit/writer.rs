@@ -50,8 +50,9 @@ pub(super) struct State {
 /// log was last rotated).
 pub(super) struct Segment {
     file: File,
-    /// (device, inode) of `file`, to notice the log being moved away or replaced under us.
-    ident: (u64, u64),
+    /// Device and inode of `file` (to notice the log being moved away or replaced under us),
+    /// and the log's key id: what its journal frames are tied to.
+    id: LogId,
     /// File length after the last durable line.
     len: u64,
     /// A failed batch may have left bytes after `len`: cut them before the next write.
@@ -59,8 +60,6 @@ pub(super) struct Segment {
     /// With sync on, where batches are made durable (`None`: the log is `fdatasync`ed
     /// instead, on a file system without direct or synchronous writes).
     journal: Option<Journal>,
-    /// The log's key id, in its journal frames.
-    key_id: u64,
 }
 
 /// An open audit log. `Send + Sync`: share it (in an `Arc`) between all connection threads.
@@ -283,7 +282,7 @@ impl AuditLog {
         // Records the journal made durable and the log lost (a crash of the machine) go back
         // before the chain is continued.
         let mut journal = if sync {
-            Journal::open(&dirfd, &name, path)?
+            Journal::open(&dirfd, path)?
         } else {
             None
         };
@@ -312,11 +311,10 @@ impl AuditLog {
             path: path.to_owned(),
             seg: Mutex::new(Segment {
                 file,
-                ident: (meta.dev(), meta.ino()),
+                id,
                 len,
                 dirty: false,
                 journal,
-                key_id: id.key,
             }),
             key,
             sync,
@@ -934,7 +932,7 @@ impl AuditLog {
         ) {
             Ok(st) => {
                 let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
-                (dev, st.stx_ino) != seg.ident
+                (dev, st.stx_ino) != (seg.id.dev, seg.id.ino)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
             Err(e) => return Err(err(format!("cannot inspect the log's path ({e})"))),
@@ -946,7 +944,7 @@ impl AuditLog {
                 j.sync_log(&s.file)
                     .map_err(|e| err(format!("cannot sync the moved log ({e})")))?;
             }
-            let (file, ident) = self.open_next_segment()?;
+            let (file, (dev, ino)) = self.open_next_segment()?;
             let reason = start.map(str::to_owned).unwrap_or_else(|| {
                 format!(
                     "the log was moved away from this path (rotated): records up to seq {} are in the moved file; this file continues the chain",
@@ -954,14 +952,13 @@ impl AuditLog {
                 )
             });
             let journal = seg.journal.take();
-            let key_id = seg.key_id;
+            let id = LogId { dev, ino, ..seg.id };
             *seg = Segment {
                 file,
-                ident,
+                id,
                 len: 0,
                 dirty: false,
                 journal,
-                key_id,
             };
             newline_first = false;
             own.push(self.render_body(&AuditRecord {
@@ -1023,14 +1020,7 @@ impl AuditLog {
                     .is_some_and(|j| j.fits(buf.len()) && j.usable());
             match seg.journal.as_mut() {
                 // A batch of the clients' records alone: one synchronous write of its frame.
-                Some(j) if framed => {
-                    let id = LogId {
-                        dev: seg.ident.0,
-                        ino: seg.ident.1,
-                        key: seg.key_id,
-                    };
-                    j.commit(&seg.file, id, len, first_seq, batch.len(), &buf)
-                }
+                Some(j) if framed => j.commit(&seg.file, seg.id, len, first_seq, batch.len(), &buf),
                 // The daemon's own records (a new segment, a gap) are synced in the log, and
                 // with them every frame before.
                 Some(j) => j.sync_log(&seg.file),

@@ -144,7 +144,6 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Print why a file fails verification, if it does.
 /// What tells two names of one file apart from two files: (device, inode), or the absolute
 /// path of a file that cannot be inspected.
 fn same_file_key(p: &Path) -> Result<(u64, u64), PathBuf> {
@@ -154,6 +153,7 @@ fn same_file_key(p: &Path) -> Result<(u64, u64), PathBuf> {
         .map_err(|_| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()))
 }
 
+/// Print why a file fails verification, if it does.
 fn broken(path: &Path, report: &audit::VerifyReport) -> Option<ExitCode> {
     let bad = report.first_bad.as_ref()?;
     let shown = path.display();

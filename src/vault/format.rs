@@ -68,12 +68,9 @@ impl<'a> Parsed<'a> {
     /// Split and sanity-check a file's bytes. Never allocates more than the file's size.
     pub fn parse(bytes: &'a [u8]) -> Result<Parsed<'a>, VaultError> {
         let corrupt = |what: &str| VaultError::Corrupt(what.to_owned());
-        let Frame {
-            version,
-            hlen,
-            plen,
-        } = frame(bytes, bytes.len())?;
-        let header_bytes = &bytes[14..14 + hlen];
+        let f = frame(bytes, bytes.len())?;
+        let (version, plen) = (f.version, f.plen);
+        let header_bytes = &bytes[14..14 + f.hlen];
         let (header, v1_identity_slots) = if version == VERSION {
             let header: Header = serde_json::from_slice(header_bytes)
                 .map_err(|e| corrupt(&format!("the header is not valid: {e}")))?;
@@ -82,7 +79,7 @@ impl<'a> Parsed<'a> {
         } else {
             parse_v1_header(header_bytes)?
         };
-        let payload_start = 22 + hlen;
+        let payload_start = f.payload_start();
         let payload = &bytes[payload_start..payload_start + plen];
         let auth_len = payload_start + age_prefix_len(payload)?;
         Ok(Parsed {
@@ -115,6 +112,14 @@ struct Frame {
     version: u16,
     hlen: usize,
     plen: usize,
+}
+
+impl Frame {
+    /// Where the payload begins: after the magic, version, header length, header and payload
+    /// length (vault-format.md).
+    fn payload_start(&self) -> usize {
+        22 + self.hlen
+    }
 }
 
 /// The framing checks, on the first bytes of a file of `total` bytes: magic, version, and
@@ -188,15 +193,11 @@ pub(crate) fn check_mac_early(
     identity: &str,
     vault_id: &str,
 ) -> Result<(), VaultError> {
-    let Frame {
-        version,
-        hlen,
-        plen,
-    } = frame(head, total)?;
-    if version != VERSION {
+    let f = frame(head, total)?;
+    if f.version != VERSION {
         return Err(VaultError::NeedsMigration);
     }
-    let payload_start = 22 + hlen;
+    let (payload_start, plen) = (f.payload_start(), f.plen);
     // The age header and nonce lie in the first MAX_AGE_HEADER + 16 bytes of the payload, all
     // in `head`: `age_prefix_len` finds the same end in this part as in the whole.
     let payload_head = &head[payload_start..head.len().min(payload_start + plen)];
