@@ -440,7 +440,8 @@ impl Journal {
         };
         // What is written back: the run's records from the first one the log lacks, as far
         // as each continues the chain (its seq and prev) from the line before it; the first
-        // must be the seq the frames say. At the file's start the first may begin anywhere.
+        // must be the seq the frames say. At the file's start the first must begin a file as
+        // `audit verify` takes it.
         let mut rest: Vec<u8> = run[i].records[within..].to_vec();
         for f in &run[i + 1..] {
             rest.extend_from_slice(&f.records);
@@ -462,7 +463,7 @@ impl Journal {
             };
             let continues = match &before {
                 Some((bs, bh)) => bs.checked_add(1) == Some(s) && prev == *bh,
-                None => good == 0,
+                None => good == 0 && begins_a_file(body, s, &prev),
             };
             if !continues || (good == 0 && s != seq) {
                 break;
@@ -482,6 +483,18 @@ impl Journal {
             last_seq,
         }))
     }
+}
+
+/// Whether a record may begin a file, as `audit verify` takes one: seq 1 after 64 zeros, or a
+/// later segment's first record (`audit.rotate`, `audit.gap`).
+fn begins_a_file(line: &[u8], seq: u64, prev: &str) -> bool {
+    if seq == 1 {
+        return prev == GENESIS;
+    }
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["op"].as_str().map(|op| SEGMENT_STARTS.contains(&op)))
+        .unwrap_or(false)
 }
 
 /// The `seq` and SHA-256 hex of the line that ends at `at` (> 0) in `log`, or `None` when no
@@ -870,6 +883,30 @@ mod tests {
                 Err(e) => proptest::prop_assert!(!edits.is_empty(), "{e}"),
             }
         }
+    }
+
+    /// Found by the property test in CI: the log lost whole, and its first record's `prev` in
+    /// the journal changed and re-signed. A record that could not begin a file (seq 1 after
+    /// anything but 64 zeros) is not written back as the file's first line.
+    #[test]
+    fn a_first_record_that_cannot_begin_a_file_is_not_written_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        log_of(&path, 2);
+        std::fs::write(&path, b"").unwrap();
+        let mut j = std::fs::read(journal_path(&path)).unwrap();
+        let prev = j[..BLOCK]
+            .windows(8)
+            .position(|w| w == b"\"prev\":\"")
+            .unwrap()
+            + 8;
+        j[prev] = b'3';
+        let len = u32_at(&j, 60);
+        let sum = digest(&j[..64], &j[HEADER..HEADER + len]);
+        j[64..96].copy_from_slice(&sum);
+        std::fs::write(journal_path(&path), &j).unwrap();
+        let (text, records) = reopened(&path);
+        assert!(records.is_empty(), "{}", String::from_utf8_lossy(&text));
     }
 
     /// A hard link planted at the journal's path (to another file of the daemon's, here a
