@@ -24,6 +24,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
+use rustix::net::RecvFlags;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::handler::{Handler, Prepared};
@@ -354,6 +355,9 @@ struct Conn {
     readable: bool,
     /// The peer closed its end for writing.
     eof: bool,
+    /// epoll said the peer closed its end: its end of input may already wait behind the
+    /// data, and comes as no new edge, so a short read does not mean "nothing more".
+    read_closed: bool,
     /// A request of this connection is on the worker; later ones wait for its answer.
     on_worker: bool,
     /// Close once the output is written (`too_large`, shutdown, end of input).
@@ -362,6 +366,12 @@ struct Conn {
     want_write: bool,
     /// Answers of this connection wait for their audit records (the committer thread).
     awaiting_audit: bool,
+    /// Bytes of whole lines peeked into `input` but left in the socket until their answers
+    /// are written ([`Loop::read_and_decide`]); nothing more is read meanwhile.
+    unconsumed: usize,
+    /// The last peek left more in the socket than `unconsumed` (or filled the buffer): read
+    /// again once they are consumed.
+    more_after: bool,
 }
 
 impl Conn {
@@ -766,6 +776,7 @@ impl Loop {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             c.readable = true;
                         }
+                        c.read_closed |= ev.is_read_closed() || ev.is_error();
                         self.active.push(slot);
                     }
                 }
@@ -917,10 +928,13 @@ impl Loop {
             // A request may have arrived with the connection.
             readable: true,
             eof: false,
+            read_closed: false,
             on_worker: false,
             closing: false,
             want_write: false,
             awaiting_audit: false,
+            unconsumed: 0,
+            more_after: false,
         });
         self.active.push(slot);
     }
@@ -1061,29 +1075,60 @@ impl Loop {
         if !c.settled() || c.closing {
             return;
         }
-        while c.readable && c.input.len() <= MAX_LINE && !c.eof {
+        if c.unconsumed > 0 && !c.input.contains(&b'\n') && consume(c, &mut self.scratch).is_err() {
+            self.close(slot);
+            return;
+        }
+        // Whole lines are peeked, not read: they stay in the socket until their answers are
+        // written. Reading a client's request frees its send buffer, and Linux then wakes a
+        // client already asleep for the answer (`unix_write_space`), only for it to sleep
+        // again: a second wake-up and two context switches per request, which cost the loop
+        // more than the request itself on a VM. Read just after the answer woke the client
+        // (and took it off the socket's wait queue), the request wakes nobody
+        // (docs/security.md, "Daemon throughput"). A line still arriving is read as before.
+        while c.readable && c.input.len() <= MAX_LINE && !c.eof && c.unconsumed == 0 {
             // Never read past one byte beyond the limit: a 10 MB line costs us 64 KiB.
             let want = (MAX_LINE + 1 - c.input.len()).min(CHUNK);
-            match c.stream.read(&mut self.scratch[..want]) {
+            let peeked = rustix::net::recv(&c.stream, &mut self.scratch[..want], RecvFlags::PEEK);
+            match peeked.map(|(n, _)| n) {
                 Ok(0) => c.eof = true,
                 Ok(n) => {
+                    let whole = memchr::memrchr(b'\n', &self.scratch[..n]).map(|p| p + 1);
+                    // No whole line yet: read what came (the same bytes, or fewer).
+                    let took = match whole {
+                        Some(w) => {
+                            c.unconsumed = w;
+                            c.more_after = w < n || n == want;
+                            w
+                        }
+                        None => match c.stream.read(&mut self.scratch[..n]) {
+                            Ok(got) if got > 0 => got,
+                            _ => {
+                                self.scratch[..n].zeroize();
+                                c.eof = true;
+                                c.readable = false;
+                                break;
+                            }
+                        },
+                    };
                     if c.input.is_empty() {
                         c.line_since = Some(Instant::now());
                     }
                     crate::secret::extend_zeroizing(
                         &mut c.input,
-                        &self.scratch[..n],
+                        &self.scratch[..took],
                         MAX_LINE + CHUNK,
                     );
                     self.scratch[..n].zeroize();
                     // A short read emptied the socket: epoll reports the next data as a new
-                    // edge, so the read that would only say "would block" is saved.
-                    if n < want {
+                    // edge, so the read that would only say "would block" is saved (unless
+                    // the end of input is known to be waiting).
+                    if n < want && took == n && !c.read_closed {
                         c.readable = false;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(rustix::io::Errno::AGAIN) => c.readable = false,
+                Err(rustix::io::Errno::INTR) => {}
                 Err(_) => {
                     c.eof = true;
                     c.readable = false;
@@ -1216,6 +1261,16 @@ impl Loop {
                 self.close(slot);
                 return;
             }
+            // The answers to the peeked lines are out, and woke their client: their bytes
+            // are read now, waking nobody ([`Loop::read_and_decide`]).
+            if c.unconsumed > 0
+                && !c.busy()
+                && !c.input.contains(&b'\n')
+                && consume(c, &mut self.scratch).is_err()
+            {
+                self.close(slot);
+                return;
+            }
             c.idle_since = Instant::now();
             // Lines that waited behind this answer, or unread input.
             if c.readable || c.input.contains(&b'\n') || c.eof {
@@ -1315,6 +1370,7 @@ impl Loop {
                         let slot = t - FIRST_CONN;
                         if let Some(Some(c)) = self.conns.get_mut(slot) {
                             c.readable = true;
+                            c.read_closed |= ev.is_read_closed() || ev.is_error();
                             self.active.push(slot);
                         }
                     }
@@ -1335,6 +1391,29 @@ impl Loop {
             }
         }
     }
+}
+
+/// Read (and zero) the bytes of the whole lines a connection peeked and has answered; it
+/// may then be read again.
+fn consume(c: &mut Conn, scratch: &mut [u8]) -> io::Result<()> {
+    while c.unconsumed > 0 {
+        let k = c.unconsumed.min(scratch.len());
+        match c.stream.read(&mut scratch[..k]) {
+            // The bytes were there when peeked, and nobody else reads this socket.
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                scratch[..n].zeroize();
+                c.unconsumed -= n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if c.more_after || c.read_closed {
+        c.readable = true;
+        c.more_after = false;
+    }
+    Ok(())
 }
 
 /// Tell a client that was not given a slot why, without ever blocking the loop on it.
@@ -1673,6 +1752,46 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             assert_eq!(v["ok"], i % 2 == 0 || i == 100, "answer {i}: {v}");
         }
+        stop.trigger();
+        running.join().unwrap().unwrap();
+    }
+
+    /// Whole lines are peeked and read off the socket only once answered: lines that fill
+    /// more than one read buffer, a whole line and the start of the next in one write (the
+    /// start left in the socket), that line's end after a pause, and the end of input right
+    /// after it are all answered, in order, and then the connection is closed.
+    #[test]
+    fn peeked_lines_with_a_tail_left_in_the_socket_and_an_end_of_input_are_all_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, _handler, path) = locked_server(dir.path());
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        let mut s = UnixStream::connect(&path).unwrap();
+        let line = b"{\"v\":1,\"op\":\"health\"}\n";
+        let n = 2 * CHUNK / line.len() + 7;
+        let mut many = line.repeat(n);
+        many.extend_from_slice(b"{\"v\":1,\"op\":\"none\"");
+        s.write_all(&many).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        s.write_all(b"}\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // The end of input closes the connection at once, not at the idle timeout (60 s
+        // here): it may come with the last data, as no edge of its own.
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(&s);
+        for i in 0..=n {
+            let mut answer = String::new();
+            r.read_line(&mut answer).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(v["ok"], i < n, "answer {i} of {n}: {v}");
+        }
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest)
+            .expect("the daemon closes the connection after the last answer");
+        assert!(
+            rest.is_empty(),
+            "nothing after the last answer, then the end"
+        );
         stop.trigger();
         running.join().unwrap().unwrap();
     }

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TRACED: &str =
-    "trace=openat,write,writev,pwrite64,sendto,sendmsg,fsync,fdatasync,rename,renameat,renameat2";
+    "trace=openat,write,writev,pwrite64,sendto,sendmsg,recvfrom,fsync,fdatasync,rename,renameat,renameat2";
 
 fn have_strace() -> bool {
     Command::new("strace")
@@ -65,9 +65,12 @@ fn parse(log: &str) -> Vec<Call> {
             _ => (String::new(), line),
         };
         if let Some(r) = rest.strip_prefix("<... ") {
-            if r.contains(" resumed>") {
+            if let Some((_, tail)) = r.split_once(" resumed>") {
                 if let Some(k) = pending.remove(&pid) {
                     calls[k].end = i;
+                    // What a call returns into its buffers (a `recvfrom`'s data) is printed
+                    // when it resumes.
+                    calls[k].args.push_str(tail);
                 }
             }
             continue;
@@ -306,6 +309,57 @@ fn the_audit_record_is_durable_before_the_answer_reaches_the_socket() {
     let err = audit_synced_before_answer(&calls, &audit, seq)
         .expect_err("an unsynced daemon must fail the check");
     assert!(err.contains("no sync of record"), "{err}");
+}
+
+/// A request is peeked, and read off the socket only after its answer was written: reading
+/// it earlier frees the client's send buffer, and Linux then wakes a client already asleep
+/// for the answer, for nothing (docs/security.md, "Daemon throughput").
+#[test]
+fn a_request_is_read_off_the_socket_only_after_its_answer_was_written() {
+    if !have_strace() {
+        return skip::skip("strace is not installed (scripts/setup/strace installs it)");
+    }
+    if !daemon::is_root() {
+        return skip::skip(
+            "strace needs root to read the arguments of the non-dumpable daemon's syscalls",
+        );
+    }
+    let (calls, _audit, seq) = fetch_under_strace(&[]);
+    let answer = calls
+        .iter()
+        .find(|c| c.name == "sendto" && c.args.contains(&format!("\\\"audit_seq\\\":{seq}")))
+        .unwrap_or_else(|| panic!("the answer is written to the socket: {calls:#?}"));
+    let request = "\\\"task\\\":\\\"checkout-flow\\\"";
+    let reads: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.name == "recvfrom" && c.fd == answer.fd && c.args.contains(request))
+        .collect();
+    let peeks: Vec<&Call> = reads
+        .iter()
+        .copied()
+        .filter(|c| c.args.contains("MSG_PEEK"))
+        .collect();
+    let taken: Vec<&Call> = reads
+        .iter()
+        .copied()
+        .filter(|c| !c.args.contains("MSG_PEEK"))
+        .collect();
+    assert!(
+        peeks.first().is_some_and(|p| p.end < answer.start),
+        "the request is peeked before the answer (line {}): {reads:#?}",
+        answer.start
+    );
+    assert_eq!(taken.len(), 1, "the request is read off once: {reads:#?}");
+    assert!(
+        taken[0].start > answer.end,
+        "the request is read off (line {}) after the answer was written (line {})",
+        taken[0].start,
+        answer.end
+    );
+    println!(
+        "peeked at line {}, answered at line {}, read off at line {}",
+        peeks[0].end, answer.start, taken[0].start
+    );
 }
 
 #[test]
