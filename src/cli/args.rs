@@ -140,6 +140,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// The policy.toml with [locations] and tasks' `locations`.
+    // A help text shown by clap as written: `[locations]` is the TOML table, not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
     /// Where NAME.svbundle (and NAME.svbundle.sig) are written.
@@ -307,6 +309,8 @@ pub struct CredAddArgs {
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// An origin the credential is for, e.g. https://shop.example.com (repeatable).
+    // A help text shown by clap as written (`<...>` would show in `--help`).
+    #[allow(rustdoc::bare_urls)]
     #[arg(long = "origin", value_name = "URL")]
     pub origins: Vec<String>,
     /// A plain (non-secret) field, e.g. username=monitor (repeatable).
@@ -712,6 +716,8 @@ pub enum SyncCommand {
 #[derive(Debug, Args)]
 pub struct SyncOpenbaoArgs {
     /// The server, e.g. https://bao.example.com:8200 (http:// only to a loopback address).
+    // A help text shown by clap as written (`<...>` would show in `--help`).
+    #[allow(rustdoc::bare_urls)]
     #[arg(long, env = "BAO_ADDR", value_name = "URL")]
     pub addr: String,
     /// The KV version 2 mount, e.g. `secret`.
