@@ -411,6 +411,12 @@ impl Conn {
     fn busy(&self) -> bool {
         self.on_worker || self.awaiting_audit
     }
+
+    /// Lines were peeked and every answer to them is written (no whole line is left to
+    /// decide): their bytes can be read off the socket ([`consume`]), waking nobody.
+    fn peeked_lines_answered(&self) -> bool {
+        self.unconsumed > 0 && self.settled() && !self.input.contains(&b'\n')
+    }
 }
 
 /// A request for the worker thread, and its answer.
@@ -1075,7 +1081,7 @@ impl Loop {
         if !c.settled() || c.closing {
             return;
         }
-        if c.unconsumed > 0 && !c.input.contains(&b'\n') && consume(c, &mut self.scratch).is_err() {
+        if c.peeked_lines_answered() && consume(c, &mut self.scratch).is_err() {
             self.close(slot);
             return;
         }
@@ -1263,11 +1269,7 @@ impl Loop {
             }
             // The answers to the peeked lines are out, and woke their client: their bytes
             // are read now, waking nobody ([`Loop::read_and_decide`]).
-            if c.unconsumed > 0
-                && !c.busy()
-                && !c.input.contains(&b'\n')
-                && consume(c, &mut self.scratch).is_err()
-            {
+            if c.peeked_lines_answered() && consume(c, &mut self.scratch).is_err() {
                 self.close(slot);
                 return;
             }
