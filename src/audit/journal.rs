@@ -102,11 +102,15 @@ pub(super) struct Journal {
     scratch: Vec<u8>,
 }
 
-/// Records [`Journal::redo`] wrote back into the log.
+/// What [`Journal::redo`] did to the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Restored {
-    pub(super) first_seq: u64,
-    pub(super) last_seq: u64,
+pub(super) enum Redo {
+    /// Records it wrote back into the log.
+    Restored { first_seq: u64, last_seq: u64 },
+    /// The log lacks or differs from the journal's records from `seq` (at byte `at`) on, and
+    /// none could be written back: the line before them is broken (a hole the crash left
+    /// there, whose own frame is gone), or the journal's record does not continue it.
+    Unmended { seq: u64, at: u64 },
 }
 
 /// One frame read back from the journal.
@@ -380,9 +384,10 @@ impl Journal {
     /// line with the log, and from the first line missing or different cut the log there and
     /// write the journal's records, then sync it. `Ok(None)` when the log already holds every
     /// record (or the frames do not join the log: a log cut below them is the anchor's to
-    /// report). Afterwards every frame is in the log durably. Also takes up the serials where
+    /// report). Afterwards every frame is in the log durably, unless nothing could be written
+    /// back ([`Redo::Unmended`]: the log is left as it is). Also takes up the serials where
     /// the frames there left them.
-    pub(super) fn redo(&mut self, log: &File, id: LogId) -> std::io::Result<Option<Restored>> {
+    pub(super) fn redo(&mut self, log: &File, id: LogId) -> std::io::Result<Option<Redo>> {
         let all = self.frames()?;
         // Serials keep growing across restarts, so that the last frame written is known.
         self.serial = all.iter().map(|(f, _)| f.serial).max().unwrap_or(0) + 1;
@@ -451,7 +456,7 @@ impl Journal {
         } else {
             match line_before(log, at)? {
                 Some(b) => Some(b),
-                None => return Ok(None),
+                None => return Ok(Some(Redo::Unmended { seq, at })),
             }
         };
         let mut good = 0usize;
@@ -473,12 +478,12 @@ impl Journal {
             last_seq = s;
         }
         if good == 0 {
-            return Ok(None);
+            return Ok(Some(Redo::Unmended { seq, at }));
         }
         log.set_len(at)?;
         (&*log).write_all(&rest[..good])?;
         log.sync_data()?;
-        Ok(Some(Restored {
+        Ok(Some(Redo::Restored {
             first_seq: seq,
             last_seq,
         }))
@@ -604,6 +609,54 @@ mod tests {
         }
     }
 
+    /// A crash that left a hole across two records, when the frame of the first is gone too
+    /// (found by the `journal` fuzz target's first run): the later records' frames cannot be
+    /// written back after a line the crash broke (they would not continue it), so the log is
+    /// left as it is, the open goes on from its intact tail, and the chain says what the
+    /// journal found and could not mend; `audit verify` names the broken line.
+    #[test]
+    fn a_hole_the_journal_cannot_fill_is_left_as_it_is_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let whole = log_of(&path, 6);
+        // One frame per record here, record k in block k - 1: break record 2's frame.
+        let mut j = std::fs::read(journal_path(&path)).unwrap();
+        assert_eq!(&j[BLOCK..BLOCK + 8], MAGIC);
+        j[BLOCK + HEADER + 10] ^= 1;
+        std::fs::write(journal_path(&path), &j).unwrap();
+        // The hole: from the middle of record 2 into record 3 (record 2's newline with it).
+        let at = line_start(&whole, 2);
+        let mut holed = whole.clone();
+        holed[line_start(&whole, 1) + 40..at + 30].fill(0);
+        std::fs::write(&path, &holed).unwrap();
+
+        let log = AuditLog::open(&path, true).unwrap();
+        drop(log);
+        let text = std::fs::read(&path).unwrap();
+        assert_eq!(
+            &text[..holed.len()],
+            &holed[..],
+            "the log is left as it was"
+        );
+        let last: serde_json::Value =
+            serde_json::from_slice(text[holed.len()..].strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(last["op"], "audit.repair");
+        assert_eq!(last["seq"], 7, "the chain goes on from the intact tail");
+        let reason = last["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("from seq 3 (byte {at})"))
+                && reason.contains("cannot be written back")
+                && reason.contains("audit verify"),
+            "{reason}"
+        );
+        let report = verify(&path).unwrap();
+        assert_eq!(
+            report.first_bad.map(|b| b.line),
+            Some(2),
+            "verify names the line"
+        );
+    }
+
     /// The ring of frames wraps many times (the log is synced before a frame could overwrite
     /// one the log may lack), and the last batches still come back.
     #[test]
@@ -715,7 +768,17 @@ mod tests {
                 assert!(lines[4].contains("restored records 4..=4"), "{}", lines[4]);
                 assert_eq!(verify(&path).unwrap().first_bad, None);
             } else {
-                assert_eq!(lines.len(), 3, "{text}");
+                // Not written; what the journal holds and could not give back is recorded.
+                assert_eq!(lines.len(), 4, "{text}");
+                assert!(!text.contains(&prev), "{text}");
+                assert!(
+                    lines[3].contains("\"op\":\"audit.repair\"")
+                        && lines[3].contains("from seq 4 (byte ")
+                        && lines[3].contains("cannot be written back"),
+                    "{}",
+                    lines[3]
+                );
+                assert_eq!(verify(&path).unwrap().first_bad, None);
             }
         }
     }
@@ -887,7 +950,8 @@ mod tests {
 
     /// Found by the property test in CI: the log lost whole, and its first record's `prev` in
     /// the journal changed and re-signed. A record that could not begin a file (seq 1 after
-    /// anything but 64 zeros) is not written back as the file's first line.
+    /// anything but 64 zeros) is not written back as the file's first line; the chain begins
+    /// with the record of what the journal held and could not give back.
     #[test]
     fn a_first_record_that_cannot_begin_a_file_is_not_written_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -906,7 +970,13 @@ mod tests {
         j[64..96].copy_from_slice(&sum);
         std::fs::write(journal_path(&path), &j).unwrap();
         let (text, records) = reopened(&path);
-        assert!(records.is_empty(), "{}", String::from_utf8_lossy(&text));
+        assert_eq!(records.len(), 1, "{}", String::from_utf8_lossy(&text));
+        assert_eq!(records[0]["op"], "audit.repair");
+        let reason = records[0]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("from seq 1 (byte 0)") && reason.contains("cannot be written back"),
+            "{reason}"
+        );
     }
 
     /// A hard link planted at the journal's path (to another file of the daemon's, here a

@@ -62,7 +62,7 @@ mod verify;
 mod writer;
 
 pub use journal::journal_path;
-use journal::{key_id, Journal, LogId};
+use journal::{key_id, Journal, LogId, Redo};
 pub use key::*;
 pub use record::*;
 use recover::*;

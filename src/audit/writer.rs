@@ -300,7 +300,7 @@ impl AuditLog {
         };
         // A torn last line cut above lay within what the journal wrote back: the restoration
         // is the record of it.
-        let (chain, len, torn) = if restored.is_some() {
+        let (chain, len, torn) = if matches!(restored, Some(Redo::Restored { .. })) {
             let now = file.metadata().map_err(open_err)?.len();
             let (chain, len, _) = read_tail(&file, now, path)?;
             (chain, len, None)
@@ -401,12 +401,19 @@ impl AuditLog {
             })?;
         }
         if let Some(r) = restored {
-            let reason = format!(
-                "restored records {}..={} from the journal ({}): the log lacked them (written but not yet synced when the machine stopped, or cut since)",
-                r.first_seq,
-                r.last_seq,
-                journal_path(path).display()
-            );
+            let reason = match r {
+                Redo::Restored {
+                    first_seq,
+                    last_seq,
+                } => format!(
+                    "restored records {first_seq}..={last_seq} from the journal ({}): the log lacked them (written but not yet synced when the machine stopped, or cut since)",
+                    journal_path(path).display()
+                ),
+                Redo::Unmended { seq, at } => format!(
+                    "the log lacks or differs from the records from seq {seq} (byte {at}) that the journal ({}) holds, and they cannot be written back: the line before them is broken or does not lead to them (a crash of the machine left a hole the journal cannot fill?); run `scopevault audit verify`, which names the line",
+                    journal_path(path).display()
+                ),
+            };
             log.append(AuditRecord {
                 reason: Some(&reason),
                 ..AuditRecord::new(AuditOp::AuditRepair, Decision::Error)
