@@ -1,4 +1,4 @@
-//! The five fuzz harnesses (fuzz/fuzz_targets/*.rs), built into the ordinary test build and run
+//! The six fuzz harnesses (fuzz/fuzz_targets/*.rs), built into the ordinary test build and run
 //! over the seed corpora `scripts/fuzz` gives libFuzzer: fuzz/seeds/<target>/ (inputs of our own
 //! and every input that ever crashed) plus the fixtures. Every input must pass every invariant
 //! its target asserts.
@@ -24,6 +24,9 @@ mod allowed_signers;
 #[allow(unused_attributes)]
 #[path = "../../../fuzz/fuzz_targets/bundle.rs"]
 mod bundle;
+#[allow(unused_attributes)]
+#[path = "../../../fuzz/fuzz_targets/journal.rs"]
+mod journal;
 #[allow(unused_attributes)]
 #[path = "../../../fuzz/fuzz_targets/policy.rs"]
 mod policy;
@@ -115,8 +118,9 @@ fn replay(target: &str, run: fn(&[u8])) -> (usize, Vec<String>) {
 #[test]
 fn every_seed_and_every_past_crash_passes_its_fuzz_harness() {
     type Harness = (&'static str, fn(&[u8]));
-    let targets: [Harness; 5] = [
+    let targets: [Harness; 6] = [
         ("policy", policy::run),
+        ("journal", journal::run),
         ("allowed_signers", allowed_signers::run),
         ("bundle", bundle::run),
         ("vault", vault::run),
