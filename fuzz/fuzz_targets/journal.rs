@@ -91,6 +91,17 @@ fn key_id() -> [u8; 8] {
         .expect("8 bytes")
 }
 
+/// Create the file at `path` (mode 0600, as the daemon makes its files) holding `bytes`.
+fn create_0600(path: &std::path::Path, bytes: &[u8]) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 /// Make the header's identity fields and checksum right again for the frame at `at`.
 fn sign(j: &mut [u8], at: usize, dev: u64, ino: u64) {
     j[at + 16..at + 24].copy_from_slice(&dev.to_le_bytes());
@@ -134,22 +145,8 @@ fuzz_target!(|data: &[u8]| {
     }
     .expect("a temp dir");
     let path = dir.path().join("audit.jsonl");
-    let mut key = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(key_path(&path))
-        .expect("the key file");
-    key.write_all(&KEY).expect("the key");
-    drop(key);
-    let mut log = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .expect("the log");
-    log.write_all(&damaged).expect("the damaged log");
-    drop(log);
+    create_0600(&key_path(&path), &KEY);
+    create_0600(&path, &damaged);
     let meta = std::fs::metadata(&path).expect("the log's metadata");
     let (dev, ino) = (meta.dev(), meta.ino());
 
@@ -197,14 +194,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let mut jf = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(journal_path(&path))
-        .expect("the journal");
-    jf.write_all(&j).expect("the journal's bytes");
-    drop(jf);
+    create_0600(&journal_path(&path), &j);
 
     let opened = AuditLog::open(&path, true);
     let log = match opened {
