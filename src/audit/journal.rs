@@ -505,21 +505,29 @@ fn begins_a_file(line: &[u8], seq: u64, prev: &str) -> bool {
 /// The `seq` and SHA-256 hex of the line that ends at `at` (> 0) in `log`, or `None` when no
 /// whole record ends there.
 fn line_before(log: &File, at: u64) -> std::io::Result<Option<(u64, String)>> {
+    Ok(whole_line_before(log, at)?.and_then(|line| {
+        parse_chain_fields(&line)
+            .ok()
+            .map(|(s, _)| (s, HEXLOWER.encode(&Sha256::digest(&line))))
+    }))
+}
+
+/// The whole line (without its `\n`) that ends at `at` (> 0) in `log`, or `None` when no
+/// whole line of at most [`MAX_LINE`] bytes ends there.
+pub(super) fn whole_line_before(log: &File, at: u64) -> std::io::Result<Option<Vec<u8>>> {
     let from = at.saturating_sub(MAX_LINE as u64 + 1);
     let mut tail = vec![0u8; (at - from) as usize];
     log.read_exact_at(&mut tail, from)?;
     if tail.last() != Some(&b'\n') {
         return Ok(None);
     }
-    let body = &tail[..tail.len() - 1];
-    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    tail.pop();
+    let start = tail.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     if start == 0 && from != 0 {
         return Ok(None);
     }
-    let line = &body[start..];
-    Ok(parse_chain_fields(line)
-        .ok()
-        .map(|(s, _)| (s, HEXLOWER.encode(&Sha256::digest(line)))))
+    tail.drain(..start);
+    Ok(Some(tail))
 }
 
 #[cfg(test)]
@@ -655,6 +663,9 @@ mod tests {
             Some(2),
             "verify names the line"
         );
+        // The next start finds the same and records nothing more.
+        drop(AuditLog::open(&path, true).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), text, "recorded once");
     }
 
     /// The ring of frames wraps many times (the log is synced before a frame could overwrite

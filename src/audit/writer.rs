@@ -414,10 +414,26 @@ impl AuditLog {
                     journal_path(path).display()
                 ),
             };
-            log.append(AuditRecord {
-                reason: Some(&reason),
-                ..AuditRecord::new(AuditOp::AuditRepair, Decision::Error)
-            })?;
+            // What could not be mended stays so, and the next start finds it again: it is
+            // recorded once, not at every start.
+            let repeated = matches!(r, Redo::Unmended { .. }) && {
+                let seg = log.segment();
+                seg.len > 0
+                    && journal::whole_line_before(&seg.file, seg.len)
+                        .ok()
+                        .flatten()
+                        .and_then(|l| serde_json::from_slice::<serde_json::Value>(&l).ok())
+                        .is_some_and(|v| {
+                            v["op"] == AuditOp::AuditRepair.as_str()
+                                && v["reason"] == reason.as_str()
+                        })
+            };
+            if !repeated {
+                log.append(AuditRecord {
+                    reason: Some(&reason),
+                    ..AuditRecord::new(AuditOp::AuditRepair, Decision::Error)
+                })?;
+            }
         }
         if let Some(bytes) = torn {
             let reason = format!(
