@@ -617,29 +617,41 @@ mod tests {
         }
     }
 
+    /// A log of 6 records that a crash holed from the middle of record 4 into record 5 (record
+    /// 4's newline with it), whose journal lost record 4's frame: its path, the holed bytes and
+    /// where record 5 began.
+    fn holed_past_mending(dir: &Path) -> (PathBuf, Vec<u8>, usize) {
+        let path = dir.join("audit.jsonl");
+        let whole = log_of(&path, 6);
+        // One frame per record here, record k in block k - 1: break record 4's frame (late
+        // in the ring, so that the frames of the next run of the daemon leave it there).
+        let mut j = std::fs::read(journal_path(&path)).unwrap();
+        assert_eq!(&j[3 * BLOCK..3 * BLOCK + 8], MAGIC);
+        j[3 * BLOCK + HEADER + 10] ^= 1;
+        std::fs::write(journal_path(&path), &j).unwrap();
+        let at = line_start(&whole, 4);
+        let mut holed = whole.clone();
+        holed[line_start(&whole, 3) + 40..at + 30].fill(0);
+        std::fs::write(&path, &holed).unwrap();
+        (path, holed, at)
+    }
+
+    fn unmended_records(path: &Path) -> usize {
+        String::from_utf8_lossy(&std::fs::read(path).unwrap())
+            .matches("cannot be written back")
+            .count()
+    }
+
     /// A crash that left a hole across two records, when the frame of the first is gone too
     /// (found by the `journal` fuzz target's first run): the later records' frames cannot be
     /// written back after a line the crash broke (they would not continue it), so the log is
     /// left as it is, the open goes on from its intact tail, and the chain says what the
-    /// journal found and could not mend; `audit verify` names the broken line.
+    /// journal found and could not mend, once; `audit verify` names the broken line.
     #[test]
     fn a_hole_the_journal_cannot_fill_is_left_as_it_is_and_recorded() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let whole = log_of(&path, 6);
-        // One frame per record here, record k in block k - 1: break record 2's frame.
-        let mut j = std::fs::read(journal_path(&path)).unwrap();
-        assert_eq!(&j[BLOCK..BLOCK + 8], MAGIC);
-        j[BLOCK + HEADER + 10] ^= 1;
-        std::fs::write(journal_path(&path), &j).unwrap();
-        // The hole: from the middle of record 2 into record 3 (record 2's newline with it).
-        let at = line_start(&whole, 2);
-        let mut holed = whole.clone();
-        holed[line_start(&whole, 1) + 40..at + 30].fill(0);
-        std::fs::write(&path, &holed).unwrap();
-
+        let (path, holed, at) = holed_past_mending(dir.path());
         let log = AuditLog::open(&path, true).unwrap();
-        drop(log);
         let text = std::fs::read(&path).unwrap();
         assert_eq!(
             &text[..holed.len()],
@@ -652,7 +664,7 @@ mod tests {
         assert_eq!(last["seq"], 7, "the chain goes on from the intact tail");
         let reason = last["reason"].as_str().unwrap();
         assert!(
-            reason.contains(&format!("from seq 3 (byte {at})"))
+            reason.contains(&format!("from seq 5 (byte {at})"))
                 && reason.contains("cannot be written back")
                 && reason.contains("audit verify"),
             "{reason}"
@@ -660,12 +672,28 @@ mod tests {
         let report = verify(&path).unwrap();
         assert_eq!(
             report.first_bad.map(|b| b.line),
-            Some(2),
+            Some(4),
             "verify names the line"
         );
-        // The next start finds the same and records nothing more.
+        // The daemon writes on; its frames do not lead the next start back past the record
+        // (it was synced in the log, not framed), so nothing new is recorded then.
+        log.append(rec()).unwrap();
+        log.append(rec()).unwrap();
+        drop(log);
+        let more = std::fs::read(&path).unwrap();
         drop(AuditLog::open(&path, true).unwrap());
-        assert_eq!(std::fs::read(&path).unwrap(), text, "recorded once");
+        assert_eq!(std::fs::read(&path).unwrap(), more, "not recorded again");
+        assert_eq!(unmended_records(&path), 1);
+
+        // A start right after the record (no batch since) finds the same loss again and
+        // sees its record as the log's last line: not recorded twice.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _, _) = holed_past_mending(dir.path());
+        drop(AuditLog::open(&path, true).unwrap());
+        let once = std::fs::read(&path).unwrap();
+        drop(AuditLog::open(&path, true).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), once, "recorded once");
+        assert_eq!(unmended_records(&path), 1);
     }
 
     /// The ring of frames wraps many times (the log is synced before a frame could overwrite

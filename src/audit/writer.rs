@@ -60,6 +60,9 @@ pub(super) struct Segment {
     /// With sync on, where batches are made durable (`None`: the log is `fdatasync`ed
     /// instead, on a file system without direct or synchronous writes).
     journal: Option<Journal>,
+    /// Sync the next batch in the log rather than frame it in the journal (the record of a
+    /// loss the journal cannot mend: no frame then leads later starts back to that loss).
+    unframed_next: bool,
 }
 
 /// An open audit log. `Send + Sync`: share it (in an `Arc`) between all connection threads.
@@ -315,6 +318,7 @@ impl AuditLog {
                 len,
                 dirty: false,
                 journal,
+                unframed_next: false,
             }),
             key,
             sync,
@@ -414,8 +418,10 @@ impl AuditLog {
                     journal_path(path).display()
                 ),
             };
-            // What could not be mended stays so, and the next start finds it again: it is
-            // recorded once, not at every start.
+            // What could not be mended stays so. Its record is synced in the log, not framed:
+            // the frames of later batches then do not lead the next start back to the loss
+            // (they continue the record, which no frame holds). A start with no batch since
+            // finds it again, right after the record: not recorded twice.
             let repeated = matches!(r, Redo::Unmended { .. }) && {
                 let seg = log.segment();
                 seg.len > 0
@@ -429,6 +435,9 @@ impl AuditLog {
                         })
             };
             if !repeated {
+                if matches!(r, Redo::Unmended { .. }) {
+                    log.segment().unframed_next = true;
+                }
                 log.append(AuditRecord {
                     reason: Some(&reason),
                     ..AuditRecord::new(AuditOp::AuditRepair, Decision::Error)
@@ -982,6 +991,7 @@ impl AuditLog {
                 len: 0,
                 dirty: false,
                 journal,
+                unframed_next: seg.unframed_next,
             };
             newline_first = false;
             own.push(self.render_body(&AuditRecord {
@@ -1037,6 +1047,7 @@ impl AuditLog {
             }
             let framed = own.is_empty()
                 && !newline_first
+                && !seg.unframed_next
                 && seg
                     .journal
                     .as_mut()
@@ -1058,6 +1069,7 @@ impl AuditLog {
             return Err(err(e.to_string()));
         }
         seg.len += buf.len() as u64;
+        seg.unframed_next = false;
         Ok(Written {
             chain,
             first_seq,
