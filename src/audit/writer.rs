@@ -422,22 +422,9 @@ impl AuditLog {
             // the frames of later batches then do not lead the next start back to the loss
             // (they continue the record, which no frame holds). A start with no batch since
             // finds it again, right after the record: not recorded twice.
-            let repeated = matches!(r, Redo::Unmended { .. }) && {
-                let seg = log.segment();
-                seg.len > 0
-                    && journal::whole_line_before(&seg.file, seg.len)
-                        .ok()
-                        .flatten()
-                        .and_then(|l| serde_json::from_slice::<serde_json::Value>(&l).ok())
-                        .is_some_and(|v| {
-                            v["op"] == AuditOp::AuditRepair.as_str()
-                                && v["reason"] == reason.as_str()
-                        })
-            };
-            if !repeated {
-                if matches!(r, Redo::Unmended { .. }) {
-                    log.segment().unframed_next = true;
-                }
+            let unmended = matches!(r, Redo::Unmended { .. });
+            if !(unmended && log.last_record_is(AuditOp::AuditRepair, &reason)) {
+                log.segment().unframed_next = unmended;
                 log.append(AuditRecord {
                     reason: Some(&reason),
                     ..AuditRecord::new(AuditOp::AuditRepair, Decision::Error)
@@ -685,6 +672,17 @@ impl AuditLog {
 
     fn segment(&self) -> MutexGuard<'_, Segment> {
         self.seg.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the log's last line is a record of `op` with this `reason`.
+    fn last_record_is(&self, op: AuditOp, reason: &str) -> bool {
+        let seg = self.segment();
+        seg.len > 0
+            && journal::whole_line_before(&seg.file, seg.len)
+                .ok()
+                .flatten()
+                .and_then(|l| serde_json::from_slice::<serde_json::Value>(&l).ok())
+                .is_some_and(|v| v["op"] == op.as_str() && v["reason"] == reason)
     }
 
     /// The HMAC of a value as it appears in this log's `values`.
