@@ -93,6 +93,10 @@ pub struct Handler {
     /// not one of them).
     #[cfg(test)]
     pub(crate) followed_on: Mutex<Vec<String>>,
+    /// Tests: how long [`Handler::wait_audit`] (the event loop's committer) holds its results
+    /// once the records are durable, so that a test can order what reaches the loop.
+    #[cfg(test)]
+    pub(crate) committed_delay: Mutex<std::time::Duration>,
 }
 
 fn now_unix() -> u64 {
@@ -160,6 +164,8 @@ impl Handler {
             follow_failed: Mutex::new(None),
             #[cfg(test)]
             followed_on: Mutex::new(Vec::new()),
+            #[cfg(test)]
+            committed_delay: Mutex::new(std::time::Duration::ZERO),
         }
     }
 
@@ -439,7 +445,10 @@ impl Handler {
         tickets: &[AuditTicket],
         gather: bool,
     ) -> Vec<Result<u64, AuditError>> {
-        self.audit.wait(tickets, gather)
+        let results = self.audit.wait(tickets, gather);
+        #[cfg(test)]
+        std::thread::sleep(*self.committed_delay.lock().unwrap());
+        results
     }
 
     /// The answer of `prepared` once [`Handler::wait_audit`] returned `results` for its

@@ -378,12 +378,23 @@ impl Conn {
     /// Whether a whole line waits and is anything but a valid `health` request (parsed here
     /// and again when it is taken; this is only done while a vault file is being loaded).
     fn next_line_asks_more_than_health(&self) -> bool {
-        let Some(pos) = memchr::memchr(b'\n', &self.input) else {
-            return false;
-        };
+        self.next_request()
+            .is_some_and(|r| !matches!(r, Ok(Request::Health)))
+    }
+
+    /// Whether the next whole line is a request that runs on the worker (parsed here and
+    /// again when it is taken; only done for a line behind another of the same turn).
+    fn next_line_runs_off_loop(&self, handler: &Handler) -> bool {
+        self.next_request()
+            .is_some_and(|r| r.is_ok_and(|r| handler.runs_off_loop(&self.peer, &r)))
+    }
+
+    /// The next whole line, parsed (without taking it).
+    fn next_request(&self) -> Option<Result<Request, ErrorBody>> {
+        let pos = memchr::memchr(b'\n', &self.input)?;
         let line = &self.input[..pos];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        !matches!(Request::parse(line), Ok(Request::Health))
+        Some(Request::parse(line))
     }
 
     /// The next whole line of input, without its `\n` (and `\r`).
@@ -1150,6 +1161,12 @@ impl Loop {
                 self.held_back.push(slot);
                 return;
             }
+            // A request for the worker waits behind this turn's answers of the connection,
+            // and is taken once they are written: the worker's answer comes back on its
+            // own, and could otherwise overtake one that waits for its audit records.
+            if taken > 0 && c.next_line_runs_off_loop(&self.handler) {
+                break;
+            }
             let Some(line) = c.take_line() else { break };
             taken += 1;
             c.line_since = (!c.input.is_empty()).then(Instant::now);
@@ -1754,6 +1771,47 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             assert_eq!(v["ok"], i % 2 == 0 || i == 100, "answer {i}: {v}");
         }
+        stop.trigger();
+        running.join().unwrap().unwrap();
+    }
+
+    /// An admin pipelines a `fetch` and a `lock`: the `lock` runs on the worker and is
+    /// answered at once, while the `fetch`'s answer waits for its audit record (the committer
+    /// here holds it back 300 ms). The answers still come in the order they were asked for.
+    /// Three other clients fetch in the same turn, so that it goes to the committer.
+    #[test]
+    fn an_off_loop_request_behind_an_answer_waiting_for_audit_is_answered_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, handler, path) = locked_server(dir.path());
+        *handler.committed_delay.lock().unwrap() = Duration::from_millis(300);
+        let others = fetching_clients(&path, 3);
+        let mut admin = UnixStream::connect(&path).unwrap();
+        admin
+            .write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n{\"v\":1,\"op\":\"lock\"}\n")
+            .unwrap();
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        let mut r = BufReader::new(&admin);
+        let mut first = String::new();
+        r.read_line(&mut first).unwrap();
+        let mut second = String::new();
+        r.read_line(&mut second).unwrap();
+        let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+        let second: serde_json::Value = serde_json::from_str(&second).unwrap();
+        assert_eq!(
+            first["error"]["code"], "locked",
+            "the fetch's answer first: {first}"
+        );
+        assert_eq!(second["ok"], true, "then the lock's: {second}");
+        assert!(second.get("error").is_none(), "{second}");
+        for c in &others {
+            assert_eq!(answer(c)["error"]["code"], "locked");
+        }
+        assert_eq!(
+            handler.audit_stats().records,
+            5,
+            "four fetches and the lock"
+        );
         stop.trigger();
         running.join().unwrap().unwrap();
     }
