@@ -762,8 +762,16 @@ mod tests {
         let Some(sleep) = which("sleep") else {
             return skip("no `sleep` on PATH");
         };
+        // Another test's child may take the pid between our write and our spawn, and hold
+        // it for a while: wait for it to go before trying again (bounded).
         let mut reused = None;
+        let busy_until = std::time::Instant::now() + std::time::Duration::from_secs(20);
         for _ in 0..200 {
+            while Path::new(&format!("/proc/{}", cred.pid)).exists()
+                && std::time::Instant::now() < busy_until
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             if let Err(e) =
                 std::fs::write("/proc/sys/kernel/ns_last_pid", (cred.pid - 1).to_string())
             {
@@ -781,7 +789,10 @@ mod tests {
             let _ = c.wait();
         }
         let Some(mut other) = reused else {
-            panic!("pid {} was never reused in 200 tries", cred.pid);
+            panic!(
+                "pid {} was never reused in 200 tries (or stayed taken 20 s)",
+                cred.pid
+            );
         };
         // Wait until the new process has exec'd sleep (not still our fork).
         let real = std::fs::canonicalize(&sleep).unwrap();
