@@ -18,6 +18,10 @@
 //! To measure the daemon, add a target made by [`json_line_target`] with the daemon's socket
 //! and a `fetch` request line; the ratio table then compares it with `echo` and `ssh-agent`.
 //!
+//! Each row also gives, from `/proc/stat` over the row, the busy CPU time of the whole machine
+//! per request and the share of its CPUs left idle (with iowait) or stolen by the hypervisor:
+//! a server that leaves CPUs idle while its clients wait for one shows there.
+//!
 //! `--idle N` prints the daemon's RSS and thread count with N connections open instead;
 //! `--only A,B` keeps only the targets whose names start with A or B (and the baselines);
 //! `LOADGEN_EVENT_LOOPS=N` starts the daemons with `serve --event-loops N`.
@@ -59,6 +63,71 @@ struct Stats {
     elapsed: Duration,
     p50: Duration,
     p99: Duration,
+    /// What the whole machine's CPUs did meanwhile (`None` where `/proc/stat` is not there).
+    cpu: Option<CpuShare>,
+}
+
+/// The machine's CPU time over a row, from `/proc/stat`: busy (user, nice, system, irq,
+/// softirq), idle (idle and iowait) and steal, in the kernel's ticks, and the number of CPUs.
+/// A daemon that leaves CPUs idle while its clients wait shows here; the echo keeps them busy.
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    busy: u64,
+    idle: u64,
+    steal: u64,
+    cpus: usize,
+}
+
+impl CpuTimes {
+    fn now() -> Option<CpuTimes> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut lines = stat.lines();
+        let f: Vec<u64> = lines
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        let at = |i: usize| f.get(i).copied().unwrap_or(0);
+        let cpus = lines
+            .take_while(|l| l.starts_with("cpu"))
+            .filter(|l| l[3..].starts_with(|c: char| c.is_ascii_digit()))
+            .count();
+        Some(CpuTimes {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            idle: at(3) + at(4),
+            steal: at(7),
+            cpus,
+        })
+    }
+}
+
+/// A row's CPU: busy CPU time per request and the idle share of all CPUs.
+#[derive(Clone, Copy)]
+struct CpuShare {
+    busy_per_request: Duration,
+    idle: f64,
+    steal: f64,
+}
+
+impl CpuShare {
+    fn between(a: CpuTimes, b: CpuTimes, elapsed: Duration, requests: usize) -> Option<CpuShare> {
+        let (busy, idle, steal) = (
+            b.busy.saturating_sub(a.busy),
+            b.idle.saturating_sub(a.idle),
+            b.steal.saturating_sub(a.steal),
+        );
+        let all = (busy + idle + steal) as f64;
+        if all == 0.0 || requests == 0 {
+            return None;
+        }
+        let busy_cpu = elapsed.as_secs_f64() * b.cpus as f64 * busy as f64 / all;
+        Some(CpuShare {
+            busy_per_request: Duration::from_secs_f64(busy_cpu / requests as f64),
+            idle: idle as f64 / all,
+            steal: steal as f64 / all,
+        })
+    }
 }
 
 impl Stats {
@@ -221,6 +290,7 @@ fn drive(target: &Target, clients: usize, limits: Limits) -> io::Result<Stats> {
         .collect();
     barrier.wait();
     let start = Instant::now();
+    let cpu_at_start = CpuTimes::now();
     let mut all = Vec::new();
     for h in handles {
         all.extend(
@@ -229,6 +299,9 @@ fn drive(target: &Target, clients: usize, limits: Limits) -> io::Result<Stats> {
         );
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_at_start
+        .zip(CpuTimes::now())
+        .and_then(|(a, b)| CpuShare::between(a, b, elapsed, all.len()));
     all.sort_unstable();
     let pct =
         |p: f64| Duration::from_nanos(all[((all.len() as f64 * p) as usize).min(all.len() - 1)]);
@@ -239,6 +312,7 @@ fn drive(target: &Target, clients: usize, limits: Limits) -> io::Result<Stats> {
         elapsed,
         p50: pct(0.50),
         p99: pct(0.99),
+        cpu,
     })
 }
 
@@ -490,8 +564,16 @@ fn run(opts: &Options) -> io::Result<()> {
         disk.path().display()
     );
     println!(
-        "{:<22} {:>7} {:>9} {:>12} {:>10} {:>10}",
-        "target", "clients", "requests", "req/s", "p50 µs", "p99 µs"
+        "{:<22} {:>7} {:>9} {:>12} {:>10} {:>10} {:>13} {:>7} {:>7}",
+        "target",
+        "clients",
+        "requests",
+        "req/s",
+        "p50 µs",
+        "p99 µs",
+        "CPU µs/req",
+        "idle %",
+        "steal %"
     );
     let mut results: Vec<Stats> = Vec::new();
     let wanted = |name: &str| {
@@ -504,14 +586,24 @@ fn run(opts: &Options) -> io::Result<()> {
     for &clients in &opts.clients {
         for t in targets.iter().filter(|t| wanted(&t.name)) {
             let s = drive(t, clients, opts.limits)?;
+            let (cpu, idle, steal) = s.cpu.map_or(("-".into(), "-".into(), "-".into()), |c| {
+                (
+                    format!("{:.1}", c.busy_per_request.as_nanos() as f64 / 1000.0),
+                    format!("{:.1}", c.idle * 100.0),
+                    format!("{:.1}", c.steal * 100.0),
+                )
+            });
             println!(
-                "{:<22} {:>7} {:>9} {:>12.0} {:>10.1} {:>10.1}",
+                "{:<22} {:>7} {:>9} {:>12.0} {:>10.1} {:>10.1} {:>13} {:>7} {:>7}",
                 s.target,
                 s.clients,
                 s.requests,
                 s.throughput(),
                 s.p50.as_nanos() as f64 / 1000.0,
-                s.p99.as_nanos() as f64 / 1000.0
+                s.p99.as_nanos() as f64 / 1000.0,
+                cpu,
+                idle,
+                steal
             );
             results.push(s);
         }
