@@ -470,7 +470,13 @@ impl Handler {
     /// admin's: anyone else's is refused at once, in the loop, so that another uid cannot
     /// queue work in front of an admin's `unlock`.
     pub fn runs_off_loop(&self, peer: &PeerIdentity, req: &Request) -> bool {
-        is_admin_op(req) && self.access.is_admin(peer)
+        is_admin_op(req) && self.may_run_off_loop(peer)
+    }
+
+    /// Whether any request of `peer` can run off the loop: only an admin's can, so the loop
+    /// need not look at another peer's lines for one.
+    pub fn may_run_off_loop(&self, peer: &PeerIdentity) -> bool {
+        self.access.is_admin(peer)
     }
 
     /// A request refused for its size (the connection is closed next): its audit record

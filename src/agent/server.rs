@@ -383,10 +383,13 @@ impl Conn {
     }
 
     /// Whether the next whole line is a request that runs on the worker (parsed here and
-    /// again when it is taken; only done for a line behind another of the same turn).
+    /// again when it is taken; only done for an admin's line behind another of the same turn,
+    /// so the checks' pipelined fetches are parsed once).
     fn next_line_runs_off_loop(&self, handler: &Handler) -> bool {
-        self.next_request()
-            .is_some_and(|r| r.is_ok_and(|r| handler.runs_off_loop(&self.peer, &r)))
+        handler.may_run_off_loop(&self.peer)
+            && self
+                .next_request()
+                .is_some_and(|r| r.is_ok_and(|r| handler.runs_off_loop(&self.peer, &r)))
     }
 
     /// The next whole line, parsed (without taking it).
