@@ -101,7 +101,7 @@ pub enum AuditError {
         message: String,
     },
     /// The log is shorter than (or differs from) its anchor.
-    #[error("the audit log {path} does not reach its anchor: {why}; restore the log from backup, or start with `serve --accept-audit-gap` to record the gap in the chain and go on")]
+    #[error("the audit log {path} does not match its anchor: {why}; restore the log from backup, or start with `serve --accept-audit-gap` to record the gap in the chain and go on")]
     Gap {
         /// The log.
         path: PathBuf,

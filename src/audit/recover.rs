@@ -97,6 +97,75 @@ pub(super) fn read_tail(
     ))
 }
 
+/// What [`prev_of_seq`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Found {
+    /// The `prev` of the record asked for: the hash of the line before it.
+    Prev(String),
+    /// The file begins after that record (an earlier segment holds it).
+    Before,
+    /// The record is missing though the file began before it, or a line between it and the
+    /// end is not a record (the reason).
+    Unreadable(String),
+}
+
+/// The `prev` of the record with `seq` `want` in the first `len` bytes of `file` (which end in
+/// a complete line): the hash of the record before it, which an anchor names. Read from the
+/// end back to it, so the cost is the bytes after it.
+pub(super) fn prev_of_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found> {
+    // `buf` holds the bytes from `start` up to the end of the lines not yet looked at; it ends
+    // in a newline, and holds at most one block plus one line.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut start = len;
+    let mut end_line_no = 0u64;
+    let mut later = 0u64;
+    loop {
+        let body = buf.len().saturating_sub(1);
+        let line_start = match buf[..body].iter().rposition(|&b| b == b'\n') {
+            Some(p) => p + 1,
+            None if start == 0 => 0,
+            None if buf.len() > 2 * MAX_LINE => {
+                return Ok(Found::Unreadable(format!(
+                    "a line longer than {MAX_LINE} bytes"
+                )))
+            }
+            None => {
+                let from = start.saturating_sub(64 * 1024);
+                let mut chunk = vec![0u8; (start - from) as usize];
+                file.read_exact_at(&mut chunk, from)?;
+                chunk.extend_from_slice(&buf);
+                buf = chunk;
+                start = from;
+                continue;
+            }
+        };
+        if buf.is_empty() {
+            return Ok(Found::Before);
+        }
+        end_line_no += 1;
+        match parse_chain_fields(&buf[line_start..body]) {
+            Ok((seq, prev)) if seq == want => return Ok(Found::Prev(prev)),
+            // A jump over the record (a gap, or lines cut and others written after them):
+            // it is not in the file, though the file began before it.
+            Ok((seq, _)) if seq < want => {
+                return Ok(Found::Unreadable(format!(
+                    "there is no record at seq {want}: seq {seq} is followed by seq {later}"
+                )))
+            }
+            Ok((seq, _)) => later = seq,
+            Err(why) => {
+                return Ok(Found::Unreadable(format!(
+                    "line {end_line_no} from the end: {why}"
+                )))
+            }
+        }
+        if line_start == 0 {
+            return Ok(Found::Before);
+        }
+        buf.truncate(line_start);
+    }
+}
+
 /// Number of newlines in the first `upto` bytes of `file`.
 pub(super) fn count_lines(file: &File, upto: u64) -> std::io::Result<u64> {
     let mut n = 0u64;
@@ -112,4 +181,58 @@ pub(super) fn count_lines(file: &File, upto: u64) -> std::io::Result<u64> {
         off += got as u64;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of records with `seq`s `seqs`, each padded to about `pad` bytes (so that lines
+    /// cross the 64 KiB blocks read backwards), and its length.
+    fn log_of(dir: &Path, seqs: &[u64], pad: usize) -> (File, u64) {
+        let path = dir.join("log.jsonl");
+        let mut text = String::new();
+        for s in seqs {
+            text.push_str(&format!(
+                r#"{{"seq":{s},"pad":"{}","prev":"{s:064x}"}}"#,
+                "x".repeat(pad)
+            ));
+            text.push('\n');
+        }
+        std::fs::write(&path, &text).unwrap();
+        (File::open(&path).unwrap(), text.len() as u64)
+    }
+
+    /// The anchor's check at start reads back from the end to the record after the anchored
+    /// one: found across read blocks, absent because the file begins after it, or missing
+    /// where the file skips over it.
+    #[test]
+    fn prev_of_seq_finds_the_record_read_backwards_or_says_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        for pad in [10, 40_000] {
+            let seqs: Vec<u64> = (5..=12).collect();
+            let (f, len) = log_of(dir.path(), &seqs, pad);
+            for want in 5..=12 {
+                assert_eq!(
+                    prev_of_seq(&f, len, want).unwrap(),
+                    Found::Prev(format!("{want:064x}")),
+                    "pad {pad}"
+                );
+            }
+            assert_eq!(prev_of_seq(&f, len, 4).unwrap(), Found::Before);
+            let (f, len) = log_of(dir.path(), &[5, 6, 9, 10], pad);
+            let Found::Unreadable(why) = prev_of_seq(&f, len, 7).unwrap() else {
+                panic!("a skipped record is missing")
+            };
+            assert!(why.contains("no record at seq 7"), "{why}");
+        }
+        let path = dir.path().join("bad.jsonl");
+        std::fs::write(&path, "{\"seq\":1,\"prev\":\"0\"}\nnot a record\n").unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        let Found::Unreadable(why) = prev_of_seq(&File::open(&path).unwrap(), len, 1).unwrap()
+        else {
+            panic!("a line that is not a record")
+        };
+        assert!(why.contains("line 1 from the end"), "{why}");
+    }
 }

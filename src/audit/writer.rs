@@ -94,10 +94,10 @@ pub struct OpenFlags {
     /// chain (`serve --new-audit-key`). Without it, such a log is refused.
     pub new_key: bool,
     /// Keep the chain's head (and the highest vault generation loaded) in an anchor file in
-    /// the state directory ([`anchor_path`]), and refuse a log shorter than its anchor.
+    /// the state directory ([`anchor_path`]), and refuse a log that does not match it.
     pub anchor: bool,
-    /// The log is shorter than its anchor: go on anyway, recording the gap in the chain
-    /// (`serve --accept-audit-gap`).
+    /// The log does not match its anchor (shorter, or the anchored record rewritten): go on
+    /// anyway, recording the gap in the chain (`serve --accept-audit-gap`).
     pub accept_gap: bool,
 }
 
@@ -370,6 +370,31 @@ impl AuditLog {
                         a.seq,
                         anchor_path(path).display()
                     ))
+                } else if a.seq < have.seq {
+                    // Records may follow the anchored one (those of the last anchor interval
+                    // before a crash): the record after it must still name it, or the log was
+                    // cut and written on past the anchor.
+                    let seg = log.segment();
+                    match prev_of_seq(&seg.file, seg.len, a.seq + 1).map_err(open_err)? {
+                        Found::Prev(prev) if prev == a.head => None,
+                        Found::Before => Some(format!(
+                            "the log begins after the record at seq {} anchored in {} (a new segment, with the anchored record in an earlier file): check the files as one chain with `scopevault audit verify` and the rotated files",
+                            a.seq,
+                            anchor_path(path).display()
+                        )),
+                        Found::Prev(_) => Some(format!(
+                            "the record at seq {} is not the one anchored in {} (it was rewritten, and the log goes on to seq {})",
+                            a.seq,
+                            anchor_path(path).display(),
+                            have.seq
+                        )),
+                        Found::Unreadable(why) => Some(format!(
+                            "the record at seq {} anchored in {} cannot be found ({why}; the log goes on to seq {})",
+                            a.seq,
+                            anchor_path(path).display(),
+                            have.seq
+                        )),
+                    }
                 } else {
                     None
                 };
@@ -619,6 +644,11 @@ impl AuditLog {
         st.leader = true;
         let chain = st.chain.clone();
         drop(st);
+        // Anchor the last record before a new segment can begin: the new file's first record
+        // then names the anchored one, so a start after a crash right here finds it there
+        // (a file that begins after its anchored record is refused). A failure is reported
+        // by the daemon's next anchor write, within 250 ms.
+        let _ = self.write_anchor_now();
         let outcome = self.write_guarded(|| {
             let (reason, r) = act(&chain)?;
             let w = self.write_batch(chain, &[], reason.as_deref())?;

@@ -546,8 +546,9 @@ pub struct ServeArgs {
     /// in the log (without it, such a log stops the start).
     #[arg(long)]
     pub new_audit_key: bool,
-    /// The audit log is shorter than its anchor (records cut from its end): start anyway,
-    /// recording the gap in the chain (without it, such a log stops the start).
+    /// The audit log does not match its anchor (records cut from its end, or the anchored
+    /// record rewritten): start anyway, recording the gap in the chain (without it, such a log
+    /// stops the start).
     #[arg(long)]
     pub accept_audit_gap: bool,
     /// Maximum simultaneous connections of one peer uid (root and the daemon's user are

@@ -28,6 +28,19 @@ fn path_of(a: &AuditPathArgs) -> PathBuf {
 }
 
 fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    // The anchor names a record; the `prev` of the record after it, met on the walk below
+    // (in whichever file holds it), must be that record's hash.
+    let anchor = audit::read_anchor(path)?;
+    let after_anchored = anchor.as_ref().map(|a| a.seq + 1);
+    let mut names_anchored: Option<String> = None;
+    let mut walk = |p: &Path| {
+        audit::verify_each(p, &mut |_, r| {
+            if Some(r.seq) == after_anchored {
+                names_anchored = Some(r.prev.to_string());
+            }
+            Ok(())
+        })
+    };
     // Each file on its own first: a broken one is named with its line.
     let mut earlier = Vec::new();
     // `audit.jsonl.*` names the log's own key and journal too: they are not segments.
@@ -40,13 +53,13 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
             );
             continue;
         }
-        let report = audit::verify(p)?;
+        let report = walk(p)?;
         if let Some(code) = broken(p, &report) {
             return Ok(code);
         }
         earlier.push((p.as_path(), report));
     }
-    let report = audit::verify(path)?;
+    let report = walk(path)?;
     if let Some(code) = broken(path, &report) {
         return Ok(code);
     }
@@ -88,8 +101,9 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
-    // The chain cannot see records cut from its end: the anchor can.
-    if let Some(a) = audit::read_anchor(path)? {
+    // The chain cannot see records cut from its end, nor a chain recomputed from some
+    // record on: the anchor can.
+    if let Some(a) = anchor {
         let anchor = audit::anchor_path(path);
         if a.seq > report.last_seq {
             println!(
@@ -109,6 +123,25 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 anchor.display()
             );
             return Ok(ExitCode::from(1));
+        }
+        if a.seq < report.last_seq {
+            match names_anchored {
+                Some(prev) if prev != a.head => {
+                    println!(
+                        "{shown}: the record at seq {}, the one anchored in {}, was rewritten: the record after it names another (the log was cut there and written on to seq {})",
+                        a.seq,
+                        anchor.display(),
+                        report.last_seq
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                Some(_) => {}
+                None => eprintln!(
+                    "{shown}: the record at seq {} anchored in {} is in an earlier file not given here: not compared (give the rotated files too)",
+                    a.seq,
+                    anchor.display()
+                ),
+            }
         }
     }
     let first = files

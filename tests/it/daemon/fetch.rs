@@ -922,6 +922,60 @@ fn three_fetches_then_stop(dir: &std::path::Path, args: &[&str]) -> std::path::P
     audit_path
 }
 
+/// `serve` with `args` on a second socket, expected to refuse to start: its stderr. A start
+/// that serves instead fails the test (the daemon is killed) rather than hanging it.
+fn serve_refused(dir: &std::path::Path, args: &[&str]) -> String {
+    let stderr = dir.join("refused.stderr");
+    let mut child = daemon::cmd(dir)
+        .arg("serve")
+        .args(args)
+        .arg("--socket")
+        .arg(dir.join("run/s2.sock"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline || dir.join("run/s2.sock").exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "serve started: {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "{status}");
+    std::fs::read_to_string(&stderr).unwrap()
+}
+
+/// `serve --accept-audit-gap` starts on a log that does not match its anchor, writes an
+/// `audit.gap` record whose reason names `found`, and the log then verifies.
+fn starts_with_the_gap_recorded(dir: &std::path::Path, args: &[&str], found: &str) {
+    let mut args = args.to_vec();
+    args.push("--accept-audit-gap");
+    let d = Daemon::start(dir, &args);
+    let gap = records(&d.audit_text())
+        .into_iter()
+        .find(|r| r["op"] == "audit.gap")
+        .expect("the gap is recorded");
+    assert!(gap["reason"].as_str().unwrap().contains(found), "{gap}");
+    let audit_path = d.audit.clone();
+    assert!(d.stop().success());
+    let out = daemon::cmd(dir)
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "after the recorded gap: {out:?}");
+}
+
 /// Issue 11 "anchored audit chain": the chain's head is kept in the state directory, so
 /// records cut from the log's end are reported by `audit verify` (exit 1, naming the missing
 /// seqs) and stop the daemon's start, unless `--accept-audit-gap`, which records the gap.
@@ -964,38 +1018,147 @@ fn a_cut_audit_tail_is_reported_by_verify_and_refused_at_start_unless_accepted()
         said.contains("cut tail") && said.contains(&format!("{}..={}", last - 1, last)),
         "{said}"
     );
-    let out = daemon::cmd(dir.path())
-        .arg("serve")
-        .args(idarg)
-        .arg("--socket")
-        .arg(dir.path().join("run/s2.sock"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(dir.path(), &idarg);
     assert!(
         err.contains(&format!("{}..={}", last - 1, last)) && err.contains("--accept-audit-gap"),
         "{err}"
     );
-    let mut args = idarg.to_vec();
-    args.push("--accept-audit-gap");
-    let d = Daemon::start(dir.path(), &args);
-    let text = d.audit_text();
-    let gap = records(&text)
-        .into_iter()
-        .find(|r| r["op"] == "audit.gap")
-        .expect("the gap is recorded");
-    assert!(
-        gap["reason"]
-            .as_str()
+    starts_with_the_gap_recorded(dir.path(), &idarg, &format!("{}..={}", last - 1, last));
+}
+
+/// The anchor pins the record it names, not only the log's length. An intruder who can write
+/// the log (not the state directory) cuts its last records and appends more in their place,
+/// forged with a recomputed chain, so that the log ends beyond its anchor. The forgery is
+/// written here from docs/audit.md ("One line per record": `prev` is the SHA-256 of the line
+/// before), not through the library. `audit verify` and the daemon's start compare the record
+/// at the anchored seq (through the `prev` of the record after it) and refuse the log, unless
+/// `--accept-audit-gap`, which records what was found.
+#[test]
+fn records_cut_and_forged_past_the_anchor_are_reported_and_refused_at_start() {
+    use sha2::Digest;
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let anchored = records(&text).last().unwrap()["seq"].as_u64().unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.truncate(lines.len() - 2);
+    for seq in anchored - 1..=anchored + 2 {
+        let prev = format!(
+            "{:x}",
+            sha2::Sha256::digest(lines.last().unwrap().as_bytes())
+        );
+        lines.push(format!(
+            r#"{{"seq":{seq},"time":"2026-11-27T10:07:21.880913288Z","peer":null,"op":"lock","task":null,"credential":null,"decision":"allow","reason":null,"warnings":[],"values":{{}},"prev":"{prev}"}}"#
+        ));
+    }
+    std::fs::write(&audit_path, lines.join("\n") + "\n").unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    let verify = || {
+        daemon::cmd(dir.path())
+            .args(["audit", "verify", "--audit"])
+            .arg(&audit_path)
+            .output()
             .unwrap()
-            .contains(&format!("{}..={}", last - 1, last)),
-        "{gap}"
+    };
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1), "the forgery passed: {out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("seq {anchored}")) && said.contains("rewritten"),
+        "{said}"
     );
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains(&format!("seq {anchored}"))
+            && err.contains("rewritten")
+            && err.contains("--accept-audit-gap"),
+        "{err}"
+    );
+    starts_with_the_gap_recorded(dir.path(), &idarg, &format!("seq {anchored}"));
+}
+
+/// A crash right after a rotation: the anchor is written before the new file begins, so the
+/// new file's first record names the anchored one and the next start goes on, and the files
+/// verify as one chain. A live file that begins after its anchored record (a segment put in
+/// the log's place) is refused at start: the anchored record cannot be compared.
+#[test]
+fn a_daemon_killed_right_after_a_rotation_starts_again_and_a_later_segment_is_refused() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let d = Daemon::start(dir.path(), &idarg);
+    let fetch = |d: &Daemon| {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    };
+    // The first anchor (of the start's records), written within 250 ms.
+    let anchored = || {
+        std::fs::read_dir(dir.path().join("state/scopevault"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("audit-anchor-"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !anchored() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(anchored(), "the daemon anchors its log");
+    // Three fetches and the rotation in one write: done in milliseconds, well inside the
+    // daemon's 250 ms anchor interval, so only the rotation's own anchor names the last fetch.
+    let mut s = d.connect();
+    std::io::Write::write_all(
+        &mut s,
+        [r#"{"v":1,"op":"fetch","task":"search-api"}"#; 3]
+            .iter()
+            .chain([&r#"{"v":1,"op":"audit_rotate"}"#])
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .as_bytes(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let v = daemon::read_json(&mut s).unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let v = daemon::read_json(&mut s).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let moved = std::path::PathBuf::from(v["rotated_to"].as_str().unwrap());
+    // SIGKILL: no anchor written at stop.
+    drop(d);
+    let d = Daemon::start(dir.path(), &idarg);
+    fetch(&d);
+    let audit_path = d.audit.clone();
     assert!(d.stop().success());
-    let out = verify(dir.path());
-    assert!(out.status.success(), "after the recorded gap: {out:?}");
+    let out = daemon::cmd(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit_path)
+        .arg(&moved)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // A later segment in the log's place, beginning after the anchored (last) record.
+    let last = records(&std::fs::read_to_string(&audit_path).unwrap())
+        .last()
+        .unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    std::fs::write(
+        &audit_path,
+        format!(
+            r#"{{"seq":{},"time":"2026-11-27T10:07:21.880913288Z","peer":null,"op":"audit.rotate","task":null,"credential":null,"decision":"allow","reason":"rotated","warnings":[],"values":{{}},"prev":"{}"}}"#,
+            last + 5,
+            "ab".repeat(32)
+        ) + "\n",
+    )
+    .unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains(&format!("begins after the record at seq {last}")),
+        "{err}"
+    );
 }
 
 /// The journal at the daemon's level: records the log lacks at start (here cut from its end,
