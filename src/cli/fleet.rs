@@ -1,6 +1,6 @@
 //! Fleet commands: `recipient`, `publish`, `bundle inspect|verify|apply`.
 
-use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -51,19 +51,11 @@ fn parse_validity(s: &str) -> anyhow::Result<time::Duration> {
 }
 
 /// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+/// Write `name` in the checked output directory atomically, mode 0644 (config management
+/// ships it): a new file made with `O_EXCL | O_NOFOLLOW` through the directory's descriptor,
+/// its mode set on that descriptor, then renamed into place.
+fn write_atomic(dir: &vault::SafeDir, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    Ok(dir.replace_with_mode(name.as_ref(), ".svbundle-new-", bytes, 0o644)?)
 }
 
 pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCode> {
@@ -110,8 +102,16 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
             })?)
         }
     };
-    std::fs::create_dir_all(&a.out)
+    // Checked before the master vault records the new generations. Another user who may
+    // write there could swap a file between its creation and its rename (a symlink in its
+    // place: the published bundle then names a file of theirs choosing), so the directory
+    // must be writable by us alone, reached without another user's link (as the vault's).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&a.out)
         .with_context(|| format!("cannot create --out {}", a.out.display()))?;
+    let out_dir = vault::SafeDir::open(&a.out, false)?;
 
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
@@ -141,13 +141,14 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     v.set_fleet_state(state);
     v.save(&lock)?;
     for (m, bytes) in &out {
-        let file = a.out.join(format!("{}.svbundle", m.location));
-        write_atomic(&file, bytes)?;
+        let name = format!("{}.svbundle", m.location);
+        let file = a.out.join(&name);
+        write_atomic(&out_dir, &name, bytes)?;
         let mut signed = "";
         match &key {
             Some(k) => {
                 let pem = sig::sign(k, bytes)?;
-                write_atomic(&sig_path(&file), pem.as_bytes())?;
+                write_atomic(&out_dir, &format!("{name}.sig"), pem.as_bytes())?;
                 signed = " (signed)";
             }
             // A signature left from an earlier publish no longer matches: remove it, so the
@@ -177,15 +178,12 @@ fn sig_path(file: &Path) -> PathBuf {
 
 /// Read a file of at most `max` bytes.
 fn read_capped(path: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
-    let mut bytes = Vec::new();
-    f.take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        bail!("{what} {} is larger than the format allows", path.display());
+    match crate::fleet::read_regular(path, max)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?
+    {
+        Some(bytes) => Ok(bytes),
+        None => bail!("{what} {} is larger than the format allows", path.display()),
     }
-    Ok(bytes)
 }
 
 pub(crate) fn bundle(g: &GlobalArgs, c: &BundleCommand) -> anyhow::Result<ExitCode> {

@@ -248,10 +248,9 @@ impl AllowedSigners {
             line,
             what,
         };
-        let bytes = std::fs::read(path).map_err(|e| err(0, format!("cannot read: {e}")))?;
-        if bytes.len() > MAX_FILE_BYTES {
-            return Err(err(0, "the file is larger than 1 MiB".to_owned()));
-        }
+        let bytes = super::read_regular(path, MAX_FILE_BYTES as u64)
+            .map_err(|e| err(0, format!("cannot read: {e}")))?
+            .ok_or_else(|| err(0, "the file is larger than 1 MiB".to_owned()))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
                 .iter()

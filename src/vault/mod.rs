@@ -10,6 +10,7 @@ mod keyring;
 mod model;
 mod slots;
 mod store;
+pub(crate) use store::SafeDir;
 
 use std::collections::BTreeMap;
 use std::io::Read;

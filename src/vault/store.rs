@@ -175,6 +175,18 @@ impl SafeDir {
         prefix: &str,
         bytes: &[u8],
     ) -> Result<(), VaultError> {
+        self.replace_with_mode(name, prefix, bytes, 0o600)
+    }
+
+    /// [`SafeDir::replace`], the new file given `mode` (through its descriptor, before the
+    /// rename: never by path, which another process could have swapped).
+    pub fn replace_with_mode(
+        &self,
+        name: &std::ffi::OsStr,
+        prefix: &str,
+        bytes: &[u8],
+        mode: u32,
+    ) -> Result<(), VaultError> {
         let target = self.path.join(name);
         let mut rnd = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
@@ -185,7 +197,9 @@ impl SafeDir {
                 &self.path,
                 "cannot create a temporary file for the new version of the file in",
             ))?;
-        let result = self.fill_and_rename(&file, &tmp, name, &target, bytes);
+        let result = rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
+            .map_err(|e| io_err(&target, "cannot set the mode of the new version of")(e.into()))
+            .and_then(|()| self.fill_and_rename(&file, &tmp, name, &target, bytes));
         if result.is_err() {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), rustix::fs::AtFlags::empty());
             return result;

@@ -5,7 +5,7 @@
 use crate::common::vault as common_vault;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common_vault::Env;
 
@@ -166,8 +166,8 @@ locations = ["fra"]
         }
     }
 
-    fn publish(&self, extra: &[&str]) -> String {
-        let mut args = vec![
+    fn publish_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
             "publish",
             "--policy",
             self.policy.to_str().unwrap(),
@@ -176,10 +176,17 @@ locations = ["fra"]
             "--sign-key",
             self.key.to_str().unwrap(),
             "--passphrase-file",
-        ];
-        let pf = self.master.pf();
-        args.push(&pf);
-        args.extend_from_slice(extra);
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(self.master.pf());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    fn publish(&self, extra: &[&str]) -> String {
+        let args = self.publish_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.master.ok(&args, b"")
     }
 
@@ -289,6 +296,112 @@ fn manifest(bundle: &[u8]) -> serde_json::Value {
     assert_eq!(&bundle[8..10], &[0, 1]);
     let ml = u32::from_be_bytes(bundle[10..14].try_into().unwrap()) as usize;
     serde_json::from_slice(&bundle[14..14 + ml]).unwrap()
+}
+
+/// Found by attacking `publish` (twelfth pass): each file was a temporary file whose mode was
+/// then set by its path, so another user who could write `--out` swapped it for a symbolic
+/// link in between and had the publisher (often root) make a file of their choosing 0644, and
+/// left the published names as their links. Such a directory is now refused before the master
+/// vault records a generation; the files are made through the directory's descriptor
+/// (`O_EXCL | O_NOFOLLOW`) and given their mode through their own.
+#[test]
+fn publish_refuses_an_output_directory_others_may_write() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fleet::new();
+    std::fs::create_dir_all(&f.out).unwrap();
+    std::fs::set_permissions(&f.out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = f.master.fails(&args, b"", 2);
+    assert!(
+        err.contains("writable by others") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&f.out).unwrap().count(), 0, "{err}");
+    std::fs::set_permissions(&f.out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = f.publish(&[]);
+    assert_eq!(
+        out.matches("generation 1,").count(),
+        2,
+        "the refused publish used no generation: {out}"
+    );
+    for loc in ["ams", "fra"] {
+        for file in [f.bundle(loc), f.out.join(format!("{loc}.svbundle.sig"))] {
+            let meta = std::fs::symlink_metadata(&file).unwrap();
+            assert!(meta.is_file(), "{}", file.display());
+            assert_eq!(
+                meta.permissions().mode() & 0o777,
+                0o644,
+                "{}",
+                file.display()
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(&f.out).unwrap().count(),
+        4,
+        "no temporary file is left"
+    );
+}
+
+/// Found by attacking `bundle verify` and `apply` (twelfth pass): a FIFO planted at the
+/// signature's path blocked them for ever, and `/dev/zero` as the allowed signers file was
+/// read until memory ran out. Every input file must be a regular file: anything else is
+/// refused at once, naming the file.
+#[test]
+fn a_fifo_or_device_as_bundle_signature_or_allowed_signers_is_refused_at_once() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let fifo = f.fra.path("planted.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (bundle, allowed) = (f.bundle("ams"), f.allowed.clone());
+    let fifo_s = fifo.to_str().unwrap();
+    for (file, signature, signers) in [
+        (bundle.to_str().unwrap(), fifo_s, allowed.to_str().unwrap()),
+        (fifo_s, fifo_s, allowed.to_str().unwrap()),
+        (bundle.to_str().unwrap(), fifo_s, "/dev/zero"),
+        (
+            bundle.to_str().unwrap(),
+            "/dev/zero",
+            allowed.to_str().unwrap(),
+        ),
+    ] {
+        let mut child = f
+            .fra
+            .cmd()
+            .args(["bundle", "verify", file, "--allowed-signers", signers])
+            .args(["--signature", signature])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("bundle verify {file} --signature {signature} --allowed-signers {signers}: still running after 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("not a regular file"),
+            "{file} {signature} {signers}: {err}"
+        );
+    }
 }
 
 #[test]
