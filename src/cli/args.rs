@@ -376,7 +376,8 @@ pub enum KeyCommand {
     /// Change a passphrase slot's passphrase, in one atomic save. The vault is unlocked as for
     /// any command (keyring, --identity-file, --passphrase-file/--passphrase-fd or the prompt);
     /// the new passphrase is prompted twice (no echo) or read from --new-passphrase-file. The
-    /// slot keeps its id, label and creation date; the old passphrase no longer opens it.
+    /// slot keeps its id, label and creation date; the old passphrase no longer opens this file
+    /// (it still opens older copies, and the vault key stays: see docs/security.md, "Limits").
     Passwd(KeyPasswdArgs),
     /// Upgrade a format-version-1 vault to version 2. Unlock it with its passphrase or keyring;
     /// --identity-file FILE keeps that identity file's slot (re-made in the version-2 form).

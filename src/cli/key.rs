@@ -232,7 +232,7 @@ fn passwd(g: &GlobalArgs, a: &KeyPasswdArgs) -> anyhow::Result<ExitCode> {
     let what = named(s);
     vault.save(&lock)?;
     println!(
-        "changed the passphrase of key slot {what}: the old passphrase no longer opens it (generation {})",
+        "changed the passphrase of key slot {what}: the old passphrase no longer opens this file (generation {}), but still opens copies made before, and whoever opened one holds the vault key, which a slot change does not replace (docs/security.md, \"Limits\")",
         vault.generation()
     );
     Ok(ExitCode::SUCCESS)

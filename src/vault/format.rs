@@ -79,6 +79,7 @@ impl<'a> Parsed<'a> {
         } else {
             parse_v1_header(header_bytes)?
         };
+        check_vault_id(&header.vault_id)?;
         let payload_start = f.payload_start();
         let payload = &bytes[payload_start..payload_start + plen];
         let auth_len = payload_start + age_prefix_len(payload)?;
@@ -290,6 +291,21 @@ fn parse_v1_header(bytes: &[u8]) -> Result<(Header, Vec<V1IdentitySlot>), VaultE
         slots,
     };
     Ok((header, v1))
+}
+
+/// `vault_id` is 32 lowercase hex digits (vault-format.md), checked before anything reads it:
+/// it names the vault in the rollback record (where `format2:<id>` marks a version-2 vault, so
+/// a version-1 file claiming the id `format2:<id>` would pass a downgrade check by the very
+/// marker meant to stop it), in keyring accounts and in messages (where an escape sequence
+/// would reach the terminal) before the file is authenticated.
+fn check_vault_id(id: &str) -> Result<(), VaultError> {
+    if id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Ok(());
+    }
+    Err(VaultError::Corrupt(format!(
+        "the header is not valid: vault_id is not 32 lowercase hex digits ({} bytes)",
+        id.len()
+    )))
 }
 
 fn mac_for(identity: &str, vault_id: &str, info: &[u8]) -> Hmac<Sha256> {

@@ -521,7 +521,17 @@ impl Vault {
         let seen = store::Seen::new();
         let floor = seen.get(&self.header.vault_id)?.unwrap_or(0);
         let mut header = self.header.clone();
-        header.generation = header.generation.max(floor) + 1;
+        // A file written by a key holder may carry any generation up to u64::MAX: one that
+        // cannot grow is refused here (wrapping to 0 would make every later open a rollback).
+        header.generation = header
+            .generation
+            .max(floor)
+            .checked_add(1)
+            .ok_or_else(|| {
+                VaultError::Corrupt(
+                    "the vault's generation is at its maximum (18446744073709551615) and cannot grow: a file written to exhaust it; restore the vault from a backup".into(),
+                )
+            })?;
         let payload = if self.dirty {
             encrypt_payload(&self.data, &header.recipient)?
         } else {
@@ -1034,6 +1044,27 @@ mod tests {
             "the identity never shows: {all}"
         );
         assert!(all.contains("[REDACTED]"));
+    }
+
+    /// Found by attacking the format (twelfth pass): a key holder may write a file at
+    /// generation u64::MAX, and the next save overflowed (a panic in a debug build, generation
+    /// 0 in a release build, after which every open is a rollback). It is refused with a clear
+    /// error, and the file on disk stays as it was.
+    #[test]
+    fn a_save_at_the_maximum_generation_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v");
+        let (mut v, _) = Vault::create(&path, NewSlot::IdentityFile).unwrap();
+        let lock = WriteLock::acquire(&path).unwrap();
+        v.save(&lock).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        v.header.generation = u64::MAX;
+        let e = v.save(&lock).unwrap_err();
+        assert!(
+            e.to_string().contains("generation is at its maximum"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 
     /// The size check runs before a byte is read, at exactly the format's limit: framing,

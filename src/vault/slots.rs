@@ -139,9 +139,9 @@ pub(crate) const MAX_SLOTS: usize = 32;
 /// for hours: more than [`MAX_SLOTS`] slots, or passphrase slots whose Argon2 work (memory ×
 /// passes, summed over the slots within the per-slot caps) exceeds one maximal slot's, or whose
 /// labels are invalid (`key list` prints them before anything is authenticated) or repeated, or
-/// whose ids repeat. Checked
-/// on read before any key derivation (the per-slot caps are checked when a slot is tried), and
-/// before a slot is added, so a vault we write always passes.
+/// whose ids repeat, or any passphrase slot beyond the per-slot caps ([`KdfParams::check`]).
+/// Checked on read before any key derivation, and before a slot is added, so a vault we write
+/// always passes.
 pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
     if slots.len() > MAX_SLOTS {
         return Err(VaultError::Corrupt(format!(
@@ -152,13 +152,15 @@ pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
     check_slot_names(slots)?;
     let work = |k: &KdfParams| u64::from(k.m_kib) * u64::from(k.t);
     let budget = work(&KdfParams::MAX);
-    let total: u64 = slots
-        .iter()
-        .filter_map(|s| match s {
-            Slot::Passphrase { kdf, .. } if kdf.check().is_ok() => Some(work(kdf)),
-            _ => None,
-        })
-        .sum();
+    let mut total = 0u64;
+    for s in slots {
+        if let Slot::Passphrase { kdf, .. } = s {
+            // Every slot's caps before any slot's work: a file with a maximal slot and then
+            // a hostile one must not cost the maximal slot's Argon2 run before it is refused.
+            kdf.check()?;
+            total += work(kdf);
+        }
+    }
     if total > budget {
         return Err(VaultError::HostileKdf(format!(
             "{} MiB x passes of Argon2 across its passphrase slots (all slots together may ask for {} MiB x passes, one maximal slot)",

@@ -107,6 +107,36 @@ fn fuzz_vault_passphrase_slots_over_the_total_kdf_budget_are_refused() {
     assert!(err.contains("failed authentication"), "{err}");
 }
 
+/// Found by attacking the format (twelfth pass): a slot beyond the per-slot caps was left out
+/// of the header's check and refused only when tried, so a maximal slot (1 GiB, 16 passes)
+/// before it ran its Argon2 first — 24 s and 1 GiB for a file refused anyway. Every slot's
+/// caps are now checked with the slot list, before any work: under an address-space limit
+/// too small for the maximal slot's 1 GiB, the refusal still names the hostile slot (before,
+/// the maximal slot's allocation failed first).
+#[test]
+fn fuzz_vault_a_hostile_slot_after_a_maximal_one_is_refused_before_any_work() {
+    // The two slots' work within the caps is exactly the budget: the list passed the old check.
+    let slots = vec![
+        slot_copy(1, 1024 * 1024, 16, 16),
+        slot_copy(2, 64 * 1024 * 1024, 1, 1),
+    ];
+    let e = Env::new();
+    std::fs::create_dir_all(e.vault().parent().unwrap()).unwrap();
+    std::fs::write(e.vault(), vector_with_slots(slots)).unwrap();
+    let pf = fixture("passphrase.txt");
+    let out = e.run_cmd(
+        e.wrapper("prlimit")
+            .arg(format!("--as={}", 768u64 << 20))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_scopevault"))
+            .args(["cred", "list", "--passphrase-file", pf.to_str().unwrap()]),
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("65536 MiB of memory"), "{err}");
+}
+
 /// The writer side of the limit: `key add` refuses a 33rd slot (a vault we write must always
 /// be readable), and says what to do.
 #[test]

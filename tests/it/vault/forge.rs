@@ -380,3 +380,71 @@ fn a_forged_v1_downgrade_of_a_v2_vault_is_not_migrated() {
     assert!(err.contains("is a downgrade"), "{err}");
     assert_eq!(unframe(&e.vault_bytes()).version, 1, "nothing written");
 }
+
+/// Found by forging from vault-format.md (twelfth pass): the rollback record marks a version-2
+/// vault with the key `format2:<vault_id>` and generation 1. A forged version-1 file that
+/// claimed the vault id `format2:<id>` at generation 1 found that marker as its own record
+/// ("exactly the file's generation"), and the downgrade check looked for
+/// `format2:format2:<id>`: `key migrate --trust-v1-identity-slot` took it, and the victim's
+/// identity then opened the forger's vault. `vault_id` must be 32 lowercase hex digits, checked
+/// when the header is read; and such a header, with an escape sequence in its id, is refused
+/// without the id reaching the terminal.
+#[test]
+fn a_vault_id_that_is_not_32_hex_digits_is_refused_before_it_is_used() {
+    let e = Env::new();
+    let idf = admin_vault(&e);
+    let good = e.vault_bytes();
+    let admin_pub = identity_in(&idf).to_public();
+    let f = unframe(&good);
+    let id = f.header["vault_id"].as_str().unwrap().to_owned();
+    let minted = age::x25519::Identity::generate();
+    let minted_secret = secret_of(&minted);
+    let mut h = f.header.clone();
+    h["vault_id"] = serde_json::json!(format!("format2:{id}"));
+    h["generation"] = serde_json::json!(1);
+    h["recipient"] = serde_json::json!(minted.to_public().to_string());
+    h["slots"] = serde_json::json!([v1_identity_slot(&admin_pub, &minted_secret)]);
+    std::fs::write(
+        e.vault(),
+        frame_and_mac(1, &h, &planted_payload(&minted.to_public()), &minted_secret),
+    )
+    .unwrap();
+    let forged = e.vault_bytes();
+    let err = e.fails(
+        &[
+            "key",
+            "migrate",
+            "--trust-v1-identity-slot",
+            "--identity-file",
+            idf.to_str().unwrap(),
+        ],
+        b"",
+        4,
+    );
+    assert!(
+        err.contains("vault_id is not 32 lowercase hex digits"),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), forged, "nothing written");
+    // A version-2 header whose id carries a terminal escape sequence.
+    let mut h = f.header.clone();
+    h["vault_id"] = serde_json::json!(format!("\u{1b}]0;owned\u{7}{}", &id[..20]));
+    std::fs::write(
+        e.vault(),
+        frame_and_mac(2, &h, &planted_payload(&admin_pub), "x"),
+    )
+    .unwrap();
+    for args in [
+        vec!["cred", "list", "--identity-file", idf.to_str().unwrap()],
+        vec!["key", "list"],
+    ] {
+        let out = e.run(&args, b"");
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {out:?}");
+        let all = [out.stdout, out.stderr].concat();
+        assert!(
+            !all.contains(&0x1b) && !all.contains(&0x07),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&all)
+        );
+    }
+}
