@@ -9,7 +9,8 @@
 //! quoted. Options, comma-separated: `cert-authority`, `namespaces="p1,p2"` (patterns),
 //! `valid-after="TIME"`, `valid-before="TIME"` with TIME `YYYYMMDD[HHMM[SS]]` and an optional
 //! `Z`. Blank lines and lines starting with `#` are ignored. A malformed line is an error
-//! naming `file:line`.
+//! naming `file:line`; as in OpenSSH, a valued option needs its double quotes and may be
+//! given once per line.
 //!
 //! One difference from OpenSSH, documented in bundle-format.md: a time without `Z` is read as
 //! UTC here (OpenSSH reads it in the local time zone); checkpoints run in UTC, and a signer
@@ -170,20 +171,38 @@ fn parse_line(line: &str, number: usize) -> Result<Option<Signer>, String> {
     };
     let mut at = 1;
     if !is_key_type(f[1]) {
+        let mut seen: Vec<String> = Vec::new();
         for opt in options(f[1])? {
             let (name, value) = match opt.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
                 None => (opt, None),
             };
+            // As OpenSSH (sshsig.c): a valued option is written once, its value in double
+            // quotes. A second `valid-before` must not quietly replace an expired first one.
             let need = |what: &str| -> Result<&str, String> {
                 let v = value.ok_or_else(|| format!("option `{what}` needs a value"))?;
-                let v = unquote(v);
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .ok_or_else(|| {
+                        format!("option `{what}` needs its value in double quotes ({what}=\"…\"), as ssh-keygen reads it")
+                    })?;
                 if v.is_empty() {
                     return Err(format!("option `{what}` has an empty value"));
                 }
                 Ok(v)
             };
-            match name.to_ascii_lowercase().as_str() {
+            let lower = name.to_ascii_lowercase();
+            if value.is_some() {
+                if seen.contains(&lower) {
+                    let shown: String = lower.chars().take(40).collect();
+                    return Err(format!(
+                        "option `{shown}` is given twice on this line (ssh-keygen refuses multiple clauses)"
+                    ));
+                }
+                seen.push(lower.clone());
+            }
+            match lower.as_str() {
                 "cert-authority" if value.is_none() => signer.cert_authority = true,
                 "namespaces" => {
                     let v = need("namespaces")?;
@@ -424,6 +443,11 @@ mod tests {
             format!("x valid-before=\"2026\" {KEY}"),
             format!("x valid-after=\"20261340\" {KEY}"),
             format!("x namespaces= {KEY}"),
+            format!("x namespaces=scopevault-bundle {KEY}"),
+            format!("x valid-before=20991231Z {KEY}"),
+            format!("x valid-before=\"20200101Z\",valid-before=\"20991231Z\" {KEY}"),
+            format!("x namespaces=\"git\",namespaces=\"scopevault-bundle\" {KEY}"),
+            format!("x valid-after=\"20200101\",VALID-AFTER=\"20200102\" {KEY}"),
             format!("\"x {KEY}"),
             "x ssh-ed25519 AAAA!!notbase64".to_owned(),
             format!("x,, {KEY}"),
