@@ -20,8 +20,11 @@ pub mod zip;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::secret::Patterns;
 
@@ -243,6 +246,15 @@ impl Scrubber {
             drop(tx);
             finished.extend(done_rx.iter());
         });
+        self.settle(&mut summary, finished);
+        summary
+    }
+
+    /// Count what the finisher threads did, then make every name in the summary safe to
+    /// print: file names are chosen by whoever wrote the artefacts, so a secret in a name is
+    /// masked like any other (the summary goes to stderr), and control characters (a newline
+    /// that would forge a summary line, an escape sequence) are escaped.
+    fn settle(&self, summary: &mut Summary, finished: Vec<text::Finished>) {
         for f in finished {
             match f.outcome {
                 Ok(text::Outcome::Done) => {
@@ -252,13 +264,41 @@ impl Scrubber {
                     summary.rewritten += 1;
                     summary.add_counts(&f.counts);
                 }
-                Ok(_) => self.attempts(&f.path, &mut summary, None, 1),
-                Err(e) => summary.errors.push(format!("{}: {e:#}", f.path.display())),
+                Ok(_) => self.attempts(&f.place, summary, None, 1),
+                Err(e) => summary
+                    .errors
+                    .push(format!("{}: {e:#}", f.place.shown.display())),
             }
         }
-        summary
+        for (name, _) in &mut summary.binary {
+            *name = self.printable(name);
+        }
+        for name in summary.skipped.iter_mut().chain(summary.errors.iter_mut()) {
+            *name = self.printable(name);
+        }
     }
 
+    /// `text` with every form of a value masked and control characters escaped.
+    fn printable(&self, text: &str) -> String {
+        let mut masker = crate::secret::Masker::with_patterns(self.patterns.clone());
+        let mut out = Vec::new();
+        masker.feed_into(text.as_bytes(), &mut out);
+        out.extend_from_slice(&masker.finish());
+        String::from_utf8_lossy(&out)
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+
+    /// A path given on the command line: a directory is walked through descriptors (each
+    /// subdirectory opened `O_NOFOLLOW` from the one above it), a regular file scrubbed, a
+    /// symbolic link or anything else listed as skipped.
     fn walk(
         &self,
         path: &Path,
@@ -276,31 +316,110 @@ impl Scrubber {
         };
         let ft = meta.file_type();
         if ft.is_dir() {
-            let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
-                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-                Err(e) => {
-                    summary
-                        .errors
-                        .push(format!("{}: cannot list: {e}", path.display()));
-                    return;
-                }
-            };
-            entries.sort();
-            for e in entries {
-                self.walk(&e, summary, defer);
+            match rustix::fs::open(
+                path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => self.walk_dir(Arc::new(fd), path, summary, defer),
+                Err(e) => summary.errors.push(format!(
+                    "{}: cannot list: {}",
+                    path.display(),
+                    std::io::Error::from(e)
+                )),
             }
         } else if ft.is_file() {
-            summary.files += 1;
-            self.attempts(path, summary, Some(defer), 0);
+            match text::Place::of_path(path) {
+                Ok(place) => {
+                    summary.files += 1;
+                    self.attempts(&place, summary, Some(defer), 0);
+                }
+                Err(e) => summary.errors.push(format!(
+                    "{}: cannot open its directory: {e}",
+                    path.display()
+                )),
+            }
         } else {
             summary.skipped.push(path.display().to_string());
+        }
+    }
+
+    /// The entries of the open directory `dir` (shown as `shown`), in name order.
+    fn walk_dir(
+        &self,
+        dir: Arc<rustix::fd::OwnedFd>,
+        shown: &Path,
+        summary: &mut Summary,
+        defer: &std::sync::mpsc::SyncSender<text::Pending>,
+    ) {
+        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        let listed = rustix::fs::Dir::read_from(&*dir).and_then(|mut d| {
+            while let Some(entry) = d.read() {
+                let name = entry?.file_name().to_bytes().to_vec();
+                if name != b"." && name != b".." {
+                    names.push(std::ffi::OsString::from_vec(name));
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = listed {
+            summary.errors.push(format!(
+                "{}: cannot list: {}",
+                shown.display(),
+                std::io::Error::from(e)
+            ));
+            return;
+        }
+        names.sort();
+        for name in names {
+            let path = shown.join(&name);
+            let st = match rustix::fs::statat(&*dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(e) => {
+                    summary.errors.push(format!(
+                        "{}: cannot read: {}",
+                        path.display(),
+                        std::io::Error::from(e)
+                    ));
+                    continue;
+                }
+            };
+            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::Directory => match rustix::fs::openat(
+                    &*dir,
+                    name.as_os_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => self.walk_dir(Arc::new(fd), &path, summary, defer),
+                    // Swapped for a link (or anything else) since it was listed.
+                    Err(e) => summary.errors.push(format!(
+                        "{}: cannot list: {}",
+                        path.display(),
+                        std::io::Error::from(e)
+                    )),
+                },
+                rustix::fs::FileType::RegularFile => {
+                    summary.files += 1;
+                    let place = text::Place::new(dir.clone(), &name, path);
+                    self.attempts(&place, summary, Some(defer), 0);
+                }
+                _ => summary.skipped.push(path.display().to_string()),
+            }
         }
     }
 
     /// Scrub one regular file in place (atomically).
     pub fn scrub_file(&self, path: &Path, summary: &mut Summary) {
         summary.files += 1;
-        self.attempts(path, summary, None, 0);
+        match text::Place::of_path(path) {
+            Ok(place) => self.attempts(&place, summary, None, 0),
+            Err(e) => summary.errors.push(format!(
+                "{}: cannot open its directory: {e}",
+                path.display()
+            )),
+        }
+        self.settle(summary, Vec::new());
     }
 
     /// Attempts `from..2` at a file: one that changed while scrubbed is read again once,
@@ -308,24 +427,26 @@ impl Scrubber {
     /// (which reports it to [`Scrubber::scrub_paths`]).
     fn attempts(
         &self,
-        path: &Path,
+        place: &text::Place,
         summary: &mut Summary,
         defer: Option<&std::sync::mpsc::SyncSender<text::Pending>>,
         from: u32,
     ) {
         for attempt in from..2 {
-            match text::scrub_file_once(self, path, summary, defer) {
+            match text::scrub_file_once(self, place, summary, defer) {
                 Ok(text::Outcome::Done | text::Outcome::Deferred) => return,
                 Ok(text::Outcome::Changed) if attempt == 0 => continue,
                 Ok(text::Outcome::Changed) => {
                     summary.errors.push(format!(
                         "{}: changed while being scrubbed (twice); left as it is",
-                        path.display()
+                        place.shown.display()
                     ));
                     return;
                 }
                 Err(e) => {
-                    summary.errors.push(format!("{}: {e:#}", path.display()));
+                    summary
+                        .errors
+                        .push(format!("{}: {e:#}", place.shown.display()));
                     return;
                 }
             }
@@ -335,5 +456,124 @@ impl Scrubber {
     /// The binary policy.
     pub fn binary_policy(&self) -> BinaryPolicy {
         self.binary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by attacking `exec --artifacts` (twelfth pass): the scrubber reached each file by
+    /// its path, so a process the check left behind swapped a directory for a link to another
+    /// while the scrub ran, and the rewrite (or, with `drop`, the removal) hit the files there.
+    /// A file is now reached through its directory's descriptor: here the directory is swapped
+    /// after the walk found the files, and the scrub still rewrites and drops in the directory
+    /// it walked, while the same names behind the link stay as they were.
+    #[test]
+    fn a_directory_swapped_for_a_link_during_the_scrub_sends_no_write_outside() {
+        let root = tempfile::tempdir().unwrap();
+        let (art, victim) = (root.path().join("art"), root.path().join("victim"));
+        for d in [art.join("sub"), victim.clone()] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("log.txt"), "token=hunter2-canary-value\n").unwrap();
+            std::fs::write(d.join("shot.png"), b"\x89PNG\r\n\x1a\n\0\0binary").unwrap();
+        }
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let s = Scrubber::new(patterns, BinaryPolicy::Drop);
+        let dir = rustix::fs::open(
+            art.join("sub"),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let dir = Arc::new(dir);
+        let places: Vec<text::Place> = ["log.txt", "shot.png"]
+            .iter()
+            .map(|n| text::Place::new(dir.clone(), n.as_ref(), art.join("sub").join(n)))
+            .collect();
+        // The swap, between the walk and the work.
+        std::fs::rename(art.join("sub"), art.join("moved")).unwrap();
+        std::os::unix::fs::symlink(&victim, art.join("sub")).unwrap();
+        let mut summary = Summary::default();
+        for p in &places {
+            s.attempts(p, &mut summary, None, 0);
+        }
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+        assert_eq!((summary.rewritten, summary.dropped), (1, 1));
+        let victim_log = std::fs::read_to_string(victim.join("log.txt")).unwrap();
+        assert_eq!(victim_log, "token=hunter2-canary-value\n");
+        assert!(
+            victim.join("shot.png").exists(),
+            "the file behind the link was dropped"
+        );
+        let moved = std::fs::read_to_string(art.join("moved/log.txt")).unwrap();
+        assert!(!moved.contains("hunter2-canary-value"), "{moved}");
+        assert!(!art.join("moved/shot.png").exists());
+    }
+
+    /// Found by attacking `exec --artifacts` (twelfth pass): the summary printed file names
+    /// as they were, so a check that put its token in a file's name had it printed on
+    /// stderr, and a newline in a name forged a summary line. Names are masked like content,
+    /// and control characters escaped.
+    #[test]
+    fn names_in_the_summary_are_masked_and_cannot_forge_lines() {
+        let root = tempfile::tempdir().unwrap();
+        let png = b"\x89PNG\r\n\x1a\n\0\0binary";
+        std::fs::write(root.path().join("shot-hunter2-canary-value.png"), png).unwrap();
+        std::fs::write(
+            root.path().join("x\nscopevault: artefacts: all clean.png"),
+            png,
+        )
+        .unwrap();
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let summary =
+            Scrubber::new(patterns, BinaryPolicy::Keep).scrub_paths(&[root.path().to_owned()]);
+        let shown = summary.to_string();
+        assert_eq!(summary.binary.len(), 2, "{shown}");
+        assert!(!shown.contains("hunter2-canary-value"), "{shown}");
+        assert!(shown.contains("[redacted:t.token]"), "{shown}");
+        assert!(
+            !shown
+                .lines()
+                .any(|l| l.starts_with("scopevault: artefacts: all clean")),
+            "{shown}"
+        );
+    }
+
+    /// A file swapped for a FIFO between the walk and the work is not opened blocking (the
+    /// scrub hung for ever): it is listed as skipped.
+    #[test]
+    fn a_file_swapped_for_a_fifo_is_skipped_not_waited_on() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = Arc::new(
+            rustix::fs::open(
+                root.path(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .unwrap(),
+        );
+        rustix::fs::mknodat(
+            &*dir,
+            "log.txt",
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let place = text::Place::new(dir, "log.txt".as_ref(), root.path().join("log.txt"));
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let mut summary = Summary::default();
+        Scrubber::new(patterns, BinaryPolicy::Keep).attempts(&place, &mut summary, None, 0);
+        assert_eq!(summary.skipped.len(), 1, "{:?}", summary.errors);
     }
 }

@@ -1,10 +1,15 @@
 //! Scrubbing one file: streaming for text, [`super::zip`] for archives, a listing for binary
 //! files. Memory is bounded by [`CHUNK`] plus the longest form (zip: the largest member).
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use anyhow::Context;
 use zeroize::Zeroizing;
@@ -29,11 +34,11 @@ pub enum Outcome {
 /// A scrubbed copy waiting to replace its file: made durable, checked and renamed by
 /// [`Pending::finish`] (on a finisher thread of [`Scrubber::scrub_paths`]).
 pub struct Pending {
-    path: std::path::PathBuf,
+    place: Place,
     file: File,
     before: Stamp,
     meta: std::fs::Metadata,
-    tmp: tempfile::NamedTempFile,
+    tmp: Temp,
     counts: Vec<(String, u64)>,
     json_broken: Option<String>,
 }
@@ -41,7 +46,7 @@ pub struct Pending {
 /// How a [`Pending`] replacement ended.
 pub struct Finished {
     /// The file.
-    pub path: std::path::PathBuf,
+    pub place: Place,
     /// `Done`, `Changed` (the original changed: scrub it again), or why it failed.
     pub outcome: anyhow::Result<Outcome>,
     /// Replacements per label (to count when `Done`).
@@ -53,9 +58,9 @@ pub struct Finished {
 impl Pending {
     /// `fsync` the copy, check that the original is unchanged, rename the copy over it.
     pub fn finish(self) -> Finished {
-        let outcome = replace(&self.path, &self.file, self.before, &self.meta, self.tmp);
+        let outcome = replace(&self.place, &self.file, self.before, &self.meta, self.tmp);
         Finished {
-            path: self.path,
+            place: self.place,
             outcome,
             counts: self.counts,
             json_broken: self.json_broken,
@@ -79,19 +84,139 @@ pub(crate) fn stamp(m: &std::fs::Metadata) -> Stamp {
     )
 }
 
-/// Open `path` for reading without following a symbolic link.
-pub(crate) fn open_nofollow(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
+/// Where a file is: its directory, opened from the root given on the command line without
+/// following a symbolic link in any component below it, and its name there. Every operation on
+/// the file goes through these (`openat`, `renameat`, `unlinkat`, each `O_NOFOLLOW` or
+/// `AT_SYMLINK_NOFOLLOW`): a directory swapped for a link while the scrub runs cannot send a
+/// read, a rewrite or a drop outside the tree, and a file swapped for a FIFO is opened
+/// non-blocking and refused as not a regular file.
+#[derive(Clone)]
+pub struct Place {
+    dir: Arc<OwnedFd>,
+    name: OsString,
+    /// The path shown in the summary.
+    pub shown: PathBuf,
 }
 
-/// True if the file (or whatever the path names now) is still the one read, unchanged.
-pub(crate) fn unchanged(path: &Path, file: &File, before: Stamp) -> bool {
+impl Place {
+    /// `name` in the open directory `dir`, shown as `shown`.
+    pub(crate) fn new(dir: Arc<OwnedFd>, name: &OsStr, shown: PathBuf) -> Place {
+        Place {
+            dir,
+            name: name.to_owned(),
+            shown,
+        }
+    }
+
+    /// The file's own place for a path given on the command line: its directory opened as
+    /// given (the caller's choice), the name not followed.
+    pub(crate) fn of_path(path: &Path) -> std::io::Result<Place> {
+        let name = path.file_name().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "names no file")
+        })?;
+        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) => d,
+            None => Path::new("."),
+        };
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Place::new(Arc::new(fd), name, path.to_owned()))
+    }
+
+    /// Open the file for reading: not through a link, and without blocking on a FIFO.
+    pub(crate) fn open(&self) -> std::io::Result<File> {
+        let fd = rustix::fs::openat(
+            &*self.dir,
+            self.name.as_os_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// What the name in the directory is now (not followed).
+    fn stamp_now(&self) -> Option<Stamp> {
+        rustix::fs::statat(&*self.dir, self.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| {
+                Stamp(
+                    st.st_dev,
+                    st.st_ino,
+                    st.st_size as u64,
+                    st.st_mtime,
+                    st.st_mtime_nsec as i64,
+                    st.st_ctime,
+                    st.st_ctime_nsec as i64,
+                )
+            })
+    }
+
+    /// Remove the file (the binary policy `drop`).
+    pub(crate) fn remove(&self) -> std::io::Result<()> {
+        Ok(rustix::fs::unlinkat(
+            &*self.dir,
+            self.name.as_os_str(),
+            AtFlags::empty(),
+        )?)
+    }
+
+    /// A new temporary file in the same directory, for an atomic replacement.
+    pub(crate) fn temp(&self) -> anyhow::Result<Temp> {
+        let mut rnd = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
+        let name = OsString::from(format!(
+            ".scopevault-redact-{}",
+            data_encoding::HEXLOWER.encode(&rnd)
+        ));
+        let fd = rustix::fs::openat(
+            &*self.dir,
+            name.as_os_str(),
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .with_context(|| {
+            format!(
+                "cannot create a temporary file beside {}",
+                self.shown.display()
+            )
+        })?;
+        Ok(Temp {
+            dir: self.dir.clone(),
+            name: Some(name),
+            file: File::from(fd),
+        })
+    }
+}
+
+/// A temporary file made by [`Place::temp`]: removed on drop unless it replaced its file.
+pub struct Temp {
+    dir: Arc<OwnedFd>,
+    name: Option<OsString>,
+    file: File,
+}
+
+impl Temp {
+    /// The open file.
+    pub fn as_file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if let Some(name) = self.name.take() {
+            let _ = rustix::fs::unlinkat(&*self.dir, name.as_os_str(), AtFlags::empty());
+        }
+    }
+}
+
+/// True if the file (or whatever the name is now) is still the one read, unchanged.
+pub(crate) fn unchanged(place: &Place, file: &File, before: Stamp) -> bool {
     let now_fd = file.metadata().map(|m| stamp(&m)).ok();
-    let now_path = std::fs::symlink_metadata(path).map(|m| stamp(&m)).ok();
-    now_fd == Some(before) && now_path == Some(before)
+    now_fd == Some(before) && place.stamp_now() == Some(before)
 }
 
 /// True if any form occurs in what `r` yields (streamed, with an overlap of the longest form).
@@ -153,51 +278,48 @@ pub fn scrub_stream(
     Ok(masker.counts())
 }
 
-/// A temporary file in `path`'s directory, for an atomic replacement of `path`.
-pub(crate) fn temp_beside(path: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    tempfile::Builder::new()
-        .prefix(".scopevault-redact-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))
-}
-
-/// Replace `path` by `tmp` (same mode as `meta`), after a last check that `path` is unchanged.
+/// Replace `place` by `tmp` (same mode as `meta`, set through its descriptor), after a last
+/// check that the file is unchanged.
 pub(crate) fn replace(
-    path: &Path,
+    place: &Place,
     file: &File,
     before: Stamp,
     meta: &std::fs::Metadata,
-    tmp: tempfile::NamedTempFile,
+    mut tmp: Temp,
 ) -> anyhow::Result<Outcome> {
     tmp.as_file().sync_all()?;
-    std::fs::set_permissions(
-        tmp.path(),
-        std::fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
-    )?;
-    if !unchanged(path, file, before) {
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(
+            meta.permissions().mode() & 0o7777,
+        ))?;
+    if !unchanged(place, file, before) {
         return Ok(Outcome::Changed);
     }
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
+    let name = tmp.name.take().expect("a temporary file not yet renamed");
+    if let Err(e) = rustix::fs::renameat(
+        &*place.dir,
+        name.as_os_str(),
+        &*place.dir,
+        place.name.as_os_str(),
+    ) {
+        tmp.name = Some(name);
+        return Err(std::io::Error::from(e))
+            .with_context(|| format!("cannot replace {}", place.shown.display()));
+    }
     Ok(Outcome::Done)
 }
 
-/// One attempt at scrubbing `path`.
+/// One attempt at scrubbing the file at `place`.
 pub(crate) fn scrub_file_once(
     s: &Scrubber,
-    path: &Path,
+    place: &Place,
     summary: &mut Summary,
     defer: Option<&std::sync::mpsc::SyncSender<Pending>>,
 ) -> anyhow::Result<Outcome> {
-    let mut file = open_nofollow(path).context("cannot open")?;
+    let mut file = place.open().context("cannot open")?;
     let meta = file.metadata()?;
     if !meta.is_file() {
-        summary.skipped.push(path.display().to_string());
+        summary.skipped.push(place.shown.display().to_string());
         return Ok(Outcome::Done);
     }
     let before = stamp(&meta);
@@ -205,56 +327,58 @@ pub(crate) fn scrub_file_once(
     let n = read_full(&mut file, &mut head)?;
     head.truncate(n);
     drop(file);
-    let file = open_nofollow(path).context("cannot open")?;
+    let file = place.open().context("cannot open")?;
     if stamp(&file.metadata()?) != before {
         return Ok(Outcome::Changed);
     }
 
     if super::looks_zip(&head) {
-        return super::zip::scrub_archive(s, path, file, before, &meta, summary);
+        return super::zip::scrub_archive(s, place, file, before, &meta, summary);
     }
     if super::looks_binary(&head) {
         let seen = contains_any(s.patterns(), &file)?;
-        if !unchanged(path, &file, before) {
+        if !unchanged(place, &file, before) {
             return Ok(Outcome::Changed);
         }
-        summary.binary.push((path.display().to_string(), seen));
+        summary
+            .binary
+            .push((place.shown.display().to_string(), seen));
         if s.binary_policy() == BinaryPolicy::Drop {
-            std::fs::remove_file(path).context("cannot drop the binary file")?;
+            place.remove().context("cannot drop the binary file")?;
             summary.dropped += 1;
         }
         return Ok(Outcome::Done);
     }
     if !contains_any(s.patterns(), &file)? {
-        return Ok(if unchanged(path, &file, before) {
+        return Ok(if unchanged(place, &file, before) {
             Outcome::Done
         } else {
             Outcome::Changed
         });
     }
     // Second pass: write the scrubbed copy beside the file.
-    let file = open_nofollow(path).context("cannot open")?;
+    let file = place.open().context("cannot open")?;
     if stamp(&file.metadata()?) != before {
         return Ok(Outcome::Changed);
     }
-    let tmp = temp_beside(path)?;
+    let tmp = place.temp()?;
     let counts = {
         let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file());
         let c = scrub_stream(s.patterns(), &file, &mut w)?;
         w.flush()?;
         c
     };
-    let json_broken = (super::json::is_json_name(path)
-        && super::json::valid_reader(&open_nofollow(path)?)
+    let json_broken = (super::json::is_json_name(&place.shown)
+        && super::json::valid_reader(&place.open()?)
         && !super::json::valid_reader(tmp.as_file()))
     .then(|| {
         format!(
             "{}: scrubbed, but it no longer parses as JSON",
-            path.display()
+            place.shown.display()
         )
     });
     let pending = Pending {
-        path: path.to_owned(),
+        place: place.clone(),
         file,
         before,
         meta,

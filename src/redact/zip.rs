@@ -15,13 +15,12 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::Path;
 
 use anyhow::Context;
 use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
-use super::text::{replace, temp_beside, Outcome, Stamp};
+use super::text::{replace, Outcome, Place, Stamp};
 use super::{BinaryPolicy, Scrubber, Summary};
 use crate::secret::Masker;
 
@@ -64,14 +63,40 @@ fn read_member(
     }
 }
 
+/// All members of one archive together may unpack to this many times the member limit.
+pub const MAX_TOTAL_FACTOR: u64 = 4;
+
+/// Refuse an archive whose members' compressed data overlap: no archiver writes one, and it
+/// is how a small file makes many members that each unpack one big stream (a zip bomb that
+/// stays under the member limit).
+fn refuse_overlapping_members(archive: &mut ::zip::ZipArchive<&File>) -> anyhow::Result<()> {
+    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(archive.len());
+    for i in 0..archive.len() {
+        let m = archive.by_index_raw(i)?;
+        if m.compressed_size() > 0 {
+            spans.push((
+                m.data_start(),
+                m.data_start().saturating_add(m.compressed_size()),
+            ));
+        }
+    }
+    spans.sort_unstable();
+    if spans.windows(2).any(|w| w[1].0 < w[0].1) {
+        anyhow::bail!(
+            "its members share compressed data (a zip bomb): the archive is left as it was"
+        );
+    }
+    Ok(())
+}
+
 fn sha1_hex(data: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&Sha1::digest(data))
 }
 
-/// Scrub the archive at `path` (opened as `file`, stamped `before`).
+/// Scrub the archive at `place` (opened as `file`, stamped `before`).
 pub(crate) fn scrub_archive(
     s: &Scrubber,
-    path: &Path,
+    place: &Place,
     file: File,
     before: Stamp,
     meta: &std::fs::Metadata,
@@ -79,6 +104,10 @@ pub(crate) fn scrub_archive(
 ) -> anyhow::Result<Outcome> {
     let mut archive = ::zip::ZipArchive::new(&file).context("not a readable zip archive")?;
     let n = archive.len();
+    refuse_overlapping_members(&mut archive)?;
+    // All members together may unpack to at most this: a bomb of many members each just
+    // under the member limit costs that much work, then is refused.
+    let mut budget = s.member_limit().saturating_mul(MAX_TOTAL_FACTOR);
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut binary: Vec<(String, bool)> = Vec::new();
     let mut dropped = 0u64;
@@ -98,7 +127,7 @@ pub(crate) fn scrub_archive(
     }
     // Written whether or not anything changes (unchanged members are copied compressed, as
     // they are); discarded below when nothing did.
-    let tmp = temp_beside(path)?;
+    let tmp = place.temp()?;
     let mut w = ::zip::ZipWriter::new(std::io::BufWriter::with_capacity(1 << 16, tmp.as_file()));
     for &i in &order {
         let (name, data) = {
@@ -110,10 +139,21 @@ pub(crate) fn scrub_archive(
             }
             let name = m.name().to_owned();
             let declared = m.size();
-            let data = read_member(&mut m, declared, s.member_limit(), &name)?;
+            let limit = s.member_limit().min(budget);
+            let data = read_member(&mut m, declared, limit, &name).map_err(|e| {
+                if limit < s.member_limit() {
+                    anyhow::anyhow!(
+                        "its members unpack to more than {} MiB together, the most that is scrubbed in one archive: the archive is left as it was",
+                        s.member_limit().saturating_mul(MAX_TOTAL_FACTOR) >> 20
+                    )
+                } else {
+                    e
+                }
+            })?;
+            budget -= data.len() as u64;
             (name, data)
         };
-        let shown = format!("{}!{name}", path.display());
+        let shown = format!("{}!{name}", place.shown.display());
         if super::looks_zip(&data) || super::looks_binary(&data[..data.len().min(8192)]) {
             let seen = s.patterns().is_match(&data);
             binary.push((shown, seen));
@@ -183,13 +223,13 @@ pub(crate) fn scrub_archive(
 
     if !changed {
         drop(tmp);
-        if super::text::unchanged(path, &file, before) {
+        if super::text::unchanged(place, &file, before) {
             summary.binary.extend(binary);
             return Ok(Outcome::Done);
         }
         return Ok(Outcome::Changed);
     }
-    let outcome = replace(path, &file, before, meta, tmp)?;
+    let outcome = replace(place, &file, before, meta, tmp)?;
     if outcome == Outcome::Done {
         summary.binary.extend(binary);
         summary.rewritten += 1;

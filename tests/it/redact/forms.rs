@@ -481,6 +481,62 @@ fn a_zip_member_that_unpacks_past_the_limit_is_refused_and_its_archive_left_alon
     );
 }
 
+/// Found by attacking the scrubber (twelfth pass): a 782 KB archive whose 8 central
+/// directory entries all point at one 256 MiB deflate stream passed the member limit member
+/// by member, and cost minutes of work (up to 65,535 entries could be listed). Members that
+/// share compressed data are refused before any is unpacked, and all members together may
+/// unpack to at most 4 times the member limit.
+#[test]
+fn a_zip_bomb_of_members_sharing_one_stream_or_many_members_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.zip");
+    zip_of(&path, "a.trace", 1 << 20, b" Hunter22abcXYZ\n");
+    // Every central directory entry copied 7 times under other names, all at offset 0: the
+    // central directory and its end record edited as APPNOTE.TXT 4.3.12 and 4.3.16 lay them out.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let eocd = bytes.len() - 22;
+    assert_eq!(&bytes[eocd..eocd + 4], b"PK\x05\x06");
+    let cd_size = u32::from_le_bytes(bytes[eocd + 12..eocd + 16].try_into().unwrap()) as usize;
+    let cd_off = u32::from_le_bytes(bytes[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    let entry = bytes[cd_off..cd_off + cd_size].to_vec();
+    let mut cd = entry.clone();
+    for k in 1..8u8 {
+        let mut e = entry.clone();
+        e[46] = b'a' + k; // the name's first byte: b.trace, c.trace, ...
+        cd.extend_from_slice(&e);
+    }
+    let mut tail = bytes[eocd..].to_vec();
+    tail[8..10].copy_from_slice(&8u16.to_le_bytes());
+    tail[10..12].copy_from_slice(&8u16.to_le_bytes());
+    tail[12..16].copy_from_slice(&(cd.len() as u32).to_le_bytes());
+    bytes.truncate(cd_off);
+    bytes.extend_from_slice(&cd);
+    bytes.extend_from_slice(&tail);
+    std::fs::write(&path, &bytes).unwrap();
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(&[dir.path().to_path_buf()]);
+    let report = summary.to_string();
+    assert!(report.contains("share compressed data"), "{report}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "left as it was");
+    // Many honest members: 5 of 1 MiB under a member limit of 1 MiB (a total of 4 MiB).
+    let many = dir.path().join("many.zip");
+    std::fs::remove_file(&path).unwrap();
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&many).unwrap());
+    let o = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for k in 0..5 {
+        w.start_file(format!("m{k}.trace"), o).unwrap();
+        w.write_all(&vec![b'a'; 1 << 20]).unwrap();
+    }
+    w.finish().unwrap();
+    let before = std::fs::read(&many).unwrap();
+    let summary = scrubber(BinaryPolicy::Keep)
+        .with_member_limit(1 << 20)
+        .scrub_paths(&[dir.path().to_path_buf()]);
+    let report = summary.to_string();
+    assert!(report.contains("more than 4 MiB together"), "{report}");
+    assert_eq!(std::fs::read(&many).unwrap(), before, "left as it was");
+}
+
 /// The limit is on the unpacked bytes, exact: a member of exactly the limit is scrubbed, one
 /// byte more is refused (`with_member_limit` can only lower the limit).
 #[test]
