@@ -65,6 +65,15 @@ pub fn verify(
     }
     let key = sig.public_key();
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    if !matches!(
+        key,
+        ssh_key::public::KeyData::Ed25519(_) | ssh_key::public::KeyData::SkEd25519(_)
+    ) {
+        return Err(format!(
+            "the signature is by a {} key ({fingerprint}): bundles are verified with ssh-ed25519 (or sk-ssh-ed25519) keys only; sign with one (ssh-keygen -t ed25519)",
+            key.algorithm()
+        ));
+    }
     let signers = allowed
         .authorise(key, NAMESPACE, now)
         .map_err(|e| format!("{e} (key {fingerprint})"))?;

@@ -404,6 +404,85 @@ fn a_fifo_or_device_as_bundle_signature_or_allowed_signers_is_refused_at_once() 
     }
 }
 
+/// Found by attacking `bundle apply` with ssh-keygen's other key types (twelfth pass): an
+/// RSA signature that ssh-keygen accepts was refused as "modified after signing", and one
+/// ECDSA line anywhere in a shared allowed_signers file (even another namespace's) stopped
+/// every apply. An ECDSA line is now read and skipped (it can authorise no bundle here), and a
+/// signature by a key type that is not verified says so.
+#[test]
+fn other_key_types_are_named_as_unsupported_and_do_not_break_a_shared_signers_file() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let dir = f.master.path("other-keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rsa, ecdsa) = (dir.join("rsa"), dir.join("ecdsa"));
+    for (key, t) in [(&rsa, "rsa"), (&ecdsa, "ecdsa")] {
+        run_ok(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", t, "-N", "", "-f"])
+                .arg(key),
+        );
+    }
+    let public = |k: &Path| {
+        std::fs::read_to_string(format!("{}.pub", k.display()))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let shared = dir.join("allowed_signers");
+    std::fs::write(
+        &shared,
+        format!(
+            "{}dev@example.com namespaces=\"git\" {}\nci@example.com namespaces=\"scopevault-bundle\" {}\n",
+            std::fs::read_to_string(&f.allowed).unwrap(),
+            public(&ecdsa),
+            public(&rsa)
+        ),
+    )
+    .unwrap();
+    let bundle = f.bundle("ams");
+    let verify = |sig: &Path| {
+        f.ams.run(
+            &[
+                "bundle",
+                "verify",
+                bundle.to_str().unwrap(),
+                "--signature",
+                sig.to_str().unwrap(),
+                "--allowed-signers",
+                shared.to_str().unwrap(),
+            ],
+            b"",
+        )
+    };
+    let own_sig = f.out.join("ams.svbundle.sig");
+    let out = verify(&own_sig);
+    assert!(
+        out.status.success(),
+        "the ECDSA line broke the file: {out:?}"
+    );
+    let rsa_sig = dir.join("ams.svbundle.sig");
+    let signed = bundle.with_extension("svbundle.sig");
+    std::fs::remove_file(&signed).unwrap();
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-Y", "sign", "-n", "scopevault-bundle", "-f"])
+            .arg(&rsa)
+            .arg(&bundle),
+    );
+    std::fs::rename(&signed, &rsa_sig).unwrap();
+    let out = verify(&rsa_sig);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ssh-ed25519 (or sk-ssh-ed25519) keys only") && !err.contains("modified"),
+        "{err}"
+    );
+}
+
 #[test]
 fn each_bundle_holds_exactly_its_locations_credentials_and_apply_installs_them() {
     if ssh_keygen().is_none() {
