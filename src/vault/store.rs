@@ -340,17 +340,32 @@ pub(crate) fn read_file_checked(
 /// The vault file at `path`, open, and its size, refused above the format's limit before a
 /// byte is read.
 fn open_sized(path: &Path) -> Result<(File, u64), VaultError> {
-    let f = File::open(path).map_err(|e| {
+    // Non-blocking, and a regular file only: a FIFO at the path must not hang the open, nor a
+    // device (`/dev/zero`, whose size reads as 0) be read up to the format's limit.
+    let f = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(|e| {
+        let e = io::Error::from(e);
         if e.kind() == io::ErrorKind::NotFound {
             VaultError::NotFound(path.to_path_buf())
         } else {
             io_err(path, "cannot open the vault")(e)
         }
     })?;
-    let len = f
+    let meta = f
         .metadata()
-        .map_err(io_err(path, "cannot stat the vault"))?
-        .len();
+        .map_err(io_err(path, "cannot stat the vault"))?;
+    if !meta.is_file() {
+        return Err(io_err(path, "cannot read the vault")(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, a device or a directory)",
+        )));
+    }
+    let len = meta.len();
     if len > MAX_FILE_LEN {
         return Err(VaultError::Corrupt(format!(
             "the file is {len} bytes, above the format's limit"

@@ -448,3 +448,47 @@ fn a_vault_id_that_is_not_32_hex_digits_is_refused_before_it_is_used() {
         );
     }
 }
+
+/// Found by attacking the format (twelfth pass): a FIFO at the vault's path hung every
+/// command, and `/dev/zero` (whose size reads as 0) was read up to the format's 256 MiB limit
+/// before "bad magic". The vault must be a regular file: anything else is refused at once.
+#[test]
+fn a_fifo_or_device_at_the_vault_path_is_refused_at_once() {
+    let e = Env::new();
+    let fifo = e.path("vault.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for vault in [fifo.as_path(), Path::new("/dev/zero")] {
+        let mut child = e
+            .cmd()
+            .env("SCOPEVAULT_VAULT", vault)
+            .args(["cred", "list", "--passphrase-file", &e.pf()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "cred list with the vault at {}: still running after 30 s",
+                    vault.display()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("not a regular file"),
+            "{}: {err}",
+            vault.display()
+        );
+    }
+}
