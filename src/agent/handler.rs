@@ -332,8 +332,15 @@ impl Handler {
     }
 
     fn note_load(&self, vault: &dyn VaultView, how: &str) -> Result<(), Refusal> {
+        // A checkpoint's vault names the bundle it holds, so the log says which bundle is
+        // served from this load on (the daemon holds the log while it runs: `bundle apply`
+        // cannot write its own `bundle.apply` record then).
+        let how = match vault.applied_bundle() {
+            Some(bundle) => format!("{how}; bundle {bundle}"),
+            None => how.to_owned(),
+        };
         self.audit
-            .note_vault_load(vault.id(), vault.generation(), how, self.allow_rollback)
+            .note_vault_load(vault.id(), vault.generation(), &how, self.allow_rollback)
             .map_err(|e| match e {
                 crate::audit::AuditError::Rollback { .. } => Refusal::Rollback(e.to_string()),
                 _ => Refusal::AuditUnavailable,

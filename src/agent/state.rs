@@ -39,6 +39,11 @@ pub(crate) trait VaultView: Send + Sync {
     fn current_stamp(&self) -> Option<FileStamp> {
         None
     }
+    /// The fleet bundle last applied to this vault, named for the audit log (`location=…
+    /// generation=… signer=… policy_digest=…`); `None` if none was.
+    fn applied_bundle(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What tells a changed vault file from the one loaded, with one `stat`: device, inode, size
@@ -270,6 +275,13 @@ impl VaultView for LoadedVault {
     }
     fn policy(&self) -> Option<&Policy> {
         self.vault.policy()
+    }
+    fn applied_bundle(&self) -> Option<String> {
+        let a = self.vault.fleet_state()?.applied.as_ref()?;
+        Some(format!(
+            "location={} generation={} signer={} policy_digest={}",
+            a.location, a.generation, a.signer, a.policy_digest
+        ))
     }
     fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody> {
         // The stamp before the read: a save landing in between makes it differ again, so

@@ -1160,6 +1160,28 @@ fn a_running_daemon_serves_an_applied_bundle_at_once_and_the_old_one_after_a_ref
     assert!(out.contains("applied ams generation 2"), "{out}");
     assert!(out.contains("reloaded"), "{out}");
     assert_eq!(served_password(&f.ams, d.sock()), ROTATED);
+    // The daemon holds the log, so the apply's record is the daemon's `vault.load` of the
+    // reload, and it names the bundle (fleet.md step 4: generation, signer, digest); found
+    // by attacking `apply` (twelfth pass): it named none.
+    let log = std::fs::read_to_string(f.ams.path("audit.jsonl")).unwrap();
+    let fingerprint = out
+        .split("signed by ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("the apply names its signer: {out}"));
+    let load = log
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["op"] == "vault.load")
+        .expect("a vault.load record");
+    let reason = load["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("bundle location=ams generation=2 ")
+            && reason.contains(&format!("signer={fingerprint} "))
+            && reason.contains("policy_digest=sha256:"),
+        "{reason}"
+    );
 
     // Refused applies (an older generation; a flipped byte) leave the daemon serving gen 2.
     let health = |e: &Env| -> serde_json::Value {
