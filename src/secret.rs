@@ -242,7 +242,7 @@ const PERCENT_SAFE: [&[u8]; 4] = [
 
 /// HTML/XML escapers: (replacement of `"`, replacement of `'`); `&`, `<`, `>` always become
 /// `&amp;`, `&lt;`, `&gt;`. `None` keeps the character.
-const HTML_QUOTES: [(Option<&str>, Option<&str>); 6] = [
+const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
     // Python's `html.escape` (quote=True).
     (Some("&quot;"), Some("&#x27;")),
     // Python's `html.escape(quote=False)`, XML text content, browsers' innerHTML.
@@ -255,6 +255,9 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 6] = [
     (Some("&quot;"), Some("&#039;")),
     // `&quot;` with `&#39;` (Ruby's ERB::Util, Django before 3.0).
     (Some("&quot;"), Some("&#39;")),
+    // `&quot;` with `'` as it is: `xml.sax.saxutils.quoteattr` when the value holds both
+    // quotes, and browsers serialising an attribute (`outerHTML`).
+    (Some("&quot;"), None),
 ];
 
 /// THE list of forms of a secret value: both `scopevault exec`'s output masking and artefact
@@ -324,12 +327,11 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
         push!(minimal.to_owned(), Encoding::Json, MIN_FORM);
     }
     for upper in [false, true] {
-        // Python's `json.dumps` (ensure_ascii, the default).
-        push!(
-            json_escape(value, upper, |c| !c.is_ascii() || c == '\u{7f}'),
-            Encoding::Json,
-            MIN_FORM,
-        );
+        // Python's `json.dumps` (ensure_ascii, the default), and PHP's `json_encode` with its
+        // defaults, which writes `/` as `\/` as well.
+        let ascii = json_escape(value, upper, |c| !c.is_ascii() || c == '\u{7f}');
+        push!(ascii.replace('/', "\\/"), Encoding::Json, MIN_FORM);
+        push!(ascii, Encoding::Json, MIN_FORM);
         // Go's `encoding/json`.
         push!(
             json_escape(value, upper, |c| {
@@ -790,6 +792,28 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by attacking the scrubber (twelfth pass): PHP's `json_encode` with its defaults
+    /// (`\/` and `\u00e9` together) and `quoteattr`'s attribute style (`&quot;`, `'` as it is)
+    /// were not among the forms, so a value holding `/` and a non-ASCII letter, or both
+    /// quotes, survived in files written that way.
+    #[test]
+    fn php_json_encode_and_quoteattr_forms_are_masked() {
+        let value = "S3cr/et+Pa\"ss'w<o>&rd \u{e9}~x";
+        let forms: Vec<String> = secret_forms(value)
+            .iter()
+            .map(|f| f.text.to_string())
+            .collect();
+        for expected in [
+            r#"S3cr\/et+Pa\"ss'w<o>&rd \u00e9~x"#,
+            "S3cr/et+Pa&quot;ss'w&lt;o&gt;&amp;rd \u{e9}~x",
+        ] {
+            assert!(
+                forms.iter().any(|f| f == expected),
+                "{expected} not in {forms:?}"
+            );
+        }
+    }
 
     #[test]
     fn debug_is_redacted() {
