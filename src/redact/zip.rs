@@ -89,6 +89,32 @@ fn refuse_overlapping_members(archive: &mut ::zip::ZipArchive<&File>) -> anyhow:
     Ok(())
 }
 
+/// Refuse an archive whose end record counts more entries than the reader lists: the zip
+/// reader keeps one member per name, so a second member of the same name (which `unzip` and
+/// Python still extract) would go unscrubbed.
+fn refuse_duplicate_names(file: &File, listed: usize) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let from = len.saturating_sub(22 + 0xffff);
+    let mut tail = vec![0u8; (len - from) as usize];
+    file.read_exact_at(&mut tail, from)?;
+    // The last end-of-central-directory signature with room for its 22 bytes.
+    let Some(at) = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == *b"PK\x05\x06")
+    else {
+        return Ok(());
+    };
+    let total = u16::from_le_bytes([tail[at + 10], tail[at + 11]]);
+    // 0xffff: the count is in the ZIP64 record, which the reader itself checks.
+    if total != 0xffff && usize::from(total) > listed {
+        anyhow::bail!(
+            "it lists {total} members but only {listed} different names: members with the same name would not all be scrubbed, so the archive is left as it was"
+        );
+    }
+    Ok(())
+}
+
 fn sha1_hex(data: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&Sha1::digest(data))
 }
@@ -105,6 +131,7 @@ pub(crate) fn scrub_archive(
     let mut archive = ::zip::ZipArchive::new(&file).context("not a readable zip archive")?;
     let n = archive.len();
     refuse_overlapping_members(&mut archive)?;
+    refuse_duplicate_names(&file, n)?;
     // All members together may unpack to at most this: a bomb of many members each just
     // under the member limit costs that much work, then is refused.
     let mut budget = s.member_limit().saturating_mul(MAX_TOTAL_FACTOR);
@@ -221,16 +248,28 @@ pub(crate) fn scrub_archive(
     inner.flush()?;
     drop(inner);
 
+    // What no member holds (the archive's or a member's comment, a member's name or extra
+    // field, bytes before the archive or that no entry lists) is not scrubbed: if a form is
+    // still in the bytes of the result, the scrub says so rather than passing in silence.
+    let mut result: &File = if changed { tmp.as_file() } else { &file };
+    std::io::Seek::seek(&mut result, std::io::SeekFrom::Start(0))?;
+    let left = super::text::contains_any(s.patterns(), result)?;
     if !changed {
         drop(tmp);
         if super::text::unchanged(place, &file, before) {
             summary.binary.extend(binary);
+            if left {
+                summary.errors.push(remains(place));
+            }
             return Ok(Outcome::Done);
         }
         return Ok(Outcome::Changed);
     }
     let outcome = replace(place, &file, before, meta, tmp)?;
     if outcome == Outcome::Done {
+        if left {
+            summary.errors.push(remains(place));
+        }
         summary.binary.extend(binary);
         summary.rewritten += 1;
         summary.dropped += dropped;
@@ -239,4 +278,12 @@ pub(crate) fn scrub_archive(
         summary.add_counts(&counts);
     }
     Ok(outcome)
+}
+
+/// The error for an archive whose bytes still hold a form after the scrub.
+fn remains(place: &Place) -> String {
+    format!(
+        "{}: a form of a secret is still in the archive's bytes outside what was scrubbed (a comment, a member's name or extra field, a binary member stored uncompressed, or data no member lists)",
+        place.shown.display()
+    )
 }

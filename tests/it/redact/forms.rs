@@ -537,6 +537,54 @@ fn a_zip_bomb_of_members_sharing_one_stream_or_many_members_is_refused() {
     assert_eq!(std::fs::read(&many).unwrap(), before, "left as it was");
 }
 
+/// Found by attacking the scrubber (twelfth pass): the zip reader keeps one member per name,
+/// so the first of two members named alike (which `unzip` and Python extract) was never
+/// scrubbed; and a value in the archive's comment (or a member's name, an extra field, data
+/// no entry lists) stayed in the bytes while the scrub passed in silence. Such an archive is
+/// refused, and any form left in the bytes of the result is reported (exit 1).
+#[test]
+fn a_zip_with_two_members_of_one_name_or_a_value_in_its_comment_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let dup = dir.path().join("dup.zip");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&dup).unwrap());
+    let o = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    w.start_file("a.log", o).unwrap();
+    w.write_all(b"token Hunter22abcXYZ\n").unwrap();
+    w.start_file("b.log", o).unwrap();
+    w.write_all(b"nothing here\n").unwrap();
+    w.finish().unwrap();
+    // The second member renamed to the first's name, in its local header and its central
+    // directory entry (APPNOTE.TXT 4.3.7, 4.3.12): a name of the same length.
+    let mut bytes = std::fs::read(&dup).unwrap();
+    let mut renamed = 0;
+    for i in 0..bytes.len() - 5 {
+        if &bytes[i..i + 5] == b"b.log" {
+            bytes[i] = b'a';
+            renamed += 1;
+        }
+    }
+    assert_eq!(renamed, 2);
+    std::fs::write(&dup, &bytes).unwrap();
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&dup));
+    let report = summary.to_string();
+    assert!(!summary.ok(), "{report}");
+    assert!(report.contains("only 1 different names"), "{report}");
+    assert_eq!(std::fs::read(&dup).unwrap(), bytes, "left as it was");
+
+    let commented = dir.path().join("commented.zip");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&commented).unwrap());
+    w.start_file("a.log", o).unwrap();
+    w.write_all(b"nothing here\n").unwrap();
+    w.set_comment("uploaded with Hunter22abcXYZ");
+    w.finish().unwrap();
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(&[commented]);
+    let report = summary.to_string();
+    assert!(!summary.ok(), "{report}");
+    assert!(report.contains("still in the archive's bytes"), "{report}");
+    assert!(!report.contains("Hunter22abcXYZ"), "{report}");
+}
+
 /// The limit is on the unpacked bytes, exact: a member of exactly the limit is scrubbed, one
 /// byte more is refused (`with_member_limit` can only lower the limit).
 #[test]
