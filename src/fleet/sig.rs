@@ -55,8 +55,13 @@ pub fn verify(
     allowed: &AllowedSigners,
     now: OffsetDateTime,
 ) -> Result<Verified, String> {
-    let sig = SshSig::from_pem(sig_pem)
-        .map_err(|e| format!("the signature file is not an SSH signature: {e}"))?;
+    let sig = SshSig::from_pem(sig_pem).map_err(|e| match e {
+        // A key type this build has no verifier for (ECDSA) cannot even be decoded.
+        ssh_key::Error::AlgorithmUnknown | ssh_key::Error::AlgorithmUnsupported { .. } => {
+            "the signature is by a key type not verified here: bundles are verified with ssh-ed25519 (or sk-ssh-ed25519) keys only; sign with one (ssh-keygen -t ed25519)".to_owned()
+        }
+        e => format!("the signature file is not an SSH signature: {e}"),
+    })?;
     if sig.namespace() != NAMESPACE {
         let shown: String = sig.namespace().chars().take(64).collect();
         return Err(format!(

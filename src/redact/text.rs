@@ -349,6 +349,16 @@ pub(crate) fn scrub_file_once(
         }
         return Ok(Outcome::Done);
     }
+    if super::zip::ends_in_an_archive(&file, meta.len())? {
+        // Text before a zip (a prefixed or self-extracting archive, which zip readers open):
+        // a text scrub would miss its compressed members and move the offsets of its stored
+        // ones, and an archive rewrite would drop the text. Left as it is, loudly.
+        summary.errors.push(format!(
+            "{}: a zip archive follows other data in this file: its members cannot be scrubbed in place; left as it was",
+            place.shown.display()
+        ));
+        return Ok(Outcome::Done);
+    }
     if !contains_any(s.patterns(), &file)? {
         return Ok(if unchanged(place, &file, before) {
             Outcome::Done

@@ -89,20 +89,31 @@ fn refuse_overlapping_members(archive: &mut ::zip::ZipArchive<&File>) -> anyhow:
     Ok(())
 }
 
+/// The offset of the end-of-central-directory record in the last bytes of `file` (`len`
+/// long): its signature, with the comment length it declares ending exactly at the end.
+fn end_record(file: &File, len: u64) -> std::io::Result<Option<(Vec<u8>, usize)>> {
+    use std::os::unix::fs::FileExt;
+    let from = len.saturating_sub(22 + 0xffff);
+    let mut tail = vec![0u8; (len - from) as usize];
+    file.read_exact_at(&mut tail, from)?;
+    let at = (0..tail.len().saturating_sub(21)).rev().find(|&i| {
+        tail[i..i + 4] == *b"PK\x05\x06"
+            && usize::from(u16::from_le_bytes([tail[i + 20], tail[i + 21]])) == tail.len() - i - 22
+    });
+    Ok(at.map(|at| (tail, at)))
+}
+
+/// Whether `file` ends in a zip archive's end record (so a zip reader opens it, whatever is
+/// before the archive).
+pub(crate) fn ends_in_an_archive(file: &File, len: u64) -> std::io::Result<bool> {
+    Ok(len >= 22 && end_record(file, len)?.is_some())
+}
+
 /// Refuse an archive whose end record counts more entries than the reader lists: the zip
 /// reader keeps one member per name, so a second member of the same name (which `unzip` and
 /// Python still extract) would go unscrubbed.
 fn refuse_duplicate_names(file: &File, listed: usize) -> anyhow::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let len = file.metadata()?.len();
-    let from = len.saturating_sub(22 + 0xffff);
-    let mut tail = vec![0u8; (len - from) as usize];
-    file.read_exact_at(&mut tail, from)?;
-    // The last end-of-central-directory signature with room for its 22 bytes.
-    let Some(at) = (0..tail.len().saturating_sub(21))
-        .rev()
-        .find(|&i| tail[i..i + 4] == *b"PK\x05\x06")
-    else {
+    let Some((tail, at)) = end_record(file, file.metadata()?.len())? else {
         return Ok(());
     };
     let total = u16::from_le_bytes([tail[at + 10], tail[at + 11]]);

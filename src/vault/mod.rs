@@ -529,7 +529,7 @@ impl Vault {
             .checked_add(1)
             .ok_or_else(|| {
                 VaultError::Corrupt(
-                    "the vault's generation is at its maximum (18446744073709551615) and cannot grow: a file written to exhaust it; restore the vault from a backup".into(),
+                    "the vault's generation is at its maximum (18446744073709551615) and cannot grow (a file written to exhaust it)".into(),
                 )
             })?;
         let payload = if self.dirty {

@@ -464,23 +464,29 @@ fn other_key_types_are_named_as_unsupported_and_do_not_break_a_shared_signers_fi
         out.status.success(),
         "the ECDSA line broke the file: {out:?}"
     );
-    let rsa_sig = dir.join("ams.svbundle.sig");
     let signed = bundle.with_extension("svbundle.sig");
     std::fs::remove_file(&signed).unwrap();
-    run_ok(
-        Command::new("ssh-keygen")
-            .args(["-Y", "sign", "-n", "scopevault-bundle", "-f"])
-            .arg(&rsa)
-            .arg(&bundle),
-    );
-    std::fs::rename(&signed, &rsa_sig).unwrap();
-    let out = verify(&rsa_sig);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("ssh-ed25519 (or sk-ssh-ed25519) keys only") && !err.contains("modified"),
-        "{err}"
-    );
+    for key in [&rsa, &ecdsa] {
+        let sig = dir.join(format!(
+            "{}.sig",
+            key.file_name().unwrap().to_str().unwrap()
+        ));
+        run_ok(
+            Command::new("ssh-keygen")
+                .args(["-Y", "sign", "-n", "scopevault-bundle", "-f"])
+                .arg(key)
+                .arg(&bundle),
+        );
+        std::fs::rename(&signed, &sig).unwrap();
+        let out = verify(&sig);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("ssh-ed25519 (or sk-ssh-ed25519) keys only") && !err.contains("modified"),
+            "{}: {err}",
+            key.display()
+        );
+    }
 }
 
 #[test]

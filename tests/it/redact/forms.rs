@@ -583,6 +583,24 @@ fn a_zip_with_two_members_of_one_name_or_a_value_in_its_comment_is_reported() {
     assert!(!summary.ok(), "{report}");
     assert!(report.contains("still in the archive's bytes"), "{report}");
     assert!(!report.contains("Hunter22abcXYZ"), "{report}");
+
+    // More than 8 KiB of text before an archive: read as text, its deflated member was never
+    // looked at (zip readers open such a file). It is reported and left as it was.
+    let prefixed = dir.path().join("console.log");
+    let mut bytes = b"console line\n".repeat(1000);
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("a.log", o).unwrap();
+    w.write_all(b"token Hunter22abcXYZ\n").unwrap();
+    bytes.extend_from_slice(&w.finish().unwrap().into_inner());
+    std::fs::write(&prefixed, &bytes).unwrap();
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&prefixed));
+    let report = summary.to_string();
+    assert!(!summary.ok(), "{report}");
+    assert!(
+        report.contains("a zip archive follows other data"),
+        "{report}"
+    );
+    assert_eq!(std::fs::read(&prefixed).unwrap(), bytes, "left as it was");
 }
 
 /// The limit is on the unpacked bytes, exact: a member of exactly the limit is scrubbed, one
