@@ -175,5 +175,24 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
             "the payload's credentials or tasks differ from the manifest's names",
         );
     }
+    // What `cred set` would refuse is refused here too, before the save: the vault holds
+    // nothing a local writer could not have written.
+    for (name, c) in &p.credentials {
+        crate::vault::validate_name(name).map_err(|e| fail(format!("credential: {e}")))?;
+        for key in c.fields.keys().chain(c.secrets.keys()) {
+            crate::vault::validate_field_key(key)
+                .map_err(|e| fail(format!("credential `{name}`: {e}")))?;
+        }
+        if let Some((key, _)) = c
+            .secrets
+            .iter()
+            .find(|(_, v)| v.len() > crate::secret::MAX_SECRET_LEN)
+        {
+            return Err(fail(format!(
+                "credential `{name}`: secret field `{key}` is larger than {} KiB",
+                crate::secret::MAX_SECRET_LEN / 1024
+            )));
+        }
+    }
     Ok((p, policy))
 }

@@ -859,6 +859,79 @@ fn every_bad_input_is_refused_by_its_check_and_changes_nothing() {
     assert_eq!(names(&f.ams), vec!["buyer", "shared"]);
 }
 
+/// Found by attacking `apply` with bundles the fleet key signed (twelfth pass): a payload
+/// whose credentials broke the vault's own rules (a secret field named `Pass Word`, a value
+/// over 64 KiB) was applied and saved, though `cred set` refuses both. The decrypt check now
+/// holds the payload to the same rules, before the save.
+#[test]
+fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check() {
+    use sha2::Digest;
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let m = manifest(&good);
+    let recipient: age::x25519::Recipient = m["recipient"].as_str().unwrap().parse().unwrap();
+    let p = payload(&good, &f.ams);
+    let secrets = |p: &mut serde_json::Value| -> serde_json::Map<String, serde_json::Value> {
+        p["credentials"]["buyer"]["secrets"]
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    type Mutate = fn(&mut serde_json::Map<String, serde_json::Value>);
+    let cases: [(&str, Mutate, &str); 2] = [
+        (
+            "field",
+            |s| {
+                let (k, v) = s
+                    .iter()
+                    .next()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .unwrap();
+                s.remove(&k);
+                s.insert("Pass Word".into(), v);
+            },
+            "a field name must be",
+        ),
+        (
+            "size",
+            |s| {
+                let k = s.keys().next().unwrap().clone();
+                s.insert(k, serde_json::json!("x".repeat(70_000)));
+            },
+            "larger than 64 KiB",
+        ),
+    ];
+    for (what, mutate, expect) in cases {
+        let mut p2 = p.clone();
+        let mut s = secrets(&mut p2);
+        mutate(&mut s);
+        p2["credentials"]["buyer"]["secrets"] = serde_json::Value::Object(s);
+        let ct = age::encrypt(&recipient, &serde_json::to_vec(&p2).unwrap()).unwrap();
+        let mut m2 = m.clone();
+        m2["payload_digest"] = serde_json::json!(format!(
+            "sha256:{}",
+            data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(&ct))
+        ));
+        let mj = serde_json::to_vec(&m2).unwrap();
+        let mut bytes = b"SVBUNDLE\x00\x01".to_vec();
+        bytes.extend_from_slice(&(mj.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&mj);
+        bytes.extend_from_slice(&(ct.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(&ct);
+        let file = f.master.path(&format!("{what}.svbundle"));
+        std::fs::write(&file, &bytes).unwrap();
+        keygen_sign(&f.key, "scopevault-bundle", &file);
+        let err = f.refused(&f.ams, &file, &["--location", "ams"], "decrypt");
+        assert!(err.contains(expect), "{what}: {err}");
+    }
+    // The genuine bundle still applies.
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+}
+
 #[test]
 fn an_expired_bundle_is_refused_by_the_expiry_check() {
     if ssh_keygen().is_none() {
