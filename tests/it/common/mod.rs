@@ -85,3 +85,22 @@ pub fn copy_executable(from: &Path, to: &Path) {
     assert!(st.success(), "cp {} {}: {st}", from.display(), to.display());
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// The output of `child` once it exits, within `secs` seconds: one still running then is
+/// killed and the test fails naming `what` (a regression to a hang fails, not blocks, the run).
+pub fn output_within(
+    mut child: std::process::Child,
+    secs: u64,
+    what: &str,
+) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

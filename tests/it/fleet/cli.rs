@@ -376,7 +376,7 @@ fn a_fifo_or_device_as_bundle_signature_or_allowed_signers_is_refused_at_once() 
             allowed.to_str().unwrap(),
         ),
     ] {
-        let mut child = f
+        let child = f
             .fra
             .cmd()
             .args(["bundle", "verify", file, "--allowed-signers", signers])
@@ -386,15 +386,11 @@ fn a_fifo_or_device_as_bundle_signature_or_allowed_signers_is_refused_at_once() 
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("bundle verify {file} --signature {signature} --allowed-signers {signers}: still running after 30 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = crate::common::output_within(
+            child,
+            30,
+            &format!("bundle verify {file} --signature {signature} --allowed-signers {signers}"),
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{err}");
         assert!(

@@ -218,14 +218,17 @@ fn a_flipped_byte_anywhere_is_refused() {
         assert!(!err.contains("panicked"), "{what}");
         if slot_recipients.iter().any(|r| r.contains(&pos)) {
             // The slot no longer opens with this identity (exit 3), or the flip broke the
-            // slot's base64 or its hex id and the header is refused as corrupt (exit 4) before
-            // any slot is tried.
+            // slot's base64, its hex id or the vault's hex id and the header is refused as
+            // corrupt (exit 4) before any slot is tried.
             let no_slot =
                 out.status.code() == Some(3) && err.contains("does not match any identity slot");
             let corrupt = out.status.code() == Some(4)
                 && (err.contains("error: the vault file is corrupt: a key slot is not valid base64")
                     || err.contains(
                         "error: the vault file is corrupt: a key slot's id is not 16 lowercase hex digits",
+                    )
+                    || err.contains(
+                        "error: the vault file is corrupt: the header is not valid: vault_id is not 32 lowercase hex digits",
                     ));
             assert!(no_slot || corrupt, "{what}");
         } else {

@@ -462,7 +462,7 @@ fn a_fifo_or_device_at_the_vault_path_is_refused_at_once() {
         .unwrap()
         .success());
     for vault in [fifo.as_path(), Path::new("/dev/zero")] {
-        let mut child = e
+        let child = e
             .cmd()
             .env("SCOPEVAULT_VAULT", vault)
             .args(["cred", "list", "--passphrase-file", &e.pf()])
@@ -471,18 +471,11 @@ fn a_fifo_or_device_at_the_vault_path_is_refused_at_once() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "cred list with the vault at {}: still running after 30 s",
-                    vault.display()
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = crate::common::output_within(
+            child,
+            30,
+            &format!("cred list with the vault at {}", vault.display()),
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{err}");
         assert!(
