@@ -791,11 +791,18 @@ impl AuditLog {
         // The anchor must not get ahead of the log on disk: records made durable in the
         // journal are synced in the log first (`audit verify` reads the log alone).
         self.sync_log()?;
+        self.anchor_synced(&chain)
+    }
+
+    /// Write the anchor of `chain`, whose records are already synced in the log.
+    fn anchor_synced(&self, chain: &Chain) -> std::io::Result<()> {
         if !self.anchor {
             return Ok(());
         }
         let mut last = self.anchored.lock().unwrap_or_else(|e| e.into_inner());
-        if *last == chain.seq && chain.seq != 0 {
+        // Never backwards: a caller that read the chain before another wrote a newer anchor
+        // (the ticker, behind a batch that noticed a move) leaves it as it is.
+        if (*last == chain.seq && chain.seq != 0) || chain.seq < *last {
             return Ok(());
         }
         write_anchor(
@@ -806,7 +813,7 @@ impl AuditLog {
                     .display()
                     .to_string(),
                 seq: chain.seq,
-                head: chain.prev,
+                head: chain.prev.clone(),
                 generation: self.generation.load(Ordering::SeqCst),
             },
         )?;
@@ -1004,6 +1011,12 @@ impl AuditLog {
                 j.sync_log(&s.file)
                     .map_err(|e| err(format!("cannot sync the moved log ({e})")))?;
             }
+            // Anchor the moved file's last record before the new file begins, as `audit
+            // rotate` and SIGUSR1 do: a crash before the next anchor then leaves a log whose
+            // first record names the anchored one, not a file that begins after it (refused
+            // at start). The ticker's anchor writes take the segment before this lock, so the
+            // order is the same. A failure is reported by the next anchor write.
+            let _ = self.anchor_synced(&chain);
             let (file, (dev, ino)) = self.open_next_segment()?;
             let reason = start.map(str::to_owned).unwrap_or_else(|| {
                 format!(

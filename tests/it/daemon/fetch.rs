@@ -1161,6 +1161,72 @@ fn a_daemon_killed_right_after_a_rotation_starts_again_and_a_later_segment_is_re
     );
 }
 
+/// A log moved away with no SIGUSR1 (logrotate without its `postrotate`, an admin's `mv`) is
+/// noticed at the next write, which begins a new file: that write anchors the moved file's
+/// last record first, as `audit rotate` does, so a daemon killed before its next anchor
+/// starts again on the new file (which names the anchored record) instead of refusing it as
+/// a file that begins after its anchor.
+#[test]
+fn a_daemon_killed_right_after_it_noticed_a_moved_log_starts_again() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let d = Daemon::start(dir.path(), &idarg);
+    let anchored = || {
+        std::fs::read_dir(dir.path().join("state/scopevault"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("audit-anchor-"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !anchored() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(anchored(), "the daemon anchors its log");
+    // The start's records are anchored and nothing flows: the next anchor the ticker writes
+    // comes at least one interval after the fetches below, all done in milliseconds. The
+    // first is recorded in the file then moved, after its last anchor.
+    std::thread::sleep(Duration::from_millis(600));
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let moved = d.audit.with_extension("log.1");
+    std::fs::rename(&d.audit, &moved).unwrap();
+    // logrotate's `create`: an empty file at the path.
+    std::fs::File::create(&d.audit).unwrap();
+    let mut s = d.connect();
+    std::io::Write::write_all(
+        &mut s,
+        format!("{}\n", r#"{"v":1,"op":"fetch","task":"search-api"}"#)
+            .repeat(3)
+            .as_bytes(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let v = daemon::read_json(&mut s).unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let audit_path = d.audit.clone();
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    assert_eq!(
+        records(&text)[0]["op"],
+        "audit.rotate",
+        "the write noticed the move and began a new file:\n{text}"
+    );
+    // SIGKILL within the anchor interval: no anchor of the fetches.
+    drop(d);
+    let d = Daemon::start(dir.path(), &idarg);
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(d.stop().success());
+    let out = daemon::cmd(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit_path)
+        .arg(&moved)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// The journal at the daemon's level: records the log lacks at start (here cut from its end,
 /// as a crash of the machine cuts what was not yet synced) come back from the journal, byte
 /// for byte, with an `audit.repair` record; the anchor then finds nothing missing and the log
