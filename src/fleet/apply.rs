@@ -175,6 +175,38 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
             "the payload's credentials or tasks differ from the manifest's names",
         );
     }
+    // The bundle holds its location's share and nothing else (fleet.md, "Bundle"): the
+    // policy is its own subset for the location (no other location's task, exception or
+    // recipient), and the credentials are exactly those its tasks list.
+    if policy.location_subset_toml(&m.location) != policy.to_canonical_toml() {
+        return refuse(
+            Check::Decrypt,
+            format!(
+                "the payload's policy holds more than location `{}`'s share (another location, or a task, credential or exception its tasks do not use)",
+                m.location
+            ),
+        );
+    }
+    if policy.location(&m.location).map(|l| l.recipient()) != Some(vault.recipient()) {
+        return refuse(
+            Check::Decrypt,
+            format!(
+                "the payload's policy does not give this vault's recipient for location `{}`",
+                m.location
+            ),
+        );
+    }
+    let (share_tasks, share_creds) = super::publish::contents(&policy, &m.location);
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    if set(&share_tasks) != set(&m.tasks) || set(&share_creds) != set(&m.credentials) {
+        return refuse(
+            Check::Decrypt,
+            format!(
+                "the payload's tasks or credentials are not those of location `{}`'s tasks",
+                m.location
+            ),
+        );
+    }
     // What `cred set` would refuse is refused here too, before the save: the vault holds
     // nothing a local writer could not have written.
     for (name, c) in &p.credentials {

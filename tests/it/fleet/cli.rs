@@ -928,6 +928,125 @@ fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check
     f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
 }
 
+/// A bundle carries its location's share and nothing else (fleet.md, "Bundle"). Before the
+/// thirteenth pass the checkpoint only compared the payload with the manifest's names, so a
+/// bundle the fleet key signed could hand the `ams` checkpoint the `fra` task with its
+/// credential, a credential no `ams` task lists, or a policy naming another recipient for
+/// `ams`, and `apply` installed it. Each is built here from the documented format (the
+/// manifest and payload edited, re-encrypted with age, signed with ssh-keygen) and refused
+/// by the decrypt check, changing nothing.
+#[test]
+fn a_signed_bundle_that_carries_more_than_its_locations_share_is_refused() {
+    use sha2::Digest;
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let m = manifest(&good);
+    let recipient: age::x25519::Recipient = m["recipient"].as_str().unwrap().parse().unwrap();
+    let p = payload(&good, &f.ams);
+    let fra = payload(&std::fs::read(f.bundle("fra")).unwrap(), &f.fra);
+    let policy = p["policy"].as_str().unwrap().to_owned();
+    let fra_policy = fra["policy"].as_str().unwrap();
+    let section = |text: &str, header: &str| -> String {
+        let at = text.find(header).unwrap();
+        let end = text[at + header.len()..]
+            .find("\n[")
+            .map_or(text.len(), |e| at + header.len() + e + 1);
+        text[at..end].to_owned()
+    };
+    let fra_recipient = manifest(&std::fs::read(f.bundle("fra")).unwrap())["recipient"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = fra["credentials"]["admin"].clone();
+    let with_admin = |p: &mut serde_json::Value, m: &mut serde_json::Value| {
+        p["credentials"]["admin"] = admin.clone();
+        m["credentials"] = serde_json::json!(["admin", "buyer", "shared"]);
+    };
+    type Forge<'a> = Box<dyn Fn(&mut serde_json::Value, &mut serde_json::Value) + 'a>;
+    let cases: Vec<(&str, Forge<'_>, &str)> = vec![
+        (
+            "the fra task, its credential and location",
+            Box::new({
+                let policy = policy.clone();
+                let extra = [
+                    section(fra_policy, "[credentials.admin]"),
+                    section(fra_policy, "[tasks.backoffice]"),
+                    format!("[locations.fra]\nrecipient = \"{fra_recipient}\"\n"),
+                ]
+                .join("\n");
+                move |p, m| {
+                    p["policy"] = serde_json::json!(format!("{policy}\n{extra}"));
+                    with_admin(p, m);
+                    m["tasks"] = serde_json::json!(["backoffice", "checkout"]);
+                }
+            }),
+            "holds more than location `ams`'s share",
+        ),
+        (
+            "a credential no ams task lists",
+            Box::new({
+                let policy = policy.clone();
+                let decl = section(fra_policy, "[credentials.admin]");
+                move |p, m| {
+                    p["policy"] = serde_json::json!(format!("{policy}\n{decl}"));
+                    with_admin(p, m);
+                }
+            }),
+            "holds more than location `ams`'s share",
+        ),
+        (
+            "a secret with no declaration",
+            Box::new(move |p, m| with_admin(p, m)),
+            "not those of location `ams`'s tasks",
+        ),
+        (
+            "another recipient for ams",
+            Box::new({
+                let policy = policy.clone();
+                let ours = recipient.to_string();
+                let theirs = fra_recipient.clone();
+                move |p, _| {
+                    p["policy"] = serde_json::json!(policy.replace(&ours, &theirs));
+                }
+            }),
+            "does not give this vault's recipient",
+        ),
+    ];
+    for (what, forge, expect) in cases {
+        let mut p2 = p.clone();
+        let mut m2 = m.clone();
+        forge(&mut p2, &mut m2);
+        let text = p2["policy"].as_str().unwrap().to_owned();
+        m2["policy_digest"] = serde_json::json!(format!(
+            "sha256:{}",
+            data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(text.as_bytes()))
+        ));
+        let ct = age::encrypt(&recipient, &serde_json::to_vec(&p2).unwrap()).unwrap();
+        m2["payload_digest"] = serde_json::json!(format!(
+            "sha256:{}",
+            data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(&ct))
+        ));
+        let mj = serde_json::to_vec(&m2).unwrap();
+        let mut bytes = b"SVBUNDLE\x00\x01".to_vec();
+        bytes.extend_from_slice(&(mj.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&mj);
+        bytes.extend_from_slice(&(ct.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(&ct);
+        let file = f.master.path("forged.svbundle");
+        std::fs::write(&file, &bytes).unwrap();
+        let _ = std::fs::remove_file(f.master.path("forged.svbundle.sig"));
+        keygen_sign(&f.key, "scopevault-bundle", &file);
+        let err = f.refused(&f.ams, &file, &["--location", "ams"], "decrypt");
+        assert!(err.contains(expect), "{what}: {err}");
+    }
+    // The genuine bundle still applies.
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+}
+
 #[test]
 fn an_expired_bundle_is_refused_by_the_expiry_check() {
     if ssh_keygen().is_none() {
