@@ -41,6 +41,17 @@ pub(crate) fn warn_test_kdf() {
 /// `--no-keyring`), `--identity-file`, `--passphrase-file`/`--passphrase-fd`, then a no-echo
 /// prompt on the controlling terminal (also when stdin is a pipe carrying a secret).
 pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
+    let v = open_vault_with_any_key(g)?;
+    if let Some((found, seen)) = v.accepted_rollback() {
+        eprintln!(
+            "warning: {} is generation {found}, older than generation {seen} already seen on this machine; opened because of --allow-rollback",
+            v.path().display()
+        );
+    }
+    Ok(v)
+}
+
+fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {
     let path = vault_path(g);
     let opts = open_options(g);
     let mut keyring_note = String::new();

@@ -255,6 +255,9 @@ pub struct Vault {
     policy: Option<Policy>,
     /// Whether `data` changed since it was read (then the payload is re-encrypted on save).
     dirty: bool,
+    /// Opened with `allow_rollback` although a newer generation was seen on this machine:
+    /// (this file's generation, the newest seen).
+    rolled_back: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -310,6 +313,7 @@ impl Vault {
             data: VaultData::default(),
             policy: None,
             dirty: true,
+            rolled_back: None,
         };
         Ok((v, file_text))
     }
@@ -478,12 +482,16 @@ impl Vault {
             .into_iter()
             .chain(floor)
             .max();
+        let mut rolled_back = None;
         if let Some(seen) = seen {
-            if header.generation < seen && !opts.allow_rollback {
-                return Err(VaultError::Rollback {
-                    found: header.generation,
-                    seen,
-                });
+            if header.generation < seen {
+                if !opts.allow_rollback {
+                    return Err(VaultError::Rollback {
+                        found: header.generation,
+                        seen,
+                    });
+                }
+                rolled_back = Some((header.generation, seen));
             }
         }
         let data = decrypt_payload(parsed.payload, &age_identity)?;
@@ -511,7 +519,15 @@ impl Vault {
             data,
             policy,
             dirty: false,
+            rolled_back,
         })
+    }
+
+    /// `Some((generation, newest_seen))` when this vault was opened with
+    /// [`OpenOptions::allow_rollback`] although a newer generation was seen on this machine:
+    /// the caller tells the user (an accepted rollback is never silent).
+    pub fn accepted_rollback(&self) -> Option<(u64, u64)> {
+        self.rolled_back
     }
 
     /// Write the vault: re-encrypt the payload if credentials or policy changed (else copy the

@@ -1316,4 +1316,19 @@ fn a_vault_older_than_the_audit_chain_has_recorded_is_refused() {
         "the refused load is in the chain: {text}"
     );
     assert!(text.contains("accepted: --allow-rollback"), "{text}");
+    // The vault's own rollback record (the state directory kept): the start says on stderr
+    // which generation it serves, and that a newer one was seen.
+    assert!(d.stop().success());
+    let newer = std::fs::read(&vault).unwrap();
+    set_search_token(dir.path(), None, "newest-value-47");
+    std::fs::write(&vault, &newer).unwrap();
+    let d = Daemon::start(dir.path(), &["--identity-file", ids, "--allow-rollback"]);
+    let err = d.stderr_text();
+    assert!(
+        err.contains("warning:")
+            && err.contains("older than generation")
+            && err.contains("serving it because of --allow-rollback"),
+        "{err}"
+    );
+    assert!(d.stop().success());
 }

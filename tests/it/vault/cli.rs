@@ -291,19 +291,36 @@ fn an_older_generation_copied_back_is_refused_unless_allowed() {
         "{err}"
     );
     assert_eq!(e.vault_bytes(), old);
-    let out = e.ok(
+    let pf = e.pf();
+    let out = e.run(
         &[
             "cred",
             "list",
             "--json",
             "--allow-rollback",
             "--passphrase-file",
-            &e.pf(),
+            &pf,
         ],
         b"",
     );
-    assert!(out.contains("shop-buyer") && !out.contains("second"));
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("shop-buyer") && !stdout.contains("second"));
+    // Accepted, never silently: the warning names both generations.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning:")
+            && stderr.contains("is generation 2, older than generation 3")
+            && stderr.contains("--allow-rollback"),
+        "{stderr}"
+    );
+    // The current file opens with no warning.
     std::fs::write(e.vault(), &new).unwrap();
+    let out = e.run(
+        &["cred", "list", "--allow-rollback", "--passphrase-file", &pf],
+        b"",
+    );
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
     assert_eq!(e.names(), vec!["second", "shop-buyer"]);
 }
 
