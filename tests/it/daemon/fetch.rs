@@ -1079,6 +1079,22 @@ fn records_cut_and_forged_past_the_anchor_are_reported_and_refused_at_start() {
     starts_with_the_gap_recorded(dir.path(), &idarg, &format!("seq {anchored}"));
 }
 
+/// Wait (at most 10 s) until the daemon whose state directory is under `dir` has written an
+/// anchor of its log.
+fn wait_for_an_anchor(dir: &std::path::Path) {
+    let anchored = || {
+        std::fs::read_dir(dir.join("state/scopevault"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("audit-anchor-"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !anchored() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(anchored(), "the daemon anchors its log");
+}
+
 /// A crash right after a rotation: the anchor is written before the new file begins, so the
 /// new file's first record names the anchored one and the next start goes on, and the files
 /// verify as one chain. A live file that begins after its anchored record (a segment put in
@@ -1094,17 +1110,7 @@ fn a_daemon_killed_right_after_a_rotation_starts_again_and_a_later_segment_is_re
         assert_eq!(v["ok"], true, "{v}");
     };
     // The first anchor (of the start's records), written within 250 ms.
-    let anchored = || {
-        std::fs::read_dir(dir.path().join("state/scopevault"))
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("audit-anchor-"))
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !anchored() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(anchored(), "the daemon anchors its log");
+    wait_for_an_anchor(dir.path());
     // Three fetches and the rotation in one write: done in milliseconds, well inside the
     // daemon's 250 ms anchor interval, so only the rotation's own anchor names the last fetch.
     let mut s = d.connect();
@@ -1172,17 +1178,7 @@ fn a_daemon_killed_right_after_it_noticed_a_moved_log_starts_again() {
     let id = setup_vault(dir.path());
     let idarg = ["--identity-file", id.to_str().unwrap()];
     let d = Daemon::start(dir.path(), &idarg);
-    let anchored = || {
-        std::fs::read_dir(dir.path().join("state/scopevault"))
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("audit-anchor-"))
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !anchored() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(anchored(), "the daemon anchors its log");
+    wait_for_an_anchor(dir.path());
     // The start's records are anchored and nothing flows: the next anchor the ticker writes
     // comes at least one interval after the fetches below, all done in milliseconds. The
     // first is recorded in the file then moved, after its last anchor.

@@ -855,13 +855,43 @@ fn every_bad_input_is_refused_by_its_check_and_changes_nothing() {
     assert_eq!(names(&f.ams), vec!["buyer", "shared"]);
 }
 
+/// `sha256:<hex>`, as the manifest's digests are written (bundle-format.md).
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(bytes))
+    )
+}
+
+/// The attacker's tool, from bundle-format.md: `payload` encrypted with age to `recipient`,
+/// `manifest` given its digest, the two framed as a bundle at `file` and signed there with
+/// the fleet key by ssh-keygen.
+fn forge_bundle(
+    f: &Fleet,
+    file: &Path,
+    mut manifest: serde_json::Value,
+    payload: &serde_json::Value,
+    recipient: &age::x25519::Recipient,
+) {
+    let ct = age::encrypt(recipient, &serde_json::to_vec(payload).unwrap()).unwrap();
+    manifest["payload_digest"] = serde_json::json!(sha256(&ct));
+    let mj = serde_json::to_vec(&manifest).unwrap();
+    let mut bytes = b"SVBUNDLE\x00\x01".to_vec();
+    bytes.extend_from_slice(&(mj.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&mj);
+    bytes.extend_from_slice(&(ct.len() as u64).to_be_bytes());
+    bytes.extend_from_slice(&ct);
+    std::fs::write(file, &bytes).unwrap();
+    keygen_sign(&f.key, "scopevault-bundle", file);
+}
+
 /// Found by attacking `apply` with bundles the fleet key signed (twelfth pass): a payload
 /// whose credentials broke the vault's own rules (a secret field named `Pass Word`, a value
 /// over 64 KiB) was applied and saved, though `cred set` refuses both. The decrypt check now
 /// holds the payload to the same rules, before the save.
 #[test]
 fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check() {
-    use sha2::Digest;
     if ssh_keygen().is_none() {
         return;
     }
@@ -906,21 +936,8 @@ fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check
         let mut s = secrets(&mut p2);
         mutate(&mut s);
         p2["credentials"]["buyer"]["secrets"] = serde_json::Value::Object(s);
-        let ct = age::encrypt(&recipient, &serde_json::to_vec(&p2).unwrap()).unwrap();
-        let mut m2 = m.clone();
-        m2["payload_digest"] = serde_json::json!(format!(
-            "sha256:{}",
-            data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(&ct))
-        ));
-        let mj = serde_json::to_vec(&m2).unwrap();
-        let mut bytes = b"SVBUNDLE\x00\x01".to_vec();
-        bytes.extend_from_slice(&(mj.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(&mj);
-        bytes.extend_from_slice(&(ct.len() as u64).to_be_bytes());
-        bytes.extend_from_slice(&ct);
         let file = f.master.path(&format!("{what}.svbundle"));
-        std::fs::write(&file, &bytes).unwrap();
-        keygen_sign(&f.key, "scopevault-bundle", &file);
+        forge_bundle(&f, &file, m.clone(), &p2, &recipient);
         let err = f.refused(&f.ams, &file, &["--location", "ams"], "decrypt");
         assert!(err.contains(expect), "{what}: {err}");
     }
@@ -937,7 +954,6 @@ fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check
 /// by the decrypt check, changing nothing.
 #[test]
 fn a_signed_bundle_that_carries_more_than_its_locations_share_is_refused() {
-    use sha2::Digest;
     if ssh_keygen().is_none() {
         return;
     }
@@ -1021,25 +1037,10 @@ fn a_signed_bundle_that_carries_more_than_its_locations_share_is_refused() {
         let mut m2 = m.clone();
         forge(&mut p2, &mut m2);
         let text = p2["policy"].as_str().unwrap().to_owned();
-        m2["policy_digest"] = serde_json::json!(format!(
-            "sha256:{}",
-            data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(text.as_bytes()))
-        ));
-        let ct = age::encrypt(&recipient, &serde_json::to_vec(&p2).unwrap()).unwrap();
-        m2["payload_digest"] = serde_json::json!(format!(
-            "sha256:{}",
-            data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(&ct))
-        ));
-        let mj = serde_json::to_vec(&m2).unwrap();
-        let mut bytes = b"SVBUNDLE\x00\x01".to_vec();
-        bytes.extend_from_slice(&(mj.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(&mj);
-        bytes.extend_from_slice(&(ct.len() as u64).to_be_bytes());
-        bytes.extend_from_slice(&ct);
+        m2["policy_digest"] = serde_json::json!(sha256(text.as_bytes()));
         let file = f.master.path("forged.svbundle");
-        std::fs::write(&file, &bytes).unwrap();
         let _ = std::fs::remove_file(f.master.path("forged.svbundle.sig"));
-        keygen_sign(&f.key, "scopevault-bundle", &file);
+        forge_bundle(&f, &file, m2, &p2, &recipient);
         let err = f.refused(&f.ams, &file, &["--location", "ams"], "decrypt");
         assert!(err.contains(expect), "{what}: {err}");
     }
