@@ -239,11 +239,8 @@ fn unlock_at_start(
 /// Install a vault opened at start, its generation recorded in (and checked against) the
 /// audit chain.
 fn load(handler: &Handler, v: Vault, opts: &OpenOptions, how: &str) -> anyhow::Result<()> {
-    if let Some((found, seen)) = v.accepted_rollback() {
-        eprintln!(
-            "scopevault: warning: {} is generation {found}, older than generation {seen} already seen on this machine; serving it because of --allow-rollback",
-            v.path().display()
-        );
+    if let Some(w) = v.rollback_warning() {
+        eprintln!("scopevault: warning: {w}");
     }
     handler
         .load(Box::new(LoadedVault::new(v, opts.clone())), how)

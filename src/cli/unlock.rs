@@ -42,11 +42,8 @@ pub(crate) fn warn_test_kdf() {
 /// prompt on the controlling terminal (also when stdin is a pipe carrying a secret).
 pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
     let v = open_vault_with_any_key(g)?;
-    if let Some((found, seen)) = v.accepted_rollback() {
-        eprintln!(
-            "warning: {} is generation {found}, older than generation {seen} already seen on this machine; opened because of --allow-rollback",
-            v.path().display()
-        );
+    if let Some(w) = v.rollback_warning() {
+        eprintln!("warning: {w}");
     }
     Ok(v)
 }

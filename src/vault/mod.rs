@@ -523,11 +523,16 @@ impl Vault {
         })
     }
 
-    /// `Some((generation, newest_seen))` when this vault was opened with
-    /// [`OpenOptions::allow_rollback`] although a newer generation was seen on this machine:
-    /// the caller tells the user (an accepted rollback is never silent).
-    pub fn accepted_rollback(&self) -> Option<(u64, u64)> {
-        self.rolled_back
+    /// A warning when this vault was opened with [`OpenOptions::allow_rollback`] although a
+    /// newer generation was seen on this machine: the CLI and the daemon print it (an accepted
+    /// rollback is never silent).
+    pub fn rollback_warning(&self) -> Option<String> {
+        self.rolled_back.map(|(found, seen)| {
+            format!(
+                "{} is generation {found}, older than generation {seen} already seen on this machine; accepted because of --allow-rollback",
+                self.path.display()
+            )
+        })
     }
 
     /// Write the vault: re-encrypt the payload if credentials or policy changed (else copy the

@@ -1323,7 +1323,7 @@ fn a_vault_older_than_the_audit_chain_has_recorded_is_refused() {
     assert!(
         err.contains("warning:")
             && err.contains("older than generation")
-            && err.contains("serving it because of --allow-rollback"),
+            && err.contains("accepted because of --allow-rollback"),
         "{err}"
     );
     assert!(d.stop().success());
