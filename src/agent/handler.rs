@@ -339,8 +339,15 @@ impl Handler {
             Some(bundle) => format!("{how}; bundle {bundle}"),
             None => how.to_owned(),
         };
+        let policy = vault.policy().map(Policy::digest);
         self.audit
-            .note_vault_load(vault.id(), vault.generation(), &how, self.allow_rollback)
+            .note_vault_load(
+                vault.id(),
+                vault.generation(),
+                policy.as_deref(),
+                &how,
+                self.allow_rollback,
+            )
             .map_err(|e| match e {
                 crate::audit::AuditError::Rollback { .. } => Refusal::Rollback(e.to_string()),
                 _ => Refusal::AuditUnavailable,

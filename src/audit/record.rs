@@ -142,6 +142,10 @@ pub struct AuditRecord<'a> {
     pub count: Option<u64>,
     /// For a `vault.load` record: the generation of the vault loaded.
     pub generation: Option<u64>,
+    /// For a `vault.load` record: the digest of the policy loaded ([`Policy::digest`](crate::policy::Policy::digest)),
+    /// `None` when the vault holds no policy. The lint's usage rules cut their window where it
+    /// changes (docs/lint-rules.md).
+    pub policy: Option<&'a str>,
     /// For an aggregate record (`op` `denials`): the refusals it stands for by `"<op>
     /// <decision>"` (they add up to `count`).
     pub by_op: Vec<(String, u64)>,
@@ -165,6 +169,7 @@ impl<'a> AuditRecord<'a> {
             macs: Vec::new(),
             count: None,
             generation: None,
+            policy: None,
             by_op: Vec::new(),
             scrub: None,
         }
@@ -206,6 +211,12 @@ pub struct RecordView<'a> {
     /// `allow`, `deny`, …
     #[serde(borrow, default)]
     pub decision: Option<std::borrow::Cow<'a, str>>,
+    /// A `vault.load` record's generation.
+    #[serde(default)]
+    pub generation: Option<u64>,
+    /// A `vault.load` record's policy digest (`sha256:…`).
+    #[serde(borrow, default)]
+    pub policy: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The peer of a [`RecordView`].
@@ -254,6 +265,8 @@ pub(super) fn record_view(line: &[u8]) -> Result<RecordView<'_>, String> {
         task: text("task"),
         credential: text("credential"),
         decision: text("decision"),
+        generation: v.get("generation").and_then(|x| x.as_u64()),
+        policy: text("policy"),
     })
 }
 

@@ -738,13 +738,14 @@ impl AuditLog {
         }
     }
 
-    /// Record a vault load (`vault.load`, with its generation) in the chain. A generation
-    /// lower than the highest the chain has recorded is refused — and the refusal recorded —
-    /// unless `allow_rollback`.
+    /// Record a vault load (`vault.load`, with its generation and the digest of its policy) in
+    /// the chain. A generation lower than the highest the chain has recorded is refused — and
+    /// the refusal recorded — unless `allow_rollback`.
     pub fn note_vault_load(
         &self,
         vault_id: &str,
         generation: u64,
+        policy: Option<&str>,
         how: &str,
         allow_rollback: bool,
     ) -> Result<(), AuditError> {
@@ -757,6 +758,7 @@ impl AuditLog {
             self.append(AuditRecord {
                 reason: Some(&reason),
                 generation: Some(generation),
+                policy,
                 ..AuditRecord::new(
                     AuditOp::VaultLoad,
                     if allow_rollback {
@@ -778,6 +780,7 @@ impl AuditLog {
         self.append(AuditRecord {
             reason: Some(&reason),
             generation: Some(generation),
+            policy,
             ..AuditRecord::new(AuditOp::VaultLoad, Decision::Allow)
         })?;
         self.generation.fetch_max(generation, Ordering::SeqCst);
@@ -900,6 +903,8 @@ impl AuditLog {
             count: Option<u64>,
             #[serde(skip_serializing_if = "Option::is_none")]
             generation: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            policy: Option<&'r str>,
             #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
             by_op: std::collections::BTreeMap<&'r str, u64>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -925,6 +930,7 @@ impl AuditLog {
                 .collect(),
             count: rec.count,
             generation: rec.generation,
+            policy: rec.policy,
             by_op: rec.by_op.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
             scrub: rec.scrub,
         };

@@ -441,6 +441,13 @@ impl Policy {
         canonical::write(self)
     }
 
+    /// `sha256:` and the hex SHA-256 of [`Policy::to_canonical_toml`]: names what the policy
+    /// says, whatever order or comments its file had (the daemon's `vault.load` records carry
+    /// it, docs/audit.md).
+    pub fn digest(&self) -> String {
+        crate::fleet::bundle::digest(self.to_canonical_toml().as_bytes())
+    }
+
     /// The file name used in messages.
     pub fn path(&self) -> &str {
         &self.path

@@ -12,11 +12,13 @@
 //! Evidence: a record with `op` `fetch` and `decision` `allow` names the task and the
 //! credential handed out (one record per credential) and the peer's uid and gid.
 //!
-//! Too little evidence: a `reload` record (`op` `reload`, `decision` `allow`) means the daemon
-//! may have loaded a different policy then, with credentials or tasks that did not exist
-//! before. The window judged is therefore cut to start at the last such record, and when the
-//! logs begin after the window's start, at their first record. If that cut leaves less than
-//! the window asked for, the usage rules report nothing ([`Evidence::judged`] is false) and
+//! Too little evidence: a log that begins after the window began has none for its checkpoint
+//! before that, and a load of another policy (a `vault.load` record whose policy digest
+//! differs from the load before it in the same log) may have brought credentials or tasks that
+//! did not exist before. The files given are put in their chains (a rotated log's files are
+//! one chain), and the window judged starts at the latest of its asked start, the beginning of
+//! the chain that begins last, and the last change of policy. If that cut leaves less than the
+//! window asked for, the usage rules report nothing ([`Evidence::judged`] is false) and
 //! [`Evidence::note`] says why and what to do: a credential or task added after the window
 //! began is never flagged for not having been fetched yet.
 
@@ -129,6 +131,54 @@ impl Evidence {
     }
 }
 
+/// What the daemon loaded, as a `vault.load` record says: the policy's digest, or (a log
+/// written before the digest was recorded) only the vault's generation.
+#[derive(Clone, PartialEq, Eq)]
+enum Loaded {
+    Policy(String),
+    Generation(u64),
+    Unknown,
+}
+
+impl Loaded {
+    fn of(rec: &crate::audit::RecordView<'_>) -> Loaded {
+        match (&rec.policy, rec.generation) {
+            (Some(p), _) => Loaded::Policy(p.to_string()),
+            (None, Some(g)) => Loaded::Generation(g),
+            (None, None) => Loaded::Unknown,
+        }
+    }
+
+    /// Whether a load of `self` after `before` cannot have brought other tasks or credentials.
+    fn same_as(&self, before: &Loaded) -> bool {
+        self == before && *self != Loaded::Unknown
+    }
+}
+
+/// A place in the logs: a record's time, file and line.
+type At = (OffsetDateTime, PathBuf, u64);
+
+/// What one log file says about where it begins and when the daemon's policy may have changed.
+struct FileFacts {
+    /// The earliest record time.
+    first: Option<OffsetDateTime>,
+    /// The file's place in its chain (from the verification).
+    first_seq: u64,
+    continues: Option<String>,
+    last_seq: u64,
+    head: String,
+    /// The first allowed `vault.load`, and what it loaded.
+    first_load: Option<(At, Loaded)>,
+    /// What the last allowed `vault.load` loaded.
+    last_load: Option<Loaded>,
+    /// The last allowed `vault.load` that loaded another policy than the load before it in
+    /// this file.
+    last_change: Option<At>,
+    /// The last allowed `reload`: it counts only in a file with no `vault.load` record (a
+    /// daemon that did not write them).
+    last_reload: Option<At>,
+}
+
 /// Read the evidence for `policy` from `logs`. `since`: the window is the last `since` before
 /// `now`; without it, everything the logs hold.
 pub fn read_evidence(
@@ -151,14 +201,23 @@ pub fn read_evidence(
         ..Evidence::default()
     };
     let window_start = since.map(|d| now - d);
-    // The earliest record of all logs, and the last reload, decide how much the window holds.
-    let mut first: Option<OffsetDateTime> = None;
-    let mut last_reload: Option<(OffsetDateTime, PathBuf, u64)> = None;
     // Fetches are kept with their time until the cut is known: as (time, task, cred, uid, gid).
     // Only distinct (task, cred, uid, gid) matter, with the latest time of each, so this stays
     // as small as the policy's pairs × runners, whatever the number of records.
     let mut latest: HashMap<(u32, u32, u32, u32), OffsetDateTime> = HashMap::default();
+    let mut facts: Vec<FileFacts> = Vec::with_capacity(logs.len());
     for file in logs {
+        let mut f = FileFacts {
+            first: None,
+            first_seq: 0,
+            continues: None,
+            last_seq: 0,
+            head: String::new(),
+            first_load: None,
+            last_load: None,
+            last_change: None,
+            last_reload: None,
+        };
         // One read of each log: the chain accepts a record, then it is counted here.
         let report = verify_each(file, &mut |no, rec| {
             let (Some(time), Some(op), Some(decision)) = (&rec.time, &rec.op, &rec.decision) else {
@@ -166,7 +225,19 @@ pub fn read_evidence(
             };
             let time = OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
                 .map_err(|e| format!("`time` is not RFC 3339 ({e})"))?;
-            first = Some(first.map_or(time, |f| f.min(time)));
+            f.first = Some(f.first.map_or(time, |t| t.min(time)));
+            // Loads before the window count too: they say what was served when it began.
+            if decision == "allow" && op == "vault.load" {
+                let loaded = Loaded::of(rec);
+                match &f.last_load {
+                    None => f.first_load = Some(((time, file.clone(), no), loaded.clone())),
+                    Some(before) if !loaded.same_as(before) => {
+                        f.last_change = Some((time, file.clone(), no));
+                    }
+                    Some(_) => {}
+                }
+                f.last_load = Some(loaded);
+            }
             if window_start.is_some_and(|w| time < w) {
                 return Ok(());
             }
@@ -176,9 +247,7 @@ pub fn read_evidence(
                 return Ok(());
             }
             match &**op {
-                "reload" if last_reload.as_ref().is_none_or(|(t, _, _)| time >= *t) => {
-                    last_reload = Some((time, file.clone(), no));
-                }
+                "reload" => f.last_reload = Some((time, file.clone(), no)),
                 "fetch" => {
                     let (Some(t), Some(c)) = (rec.task.as_deref(), rec.credential.as_deref())
                     else {
@@ -207,28 +276,45 @@ pub fn read_evidence(
                 why: bad.why,
             });
         }
+        f.first_seq = report.first_seq;
+        f.continues = report.continues;
+        f.last_seq = report.last_seq;
+        f.head = report.head;
+        facts.push(f);
     }
-    // The cut: the window starts at the latest of its asked start, the logs' first record and
-    // the last reload.
-    let mut start = window_start.or(first);
+    let Chains { begins, change } = chains(logs, &facts);
+    // The cut: the window starts at the latest of its asked start (without `--since`, the
+    // earliest record), the beginning of every log (each checkpoint's chain must cover the
+    // window) and the last load of another policy.
+    let earliest = begins.iter().map(|(t, _)| *t).min();
+    let mut start = window_start.or(earliest);
     let mut why_cut: Option<String> = None;
-    if let (Some(w), Some(f)) = (window_start, first) {
-        if f > w {
-            start = Some(f);
-            why_cut = Some(format!("the logs begin at {}", fmt(f)));
+    if let Some((b, file)) = begins.iter().max_by_key(|(t, _)| *t) {
+        if start.is_none_or(|s| *b > s) {
+            start = Some(*b);
+            why_cut = Some(format!(
+                "{} begins at {}{}",
+                file.display(),
+                fmt(*b),
+                if begins.len() > 1 {
+                    ", later than the window and the other logs begin (each checkpoint's log, with its earlier segments, must cover the window)"
+                } else {
+                    ""
+                }
+            ));
         }
     }
-    if let Some((r, file, line)) = &last_reload {
+    if let Some(((r, file, line), (did, before))) = &change {
         if start.is_none_or(|s| *r > s) {
             start = Some(*r);
             why_cut = Some(format!(
-                "the daemon reloaded at {} ({}:{line}), and may then have loaded credentials or tasks that did not exist before",
+                "the daemon {did} at {} ({}:{line}){before}, and may then have loaded credentials or tasks that did not exist before",
                 fmt(*r),
                 file.display()
             ));
         }
     }
-    if first.is_none() {
+    if earliest.is_none() {
         why_cut = Some("the logs hold no record".into());
     }
     ev.start = start;
@@ -259,6 +345,103 @@ pub fn read_evidence(
         }
     }
     Ok(ev)
+}
+
+/// What [`chains`] finds: where each chain of files begins (its first file and that file's
+/// earliest record), and the latest change of policy with what the daemon did there.
+struct Chains {
+    begins: Vec<(OffsetDateTime, PathBuf)>,
+    change: Option<(At, Change)>,
+}
+
+/// What the daemon did where the window may be cut, for the note: the verb, and what follows
+/// the place.
+type Change = (&'static str, &'static str);
+const ANOTHER: Change = ("loaded another policy", "");
+
+/// Put the files in their chains (a later segment follows the file whose last line its first
+/// line continues; any order on the command line) and return where each chain begins (its
+/// first file's earliest record) and the latest point where the daemon may have changed its
+/// policy, with what it did there:
+/// - a `vault.load` of another policy than the load before it in the chain;
+/// - the first `vault.load` of a chain whose first file is a later segment (what was served
+///   before it is in a file not given);
+/// - in a file with no `vault.load` record, its last `reload`.
+fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
+    // Where each file ends (its last line's hash and `seq`), the first file so ending first;
+    // then each file's predecessor and successor, in linear time for any number of files.
+    let mut ends: HashMap<(&str, u64), usize> = HashMap::default();
+    for (i, f) in facts.iter().enumerate() {
+        ends.entry((f.head.as_str(), f.last_seq)).or_insert(i);
+    }
+    let preds: Vec<Option<usize>> = facts
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let c = f.continues.as_deref()?;
+            let j = *ends.get(&(c, f.first_seq.checked_sub(1)?))?;
+            (j != i).then_some(j)
+        })
+        .collect();
+    let mut next: HashMap<usize, usize> = HashMap::default();
+    for (i, p) in preds.iter().enumerate() {
+        if let Some(p) = p {
+            next.entry(*p).or_insert(i);
+        }
+    }
+    let mut begins = Vec::new();
+    let mut change: Option<(At, Change)> = None;
+    let mut note = |at: &At, what: Change| {
+        if change.as_ref().is_none_or(|(c, _)| at.0 > c.0) {
+            change = Some((at.clone(), what));
+        }
+    };
+    for root in (0..facts.len()).filter(|&i| preds[i].is_none()) {
+        if let Some(t) = facts[root].first {
+            begins.push((t, logs[root].clone()));
+        }
+        // The chain's files in order.
+        let mut served: Option<Loaded> = None;
+        let mut at = Some(root);
+        let mut steps = 0;
+        while let Some(i) = at {
+            let f = &facts[i];
+            if let Some((first_at, loaded)) = &f.first_load {
+                match &served {
+                    Some(s) if loaded.same_as(s) => {}
+                    Some(_) => note(first_at, ANOTHER),
+                    // The very beginning of a log: nothing was served before its first load.
+                    None if i == root && f.first_seq <= 1 => {}
+                    None if i == root => note(
+                        first_at,
+                        (
+                            "loaded a policy",
+                            "; what it served before is in an earlier file of the log, not given",
+                        ),
+                    ),
+                    // Earlier files of the chain hold records but no load (an older daemon).
+                    None => note(
+                        first_at,
+                        (
+                            "loaded a policy",
+                            "; the log does not say what it served before",
+                        ),
+                    ),
+                }
+            }
+            if let Some(c) = &f.last_change {
+                note(c, ANOTHER);
+            }
+            if f.last_load.is_some() {
+                served.clone_from(&f.last_load);
+            } else if let Some(r) = &f.last_reload {
+                note(r, ("reloaded", ""));
+            }
+            steps += 1;
+            at = next.get(&i).copied().filter(|_| steps < facts.len());
+        }
+    }
+    Chains { begins, change }
 }
 
 fn fmt(t: OffsetDateTime) -> String {

@@ -1,7 +1,8 @@
 //! `scopevault lint POLICY --audit LOG… [--since D]`: the four usage rules over generated audit
 //! logs (hash-chained exactly as docs/audit.md describes) and over a log written by the real
 //! daemon; verification first (a broken log exits 2 naming file and line); the window cut at a
-//! reload or at the logs' beginning; exceptions; all four formats.
+//! load of another policy, a reload in a log without loads, or a log's beginning (each log
+//! must cover it; a rotated log's files together); exceptions; all four formats.
 
 use crate::common::lint as common_lint;
 
@@ -50,24 +51,34 @@ type Rec<'a> = (
 
 /// A log with a valid chain: `seq` from 1, `prev` the SHA-256 of the previous line.
 fn chain(recs: &[Rec<'_>]) -> String {
+    let recs: Vec<(Rec<'_>, &str)> = recs.iter().map(|r| (*r, "")).collect();
+    segment(1, &"0".repeat(64), &recs).0
+}
+
+/// A file of a log, hash-chained as docs/audit.md describes, beginning at `seq` after the line
+/// whose SHA-256 is `prev` (1 and 64 zeros for a log's first file; a later file begins with
+/// an `audit.rotate` record). Each record's `extra` members (e.g. a `vault.load`'s
+/// `,"generation":4,"policy":"sha256:…"`) go after `values`. Returns the text and the hash of
+/// its last line.
+fn segment(seq: usize, prev: &str, recs: &[(Rec<'_>, &str)]) -> (String, String) {
     let now = OffsetDateTime::now_utc();
-    let mut prev = "0".repeat(64);
+    let mut prev = prev.to_owned();
     let mut out = String::new();
-    for (i, (age, op, task, cred, decision, uid, gid)) in recs.iter().enumerate() {
+    for (i, ((age, op, task, cred, decision, uid, gid), extra)) in recs.iter().enumerate() {
         let time = (now - *age)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap();
         let j = |s: &Option<&str>| s.map_or("null".to_owned(), |s| format!("\"{s}\""));
         let line = format!(
-            r#"{{"seq":{},"time":"{time}","peer":{{"uid":{uid},"gid":{gid},"pid":42,"exe":"/usr/bin/check"}},"op":"{op}","task":{},"credential":{},"decision":"{decision}","reason":null,"warnings":[],"values":{{}},"prev":"{prev}"}}"#,
-            i + 1,
+            r#"{{"seq":{},"time":"{time}","peer":{{"uid":{uid},"gid":{gid},"pid":42,"exe":"/usr/bin/check"}},"op":"{op}","task":{},"credential":{},"decision":"{decision}","reason":null,"warnings":[],"values":{{}}{extra},"prev":"{prev}"}}"#,
+            seq + i,
             j(task),
             j(cred)
         );
         prev = hex(&Sha256::digest(line.as_bytes()));
         let _ = writeln!(out, "{line}");
     }
-    out
+    (out, prev)
 }
 
 fn hex(b: &[u8]) -> String {
@@ -155,6 +166,16 @@ fn lint(dir: &Path, policy: &str, logs: &[&Path], extra: &[&str]) -> Run {
         code: out.status.code().unwrap_or(-1),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// The usage rules did not judge: no usage finding, and stderr's note says so with `why`.
+fn not_judged(r: &Run, why: &[&str]) {
+    assert_eq!(usage_findings(&r.json), vec![], "{:#}", r.json);
+    assert!(
+        r.stderr.contains("usage rules not applied") && why.iter().all(|w| r.stderr.contains(w)),
+        "{}",
+        r.stderr
+    );
 }
 
 /// (rule, credential, task, line) of each usage finding, not excepted.
@@ -308,12 +329,22 @@ fn task_credential_never_fetched_fires_when_the_task_ran_without_it() {
 fn evidence_from_several_logs_adds_up() {
     let dir = tempfile::tempdir().unwrap();
     let a = write(dir.path(), "a.jsonl", &chain(&busy_log()));
+    // Another checkpoint's log, from 30 days ago.
     let b = write(
         dir.path(),
         "b.jsonl",
         &chain(&[
             (
                 days(30),
+                "fetch",
+                Some("checkout"),
+                Some("admin"),
+                "deny",
+                1002,
+                1002,
+            ),
+            (
+                days(20),
                 "fetch",
                 Some("legacy"),
                 Some("old-ftp"),
@@ -332,8 +363,120 @@ fn evidence_from_several_logs_adds_up() {
             ),
         ]),
     );
-    let r = lint(dir.path(), POLICY, &[&a, &b], &[]);
+    let r = lint(
+        dir.path(),
+        POLICY,
+        &[&a, &b],
+        &["--since", "25d", "--format", "json"],
+    );
     assert_eq!(usage_findings(&r.json), vec![], "{:#}", r.json);
+    assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
+    // Everything the logs hold reaches 40 days back in `a` only: `b`'s checkpoint has no
+    // evidence for its first 10 days, so nothing is judged.
+    let r = lint(dir.path(), POLICY, &[&a, &b], &[]);
+    not_judged(&r, &["b.jsonl begins at"]);
+}
+
+/// Every checkpoint's log must cover the window: a log that begins later (a new checkpoint,
+/// or only the live file of a rotated log) leaves its checkpoint's tasks without evidence for
+/// the rest, and a weekly check there would be flagged as never fetched. The files of one
+/// rotated log, given together in any order, cover it from the first file's beginning.
+#[test]
+fn every_log_must_cover_the_window_and_the_files_of_a_rotated_log_cover_it_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.jsonl", &chain(&busy_log()));
+    // A checkpoint that began 10 days ago and ran `legacy` once.
+    let fetch_legacy: Rec<'static> = (
+        days(9),
+        "fetch",
+        Some("legacy"),
+        Some("old-ftp"),
+        "allow",
+        1001,
+        1001,
+    );
+    let newer = write(dir.path(), "new.jsonl", &chain(&[fetch_legacy]));
+    let r = lint(
+        dir.path(),
+        POLICY,
+        &[&a, &newer],
+        &["--since", "30d", "--format", "json"],
+    );
+    not_judged(&r, &["new.jsonl begins at"]);
+    // A window both cover is judged.
+    let r = lint(
+        dir.path(),
+        POLICY,
+        &[&a, &newer],
+        &["--since", "8d", "--format", "json"],
+    );
+    assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
+    assert!(
+        usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "runner-never-seen"),
+        "{:#}",
+        r.json
+    );
+
+    // One log rotated 12 days ago: the earlier file and the live one, which begins with an
+    // `audit.rotate` record continuing the earlier file's chain.
+    let load = |gen: u64, policy: &str| format!(r#","generation":{gen},"policy":"{policy}""#);
+    let p1 = format!("sha256:{}", "1".repeat(64));
+    let vault_load: Rec<'static> = (days(45), "vault.load", None, None, "allow", 0, 0);
+    let first = load(3, &p1);
+    let mut early: Vec<(Rec<'_>, &str)> = vec![(vault_load, first.as_str())];
+    early.extend(busy_log().into_iter().take(2).map(|r| (r, "")));
+    let (text, head) = segment(1, &"0".repeat(64), &early);
+    let old = write(dir.path(), "rotated.jsonl", &text);
+    let restart: Rec<'static> = (days(5), "vault.load", None, None, "allow", 0, 0);
+    let again = load(3, &p1);
+    let live_recs: Vec<(Rec<'_>, &str)> = vec![
+        ((days(12), "audit.rotate", None, None, "allow", 0, 0), ""),
+        (fetch_legacy, ""),
+        (restart, again.as_str()),
+        (busy_log()[3], ""),
+    ];
+    let live = write(
+        dir.path(),
+        "live.jsonl",
+        &segment(early.len() + 1, &head, &live_recs).0,
+    );
+    // The live file alone: it begins 12 days ago, and within those days the restart 5 days
+    // ago loaded a policy whose predecessor is in the earlier file, not given.
+    for since in ["30d", "10d"] {
+        let r = lint(
+            dir.path(),
+            POLICY,
+            &[&live],
+            &["--since", since, "--format", "json"],
+        );
+        not_judged(&r, &["earlier file of the log, not given", "live.jsonl:3"]);
+    }
+    // Both files, in either order: covered from 45 days back, and the restart loaded the
+    // policy served before it, so the window is judged.
+    for files in [
+        [live.as_path(), old.as_path()],
+        [old.as_path(), live.as_path()],
+    ] {
+        let r = lint(
+            dir.path(),
+            POLICY,
+            &files,
+            &["--since", "30d", "--format", "json"],
+        );
+        assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
+        let f = usage_findings(&r.json);
+        assert!(
+            f.iter()
+                .any(|x| x.0 == "credential-never-fetched" && x.1 == "admin"),
+            "{f:?}"
+        );
+        assert!(
+            !f.iter().any(|x| x.2 == "legacy"),
+            "legacy ran 9 days ago: {f:?}"
+        );
+    }
 }
 
 #[test]
@@ -402,6 +545,171 @@ fn a_reload_inside_the_window_means_too_little_evidence_until_since_excludes_it(
     assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
 }
 
+/// A daemon loads a policy at every start, `unlock`, `reload` and SIGHUP, and records each
+/// load (`vault.load`) with the digest of the policy it loaded. The window is cut where that
+/// digest changes, and only there: a value changed by `cred set` (a new generation, the same
+/// policy) or a restart leaves it whole. A log written before the digest was recorded is cut
+/// wherever the generation changes.
+#[test]
+fn a_load_of_another_policy_cuts_the_window_and_a_load_of_the_same_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = format!("sha256:{}", "1".repeat(64));
+    let p2 = format!("sha256:{}", "2".repeat(64));
+    let load = |gen: u64, policy: Option<&str>| match policy {
+        Some(p) => format!(r#","generation":{gen},"policy":"{p}""#),
+        None => format!(r#","generation":{gen}"#),
+    };
+    let judged = |later: &str, decision: &'static str| {
+        let start = load(
+            3,
+            if later.contains("policy") {
+                Some(&p1)
+            } else {
+                None
+            },
+        );
+        let mut recs: Vec<(Rec<'_>, &str)> = vec![(
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            start.as_str(),
+        )];
+        recs.extend(busy_log().into_iter().map(|r| (r, "")));
+        recs.insert(
+            3,
+            ((days(15), "vault.load", None, None, decision, 0, 0), later),
+        );
+        let log = write(
+            dir.path(),
+            "audit.jsonl",
+            &segment(1, &"0".repeat(64), &recs).0,
+        );
+        let r = lint(
+            dir.path(),
+            POLICY,
+            &[&log],
+            &["--since", "30d", "--format", "json"],
+        );
+        let flagged = usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "task-never-fetched" && x.2 == "legacy");
+        if r.stderr.contains("not applied") {
+            assert!(!flagged, "{:#}", r.json);
+            assert!(
+                r.stderr.contains("loaded another policy") && r.stderr.contains("audit.jsonl:4"),
+                "the note names the load: {}",
+                r.stderr
+            );
+            false
+        } else {
+            assert!(flagged, "judged: legacy never ran: {:#}", r.json);
+            true
+        }
+    };
+    // A new value (generation 4), the same policy: judged.
+    assert!(judged(&load(4, Some(&p1)), "allow"));
+    // A restart on the same vault: judged.
+    assert!(judged(&load(3, Some(&p1)), "allow"));
+    // Another policy 15 days ago: not judged.
+    assert!(!judged(&load(4, Some(&p2)), "allow"));
+    // A refused load (a rollback) served nothing new: judged.
+    assert!(judged(&load(2, Some(&p2)), "deny"));
+    // No digest (an older daemon): a new generation may be a new policy; the same one is not.
+    assert!(!judged(&load(4, None), "allow"));
+    assert!(judged(&load(3, None), "allow"));
+}
+
+/// The real daemon: a restart and a value changed while it runs leave the evidence whole; a
+/// policy applied while it was stopped, which it loaded at its next start with no `reload`
+/// record, cuts it there.
+#[test]
+fn a_daemon_restarted_on_another_policy_cuts_the_window_and_one_on_a_new_value_does_not() {
+    use crate::common::daemon;
+    let dir = daemon::tempdir();
+    let d = dir.path();
+    let id = daemon::setup_vault(d);
+    let id_s = id.to_str().unwrap();
+    let uid = scopevault::sys::current_uid();
+    let policy = two_tasks(uid);
+    let apply = |text: &str| apply_policy(d, id_s, text);
+    let set_value = || {
+        daemon::ok(
+            d,
+            &[
+                "--identity-file",
+                id_s,
+                "cred",
+                "set",
+                "search-token",
+                "--secret",
+                "token",
+            ],
+            Some("a-rotated-search-token-value"),
+        );
+    };
+    // One run of the daemon: a fetch, `between` (with the daemon running), another fetch.
+    let run = |between: &dyn Fn()| {
+        let dm = daemon::Daemon::start(d, &["--identity-file", id_s]);
+        for step in 0..2 {
+            if step == 1 {
+                between();
+            }
+            let v = dm.request(r#"{"v":1,"op":"fetch","task":"search"}"#);
+            assert_eq!(v["ok"], true, "{v}");
+        }
+        let audit = dm.audit.clone();
+        dm.stop();
+        audit
+    };
+    apply(&policy);
+    run(&|| {});
+    // A restart, and a value changed while the daemon runs (it reloads the file: a `reload`
+    // record and a load of the same policy).
+    let audit = run(&set_value);
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(log.contains(r#""op":"reload""#), "{log}");
+    let digests: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(r#""op":"vault.load""#))
+        .map(|l| {
+            let at = l
+                .find(r#""policy":"sha256:"#)
+                .unwrap_or_else(|| panic!("{l}"))
+                + 17;
+            &l[at..at + 64]
+        })
+        .collect();
+    assert_eq!(digests.len(), 3, "{log}");
+    assert!(
+        digests
+            .iter()
+            .all(|d| *d == digests[0] && d.bytes().all(|b| b.is_ascii_hexdigit())),
+        "one policy, one digest: {digests:?}"
+    );
+    let r = lint(d, &policy, &[&audit], &[]);
+    assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
+    assert!(
+        usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "task-never-fetched" && x.2 == "payments"),
+        "{:#}",
+        r.json
+    );
+    // A task added while the daemon was stopped.
+    let grown = policy.clone()
+        + &format!(
+            "\n[tasks.weekly]\nneeds = [\"payments:read\"]\ncredentials = [\"payments-token\"]\nrunners = {{ users = [\"{uid}\"] }}\n"
+        );
+    apply(&grown);
+    let audit = run(&|| {});
+    let r = lint(d, &grown, &[&audit], &[]);
+    assert_eq!(usage_findings(&r.json), vec![], "{:#} {}", r.json, r.stderr);
+    assert!(
+        r.stderr.contains("usage rules not applied") && r.stderr.contains("loaded another policy"),
+        "{}",
+        r.stderr
+    );
+    daemon::assert_no_secret(&r.stderr, "the lint's note");
+}
+
 #[test]
 fn logs_that_begin_after_the_window_began_do_not_judge() {
     let dir = tempfile::tempdir().unwrap();
@@ -414,7 +722,7 @@ fn logs_that_begin_after_the_window_began_do_not_judge() {
         &["--since", "60d", "--format", "json"],
     );
     assert_eq!(usage_findings(&r.json), vec![]);
-    assert!(r.stderr.contains("the logs begin at"), "{}", r.stderr);
+    assert!(r.stderr.contains("audit.jsonl begins at"), "{}", r.stderr);
     // A 30-day window is covered; the fetch 40 days ago is outside it, 1001's later ones count.
     let r = lint(
         dir.path(),
@@ -539,39 +847,8 @@ fn a_log_written_by_the_real_daemon_is_evidence() {
     let id = daemon::setup_vault(d);
     let id_s = id.to_str().unwrap();
     let uid = scopevault::sys::current_uid();
-    let policy = format!(
-        r#"version = 1
-[credentials.search-token]
-kind = "token"
-scopes = ["search:query"]
-
-[credentials.payments-token]
-kind = "token"
-scopes = ["payments:read"]
-
-[tasks.search]
-needs = ["search:query"]
-credentials = ["search-token"]
-runners = {{ users = ["{uid}"] }}
-
-[tasks.payments]
-needs = ["payments:read"]
-credentials = ["payments-token"]
-runners = {{ users = ["{uid}"] }}
-"#
-    );
-    let pfile = write(d, "policy.toml", &policy);
-    daemon::ok(
-        d,
-        &[
-            "--identity-file",
-            id_s,
-            "policy",
-            "apply",
-            pfile.to_str().unwrap(),
-        ],
-        None,
-    );
+    let policy = two_tasks(uid);
+    apply_policy(d, id_s, &policy);
     let dm = daemon::Daemon::start(d, &["--identity-file", id_s]);
     for _ in 0..2 {
         let v = dm.request(r#"{"v":1,"op":"fetch","task":"search"}"#);
@@ -596,4 +873,46 @@ runners = {{ users = ["{uid}"] }}
         r.stderr
     );
     daemon::assert_no_secret(&r.json.to_string(), "the lint report");
+}
+
+/// For the real daemon's logs: tasks `search` and `payments`, one credential each (values
+/// from `daemon::setup_vault`), run by `uid`.
+fn two_tasks(uid: u32) -> String {
+    format!(
+        r#"version = 1
+[credentials.search-token]
+kind = "token"
+scopes = ["search:query"]
+
+[credentials.payments-token]
+kind = "token"
+scopes = ["payments:read"]
+
+[tasks.search]
+needs = ["search:query"]
+credentials = ["search-token"]
+runners = {{ users = ["{uid}"] }}
+
+[tasks.payments]
+needs = ["payments:read"]
+credentials = ["payments-token"]
+runners = {{ users = ["{uid}"] }}
+"#
+    )
+}
+
+/// `policy apply` of `text` to the vault in `d` (opened with the identity file `id`).
+fn apply_policy(d: &Path, id: &str, text: &str) {
+    let pfile = write(d, "applied.toml", text);
+    crate::common::daemon::ok(
+        d,
+        &[
+            "--identity-file",
+            id,
+            "policy",
+            "apply",
+            pfile.to_str().unwrap(),
+        ],
+        None,
+    );
 }
