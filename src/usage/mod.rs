@@ -21,6 +21,9 @@
 //! window asked for, the usage rules report nothing ([`Evidence::judged`] is false) and
 //! [`Evidence::note`] says why and what to do: a credential or task added after the window
 //! began is never flagged for not having been fetched yet.
+//!
+//! The evidence is for the policy the daemons served: when a log's last load names another
+//! policy than the one linted (nor one of its locations' shares), nothing is judged either.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -143,7 +146,16 @@ enum Loaded {
 impl Loaded {
     fn of(rec: &crate::audit::RecordView<'_>) -> Loaded {
         match (&rec.policy, rec.generation) {
-            (Some(p), _) => Loaded::Policy(p.to_string()),
+            // Only a digest as the daemon writes it: anything else (it is printed in the
+            // note) says nothing that can be compared.
+            (Some(p), _)
+                if p.strip_prefix("sha256:").is_some_and(|h| {
+                    h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                }) =>
+            {
+                Loaded::Policy(p.to_string())
+            }
+            (Some(_), _) => Loaded::Unknown,
             (None, Some(g)) => Loaded::Generation(g),
             (None, None) => Loaded::Unknown,
         }
@@ -169,8 +181,8 @@ struct FileFacts {
     head: String,
     /// The first allowed `vault.load`, and what it loaded.
     first_load: Option<(At, Loaded)>,
-    /// What the last allowed `vault.load` loaded.
-    last_load: Option<Loaded>,
+    /// The last allowed `vault.load`, and what it loaded.
+    last_load: Option<(At, Loaded)>,
     /// The last allowed `vault.load` that loaded another policy than the load before it in
     /// this file.
     last_change: Option<At>,
@@ -229,14 +241,15 @@ pub fn read_evidence(
             // Loads before the window count too: they say what was served when it began.
             if decision == "allow" && op == "vault.load" {
                 let loaded = Loaded::of(rec);
+                let at = (time, file.clone(), no);
                 match &f.last_load {
-                    None => f.first_load = Some(((time, file.clone(), no), loaded.clone())),
-                    Some(before) if !loaded.same_as(before) => {
-                        f.last_change = Some((time, file.clone(), no));
+                    None => f.first_load = Some((at.clone(), loaded.clone())),
+                    Some((_, before)) if !loaded.same_as(before) => {
+                        f.last_change = Some(at.clone());
                     }
                     Some(_) => {}
                 }
-                f.last_load = Some(loaded);
+                f.last_load = Some((at, loaded));
             }
             if window_start.is_some_and(|w| time < w) {
                 return Ok(());
@@ -282,7 +295,11 @@ pub fn read_evidence(
         f.head = report.head;
         facts.push(f);
     }
-    let Chains { begins, change } = chains(logs, &facts);
+    let Chains {
+        begins,
+        change,
+        serving,
+    } = chains(logs, &facts);
     // The cut: the window starts at the latest of its asked start (without `--since`, the
     // earliest record), the beginning of every log (each checkpoint's chain must cover the
     // window) and the last load of another policy.
@@ -328,6 +345,16 @@ pub fn read_evidence(
         ev.pairs.insert((t, c));
         ev.peers.entry(t).or_default().insert((uid, gid));
     }
+    // The evidence is about the policy the daemons served: another one (a change proposed in a
+    // pull request, a policy not applied yet) has no evidence of its own, and what it adds
+    // would be flagged for not having been used before it existed.
+    if let Some(why) = served_another(policy, &serving) {
+        ev.judged = false;
+        ev.note = Some(format!(
+            "usage rules not applied: {why}; the logs are evidence for the policy the daemon served, not for a change to it: lint the policy as applied (or the master policy its bundles were published from)"
+        ));
+        return Ok(ev);
+    }
     match why_cut {
         None => ev.judged = true,
         Some(why) => {
@@ -348,10 +375,14 @@ pub fn read_evidence(
 }
 
 /// What [`chains`] finds: where each chain of files begins (its first file and that file's
-/// earliest record), and the latest change of policy with what the daemon did there.
+/// earliest record), the latest change of policy with what the daemon did there, and the policy
+/// each chain's daemon served last.
 struct Chains {
     begins: Vec<(OffsetDateTime, PathBuf)>,
     change: Option<(At, Change)>,
+    /// Per chain whose last load records a policy digest: that load and the digest (the policy
+    /// its daemon served from then on).
+    serving: Vec<(At, String)>,
 }
 
 /// What the daemon did where the window may be cut, for the note: the verb, and what follows
@@ -390,6 +421,7 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
         }
     }
     let mut begins = Vec::new();
+    let mut serving = Vec::new();
     let mut change: Option<(At, Change)> = None;
     let mut note = |at: &At, what: Change| {
         if change.as_ref().is_none_or(|(c, _)| at.0 > c.0) {
@@ -402,6 +434,7 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
         }
         // The chain's files in order.
         let mut served: Option<Loaded> = None;
+        let mut last_load: Option<&(At, Loaded)> = None;
         let mut at = Some(root);
         let mut steps = 0;
         while let Some(i) = at {
@@ -432,16 +465,59 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
             if let Some(c) = &f.last_change {
                 note(c, ANOTHER);
             }
-            if f.last_load.is_some() {
-                served.clone_from(&f.last_load);
+            if let Some(last) = &f.last_load {
+                served = Some(last.1.clone());
+                last_load = Some(last);
             } else if let Some(r) = &f.last_reload {
                 note(r, ("reloaded", ""));
             }
             steps += 1;
             at = next.get(&i).copied().filter(|_| steps < facts.len());
         }
+        if let Some((at, Loaded::Policy(digest))) = last_load {
+            serving.push((at.clone(), digest.clone()));
+        }
     }
-    Chains { begins, change }
+    Chains {
+        begins,
+        change,
+        serving,
+    }
+}
+
+/// Whether a chain's daemon served, after its last load, a policy other than `policy` or one of
+/// its locations' shares (a checkpoint's bundle holds its location's subset,
+/// [`Policy::location_subset_toml`]); why, if so. The subsets are rendered only when a digest
+/// is not the whole policy's.
+fn served_another(policy: &Policy, serving: &[(At, String)]) -> Option<String> {
+    let whole = policy.digest();
+    let mut shares: Option<Vec<String>> = None;
+    for ((time, file, line), digest) in serving {
+        if *digest == whole {
+            continue;
+        }
+        let shares = shares.get_or_insert_with(|| {
+            policy
+                .locations()
+                .map(|(loc, _)| {
+                    crate::fleet::bundle::digest(policy.location_subset_toml(loc).as_bytes())
+                })
+                .collect()
+        });
+        if !shares.contains(digest) {
+            return Some(format!(
+                "the daemon of {} serves another policy than {} (its last load, at {} ({}:{line}), has the policy {}; {} is {whole}{})",
+                file.display(),
+                policy.path(),
+                fmt(*time),
+                file.display(),
+                digest,
+                policy.path(),
+                if shares.is_empty() { "" } else { ", or one of its locations' shares" }
+            ));
+        }
+    }
+    None
 }
 
 fn fmt(t: OffsetDateTime) -> String {

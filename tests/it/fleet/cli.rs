@@ -1377,6 +1377,28 @@ fn a_running_daemon_serves_an_applied_bundle_at_once_and_the_old_one_after_a_ref
             && reason.contains("policy_digest=sha256:"),
         "{reason}"
     );
+    // Its `policy` is the published share's digest, so a lint of the master policy takes
+    // this log as evidence for it (docs/lint-rules.md, "The window").
+    let m = manifest(&std::fs::read(f.bundle("ams")).unwrap());
+    assert_eq!(load["policy"], m["policy_digest"], "{load}");
+    let lint = f
+        .master
+        .cmd()
+        .args([
+            "lint",
+            f.policy.to_str().unwrap(),
+            "--format",
+            "json",
+            "--audit",
+        ])
+        .arg(f.ams.path("audit.jsonl"))
+        .output()
+        .unwrap();
+    let note = String::from_utf8_lossy(&lint.stderr);
+    assert!(
+        lint.status.code().is_some_and(|c| c < 2) && !note.contains("not applied"),
+        "{note}"
+    );
 
     // Refused applies (an older generation; a flipped byte) leave the daemon serving gen 2.
     let health = |e: &Env| -> serde_json::Value {

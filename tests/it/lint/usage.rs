@@ -422,7 +422,7 @@ fn every_log_must_cover_the_window_and_the_files_of_a_rotated_log_cover_it_toget
     // One log rotated 12 days ago: the earlier file and the live one, which begins with an
     // `audit.rotate` record continuing the earlier file's chain.
     let load = |gen: u64, policy: &str| format!(r#","generation":{gen},"policy":"{policy}""#);
-    let p1 = format!("sha256:{}", "1".repeat(64));
+    let p1 = digest_of(POLICY);
     let vault_load: Rec<'static> = (days(45), "vault.load", None, None, "allow", 0, 0);
     let first = load(3, &p1);
     let mut early: Vec<(Rec<'_>, &str)> = vec![(vault_load, first.as_str())];
@@ -545,6 +545,58 @@ fn a_reload_inside_the_window_means_too_little_evidence_until_since_excludes_it(
     assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
 }
 
+/// The digest a daemon serving `text` records in its `vault.load` records (docs/audit.md:
+/// SHA-256 of the canonical form).
+fn digest_of(text: &str) -> String {
+    scopevault::policy::Policy::parse(text, "policy.toml")
+        .unwrap()
+        .digest()
+}
+
+/// A log whose daemon loaded `first` 45 days ago and `later` 15 days ago (with `decision`),
+/// around the fetches of [`busy_log`]; each a `vault.load`'s members. The lint of `policy`
+/// over the last 30 days: `Some(flagged)` when judged (whether `legacy` was flagged as never
+/// run), `None` with stderr's note when not.
+fn lint_loads(
+    dir: &Path,
+    policy: &str,
+    first: &str,
+    later: &str,
+    decision: &'static str,
+) -> Result<bool, String> {
+    let mut recs: Vec<(Rec<'_>, &str)> =
+        vec![((days(45), "vault.load", None, None, "allow", 0, 0), first)];
+    recs.extend(busy_log().into_iter().map(|r| (r, "")));
+    recs.insert(
+        3,
+        ((days(15), "vault.load", None, None, decision, 0, 0), later),
+    );
+    let log = write(dir, "audit.jsonl", &segment(1, &"0".repeat(64), &recs).0);
+    let r = lint(
+        dir,
+        policy,
+        &[&log],
+        &["--since", "30d", "--format", "json"],
+    );
+    let flagged = usage_findings(&r.json)
+        .iter()
+        .any(|x| x.0 == "task-never-fetched" && x.2 == "legacy");
+    if r.stderr.contains("usage rules not applied") {
+        assert_eq!(usage_findings(&r.json), vec![], "{:#}", r.json);
+        Err(r.stderr)
+    } else {
+        Ok(flagged)
+    }
+}
+
+/// `,"generation":G,"policy":"P"` (or without a policy, as a daemon before the digest wrote).
+fn load(gen: u64, policy: Option<&str>) -> String {
+    match policy {
+        Some(p) => format!(r#","generation":{gen},"policy":"{p}""#),
+        None => format!(r#","generation":{gen}"#),
+    }
+}
+
 /// A daemon loads a policy at every start, `unlock`, `reload` and SIGHUP, and records each
 /// load (`vault.load`) with the digest of the policy it loaded. The window is cut where that
 /// digest changes, and only there: a value changed by `cred set` (a new generation, the same
@@ -553,68 +605,88 @@ fn a_reload_inside_the_window_means_too_little_evidence_until_since_excludes_it(
 #[test]
 fn a_load_of_another_policy_cuts_the_window_and_a_load_of_the_same_one_does_not() {
     let dir = tempfile::tempdir().unwrap();
-    let p1 = format!("sha256:{}", "1".repeat(64));
-    let p2 = format!("sha256:{}", "2".repeat(64));
-    let load = |gen: u64, policy: Option<&str>| match policy {
-        Some(p) => format!(r#","generation":{gen},"policy":"{p}""#),
-        None => format!(r#","generation":{gen}"#),
+    let d = dir.path();
+    let served = digest_of(POLICY);
+    let before = digest_of(&POLICY.replace("[tasks.legacy]", "[tasks.legacy-v1]"));
+    let (p1, p0) = (Some(served.as_str()), Some(before.as_str()));
+    let judged = |first: Option<&str>, later: &str, decision| {
+        lint_loads(d, POLICY, &load(3, first), later, decision)
     };
-    let judged = |later: &str, decision: &'static str| {
-        let start = load(
-            3,
-            if later.contains("policy") {
-                Some(&p1)
-            } else {
-                None
-            },
-        );
-        let mut recs: Vec<(Rec<'_>, &str)> = vec![(
-            (days(45), "vault.load", None, None, "allow", 0, 0),
-            start.as_str(),
-        )];
-        recs.extend(busy_log().into_iter().map(|r| (r, "")));
-        recs.insert(
-            3,
-            ((days(15), "vault.load", None, None, decision, 0, 0), later),
-        );
-        let log = write(
-            dir.path(),
-            "audit.jsonl",
-            &segment(1, &"0".repeat(64), &recs).0,
-        );
-        let r = lint(
-            dir.path(),
-            POLICY,
-            &[&log],
-            &["--since", "30d", "--format", "json"],
-        );
-        let flagged = usage_findings(&r.json)
-            .iter()
-            .any(|x| x.0 == "task-never-fetched" && x.2 == "legacy");
-        if r.stderr.contains("not applied") {
-            assert!(!flagged, "{:#}", r.json);
-            assert!(
-                r.stderr.contains("loaded another policy") && r.stderr.contains("audit.jsonl:4"),
-                "the note names the load: {}",
-                r.stderr
-            );
-            false
-        } else {
-            assert!(flagged, "judged: legacy never ran: {:#}", r.json);
-            true
-        }
-    };
-    // A new value (generation 4), the same policy: judged.
-    assert!(judged(&load(4, Some(&p1)), "allow"));
+    // A new value (generation 4), the same policy: judged (legacy never ran).
+    assert_eq!(judged(p1, &load(4, p1), "allow"), Ok(true));
     // A restart on the same vault: judged.
-    assert!(judged(&load(3, Some(&p1)), "allow"));
-    // Another policy 15 days ago: not judged.
-    assert!(!judged(&load(4, Some(&p2)), "allow"));
-    // A refused load (a rollback) served nothing new: judged.
-    assert!(judged(&load(2, Some(&p2)), "deny"));
+    assert_eq!(judged(p1, &load(3, p1), "allow"), Ok(true));
+    // The policy linted was loaded 15 days ago, another before: not judged, the note names
+    // the load.
+    let note = judged(p0, &load(4, p1), "allow").unwrap_err();
+    assert!(
+        note.contains("loaded another policy") && note.contains("audit.jsonl:4"),
+        "{note}"
+    );
+    // A refused load (a rollback to the older policy) served nothing new: judged.
+    assert_eq!(judged(p1, &load(2, p0), "deny"), Ok(true));
     // No digest (an older daemon): a new generation may be a new policy; the same one is not.
-    assert!(!judged(&load(4, None), "allow"));
-    assert!(judged(&load(3, None), "allow"));
+    assert!(judged(None, &load(4, None), "allow").is_err());
+    assert_eq!(judged(None, &load(3, None), "allow"), Ok(true));
+}
+
+/// The logs are evidence for the policy the daemon served. A policy that differs from it (a
+/// pull request that gives a task one more credential) has no evidence for what it adds, and
+/// `task-credential-never-fetched` would block the change for access nobody could have used
+/// yet: the usage rules do not judge it, and say why. A checkpoint serves its location's
+/// share of the master policy (fleet.md): linting the master policy over its log is judged.
+#[test]
+fn the_usage_rules_judge_only_the_policy_the_daemon_served_or_a_locations_share_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let served = digest_of(POLICY);
+    let p1 = Some(served.as_str());
+    let proposed = POLICY.replace(
+        "[tasks.legacy]\nneeds = [\"ftp:read\"]\ncredentials = [\"old-ftp\"]",
+        "[tasks.legacy]\nneeds = [\"ftp:read\", \"shop:login\"]\ncredentials = [\"old-ftp\", \"buyer\"]",
+    );
+    assert_ne!(proposed, POLICY);
+    assert_eq!(
+        lint_loads(d, POLICY, &load(3, p1), &load(3, p1), "allow"),
+        Ok(true)
+    );
+    let note = lint_loads(d, &proposed, &load(3, p1), &load(3, p1), "allow").unwrap_err();
+    assert!(
+        note.contains("serves another policy than policy.toml")
+            && note.contains("audit.jsonl:4")
+            && note.contains(&served),
+        "{note}"
+    );
+    // A digest that is not one (it is printed in the note) is never taken as a policy.
+    let odd = "sha256:\\u001b[31mred";
+    let note = lint_loads(d, POLICY, &load(3, p1), &load(3, Some(odd)), "allow").unwrap_err();
+    assert!(
+        !note.contains('\u{1b}') && note.contains("loaded another policy"),
+        "{note}"
+    );
+
+    // A fleet: the checkpoint `ams` serves the master policy's `ams` share.
+    const R: &str = "age125gmrf8vq05hsrzadtlp3ctlp7lra7q2nrkvud85y7yklqyjecwq5fet9e";
+    let master = POLICY.replacen(
+        "version = 1\n",
+        &format!(
+            "version = 1\n[locations.ams]\nrecipient = \"{R}\"\n[locations.fra]\nrecipient = \"{R}\"\n"
+        ),
+        1,
+    )
+    .replace("[tasks.checkout]\n", "[tasks.checkout]\nlocations = [\"ams\", \"fra\"]\n")
+        + "locations = [\"ams\"]\n";
+    let m = scopevault::policy::Policy::parse(&master, "policy.toml").unwrap();
+    let share = digest_of(&m.location_subset_toml("ams"));
+    let other = digest_of(&m.location_subset_toml("fra"));
+    assert_ne!(share, other);
+    let s = Some(share.as_str());
+    assert!(lint_loads(d, &master, &load(3, s), &load(3, s), "allow").is_ok());
+    let o = Some(other.as_str());
+    let note = lint_loads(d, &master, &load(3, o), &load(3, s), "allow").unwrap_err();
+    assert!(note.contains("loaded another policy"), "{note}");
+    let note = lint_loads(d, POLICY, &load(3, s), &load(3, s), "allow").unwrap_err();
+    assert!(note.contains("serves another policy"), "{note}");
 }
 
 /// The real daemon: a restart and a value changed while it runs leave the evidence whole; a
