@@ -80,12 +80,28 @@ pub struct Evidence {
     peers: HashMap<u32, BTreeSet<(u32, u32)>>,
     task_ix: HashMap<String, u32>,
     cred_ix: HashMap<String, u32>,
+    /// Tasks no log gave evidence for: every log's daemon served the share of a location the
+    /// task does not run at (a fleet, with some checkpoints' logs missing).
+    unjudged: HashSet<u32>,
 }
 
 impl Evidence {
     /// Whether any task fetched credential `c` in the window.
     pub fn credential_fetched(&self, c: &str) -> bool {
         self.cred_ix.get(c).is_some_and(|i| self.creds.contains(i))
+    }
+
+    /// Whether the logs can say anything about task `t`: false when every log came from a
+    /// checkpoint serving the share of a location `t` does not run at.
+    pub fn covers_task(&self, t: &str) -> bool {
+        self.task_ix
+            .get(t)
+            .is_none_or(|i| !self.unjudged.contains(i))
+    }
+
+    /// Whether some task cannot be judged ([`Evidence::covers_task`]).
+    pub fn covers_every_task(&self) -> bool {
+        self.unjudged.is_empty()
     }
 
     /// Whether task `t` fetched anything in the window.
@@ -348,14 +364,41 @@ pub fn read_evidence(
     // The evidence is about the policy the daemons served: another one (a change proposed in a
     // pull request, a policy not applied yet) has no evidence of its own, and what it adds
     // would be flagged for not having been used before it existed.
-    if let Some(why) = served_another(policy, &serving) {
-        ev.judged = false;
-        ev.note = Some(format!(
-            "usage rules not applied: {why}; the logs are evidence for the policy the daemon served, not for a change to it: lint the policy as applied (or the master policy its bundles were published from)"
-        ));
-        return Ok(ev);
+    let served = match served_by_all(policy, &serving, begins.len()) {
+        Ok(served) => served,
+        Err(why) => {
+            ev.judged = false;
+            ev.note = Some(format!(
+                "usage rules not applied: {why}; the logs are evidence for the policy the daemon served, not for a change to it: lint the policy as applied (or the master policy its bundles were published from)"
+            ));
+            return Ok(ev);
+        }
+    };
+    // A fleet with some checkpoints' logs missing: the tasks of the locations no log serves
+    // have no evidence, and are not judged.
+    let mut left_out: Vec<&str> = Vec::new();
+    if let Some(locations) = &served {
+        for (i, (name, task)) in policy.tasks().enumerate() {
+            if !task.locations().iter().any(|l| locations.contains(*l)) {
+                ev.unjudged.insert(i as u32);
+                left_out.push(name);
+            }
+        }
     }
     match why_cut {
+        None if !left_out.is_empty() => {
+            ev.judged = true;
+            let n = left_out.len();
+            left_out.truncate(10);
+            ev.note = Some(format!(
+                "usage rules applied to the tasks of location{} {} only: no log given comes from a checkpoint of another location, so {n} task{} (`{}`{}) and the credentials only they list are not judged",
+                if served.as_ref().is_some_and(|l| l.len() == 1) { "" } else { "s" },
+                served.iter().flatten().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", "),
+                if n == 1 { "" } else { "s" },
+                left_out.join("`, `"),
+                if n > 10 { ", …" } else { "" }
+            ));
+        }
         None => ev.judged = true,
         Some(why) => {
             ev.judged = false;
@@ -485,39 +528,56 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
     }
 }
 
-/// Whether a chain's daemon served, after its last load, a policy other than `policy` or one of
-/// its locations' shares (a checkpoint's bundle holds its location's subset,
-/// [`Policy::location_subset_toml`]); why, if so. The subsets are rendered only when a digest
-/// is not the whole policy's.
-fn served_another(policy: &Policy, serving: &[(At, String)]) -> Option<String> {
+/// What the logs' daemons served, after each one's last load: `Ok(None)` when one served
+/// `policy` itself or named no digest (every task can be judged), `Ok(Some(locations))` when
+/// each served one of its locations' shares (a checkpoint's bundle holds its location's
+/// subset, [`Policy::location_subset_toml`]), and `Err(why)` when one served another policy.
+/// `chains`: how many chains of files there are ([`Chains::begins`]). The shares are rendered
+/// only when a digest is not the whole policy's.
+fn served_by_all(
+    policy: &Policy,
+    serving: &[(At, String)],
+    chains: usize,
+) -> Result<Option<BTreeSet<String>>, String> {
     let whole = policy.digest();
-    let mut shares: Option<Vec<String>> = None;
+    let mut shares: Option<Vec<(String, &str)>> = None;
+    let mut locations = BTreeSet::new();
+    let mut all = serving.len() < chains;
     for ((time, file, line), digest) in serving {
         if *digest == whole {
+            all = true;
             continue;
         }
         let shares = shares.get_or_insert_with(|| {
             policy
                 .locations()
                 .map(|(loc, _)| {
-                    crate::fleet::bundle::digest(policy.location_subset_toml(loc).as_bytes())
+                    (
+                        crate::fleet::bundle::digest(policy.location_subset_toml(loc).as_bytes()),
+                        loc,
+                    )
                 })
                 .collect()
         });
-        if !shares.contains(digest) {
-            return Some(format!(
-                "the daemon of {} serves another policy than {} (its last load, at {} ({}:{line}), has the policy {}; {} is {whole}{})",
-                file.display(),
-                policy.path(),
-                fmt(*time),
-                file.display(),
-                digest,
-                policy.path(),
-                if shares.is_empty() { "" } else { ", or one of its locations' shares" }
-            ));
+        match shares.iter().find(|(d, _)| d == digest) {
+            Some((_, loc)) => {
+                locations.insert((*loc).to_owned());
+            }
+            None => {
+                return Err(format!(
+                    "the daemon of {} serves another policy than {} (its last load, at {} ({}:{line}), has the policy {}; {} is {whole}{})",
+                    file.display(),
+                    policy.path(),
+                    fmt(*time),
+                    file.display(),
+                    digest,
+                    policy.path(),
+                    if shares.is_empty() { "" } else { ", or one of its locations' shares" }
+                ))
+            }
         }
     }
-    None
+    Ok((!all).then_some(locations))
 }
 
 fn fmt(t: OffsetDateTime) -> String {

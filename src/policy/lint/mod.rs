@@ -851,8 +851,19 @@ impl<'a> Linter<'a> {
     /// `credential-never-fetched` alone (not one per task listing it).
     fn usage(&mut self, ev: &Evidence) {
         let p = self.policy;
+        // Credentials a task the logs cannot speak for lists (a location whose checkpoints'
+        // logs were not given): not judged either.
+        let unjudged: HashSet<&str> = if ev.covers_every_task() {
+            HashSet::default()
+        } else {
+            p.tasks
+                .iter()
+                .filter(|(t, _)| !ev.covers_task(t))
+                .flat_map(|(_, t)| t.credentials.iter().map(|c| c.value.as_str()))
+                .collect()
+        };
         for (cname, cred) in &p.credentials {
-            if !ev.credential_fetched(cname) {
+            if !ev.credential_fetched(cname) && !unjudged.contains(cname.as_str()) {
                 self.push(
                     RuleId::CredentialNeverFetched,
                     cred.span.clone(),
@@ -865,6 +876,9 @@ impl<'a> Linter<'a> {
             }
         }
         for (tname, task) in &p.tasks {
+            if !ev.covers_task(tname) {
+                continue;
+            }
             if !ev.task_fetched(tname) {
                 self.push(
                     RuleId::TaskNeverFetched,
@@ -879,8 +893,9 @@ impl<'a> Linter<'a> {
             }
             for cref in task.credentials.iter() {
                 let cname = cref.value.as_str();
+                // Not when `credential-never-fetched` already names the credential.
                 if !p.credentials.contains_key(cname)
-                    || !ev.credential_fetched(cname)
+                    || (!ev.credential_fetched(cname) && !unjudged.contains(cname))
                     || ev.pair_fetched(tname, cname)
                 {
                     continue;

@@ -564,14 +564,7 @@ fn lint_loads(
     later: &str,
     decision: &'static str,
 ) -> Result<bool, String> {
-    let mut recs: Vec<(Rec<'_>, &str)> =
-        vec![((days(45), "vault.load", None, None, "allow", 0, 0), first)];
-    recs.extend(busy_log().into_iter().map(|r| (r, "")));
-    recs.insert(
-        3,
-        ((days(15), "vault.load", None, None, decision, 0, 0), later),
-    );
-    let log = write(dir, "audit.jsonl", &segment(1, &"0".repeat(64), &recs).0);
+    let log = log_with_loads(dir, first, later, decision);
     let r = lint(
         dir,
         policy,
@@ -587,6 +580,19 @@ fn lint_loads(
     } else {
         Ok(flagged)
     }
+}
+
+/// `audit.jsonl` in `dir`: [`busy_log`] with a `vault.load` 45 days ago (`first`, allowed) and
+/// one 15 days ago (`later`, with `decision`), as line 4.
+fn log_with_loads(dir: &Path, first: &str, later: &str, decision: &'static str) -> PathBuf {
+    let mut recs: Vec<(Rec<'_>, &str)> =
+        vec![((days(45), "vault.load", None, None, "allow", 0, 0), first)];
+    recs.extend(busy_log().into_iter().map(|r| (r, "")));
+    recs.insert(
+        3,
+        ((days(15), "vault.load", None, None, decision, 0, 0), later),
+    );
+    write(dir, "audit.jsonl", &segment(1, &"0".repeat(64), &recs).0)
 }
 
 /// `,"generation":G,"policy":"P"` (or without a policy, as a daemon before the digest wrote).
@@ -634,9 +640,10 @@ fn a_load_of_another_policy_cuts_the_window_and_a_load_of_the_same_one_does_not(
 /// pull request that gives a task one more credential) has no evidence for what it adds, and
 /// `task-credential-never-fetched` would block the change for access nobody could have used
 /// yet: the usage rules do not judge it, and say why. A checkpoint serves its location's
-/// share of the master policy (fleet.md): linting the master policy over its log is judged.
+/// share of the master policy (fleet.md): linting the master policy over its log is judged,
+/// for the tasks of the locations whose logs were given.
 #[test]
-fn the_usage_rules_judge_only_the_policy_the_daemon_served_or_a_locations_share_of_it() {
+fn the_usage_rules_judge_only_the_policy_the_daemon_served_or_the_shares_of_the_locations_given() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let served = digest_of(POLICY);
@@ -687,6 +694,56 @@ fn the_usage_rules_judge_only_the_policy_the_daemon_served_or_a_locations_share_
     assert!(note.contains("loaded another policy"), "{note}");
     let note = lint_loads(d, POLICY, &load(3, s), &load(3, s), "allow").unwrap_err();
     assert!(note.contains("serves another policy"), "{note}");
+
+    // Only `ams`'s log is given: a task that runs at `fra` only has no evidence, and is not
+    // judged, nor is `admin`, which it lists; `checkout` ran at `ams` without `admin`.
+    let fleet = master.replace(
+        "[tasks.legacy]",
+        "[tasks.fra-only]\nneeds = [\"shop:login\"]\ncredentials = [\"admin\"]\nlocations = [\"fra\"]\n\n[tasks.legacy]",
+    );
+    let f = scopevault::policy::Policy::parse(&fleet, "policy.toml").unwrap();
+    let ams = digest_of(&f.location_subset_toml("ams"));
+    let log = log_with_loads(d, &load(3, Some(&ams)), &load(3, Some(&ams)), "allow");
+    let r = lint(d, &fleet, &[&log], &["--since", "30d", "--format", "json"]);
+    let found = usage_findings(&r.json);
+    let subjects: Vec<(&str, &str, &str)> = found
+        .iter()
+        .map(|x| (x.0.as_str(), x.1.as_str(), x.2.as_str()))
+        .collect();
+    assert!(
+        subjects.contains(&("task-credential-never-fetched", "admin", "checkout"))
+            && subjects.contains(&("task-never-fetched", "", "legacy"))
+            && !subjects
+                .iter()
+                .any(|x| x.2 == "fra-only" || x.0 == "credential-never-fetched" && x.1 == "admin"),
+        "{subjects:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("applied to the tasks of location `ams` only")
+            && r.stderr.contains("1 task (`fra-only`)"),
+        "{}",
+        r.stderr
+    );
+    // With `fra`'s log as well, it is judged: it never ran.
+    let fra = digest_of(&f.location_subset_toml("fra"));
+    let other = d.join("fra");
+    std::fs::create_dir_all(&other).unwrap();
+    let fra_log = log_with_loads(&other, &load(3, Some(&fra)), &load(3, Some(&fra)), "allow");
+    let r = lint(
+        d,
+        &fleet,
+        &[&log, &fra_log],
+        &["--since", "30d", "--format", "json"],
+    );
+    assert!(!r.stderr.contains("only"), "{}", r.stderr);
+    assert!(
+        usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "task-never-fetched" && x.2 == "fra-only"),
+        "{:#}",
+        r.json
+    );
 }
 
 /// The real daemon: a restart and a value changed while it runs leave the evidence whole; a
