@@ -315,17 +315,7 @@ fn render(line: &[u8]) -> String {
     out
 }
 
-fn escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
+use super::escape_for_terminal as escape;
 
 fn hash(path: &Path) -> anyhow::Result<ExitCode> {
     let key = AuditKey::load(path).with_context(|| {

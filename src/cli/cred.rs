@@ -11,9 +11,7 @@ use serde_json::json;
 use super::args::{CredAddArgs, CredCommand, CredSetArgs, GlobalArgs, SecretInputArgs};
 use super::unlock::{open_vault, prompt, read_secret_file, read_secret_stdin, vault_path};
 use crate::secret::SecretString;
-use crate::vault::{
-    self, validate_field_key, validate_name, Credential, Vault, WriteLock, SECRET_FIELD_NAMES,
-};
+use crate::vault::{self, validate_field_key, validate_name, Credential, Vault, WriteLock};
 
 pub(crate) fn run(g: &GlobalArgs, cmd: &CredCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -40,9 +38,7 @@ fn parse_fields(
         };
         validate_field_key(k)?;
         refuse_secret_field(k, kind)?;
-        if v.len() > 4096 {
-            bail!("--field {k}: the value is longer than 4096 bytes");
-        }
+        vault::validate_field_value(k, v).map_err(|e| anyhow::anyhow!("--field {k}: {e}"))?;
         out.insert(k.to_owned(), v.to_owned());
     }
     Ok(out)
@@ -51,10 +47,7 @@ fn parse_fields(
 /// Refuse a plain `--field` whose key is secret: in `kind`'s schema, in the known secret
 /// names, or named like a secret.
 fn refuse_secret_field(k: &str, kind: Option<crate::policy::CredentialKind>) -> anyhow::Result<()> {
-    let secret = SECRET_FIELD_NAMES.contains(&k)
-        || crate::policy::CredentialKind::name_looks_secret(k)
-        || kind.is_some_and(|kind| kind.is_secret_field(k));
-    if secret {
+    if vault::is_secret_field_name(k, kind) {
         // The value is already in argv (visible in ps); say so, and never echo it back.
         bail!("`{k}` is a secret field (by its name or the credential kind's schema): it cannot be given with --field (arguments are visible to other users in ps). Use --secret {k} (prompt or stdin) or --secret-file {k}=PATH, and consider the value exposed");
     }
@@ -175,6 +168,7 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let now = vault::timestamp();
+    let mut synced_from = None;
     let changed = vault.update_credential(&a.name, |c| {
         let mut changed = 0;
         for (k, v) in secrets {
@@ -186,7 +180,13 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         if changed > 0 {
             c.rotated = now;
         }
+        let fields_changed = fields.iter().any(|(k, v)| c.fields.get(k) != Some(v));
         c.fields.extend(fields);
+        // The vault no longer holds what the source had: the next sync must see a credential
+        // set by hand (and put the source's values back), not "unchanged".
+        if changed > 0 || fields_changed {
+            synced_from = c.source.take();
+        }
         changed
     })?;
     vault.save(&lock)?;
@@ -194,6 +194,14 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         "updated credential {} ({changed} secret value(s) changed)",
         a.name
     );
+    if let Some(src) = synced_from {
+        eprintln!(
+            "note: {} was synced from {} {}: the next `scopevault sync openbao` puts that value back; change it there to keep it",
+            a.name,
+            src.engine,
+            super::escape_for_terminal(&src.path)
+        );
+    }
     super::client_cmds::report_pickup(g, vault.id(), vault.generation());
     Ok(ExitCode::SUCCESS)
 }
@@ -318,7 +326,8 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     println!("scopes:   {}", c.scopes.join(", "));
     println!("origins:  {}", c.origins.join(", "));
     for (k, v) in &c.fields {
-        println!("field:    {k} = {v}");
+        // Escaped: a vault written before values were checked may hold control characters.
+        println!("field:    {k} = {}", super::escape_for_terminal(v));
     }
     for k in c.secrets.keys() {
         println!("secret:   {k} (set; values are never shown)");

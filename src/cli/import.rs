@@ -109,6 +109,15 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                 if changed > 0 {
                     c.rotated = now;
                 }
+                if changed > 0
+                    || username
+                        .as_ref()
+                        .is_some_and(|u| c.fields.get("username") != Some(u))
+                {
+                    // No longer what a sync source had: the next sync says so (`cred set` does
+                    // the same).
+                    c.source = None;
+                }
                 if let Some(u) = username {
                     c.fields.insert("username".into(), u);
                 }
@@ -294,10 +303,11 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
             continue;
         }
         let username = cell(Col::Username).map(str::to_owned);
-        if username.as_ref().is_some_and(|u| u.len() > 4096) {
-            problems.push(format!(
-                "row {line}: {name}: the username is longer than 4096 bytes"
-            ));
+        if let Some(Err(e)) = username
+            .as_ref()
+            .map(|u| crate::vault::validate_field_value("username", u))
+        {
+            problems.push(format!("row {line}: {name}: {e}"));
             continue;
         }
         // Only an http(s) URL is an origin; other entries (apps, SSH hosts) are left out.

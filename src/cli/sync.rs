@@ -20,6 +20,10 @@ use crate::policy::CredentialKind;
 use crate::secret::SecretString;
 use crate::vault::{self, Credential, CredentialSource, FieldMap, WriteLock};
 
+/// Longest `--timeout` (an hour): longer is a typo, and a time that large overflowed the
+/// clock.
+const MAX_TIMEOUT: u64 = 3600;
+
 /// The engine name recorded in [`CredentialSource::engine`].
 const ENGINE: &str = "openbao-kv2";
 
@@ -100,8 +104,8 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
     if let Some(ns) = &a.namespace {
         openbao::check_path("--namespace", ns.trim_matches('/'), false)?;
     }
-    if a.timeout == 0 {
-        bail!("--timeout must be at least 1 second");
+    if !(1..=MAX_TIMEOUT).contains(&a.timeout) {
+        bail!("--timeout must be between 1 and {MAX_TIMEOUT} seconds");
     }
     openbao::check_addr(&a.addr)?;
     let auth = auth_from(a)?;

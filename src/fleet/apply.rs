@@ -216,6 +216,10 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
             crate::vault::validate_field_key(key)
                 .map_err(|e| fail(format!("credential `{name}`: {e}")))?;
         }
+        for (key, value) in c.fields.iter() {
+            crate::vault::validate_field_value(key, value)
+                .map_err(|e| fail(format!("credential `{name}`: {e}")))?;
+        }
         if let Some((key, _)) = c
             .secrets
             .iter()

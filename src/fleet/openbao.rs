@@ -23,13 +23,18 @@ use zeroize::Zeroizing;
 
 use crate::policy::CredentialKind;
 use crate::secret::{SecretString, MAX_SECRET_LEN};
-use crate::vault::{validate_field_key, FieldMap, SECRET_FIELD_NAMES};
+use crate::vault::{
+    is_secret_field_name, validate_field_key, validate_field_value, FieldMap, SECRET_FIELD_NAMES,
+};
+
+/// Most keys read from one KV secret: a credential has a few fields, and a secret with
+/// hundreds of thousands (a 4 MiB body holds that many) would be stored field by field.
+const MAX_KEYS: usize = 256;
+const TOO_MANY_KEYS: &str = "a secret holds more than 256 keys (a credential has a few fields)";
+const KEY_TWICE: &str = "a key appears twice";
 
 /// Largest response body read (a KV v2 secret is at most a few dozen KiB of fields).
 const MAX_BODY: u64 = 4 << 20;
-
-/// Largest plain (non-secret) field value, as for `cred add --field`.
-const MAX_FIELD_LEN: usize = 4096;
 
 /// Everything that can go wrong talking to OpenBao. Messages carry the method, the request
 /// path and the HTTP status or transport error; never a token or a secret value.
@@ -272,7 +277,7 @@ impl Client {
         );
         let (status, bytes) = self.send("POST", &path, Some(&body), false)?;
         if status != 200 {
-            return Err(status_error("POST", &path, status, &bytes));
+            return Err(status_error("POST", &path, status, &bytes, &[secret_id]));
         }
         #[derive(Deserialize)]
         struct Login {
@@ -364,7 +369,7 @@ impl Client {
         match status {
             200 => {}
             403 | 404 => return Ok(false),
-            _ => return Err(status_error("GET", &path, status, &bytes)),
+            _ => return Err(status_error("GET", &path, status, &bytes, &[&self.token])),
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -411,9 +416,9 @@ impl Client {
                 if errors_of(&bytes).is_some_and(|e| e.is_empty()) || has_null_data(&bytes) {
                     return Ok(None);
                 }
-                return Err(status_error("GET", &req, status, &bytes));
+                return Err(status_error("GET", &req, status, &bytes, &[&self.token]));
             }
-            _ => return Err(status_error("GET", &req, status, &bytes)),
+            _ => return Err(status_error("GET", &req, status, &bytes, &[&self.token])),
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -445,8 +450,21 @@ impl Client {
         let meta = d
             .metadata
             .ok_or_else(|| mal("no `data.metadata` member (is this a KV version 2 mount?)"))?;
-        if meta.destroyed || !meta.deletion_time.is_empty() {
+        if meta.destroyed {
             return Ok(None);
+        }
+        // A deletion time is set in advance on every version written under a mount or secret
+        // with `delete_version_after`: the version is deleted only once that time has come
+        // (OpenBao then answers 404 itself).
+        if !meta.deletion_time.is_empty() {
+            let at = OffsetDateTime::parse(
+                &meta.deletion_time,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|_| mal("`data.metadata.deletion_time` is not an RFC 3339 time"))?;
+            if at <= OffsetDateTime::now_utc() {
+                return Ok(None);
+            }
         }
         let fields = d.data.ok_or_else(|| mal("no `data.data` member"))?;
         let updated = OffsetDateTime::parse(
@@ -506,9 +524,13 @@ impl<'de> Deserialize<'de> for KvFields {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<KvFields, A::Error> {
                 let mut out = Vec::new();
+                let mut seen = std::collections::HashSet::new();
                 while let Some(k) = a.next_key::<String>()? {
-                    if out.iter().any(|(o, _): &(String, KvValue)| *o == k) {
-                        return Err(de::Error::custom("a key appears twice"));
+                    if out.len() == MAX_KEYS {
+                        return Err(de::Error::custom(TOO_MANY_KEYS));
+                    }
+                    if !seen.insert(k.clone()) {
+                        return Err(de::Error::custom(KEY_TWICE));
                     }
                     let v = a.next_value::<KvValue>()?;
                     out.push((k, v));
@@ -579,21 +601,6 @@ pub fn required_secrets(kind: CredentialKind) -> &'static [&'static str] {
     }
 }
 
-/// Words that make a key look like a secret: such a key that is not one of the secret field
-/// names is refused rather than stored as a plain (printable) field.
-const SECRET_WORDS: &[&str] = &[
-    "password",
-    "passwd",
-    "pwd",
-    "secret",
-    "token",
-    "key",
-    "seed",
-    "pin",
-    "otp",
-    "credential",
-];
-
 /// Split a KV secret's keys into plain fields and secret fields by the kind's rules:
 ///
 /// - a key named in [`SECRET_FIELD_NAMES`] is a secret (`password`, `token`, `totp_seed`, …);
@@ -647,16 +654,16 @@ pub fn classify(
             secrets.insert(k, v);
             continue;
         }
-        if SECRET_WORDS.iter().any(|w| k.contains(w)) {
+        // The same rule as `cred set --field`: a key named like a secret never becomes a
+        // plain field, which `cred show` prints and `exec` does not mask.
+        if is_secret_field_name(&k, Some(kind)) {
             return Err(format!(
                 "{path}: key `{shown}` looks like a secret but is not one of the secret field names ({}): rename it in OpenBao to one of those, or to a name that is not secret-looking if it really is a plain field",
                 SECRET_FIELD_NAMES.join(", ")
             ));
         }
-        if v.len() > MAX_FIELD_LEN {
-            return Err(format!(
-                "{path}: plain key `{shown}` is longer than {MAX_FIELD_LEN} bytes"
-            ));
+        if let Err(e) = validate_field_value(&k, v.expose()) {
+            return Err(format!("{path}: {e}"));
         }
         fields.insert(k, v.expose().to_owned());
     }
@@ -715,10 +722,15 @@ fn describe_ureq(e: &ureq::Error) -> String {
 }
 
 fn malformed(method: &'static str, path: &str, e: serde_json::Error) -> BaoError {
-    // Not serde's message: "invalid type: string \"…\"" would quote a value.
+    // Not serde's message: "invalid type: string \"…\"" would quote a value. Our own
+    // refusals ([`KvFields`]) name no value, and say what is wrong.
+    let msg = e.to_string();
     let what = match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "it is not JSON",
-        _ => "a member is missing or has the wrong type",
+        _ => [KEY_TWICE, TOO_MANY_KEYS]
+            .into_iter()
+            .find(|m| msg.starts_with(m))
+            .unwrap_or("a member is missing or has the wrong type"),
     };
     BaoError::Malformed {
         method,
@@ -753,15 +765,29 @@ fn has_null_data(bytes: &[u8]) -> bool {
         .is_some_and(|d| d.data.is_none() && d.metadata.is_some())
 }
 
-fn status_error(method: &'static str, path: &str, status: u16, bytes: &[u8]) -> BaoError {
-    // The `errors` strings of an error answer are OpenBao's own messages (never a stored
-    // value); shown escaped, shortened.
-    let detail = errors_of(bytes)
-        .unwrap_or_default()
-        .iter()
-        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect::<Vec<_>>()
-        .join("; ");
+/// An error answer as a [`BaoError::Status`]. Its `errors` strings are OpenBao's own messages,
+/// shown escaped and shortened; a server (or a proxy before it) that echoes what it was sent
+/// would show `hide` (the token, the AppRole secret id): each is cut out first.
+fn status_error(
+    method: &'static str,
+    path: &str,
+    status: u16,
+    bytes: &[u8],
+    hide: &[&SecretString],
+) -> BaoError {
+    let mut detail = Zeroizing::new(
+        errors_of(bytes)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    for h in hide.iter().map(|h| h.expose()).filter(|h| !h.is_empty()) {
+        if detail.contains(h) {
+            detail = Zeroizing::new(detail.replace(h, "[REDACTED]"));
+        }
+    }
     let detail: String = detail.chars().take(300).collect();
     BaoError::Status {
         method,

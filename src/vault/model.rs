@@ -188,6 +188,46 @@ pub fn validate_name(name: &str) -> Result<(), VaultError> {
     Ok(())
 }
 
+/// Longest plain field value (`--field`, a key synced from OpenBao, an imported username).
+pub const MAX_FIELD_LEN: usize = 4096;
+
+/// Whether a field named `key` holds a secret, so that it must never be a plain (printed)
+/// field: one of [`SECRET_FIELD_NAMES`], secret in `kind`'s schema, or named like a secret
+/// ([`CredentialKind::name_looks_secret`](crate::policy::CredentialKind::name_looks_secret)).
+/// One rule for `cred add`/`cred set --field` and for keys synced from OpenBao.
+pub fn is_secret_field_name(key: &str, kind: Option<crate::policy::CredentialKind>) -> bool {
+    SECRET_FIELD_NAMES.contains(&key)
+        || crate::policy::CredentialKind::name_looks_secret(key)
+        || kind.is_some_and(|kind| kind.is_secret_field(key))
+}
+
+/// Check a plain field's value: at most [`MAX_FIELD_LEN`] bytes and no control character.
+/// `cred show` prints plain fields: a control character there would rewrite the terminal
+/// (move the cursor, forge a line, hide what follows), and whoever wrote the value (an OpenBao
+/// writer, an imported file) is not always the admin reading it.
+pub fn validate_field_value(key: &str, value: &str) -> Result<(), VaultError> {
+    let why = if value.len() > MAX_FIELD_LEN {
+        format!("the value of plain field `{key}` is longer than {MAX_FIELD_LEN} bytes")
+    } else if let Some(c) = value
+        .chars()
+        .find(|c| c.is_control() || is_bidi_control(*c))
+    {
+        format!(
+            "the value of plain field `{key}` holds the control character {}; plain fields are printed, and take text only",
+            c.escape_unicode()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(VaultError::Usage(why))
+}
+
+/// The Unicode bidirectional embedding, override and isolate controls, which reorder what a
+/// terminal shows (CVE-2021-42574).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
 /// Check a field key (plain or secret): 1–64 bytes of lowercase letters, digits, `_`, `-`, `.`.
 pub fn validate_field_key(key: &str) -> Result<(), VaultError> {
     let ok = !key.is_empty()

@@ -577,6 +577,161 @@ fn a_secret_looking_key_is_refused_by_name_and_nothing_is_saved() {
     ]);
     let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m"));
     assert_failed(&out, &before, &site, &["`port`", "number"], &["canary"]);
+    // The same rule as `cred set --field` (found by attacking the sync, fourteenth pass: a
+    // list of words matched as substrings let these through as plain fields, printed by
+    // `cred show` and not masked by `exec`, and refused `key_file` and `shipping`).
+    for key in [
+        "pass",
+        "pw",
+        "auth",
+        "cookie",
+        "session_id",
+        "bearer",
+        "mfa",
+        "sig",
+    ] {
+        bao.put(
+            "m/shop-buyer",
+            &[("password", "Pw-canary-g7"), (key, "Kv-canary-h8")],
+        );
+        let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m"));
+        assert_failed(
+            &out,
+            &before,
+            &site,
+            &[&format!("`{key}`"), "looks like a secret"],
+            &["canary"],
+        );
+    }
+    // A plain field holding terminal control sequences (a forged line, a hidden rest) or a
+    // bidirectional override is refused, naming the key and the character, not the value.
+    for (value, shown) in [
+        ("Usr-canary\u{1b}[8m", "\\u{1b}"),
+        ("Usr-canary\nsecret:   otpauth", "\\u{a}"),
+        ("Usr-canary\u{202e}", "\\u{202e}"),
+    ] {
+        bao.put(
+            "m/shop-buyer",
+            &[("password", "Pw-canary-g7"), ("username", value)],
+        );
+        let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m"));
+        assert_failed(
+            &out,
+            &before,
+            &site,
+            &["`username`", "control character", shown],
+            &["canary"],
+        );
+    }
+    // Plain names that only contain a secret word's letters are plain.
+    bao.put(
+        "m/shop-buyer",
+        &[
+            ("password", "Pw-canary-g7"),
+            ("key_file", "/etc/k"),
+            ("shipping", "eu"),
+            ("footprint", "s"),
+        ],
+    );
+    let out = site.sync_ok(Some(ROOT_TOKEN), &args(&bao, "m"));
+    assert!(out.contains("+ shop-buyer"), "{out}");
+    let show = site.sv(&["cred", "show", "shop-buyer"]);
+    assert!(
+        show.contains("field:    key_file = /etc/k") && show.contains("field:    shipping = eu"),
+        "{show}"
+    );
+}
+
+/// A mount (or secret) with `delete_version_after` gives every version a deletion time in the
+/// future when it is written: such a version is current, and must be synced, not reported
+/// missing and removed by `--prune` (found by attacking the sync with a real OpenBao,
+/// fourteenth pass).
+#[test]
+fn a_version_whose_deletion_time_is_still_to_come_is_synced_not_pruned() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-i9")],
+    );
+    bao.put("m/search-token", &[("token", "Tok-canary-j1")]);
+    let site = Site::new(&policy(""));
+    let a = args(&bao, "m");
+    site.sync_ok(Some(ROOT_TOKEN), &a);
+    bao.ok(&["write", "secret/config", "delete_version_after=720h"]);
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-k2")],
+    );
+    let meta = bao.ok(&["kv", "metadata", "get", "-mount=secret", "m/shop-buyer"]);
+    assert!(meta.contains("deletion_time"), "{meta}");
+    let out = site.sync_ok(Some(ROOT_TOKEN), &[&a[..], &["--prune"]].concat());
+    assert!(out.contains("~ shop-buyer: version 1 → 2"), "{out}");
+    assert!(out.contains("0 missing upstream"), "{out}");
+    let names = site.sv(&["cred", "list"]);
+    assert!(names.contains("shop-buyer"), "{names}");
+    // A version deleted now is missing.
+    bao.ok(&["kv", "delete", "-mount=secret", "m/shop-buyer"]);
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("! shop-buyer: missing upstream"), "{out}");
+}
+
+/// A value set by hand after a sync no longer is what the source holds: the next sync says
+/// so and puts the source's value back, where it used to find the credential "unchanged" and
+/// leave the hand-set value in service (found by attacking the sync, fourteenth pass).
+#[test]
+fn a_value_set_by_hand_after_a_sync_is_put_back_by_the_next_sync() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-l3")],
+    );
+    bao.put("m/search-token", &[("token", "Tok-canary-m4")]);
+    let site = Site::new(&policy(""));
+    let a = args(&bao, "m");
+    site.sync_ok(Some(ROOT_TOKEN), &a);
+    let out = daemon::cmd(site.dir.path())
+        .args([
+            "--identity-file",
+            &site.id,
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"Hand-set-canary-n5")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was synced from openbao-kv2 secret/data/m/shop-buyer"),
+        "{}",
+        stderr(&out)
+    );
+    let show = site.sv(&["cred", "show", "shop-buyer"]);
+    assert!(!show.contains("source:"), "{show}");
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(
+        out.contains("~ shop-buyer: set by hand → version 1"),
+        "{out}"
+    );
+    assert!(out.contains("1 to change, 1 unchanged"), "{out}");
+    let d = Daemon::start(site.dir.path(), &["--identity-file", &site.id]);
+    let got = daemon::cmd(site.dir.path())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["get", "--task", "checkout-flow", "--field", "password"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "Pw-canary-l3");
+    d.stop();
 }
 
 #[test]
@@ -975,4 +1130,128 @@ fn slow_proxy(port: u16, delay: Duration) -> u16 {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A fake OpenBao on loopback: each request's method and path to `answer`'s status and JSON
+/// body. Returns its address.
+fn fake_bao(answer: fn(&str, &str) -> (u16, String)) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = vec![0u8; 65536];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let mut first = head.lines().next().unwrap_or("").split(' ');
+            let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+            let (status, body) = answer(method, path);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A server (or a proxy before it) whose error answers echo what it was sent: the token and
+/// the AppRole secret id are cut out of the message (found by attacking the sync with a fake
+/// server, fourteenth pass: both were printed).
+#[test]
+fn an_error_answer_that_echoes_the_token_or_the_secret_id_does_not_print_them() {
+    if bao_bin().is_none() {
+        return;
+    }
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    let addr = fake_bao(|_, _| {
+        (
+            400,
+            format!(
+                r#"{{"errors":["bad token {ROOT_TOKEN} for \u001b[31mread","secret id Sid-canary-o6 is wrong"]}}"#
+            ),
+        )
+    });
+    let out = site.sync(Some(ROOT_TOKEN), &["--addr", &addr, "--mount", "secret"]);
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["HTTP 400", "[REDACTED]"],
+        &[ROOT_TOKEN, "\u{1b}"],
+    );
+    let sid = site.dir.path().join("sid");
+    std::fs::write(&sid, "Sid-canary-o6").unwrap();
+    let out = site.sync(
+        None,
+        &[
+            "--addr",
+            &addr,
+            "--mount",
+            "secret",
+            "--approle-role-id",
+            "role-1",
+            "--approle-secret-id-file",
+            sid.to_str().unwrap(),
+        ],
+    );
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["/v1/auth/approle/login", "[REDACTED]"],
+        &["Sid-canary-o6"],
+    );
+}
+
+/// A KV secret with more keys than a credential has fields is refused at once (found by
+/// attacking the sync, fourteenth pass: 300,000 keys under the 4 MiB body limit took 280 s of
+/// CPU in a quadratic duplicate check, past `--timeout`, and were saved as fields); an
+/// out-of-range `--timeout` is a usage error, not a panic.
+#[test]
+fn a_secret_with_hundreds_of_thousands_of_keys_and_a_huge_timeout_are_refused() {
+    if bao_bin().is_none() {
+        return;
+    }
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    let addr = fake_bao(|_, path| {
+        if !path.contains("/data/") {
+            return (404, r#"{"errors":[]}"#.to_owned());
+        }
+        let mut data = String::from(r#"{"password":"Pw-canary-p7""#);
+        for i in 0..300_000 {
+            data.push_str(&format!(r#","k{i}":"v""#));
+        }
+        data.push('}');
+        (
+            200,
+            format!(
+                r#"{{"data":{{"data":{data},"metadata":{{"version":1,"created_time":"2026-11-01T00:00:00Z","deletion_time":"","destroyed":false}}}}}}"#
+            ),
+        )
+    });
+    let t0 = Instant::now();
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &["--addr", &addr, "--mount", "secret", "--prefix", "m"],
+    );
+    assert_failed(&out, &before, &site, &["more than 256 keys"], &["canary"]);
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    for t in ["0", "3601", "18446744073709551615"] {
+        let out = site.sync(
+            Some(ROOT_TOKEN),
+            &["--addr", &addr, "--mount", "secret", "--timeout", t],
+        );
+        let err = stderr(&out);
+        assert!(
+            !out.status.success()
+                && err.contains("between 1 and 3600")
+                && !err.contains("panicked"),
+            "--timeout {t}: {err}"
+        );
+    }
+    assert_eq!(site.vault_bytes(), before);
 }

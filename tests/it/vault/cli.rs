@@ -545,6 +545,31 @@ fn secret_looking_fields_are_refused_as_plain_fields() {
         2,
     );
     assert!(err.contains("--secret api-key"), "{err}");
+    // A plain value with a control character (it would rewrite the terminal `cred show`
+    // prints to) or a bidirectional override is refused, with the character, not the value.
+    for (value, shown) in [
+        ("ops\u{1b}]0;title\u{7}", "\\u{1b}"),
+        ("ops\u{202e}", "\\u{202e}"),
+    ] {
+        let arg = format!("username={value}");
+        let err = e.fails(
+            &[
+                "cred",
+                "set",
+                "shop-buyer",
+                "--field",
+                &arg,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+            2,
+        );
+        assert!(
+            err.contains("control character") && err.contains(shown) && !err.contains("ops"),
+            "{err}"
+        );
+    }
     assert_eq!(e.vault_bytes(), before, "nothing stored");
     // The same name is fine through --secret, and plain fields still work.
     e.ok(
