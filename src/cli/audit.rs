@@ -282,6 +282,16 @@ fn render(line: &[u8]) -> String {
             out.push_str(&format!(" exe={}", escape(exe)));
         }
     }
+    // A `vault.load`: which generation, and which policy (its digest), from then on.
+    for key in ["generation", "policy"] {
+        match rec.get(key) {
+            Some(serde_json::Value::String(v)) => out.push_str(&format!(" {key}={}", escape(v))),
+            Some(v @ serde_json::Value::Number(_)) => {
+                out.push_str(&format!(" {key}={}", escape(&v.to_string())));
+            }
+            _ => {}
+        }
+    }
     if let Some(serde_json::Value::String(r)) = rec.get("reason") {
         out.push_str(&format!(" reason={:?}", escape(r)));
     }
@@ -351,6 +361,17 @@ mod tests {
             "{shown}"
         );
         assert!(render(b"garbage\x07").starts_with("? garbage\\u{7}"));
+    }
+
+    #[test]
+    fn render_shows_a_vault_loads_generation_and_policy_digest_escaped() {
+        let line = br#"{"seq":3,"time":"2026-12-01T10:00:00Z","peer":null,"op":"vault.load","task":null,"credential":null,"decision":"allow","reason":"vault v generation 4 loaded (start)","warnings":[],"values":{},"generation":4,"policy":"sha256:\u001b[2Jab","prev":"00"}"#;
+        let out = render(line);
+        assert!(
+            out.contains(" generation=4") && out.contains(" policy=sha256:\\u{1b}[2Jab"),
+            "{out}"
+        );
+        assert!(!out.contains('\u{1b}'), "{out}");
     }
 
     #[test]
