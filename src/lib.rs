@@ -15,5 +15,6 @@ pub mod protocol;
 pub mod redact;
 pub mod secret;
 pub mod sys;
+pub mod text;
 pub mod usage;
 pub mod vault;

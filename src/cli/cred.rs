@@ -135,7 +135,9 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
 fn check_origin(o: &str) -> anyhow::Result<()> {
     let ok = (o.starts_with("https://") || o.starts_with("http://"))
         && o.len() <= 2048
-        && !o.chars().any(|c| c.is_control() || c.is_whitespace());
+        && !o
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || vault::is_bidi_control(c));
     if !ok {
         bail!("--origin must be an http(s) URL such as https://shop.example.com");
     }
@@ -324,7 +326,10 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     println!("name:     {name}");
     println!("kind:     {}", c.kind);
     println!("scopes:   {}", c.scopes.join(", "));
-    println!("origins:  {}", c.origins.join(", "));
+    println!(
+        "origins:  {}",
+        super::escape_for_terminal(&c.origins.join(", "))
+    );
     for (k, v) in &c.fields {
         // Escaped: a vault written before values were checked may hold control characters.
         println!("field:    {k} = {}", super::escape_for_terminal(v));

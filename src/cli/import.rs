@@ -310,14 +310,8 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
             problems.push(format!("row {line}: {name}: {e}"));
             continue;
         }
-        // Only an http(s) URL is an origin; other entries (apps, SSH hosts) are left out.
-        let origin = cell(Col::Url)
-            .filter(|u| {
-                (u.starts_with("https://") || u.starts_with("http://"))
-                    && u.len() <= 2048
-                    && !u.chars().any(|c| c.is_control() || c.is_whitespace())
-            })
-            .map(str::to_owned);
+        // Only an http(s) URL gives an origin; other entries (apps, SSH hosts) are left out.
+        let origin = cell(Col::Url).and_then(origin_of_url);
         rows.push(Row {
             line,
             name,
@@ -455,5 +449,41 @@ mod tests {
         assert_eq!(normalise("Password"), "password");
         assert_eq!(normalise("\u{feff}Title"), "title");
         assert_eq!(normalise("OTPAuth"), "otpauth");
+    }
+}
+
+/// The origin (`scheme://host[:port]`, lowercase) of an http(s) URL from an export, as the
+/// policy writes origins: the user and password some exports keep in the URL
+/// (`https://user:pw@host/`), the path, query and fragment (which may hold a token) are never
+/// stored, and a host that is not plain ASCII (a bidirectional override that would show
+/// another name) gives no origin.
+fn origin_of_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")) {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    crate::policy::normalise_origin(&format!("{scheme}://{host}"))
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::origin_of_url;
+
+    #[test]
+    fn an_exported_url_gives_its_origin_only() {
+        assert_eq!(
+            origin_of_url("https://user:Pw-canary@Shop.example.com:8443/login?token=t#x")
+                .as_deref(),
+            Some("https://shop.example.com:8443")
+        );
+        assert_eq!(
+            origin_of_url("http://a.example/").as_deref(),
+            Some("http://a.example")
+        );
+        assert_eq!(origin_of_url("https://evil\u{202e}moc.example"), None);
+        assert_eq!(origin_of_url("android://com.app"), None);
+        assert_eq!(origin_of_url("https://"), None);
     }
 }

@@ -104,20 +104,7 @@ fn stdout_closed_is_success() {
 
 /// Whether colour may be used on a terminal: not with `NO_COLOR` set (no-color.org), nor on
 /// `TERM=dumb` (or no `TERM` at all), which cannot show it.
-/// Text from someone else (a log's peer, a synced field) as it may be printed on a terminal:
-/// control characters and the bidirectional controls escaped (`\u{1b}`, `\u{202e}`), the rest as
-/// it is.
-pub(crate) fn escape_for_terminal(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() || crate::vault::is_bidi_control(c) {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
+pub(crate) use crate::text::escape_for_terminal;
 
 pub(crate) fn color_allowed() -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());

@@ -85,7 +85,7 @@ impl PolicyError {
             },
         ) = (source, self.span(), self)
         else {
-            return self.to_string();
+            return crate::text::escape_for_terminal(&self.to_string());
         };
         let idx = LineIndex::new(src);
         let (end_line, end_col) = idx.line_col(src, span.end);
@@ -97,8 +97,9 @@ impl PolicyError {
         let (text, start, len) = snippet(idx.line_text(src, *line), *column, end_col);
         let pad = " ".repeat(line.to_string().len());
         format!(
-            "{}\n{pad}--> {path}:{line}:{column}\n{pad} |\n{line} | {text}\n{pad} | {}{}",
-            self.message(),
+            "{}\n{pad}--> {}:{line}:{column}\n{pad} |\n{line} | {text}\n{pad} | {}{}",
+            crate::text::escape_for_terminal(&self.message()),
+            crate::text::escape_for_terminal(path),
             " ".repeat(start),
             "^".repeat(len)
         )
@@ -176,8 +177,24 @@ pub(crate) fn snippet(line: &str, column: usize, end_column: usize) -> (String, 
         0
     };
     let to = chars.len().min(from + WIDTH);
-    let mut text: String = chars[from..to].iter().collect();
-    let mut marker_start = start - from;
+    // Escaped as it is shown (a control character or a bidirectional override in a policy from
+    // a pull request must not drive the terminal or the CI log), the marker moved with it.
+    let mut text = String::new();
+    let (mut marker_start, mut marker_len) = (0, 0);
+    for (i, c) in chars[from..to].iter().enumerate() {
+        let before = text.chars().count();
+        if crate::text::needs_escape(*c) {
+            text.extend(c.escape_default());
+        } else {
+            text.push(*c);
+        }
+        let width = text.chars().count() - before;
+        if from + i < start {
+            marker_start += width;
+        } else if from + i < end {
+            marker_len += width;
+        }
+    }
     if from > 0 {
         text.insert(0, '…');
         marker_start += 1;
@@ -185,8 +202,7 @@ pub(crate) fn snippet(line: &str, column: usize, end_column: usize) -> (String, 
     if to < chars.len() {
         text.push('…');
     }
-    let len = end.min(to).saturating_sub(start).max(1);
-    (text, marker_start, len)
+    (text, marker_start, marker_len.max(1))
 }
 
 /// Closest candidate to `word` among `candidates`, if one is close enough to suggest.
@@ -194,21 +210,90 @@ pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let mut unlimited = u64::MAX;
+    did_you_mean_within(word, candidates, &mut unlimited)
+}
+
+/// Longest word a suggestion is looked for: a longer one is no typo of a name.
+const MAX_SUGGESTED_LEN: usize = 128;
+
+/// As [`did_you_mean`], spending at most `budget` cells of edit-distance tables (each
+/// comparison costs the product of the two lengths): the lint shares one budget across a run,
+/// so a policy with many long unknown names costs bounded time (suggestions stop when it is
+/// spent). Candidates whose length differs by more than the edits allowed are skipped
+/// without a table.
+pub(crate) fn did_you_mean_within<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    budget: &mut u64,
+) -> Option<&'a str> {
+    let n = word.chars().count();
+    if n > MAX_SUGGESTED_LEN {
+        return None;
+    }
     // Jaro-Winkler ranks, but long names sharing a prefix score high on it alone
     // (`crm:reports:export` vs `crm:contacts:read`): also require a small edit distance.
-    let max_edits = (word.chars().count() / 4).max(2);
-    candidates
-        .into_iter()
-        .filter(|c| strsim::levenshtein(word, c) <= max_edits)
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+    let max_edits = (n / 4).max(2);
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        let m = c.chars().count();
+        if m.abs_diff(n) > max_edits {
+            continue;
+        }
+        let cost = (n.max(1) * m.max(1)) as u64;
+        if *budget < cost {
+            break;
+        }
+        *budget -= cost;
+        if strsim::levenshtein(word, c) > max_edits {
+            continue;
+        }
+        let score = strsim::jaro_winkler(word, c);
+        if score > 0.8 && best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| c)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by attacking the lint's cost (fourteenth pass): suggestions ran a full edit
+    /// distance for every unknown name against every candidate, whatever their lengths, so a
+    /// 400 KB policy with one 200,000-character scope took 49 s and a 16 MiB one hours.
+    #[test]
+    fn suggestions_skip_long_words_and_far_lengths_and_stop_when_the_budget_is_spent() {
+        let long = "a".repeat(129);
+        assert_eq!(did_you_mean(&long, [long.as_str()]), None);
+        // A candidate whose length is too far costs nothing.
+        let mut budget = 0;
+        assert_eq!(
+            did_you_mean_within("scope", ["a-much-longer-name"], &mut budget),
+            None
+        );
+        // The budget pays for each table: with room for one 6×6 table, the second is not made.
+        let mut budget = 36;
+        assert_eq!(
+            did_you_mean_within("scopes", ["scopez", "scopes"], &mut budget),
+            Some("scopez")
+        );
+        assert_eq!(budget, 0);
+        let mut budget = 72;
+        assert_eq!(
+            did_you_mean_within("scopes", ["scopez", "scopes"], &mut budget),
+            Some("scopes")
+        );
+    }
+
+    #[test]
+    fn the_source_line_shown_is_escaped_with_its_marker_moved() {
+        let (text, start, len) = snippet("a = \"\u{1b}[2Jx\u{202e}\"", 11, 12);
+        assert_eq!(text, "a = \"\\u{1b}[2Jx\\u{202e}\"");
+        // The marker is under the escaped override (8 characters), after the escaped ESC.
+        assert_eq!((start, len), (15, 8));
+    }
 
     #[test]
     fn line_col_counts_characters_from_one() {

@@ -37,7 +37,7 @@ pub use error::PolicyError;
 pub use implies::{MAX_EDGES, MAX_EXPANSION};
 pub use kind::{CredentialKind, UnknownKind};
 pub use lint::{LintOptions, Report};
-pub(crate) use parse::parse_duration;
+pub(crate) use parse::{normalise_origin, parse_duration};
 pub use scope::{Scope, ScopeError};
 
 use scope::GrantSet;

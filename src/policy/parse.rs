@@ -711,6 +711,31 @@ fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Polic
                 .ok_or_else(|| over(format!("task `{name}`"), t.span.clone()))?;
         }
     }
+    // The lint compares every task with every credential it lists, scope by scope: that work
+    // (and the findings listing the excess) is bounded the same way, so a few credentials with
+    // many scopes listed by many tasks cannot run CI out of memory either.
+    let sizes: FxHashMap<&str, usize> = policy
+        .credentials
+        .keys()
+        .map(String::as_str)
+        .zip(effective.iter().map(|e| e.len()))
+        .collect();
+    let mut pairs = MAX_EXPANSION;
+    for (name, t) in &policy.tasks {
+        for c in &t.credentials {
+            let n = sizes.get(c.value.as_str()).copied().unwrap_or(0);
+            pairs = pairs.checked_sub(n).ok_or_else(|| {
+                PolicyError::invalid(
+                    path,
+                    source,
+                    c.span.clone(),
+                    format!(
+                        "task `{name}`: the tasks' credentials grant more than {MAX_EXPANSION} scopes in total (each task counts every scope of every credential it lists, as the lint compares them); give tasks narrower credentials, or split the policy"
+                    ),
+                )
+            })?;
+        }
+    }
     for (c, eff) in policy.credentials.values_mut().zip(effective) {
         c.effective = eff;
     }

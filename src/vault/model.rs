@@ -222,11 +222,7 @@ pub fn validate_field_value(key: &str, value: &str) -> Result<(), VaultError> {
     Err(VaultError::Usage(why))
 }
 
-/// The Unicode bidirectional embedding, override and isolate controls, which reorder what a
-/// terminal shows (CVE-2021-42574).
-pub fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
-}
+pub use crate::text::is_bidi_control;
 
 /// Check a field key (plain or secret): 1–64 bytes of lowercase letters, digits, `_`, `-`, `.`.
 pub fn validate_field_key(key: &str) -> Result<(), VaultError> {

@@ -48,7 +48,11 @@ impl Linter<'_> {
                     used.insert(l.value.as_str());
                     continue;
                 }
-                let hint = super::did_you_mean(&l.value, p.locations.keys().map(String::as_str));
+                let hint = super::did_you_mean_within(
+                    &l.value,
+                    p.locations.keys().map(String::as_str),
+                    &mut self.suggest_budget,
+                );
                 self.push(
                     RuleId::UnknownLocation,
                     l.span.clone(),

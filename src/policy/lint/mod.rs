@@ -28,7 +28,7 @@ mod schedulers;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use super::error::did_you_mean;
+use super::error::{did_you_mean, did_you_mean_within};
 use super::scope::GrantSet;
 use super::{CredentialDecl, Policy, PolicyError, Scope, VaultMeta};
 use crate::usage::Evidence;
@@ -226,6 +226,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
             .collect(),
         resolved: Vec::new(),
         typo_of: HashSet::default(),
+        suggest_budget: SUGGEST_BUDGET,
     };
     l.problems();
     l.tasks();
@@ -297,29 +298,39 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
 struct LineCursor {
     line: usize,
     line_start: usize,
+    /// The last offset asked for and its 0-based column: the next one on the same line costs
+    /// only the text in between (many findings on one long line — a task naming a hundred
+    /// thousand locations — cost one pass over it, not one per finding).
+    at: usize,
+    col: usize,
 }
 
 impl LineCursor {
-    /// 1-based line and column of `offset`, moving the cursor to its line. An `offset` on or
-    /// after the cursor's line costs the text in between; an earlier one (never asked for:
-    /// findings are sorted by start, and a span ends after it starts) rescans from the top.
+    /// 1-based line and column of `offset`, moving the cursor to it. An `offset` on or after
+    /// the cursor costs the text in between; an earlier one (never asked for: findings are
+    /// sorted by start, and a span ends after it starts) rescans from the top.
     fn advance(&mut self, source: &str, offset: usize) -> (usize, usize) {
         let offset = offset.min(source.len());
-        if offset < self.line_start {
+        if offset < self.at {
             *self = LineCursor::default();
         }
-        let from = self.line_start;
-        for (i, b) in source.as_bytes()[from..offset].iter().enumerate() {
-            if *b == b'\n' {
-                self.line += 1;
-                self.line_start = from + i + 1;
-            }
+        let text = &source.as_bytes()[self.at..offset];
+        if let Some(last) = text.iter().rposition(|b| *b == b'\n') {
+            self.line += text.iter().filter(|b| **b == b'\n').count();
+            self.line_start = self.at + last + 1;
+            self.at = self.line_start;
+            self.col = 0;
         }
-        let col = source
-            .get(self.line_start..offset)
-            .map(|s| s.chars().count())
-            .unwrap_or(offset - self.line_start);
-        (self.line + 1, col + 1)
+        match source.get(self.at..offset) {
+            Some(s) => {
+                self.col += s.chars().count();
+                self.at = offset;
+                (self.line + 1, self.col + 1)
+            }
+            // Inside a character: counted in bytes from the line's start, as `LineIndex`
+            // does; the cursor stays where it was.
+            None => (self.line + 1, offset - self.line_start + 1),
+        }
     }
 }
 
@@ -355,6 +366,27 @@ struct Linter<'a> {
     /// Credentials (by position) that a task's unknown credential name is probably a typo of:
     /// their `unused-credential` finding is a consequence of that error, not reported apart.
     typo_of: HashSet<usize>,
+    /// Edit-distance cells the run's "did you mean" suggestions may still spend
+    /// ([`did_you_mean_within`]): a policy full of long unknown names costs bounded time.
+    suggest_budget: u64,
+}
+
+/// Cells of edit-distance tables one lint run spends on suggestions (about a second).
+const SUGGEST_BUDGET: u64 = 200_000_000;
+
+/// Most scopes a message lists; the finding's `scopes` (JSON, SARIF) hold them all.
+const LISTED: usize = 20;
+
+/// [`ticks`] of the first [`LISTED`] items, then how many more.
+fn ticks_listed<S: AsRef<str>>(items: &[S]) -> String {
+    if items.len() <= LISTED {
+        return ticks(items);
+    }
+    format!(
+        "{}, … and {} more",
+        ticks(&items[..LISTED]),
+        items.len() - LISTED
+    )
 }
 
 fn ticks<S: AsRef<str>>(items: &[S]) -> String {
@@ -437,7 +469,11 @@ impl<'a> Linter<'a> {
                 let Some(cred) = ci.map(|i| self.creds[i]) else {
                     unknown = true;
                     let hint = if suggest {
-                        did_you_mean(cname, p.credentials.keys().map(String::as_str))
+                        did_you_mean_within(
+                            cname,
+                            p.credentials.keys().map(String::as_str),
+                            &mut self.suggest_budget,
+                        )
                     } else {
                         None
                     };
@@ -467,7 +503,7 @@ impl<'a> Linter<'a> {
                     let high_note = if high.is_empty() {
                         String::new()
                     } else {
-                        format!("; high risk: {}", ticks(&high))
+                        format!("; high risk: {}", ticks_listed(&high))
                     };
                     self.push(
                         RuleId::ScopeExceedsTask,
@@ -475,12 +511,16 @@ impl<'a> Linter<'a> {
                         format!(
                             "credential `{cname}` grants {} task `{tname}` does not need: {}{high_note}",
                             plural(excess.len(), "scope", "scopes"),
-                            ticks(&excess)
+                            ticks_listed(&excess)
                         ),
                         format!(
                             "give task `{tname}` a credential with only {}, or narrow `{cname}`; if this is reviewed and temporary, add an [[exceptions]] entry with rule = \"scope-exceeds-task\", credential = \"{cname}\", task = \"{tname}\", scopes = [{}]",
                             if task.needs.is_empty() { "what it needs".to_owned() } else { ticks(&task.needs.iter().map(|n| n.value.as_str()).collect::<Vec<_>>()) },
-                            excess.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+                            if excess.len() <= LISTED {
+                                excess.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+                            } else {
+                                format!("the {} scopes of this finding's `scopes` (JSON report)", excess.len())
+                            }
                         ),
                         Some(cname),
                         Some(tname),
@@ -494,9 +534,9 @@ impl<'a> Linter<'a> {
                         format!(
                             "credential `{cname}` gives task `{tname}` high-risk {} it does not need: {}",
                             if high.len() == 1 { "scope" } else { "scopes" },
-                            ticks(&high)
+                            ticks_listed(&high)
                         ),
-                        format!("remove {} from `{cname}`, or give task `{tname}` a narrower credential", ticks(&high)),
+                        format!("remove {} from `{cname}`, or give task `{tname}` a narrower credential", ticks_listed(&high)),
                         Some(cname),
                         Some(tname),
                         high,
@@ -762,7 +802,11 @@ impl<'a> Linter<'a> {
         }
         for (scope, (count, span, cred, task)) in uses {
             let hint = if p.catalog.len() <= 5_000 {
-                did_you_mean(&scope, p.catalog.keys().map(String::as_str))
+                did_you_mean_within(
+                    &scope,
+                    p.catalog.keys().map(String::as_str),
+                    &mut self.suggest_budget,
+                )
             } else {
                 None
             };

@@ -69,6 +69,8 @@ fn fingerprint(f: &Finding) -> String {
     })
 }
 
+use crate::text::escape_for_terminal as escape;
+
 fn xml_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -78,8 +80,14 @@ fn xml_escape(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&apos;"),
-            // XML 1.0 cannot carry most control characters; replace them.
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r' => o.push('\u{FFFD}'),
+            // XML 1.0 cannot carry most control characters, nor U+FFFE and U+FFFF (its `Char`
+            // production), even as references: replace them.
+            c if ((c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r')
+                || c == '\u{FFFE}'
+                || c == '\u{FFFF}' =>
+            {
+                o.push('\u{FFFD}')
+            }
             c => o.push(c),
         }
     }
@@ -457,15 +465,22 @@ impl Report {
         let src: &str = &self.source;
         let idx = LineIndex::new(src);
         for f in self.findings.iter().filter(|f| !f.excepted) {
+            // Names, scopes and reasons come from the policy (a pull request's): shown escaped,
+            // so that they cannot drive the terminal nor write a CI log's command lines.
             let head = format!("{}[{}]", f.class.as_str(), f.rule);
-            writeln!(o, "{}: {}", p.class(f.class, &head), p.bold(&f.message))?;
+            writeln!(
+                o,
+                "{}: {}",
+                p.class(f.class, &head),
+                p.bold(&escape(&f.message))
+            )?;
             let width = f.end_line.max(f.line).to_string().len();
             let pad = " ".repeat(width);
             writeln!(
                 o,
                 "{pad}{} {}:{}:{}",
                 p.gutter("-->"),
-                self.path,
+                escape(&self.path),
                 f.line,
                 f.column
             )?;
@@ -492,7 +507,7 @@ impl Report {
                     p.class(f.class, &"^".repeat(len))
                 )?;
             }
-            writeln!(o, "{pad} {} help: {}", p.gutter("="), f.help)?;
+            writeln!(o, "{pad} {} help: {}", p.gutter("="), escape(&f.help))?;
             o.write_all(b"\n")?;
         }
         writeln!(o, "{}", self.summary())

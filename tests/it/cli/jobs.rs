@@ -51,7 +51,8 @@ fn import_reads_the_three_exporters_and_never_prints_a_value() {
     std::fs::write(
         e.path("1password.csv"),
         "Title,Url,Username,Password,OTPAuth,Favorite,Archived,Tags,Notes\n\
-         API console,https://api.example.com,op-user,op-Password-2,,false,false,,\n",
+         API console,https://op-user:Url-Pw-canary@API.example.com/console?token=Tok-canary,op-user,op-Password-2,,false,false,,\n\
+         Spoofed,https://evil\u{202e}moc.elgoog.example,sp-user,sp-Password-5,,false,false,,\n",
     )
     .unwrap();
     // KeePassXC (every cell quoted), an entry with a non-web URL.
@@ -104,6 +105,28 @@ fn import_reads_the_three_exporters_and_never_prints_a_value() {
     let v: serde_json::Value = serde_json::from_str(&show).unwrap();
     assert_eq!(v["fields"]["username"], "bw-user");
     assert_eq!(v["origins"][0], "https://shop.example.com");
+    // A URL's user, password, path and query are not an origin, and are never stored (found by
+    // attacking `import`, fourteenth pass: the whole URL was kept and shown by `cred show`); a
+    // host with a bidirectional override gives no origin.
+    for (name, origins) in [
+        (
+            "API-console",
+            serde_json::json!(["https://api.example.com"]),
+        ),
+        ("Spoofed", serde_json::json!([])),
+    ] {
+        let show = e.ok(&["cred", "show", name, "--passphrase-file", &pf], b"");
+        assert!(
+            !show.contains("canary") && !show.contains('\u{202e}'),
+            "{show}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&e.ok(
+            &["cred", "show", name, "--json", "--passphrase-file", &pf],
+            b"",
+        ))
+        .unwrap();
+        assert_eq!(v["origins"], origins, "{v}");
+    }
     assert_eq!(
         v["secret_fields"],
         serde_json::json!(["password", "totp_seed"])

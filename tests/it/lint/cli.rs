@@ -395,3 +395,115 @@ fn a_huge_line_is_cut_in_the_message() {
         "the message quotes a window of the line, not all of it"
     );
 }
+
+/// A pull request's policy cannot write raw control characters or bidirectional overrides into
+/// the reports (found by attacking the lint's outputs, fourteenth pass): the text report and
+/// the stderr of a refused policy printed names, scopes and the offending source line byte for
+/// byte, so a policy drove the terminal and wrote `::notice`/`::add-mask` command lines into a
+/// GitHub Actions log, with exit 0; a name holding U+FFFE made the JUnit report ill-formed XML.
+#[test]
+fn a_policy_cannot_write_control_characters_or_bidi_overrides_into_the_reports() {
+    let base = "version = 1\n[credentials.buyer]\nkind = \"login\"\nscopes = [\"shop:login\"]\n[tasks.checkout]\nneeds = [\"shop:login\"]\ncredentials = [\"buyer\"]\nrunners = { users = [\"checkpoint\"] }\n";
+    let raw = |s: &str| s.contains('\u{1b}') || s.contains('\u{7}') || s.contains('\u{202e}');
+    let injected = format!(
+        "{base}\n[[exceptions]]\nrule = \"scope-exceeds-task\"\ncredential = \"x\\n::add-mask::security-warning\\n::notice title=t::no findings\\u001b]0;owned\\u0007\\u001b[2K\\r\"\ntask = \"checkout\\u202e\"\nreason = \"x\"\nexpires = \"2020-01-01\"\n"
+    );
+    let o = lint_text(injected.as_bytes(), &[]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("invalid-exception") || out.contains("exception"),
+        "{out}"
+    );
+    assert!(!raw(&out), "{out:?}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("::")),
+        "a line of the report is a workflow command: {out}"
+    );
+    assert!(out.contains("\\n::add-mask::"), "shown escaped: {out}");
+    // The JSON and SARIF reports carry the names as data, control characters JSON-escaped
+    // (they were already); their readers show them.
+    for format in ["json", "sarif"] {
+        let o = lint_text(injected.as_bytes(), &["--format", format]);
+        let out = stdout(&o);
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "{format}: {out:?}"
+        );
+    }
+    // A refused policy (an invalid scope holding escapes): stderr and its source line.
+    let bad = base.replace(
+        "scopes = [\"shop:login\"]",
+        "scopes = [\"shop:login\\u001b[2J\\u001b]0;pwned\\u0007\", \"shop:\\u202eevil\"]",
+    );
+    let o = lint_text(bad.as_bytes(), &[]);
+    assert_code(&o, 2);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!raw(&all), "{all:?}");
+    assert!(all.contains("\\u{1b}"), "{all}");
+    // A raw escape in the file itself (a TOML comment) is escaped in the source line shown.
+    let commented = base.replace(
+        "scopes = [\"shop:login\"]",
+        "scopes = [\"shop:login\", \"not a scope\"] # \u{1b}[2J\u{202e}",
+    );
+    let o = lint_text(commented.as_bytes(), &[]);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!raw(&all) && all.contains("\\u{1b}[2J"), "{all:?}");
+    // JUnit: no character XML 1.0 cannot carry.
+    let fffe = format!(
+        "{base}\n[[exceptions]]\nrule = \"scope-exceeds-task\"\ncredential = \"buyer\\uFFFE\\uFFFF\"\ntask = \"checkout\"\nreason = \"x\"\nexpires = \"2020-01-01\"\n"
+    );
+    let o = lint_text(fffe.as_bytes(), &["--format", "junit"]);
+    let xml = stdout(&o);
+    assert!(xml.contains("<testsuite"), "{xml}");
+    assert!(
+        !xml.chars().any(|c| matches!(c, '\u{FFFE}' | '\u{FFFF}')
+            || (c < ' ' && !matches!(c, '\n' | '\t' | '\r'))),
+        "{xml:?}"
+    );
+}
+
+/// The lint compares every task with every credential it lists, scope by scope; that work was
+/// outside the 20,000,000-scope budget (found by attacking the lint's cost, fourteenth pass:
+/// one credential of 8,000 scopes listed by 8,000 tasks, a 558 KB file, took 25 s and 4.7 GB,
+/// each finding listing its 8,000 excess scopes twice). Now it is charged to its own budget of
+/// the same size, and a message lists at most 20 scopes.
+#[test]
+fn many_tasks_listing_a_broad_credential_are_bounded_and_messages_list_twenty_scopes() {
+    let policy = |scopes: usize, tasks: usize| {
+        let mut s = String::from("version = 1\n[credentials.broad]\nkind = \"token\"\nscopes = [");
+        for i in 0..scopes {
+            s.push_str(&format!("{}\"s:p{i}\"", if i > 0 { ", " } else { "" }));
+        }
+        s.push_str("]\n");
+        for t in 0..tasks {
+            s.push_str(&format!(
+                "[tasks.t{t}]\nneeds = [\"s:p0\"]\ncredentials = [\"broad\"]\nrunners = {{ users = [\"checkpoint\"] }}\n"
+            ));
+        }
+        s
+    };
+    // 5,000 scopes × 4,001 tasks: over the budget, refused at the task where it ran out.
+    let o = lint_text(policy(5_000, 4_001).as_bytes(), &[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("grant more than 20000000 scopes in total"),
+        "{}",
+        stderr(&o)
+    );
+    // 25 scopes: the message names 20 and says how many more; the JSON holds all 24 excess.
+    let o = lint_text(policy(25, 1).as_bytes(), &["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "scope-exceeds-task")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    let message = f["message"].as_str().unwrap();
+    assert!(
+        message.contains("24 scopes") && message.contains("… and 4 more"),
+        "{message}"
+    );
+    assert!(!message.contains("`s:p9`"), "{message}");
+    assert_eq!(f["scopes"].as_array().unwrap().len(), 24);
+}
