@@ -221,8 +221,9 @@ impl fmt::Debug for Form {
     }
 }
 
-/// Shortest form kept: masking "a" would redact every "a".
-const MIN_FORM: usize = 4;
+/// Shortest form kept: masking "a" would redact every "a" (`exec` warns about a secret value
+/// this short).
+pub const MIN_FORM: usize = 4;
 /// Shortest embedded (unaligned) base64/base32 part kept: these are substrings of encodings,
 /// so a shorter one would match unrelated base64 text by accident.
 const MIN_EMBEDDED: usize = 6;
@@ -357,7 +358,19 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
         push!(n, Encoding::Json, MIN_FORM);
     }
     for quotes in HTML_QUOTES {
-        push!(html_escape(value, quotes), Encoding::Html, MIN_FORM);
+        push!(html_escape(value, quotes, None), Encoding::Html, MIN_FORM);
+        // Writers whose output is ASCII (Python's ElementTree and `xmlcharrefreplace`, and
+        // others in hex) write every other character as a numeric reference: `&#233;`,
+        // `&#xe9;`, `&#xE9;` (found by attacking `exec`'s masking, fourteenth pass).
+        if !value.is_ascii() {
+            for refs in [CharRef::Decimal, CharRef::HexLower, CharRef::HexUpper] {
+                push!(
+                    html_escape(value, quotes, Some(refs)),
+                    Encoding::Html,
+                    MIN_FORM
+                );
+            }
+        }
     }
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
@@ -441,17 +454,31 @@ fn json_escape(value: &str, upper: bool, also: impl Fn(char) -> bool) -> String 
     out
 }
 
-/// HTML/XML escaping of `&`, `<`, `>` and, as `quotes` says, `"` and `'`.
-fn html_escape(value: &str, quotes: (Option<&str>, Option<&str>)) -> String {
+/// How an ASCII-only HTML/XML writer writes the other characters.
+#[derive(Clone, Copy)]
+enum CharRef {
+    Decimal,
+    HexLower,
+    HexUpper,
+}
+
+/// HTML/XML escaping of `&`, `<`, `>` and, as `quotes` says, `"` and `'`; with `refs`, every
+/// non-ASCII character as a numeric character reference.
+fn html_escape(value: &str, quotes: (Option<&str>, Option<&str>), refs: Option<CharRef>) -> String {
     let mut out = String::with_capacity(value.len() + 8);
     for c in value.chars() {
-        match (c, quotes) {
-            ('&', _) => out.push_str("&amp;"),
-            ('<', _) => out.push_str("&lt;"),
-            ('>', _) => out.push_str("&gt;"),
-            ('"', (Some(q), _)) => out.push_str(q),
-            ('\'', (_, Some(a))) => out.push_str(a),
-            (c, _) => out.push(c),
+        match (c, quotes, refs) {
+            ('&', _, _) => out.push_str("&amp;"),
+            ('<', _, _) => out.push_str("&lt;"),
+            ('>', _, _) => out.push_str("&gt;"),
+            ('"', (Some(q), _), _) => out.push_str(q),
+            ('\'', (_, Some(a)), _) => out.push_str(a),
+            (c, _, Some(r)) if !c.is_ascii() => out.push_str(&match r {
+                CharRef::Decimal => format!("&#{};", c as u32),
+                CharRef::HexLower => format!("&#x{:x};", c as u32),
+                CharRef::HexUpper => format!("&#x{:X};", c as u32),
+            }),
+            (c, _, _) => out.push(c),
         }
     }
     out
@@ -807,6 +834,10 @@ mod tests {
         for expected in [
             r#"S3cr\/et+Pa\"ss'w<o>&rd \u00e9~x"#,
             "S3cr/et+Pa&quot;ss'w&lt;o&gt;&amp;rd \u{e9}~x",
+            // ElementTree's attribute with its default us-ascii encoding, and hex references.
+            "S3cr/et+Pa&quot;ss'w&lt;o&gt;&amp;rd &#233;~x",
+            "S3cr/et+Pa\"ss'w&lt;o&gt;&amp;rd &#xe9;~x",
+            "S3cr/et+Pa\"ss'w&lt;o&gt;&amp;rd &#xE9;~x",
         ] {
             assert!(
                 forms.iter().any(|f| f == expected),

@@ -460,8 +460,60 @@ pub fn release_free_memory() {
     }
 }
 
-/// Send signal number `sig` (as received from signal-hook) to process `pid`: `exec` forwards
-/// SIGINT, SIGTERM and SIGHUP to its child this way.
+/// A child process to forward signals to, named by a pidfd taken right after it was spawned
+/// (it cannot have been reaped yet): a signal sent through it reaches that process or, once
+/// it has been reaped, nobody (`ESRCH`) — never a later process that got the same pid. On a
+/// kernel without pidfds (before 5.3), the pid, until [`ChildSignals::reaped`] is called.
+pub struct ChildSignals {
+    pidfd: Option<OwnedFd>,
+    pid: u32,
+    reaped: std::sync::atomic::AtomicBool,
+}
+
+impl ChildSignals {
+    /// For the child `pid`, which must not have been waited for yet.
+    pub fn new(pid: u32) -> ChildSignals {
+        let pidfd = rustix::process::Pid::from_raw(pid as i32).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        ChildSignals {
+            pidfd,
+            pid,
+            reaped: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Send `sig` to the child, if it has not been reaped.
+    pub fn send(&self, sig: i32) -> io::Result<()> {
+        let signal = rustix::process::Signal::from_named_raw(sig)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal"))?;
+        match &self.pidfd {
+            Some(fd) => Ok(rustix::process::pidfd_send_signal(fd, signal)?),
+            None if self.reaped.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(io::Error::from_raw_os_error(libc_esrch()))
+            }
+            None => send_signal(self.pid, sig),
+        }
+    }
+
+    /// The child has been waited for: its pid may name another process from now on.
+    pub fn reaped(&self) {
+        self.reaped.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`ChildSignals::reaped`] was called.
+    pub fn is_reaped(&self) -> bool {
+        self.reaped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `ESRCH` (no such process).
+fn libc_esrch() -> i32 {
+    rustix::io::Errno::SRCH.raw_os_error()
+}
+
+/// Send signal number `sig` (as received from signal-hook) to process `pid` (for a child,
+/// [`ChildSignals`] is safer: a pid may have been reused).
 pub fn send_signal(pid: u32, sig: i32) -> io::Result<()> {
     let pid = rustix::process::Pid::from_raw(pid as i32)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;

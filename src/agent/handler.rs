@@ -1492,6 +1492,42 @@ mod tests {
         PeerIdentity::with_groups(3000, 3000, 3, vec![])
     }
 
+    /// A value sent as a ticket that the daemon never issued is whatever the client typed (a
+    /// password pasted into the wrong field): recorded as its HMAC, like an unknown name (found
+    /// by attacking the protocol, fourteenth pass: the refusal named it by the first 8 bytes of
+    /// its plain SHA-256, so whoever reads the log could test guesses offline). An issued
+    /// ticket keeps its short id.
+    #[test]
+    fn an_unknown_ticket_is_audited_as_its_hmac_not_a_plain_hash() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let pasted = "Hunter2-SecretPW!";
+        let v = call(
+            &h,
+            &stranger(),
+            &format!(r#"{{"v":1,"op":"fetch","ticket":"{pasted}"}}"#),
+        );
+        assert_eq!(v["error"]["code"], "not_found", "{v}");
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        let plain = data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(pasted.as_bytes())[..8]);
+        assert!(!log.contains(&plain) && !log.contains(pasted), "{log}");
+        assert!(log.contains("(ticket hmac-sha256:"), "{log}");
+        let t = call(
+            &h,
+            &sched(),
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        let ticket = t["ticket"].as_str().unwrap();
+        let twice = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
+        call(&h, &stranger(), &twice);
+        let v = call(&h, &stranger(), &twice);
+        assert_eq!(v["error"]["code"], "denied", "{v}");
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        let id = data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(ticket.as_bytes())[..8]);
+        assert!(log.contains(&format!("(ticket {id})")), "{log}");
+    }
+
     /// Issue 15.3: a hostile non-runner sending many 60 KB ticket requests grows the log by at
     /// most the bound docs/audit.md states: per uid and second, one full refusal record and
     /// one `denials` record, each under [`MAX_DENIAL_RECORD`] bytes. No refusal goes uncounted.

@@ -284,6 +284,20 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         .fetch(&a.task, a.credential.as_deref())
         .map_err(daemon_err)?;
     print_warnings(&fetched);
+    if !a.no_mask {
+        // Masking "a" would redact every "a": a value this short is not masked.
+        for c in &fetched.credentials {
+            for (k, v) in &c.secrets {
+                if v.expose().len() < crate::secret::MIN_FORM {
+                    eprintln!(
+                        "scopevault: warning: {}.{k} is shorter than {} bytes: it is not masked in the command's output",
+                        c.name,
+                        crate::secret::MIN_FORM
+                    );
+                }
+            }
+        }
+    }
 
     let (program, args) = a
         .command
@@ -300,12 +314,22 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // Two fields can map to one variable (`dup-a`'s `tok-token` and `dup-a-tok`'s `token`, or
+    // `client-id` and `client_id`): one value would silently replace the other.
+    let mut named: std::collections::BTreeMap<String, String> = Default::default();
     for c in &fetched.credentials {
         let mut put = |field: &str, value: &str| -> anyhow::Result<()> {
             match &mut dir {
                 Some(d) => d.put(&c.name, field, value.as_bytes()),
                 None => {
-                    cmd.env(env_name(&c.name, field), value);
+                    let name = env_name(&c.name, field);
+                    if let Some(other) = named.insert(name.clone(), format!("{}.{field}", c.name)) {
+                        anyhow::bail!(
+                            "{name} would hold both {other} and {}.{field}: rename one of them, or use --files (one file per credential and field)",
+                            c.name
+                        );
+                    }
+                    cmd.env(name, value);
                     Ok(())
                 }
             }
@@ -332,9 +356,12 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
-    let pid = child.id();
+    let target = std::sync::Arc::new(crate::sys::ChildSignals::new(child.id()));
 
-    // Forward SIGINT/SIGTERM/SIGHUP to the child; we wait for it to decide what to do.
+    // Forward SIGINT/SIGTERM/SIGHUP to the child; we wait for it to decide what to do. Once it
+    // has been reaped there is nobody to forward to (its pid may name another process by
+    // then: the pidfd never does): a signal then stops the wait for output that a process it
+    // left behind still holds open, and exec goes on to the scrub and exits.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -342,28 +369,56 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     ])
     .context("cannot install signal handlers")?;
     let sig_handle = signals.handle();
-    let forwarder = std::thread::spawn(move || {
-        for sig in signals.forever() {
-            // The child may have exited already: then there is nobody to forward to.
-            let _ = crate::sys::send_signal(pid, sig);
-        }
-    });
+    let (events, waited) = std::sync::mpsc::channel::<bool>();
+    let forwarder = {
+        let target = target.clone();
+        let events = events.clone();
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                if target.is_reaped() {
+                    let _ = events.send(false);
+                } else {
+                    // A child gone meanwhile is not signalled (the pidfd says `ESRCH`).
+                    let _ = target.send(sig);
+                }
+            }
+        })
+    };
 
-    let mut pumps = Vec::new();
+    let mut pumps = 0;
     if masking {
         let out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
         let (m1, m2) = (patterns.clone(), patterns.clone());
-        pumps.push(std::thread::spawn(move || pump(out, std::io::stdout(), m1)));
-        pumps.push(std::thread::spawn(move || pump(err, std::io::stderr(), m2)));
+        for (from, to, m) in [
+            (
+                Box::new(out) as Box<dyn std::io::Read + Send>,
+                Box::new(std::io::stdout()) as Box<dyn Write + Send>,
+                m1,
+            ),
+            (Box::new(err), Box::new(std::io::stderr()), m2),
+        ] {
+            let done = events.clone();
+            std::thread::spawn(move || {
+                pump(from, to, m);
+                let _ = done.send(true);
+            });
+            pumps += 1;
+        }
     }
     let status = child.wait().context("waiting for the command")?;
-    for p in pumps {
-        let _ = p.join();
+    target.reaped();
+    // The pumps end at the end of the child's output; a signal from now on stops the wait.
+    while pumps > 0 {
+        match waited.recv() {
+            Ok(true) => pumps -= 1,
+            Ok(false) | Err(_) => break,
+        }
     }
     drop(dir);
-    // The command's artefacts: scrubbed before exec returns (signals are still forwarded, so
-    // a Ctrl-C here does not kill exec half-way through a file: each file is atomic anyway).
+    // The command's artefacts: scrubbed before exec returns (the signal handlers are still
+    // installed, so a Ctrl-C here does not stop exec half-way through a file; each file is
+    // atomic anyway).
     if !a.artifacts.is_empty() {
         super::exec::scrub_artifacts(
             patterns,

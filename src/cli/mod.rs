@@ -153,9 +153,12 @@ pub(crate) fn exit_code_of(err: &anyhow::Error) -> u8 {
     }
     // Only an untyped I/O error (a write to stdout) gets here: daemon and vault I/O errors
     // are typed above.
+    // A JSON writer's error carries its io error inside (`get --json | head -1`).
     let broken_pipe = err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     });
     if broken_pipe {
         return 0;

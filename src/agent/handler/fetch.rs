@@ -60,7 +60,15 @@ impl Handler {
                             .as_deref()
                             .map(|c| self.recorded_name(v, c, false));
                     }
-                    let suffix = via_ticket.map(|id| format!(" (ticket {id})"));
+                    // A ticket the daemon never issued is whatever the client sent (a password
+                    // pasted into the wrong field included): recorded as its HMAC, like an
+                    // unknown name, never as a plain hash anyone could test guesses against.
+                    let suffix = match &by {
+                        FetchBy::Ticket(t) if matches!(r.why, Refusal::TicketUnknown) => {
+                            Some(format!(" (ticket {})", self.unknown_name(t.expose())))
+                        }
+                        _ => via_ticket.map(|id| format!(" (ticket {id})")),
+                    };
                     self.audit_refusal(Some(peer), Op::Fetch, &r, suffix.as_deref(), queued);
                     Err(r.why.body())
                 }

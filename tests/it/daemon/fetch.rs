@@ -53,6 +53,36 @@ fn sv(d: &Daemon, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `get` into a reader that has gone (`scopevault get --task T --json | head -1`) is the end
+/// of output, exit 0, as the README says (found by attacking the runner's side, fourteenth
+/// pass: the JSON forms exited 2 with "Broken pipe", their writer's error not being an io
+/// error).
+#[test]
+fn get_into_a_closed_pipe_is_the_end_of_output() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    for args in [
+        &["get", "--task", "checkout-flow", "--json"][..],
+        &["get", "--task", "checkout-flow"],
+        &["get", "--task", "checkout-flow", "--field", "password"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = daemon::cmd(&d.dir)
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn a_runner_gets_its_credential_and_the_audit_log_has_an_hmac_not_the_value() {
     let dir = tempdir();
@@ -1327,4 +1357,155 @@ fn a_vault_older_than_the_audit_chain_has_recorded_is_refused() {
         "{err}"
     );
     assert!(d.stop().success());
+}
+
+/// `exec` forwards SIGTERM to its child, and never to a process that took the child's pid
+/// after the child was reaped (found by attacking the runner's side, fourteenth pass: a
+/// child that left a background process holding its output had exited and been reaped while
+/// exec waited for that output; exec kept sending the signals it got to the child's old pid,
+/// and killed an unrelated process of the same user that got it, while exec itself ignored
+/// the SIGTERM). Now signals go through a pidfd, and once the child is gone a signal stops
+/// the wait. The pid is handed to the victim with `ns_last_pid` (root).
+#[test]
+fn exec_never_signals_a_process_that_took_its_reaped_childs_pid() {
+    use std::io::{BufRead, BufReader};
+    if !users::is_root() {
+        skip::skip("handing a pid to another process (ns_last_pid) needs root");
+        return;
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let tmp = dir.path();
+    let script = format!(
+        "echo $$ > {t}/child.pid; (sleep 60; echo late) & echo $! > {t}/gc.pid; echo started; exit 0",
+        t = tmp.display()
+    );
+    let mut exec = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["exec", "--task", "checkout-flow", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(exec.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "started");
+    let read_pid = |f: &str| -> i32 {
+        std::fs::read_to_string(tmp.join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let child = read_pid("child.pid");
+    let grandchild = read_pid("gc.pid");
+    // The child has exited and exec has reaped it.
+    let gone = |pid: i32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    for _ in 0..200 {
+        if gone(child) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(gone(child), "the child {child} did not exit");
+    // A victim with the child's pid.
+    let mut victim = None;
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (child - 1).to_string()).unwrap();
+        let v = Command::new("sleep").arg("300").spawn().unwrap();
+        if v.id() as i32 == child {
+            victim = Some(v);
+            break;
+        }
+        let mut v = v;
+        let _ = v.kill();
+        let _ = v.wait();
+    }
+    let mut victim = victim.unwrap_or_else(|| panic!("pid {child} could not be handed out again"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &exec.id().to_string()])
+        .status();
+    // exec stops waiting for the output the grandchild holds, and exits with the child's code.
+    let mut status = None;
+    for _ in 0..500 {
+        if let Some(s) = exec.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let victim_alive = victim.try_wait().unwrap().is_none();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    let _ = Command::new("kill")
+        .args(["-KILL", &grandchild.to_string()])
+        .status();
+    assert!(
+        victim_alive,
+        "the process that took pid {child} was killed by exec's forwarding"
+    );
+    let status = status.unwrap_or_else(|| {
+        let _ = exec.kill();
+        panic!("exec still ran 10 s after SIGTERM, its child gone")
+    });
+    assert_eq!(status.code(), Some(0), "the child's exit code");
+}
+
+/// Two fields that map to one environment variable (`client-id` and `client_id`, or one
+/// credential's `tok-token` and another's `token` when their names are `dup-a` and
+/// `dup-a-tok`): `exec` refuses, naming both, instead of handing one value and dropping the
+/// other in silence (found by attacking the runner's side, fourteenth pass).
+#[test]
+fn exec_refuses_two_fields_that_would_share_one_variable() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            "client-id=first",
+            "--field",
+            "client_id=second",
+        ],
+        None,
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let out = sv(&d, &["exec", "--task", "checkout-flow", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("SCOPEVAULT_SHOP_BUYER_CLIENT_ID")
+            && err.contains("shop-buyer.client-id")
+            && err.contains("shop-buyer.client_id")
+            && err.contains("--files"),
+        "{err}"
+    );
+    // With --files each field is its own file.
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--files",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "cat \"$SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/client_id\"",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "second",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
