@@ -53,6 +53,9 @@ impl Paint {
 /// scanning tracks it across edits that move lines.
 fn fingerprint(f: &Finding) -> String {
     let mut h = Sha256::new();
+    // A finding with no credential, task or scope (`location-without-tasks`: a location) is
+    // told apart from the others of its rule by its message, which names its subject.
+    let subjectless = f.credential.is_none() && f.task.is_none() && f.scopes.is_empty();
     for part in [
         f.rule.as_str(),
         f.credential.as_deref().unwrap_or(""),
@@ -60,6 +63,10 @@ fn fingerprint(f: &Finding) -> String {
         &f.scopes.join(","),
     ] {
         h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    if subjectless {
+        h.update(f.message.as_bytes());
         h.update([0u8]);
     }
     let d = h.finalize();

@@ -436,7 +436,7 @@ rules! {
         security_severity: None,
         needs_vault: false,
         needs_audit: false,
-        exceptable: true,
+        exceptable: false,
         short: "No task runs at a declared location.",
         full: "Its bundle carries no credentials: the checkpoint runs nothing, which is usually a forgotten `locations` entry or a retired location still declared.",
         help: "List the location in the `locations` of the tasks that run there, or remove [locations.NAME].",

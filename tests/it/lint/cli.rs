@@ -507,3 +507,74 @@ fn many_tasks_listing_a_broad_credential_are_bounded_and_messages_list_twenty_sc
     assert!(!message.contains("`s:p9`"), "{message}");
     assert_eq!(f["scopes"].as_array().unwrap().len(), 24);
 }
+
+/// `location-without-tasks` findings name no credential, task or scope, so one exception
+/// matched every one of them, today's and any later location's (found by attacking the lint's
+/// exceptions, fourteenth pass: an exception "for fra" hid a new `evil-new-site` too, with
+/// `--deny warning` passing). The rule cannot be excepted now (the fix is one line: list the
+/// location or remove it), and the SARIF fingerprints of two such findings differ.
+#[test]
+fn one_exception_cannot_hide_every_location_without_tasks() {
+    let policy = r#"version = 1
+[credentials.buyer]
+kind = "login"
+scopes = ["shop:login"]
+[tasks.checkout]
+needs = ["shop:login"]
+credentials = ["buyer"]
+runners = { users = ["checkpoint"] }
+locations = ["ams"]
+
+[locations.ams]
+recipient = "age125gmrf8vq05hsrzadtlp3ctlp7lra7q2nrkvud85y7yklqyjecwq5fet9e"
+[locations.fra]
+recipient = "age19l3aynywj20m0p8s8vnnhwcmeghc7rd8g4r3z0xmmvgpttc35pgsrdhl5s"
+[locations.evil-new-site]
+recipient = "age1rz9n5au9dx2ghlmg06eeg0h8vsmh3h6rgf2uzhct99hl2k937ggsjppkwg"
+
+[[exceptions]]
+rule = "location-without-tasks"
+reason = "fra is being retired, OPS-9"
+expires = "2099-01-01"
+"#;
+    let o = lint_text(
+        policy.as_bytes(),
+        &["--format", "json", "--deny", "warning"],
+    );
+    assert_code(&o, 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rules: Vec<(&str, bool)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap(),
+                f["excepted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules
+            .iter()
+            .filter(|r| **r == ("location-without-tasks", false))
+            .count(),
+        2,
+        "{rules:?}"
+    );
+    assert!(rules.contains(&("invalid-exception", false)), "{rules:?}");
+    let o = lint_text(policy.as_bytes(), &["--format", "sarif"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let prints: std::collections::BTreeSet<&str> = v["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ruleId"] == "location-without-tasks")
+        .map(|r| {
+            r["partialFingerprints"]["scopevaultFinding/v1"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(prints.len(), 2, "{prints:?}");
+}
