@@ -362,7 +362,13 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // has been reaped there is nobody to forward to (its pid may name another process by
     // then: the pidfd never does): a signal then stops the wait for output that a process it
     // left behind still holds open, and exec goes on to the scrub and exits.
-    let mut signals = signal_hook::iterator::Signals::new([
+    // A signal the kernel sent because of the terminal (Ctrl-C, a hangup) went to the whole
+    // foreground process group, the command included (it shares exec's): forwarding it too
+    // would deliver it twice, and many runners read a second SIGINT as "quit without
+    // cleaning up".
+    let mut signals = signal_hook::iterator::SignalsInfo::<
+        signal_hook::iterator::exfiltrator::WithOrigin,
+    >::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
@@ -374,9 +380,15 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         let target = target.clone();
         let events = events.clone();
         std::thread::spawn(move || {
-            for sig in signals.forever() {
+            for origin in signals.forever() {
+                let sig = origin.signal;
+                let from_terminal =
+                    matches!(origin.cause, signal_hook::low_level::siginfo::Cause::Kernel)
+                        && sig != signal_hook::consts::SIGTERM;
                 if target.is_reaped() {
                     let _ = events.send(false);
+                } else if from_terminal {
+                    // The command got it from the terminal already.
                 } else {
                     // A child gone meanwhile is not signalled (the pidfd says `ESRCH`).
                     let _ = target.send(sig);

@@ -1509,3 +1509,84 @@ fn exec_refuses_two_fields_that_would_share_one_variable() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The driver for [`a_terminal_ctrl_c_reaches_the_command_once`]: runs `exec` on a
+/// pseudo-terminal, and when its command says `ready`, either types one Ctrl-C or sends
+/// SIGINT to `exec` with `kill`; prints what the command counted.
+const CTRL_C_DRIVER: &str = r#"
+import os, pty, select, signal, sys, time
+mode, argv = sys.argv[1], sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+buf = b""
+while b"ready" not in buf:
+    r, _, _ = select.select([fd], [], [], 10)
+    if not r:
+        break
+    buf += os.read(fd, 1024)
+time.sleep(0.3)
+if mode == "tty":
+    os.write(fd, b"\x03")
+else:
+    os.kill(pid, signal.SIGINT)
+while True:
+    try:
+        d = os.read(fd, 1024)
+    except OSError:
+        break
+    if not d:
+        break
+    buf += d
+os.waitpid(pid, 0)
+print(buf.decode(errors="replace").replace("\r", ""))
+"#;
+
+/// The command `exec` runs there: counts its SIGINTs for two seconds.
+const COUNT_SIGINT: &str = r#"
+import signal, sys, time
+n = 0
+def h(s, f):
+    global n
+    n += 1
+signal.signal(signal.SIGINT, h)
+print("ready", flush=True)
+end = time.time() + 2
+while time.time() < end:
+    time.sleep(0.05)
+print("got", n, "SIGINT", flush=True)
+"#;
+
+/// One Ctrl-C typed on `exec`'s terminal reaches the command once: the terminal sends it to
+/// the whole foreground process group, the command included, and `exec` does not forward
+/// it again (found by attacking the runner's side, fourteenth pass: the command got two, and
+/// runners read a second SIGINT as "quit without cleaning up"). A SIGINT sent to `exec` by
+/// another process is still forwarded, once.
+#[test]
+fn a_terminal_ctrl_c_reaches_the_command_once() {
+    if !crate::common::pty::available() {
+        return skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    for mode in ["tty", "kill"] {
+        let out = Command::new("python3")
+            .args(["-c", CTRL_C_DRIVER, mode, env!("CARGO_BIN_EXE_scopevault")])
+            .arg("--socket")
+            .arg(&d.socket)
+            .args([
+                "exec",
+                "--task",
+                "checkout-flow",
+                "--",
+                "python3",
+                "-c",
+                COUNT_SIGINT,
+            ])
+            .env_remove("SCOPEVAULT_SOCKET")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("got 1 SIGINT"), "{mode}: {text}");
+    }
+}
