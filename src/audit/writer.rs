@@ -161,6 +161,7 @@ pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()>
         .mode(0o600)
         .custom_flags(OFlags::NOFOLLOW.bits() as i32)
         .open(&tmp)?;
+    crate::vault::keep_owner(&f, &p)?;
     f.write_all(
         serde_json::to_string(a)
             .map_err(std::io::Error::other)?

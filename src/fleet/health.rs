@@ -93,6 +93,7 @@ pub fn write_record(vault_path: &Path, r: &AppliedRecord) -> std::io::Result<Pat
         .mode(0o644)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&tmp)?;
+    crate::vault::keep_owner(&f, &p)?;
     let mut text = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
     text.push(b'\n');
     f.write_all(&text)?;

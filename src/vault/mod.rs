@@ -28,6 +28,7 @@ pub use model::{
     SECRET_FIELD_NAMES,
 };
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
+pub(crate) use store::keep_owner;
 pub use store::WriteLock;
 
 use format::{Header, Parsed};

@@ -43,9 +43,16 @@ impl WriteLock {
     pub fn acquire(vault: &Path) -> Result<WriteLock, VaultError> {
         let path = lock_path(vault);
         let dir = SafeDir::open(&parent_of(vault), true)?;
+        let existed = path.exists();
         let file = dir
             .open_file(&file_name_of(&path)?, OFlags::RDWR | OFlags::CREATE)
             .map_err(io_err(&path, "cannot open the lock file"))?;
+        if !existed {
+            give_dir_owner(&file, &path).map_err(io_err(
+                &path,
+                "cannot give the lock file the owner of its directory",
+            ))?;
+        }
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -199,6 +206,10 @@ impl SafeDir {
             ))?;
         let result = rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
             .map_err(|e| io_err(&target, "cannot set the mode of the new version of")(e.into()))
+            .and_then(|()| {
+                keep_owner(&file, &target)
+                    .map_err(io_err(&target, "cannot give the new version the owner of"))
+            })
             .and_then(|()| self.fill_and_rename(&file, &tmp, name, &target, bytes));
         if result.is_err() {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), rustix::fs::AtFlags::empty());
@@ -239,6 +250,50 @@ impl SafeDir {
                 }
             }
         }
+    }
+}
+
+/// As root, give `file` (just created, not yet renamed into place) the owner of the file it
+/// will replace at `replaced` — or, for a new file, of the directory it goes in — so that root
+/// running an admin command on a service user's files (`bundle apply` from Ansible, `cred set`
+/// with sudo) does not leave a vault, lock, rollback record or anchor that the daemon's user
+/// can no longer read (found by attacking the fleet's Ansible path, fourteenth pass). Any other
+/// user owns what it writes, and cannot give it away: nothing to do.
+pub(crate) fn keep_owner(file: &impl std::os::fd::AsFd, replaced: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(replaced) {
+        Ok(m) if m.file_type().is_file() => give(file, Some((m.uid(), m.gid()))),
+        _ => give_dir_owner(file, replaced),
+    }
+}
+
+/// As [`keep_owner`], for a file just created at `path` (a lock): the owner of its directory.
+pub(crate) fn give_dir_owner(file: &impl std::os::fd::AsFd, path: &Path) -> io::Result<()> {
+    let owner = path
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .and_then(|d| fs::metadata(d).ok())
+        .map(|m| (m.uid(), m.gid()));
+    give(file, owner)
+}
+
+fn give(file: &impl std::os::fd::AsFd, owner: Option<(u32, u32)>) -> io::Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    match owner {
+        Some((uid, gid)) if uid != 0 => rustix::fs::fchown(
+            file,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )
+        .map_err(io::Error::from),
+        _ => Ok(()),
     }
 }
 
@@ -473,12 +528,18 @@ impl Seen {
     pub fn record(&self, vault_id: &str, generation: u64) -> Result<(), VaultError> {
         let dir_path = self.dir();
         let dir = SafeDir::open(&dir_path, true)?;
+        let lock_path = dir_path.join("generations.lock");
+        let existed = lock_path.exists();
         let lock_file = dir
             .open_file("generations.lock".as_ref(), OFlags::WRONLY | OFlags::CREATE)
             .map_err(io_err(
                 &dir_path,
                 "cannot open the rollback record's lock in",
             ))?;
+        if !existed {
+            give_dir_owner(&lock_file, &lock_path)
+                .map_err(io_err(&lock_path, "cannot give the lock the owner of"))?;
+        }
         lock_file
             .lock()
             .map_err(io_err(&dir_path, "cannot lock the rollback record in"))?;

@@ -1590,3 +1590,75 @@ fn a_terminal_ctrl_c_reaches_the_command_once() {
         assert!(text.contains("got 1 SIGINT"), "{mode}: {text}");
     }
 }
+
+/// Root running an admin command on a service user's vault (`bundle apply` from an Ansible
+/// play, `cred set` with sudo) keeps that user the owner of every file it replaces or adds:
+/// the vault, its lock, the rollback record and its lock. Found by attacking the fleet's
+/// Ansible path (fourteenth pass): the files became root's 0600, the daemon's user could no
+/// longer read its vault (reload refused, restart failed) nor its rollback record.
+#[test]
+fn root_editing_a_service_users_vault_leaves_the_files_that_users() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user("scopevault-t2") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let top = tempdir();
+    let exe = users::shared_binary(top.path());
+    let svc = top.path().join("svc");
+    std::fs::create_dir(&svc).unwrap();
+    let id = setup_vault(&svc);
+    fn chown_all(p: &std::path::Path, uid: u32, gid: u32) {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+        if p.is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                chown_all(&e.unwrap().path(), uid, gid);
+            }
+        }
+    }
+    chown_all(&svc, uid, gid);
+    // The daemon's user never wrote a lock or a rollback record's lock: root makes them now.
+    let _ = std::fs::remove_file(svc.join("vault.scopevault.lock"));
+    let _ = std::fs::remove_file(svc.join("state/scopevault/generations.lock"));
+    ok(
+        &svc,
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("a-value-root-set"),
+    );
+    for f in [
+        "vault.scopevault",
+        "vault.scopevault.lock",
+        "state/scopevault/generations.json",
+        "state/scopevault/generations.lock",
+    ] {
+        let m = std::fs::metadata(svc.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!((m.uid(), m.gid()), (uid, gid), "{f} changed owner");
+    }
+    // And the service user opens its vault.
+    let out = Command::new(&exe)
+        .args(["--identity-file", id.to_str().unwrap(), "cred", "list"])
+        .env_clear()
+        .env("SCOPEVAULT_VAULT", svc.join("vault.scopevault"))
+        .env("SCOPEVAULT_STATE_DIR", svc.join("state/scopevault"))
+        .env("HOME", "/")
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
