@@ -3,8 +3,8 @@
 //! `mlockall`, umask), user/group lookups from `/etc/passwd` and `/etc/group`, terminal echo
 //! for prompts, and handing freed heap memory back to the kernel. The crate's only `unsafe`
 //! code is here, each block commented and audited: two FFI calls rustix does not wrap
-//! (`malloc_trim`, `getsockopt(SO_PEERPIDFD)`) and taking ownership of the descriptor the
-//! latter returns.
+//! (`malloc_trim`, `getsockopt(SO_PEERPIDFD)`), taking ownership of the descriptor the
+//! latter returns, and borrowing an inherited descriptor (`--passphrase-fd`).
 //!
 //! ```
 //! let me = scopevault::sys::current_uid();
@@ -458,6 +458,32 @@ pub fn release_free_memory() {
             let _ = lock_all_memory();
         }
     }
+}
+
+/// The inherited descriptor `fd` (`--passphrase-fd N`) for reading, as itself: a duplicate
+/// shares its open file description, so a file is read from where it stands (reopening
+/// `/dev/fd/N` started over at byte 0, and fd 0 so reopened was read twice: once for the
+/// passphrase, once for a secret), and a socket works. Refused: a descriptor that is not open,
+/// or not open for reading.
+pub fn inherited_for_reading(fd: i32) -> io::Result<std::fs::File> {
+    // Only a descriptor the process has: `borrow_raw` requires it to be open while borrowed,
+    // and nothing closes descriptors in this single-threaded start-up.
+    if fd < 0 || std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "it is not open"));
+    }
+    // SAFETY: `fd` is open (checked above) and stays open while borrowed: it is only used for
+    // the two calls below, and the duplicate is owned separately.
+    #[allow(unsafe_code)]
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mode = rustix::fs::fcntl_getfl(borrowed)? & rustix::fs::OFlags::RWMODE;
+    if mode == rustix::fs::OFlags::WRONLY {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "it is open for writing only",
+        ));
+    }
+    let dup = rustix::io::fcntl_dupfd_cloexec(borrowed, 3)?;
+    Ok(std::fs::File::from(dup))
 }
 
 /// A child process to forward signals to, named by a pidfd taken right after it was spawned

@@ -54,6 +54,35 @@ fn refuse_secret_field(k: &str, kind: Option<crate::policy::CredentialKind>) -> 
     Ok(())
 }
 
+/// Refuse to read both the vault's passphrase and a secret from a stdin that is not a terminal
+/// (`--passphrase-fd 0`, or `--passphrase-file /dev/stdin`, with `--secret` or a
+/// `--secret-file` that is stdin): one of them would get the other's bytes, and the vault's
+/// passphrase was stored as the secret and handed to the task's runners (found by attacking
+/// the admin CLI, fourteenth pass).
+fn refuse_stdin_twice(g: &GlobalArgs, a: &SecretInputArgs) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let Some(stdin) = id(std::path::Path::new("/proc/self/fd/0")) else {
+        return Ok(());
+    };
+    let is_stdin = |p: &std::path::Path| id(p) == Some(stdin);
+    let passphrase = g.unlock.passphrase_fd.is_some_and(|fd| {
+        fd == 0 || is_stdin(std::path::Path::new(&format!("/proc/self/fd/{fd}")))
+    }) || g.unlock.passphrase_file.as_deref().is_some_and(is_stdin);
+    let secret = !a.secrets.is_empty()
+        || a.secret_files
+            .iter()
+            .filter_map(|s| s.split_once('='))
+            .any(|(_, p)| is_stdin(std::path::Path::new(p)));
+    if passphrase && secret {
+        bail!("the vault's passphrase and the secret would both be read from stdin: give the passphrase with --passphrase-file FILE (not stdin) or --identity-file, or the secret with --secret-file KEY=PATH; nothing was read");
+    }
+    Ok(())
+}
+
 /// Read every secret named by --secret / --secret-file. Done before the vault is locked for
 /// writing, so a slow prompt does not hold other writers up.
 fn read_secrets(a: &SecretInputArgs) -> anyhow::Result<BTreeMap<String, SecretString>> {
@@ -113,6 +142,7 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     for o in &a.origins {
         check_origin(o)?;
     }
+    refuse_stdin_twice(g, &a.secrets)?;
     let secrets = read_secrets(&a.secrets)?;
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
@@ -146,6 +176,7 @@ fn check_origin(o: &str) -> anyhow::Result<()> {
 
 fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     let fields = parse_fields(&a.fields, None)?;
+    refuse_stdin_twice(g, &a.secrets)?;
     if a.secrets.secrets.is_empty() && a.secrets.secret_files.is_empty() && fields.is_empty() {
         bail!("nothing to set: give --secret KEY, --secret-file KEY=PATH or --field KEY=VALUE");
     }

@@ -203,13 +203,14 @@ pub(crate) fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
     read_secret(f).with_context(|| format!("in {}", path.display()))
 }
 
-/// Read a secret from an inherited file descriptor, through `/dev/fd/N` (no raw fd handling).
+/// Read a secret from an inherited file descriptor, from where it stands
+/// ([`crate::sys::inherited_for_reading`]).
 pub(crate) fn read_secret_fd(fd: i32) -> anyhow::Result<SecretString> {
     if fd < 0 {
         bail!("--passphrase-fd must be a non-negative file descriptor number");
     }
-    let f = File::open(format!("/dev/fd/{fd}"))
-        .with_context(|| format!("file descriptor {fd} is not open"))?;
+    let f = crate::sys::inherited_for_reading(fd)
+        .with_context(|| format!("file descriptor {fd} cannot be read"))?;
     read_secret(f).with_context(|| format!("in file descriptor {fd}"))
 }
 

@@ -562,10 +562,24 @@ impl Vault {
         };
         let bytes = format::encode(&header, &payload, &self.identity)?;
         store::write_atomic(&self.path, &bytes, lock)?;
-        seen.record(&header.vault_id, header.generation)?;
-        seen.record(&format2_marker(&header.vault_id), 1)?;
+        // The new file is in place: from here the save has happened, whatever fails. Reporting
+        // a failure now made callers undo what they had made for it (`init` and `key add`
+        // removed the identity file of the vault just saved: a vault nobody could open) and
+        // users retry a change that was done (found by attacking the admin CLI with a full
+        // state directory, fourteenth pass). The rollback record catches up at the next save
+        // or open.
+        let recorded = seen
+            .record(&header.vault_id, header.generation)
+            .and_then(|()| seen.record(&format2_marker(&header.vault_id), 1));
         self.header = header;
         self.dirty = false;
+        if let Err(e) = recorded {
+            eprintln!(
+                "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {e}",
+                self.path.display(),
+                self.header.generation
+            );
+        }
         Ok(())
     }
 

@@ -215,8 +215,16 @@ impl SafeDir {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), rustix::fs::AtFlags::empty());
             return result;
         }
-        rustix::fs::fsync(&self.fd)
-            .map_err(|e| io_err(&self.path, "cannot fsync the directory")(e.into()))
+        // Renamed: the new version is what every reader sees now. A failed directory fsync
+        // leaves the rename's durability in doubt, not the replacement: said, not an error
+        // (an error made callers undo what the file they had saved needs).
+        if let Err(e) = rustix::fs::fsync(&self.fd) {
+            eprintln!(
+                "scopevault: warning: {} was replaced, but its directory could not be synced ({e}): a crash now could bring the old version back",
+                target.display()
+            );
+        }
+        Ok(())
     }
 
     /// Write `bytes` to the new temporary file `tmp`, fsync it, rename it over `name`.

@@ -896,6 +896,49 @@ fn regression_identity_out_on_a_full_disk_leaves_no_partial_file() {
     assert!(state(&e, out_s).is_ok());
 }
 
+/// A save whose file is in place but whose rollback record cannot be written (the state
+/// directory full) has happened: the command succeeds with a warning, and `init` keeps the
+/// identity file of the vault it saved. Found by attacking the admin CLI (fourteenth pass):
+/// `init --identity-out` reported failure after the rename and removed the identity file,
+/// leaving a vault nobody could open, and its retry was refused (the vault existed).
+#[test]
+fn a_save_whose_file_is_in_place_succeeds_with_a_full_state_directory() {
+    let e = Env::new();
+    let fs = match Tmpfs::mount(&e.path("state"), "64k") {
+        Ok(fs) => fs,
+        Err(why) => {
+            return skip::skip(&why);
+        }
+    };
+    fs.fill();
+    let id = e.path("id.txt");
+    let id_s = id.to_str().unwrap();
+    let r = run(&e, &["init", "--identity-out", id_s]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    assert!(
+        err.contains("was saved") && err.contains("rollback record was not updated"),
+        "{err}"
+    );
+    assert!(id.exists() && e.vault().exists());
+    // The vault opens with the identity the command wrote once there is room to record it
+    // (an open records the generation it saw, and fails closed when it cannot).
+    fs.free();
+    must(
+        &e,
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "add",
+            "x",
+            "--kind",
+            "generic",
+        ],
+    );
+    assert!(must(&e, &["--identity-file", id_s, "cred", "list"]).contains('x'));
+}
+
 /// Regression: file-system errors printed the OS error twice ("…: No such file or directory
 /// (os error 2): No such file or directory (os error 2)"), once from the message and once
 /// from the error chain.

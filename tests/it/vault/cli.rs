@@ -59,7 +59,10 @@ fn passphrase_file_trailing_newline_is_not_part_of_the_passphrase_and_fd_works()
         format!("{PASS}\n").as_bytes(),
     );
     let err = e.fails(&["cred", "list", "--passphrase-fd", "9"], b"", 2);
-    assert!(err.contains("file descriptor 9 is not open"), "{err}");
+    assert!(
+        err.contains("file descriptor 9 cannot be read: it is not open"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -950,4 +953,76 @@ fn regression_an_unusable_totp_seed_is_refused_when_stored() {
         ],
         b"JBSWY3DPEHPK3PXP",
     );
+}
+
+/// The passphrase from an inherited descriptor is read as that descriptor stands, and never
+/// from the same stdin as a secret. Found by attacking the admin CLI (fourteenth pass):
+/// `--passphrase-fd N` reopened `/dev/fd/N`, so `cred set --passphrase-fd 0 --secret token`
+/// read stdin twice and stored the vault's passphrase as the token (handed to the task's
+/// runners); a file descriptor was read from byte 0 whatever had been read from it, a socket
+/// could not be used, and a descriptor open for writing only was read.
+#[test]
+fn the_passphrase_and_a_secret_never_share_stdin_and_an_fd_is_read_where_it_stands() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let pass = format!("{PASS}\n");
+    for args in [
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--passphrase-fd",
+            "0",
+        ][..],
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            "/dev/stdin",
+        ],
+        &[
+            "cred",
+            "add",
+            "x",
+            "--kind",
+            "token",
+            "--secret",
+            "token",
+            "--passphrase-fd",
+            "0",
+        ],
+    ] {
+        let err = e.fails(args, pass.as_bytes(), 2);
+        assert!(err.contains("both be read from stdin"), "{args:?}: {err}");
+    }
+    assert_eq!(e.vault_bytes(), before, "nothing stored");
+    // A descriptor already read from: the passphrase is on its second line.
+    let f = e.path("two-lines");
+    std::fs::write(&f, format!("not the passphrase\n{PASS}\n")).unwrap();
+    let bin = env!("CARGO_BIN_EXE_scopevault");
+    let run = |script: String| {
+        let out = e.wrapper("bash").args(["-c", &script]).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(format!(
+        "exec 3<'{}'; IFS= read -r _ <&3; '{bin}' --passphrase-fd 3 cred list",
+        f.display()
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    // Open for writing only: refused, not read.
+    let (code, err) = run(format!(
+        "'{bin}' --passphrase-fd 9 cred list 9>>'{}'",
+        e.path("pass").display()
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("file descriptor 9 cannot be read"), "{err}");
 }
