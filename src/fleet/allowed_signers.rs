@@ -90,12 +90,6 @@ fn fields(line: &str) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
-fn unquote(s: &str) -> &str {
-    s.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(s)
-}
-
 /// Whether a field is a key type (so the options field is absent).
 fn is_key_type(s: &str) -> bool {
     s.starts_with("ssh-")
@@ -164,7 +158,29 @@ fn parse_line(line: &str, number: usize) -> Result<Option<Signer>, String> {
             "expected `principals [options] keytype base64-key`: too few fields".to_owned(),
         );
     }
-    let principals: Vec<String> = unquote(f[0]).split(',').map(str::to_owned).collect();
+    // As OpenSSH (sshsig.c): a quoted principals field runs from its opening quote to the
+    // next one, which must end the field. A quote anywhere else is refused: ssh-keygen reads
+    // `"a",b` as no key at all and `a,"b"` as `a` and `b`, where a plain reading took
+    // `"a",b` as the principals `"a"` and `b` (found by attacking the parser, fourteenth pass).
+    let raw = f[0];
+    let inner = match raw.strip_prefix('"') {
+        Some(rest) => match rest.find('"') {
+            Some(end) if end + 1 == rest.len() => &rest[..end],
+            _ => {
+                return Err(
+                    "a quoted principals field must end at its closing quote (\"a,b\" key…)"
+                        .to_owned(),
+                )
+            }
+        },
+        None if raw.contains('"') => {
+            return Err(
+                "a quote inside the principals field: write them as a,b or \"a,b\"".to_owned(),
+            )
+        }
+        None => raw,
+    };
+    let principals: Vec<String> = inner.split(',').map(str::to_owned).collect();
     if principals.iter().any(|p| p.is_empty()) {
         return Err("an empty principal".to_owned());
     }
@@ -443,6 +459,23 @@ mod tests {
         assert_eq!(
             s.valid_before,
             Some(time::macros::datetime!(2027-01-02 03:04:05 UTC))
+        );
+    }
+
+    /// A quote that does not open and close the whole principals field is refused: ssh-keygen
+    /// refuses `"a",b` and `"a b",c` (no key for anyone) and reads `a,"b"` as `a` and `b`,
+    /// where the plain reading accepted them with quotes in the principals (found by
+    /// attacking the parser against ssh-keygen, fourteenth pass). A whole quoted field may
+    /// hold spaces.
+    #[test]
+    fn a_quote_that_does_not_wrap_the_whole_principals_field_is_refused() {
+        for bad in ["\"a\",b", "\"a b\",c", "a,\"b\"", "\"a"] {
+            let err = AllowedSigners::parse(&format!("{bad} {KEY}"), "f").unwrap_err();
+            assert!(err.to_string().contains("f:1:"), "{bad}: {err}");
+        }
+        assert_eq!(
+            one(&format!("\"a b,c\" {KEY}")).principals,
+            vec!["a b", "c"]
         );
     }
 
