@@ -145,8 +145,12 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     refuse_stdin_twice(g, &a.secrets)?;
     let secrets = read_secrets(&a.secrets)?;
     let path = vault_path(g);
+    // Unlock (which may prompt) before taking the writer lock, then read the file again
+    // under it: a slow prompt must not hold every other writer up.
+    let unlocked = open_vault(g)?;
     let lock = WriteLock::acquire(&path)?;
-    let mut vault = open_vault(g)?;
+    let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
+    drop(unlocked);
     let mut cred = Credential::new(a.kind, vault::timestamp());
     cred.scopes = a.scopes.clone();
     cred.origins = a.origins.clone();
@@ -393,8 +397,12 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
 
 fn rm(g: &GlobalArgs, name: &str) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
+    // Unlock (which may prompt) before taking the writer lock, then read the file again
+    // under it: a slow prompt must not hold every other writer up.
+    let unlocked = open_vault(g)?;
     let lock = WriteLock::acquire(&path)?;
-    let mut vault = open_vault(g)?;
+    let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
+    drop(unlocked);
     let users: Vec<String> = vault
         .policy()
         .map(|p| {

@@ -161,6 +161,31 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) {
             Ok(_) => r.ok("identity", format!("{} opens the vault", id.display())),
             Err(e) => r.fail("identity", format!("{}: {e}", id.display())),
         }
+        // It is the vault's key: as private as an SSH key (ssh refuses a 0644 one).
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(id) {
+            let me = crate::sys::current_uid();
+            if m.mode() & 0o077 != 0 {
+                r.warn(
+                    "identity",
+                    format!(
+                        "{} has mode {:04o}: other users can read the vault's key; run `chmod 600 {}`",
+                        id.display(),
+                        m.mode() & 0o7777,
+                        id.display()
+                    ),
+                );
+            } else if m.uid() != me && m.uid() != 0 {
+                r.warn(
+                    "identity",
+                    format!(
+                        "{} belongs to uid {}, another user: whoever owns it holds the vault's key",
+                        id.display(),
+                        m.uid()
+                    ),
+                );
+            }
+        }
     }
     if kinds.contains(&"keyring") {
         match Vault::open(path, &Unlock::Keyring, &OpenOptions::default()) {

@@ -110,8 +110,12 @@ fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // Unlock (which may prompt) before taking the writer lock, then read the file again
+    // under it: a slow prompt must not hold every other writer up.
+    let unlocked = open_vault(g)?;
     let lock = WriteLock::acquire(&path)?;
-    let mut vault = open_vault(g)?;
+    let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
+    drop(unlocked);
     // A duplicate label is refused before the slot is made (a keyring slot stores its key
     // at once).
     if let Some(l) = &a.label {
@@ -151,8 +155,12 @@ fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
 
 fn remove(g: &GlobalArgs, id_or_label: &str) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
+    // Unlock (which may prompt) before taking the writer lock, then read the file again
+    // under it: a slow prompt must not hold every other writer up.
+    let unlocked = open_vault(g)?;
     let lock = WriteLock::acquire(&path)?;
-    let mut vault = open_vault(g)?;
+    let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
+    drop(unlocked);
     let slot = vault.remove_slot(id_or_label)?;
     vault.save(&lock)?;
     if let Err(e) = Vault::forget_keyring_key(&slot) {

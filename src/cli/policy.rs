@@ -35,8 +35,12 @@ fn apply(
 
     // Stage two: the vault, under the writer lock.
     let path = vault_path(g);
+    // Unlock (which may prompt) before taking the writer lock, then read the file again
+    // under it: a slow prompt must not hold every other writer up.
+    let unlocked = open_vault(g)?;
     let lock = WriteLock::acquire(&path)?;
-    let mut vault = open_vault(g)?;
+    let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
+    drop(unlocked);
     let old = vault.policy().cloned();
     let mut changes: Vec<String> = Vec::new();
     let now = vault::timestamp();

@@ -262,6 +262,41 @@ fn doctor_reports_each_check_and_fails_on_failures() {
             .any(|l| l.starts_with("warn") && l.contains("chmod 0600")),
         "{text}"
     );
+    // An identity file others can read: a warning with the chmod (found by attacking the
+    // admin CLI, fourteenth pass: doctor said only that it opens the vault).
+    let id = e.path("id.txt");
+    e.ok(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            id.to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    std::fs::set_permissions(&id, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = e.run(
+        &[
+            "doctor",
+            "--socket",
+            &sock,
+            "--audit",
+            &audit,
+            "--identity-file",
+            id.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.lines().any(|l| l.starts_with("warn")
+            && l.contains("identity")
+            && l.contains("mode 0644")
+            && l.contains("chmod 600")),
+        "{text}"
+    );
     // A broken audit chain fails.
     std::fs::write(&audit, "{\"seq\":1}\nnot a record\n").unwrap();
     let out = doctor();

@@ -1026,3 +1026,60 @@ fn the_passphrase_and_a_secret_never_share_stdin_and_an_fd_is_read_where_it_stan
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("file descriptor 9 cannot be read"), "{err}");
 }
+
+/// A writer waiting for its passphrase does not hold other writers up: `cred add`, `key add`,
+/// `key remove`, `cred rm` and `policy apply` took the vault's writer lock before they
+/// prompted, so a second writer failed with "another scopevault command is writing this
+/// vault" after 30 s while the first one sat at its prompt (found by attacking the admin CLI,
+/// fourteenth pass; `cred set` already unlocked first). Here the first writer's passphrase
+/// comes from a FIFO nobody writes to yet.
+#[test]
+fn a_writer_waiting_for_its_passphrase_holds_no_lock() {
+    let e = Env::new();
+    e.init_with_cred();
+    let fifo = e.path("slow-pass");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut slow = e
+        .cmd()
+        .args([
+            "cred",
+            "add",
+            "slow",
+            "--kind",
+            "generic",
+            "--passphrase-file",
+        ])
+        .arg(&fifo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The other writer gets the lock at once (it would have waited 30 s and failed).
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "quick",
+            "--kind",
+            "generic",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    std::fs::write(&fifo, format!("{PASS}\n")).unwrap();
+    let out = slow.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = e.ok(&["cred", "list", "--passphrase-file", &e.pf()], b"");
+    assert!(names.contains("slow") && names.contains("quick"), "{names}");
+}
