@@ -1043,7 +1043,7 @@ fn a_writer_waiting_for_its_passphrase_holds_no_lock() {
         .status()
         .unwrap();
     assert!(made.success());
-    let mut slow = e
+    let slow = e
         .cmd()
         .args([
             "cred",
