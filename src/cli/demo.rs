@@ -103,12 +103,59 @@ fn indent(text: &str) {
     }
 }
 
+/// The demo's daemon, for the signal handler of [`run`] (0: none running).
+static DAEMON_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Set by that handler: the demo's own steps stop reporting (their daemon is going away).
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ctrl-C, SIGTERM or a hangup in the middle of the demo: stop its daemon and remove its
+/// directory, then exit 128+N, as the demo promises to leave nothing behind (found by
+/// attacking the first day, fourteenth pass: an interrupted demo left its passphrase, vault
+/// and audit log in /tmp, and a daemon running with no parent).
+fn clean_up_on_signals(dir: std::path::PathBuf) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot install signal handlers")?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            let pid = DAEMON_PID.load(std::sync::atomic::Ordering::SeqCst);
+            if pid != 0 {
+                let _ = crate::sys::send_signal(pid, SIGTERM);
+                // Until it has exited (a zombie, our child) or 3 s have passed.
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < deadline
+                    && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                        !st.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('Z')
+                    })
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = crate::sys::send_signal(pid, signal_hook::consts::SIGKILL);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            eprintln!(
+                "\ninterrupted: the demo's daemon is stopped and {} removed",
+                dir.display()
+            );
+            std::process::exit(128 + sig);
+        }
+    });
+    Ok(())
+}
+
 /// The daemon child: SIGTERM on drop if the demo fails half-way, so nothing is left running.
 struct DaemonChild(Option<Child>);
 
 impl DaemonChild {
     fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = self.0.take().context("the daemon is not running")?;
+        // Reaped below: its pid may name another process afterwards.
+        DAEMON_PID.store(0, std::sync::atomic::Ordering::SeqCst);
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -130,6 +177,7 @@ impl DaemonChild {
 impl Drop for DaemonChild {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
+            DAEMON_PID.store(0, std::sync::atomic::Ordering::SeqCst);
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -143,6 +191,7 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .context("cannot create a temporary directory")?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700))?;
     let dir = tmp.path().to_owned();
+    clean_up_on_signals(dir.clone())?;
     let mut d = Demo {
         exe: std::env::current_exe().context("cannot find this program's path")?,
         dir: dir.clone(),
@@ -155,6 +204,11 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     );
 
     let result = steps(&mut d);
+    // Interrupted: the handler stops the daemon, removes the directory and exits 128+N; a
+    // step that failed because of it must not exit first.
+    while INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Remove the directory whatever happened; a failure is still reported.
     let removed = tmp.close();
     result?;
@@ -272,6 +326,7 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
         .stderr(log)
         .spawn()
         .context("cannot start the daemon")?;
+    DAEMON_PID.store(child.id(), std::sync::atomic::Ordering::SeqCst);
     let mut daemon = DaemonChild(Some(child));
     let health = wait_ready(&socket, &mut daemon)?;
     println!(

@@ -99,3 +99,60 @@ fn the_demo_runs_end_to_end_masks_warns_audits_and_cleans_up() {
         "the demo changed the system locations"
     );
 }
+
+/// An interrupted demo leaves nothing behind either: SIGTERM (or Ctrl-C) once its daemon is
+/// up stops that daemon and removes the directory, exit 128+N (found by attacking the first
+/// day, fourteenth pass: the passphrase, vault and audit log stayed in /tmp, and a daemon ran
+/// on with no parent).
+#[test]
+fn an_interrupted_demo_stops_its_daemon_and_removes_its_directory() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_scopevault"))
+        .arg("demo")
+        .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+        .env("TMPDIR", tmp.path())
+        .env("HOME", home.path())
+        .env_remove("SCOPEVAULT_SOCKET")
+        .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("SCOPEVAULT_AUDIT")
+        .env_remove("SCOPEVAULT_STATE_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut daemon = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("daemon up (pid ").nth(1) {
+            daemon = rest.split(')').next().and_then(|p| p.parse::<u32>().ok());
+            break;
+        }
+    }
+    let daemon = daemon.expect("the demo started its daemon");
+    let _ = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status();
+    let status = demo.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // The daemon is gone (or a zombie waiting for a reaper that is not ours).
+    let running = std::fs::read_to_string(format!("/proc/{daemon}/stat")).is_ok_and(|st| {
+        !st.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    });
+    assert!(!running, "the demo's daemon {daemon} still runs");
+}
