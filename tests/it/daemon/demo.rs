@@ -35,6 +35,25 @@ fn system_state() -> Vec<(String, u64, Option<std::time::SystemTime>)> {
     out
 }
 
+/// `scopevault demo` with its temporary directory under `tmp`, `home` as HOME and none of the
+/// caller's scopevault settings; cheap argon2 parameters for the test run only (the demo
+/// itself uses the defaults).
+fn demo(tmp: &Path, home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scopevault"));
+    c.arg("demo")
+        .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+        .env("TMPDIR", tmp)
+        .env("HOME", home)
+        .env_remove("SCOPEVAULT_SOCKET")
+        .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("SCOPEVAULT_AUDIT")
+        .env_remove("SCOPEVAULT_STATE_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_RUNTIME_DIR");
+    c
+}
+
 #[test]
 fn the_demo_runs_end_to_end_masks_warns_audits_and_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
@@ -42,21 +61,7 @@ fn the_demo_runs_end_to_end_masks_warns_audits_and_cleans_up() {
     // Issue 14, item 10: as root too (CI), the demo must not touch the system locations.
     let before = system_state();
     let started = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_scopevault"))
-        .arg("demo")
-        // Cheap argon2 parameters for the test run only (the demo itself uses the defaults).
-        .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
-        .env("TMPDIR", tmp.path())
-        .env("HOME", home.path())
-        .env_remove("SCOPEVAULT_SOCKET")
-        .env_remove("SCOPEVAULT_VAULT")
-        .env_remove("SCOPEVAULT_AUDIT")
-        .env_remove("SCOPEVAULT_STATE_DIR")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_RUNTIME_DIR")
-        .output()
-        .unwrap();
+    let out = demo(tmp.path(), home.path()).output().unwrap();
     let whole_demo_ms = started.elapsed().as_millis();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -109,18 +114,7 @@ fn an_interrupted_demo_stops_its_daemon_and_removes_its_directory() {
     use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_scopevault"))
-        .arg("demo")
-        .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
-        .env("TMPDIR", tmp.path())
-        .env("HOME", home.path())
-        .env_remove("SCOPEVAULT_SOCKET")
-        .env_remove("SCOPEVAULT_VAULT")
-        .env_remove("SCOPEVAULT_AUDIT")
-        .env_remove("SCOPEVAULT_STATE_DIR")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_RUNTIME_DIR")
+    let mut demo = demo(tmp.path(), home.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
