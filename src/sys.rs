@@ -515,9 +515,7 @@ impl ChildSignals {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal"))?;
         match &self.pidfd {
             Some(fd) => Ok(rustix::process::pidfd_send_signal(fd, signal)?),
-            None if self.reaped.load(std::sync::atomic::Ordering::SeqCst) => {
-                Err(io::Error::from_raw_os_error(libc_esrch()))
-            }
+            None if self.is_reaped() => Err(rustix::io::Errno::SRCH.into()),
             None => send_signal(self.pid, sig),
         }
     }
@@ -527,15 +525,15 @@ impl ChildSignals {
         self.reaped.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// The child's pid (to read its `/proc` entry; never to signal it).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Whether [`ChildSignals::reaped`] was called.
     pub fn is_reaped(&self) -> bool {
         self.reaped.load(std::sync::atomic::Ordering::SeqCst)
     }
-}
-
-/// `ESRCH` (no such process).
-fn libc_esrch() -> i32 {
-    rustix::io::Errno::SRCH.raw_os_error()
 }
 
 /// Send signal number `sig` (as received from signal-hook) to process `pid` (for a child,

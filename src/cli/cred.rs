@@ -171,7 +171,7 @@ fn check_origin(o: &str) -> anyhow::Result<()> {
         && o.len() <= 2048
         && !o
             .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || vault::is_bidi_control(c));
+            .any(|c| c.is_whitespace() || crate::text::needs_escape(c));
     if !ok {
         bail!("--origin must be an http(s) URL such as https://shop.example.com");
     }

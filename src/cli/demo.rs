@@ -103,8 +103,14 @@ fn indent(text: &str) {
     }
 }
 
-/// The demo's daemon, for the signal handler of [`run`] (0: none running).
-static DAEMON_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// The demo's daemon, for the signal handler of [`run`]: signalled through its pidfd, so a
+/// signal never reaches another process that got its pid after it was reaped.
+static DAEMON: std::sync::Mutex<Option<std::sync::Arc<crate::sys::ChildSignals>>> =
+    std::sync::Mutex::new(None);
+
+fn daemon_signals() -> Option<std::sync::Arc<crate::sys::ChildSignals>> {
+    DAEMON.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 /// Set by that handler: the demo's own steps stop reporting (their daemon is going away).
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -119,9 +125,9 @@ fn clean_up_on_signals(dir: std::path::PathBuf) -> anyhow::Result<()> {
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-            let pid = DAEMON_PID.load(std::sync::atomic::Ordering::SeqCst);
-            if pid != 0 {
-                let _ = crate::sys::send_signal(pid, SIGTERM);
+            if let Some(daemon) = daemon_signals() {
+                let pid = daemon.pid();
+                let _ = daemon.send(SIGTERM);
                 // Until it has exited (a zombie, our child) or 3 s have passed.
                 let deadline = Instant::now() + Duration::from_secs(3);
                 while Instant::now() < deadline
@@ -135,7 +141,7 @@ fn clean_up_on_signals(dir: std::path::PathBuf) -> anyhow::Result<()> {
                 {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                let _ = crate::sys::send_signal(pid, signal_hook::consts::SIGKILL);
+                let _ = daemon.send(signal_hook::consts::SIGKILL);
             }
             let _ = std::fs::remove_dir_all(&dir);
             eprintln!(
@@ -154,8 +160,10 @@ struct DaemonChild(Option<Child>);
 impl DaemonChild {
     fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = self.0.take().context("the daemon is not running")?;
-        // Reaped below: its pid may name another process afterwards.
-        DAEMON_PID.store(0, std::sync::atomic::Ordering::SeqCst);
+        // Reaped below (for a kernel without pidfds, which signals by pid).
+        if let Some(d) = daemon_signals() {
+            d.reaped();
+        }
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -177,7 +185,9 @@ impl DaemonChild {
 impl Drop for DaemonChild {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
-            DAEMON_PID.store(0, std::sync::atomic::Ordering::SeqCst);
+            if let Some(d) = daemon_signals() {
+                d.reaped();
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -326,7 +336,9 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
         .stderr(log)
         .spawn()
         .context("cannot start the daemon")?;
-    DAEMON_PID.store(child.id(), std::sync::atomic::Ordering::SeqCst);
+    *DAEMON.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(
+        crate::sys::ChildSignals::new(child.id()),
+    ));
     let mut daemon = DaemonChild(Some(child));
     let health = wait_ready(&socket, &mut daemon)?;
     println!(

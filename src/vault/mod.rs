@@ -23,9 +23,8 @@ use zeroize::Zeroizing;
 pub use crate::paths::state_dir;
 pub use keyring::KeyringStore;
 pub use model::{
-    is_bidi_control, is_secret_field_name, validate_field_key, validate_field_value, validate_name,
-    AppliedBundle, Credential, CredentialSource, FieldMap, FleetState, MAX_FIELD_LEN,
-    SECRET_FIELD_NAMES,
+    is_secret_field_name, validate_field_key, validate_field_value, validate_name, AppliedBundle,
+    Credential, CredentialSource, FieldMap, FleetState, MAX_FIELD_LEN, SECRET_FIELD_NAMES,
 };
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
 pub(crate) use store::keep_owner;

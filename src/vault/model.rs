@@ -208,10 +208,7 @@ pub fn is_secret_field_name(key: &str, kind: Option<crate::policy::CredentialKin
 pub fn validate_field_value(key: &str, value: &str) -> Result<(), VaultError> {
     let why = if value.len() > MAX_FIELD_LEN {
         format!("the value of plain field `{key}` is longer than {MAX_FIELD_LEN} bytes")
-    } else if let Some(c) = value
-        .chars()
-        .find(|c| c.is_control() || is_bidi_control(*c))
-    {
+    } else if let Some(c) = value.chars().find(|c| crate::text::needs_escape(*c)) {
         format!(
             "the value of plain field `{key}` holds the control character {}; plain fields are printed, and take text only",
             c.escape_unicode()
@@ -221,8 +218,6 @@ pub fn validate_field_value(key: &str, value: &str) -> Result<(), VaultError> {
     };
     Err(VaultError::Usage(why))
 }
-
-pub use crate::text::is_bidi_control;
 
 /// Check a field key (plain or secret): 1–64 bytes of lowercase letters, digits, `_`, `-`, `.`.
 pub fn validate_field_key(key: &str) -> Result<(), VaultError> {

@@ -43,16 +43,9 @@ impl WriteLock {
     pub fn acquire(vault: &Path) -> Result<WriteLock, VaultError> {
         let path = lock_path(vault);
         let dir = SafeDir::open(&parent_of(vault), true)?;
-        let existed = path.exists();
         let file = dir
-            .open_file(&file_name_of(&path)?, OFlags::RDWR | OFlags::CREATE)
+            .open_lock(&file_name_of(&path)?, OFlags::RDWR)
             .map_err(io_err(&path, "cannot open the lock file"))?;
-        if !existed {
-            give_dir_owner(&file, &path).map_err(io_err(
-                &path,
-                "cannot give the lock file the owner of its directory",
-            ))?;
-        }
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -158,6 +151,19 @@ impl SafeDir {
             Mode::from_raw_mode(0o600),
         )?;
         Ok(File::from(fd))
+    }
+
+    /// Open the lock file `name` with `flags`, creating it (0600) if it is missing; one this
+    /// call creates gets the directory's owner ([`give_dir_owner`]).
+    pub fn open_lock(&self, name: &std::ffi::OsStr, flags: OFlags) -> io::Result<File> {
+        match self.open_file(name, flags | OFlags::CREATE | OFlags::EXCL) {
+            Ok(file) => {
+                give_dir_owner(&file, &self.path.join(name))?;
+                Ok(file)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.open_file(name, flags),
+            Err(e) => Err(e),
+        }
     }
 
     /// Read `name` (`O_NOFOLLOW`); `Ok(None)` if it does not exist.
@@ -268,6 +274,9 @@ impl SafeDir {
 /// can no longer read (found by attacking the fleet's Ansible path, fourteenth pass). Any other
 /// user owns what it writes, and cannot give it away: nothing to do.
 pub(crate) fn keep_owner(file: &impl std::os::fd::AsFd, replaced: &Path) -> io::Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
     match fs::symlink_metadata(replaced) {
         Ok(m) if m.file_type().is_file() => give(file, Some((m.uid(), m.gid()))),
         _ => give_dir_owner(file, replaced),
@@ -276,6 +285,9 @@ pub(crate) fn keep_owner(file: &impl std::os::fd::AsFd, replaced: &Path) -> io::
 
 /// As [`keep_owner`], for a file just created at `path` (a lock): the owner of its directory.
 pub(crate) fn give_dir_owner(file: &impl std::os::fd::AsFd, path: &Path) -> io::Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
     let owner = path
         .parent()
         .map(|d| {
@@ -290,10 +302,8 @@ pub(crate) fn give_dir_owner(file: &impl std::os::fd::AsFd, path: &Path) -> io::
     give(file, owner)
 }
 
+/// `fchown` to `owner` unless it is root's (the callers checked that we are root).
 fn give(file: &impl std::os::fd::AsFd, owner: Option<(u32, u32)>) -> io::Result<()> {
-    if !rustix::process::geteuid().is_root() {
-        return Ok(());
-    }
     match owner {
         Some((uid, gid)) if uid != 0 => rustix::fs::fchown(
             file,
@@ -536,18 +546,12 @@ impl Seen {
     pub fn record(&self, vault_id: &str, generation: u64) -> Result<(), VaultError> {
         let dir_path = self.dir();
         let dir = SafeDir::open(&dir_path, true)?;
-        let lock_path = dir_path.join("generations.lock");
-        let existed = lock_path.exists();
         let lock_file = dir
-            .open_file("generations.lock".as_ref(), OFlags::WRONLY | OFlags::CREATE)
+            .open_lock("generations.lock".as_ref(), OFlags::WRONLY)
             .map_err(io_err(
                 &dir_path,
                 "cannot open the rollback record's lock in",
             ))?;
-        if !existed {
-            give_dir_owner(&lock_file, &lock_path)
-                .map_err(io_err(&lock_path, "cannot give the lock the owner of"))?;
-        }
         lock_file
             .lock()
             .map_err(io_err(&dir_path, "cannot lock the rollback record in"))?;
