@@ -327,7 +327,25 @@ impl Vault {
             return Err(VaultError::NeedsMigration);
         }
         let identity = unwrap_identity(&parsed.header, unlock)?;
-        Vault::finish_open(path, &parsed, identity, opts, None)
+        match Vault::finish_open(path, &parsed, identity.clone(), opts, None) {
+            // A writer may have saved between our read of the file and our read of the
+            // rollback record (commands unlock before they take the writer lock, so that a
+            // prompt holds no lock): a save renames its file before it records the
+            // generation, so a file read now is at least what the record says. Read it once
+            // more, with the key already unwrapped; a real rollback is still one.
+            Err(rollback @ VaultError::Rollback { .. }) => {
+                let again = store::read_file(path)?;
+                let reparsed = Parsed::parse(&again)?;
+                if reparsed.version != format::VERSION
+                    || reparsed.header.vault_id != parsed.header.vault_id
+                    || reparsed.header.generation <= parsed.header.generation
+                {
+                    return Err(rollback);
+                }
+                Vault::finish_open(path, &reparsed, identity, opts, None)
+            }
+            other => other,
+        }
     }
 
     /// Open a format-version-1 vault for `scopevault key migrate` and turn it into a version-2
