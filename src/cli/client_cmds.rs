@@ -8,6 +8,7 @@ use anyhow::Context;
 use zeroize::Zeroizing;
 
 use super::args::{ExecArgs, GetArgs, GlobalArgs, TotpArgs};
+use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND};
 use crate::agent::server::default_socket_path;
 use crate::client::{Client, ClientError};
 use crate::protocol::{AdminStatus, Fetched, FetchedCredential};
@@ -280,6 +281,19 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     use std::process::{Command, Stdio};
     // Before any secret is in memory: no core file, no /proc/PID/mem for other processes.
     super::exec::harden();
+    let (program, args) = a
+        .command
+        .split_first()
+        .context("give the command to run after `--`")?;
+    if !super::exec::command_found(program) {
+        return Err(anyhow::Error::new(super::Exit {
+            code: EXIT_NOT_FOUND,
+            message: format!(
+                "cannot run {}: no such command (nothing was fetched)",
+                crate::text::escape_for_terminal(&program.to_string_lossy())
+            ),
+        }));
+    }
     let fetched = connect(g)?
         .fetch(&a.task, a.credential.as_deref())
         .map_err(daemon_err)?;
@@ -299,10 +313,6 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let (program, args) = a
-        .command
-        .split_first()
-        .context("give the command to run after `--`")?;
     let mut cmd = Command::new(program);
     cmd.args(args).env("SCOPEVAULT_TASK", &fetched.task);
     // Removed (with its files) when this drops, after the child has exited; a directory left
@@ -353,9 +363,22 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     if masking {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run {}", program.to_string_lossy()))?;
+    // As env(1), timeout(1) and the shells do: 127 when the command is not found, 126 when
+    // it was found and cannot be run, so that a runner tells "not installed" from a failed check.
+    let mut child = cmd.spawn().map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            EXIT_NOT_FOUND
+        } else {
+            EXIT_CANNOT_RUN
+        };
+        anyhow::Error::new(super::Exit {
+            code,
+            message: format!(
+                "cannot run {}: {e}",
+                crate::text::escape_for_terminal(&program.to_string_lossy())
+            ),
+        })
+    })?;
     let target = std::sync::Arc::new(crate::sys::ChildSignals::new(child.id()));
 
     // Forward SIGINT/SIGTERM/SIGHUP to the child; we wait for it to decide what to do. Once it

@@ -36,6 +36,26 @@ pub(crate) fn harden() {
 
 /// Every secret value of a hand-out as a masking/scrubbing target, labelled `CRED.FIELD`; a
 /// login's password carries its username (for HTTP Basic's `base64(user:password)`).
+/// Whether `program` names something that could run: a path that exists, or a name found as
+/// an executable file on `PATH` (as `execvp` searches it). Checked before the fetch, so that a
+/// command that is not there costs no hand-out in the audit log; the spawn decides the rest.
+pub(crate) fn command_found(program: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let path = Path::new(program);
+    if program.as_bytes().contains(&b'/') {
+        return path.exists();
+    }
+    let Some(search) = std::env::var_os("PATH") else {
+        // The spawn's own default search decides.
+        return true;
+    };
+    std::env::split_paths(&search).any(|dir| {
+        std::fs::metadata(dir.join(path))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
 pub(crate) fn targets(fetched: &Fetched) -> Vec<Target> {
     let mut out = Vec::new();
     for c in &fetched.credentials {

@@ -35,6 +35,10 @@ pub const EXIT_UNLOCK: u8 = 3;
 pub const EXIT_REFUSED: u8 = 4;
 /// Exit code: the daemon refused the request or is not running.
 pub const EXIT_DAEMON: u8 = 5;
+/// Exit code of `exec`: the command was found but cannot be run (as env(1) and the shells).
+pub const EXIT_CANNOT_RUN: u8 = 126;
+/// Exit code of `exec`: the command was not found (as env(1) and the shells).
+pub const EXIT_NOT_FOUND: u8 = 127;
 
 /// An error that carries the exit code the binary should return.
 #[derive(Debug, thiserror::Error)]

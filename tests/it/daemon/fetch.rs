@@ -727,6 +727,33 @@ fn exec_passes_env_vars_masks_output_and_returns_the_exit_code() {
     );
 }
 
+/// As env(1) and the shells: 127 for a command that is not there, 126 for one that cannot
+/// run. A command that is not there is found out before the fetch, so it costs no hand-out.
+#[test]
+fn exec_exits_127_for_a_missing_command_before_fetching_and_126_for_one_that_cannot_run() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetches = |log: &str| log.lines().filter(|l| l.contains("\"op\":\"fetch\"")).count();
+    let before = fetches(&d.audit_text());
+    for missing in ["scopevault-no-such-command", "/nonexistent/bin/check"] {
+        let out = sv(&d, &["exec", "--task", "checkout-flow", "--", missing]);
+        assert_eq!(out.status.code(), Some(127), "{missing}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("no such command"), "{stderr}");
+        assert!(stderr.contains("nothing was fetched"), "{stderr}");
+    }
+    assert_eq!(fetches(&d.audit_text()), before, "no hand-out for a missing command");
+    // Found, not executable: the fetch happened, the spawn fails with 126.
+    let script = dir.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let out = sv(
+        &d,
+        &["exec", "--task", "checkout-flow", "--", script.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
+}
+
 #[test]
 fn exec_files_are_private_and_removed_afterwards() {
     let dir = tempdir();
