@@ -308,10 +308,11 @@ pub struct CredAddArgs {
     /// A scope the credential grants in the target system (repeatable).
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
-    /// An origin the credential is for, e.g. https://shop.example.com (repeatable).
+    /// An origin the credential is for, scheme://host[:port], e.g. https://shop.example.com
+    /// (repeatable; stored lowercase, as the policy writes origins; a URL with a path is refused).
     // A help text shown by clap as written (`<...>` would show in `--help`).
     #[allow(rustdoc::bare_urls)]
-    #[arg(long = "origin", value_name = "URL")]
+    #[arg(long = "origin", value_name = "ORIGIN")]
     pub origins: Vec<String>,
     /// A plain (non-secret) field, e.g. username=monitor (repeatable).
     #[arg(long = "field", value_name = "KEY=VALUE")]

@@ -139,9 +139,11 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     for s in &a.scopes {
         crate::policy::Scope::parse(s).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
     }
-    for o in &a.origins {
-        check_origin(o)?;
-    }
+    let origins = a
+        .origins
+        .iter()
+        .map(|o| check_origin(o))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     refuse_stdin_twice(g, &a.secrets)?;
     let secrets = read_secrets(&a.secrets)?;
     let path = vault_path(g);
@@ -153,7 +155,7 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     drop(unlocked);
     let mut cred = Credential::new(a.kind, vault::timestamp());
     cred.scopes = a.scopes.clone();
-    cred.origins = a.origins.clone();
+    cred.origins = origins;
     cred.fields = fields.into_iter().collect();
     cred.secrets = secrets.into_iter().collect();
     let n = cred.secrets.len();
@@ -166,16 +168,21 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_origin(o: &str) -> anyhow::Result<()> {
-    let ok = (o.starts_with("https://") || o.starts_with("http://"))
-        && o.len() <= 2048
-        && !o
-            .chars()
-            .any(|c| c.is_whitespace() || crate::text::needs_escape(c));
-    if !ok {
-        bail!("--origin must be an http(s) URL such as https://shop.example.com");
+/// An `--origin` as the policy writes origins (`scheme://host[:port]`, lowercase, no trailing
+/// `/`), the rule `import` and the policy use. A URL with a user, path, query or fragment is
+/// refused with the origin it names: those parts may hold a token, and `cred show` prints
+/// origins.
+fn check_origin(o: &str) -> anyhow::Result<String> {
+    let http = |s: &str| s.starts_with("https://") || s.starts_with("http://");
+    match crate::policy::normalise_origin(o) {
+        Some(n) if http(&n) => Ok(n),
+        _ => match super::import::origin_of_url(o) {
+            Some(n) if o.len() <= 2048 => bail!(
+                "--origin takes an origin only: give --origin {n} (a URL's user, path, query and fragment are not stored)"
+            ),
+            _ => bail!("--origin must be an http(s) origin such as https://shop.example.com"),
+        },
     }
-    Ok(())
 }
 
 fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
@@ -422,4 +429,32 @@ fn rm(g: &GlobalArgs, name: &str) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_origin;
+
+    #[test]
+    fn an_origin_is_stored_as_the_policy_writes_it_and_a_url_with_more_is_refused_naming_its_origin(
+    ) {
+        assert_eq!(
+            check_origin("HTTPS://Shop.example.com:8443/").unwrap(),
+            "https://shop.example.com:8443"
+        );
+        let e = check_origin("https://user:Tok-canary@shop.example.com/login?token=Tok-canary")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--origin https://shop.example.com "), "{e}");
+        assert!(!e.contains("canary"), "{e}");
+        for bad in [
+            "shop.example.com",
+            "ftp://shop.example.com",
+            "https://evil\u{202e}moc.example",
+            "https://",
+        ] {
+            let e = check_origin(bad).unwrap_err().to_string();
+            assert!(e.contains("must be an http(s) origin"), "{bad}: {e}");
+        }
+    }
 }

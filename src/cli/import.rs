@@ -457,7 +457,7 @@ mod tests {
 /// (`https://user:pw@host/`), the path, query and fragment (which may hold a token) are never
 /// stored, and a host that is not plain ASCII (a bidirectional override that would show
 /// another name) gives no origin.
-fn origin_of_url(url: &str) -> Option<String> {
+pub(crate) fn origin_of_url(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")) {
         return None;

@@ -733,7 +733,11 @@ fn exec_passes_env_vars_masks_output_and_returns_the_exit_code() {
 fn exec_exits_127_for_a_missing_command_before_fetching_and_126_for_one_that_cannot_run() {
     let dir = tempdir();
     let d = start(dir.path());
-    let fetches = |log: &str| log.lines().filter(|l| l.contains("\"op\":\"fetch\"")).count();
+    let fetches = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("\"op\":\"fetch\""))
+            .count()
+    };
     let before = fetches(&d.audit_text());
     for missing in ["scopevault-no-such-command", "/nonexistent/bin/check"] {
         let out = sv(&d, &["exec", "--task", "checkout-flow", "--", missing]);
@@ -742,13 +746,23 @@ fn exec_exits_127_for_a_missing_command_before_fetching_and_126_for_one_that_can
         assert!(stderr.contains("no such command"), "{stderr}");
         assert!(stderr.contains("nothing was fetched"), "{stderr}");
     }
-    assert_eq!(fetches(&d.audit_text()), before, "no hand-out for a missing command");
+    assert_eq!(
+        fetches(&d.audit_text()),
+        before,
+        "no hand-out for a missing command"
+    );
     // Found, not executable: the fetch happened, the spawn fails with 126.
     let script = dir.path().join("not-executable.sh");
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
     let out = sv(
         &d,
-        &["exec", "--task", "checkout-flow", "--", script.to_str().unwrap()],
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--",
+            script.to_str().unwrap(),
+        ],
     );
     assert_eq!(out.status.code(), Some(126), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
