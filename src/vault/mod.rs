@@ -272,6 +272,11 @@ impl std::fmt::Debug for Vault {
     }
 }
 
+/// How many times an open that meets a rollback reads the file again while each read finds a
+/// newer generation ([`Vault::finish_open_rereading`]): each one means another save landed
+/// between two reads of a few microseconds.
+const ROLLBACK_REREADS: usize = 4;
+
 impl Vault {
     /// Make a new, empty vault for `path` (refusing to overwrite one), in memory: nothing is
     /// written until [`Vault::save`], so the caller can add more slots first and a failure
@@ -327,25 +332,9 @@ impl Vault {
             return Err(VaultError::NeedsMigration);
         }
         let identity = unwrap_identity(&parsed.header, unlock)?;
-        match Vault::finish_open(path, &parsed, identity.clone(), opts, None) {
-            // A writer may have saved between our read of the file and our read of the
-            // rollback record (commands unlock before they take the writer lock, so that a
-            // prompt holds no lock): a save renames its file before it records the
-            // generation, so a file read now is at least what the record says. Read it once
-            // more, with the key already unwrapped; a real rollback is still one.
-            Err(rollback @ VaultError::Rollback { .. }) => {
-                let again = store::read_file(path)?;
-                let reparsed = Parsed::parse(&again)?;
-                if reparsed.version != format::VERSION
-                    || reparsed.header.vault_id != parsed.header.vault_id
-                    || reparsed.header.generation <= parsed.header.generation
-                {
-                    return Err(rollback);
-                }
-                Vault::finish_open(path, &reparsed, identity, opts, None)
-            }
-            other => other,
-        }
+        Vault::finish_open_rereading(path, &parsed, identity, opts, None, || {
+            store::read_file(path)
+        })
     }
 
     /// Open a format-version-1 vault for `scopevault key migrate` and turn it into a version-2
@@ -470,13 +459,58 @@ impl Vault {
         if parsed.header.vault_id != self.header.vault_id {
             return Err(VaultError::Forged);
         }
-        Vault::finish_open(
+        Vault::finish_open_rereading(
             &self.path,
             &parsed,
             self.identity.clone(),
             opts,
             Some(self.header.generation),
+            || {
+                store::read_file_checked(&self.path, format::EARLY_LEN, |head, total, mac| {
+                    format::check_mac_early(head, total, mac, &self.identity, &self.header.vault_id)
+                })
+            },
         )
+    }
+
+    /// [`Vault::finish_open`], reading the file again when it meets a rollback that a
+    /// concurrent save can explain. A reader holds no lock (a command unlocks before it takes
+    /// the writer lock, so that a prompt holds none; the daemon's reload takes none), so a
+    /// writer may save between our read of the file and our read of the rollback record. A
+    /// save renames its file before it records the generation, so a file read after the
+    /// record is at least what the record said. Read again, with the key already unwrapped
+    /// (no second argon2), as long as each read finds a newer generation of the same vault,
+    /// at most [`ROLLBACK_REREADS`] times: a real rollback, whose file does not change, is
+    /// refused after one more read.
+    fn finish_open_rereading(
+        path: &Path,
+        parsed: &Parsed<'_>,
+        identity: Zeroizing<String>,
+        opts: &OpenOptions,
+        floor: Option<u64>,
+        read_again: impl Fn() -> Result<Vec<u8>, VaultError>,
+    ) -> Result<Vault, VaultError> {
+        let mut refusal = match Vault::finish_open(path, parsed, identity.clone(), opts, floor) {
+            Err(e @ VaultError::Rollback { .. }) => e,
+            other => return other,
+        };
+        let mut last = parsed.header.generation;
+        for _ in 0..ROLLBACK_REREADS {
+            let bytes = read_again()?;
+            let again = Parsed::parse(&bytes)?;
+            if again.version != format::VERSION
+                || again.header.vault_id != parsed.header.vault_id
+                || again.header.generation <= last
+            {
+                break;
+            }
+            last = again.header.generation;
+            match Vault::finish_open(path, &again, identity.clone(), opts, floor) {
+                Err(e @ VaultError::Rollback { .. }) => refusal = e,
+                other => return other,
+            }
+        }
+        Err(refusal)
     }
 
     fn finish_open(
@@ -1119,6 +1153,53 @@ mod tests {
             "{e}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    /// A reader holds no lock, so saves may land between its read of the file and its read of
+    /// the rollback record, more than once under many writers: the open reads again while the
+    /// file's generation rises, and refuses a file that stays older than the record.
+    #[test]
+    fn an_open_overtaken_by_saves_reads_again_while_the_generation_rises_and_a_real_rollback_is_refused(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v");
+        let (mut v, _) = Vault::create(&path, NewSlot::IdentityFile).unwrap();
+        let lock = WriteLock::acquire(&path).unwrap();
+        let mut files = Vec::new();
+        for _ in 0..3 {
+            v.save(&lock).unwrap();
+            files.push(std::fs::read(&path).unwrap());
+        }
+        let generation = |b: &[u8]| Parsed::parse(b).unwrap().header.generation;
+        let opts = OpenOptions::default();
+        // The first read found the oldest file; two more saves landed before each later read.
+        let reads = std::cell::RefCell::new(files[1..].to_vec().into_iter());
+        let opened = Vault::finish_open_rereading(
+            &path,
+            &Parsed::parse(&files[0]).unwrap(),
+            v.identity.clone(),
+            &opts,
+            None,
+            || Ok(reads.borrow_mut().next().expect("read at most twice more")),
+        )
+        .unwrap();
+        assert_eq!(opened.header.generation, generation(&files[2]));
+        // A file that stays old (a real rollback) is refused after one more read.
+        let reads = std::cell::Cell::new(0);
+        let e = Vault::finish_open_rereading(
+            &path,
+            &Parsed::parse(&files[0]).unwrap(),
+            v.identity.clone(),
+            &opts,
+            None,
+            || {
+                reads.set(reads.get() + 1);
+                Ok(files[0].clone())
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, VaultError::Rollback { .. }), "{e}");
+        assert_eq!(reads.get(), 1);
     }
 
     /// The size check runs before a byte is read, at exactly the format's limit: framing,
