@@ -530,11 +530,8 @@ impl Vault {
         }
         parsed.verify_mac(&identity)?;
         let seen_store = store::Seen::new();
-        let seen = seen_store
-            .get(&header.vault_id)?
-            .into_iter()
-            .chain(floor)
-            .max();
+        let recorded = seen_store.get(&header.vault_id)?;
+        let seen = recorded.into_iter().chain(floor).max();
         let mut rolled_back = None;
         if let Some(seen) = seen {
             if header.generation < seen {
@@ -561,9 +558,15 @@ impl Vault {
             ),
             None => None,
         };
-        seen_store.record(&header.vault_id, header.generation)?;
-        if parsed.version == format::VERSION {
-            seen_store.record(&format2_marker(&header.vault_id), 1)?;
+        // Written only when there is something to raise: an open of a generation already
+        // recorded writes nothing, so it works on a read-only or full state directory (a
+        // record that must be raised and cannot be still fails the open: closed).
+        if recorded.is_none_or(|r| r < header.generation) {
+            seen_store.record(&header.vault_id, header.generation)?;
+        }
+        let marker = format2_marker(&header.vault_id);
+        if parsed.version == format::VERSION && seen_store.get(&marker)?.is_none() {
+            seen_store.record(&marker, 1)?;
         }
         Ok(Vault {
             path: path.to_path_buf(),

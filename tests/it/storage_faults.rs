@@ -939,6 +939,71 @@ fn a_save_whose_file_is_in_place_succeeds_with_a_full_state_directory() {
     assert!(must(&e, &["--identity-file", id_s, "cred", "list"]).contains('x'));
 }
 
+/// An open of a generation already recorded writes nothing to the state directory, so it works
+/// on a read-only one (it opened the record's lock for writing, and failed); a generation that
+/// must be recorded and cannot be still fails the open, closed, naming the record.
+#[test]
+fn a_recorded_generation_opens_on_a_read_only_state_directory_and_a_new_one_fails_closed() {
+    let e = Env::new();
+    let fs = match Tmpfs::mount(&e.path("state"), "1m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            return skip::skip(&why);
+        }
+    };
+    let id = e.path("id.txt");
+    let id_s = id.to_str().unwrap();
+    must(&e, &["init", "--identity-out", id_s]);
+    must(
+        &e,
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "add",
+            "x",
+            "--kind",
+            "generic",
+        ],
+    );
+    let record = std::fs::read(e.path("state/generations.json")).unwrap();
+    fs.remount("ro");
+    assert!(must(&e, &["--identity-file", id_s, "cred", "list"]).contains('x'));
+    // A save lands (its file is renamed into place) and says the record was not updated...
+    let r = run(
+        &e,
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "add",
+            "y",
+            "--kind",
+            "generic",
+        ],
+    );
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("rollback record was not updated"),
+        "{}",
+        text(&r)
+    );
+    // ...and the next open, which must raise the record, refuses to go on without it.
+    let r = run(&e, &["--identity-file", id_s, "cred", "list"]);
+    assert_ne!(r.status.code(), Some(0), "{}", text(&r));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("rollback record"),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(
+        std::fs::read(e.path("state/generations.json")).unwrap(),
+        record
+    );
+    fs.remount("rw");
+    assert!(must(&e, &["--identity-file", id_s, "cred", "list"]).contains('y'));
+}
+
 /// Regression: file-system errors printed the OS error twice ("…: No such file or directory
 /// (os error 2): No such file or directory (os error 2)"), once from the message and once
 /// from the error chain.
