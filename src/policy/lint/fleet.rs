@@ -26,6 +26,7 @@ impl Linter<'_> {
                     None,
                     Vec::new(),
                 );
+                self.detail(format!("location:{name}"));
             }
         }
         let mut used: BTreeSet<&str> = BTreeSet::new();
@@ -68,6 +69,7 @@ impl Linter<'_> {
                     Some(tname),
                     Vec::new(),
                 );
+                self.detail(format!("location:{}", l.value));
             }
         }
         for (name, loc) in &p.locations {
@@ -81,6 +83,7 @@ impl Linter<'_> {
                     None,
                     Vec::new(),
                 );
+                self.detail(format!("location:{name}"));
             }
         }
     }

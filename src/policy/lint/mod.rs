@@ -86,6 +86,11 @@ pub struct Finding {
     pub task: Option<String>,
     /// The scopes concerned (sorted), if any.
     pub scopes: Vec<String>,
+    /// What tells this finding from the others of its rule with the same credential, task and
+    /// scopes (`runner-never-seen`: `user:NAME` or `group:NAME`; `unknown-location`: the
+    /// location; `duplicate-scheduler`: the scheduler), if its rule can repeat for them: part of
+    /// the finding's fingerprint, so that code scanning keeps one alert per finding.
+    pub detail: Option<String>,
     /// Whether an exception in force hides it (left out of text and SARIF, flagged in JSON).
     pub excepted: bool,
 }
@@ -278,6 +283,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
                 credential: r.credential,
                 task: r.task,
                 scopes,
+                detail: r.detail,
                 excepted: r.excepted,
             }
         })
@@ -345,6 +351,7 @@ struct Raw {
     credential: Option<String>,
     task: Option<String>,
     scopes: Vec<String>,
+    detail: Option<String>,
     excepted: bool,
 }
 
@@ -426,8 +433,17 @@ impl<'a> Linter<'a> {
             credential: credential.map(str::to_owned),
             task: task.map(str::to_owned),
             scopes,
+            detail: None,
             excepted: false,
         });
+    }
+
+    /// Name what tells the finding just pushed from the others of its rule and subject
+    /// ([`Finding::detail`]).
+    fn detail(&mut self, detail: String) {
+        if let Some(r) = self.raw.last_mut() {
+            r.detail = Some(detail);
+        }
     }
 
     fn problems(&mut self) {
@@ -978,6 +994,7 @@ impl<'a> Linter<'a> {
                             Some(tname),
                             vec![],
                         );
+                        self.detail(format!("{kind}:{}", who.value));
                     }
                 }
             }
@@ -1034,6 +1051,7 @@ impl<'a> Linter<'a> {
                     credential: cred.map(str::to_owned),
                     task: task.map(str::to_owned),
                     scopes: scopes.clone(),
+                    detail: None,
                     excepted: false,
                 });
             };
@@ -1089,6 +1107,7 @@ impl<'a> Linter<'a> {
                     credential: cred.map(str::to_owned),
                     task: task.map(str::to_owned),
                     scopes: scopes.clone(),
+                    detail: None,
                     excepted: false,
                 });
                 continue;

@@ -53,8 +53,9 @@ impl Paint {
 /// scanning tracks it across edits that move lines.
 fn fingerprint(f: &Finding) -> String {
     let mut h = Sha256::new();
-    // A finding with no credential, task or scope (`location-without-tasks`: a location) is
-    // told apart from the others of its rule by its message, which names its subject.
+    // A finding of a rule that can repeat for one credential, task and scopes (a task's
+    // runners, schedulers, locations; a location) is told apart by its detail; any other with
+    // no credential, task or scope by its message, which names its subject.
     let subjectless = f.credential.is_none() && f.task.is_none() && f.scopes.is_empty();
     for part in [
         f.rule.as_str(),
@@ -65,7 +66,11 @@ fn fingerprint(f: &Finding) -> String {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
-    if subjectless {
+    if let Some(d) = &f.detail {
+        h.update(b"detail\0");
+        h.update(d.as_bytes());
+        h.update([0u8]);
+    } else if subjectless {
         h.update(f.message.as_bytes());
         h.update([0u8]);
     }

@@ -472,7 +472,7 @@ rules! {
         security_severity: None,
         needs_vault: false,
         needs_audit: false,
-        exceptable: true,
+        exceptable: false,
         short: "A task's `schedulers` names the same user twice.",
         full: "The second entry adds nothing; it is often a typo for another user, who then gets no tickets for the task.",
         help: "Remove the repeated entry, or correct it to the user that was meant.",

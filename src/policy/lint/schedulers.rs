@@ -47,6 +47,7 @@ impl Linter<'_> {
                         Some(tname),
                         Vec::new(),
                     );
+                    self.detail(format!("scheduler:{}", u.value));
                 }
             }
         }

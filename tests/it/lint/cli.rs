@@ -578,3 +578,55 @@ expires = "2099-01-01"
         .collect();
     assert_eq!(prints.len(), 2, "{prints:?}");
 }
+
+/// Findings a rule repeats for one task (its schedulers, its locations) are one code-scanning
+/// alert each: their fingerprints differ. A repeated scheduler cannot be excepted (one
+/// exception naming the task would hide every repeat, a new one included).
+#[test]
+fn findings_repeated_for_one_task_have_their_own_fingerprints() {
+    let policy = r#"version = 1
+[credentials.buyer]
+kind = "login"
+scopes = ["shop:login"]
+[tasks.checkout]
+needs = ["shop:login"]
+credentials = ["buyer"]
+runners = { users = ["checkpoint"] }
+schedulers = ["cron", "cron", "1500", "1500"]
+locations = ["ams", "fra", "nyc"]
+
+[locations.ams]
+recipient = "age125gmrf8vq05hsrzadtlp3ctlp7lra7q2nrkvud85y7yklqyjecwq5fet9e"
+
+[[exceptions]]
+rule = "duplicate-scheduler"
+task = "checkout"
+reason = "tidy later"
+expires = "2099-01-01"
+"#;
+    let o = lint_text(policy.as_bytes(), &["--format", "sarif"]);
+    assert_code(&o, 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    let of = |rule: &str| -> std::collections::BTreeSet<&str> {
+        results
+            .iter()
+            .filter(|r| r["ruleId"] == rule)
+            .map(|r| {
+                r["partialFingerprints"]["scopevaultFinding/v1"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(of("duplicate-scheduler").len(), 2, "{results:#?}");
+    assert_eq!(of("unknown-location").len(), 2, "{results:#?}");
+    assert!(
+        results.iter().any(|r| r["ruleId"] == "invalid-exception"
+            && r["message"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be excepted")),
+        "{results:#?}"
+    );
+}

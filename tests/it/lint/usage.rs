@@ -264,6 +264,20 @@ fn the_four_usage_rules_fire_where_the_logs_show_no_use_with_spans() {
         .collect();
     assert!(msgs.iter().any(|m| m.contains("user `1002`")), "{msgs:?}");
     assert!(msgs.iter().any(|m| m.contains("group `2001`")), "{msgs:?}");
+    // Two runners of one task are two code-scanning alerts, not one.
+    let sarif = lint(dir.path(), POLICY, &[&log], &["--format", "sarif"]);
+    let prints: std::collections::BTreeSet<&str> = sarif.json["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ruleId"] == "runner-never-seen")
+        .map(|r| {
+            r["partialFingerprints"]["scopevaultFinding/v1"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(prints.len(), 2, "{prints:?}");
     assert!(
         !msgs
             .iter()
