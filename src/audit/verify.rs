@@ -56,7 +56,7 @@ pub fn verify_each(
         path: path.to_owned(),
         message: e.to_string(),
     };
-    let file = File::open(path).map_err(read_err)?;
+    let file = open_segment(path).map_err(read_err)?;
     let mut report = VerifyReport {
         lines: 0,
         last_seq: 0,
@@ -77,6 +77,23 @@ pub fn verify_each(
     .map_err(read_err);
     report.head = String::from_utf8_lossy(&head).into_owned();
     walked.map(|()| report)
+}
+
+/// A segment of the log to read from its start: the file itself, or, when it begins with the
+/// gzip magic (logrotate's `compress`), its decompressed content. A compressed segment is read
+/// as the file it was; nothing here writes.
+pub fn open_segment(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path)?;
+    let mut magic = [0u8; 2];
+    let gzip = matches!(file.read_at(&mut magic, 0), Ok(2)) && magic == [0x1f, 0x8b];
+    Ok(if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            file,
+        )))
+    } else {
+        Box::new(file)
+    })
 }
 
 /// Bytes read per block by [`read_blocks`] (plus the unfinished line carried over).
@@ -105,7 +122,7 @@ pub(super) enum BlockEnd {
 
 /// The reader thread of [`verify_each`]: sends blocks until the end of the file, the first
 /// line that cannot be a record, a read error, or the receiver's stop.
-pub(super) fn read_blocks(mut file: File, tx: &std::sync::mpsc::SyncSender<Block>) {
+pub(super) fn read_blocks(mut file: impl Read, tx: &std::sync::mpsc::SyncSender<Block>) {
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let mut data = std::mem::take(&mut carry);

@@ -1,5 +1,5 @@
 //! `scopevault audit verify|rotate|show|hash`: read the daemon's audit log (see docs/audit.md).
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -210,7 +210,8 @@ fn rotate(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
-    let file = std::fs::File::open(path)
+    // A segment logrotate compressed is shown as the file it was.
+    let file = crate::audit::open_segment(path)
         .with_context(|| format!("cannot open the audit log {}", path.display()))?;
     let mut reader = BufReader::new(file);
     let mut out = std::io::stdout().lock();
@@ -238,10 +239,9 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
         // A log cut shorter (a new log in its place) is read again from the start.
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         if len < pos + line.len() as u64 {
-            let file = std::fs::File::open(path)
+            let file = crate::audit::open_segment(path)
                 .with_context(|| format!("cannot reopen the audit log {}", path.display()))?;
             reader = BufReader::new(file);
-            reader.seek(SeekFrom::Start(0))?;
             pos = 0;
             line.clear();
         }

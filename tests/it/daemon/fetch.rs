@@ -399,11 +399,31 @@ fn the_logrotate_example_rotates_a_live_daemons_log() {
     ))
     .unwrap();
     let signal = "systemctl kill --signal=SIGUSR1 --kill-whom=main scopevault.service";
-    assert!(example.contains(signal) && example.contains("create 0600 root root"));
+    // The new file is created for the user and group the shipped unit runs the daemon as (it
+    // was root's, which the daemon could not open: every hand-out after a rotation refused).
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/systemd/scopevault.service"
+    ))
+    .unwrap();
+    let setting = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} in the unit"))
+            .trim()
+            .to_owned()
+    };
+    let create = format!("create 0600 {} {}", setting("User="), setting("Group="));
+    assert!(example.contains(signal), "{example}");
+    assert!(
+        example.contains(&format!("    {create}\n")),
+        "{create}: {example}"
+    );
+    // Here the daemon runs as the test's user.
     let conf = example
         .replace("/var/log/scopevault/audit.jsonl", d.audit.to_str().unwrap())
         .replace(signal, &format!("kill -USR1 {}", d.pid()))
-        .replace("create 0600 root root", "create 0600");
+        .replace(&format!("    {create}\n"), "    create 0600\n");
     let conf_path = dir.path().join("logrotate.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let out = Command::new("logrotate")
@@ -443,6 +463,47 @@ fn the_logrotate_example_rotates_a_live_daemons_log() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
     assert!(text.contains("2 file(s) as one chain"), "{text}");
+    // A second rotation compresses the first (`compress`, `delaycompress`): the files verify
+    // as one chain as they lie, `.gz` included, as the example's header says to check them.
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(dir.path().join("logrotate.state"))
+        .arg(&conf_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.stderr_text().matches("SIGUSR1").count() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fetch();
+    let compressed = dir.path().join("audit.jsonl.2.gz");
+    assert!(
+        compressed.is_file(),
+        "logrotate compressed the first rotated file"
+    );
+    let out = daemon::cmd(&d.dir)
+        .args(["audit", "verify", "--audit"])
+        .arg(&d.audit)
+        .arg(dir.path().join("audit.jsonl.1"))
+        .arg(&compressed)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("3 file(s) as one chain"), "{text}");
+    let out = daemon::cmd(&d.dir)
+        .args(["audit", "show", "--audit"])
+        .arg(&compressed)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && shown.contains("fetch"), "{shown}");
     d.assert_alive();
 }
 
