@@ -40,12 +40,33 @@ pub(crate) fn warn_test_kdf() {
 /// Open the vault with the first unlock source that works: an enrolled keyring slot (unless
 /// `--no-keyring`), `--identity-file`, `--passphrase-file`/`--passphrase-fd`, then a no-echo
 /// prompt on the controlling terminal (also when stdin is a pipe carrying a secret).
+///
+/// A file older than the newest generation seen here, accepted with `--allow-rollback` (a
+/// backup restored on purpose), is saved again at once under the writer lock, at a generation
+/// above every one seen: the restore is adopted, so the next command, the daemon's `reload`
+/// and its restart accept it without the flag. Never silent: stderr names both generations
+/// and the new one.
 pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
     let v = open_vault_with_any_key(g)?;
-    if let Some(w) = v.rollback_warning() {
-        eprintln!("warning: {w}");
+    let Some(w) = v.rollback_warning() else {
+        return Ok(v);
+    };
+    eprintln!("warning: {w}");
+    let path = vault_path(g);
+    let lock = vault::WriteLock::acquire(&path)?;
+    // Under the lock, the file read again: another writer may have saved meanwhile.
+    let mut adopted = v.reopen(&open_options(g))?;
+    if adopted.rollback_warning().is_none() {
+        // A newer file was saved in between: nothing left to adopt.
+        return Ok(adopted);
     }
-    Ok(v)
+    adopted.save(&lock)?;
+    eprintln!(
+        "warning: {} saved again as generation {}: the restored file is adopted (later opens, the daemon's reload and its restart accept it); re-set the secrets rotated since it was backed up",
+        path.display(),
+        adopted.generation()
+    );
+    Ok(adopted)
 }
 
 fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {

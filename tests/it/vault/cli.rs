@@ -317,14 +317,22 @@ fn an_older_generation_copied_back_is_refused_unless_allowed() {
             && stderr.contains("--allow-rollback"),
         "{stderr}"
     );
-    // The current file opens with no warning.
-    std::fs::write(e.vault(), &new).unwrap();
-    let out = e.run(
-        &["cred", "list", "--allow-rollback", "--passphrase-file", &pf],
-        b"",
+    // Accepted once, adopted: saved again above every generation seen, so the next open
+    // (and the daemon's reload and restart) takes it without the flag or a warning.
+    assert!(
+        stderr.contains("saved again as generation 4") && stderr.contains("adopted"),
+        "{stderr}"
     );
+    let out = e.run(&["cred", "list", "--passphrase-file", &pf], b"");
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
-    assert_eq!(e.names(), vec!["second", "shop-buyer"]);
+    assert_eq!(e.names(), vec!["shop-buyer"]);
+    // The file it replaced is now the older one.
+    std::fs::write(e.vault(), &new).unwrap();
+    let err = e.fails(&["cred", "list", "--passphrase-file", &e.pf()], b"", 4);
+    assert!(
+        err.contains("generation 3") && err.contains("generation 4"),
+        "{err}"
+    );
 }
 
 #[test]
