@@ -98,6 +98,11 @@ impl Opened {
         let mut runners = HashMap::new();
         let mut schedulers = HashMap::new();
         if let Some(p) = vault.policy() {
+            // Said at every load, in the daemon's log: a typo in a runner's name otherwise
+            // shows only as a runner denied ("not a runner") with nothing pointing at it.
+            for name in unresolved_names(p) {
+                eprintln!("scopevault: warning: {name}");
+            }
             for (name, task) in p.tasks() {
                 if task.schedulers.is_some() {
                     let uids = task
@@ -252,6 +257,41 @@ pub(crate) fn vault_error(e: &crate::vault::VaultError) -> ErrorBody {
         ErrorCode::Internal
     };
     ErrorBody::new(code, e.to_string())
+}
+
+/// The runner users, runner groups and schedulers of `policy`'s tasks that name no user or
+/// group on this host (`/etc/passwd`, `/etc/group`; numbers are taken literally), one line
+/// each for the admin: such a name matches nobody.
+pub(crate) fn unresolved_names(policy: &Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    let text = crate::text::escape_for_terminal;
+    for (task, t) in policy.tasks() {
+        let users = t
+            .runner_users()
+            .into_iter()
+            .map(|u| ("runner user", u, true));
+        let groups = t
+            .runner_groups()
+            .into_iter()
+            .map(|g| ("runner group", g, false));
+        let schedulers = t.schedulers().into_iter().map(|u| ("scheduler", u, true));
+        for (what, name, is_user) in users.chain(groups).chain(schedulers) {
+            let found = if is_user {
+                crate::sys::user_uid(name).is_some()
+            } else {
+                crate::sys::group_gid(name).is_some()
+            };
+            if !found {
+                let db = if is_user { "/etc/passwd" } else { "/etc/group" };
+                out.push(format!(
+                    "task `{}`: {what} `{}` does not exist on this host ({db}): it matches nobody",
+                    text(task),
+                    text(name)
+                ));
+            }
+        }
+    }
+    out
 }
 
 impl VaultView for LoadedVault {

@@ -32,6 +32,14 @@ fn apply(
     let display = file.display().to_string();
     let parsed = Policy::parse(&source, &display)?;
     gate(&parsed, deny)?;
+    // On a checkpoint (a policy without locations) the runners live on this host: a name that
+    // does not resolve is a typo or a missing account. A master's policy names the users of
+    // its checkpoints, which need not exist where it is applied.
+    if parsed.locations().next().is_none() {
+        for name in crate::agent::state::unresolved_names(&parsed) {
+            eprintln!("warning: {name}");
+        }
+    }
 
     // Stage two: the vault, under the writer lock.
     let path = vault_path(g);

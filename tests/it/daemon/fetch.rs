@@ -995,6 +995,42 @@ fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
     assert_eq!(status.code(), Some(42));
 }
 
+/// A runner name that exists on no account of the host matches nobody: the daemon says so in
+/// its log at the load that brings it, naming the task.
+#[test]
+fn a_load_names_in_the_daemons_log_the_runners_that_exist_on_no_account_here() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let policy = daemon::example_policy().replacen(
+        "users = [\"checkpoint\"",
+        "users = [\"sv-no-such-runner-x\", \"checkpoint\"",
+        1,
+    );
+    assert_ne!(policy, daemon::example_policy());
+    let file = dir.path().join("typo.toml");
+    std::fs::write(&file, policy).unwrap();
+    let id = dir.path().join("identity.txt");
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "policy",
+            "apply",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!d.stderr_text().contains("sv-no-such-runner-x"));
+    let out = sv(&d, &["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    let log = d.stderr_text();
+    assert!(
+        log.contains("runner user `sv-no-such-runner-x` does not exist on this host"),
+        "{log}"
+    );
+}
+
 #[test]
 fn enforce_deny_refuses_an_over_scoped_credential_unless_an_exception_covers_it() {
     let dir = tempdir();

@@ -346,3 +346,57 @@ fn apply_names_a_change_of_a_tasks_schedulers() {
     let export = e.ok(&["policy", "export", "--passphrase-file", &e.pf()], b"");
     assert!(export.contains("schedulers = [\"cron\"]"), "{export}");
 }
+
+/// A runner or scheduler name that exists on no account of this host matches nobody: `policy
+/// apply` on a checkpoint (no locations) names it, so a typo is not found only when the check
+/// is denied. A master's policy (with locations) names its checkpoints' users: no warning.
+#[test]
+fn apply_names_runners_and_schedulers_that_exist_on_no_account_here() {
+    let e = setup();
+    let typo = POLICY.replace(
+        "runners = { users = [\"checkpoint\"] }",
+        "runners = { users = [\"root\", \"sv-no-such-user-x\"], groups = [\"sv-no-such-group-x\"] }\nschedulers = [\"sv-no-such-sched-x\", \"0\"]",
+    );
+    assert_ne!(typo, POLICY);
+    std::fs::write(e.path("typo.toml"), &typo).unwrap();
+    let apply = |file: &str| {
+        e.run(
+            &[
+                "policy",
+                "apply",
+                e.path(file).to_str().unwrap(),
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+        )
+    };
+    let out = apply("typo.toml");
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for name in [
+        "runner user `sv-no-such-user-x`",
+        "runner group `sv-no-such-group-x`",
+        "scheduler `sv-no-such-sched-x`",
+    ] {
+        assert!(
+            err.contains(&format!(
+                "warning: task `api-health`: {name} does not exist on this host"
+            )),
+            "{name}: {err}"
+        );
+    }
+    assert!(!err.contains("`root`") && !err.contains("`0`"), "{err}");
+    let master = format!(
+        "{typo}\n[locations.ams]\nrecipient = \"age125gmrf8vq05hsrzadtlp3ctlp7lra7q2nrkvud85y7yklqyjecwq5fet9e\"\n"
+    )
+    .replace("[tasks.api-health]\n", "[tasks.api-health]\nlocations = [\"ams\"]\n")
+    .replace("[tasks.checkout-flow]\n", "[tasks.checkout-flow]\nlocations = [\"ams\"]\n");
+    std::fs::write(e.path("master.toml"), master).unwrap();
+    let out = apply("master.toml");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("does not exist on this host"),
+        "{out:?}"
+    );
+}
