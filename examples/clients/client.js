@@ -5,6 +5,7 @@
 //
 // Prints the response as JSON. Exit status: 0 ok, 5 refused by the daemon, 2 usage or I/O.
 'use strict';
+const fs = require('fs');
 const net = require('net');
 const os = require('os');
 const path = require('path');
@@ -25,6 +26,32 @@ class ScopevaultError extends Error {
   }
 }
 
+// Refuse a socket whose path or owner is not one to trust with a secret (docs/protocol.md,
+// "Who the client talks to"): no symbolic link on the way to the socket's directory, and the
+// socket owned by root, by this user, or by the owner of its directory when that directory and
+// its parent are writable by their owners only and the parent belongs to root or this user.
+// Node has no SO_PEERCRED: the socket file's owner (the uid that bound it) stands in for the
+// peer's uid, which holds because nobody else can replace a socket in such a directory.
+function checkSocket(socketPath) {
+  const dir = path.dirname(path.resolve(socketPath));
+  let walked = '/';
+  for (const part of dir.split('/').filter(Boolean)) {
+    walked = path.join(walked, part);
+    if (fs.lstatSync(walked).isSymbolicLink()) {
+      throw new Error(`refusing to talk to ${socketPath}: ${walked} is a symbolic link; nothing was sent`);
+    }
+  }
+  const sock = fs.lstatSync(socketPath);
+  if (!sock.isSocket()) throw new Error(`refusing to talk to ${socketPath}: not a socket; nothing was sent`);
+  const me = process.geteuid();
+  if (sock.uid === 0 || sock.uid === me) return;
+  const d = fs.lstatSync(dir);
+  const parent = fs.lstatSync(path.dirname(dir));
+  const ownersOnly = !(d.mode & 0o022) && !(parent.mode & 0o022);
+  if (sock.uid === d.uid && ownersOnly && (parent.uid === 0 || parent.uid === me)) return;
+  throw new Error(`refusing to talk to ${socketPath}: it is owned by uid ${sock.uid}, neither root, you, nor the owner of a private socket directory; nothing was sent`);
+}
+
 // One connection; requests are answered in order, one JSON line each.
 class ScopevaultClient {
   constructor(socketPath) {
@@ -35,6 +62,7 @@ class ScopevaultClient {
 
   connect() {
     return new Promise((resolve, reject) => {
+      checkSocket(this.socketPath);
       this.sock = net.createConnection(this.socketPath, resolve);
       this.sock.once('error', reject);
       this.sock.on('data', (chunk) => {

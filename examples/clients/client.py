@@ -17,6 +17,8 @@ Use it as a module too:
 import json
 import os
 import socket
+import stat
+import struct
 import sys
 
 MAX_RESPONSE = 16 * 1024 * 1024
@@ -40,11 +42,42 @@ def default_socket():
     return "/run/scopevault/scopevault.sock"
 
 
+def check_peer(sock, path):
+    """Refuse a socket whose path or answering process is not one to trust with a secret, as
+    the scopevault client does (docs/protocol.md, "Who the client talks to"): no symbolic
+    link on the way to the socket's directory, and the peer (SO_PEERCRED) runs as root, as
+    this user, or as the owner of the socket's directory when that directory and its parent
+    are writable by their owners only and the parent belongs to root or this user."""
+    directory = os.path.dirname(os.path.abspath(path))
+    walked = "/"
+    for part in directory.strip("/").split("/"):
+        if not part:
+            continue
+        walked = os.path.join(walked, part)
+        if stat.S_ISLNK(os.lstat(walked).st_mode):
+            raise PermissionError(f"refusing to talk to {path}: {walked} is a symbolic link; nothing was sent")
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    me = os.geteuid()
+    if uid in (0, me):
+        return
+    d, parent = os.lstat(directory), os.lstat(os.path.dirname(directory))
+    owners_only = not (d.st_mode & 0o022) and not (parent.st_mode & 0o022)
+    if uid == d.st_uid and owners_only and parent.st_uid in (0, me):
+        return
+    raise PermissionError(f"refusing to talk to {path}: it is answered by uid {uid}, neither root, you, nor the owner of a private socket directory; nothing was sent")
+
+
 class ScopevaultClient:
     def __init__(self, path=None, timeout=30.0):
+        path = path or default_socket()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path or default_socket())
+        self.sock.connect(path)
+        try:
+            check_peer(self.sock, path)
+        except Exception:
+            self.sock.close()
+            raise
         self.buf = b""
 
     def __enter__(self):

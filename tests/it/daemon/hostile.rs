@@ -381,6 +381,27 @@ fn the_client_sends_no_passphrase_to_a_server_of_another_uid() {
         .arg("unlock")
         .output()
         .unwrap();
+    // The example clients make the same check (docs/protocol.md asks it of every client):
+    // a ticket is a secret too.
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clients/");
+    for (interpreter, client) in [("python3", "client.py"), ("node", "client.js")] {
+        let o = std::process::Command::new(interpreter)
+            .arg(format!("{examples}{client}"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["redeem", "svt1_ticket-canary"])
+            .output();
+        let Ok(o) = o else {
+            crate::common::skip::skip(&format!("{interpreter} is not installed"));
+            continue;
+        };
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{client}: {err}");
+        assert!(
+            err.contains("refusing to talk") && err.contains("nothing was sent"),
+            "{client}: {err}"
+        );
+    }
     let _ = fake.kill();
     let _ = fake.wait();
     assert!(
@@ -394,7 +415,7 @@ fn the_client_sends_no_passphrase_to_a_server_of_another_uid() {
     );
     let seen = std::fs::read_to_string(&audit).unwrap_or_default();
     assert!(
-        !seen.contains("\"unlock\"") && !seen.contains("horse"),
+        !seen.contains("\"unlock\"") && !seen.contains("horse") && !seen.contains("\"fetch\""),
         "the other uid's server got the request: {seen}"
     );
 }
