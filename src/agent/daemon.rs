@@ -116,6 +116,14 @@ pub fn run(c: Config) -> anyhow::Result<()> {
             anyhow::anyhow!("{e}{hint}")
         })?,
     };
+    if let (Some(gid), Some(path)) = (c.socket_gid, listener.path()) {
+        if let Some(blocked) = untraversable_for_group(path, gid) {
+            eprintln!(
+                "scopevault: warning: --socket-group {gid}: its members cannot reach the socket: {} lets neither that group nor others through (it needs g+x with that group, or o+x); choose a socket under a directory they may traverse with --socket PATH",
+                crate::text::escape_for_terminal(&blocked.display().to_string())
+            );
+        }
+    }
     let shown_path = listener
         .path()
         .map(|p| p.display().to_string())
@@ -279,4 +287,49 @@ fn notify_systemd(state: &str) {
     } else {
         sock.send_to(state.as_bytes(), PathBuf::from(path))
     };
+}
+
+/// The first directory above the socket's own directory that members of `gid` cannot traverse
+/// (no search permission for that group, or for others when it belongs to another group), if
+/// any: `--socket-group` then makes a socket nobody in the group can reach (a non-root
+/// daemon's default under a 0700 `$XDG_RUNTIME_DIR`). The socket's directory itself is made
+/// for the group by the daemon.
+fn untraversable_for_group(socket: &std::path::Path, gid: u32) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = socket.parent()?;
+    dir.ancestors().skip(1).find_map(|d| {
+        let m = std::fs::metadata(d).ok()?;
+        let mode = m.mode();
+        let through = if m.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        (!through).then(|| d.to_path_buf())
+    })
+}
+
+#[cfg(test)]
+mod socket_group_tests {
+    use super::untraversable_for_group;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_directory_above_the_socket_is_named_and_an_open_one_is_not() {
+        let base = tempfile::tempdir().unwrap();
+        let private = base.path().join("private");
+        std::fs::create_dir_all(private.join("scopevault")).unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let socket = private.join("scopevault/s.sock");
+        // A group the directory does not belong to: 0700 lets nobody else through.
+        let other_gid = 4_000_000;
+        assert_eq!(
+            untraversable_for_group(&socket, other_gid),
+            Some(private.clone())
+        );
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o711)).unwrap();
+        // Every directory above private must let others through too (/tmp and / do).
+        assert_eq!(untraversable_for_group(&socket, other_gid), None);
+    }
 }
