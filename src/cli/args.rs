@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// The vault file [default: $XDG_DATA_HOME/scopevault/vault.scopevault].
+    /// The vault file [default: $XDG_DATA_HOME/scopevault/vault.scopevault, /var/lib/scopevault/vault.scopevault as root].
     #[arg(long, global = true, env = "SCOPEVAULT_VAULT", value_name = "PATH")]
     pub vault: Option<PathBuf>,
     /// The daemon's socket [default: $XDG_RUNTIME_DIR/scopevault/scopevault.sock, /run/scopevault/scopevault.sock as root].
@@ -70,7 +70,9 @@ pub struct UnlockArgs {
     /// Do not try the keyring slot even if one is enrolled.
     #[arg(long, global = true)]
     pub no_keyring: bool,
-    /// Accept a vault whose generation is older than the newest one seen on this machine.
+    /// Accept a vault whose generation is older than the newest one seen on this machine (a
+    /// backup restored on purpose): a command saves it again above that generation (adopted);
+    /// `serve` accepts it for that run only.
     #[arg(long, global = true)]
     pub allow_rollback: bool,
 }
@@ -92,6 +94,13 @@ pub enum Command {
     /// Check a policy.toml for credentials that can do more than their tasks need.
     Lint(LintArgs),
     /// Run the daemon that hands credentials to checks over a Unix socket.
+    #[command(after_long_help = "Environment:
+  SCOPEVAULT_STATE_DIR    the rollback record, the audit anchors and the fleet's applied
+                          records [default: $XDG_STATE_HOME/scopevault, /var/lib/scopevault-state as root]
+  CREDENTIALS_DIRECTORY   set by systemd: the identity file scopevault-identity in it unlocks
+                          the vault at start (LoadCredentialEncrypted=scopevault-identity:...)
+  LISTEN_FDS, LISTEN_PID  set by systemd: socket activation (the socket it passes is used)
+  NOTIFY_SOCKET           set by systemd: readiness is reported (Type=notify)")]
     Serve(ServeArgs),
     /// Show the daemon's status.
     Status(StatusArgs),
@@ -107,7 +116,7 @@ pub enum Command {
     Totp(TotpArgs),
     /// Run a command with a task's credentials in its environment or in files.
     Exec(ExecArgs),
-    /// Verify, show or search the audit log.
+    /// Verify, show or rotate the audit log, or hash a value to search it for.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Run the whole product once in a throwaway directory: vault, daemon, a check, the lint.
