@@ -1176,7 +1176,7 @@ mod tests {
         let generation = |b: &[u8]| Parsed::parse(b).unwrap().header.generation;
         let opts = OpenOptions::default();
         // The first read found the oldest file; two more saves landed before each later read.
-        let reads = std::cell::RefCell::new(files[1..].to_vec().into_iter());
+        let reads = std::cell::RefCell::new(files[1..].iter().cloned());
         let opened = Vault::finish_open_rereading(
             &path,
             &Parsed::parse(&files[0]).unwrap(),
