@@ -12,8 +12,11 @@
 //! - [`text`]: streaming scrub of a text file, memory bounded by the chunk size;
 //! - [`zip`]: each member of an archive scrubbed, the archive rewritten, resources named by
 //!   the SHA-1 of their content renamed and the references to them updated;
-//! - [`json`]: checks that a JSON or HAR file that parsed before still parses after.
+//! - [`json`]: checks that a JSON or HAR file that parsed before still parses after;
+//! - `embedded`: zip archives embedded in an HTML page as base64 `data:` URIs (Playwright
+//!   Test's HTML report), decoded, scrubbed as archives and encoded again.
 
+mod embedded;
 pub mod json;
 pub mod text;
 pub mod zip;

@@ -359,6 +359,11 @@ pub(crate) fn scrub_file_once(
         ));
         return Ok(Outcome::Done);
     }
+    if super::embedded::is_html_name(&place.shown) {
+        if let Some(outcome) = super::embedded::scrub_page(s, place, before, &meta, summary)? {
+            return Ok(outcome);
+        }
+    }
     if !contains_any(s.patterns(), &file)? {
         return Ok(if unchanged(place, &file, before) {
             Outcome::Done

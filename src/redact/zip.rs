@@ -130,19 +130,36 @@ fn sha1_hex(data: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&Sha1::digest(data))
 }
 
-/// Scrub the archive at `place` (opened as `file`, stamped `before`).
-pub(crate) fn scrub_archive(
+/// What [`scrub_members`] did to one archive.
+pub(crate) struct Members {
+    /// Some member changed (or was dropped): the rewritten archive differs.
+    pub changed: bool,
+    /// Replacements per label.
+    pub counts: BTreeMap<String, u64>,
+    /// Binary members (shown name, whether a form is in them).
+    pub binary: Vec<(String, bool)>,
+    /// Binary members dropped.
+    pub dropped: u64,
+    /// Hashed resources renamed.
+    pub renamed: u64,
+    /// What went wrong with single members (the archive was still rewritten).
+    pub errors: Vec<String>,
+}
+
+/// Scrub the members of the archive in `file` into a new archive written to `out`, each
+/// member read, scrubbed and written before the next is read; `shown` names the archive in
+/// the summary (`shown!member`). `out` holds a complete archive when this returns `Ok`,
+/// whether or not anything changed.
+pub(crate) fn scrub_members(
     s: &Scrubber,
-    place: &Place,
-    file: File,
-    before: Stamp,
-    meta: &std::fs::Metadata,
-    summary: &mut Summary,
-) -> anyhow::Result<Outcome> {
-    let mut archive = ::zip::ZipArchive::new(&file).context("not a readable zip archive")?;
+    file: &File,
+    out: &File,
+    shown: &str,
+) -> anyhow::Result<Members> {
+    let mut archive = ::zip::ZipArchive::new(file).context("not a readable zip archive")?;
     let n = archive.len();
     refuse_overlapping_members(&mut archive)?;
-    refuse_duplicate_names(&file, n)?;
+    refuse_duplicate_names(file, n)?;
     // All members together may unpack to at most this: a bomb of many members each just
     // under the member limit costs that much work, then is refused.
     let mut budget = s.member_limit().saturating_mul(MAX_TOTAL_FACTOR);
@@ -152,6 +169,7 @@ pub(crate) fn scrub_archive(
     // old SHA-1 -> new SHA-1 of resources whose content changed.
     let mut renames: Vec<(String, String)> = Vec::new();
     let mut changed = false;
+    let mut errors: Vec<String> = Vec::new();
     // Hashed resources first, so that the renames are known before the other members refer
     // to them. Members are written in that order, one at a time, as soon as each is
     // scrubbed: memory holds one member (and its scrubbed copy), never the archive.
@@ -164,9 +182,8 @@ pub(crate) fn scrub_archive(
         order.sort_by_key(|&i| !hashed[i]);
     }
     // Written whether or not anything changes (unchanged members are copied compressed, as
-    // they are); discarded below when nothing did.
-    let tmp = place.temp()?;
-    let mut w = ::zip::ZipWriter::new(std::io::BufWriter::with_capacity(1 << 16, tmp.as_file()));
+    // they are); the caller discards it when nothing did.
+    let mut w = ::zip::ZipWriter::new(std::io::BufWriter::with_capacity(1 << 16, out));
     for &i in &order {
         let (name, data) = {
             let mut m = archive.by_index(i).context("cannot read a member")?;
@@ -191,10 +208,10 @@ pub(crate) fn scrub_archive(
             budget -= data.len() as u64;
             (name, data)
         };
-        let shown = format!("{}!{name}", place.shown.display());
+        let member_shown = format!("{shown}!{name}");
         if super::looks_zip(&data) || super::looks_binary(&data[..data.len().min(8192)]) {
             let seen = s.patterns().is_match(&data);
-            binary.push((shown, seen));
+            binary.push((member_shown, seen));
             if s.binary_policy() == BinaryPolicy::Drop {
                 dropped += 1;
                 changed = true;
@@ -206,11 +223,11 @@ pub(crate) fn scrub_archive(
         }
         // One automaton pass over the member, fed in chunks so that no third copy is made.
         let mut masker = Masker::with_patterns(s.patterns().clone());
-        let mut out = Zeroizing::new(Vec::with_capacity(data.len() + 4096));
+        let mut scrubbed = Zeroizing::new(Vec::with_capacity(data.len() + 4096));
         for chunk in data.chunks(super::text::CHUNK) {
-            masker.feed_into(chunk, &mut out);
+            masker.feed_into(chunk, &mut scrubbed);
         }
-        out.extend_from_slice(&masker.finish());
+        scrubbed.extend_from_slice(&masker.finish());
         let hits: u64 = masker.counts().iter().map(|(_, n)| n).sum();
         for (label, k) in masker.counts() {
             if k > 0 {
@@ -221,29 +238,29 @@ pub(crate) fn scrub_archive(
         if hashed_name(&name).is_none() && !renames.is_empty() {
             let old: Vec<&str> = renames.iter().map(|(o, _)| o.as_str()).collect();
             let ac = aho_corasick::AhoCorasick::new(&old).context("rename table")?;
-            if ac.is_match(&out[..]) {
+            if ac.is_match(&scrubbed[..]) {
                 let new: Vec<&str> = renames.iter().map(|(_, n)| n.as_str()).collect();
-                out = Zeroizing::new(ac.replace_all_bytes(&out, &new));
+                scrubbed = Zeroizing::new(ac.replace_all_bytes(&scrubbed, &new));
             }
         }
-        if out[..] == data[..] {
-            drop((data, out));
+        if scrubbed[..] == data[..] {
+            drop((data, scrubbed));
             w.raw_copy_file(archive.by_index_raw(i)?)?;
             continue;
         }
         changed = true;
         if super::json::is_json_lines_name(&name)
             && super::json::valid_lines(&data)
-            && !super::json::valid_lines(&out)
+            && !super::json::valid_lines(&scrubbed)
         {
-            summary.errors.push(format!(
-                "{shown}: scrubbed, but its lines no longer parse as JSON"
+            errors.push(format!(
+                "{member_shown}: scrubbed, but its lines no longer parse as JSON"
             ));
         }
         let mut new_name = name.clone();
         if let Some(old) = hashed_name(&name) {
             if hits > 0 && sha1_hex(&data) == old {
-                let new = sha1_hex(&out);
+                let new = sha1_hex(&scrubbed);
                 new_name = name.replacen(old, &new, 1);
                 renames.push((old.to_owned(), new));
             }
@@ -251,24 +268,44 @@ pub(crate) fn scrub_archive(
         drop(data);
         let opts = ::zip::write::SimpleFileOptions::default()
             .compression_method(::zip::CompressionMethod::Deflated)
-            .large_file(out.len() as u64 >= u32::MAX as u64);
+            .large_file(scrubbed.len() as u64 >= u32::MAX as u64);
         w.start_file(new_name, opts)?;
-        w.write_all(&out)?;
+        w.write_all(&scrubbed)?;
     }
     let mut inner = w.finish()?;
     inner.flush()?;
-    drop(inner);
+    Ok(Members {
+        changed,
+        counts,
+        binary,
+        dropped,
+        renamed: renames.len() as u64,
+        errors,
+    })
+}
 
+/// Scrub the archive at `place` (opened as `file`, stamped `before`).
+pub(crate) fn scrub_archive(
+    s: &Scrubber,
+    place: &Place,
+    file: File,
+    before: Stamp,
+    meta: &std::fs::Metadata,
+    summary: &mut Summary,
+) -> anyhow::Result<Outcome> {
+    let tmp = place.temp()?;
+    let m = scrub_members(s, &file, tmp.as_file(), &place.shown.display().to_string())?;
+    summary.errors.extend(m.errors);
     // What no member holds (the archive's or a member's comment, a member's name or extra
     // field, bytes before the archive or that no entry lists) is not scrubbed: if a form is
     // still in the bytes of the result, the scrub says so rather than passing in silence.
-    let mut result: &File = if changed { tmp.as_file() } else { &file };
+    let mut result: &File = if m.changed { tmp.as_file() } else { &file };
     std::io::Seek::seek(&mut result, std::io::SeekFrom::Start(0))?;
     let left = super::text::contains_any(s.patterns(), result)?;
-    if !changed {
+    if !m.changed {
         drop(tmp);
         if super::text::unchanged(place, &file, before) {
-            summary.binary.extend(binary);
+            summary.binary.extend(m.binary);
             if left {
                 summary.errors.push(remains(place));
             }
@@ -281,11 +318,11 @@ pub(crate) fn scrub_archive(
         if left {
             summary.errors.push(remains(place));
         }
-        summary.binary.extend(binary);
+        summary.binary.extend(m.binary);
         summary.rewritten += 1;
-        summary.dropped += dropped;
-        summary.renamed += renames.len() as u64;
-        let counts: Vec<(String, u64)> = counts.into_iter().collect();
+        summary.dropped += m.dropped;
+        summary.renamed += m.renamed;
+        let counts: Vec<(String, u64)> = m.counts.into_iter().collect();
         summary.add_counts(&counts);
     }
     Ok(outcome)

@@ -635,3 +635,69 @@ fn the_zip_member_limit_is_exact() {
         scopevault::redact::zip::MAX_MEMBER
     );
 }
+
+/// An archive in a page, `data:application/zip;base64,…`, as Playwright Test's HTML report
+/// carries its JSON (the step titles hold what was typed): no form of a value is in the page's
+/// bytes, so a text scrub passed it. Each embedded archive is decoded, scrubbed member by
+/// member and encoded again; the page's own text is scrubbed too; a page with no value in it
+/// is left byte for byte.
+#[test]
+fn an_archive_embedded_in_a_page_as_base64_is_scrubbed_member_by_member() {
+    use data_encoding::BASE64;
+    let pw = SECRETS[0].1;
+    let step = serde_json::json!({"title": format!("Fill \"{pw}\" getByLabel('Password')")});
+    let embedded = |member: &str| {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        w.start_file("report.json", o).unwrap();
+        w.write_all(br#"{"files":[]}"#).unwrap();
+        w.start_file("badc1754af1944f68b2b.json", o).unwrap();
+        w.write_all(member.as_bytes()).unwrap();
+        BASE64.encode(&w.finish().unwrap().into_inner())
+    };
+    let page = |b64: &str, text: &str| {
+        format!(
+            "<!DOCTYPE html><html><body>{text}<script>\nwindow.playwrightReportBase64 = \"data:application/zip;base64,{b64}\";</script></body></html>"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("index.html");
+    let with_value = page(&embedded(&step.to_string()), &format!("<p>{pw}</p>"));
+    // The archive alone puts no form of the value in the page's bytes.
+    assert!(!page(&embedded(&step.to_string()), "").contains(pw));
+    std::fs::write(&report, &with_value).unwrap();
+    let clean_page = dir.path().join("clean.html");
+    let clean = page(&embedded(r#"{"title":"Click"}"#), "");
+    std::fs::write(&clean_page, &clean).unwrap();
+
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(&[dir.path().to_path_buf()]);
+    assert!(summary.ok(), "{summary}");
+    assert_eq!(summary.rewritten, 1, "{summary}");
+    // Once in the archive's member, once in the page's text.
+    assert_eq!(summary.hits.get("shop.password"), Some(&2), "{summary}");
+    assert_eq!(std::fs::read_to_string(&clean_page).unwrap(), clean);
+
+    let out = std::fs::read_to_string(&report).unwrap();
+    assert!(!out.contains(pw), "{out}");
+    let b64 = out
+        .split("data:application/zip;base64,")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let mut z =
+        zip::ZipArchive::new(std::io::Cursor::new(BASE64.decode(b64.as_bytes()).unwrap())).unwrap();
+    let mut member = String::new();
+    z.by_name("badc1754af1944f68b2b.json")
+        .unwrap()
+        .read_to_string(&mut member)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&member).expect("the member stays JSON");
+    assert_eq!(
+        v["title"],
+        "Fill \"[redacted:shop.password]\" getByLabel('Password')"
+    );
+    assert!(out.contains("<p>[redacted:shop.password]</p>"), "{out}");
+}

@@ -7,6 +7,9 @@
 //!
 //! Needs /usr/bin/chromium and target/venv-playwright (scripts/setup/browser installs both);
 //! skips with the reason when they are missing, and fails when CI=true.
+//!
+//! A second test runs a Playwright Test (Node) check with its HTML reporter, whose page carries
+//! the report's JSON (step titles with what was typed) as an embedded base64 zip.
 
 use crate::common::daemon;
 use crate::common::redact_oracle;
@@ -164,4 +167,135 @@ fn the_playwright_example_leaves_no_form_of_the_password_in_any_artefact() {
         let sha = data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(&data));
         assert!(r.contains(&sha), "{r} is not named by its SHA-1");
     }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// Playwright Test for Node (scripts/setup/browser installs it under target/node-playwright).
+fn node_components() -> Result<PathBuf, String> {
+    if !Path::new("/usr/bin/chromium").exists() {
+        return Err("/usr/bin/chromium is missing (run scripts/setup/browser as root)".into());
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err("node is not installed".into());
+    }
+    let modules = target_dir().join("node-playwright/node_modules");
+    if !modules.join(".bin/playwright").exists() {
+        return Err(format!(
+            "@playwright/test is not installed in {} (run scripts/setup/browser)",
+            modules.display()
+        ));
+    }
+    Ok(modules)
+}
+
+const NODE_CONFIG: &str = r#"module.exports = {
+  testDir: './tests',
+  reporter: [['html', { open: 'never', outputFolder: process.env.REPORT_DIR }]],
+  use: {
+    launchOptions: { executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] },
+    trace: 'on',
+  },
+};
+"#;
+
+const NODE_SPEC: &str = r#"const { test, expect } = require('@playwright/test');
+test('login', async ({ page }) => {
+  await page.setContent('<form><input aria-label="User"><input type="password" aria-label="Password"></form>');
+  await page.getByLabel('User').fill(process.env.SCOPEVAULT_SHOP_BUYER_USERNAME);
+  await page.getByLabel('Password').fill(process.env.SCOPEVAULT_SHOP_BUYER_PASSWORD);
+  await expect(page.getByLabel('Password')).toHaveValue(process.env.SCOPEVAULT_SHOP_BUYER_PASSWORD);
+});
+"#;
+
+#[test]
+fn a_playwright_test_html_report_keeps_no_form_of_the_password_in_its_embedded_archive() {
+    let modules = match node_components() {
+        Ok(m) => m,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let forms = match oracle(&[("shop-buyer.password", PW, Some("buyer"))]) {
+        Ok(f) => f,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let dir = tempdir();
+    let d = daemon::start_with_buyer(dir.path(), PW);
+    let project = dir.path().join("check");
+    std::fs::create_dir_all(project.join("tests")).unwrap();
+    std::fs::write(project.join("playwright.config.js"), NODE_CONFIG).unwrap();
+    std::fs::write(project.join("tests/login.spec.js"), NODE_SPEC).unwrap();
+    let art = dir.path().join("artifacts");
+    let out = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["exec", "--task", "checkout-flow", "--artifacts"])
+        .arg(&art)
+        .arg("--")
+        .arg(modules.join(".bin/playwright"))
+        .args(["test", "-c"])
+        .arg(project.join("playwright.config.js"))
+        .arg("--output")
+        .arg(art.join("results"))
+        .current_dir(&project)
+        .env("NODE_PATH", &modules)
+        .env("REPORT_DIR", art.join("report"))
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the check failed:\n{stdout}\n{stderr}"
+    );
+    let page = std::fs::read_to_string(art.join("report/index.html")).expect("the HTML report");
+    let b64 = page
+        .split("data:application/zip;base64,")
+        .nth(1)
+        .expect("the report embeds its archive")
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c)))
+        .next()
+        .unwrap();
+    let embedded = data_encoding::BASE64.decode(b64.as_bytes()).unwrap();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(embedded)).expect("a zip");
+    let mut hits = Vec::new();
+    let mut typed = false;
+    for i in 0..z.len() {
+        let mut m = z.by_index(i).unwrap();
+        let name = m.name().to_owned();
+        let mut data = Vec::new();
+        m.read_to_end(&mut data).unwrap();
+        hits.extend(redact_oracle::hits_in(
+            &data,
+            &forms,
+            &format!("index.html!{name}"),
+        ));
+        if name.ends_with(".json") && name != "report.json" {
+            serde_json::from_slice::<serde_json::Value>(&data).expect("members stay JSON");
+            typed |= String::from_utf8_lossy(&data).contains("[redacted:shop-buyer.password]");
+        }
+    }
+    assert!(
+        typed,
+        "the report's step titles held the password (now masked)"
+    );
+    assert!(
+        hits.is_empty(),
+        "forms of the password remain in the report: {hits:#?}"
+    );
+    // And every other artefact (traces, the report's own copies), zip members included.
+    let (hits, scanned) = scan_tree(&art, &forms);
+    assert!(scanned >= 3, "scanned {scanned} files and members");
+    assert!(hits.is_empty(), "forms of the password remain: {hits:#?}");
 }
