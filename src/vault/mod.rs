@@ -65,7 +65,7 @@ pub enum VaultError {
     #[error("the vault file failed authentication: it was modified or written by someone without the vault key; restore it from a backup")]
     Forged,
     /// An older generation than already seen.
-    #[error("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault, or pass --allow-rollback if you restored an old backup on purpose")]
+    #[error("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault, or, if you restored an old backup on purpose, run one scopevault command with --allow-rollback (e.g. `scopevault cred list --allow-rollback`): it saves the file again as the newest, then reload the daemon")]
     Rollback {
         /// Generation in the file.
         found: u64,
