@@ -428,8 +428,14 @@ struct Region {
     start_line: usize,
 }
 
+/// A result's `partialFingerprints`: GitHub code scanning reads only
+/// `primaryLocationLineHash` (it ignores other keys, and upload-sarif fills that one from the
+/// flagged line's text when it is absent, so an alert would follow the line, not the finding);
+/// `scopevaultFinding/v1` carries the same value under our own name for other consumers.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Fingerprints {
+    primary_location_line_hash: String,
     #[serde(rename = "scopevaultFinding/v1")]
     v1: String,
 }
@@ -624,7 +630,13 @@ impl Report {
                 message: SarifOwnedText {
                     text: format!("{} Help: {}", sentence(&f.message), f.help),
                 },
-                partial_fingerprints: Fingerprints { v1: fingerprint(f) },
+                partial_fingerprints: {
+                    let print = fingerprint(f);
+                    Fingerprints {
+                        primary_location_line_hash: print.clone(),
+                        v1: print,
+                    }
+                },
                 properties: ResultProps {
                     class: f.class.as_str(),
                     credential: f.credential.as_deref(),

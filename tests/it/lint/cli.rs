@@ -630,3 +630,44 @@ expires = "2099-01-01"
         "{results:#?}"
     );
 }
+
+/// GitHub code scanning matches alerts across uploads by `partialFingerprints`'
+/// `primaryLocationLineHash` alone (other keys are ignored), and upload-sarif fills that key
+/// from the flagged line's text when it is absent: our stable `scopevaultFinding/v1` kept no
+/// alert across an edit that moved or changed the lines around a finding (found by a CI
+/// maintainer's review, fifteenth pass). The SARIF now carries the stable fingerprint under
+/// both keys, and it is the same after lines are added above and the flagged line is reworded.
+#[test]
+fn sarif_primary_location_line_hash_is_the_stable_fingerprint_across_edits_around_the_finding() {
+    let before = "version = 1\n[credentials.buyer]\nkind = \"login\"\nscopes = [\"shop:login\", \"shop:orders:read\"]\n[tasks.checkout]\nneeds = [\"shop:login\"]\ncredentials = [\"buyer\"]\nrunners = { users = [\"checkpoint\"] }\n";
+    let after = "# Owned by the shop team.\nversion = 1\n\n[credentials.old]\nkind = \"token\"\nscopes = [\"x:y\"]\n\n[credentials.buyer]\nkind   = \"login\"\nscopes = [ \"shop:orders:read\",\"shop:login\" ]\n[tasks.checkout]\nneeds = [\"shop:login\"]\n# the credential it uses\ncredentials = [ \"buyer\" ]\nrunners = { users = [\"checkpoint\"] }\n";
+    let prints = |text: &str| -> Vec<(String, String, u64)> {
+        let o = lint_text(text.as_bytes(), &["--format", "sarif"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["ruleId"] == "scope-exceeds-task")
+            .map(|r| {
+                let p = &r["partialFingerprints"];
+                assert_eq!(
+                    p["primaryLocationLineHash"], p["scopevaultFinding/v1"],
+                    "{p}"
+                );
+                (
+                    p["primaryLocationLineHash"].as_str().unwrap().to_owned(),
+                    r["ruleId"].as_str().unwrap().to_owned(),
+                    r["locations"][0]["physicalLocation"]["region"]["startLine"]
+                        .as_u64()
+                        .unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (prints(before), prints(after));
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_ne!(a[0].2, b[0].2, "the finding moved");
+    assert_eq!(a[0].0, b[0].0, "one alert before and after the edit");
+}
