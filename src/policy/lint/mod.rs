@@ -88,9 +88,17 @@ pub struct Finding {
     pub scopes: Vec<String>,
     /// What tells this finding from the others of its rule with the same credential, task and
     /// scopes (`runner-never-seen`: `user:NAME` or `group:NAME`; `unknown-location`: the
-    /// location; `duplicate-scheduler`: the scheduler), if its rule can repeat for them: part of
-    /// the finding's fingerprint, so that code scanning keeps one alert per finding.
+    /// location; `duplicate-scheduler`: the scheduler; `invalid-exception` and
+    /// `exception-expired`: the exception's rule, reason and expiry as written), if its rule can
+    /// repeat for them: part of the finding's fingerprint, so that code scanning keeps one alert
+    /// per finding, and of its JUnit test-case name.
     pub detail: Option<String>,
+    /// 1 for the first finding (in file order) of its rule, credential, task, scopes and
+    /// detail; 2, 3, … for later ones that nothing else tells apart (a task listing one
+    /// credential, need, location or runner twice; a scheduler named three times; two
+    /// exceptions alike in every key). Hashed into the fingerprint when above 1, as GitHub
+    /// numbers equal line hashes, so each is still its own alert.
+    pub occurrence: usize,
     /// Whether an exception in force hides it (left out of text and SARIF, flagged in JSON).
     pub excepted: bool,
 }
@@ -260,7 +268,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
         ))
     });
     let mut at = LineCursor::default();
-    let findings: Vec<Finding> = raw
+    let mut findings: Vec<Finding> = raw
         .into_iter()
         .map(|r| {
             let (line, column) = at.advance(source, r.span.start);
@@ -284,16 +292,63 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
                 task: r.task,
                 scopes,
                 detail: r.detail,
+                occurrence: 1,
                 excepted: r.excepted,
             }
         })
         .collect();
+    number_repeats(&mut findings);
     Report {
         path: policy.path.clone(),
         source: policy.source.clone(),
         findings,
         vault_rules_ran: opts.vault.is_some(),
         usage_rules_ran: opts.usage.as_deref().is_some_and(|e| e.judged),
+    }
+}
+
+impl Finding {
+    /// The message, when it is what names the finding's subject: a finding with no
+    /// credential, task, scopes or detail. Part of its fingerprint then.
+    pub(crate) fn subject_message(&self) -> Option<&str> {
+        let subjectless = self.credential.is_none()
+            && self.task.is_none()
+            && self.scopes.is_empty()
+            && self.detail.is_none();
+        subjectless.then_some(self.message.as_str())
+    }
+}
+
+/// Number the findings that nothing else tells apart ([`Finding::occurrence`]), in file order.
+fn number_repeats(findings: &mut [Finding]) {
+    type Key<'k> = (
+        RuleId,
+        Option<&'k str>,
+        Option<&'k str>,
+        &'k [String],
+        Option<&'k str>,
+        Option<&'k str>,
+    );
+    let mut seen: HashMap<Key<'_>, usize> = HashMap::default();
+    let numbers: Vec<usize> = findings
+        .iter()
+        .map(|f| {
+            let key = (
+                f.rule,
+                f.credential.as_deref(),
+                f.task.as_deref(),
+                f.scopes.as_slice(),
+                f.detail.as_deref(),
+                f.subject_message(),
+            );
+            let n = seen.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .collect();
+    drop(seen);
+    for (f, n) in findings.iter_mut().zip(numbers) {
+        f.occurrence = n;
     }
 }
 
@@ -1042,6 +1097,7 @@ impl<'a> Linter<'a> {
             let task = e.task.as_ref().map(|t| t.value.as_str());
             let scopes = e.scope_set();
             let subject = describe(e.rule.value.as_str(), cred, task);
+            let identity = exception_identity(e);
             let mut invalid = |why: String, help: String, span: Range<usize>| {
                 new.push(Raw {
                     rule: RuleId::InvalidException,
@@ -1051,7 +1107,7 @@ impl<'a> Linter<'a> {
                     credential: cred.map(str::to_owned),
                     task: task.map(str::to_owned),
                     scopes: scopes.clone(),
-                    detail: None,
+                    detail: Some(identity.clone()),
                     excepted: false,
                 });
             };
@@ -1107,7 +1163,7 @@ impl<'a> Linter<'a> {
                     credential: cred.map(str::to_owned),
                     task: task.map(str::to_owned),
                     scopes: scopes.clone(),
-                    detail: None,
+                    detail: Some(identity.clone()),
                     excepted: false,
                 });
                 continue;
@@ -1131,6 +1187,24 @@ impl<'a> Linter<'a> {
         }
         self.raw.extend(new);
     }
+}
+
+/// What tells an exception from another with the same credential, task and scopes, for the
+/// `detail` of its findings: the rule it names, its reason and its expiry, as written. Not its
+/// place nor its position among the `[[exceptions]]`: an edit elsewhere in the file, or
+/// another exception added or removed above it, keeps its alert. (Two exceptions alike in all
+/// of these are told apart by their order alone, [`Finding::occurrence`].)
+fn exception_identity(e: &super::Exception) -> String {
+    format!(
+        "exception for rule {:?}, reason {}, expires {}",
+        e.rule.value,
+        e.reason
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |r| format!("{:?}", r.value)),
+        e.expires
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |d| d.value.to_string()),
+    )
 }
 
 /// "`scope-exceeds-task` (credential `a`, task `b`)".

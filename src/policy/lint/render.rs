@@ -54,9 +54,10 @@ impl Paint {
 fn fingerprint(f: &Finding) -> String {
     let mut h = Sha256::new();
     // A finding of a rule that can repeat for one credential, task and scopes (a task's
-    // runners, schedulers, locations; a location) is told apart by its detail; any other with
-    // no credential, task or scope by its message, which names its subject.
-    let subjectless = f.credential.is_none() && f.task.is_none() && f.scopes.is_empty();
+    // runners, schedulers, locations; a location; an exception) is told apart by its detail;
+    // any other with no credential, task or scope by its message, which names its subject;
+    // findings alike in all of that by their order (`occurrence`, hashed from the second on,
+    // so a first finding keeps the fingerprint it had).
     for part in [
         f.rule.as_str(),
         f.credential.as_deref().unwrap_or(""),
@@ -70,8 +71,13 @@ fn fingerprint(f: &Finding) -> String {
         h.update(b"detail\0");
         h.update(d.as_bytes());
         h.update([0u8]);
-    } else if subjectless {
-        h.update(f.message.as_bytes());
+    } else if let Some(m) = f.subject_message() {
+        h.update(m.as_bytes());
+        h.update([0u8]);
+    }
+    if f.occurrence > 1 {
+        h.update(b"occurrence\0");
+        h.update(f.occurrence.to_string().as_bytes());
         h.update([0u8]);
     }
     let d = h.finalize();
@@ -822,7 +828,10 @@ fn sentence(s: &str) -> String {
     }
 }
 
-/// "task `a`, credential `b`", the JUnit test-case name.
+/// The JUnit test-case name: "task a, credential b", then what tells the finding from the
+/// others of its rule (classname) — the scopes (unless they follow from the credential and
+/// task), the detail, the message when nothing else names the subject, "#2" for a repeat — so
+/// that no two test cases of one report have the same classname and name.
 fn subject(f: &Finding) -> String {
     let mut parts = Vec::new();
     if let Some(t) = &f.task {
@@ -831,13 +840,22 @@ fn subject(f: &Finding) -> String {
     if let Some(c) = &f.credential {
         parts.push(format!("credential {c}"));
     }
-    let scoped =
-        parts.is_empty() || matches!(f.rule, RuleId::UndeclaredScope | RuleId::ImpliesCycle);
-    if scoped && !f.scopes.is_empty() {
+    // A credential's excess for a task, and its wildcards, follow from the two names.
+    let derived = matches!(
+        f.rule,
+        RuleId::ScopeExceedsTask | RuleId::HighRiskScopeUnneeded | RuleId::WildcardScope
+    );
+    if !derived && !f.scopes.is_empty() {
         parts.push(format!("scopes {}", f.scopes.join(" ")));
     }
-    if parts.is_empty() {
-        parts.push(format!("line {}", f.line));
+    if let Some(d) = &f.detail {
+        parts.push(d.clone());
+    }
+    if let Some(m) = f.subject_message() {
+        parts.push(m.to_owned());
+    }
+    if f.occurrence > 1 {
+        parts.push(format!("#{}", f.occurrence));
     }
     parts.join(", ")
 }

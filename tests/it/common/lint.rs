@@ -62,3 +62,51 @@ pub fn rules_of(v: &serde_json::Value) -> Vec<(String, bool)> {
         })
         .collect()
 }
+
+/// Every result's `primaryLocationLineHash` in a SARIF report (what GitHub code scanning
+/// matches alerts by), with its rule id.
+pub fn sarif_fingerprints(sarif: &serde_json::Value) -> Vec<(String, String)> {
+    sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results: {sarif}"))
+        .iter()
+        .map(|r| {
+            (
+                r["ruleId"].as_str().unwrap().to_owned(),
+                r["partialFingerprints"]["primaryLocationLineHash"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The (classname, name) of every test case of a JUnit report, attributes as written.
+pub fn junit_cases(xml: &str) -> Vec<(String, String)> {
+    let attr = |case: &str, name: &str| -> String {
+        let key = format!(" {name}=\"");
+        let at = case
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {name} in {case}"))
+            + key.len();
+        case[at..][..case[at..].find('"').unwrap()].to_owned()
+    };
+    xml.split("<testcase")
+        .skip(1)
+        .map(|case| (attr(case, "classname"), attr(case, "name")))
+        .collect()
+}
+
+/// The items of `items` that occur more than once.
+pub fn repeated<T: Ord + Clone>(items: &[T]) -> Vec<T> {
+    let mut sorted = items.to_vec();
+    sorted.sort();
+    let mut out: Vec<T> = sorted
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0].clone())
+        .collect();
+    out.dedup();
+    out
+}

@@ -671,3 +671,126 @@ fn sarif_primary_location_line_hash_is_the_stable_fingerprint_across_edits_aroun
     assert_ne!(a[0].2, b[0].2, "the finding moved");
     assert_eq!(a[0].0, b[0].0, "one alert before and after the edit");
 }
+
+/// Two findings of one rule with the same credential, task and scopes shared a SARIF
+/// fingerprint, so code scanning showed one alert for two (found by a CI maintainer's review,
+/// fifteenth pass): two exceptions lacking `expires` for one subject, or for two rules of one
+/// subject; a task listing a credential, a need or a location twice. Their JUnit test cases had
+/// one classname and name too (two `missing-scope` findings of one task were both
+/// `task checkout`). Now an exception's findings carry its rule, reason and expiry, the
+/// JUnit name the scopes and detail, and findings alike in all of that are numbered in file
+/// order. Every rule that can repeat fires at least twice here, and no two results or test
+/// cases are one.
+#[test]
+fn fingerprints_and_junit_names_are_unique_for_every_rule_that_can_repeat() {
+    use common_lint::{junit_cases, repeated, sarif_fingerprints};
+    let policy = r#"version = 1
+
+[scopes."shop:login"]
+risk = "low"
+
+[scopes."shop:admin"]
+risk = "high"
+
+[credentials.buyer]
+kind = "login"
+scopes = ["shop:login", "shop:admin", "Shop:Bad", "Shop:Bad", "shop:*"]
+origins = ["https://shop.example.com"]
+
+[tasks.checkout]
+needs = ["shop:login", "zz:orders", "zz:orders", "zz:refunds"]
+credentials = ["buyer", "buyer"]
+runners = { users = ["checkpoint"] }
+origin = "https://admin.example.com"
+schedulers = ["cron", "cron", "cron", "1500", "1500"]
+locations = ["ams", "fra", "fra", "nyc"]
+
+[tasks.typo]
+needs = ["shop:login"]
+credentials = ["buyr", "buyr"]
+runners = { users = ["checkpoint"] }
+locations = ["ams"]
+
+[locations.ams]
+recipient = "age1notarecipient"
+
+[locations.zrh]
+recipient = "age125gmrf8vq05hsrzadtlp3ctlp7lra7q2nrkvud85y7yklqyjecwq5fet9e"
+
+[[exceptions]]
+rule = "scope-exceeds-task"
+credential = "buyer"
+task = "checkout"
+reason = "OPS-1"
+
+[[exceptions]]
+rule = "scope-exceeds-task"
+credential = "buyer"
+task = "checkout"
+reason = "OPS-1"
+
+[[exceptions]]
+rule = "scope-exceeds-task"
+credential = "buyer"
+task = "checkout"
+reason = "OPS-2"
+
+[[exceptions]]
+rule = "high-risk-scope-unneeded"
+credential = "buyer"
+task = "checkout"
+reason = "OPS-1"
+
+[[exceptions]]
+rule = "wildcard-scope"
+credential = "buyer"
+scopes = ["shop:*"]
+reason = "until OPS-3"
+expires = "2020-01-01"
+
+[[exceptions]]
+rule = "wildcard-scope"
+credential = "buyer"
+scopes = ["shop:*"]
+reason = "until OPS-3"
+expires = "2020-01-01"
+
+[[exceptions]]
+rule = "no-such-rule"
+reason = "r"
+expires = "2099-01-01"
+
+[[exceptions]]
+rule = "no-such-rule"
+reason = "r"
+expires = "2099-01-01"
+"#;
+    let o = lint_text(policy.as_bytes(), &["--format", "sarif"]);
+    let sarif: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    let prints = sarif_fingerprints(&sarif);
+    let rules: Vec<&str> = prints.iter().map(|(r, _)| r.as_str()).collect();
+    for rule in [
+        "invalid-scope",
+        "unknown-credential",
+        "missing-scope",
+        "scope-exceeds-task",
+        "high-risk-scope-unneeded",
+        "origin-mismatch",
+        "invalid-exception",
+        "exception-expired",
+        "unknown-location",
+        "duplicate-scheduler",
+    ] {
+        assert!(
+            rules.iter().filter(|r| **r == rule).count() >= 2,
+            "{rule} repeats: {rules:?}"
+        );
+    }
+    let prints: Vec<&str> = prints.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(repeated(&prints), Vec::<&str>::new(), "{prints:?}");
+    let o = lint_text(policy.as_bytes(), &["--format", "junit"]);
+    let cases = junit_cases(&stdout(&o));
+    assert!(cases.len() > prints.len(), "{cases:?}");
+    assert_eq!(repeated(&cases), vec![], "{cases:#?}");
+}

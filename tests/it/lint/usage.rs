@@ -1059,3 +1059,48 @@ fn apply_policy(d: &Path, id: &str, text: &str) {
         None,
     );
 }
+
+/// The usage rules that can repeat for one credential and task (a task listing a credential
+/// twice, a runner twice) gave findings alike in rule, credential, task and detail: one SARIF
+/// fingerprint and one JUnit test case name for two findings (found by a CI maintainer's
+/// review, fifteenth pass). Numbered in file order now: each its own alert and test case.
+#[test]
+fn repeated_usage_findings_have_their_own_fingerprints_and_junit_names() {
+    use common_lint::{junit_cases, repeated, sarif_fingerprints};
+    let dir = tempfile::tempdir().unwrap();
+    let policy = POLICY
+        .replace(
+            "credentials = [\"buyer\", \"admin\"]\nrunners = { users = [\"1001\", \"1002\"], groups = [\"2000\", \"2001\"] }",
+            "credentials = [\"buyer\", \"admin\", \"admin\"]\nrunners = { users = [\"1001\", \"1002\", \"1002\"], groups = [\"2000\", \"2001\", \"2001\"] }",
+        )
+        + "\n[tasks.other]\nneeds = [\"shop:login\"]\ncredentials = [\"admin\"]\nrunners = { users = [\"1001\"] }\n";
+    assert!(
+        policy.contains("\"1002\", \"1002\""),
+        "the replacement applied"
+    );
+    let mut recs = busy_log();
+    recs.push((
+        days(2),
+        "fetch",
+        Some("other"),
+        Some("admin"),
+        "allow",
+        1001,
+        1001,
+    ));
+    let log = write(dir.path(), "audit.jsonl", &chain(&recs));
+    let sarif = lint(dir.path(), &policy, &[&log], &["--format", "sarif"]);
+    let prints = sarif_fingerprints(&sarif.json);
+    let count = |rule: &str| prints.iter().filter(|(r, _)| r == rule).count();
+    assert_eq!(count("task-credential-never-fetched"), 2, "{prints:?}");
+    assert_eq!(count("runner-never-seen"), 4, "{prints:?}");
+    assert_eq!(repeated(&prints), vec![], "{prints:?}");
+    write(dir.path(), "policy.toml", &policy);
+    let l = log.display().to_string();
+    let out = scopevault(
+        dir.path(),
+        &["lint", "policy.toml", "--audit", &l, "--format", "junit"],
+    );
+    let cases = junit_cases(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(repeated(&cases), vec![], "{cases:#?}");
+}
