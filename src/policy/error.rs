@@ -118,6 +118,17 @@ impl PolicyError {
     }
 }
 
+/// Bytes of a UTF-8 byte order mark at the start of `source` (3 or 0). Columns count from
+/// after it: SARIF's regions SHALL NOT depend on a BOM (§3.30.2), and no editor shows it as a
+/// column. Line 1 "starts" after it, so its text (as shown under a message) leaves it out too.
+pub(crate) fn bom_len(source: &[u8]) -> usize {
+    if source.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    }
+}
+
 /// Start offsets of every line, to turn byte offsets into line:column in O(log n).
 #[derive(Debug, Clone)]
 pub(crate) struct LineIndex {
@@ -126,7 +137,8 @@ pub(crate) struct LineIndex {
 
 impl LineIndex {
     pub(crate) fn new(source: &str) -> Self {
-        let mut starts = vec![0];
+        // Line 1 starts after a byte order mark ([`bom_len`]).
+        let mut starts = vec![bom_len(source.as_bytes())];
         starts.extend(
             source
                 .bytes()
@@ -139,7 +151,8 @@ impl LineIndex {
 
     /// 1-based line and 1-based column (in characters) of byte `offset`, clamped to the text.
     pub(crate) fn line_col(&self, source: &str, offset: usize) -> (usize, usize) {
-        let offset = offset.min(source.len());
+        // An offset inside a byte order mark is column 1, as the mark's end is.
+        let offset = offset.min(source.len()).max(self.starts[0]);
         let line = match self.starts.binary_search(&offset) {
             Ok(i) => i,
             Err(i) => i - 1,

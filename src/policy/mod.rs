@@ -393,10 +393,11 @@ pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let bytes = e.as_bytes();
+        // Line 1 starts after a byte order mark: columns do not count it.
         let line_start = bytes[..offset]
             .iter()
             .rposition(|b| *b == b'\n')
-            .map_or(0, |i| i + 1);
+            .map_or(error::bom_len(bytes).min(offset), |i| i + 1);
         let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
         let column = String::from_utf8_lossy(&bytes[line_start..offset])
             .chars()

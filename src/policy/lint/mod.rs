@@ -371,9 +371,16 @@ impl LineCursor {
     /// the cursor costs the text in between; an earlier one (never asked for: findings are
     /// sorted by start, and a span ends after it starts) rescans from the top.
     fn advance(&mut self, source: &str, offset: usize) -> (usize, usize) {
-        let offset = offset.min(source.len());
+        // Line 1 starts after a byte order mark, and an offset inside one is its end: columns
+        // do not count it (SARIF §3.30.2; `LineIndex` likewise).
+        let bom = super::error::bom_len(source.as_bytes());
+        let offset = offset.min(source.len()).max(bom);
         if offset < self.at {
             *self = LineCursor::default();
+        }
+        if self.at < bom {
+            self.at = bom;
+            self.line_start = bom;
         }
         let text = &source.as_bytes()[self.at..offset];
         if let Some(last) = text.iter().rposition(|b| *b == b'\n') {
@@ -1245,5 +1252,40 @@ mod tests {
         }
         // Going back rescans, with the same answers.
         assert_eq!(at.advance(src, 3), idx.line_col(src, 3));
+    }
+
+    /// A UTF-8 byte order mark shifted every column of line 1 by one (found by a CI
+    /// maintainer's review, fifteenth pass: SARIF §3.30.2, regions SHALL NOT depend on a BOM).
+    /// Line 1's columns count from after it, in the cursor and the index alike; other lines
+    /// are unaffected, and the line shown under a message leaves the mark out.
+    #[test]
+    fn a_byte_order_mark_is_not_a_column() {
+        let plain = "a = 1\nkéy = 2\n";
+        let bom = format!("\u{FEFF}{plain}");
+        let (idx, bidx) = (LineIndex::new(plain), LineIndex::new(&bom));
+        for off in 0..=plain.len() {
+            let want = idx.line_col(plain, off);
+            assert_eq!(bidx.line_col(&bom, off + 3), want, "offset {off}");
+            assert_eq!(
+                LineCursor::default().advance(&bom, off + 3),
+                want,
+                "offset {off}"
+            );
+        }
+        // Inside the mark: column 1.
+        for off in 0..3 {
+            assert_eq!(bidx.line_col(&bom, off), (1, 1));
+            assert_eq!(LineCursor::default().advance(&bom, off), (1, 1));
+        }
+        // A cursor walking forward agrees with the index.
+        let mut at = LineCursor::default();
+        for off in 0..=bom.len() {
+            assert_eq!(
+                at.advance(&bom, off),
+                bidx.line_col(&bom, off),
+                "offset {off}"
+            );
+        }
+        assert_eq!(bidx.line_text(&bom, 1), "a = 1");
     }
 }

@@ -794,3 +794,41 @@ expires = "2099-01-01"
     assert!(cases.len() > prints.len(), "{cases:?}");
     assert_eq!(repeated(&cases), vec![], "{cases:#?}");
 }
+
+/// A UTF-8 byte order mark shifted every column of line 1 by one in every format (found by a
+/// CI maintainer's review, fifteenth pass; SARIF §3.30.2: regions SHALL NOT depend on a BOM).
+/// With and without the mark, the findings, the SARIF regions, the text report and a parse
+/// error's place are the same.
+#[test]
+fn a_byte_order_mark_does_not_shift_columns_in_any_format() {
+    let text = "credentials = { old = { kind = \"token\", scopes = [\"a:b\"] } }\nversion = 1\n";
+    let with_bom = format!("\u{FEFF}{text}");
+    for format in ["json", "sarif", "text"] {
+        let plain = lint_text(text.as_bytes(), &["--format", format]);
+        let bom = lint_text(with_bom.as_bytes(), &["--format", format]);
+        assert_eq!(stdout(&bom), stdout(&plain), "{format}");
+    }
+    let o = lint_text(with_bom.as_bytes(), &["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = &v["findings"][0];
+    assert_eq!(
+        (&f["line"], &f["column"], &f["end_column"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(17),
+            &serde_json::json!(20)
+        ),
+        "{f}"
+    );
+    let o = lint_text(with_bom.as_bytes(), &["--format", "sarif"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let region = &v["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(region["startColumn"], 17, "{region}");
+    // A parse error on line 1, and a file's first bad byte there.
+    let o = lint_text(b"\xEF\xBB\xBFverion = 1\n", &[]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("policy.toml:1:1"), "{}", stderr(&o));
+    let o = lint_text(b"\xEF\xBB\xBF# caf\xe9\n", &[]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("policy.toml:1:6"), "{}", stderr(&o));
+}
