@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::args::{DenyLevel, GlobalArgs, LintArgs, LintFormat};
 use super::{Exit, EXIT_USAGE};
-use crate::policy::lint::{lint, repository_root, Class, LintOptions, SarifLocation};
+use crate::policy::lint::{lint, Class, LintOptions, SarifLocation};
 use crate::policy::{read_policy_file, Policy};
 
 pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
@@ -96,12 +96,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// SARIF's location of the policy: relative to the repository root (the git top level of the
-/// working directory, else the working directory) under `%SRCROOT%`, or an absolute `file://`
-/// URI when the policy lies outside it.
+/// SARIF's location of the policy: relative to the repository that holds it
+/// ([`SarifLocation::of_policy`]).
 fn sarif_location(file: &std::path::Path) -> SarifLocation {
     let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
-    SarifLocation::for_policy(file, &repository_root(&cwd), &cwd)
+    SarifLocation::of_policy(file, &cwd)
 }
 
 fn usage(message: String) -> anyhow::Error {

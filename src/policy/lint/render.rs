@@ -117,40 +117,60 @@ fn xml_escape(s: &str) -> String {
 pub const SARIF_RESULT_LIMIT: usize = 25_000;
 
 /// Where the policy is, as SARIF's `artifactLocation`: a URI relative to the repository root
-/// under `uriBaseId` `%SRCROOT%`, or an absolute `file://` URI with no base id when the policy
-/// lies outside the root.
+/// under `uriBaseId` `%SRCROOT%` (and that root, for the run's `originalUriBaseIds`), or an
+/// absolute `file://` URI with no base id when the policy lies outside the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SarifLocation {
     /// The URI, percent-encoded.
     pub uri: String,
     /// `Some("%SRCROOT%")` for a relative URI, `None` for an absolute one.
     pub uri_base_id: Option<&'static str>,
+    /// The absolute `file://` URI, ending in `/`, of the directory `%SRCROOT%` stands for, when
+    /// it is known (written as the run's `originalUriBaseIds`).
+    pub src_root: Option<String>,
 }
 
 impl SarifLocation {
-    /// The location of `policy` relative to `root` (the repository root: the git top level,
-    /// else the working directory). Both are made absolute against `cwd` and normalised
-    /// lexically (`.` and `..`), and symlinks resolved when the files exist, so `./p.toml`,
-    /// `/abs/repo/p.toml` and `sub/../p.toml` all give `p.toml`.
+    /// The location of the policy file `policy` (as given on the command line, relative to
+    /// `cwd`): relative to the repository that holds it — the nearest ancestor of its real
+    /// path (symlinks resolved) holding `.git`, a directory or the file of a worktree or
+    /// submodule — wherever the lint runs from, so `lint repo/ci/policy.toml` run outside the
+    /// repository gives `ci/policy.toml`, as code scanning for that repository expects. A
+    /// policy in no repository is placed relative to the working directory's repository root
+    /// ([`repository_root`]: its git top level, else the working directory itself), or
+    /// absolutely when it lies outside that.
+    pub fn of_policy(policy: &Path, cwd: &Path) -> SarifLocation {
+        let real = absolute(policy, cwd);
+        let holder = real
+            .parent()
+            .and_then(|dir| dir.ancestors().find(|d| d.join(".git").exists()));
+        match holder {
+            Some(root) => SarifLocation::for_policy(&real, root, cwd),
+            None => SarifLocation::for_policy(policy, &repository_root(cwd), cwd),
+        }
+    }
+
+    /// The location of `policy` relative to `root`. Both are made absolute against `cwd` and
+    /// normalised lexically (`.` and `..`), and symlinks resolved when the files exist, so
+    /// `./p.toml`, `/abs/repo/p.toml` and `sub/../p.toml` all give `p.toml`.
     pub fn for_policy(policy: &Path, root: &Path, cwd: &Path) -> SarifLocation {
-        let abs = |p: &Path| {
-            let joined = if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                cwd.join(p)
-            };
-            std::fs::canonicalize(&joined).unwrap_or_else(|_| normalise(&joined))
-        };
-        let (policy, root) = (abs(policy), abs(root));
+        let (policy, root) = (absolute(policy, cwd), absolute(root, cwd));
         match policy.strip_prefix(&root) {
             Ok(rel) if rel.components().all(|c| matches!(c, Component::Normal(_))) => {
                 let segs: Vec<String> = rel
                     .components()
                     .map(|c| percent_encode(&c.as_os_str().to_string_lossy()))
                     .collect();
+                let root_uri = SarifLocation::absolute(&root).uri;
                 SarifLocation {
                     uri: segs.join("/"),
                     uri_base_id: Some("%SRCROOT%"),
+                    // §3.14.14: an absolute base URI ends with a slash.
+                    src_root: Some(if root_uri.ends_with('/') {
+                        root_uri
+                    } else {
+                        root_uri + "/"
+                    }),
                 }
             }
             _ => SarifLocation::absolute(&policy),
@@ -169,6 +189,7 @@ impl SarifLocation {
         SarifLocation {
             uri: format!("file:///{}", segs.join("/")),
             uri_base_id: None,
+            src_root: None,
         }
     }
 
@@ -186,12 +207,25 @@ impl SarifLocation {
         SarifLocation {
             uri: segs.join("/"),
             uri_base_id: Some("%SRCROOT%"),
+            src_root: None,
         }
     }
 }
 
-/// The repository root for SARIF: the nearest ancestor of `dir` holding `.git` (a directory,
-/// or a file in a worktree or submodule), else `dir` itself.
+/// `p` made absolute against `cwd`, symlinks resolved when it exists, else normalised
+/// lexically.
+fn absolute(p: &Path, cwd: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
+    std::fs::canonicalize(&joined).unwrap_or_else(|_| normalise(&joined))
+}
+
+/// The working directory's repository root, for a policy in no repository: the nearest
+/// ancestor of `dir` holding `.git` (a directory, or a file in a worktree or submodule), else
+/// `dir` itself.
 pub fn repository_root(dir: &Path) -> PathBuf {
     dir.ancestors()
         .find(|d| d.join(".git").exists())
@@ -315,8 +349,22 @@ struct SarifRun<'a, Res: Serialize> {
     column_kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     invocations: Option<[SarifInvocation; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original_uri_base_ids: Option<SrcRoot<'a>>,
     results: Res,
     tool: SarifTool,
+}
+
+/// `originalUriBaseIds`: what `%SRCROOT%` stands for.
+#[derive(Serialize)]
+struct SrcRoot<'a> {
+    #[serde(rename = "%SRCROOT%")]
+    src_root: BaseUri<'a>,
+}
+
+#[derive(Serialize)]
+struct BaseUri<'a> {
+    uri: &'a str,
 }
 
 #[derive(Serialize)]
@@ -673,6 +721,9 @@ impl Report {
                 }],
                 column_kind: "unicodeCodePoints",
                 invocations,
+                original_uri_base_ids: loc.src_root.as_deref().map(|uri| SrcRoot {
+                    src_root: BaseUri { uri },
+                }),
                 results: Stream::new(results),
                 tool: SarifTool {
                     driver: SarifDriver {

@@ -18,12 +18,17 @@ fn scenarios() -> Vec<(&'static str, PathBuf)> {
     ]
 }
 
+/// `lint policy.toml --format FORMAT` in a fresh directory (no repository: the working
+/// directory is `%SRCROOT%`, shown as `file:///[ROOT]/` so snapshots do not hold a temp path).
 fn run(file: &std::path::Path, format: &str) -> (String, i32) {
     let dir = tempfile::tempdir().unwrap();
     let name = copy_in(dir.path(), file, "policy.toml");
     let out = scopevault(dir.path(), &["lint", &name, "--format", format]);
+    let root = format!("file://{}/", dir.path().canonicalize().unwrap().display());
     (
-        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .replace(&root, "file:///[ROOT]/"),
         out.status.code().unwrap(),
     )
 }
@@ -254,4 +259,111 @@ fn sarif_over_25000_results_says_so_on_stderr_and_in_invocations() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("at most"));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(doc["runs"][0].get("invocations").is_none());
+}
+
+/// `artifactLocation.uri` was relative to the git top level of the *working directory*
+/// (found by a CI maintainer's review, fifteenth pass): `lint repo/ci/policy.toml` run from
+/// outside the repository gave `repo/ci/policy.toml`, a path code scanning for that repository
+/// does not know. Now it is relative to the repository that holds the policy's real path (the
+/// nearest ancestor holding `.git`, a directory or a worktree's file), wherever the lint runs,
+/// and `originalUriBaseIds` says what `%SRCROOT%` is: a `file://` URI ending in `/`. A policy
+/// in no repository keeps the old rule (the working directory's root).
+#[test]
+fn sarif_uris_are_relative_to_the_repository_holding_the_policy_wherever_the_lint_runs() {
+    let validator = sarif_validator();
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().canonicalize().unwrap();
+    let broken = fixture("scenarios/broken.toml");
+    let repo = top.join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("ci/my policies")).unwrap();
+    copy_in(&repo.join("ci/my policies"), &broken, "policy.toml");
+    let src_root =
+        |doc: &serde_json::Value| doc["runs"][0]["originalUriBaseIds"]["%SRCROOT%"].clone();
+    let check =
+        |cwd: &std::path::Path, policy: &str, uri: &str, root: &std::path::Path, what: &str| {
+            let (locs, art, doc) = sarif_locations(cwd, policy);
+            assert!(!locs.is_empty(), "{what}");
+            for l in locs.iter().chain([&art]) {
+                assert_eq!(l["uri"], uri, "{what}: {l}");
+                assert_eq!(l["uriBaseId"], "%SRCROOT%", "{what}: {l}");
+            }
+            let want = format!("file://{}/", root.display());
+            assert_eq!(src_root(&doc), serde_json::json!({ "uri": want }), "{what}");
+            assert_valid(&validator, &doc, what);
+        };
+    // From outside any repository, by a relative and an absolute path.
+    check(
+        &top,
+        "repo/ci/my policies/policy.toml",
+        "ci/my%20policies/policy.toml",
+        &repo,
+        "from outside",
+    );
+    let abs = repo
+        .join("ci/my policies/policy.toml")
+        .display()
+        .to_string();
+    check(
+        &top,
+        &abs,
+        "ci/my%20policies/policy.toml",
+        &repo,
+        "absolute, from outside",
+    );
+    // From another repository.
+    let other = top.join("other");
+    std::fs::create_dir_all(other.join(".git")).unwrap();
+    check(
+        &other,
+        &abs,
+        "ci/my%20policies/policy.toml",
+        &repo,
+        "from another repository",
+    );
+    // A linked worktree or a submodule: `.git` is a file.
+    let wt = top.join("wt");
+    std::fs::create_dir_all(wt.join("sub")).unwrap();
+    std::fs::write(wt.join(".git"), "gitdir: /elsewhere/.git/worktrees/wt\n").unwrap();
+    copy_in(&wt.join("sub"), &broken, "policy.toml");
+    check(
+        &top,
+        "wt/sub/policy.toml",
+        "sub/policy.toml",
+        &wt,
+        "a worktree",
+    );
+    // A symlink from outside: the repository of the file it points to.
+    std::os::unix::fs::symlink(
+        repo.join("ci/my policies/policy.toml"),
+        top.join("link.toml"),
+    )
+    .unwrap();
+    check(
+        &top,
+        "link.toml",
+        "ci/my%20policies/policy.toml",
+        &repo,
+        "a symlink into the repository",
+    );
+    // In no repository: relative to the working directory, which is %SRCROOT%.
+    let plain = top.join("plain");
+    std::fs::create_dir_all(plain.join("x")).unwrap();
+    copy_in(&plain.join("x"), &broken, "policy.toml");
+    check(
+        &plain,
+        "x/policy.toml",
+        "x/policy.toml",
+        &plain,
+        "no repository",
+    );
+    // In no repository and outside the working directory's root: an absolute URI, and no
+    // originalUriBaseIds.
+    let (locs, _, doc) = sarif_locations(&repo, &plain.join("x/policy.toml").display().to_string());
+    assert!(
+        locs[0]["uri"].as_str().unwrap().starts_with("file:///"),
+        "{}",
+        locs[0]
+    );
+    assert!(doc["runs"][0].get("originalUriBaseIds").is_none(), "{doc}");
 }
