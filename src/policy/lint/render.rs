@@ -346,6 +346,7 @@ struct SarifDoc<R: Serialize> {
 #[serde(rename_all = "camelCase")]
 struct SarifRun<'a, Res: Serialize> {
     artifacts: [SarifArtifact<'a>; 1],
+    automation_details: Automation,
     column_kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     invocations: Option<[SarifInvocation; 1]>,
@@ -353,6 +354,12 @@ struct SarifRun<'a, Res: Serialize> {
     original_uri_base_ids: Option<SrcRoot<'a>>,
     results: Res,
     tool: SarifTool,
+}
+
+/// `automationDetails`: the run's code-scanning category.
+#[derive(Serialize)]
+struct Automation {
+    id: String,
 }
 
 /// `originalUriBaseIds`: what `%SRCROOT%` stands for.
@@ -628,8 +635,9 @@ impl Report {
     /// SARIF 2.1.0 for code scanning: every rule in `tool.driver.rules` (with or without
     /// results), results with physical locations at `loc` and `partialFingerprints`,
     /// `security-severity` and a `security` tag on security findings; excepted findings left
-    /// out. Over [`SARIF_RESULT_LIMIT`] results, the run's `invocations` carries a warning
-    /// notification saying so.
+    /// out; `automationDetails.id` `scopevault-lint/<the policy's URI>/`, one code-scanning
+    /// category per policy. Over [`SARIF_RESULT_LIMIT`] results, the run's `invocations`
+    /// carries a warning notification saying so.
     pub fn write_sarif<W: Write>(&self, w: &mut W, loc: &SarifLocation) -> io::Result<()> {
         let rules: Vec<SarifRule> = RULES
             .iter()
@@ -719,6 +727,14 @@ impl Report {
                     location: artifact(),
                     mime_type: "application/toml",
                 }],
+                // One category per policy file: code scanning replaces a category's alerts
+                // with each upload, and upload-sarif refuses several runs of one tool with one
+                // category, so the runs of several policies of a repository (one SARIF each,
+                // uploaded together) need their own. The trailing `/` makes the whole id the
+                // category (GitHub takes what precedes the last `/`).
+                automation_details: Automation {
+                    id: format!("scopevault-lint/{}/", loc.uri),
+                },
                 column_kind: "unicodeCodePoints",
                 invocations,
                 original_uri_base_ids: loc.src_root.as_deref().map(|uri| SrcRoot {

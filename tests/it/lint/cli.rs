@@ -842,3 +842,141 @@ fn a_byte_order_mark_does_not_shift_columns_in_any_format() {
     assert_code(&o, 2);
     assert!(stderr(&o).contains("policy.toml:1:6"), "{}", stderr(&o));
 }
+
+/// The `run:` script of the step named `name` in a GitHub Actions workflow, dedented (a YAML
+/// literal block: the lines after `run: |` indented deeper than `run:`).
+fn workflow_step_script(workflow: &str, name: &str) -> String {
+    let lines: Vec<&str> = workflow.lines().collect();
+    let step = lines
+        .iter()
+        .position(|l| l.trim() == format!("- name: {name}"))
+        .unwrap_or_else(|| panic!("no step {name:?}"));
+    let run = step
+        + lines[step..]
+            .iter()
+            .position(|l| l.trim() == "run: |")
+            .unwrap_or_else(|| panic!("step {name:?} has no `run: |`"));
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let key = indent(lines[run]);
+    let body: Vec<&str> = lines[run + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || indent(l) > key)
+        .copied()
+        .collect();
+    let cut = body
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| indent(l))
+        .min()
+        .unwrap_or(0);
+    body.iter()
+        .map(|l| l.get(cut..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Several policies in one repository: each SARIF run had the same tool and no
+/// `automationDetails`, so their alerts were one category and upload-sarif refuses several runs
+/// with one category (found by a CI maintainer's review, fifteenth pass). Each run's
+/// `automationDetails.id` is now `scopevault-lint/<the policy's URI>/`, and the example
+/// workflow lints each policy into its own SARIF in one directory, uploaded together: its lint
+/// step is run here as GitHub runs it (bash -eo pipefail), over three policies.
+#[test]
+fn each_policy_is_its_own_code_scanning_category_and_the_example_workflow_lints_several() {
+    let workflow = std::fs::read_to_string(root().join("examples/ci/github-actions.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("ci")).unwrap();
+    copy_in(repo, &fixture("clean.toml"), "policy.toml");
+    copy_in(
+        &repo.join("ci"),
+        &fixture("rules/scope-exceeds-task.fires.toml"),
+        "policy.toml",
+    );
+    // By the CLI: two policies, two categories.
+    let id = |policy: &str| {
+        let o = scopevault(repo, &["lint", policy, "--format", "sarif"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["runs"][0]["automationDetails"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(id("policy.toml"), "scopevault-lint/policy.toml/");
+    assert_eq!(id("ci/policy.toml"), "scopevault-lint/ci/policy.toml/");
+    // The workflow's lint step, as GitHub runs a `run:` script.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
+        .parent()
+        .unwrap();
+    let script = workflow_step_script(&workflow, "Lint the policies (SARIF)");
+    let run = |policies: &str| {
+        let output = repo.join("github_output");
+        std::fs::write(&output, "").unwrap();
+        let o = std::process::Command::new("bash")
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
+            .current_dir(repo)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("POLICIES", policies)
+            .env("GITHUB_OUTPUT", &output)
+            .env("NO_COLOR", "1")
+            .env_remove("SCOPEVAULT_VAULT")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        let mut files: Vec<String> = std::fs::read_dir(repo.join("scopevault-sarif"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        (std::fs::read_to_string(&output).unwrap(), files)
+    };
+    let (output, files) = run("policy.toml ci/*.toml");
+    assert_eq!(output, "code=1\n", "the worst exit code");
+    assert_eq!(files, ["1-policy.sarif", "2-policy.sarif"]);
+    let ids: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let v: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(repo.join("scopevault-sarif").join(f)).unwrap(),
+            )
+            .unwrap();
+            v["runs"][0]["automationDetails"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "scopevault-lint/policy.toml/",
+            "scopevault-lint/ci/policy.toml/"
+        ]
+    );
+    // A policy that does not parse: exit 2 is kept, and it has no SARIF (nothing stale).
+    std::fs::write(repo.join("broken.toml"), "version = [").unwrap();
+    let (output, files) = run("policy.toml broken.toml");
+    assert_eq!(output, "code=2\n");
+    assert_eq!(files, ["1-policy.sarif"]);
+    // The upload step takes the directory and sets no category of its own.
+    let upload = &workflow[workflow.find("- name: Upload to code scanning").unwrap()..];
+    let upload = &upload[..upload.find("- name: Show findings").unwrap()];
+    assert!(
+        upload.contains("sarif_file: scopevault-sarif\n"),
+        "{upload}"
+    );
+    assert!(
+        upload.contains("hashFiles('scopevault-sarif/*.sarif')"),
+        "{upload}"
+    );
+    assert!(!upload.contains("category:"), "{upload}");
+}
