@@ -756,11 +756,22 @@ impl Report {
         w.write_all(b"\n")
     }
 
-    /// JUnit XML for CI dashboards: one test case per rule × subject with a finding (a failure
-    /// when its class blocks at `deny`, skipped when excepted, passed otherwise with the
-    /// message in `system-out`), and one passing case per rule with no finding. The counts
-    /// in the header come first, so the findings are walked twice (once to count), never
-    /// buffered.
+    /// Why rule `r` did not run, if it did not: it needs `--with-vault`, or `--audit`.
+    fn not_run(&self, r: &super::RuleInfo) -> Option<&'static str> {
+        if r.needs_vault && !self.vault_rules_ran {
+            Some("not run: it needs --with-vault (vault metadata)")
+        } else if r.needs_audit && !self.usage_rules_ran {
+            Some("not run: it needs --audit LOG (usage evidence)")
+        } else {
+            None
+        }
+    }
+
+    /// JUnit XML for CI dashboards: one test case per finding (a failure when its class blocks
+    /// at `deny`, skipped when excepted, passed otherwise with the message in `system-out`),
+    /// one passing case `no findings` per rule that ran and found nothing, and one skipped case
+    /// `not run` (its message saying why) per rule that did not run. The counts in the header
+    /// come first, so the findings are walked twice (once to count), never buffered.
     pub fn write_junit<W: Write>(&self, w: &mut W, deny: Class) -> io::Result<()> {
         let (mut tests, mut failures, mut skipped) = (0usize, 0usize, 0usize);
         let mut per_rule = vec![0usize; RULES.len()];
@@ -773,7 +784,12 @@ impl Report {
                 failures += 1;
             }
         }
-        tests += per_rule.iter().filter(|n| **n == 0).count();
+        for r in RULES.iter().filter(|r| per_rule[r.rule as usize] == 0) {
+            tests += 1;
+            if self.not_run(r).is_some() {
+                skipped += 1;
+            }
+        }
         let path = xml_escape(&self.path);
         write!(
             w,
@@ -782,18 +798,21 @@ impl Report {
         // Findings grouped by rule in table order: one pass per rule that has findings.
         for r in RULES {
             if per_rule[r.rule as usize] == 0 {
-                let what = if r.needs_vault && !self.vault_rules_ran {
-                    "not run (needs --vault)"
-                } else if r.needs_audit && !self.usage_rules_ran {
-                    "not run (needs --audit)"
-                } else {
-                    "no findings"
-                };
-                writeln!(
-                    w,
-                    "    <testcase classname=\"scopevault.lint.{}\" name=\"{what}\" file=\"{path}\"/>",
-                    r.id,
-                )?;
+                // A rule that did not run is skipped, not passed: a dashboard must not count
+                // it as checked.
+                match self.not_run(r) {
+                    Some(why) => writeln!(
+                        w,
+                        "    <testcase classname=\"scopevault.lint.{}\" name=\"not run\" file=\"{path}\"><skipped message=\"{}\"/></testcase>",
+                        r.id,
+                        xml_escape(why),
+                    )?,
+                    None => writeln!(
+                        w,
+                        "    <testcase classname=\"scopevault.lint.{}\" name=\"no findings\" file=\"{path}\"/>",
+                        r.id,
+                    )?,
+                }
                 continue;
             }
             for f in self.findings.iter().filter(|f| f.rule == r.rule) {

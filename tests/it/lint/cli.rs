@@ -980,3 +980,57 @@ fn each_policy_is_its_own_code_scanning_category_and_the_example_workflow_lints_
     );
     assert!(!upload.contains("category:"), "{upload}");
 }
+
+/// JUnit said `not run (needs --vault)` — the switch is `--with-vault` — and counted the rules
+/// that did not run as passed test cases (found by a CI maintainer's review, fifteenth pass): a
+/// dashboard showed `missing-secret` green though nothing was checked. They are skipped test
+/// cases now, their message naming the real switch, and the header counts them.
+#[test]
+fn junit_rules_not_run_are_skipped_and_name_the_real_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = stdout(&scopevault(dir.path(), &["lint", "--help"]));
+    assert!(help.contains("--with-vault"), "{help}");
+    let o = lint_file(&fixture("clean.toml"), &["--format", "junit"]);
+    assert_code(&o, 0);
+    let xml = stdout(&o);
+    assert!(!xml.contains("--vault)"), "{xml}");
+    let case = |rule: &str| -> String {
+        let at = xml
+            .find(&format!("classname=\"scopevault.lint.{rule}\""))
+            .unwrap_or_else(|| panic!("no {rule}: {xml}"));
+        xml[at..][..xml[at..].find('\n').unwrap()].to_owned()
+    };
+    for rule in ["missing-secret", "rotation-overdue"] {
+        let c = case(rule);
+        assert!(
+            c.contains("name=\"not run\"")
+                && c.contains("<skipped message=\"not run: it needs --with-vault"),
+            "{c}"
+        );
+    }
+    for rule in [
+        "credential-never-fetched",
+        "task-credential-never-fetched",
+        "runner-never-seen",
+        "task-never-fetched",
+    ] {
+        let c = case(rule);
+        assert!(
+            c.contains("<skipped message=\"not run: it needs --audit LOG"),
+            "{c}"
+        );
+    }
+    let ran = case("scope-exceeds-task");
+    assert!(
+        ran.contains("name=\"no findings\"") && !ran.contains("skipped"),
+        "{ran}"
+    );
+    // Six rules did not run: the header counts them skipped.
+    assert!(
+        xml.contains(&format!(
+            "tests=\"{}\" failures=\"0\" errors=\"0\" skipped=\"6\"",
+            scopevault::policy::lint::RULES.len()
+        )),
+        "{xml}"
+    );
+}
