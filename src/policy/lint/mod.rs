@@ -111,6 +111,11 @@ pub struct Report {
     findings: Vec<Finding>,
     vault_rules_ran: bool,
     usage_rules_ran: bool,
+    /// Whether audit logs were given (`--audit`), whether or not they could judge.
+    usage_given: bool,
+    /// What the evidence said about the usage rules ([`Evidence::note`]): why they were not
+    /// applied, or which tasks they left out.
+    usage_note: Option<String>,
 }
 
 /// Counts of findings that are not excepted, per class, and of excepted ones.
@@ -159,6 +164,18 @@ impl Report {
     /// Whether the usage rules ran (audit logs given, and enough evidence to judge).
     pub fn usage_rules_ran(&self) -> bool {
         self.usage_rules_ran
+    }
+
+    /// Why the usage rules did not run, or, when they ran on part of the tasks only, what they
+    /// left out: `None` when they ran on everything. The JSON report's `usage_rules.reason`, a
+    /// SARIF tool notification, the message of JUnit's skipped test cases.
+    pub fn usage_rules_reason(&self) -> Option<&str> {
+        match (&self.usage_note, self.usage_given) {
+            (Some(note), _) => Some(note),
+            (None, false) => Some("no --audit log given"),
+            (None, true) if !self.usage_rules_ran => Some("the audit logs could not judge"),
+            (None, true) => None,
+        }
     }
 
     /// Findings per class (excepted ones counted apart).
@@ -304,6 +321,8 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
         findings,
         vault_rules_ran: opts.vault.is_some(),
         usage_rules_ran: opts.usage.as_deref().is_some_and(|e| e.judged),
+        usage_given: opts.usage.is_some(),
+        usage_note: opts.usage.as_deref().and_then(|e| e.note.clone()),
     }
 }
 

@@ -298,7 +298,15 @@ struct JsonDoc<'a, F: Serialize> {
     schema: &'static str,
     summary: JsonSummary,
     tool: Tool,
+    usage_rules: UsageRules<'a>,
     vault_rules: bool,
+}
+
+/// Whether the usage rules ran, and why not (or what they left out).
+#[derive(Serialize)]
+struct UsageRules<'a> {
+    ran: bool,
+    reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -348,8 +356,7 @@ struct SarifRun<'a, Res: Serialize> {
     artifacts: [SarifArtifact<'a>; 1],
     automation_details: Automation,
     column_kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    invocations: Option<[SarifInvocation; 1]>,
+    invocations: [SarifInvocation; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
     original_uri_base_ids: Option<SrcRoot<'a>>,
     results: Res,
@@ -393,7 +400,8 @@ struct ArtifactLocation<'a> {
 #[serde(rename_all = "camelCase")]
 struct SarifInvocation {
     execution_successful: bool,
-    tool_execution_notifications: [SarifNotification; 1],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_execution_notifications: Vec<SarifNotification>,
 }
 
 #[derive(Serialize)]
@@ -626,6 +634,10 @@ impl Report {
                 name: "scopevault",
                 version: env!("CARGO_PKG_VERSION"),
             },
+            usage_rules: UsageRules {
+                ran: self.usage_rules_ran,
+                reason: self.usage_rules_reason(),
+            },
             vault_rules: self.vault_rules_ran,
         };
         serde_json::to_writer_pretty(&mut *w, &doc).map_err(json_io)?;
@@ -711,15 +723,34 @@ impl Report {
                 rule_index: f.rule as usize,
             }
         });
-        let invocations = self.sarif_overflow_note().map(|text| {
-            [SarifInvocation {
-                execution_successful: true,
-                tool_execution_notifications: [SarifNotification {
-                    level: "warning",
-                    message: SarifOwnedText { text },
-                }],
-            }]
-        });
+        // What a reader of the SARIF alone must know about the run: usage rules asked for
+        // (`--audit`) but not applied, or applied to part of the tasks; results left out.
+        let mut notes = Vec::new();
+        if self.usage_given {
+            if let Some(reason) = self.usage_rules_reason() {
+                notes.push(SarifNotification {
+                    level: if self.usage_rules_ran {
+                        "note"
+                    } else {
+                        "warning"
+                    },
+                    message: SarifOwnedText {
+                        text: reason.to_owned(),
+                    },
+                });
+            }
+        }
+        if let Some(text) = self.sarif_overflow_note() {
+            notes.push(SarifNotification {
+                level: "warning",
+                message: SarifOwnedText { text },
+            });
+        }
+        // The lint ran to its end: findings are results, not a failed execution.
+        let invocations = [SarifInvocation {
+            execution_successful: true,
+            tool_execution_notifications: notes,
+        }];
         let doc = SarifDoc {
             schema: "https://json.schemastore.org/sarif-2.1.0.json",
             runs: [SarifRun {
@@ -756,12 +787,21 @@ impl Report {
         w.write_all(b"\n")
     }
 
-    /// Why rule `r` did not run, if it did not: it needs `--with-vault`, or `--audit`.
-    fn not_run(&self, r: &super::RuleInfo) -> Option<&'static str> {
+    /// Why rule `r` did not run, if it did not: it needs `--with-vault` or `--audit`, or the
+    /// audit logs given could not judge (the evidence's note).
+    fn not_run(&self, r: &super::RuleInfo) -> Option<String> {
         if r.needs_vault && !self.vault_rules_ran {
-            Some("not run: it needs --with-vault (vault metadata)")
+            Some("not run: it needs --with-vault (vault metadata)".to_owned())
         } else if r.needs_audit && !self.usage_rules_ran {
-            Some("not run: it needs --audit LOG (usage evidence)")
+            Some(if self.usage_given {
+                format!(
+                    "not run: {}",
+                    self.usage_rules_reason()
+                        .unwrap_or("the audit logs could not judge")
+                )
+            } else {
+                "not run: it needs --audit LOG (usage evidence)".to_owned()
+            })
         } else {
             None
         }
@@ -805,7 +845,7 @@ impl Report {
                         w,
                         "    <testcase classname=\"scopevault.lint.{}\" name=\"not run\" file=\"{path}\"><skipped message=\"{}\"/></testcase>",
                         r.id,
-                        xml_escape(why),
+                        xml_escape(&why),
                     )?,
                     None => writeln!(
                         w,

@@ -1104,3 +1104,86 @@ fn repeated_usage_findings_have_their_own_fingerprints_and_junit_names() {
     let cases = junit_cases(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(repeated(&cases), vec![], "{cases:#?}");
 }
+
+/// With `--audit`, when the logs could not judge (here a reload inside the window), only stderr
+/// said so: the SARIF had no notification, the JSON no field, and JUnit said "not run (needs
+/// --audit)" though --audit was given (found by a CI maintainer's review, fifteenth pass), so a
+/// dashboard or code scanning read "no usage findings" as "nothing unused". Now the JSON says
+/// `usage_rules: {ran: false, reason}`, the SARIF run's invocation carries a warning
+/// notification with the reason, and JUnit's skipped test cases give it.
+#[test]
+fn the_machine_outputs_say_why_the_usage_rules_were_not_applied() {
+    use super::snapshots::{assert_valid, sarif_validator};
+    let dir = tempfile::tempdir().unwrap();
+    let mut recs = busy_log();
+    recs.insert(2, (days(15), "reload", None, None, "allow", 0, 0));
+    let log = write(dir.path(), "audit.jsonl", &chain(&recs));
+    let r = lint(dir.path(), POLICY, &[&log], &[]);
+    let note = r
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("note: "))
+        .unwrap_or_else(|| panic!("{}", r.stderr))
+        .to_owned();
+    assert!(note.starts_with("usage rules not applied: "), "{note}");
+    assert_eq!(
+        r.json["usage_rules"],
+        serde_json::json!({ "ran": false, "reason": note }),
+        "{:#}",
+        r.json
+    );
+    let sarif = lint(dir.path(), POLICY, &[&log], &["--format", "sarif"]);
+    let inv = &sarif.json["runs"][0]["invocations"][0];
+    assert_eq!(inv["executionSuccessful"], true, "{inv}");
+    assert_eq!(
+        inv["toolExecutionNotifications"],
+        serde_json::json!([{ "level": "warning", "message": { "text": note } }]),
+        "{inv}"
+    );
+    assert_valid(&sarif_validator(), &sarif.json, "usage rules not applied");
+    write(dir.path(), "policy.toml", POLICY);
+    let l = log.display().to_string();
+    let out = scopevault(
+        dir.path(),
+        &["lint", "policy.toml", "--audit", &l, "--format", "junit"],
+    );
+    let xml = String::from_utf8(out.stdout).unwrap();
+    assert!(!xml.contains("needs --audit"), "{xml}");
+    for rule in [
+        "credential-never-fetched",
+        "task-credential-never-fetched",
+        "runner-never-seen",
+        "task-never-fetched",
+    ] {
+        let at = xml
+            .find(&format!("classname=\"scopevault.lint.{rule}\""))
+            .unwrap_or_else(|| panic!("{rule}: {xml}"));
+        let case = &xml[at..][..xml[at..].find('\n').unwrap()];
+        assert!(
+            case.contains("name=\"not run\"")
+                && case.contains("<skipped message=\"not run: usage rules not applied: "),
+            "{case}"
+        );
+    }
+    // Judged: ran, no reason, no notification. Not asked for: not run, and why.
+    let r = lint(
+        dir.path(),
+        POLICY,
+        &[&write(dir.path(), "ok.jsonl", &chain(&busy_log()))],
+        &[],
+    );
+    assert_eq!(
+        r.json["usage_rules"],
+        serde_json::json!({ "ran": true, "reason": null })
+    );
+    let r = lint(dir.path(), POLICY, &[], &[]);
+    assert_eq!(
+        r.json["usage_rules"],
+        serde_json::json!({ "ran": false, "reason": "no --audit log given" })
+    );
+    let sarif = lint(dir.path(), POLICY, &[], &["--format", "sarif"]);
+    assert_eq!(
+        sarif.json["runs"][0]["invocations"],
+        serde_json::json!([{ "executionSuccessful": true }])
+    );
+}
