@@ -77,8 +77,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if a.format == LintFormat::Sarif {
-        if let Some(note) = report.sarif_overflow_note() {
-            eprintln!("note: {note}");
+        if let Some(warning) = report.sarif_limit_warning() {
+            eprintln!("warning: {warning}");
         }
     }
     // The text report ends with the summary line; otherwise (and when the report went to a

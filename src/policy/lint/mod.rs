@@ -34,7 +34,9 @@ use super::{CredentialDecl, Policy, PolicyError, Scope, VaultMeta};
 use crate::usage::Evidence;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-pub use render::{repository_root, SarifLocation, JSON_SCHEMA, SARIF_RESULT_LIMIT};
+pub use render::{
+    repository_root, SarifLocation, JSON_SCHEMA, SARIF_DISPLAY_LIMIT, SARIF_RESULT_LIMIT,
+};
 pub use rules::{rule, Class, RuleId, RuleInfo, RULES};
 
 /// What the lint needs besides the policy.
@@ -1271,6 +1273,34 @@ mod tests {
         }
         // Going back rescans, with the same answers.
         assert_eq!(at.advance(src, 3), idx.line_col(src, 3));
+    }
+
+    /// GitHub rejects a SARIF run of more than 25,000 results: at 25,000 the report keeps
+    /// every result, at 25,001 it leaves out one (the boundary of
+    /// `sarif_keeps_the_25000_most_severe_results_and_says_what_it_left_out`).
+    #[test]
+    fn the_sarif_cut_starts_above_25000_results() {
+        use super::{lint_source, LintOptions};
+        let policy = |n: usize| {
+            let mut s = String::from(
+                "version = 1\n[tasks.a]\nneeds = []\nrunners = { users = [\"u\"] }\nschedulers = [\"s\"",
+            );
+            s.push_str(&", \"s\"".repeat(n));
+            s + "]\n"
+        };
+        let opts = LintOptions::new(time::macros::date!(2026 - 01 - 01));
+        let at = lint_source(&policy(25_000), "p.toml", &opts).unwrap();
+        assert_eq!(at.sarif_result_count(), 25_000);
+        assert!(at.sarif_cut().is_none());
+        let warning = at.sarif_limit_warning().unwrap();
+        assert!(warning.contains("shows only 5000"), "{warning}");
+        let over = lint_source(&policy(25_001), "p.toml", &opts).unwrap();
+        assert!(over.sarif_cut().is_some());
+        let warning = over.sarif_limit_warning().unwrap();
+        assert!(
+            warning.contains("leaves out 1 (the least severe warnings)"),
+            "{warning}"
+        );
     }
 
     /// A UTF-8 byte order mark shifted every column of line 1 by one (found by a CI

@@ -112,9 +112,23 @@ fn xml_escape(s: &str) -> String {
     o
 }
 
-/// GitHub code scanning keeps at most this many results per SARIF run; a report with more says
-/// so on stderr and in the run's `invocations` notification.
+/// GitHub code scanning rejects a SARIF run with more results than this (its `sarif-limits`
+/// table): a report with more keeps this many, the most severe, and says what it left out on
+/// stderr and in the run's `invocations` notification.
 pub const SARIF_RESULT_LIMIT: usize = 25_000;
+
+/// GitHub code scanning shows at most this many results of a run (the most severe, by its
+/// documentation); a report with more says so on stderr.
+pub const SARIF_DISPLAY_LIMIT: usize = 5_000;
+
+/// Which results a SARIF report over [`SARIF_RESULT_LIMIT`] keeps: every result of a class more
+/// severe than `class`, the first `keep` of `class` in file order, none of a less severe one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SarifCut {
+    class: Class,
+    keep: usize,
+    left_out: usize,
+}
 
 /// Where the policy is, as SARIF's `artifactLocation`: a URI relative to the repository root
 /// under `uriBaseId` `%SRCROOT%` (and that root, for the run's `originalUriBaseIds`), or an
@@ -527,18 +541,62 @@ fn json_io(e: serde_json::Error) -> io::Error {
 }
 
 impl Report {
-    /// How many results a SARIF report holds (findings not excepted).
+    /// How many results the findings make in SARIF (those not excepted), before a report over
+    /// [`SARIF_RESULT_LIMIT`] keeps the most severe.
     pub fn sarif_result_count(&self) -> usize {
         self.findings.iter().filter(|f| !f.excepted).count()
     }
 
-    /// The note printed on stderr and put in the SARIF run's `invocations` when the report
-    /// holds more results than code scanning keeps ([`SARIF_RESULT_LIMIT`]).
-    pub fn sarif_overflow_note(&self) -> Option<String> {
-        let n = self.sarif_result_count();
-        (n > SARIF_RESULT_LIMIT).then(|| {
+    /// Which results the SARIF report keeps, when it has more than [`SARIF_RESULT_LIMIT`]: the
+    /// most severe (errors, then security warnings, then warnings, then suggestions), in file
+    /// order within a class.
+    pub(crate) fn sarif_cut(&self) -> Option<SarifCut> {
+        let total = self.sarif_result_count();
+        if total <= SARIF_RESULT_LIMIT {
+            return None;
+        }
+        let counts = self.counts();
+        let mut room = SARIF_RESULT_LIMIT;
+        for class in Class::ALL {
+            let n = counts.of(class);
+            if n > room {
+                return Some(SarifCut {
+                    class,
+                    keep: room,
+                    left_out: total - SARIF_RESULT_LIMIT,
+                });
+            }
+            room -= n;
+        }
+        None
+    }
+
+    /// The SARIF run's notification when results were left out ([`Report::sarif_cut`]).
+    fn sarif_cut_note(&self) -> Option<String> {
+        self.sarif_cut().map(|cut| {
             format!(
-                "this SARIF report holds {n} results; GitHub code scanning keeps at most {SARIF_RESULT_LIMIT} per run, so an upload shows only part of them: read the full report, or fix findings in batches"
+                "{} of {} results were left out: GitHub code scanning rejects a run with more than {SARIF_RESULT_LIMIT} results, so this report keeps the {SARIF_RESULT_LIMIT} most severe (errors, then security warnings, then warnings, then suggestions; in file order within a class). Every finding still counts for the exit code; the JSON or text report holds them all",
+                cut.left_out,
+                self.sarif_result_count()
+            )
+        })
+    }
+
+    /// What `lint --format sarif` prints on stderr about GitHub's limits: above
+    /// [`SARIF_DISPLAY_LIMIT`] results, that code scanning shows only that many; above
+    /// [`SARIF_RESULT_LIMIT`], which results the report left out.
+    pub fn sarif_limit_warning(&self) -> Option<String> {
+        let n = self.sarif_result_count();
+        if let Some(cut) = self.sarif_cut() {
+            return Some(format!(
+                "the findings make {n} SARIF results; GitHub code scanning rejects a run with more than {SARIF_RESULT_LIMIT}, so the SARIF report keeps the {SARIF_RESULT_LIMIT} most severe (errors, then security warnings, then warnings, then suggestions) and leaves out {} (the least severe {}), and an upload shows only {SARIF_DISPLAY_LIMIT} of those it keeps. The exit code and the summary count every finding; --format json or text lists them all",
+                cut.left_out,
+                plural_class(cut.class),
+            ));
+        }
+        (n > SARIF_DISPLAY_LIMIT).then(|| {
+            format!(
+                "the SARIF report holds {n} results; GitHub code scanning shows only {SARIF_DISPLAY_LIMIT} of a run (the most severe): the others are in the report but not on GitHub; fix findings in batches, or read --format json or text"
             )
         })
     }
@@ -648,8 +706,9 @@ impl Report {
     /// results), results with physical locations at `loc` and `partialFingerprints`,
     /// `security-severity` and a `security` tag on security findings; excepted findings left
     /// out; `automationDetails.id` `scopevault-lint/<the policy's URI>/`, one code-scanning
-    /// category per policy. Over [`SARIF_RESULT_LIMIT`] results, the run's `invocations`
-    /// carries a warning notification saying so.
+    /// category per policy. Over [`SARIF_RESULT_LIMIT`] results, it keeps that many, the most
+    /// severe, and the run's `invocations` carries a warning notification saying how many it
+    /// left out.
     pub fn write_sarif<W: Write>(&self, w: &mut W, loc: &SarifLocation) -> io::Result<()> {
         let rules: Vec<SarifRule> = RULES
             .iter()
@@ -684,45 +743,62 @@ impl Report {
             uri: &loc.uri,
             uri_base_id: loc.uri_base_id,
         };
-        let results = self.findings.iter().filter(|f| !f.excepted).map(|f| {
-            let info = f.rule.info();
-            SarifResult {
-                level: f.class.sarif_level(),
-                locations: [SarifLoc {
-                    physical_location: Physical {
-                        artifact_location: artifact(),
-                        region: Region {
-                            end_column: f
-                                .end_column
-                                .max(f.column + usize::from(f.end_line == f.line)),
-                            end_line: f.end_line,
-                            start_column: f.column,
-                            start_line: f.line,
-                        },
-                    },
-                }],
-                message: SarifOwnedText {
-                    text: format!("{} Help: {}", sentence(&f.message), f.help),
-                },
-                partial_fingerprints: {
-                    let print = fingerprint(f);
-                    Fingerprints {
-                        primary_location_line_hash: print.clone(),
-                        v1: print,
-                    }
-                },
-                properties: ResultProps {
-                    class: f.class.as_str(),
-                    credential: f.credential.as_deref(),
-                    scopes: &f.scopes,
-                    security_severity: info.security_severity,
-                    tags: tags(f.class),
-                    task: f.task.as_deref(),
-                },
-                rule_id: info.id,
-                rule_index: f.rule as usize,
+        // Over GitHub's limit, the most severe results only (file order within a class).
+        let cut = self.sarif_cut();
+        let mut kept_of_cut_class = 0usize;
+        let mut keep = move |f: &Finding| match cut {
+            None => true,
+            Some(c) if f.class < c.class => true,
+            Some(c) if f.class == c.class => {
+                kept_of_cut_class += 1;
+                kept_of_cut_class <= c.keep
             }
-        });
+            Some(_) => false,
+        };
+        let results = self
+            .findings
+            .iter()
+            .filter(|f| !f.excepted)
+            .filter(move |f| keep(f))
+            .map(|f| {
+                let info = f.rule.info();
+                SarifResult {
+                    level: f.class.sarif_level(),
+                    locations: [SarifLoc {
+                        physical_location: Physical {
+                            artifact_location: artifact(),
+                            region: Region {
+                                end_column: f
+                                    .end_column
+                                    .max(f.column + usize::from(f.end_line == f.line)),
+                                end_line: f.end_line,
+                                start_column: f.column,
+                                start_line: f.line,
+                            },
+                        },
+                    }],
+                    message: SarifOwnedText {
+                        text: format!("{} Help: {}", sentence(&f.message), f.help),
+                    },
+                    partial_fingerprints: {
+                        let print = fingerprint(f);
+                        Fingerprints {
+                            primary_location_line_hash: print.clone(),
+                            v1: print,
+                        }
+                    },
+                    properties: ResultProps {
+                        class: f.class.as_str(),
+                        credential: f.credential.as_deref(),
+                        scopes: &f.scopes,
+                        security_severity: info.security_severity,
+                        tags: tags(f.class),
+                        task: f.task.as_deref(),
+                    },
+                    rule_id: info.id,
+                    rule_index: f.rule as usize,
+                }
+            });
         // What a reader of the SARIF alone must know about the run: usage rules asked for
         // (`--audit`) but not applied, or applied to part of the tasks; results left out.
         let mut notes = Vec::new();
@@ -740,7 +816,7 @@ impl Report {
                 });
             }
         }
-        if let Some(text) = self.sarif_overflow_note() {
+        if let Some(text) = self.sarif_cut_note() {
             notes.push(SarifNotification {
                 level: "warning",
                 message: SarifOwnedText { text },
@@ -923,6 +999,16 @@ fn to_string(f: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
     // Writing to a Vec cannot fail, and every format writes UTF-8.
     let _ = f(&mut v);
     String::from_utf8(v).unwrap_or_default()
+}
+
+/// "warnings", "security warnings", … (for messages).
+fn plural_class(c: Class) -> &'static str {
+    match c {
+        Class::Error => "errors",
+        Class::SecurityWarning => "security warnings",
+        Class::Warning => "warnings",
+        Class::Suggestion => "suggestions",
+    }
 }
 
 fn tags(c: Class) -> &'static [&'static str] {
