@@ -359,3 +359,54 @@ runners = { users = ["checkpoint"] }
         vec!["spare"]
     );
 }
+
+/// Every rule's SARIF `helpUri` is `docs/lint-rules.md#<rule-id>`, but GitHub makes a heading's
+/// anchor from its whole text (`scope-exceeds-task-security-warning-security-severity-65`), so
+/// all the links landed at the top of the page (found by a CI maintainer's review, fifteenth
+/// pass). Each rule's heading has an explicit `<a id="RULE-ID"></a>` on the line before it,
+/// exactly one per rule, and the SARIF links to it.
+#[test]
+fn every_rule_has_exactly_one_explicit_anchor_before_its_heading_for_help_uri() {
+    let doc = std::fs::read_to_string(common_lint::root().join("docs/lint-rules.md")).unwrap();
+    let lines: Vec<&str> = doc.lines().collect();
+    for r in RULES {
+        let anchor = format!("<a id=\"{}\"></a>", r.id);
+        let at: Vec<usize> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.contains(&anchor))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(at.len(), 1, "{}: {} anchors", r.id, at.len());
+        assert_eq!(
+            lines[at[0]], anchor,
+            "{}: the anchor is a line of its own",
+            r.id
+        );
+        assert!(
+            lines[at[0] + 1].starts_with(&format!("### `{}` (", r.id)),
+            "{}: the line after the anchor is {:?}",
+            r.id,
+            lines[at[0] + 1]
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = common_lint::copy_in(
+        dir.path(),
+        &common_lint::fixture("clean.toml"),
+        "policy.toml",
+    );
+    let out = common_lint::scopevault(dir.path(), &["lint", &name, "--format", "sarif"]);
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for rule in sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+    {
+        let id = rule["id"].as_str().unwrap();
+        let uri = rule["helpUri"].as_str().unwrap();
+        assert!(
+            uri.ends_with(&format!("/docs/lint-rules.md#{id}")),
+            "{id}: {uri}"
+        );
+    }
+}
