@@ -1,6 +1,7 @@
 //! `scopevault lint`: parse the policy, run every rule, write the report, map it to an exit
 //! code (0 nothing blocking, 1 blocking findings, 2 usage, parse or I/O error).
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,6 +12,77 @@ use crate::policy::lint::{lint, Class, LintOptions, SarifLocation};
 use crate::policy::{read_policy_file, Policy};
 
 pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
+    let Some(out) = &a.output else {
+        return lint_and_report(g, a);
+    };
+    // The report must never overwrite what it reports on.
+    refuse_an_input_as_output(out, a)?;
+    // A report left from an earlier run must not survive a run that writes none (the policy
+    // cannot be read or parsed, an audit log does not verify, the vault cannot be opened, a
+    // write fails half-way): a CI step that uploads the file when it exists would publish it
+    // as current. So a regular file there is removed before anything else, and again if this
+    // run fails after starting to write.
+    remove_stale_report(out);
+    let result = lint_and_report(g, a);
+    if result.is_err() {
+        remove_stale_report(out);
+    }
+    result
+}
+
+/// Exit 2 when `--output` names the policy file or an `--audit` log: the same file (device
+/// and inode) when both exist, else the same canonical path.
+fn refuse_an_input_as_output(out: &Path, a: &LintArgs) -> anyhow::Result<()> {
+    let inputs = std::iter::once((&a.file, "the policy file")).chain(
+        a.audit
+            .iter()
+            .map(|l| (l, "an audit log given with --audit")),
+    );
+    for (input, what) in inputs {
+        if same_file(out, input) {
+            return Err(usage(format!(
+                "--output {}: that is {what} ({}); the report would overwrite it. Write the report to another file",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return x.dev() == y.dev() && x.ino() == y.ino();
+    }
+    // A path that does not exist yet: its directory resolved, then its name.
+    let canonical = |p: &Path| -> Option<PathBuf> {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            Some(std::fs::canonicalize(dir).ok()?.join(p.file_name()?))
+        })
+    };
+    matches!((canonical(a), canonical(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Remove the regular file at `out`, if there is one. Anything else (a symlink, a FIFO,
+/// `/dev/stdout`) is left alone: it is not a report this command wrote.
+fn remove_stale_report(out: &Path) {
+    let regular = std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_file());
+    if regular {
+        if let Err(e) = std::fs::remove_file(out) {
+            eprintln!(
+                "warning: cannot remove the earlier report {}: {e}; it is not this run's",
+                out.display()
+            );
+        }
+    }
+}
+
+fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     // Stage 1: validate what the user typed before touching any file.
     let deny = match a.deny.unwrap_or(DenyLevel::SecurityWarning) {
         DenyLevel::Error => Class::Error,

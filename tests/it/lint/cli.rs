@@ -1034,3 +1034,125 @@ fn junit_rules_not_run_are_skipped_and_name_the_real_switch() {
         "{xml}"
     );
 }
+
+/// `--output` naming the policy file overwrote the policy with the report (found by a CI
+/// maintainer's review, fifteenth pass). The same file — by its name, another spelling of it,
+/// a hard link or a symlink — or an `--audit` log is refused with exit 2, and left as it was.
+#[test]
+fn output_naming_the_policy_or_an_audit_log_is_refused_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let name = copy_in(d, &root().join("examples/policy.toml"), "policy.toml");
+    let before = std::fs::read(d.join(&name)).unwrap();
+    std::fs::hard_link(d.join(&name), d.join("hard.toml")).unwrap();
+    std::os::unix::fs::symlink(d.join(&name), d.join("soft.toml")).unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    for out in [
+        "policy.toml",
+        "./sub/../policy.toml",
+        "hard.toml",
+        "soft.toml",
+    ] {
+        let o = scopevault(d, &["lint", &name, "--format", "sarif", "--output", out]);
+        assert_code(&o, 2);
+        assert!(
+            stderr(&o).contains(&format!("--output {out}: that is the policy file")),
+            "{out}: {}",
+            stderr(&o)
+        );
+        assert_eq!(std::fs::read(d.join(&name)).unwrap(), before, "{out}");
+    }
+    std::fs::write(d.join("audit.jsonl"), "not a log\n").unwrap();
+    let o = scopevault(
+        d,
+        &[
+            "lint",
+            &name,
+            "--audit",
+            "audit.jsonl",
+            "--output",
+            "audit.jsonl",
+        ],
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("that is an audit log"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(d.join("audit.jsonl")).unwrap(),
+        b"not a log\n"
+    );
+}
+
+/// A run that exits 2 without a report (here: a policy that does not parse) left an earlier
+/// `--output` file in place (found by a CI maintainer's review, fifteenth pass): the example
+/// workflow's upload step, which runs when the file exists, published the last good report as
+/// if it were this commit's. Such a run now removes it; a run that writes a report (a policy
+/// with an invalid scope exits 2 after reporting) leaves the current one; what is not a
+/// regular file (a symlink) is left alone.
+#[test]
+fn a_run_that_writes_no_report_leaves_no_stale_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = copy_in(d, &fixture("clean.toml"), "policy.toml");
+    let o = scopevault(
+        d,
+        &["lint", &good, "--format", "sarif", "--output", "out.sarif"],
+    );
+    assert_code(&o, 0);
+    assert!(d.join("out.sarif").exists());
+    std::fs::write(d.join("broken.toml"), "version = [\n").unwrap();
+    let o = scopevault(
+        d,
+        &[
+            "lint",
+            "broken.toml",
+            "--format",
+            "sarif",
+            "--output",
+            "out.sarif",
+        ],
+    );
+    assert_code(&o, 2);
+    assert!(!d.join("out.sarif").exists(), "a stale report is left");
+    // A report written with exit 2 is this run's, and stays.
+    std::fs::write(
+        d.join("invalid.toml"),
+        "version = 1\n[tasks.t]\nneeds = [\"a::b\"]\nrunners = { users = [\"u\"] }\n",
+    )
+    .unwrap();
+    let o = scopevault(
+        d,
+        &[
+            "lint",
+            "invalid.toml",
+            "--format",
+            "json",
+            "--output",
+            "out.json",
+        ],
+    );
+    assert_code(&o, 2);
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out.json")).unwrap()).unwrap();
+    assert_eq!(v["findings"][0]["rule"], "invalid-scope");
+    // A symlink is not removed (nor written through on failure).
+    std::fs::write(d.join("target.sarif"), "kept").unwrap();
+    std::os::unix::fs::symlink(d.join("target.sarif"), d.join("link.sarif")).unwrap();
+    let o = scopevault(
+        d,
+        &[
+            "lint",
+            "broken.toml",
+            "--format",
+            "sarif",
+            "--output",
+            "link.sarif",
+        ],
+    );
+    assert_code(&o, 2);
+    assert!(d.join("link.sarif").is_symlink());
+    assert_eq!(std::fs::read(d.join("target.sarif")).unwrap(), b"kept");
+}
