@@ -336,6 +336,71 @@ fn the_example_git_hook_refuses_a_blocking_policy_and_accepts_a_clean_one() {
     git(&["add", "policy.toml"]);
     let o = git(&["commit", "-q", "-m", "clean"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+
+    // The hook used --diff-filter=ACM, and read a staged symlink's blob as the policy (found by
+    // a CI maintainer's review, fifteenth pass): `git mv draft.toml policy.toml` committed an
+    // unlinted policy, and a symlink gave a bogus parse error (its blob is the path it points
+    // to). Renames, with or without edits, and type changes are linted now, and a symlink's
+    // target is linted, and watched, instead of the link's text.
+    let commits = |m: &str| {
+        let o = git(&["commit", "-q", "-m", m]);
+        (o.status.success(), stdout(&o) + &stderr(&o))
+    };
+    let refused = |m: &str| {
+        let (ok, all) = commits(m);
+        assert!(!ok, "{m}: the hook must refuse: {all}");
+        assert!(
+            all.contains("security-warning[scope-exceeds-task]"),
+            "{m}: refused for the finding, not a parse error: {all}"
+        );
+    };
+    let accepted = |m: &str| {
+        let (ok, all) = commits(m);
+        assert!(ok, "{m}: {all}");
+    };
+    let blocking = fixture("rules/scope-exceeds-task.fires.toml");
+    git(&["rm", "-q", "policy.toml"]);
+    accepted("no policy");
+    copy_in(dir.path(), &blocking, "draft.toml");
+    git(&["add", "draft.toml"]);
+    accepted("a draft is not linted");
+    git(&["mv", "draft.toml", "policy.toml"]);
+    let status = stdout(&git(&["diff", "--cached", "--name-status"]));
+    assert!(status.starts_with("R100"), "{status}");
+    refused("renamed as it is");
+    let mut edited = std::fs::read_to_string(dir.path().join("policy.toml")).unwrap();
+    edited.push_str("# reviewed\n");
+    std::fs::write(dir.path().join("policy.toml"), edited).unwrap();
+    git(&["add", "policy.toml"]);
+    let status = stdout(&git(&["diff", "--cached", "--name-status"]));
+    assert!(status.starts_with("R0"), "a rename with edits: {status}");
+    refused("renamed with an edit");
+    git(&["reset", "-q", "--hard", "HEAD"]);
+    // A symlink to a tracked policy: the file it points to is linted, as staged.
+    std::fs::create_dir(dir.path().join("ci")).unwrap();
+    copy_in(&dir.path().join("ci"), &blocking, "prod.toml");
+    git(&["add", "ci/prod.toml"]);
+    accepted("ci/prod.toml is not policy.toml");
+    std::os::unix::fs::symlink("ci/prod.toml", dir.path().join("policy.toml")).unwrap();
+    git(&["add", "policy.toml"]);
+    let stage = stdout(&git(&["ls-files", "--stage", "policy.toml"]));
+    assert!(stage.starts_with("120000"), "{stage}");
+    refused("a symlink to a blocking policy");
+    copy_in(&dir.path().join("ci"), &fixture("clean.toml"), "prod.toml");
+    git(&["add", "policy.toml", "ci/prod.toml"]);
+    accepted("a symlink to a clean policy");
+    // A commit that changes only the file the symlink points to.
+    copy_in(&dir.path().join("ci"), &blocking, "prod.toml");
+    git(&["add", "ci/prod.toml"]);
+    refused("the symlink's target made blocking");
+    git(&["reset", "-q", "--hard", "HEAD"]);
+    // The symlink replaced by a file: a type change (T).
+    std::fs::remove_file(dir.path().join("policy.toml")).unwrap();
+    copy_in(dir.path(), &blocking, "policy.toml");
+    git(&["add", "policy.toml"]);
+    let status = stdout(&git(&["diff", "--cached", "--name-status"]));
+    assert!(status.starts_with('T'), "{status}");
+    refused("a symlink turned into a blocking file");
 }
 
 /// Run `scopevault lint p.toml` on a pseudo-terminal (util-linux `script`), so stdout is a TTY.
