@@ -1221,3 +1221,87 @@ fn a_run_that_writes_no_report_leaves_no_stale_output_file() {
     assert!(d.join("link.sarif").is_symlink());
     assert_eq!(std::fs::read(d.join("target.sarif")).unwrap(), b"kept");
 }
+
+/// pre-commit from PyPI in a venv (scripts/setup/pre-commit), or a skip.
+fn pre_commit() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new(root().join("scripts/setup/pre-commit"))
+        .env("CARGO_TARGET_DIR", root().join("target"))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        skip::skip(&format!(
+            "pre-commit could not be installed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return None;
+    }
+    Some(std::path::PathBuf::from(
+        String::from_utf8(out.stdout).ok()?.trim(),
+    ))
+}
+
+/// examples/ci/pre-commit-config.yaml under the real pre-commit: its default `types: [file]`
+/// skipped a policy.toml that is a symlink (found by a CI maintainer's review, fifteenth pass),
+/// and `types_or: [file, symlink]` alone still does (`types` are all required). A staged
+/// symlink to a blocking policy is refused now; a regular file still is, and a clean one
+/// passes.
+#[test]
+fn the_example_pre_commit_config_lints_a_symlinked_policy() {
+    let Some(pre_commit) = pre_commit() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("ci")).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |program: &Path, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .current_dir(&repo)
+            .env("PATH", &path)
+            .env("PRE_COMMIT_HOME", dir.path().join("cache"))
+            .env("NO_COLOR", "1")
+            .env_remove("SCOPEVAULT_VAULT")
+            .output()
+            .unwrap()
+    };
+    let git = |args: &[&str]| {
+        let o = run(Path::new("git"), args);
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    };
+    git(&["init", "-q"]);
+    std::fs::copy(
+        root().join("examples/ci/pre-commit-config.yaml"),
+        repo.join(".pre-commit-config.yaml"),
+    )
+    .unwrap();
+    let blocking = fixture("rules/scope-exceeds-task.fires.toml");
+    copy_in(&repo.join("ci"), &blocking, "prod.toml");
+    std::os::unix::fs::symlink("ci/prod.toml", repo.join("policy.toml")).unwrap();
+    git(&["add", "-A"]);
+    let o = run(&pre_commit, &["run"]);
+    let all = stdout(&o) + &stderr(&o);
+    assert!(!o.status.success(), "the symlink must be linted: {all}");
+    assert!(
+        all.contains("security-warning[scope-exceeds-task]"),
+        "{all}"
+    );
+    // A regular file: linted as before.
+    std::fs::remove_file(repo.join("policy.toml")).unwrap();
+    copy_in(&repo, &blocking, "policy.toml");
+    git(&["add", "-A"]);
+    let o = run(&pre_commit, &["run"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    copy_in(&repo, &fixture("clean.toml"), "policy.toml");
+    git(&["add", "-A"]);
+    let o = run(&pre_commit, &["run"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("Passed"), "{}", stdout(&o));
+}
