@@ -1305,3 +1305,81 @@ fn the_example_pre_commit_config_lints_a_symlinked_policy() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("Passed"), "{}", stdout(&o));
 }
+
+/// examples/ci/github-actions.yml installed with `cargo install --locked scopevault --version
+/// 0.1.0`, but the crate is not on crates.io, so the job failed at its first step; and its
+/// `permissions` lacked `actions: read`, which upload-sarif needs in a private repository
+/// (found by a CI maintainer's review, fifteenth pass). It now builds from the project's git
+/// repository at a pinned tag, refusing to run while the placeholders are unset. Its install
+/// step is run here with a `cargo` that records its arguments.
+#[test]
+fn the_example_workflow_builds_scopevault_from_a_pinned_tag_and_may_upload_from_a_private_repository(
+) {
+    let workflow = std::fs::read_to_string(root().join("examples/ci/github-actions.yml")).unwrap();
+    assert!(!workflow.contains("--version 0.1.0"), "{workflow}");
+    let permissions = &workflow[workflow.find("\npermissions:\n").unwrap()..];
+    let permissions = &permissions[..permissions[1..].find("\n\n").unwrap()];
+    for want in [
+        "  contents: read ",
+        "  security-events: write ",
+        "  actions: read ",
+    ] {
+        assert!(permissions.contains(want), "{want:?} in {permissions}");
+    }
+    let script = workflow_step_script(&workflow, "Install scopevault");
+    let dir = tempfile::tempdir().unwrap();
+    let stub = dir.path().join("cargo");
+    std::fs::write(
+        &stub,
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let env_of = |key: &str| -> String {
+        let line = workflow
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no {key} in the workflow's env"));
+        line.split_once(':')
+            .unwrap()
+            .1
+            .split('#')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let install = |git: &str, tag: &str| {
+        std::process::Command::new("bash")
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
+            .current_dir(dir.path())
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    dir.path().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("SCOPEVAULT_GIT", git)
+            .env("SCOPEVAULT_TAG", tag)
+            .output()
+            .unwrap()
+    };
+    // As shipped: the placeholders stop the job with an error saying what to set.
+    let o = install(&env_of("SCOPEVAULT_GIT"), &env_of("SCOPEVAULT_TAG"));
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("::error::set SCOPEVAULT_GIT and SCOPEVAULT_TAG"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!dir.path().join("args").exists(), "cargo ran");
+    // Filled in: cargo builds that repository at that tag, locked.
+    let o = install("https://git.example.com/scopevault", "v1.2.3");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("args")).unwrap(),
+        "install\n--locked\n--git\nhttps://git.example.com/scopevault\n--tag\nv1.2.3\nscopevault\n"
+    );
+}
