@@ -283,3 +283,26 @@ fn show_follow_prints_records_appended_later() {
         "{second}"
     );
 }
+
+/// docs/audit.md said the anchor was in `/var/lib/scopevault` as root, the vault's directory;
+/// it is in the state directory, `paths::ROOT_STATE_DIR` as root (found by an outside review
+/// of the fleet's health reporting): an operator looking for it, or keeping the state
+/// directory out of the vault's backups, was sent to the wrong place.
+#[test]
+fn the_anchor_section_of_audit_md_names_the_state_directory_root_uses() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/audit.md")).unwrap();
+    let start = doc.find("## The anchor").expect("an anchor section");
+    let section = &doc[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let root = scopevault::paths::ROOT_STATE_DIR;
+    assert!(
+        section.contains(&format!("`{root}` as root"))
+            && section.contains(&format!("{root}/audit-anchor-")),
+        "{section}"
+    );
+    assert!(
+        !section.contains("`/var/lib/scopevault` as root"),
+        "{section}"
+    );
+}
