@@ -53,7 +53,17 @@ pub struct Exit {
 /// Parse the command line, run the command, print errors, return the exit code.
 pub fn main() -> ExitCode {
     stdout_closed_is_success();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `status --json` promises JSON on stdout whatever happens (README): a command
+            // line clap refuses (`--json --format text`, an empty `SCOPEVAULT_VAULT`) too.
+            if e.use_stderr() && status::json_requested() {
+                status::print_argument_error(&e);
+            }
+            e.exit()
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -125,6 +125,43 @@ fn json_out(s: Gathered) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
+/// Whether the command line, as far as it parses, is `status --json`: read again by clap
+/// with its errors ignored, after the strict parse refused it.
+pub(crate) fn json_requested() -> bool {
+    use clap::CommandFactory;
+    let Ok(m) = super::args::Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(std::env::args_os())
+    else {
+        return false;
+    };
+    m.subcommand().is_some_and(|(name, sub)| {
+        name == "status" && sub.try_get_one::<bool>("json").ok().flatten() == Some(&true)
+    })
+}
+
+/// An argument error under `status --json`, as the JSON error object on stdout (clap's own
+/// message still goes to stderr, and the exit code is clap's, 2).
+pub(crate) fn print_argument_error(e: &clap::Error) {
+    let text = e.render().to_string();
+    let message = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    let value = json!({
+        "error": {
+            "message": message,
+            "code": null,
+            "exit_code": e.exit_code(),
+        }
+    });
+    if let Ok(mut text) = serde_json::to_string_pretty(&value) {
+        text.push('\n');
+        let _ = super::write_stdout(text.as_bytes());
+    }
+}
+
 fn b2f(b: bool) -> f64 {
     if b {
         1.0

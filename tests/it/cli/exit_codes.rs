@@ -149,6 +149,50 @@ fn status_json_is_json_even_for_errors() {
     assert_eq!(v["locked"], true, "{v}");
 }
 
+/// `status --json` printed nothing on stdout for a command line clap refused (an empty
+/// `SCOPEVAULT_VAULT`, as a unit with `Environment=SCOPEVAULT_VAULT=` gives; `--json` with
+/// `--format`): a monitor piping it to `jq` got no JSON though the README promises it
+/// "whatever happens" (found by an outside review). Now the JSON error object, exit 2; clap's
+/// own message still on stderr; help is still help.
+#[test]
+fn status_json_is_json_even_for_argument_errors() {
+    let e = Env::new();
+    let json_error = |out: &std::process::Output| -> serde_json::Value {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(!out.stderr.is_empty(), "clap's message on stderr");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+            panic!("not JSON ({err}): {}", String::from_utf8_lossy(&out.stdout))
+        })
+    };
+    let out = e.run_cmd(
+        e.cmd()
+            .env("SCOPEVAULT_VAULT", "")
+            .args(["status", "--json", "--socket", &sock(&e)]),
+        b"",
+    );
+    let v = json_error(&out);
+    assert_eq!(v["error"]["exit_code"], 2, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("--vault"),
+        "{v}"
+    );
+    let out = e.run(&["status", "--json", "--format", "text"], b"");
+    let v = json_error(&out);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("--format"),
+        "{v}"
+    );
+    let out = e.run(&["--vault", "status", "status", "--json", "--no-such"], b"");
+    json_error(&out);
+    // Not under --json: clap's message alone; help is help, exit 0.
+    let out = e.run(&["status", "--format", "text", "--no-such"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let out = e.run(&["status", "--json", "--help"], b"");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+}
+
 /// Run with stdout a pipe whose reading end is already closed: the first write gets EPIPE.
 fn into_closed_pipe(e: &Env, args: &[&str]) -> std::process::Output {
     let (reader, writer) = std::io::pipe().unwrap();
