@@ -14,6 +14,7 @@ use crate::fleet::apply::{self, Refusal};
 use crate::fleet::bundle::{self, Bundle};
 use crate::fleet::{publish as pubs, sig};
 use crate::policy::{self, Policy};
+use crate::text::escape_for_terminal;
 use crate::vault::{self, AppliedBundle, WriteLock};
 
 /// Exit code of a refused bundle (a check failed): 1, as a failed verification.
@@ -196,10 +197,12 @@ pub(crate) fn bundle(g: &GlobalArgs, c: &BundleCommand) -> anyhow::Result<ExitCo
 
 fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let bytes = read_capped(file, bundle::MAX_FILE, "bundle")?;
+    // The manifest's names are checked by the parse (`Manifest::check_names`): one that is not
+    // a name is reported, escaped, not printed.
     let b = Bundle::parse(&bytes).map_err(|e| {
         anyhow::Error::new(Exit {
             code: EXIT_CHECK,
-            message: format!("{}: {e}", file.display()),
+            message: format!("{}: {e}", escape_for_terminal(&file.display().to_string())),
         })
     })?;
     let m = &b.manifest;
@@ -261,9 +264,9 @@ fn verify(a: &BundleCheckArgs) -> anyhow::Result<ExitCode> {
     apply::check_manifest(&b, Some(loc), now, None, false).map_err(refused)?;
     println!(
         "{}: good signature by {} ({}); location {}, generation {}, expires {}",
-        a.file.display(),
+        escape_for_terminal(&a.file.display().to_string()),
         who.fingerprint,
-        who.principals.join(","),
+        escape_for_terminal(&who.principals.join(",")),
         b.manifest.location,
         b.manifest.generation,
         b.manifest.expires

@@ -308,17 +308,20 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         now,
     } = s;
     let h = health?;
+    // Every string shown comes from elsewhere (the daemon's answer, the applied record, a
+    // path, an error naming one): escaped, so none can move the cursor or forge a line.
+    let esc = crate::text::escape_for_terminal;
     println!(
         "daemon:      scopevault {} on {}",
-        h.version,
-        socket_path(g).display()
+        esc(&h.version),
+        esc(&socket_path(g).display().to_string())
     );
     if h.locked {
         println!("vault:       locked (an admin runs `scopevault unlock`)");
     } else {
         println!(
             "vault:       unlocked, id {}, generation {}{}",
-            h.vault_id.as_deref().unwrap_or("?"),
+            esc(h.vault_id.as_deref().unwrap_or("?")),
             h.generation.unwrap_or(0),
             if h.loading {
                 " (loading the vault file saved since)"
@@ -330,7 +333,7 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             "contents:    {} credentials, {} tasks, enforce = {}",
             h.credentials,
             h.tasks,
-            h.enforce.as_deref().unwrap_or("(no policy applied)")
+            esc(h.enforce.as_deref().unwrap_or("(no policy applied)"))
         );
     }
     println!(
@@ -344,21 +347,23 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     match &audit {
         Ok(a) => println!(
             "audit head:  seq {} hash {} (from the {})",
-            a.seq, a.hash, a.source
+            a.seq,
+            esc(&a.hash),
+            a.source
         ),
-        Err(e) => println!("audit head:  unknown: {e}"),
+        Err(e) => println!("audit head:  unknown: {}", esc(e)),
     }
     match &bundle {
         Ok(None) => {}
-        Err(e) => println!("bundle:      unknown: {e}"),
+        Err(e) => println!("bundle:      unknown: {}", esc(e)),
         Ok(Some(r)) => {
             let left = health::seconds_between(now, r.expires);
             println!(
                 "bundle:      {} generation {}, signed by {} ({})",
-                r.location,
+                esc(&r.location),
                 r.generation,
-                r.signer_fingerprint,
-                r.signer_principals.join(",")
+                esc(&r.signer_fingerprint),
+                esc(&r.signer_principals.join(","))
             );
             println!(
                 "             published {} ({} s ago), {} {} ({} s{})",

@@ -12,9 +12,13 @@
 //! naming `file:line`; as in OpenSSH, a valued option needs its double quotes and may be
 //! given once per line.
 //!
-//! One difference from OpenSSH, documented in bundle-format.md: a time without `Z` is read as
+//! Two differences from OpenSSH, documented in bundle-format.md: a time without `Z` is read as
 //! UTC here (OpenSSH reads it in the local time zone); checkpoints run in UTC, and a signer
-//! file meant for both should write the `Z`.
+//! file meant for both should write the `Z`. And a principal holding a control character
+//! (ESC, which starts a terminal escape sequence) or a bidirectional control (U+202E) is
+//! refused ([`check_principal`]): ssh-keygen splits the field at whitespace and commas and
+//! takes any other byte, but the principals are printed by `bundle verify`, `apply` and
+//! `status` and exported as a metric label, where such a name could rewrite what is shown.
 
 use ssh_key::public::KeyData;
 use time::OffsetDateTime;
@@ -88,6 +92,30 @@ fn fields(line: &str) -> Result<Vec<&str>, String> {
         out.push(&line[start..i]);
     }
     Ok(out)
+}
+
+/// Why `p` cannot be a principal here, if it cannot: empty, or holding a comma or a double
+/// quote (the field's separators), or a character [`crate::text::needs_escape`] (a control
+/// character, ESC included, or a bidirectional control such as U+202E). One rule for the
+/// allowed_signers file and the applied record `status` reads back.
+pub fn check_principal(p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Err("an empty principal".to_owned());
+    }
+    if let Some(c) = p.chars().find(|&c| crate::text::needs_escape(c)) {
+        return Err(format!(
+            "the principal \"{}\" holds the control or bidirectional character {}: principals are printed and exported as metric labels; write them in printable characters",
+            crate::text::escape_for_terminal(&p.chars().take(64).collect::<String>()),
+            crate::text::escape_for_terminal(&c.to_string()),
+        ));
+    }
+    if p.contains([',', '"']) {
+        return Err(format!(
+            "the principal \"{}\" holds a comma or a double quote",
+            crate::text::escape_for_terminal(&p.chars().take(64).collect::<String>()),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a field is a key type (so the options field is absent).
@@ -181,8 +209,8 @@ fn parse_line(line: &str, number: usize) -> Result<Option<Signer>, String> {
         None => raw,
     };
     let principals: Vec<String> = inner.split(',').map(str::to_owned).collect();
-    if principals.iter().any(|p| p.is_empty()) {
-        return Err("an empty principal".to_owned());
+    for p in &principals {
+        check_principal(p)?;
     }
     let mut signer = Signer {
         line: number,
@@ -477,6 +505,34 @@ mod tests {
             one(&format!("\"a b,c\" {KEY}")).principals,
             vec!["a b", "c"]
         );
+    }
+
+    /// A principal holding a control character (ESC starting a terminal sequence, BEL, a
+    /// tab inside quotes) or a bidirectional control (U+202E, U+2066) is refused, escaped in
+    /// the message: principals are printed and exported as metric labels (found by an outside
+    /// review; ssh-keygen takes any byte but whitespace and commas). Printable non-ASCII is
+    /// kept, and so are spaces inside a quoted field.
+    #[test]
+    fn a_principal_with_a_control_or_bidi_character_is_refused() {
+        for bad in [
+            "ops\u{1b}]0;x\u{7}",
+            "a,b\u{1b}[2J",
+            "\"a\tb\"",
+            "admin\u{202e}moc",
+            "x\u{2066}y",
+            "\u{7f}",
+        ] {
+            let err = AllowedSigners::parse(&format!("{bad} {KEY}"), "f")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("f:1:") && err.contains("control or bidirectional"),
+                "{bad:?}: {err}"
+            );
+            assert!(!err.chars().any(crate::text::needs_escape), "{err:?}");
+        }
+        assert_eq!(one(&format!("josé {KEY}")).principals, vec!["josé"]);
+        assert_eq!(one(&format!("\"a b\" {KEY}")).principals, vec!["a b"]);
     }
 
     #[test]

@@ -82,6 +82,66 @@ pub struct Manifest {
     pub credentials: Vec<String>,
 }
 
+impl Manifest {
+    /// The names follow the policy's rule ([`crate::policy::is_valid_name`]), the recipient is
+    /// an age X25519 recipient and the digests are `sha256:` and 64 lowercase hex digits. A
+    /// publish never writes anything else; an edited file that does is refused as malformed,
+    /// its offending value shown escaped ([`crate::text::escape_for_terminal`]), so that
+    /// `bundle inspect` never prints a raw terminal escape or a forged line from it.
+    pub fn check_names(&self) -> Result<(), String> {
+        let shown = |v: &str| {
+            let cut: String = v.chars().take(80).collect();
+            let more = if cut.len() < v.len() { "…" } else { "" };
+            format!("\"{}{more}\"", crate::text::escape_for_terminal(&cut))
+        };
+        let name = |what: &str, v: &str| {
+            if crate::policy::is_valid_name(v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "its {what} {} is not a valid name ({})",
+                    shown(v),
+                    crate::policy::NAME_RULE
+                ))
+            }
+        };
+        name("location", &self.location)?;
+        for t in &self.tasks {
+            name("task", t)?;
+        }
+        for c in &self.credentials {
+            name("credential", c)?;
+        }
+        if self.recipient.parse::<age::x25519::Recipient>().is_err() {
+            return Err(format!(
+                "its recipient {} is not an age X25519 recipient (age1…)",
+                shown(&self.recipient)
+            ));
+        }
+        for (what, d) in [
+            ("policy_digest", &self.policy_digest),
+            ("payload_digest", &self.payload_digest),
+        ] {
+            if !is_digest(d) {
+                return Err(format!(
+                    "its {what} {} is not `sha256:` and 64 lowercase hex digits",
+                    shown(d)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` is a digest as [`digest`] writes it: `sha256:` and 64 lowercase hex digits.
+pub fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// The decrypted payload: the policy subset and exactly its credentials.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +231,7 @@ impl Bundle {
                 manifest.format
             )));
         }
+        manifest.check_names().map_err(FormatError::Manifest)?;
         if digest(&payload) != manifest.payload_digest {
             return Err(FormatError::PayloadDigest);
         }

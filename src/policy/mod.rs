@@ -412,6 +412,18 @@ pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
     })
 }
 
+/// The rule every name in a policy follows (tasks, credentials, locations, scopes' owners):
+/// 1-128 characters of `A-Z`, `a-z`, `0-9`, `.`, `_`, `-`. What a bundle's manifest and the
+/// applied record name is checked with it too, before it is shown or exported.
+pub fn is_valid_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// What [`is_valid_name`] asks, for messages.
+pub const NAME_RULE: &str = "1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`";
 impl Policy {
     /// Parse policy.toml text. `path` is only used in messages. Any text that is not a valid
     /// policy is an error carrying `file:line:col`: TOML syntax, wrong types, unknown keys

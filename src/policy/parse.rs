@@ -270,14 +270,10 @@ impl<'a> Ctx<'a> {
 
     fn name(&self, n: &Spanned<String>, what: &str) -> Result<String, PolicyError> {
         let v = n.get_ref();
-        let ok = !v.is_empty()
-            && v.len() <= 128
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !ok {
+        if !super::is_valid_name(v) {
             return Err(self.err(
                 n.span(),
-                format!("invalid {what} name {v:?}; use 1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`"),
+                format!("invalid {what} name {v:?}; use {}", super::NAME_RULE),
             ));
         }
         Ok(v.clone())

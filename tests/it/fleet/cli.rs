@@ -1621,3 +1621,164 @@ fn status_reports_the_applied_bundle_and_the_audit_head_as_json_and_prometheus()
         );
     }
 }
+
+/// Whether `s` holds a raw control or bidirectional character (what a terminal acts on)
+/// other than the newlines between lines.
+fn has_raw_controls(s: &str) -> bool {
+    s.chars()
+        .any(|c| c != '\n' && scopevault::text::needs_escape(c))
+}
+
+/// Found by an outside review of the fleet's health reporting: an allowed_signers principal
+/// holding a terminal escape (ESC `]0;…`, a screen clear) and U+202E was accepted by `bundle
+/// verify` and `bundle apply`, printed raw by `verify` and by text `status`, and exported raw
+/// as the `principal` label. ssh-keygen splits principals at whitespace and commas only; here
+/// a control or bidirectional character is refused, naming the line, escaped.
+#[test]
+fn a_principal_with_a_terminal_escape_or_a_bidi_override_is_refused() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let public = std::fs::read_to_string(f.key.with_extension("pub")).unwrap();
+    let b = f.bundle("ams");
+    for evil in [
+        "ops\u{1b}]0;HACKED\u{7}\u{1b}[2J",
+        "admin\u{202e}moc.elpmaxe",
+    ] {
+        let allowed = f.master.path("evil_signers");
+        std::fs::write(
+            &allowed,
+            format!("{evil} namespaces=\"scopevault-bundle\" {public}"),
+        )
+        .unwrap();
+        let err = f.ams.fails(
+            &[
+                "bundle",
+                "verify",
+                b.to_str().unwrap(),
+                "--allowed-signers",
+                allowed.to_str().unwrap(),
+            ],
+            b"",
+            1,
+        );
+        assert!(
+            err.contains("evil_signers:1:") && err.contains("control or bidirectional"),
+            "{err}"
+        );
+        assert!(!has_raw_controls(&err), "printed raw: {err:?}");
+        let before = f.ams.vault_bytes();
+        let mut a = f.apply_args(&f.ams, &b, &["--location", "ams"]);
+        let at = a.iter().position(|x| x == "--allowed-signers").unwrap();
+        a[at + 1] = allowed.to_str().unwrap().to_owned();
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let err = f.ams.fails(&a, b"", 1);
+        assert!(err.contains("signature check"), "{err}");
+        assert!(!has_raw_controls(&err), "printed raw: {err:?}");
+        assert_eq!(f.ams.vault_bytes(), before);
+    }
+}
+
+/// Found by the same review: `bundle inspect` of an edited bundle (no signature needed to
+/// inspect) printed its manifest's location holding ESC sequences and a task name holding a
+/// newline as they were, so a file someone handed you could rewrite your terminal or forge
+/// lines of the output. The parse now holds the manifest's names to the policy's rule: such
+/// a bundle is reported malformed, exit 1, the offending value escaped, nothing printed raw.
+#[test]
+fn inspect_reports_invalid_names_in_an_edited_manifest_escaped_not_raw() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let ml = u32::from_be_bytes(good[10..14].try_into().unwrap()) as usize;
+    let rest = &good[14 + ml..];
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit); 3] = [
+        ("location", |m| {
+            m["location"] =
+                serde_json::json!("ams\u{1b}]0;HACKED\u{7}\u{1b}[2J\u{1b}[31mRED\u{202e}")
+        }),
+        ("task", |m| {
+            m["tasks"][0] = serde_json::json!("checkout\nlocation:       fra")
+        }),
+        ("recipient", |m| {
+            m["recipient"] = serde_json::json!("age1\u{1b}[2J")
+        }),
+    ];
+    for (what, edit) in cases {
+        let mut m = manifest(&good);
+        edit(&mut m);
+        let mj = serde_json::to_vec(&m).unwrap();
+        let mut bytes = b"SVBUNDLE\x00\x01".to_vec();
+        bytes.extend_from_slice(&(mj.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&mj);
+        bytes.extend_from_slice(rest);
+        let file = f.master.path(&format!("edited-{what}.svbundle"));
+        std::fs::write(&file, &bytes).unwrap();
+        for json in [false, true] {
+            let mut args = vec!["bundle", "inspect", file.to_str().unwrap()];
+            if json {
+                args.push("--json");
+            }
+            let out = f.ams.run(&args, b"");
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert_eq!(out.status.code(), Some(1), "{what}: {stdout} {stderr}");
+            assert!(stdout.is_empty(), "{what}: printed {stdout:?}");
+            assert!(
+                stderr.contains(&format!("its {what}"))
+                    && !has_raw_controls(&stderr)
+                    && !stderr.trim_end().contains('\n'),
+                "{what}: {stderr:?}"
+            );
+        }
+    }
+}
+
+/// A stand-in daemon on `socket` that answers every request line with `answer` (until the
+/// test ends): what a hostile or broken daemon could say.
+fn fake_daemon(socket: &Path, answer: String) {
+    let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Write};
+                let mut w = conn.try_clone().unwrap();
+                for line in std::io::BufReader::new(conn).lines() {
+                    if line.is_err() || writeln!(w, "{answer}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Found by the same review: text `status` printed the daemon's `version`, `vault_id` and
+/// `enforce` as they came, so whatever answered on the socket could write terminal escapes
+/// and fake lines into an operator's screen. Every string is now escaped.
+#[test]
+fn text_status_escapes_what_the_daemon_says() {
+    let e = crate::common::vault::Env::new();
+    let socket = e.path("fake.sock");
+    let evil = "\u{1b}]0;HACKED\u{7}\u{1b}[2J\nbundle:      forged\u{202e}";
+    let answer = serde_json::json!({
+        "ok": true, "v": 1, "version": evil, "locked": false, "vault_id": evil,
+        "generation": 3, "credentials": 1, "tasks": 1, "enforce": evil, "audit_ok": true,
+        "loading": false, "connections": 1,
+        "peer": {"uid": 1, "gid": 1, "pid": 1, "admin": false}
+    });
+    fake_daemon(&socket, answer.to_string());
+    let out = e.ok(&["status", "--socket", socket.to_str().unwrap()], b"");
+    assert!(!has_raw_controls(&out), "{out:?}");
+    assert!(out.contains("\\u{1b}]0;HACKED"), "{out}");
+    assert!(!out.contains("\nbundle:      forged"), "{out}");
+}
