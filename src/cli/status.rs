@@ -11,13 +11,13 @@ use time::OffsetDateTime;
 use super::args::{GlobalArgs, StatusArgs, StatusFormat};
 use super::client_cmds::{daemon_err, health_after_load, socket_path};
 use crate::client::ClientError;
-use crate::fleet::health::{self, AppliedRecord, AuditHead, Exposition};
+use crate::fleet::health::{self, AppliedRecord, AuditHead, Exposition, RecordError};
 use crate::protocol::Health;
 
 /// What `status` gathered: the daemon's answer, the applied record, the audit head.
 struct Gathered {
     health: anyhow::Result<Health>,
-    bundle: Result<Option<AppliedRecord>, String>,
+    bundle: Result<Option<AppliedRecord>, RecordError>,
     audit: Result<AuditHead, String>,
     now: OffsetDateTime,
 }
@@ -35,7 +35,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
         // After a save (`bundle apply`), the first `health` starts the daemon's load of the
         // file and is answered at once with `loading`: asked again until the load is done.
         health: health_after_load(&socket_path(g)).map_err(daemon_err),
-        bundle: health::read_record(&super::unlock::vault_path(g)),
+        bundle: health::read_applied(&super::unlock::vault_path(g)),
         audit: health::audit_head(&audit_path),
         now: OffsetDateTime::now_utc(),
     };
@@ -60,13 +60,13 @@ fn daemon_current(h: Option<&Health>, r: &AppliedRecord) -> Option<bool> {
 }
 
 fn bundle_json(
-    b: &Result<Option<AppliedRecord>, String>,
+    b: &Result<Option<AppliedRecord>, RecordError>,
     h: Option<&Health>,
     now: OffsetDateTime,
 ) -> Value {
     match b {
         Ok(None) => Value::Null,
-        Err(e) => json!({ "error": e }),
+        Err(e) => json!({ "error": e.to_string() }),
         Ok(Some(r)) => json!({
             "vault": r.vault,
             "location": r.location,
@@ -216,7 +216,7 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
     }
     e.single(
         "scopevault_bundle_record_ok",
-        "1 if the applied-bundle record is readable or absent, 0 if it cannot be read.",
+        "1 if the applied-bundle record is absent, or readable, valid and this vault's; else 0.",
         b2f(s.bundle.is_ok()),
     );
     let record = s.bundle.as_ref().ok().and_then(Option::as_ref);
@@ -355,7 +355,10 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     }
     match &bundle {
         Ok(None) => {}
-        Err(e) => println!("bundle:      unknown: {}", esc(e)),
+        Err(RecordError::OtherVault(why)) => {
+            println!("bundle:      none applied to this vault ({})", esc(why))
+        }
+        Err(e) => println!("bundle:      unknown: {}", esc(&e.to_string())),
         Ok(Some(r)) => {
             let left = health::seconds_between(now, r.expires);
             println!(

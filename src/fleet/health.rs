@@ -9,10 +9,15 @@
 //! record: `fleet-applied-<16 hex digits of the SHA-256 of the vault's canonical path>.json`,
 //! written atomically (temporary file, fsync, rename, fsync of the directory) after the vault
 //! is saved. A crash between the two leaves the record one apply behind, never ahead.
+//!
+//! The record is written and read only through the state directory's checks
+//! ([`crate::vault::SafeDir`]: not writable by group or others, no other user's link on the
+//! way), is held to the rules of what an apply writes (names, digests, fingerprints), and is
+//! reported only for the vault file it names: its `vault_id` is compared with the vault
+//! file's header ([`read_applied`]).
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use data_encoding::HEXLOWER;
@@ -77,62 +82,189 @@ pub fn record_path(vault_path: &Path) -> PathBuf {
     ))
 }
 
-/// Write the applied record of the vault at `vault_path` atomically.
-pub fn write_record(vault_path: &Path, r: &AppliedRecord) -> std::io::Result<PathBuf> {
+/// The record's directory and file name.
+fn record_place(vault_path: &Path) -> (PathBuf, PathBuf, String) {
     let p = record_path(vault_path);
-    let dir = p.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let tmp = p.with_extension("json.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&tmp)?;
-    crate::vault::keep_owner(&f, &p)?;
-    let mut text = serde_json::to_vec_pretty(r).map_err(std::io::Error::other)?;
+    let dir = crate::paths::dir_of(&p);
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (p, dir, name)
+}
+
+/// Write the applied record of the vault at `vault_path` atomically, mode 0644, through the
+/// checked state directory ([`crate::vault::SafeDir`], created 0700 if missing), as the
+/// rollback record is written.
+pub fn write_record(vault_path: &Path, r: &AppliedRecord) -> Result<PathBuf, String> {
+    let (p, dir, name) = record_place(vault_path);
+    let mut text = serde_json::to_vec_pretty(r).map_err(|e| e.to_string())?;
     text.push(b'\n');
-    f.write_all(&text)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, &p)?;
-    File::open(dir)?.sync_all()?;
+    crate::vault::SafeDir::open(&dir, true)
+        .and_then(|d| d.replace_with_mode(name.as_ref(), ".fleet-applied.tmp-", &text, 0o644))
+        .map_err(|e| e.to_string())?;
     Ok(p)
 }
 
-/// The applied record of the vault at `vault_path`: `Ok(None)` when no bundle was ever applied
-/// to it (no record), `Err` when the record cannot be read or is not one.
-pub fn read_record(vault_path: &Path) -> Result<Option<AppliedRecord>, String> {
-    let p = record_path(vault_path);
-    let f = match File::open(&p) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
+/// Why the applied record of a vault is not reported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The record names another vault than the file at the path now (a new vault made at
+    /// the same path, a record copied from elsewhere): no bundle was applied to this vault.
+    #[error("no bundle applied to this vault: {0}")]
+    OtherVault(String),
+    /// The record, its directory or the vault file cannot be read or trusted, or the record
+    /// is not one an apply writes.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// The applied record of the vault at `vault_path`, as an apply wrote it: `Ok(None)` when no
+/// bundle was ever applied to it (no record). The state directory is checked as its writers
+/// check it before the record is read; a record whose fields are not what an apply writes is
+/// an error. Not compared with the vault: see [`read_applied`].
+pub fn read_record(vault_path: &Path) -> Result<Option<AppliedRecord>, RecordError> {
+    let (p, dir, name) = record_place(vault_path);
+    let bad = |why: String| RecordError::Unreadable(why);
+    if !dir.exists() {
+        return Ok(None);
+    }
+    // The same checks as the writers' (a directory others may write, another user's link
+    // on the way to it): a record anyone else could have put there is not reported.
+    let d = crate::vault::SafeDir::open(&dir, false).map_err(|e| {
+        bad(format!(
+            "cannot trust the applied record {}: {e}",
+            p.display()
+        ))
+    })?;
+    let Some(text) = d
+        .read(&name, MAX_RECORD + 1)
+        .map_err(|e| bad(format!("cannot read {}: {e}", p.display())))?
+    else {
+        return Ok(None);
     };
-    let mut text = Vec::new();
-    f.take(MAX_RECORD + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
     if text.len() as u64 > MAX_RECORD {
-        return Err(format!(
+        return Err(bad(format!(
             "{} is not an applied record (too large)",
             p.display()
-        ));
+        )));
     }
-    let r: AppliedRecord = serde_json::from_slice(&text)
-        .map_err(|e| format!("{} is not an applied record ({e})", p.display()))?;
-    if r.format != 1 {
-        return Err(format!(
-            "{}: applied record format {} (this scopevault reads 1)",
+    let not_one = |e: String| bad(format!("{} is not an applied record ({e})", p.display()));
+    let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| not_one(e.to_string()))?;
+    match v.get("format").and_then(serde_json::Value::as_u64) {
+        Some(1) => {}
+        Some(n) => {
+            return Err(bad(format!(
+                "{}: applied record format {n} (this scopevault reads 1): written by a newer scopevault; upgrade this one",
+                p.display()
+            )))
+        }
+        None => return Err(not_one("no numeric `format`".into())),
+    }
+    let r: AppliedRecord = serde_json::from_value(v).map_err(|e| not_one(e.to_string()))?;
+    r.check().map_err(not_one)?;
+    Ok(Some(r))
+}
+
+/// The applied record of the vault at `vault_path`, if it is this vault's: [`read_record`],
+/// then the record's `vault` and `vault_id` compared with the path and the vault file's
+/// header (readable without the key). A record for another vault — a new vault made at the
+/// same path, a record copied — is [`RecordError::OtherVault`].
+pub fn read_applied(vault_path: &Path) -> Result<Option<AppliedRecord>, RecordError> {
+    let Some(r) = read_record(vault_path)? else {
+        return Ok(None);
+    };
+    let p = record_path(vault_path);
+    let here = canonical_vault(vault_path);
+    if r.vault != here {
+        return Err(RecordError::OtherVault(format!(
+            "the applied record {} names the vault {}, not {}",
             p.display(),
-            r.format
-        ));
+            r.vault.display(),
+            here.display()
+        )));
+    }
+    let facts = match crate::vault::file_facts(vault_path) {
+        Ok(f) => f,
+        Err(crate::vault::VaultError::NotFound(_)) => {
+            return Err(RecordError::OtherVault(format!(
+                "there is no vault at {} (the applied record {} is for vault {})",
+                here.display(),
+                p.display(),
+                r.vault_id
+            )))
+        }
+        Err(e) => {
+            return Err(RecordError::Unreadable(format!(
+                "cannot compare the applied record {} with the vault: {e}",
+                p.display()
+            )))
+        }
+    };
+    if facts.vault_id != r.vault_id {
+        return Err(RecordError::OtherVault(format!(
+            "{} is vault {}, but the applied record {} is for vault {} (a vault made anew at this path); the next `bundle apply` records its bundle",
+            here.display(),
+            facts.vault_id,
+            p.display(),
+            r.vault_id
+        )));
     }
     Ok(Some(r))
+}
+
+impl AppliedRecord {
+    /// The fields hold what an apply writes: the vault id as a vault header holds it, the
+    /// location by the policy's name rule (as the bundle's), the fingerprint as `ssh-keygen
+    /// -l` prints it, principals as allowed_signers accepts them, the digest as a manifest's.
+    /// A record edited to hold anything else (a forged line for the metrics file, a terminal
+    /// escape) is refused, its value shown escaped.
+    fn check(&self) -> Result<(), String> {
+        let shown = |v: &str| {
+            let cut: String = v.chars().take(80).collect();
+            format!("\"{}\"", crate::text::escape_for_terminal(&cut))
+        };
+        if !crate::vault::is_vault_id(&self.vault_id) {
+            return Err(format!(
+                "its vault_id {} is not 32 lowercase hex digits",
+                shown(&self.vault_id)
+            ));
+        }
+        if !crate::policy::is_valid_name(&self.location) {
+            return Err(format!(
+                "its location {} is not a valid name ({})",
+                shown(&self.location),
+                crate::policy::NAME_RULE
+            ));
+        }
+        if !is_fingerprint(&self.signer_fingerprint) {
+            return Err(format!(
+                "its signer_fingerprint {} is not `SHA256:` and 43 base64 characters",
+                shown(&self.signer_fingerprint)
+            ));
+        }
+        for principal in &self.signer_principals {
+            super::allowed_signers::check_principal(principal)
+                .map_err(|e| format!("its signer_principals: {e}"))?;
+        }
+        if !super::bundle::is_digest(&self.policy_digest) {
+            return Err(format!(
+                "its policy_digest {} is not `sha256:` and 64 lowercase hex digits",
+                shown(&self.policy_digest)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `SHA256:` and 43 characters of unpadded standard base64, as `ssh-keygen -l` prints a key's
+/// SHA-256 fingerprint.
+fn is_fingerprint(s: &str) -> bool {
+    s.strip_prefix("SHA256:").is_some_and(|b| {
+        b.len() == 43
+            && b.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+    })
 }
 
 /// The audit chain's head as `status` reports it.

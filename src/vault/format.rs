@@ -298,8 +298,13 @@ fn parse_v1_header(bytes: &[u8]) -> Result<(Header, Vec<V1IdentitySlot>), VaultE
 /// a version-1 file claiming the id `format2:<id>` would pass a downgrade check by the very
 /// marker meant to stop it), in keyring accounts and in messages (where an escape sequence
 /// would reach the terminal) before the file is authenticated.
+/// Whether `id` is a vault id as the header holds it: 32 lowercase hex digits.
+pub(crate) fn is_vault_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn check_vault_id(id: &str) -> Result<(), VaultError> {
-    if id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if is_vault_id(id) {
         return Ok(());
     }
     Err(VaultError::Corrupt(format!(

@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 pub use crate::paths::state_dir;
+pub(crate) use format::is_vault_id;
 pub use keyring::KeyringStore;
 pub use model::{
     is_secret_field_name, validate_field_key, validate_field_value, validate_name, AppliedBundle,
@@ -238,6 +239,26 @@ pub struct Migration {
     pub rewrapped: usize,
     /// Recipients of the v1 identity slots that were dropped (no identity file given for them).
     pub dropped: Vec<String>,
+}
+
+/// What anyone who may read a vault file learns from it without its key (the header, not
+/// authenticated): `status` compares the applied record with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFacts {
+    /// The vault's id.
+    pub vault_id: String,
+    /// The generation of the file's last save.
+    pub generation: u64,
+}
+
+/// The [`FileFacts`] of the vault file at `path`.
+pub fn file_facts(path: &Path) -> Result<FileFacts, VaultError> {
+    let bytes = store::read_file(path)?;
+    let parsed = Parsed::parse(&bytes)?;
+    Ok(FileFacts {
+        vault_id: parsed.header.vault_id,
+        generation: parsed.header.generation,
+    })
 }
 
 /// The format version of the file at `path` (read from its framing, not authenticated).

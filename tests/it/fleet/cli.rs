@@ -1782,3 +1782,148 @@ fn text_status_escapes_what_the_daemon_says() {
     assert!(out.contains("\\u{1b}]0;HACKED"), "{out}");
     assert!(!out.contains("\nbundle:      forged"), "{out}");
 }
+
+/// The applied record of `e`'s vault in its state directory.
+fn applied_record(e: &Env) -> PathBuf {
+    std::fs::read_dir(e.path("state"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("fleet-applied-")
+        })
+        .expect("an applied record")
+}
+
+/// `status` with no daemon: its JSON and its metrics.
+fn status_offline(e: &Env) -> (serde_json::Value, String) {
+    let out = e.run(
+        &["status", "--json", "--socket", "/nonexistent/sv.sock"],
+        b"",
+    );
+    let v = serde_json::from_slice(&out.stdout).unwrap();
+    let prom = e.ok(
+        &[
+            "status",
+            "--format",
+            "prometheus",
+            "--socket",
+            "/nonexistent/sv.sock",
+        ],
+        b"",
+    );
+    (v, prom)
+}
+
+/// Found by an outside review of the fleet's health reporting: `status` believed the applied
+/// record whatever it said. With the vault replaced by a brand-new one at the same path it
+/// still showed `bundle_applied 1`, generation and expiry of the old vault's bundle; a record
+/// edited in a state directory anyone may write (generation 999, expiry 2099) was shown
+/// without a word, though scopevault refuses to write there; a location holding a forged
+/// metrics line or ESC was printed as it was. The record is now read through the writers'
+/// directory checks, held to what an apply writes, and reported only for the vault whose id
+/// it holds.
+#[test]
+fn status_reports_the_applied_record_only_for_its_vault_and_only_as_an_apply_wrote_it() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fleet::new();
+    let e = &f.ams;
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    let (v, prom) = status_offline(e);
+    assert_eq!(v["bundle"]["location"], "ams", "{v}");
+    assert_eq!(parse_prometheus(&prom)["scopevault_bundle_applied"], 1.0);
+    let not_reported = |prom: &str, why: &str| {
+        let p = parse_prometheus(prom);
+        assert_eq!(p["scopevault_bundle_applied"], 0.0, "{why}: {prom}");
+        assert_eq!(p["scopevault_bundle_record_ok"], 0.0, "{why}: {prom}");
+        assert!(
+            !p.keys()
+                .any(|k| k.starts_with("scopevault_bundle_generation")),
+            "{why}: {prom}"
+        );
+    };
+
+    // A vault made anew at the same path: no bundle was applied to it.
+    let saved = e.vault_bytes();
+    std::fs::remove_file(e.vault()).unwrap();
+    e.ok(
+        &["init", "--identity-out", e.path("id2").to_str().unwrap()],
+        b"",
+    );
+    let (v, prom) = status_offline(e);
+    let err = v["bundle"]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("no bundle applied to this vault") && err.contains("made anew"),
+        "{v}"
+    );
+    not_reported(&prom, "a new vault");
+    std::fs::write(e.vault(), &saved).unwrap();
+    assert_eq!(status_offline(e).0["bundle"]["generation"], 1);
+
+    // Records edited to hold what no apply writes.
+    let record = applied_record(e);
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let cases: [(&str, serde_json::Value, &str); 5] = [
+        (
+            "location",
+            serde_json::json!("ams\"} 1\nscopevault_up{x=\"1"),
+            "its location",
+        ),
+        (
+            "location",
+            serde_json::json!("ams\u{1b}]0;HACKED\u{7}\u{202e}"),
+            "its location",
+        ),
+        (
+            "signer_principals",
+            serde_json::json!(["admin\u{1b}[2J"]),
+            "control or bidirectional",
+        ),
+        (
+            "policy_digest",
+            serde_json::json!("sha256:zz"),
+            "policy_digest",
+        ),
+        ("vault_id", serde_json::json!("../x"), "vault_id"),
+    ];
+    for (field, value, expect) in cases {
+        let mut r = original.clone();
+        r[field] = value;
+        std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
+        let (v, prom) = status_offline(e);
+        let err = v["bundle"]["error"].as_str().unwrap_or_default();
+        assert!(
+            err.contains("not an applied record") && err.contains(expect),
+            "{field}: {v}"
+        );
+        assert!(!err.chars().any(scopevault::text::needs_escape), "{err:?}");
+        not_reported(&prom, field);
+        assert!(!prom.contains("scopevault_up{"), "{prom}");
+    }
+
+    // A directory others may write: the record in it is not believed (generation 999,
+    // expiry 2099 were shown as they were).
+    let mut r = original.clone();
+    r["generation"] = serde_json::json!(999);
+    r["expires"] = serde_json::json!("2099-01-01T00:00:00Z");
+    std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
+    let state = e.path("state");
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (v, prom) = status_offline(e);
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(mode)).unwrap();
+    let err = v["bundle"]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("cannot trust the applied record") && err.contains("writable by others"),
+        "{v}"
+    );
+    not_reported(&prom, "a directory others may write");
+}
