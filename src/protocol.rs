@@ -511,6 +511,12 @@ pub struct Health {
     pub tasks: usize,
     /// `warn` or `deny` (absent when locked or no policy is applied).
     pub enforce: Option<String>,
+    /// `sha256:` and the hex SHA-256 of the canonical TOML of the policy served
+    /// ([`crate::policy::Policy::digest`], as a fleet bundle's `policy_digest` and the
+    /// `vault.load` audit record's `policy`); `null` when locked or no policy is applied.
+    /// Absent from daemons before 0.1 round 15.
+    #[serde(default)]
+    pub policy_digest: Option<String>,
     /// Whether the last audit append succeeded.
     pub audit_ok: bool,
     /// True while the daemon loads a vault file saved since it was loaded (`cred set`,

@@ -334,12 +334,16 @@ impl Handler {
     fn note_load(&self, vault: &dyn VaultView, how: &str) -> Result<(), Refusal> {
         // A checkpoint's vault names the bundle it holds, so the log says which bundle is
         // served from this load on (the daemon holds the log while it runs: `bundle apply`
-        // cannot write its own `bundle.apply` record then).
+        // cannot write its own `bundle.apply` record then) — or, when the policy loaded is
+        // not the bundle's, that the vault was changed locally since that bundle.
+        let policy = vault.policy().map(Policy::digest);
         let how = match vault.applied_bundle() {
-            Some(bundle) => format!("{how}; bundle {bundle}"),
+            Some(bundle) => format!(
+                "{how}; {}",
+                crate::fleet::health::served_bundle(bundle, policy.as_deref())
+            ),
             None => how.to_owned(),
         };
-        let policy = vault.policy().map(Policy::digest);
         self.audit
             .note_vault_load(
                 vault.id(),
@@ -586,6 +590,7 @@ impl Handler {
                 credentials: v.map_or(0, |o| o.vault.credential_count()),
                 tasks: policy.map_or(0, |p| p.tasks().count()),
                 enforce: policy.map(|p| p.enforce().as_str().to_owned()),
+                policy_digest: v.and_then(|o| o.policy_digest.clone()),
                 audit_ok: self.audit.ok(),
                 loading,
                 connections: self.open.load(Ordering::SeqCst),

@@ -39,9 +39,9 @@ pub(crate) trait VaultView: Send + Sync {
     fn current_stamp(&self) -> Option<FileStamp> {
         None
     }
-    /// The fleet bundle last applied to this vault, named for the audit log (`location=…
-    /// generation=… signer=… policy_digest=…`); `None` if none was.
-    fn applied_bundle(&self) -> Option<String> {
+    /// The fleet bundle last applied to this vault (`None` if none was); the audit log names
+    /// it ([`crate::fleet::health::served_bundle`]).
+    fn applied_bundle(&self) -> Option<&crate::vault::AppliedBundle> {
         None
     }
 }
@@ -76,6 +76,9 @@ type GrantCache = (Option<time::Date>, HashMap<(String, String), Arc<Grant>>);
 /// An opened vault and what was derived from it.
 pub(crate) struct Opened {
     pub vault: Box<dyn VaultView>,
+    /// The digest of the vault's policy ([`Policy::digest`]), made once per load: `health`
+    /// reports it, so `status` can tell the signed bundle's policy from a local one.
+    pub policy_digest: Option<String>,
     pub runners: HashMap<String, Runners>,
     /// Each task's `schedulers`, resolved to uids like runners' users (absent: no entry).
     pub schedulers: HashMap<String, Vec<u32>>,
@@ -126,6 +129,7 @@ impl Opened {
             }
         }
         Opened {
+            policy_digest: vault.policy().map(Policy::digest),
             vault,
             runners,
             schedulers,
@@ -316,12 +320,8 @@ impl VaultView for LoadedVault {
     fn policy(&self) -> Option<&Policy> {
         self.vault.policy()
     }
-    fn applied_bundle(&self) -> Option<String> {
-        let a = self.vault.fleet_state()?.applied.as_ref()?;
-        Some(format!(
-            "location={} generation={} signer={} policy_digest={}",
-            a.location, a.generation, a.signer, a.policy_digest
-        ))
+    fn applied_bundle(&self) -> Option<&crate::vault::AppliedBundle> {
+        self.vault.fleet_state()?.applied.as_ref()
     }
     fn reopen(&self) -> Result<Box<dyn VaultView>, ErrorBody> {
         // The stamp before the read: a save landing in between makes it differ again, so

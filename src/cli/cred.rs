@@ -161,6 +161,7 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     let n = cred.secrets.len();
     vault.add_credential(&a.name, cred)?;
     vault.save(&lock)?;
+    super::fleet::warn_local_change(&vault);
     println!(
         "added credential {} ({}, {n} secret field(s))",
         a.name, a.kind
@@ -234,6 +235,7 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         changed
     })?;
     vault.save(&lock)?;
+    super::fleet::warn_local_change(&vault);
     println!(
         "updated credential {} ({changed} secret value(s) changed)",
         a.name
@@ -421,6 +423,7 @@ fn rm(g: &GlobalArgs, name: &str) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     vault.remove_credential(name)?;
     vault.save(&lock)?;
+    super::fleet::warn_local_change(&vault);
     println!("removed credential {name}");
     if !users.is_empty() {
         eprintln!(

@@ -27,6 +27,23 @@ fn refused(r: Refusal) -> anyhow::Error {
     })
 }
 
+/// Said on stderr after a local writer (`cred add|set|rm`, `policy apply`, `sync`, `import`)
+/// saved a vault that holds an applied bundle: what it now serves is no longer the signed
+/// bundle. `status` reports the bundle superseded by a local change (the vault file's
+/// payload is not the one the apply wrote) until a bundle is applied again: a newer
+/// generation, or the same one with `--allow-rollback` to restore the signed content now.
+pub(crate) fn warn_local_change(v: &vault::Vault) {
+    let Some(a) = v.fleet_state().and_then(|s| s.applied.as_ref()) else {
+        return;
+    };
+    eprintln!(
+        "scopevault: warning: {} holds the signed fleet bundle {} generation {}: this local change diverges from it; `status` now reports the bundle superseded by a local change until a bundle is applied again (a newer generation, or this one with --allow-rollback)",
+        escape_for_terminal(&v.path().display().to_string()),
+        a.location,
+        a.generation
+    );
+}
+
 pub(crate) fn recipient(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let v = open_vault(g)?;
     println!("{}", v.recipient());
@@ -333,7 +350,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     // The clear record `status` reads (names, digests, times), written after the save and
     // under the vault's write lock: it may trail the vault after a crash, never lead it.
     let record = crate::fleet::health::AppliedRecord {
-        format: 1,
+        format: crate::fleet::health::RECORD_FORMAT,
         vault: crate::fleet::health::canonical_vault(&path),
         vault_id: v.id().to_owned(),
         vault_generation: v.generation(),
@@ -345,6 +362,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         created: m.created,
         expires: m.expires,
         applied,
+        vault_payload_digest: Some(v.payload_digest().to_owned()),
     };
     if let Err(e) = crate::fleet::health::write_record(&path, &record) {
         eprintln!(

@@ -149,6 +149,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
     }
     if added + updated > 0 {
         vault.save(&lock)?;
+        super::fleet::warn_local_change(&vault);
     }
     let mut out = report.join("\n");
     out.push_str(&format!(

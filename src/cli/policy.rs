@@ -181,6 +181,7 @@ fn apply(
     }
     vault.set_policy(parsed);
     vault.save(&lock)?;
+    super::fleet::warn_local_change(&vault);
     println!(
         "applied {} to {} (generation {})",
         display,

@@ -11,13 +11,13 @@ use time::OffsetDateTime;
 use super::args::{GlobalArgs, StatusArgs, StatusFormat};
 use super::client_cmds::{daemon_err, health_after_load, socket_path};
 use crate::client::ClientError;
-use crate::fleet::health::{self, AppliedRecord, AuditHead, Exposition, RecordError};
+use crate::fleet::health::{self, Applied, AuditHead, Exposition, RecordError};
 use crate::protocol::Health;
 
 /// What `status` gathered: the daemon's answer, the applied record, the audit head.
 struct Gathered {
     health: anyhow::Result<Health>,
-    bundle: Result<Option<AppliedRecord>, RecordError>,
+    bundle: Result<Option<Applied>, RecordError>,
     audit: Result<AuditHead, String>,
     now: OffsetDateTime,
 }
@@ -50,24 +50,34 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
-/// Whether the daemon serves the vault the bundle was applied to, at that generation or a
-/// later one (`None`: the daemon is down or locked, so it cannot say).
-fn daemon_current(h: Option<&Health>, r: &AppliedRecord) -> Option<bool> {
+/// Whether the daemon serves the signed bundle (`None`: the daemon is down or locked, so it
+/// cannot say): the vault it was applied to, at that generation or a later one, holding the
+/// bundle's policy (the daemon's `policy_digest` is the bundle's) and no local change since
+/// (a value changed at the same policy shows in the vault file's payload, not in the digest).
+fn daemon_current(h: Option<&Health>, a: &Applied) -> Option<bool> {
+    let r = &a.record;
     let h = h?;
     let id = h.vault_id.as_deref()?;
     let generation = h.generation?;
-    Some(id == r.vault_id && generation >= r.vault_generation)
+    Some(
+        id == r.vault_id
+            && generation >= r.vault_generation
+            && h.policy_digest.as_deref() == Some(r.policy_digest.as_str())
+            && !a.local_change,
+    )
 }
 
 fn bundle_json(
-    b: &Result<Option<AppliedRecord>, RecordError>,
+    b: &Result<Option<Applied>, RecordError>,
     h: Option<&Health>,
     now: OffsetDateTime,
 ) -> Value {
     match b {
         Ok(None) => Value::Null,
         Err(e) => json!({ "error": e.to_string() }),
-        Ok(Some(r)) => json!({
+        Ok(Some(a)) => {
+            let r = &a.record;
+            json!({
             "vault": r.vault,
             "location": r.location,
             "generation": r.generation,
@@ -83,8 +93,11 @@ fn bundle_json(
             "expired": now >= r.expires,
             "applied": rfc3339(r.applied),
             "vault_generation": r.vault_generation,
-            "daemon_current": daemon_current(h, r),
-        }),
+            "vault_file_generation": a.vault_file_generation,
+            "local_change": a.local_change,
+            "daemon_current": daemon_current(h, a),
+            })
+        }
     }
 }
 
@@ -196,6 +209,13 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             "Connections open on the daemon's socket, the status request's included.",
             h.connections as f64,
         );
+        if let Some(digest) = &h.policy_digest {
+            e.gauge(
+                "scopevault_policy_info",
+                "The policy the daemon serves: its digest, sha256 of its canonical TOML (value 1; absent while locked or without a policy).",
+                &[(&[("digest", digest)], 1.0)],
+            );
+        }
         if let Some(generation) = h.generation {
             e.single(
                 "scopevault_vault_generation",
@@ -219,13 +239,14 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
         "1 if the applied-bundle record is absent, or readable, valid and this vault's; else 0.",
         b2f(s.bundle.is_ok()),
     );
-    let record = s.bundle.as_ref().ok().and_then(Option::as_ref);
+    let applied = s.bundle.as_ref().ok().and_then(Option::as_ref);
     e.single(
         "scopevault_bundle_applied",
         "1 if a fleet bundle was applied to this vault, else 0.",
-        b2f(record.is_some()),
+        b2f(applied.is_some()),
     );
-    if let Some(r) = record {
+    if let Some(a) = applied {
+        let r = &a.record;
         let loc: &[(&str, &str)] = &[("location", &r.location)];
         let principals = r.signer_principals.join(",");
         e.gauge(
@@ -271,10 +292,15 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             "When the bundle was applied here (Unix time).",
             &[(loc, r.applied.unix_timestamp() as f64)],
         );
-        if let Some(current) = daemon_current(h, r) {
+        e.gauge(
+            "scopevault_bundle_local_change",
+            "1 if the vault's content was changed locally since the bundle was applied (it no longer holds the signed bundle).",
+            &[(loc, b2f(a.local_change))],
+        );
+        if let Some(current) = daemon_current(h, a) {
             e.gauge(
                 "scopevault_bundle_daemon_current",
-                "1 if the daemon serves the vault the bundle was applied to, at that generation or later.",
+                "1 if the daemon serves the bundle: its vault, at that generation or later, with its policy and no local change.",
                 &[(loc, b2f(current))],
             );
         }
@@ -335,6 +361,9 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             h.tasks,
             esc(h.enforce.as_deref().unwrap_or("(no policy applied)"))
         );
+        if let Some(d) = &h.policy_digest {
+            println!("policy:      {}", esc(d));
+        }
     }
     println!(
         "audit log:   {}",
@@ -359,7 +388,8 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             println!("bundle:      none applied to this vault ({})", esc(why))
         }
         Err(e) => println!("bundle:      unknown: {}", esc(&e.to_string())),
-        Ok(Some(r)) => {
+        Ok(Some(a)) => {
+            let r = &a.record;
             let left = health::seconds_between(now, r.expires);
             println!(
                 "bundle:      {} generation {}, signed by {} ({})",
@@ -377,8 +407,26 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                 left.abs(),
                 if left > 0 { " left" } else { " ago" }
             );
-            if daemon_current(Some(&h), r) == Some(false) {
-                println!("             the daemon does NOT serve it yet: run `scopevault reload`");
+            if a.local_change {
+                println!(
+                    "             SUPERSEDED by a local change: the vault (generation {}) was changed since the apply (generation {}); it no longer holds the signed bundle until one is applied again (a newer generation, or this one with --allow-rollback)",
+                    a.vault_file_generation, r.vault_generation
+                );
+            } else if daemon_current(Some(&h), a) == Some(false) {
+                // The vault and generation are the bundle's, the policy is not: a reload
+                // would not help.
+                let loaded = h.vault_id.as_deref() == Some(r.vault_id.as_str())
+                    && h.generation >= Some(r.vault_generation);
+                match h.policy_digest.as_deref() {
+                    Some(d) if loaded && d != r.policy_digest => println!(
+                        "             the daemon does NOT serve it: it serves the policy {}, not the bundle's {}",
+                        esc(d),
+                        esc(&r.policy_digest)
+                    ),
+                    _ => println!(
+                        "             the daemon does NOT serve it yet: run `scopevault reload`"
+                    ),
+                }
             }
         }
     }

@@ -271,6 +271,7 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
     }
     let lock = lock.expect("taken unless --dry-run");
     vault.save(&lock)?;
+    super::fleet::warn_local_change(&vault);
     println!("{summary}; saved (generation {})", vault.generation());
     Ok(ExitCode::SUCCESS)
 }

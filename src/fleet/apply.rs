@@ -208,6 +208,15 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
             ),
         );
     }
+    // Last, the policy is in canonical form, as publish writes it: then `policy_digest` is
+    // also the digest the daemon reports for the policy it serves (`Policy::digest`), which is
+    // how `status` and the `vault.load` record tell the bundle from a local change.
+    if policy.to_canonical_toml() != p.policy {
+        return refuse(
+            Check::Decrypt,
+            "the payload's policy is not in canonical form (as `publish` writes it): its policy_digest would not name the policy served",
+        );
+    }
     // What `cred set` would refuse is refused here too, before the save: the vault holds
     // nothing a local writer could not have written.
     for (name, c) in &p.credentials {

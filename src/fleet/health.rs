@@ -32,11 +32,15 @@ const MAX_AUDIT_LINE: u64 = 1024 * 1024 + 1;
 /// The head of an empty chain (as the audit log's).
 pub const GENESIS: &str = crate::audit::GENESIS;
 
+/// The applied record's format this build writes: 2 (format 1, read too, lacks
+/// [`AppliedRecord::vault_payload_digest`]).
+pub const RECORD_FORMAT: u32 = 2;
+
 /// The clear record of the last bundle applied to a vault (names, digests and times only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppliedRecord {
-    /// Record schema, 1.
+    /// Record schema: [`RECORD_FORMAT`], or 1 from an older scopevault.
     pub format: u32,
     /// The vault the bundle was applied to (absolute path).
     pub vault: PathBuf,
@@ -63,6 +67,45 @@ pub struct AppliedRecord {
     /// When it was applied here.
     #[serde(with = "time::serde::rfc3339")]
     pub applied: OffsetDateTime,
+    /// The vault file's [`crate::vault::FileFacts::payload_digest`] right after the apply's
+    /// save: a later save that changed the vault's content (a local writer) encrypted another
+    /// payload; one that changed only key slots kept it. Format 2; absent from format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_payload_digest: Option<String>,
+}
+
+/// The applied record of a vault, and what its file says since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The record.
+    pub record: AppliedRecord,
+    /// The vault file's generation now (its header).
+    pub vault_file_generation: u64,
+    /// The vault's content changed since the apply, so what it holds is no longer the signed
+    /// bundle: a local writer (`cred`, `policy apply`, `sync`, `import`) saved it, or an older
+    /// copy was put back. Told by the payload's digest (a key-slot change keeps the payload
+    /// and is not a change); for a format-1 record, which lacks it, by the generation (any
+    /// later save counts).
+    pub local_change: bool,
+}
+
+/// How a daemon's `vault.load` audit record names the bundle the vault holds: the bundle
+/// (`bundle location=… generation=… signer=… policy_digest=…`) only when the policy loaded is
+/// the bundle's (`served_policy`, [`crate::policy::Policy::digest`], is its `policy_digest`);
+/// otherwise that the vault was changed locally since that bundle, so the record never says it
+/// serves a bundle whose policy it does not hold.
+pub fn served_bundle(a: &crate::vault::AppliedBundle, served_policy: Option<&str>) -> String {
+    if served_policy == Some(a.policy_digest.as_str()) {
+        format!(
+            "bundle location={} generation={} signer={} policy_digest={}",
+            a.location, a.generation, a.signer, a.policy_digest
+        )
+    } else {
+        format!(
+            "vault changed locally since bundle {} generation {} (the policy loaded is not its policy_digest={})",
+            a.location, a.generation, a.policy_digest
+        )
+    }
 }
 
 /// The vault's path as the record is keyed: canonical when the file exists (so `--vault`
@@ -152,10 +195,10 @@ pub fn read_record(vault_path: &Path) -> Result<Option<AppliedRecord>, RecordErr
     let not_one = |e: String| bad(format!("{} is not an applied record ({e})", p.display()));
     let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| not_one(e.to_string()))?;
     match v.get("format").and_then(serde_json::Value::as_u64) {
-        Some(1) => {}
+        Some(1) | Some(2) => {}
         Some(n) => {
             return Err(bad(format!(
-                "{}: applied record format {n} (this scopevault reads 1): written by a newer scopevault; upgrade this one",
+                "{}: applied record format {n} (this scopevault reads 1 and 2): written by a newer scopevault; upgrade this one",
                 p.display()
             )))
         }
@@ -169,8 +212,9 @@ pub fn read_record(vault_path: &Path) -> Result<Option<AppliedRecord>, RecordErr
 /// The applied record of the vault at `vault_path`, if it is this vault's: [`read_record`],
 /// then the record's `vault` and `vault_id` compared with the path and the vault file's
 /// header (readable without the key). A record for another vault — a new vault made at the
-/// same path, a record copied — is [`RecordError::OtherVault`].
-pub fn read_applied(vault_path: &Path) -> Result<Option<AppliedRecord>, RecordError> {
+/// same path, a record copied — is [`RecordError::OtherVault`]. With it, whether the vault
+/// changed since the apply ([`Applied::local_change`]).
+pub fn read_applied(vault_path: &Path) -> Result<Option<Applied>, RecordError> {
     let Some(r) = read_record(vault_path)? else {
         return Ok(None);
     };
@@ -210,7 +254,15 @@ pub fn read_applied(vault_path: &Path) -> Result<Option<AppliedRecord>, RecordEr
             r.vault_id
         )));
     }
-    Ok(Some(r))
+    let local_change = match &r.vault_payload_digest {
+        Some(d) => *d != facts.payload_digest,
+        None => facts.generation != r.vault_generation,
+    };
+    Ok(Some(Applied {
+        record: r,
+        vault_file_generation: facts.generation,
+        local_change,
+    }))
 }
 
 impl AppliedRecord {
@@ -252,6 +304,18 @@ impl AppliedRecord {
                 "its policy_digest {} is not `sha256:` and 64 lowercase hex digits",
                 shown(&self.policy_digest)
             ));
+        }
+        match (&self.vault_payload_digest, self.format) {
+            (Some(d), 2) if super::bundle::is_digest(d) => {}
+            (None, 1) => {}
+            (Some(d), 2) => {
+                return Err(format!(
+                    "its vault_payload_digest {} is not `sha256:` and 64 lowercase hex digits",
+                    shown(d)
+                ))
+            }
+            (None, _) => return Err("format 2 without its vault_payload_digest".into()),
+            (Some(_), _) => return Err("a vault_payload_digest in format 1".into()),
         }
         Ok(())
     }

@@ -241,14 +241,18 @@ pub struct Migration {
     pub dropped: Vec<String>,
 }
 
-/// What anyone who may read a vault file learns from it without its key (the header, not
-/// authenticated): `status` compares the applied record with it.
+/// What anyone who may read a vault file learns from it without its key (not authenticated):
+/// `status` compares the applied record with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileFacts {
     /// The vault's id.
     pub vault_id: String,
     /// The generation of the file's last save.
     pub generation: u64,
+    /// `sha256:` and the hex SHA-256 of the encrypted payload as the file holds it. A save
+    /// that changes credentials, policy or fleet state encrypts the payload anew (a new
+    /// digest); one that changes only key slots copies it byte for byte (the same digest).
+    pub payload_digest: String,
 }
 
 /// The [`FileFacts`] of the vault file at `path`.
@@ -256,6 +260,7 @@ pub fn file_facts(path: &Path) -> Result<FileFacts, VaultError> {
     let bytes = store::read_file(path)?;
     let parsed = Parsed::parse(&bytes)?;
     Ok(FileFacts {
+        payload_digest: crate::fleet::bundle::digest(parsed.payload),
         vault_id: parsed.header.vault_id,
         generation: parsed.header.generation,
     })
@@ -280,6 +285,9 @@ pub struct Vault {
     /// Opened with `allow_rollback` although a newer generation was seen on this machine:
     /// (this file's generation, the newest seen).
     rolled_back: Option<(u64, u64)>,
+    /// [`FileFacts::payload_digest`] of the file as read or last saved (empty before the
+    /// first save of a new vault).
+    payload_digest: String,
 }
 
 impl std::fmt::Debug for Vault {
@@ -341,6 +349,7 @@ impl Vault {
             policy: None,
             dirty: true,
             rolled_back: None,
+            payload_digest: String::new(),
         };
         Ok((v, file_text))
     }
@@ -597,6 +606,7 @@ impl Vault {
             policy,
             dirty: false,
             rolled_back,
+            payload_digest: crate::fleet::bundle::digest(parsed.payload),
         })
     }
 
@@ -637,6 +647,7 @@ impl Vault {
         };
         let bytes = format::encode(&header, &payload, &self.identity)?;
         store::write_atomic(&self.path, &bytes, lock)?;
+        self.payload_digest = crate::fleet::bundle::digest(&payload);
         // The new file is in place: from here the save has happened, whatever fails. Reporting
         // a failure now made callers undo what they had made for it (`init` and `key add`
         // removed the identity file of the vault just saved: a vault nobody could open) and
@@ -675,6 +686,11 @@ impl Vault {
             )));
         }
         Ok(parsed.payload.to_vec())
+    }
+
+    /// [`FileFacts::payload_digest`] of the file as this vault was read or last saved.
+    pub fn payload_digest(&self) -> &str {
+        &self.payload_digest
     }
 
     /// The vault's path.

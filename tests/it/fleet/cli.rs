@@ -1927,3 +1927,239 @@ fn status_reports_the_applied_record_only_for_its_vault_and_only_as_an_apply_wro
     );
     not_reported(&prom, "a directory others may write");
 }
+
+/// The last `vault.load` record in `e`'s audit log.
+fn last_vault_load(e: &Env) -> serde_json::Value {
+    std::fs::read_to_string(e.path("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["op"] == "vault.load")
+        .expect("a vault.load record")
+}
+
+/// Found by an outside review of the fleet's health reporting: after a `bundle apply`, a
+/// local `policy apply` (or `cred set`, …) changed what the daemon served, yet `status` still
+/// showed the bundle, `scopevault_bundle_daemon_current` stayed 1, the daemon's next
+/// `vault.load` record named the bundle's policy_digest beside another `policy`, and the
+/// writer said nothing. The daemon now reports the digest of the policy it serves; `status`
+/// calls the daemon current only when that is the bundle's and the vault file's payload is
+/// the one the apply wrote; the record names the bundle only when its policy is loaded; local
+/// writers warn. A key-slot change keeps the payload, and is no local change.
+#[test]
+fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let id = e.path("id");
+    let id = id.to_str().unwrap();
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    let d = Serve::start(e);
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&e.ok(&["status", "--json", "--socket", d.sock()], b"")).unwrap()
+    };
+    let metrics = || {
+        parse_prometheus(&e.ok(
+            &["status", "--format", "prometheus", "--socket", d.sock()],
+            b"",
+        ))
+    };
+    let current = |generation: u64| {
+        let m = manifest(&std::fs::read(f.bundle("ams")).unwrap());
+        let v = status();
+        assert_eq!(v["policy_digest"], m["policy_digest"], "{v}");
+        assert_eq!(v["bundle"]["generation"], generation, "{v}");
+        assert_eq!(v["bundle"]["local_change"], false, "{v}");
+        assert_eq!(v["bundle"]["daemon_current"], true, "{v}");
+        let p = metrics();
+        assert_eq!(
+            p[r#"scopevault_bundle_daemon_current{location="ams"}"#],
+            1.0
+        );
+        assert_eq!(p[r#"scopevault_bundle_local_change{location="ams"}"#], 0.0);
+        let info = format!(r#"scopevault_policy_info{{digest={}}}"#, m["policy_digest"]);
+        assert_eq!(p.get(&info), Some(&1.0), "{info} in {p:?}");
+        let reason = last_vault_load(e)["reason"].as_str().unwrap().to_owned();
+        assert!(
+            reason.contains(&format!("bundle location=ams generation={generation} ")),
+            "{reason}"
+        );
+        m
+    };
+    let superseded = |what: &str| {
+        let v = status();
+        assert_eq!(v["bundle"]["local_change"], true, "{what}: {v}");
+        assert_eq!(v["bundle"]["daemon_current"], false, "{what}: {v}");
+        let p = metrics();
+        assert_eq!(
+            p[r#"scopevault_bundle_daemon_current{location="ams"}"#], 0.0,
+            "{what}"
+        );
+        assert_eq!(
+            p[r#"scopevault_bundle_local_change{location="ams"}"#], 1.0,
+            "{what}"
+        );
+        let text = e.ok(&["status", "--socket", d.sock()], b"");
+        assert!(
+            text.contains("SUPERSEDED by a local change"),
+            "{what}: {text}"
+        );
+        assert!(!text.contains("the daemon does NOT serve it yet"), "{text}");
+        v
+    };
+    let m = current(1);
+
+    // A local policy: served at once (the daemon follows the file), never called the bundle.
+    let local = e.path("local.toml");
+    std::fs::write(
+        &local,
+        format!(
+            "version = 1\n[credentials.buyer]\nkind = \"login\"\nscopes = [\"shop:login\"]\n[tasks.checkout]\nneeds = [\"shop:login\"]\ncredentials = [\"buyer\"]\nrunners = {{ users = {} }}\n",
+            runners()
+        ),
+    )
+    .unwrap();
+    let out = e.run(
+        &[
+            "policy",
+            "apply",
+            local.to_str().unwrap(),
+            "--identity-file",
+            id,
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds the signed fleet bundle ams generation 1")
+            && err.contains("diverges from it"),
+        "{err}"
+    );
+    let v = superseded("policy apply");
+    assert_ne!(v["policy_digest"], m["policy_digest"], "{v}");
+    let load = last_vault_load(e);
+    let reason = load["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("vault changed locally since bundle ams generation 1")
+            && !reason.contains("bundle location="),
+        "{reason}"
+    );
+    assert_eq!(load["policy"], v["policy_digest"], "{load}");
+    let p = metrics();
+    let info = format!(r#"scopevault_policy_info{{digest={}}}"#, v["policy_digest"]);
+    assert_eq!(p.get(&info), Some(&1.0), "{info} in {p:?}");
+
+    // The next apply replaces the change.
+    f.publish(&["--location", "ams"]);
+    let a = apply_args_with_socket(&f, e, &f.bundle("ams"), d.sock());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    e.ok(&a, b"");
+    let m = current(2);
+
+    // A value changed by hand, at the bundle's policy: the digest is the bundle's, the
+    // payload is not.
+    let out = e.run(
+        &[
+            "cred",
+            "set",
+            "buyer",
+            "--secret",
+            "password",
+            "--identity-file",
+            id,
+        ],
+        b"local-Value-1234",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("diverges from it"));
+    let v = superseded("cred set");
+    assert_eq!(v["policy_digest"], m["policy_digest"], "{v}");
+    // The same bundle, applied again on purpose, restores the signed content at once.
+    let a = apply_args_with_socket(&f, e, &f.bundle("ams"), d.sock());
+    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = e.fails(&a, b"", 1);
+    assert!(err.contains("generation check"), "{err}");
+    a.push("--allow-rollback");
+    e.ok(&a, b"");
+    current(2);
+
+    // A key slot added after an apply changes the generation, not the content: current.
+    f.publish(&["--location", "ams"]);
+    let a = apply_args_with_socket(&f, e, &f.bundle("ams"), d.sock());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    e.ok(&a, b"");
+    current(3);
+    let out = e.run(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            e.path("id3").to_str().unwrap(),
+            "--identity-file",
+            id,
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("diverges"));
+    let v = status();
+    assert!(
+        v["generation"].as_u64() > v["bundle"]["vault_generation"].as_u64(),
+        "{v}"
+    );
+    current(3);
+
+    // A format-1 record (an older scopevault's, without the payload digest) is still read;
+    // any save since its apply then counts as a change. A newer format is named as such.
+    let record = applied_record(e);
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    r.as_object_mut().unwrap().remove("vault_payload_digest");
+    r["format"] = serde_json::json!(1);
+    r["vault_generation"] = v["generation"].clone();
+    std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
+    assert_eq!(status()["bundle"]["local_change"], false);
+    r["vault_generation"] = serde_json::json!(v["generation"].as_u64().unwrap() - 1);
+    std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
+    assert_eq!(status()["bundle"]["local_change"], true);
+    r["format"] = serde_json::json!(3);
+    std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
+    let v = status();
+    assert!(
+        v["bundle"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("format 3 (this scopevault reads 1 and 2)")),
+        "{v}"
+    );
+    drop(d);
+}
+
+/// The daemon's `policy_digest` is `Policy::digest`, of the canonical TOML; a bundle's is of
+/// its payload's text. A signed bundle whose policy text is not canonical (a comment, another
+/// order) would have been applied and then never reported current: such a payload is refused
+/// by the decrypt check, so the two digests name the same policy.
+#[test]
+fn a_bundle_whose_policy_is_not_canonical_is_refused() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let mut m = manifest(&good);
+    let recipient: age::x25519::Recipient = m["recipient"].as_str().unwrap().parse().unwrap();
+    let mut p = payload(&good, &f.ams);
+    let text = format!("# edited\n{}", p["policy"].as_str().unwrap());
+    m["policy_digest"] = serde_json::json!(sha256(text.as_bytes()));
+    p["policy"] = serde_json::json!(text);
+    let file = f.master.path("comment.svbundle");
+    forge_bundle(&f, &file, m, &p, &recipient);
+    let err = f.refused(&f.ams, &file, &["--location", "ams"], "decrypt");
+    assert!(err.contains("not in canonical form"), "{err}");
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+}
