@@ -66,6 +66,7 @@ use journal::{key_id, Journal, LogId, Redo};
 pub use key::*;
 pub use record::*;
 use recover::*;
+pub use recover::{prev_of_seq, Found};
 pub use verify::*;
 pub use writer::*;
 

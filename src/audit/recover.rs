@@ -99,7 +99,7 @@ pub(super) fn read_tail(
 
 /// What [`prev_of_seq`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Found {
+pub enum Found {
     /// The `prev` of the record asked for: the hash of the line before it.
     Prev(String),
     /// The file begins after that record (an earlier segment holds it).
@@ -112,7 +112,7 @@ pub(super) enum Found {
 /// The `prev` of the record with `seq` `want` in the first `len` bytes of `file` (which end in
 /// a complete line): the hash of the record before it, which an anchor names. Read from the
 /// end back to it, so the cost is the bytes after it.
-pub(super) fn prev_of_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found> {
+pub fn prev_of_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found> {
     // `buf` holds the bytes from `start` up to the end of the lines not yet looked at; it ends
     // in a newline, and holds at most one block plus one line.
     let mut buf: Vec<u8> = Vec::new();

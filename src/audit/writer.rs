@@ -148,6 +148,105 @@ pub fn read_anchor(audit_path: &Path) -> Result<Option<Anchor>, AuditError> {
         })
 }
 
+/// How a log's end disagrees with its anchor (docs/audit.md, "The anchor"): one comparison
+/// for the daemon's start, `audit verify` and `status` ([`anchor_gap`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorGap {
+    /// The log ends before the anchored record: records were cut from its end.
+    CutTail {
+        /// The log's last seq (0 for an empty log).
+        last: u64,
+        /// The anchored seq.
+        anchored: u64,
+    },
+    /// The log ends at the anchored seq, with another record than the anchored one.
+    LastRewritten {
+        /// The anchored seq.
+        anchored: u64,
+    },
+    /// Records follow the anchored seq, but the one after it names another record: the log
+    /// was cut at or before it and written on with a recomputed chain.
+    RewrittenAndWrittenOn {
+        /// The anchored seq.
+        anchored: u64,
+        /// The log's last seq.
+        last: u64,
+    },
+    /// The file begins after the anchored record (a later segment): it cannot be compared
+    /// here.
+    InEarlierFile {
+        /// The anchored seq.
+        anchored: u64,
+    },
+    /// The record after the anchored one could not be read back.
+    Unreadable {
+        /// The anchored seq.
+        anchored: u64,
+        /// The log's last seq.
+        last: u64,
+        /// Why.
+        why: String,
+    },
+}
+
+impl AnchorGap {
+    /// What was found, naming the anchor file (`anchor`).
+    pub fn describe(&self, anchor: &Path) -> String {
+        let anchor = anchor.display();
+        match self {
+            AnchorGap::CutTail { last, anchored } => format!(
+                "cut tail: the log ends at seq {last} but its anchor {anchor} records seq {anchored}: records {}..={anchored} are missing",
+                last + 1
+            ),
+            AnchorGap::LastRewritten { anchored } => format!(
+                "the last record, seq {anchored}, is not the one anchored in {anchor} (rewritten)"
+            ),
+            AnchorGap::RewrittenAndWrittenOn { anchored, last } => format!(
+                "the record at seq {anchored}, the one anchored in {anchor}, was rewritten: the record after it names another (the log was cut there and written on to seq {last})"
+            ),
+            AnchorGap::InEarlierFile { anchored } => format!(
+                "the log begins after the record at seq {anchored} anchored in {anchor} (a new segment, with the anchored record in an earlier file)"
+            ),
+            AnchorGap::Unreadable {
+                anchored,
+                last,
+                why,
+            } => format!(
+                "the record at seq {anchored} anchored in {anchor} cannot be found ({why}; the log goes on to seq {last})"
+            ),
+        }
+    }
+}
+
+/// Compare a log that ends at `last` (seq) with `head` (the hash of its last line) against
+/// its anchor `a`. The anchored record must be there: if the log ends at it, its hash must be
+/// the anchored head; if records follow it, the `prev` of the one after it must be
+/// (`after_anchored` finds that record, [`prev_of_seq`], only when needed).
+pub fn anchor_gap(
+    a: &Anchor,
+    last: u64,
+    head: &str,
+    after_anchored: impl FnOnce() -> std::io::Result<Found>,
+) -> std::io::Result<Option<AnchorGap>> {
+    let anchored = a.seq;
+    Ok(if anchored > last {
+        Some(AnchorGap::CutTail { last, anchored })
+    } else if anchored == last {
+        (a.head != head).then_some(AnchorGap::LastRewritten { anchored })
+    } else {
+        match after_anchored()? {
+            Found::Prev(prev) if prev == a.head => None,
+            Found::Prev(_) => Some(AnchorGap::RewrittenAndWrittenOn { anchored, last }),
+            Found::Before => Some(AnchorGap::InEarlierFile { anchored }),
+            Found::Unreadable(why) => Some(AnchorGap::Unreadable {
+                anchored,
+                last,
+                why,
+            }),
+        }
+    })
+}
+
 pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()> {
     let p = anchor_path(audit_path);
     if let Some(dir) = p.parent() {
@@ -356,49 +455,21 @@ impl AuditLog {
             };
             log.generation.store(generation, Ordering::SeqCst);
             if let Some(a) = anchor {
-                let gap = if a.seq > have.seq {
-                    Some(format!(
-                        "the log ends at seq {} but its anchor ({}) says seq {} was written: records {}..={} are missing (cut from the end)",
-                        have.seq,
-                        anchor_path(path).display(),
-                        a.seq,
-                        have.seq + 1,
-                        a.seq
-                    ))
-                } else if a.seq == have.seq && a.head != have.prev {
-                    Some(format!(
-                        "the last record, seq {}, is not the one anchored in {} (it was rewritten)",
-                        a.seq,
-                        anchor_path(path).display()
-                    ))
-                } else if a.seq < have.seq {
-                    // Records may follow the anchored one (those of the last anchor interval
-                    // before a crash): the record after it must still name it, or the log was
-                    // cut and written on past the anchor.
+                // Records may follow the anchored one (those of the last anchor interval
+                // before a crash): the record after it must still name it, or the log was cut
+                // and written on past the anchor.
+                let gap = anchor_gap(&a, have.seq, &have.prev, || {
                     let seg = log.segment();
-                    match prev_of_seq(&seg.file, seg.len, a.seq + 1).map_err(open_err)? {
-                        Found::Prev(prev) if prev == a.head => None,
-                        Found::Before => Some(format!(
-                            "the log begins after the record at seq {} anchored in {} (a new segment, with the anchored record in an earlier file): check the files as one chain with `scopevault audit verify` and the rotated files",
-                            a.seq,
-                            anchor_path(path).display()
-                        )),
-                        Found::Prev(_) => Some(format!(
-                            "the record at seq {} is not the one anchored in {} (it was rewritten, and the log goes on to seq {})",
-                            a.seq,
-                            anchor_path(path).display(),
-                            have.seq
-                        )),
-                        Found::Unreadable(why) => Some(format!(
-                            "the record at seq {} anchored in {} cannot be found ({why}; the log goes on to seq {})",
-                            a.seq,
-                            anchor_path(path).display(),
-                            have.seq
-                        )),
+                    prev_of_seq(&seg.file, seg.len, a.seq + 1)
+                })
+                .map_err(open_err)?
+                .map(|g| {
+                    let mut why = g.describe(&anchor_path(path));
+                    if matches!(g, AnchorGap::InEarlierFile { .. }) {
+                        why.push_str(": check the files as one chain with `scopevault audit verify` and the rotated files");
                     }
-                } else {
-                    None
-                };
+                    why
+                });
                 if let Some(why) = gap {
                     if !flags.accept_gap {
                         return Err(AuditError::Gap {

@@ -105,42 +105,23 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     // record on: the anchor can.
     if let Some(a) = anchor {
         let anchor = audit::anchor_path(path);
-        if a.seq > report.last_seq {
-            println!(
-                "{shown}: cut tail: the log ends at seq {} but its anchor {} records seq {}: records {}..={} are missing",
-                report.last_seq,
-                anchor.display(),
-                a.seq,
-                report.last_seq + 1,
-                a.seq
-            );
-            return Ok(ExitCode::from(1));
-        }
-        if a.seq == report.last_seq && a.head != report.head {
-            println!(
-                "{shown}: the last record, seq {}, is not the one anchored in {} (rewritten)",
-                a.seq,
+        // The record after the anchored one was met on the walk, in whichever file held it;
+        // not met: it is in an earlier file not given here.
+        let after = || {
+            Ok(match names_anchored.take() {
+                Some(prev) => audit::Found::Prev(prev),
+                None => audit::Found::Before,
+            })
+        };
+        match audit::anchor_gap(&a, report.last_seq, &report.head, after)? {
+            None => {}
+            Some(audit::AnchorGap::InEarlierFile { anchored }) => eprintln!(
+                "{shown}: the record at seq {anchored} anchored in {} is in an earlier file not given here: not compared (give the rotated files too)",
                 anchor.display()
-            );
-            return Ok(ExitCode::from(1));
-        }
-        if a.seq < report.last_seq {
-            match names_anchored {
-                Some(prev) if prev != a.head => {
-                    println!(
-                        "{shown}: the record at seq {}, the one anchored in {}, was rewritten: the record after it names another (the log was cut there and written on to seq {})",
-                        a.seq,
-                        anchor.display(),
-                        report.last_seq
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-                Some(_) => {}
-                None => eprintln!(
-                    "{shown}: the record at seq {} anchored in {} is in an earlier file not given here: not compared (give the rotated files too)",
-                    a.seq,
-                    anchor.display()
-                ),
+            ),
+            Some(gap) => {
+                println!("{shown}: {}", gap.describe(&anchor));
+                return Ok(ExitCode::from(1));
             }
         }
     }

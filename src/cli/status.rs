@@ -18,7 +18,7 @@ use crate::protocol::Health;
 struct Gathered {
     health: anyhow::Result<Health>,
     bundle: Result<Option<Applied>, RecordError>,
-    audit: Result<AuditHead, String>,
+    audit: AuditHead,
     now: OffsetDateTime,
 }
 
@@ -101,13 +101,6 @@ fn bundle_json(
     }
 }
 
-fn audit_json(a: &Result<AuditHead, String>) -> Value {
-    match a {
-        Ok(h) => serde_json::to_value(h).unwrap_or(Value::Null),
-        Err(e) => json!({ "error": e }),
-    }
-}
-
 fn json_out(s: Gathered) -> anyhow::Result<ExitCode> {
     // Under --json, stdout is JSON whatever happens: errors too, with the table's code.
     let (mut value, code) = match &s.health {
@@ -131,7 +124,7 @@ fn json_out(s: Gathered) -> anyhow::Result<ExitCode> {
         }
     };
     value["bundle"] = bundle_json(&s.bundle, s.health.as_ref().ok(), s.now);
-    value["audit_head"] = audit_json(&s.audit);
+    value["audit_head"] = serde_json::to_value(&s.audit)?;
     let mut text = serde_json::to_string_pretty(&value)?;
     text.push('\n');
     super::write_stdout(text.as_bytes())?;
@@ -305,21 +298,31 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let a = &s.audit;
     e.single(
         "scopevault_audit_head_ok",
-        "1 if the audit log's head (or its anchor) could be read, else 0.",
-        b2f(s.audit.is_ok()),
+        "1 if the audit log's head was read and matches its anchor (or, for a user who may not read the log, the anchor was read), else 0.",
+        b2f(a.error.is_none()),
     );
-    if let Ok(a) = &s.audit {
+    if let Some(seq) = a.seq {
         e.single(
             "scopevault_audit_seq",
             "seq of the audit log's last record (0 for an empty log).",
-            a.seq as f64,
+            seq as f64,
         );
+    }
+    if let Some(seq) = a.anchor_seq {
+        e.single(
+            "scopevault_audit_anchor_seq",
+            "seq of the record the audit log's anchor names (the daemon rewrites it as records are written, and at stop).",
+            seq as f64,
+        );
+    }
+    if let (Some(hash), Some(source)) = (&a.hash, a.source) {
         e.gauge(
             "scopevault_audit_head_info",
             "The audit chain's head: SHA-256 of the last record's line, and where it was read (value 1).",
-            &[(&[("hash", &a.hash), ("source", a.source)], 1.0)],
+            &[(&[("hash", hash), ("source", source)], 1.0)],
         );
     }
     super::write_stdout(e.finish().as_bytes())?;
@@ -373,14 +376,17 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             "FAILING: hand-outs are refused"
         }
     );
-    match &audit {
-        Ok(a) => println!(
-            "audit head:  seq {} hash {} (from the {})",
-            a.seq,
-            esc(&a.hash),
-            a.source
-        ),
-        Err(e) => println!("audit head:  unknown: {}", esc(e)),
+    if let (Some(seq), Some(hash), Some(source)) = (audit.seq, &audit.hash, audit.source) {
+        println!(
+            "audit head:  seq {seq} hash {} (from the {source}){}",
+            esc(hash),
+            audit
+                .anchor_seq
+                .map_or(String::new(), |s| format!(", anchored at seq {s}"))
+        );
+    }
+    if let Some(e) = &audit.error {
+        println!("audit head:  BAD: {}", esc(e));
     }
     match &bundle {
         Ok(None) => {}

@@ -331,42 +331,118 @@ fn is_fingerprint(s: &str) -> bool {
     })
 }
 
-/// The audit chain's head as `status` reports it.
+/// The audit chain's head as `status` reports it: the log's last record (or the anchor's,
+/// for a user who may not read the log), the anchor's seq, and what is wrong, if anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditHead {
     /// The log.
     pub log: PathBuf,
-    /// `seq` of the last complete record (0 for an empty log).
-    pub seq: u64,
+    /// `seq` of the last complete record (0 for an empty log); absent when neither the log
+    /// nor (for a user who may not read it) its anchor could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// SHA-256 hex of that record's line ([`GENESIS`] for an empty log): the next record's
     /// `prev`.
-    pub hash: String,
-    /// Where it was read: `log` (its last line) or `anchor` (the log is not readable by
-    /// this user; the anchor in the state directory is, and may trail the log a little).
-    pub source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// Where `seq` and `hash` were read: `log` (its last line) or `anchor` (the log exists
+    /// but this user may not read it; the anchor in the state directory may trail the log a
+    /// little).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
+    /// `seq` of the anchor's record ([`crate::audit::read_anchor`]), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor_seq: Option<u64>,
+    /// What is wrong: the log missing or unreadable, shorter than its anchor or not matching
+    /// it ([`crate::audit::anchor_gap`], as `audit verify` and the daemon's start compare),
+    /// its last line not a record. `None`: the head is good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
-/// The head of the audit log at `log`: its last complete line, or, when the log cannot be
-/// read, its anchor ([`crate::audit::read_anchor`]). Read-only.
-pub fn audit_head(log: &Path) -> Result<AuditHead, String> {
-    match last_line_head(log) {
-        Ok(h) => Ok(h),
-        Err(log_err) => match crate::audit::read_anchor(log) {
-            Ok(Some(a)) => Ok(AuditHead {
-                log: log.to_owned(),
-                seq: a.seq,
-                hash: a.head,
-                source: "anchor",
-            }),
-            Ok(None) => Err(log_err),
-            Err(e) => Err(format!("{log_err}; its anchor: {e}")),
-        },
+/// The head of the audit log at `log`, checked against its anchor. Read-only.
+///
+/// The anchor is the fallback only for a log that exists and that this user may not read
+/// (`EACCES`): a missing log with an anchor, or a log that is shorter than its anchor or does
+/// not match it, is an error, never a healthy head read from the anchor.
+pub fn audit_head(log: &Path) -> AuditHead {
+    let mut out = AuditHead {
+        log: log.to_owned(),
+        seq: None,
+        hash: None,
+        source: None,
+        anchor_seq: None,
+        error: None,
+    };
+    // The anchor first: the daemon syncs the log before it writes the anchor, so a log read
+    // after it is at least as long, whatever the daemon appends in between.
+    let anchor_file = crate::audit::anchor_path(log);
+    let anchor = match crate::audit::read_anchor(log) {
+        Ok(a) => a,
+        Err(e) => {
+            out.error = Some(format!("cannot read the audit log's anchor: {e}"));
+            None
+        }
+    };
+    out.anchor_seq = anchor.as_ref().map(|a| a.seq);
+    let f = match File::open(log) {
+        Ok(f) => f,
+        Err(e) => {
+            let cannot = format!("cannot read the audit log {}: {e}", log.display());
+            match (&anchor, e.kind()) {
+                (Some(a), std::io::ErrorKind::PermissionDenied) if out.error.is_none() => {
+                    out.seq = Some(a.seq);
+                    out.hash = Some(a.head.clone());
+                    out.source = Some("anchor");
+                }
+                (Some(a), std::io::ErrorKind::NotFound) => {
+                    out.error = Some(format!(
+                        "the audit log {} is missing, but its anchor {} records seq {}: records 1..={} are gone (moved or deleted)",
+                        log.display(),
+                        anchor_file.display(),
+                        a.seq,
+                        a.seq
+                    ));
+                }
+                _ => {
+                    out.error = Some(
+                        out.error
+                            .take()
+                            .map_or(cannot.clone(), |e| format!("{cannot}; {e}")),
+                    )
+                }
+            }
+            return out;
+        }
+    };
+    match last_line_head(log, &f) {
+        Ok((seq, hash, len)) => {
+            if let (Some(a), None) = (&anchor, &out.error) {
+                match crate::audit::anchor_gap(a, seq, &hash, || {
+                    crate::audit::prev_of_seq(&f, len, a.seq + 1)
+                }) {
+                    Ok(None) => {}
+                    Ok(Some(gap)) => out.error = Some(gap.describe(&anchor_file)),
+                    Err(e) => {
+                        out.error = Some(format!(
+                            "cannot compare the audit log {} with its anchor: {e}",
+                            log.display()
+                        ))
+                    }
+                }
+            }
+            out.seq = Some(seq);
+            out.hash = Some(hash);
+            out.source = Some("log");
+        }
+        Err(e) => out.error = Some(e),
     }
+    out
 }
 
-fn last_line_head(log: &Path) -> Result<AuditHead, String> {
-    let f =
-        File::open(log).map_err(|e| format!("cannot read the audit log {}: {e}", log.display()))?;
+/// The last complete line of the log open as `f`: its seq, the SHA-256 hex of the line, and
+/// the length of the file up to the end of that line.
+fn last_line_head(log: &Path, f: &File) -> Result<(u64, String, u64), String> {
     let len = f
         .metadata()
         .map_err(|e| format!("cannot read the audit log {}: {e}", log.display()))?
@@ -379,12 +455,7 @@ fn last_line_head(log: &Path) -> Result<AuditHead, String> {
         .map_err(|e| format!("cannot read the audit log {}: {e}", log.display()))?;
     let Some(end) = tail.iter().rposition(|&b| b == b'\n') else {
         if from == 0 {
-            return Ok(AuditHead {
-                log: log.to_owned(),
-                seq: 0,
-                hash: GENESIS.to_owned(),
-                source: "log",
-            });
+            return Ok((0, GENESIS.to_owned(), 0));
         }
         return Err(format!(
             "the audit log {} has no line break in its last {} bytes",
@@ -415,12 +486,11 @@ fn last_line_head(log: &Path) -> Result<AuditHead, String> {
             log.display()
         )
     })?;
-    Ok(AuditHead {
-        log: log.to_owned(),
+    Ok((
         seq,
-        hash: HEXLOWER.encode(&Sha256::digest(line)),
-        source: "log",
-    })
+        HEXLOWER.encode(&Sha256::digest(line)),
+        from + end as u64 + 1,
+    ))
 }
 
 /// Seconds from `a` to `b` (negative when `b` is earlier).
@@ -566,9 +636,10 @@ mod tests {
     fn the_head_is_the_last_complete_line_and_a_torn_one_is_skipped() {
         let d = tempfile::tempdir().unwrap();
         let log = d.path().join("audit.jsonl");
+        let head = |log: &Path| last_line_head(log, &File::open(log).unwrap());
         std::fs::write(&log, b"").unwrap();
-        let h = last_line_head(&log).unwrap();
-        assert_eq!((h.seq, h.hash.as_str()), (0, GENESIS));
+        let (seq, hash, len) = head(&log).unwrap();
+        assert_eq!((seq, hash.as_str(), len), (0, GENESIS, 0));
         let l1 = br#"{"seq":1,"prev":"00"}"#;
         let l2 = br#"{"seq":2,"prev":"11"}"#;
         let mut text = Vec::new();
@@ -577,17 +648,16 @@ mod tests {
             text.push(b'\n');
         }
         std::fs::write(&log, &text).unwrap();
-        let h = last_line_head(&log).unwrap();
-        assert_eq!(h.seq, 2);
-        assert_eq!(h.hash, HEXLOWER.encode(&Sha256::digest(l2)));
+        let (seq, hash, len) = head(&log).unwrap();
+        assert_eq!(seq, 2);
+        assert_eq!(hash, HEXLOWER.encode(&Sha256::digest(l2)));
+        assert_eq!(len, text.len() as u64);
         text.extend_from_slice(br#"{"seq":3,"pr"#);
         std::fs::write(&log, &text).unwrap();
-        assert_eq!(last_line_head(&log).unwrap().seq, 2);
+        assert_eq!(head(&log).unwrap().0, 2);
+        assert_eq!(head(&log).unwrap().2, len, "up to the last complete line");
         std::fs::write(&log, b"not json\n").unwrap();
-        assert!(last_line_head(&log).unwrap_err().contains("not a record"));
-        assert!(last_line_head(&d.path().join("none"))
-            .unwrap_err()
-            .contains("cannot read"));
+        assert!(head(&log).unwrap_err().contains("not a record"));
     }
 
     #[test]

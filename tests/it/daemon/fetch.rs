@@ -1800,3 +1800,94 @@ fn root_editing_a_service_users_vault_leaves_the_files_that_users() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `status` (no daemon) on `dir`'s audit log: its `audit_head` JSON and its metrics as
+/// `name` -> value (unlabelled samples; a labelled one under its whole `name{…}`).
+fn offline_audit_status(
+    dir: &std::path::Path,
+    audit: &std::path::Path,
+) -> (
+    serde_json::Value,
+    std::collections::BTreeMap<String, String>,
+) {
+    let run = |format: &str| {
+        let out = daemon::cmd(dir)
+            .args(["status", "--format", format, "--audit"])
+            .arg(audit)
+            .arg("--socket")
+            .arg(dir.join("run/none.sock"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+    let metrics = run("prometheus")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    (v["audit_head"].clone(), metrics)
+}
+
+/// Found by an outside review of the fleet's health reporting: with the daemon stopped, a log
+/// whose last records were cut, or a log deleted, showed as healthy (`audit_head_ok 1`, the
+/// anchor's `audit_seq`, `source="anchor"` after the deletion): `status` fell back to the
+/// anchor whenever the log could not be read, missing included, and never compared the two.
+/// The anchor is now the fallback only for a log that exists and that this user may not read;
+/// the log is compared with its anchor as `audit verify` compares them; the anchor's seq is
+/// exported, so a cut tail can be alerted on.
+#[test]
+fn status_reports_a_cut_or_missing_audit_log_as_bad_not_as_the_anchor() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let last = records(&text).last().unwrap()["seq"].as_u64().unwrap();
+    let (head, m) = offline_audit_status(dir.path(), &audit_path);
+    assert_eq!(head["source"], "log", "{head}");
+    assert!(head.get("error").is_none(), "{head}");
+    assert_eq!(m["scopevault_audit_head_ok"], "1");
+    assert_eq!(m["scopevault_audit_seq"], last.to_string());
+    assert_eq!(m["scopevault_audit_anchor_seq"], last.to_string());
+
+    // The last two records cut.
+    let kept: Vec<&str> = text.lines().take(text.lines().count() - 2).collect();
+    std::fs::write(&audit_path, kept.join("\n") + "\n").unwrap();
+    let (head, m) = offline_audit_status(dir.path(), &audit_path);
+    let err = head["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("cut tail") && err.contains(&format!("{}..={last}", last - 1)),
+        "{head}"
+    );
+    assert_eq!(m["scopevault_audit_head_ok"], "0");
+    assert_eq!(m["scopevault_audit_seq"], (last - 2).to_string());
+    assert_eq!(m["scopevault_audit_anchor_seq"], last.to_string());
+
+    // The log deleted: an error, not the anchor's head.
+    std::fs::remove_file(&audit_path).unwrap();
+    let (head, m) = offline_audit_status(dir.path(), &audit_path);
+    assert!(
+        head["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("is missing") && e.contains(&format!("seq {last}"))),
+        "{head}"
+    );
+    assert!(head.get("source").is_none(), "{head}");
+    assert_eq!(m["scopevault_audit_head_ok"], "0");
+    assert!(!m.contains_key("scopevault_audit_seq"), "{m:?}");
+    assert!(!m.keys().any(|k| k.contains("source=\"anchor\"")), "{m:?}");
+    assert_eq!(m["scopevault_audit_anchor_seq"], last.to_string());
+
+    // A log this user may not read: the anchor stands in for it (as root every file is
+    // readable, so this part runs only without root).
+    std::fs::write(&audit_path, &text).unwrap();
+    if !users::is_root() {
+        std::fs::set_permissions(&audit_path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let (head, m) = offline_audit_status(dir.path(), &audit_path);
+        assert_eq!(head["source"], "anchor", "{head}");
+        assert_eq!(m["scopevault_audit_head_ok"], "1");
+        assert_eq!(m["scopevault_audit_seq"], last.to_string());
+    }
+}
