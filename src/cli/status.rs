@@ -267,7 +267,7 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
         );
         e.gauge(
             "scopevault_bundle_age_seconds",
-            "Seconds since the applied bundle was published.",
+            "Seconds since the applied bundle was published, when this was written.",
             &[(loc, health::seconds_between(r.created, s.now) as f64)],
         );
         e.gauge(
@@ -277,7 +277,7 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
         );
         e.gauge(
             "scopevault_bundle_expiry_seconds",
-            "Seconds until the applied bundle expires (negative once expired).",
+            "Seconds until the applied bundle expires (negative once expired), when this was written: alert on scopevault_bundle_expiry_timestamp_seconds - time(), which a stale file cannot freeze.",
             &[(loc, health::seconds_between(s.now, r.expires) as f64)],
         );
         e.gauge(
@@ -318,11 +318,13 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             seq as f64,
         );
     }
-    if let (Some(hash), Some(source)) = (&a.hash, a.source) {
+    // The head's hash is not a label: it changes with every record, and each value would be
+    // a new series (`status --json` has it).
+    if let Some(source) = a.source {
         e.gauge(
             "scopevault_audit_head_info",
-            "The audit chain's head: SHA-256 of the last record's line, and where it was read (value 1).",
-            &[(&[("hash", hash), ("source", source)], 1.0)],
+            "Where the audit chain's head was read: the log, or its anchor for a user who may not read the log (value 1).",
+            &[(&[("source", source)], 1.0)],
         );
     }
     super::write_stdout(e.finish().as_bytes())?;

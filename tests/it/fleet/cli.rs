@@ -1156,6 +1156,14 @@ impl Serve {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.socket);
     }
+
+    /// Stop with SIGTERM, as systemd does: the daemon writes its audit anchor at stop.
+    fn stop_cleanly(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(self.child.wait().unwrap().success());
+        let _ = std::fs::remove_file(&self.socket);
+    }
 }
 
 impl Drop for Serve {
@@ -1553,8 +1561,14 @@ fn status_reports_the_applied_bundle_and_the_audit_head_as_json_and_prometheus()
     assert_eq!(p.get(&info), Some(&1.0), "{info} in {prom}");
     let (seq, hash) = last_audit_line(e);
     assert_eq!(p["scopevault_audit_seq"], seq as f64, "{prom}");
-    let head = format!(r#"scopevault_audit_head_info{{hash="{hash}",source="log"}}"#);
-    assert_eq!(p.get(&head), Some(&1.0), "{head} in {prom}");
+    // Where the head was read, not its hash: a label that changed with every record made a
+    // new series each minute (found by an outside review); the hash is in the JSON.
+    assert_eq!(
+        p.get(r#"scopevault_audit_head_info{source="log"}"#),
+        Some(&1.0),
+        "{prom}"
+    );
+    assert!(!prom.contains(&hash) && !prom.contains("hash="), "{prom}");
     // python3's own float() reads every value too (when python3 is there).
     if let Ok(out) = Command::new("python3")
         .args([
@@ -2162,4 +2176,214 @@ fn a_bundle_whose_policy_is_not_canonical_is_refused() {
     let err = f.refused(&f.ams, &file, &["--location", "ams"], "decrypt");
     assert!(err.contains("not in canonical form"), "{err}");
     f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+}
+
+/// The metric families in an exposition.
+fn families(prom: &str) -> std::collections::BTreeSet<String> {
+    parse_prometheus(prom)
+        .keys()
+        .map(|k| k.split('{').next().unwrap().to_owned())
+        .collect()
+}
+
+/// Replace the documented system paths with `e`'s, and the binary with `bin`.
+fn with_test_paths(text: &str, e: &Env, textfile: &Path, bin: &str) -> String {
+    text.replace(
+        "/var/lib/node_exporter/textfile",
+        textfile.to_str().unwrap(),
+    )
+    .replace("/usr/local/bin/scopevault", bin)
+    .replace(
+        "/var/lib/scopevault-state",
+        e.path("state").to_str().unwrap(),
+    )
+    .replace(
+        "/var/lib/scopevault/vault.scopevault",
+        e.vault().to_str().unwrap(),
+    )
+    .replace(
+        "/var/log/scopevault/audit.jsonl",
+        e.path("audit.jsonl").to_str().unwrap(),
+    )
+}
+
+/// Run `script` as cron or systemd would: `/bin/sh -c`, `PATH=/usr/bin:/bin`, nothing else
+/// of ours in the environment but `env`. Returns the files left in `textfile`.
+fn run_metrics_job(
+    script: &str,
+    env: &[(String, String)],
+    e: &Env,
+    textfile: &Path,
+) -> Vec<String> {
+    let _ = std::fs::remove_dir_all(textfile);
+    std::fs::create_dir_all(textfile).unwrap();
+    let mut c = Command::new("/bin/sh");
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", e.path("home"))
+        .env("SCOPEVAULT_SOCKET", e.path("no-daemon.sock"))
+        .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+        .args(["-c", script]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let _ = c.output().unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(textfile)
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    left
+}
+
+/// Found by an outside review of docs/operations.md's metrics section: the cron line called
+/// a bare `scopevault` (cron's PATH is /usr/bin:/bin; the binary is in /usr/local/bin) and
+/// left an empty temporary file each time it failed; the expiry alert used a duration frozen
+/// with the file when its writer stops; `scopevault_audit_head_info{hash}` made a new series
+/// per audit record; nothing checked that the alerts named metrics `status` prints. Here the
+/// documented cron line and timer run for real (the binary swapped for `false`, then for this
+/// build), and every metric the table and the alert rules name is one `status` prints.
+#[test]
+fn the_documented_metrics_jobs_run_and_their_alerts_name_printed_metrics() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let start = doc.find("### Health: `scopevault status`").unwrap();
+    let section = &doc[start..];
+    let section = &section[..section[4..].find("\n### ").unwrap() + 4];
+    let block = |after: &str, fence: &str| -> String {
+        let at = section.find(after).unwrap_or_else(|| panic!("{after}"));
+        let body = &section[at..];
+        let body = &body[body.find(fence).unwrap() + fence.len()..];
+        body[..body.find("```").unwrap()].to_owned()
+    };
+
+    // Every family status prints, daemon up and then stopped (cleanly: the anchor written).
+    let f = Fleet::new();
+    let e = &f.ams;
+    let audit = e.path("audit.jsonl");
+    let audit = audit.to_str().unwrap();
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    let d = Serve::start(e);
+    let prom = |socket: &str| {
+        e.ok(
+            &[
+                "status",
+                "--format",
+                "prometheus",
+                "--socket",
+                socket,
+                "--audit",
+                audit,
+            ],
+            b"",
+        )
+    };
+    let up = prom(d.sock());
+    d.stop_cleanly();
+    let down = prom("/nonexistent/sv.sock");
+    let printed: std::collections::BTreeSet<String> =
+        families(&up).union(&families(&down)).cloned().collect();
+    assert!(printed.contains("scopevault_audit_anchor_seq"), "{down}");
+    for exposition in [&up, &down] {
+        assert!(!exposition.contains("hash="), "{exposition}");
+    }
+
+    // The table names exactly the families printed.
+    let names = |text: &str| -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (i, _) in text.match_indices("scopevault_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+        out
+    };
+    let table: String = section
+        .lines()
+        .filter(|l| l.starts_with("| `scopevault_"))
+        .map(|l| l.split(" | ").next().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        names(&table),
+        printed,
+        "the metrics table and status disagree"
+    );
+
+    // Each alert names printed metrics only (and node_exporter's own), never a duration that
+    // freezes with the file.
+    let rules = block("Alerts worth having", "```yaml\n");
+    let exprs: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr: "))
+        .collect();
+    assert!(exprs.len() >= 8, "{rules}");
+    for expr in &exprs {
+        for name in names(expr) {
+            assert!(printed.contains(&name), "{expr}: {name} is not printed");
+            assert!(
+                !name.ends_with("_age_seconds") && !name.ends_with("_expiry_seconds"),
+                "{expr}: a duration frozen with the file"
+            );
+        }
+    }
+    assert!(
+        exprs
+            .iter()
+            .any(|x| x.contains("scopevault_bundle_expiry_timestamp_seconds - time()")),
+        "{rules}"
+    );
+    assert!(
+        exprs
+            .iter()
+            .any(|x| x.contains("time() - node_textfile_mtime_seconds")),
+        "{rules}"
+    );
+
+    // The cron line and the timer, run as cron and systemd would.
+    let bin = env!("CARGO_BIN_EXE_scopevault");
+    let textfile = e.path("textfile");
+    let cron = block("A cron line", "```sh\n");
+    let cron = cron.trim().splitn(6, ' ').nth(5).unwrap().to_owned();
+    let unit = block("or a systemd timer", "```ini\n");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/bin/sh -c '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("ExecStart=/bin/sh -c '…'")
+        .to_owned();
+    let unit_env: Vec<(String, String)> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), with_test_paths(v, e, &textfile, bin)))
+        .collect();
+    for (what, script, env) in [("cron", &cron, vec![]), ("timer", &exec, unit_env)] {
+        assert!(
+            script.contains("/usr/local/bin/scopevault status"),
+            "{what}: {script}"
+        );
+        let failing = with_test_paths(script, e, &textfile, "/bin/false");
+        assert_eq!(
+            run_metrics_job(&failing, &env, e, &textfile),
+            Vec::<String>::new(),
+            "{what}: a failed run leaves nothing behind"
+        );
+        let working = with_test_paths(script, e, &textfile, bin);
+        assert_eq!(
+            run_metrics_job(&working, &env, e, &textfile),
+            vec!["scopevault.prom".to_owned()],
+            "{what}"
+        );
+        let written = std::fs::read_to_string(textfile.join("scopevault.prom")).unwrap();
+        let p = parse_prometheus(&written);
+        assert_eq!(p["scopevault_bundle_applied"], 1.0, "{what}: {written}");
+    }
 }
