@@ -98,6 +98,7 @@ pub fn trusted_daemon_uids(socket: &Path) -> Result<Vec<u32>, String> {
 pub struct Client {
     stream: UnixStream,
     pending: Zeroizing<Vec<u8>>,
+    peer: crate::sys::PeerCred,
 }
 
 impl Client {
@@ -143,7 +144,15 @@ impl Client {
         Ok(Client {
             stream,
             pending: Zeroizing::new(Vec::new()),
+            peer,
         })
+    }
+
+    /// Who answers, as the kernel said at [`Client::connect`] (`SO_PEERCRED`): the process
+    /// that made the listening socket. That is the daemon when it bound the socket itself;
+    /// with systemd's socket activation it is systemd (uid 0).
+    pub fn peer(&self) -> crate::sys::PeerCred {
+        self.peer
     }
 
     /// Give up on a response after `t` (default: wait as long as the daemon takes).

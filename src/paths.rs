@@ -115,6 +115,17 @@ pub fn dir_of(path: &Path) -> PathBuf {
     }
 }
 
+/// `dir` (made absolute from the current directory) if it exists, else its nearest ancestor
+/// that does (`lstat`: a symbolic link exists, wherever it points). What the path checks
+/// judge of a directory the daemon has yet to create (0700, through what already exists).
+pub fn nearest_existing(dir: &Path) -> PathBuf {
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    abs.ancestors()
+        .find(|d| std::fs::symlink_metadata(d).is_ok())
+        .unwrap_or(Path::new("/"))
+        .to_owned()
+}
+
 /// `lstat` every component of `dir` (made absolute from the current directory), from `/` down
 /// to `dir` itself, and refuse a symbolic link anywhere: the owner of a link, not the owner of
 /// the directory it names, would decide where the socket is. Returns each path with its

@@ -1,6 +1,7 @@
 //! The only module that makes system calls directly (through `rustix`): peer credentials of a
 //! Unix socket and a pidfd for the peer process, process hardening (dumpable, core limit,
-//! `mlockall`, umask), user/group lookups from `/etc/passwd` and `/etc/group`, terminal echo
+//! `mlockall`, umask), what `/proc` says of a process (its uid, its room to lock memory, the
+//! holders of a listening socket), user/group lookups from `/etc/passwd` and `/etc/group`, terminal echo
 //! for prompts, and handing freed heap memory back to the kernel. The crate's only `unsafe`
 //! code is here, each block commented and audited: two FFI calls rustix does not wrap
 //! (`malloc_trim`, `getsockopt(SO_PEERPIDFD)`), taking ownership of the descriptor the
@@ -354,6 +355,115 @@ pub fn process_exe(pid: i32) -> Option<String> {
     std::fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// `/proc/PID/NAME`, or `/proc/self/NAME` for `None`.
+fn proc_file(pid: Option<i32>, name: &str) -> io::Result<String> {
+    match pid {
+        Some(pid) if pid <= 0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no such process (pid 0: in another pid namespace)",
+        )),
+        Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/{name}")),
+        None => std::fs::read_to_string(format!("/proc/self/{name}")),
+    }
+}
+
+/// The command name of a process (`/proc/PID/comm`: its executable's name, at most 15 bytes),
+/// or of this one for `None`. Best effort; not tied to a process (the pid may be reused).
+pub fn process_comm(pid: Option<i32>) -> Option<String> {
+    proc_file(pid, "comm")
+        .ok()
+        .map(|c| c.trim_end_matches('\n').to_owned())
+}
+
+/// The effective uid of a process (`/proc/PID/status`), best effort.
+pub fn process_uid(pid: i32) -> Option<u32> {
+    let status = proc_file(Some(pid), "status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What a process may lock of its memory, which decides whether its `mlockall` succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemlockRoom {
+    /// `CAP_IPC_LOCK` is in its effective set: no limit applies.
+    pub cap_ipc_lock: bool,
+    /// Its `RLIMIT_MEMLOCK` soft limit in bytes; `None`: unlimited.
+    pub limit: Option<u64>,
+}
+
+/// [`MemlockRoom`] of a process (`/proc/PID/status` and `/proc/PID/limits`), or of this one
+/// for `None`.
+pub fn memlock_room(pid: Option<i32>) -> io::Result<MemlockRoom> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let status = proc_file(pid, "status")?;
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .ok_or_else(|| bad("no CapEff in /proc/PID/status"))?;
+    const CAP_IPC_LOCK: u32 = 14;
+    let limits = proc_file(pid, "limits")?;
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max locked memory"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| bad("no \"Max locked memory\" in /proc/PID/limits"))?;
+    let limit = match soft {
+        "unlimited" => None,
+        n => Some(
+            n.parse()
+                .map_err(|_| bad("an unreadable memory-lock limit"))?,
+        ),
+    };
+    Ok(MemlockRoom {
+        cap_ipc_lock: cap_eff & (1 << CAP_IPC_LOCK) != 0,
+        limit,
+    })
+}
+
+/// The processes holding open the listening Unix socket bound at `path` (by its path as bound,
+/// or as an absolute path): its inode from `/proc/net/unix`, then every `/proc/PID/fd` that
+/// names it. Best effort: the descriptors of another user's processes are seen by root only.
+/// With systemd's socket activation these are systemd and the service it started.
+pub fn socket_listeners(path: &Path) -> Vec<i32> {
+    /// `__SO_ACCEPTCON` in `/proc/net/unix`'s Flags column: a listening socket.
+    const ACCEPTCON: u32 = 0x10000;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (flags, inode, bound) = (f.get(3)?, f.get(6)?, Path::new(f.get(7)?));
+            let listening = u32::from_str_radix(flags, 16).is_ok_and(|x| x & ACCEPTCON != 0);
+            (listening && (bound == path || bound == abs)).then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+                })
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// Take an exclusive, non-blocking `flock` on an open file (released when it is closed):
@@ -902,5 +1012,23 @@ mod tests {
         let me = std::env::current_exe().unwrap();
         assert_eq!(exe, me.to_string_lossy());
         assert_eq!(process_exe(0), None);
+    }
+
+    /// What `/proc` says of this process is what the kernel says: its memory-lock limit, its
+    /// uid, its name, and that it holds the socket it listens on (and no one holds a socket
+    /// that is not listening).
+    #[test]
+    fn proc_reads_agree_with_the_kernel_about_this_process() {
+        let room = memlock_room(None).unwrap();
+        assert_eq!(room, memlock_room(Some(current_pid())).unwrap());
+        assert_eq!(room.limit, getrlimit(Resource::Memlock).current);
+        assert_eq!(process_uid(current_pid()), Some(current_uid()));
+        assert_eq!(process_comm(Some(current_pid())), process_comm(None));
+        assert!(memlock_room(Some(0)).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        assert_eq!(socket_listeners(&path), Vec::<i32>::new());
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(socket_listeners(&path).contains(&current_pid()));
     }
 }

@@ -127,9 +127,10 @@ impl Default for Limits {
     }
 }
 
-/// Check that `dir` may hold our socket: reached without a symbolic link, owned by us or
-/// root, not writable by group/others.
-fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
+/// Check that `dir` may hold the socket of a daemon running as `uid`: reached without a
+/// symbolic link, owned by `uid` or root, not writable by group/others. `serve` checks it for
+/// its own uid before it binds; `doctor` for the uid of the daemon it finds.
+pub(crate) fn check_socket_dir(dir: &Path, uid: u32) -> Result<(), ServeError> {
     let refuse = |why: String| ServeError::UnsafeDir {
         dir: dir.to_owned(),
         why,
@@ -139,7 +140,6 @@ fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
         Some((_, m)) => m.clone(),
         None => std::fs::metadata(dir).map_err(io_err("cannot inspect socket directory", dir))?,
     };
-    let me = crate::sys::current_uid();
     let refuse = |why: String| ServeError::UnsafeDir {
         dir: dir.to_owned(),
         why,
@@ -147,7 +147,7 @@ fn check_socket_dir(dir: &Path) -> Result<(), ServeError> {
     if !meta.is_dir() {
         return Err(refuse("not a directory".into()));
     }
-    if meta.uid() != me && meta.uid() != 0 {
+    if meta.uid() != uid && meta.uid() != 0 {
         return Err(refuse(format!("owned by uid {}", meta.uid())));
     }
     if meta.mode() & 0o022 != 0 {
@@ -176,7 +176,7 @@ pub fn bind_socket_for_group(path: &Path, group: Option<u32>) -> Result<UnixList
             .create(&dir)
             .map_err(io_err("cannot create socket directory", &dir))?;
     }
-    check_socket_dir(&dir)?;
+    check_socket_dir(&dir, crate::sys::current_uid())?;
     if let Some(gid) = group {
         if std::fs::metadata(&dir).map(|m| m.uid()).ok() == Some(crate::sys::current_uid()) {
             std::os::unix::fs::chown(&dir, None, Some(gid))

@@ -121,14 +121,47 @@ pub(super) fn open_dir_of(
     .map_err(|e| refuse(format!("cannot open its directory ({e})")))?;
     let st = rustix::fs::fstat(&fd)
         .map_err(|e| refuse(format!("cannot inspect its directory ({e})")))?;
-    if st.st_mode & 0o022 != 0 {
-        return Err(refuse(format!(
+    private_dir(dir, st.st_mode).map_err(refuse)?;
+    Ok((fd, name))
+}
+
+/// The log's directory `dir`, of mode `mode`, is not writable by group or others.
+fn private_dir(dir: &Path, mode: u32) -> Result<(), String> {
+    if mode & 0o022 != 0 {
+        return Err(format!(
             "its directory {} is writable by group or others (mode {:o}); make it 0700 or 0750",
             dir.display(),
-            st.st_mode & 0o7777
-        )));
+            mode & 0o7777
+        ));
     }
-    Ok((fd, name))
+    Ok(())
+}
+
+/// Whether [`AuditLog::open_with`] accepts the place of the log at `path`, by the rules
+/// [`open_dir_of`] and its `O_NOFOLLOW` open apply: no symbolic link on the directory's path,
+/// the directory not writable by group or others, no symbolic link at the log's own name. A
+/// directory that does not exist yet (the daemon creates it, 0700) is judged by the components
+/// that exist. For `doctor`, which may run as a user who cannot open the daemon's directory:
+/// the directory is `stat`ed by path rather than opened.
+pub(crate) fn check_location(path: &Path) -> Result<(), AuditError> {
+    let refuse = |message: String| AuditError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    let dir = crate::paths::dir_of(path);
+    if std::fs::symlink_metadata(&dir).is_err() {
+        return crate::paths::lstat_components(&crate::paths::nearest_existing(&dir))
+            .map(|_| ())
+            .map_err(refuse);
+    }
+    let chain = crate::paths::lstat_components(&dir).map_err(refuse)?;
+    if let Some((_, meta)) = chain.last() {
+        private_dir(&dir, meta.mode()).map_err(refuse)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(nofollow_err(path, rustix::io::Errno::LOOP)),
+        _ => Ok(()),
+    }
 }
 
 /// The error for an `openat(O_NOFOLLOW)` that failed; `ELOOP` means a symbolic link is there.

@@ -247,6 +247,57 @@ pub fn anchor_gap(
     })
 }
 
+/// A log checked as `serve` checks it at start, without opening it for writing: its chain
+/// ([`verify`]) and its end against its anchor ([`anchor_gap`]). For `doctor`.
+#[derive(Debug)]
+pub struct AnchorCheck {
+    /// The chain's walk; `None` when the log does not exist.
+    pub chain: Option<VerifyReport>,
+    /// The anchor in the state directory, if there is one.
+    pub anchor: Option<Anchor>,
+    /// How the log's end disagrees with the anchor (a missing log whose anchor records seq N
+    /// is a cut tail of 1..=N).
+    pub gap: Option<AnchorGap>,
+}
+
+/// [`AnchorCheck`] of the log at `path`.
+pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
+    let anchor = read_anchor(path)?;
+    if !path.exists() {
+        let gap = anchor
+            .as_ref()
+            .filter(|a| a.seq > 0)
+            .map(|a| AnchorGap::CutTail {
+                last: 0,
+                anchored: a.seq,
+            });
+        return Ok(AnchorCheck {
+            chain: None,
+            anchor,
+            gap,
+        });
+    }
+    let chain = verify(path)?;
+    let read_err = |e: std::io::Error| AuditError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let gap = match (&anchor, &chain.first_bad) {
+        (Some(a), None) => anchor_gap(a, chain.last_seq, &chain.head, || {
+            let f = File::open(path)?;
+            let len = f.metadata()?.len();
+            prev_of_seq(&f, len, a.seq + 1)
+        })
+        .map_err(read_err)?,
+        _ => None,
+    };
+    Ok(AnchorCheck {
+        chain: Some(chain),
+        anchor,
+        gap,
+    })
+}
+
 pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()> {
     let p = anchor_path(audit_path);
     if let Some(dir) = p.parent() {

@@ -68,12 +68,19 @@ pub(super) const PICKUP_WAIT: std::time::Duration = std::time::Duration::from_se
 pub(super) fn health_after_load(
     socket: &std::path::Path,
 ) -> Result<crate::protocol::Health, crate::client::ClientError> {
+    health_and_peer_after_load(socket).map(|(h, _)| h)
+}
+
+/// [`health_after_load`], with who answered ([`Client::peer`]).
+pub(super) fn health_and_peer_after_load(
+    socket: &std::path::Path,
+) -> Result<(crate::protocol::Health, crate::sys::PeerCred), crate::client::ClientError> {
     let mut client = Client::connect(socket)?;
     let until = std::time::Instant::now() + PICKUP_WAIT;
     loop {
         let h = client.health()?;
         if !h.loading || std::time::Instant::now() >= until {
-            return Ok(h);
+            return Ok((h, client.peer()));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

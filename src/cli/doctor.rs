@@ -19,39 +19,45 @@ enum Level {
     Fail,
 }
 
+/// The lines, each detail escaped as it is added ([`crate::text::escape_for_terminal`]): a
+/// detail quotes paths from options and the environment, a vault header nobody has
+/// authenticated yet and the daemon's answer, and a control character in any of them
+/// (`x\rok  `) must not turn a `fail` line into what looks like an `ok` one on a terminal.
 struct Report {
     lines: Vec<(Level, String, String)>,
 }
 
 impl Report {
+    fn push(&mut self, level: Level, what: &str, detail: String) {
+        let detail = crate::text::escape_for_terminal(&detail);
+        self.lines.push((level, what.to_owned(), detail));
+    }
     fn ok(&mut self, what: &str, detail: impl Into<String>) {
-        self.lines.push((Level::Ok, what.to_owned(), detail.into()));
+        self.push(Level::Ok, what, detail.into());
     }
     fn warn(&mut self, what: &str, detail: impl Into<String>) {
-        self.lines
-            .push((Level::Warn, what.to_owned(), detail.into()));
+        self.push(Level::Warn, what, detail.into());
     }
     fn fail(&mut self, what: &str, detail: impl Into<String>) {
-        self.lines
-            .push((Level::Fail, what.to_owned(), detail.into()));
+        self.push(Level::Fail, what, detail.into());
     }
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode> {
     let mut r = Report { lines: Vec::new() };
     let vault_path = super::unlock::vault_path(g);
-    let file_generation = check_vault(&mut r, &vault_path);
-    if file_generation.is_some() {
+    let file = check_vault(&mut r, &vault_path);
+    if file.is_some() {
         check_unlock(&mut r, g, &vault_path);
     }
-    check_daemon(&mut r, g, file_generation);
+    let daemon = check_daemon(&mut r, g, &vault_path, file.as_ref());
     let audit_path = a
         .audit
         .clone()
         .unwrap_or_else(crate::audit::default_audit_path);
     check_audit(&mut r, &audit_path);
     check_clock(&mut r);
-    check_mlock(&mut r);
+    check_mlock(&mut r, &daemon);
 
     let mut out = String::new();
     for (level, what, detail) in &r.lines {
@@ -77,9 +83,15 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
     })
 }
 
-/// The vault file: present, readable, private; returns its generation from the header
-/// (vault-format.md: magic, version, header length, JSON header).
-fn check_vault(r: &mut Report, path: &Path) -> Option<u64> {
+/// What doctor reads of a vault file's header (vault-format.md: magic, version, header length,
+/// JSON header), unauthenticated: enough to compare with what the daemon serves.
+struct FileHeader {
+    vault_id: String,
+    generation: u64,
+}
+
+/// The vault file: present, readable, private; returns what its header says.
+fn check_vault(r: &mut Report, path: &Path) -> Option<FileHeader> {
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -106,14 +118,21 @@ fn check_vault(r: &mut Report, path: &Path) -> Option<u64> {
         );
         return None;
     }
-    let generation = header_generation(&head);
-    let Some(generation) = generation else {
+    let Some(header) = header_of(&head) else {
         r.fail(
             "vault",
             format!("{shown} is not a scopevault vault (bad header): restore it from a backup"),
         );
         return None;
     };
+    // The writers (`cred set`, `policy apply`, `bundle apply`…) save only in a directory
+    // nobody else can plant files or links in, reached without another user's link.
+    if let Err(e) = crate::vault::SafeDir::open(&crate::paths::dir_of(path), false) {
+        r.fail(
+            "vault",
+            format!("the commands that save the vault refuse its directory: {e}"),
+        );
+    }
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
         r.warn(
@@ -124,21 +143,31 @@ fn check_vault(r: &mut Report, path: &Path) -> Option<u64> {
         r.ok(
             "vault",
             format!(
-                "{shown} (mode {mode:04o}, uid {}, generation {generation})",
-                meta.uid()
+                "{shown} (mode {mode:04o}, uid {}, vault {}, generation {})",
+                meta.uid(),
+                short_id(&header.vault_id),
+                header.generation
             ),
         );
     }
-    Some(generation)
+    Some(header)
 }
 
-fn header_generation(bytes: &[u8]) -> Option<u64> {
+fn header_of(bytes: &[u8]) -> Option<FileHeader> {
     if bytes.get(..8)? != b"SCOPEVLT" {
         return None;
     }
     let len = u32::from_be_bytes(bytes.get(10..14)?.try_into().ok()?) as usize;
     let header: serde_json::Value = serde_json::from_slice(bytes.get(14..14 + len)?).ok()?;
-    header["generation"].as_u64()
+    Some(FileHeader {
+        vault_id: header["vault_id"].as_str()?.to_owned(),
+        generation: header["generation"].as_u64()?,
+    })
+}
+
+/// A vault id as people compare them: its first 8 characters.
+fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 /// Which unlock sources exist, and whether the keyring slot answers.
@@ -209,56 +238,61 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) {
     }
 }
 
-/// The socket's directory, the daemon, and its generation against the file's.
-fn check_daemon(r: &mut Report, g: &GlobalArgs, file_generation: Option<u64>) {
+/// The socket's directory, the daemon, the vault it serves and its generation against the
+/// file's.
+fn check_daemon(
+    r: &mut Report,
+    g: &GlobalArgs,
+    vault_path: &Path,
+    file: Option<&FileHeader>,
+) -> DaemonProc {
     let socket = g
         .socket
         .clone()
         .unwrap_or_else(crate::agent::server::default_socket_path);
-    let dir = socket.parent().unwrap_or(Path::new("."));
-    match std::fs::metadata(dir) {
-        Err(_) => r.warn(
-            "socket",
-            format!(
-                "{} does not exist yet: `scopevault serve` creates it",
-                dir.display()
-            ),
-        ),
-        Ok(m) => {
-            let mode = m.mode() & 0o7777;
-            let me = crate::sys::current_uid();
-            if m.uid() != me && m.uid() != 0 {
-                r.fail(
-                    "socket",
-                    format!(
-                        "{} is owned by uid {}: the daemon refuses it; `chown root {}`",
-                        dir.display(),
-                        m.uid(),
-                        dir.display()
-                    ),
-                );
-            } else if mode & 0o022 != 0 {
-                r.fail(
-                    "socket",
-                    format!("{} has mode {mode:04o} (writable by others): the daemon refuses it; `chmod 0750 {}`", dir.display(), dir.display()),
-                );
-            } else {
-                r.ok(
-                    "socket",
-                    format!(
-                        "{} (mode {mode:04o}, uid {}, gid {})",
-                        dir.display(),
-                        m.uid(),
-                        m.gid()
-                    ),
-                );
-            }
-        }
-    }
     // A vault file saved since the daemon loaded it is loaded now, and `health` says so
     // meanwhile: the generation is compared once that load is done.
-    match super::client_cmds::health_after_load(&socket) {
+    let answer = super::client_cmds::health_and_peer_after_load(&socket);
+    let daemon = daemon_proc(&socket, answer.as_ref().ok().map(|(_, peer)| *peer));
+    check_socket_dir(r, &socket, &daemon);
+    match answer.map(|(h, _)| h) {
         Err(e) => r.warn("daemon", format!("not reachable ({e})")),
+        // Another vault than the file's: no generation compares, and no reload changes the
+        // file a daemon serves.
+        Ok(h)
+            if h.vault_id
+                .as_deref()
+                .zip(file)
+                .is_some_and(|(d, f)| d != f.vault_id) =>
+        {
+            let (d, f) = (
+                h.vault_id.as_deref().unwrap_or(""),
+                file.map_or("", |f| &f.vault_id),
+            );
+            r.fail(
+                "daemon",
+                format!(
+                    "serves another vault: vault {}…, not vault {}… of {}; doctor and the daemon were given different vault files: give doctor the daemon's --vault, or start the daemon with --vault {}",
+                    short_id(d),
+                    short_id(f),
+                    vault_path.display(),
+                    vault_path.display()
+                ),
+            );
+        }
+        // Every hand-out is refused meanwhile, whatever else is right.
+        Ok(h) if !h.audit_ok => r.fail(
+            "daemon",
+            format!(
+                "scopevault {} ({}) says its audit log is failing: it refuses every fetch (audit_unavailable) until it can write the log again; the answer carries no reason: the daemon's own log names the write error (`journalctl -u scopevault`, or its stderr): a full disk, permissions, a file put in the log's place",
+                h.version,
+                if h.locked {
+                    "locked".to_owned()
+                } else {
+                    format!("unlocked, generation {}", h.generation.unwrap_or(0))
+                }
+            ),
+        ),
         Ok(h) if h.loading => r.warn(
             "daemon",
             format!(
@@ -274,7 +308,7 @@ fn check_daemon(r: &mut Report, g: &GlobalArgs, file_generation: Option<u64>) {
                 h.version
             ),
         ),
-        Ok(h) => match (h.generation, file_generation) {
+        Ok(h) => match (h.generation, file.map(|f| f.generation)) {
             (Some(d), Some(f)) if d < f => r.warn(
                 "daemon",
                 format!("serves generation {d}, the file is at {f}: run `scopevault reload`"),
@@ -289,12 +323,172 @@ fn check_daemon(r: &mut Report, g: &GlobalArgs, file_generation: Option<u64>) {
             ),
         },
     }
+    daemon
 }
 
-/// The audit log: writable where it exists, and its hash chain verifies.
+/// The daemon as doctor can tell it: the uid the socket directory and the memory-lock limit
+/// are judged for, its process when known, and how that was learnt (said on those lines).
+struct DaemonProc {
+    uid: u32,
+    pid: Option<i32>,
+    how: String,
+}
+
+/// Who the daemon on `socket` is. `peer` is what the kernel said of the process that made the
+/// listening socket (`SO_PEERCRED`, when the daemon answered): the daemon itself when it bound
+/// the socket (a process of this same program), else (systemd's socket activation) the process
+/// that passed the socket on, and the daemon is the other process holding it, seen in `/proc`
+/// by root. Failing that, or with no answer, the owner of the socket's directory (systemd's
+/// `RuntimeDirectory=` gives it the service's `User=`), else this user.
+fn daemon_proc(socket: &Path, peer: Option<crate::sys::PeerCred>) -> DaemonProc {
+    use crate::sys::{process_comm, process_uid, socket_listeners};
+    let ours = process_comm(None);
+    let same_program = |pid: i32| ours.is_some() && process_comm(Some(pid)) == ours;
+    let dir_owner = std::fs::symlink_metadata(crate::paths::dir_of(socket))
+        .ok()
+        .filter(std::fs::Metadata::is_dir)
+        .map(|m| m.uid());
+    if let Some(p) = peer {
+        if same_program(p.pid) {
+            return DaemonProc {
+                uid: p.uid,
+                pid: Some(p.pid),
+                how: format!(
+                    "the daemon's, pid {}, from the socket's peer credentials",
+                    p.pid
+                ),
+            };
+        }
+        let holders: Vec<i32> = socket_listeners(socket)
+            .into_iter()
+            .filter(|&q| q != p.pid && same_program(q))
+            .collect();
+        if let [q] = holders[..] {
+            if let Some(uid) = process_uid(q) {
+                return DaemonProc {
+                    uid,
+                    pid: Some(q),
+                    how: format!(
+                        "the daemon's, pid {q}, which holds the socket pid {} made: socket activation",
+                        p.pid
+                    ),
+                };
+            }
+        }
+        if let Some(uid) = dir_owner {
+            return DaemonProc {
+                uid,
+                pid: None,
+                how: format!(
+                    "the socket directory's owner; the socket was made by pid {} (uid {}), not by the daemon, whose process is not visible here",
+                    p.pid, p.uid
+                ),
+            };
+        }
+    }
+    match dir_owner {
+        Some(uid) => DaemonProc {
+            uid,
+            pid: None,
+            how: "the socket directory's owner; no daemon answers".to_owned(),
+        },
+        None => DaemonProc {
+            uid: crate::sys::current_uid(),
+            pid: None,
+            how: "this user's; no daemon answers, and the socket directory does not exist yet"
+                .to_owned(),
+        },
+    }
+}
+
+/// The socket's directory as `serve` checks it before it binds
+/// ([`crate::agent::server::check_socket_dir`]), for the daemon's uid (not this user's: root
+/// checking a daemon that runs as its own user). One that does not exist yet is created by
+/// `serve` (0700) through the components that exist, which must not be symbolic links.
+fn check_socket_dir(r: &mut Report, socket: &Path, daemon: &DaemonProc) {
+    let dir = crate::paths::dir_of(socket);
+    let shown = dir.display();
+    let uid = daemon.uid;
+    let how = &daemon.how;
+    let Ok(m) = std::fs::symlink_metadata(&dir) else {
+        match crate::paths::lstat_components(&crate::paths::nearest_existing(&dir)) {
+            Ok(_) => r.warn(
+                "socket",
+                format!("{shown} does not exist yet: `scopevault serve` creates it"),
+            ),
+            Err(why) => r.fail(
+                "socket",
+                format!("{shown} does not exist, and `serve` would refuse the directory it creates: {why}"),
+            ),
+        }
+        return;
+    };
+    match crate::agent::server::check_socket_dir(&dir, uid) {
+        Err(e) => r.fail(
+            "socket",
+            format!("`scopevault serve` as uid {uid} ({how}) refuses it: {e}"),
+        ),
+        Ok(()) => r.ok(
+            "socket",
+            format!(
+                "{shown} (mode {:04o}, uid {}, gid {}); judged for uid {uid} ({how})",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid()
+            ),
+        ),
+    }
+}
+
+/// The audit log: writable where it exists, its hash chain verifies, and it holds the record
+/// its anchor in the state directory names ([`crate::audit::verify_against_anchor`]: the rule
+/// `serve` applies at start and `audit verify` applies too).
 fn check_audit(r: &mut Report, path: &Path) {
     let shown = path.display();
-    if !path.exists() {
+    // Where the daemon opens its log: a directory others may write, or a link on the way.
+    if let Err(e) = crate::audit::check_location(path) {
+        r.fail("audit", format!("`scopevault serve` refuses it: {e}"));
+        return;
+    }
+    // A user other than the daemon's may not be allowed to read its log: nothing to judge.
+    if let Err(e) = std::fs::File::open(path) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            r.warn(
+                "audit",
+                format!("{shown}: this user cannot read it ({e}): run doctor as the daemon's user or root to verify it"),
+            );
+            return;
+        }
+    }
+    let checked = match crate::audit::verify_against_anchor(path) {
+        Ok(c) => c,
+        Err(e) => {
+            r.fail("audit", format!("{e}"));
+            return;
+        }
+    };
+    // What `serve` says when it refuses the log, with its fix.
+    let refused = |m: &crate::audit::AnchorGap| {
+        let mut why = m.describe(&crate::audit::anchor_path(path));
+        if matches!(m, crate::audit::AnchorGap::InEarlierFile { .. }) {
+            why.push_str(": check the files as one chain with `scopevault audit verify` and the rotated files");
+        }
+        crate::audit::AuditError::Gap {
+            path: path.to_owned(),
+            why,
+        }
+    };
+    let Some(chain) = checked.chain else {
+        if let Some(m) = &checked.gap {
+            r.fail(
+                "audit",
+                format!(
+                    "{shown} does not exist, but its anchor says records were written; `serve` refuses to start: {} (docs/audit.md, \"The anchor\")",
+                    refused(m)
+                ),
+            );
+            return;
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         let writable = rustix::fs::access(
             if dir.exists() { dir } else { Path::new("/") },
@@ -313,7 +507,7 @@ fn check_audit(r: &mut Report, path: &Path) {
             );
         }
         return;
-    }
+    };
     if rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_err() {
         r.warn(
             "audit",
@@ -322,18 +516,29 @@ fn check_audit(r: &mut Report, path: &Path) {
             ),
         );
     }
-    match crate::audit::verify(path) {
-        Err(e) => r.fail("audit", format!("{e}")),
-        Ok(v) => match v.first_bad {
-            Some(bad) => r.fail(
-                "audit",
-                format!("{shown}: chain broken at line {}: {}; keep the file as evidence, see docs/audit.md", bad.line, bad.why),
+    if let Some(bad) = chain.first_bad {
+        r.fail(
+            "audit",
+            format!("{shown}: chain broken at line {}: {}; keep the file as evidence, see docs/audit.md", bad.line, bad.why),
+        );
+    } else if let Some(m) = &checked.gap {
+        r.fail("audit", format!("{}", refused(m)));
+    } else {
+        r.ok(
+            "audit",
+            format!(
+                "{shown}: {} record(s) verify{}; head {} (compare with the head you recorded elsewhere)",
+                chain.lines,
+                match &checked.anchor {
+                    Some(a) => format!(", up to the anchored seq {}", a.seq),
+                    None => format!(
+                        ", no anchor yet ({} does not exist)",
+                        crate::audit::anchor_path(path).display()
+                    ),
+                },
+                chain.head
             ),
-            None => r.ok(
-                "audit",
-                format!("{shown}: {} record(s) verify; head {} (compare with the head you recorded elsewhere)", v.lines, v.head),
-            ),
-        },
+        );
     }
 }
 
@@ -358,29 +563,57 @@ fn check_clock(r: &mut Report) {
     }
 }
 
-/// `mlockall` needs RLIMIT_MEMLOCK room (or CAP_IPC_LOCK, which root has).
-fn check_mlock(r: &mut Report) {
-    let lim = rustix::process::getrlimit(rustix::process::Resource::Memlock);
+/// `mlockall` needs RLIMIT_MEMLOCK room (or CAP_IPC_LOCK), judged for the daemon: its own
+/// process when doctor found it (`/proc/PID/limits` and `status`), else this process when the
+/// daemon's uid is this user's (a daemon started here gets these limits); a daemon of another
+/// uid that doctor cannot see is not judged, and that is said.
+fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
     let need = 64 * 1024 * 1024;
-    let cur = lim.current;
-    if crate::sys::current_uid() == 0 || cur.is_none_or(|c| c >= need) {
-        r.ok(
+    let (room, whose) = match daemon.pid {
+        Some(pid) => (
+            crate::sys::memlock_room(Some(pid)),
+            format!("judged for uid {} ({})", daemon.uid, daemon.how),
+        ),
+        None if daemon.uid == crate::sys::current_uid() => (
+            crate::sys::memlock_room(None),
+            format!(
+                "judged for uid {} ({}) from this process, whose limits a daemon started here inherits",
+                daemon.uid, daemon.how
+            ),
+        ),
+        None => {
+            r.warn(
+                "mlock",
+                format!(
+                    "not judged: the daemon's uid is {} ({}), not this user's, and its process is not visible here to read its limit from; if its log says `mlockall failed`, raise RLIMIT_MEMLOCK where it starts (LimitMEMLOCK=64M in the systemd unit, `ulimit -l 65536`)",
+                    daemon.uid, daemon.how
+                ),
+            );
+            return;
+        }
+    };
+    match room {
+        Err(e) => r.warn(
             "mlock",
-            match cur {
-                None => "RLIMIT_MEMLOCK unlimited".to_owned(),
-                Some(c) if crate::sys::current_uid() != 0 => {
-                    format!("RLIMIT_MEMLOCK {} MiB", c >> 20)
-                }
-                Some(_) => "root (CAP_IPC_LOCK): the daemon can lock its memory".to_owned(),
+            format!("cannot read the memory-lock limit: {e}; {whose}"),
+        ),
+        Ok(room) if room.cap_ipc_lock => r.ok(
+            "mlock",
+            format!("CAP_IPC_LOCK: the daemon can lock its memory; {whose}"),
+        ),
+        Ok(room) if room.limit.is_none_or(|l| l >= need) => r.ok(
+            "mlock",
+            match room.limit {
+                None => format!("RLIMIT_MEMLOCK unlimited; {whose}"),
+                Some(l) => format!("RLIMIT_MEMLOCK {} MiB; {whose}", l >> 20),
             },
-        );
-    } else {
-        r.warn(
+        ),
+        Ok(room) => r.warn(
             "mlock",
             format!(
-                "RLIMIT_MEMLOCK is {} KiB: the daemon cannot lock its memory and secrets may reach swap; raise it (LimitMEMLOCK=64M in the systemd unit, `ulimit -l 65536`)",
-                cur.unwrap_or(0) >> 10
+                "RLIMIT_MEMLOCK is {} KiB: the daemon cannot lock its memory and secrets may reach swap; raise it (LimitMEMLOCK=64M in the systemd unit, `ulimit -l 65536`); {whose}",
+                room.limit.unwrap_or(0) >> 10
             ),
-        );
+        ),
     }
 }

@@ -1,0 +1,681 @@
+//! `doctor` judges what the daemon and the writers judge (an outside review, fifteenth pass):
+//! the audit log against its anchor, the directories `serve` and the writers refuse, which
+//! vault the daemon serves and whether its audit log works, the socket directory and the
+//! memory-lock limit for the daemon's uid, and every string it prints escaped. Its overall
+//! check list is in tests/it/cli/jobs.rs (`doctor_reports_each_check_and_fails_on_failures`).
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::daemon::{self, setup_vault, tempdir, Daemon};
+use crate::common::skip;
+use crate::common::users;
+use crate::common::vault::Env;
+
+/// `scopevault doctor --socket SOCKET EXTRA…` in the daemon test environment of `dir` (its
+/// vault, audit log and state directory).
+fn doctor(dir: &Path, socket: &Path, extra: &[&str]) -> Output {
+    daemon::cmd(dir)
+        .arg("doctor")
+        .arg("--socket")
+        .arg(socket)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Stdout, and the exit code.
+fn text_of(out: &Output) -> (String, Option<i32>) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+    )
+}
+
+/// The line of `text` whose check is `what` and whose level is `level` (`ok`, `warn`,
+/// `fail`) and that contains every one of `parts`.
+fn line_with<'t>(text: &'t str, level: &str, what: &str, parts: &[&str]) -> Option<&'t str> {
+    text.lines().find(|l| {
+        l.starts_with(level)
+            && l.get(6..).is_some_and(|r| r.starts_with(what))
+            && parts.iter().all(|p| l.contains(p))
+    })
+}
+
+/// The last `seq` of the audit log at `path`.
+fn last_seq(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    last["seq"].as_u64().unwrap()
+}
+
+/// Regression: with the daemon stopped, a log whose last records were cut (and its journal
+/// removed, so that nothing gives them back) was `ok audit … N record(s) verify`, exit 0,
+/// while `audit verify` exits 1 and `serve` refuses to start; a deleted log was `ok … does
+/// not exist yet: the daemon creates it`, though its anchor says records were written. Doctor
+/// now judges the log against its anchor by the rule `serve` and `audit verify` use.
+#[test]
+fn doctor_fails_a_log_cut_below_its_anchor_and_a_missing_log_its_anchor_knows() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    for _ in 0..3 {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let (audit, socket) = (d.audit.clone(), d.socket.clone());
+    assert!(d.stop().success());
+    let last = last_seq(&audit);
+
+    let (text, code) = text_of(&doctor(dir.path(), &socket, &[]));
+    assert_eq!(code, Some(0), "a log that matches its anchor: {text}");
+    assert!(
+        line_with(&text, "ok", "audit", &["record(s) verify"]).is_some(),
+        "{text}"
+    );
+
+    // Cut the last two records, with the journal that would give them back at start.
+    let full = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    std::fs::write(&audit, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit)).unwrap();
+    let (text, code) = text_of(&doctor(dir.path(), &socket, &[]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "audit",
+            &[
+                "cut tail",
+                &format!("records {}..={last} are missing", last - 1),
+                "--accept-audit-gap"
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+
+    // No log at all, and an anchor that says records 1..=N were written.
+    std::fs::remove_file(&audit).unwrap();
+    let (text, code) = text_of(&doctor(dir.path(), &socket, &[]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "audit",
+            &[
+                "does not exist",
+                &format!("records 1..={last} are missing"),
+                "restore the log",
+                "--accept-audit-gap"
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+}
+
+/// Regression: doctor said `ok` for places `serve` and the writers refuse, which it judged by
+/// other rules (or not at all): a vault directory others may write (chmod 777), a vault reached
+/// through another user's symbolic link, a socket directory that is a symbolic link, an audit
+/// directory that is 0777 or reached through another user's link. It now asks the checks they
+/// make (`SafeDir`, the socket directory's check, the audit directory's) and fails with their
+/// message.
+#[test]
+fn doctor_fails_the_directories_serve_and_the_writers_refuse() {
+    use std::os::unix::fs::{lchown, symlink, PermissionsExt};
+    let e = Env::new();
+    e.init_with_cred();
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let (run, logs) = (e.path("run"), e.path("logs"));
+    std::fs::create_dir(&run).unwrap();
+    std::fs::create_dir(&logs).unwrap();
+    mode(&run, 0o700);
+    mode(&logs, 0o700);
+    let doctor = |vault: &Path, socket: &Path, audit: &Path| {
+        let out = e.run_cmd(
+            e.cmd()
+                .env("SCOPEVAULT_VAULT", vault)
+                .arg("doctor")
+                .arg("--socket")
+                .arg(socket)
+                .arg("--audit")
+                .arg(audit),
+            b"",
+        );
+        text_of(&out)
+    };
+    let (vault, socket, audit) = (e.vault(), run.join("s.sock"), logs.join("audit.jsonl"));
+    let (text, code) = doctor(&vault, &socket, &audit);
+    assert_eq!(code, Some(0), "safe places: {text}");
+
+    // A vault directory anyone may write.
+    let vaults = vault.parent().unwrap();
+    mode(vaults, 0o777);
+    let (text, code) = doctor(&vault, &socket, &audit);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "vault",
+            &["writable by others", "chmod go-w"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    mode(vaults, 0o700);
+
+    // A socket directory that is a symbolic link (even one of ours: `serve` refuses any).
+    let run_link = e.path("run-link");
+    symlink(&run, &run_link).unwrap();
+    let (text, code) = doctor(&vault, &run_link.join("s.sock"), &audit);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(&text, "fail", "socket", &["symbolic link", "serve"]).is_some(),
+        "{text}"
+    );
+
+    // An audit directory anyone may write.
+    mode(&logs, 0o777);
+    let (text, code) = doctor(&vault, &socket, &audit);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(&text, "fail", "audit", &["writable by group or others"]).is_some(),
+        "{text}"
+    );
+    mode(&logs, 0o700);
+
+    // Links owned by another user, on the way to the vault and to the audit log.
+    let other = match users::ensure_user("svother") {
+        Ok((uid, gid)) => (uid, gid),
+        Err(why) => return skip::skip(&why),
+    };
+    let (vault_link, logs_link) = (e.path("vault-link"), e.path("logs-link"));
+    symlink(vaults, &vault_link).unwrap();
+    symlink(&logs, &logs_link).unwrap();
+    for l in [&vault_link, &logs_link] {
+        lchown(l, Some(other.0), Some(other.1)).unwrap();
+    }
+    let (text, code) = doctor(
+        &vault_link.join(vault.file_name().unwrap()),
+        &socket,
+        &logs_link.join("audit.jsonl"),
+    );
+    assert_eq!(code, Some(1), "{text}");
+    let owned = format!("owned by uid {}", other.0);
+    assert!(
+        line_with(&text, "fail", "vault", &["symbolic link", &owned]).is_some(),
+        "{text}"
+    );
+    assert!(
+        line_with(&text, "fail", "audit", &["symbolic link"]).is_some(),
+        "{text}"
+    );
+}
+
+/// The `vault_id` in the header of the vault file at `path`.
+fn vault_id_of(path: &Path) -> String {
+    let (header, _) = crate::common::vault::split(&std::fs::read(path).unwrap());
+    header["vault_id"].as_str().unwrap().to_owned()
+}
+
+/// Regression: `doctor --vault OTHER` against a daemon serving another vault compared only
+/// generations: `ok daemon … generation 9` when they happened to match, or "run `scopevault
+/// reload`" when they differed, which cannot help. It now compares the vault id of the
+/// daemon's `health` with the file's, and fails naming both.
+#[test]
+fn doctor_fails_when_the_daemon_serves_another_vault() {
+    let (dir, other) = (tempdir(), tempdir());
+    let id = setup_vault(dir.path());
+    setup_vault(other.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let (served, given) = (
+        dir.path().join("vault.scopevault"),
+        other.path().join("vault.scopevault"),
+    );
+    let generation = |p: &Path| {
+        let (header, _) = crate::common::vault::split(&std::fs::read(p).unwrap());
+        header["generation"].as_u64().unwrap()
+    };
+    assert_eq!(
+        generation(&served),
+        generation(&given),
+        "two vaults made alike are at one generation"
+    );
+    let (ids, other_ids) = (vault_id_of(&served), vault_id_of(&given));
+    let fails_naming_both = |what: &str| {
+        let out = doctor(dir.path(), &d.socket, &["--vault", given.to_str().unwrap()]);
+        let (text, code) = text_of(&out);
+        assert_eq!(code, Some(1), "{what}: {text}");
+        let line = line_with(
+            &text,
+            "fail",
+            "daemon",
+            &["another vault", &ids[..8], &other_ids[..8]],
+        )
+        .unwrap_or_else(|| panic!("{what}: {text}"));
+        assert!(!line.contains("reload"), "{what}: {line}");
+    };
+    fails_naming_both("the same generation");
+    // One more save of the other vault: its generation is ahead of the daemon's.
+    daemon::ok(
+        other.path(),
+        &[
+            "--identity-file",
+            other.path().join("identity.txt").to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("another-token"),
+    );
+    assert!(generation(&given) > generation(&served));
+    fails_naming_both("a generation ahead of the daemon's");
+    // Its own vault: ok.
+    let (text, code) = text_of(&doctor(dir.path(), &d.socket, &[]));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        line_with(&text, "ok", "daemon", &["unlocked"]).is_some(),
+        "{text}"
+    );
+}
+
+/// Regression: a daemon whose audit log fails (`health` says `audit_ok: false`, every fetch
+/// gets `audit_unavailable`) was `ok daemon … unlocked`. Doctor now fails the daemon line.
+#[test]
+fn doctor_fails_when_the_daemon_says_its_audit_log_is_failing() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let fetch = r#"{"v":1,"op":"fetch","task":"search-api"}"#;
+    assert_eq!(d.request(fetch)["ok"], true);
+    // A file with content in the log's place is not the daemon's to continue (as root, a
+    // chmod would not stop it).
+    std::fs::rename(&d.audit, dir.path().join("moved.jsonl")).unwrap();
+    std::fs::write(&d.audit, "not the daemon's log\n").unwrap();
+    assert_eq!(daemon::code(&d.request(fetch)), "audit_unavailable");
+    assert_eq!(d.request(r#"{"v":1,"op":"health"}"#)["audit_ok"], false);
+    let (text, code) = text_of(&doctor(dir.path(), &d.socket, &[]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "daemon",
+            &["audit log is failing", "audit_unavailable"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(line_with(&text, "ok", "daemon", &[]).is_none(), "{text}");
+}
+
+/// A `scopevault serve` run as another user by the tests below, under `prlimit` with a 64 KiB
+/// memory-lock limit (its `mlockall` fails); killed and reaped on drop.
+struct OtherUsersDaemon {
+    child: std::process::Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Drop for OtherUsersDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OtherUsersDaemon {
+    /// Wait (60 s at most) until `socket` answers `health`.
+    fn wait_ready(&mut self, socket: &Path) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!(
+                    "the daemon exited ({st}): {}",
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                );
+            }
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) {
+                s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                    .unwrap();
+                if daemon::roundtrip(&mut s, r#"{"v":1,"op":"health"}"#)
+                    .is_ok_and(|v| v["ok"] == true)
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the daemon did not answer on {}", socket.display());
+    }
+}
+
+/// A set-up owned by `svrunner` under a fresh directory (0711, root's): `bin/scopevault`
+/// anyone may run, `home/` (svrunner's, 0700) with an identity-file vault made by svrunner,
+/// and `run/` (svrunner's, mode `run_mode`) for the socket. `None` (a skip reported) without
+/// root, the user, or `prlimit`.
+struct RunnerSetup {
+    base: tempfile::TempDir,
+    exe: std::path::PathBuf,
+    uid: u32,
+    gid: u32,
+}
+
+impl RunnerSetup {
+    fn new(run_mode: u32) -> Option<RunnerSetup> {
+        use std::os::unix::fs::{chown, PermissionsExt};
+        let (uid, gid) = match users::ensure_user("svrunner") {
+            Ok(ids) => ids,
+            Err(why) => {
+                skip::skip(&why);
+                return None;
+            }
+        };
+        if std::process::Command::new("prlimit")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            skip::skip("prlimit (util-linux) is not installed");
+            return None;
+        }
+        let base = tempdir();
+        let exe = users::shared_binary(base.path());
+        for (d, mode) in [("home", 0o700), ("run", run_mode)] {
+            let p = base.path().join(d);
+            std::fs::create_dir(&p).unwrap();
+            chown(&p, Some(uid), Some(gid)).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let s = RunnerSetup {
+            base,
+            exe,
+            uid,
+            gid,
+        };
+        let out = s
+            .as_runner("scopevault")
+            .args(["init", "--identity-out"])
+            .arg(s.home().join("identity.txt"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "init as svrunner: {out:?}");
+        Some(s)
+    }
+
+    fn home(&self) -> std::path::PathBuf {
+        self.base.path().join("home")
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.base.path().join("run/scopevault.sock")
+    }
+
+    /// The environment of the vault, state and audit log in `home/`.
+    fn env(&self, c: &mut std::process::Command) {
+        let home = self.home();
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &home)
+            .env("SCOPEVAULT_VAULT", home.join("vault.scopevault"))
+            .env("SCOPEVAULT_AUDIT", home.join("audit.jsonl"))
+            .env("SCOPEVAULT_STATE_DIR", home.join("state"))
+            .env("SCOPEVAULT_TEST_ARGON2", "64,1,1");
+    }
+
+    /// `program` run as svrunner in `home/`, in the environment of [`RunnerSetup::env`];
+    /// `scopevault` is the shared binary.
+    fn as_runner(&self, program: &str) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(if program == "scopevault" {
+            self.exe.as_os_str()
+        } else {
+            program.as_ref()
+        });
+        self.env(&mut c);
+        c.current_dir(self.home()).uid(self.uid).gid(self.gid);
+        c
+    }
+
+    /// `serve` as svrunner with a 64 KiB memory-lock limit; with `activated`, on the listening
+    /// socket given as its stdin, as systemd hands one over (fd 3, `LISTEN_FDS`, `LISTEN_PID`).
+    fn serve(&self, activated: Option<std::os::fd::OwnedFd>) -> OtherUsersDaemon {
+        let stderr = self.base.path().join("daemon.stderr");
+        let mut c = self.as_runner("sh");
+        c.arg("-c")
+            .arg(if activated.is_some() {
+                r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@""#
+            } else {
+                r#"exec "$@""#
+            })
+            .arg("sh")
+            .args(["prlimit", "--memlock=65536:65536", "--"])
+            .arg(&self.exe)
+            .arg("serve")
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--identity-file")
+            .arg(self.home().join("identity.txt"))
+            .stdin(match activated {
+                Some(fd) => std::process::Stdio::from(fd),
+                None => std::process::Stdio::null(),
+            })
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let mut d = OtherUsersDaemon {
+            child: c.spawn().unwrap(),
+            stderr,
+        };
+        d.wait_ready(&self.socket());
+        d
+    }
+
+    /// `doctor` as root (this process's user) on svrunner's vault, audit log and socket.
+    fn doctor(&self) -> (String, Option<i32>) {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_scopevault"));
+        self.env(&mut c);
+        let out = c
+            .arg("doctor")
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .unwrap();
+        text_of(&out)
+    }
+}
+
+/// Regression: root running doctor against a daemon that runs as its own user, in a socket
+/// directory that user owns (as systemd's `RuntimeDirectory=` makes it), said `fail socket …
+/// owned by uid N: the daemon refuses it; chown root …` (the running daemon had accepted it,
+/// and the advice breaks it), and `ok mlock root (CAP_IPC_LOCK)` while the daemon's own log
+/// said mlockall failed: both were judged for root. They are now judged for the daemon, found
+/// by the socket's peer credentials, and the lines say for which uid.
+#[test]
+fn doctor_as_root_judges_the_socket_directory_and_memory_lock_for_the_daemons_uid() {
+    let Some(s) = RunnerSetup::new(0o700) else {
+        return;
+    };
+    let d = s.serve(None);
+    let pid = d.child.id();
+    let (text, _) = s.doctor();
+    let judged = format!("judged for uid {} (the daemon's, pid {pid}", s.uid);
+    assert!(
+        line_with(&text, "ok", "socket", &[&judged]).is_some(),
+        "the directory the daemon bound its socket in is fine for it: {text}"
+    );
+    assert!(
+        line_with(&text, "warn", "mlock", &["64 KiB", &judged]).is_some(),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_to_string(&d.stderr)
+            .unwrap()
+            .contains("mlockall failed"),
+        "the daemon says so too"
+    );
+}
+
+/// As above with systemd's socket activation, emulated: root (this test) makes the listening
+/// socket in a directory svrunner owns (0750, as `RuntimeDirectory=` makes it) and hands it
+/// over; the socket's peer credentials are then root's, this test process's. Doctor finds the
+/// daemon as the other process holding the socket, and judges for it.
+#[test]
+fn doctor_judges_a_socket_activated_daemon_for_the_process_holding_the_socket() {
+    let Some(s) = RunnerSetup::new(0o750) else {
+        return;
+    };
+    let listener = std::os::unix::net::UnixListener::bind(s.socket()).unwrap();
+    let handed = std::os::fd::OwnedFd::from(listener.try_clone().unwrap());
+    let d = s.serve(Some(handed));
+    let pid = d.child.id();
+    let (text, _) = s.doctor();
+    let judged = format!("judged for uid {} (the daemon's, pid {pid}", s.uid);
+    assert!(
+        line_with(&text, "ok", "socket", &[&judged, "socket activation"]).is_some(),
+        "{text}"
+    );
+    assert!(
+        line_with(&text, "warn", "mlock", &["64 KiB", &judged]).is_some(),
+        "{text}"
+    );
+    drop(listener);
+}
+
+/// Answer the `health` requests of `answers.len()` connections on `listener`, in order, with
+/// `answers` (whatever was asked), as a daemon would.
+fn fake_daemon(
+    listener: std::os::unix::net::UnixListener,
+    answers: Vec<serde_json::Value>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for answer in answers {
+            let (s, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(&s);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            (&s).write_all(format!("{answer}\n").as_bytes()).unwrap();
+        }
+    })
+}
+
+/// Regression: doctor printed paths (from `--socket`, SCOPEVAULT_VAULT, SCOPEVAULT_AUDIT) and
+/// the daemon's strings (its version, the vault id it serves) raw: a directory named
+/// `x\rok  ` made a `fail` line look like an `ok` one on a terminal. Every detail now goes
+/// through the crate's one escaper.
+#[test]
+fn doctor_escapes_the_paths_and_the_daemons_strings_it_prints() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    e.init_with_cred();
+    let hostile = e.path("x\rok  ");
+    std::fs::create_dir(&hostile).unwrap();
+    std::fs::set_permissions(&hostile, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = e.path("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = run.join("s.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let health = |version: &str, vault_id: Option<&str>| {
+        serde_json::json!({
+            "ok": true, "version": version, "locked": vault_id.is_none(),
+            "vault_id": vault_id, "generation": vault_id.map(|_| 2), "credentials": 0,
+            "tasks": 0, "enforce": "deny\u{1b}[2J", "audit_ok": true, "connections": 1,
+            "peer": {"uid": 0, "gid": 0, "pid": 1, "admin": true}
+        })
+    };
+    let fake = fake_daemon(
+        listener,
+        vec![
+            health("0.1\r\u{1b}[2K\u{1b}]0;pwned\u{7}", None),
+            health("0.1", Some("\u{1b}[31mdeadbeefdeadbeefdeadbeefdeadbe")),
+        ],
+    );
+    let doctor = || {
+        let out = e.run_cmd(
+            e.cmd()
+                .env("SCOPEVAULT_AUDIT", hostile.join("audit.jsonl"))
+                .arg("doctor")
+                .arg("--socket")
+                .arg(&socket),
+            b"",
+        );
+        text_of(&out)
+    };
+    for (run, expect) in [
+        (
+            "locked",
+            ["0.1\\r\\u{1b}[2K\\u{1b}]0;pwned\\u{7}", "x\\rok"],
+        ),
+        ("another vault", ["vault \\u{1b}[31mdea", "x\\rok"]),
+    ] {
+        let (text, code) = doctor();
+        assert_eq!(code, Some(1), "{run}: {text}");
+        assert!(
+            !text.contains(['\r', '\u{1b}', '\u{7}']),
+            "{run}: a control character reached the terminal: {text:?}"
+        );
+        assert!(
+            line_with(&text, "fail", "audit", &[expect[1]]).is_some(),
+            "{run}: {text}"
+        );
+        assert!(
+            line_with(&text, "", "daemon", &[expect[0]]).is_some(),
+            "{run}: {text}"
+        );
+    }
+    fake.join().unwrap();
+}
+
+/// A user other than the daemon's cannot open the daemon's audit directory (0700): that is no
+/// reason to say `serve` refuses it. The directory is judged by its path and mode without
+/// opening it, and a log this user cannot read is a warning to run doctor as the daemon's
+/// user or root (an earlier version of the directory check opened it, and failed).
+#[test]
+fn doctor_as_another_user_judges_the_daemons_audit_directory_without_opening_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user("svother") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let base = tempdir();
+    let exe = users::shared_binary(base.path());
+    let logs = base.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(logs.join("audit.jsonl"), "").unwrap();
+    let out = std::process::Command::new(exe)
+        .env_clear()
+        .env("HOME", "/")
+        .env("SCOPEVAULT_STATE_DIR", base.path().join("state"))
+        .env("SCOPEVAULT_VAULT", base.path().join("vault.scopevault"))
+        .env("SCOPEVAULT_AUDIT", logs.join("audit.jsonl"))
+        .arg("doctor")
+        .arg("--socket")
+        .arg(base.path().join("run/s.sock"))
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let (text, _) = text_of(&out);
+    assert!(
+        line_with(
+            &text,
+            "warn",
+            "audit",
+            &["cannot read it", "daemon's user or root"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(line_with(&text, "fail", "audit", &[]).is_none(), "{text}");
+}
