@@ -560,7 +560,9 @@ impl Vault {
         }
         parsed.verify_mac(&identity)?;
         let seen_store = store::Seen::new();
-        let recorded = seen_store.get(&header.vault_id)?;
+        // One read of the record serves the generation and the format-2 marker below.
+        let record = seen_store.load()?;
+        let recorded = record.get(&header.vault_id).copied();
         let seen = recorded.into_iter().chain(floor).max();
         let mut rolled_back = None;
         if let Some(seen) = seen {
@@ -595,7 +597,7 @@ impl Vault {
             seen_store.record(&header.vault_id, header.generation)?;
         }
         let marker = format2_marker(&header.vault_id);
-        if parsed.version == format::VERSION && seen_store.get(&marker)?.is_none() {
+        if parsed.version == format::VERSION && !record.contains_key(&marker) {
             seen_store.record(&marker, 1)?;
         }
         Ok(Vault {

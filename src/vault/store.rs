@@ -534,12 +534,17 @@ impl Seen {
 
     /// The highest generation recorded for `vault_id`, if any.
     pub fn get(&self, vault_id: &str) -> Result<Option<u64>, VaultError> {
+        Ok(self.load()?.get(vault_id).copied())
+    }
+
+    /// The whole record (one read for several ids).
+    pub fn load(&self) -> Result<BTreeMap<String, u64>, VaultError> {
         let dir = self.dir();
         if !dir.exists() {
-            return Ok(self.load_legacy()?.get(vault_id).copied());
+            return self.load_legacy();
         }
         let dir = SafeDir::open(&dir, false)?;
-        Ok(self.load_from(&dir)?.get(vault_id).copied())
+        self.load_from(&dir)
     }
 
     /// Record `generation` if it is higher than what is recorded.
