@@ -46,6 +46,27 @@ fn memory_file(name: &str, bytes: &[u8]) -> anyhow::Result<File> {
     Ok(f)
 }
 
+/// Whether [`MARKER`] is in `file`, read from its start in [`super::text::CHUNK`] pieces
+/// that overlap by the marker's length.
+fn holds(finder: &memchr::memmem::Finder<'_>, mut file: &File) -> std::io::Result<bool> {
+    file.rewind()?;
+    let keep = MARKER.len() - 1;
+    let mut buf = Zeroizing::new(vec![0u8; super::text::CHUNK + keep]);
+    let mut have = 0usize;
+    loop {
+        let n = super::text::read_full(&mut file, &mut buf[have..])?;
+        let end = have + n;
+        if finder.find(&buf[..end]).is_some() {
+            return Ok(true);
+        }
+        if n == 0 || end < buf.len() {
+            return Ok(false);
+        }
+        buf.copy_within(end - keep..end, 0);
+        have = keep;
+    }
+}
+
 /// One embedded archive (its base64 text): the scrubbed archive in base64 if a member changed,
 /// and what the scrub found.
 fn scrub_one(
@@ -88,13 +109,15 @@ pub(crate) fn scrub_page(
     if stamp(&file.metadata()?) != before {
         return Ok(Some(Outcome::Changed));
     }
-    let limit = s.member_limit();
-    let mut page = Zeroizing::new(Vec::with_capacity(meta.len().min(limit) as usize));
-    (&file).take(limit + 1).read_to_end(&mut page)?;
     let finder = memchr::memmem::Finder::new(MARKER);
-    if finder.find(&page).is_none() {
+    // Most pages embed nothing: look for the marker in pieces before holding the page whole.
+    if !holds(&finder, &file)? {
         return Ok(None);
     }
+    let limit = s.member_limit();
+    let mut page = Zeroizing::new(Vec::with_capacity(meta.len().min(limit) as usize));
+    (&file).rewind()?;
+    (&file).take(limit + 1).read_to_end(&mut page)?;
     if page.len() as u64 > limit {
         summary.errors.push(format!(
             "{}: an HTML page over {} MiB: the archives embedded in it were not scrubbed (its text was)",
