@@ -995,6 +995,25 @@ fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
     assert_eq!(status.code(), Some(42));
 }
 
+/// Write `policy` to `name` in the test's directory and apply it to the daemon's vault (with
+/// the identity file `start` made); the daemon takes it at its next reload.
+fn apply_policy(dir: &std::path::Path, name: &str, policy: &str) {
+    let file = dir.join(name);
+    std::fs::write(&file, policy).unwrap();
+    let id = dir.join("identity.txt");
+    ok(
+        dir,
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "policy",
+            "apply",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+}
+
 /// A runner name that exists on no account of the host matches nobody: the daemon says so in
 /// its log at the load that brings it, naming the task.
 #[test]
@@ -1007,20 +1026,7 @@ fn a_load_names_in_the_daemons_log_the_runners_that_exist_on_no_account_here() {
         1,
     );
     assert_ne!(policy, daemon::example_policy());
-    let file = dir.path().join("typo.toml");
-    std::fs::write(&file, policy).unwrap();
-    let id = dir.path().join("identity.txt");
-    ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            id.to_str().unwrap(),
-            "policy",
-            "apply",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
+    apply_policy(dir.path(), "typo.toml", &policy);
     assert!(!d.stderr_text().contains("sv-no-such-runner-x"));
     let out = sv(&d, &["reload"]);
     assert!(out.status.success(), "{out:?}");
@@ -1036,20 +1042,7 @@ fn enforce_deny_refuses_an_over_scoped_credential_unless_an_exception_covers_it(
     let dir = tempdir();
     let d = start(dir.path());
     let policy = daemon::example_policy().replace("enforce = \"warn\"", "enforce = \"deny\"");
-    let file = dir.path().join("deny.toml");
-    std::fs::write(&file, policy).unwrap();
-    let id = dir.path().join("identity.txt");
-    ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            id.to_str().unwrap(),
-            "policy",
-            "apply",
-            file.to_str().unwrap(),
-        ],
-        None,
-    );
+    apply_policy(dir.path(), "deny.toml", &policy);
     let out = sv(&d, &["reload"]);
     assert!(
         out.status.success(),

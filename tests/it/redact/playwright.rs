@@ -25,10 +25,7 @@ use redact_oracle::{oracle, scan_tree, skip};
 const PW: &str = "Pw/ +&\u{e9}\"<x>%~*1";
 
 fn venv_python() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("venv-playwright/bin/python")
+    target_dir().join("venv-playwright/bin/python")
 }
 
 fn components() -> Result<PathBuf, String> {
