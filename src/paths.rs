@@ -126,6 +126,27 @@ pub fn nearest_existing(dir: &Path) -> PathBuf {
         .to_owned()
 }
 
+/// Whether a directory owned by `owner` may hold the files of a process running as `me`: a
+/// directory's owner can rename or remove any entry, whatever its mode or sticky bit. Root and
+/// the caller are trusted; root trusts every owner, as it administers the directories of its
+/// daemon's user (docs/operations.md).
+pub(crate) fn dir_owner_trusted(owner: u32, me: u32) -> bool {
+    me == 0 || owner == 0 || owner == me
+}
+
+/// The first directory of `chain` ([`lstat_components`]'s answer) owned by another user than
+/// root and `me`, with its owner, when `me` is not root ([`dir_owner_trusted`]).
+pub(crate) fn owned_by_another(
+    chain: &[(PathBuf, std::fs::Metadata)],
+    me: u32,
+) -> Option<(&Path, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    chain
+        .iter()
+        .find(|(_, m)| m.is_dir() && !dir_owner_trusted(m.uid(), me))
+        .map(|(p, m)| (p.as_path(), m.uid()))
+}
+
 /// `lstat` every component of `dir` (made absolute from the current directory), from `/` down
 /// to `dir` itself, and refuse a symbolic link anywhere: the owner of a link, not the owner of
 /// the directory it names, would decide where the socket is. Returns each path with its

@@ -112,7 +112,8 @@ pub(super) fn open_dir_of(
         .file_name()
         .ok_or_else(|| refuse("the path names no file".into()))?
         .to_owned();
-    crate::paths::lstat_components(dir).map_err(refuse)?;
+    let chain = crate::paths::lstat_components(dir).map_err(refuse)?;
+    others_dir(&chain).map_err(refuse)?;
     let fd = rustix::fs::open(
         dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -123,6 +124,18 @@ pub(super) fn open_dir_of(
         .map_err(|e| refuse(format!("cannot inspect its directory ({e})")))?;
     private_dir(dir, st.st_mode).map_err(refuse)?;
     Ok((fd, name))
+}
+
+/// For a daemon other than root: no directory on the log's path is owned by another user than
+/// root and the daemon's, who could rename the log and its key away and put their own there.
+fn others_dir(chain: &[(PathBuf, std::fs::Metadata)]) -> Result<(), String> {
+    match crate::paths::owned_by_another(chain, rustix::process::geteuid().as_raw()) {
+        Some((dir, uid)) => Err(format!(
+            "{} is owned by uid {uid}, another user: they could replace the log and its key. Use a directory of the daemon's user or root",
+            dir.display()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The log's directory `dir`, of mode `mode`, is not writable by group or others.
@@ -155,6 +168,7 @@ pub(crate) fn check_location(path: &Path) -> Result<(), AuditError> {
             .map_err(refuse);
     }
     let chain = crate::paths::lstat_components(&dir).map_err(refuse)?;
+    others_dir(&chain).map_err(refuse)?;
     if let Some((_, meta)) = chain.last() {
         private_dir(&dir, meta.mode()).map_err(refuse)?;
     }

@@ -97,7 +97,11 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), VaultError> {
 /// - every directory above it that is writable by group or others has the sticky bit (as
 ///   `/tmp`), so nobody else can rename our directory away and put theirs in its place;
 /// - no component of its path is a symlink owned by another user than root or us (a link we
-///   or root made is as trusted as we are; one another user planted is refused).
+///   or root made is as trusted as we are; one another user planted is refused);
+/// - for a caller other than root: neither it nor any directory above it is owned by another
+///   user than root or the caller (a directory's owner can rename or remove anything in it,
+///   whatever its mode or sticky bit). Root administers directories its daemon's user owns
+///   (docs/operations.md), so for root the owner alone is not a reason to refuse.
 pub(crate) struct SafeDir {
     fd: OwnedFd,
     path: PathBuf,
@@ -124,6 +128,16 @@ impl SafeDir {
         )
         .map_err(|e| io_err(dir, "cannot open the directory")(e.into()))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err(dir, "cannot stat")(e.into()))?;
+        let me = rustix::process::geteuid().as_raw();
+        if !crate::paths::dir_owner_trusted(st.st_uid, me) {
+            return Err(unsafe_dir(
+                dir,
+                &format!(
+                    "it is owned by uid {}, another user: they could replace the files in it. Use a directory of your own",
+                    st.st_uid
+                ),
+            ));
+        }
         if st.st_mode & 0o022 != 0 {
             return Err(unsafe_dir(
                 dir,
@@ -356,6 +370,16 @@ fn check_components(abs: &Path) -> Result<(), VaultError> {
         } else {
             md
         };
+        if !last && target.is_dir() && !crate::paths::dir_owner_trusted(target.uid(), me) {
+            return Err(unsafe_dir(
+                abs,
+                &format!(
+                    "{} is owned by uid {}, another user: they could rename what is under it and put their own in its place",
+                    cur.display(),
+                    target.uid()
+                ),
+            ));
+        }
         if !last && target.is_dir() && target.mode() & 0o022 != 0 && target.mode() & 0o1000 == 0 {
             return Err(unsafe_dir(
                 abs,

@@ -553,3 +553,79 @@ fn one_uid_holding_a_thousand_half_open_connections_starves_no_other_uid() {
     let _ = hog.wait();
     assert!(worst < Duration::from_millis(100), "{worst:?}");
 }
+
+/// A daemon that does not run as root refuses an audit log below a directory another user
+/// owns: that user could rename the log and its key away and put their own in their place.
+/// (The vault and state directories get the same rule: `tests/it/vault/dirs.rs`
+/// `a_caller_other_than_root_refuses_directories_another_user_owns`.)
+#[test]
+fn a_daemon_other_than_root_refuses_an_audit_log_in_another_users_directory() {
+    use crate::common::users;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let ids = users::ensure_user(users::OTHER_USER)
+        .and_then(|me| users::ensure_user("scopevault-t3").map(|other| (me, other)));
+    let ((uid, gid), (other, other_gid)) = match ids {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = users::shared_binary(&dir.path().join("shared"));
+    let own = |p: &std::path::Path, u: u32, g: u32, m: u32| {
+        std::fs::create_dir_all(p).unwrap();
+        std::os::unix::fs::chown(p, Some(u), Some(g)).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let mine = dir.path().join("mine");
+    own(&mine, uid, gid, 0o700);
+    own(&dir.path().join("theirs"), other, other_gid, 0o755);
+    own(&dir.path().join("theirs/logs"), uid, gid, 0o700);
+    let serve = |audit: &std::path::Path| {
+        let mut child = std::process::Command::new(&exe)
+            .args(["serve", "--socket"])
+            .arg(mine.join("run/s.sock"))
+            .arg("--audit")
+            .arg(audit)
+            .env_clear()
+            .env("HOME", &mine)
+            .env("SCOPEVAULT_STATE_DIR", mine.join("state"))
+            .env("SCOPEVAULT_VAULT", mine.join("vault.scopevault"))
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+                return (Some(st), err);
+            }
+            if std::os::unix::net::UnixStream::connect(mine.join("run/s.sock")).is_ok()
+                || std::time::Instant::now() > deadline
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(mine.join("run/s.sock"));
+                return (None, String::new());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (status, err) = serve(&dir.path().join("theirs/logs/audit.jsonl"));
+    let status = status.expect("the daemon served on a log in another user's directory");
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&format!("owned by uid {other}, another user")),
+        "{err}"
+    );
+    assert!(!dir.path().join("theirs/logs/audit.jsonl").exists());
+    // Control: the same daemon with its log in its own directory serves.
+    let (status, err) = serve(&mine.join("audit.jsonl"));
+    assert!(status.is_none(), "{status:?}: {err}");
+}

@@ -201,3 +201,85 @@ fn the_xdg_directories_the_user_set_are_honoured_even_as_root() {
     };
     assert!(err.contains(&want), "{err}");
 }
+
+/// A caller other than root refuses a vault directory below a directory another user owns, and
+/// a state directory another user owns: a directory's owner can rename or replace anything in
+/// it whatever its mode (here: hand the caller a rollback record that allows a rollback).
+/// Found by the fifteenth pass's monitoring attack; accepted before the fix.
+#[test]
+fn a_caller_other_than_root_refuses_directories_another_user_owns() {
+    use crate::common::users;
+    use std::os::unix::process::CommandExt;
+    let ids = users::ensure_user(users::OTHER_USER)
+        .and_then(|me| users::ensure_user("scopevault-t3").map(|other| (me, other)));
+    let ((uid, gid), (other, other_gid)) = match ids {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let e = Env::new();
+    mode(e.path("").as_path(), 0o711);
+    let exe = users::shared_binary(&e.path("shared"));
+    mode(&e.path("pass"), 0o644);
+    let own = |p: &Path, u: u32, g: u32, m: u32| {
+        std::fs::create_dir_all(p).unwrap();
+        std::os::unix::fs::chown(p, Some(u), Some(g)).unwrap();
+        mode(p, m);
+    };
+    // The caller's own state directory, and a directory of another user's holding one of
+    // the caller's.
+    own(&e.path("state-mine"), uid, gid, 0o700);
+    own(&e.path("theirs"), other, other_gid, 0o755);
+    own(&e.path("theirs/mine"), uid, gid, 0o700);
+    own(&e.path("mine"), uid, gid, 0o700);
+    let run = |vault: &Path, state: &Path, args: &[&str]| {
+        let out = std::process::Command::new(&exe)
+            .args(args)
+            .arg("--passphrase-file")
+            .arg(e.path("pass"))
+            .env_clear()
+            .env("HOME", "/")
+            .env("SCOPEVAULT_VAULT", vault)
+            .env("SCOPEVAULT_STATE_DIR", state)
+            .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&e.path("theirs/mine/v"), &e.path("state-mine"), &["init"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("owned by uid {other}, another user")),
+        "{err}"
+    );
+    assert!(files_under(&e.path("theirs/mine")).is_empty());
+
+    // Control: the caller's own directories are accepted.
+    let vault = e.path("mine/v");
+    let (code, err) = run(&vault, &e.path("state-mine"), &["init"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&vault, &e.path("state-mine"), &["cred", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // The same rollback record in a state directory another user owns (readable by all, as
+    // that user could make it): refused, not believed.
+    own(&e.path("state-theirs"), other, other_gid, 0o755);
+    std::fs::copy(
+        e.path("state-mine/generations.json"),
+        e.path("state-theirs/generations.json"),
+    )
+    .unwrap();
+    mode(&e.path("state-theirs/generations.json"), 0o644);
+    let (code, err) = run(&vault, &e.path("state-theirs"), &["cred", "list"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("owned by uid {other}, another user")),
+        "{err}"
+    );
+}
