@@ -196,7 +196,7 @@ impl Refusal {
             Vault(body) => body.message.clone(),
             Rollback(message) => message.clone(),
             AuditUnavailable => "the audit log cannot be written, so nothing is handed out; an admin must fix the audit log (disk space, permissions)".into(),
-            RotateFailed(why) => format!("the audit log was not rotated: {why}"),
+            RotateFailed(why) => format!("`audit rotate` failed: {why}"),
             TooLarge => format!("request line longer than {MAX_LINE} bytes; connection closed"),
         }
     }

@@ -63,6 +63,11 @@ pub(super) struct Segment {
     /// Sync the next batch in the log rather than frame it in the journal (the record of a
     /// loss the journal cannot mend: no frame then leads later starts back to that loss).
     unframed_next: bool,
+    /// The reason of the `audit.rotate` record this file must begin with: set when the daemon
+    /// begins a new file after a move, cleared once that record is written. A write that
+    /// fails (a full disk) leaves it set, so the next batch begins the file with it and the
+    /// files still verify as one chain.
+    begins_with: Option<String>,
 }
 
 /// An open audit log. `Send + Sync`: share it (in an `Arc`) between all connection threads.
@@ -470,6 +475,7 @@ impl AuditLog {
                 dirty: false,
                 journal,
                 unframed_next: false,
+                begins_with: None,
             }),
             key,
             sync,
@@ -689,7 +695,8 @@ impl AuditLog {
     /// batch is in flight while the file is moved. Returns the moved file's path and the seq of
     /// the `audit.rotate` record.
     pub fn rotate(&self) -> Result<(PathBuf, u64), AuditError> {
-        let (moved, seq) = self.as_sole_writer(|chain| {
+        let moved_to = std::cell::RefCell::new(None);
+        let rotated = self.as_sole_writer(|chain| {
             let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
             let stamp = time::OffsetDateTime::now_utc()
                 .format(time::macros::format_description!(
@@ -724,14 +731,27 @@ impl AuditLog {
                 }
             };
             let moved = dir_of(&self.path).join(archive);
+            *moved_to.borrow_mut() = Some(moved.clone());
             let reason = format!(
                 "rotated by `scopevault audit rotate`: records up to seq {} are in {}",
                 chain.seq,
                 moved.display()
             );
             Ok((Some(reason), moved))
-        })?;
-        Ok((moved, seq.unwrap_or(0)))
+        });
+        match (rotated, moved_to.into_inner()) {
+            (Ok((moved, seq)), _) => Ok((moved, seq.unwrap_or(0))),
+            // Moved, but the new file's first record was not written (a full disk): say so,
+            // rather than "not rotated"; the record begins the file with the next batch.
+            (Err(AuditError::Write { message, .. }), Some(moved)) => Err(AuditError::Write {
+                path: self.path.clone(),
+                message: format!(
+                    "the log was moved to {}, but the new file's first record could not be written ({message}); it begins the new file with the next record written",
+                    moved.display()
+                ),
+            }),
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// Continue in a new file if the log was moved away from its path (logrotate without
@@ -1162,10 +1182,15 @@ impl AuditLog {
                 dirty: false,
                 journal,
                 unframed_next: seg.unframed_next,
+                begins_with: Some(reason),
             };
             newline_first = false;
+        }
+        // A new file begins with its `audit.rotate` record, also when the write that should
+        // have begun it failed (the record goes first in the next one).
+        if let Some(reason) = seg.begins_with.as_deref().filter(|_| seg.len == 0) {
             own.push(self.render_body(&AuditRecord {
-                reason: Some(&reason),
+                reason: Some(reason),
                 ..AuditRecord::new(AuditOp::AuditRotate, Decision::Allow)
             }));
         }
@@ -1240,6 +1265,7 @@ impl AuditLog {
         }
         seg.len += buf.len() as u64;
         seg.unframed_next = false;
+        seg.begins_with = None;
         Ok(Written {
             chain,
             first_seq,

@@ -1109,6 +1109,89 @@ fn regression_enospc_short_audit_write_left_a_torn_record() {
     d.stop();
 }
 
+/// Regression (sixteenth pass, found by rotating on a full disk): `audit rotate`, or a log
+/// moved away as logrotate does, while the disk was full moved the file but could not write
+/// the new file's `audit.rotate` record; once space was back the next hand-out began the new
+/// file without it, so the files never verified as one chain again ("2 line(s) removed"),
+/// and `audit rotate` said "not rotated" of a log it had moved.
+#[test]
+fn a_rotation_on_a_full_disk_still_verifies_as_one_chain_once_space_returns() {
+    let dir = daemon::tempdir();
+    let fs = match Tmpfs::mount(&dir.path().join("auditfs"), "1m") {
+        Ok(fs) => fs,
+        Err(why) => return skip::skip(&why),
+    };
+    let id = daemon::setup_vault(dir.path());
+    let log = fs.path.join("audit.jsonl");
+    let d = daemon::Daemon::start(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "--audit",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(d.request(FETCH)["ok"], true);
+    // 1. `audit rotate` with no room for the new file's first record.
+    fs.fill();
+    let out = daemon::cmd(dir.path())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["audit", "rotate"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the log was moved to") && err.contains("begins the new file"),
+        "{err}"
+    );
+    fs.free();
+    assert_eq!(d.request(FETCH)["ok"], true);
+    // 2. Moved away as logrotate does, then a full disk at the next write.
+    std::fs::rename(&log, fs.path.join("audit.jsonl.1")).unwrap();
+    fs.fill();
+    assert_eq!(daemon::code(&d.request(FETCH)), "audit_unavailable");
+    fs.free();
+    let v = d.request(FETCH);
+    assert_eq!(v["ok"], true, "{v}");
+    d.stop();
+    // Every file begins with its record, and all of them are one chain.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&fs.path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("audit.jsonl") && !n.ends_with(".key") && !n.ends_with(".journal")
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let first_line = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        first_line
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"audit.rotate\""),
+        "{first_line}"
+    );
+    let o = daemon::cmd(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .args(&files)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        v["audit_seq"].as_u64(),
+        audit_verify(dir.path(), &log).ok(),
+        "the last hand-out is the chain's last record"
+    );
+}
+
 #[test]
 fn sigkill_daemon_during_a_fetch_storm_leaves_a_verifiable_audit_log() {
     const CLIENTS: usize = 4;
