@@ -519,6 +519,11 @@ pub struct Health {
     pub policy_digest: Option<String>,
     /// Whether the last audit append succeeded.
     pub audit_ok: bool,
+    /// Whether the last write of the audit chain's anchor succeeded (docs/audit.md, "The
+    /// anchor"); while it is false the daemon hands nothing out. Absent (true) from daemons
+    /// before 0.1 round 16.
+    #[serde(default = "anchor_ok_by_default")]
+    pub audit_anchor_ok: bool,
     /// True while the daemon loads a vault file saved since it was loaded (`cred set`,
     /// `policy apply`, `bundle apply`): `generation` is still the loaded one, and requests
     /// other than `health` wait for the load. Absent from daemons before 0.1 round 2.
@@ -528,6 +533,11 @@ pub struct Health {
     pub connections: usize,
     /// The asking peer, as the kernel reported it.
     pub peer: PeerInfo,
+}
+
+/// [`Health::audit_anchor_ok`] of a daemon that does not say: it had no such failure mode.
+fn anchor_ok_by_default() -> bool {
+    true
 }
 
 /// One task in a `tasks` response.

@@ -592,6 +592,7 @@ impl Handler {
                 enforce: policy.map(|p| p.enforce().as_str().to_owned()),
                 policy_digest: v.and_then(|o| o.policy_digest.clone()),
                 audit_ok: self.audit.ok(),
+                audit_anchor_ok: self.audit.anchor_ok(),
                 loading,
                 connections: self.open.load(Ordering::SeqCst),
                 peer: PeerInfo {

@@ -116,6 +116,9 @@ pub(crate) enum Refusal {
     Rollback(String),
     /// The audit log cannot be written.
     AuditUnavailable,
+    /// The audit chain's anchor cannot be written (docs/audit.md, "The anchor"): records cut
+    /// from the log's end would go unnoticed, so no secret goes out.
+    AnchorUnavailable,
     /// `audit_rotate` failed (the message says why).
     RotateFailed(String),
     /// A request line longer than [`MAX_LINE`].
@@ -147,7 +150,7 @@ impl Refusal {
             BadTotpSeed { .. } | NoVault => ErrorCode::Internal,
             TooManyTickets => ErrorCode::Busy,
             Vault(body) => body.code,
-            AuditUnavailable | RotateFailed(_) => ErrorCode::AuditUnavailable,
+            AuditUnavailable | AnchorUnavailable | RotateFailed(_) => ErrorCode::AuditUnavailable,
             TooLarge => ErrorCode::TooLarge,
         }
     }
@@ -196,6 +199,7 @@ impl Refusal {
             Vault(body) => body.message.clone(),
             Rollback(message) => message.clone(),
             AuditUnavailable => "the audit log cannot be written, so nothing is handed out; an admin must fix the audit log (disk space, permissions)".into(),
+            AnchorUnavailable => "the audit log's anchor cannot be written, so nothing is handed out (records cut from the log's end would go unnoticed); an admin must fix the state directory (disk space, permissions)".into(),
             RotateFailed(why) => format!("`audit rotate` failed: {why}"),
             TooLarge => format!("request line longer than {MAX_LINE} bytes; connection closed"),
         }
@@ -231,6 +235,7 @@ impl Refusal {
             | NoVault
             | Vault(_)
             | AuditUnavailable
+            | AnchorUnavailable
             | RotateFailed(_) => Decision::Error,
         }
     }
@@ -354,6 +359,7 @@ mod tests {
             ),
             (Refusal::Rollback(s("older")), C::Denied, Deny),
             (Refusal::AuditUnavailable, C::AuditUnavailable, Error),
+            (Refusal::AnchorUnavailable, C::AuditUnavailable, Error),
             (
                 Refusal::RotateFailed(s("no room")),
                 C::AuditUnavailable,
@@ -414,10 +420,11 @@ mod tests {
                 Refusal::AuditUnavailable => 21,
                 Refusal::RotateFailed(_) => 22,
                 Refusal::TooLarge => 23,
+                Refusal::AnchorUnavailable => 24,
             };
             seen.insert(kind);
         }
-        assert_eq!(seen.len(), 24, "{seen:?}");
+        assert_eq!(seen.len(), 25, "{seen:?}");
     }
 
     /// Messages clients and tests rely on stay as they were before the refusals were typed.

@@ -82,6 +82,8 @@ pub struct AuditLog {
     /// Wakes a gathering leader when the queue holds what it waits for.
     gather: Condvar,
     ok: AtomicBool,
+    /// False while the anchor's last write failed ([`AuditLog::anchor_ok`]).
+    anchor_ok: AtomicBool,
     records: AtomicU64,
     batches: AtomicU64,
     /// Keep an anchor ([`anchor_path`]).
@@ -495,6 +497,7 @@ impl AuditLog {
             cond: Condvar::new(),
             gather: Condvar::new(),
             ok: AtomicBool::new(true),
+            anchor_ok: AtomicBool::new(true),
             records: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             anchor: flags.anchor,
@@ -873,6 +876,12 @@ impl AuditLog {
         self.ok.load(Ordering::SeqCst)
     }
 
+    /// False while the chain's anchor cannot be written (its last write failed): the
+    /// daemon hands nothing out then, and `health` says so.
+    pub fn anchor_ok(&self) -> bool {
+        self.anchor_ok.load(Ordering::SeqCst)
+    }
+
     /// Records and batches written since the log was opened.
     pub fn stats(&self) -> AuditStats {
         AuditStats {
@@ -951,7 +960,7 @@ impl AuditLog {
         if (*last == chain.seq && chain.seq != 0) || chain.seq < *last {
             return Ok(());
         }
-        write_anchor(
+        let written = write_anchor(
             &self.path,
             &Anchor {
                 log: std::path::absolute(&self.path)
@@ -962,7 +971,10 @@ impl AuditLog {
                 head: chain.prev.clone(),
                 generation: self.generation.load(Ordering::SeqCst),
             },
-        )?;
+        );
+        // A failed write leaves `last` behind the chain, so the next tick tries again.
+        self.anchor_ok.store(written.is_ok(), Ordering::SeqCst);
+        written?;
         *last = chain.seq;
         Ok(())
     }

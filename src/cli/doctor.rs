@@ -293,6 +293,13 @@ fn check_daemon(
                 }
             ),
         ),
+        Ok(h) if !h.audit_anchor_ok => r.fail(
+            "daemon",
+            format!(
+                "scopevault {} cannot write its audit anchor in the state directory: it refuses every fetch (audit_unavailable) until it can, because records cut from the log's end would go unnoticed; the daemon's own log names the error (`journalctl -u scopevault`, or its stderr): a full disk, permissions, a read-only file system",
+                h.version
+            ),
+        ),
         Ok(h) if h.loading => r.warn(
             "daemon",
             format!(

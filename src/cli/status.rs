@@ -198,6 +198,11 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             b2f(h.audit_ok),
         );
         e.single(
+            "scopevault_audit_anchor_ok",
+            "1 if the daemon's last write of the audit anchor succeeded (else hand-outs are refused).",
+            b2f(h.audit_anchor_ok),
+        );
+        e.single(
             "scopevault_connections",
             "Connections open on the daemon's socket, the status request's included.",
             h.connections as f64,
@@ -378,6 +383,11 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             "FAILING: hand-outs are refused"
         }
     );
+    if !h.audit_anchor_ok {
+        println!(
+            "audit anchor: FAILING: hand-outs are refused; the anchor in the state directory cannot be written (disk space, permissions: the daemon's log names the error)"
+        );
+    }
     if let (Some(seq), Some(hash), Some(source)) = (audit.seq, &audit.hash, audit.source) {
         println!(
             "audit head:  seq {seq} hash {} (from the {source}){}",

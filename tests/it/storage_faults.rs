@@ -1192,6 +1192,102 @@ fn a_rotation_on_a_full_disk_still_verifies_as_one_chain_once_space_returns() {
     );
 }
 
+/// Regression (sixteenth pass, found by filling the state directory's file system): when the
+/// anchor could not be written the daemon went on handing out with a warning on stderr,
+/// `status` said the log was fine, and records cut from the log's end after a clean stop went
+/// unnoticed. Now hand-outs stop (`audit_unavailable`, naming the anchor) within the anchor's
+/// interval, `health`, `status` and the metrics say why, and they resume once it is written.
+#[test]
+fn a_state_directory_that_cannot_take_the_anchor_stops_hand_outs_until_it_can() {
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let state = dir.path().join("state/scopevault");
+    let saved: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    let fs = match Tmpfs::mount(&state, "256k") {
+        Ok(fs) => fs,
+        Err(why) => return skip::skip(&why),
+    };
+    for (p, b) in &saved {
+        std::fs::write(p, b).unwrap();
+    }
+    let d = daemon::Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    assert_eq!(d.request(FETCH)["ok"], true);
+    fs.fill();
+    // The anchor is written about every 250 ms while records flow: hand-outs stop at the
+    // first write that fails.
+    let mut refused = None;
+    for _ in 0..400 {
+        let v = d.request(FETCH);
+        if v["ok"] != true {
+            refused = Some(v);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let v = refused.expect("hand-outs went on while the anchor could not be written");
+    assert_eq!(daemon::code(&v), "audit_unavailable", "{v}");
+    assert!(v.to_string().contains("anchor"), "{v}");
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert_eq!(h["audit_ok"], true, "{h}");
+    assert_eq!(h["audit_anchor_ok"], false, "{h}");
+    let status = |args: &[&str]| {
+        let o = daemon::cmd(dir.path())
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg("status")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(
+        status(&[]).contains("audit anchor: FAILING"),
+        "{}",
+        status(&[])
+    );
+    assert!(
+        status(&["--format", "prometheus"]).contains("scopevault_audit_anchor_ok 0"),
+        "{}",
+        status(&["--format", "prometheus"])
+    );
+    // Space is back: the next anchor write succeeds and hand-outs resume.
+    fs.free();
+    let mut resumed = false;
+    for _ in 0..400 {
+        if d.request(FETCH)["ok"] == true {
+            resumed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(
+        resumed,
+        "hand-outs did not resume once the anchor could be written"
+    );
+    assert_eq!(
+        d.request(r#"{"v":1,"op":"health"}"#)["audit_anchor_ok"],
+        true
+    );
+    // A clean stop anchors the last record: a cut tail is reported.
+    d.stop();
+    let log = dir.path().join("audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&log, format!("{}\n", lines[..lines.len() - 2].join("\n"))).unwrap();
+    let err = audit_verify(dir.path(), &log).unwrap_err();
+    assert!(err.contains("missing"), "{err}");
+    drop(fs);
+}
+
 #[test]
 fn sigkill_daemon_during_a_fetch_storm_leaves_a_verifiable_audit_log() {
     const CLIENTS: usize = 4;

@@ -86,6 +86,11 @@ impl Handler {
         by: &FetchBy,
         credential: Option<&'a str>,
     ) -> Step<(&'a Opened, String, Vec<Granted<'a>>)> {
+        // No hand-out while the chain's anchor cannot be written: a cut tail would go
+        // unnoticed. Checked first, so that no ticket is spent for a refusal.
+        if !self.audit.anchor_ok() {
+            return Err(Refusal::AnchorUnavailable.into());
+        }
         let (o, policy) = Self::opened_with_policy(v, Op::Fetch)?;
         let task_name = self.resolve_task(o, policy, peer, by, credential)?;
         let (task, names) = self.select_credentials(policy, &task_name, credential)?;
