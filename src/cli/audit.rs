@@ -64,13 +64,28 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     let shown = path.display();
-    // Then the files as one chain: in the order of their first seq, the live log last, each
-    // beginning where the one before it ends.
+    // Then the files as one chain: in the order of their first seq, whichever was given as
+    // `--audit` (an empty live log last), each beginning where the one before it ends.
     earlier.retain(|(_, r)| r.lines > 0);
-    earlier.sort_by_key(|(_, r)| r.first_seq);
-    let mut files = earlier;
     let live_empty = report.lines == 0;
+    let mut files = earlier;
     files.push((path, report.clone()));
+    files.sort_by_key(|(_, r)| if r.lines == 0 { u64::MAX } else { r.first_seq });
+    if let Some((newest, r)) = files.iter().rev().find(|(_, r)| r.lines > 0) {
+        if *newest != path && !live_empty {
+            eprintln!(
+                "{shown}: note: not the newest file given ({} goes on to seq {}): `--audit` names the live log; the files are checked as one chain all the same",
+                newest.display(),
+                r.last_seq
+            );
+        }
+    }
+    // The chain's end, which the anchor is compared with: its newest non-empty file.
+    let end = files
+        .iter()
+        .rev()
+        .find(|(_, r)| r.lines > 0)
+        .map_or_else(|| report.clone(), |(_, r)| r.clone());
     for pair in files.windows(2) {
         let ((pa, a), (pb, b)) = (&pair[0], &pair[1]);
         if b.lines == 0 {
@@ -113,7 +128,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 None => audit::Found::Before,
             })
         };
-        match audit::anchor_gap(&a, report.last_seq, &report.head, after)? {
+        match audit::anchor_gap(&a, end.last_seq, &end.head, after)? {
             None => {}
             Some(audit::AnchorGap::InEarlierFile { anchored }) => eprintln!(
                 "{shown}: the record at seq {anchored} anchored in {} is in an earlier file not given here: not compared (give the rotated files too)",

@@ -306,3 +306,70 @@ fn the_anchor_section_of_audit_md_names_the_state_directory_root_uses() {
         "{section}"
     );
 }
+
+/// Sixteenth pass, found by an auditor's review from docs/audit.md ("checks them as one
+/// chain, in the order of their first `seq` (any order on the command line)"): three
+/// segments of one log, written here from the documented record format with SHA-256 alone,
+/// verify as one chain whichever of them `--audit` names. Naming the middle one reported its
+/// own records missing, naming the first one said the files overlap.
+#[test]
+fn verify_checks_the_segments_as_one_chain_whichever_one_audit_names() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let mut prev = "0".repeat(64);
+    let mut seq = 1u64;
+    let mut segment = |name: &str, n: usize, first_op: Option<&str>| {
+        let path = dir.path().join(name);
+        let mut out = String::new();
+        for i in 0..n {
+            let op = if i == 0 {
+                first_op.unwrap_or("fetch")
+            } else {
+                "fetch"
+            };
+            let line = serde_json::json!({
+                "seq": seq, "time": "2026-12-01T10:00:00Z", "peer": null, "op": op,
+                "task": "t1", "credential": "cred-a", "decision": "allow", "reason": null,
+                "warnings": [], "values": {}, "prev": prev,
+            })
+            .to_string();
+            prev = data_encoding::HEXLOWER.encode(&Sha256::digest(line.as_bytes()));
+            seq += 1;
+            out.push_str(&line);
+            out.push('\n');
+        }
+        std::fs::write(&path, out).unwrap();
+        path
+    };
+    let files = [
+        segment("a", 5, None),
+        segment("b", 3, Some("audit.rotate")),
+        segment("c", 3, Some("audit.rotate")),
+    ];
+    for named in 0..3 {
+        for reversed in [false, true] {
+            let mut rest: Vec<&PathBuf> =
+                (0..3).filter(|&i| i != named).map(|i| &files[i]).collect();
+            if reversed {
+                rest.reverse();
+            }
+            let o = bin()
+                .args(["audit", "verify", "--audit"])
+                .arg(&files[named])
+                .args(&rest)
+                .output()
+                .unwrap();
+            let (out, err) = (text(&o.stdout), text(&o.stderr));
+            assert!(o.status.success(), "--audit {named}: {out}{err}");
+            assert!(
+                out.contains("3 file(s) as one chain, 11 record(s), seq 1 to 11"),
+                "{out}"
+            );
+            assert_eq!(
+                err.contains("not the newest file given"),
+                named != 2,
+                "--audit {named}: {err}"
+            );
+        }
+    }
+}
