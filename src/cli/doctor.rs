@@ -50,6 +50,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
     if file.is_some() {
         check_unlock(&mut r, g, &vault_path);
     }
+    check_state(&mut r, file.as_ref());
     let daemon = check_daemon(&mut r, g, &vault_path, file.as_ref());
     let audit_path = a
         .audit
@@ -523,6 +524,35 @@ fn check_audit(r: &mut Report, path: &Path) {
             ),
         );
     }
+    // `serve` refuses a log with records whose key is gone or damaged (docs/audit.md, "The
+    // HMAC key"): judged only where this user may read the key, as the daemon does.
+    let key = crate::audit::key_path(path);
+    if chain.lines > 0 {
+        match crate::audit::AuditKey::load(path) {
+            Ok(_) => {}
+            Err(crate::audit::AuditError::Open { message, .. })
+                if std::fs::symlink_metadata(&key).is_err() =>
+            {
+                r.fail(
+                    "audit",
+                    format!(
+                        "{} is missing ({}), and the log holds records: `serve` refuses to start; start it once with `--new-audit-key`, which records the new key in the chain (docs/audit.md, \"The HMAC key\")",
+                        key.display(),
+                        message
+                    ),
+                );
+                return;
+            }
+            Err(e @ crate::audit::AuditError::BadKey { .. }) => {
+                r.fail("audit", format!("{e}: `serve` refuses to start"));
+                return;
+            }
+            Err(e) => r.warn(
+                "audit",
+                format!("cannot read the key: {e} (fine if the daemon runs as another user)"),
+            ),
+        }
+    }
     if let Some(bad) = chain.first_bad {
         r.fail(
             "audit",
@@ -546,6 +576,55 @@ fn check_audit(r: &mut Report, path: &Path) {
                 chain.head
             ),
         );
+    }
+}
+
+/// The state directory (rollback record, anchors, applied records), as the writers check it,
+/// and the generation its rollback record holds for this vault against the file's.
+fn check_state(r: &mut Report, file: Option<&FileHeader>) {
+    let dir = crate::paths::state_dir();
+    let shown = dir.display();
+    if std::fs::symlink_metadata(&dir).is_err() {
+        r.warn(
+            "state",
+            format!("{shown} does not exist yet: the first open of the vault on this machine creates it and records the vault's generation there (rollback detection starts then; docs/security.md, \"Trust on first use\")"),
+        );
+        return;
+    }
+    if let Err(e) = crate::vault::SafeDir::open(&dir, false) {
+        r.fail(
+            "state",
+            format!("every command that opens the vault, and `serve`, refuse it: {e}"),
+        );
+        return;
+    }
+    let Some(file) = file else {
+        r.ok("state", format!("{shown}: checked as the writers check it"));
+        return;
+    };
+    match crate::vault::recorded_generation(&file.vault_id) {
+        Err(e) => r.fail(
+            "state",
+            format!("the rollback record cannot be read, so every open of the vault fails: {e}"),
+        ),
+        Ok(Some(seen)) if seen > file.generation => r.fail(
+            "state",
+            format!(
+                "the vault file is generation {}, older than generation {seen} recorded in {shown}: every command and `serve` refuse it as a rollback; put the newest copy back, or accept this one once with `--allow-rollback` (docs/operations.md, \"Restore\")",
+                file.generation
+            ),
+        ),
+        Ok(Some(seen)) => r.ok(
+            "state",
+            format!("{shown}: generation {seen} recorded for vault {}…", short_id(&file.vault_id)),
+        ),
+        Ok(None) => r.warn(
+            "state",
+            format!(
+                "{shown} records no generation for vault {}… yet: rollback detection starts at its first open on this machine",
+                short_id(&file.vault_id)
+            ),
+        ),
     }
 }
 

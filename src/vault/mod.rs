@@ -12,6 +12,12 @@ mod slots;
 mod store;
 pub(crate) use store::SafeDir;
 
+/// The generation the rollback record of this machine holds for `vault_id` (`None`: never
+/// opened here), read as an open reads it (`doctor` compares it with the file's).
+pub(crate) fn recorded_generation(vault_id: &str) -> Result<Option<u64>, VaultError> {
+    store::Seen::new().get(vault_id)
+}
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -679,3 +679,88 @@ fn doctor_as_another_user_judges_the_daemons_audit_directory_without_opening_it(
     );
     assert!(line_with(&text, "fail", "audit", &[]).is_none(), "{text}");
 }
+
+/// Left from the fifteenth pass: doctor did not look at the state directory, so a rolled-back
+/// vault file (every command and `serve` refuse it) and a state directory the writers refuse
+/// were not among its lines, nor an audit log whose HMAC key is gone (`serve` refuses to
+/// start). Now each is a `fail` with the fix.
+#[test]
+fn doctor_fails_a_rolled_back_vault_a_refused_state_directory_and_a_missing_audit_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    e.init_with_cred();
+    let older = e.vault_bytes();
+    e.ok(
+        &["cred", "rm", "shop-buyer", "--passphrase-file", &e.pf()],
+        b"",
+    );
+    let doctor = |audit: &Path| {
+        let out = e.run_cmd(
+            e.cmd()
+                .arg("doctor")
+                .arg("--socket")
+                .arg(e.path("no-daemon.sock"))
+                .arg("--audit")
+                .arg(audit),
+            b"",
+        );
+        text_of(&out)
+    };
+    let audit = e.path("logs/audit.jsonl");
+    let (text, _) = doctor(&audit);
+    assert!(
+        line_with(&text, "ok", "state", &["generation", "recorded for vault"]).is_some(),
+        "{text}"
+    );
+    // The older copy back in place.
+    std::fs::write(e.vault(), &older).unwrap();
+    let (text, code) = doctor(&audit);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "state",
+            &["older than generation", "--allow-rollback"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    // A state directory anyone may write.
+    let state = e.path("state");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (text, code) = doctor(&audit);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(&text, "fail", "state", &["refuse it", "chmod go-w"]).is_some(),
+        "{text}"
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // An audit log with records whose key is gone.
+    std::fs::create_dir_all(audit.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        audit.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let log = scopevault::audit::AuditLog::open(&audit, false).unwrap();
+    log.append(scopevault::audit::AuditRecord::new(
+        scopevault::protocol::Op::Health,
+        scopevault::audit::Decision::Allow,
+    ))
+    .unwrap();
+    drop(log);
+    let (text, _) = doctor(&audit);
+    assert!(
+        line_with(&text, "ok", "audit", &["record(s) verify"]).is_some(),
+        "{text}"
+    );
+    std::fs::remove_file(scopevault::audit::key_path(&audit)).unwrap();
+    let (text, code) = doctor(&audit);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(&text, "fail", "audit", &["is missing", "--new-audit-key"]).is_some(),
+        "{text}"
+    );
+}
