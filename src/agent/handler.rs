@@ -35,8 +35,8 @@ mod ticket;
 pub(crate) type Opener =
     Box<dyn Fn(&SecretString) -> Result<Box<dyn VaultView>, ErrorBody> + Send + Sync>;
 
-/// Secret fields of a `totp` credential that are never handed out (the seed).
-const TOTP_SEED_FIELDS: [&str; 2] = ["totp_seed", "otpauth"];
+// Secret fields of a `totp` credential that are never handed out (the seed).
+use crate::vault::TOTP_SEED_FIELDS;
 
 /// Default free space (bytes) kept on the audit log's file system for hand-outs: below it,
 /// refusals are counted, not written (docs/audit.md, "Growth").
@@ -996,6 +996,49 @@ mod tests {
         assert_eq!(c["totp"]["code"].as_str().unwrap().len(), 6);
         assert!(c["totp"]["seconds_left"].as_u64().unwrap() <= 30);
         assert!(!v.to_string().contains("GEZDGNBV"), "seed leaked: {v}");
+    }
+
+    /// Found by attacking get/exec/totp as a check author (sixteenth pass): a `totp`
+    /// credential holding both `totp_seed` and `otpauth` got its codes from `totp_seed`, and
+    /// a new `otpauth` (re-enrolment: SHA-256, 8 digits) was ignored in silence. Writers no
+    /// longer store both; a vault saved before holds them, and its fetch fails `internal`
+    /// naming both fields rather than pick one, and never quotes either seed.
+    #[test]
+    fn regression_a_totp_credential_holding_both_seeds_gets_no_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = policy_src("warn");
+        let h = handler_tweaked(dir.path(), &src, |v| {
+            let c = v.creds.get_mut("shop-2fa").unwrap();
+            c.secrets.insert(
+                "otpauth".to_string(),
+                SecretString::from(
+                    "otpauth://totp/x?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA&algorithm=SHA256&digits=8"
+                        .to_string(),
+                ),
+            );
+        });
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"two-factor-login"}"#,
+        );
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["error"]["code"], "internal", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("shop-2fa") && msg.contains("`totp_seed`") && msg.contains("`otpauth`"),
+            "{msg}"
+        );
+        assert!(!v.to_string().contains("GEZDGNBV"), "seed leaked: {v}");
+        // The same credential with one seed still gives a code.
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"two-factor-login"}"#,
+        );
+        assert_eq!(v["ok"], true, "{v}");
     }
 
     #[test]

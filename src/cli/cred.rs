@@ -101,6 +101,10 @@ fn read_secrets(a: &SecretInputArgs) -> anyhow::Result<BTreeMap<String, SecretSt
             bail!("secret `{k}` is given twice");
         }
     }
+    if vault::holds_both_totp_seeds(keys.iter().copied()) {
+        // Before anything is read: two TOTP seeds for one credential, and codes come from one.
+        bail!("`totp_seed` and `otpauth` are both given: a credential holds one TOTP seed, as base32 `totp_seed` or as an `otpauth` URI, never both; give the one in use; nothing was read");
+    }
     let mut out = BTreeMap::new();
     if !a.secrets.is_empty() {
         if std::io::stdin().is_terminal() {
@@ -131,6 +135,12 @@ fn read_secrets(a: &SecretInputArgs) -> anyhow::Result<BTreeMap<String, SecretSt
         }
     }
     Ok(out)
+}
+
+/// The note `cred set` and `cred import --update` print when a TOTP seed field replaced the
+/// other one ([`Credential::set_secret`]).
+pub(crate) fn replaced_note(name: &str, new: &str, old: &str) -> String {
+    format!("note: credential {name} held its TOTP seed as `{old}`, which was removed: `{new}` replaces it (a credential holds one of `totp_seed` and `otpauth`)")
 }
 
 fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
@@ -214,13 +224,17 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     }
     let now = vault::timestamp();
     let mut synced_from = None;
+    let mut replaced = Vec::new();
     let changed = vault.update_credential(&a.name, |c| {
         let mut changed = 0;
         for (k, v) in secrets {
-            if c.secrets.get(&k) != Some(&v) {
-                changed += 1;
+            let set = c.set_secret(k.clone(), v);
+            changed += usize::from(set.changed);
+            if let Some(old) = set.replaced {
+                // The other TOTP seed is gone: a value changed even if this one did not.
+                changed += usize::from(!set.changed);
+                replaced.push((k, old));
             }
-            c.secrets.insert(k, v);
         }
         if changed > 0 {
             c.rotated = now;
@@ -240,6 +254,9 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         "updated credential {} ({changed} secret value(s) changed)",
         a.name
     );
+    for (new, old) in &replaced {
+        eprintln!("{}", replaced_note(&a.name, new, old));
+    }
     if let Some(src) = synced_from {
         eprintln!(
             "note: {} was synced from {} {}: the next `scopevault sync openbao` puts that value back; change it there to keep it",

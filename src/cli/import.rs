@@ -74,6 +74,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
     let now = vault::timestamp();
     let (mut added, mut updated, mut kept) = (0, 0, 0);
     let mut report = Vec::new();
+    let mut notes = Vec::new();
     for row in rows {
         let what: Vec<&str> = row
             .username
@@ -98,13 +99,17 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                 secrets,
                 ..
             } = row;
+            let mut replaced = Vec::new();
             let changed = vault.update_credential(&row.name, |c| {
                 let mut changed = 0;
                 for (k, v) in secrets {
-                    if c.secrets.get(&k) != Some(&v) {
-                        changed += 1;
+                    // A TOTP seed replaces the other form of it, as `cred set` does.
+                    let set = c.set_secret(k.clone(), v);
+                    changed += usize::from(set.changed);
+                    if let Some(old) = set.replaced {
+                        changed += usize::from(!set.changed);
+                        replaced.push((k, old));
                     }
-                    c.secrets.insert(k, v);
                 }
                 if changed > 0 {
                     c.rotated = now;
@@ -133,6 +138,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                 "row {}: ~ {} updated ({what}; {changed} secret value(s) changed)",
                 row.line, row.name
             ));
+            notes.extend(
+                replaced
+                    .iter()
+                    .map(|(new, old)| super::cred::replaced_note(&row.name, new, old)),
+            );
         } else {
             let mut c = Credential::new(CredentialKind::Login, now);
             if let Some(u) = row.username {
@@ -150,6 +160,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
     if added + updated > 0 {
         vault.save(&lock)?;
         super::fleet::warn_local_change(&vault);
+    }
+    for n in &notes {
+        eprintln!("{n}");
     }
     let mut out = report.join("\n");
     out.push_str(&format!(

@@ -239,6 +239,12 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
                 crate::secret::MAX_SECRET_LEN / 1024
             )));
         }
+        if crate::vault::holds_both_totp_seeds(c.secrets.keys().map(String::as_str)) {
+            return Err(fail(format!(
+                "{}; the master vault's credential must be fixed and the bundle published again",
+                crate::vault::both_totp_seeds_message(name)
+            )));
+        }
     }
     Ok((p, policy))
 }

@@ -604,7 +604,8 @@ pub fn required_secrets(kind: CredentialKind) -> &'static [&'static str] {
 /// Split a KV secret's keys into plain fields and secret fields by the kind's rules:
 ///
 /// - a key named in [`SECRET_FIELD_NAMES`] is a secret (`password`, `token`, `totp_seed`, …);
-///   a `totp_seed`/`otpauth` must produce a code;
+///   a `totp_seed`/`otpauth` must produce a code, and a secret holds one of the two, never
+///   both;
 /// - the kind's required secret must be there ([`required_secrets`]);
 /// - any other key becomes a plain field, unless it looks like a secret (`db_password`,
 ///   `ssh_key`, …): then the sync refuses, naming the key, so a secret never lands in a field
@@ -666,6 +667,11 @@ pub fn classify(
             return Err(format!("{path}: {e}"));
         }
         fields.insert(k, v.expose().to_owned());
+    }
+    if crate::vault::holds_both_totp_seeds(secrets.keys().map(String::as_str)) {
+        return Err(format!(
+            "{path}: the secret has both `totp_seed` and `otpauth` keys: two TOTP seeds, and codes come from one only, so a credential holds one of them; remove the one not in use from the secret in OpenBao (`bao kv put` it again without that key)"
+        ));
     }
     let need = required_secrets(kind);
     if !need.is_empty() && !need.iter().any(|n| secrets.contains_key(n)) {
@@ -800,6 +806,37 @@ fn status_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by attacking get/exec/totp as a check author (sixteenth pass): a credential
+    /// could hold both TOTP seed fields, and codes came from one of them in silence. A KV
+    /// secret with both keys is refused by the sync, naming both keys and never a value.
+    #[test]
+    fn regression_a_kv_secret_with_both_totp_seeds_is_refused() {
+        for kind in [CredentialKind::Totp, CredentialKind::Login] {
+            let s = secret(&[
+                ("password", "pw-canary"),
+                ("totp_seed", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+                ("otpauth", "otpauth://totp/x?secret=JBSWY3DPEHPK3PXP"),
+            ]);
+            let e = classify(kind, s).unwrap_err();
+            assert!(
+                e.contains("`totp_seed`")
+                    && e.contains("`otpauth`")
+                    && e.contains("secret/data/m/x"),
+                "{e}"
+            );
+            assert!(
+                !e.contains("GEZDGNBV") && !e.contains("JBSWY3DP") && !e.contains("pw-canary"),
+                "{e}"
+            );
+        }
+        let (_, s) = classify(
+            CredentialKind::Totp,
+            secret(&[("otpauth", "otpauth://totp/x?secret=JBSWY3DPEHPK3PXP")]),
+        )
+        .unwrap();
+        assert_eq!(s.len(), 1);
+    }
 
     fn secret(pairs: &[(&str, &str)]) -> KvSecret {
         KvSecret {

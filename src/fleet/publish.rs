@@ -111,6 +111,11 @@ fn build_with(
         let c = stored.get(name).ok_or_else(|| {
             format!("credential `{name}` (needed at `{location}`) is not stored in the vault: `scopevault cred add {name}`")
         })?;
+        // A vault saved by an older scopevault may hold both TOTP seed fields: a checkpoint
+        // would refuse the bundle, so publish refuses it first.
+        if crate::vault::holds_both_totp_seeds(c.secrets.keys().map(String::as_str)) {
+            return Err(crate::vault::both_totp_seeds_message(name));
+        }
         credentials.insert(name.clone(), c.clone());
     }
     let policy_text = policy.location_subset_toml_of(location, task_names);

@@ -30,8 +30,9 @@ pub use crate::paths::state_dir;
 pub(crate) use format::is_vault_id;
 pub use keyring::KeyringStore;
 pub use model::{
-    is_secret_field_name, validate_field_key, validate_field_value, validate_name, AppliedBundle,
-    Credential, CredentialSource, FieldMap, FleetState, MAX_FIELD_LEN, SECRET_FIELD_NAMES,
+    both_totp_seeds_message, holds_both_totp_seeds, is_secret_field_name, validate_field_key,
+    validate_field_value, validate_name, AppliedBundle, Credential, CredentialSource, FieldMap,
+    FleetState, SecretSet, MAX_FIELD_LEN, SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
 };
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
 pub(crate) use store::keep_owner;
@@ -120,6 +121,10 @@ pub enum VaultError {
     /// The credential already exists.
     #[error("a credential named \"{0}\" already exists: use `scopevault cred set {0} --secret KEY` to change its secrets")]
     DuplicateCredential(String),
+    /// A credential would hold both `totp_seed` and `otpauth` ([`TOTP_SEED_FIELDS`]). The
+    /// message names the credential and the fields, never a value.
+    #[error("{}; nothing was stored", both_totp_seeds_message(.0))]
+    BothTotpSeeds(String),
     /// The applied policy could not be read back.
     #[error("the policy stored in the vault does not parse with this scopevault: {0}")]
     StoredPolicy(String),
@@ -756,18 +761,27 @@ impl Vault {
         }
     }
 
-    /// Add a credential; refuses an existing name.
+    /// Add a credential; refuses an existing name, and a credential holding both TOTP seed
+    /// fields ([`TOTP_SEED_FIELDS`]: every way values enter a vault comes through here or
+    /// [`Vault::update_credential`]).
     pub fn add_credential(&mut self, name: &str, cred: Credential) -> Result<(), VaultError> {
         validate_name(name)?;
         if self.data.credentials.contains_key(name) {
             return Err(VaultError::DuplicateCredential(name.to_owned()));
+        }
+        if holds_both_totp_seeds(cred.secrets.keys().map(String::as_str)) {
+            return Err(VaultError::BothTotpSeeds(name.to_owned()));
         }
         self.data.credentials.insert(name.to_owned(), cred);
         self.dirty = true;
         Ok(())
     }
 
-    /// Change a credential in place (secrets, fields, metadata).
+    /// Change a credential (secrets, fields, metadata). `f` works on a copy, kept only if it
+    /// is allowed: a change of secrets that leaves both TOTP seed fields
+    /// ([`TOTP_SEED_FIELDS`]) is refused and the credential left as it was. (A credential
+    /// that already held both, saved by an older scopevault, may still have its other
+    /// metadata changed, as `policy apply` does.)
     pub fn update_credential<T>(
         &mut self,
         name: &str,
@@ -778,8 +792,16 @@ impl Vault {
             .credentials
             .get_mut(name)
             .ok_or_else(|| VaultError::UnknownCredential(name.to_owned()))?;
+        let mut next = c.clone();
+        let out = f(&mut next);
+        if holds_both_totp_seeds(next.secrets.keys().map(String::as_str))
+            && next.secrets != c.secrets
+        {
+            return Err(VaultError::BothTotpSeeds(name.to_owned()));
+        }
+        *c = next;
         self.dirty = true;
-        Ok(f(c))
+        Ok(out)
     }
 
     /// Remove a credential.
@@ -1180,6 +1202,72 @@ mod tests {
             "the identity never shows: {all}"
         );
         assert!(all.contains("[REDACTED]"));
+    }
+
+    /// Found by attacking get/exec/totp as a check author (sixteenth pass): a `totp`
+    /// credential could hold both `totp_seed` and `otpauth`, and codes came from `totp_seed`
+    /// while a newer `otpauth` was ignored in silence. Every way values enter a vault (`cred
+    /// add|set`, `import`, `sync`, `bundle apply`) goes through `add_credential` or
+    /// `update_credential`: both refuse a credential left holding both, and leave it as it
+    /// was; `set_secret` of one seed field replaces the other and says so; a credential that
+    /// already held both (an older scopevault) may still have its metadata changed.
+    #[test]
+    fn regression_no_way_in_leaves_a_credential_holding_both_totp_seeds() {
+        use crate::policy::CredentialKind;
+        let seed = || SecretString::from("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_owned());
+        let uri = || SecretString::from("otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ".to_owned());
+        let dir = tempfile::tempdir().unwrap();
+        let (mut v, _) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+        let mut both = Credential::new(CredentialKind::Totp, timestamp());
+        both.secrets.insert("totp_seed".into(), seed());
+        both.secrets.insert("otpauth".into(), uri());
+        let e = v.add_credential("tot", both.clone()).unwrap_err();
+        assert!(matches!(e, VaultError::BothTotpSeeds(_)), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`totp_seed`") && msg.contains("`otpauth`") && msg.contains("tot"),
+            "{msg}"
+        );
+        assert!(!msg.contains("GEZDGNBV"), "{msg}");
+        assert!(v.credentials().is_empty());
+
+        let mut one = Credential::new(CredentialKind::Totp, timestamp());
+        one.secrets.insert("totp_seed".into(), seed());
+        v.add_credential("tot", one).unwrap();
+        // A writer that adds the other field beside it is refused; nothing changed.
+        let e = v
+            .update_credential("tot", |c| c.secrets.insert("otpauth".into(), uri()))
+            .unwrap_err();
+        assert!(matches!(e, VaultError::BothTotpSeeds(_)), "{e}");
+        let keys: Vec<&String> = v.credentials()["tot"].secrets.keys().collect();
+        assert_eq!(keys, ["totp_seed"]);
+        // `set_secret` (cred set, import --update) replaces it.
+        let set = v
+            .update_credential("tot", |c| c.set_secret("otpauth".into(), uri()))
+            .unwrap();
+        assert_eq!(
+            set,
+            SecretSet {
+                changed: true,
+                replaced: Some("totp_seed")
+            }
+        );
+        let keys: Vec<&String> = v.credentials()["tot"].secrets.keys().collect();
+        assert_eq!(keys, ["otpauth"]);
+
+        // Saved by an older scopevault: its scopes may change, its secrets only to one seed.
+        v.data.credentials.insert("old".into(), both);
+        v.update_credential("old", |c| c.scopes = vec!["shop:login".into()])
+            .unwrap();
+        let e = v
+            .update_credential("old", |c| c.secrets.insert("note".into(), seed()))
+            .unwrap_err();
+        assert!(matches!(e, VaultError::BothTotpSeeds(_)), "{e}");
+        let set = v
+            .update_credential("old", |c| c.set_secret("totp_seed".into(), seed()))
+            .unwrap();
+        assert_eq!(set.replaced, Some("otpauth"));
+        assert!(!set.changed);
     }
 
     /// Found by attacking the format (twelfth pass): a key holder may write a file at

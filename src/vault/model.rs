@@ -29,6 +29,39 @@ pub const SECRET_FIELD_NAMES: &[&str] = &[
     "pin",
 ];
 
+/// The two secret fields a TOTP seed is stored in: base32 `totp_seed`, or the `otpauth://`
+/// URI of a QR code. A credential holds one of them, never both: codes come from one seed, so
+/// the other would be ignored in silence (docs/operations.md, "One TOTP seed per credential").
+pub const TOTP_SEED_FIELDS: [&str; 2] = ["totp_seed", "otpauth"];
+
+/// True when `keys` name both TOTP seed fields ([`TOTP_SEED_FIELDS`]).
+pub fn holds_both_totp_seeds<'a>(keys: impl IntoIterator<Item = &'a str>) -> bool {
+    let mut seen = [false; 2];
+    for k in keys {
+        if let Some(i) = TOTP_SEED_FIELDS.iter().position(|f| *f == k) {
+            seen[i] = true;
+        }
+    }
+    seen == [true, true]
+}
+
+/// The reason a credential named `name` may not hold both TOTP seed fields, with how to keep
+/// one (`cred set` of one removes the other). Names fields only, never a value.
+pub fn both_totp_seeds_message(name: &str) -> String {
+    format!(
+        "credential `{name}` holds both `totp_seed` and `otpauth`: two TOTP seeds, and codes come from one only, so a credential holds one of them. Keep the one in use: `scopevault cred set {name} --secret otpauth` (or `--secret totp_seed`) stores it and removes the other"
+    )
+}
+
+/// What [`Credential::set_secret`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretSet {
+    /// The stored value differs from the one before (or there was none).
+    pub changed: bool,
+    /// The other TOTP seed field, removed because this one replaces it.
+    pub replaced: Option<&'static str>,
+}
+
 /// The decrypted payload.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +188,23 @@ impl Credential {
             rotated: now,
             source: None,
         }
+    }
+
+    /// Store the secret `key`. A TOTP seed field replaces the other one: storing `otpauth`
+    /// removes a `totp_seed` and the other way round ([`TOTP_SEED_FIELDS`]); the caller says
+    /// so ([`SecretSet::replaced`]). Give one of the two at a time: a caller storing both
+    /// refuses first ([`holds_both_totp_seeds`]).
+    pub fn set_secret(&mut self, key: String, value: SecretString) -> SecretSet {
+        let replaced = match TOTP_SEED_FIELDS.iter().position(|f| *f == key) {
+            Some(i) => {
+                let other = TOTP_SEED_FIELDS[1 - i];
+                self.secrets.remove(other).map(|_| other)
+            }
+            None => None,
+        };
+        let changed = self.secrets.get(&key) != Some(&value);
+        self.secrets.insert(key, value);
+        SecretSet { changed, replaced }
     }
 }
 

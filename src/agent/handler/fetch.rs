@@ -267,6 +267,19 @@ impl Handler {
         }
         let mut totp = None;
         if cred.kind == CredentialKind::Totp {
+            // Both seed fields (a vault saved by an older scopevault): no code from either,
+            // rather than one chosen in silence.
+            if crate::vault::holds_both_totp_seeds(cred.secrets.keys().map(String::as_str)) {
+                return Err(refuse(
+                    Refusal::BadTotpSeed {
+                        credential: name.to_owned(),
+                        error: format!(
+                            "it holds both `totp_seed` and `otpauth` (saved by an older scopevault): two TOTP seeds, so no code is made from either; an admin keeps the one in use with `scopevault cred set {name} --secret otpauth` (or `--secret totp_seed`), which removes the other"
+                        ),
+                    },
+                    Vec::new(),
+                ));
+            }
             let seed = TOTP_SEED_FIELDS
                 .iter()
                 .find_map(|f| cred.secrets.get(f).map(|v| (*f, v)));

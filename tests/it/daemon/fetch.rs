@@ -540,6 +540,106 @@ fn totp_gives_a_six_digit_code_and_never_the_seed() {
     assert!(!v.to_string().contains(TOTP_SEED));
 }
 
+/// `cred set shop-2fa` with the identity file of [`setup_vault`] and `stdin`: (success,
+/// stdout, stderr).
+fn set_2fa(dir: &std::path::Path, secret_args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let id = dir.join("identity.txt");
+    let mut c = daemon::cmd(dir);
+    c.args([
+        "--identity-file",
+        id.to_str().unwrap(),
+        "cred",
+        "set",
+        "shop-2fa",
+    ])
+    .args(secret_args)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Found by attacking get/exec/totp as a check author (sixteenth pass): with `totp_seed`
+/// stored, `cred set --secret otpauth` of a re-enrolment's URI (SHA-256, 8 digits) kept both
+/// fields, and `totp` went on giving the old seed's 6-digit SHA-1 codes, no warning; setting
+/// the URI again said "0 secret value(s) changed". The new seed now replaces the old one
+/// with a note on stderr, `cred show` lists it alone, `totp` gives its codes, and both at
+/// once are refused before anything is read. No seed is printed.
+#[test]
+fn regression_a_new_otpauth_replaces_the_totp_seed_and_totp_uses_it() {
+    const URI: &str = "otpauth://totp/Shop:monitor?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA&algorithm=SHA256&digits=8";
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let uri_file = dir.path().join("uri.txt");
+    std::fs::write(&uri_file, URI).unwrap();
+    let both = format!("otpauth={}", uri_file.display());
+
+    // Both at once: refused, nothing read or stored.
+    let (ok_, out, err) = set_2fa(
+        dir.path(),
+        &["--secret", "totp_seed", "--secret-file", &both],
+        TOTP_SEED,
+    );
+    assert!(!ok_, "{out}{err}");
+    assert!(
+        err.contains("`totp_seed`") && err.contains("`otpauth`"),
+        "{err}"
+    );
+
+    // Re-enrolment: the URI replaces the base32 seed, and says so.
+    let (ok_, out, err) = set_2fa(dir.path(), &["--secret", "otpauth"], URI);
+    assert!(ok_, "{err}");
+    assert!(out.contains("(1 secret value(s) changed)"), "{out}");
+    assert!(
+        err.contains(
+            "note: credential shop-2fa held its TOTP seed as `totp_seed`, which was removed"
+        ),
+        "{err}"
+    );
+    for text in [&out, &err] {
+        assert!(!text.contains("GEZDGNBV"), "a seed is printed: {text}");
+    }
+    let show = ok(
+        dir.path(),
+        &["--identity-file", id_s, "cred", "show", "shop-2fa"],
+        None,
+    );
+    let secrets: Vec<&str> = show.lines().filter(|l| l.starts_with("secret:")).collect();
+    assert_eq!(secrets.len(), 1, "{show}");
+    assert!(secrets[0].contains("otpauth"), "{show}");
+    // The same URI again: nothing to change, no note.
+    let (ok_, out, err) = set_2fa(dir.path(), &["--secret", "otpauth"], URI);
+    assert!(ok_, "{err}");
+    assert!(out.contains("(0 secret value(s) changed)"), "{out}");
+    assert!(!err.contains("note: credential"), "{err}");
+
+    // The daemon's codes come from the URI: 8 digits (the old seed gave 6).
+    let d = Daemon::start(dir.path(), &["--identity-file", id_s]);
+    let out = sv(&d, &["totp", "--task", "two-factor-login"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(code.len(), 8, "{code}");
+    assert!(code.chars().all(|c| c.is_ascii_digit()));
+}
+
 #[test]
 fn sighup_reloads_a_rotated_secret() {
     let dir = tempdir();
