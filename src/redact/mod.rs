@@ -7,7 +7,8 @@
 //! JSON, XML stays well-formed and a URL stays a URL. Each file is rewritten atomically (a
 //! temporary file in the same directory, then a rename); a file that changes while it is
 //! scrubbed is read again, and reported if it keeps changing. Files that cannot be scrubbed
-//! as text (images, video) are listed, and kept or dropped as asked.
+//! as text (images, video) are listed, and kept or dropped as asked. A file or directory
+//! whose name holds a form is reported as an error, not renamed.
 //!
 //! - [`text`]: streaming scrub of a text file, memory bounded by the chunk size;
 //! - [`zip`]: each member of an archive scrubbed, the archive rewritten, resources named by
@@ -23,7 +24,7 @@ pub mod zip;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -376,6 +377,12 @@ impl Scrubber {
         names.sort();
         for name in names {
             let path = shown.join(&name);
+            // A name is not scrubbed (renaming could break what links to it, a report's
+            // pages), so a form in one is an error, as it is in an archive member's name. The
+            // path is masked when the summary is settled, like every name in it.
+            if self.patterns.is_match(name.as_bytes()) {
+                summary.errors.push(name_holds_a_form(&path));
+            }
             let st = match rustix::fs::statat(&*dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(e) => {
@@ -460,6 +467,14 @@ impl Scrubber {
     pub fn binary_policy(&self) -> BinaryPolicy {
         self.binary
     }
+}
+
+/// The error for a file or directory whose name holds a form of a value.
+fn name_holds_a_form(path: &Path) -> String {
+    format!(
+        "{}: a form of a secret is in this name, which the scrub does not change (a rename could break what links to it): rename it, and keep values out of file names",
+        path.display()
+    )
 }
 
 #[cfg(test)]

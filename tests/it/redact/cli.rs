@@ -405,6 +405,114 @@ fn redact_fetches_as_the_runner_scrubs_and_is_audited() {
     assert_eq!(std::fs::read_to_string(&f).unwrap(), xml);
 }
 
+/// A password that can be part of a file name (no `/`), and its base64 form (no `/` either).
+const NAMEABLE: &str = "S3cr3tValue!xyz";
+const NAMEABLE_B64: &str = "UzNjcjN0VmFsdWUheHl6";
+
+/// Writes, under `$1`, a clean log, a log whose name holds the password, and a directory
+/// whose name holds its base64 form (with a clean file in it).
+const NAMES_WRITER: &str = r#"
+d=$1; pw=$SCOPEVAULT_SHOP_BUYER_PASSWORD
+echo ok > "$d/clean.log"
+echo ok > "$d/login-$pw.log"
+mkdir -p "$d/run-$(printf %s "$pw" | base64 -w0)"
+echo ok > "$d/run-$(printf %s "$pw" | base64 -w0)/step.txt"
+exit 3
+"#;
+
+/// Found by attacking get/exec/totp as a check author (sixteenth pass): the child of
+/// `exec --artifacts DIR` put its password in a file's name and the scrub passed in silence
+/// ("2 files scanned, 0 rewritten"), while the same value in a zip member's name is reported
+/// as an error. Every file and directory name under the tree is now checked against the same
+/// forms: each such name is an error, printed masked, with the archive case's exit status
+/// (`exec`: the command's; `redact`: 1), and a tree without such names passes.
+#[test]
+fn regression_a_secret_in_a_file_or_directory_name_is_reported_masked() {
+    assert_eq!(
+        data_encoding::BASE64.encode(NAMEABLE.as_bytes()),
+        NAMEABLE_B64
+    );
+    let dir = tempdir();
+    let d = daemon::start_with_buyer(dir.path(), NAMEABLE);
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    let art_s = art.to_str().unwrap();
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--artifacts",
+            art_s,
+            "--",
+            "sh",
+            "-c",
+            NAMES_WRITER,
+            "sh",
+            art_s,
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        art.join(format!("login-{NAMEABLE}.log")).exists(),
+        "not renamed"
+    );
+    let named: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("scopevault: error: ") && l.contains("is in this name"))
+        .collect();
+    assert_eq!(named.len(), 2, "{stderr}");
+    assert!(
+        named
+            .iter()
+            .any(|l| l.contains("login-[redacted:shop-buyer.password].log")),
+        "{stderr}"
+    );
+    assert!(
+        named
+            .iter()
+            .any(|l| l.contains("run-[redacted:shop-buyer.password]:")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(NAMEABLE), "{stderr}");
+    assert!(!stderr.contains(NAMEABLE_B64), "{stderr}");
+    let recs = scrub_records(&d);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["scrub"]["failed"], 2, "{recs:?}");
+    assert!(!d.audit_text().contains(NAMEABLE));
+
+    // `redact` over the same tree: exit 1, as for an archive with a value in a member's name.
+    let out = sv(&d, &["redact", "--task", "checkout-flow", art_s])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("is in this name").count(), 2, "{stderr}");
+    assert!(
+        !stderr.contains(NAMEABLE) && !stderr.contains(NAMEABLE_B64),
+        "{stderr}"
+    );
+
+    // A tree without such names is unaffected.
+    let clean = dir.path().join("clean");
+    std::fs::create_dir_all(clean.join("run-1")).unwrap();
+    std::fs::write(clean.join("login.log"), "ok\n").unwrap();
+    std::fs::write(clean.join("run-1/step.txt"), "ok\n").unwrap();
+    let out = sv(
+        &d,
+        &["redact", "--task", "checkout-flow", clean.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
