@@ -444,9 +444,10 @@ impl Journal {
             return Ok(None);
         };
         // What is written back: the run's records from the first one the log lacks, as far
-        // as each continues the chain (its seq and prev) from the line before it; the first
-        // must be the seq the frames say. At the file's start the first must begin a file as
-        // `audit verify` takes it.
+        // as each is a record `audit verify` accepts (its members, `record_members`) and
+        // continues the chain (its seq and prev) from the line before it; the first must be
+        // the seq the frames say. At the file's start the first must begin a file as `audit
+        // verify` takes it.
         let mut rest: Vec<u8> = run[i].records[within..].to_vec();
         for f in &run[i + 1..] {
             rest.extend_from_slice(&f.records);
@@ -463,9 +464,13 @@ impl Journal {
         let mut last_seq = 0u64;
         for line in rest.split_inclusive(|&b| b == b'\n') {
             let body = line.strip_suffix(b"\n").unwrap_or(line);
-            let Ok((s, prev)) = parse_chain_fields(body) else {
+            let Ok(mut view) = record_view(body) else {
                 break;
             };
+            if record_members(&mut view).is_err() {
+                break;
+            }
+            let (s, prev) = (view.seq, view.prev.into_owned());
             let continues = match &before {
                 Some((bs, bh)) => bs.checked_add(1) == Some(s) && prev == *bh,
                 None => good == 0 && begins_a_file(body, s, &prev),
@@ -755,10 +760,12 @@ mod tests {
     /// The attacker's view: a frame made by hand from the format in docs/audit.md (not
     /// through `Journal`) is replayed when its record continues the chain, and refused when
     /// it does not — whoever can write the journal can write the log too, but cannot splice
-    /// records into it that `audit verify` would accept without the chain.
+    /// records into it that `audit verify` would accept without the chain. Nor one that
+    /// continues the chain but that `audit verify` refuses (a `time` without its zone): the
+    /// open would write back a line the log then fails on.
     #[test]
     fn a_frame_made_from_the_documented_format_is_replayed_only_if_it_continues_the_chain() {
-        for honest in [true, false] {
+        for (honest, zoned) in [(true, true), (false, true), (true, false)] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("audit.jsonl");
             let whole = log_of(&path, 3);
@@ -771,10 +778,13 @@ mod tests {
             };
             let body_start = third_text.find(",\"time\"").unwrap();
             let body_end = third_text.rfind(",\"prev\"").unwrap();
-            let line = format!(
-                "{{\"seq\":4{},\"prev\":\"{prev}\"}}\n",
-                &third_text[body_start..body_end]
-            );
+            let mut body = third_text[body_start..body_end].to_owned();
+            if !zoned {
+                let at = body.find("\"time\":\"").unwrap() + 8;
+                let end = at + body[at..].find('"').unwrap();
+                body.replace_range(at..end, "2026-11-30T10:00:00");
+            }
+            let line = format!("{{\"seq\":4{body},\"prev\":\"{prev}\"}}\n");
             let meta = std::fs::metadata(&path).unwrap();
             let mut head = Vec::new();
             head.extend_from_slice(b"SVAJRNL1");
@@ -802,14 +812,14 @@ mod tests {
             drop(log);
             let text = std::fs::read_to_string(&path).unwrap();
             let lines: Vec<&str> = text.lines().collect();
-            if honest {
+            if honest && zoned {
                 assert_eq!(lines[3], line.trim_end());
                 assert!(lines[4].contains("restored records 4..=4"), "{}", lines[4]);
                 assert_eq!(verify(&path).unwrap().first_bad, None);
             } else {
                 // Not written; what the journal holds and could not give back is recorded.
                 assert_eq!(lines.len(), 4, "{text}");
-                assert!(!text.contains(&prev), "{text}");
+                assert!(!text.contains(line.trim_end()), "{text}");
                 assert!(
                     lines[3].contains("\"op\":\"audit.repair\"")
                         && lines[3].contains("from seq 4 (byte ")

@@ -217,6 +217,24 @@ pub struct RecordView<'a> {
     /// A `vault.load` record's policy digest (`sha256:…`).
     #[serde(borrow, default)]
     pub policy: Option<std::borrow::Cow<'a, str>>,
+    /// `time`, parsed: set by the verifier once it has accepted the record (every record it
+    /// hands on has one, [`record_members`]).
+    #[serde(skip)]
+    pub at: Option<time::OffsetDateTime>,
+}
+
+/// The members every record the daemon writes has (docs/audit.md, "One line per record"):
+/// `time` a string in RFC 3339, `op` and `decision` strings. A line without them verifies no
+/// more than one without `seq` or `prev`: `audit verify`, `doctor` and `lint --audit` judge it
+/// alike. Sets [`RecordView::at`].
+pub(super) fn record_members(rec: &mut RecordView<'_>) -> Result<(), String> {
+    let (Some(time), Some(_), Some(_)) = (&rec.time, &rec.op, &rec.decision) else {
+        return Err("not an audit record (no string `time`, `op` or `decision`)".to_owned());
+    };
+    let at = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`time` is not RFC 3339 ({e})"))?;
+    rec.at = Some(at);
+    Ok(())
 }
 
 /// The peer of a [`RecordView`].
@@ -267,6 +285,7 @@ pub(super) fn record_view(line: &[u8]) -> Result<RecordView<'_>, String> {
         decision: text("decision"),
         generation: v.get("generation").and_then(|x| x.as_u64()),
         policy: text("policy"),
+        at: None,
     })
 }
 

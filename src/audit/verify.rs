@@ -229,7 +229,7 @@ pub(super) fn check_line(
     };
     let no = report.lines + 1;
     report.lines = no;
-    let fields = match record_view(content) {
+    let mut fields = match record_view(content) {
         Ok(x) => x,
         Err(why) => {
             return bad(report, no, why);
@@ -244,7 +244,7 @@ pub(super) fn check_line(
         report.continues = Some(fields.prev.to_string());
         report.last_seq = seq;
         *head = *hash;
-        return match each(no, &fields) {
+        return match record_members(&mut fields).and_then(|()| each(no, &fields)) {
             Ok(()) => true,
             Err(why) => bad(report, no, why),
         };
@@ -295,7 +295,9 @@ pub(super) fn check_line(
     }
     report.last_seq = seq;
     *head = *hash;
-    match each(no, &fields) {
+    // A record the chain accepts must still be one the daemon writes: lines verify or not by
+    // their members as well as by their links.
+    match record_members(&mut fields).and_then(|()| each(no, &fields)) {
         Ok(()) => true,
         Err(why) => bad(report, no, why),
     }

@@ -1187,3 +1187,60 @@ fn the_machine_outputs_say_why_the_usage_rules_were_not_applied() {
         serde_json::json!([{ "executionSuccessful": true }])
     );
 }
+
+/// `lint --audit` refused a properly chained record whose `time` has no zone offset as "does
+/// not verify" and sent the user to `audit verify`, which said ok (found by an attacker's
+/// review, sixteenth pass). The daemon writes every `time` in RFC 3339 (docs/audit.md), so
+/// such a record is not one it wrote: both refuse it now, naming the line and why, and the
+/// same for a record without `op` or `decision`.
+#[test]
+fn lint_and_audit_verify_refuse_a_record_whose_time_is_not_rfc_3339_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = chain(&busy_log()[..2]);
+    let lines: Vec<&str> = text.lines().collect();
+    // Line 2 rewritten and the chain recomputed, so that only its members are wrong.
+    let rechain = |second: String| -> String {
+        let prev = hex(&Sha256::digest(lines[0].as_bytes()));
+        assert!(
+            second.ends_with(&format!(r#""prev":"{prev}"}}"#)),
+            "{second}"
+        );
+        format!("{}\n{second}\n", lines[0])
+    };
+    let time_at = lines[1].find(r#""time":""#).unwrap() + 8;
+    let time_end = time_at + lines[1][time_at..].find('"').unwrap();
+    let no_zone = format!(
+        "{}2026-11-30T10:00:00{}",
+        &lines[1][..time_at],
+        &lines[1][time_end..]
+    );
+    let no_op = lines[1].replacen(r#""op":"fetch","#, "", 1);
+    for (name, second, why) in [
+        ("no-zone.jsonl", no_zone, "`time` is not RFC 3339"),
+        (
+            "no-op.jsonl",
+            no_op,
+            "not an audit record (no string `time`, `op` or `decision`)",
+        ),
+    ] {
+        let log = write(d, name, &rechain(second));
+        let l = log.display().to_string();
+        let verify = scopevault(d, &["audit", "verify", "--audit", &l]);
+        let said = String::from_utf8_lossy(&verify.stdout);
+        assert_eq!(verify.status.code(), Some(1), "{name}: {said}");
+        assert!(
+            said.contains(&format!("{l}: line 2: {why}")),
+            "{name}: {said}"
+        );
+        let r = lint(d, POLICY, &[&log], &[]);
+        assert_eq!(r.code, 2, "{name}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains(&format!("{l}:2: the audit log does not verify: {why}"))
+                && r.stderr.contains("run `scopevault audit verify"),
+            "{name}: {}",
+            r.stderr
+        );
+    }
+}
