@@ -23,7 +23,9 @@
 //! began is never flagged for not having been fetched yet.
 //!
 //! The evidence is for the policy the daemons served: when a log's last load names another
-//! policy than the one linted (nor one of its locations' shares), nothing is judged either.
+//! policy than the one linted (nor one of its locations' shares), nothing is judged either;
+//! nor when a log's files given begin with a later file (`seq` > 1) and hold no load, since
+//! what its daemon served is then in a file not given.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -315,6 +317,7 @@ pub fn read_evidence(
         begins,
         change,
         serving,
+        unknown,
     } = chains(logs, &facts);
     // The cut: the window starts at the latest of its asked start (without `--since`, the
     // earliest record), the beginning of every log (each checkpoint's chain must cover the
@@ -360,6 +363,22 @@ pub fn read_evidence(
         ev.tasks.insert(t);
         ev.pairs.insert((t, c));
         ev.peers.entry(t).or_default().insert((uid, gid));
+    }
+    // A later file of a log given without the files before it, with no load in it or in the
+    // files given after it: what its daemon served is not known at all (not even from some
+    // point on), so no policy can be judged against it, whatever the window.
+    if let Some((file, seq)) = unknown.first() {
+        ev.judged = false;
+        ev.note = Some(format!(
+            "usage rules not applied: {} begins at seq {seq} (records 1..={} are in an earlier file of the log, not given) and neither it nor a later file given holds a `vault.load` record, so what its daemon served is not known{}; give the log's earlier files too (`--audit` each, any order), back to its first file or one that records a `vault.load`",
+            file.display(),
+            seq - 1,
+            match unknown.len() {
+                1 => String::new(),
+                n => format!(" (nor for {} other log{})", n - 1, if n == 2 { "" } else { "s" }),
+            }
+        ));
+        return Ok(ev);
     }
     // The evidence is about the policy the daemons served: another one (a change proposed in a
     // pull request, a policy not applied yet) has no evidence of its own, and what it adds
@@ -426,6 +445,11 @@ struct Chains {
     /// Per chain whose last load records a policy digest: that load and the digest (the policy
     /// its daemon served from then on).
     serving: Vec<(At, String)>,
+    /// Per chain whose first file is a later segment (it begins at `seq` > 1, with an
+    /// `audit.rotate` or `audit.gap` record) and none of whose files holds an allowed
+    /// `vault.load`: that file and its first `seq`. What its daemon served is in a file not
+    /// given.
+    unknown: Vec<(PathBuf, u64)>,
 }
 
 /// What the daemon did where the window may be cut, for the note: the verb, and what follows
@@ -441,6 +465,9 @@ const ANOTHER: Change = ("loaded another policy", "");
 /// - the first `vault.load` of a chain whose first file is a later segment (what was served
 ///   before it is in a file not given);
 /// - in a file with no `vault.load` record, its last `reload`.
+///
+/// A chain whose first file is a later segment and that holds no `vault.load` at all says
+/// nothing of what was served: [`Chains::unknown`].
 fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
     // Where each file ends (its last line's hash and `seq`), the first file so ending first;
     // then each file's predecessor and successor, in linear time for any number of files.
@@ -465,6 +492,7 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
     }
     let mut begins = Vec::new();
     let mut serving = Vec::new();
+    let mut unknown = Vec::new();
     let mut change: Option<(At, Change)> = None;
     let mut note = |at: &At, what: Change| {
         if change.as_ref().is_none_or(|(c, _)| at.0 > c.0) {
@@ -517,14 +545,23 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
             steps += 1;
             at = next.get(&i).copied().filter(|_| steps < facts.len());
         }
-        if let Some((at, Loaded::Policy(digest))) = last_load {
-            serving.push((at.clone(), digest.clone()));
+        match last_load {
+            Some((at, Loaded::Policy(digest))) => serving.push((at.clone(), digest.clone())),
+            Some(_) => {}
+            // A file that holds records and begins after the log's first record: the load that
+            // says what was served is in an earlier file. (One that begins at seq 1 without a
+            // load was written by a daemon before `vault.load` records, judged as it was.)
+            None if facts[root].first_seq > 1 => {
+                unknown.push((logs[root].clone(), facts[root].first_seq));
+            }
+            None => {}
         }
     }
     Chains {
         begins,
         change,
         serving,
+        unknown,
     }
 }
 

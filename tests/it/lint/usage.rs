@@ -1188,6 +1188,128 @@ fn the_machine_outputs_say_why_the_usage_rules_were_not_applied() {
     );
 }
 
+/// The live file of a rotated log, given without the files before it and holding no
+/// `vault.load`, says nothing of the policy its daemon served: the rules ran on it and flagged
+/// a credential fetched in the earlier file as never fetched, and matched it against any
+/// policy linted, one the daemon never served included (found by an attacker's review,
+/// sixteenth pass). Now it is "not known": not applied, with the reason, in every format,
+/// for any window; a first file (seq 1) with no load, as a daemon before `vault.load` wrote,
+/// is judged as before, and so is the rotated log given whole.
+#[test]
+fn a_later_file_of_a_log_with_no_vault_load_given_alone_is_not_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p1 = digest_of(POLICY);
+    let first = load(3, Some(&p1));
+    // The earlier file: the load, and the only fetch of `admin`.
+    let early: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            first.as_str(),
+        ),
+        (
+            (
+                days(40),
+                "fetch",
+                Some("checkout"),
+                Some("admin"),
+                "allow",
+                1002,
+                2001,
+            ),
+            "",
+        ),
+    ];
+    let (text, head) = segment(1, &"0".repeat(64), &early);
+    let old = write(d, "audit.jsonl.20261129T200000Z", &text);
+    // The live file: begins with `audit.rotate` 20 days ago, then fetches only.
+    let mut live_recs: Vec<(Rec<'_>, &str)> =
+        vec![((days(20), "audit.rotate", None, None, "allow", 0, 0), "")];
+    live_recs.extend(busy_log().into_iter().skip(1).map(|r| (r, "")));
+    let live = write(
+        d,
+        "audit.jsonl",
+        &segment(early.len() + 1, &head, &live_recs).0,
+    );
+    let why = [
+        "audit.jsonl begins at seq 3",
+        "holds a `vault.load` record, so what its daemon served is not known",
+        "give the log's earlier files too",
+    ];
+    // Whatever the window, and whatever the policy (one that adds a credential the daemon
+    // never served).
+    let other = POLICY.replace(
+        "credentials = [\"old-ftp\"]",
+        "credentials = [\"old-ftp\", \"new-ftp\"]",
+    ) + "\n[credentials.new-ftp]\nkind = \"token\"\nscopes = [\"ftp:read\"]\n";
+    for (policy, extra) in [
+        (POLICY, &[][..]),
+        (POLICY, &["--since", "5d"][..]),
+        (other.as_str(), &[][..]),
+    ] {
+        let r = lint(d, policy, &[&live], extra);
+        not_judged(&r, &why);
+        assert_eq!(r.json["usage_rules"]["ran"], false, "{:#}", r.json);
+    }
+    // Every format says why, as for the other reasons.
+    let r = lint(d, POLICY, &[&live], &[]);
+    let note = r
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("note: "))
+        .unwrap_or_else(|| panic!("{}", r.stderr))
+        .to_owned();
+    assert!(note.contains(why[1]), "{note}");
+    assert_eq!(
+        r.json["usage_rules"],
+        serde_json::json!({ "ran": false, "reason": note })
+    );
+    let sarif = lint(d, POLICY, &[&live], &["--format", "sarif"]);
+    assert_eq!(
+        sarif.json["runs"][0]["invocations"][0]["toolExecutionNotifications"],
+        serde_json::json!([{ "level": "warning", "message": { "text": note } }]),
+    );
+    for format in ["text", "junit"] {
+        write(d, "policy.toml", POLICY);
+        let l = live.display().to_string();
+        let out = scopevault(
+            d,
+            &["lint", "policy.toml", "--audit", &l, "--format", format],
+        );
+        let (stdout, stderr) = (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        );
+        assert!(!stdout.contains("never-fetched]"), "{stdout}");
+        let said = if format == "junit" { &stdout } else { &stderr };
+        assert!(said.contains(why[1]), "{format}: {said}");
+    }
+    // The whole log, in either order: judged; `admin` was fetched in the earlier file.
+    for files in [
+        [live.as_path(), old.as_path()],
+        [old.as_path(), live.as_path()],
+    ] {
+        let r = lint(d, POLICY, &files, &[]);
+        assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
+        let f = usage_findings(&r.json);
+        assert!(
+            !f.iter()
+                .any(|x| x.0 == "credential-never-fetched" && x.1 == "admin"),
+            "{f:?}"
+        );
+        assert!(f.iter().any(|x| x.0 == "task-never-fetched"), "{f:?}");
+    }
+    // A first file with no load (a daemon before `vault.load` records): judged as before.
+    let r = lint(
+        d,
+        POLICY,
+        &[&write(d, "old-daemon.jsonl", &chain(&busy_log()))],
+        &[],
+    );
+    assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
+    assert!(!usage_findings(&r.json).is_empty(), "{:#}", r.json);
+}
+
 /// `lint --audit` refused a properly chained record whose `time` has no zone offset as "does
 /// not verify" and sent the user to `audit verify`, which said ok (found by an attacker's
 /// review, sixteenth pass). The daemon writes every `time` in RFC 3339 (docs/audit.md), so
