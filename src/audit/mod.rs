@@ -86,9 +86,10 @@ const GATHER_MAX: Duration = Duration::from_millis(2);
 /// Length of the HMAC key stored in `<audit path>.key`.
 const KEY_LEN: usize = 32;
 
-/// Lines longer than this are refused by [`verify`] and [`AuditLog::open`] rather than read
-/// into memory whole (our own records are far smaller).
-const MAX_LINE: usize = 1024 * 1024;
+/// Lines longer than this are refused by [`verify`] and [`AuditLog::open`], and skipped by
+/// [`BoundedLines`] (`audit show`), rather than read into memory whole (our own records are far
+/// smaller).
+pub const MAX_LINE: usize = 1024 * 1024;
 
 /// What went wrong with the audit log. Never contains a secret value.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -593,6 +594,56 @@ mod tests {
             let w = why("prev", line.as_bytes());
             assert!(w.contains("64-hex-digit"), "{prev}: {w}");
         }
+    }
+
+    /// `audit show` read a line whole whatever its length (sixteenth pass: a 1 MB gzip'd
+    /// segment of one 1 GiB line took 4.2 GB): [`BoundedLines`] holds at most [`MAX_LINE`]
+    /// bytes of a line, reports a longer one once when it passes the limit, drops the rest of
+    /// it (across reads, and across an end of the file met in the middle of it, as `--follow`
+    /// meets it) and goes on with the next line; a line of exactly `MAX_LINE` bytes is a line.
+    #[test]
+    fn bounded_lines_skip_an_overlong_line_holding_no_more_than_the_limit() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"a\n").unwrap();
+        f.write_all(&vec![b'x'; MAX_LINE]).unwrap();
+        f.write_all(b"\n").unwrap();
+        f.write_all(&vec![b'y'; MAX_LINE + 1]).unwrap();
+        f.write_all(b"\nb\n").unwrap();
+        f.write_all(&vec![b'z'; 3 * MAX_LINE]).unwrap();
+        f.flush().unwrap();
+        // Small reads: the limit is crossed across many of them.
+        let mut lines =
+            BoundedLines::new(BufReader::with_capacity(4096, File::open(&path).unwrap()));
+        assert_eq!(lines.next_line().unwrap(), NextLine::Line(b"a"));
+        match lines.next_line().unwrap() {
+            NextLine::Line(l) => assert!(l.len() == MAX_LINE && l.iter().all(|&b| b == b'x')),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lines.next_line().unwrap(), NextLine::Overlong);
+        assert_eq!(lines.next_line().unwrap(), NextLine::Line(b"b"));
+        // The file ends within an over-long line: reported once, nothing of it held.
+        assert_eq!(lines.next_line().unwrap(), NextLine::Overlong);
+        assert_eq!(lines.next_line().unwrap(), NextLine::End);
+        assert!(lines.partial().is_empty());
+        assert!(
+            lines.line.capacity() <= 2 * MAX_LINE,
+            "{}",
+            lines.line.capacity()
+        );
+        // The rest of it, written later, is dropped up to its newline; the next line is read.
+        f.write_all(b"zzz\nc\nd").unwrap();
+        f.flush().unwrap();
+        assert_eq!(lines.next_line().unwrap(), NextLine::Line(b"c"));
+        assert_eq!(lines.next_line().unwrap(), NextLine::End);
+        assert_eq!(lines.partial(), b"d");
+        f.write_all(b"e\n").unwrap();
+        assert_eq!(lines.next_line().unwrap(), NextLine::Line(b"de"));
+        assert_eq!(lines.next_line().unwrap(), NextLine::End);
+        assert!(lines.partial().is_empty());
+        assert_eq!(lines.consumed(), std::fs::metadata(&path).unwrap().len());
     }
 
     /// `verify_each` reads in blocks of [`BLOCK`] bytes on a second thread: lines cut by a block

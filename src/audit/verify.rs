@@ -96,6 +96,105 @@ pub fn open_segment(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
     })
 }
 
+/// Why a line longer than [`MAX_LINE`] bytes is not read: one text for `verify`, `lint --audit`
+/// and `show`.
+pub fn overlong_line() -> String {
+    format!("longer than {MAX_LINE} bytes: not a record")
+}
+
+/// One step of [`BoundedLines::next_line`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum NextLine<'a> {
+    /// A whole line of at most [`MAX_LINE`] bytes, without its newline.
+    Line(&'a [u8]),
+    /// A line longer than [`MAX_LINE`] bytes, met when its first `MAX_LINE + 1` bytes are read:
+    /// it counts as one line and the rest of it, up to its newline, is read and dropped.
+    Overlong,
+    /// The end of what the reader holds for now; [`BoundedLines::partial`] is a line begun
+    /// but not ended (a log still being written, or cut).
+    End,
+}
+
+/// The lines of a log read one at a time, with never more than [`MAX_LINE`] bytes of one held
+/// (`audit show`, `--follow` included): a line over the limit is reported as
+/// [`NextLine::Overlong`] and skipped, as [`verify`] refuses it, and reading goes on after it.
+pub struct BoundedLines<R> {
+    reader: R,
+    pub(super) line: Vec<u8>,
+    /// The line in `line` was handed out: clear it before reading on.
+    taken: bool,
+    /// Within a line already reported as over-long: drop bytes up to its newline.
+    skipping: bool,
+    /// Bytes taken from `reader`, the unfinished line's included.
+    consumed: u64,
+}
+
+impl<R: BufRead> BoundedLines<R> {
+    /// The lines of `reader`, from where it stands.
+    pub fn new(reader: R) -> Self {
+        Self {
+            reader,
+            line: Vec::new(),
+            taken: false,
+            skipping: false,
+            consumed: 0,
+        }
+    }
+
+    /// The next line, an over-long line, or the end of what there is for now (a later call
+    /// goes on where this one stopped: a line finished meanwhile is read whole).
+    pub fn next_line(&mut self) -> std::io::Result<NextLine<'_>> {
+        if std::mem::take(&mut self.taken) {
+            self.line.clear();
+        }
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(NextLine::End);
+            }
+            let newline = memchr::memchr(b'\n', buf);
+            let part = newline.unwrap_or(buf.len());
+            let used = newline.map_or(part, |i| i + 1);
+            let was_skipping = self.skipping;
+            let over = !was_skipping && self.line.len() + part > MAX_LINE;
+            if !was_skipping && !over {
+                self.line.extend_from_slice(&buf[..part]);
+            }
+            self.reader.consume(used);
+            self.consumed += used as u64;
+            if was_skipping {
+                self.skipping = newline.is_none();
+            } else if over {
+                self.line.clear();
+                self.skipping = newline.is_none();
+                return Ok(NextLine::Overlong);
+            } else if newline.is_some() {
+                self.taken = true;
+                return Ok(NextLine::Line(&self.line));
+            }
+        }
+    }
+
+    /// The line begun but not ended at [`NextLine::End`] (empty if none, or while the rest
+    /// of an over-long line is being dropped).
+    pub fn partial(&self) -> &[u8] {
+        if self.taken {
+            &[]
+        } else {
+            &self.line
+        }
+    }
+
+    /// Bytes read from the start, the unfinished line's included.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+}
+
 /// Bytes read per block by [`read_blocks`] (plus the unfinished line carried over).
 pub(super) const BLOCK: usize = 1 << 20;
 
@@ -198,11 +297,7 @@ pub(super) fn walk_chain(
             BlockEnd::Eof => return Ok(()),
             BlockEnd::Failed(e) => return Err(e),
             BlockEnd::Overlong => {
-                bad(
-                    report,
-                    no,
-                    format!("longer than {MAX_LINE} bytes: not a record"),
-                );
+                bad(report, no, overlong_line());
                 return Ok(());
             }
             BlockEnd::Incomplete => {

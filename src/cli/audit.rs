@@ -1,5 +1,5 @@
 //! `scopevault audit verify|rotate|show|hash`: read the daemon's audit log (see docs/audit.md).
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -207,26 +207,38 @@ fn rotate(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
     // A segment logrotate compressed is shown as the file it was.
-    let file = crate::audit::open_segment(path)
-        .with_context(|| format!("cannot open the audit log {}", path.display()))?;
-    let mut reader = BufReader::new(file);
+    let open = |what: &str| {
+        crate::audit::open_segment(path)
+            .map(|file| audit::BoundedLines::new(BufReader::new(file)))
+            .with_context(|| format!("cannot {what} the audit log {}", path.display()))
+    };
+    let mut lines = open("open")?;
     let mut out = std::io::stdout().lock();
-    let mut line = Vec::new();
-    let mut pos = 0u64;
+    // Lines read so far: an over-long line is named by its number, as `verify` names it.
+    let mut no = 0u64;
     loop {
-        let n = reader
-            .read_until(b'\n', &mut line)
+        let next = lines
+            .next_line()
             .with_context(|| format!("cannot read the audit log {}", path.display()))?;
-        if n > 0 && line.last() == Some(&b'\n') {
-            pos += line.len() as u64;
-            writeln!(out, "{}", render(&line[..line.len() - 1]))?;
-            line.clear();
-            continue;
+        match next {
+            audit::NextLine::Line(line) => {
+                no += 1;
+                writeln!(out, "{}", render(line))?;
+                continue;
+            }
+            // Never held whole: a line longer than any record is named and skipped.
+            audit::NextLine::Overlong => {
+                no += 1;
+                writeln!(out, "? line {no}: {}, skipped", audit::overlong_line())?;
+                continue;
+            }
+            audit::NextLine::End => {}
         }
         // End of file (possibly in the middle of a line still being written).
         if !follow {
-            if !line.is_empty() {
-                writeln!(out, "{}  [incomplete line]", render(&line))?;
+            let partial = lines.partial();
+            if !partial.is_empty() {
+                writeln!(out, "{}  [incomplete line]", render(partial))?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -234,27 +246,29 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
         std::thread::sleep(FOLLOW_POLL);
         // A log cut shorter (a new log in its place) is read again from the start.
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        if len < pos + line.len() as u64 {
-            let file = crate::audit::open_segment(path)
-                .with_context(|| format!("cannot reopen the audit log {}", path.display()))?;
-            reader = BufReader::new(file);
-            pos = 0;
-            line.clear();
+        if len < lines.consumed() {
+            lines = open("reopen")?;
+            no = 0;
         }
     }
 }
 
-/// One record as one readable line. Every string from the log is escaped: the peer's
-/// executable name is chosen by whoever connected, and must not drive the admin's terminal.
+/// One record as one readable line of `key=value` fields. Every string from the log is
+/// escaped and, unless a plain word, quoted ([`crate::text::quote_field`]): the peer's
+/// executable name (and a task or credential name) is chosen by whoever connected, and must
+/// neither drive the admin's terminal nor pass for other fields (`exe=/tmp/x uid=0 gid=0`).
 fn render(line: &[u8]) -> String {
     let Ok(serde_json::Value::Object(rec)) = serde_json::from_slice::<serde_json::Value>(line)
     else {
-        return format!("? {}", escape(&String::from_utf8_lossy(line)));
+        return format!("? {}", field(&String::from_utf8_lossy(line)));
+    };
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(v) => field(v),
+        v => field(&v.to_string()),
     };
     let s = |k: &str| match rec.get(k) {
-        Some(serde_json::Value::String(v)) => escape(v),
         Some(serde_json::Value::Null) | None => "-".to_string(),
-        Some(v) => escape(&v.to_string()),
+        Some(v) => text(v),
     };
     let mut out = format!(
         "#{} {} {:<5} {}",
@@ -265,63 +279,57 @@ fn render(line: &[u8]) -> String {
     );
     for key in ["task", "credential"] {
         if let Some(serde_json::Value::String(v)) = rec.get(key) {
-            out.push_str(&format!(" {key}={}", escape(v)));
+            out.push_str(&format!(" {key}={}", field(v)));
         }
     }
     if let Some(serde_json::Value::Object(p)) = rec.get("peer") {
         for key in ["uid", "gid", "pid"] {
             if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
-                out.push_str(&format!(" {key}={}", escape(&v.to_string())));
+                out.push_str(&format!(" {key}={}", text(v)));
             }
         }
         if let Some(serde_json::Value::String(exe)) = p.get("exe") {
-            out.push_str(&format!(" exe={}", escape(exe)));
+            out.push_str(&format!(" exe={}", field(exe)));
         }
     }
     // A `vault.load`: which generation, and which policy (its digest), from then on.
     for key in ["generation", "policy"] {
-        match rec.get(key) {
-            Some(serde_json::Value::String(v)) => out.push_str(&format!(" {key}={}", escape(v))),
-            Some(v @ serde_json::Value::Number(_)) => {
-                out.push_str(&format!(" {key}={}", escape(&v.to_string())));
-            }
-            _ => {}
+        if let Some(v @ (serde_json::Value::String(_) | serde_json::Value::Number(_))) =
+            rec.get(key)
+        {
+            out.push_str(&format!(" {key}={}", text(v)));
         }
     }
     if let Some(serde_json::Value::String(r)) = rec.get("reason") {
-        out.push_str(&format!(" reason={:?}", escape(r)));
+        out.push_str(&format!(" reason={}", crate::text::quoted(r)));
     }
     if let Some(serde_json::Value::Array(w)) = rec.get("warnings") {
         for warning in w {
-            let text = warning.as_str().map(escape).unwrap_or_default();
-            out.push_str(&format!(" warning={text:?}"));
+            let text = crate::text::quoted(warning.as_str().unwrap_or_default());
+            out.push_str(&format!(" warning={text}"));
         }
     }
     if let Some(serde_json::Value::Object(v)) = rec.get("values") {
-        for (field, mac) in v {
-            let mac = mac.as_str().map(escape).unwrap_or_default();
-            out.push_str(&format!(" {}={mac}", escape(field)));
+        for (name, mac) in v {
+            let mac = field(mac.as_str().unwrap_or_default());
+            out.push_str(&format!(" {}={mac}", field(name)));
         }
     }
     // A `scrub_report`: the counts, then the replacements per label.
     if let Some(serde_json::Value::Object(c)) = rec.get("scrub") {
         for (key, n) in c.iter().filter(|(k, _)| *k != "hits") {
-            out.push_str(&format!(" {}={}", escape(key), escape(&n.to_string())));
+            out.push_str(&format!(" {}={}", field(key), text(n)));
         }
         if let Some(serde_json::Value::Object(hits)) = c.get("hits") {
             for (label, n) in hits {
-                out.push_str(&format!(
-                    " hits[{}]={}",
-                    escape(label),
-                    escape(&n.to_string())
-                ));
+                out.push_str(&format!(" hits[{}]={}", field(label), text(n)));
             }
         }
     }
     out
 }
 
-use super::escape_for_terminal as escape;
+use crate::text::quote_field as field;
 
 fn hash(path: &Path) -> anyhow::Result<ExitCode> {
     let key = AuditKey::load(path).with_context(|| {
@@ -351,12 +359,12 @@ mod tests {
         let line = br#"{"seq":1,"time":"t","peer":{"uid":1,"gid":2,"pid":3,"exe":"/tmp/\u001b[31mevil"},"op":"fetch","decision":"deny","values":{}}"#;
         let shown = render(line);
         assert!(!shown.contains('\u{1b}'), "{shown}");
-        assert!(shown.contains("exe=/tmp/\\u{1b}[31mevil"), "{shown}");
+        assert!(shown.contains("exe=\"/tmp/\\u{1b}[31mevil\""), "{shown}");
         assert!(
             shown.starts_with("#1 t deny  fetch uid=1 gid=2 pid=3"),
             "{shown}"
         );
-        assert!(render(b"garbage\x07").starts_with("? garbage\\u{7}"));
+        assert_eq!(render(b"garbage\x07"), "? \"garbage\\u{7}\"");
     }
 
     #[test]
@@ -364,7 +372,7 @@ mod tests {
         let line = br#"{"seq":3,"time":"2026-12-01T10:00:00Z","peer":null,"op":"vault.load","task":null,"credential":null,"decision":"allow","reason":"vault v generation 4 loaded (start)","warnings":[],"values":{},"generation":4,"policy":"sha256:\u001b[2Jab","prev":"00"}"#;
         let out = render(line);
         assert!(
-            out.contains(" generation=4") && out.contains(" policy=sha256:\\u{1b}[2Jab"),
+            out.contains(" generation=4") && out.contains(" policy=\"sha256:\\u{1b}[2Jab\""),
             "{out}"
         );
         assert!(!out.contains('\u{1b}'), "{out}");
@@ -384,10 +392,35 @@ mod tests {
             " failed=0",
             " binary_kept=1",
             " hits[shop-buyer.password]=7",
-            " hits[x\\u{1b}[2J]=1",
+            " hits[\"x\\u{1b}[2J\"]=1",
         ] {
             assert!(shown.contains(part), "{part} in {shown}");
         }
         assert!(!shown.contains('\u{1b}'), "{shown}");
+    }
+
+    /// Sixteenth pass: `peer.exe`, `task`, `credential` and a value's name were printed
+    /// unquoted, so a runner whose binary is `…/x uid=0 gid=0 pid=1 exe=/usr/sbin/cron` showed
+    /// as a root fetch to `audit show | grep 'uid=0 gid=0'`, and U+200B, U+00A0, U+2028 and
+    /// U+3000 printed raw (`py\u{200b}thon3` looked like `python3`).
+    #[test]
+    fn render_quotes_fields_that_would_pass_for_others_and_escapes_invisible_characters() {
+        let line = br#"{"seq":4,"time":"t","peer":{"uid":1011,"gid":1014,"pid":22776,"exe":"/tmp/w/bin/x uid=0 gid=0 pid=1 exe=/usr/sbin/cron"},"op":"fetch","task":"t1 uid=0","credential":"py\u200bthon3","decision":"allow","reason":"a \"b\" c=d","warnings":["w\u2028x"],"values":{"pass word=x":"hmac-sha256:ab","password":"hmac-sha256:cd"}}"#;
+        let shown = render(line);
+        assert_eq!(
+            shown,
+            r#"#4 t allow fetch task="t1 uid\=0" credential="py\u{200b}thon3" uid=1011 gid=1014 pid=22776 exe="/tmp/w/bin/x uid\=0 gid\=0 pid\=1 exe\=/usr/sbin/cron" reason="a \"b\" c\=d" warning="w\u{2028}x" "pass word\=x"=hmac-sha256:ab password=hmac-sha256:cd"#
+        );
+        assert!(!shown.contains("uid=0") && !shown.contains("exe=/usr/sbin"));
+        for c in ['\u{200b}', '\u{a0}', '\u{2028}', '\u{3000}'] {
+            let exe = format!(
+                r#"{{"seq":1,"time":"t","peer":{{"uid":1,"gid":2,"pid":3,"exe":"/bin/py{c}thon3"}},"op":"fetch","decision":"allow","values":{{}}}}"#
+            );
+            let shown = render(exe.as_bytes());
+            assert!(
+                shown.ends_with(&format!(" exe=\"/bin/py\\u{{{:x}}}thon3\"", c as u32)),
+                "{shown}"
+            );
+        }
     }
 }

@@ -95,14 +95,14 @@ fn fields(line: &str) -> Result<Vec<&str>, String> {
 }
 
 /// Why `p` cannot be a principal here, if it cannot: empty, or holding a comma or a double
-/// quote (the field's separators), or a character [`crate::text::needs_escape`] (a control
+/// quote (the field's separators), or a character [`crate::text::is_terminal_control`] (a control
 /// character, ESC included, or a bidirectional control such as U+202E). One rule for the
 /// allowed_signers file and the applied record `status` reads back.
 pub fn check_principal(p: &str) -> Result<(), String> {
     if p.is_empty() {
         return Err("an empty principal".to_owned());
     }
-    if let Some(c) = p.chars().find(|&c| crate::text::needs_escape(c)) {
+    if let Some(c) = p.chars().find(|&c| crate::text::is_terminal_control(c)) {
         return Err(format!(
             "the principal \"{}\" holds the control or bidirectional character {}: principals are printed and exported as metric labels; write them in printable characters",
             crate::text::escape_for_terminal(&p.chars().take(64).collect::<String>()),

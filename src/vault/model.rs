@@ -258,7 +258,7 @@ pub fn is_secret_field_name(key: &str, kind: Option<crate::policy::CredentialKin
 pub fn validate_field_value(key: &str, value: &str) -> Result<(), VaultError> {
     let why = if value.len() > MAX_FIELD_LEN {
         format!("the value of plain field `{key}` is longer than {MAX_FIELD_LEN} bytes")
-    } else if let Some(c) = value.chars().find(|c| crate::text::needs_escape(*c)) {
+    } else if let Some(c) = value.chars().find(|c| crate::text::is_terminal_control(*c)) {
         format!(
             "the value of plain field `{key}` holds the control character {}; plain fields are printed, and take text only",
             c.escape_unicode()

@@ -373,3 +373,158 @@ fn verify_checks_the_segments_as_one_chain_whichever_one_audit_names() {
         }
     }
 }
+
+/// Sixteenth pass: `audit show` printed `peer.exe` unquoted, so a runner fetching through a
+/// binary at `…/x uid=0 gid=0 pid=1 exe=/usr/sbin/cron` showed to `grep 'uid=0 gid=0'` as a
+/// root fetch, and a U+200B (U+00A0, U+2028, U+3000) in its name printed raw
+/// (`py\u{200b}thon3` looked like `python3`). Now such a value is quoted, `=` escaped in it,
+/// and the invisible characters written `\u{…}`.
+#[test]
+fn show_quotes_an_exe_that_would_pass_for_other_fields_and_escapes_invisible_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, true).unwrap();
+    let pw = SecretString::from("pw-0".to_string());
+    let exes = [
+        "/tmp/w/bin/x uid=0 gid=0 pid=1 exe=/usr/sbin/cron",
+        "/tmp/w/bin/py\u{200b}thon3",
+        "/tmp/w/bin/a\u{a0}b\u{2028}c\u{3000}d\"e\\f",
+    ];
+    for exe in exes {
+        log.append(AuditRecord {
+            peer: Some(PeerInfo {
+                uid: 1011,
+                gid: 1014,
+                pid: Some(22776),
+                exe: Some(exe.into()),
+            }),
+            task: Some("t1"),
+            credential: Some("cred-a"),
+            values: vec![("password", &pw)],
+            ..AuditRecord::new(Op::Fetch, Decision::Allow)
+        })
+        .unwrap();
+    }
+    drop(log);
+    let out = run(&["audit", "show"], &path, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let shown: Vec<&str> = stdout.lines().collect();
+    assert_eq!(shown.len(), 3, "{stdout}");
+    let fields = " task=t1 credential=cred-a uid=1011 gid=1014 pid=22776 exe=";
+    assert!(
+        shown[0].contains(&format!(
+            r#"{fields}"/tmp/w/bin/x uid\=0 gid\=0 pid\=1 exe\=/usr/sbin/cron" password=hmac-sha256:"#
+        )),
+        "{stdout}"
+    );
+    assert!(
+        shown[1].contains(&format!(
+            r#"{fields}"/tmp/w/bin/py\u{{200b}}thon3" password="#
+        )),
+        "{stdout}"
+    );
+    assert!(
+        shown[2].contains(&format!(
+            r#"{fields}"/tmp/w/bin/a\u{{a0}}b\u{{2028}}c\u{{3000}}d\"e\\f" password="#
+        )),
+        "{stdout}"
+    );
+    // An auditor's search for root's fetches, or for cron's, finds none of these.
+    assert!(!stdout.contains("uid=0 gid=0"), "{stdout}");
+    assert!(!stdout.contains("exe=/usr/sbin/cron"), "{stdout}");
+    for line in &shown {
+        assert_eq!(line.matches(" uid=").count(), 1, "{line}");
+        assert_eq!(line.matches(" exe=").count(), 1, "{line}");
+    }
+    for c in ['\u{200b}', '\u{a0}', '\u{2028}', '\u{3000}'] {
+        assert!(!stdout.contains(c), "{c:?} raw in {stdout}");
+    }
+    assert!(!stdout.contains("pw-0"));
+}
+
+/// `lines` as a gzip stream (logrotate's `compress`), `middle` repeated `times` between them
+/// as further gzip members: a line of `times * middle.len()` bytes costs the file one small
+/// member, written `times` times.
+fn gzip_segment(path: &Path, before: &[u8], middle: &[u8], times: usize, after: &[u8]) {
+    use flate2::{write::GzEncoder, Compression};
+    let member = |bytes: &[u8]| {
+        let mut e = GzEncoder::new(Vec::new(), Compression::best());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let mut file = std::fs::File::create(path).unwrap();
+    file.write_all(&member(before)).unwrap();
+    let middle = member(middle);
+    for _ in 0..times {
+        file.write_all(&middle).unwrap();
+    }
+    file.write_all(&member(after)).unwrap();
+}
+
+/// Sixteenth pass: `audit show` read a line whole whatever its length (a 1 MB gzip'd segment
+/// of one 1 GiB line took 4.2 GB and printed 1 GiB), where `verify` refuses a line over 1 MiB.
+/// Now an over-long line is named and skipped, and the lines after it shown.
+#[test]
+fn show_skips_a_line_longer_than_the_verify_limit_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 2);
+    let records = lines(&path);
+    let seg = dir.path().join("audit.jsonl.2.gz");
+    let head = format!("{}\n{{\"seq\":2,\"reason\":\"", records[0]);
+    let tail = format!("\"}}\n{}\n", records[1]);
+    // One line of 8 MiB, eight times the limit.
+    let limit = scopevault::audit::MAX_LINE;
+    assert_eq!(limit, 1 << 20);
+    gzip_segment(
+        &seg,
+        head.as_bytes(),
+        &vec![b'A'; 1 << 20],
+        8,
+        tail.as_bytes(),
+    );
+    let out = run(&["audit", "show"], &seg, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // What is shown of it is the marker, not the line.
+    assert!(out.stdout.len() < 4096, "{} bytes shown", out.stdout.len());
+    let stdout = text(&out.stdout);
+    let shown: Vec<&str> = stdout.lines().collect();
+    assert_eq!(shown.len(), 3, "{stdout}");
+    assert!(shown[0].starts_with("#1 "), "{stdout}");
+    assert_eq!(
+        shown[1],
+        "? line 2: longer than 1048576 bytes: not a record, skipped"
+    );
+    assert!(
+        shown[2].starts_with("#2 ") && shown[2].contains("exe=/usr/bin/check"),
+        "{stdout}"
+    );
+}
+
+/// The same with a line of 1 GiB (a segment of about 1 MB) under an address-space limit of
+/// 256 MiB: `show` holds no more of a line than the limit, so it is not killed for memory.
+#[test]
+fn show_of_a_huge_gzip_line_stays_within_a_small_address_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 1);
+    let seg = dir.path().join("audit.jsonl.2.gz");
+    let head = format!("{}\n\"", lines(&path)[0]);
+    gzip_segment(&seg, head.as_bytes(), &vec![b'A'; 32 << 20], 32, b"\"\n");
+    assert!(std::fs::metadata(&seg).unwrap().len() < 8 << 20);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 262144 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_scopevault"))
+        .args(["audit", "show", "--audit"])
+        .arg(&seg)
+        .env_remove("SCOPEVAULT_AUDIT")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(out.stdout.len() < 4096, "{} bytes shown", out.stdout.len());
+    assert!(
+        stdout.ends_with("\n? line 2: longer than 1048576 bytes: not a record, skipped\n"),
+        "{stdout}"
+    );
+}
