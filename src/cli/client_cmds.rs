@@ -335,15 +335,22 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // `client-id` and `client_id`): one value would silently replace the other.
     let mut named: std::collections::BTreeMap<String, String> = Default::default();
     for c in &fetched.credentials {
-        let mut put = |field: &str, value: &str| -> anyhow::Result<()> {
+        // `what` names the value in messages, never the value itself.
+        let mut put = |field: &str, what: &str, value: &str| -> anyhow::Result<()> {
             match &mut dir {
-                Some(d) => d.put(&c.name, field, value.as_bytes()),
+                Some(d) => d.put(&c.name, field, what, value.as_bytes()),
                 None => {
-                    let name = env_name(&c.name, field);
-                    if let Some(other) = named.insert(name.clone(), format!("{}.{field}", c.name)) {
+                    // An environment variable ends at its first NUL: the spawn would fail
+                    // (126, as if the command could not run) after the hand-out.
+                    if value.contains('\0') {
                         anyhow::bail!(
-                            "{name} would hold both {other} and {}.{field}: rename one of them, or use --files (one file per credential and field)",
-                            c.name
+                            "{what} holds a NUL byte, which an environment variable cannot carry: use --files (one file per credential and field, the value whole); the command was not run"
+                        );
+                    }
+                    let name = env_name(&c.name, field);
+                    if let Some(other) = named.insert(name.clone(), what.to_owned()) {
+                        anyhow::bail!(
+                            "{name} would hold both {other} and {what}: rename one of them, or use --files (one file per credential and field)"
                         );
                     }
                     cmd.env(name, value);
@@ -352,14 +359,22 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
             }
         };
         for (k, v) in &c.fields {
-            put(k, v)?;
+            put(k, &format!("{}.{k}", c.name), v)?;
         }
         for (k, v) in &c.secrets {
-            put(k, v.expose())?;
+            put(k, &format!("{}.{k}", c.name), v.expose())?;
         }
         if let Some(t) = &c.totp {
-            put("totp_code", t.code.expose())?;
-            put("totp_seconds_left", &t.seconds_left.to_string())?;
+            put(
+                "totp_code",
+                &format!("the current TOTP code of {}", c.name),
+                t.code.expose(),
+            )?;
+            put(
+                "totp_seconds_left",
+                &format!("the seconds left of {}'s TOTP code", c.name),
+                &t.seconds_left.to_string(),
+            )?;
         }
     }
     let patterns = std::sync::Arc::new(crate::secret::Patterns::new(&super::exec::targets(

@@ -143,6 +143,19 @@ pub(crate) fn replaced_note(name: &str, new: &str, old: &str) -> String {
     format!("note: credential {name} held its TOTP seed as `{old}`, which was removed: `{new}` replaces it (a credential holds one of `totp_seed` and `otpauth`)")
 }
 
+/// Warn, on stderr, about each secret holding a NUL byte: `exec` cannot pass it in an
+/// environment variable (it refuses, naming the field), only with `--files`. Stored anyway:
+/// a binary token is a fine file. Names the field, never the value.
+fn warn_nul(cred: &str, secrets: &BTreeMap<String, SecretString>) {
+    for (k, v) in secrets {
+        if v.expose().contains('\0') {
+            eprintln!(
+                "scopevault: warning: {cred}.{k} holds a NUL byte: `exec` cannot pass it in an environment variable, only as a file with `exec --files`"
+            );
+        }
+    }
+}
+
 fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     validate_name(&a.name)?;
     let fields = parse_fields(&a.fields, Some(a.kind))?;
@@ -156,6 +169,7 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     refuse_stdin_twice(g, &a.secrets)?;
     let secrets = read_secrets(&a.secrets)?;
+    warn_nul(&a.name, &secrets);
     let path = vault_path(g);
     // Unlock (which may prompt) before taking the writer lock, then read the file again
     // under it: a slow prompt must not hold every other writer up.
@@ -211,6 +225,7 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         return Err(vault::VaultError::UnknownCredential(a.name.clone()).into());
     }
     let secrets = read_secrets(&a.secrets)?;
+    warn_nul(&a.name, &secrets);
     // Prompts are over: take the writer lock and re-read the file (another writer may have
     // saved meanwhile) with the key already in memory.
     let path = vault_path(g);

@@ -6,7 +6,11 @@
 //! `$XDG_RUNTIME_DIR`, `/run/user/UID`, `/run` for root, else `/dev/shm/scopevault-exec-UID`),
 //! never `/tmp`. Each value lives in a sealed memfd that the child inherits; the directory
 //! only holds symbolic links `CRED/FIELD -> /proc/self/fd/N`, which the child resolves to its
-//! own copy of the descriptor (mode 0600, sealed: it cannot be changed). Where memfds are not
+//! own copy of the descriptor (mode 0600, sealed: it cannot be changed). `N` is the highest
+//! free descriptor number below the soft `RLIMIT_NOFILE`, at most 1023 ([`HIGH_FD_LIMIT`]):
+//! a process that does not hold the inherited descriptor (one started with its inherited
+//! descriptors closed) gets `ENOENT` from the link, not one of its own files, which take the
+//! lowest free numbers. Where memfds are not
 //! available, the values are written as mode-0600 files on the tmpfs. A directory left by an
 //! `exec` that was killed (SIGKILL) is removed by the next `exec` of the same user: beside each
 //! live `run-XXXXXX` directory is a `run-XXXXXX.lock` that its `exec` keeps locked.
@@ -254,6 +258,9 @@ pub(crate) struct CredDir {
     /// The memfds the child inherits (closed in this process when dropped).
     memfds: Vec<OwnedFd>,
     memfd_ok: bool,
+    /// Each entry made so far, relative to the directory, and what it holds (`CRED.FIELD`):
+    /// two values that would be one entry are refused naming both.
+    entries: std::collections::BTreeMap<PathBuf, String>,
 }
 
 impl CredDir {
@@ -285,6 +292,7 @@ impl CredDir {
             lock_path,
             memfds: Vec::new(),
             memfd_ok: true,
+            entries: Default::default(),
         })
     }
 
@@ -294,15 +302,44 @@ impl CredDir {
     }
 
     /// Hand over one value as `dir/<credential>/<field>`: a link to an inherited memfd, or
-    /// a 0600 file where memfds are not available.
-    pub(crate) fn put(&mut self, cred: &str, field: &str, value: &[u8]) -> anyhow::Result<()> {
-        let cdir = self.dir.path().join(file_component(cred));
+    /// a 0600 file where memfds are not available. `what` names the value in messages
+    /// (`CRED.FIELD`, or what `exec` made of the credential, such as its TOTP code).
+    pub(crate) fn put(
+        &mut self,
+        cred: &str,
+        field: &str,
+        what: &str,
+        value: &[u8],
+    ) -> anyhow::Result<()> {
+        // Credential names (`validate_name`) and field names (`validate_field_key`) are one
+        // path component each; a vault written before field names were held to that can
+        // still hold `.` or `..`.
+        if !is_one_component(cred) {
+            bail!(
+                "credential `{}` cannot be a directory under --files (a name is one path component: not empty, `.` or `..`, no `/`)",
+                cred.escape_debug()
+            );
+        }
+        if !is_one_component(field) {
+            bail!(
+                "credential `{cred}` has a field named `{}`, which cannot be an entry under --files (a field name is one path component: not empty, `.` or `..`, no `/`): rename it (set the value under another name; `cred rm` and `cred add` to drop this one)",
+                field.escape_debug()
+            );
+        }
+        let rel = Path::new(cred).join(field);
+        if let Some(other) = self.entries.get(&rel) {
+            bail!(
+                "{other} and {what} would both be the entry {cred}/{field} under --files: rename one of them"
+            );
+        }
+        self.entries.insert(rel.clone(), what.to_owned());
+        let cdir = self.dir.path().join(cred);
         if !cdir.exists() {
             std::fs::DirBuilder::new().mode(0o700).create(&cdir)?;
         }
-        let path = cdir.join(file_component(field));
+        let path = self.dir.path().join(&rel);
         if self.memfd_ok {
-            match sealed_memfd(value) {
+            match sealed_memfd(value).and_then(inheritable_at_the_top) {
                 Ok(fd) => {
                     let target = format!("/proc/self/fd/{}", fd.as_raw_fd());
                     std::os::unix::fs::symlink(&target, &path)
@@ -331,10 +368,14 @@ impl Drop for CredDir {
     }
 }
 
-/// A memfd holding `value`, sealed against any change, inheritable (no close-on-exec).
+/// A memfd holding `value`, sealed against any change (close-on-exec: see
+/// [`inheritable_at_the_top`]).
 fn sealed_memfd(value: &[u8]) -> std::io::Result<OwnedFd> {
     use rustix::fs::{MemfdFlags, SealFlags};
-    let fd = rustix::fs::memfd_create("scopevault-credential", MemfdFlags::ALLOW_SEALING)?;
+    let fd = rustix::fs::memfd_create(
+        "scopevault-credential",
+        MemfdFlags::ALLOW_SEALING | MemfdFlags::CLOEXEC,
+    )?;
     rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600))?;
     let mut f = File::from(fd);
     f.write_all(value)?;
@@ -346,14 +387,57 @@ fn sealed_memfd(value: &[u8]) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// A name usable as one path component: no `/`, not `.`/`..`, not empty.
-fn file_component(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
-        .collect();
-    match s.as_str() {
-        "" | "." | ".." => format!("_{s}"),
-        _ => s,
+/// The `--files` memfds go at the highest free descriptor numbers below the soft
+/// `RLIMIT_NOFILE`, and below this: every process's descriptor table is sized to its highest
+/// descriptor, and 1024 is `FD_SETSIZE` (`select`).
+pub(crate) const HIGH_FD_LIMIT: u64 = 1024;
+
+/// `fd` moved to the highest free descriptor number below the lower of the soft
+/// `RLIMIT_NOFILE` and [`HIGH_FD_LIMIT`], without close-on-exec, so that the child inherits
+/// it there. A process's own files take the lowest free numbers, so a process of the command
+/// that does not hold the inherited descriptor (started with inherited descriptors closed)
+/// finds nothing at `/proc/self/fd/N` (`ENOENT`) instead of reading a file of its own.
+/// Where no higher number is free, the memfd keeps the number it has.
+fn inheritable_at_the_top(fd: OwnedFd) -> std::io::Result<OwnedFd> {
+    use rustix::io::{fcntl_dupfd_cloexec, fcntl_setfd, Errno, FdFlags};
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(HIGH_FD_LIMIT);
+    let top = i32::try_from(soft.min(HIGH_FD_LIMIT)).unwrap_or(1024);
+    let mut placed = None;
+    // F_DUPFD takes the lowest free number at or above `min`: counting `min` down from the
+    // top, the first that succeeds is the highest free number.
+    for min in (fd.as_raw_fd() + 1..top).rev() {
+        match fcntl_dupfd_cloexec(&fd, min) {
+            Ok(high) => {
+                placed = Some(high);
+                break;
+            }
+            Err(Errno::MFILE | Errno::INVAL) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let fd = placed.unwrap_or(fd);
+    fcntl_setfd(&fd, FdFlags::empty())?;
+    Ok(fd)
+}
+
+/// Whether `name` is one path component: not empty, not `.` or `..`, no `/` nor NUL.
+fn is_one_component(name: &str) -> bool {
+    !matches!(name, "" | "." | "..") && !name.contains(['/', '\0'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_not_one_path_component_are_told_apart() {
+        for bad in ["", ".", "..", "a/b", "/", "a\0b"] {
+            assert!(!is_one_component(bad), "{bad:?}");
+        }
+        for good in ["...", ".x", "x..", "_..", "password", "shop-buyer"] {
+            assert!(is_one_component(good), "{good:?}");
+        }
     }
 }

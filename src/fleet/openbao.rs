@@ -624,7 +624,8 @@ pub fn classify(
         let shown = k.escape_debug().to_string();
         if validate_field_key(&k).is_err() {
             return Err(format!(
-                "{path}: key `{shown}` is not a valid field name (1-64 bytes of lowercase letters, digits, `_`, `-`, `.`): rename it in OpenBao"
+                "{path}: key `{shown}` is not a valid field name ({}): rename it in OpenBao",
+                crate::vault::FIELD_NAME_RULE
             ));
         }
         let v = match v {
@@ -902,6 +903,22 @@ mod tests {
 
         let (f, s) = classify(CredentialKind::Generic, secret(&[("region", "eu")])).unwrap();
         assert_eq!((f.len(), s.len()), (1, 0));
+    }
+
+    /// A key `.` or `..` cannot be a field: `exec --files` makes each field a file name
+    /// (sixteenth pass); `...` can.
+    #[test]
+    fn classify_refuses_dot_and_dotdot_keys() {
+        for key in [".", ".."] {
+            let e = classify(CredentialKind::Generic, secret(&[(key, "v-canary")])).unwrap_err();
+            assert!(
+                e.contains(&format!("key `{key}`"))
+                    && e.contains("not `.` or `..`")
+                    && !e.contains("v-canary"),
+                "{e}"
+            );
+        }
+        classify(CredentialKind::Generic, secret(&[("...", "eu")])).unwrap();
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use keyring::KeyringStore;
 pub use model::{
     both_totp_seeds_message, holds_both_totp_seeds, is_secret_field_name, validate_field_key,
     validate_field_value, validate_name, AppliedBundle, Credential, CredentialSource, FieldMap,
-    FleetState, SecretSet, MAX_FIELD_LEN, SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
+    FleetState, SecretSet, FIELD_NAME_RULE, MAX_FIELD_LEN, SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
 };
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
 pub(crate) use store::keep_owner;

@@ -269,23 +269,29 @@ pub fn validate_field_value(key: &str, value: &str) -> Result<(), VaultError> {
     Err(VaultError::Usage(why))
 }
 
-/// Check a field key (plain or secret): 1–64 bytes of lowercase letters, digits, `_`, `-`, `.`.
+/// Check a field key (plain or secret): 1–64 bytes of lowercase letters, digits, `_`, `-`,
+/// `.`, and not `.` or `..`. `exec --files` makes each field the entry
+/// `<credential>/<field>`, so a field name is one path component.
 pub fn validate_field_key(key: &str) -> Result<(), VaultError> {
     let ok = !key.is_empty()
         && key.len() <= 64
         && key.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
-        });
+        })
+        && !matches!(key, "." | "..");
     if ok {
         Ok(())
     } else {
         Err(VaultError::BadName {
             name: printable(key),
-            why: "a field name must be 1-64 bytes of lowercase letters, digits, `_`, `-`, `.`"
-                .into(),
+            why: FIELD_NAME_RULE.into(),
         })
     }
 }
+
+/// The rule of [`validate_field_key`], as messages state it.
+pub const FIELD_NAME_RULE: &str =
+    "a field name must be 1-64 bytes of lowercase letters, digits, `_`, `-`, `.`, and not `.` or `..` (it is a file name under `exec --files`)";
 
 /// A name as it can be shown in a message: control characters escaped.
 fn printable(s: &str) -> String {

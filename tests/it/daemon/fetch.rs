@@ -1984,3 +1984,250 @@ fn status_reports_a_cut_or_missing_audit_log_as_bad_not_as_the_anchor() {
         assert_eq!(m["scopevault_audit_seq"], last.to_string());
     }
 }
+
+/// A process of the command that does not hold the descriptor a `--files` entry links to
+/// (Python's `subprocess` closes inherited descriptors by default) and has opened files of
+/// its own gets an error reading the entry, not the bytes of one of its own files: the
+/// memfds sit at the top of the descriptor table, far from the numbers a process's own
+/// `open` returns (found by attacking `exec` as a check author, sixteenth pass: the entry
+/// linked to `/proc/self/fd/4`, and the helper read its own fourth file as the password).
+#[test]
+fn a_files_entry_is_an_error_in_a_process_without_the_inherited_descriptor() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip::skip("python3 is not installed");
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let own = dir.path().join("helpers-own-file.txt");
+    std::fs::write(&own, "contents of the helper's own file").unwrap();
+    let script = r#"
+import os, subprocess, sys
+p = os.environ["SCOPEVAULT_CREDENTIALS_DIRECTORY"] + "/shop-buyer/password"
+print("check read: " + open(p).read())
+helper = '''
+import sys
+own = [open(sys.argv[2]) for _ in range(32)]
+try:
+    print("helper read: " + open(sys.argv[1]).read())
+except FileNotFoundError:
+    print("helper: no such file")
+'''
+subprocess.run([sys.executable, "-c", helper, p, sys.argv[1]], close_fds=True, check=True)
+"#;
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--files",
+            "--no-mask",
+            "--task",
+            "checkout-flow",
+            "--",
+            "python3",
+            "-c",
+            script,
+            own.to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("check read: {}", secret_of("shop-buyer"))),
+        "the command itself reads the value: {text}"
+    );
+    assert!(
+        text.contains("helper: no such file") && !text.contains("helper read"),
+        "a process without the descriptor gets an error: {text}"
+    );
+}
+
+/// A value with a NUL byte cannot be an environment variable: `exec` refuses before it runs
+/// the command, exit 2, naming the credential and field (never the value) and pointing to
+/// `--files`, which hands the value over whole; `get --json` writes it as `\u0000` and
+/// `get --field` writes its bytes (found by attacking `exec` as a check author, sixteenth
+/// pass: `exec` exited 126 "cannot run sh: nul byte found in provided data", blaming the
+/// command).
+#[test]
+fn exec_refuses_a_value_with_a_nul_byte_in_the_environment_naming_it() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let value = "ab\0cdSECRETval";
+    set_search_token(dir.path(), None, value);
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let out = sv(&d, &["get", "--task", "search-api", "--field", "token"]);
+    assert_eq!(
+        out.stdout,
+        format!("{value}\n").as_bytes(),
+        "get --field: the bytes"
+    );
+    let out = sv(&d, &["get", "--task", "search-api", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["credentials"][0]["secrets"]["token"], value, "get --json");
+
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "search-api",
+            "--",
+            "sh",
+            "-c",
+            "echo child ran",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("search-token.token") && err.contains("NUL") && err.contains("--files"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("SECRETval") && !err.contains("cannot run"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("child ran"));
+
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--files",
+            "--no-mask",
+            "--task",
+            "search-api",
+            "--",
+            "sh",
+            "-c",
+            "cat \"$SCOPEVAULT_CREDENTIALS_DIRECTORY/search-token/token\"",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout,
+        value.as_bytes(),
+        "--files hands the value over whole"
+    );
+}
+
+/// Two values of one credential that would be the same `--files` entry (a TOTP credential
+/// holding a secret named `totp_code` as well as its current code): `exec --files` refuses,
+/// naming both, as env mode does for two fields sharing a variable (found by attacking
+/// `exec` as a check author, sixteenth pass: a bare "File exists (os error 17)").
+#[test]
+fn exec_files_refuses_two_values_that_would_share_one_entry_naming_both() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "shop-2fa",
+            "--secret",
+            "totp_code",
+        ],
+        Some("a-stored-totp-code-value"),
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--files",
+            "--task",
+            "two-factor-login",
+            "--",
+            "true",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("shop-2fa.totp_code")
+            && err.contains("current TOTP code")
+            && !err.contains("os error"),
+        "{err}"
+    );
+    assert!(!err.contains("a-stored-totp-code-value"), "{err}");
+}
+
+/// A vault written before field names were held to one path component (a secret named `..`)
+/// still serves: env mode hands it out, and `exec --files` refuses with a message naming the
+/// field and the rule, exit 2, never a panic nor an entry under another name (found by
+/// attacking `exec` as a check author, sixteenth pass: the entry was `_..`, and beside a
+/// field `_..` the run failed with "File exists").
+#[test]
+fn exec_files_names_a_field_an_older_vault_holds_that_cannot_be_an_entry() {
+    use scopevault::secret::SecretString;
+    use scopevault::vault::{OpenOptions, Unlock, Vault, WriteLock};
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let path = dir.path().join("vault.scopevault");
+    crate::common::with_state_dir(&dir.path().join("state/scopevault"), || {
+        let lock = WriteLock::acquire(&path).unwrap();
+        let mut vault = Vault::open(
+            &path,
+            &Unlock::IdentityFile(id.clone()),
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        vault
+            .update_credential("search-token", |c| {
+                c.secrets
+                    .insert("..".into(), SecretString::from("dotdot-value".to_owned()));
+            })
+            .unwrap();
+        vault.save(&lock).unwrap();
+    });
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--files",
+            "--task",
+            "search-api",
+            "--",
+            "sh",
+            "-c",
+            "echo child ran",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("search-token") && err.contains("`..`") && err.contains("rename"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("dotdot-value"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("child ran"));
+    // Env mode is not affected.
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--no-mask",
+            "--task",
+            "search-api",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$SCOPEVAULT_SEARCH_TOKEN___\"",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "dotdot-value");
+}

@@ -1091,3 +1091,98 @@ fn a_writer_waiting_for_its_passphrase_holds_no_lock() {
     let names = e.ok(&["cred", "list", "--passphrase-file", &e.pf()], b"");
     assert!(names.contains("slow") && names.contains("quick"), "{names}");
 }
+
+/// A field name is one path component: `exec --files` makes `<credential>/<field>` of it,
+/// so `.` and `..` are refused by the one rule every way in uses (`cred add`/`cred set`
+/// `--secret`, `--secret-file`, `--field`), naming the rule; `...` and `.x` are names like
+/// any other (found by attacking `exec` as a check author, sixteenth pass: `..` was stored,
+/// and `exec --files` made its entry `_..`, then failed with "File exists" beside a field
+/// named `_..`).
+#[test]
+fn field_names_dot_and_dotdot_are_refused() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let value = e.path("value");
+    std::fs::write(&value, "value-of-a-dot-field").unwrap();
+    let pf = e.pf();
+    for name in [".", ".."] {
+        let file_arg = format!("{name}={}", value.display());
+        let field_arg = format!("{name}=plain");
+        for args in [
+            vec!["cred", "set", "shop-buyer", "--secret", name],
+            vec!["cred", "set", "shop-buyer", "--secret-file", &file_arg],
+            vec!["cred", "set", "shop-buyer", "--field", &field_arg],
+            vec!["cred", "add", "dots", "--kind", "generic", "--secret", name],
+        ] {
+            let mut args = args;
+            args.extend(["--passphrase-file", &pf]);
+            let err = e.fails(&args, b"value-of-a-dot-field", 2);
+            assert!(
+                err.contains("not `.` or `..`") && !err.contains("value-of-a-dot-field"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(e.vault_bytes(), before, "nothing stored");
+    for name in ["...", ".x", "x.."] {
+        e.ok(
+            &[
+                "cred",
+                "set",
+                "shop-buyer",
+                "--secret",
+                name,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"value-of-a-dotted-field",
+        );
+    }
+}
+
+/// A secret with a NUL byte is stored (a binary token is a fine file for `exec --files`),
+/// with a warning that `exec` cannot pass it in an environment variable; the warning never
+/// shows the value (found by attacking `exec` as a check author, sixteenth pass).
+#[test]
+fn cred_set_warns_that_a_secret_with_a_nul_byte_cannot_be_an_environment_variable() {
+    let e = Env::new();
+    e.init_with_cred();
+    let out = e.run(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"ab\0cdSECRETval",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning")
+            && err.contains("shop-buyer.password")
+            && err.contains("NUL")
+            && err.contains("--files"),
+        "{err}"
+    );
+    assert!(!err.contains("SECRETval"), "{err}");
+    // A value without one: no such warning.
+    let out = e.run(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"plain-Password-9",
+    );
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("NUL"));
+}
