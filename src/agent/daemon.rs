@@ -190,7 +190,11 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     let _ = ticker.join();
     handler.flush_denials(true);
     if let Err(e) = handler.anchor_audit() {
-        eprintln!("scopevault: warning: cannot write the audit anchor: {e}");
+        let (anchored, last) = handler.anchor_position();
+        eprintln!(
+            "scopevault: error: cannot write the audit anchor at stop ({e}): records {}..={last} are not anchored, and a cut of them would not be detected until the anchor is written; free the state directory and start the daemon again, which anchors them (docs/audit.md, \"The anchor\")",
+            anchored + 1
+        );
     }
     ran?;
     notify_systemd("STOPPING=1");

@@ -364,6 +364,11 @@ impl Handler {
         self.audit.write_anchor_now()
     }
 
+    /// The last anchored `seq` and the chain's last `seq` (what a failed anchor leaves out).
+    pub fn anchor_position(&self) -> (u64, u64) {
+        self.audit.anchor_position()
+    }
+
     /// How many records and batches the audit log has written (the loop's group commit).
     pub fn audit_stats(&self) -> crate::audit::AuditStats {
         self.audit.stats()

@@ -876,6 +876,12 @@ impl AuditLog {
         self.ok.load(Ordering::SeqCst)
     }
 
+    /// The last anchored `seq` (0: none yet) and the chain's last `seq`.
+    pub fn anchor_position(&self) -> (u64, u64) {
+        let anchored = *self.anchored.lock().unwrap_or_else(|e| e.into_inner());
+        (anchored, self.lock().chain.seq)
+    }
+
     /// False while the chain's anchor cannot be written (its last write failed): the
     /// daemon hands nothing out then, and `health` says so.
     pub fn anchor_ok(&self) -> bool {

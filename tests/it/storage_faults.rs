@@ -1280,6 +1280,25 @@ fn a_state_directory_that_cannot_take_the_anchor_stops_hand_outs_until_it_can() 
     // A clean stop anchors the last record: a cut tail is reported.
     d.stop();
     let log = dir.path().join("audit.jsonl");
+    {
+        // A stop while the anchor cannot be written says which records it leaves unanchored.
+        let d = daemon::Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+        fs.fill();
+        let _ = d.request(FETCH);
+        let stderr = d.stderr.clone();
+        d.stop();
+        let err = std::fs::read_to_string(&stderr).unwrap();
+        assert!(
+            err.contains("cannot write the audit anchor at stop")
+                && err.contains("are not anchored"),
+            "{err}"
+        );
+        fs.free();
+        // The next start anchors them.
+        let d = daemon::Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+        assert_eq!(d.request(FETCH)["ok"], true);
+        d.stop();
+    }
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(&log, format!("{}\n", lines[..lines.len() - 2].join("\n"))).unwrap();
