@@ -406,13 +406,15 @@ fn inheritable_at_the_top(fd: OwnedFd) -> std::io::Result<OwnedFd> {
     let top = i32::try_from(soft.min(HIGH_FD_LIMIT)).unwrap_or(1024);
     let mut placed = None;
     // F_DUPFD takes the lowest free number at or above `min`: counting `min` down from the
-    // top, the first that succeeds is the highest free number.
+    // top, the first that lands below the top is the highest free number. (With a soft limit
+    // above the top, a taken `min` gives a number above the top: closed, and one lower tried.)
     for min in (fd.as_raw_fd() + 1..top).rev() {
         match fcntl_dupfd_cloexec(&fd, min) {
-            Ok(high) => {
+            Ok(high) if high.as_raw_fd() < top => {
                 placed = Some(high);
                 break;
             }
+            Ok(_above_the_top) => continue,
             Err(Errno::MFILE | Errno::INVAL) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -430,6 +432,40 @@ fn is_one_component(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sixteenth pass (found by attacking the fix with `ulimit -Sn 4096`): with a soft
+    /// `RLIMIT_NOFILE` above 1024, the second memfd went to 1024, the third to 1025 (F_DUPFD
+    /// found 1023 taken and gave the next free number up). Every one must land at or below
+    /// 1023, counting down.
+    #[test]
+    fn memfds_stay_below_1024_counting_down_whatever_the_soft_limit() {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let lim = getrlimit(Resource::Nofile);
+        let hard = lim.maximum.unwrap_or(u64::MAX);
+        // Raised to 4096 where the hard limit allows (the soft limit of many hosts is 1024):
+        // the case the bug needs. Where it cannot be, the placement is checked as it is.
+        if lim.current.is_some_and(|c| c <= HIGH_FD_LIMIT) && hard > HIGH_FD_LIMIT {
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(hard.min(4096)),
+                    maximum: lim.maximum,
+                },
+            )
+            .unwrap();
+        }
+        let placed: Vec<OwnedFd> = (0..4)
+            .map(|_| {
+                let fd = rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+                inheritable_at_the_top(fd).unwrap()
+            })
+            .collect();
+        let nums: Vec<i32> = placed.iter().map(|f| f.as_raw_fd()).collect();
+        for w in nums.windows(2) {
+            assert!(w[1] < w[0], "{nums:?}");
+        }
+        assert!(nums.iter().all(|&n| n < 1024), "{nums:?}");
+    }
 
     #[test]
     fn names_that_are_not_one_path_component_are_told_apart() {
