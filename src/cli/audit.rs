@@ -29,8 +29,20 @@ fn path_of(a: &AuditPathArgs) -> PathBuf {
 
 fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     // The anchor names a record; the `prev` of the record after it, met on the walk below
-    // (in whichever file holds it), must be that record's hash.
-    let anchor = audit::read_anchor(path)?;
+    // (in whichever file holds it), must be that record's hash. It is the live log's, kept
+    // under its path: whichever of the files given has one (`--audit` may name a rotated
+    // file and the live log be among the others), compared with the chain's end.
+    let mut anchor_of = path;
+    let mut anchor = audit::read_anchor(path)?;
+    for p in rotated {
+        if anchor.is_some() {
+            break;
+        }
+        if let Some(a) = audit::read_anchor(p)? {
+            anchor = Some(a);
+            anchor_of = p.as_path();
+        }
+    }
     let after_anchored = anchor.as_ref().map(|a| a.seq + 1);
     let mut names_anchored: Option<String> = None;
     let mut walk = |p: &Path| {
@@ -119,7 +131,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     // The chain cannot see records cut from its end, nor a chain recomputed from some
     // record on: the anchor can.
     if let Some(a) = anchor {
-        let anchor = audit::anchor_path(path);
+        let anchor = audit::anchor_path(anchor_of);
         // The record after the anchored one was met on the walk, in whichever file held it;
         // not met: it is in an earlier file not given here.
         let after = || {
@@ -131,11 +143,12 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         match audit::anchor_gap(&a, end.last_seq, &end.head, after)? {
             None => {}
             Some(audit::AnchorGap::InEarlierFile { anchored }) => eprintln!(
-                "{shown}: the record at seq {anchored} anchored in {} is in an earlier file not given here: not compared (give the rotated files too)",
+                "{}: the record at seq {anchored} anchored in {} is in an earlier file not given here: not compared (give the rotated files too)",
+                anchor_of.display(),
                 anchor.display()
             ),
             Some(gap) => {
-                println!("{shown}: {}", gap.describe(&anchor));
+                println!("{}: {}", anchor_of.display(), gap.describe(&anchor));
                 return Ok(ExitCode::from(1));
             }
         }

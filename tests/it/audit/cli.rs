@@ -372,6 +372,39 @@ fn verify_checks_the_segments_as_one_chain_whichever_one_audit_names() {
             );
         }
     }
+    // The live log's anchor (under its path, in the state directory) records seq 11; its last
+    // record cut off is a cut tail whichever file `--audit` names (naming a rotated one
+    // skipped the anchor: found by attacking that pass's own change).
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let anchor = serde_json::json!({
+        "log": files[2].display().to_string(), "seq": 11, "head": prev, "generation": 0,
+    });
+    let anchor_file = state.join(
+        scopevault::audit::anchor_path(&files[2])
+            .file_name()
+            .unwrap(),
+    );
+    std::fs::write(&anchor_file, anchor.to_string()).unwrap();
+    let live = std::fs::read_to_string(&files[2]).unwrap();
+    let kept: Vec<&str> = live.lines().take(2).collect();
+    std::fs::write(&files[2], format!("{}\n", kept.join("\n"))).unwrap();
+    for named in 0..3 {
+        let rest: Vec<&PathBuf> = (0..3).filter(|&i| i != named).map(|i| &files[i]).collect();
+        let o = bin()
+            .env("SCOPEVAULT_STATE_DIR", &state)
+            .args(["audit", "verify", "--audit"])
+            .arg(&files[named])
+            .args(&rest)
+            .output()
+            .unwrap();
+        let out = text(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "--audit {named}: {out}");
+        assert!(
+            out.contains("records 11..=11 are missing"),
+            "--audit {named}: {out}"
+        );
+    }
 }
 
 /// Sixteenth pass: `audit show` printed `peer.exe` unquoted, so a runner fetching through a
