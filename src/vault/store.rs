@@ -391,6 +391,38 @@ fn check_components(abs: &Path) -> Result<(), VaultError> {
             ));
         }
     }
+    // A link of ours or root's is followed: the directories above where it leads are judged
+    // by the same rules (a link of our own into another user's tree must not take our files
+    // where that user can rename them).
+    if let Ok(real) = fs::canonicalize(abs) {
+        if real != abs {
+            for above in real.ancestors().skip(1) {
+                let md = fs::metadata(above).map_err(io_err(above, "cannot check"))?;
+                if !crate::paths::dir_owner_trusted(md.uid(), me) {
+                    return Err(unsafe_dir(
+                        abs,
+                        &format!(
+                            "it leads to {}, below {}, which is owned by uid {}, another user: they could rename what is under it and put their own in its place",
+                            real.display(),
+                            above.display(),
+                            md.uid()
+                        ),
+                    ));
+                }
+                if md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0 {
+                    return Err(unsafe_dir(
+                        abs,
+                        &format!(
+                            "it leads to {}, below {}, which is writable by others without the sticky bit (mode {:o}): another user could replace what is under it",
+                            real.display(),
+                            above.display(),
+                            md.mode() & 0o7777
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     Ok(())
 }
 

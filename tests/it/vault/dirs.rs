@@ -259,6 +259,19 @@ fn a_caller_other_than_root_refuses_directories_another_user_owns() {
         "{err}"
     );
     assert!(files_under(&e.path("theirs/mine")).is_empty());
+    // Nor through a link of the caller's own that leads there (found by attacking that
+    // pass's own change: the link was followed and the directories above where it led were
+    // not judged).
+    let link = e.path("mine/link");
+    std::os::unix::fs::symlink(e.path("theirs/mine"), &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(uid), Some(gid)).unwrap();
+    let (code, err) = run(&link.join("v"), &e.path("state-mine"), &["init"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("owned by uid {other}, another user")),
+        "{err}"
+    );
+    assert!(files_under(&e.path("theirs/mine")).is_empty());
 
     // Control: the caller's own directories are accepted.
     let vault = e.path("mine/v");
