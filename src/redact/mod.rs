@@ -344,6 +344,9 @@ impl Scrubber {
                 )),
             }
         } else {
+            if ft.is_symlink() {
+                self.check_link_target(rustix::fs::readlink(path, Vec::new()), path, summary);
+            }
             summary.skipped.push(path.display().to_string());
         }
     }
@@ -414,8 +417,38 @@ impl Scrubber {
                     let place = text::Place::new(dir.clone(), &name, path);
                     self.attempts(&place, summary, Some(defer), 0);
                 }
+                rustix::fs::FileType::Symlink => {
+                    self.check_link_target(
+                        rustix::fs::readlinkat(&*dir, name.as_os_str(), Vec::new()),
+                        &path,
+                        summary,
+                    );
+                    summary.skipped.push(path.display().to_string());
+                }
                 _ => summary.skipped.push(path.display().to_string()),
             }
+        }
+    }
+
+    /// A symbolic link is not followed, but its target is text that archives (tar, zip) and
+    /// copies keep: a form of a value in it is an error, as in a name.
+    fn check_link_target(
+        &self,
+        target: rustix::io::Result<std::ffi::CString>,
+        path: &Path,
+        summary: &mut Summary,
+    ) {
+        match target {
+            Ok(t) if self.patterns.is_match(t.as_bytes()) => summary.errors.push(format!(
+                "{}: a form of a secret is in this symbolic link's target, which the scrub does not change: remove or remake the link",
+                path.display()
+            )),
+            Ok(_) => {}
+            Err(e) => summary.errors.push(format!(
+                "{}: cannot read the link: {}",
+                path.display(),
+                std::io::Error::from(e)
+            )),
         }
     }
 

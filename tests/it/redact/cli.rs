@@ -513,6 +513,38 @@ fn regression_a_secret_in_a_file_or_directory_name_is_reported_masked() {
     assert!(!stderr.contains("error"), "{stderr}");
 }
 
+/// Sixteenth pass, found by attacking that pass's own name check: a symbolic link whose
+/// target holds the value (`last-url -> https://u:<password>@shop…`) was only "not a regular
+/// file, skipped", exit 0, while `tar` of the tree keeps the target. It is now an error, the
+/// path and target never printed with the value, whether the link is in the tree or given.
+#[test]
+fn a_symlink_whose_target_holds_a_secret_is_reported() {
+    let dir = tempdir();
+    let d = daemon::start_with_buyer(dir.path(), NAMEABLE);
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    let link = art.join("last-url");
+    std::os::unix::fs::symlink(format!("https://u:{NAMEABLE}@shop.example/login"), &link).unwrap();
+    std::os::unix::fs::symlink("clean-target", art.join("clean-link")).unwrap();
+    for given in [&art, &link] {
+        let out = sv(
+            &d,
+            &["redact", "--task", "checkout-flow", given.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr.matches("is in this symbolic link's target").count(),
+            1,
+            "{stderr}"
+        );
+        assert!(stderr.contains("last-url"), "{stderr}");
+        assert!(!stderr.contains(NAMEABLE), "{stderr}");
+    }
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
