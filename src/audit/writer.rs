@@ -119,6 +119,12 @@ pub struct Anchor {
     pub head: String,
     /// The highest vault generation a `vault.load` record holds.
     pub generation: u64,
+    /// Set while the daemon's new file at the log's path (after a move: `audit rotate`,
+    /// logrotate) holds nothing yet: the reason of the `audit.rotate` record it must begin
+    /// with. An empty log under such an anchor is a log moved away, not a cut one: its records
+    /// up to `seq` are in the moved file, and a start begins the file with that record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub begins: Option<String>,
 }
 
 /// The anchor file of the log at `audit_path`: `audit-anchor-<16 hex digits of the SHA-256 of
@@ -236,6 +242,10 @@ pub fn anchor_gap(
     after_anchored: impl FnOnce() -> std::io::Result<Found>,
 ) -> std::io::Result<Option<AnchorGap>> {
     let anchored = a.seq;
+    if last == 0 && a.begins.is_some() {
+        // The daemon's own new file, empty after a move: the records are in the moved file.
+        return Ok(None);
+    }
     Ok(if anchored > last {
         Some(AnchorGap::CutTail { last, anchored })
     } else if anchored == last {
@@ -514,6 +524,22 @@ impl AuditLog {
                 None => scan_generation(path),
             };
             log.generation.store(generation, Ordering::SeqCst);
+            if let Some(a) = &anchor {
+                if have.seq == 0 && log.segment().len == 0 {
+                    if let Some(reason) = &a.begins {
+                        // The daemon's own new file after a move, still empty (a full disk
+                        // kept its first record out, then a stop or a crash): it continues the
+                        // anchored chain and begins with that record at the first write. The
+                        // anchor, which says so, stays as it is until then.
+                        log.lock().chain = Chain {
+                            seq: a.seq,
+                            prev: a.head.clone(),
+                        };
+                        log.segment().begins_with = Some(reason.clone());
+                        *log.anchored.lock().unwrap_or_else(|e| e.into_inner()) = a.seq;
+                    }
+                }
+            }
             if let Some(a) = anchor {
                 // Records may follow the anchored one (those of the last anchor interval
                 // before a crash): the record after it must still name it, or the log was cut
@@ -952,18 +978,18 @@ impl AuditLog {
         // The anchor must not get ahead of the log on disk: records made durable in the
         // journal are synced in the log first (`audit verify` reads the log alone).
         self.sync_log()?;
-        self.anchor_synced(&chain)
+        self.anchor_synced(&chain, None)
     }
 
     /// Write the anchor of `chain`, whose records are already synced in the log.
-    fn anchor_synced(&self, chain: &Chain) -> std::io::Result<()> {
+    fn anchor_synced(&self, chain: &Chain, begins: Option<&str>) -> std::io::Result<()> {
         if !self.anchor {
             return Ok(());
         }
         let mut last = self.anchored.lock().unwrap_or_else(|e| e.into_inner());
         // Never backwards: a caller that read the chain before another wrote a newer anchor
         // (the ticker, behind a batch that noticed a move) leaves it as it is.
-        if (*last == chain.seq && chain.seq != 0) || chain.seq < *last {
+        if chain.seq < *last || (begins.is_none() && *last == chain.seq && chain.seq != 0) {
             return Ok(());
         }
         let written = write_anchor(
@@ -976,6 +1002,7 @@ impl AuditLog {
                 seq: chain.seq,
                 head: chain.prev.clone(),
                 generation: self.generation.load(Ordering::SeqCst),
+                begins: begins.map(str::to_owned),
             },
         );
         // A failed write leaves `last` behind the chain, so the next tick tries again.
@@ -1183,14 +1210,17 @@ impl AuditLog {
             // first record names the anchored one, not a file that begins after it (refused
             // at start). The ticker's anchor writes take the segment before this lock, so the
             // order is the same. A failure is reported by the next anchor write.
-            let _ = self.anchor_synced(&chain);
-            let (file, (dev, ino)) = self.open_next_segment()?;
+            // The anchor also says that the new file must begin with its `audit.rotate`
+            // record: a start that finds it still empty (a full disk kept the record out, then
+            // a stop or a crash) continues the chain with that record, not a false cut tail.
             let reason = start.map(str::to_owned).unwrap_or_else(|| {
                 format!(
                     "the log was moved away from this path (rotated): records up to seq {} are in the moved file; this file continues the chain",
                     chain.seq
                 )
             });
+            let _ = self.anchor_synced(&chain, Some(&reason));
+            let (file, (dev, ino)) = self.open_next_segment()?;
             let journal = seg.journal.take();
             let id = LogId { dev, ino, ..seg.id };
             *seg = Segment {

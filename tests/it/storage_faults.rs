@@ -1148,8 +1148,20 @@ fn a_rotation_on_a_full_disk_still_verifies_as_one_chain_once_space_returns() {
         err.contains("the log was moved to") && err.contains("begins the new file"),
         "{err}"
     );
+    // Stopped before space returns (found by attacking that pass's own change: the record
+    // the new file must begin with was held in memory only, and the next start refused the
+    // empty file as a cut tail of every record): the anchor says so, and the start begins
+    // the file with it.
+    let args = [
+        "--identity-file",
+        id.to_str().unwrap(),
+        "--audit",
+        log.to_str().unwrap(),
+    ];
+    d.stop();
     fs.free();
-    assert_eq!(d.request(FETCH)["ok"], true);
+    let d = daemon::Daemon::start(dir.path(), &args);
+    assert_eq!(d.request(FETCH)["ok"], true, "{}", d.stderr_text());
     // 2. Moved away as logrotate does, then a full disk at the next write.
     std::fs::rename(&log, fs.path.join("audit.jsonl.1")).unwrap();
     fs.fill();
