@@ -168,7 +168,7 @@ pub fn lstat_components(dir: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>,
             Component::CurDir => continue,
             Component::ParentDir => {
                 return Err(format!(
-                    "{} contains `..`; give the socket's directory without it",
+                    "{} contains `..`; give the directory without it",
                     dir.display()
                 ))
             }
@@ -178,7 +178,7 @@ pub fn lstat_components(dir: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>,
             .map_err(|e| format!("cannot inspect {} ({e})", at.display()))?;
         if meta.file_type().is_symlink() {
             return Err(format!(
-                "{} is a symbolic link; give the real path of the socket's directory",
+                "{} is a symbolic link; give the directory's real path",
                 at.display()
             ));
         }

@@ -149,7 +149,7 @@ pub fn read_anchor(audit_path: &Path) -> Result<Option<Anchor>, AuditError> {
         Err(e) => {
             return Err(AuditError::Read {
                 path: p,
-                message: e.to_string(),
+                message: format!("this is its anchor, and it cannot be read ({e})"),
             })
         }
     };
