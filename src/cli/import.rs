@@ -232,10 +232,22 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
     };
     let mut index: Vec<(Col, usize)> = Vec::new();
     for (col, names) in COLUMNS {
-        if let Some(i) = header
+        let mut found = header
             .iter()
-            .position(|h| names.contains(&normalise(h).as_str()))
-        {
+            .enumerate()
+            .filter(|(_, h)| names.contains(&normalise(h).as_str()));
+        if let Some((i, first)) = found.next() {
+            // Two columns for one thing (`totp` and `login_totp`, `password` and
+            // `login_password`): which one holds the value is not known, and taking the
+            // first would drop the other in silence.
+            if let Some((_, second)) = found.next() {
+                bail!(
+                    "{}: the columns `{}` and `{}` both mean the same field of a credential: keep one of them (nothing was imported)",
+                    file.display(),
+                    crate::text::escape_for_terminal(first),
+                    crate::text::escape_for_terminal(second)
+                );
+            }
             index.push((col, i));
         }
     }

@@ -139,6 +139,46 @@ fn import_reads_the_three_exporters_and_never_prints_a_value() {
     }
 }
 
+/// Sixteenth pass (found by attacking the TOTP rule): a header with two columns for one
+/// field (`totp` and `login_totp`, here one a base32 seed and the other an otpauth URI) took
+/// the first and dropped the other in silence. It is refused naming both, and nothing is
+/// imported.
+#[test]
+fn import_refuses_two_columns_for_one_field_naming_both() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    std::fs::write(
+        e.path("two.csv"),
+        "name,password,totp,login_totp
+         Shop 2fa,pw-canary,JBSWY3DPEHPK3PXP,otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ
+",
+    )
+    .unwrap();
+    let err = e.fails(
+        &[
+            "cred",
+            "import",
+            e.path("two.csv").to_str().unwrap(),
+            "--format",
+            "csv",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains("`totp` and `login_totp` both mean the same field"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("pw-canary") && !err.contains("JBSWY3DP"),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), before, "nothing imported");
+}
+
 #[test]
 fn import_keeps_existing_unless_update_and_is_one_atomic_save() {
     let e = Env::new();
