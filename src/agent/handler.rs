@@ -340,7 +340,13 @@ impl Handler {
         let how = match vault.applied_bundle() {
             Some(bundle) => format!(
                 "{how}; {}",
-                crate::fleet::health::served_bundle(bundle, policy.as_deref())
+                crate::fleet::health::served_bundle(
+                    bundle,
+                    policy.as_deref(),
+                    vault.file_payload().is_some_and(|(path, digest)| {
+                        crate::fleet::health::values_changed_since(bundle, path, digest)
+                    }),
+                )
             ),
             None => how.to_owned(),
         };

@@ -44,6 +44,10 @@ pub(crate) trait VaultView: Send + Sync {
     fn applied_bundle(&self) -> Option<&crate::vault::AppliedBundle> {
         None
     }
+    /// The vault file's path and the digest of its payload as loaded (`None`: not a file).
+    fn file_payload(&self) -> Option<(&std::path::Path, &str)> {
+        None
+    }
 }
 
 /// What tells a changed vault file from the one loaded, with one `stat`: device, inode, size
@@ -320,6 +324,10 @@ impl VaultView for LoadedVault {
     fn policy(&self) -> Option<&Policy> {
         self.vault.policy()
     }
+    fn file_payload(&self) -> Option<(&std::path::Path, &str)> {
+        Some((self.vault.path(), self.vault.payload_digest()))
+    }
+
     fn applied_bundle(&self) -> Option<&crate::vault::AppliedBundle> {
         self.vault.fleet_state()?.applied.as_ref()
     }

@@ -94,8 +94,17 @@ pub struct Applied {
 /// the bundle's (`served_policy`, [`crate::policy::Policy::digest`], is its `policy_digest`);
 /// otherwise that the vault was changed locally since that bundle, so the record never says it
 /// serves a bundle whose policy it does not hold.
-pub fn served_bundle(a: &crate::vault::AppliedBundle, served_policy: Option<&str>) -> String {
-    if served_policy == Some(a.policy_digest.as_str()) {
+pub fn served_bundle(
+    a: &crate::vault::AppliedBundle,
+    served_policy: Option<&str>,
+    values_changed: bool,
+) -> String {
+    if served_policy == Some(a.policy_digest.as_str()) && values_changed {
+        format!(
+            "vault changed locally since bundle {} generation {} (its policy_digest={}, but values set since the apply: the payload is not the one the apply wrote)",
+            a.location, a.generation, a.policy_digest
+        )
+    } else if served_policy == Some(a.policy_digest.as_str()) {
         format!(
             "bundle location={} generation={} signer={} policy_digest={}",
             a.location, a.generation, a.signer, a.policy_digest
@@ -105,6 +114,25 @@ pub fn served_bundle(a: &crate::vault::AppliedBundle, served_policy: Option<&str
             "vault changed locally since bundle {} generation {} (the policy loaded is not its policy_digest={})",
             a.location, a.generation, a.policy_digest
         )
+    }
+}
+
+/// Whether values were set in the vault at `vault_path` since bundle `a` was applied to it
+/// (`cred set`, `sync`, `import` at the bundle's own policy): its applied record, for that
+/// bundle, keeps the payload's digest right after the apply, and `payload_digest` is the one
+/// loaded now. `false` when the record cannot be read or is another bundle's: then nothing
+/// is claimed.
+pub fn values_changed_since(
+    a: &crate::vault::AppliedBundle,
+    vault_path: &Path,
+    payload_digest: &str,
+) -> bool {
+    match read_record(vault_path) {
+        Ok(Some(r)) if r.location == a.location && r.generation == a.generation => r
+            .vault_payload_digest
+            .as_deref()
+            .is_some_and(|d| d != payload_digest),
+        _ => false,
     }
 }
 

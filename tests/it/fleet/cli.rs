@@ -2093,6 +2093,16 @@ fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("diverges from it"));
     let v = superseded("cred set");
     assert_eq!(v["policy_digest"], m["policy_digest"], "{v}");
+    // The audit trail says so too (sixteenth pass: the `vault.load` record named the bundle as
+    // served, its policy digest being the bundle's).
+    let load = last_vault_load(e);
+    let reason = load["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("vault changed locally since bundle ams generation 2")
+            && reason.contains("values set since the apply")
+            && !reason.contains("bundle location="),
+        "{reason}"
+    );
     // The same bundle, applied again on purpose, restores the signed content at once.
     let a = apply_args_with_socket(&f, e, &f.bundle("ams"), d.sock());
     let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
