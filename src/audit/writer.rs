@@ -142,7 +142,54 @@ pub fn anchor_path(audit_path: &Path) -> PathBuf {
 
 /// The anchor of the log at `audit_path`, if one was written.
 pub fn read_anchor(audit_path: &Path) -> Result<Option<Anchor>, AuditError> {
+    Ok(find_anchor(audit_path)?.map(|(_, a)| a))
+}
+
+/// The anchor of the log at `audit_path` and its file. The daemon names it after the path it
+/// was given, which holds no link and no `..`: the same log named another way (a link, `..`,
+/// a bind mount) finds it by its real path, else by the file itself (device and inode) among
+/// the anchors of the state directory, so that no spelling of the path skips the check.
+pub fn find_anchor(audit_path: &Path) -> Result<Option<(PathBuf, Anchor)>, AuditError> {
     let p = anchor_path(audit_path);
+    if let Some(a) = anchor_at(&p)? {
+        return Ok(Some((p, a)));
+    }
+    let Ok(meta) = std::fs::metadata(audit_path) else {
+        return Ok(None);
+    };
+    if let Ok(real) = std::fs::canonicalize(audit_path) {
+        let q = anchor_path(&real);
+        if q != p {
+            if let Some(a) = anchor_at(&q)? {
+                return Ok(Some((q, a)));
+            }
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(crate::vault::state_dir()) else {
+        return Ok(None);
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("audit-anchor-") && name.ends_with(".json")) {
+            continue;
+        }
+        let q = e.path();
+        let Ok(Some(a)) = anchor_at(&q) else {
+            continue;
+        };
+        let same =
+            std::fs::metadata(&a.log).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+        if same {
+            return Ok(Some((q, a)));
+        }
+    }
+    Ok(None)
+}
+
+/// The anchor in the file `p`, if it exists.
+fn anchor_at(p: &Path) -> Result<Option<Anchor>, AuditError> {
+    let p = p.to_owned();
     let text = match std::fs::read_to_string(&p) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

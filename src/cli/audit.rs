@@ -33,16 +33,20 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     // under its path: whichever of the files given has one (`--audit` may name a rotated
     // file and the live log be among the others), compared with the chain's end.
     let mut anchor_of = path;
-    let mut anchor = audit::read_anchor(path)?;
+    let mut found = audit::find_anchor(path)?;
     for p in rotated {
-        if anchor.is_some() {
+        if found.is_some() {
             break;
         }
-        if let Some(a) = audit::read_anchor(p)? {
-            anchor = Some(a);
+        if let Some(f) = audit::find_anchor(p)? {
+            found = Some(f);
             anchor_of = p.as_path();
         }
     }
+    let (anchor_file, anchor) = match found {
+        Some((file, a)) => (Some(file), Some(a)),
+        None => (None, None),
+    };
     let after_anchored = anchor.as_ref().map(|a| a.seq + 1);
     let mut names_anchored: Option<String> = None;
     let mut walk = |p: &Path| {
@@ -130,8 +134,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     }
     // The chain cannot see records cut from its end, nor a chain recomputed from some
     // record on: the anchor can.
-    if let Some(a) = anchor {
-        let anchor = audit::anchor_path(anchor_of);
+    if let (Some(a), Some(anchor)) = (anchor, anchor_file) {
         // The record after the anchored one was met on the walk, in whichever file held it;
         // not met: it is in an earlier file not given here.
         let after = || {

@@ -405,6 +405,23 @@ fn verify_checks_the_segments_as_one_chain_whichever_one_audit_names() {
             "--audit {named}: {out}"
         );
     }
+    // The live log named another way (through a link, with `..`) finds its anchor too: the
+    // path's spelling skipped it (found by attacking the change above).
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    for live in [dir.path().join("link").join("c"), sub.join("..").join("c")] {
+        let o = bin()
+            .env("SCOPEVAULT_STATE_DIR", &state)
+            .args(["audit", "verify", "--audit"])
+            .arg(&live)
+            .args([&files[0], &files[1]])
+            .output()
+            .unwrap();
+        let out = text(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{}: {out}", live.display());
+        assert!(out.contains("records 11..=11 are missing"), "{out}");
+    }
 }
 
 /// Sixteenth pass: `audit show` printed `peer.exe` unquoted, so a runner fetching through a
