@@ -773,6 +773,17 @@ impl AuditLog {
     pub fn rotate(&self) -> Result<(PathBuf, u64), AuditError> {
         let moved_to = std::cell::RefCell::new(None);
         let rotated = self.as_sole_writer(|chain| {
+            // The new file of the last rotation still waits for its first record (a full
+            // disk): moving it would move an empty file and point that record at it.
+            {
+                let seg = self.segment();
+                if seg.len == 0 && seg.begins_with.is_some() {
+                    return Err(AuditError::Write {
+                        path: self.path.clone(),
+                        message: "not rotated again: the new file of the last rotation is still empty, its first record waiting for the disk to take it".into(),
+                    });
+                }
+            }
             let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
             let stamp = time::OffsetDateTime::now_utc()
                 .format(time::macros::format_description!(

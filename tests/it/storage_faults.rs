@@ -1148,6 +1148,18 @@ fn a_rotation_on_a_full_disk_still_verifies_as_one_chain_once_space_returns() {
         err.contains("the log was moved to") && err.contains("begins the new file"),
         "{err}"
     );
+    // A second rotation meanwhile does not move the empty new file (and point its pending
+    // record at a file holding nothing: found by attacking the change above).
+    let out = daemon::cmd(dir.path())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["audit", "rotate"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("not rotated again"), "{err}");
     // Stopped before space returns (found by attacking that pass's own change: the record
     // the new file must begin with was held in memory only, and the next start refused the
     // empty file as a cut tail of every record): the anchor says so, and the start begins
