@@ -110,9 +110,6 @@ pub(crate) struct SafeDir {
 impl SafeDir {
     /// Check and open `dir`, creating it (0700) first if `create` and it is missing.
     pub fn open(dir: &Path, create: bool) -> Result<SafeDir, VaultError> {
-        if create {
-            ensure_private_dir(dir)?;
-        }
         let abs = if dir.is_absolute() {
             dir.to_path_buf()
         } else {
@@ -120,6 +117,12 @@ impl SafeDir {
                 .map_err(io_err(dir, "cannot resolve the directory"))?
                 .join(dir)
         };
+        if create && fs::symlink_metadata(&abs).is_err() {
+            // Judged before it is made: nothing is created in a tree the checks below would
+            // refuse. The nearest directory that exists is one above ours.
+            check_above(dir, &crate::paths::nearest_existing(&abs))?;
+            ensure_private_dir(dir)?;
+        }
         check_components(&abs)?;
         let fd = rustix::fs::open(
             &abs,
@@ -335,6 +338,36 @@ fn unsafe_dir(dir: &Path, why: &str) -> VaultError {
         what: "refusing to write in the directory".into(),
         error: io::Error::new(io::ErrorKind::PermissionDenied, why.to_owned()),
     }
+}
+
+/// The checks of [`SafeDir`] on `above`, an existing directory above `dir` (which is to be
+/// made): its path's components, and itself as a directory above ours (owner, and not
+/// writable by others without the sticky bit), where it leads if it is a link.
+fn check_above(dir: &Path, above: &Path) -> Result<(), VaultError> {
+    check_components(above)?;
+    let me = rustix::process::geteuid().as_raw();
+    let md = fs::metadata(above).map_err(io_err(above, "cannot check"))?;
+    if !crate::paths::dir_owner_trusted(md.uid(), me) {
+        return Err(unsafe_dir(
+            dir,
+            &format!(
+                "{} is owned by uid {}, another user: they could rename what is under it and put their own in its place",
+                above.display(),
+                md.uid()
+            ),
+        ));
+    }
+    if md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0 {
+        return Err(unsafe_dir(
+            dir,
+            &format!(
+                "{} is writable by others without the sticky bit (mode {:o}): another user could replace what is under it",
+                above.display(),
+                md.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The component checks of [`SafeDir`], on an absolute path, with `lstat` on each component.

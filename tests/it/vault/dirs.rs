@@ -272,6 +272,13 @@ fn a_caller_other_than_root_refuses_directories_another_user_owns() {
         "{err}"
     );
     assert!(files_under(&e.path("theirs/mine")).is_empty());
+    // A state directory still to be made there is judged before it is made: not created.
+    let (_, err) = run(&e.path("mine/v3"), &link.join("st"), &["init"]);
+    assert!(
+        err.contains(&format!("owned by uid {other}, another user")),
+        "{err}"
+    );
+    assert!(!e.path("theirs/mine/st").exists(), "made in a refused tree");
 
     // Control: the caller's own directories are accepted.
     let vault = e.path("mine/v");
