@@ -144,6 +144,16 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
             })
         };
         match audit::anchor_gap(&a, end.last_seq, &end.head, after)? {
+            None if end.lines == 0 => {
+                if let Some(why) = &a.begins {
+                    eprintln!(
+                        "{}: empty: the daemon began it after a move and its first record is still to be written; records up to seq {} are in the moved file ({})",
+                        anchor_of.display(),
+                        a.seq,
+                        crate::text::escape_for_terminal(why)
+                    );
+                }
+            }
             None => {}
             Some(audit::AnchorGap::InEarlierFile { anchored }) => eprintln!(
                 "{}: the record at seq {anchored} anchored in {} is in an earlier file not given here: not compared (give the rotated files too)",

@@ -1171,6 +1171,20 @@ fn a_rotation_on_a_full_disk_still_verifies_as_one_chain_once_space_returns() {
         log.to_str().unwrap(),
     ];
     d.stop();
+    // `audit verify` of the empty live file says where its records are.
+    let o = daemon::cmd(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("its first record is still to be written")
+            && said.contains("are in the moved file"),
+        "{said}"
+    );
     fs.free();
     let d = daemon::Daemon::start(dir.path(), &args);
     assert_eq!(d.request(FETCH)["ok"], true, "{}", d.stderr_text());
