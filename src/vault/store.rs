@@ -345,13 +345,25 @@ fn unsafe_dir(dir: &Path, why: &str) -> VaultError {
 /// writable by others without the sticky bit), where it leads if it is a link.
 fn check_above(dir: &Path, above: &Path) -> Result<(), VaultError> {
     check_components(above)?;
-    let me = rustix::process::geteuid().as_raw();
     let md = fs::metadata(above).map_err(io_err(above, "cannot check"))?;
+    judge_above(dir, above, &md, rustix::process::geteuid().as_raw(), "")
+}
+
+/// The rule for a directory `above` ours (`md`: its metadata, a link followed): refused if
+/// another user than root and `me` owns it, or others may write it without the sticky bit —
+/// either could rename what is under it. `via` begins the reason (where a link led).
+fn judge_above(
+    dir: &Path,
+    above: &Path,
+    md: &fs::Metadata,
+    me: u32,
+    via: &str,
+) -> Result<(), VaultError> {
     if !crate::paths::dir_owner_trusted(md.uid(), me) {
         return Err(unsafe_dir(
             dir,
             &format!(
-                "{} is owned by uid {}, another user: they could rename what is under it and put their own in its place",
+                "{via}{} is owned by uid {}, another user: they could rename what is under it and put their own in its place",
                 above.display(),
                 md.uid()
             ),
@@ -361,7 +373,7 @@ fn check_above(dir: &Path, above: &Path) -> Result<(), VaultError> {
         return Err(unsafe_dir(
             dir,
             &format!(
-                "{} is writable by others without the sticky bit (mode {:o}): another user could replace what is under it",
+                "{via}{} is writable by others without the sticky bit (mode {:o}): another user could replace what is under it",
                 above.display(),
                 md.mode() & 0o7777
             ),
@@ -403,25 +415,8 @@ fn check_components(abs: &Path) -> Result<(), VaultError> {
         } else {
             md
         };
-        if !last && target.is_dir() && !crate::paths::dir_owner_trusted(target.uid(), me) {
-            return Err(unsafe_dir(
-                abs,
-                &format!(
-                    "{} is owned by uid {}, another user: they could rename what is under it and put their own in its place",
-                    cur.display(),
-                    target.uid()
-                ),
-            ));
-        }
-        if !last && target.is_dir() && target.mode() & 0o022 != 0 && target.mode() & 0o1000 == 0 {
-            return Err(unsafe_dir(
-                abs,
-                &format!(
-                    "{} is writable by others without the sticky bit (mode {:o}): another user could replace what is under it",
-                    cur.display(),
-                    target.mode() & 0o7777
-                ),
-            ));
+        if !last && target.is_dir() {
+            judge_above(abs, &cur, &target, me, "")?;
         }
     }
     // A link of ours or root's is followed: the directories above where it leads are judged
@@ -429,30 +424,10 @@ fn check_components(abs: &Path) -> Result<(), VaultError> {
     // where that user can rename them).
     if let Ok(real) = fs::canonicalize(abs) {
         if real != abs {
+            let via = format!("it leads to {}; ", real.display());
             for above in real.ancestors().skip(1) {
                 let md = fs::metadata(above).map_err(io_err(above, "cannot check"))?;
-                if !crate::paths::dir_owner_trusted(md.uid(), me) {
-                    return Err(unsafe_dir(
-                        abs,
-                        &format!(
-                            "it leads to {}, below {}, which is owned by uid {}, another user: they could rename what is under it and put their own in its place",
-                            real.display(),
-                            above.display(),
-                            md.uid()
-                        ),
-                    ));
-                }
-                if md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0 {
-                    return Err(unsafe_dir(
-                        abs,
-                        &format!(
-                            "it leads to {}, below {}, which is writable by others without the sticky bit (mode {:o}): another user could replace what is under it",
-                            real.display(),
-                            above.display(),
-                            md.mode() & 0o7777
-                        ),
-                    ));
-                }
+                judge_above(abs, above, &md, me, &via)?;
             }
         }
     }
