@@ -328,9 +328,11 @@ pub struct AnchorCheck {
 pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
     let anchor = read_anchor(path)?;
     if !path.exists() {
+        // Not under a `begins` anchor: the daemon's new file after a move, not made yet, is
+        // made by its next start, which continues the chain as for an empty one.
         let gap = anchor
             .as_ref()
-            .filter(|a| a.seq > 0)
+            .filter(|a| a.seq > 0 && a.begins.is_none())
             .map(|a| AnchorGap::CutTail {
                 last: 0,
                 anchored: a.seq,

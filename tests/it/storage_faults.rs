@@ -1185,6 +1185,17 @@ fn a_rotation_on_a_full_disk_still_verifies_as_one_chain_once_space_returns() {
             && said.contains("are in the moved file"),
         "{said}"
     );
+    // Nor is that new file, missing, a cut tail to `doctor`: the next start makes it and
+    // continues the chain as for an empty one.
+    std::fs::remove_file(&log).unwrap();
+    let o = daemon::cmd(dir.path())
+        .args(["doctor", "--audit"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = text(&o);
+    assert!(said.lines().any(|l| l.starts_with("ok    audit")), "{said}");
     fs.free();
     let d = daemon::Daemon::start(dir.path(), &args);
     assert_eq!(d.request(FETCH)["ok"], true, "{}", d.stderr_text());
