@@ -191,7 +191,8 @@ fn bench_apply(c: &mut Criterion) {
                 let who =
                     apply::check_signature(&bytes, Some(pem.as_bytes()), &signers, now).unwrap();
                 let bundle = apply::check_format(&bytes).unwrap();
-                apply::check_manifest(&bundle, Some("ams"), now, None, false).unwrap();
+                apply::check_manifest(&bundle, Some("ams"), now, None, apply::Rollback::Refuse)
+                    .unwrap();
                 let lock = WriteLock::acquire(&path).unwrap();
                 let mut v = Vault::open(
                     &path,

@@ -46,7 +46,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(b) = Bundle::parse(data) {
         assert_eq!(22 + b.manifest_bytes.len() + b.payload.len(), data.len());
         assert_eq!(bundle::digest(&b.payload), b.manifest.payload_digest);
-        let _ = apply::check_manifest(&b, Some("ams"), now, Some(2), false);
-        let _ = apply::check_manifest(&b, None, now, None, true);
+        let last = apply::Last {
+            generation: 2,
+            payload_digest: Some(b.manifest.payload_digest.as_str()),
+        };
+        for rollback in [apply::Rollback::Refuse, apply::Rollback::Reapply] {
+            let _ = apply::check_manifest(&b, Some("ams"), now, Some(last), rollback);
+        }
+        let _ = apply::check_manifest(&b, None, now, None, apply::Rollback::Allow);
     }
 });

@@ -212,6 +212,11 @@ pub struct BundleApplyArgs {
     /// The audit log the apply is recorded in [default: as for `serve`].
     #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
     pub audit: Option<PathBuf>,
+    /// Apply again the very bundle applied last here (same generation and payload digest), to
+    /// restore its signed content after a local change; any other bundle at or below that
+    /// generation is still refused (unlike --allow-rollback).
+    #[arg(long)]
+    pub reapply: bool,
 }
 
 /// `scopevault man`.

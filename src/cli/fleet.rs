@@ -278,7 +278,7 @@ fn verify(a: &BundleCheckArgs) -> anyhow::Result<ExitCode> {
         apply::check_signature(&i.bytes, i.sig.as_deref(), &i.signers, now).map_err(refused)?;
     let b = apply::check_format(&i.bytes).map_err(refused)?;
     let loc = a.location.as_deref().unwrap_or(&b.manifest.location);
-    apply::check_manifest(&b, Some(loc), now, None, false).map_err(refused)?;
+    apply::check_manifest(&b, Some(loc), now, None, apply::Rollback::Refuse).map_err(refused)?;
     println!(
         "{}: good signature by {} ({}); location {}, generation {}, expires {}",
         escape_for_terminal(&a.file.display().to_string()),
@@ -317,9 +317,19 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     let last = applied
         .as_ref()
         .filter(|x| Some(x.location.as_str()) == location)
-        .map(|x| x.generation);
+        .map(|x| apply::Last {
+            generation: x.generation,
+            payload_digest: x.payload_digest.as_deref(),
+        });
+    let rollback = if g.unlock.allow_rollback {
+        apply::Rollback::Allow
+    } else if a.reapply {
+        apply::Rollback::Reapply
+    } else {
+        apply::Rollback::Refuse
+    };
     // 2–4. location, expiry, generation.
-    apply::check_manifest(&b, location, now, last, g.unlock.allow_rollback).map_err(refused)?;
+    apply::check_manifest(&b, location, now, last, rollback).map_err(refused)?;
     // 5. decrypt.
     let (payload, policy) = apply::check_decrypt(&v, &b).map_err(refused)?;
 
@@ -344,6 +354,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         created: m.created,
         expires: m.expires,
         applied,
+        payload_digest: Some(m.payload_digest.clone()),
     });
     v.set_fleet_state(state);
     v.save(&lock)?;

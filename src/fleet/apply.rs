@@ -87,14 +87,35 @@ pub fn check_format(bytes: &[u8]) -> Result<Bundle, Refusal> {
     })
 }
 
+/// The bundle this checkpoint applied last, as its vault recorded it.
+#[derive(Debug, Clone, Copy)]
+pub struct Last<'a> {
+    /// Its generation.
+    pub generation: u64,
+    /// Its payload digest (`None`: applied by an older scopevault, which did not record it).
+    pub payload_digest: Option<&'a str>,
+}
+
+/// How a bundle at or below the last generation applied is taken (check 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollback {
+    /// Refused: an older or replayed bundle.
+    Refuse,
+    /// `--reapply`: only the very bundle applied last (same generation and payload digest),
+    /// to restore its signed content after a local change.
+    Reapply,
+    /// `--allow-rollback`: any, on purpose.
+    Allow,
+}
+
 /// Checks 2–4 on the manifest. `location`: this checkpoint's (given or recorded; `None`: the
-/// first apply without `--location`, refused). `last`: the last generation applied here.
+/// first apply without `--location`, refused). `last`: the last bundle applied here.
 pub fn check_manifest(
     b: &Bundle,
     location: Option<&str>,
     now: OffsetDateTime,
-    last: Option<u64>,
-    allow_rollback: bool,
+    last: Option<Last<'_>>,
+    rollback: Rollback,
 ) -> Result<(), Refusal> {
     let m = &b.manifest;
     match location {
@@ -116,15 +137,31 @@ pub fn check_manifest(
             ),
         );
     }
-    if let Some(last) = last {
-        if m.generation <= last && !allow_rollback {
-            return refuse(
-                Check::Generation,
-                format!("the bundle is generation {}, but generation {last} was already applied here (an older or replayed bundle); pass --allow-rollback to apply it on purpose", m.generation),
-            );
-        }
+    let Some(last) = last else { return Ok(()) };
+    if m.generation > last.generation || rollback == Rollback::Allow {
+        return Ok(());
     }
-    Ok(())
+    let g = last.generation;
+    let the_same = m.generation == g && last.payload_digest == Some(m.payload_digest.as_str());
+    match rollback {
+        Rollback::Reapply if the_same => Ok(()),
+        Rollback::Reapply if m.generation == g && last.payload_digest.is_none() => refuse(
+            Check::Generation,
+            format!("--reapply: this vault does not record which bundle of generation {g} was applied (an apply by an older scopevault); apply the next generation, or pass --allow-rollback"),
+        ),
+        Rollback::Reapply => refuse(
+            Check::Generation,
+            format!("--reapply restores only the bundle applied last (generation {g}{}), but this is generation {} with payload {} (another bundle); pass --allow-rollback to apply it on purpose", last.payload_digest.map(|d| format!(", payload {d}")).unwrap_or_default(), m.generation, m.payload_digest),
+        ),
+        _ if the_same => refuse(
+            Check::Generation,
+            format!("the bundle is generation {g}, the one already applied here; pass --reapply to restore its signed content (after a local change)"),
+        ),
+        _ => refuse(
+            Check::Generation,
+            format!("the bundle is generation {}, but generation {g} was already applied here (an older or replayed bundle); pass --allow-rollback to apply it on purpose", m.generation),
+        ),
+    }
 }
 
 /// Check 5: decrypt with the vault identity; the payload repeats the manifest's location and
@@ -247,4 +284,92 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
         }
     }
     Ok((p, policy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::bundle::Manifest;
+
+    fn bundle(generation: u64, payload: char) -> Bundle {
+        let now = OffsetDateTime::now_utc();
+        Bundle {
+            manifest: Manifest {
+                format: 1,
+                location: "ams".into(),
+                generation,
+                created: now,
+                expires: now + time::Duration::days(1),
+                recipient: "age1x".into(),
+                policy_digest: format!("sha256:{}", "0".repeat(64)),
+                payload_digest: format!("sha256:{}", payload.to_string().repeat(64)),
+                tasks: vec![],
+                credentials: vec![],
+            },
+            manifest_bytes: vec![],
+            payload: vec![],
+        }
+    }
+
+    fn check(b: &Bundle, last: Last<'_>, rollback: Rollback) -> Result<(), String> {
+        check_manifest(
+            b,
+            Some("ams"),
+            OffsetDateTime::now_utc(),
+            Some(last),
+            rollback,
+        )
+        .map_err(|r| {
+            assert_eq!(r.check, Check::Generation);
+            r.message
+        })
+    }
+
+    /// `--reapply` restores the very bundle applied last and nothing else: not an older one,
+    /// not another bundle of the same generation (a master restored from a backup publishes
+    /// a generation twice), not one the vault cannot tell (an apply by an older scopevault).
+    /// Without a flag the same bundle is refused with the way to restore it named.
+    #[test]
+    fn reapply_takes_only_the_bundle_applied_last_and_allow_rollback_takes_any() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let last = Last {
+            generation: 5,
+            payload_digest: Some(&a),
+        };
+        let same = bundle(5, 'a');
+        let other = bundle(5, 'b');
+        let older = bundle(4, 'a');
+        let newer = bundle(6, 'c');
+
+        let e = check(&same, last, Rollback::Refuse).unwrap_err();
+        assert!(
+            e.contains("the one already applied here") && e.contains("--reapply"),
+            "{e}"
+        );
+        check(&same, last, Rollback::Reapply).unwrap();
+
+        let e = check(&other, last, Rollback::Reapply).unwrap_err();
+        assert!(
+            e.contains("only the bundle applied last") && e.contains(&a),
+            "{e}"
+        );
+        let e = check(&other, last, Rollback::Refuse).unwrap_err();
+        assert!(e.contains("an older or replayed bundle"), "{e}");
+        let e = check(&older, last, Rollback::Reapply).unwrap_err();
+        assert!(e.contains("generation 4"), "{e}");
+
+        let unknown = Last {
+            generation: 5,
+            payload_digest: None,
+        };
+        let e = check(&same, unknown, Rollback::Reapply).unwrap_err();
+        assert!(e.contains("does not record which bundle"), "{e}");
+
+        for b in [&same, &other, &older] {
+            check(b, last, Rollback::Allow).unwrap();
+        }
+        for r in [Rollback::Refuse, Rollback::Reapply, Rollback::Allow] {
+            check(&newer, last, r).unwrap();
+        }
+    }
 }

@@ -108,6 +108,10 @@ pub struct AppliedBundle {
     /// When it was applied here.
     #[serde(with = "time::serde::rfc3339")]
     pub applied: OffsetDateTime,
+    /// The bundle's payload digest (`sha256:…`): what tells the very bundle applied last from
+    /// any other, for `bundle apply --reapply`. Absent from an apply by an older scopevault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_digest: Option<String>,
 }
 
 impl Default for VaultData {

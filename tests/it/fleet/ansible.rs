@@ -1,7 +1,7 @@
 //! examples/fleet/ansible/apply-bundle.yml run for real: ansible-core from PyPI in a venv
 //! (scripts/setup/ansible), `-i localhost, -c local`. A run whose apply is refused fails, the
-//! next one applies the bundle although its copy no longer changes, and the run after that
-//! reports no change. The systemd units
+//! next one applies the bundle although its copy no longer changes, the run after that
+//! reports no change, and a local change is reverted by the next run. The systemd units
 //! of examples/fleet/systemd/ pass `systemd-analyze verify` when it is available.
 
 use crate::common::vault as common_vault;
@@ -214,6 +214,43 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
     assert_eq!(changed(&second), 0, "second run: {second}");
     assert!(second.contains("skipping: [localhost]"), "{second}");
     assert_eq!(cp.vault_bytes(), after_first);
+
+    // A local change is reverted by the next run (the signed bundle is the declared state),
+    // and the run after that changes nothing again (seventeenth pass: the play skipped the
+    // apply, the generation being the one applied, and the change stayed).
+    let local_change = || {
+        // The daemon is down (exit 5): the bundle is read from the applied record.
+        let out = cp.run(
+            &[
+                "status",
+                "--json",
+                "--socket",
+                cp.path("none.sock").to_str().unwrap(),
+            ],
+            b"",
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["bundle"]["local_change"].as_bool().unwrap()
+    };
+    assert!(!local_change());
+    cp.ok(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--identity-file",
+            id.to_str().unwrap(),
+        ],
+        b"local-Stopgap-77",
+    );
+    assert!(local_change());
+    let third = run();
+    assert_eq!(changed(&third), 1, "third run: {third}");
+    assert!(!local_change(), "{third}");
+    let fourth = run();
+    assert_eq!(changed(&fourth), 0, "fourth run: {fourth}");
 }
 
 #[test]

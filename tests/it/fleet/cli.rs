@@ -761,6 +761,9 @@ fn every_bad_input_is_refused_by_its_check_and_changes_nothing() {
     // An older generation; --allow-rollback overrides (then the payload must still decrypt).
     let err = f.refused(&f.ams, &gen1, &[], "generation");
     assert!(err.contains("--allow-rollback"), "{err}");
+    // `--reapply` restores only the bundle applied last, never an older one.
+    let err = f.refused(&f.ams, &gen1, &["--reapply"], "generation");
+    assert!(err.contains("only the bundle applied last"), "{err}");
     // A flipped byte anywhere: magic, version, manifest, payload, last byte.
     let bytes = std::fs::read(&ams).unwrap();
     let ml = u32::from_be_bytes(bytes[10..14].try_into().unwrap()) as usize;
@@ -2103,12 +2106,16 @@ fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
             && !reason.contains("bundle location="),
         "{reason}"
     );
-    // The same bundle, applied again on purpose, restores the signed content at once.
+    // The same bundle, applied again with `--reapply`, restores the signed content at once;
+    // without it the generation check refuses it and names the flag.
     let a = apply_args_with_socket(&f, e, &f.bundle("ams"), d.sock());
     let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
     let err = e.fails(&a, b"", 1);
-    assert!(err.contains("generation check"), "{err}");
-    a.push("--allow-rollback");
+    assert!(
+        err.contains("generation check") && err.contains("--reapply"),
+        "{err}"
+    );
+    a.push("--reapply");
     e.ok(&a, b"");
     current(2);
 
