@@ -44,7 +44,7 @@ impl Demo {
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.exe);
         c.env("SCOPEVAULT_VAULT", self.dir.join("vault.scopevault"))
-            .env("SCOPEVAULT_SOCKET", self.dir.join("run/scopevault.sock"))
+            .env("SCOPEVAULT_SOCKET", self.dir.join(DEMO_SOCKET))
             .env("SCOPEVAULT_AUDIT", self.dir.join("audit.jsonl"))
             .env("XDG_STATE_HOME", self.dir.join("state"))
             .env("XDG_DATA_HOME", self.dir.join("data"))
@@ -201,6 +201,17 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .context("cannot create a temporary directory")?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700))?;
     let dir = tmp.path().to_owned();
+    // A socket is bound by a path of at most `SOCKET_PATH_MAX` bytes: under a long TMPDIR the
+    // daemon could not start, and the demo said only "the daemon exited at start".
+    let socket = dir.join(DEMO_SOCKET);
+    let long = socket.as_os_str().len();
+    if long > SOCKET_PATH_MAX {
+        let shown = crate::text::escape_for_terminal(&dir.display().to_string());
+        drop(tmp);
+        bail!(
+            "the demo's socket would be {shown}/{DEMO_SOCKET}, {long} bytes, and a Unix socket's path may be at most {SOCKET_PATH_MAX}: run it with a shorter TMPDIR (e.g. `TMPDIR=/tmp scopevault demo`)"
+        );
+    }
     clean_up_on_signals(dir.clone())?;
     let mut d = Demo {
         exe: std::env::current_exe().context("cannot find this program's path")?,
@@ -320,7 +331,7 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
     }
 
     // 4. The daemon.
-    let socket = d.dir.join("run/scopevault.sock");
+    let socket = d.dir.join(DEMO_SOCKET);
     d.say(
         "start the daemon",
         "`scopevault serve` listens on a Unix socket only (no TCP), turns core dumps off, locks\n\
@@ -461,12 +472,25 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the demo's daemon listens, under the demo's directory.
+const DEMO_SOCKET: &str = "run/scopevault.sock";
+/// The longest path a Unix socket can be bound at: `sun_path` holds 108 bytes with its NUL.
+const SOCKET_PATH_MAX: usize = 107;
+
 fn wait_ready(socket: &Path, daemon: &mut DaemonChild) -> anyhow::Result<crate::protocol::Health> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(child) = daemon.0.as_mut() {
             if let Some(st) = child.try_wait()? {
-                bail!("the daemon exited at start ({st})");
+                // What the daemon said (its stderr, in the demo's directory) is the reason.
+                let log = socket
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(|d| d.join("daemon.log"))
+                    .and_then(|l| std::fs::read_to_string(l).ok())
+                    .unwrap_or_default();
+                let said = crate::text::escape_for_terminal(log.trim());
+                bail!("the daemon exited at start ({st}): {said}");
             }
         }
         if let Ok(mut c) = Client::connect(socket) {

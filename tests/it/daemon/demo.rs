@@ -150,3 +150,25 @@ fn an_interrupted_demo_stops_its_daemon_and_removes_its_directory() {
     });
     assert!(!running, "the demo's daemon {daemon} still runs");
 }
+
+/// Under a long TMPDIR the demo's socket path would not fit a Unix socket's address: the demo
+/// says so, with the length and what to do, before it makes anything, and leaves nothing
+/// (found by following the README under a long TMPDIR, seventeenth pass: it said only "the
+/// daemon exited at start (exit status: 2)").
+#[test]
+fn a_demo_under_a_too_long_tmpdir_says_why_and_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = tmp.path().join("t".repeat(100));
+    std::fs::create_dir(&long).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = demo(&long, home.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("a Unix socket's path may be at most 107")
+            && stderr.contains("shorter TMPDIR"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&long).unwrap().collect();
+    assert!(left.is_empty(), "the demo left {left:?}");
+}
