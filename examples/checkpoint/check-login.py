@@ -29,10 +29,19 @@ def credentials():
         )
     if user and password:
         return user, password  # handed over by `scopevault exec`
-    from client import ScopevaultClient  # noqa: E402  (std-lib only)
+    from client import ScopevaultClient, ScopevaultError  # noqa: E402  (std-lib only)
 
-    with ScopevaultClient() as sv:
-        fetched = sv.fetch(TASK)
+    try:
+        with ScopevaultClient() as sv:
+            fetched = sv.fetch(TASK)
+    except ScopevaultError as e:
+        # Refused by the daemon (e.g. `denied`: this uid is not a runner of the task); the
+        # attempt is in its audit log.
+        sys.exit(f"check {TASK}: scopevault refused: {e}")
+    except OSError as e:
+        # Not connected at all: no daemon there, or a uid outside the socket's group
+        # (`serve --socket-group`), which the daemon never sees, so nothing is audited.
+        sys.exit(f"check {TASK}: cannot reach the scopevault daemon: {e}")
     cred = fetched["credentials"][0]
     for warning in cred["warnings"]:
         print(f"scopevault warning: {warning}", file=sys.stderr)

@@ -993,6 +993,76 @@ fn the_python_example_client_works_against_the_real_daemon() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("denied"));
 }
 
+/// The example check, run by a uid that cannot reach the socket (outside its directory's
+/// group) or with no daemon there, says it cannot reach the daemon, exit 1, where it ended in
+/// a Python traceback (found by following examples/checkpoint/README.md as a non-member,
+/// seventeenth pass); the README says such a uid is not audited, only refused.
+#[test]
+fn the_example_check_says_it_cannot_reach_the_daemon_instead_of_a_traceback() {
+    use std::os::unix::process::CommandExt;
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip::skip("python3 is not installed");
+    }
+    // A copy of the examples every uid may read.
+    let work = tempdir();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["checkpoint", "clients"] {
+        let to = work.path().join(sub);
+        std::fs::create_dir(&to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for e in std::fs::read_dir(root.join("examples").join(sub))
+            .unwrap()
+            .flatten()
+        {
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let check = |socket: &std::path::Path, uid: Option<u32>| {
+        let mut c = Command::new("python3");
+        c.arg(work.path().join("checkpoint/check-login.py"))
+            .env("CHECK_DRY_RUN", "1")
+            .env("SCOPEVAULT_SOCKET", socket)
+            .env_remove("SCOPEVAULT_SHOP_BUYER_USERNAME")
+            .env_remove("SCOPEVAULT_SHOP_BUYER_PASSWORD")
+            .current_dir("/");
+        if let Some(u) = uid {
+            c.uid(u).gid(u).env("HOME", "/");
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let assert_unreachable = |(code, stderr): (Option<i32>, String), what: &str| {
+        assert_eq!(code, Some(1), "{what}: {stderr}");
+        assert!(
+            stderr.contains("check checkout-flow: cannot reach the scopevault daemon")
+                && !stderr.contains("Traceback"),
+            "{what}: {stderr}"
+        );
+    };
+    assert_unreachable(
+        check(&work.path().join("no-daemon.sock"), None),
+        "no daemon",
+    );
+    if !daemon::is_root() {
+        return skip::skip("needs root to run the example check as uid 65534");
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let before = std::fs::read_to_string(&d.audit).unwrap_or_default();
+    assert_unreachable(check(&d.socket, Some(65534)), "uid 65534");
+    let after = std::fs::read_to_string(&d.audit).unwrap_or_default();
+    assert!(
+        !after[before.len()..].contains("\"uid\":65534"),
+        "the daemon never saw the uid: {after}"
+    );
+}
+
 #[test]
 fn the_node_example_client_works_against_the_real_daemon() {
     if Command::new("node").arg("--version").output().is_err() {
