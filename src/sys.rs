@@ -2,7 +2,8 @@
 //! Unix socket and a pidfd for the peer process, process hardening (dumpable, core limit,
 //! `mlockall`, umask), what `/proc` says of a process (its uid, its room to lock memory, the
 //! holders of a listening socket), user/group lookups from `/etc/passwd` and `/etc/group`, terminal echo
-//! for prompts, and handing freed heap memory back to the kernel. The crate's only `unsafe`
+//! for prompts, descriptors held in reserve under the open-files limit, and handing freed heap
+//! memory back to the kernel. The crate's only `unsafe`
 //! code is here, each block commented and audited: two FFI calls rustix does not wrap
 //! (`malloc_trim`, `getsockopt(SO_PEERPIDFD)`), taking ownership of the descriptor the
 //! latter returns, and borrowing an inherited descriptor (`--passphrase-fd`).
@@ -128,7 +129,77 @@ pub fn raise_open_files_limit() -> u64 {
             },
         );
     }
+    open_files_limit()
+}
+
+/// The soft `RLIMIT_NOFILE` (`u64::MAX` for unlimited).
+pub(crate) fn open_files_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Descriptor numbers held to keep room for what a process opens after a step that must not be
+/// followed by a failure for want of one (`exec`'s fetch: a hand-out is audited whether the
+/// command then runs or not). Each is an eventfd (or a copy of the first): no file, nothing
+/// inherited (close-on-exec). They are given back with [`DescriptorReserve::give_back`] or
+/// when this is dropped, right before what they kept room for.
+#[derive(Debug)]
+pub(crate) struct DescriptorReserve {
+    held: Vec<OwnedFd>,
+}
+
+/// [`DescriptorReserve::take`] could not hold as many descriptors as asked.
+#[derive(Debug)]
+pub(crate) struct DescriptorShortage {
+    /// How many were asked for.
+    pub wanted: usize,
+    /// How many could be held.
+    pub got: usize,
+    /// Why the next one could not (`EMFILE` when the open-files limit is reached).
+    pub error: io::Error,
+}
+
+impl DescriptorReserve {
+    /// Hold `n` descriptors, or say how many could be held.
+    pub(crate) fn take(n: usize) -> Result<DescriptorReserve, DescriptorShortage> {
+        let mut r = DescriptorReserve { held: Vec::new() };
+        r.grow(n).map(|()| r)
+    }
+
+    /// Whether `n` more descriptors can be held beside these (they are given back at once).
+    pub(crate) fn room_for(&mut self, n: usize) -> bool {
+        let before = self.held.len();
+        let room = self.grow(n).is_ok();
+        self.held.truncate(before);
+        room
+    }
+
+    /// Give back `n` of the descriptors held (all there are, if fewer).
+    pub(crate) fn give_back(&mut self, n: usize) {
+        self.held.truncate(self.held.len().saturating_sub(n));
+    }
+
+    fn grow(&mut self, n: usize) -> Result<(), DescriptorShortage> {
+        let (wanted, start) = (self.held.len() + n, self.held.len());
+        while self.held.len() < wanted {
+            let next = match self.held.first() {
+                Some(first) => rustix::io::fcntl_dupfd_cloexec(first, 0),
+                None => rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC),
+            };
+            match next {
+                Ok(fd) => self.held.push(fd),
+                Err(e) => {
+                    let got = self.held.len() - start;
+                    self.held.truncate(start);
+                    return Err(DescriptorShortage {
+                        wanted: n,
+                        got,
+                        error: e.into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The real user id of this process.

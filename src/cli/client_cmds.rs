@@ -301,9 +301,30 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
             ),
         }));
     }
-    let fetched = connect(g)?
+    // What exec opens from the fetch until the command ends is held before the fetch, and
+    // one more for the connection that fetches (given back to it): a hand-out is audited
+    // whether the command runs or not, so an open-files limit too low for the rest must stop
+    // exec here, with nothing fetched (`ulimit -n 6` used to fetch, then fail to spawn).
+    let needed = super::exec::descriptors_after_fetch(a.files, !a.no_mask);
+    let mut reserve = super::exec::reserve_descriptors(needed + 1)?;
+    reserve.give_back(1);
+    let mut client = connect(g)?;
+    let fetched = client
         .fetch(&a.task, a.credential.as_deref())
         .map_err(daemon_err)?;
+    drop(client);
+    // How many values `--files` hands over is known only now: a memfd each where the limit
+    // leaves room beside the reserve, else every entry is a file (as where memfds are not
+    // available), which is said rather than failing after the hand-out.
+    let memfds = a.files && reserve.room_for(super::exec::values(&fetched));
+    drop(reserve);
+    if a.files && !memfds {
+        eprintln!(
+            "scopevault: warning: the open-files limit is {} (soft RLIMIT_NOFILE): it leaves no room for a memfd for each of the {} values, so the entries under --files are mode-0600 files on the tmpfs instead of memfds; raise the limit (`ulimit -n`) to keep the values out of files",
+            crate::sys::open_files_limit(),
+            super::exec::values(&fetched)
+        );
+    }
     print_warnings(&fetched);
     if !a.no_mask {
         // Masking "a" would redact every "a": a value this short is not masked.
@@ -325,7 +346,7 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // Removed (with its files) when this drops, after the child has exited; a directory left
     // by a killed exec is removed by the next one.
     let mut dir = if a.files {
-        let d = super::exec::CredDir::create()?;
+        let d = super::exec::CredDir::create(memfds)?;
         cmd.env("SCOPEVAULT_CREDENTIALS_DIRECTORY", d.path());
         Some(d)
     } else {

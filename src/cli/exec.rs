@@ -10,10 +10,11 @@
 //! free descriptor number below the soft `RLIMIT_NOFILE`, at most 1023 ([`HIGH_FD_LIMIT`]):
 //! a process that does not hold the inherited descriptor (one started with its inherited
 //! descriptors closed) gets `ENOENT` from the link, not one of its own files, which take the
-//! lowest free numbers. Where memfds are not
-//! available, the values are written as mode-0600 files on the tmpfs. A directory left by an
-//! `exec` that was killed (SIGKILL) is removed by the next `exec` of the same user: beside each
-//! live `run-XXXXXX` directory is a `run-XXXXXX.lock` that its `exec` keeps locked.
+//! lowest free numbers. Where memfds are not available, or the open-files limit leaves no room
+//! for one per value (see [`descriptors_after_fetch`]), the values are written as mode-0600
+//! files on the tmpfs. A directory left by an `exec` that was killed (SIGKILL) is removed by
+//! the next `exec` of the same user: beside each live `run-XXXXXX` directory is a
+//! `run-XXXXXX.lock` that its `exec` keeps locked.
 
 use std::fs::File;
 use std::io::Write;
@@ -135,6 +136,63 @@ pub(crate) fn report_scrub(socket: &Path, task: &str, summary: &crate::redact::S
             false
         }
     }
+}
+
+/// The most descriptors `exec` holds at once from its fetch until the command ends, apart from
+/// the `--files` memfds (one per value, as many as the hand-out holds: see [`values`]). With
+/// `masking`, the command's stdout and stderr are pipes. Reserved before the fetch
+/// ([`reserve_descriptors`]), so that an open-files limit too low for them stops `exec` with
+/// nothing fetched, rather than after a hand-out for a command that never runs. The scrub of
+/// `--artifacts` comes after the command, with what the command held given back; it is not
+/// counted (a directory it cannot open is reported as not scrubbed).
+pub(crate) fn descriptors_after_fetch(files: bool, masking: bool) -> usize {
+    let pipes = if masking { 2 } else { 0 };
+    // The spawn: both ends of each pipe, and the pipe std opens to hear of a failed `execve`
+    // when it forks rather than calling `posix_spawn`.
+    let spawning = 2 * pipes + 2;
+    // While the command runs: our end of each pipe, its pidfd (`ChildSignals`), and the
+    // signal handlers' socket pair.
+    let running = pipes + 1 + 2;
+    // `--files`: the directory's lock file, held until the command ends. Making the directory
+    // opens two at a time (a stale directory's listing and its lock), a value's file one:
+    // fewer than the rest.
+    usize::from(files) + spawning.max(running)
+}
+
+/// How many entries `--files` makes of a hand-out: one per field and secret, two for a TOTP
+/// code (the code and its seconds left). Each is a memfd that `exec` holds until the command
+/// ends.
+pub(crate) fn values(fetched: &Fetched) -> usize {
+    fetched
+        .credentials
+        .iter()
+        .map(|c| c.fields.len() + c.secrets.len() + if c.totp.is_some() { 2 } else { 0 })
+        .sum()
+}
+
+/// Hold `n` descriptors (see [`descriptors_after_fetch`]), or stop `exec` before its fetch,
+/// with a message naming the open-files limit (exit 2).
+pub(crate) fn reserve_descriptors(n: usize) -> anyhow::Result<crate::sys::DescriptorReserve> {
+    crate::sys::DescriptorReserve::take(n).map_err(|short| {
+        let message = if short.error.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error())
+        {
+            format!(
+                "exec needs {} free file descriptors to run the command and the open-files limit leaves it {} (the limit is {}, soft RLIMIT_NOFILE): raise it (`ulimit -n`, or LimitNOFILE= in a systemd unit); nothing was fetched",
+                short.wanted,
+                short.got,
+                crate::sys::open_files_limit()
+            )
+        } else {
+            format!(
+                "exec cannot hold the {} file descriptors it needs to run the command: {}; nothing was fetched",
+                short.wanted, short.error
+            )
+        };
+        anyhow::Error::new(super::Exit {
+            code: super::EXIT_USAGE,
+            message,
+        })
+    })
 }
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -264,8 +322,9 @@ pub(crate) struct CredDir {
 }
 
 impl CredDir {
-    /// Remove stale directories, then make a new one (0700) with its lock held.
-    pub(crate) fn create() -> anyhow::Result<CredDir> {
+    /// Remove stale directories, then make a new one (0700) with its lock held. Its values
+    /// are memfds when `memfds` (and the kernel allows), else files.
+    pub(crate) fn create(memfds: bool) -> anyhow::Result<CredDir> {
         let base = runtime_base()?;
         remove_stale(&base);
         let dir = tempfile::Builder::new()
@@ -291,7 +350,7 @@ impl CredDir {
             _lock: lock,
             lock_path,
             memfds: Vec::new(),
-            memfd_ok: true,
+            memfd_ok: memfds,
             entries: Default::default(),
         })
     }

@@ -957,6 +957,94 @@ fn exec_files_are_private_and_removed_afterwards() {
     );
 }
 
+/// Found by attacking `exec` under a low open-files limit (seventeenth pass): with `ulimit -n
+/// 6`, `exec --files` fetched (a hand-out in the audit log) and only then failed with "Too many
+/// open files" (exit 126; exit 2 under a slightly lower or higher limit), for a command that
+/// never ran. Now `exec` reserves the descriptors it opens after the fetch before it asks:
+/// under every limit from 4 to 16, with and without `--files`, either nothing is fetched and
+/// `exec` says which limit to raise (exit 2), or the command runs with its value — under
+/// `--files` as a memfd, or as a file on the tmpfs where the limit leaves no room for a memfd
+/// per value, which `exec` says. Descriptors 3 to 9 are closed first, so that the limit leaves
+/// the same room whatever the test runner inherited.
+#[test]
+fn regression_exec_under_a_low_open_files_limit_fails_before_fetching_or_runs() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetches = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("\"op\":\"fetch\""))
+            .count()
+    };
+    // `sh` with the environment of `daemon::cmd`: it lowers the limit, then runs scopevault.
+    let template = daemon::cmd(&d.dir);
+    let (mut refused, mut ran) = (Vec::new(), Vec::new());
+    for files in [true, false] {
+        let check = if files {
+            "f=\"$SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/password\"; test -r \"$f\" && { test -L \"$f\" && echo ran memfd || echo ran file; }"
+        } else {
+            "test -n \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" && echo ran env"
+        };
+        for limit in 4..=16 {
+            let mut c = Command::new("sh");
+            for (k, v) in template.get_envs() {
+                match v {
+                    Some(v) => c.env(k, v),
+                    None => c.env_remove(k),
+                };
+            }
+            c.arg("-c")
+                .arg(format!(
+                    "exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; ulimit -n {limit} && exec \"$0\" \"$@\""
+                ))
+                .arg(daemon::bin())
+                .arg("--socket")
+                .arg(&d.socket)
+                .arg("exec");
+            if files {
+                c.arg("--files");
+            }
+            c.args(["--task", "checkout-flow", "--", "sh", "-c", check]);
+            let before = fetches(&d.audit_text());
+            let out = c.stdin(Stdio::null()).output().unwrap();
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            let fetched = fetches(&d.audit_text()) - before;
+            let case = format!("--files {files}, ulimit -n {limit}: {out:?}");
+            assert_no_secret(&stdout, "exec's stdout");
+            assert_no_secret(&stderr, "exec's stderr");
+            let Some(how) = stdout.trim().strip_prefix("ran ") else {
+                assert_eq!(
+                    fetched, 0,
+                    "a hand-out for a command that never ran: {case}"
+                );
+                assert_eq!(out.status.code(), Some(2), "{case}");
+                assert!(
+                    stderr.contains(&format!("limit is {limit}"))
+                        && stderr.contains("ulimit -n")
+                        && stderr.contains("nothing was fetched"),
+                    "{case}"
+                );
+                refused.push((files, limit));
+                continue;
+            };
+            assert_eq!(out.status.code(), Some(0), "{case}");
+            assert_eq!(fetched, 1, "{case}");
+            // A file instead of a memfd is said, naming the limit; a memfd is not.
+            let said = stderr.contains("instead of memfds")
+                && stderr.contains(&format!("limit is {limit}"));
+            assert_eq!(said, how == "file", "{case}");
+            ran.push((how.to_owned(), limit));
+        }
+    }
+    // The limit of the report is refused, and the sweep reaches every other outcome.
+    assert!(refused.contains(&(true, 6)), "{refused:?}");
+    for how in ["memfd", "file", "env"] {
+        assert!(ran.iter().any(|(h, _)| h == how), "{how}: {ran:?}");
+    }
+}
+
 #[test]
 fn the_python_example_client_works_against_the_real_daemon() {
     if Command::new("python3").arg("--version").output().is_err() {
