@@ -503,7 +503,8 @@ pub struct LintArgs {
     /// The policy file [default: policy.toml].
     #[arg(default_value = "policy.toml")]
     pub file: PathBuf,
-    /// Also run the rules that need the vault (missing-secret, rotation-overdue).
+    /// Also run the rules that need the vault (missing-secret, both-totp-seeds,
+    /// rotation-overdue).
     #[arg(long = "with-vault", alias = "check-vault")]
     pub with_vault: bool,
     /// Output format.

@@ -48,7 +48,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
     let vault_path = super::unlock::vault_path(g);
     let file = check_vault(&mut r, &vault_path);
     if file.is_some() {
-        check_unlock(&mut r, g, &vault_path);
+        if let Some(vault) = check_unlock(&mut r, g, &vault_path) {
+            check_credentials(&mut r, &vault);
+        }
     }
     check_state(&mut r, file.as_ref());
     let daemon = check_daemon(&mut r, g, &vault_path, file.as_ref());
@@ -171,15 +173,17 @@ fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-/// Which unlock sources exist, and whether the keyring slot answers.
-fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) {
+/// Which unlock sources exist, and whether the keyring slot answers. Returns the vault when
+/// the identity file given or the keyring slot opened it.
+fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Option<Vault> {
     let slots = match vault::read_slots(path) {
         Ok(s) => s,
         Err(e) => {
             r.fail("unlock", format!("cannot read the key slots: {e}"));
-            return;
+            return None;
         }
     };
+    let mut opened = None;
     let kinds: Vec<&str> = slots.iter().map(|s| s.kind()).collect();
     r.ok("unlock", format!("key slots: {}", kinds.join(", ")));
     if let Some(id) = &g.unlock.identity_file {
@@ -188,7 +192,10 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) {
             &Unlock::IdentityFile(id.clone()),
             &OpenOptions::default(),
         ) {
-            Ok(_) => r.ok("identity", format!("{} opens the vault", id.display())),
+            Ok(v) => {
+                r.ok("identity", format!("{} opens the vault", id.display()));
+                opened = Some(v);
+            }
             Err(e) => r.fail("identity", format!("{}: {e}", id.display())),
         }
         // It is the vault's key: as private as an SSH key (ssh refuses a 0644 one).
@@ -219,7 +226,10 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) {
     }
     if kinds.contains(&"keyring") {
         match Vault::open(path, &Unlock::Keyring, &OpenOptions::default()) {
-            Ok(_) => r.ok("keyring", "the keyring slot opens the vault"),
+            Ok(v) => {
+                r.ok("keyring", "the keyring slot opens the vault");
+                opened.get_or_insert(v);
+            }
             Err(e) => r.fail(
                 "keyring",
                 format!("the keyring slot does not open the vault: {e}; start the Secret Service (gnome-keyring, KeePassXC) in this session, or use a passphrase or identity file"),
@@ -236,6 +246,36 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) {
             "unlock",
             "only passphrase slots and no terminal: unattended commands need --passphrase-file/--passphrase-fd; a daemon needs `scopevault unlock` after each start, or an identity file (`scopevault key add --identity-out FILE`)",
         );
+    }
+    opened
+}
+
+/// What the daemon would refuse to hand out of an open vault: a credential holding both TOTP
+/// seed fields (a vault saved by an older scopevault), whose fetch fails. Names and fields
+/// only, never a value.
+fn check_credentials(r: &mut Report, vault: &Vault) {
+    let both: Vec<_> = vault
+        .credentials()
+        .iter()
+        .filter(|(_, c)| vault::holds_both_totp_seeds(c.secrets.keys().map(String::as_str)))
+        .collect();
+    for (name, c) in &both {
+        // The daemon makes codes for `totp` credentials only; of any other kind the writers
+        // still refuse a change of secrets that keeps both.
+        let so = if c.kind == crate::policy::CredentialKind::Totp {
+            "a fetch of it fails rather than make a code from either"
+        } else {
+            "a change of its other secrets is refused until one is kept"
+        };
+        r.fail(
+            "totp",
+            format!(
+                "credential `{name}` holds both `totp_seed` and `otpauth` (saved by an older scopevault): two TOTP seeds, so {so}; keep the one in use with `scopevault cred set {name} --secret otpauth` (or `--secret totp_seed`), which removes the other"
+            ),
+        );
+    }
+    if both.is_empty() {
+        r.ok("totp", "no credential holds two TOTP seeds");
     }
 }
 

@@ -356,6 +356,9 @@ pub struct CredentialMeta {
     pub has_secret: bool,
     /// When its secret was last set or rotated.
     pub rotated: time::OffsetDateTime,
+    /// Whether it holds both TOTP seed fields, `totp_seed` and `otpauth` (a vault saved by an
+    /// older scopevault): its fetch fails (`both-totp-seeds`).
+    pub both_totp_seeds: bool,
 }
 
 /// Read a policy file: refuse files over [`MAX_POLICY_BYTES`] before reading them in full, and

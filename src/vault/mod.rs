@@ -742,8 +742,9 @@ impl Vault {
             .map(|p| (p.toml.as_str(), p.applied))
     }
 
-    /// Metadata for the lint's vault rules (`missing-secret`, `rotation-overdue`): which
-    /// credentials have a secret and when it last changed. No secret value is in it.
+    /// Metadata for the lint's vault rules (`missing-secret`, `both-totp-seeds`,
+    /// `rotation-overdue`): which credentials have a secret, which hold both TOTP seed fields,
+    /// and when each last changed. No secret value is in it.
     pub fn lint_meta(&self) -> crate::policy::VaultMeta {
         crate::policy::VaultMeta {
             credentials: self
@@ -754,6 +755,9 @@ impl Vault {
                     let meta = crate::policy::CredentialMeta {
                         has_secret: !c.secrets.is_empty(),
                         rotated: c.rotated,
+                        both_totp_seeds: holds_both_totp_seeds(
+                            c.secrets.keys().map(String::as_str),
+                        ),
                     };
                     (n.clone(), meta)
                 })

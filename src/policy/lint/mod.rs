@@ -44,7 +44,8 @@ pub use rules::{rule, Class, RuleId, RuleInfo, RULES};
 pub struct LintOptions {
     /// The date exceptions and rotation are judged against.
     pub today: time::Date,
-    /// Vault metadata: when given, the vault rules (`missing-secret`, `rotation-overdue`) run.
+    /// Vault metadata: when given, the vault rules (`missing-secret`, `both-totp-seeds`,
+    /// `rotation-overdue`) run.
     pub vault: Option<VaultMeta>,
     /// Evidence from audit logs: when given (and [`Evidence::judged`]), the usage rules run.
     pub usage: Option<std::sync::Arc<Evidence>>,
@@ -934,13 +935,35 @@ impl<'a> Linter<'a> {
         }
     }
 
-    /// missing-secret, rotation-overdue.
+    /// missing-secret, both-totp-seeds, rotation-overdue.
     fn vault(&mut self, v: &VaultMeta) {
         let p = self.policy;
         let today = self.opts.today;
         for (cname, cred) in &p.credentials {
             match v.credentials.get(cname) {
                 Some(m) if m.has_secret => {
+                    if m.both_totp_seeds {
+                        // The daemon makes codes for `totp` credentials only; of any other kind
+                        // the writers still refuse a change of secrets that keeps both.
+                        let so = if cred.kind.value == super::CredentialKind::Totp {
+                            "every fetch of it fails rather than make a code from either"
+                        } else {
+                            "a change of its other secrets is refused until one is kept"
+                        };
+                        self.push(
+                            RuleId::BothTotpSeeds,
+                            cred.span.clone(),
+                            format!(
+                                "credential `{cname}` holds both `totp_seed` and `otpauth` in the vault (saved by an older scopevault): two TOTP seeds, so {so}"
+                            ),
+                            format!(
+                                "keep the seed in use: `scopevault cred set {cname} --secret otpauth` (or `--secret totp_seed`) stores it and removes the other"
+                            ),
+                            Some(cname),
+                            None,
+                            vec![],
+                        );
+                    }
                     let period = cred
                         .rotate_every
                         .as_deref()

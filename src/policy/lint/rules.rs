@@ -235,6 +235,18 @@ rules! {
         full: "Tasks using it will fail at runtime.",
         help: "Store it with `scopevault cred add NAME` or `scopevault cred set NAME --secret KEY`.",
     },
+    /// A declared credential is stored holding both TOTP seed fields. Checked in `Linter::vault`.
+    BothTotpSeeds {
+        id: "both-totp-seeds",
+        class: Error,
+        security_severity: None,
+        needs_vault: true,
+        needs_audit: false,
+        exceptable: false,
+        short: "A declared credential is stored holding both TOTP seed fields, `totp_seed` and `otpauth`.",
+        full: "Codes come from one seed, so a credential holds one of them; a vault saved by an older scopevault may hold both, and then every fetch of a `totp` credential holding both fails rather than make a code from either: its tasks fail at runtime.",
+        help: "Keep the seed in use: `scopevault cred set NAME --secret otpauth` (or `--secret totp_seed`) stores it and removes the other.",
+    },
     /// A credential grants scopes its task does not need. Checked in `Linter::tasks`.
     ScopeExceedsTask {
         id: "scope-exceeds-task",

@@ -1,13 +1,17 @@
 //! `doctor` judges what the daemon and the writers judge (an outside review, fifteenth pass):
 //! the audit log against its anchor, the directories `serve` and the writers refuse, which
 //! vault the daemon serves and whether its audit log works, the socket directory and the
-//! memory-lock limit for the daemon's uid, and every string it prints escaped. Its overall
+//! memory-lock limit for the daemon's uid, a credential whose fetch the daemon refuses (both
+//! TOTP seeds), and every string it prints escaped. Its overall
 //! check list is in tests/it/cli/jobs.rs (`doctor_reports_each_check_and_fails_on_failures`).
 
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::daemon::{self, setup_vault, tempdir, Daemon};
+use crate::common::daemon::{
+    self, assert_no_secret, setup_vault, setup_vault_holding_both_totp_seeds, tempdir, Daemon,
+    TOTP_SEED,
+};
 use crate::common::skip;
 use crate::common::users;
 use crate::common::vault::Env;
@@ -761,6 +765,76 @@ fn doctor_fails_a_rolled_back_vault_a_refused_state_directory_and_a_missing_audi
     assert_eq!(code, Some(1), "{text}");
     assert!(
         line_with(&text, "fail", "audit", &["is missing", "--new-audit-key"]).is_some(),
+        "{text}"
+    );
+}
+
+/// Found by reviewing how an admin learns of a credential holding both TOTP seeds
+/// (seventeenth pass): a vault saved by an older scopevault may hold `totp_seed` and `otpauth`
+/// in one credential; the daemon refuses its fetch, but doctor said nothing, so a check failing
+/// at runtime was the first sign. Doctor now fails a `totp` line naming the credential and the
+/// `cred set` that keeps one seed (never a value); once that is done the line is `ok`.
+#[test]
+fn doctor_fails_a_credential_holding_both_totp_seeds_naming_the_fix() {
+    let dir = tempdir();
+    let id = setup_vault_holding_both_totp_seeds(dir.path());
+    let id_s = id.to_str().unwrap();
+    // The file is one the daemon loads, and refuses the credential's fetch.
+    let d = Daemon::start(dir.path(), &["--identity-file", id_s]);
+    let out = daemon::cmd(dir.path())
+        .args(["--socket", d.socket.to_str().unwrap()])
+        .args(["totp", "--task", "two-factor-login"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("internal") && err.contains("`totp_seed`") && err.contains("`otpauth`"),
+        "{err}"
+    );
+    drop(d);
+
+    let no_daemon = dir.path().join("no-daemon.sock");
+    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert_eq!(code, Some(1), "{text}");
+    let line = line_with(
+        &text,
+        "fail",
+        "totp",
+        &[
+            "`shop-2fa`",
+            "`totp_seed`",
+            "`otpauth`",
+            "fetch",
+            "scopevault cred set shop-2fa --secret otpauth",
+        ],
+    );
+    assert!(line.is_some(), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("fail")).count(),
+        1,
+        "{text}"
+    );
+    assert_no_secret(&text, "doctor's report");
+
+    // The fix it names: `cred set` of the seed in use removes the other.
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "shop-2fa",
+            "--secret",
+            "totp_seed",
+        ],
+        Some(TOTP_SEED),
+    );
+    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        line_with(&text, "ok", "totp", &["no credential holds two TOTP seeds"]).is_some(),
         "{text}"
     );
 }

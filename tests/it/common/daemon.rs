@@ -314,6 +314,24 @@ pub fn setup_vault(dir: &Path) -> PathBuf {
     id
 }
 
+/// An `otpauth` URI (RFC 6238's SHA-256 key, 8 digits): it holds [`TOTP_SEED`], so a check
+/// that no stored secret leaked covers it too.
+pub const TOTP_URI: &str = "otpauth://totp/shop?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA&algorithm=SHA256&digits=8";
+
+/// [`setup_vault`], then its `shop-2fa` saved holding an `otpauth` URI beside its
+/// `totp_seed`, as an older scopevault could save it (today's writers refuse both, so the file
+/// is written from vault-format.md: [`super::vault::rewrite_payload`]). Returns the identity
+/// file.
+pub fn setup_vault_holding_both_totp_seeds(dir: &Path) -> PathBuf {
+    let id = setup_vault(dir);
+    super::vault::rewrite_payload(&dir.join("vault.scopevault"), &id, |data| {
+        let secrets = &mut data["credentials"]["shop-2fa"]["secrets"];
+        assert!(secrets["totp_seed"].is_string(), "{secrets}");
+        secrets["otpauth"] = serde_json::json!(TOTP_URI);
+    });
+    id
+}
+
 /// examples/policy.toml with the user running the tests added to every task's runners
 /// (the example names `checkpoint` and `root`), so a developer without root runs the daemon
 /// tests as a runner too.

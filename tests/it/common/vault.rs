@@ -249,6 +249,123 @@ pub fn assemble_version(
     out
 }
 
+/// `A` of vault-format.md: the payload's age header up to and including the "\n" ending its
+/// "--- " line, plus the 16-byte nonce.
+fn age_prefix(payload: &[u8]) -> usize {
+    let mac_line = payload.windows(5).position(|w| w == b"\n--- ").unwrap() + 1;
+    let end = payload[mac_line..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap()
+        + mac_line
+        + 1;
+    end + 16
+}
+
+/// Frame `header` and `payload` and append the MAC keyed by `vault_identity` as
+/// vault-format.md says for `version` (info `scopevault/v{version}/file-mac`), with the crates
+/// directly, not through the scopevault library.
+pub fn frame_and_mac(
+    version: u16,
+    header: &serde_json::Value,
+    payload: &[u8],
+    vault_identity: &str,
+) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    let h = serde_json::to_vec(header).unwrap();
+    let mut out = b"SCOPEVLT".to_vec();
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(payload);
+    let vault_id = header["vault_id"].as_str().unwrap();
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(vault_id.as_bytes()), vault_identity.as_bytes());
+    let mut key = [0u8; 32];
+    hk.expand(
+        format!("scopevault/v{version}/file-mac").as_bytes(),
+        &mut key,
+    )
+    .unwrap();
+    let auth = 22 + h.len() + age_prefix(payload);
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+    mac.update(&out[..auth]);
+    out.extend_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+/// Save the version-2 vault at `path` again with `edit` applied to its payload's JSON, as a
+/// writer that knows only vault-format.md would, so that it can hold what today's writers
+/// refuse and an older scopevault saved (a credential holding both TOTP seeds): the vault
+/// identity unwrapped from an identity slot with the key of `identity_file`, the payload
+/// decrypted, edited and encrypted again to the header's recipient, the generation raised by
+/// one, the MAC computed anew.
+pub fn rewrite_payload(
+    path: &Path,
+    identity_file: &Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+    use data_encoding::BASE64;
+    use std::str::FromStr;
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[8..10], &[0, 2], "a version-2 vault");
+    let (mut header, payload) = split(&bytes);
+    let vault_id = header["vault_id"].as_str().unwrap().to_owned();
+    let key_file = std::fs::read_to_string(identity_file).unwrap();
+    let secret = key_file
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap();
+    // "type": "identity": K = HKDF-SHA256(ikm = S, salt = vault_id, info =
+    // "scopevault/v2/identity-slot" 0x00 slot id); ChaCha20-Poly1305 with aad
+    // "scopevault/v1/slot" 0x00 vault_id 0x00 slot id.
+    let vault_identity = header["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["type"] == "identity")
+        .find_map(|slot| {
+            let id = slot["id"].as_str()?;
+            let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(vault_id.as_bytes()), secret.as_bytes());
+            let mut key = [0u8; 32];
+            hk.expand(
+                &[b"scopevault/v2/identity-slot\0", id.as_bytes()].concat(),
+                &mut key,
+            )
+            .ok()?;
+            let aad = [
+                b"scopevault/v1/slot\0",
+                vault_id.as_bytes(),
+                b"\0",
+                id.as_bytes(),
+            ]
+            .concat();
+            let nonce = BASE64.decode(slot["nonce"].as_str()?.as_bytes()).ok()?;
+            let wrapped = BASE64.decode(slot["wrapped"].as_str()?.as_bytes()).ok()?;
+            let plain = ChaCha20Poly1305::new(Key::from_slice(&key))
+                .decrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: &wrapped,
+                        aad: &aad,
+                    },
+                )
+                .ok()?;
+            String::from_utf8(plain).ok()
+        })
+        .expect("an identity slot opens with the identity file");
+    let identity = age::x25519::Identity::from_str(&vault_identity).unwrap();
+    let mut data: serde_json::Value =
+        serde_json::from_slice(&age::decrypt(&identity, &payload).unwrap()).unwrap();
+    edit(&mut data);
+    let payload = age::encrypt(&identity.to_public(), &serde_json::to_vec(&data).unwrap()).unwrap();
+    header["generation"] = serde_json::json!(header["generation"].as_u64().unwrap() + 1);
+    std::fs::write(path, frame_and_mac(2, &header, &payload, &vault_identity)).unwrap();
+}
+
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }

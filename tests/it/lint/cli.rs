@@ -1065,7 +1065,7 @@ fn junit_rules_not_run_are_skipped_and_name_the_real_switch() {
             .unwrap_or_else(|| panic!("no {rule}: {xml}"));
         xml[at..][..xml[at..].find('\n').unwrap()].to_owned()
     };
-    for rule in ["missing-secret", "rotation-overdue"] {
+    for rule in ["missing-secret", "both-totp-seeds", "rotation-overdue"] {
         let c = case(rule);
         assert!(
             c.contains("name=\"not run\"")
@@ -1090,10 +1090,10 @@ fn junit_rules_not_run_are_skipped_and_name_the_real_switch() {
         ran.contains("name=\"no findings\"") && !ran.contains("skipped"),
         "{ran}"
     );
-    // Six rules did not run: the header counts them skipped.
+    // Seven rules did not run: the header counts them skipped.
     assert!(
         xml.contains(&format!(
-            "tests=\"{}\" failures=\"0\" errors=\"0\" skipped=\"6\"",
+            "tests=\"{}\" failures=\"0\" errors=\"0\" skipped=\"7\"",
             scopevault::policy::lint::RULES.len()
         )),
         "{xml}"

@@ -176,6 +176,7 @@ fn rotation_overdue_uses_the_credential_period() {
             CredentialMeta {
                 has_secret: true,
                 rotated,
+                both_totp_seeds: false,
             },
         )])
     };
@@ -209,6 +210,7 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
         CredentialMeta {
             has_secret: true,
             rotated: datetime!(2026-05-30 0:00 UTC),
+            both_totp_seeds: false,
         },
     )]);
     assert_eq!(
@@ -221,11 +223,59 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
         CredentialMeta {
             has_secret: false,
             rotated: datetime!(2026-05-30 0:00 UTC),
+            both_totp_seeds: false,
         },
     )]);
     assert_eq!(
         vault_report("missing-secret", true, empty),
         ["missing-secret"]
+    );
+}
+
+/// `both-totp-seeds` (seventeenth pass): a stored credential holding both seed fields is an
+/// error naming it and the `cred set` that keeps one, never a value; one seed is clean. The
+/// vault's side (the metadata of a real vault holding both) is
+/// `vault::cli::lint_with_vault_and_doctor_report_a_credential_holding_both_totp_seeds`.
+#[test]
+fn both_totp_seeds_fires_when_the_vault_holds_both() {
+    let meta = |both| {
+        BTreeMap::from([(
+            "shop-2fa".to_owned(),
+            CredentialMeta {
+                has_secret: true,
+                rotated: datetime!(2026-05-30 0:00 UTC),
+                both_totp_seeds: both,
+            },
+        )])
+    };
+    assert_eq!(
+        vault_report("both-totp-seeds", true, meta(true)),
+        ["both-totp-seeds"]
+    );
+    assert_eq!(
+        vault_report("both-totp-seeds", false, meta(false)),
+        Vec::<&str>::new()
+    );
+    let src = std::fs::read_to_string(fixture("rules/both-totp-seeds.fires.toml")).unwrap();
+    let p = Policy::parse(&src, "policy.toml").unwrap();
+    let opts = LintOptions {
+        today: date!(2026 - 06 - 01),
+        vault: Some(VaultMeta {
+            credentials: meta(true),
+        }),
+        usage: None,
+    };
+    let r = lint(&p, &opts);
+    let f = &r.findings()[0];
+    assert_eq!(f.rule, RuleId::BothTotpSeeds);
+    for part in ["`shop-2fa`", "`totp_seed`", "`otpauth`", "fetch"] {
+        assert!(f.message.contains(part), "{}", f.message);
+    }
+    assert!(
+        f.help
+            .contains("scopevault cred set shop-2fa --secret otpauth"),
+        "{}",
+        f.help
     );
 }
 

@@ -1,8 +1,9 @@
 //! Issue 15, item 1: a vault forged from the public header through an identity-file slot.
 //!
-//! The forging code here is written from vault-format.md with the `age`, `hkdf`, `hmac`,
-//! `sha2` and `chacha20poly1305` crates directly, never through the scopevault library: it is
-//! what an attacker who can write the vault file (a backup store, a deploy step) would write.
+//! The forging code here (and the framing and MAC of `common::vault::frame_and_mac`) is
+//! written from vault-format.md with the `age`, `hkdf`, `hmac`, `sha2` and `chacha20poly1305`
+//! crates directly, never through the scopevault library: it is what an attacker who can write
+//! the vault file (a backup store, a deploy step) would write.
 //! The recipe (issue 15): mint a new vault key, wrap it for the admin's identity, keep
 //! `vault_id`, set `generation + 1`, compute the file MAC with the chosen key.
 //!
@@ -16,9 +17,8 @@ use std::str::FromStr;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use common_vault::Env;
+use common_vault::{frame_and_mac, Env};
 use data_encoding::{BASE64, HEXLOWER};
-use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use sha2::Sha256;
 
@@ -40,49 +40,6 @@ fn unframe(b: &[u8]) -> Framed {
     let h = u32::from_be_bytes(b[10..14].try_into().unwrap()) as usize;
     let header = serde_json::from_slice(&b[14..14 + h]).unwrap();
     Framed { version, header }
-}
-
-/// `A`: the payload's age header up to and including the "\n" ending its "--- " line, plus
-/// the 16-byte nonce.
-fn age_prefix(payload: &[u8]) -> usize {
-    let mac_line = payload.windows(5).position(|w| w == b"\n--- ").unwrap() + 1;
-    let end = payload[mac_line..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap()
-        + mac_line
-        + 1;
-    end + 16
-}
-
-/// Frame `header` and `payload` and append the MAC keyed by `vault_identity` as the spec
-/// says for `version` (info `scopevault/v{version}/file-mac`).
-fn frame_and_mac(
-    version: u16,
-    header: &serde_json::Value,
-    payload: &[u8],
-    vault_identity: &str,
-) -> Vec<u8> {
-    let h = serde_json::to_vec(header).unwrap();
-    let mut out = b"SCOPEVLT".to_vec();
-    out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    out.extend_from_slice(payload);
-    let vault_id = header["vault_id"].as_str().unwrap();
-    let hk = hkdf::Hkdf::<Sha256>::new(Some(vault_id.as_bytes()), vault_identity.as_bytes());
-    let mut key = [0u8; 32];
-    hk.expand(
-        format!("scopevault/v{version}/file-mac").as_bytes(),
-        &mut key,
-    )
-    .unwrap();
-    let auth = 22 + h.len() + age_prefix(payload);
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
-    mac.update(&out[..auth]);
-    out.extend_from_slice(&mac.finalize().into_bytes());
-    out
 }
 
 /// A payload with one planted login credential, age-encrypted to `to`.

@@ -318,6 +318,94 @@ fn lint_with_vault_reports_missing_secrets_from_the_real_vault() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("missing-secret"));
 }
 
+/// Found by reviewing how an admin learns of a credential holding both TOTP seeds
+/// (seventeenth pass): `lint --with-vault` said nothing of a vault, saved by an older
+/// scopevault, whose `shop-2fa` holds both `totp_seed` and `otpauth`, though every fetch of it
+/// fails. It is now a `both-totp-seeds` error (blocking at `--deny error`) naming the
+/// credential and the `cred set` that keeps one seed, in the text, JSON and SARIF reports,
+/// never a value; once that is done it is gone.
+#[test]
+fn lint_with_vault_reports_a_credential_holding_both_totp_seeds() {
+    use crate::common::daemon::{self, assert_no_secret, TOTP_SEED};
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault_holding_both_totp_seeds(dir.path());
+    let id_s = id.to_str().unwrap();
+    // The example's one other error: a credential with no secret.
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "legacy-ftp",
+            "--secret",
+            "secret",
+        ],
+        Some("ftp-value"),
+    );
+    let lint = |format: &str| {
+        daemon::cmd(dir.path())
+            .args(["--identity-file", id_s, "lint", "example-policy.toml"])
+            .args(["--with-vault", "--deny", "error", "--format", format])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = lint("json");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "an error blocks: {out:?}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let both: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "both-totp-seeds")
+        .collect();
+    assert_eq!(both.len(), 1, "{stdout}");
+    let f = both[0];
+    assert_eq!(f["class"], "error", "{f}");
+    assert_eq!(f["credential"], "shop-2fa", "{f}");
+    let message = f["message"].as_str().unwrap();
+    for part in ["`totp_seed`", "`otpauth`", "fetch"] {
+        assert!(message.contains(part), "{f}");
+    }
+    assert!(
+        f["help"]
+            .as_str()
+            .unwrap()
+            .contains("scopevault cred set shop-2fa --secret otpauth"),
+        "{f}"
+    );
+    assert_no_secret(&stdout, "lint's JSON report");
+    for format in ["text", "sarif"] {
+        let out = lint(format);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{format}: {out:?}");
+        assert!(text.contains("both-totp-seeds"), "{format}: {text}");
+        assert_no_secret(&text, "lint's report");
+    }
+
+    // The fix it names: `cred set` of the seed in use removes the other.
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "shop-2fa",
+            "--secret",
+            "totp_seed",
+        ],
+        Some(TOTP_SEED),
+    );
+    let out = lint("json");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!stdout.contains("both-totp-seeds"), "{stdout}");
+}
+
 /// Issue 15.12: changing only a task's `schedulers` is named in `policy apply`'s summary.
 #[test]
 fn apply_names_a_change_of_a_tasks_schedulers() {
