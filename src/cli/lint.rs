@@ -10,6 +10,7 @@ use super::args::{DenyLevel, GlobalArgs, LintArgs, LintFormat};
 use super::{Exit, EXIT_USAGE};
 use crate::policy::lint::{lint, Class, LintOptions, SarifLocation};
 use crate::policy::{read_policy_file, Policy};
+use crate::text::escape_for_terminal;
 
 pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     let Some(out) = &a.output else {
@@ -42,8 +43,8 @@ fn refuse_an_input_as_output(out: &Path, a: &LintArgs) -> anyhow::Result<()> {
         if same_file(out, input) {
             return Err(usage(format!(
                 "--output {}: that is {what} ({}); the report would overwrite it. Write the report to another file",
-                out.display(),
-                input.display()
+                shown(out),
+                shown(input)
             )));
         }
     }
@@ -76,7 +77,7 @@ fn remove_stale_report(out: &Path) {
         if let Err(e) = std::fs::remove_file(out) {
             eprintln!(
                 "warning: cannot remove the earlier report {}: {e}; it is not this run's",
-                out.display()
+                shown(out)
             );
         }
     }
@@ -105,7 +106,8 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     let since = match &a.since {
         Some(s) => Some(crate::usage::parse_since(s).ok_or_else(|| {
             usage(format!(
-                "--since {s}: not a duration; write a number and a unit (h, d or w), e.g. 30d, 12h, 2w"
+                "--since {}: not a duration; write a number and a unit (h, d or w), e.g. 30d, 12h, 2w",
+                escape_for_terminal(s)
             ))
         })?),
         None => None,
@@ -116,8 +118,9 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
         let now = time::OffsetDateTime::now_utc();
         let ev = crate::usage::read_evidence(&a.audit, &policy, since, now)
             .map_err(|e| usage(e.to_string()))?;
+        // The note names logs and the policy file: escaped like every name lint prints.
         if let Some(note) = &ev.note {
-            eprintln!("note: {note}");
+            eprintln!("note: {}", escape_for_terminal(note));
         }
         opts.usage = Some(std::sync::Arc::new(ev));
     }
@@ -139,9 +142,9 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     match &a.output {
         Some(out) => {
             let mut file = std::fs::File::create(out)
-                .with_context(|| format!("cannot write the report to {}", out.display()))?;
+                .with_context(|| format!("cannot write the report to {}", shown(out)))?;
             write(&mut file)
-                .with_context(|| format!("cannot write the report to {}", out.display()))?;
+                .with_context(|| format!("cannot write the report to {}", shown(out)))?;
         }
         None => {
             let mut stdout = std::io::stdout().lock();
@@ -173,6 +176,14 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
 fn sarif_location(file: &std::path::Path) -> SarifLocation {
     let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
     SarifLocation::of_policy(file, &cwd)
+}
+
+/// A path as lint's messages show it. File names are anyone's text (a pull request adds
+/// files, a CI loop passes them on): their control and bidirectional characters are escaped
+/// ([`escape_for_terminal`]), so a name cannot write a CI log's command lines (`::add-mask::`)
+/// nor drive a terminal, as docs/lint-rules.md promises for everything lint prints.
+fn shown(p: &Path) -> String {
+    escape_for_terminal(&p.display().to_string())
 }
 
 fn usage(message: String) -> anyhow::Error {

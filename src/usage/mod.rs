@@ -35,12 +35,17 @@ use time::OffsetDateTime;
 
 use crate::audit::verify_each;
 use crate::policy::Policy;
+use crate::text::escape_for_terminal;
 
 /// Why the audit logs could not be used: the CLI exits 2 with this message.
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
     /// A log could not be read.
-    #[error("{file}: cannot read the audit log: {why}")]
+    #[error(
+        "{}: cannot read the audit log: {}",
+        shown(file),
+        escape_for_terminal(why)
+    )]
     Read {
         /// The log.
         file: PathBuf,
@@ -48,7 +53,7 @@ pub enum UsageError {
         why: String,
     },
     /// A log's hash chain is broken, or a line is not a record.
-    #[error("{file}:{line}: the audit log does not verify: {why}; it cannot serve as evidence (run `scopevault audit verify --audit {file}`)")]
+    #[error("{}:{line}: the audit log does not verify: {}; it cannot serve as evidence (run `scopevault audit verify --audit {}`)", shown(file), escape_for_terminal(why), shown(file))]
     Broken {
         /// The log.
         file: PathBuf,
@@ -57,6 +62,14 @@ pub enum UsageError {
         /// What is wrong.
         why: String,
     },
+}
+
+/// A log's name as an error shows it: a file name is anyone's text (a pull request adds files),
+/// so its control and bidirectional characters are escaped ([`escape_for_terminal`]) and it
+/// cannot write a line of its own into a CI log (`::add-mask::`), nor drive a terminal. The
+/// message is read by people only; nothing parses the name back out of it.
+fn shown(file: &std::path::Path) -> String {
+    escape_for_terminal(&file.display().to_string())
 }
 
 /// What the audit logs say about the policy's credentials, tasks and runners in the window.

@@ -220,9 +220,11 @@ impl Report {
         let c = self.counts();
         let n =
             |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        // The file's name is anyone's text (a pull request adds files): escaped, as in the
+        // report's `-->` lines, so it cannot write a CI log's command lines.
         let mut s = format!(
             "{}: {}, {}, {}, {}",
-            self.path,
+            crate::text::escape_for_terminal(&self.path),
             n(c.error, "error", "errors"),
             n(c.security_warning, "security warning", "security warnings"),
             n(c.warning, "warning", "warnings"),

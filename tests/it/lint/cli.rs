@@ -527,6 +527,87 @@ fn a_policy_cannot_write_control_characters_or_bidi_overrides_into_the_reports()
     );
 }
 
+/// A file's name is anyone's text too: a pull request adds `policies/<name>.toml` and the CI
+/// loop of examples/ci/github-actions.yml lints it (seventeenth pass). The summary line (the
+/// last line of a text report, stderr for the other formats), the `--audit` errors and the
+/// usage rules' note printed names raw, so a name holding `\n::add-mask::…` wrote a GitHub
+/// Actions command line into the log, and ESC or U+202E drove the terminal. Every name is
+/// escaped now, as the findings' `-->` lines and the parse errors already were.
+#[test]
+fn a_file_name_cannot_write_control_characters_into_the_summary_or_the_errors() {
+    let raw = |s: &str| {
+        s.contains('\u{1b}')
+            || s.contains('\u{7}')
+            || s.contains('\u{202e}')
+            || s.lines().any(|l| l.starts_with("::"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let evil = "p\n::add-mask::x\n\u{1b}]0;t\u{7}\u{202e}";
+    let policy = format!("{evil}.toml");
+    copy_in(d, &root().join("examples/policy.toml"), &policy);
+    let shown = "p\\n::add-mask::x\\n\\u{1b}]0;t\\u{7}\\u{202e}.toml";
+    let check = |o: &Output, code: i32, what: &str| {
+        assert_code(o, code);
+        let all = format!("{}{}", stdout(o), stderr(o));
+        assert!(!raw(&all), "{what}: {all:?}");
+        all
+    };
+    // The summary: the text report's last line, stderr for the other formats.
+    let all = check(&scopevault(d, &["lint", &policy]), 1, "text");
+    assert!(
+        all.contains(&format!("{shown}: 0 errors, 6 security warnings")),
+        "{all}"
+    );
+    for format in ["json", "sarif", "junit"] {
+        let o = scopevault(d, &["lint", &policy, "--format", format]);
+        assert_code(&o, 1);
+        assert!(!raw(&stderr(&o)), "{format}: {:?}", stderr(&o));
+        assert!(stderr(&o).contains(shown), "{format}: {}", stderr(&o));
+    }
+    // `--output` naming the policy, and a report that cannot be written.
+    check(
+        &scopevault(d, &["lint", &policy, "--output", &policy]),
+        2,
+        "--output",
+    );
+    let nowhere = format!("{evil}/out.json");
+    let all = check(
+        &scopevault(
+            d,
+            &["lint", &policy, "--format", "json", "--output", &nowhere],
+        ),
+        2,
+        "an --output that cannot be written",
+    );
+    assert!(all.contains("cannot write the report to"), "{all}");
+    // An `--audit` log that does not verify: its name twice in the message.
+    let log = format!("{evil}.jsonl");
+    std::fs::write(d.join(&log), "garbage\n").unwrap();
+    let all = check(
+        &scopevault(d, &["lint", &policy, "--audit", &log]),
+        2,
+        "a log that does not verify",
+    );
+    assert!(all.contains("does not verify"), "{all}");
+    // A log whose daemon served another policy: the note names the log and the policy.
+    let line = format!(
+        r#"{{"seq":1,"time":"2026-11-01T00:00:00Z","peer":null,"op":"vault.load","task":null,"credential":null,"decision":"allow","reason":null,"warnings":[],"values":{{}},"generation":4,"policy":"sha256:{}","prev":"{}"}}"#,
+        "0".repeat(64),
+        "0".repeat(64)
+    );
+    std::fs::write(d.join(&log), format!("{line}\n")).unwrap();
+    let all = check(
+        &scopevault(d, &["lint", &policy, "--audit", &log]),
+        1,
+        "the usage rules' note",
+    );
+    assert!(
+        all.contains("note: usage rules not applied: the daemon of p\\n::add-mask::"),
+        "{all}"
+    );
+}
+
 /// The lint compares every task with every credential it lists, scope by scope; that work was
 /// outside the 20,000,000-scope budget (found by attacking the lint's cost, fourteenth pass:
 /// one credential of 8,000 scopes listed by 8,000 tasks, a 558 KB file, took 25 s and 4.7 GB,
