@@ -139,36 +139,51 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
         }
         w.flush()
     };
-    match &a.output {
+    // A reader that goes away (`lint … | head`, a FIFO given as `--output`) cuts the report,
+    // not the verdict. Other commands take a closed pipe for the end of output and exit 0
+    // (README); lint's exit code *is* its answer, and a CI step under `pipefail` must not pass
+    // a policy with blocking findings because its log was cut. So the write stops there, and
+    // the run ends as it would have with the whole report read.
+    let cut = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(true),
+        r => r.map(|()| false),
+    };
+    let was_cut = match &a.output {
         Some(out) => {
             let mut file = std::fs::File::create(out)
                 .with_context(|| format!("cannot write the report to {}", shown(out)))?;
-            write(&mut file)
-                .with_context(|| format!("cannot write the report to {}", shown(out)))?;
+            cut(write(&mut file))
+                .with_context(|| format!("cannot write the report to {}", shown(out)))?
         }
         None => {
             let mut stdout = std::io::stdout().lock();
-            write(&mut stdout).context("cannot write the report to stdout")?;
+            cut(write(&mut stdout)).context("cannot write the report to stdout")?
         }
-    }
+    };
     if a.format == LintFormat::Sarif {
         if let Some(warning) = report.sarif_limit_warning() {
             eprintln!("warning: {warning}");
         }
     }
     // The text report ends with the summary line; otherwise (and when the report went to a
-    // file) stderr gets it.
-    if a.output.is_some() || a.format != LintFormat::Text {
+    // file, or its reader cut it before its last line) stderr gets it.
+    if a.output.is_some() || a.format != LintFormat::Text || was_cut {
         eprintln!("{}", report.summary());
     }
+    Ok(ExitCode::from(verdict(&report, deny)))
+}
+
+/// lint's exit code for a report (docs/lint-rules.md, "Classes and exit codes"): 2 for a
+/// policy `Policy::parse` refuses (an `invalid-scope` or `implies-cycle` finding), 1 when a
+/// finding blocks at `deny`, else 0.
+fn verdict(report: &crate::policy::lint::Report, deny: Class) -> u8 {
     if report.policy_invalid() {
-        return Ok(ExitCode::from(EXIT_USAGE));
-    }
-    Ok(if report.blocking(deny) > 0 {
-        ExitCode::from(1)
+        EXIT_USAGE
+    } else if report.blocking(deny) > 0 {
+        1
     } else {
-        ExitCode::SUCCESS
-    })
+        0
+    }
 }
 
 /// SARIF's location of the policy: relative to the repository that holds it

@@ -536,8 +536,11 @@ struct ResultProps<'a> {
     task: Option<&'a str>,
 }
 
+/// serde_json's error as the writer's: the I/O error it carries when it has one (its kind
+/// kept, so that a caller can tell a closed pipe from a failed disk), else one of kind
+/// `InvalidData`.
 fn json_io(e: serde_json::Error) -> io::Error {
-    io::Error::other(e)
+    io::Error::from(e)
 }
 
 impl Report {

@@ -608,6 +608,65 @@ fn a_file_name_cannot_write_control_characters_into_the_summary_or_the_errors() 
     );
 }
 
+/// For lint the exit code is the verdict, and a CI step reads it through `pipefail`
+/// (seventeenth pass): a report with blocking findings cut short by its reader (`lint | head
+/// -n 20`) exited 0 in text and JUnit (a closed pipe is the end of output for the other
+/// commands) and 2 "Broken pipe" in JSON and SARIF. It now exits as the whole report would
+/// have: 1 with a blocking finding, 0 without, in every format, with no error on stderr.
+#[test]
+fn a_report_cut_short_by_its_reader_still_exits_with_the_verdict() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    // One wildcard credential shared by 2,000 tasks: thousands of security warnings, a report
+    // of megabytes, far more than a pipe holds.
+    let mut policy =
+        String::from("version = 1\n[credentials.c]\nkind = \"login\"\nscopes = [\"s:*\"]\n");
+    for i in 0..2000 {
+        policy.push_str(&format!(
+            "[tasks.t{i}]\nneeds = [\"s:n{i}\"]\ncredentials = [\"c\"]\nrunners = {{ users = [\"0\"] }}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+    for format in ["text", "json", "sarif", "junit"] {
+        for (deny, want) in [("security-warning", 1), ("error", 0)] {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_scopevault"))
+                .args(["lint", "policy.toml", "--format", format, "--deny", deny])
+                .current_dir(dir.path())
+                .env_remove("SCOPEVAULT_VAULT")
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Read a little, as `head` does, then go away.
+            let mut stdout = child.stdout.take().unwrap();
+            let mut first = vec![0u8; 4096];
+            stdout.read_exact(&mut first).unwrap();
+            drop(stdout);
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(want),
+                "{format} --deny {deny}: {err}"
+            );
+            assert!(
+                !err.contains("Broken pipe")
+                    && !err.contains("error:")
+                    && !err.contains("panicked"),
+                "{format} --deny {deny}: {err}"
+            );
+            // The summary, which a cut text report lost with its last line, is on stderr.
+            assert!(
+                err.contains("policy.toml: 0 errors, 2002 security warnings"),
+                "{format} --deny {deny}: {err}"
+            );
+        }
+    }
+}
+
 /// The lint compares every task with every credential it lists, scope by scope; that work was
 /// outside the 20,000,000-scope budget (found by attacking the lint's cost, fourteenth pass:
 /// one credential of 8,000 scopes listed by 8,000 tasks, a 558 KB file, took 25 s and 4.7 GB,
