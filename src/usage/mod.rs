@@ -10,7 +10,10 @@
 //! on; members this reader does not know are ignored, as that document requires.
 //!
 //! Evidence: a record with `op` `fetch` and `decision` `allow` names the task and the
-//! credential handed out (one record per credential) and the peer's uid and gid.
+//! credential handed out (one record per credential) and the peer's uid and gid. Under a
+//! daemon that served the policy linted, an allowed fetch the policy does not allow (a
+//! credential the task does not list, an undeclared name) cannot be the daemon's: it is an
+//! error ([`UsageError::Impossible`]), not evidence.
 //!
 //! Too little evidence: a log that begins after the window began has none for its checkpoint
 //! before that, and a load of another policy (a `vault.load` record whose policy digest
@@ -62,7 +65,28 @@ pub enum UsageError {
         /// What is wrong.
         why: String,
     },
+    /// A record the daemon cannot have written under the policy it had loaded, which is the
+    /// policy linted (or one of its locations' shares): an allowed fetch of a credential its
+    /// task does not list, or of a name the policy does not declare. The chain holds (it was
+    /// recomputed), but the log is not the daemon's.
+    #[error("{}:{line}: the audit log holds a record its daemon cannot have written: {} in {}, the policy its `vault.load` records say the daemon served; it cannot serve as evidence: the log was edited and its chain recomputed, or is not this daemon's. Compare it with the checkpoint's own log (`scopevault audit verify` there also checks the anchor)", shown(file), escape_for_terminal(why), escape_for_terminal(policy))]
+    Impossible {
+        /// The log.
+        file: PathBuf,
+        /// 1-based line of the record.
+        line: u64,
+        /// What the record says that the policy does not allow.
+        why: String,
+        /// The policy linted, as named on the command line.
+        policy: String,
+    },
 }
+
+/// How long after a load of another policy a fetch the policy loaded does not allow is still
+/// taken for the daemon's own: the load is recorded before the new policy is installed, so a
+/// fetch decided under the policy before can be written just after the load's record (the
+/// install waits for it).
+const LOAD_SETTLES: time::Duration = time::Duration::minutes(1);
 
 /// A log's name as an error shows it: a file name is anyone's text (a pull request adds files),
 /// so its control and bidirectional characters are escaped ([`escape_for_terminal`]) and it
@@ -220,6 +244,11 @@ struct FileFacts {
     /// The last allowed `reload`: it counts only in a file with no `vault.load` record (a
     /// daemon that did not write them).
     last_reload: Option<At>,
+    /// The latest allowed `fetch` in the window that the policy linted does not allow (a
+    /// credential its task does not list, a name it does not declare): its time, line and
+    /// what it says. An error when the file's daemon served that policy
+    /// ([`UsageError::Impossible`]).
+    impossible: Option<(OffsetDateTime, u64, String)>,
 }
 
 /// Read the evidence for `policy` from `logs`. `since`: the window is the last `since` before
@@ -244,6 +273,18 @@ pub fn read_evidence(
         ..Evidence::default()
     };
     let window_start = since.map(|d| now - d);
+    // The (task, credential) pairs the policy allows: a task and each declared credential it
+    // lists. A daemon serving this policy hands out nothing else.
+    let listed: HashSet<(u32, u32)> = policy
+        .tasks()
+        .enumerate()
+        .flat_map(|(t, (_, task))| {
+            let cred_ix = &ev.cred_ix;
+            task.credentials()
+                .into_iter()
+                .filter_map(move |c| cred_ix.get(c).map(|&c| (t as u32, c)))
+        })
+        .collect();
     // Fetches are kept with their time until the cut is known: as (time, task, cred, uid, gid).
     // Only distinct (task, cred, uid, gid) matter, with the latest time of each, so this stays
     // as small as the policy's pairs × runners, whatever the number of records.
@@ -260,6 +301,7 @@ pub fn read_evidence(
             last_load: None,
             last_change: None,
             last_reload: None,
+            impossible: None,
         };
         // One read of each log: the chain accepts a record, then it is counted here.
         let report = verify_each(file, &mut |no, rec| {
@@ -293,14 +335,32 @@ pub fn read_evidence(
             match &**op {
                 "reload" => f.last_reload = Some((time, file.clone(), no)),
                 "fetch" => {
-                    let (Some(t), Some(c)) = (rec.task.as_deref(), rec.credential.as_deref())
-                    else {
+                    // Undeclared names are logged as HMACs: they match nothing here. A daemon
+                    // serving this policy never allows them, nor a credential the task does
+                    // not list: such a record is kept aside, an error if its daemon served
+                    // this policy (judged once the files are in their chains).
+                    let t = rec.task.as_deref().and_then(|t| ev.task_ix.get(t));
+                    let c = rec.credential.as_deref().and_then(|c| ev.cred_ix.get(c));
+                    let (Some(&t), Some(&c)) = (t, c) else {
+                        if f.impossible.as_ref().is_none_or(|(at, _, _)| time >= *at) {
+                            f.impossible = Some((time, no, "an allowed fetch naming a task or credential not declared".to_owned()));
+                        }
                         return Ok(());
                     };
-                    // Undeclared names are logged as HMACs: they match nothing here.
-                    let (Some(&t), Some(&c)) = (ev.task_ix.get(t), ev.cred_ix.get(c)) else {
+                    if !listed.contains(&(t, c)) {
+                        if f.impossible.as_ref().is_none_or(|(at, _, _)| time >= *at) {
+                            f.impossible = Some((
+                                time,
+                                no,
+                                format!(
+                                    "an allowed fetch of credential `{}` for task `{}`, which does not list it",
+                                    rec.credential.as_deref().unwrap_or_default(),
+                                    rec.task.as_deref().unwrap_or_default()
+                                ),
+                            ));
+                        }
                         return Ok(());
-                    };
+                    }
                     let (uid, gid) = rec.peer.map_or((u32::MAX, u32::MAX), |p| (p.uid, p.gid));
                     let e = latest.entry((t, c, uid, gid)).or_insert(time);
                     *e = (*e).max(time);
@@ -331,6 +391,7 @@ pub fn read_evidence(
         change,
         serving,
         unknown,
+        served_digest,
     } = chains(logs, &facts);
     // The cut: the window starts at the latest of its asked start (without `--since`, the
     // earliest record), the beginning of every log (each checkpoint's chain must cover the
@@ -417,6 +478,29 @@ pub fn read_evidence(
             }
         }
     }
+    // Judged: every chain's daemon served this policy (or a share of it, or named no digest)
+    // through the whole window, so a chain that names its digest cannot hold an allowed fetch
+    // the policy does not allow there — but in the minute after the load of another policy,
+    // when a fetch decided under that one can still be written ([`LOAD_SETTLES`]).
+    if why_cut.is_none() {
+        let settled = change.as_ref().map(|((at, _, _), _)| *at + LOAD_SETTLES);
+        for (i, f) in facts.iter().enumerate() {
+            let Some((at, line, why)) = &f.impossible else {
+                continue;
+            };
+            if served_digest[i]
+                && start.is_none_or(|s| *at >= s)
+                && settled.is_none_or(|s| *at >= s)
+            {
+                return Err(UsageError::Impossible {
+                    file: logs[i].clone(),
+                    line: *line,
+                    why: why.clone(),
+                    policy: policy.path().to_owned(),
+                });
+            }
+        }
+    }
     match why_cut {
         None if !left_out.is_empty() => {
             ev.judged = true;
@@ -463,6 +547,9 @@ struct Chains {
     /// `vault.load`: that file and its first `seq`. What its daemon served is in a file not
     /// given.
     unknown: Vec<(PathBuf, u64)>,
+    /// Per file: whether its chain's last load names a policy digest (so that, when the logs
+    /// are judged, the policy linted or one of its shares is what it served).
+    served_digest: Vec<bool>,
 }
 
 /// What the daemon did where the window may be cut, for the note: the verb, and what follows
@@ -506,6 +593,7 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
     let mut begins = Vec::new();
     let mut serving = Vec::new();
     let mut unknown = Vec::new();
+    let mut served_digest = vec![false; facts.len()];
     let mut change: Option<(At, Change)> = None;
     let mut note = |at: &At, what: Change| {
         if change.as_ref().is_none_or(|(c, _)| at.0 > c.0) {
@@ -521,7 +609,9 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
         let mut last_load: Option<&(At, Loaded)> = None;
         let mut at = Some(root);
         let mut steps = 0;
+        let mut members = Vec::new();
         while let Some(i) = at {
+            members.push(i);
             let f = &facts[i];
             if let Some((first_at, loaded)) = &f.first_load {
                 match &served {
@@ -559,7 +649,12 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
             at = next.get(&i).copied().filter(|_| steps < facts.len());
         }
         match last_load {
-            Some((at, Loaded::Policy(digest))) => serving.push((at.clone(), digest.clone())),
+            Some((at, Loaded::Policy(digest))) => {
+                serving.push((at.clone(), digest.clone()));
+                for i in members {
+                    served_digest[i] = true;
+                }
+            }
             Some(_) => {}
             // A file that holds records and begins after the log's first record: the load that
             // says what was served is in an earlier file. (One that begins at seq 1 without a
@@ -575,6 +670,7 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
         change,
         serving,
         unknown,
+        served_digest,
     }
 }
 

@@ -1366,3 +1366,99 @@ fn lint_and_audit_verify_refuse_a_record_whose_time_is_not_rfc_3339_alike() {
         );
     }
 }
+
+/// Under a `vault.load` of the very policy linted, the daemon hands out only what it allows: a
+/// credential its task lists, by declared names (seventeenth pass). A log with a recomputed
+/// chain holding an allowed fetch of `admin` for task `legacy` (which does not list it) was
+/// counted, and cleared `credential-never-fetched` for `admin`. Such a record is an error now,
+/// as a log that does not verify is: exit 2, naming the file and the line.
+#[test]
+fn a_fetch_the_policy_the_log_names_cannot_allow_is_an_error_not_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let served = load(4, Some(&digest_of(POLICY)));
+    let with = |extra: Option<Rec<'static>>, first: &str| {
+        let mut recs: Vec<(Rec<'_>, &str)> =
+            vec![((days(45), "vault.load", None, None, "allow", 0, 0), first)];
+        recs.extend(busy_log().into_iter().map(|r| (r, "")));
+        recs.extend(extra.map(|r| (r, "")));
+        write(d, "audit.jsonl", &segment(1, &"0".repeat(64), &recs).0)
+    };
+    // The daemon's own log: judged, `admin` never fetched.
+    let log = with(None, &served);
+    let r = lint(d, POLICY, &[&log], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "credential-never-fetched" && x.1 == "admin"),
+        "{:#}",
+        r.json
+    );
+    // A fetch of a credential the task does not list, as line 6.
+    let forged = (
+        days(2),
+        "fetch",
+        Some("legacy"),
+        Some("admin"),
+        "allow",
+        1001,
+        1001,
+    );
+    let log = with(Some(forged), &served);
+    let r = lint(d, POLICY, &[&log], &[]);
+    assert_eq!(r.code, 2, "{:#} {}", r.json, r.stderr);
+    assert!(
+        r.stderr
+            .contains("audit.jsonl:6: the audit log holds a record its daemon cannot have written")
+            && r.stderr
+                .contains("credential `admin` for task `legacy`, which does not list it"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.json, serde_json::Value::Null, "no report on stdout");
+    // A name the policy does not declare (the daemon logs such a name as an HMAC, and denies).
+    let hmac = format!("hmac-sha256:{}", "ab".repeat(32));
+    let hmac: &'static str = Box::leak(hmac.into_boxed_str());
+    let undeclared = (
+        days(2),
+        "fetch",
+        Some(hmac),
+        Some("buyer"),
+        "allow",
+        1001,
+        1001,
+    );
+    let r = lint(d, POLICY, &[&with(Some(undeclared), &served)], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("not declared"), "{}", r.stderr);
+    // Denied, the same request is what the daemon writes: no error.
+    let denied = (
+        days(2),
+        "fetch",
+        Some("legacy"),
+        Some("admin"),
+        "deny",
+        1001,
+        1001,
+    );
+    let r = lint(d, POLICY, &[&with(Some(denied), &served)], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // A daemon that served another policy may have allowed it: not judged, no error.
+    let other = load(
+        4,
+        Some(&digest_of(
+            &POLICY.replace("\"old-ftp\"]", "\"old-ftp\", \"admin\"]"),
+        )),
+    );
+    let r = lint(d, POLICY, &[&with(Some(forged), &other)], &[]);
+    not_judged(&r, &["serves another policy"]);
+    // Outside the window judged, it is not evidence, nor an error.
+    let r = lint(
+        d,
+        POLICY,
+        &[&with(Some(forged), &served)],
+        &["--since", "1d", "--format", "json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
