@@ -6,8 +6,10 @@
 //! verified lines (no more than `verify` counted, so lines appended meanwhile are left out) are
 //! streamed once, line by line, keeping only what the rules ask about: which declared
 //! credentials were fetched, for which declared task, by which uid/gid. Memory follows the
-//! policy's size, not the number of records. Only the line format of docs/audit.md is relied
-//! on; members this reader does not know are ignored, as that document requires.
+//! distinct task × credential × uid/gid, not the number of records, and the uid/gid kept are
+//! bounded ([`MAX_PEERS`], [`MAX_PEERS_TOTAL`]): a log chooses them. Only the line format of
+//! docs/audit.md is relied on; members this reader does not know are ignored, as that
+//! document requires.
 //!
 //! Evidence: a record with `op` `fetch` and `decision` `allow` names the task and the
 //! credential handed out (one record per credential) and the peer's uid and gid. Under a
@@ -105,7 +107,8 @@ pub struct Evidence {
     pub end: Option<OffsetDateTime>,
     /// Records read in the window (every op).
     pub records: u64,
-    /// Allowed fetches in the window naming declared names.
+    /// Distinct (task, credential, uid, gid) of the allowed fetches in the window naming
+    /// declared names, as kept ([`MAX_PEERS`]).
     pub fetches: u64,
     /// Whether the evidence covers the whole window asked for: only then do the usage rules
     /// report anything.
@@ -122,7 +125,21 @@ pub struct Evidence {
     /// Tasks no log gave evidence for: every log's daemon served the share of a location the
     /// task does not run at (a fleet, with some checkpoints' logs missing).
     unjudged: HashSet<u32>,
+    /// Tasks fetched for by more distinct uid/gid in the window than were kept
+    /// ([`MAX_PEERS`]): a runner not among those kept may be among the others.
+    crowded: HashSet<u32>,
 }
+
+/// How many distinct (uid, gid) of the fetches of one task and credential the evidence keeps.
+/// The uids and gids are the log's to choose (a hostile one gives every record its own), so
+/// without a bound the memory would follow the number of records: about 105 bytes per distinct
+/// uid. Past the bound the task's runners not among those kept are not judged, and the note
+/// says so ("more than 1,024 distinct uid/gid").
+pub const MAX_PEERS: usize = 1024;
+
+/// How many distinct (task, credential, uid, gid) the evidence keeps in all (about 100 MB):
+/// a policy of 100,000 tasks times [`MAX_PEERS`] would be gigabytes.
+pub const MAX_PEERS_TOTAL: usize = 1 << 20;
 
 impl Evidence {
     /// Whether any task fetched credential `c` in the window.
@@ -163,7 +180,18 @@ impl Evidence {
             .parse::<u32>()
             .ok()
             .or_else(|| crate::sys::user_uid(user))?;
-        Some(self.peers_of(t).any(|(u, _)| u == uid))
+        self.judged_seen(t, self.peers_of(t).any(|(u, _)| u == uid))
+    }
+
+    /// `seen`, or `None` (cannot be judged) when not seen among the peers kept of a task
+    /// that had more ([`MAX_PEERS`]).
+    fn judged_seen(&self, t: &str, seen: bool) -> Option<bool> {
+        let crowded = || {
+            self.task_ix
+                .get(t)
+                .is_some_and(|i| self.crowded.contains(i))
+        };
+        (seen || !crowded()).then_some(seen)
     }
 
     /// Whether a member of runner group `group` (a name or a numeric gid; primary group as
@@ -174,7 +202,8 @@ impl Evidence {
             .parse::<u32>()
             .ok()
             .or_else(|| crate::sys::group_gid(group))?;
-        Some(
+        self.judged_seen(
+            t,
             self.peers_of(t)
                 .any(|(u, g)| g == gid || crate::sys::user_groups(u).contains(&gid)),
         )
@@ -285,10 +314,15 @@ pub fn read_evidence(
                 .filter_map(move |c| cred_ix.get(c).map(|&c| (t as u32, c)))
         })
         .collect();
-    // Fetches are kept with their time until the cut is known: as (time, task, cred, uid, gid).
-    // Only distinct (task, cred, uid, gid) matter, with the latest time of each, so this stays
-    // as small as the policy's pairs × runners, whatever the number of records.
+    // Fetches are kept with their time until the cut is known. Only distinct (task, cred) and
+    // (task, cred, uid, gid) matter, with the latest time of each, so this stays as small as
+    // the policy's pairs × the uid/gid seen, whatever the number of records; and the uid/gid
+    // are the log's to choose, so at most [`MAX_PEERS`] of them are kept per pair
+    // ([`MAX_PEERS_TOTAL`] in all), the latest time of one not kept in `crowded`.
+    let mut pair_latest: HashMap<(u32, u32), OffsetDateTime> = HashMap::default();
     let mut latest: HashMap<(u32, u32, u32, u32), OffsetDateTime> = HashMap::default();
+    let mut kept: HashMap<(u32, u32), usize> = HashMap::default();
+    let mut crowded: HashMap<(u32, u32), OffsetDateTime> = HashMap::default();
     let mut facts: Vec<FileFacts> = Vec::with_capacity(logs.len());
     for file in logs {
         let mut f = FileFacts {
@@ -362,8 +396,20 @@ pub fn read_evidence(
                         return Ok(());
                     }
                     let (uid, gid) = rec.peer.map_or((u32::MAX, u32::MAX), |p| (p.uid, p.gid));
-                    let e = latest.entry((t, c, uid, gid)).or_insert(time);
+                    let e = pair_latest.entry((t, c)).or_insert(time);
                     *e = (*e).max(time);
+                    if let Some(e) = latest.get_mut(&(t, c, uid, gid)) {
+                        *e = (*e).max(time);
+                        return Ok(());
+                    }
+                    let n = kept.entry((t, c)).or_insert(0);
+                    if *n < MAX_PEERS && latest.len() < MAX_PEERS_TOTAL {
+                        *n += 1;
+                        latest.insert((t, c, uid, gid), time);
+                    } else {
+                        let e = crowded.entry((t, c)).or_insert(time);
+                        *e = (*e).max(time);
+                    }
                 }
                 _ => {}
             }
@@ -428,16 +474,28 @@ pub fn read_evidence(
         why_cut = Some("the logs hold no record".into());
     }
     ev.start = start;
-    for ((t, c, uid, gid), at) in latest {
-        if start.is_some_and(|s| at < s) {
-            continue;
+    let in_window = |at: &OffsetDateTime| start.is_none_or(|s| *at >= s);
+    for ((t, c), at) in pair_latest {
+        if in_window(&at) {
+            ev.creds.insert(c);
+            ev.tasks.insert(t);
+            ev.pairs.insert((t, c));
         }
-        ev.fetches += 1;
-        ev.creds.insert(c);
-        ev.tasks.insert(t);
-        ev.pairs.insert((t, c));
-        ev.peers.entry(t).or_default().insert((uid, gid));
     }
+    for ((t, _, uid, gid), at) in latest {
+        if in_window(&at) {
+            ev.fetches += 1;
+            ev.peers.entry(t).or_default().insert((uid, gid));
+        }
+    }
+    // The pairs that had more uid/gid in the window than were kept, with how many were kept.
+    let mut crowded: Vec<((u32, u32), usize)> = crowded
+        .into_iter()
+        .filter(|(_, at)| in_window(at))
+        .map(|(pair, _)| (pair, kept.get(&pair).copied().unwrap_or(0)))
+        .collect();
+    crowded.sort_unstable();
+    ev.crowded = crowded.iter().map(|((t, _), _)| *t).collect();
     // A later file of a log given without the files before it, with no load in it or in the
     // files given after it: what its daemon served is not known at all (not even from some
     // point on), so no policy can be judged against it, whatever the window.
@@ -530,7 +588,51 @@ pub fn read_evidence(
             ));
         }
     }
+    if ev.judged && !crowded.is_empty() {
+        let names = |i: u32, ix: &HashMap<String, u32>| {
+            ix.iter()
+                .find(|(_, &j)| j == i)
+                .map_or_else(String::new, |(n, _)| n.clone())
+        };
+        let n = crowded.len();
+        let listed: Vec<String> = crowded
+            .iter()
+            .take(10)
+            .map(|((t, c), kept)| {
+                format!(
+                    "task `{}` fetched credential `{}` from more than {} distinct uid/gid",
+                    names(*t, &ev.task_ix),
+                    names(*c, &ev.cred_ix),
+                    grouped(*kept)
+                )
+            })
+            .collect();
+        let crowded_note = format!(
+            "runner-never-seen is not applied to the runners not among the uid/gid kept: {}{}; lint keeps {} distinct uid/gid per task and credential ({} in all)",
+            listed.join(", "),
+            if n > 10 { format!(", and {} more", n - 10) } else { String::new() },
+            grouped(MAX_PEERS),
+            grouped(MAX_PEERS_TOTAL)
+        );
+        ev.note = Some(match ev.note.take() {
+            Some(note) => format!("{note}; {crowded_note}"),
+            None => crowded_note,
+        });
+    }
     Ok(ev)
+}
+
+/// `1024` as `1,024`.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// What [`chains`] finds: where each chain of files begins (its first file and that file's

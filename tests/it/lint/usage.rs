@@ -1462,3 +1462,102 @@ fn a_fetch_the_policy_the_log_names_cannot_allow_is_an_error_not_evidence() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// The uids and gids of a log are the log's to choose (seventeenth pass): one with a distinct
+/// uid per record grew lint's memory by about 105 bytes per record, where lint-rules.md said
+/// memory follows the size of the policy. At most 1,024 distinct uid/gid are kept per task and
+/// credential now; past that, a runner not among them cannot be judged, so `runner-never-seen`
+/// is not reported for it, and the note says "more than 1,024 distinct uid/gid".
+#[test]
+fn more_distinct_uids_than_kept_leave_the_runners_unjudged_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let served = load(4, Some(&digest_of(POLICY)));
+    let run = |strangers: u32| {
+        let mut recs: Vec<(Rec<'_>, &str)> = vec![
+            (
+                (days(45), "vault.load", None, None, "allow", 0, 0),
+                served.as_str(),
+            ),
+            (
+                (
+                    days(40),
+                    "fetch",
+                    Some("checkout"),
+                    Some("buyer"),
+                    "allow",
+                    1001,
+                    1001,
+                ),
+                "",
+            ),
+            (
+                (
+                    days(40),
+                    "fetch",
+                    Some("legacy"),
+                    Some("old-ftp"),
+                    "allow",
+                    1001,
+                    1001,
+                ),
+                "",
+            ),
+        ];
+        for i in 0..strangers {
+            let uid = 100_000 + i;
+            recs.push((
+                (
+                    days(20),
+                    "fetch",
+                    Some("checkout"),
+                    Some("buyer"),
+                    "allow",
+                    uid,
+                    uid,
+                ),
+                "",
+            ));
+        }
+        let log = write(d, "audit.jsonl", &segment(1, &"0".repeat(64), &recs).0);
+        lint(d, POLICY, &[&log], &[])
+    };
+    let runners_unseen = |r: &Run| -> Vec<u64> {
+        usage_findings(&r.json)
+            .into_iter()
+            .filter(|x| x.0 == "runner-never-seen")
+            .map(|x| x.3)
+            .collect()
+    };
+    // Under the bound: user 1002 and groups 2000 and 2001 of `checkout` never fetched.
+    let r = run(1000);
+    assert_eq!(runners_unseen(&r).len(), 3, "{:#}", r.json);
+    assert!(!r.stderr.contains("distinct uid/gid"), "{}", r.stderr);
+    assert_eq!(r.json["usage_rules"]["reason"], serde_json::Value::Null);
+    // Over it: those runners may be among the uids not kept; the note says why they are not
+    // judged, in every place the reason goes.
+    let r = run(1100);
+    assert_eq!(runners_unseen(&r), Vec::<u64>::new(), "{:#}", r.json);
+    let want = "task `checkout` fetched credential `buyer` from more than 1,024 distinct uid/gid";
+    assert!(
+        r.stderr.contains("note: runner-never-seen is not applied") && r.stderr.contains(want),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.json["usage_rules"]["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains(want)),
+        "{:#}",
+        r.json["usage_rules"]
+    );
+    assert_eq!(r.json["usage_rules"]["ran"], true);
+    // The rest is judged as before: `admin` was never fetched.
+    assert!(
+        usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "credential-never-fetched" && x.1 == "admin"),
+        "{:#}",
+        r.json
+    );
+}
