@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::args::{DenyLevel, GlobalArgs, LintArgs, LintFormat};
 use super::{Exit, EXIT_USAGE};
 use crate::policy::lint::{lint, Class, LintOptions, SarifLocation};
-use crate::policy::{read_policy_file, Policy};
+use crate::policy::{read_policy_file, Policy, PolicyError};
 use crate::text::escape_for_terminal;
 
 pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
@@ -112,8 +112,31 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
         })?),
         None => None,
     };
-    let policy =
-        Policy::parse_lenient(&source, &path).map_err(|e| usage(e.render(Some(&source))))?;
+    // A policy reached through a link out of its repository (a pull request can commit
+    // `policy.toml` as a link to any file of the CI runner) is not the repository's text: no
+    // line of it is quoted, lest a token in it land in the CI log; nor a parse error's
+    // message, which quotes the value it refuses (`invalid type: string "…"`).
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let withheld = crate::policy::lint::link_out_of_repository(&a.file, &cwd).then(|| {
+        format!(
+            "source not quoted: {} is a link out of the repository",
+            shown(&a.file)
+        )
+    });
+    let policy = Policy::parse_lenient(&source, &path).map_err(|e| {
+        usage(match &withheld {
+            None => e.render(Some(&source)),
+            Some(why) => match &e {
+                PolicyError::Invalid {
+                    path, line, column, ..
+                } => format!(
+                    "{}:{line}:{column}: not a valid policy (the parser's message is not shown either: it may quote the file's text)\n({why})",
+                    escape_for_terminal(path)
+                ),
+                other => format!("{}\n({why})", other.render(None)),
+            },
+        })
+    })?;
     if !a.audit.is_empty() {
         let now = time::OffsetDateTime::now_utc();
         let ev = crate::usage::read_evidence(&a.audit, &policy, since, now)
@@ -124,7 +147,10 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
         }
         opts.usage = Some(std::sync::Arc::new(ev));
     }
-    let report = lint(&policy, &opts);
+    let mut report = lint(&policy, &opts);
+    if let Some(why) = withheld {
+        report.withhold_source(why);
+    }
 
     // Stage 3: write the report, straight to a buffered writer as the findings are walked.
     let to_terminal = a.output.is_none() && std::io::stdout().is_terminal();

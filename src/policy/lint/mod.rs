@@ -35,7 +35,8 @@ use crate::usage::Evidence;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 pub use render::{
-    repository_root, SarifLocation, JSON_SCHEMA, SARIF_DISPLAY_LIMIT, SARIF_RESULT_LIMIT,
+    link_out_of_repository, repository_root, SarifLocation, JSON_SCHEMA, SARIF_DISPLAY_LIMIT,
+    SARIF_RESULT_LIMIT,
 };
 pub use rules::{rule, Class, RuleId, RuleInfo, RULES};
 
@@ -119,6 +120,8 @@ pub struct Report {
     /// What the evidence said about the usage rules ([`Evidence::note`]): why they were not
     /// applied, or which tasks they left out.
     usage_note: Option<String>,
+    /// Why the text report quotes no source line ([`Report::withhold_source`]).
+    source_withheld: Option<String>,
 }
 
 /// Counts of findings that are not excepted, per class, and of excepted ones.
@@ -212,6 +215,14 @@ impl Report {
     /// [`Policy::parse`] refuses such a policy, and `lint` exits 2 after reporting.
     pub fn policy_invalid(&self) -> bool {
         self.findings.iter().any(|f| f.rule.invalidates_policy())
+    }
+
+    /// Quote no line of the policy's text in the text report (each finding keeps its
+    /// `file:line:col`), and say `why` once, before the summary line: the file is not the
+    /// repository's ([`link_out_of_repository`]).
+    pub fn withhold_source(&mut self, why: String) {
+        self.source = std::sync::Arc::from("");
+        self.source_withheld = Some(why);
     }
 
     /// The summary line: counts per class, e.g.
@@ -328,6 +339,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
         usage_rules_ran: opts.usage.as_deref().is_some_and(|e| e.judged),
         usage_given: opts.usage.is_some(),
         usage_note: opts.usage.as_deref().and_then(|e| e.note.clone()),
+        source_withheld: None,
     }
 }
 

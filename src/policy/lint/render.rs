@@ -247,6 +247,39 @@ pub fn repository_root(dir: &Path) -> PathBuf {
         .to_path_buf()
 }
 
+/// Whether the policy file `policy` (as given, relative to `cwd`) is reached through a
+/// symbolic link — the file itself or a directory on its way — to a file outside the
+/// repository that holds the path as given: the nearest directory above it, reached without a
+/// link, that holds `.git`; with none, the nearest directory above it reached without a link
+/// (the given path's own directory, when that is not a link). The lint then quotes no line of
+/// it (docs/lint-rules.md): a pull request can commit `policy.toml` as a link to any file on
+/// the CI runner (`~/.docker/config.json`), and a parse error would quote its line, token
+/// and all, into the CI log. A link that stays inside the repository (`policy.toml` →
+/// `ci/prod.toml`) is quoted as a file is. A path given absolutely through a link above the
+/// repository (a workspace under a linked directory) counts as a link out too: nothing is
+/// quoted, which costs only the source lines. A file that cannot be resolved (it does not
+/// exist) is no link out: it cannot be read either.
+pub fn link_out_of_repository(policy: &Path, cwd: &Path) -> bool {
+    let cwd = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
+    let given = normalise(&cwd.join(policy));
+    let Ok(real) = std::fs::canonicalize(&given) else {
+        return false;
+    };
+    if real == given {
+        return false;
+    }
+    let unlinked = |d: &&Path| std::fs::canonicalize(d).is_ok_and(|r| r == *d);
+    let Some(dir) = given.parent() else {
+        return true;
+    };
+    let root = dir
+        .ancestors()
+        .filter(unlinked)
+        .find(|d| d.join(".git").symlink_metadata().is_ok())
+        .or_else(|| dir.ancestors().find(unlinked));
+    !root.is_some_and(|r| real.starts_with(r))
+}
+
 /// `a/./b/../c` → `a/c`, without touching the file system.
 fn normalise(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
@@ -657,6 +690,9 @@ impl Report {
             }
             writeln!(o, "{pad} {} help: {}", p.gutter("="), escape(&f.help))?;
             o.write_all(b"\n")?;
+        }
+        if let Some(why) = &self.source_withheld {
+            writeln!(o, "({})", escape(why))?;
         }
         writeln!(o, "{}", self.summary())
     }

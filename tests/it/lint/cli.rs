@@ -667,6 +667,105 @@ fn a_report_cut_short_by_its_reader_still_exits_with_the_verdict() {
     }
 }
 
+/// A pull request can commit `policy.toml` as a symbolic link to any file on the CI runner
+/// (seventeenth pass): the lint followed it and a parse error quoted the line it failed on, a
+/// registry token of `~/.docker/config.json` included, into the CI log. A policy reached
+/// through a link out of its repository (the file, or a directory on the way) is not quoted
+/// now, in errors nor in the text report; a link inside the repository still is.
+#[test]
+fn a_policy_linked_out_of_the_repository_is_not_quoted() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = "ghp_FAKETOKENFORTHELINTTEST123";
+    std::fs::create_dir_all(d.join("home/.docker")).unwrap();
+    let secret = d.join("home/.docker/config.json");
+    std::fs::write(
+        &secret,
+        format!("{{\"auths\":{{\"ghcr.io\":{{\"auth\":\"{token}\"}}}}}}\n"),
+    )
+    .unwrap();
+    // A valid policy outside the repository, its finding's line holding the token.
+    let outside_policy = d.join("home/policy.toml");
+    let example = std::fs::read_to_string(root().join("examples/policy.toml")).unwrap();
+    let marked = example.replacen("scopes = [", &format!("scopes = [ # {token}\n"), 1);
+    assert_ne!(marked, example);
+    std::fs::write(&outside_policy, marked).unwrap();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("ci")).unwrap();
+    symlink(&secret, repo.join("policy.toml")).unwrap();
+    symlink("../home/.docker/config.json", repo.join("relative.toml")).unwrap();
+    symlink(d.join("home/.docker"), repo.join("policies")).unwrap();
+    symlink(&outside_policy, repo.join("valid.toml")).unwrap();
+    let not_quoted = |o: &Output, code: i32, name: &str| {
+        assert_code(o, code);
+        let all = format!("{}{}", stdout(o), stderr(o));
+        assert!(!all.contains(token), "{name}: {all}");
+        assert!(
+            all.contains(&format!(
+                "(source not quoted: {name} is a link out of the repository)"
+            )),
+            "{name}: {all}"
+        );
+    };
+    // A value a parse error's message would quote stays out too.
+    std::fs::write(
+        d.join("home/creds.toml"),
+        format!("version = \"{token}\"\n"),
+    )
+    .unwrap();
+    symlink(d.join("home/creds.toml"), repo.join("typed.toml")).unwrap();
+    for name in [
+        "policy.toml",
+        "relative.toml",
+        "policies/config.json",
+        "typed.toml",
+    ] {
+        for format in ["text", "sarif", "json"] {
+            not_quoted(
+                &scopevault(&repo, &["lint", name, "--format", format]),
+                2,
+                name,
+            );
+        }
+    }
+    // From outside the repository, the same link.
+    not_quoted(
+        &scopevault(d, &["lint", "repo/policy.toml"]),
+        2,
+        "repo/policy.toml",
+    );
+    // A policy that parses: its findings keep their place, no source line.
+    let o = scopevault(&repo, &["lint", "valid.toml"]);
+    not_quoted(&o, 1, "valid.toml");
+    assert!(stdout(&o).contains("--> valid.toml:"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains(" | "), "{}", stdout(&o));
+    // A link inside the repository is quoted as the file would be.
+    std::fs::write(
+        repo.join("ci/prod.toml"),
+        "version = 1\nbogus = \"in-repo-marker\"\n",
+    )
+    .unwrap();
+    symlink("ci/prod.toml", repo.join("inside.toml")).unwrap();
+    let o = scopevault(&repo, &["lint", "inside.toml"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("2 | bogus = \"in-repo-marker\"") && !stderr(&o).contains("not quoted"),
+        "{}",
+        stderr(&o)
+    );
+    // In no repository, the given path's directory stands for it.
+    let loose = d.join("loose");
+    std::fs::create_dir_all(loose.join("sub")).unwrap();
+    std::fs::copy(repo.join("ci/prod.toml"), loose.join("sub/prod.toml")).unwrap();
+    symlink("sub/prod.toml", loose.join("near.toml")).unwrap();
+    symlink(&secret, loose.join("far.toml")).unwrap();
+    let o = scopevault(&loose, &["lint", "near.toml"]);
+    assert!(stderr(&o).contains("in-repo-marker"), "{}", stderr(&o));
+    not_quoted(&scopevault(&loose, &["lint", "far.toml"]), 2, "far.toml");
+}
+
 /// The lint compares every task with every credential it lists, scope by scope; that work was
 /// outside the 20,000,000-scope budget (found by attacking the lint's cost, fourteenth pass:
 /// one credential of 8,000 scopes listed by 8,000 tasks, a 558 KB file, took 25 s and 4.7 GB,
