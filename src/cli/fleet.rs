@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use super::args::{BundleApplyArgs, BundleCheckArgs, BundleCommand, GlobalArgs, PublishArgs};
-use super::unlock::{open_vault, prompt, read_secret_file, vault_path};
+use super::unlock::{open_vault, open_vault_locked, prompt, read_secret_file, vault_path};
 use super::{Exit, EXIT_DAEMON};
 use crate::fleet::allowed_signers::AllowedSigners;
 use crate::fleet::apply::{self, Refusal};
@@ -133,7 +133,7 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
 
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
-    let mut v = open_vault(g)?;
+    let mut v = open_vault_locked(g, &lock)?;
     let mut state = v.fleet_state().cloned().unwrap_or_default();
     let created = vault::timestamp();
     let expires = created + valid_for;
@@ -301,7 +301,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     let b = apply::check_format(&i.bytes).map_err(refused)?;
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
-    let mut v = open_vault(g)?;
+    let mut v = open_vault_locked(g, &lock)?;
     let applied = v.fleet_state().and_then(|s| s.applied.clone());
     // 2. location: given, or the one recorded by the first apply (they must agree).
     let recorded = applied.as_ref().map(|x| x.location.as_str());

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::args::{GlobalArgs, SyncCommand, SyncOpenbaoArgs};
-use super::unlock::{open_vault, read_secret_file, vault_path};
+use super::unlock::{open_vault, open_vault_locked, read_secret_file, vault_path};
 use crate::fleet::openbao::{self, Auth, Client, ClientOptions};
 use crate::policy::CredentialKind;
 use crate::secret::SecretString;
@@ -118,7 +118,10 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
     } else {
         Some(WriteLock::acquire(&path)?)
     };
-    let mut vault = open_vault(g)?;
+    let mut vault = match &lock {
+        Some(lock) => open_vault_locked(g, lock)?,
+        None => open_vault(g)?,
+    };
     let Some(policy) = vault.policy() else {
         bail!("the vault has no applied policy, so there is no list of credentials to sync: run `scopevault policy apply policy.toml` first");
     };

@@ -45,25 +45,45 @@ pub(crate) fn warn_test_kdf() {
 /// backup restored on purpose), is saved again at once under the writer lock, at a generation
 /// above every one seen: the restore is adopted, so the next command, the daemon's `reload`
 /// and its restart accept it without the flag. Never silent: stderr names both generations
-/// and the new one.
+/// and the new one. A command that already holds the writer lock opens with
+/// [`open_vault_locked`] instead: the lock is not taken twice.
 pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
     let v = open_vault_with_any_key(g)?;
     let Some(w) = v.rollback_warning() else {
         return Ok(v);
     };
     eprintln!("warning: {w}");
-    let path = vault_path(g);
-    let lock = vault::WriteLock::acquire(&path)?;
-    // Under the lock, the file read again: another writer may have saved meanwhile.
+    let lock = vault::WriteLock::acquire(&vault_path(g))?;
+    adopt(g, &v, &lock)
+}
+
+/// [`open_vault`] for a command that holds the vault's writer lock from the read to its save
+/// (`bundle apply`, `publish`, `sync`): a restore accepted with `--allow-rollback` is adopted
+/// under that lock. Taking it again through a new descriptor waited 30 s for itself and
+/// failed "another scopevault command is writing this vault" (found by attacking the fleet,
+/// seventeenth pass).
+pub(crate) fn open_vault_locked(g: &GlobalArgs, lock: &vault::WriteLock) -> anyhow::Result<Vault> {
+    let v = open_vault_with_any_key(g)?;
+    let Some(w) = v.rollback_warning() else {
+        return Ok(v);
+    };
+    eprintln!("warning: {w}");
+    adopt(g, &v, lock)
+}
+
+/// Save a restored file accepted with `--allow-rollback` again, under `lock`, above every
+/// generation seen.
+fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<Vault> {
+    // Read again under the lock: another writer may have saved since an open made before it.
     let mut adopted = v.reopen(&open_options(g))?;
     if adopted.rollback_warning().is_none() {
         // A newer file was saved in between: nothing left to adopt.
         return Ok(adopted);
     }
-    adopted.save(&lock)?;
+    adopted.save(lock)?;
     eprintln!(
         "warning: {} saved again as generation {}: the restored file is adopted (later opens, the daemon's reload and its restart accept it); re-set the secrets rotated since it was backed up",
-        path.display(),
+        vault_path(g).display(),
         adopted.generation()
     );
     Ok(adopted)

@@ -2195,6 +2195,79 @@ fn a_bundle_whose_policy_is_not_canonical_is_refused() {
     f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
 }
 
+/// Found by attacking the fleet from bundle-format.md and operations.md (seventeenth pass):
+/// `--allow-rollback bundle apply` on a vault file put back older than this machine's
+/// rollback record took the vault's writer lock, then adopted the restored file (saved it
+/// again, as every command given `--allow-rollback` does) by taking the same lock through a
+/// new descriptor: it waited 30 s for itself and failed "another scopevault command is
+/// writing this vault", every time, while `cred set --allow-rollback` adopted at once.
+/// `publish` took its lock the same way. The adoption is now made under the lock the
+/// command holds.
+#[test]
+fn allow_rollback_apply_and_publish_adopt_a_restored_vault_under_their_own_lock() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let id = e.path("id");
+    let id = id.to_str().unwrap();
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    // A local change, then the copy from before it put back: a rollback.
+    let older = e.vault_bytes();
+    e.ok(
+        &[
+            "cred",
+            "set",
+            "buyer",
+            "--secret",
+            "password",
+            "--identity-file",
+            id,
+        ],
+        b"local-Stopgap-1",
+    );
+    std::fs::write(e.vault(), &older).unwrap();
+    let err = e.fails(&["cred", "list", "--identity-file", id], b"", 4);
+    assert!(err.contains("rollback"), "{err}");
+
+    // The master's vault put back too, then published with --allow-rollback: generation 2.
+    let master_older = f.master.vault_bytes();
+    f.master.add_login("extra", b"extra-Secret-1");
+    std::fs::write(f.master.vault(), &master_older).unwrap();
+    let args = f.publish_args(&["--allow-rollback"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = f.master.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "publish --allow-rollback: {err}");
+    assert!(err.contains("the restored file is adopted"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ams.svbundle: generation 2,"),
+        "{out:?}"
+    );
+
+    // The new generation applied with --allow-rollback: the restore adopted, the bundle in.
+    let a = f.apply_args(e, &f.bundle("ams"), &["--allow-rollback"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "apply --allow-rollback: {err}");
+    assert!(
+        err.contains("accepted because of --allow-rollback")
+            && err.contains("the restored file is adopted"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("applied ams generation 2 "),
+        "{out:?}"
+    );
+    // Adopted: later commands open it without the flag.
+    e.ok(&["cred", "list", "--identity-file", id], b"");
+    let s = status_offline(e).0;
+    assert_eq!(s["bundle"]["generation"], 2, "{s}");
+}
+
 /// The metric families in an exposition.
 fn families(prom: &str) -> std::collections::BTreeSet<String> {
     parse_prometheus(prom)
