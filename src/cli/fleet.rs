@@ -194,14 +194,19 @@ fn sig_path(file: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Read a file of at most `max` bytes.
-fn read_capped(path: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
-    match crate::fleet::read_regular(path, max)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?
-    {
-        Some(bytes) => Ok(bytes),
-        None => bail!("{what} {} is larger than the format allows", path.display()),
-    }
+/// Read an input file of at most `max` bytes. `Err` (exit 2) when it cannot be read at all
+/// (missing, no permission); `Ok(Err(why))` when it is there but not usable (not a regular
+/// file, over the limit, judged before any read): the check that reads it refuses it (exit 1).
+fn read_input(path: &Path, max: u64, what: &str) -> anyhow::Result<Result<Vec<u8>, String>> {
+    let read = crate::fleet::read_regular(path, max)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    Ok(read.map_err(|u| {
+        format!(
+            "{what} {} is {}",
+            escape_for_terminal(&path.display().to_string()),
+            u.describe(max)
+        )
+    }))
 }
 
 pub(crate) fn bundle(g: &GlobalArgs, c: &BundleCommand) -> anyhow::Result<ExitCode> {
@@ -213,7 +218,12 @@ pub(crate) fn bundle(g: &GlobalArgs, c: &BundleCommand) -> anyhow::Result<ExitCo
 }
 
 fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let bytes = read_capped(file, bundle::MAX_FILE, "bundle")?;
+    let bytes = read_input(file, bundle::MAX_FILE, "the bundle file")?.map_err(|why| {
+        anyhow::Error::new(Exit {
+            code: EXIT_CHECK,
+            message: why,
+        })
+    })?;
     // The manifest's names are checked by the parse (`Manifest::check_names`): one that is not
     // a name is reported, escaped, not printed.
     let b = Bundle::parse(&bytes).map_err(|e| {
@@ -247,14 +257,26 @@ struct Inputs {
 }
 
 fn inputs(a: &BundleCheckArgs) -> anyhow::Result<Inputs> {
-    let bytes = read_capped(&a.file, bundle::MAX_FILE, "bundle")?;
+    // A bundle that is not a regular file or is over the format's limit is refused by the
+    // format check before a byte is read (bundle-format.md: "a length over its limit").
+    let bytes = read_input(&a.file, bundle::MAX_FILE, "the bundle file")?.map_err(|message| {
+        refused(Refusal {
+            check: apply::Check::Format,
+            message,
+        })
+    })?;
     let sig_file = a.signature.clone().unwrap_or_else(|| sig_path(&a.file));
     let sig = match std::fs::metadata(&sig_file) {
-        Ok(_) => Some(read_capped(
-            &sig_file,
-            sig::MAX_SIG_BYTES as u64,
-            "signature",
-        )?),
+        Ok(_) => Some(
+            read_input(&sig_file, sig::MAX_SIG_BYTES as u64, "the signature file")?.map_err(
+                |message| {
+                    refused(Refusal {
+                        check: apply::Check::Signature,
+                        message,
+                    })
+                },
+            )?,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => bail!("cannot read signature {}: {e}", sig_file.display()),
     };

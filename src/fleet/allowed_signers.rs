@@ -333,7 +333,7 @@ impl AllowedSigners {
         };
         let bytes = super::read_regular(path, MAX_FILE_BYTES as u64)
             .map_err(|e| err(0, format!("cannot read: {e}")))?
-            .ok_or_else(|| err(0, "the file is larger than 1 MiB".to_owned()))?;
+            .map_err(|u| err(0, u.describe(MAX_FILE_BYTES as u64)))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
                 .iter()

@@ -12,11 +12,41 @@ pub mod openbao;
 pub mod publish;
 pub mod sig;
 
+/// Why an input file that is there is not read: refused by the check that reads it (the
+/// format check for a bundle, the signature check for a signature or an allowed signers
+/// file), not an I/O error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unusable {
+    /// A FIFO, a device or a directory.
+    NotRegular,
+    /// More than the limit: the size found.
+    TooLarge(u64),
+}
+
+impl Unusable {
+    /// What is wrong, for a file whose limit is `max` bytes.
+    pub(crate) fn describe(self, max: u64) -> String {
+        match self {
+            Unusable::NotRegular => {
+                "not a regular file (a FIFO, a device or a directory)".to_owned()
+            }
+            Unusable::TooLarge(len) => {
+                format!("{len} bytes, more than the {max} bytes the format allows")
+            }
+        }
+    }
+}
+
 /// Read an input file of at most `max` bytes (a bundle, its signature, an allowed signers
 /// file): a regular file only. It is opened non-blocking, so a FIFO or a device planted at the
-/// path is refused at once instead of blocking the read (or, as `/dev/zero`, filling memory).
-/// `Ok(None)` if it holds more than `max` bytes.
-pub(crate) fn read_regular(path: &std::path::Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+/// path is refused at once instead of blocking the read (or, as `/dev/zero`, filling memory),
+/// and its size is judged before anything is read (a file over the limit cost a read of the
+/// limit first: 272 MiB for a bundle); the read is bounded too, for a file that grows.
+/// `Ok(Err(_))`: the file is there but [`Unusable`].
+pub(crate) fn read_regular(
+    path: &std::path::Path,
+    max: u64,
+) -> std::io::Result<Result<Vec<u8>, Unusable>> {
     use std::io::Read;
     let fd = rustix::fs::open(
         path,
@@ -25,14 +55,20 @@ pub(crate) fn read_regular(path: &std::path::Path, max: u64) -> std::io::Result<
     )?;
     let st = rustix::fs::fstat(&fd)?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file (a FIFO, a device or a directory)",
-        ));
+        return Ok(Err(Unusable::NotRegular));
     }
-    let mut bytes = Vec::new();
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    if size > max {
+        return Ok(Err(Unusable::TooLarge(size)));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     std::fs::File::from(fd)
         .take(max + 1)
         .read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= max).then_some(bytes))
+    let len = bytes.len() as u64;
+    Ok(if len > max {
+        Err(Unusable::TooLarge(len))
+    } else {
+        Ok(bytes)
+    })
 }

@@ -350,7 +350,10 @@ fn publish_refuses_an_output_directory_others_may_write() {
 /// Found by attacking `bundle verify` and `apply` (twelfth pass): a FIFO planted at the
 /// signature's path blocked them for ever, and `/dev/zero` as the allowed signers file was
 /// read until memory ran out. Every input file must be a regular file: anything else is
-/// refused at once, naming the file.
+/// refused at once, naming the file. Found again by attacking the fleet from bundle-format.md
+/// (seventeenth pass): such a refusal exited 2 for the bundle and the signature but 1 for the
+/// allowed signers file, naming no check; each is now the refusal of the check that reads the
+/// file (exit 1): the format check for the bundle, the signature check for the other two.
 #[test]
 fn a_fifo_or_device_as_bundle_signature_or_allowed_signers_is_refused_at_once() {
     if ssh_keygen().is_none() {
@@ -366,14 +369,32 @@ fn a_fifo_or_device_as_bundle_signature_or_allowed_signers_is_refused_at_once() 
         .success());
     let (bundle, allowed) = (f.bundle("ams"), f.allowed.clone());
     let fifo_s = fifo.to_str().unwrap();
-    for (file, signature, signers) in [
-        (bundle.to_str().unwrap(), fifo_s, allowed.to_str().unwrap()),
-        (fifo_s, fifo_s, allowed.to_str().unwrap()),
-        (bundle.to_str().unwrap(), fifo_s, "/dev/zero"),
+    for (file, signature, signers, check) in [
+        (
+            bundle.to_str().unwrap(),
+            fifo_s,
+            allowed.to_str().unwrap(),
+            "signature",
+        ),
+        (fifo_s, fifo_s, allowed.to_str().unwrap(), "format"),
+        (
+            f.out.to_str().unwrap(),
+            fifo_s,
+            allowed.to_str().unwrap(),
+            "format",
+        ),
+        (bundle.to_str().unwrap(), fifo_s, "/dev/zero", "signature"),
         (
             bundle.to_str().unwrap(),
             "/dev/zero",
             allowed.to_str().unwrap(),
+            "signature",
+        ),
+        (
+            bundle.to_str().unwrap(),
+            f.out.to_str().unwrap(),
+            allowed.to_str().unwrap(),
+            "signature",
         ),
     ] {
         let child = f
@@ -392,12 +413,84 @@ fn a_fifo_or_device_as_bundle_signature_or_allowed_signers_is_refused_at_once() 
             &format!("bundle verify {file} --signature {signature} --allowed-signers {signers}"),
         );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{err}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{file} {signature} {signers}: {err}"
+        );
         assert!(
-            err.contains("not a regular file"),
+            err.contains("not a regular file")
+                && err.contains(&format!("bundle refused by the {check} check")),
             "{file} {signature} {signers}: {err}"
         );
     }
+}
+
+/// Found by attacking the fleet from bundle-format.md (seventeenth pass): a bundle over the
+/// format's size (a valid bundle followed by 300 MiB of zeros) was read up to the limit,
+/// 272 MiB, and then reported as an I/O error (exit 2, "larger than the format allows", no
+/// check named). bundle-format.md: a reader refuses "a length over its limit", each refusal
+/// exits 1 naming its check. The size is now judged before a byte is read: refused by the
+/// format check, at once, in an address space smaller than the limit.
+#[test]
+fn a_bundle_over_the_formats_size_is_refused_by_the_format_check_before_it_is_read() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let big = f.master.path("big.svbundle");
+    std::fs::copy(f.bundle("ams"), &big).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    std::fs::copy(
+        f.out.join("ams.svbundle.sig"),
+        f.master.path("big.svbundle.sig"),
+    )
+    .unwrap();
+    let before = f.ams.vault_bytes();
+    let apply = f.apply_args(&f.ams, &big, &["--location", "ams"]);
+    let big_s = big.to_str().unwrap();
+    let allowed = f.allowed.to_str().unwrap();
+    for (args, wants) in [
+        (apply, "bundle refused by the format check: the bundle file"),
+        (
+            ["bundle", "verify", big_s, "--allowed-signers", allowed]
+                .map(String::from)
+                .to_vec(),
+            "bundle refused by the format check: the bundle file",
+        ),
+        (
+            ["bundle", "inspect", big_s].map(String::from).to_vec(),
+            "the bundle file",
+        ),
+    ] {
+        let out = f
+            .ams
+            .wrapper("sh")
+            .arg("-c")
+            .arg(r#"ulimit -v 262144 && exec "$0" "$@""#)
+            .arg(env!("CARGO_BIN_EXE_scopevault"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(wants)
+                && err.contains(&format!(
+                    "is {} bytes, more than the 285212694 bytes the format allows",
+                    300 << 20
+                )),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(f.ams.vault_bytes(), before);
 }
 
 /// Found by attacking `bundle apply` with ssh-keygen's other key types (twelfth pass): an
