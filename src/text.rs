@@ -135,6 +135,14 @@ pub fn quoted(s: &str) -> String {
     out
 }
 
+/// A time as people are shown it: RFC 3339 (`2026-12-31T18:04:20Z`), as the manifest, the
+/// records and every JSON output write it. `OffsetDateTime`'s own `Display`
+/// (`2026-12-31 18:04:20.0 +00:00:00`) is in no document and parses as nothing.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use crate::fleet::apply::{self, Refusal};
 use crate::fleet::bundle::{self, Bundle};
 use crate::fleet::{publish as pubs, sig};
 use crate::policy::{self, Policy};
-use crate::text::escape_for_terminal;
+use crate::text::{escape_for_terminal, rfc3339};
 use crate::vault::{self, AppliedBundle, WriteLock};
 
 /// Exit code of a refused bundle (a check failed): 1, as a failed verification.
@@ -239,8 +239,8 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     println!("location:       {}", m.location);
     println!("generation:     {}", m.generation);
-    println!("created:        {}", m.created);
-    println!("expires:        {}", m.expires);
+    println!("created:        {}", rfc3339(m.created));
+    println!("expires:        {}", rfc3339(m.expires));
     println!("recipient:      {}", m.recipient);
     println!("policy digest:  {}", m.policy_digest);
     println!("payload digest: {}", m.payload_digest);
@@ -308,7 +308,7 @@ fn verify(a: &BundleCheckArgs) -> anyhow::Result<ExitCode> {
         escape_for_terminal(&who.principals.join(",")),
         b.manifest.location,
         b.manifest.generation,
-        b.manifest.expires
+        rfc3339(b.manifest.expires)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
+use crate::text::rfc3339;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::args::{GlobalArgs, StatusArgs, StatusFormat};
@@ -44,10 +44,6 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
         StatusFormat::Prometheus => prometheus_out(&s),
         StatusFormat::Text => text_out(g, s),
     }
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// Whether the daemon serves the signed bundle (`None`: the daemon is down or locked, so it

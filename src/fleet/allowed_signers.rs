@@ -53,14 +53,15 @@ pub struct AllowedSigners {
     pub signers: Vec<Signer>,
 }
 
-/// A malformed line: `file:line: what`.
+/// A malformed line, `file:line: what`, or a file that cannot be read as one, `file: what`
+/// (missing, too large: no line is at fault).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {what}")]
+#[error("{file}{}: {what}", line.map(|l| format!(":{l}")).unwrap_or_default())]
 pub struct ParseError {
     /// The file name as given.
     pub file: String,
-    /// 1-based line.
-    pub line: usize,
+    /// 1-based line; `None` when the error is about the whole file.
+    pub line: Option<usize>,
     /// What is wrong.
     pub what: String,
 }
@@ -314,7 +315,7 @@ impl AllowedSigners {
                 Err(what) => {
                     return Err(ParseError {
                         file: file.to_owned(),
-                        line: i + 1,
+                        line: Some(i + 1),
                         what,
                     })
                 }
@@ -332,15 +333,15 @@ impl AllowedSigners {
             what,
         };
         let bytes = super::read_regular(path, MAX_FILE_BYTES as u64)
-            .map_err(|e| err(0, format!("cannot read: {e}")))?
-            .map_err(|u| err(0, u.describe(MAX_FILE_BYTES as u64)))?;
+            .map_err(|e| err(None, format!("cannot read: {e}")))?
+            .map_err(|u| err(None, u.describe(MAX_FILE_BYTES as u64)))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
                 .iter()
                 .filter(|b| **b == b'\n')
                 .count()
                 + 1;
-            err(line, "not UTF-8".to_owned())
+            err(Some(line), "not UTF-8".to_owned())
         })?;
         AllowedSigners::parse(&text, &file)
     }
@@ -380,14 +381,19 @@ impl AllowedSigners {
             .filter(|s| {
                 if let Some(a) = s.valid_after {
                     if now < a {
-                        why = format!("the signing key is valid only after {a} (line {})", s.line);
+                        why = format!(
+                            "the signing key is valid only after {} (line {})",
+                            crate::text::rfc3339(a),
+                            s.line
+                        );
                         return false;
                     }
                 }
                 if let Some(b) = s.valid_before {
                     if now >= b {
                         why = format!(
-                            "the signing key was valid only before {b} (line {})",
+                            "the signing key was valid only before {} (line {})",
+                            crate::text::rfc3339(b),
                             s.line
                         );
                         return false;
@@ -577,7 +583,7 @@ mod tests {
         for c in cases {
             let text = format!("# ok\n{c}\n");
             let e = AllowedSigners::parse(&text, "signers").unwrap_err();
-            assert_eq!(e.line, 2, "{c}");
+            assert_eq!(e.line, Some(2), "{c}");
             assert!(e.to_string().starts_with("signers:2: "), "{e}");
         }
     }

@@ -133,7 +133,8 @@ pub fn check_manifest(
             Check::Expiry,
             format!(
                 "the bundle expired at {} (published {}): publish a fresh one",
-                m.expires, m.created
+                crate::text::rfc3339(m.expires),
+                crate::text::rfc3339(m.created)
             ),
         );
     }

@@ -55,6 +55,13 @@ pub fn verify(
     allowed: &AllowedSigners,
     now: OffsetDateTime,
 ) -> Result<Verified, String> {
+    // Said as it is: the PEM parser calls an empty file "PEM preamble contains invalid data
+    // (NUL byte)".
+    if sig_pem.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            "the signature file is empty: an unsigned bundle is never applied (sign it with `publish --sign-key` or `ssh-keygen -Y sign`)".to_owned(),
+        );
+    }
     let sig = SshSig::from_pem(sig_pem).map_err(|e| match e {
         // A key type this build has no verifier for (ECDSA) cannot even be decoded.
         ssh_key::Error::AlgorithmUnknown | ssh_key::Error::AlgorithmUnsupported { .. } => {

@@ -1173,7 +1173,115 @@ fn an_expired_bundle_is_refused_by_the_expiry_check() {
     std::fs::write(&b, bytes).unwrap();
     keygen_sign(&f.key, "scopevault-bundle", &b);
     let err = f.refused(&f.ams, &b, &[], "expiry");
-    assert!(err.contains("expired"), "{err}");
+    // Times as the manifest writes them, RFC 3339 (they printed as `2026-12-31 18:04:20.0
+    // +00:00:00` before the seventeenth pass).
+    let m = manifest(&std::fs::read(&b).unwrap());
+    assert!(
+        err.contains(&format!(
+            "expired at {} (published {})",
+            m["expires"].as_str().unwrap(),
+            m["created"].as_str().unwrap()
+        )),
+        "{err}"
+    );
+}
+
+/// Found by attacking the fleet from bundle-format.md (seventeenth pass): an empty signature
+/// file was "not an SSH signature: PEM preamble contains invalid data (NUL byte)"; a missing
+/// or oversized allowed signers file was reported at `FILE:0:`, a line that does not exist;
+/// and `inspect`, `verify`, the expiry refusal and a signer's validity printed times as
+/// `2026-12-31 18:04:20.0 +00:00:00`, a form in no document, where the manifest writes RFC
+/// 3339.
+#[test]
+fn messages_name_an_empty_signature_a_whole_file_and_times_in_rfc_3339() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let b = f.bundle("ams");
+    let bs = b.to_str().unwrap();
+    let empty = f.master.path("empty.sig");
+    std::fs::write(&empty, "").unwrap();
+    let err = f.refused(
+        &f.ams,
+        &b,
+        &["--location", "ams", "--signature", empty.to_str().unwrap()],
+        "signature",
+    );
+    assert!(
+        err.contains("the signature file is empty") && !err.contains("PEM"),
+        "{err}"
+    );
+
+    let missing = f.master.path("no-such-signers");
+    let big = f.master.path("big-signers");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    for (signers, wants) in [
+        (&missing, "cannot read".to_owned()),
+        (
+            &big,
+            format!("{} bytes, more than the 1048576 bytes", 2 << 20),
+        ),
+    ] {
+        let s = signers.to_str().unwrap();
+        let err = f
+            .ams
+            .fails(&["bundle", "verify", bs, "--allowed-signers", s], b"", 1);
+        assert!(
+            err.contains(&format!("{s}: {wants}")) && !err.contains(":0:"),
+            "{err}"
+        );
+    }
+
+    let m = manifest(&std::fs::read(&b).unwrap());
+    let (created, expires) = (
+        m["created"].as_str().unwrap(),
+        m["expires"].as_str().unwrap(),
+    );
+    assert!(created.ends_with('Z') && expires.contains('T'), "{m}");
+    let out = f.ams.ok(&["bundle", "inspect", bs], b"");
+    assert!(
+        out.contains(&format!("created:        {created}\n"))
+            && out.contains(&format!("expires:        {expires}\n")),
+        "{out}"
+    );
+    let allowed = f.allowed.to_str().unwrap();
+    let out = f
+        .ams
+        .ok(&["bundle", "verify", bs, "--allowed-signers", allowed], b"");
+    assert!(out.contains(&format!("expires {expires}\n")), "{out}");
+
+    let public = std::fs::read_to_string(f.master.dir.path().join("signer.pub")).unwrap();
+    let public = public.trim();
+    for (option, wants) in [
+        (
+            r#"valid-before="20200101Z""#,
+            "valid only before 2020-01-01T00:00:00Z (line 1)",
+        ),
+        (
+            r#"valid-after="20990102030405Z""#,
+            "valid only after 2099-01-02T03:04:05Z (line 1)",
+        ),
+    ] {
+        let signers = f.master.path("dated-signers");
+        std::fs::write(&signers, format!("admin@example.com {option} {public}\n")).unwrap();
+        let err = f.ams.fails(
+            &[
+                "bundle",
+                "verify",
+                bs,
+                "--allowed-signers",
+                signers.to_str().unwrap(),
+            ],
+            b"",
+            1,
+        );
+        assert!(err.contains(wants), "{err}");
+    }
 }
 
 #[test]
