@@ -755,6 +755,10 @@ pub struct SyncOpenbaoArgs {
     /// Remove credentials of the policy that are missing upstream (otherwise only reported).
     #[arg(long)]
     pub prune: bool,
+    /// Take a KV version lower than the one synced before (a server restored from a backup,
+    /// or a secret deleted and written again); without it such a sync is refused.
+    #[arg(long)]
+    pub allow_older_versions: bool,
     /// Trust only the CA certificate(s) in this PEM file (a private CA) instead of the
     /// public roots.
     #[arg(long, value_name = "FILE")]

@@ -189,6 +189,27 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
         let current = current.filter(|c| c.source.is_some() || !c.secrets.is_empty());
         let line = match (current, before) {
             (None, _) => format!("+ {name}: version {} (new)", source.version),
+            (Some(_), Some(b))
+                if b.path == source.path
+                    && b.namespace == source.namespace
+                    && source.version < b.version =>
+            {
+                // The same secret at a lower version: a server restored from a backup (older
+                // values, perhaps ones rotated away because they leaked) or a secret deleted
+                // and written again. Never taken in silence.
+                if !a.allow_older_versions {
+                    bail!(
+                        "{name}: OpenBao's current version of {} is {}, lower than version {} synced before (a server restored from a backup, or the secret deleted and written again?): check the source, then sync with --allow-older-versions to take it",
+                        source.path,
+                        source.version,
+                        b.version
+                    );
+                }
+                format!(
+                    "! {name}: version {} → {} (went backwards: a restored server or a recreated secret; taken, --allow-older-versions)",
+                    b.version, source.version
+                )
+            }
             (Some(_), Some(b)) if b.path == source.path && b.namespace == source.namespace => {
                 format!("~ {name}: version {} → {}", b.version, source.version)
             }

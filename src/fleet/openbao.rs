@@ -450,6 +450,13 @@ impl Client {
         let meta = d
             .metadata
             .ok_or_else(|| mal("no `data.metadata` member (is this a KV version 2 mount?)"))?;
+        // KV version 2 numbers a secret's versions from 1; a 0 is no answer of OpenBao's (it
+        // would show as a version that went backwards).
+        if meta.version == 0 {
+            return Err(mal(
+                "`data.metadata.version` is 0 (KV version 2 numbers versions from 1)",
+            ));
+        }
         if meta.destroyed {
             return Ok(None);
         }

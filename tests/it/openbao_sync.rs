@@ -1253,3 +1253,107 @@ fn a_secret_with_hundreds_of_thousands_of_keys_and_a_huge_timeout_are_refused() 
     }
     assert_eq!(site.vault_bytes(), before);
 }
+
+/// Found by attacking the sync with a hostile server (seventeenth pass, from operations.md's
+/// "`~ NAME: version 1 → 2` for each credential whose KV version moved"): a version lower than
+/// the one synced before was taken like any other move, `~ buyer: version 1 → 0`, even the
+/// invalid version 0, its values saved. Version 0 (KV version 2 numbers from 1) is now a
+/// malformed answer; a lower version (a server restored from a backup brings back older
+/// values, perhaps ones rotated away because they leaked; a secret deleted and written again
+/// starts at 1) is refused, naming both versions, unless `--allow-older-versions`, and then
+/// shown apart with `!`.
+#[test]
+fn a_kv_version_that_goes_backwards_is_refused_unless_allowed_and_version_0_is_malformed() {
+    let Some(bao) = Bao::start() else { return };
+    for v in 1..=3 {
+        bao.put(
+            "m/shop-buyer",
+            &[("username", "b"), ("password", &format!("Pw-canary-v{v}"))],
+        );
+    }
+    bao.put("m/search-token", &[("token", "Tok-canary-t1")]);
+    let site = Site::new(&policy(""));
+    let a = args(&bao, "m");
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("+ shop-buyer: version 3 (new)"), "{out}");
+
+    // Deleted with its history and written again: version 1.
+    bao.ok(&["kv", "metadata", "delete", "-mount=secret", "m/shop-buyer"]);
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-r1")],
+    );
+    let before = site.vault_bytes();
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let out = site.sync(Some(ROOT_TOKEN), &[&a[..], extra].concat());
+        assert_failed(
+            &out,
+            &before,
+            &site,
+            &[
+                "shop-buyer: OpenBao's current version of secret/data/m/shop-buyer is 1, lower than version 3 synced before",
+                "--allow-older-versions",
+            ],
+            &["canary"],
+        );
+    }
+    let out = site.sync_ok(
+        Some(ROOT_TOKEN),
+        &[&a[..], &["--allow-older-versions"]].concat(),
+    );
+    assert!(
+        out.contains("! shop-buyer: version 3 → 1 (went backwards"),
+        "{out}"
+    );
+    assert!(!out.contains("canary"), "{out}");
+    let show = site.sv(&["cred", "show", "shop-buyer"]);
+    assert!(show.contains("version 1"), "{show}");
+    // Taken: the next sync finds nothing moved.
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("0 to change"), "{out}");
+
+    // Version 0, which no KV version 2 engine gives: a malformed answer, nothing saved.
+    let before = site.vault_bytes();
+    let addr = fake_bao(|_, path| {
+        if path.contains("/sys/internal/ui/mounts/") {
+            return (
+                200,
+                r#"{"data":{"type":"kv","options":{"version":"2"}}}"#.to_owned(),
+            );
+        }
+        let data = if path.ends_with("/shop-buyer") {
+            r#"{"username":"b","password":"Pw-canary-z0"}"#
+        } else {
+            r#"{"token":"Tok-canary-z0"}"#
+        };
+        (
+            200,
+            format!(
+                r#"{{"data":{{"data":{data},"metadata":{{"version":0,"created_time":"2026-11-01T00:00:00Z","deletion_time":"","destroyed":false}}}}}}"#
+            ),
+        )
+    });
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &[
+            "--addr",
+            &addr,
+            "--mount",
+            "secret",
+            "--prefix",
+            "m",
+            "--allow-older-versions",
+        ],
+    );
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &[
+            "malformed",
+            "`data.metadata.version` is 0",
+            "/v1/secret/data/m/",
+        ],
+        &["canary"],
+    );
+}
