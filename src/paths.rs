@@ -126,16 +126,28 @@ pub fn nearest_existing(dir: &Path) -> PathBuf {
         .to_owned()
 }
 
+/// Whose directories may hold the files a command writes ([`dir_owner_trusted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owners {
+    /// The vault, state and audit directories: the caller's and root's, and, for root, any
+    /// user's: root administers the directories of its daemon's user (docs/operations.md).
+    Administered,
+    /// `publish --out`: the caller's and root's only, root included. No daemon user shares
+    /// the admin's output, and the owner of a directory on its way could swap a bundle for a
+    /// link between its creation and its rename, which config management then ships.
+    CallerOrRoot,
+}
+
 /// Whether a directory owned by `owner` may hold the files of a process running as `me`: a
 /// directory's owner can rename or remove any entry, whatever its mode or sticky bit. Root and
-/// the caller are trusted; root trusts every owner, as it administers the directories of its
-/// daemon's user (docs/operations.md).
-pub(crate) fn dir_owner_trusted(owner: u32, me: u32) -> bool {
-    me == 0 || owner == 0 || owner == me
+/// the caller are trusted; for [`Owners::Administered`] root trusts every owner.
+pub(crate) fn dir_owner_trusted(owner: u32, me: u32, owners: Owners) -> bool {
+    owner == 0 || owner == me || (me == 0 && owners == Owners::Administered)
 }
 
 /// The first directory of `chain` ([`lstat_components`]'s answer) owned by another user than
-/// root and `me`, with its owner, when `me` is not root ([`dir_owner_trusted`]).
+/// root and `me`, with its owner, when `me` is not root ([`dir_owner_trusted`],
+/// [`Owners::Administered`]).
 pub(crate) fn owned_by_another(
     chain: &[(PathBuf, std::fs::Metadata)],
     me: u32,
@@ -143,7 +155,7 @@ pub(crate) fn owned_by_another(
     use std::os::unix::fs::MetadataExt;
     chain
         .iter()
-        .find(|(_, m)| m.is_dir() && !dir_owner_trusted(m.uid(), me))
+        .find(|(_, m)| m.is_dir() && !dir_owner_trusted(m.uid(), me, Owners::Administered))
         .map(|(p, m)| (p.as_path(), m.uid()))
 }
 

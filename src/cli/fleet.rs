@@ -1,6 +1,5 @@
 //! Fleet commands: `recipient`, `publish`, `bundle inspect|verify|apply`.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -121,15 +120,13 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
         }
     };
     // Checked before the master vault records the new generations. Another user who may
-    // write there could swap a file between its creation and its rename (a symlink in its
-    // place: the published bundle then names a file of theirs choosing), so the directory
-    // must be writable by us alone, reached without another user's link (as the vault's).
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&a.out)
-        .with_context(|| format!("cannot create --out {}", a.out.display()))?;
-    let out_dir = vault::SafeDir::open(&a.out, false)?;
+    // write there, or who owns it or a directory above it, could swap a file between its
+    // creation and its rename (a symlink in its place: the published bundle then names a file
+    // of their choosing), so the directory must be writable by us alone, on a path of our own
+    // or root's, reached without another user's link; a missing one is judged by the
+    // directory above before it is made. Root included: unlike the vault's directories, no
+    // daemon user shares the output.
+    let out_dir = vault::SafeDir::open_output(&a.out)?;
 
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;

@@ -19,6 +19,7 @@ use rustix::fs::{Mode, OFlags};
 
 use super::format::MAX_FILE_LEN;
 use super::VaultError;
+use crate::paths::Owners;
 
 fn io_err(path: &Path, what: &str) -> impl FnOnce(io::Error) -> VaultError {
     let (path, what) = (path.to_path_buf(), what.to_owned());
@@ -79,14 +80,14 @@ fn file_name_of(path: &Path) -> Result<std::ffi::OsString, VaultError> {
         .ok_or_else(|| VaultError::Usage(format!("{} does not name a file", path.display())))
 }
 
-/// Create `dir` (and parents) with mode 0700 if missing.
-pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), VaultError> {
+/// Create `dir` (and parents) with `mode` if missing.
+fn ensure_dir(dir: &Path, mode: u32) -> Result<(), VaultError> {
     if dir.exists() {
         return Ok(());
     }
     fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(mode)
         .create(dir)
         .map_err(io_err(dir, "cannot create the directory"))
 }
@@ -108,8 +109,22 @@ pub(crate) struct SafeDir {
 }
 
 impl SafeDir {
-    /// Check and open `dir`, creating it (0700) first if `create` and it is missing.
+    /// Check and open `dir`, creating it (0700) first if `create` and it is missing: a vault,
+    /// state or audit directory ([`Owners::Administered`]).
     pub fn open(dir: &Path, create: bool) -> Result<SafeDir, VaultError> {
+        SafeDir::open_with(dir, create.then_some(0o700), Owners::Administered)
+    }
+
+    /// Check and open `publish --out`, creating it (0755: config management reads it) first if
+    /// it is missing; every directory on its way must be the caller's or root's, whoever
+    /// calls ([`Owners::CallerOrRoot`]).
+    pub fn open_output(dir: &Path) -> Result<SafeDir, VaultError> {
+        SafeDir::open_with(dir, Some(0o755), Owners::CallerOrRoot)
+    }
+
+    /// Check and open `dir`, creating it with mode `create` first if given and it is missing;
+    /// `owners`: whose directories may hold it.
+    fn open_with(dir: &Path, create: Option<u32>, owners: Owners) -> Result<SafeDir, VaultError> {
         let abs = if dir.is_absolute() {
             dir.to_path_buf()
         } else {
@@ -117,13 +132,13 @@ impl SafeDir {
                 .map_err(io_err(dir, "cannot resolve the directory"))?
                 .join(dir)
         };
-        if create && fs::symlink_metadata(&abs).is_err() {
+        if let (Some(mode), Err(_)) = (create, fs::symlink_metadata(&abs)) {
             // Judged before it is made: nothing is created in a tree the checks below would
             // refuse. The nearest directory that exists is one above ours.
-            check_above(dir, &crate::paths::nearest_existing(&abs))?;
-            ensure_private_dir(dir)?;
+            check_above(dir, &crate::paths::nearest_existing(&abs), owners)?;
+            ensure_dir(dir, mode)?;
         }
-        check_components(&abs)?;
+        check_components(&abs, owners)?;
         let fd = rustix::fs::open(
             &abs,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -132,7 +147,7 @@ impl SafeDir {
         .map_err(|e| io_err(dir, "cannot open the directory")(e.into()))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err(dir, "cannot stat")(e.into()))?;
         let me = rustix::process::geteuid().as_raw();
-        if !crate::paths::dir_owner_trusted(st.st_uid, me) {
+        if !crate::paths::dir_owner_trusted(st.st_uid, me, owners) {
             return Err(unsafe_dir(
                 dir,
                 &format!(
@@ -343,10 +358,17 @@ fn unsafe_dir(dir: &Path, why: &str) -> VaultError {
 /// The checks of [`SafeDir`] on `above`, an existing directory above `dir` (which is to be
 /// made): its path's components, and itself as a directory above ours (owner, and not
 /// writable by others without the sticky bit), where it leads if it is a link.
-fn check_above(dir: &Path, above: &Path) -> Result<(), VaultError> {
-    check_components(above)?;
+fn check_above(dir: &Path, above: &Path, owners: Owners) -> Result<(), VaultError> {
+    check_components(above, owners)?;
     let md = fs::metadata(above).map_err(io_err(above, "cannot check"))?;
-    judge_above(dir, above, &md, rustix::process::geteuid().as_raw(), "")
+    judge_above(
+        dir,
+        above,
+        &md,
+        rustix::process::geteuid().as_raw(),
+        owners,
+        "",
+    )
 }
 
 /// The rule for a directory `above` ours (`md`: its metadata, a link followed): refused if
@@ -357,9 +379,10 @@ fn judge_above(
     above: &Path,
     md: &fs::Metadata,
     me: u32,
+    owners: Owners,
     via: &str,
 ) -> Result<(), VaultError> {
-    if !crate::paths::dir_owner_trusted(md.uid(), me) {
+    if !crate::paths::dir_owner_trusted(md.uid(), me, owners) {
         return Err(unsafe_dir(
             dir,
             &format!(
@@ -383,7 +406,7 @@ fn judge_above(
 }
 
 /// The component checks of [`SafeDir`], on an absolute path, with `lstat` on each component.
-fn check_components(abs: &Path) -> Result<(), VaultError> {
+fn check_components(abs: &Path, owners: Owners) -> Result<(), VaultError> {
     let me = rustix::process::geteuid().as_raw();
     let mut cur = PathBuf::from("/");
     let comps: Vec<Component<'_>> = abs.components().collect();
@@ -416,7 +439,7 @@ fn check_components(abs: &Path) -> Result<(), VaultError> {
             md
         };
         if !last && target.is_dir() {
-            judge_above(abs, &cur, &target, me, "")?;
+            judge_above(abs, &cur, &target, me, owners, "")?;
         }
     }
     // A link of ours or root's is followed: the directories above where it leads are judged
@@ -427,7 +450,7 @@ fn check_components(abs: &Path) -> Result<(), VaultError> {
             let via = format!("it leads to {}; ", real.display());
             for above in real.ancestors().skip(1) {
                 let md = fs::metadata(above).map_err(io_err(above, "cannot check"))?;
-                judge_above(abs, above, &md, me, &via)?;
+                judge_above(abs, above, &md, me, owners, &via)?;
             }
         }
     }

@@ -347,6 +347,70 @@ fn publish_refuses_an_output_directory_others_may_write() {
     );
 }
 
+/// Found by attacking the fleet from operations.md (seventeenth pass): root published into a
+/// directory another user owns (mode 0755, writable by its owner only), or into a root 0700
+/// directory inside one, and gave the files to that user, though operations.md's reason for
+/// refusing a directory others may write ("could swap a file between its creation and its
+/// rename") holds for its owner too; and a missing `--out` was made before it was judged. The
+/// vault directories' owner rule now applies to `--out` and every directory above it, root
+/// included (no daemon user shares the admin's output), and a missing one is judged by the
+/// directory above before it is made.
+#[test]
+fn publish_refuses_an_output_directory_another_user_owns_even_as_root() {
+    use crate::common::users;
+    use std::os::unix::fs::PermissionsExt;
+    if ssh_keygen().is_none() {
+        return;
+    }
+    if !users::is_root() {
+        // The rule for a caller other than root is the vault directories' (tests/it/vault/
+        // dirs.rs); root's own case needs root.
+        return crate::common::skip::skip("root is needed to publish as root");
+    }
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let f = Fleet::new();
+    let own = |p: &Path, m: u32| {
+        std::fs::create_dir_all(p).unwrap();
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let theirs = f.master.path("theirs");
+    own(&theirs, 0o755);
+    let inside = theirs.join("out");
+    std::fs::create_dir(&inside).unwrap();
+    std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let refused = |out: &Path, check: &dyn Fn()| {
+        let mut args = f.publish_args(&[]);
+        let at = args.iter().position(|a| a == "--out").unwrap() + 1;
+        args[at] = out.to_str().unwrap().to_owned();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = f.master.fails(&args, b"", 2);
+        assert!(
+            err.contains(&format!("owned by uid {uid}, another user")),
+            "{}: {err}",
+            out.display()
+        );
+        check();
+    };
+    // Their directory itself, a root directory inside theirs, one still to be made there.
+    refused(&theirs, &|| {
+        assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 1, "no file")
+    });
+    refused(&inside, &|| {
+        assert_eq!(std::fs::read_dir(&inside).unwrap().count(), 0, "no file")
+    });
+    let missing = theirs.join("new");
+    refused(&missing, &|| {
+        assert!(!missing.exists(), "made in a refused tree")
+    });
+    // None of them used a generation; root's own directory is accepted.
+    let out = f.publish(&[]);
+    assert_eq!(out.matches("generation 1,").count(), 2, "{out}");
+}
+
 /// Found by attacking `bundle verify` and `apply` (twelfth pass): a FIFO planted at the
 /// signature's path blocked them for ever, and `/dev/zero` as the allowed signers file was
 /// read until memory ran out. Every input file must be a regular file: anything else is
