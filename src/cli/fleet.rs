@@ -30,13 +30,14 @@ fn refused(r: Refusal) -> anyhow::Error {
 /// saved a vault that holds an applied bundle: what it now serves is no longer the signed
 /// bundle. `status` reports the bundle superseded by a local change (the vault file's
 /// payload is not the one the apply wrote) until a bundle is applied again: a newer
-/// generation, or the same one with `--allow-rollback` to restore the signed content now.
+/// generation, or the same one with `--reapply` to restore the signed content now (not
+/// `--allow-rollback`, which would also accept an older bundle and a rolled-back vault file).
 pub(crate) fn warn_local_change(v: &vault::Vault) {
     let Some(a) = v.fleet_state().and_then(|s| s.applied.as_ref()) else {
         return;
     };
     eprintln!(
-        "scopevault: warning: {} holds the signed fleet bundle {} generation {}: this local change diverges from it; `status` now reports the bundle superseded by a local change until a bundle is applied again (a newer generation, or this one with --allow-rollback)",
+        "scopevault: warning: {} holds the signed fleet bundle {} generation {}: this local change diverges from it; `status` now reports the bundle superseded by a local change until a bundle is applied again (a newer generation, or this one with --reapply)",
         escape_for_terminal(&v.path().display().to_string()),
         a.location,
         a.generation

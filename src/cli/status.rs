@@ -423,7 +423,7 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             );
             if a.local_change {
                 println!(
-                    "             SUPERSEDED by a local change: the vault (generation {}) was changed since the apply (generation {}); it no longer holds the signed bundle until one is applied again (a newer generation, or this one with --allow-rollback)",
+                    "             SUPERSEDED by a local change: the vault (generation {}) was changed since the apply (generation {}); it no longer holds the signed bundle until one is applied again (a newer generation, or this one with --reapply)",
                     a.vault_file_generation, r.vault_generation
                 );
             } else if daemon_current(Some(&h), a) == Some(false) {

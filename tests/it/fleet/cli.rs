@@ -2286,8 +2286,13 @@ fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
             "{what}"
         );
         let text = e.ok(&["status", "--socket", d.sock()], b"");
+        // The way back it names is `--reapply`, which takes only the bundle applied last
+        // and keeps refusing a rolled-back vault file; `--allow-rollback` would accept both
+        // (seventeenth pass, t06).
         assert!(
-            text.contains("SUPERSEDED by a local change"),
+            text.contains("SUPERSEDED by a local change")
+                && text.contains("this one with --reapply")
+                && !text.contains("--allow-rollback"),
             "{what}: {text}"
         );
         assert!(!text.contains("the daemon does NOT serve it yet"), "{text}");
@@ -2319,7 +2324,9 @@ fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("holds the signed fleet bundle ams generation 1")
-            && err.contains("diverges from it"),
+            && err.contains("diverges from it")
+            && err.contains("this one with --reapply")
+            && !err.contains("--allow-rollback"),
         "{err}"
     );
     let v = superseded("policy apply");
