@@ -97,6 +97,20 @@ pub fn escape_for_terminal(s: &str) -> String {
     out
 }
 
+/// `s` as [`escape_for_terminal`] writes it, its line breaks (`\n`) kept: for a message of
+/// several lines (an error), whose parts may quote text from a file nobody has authenticated
+/// yet (a vault header's member names, a rollback record's values). Every other control, C1,
+/// DEL, bidirectional and invisible character is escaped.
+pub fn escape_keeping_line_breaks(s: &str) -> String {
+    if !s.chars().any(|c| c != '\n' && needs_escape(c)) {
+        return s.to_owned();
+    }
+    s.split('\n')
+        .map(escape_for_terminal)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `s` as the value (or the name) of one `key=value` field of a line of such fields (`audit
 /// show`): as it is when it is a plain word, otherwise between double quotes. Quoted are an
 /// empty value and one that holds a space, `=`, `"`, `\` or a [`needs_escape`] character;
@@ -194,6 +208,17 @@ mod tests {
         for c in ['a', 'é', 'ß', 'Ж', '字', '€', '…', '‚', '\u{301}', '😀'] {
             assert!(!needs_escape(c), "{c:?}");
         }
+    }
+
+    #[test]
+    fn line_breaks_are_kept_and_every_other_control_escaped() {
+        assert_eq!(
+            escape_keeping_line_breaks(
+                "one\ntwo \u{1b}]0;x\u{7}\t\r\u{9b}\u{7f}\u{202e}\u{200b}é\n"
+            ),
+            "one\ntwo \\u{1b}]0;x\\u{7}\\t\\r\\u{9b}\\u{7f}\\u{202e}\\u{200b}é\n"
+        );
+        assert_eq!(escape_keeping_line_breaks("a\nb"), "a\nb");
     }
 
     #[test]

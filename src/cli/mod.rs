@@ -81,7 +81,18 @@ pub fn main() -> ExitCode {
 /// The context chain on one line ("cannot open vault: …: …"), each cause once: an error whose
 /// text already includes its source's (thiserror's `"{what}: {source}"`) is not followed by
 /// the source again.
+///
+/// Escaped for a terminal, line breaks kept ([`crate::text::escape_keeping_line_breaks`]):
+/// this is the one place every error the binary prints (and `status --json` reports) passes
+/// through, and a message may quote what a writer without the key chose: serde quotes an
+/// unknown member's name or variant of a vault header as it is, and a rollback record's bad
+/// value likewise (seventeenth pass: ESC and OSC bytes in a header member's name reached the
+/// terminal of whoever ran `key list`).
 pub(crate) fn message_of(err: &anyhow::Error) -> String {
+    crate::text::escape_keeping_line_breaks(&chain_text(err))
+}
+
+fn chain_text(err: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in err.chain() {
         let text = cause.to_string();

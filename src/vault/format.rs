@@ -72,8 +72,14 @@ impl<'a> Parsed<'a> {
         let (version, plen) = (f.version, f.plen);
         let header_bytes = &bytes[14..14 + f.hlen];
         let (header, v1_identity_slots) = if version == VERSION {
-            let header: Header = serde_json::from_slice(header_bytes)
-                .map_err(|e| corrupt(&format!("the header is not valid: {e}")))?;
+            // serde quotes an unknown member's name or variant as it is: escaped, since
+            // whoever wrote the file may have put terminal controls there.
+            let header: Header = serde_json::from_slice(header_bytes).map_err(|e| {
+                corrupt(&format!(
+                    "the header is not valid: {}",
+                    crate::text::escape_for_terminal(&e.to_string())
+                ))
+            })?;
             super::slots::check_slot_list(&header.slots)?;
             (header, Vec::new())
         } else {
@@ -262,7 +268,8 @@ enum SlotV1 {
 
 fn parse_v1_header(bytes: &[u8]) -> Result<(Header, Vec<V1IdentitySlot>), VaultError> {
     let corrupt = |what: String| VaultError::Corrupt(format!("the header is not valid: {what}"));
-    let h: HeaderV1 = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let h: HeaderV1 = serde_json::from_slice(bytes)
+        .map_err(|e| corrupt(crate::text::escape_for_terminal(&e.to_string())))?;
     let (mut slots, mut v1) = (Vec::new(), Vec::new());
     for s in h.slots {
         match s {

@@ -155,6 +155,10 @@ pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
     let mut total = 0u64;
     for s in slots {
         if let Slot::Passphrase { kdf, .. } = s {
+            // An algorithm other than Argon2id refuses the file here, as the caps do, not
+            // only when the slot is tried: `key list` described such a slot as Argon2id
+            // while `cred list` refused it (seventeenth pass).
+            check_alg(s)?;
             // Every slot's caps before any slot's work: a file with a maximal slot and then
             // a hostile one must not cost the maximal slot's Argon2 run before it is refused.
             kdf.check()?;
@@ -169,6 +173,18 @@ pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
         )));
     }
     Ok(())
+}
+
+/// Refuse a passphrase slot whose `alg` is not `argon2id` (vault-format.md: any other value is
+/// refused). The value is quoted escaped: it comes from a header nobody has authenticated.
+fn check_alg(slot: &Slot) -> Result<(), VaultError> {
+    match slot {
+        Slot::Passphrase { id, alg, .. } if alg != "argon2id" => Err(VaultError::Corrupt(format!(
+            "key slot {id} uses the unknown KDF `{}` (only `argon2id` is read)",
+            crate::text::escape_for_terminal(alg)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// One key slot, as stored in the header (`type` tags the variant).
@@ -350,9 +366,14 @@ impl Slot {
                 account,
                 ..
             } => {
+                // Read from a header nobody has authenticated yet (`key list`): the reader
+                // refuses control characters in them, and a bidirectional or invisible one
+                // is shown escaped.
                 format!(
-                    "keyring ({}: service={service} account={account})",
-                    store.as_str()
+                    "keyring ({}: service={} account={})",
+                    store.as_str(),
+                    crate::text::escape_for_terminal(service),
+                    crate::text::escape_for_terminal(account)
                 )
             }
             Slot::Identity { .. } => "identity file".to_owned(),
@@ -676,7 +697,6 @@ pub(crate) fn try_passphrase(
 ) -> Result<Option<Zeroizing<String>>, VaultError> {
     let Slot::Passphrase {
         id,
-        alg,
         kdf,
         salt,
         nonce,
@@ -686,11 +706,7 @@ pub(crate) fn try_passphrase(
     else {
         return Ok(None);
     };
-    if alg != "argon2id" {
-        return Err(VaultError::Corrupt(format!(
-            "key slot {id} uses unknown KDF `{alg}`"
-        )));
-    }
+    check_alg(slot)?;
     // Caps first: never run a KDF a hostile file asks for.
     kdf.check().map_err(|e| match e {
         VaultError::HostileKdf(w) => VaultError::HostileKdf(format!("key slot {id} demands {w}")),

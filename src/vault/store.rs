@@ -582,8 +582,9 @@ impl Seen {
     fn parse(&self, path: &Path, b: &[u8]) -> Result<BTreeMap<String, u64>, VaultError> {
         serde_json::from_slice(b).map_err(|e| {
             VaultError::Corrupt(format!(
-                "the rollback record {} is not valid ({e}); remove it to start over",
-                path.display()
+                "the rollback record {} is not valid ({}); remove it to start over",
+                path.display(),
+                crate::text::escape_for_terminal(&e.to_string())
             ))
         })
     }

@@ -355,6 +355,89 @@ fn hostile_argon2_parameters_are_refused_before_any_work() {
     assert!(err.contains("passes"), "{err}");
 }
 
+/// Seventeenth pass (found by forging files from vault-format.md): the header is read before
+/// anything is authenticated, and anyone who can write the file chose it. serde quoted an
+/// unknown member's name (of the header or of a slot) and an unknown slot `type` as they were,
+/// and the unknown-KDF error quoted `alg`: `key list` and `cred list` printed ESC and OSC
+/// bytes (a window title, a cleared screen, a forged "vault OK" line) to the admin's
+/// terminal. Every error the binary prints is now escaped (line breaks kept), as is what
+/// `key list` prints of a keyring slot's entry name.
+#[test]
+fn terminal_controls_a_writer_without_the_key_puts_in_the_header_are_printed_escaped() {
+    const PAYLOAD: &str =
+        "\u{1b}]0;PWNED\u{7}\u{1b}[2J\u{1b}[1;31mscopevault: vault OK\u{1b}[0m\u{9b}1m";
+    let e = Env::new();
+    e.init_with_cred();
+    let good = e.vault_bytes();
+    let (header, payload) = split(&good);
+    let variants: Vec<(&str, serde_json::Value)> = vec![
+        ("unknown header member", {
+            let mut h = header.clone();
+            h[PAYLOAD] = serde_json::json!(1);
+            h
+        }),
+        ("unknown slot member", {
+            let mut h = header.clone();
+            h["slots"][0][PAYLOAD] = serde_json::json!(1);
+            h
+        }),
+        ("slot type", {
+            let mut h = header.clone();
+            h["slots"][0]["type"] = serde_json::json!(PAYLOAD);
+            h
+        }),
+        ("alg", {
+            let mut h = header.clone();
+            h["slots"][0]["alg"] = serde_json::json!(PAYLOAD);
+            h
+        }),
+    ];
+    let pf = e.pf();
+    for (what, h) in &variants {
+        std::fs::write(e.vault(), assemble(h, &payload, &[0u8; 32])).unwrap();
+        for args in [
+            &["key", "list"][..],
+            &["cred", "list", "--passphrase-file", &pf][..],
+        ] {
+            let out = e.run(args, b"");
+            assert_eq!(out.status.code(), Some(4), "{what}: {args:?}: {out:?}");
+            for stream in [&out.stdout, &out.stderr] {
+                assert!(
+                    !stream.contains(&0x1b) && !common_vault::contains(stream, "\u{9b}".as_bytes()),
+                    "{what}: {args:?} printed a raw terminal control: {}",
+                    String::from_utf8_lossy(stream).escape_debug()
+                );
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.starts_with("error: ") && err.contains("\\u{1b}]0;PWNED\\u{7}"),
+                "{what}: {args:?}: {err}"
+            );
+        }
+    }
+    // A keyring slot's entry name is printed by `key list`: a bidirectional override or an
+    // invisible character in it is shown escaped (a control character refuses the header).
+    let mut h = header.clone();
+    h["slots"].as_array_mut().unwrap().push(serde_json::json!({
+        "type": "keyring", "id": "00112233aabbccdd", "store": "keyutils",
+        "service": "scopevault\u{202e}lave", "account": "x\u{200b}y",
+        "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAA"
+    }));
+    std::fs::write(e.vault(), assemble(&h, &payload, &[0u8; 32])).unwrap();
+    let out = e.ok(&["key", "list"], b"");
+    assert!(
+        !out.contains('\u{202e}') && !out.contains('\u{200b}'),
+        "{}",
+        out.escape_debug()
+    );
+    assert!(
+        out.contains("service=scopevault\\u{202e}lave account=x\\u{200b}y"),
+        "{out}"
+    );
+    std::fs::write(e.vault(), &good).unwrap();
+    assert_eq!(e.names(), vec!["shop-buyer"]);
+}
+
 #[test]
 fn non_utf8_and_oversized_secrets_are_refused_and_change_nothing() {
     let e = Env::new();
