@@ -270,7 +270,7 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
         if let Some((key, _)) = c
             .secrets
             .iter()
-            .find(|(_, v)| v.len() > crate::secret::MAX_SECRET_LEN)
+            .find(|(_, v)| !crate::secret::within_secret_limit(v.len()))
         {
             return Err(fail(format!(
                 "credential `{name}`: secret field `{key}` is larger than {} KiB",

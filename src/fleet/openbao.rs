@@ -647,7 +647,7 @@ pub fn classify(
             if v.is_empty() {
                 return Err(format!("{path}: secret key `{shown}` is empty"));
             }
-            if v.len() > MAX_SECRET_LEN {
+            if !crate::secret::within_secret_limit(v.len()) {
                 return Err(format!(
                     "{path}: secret key `{shown}` is larger than {} KiB",
                     MAX_SECRET_LEN / 1024

@@ -125,6 +125,15 @@ pub enum VaultError {
     /// message names the credential and the fields, never a value.
     #[error("{}; nothing was stored", both_totp_seeds_message(.0))]
     BothTotpSeeds(String),
+    /// A secret value over [`MAX_SECRET_LEN`](crate::secret::MAX_SECRET_LEN) would be stored.
+    /// The message names the credential and the field, never the value.
+    #[error("credential \"{credential}\": the value of secret field `{field}` is more than {max} bytes, the limit for a secret value (vault-format.md); nothing was stored", max = crate::secret::MAX_SECRET_LEN)]
+    SecretTooLarge {
+        /// The credential's name.
+        credential: String,
+        /// The secret field's name.
+        field: String,
+    },
     /// The applied policy could not be read back.
     #[error("the policy stored in the vault does not parse with this scopevault: {0}")]
     StoredPolicy(String),
@@ -765,9 +774,10 @@ impl Vault {
         }
     }
 
-    /// Add a credential; refuses an existing name, and a credential holding both TOTP seed
-    /// fields ([`TOTP_SEED_FIELDS`]: every way values enter a vault comes through here or
-    /// [`Vault::update_credential`]).
+    /// Add a credential; refuses an existing name, a credential holding both TOTP seed
+    /// fields ([`TOTP_SEED_FIELDS`]) and a secret value over the size limit
+    /// ([`crate::secret::within_secret_limit`]): every way values enter a vault comes through
+    /// here or [`Vault::update_credential`].
     pub fn add_credential(&mut self, name: &str, cred: Credential) -> Result<(), VaultError> {
         validate_name(name)?;
         if self.data.credentials.contains_key(name) {
@@ -776,6 +786,7 @@ impl Vault {
         if holds_both_totp_seeds(cred.secrets.keys().map(String::as_str)) {
             return Err(VaultError::BothTotpSeeds(name.to_owned()));
         }
+        check_secret_sizes(name, &cred, None)?;
         self.data.credentials.insert(name.to_owned(), cred);
         self.dirty = true;
         Ok(())
@@ -783,9 +794,10 @@ impl Vault {
 
     /// Change a credential (secrets, fields, metadata). `f` works on a copy, kept only if it
     /// is allowed: a change of secrets that leaves both TOTP seed fields
-    /// ([`TOTP_SEED_FIELDS`]) is refused and the credential left as it was. (A credential
-    /// that already held both, saved by an older scopevault, may still have its other
-    /// metadata changed, as `policy apply` does.)
+    /// ([`TOTP_SEED_FIELDS`]), or that stores a value over the size limit, is refused and the
+    /// credential left as it was. (A credential that already held both, or a value over the
+    /// limit, saved by an older scopevault, may still have its other metadata changed, as
+    /// `policy apply` does.)
     pub fn update_credential<T>(
         &mut self,
         name: &str,
@@ -803,6 +815,7 @@ impl Vault {
         {
             return Err(VaultError::BothTotpSeeds(name.to_owned()));
         }
+        check_secret_sizes(name, &next, Some(c))?;
         *c = next;
         self.dirty = true;
         Ok(out)
@@ -1011,6 +1024,26 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// Refuse a secret value of `cred` over the size limit ([`crate::secret::within_secret_limit`])
+/// that it does not hold already in `before`: a value stored by an older scopevault (whose
+/// `cred import` took any size, seventeenth pass) is left as it is when other members change.
+fn check_secret_sizes(
+    name: &str,
+    cred: &Credential,
+    before: Option<&Credential>,
+) -> Result<(), VaultError> {
+    for (field, value) in cred.secrets.iter() {
+        let unchanged = before.is_some_and(|b| b.secrets.get(field) == Some(value));
+        if !unchanged && !crate::secret::within_secret_limit(value.len()) {
+            return Err(VaultError::SecretTooLarge {
+                credential: name.to_owned(),
+                field: field.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The rollback record's entry saying this machine has used the vault in format version 2:
@@ -1272,6 +1305,57 @@ mod tests {
             .unwrap();
         assert_eq!(set.replaced, Some("otpauth"));
         assert!(!set.changed);
+    }
+
+    /// Found by forging files from vault-format.md (seventeenth pass): `cred import` stored a
+    /// 70,000-byte value, over the format's 64 KiB, that `cred set` refuses. The vault's own
+    /// writers refuse one, naming the credential and the field, never the value; a value an
+    /// older scopevault stored stays while the credential's other members change.
+    #[test]
+    fn regression_no_way_in_stores_a_secret_value_over_the_limit() {
+        use crate::policy::CredentialKind;
+        use crate::secret::MAX_SECRET_LEN;
+        let big = || SecretString::from("b".repeat(MAX_SECRET_LEN + 1));
+        let dir = tempfile::tempdir().unwrap();
+        let (mut v, _) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+        let mut c = Credential::new(CredentialKind::Login, timestamp());
+        c.secrets.insert("password".into(), big());
+        let e = v.add_credential("shop", c).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, VaultError::SecretTooLarge { .. }), "{msg}");
+        assert!(
+            msg.contains("\"shop\"") && msg.contains("`password`") && msg.contains("65536"),
+            "{msg}"
+        );
+        assert!(!msg.contains("bbbb"), "{msg}");
+        assert!(v.credentials().is_empty());
+
+        let exact = SecretString::from("a".repeat(MAX_SECRET_LEN));
+        let mut c = Credential::new(CredentialKind::Login, timestamp());
+        c.secrets.insert("password".into(), exact);
+        v.add_credential("shop", c).unwrap();
+        let e = v
+            .update_credential("shop", |c| c.set_secret("token".into(), big()))
+            .unwrap_err();
+        assert!(matches!(e, VaultError::SecretTooLarge { ref field, .. } if field == "token"));
+        let keys: Vec<&String> = v.credentials()["shop"].secrets.keys().collect();
+        assert_eq!(keys, ["password"], "left as it was");
+
+        // Stored by an older scopevault: its scopes may change, the value may be replaced
+        // by one within the limit, never by another one over it.
+        let mut old = Credential::new(CredentialKind::Login, timestamp());
+        old.secrets.insert("password".into(), big());
+        v.data.credentials.insert("old".into(), old);
+        v.update_credential("old", |c| c.scopes = vec!["shop:login".into()])
+            .unwrap();
+        let bigger = SecretString::from("c".repeat(MAX_SECRET_LEN + 2));
+        assert!(v
+            .update_credential("old", |c| c.set_secret("password".into(), bigger))
+            .is_err());
+        v.update_credential("old", |c| {
+            c.set_secret("password".into(), SecretString::from("short".to_owned()))
+        })
+        .unwrap();
     }
 
     /// Found by attacking the format (twelfth pass): a key holder may write a file at

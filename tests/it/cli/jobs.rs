@@ -179,6 +179,54 @@ fn import_refuses_two_columns_for_one_field_naming_both() {
     assert_eq!(e.vault_bytes(), before, "nothing imported");
 }
 
+/// Seventeenth pass (found by forging files from vault-format.md, "secret values are UTF-8,
+/// at most 64 KiB"): `cred import` stored a 70,000-byte password that `cred add
+/// --secret-file` refuses. The row is refused naming its number, the credential and the
+/// field, never the value, and nothing is imported (also with `--update`).
+#[test]
+fn import_refuses_a_secret_value_over_the_limit_and_imports_nothing() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let big = "x".repeat(70_000);
+    for (csv, update) in [
+        (
+            format!("name,login_username,login_password\nfine,u,fine-Password-1\nbig,mon,{big}\n"),
+            false,
+        ),
+        (format!("name,login_password\nshop-buyer,{big}\n"), true),
+        (format!("name,password,totp\nbig,pw,{big}\n"), false),
+    ] {
+        std::fs::write(e.path("big.csv"), &csv).unwrap();
+        let mut args = vec![
+            "cred".to_owned(),
+            "import".into(),
+            e.path("big.csv").to_str().unwrap().into(),
+            "--passphrase-file".into(),
+            e.pf(),
+        ];
+        if update {
+            args.push("--update".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = e.fails(&args, b"", 2);
+        let row = if update {
+            "row 2: shop-buyer"
+        } else if csv.contains("totp") {
+            "row 2: big: the TOTP value"
+        } else {
+            "row 3: big: the password value"
+        };
+        assert!(
+            err.contains(row) && err.contains("more than 65536 bytes"),
+            "{err}"
+        );
+        assert!(err.contains("nothing was imported"), "{err}");
+        assert!(!err.contains("xxxxxxxx"), "{err}");
+        assert_eq!(e.vault_bytes(), before, "nothing imported");
+    }
+}
+
 #[test]
 fn import_keeps_existing_unless_update_and_is_one_atomic_save() {
     let e = Env::new();

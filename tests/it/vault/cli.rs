@@ -494,6 +494,39 @@ fn non_utf8_and_oversized_secrets_are_refused_and_change_nothing() {
     assert_eq!(e.vault_bytes(), before);
 }
 
+/// Seventeenth pass: a 70,000-byte secret file was reported as "the secret is 65539 bytes"
+/// (the reader stops a few bytes past the limit). It is said to be over the limit, with no
+/// size that is not the file's.
+#[test]
+fn an_oversized_secret_file_is_reported_over_the_limit_without_a_wrong_size() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    std::fs::write(e.path("big"), "x".repeat(70_000)).unwrap();
+    let arg = format!("password={}", e.path("big").display());
+    let err = e.fails(
+        &[
+            "cred",
+            "add",
+            "viaset",
+            "--kind",
+            "login",
+            "--secret-file",
+            &arg,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains("more than 65536 bytes") && err.contains("at most 65536 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains("65539") && !err.contains("70000"), "{err}");
+    assert_eq!(e.vault_bytes(), before);
+}
+
 #[test]
 fn bad_credential_names_are_refused() {
     let e = Env::new();
