@@ -544,6 +544,56 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<()> {
     Ok(())
 }
 
+/// Open `path` for reading if it is a regular file: opened `O_NONBLOCK`, so that a FIFO
+/// planted at the path is refused at once instead of waiting for ever for a writer (`doctor`
+/// did, seventeenth pass), and checked with `fstat` on the descriptor opened (no window
+/// between the check and the open). `nofollow` adds `O_NOFOLLOW`. Anything but a regular file
+/// is `InvalidInput` naming what it is ([`not_a_regular_file`]).
+pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<std::fs::File> {
+    use rustix::fs::OFlags;
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    if nofollow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let file = std::fs::File::from(rustix::fs::open(path, flags, rustix::fs::Mode::empty())?);
+    ensure_regular(&file)?;
+    Ok(file)
+}
+
+/// `Ok` if `file` is a regular file, else [`not_a_regular_file`].
+pub fn ensure_regular(file: &std::fs::File) -> io::Result<()> {
+    let st = rustix::fs::fstat(file)?;
+    match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::RegularFile => Ok(()),
+        other => Err(not_a_regular_file(other)),
+    }
+}
+
+/// The error for a path that is not a regular file, naming what it is: "not a regular file (a
+/// FIFO)".
+pub fn not_a_regular_file(kind: rustix::fs::FileType) -> io::Error {
+    use rustix::fs::FileType as T;
+    let what = match kind {
+        T::Fifo => "a FIFO",
+        T::CharacterDevice => "a character device",
+        T::BlockDevice => "a block device",
+        T::Directory => "a directory",
+        T::Socket => "a socket",
+        T::Symlink => "a symbolic link",
+        _ => "of an unknown type",
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a regular file ({what})"),
+    )
+}
+
+/// [`not_a_regular_file`] for what `metadata` describes.
+pub fn not_a_regular_file_of(meta: &std::fs::Metadata) -> io::Error {
+    use std::os::unix::fs::MetadataExt;
+    not_a_regular_file(rustix::fs::FileType::from_raw_mode(meta.mode()))
+}
+
 /// `access(path, W_OK)`: may this process open `path` for writing now (mode bits, read-only
 /// mounts, a removed file)?
 pub fn check_writable(path: &Path) -> io::Result<()> {

@@ -17,14 +17,12 @@ impl AuditKey {
     /// access to the key file, which is the daemon's own (mode 0600).
     pub fn load(audit_path: &Path) -> Result<AuditKey, AuditError> {
         let path = key_path(audit_path);
-        let f = OpenOptions::new()
-            .read(true)
-            .custom_flags(OFlags::NOFOLLOW.bits() as i32)
-            .open(&path)
-            .map_err(|e| AuditError::Open {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+        // Non-blocking, a regular file only: a FIFO in its place must not hang `doctor` or
+        // `audit verify` (seventeenth pass).
+        let f = crate::sys::open_regular(&path, true).map_err(|e| AuditError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         Self::read_from(f, path)
     }
 

@@ -110,8 +110,24 @@ fn check_vault(r: &mut Report, path: &Path) -> Option<FileHeader> {
             return None;
         }
     };
+    // A FIFO, a device or a directory at the path: named, never opened as a file (a FIFO
+    // made doctor wait for ever for a writer, seventeenth pass; it never prompts nor waits).
+    if !meta.is_file() {
+        r.fail(
+            "vault",
+            format!(
+                "{shown} is {}: every command refuses it; put the vault file there, or give --vault / SCOPEVAULT_VAULT its path",
+                crate::sys::not_a_regular_file_of(&meta)
+            ),
+        );
+        return None;
+    }
     let mut head = Vec::new();
-    if let Err(e) = std::fs::File::open(path).and_then(|f| f.take(1 << 20).read_to_end(&mut head)) {
+    // Opened non-blocking and checked again on the descriptor: the path may have changed
+    // since the `stat` above.
+    if let Err(e) =
+        crate::sys::open_regular(path, false).and_then(|f| f.take(1 << 20).read_to_end(&mut head))
+    {
         r.fail(
             "vault",
             format!(
@@ -186,7 +202,24 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Option<Vault> {
     let mut opened = None;
     let kinds: Vec<&str> = slots.iter().map(|s| s.kind()).collect();
     r.ok("unlock", format!("key slots: {}", kinds.join(", ")));
-    if let Some(id) = &g.unlock.identity_file {
+    let identity_file = g.unlock.identity_file.as_ref().filter(|id| {
+        // Judged by its type before it is opened: a FIFO would wait for a writer.
+        match std::fs::metadata(id) {
+            Ok(m) if !m.is_file() => {
+                r.fail(
+                    "identity",
+                    format!(
+                        "{} is {}: doctor does not read it (a FIFO would wait for a writer); give the identity file's own path",
+                        id.display(),
+                        crate::sys::not_a_regular_file_of(&m)
+                    ),
+                );
+                false
+            }
+            _ => true,
+        }
+    });
+    if let Some(id) = identity_file {
         match Vault::open(
             path,
             &Unlock::IdentityFile(id.clone()),
@@ -498,8 +531,22 @@ fn check_audit(r: &mut Report, path: &Path) {
         r.fail("audit", format!("`scopevault serve` refuses it: {e}"));
         return;
     }
+    // A FIFO, a device or a directory at the log's path: named, never opened (a FIFO would
+    // make doctor wait for a writer).
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.is_file() {
+            r.fail(
+                "audit",
+                format!(
+                    "{shown} is {}: an audit log is a regular file; remove it, or give --audit another path",
+                    crate::sys::not_a_regular_file_of(&m)
+                ),
+            );
+            return;
+        }
+    }
     // A user other than the daemon's may not be allowed to read its log: nothing to judge.
-    if let Err(e) = std::fs::File::open(path) {
+    if let Err(e) = crate::sys::open_regular(path, true) {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             r.warn(
                 "audit",

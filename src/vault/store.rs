@@ -198,10 +198,13 @@ impl SafeDir {
         }
     }
 
-    /// Read `name` (`O_NOFOLLOW`); `Ok(None)` if it does not exist.
+    /// Read `name` (`O_NOFOLLOW`), a regular file; `Ok(None)` if it does not exist. Opened
+    /// `O_NONBLOCK`: a FIFO in its place (the rollback record, an anchor) is refused at once,
+    /// not waited on for ever by every command and by `doctor` (seventeenth pass).
     pub fn read(&self, name: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
-        match self.open_file(name.as_ref(), OFlags::RDONLY) {
+        match self.open_file(name.as_ref(), OFlags::RDONLY | OFlags::NONBLOCK) {
             Ok(f) => {
+                crate::sys::ensure_regular(&f)?;
                 let mut buf = Vec::new();
                 f.take(limit).read_to_end(&mut buf)?;
                 Ok(Some(buf))
@@ -520,10 +523,9 @@ fn open_sized(path: &Path) -> Result<(File, u64), VaultError> {
         .metadata()
         .map_err(io_err(path, "cannot stat the vault"))?;
     if !meta.is_file() {
-        return Err(io_err(path, "cannot read the vault")(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file (a FIFO, a device or a directory)",
-        )));
+        return Err(io_err(path, "cannot read the vault")(
+            crate::sys::not_a_regular_file_of(&meta),
+        ));
     }
     let len = meta.len();
     if len > MAX_FILE_LEN {

@@ -838,3 +838,87 @@ fn doctor_fails_a_credential_holding_both_totp_seeds_naming_the_fix() {
         "{text}"
     );
 }
+
+/// Seventeenth pass (found by forging files from vault-format.md): with a FIFO at the vault's
+/// path `doctor` waited for ever for a writer (it "never prompts", and its `vault` check is
+/// "present, readable, mode"); so did every command with a FIFO in place of the rollback
+/// record, and doctor with one in place of the identity file, the audit log or its anchor.
+/// Each is now a `fail` line naming the file type, at once.
+#[test]
+fn doctor_names_a_fifo_where_it_reads_a_file_and_never_waits_on_it() {
+    use sha2::Digest;
+    use std::process::{Command, Stdio};
+    let e = Env::new();
+    e.init_with_cred();
+    let sock = e.path("run/none.sock");
+    let audit = e.path("audit.jsonl");
+    let mkfifo = |p: &Path| {
+        assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+    };
+    let doctor = |extra: &[&Path], what: &str| -> String {
+        let child = e
+            .cmd()
+            .arg("doctor")
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--audit")
+            .arg(&audit)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = crate::common::output_within(child, 30, &format!("doctor with {what}"));
+        let (text, code) = text_of(&out);
+        assert_eq!(code, Some(1), "{what}: {text}");
+        text
+    };
+    let fifo = ["is not a regular file (a FIFO)"];
+
+    let vault = e.path("fifo.scopevault");
+    mkfifo(&vault);
+    let text = doctor(
+        &[Path::new("--vault"), &vault],
+        "a FIFO at the vault's path",
+    );
+    assert!(line_with(&text, "fail", "vault", &fifo).is_some(), "{text}");
+
+    let id = e.path("id.fifo");
+    mkfifo(&id);
+    let text = doctor(
+        &[Path::new("--identity-file"), &id],
+        "a FIFO as the identity file",
+    );
+    assert!(
+        line_with(&text, "fail", "identity", &fifo).is_some(),
+        "{text}"
+    );
+
+    mkfifo(&audit);
+    let text = doctor(&[], "a FIFO at the audit log's path");
+    assert!(line_with(&text, "fail", "audit", &fifo).is_some(), "{text}");
+    std::fs::remove_file(&audit).unwrap();
+
+    // The anchor of that log: `audit-anchor-<16 hex of SHA-256 of its path>.json` in the
+    // state directory (docs/audit.md, "The anchor").
+    let digest = sha2::Sha256::digest(audit.as_os_str().as_encoded_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let anchor = e.path(&format!("state/audit-anchor-{hex}.json"));
+    mkfifo(&anchor);
+    let text = doctor(&[], "a FIFO in place of the audit log's anchor");
+    assert!(
+        line_with(&text, "fail", "audit", &["not a regular file (a FIFO)"]).is_some(),
+        "{text}"
+    );
+    std::fs::remove_file(&anchor).unwrap();
+
+    let record = e.path("state/generations.json");
+    std::fs::remove_file(&record).unwrap();
+    mkfifo(&record);
+    let text = doctor(&[], "a FIFO in place of the rollback record");
+    assert!(
+        line_with(&text, "fail", "state", &["not a regular file (a FIFO)"]).is_some(),
+        "{text}"
+    );
+}
