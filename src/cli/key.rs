@@ -280,10 +280,13 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
         )
         .into());
     };
-    if matches!(unlock, Unlock::IdentityFile(_)) && trust_v1_identity_slot {
-        eprintln!("WARNING: --trust-v1-identity-slot: unlocking through a version-1 identity-file slot, which anyone who can write the vault file could have made. The rollback record shows this machine has seen this generation before, which proves the generation number, not the content: check `scopevault cred list` and the credentials after the migration.");
-    }
     let mut m = Vault::migrate_v1(&path, &unlock, trust_v1_identity_slot, rewrap, &opts)?;
+    // Said once the rollback record has been checked and holds exactly this generation (it
+    // was said before the check, also when the record held nothing or another generation and
+    // the migration was then refused: seventeenth pass).
+    if m.through_v1_identity_slot {
+        eprintln!("WARNING: --trust-v1-identity-slot: unlocked through a version-1 identity-file slot, which anyone who can write the vault file could have made. The rollback record shows this machine has seen this generation before, which proves the generation number, not the content: check `scopevault cred list` and the credentials after the migration.");
+    }
     m.vault.save(&lock)?;
     println!(
         "migrated {} to format version 2 (generation {}): {} key slot(s), {} identity slot(s) re-made",

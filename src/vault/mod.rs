@@ -259,6 +259,10 @@ pub struct Migration {
     pub rewrapped: usize,
     /// Recipients of the v1 identity slots that were dropped (no identity file given for them).
     pub dropped: Vec<String>,
+    /// The vault was unlocked through a version-1 identity slot
+    /// (`--trust-v1-identity-slot`), after this machine's rollback record was found to hold
+    /// exactly the file's generation: the caller says what that proves and what it does not.
+    pub through_v1_identity_slot: bool,
 }
 
 /// What anyone who may read a vault file learns from it without its key (not authenticated):
@@ -417,6 +421,7 @@ impl Vault {
             )));
         }
         let header = &parsed.header;
+        let through_v1_identity_slot = matches!(unlock, Unlock::IdentityFile(_));
         let identity = match unlock {
             Unlock::IdentityFile(f) => {
                 if !trust_v1_identity_slot {
@@ -491,6 +496,7 @@ impl Vault {
             vault,
             rewrapped,
             dropped,
+            through_v1_identity_slot,
         })
     }
 

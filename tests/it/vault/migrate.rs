@@ -114,6 +114,61 @@ fn a_v1_identity_vault_migrates_only_with_the_flag_and_a_matching_rollback_recor
     shows_the_vector_credential(&e, &["--identity-file", idf]);
 }
 
+/// Seventeenth pass (found by forging files from vault-format.md): `key migrate
+/// --trust-v1-identity-slot` printed "The rollback record shows this machine has seen this
+/// generation before" before it read the record, also when the record held nothing or
+/// another generation and the migration was then refused. It is said only once the record
+/// was checked and matched.
+#[test]
+fn the_trust_v1_warning_is_said_only_once_the_rollback_record_matched() {
+    let e = Env::with_vault(&v1().join("identity.scopevault"));
+    let idf = v1().join("identity.txt");
+    let idf = idf.to_str().unwrap();
+    let (h1, _) = split(&e.vault_bytes());
+    let vid = h1["vault_id"].as_str().unwrap();
+    let generation = h1["generation"].as_u64().unwrap();
+    let migrate = [
+        "key",
+        "migrate",
+        "--trust-v1-identity-slot",
+        "--identity-file",
+        idf,
+    ];
+    std::fs::create_dir_all(e.path("state")).unwrap();
+    let claim = "has seen this generation before";
+    for record in [
+        serde_json::json!({}),
+        serde_json::json!({ vid: generation - 1 }),
+    ] {
+        std::fs::write(
+            e.path("state/generations.json"),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        let err = e.fails(&migrate, b"", 2);
+        assert!(
+            err.contains("needs this machine's rollback record"),
+            "{err}"
+        );
+        assert!(
+            !err.contains(claim) && !err.contains("WARNING"),
+            "{record}: {err}"
+        );
+    }
+    std::fs::write(
+        e.path("state/generations.json"),
+        serde_json::to_vec(&serde_json::json!({ vid: generation })).unwrap(),
+    )
+    .unwrap();
+    let out = e.run(&migrate, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("WARNING: --trust-v1-identity-slot") && err.contains(claim),
+        "{err}"
+    );
+}
+
 /// A genuine version-1 file with a passphrase slot and an identity slot, written from
 /// vault-format.md version 1: the vault identity is unwrapped from the passphrase vector's
 /// slot (Argon2id, ChaCha20-Poly1305), an identity slot for a new identity file is added (the
