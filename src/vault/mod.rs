@@ -80,6 +80,16 @@ pub enum VaultError {
         /// Highest generation recorded.
         seen: u64,
     },
+    /// This machine's rollback record (`generations.json` in the state directory) cannot be
+    /// used: it is not what a reader writes, or the generation it holds leaves no room for a
+    /// save. It is not the vault file, which was not judged: not a refusal of the file.
+    #[error("the rollback record {} {problem}", path.display())]
+    RollbackRecord {
+        /// The record's path.
+        path: PathBuf,
+        /// What is wrong with it and what to do.
+        problem: String,
+    },
     /// Argon2 parameters beyond the caps.
     #[error("refusing a key slot that demands {0}: the file may be hostile")]
     HostileKdf(String),
@@ -657,17 +667,25 @@ impl Vault {
         let seen = store::Seen::new();
         let floor = seen.get(&self.header.vault_id)?.unwrap_or(0);
         let mut header = self.header.clone();
-        // A file written by a key holder may carry any generation up to u64::MAX: one that
-        // cannot grow is refused here (wrapping to 0 would make every later open a rollback).
-        header.generation = header
-            .generation
-            .max(floor)
-            .checked_add(1)
-            .ok_or_else(|| {
-                VaultError::Corrupt(
-                    "the vault's generation is at its maximum (18446744073709551615) and cannot grow (a file written to exhaust it)".into(),
-                )
-            })?;
+        header.generation = next_generation(header.generation, floor).map_err(|why| {
+            if floor > header.generation {
+                // The record, not the file, leaves no room: name it (a record at u64::MAX
+                // was reported as "the vault's generation is at its maximum" for a file at
+                // generation 2, seventeenth pass).
+                VaultError::RollbackRecord {
+                    path: seen.path().to_owned(),
+                    problem: format!(
+                        "holds generation {floor} for vault {}, and this file is generation {}: a save must be above the record, and {why}. This machine's saves never get there: if the record was edited, remove the line of this vault from it (`\"{}\": {floor}`); rollback detection for the vault restarts at its next open, which trusts the file it finds, so first make sure this file is the newest copy",
+                        header.vault_id, header.generation, header.vault_id
+                    ),
+                }
+            } else {
+                VaultError::Corrupt(format!(
+                    "the vault's generation is {}: {why} (a file written to exhaust it)",
+                    header.generation
+                ))
+            }
+        })?;
         let payload = if self.dirty {
             encrypt_payload(&self.data, &header.recipient)?
         } else {
@@ -1032,6 +1050,24 @@ impl Vault {
     }
 }
 
+/// The generation a save writes: one above both the file's and the rollback record's
+/// (vault-format.md, "Rollback detection"). The last generation, `u64::MAX`, is never
+/// written: no save could come after it (a file at it, or a record at it, could only be
+/// refused), so a save that would write it is refused, and so is one with nothing above.
+/// `Err` says why, for the caller to name the file or the record.
+fn next_generation(file: u64, record: u64) -> Result<u64, String> {
+    let base = file.max(record);
+    match base.checked_add(1) {
+        Some(next) if next < u64::MAX => Ok(next),
+        Some(last) => Err(format!(
+            "the only generation above it, {last}, is the last one: the vault could never be saved again after it"
+        )),
+        None => Err(format!(
+            "{base} is the largest generation there is: none is above it"
+        )),
+    }
+}
+
 /// Refuse a secret value of `cred` over the size limit ([`crate::secret::within_secret_limit`])
 /// that it does not hold already in `before`: a value stored by an older scopevault (whose
 /// `cred import` took any size, seventeenth pass) is left as it is when other members change.
@@ -1376,13 +1412,36 @@ mod tests {
         let lock = WriteLock::acquire(&path).unwrap();
         v.save(&lock).unwrap();
         let before = std::fs::read(&path).unwrap();
-        v.header.generation = u64::MAX;
-        let e = v.save(&lock).unwrap_err();
-        assert!(
-            e.to_string().contains("generation is at its maximum"),
-            "{e}"
-        );
-        assert_eq!(std::fs::read(&path).unwrap(), before);
+        for generation in [u64::MAX, u64::MAX - 1] {
+            v.header.generation = generation;
+            let e = v.save(&lock).unwrap_err();
+            assert!(matches!(e, VaultError::Corrupt(_)), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("the vault's generation is {generation}")),
+                "{e}"
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), before);
+        }
+    }
+
+    /// Found by forging files from vault-format.md (seventeenth pass): a save writes one
+    /// above the file and the rollback record, and the last generation is never written (a
+    /// record at u64::MAX - 1 made `--allow-rollback` save the vault at u64::MAX, after which
+    /// every save failed).
+    #[test]
+    fn a_save_never_writes_the_last_generation() {
+        assert_eq!(next_generation(2, 7), Ok(8));
+        assert_eq!(next_generation(9, 7), Ok(10));
+        assert_eq!(next_generation(0, u64::MAX - 2), Ok(u64::MAX - 1));
+        for (file, record) in [
+            (2, u64::MAX - 1),
+            (2, u64::MAX),
+            (u64::MAX - 1, 0),
+            (u64::MAX, u64::MAX),
+        ] {
+            assert!(next_generation(file, record).is_err(), "{file} {record}");
+        }
     }
 
     /// A reader holds no lock, so saves may land between its read of the file and its read of

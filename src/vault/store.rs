@@ -581,13 +581,22 @@ impl Seen {
         parent_of(&self.path)
     }
 
+    /// The record's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The record, as a reader writes it: one JSON object of generations (non-negative
+    /// integers). Anything else blames the record, never the vault file, which was not
+    /// judged: it said "the vault file is corrupt … restore it from a backup", exit 4, when
+    /// the file was fine and the record is the one thing never to restore (seventeenth pass).
     fn parse(&self, path: &Path, b: &[u8]) -> Result<BTreeMap<String, u64>, VaultError> {
-        serde_json::from_slice(b).map_err(|e| {
-            VaultError::Corrupt(format!(
-                "the rollback record {} is not valid ({}); remove it to start over",
-                path.display(),
+        serde_json::from_slice(b).map_err(|e| VaultError::RollbackRecord {
+            path: path.to_owned(),
+            problem: format!(
+                "is corrupt ({}): it is this machine's record of the newest generation it has seen of each vault, not a vault file (the vault was not judged). Removing it lets the next open of each vault trust the file it finds and record its generation again (rollback detection restarts then), so first make sure the vault file is the newest copy; never restore the record from a backup (docs/operations.md, \"The state directory\")",
                 crate::text::escape_for_terminal(&e.to_string())
-            ))
+            ),
         })
     }
 

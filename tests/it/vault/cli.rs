@@ -335,6 +335,93 @@ fn an_older_generation_copied_back_is_refused_unless_allowed() {
     );
 }
 
+/// Seventeenth pass (found by forging files from vault-format.md): a rollback record that is
+/// not what a reader writes (not JSON, a negative, string, fractional generation, a list)
+/// was reported as "the vault file is corrupt: … restore it from a backup", exit 4, though the
+/// vault file is fine and the record is the one thing never to restore. The record is named,
+/// with what removing it costs, exit 2 (README: a parse error), quoting it escaped; the vault
+/// file is left as it was.
+#[test]
+fn a_corrupt_rollback_record_is_blamed_not_the_vault_file() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let (header, _) = split(&before);
+    let vid = header["vault_id"].as_str().unwrap();
+    let record = e.path("state/generations.json");
+    let pf = e.pf();
+    for bad in [
+        "not json".to_owned(),
+        format!("{{\"{vid}\": -1}}"),
+        format!("{{\"{vid}\": \"5\\u001b[2J\"}}"),
+        format!("{{\"{vid}\": 1.5}}"),
+        "[]".to_owned(),
+    ] {
+        std::fs::write(&record, &bad).unwrap();
+        for args in [
+            &["cred", "list", "--passphrase-file", &pf][..],
+            &["cred", "list", "--allow-rollback", "--passphrase-file", &pf][..],
+        ] {
+            let err = e.fails(args, b"", 2);
+            assert!(
+                err.contains(&format!(
+                    "the rollback record {} is corrupt",
+                    record.display()
+                )),
+                "{bad}: {err}"
+            );
+            assert!(
+                err.contains("not a vault file") && err.contains("never restore the record"),
+                "{bad}: {err}"
+            );
+            assert!(
+                !err.contains("the vault file is corrupt")
+                    && !err.contains("restore it from a backup")
+                    && !err.contains('\u{1b}'),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(e.vault_bytes(), before);
+    }
+}
+
+/// Seventeenth pass: a rollback record at 2^64 - 1 made `--allow-rollback` say "the vault's
+/// generation is at its maximum" of a file at generation 2; at 2^64 - 2 it saved the vault
+/// at 2^64 - 1, after which every save failed. A save never writes the last generation, and
+/// when the record is what leaves no room it is named; the file stays as it was.
+#[test]
+fn a_rollback_record_at_the_top_of_the_range_is_named_and_never_adopted() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let (header, _) = split(&before);
+    let vid = header["vault_id"].as_str().unwrap();
+    let record = e.path("state/generations.json");
+    let pf = e.pf();
+    for top in [u64::MAX, u64::MAX - 1] {
+        std::fs::write(&record, format!("{{\"{vid}\": {top}}}")).unwrap();
+        let err = e.fails(
+            &["cred", "list", "--allow-rollback", "--passphrase-file", &pf],
+            b"",
+            2,
+        );
+        assert!(
+            err.contains(&format!(
+                "the rollback record {} holds generation {top} for vault {vid}, and this file is generation 2",
+                record.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            !err.contains("the vault's generation is at its maximum"),
+            "{err}"
+        );
+        assert_eq!(e.vault_bytes(), before, "nothing adopted");
+        let (h, _) = split(&e.vault_bytes());
+        assert_eq!(h["generation"], 2);
+    }
+}
+
 #[test]
 fn hostile_argon2_parameters_are_refused_before_any_work() {
     let e = Env::new();
