@@ -61,7 +61,7 @@ pub enum VaultError {
     #[error("this file is not a scopevault vault (bad magic bytes)")]
     NotAVault,
     /// A format version this build does not know.
-    #[error("vault format version {0} is not supported by this scopevault (it reads version 2, and migrates version 1): upgrade scopevault")]
+    #[error("{}", unsupported_version_message(*.0))]
     UnsupportedVersion(u16),
     /// A format-version-1 file, which must be migrated before use.
     #[error("the vault is format version 1, which this scopevault no longer opens: a version-1 identity-file slot can be made by anyone who can write the file, so the file cannot be authenticated through it. Upgrade it with `scopevault key migrate` using its passphrase or keyring (see docs/operations.md, \"Migrating a version-1 vault\")")]
@@ -165,6 +165,17 @@ pub enum VaultError {
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// [`VaultError::UnsupportedVersion`]'s message. Version 0 is older than any scopevault wrote
+/// (the first format was version 1): no upgrade reads it, so the file is damaged or not a
+/// vault (it said "upgrade scopevault", seventeenth pass). A version above 2 is newer.
+fn unsupported_version_message(version: u16) -> String {
+    if version == 0 {
+        "vault format version 0 is not supported: no scopevault ever wrote it (the first format was version 1; this scopevault reads version 2, and migrates version 1), so the file is damaged or not a scopevault vault; restore it from a backup".into()
+    } else {
+        format!("vault format version {version} is not supported by this scopevault (it reads version 2, and migrates version 1): upgrade scopevault")
+    }
 }
 
 /// What to do about the file-system errors a user can fix, appended to [`VaultError::Io`].

@@ -97,11 +97,12 @@ impl KdfParams {
         if self.t == 0 || self.t > max.t {
             return bad(format!("{} passes (allowed 1..={})", self.t, max.t));
         }
+        // In KiB, as the slot says it: rounded to MiB, 1048577 KiB read "1024 MiB (the limit
+        // is 1024 MiB)" (seventeenth pass).
         if self.m_kib > max.m_kib {
             return bad(format!(
-                "{} MiB of memory (the limit is {} MiB)",
-                self.m_kib / 1024,
-                max.m_kib / 1024
+                "{} KiB of memory (the limit is {} KiB, 1 GiB)",
+                self.m_kib, max.m_kib
             ));
         }
         if self.m_kib < 8 * self.p {
@@ -167,9 +168,7 @@ pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
     }
     if total > budget {
         return Err(VaultError::HostileKdf(format!(
-            "{} MiB x passes of Argon2 across its passphrase slots (all slots together may ask for {} MiB x passes, one maximal slot)",
-            total / 1024,
-            budget / 1024
+            "{total} KiB x passes of Argon2 across its passphrase slots (all slots together may ask for {budget} KiB x passes, one maximal slot's)"
         )));
     }
     Ok(())
@@ -353,12 +352,13 @@ impl Slot {
     pub fn describe(&self) -> String {
         match self {
             Slot::Passphrase { kdf, .. } => {
-                format!(
-                    "passphrase (argon2id m={} MiB t={} p={})",
-                    kdf.m_kib / 1024,
-                    kdf.t,
-                    kdf.p
-                )
+                // Exact: a size that is not whole MiB is shown in KiB.
+                let m = if kdf.m_kib % 1024 == 0 {
+                    format!("{} MiB", kdf.m_kib / 1024)
+                } else {
+                    format!("{} KiB", kdf.m_kib)
+                };
+                format!("passphrase (argon2id m={m} t={} p={})", kdf.t, kdf.p)
             }
             Slot::Keyring {
                 store,
@@ -961,6 +961,67 @@ mod tests {
             let err = check_slot_list(&[c]).unwrap_err();
             assert!(err.to_string().contains("16 lowercase hex"), "{err}");
         }
+    }
+
+    /// Seventeenth pass (found by forging files from vault-format.md): rounded to MiB, the
+    /// limit messages compared equal numbers: `m_kib = 1048577` "demands 1024 MiB (the limit
+    /// is 1024 MiB)", and a slot list one KiB x pass over the budget "16384 MiB x passes …
+    /// may ask for 16384 MiB x passes". They give the exact KiB; `key list` shows a size that
+    /// is not whole MiB in KiB.
+    #[test]
+    fn argon2_limit_messages_give_numbers_that_differ() {
+        let over = KdfParams {
+            m_kib: KdfParams::MAX.m_kib + 1,
+            t: 1,
+            p: 1,
+        };
+        let err = over.check().unwrap_err().to_string();
+        assert!(
+            err.contains("1048577 KiB of memory (the limit is 1048576 KiB"),
+            "{err}"
+        );
+        let ident = age::x25519::Identity::generate();
+        use secrecy::ExposeSecret;
+        let ident = ident.to_string().expose_secret().to_owned();
+        let pass = SecretString::from("correct horse battery staple".to_owned());
+        let slot = |n: u8, kdf: KdfParams| {
+            let mut s = passphrase_slot(VAULT_ID, &ident, &pass, cheap()).unwrap();
+            if let Slot::Passphrase { id, kdf: k, .. } = &mut s {
+                *id = format!("{n:016x}");
+                *k = kdf;
+            }
+            s
+        };
+        let list = [
+            slot(1, KdfParams::MAX),
+            slot(
+                2,
+                KdfParams {
+                    m_kib: 8,
+                    t: 1,
+                    p: 1,
+                },
+            ),
+        ];
+        let err = check_slot_list(&list).unwrap_err().to_string();
+        assert!(
+            err.contains("16777224 KiB x passes")
+                && err.contains("may ask for 16777216 KiB x passes"),
+            "{err}"
+        );
+        let odd = slot(
+            3,
+            KdfParams {
+                m_kib: 65537,
+                t: 3,
+                p: 4,
+            },
+        );
+        assert_eq!(odd.describe(), "passphrase (argon2id m=65537 KiB t=3 p=4)");
+        assert_eq!(
+            slot(4, KdfParams::DEFAULT).describe(),
+            "passphrase (argon2id m=64 MiB t=3 p=4)"
+        );
     }
 
     #[test]

@@ -92,7 +92,7 @@ fn fuzz_vault_passphrase_slots_over_the_total_kdf_budget_are_refused() {
     ];
     let err = refused(&vector_with_slots(slots));
     assert!(
-        err.contains("32768 MiB x passes of Argon2 across its passphrase slots")
+        err.contains("33554496 KiB x passes of Argon2 across its passphrase slots")
             && err.contains("the file may be hostile"),
         "{err}"
     );
@@ -134,7 +134,7 @@ fn fuzz_vault_a_hostile_slot_after_a_maximal_one_is_refused_before_any_work() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
-    assert!(err.contains("65536 MiB of memory"), "{err}");
+    assert!(err.contains("67108864 KiB of memory"), "{err}");
 }
 
 /// The writer side of the limit: `key add` refuses a 33rd slot (a vault we write must always

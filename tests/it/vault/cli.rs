@@ -263,6 +263,24 @@ fn a_future_format_version_is_a_clear_error() {
     assert!(err.contains("version 3 is not supported"), "{err}");
 }
 
+/// Seventeenth pass (found by forging files from vault-format.md): version 0, which no
+/// scopevault ever wrote, was refused with "upgrade scopevault", as a newer version is; no
+/// upgrade reads it. It is said to be a version scopevault never wrote.
+#[test]
+fn format_version_0_is_not_said_to_need_an_upgrade() {
+    let e = Env::new();
+    e.init_with_cred();
+    let mut b = e.vault_bytes();
+    b[8..10].copy_from_slice(&0u16.to_be_bytes());
+    std::fs::write(e.vault(), &b).unwrap();
+    let err = e.fails(&["cred", "list", "--passphrase-file", &e.pf()], b"", 4);
+    assert!(
+        err.contains("version 0 is not supported") && err.contains("no scopevault ever wrote it"),
+        "{err}"
+    );
+    assert!(!err.contains("upgrade scopevault"), "{err}");
+}
+
 #[test]
 fn a_forged_writer_with_only_the_public_recipient_is_refused() {
     let e = Env::new();
@@ -432,7 +450,7 @@ fn hostile_argon2_parameters_are_refused_before_any_work() {
     std::fs::write(e.vault(), assemble(&header, &payload, &[0u8; 32])).unwrap();
     let err = e.fails(&["cred", "list", "--passphrase-file", &e.pf()], b"", 4);
     assert!(
-        err.contains("demands") && err.contains("65536 MiB"),
+        err.contains("demands") && err.contains("67108864 KiB of memory"),
         "{err}"
     );
     header["slots"][0]["kdf"]["m_kib"] = serde_json::json!(65536);

@@ -226,6 +226,6 @@ fn regenerate() {
     write_fail(
         "hostile_argon2",
         &assemble(&h, &p, &[0u8; 32]),
-        "demands 65536 MiB of memory",
+        "demands 67108864 KiB of memory",
     );
 }
