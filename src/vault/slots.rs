@@ -186,6 +186,26 @@ fn check_alg(slot: &Slot) -> Result<(), VaultError> {
     }
 }
 
+/// The passphrase slots of `slots` in the order an unlock tries them: the cheapest Argon2 run
+/// first, ties in the order of the file. A run costs memory × passes (`M·T`, the measure of
+/// the format's budget): the lanes split that memory and those passes, they do not add to them
+/// (and this build runs them one after another). A writer without the key can put a maximal
+/// slot (1 GiB, 15 passes: within the limits) before the genuine one; tried in the file's
+/// order, every unlock with the right passphrase paid that run (about 20 s and 1 GiB) before
+/// it reached the genuine slot (seventeenth pass). A wrong passphrase still tries them all.
+pub(crate) fn passphrase_slots_cheapest_first(slots: &[Slot]) -> Vec<&Slot> {
+    let mut out: Vec<(u64, &Slot)> = slots
+        .iter()
+        .filter_map(|s| match s {
+            Slot::Passphrase { kdf, .. } => Some((u64::from(kdf.m_kib) * u64::from(kdf.t), s)),
+            _ => None,
+        })
+        .collect();
+    // Stable: equal costs keep the file's order.
+    out.sort_by_key(|(cost, _)| *cost);
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
 /// One key slot, as stored in the header (`type` tags the variant).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
@@ -1021,6 +1041,47 @@ mod tests {
         assert_eq!(
             slot(4, KdfParams::DEFAULT).describe(),
             "passphrase (argon2id m=64 MiB t=3 p=4)"
+        );
+    }
+
+    /// Seventeenth pass: a maximal passphrase slot put before the genuine one by a writer
+    /// without the key was tried first on every unlock. Passphrase slots are tried cheapest
+    /// first (memory × passes), ties in the file's order; other slots are not tried.
+    #[test]
+    fn passphrase_slots_are_tried_cheapest_first_ties_in_file_order() {
+        let ident = age::x25519::Identity::generate();
+        use secrecy::ExposeSecret;
+        let ident = ident.to_string().expose_secret().to_owned();
+        let pass = SecretString::from("correct horse battery staple".to_owned());
+        let slot = |n: u8, m_kib: u32, t: u32, p: u32| {
+            let mut s = passphrase_slot(VAULT_ID, &ident, &pass, cheap()).unwrap();
+            if let Slot::Passphrase { id, kdf, .. } = &mut s {
+                *id = format!("{n:016x}");
+                *kdf = KdfParams { m_kib, t, p };
+            }
+            s
+        };
+        let slots = [
+            slot(1, 1024 * 1024, 15, 1), // the hostile maximal slot, first in the file
+            identity_slot(VAULT_ID, &ident).unwrap().0,
+            slot(2, 64 * 1024, 3, 4),  // the default: 196608 KiB x passes
+            slot(3, 64 * 1024, 3, 1),  // the same work with fewer lanes: after 2
+            slot(4, 512 * 1024, 1, 1), // fewer lanes but more work than the default
+            slot(5, 64, 1, 1),
+        ];
+        let order: Vec<&str> = passphrase_slots_cheapest_first(&slots)
+            .iter()
+            .map(|s| s.id())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "0000000000000005",
+                "0000000000000002",
+                "0000000000000003",
+                "0000000000000004",
+                "0000000000000001"
+            ]
         );
     }
 
