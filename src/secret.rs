@@ -239,7 +239,7 @@ const MIN_EMBEDDED: usize = 6;
 
 /// Percent-encoders: the set of bytes each leaves as they are, besides ASCII letters and
 /// digits.
-const PERCENT_SAFE: [&[u8]; 4] = [
+const PERCENT_SAFE: [&[u8]; 5] = [
     // RFC 3986 unreserved: curl, Rust, Go's `url.QueryEscape` (with `+`).
     b"-_.~",
     // Python's `urllib.parse.quote` (default `safe='/'`).
@@ -248,7 +248,88 @@ const PERCENT_SAFE: [&[u8]; 4] = [
     b"*-._",
     // JavaScript's `encodeURIComponent`.
     b"-_.!~*'()",
+    // JavaScript's `encodeURI`.
+    b"-_.!~*'();,/?:@&=+$#",
 ];
+
+/// The part of a URL a value is put in, for the forms a URL parser writes ([`url_form`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlPart {
+    Path,
+    Query,
+    Fragment,
+    Userinfo,
+}
+
+/// Whose percent-encode sets: the WHATWG URL Standard's (Node, Firefox) or Chromium's, which
+/// also encodes `'` in every query (the standard: only a special scheme's), `^` and `|` in a
+/// path, and `'` in the userinfo (observed with Chromium 156).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlSets {
+    Whatwg,
+    Chromium,
+}
+
+/// Whether a URL parser percent-encodes the ASCII character `c` in `part` (C0 controls, DEL
+/// and every non-ASCII character are always encoded).
+fn url_encodes(part: UrlPart, sets: UrlSets, special: bool, c: char) -> bool {
+    let chromium = sets == UrlSets::Chromium;
+    let query = matches!(c, ' ' | '"' | '#' | '<' | '>');
+    let path = query || matches!(c, '?' | '`' | '{' | '}') || (chromium && matches!(c, '^' | '|'));
+    match part {
+        UrlPart::Fragment => matches!(c, ' ' | '"' | '<' | '>' | '`'),
+        UrlPart::Query => query || (c == '\'' && (special || chromium)),
+        UrlPart::Path => path,
+        UrlPart::Userinfo => {
+            path || matches!(
+                c,
+                '/' | ':' | ';' | '=' | '@' | '[' | '\\' | ']' | '^' | '|'
+            ) || (chromium && c == '\'')
+        }
+    }
+}
+
+/// `value` put in a URL at `part` as a URL parser serialises it (a check that builds a URL by
+/// concatenation, `url.search = …`, `url.password = v`). The parser drops tabs and newlines
+/// (the userinfo setters do not parse, and keep them encoded); by concatenation (`setter`
+/// false) a `?` in a path begins the query and a `#` the fragment, as they would in the URL;
+/// in a special scheme's (`http`, `https`…) path a `\` is a `/`. Uppercase hex, as browsers
+/// write it; `%` is never encoded.
+fn url_form(value: &str, start: UrlPart, sets: UrlSets, special: bool, setter: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    let mut part = start;
+    for c in value.chars() {
+        if matches!(c, '\t' | '\n' | '\r') && start != UrlPart::Userinfo {
+            continue;
+        }
+        if !setter {
+            match (part, c) {
+                (UrlPart::Path, '?') => {
+                    out.push(c);
+                    part = UrlPart::Query;
+                    continue;
+                }
+                (UrlPart::Path | UrlPart::Query, '#') => {
+                    out.push(c);
+                    part = UrlPart::Fragment;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if part == UrlPart::Path && special && c == '\\' {
+            out.push('/');
+        } else if !(' '..='~').contains(&c) || url_encodes(part, sets, special, c) {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// HTML/XML escapers: (replacement of `"`, replacement of `'`); `&`, `<`, `>` always become
 /// `&amp;`, `&lt;`, `&gt;`. `None` keeps the character.
@@ -280,12 +361,16 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 ///   longer text (HTTP Basic `user:password`, a data URL, a trace resource);
 /// - percent-encoding in both hex cases, with `%20` or `+` for a space, by each of the common
 ///   encoders (RFC 3986, Python's `quote` leaving `/`, the browsers' form encoding, JavaScript's
-///   `encodeURIComponent`);
+///   `encodeURIComponent` and `encodeURI`);
+/// - the value put in a URL's path, query, fragment or userinfo, as a URL parser writes it
+///   (Chromium's percent-encode sets and the WHATWG URL Standard's; by concatenation, where a
+///   `?` or `#` in the value begins the next part, or by a setter);
 /// - JSON string escaping as serde_json and browsers' `JSON.stringify` write it, as Python's
 ///   `json.dumps` (non-ASCII as `\uXXXX`), as Go's `encoding/json` (`<`, `>`, `&` as
 ///   `\u003c`…), each with lowercase and uppercase hex digits, and with `/` as `\/` (PHP);
 ///   and each of these escaped once more, as JSON inside a JSON string (HAR bodies);
 /// - HTML/XML entities, as Python, Go, PHP and XML escape quotes;
+/// - each HTML and percent-encoded form JSON-escaped (browsers, Python): a HAR's body or URL;
 /// - hex, lowercase and uppercase;
 /// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments.
 ///
@@ -330,6 +415,27 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
                 );
             }
         }
+    }
+    // What a browser's URL parser writes for a value put in a URL, in each part, by Chromium's
+    // sets and the standard's (Node, Firefox), in a special scheme or not, by concatenation or
+    // by a setter (found by attacking the scrub with a real Chromium HAR, seventeenth pass).
+    for sets in [UrlSets::Chromium, UrlSets::Whatwg] {
+        for special in [true, false] {
+            for setter in [false, true] {
+                for part in [UrlPart::Path, UrlPart::Query, UrlPart::Fragment] {
+                    push!(
+                        url_form(value, part, sets, special, setter),
+                        Encoding::Percent { lower: false },
+                        MIN_FORM,
+                    );
+                }
+            }
+        }
+        push!(
+            url_form(value, UrlPart::Userinfo, sets, true, true),
+            Encoding::Percent { lower: false },
+            MIN_FORM,
+        );
     }
     let json = serde_json::to_string(value).unwrap_or_default();
     if json.len() >= 2 {
@@ -380,6 +486,24 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
                 );
             }
         }
+    }
+    // A HAR keeps a response body (a login page echoing what was typed, HTML-escaped) and a
+    // request's URL as JSON strings: each HTML and percent-encoded form JSON-escaped, as
+    // browsers (UTF-8) and Python (`\u00e9`) write it (found by attacking the scrub with a
+    // real Chromium HAR, seventeenth pass). A form JSON leaves as it is is already there.
+    let in_json: Vec<(String, Encoding)> = forms
+        .iter()
+        .filter(|f| matches!(f.encoding, Encoding::Html | Encoding::Percent { .. }))
+        .flat_map(|f| {
+            [
+                json_escape(&f.text, false, |_| false),
+                json_escape(&f.text, false, |c| !c.is_ascii() || c == '\u{7f}'),
+            ]
+            .map(|t| (t, f.encoding))
+        })
+        .collect();
+    for (t, e) in in_json {
+        push!(t, e, MIN_FORM);
     }
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);

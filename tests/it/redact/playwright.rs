@@ -296,3 +296,83 @@ fn a_playwright_test_html_report_keeps_no_form_of_the_password_in_its_embedded_a
     assert!(scanned >= 3, "scanned {scanned} files and members");
     assert!(hits.is_empty(), "forms of the password remain: {hits:#?}");
 }
+
+/// The password the outside tester used (seventeenth pass): a quote, `/`, non-ASCII, `\`,
+/// `&`, `+`, `%`, `<>`, a space and a character beyond the BMP, where the encoders a browser
+/// uses disagree most.
+const PW_BROWSER: &str = "Sq\"9/\u{e9}\\&+%<k> \u{1f511}z";
+
+/// Found by attacking the scrub with a real Chromium HAR and trace (seventeenth pass): a
+/// login page that echoed the password HTML-escaped was kept in the HAR as a JSON string
+/// holding the HTML-escaped value (`\` doubled inside `&quot;…&amp;`), and a URL a check built
+/// by concatenation was recorded as Chromium's URL parser writes it (`"`, `<`, `>`, the space
+/// and non-ASCII percent-encoded, `/ \ & + %` kept, then `\` doubled by JSON): neither was a
+/// form of the list, and both stayed in the scrubbed HAR, readable with `html.unescape` or
+/// `unquote`. The check (tests/fixtures/browser_echo_check.py) also prints the value as a
+/// URL's password and through `encodeURI`. Every artefact is searched for every form the
+/// oracle writes, the new ones included.
+#[test]
+fn regression_a_real_chromium_har_keeps_no_echoed_or_url_encoded_form_of_the_password() {
+    let py = match components() {
+        Ok(p) => p,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let forms = match oracle(&[("shop-buyer.password", PW_BROWSER, Some("buyer"))]) {
+        Ok(f) => f,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let dir = tempdir();
+    let d = daemon::start_with_buyer(dir.path(), PW_BROWSER);
+    let art = dir.path().join("artifacts");
+    let check = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/browser_echo_check.py"
+    );
+    let out = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["exec", "--task", "checkout-flow", "--artifacts"])
+        .arg(&art)
+        .arg("--")
+        .arg(&py)
+        .arg(check)
+        .arg(&art)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("echo check: done"), "{stdout}");
+    let (hits, scanned) = scan_tree(&art, &forms);
+    assert!(scanned >= 3, "scanned {scanned} files and members");
+    assert!(hits.is_empty(), "forms of the password remain: {hits:#?}");
+    // The HAR still parses, and held what the check made (now masked).
+    let har: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(art.join("login.har")).unwrap())
+            .expect("the HAR parses");
+    let har_text = har.to_string();
+    assert!(
+        har_text.contains("with password [redacted:shop-buyer.password]"),
+        "the echoing page is in the HAR, masked"
+    );
+    assert!(
+        har_text.contains("/search?q=%5Bredacted%3Ashop-buyer.password%5D"),
+        "the concatenated URL is in the HAR, masked"
+    );
+    let console = std::fs::read_to_string(art.join("console.log")).unwrap();
+    assert_eq!(
+        console.matches("redacted").count(),
+        2,
+        "the URL's password and encodeURI, masked"
+    );
+}
