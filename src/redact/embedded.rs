@@ -36,16 +36,6 @@ fn is_base64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='
 }
 
-/// An anonymous in-memory file holding `bytes` (the archive's reader wants a file).
-fn memory_file(name: &str, bytes: &[u8]) -> anyhow::Result<File> {
-    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
-        .context("cannot make an in-memory file")?;
-    let mut f = File::from(fd);
-    f.write_all(bytes)?;
-    f.rewind()?;
-    Ok(f)
-}
-
 /// Whether [`MARKER`] is in `file`, read from its start in [`super::text::CHUNK`] pieces
 /// that overlap by the marker's length.
 fn holds(finder: &memchr::memmem::Finder<'_>, mut file: &File) -> std::io::Result<bool> {
@@ -82,9 +72,9 @@ fn scrub_one(
     if !super::looks_zip(&decoded) {
         anyhow::bail!("it is not a zip archive");
     }
-    let input = memory_file("scopevault-redact-in", &decoded)?;
+    let input = super::zip::memory_file("scopevault-redact-in", &decoded)?;
     drop(decoded);
-    let mut output = memory_file("scopevault-redact-out", &[])?;
+    let mut output = super::zip::memory_file("scopevault-redact-out", &[])?;
     let members = super::zip::scrub_members(s, &input, &output, shown)?;
     if !members.changed {
         return Ok((None, members));

@@ -11,6 +11,11 @@
 //! rewritten archive is that one). A member that unpacks to more than [`MAX_MEMBER`] (a zip
 //! bomb: a few KiB that inflate to gigabytes) is not scrubbed: the archive is left as it was
 //! and reported as not scrubbed.
+//!
+//! A member that is itself a zip archive (a Playwright blob report keeps each test's trace as
+//! `resources/<sha1>.zip`) is scrubbed the same way, member by member, up to [`MAX_NESTING`]
+//! archives deep, its members counted against the outer archive's total; an archive holding a
+//! deeper one is left as it was and reported as not scrubbed.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -65,6 +70,21 @@ fn read_member(
 
 /// All members of one archive together may unpack to this many times the member limit.
 pub const MAX_TOTAL_FACTOR: u64 = 4;
+
+/// Archives inside an archive are scrubbed this many levels deep; an archive holding a deeper
+/// one is left as it was, and reported.
+pub const MAX_NESTING: usize = 4;
+
+/// An anonymous in-memory file holding `bytes` (the archive's reader wants a file).
+pub(crate) fn memory_file(name: &str, bytes: &[u8]) -> anyhow::Result<File> {
+    use std::io::Seek;
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
+        .context("cannot make an in-memory file")?;
+    let mut f = File::from(fd);
+    f.write_all(bytes)?;
+    f.rewind()?;
+    Ok(f)
+}
 
 /// Refuse an archive whose members' compressed data overlap: no archiver writes one, and it
 /// is how a small file makes many members that each unpack one big stream (a zip bomb that
@@ -156,13 +176,52 @@ pub(crate) fn scrub_members(
     out: &File,
     shown: &str,
 ) -> anyhow::Result<Members> {
+    // All members together may unpack to at most this, those of archives inside it included:
+    // a bomb of many members each just under the member limit costs that much work, then is
+    // refused.
+    let mut budget = s.member_limit().saturating_mul(MAX_TOTAL_FACTOR);
+    scrub_members_within(s, file, out, shown, 0, &mut budget)
+}
+
+/// A member that is itself a zip archive, `depth` archives deep: scrubbed into a new archive
+/// as [`scrub_members`] does, within what is left of the outer archive's `budget`. Returns the
+/// new archive's bytes, or `None` when `data` is not a readable archive (the caller handles it
+/// as a binary member).
+fn scrub_nested(
+    s: &Scrubber,
+    data: &[u8],
+    shown: &str,
+    depth: usize,
+    budget: &mut u64,
+) -> anyhow::Result<Option<(Zeroizing<Vec<u8>>, Members)>> {
+    use std::io::Seek;
+    let input = memory_file("scopevault-redact-nested-in", data)?;
+    if ::zip::ZipArchive::new(&input).is_err() {
+        return Ok(None);
+    }
+    let mut output = memory_file("scopevault-redact-nested-out", &[])?;
+    let m = scrub_members_within(s, &input, &output, shown, depth, budget)?;
+    drop(input);
+    output.rewind()?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    output.read_to_end(&mut bytes)?;
+    Ok(Some((bytes, m)))
+}
+
+/// [`scrub_members`] of an archive `depth` archives deep, counting what its members unpack to
+/// against `budget`.
+fn scrub_members_within(
+    s: &Scrubber,
+    file: &File,
+    out: &File,
+    shown: &str,
+    depth: usize,
+    budget: &mut u64,
+) -> anyhow::Result<Members> {
     let mut archive = ::zip::ZipArchive::new(file).context("not a readable zip archive")?;
     let n = archive.len();
     refuse_overlapping_members(&mut archive)?;
     refuse_duplicate_names(file, n)?;
-    // All members together may unpack to at most this: a bomb of many members each just
-    // under the member limit costs that much work, then is refused.
-    let mut budget = s.member_limit().saturating_mul(MAX_TOTAL_FACTOR);
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut binary: Vec<(String, bool)> = Vec::new();
     let mut dropped = 0u64;
@@ -170,6 +229,8 @@ pub(crate) fn scrub_members(
     let mut renames: Vec<(String, String)> = Vec::new();
     let mut changed = false;
     let mut errors: Vec<String> = Vec::new();
+    // Resources renamed inside the archives in this one.
+    let mut renamed_inside = 0u64;
     // Hashed resources first, so that the renames are known before the other members refer
     // to them. Members are written in that order, one at a time, as soon as each is
     // scrubbed: memory holds one member (and its scrubbed copy), never the archive.
@@ -194,7 +255,7 @@ pub(crate) fn scrub_members(
             }
             let name = m.name().to_owned();
             let declared = m.size();
-            let limit = s.member_limit().min(budget);
+            let limit = s.member_limit().min(*budget);
             let data = read_member(&mut m, declared, limit, &name).map_err(|e| {
                 if limit < s.member_limit() {
                     anyhow::anyhow!(
@@ -205,10 +266,54 @@ pub(crate) fn scrub_members(
                     e
                 }
             })?;
-            budget -= data.len() as u64;
+            *budget -= data.len() as u64;
             (name, data)
         };
         let member_shown = format!("{shown}!{name}");
+        // An archive inside the archive: its members scrubbed, the archive rewritten.
+        let nested = if !super::looks_zip(&data) {
+            None
+        } else if depth < MAX_NESTING {
+            scrub_nested(s, &data, &member_shown, depth + 1, budget)
+                .with_context(|| format!("in the archive {name} inside it"))?
+        } else {
+            // Its members are compressed: whether a form is in it cannot be told without
+            // opening it, so it is not passed as a binary member.
+            anyhow::bail!(
+                "the archive {name} inside it is more than {MAX_NESTING} archives deep, the most that is scrubbed: the archive is left as it was"
+            );
+        };
+        if let Some((rebuilt, m)) = nested {
+            for (label, k) in &m.counts {
+                *counts.entry(label.clone()).or_default() += k;
+            }
+            binary.extend(m.binary);
+            dropped += m.dropped;
+            renamed_inside += m.renamed;
+            errors.extend(m.errors);
+            let result: &[u8] = if m.changed { &rebuilt } else { &data };
+            // What no member of it holds (its comment, a member's name) is not scrubbed.
+            if s.patterns().is_match(result) {
+                errors.push(remains(&member_shown));
+            }
+            if !m.changed {
+                drop((data, rebuilt));
+                w.raw_copy_file(archive.by_index_raw(i)?)?;
+                continue;
+            }
+            changed = true;
+            let mut new_name = name.clone();
+            if let Some(old) = hashed_name(&name) {
+                if sha1_hex(&data) == old {
+                    let new = sha1_hex(&rebuilt);
+                    new_name = name.replacen(old, &new, 1);
+                    renames.push((old.to_owned(), new));
+                }
+            }
+            drop(data);
+            write_member(&mut w, new_name, &rebuilt)?;
+            continue;
+        }
         if super::looks_zip(&data) || super::looks_binary(&data[..data.len().min(8192)]) {
             let seen = s.patterns().is_match(&data);
             binary.push((member_shown, seen));
@@ -266,11 +371,7 @@ pub(crate) fn scrub_members(
             }
         }
         drop(data);
-        let opts = ::zip::write::SimpleFileOptions::default()
-            .compression_method(::zip::CompressionMethod::Deflated)
-            .large_file(scrubbed.len() as u64 >= u32::MAX as u64);
-        w.start_file(new_name, opts)?;
-        w.write_all(&scrubbed)?;
+        write_member(&mut w, new_name, &scrubbed)?;
     }
     let mut inner = w.finish()?;
     inner.flush()?;
@@ -279,9 +380,23 @@ pub(crate) fn scrub_members(
         counts,
         binary,
         dropped,
-        renamed: renames.len() as u64,
+        renamed: renames.len() as u64 + renamed_inside,
         errors,
     })
+}
+
+/// Write a scrubbed member (deflated) to the new archive.
+fn write_member(
+    w: &mut ::zip::ZipWriter<impl Write + std::io::Seek>,
+    name: String,
+    data: &[u8],
+) -> anyhow::Result<()> {
+    let opts = ::zip::write::SimpleFileOptions::default()
+        .compression_method(::zip::CompressionMethod::Deflated)
+        .large_file(data.len() as u64 >= u32::MAX as u64);
+    w.start_file(name, opts)?;
+    w.write_all(data)?;
+    Ok(())
 }
 
 /// Scrub the archive at `place` (opened as `file`, stamped `before`).
@@ -307,7 +422,9 @@ pub(crate) fn scrub_archive(
         if super::text::unchanged(place, &file, before) {
             summary.binary.extend(m.binary);
             if left {
-                summary.errors.push(remains(place));
+                summary
+                    .errors
+                    .push(remains(&place.shown.display().to_string()));
             }
             return Ok(Outcome::Done);
         }
@@ -316,7 +433,9 @@ pub(crate) fn scrub_archive(
     let outcome = replace(place, &file, before, meta, tmp)?;
     if outcome == Outcome::Done {
         if left {
-            summary.errors.push(remains(place));
+            summary
+                .errors
+                .push(remains(&place.shown.display().to_string()));
         }
         summary.binary.extend(m.binary);
         summary.rewritten += 1;
@@ -328,10 +447,9 @@ pub(crate) fn scrub_archive(
     Ok(outcome)
 }
 
-/// The error for an archive whose bytes still hold a form after the scrub.
-fn remains(place: &Place) -> String {
+/// The error for an archive (`shown`) whose bytes still hold a form after the scrub.
+fn remains(shown: &str) -> String {
     format!(
-        "{}: a form of a secret is still in the archive's bytes outside what was scrubbed (a comment, a member's name or extra field, a binary member stored uncompressed, or data no member lists)",
-        place.shown.display()
+        "{shown}: a form of a secret is still in the archive's bytes outside what was scrubbed (a comment, a member's name or extra field, a binary member stored uncompressed, or data no member lists)"
     )
 }

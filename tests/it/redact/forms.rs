@@ -308,6 +308,100 @@ fn sha1_hex(b: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(b))
 }
 
+/// A deflated zip archive of `members` (name, content), in memory.
+fn zip_bytes(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in members {
+        w.start_file(*name, o).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Found by attacking the scrub (seventeenth pass): a zip inside a zip — a Playwright blob
+/// report keeps each test's trace as `resources/<sha1>.zip` — was listed as "binary file not
+/// scrubbed", without even the flag saying a form is in it, and the scrub passed (`redact`
+/// exit 0) with the value left in the inner trace. An archive inside an archive is now
+/// scrubbed member by member, a hashed one renamed with the references to it, down to 4
+/// archives deep; a file holding a deeper one is left as it was and reported.
+#[test]
+fn regression_an_archive_inside_an_archive_is_scrubbed_member_by_member() {
+    let Some(forms) = oracle_or_skip() else {
+        return;
+    };
+    let v = SECRETS[3].1;
+    let root = tempfile::tempdir().unwrap();
+    let (blob_dir, deep_dir) = (root.path().join("blob"), root.path().join("deep"));
+    std::fs::create_dir(&blob_dir).unwrap();
+    std::fs::create_dir(&deep_dir).unwrap();
+    let action = serde_json::json!({"type": "action", "method": "fill", "params": {"value": v}});
+    let trace = zip_bytes(&[("trace.trace", format!("{action}\n").as_bytes())]);
+    let trace_sha = sha1_hex(&trace);
+    let inner_name = format!("resources/{trace_sha}.zip");
+    let report = format!(
+        "{}\n",
+        serde_json::json!({"attachments": [{"path": inner_name}]})
+    );
+    // Four archives deep: the blob report, the trace, and two more around them.
+    let blob = zip_bytes(&[("report.jsonl", report.as_bytes()), (&inner_name, &trace)]);
+    let blob = zip_bytes(&[("blob.zip", &blob), ("note.txt", b"nothing")]);
+    let blob = zip_bytes(&[("wrapped.zip", &blob)]);
+    std::fs::write(blob_dir.join("report.zip"), &blob).unwrap();
+
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&blob_dir));
+    assert!(summary.ok(), "{summary}");
+    assert!(summary.binary.is_empty(), "{summary}");
+    assert_eq!(summary.hits.get("check.password"), Some(&1), "{summary}");
+    assert_eq!(summary.renamed, 1, "{summary}");
+    let (hits, scanned) = scan_tree(&blob_dir, &forms);
+    assert!(hits.is_empty(), "{hits:?}");
+    assert_eq!(scanned, 7, "every archive and member was read");
+    // The trace inside is named by its new SHA-1, and the report refers to that name.
+    let open = |bytes: Vec<u8>, name: &str| -> Vec<u8> {
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        let mut out = Vec::new();
+        z.by_name(name).unwrap().read_to_end(&mut out).unwrap();
+        out
+    };
+    let blob = open(
+        open(
+            std::fs::read(blob_dir.join("report.zip")).unwrap(),
+            "wrapped.zip",
+        ),
+        "blob.zip",
+    );
+    let report = String::from_utf8(open(blob.clone(), "report.jsonl")).unwrap();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(blob)).unwrap();
+    let names: Vec<String> = z.file_names().map(str::to_owned).collect();
+    let renamed = names
+        .iter()
+        .find(|n| n.starts_with("resources/"))
+        .unwrap()
+        .clone();
+    assert_ne!(renamed, inner_name);
+    assert!(report.contains(&renamed), "{report}");
+    let mut data = Vec::new();
+    z.by_name(&renamed).unwrap().read_to_end(&mut data).unwrap();
+    assert!(renamed.contains(&sha1_hex(&data)), "{renamed}");
+
+    // Five archives inside the file: the fifth is not opened, so the file is left as it was
+    // and reported (a form in it cannot be seen in its compressed bytes).
+    let mut deep = zip_bytes(&[("t.txt", v.as_bytes())]);
+    for _ in 0..5 {
+        deep = zip_bytes(&[("inner.zip", &deep)]);
+    }
+    std::fs::write(deep_dir.join("deep.zip"), &deep).unwrap();
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&deep_dir));
+    assert_eq!(summary.errors.len(), 1, "{summary}");
+    assert!(
+        summary.errors[0].contains("more than 4 archives deep"),
+        "{summary}"
+    );
+    assert_eq!(std::fs::read(deep_dir.join("deep.zip")).unwrap(), deep);
+}
+
 #[test]
 fn zip_members_are_scrubbed_and_sha1_named_resources_renamed_with_their_references() {
     let Some(forms) = oracle_or_skip() else {
