@@ -301,8 +301,11 @@ impl Scrubber {
     }
 
     /// A path given on the command line: a directory is walked through descriptors (each
-    /// subdirectory opened `O_NOFOLLOW` from the one above it), a regular file scrubbed, a
-    /// symbolic link or anything else listed as skipped.
+    /// subdirectory opened `O_NOFOLLOW` from the one above it), a regular file scrubbed,
+    /// anything else listed as skipped. A symbolic link given here is followed, as `find -H`
+    /// does: the operator named what it points at (`--artifacts latest`, a link to the run's
+    /// directory), and skipping it left the whole tree unscrubbed with exit 0. Links found
+    /// under it are not followed.
     fn walk(
         &self,
         path: &Path,
@@ -318,10 +321,30 @@ impl Scrubber {
                 return;
             }
         };
-        let ft = meta.file_type();
+        let mut ft = meta.file_type();
+        let mut real = path.to_path_buf();
+        if ft.is_symlink() {
+            // Its target is text that tar and zip keep, whatever it points at.
+            self.check_link_target(rustix::fs::readlink(path, Vec::new()), path, summary);
+            match std::fs::canonicalize(path)
+                .and_then(|r| std::fs::symlink_metadata(&r).map(|m| (r, m)))
+            {
+                Ok((r, m)) => {
+                    real = r;
+                    ft = m.file_type();
+                }
+                Err(e) => {
+                    summary.errors.push(format!(
+                        "{}: cannot follow the symbolic link: {e}",
+                        path.display()
+                    ));
+                    return;
+                }
+            }
+        }
         if ft.is_dir() {
             match rustix::fs::open(
-                path,
+                &real,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             ) {
@@ -333,8 +356,9 @@ impl Scrubber {
                 )),
             }
         } else if ft.is_file() {
-            match text::Place::of_path(path) {
-                Ok(place) => {
+            match text::Place::of_path(&real) {
+                Ok(mut place) => {
+                    place.shown = path.to_path_buf();
                     summary.files += 1;
                     self.attempts(&place, summary, Some(defer), 0);
                 }
@@ -344,9 +368,6 @@ impl Scrubber {
                 )),
             }
         } else {
-            if ft.is_symlink() {
-                self.check_link_target(rustix::fs::readlink(path, Vec::new()), path, summary);
-            }
             summary.skipped.push(path.display().to_string());
         }
     }

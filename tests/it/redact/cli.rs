@@ -545,6 +545,100 @@ fn a_symlink_whose_target_holds_a_secret_is_reported() {
     }
 }
 
+/// Found by attacking the scrub (seventeenth pass): `exec --artifacts LINK` and `redact LINK`,
+/// LINK a symbolic link to the run's directory, said "not a regular file, skipped" and exited
+/// 0 with nothing scrubbed (`LINK/` worked). A link given as a root is now followed, as
+/// `find -H` does, a directory's or a file's; links found under it are still not followed, and
+/// a link given that leads nowhere is an error.
+#[test]
+fn regression_a_symbolic_link_given_as_a_root_is_followed_and_links_under_it_are_not() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let (real, outside) = (dir.path().join("run-42"), dir.path().join("outside"));
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let leaked = format!("login {PW}\n");
+    let victim = outside.join("victim.log");
+    let link = dir.path().join("latest");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    std::os::unix::fs::symlink(&victim, real.join("to-outside.log")).unwrap();
+    let file_link = dir.path().join("latest.log");
+    std::os::unix::fs::symlink(real.join("app.log"), &file_link).unwrap();
+    let link_s = link.to_str().unwrap();
+
+    // `exec --artifacts LINK`: the check writes through the link; the exit code is its own.
+    std::fs::write(&victim, &leaked).unwrap();
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--artifacts",
+            link_s,
+            "--",
+            "sh",
+            "-c",
+            "printf 'login %s\\n' \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" > \"$1/app.log\"; exit 3",
+            "sh",
+            link_s,
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("1 files scanned, 1 rewritten"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(real.join("app.log")).unwrap(),
+        "login [redacted:shop-buyer.password]\n"
+    );
+    // The link under the root was not followed.
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), leaked);
+    assert!(stderr.contains("skipped: "), "{stderr}");
+
+    // `redact LINK` (a directory) and `redact FILE-LINK`: exit 0, scrubbed.
+    for given in [&link, &file_link] {
+        std::fs::write(real.join("app.log"), &leaked).unwrap();
+        let out = sv(
+            &d,
+            &["redact", "--task", "checkout-flow", given.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", given.display());
+        assert!(stderr.contains("1 files scanned, 1 rewritten"), "{stderr}");
+        assert_eq!(
+            std::fs::read_to_string(real.join("app.log")).unwrap(),
+            "login [redacted:shop-buyer.password]\n"
+        );
+        assert!(given.is_symlink(), "the link itself stays a link");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), leaked);
+
+    // A link that leads nowhere: an error, not "skipped" with exit 0.
+    let dangling = dir.path().join("gone");
+    std::os::unix::fs::symlink(dir.path().join("no-such-run"), &dangling).unwrap();
+    let out = sv(
+        &d,
+        &[
+            "redact",
+            "--task",
+            "checkout-flow",
+            dangling.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot follow the symbolic link"),
+        "{stderr}"
+    );
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
