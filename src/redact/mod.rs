@@ -523,6 +523,15 @@ impl Scrubber {
     }
 }
 
+/// The error for a binary file or zip member (`shown`) that was kept with a form of a value
+/// in its bytes: it cannot be scrubbed, and passing it with a warning let `redact && upload`
+/// ship the value.
+pub(crate) fn binary_holds_a_form(shown: &str) -> String {
+    format!(
+        "{shown}: a form of a secret is in this binary file, which cannot be scrubbed, and it was kept: delete it before the artefacts leave this host, mask it at capture time, or drop binary files with --artifacts-binary=drop"
+    )
+}
+
 /// The error for a file or directory whose name holds a form of a value.
 fn name_holds_a_form(path: &Path) -> String {
     format!(

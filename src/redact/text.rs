@@ -340,13 +340,14 @@ pub(crate) fn scrub_file_once(
         if !unchanged(place, &file, before) {
             return Ok(Outcome::Changed);
         }
-        summary
-            .binary
-            .push((place.shown.display().to_string(), seen));
+        let shown = place.shown.display().to_string();
         if s.binary_policy() == BinaryPolicy::Drop {
             place.remove().context("cannot drop the binary file")?;
             summary.dropped += 1;
+        } else if seen {
+            summary.errors.push(super::binary_holds_a_form(&shown));
         }
+        summary.binary.push((shown, seen));
         return Ok(Outcome::Done);
     }
     if super::zip::ends_in_an_archive(&file, meta.len())? {

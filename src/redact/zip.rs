@@ -287,13 +287,14 @@ fn scrub_members_within(
             for (label, k) in &m.counts {
                 *counts.entry(label.clone()).or_default() += k;
             }
+            let kept = kept_a_form(s, &m.binary);
             binary.extend(m.binary);
             dropped += m.dropped;
             renamed_inside += m.renamed;
             errors.extend(m.errors);
             let result: &[u8] = if m.changed { &rebuilt } else { &data };
             // What no member of it holds (its comment, a member's name) is not scrubbed.
-            if s.patterns().is_match(result) {
+            if s.patterns().is_match(result) && !kept {
                 errors.push(remains(&member_shown));
             }
             if !m.changed {
@@ -316,14 +317,17 @@ fn scrub_members_within(
         }
         if super::looks_zip(&data) || super::looks_binary(&data[..data.len().min(8192)]) {
             let seen = s.patterns().is_match(&data);
-            binary.push((member_shown, seen));
             if s.binary_policy() == BinaryPolicy::Drop {
                 dropped += 1;
                 changed = true;
             } else {
+                if seen {
+                    errors.push(super::binary_holds_a_form(&member_shown));
+                }
                 drop(data);
                 w.raw_copy_file(archive.by_index_raw(i)?)?;
             }
+            binary.push((member_shown, seen));
             continue;
         }
         // One automaton pass over the member, fed in chunks so that no third copy is made.
@@ -416,7 +420,9 @@ pub(crate) fn scrub_archive(
     // still in the bytes of the result, the scrub says so rather than passing in silence.
     let mut result: &File = if m.changed { tmp.as_file() } else { &file };
     std::io::Seek::seek(&mut result, std::io::SeekFrom::Start(0))?;
-    let left = super::text::contains_any(s.patterns(), result)?;
+    // A binary member kept with a form in it is already reported: a form found in the bytes
+    // is most likely that member's.
+    let left = super::text::contains_any(s.patterns(), result)? && !kept_a_form(s, &m.binary);
     if !m.changed {
         drop(tmp);
         if super::text::unchanged(place, &file, before) {
@@ -445,6 +451,11 @@ pub(crate) fn scrub_archive(
         summary.add_counts(&counts);
     }
     Ok(outcome)
+}
+
+/// Whether one of the binary members listed holds a form and was kept (so it is reported).
+fn kept_a_form(s: &Scrubber, binary: &[(String, bool)]) -> bool {
+    s.binary_policy() == BinaryPolicy::Keep && binary.iter().any(|(_, seen)| *seen)
 }
 
 /// The error for an archive (`shown`) whose bytes still hold a form after the scrub.

@@ -639,6 +639,120 @@ fn regression_a_symbolic_link_given_as_a_root_is_followed_and_links_under_it_are
     );
 }
 
+/// Writes into `dir` a binary file holding `value`, a clean image, and a zip whose binary
+/// member (deflated, so the archive's bytes do not show it) holds `value`.
+fn write_binaries(dir: &Path, value: &str) {
+    use std::io::Write;
+    let mut dump = b"\x89PNG\r\n\x1a\n\0\0".to_vec();
+    dump.extend_from_slice(value.as_bytes());
+    dump.extend_from_slice(&[0u8; 20]);
+    std::fs::write(dir.join("dump.bin"), &dump).unwrap();
+    std::fs::write(dir.join("clean.png"), b"\x89PNG\r\n\x1a\n\0\0clean").unwrap();
+    let mut w = zip::ZipWriter::new(std::fs::File::create(dir.join("trace.zip")).unwrap());
+    let o = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    w.start_file("trace.trace", o).unwrap();
+    w.write_all(b"{\"type\":\"action\"}\n").unwrap();
+    w.start_file("resources/body.bin", o).unwrap();
+    w.write_all(&dump).unwrap();
+    w.finish().unwrap();
+}
+
+/// Found by attacking the scrub (seventeenth pass): a binary file (or a zip's binary member)
+/// holding the value was kept with a warning, "(A FORM OF A SECRET IS IN IT)", and `redact`
+/// exited 0, so `redact && upload` shipped the value. Kept, such a file is now an error:
+/// `redact` exits 1, `exec --artifacts` counts it failed and keeps the command's exit code; a
+/// binary file without a form, or one dropped (`--artifacts-binary drop`), is not an error.
+#[test]
+fn regression_a_binary_file_kept_with_a_form_in_it_is_an_error() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    write_binaries(&art, PW);
+    let art_s = art.to_str().unwrap();
+    let out = sv(&d, &["redact", "--task", "checkout-flow", art_s])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("scopevault: error: ") && l.contains("in this binary file"))
+        .collect();
+    assert_eq!(errors.len(), 2, "{stderr}");
+    assert!(errors.iter().any(|l| l.contains("dump.bin:")), "{stderr}");
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("trace.zip!resources/body.bin:")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PW), "{stderr}");
+    assert!(art.join("dump.bin").exists(), "kept, as asked");
+
+    // `exec --artifacts`: the command's exit code, the files counted failed.
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--artifacts",
+            art_s,
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.matches("in this binary file").count(), 2, "{stderr}");
+    let recs = scrub_records(&d);
+    let last = recs.last().unwrap();
+    assert_eq!(last["scrub"]["failed"], 2, "{recs:?}");
+    assert_eq!(last["scrub"]["binary_with_form"], 2, "{recs:?}");
+
+    // Dropped, they are gone: exit 0.
+    let out = sv(
+        &d,
+        &[
+            "redact",
+            "--task",
+            "checkout-flow",
+            "--artifacts-binary",
+            "drop",
+            art_s,
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!art.join("dump.bin").exists());
+
+    // Without a form in them, binary files are listed, not errors.
+    let clean = dir.path().join("clean");
+    std::fs::create_dir(&clean).unwrap();
+    write_binaries(&clean, "nothing secret here");
+    let out = sv(
+        &d,
+        &["redact", "--task", "checkout-flow", clean.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("binary file not scrubbed").count(),
+        3,
+        "{stderr}"
+    );
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
