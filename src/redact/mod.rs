@@ -167,8 +167,10 @@ pub struct Scrubber {
     member_limit: u64,
 }
 
-/// Is this a file we scrub as text? Binary: a NUL byte in the first 8 KiB, or the magic of a
-/// common image, video, font or compressed format.
+/// Is this a file we scrub as text? Binary: the magic of a common image, video, font or
+/// compressed format, or NUL bytes in the first 8 KiB — more than one per KiB, or with bytes
+/// that are not UTF-8. A log with an odd NUL in it (a C string written whole, a terminal's
+/// padding) is text: classed binary, it was kept unscrubbed.
 pub fn looks_binary(head: &[u8]) -> bool {
     const MAGIC: &[&[u8]] = &[
         b"\x89PNG",
@@ -182,7 +184,20 @@ pub fn looks_binary(head: &[u8]) -> bool {
         b"wOF2",
         b"\x00\x00\x00",
     ];
-    MAGIC.iter().any(|m| head.starts_with(m)) || head[..head.len().min(8192)].contains(&0)
+    if MAGIC.iter().any(|m| head.starts_with(m)) {
+        return true;
+    }
+    let head = &head[..head.len().min(8192)];
+    let nuls = memchr::memchr_iter(0, head).count();
+    if nuls == 0 {
+        return false;
+    }
+    // A character cut at the end of the head is still text.
+    let utf8 = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    };
+    nuls * 1024 > head.len() || !utf8
 }
 
 /// Is this a zip archive (local file header or empty-archive end record)?
@@ -625,6 +640,46 @@ mod tests {
                 .any(|l| l.starts_with("scopevault: artefacts: all clean")),
             "{shown}"
         );
+    }
+
+    /// Found by attacking the scrub (seventeenth pass): a text log with one NUL byte in its
+    /// first 8 KiB was classed binary and kept with the value in it. NULs as rare as one per
+    /// KiB in otherwise UTF-8 text are text; many NULs (UTF-16, images without a known magic),
+    /// or NULs with bytes that are not UTF-8, are binary.
+    #[test]
+    fn a_log_with_an_odd_nul_byte_is_text_and_binary_stays_binary() {
+        let mut log = b"INFO start\n".repeat(100);
+        log.extend_from_slice(b"WARN odd byte \0 here\nDEBUG login token=hunter2-canary-value\n");
+        assert!(!looks_binary(&log));
+        // Cut inside a character at the end of the head: still text.
+        let mut cut = "caf\u{e9} ".repeat(2000).into_bytes();
+        cut[102] = 0;
+        assert!(!looks_binary(&cut[..8188]));
+        let utf16: Vec<u8> = "login token=x\n"
+            .repeat(50)
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert!(looks_binary(&utf16));
+        let mut latin1 = b"caf\xe9 ".repeat(200);
+        latin1.push(0);
+        assert!(looks_binary(&latin1));
+        assert!(looks_binary(b"\x89PNG\r\n\x1a\nno nul"));
+        assert!(looks_binary(b"a\0b"));
+
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("app.log"), &log).unwrap();
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let summary =
+            Scrubber::new(patterns, BinaryPolicy::Keep).scrub_paths(&[root.path().to_owned()]);
+        assert!(summary.ok() && summary.binary.is_empty(), "{summary}");
+        assert_eq!(summary.rewritten, 1, "{summary}");
+        let after = std::fs::read(root.path().join("app.log")).unwrap();
+        assert!(after.ends_with(b"token=[redacted:t.token]\n"));
+        assert!(after.contains(&0), "the NUL stays");
     }
 
     /// A file swapped for a FIFO between the walk and the work is not opened blocking (the
