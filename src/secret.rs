@@ -185,6 +185,8 @@ pub enum Encoding {
     Hex,
     /// Base32 (RFC 4648, either case, or an embedded part).
     Base32,
+    /// A string's content as a language displays it: Python's `repr`, Node's `util.inspect`.
+    Repr,
 }
 
 impl Encoding {
@@ -371,6 +373,8 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 ///   and each of these escaped once more, as JSON inside a JSON string (HAR bodies);
 /// - HTML/XML entities, as Python, Go, PHP and XML escape quotes;
 /// - each HTML and percent-encoded form JSON-escaped (browsers, Python): a HAR's body or URL;
+/// - a string's display by Python's `repr` (of the `str` and of its UTF-8 `bytes`) and Node's
+///   `util.inspect`, with `'` escaped or not;
 /// - hex, lowercase and uppercase;
 /// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments.
 ///
@@ -505,6 +509,13 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     for (t, e) in in_json {
         push!(t, e, MIN_FORM);
     }
+    // A language's display of a string: a check that logs a dict, a list or bytes holding
+    // the value (found by attacking `exec`'s masking with real writers, seventeenth pass).
+    for how in [Repr::Python, Repr::Node, Repr::PythonBytes] {
+        for quote in [Some('\''), None] {
+            push!(repr_escape(value, quote, how), Encoding::Repr, MIN_FORM);
+        }
+    }
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
     for enc in [&BASE32, &BASE32_NOPAD] {
@@ -581,6 +592,61 @@ fn json_escape(value: &str, upper: bool, also: impl Fn(char) -> bool) -> String 
                     }
                 }
             }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whose display of a string [`repr_escape`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repr {
+    /// Python's `repr` of a `str` (and so `str()` of a dict or a list holding it).
+    Python,
+    /// Python's `repr` of the value's UTF-8 `bytes` (`b'…'`).
+    PythonBytes,
+    /// Node's `util.inspect` (`console.log` of an object).
+    Node,
+}
+
+/// A string's content between its quotes as `how` displays it: `\` doubled, the quote
+/// character chosen escaped (`\'`), controls escaped. Which quote each picks for a value
+/// (Python: `"` when the value holds `'` and no `"`; Node: also a backtick when it holds
+/// both) only decides whether `'` is escaped, so [`secret_forms`] takes both ways; `quote`
+/// is `'` or `None` (another quote, nothing to escape but `\`). Python's rule for which
+/// non-ASCII characters are printable is approximated by [`crate::text::needs_escape`].
+fn repr_escape(value: &str, quote: Option<char>, how: Repr) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    let escape_byte = |out: &mut String, b: u32| match how {
+        Repr::Node => out.push_str(&format!("\\x{b:02X}")),
+        _ => out.push_str(&format!("\\x{b:02x}")),
+    };
+    for c in value.chars() {
+        let n = c as u32;
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' if quote == Some('\'') => out.push_str("\\'"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{8}' if how == Repr::Node => out.push_str("\\b"),
+            '\u{c}' if how == Repr::Node => out.push_str("\\f"),
+            _ if n < 0x20 || ((0x7f..=0x9f).contains(&n) && how != Repr::PythonBytes) => {
+                escape_byte(&mut out, n)
+            }
+            _ if how == Repr::PythonBytes && !c.is_ascii() => {
+                let mut utf8 = [0u8; 4];
+                for b in c.encode_utf8(&mut utf8).bytes() {
+                    escape_byte(&mut out, b.into());
+                }
+            }
+            _ if how == Repr::PythonBytes && n == 0x7f => escape_byte(&mut out, n),
+            _ if how == Repr::Python && !c.is_ascii() && crate::text::needs_escape(c) => out
+                .push_str(&match n {
+                    0..=0xff => format!("\\x{n:02x}"),
+                    0x100..=0xffff => format!("\\u{n:04x}"),
+                    _ => format!("\\U{n:08x}"),
+                }),
             c => out.push(c),
         }
     }
@@ -1001,6 +1067,27 @@ mod tests {
         let e = SecretString::from_input_bytes(Zeroizing::new(vec![b'a'; MAX_SECRET_LEN + 1]))
             .unwrap_err();
         assert_eq!(e, SecretInputError::TooLarge);
+    }
+
+    /// Python's `repr` and Node's `util.inspect` of a value with both quotes, `\\`, a control,
+    /// a zero-width space and a no-break space, as Python 3.11 and Node 20 wrote them (kept as
+    /// literals): Python escapes `'` and the non-printable characters, its `bytes` every
+    /// non-ASCII byte, Node picks backticks and leaves them.
+    #[test]
+    fn python_repr_and_node_inspect_forms_are_masked() {
+        let value = "it's \"x\"\\y\u{1}\u{200b}\u{a0}\u{e9}";
+        let forms = mask_forms(value);
+        for written in [
+            "it\\'s \"x\"\\\\y\\x01\\u200b\\xa0\u{e9}",
+            "it\\'s \"x\"\\\\y\\x01\\xe2\\x80\\x8b\\xc2\\xa0\\xc3\\xa9",
+            "it's \"x\"\\\\y\\x01\u{200b}\u{a0}\u{e9}",
+        ] {
+            assert!(
+                forms.iter().any(|f| f.as_str() == written),
+                "{} not among the forms",
+                written.escape_default()
+            );
+        }
     }
 
     #[test]

@@ -753,6 +753,99 @@ fn regression_a_binary_file_kept_with_a_form_in_it_is_an_error() {
     );
 }
 
+/// Prints, and writes into `$1`, the password as a check's logging does: Python's `str()` of
+/// a dict and of a list of bytes (`repr`), Node's `console.log` of an object
+/// (`util.inspect`).
+const REPR_WRITER: &str = r#"
+python3 -c 'import os; v = os.environ["SCOPEVAULT_SHOP_BUYER_PASSWORD"]; print({"password": v}); print([v.encode()])' | tee "$1/py.log"
+node -e 'console.log({ password: process.env.SCOPEVAULT_SHOP_BUYER_PASSWORD })' | tee "$1/node.log"
+"#;
+
+/// Found by attacking `exec`'s masking and the scrub with real writers (seventeenth pass):
+/// Python's `repr` (a dict or list printed by a check, `'…\\…'`: `\` doubled, `"` as it is,
+/// non-ASCII raw; of bytes, non-ASCII as `\xc3\xa9`) and Node's `util.inspect`
+/// (`console.log({password})`) are not JSON, and were neither masked nor scrubbed for a value
+/// holding `\` and a quote. Run here by the real Python and Node, under `exec` with its
+/// output and its artefacts searched for every form the oracle writes.
+#[test]
+fn regression_python_repr_and_node_inspect_of_the_password_are_masked_and_scrubbed() {
+    const VALUE: &str = "Sq\"9/\u{e9}\\&+%<k> \u{1f511}z";
+    if Command::new("node").arg("--version").output().is_err() {
+        skip("node is not installed");
+        return;
+    }
+    let forms = match oracle(&[("shop-buyer.password", VALUE, Some("buyer"))]) {
+        Ok(f) => f,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let dir = tempdir();
+    let d = daemon::start_with_buyer(dir.path(), VALUE);
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    let art_s = art.to_str().unwrap();
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--no-mask",
+            "--artifacts",
+            art_s,
+            "--",
+            "sh",
+            "-c",
+            REPR_WRITER,
+            "sh",
+            art_s,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    // Unmasked, the writers did write what the oracle calls these forms (Node's display of
+    // this value is Python's, which the oracle lists once).
+    let raw = redact_oracle::hits_in(&out.stdout, &forms, "stdout").join("\n");
+    for name in ["python-repr", "python-bytes-repr"] {
+        assert!(raw.contains(&format!("form {name} ")), "{name} not written");
+    }
+    let node = format!("{{ password: '{}' }}", VALUE.replace('\\', "\\\\"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&node),
+        "node wrote another display"
+    );
+    let (hits, _) = scan_tree(&art, &forms);
+    assert!(hits.is_empty(), "{hits:#?}");
+    // Masked, as `exec` prints them.
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            REPR_WRITER,
+            "sh",
+            art_s,
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let hits = redact_oracle::hits_in(&out.stdout, &forms, "stdout");
+    assert!(hits.is_empty(), "{hits:#?}");
+    assert_eq!(
+        stdout.matches("[redacted:shop-buyer.password]").count(),
+        3,
+        "{stdout}"
+    );
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
