@@ -297,22 +297,15 @@ impl Scrubber {
         }
     }
 
-    /// `text` with every form of a value masked and control characters escaped.
+    /// `text` with every form of a value masked and the characters a terminal would act on or
+    /// hide escaped ([`crate::text::escape_for_terminal`]: controls, and bidirectional
+    /// overrides and invisible characters, which made a name read as another).
     fn printable(&self, text: &str) -> String {
         let mut masker = crate::secret::Masker::with_patterns(self.patterns.clone());
         let mut out = Vec::new();
         masker.feed_into(text.as_bytes(), &mut out);
         out.extend_from_slice(&masker.finish());
-        String::from_utf8_lossy(&out)
-            .chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
+        crate::text::escape_for_terminal(&String::from_utf8_lossy(&out))
     }
 
     /// A path given on the command line: a directory is walked through descriptors (each
@@ -680,6 +673,31 @@ mod tests {
         let after = std::fs::read(root.path().join("app.log")).unwrap();
         assert!(after.ends_with(b"token=[redacted:t.token]\n"));
         assert!(after.contains(&0), "the NUL stays");
+    }
+
+    /// Found by attacking the scrub (seventeenth pass): a name with a right-to-left override
+    /// (U+202E) was printed raw in the summary, so `report-\u{202e}gnp.log` showed as
+    /// `report-gol.png`, against the rule that names in the summary are escaped. They are
+    /// escaped by the terminal escaper every printer shares, invisible characters too.
+    #[test]
+    fn regression_names_in_the_summary_escape_bidi_overrides_and_invisible_characters() {
+        let root = tempfile::tempdir().unwrap();
+        let png = b"\x89PNG\r\n\x1a\n\0\0binary";
+        std::fs::write(root.path().join("report-\u{202e}gnp.log"), png).unwrap();
+        std::fs::write(root.path().join("zero\u{200b}width.png"), png).unwrap();
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let shown = Scrubber::new(patterns, BinaryPolicy::Keep)
+            .scrub_paths(&[root.path().to_owned()])
+            .to_string();
+        assert!(
+            !shown.contains('\u{202e}') && !shown.contains('\u{200b}'),
+            "{shown:?}"
+        );
+        assert!(shown.contains("report-\\u{202e}gnp.log"), "{shown}");
+        assert!(shown.contains("zero\\u{200b}width.png"), "{shown}");
     }
 
     /// A file swapped for a FIFO between the walk and the work is not opened blocking (the
