@@ -360,7 +360,8 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 /// - the value itself;
 /// - base64, standard and URL-safe, padded and not, and the part of the encoding that depends
 ///   on the value alone at each of the 3 alignments, which finds it inside the base64 of a
-///   longer text (HTTP Basic `user:password`, a data URL, a trace resource);
+///   longer text (HTTP Basic `user:password`, a data URL, a trace resource); each with `/` as
+///   `\/` too (PHP's `json_encode`);
 /// - percent-encoding in both hex cases, with `%20` or `+` for a space, by each of the common
 ///   encoders (RFC 3986, Python's `quote` leaving `/`, the browsers' form encoding, JavaScript's
 ///   `encodeURIComponent` and `encodeURI`);
@@ -370,6 +371,8 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 /// - JSON string escaping as serde_json and browsers' `JSON.stringify` write it, as Python's
 ///   `json.dumps` (non-ASCII as `\uXXXX`), as Go's `encoding/json` (`<`, `>`, `&` as
 ///   `\u003c`…), each with lowercase and uppercase hex digits, and with `/` as `\/` (PHP);
+///   as .NET's System.Text.Json writes it by default (`"`, `&`, `'`, `+`, `<`, `>`, `` ` ``
+///   and non-ASCII as `\u0022`…);
 ///   and each of these escaped once more, as JSON inside a JSON string (HAR bodies);
 /// - HTML/XML entities, as Python, Go, PHP and XML escape quotes;
 /// - each HTML and percent-encoded form JSON-escaped (browsers, Python): a HAR's body or URL;
@@ -408,6 +411,15 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
                 MIN_EMBEDDED,
             );
         }
+    }
+    // PHP's `json_encode` writes `/` as `\/`, so a base64 value in its JSON (seventeenth pass).
+    let php: Vec<String> = forms
+        .iter()
+        .filter(|f| f.encoding == Encoding::Base64 && f.text.contains('/'))
+        .map(|f| f.text.replace('/', "\\/"))
+        .collect();
+    for p in php {
+        push!(p, Encoding::Base64, MIN_EMBEDDED);
     }
     for safe in PERCENT_SAFE {
         for lower in [false, true] {
@@ -460,6 +472,19 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
             Encoding::Json,
             MIN_FORM,
         );
+        // .NET's System.Text.Json with its default encoder: `"`, `&`, `'`, `+`, `<`, `>`, `` ` ``
+        // and every non-ASCII character as `\uXXXX`, uppercase (seventeenth pass).
+        if upper {
+            push!(
+                json_escape(value, true, |c| {
+                    matches!(c, '"' | '&' | '\'' | '+' | '<' | '>' | '`')
+                        || !c.is_ascii()
+                        || c == '\u{7f}'
+                }),
+                Encoding::Json,
+                MIN_FORM,
+            );
+        }
         // Browsers' JSON.stringify / serde_json (and uppercase control escapes), and PHP's
         // `json_encode` writing `/` as `\/`.
         let plain = json_escape(value, upper, |_| false);
@@ -575,13 +600,13 @@ fn json_escape(value: &str, upper: bool, also: impl Fn(char) -> bool) -> String 
     let mut out = String::with_capacity(value.len() + 8);
     for c in value.chars() {
         match c {
-            '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
+            // `also` may take `"` too (.NET writes it `\u0022`).
             c if (c as u32) < 0x20 || also(c) => {
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
@@ -592,6 +617,7 @@ fn json_escape(value: &str, upper: bool, also: impl Fn(char) -> bool) -> String 
                     }
                 }
             }
+            '"' => out.push_str("\\\""),
             c => out.push(c),
         }
     }

@@ -216,6 +216,32 @@ fn regression_the_forms_a_browser_writes_in_a_url_or_a_har_are_masked() {
     }
 }
 
+/// Found by attacking the scrub with real writers (seventeenth pass): .NET's System.Text.Json
+/// escapes `"`, `&`, `'`, `+`, `<`, `>` and every non-ASCII character as `\uXXXX` by default,
+/// and PHP's `json_encode` writes the `/` of a base64 value as `\/`; neither was a form. The
+/// .NET literal follows its documented default encoder (no .NET runtime here); the PHP one is
+/// `json.dumps` of the base64 with `/` escaped.
+#[test]
+fn regression_dotnet_json_and_a_base64_value_in_php_json_are_masked() {
+    let p = patterns();
+    let table: &[(&str, &str)] = &[
+        (
+            ".NET System.Text.Json",
+            "Sq\\u00229/\\u00E9\\\\\\u0026\\u002B%\\u003Ck\\u003E \\uD83D\\uDD11z",
+        ),
+        ("PHP json_encode(base64)", "U3EiOS\\/DqVwmKyU8az4g8J+UkXo="),
+    ];
+    for (name, form) in table {
+        let out = String::from_utf8(mask(&p, format!("<{form}>").as_bytes())).unwrap();
+        assert!(
+            replacements("check.password")
+                .iter()
+                .any(|r| out == format!("<{r}>")),
+            "{name}: not masked whole"
+        );
+    }
+}
+
 #[test]
 fn url_forms_are_replaced_by_a_percent_encoded_marker_so_the_url_stays_one() {
     let p = patterns();
