@@ -278,8 +278,36 @@ pub fn scrub_stream(
     Ok(masker.counts())
 }
 
-/// Replace `place` by `tmp` (same mode as `meta`, set through its descriptor), after a last
-/// check that the file is unchanged.
+/// Give the scrubbed copy `tmp` the owner, group and mode of the original (`meta`), through
+/// its descriptor. `redact` run as root made every file it rewrote root's, so the check's own
+/// user could no longer write, or with a 0600 file read, its artefacts. A caller other than
+/// root can keep only a group it is in; when the owner is not kept, the set-user-ID and
+/// set-group-ID bits are not carried over to a file of another owner.
+fn keep_owner_and_mode(tmp: &File, meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    use rustix::fs::{Gid, Uid};
+    let now = tmp.metadata()?;
+    let mut mode = meta.permissions().mode() & 0o7777;
+    if (now.uid(), now.gid()) != (meta.uid(), meta.gid()) {
+        // Ownership first: a change of owner clears the set-ID bits set before it.
+        let owner = Some(Uid::from_raw(meta.uid()));
+        let group = Some(Gid::from_raw(meta.gid()));
+        if rustix::fs::fchown(tmp, owner, group).is_err() {
+            let _ = rustix::fs::fchown(tmp, None, group);
+            let now = tmp.metadata()?;
+            if now.uid() != meta.uid() {
+                mode &= !0o4000;
+            }
+            if now.gid() != meta.gid() {
+                mode &= !0o2000;
+            }
+        }
+    }
+    tmp.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// Replace `place` by `tmp` (same owner, group and mode as `meta`, set through its
+/// descriptor), after a last check that the file is unchanged.
 pub(crate) fn replace(
     place: &Place,
     file: &File,
@@ -288,10 +316,7 @@ pub(crate) fn replace(
     mut tmp: Temp,
 ) -> anyhow::Result<Outcome> {
     tmp.as_file().sync_all()?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(
-            meta.permissions().mode() & 0o7777,
-        ))?;
+    keep_owner_and_mode(tmp.as_file(), meta)?;
     if !unchanged(place, file, before) {
         return Ok(Outcome::Changed);
     }

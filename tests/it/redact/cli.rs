@@ -846,6 +846,58 @@ fn regression_python_repr_and_node_inspect_of_the_password_are_masked_and_scrubb
     );
 }
 
+/// Found by attacking the scrub (seventeenth pass): `redact` run as root rewrote a file of
+/// uid 65534 as root's (the mode was kept, not the owner), so the check's user could no
+/// longer write its own artefacts, nor read a 0600 one. The scrubbed copy now gets the
+/// original's owner and group before it replaces it, a text file's and an archive's alike.
+#[test]
+fn regression_redact_as_root_keeps_each_files_owner_and_group() {
+    if !crate::common::users::is_root() {
+        skip("needs root to make files of another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    let log = art.join("app.log");
+    std::fs::write(&log, format!("login {PW}\n")).unwrap();
+    let trace = art.join("trace.zip");
+    {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&trace).unwrap());
+        w.start_file("trace.trace", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(format!("{}\n", serde_json::json!({ "value": PW })).as_bytes())
+            .unwrap();
+        w.finish().unwrap();
+    }
+    for (f, mode) in [(&log, 0o640), (&trace, 0o600)] {
+        std::os::unix::fs::chown(f, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = sv(
+        &d,
+        &["redact", "--task", "checkout-flow", art.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2 files scanned, 2 rewritten"), "{stderr}");
+    for (f, mode) in [(&log, 0o640), (&trace, 0o600)] {
+        let m = std::fs::metadata(f).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.permissions().mode() & 0o7777),
+            (65534, 65534, mode),
+            "{}",
+            f.display()
+        );
+    }
+    assert!(!std::fs::read_to_string(&log).unwrap().contains(PW));
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
