@@ -257,9 +257,10 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         let fields_changed = fields.iter().any(|(k, v)| c.fields.get(k) != Some(v));
         c.fields.extend(fields);
         // The vault no longer holds what the source had: the next sync must see a credential
-        // set by hand (and put the source's values back), not "unchanged".
+        // set by hand (and put the source's values back), not "unchanged". The source stays,
+        // marked, so that sync still compares the version with the one synced last.
         if changed > 0 || fields_changed {
-            synced_from = c.source.take();
+            synced_from = c.mark_set_by_hand(now).cloned();
         }
         changed
     })?;
@@ -311,6 +312,7 @@ fn meta(vault: &Vault, name: &str, c: &Credential) -> serde_json::Value {
             "path": src.path,
             "version": src.version,
             "updated": src.updated.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "set_by_hand": src.set_by_hand.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         })),
     })
 }
@@ -425,8 +427,14 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map(|n| format!(" (namespace {n})"))
             .unwrap_or_default();
+        let by_hand = m["source"]["set_by_hand"]
+            .as_str()
+            .map(|t| {
+                format!("; set by hand since {t} (the next sync puts the source's values back)")
+            })
+            .unwrap_or_default();
         println!(
-            "source:   {} {}{ns}, version {}, updated {}",
+            "source:   {} {}{ns}, version {}, updated {}{by_hand}",
             src.engine,
             src.path,
             src.version,

@@ -119,9 +119,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                         .as_ref()
                         .is_some_and(|u| c.fields.get("username") != Some(u))
                 {
-                    // No longer what a sync source had: the next sync says so (`cred set` does
-                    // the same).
-                    c.source = None;
+                    // No longer what a sync source had: the next sync says so, and still
+                    // compares versions with the one synced last (`cred set` does the same).
+                    c.mark_set_by_hand(now);
                 }
                 if let Some(u) = username {
                     c.fields.insert("username".into(), u);

@@ -178,6 +178,7 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
             path: secret.path.clone(),
             version: secret.version,
             updated: secret.updated,
+            set_by_hand: None,
         };
         let before = current.and_then(|c| c.source.as_ref());
         if before == Some(&source) {
@@ -187,6 +188,16 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
         }
         // `policy apply` declares credentials with no values yet: those are new here too.
         let current = current.filter(|c| c.source.is_some() || !c.secrets.is_empty());
+        // A source marked set by hand (`cred set`, `import` after a sync) still names the
+        // version synced last: the rule below holds for it too, or a hand-set stop-gap would
+        // let a restored server's older version in as a routine change.
+        let hand = |b: &CredentialSource| {
+            if b.set_by_hand.is_some() {
+                "set by hand since "
+            } else {
+                ""
+            }
+        };
         let line = match (current, before) {
             (None, _) => format!("+ {name}: version {} (new)", source.version),
             (Some(_), Some(b))
@@ -199,23 +210,39 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
                 // and written again. Never taken in silence.
                 if !a.allow_older_versions {
                     bail!(
-                        "{name}: OpenBao's current version of {} is {}, lower than version {} synced before (a server restored from a backup, or the secret deleted and written again?): check the source, then sync with --allow-older-versions to take it",
+                        "{name}: OpenBao's current version of {} is {}, lower than version {} synced before{} (a server restored from a backup, or the secret deleted and written again?): check the source, then sync with --allow-older-versions to take it",
                         source.path,
                         source.version,
-                        b.version
+                        b.version,
+                        if b.set_by_hand.is_some() {
+                            " and set by hand since"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 format!(
-                    "! {name}: version {} → {} (went backwards: a restored server or a recreated secret; taken, --allow-older-versions)",
-                    b.version, source.version
+                    "! {name}: {}version {} → {} (went backwards: a restored server or a recreated secret; taken, --allow-older-versions)",
+                    hand(b), b.version, source.version
                 )
             }
             (Some(_), Some(b)) if b.path == source.path && b.namespace == source.namespace => {
-                format!("~ {name}: version {} → {}", b.version, source.version)
+                if b.set_by_hand.is_some() {
+                    format!(
+                        "~ {name}: set by hand → version {} (version {} synced before; from now on synced)",
+                        source.version, b.version
+                    )
+                } else {
+                    format!("~ {name}: version {} → {}", b.version, source.version)
+                }
             }
             (Some(_), Some(b)) => format!(
-                "~ {name}: {} version {} → {} version {}",
-                b.path, b.version, source.path, source.version
+                "~ {name}: {}{} version {} → {} version {}",
+                hand(b),
+                b.path,
+                b.version,
+                source.path,
+                source.version
             ),
             (Some(_), None) => format!(
                 "~ {name}: set by hand → version {} (from now on synced)",

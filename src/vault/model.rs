@@ -156,7 +156,8 @@ pub struct Credential {
     #[serde(with = "time::serde::rfc3339")]
     pub rotated: OffsetDateTime,
     /// Where the values were synced from (`scopevault sync openbao`); absent for a credential
-    /// whose values were given by hand.
+    /// whose values were only ever given by hand. Values set by hand after a sync keep it,
+    /// marked ([`CredentialSource::set_by_hand`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<CredentialSource>,
 }
@@ -177,6 +178,17 @@ pub struct CredentialSource {
     /// When that version was written upstream (its `created_time`).
     #[serde(with = "time::serde::rfc3339")]
     pub updated: OffsetDateTime,
+    /// When the values were first set by hand (`cred set`, `import`) after that version was
+    /// synced; absent while they are the source's. The source is kept rather than dropped so
+    /// that the next sync still knows which version it synced last: one that answers a lower
+    /// version is refused as a version that went backwards, hand-set or not (seventeenth
+    /// pass: dropping it turned a restored server's older version into a routine change).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub set_by_hand: Option<OffsetDateTime>,
 }
 
 impl Credential {
@@ -192,6 +204,16 @@ impl Credential {
             rotated: now,
             source: None,
         }
+    }
+
+    /// The values no longer are what the sync source had (`cred set`, `import` changed
+    /// them): mark the source set by hand at `now` (kept if it was marked before), so the next
+    /// sync puts the source's values back and still compares versions with the one it synced
+    /// last. Returns the source, if the credential was synced.
+    pub fn mark_set_by_hand(&mut self, now: OffsetDateTime) -> Option<&CredentialSource> {
+        let src = self.source.as_mut()?;
+        src.set_by_hand.get_or_insert(now);
+        Some(src)
     }
 
     /// Store the secret `key`. A TOTP seed field replaces the other one: storing `otpauth`

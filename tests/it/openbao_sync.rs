@@ -361,6 +361,32 @@ impl Site {
         daemon::ok(self.dir.path(), &a, None)
     }
 
+    /// `cred set NAME --secret password` with `value` piped in, as an admin's stop-gap;
+    /// returns its output (asserted successful).
+    fn set_by_hand(&self, name: &str, value: &str) -> Output {
+        let out = daemon::cmd(self.dir.path())
+            .args([
+                "--identity-file",
+                &self.id,
+                "cred",
+                "set",
+                name,
+                "--secret",
+                "password",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(value.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    }
+
     fn generation(&self) -> u64 {
         let (h, _) = split_header(&self.vault_bytes());
         h["generation"].as_u64().unwrap()
@@ -689,38 +715,26 @@ fn a_value_set_by_hand_after_a_sync_is_put_back_by_the_next_sync() {
     let site = Site::new(&policy(""));
     let a = args(&bao, "m");
     site.sync_ok(Some(ROOT_TOKEN), &a);
-    let out = daemon::cmd(site.dir.path())
-        .args([
-            "--identity-file",
-            &site.id,
-            "cred",
-            "set",
-            "shop-buyer",
-            "--secret",
-            "password",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"Hand-set-canary-n5")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = site.set_by_hand("shop-buyer", "Hand-set-canary-n5");
     assert!(
         stderr(&out).contains("was synced from openbao-kv2 secret/data/m/shop-buyer"),
         "{}",
         stderr(&out)
     );
+    // The source stays, marked: `cred show` says the values are set by hand since then.
     let show = site.sv(&["cred", "show", "shop-buyer"]);
-    assert!(!show.contains("source:"), "{show}");
+    assert!(
+        show.contains("source:   openbao-kv2 secret/data/m/shop-buyer, version 1")
+            && show.contains("; set by hand since "),
+        "{show}"
+    );
     let out = site.sync_ok(Some(ROOT_TOKEN), &a);
     assert!(
-        out.contains("~ shop-buyer: set by hand → version 1"),
+        out.contains("~ shop-buyer: set by hand → version 1 (version 1 synced before"),
         "{out}"
     );
+    let show = site.sv(&["cred", "show", "shop-buyer"]);
+    assert!(!show.contains("set by hand"), "{show}");
     assert!(out.contains("1 to change, 1 unchanged"), "{out}");
     let d = Daemon::start(site.dir.path(), &["--identity-file", &site.id]);
     let got = daemon::cmd(site.dir.path())
@@ -1356,4 +1370,74 @@ fn a_kv_version_that_goes_backwards_is_refused_unless_allowed_and_version_0_is_m
         ],
         &["canary"],
     );
+}
+
+/// Found by attacking the seventeenth pass's own fixes (r8): `cred set` after a sync, the
+/// documented stop-gap in an incident, dropped the credential's source, so the next sync took a
+/// server restored from a backup, answering a version lower than the one synced before, as a
+/// routine "set by hand → version 1": the rule for versions that go backwards was bypassed and
+/// the old (perhaps leaked) value put back in service. The source now stays, marked set by
+/// hand, and the rule compares with the version it names.
+#[test]
+fn a_lower_version_after_a_value_set_by_hand_is_still_refused_unless_allowed() {
+    let Some(bao) = Bao::start() else { return };
+    for v in 1..=3 {
+        bao.put(
+            "m/shop-buyer",
+            &[("username", "b"), ("password", &format!("Pw-canary-h{v}"))],
+        );
+    }
+    bao.put("m/search-token", &[("token", "Tok-canary-h1")]);
+    let site = Site::new(&policy(""));
+    let a = args(&bao, "m");
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("+ shop-buyer: version 3 (new)"), "{out}");
+    site.set_by_hand("shop-buyer", "Hand-set-canary-h9");
+
+    // The server comes back from a backup holding only version 1 of the secret.
+    bao.ok(&["kv", "metadata", "delete", "-mount=secret", "m/shop-buyer"]);
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-old1")],
+    );
+    let before = site.vault_bytes();
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let out = site.sync(Some(ROOT_TOKEN), &[&a[..], extra].concat());
+        assert_failed(
+            &out,
+            &before,
+            &site,
+            &[
+                "shop-buyer: OpenBao's current version of secret/data/m/shop-buyer is 1, lower than version 3 synced before and set by hand since (a server restored",
+                "--allow-older-versions",
+            ],
+            &["canary"],
+        );
+    }
+    // What refused it: the source kept, at version 3, marked set by hand.
+    let json: serde_json::Value =
+        serde_json::from_str(&site.sv(&["cred", "list", "--json"])).unwrap();
+    let src = &json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "shop-buyer")
+        .unwrap()["source"];
+    assert_eq!(src["version"], 3, "{json}");
+    assert!(src["set_by_hand"].is_string(), "{json}");
+    let out = site.sync_ok(
+        Some(ROOT_TOKEN),
+        &[&a[..], &["--allow-older-versions"]].concat(),
+    );
+    assert!(
+        out.contains("! shop-buyer: set by hand since version 3 → 1 (went backwards"),
+        "{out}"
+    );
+    let show = site.sv(&["cred", "show", "shop-buyer"]);
+    assert!(
+        show.contains("version 1") && !show.contains("set by hand"),
+        "{show}"
+    );
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("0 to change"), "{out}");
 }
