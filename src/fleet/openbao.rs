@@ -33,6 +33,13 @@ const MAX_KEYS: usize = 256;
 const TOO_MANY_KEYS: &str = "a secret holds more than 256 keys (a credential has a few fields)";
 const KEY_TWICE: &str = "a key appears twice";
 
+/// Largest KV version taken: 2^53 − 1, the largest integer a JSON number carries exactly in
+/// common implementations (an IEEE double). OpenBao's versions count the writes to one secret,
+/// so a real one is far below it; a larger one is a hostile or broken answer, and taken it
+/// would stay the version synced before, above which no real version could ever come (every
+/// later sync refused as going backwards).
+const MAX_KV_VERSION: u64 = (1 << 53) - 1;
+
 /// Largest response body read (a KV v2 secret is at most a few dozen KiB of fields).
 const MAX_BODY: u64 = 4 << 20;
 
@@ -456,6 +463,13 @@ impl Client {
             return Err(mal(
                 "`data.metadata.version` is 0 (KV version 2 numbers versions from 1)",
             ));
+        }
+        // Implausibly large: it would block every real version after it (MAX_KV_VERSION).
+        if meta.version > MAX_KV_VERSION {
+            return Err(mal(&format!(
+                "`data.metadata.version` is {}, above {MAX_KV_VERSION} (2^53 - 1): KV version 2 counts a secret's writes, and no real secret has that many",
+                meta.version
+            )));
         }
         if meta.destroyed {
             return Ok(None);

@@ -1441,3 +1441,75 @@ fn a_lower_version_after_a_value_set_by_hand_is_still_refused_unless_allowed() {
     let out = site.sync_ok(Some(ROOT_TOKEN), &a);
     assert!(out.contains("0 to change"), "{out}");
 }
+
+/// The version the fake server of the test below answers.
+static FAKE_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fake KV version 2 server answering every secret at [`FAKE_VERSION`].
+fn fake_versioned(_method: &str, path: &str) -> (u16, String) {
+    if path.contains("/sys/internal/ui/mounts/") {
+        return (
+            200,
+            r#"{"data":{"type":"kv","options":{"version":"2"}}}"#.to_owned(),
+        );
+    }
+    let data = if path.ends_with("/shop-buyer") {
+        r#"{"username":"b","password":"Pw-canary-x1"}"#
+    } else {
+        r#"{"token":"Tok-canary-x1"}"#
+    };
+    let v = FAKE_VERSION.load(std::sync::atomic::Ordering::SeqCst);
+    (
+        200,
+        format!(
+            r#"{{"data":{{"data":{data},"metadata":{{"version":{v},"created_time":"2026-11-01T00:00:00Z","deletion_time":"","destroyed":false}}}}}}"#
+        ),
+    )
+}
+
+/// Found by attacking the seventeenth pass's own fixes (r7): a hostile server's version
+/// 2^64 - 1 was taken and recorded, and then every real version was lower than the one synced
+/// before, refused as going backwards for good. A version above 2^53 - 1 (the largest integer
+/// JSON numbers carry exactly in common implementations; OpenBao's versions count writes) is
+/// a malformed answer, like 0: nothing saved, dry run or not, `--allow-older-versions` or not.
+#[test]
+fn an_implausibly_large_kv_version_is_a_malformed_answer() {
+    if bao_bin().is_none() {
+        return;
+    }
+    use std::sync::atomic::Ordering::SeqCst;
+    let site = Site::new(&policy(""));
+    let addr = fake_bao(fake_versioned);
+    let a = ["--addr", &addr, "--mount", "secret", "--prefix", "m"];
+    FAKE_VERSION.store(3, SeqCst);
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("+ shop-buyer: version 3 (new)"), "{out}");
+    let before = site.vault_bytes();
+    for v in [u64::MAX, 1 << 53] {
+        FAKE_VERSION.store(v, SeqCst);
+        for extra in [&[][..], &["--dry-run"][..], &["--allow-older-versions"][..]] {
+            let out = site.sync(Some(ROOT_TOKEN), &[&a[..], extra].concat());
+            assert_failed(
+                &out,
+                &before,
+                &site,
+                &[
+                    "malformed",
+                    &format!("`data.metadata.version` is {v}, above 9007199254740991"),
+                    "/v1/secret/data/m/",
+                ],
+                &["canary"],
+            );
+        }
+    }
+    // A real next version is still taken; so is the largest plausible one.
+    FAKE_VERSION.store(4, SeqCst);
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("~ shop-buyer: version 3 → 4"), "{out}");
+    FAKE_VERSION.store((1 << 53) - 1, SeqCst);
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(
+        out.contains("~ shop-buyer: version 4 → 9007199254740991"),
+        "{out}"
+    );
+}
