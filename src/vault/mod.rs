@@ -406,10 +406,26 @@ impl Vault {
         if parsed.version != format::VERSION {
             return Err(VaultError::NeedsMigration);
         }
-        let identity = unwrap_identity(&parsed.header, unlock)?;
-        Vault::finish_open_rereading(path, &parsed, identity, opts, None, || {
+        let seen = store::Seen::new();
+        let hint_key = unlock_hint_key(&parsed.header.vault_id);
+        // Only ever an order of attempts: a record that cannot be read gives no hint here, and
+        // the rollback check of the open reports it.
+        let remembered = match unlock {
+            Unlock::Passphrase(_) => seen.get(&hint_key).ok().flatten(),
+            _ => None,
+        };
+        let (identity, opened_by) = unwrap_identity(&parsed.header, unlock, remembered)?;
+        let vault = Vault::finish_open_rereading(path, &parsed, identity, opts, None, || {
             store::read_file(path)
-        })
+        })?;
+        // Remembered once the file is authenticated (its MAC, the rollback check): never a
+        // slot of a file that was refused. Best effort: a state directory that cannot take it
+        // (read-only) costs the next unlock the cheapest-first order, nothing else, so it
+        // does not fail an open that succeeded.
+        if let Some(hint) = opened_by.filter(|h| Some(*h) != remembered) {
+            let _ = seen.set(&hint_key, hint);
+        }
+        Ok(vault)
     }
 
     /// Open a format-version-1 vault for `scopevault key migrate` and turn it into a version-2
@@ -483,7 +499,7 @@ impl Vault {
                     ))
                 })?
             }
-            other => unwrap_identity(header, other)?,
+            other => unwrap_identity(header, other, None)?.0,
         };
         let mut vault = Vault::finish_open(path, &parsed, identity, opts, None)?;
         let rewrap_idents = match rewrap {
@@ -1106,6 +1122,12 @@ fn format2_marker(vault_id: &str) -> String {
     format!("format2:{vault_id}")
 }
 
+/// The rollback record's entry holding the unlock hint of a vault: which passphrase slot
+/// opened it last on this machine ([`slots::unlock_hint`]), tried first on the next unlock.
+fn unlock_hint_key(vault_id: &str) -> String {
+    format!("unlocked:{vault_id}")
+}
+
 fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     // Whole seconds: RFC 3339 round trips exactly, and sub-second precision says nothing here.
@@ -1117,17 +1139,25 @@ pub fn timestamp() -> OffsetDateTime {
     now()
 }
 
-fn unwrap_identity(header: &Header, unlock: &Unlock) -> Result<Zeroizing<String>, VaultError> {
+/// Unwrap the vault identity with `unlock`. Returns it, and for a passphrase the unlock hint
+/// of the slot that opened ([`slots::unlock_hint`]), for the caller to remember once the file
+/// is authenticated. `remembered`: the hint of the slot that opened the vault last here.
+fn unwrap_identity(
+    header: &Header,
+    unlock: &Unlock,
+    remembered: Option<u64>,
+) -> Result<(Zeroizing<String>, Option<u64>), VaultError> {
     let vid = &header.vault_id;
     let mut tried = 0;
     match unlock {
         Unlock::Passphrase(p) => {
-            // Cheapest first: a costly slot put before the genuine one by whoever could write
-            // the file is not paid for on every unlock with the right passphrase.
-            for s in slots::passphrase_slots_cheapest_first(&header.slots) {
+            // The slot that opened the vault last first, then cheapest first: slots put before
+            // the genuine one by whoever could write the file without the key, costly or as
+            // costly as it, are not paid for on every unlock with the right passphrase.
+            for s in slots::passphrase_slots_in_unlock_order(&header.slots, remembered) {
                 tried += 1;
                 if let Some(id) = slots::try_passphrase(s, vid, p)? {
-                    return Ok(id);
+                    return Ok((id, slots::unlock_hint(s)));
                 }
             }
             Err(VaultError::WrongKey(if tried == 0 {
@@ -1142,7 +1172,7 @@ fn unwrap_identity(header: &Header, unlock: &Unlock) -> Result<Zeroizing<String>
             let idents = slots::parse_identity_file(&text)?;
             for s in &header.slots {
                 if let Some(id) = slots::try_identity(s, vid, &idents)? {
-                    return Ok(id);
+                    return Ok((id, None));
                 }
             }
             Err(VaultError::WrongKey(format!(
@@ -1158,7 +1188,7 @@ fn unwrap_identity(header: &Header, unlock: &Unlock) -> Result<Zeroizing<String>
                 .filter(|s| matches!(s, Slot::Keyring { .. }))
             {
                 match slots::try_keyring(s, vid) {
-                    Ok(Some(id)) => return Ok(id),
+                    Ok(Some(id)) => return Ok((id, None)),
                     Ok(None) => {
                         last = Some(VaultError::WrongKey(
                             "the keyring key does not open its slot".into(),
@@ -1444,8 +1474,58 @@ mod tests {
             created: timestamp(),
             slots: vec![costly, genuine],
         };
-        let opened = unwrap_identity(&header, &Unlock::Passphrase(pass)).unwrap();
+        let (opened, _) = unwrap_identity(&header, &Unlock::Passphrase(pass), None).unwrap();
         assert_eq!(opened.as_str(), identity.as_str());
+    }
+
+    /// Found by attacking the seventeenth pass's own fix (r14): cheapest first still tried
+    /// slots of the genuine one's cost put before it (31 of them: every unlock about 25 times
+    /// slower). The slot that opened the vault last, as remembered, is tried first. Forged
+    /// slots of equal cost with a salt that is not base64 sit before the genuine one, so
+    /// trying one first is an error: with nothing remembered the unlock fails on the first of
+    /// them; with the genuine slot remembered it opens, and says which slot opened it. A
+    /// remembered hint that matches no slot (the genuine one changed) orders nothing.
+    #[test]
+    fn an_unlock_tries_the_slot_that_opened_the_vault_last_first() {
+        let identity = age::x25519::Identity::generate();
+        let recipient = identity.to_public().to_string();
+        let identity = identity.to_string().expose_secret().to_owned();
+        let vault_id = "00112233445566778899aabbccddeeff".to_owned();
+        let pass = SecretString::from("correct horse battery staple".to_owned());
+        let cheap = KdfParams {
+            m_kib: 64,
+            t: 1,
+            p: 1,
+        };
+        let genuine = slots::passphrase_slot(&vault_id, &identity, &pass, cheap).unwrap();
+        let mut slots_list: Vec<Slot> = (0..30u8)
+            .map(|n| {
+                let mut forged = genuine.clone();
+                if let Slot::Passphrase { id, salt, .. } = &mut forged {
+                    *id = format!("{n:016x}");
+                    *salt = "not base64!".into();
+                }
+                forged
+            })
+            .collect();
+        slots_list.push(genuine.clone());
+        let header = Header {
+            vault_id,
+            generation: 1,
+            recipient,
+            created: timestamp(),
+            slots: slots_list,
+        };
+        let unlock = Unlock::Passphrase(pass);
+        let e = unwrap_identity(&header, &unlock, None).unwrap_err();
+        assert!(matches!(e, VaultError::Corrupt(_)), "{e}");
+        let remembered = slots::unlock_hint(&genuine);
+        assert!(remembered.is_some());
+        let (opened, by) = unwrap_identity(&header, &unlock, remembered).unwrap();
+        assert_eq!(opened.as_str(), identity.as_str());
+        assert_eq!(by, remembered);
+        let stale = remembered.map(|h| h ^ 1);
+        assert!(unwrap_identity(&header, &unlock, stale).is_err());
     }
 
     /// Found by attacking the format (twelfth pass): a key holder may write a file at

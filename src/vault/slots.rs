@@ -186,24 +186,74 @@ fn check_alg(slot: &Slot) -> Result<(), VaultError> {
     }
 }
 
-/// The passphrase slots of `slots` in the order an unlock tries them: the cheapest Argon2 run
-/// first, ties in the order of the file. A run costs memory × passes (`M·T`, the measure of
+/// The passphrase slots of `slots` in the order an unlock tries them: the one `remembered`
+/// names first (below), then the cheapest Argon2 run first, ties in the order of the file. A run costs memory × passes (`M·T`, the measure of
 /// the format's budget): the lanes split that memory and those passes, they do not add to them
 /// (and this build runs them one after another). A writer without the key can put a maximal
 /// slot (1 GiB, 15 passes: within the limits) before the genuine one; tried in the file's
 /// order, every unlock with the right passphrase paid that run (about 20 s and 1 GiB) before
 /// it reached the genuine slot (seventeenth pass). A wrong passphrase still tries them all.
-pub(crate) fn passphrase_slots_cheapest_first(slots: &[Slot]) -> Vec<&Slot> {
-    let mut out: Vec<(u64, &Slot)> = slots
+///
+/// Cheapest first still let such a writer put slots of the genuine one's cost before it: 31 of
+/// them made every unlock about 25 times slower (seventeenth pass, attacking that pass's own
+/// fix). So the slot that opened this vault last on this machine, as this machine remembers
+/// it ([`unlock_hint`], kept in the state directory beside the rollback record, which only we
+/// write), goes first when it is still in the file exactly as it was: `remembered`. The hint
+/// only orders the attempts; every slot still needs the passphrase, and the file its MAC.
+pub(crate) fn passphrase_slots_in_unlock_order(
+    slots: &[Slot],
+    remembered: Option<u64>,
+) -> Vec<&Slot> {
+    let mut out: Vec<(bool, u64, &Slot)> = slots
         .iter()
         .filter_map(|s| match s {
-            Slot::Passphrase { kdf, .. } => Some((u64::from(kdf.m_kib) * u64::from(kdf.t), s)),
+            Slot::Passphrase { kdf, .. } => Some((
+                remembered.is_none() || unlock_hint(s) != remembered,
+                u64::from(kdf.m_kib) * u64::from(kdf.t),
+                s,
+            )),
             _ => None,
         })
         .collect();
-    // Stable: equal costs keep the file's order.
-    out.sort_by_key(|(cost, _)| *cost);
-    out.into_iter().map(|(_, s)| s).collect()
+    // Stable: the remembered slot first (`false` sorts before `true`), then equal costs in
+    // the file's order.
+    out.sort_by_key(|(not_remembered, cost, _)| (*not_remembered, *cost));
+    out.into_iter().map(|(_, _, s)| s).collect()
+}
+
+/// What this machine remembers of the passphrase slot that opened a vault (the state
+/// directory's `unlocked:<vault_id>`): a 64-bit digest of the slot's id, parameters, salt,
+/// nonce and wrapped key, not its id alone. A writer without the key can keep an id and change
+/// the rest, say raise that slot's Argon2 cost to what the budget leaves; the changed slot no
+/// longer matches, and the order falls back to cheapest first. `None` for other slot types
+/// (their unwrapping costs no Argon2 run).
+pub(crate) fn unlock_hint(slot: &Slot) -> Option<u64> {
+    use sha2::{Digest, Sha256};
+    let Slot::Passphrase {
+        id,
+        alg,
+        kdf,
+        salt,
+        nonce,
+        wrapped,
+        ..
+    } = slot
+    else {
+        return None;
+    };
+    let mut h = Sha256::new();
+    h.update(b"scopevault/v2/unlock-hint\0");
+    for part in [id, alg, salt, nonce, wrapped] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for n in [kdf.m_kib, kdf.t, kdf.p] {
+        h.update(n.to_be_bytes());
+    }
+    let d = h.finalize();
+    Some(u64::from_be_bytes(
+        d[..8].try_into().expect("8 of 32 bytes"),
+    ))
 }
 
 /// One key slot, as stored in the header (`type` tags the variant).
@@ -1069,7 +1119,7 @@ mod tests {
             slot(4, 512 * 1024, 1, 1), // fewer lanes but more work than the default
             slot(5, 64, 1, 1),
         ];
-        let order: Vec<&str> = passphrase_slots_cheapest_first(&slots)
+        let order: Vec<&str> = passphrase_slots_in_unlock_order(&slots, None)
             .iter()
             .map(|s| s.id())
             .collect();
@@ -1083,6 +1133,66 @@ mod tests {
                 "0000000000000001"
             ]
         );
+    }
+
+    /// Seventeenth pass, attacking that pass's own fix (r14): slots of the genuine one's cost
+    /// put before it were still tried first. The slot remembered as the one that opened the
+    /// vault last goes first, the rest cheapest first as before; the hint names the slot as
+    /// it was (id, parameters, salt, nonce, wrapped key), so the same id with its cost raised
+    /// by a writer without the key is no longer it, and only passphrase slots have one.
+    #[test]
+    fn the_remembered_slot_is_tried_first_and_only_as_it_was() {
+        let ident = age::x25519::Identity::generate();
+        use secrecy::ExposeSecret;
+        let ident = ident.to_string().expose_secret().to_owned();
+        let pass = SecretString::from("correct horse battery staple".to_owned());
+        let slot = |n: u8, m_kib: u32, t: u32| {
+            let mut s = passphrase_slot(VAULT_ID, &ident, &pass, cheap()).unwrap();
+            if let Slot::Passphrase { id, kdf, .. } = &mut s {
+                *id = format!("{n:016x}");
+                *kdf = KdfParams { m_kib, t, p: 1 };
+            }
+            s
+        };
+        let mut slots = vec![
+            slot(1, 64 * 1024, 3),
+            slot(2, 64 * 1024, 3),
+            slot(3, 64, 1),
+            slot(4, 64 * 1024, 3), // the genuine one, remembered: last in the file
+            identity_slot(VAULT_ID, &ident).unwrap().0,
+        ];
+        let order = |slots: &[Slot], hint| -> Vec<String> {
+            passphrase_slots_in_unlock_order(slots, hint)
+                .iter()
+                .map(|s| s.id().to_owned())
+                .collect()
+        };
+        let hint = unlock_hint(&slots[3]);
+        assert!(hint.is_some());
+        assert_eq!(unlock_hint(&slots[4]), None);
+        assert_eq!(
+            order(&slots, hint),
+            [
+                "0000000000000004",
+                "0000000000000003",
+                "0000000000000001",
+                "0000000000000002"
+            ]
+        );
+        // The same id, its cost raised: not the slot remembered; cheapest first.
+        if let Slot::Passphrase { kdf, .. } = &mut slots[3] {
+            kdf.m_kib = 512 * 1024;
+        }
+        assert_eq!(
+            order(&slots, hint),
+            [
+                "0000000000000003",
+                "0000000000000001",
+                "0000000000000002",
+                "0000000000000004"
+            ]
+        );
+        assert_eq!(order(&slots, hint), order(&slots, None));
     }
 
     #[test]

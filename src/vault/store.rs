@@ -648,6 +648,25 @@ impl Seen {
 
     /// Record `generation` if it is higher than what is recorded.
     pub fn record(&self, vault_id: &str, generation: u64) -> Result<(), VaultError> {
+        self.update(vault_id, |old| {
+            (old.unwrap_or(0) < generation).then_some(generation)
+        })
+    }
+
+    /// Set `key` to `value`, whatever it held (the unlock hint, `unlocked:<vault_id>`: it
+    /// follows the slot that opened the vault last, down as well as up). Nothing is written
+    /// when it holds `value` already.
+    pub fn set(&self, key: &str, value: u64) -> Result<(), VaultError> {
+        self.update(key, |old| (old != Some(value)).then_some(value))
+    }
+
+    /// Under the record's lock, give `key` the value `new` returns for what it holds, if any
+    /// (`None`: leave the record as it is, unwritten).
+    fn update(
+        &self,
+        key: &str,
+        new: impl FnOnce(Option<u64>) -> Option<u64>,
+    ) -> Result<(), VaultError> {
         let dir_path = self.dir();
         let dir = SafeDir::open(&dir_path, true)?;
         let lock_file = dir
@@ -660,11 +679,10 @@ impl Seen {
             .lock()
             .map_err(io_err(&dir_path, "cannot lock the rollback record in"))?;
         let mut map = self.load_from(&dir)?;
-        let entry = map.entry(vault_id.to_owned()).or_insert(0);
-        if *entry >= generation {
+        let Some(value) = new(map.get(key).copied()) else {
             return Ok(());
-        }
-        *entry = generation;
+        };
+        map.insert(key.to_owned(), value);
         let bytes = serde_json::to_vec_pretty(&map).expect("a map of ints serialises");
         dir.remove_prefixed(".generations.tmp-");
         dir.replace(
@@ -695,5 +713,22 @@ mod tests {
         fs::remove_file(&seen.path).unwrap();
         fs::create_dir(&seen.path).unwrap();
         assert!(matches!(seen.get("v"), Err(VaultError::Io { .. })));
+    }
+
+    /// A generation only rises; the unlock hint follows the slot that opened the vault last,
+    /// down as well as up, and neither touches the other's entry.
+    #[test]
+    fn a_generation_only_rises_and_a_set_value_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Seen {
+            path: dir.path().join("generations.json"),
+            legacy: None,
+        };
+        seen.record("v", 7).unwrap();
+        seen.record("v", 3).unwrap();
+        seen.set("unlocked:v", 9).unwrap();
+        seen.set("unlocked:v", 2).unwrap();
+        assert_eq!(seen.get("v").unwrap(), Some(7));
+        assert_eq!(seen.get("unlocked:v").unwrap(), Some(2));
     }
 }

@@ -729,3 +729,87 @@ fn key_passwd_on_a_vault_without_a_passphrase_slot_says_so() {
     assert_eq!(e.vault_bytes(), before);
     assert_eq!(slots_json(&e)[0]["label"], "robot");
 }
+
+/// Found by attacking the seventeenth pass's own fix (r14): trying passphrase slots cheapest
+/// first still tried slots of the genuine one's cost put before it by a writer without the key
+/// (31 of them: every unlock 0.2 s → 5.0 s, then the file refused for its MAC anyway). The
+/// slot that opened the vault last on this machine is remembered in the state directory and
+/// tried first. No timing: the forged slots have a salt that is not base64, so trying one
+/// first is an error ("salt is not base64"), and which error comes shows which slot was tried
+/// first.
+#[test]
+fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost() {
+    let e = Env::new();
+    let idf = e.path("id.txt");
+    let idf_s = idf.to_str().unwrap();
+    e.ok(&["init", "--identity-out", idf_s], b"");
+    e.ok(
+        &[
+            "--identity-file",
+            idf_s,
+            "key",
+            "add",
+            "--passphrase",
+            "--new-passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    // One unlock with the passphrase, remembered.
+    e.ok(&["cred", "list", "--passphrase-file", &e.pf()], b"");
+    let genuine = e.vault_bytes();
+    let (header, payload) = split(&genuine);
+    let slots = header["slots"].as_array().unwrap().clone();
+    let pass_slot = slots.iter().find(|s| s["type"] == "passphrase").unwrap();
+    // 30 slots of the genuine one's cost (the file holds at most 32), before it.
+    let mut forged: Vec<serde_json::Value> = (0..30)
+        .map(|n| {
+            let mut s = pass_slot.clone();
+            s["id"] = serde_json::json!(format!("{n:016x}"));
+            s["salt"] = serde_json::json!("not base64!");
+            s
+        })
+        .collect();
+    forged.extend(slots.iter().cloned());
+    let mut h = header.clone();
+    h["slots"] = serde_json::Value::Array(forged);
+
+    // Written by someone without the key (the MAC no longer matches): the genuine slot is
+    // tried first and opens, and the file is refused for its MAC, not for a forged slot.
+    let mac: [u8; 32] = genuine[genuine.len() - 32..].try_into().unwrap();
+    std::fs::write(e.vault(), common_vault::assemble(&h, &payload, &mac)).unwrap();
+    let out = e.run(&["cred", "list", "--passphrase-file", &e.pf()], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("failed authentication") && !err.contains("salt"),
+        "{err}"
+    );
+
+    // The same slots written by the key holder (a valid MAC): the unlock succeeds.
+    h["generation"] = serde_json::json!(h["generation"].as_u64().unwrap() + 1);
+    let vault_identity = common_vault::vault_identity_via(&header, &idf);
+    std::fs::write(
+        e.vault(),
+        common_vault::frame_and_mac(2, &h, &payload, &vault_identity),
+    )
+    .unwrap();
+    e.ok(&["cred", "list", "--passphrase-file", &e.pf()], b"");
+
+    // Control: a state directory that remembers no slot tries the first forged one first.
+    let fresh = e.path("state-fresh");
+    let out = e.run_cmd(
+        e.cmd().env("SCOPEVAULT_STATE_DIR", &fresh).args([
+            "cred",
+            "list",
+            "--passphrase-file",
+            &e.pf(),
+        ]),
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("salt is not base64"),
+        "{err}"
+    );
+}
