@@ -14,7 +14,7 @@
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -43,6 +43,19 @@ pub enum ClientError {
     /// The connection broke.
     #[error("lost the connection to the daemon: {0}")]
     Io(#[from] io::Error),
+    /// The daemon did not take the connection, or did not answer a request, within the time
+    /// the client gives it ([`Client::connect_within`], [`Client::set_timeout`]): a daemon
+    /// stopped (`kill -STOP`) or hung still holds its socket, and the kernel queues
+    /// connections to it (up to its backlog) that nobody reads.
+    #[error("the daemon at {path} {stage} within {} s: is it stopped (`kill -STOP`: state `T` in `ps -o pid,stat,cmd -C scopevault`) or hung? Its log says what it last did; `kill -CONT` it, or restart it", .after.as_secs())]
+    NoAnswer {
+        /// The socket path.
+        path: PathBuf,
+        /// Where the daemon stopped: at the connection, or at the request.
+        stage: Unanswered,
+        /// How long the client waited.
+        after: Duration,
+    },
     /// The daemon refused the request.
     #[error("{}: {}", .0.code.as_str(), .0.message)]
     Refused(ErrorBody),
@@ -61,6 +74,24 @@ pub enum ClientError {
         /// What is wrong.
         why: String,
     },
+}
+
+/// What a daemon that did not answer in time left unanswered ([`ClientError::NoAnswer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The connection: the daemon's queue of pending connections is full.
+    Connect,
+    /// A request on a connection the daemon (or the kernel, for it) accepted.
+    Request,
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unanswered::Connect => "did not accept the connection",
+            Unanswered::Request => "accepted the connection but did not answer",
+        })
+    }
 }
 
 impl ClientError {
@@ -99,6 +130,11 @@ pub struct Client {
     stream: UnixStream,
     pending: Zeroizing<Vec<u8>>,
     peer: crate::sys::PeerCred,
+    /// The socket path, for [`ClientError::NoAnswer`].
+    path: PathBuf,
+    /// How long one request may take, its write and its whole answer together (`None`: as
+    /// long as the daemon takes).
+    wait: Option<Duration>,
 }
 
 impl Client {
@@ -111,6 +147,18 @@ impl Client {
     /// `scopevault` owning `/run/scopevault`). Anything else is refused with
     /// [`ClientError::Untrusted`] before a passphrase, ticket or request leaves the process.
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        Client::open(path, None)
+    }
+
+    /// [`Client::connect`], waiting at most `wait` for the daemon to take the connection, and
+    /// at most `wait` for each request's answer ([`Client::set_timeout`]); past either, the
+    /// error is [`ClientError::NoAnswer`]. For the requests that must not wait on a daemon
+    /// that stopped answering (`health` for `status` and `doctor`, the admin ops).
+    pub fn connect_within(path: &Path, wait: Duration) -> Result<Client, ClientError> {
+        Client::open(path, Some(wait))
+    }
+
+    fn open(path: &Path, wait: Option<Duration>) -> Result<Client, ClientError> {
         let untrusted = |why: String| ClientError::Untrusted {
             path: path.to_owned(),
             why,
@@ -126,9 +174,20 @@ impl Client {
             }
         }
         let trusted = trusted_daemon_uids(path).map_err(untrusted)?;
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-            path: path.to_owned(),
-            source,
+        let connected = match wait {
+            Some(w) => crate::sys::connect_unix_within(path, w),
+            None => UnixStream::connect(path),
+        };
+        let stream = connected.map_err(|source| match (wait, source.kind()) {
+            (Some(after), io::ErrorKind::WouldBlock) => ClientError::NoAnswer {
+                path: path.to_owned(),
+                stage: Unanswered::Connect,
+                after,
+            },
+            _ => ClientError::Connect {
+                path: path.to_owned(),
+                source,
+            },
         })?;
         let peer = crate::sys::peer_credentials(&stream).map_err(|e| {
             untrusted(format!(
@@ -145,6 +204,8 @@ impl Client {
             stream,
             pending: Zeroizing::new(Vec::new()),
             peer,
+            path: path.to_owned(),
+            wait,
         })
     }
 
@@ -155,34 +216,94 @@ impl Client {
         self.peer
     }
 
-    /// Give up on a response after `t` (default: wait as long as the daemon takes).
+    /// Give up on a request after `t`: its write and its whole answer together, however the
+    /// daemon trickles it (default: wait as long as the daemon takes; [`Client::connect_within`]
+    /// sets its `wait`). Past it, the request fails with [`ClientError::NoAnswer`].
     pub fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(t)?;
-        self.stream.set_write_timeout(t)
+        if t.is_some_and(|t| t.is_zero()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a zero timeout would give up at once",
+            ));
+        }
+        if t.is_none() {
+            // What an earlier request with a wait left on the socket.
+            self.stream.set_read_timeout(None)?;
+            self.stream.set_write_timeout(None)?;
+        }
+        self.wait = t;
+        Ok(())
+    }
+
+    /// The error for a request the daemon did not answer in time.
+    fn no_answer(&self) -> ClientError {
+        ClientError::NoAnswer {
+            path: self.path.clone(),
+            stage: Unanswered::Request,
+            after: self.wait.unwrap_or_default(),
+        }
+    }
+
+    /// Set the socket's timeouts to what is left until `deadline` (none without one); past
+    /// it, [`ClientError::NoAnswer`].
+    fn arm(&self, deadline: Option<Instant>) -> Result<(), ClientError> {
+        let Some(deadline) = deadline else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.no_answer());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.set_write_timeout(Some(left))?;
+        Ok(())
+    }
+
+    /// An I/O error of a request with a deadline: a timeout is the daemon not answering.
+    fn io_error(&self, deadline: Option<Instant>, e: io::Error) -> ClientError {
+        let timed_out = matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        );
+        if deadline.is_some() && timed_out {
+            self.no_answer()
+        } else {
+            ClientError::Io(e)
+        }
     }
 
     /// Send one request and read its response line.
     pub fn call<T: for<'de> Deserialize<'de>>(&mut self, req: &Request) -> Result<T, ClientError> {
+        let deadline = self.wait.map(|w| Instant::now() + w);
+        self.arm(deadline)?;
         if let Err(e) = self.stream.write_all(&req.to_line()) {
             // A daemon at its connection limit answers `busy` and closes at once, before it
             // reads anything: our write then fails (EPIPE) with its answer still unread.
             // Report that answer (busy: retry), not a bare broken pipe.
-            return match self.read_line().map(|l| parse_response::<T>(&l)) {
+            return match self.read_line(deadline).map(|l| parse_response::<T>(&l)) {
                 Ok(Err(ResponseError::Refused(b))) => Err(ClientError::Refused(b)),
-                _ => Err(ClientError::Io(e)),
+                _ => Err(self.io_error(deadline, e)),
             };
         }
-        let line = self.read_line()?;
+        let line = self.read_line(deadline)?;
         parse_response(&line).map_err(|e| match e {
             ResponseError::Refused(b) => ClientError::Refused(b),
             ResponseError::Malformed => ClientError::Malformed,
         })
     }
 
-    fn read_line(&mut self) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+    fn read_line(&mut self, deadline: Option<Instant>) -> Result<Zeroizing<Vec<u8>>, ClientError> {
         let mut chunk = Zeroizing::new(vec![0u8; 8192]);
+        // What is already searched for the line's end: each byte is looked at once, however
+        // slowly the answer arrives (a search from the start each time made a 16 MiB answer
+        // without a line end cost quadratic time).
+        let mut searched = 0;
         loop {
-            if let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+            if let Some(pos) = self.pending[searched..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|p| p + searched)
+            {
                 let mut line = Zeroizing::new(Vec::with_capacity(pos));
                 line.extend_from_slice(&self.pending[..pos]);
                 let mut rest = Zeroizing::new(Vec::with_capacity(self.pending.len() - pos));
@@ -190,10 +311,16 @@ impl Client {
                 self.pending = rest;
                 return Ok(line);
             }
+            searched = self.pending.len();
             if self.pending.len() > MAX_RESPONSE {
                 return Err(ClientError::Malformed);
             }
-            let n = self.stream.read(&mut chunk)?;
+            self.arm(deadline)?;
+            let n = match self.stream.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io_error(deadline, e)),
+            };
             if n == 0 {
                 return Err(ClientError::Closed);
             }
@@ -275,5 +402,72 @@ impl Client {
             task: task.to_owned(),
             scrub,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listening socket at `path` with a queue of one pending connection, which nothing
+    /// accepts: a daemon stopped with `kill -STOP` once its queue is full.
+    fn listener_nobody_accepts(path: &Path) -> rustix::fd::OwnedFd {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(&fd, &SocketAddrUnix::new(path).unwrap()).unwrap();
+        rustix::net::listen(&fd, 0).unwrap();
+        fd
+    }
+
+    /// Seventeenth pass (found by attacking that pass's own fixes): a daemon that stopped
+    /// accepting fills its queue, and a `connect` to it then waited for room for ever. A
+    /// client given a wait gives up on the connection too, and says which step went
+    /// unanswered.
+    #[test]
+    fn a_full_queue_of_connections_is_given_up_on_after_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let _listener = listener_nobody_accepts(&path);
+        // The kernel queues one more than the backlog; this client fills the queue.
+        let _queued = UnixStream::connect(&path).unwrap();
+        match Client::connect_within(&path, Duration::from_secs(1)) {
+            Err(ClientError::NoAnswer {
+                stage: Unanswered::Connect,
+                ..
+            }) => {}
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("connected to a full queue"),
+        }
+    }
+
+    /// A daemon that sends more than [`MAX_RESPONSE`] without a line end is refused as soon as
+    /// it passes it: each byte is searched once for the line end (a search from the start at
+    /// each read took quadratic time, minutes for 16 MiB in a debug build, and the request's
+    /// wait ran out first). The wait here is a liveness bound, not what is tested.
+    #[test]
+    fn an_answer_without_a_line_end_is_refused_past_the_limit() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let sender = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let block = vec![b'x'; 1 << 16];
+            while s.write_all(&block).is_ok() {}
+        });
+        let mut c = Client::connect_within(&path, Duration::from_secs(60)).unwrap();
+        match c.health() {
+            Err(ClientError::Malformed) => {}
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("an answer"),
+        }
+        drop(c);
+        sender.join().unwrap();
     }
 }

@@ -46,6 +46,28 @@ pub fn peer_credentials(sock: &UnixStream) -> io::Result<PeerCred> {
     })
 }
 
+/// Connect to the Unix stream socket at `path`, waiting at most `wait` for the listener to take
+/// the connection. A listener that stops accepting (a daemon stopped with `kill -STOP`) fills
+/// its queue of pending connections, and a plain `connect` then waits for room for ever; the
+/// socket's send timeout (`SO_SNDTIMEO`, set before the `connect`) bounds that wait on Linux,
+/// and the `connect` then fails with `EAGAIN` (`ErrorKind::WouldBlock`). The stream keeps that
+/// send timeout; its reads have none.
+pub fn connect_unix_within(path: &Path, wait: std::time::Duration) -> io::Result<UnixStream> {
+    use rustix::net::sockopt::{set_socket_timeout, Timeout};
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // A zero timeout means "none" to the kernel.
+    let wait = wait.max(std::time::Duration::from_millis(1));
+    set_socket_timeout(&fd, Timeout::Send, Some(wait))?;
+    rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)?;
+    Ok(UnixStream::from(fd))
+}
+
 /// What [`harden_process`] achieved. The daemon logs the `mlockall` failure once and carries on:
 /// an unprivileged user usually may not lock all its memory (`RLIMIT_MEMLOCK`).
 #[derive(Debug)]

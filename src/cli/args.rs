@@ -14,7 +14,8 @@ Exit codes:
   2  usage, parse or I/O error (the message says what to fix)
   3  the vault could not be unlocked (wrong passphrase, no unlock source)
   4  the vault file was refused (corrupt, forged, rolled back, unknown version)
-  5  the daemon refused the request (denied, locked, over-scoped) or is not running";
+  5  the daemon refused the request (denied, locked, over-scoped), is not running,
+     or did not answer in time";
 
 /// A least-privilege credential vault for synthetic-monitoring checkpoints.
 #[derive(Debug, Parser)]

@@ -223,7 +223,9 @@ fn broken(path: &Path, report: &audit::VerifyReport) -> Option<ExitCode> {
 
 /// `audit rotate`: the daemon moves its log aside and goes on in a new file.
 fn rotate(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let s = crate::client::Client::connect(&super::client_cmds::socket_path(g))?.audit_rotate()?;
+    let s = super::client_cmds::connect_within(g, super::client_cmds::ANSWER_WAIT)?
+        .audit_rotate()
+        .map_err(super::client_cmds::daemon_err)?;
     println!(
         "audit rotate: earlier records are in {}; the log goes on at seq {} (audit.rotate)",
         s.rotated_to, s.seq

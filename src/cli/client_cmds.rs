@@ -21,18 +21,29 @@ pub(crate) fn socket_path(g: &GlobalArgs) -> PathBuf {
 /// After a save of the vault: say whether the running daemon serves it yet (issue 14, item
 /// 5). The daemon loads a changed vault file before it answers any request but `health`;
 /// the first `health` after the save starts that load and says `loading`, so `health` is
-/// asked until it does not (at most [`PICKUP_WAIT`]). Never an error: the save has happened
-/// either way.
-pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
+/// asked until it does not (at most [`PICKUP_WAIT`]). The save has happened either way: a
+/// daemon that cannot be asked (none running, a stale socket) is said on stdout, and only a
+/// daemon that takes the connection and does not answer within [`ANSWER_WAIT`] (stopped with
+/// `kill -STOP`, or hung) is an error, exit 5, which says that the vault was saved. It used
+/// to wait for that answer for ever (seventeenth pass).
+pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) -> anyhow::Result<()> {
     let socket = socket_path(g);
     let shown = socket.display();
     if std::fs::symlink_metadata(&socket).is_err() {
         println!(
             "no daemon listens at {shown}: a daemon loads generation {generation} when it starts"
         );
-        return;
+        return Ok(());
     }
     match health_after_load(&socket) {
+        Err(e @ ClientError::NoAnswer { .. }) => {
+            return Err(anyhow::Error::new(super::Exit {
+                code: super::EXIT_DAEMON,
+                message: format!(
+                    "the vault was saved (generation {generation}), but {e}; the daemon loads the saved vault at its next request once it answers again"
+                ),
+            }))
+        }
         Err(e) => println!(
             "the daemon at {shown} could not be asked ({e}); it loads generation {generation} at its next request"
         ),
@@ -57,14 +68,29 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) {
             h.generation.unwrap_or(0)
         ),
     }
+    Ok(())
 }
 
-/// How long [`report_pickup`] waits for a daemon that is loading the saved file.
+/// How long [`report_pickup`], `status` and `doctor` ask again while the daemon says it is
+/// loading the saved file.
 pub(super) const PICKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long the CLI waits for the daemon to take a connection, and then for its answer to
+/// each `health` (`status`, `doctor`, a writer's report) or admin request (`lock`, `reload`,
+/// `audit rotate`, the reload after `bundle apply`) — a daemon stopped (`kill -STOP`) or hung
+/// keeps its socket, and the kernel queues connections to it that nobody answers. The daemon
+/// answers `health` at once, even while it loads a file, and the admin requests but `unlock`
+/// take it well under a second. docs/operations.md, "The clients", says these bounds.
+pub(super) const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long `unlock` waits for the daemon's answer: the daemon derives the key from the
+/// passphrase first (Argon2id, with the parameters the vault file's slot names: at most 1 GiB
+/// and 16 passes, tens of seconds on a small machine).
+pub(super) const UNLOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The daemon's `health` once it is not loading a changed vault file any more (the first
 /// `health` after a save starts that load and is answered at once, with `loading`), or the
-/// last answer after [`PICKUP_WAIT`].
+/// last answer after [`PICKUP_WAIT`]. Each answer is waited for at most [`ANSWER_WAIT`].
 pub(super) fn health_after_load(
     socket: &std::path::Path,
 ) -> Result<crate::protocol::Health, crate::client::ClientError> {
@@ -75,7 +101,7 @@ pub(super) fn health_after_load(
 pub(super) fn health_and_peer_after_load(
     socket: &std::path::Path,
 ) -> Result<(crate::protocol::Health, crate::sys::PeerCred), crate::client::ClientError> {
-    let mut client = Client::connect(socket)?;
+    let mut client = Client::connect_within(socket, ANSWER_WAIT)?;
     let until = std::time::Instant::now() + PICKUP_WAIT;
     loop {
         let h = client.health()?;
@@ -91,8 +117,15 @@ pub(super) fn daemon_err(e: ClientError) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
+/// A connection for a fetch (`get`, `totp`, `exec`): it waits as long as the daemon takes.
 pub(super) fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
     Client::connect(&socket_path(g)).map_err(daemon_err)
+}
+
+/// A connection for an admin or `health` request: it waits at most `wait` for the daemon
+/// ([`ANSWER_WAIT`], [`UNLOCK_WAIT`]).
+pub(super) fn connect_within(g: &GlobalArgs, wait: std::time::Duration) -> anyhow::Result<Client> {
+    Client::connect_within(&socket_path(g), wait).map_err(daemon_err)
 }
 
 fn print_admin(what: &str, s: &AdminStatus) {
@@ -108,20 +141,20 @@ fn print_admin(what: &str, s: &AdminStatus) {
 }
 
 pub(crate) fn lock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let s = connect(g)?.lock().map_err(daemon_err)?;
+    let s = connect_within(g, ANSWER_WAIT)?.lock().map_err(daemon_err)?;
     print_admin("lock", &s);
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let passphrase = read_passphrase(g)?;
-    let mut client = connect(g)?;
+    let mut client = connect_within(g, UNLOCK_WAIT)?;
     let s = match client.unlock(passphrase) {
         Ok(s) => s,
         Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
             // `denied` is either "not an admin" (exit 5) or "this passphrase opens no slot"
             // (exit 3, as for a local unlock): an admin was denied only for the passphrase.
-            let admin = connect(g)
+            let admin = connect_within(g, ANSWER_WAIT)
                 .and_then(|mut c| c.health().map_err(daemon_err))
                 .is_ok_and(|h| h.peer.admin);
             if admin {
@@ -154,7 +187,9 @@ fn read_passphrase(g: &GlobalArgs) -> anyhow::Result<SecretString> {
 }
 
 pub(crate) fn reload(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let s = connect(g)?.reload().map_err(daemon_err)?;
+    let s = connect_within(g, ANSWER_WAIT)?
+        .reload()
+        .map_err(daemon_err)?;
     print_admin("reload", &s);
     Ok(ExitCode::SUCCESS)
 }

@@ -281,7 +281,7 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
             super::escape_for_terminal(&src.path)
         );
     }
-    super::client_cmds::report_pickup(g, vault.id(), vault.generation());
+    super::client_cmds::report_pickup(g, vault.id(), vault.generation())?;
     Ok(ExitCode::SUCCESS)
 }
 

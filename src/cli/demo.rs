@@ -493,7 +493,7 @@ fn wait_ready(socket: &Path, daemon: &mut DaemonChild) -> anyhow::Result<crate::
                 bail!("the daemon exited at start ({st}): {said}");
             }
         }
-        if let Ok(mut c) = Client::connect(socket) {
+        if let Ok(mut c) = Client::connect_within(socket, super::client_cmds::ANSWER_WAIT) {
             if let Ok(h) = c.health() {
                 return Ok(h);
             }

@@ -330,6 +330,12 @@ fn check_daemon(
     let daemon = daemon_proc(&socket, answer.as_ref().ok().map(|(_, peer)| *peer));
     check_socket_dir(r, &socket, &daemon);
     match answer.map(|(h, _)| h) {
+        // A daemon stopped (`kill -STOP`) or hung holds its socket: doctor waited for it once,
+        // for a bounded time; every fetch waits on it for as long as it takes.
+        Err(e @ crate::client::ClientError::NoAnswer { .. }) => r.fail(
+            "daemon",
+            format!("{e}; until it answers, every check that fetches from it waits"),
+        ),
         Err(e) => r.warn("daemon", format!("not reachable ({e})")),
         // Another vault than the file's: no generation compares, and no reload changes the
         // file a daemon serves.

@@ -117,10 +117,8 @@ const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// artefacts are scrubbed either way, and the exit code of `exec` and `redact` stays what the
 /// command and the scrub made it (docs/security.md). Returns whether the report was recorded.
 pub(crate) fn report_scrub(socket: &Path, task: &str, summary: &crate::redact::Summary) -> bool {
-    let sent = crate::client::Client::connect(socket).and_then(|mut c| {
-        c.set_timeout(Some(REPORT_TIMEOUT))?;
-        c.scrub_report(task, summary.counts())
-    });
+    let sent = crate::client::Client::connect_within(socket, REPORT_TIMEOUT)
+        .and_then(|mut c| c.scrub_report(task, summary.counts()));
     match sent {
         Ok(r) => {
             eprintln!(

@@ -456,14 +456,12 @@ fn reload_daemon(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if !socket.exists() {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut client = match crate::client::Client::connect(&socket) {
-        Ok(c) => c,
-        // A socket file with no daemon behind it (stale after a crash): nothing serves it.
-        Err(_) => return Ok(ExitCode::SUCCESS),
-    };
-    let _ = client.set_timeout(Some(std::time::Duration::from_secs(30)));
-    match client.reload() {
-        Ok(s) => {
+    use crate::client::{Client, ClientError};
+    // The same bound as every admin request, for the connection and for the answer.
+    let reloaded =
+        Client::connect_within(&socket, super::client_cmds::ANSWER_WAIT).map(|mut c| c.reload());
+    match reloaded {
+        Ok(Ok(s)) => {
             println!(
                 "daemon at {} reloaded (vault generation {})",
                 socket.display(),
@@ -471,7 +469,19 @@ fn reload_daemon(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(anyhow::Error::new(Exit {
+        // A daemon stopped (`kill -STOP`) or hung, which holds its socket: the message says
+        // so, and where.
+        Err(e @ ClientError::NoAnswer { .. }) | Ok(Err(e @ ClientError::NoAnswer { .. })) => {
+            Err(anyhow::Error::new(Exit {
+                code: EXIT_DAEMON,
+                message: format!(
+                    "the bundle was applied to the vault, but {e}; run `scopevault reload` once it answers"
+                ),
+            }))
+        }
+        // A socket file with no daemon behind it (stale after a crash): nothing serves it.
+        Err(_) => Ok(ExitCode::SUCCESS),
+        Ok(Err(e)) => Err(anyhow::Error::new(Exit {
             code: EXIT_DAEMON,
             message: format!(
                 "the bundle was applied to the vault, but the daemon at {} did not reload: {e}; run `scopevault reload`",

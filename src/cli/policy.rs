@@ -188,7 +188,7 @@ fn apply(
         path.display(),
         vault.generation()
     );
-    super::client_cmds::report_pickup(g, vault.id(), vault.generation());
+    super::client_cmds::report_pickup(g, vault.id(), vault.generation())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -922,3 +922,189 @@ fn doctor_names_a_fifo_where_it_reads_a_file_and_never_waits_on_it() {
         "{text}"
     );
 }
+
+/// A listener at a socket path that takes every connection and never answers, holding what it
+/// took until it is dropped: what a daemon stopped with `kill -STOP`, or hung, looks like to a
+/// client (the kernel queues the connections to its socket, and nobody reads them).
+struct Silent {
+    socket: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Silent {
+    fn bind(socket: &Path) -> Silent {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut held = Vec::new();
+                for s in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    held.extend(s.ok());
+                }
+            }
+        });
+        Silent {
+            socket: socket.to_owned(),
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept up, so that the thread sees `stop` and drops what it held.
+        let _ = std::os::unix::net::UnixStream::connect(&self.socket);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Seventeenth pass (found by attacking that pass's own fixes): `doctor` and `status` waited
+/// for ever on a daemon that takes the connection and never answers (one stopped with `kill
+/// -STOP`), though doctor "never waits"; `cred set` and `policy apply` saved the vault and
+/// then waited for ever on the daemon's `health`, and `lock` and `reload` on their answer.
+/// Every health and admin request of the CLI now waits at most 10 s (docs/operations.md,
+/// "The clients"): doctor's `daemon` line is a `fail` saying so, `status` and the admin
+/// commands exit 5, and a writer says that the vault was saved and exits 5. Each command runs
+/// with a 60 s deadline, so a regression fails instead of hanging the run.
+#[test]
+fn doctor_status_admin_commands_and_writers_give_up_on_a_daemon_that_never_answers() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+    let e = Env::new();
+    e.init_with_cred();
+    let run = e.path("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = run.join("scopevault.sock");
+    let _silent = Silent::bind(&socket);
+    let generation = |e: &Env| {
+        crate::common::vault::split(&e.vault_bytes()).0["generation"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = generation(&e);
+    std::fs::write(e.path("policy.toml"), "version = 1\n").unwrap();
+
+    // All at once: each gives up after its bound, not one after the other.
+    let pf = e.pf();
+    let policy = e.path("policy.toml");
+    let commands: Vec<(&str, Vec<&std::ffi::OsStr>, &[u8])> = vec![
+        ("doctor", vec!["doctor".as_ref()], b""),
+        ("status", vec!["status".as_ref()], b""),
+        (
+            "status --json",
+            vec!["status".as_ref(), "--json".as_ref()],
+            b"",
+        ),
+        ("lock", vec!["lock".as_ref()], b""),
+        ("reload", vec!["reload".as_ref()], b""),
+        (
+            "cred set",
+            vec![
+                "cred".as_ref(),
+                "set".as_ref(),
+                "shop-buyer".as_ref(),
+                "--secret".as_ref(),
+                "password".as_ref(),
+                "--passphrase-file".as_ref(),
+                pf.as_ref(),
+            ],
+            b"n3w-Password!",
+        ),
+    ];
+    let children: Vec<_> = commands
+        .iter()
+        .map(|(what, args, stdin)| {
+            let mut child = e
+                .cmd()
+                .arg("--socket")
+                .arg(&socket)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            let _ = child.stdin.take().unwrap().write_all(stdin);
+            (*what, child)
+        })
+        .collect();
+    let mut outputs = std::collections::BTreeMap::new();
+    for (what, child) in children {
+        let out = crate::common::output_within(child, 60, what);
+        outputs.insert(
+            what,
+            (
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+                out.status.code(),
+            ),
+        );
+    }
+    let silent = "accepted the connection but did not answer within 10 s";
+
+    let (text, _, code) = &outputs["doctor"];
+    assert_eq!(*code, Some(1), "{text}");
+    assert!(
+        line_with(text, "fail", "daemon", &[silent, "kill -STOP"]).is_some(),
+        "{text}"
+    );
+
+    for what in ["status", "lock", "reload"] {
+        let (out, err, code) = &outputs[what];
+        assert_eq!(*code, Some(5), "{what}: {out}{err}");
+        assert!(err.contains(silent), "{what}: {err}");
+    }
+    let (out, _, code) = &outputs["status --json"];
+    assert_eq!(*code, Some(5), "{out}");
+    let v: serde_json::Value = serde_json::from_str(out).unwrap();
+    assert_eq!(v["error"]["exit_code"], 5, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(silent),
+        "{v}"
+    );
+
+    let (out, err, code) = &outputs["cred set"];
+    assert_eq!(*code, Some(5), "{out}{err}");
+    assert!(out.contains("updated credential shop-buyer"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "the vault was saved (generation {}), but the daemon at",
+            before + 1
+        )) && err.contains(silent),
+        "{err}"
+    );
+    assert_eq!(generation(&e), before + 1, "the value was saved");
+
+    // A writer run after the others: `policy apply` says the same.
+    let child = e
+        .cmd()
+        .arg("--socket")
+        .arg(&socket)
+        .args(["policy", "apply", "--passphrase-file", &pf])
+        .arg(&policy)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = crate::common::output_within(child, 60, "policy apply");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("the vault was saved") && err.contains(silent),
+        "{err}"
+    );
+    assert_eq!(generation(&e), before + 2);
+}
