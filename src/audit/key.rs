@@ -70,14 +70,18 @@ impl AuditKey {
                 Ok(AuditKey(key))
             }
             Err(rustix::io::Errno::EXIST) => {
+                // Non-blocking, and a regular file only: a FIFO in the key's place made `serve`
+                // wait for ever for a writer before it listened (seventeenth pass).
                 let fd = rustix::fs::openat(
                     dirfd,
                     name.as_os_str(),
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
                     rustix::fs::Mode::empty(),
                 )
                 .map_err(|e| nofollow_err(&path, e))?;
-                Self::read_from(File::from(fd), path)
+                let file = File::from(fd);
+                crate::sys::ensure_regular(&file).map_err(open_err)?;
+                Self::read_from(file, path)
             }
             Err(e) => Err(nofollow_err(&path, e)),
         }

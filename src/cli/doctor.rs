@@ -551,6 +551,26 @@ fn check_audit(r: &mut Report, path: &Path) {
             return;
         }
     }
+    // The log's HMAC key, likewise by its type before anything opens it: `serve` and `audit
+    // verify` refuse anything but a regular file there (a FIFO made `serve` wait for a
+    // writer). It was a `warn` calling the key "the audit log" (seventeenth pass).
+    let key = crate::audit::key_path(path);
+    if let Ok(m) = std::fs::symlink_metadata(&key) {
+        if !m.is_file() {
+            let mut what = crate::sys::not_a_regular_file_of(&m).to_string();
+            if let Ok(target) = std::fs::read_link(&key) {
+                what.push_str(&format!(" to {}", target.display()));
+            }
+            r.fail(
+                "audit",
+                format!(
+                    "{} is {what}: the log's HMAC key is a regular file (32 bytes), and `serve` refuses anything else at that path; remove it and put the key back from a backup; if it is lost for good and the log holds records, start the daemon once with `--new-audit-key` (docs/audit.md, \"The HMAC key\")",
+                    key.display(),
+                ),
+            );
+            return;
+        }
+    }
     // A user other than the daemon's may not be allowed to read its log: nothing to judge.
     if let Err(e) = crate::sys::open_regular(path, true) {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -619,7 +639,6 @@ fn check_audit(r: &mut Report, path: &Path) {
     }
     // `serve` refuses a log with records whose key is gone or damaged (docs/audit.md, "The
     // HMAC key"): judged only where this user may read the key, as the daemon does.
-    let key = crate::audit::key_path(path);
     if chain.lines > 0 {
         match crate::audit::AuditKey::load(path) {
             Ok(_) => {}

@@ -1108,3 +1108,96 @@ fn doctor_status_admin_commands_and_writers_give_up_on_a_daemon_that_never_answe
     );
     assert_eq!(generation(&e), before + 2);
 }
+
+/// Seventeenth pass (found by attacking that pass's own fixes): a FIFO in place of the audit
+/// log's HMAC key (`<log>.key`) was a `warn` (exit 0) saying "cannot open the audit log
+/// …key: not a regular file (a FIFO); check that the directory exists", and a symbolic link
+/// to `/dev/zero` there a `warn` "Too many levels of symbolic links", though doctor's rule is
+/// that a file it reads that is not a regular file is a `fail` naming what it is; and `serve`
+/// waited for ever for a writer on that FIFO before it listened. Doctor now fails, naming the
+/// key file and what is there, and `serve` refuses it at once (run with a 60 s deadline, so
+/// that a regression fails instead of hanging the run).
+#[test]
+fn doctor_fails_a_non_regular_audit_key_naming_it_and_serve_refuses_it() {
+    use std::process::{Command, Stdio};
+    let e = Env::new();
+    e.init_with_cred();
+    let sock = e.path("run/scopevault.sock");
+    std::fs::create_dir(e.path("run")).unwrap();
+    let audit = e.path("audit.jsonl");
+    // A log with records, its key and its anchor, as a daemon leaves them.
+    drop(e.serve(&sock, &["--passphrase-file", &e.pf()]));
+    let key = e.path("audit.jsonl.key");
+    assert!(std::fs::metadata(&audit).unwrap().len() > 0);
+    std::fs::rename(&key, e.path("key.real")).unwrap();
+    let doctor = |what: &str| -> String {
+        let child = e
+            .cmd()
+            .arg("doctor")
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--audit")
+            .arg(&audit)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = crate::common::output_within(child, 60, &format!("doctor with {what}"));
+        let (text, code) = text_of(&out);
+        assert_eq!(code, Some(1), "{what}: {text}");
+        text
+    };
+    let key_shown = key.display().to_string();
+
+    assert!(Command::new("mkfifo").arg(&key).status().unwrap().success());
+    let text = doctor("a FIFO at the audit key");
+    let line = line_with(
+        &text,
+        "fail",
+        "audit",
+        &[
+            &format!("{key_shown} is not a regular file (a FIFO)"),
+            "HMAC key",
+        ],
+    );
+    assert!(line.is_some_and(|l| !l.contains("the audit log")), "{text}");
+
+    // `serve` on that log refuses the FIFO, where it waited for a writer.
+    let child = e
+        .cmd()
+        .arg("serve")
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--audit")
+        .arg(&audit)
+        .args(["--passphrase-file", &e.pf()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = crate::common::output_within(child, 60, "serve with a FIFO at the audit key");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&key_shown) && err.contains("not a regular file (a FIFO)"),
+        "{err}"
+    );
+    std::fs::remove_file(&key).unwrap();
+
+    std::os::unix::fs::symlink("/dev/zero", &key).unwrap();
+    let text = doctor("a symbolic link to /dev/zero at the audit key");
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "audit",
+            &[&format!(
+                "{key_shown} is not a regular file (a symbolic link) to /dev/zero"
+            )]
+        )
+        .is_some(),
+        "{text}"
+    );
+}
