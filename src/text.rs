@@ -97,6 +97,17 @@ pub fn escape_for_terminal(s: &str) -> String {
     out
 }
 
+/// A path as people are shown it, in a success line, a note or a prompt as in an error:
+/// [`Path::display`](std::path::Path::display) with every character of [`needs_escape`]
+/// escaped as [`escape_for_terminal`] writes it. A path comes from an option, the environment
+/// (`TMPDIR`, `SCOPEVAULT_VAULT`) or a directory someone else named: an ESC or a U+202E in it
+/// must not drive the terminal or reorder the line (seventeenth pass: `init`, `policy apply`,
+/// `audit verify` and `demo` printed theirs raw, while the errors naming the same paths
+/// escaped them).
+pub fn shown(path: &std::path::Path) -> String {
+    escape_for_terminal(&path.display().to_string())
+}
+
 /// `s` as [`escape_for_terminal`] writes it, its line breaks (`\n`) kept: for a message of
 /// several lines (an error), whose parts may quote text from a file nobody has authenticated
 /// yet (a vault header's member names, a rollback record's values). Every other control, C1,

@@ -120,13 +120,13 @@ pub fn run(c: Config) -> anyhow::Result<()> {
         if let Some(blocked) = untraversable_for_group(path, gid) {
             eprintln!(
                 "scopevault: warning: --socket-group {gid}: its members cannot reach the socket: {} lets neither that group nor others through (it needs g+x with that group, or o+x); choose a socket under a directory they may traverse with --socket PATH",
-                crate::text::escape_for_terminal(&blocked.display().to_string())
+                crate::text::shown(&blocked)
             );
         }
     }
     let shown_path = listener
         .path()
-        .map(|p| p.display().to_string())
+        .map(crate::text::shown)
         .unwrap_or_else(|| "the socket from systemd".into());
     let handler = Arc::new(handler);
     let server = Server::new(listener, c.limits, handler.clone())
@@ -145,7 +145,10 @@ pub fn run(c: Config) -> anyhow::Result<()> {
                         "scopevault: SIGHUP: reloaded the vault (generation {})",
                         s.generation.unwrap_or(0)
                     ),
-                    Err(e) => eprintln!("scopevault: SIGHUP: reload failed: {e}"),
+                    Err(e) => eprintln!(
+                        "scopevault: SIGHUP: reload failed: {}",
+                        crate::text::escape_for_terminal(&e.to_string())
+                    ),
                 },
                 SIGUSR1 => match on_hup.reopen_audit_from_signal() {
                     Ok(Some(seq)) => eprintln!(
@@ -154,7 +157,10 @@ pub fn run(c: Config) -> anyhow::Result<()> {
                     Ok(None) => eprintln!(
                         "scopevault: SIGUSR1: the audit log is still at its path; nothing to reopen"
                     ),
-                    Err(e) => eprintln!("scopevault: SIGUSR1: cannot reopen the audit log: {e}"),
+                    Err(e) => eprintln!(
+                        "scopevault: SIGUSR1: cannot reopen the audit log: {}",
+                        crate::text::escape_for_terminal(&e.to_string())
+                    ),
                 },
                 _ => {
                     shutdown.trigger();
@@ -179,7 +185,10 @@ pub fn run(c: Config) -> anyhow::Result<()> {
                 std::thread::sleep(Duration::from_millis(250));
                 h.flush_denials(false);
                 if let Err(e) = h.anchor_audit() {
-                    eprintln!("scopevault: warning: cannot write the audit anchor: {e}");
+                    eprintln!(
+                        "scopevault: warning: cannot write the audit anchor: {}",
+                        crate::text::escape_for_terminal(&e.to_string())
+                    );
                 }
             }
         })
@@ -192,7 +201,8 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     if let Err(e) = handler.anchor_audit() {
         let (anchored, last) = handler.anchor_position();
         eprintln!(
-            "scopevault: error: cannot write the audit anchor at stop ({e}): records {}..={last} are not anchored, and a cut of them would not be detected until the anchor is written; free the state directory and start the daemon again, which anchors them (docs/audit.md, \"The anchor\")",
+            "scopevault: error: cannot write the audit anchor at stop ({}): records {}..={last} are not anchored, and a cut of them would not be detected until the anchor is written; free the state directory and start the daemon again, which anchors them (docs/audit.md, \"The anchor\")",
+            crate::text::escape_for_terminal(&e.to_string()),
             anchored + 1
         );
     }
@@ -223,7 +233,7 @@ fn unlock_at_start(
         let v = Vault::open(path, &Unlock::IdentityFile(id.clone()), opts)
             .with_context(|| format!("cannot unlock the vault with {}", id.display()))?;
         load(handler, v, opts, "identity file")?;
-        return Ok(Some(format!("identity file {}", id.display())));
+        return Ok(Some(format!("identity file {}", crate::text::shown(&id))));
     }
     // `--passphrase-file` / `--passphrase-fd`: given explicitly, so a failure stops the start
     // (issue 15.12: it used to be accepted and ignored).
@@ -241,7 +251,10 @@ fn unlock_at_start(
             }
             Err(e) if e.is_refusal() => return Err(e.into()),
             Err(e) => {
-                eprintln!("scopevault: warning: keyring unlock failed ({e}); starting locked")
+                eprintln!(
+                    "scopevault: warning: keyring unlock failed ({}); starting locked",
+                    crate::text::escape_for_terminal(&e.to_string())
+                )
             }
         }
     }
@@ -252,7 +265,10 @@ fn unlock_at_start(
 /// audit chain.
 fn load(handler: &Handler, v: Vault, opts: &OpenOptions, how: &str) -> anyhow::Result<()> {
     if let Some(w) = v.rollback_warning() {
-        eprintln!("scopevault: warning: {w}");
+        eprintln!(
+            "scopevault: warning: {}",
+            crate::text::escape_for_terminal(&w)
+        );
     }
     handler
         .load(Box::new(LoadedVault::new(v, opts.clone())), how)

@@ -108,7 +108,10 @@ impl Opened {
             // Said at every load, in the daemon's log: a typo in a runner's name otherwise
             // shows only as a runner denied ("not a runner") with nothing pointing at it.
             for name in unresolved_names(p) {
-                eprintln!("scopevault: warning: {name}");
+                eprintln!(
+                    "scopevault: warning: {}",
+                    crate::text::escape_for_terminal(&name)
+                );
             }
             for (name, task) in p.tasks() {
                 if task.schedulers.is_some() {

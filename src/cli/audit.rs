@@ -8,6 +8,7 @@ use anyhow::Context;
 use zeroize::Zeroizing;
 
 use super::args::{AuditCommand, AuditPathArgs, GlobalArgs};
+use super::{escape_for_terminal, shown};
 use crate::audit::{self, AuditKey};
 use crate::secret::{SecretString, MAX_SECRET_LEN};
 
@@ -65,7 +66,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         if own.contains(&same_file_key(p)) {
             eprintln!(
                 "{}: skipped: the log's own key or journal, not a segment",
-                p.display()
+                shown(p)
             );
             continue;
         }
@@ -79,7 +80,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     if let Some(code) = broken(path, &report) {
         return Ok(code);
     }
-    let shown = path.display();
+    let shown_path = shown(path);
     // Then the files as one chain: in the order of their first seq, whichever was given as
     // `--audit` (an empty live log last), each beginning where the one before it ends.
     earlier.retain(|(_, r)| r.lines > 0);
@@ -90,8 +91,8 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     if let Some((newest, r)) = files.iter().rev().find(|(_, r)| r.lines > 0) {
         if *newest != path && !live_empty {
             eprintln!(
-                "{shown}: note: not the newest file given ({} goes on to seq {}): `--audit` names the live log; the files are checked as one chain all the same",
-                newest.display(),
+                "{shown_path}: note: not the newest file given ({} goes on to seq {}): `--audit` names the live log; the files are checked as one chain all the same",
+                shown(newest),
                 r.last_seq
             );
         }
@@ -107,7 +108,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         if b.lines == 0 {
             continue;
         }
-        let (na, nb) = (pa.display(), pb.display());
+        let (na, nb) = (shown(pa), shown(pb));
         if b.first_seq != a.last_seq + 1 {
             if b.first_seq > a.last_seq + 1 {
                 println!(
@@ -148,7 +149,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 if let Some(why) = &a.begins {
                     eprintln!(
                         "{}: empty: the daemon began it after a move and its first record is still to be written; records up to seq {} are in the moved file ({})",
-                        anchor_of.display(),
+                        shown(anchor_of),
                         a.seq,
                         crate::text::escape_for_terminal(why)
                     );
@@ -157,11 +158,15 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
             None => {}
             Some(audit::AnchorGap::InEarlierFile { anchored }) => eprintln!(
                 "{}: the record at seq {anchored} anchored in {} is in an earlier file not given here: not compared (give the rotated files too)",
-                anchor_of.display(),
-                anchor.display()
+                shown(anchor_of),
+                shown(&anchor)
             ),
             Some(gap) => {
-                println!("{}: {}", anchor_of.display(), gap.describe(&anchor));
+                println!(
+                    "{}: {}",
+                    shown(anchor_of),
+                    escape_for_terminal(&gap.describe(&anchor))
+                );
                 return Ok(ExitCode::from(1));
             }
         }
@@ -178,12 +183,12 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         .map_or((0, audit::GENESIS), |(_, r)| (r.last_seq, r.head.as_str()));
     if files.len() == 1 {
         println!(
-            "{shown}: ok, {} record(s), last seq {}, head {}",
+            "{shown_path}: ok, {} record(s), last seq {}, head {}",
             report.lines, report.last_seq, report.head
         );
     } else {
         println!(
-            "{shown}: ok, {} file(s) as one chain, {records} record(s), seq {first} to {}, head {}{}",
+            "{shown_path}: ok, {} file(s) as one chain, {records} record(s), seq {first} to {}, head {}{}",
             files.len(),
             last.0,
             last.1,
@@ -192,7 +197,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     }
     if first > 1 {
         println!(
-            "{shown}: the chain begins at seq {first}: records 1..={} are in an earlier file not given here",
+            "{shown_path}: the chain begins at seq {first}: records 1..={} are in an earlier file not given here",
             first - 1
         );
     }
@@ -211,8 +216,12 @@ fn same_file_key(p: &Path) -> Result<(u64, u64), PathBuf> {
 /// Print why a file fails verification, if it does.
 fn broken(path: &Path, report: &audit::VerifyReport) -> Option<ExitCode> {
     let bad = report.first_bad.as_ref()?;
-    let shown = path.display();
-    println!("{shown}: line {}: {}", bad.line, bad.why);
+    let shown = shown(path);
+    println!(
+        "{shown}: line {}: {}",
+        bad.line,
+        escape_for_terminal(&bad.why)
+    );
     println!(
         "{shown}: chain broken; {} line(s) before line {} verify",
         bad.line.saturating_sub(1),
@@ -228,7 +237,8 @@ fn rotate(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         .map_err(super::client_cmds::daemon_err)?;
     println!(
         "audit rotate: earlier records are in {}; the log goes on at seq {} (audit.rotate)",
-        s.rotated_to, s.seq
+        escape_for_terminal(&s.rotated_to),
+        s.seq
     );
     Ok(ExitCode::SUCCESS)
 }

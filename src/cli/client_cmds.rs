@@ -8,7 +8,7 @@ use anyhow::Context;
 use zeroize::Zeroizing;
 
 use super::args::{ExecArgs, GetArgs, GlobalArgs, TotpArgs};
-use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND};
+use super::{escape_for_terminal, EXIT_CANNOT_RUN, EXIT_NOT_FOUND};
 use crate::agent::server::default_socket_path;
 use crate::client::{Client, ClientError};
 use crate::protocol::{AdminStatus, Fetched, FetchedCredential};
@@ -28,7 +28,7 @@ pub(crate) fn socket_path(g: &GlobalArgs) -> PathBuf {
 /// to wait for that answer for ever (seventeenth pass).
 pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) -> anyhow::Result<()> {
     let socket = socket_path(g);
-    let shown = socket.display();
+    let shown = super::shown(&socket);
     if std::fs::symlink_metadata(&socket).is_err() {
         println!(
             "no daemon listens at {shown}: a daemon loads generation {generation} when it starts"
@@ -52,7 +52,7 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) -> 
         ),
         Ok(h) if h.vault_id.as_deref() != Some(vault_id) => println!(
             "the daemon at {shown} serves another vault ({}); this one is not served there",
-            h.vault_id.as_deref().unwrap_or("?")
+            escape_for_terminal(h.vault_id.as_deref().unwrap_or("?"))
         ),
         Ok(h) if h.loading => println!(
             "the daemon at {shown} is still loading the saved vault after {} s; it serves generation {} until then",
@@ -134,7 +134,7 @@ fn print_admin(what: &str, s: &AdminStatus) {
     } else {
         println!(
             "{what}: the daemon is unlocked (vault {}, generation {})",
-            s.vault_id.as_deref().unwrap_or("?"),
+            escape_for_terminal(s.vault_id.as_deref().unwrap_or("?")),
             s.generation.unwrap_or(0)
         );
     }
@@ -198,7 +198,7 @@ pub(crate) fn reload(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
 fn print_warnings(f: &Fetched) {
     for c in &f.credentials {
         for w in &c.warnings {
-            eprintln!("scopevault: warning: {w}");
+            eprintln!("scopevault: warning: {}", escape_for_terminal(w));
         }
     }
 }
@@ -298,7 +298,8 @@ pub(crate) fn totp(g: &GlobalArgs, a: &TotpArgs) -> anyhow::Result<ExitCode> {
     println!("{}", t.code.expose());
     eprintln!(
         "scopevault: {} code, valid for {} more seconds",
-        cred.name, t.seconds_left
+        escape_for_terminal(&cred.name),
+        t.seconds_left
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -367,8 +368,8 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
             for (k, v) in &c.secrets {
                 if v.expose().len() < crate::secret::MIN_FORM {
                     eprintln!(
-                        "scopevault: warning: {}.{k} is shorter than {} bytes: it is not masked in the command's output",
-                        c.name,
+                        "scopevault: warning: {} is shorter than {} bytes: it is not masked in the command's output",
+                        escape_for_terminal(&format!("{}.{k}", c.name)),
                         crate::secret::MIN_FORM
                     );
                 }

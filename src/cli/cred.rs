@@ -9,6 +9,7 @@ use anyhow::bail;
 use serde_json::json;
 
 use super::args::{CredAddArgs, CredCommand, CredSetArgs, GlobalArgs, SecretInputArgs};
+use super::escape_for_terminal;
 use super::unlock::{open_vault, prompt, read_secret_file, read_secret_stdin, vault_path};
 use crate::secret::SecretString;
 use crate::vault::{self, validate_field_key, validate_name, Credential, Vault, WriteLock};
@@ -277,8 +278,8 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "note: {} was synced from {} {}: the next `scopevault sync openbao` puts that value back; change it there to keep it",
             a.name,
-            src.engine,
-            super::escape_for_terminal(&src.path)
+            escape_for_terminal(&src.engine),
+            escape_for_terminal(&src.path)
         );
     }
     super::client_cmds::report_pickup(g, vault.id(), vault.generation())?;
@@ -362,7 +363,14 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Left-aligned columns, two spaces apart, widths in characters; the last column unpadded.
+/// Every cell is escaped ([`escape_for_terminal`]): the names and scopes come from the vault
+/// file, which a vault saved by an older scopevault may hold unchecked.
 pub(crate) fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|r| r.clone().map(|cell| escape_for_terminal(&cell)))
+        .collect();
+    let rows = rows.as_slice();
     let mut width = head.map(|h| h.chars().count());
     for r in rows {
         for (w, cell) in width.iter_mut().zip(r) {
@@ -401,31 +409,30 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&m)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("name:     {name}");
+    // Escaped, every string from the vault: a vault written before names and values were
+    // checked may hold control characters.
+    let esc = escape_for_terminal;
+    println!("name:     {}", esc(name));
     println!("kind:     {}", c.kind);
-    println!("scopes:   {}", c.scopes.join(", "));
-    println!(
-        "origins:  {}",
-        super::escape_for_terminal(&c.origins.join(", "))
-    );
+    println!("scopes:   {}", esc(&c.scopes.join(", ")));
+    println!("origins:  {}", esc(&c.origins.join(", ")));
     for (k, v) in &c.fields {
-        // Escaped: a vault written before values were checked may hold control characters.
-        println!("field:    {k} = {}", super::escape_for_terminal(v));
+        println!("field:    {} = {}", esc(k), esc(v));
     }
     for k in c.secrets.keys() {
-        println!("secret:   {k} (set; values are never shown)");
+        println!("secret:   {} (set; values are never shown)", esc(k));
     }
     println!("created:  {}", m["created"].as_str().unwrap_or_default());
     println!("rotated:  {}", m["rotated"].as_str().unwrap_or_default());
     if let Some(t) = m["tasks"].as_array().filter(|t| !t.is_empty()) {
         let t: Vec<&str> = t.iter().filter_map(|v| v.as_str()).collect();
-        println!("tasks:    {}", t.join(", "));
+        println!("tasks:    {}", esc(&t.join(", ")));
     }
     if let Some(src) = &c.source {
         let ns = src
             .namespace
             .as_ref()
-            .map(|n| format!(" (namespace {n})"))
+            .map(|n| format!(" (namespace {})", esc(n)))
             .unwrap_or_default();
         let by_hand = m["source"]["set_by_hand"]
             .as_str()
@@ -435,8 +442,8 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
             .unwrap_or_default();
         println!(
             "source:   {} {}{ns}, version {}, updated {}{by_hand}",
-            src.engine,
-            src.path,
+            esc(&src.engine),
+            esc(&src.path),
             src.version,
             m["source"]["updated"].as_str().unwrap_or_default()
         );
@@ -464,11 +471,13 @@ fn rm(g: &GlobalArgs, name: &str) -> anyhow::Result<ExitCode> {
     vault.remove_credential(name)?;
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
-    println!("removed credential {name}");
+    // A name an older vault holds may be unchecked: escaped, as every name from the vault.
+    let shown_name = escape_for_terminal(name);
+    println!("removed credential {shown_name}");
     if !users.is_empty() {
         eprintln!(
-            "warning: the applied policy still lists {name} for task(s) {}: their fetches will fail until it is added again or the policy changes",
-            users.join(", ")
+            "warning: the applied policy still lists {shown_name} for task(s) {}: their fetches will fail until it is added again or the policy changes",
+            escape_for_terminal(&users.join(", "))
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -97,9 +97,11 @@ struct Output {
     stderr: String,
 }
 
+/// What a step's command printed, indented; escaped once more, as every line the demo shows
+/// (the commands escape what they print already: escaping is idempotent on that).
 fn indent(text: &str) {
     for line in text.lines() {
-        println!("     {line}");
+        println!("     {}", crate::text::escape_for_terminal(line));
     }
 }
 
@@ -146,7 +148,7 @@ fn clean_up_on_signals(dir: std::path::PathBuf) -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&dir);
             eprintln!(
                 "\ninterrupted: the demo's daemon is stopped and {} removed",
-                dir.display()
+                super::shown(&dir)
             );
             std::process::exit(128 + sig);
         }
@@ -206,7 +208,7 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let socket = dir.join(DEMO_SOCKET);
     let long = socket.as_os_str().len();
     if long > SOCKET_PATH_MAX {
-        let shown = crate::text::escape_for_terminal(&dir.display().to_string());
+        let shown = super::shown(&dir);
         drop(tmp);
         bail!(
             "the demo's socket would be {shown}/{DEMO_SOCKET}, {long} bytes, and a Unix socket's path may be at most {SOCKET_PATH_MAX}: run it with a shorter TMPDIR (e.g. `TMPDIR=/tmp scopevault demo`)"
@@ -221,7 +223,7 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     println!("scopevault demo: a least-privilege credential vault for synthetic monitors.");
     println!(
         "Everything happens in {} and is removed at the end.",
-        dir.display()
+        super::shown(&dir)
     );
 
     let result = steps(&mut d);
@@ -237,7 +239,10 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if dir.exists() {
         bail!("the demo directory {} is still there", dir.display());
     }
-    println!("\n── done: {} removed, nothing left behind.", dir.display());
+    println!(
+        "\n── done: {} removed, nothing left behind.",
+        super::shown(&dir)
+    );
     println!(
         "   Next: `scopevault lint examples/policy.toml` in CI, docs/operations.md to deploy."
     );
@@ -290,7 +295,7 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
     )?;
     for line in out.stdout.lines().chain(out.stderr.lines()) {
         if line.contains("applied") || line.contains("security warnings") {
-            println!("     {line}");
+            indent(line);
         }
     }
 

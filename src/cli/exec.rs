@@ -129,7 +129,8 @@ pub(crate) fn report_scrub(socket: &Path, task: &str, summary: &crate::redact::S
         }
         Err(e) => {
             eprintln!(
-                "scopevault: warning: the scrub's counts were not recorded in the daemon's audit log: {e}"
+                "scopevault: warning: the scrub's counts were not recorded in the daemon's audit log: {}",
+                crate::text::escape_for_terminal(&e.to_string())
             );
             false
         }
@@ -228,7 +229,7 @@ pub(crate) fn runtime_base() -> anyhow::Result<PathBuf> {
         .context("no runtime directory for the credentials files (set XDG_RUNTIME_DIR)")?;
     eprintln!(
         "scopevault: warning: {} is not a tmpfs: credential files may reach the disk",
-        c.display()
+        crate::text::shown(&c)
     );
     ensure_private_dir(&c.join("scopevault-exec"))
 }

@@ -13,7 +13,7 @@ use crate::fleet::apply::{self, Refusal};
 use crate::fleet::bundle::{self, Bundle};
 use crate::fleet::{publish as pubs, sig};
 use crate::policy::{self, Policy};
-use crate::text::{escape_for_terminal, rfc3339};
+use crate::text::{escape_for_terminal, rfc3339, shown};
 use crate::vault::{self, AppliedBundle, WriteLock};
 
 /// Exit code of a refused bundle (a check failed): 1, as a failed verification.
@@ -38,8 +38,8 @@ pub(crate) fn warn_local_change(v: &vault::Vault) {
     };
     eprintln!(
         "scopevault: warning: {} holds the signed fleet bundle {} generation {}: this local change diverges from it; `status` now reports the bundle superseded by a local change until a bundle is applied again (a newer generation, or this one with --reapply)",
-        escape_for_terminal(&v.path().display().to_string()),
-        a.location,
+        shown(v.path()),
+        escape_for_terminal(&a.location),
         a.generation
     );
 }
@@ -115,7 +115,7 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
             Some(sig::load_signing_key(&text, || {
                 match &a.sign_key_passphrase_file {
                     Some(f) => read_secret_file(f),
-                    None => prompt(&format!("Passphrase for {}: ", path.display())),
+                    None => prompt(&format!("Passphrase for {}: ", shown(path))),
                 }
             })?)
         }
@@ -177,7 +177,7 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
         }
         println!(
             "{}: generation {}, {} tasks, {} credentials{signed}",
-            file.display(),
+            shown(&file),
             m.generation,
             m.tasks.len(),
             m.credentials.len()
@@ -198,13 +198,7 @@ fn sig_path(file: &Path) -> PathBuf {
 fn read_input(path: &Path, max: u64, what: &str) -> anyhow::Result<Result<Vec<u8>, String>> {
     let read = crate::fleet::read_regular(path, max)
         .with_context(|| format!("cannot read {what} {}", path.display()))?;
-    Ok(read.map_err(|u| {
-        format!(
-            "{what} {} is {}",
-            escape_for_terminal(&path.display().to_string()),
-            u.describe(max)
-        )
-    }))
+    Ok(read.map_err(|u| format!("{what} {} is {}", shown(path), u.describe(max))))
 }
 
 pub(crate) fn bundle(g: &GlobalArgs, c: &BundleCommand) -> anyhow::Result<ExitCode> {
@@ -227,7 +221,7 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let b = Bundle::parse(&bytes).map_err(|e| {
         anyhow::Error::new(Exit {
             code: EXIT_CHECK,
-            message: format!("{}: {e}", escape_for_terminal(&file.display().to_string())),
+            message: format!("{}: {e}", shown(file)),
         })
     })?;
     let m = &b.manifest;
@@ -235,15 +229,17 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(m)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("location:       {}", m.location);
+    // The names are checked; every string from the file is escaped all the same.
+    let esc = escape_for_terminal;
+    println!("location:       {}", esc(&m.location));
     println!("generation:     {}", m.generation);
     println!("created:        {}", rfc3339(m.created));
     println!("expires:        {}", rfc3339(m.expires));
-    println!("recipient:      {}", m.recipient);
-    println!("policy digest:  {}", m.policy_digest);
-    println!("payload digest: {}", m.payload_digest);
-    println!("tasks:          {}", m.tasks.join(", "));
-    println!("credentials:    {}", m.credentials.join(", "));
+    println!("recipient:      {}", esc(&m.recipient));
+    println!("policy digest:  {}", esc(&m.policy_digest));
+    println!("payload digest: {}", esc(&m.payload_digest));
+    println!("tasks:          {}", esc(&m.tasks.join(", ")));
+    println!("credentials:    {}", esc(&m.credentials.join(", ")));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -301,10 +297,10 @@ fn verify(a: &BundleCheckArgs) -> anyhow::Result<ExitCode> {
     apply::check_manifest(&b, Some(loc), now, None, apply::Rollback::Refuse).map_err(refused)?;
     println!(
         "{}: good signature by {} ({}); location {}, generation {}, expires {}",
-        escape_for_terminal(&a.file.display().to_string()),
-        who.fingerprint,
+        shown(&a.file),
+        escape_for_terminal(&who.fingerprint),
         escape_for_terminal(&who.principals.join(",")),
-        b.manifest.location,
+        escape_for_terminal(&b.manifest.location),
         b.manifest.generation,
         rfc3339(b.manifest.expires)
     );
@@ -397,17 +393,18 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     };
     if let Err(e) = crate::fleet::health::write_record(&path, &record) {
         eprintln!(
-            "scopevault: warning: the apply is done but `status` will not show it: cannot write {}: {e}",
-            crate::fleet::health::record_path(&path).display()
+            "scopevault: warning: the apply is done but `status` will not show it: cannot write {}: {}",
+            shown(&crate::fleet::health::record_path(&path)),
+            escape_for_terminal(&e.to_string())
         );
     }
     drop(lock);
     println!(
         "applied {} generation {} (signed by {}) to {} (vault generation {}): {} tasks, {} credentials",
-        m.location,
+        escape_for_terminal(&m.location),
         m.generation,
-        who.fingerprint,
-        path.display(),
+        escape_for_terminal(&who.fingerprint),
+        shown(&path),
         v.generation(),
         m.tasks.len(),
         m.credentials.len()
@@ -434,15 +431,22 @@ fn audit_apply(a: &BundleApplyArgs, b: &Bundle, signer: &str) {
                 ..AuditRecord::new(AuditOp::BundleApply, Decision::Allow)
             };
             match log.append(rec) {
-                Ok(seq) => println!("audit: {} seq {seq}", path.display()),
-                Err(e) => eprintln!("scopevault: warning: the apply is done but its audit record failed: {e}"),
+                Ok(seq) => println!("audit: {} seq {seq}", shown(&path)),
+                Err(e) => eprintln!(
+                    "scopevault: warning: the apply is done but its audit record failed: {}",
+                    escape_for_terminal(&e.to_string())
+                ),
             }
         }
         Err(AuditError::InUse { .. }) => eprintln!(
-            "scopevault: note: the daemon holds {}; the apply is recorded there as the daemon's reload ({reason})",
-            path.display()
+            "scopevault: note: the daemon holds {}; the apply is recorded there as the daemon's reload ({})",
+            shown(&path),
+            escape_for_terminal(&reason)
         ),
-        Err(e) => eprintln!("scopevault: warning: the apply is done but the audit log could not be opened: {e}"),
+        Err(e) => eprintln!(
+            "scopevault: warning: the apply is done but the audit log could not be opened: {}",
+            escape_for_terminal(&e.to_string())
+        ),
     }
 }
 
@@ -464,7 +468,7 @@ fn reload_daemon(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Ok(Ok(s)) => {
             println!(
                 "daemon at {} reloaded (vault generation {})",
-                socket.display(),
+                shown(&socket),
                 s.generation.map_or("?".to_owned(), |g| g.to_string())
             );
             Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
 use super::args::{CredImportArgs, GlobalArgs};
+use super::escape_for_terminal;
 use super::unlock::{open_options, open_vault, vault_path};
 use crate::policy::CredentialKind;
 use crate::secret::{within_secret_limit, SecretString, MAX_SECRET_LEN};
@@ -53,7 +54,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
     let (rows, problems) = read_rows(&a.file)?;
     if !problems.is_empty() {
         for p in &problems {
-            eprintln!("{p}");
+            eprintln!("{}", escape_for_terminal(p));
         }
         bail!(
             "{} row(s) of {} cannot be imported (listed above): fix or remove them; nothing was imported",
@@ -162,12 +163,17 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         super::fleet::warn_local_change(&vault);
     }
     for n in &notes {
-        eprintln!("{n}");
+        eprintln!("{}", escape_for_terminal(n));
     }
-    let mut out = report.join("\n");
+    // Each line escaped: a row's name and origin come from the file.
+    let mut out: String = report
+        .iter()
+        .map(|l| escape_for_terminal(l))
+        .collect::<Vec<_>>()
+        .join("\n");
     out.push_str(&format!(
         "\nimported {}: {added} added, {updated} updated, {kept} kept{}\n",
-        a.file.display(),
+        super::shown(&a.file),
         if added + updated > 0 {
             format!(" (one save, generation {})", vault.generation())
         } else {

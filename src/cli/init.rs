@@ -67,7 +67,7 @@ fn create(
                     })?;
                 eprintln!(
                     "created the directory {} (mode 0700) for the identity file",
-                    dir.display()
+                    super::shown(dir)
                 );
             }
         }
@@ -96,12 +96,12 @@ fn create(
         debris.files.push(out.clone());
         eprintln!(
             "wrote the identity file {} (mode 0600): it unlocks the vault, keep it secret",
-            out.display()
+            super::shown(out)
         );
     }
     vault.save(&lock)?;
     drop(lock);
-    println!("created vault {} (id {})", path.display(), vault.id());
+    println!("created vault {} (id {})", super::shown(path), vault.id());
     debris.files.clear();
     debris.dirs.clear();
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use super::args::{GlobalArgs, KeyAddArgs, KeyCommand, KeyPasswdArgs};
+use super::escape_for_terminal;
 use super::init::{keyring_store, refuse_existing, write_private_new};
 use super::unlock::{
     new_passphrase, open_options, open_vault, passphrase_from_args, prompt, vault_path,
@@ -52,13 +53,13 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         // One line a slot: id, label (`-` when none), created (`-` for slots made before
         // slots recorded it), description, and when a passphrase was last changed.
-        let width = slots
+        // Escaped: the header is not authenticated until the vault is opened.
+        let labels: Vec<String> = slots
             .iter()
-            .map(|s| s.label().map_or(1, |l| l.chars().count()))
-            .max()
-            .unwrap_or(1);
-        for s in &slots {
-            let label = s.label().unwrap_or("-");
+            .map(|s| escape_for_terminal(s.label().unwrap_or("-")))
+            .collect();
+        let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1);
+        for (s, label) in slots.iter().zip(&labels) {
             let pad = width - label.chars().count();
             let created = rfc3339(s.created()).unwrap_or_else(|| "-".into());
             let changed = rfc3339(s.changed())
@@ -66,21 +67,21 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default();
             println!(
                 "{}  {label}{:pad$}  {created:<20}  {}{changed}",
-                s.id(),
+                escape_for_terminal(s.id()),
                 "",
-                s.describe()
+                escape_for_terminal(&s.describe())
             );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `id`, or `id (label NAME)`.
+/// `id`, or `id (label NAME)`, escaped.
 fn named(s: &Slot) -> String {
-    match s.label() {
+    escape_for_terminal(&match s.label() {
         Some(l) => format!("{} (label {l})", s.id()),
         None => s.id().to_owned(),
-    }
+    })
 }
 
 fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
@@ -149,7 +150,11 @@ fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
         return Err(e.into());
     }
     let s = vault.slots().iter().find(|s| s.id() == id).expect("added");
-    println!("added key slot: {} {}", named(s), s.describe());
+    println!(
+        "added key slot: {} {}",
+        named(s),
+        escape_for_terminal(&s.describe())
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -164,9 +169,16 @@ fn remove(g: &GlobalArgs, id_or_label: &str) -> anyhow::Result<ExitCode> {
     let slot = vault.remove_slot(id_or_label)?;
     vault.save(&lock)?;
     if let Err(e) = Vault::forget_keyring_key(&slot) {
-        eprintln!("warning: the slot is removed from the vault, but its keyring entry could not be deleted: {e}");
+        eprintln!(
+            "warning: the slot is removed from the vault, but its keyring entry could not be deleted: {}",
+            escape_for_terminal(&e.to_string())
+        );
     }
-    println!("removed key slot {}: {}", named(&slot), slot.describe());
+    println!(
+        "removed key slot {}: {}",
+        named(&slot),
+        escape_for_terminal(&slot.describe())
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -255,7 +267,7 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
     if vault::file_version(&path)? != 1 {
         println!(
             "{} is already format version 2: nothing to do",
-            path.display()
+            super::shown(&path)
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -270,7 +282,10 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
     } else if let (true, Some(f)) = (trust_v1_identity_slot, rewrap) {
         Unlock::IdentityFile(f.to_path_buf())
     } else if std::io::stdin().is_terminal() {
-        Unlock::Passphrase(prompt(&format!("Passphrase for {}: ", path.display()))?)
+        Unlock::Passphrase(prompt(&format!(
+            "Passphrase for {}: ",
+            super::shown(&path)
+        ))?)
     } else if let Some(f) = rewrap {
         // Explain why the identity file alone does not do (the library says it).
         Unlock::IdentityFile(f.to_path_buf())
@@ -290,12 +305,13 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
     m.vault.save(&lock)?;
     println!(
         "migrated {} to format version 2 (generation {}): {} key slot(s), {} identity slot(s) re-made",
-        path.display(),
+        super::shown(&path),
         m.vault.generation(),
         m.vault.slots().len(),
         m.rewrapped
     );
     for r in &m.dropped {
+        let r = escape_for_terminal(r);
         println!("dropped the version-1 identity slot for {r} (its identity file was not given with --identity-file): add a new identity slot with `scopevault key add --identity-out FILE`");
     }
     Ok(ExitCode::SUCCESS)

@@ -10,7 +10,11 @@ use super::args::{DenyLevel, GlobalArgs, LintArgs, LintFormat};
 use super::{Exit, EXIT_USAGE};
 use crate::policy::lint::{lint, Class, LintOptions, SarifLocation};
 use crate::policy::{read_policy_file, Policy, PolicyError};
-use crate::text::escape_for_terminal;
+// A path as lint's messages show it ([`shown`]): file names are anyone's text (a pull request
+// adds files, a CI loop passes them on), so a name cannot write a CI log's command lines
+// (`::add-mask::`) nor drive a terminal, as docs/lint-rules.md promises for everything lint
+// prints.
+use crate::text::{escape_for_terminal, shown};
 
 pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     let Some(out) = &a.output else {
@@ -217,14 +221,6 @@ fn verdict(report: &crate::policy::lint::Report, deny: Class) -> u8 {
 fn sarif_location(file: &std::path::Path) -> SarifLocation {
     let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
     SarifLocation::of_policy(file, &cwd)
-}
-
-/// A path as lint's messages show it. File names are anyone's text (a pull request adds
-/// files, a CI loop passes them on): their control and bidirectional characters are escaped
-/// ([`escape_for_terminal`]), so a name cannot write a CI log's command lines (`::add-mask::`)
-/// nor drive a terminal, as docs/lint-rules.md promises for everything lint prints.
-fn shown(p: &Path) -> String {
-    escape_for_terminal(&p.display().to_string())
 }
 
 fn usage(message: String) -> anyhow::Error {

@@ -23,8 +23,8 @@ pub(crate) fn run(a: &ManArgs) -> anyhow::Result<ExitCode> {
     println!(
         "wrote {} man pages to {} (read one with `man -l {}`)",
         written.len(),
-        dir.display(),
-        dir.join("scopevault-lint.1").display()
+        super::shown(dir),
+        super::shown(&dir.join("scopevault-lint.1"))
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -127,10 +127,12 @@ fn stdout_closed_is_success() {
     }));
 }
 
+/// The escapers every command's output goes through: a string from elsewhere (a file, the
+/// daemon, the environment), and a path ([`crate::text::shown`]).
+pub(crate) use crate::text::{escape_for_terminal, shown};
+
 /// Whether colour may be used on a terminal: not with `NO_COLOR` set (no-color.org), nor on
 /// `TERM=dumb` (or no `TERM` at all), which cannot show it.
-pub(crate) use crate::text::escape_for_terminal;
-
 pub(crate) fn color_allowed() -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let dumb = std::env::var_os("TERM").is_none_or(|t| t.is_empty() || t == "dumb");

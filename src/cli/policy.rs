@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::args::{DenyLevel, GlobalArgs, PolicyCommand};
+use super::escape_for_terminal;
 use super::unlock::{open_vault, vault_path};
 use crate::policy::{self, Policy};
 use crate::vault::{self, Credential, WriteLock};
@@ -37,7 +38,7 @@ fn apply(
     // its checkpoints, which need not exist where it is applied.
     if parsed.locations().next().is_none() {
         for name in crate::agent::state::unresolved_names(&parsed) {
-            eprintln!("warning: {name}");
+            eprintln!("warning: {}", escape_for_terminal(&name));
         }
     }
 
@@ -164,16 +165,21 @@ fn apply(
     if changes.is_empty() && policy_changed {
         changes.push("~ policy settings, catalog or exceptions".into());
     }
+    // Names in the notes and changes are the policy's, checked; escaped all the same, as
+    // every line quoting a file.
     for n in &notes {
-        println!("{n}");
+        println!("{}", escape_for_terminal(n));
     }
+    let shown_file = super::shown(file);
     if changes.is_empty() {
         // Nothing is written: the file stays byte for byte, the generation does not move.
-        println!("no changes: {display} is already applied (policy unchanged: nothing to apply)");
+        println!(
+            "no changes: {shown_file} is already applied (policy unchanged: nothing to apply)"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for c in &changes {
-        println!("{c}");
+        println!("{}", escape_for_terminal(c));
     }
     if dry_run {
         println!("dry run: the vault was not changed");
@@ -184,8 +190,8 @@ fn apply(
     super::fleet::warn_local_change(&vault);
     println!(
         "applied {} to {} (generation {})",
-        display,
-        path.display(),
+        shown_file,
+        super::shown(&path),
         vault.generation()
     );
     super::client_cmds::report_pickup(g, vault.id(), vault.generation())?;

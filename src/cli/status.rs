@@ -346,7 +346,7 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     println!(
         "daemon:      scopevault {} on {}",
         esc(&h.version),
-        esc(&socket_path(g).display().to_string())
+        crate::text::shown(&socket_path(g))
     );
     if h.locked {
         println!("vault:       locked (an admin runs `scopevault unlock`)");

@@ -53,7 +53,10 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
         if t.is_empty() {
             bail!("--token-file {} is empty", f.display());
         }
-        return Ok(Auth::Token(t, format!("token file {}", f.display())));
+        return Ok(Auth::Token(
+            t,
+            format!("token file {}", crate::text::shown(f)),
+        ));
     }
     if let (Some(role_id), Some(f)) = (&a.approle_role_id, &a.approle_secret_id_file) {
         let secret_id = read_secret_file(f)
@@ -262,8 +265,9 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
         })));
     }
 
+    // A line quotes the paths OpenBao gave: escaped.
     for l in &lines {
-        println!("{l}");
+        println!("{}", crate::text::escape_for_terminal(l));
     }
     let summary = format!(
         "{} to change, {unchanged} unchanged, {missing} missing upstream",

@@ -52,7 +52,7 @@ pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
     let Some(w) = v.rollback_warning() else {
         return Ok(v);
     };
-    eprintln!("warning: {w}");
+    eprintln!("warning: {}", super::escape_for_terminal(&w));
     let lock = vault::WriteLock::acquire(&vault_path(g))?;
     adopt(g, &v, &lock)
 }
@@ -67,7 +67,7 @@ pub(crate) fn open_vault_locked(g: &GlobalArgs, lock: &vault::WriteLock) -> anyh
     let Some(w) = v.rollback_warning() else {
         return Ok(v);
     };
-    eprintln!("warning: {w}");
+    eprintln!("warning: {}", super::escape_for_terminal(&w));
     adopt(g, &v, lock)
 }
 
@@ -83,7 +83,7 @@ fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<V
     adopted.save(lock)?;
     eprintln!(
         "warning: {} saved again as generation {}: the restored file is adopted (later opens, the daemon's reload and its restart accept it); re-set the secrets rotated since it was backed up",
-        vault_path(g).display(),
+        super::shown(&vault_path(g)),
         adopted.generation()
     );
     Ok(adopted)
@@ -110,7 +110,7 @@ fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {
     if std::io::stdin().is_terminal() || have_tty() {
         // Fail before prompting if the file is not even a vault.
         vault::read_slots(&path)?;
-        let p = prompt(&format!("Passphrase for {}: ", path.display()))?;
+        let p = prompt(&format!("Passphrase for {}: ", super::shown(&path)))?;
         return Ok(Vault::open(&path, &Unlock::Passphrase(p), &opts)?);
     }
     Err(VaultError::NoUnlockSource(format!(

@@ -40,7 +40,10 @@ use time::OffsetDateTime;
 
 use crate::audit::verify_each;
 use crate::policy::Policy;
-use crate::text::escape_for_terminal;
+// A log's name as an error shows it ([`shown`]): a file name is anyone's text (a pull request
+// adds files), so it cannot write a line of its own into a CI log (`::add-mask::`), nor drive a
+// terminal. The message is read by people only; nothing parses the name back out of it.
+use crate::text::{escape_for_terminal, shown};
 
 /// Why the audit logs could not be used: the CLI exits 2 with this message.
 #[derive(Debug, thiserror::Error)]
@@ -89,14 +92,6 @@ pub enum UsageError {
 /// fetch decided under the policy before can be written just after the load's record (the
 /// install waits for it).
 const LOAD_SETTLES: time::Duration = time::Duration::minutes(1);
-
-/// A log's name as an error shows it: a file name is anyone's text (a pull request adds files),
-/// so its control and bidirectional characters are escaped ([`escape_for_terminal`]) and it
-/// cannot write a line of its own into a CI log (`::add-mask::`), nor drive a terminal. The
-/// message is read by people only; nothing parses the name back out of it.
-fn shown(file: &std::path::Path) -> String {
-    escape_for_terminal(&file.display().to_string())
-}
 
 /// What the audit logs say about the policy's credentials, tasks and runners in the window.
 #[derive(Debug, Clone, Default)]

@@ -734,9 +734,10 @@ impl Vault {
         self.dirty = false;
         if let Err(e) = recorded {
             eprintln!(
-                "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {e}",
-                self.path.display(),
-                self.header.generation
+                "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {}",
+                crate::text::shown(&self.path),
+                self.header.generation,
+                crate::text::escape_for_terminal(&e.to_string())
             );
         }
         Ok(())

@@ -262,7 +262,7 @@ impl SafeDir {
         if let Err(e) = rustix::fs::fsync(&self.fd) {
             eprintln!(
                 "scopevault: warning: {} was replaced, but its directory could not be synced ({e}): a crash now could bring the old version back",
-                target.display()
+                crate::text::shown(&target)
             );
         }
         Ok(())

@@ -70,7 +70,7 @@ impl Handler {
                 *failed() = Some(now);
                 eprintln!(
                     "scopevault: the vault file changed but was not loaded (still serving the loaded one): {}",
-                    e.message()
+                    crate::text::escape_for_terminal(&e.message())
                 );
             }
         }

@@ -518,3 +518,221 @@ fn term_dumb_gets_no_colour() {
     assert!(dumb.contains("scope-exceeds-task"), "{dumb}");
     assert!(!dumb.contains('\x1b'), "TERM=dumb gets no colour: {dumb:?}");
 }
+
+/// Seventeenth pass (found by attacking that pass's own fixes): the success lines printed the
+/// paths they name raw — `init`'s "created vault …", `policy apply`'s "applied … to …",
+/// `audit verify`'s "…: ok, N record(s)", the daemon's "listening on …", a writer's report on
+/// the daemon, `demo`'s directory — while the errors naming the same paths escaped them: a
+/// directory name holding ESC, an OSC title sequence or a right-to-left override drove the
+/// terminal of whoever ran them. Every path and every name from a file is now shown through
+/// the one escaper (`text::shown`, `text::escape_for_terminal`), in success lines as in
+/// errors.
+#[test]
+fn success_lines_escape_the_paths_and_names_they_print() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    let e = Env::new();
+    let name = "d\u{1b}]0;PWNED\u{7}\u{202e}";
+    let escaped = "d\\u{1b}]0;PWNED\\u{7}\\u{202e}";
+    let dir = e.path(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let vault = dir.join("v.scopevault");
+    let id = dir.join("v.id");
+    let audit = dir.join("a.jsonl");
+    let policy = dir.join("p.toml");
+    std::fs::write(&policy, "version = 1\n").unwrap();
+    let socket = dir.join("s.sock");
+    let pf = e.pf();
+    let seen = std::cell::RefCell::new(Vec::new());
+    // stdout and stderr of `scopevault ARGS` in the hostile directory, `stdin` fed; must exit 0.
+    let run = |what: &str, args: &[&std::ffi::OsStr], stdin: &[u8]| -> String {
+        let out = e.run_cmd(
+            e.cmd()
+                .env("SCOPEVAULT_VAULT", &vault)
+                .arg("--socket")
+                .arg(&socket)
+                .args(args),
+            stdin,
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{what}: {text}");
+        seen.borrow_mut().push((what.to_owned(), text.clone()));
+        text
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let (pf_arg, id_arg) = (os(&pf), id.clone().into_os_string());
+
+    let text = run(
+        "init",
+        &[
+            "init".as_ref(),
+            "--passphrase-file".as_ref(),
+            &pf_arg,
+            "--identity-out".as_ref(),
+            &id_arg,
+        ],
+        b"",
+    );
+    assert!(
+        text.contains("created vault ") && text.contains(escaped),
+        "{text}"
+    );
+    run(
+        "cred add",
+        &[
+            "cred".as_ref(),
+            "add".as_ref(),
+            "shop-buyer".as_ref(),
+            "--kind".as_ref(),
+            "login".as_ref(),
+            "--secret".as_ref(),
+            "password".as_ref(),
+            "--identity-file".as_ref(),
+            &id_arg,
+        ],
+        b"s3cret-Password!",
+    );
+    let apply = [
+        "policy".as_ref(),
+        "apply".as_ref(),
+        policy.as_os_str(),
+        "--identity-file".as_ref(),
+        &id_arg,
+    ];
+    let text = run("policy apply", &apply, b"");
+    assert!(
+        text.contains("applied ") && text.contains(escaped),
+        "{text}"
+    );
+    let text = run("policy apply, unchanged", &apply, b"");
+    assert!(
+        text.contains("no changes: ") && text.contains(escaped),
+        "{text}"
+    );
+    run(
+        "cred list",
+        &[
+            "cred".as_ref(),
+            "list".as_ref(),
+            "--identity-file".as_ref(),
+            &id_arg,
+        ],
+        b"",
+    );
+    run("key list", &["key".as_ref(), "list".as_ref()], b"");
+
+    // The daemon, its log, and what the clients say of it.
+    let log = e.path("daemon.log");
+    let mut daemon = e
+        .cmd()
+        .env("SCOPEVAULT_VAULT", &vault)
+        .arg("serve")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--audit")
+        .arg(&audit)
+        .arg("--identity-file")
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "no daemon"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let text = run(
+        "status",
+        &["status".as_ref(), "--audit".as_ref(), audit.as_os_str()],
+        b"",
+    );
+    assert!(text.contains(escaped), "{text}");
+    let text = run(
+        "cred set",
+        &[
+            "cred".as_ref(),
+            "set".as_ref(),
+            "shop-buyer".as_ref(),
+            "--secret".as_ref(),
+            "password".as_ref(),
+            "--identity-file".as_ref(),
+            &id_arg,
+        ],
+        b"n3w-Password!",
+    );
+    assert!(
+        text.contains("the running daemon at ") && text.contains(escaped),
+        "{text}"
+    );
+    run("reload", &["reload".as_ref()], b"");
+    run(
+        "doctor",
+        &[
+            "doctor".as_ref(),
+            "--audit".as_ref(),
+            audit.as_os_str(),
+            "--identity-file".as_ref(),
+            &id_arg,
+        ],
+        b"",
+    );
+    assert!(Command::new("kill")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+    daemon.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("listening on ") && text.contains(escaped),
+        "{text}"
+    );
+    seen.borrow_mut().push(("serve".into(), text));
+    let text = run(
+        "audit verify",
+        &[
+            "audit".as_ref(),
+            "verify".as_ref(),
+            "--audit".as_ref(),
+            audit.as_os_str(),
+        ],
+        b"",
+    );
+    assert!(text.contains(": ok, ") && text.contains(escaped), "{text}");
+
+    // `demo` in a TMPDIR of that name.
+    let out = e.run_cmd(e.cmd().arg("demo").env("TMPDIR", &dir), b"");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "demo: {text}");
+    assert!(
+        text.contains("Everything happens in ") && text.contains(escaped),
+        "{text}"
+    );
+    seen.borrow_mut().push(("demo".into(), text));
+
+    for (what, text) in seen.borrow().iter() {
+        let raw: Vec<char> = text
+            .chars()
+            .filter(|&c| c != '\n' && scopevault::text::needs_escape(c))
+            .collect();
+        assert!(
+            raw.is_empty(),
+            "{what} printed {raw:?} raw: {}",
+            text.escape_debug()
+        );
+    }
+}
