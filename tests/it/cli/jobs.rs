@@ -626,23 +626,32 @@ fn success_lines_escape_the_paths_and_names_they_print() {
     );
     run("key list", &["key".as_ref(), "list".as_ref()], b"");
 
-    // The daemon, its log, and what the clients say of it.
+    // The daemon, its log, and what the clients say of it. Killed and reaped on drop, so that
+    // a failed assertion does not leave it running.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let log = e.path("daemon.log");
-    let mut daemon = e
-        .cmd()
-        .env("SCOPEVAULT_VAULT", &vault)
-        .arg("serve")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--audit")
-        .arg(&audit)
-        .arg("--identity-file")
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = Reaped(
+        e.cmd()
+            .env("SCOPEVAULT_VAULT", &vault)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--audit")
+            .arg(&audit)
+            .arg("--identity-file")
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let t0 = std::time::Instant::now();
     while !socket.exists() {
         assert!(
@@ -687,11 +696,11 @@ fn success_lines_escape_the_paths_and_names_they_print() {
         b"",
     );
     assert!(Command::new("kill")
-        .arg(daemon.id().to_string())
+        .arg(daemon.0.id().to_string())
         .status()
         .unwrap()
         .success());
-    daemon.wait().unwrap();
+    daemon.0.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("listening on ") && text.contains(escaped),
