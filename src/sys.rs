@@ -572,14 +572,25 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<()> {
 /// between the check and the open). `nofollow` adds `O_NOFOLLOW`. Anything but a regular file
 /// is `InvalidInput` naming what it is ([`not_a_regular_file`]).
 pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<std::fs::File> {
+    let file = open_nonblocking(path, nofollow)?;
+    ensure_regular(&file)?;
+    Ok(file)
+}
+
+/// Open `path` for reading with `O_NONBLOCK` (and `O_NOFOLLOW` with `nofollow`), whatever it
+/// is: a FIFO opens at once instead of waiting for a writer. For a caller that judges the
+/// file type itself on the descriptor ([`open_regular`] does).
+pub fn open_nonblocking(path: &Path, nofollow: bool) -> io::Result<std::fs::File> {
     use rustix::fs::OFlags;
     let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
     if nofollow {
         flags |= OFlags::NOFOLLOW;
     }
-    let file = std::fs::File::from(rustix::fs::open(path, flags, rustix::fs::Mode::empty())?);
-    ensure_regular(&file)?;
-    Ok(file)
+    Ok(std::fs::File::from(rustix::fs::open(
+        path,
+        flags,
+        rustix::fs::Mode::empty(),
+    )?))
 }
 
 /// `Ok` if `file` is a regular file, else [`not_a_regular_file`].

@@ -48,23 +48,17 @@ pub(crate) fn read_regular(
     max: u64,
 ) -> std::io::Result<Result<Vec<u8>, Unusable>> {
     use std::io::Read;
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    let st = rustix::fs::fstat(&fd)?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+    let file = crate::sys::open_nonblocking(path, false)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Ok(Err(Unusable::NotRegular));
     }
-    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let size = meta.len();
     if size > max {
         return Ok(Err(Unusable::TooLarge(size)));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    std::fs::File::from(fd)
-        .take(max + 1)
-        .read_to_end(&mut bytes)?;
+    file.take(max + 1).read_to_end(&mut bytes)?;
     let len = bytes.len() as u64;
     Ok(if len > max {
         Err(Unusable::TooLarge(len))
