@@ -152,8 +152,9 @@ impl Client {
 
     /// [`Client::connect`], waiting at most `wait` for the daemon to take the connection, and
     /// at most `wait` for each request's answer ([`Client::set_timeout`]); past either, the
-    /// error is [`ClientError::NoAnswer`]. For the requests that must not wait on a daemon
-    /// that stopped answering (`health` for `status` and `doctor`, the admin ops).
+    /// error is [`ClientError::NoAnswer`]. For every request that must not wait for ever on a
+    /// daemon that stopped answering: `health` for `status` and `doctor`, the admin ops, and
+    /// the fetches of `get`, `totp`, `exec` and `redact` (their `--timeout`).
     pub fn connect_within(path: &Path, wait: Duration) -> Result<Client, ClientError> {
         Client::open(path, Some(wait))
     }

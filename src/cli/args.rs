@@ -607,6 +607,50 @@ pub enum StatusFormat {
     Prometheus,
 }
 
+/// How long a fetch (`get`, `totp`, `exec`, `redact`) waits for the daemon.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct FetchWait {
+    /// Give up when the daemon has not taken the connection, or has not answered the fetch,
+    /// within SECONDS (1 to 3600): exit 5, nothing fetched. A fetch that arrives while the
+    /// daemon loads a changed vault file waits for that load.
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = DEFAULT_FETCH_TIMEOUT, value_parser = fetch_timeout)]
+    pub seconds: u64,
+}
+
+impl FetchWait {
+    /// The bound, for [`crate::client::Client::connect_within`].
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.seconds)
+    }
+}
+
+/// How long a fetch waits by default. A daemon that runs answers a fetch in milliseconds; what
+/// can legitimately hold one is the load of a vault file saved since it was loaded (the fetch
+/// waits for it, docs/operations.md), which waits in turn for an admin's `unlock` running at
+/// that moment (Argon2, about a second at the default parameters). A minute covers that many
+/// times over, and still ends a check the runner would otherwise lose for ever on a daemon
+/// stopped with `kill -STOP`.
+pub const DEFAULT_FETCH_TIMEOUT: u64 = 60;
+
+/// The longest `--timeout` of a fetch: an hour. Longer is a typo, not a bound.
+pub const MAX_FETCH_TIMEOUT: u64 = 3600;
+
+/// `--timeout SECONDS` of a fetch: 1 to [`MAX_FETCH_TIMEOUT`].
+fn fetch_timeout(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err(format!(
+            "a timeout of 0 would give up before the daemon could answer: give 1 to {MAX_FETCH_TIMEOUT} seconds"
+        )),
+        Ok(n) if n <= MAX_FETCH_TIMEOUT => Ok(n),
+        Ok(_) => Err(format!(
+            "longer than an hour is not a bound: give 1 to {MAX_FETCH_TIMEOUT} seconds"
+        )),
+        Err(_) => Err(format!(
+            "not a whole number of seconds: give 1 to {MAX_FETCH_TIMEOUT}"
+        )),
+    }
+}
+
 /// `scopevault get`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
@@ -622,6 +666,9 @@ pub struct GetArgs {
     /// Print the whole response as JSON.
     #[arg(long)]
     pub json: bool,
+    /// How long to wait for the daemon.
+    #[command(flatten)]
+    pub wait: FetchWait,
 }
 
 /// `scopevault totp`.
@@ -633,6 +680,9 @@ pub struct TotpArgs {
     /// Which of the task's credentials.
     #[arg(long)]
     pub credential: Option<String>,
+    /// How long to wait for the daemon.
+    #[command(flatten)]
+    pub wait: FetchWait,
 }
 
 /// `scopevault exec`.
@@ -644,6 +694,9 @@ pub struct ExecArgs {
     /// Which of the task's credentials (default: all of them).
     #[arg(long)]
     pub credential: Option<String>,
+    /// How long to wait for the daemon.
+    #[command(flatten)]
+    pub wait: FetchWait,
     /// Hand secrets over as files in a private directory ($SCOPEVAULT_CREDENTIALS_DIRECTORY).
     #[arg(long)]
     pub files: bool,
@@ -713,6 +766,9 @@ pub struct RedactArgs {
     /// Which of the task's credentials (default: all of them).
     #[arg(long)]
     pub credential: Option<String>,
+    /// How long to wait for the daemon.
+    #[command(flatten)]
+    pub wait: FetchWait,
     /// What to do with files that cannot be scrubbed as text: keep (with a warning) or drop.
     #[arg(long, value_enum, value_name = "WHAT", default_value = "keep")]
     pub artifacts_binary: crate::redact::BinaryPolicy,

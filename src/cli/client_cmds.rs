@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use zeroize::Zeroizing;
 
-use super::args::{ExecArgs, GetArgs, GlobalArgs, TotpArgs};
+use super::args::{ExecArgs, FetchWait, GetArgs, GlobalArgs, TotpArgs};
 use super::{escape_for_terminal, EXIT_CANNOT_RUN, EXIT_NOT_FOUND};
 use crate::agent::server::default_socket_path;
 use crate::client::{Client, ClientError};
@@ -117,9 +117,31 @@ pub(super) fn daemon_err(e: ClientError) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
-/// A connection for a fetch (`get`, `totp`, `exec`): it waits as long as the daemon takes.
-pub(super) fn connect(g: &GlobalArgs) -> anyhow::Result<Client> {
-    Client::connect(&socket_path(g)).map_err(daemon_err)
+/// Fetch `task`'s credentials (or the one named) from the daemon at `socket`, waiting at most
+/// `wait` (`--timeout` of `get`, `totp`, `exec` and `redact`) for it to take the connection,
+/// and again for its answer. A daemon that does not (stopped with `kill -STOP`, or hung) is
+/// an error, exit 5, naming the socket and saying that `not_done` was not done; nothing of
+/// the fetch comes out after that: the connection is closed, and an answer the daemon sends
+/// later is read by nobody. A fetch used to wait for ever (eighteenth pass).
+pub(super) fn fetch_within(
+    socket: &std::path::Path,
+    task: &str,
+    credential: Option<&str>,
+    wait: &FetchWait,
+    not_done: &str,
+) -> anyhow::Result<Fetched> {
+    Client::connect_within(socket, wait.duration())
+        .and_then(|mut c| c.fetch(task, credential))
+        .map_err(|e| match e {
+            ClientError::NoAnswer { .. } => anyhow::Error::new(super::Exit {
+                code: super::EXIT_DAEMON,
+                message: format!(
+                    "{e}; {not_done} (a daemon that is only slow needs a longer `--timeout` than {} s)",
+                    wait.seconds
+                ),
+            }),
+            e => daemon_err(e),
+        })
 }
 
 /// A connection for an admin or `health` request: it waits at most `wait` for the daemon
@@ -220,9 +242,13 @@ fn only_one<'a>(f: &'a Fetched, what: &str) -> anyhow::Result<&'a FetchedCredent
 }
 
 pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
-    let fetched = connect(g)?
-        .fetch(&a.task, a.credential.as_deref())
-        .map_err(daemon_err)?;
+    let fetched = fetch_within(
+        &socket_path(g),
+        &a.task,
+        a.credential.as_deref(),
+        &a.wait,
+        "nothing was fetched",
+    )?;
     print_warnings(&fetched);
     let mut out = std::io::stdout().lock();
     if a.json {
@@ -270,9 +296,13 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn totp(g: &GlobalArgs, a: &TotpArgs) -> anyhow::Result<ExitCode> {
-    let fetched = connect(g)?
-        .fetch(&a.task, a.credential.as_deref())
-        .map_err(daemon_err)?;
+    let fetched = fetch_within(
+        &socket_path(g),
+        &a.task,
+        a.credential.as_deref(),
+        &a.wait,
+        "nothing was fetched",
+    )?;
     print_warnings(&fetched);
     let totps: Vec<&FetchedCredential> = fetched
         .credentials
@@ -344,11 +374,13 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     let needed = super::exec::descriptors_after_fetch(a.files, !a.no_mask);
     let mut reserve = super::exec::reserve_descriptors(needed + 1)?;
     reserve.give_back(1);
-    let mut client = connect(g)?;
-    let fetched = client
-        .fetch(&a.task, a.credential.as_deref())
-        .map_err(daemon_err)?;
-    drop(client);
+    let fetched = fetch_within(
+        &socket_path(g),
+        &a.task,
+        a.credential.as_deref(),
+        &a.wait,
+        "nothing was fetched and the command was not run",
+    )?;
     // How many values `--files` hands over is known only now: a memfd each where the limit
     // leaves room beside the reserve, else every entry is a file (as where memfds are not
     // available), which is said rather than failing after the hand-out.

@@ -331,10 +331,13 @@ fn check_daemon(
     check_socket_dir(r, &socket, &daemon);
     match answer.map(|(h, _)| h) {
         // A daemon stopped (`kill -STOP`) or hung holds its socket: doctor waited for it once,
-        // for a bounded time; every fetch waits on it for as long as it takes.
+        // for a bounded time; every fetch waits on it for its `--timeout`, then fails.
         Err(e @ crate::client::ClientError::NoAnswer { .. }) => r.fail(
             "daemon",
-            format!("{e}; until it answers, every check that fetches from it waits"),
+            format!(
+                "{e}; until it answers, every check that fetches from it fails after waiting its `--timeout` ({} s by default)",
+                super::args::DEFAULT_FETCH_TIMEOUT
+            ),
         ),
         Err(e) => r.warn("daemon", format!("not reachable ({e})")),
         // Another vault than the file's: no generation compares, and no reload changes the

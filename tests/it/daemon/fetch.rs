@@ -2389,3 +2389,144 @@ fn exec_files_names_a_field_an_older_vault_holds_that_cannot_be_an_entry() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "dotdot-value");
 }
+
+/// Eighteenth pass (found by the last review): the fetches (`get`, `totp`, `exec`, `redact`)
+/// waited for ever on a daemon stopped with `kill -STOP`, which keeps its socket: the kernel
+/// takes the connection and the request, and nobody answers. Each now gives up after its
+/// `--timeout` (2 s here), exit 5, naming the socket, with nothing printed, no command run
+/// and nothing scrubbed; the daemon, continued, serves again. The four run at once, each
+/// with a 60 s deadline, so a regression fails instead of hanging the run.
+#[test]
+fn fetches_give_up_after_their_timeout_on_a_daemon_stopped_with_sigstop() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let ran = dir.path().join("ran");
+    let artefact = dir.path().join("trace.txt");
+    let trace = format!("login with {}\n", secret_of("shop-buyer"));
+    std::fs::write(&artefact, &trace).unwrap();
+    let touch = format!("touch '{}'", ran.display());
+    let artefact_s = artefact.to_str().unwrap();
+    let commands: [(&str, Vec<&str>); 4] = [
+        (
+            "get",
+            vec!["get", "--task", "checkout-flow", "--field", "password"],
+        ),
+        ("totp", vec!["totp", "--task", "two-factor-login"]),
+        (
+            "exec",
+            vec!["exec", "--task", "checkout-flow", "--", "sh", "-c", &touch],
+        ),
+        (
+            "redact",
+            vec!["redact", "--task", "checkout-flow", artefact_s],
+        ),
+    ];
+    d.signal("STOP");
+    let children: Vec<_> = commands
+        .iter()
+        .map(|(what, args)| {
+            let child = daemon::cmd(&d.dir)
+                .arg("--socket")
+                .arg(&d.socket)
+                .arg(args[0])
+                .args(["--timeout", "2"])
+                .args(&args[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (*what, child)
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|(what, child)| (what, crate::common::output_within(child, 60, what)))
+        .collect();
+    d.signal("CONT");
+
+    let socket = d.socket.display().to_string();
+    for (what, out) in &outputs {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{what}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the daemon at {socket} accepted the connection but did not answer within 2 s"
+            )) && stderr.contains("nothing was fetched"),
+            "{what}: {stderr}"
+        );
+        assert_eq!(stdout, "", "{what}: nothing is handed out");
+        assert_no_secret(&stderr, what);
+    }
+    let stderr_of = |name: &str| {
+        let (_, out) = outputs.iter().find(|(what, _)| *what == name).unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(
+        stderr_of("exec").contains("the command was not run"),
+        "{}",
+        stderr_of("exec")
+    );
+    assert!(!ran.exists(), "exec ran its command without credentials");
+    assert_eq!(
+        std::fs::read_to_string(&artefact).unwrap(),
+        trace,
+        "redact changed the file without the values"
+    );
+
+    // Continued, the daemon answers the next fetch.
+    let out = sv(
+        &d,
+        &["get", "--task", "checkout-flow", "--field", "password"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        secret_of("shop-buyer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `--timeout` of a fetch is 1 to 3600 whole seconds: 0 would give up at once, more than an
+/// hour is a typo, not a bound. Refused as a usage error (exit 2) before any connection.
+#[test]
+fn a_fetch_timeout_of_zero_or_over_an_hour_is_a_usage_error() {
+    let dir = tempdir();
+    let socket = dir.path().join("no-daemon.sock");
+    for (value, says) in [
+        (
+            "0",
+            "a timeout of 0 would give up before the daemon could answer",
+        ),
+        ("3601", "longer than an hour is not a bound"),
+        ("1.5", "not a whole number of seconds"),
+        ("-1", "not a whole number of seconds"),
+    ] {
+        for args in [
+            &["get", "--task", "checkout-flow"][..],
+            &["totp", "--task", "two-factor-login"],
+            &["exec", "--task", "checkout-flow", "--", "true"],
+            &["redact", "--task", "checkout-flow", "trace.txt"],
+        ] {
+            let out = daemon::cmd(dir.path())
+                .arg("--socket")
+                .arg(&socket)
+                .arg(args[0])
+                .arg(format!("--timeout={value}"))
+                .args(&args[1..])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {value}: {stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "invalid value '{value}' for '--timeout <SECONDS>'"
+                )) && stderr.contains(says)
+                    && stderr.contains("give 1 to 3600"),
+                "{args:?} {value}: {stderr}"
+            );
+        }
+    }
+}
