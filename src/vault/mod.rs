@@ -1440,6 +1440,72 @@ mod tests {
         .unwrap();
     }
 
+    /// What the unlock-order tests forge a header around: a vault identity, a passphrase, and
+    /// the genuine passphrase slot (cheap parameters) that wraps the identity with it.
+    struct Genuine {
+        identity: String,
+        recipient: String,
+        vault_id: String,
+        pass: SecretString,
+        kdf: KdfParams,
+        slot: Slot,
+    }
+
+    impl Genuine {
+        fn new() -> Genuine {
+            let identity = age::x25519::Identity::generate();
+            let recipient = identity.to_public().to_string();
+            let identity = identity.to_string().expose_secret().to_owned();
+            let vault_id = "00112233445566778899aabbccddeeff".to_owned();
+            let pass = SecretString::from("correct horse battery staple".to_owned());
+            let kdf = KdfParams {
+                m_kib: 64,
+                t: 1,
+                p: 1,
+            };
+            let slot = slots::passphrase_slot(&vault_id, &identity, &pass, kdf).unwrap();
+            Genuine {
+                identity,
+                recipient,
+                vault_id,
+                pass,
+                kdf,
+                slot,
+            }
+        }
+
+        /// A copy of the genuine slot a writer without the key forged: another `id`, the
+        /// cost `kdf`, and a salt that is not base64, so that trying it is an error.
+        fn forged(&self, id: String, kdf: KdfParams) -> Slot {
+            let mut forged = self.slot.clone();
+            if let Slot::Passphrase {
+                id: i,
+                kdf: k,
+                salt,
+                ..
+            } = &mut forged
+            {
+                *i = id;
+                *k = kdf;
+                *salt = "not base64!".into();
+            }
+            forged
+        }
+
+        /// The vault's header with the `forged` slots first, then the genuine one.
+        fn header_after(&self, forged: Vec<Slot>) -> Header {
+            let mut slots = forged;
+            slots.push(self.slot.clone());
+            Header {
+                vault_id: self.vault_id.clone(),
+                generation: 1,
+                recipient: self.recipient.clone(),
+                created: timestamp(),
+                slots,
+            }
+        }
+    }
+
     /// Seventeenth pass (found by forging files from vault-format.md): a writer without the
     /// key put a maximal passphrase slot before the genuine one, and every unlock with the
     /// right passphrase paid its Argon2 run first. The unlock tries the cheapest slot first.
@@ -1447,36 +1513,18 @@ mod tests {
     /// not decode, so trying it is an error; the unlock succeeds only if it is not tried first.
     #[test]
     fn an_unlock_tries_the_cheapest_passphrase_slot_first() {
-        let identity = age::x25519::Identity::generate();
-        let recipient = identity.to_public().to_string();
-        let identity = identity.to_string().expose_secret().to_owned();
-        let vault_id = "00112233445566778899aabbccddeeff".to_owned();
-        let pass = SecretString::from("correct horse battery staple".to_owned());
-        let cheap = KdfParams {
-            m_kib: 64,
-            t: 1,
-            p: 1,
-        };
-        let genuine = slots::passphrase_slot(&vault_id, &identity, &pass, cheap).unwrap();
-        let mut costly = genuine.clone();
-        if let Slot::Passphrase { id, kdf, salt, .. } = &mut costly {
-            *id = "00000000000000aa".into();
-            *kdf = KdfParams {
+        let g = Genuine::new();
+        let costly = g.forged(
+            "00000000000000aa".into(),
+            KdfParams {
                 m_kib: 1024,
                 t: 2,
                 p: 1,
-            };
-            *salt = "not base64!".into();
-        }
-        let header = Header {
-            vault_id,
-            generation: 1,
-            recipient,
-            created: timestamp(),
-            slots: vec![costly, genuine],
-        };
-        let (opened, _) = unwrap_identity(&header, &Unlock::Passphrase(pass), None).unwrap();
-        assert_eq!(opened.as_str(), identity.as_str());
+            },
+        );
+        let header = g.header_after(vec![costly]);
+        let (opened, _) = unwrap_identity(&header, &Unlock::Passphrase(g.pass), None).unwrap();
+        assert_eq!(opened.as_str(), g.identity.as_str());
     }
 
     /// Found by attacking the seventeenth pass's own fix (r14): cheapest first still tried
@@ -1488,42 +1536,18 @@ mod tests {
     /// remembered hint that matches no slot (the genuine one changed) orders nothing.
     #[test]
     fn an_unlock_tries_the_slot_that_opened_the_vault_last_first() {
-        let identity = age::x25519::Identity::generate();
-        let recipient = identity.to_public().to_string();
-        let identity = identity.to_string().expose_secret().to_owned();
-        let vault_id = "00112233445566778899aabbccddeeff".to_owned();
-        let pass = SecretString::from("correct horse battery staple".to_owned());
-        let cheap = KdfParams {
-            m_kib: 64,
-            t: 1,
-            p: 1,
-        };
-        let genuine = slots::passphrase_slot(&vault_id, &identity, &pass, cheap).unwrap();
-        let mut slots_list: Vec<Slot> = (0..30u8)
-            .map(|n| {
-                let mut forged = genuine.clone();
-                if let Slot::Passphrase { id, salt, .. } = &mut forged {
-                    *id = format!("{n:016x}");
-                    *salt = "not base64!".into();
-                }
-                forged
-            })
+        let g = Genuine::new();
+        let forged = (0..30u8)
+            .map(|n| g.forged(format!("{n:016x}"), g.kdf))
             .collect();
-        slots_list.push(genuine.clone());
-        let header = Header {
-            vault_id,
-            generation: 1,
-            recipient,
-            created: timestamp(),
-            slots: slots_list,
-        };
-        let unlock = Unlock::Passphrase(pass);
+        let header = g.header_after(forged);
+        let unlock = Unlock::Passphrase(g.pass.clone());
         let e = unwrap_identity(&header, &unlock, None).unwrap_err();
         assert!(matches!(e, VaultError::Corrupt(_)), "{e}");
-        let remembered = slots::unlock_hint(&genuine);
+        let remembered = slots::unlock_hint(&g.slot);
         assert!(remembered.is_some());
         let (opened, by) = unwrap_identity(&header, &unlock, remembered).unwrap();
-        assert_eq!(opened.as_str(), identity.as_str());
+        assert_eq!(opened.as_str(), g.identity.as_str());
         assert_eq!(by, remembered);
         let stale = remembered.map(|h| h ^ 1);
         assert!(unwrap_identity(&header, &unlock, stale).is_err());
