@@ -88,6 +88,12 @@ pub fn main() -> ExitCode {
 /// unknown member's name or variant of a vault header as it is, and a rollback record's bad
 /// value likewise (seventeenth pass: ESC and OSC bytes in a header member's name reached the
 /// terminal of whoever ran `key list`).
+///
+/// The line breaks kept here are the messages' own; a name or value from elsewhere is
+/// escaped where it is put into a message, its line breaks included
+/// ([`crate::text::escape_for_terminal`], [`crate::text::shown`]), or it could start a line
+/// that reads as ours (eighteenth pass: an unknown key `"x\nerror: forged"` of a policy or of
+/// a bundle's manifest, quoted by the parser).
 pub(crate) fn message_of(err: &anyhow::Error) -> String {
     crate::text::escape_keeping_line_breaks(&chain_text(err))
 }

@@ -223,8 +223,12 @@ impl Bundle {
         if bytes.len() > end {
             return Err(FormatError::Trailing(bytes.len() - end));
         }
+        // serde quotes an unknown member's name or variant as it is, and the manifest is read
+        // before anything is checked (`bundle inspect` needs no signature): escaped, line
+        // breaks too, lest a name `"x\nerror: forged"` start a line of the error (eighteenth
+        // pass).
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| FormatError::Manifest(e.to_string()))?;
+            .map_err(|e| FormatError::Manifest(crate::text::escape_for_terminal(&e.to_string())))?;
         if manifest.format != 1 {
             return Err(FormatError::Manifest(format!(
                 "manifest format {} (this scopevault reads 1)",

@@ -4,10 +4,20 @@ use std::ops::Range;
 
 /// Why a policy could not be read or parsed. Every variant that concerns the text carries the
 /// place (`file:line:col`) in its `Display`, and says what to do.
+///
+/// The `Display` escapes the file's name and the message, line breaks included
+/// ([`crate::text::escape_for_terminal`]): the message quotes the policy's own text (an
+/// unknown key or value, as the parser found it), and a policy comes from a pull request. An
+/// error the binary prints keeps its line breaks (`cli::message_of`), so a key
+/// `"x\nerror: forged"` quoted raw started a line of its own in `policy apply`'s error
+/// (eighteenth pass).
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The file could not be read.
-    #[error("{path}: cannot read the policy: {error}; check the path and its permissions")]
+    #[error(
+        "{}: cannot read the policy: {error}; check the path and its permissions",
+        esc(path)
+    )]
     Io {
         /// The file, as given.
         path: String,
@@ -15,7 +25,7 @@ pub enum PolicyError {
         error: std::io::Error,
     },
     /// The file is larger than [`crate::policy::MAX_POLICY_BYTES`]; it was not read in full.
-    #[error("{path}: the policy is larger than the {limit}-byte limit ({size}); is this the right file? Split very large policies")]
+    #[error("{}: the policy is larger than the {limit}-byte limit ({size}); is this the right file? Split very large policies", esc(path))]
     TooLarge {
         /// The file, as given.
         path: String,
@@ -25,7 +35,7 @@ pub enum PolicyError {
         limit: u64,
     },
     /// The file is not UTF-8.
-    #[error("{path}:{line}:{column}: the policy is not valid UTF-8 (byte offset {offset}); save it as UTF-8")]
+    #[error("{}:{line}:{column}: the policy is not valid UTF-8 (byte offset {offset}); save it as UTF-8", esc(path))]
     NotUtf8 {
         /// The file, as given.
         path: String,
@@ -37,7 +47,7 @@ pub enum PolicyError {
         offset: usize,
     },
     /// The text is not a valid policy: TOML syntax, a wrong type, an unknown key, a bad value.
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{}:{line}:{column}: {}", esc(path), esc(message))]
     Invalid {
         /// The file, as given.
         path: String,
@@ -50,6 +60,11 @@ pub enum PolicyError {
         /// What is wrong and how to fix it.
         message: String,
     },
+}
+
+/// A name or a message as [`PolicyError`]'s `Display` shows it.
+fn esc(s: &str) -> String {
+    crate::text::escape_for_terminal(s)
 }
 
 impl PolicyError {

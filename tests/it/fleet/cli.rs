@@ -2749,3 +2749,42 @@ fn the_documented_metrics_jobs_run_and_their_alerts_name_printed_metrics() {
         assert_eq!(p["scopevault_bundle_applied"], 1.0, "{what}: {written}");
     }
 }
+
+/// Eighteenth pass (found by the last review): an error keeps its own line breaks, and
+/// serde quotes an unknown member's name as it is, so an edited manifest (no signature is
+/// needed to inspect, and the format check reads the manifest) with a member named
+/// `"x\nerror: forged"` printed a line of its own that read as scopevault's. The parse error
+/// is escaped where it is made, line breaks included.
+#[test]
+fn a_line_break_in_an_unknown_manifest_member_cannot_forge_an_error_line() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let ml = u32::from_be_bytes(good[10..14].try_into().unwrap()) as usize;
+    let rest = &good[14 + ml..];
+    let mut m = manifest(&good);
+    m["x\nerror: forged"] = serde_json::json!(1);
+    let mj = serde_json::to_vec(&m).unwrap();
+    let mut bytes = b"SVBUNDLE\x00\x01".to_vec();
+    bytes.extend_from_slice(&(mj.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&mj);
+    bytes.extend_from_slice(rest);
+    let file = f.master.path("edited-member.svbundle");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = f
+        .ams
+        .run(&["bundle", "inspect", file.to_str().unwrap()], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown field") && stderr.contains("x\\nerror: forged"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("error: forged")),
+        "the member's name started a line: {stderr}"
+    );
+}

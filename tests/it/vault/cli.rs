@@ -1407,3 +1407,71 @@ fn cred_set_warns_that_a_secret_with_a_nul_byte_cannot_be_an_environment_variabl
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("NUL"));
 }
+
+/// Eighteenth pass (found by the last review): errors keep their own line breaks, so a line
+/// break in a value from a header nobody has authenticated (an unknown member's name, a slot
+/// `type` or `alg`, a label) must reach the error escaped, or it starts a line of its own
+/// that reads as the program's (`error: forged`).
+#[test]
+fn a_line_break_in_an_unauthenticated_header_value_cannot_forge_an_error_line() {
+    const FORGED: &str = "x\nerror: forged";
+    let e = Env::new();
+    e.init_with_cred();
+    let good = e.vault_bytes();
+    let (header, payload) = split(&good);
+    let variants: Vec<(&str, serde_json::Value)> = vec![
+        ("unknown header member", {
+            let mut h = header.clone();
+            h[FORGED] = serde_json::json!(1);
+            h
+        }),
+        ("unknown slot member", {
+            let mut h = header.clone();
+            h["slots"][0][FORGED] = serde_json::json!(1);
+            h
+        }),
+        ("slot type", {
+            let mut h = header.clone();
+            h["slots"][0]["type"] = serde_json::json!(FORGED);
+            h
+        }),
+        ("alg", {
+            let mut h = header.clone();
+            h["slots"][0]["alg"] = serde_json::json!(FORGED);
+            h
+        }),
+        ("label", {
+            let mut h = header.clone();
+            h["slots"][0]["label"] = serde_json::json!(FORGED);
+            h
+        }),
+        ("keyring entry", {
+            let mut h = header.clone();
+            h["slots"].as_array_mut().unwrap().push(serde_json::json!({
+                "type": "keyring", "id": "00112233aabbccdd", "store": "keyutils",
+                "service": FORGED, "account": "a",
+                "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAA"
+            }));
+            h
+        }),
+    ];
+    let pf = e.pf();
+    for (what, h) in &variants {
+        std::fs::write(e.vault(), assemble(h, &payload, &[0u8; 32])).unwrap();
+        for args in [
+            &["key", "list"][..],
+            &["cred", "list", "--passphrase-file", &pf][..],
+            &["status", "--json"][..],
+        ] {
+            let out = e.run(args, b"");
+            assert_ne!(out.status.code(), Some(0), "{what}: {args:?}: {out:?}");
+            for stream in [&out.stdout, &out.stderr] {
+                let text = String::from_utf8_lossy(stream);
+                assert!(
+                    !text.lines().any(|l| l.starts_with("error: forged")),
+                    "{what}: {args:?} let the value start a line: {text}"
+                );
+            }
+        }
+    }
+}

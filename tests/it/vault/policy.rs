@@ -488,3 +488,38 @@ fn apply_names_runners_and_schedulers_that_exist_on_no_account_here() {
         "{out:?}"
     );
 }
+
+/// Eighteenth pass (found by the last review): an error keeps its own line breaks, and the
+/// policy parser quotes an unknown key or value as it is, so a policy (from a pull request)
+/// with a key or a value `"x\nerror: forged"` made `policy apply` print a line of its own
+/// that read as scopevault's. The parse error is escaped where it is made, line breaks too.
+#[test]
+fn a_line_break_in_a_policy_key_or_value_cannot_forge_an_error_line() {
+    let e = setup();
+    let before = e.vault_bytes();
+    let bad = e.path("bad.toml");
+    for text in [
+        "version = 1\n\"x\\nerror: forged\" = 1\n",
+        "version = 1\n[settings]\nenforce = \"x\\nerror: forged\"\n",
+        "version = 1\n[credentials.x]\nkind = \"login\"\n\"x\\nerror: forged\" = 1\n",
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let err = e.fails(
+            &[
+                "policy",
+                "apply",
+                bad.to_str().unwrap(),
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+            2,
+        );
+        assert!(err.contains("x\\nerror: forged"), "{text}: {err}");
+        assert!(
+            !err.lines().any(|l| l.starts_with("error: forged")),
+            "{text}: the value started a line: {err}"
+        );
+        assert_eq!(e.vault_bytes(), before);
+    }
+}
