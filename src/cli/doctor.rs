@@ -327,7 +327,15 @@ fn check_daemon(
     // A vault file saved since the daemon loaded it is loaded now, and `health` says so
     // meanwhile: the generation is compared once that load is done.
     let answer = super::client_cmds::health_and_peer_after_load(&socket);
-    let daemon = daemon_proc(&socket, answer.as_ref().ok().map(|(_, peer)| *peer));
+    let stopped = answer
+        .as_ref()
+        .err()
+        .and_then(|e| no_daemon_runs(&socket, e));
+    let daemon = daemon_proc(
+        &socket,
+        answer.as_ref().ok().map(|(_, peer)| *peer),
+        stopped,
+    );
     check_socket_dir(r, &socket, &daemon);
     match answer.map(|(h, _)| h) {
         // A daemon stopped (`kill -STOP`) or hung holds its socket: doctor waited for it once,
@@ -416,12 +424,32 @@ fn check_daemon(
     daemon
 }
 
+/// What the socket says when no daemon runs: nothing at its path, or a socket nothing listens
+/// on (the connection is refused: a daemon that was killed leaves its socket, which `serve`
+/// replaces). `None` for every other failure: a daemon that takes the connection and does not
+/// answer (stopped with `kill -STOP`, hung) still runs, as may one the client refused to talk to.
+fn no_daemon_runs(socket: &Path, e: &crate::client::ClientError) -> Option<String> {
+    let crate::client::ClientError::Connect { source, .. } = e else {
+        return None;
+    };
+    let shown = crate::text::shown(socket);
+    match source.kind() {
+        std::io::ErrorKind::NotFound => Some(format!("no socket at {shown}")),
+        std::io::ErrorKind::ConnectionRefused => Some(format!(
+            "nothing listens on {shown}, a socket left by a daemon that did not stop cleanly (`serve` replaces it)"
+        )),
+        _ => None,
+    }
+}
+
 /// The daemon as doctor can tell it: the uid the socket directory and the memory-lock limit
 /// are judged for, its process when known, and how that was learnt (said on those lines).
 struct DaemonProc {
     uid: u32,
     pid: Option<i32>,
     how: String,
+    /// Why no daemon runs ([`no_daemon_runs`]), when the socket says none does.
+    stopped: Option<String>,
 }
 
 /// Who the daemon on `socket` is. `peer` is what the kernel said of the process that made the
@@ -430,7 +458,11 @@ struct DaemonProc {
 /// that passed the socket on, and the daemon is the other process holding it, seen in `/proc`
 /// by root. Failing that, or with no answer, the owner of the socket's directory (systemd's
 /// `RuntimeDirectory=` gives it the service's `User=`), else this user.
-fn daemon_proc(socket: &Path, peer: Option<crate::sys::PeerCred>) -> DaemonProc {
+fn daemon_proc(
+    socket: &Path,
+    peer: Option<crate::sys::PeerCred>,
+    stopped: Option<String>,
+) -> DaemonProc {
     use crate::sys::{process_comm, process_uid, socket_listeners};
     let ours = process_comm(None);
     let same_program = |pid: i32| ours.is_some() && process_comm(Some(pid)) == ours;
@@ -447,6 +479,7 @@ fn daemon_proc(socket: &Path, peer: Option<crate::sys::PeerCred>) -> DaemonProc 
                     "the daemon's, pid {}, from the socket's peer credentials",
                     p.pid
                 ),
+                stopped: None,
             };
         }
         let holders: Vec<i32> = socket_listeners(socket)
@@ -462,6 +495,7 @@ fn daemon_proc(socket: &Path, peer: Option<crate::sys::PeerCred>) -> DaemonProc 
                         "the daemon's, pid {q}, which holds the socket pid {} made: socket activation",
                         p.pid
                     ),
+                    stopped: None,
                 };
             }
         }
@@ -473,20 +507,29 @@ fn daemon_proc(socket: &Path, peer: Option<crate::sys::PeerCred>) -> DaemonProc 
                     "the socket directory's owner; the socket was made by pid {} (uid {}), not by the daemon, whose process is not visible here",
                     p.pid, p.uid
                 ),
+                stopped: None,
             };
         }
     }
+    // With no daemon running, say so and why (no socket, nothing listening); "no daemon
+    // answers" is for one that holds its socket and does not answer, or that the client
+    // would not talk to (it said so of a stopped daemon too, eighteenth pass).
+    let none = match &stopped {
+        Some(why) => format!("no daemon runs: {why}"),
+        None => "no daemon answers".to_owned(),
+    };
     match dir_owner {
         Some(uid) => DaemonProc {
             uid,
             pid: None,
-            how: "the socket directory's owner; no daemon answers".to_owned(),
+            how: format!("the socket directory's owner; {none}"),
+            stopped,
         },
         None => DaemonProc {
             uid: crate::sys::current_uid(),
             pid: None,
-            how: "this user's; no daemon answers, and the socket directory does not exist yet"
-                .to_owned(),
+            how: format!("this user's; {none}, and the socket directory does not exist yet"),
+            stopped,
         },
     }
 }
@@ -770,6 +813,37 @@ fn check_clock(r: &mut Report) {
 /// uid that doctor cannot see is not judged, and that is said.
 fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
     let need = 64 * 1024 * 1024;
+    // No daemon runs: there is no daemon's limit to judge, and this process's is the one a
+    // daemon gets only when started from this shell (systemd's unit sets its own). It was
+    // `ok`, judged from this process as if that were the daemon's (eighteenth pass).
+    if let Some(why) = &daemon.stopped {
+        let here = match crate::sys::memlock_room(None) {
+            _ if daemon.uid != crate::sys::current_uid() => String::new(),
+            Ok(room) if room.cap_ipc_lock => {
+                "; started from this shell it would have CAP_IPC_LOCK, as this process has"
+                    .to_owned()
+            }
+            Ok(room) => match room.limit {
+                None => "; started from this shell it would get this process's RLIMIT_MEMLOCK, unlimited".to_owned(),
+                Some(l) if l >= need => format!(
+                    "; started from this shell it would get this process's RLIMIT_MEMLOCK of {} MiB, enough",
+                    l >> 20
+                ),
+                Some(l) => format!(
+                    "; started from this shell it would get this process's RLIMIT_MEMLOCK of {} KiB, too little to lock its memory (`ulimit -l 65536`)",
+                    l >> 10
+                ),
+            },
+            Err(_) => String::new(),
+        };
+        r.warn(
+            "mlock",
+            format!(
+                "not checked: no daemon runs ({why}), and the limit that counts is the one the daemon starts with{here}; under systemd its unit sets it (LimitMEMLOCK=64M); run `scopevault doctor` again while the daemon runs"
+            ),
+        );
+        return;
+    }
     let (room, whose) = match daemon.pid {
         Some(pid) => (
             crate::sys::memlock_room(Some(pid)),

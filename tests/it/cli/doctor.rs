@@ -1201,3 +1201,55 @@ fn doctor_fails_a_non_regular_audit_key_naming_it_and_serve_refuses_it() {
         "{text}"
     );
 }
+
+/// Eighteenth pass (found by the last review): with the daemon stopped, the `socket` and
+/// `mlock` lines said "no daemon answers", and `mlock` was `ok`, judged from doctor's own
+/// process as if that were the daemon's limit. Now they say what is true: no socket at the
+/// path (or a socket nothing listens on, which a daemon that was killed left), and the memory
+/// lock not checked, a `warn`, because no daemon runs.
+#[test]
+fn doctor_says_no_daemon_runs_on_the_socket_and_mlock_lines_of_a_stopped_daemon() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let socket = d.socket.clone();
+    assert!(d.stop().success());
+    assert!(!socket.exists(), "a daemon that stops removes its socket");
+    let shown = socket.display().to_string();
+
+    let (text, _) = text_of(&doctor(dir.path(), &socket, &[]));
+    assert!(!text.contains("no daemon answers"), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "ok",
+            "socket",
+            &["no daemon runs", "no socket at", &shown]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        line_with(&text, "warn", "mlock", &["not checked", "no daemon runs"]).is_some(),
+        "{text}"
+    );
+
+    // A socket file that nothing listens on (a daemon that was killed leaves it).
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let (text, _) = text_of(&doctor(dir.path(), &socket, &[]));
+    assert!(!text.contains("no daemon answers"), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "ok",
+            "socket",
+            &["no daemon runs", "nothing listens on", &shown]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        line_with(&text, "warn", "mlock", &["not checked", "no daemon runs"]).is_some(),
+        "{text}"
+    );
+}
