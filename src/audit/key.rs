@@ -19,7 +19,7 @@ impl AuditKey {
         let path = key_path(audit_path);
         // Non-blocking, a regular file only: a FIFO in its place must not hang `doctor` or
         // `audit verify` (seventeenth pass).
-        let f = crate::sys::open_regular(&path, true).map_err(|e| AuditError::Open {
+        let f = crate::sys::open_regular(&path, true).map_err(|e| AuditError::KeyOpen {
             path: path.clone(),
             message: e.to_string(),
         })?;
@@ -31,7 +31,7 @@ impl AuditKey {
         Read::by_ref(&mut f)
             .take(KEY_LEN as u64 + 1)
             .read_to_end(&mut buf)
-            .map_err(|e| AuditError::Open {
+            .map_err(|e| AuditError::KeyOpen {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
@@ -50,9 +50,14 @@ impl AuditKey {
     ) -> Result<AuditKey, AuditError> {
         let path = key_path(audit_path);
         let name = path.file_name().unwrap_or_default().to_owned();
-        let open_err = |e: std::io::Error| AuditError::Open {
+        let open_err = |e: std::io::Error| AuditError::KeyOpen {
             path: path.clone(),
             message: e.to_string(),
+        };
+        // A refused `openat` names the key file too, not the log.
+        let nofollow_err = |path: &Path, e| match nofollow_err(path, e) {
+            AuditError::Open { path, message } => AuditError::KeyOpen { path, message },
+            other => other,
         };
         let created = rustix::fs::openat(
             dirfd,

@@ -94,12 +94,22 @@ pub const MAX_LINE: usize = 1024 * 1024;
 /// What went wrong with the audit log. Never contains a secret value.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
-    /// The log, its directory or its key could not be created, opened or read.
+    /// The log or its directory could not be created, opened or read.
     #[error("cannot open the audit log {path}: {message}; check that the directory exists and is writable by the daemon's user, or choose another path with --audit")]
     Open {
         /// The file concerned.
         path: PathBuf,
         /// The OS error.
+        message: String,
+    },
+    /// The log's HMAC key file (`<log>.key`) could not be created, opened or read. Named as
+    /// the key file: it was worded as [`AuditError::Open`], "cannot open the audit log
+    /// …key", pointing at the log's directory (eighteenth pass).
+    #[error("cannot open the audit log's key file {path}: {message}; the key is the regular file of 32 bytes the daemon made beside the log (mode 0600, its user's): run this as that user or root, or put the key back from backup (docs/audit.md, \"The HMAC key\")")]
+    KeyOpen {
+        /// The key file.
+        path: PathBuf,
+        /// The OS error, or what is in the key's place.
         message: String,
     },
     /// The log is shorter than (or differs from) its anchor.

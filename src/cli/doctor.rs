@@ -688,7 +688,7 @@ fn check_audit(r: &mut Report, path: &Path) {
     if chain.lines > 0 {
         match crate::audit::AuditKey::load(path) {
             Ok(_) => {}
-            Err(crate::audit::AuditError::Open { message, .. })
+            Err(crate::audit::AuditError::KeyOpen { message, .. })
                 if std::fs::symlink_metadata(&key).is_err() =>
             {
                 r.fail(

@@ -578,3 +578,64 @@ fn show_of_a_huge_gzip_line_stays_within_a_small_address_space() {
         "{stdout}"
     );
 }
+
+/// Eighteenth pass (found by the last review): a key file that could not be opened (a FIFO or
+/// a symbolic link in its place, a key this user may not read) was worded "cannot open the
+/// audit log …key: …; check that the directory exists and is writable", by `serve` and by
+/// `audit hash`, calling the key file the log. It is now named as the audit log's key file,
+/// with what to do about a key file.
+#[test]
+fn an_audit_key_file_that_cannot_be_opened_is_named_as_the_key_file() {
+    let e = crate::common::vault::Env::new();
+    e.init_with_cred();
+    let sock = e.path("run/scopevault.sock");
+    std::fs::create_dir(e.path("run")).unwrap();
+    let audit = e.path("audit.jsonl");
+    drop(e.serve(&sock, &["--passphrase-file", &e.pf()]));
+    let key = e.path("audit.jsonl.key");
+    std::fs::rename(&key, e.path("key.real")).unwrap();
+    let key_shown = key.display().to_string();
+    let check = |err: &str, what: &str| {
+        assert!(
+            err.contains(&format!("the audit log's key file {key_shown}"))
+                && !err.contains(&format!("the audit log {key_shown}"))
+                && !err.contains("check that the directory exists"),
+            "{what}: {err}"
+        );
+    };
+    for (what, make) in [
+        (
+            "a FIFO",
+            (|k: &Path| assert!(Command::new("mkfifo").arg(k).status().unwrap().success()))
+                as fn(&Path),
+        ),
+        ("a symbolic link", |k: &Path| {
+            std::os::unix::fs::symlink("/dev/zero", k).unwrap()
+        }),
+    ] {
+        make(&key);
+        let child = e
+            .cmd()
+            .arg("serve")
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--audit")
+            .arg(&audit)
+            .args(["--passphrase-file", &e.pf()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = crate::common::output_within(child, 60, &format!("serve with {what}"));
+        assert!(!out.status.success(), "{what}");
+        check(&text(&out.stderr), &format!("serve, {what}"));
+        let out = e.run(
+            &["audit", "hash", "--audit", audit.to_str().unwrap()],
+            b"pw\n",
+        );
+        assert_eq!(out.status.code(), Some(2), "{what}");
+        check(&text(&out.stderr), &format!("audit hash, {what}"));
+        std::fs::remove_file(&key).unwrap();
+    }
+}
