@@ -435,14 +435,28 @@ fn check_components(abs: &Path, owners: Owners) -> Result<(), VaultError> {
             ));
         }
         let last = i + 1 == comps.len();
+        let is_link = md.file_type().is_symlink();
         // The directory a component resolves to (a trusted link is followed).
-        let target = if md.file_type().is_symlink() {
+        let target = if is_link {
             fs::metadata(&cur).map_err(io_err(&cur, "cannot check"))?
         } else {
             md
         };
         if !last && target.is_dir() {
-            judge_above(abs, &cur, &target, me, owners, "")?;
+            if is_link {
+                // The owner and mode judged are the target's: named as the target's, not the
+                // link's (a link root owns, to another user's directory, was refused as
+                // "LINK is owned by uid N", eighteenth pass).
+                let to = fs::canonicalize(&cur).unwrap_or_else(|_| cur.clone());
+                let via = format!(
+                    "{} is a symbolic link to {}, and ",
+                    cur.display(),
+                    to.display()
+                );
+                judge_above(abs, &to, &target, me, owners, &via)?;
+            } else {
+                judge_above(abs, &cur, &target, me, owners, "")?;
+            }
         }
     }
     // A link of ours or root's is followed: the directories above where it leads are judged

@@ -411,6 +411,59 @@ fn publish_refuses_an_output_directory_another_user_owns_even_as_root() {
     assert_eq!(out.matches("generation 1,").count(), 2, "{out}");
 }
 
+/// Eighteenth pass (found by the last review): a link root owns on the way to `--out` is
+/// followed, and the directory it leads to judged; when that directory was another user's,
+/// the refusal named the link as "owned by uid N", the owner of its target. It now names the
+/// link as a link to its target, and the target as the directory that user owns.
+#[test]
+fn publish_names_the_target_of_a_root_link_as_the_directory_another_user_owns() {
+    use crate::common::users;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if ssh_keygen().is_none() {
+        return;
+    }
+    if !users::is_root() {
+        return crate::common::skip::skip("root is needed to make a link root owns");
+    }
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let f = Fleet::new();
+    let theirs = f.master.path("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(theirs.join("out")).unwrap();
+    let link = f.master.path("link");
+    std::os::unix::fs::symlink(&theirs, &link).unwrap();
+    let me = users::current_uid();
+    assert_eq!(
+        std::fs::symlink_metadata(&link).unwrap().uid(),
+        me,
+        "the link is root's"
+    );
+    let mut args = f.publish_args(&[]);
+    let at = args.iter().position(|a| a == "--out").unwrap() + 1;
+    args[at] = link.join("out").to_str().unwrap().to_owned();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = f.master.fails(&args, b"", 2);
+    let (link_shown, theirs_shown) = (link.display().to_string(), theirs.display().to_string());
+    assert!(
+        !err.contains(&format!("{link_shown} is owned by uid {uid}")),
+        "the link is root's, not uid {uid}'s: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{link_shown} is a symbolic link to {theirs_shown}"
+        )) && err.contains(&format!(
+            "{theirs_shown} is owned by uid {uid}, another user"
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(theirs.join("out")).unwrap().count(), 0);
+}
+
 /// Found by attacking `bundle verify` and `apply` (twelfth pass): a FIFO planted at the
 /// signature's path blocked them for ever, and `/dev/zero` as the allowed signers file was
 /// read until memory ran out. Every input file must be a regular file: anything else is
