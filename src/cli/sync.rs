@@ -30,7 +30,16 @@ const ENGINE: &str = "openbao-kv2";
 pub(crate) fn run(g: &GlobalArgs, cmd: &SyncCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SyncCommand::Openbao(a) => {
-            openbao_sync(g, a).context("sync openbao failed; the vault was not changed")
+            let mut adopted = None;
+            openbao_sync(g, a, &mut adopted).with_context(|| match adopted {
+                None => "sync openbao failed; the vault was not changed".to_owned(),
+                // The vault was saved before anything went wrong: said so (it read "the
+                // vault was not changed", eighteenth pass).
+                Some(generation) => format!(
+                    "sync openbao failed; nothing from OpenBao was saved, but the {}",
+                    adopted_note(generation)
+                ),
+            })
         }
     }
 }
@@ -94,7 +103,20 @@ struct Update {
     source: CredentialSource,
 }
 
-fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode> {
+/// What a sync says of a vault file restored from a backup and accepted with
+/// `--allow-rollback`: it was saved again ([`super::unlock::open_vault`] adopts it) before
+/// the sync read OpenBao, whatever the sync then did.
+fn adopted_note(generation: u64) -> String {
+    format!("vault was saved again as generation {generation} only to adopt the restored file (--allow-rollback)")
+}
+
+/// The sync. `adopted` is set to the generation the vault was saved as when opening it adopted
+/// a restored file, so that the caller's message on failure says so.
+fn openbao_sync(
+    g: &GlobalArgs,
+    a: &SyncOpenbaoArgs,
+    adopted: &mut Option<u64>,
+) -> anyhow::Result<ExitCode> {
     openbao::check_path("--mount", a.mount.trim_matches('/'), false)?;
     let mount = a.mount.trim_matches('/').to_owned();
     let prefix = a.prefix.trim_matches('/');
@@ -125,6 +147,9 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
         Some(lock) => open_vault_locked(g, lock)?,
         None => open_vault(g)?,
     };
+    if super::unlock::adopted(&vault) {
+        *adopted = Some(vault.generation());
+    }
     let Some(policy) = vault.policy() else {
         bail!("the vault has no applied policy, so there is no list of credentials to sync: run `scopevault policy apply policy.toml` first");
     };
@@ -274,14 +299,26 @@ fn openbao_sync(g: &GlobalArgs, a: &SyncOpenbaoArgs) -> anyhow::Result<ExitCode>
         changes.len()
     );
     if a.dry_run {
-        println!("dry run: {summary}; nothing was saved");
+        match adopted {
+            None => println!("dry run: {summary}; nothing was saved"),
+            Some(g) => println!(
+                "dry run: {summary}; nothing from OpenBao was saved; the {}",
+                adopted_note(*g)
+            ),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if changes.is_empty() {
-        println!(
-            "{summary}: nothing moved upstream, the vault was not saved (generation {})",
-            vault.generation()
-        );
+        match adopted {
+            None => println!(
+                "{summary}: nothing moved upstream, the vault was not saved (generation {})",
+                vault.generation()
+            ),
+            Some(g) => println!(
+                "{summary}: nothing moved upstream; the {}",
+                adopted_note(*g)
+            ),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let now = vault::timestamp();

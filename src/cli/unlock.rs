@@ -71,6 +71,14 @@ pub(crate) fn open_vault_locked(g: &GlobalArgs, lock: &vault::WriteLock) -> anyh
     adopt(g, &v, lock)
 }
 
+/// Whether [`open_vault`] or [`open_vault_locked`] adopted the vault it returned: a restored
+/// file accepted with `--allow-rollback`, saved again as a new generation before the command
+/// did anything else (an adopted vault keeps its rollback warning; one a newer save made
+/// moot has none).
+pub(crate) fn adopted(v: &Vault) -> bool {
+    v.rollback_warning().is_some()
+}
+
 /// Save a restored file accepted with `--allow-rollback` again, under `lock`, above every
 /// generation seen.
 fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<Vault> {

@@ -1513,3 +1513,115 @@ fn an_implausibly_large_kv_version_is_a_malformed_answer() {
         "{out}"
     );
 }
+
+/// A fake OpenBao with a KV version 2 mount whose secrets stay at version 1.
+fn fake_at_version_1(_method: &str, path: &str) -> (u16, String) {
+    if path.contains("/sys/internal/ui/mounts/") {
+        return (
+            200,
+            r#"{"data":{"type":"kv","options":{"version":"2"}}}"#.to_owned(),
+        );
+    }
+    let data = if path.ends_with("/shop-buyer") {
+        r#"{"username":"b","password":"Pw-canary-a1"}"#
+    } else {
+        r#"{"token":"Tok-canary-a1"}"#
+    };
+    (
+        200,
+        format!(
+            r#"{{"data":{{"data":{data},"metadata":{{"version":1,"created_time":"2026-11-01T00:00:00Z","deletion_time":"","destroyed":false}}}}}}"#
+        ),
+    )
+}
+
+/// Eighteenth pass (found by the last review): with `--allow-rollback`, a restored vault file
+/// is saved again at once (adopted, above every generation seen) before the sync reads
+/// OpenBao; a sync that then failed said "the vault was not changed", and one that found
+/// nothing to do "the vault was not saved" (a dry run "nothing was saved"), though the file
+/// had just been saved as a new generation. Each now says the vault was saved again, only to
+/// adopt the restored file, and nothing from OpenBao was.
+#[test]
+fn a_sync_after_adopting_a_restored_vault_says_it_was_saved_again() {
+    let fake = fake_bao(fake_at_version_1);
+    let site = Site::new(&policy(""));
+    let a = [
+        "--addr",
+        fake.as_str(),
+        "--mount",
+        "secret",
+        "--prefix",
+        "m",
+    ];
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("2 to change"), "{out}");
+    let restored = site.vault_bytes();
+    let g = site.generation();
+    // A newer generation, then the older file put back.
+    site.set_by_hand("shop-buyer", "Pw-by-hand");
+    let vault = site.dir.path().join("vault.scopevault");
+    let restore = || std::fs::write(&vault, &restored).unwrap();
+    // The file was saved again, as the generation the adoption's warning names, above the
+    // restored one; returns that generation.
+    let adopted_as = |err: &str| {
+        assert_ne!(site.vault_bytes(), restored, "the file was saved again");
+        let now = site.generation();
+        assert!(now > g + 1, "{now}");
+        assert!(
+            err.contains(&format!("saved again as generation {now}")),
+            "{err}"
+        );
+        now
+    };
+
+    // OpenBao does not answer: the sync fails after the adoption.
+    restore();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &[
+            "--addr",
+            &closed,
+            "--mount",
+            "secret",
+            "--prefix",
+            "m",
+            "--allow-rollback",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("the vault was not changed"), "{err}");
+    let now = adopted_as(&err);
+    assert!(
+        err.contains(&format!(
+            "error: sync openbao failed; nothing from OpenBao was saved, but the vault was saved again as generation {now} only to adopt the restored file"
+        )),
+        "{err}"
+    );
+
+    // Nothing moved upstream, and a dry run.
+    for (extra, wrong) in [
+        (&[][..], "the vault was not saved"),
+        (&["--dry-run"][..], "nothing was saved"),
+    ] {
+        restore();
+        let out = site.sync(
+            Some(ROOT_TOKEN),
+            &[&a[..], extra, &["--allow-rollback"]].concat(),
+        );
+        let (err, stdout) = (stderr(&out), String::from_utf8_lossy(&out.stdout));
+        assert!(out.status.success(), "{extra:?}: {err}");
+        assert!(
+            stdout.contains("0 to change") && !stdout.contains(wrong),
+            "{extra:?}: {stdout}"
+        );
+        let now = adopted_as(&err);
+        assert!(
+            stdout.contains(&format!(
+                "the vault was saved again as generation {now} only to adopt the restored file"
+            )),
+            "{extra:?}: {stdout}"
+        );
+    }
+}
