@@ -125,11 +125,14 @@ pub fn escape_keeping_line_breaks(s: &str) -> String {
 /// `s` as the value (or the name) of one `key=value` field of a line of such fields (`audit
 /// show`): as it is when it is a plain word, otherwise between double quotes. Quoted are an
 /// empty value and one that holds a space, `=`, `"`, `\` or a [`needs_escape`] character;
-/// inside the quotes `\`, `"` and `=` are written `\\`, `\"` and `\=`, and [`needs_escape`]
-/// characters as [`escape_for_terminal`] writes them. So a field always ends at the first
-/// space outside quotes, and `key=` appears on the line only where a field begins: a value
-/// cannot pass for further fields (`exe=/tmp/x uid=0 gid=0`), and a search for `uid=0` cannot
-/// match inside one.
+/// inside the quotes `\` and `"` are written `\\` and `\"`, `=` is written `\=` where it
+/// follows a character a field's name can end with ([`ends_a_name`]: a letter, a digit, `_`,
+/// `-`, `.` or `]`), and [`needs_escape`] characters are written as [`escape_for_terminal`]
+/// writes them. So a field always ends at the first space outside quotes, and `key=` appears
+/// on the line only where a field begins: a value cannot pass for further fields
+/// (`exe=/tmp/x uid=0 gid=0`), and a search for `uid=0` cannot match inside one. A `=` after
+/// a space or other punctuation cannot end a `key=`, and is left as it is: a reason reads
+/// `enforce = \"deny\"`, not `enforce \= \"deny\"` (eighteenth pass).
 pub fn quote_field(s: &str) -> String {
     let plain = !s.is_empty()
         && !s
@@ -148,16 +151,25 @@ pub fn quoted(s: &str) -> String {
     out.push('"');
     for c in s.chars() {
         match c {
-            '\\' | '"' | '=' => {
+            '\\' | '"' => {
                 out.push('\\');
                 out.push(c);
             }
+            // Judged by what is shown just before it: an escaped character as its escape shows.
+            '=' if out.chars().next_back().is_some_and(ends_a_name) => out.push_str("\\="),
             c if needs_escape(c) => out.extend(c.escape_default()),
             c => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// Whether a field's name, as `audit show` writes one, can end with `c`: a letter, a digit,
+/// `_`, `-`, `.` (a field name, a task) or `]` (`hits[LABEL]`). A `=` after such a character
+/// inside quotes is escaped by [`quoted`]: unescaped, it would end a `key=` a search matches.
+fn ends_a_name(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ']')
 }
 
 /// A time as people are shown it: RFC 3339 (`2026-12-31T18:04:20Z`), as the manifest, the
@@ -254,5 +266,16 @@ mod tests {
         // A backslash written in the text and an escaped character stay apart.
         assert_ne!(quote_field("a\\u{1b}"), quote_field("a\u{1b}"));
         assert_eq!(quoted("plain"), "\"plain\"");
+    }
+
+    /// Eighteenth pass: every `=` of a reason was written `\=`. Only one that could end a
+    /// `key=` is: after a letter, a digit, `_`, `-`, `.` or `]` as shown (`\u{1b}` ends in `}`).
+    #[test]
+    fn quoted_escapes_only_an_equals_sign_that_could_end_a_field_name() {
+        assert_eq!(
+            quoted("enforce = \"deny\"; (=x) uid=0 a_=1 a-=1 a.=1 hits[x]=1 \u{1b}=1 é=1 a==b"),
+            "\"enforce = \\\"deny\\\"; (=x) uid\\=0 a_\\=1 a-\\=1 a.\\=1 hits[x]\\=1 \\u{1b}=1 é\\=1 a\\==b\""
+        );
+        assert_eq!(quoted("=a"), "\"=a\"");
     }
 }

@@ -639,3 +639,33 @@ fn an_audit_key_file_that_cannot_be_opened_is_named_as_the_key_file() {
         std::fs::remove_file(&key).unwrap();
     }
 }
+
+/// Eighteenth pass (found by the last review): `audit show` wrote every `=` of a reason as
+/// `\=`, so the daemon's own reasons read `enforce \= \"deny\"` and `schedulers \= [...]`. A `=`
+/// is now escaped only where it could end a `key=` (after a letter, a digit, `_`, `-`, `.`
+/// or `]`): `enforce = \"deny\"` reads as written, while `uid=0` inside a quoted value is still
+/// `uid\=0`, so `grep 'uid=0'` still cannot match inside one.
+#[test]
+fn show_writes_a_reason_readably_and_still_escapes_what_could_pass_for_a_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, true).unwrap();
+    let reason = "over_scoped: credential `a` grants more than task `t` needs (shop:admin) and enforce = \"deny\"; add `schedulers = [\"1001\"]`, not uid=0";
+    log.append(AuditRecord {
+        task: Some("t"),
+        reason: Some(reason),
+        ..AuditRecord::new(Op::Fetch, Decision::Deny)
+    })
+    .unwrap();
+    drop(log);
+    let out = run(&["audit", "show"], &path, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            r#" reason="over_scoped: credential `a` grants more than task `t` needs (shop:admin) and enforce = \"deny\"; add `schedulers = [\"1001\"]`, not uid\=0""#
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("uid=0"), "{stdout}");
+}
