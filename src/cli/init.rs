@@ -99,12 +99,42 @@ fn create(
             super::shown(out)
         );
     }
-    vault.save(&lock)?;
+    let unrecorded = vault.save_and_record(&lock)?;
     drop(lock);
     println!("created vault {} (id {})", super::shown(path), vault.id());
+    // From here the vault exists: nothing is removed, whatever is said next (removing the
+    // identity file of a saved vault left one nobody could open, fourteenth pass).
     debris.files.clear();
     debris.dirs.clear();
+    if let Some(e) = unrecorded {
+        return Err(unrecorded_error(path, &vault, &e));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error of an `init` whose vault was written but whose generation this machine's
+/// rollback record does not hold (a full, read-only or refused state directory): exit 2, not
+/// 0 with a warning (eighteenth pass), since until the record holds it the next open trusts
+/// whatever copy of the file it finds. Says that the vault exists, what failed, and the fix:
+/// a state directory that takes the record, then one command that opens the vault.
+fn unrecorded_error(path: &Path, vault: &Vault, e: &crate::vault::VaultError) -> anyhow::Error {
+    // The I/O error without its own hint ("then run the command again"): `init` must not be.
+    let why = match e {
+        crate::vault::VaultError::Io { path, what, error } => {
+            format!("{what} {}: {error}", super::shown(path))
+        }
+        other => other.to_string(),
+    };
+    super::Exit {
+        code: super::EXIT_USAGE,
+        message: format!(
+            "the vault {} (id {}) was written, but rollback protection is not in place for it: this machine's rollback record was not written ({why}). Until the record holds the vault's generation, the next open trusts whatever copy of the file it finds. Make the state directory {} take it (free space, permissions, a read-write file system), then run one command that opens the vault, e.g. `scopevault cred list`: the open records the generation (`scopevault doctor`'s `state` line shows it). Do not run `init` again: the vault exists",
+            super::shown(path),
+            vault.id(),
+            super::shown(&crate::paths::state_dir()),
+        ),
+    }
+    .into()
 }
 
 fn lock_file_of(vault: &Path) -> PathBuf {

@@ -689,8 +689,26 @@ impl Vault {
 
     /// Write the vault: re-encrypt the payload if credentials or policy changed (else copy the
     /// ciphertext on disk unchanged), bump the generation, MAC, save atomically, record the
-    /// generation.
+    /// generation. A rollback record that cannot be updated once the file is in place is a
+    /// warning on stderr ([`Vault::save_and_record`] returns it instead).
     pub fn save(&mut self, lock: &WriteLock) -> Result<(), VaultError> {
+        if let Some(e) = self.save_and_record(lock)? {
+            eprintln!(
+                "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {}",
+                crate::text::shown(&self.path),
+                self.header.generation,
+                crate::text::escape_for_terminal(&e.to_string())
+            );
+        }
+        Ok(())
+    }
+
+    /// [`Vault::save`], returning the error of the rollback record's update (`Ok(Some(_))`)
+    /// rather than warning about it: the file is in place then, and the save has happened
+    /// (see below), but the record does not hold its generation. For `init`, which makes that
+    /// an error of its own: a new vault no record covers is one a provisioning script must not
+    /// take as done (eighteenth pass: it exited 0 with the warning).
+    pub fn save_and_record(&mut self, lock: &WriteLock) -> Result<Option<VaultError>, VaultError> {
         let seen = store::Seen::new();
         let floor = seen.get(&self.header.vault_id)?.unwrap_or(0);
         let mut header = self.header.clone();
@@ -732,15 +750,7 @@ impl Vault {
             .and_then(|()| seen.record(&format2_marker(&header.vault_id), 1));
         self.header = header;
         self.dirty = false;
-        if let Err(e) = recorded {
-            eprintln!(
-                "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {}",
-                crate::text::shown(&self.path),
-                self.header.generation,
-                crate::text::escape_for_terminal(&e.to_string())
-            );
-        }
-        Ok(())
+        Ok(recorded.err())
     }
 
     /// The payload ciphertext of the file on disk, for a save that changes only the header
