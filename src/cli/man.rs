@@ -1,10 +1,8 @@
 //! `scopevault man [--dir DIR]`: the top-level page on stdout, or one page per command
 //! (`scopevault.1`, `scopevault-lint.1`, `scopevault-cred-set.1`, …) written into DIR.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::CommandFactory;
 
 use super::args::{Cli, ManArgs};
@@ -17,9 +15,12 @@ pub(crate) fn run(a: &ManArgs) -> anyhow::Result<ExitCode> {
         super::write_stdout(&buf)?;
         return Ok(ExitCode::SUCCESS);
     };
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Checked and opened as `publish --out` is: root often writes man pages, and a directory
+    // another user may write or owns (or a link of theirs on the way) would let them swap a
+    // page for a link to a file of root's between its creation and its rename.
+    let out = crate::vault::SafeDir::open_output(dir)?;
     let mut written = Vec::new();
-    write_pages(cmd, "scopevault", dir, &mut written)?;
+    write_pages(cmd, "scopevault", &out, &mut written)?;
     println!(
         "wrote {} man pages to {} (read one with `man -l {}`)",
         written.len(),
@@ -33,7 +34,7 @@ pub(crate) fn run(a: &ManArgs) -> anyhow::Result<ExitCode> {
 fn write_pages(
     mut cmd: clap::Command,
     name: &str,
-    dir: &Path,
+    dir: &crate::vault::SafeDir,
     written: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     // The page's title is the dashed name (scopevault-cred-set), as `man` looks it up.
@@ -48,10 +49,16 @@ fn write_pages(
         .filter(|s| s.get_name() != "help" && !s.is_hide_set())
         .cloned()
         .collect();
-    let file = dir.join(format!("{name}.1"));
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd).render(&mut buf)?;
-    std::fs::write(&file, buf).with_context(|| format!("cannot write {}", file.display()))?;
+    // A new file (`O_EXCL | O_NOFOLLOW`, 0644 through its descriptor) renamed over the name:
+    // whatever was there, a link included, is replaced, never written through.
+    dir.replace_with_mode(
+        format!("{name}.1").as_ref(),
+        ".scopevault-man-",
+        &buf,
+        0o644,
+    )?;
     written.push(name.to_owned());
     for sub in subs {
         let sub_name = format!("{name}-{}", sub.get_name());

@@ -80,16 +80,34 @@ fn file_name_of(path: &Path) -> Result<std::ffi::OsString, VaultError> {
         .ok_or_else(|| VaultError::Usage(format!("{} does not name a file", path.display())))
 }
 
-/// Create `dir` (and parents) with `mode` if missing.
+/// Create `dir` (and parents) with `mode` if missing, whatever the umask: each directory made
+/// here is given `mode` through its own descriptor (a 0755 `man --dir` or `publish --out`
+/// made under umask 077 was 0700, so nobody else could read the pages or ship the bundles).
 fn ensure_dir(dir: &Path, mode: u32) -> Result<(), VaultError> {
     if dir.exists() {
         return Ok(());
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .map_err(io_err(dir, "cannot create the directory"))
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && fs::symlink_metadata(d).is_err())
+        .collect();
+    for d in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(mode).create(d) {
+            Ok(()) => {}
+            // Made meanwhile by someone else: not ours to change.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(d, "cannot create the directory")(e)),
+        }
+        let fd = rustix::fs::open(
+            d,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err(d, "cannot open the directory")(e.into()))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+            .map_err(|e| io_err(d, "cannot set the mode of the directory")(e.into()))?;
+    }
+    Ok(())
 }
 
 /// A directory we write files in, open, after checking that nobody else can plant files or
@@ -106,6 +124,9 @@ fn ensure_dir(dir: &Path, mode: u32) -> Result<(), VaultError> {
 pub(crate) struct SafeDir {
     fd: OwnedFd,
     path: PathBuf,
+    /// Whose directory it may be: in an output directory ([`Owners::CallerOrRoot`]) what we
+    /// write is the caller's, never given to the owner of the file it replaces.
+    owners: Owners,
 }
 
 impl SafeDir {
@@ -170,6 +191,7 @@ impl SafeDir {
         Ok(SafeDir {
             fd,
             path: dir.to_path_buf(),
+            owners,
         })
     }
 
@@ -227,7 +249,10 @@ impl SafeDir {
     }
 
     /// [`SafeDir::replace`], the new file given `mode` (through its descriptor, before the
-    /// rename: never by path, which another process could have swapped).
+    /// rename: never by path, which another process could have swapped). As root, in a vault,
+    /// state or audit directory the new file keeps the owner of the one it replaces
+    /// ([`keep_owner`]); in an output directory (`publish --out`, `man --dir`) it is root's: a
+    /// page or bundle another user had left there must not stay theirs to rewrite.
     pub fn replace_with_mode(
         &self,
         name: &std::ffi::OsStr,
@@ -247,9 +272,10 @@ impl SafeDir {
             ))?;
         let result = rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
             .map_err(|e| io_err(&target, "cannot set the mode of the new version of")(e.into()))
-            .and_then(|()| {
-                keep_owner(&file, &target)
-                    .map_err(io_err(&target, "cannot give the new version the owner of"))
+            .and_then(|()| match self.owners {
+                Owners::Administered => keep_owner(&file, &target)
+                    .map_err(io_err(&target, "cannot give the new version the owner of")),
+                Owners::CallerOrRoot => Ok(()),
             })
             .and_then(|()| self.fill_and_rename(&file, &tmp, name, &target, bytes));
         if result.is_err() {

@@ -432,6 +432,97 @@ fn man_dir_writes_one_page_per_command() {
     );
 }
 
+/// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):
+/// `man --dir DIR` wrote each page through whatever was at `DIR/scopevault-*.1`, so a symbolic
+/// link another user planted in a shared directory (`/tmp`-like, 1777) had root overwrite its
+/// target (the attacker destroyed a vault), and a page another user had made was written in
+/// place and stayed theirs; under umask 077 the pages and a new DIR were private. DIR is now
+/// checked as `publish --out` is (`SafeDir::open_output`) and each page is a new file renamed
+/// over its name (a link there is replaced, never followed), 0644 in a 0755 DIR, the caller's.
+#[test]
+fn man_dir_never_writes_through_a_planted_link_or_into_another_users_page() {
+    use crate::common::users;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let e = Env::new();
+    let precious = e.path("precious");
+    std::fs::write(&precious, "a vault\n").unwrap();
+    let man = |dir: &std::path::Path| {
+        // Under umask 077: the modes below are the command's, not the caller's umask.
+        let mut c = e.wrapper("sh");
+        c.args(["-c", "umask 077 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_scopevault"))
+            .args(["man", "--dir"])
+            .arg(dir);
+        e.run_cmd(&mut c, b"")
+    };
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+
+    // A missing DIR is made 0755; every page is 0644.
+    let fresh = e.path("fresh/man1");
+    let out = man(&fresh);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode(&fresh), 0o755);
+    for page in std::fs::read_dir(&fresh).unwrap() {
+        let page = page.unwrap().path();
+        assert_eq!(mode(&page), 0o644, "{}", page.display());
+    }
+
+    // A link at a page's name in the caller's own directory is replaced by the page; its
+    // target is untouched.
+    let own = e.path("own");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = own.join("scopevault-cred-set.1");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    let out = man(&own);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "a vault\n");
+    let page = std::fs::symlink_metadata(&link).unwrap();
+    assert!(page.is_file(), "the link was replaced by the page");
+    assert_eq!(page.mode() & 0o7777, 0o644);
+    assert!(std::fs::read_to_string(&link)
+        .unwrap()
+        .contains(".TH scopevault-cred-set 1"));
+
+    if !users::is_root() {
+        return crate::common::skip::skip("root is needed for a second uid to plant a link");
+    }
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    // A page another user made in root's directory beforehand becomes root's new file.
+    let theirs = own.join("scopevault-lint.1");
+    std::fs::write(&theirs, "their page\n").unwrap();
+    std::os::unix::fs::chown(&theirs, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = man(&own);
+    assert!(out.status.success(), "{out:?}");
+    let page = std::fs::symlink_metadata(&theirs).unwrap();
+    assert_eq!((page.uid(), page.mode() & 0o7777), (0, 0o644));
+    assert!(std::fs::read_to_string(&theirs)
+        .unwrap()
+        .contains(".TH scopevault-lint 1"));
+
+    // Their link in a directory anyone may write (sticky, as /tmp): refused, nothing written.
+    let shared = e.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let planted = shared.join("scopevault-cred-set.1");
+    std::os::unix::fs::symlink(&precious, &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(uid), Some(gid)).unwrap();
+    let out = man(&shared);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("writable by others") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "a vault\n");
+    assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 1, "no page");
+}
+
 #[test]
 fn help_groups_global_options_and_lists_kinds() {
     let e = Env::new();
