@@ -45,8 +45,22 @@ impl Report {
 
 pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode> {
     let mut r = Report { lines: Vec::new() };
-    let vault_path = super::unlock::vault_path(g);
-    let file = check_vault(&mut r, &vault_path);
+    // The commands follow a symbolic link at the vault path (root's or the caller's) and
+    // refuse another user's: doctor judges the file they would open, and says so.
+    let given = super::unlock::vault_path(g);
+    let (vault_path, file) = match crate::vault::resolve_link(&given) {
+        Ok(path) => {
+            let file = check_vault(&mut r, &path, &given);
+            (path, file)
+        }
+        Err(e) => {
+            r.fail(
+                "vault",
+                format!("{e}; every command that opens the vault refuses it"),
+            );
+            (given, None)
+        }
+    };
     if file.is_some() {
         if let Some(vault) = check_unlock(&mut r, g, &vault_path) {
             check_credentials(&mut r, &vault);
@@ -94,14 +108,20 @@ struct FileHeader {
 }
 
 /// The vault file: present, readable, private; returns what its header says.
-fn check_vault(r: &mut Report, path: &Path) -> Option<FileHeader> {
+fn check_vault(r: &mut Report, path: &Path, given: &Path) -> Option<FileHeader> {
     let shown = path.display();
+    // `given` is a link to `path`: named in the lines that describe the file.
+    let named = if given == path {
+        shown.to_string()
+    } else {
+        format!("{} (a symbolic link to {shown})", given.display())
+    };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             r.fail(
                 "vault",
-                format!("{shown} does not exist: create it with `scopevault init` (or give --vault / SCOPEVAULT_VAULT)"),
+                format!("{named} does not exist: create it with `scopevault init` (or give --vault / SCOPEVAULT_VAULT)"),
             );
             return None;
         }
@@ -162,7 +182,7 @@ fn check_vault(r: &mut Report, path: &Path) -> Option<FileHeader> {
         r.ok(
             "vault",
             format!(
-                "{shown} (mode {mode:04o}, uid {}, vault {}, generation {})",
+                "{named} (mode {mode:04o}, uid {}, vault {}, generation {})",
                 meta.uid(),
                 short_id(&header.vault_id),
                 header.generation

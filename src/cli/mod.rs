@@ -199,7 +199,34 @@ pub(crate) fn exit_code_of(err: &anyhow::Error) -> u8 {
     EXIT_USAGE
 }
 
+/// For a command that opens or saves the vault, its path with a symbolic link at it followed,
+/// once, here ([`crate::vault::resolve_link`]): every later use (the lock, the open, the
+/// temporary file, the rename, the daemon's reloads) names the file itself, so a save keeps
+/// the link a link, and the link is not read again mid-command. `doctor` reports the link
+/// itself; `status` only reads the applied record, keyed by the file's canonical path.
+fn with_vault_link_followed(mut cli: Cli) -> anyhow::Result<Cli> {
+    let opens_vault = match &cli.command {
+        Command::Serve(_)
+        | Command::Init(_)
+        | Command::Cred(_)
+        | Command::Key(_)
+        | Command::Policy(_)
+        | Command::Sync(_)
+        | Command::Recipient
+        | Command::Publish(_) => true,
+        Command::Lint(a) => a.with_vault,
+        Command::Bundle(c) => matches!(c, args::BundleCommand::Apply(_)),
+        _ => false,
+    };
+    if opens_vault {
+        let given = unlock::vault_path(&cli.global);
+        cli.global.vault = Some(crate::vault::resolve_link(&given)?);
+    }
+    Ok(cli)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cli = with_vault_link_followed(cli)?;
     let g = &cli.global;
     match cli.command {
         Command::Lint(a) => lint::run(g, &a),

@@ -36,7 +36,7 @@ pub use model::{
 };
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
 pub(crate) use store::keep_owner;
-pub use store::WriteLock;
+pub use store::{resolve_link, WriteLock};
 
 use format::{Header, Parsed};
 use model::{AppliedPolicy, VaultData};

@@ -500,6 +500,70 @@ fn check_components(abs: &Path, owners: Owners) -> Result<(), VaultError> {
     Ok(())
 }
 
+/// How many symbolic links in a row [`resolve_link`] follows (the kernel's own limit).
+const MAX_LINKS: usize = 40;
+
+/// The vault file `path` names: `path` itself, or, when it is a symbolic link, the file the
+/// link (and any link that one names) leads to. Each link must be owned by root or the
+/// caller, as a link on the way to a vault directory must be ([`SafeDir`]): the owner of a
+/// link chooses the file every command then reads and saves.
+///
+/// A command resolves its vault path once, when it starts, and uses the answer for everything
+/// (lock, temporary file, rename): a save through the link itself renamed the new file over
+/// the link, so the link became a regular file and the file it had led to, left at the old
+/// generation, was refused as a rollback ever after (eighteenth pass). A missing path, or a
+/// link to a missing file (`init`), resolves all the same.
+pub fn resolve_link(path: &Path) -> Result<PathBuf, VaultError> {
+    let me = rustix::process::geteuid().as_raw();
+    let mut at = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let md = match fs::symlink_metadata(&at) {
+            Ok(md) if md.file_type().is_symlink() => md,
+            // Not a link (or not there): the commands judge it as they do any vault path.
+            _ => return Ok(at),
+        };
+        if md.uid() != 0 && md.uid() != me {
+            return Err(VaultError::Io {
+                path: at.clone(),
+                what: "refusing to use the vault path".into(),
+                error: io::Error::other(format!(
+                    "it is a symbolic link owned by uid {}, another user: they could point it at a file of their choosing. Give --vault the file's real path, or replace the link with one of your own",
+                    md.uid()
+                )),
+            });
+        }
+        let target = fs::read_link(&at).map_err(io_err(&at, "cannot read the link"))?;
+        at = if target.is_absolute() {
+            target
+        } else {
+            // Relative to the link's directory, made canonical so the name a command shows
+            // (and its writers judge) is the file's own, not `…/etc/../real/vault`.
+            let dir = parent_of(&at);
+            let mut base = fs::canonicalize(&dir).map_err(io_err(&dir, "cannot resolve"))?;
+            let mut leading = true;
+            for c in target.components() {
+                match c {
+                    Component::ParentDir if leading => {
+                        base.pop();
+                    }
+                    Component::CurDir => {}
+                    c => {
+                        leading = false;
+                        base.push(c.as_os_str());
+                    }
+                }
+            }
+            base
+        };
+    }
+    Err(io_err(path, "cannot resolve the vault path")(
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("more than {MAX_LINKS} symbolic links in a row"),
+        ),
+    ))
+}
+
 /// Read a whole vault file, refusing anything larger than the format allows before reading.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, VaultError> {
     let (f, len) = open_sized(path)?;

@@ -303,3 +303,109 @@ fn a_caller_other_than_root_refuses_directories_another_user_owns() {
         "{err}"
     );
 }
+
+/// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):
+/// a vault path that is a symbolic link of the caller's (`/etc/scopevault/vault` → the file)
+/// was replaced by a regular file on the first save: the temporary file was renamed over the
+/// link, the lock was beside the link, and the real file, left at the old generation, was then
+/// refused by every command as a rollback. The link is now followed once, when the command
+/// starts: the lock, the temporary file and the rename are beside the file it leads to, and
+/// the link stays a link. One another user owns is refused (they would choose the file), and
+/// `doctor` fails it.
+#[test]
+fn a_vault_path_that_is_a_link_of_ours_is_followed_and_stays_a_link() {
+    use crate::common::users;
+    use std::os::unix::fs::MetadataExt;
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::create_dir_all(e.path("etc")).unwrap();
+    mode(&e.path("etc"), 0o700);
+    let link = e.path("etc/vault.sv");
+    std::os::unix::fs::symlink("../vaults/vault.scopevault", &link).unwrap();
+    let via = link.to_str().unwrap();
+    let pf = e.pf();
+    e.ok(
+        &[
+            "--vault",
+            via,
+            "cred",
+            "add",
+            "api",
+            "--kind",
+            "token",
+            "--secret",
+            "token",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"tok-value",
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).unwrap().is_symlink(),
+        "the link is still a link"
+    );
+    assert!(
+        !e.path("etc/vault.sv.lock").exists(),
+        "no lock beside the link"
+    );
+    assert!(e.path("vaults/vault.scopevault.lock").exists());
+    // The file it leads to was saved: both paths open it, with the new credential.
+    for path in [via, e.vault().to_str().unwrap()] {
+        let list = e.ok(
+            &["--vault", path, "cred", "list", "--passphrase-file", &pf],
+            b"",
+        );
+        assert!(
+            list.contains("api") && list.contains("shop-buyer"),
+            "{path}: {list}"
+        );
+    }
+    let doctor = |e: &Env| {
+        let out = e.run(&["--vault", via, "doctor", "--passphrase-file", &pf], b"");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = doctor(&e);
+    assert!(
+        text.lines().any(|l| l.starts_with("ok")
+            && l.contains("vault")
+            && l.contains("a symbolic link to")
+            && l.contains("vaults/vault.scopevault")),
+        "{text}"
+    );
+
+    if !users::is_root() {
+        return crate::common::skip::skip("root is needed to give the link to a second uid");
+    }
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    std::os::unix::fs::lchown(&link, Some(uid), Some(gid)).unwrap();
+    let before = e.vault_bytes();
+    let err = e.fails(
+        &[
+            "--vault",
+            via,
+            "cred",
+            "rm",
+            "api",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains(&format!("symbolic link owned by uid {uid}, another user")),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), before, "nothing written");
+    let text = doctor(&e);
+    assert!(
+        text.lines().any(|l| l.starts_with("fail")
+            && l.contains("vault")
+            && l.contains(&format!("owned by uid {uid}"))),
+        "{text}"
+    );
+    assert_eq!(std::fs::symlink_metadata(&link).unwrap().uid(), uid);
+}
