@@ -55,6 +55,29 @@ fn refuse_secret_field(k: &str, kind: Option<crate::policy::CredentialKind>) -> 
     Ok(())
 }
 
+/// Check the names given with `--secret`, before anything is unlocked or read. An argument
+/// that is not a field name may be the secret itself, typed by mistake (`password=VALUE`, the
+/// form `--field` takes, or the value where the name goes): it is in argv now, visible to
+/// other users in ps. Refused as `--field password=…` is: without quoting it (nothing after
+/// `=`, nothing of a name that is not one), and saying to consider the value exposed. The
+/// shared name check quoted it: `invalid name "password=VALUE"` (eighteenth pass).
+fn check_secret_names(a: &SecretInputArgs) -> anyhow::Result<()> {
+    for k in &a.secrets {
+        if let Some((name, _)) = k.split_once('=') {
+            let alone = if validate_field_key(name).is_ok() {
+                format!("--secret {name}")
+            } else {
+                "the field's name alone with --secret".to_owned()
+            };
+            bail!("--secret takes a field name, not KEY=VALUE: a secret value is read from the prompt, stdin or --secret-file, never from the arguments (visible to other users in ps). Give {alone}, and consider the value typed after `=` exposed; nothing was stored");
+        }
+        if validate_field_key(k).is_err() {
+            bail!("--secret takes a field name ({}); the argument given is not one and is not shown, in case it is a secret value typed by mistake: if it is, it is in argv (visible to other users in ps), so consider it exposed; nothing was stored", vault::FIELD_NAME_RULE);
+        }
+    }
+    Ok(())
+}
+
 /// Refuse to read both the vault's passphrase and a secret from a stdin that is not a terminal
 /// (`--passphrase-fd 0`, or `--passphrase-file /dev/stdin`, with `--secret` or a
 /// `--secret-file` that is stdin): one of them would get the other's bytes, and the vault's
@@ -87,6 +110,7 @@ fn refuse_stdin_twice(g: &GlobalArgs, a: &SecretInputArgs) -> anyhow::Result<()>
 /// Read every secret named by --secret / --secret-file. Done before the vault is locked for
 /// writing, so a slow prompt does not hold other writers up.
 fn read_secrets(a: &SecretInputArgs) -> anyhow::Result<BTreeMap<String, SecretString>> {
+    check_secret_names(a)?;
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     for s in &a.secret_files {
         let Some((k, p)) = s.split_once('=') else {
@@ -160,6 +184,7 @@ fn warn_nul(cred: &str, secrets: &BTreeMap<String, SecretString>) {
 fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     validate_name(&a.name)?;
     let fields = parse_fields(&a.fields, Some(a.kind))?;
+    check_secret_names(&a.secrets)?;
     for s in &a.scopes {
         crate::policy::Scope::parse(s).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
     }
@@ -213,6 +238,7 @@ fn check_origin(o: &str) -> anyhow::Result<String> {
 
 fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     let fields = parse_fields(&a.fields, None)?;
+    check_secret_names(&a.secrets)?;
     refuse_stdin_twice(g, &a.secrets)?;
     if a.secrets.secrets.is_empty() && a.secrets.secret_files.is_empty() && fields.is_empty() {
         bail!("nothing to set: give --secret KEY, --secret-file KEY=PATH or --field KEY=VALUE");

@@ -57,7 +57,7 @@ const SECOND_PASS: &str = "SVLK-second-slot-passphrase-5b7c";
 const THIRD_PASS: &str = "SVLK-changed-by-key-passwd-a61e";
 const WEAK_PASS: &str = "SVLKSVLKSVLKSVLK";
 const BAD_SEED: &str = "SVLK-not-base32-seed-!!-4410";
-/// A secret typed into an argument by mistake (`--field password=…`).
+/// A secret typed into an argument by mistake (`--field password=…`, `--secret password=…`).
 const ARGV_MISTAKE: &str = "SVLK-argv-mistake-value-6d2f";
 /// A ticket-shaped value no daemon issued (a client may still hold it: it is a bearer secret).
 const UNKNOWN_TICKET: &str = "svt1_SVLKunknownTicketValue0123456789abcdef";
@@ -898,6 +898,9 @@ fn audit() {
         ("--field", format!("bad key={ARGV_MISTAKE}")),
         ("--field", ARGV_MISTAKE.to_owned()),
         ("--secret-file", ARGV_MISTAKE.to_owned()),
+        ("--secret", format!("password={ARGV_MISTAKE}")),
+        ("--secret", format!("bad key={ARGV_MISTAKE}")),
+        ("--secret", ARGV_MISTAKE.to_owned()),
     ] {
         r.fail(
             &[
@@ -914,6 +917,19 @@ fn audit() {
             b"",
         );
     }
+    let mistake = format!("password={ARGV_MISTAKE}");
+    r.fail(
+        &[
+            "cred",
+            "set",
+            "shop-login",
+            "--secret",
+            &mistake,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
     // Rollback: an older copy of the vault put back is refused (and accepted when asked).
     let older = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
     set_password("shop-admin", ADMIN_PW, Expect::Success);

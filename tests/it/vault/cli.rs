@@ -727,6 +727,46 @@ fn a_secret_is_never_accepted_as_a_field_argument() {
     assert_eq!(e.vault_bytes(), before);
 }
 
+/// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):
+/// the same mistake with `--secret` (`--secret password=VALUE`, the form `--field` takes) was
+/// refused as `invalid name "password=VALUE"`, the value quoted on stderr, and by `cred set`
+/// only after the vault was unlocked. It is now refused as `--field password=…` is, before the
+/// unlock: the name alone is offered, the value is said to be exposed and is never shown, nor
+/// is an argument that is no field name at all (it may be the value typed where the name goes).
+#[test]
+fn a_secret_typed_into_secret_is_refused_without_quoting_it() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    for (cmd, arg, offered) in [
+        ("add", "password=Tr0ub4dor&3xyz", Some("--secret password")),
+        ("set", "password=Tr0ub4dor&3xyz", Some("--secret password")),
+        ("set", "Pass Word=Tr0ub4dor&3xyz", None),
+        ("add", "Tr0ub4dor&3xyz", None),
+        ("set", "Tr0ub4dor&3xyz", None),
+    ] {
+        let mut args = vec!["cred", cmd, "shop-buyer"];
+        if cmd == "add" {
+            args.extend(["--kind", "login"]);
+        }
+        // A wrong passphrase: the refusal comes before any unlock.
+        args.extend(["--secret", arg, "--passphrase-file", "/nonexistent/pass"]);
+        let err = e.fails(&args, b"", 2);
+        assert!(
+            !err.contains("Tr0ub4dor") && !err.contains("Pass Word"),
+            "{cmd} {arg}: {err}"
+        );
+        assert!(
+            err.contains("--secret takes a field name") && err.contains("exposed"),
+            "{cmd} {arg}: {err}"
+        );
+        if let Some(o) = offered {
+            assert!(err.contains(o), "{cmd} {arg}: {err}");
+        }
+    }
+    assert_eq!(e.vault_bytes(), before);
+}
+
 /// Issue 15, item 12: the deny-list was exact-match, so `passwd=` and `api-key=` went into
 /// argv as plain fields. Names that look secret, and the kind's schema, now decide.
 #[test]
