@@ -71,37 +71,19 @@ impl CredentialKind {
     }
 
     /// Whether a field name looks like it holds a secret (`passwd`, `api-key`, `db_password`,
-    /// `x.auth.token`, `pwd`, `pin`…), for any kind: such a field must be given through
-    /// `--secret`, never as a plain `--field` value (argv is visible to other users).
+    /// `x.auth.token`, `pwd`, `pin`, `jwt`, `mot_de_passe`…), for any kind: such a field must be
+    /// given through `--secret`, never as a plain `--field` value (argv is visible to other
+    /// users, and `cred show` prints plain fields).
     ///
     /// The name is lowercased and split at `_`, `-` and `.`. It looks secret when the words
-    /// joined contain one of the long secret words (`password`, `passwd`, `passphrase`, `secret`,
-    /// `token`, `apikey`, `privatekey`, `credential`, `otpauth`, `totpseed`, `bearer`, `cookie`,
-    /// `session`, `signingkey`, `accesskey`), or one word is a short one (`pass`, `pwd`, `pw`,
-    /// `pin`, `key`, `otp`, `totp`, `seed`, `auth`, `sig`, `mfa`) — unless the last word says the
-    /// field is about the secret, not the secret itself (`name`, `url`, `uri`, `type`, `hint`,
-    /// `path`, `file`, `length`).
+    /// joined contain one of the long secret words (`SECRET_WORDS` in this module), or one word is a short
+    /// one (`SECRET_SHORT_WORDS`): short words are matched whole, so that `pat` does not catch
+    /// `pattern`, nor `pin` `shipping` — unless the last word says the field is about the
+    /// secret, not the secret itself (`name`, `url`, `uri`, `type`, `hint`, `path`, `file`,
+    /// `length`). docs/operations.md lists both; a name caught wrongly costs only `--secret`
+    /// instead of `--field`, a secret missed is printed and sits in argv, so the lists err
+    /// towards catching.
     pub fn name_looks_secret(field: &str) -> bool {
-        const LONG: &[&str] = &[
-            "password",
-            "passwd",
-            "passphrase",
-            "secret",
-            "token",
-            "apikey",
-            "privatekey",
-            "credential",
-            "otpauth",
-            "totpseed",
-            "bearer",
-            "cookie",
-            "session",
-            "signingkey",
-            "accesskey",
-        ];
-        const SHORT: &[&str] = &[
-            "pass", "pwd", "pw", "pin", "key", "otp", "totp", "seed", "auth", "sig", "mfa",
-        ];
         const ABOUT: &[&str] = &[
             "name", "url", "uri", "type", "hint", "path", "file", "length",
         ];
@@ -114,9 +96,67 @@ impl CredentialKind {
             return false;
         }
         let joined = words.concat();
-        LONG.iter().any(|l| joined.contains(l)) || words.iter().any(|w| SHORT.contains(w))
+        SECRET_WORDS.iter().any(|l| joined.contains(l))
+            || words.iter().any(|w| SECRET_SHORT_WORDS.contains(w))
     }
 }
+
+/// The long secret words of [`CredentialKind::name_looks_secret`], found anywhere in a field's
+/// name with its separators removed (`db_password`, `clientSecret`, `mot_de_passe`).
+/// The eighteenth pass added: `jwt`, `authorization`, `privkey`, `signature`, recovery and
+/// backup codes, security answers, two-factor and one-time codes, seed phrases, and "password"
+/// in the languages an admin is likely to name a field in.
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "passcode",
+    "pincode",
+    "secret",
+    "token",
+    "apikey",
+    "privatekey",
+    "privkey",
+    "credential",
+    "otpauth",
+    "otpcode",
+    "totpseed",
+    "bearer",
+    "cookie",
+    "session",
+    "signingkey",
+    "accesskey",
+    "authorization",
+    "basicauth",
+    "jwt",
+    "signature",
+    "recoverycode",
+    "backupcode",
+    "securityanswer",
+    "mnemonic",
+    "twofactor",
+    "twofa",
+    // "password" in other languages (spelt without accents: field names are ASCII).
+    "passwort",
+    "kennwort",
+    "contrasena",
+    "motdepasse",
+    "wachtwoord",
+    "passord",
+    "losenord",
+    "salasana",
+    "lozinka",
+    "adgangskode",
+];
+
+/// The short secret words of [`CredentialKind::name_looks_secret`], matched as whole words
+/// only (`pat` in `gh_pat`, not in `pattern`).
+const SECRET_SHORT_WORDS: &[&str] = &[
+    "pass", "pwd", "pw", "pin", "pins", "key", "keys", "otp", "hotp", "totp", "seed", "auth",
+    "oauth", "sig", "mfa", "2fa", "pem", "pat", "refresh", "priv", "hmac", "salt", "pepper",
+    "answer", "cvv", "cvc", "puk", "passe", "senha", "heslo", "haslo", "jelszo", "sifre", "parola",
+    "parol",
+];
 
 impl fmt::Display for CredentialKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -163,6 +203,36 @@ mod tests {
             "privateKey",
             "mfa",
             "totp_seed",
+            // Eighteenth pass: accepted as plain fields before.
+            "jwt",
+            "authorization",
+            "privkey",
+            "pem",
+            "recovery_codes",
+            "backup_codes",
+            "security_answer",
+            "2fa",
+            "refresh",
+            "pat",
+            "gh_pat",
+            "signature",
+            "passwort",
+            "kennwort",
+            "contrasena",
+            "mot_de_passe",
+            "wachtwoord",
+            "senha",
+            "passcode",
+            "pincode",
+            "ssh_keys",
+            "oauth",
+            "hmac",
+            "salt",
+            "cvv",
+            "mnemonic",
+            "otp_code",
+            "hotp",
+            "two_factor",
         ] {
             assert!(CredentialKind::name_looks_secret(f), "{f} looks secret");
         }
@@ -181,6 +251,15 @@ mod tests {
             "footprint",
             "monkey_name",
             "keyboard",
+            "author",
+            "pattern",
+            "patch",
+            "shipping",
+            "the_slot",
+            "signature_type",
+            "recovery_email",
+            "description",
+            "region",
         ] {
             assert!(
                 !CredentialKind::name_looks_secret(f),

@@ -817,6 +817,46 @@ fn secret_looking_fields_are_refused_as_plain_fields() {
         2,
     );
     assert!(err.contains("--secret api-key"), "{err}");
+    // Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth
+    // pass): these obvious secret names were accepted as plain fields (in argv, printed by
+    // `cred show`).
+    for field in [
+        "jwt",
+        "authorization",
+        "privkey",
+        "pem",
+        "recovery_codes",
+        "backup_codes",
+        "security_answer",
+        "2fa",
+        "refresh",
+        "pat",
+        "signature",
+        "passwort",
+        "kennwort",
+        "contrasena",
+        "mot_de_passe",
+    ] {
+        let arg = format!("{field}=leaked-value-3");
+        let err = e.fails(
+            &[
+                "cred",
+                "set",
+                "shop-buyer",
+                "--field",
+                &arg,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+            2,
+        );
+        assert!(
+            err.contains(&format!("--secret {field}")) && !err.contains("leaked-value-3"),
+            "{field}: {err}"
+        );
+    }
+    assert_eq!(e.vault_bytes(), before);
     // A plain value with a control character (it would rewrite the terminal `cred show`
     // prints to) or a bidirectional override is refused, with the character, not the value.
     for (value, shown) in [
