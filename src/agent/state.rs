@@ -264,6 +264,9 @@ pub(crate) fn vault_error(e: &crate::vault::VaultError) -> ErrorBody {
     use crate::protocol::ErrorCode;
     let code = if e.is_unlock_failure() {
         ErrorCode::Denied
+    } else if matches!(e, crate::vault::VaultError::EmptyPassphrase) {
+        // Refused before any slot is tried: the request, not the key, is wrong.
+        ErrorCode::BadRequest
     } else {
         ErrorCode::Internal
     };

@@ -200,7 +200,7 @@ fn read_passphrase(g: &GlobalArgs) -> anyhow::Result<SecretString> {
         return Ok(p);
     }
     if std::io::stdin().is_terminal() || super::unlock::have_tty() {
-        return super::unlock::prompt("Vault passphrase (sent to the daemon): ");
+        return super::unlock::prompt_passphrase("Vault passphrase (sent to the daemon): ");
     }
     Err(crate::vault::VaultError::NoUnlockSource(
         "give the passphrase with --passphrase-file FILE or --passphrase-fd N, or run on a terminal to be prompted".into(),

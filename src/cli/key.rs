@@ -7,7 +7,7 @@ use super::args::{GlobalArgs, KeyAddArgs, KeyCommand, KeyPasswdArgs};
 use super::escape_for_terminal;
 use super::init::{keyring_store, refuse_existing, write_private_new};
 use super::unlock::{
-    new_passphrase, open_options, open_vault, passphrase_from_args, prompt, vault_path,
+    new_passphrase, open_options, open_vault, passphrase_from_args, prompt_passphrase, vault_path,
     warn_test_kdf,
 };
 use crate::vault::{self, Slot, Unlock, Vault, VaultError, WriteLock};
@@ -282,7 +282,7 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
     } else if let (true, Some(f)) = (trust_v1_identity_slot, rewrap) {
         Unlock::IdentityFile(f.to_path_buf())
     } else if std::io::stdin().is_terminal() {
-        Unlock::Passphrase(prompt(&format!(
+        Unlock::Passphrase(prompt_passphrase(&format!(
             "Passphrase for {}: ",
             super::shown(&path)
         ))?)

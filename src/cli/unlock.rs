@@ -118,7 +118,7 @@ fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {
     if std::io::stdin().is_terminal() || have_tty() {
         // Fail before prompting if the file is not even a vault.
         vault::read_slots(&path)?;
-        let p = prompt(&format!("Passphrase for {}: ", super::shown(&path)))?;
+        let p = prompt_passphrase(&format!("Passphrase for {}: ", super::shown(&path)))?;
         return Ok(Vault::open(&path, &Unlock::Passphrase(p), &opts)?);
     }
     Err(VaultError::NoUnlockSource(format!(
@@ -127,17 +127,40 @@ fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {
     .into())
 }
 
-/// The passphrase from `--passphrase-file` or `--passphrase-fd`, if one was given.
+/// The passphrase from `--passphrase-file` or `--passphrase-fd`, if one was given; an empty
+/// one is refused naming where it was read ([`non_empty`]).
 pub(crate) fn passphrase_from_args(g: &GlobalArgs) -> anyhow::Result<Option<SecretString>> {
     if let Some(f) = &g.unlock.passphrase_file {
-        return Ok(Some(
-            read_secret_file(f).context("cannot read --passphrase-file")?,
-        ));
+        let p = read_secret_file(f).context("cannot read --passphrase-file")?;
+        return Ok(Some(non_empty(p, &super::shown(f))?));
     }
     if let Some(fd) = g.unlock.passphrase_fd {
-        return Ok(Some(read_secret_fd(fd)?));
+        return Ok(Some(non_empty(
+            read_secret_fd(fd)?,
+            &format!("file descriptor {fd}"),
+        )?));
     }
     Ok(None)
+}
+
+/// `p`, read from `source`, unless it is empty: a usage error (exit 2) naming the source. A
+/// vault passphrase never is (vault-format.md), so an empty file, one holding only a newline,
+/// or `/dev/null` on the descriptor is a mistake in what was given, not a wrong passphrase:
+/// it was reported as one, exit 3, after Argon2 ran on every slot (eighteenth pass).
+fn non_empty(p: SecretString, source: &str) -> anyhow::Result<SecretString> {
+    if p.is_empty() {
+        return Err(VaultError::Usage(format!(
+            "the passphrase read from {source} is empty (a vault passphrase never is): give the passphrase itself; nothing was tried"
+        ))
+        .into());
+    }
+    Ok(p)
+}
+
+/// A no-echo prompt for the passphrase of an existing vault: an empty answer is refused as
+/// [`non_empty`] refuses an empty file.
+pub(crate) fn prompt_passphrase(label: &str) -> anyhow::Result<SecretString> {
+    non_empty(prompt(label)?, "the prompt")
 }
 
 /// Whether this process has a controlling terminal to prompt on (`/dev/tty` opens), even
@@ -223,9 +246,10 @@ fn read_new_passphrase(
     from_fd: Option<i32>,
 ) -> anyhow::Result<SecretString> {
     let p = if let Some(f) = from_file {
-        read_secret_file(f).context("cannot read the passphrase file")?
+        let p = read_secret_file(f).context("cannot read the passphrase file")?;
+        non_empty(p, &super::shown(f))?
     } else if let Some(fd) = from_fd {
-        read_secret_fd(fd)?
+        non_empty(read_secret_fd(fd)?, &format!("file descriptor {fd}"))?
     } else if std::io::stdin().is_terminal() || have_tty() {
         let a = prompt("New passphrase: ")?;
         let b = prompt("Repeat it: ")?;

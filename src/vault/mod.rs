@@ -99,8 +99,8 @@ pub enum VaultError {
     /// No usable unlock source was given.
     #[error("no way to unlock the vault: {0}")]
     NoUnlockSource(String),
-    /// Empty passphrase.
-    #[error("the passphrase is empty: choose a non-empty passphrase")]
+    /// Empty passphrase: never a vault's, new or old.
+    #[error("the passphrase is empty (a vault passphrase never is): give the passphrase itself")]
     EmptyPassphrase,
     /// Bad identity file.
     #[error("the identity file is not usable: {0}")]
@@ -1162,6 +1162,12 @@ fn unwrap_identity(
     let mut tried = 0;
     match unlock {
         Unlock::Passphrase(p) => {
+            // A passphrase is never empty (vault-format.md): no slot can take one, so none is
+            // tried. It was, Argon2 on every slot, and answered "wrong passphrase" (eighteenth
+            // pass).
+            if p.is_empty() {
+                return Err(VaultError::EmptyPassphrase);
+            }
             // The slot that opened the vault last first, then cheapest first: slots put before
             // the genuine one by whoever could write the file without the key, costly or as
             // costly as it, are not paid for on every unlock with the right passphrase.

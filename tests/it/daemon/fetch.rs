@@ -1214,6 +1214,27 @@ fn hostile_input_against_an_unlocked_daemon_never_returns_a_secret() {
     d.assert_alive();
 }
 
+/// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):
+/// an empty passphrase was tried on every slot (Argon2 each time) and answered as a wrong one.
+/// A passphrase is never empty (vault-format.md): `unlock` with one is a bad request, said so,
+/// and no slot is tried; a wrong one is still `denied`.
+#[test]
+fn an_empty_unlock_passphrase_is_a_bad_request_not_a_wrong_one() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let v = d.request(r#"{"v":1,"op":"unlock","passphrase":""}"#);
+    assert_eq!(code(&v), "bad_request", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("empty")),
+        "{v}"
+    );
+    let v = d.request(r#"{"v":1,"op":"unlock","passphrase":"not the passphrase"}"#);
+    assert_eq!(code(&v), "denied", "{v}");
+    d.assert_alive();
+}
+
 #[test]
 fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
     use std::io::{BufRead, BufReader};

@@ -111,7 +111,14 @@ fn empty_passphrase_at_init_is_refused_and_creates_nothing() {
         b"",
         2,
     );
-    assert!(err.contains("passphrase is empty"), "{err}");
+    let f = e.path("empty");
+    assert!(
+        err.contains(&format!(
+            "the passphrase read from {} is empty",
+            f.display()
+        )),
+        "{err}"
+    );
     assert!(!e.vault().exists());
 }
 
@@ -725,6 +732,51 @@ fn a_secret_is_never_accepted_as_a_field_argument() {
         "{err}"
     );
     assert_eq!(e.vault_bytes(), before);
+}
+
+/// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):
+/// an empty passphrase (an empty `--passphrase-file`, one holding only a newline,
+/// `--passphrase-fd 0` on `/dev/null`) was reported as "wrong passphrase", exit 3, after
+/// Argon2 ran on every slot, though vault-format.md says a passphrase is never empty. It is
+/// now a usage error (exit 2) naming where it was read, before any slot is tried.
+#[test]
+fn an_empty_passphrase_is_a_usage_error_naming_its_source() {
+    let e = Env::new();
+    e.init_with_cred();
+    let empty = e.path("empty-pass");
+    std::fs::write(&empty, b"").unwrap();
+    let newline = e.path("newline-pass");
+    std::fs::write(&newline, b"\n").unwrap();
+    for file in [&empty, &newline] {
+        let f = file.to_str().unwrap();
+        let err = e.fails(&["cred", "list", "--passphrase-file", f], b"", 2);
+        assert!(
+            err.contains(&format!("the passphrase read from {f} is empty")),
+            "{err}"
+        );
+        assert!(!err.contains("wrong passphrase"), "{err}");
+    }
+    let err = e.fails(&["cred", "list", "--passphrase-fd", "0"], b"", 2);
+    assert!(
+        err.contains("the passphrase read from file descriptor 0 is empty")
+            && !err.contains("wrong passphrase"),
+        "{err}"
+    );
+    // The library refuses it too, before any slot is tried: the daemon's `unlock` op and
+    // every other caller.
+    let opened = crate::common::with_state_dir(&e.path("state"), || {
+        scopevault::vault::Vault::open(
+            &e.vault(),
+            &scopevault::vault::Unlock::Passphrase(scopevault::secret::SecretString::from(
+                String::new(),
+            )),
+            &scopevault::vault::OpenOptions::default(),
+        )
+    });
+    assert!(
+        matches!(opened, Err(scopevault::vault::VaultError::EmptyPassphrase)),
+        "{opened:?}"
+    );
 }
 
 /// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):

@@ -67,6 +67,25 @@ fn prompts_do_not_echo_passphrases_or_secrets() {
     );
 }
 
+/// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):
+/// an empty answer at the unlock prompt was tried on every slot and reported as a wrong
+/// passphrase (exit 3). It is a usage error (exit 2) naming the prompt, and nothing is tried.
+#[test]
+fn an_empty_answer_at_the_unlock_prompt_is_refused_as_empty() {
+    if !pty::available() {
+        return skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
+    }
+    let e = Env::new();
+    e.init_with_cred();
+    let (code, screen) = on_pty(&e, "cred list", &["Passphrase for="]);
+    assert_eq!(code, 2, "{screen}");
+    assert!(
+        screen.contains("the passphrase read from the prompt is empty")
+            && !screen.contains("wrong passphrase"),
+        "{screen}"
+    );
+}
+
 use crate::common::shell_pty;
 
 /// A shell line on a pseudo-terminal (its controlling terminal), with `scopevault` on PATH.
