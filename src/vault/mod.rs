@@ -988,14 +988,28 @@ impl Vault {
         Ok(())
     }
 
-    /// Check a label for a new slot (or a relabelled one): valid ([`slots::check_label`]) and
-    /// not already another slot's label. Call it before making the slot, so that a refused
+    /// Check a label for a new slot (or a relabelled one): valid ([`slots::check_label`]), not
+    /// already another slot's label, and not one that looks like another slot's (the same
+    /// UTS #39 confusable skeleton, case ignored: a Cyrillic `оps` beside `ops`, shown alike
+    /// by `key list`, eighteenth pass). Call it before making the slot, so that a refused
     /// label leaves nothing behind (a keyring slot stores its key at once).
     pub fn check_new_label(&self, label: &str) -> Result<(), VaultError> {
         slots::check_label(label)?;
         if let Some(other) = self.header.slots.iter().find(|s| s.label() == Some(label)) {
             return Err(VaultError::Usage(format!(
                 "the label is already used by key slot {}: labels are unique within a vault (`scopevault key list` shows them)",
+                other.id()
+            )));
+        }
+        let look = slots::label_look(label);
+        if let Some(other) = self
+            .header
+            .slots
+            .iter()
+            .find(|s| s.label().is_some_and(|l| slots::label_look(l) == look))
+        {
+            return Err(VaultError::Usage(format!(
+                "invalid slot label: it looks like the label of key slot {} (letters of another script or case that read the same): labels tell slots apart in `scopevault key list`, so choose one unlike it",
                 other.id()
             )));
         }

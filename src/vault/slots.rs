@@ -454,12 +454,40 @@ impl Slot {
 /// Longest slot label, in characters.
 pub const MAX_LABEL_CHARS: usize = 64;
 
-/// Check a slot label: 1..=64 characters, printable (no control characters, no invisible
-/// formatting or bidirectional-override characters that would make `key list` lie), no
-/// leading or trailing space, and not shaped like a slot id (16 hex digits), so that `key
-/// remove` and `key passwd --slot` can take either without ambiguity. The reason names the
-/// rule broken, never echoing the label back (it may hold terminal escapes).
+/// Check a new slot label (`init --label`, `key add --label`): the rule every stored label
+/// keeps ([`check_stored_label`]), and no character `key list` would show escaped
+/// ([`crate::text::needs_escape`]: every format, separator and blank character but the space,
+/// and the default-ignorable ones, the Hangul fillers, the combining grapheme joiner and the
+/// variation selectors among them). A label is the name an admin reads in `key list` and types
+/// back to `key remove` and `key passwd --slot`: one shown as `ops\u{3164}` cannot be typed
+/// back, and one that looks like `ops` is not `ops` (eighteenth pass). Whether it looks like
+/// another slot's label is [`Vault::check_new_label`](super::Vault::check_new_label)'s part.
 pub fn check_label(label: &str) -> Result<(), VaultError> {
+    check_stored_label(label)?;
+    if label.chars().any(crate::text::needs_escape) {
+        return Err(VaultError::Usage("invalid slot label: it holds an invisible or blank character other than the space (`key list` would show it escaped, and nobody could type the label back): use visible characters and spaces".into()));
+    }
+    Ok(())
+}
+
+/// What two labels are compared by to tell whether one looks like the other: the UTS #39
+/// confusable skeleton, with case ignored (`оps` in Cyrillic, `0ps` and `Ops` all look like
+/// `ops` in a listing).
+pub(crate) fn label_look(label: &str) -> String {
+    use unicode_security::confusable_detection::skeleton;
+    let lower: String = skeleton(label).flat_map(char::to_lowercase).collect();
+    skeleton(&lower).collect()
+}
+
+/// The rule every label in a header keeps, checked on read (a header breaking it is refused
+/// as corrupt) and, with more, for a new label ([`check_label`]): 1..=64 characters,
+/// printable (no control characters, no invisible formatting or bidirectional-override
+/// characters that would make `key list` lie), no leading or trailing space, and not shaped
+/// like a slot id (16 hex digits), so that `key remove` and `key passwd --slot` can take
+/// either without ambiguity. A label written before the new-label rule was tightened is still
+/// read: refusing it would lock its vault. The reason names the rule broken, never echoing the
+/// label back (it may hold terminal escapes).
+pub(crate) fn check_stored_label(label: &str) -> Result<(), VaultError> {
     let bad = |why: &str| Err(VaultError::Usage(format!("invalid slot label: {why}")));
     let n = label.chars().count();
     if n == 0 {
@@ -532,7 +560,8 @@ fn check_slot_names(slots: &[Slot]) -> Result<(), VaultError> {
     let mut labels = std::collections::HashSet::new();
     for s in slots {
         if let Some(l) = s.label() {
-            check_label(l).map_err(|e| VaultError::Corrupt(format!("key slot {}: {e}", s.id())))?;
+            check_stored_label(l)
+                .map_err(|e| VaultError::Corrupt(format!("key slot {}: {e}", s.id())))?;
             if !labels.insert(l) {
                 return Err(VaultError::Corrupt(format!(
                     "key slot {} repeats another slot's label",
@@ -934,6 +963,18 @@ mod tests {
             "trailing ",
             "0123456789abcdef",
             "0123456789ABCDEF",
+            // Eighteenth pass: blanks and default-ignorables `key list` showed escaped.
+            "ops\u{3164}",
+            "\u{115f}ops",
+            "o\u{ffa0}ps",
+            "o\u{34f}ps",
+            "ops\u{fe0f}",
+            "ops\u{2028}x",
+            "ops\u{2029}x",
+            "no\u{a0}break",
+            "ideo\u{3000}space",
+            "braille\u{2800}blank",
+            "arabic\u{600}sign",
         ] {
             let err = check_label(bad).expect_err(bad).to_string();
             assert!(err.starts_with("invalid slot label"), "{err}");
@@ -941,6 +982,36 @@ mod tests {
             if !bad.is_empty() {
                 assert!(!err.contains(bad), "{err}");
             }
+        }
+    }
+
+    /// A label a writer from before the eighteenth pass could write (a Hangul filler, a
+    /// variation selector, a no-break space) is refused for a new slot but still read: a
+    /// header holding one is not refused as corrupt, which would lock its vault.
+    #[test]
+    fn a_label_refused_when_new_is_still_read() {
+        for old in ["ops\u{3164}", "ops\u{fe0f}", "no\u{a0}break"] {
+            assert!(check_label(old).is_err(), "{old:?}");
+            check_stored_label(old).unwrap_or_else(|e| panic!("{old:?}: {e}"));
+        }
+    }
+
+    /// Labels that read alike compare equal (another script's letters, digits that look like
+    /// letters, case); labels that differ to the eye do not.
+    #[test]
+    fn labels_that_look_alike_have_one_look() {
+        for (a, b) in [
+            ("ops", "\u{43e}ps"),
+            ("ops", "\u{43e}\u{440}\u{455}"),
+            ("ops", "0ps"),
+            ("ops", "Ops"),
+            ("alice", "a1ice"),
+            ("paypal", "\u{440}\u{430}y\u{440}\u{430}l"),
+        ] {
+            assert_eq!(label_look(a), label_look(b), "{a:?} {b:?}");
+        }
+        for (a, b) in [("ops", "dev"), ("alice", "bob"), ("host-a", "host-b")] {
+            assert_ne!(label_look(a), label_look(b), "{a:?} {b:?}");
         }
     }
 

@@ -214,6 +214,85 @@ fn a_duplicate_or_invalid_label_is_refused_and_changes_nothing() {
     assert!(!e2.vault().exists());
 }
 
+/// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):
+/// labels are there so that slots "are told apart in `key list`", but a label holding a Hangul
+/// filler (U+3164, U+115F, U+FFA0), the combining grapheme joiner (U+034F), a variation
+/// selector (U+FE0F) or a line separator (U+2028) was accepted, and `key list` then showed it
+/// escaped (`ops\u{3164}`), a name nobody can type back; and a Cyrillic "оps" beside the
+/// Latin "ops" was accepted and shown identically. A new label now refuses every character
+/// `key list` would escape, and one confusable with another slot's label (UTS #39 skeleton).
+#[test]
+fn a_label_key_list_would_escape_or_that_looks_like_another_is_refused() {
+    let e = Env::new();
+    e.ok(
+        &["init", "--passphrase-file", &e.pf(), "--label", "ops"],
+        b"",
+    );
+    let before = e.vault_bytes();
+    let add = |label: &str| {
+        let idf = e.path("id.txt");
+        let out = e.run(
+            &[
+                "key",
+                "add",
+                "--identity-out",
+                idf.to_str().unwrap(),
+                "--label",
+                label,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+        );
+        assert!(
+            !idf.exists() || out.status.success(),
+            "no identity file for a refused slot"
+        );
+        out
+    };
+    for (label, why) in [
+        ("ops\u{3164}", "invisible"),
+        ("\u{115F}ops", "invisible"),
+        ("o\u{FFA0}ps", "invisible"),
+        ("o\u{034F}ps", "invisible"),
+        ("ops\u{FE0F}", "invisible"),
+        ("ops\u{2028}x", "invisible"),
+        ("ops\u{00A0}team", "invisible"),
+        ("\u{043E}ps", "looks like the label of key slot"),
+        (
+            "\u{043E}\u{0440}\u{0455}",
+            "looks like the label of key slot",
+        ),
+        ("0ps", "looks like the label of key slot"),
+    ] {
+        let out = add(label);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{label:?}: {err}");
+        assert!(
+            err.contains("invalid slot label") && err.contains(why),
+            "{label:?}: {err}"
+        );
+        assert!(!err.contains(label), "the label is not echoed: {err}");
+        assert_eq!(e.vault_bytes(), before, "{label:?}: nothing written");
+    }
+    // Other scripts are welcome; a label unlike every other is accepted.
+    for label in [
+        "ops team",
+        "\u{043E}\u{043F}\u{0435}\u{0440}\u{0430}\u{0446}\u{0438}\u{0438}",
+        "Zoë",
+    ] {
+        let out = add(label);
+        assert!(
+            out.status.success(),
+            "{label:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(e.path("id.txt")).unwrap();
+    }
+    let list = e.ok(&["key", "list"], b"");
+    assert!(!list.contains("\\u{"), "no label shown escaped: {list}");
+}
+
 #[test]
 fn key_remove_takes_a_label() {
     let e = Env::new();
