@@ -172,10 +172,20 @@ pub(crate) fn replaced_note(name: &str, new: &str, old: &str) -> String {
 /// environment variable (it refuses, naming the field), only with `--files`. Stored anyway:
 /// a binary token is a fine file. Names the field, never the value.
 fn warn_nul(cred: &str, secrets: &BTreeMap<String, SecretString>) {
+    warn_nul_at("", cred, secrets.iter().map(|(k, v)| (k.as_str(), v)));
+}
+
+/// [`warn_nul`] for `cred import`, each row's line first (`at` = `row 3: `), so that every
+/// way a secret enters the vault says so (an imported one did not, eighteenth pass).
+pub(crate) fn warn_nul_at<'a>(
+    at: &str,
+    cred: &str,
+    secrets: impl IntoIterator<Item = (&'a str, &'a SecretString)>,
+) {
     for (k, v) in secrets {
         if v.expose().contains('\0') {
             eprintln!(
-                "scopevault: warning: {cred}.{k} holds a NUL byte: `exec` cannot pass it in an environment variable, only as a file with `exec --files`"
+                "scopevault: warning: {at}{cred}.{k} holds a NUL byte: `exec` cannot pass it in an environment variable, only as a file with `exec --files`"
             );
         }
     }

@@ -85,7 +85,16 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
             .chain(row.secrets.iter().map(|(k, _)| k.as_str()))
             .collect();
         let what = what.join(", ");
-        if vault.credentials().contains_key(&row.name) {
+        let exists = vault.credentials().contains_key(&row.name);
+        if !exists || a.update {
+            // Added or updated: say what `cred set` says of a value holding a NUL byte.
+            super::cred::warn_nul_at(
+                &format!("row {}: ", row.line),
+                &row.name,
+                row.secrets.iter().map(|(k, v)| (k.as_str(), v)),
+            );
+        }
+        if exists {
             if !a.update {
                 kept += 1;
                 report.push(format!(

@@ -227,6 +227,44 @@ fn import_refuses_a_secret_value_over_the_limit_and_imports_nothing() {
     }
 }
 
+/// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):
+/// `cred set` warns that a secret holding a NUL byte cannot be passed in an environment
+/// variable (`exec` refuses it, naming the field), but an imported password holding one got
+/// no warning. `cred import` now warns the same way for each row it adds or updates, naming
+/// the row and the field, never the value.
+#[test]
+fn import_warns_of_a_password_with_a_nul_byte_naming_the_row() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::write(
+        e.path("nul.csv"),
+        "name,login_username,login_password\nplain,mon,plain-Password-1\nbinary,mon,ab\0cdSECRETval\n",
+    )
+    .unwrap();
+    let file = e.path("nul.csv");
+    let out = e.run(
+        &[
+            "cred",
+            "import",
+            file.to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: row 3: binary.password holds a NUL byte") && err.contains("--files"),
+        "{err}"
+    );
+    assert_eq!(err.matches("NUL").count(), 1, "only that row: {err}");
+    assert!(
+        !err.contains("SECRETval") && !err.contains("plain-Password"),
+        "{err}"
+    );
+}
+
 #[test]
 fn import_keeps_existing_unless_update_and_is_one_atomic_save() {
     let e = Env::new();
