@@ -55,6 +55,9 @@ pub struct Config {
     pub audit_flags: OpenFlags,
     /// Bytes kept free on the audit log's file system (`--audit-reserve-mib`).
     pub audit_reserve: u64,
+    /// Each non-admin uid's budget of audited hand-outs: bytes a second and bytes at once
+    /// (`--audit-rate-kib`, `--audit-burst-kib`).
+    pub audit_budget: (u64, u64),
     /// The vault file.
     pub vault_path: PathBuf,
     /// How the vault is opened (rollback policy).
@@ -83,6 +86,7 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     let audit = AuditLog::open_with(&c.audit_path, c.audit_sync, &c.audit_flags)?;
     let mut handler = Handler::new(c.access, audit);
     handler.set_audit_reserve(c.audit_reserve);
+    handler.set_audit_budget(c.audit_budget.0, c.audit_budget.1);
     handler.set_allow_rollback(c.open_options.allow_rollback);
     let (vault_path, opts) = (c.vault_path, c.open_options);
     {

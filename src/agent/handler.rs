@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use super::authz::{is_runner, AccessConfig};
+use super::budget::{AuditBudget, Over};
 use super::outcome::Refusal;
 use super::peer::PeerIdentity;
 use super::state::{Opened, State, VaultView};
@@ -82,6 +83,8 @@ pub struct Handler {
     open: Arc<AtomicUsize>,
     denials: Mutex<std::collections::HashMap<u32, DenialWindow>>,
     reserve: u64,
+    /// Each non-admin uid's budget of audited hand-outs (docs/audit.md, "Growth").
+    budget: AuditBudget,
     /// Rate-limit refusals per uid (off only in unit tests of other behaviour).
     limit_denials: bool,
     allow_rollback: bool,
@@ -158,6 +161,7 @@ impl Handler {
             open: Arc::new(AtomicUsize::new(0)),
             denials: Mutex::new(std::collections::HashMap::new()),
             reserve: DEFAULT_AUDIT_RESERVE,
+            budget: AuditBudget::new(super::budget::DEFAULT_RATE, super::budget::DEFAULT_BURST),
             limit_denials: true,
             allow_rollback: false,
             following: Mutex::new(()),
@@ -173,6 +177,80 @@ impl Handler {
     /// refusals of non-admins are counted, not written.
     pub fn set_audit_reserve(&mut self, bytes: u64) {
         self.reserve = bytes;
+    }
+
+    /// The budget of audited hand-outs of each uid that is not an admin: `rate` bytes of
+    /// audit records a second, `burst` bytes at once (and below the free-space reserve, one
+    /// burst until there is room again); over it, `fetch`, `ticket` and `scrub_report` are
+    /// refused `busy`.
+    pub fn set_audit_budget(&mut self, rate: u64, burst: u64) {
+        self.budget = AuditBudget::new(rate, burst);
+    }
+
+    /// Whether the audit log's file system has less free than the reserve.
+    fn below_reserve(&self) -> bool {
+        self.audit
+            .free_bytes()
+            .is_some_and(|free| free < self.reserve)
+    }
+
+    /// Queue the record of something allowed, charged to the peer's budget of audited
+    /// hand-outs unless it is an admin.
+    fn enqueue_allowed(&self, peer: &PeerIdentity, rec: AuditRecord<'_>) -> AuditTicket {
+        let (ticket, size) = self.audit.enqueue_sized(rec);
+        if !self.access.is_admin(peer) {
+            self.budget
+                .charge(peer.uid, size as u64, std::time::Instant::now());
+        }
+        ticket
+    }
+
+    /// A `fetch`, `ticket` or `scrub_report` of a uid over its budget of audited hand-outs
+    /// (or below the reserve, over its share of it): refused `busy` before anything is
+    /// decided (no ticket spent or issued), the refusal rate-limited as any other. Admins
+    /// are never held back: one comparison for them, nothing looked up.
+    fn over_budget(
+        &self,
+        peer: &PeerIdentity,
+        req: &Request,
+        queued: &mut Vec<AuditTicket>,
+    ) -> Option<ErrorBody> {
+        let (op, task) = match req {
+            Request::Fetch { by, .. } => (
+                Op::Fetch,
+                match by {
+                    crate::protocol::FetchBy::Task(t) => Some(t.as_str()),
+                    crate::protocol::FetchBy::Ticket(_) => None,
+                },
+            ),
+            Request::Ticket { task, .. } => (Op::Ticket, Some(task.as_str())),
+            Request::ScrubReport { task, .. } => (Op::ScrubReport, Some(task.as_str())),
+            _ => return None,
+        };
+        if self.access.is_admin(peer) {
+            return None;
+        }
+        let over = self
+            .budget
+            .admit(peer.uid, std::time::Instant::now(), || self.below_reserve())
+            .err()?;
+        let why = match over {
+            Over::Rate => Refusal::OverBudget {
+                uid: peer.uid,
+                rate: self.budget.rate(),
+                burst: self.budget.burst(),
+            },
+            Over::Share => Refusal::ReserveShare {
+                uid: peer.uid,
+                share: self.budget.burst(),
+            },
+        };
+        let r = match task {
+            Some(t) => Refused::in_task(why, &self.state.with(|v| self.recorded_name(v, t, true))),
+            None => Box::new(why.into()),
+        };
+        self.audit_refusal(Some(peer), op, &r, None, queued);
+        Some(r.why.body())
     }
 
     /// Append a record, with refusals of non-admin peers rate-limited: per uid, the first
@@ -192,10 +270,7 @@ impl Handler {
             return;
         };
         let now = now_unix();
-        let low = self
-            .audit
-            .free_bytes()
-            .is_some_and(|free| free < self.reserve);
+        let low = self.below_reserve();
         let earlier = {
             let mut map = self.denials.lock().unwrap_or_else(|e| e.into_inner());
             let w = map.entry(p.uid).or_insert(DenialWindow {
@@ -253,11 +328,7 @@ impl Handler {
     /// this about once a second.
     pub fn flush_denials(&self, all: bool) {
         let now = now_unix();
-        let low = self
-            .audit
-            .free_bytes()
-            .is_some_and(|free| free < self.reserve);
-        if low {
+        if self.below_reserve() {
             return;
         }
         let due: Vec<_> = {
@@ -533,6 +604,9 @@ impl Handler {
         queued: &mut Vec<AuditTicket>,
     ) -> Result<Held, ErrorBody> {
         let q = queued;
+        if let Some(busy) = self.over_budget(peer, &req, q) {
+            return Err(busy);
+        }
         match req {
             Request::Health => Ok(Held::Line(ok_line(&self.health(peer)))),
             Request::Tasks => self.tasks(peer).map(|t| Held::Line(ok_line(&t))),
@@ -1699,6 +1773,132 @@ mod tests {
             r[6]
         );
     }
+    /// Eighteenth pass: the allowed records of a runner were written as fast as it asked. One
+    /// runner flooding `fetch` and `scrub_report` (64 unknown 257-byte labels, each recorded as
+    /// an HMAC) wrote 30 MB/s, used up the free-space reserve, and then every other uid's
+    /// fetch failed `audit_unavailable`. Now each uid that is not an admin has a budget of
+    /// audited hand-outs: past it the flood is refused `busy` (each refusal counted, as any
+    /// refusal), its growth is bounded by the budget, and below the reserve it writes one
+    /// burst at most while another runner and root are still served.
+    #[test]
+    fn a_flooding_runner_is_held_to_its_audit_budget_and_others_still_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = policy_src("warn").replace(
+            r#"runners = { users = ["checkpoint", "root"], groups = [] }"#,
+            r#"runners = { users = ["checkpoint", "root", "1001", "1002"], groups = [] }"#,
+        );
+        let mut h = limited_handler(dir.path(), &src);
+        let (rate, burst) = (4 * 1024, 64 * 1024);
+        h.set_audit_budget(rate, burst);
+        let flooder = PeerIdentity::with_groups(1001, 1001, 3, vec![]);
+        let other = PeerIdentity::with_groups(1002, 1002, 4, vec![]);
+        let fetch = r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#;
+        let hits: serde_json::Map<String, serde_json::Value> = (0..64)
+            .map(|i| (format!("L{i:03}{}", "x".repeat(253)), 1.into()))
+            .collect();
+        let scrub = serde_json::json!({"v":1,"op":"scrub_report","task":"checkout-flow",
+            "scrub":{"files":1,"rewritten":1,"failed":0,"binary_kept":0,"binary_dropped":0,
+            "binary_with_form":0,"hits":hits}})
+        .to_string();
+        // The bytes of the allowed records of uid 1001 in the log, and the longest of them.
+        let written = |dir: &std::path::Path| {
+            let log = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+            let mine: Vec<usize> = log
+                .lines()
+                .filter(|l| {
+                    let r: serde_json::Value = serde_json::from_str(l).unwrap();
+                    r["decision"] == "allow" && r["peer"]["uid"] == 1001
+                })
+                .map(|l| l.len() + 1)
+                .collect();
+            (
+                mine.iter().sum::<usize>() as u64,
+                mine.iter().copied().max().unwrap_or(0) as u64,
+            )
+        };
+        let flood = |h: &Handler| {
+            let (mut ok, mut busy) = (0u64, 0u64);
+            for i in 0..1000 {
+                let v = call(h, &flooder, if i % 2 == 0 { fetch } else { &scrub });
+                if v["ok"] == true {
+                    ok += 1;
+                } else {
+                    assert_eq!(v["error"]["code"], "busy", "{v}");
+                    busy += 1;
+                }
+            }
+            (ok, busy)
+        };
+
+        let started = std::time::Instant::now();
+        let (ok, busy) = flood(&h);
+        let secs = started.elapsed().as_secs() + 1;
+        let (bytes, longest) = written(dir.path());
+        let bound = burst + rate * secs + longest;
+        eprintln!("{ok} served, {busy} busy in {secs} s: {bytes} bytes (bound {bound})");
+        assert!(ok > 0, "the budget's burst serves a runner at once");
+        assert!(
+            busy > 0,
+            "the flood was served whole: {ok} requests, {bytes} bytes"
+        );
+        assert!(bytes <= bound, "{bytes} bytes of hand-outs > {bound}");
+        // The other runner and root are served meanwhile.
+        for peer in [&other, &root()] {
+            let v = call(&h, peer, fetch);
+            assert_eq!(v["ok"], true, "{v}");
+        }
+        // Every refusal is counted like any other: in full, or in a `denials` record.
+        h.flush_denials(true);
+        let counted: u64 = audit_records(dir.path())
+            .iter()
+            .filter(|r| r["peer"]["uid"] == 1001 && r["decision"] != "allow")
+            .map(|r| match r["op"].as_str().unwrap() {
+                "denials" => r["count"].as_u64().unwrap(),
+                _ => {
+                    assert_eq!(r["decision"], "error", "{r}");
+                    assert!(
+                        r["reason"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("busy: uid 1001 has used its budget"),
+                        "{r}"
+                    );
+                    1
+                }
+            })
+            .sum();
+        assert_eq!(counted, busy);
+
+        // Below the free-space reserve (no file system has this much free) and with a rate
+        // that refills at once: the flood writes one burst of its share, then is refused,
+        // while the other runner and root are served.
+        h.set_audit_reserve(u64::MAX);
+        h.set_audit_budget(u64::MAX / 2, burst);
+        let before = written(dir.path()).0;
+        let (ok, busy) = flood(&h);
+        let (after, longest) = written(dir.path());
+        assert!(ok > 0 && busy > 0, "{ok} served, {busy} busy");
+        // The uid's first request of a spell may be charged before it is seen below the
+        // reserve, and the last one crosses the share: a request each beyond the burst.
+        assert!(
+            after - before <= burst + 2 * longest,
+            "{} bytes below the reserve",
+            after - before
+        );
+        for peer in [&other, &root()] {
+            let v = call(&h, peer, fetch);
+            assert_eq!(v["ok"], true, "{v}");
+        }
+        let v = call(&h, &flooder, fetch);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("below its free-space reserve"),
+            "{v}"
+        );
+    }
+
     /// Every op the daemon audits writes its `op` under the same string as before the ops
     /// were typed (docs/audit.md lists them; `audit show` and `lint --audit` read them).
     #[test]

@@ -4,6 +4,7 @@
 pub mod totp;
 
 pub mod authz;
+pub mod budget;
 pub mod daemon;
 pub mod handler;
 mod outcome;

@@ -107,6 +107,24 @@ pub(crate) enum Refusal {
     },
     /// Too many outstanding tickets.
     TooManyTickets,
+    /// A uid that is not an admin wrote its budget of audited hand-outs (docs/audit.md,
+    /// "Growth"): it waits for its bucket to refill.
+    OverBudget {
+        /// The peer's uid.
+        uid: u32,
+        /// The budget's rate, bytes a second.
+        rate: u64,
+        /// The budget's burst, bytes.
+        burst: u64,
+    },
+    /// Below the audit log's free-space reserve, a uid that is not an admin wrote its share
+    /// of it (one burst).
+    ReserveShare {
+        /// The peer's uid.
+        uid: u32,
+        /// The share, bytes.
+        share: u64,
+    },
     /// `unlock` on a daemon that has no vault file to open.
     NoVault,
     /// The vault could not be opened or read again: the vault layer's code (`denied` for a
@@ -148,7 +166,7 @@ impl Refusal {
             | Rollback(_) => ErrorCode::Denied,
             OverScoped { .. } => ErrorCode::OverScoped,
             BadTotpSeed { .. } | NoVault => ErrorCode::Internal,
-            TooManyTickets => ErrorCode::Busy,
+            TooManyTickets | OverBudget { .. } | ReserveShare { .. } => ErrorCode::Busy,
             Vault(body) => body.code,
             AuditUnavailable | AnchorUnavailable | RotateFailed(_) => ErrorCode::AuditUnavailable,
             TooLarge => ErrorCode::TooLarge,
@@ -195,6 +213,15 @@ impl Refusal {
                 "uid {uid} is a scheduler, but task `{task}` does not name it; an admin adds `schedulers = [\"{uid}\"]` (or the user's name) to [tasks.{task}] in the policy and applies it"
             ),
             TooManyTickets => "too many outstanding tickets; retry after some expire".into(),
+            OverBudget { uid, rate, burst } => format!(
+                "uid {uid} has used its budget of audited hand-outs ({} KiB of audit records a second, {} KiB at once; `serve --audit-rate-kib`, `--audit-burst-kib`), so nothing more is handed out to it now; retry in a few seconds",
+                rate / 1024,
+                burst / 1024
+            ),
+            ReserveShare { uid, share } => format!(
+                "the audit log's file system is below its free-space reserve and uid {uid} has written its share of it ({} KiB), so nothing more is handed out to it until an admin frees space there (the rest is kept for other users and admins)",
+                share / 1024
+            ),
             NoVault => "this daemon has no vault to unlock".into(),
             Vault(body) => body.message.clone(),
             Rollback(message) => message.clone(),
@@ -232,6 +259,8 @@ impl Refusal {
             Locked
             | BadTotpSeed { .. }
             | TooManyTickets
+            | OverBudget { .. }
+            | ReserveShare { .. }
             | NoVault
             | Vault(_)
             | AuditUnavailable
@@ -346,6 +375,23 @@ mod tests {
                 Deny,
             ),
             (Refusal::TooManyTickets, C::Busy, Error),
+            (
+                Refusal::OverBudget {
+                    uid: 7,
+                    rate: 32 * 1024,
+                    burst: 2 << 20,
+                },
+                C::Busy,
+                Error,
+            ),
+            (
+                Refusal::ReserveShare {
+                    uid: 7,
+                    share: 2 << 20,
+                },
+                C::Busy,
+                Error,
+            ),
             (Refusal::NoVault, C::Internal, Error),
             (
                 Refusal::Vault(ErrorBody::new(C::Denied, "wrong passphrase")),
@@ -421,10 +467,12 @@ mod tests {
                 Refusal::RotateFailed(_) => 22,
                 Refusal::TooLarge => 23,
                 Refusal::AnchorUnavailable => 24,
+                Refusal::OverBudget { .. } => 25,
+                Refusal::ReserveShare { .. } => 26,
             };
             seen.insert(kind);
         }
-        assert_eq!(seen.len(), 25, "{seen:?}");
+        assert_eq!(seen.len(), 27, "{seen:?}");
     }
 
     /// Messages clients and tests rely on stay as they were before the refusals were typed.

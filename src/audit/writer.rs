@@ -13,6 +13,10 @@ pub(super) struct Chain {
     pub(super) prev: String,
 }
 
+/// The bytes of a line besides its body, at most: `{"seq":` and 20 digits and `,` before it,
+/// `,"prev":"`, 64 hex digits and `"}` and the newline after it.
+const LINE_OVERHEAD: usize = 7 + 20 + 1 + 9 + 64 + 2 + 1;
+
 /// A record queued by [`AuditLog::enqueue`], not yet known to be durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a queued record is durable only once `AuditLog::wait` says so"]
@@ -697,7 +701,14 @@ impl AuditLog {
     /// depends on it (an answer, a secret) until [`AuditLog::wait`] says it is durable. The
     /// body is rendered here, outside the lock.
     pub fn enqueue(&self, rec: AuditRecord<'_>) -> Ticket {
+        self.enqueue_sized(rec).0
+    }
+
+    /// As [`AuditLog::enqueue`], with the size of the record's line in the log (bytes,
+    /// newline included), for the daemon's per-uid budget of audited hand-outs.
+    pub fn enqueue_sized(&self, rec: AuditRecord<'_>) -> (Ticket, usize) {
         let body = self.render_body(&rec);
+        let size = body.len() + LINE_OVERHEAD;
         let mut st = self.lock();
         let ticket = st.next_ticket;
         st.next_ticket += 1;
@@ -705,7 +716,7 @@ impl AuditLog {
         if st.gathering != 0 && st.queue.len() == st.gathering {
             self.gather.notify_one();
         }
-        Ticket(ticket)
+        (Ticket(ticket), size)
     }
 
     /// Wait until every record of `tickets` is written (and, with sync on, durable), and

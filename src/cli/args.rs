@@ -561,6 +561,15 @@ pub struct ServeArgs {
     /// refusals of non-admins are counted, not written (docs/audit.md, "Growth").
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub audit_reserve_mib: u64,
+    /// Audit records (KiB a second) each uid that is not an admin may have written for what
+    /// it is allowed (fetches, tickets, scrub reports); past it and its burst those requests
+    /// get `busy` (docs/audit.md, "Growth").
+    #[arg(long, value_name = "KIB", default_value_t = crate::agent::budget::DEFAULT_RATE / 1024)]
+    pub audit_rate_kib: u64,
+    /// Audit records (KiB) such a uid may have written at once; below the free-space reserve,
+    /// also the most it may write until there is room again.
+    #[arg(long, value_name = "KIB", default_value_t = crate::agent::budget::DEFAULT_BURST / 1024)]
+    pub audit_burst_kib: u64,
     /// The audit log holds records but its HMAC key was lost: make a new key and record that
     /// in the log (without it, such a log stops the start).
     #[arg(long)]

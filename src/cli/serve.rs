@@ -20,8 +20,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         || a.read_timeout == 0
         || a.idle_timeout == 0
         || a.event_loops == Some(0)
+        || a.audit_rate_kib == 0
+        || a.audit_burst_kib == 0
     {
-        bail!("--max-connections, --max-connections-per-uid, --read-timeout, --idle-timeout and --event-loops must be at least 1");
+        bail!("--max-connections, --max-connections-per-uid, --read-timeout, --idle-timeout, --event-loops, --audit-rate-kib and --audit-burst-kib must be at least 1");
     }
     let limits = Limits {
         max_connections: a.max_connections,
@@ -63,6 +65,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
             accept_gap: a.accept_audit_gap,
         },
         audit_reserve: a.audit_reserve_mib.saturating_mul(1024 * 1024),
+        audit_budget: (
+            a.audit_rate_kib.saturating_mul(1024),
+            a.audit_burst_kib.saturating_mul(1024),
+        ),
         vault_path: super::unlock::vault_path(g),
         open_options: super::unlock::open_options(g),
         unlock: StartUnlock {

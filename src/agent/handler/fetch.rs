@@ -365,16 +365,19 @@ impl Handler {
                 .map(|t| ("totp_code", &t.code))
                 .into_iter()
                 .collect();
-            queued.push(self.audit.enqueue(AuditRecord {
-                peer: Some(info.clone()),
-                task: Some(task),
-                credential: Some(g.name),
-                reason: reason.as_deref(),
-                warnings: g.warnings.clone(),
-                values,
-                macs: macs.iter().map(|(f, m)| (f.as_str(), m.as_str())).collect(),
-                ..AuditRecord::new(Op::Fetch, Decision::Allow)
-            }));
+            queued.push(self.enqueue_allowed(
+                peer,
+                AuditRecord {
+                    peer: Some(info.clone()),
+                    task: Some(task),
+                    credential: Some(g.name),
+                    reason: reason.as_deref(),
+                    warnings: g.warnings.clone(),
+                    values,
+                    macs: macs.iter().map(|(f, m)| (f.as_str(), m.as_str())).collect(),
+                    ..AuditRecord::new(Op::Fetch, Decision::Allow)
+                },
+            ));
         }
         Held::Fetched(answer)
     }

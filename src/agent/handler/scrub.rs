@@ -33,13 +33,16 @@ impl Handler {
                         "{unknown} label(s) the task does not hand out, recorded as their HMACs"
                     )
                 });
-                queued.push(self.audit.enqueue(AuditRecord {
-                    peer: Some(peer.audit_info()),
-                    task: Some(task),
-                    reason: reason.as_deref(),
-                    scrub: Some(&counts),
-                    ..AuditRecord::new(Op::ScrubReport, Decision::Allow)
-                }));
+                queued.push(self.enqueue_allowed(
+                    peer,
+                    AuditRecord {
+                        peer: Some(peer.audit_info()),
+                        task: Some(task),
+                        reason: reason.as_deref(),
+                        scrub: Some(&counts),
+                        ..AuditRecord::new(Op::ScrubReport, Decision::Allow)
+                    },
+                ));
                 Ok(Held::Scrub(task.to_owned()))
             }
             Err(why) => {

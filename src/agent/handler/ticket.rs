@@ -34,16 +34,15 @@ impl Handler {
             "ticket {} issued, expires at {expires_at}",
             Tickets::id_of(&ticket)
         );
-        self.append_limited(
-            Some(peer),
+        queued.push(self.enqueue_allowed(
+            peer,
             AuditRecord {
                 peer: Some(peer.audit_info()),
                 task: Some(&recorded),
                 reason: Some(&reason),
                 ..AuditRecord::new(Op::Ticket, Decision::Allow)
             },
-            queued,
-        );
+        ));
         Ok(Held::Line(ok_line(&Ticket {
             ticket,
             task: task.to_owned(),
