@@ -1626,6 +1626,47 @@ mod tests {
         PeerIdentity::with_groups(3000, 3000, 3, vec![])
     }
 
+    /// Eighteenth pass: one scheduler filled the whole ticket table (100,000 tickets of 24
+    /// hours for its own task), and root and every other scheduler got `busy` for a day. Now a
+    /// scheduler that is not an admin holds a quarter of the table at most, and schedulers
+    /// together three quarters: root still gets tickets (here with a table of 40).
+    #[test]
+    fn one_scheduler_fills_only_its_share_of_the_ticket_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = handler(dir.path(), "warn");
+        h.tickets = Mutex::new(Tickets::with_cap(40));
+        let ask = r#"{"v":1,"op":"ticket","task":"search-api","ttl":86400}"#;
+        let mut issued = Vec::new();
+        let refused = loop {
+            let v = call(&h, &sched(), ask);
+            if v["ok"] != true {
+                break v;
+            }
+            issued.push(v["ticket"].as_str().unwrap().to_owned());
+            assert!(issued.len() <= 40, "{v}");
+        };
+        assert_eq!(issued.len(), 10, "a quarter of the table: {refused}");
+        assert_eq!(refused["error"]["code"], "busy", "{refused}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("uid 3000 holds its share of outstanding tickets (10"),
+            "{message}"
+        );
+        for task in ["search-api", "checkout-flow"] {
+            let v = call(
+                &h,
+                &root(),
+                &format!(r#"{{"v":1,"op":"ticket","task":"{task}","ttl":86400}}"#),
+            );
+            assert_eq!(v["ok"], true, "root: {v}");
+        }
+        // A ticket of the scheduler redeemed is room for one more of its own.
+        let redeem = format!(r#"{{"v":1,"op":"fetch","ticket":"{}"}}"#, issued[0]);
+        assert_eq!(call(&h, &stranger(), &redeem)["ok"], true);
+        assert_eq!(call(&h, &sched(), ask)["ok"], true);
+        assert_eq!(call(&h, &sched(), ask)["error"]["code"], "busy");
+    }
+
     /// A value sent as a ticket that the daemon never issued is whatever the client typed (a
     /// password pasted into the wrong field): recorded as its HMAC, like an unknown name (found
     /// by attacking the protocol, fourteenth pass: the refusal named it by the first 8 bytes of

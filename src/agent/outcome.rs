@@ -107,6 +107,18 @@ pub(crate) enum Refusal {
     },
     /// Too many outstanding tickets.
     TooManyTickets,
+    /// A scheduler that is not an admin holds its share of the ticket table.
+    TicketShare {
+        /// The peer's uid.
+        uid: u32,
+        /// The share, tickets.
+        share: usize,
+    },
+    /// Schedulers that are not admins together hold their part of the ticket table.
+    SchedulersTickets {
+        /// That part, tickets.
+        pool: usize,
+    },
     /// A uid that is not an admin wrote its budget of audited hand-outs (docs/audit.md,
     /// "Growth"): it waits for its bucket to refill.
     OverBudget {
@@ -166,7 +178,11 @@ impl Refusal {
             | Rollback(_) => ErrorCode::Denied,
             OverScoped { .. } => ErrorCode::OverScoped,
             BadTotpSeed { .. } | NoVault => ErrorCode::Internal,
-            TooManyTickets | OverBudget { .. } | ReserveShare { .. } => ErrorCode::Busy,
+            TooManyTickets
+            | TicketShare { .. }
+            | SchedulersTickets { .. }
+            | OverBudget { .. }
+            | ReserveShare { .. } => ErrorCode::Busy,
             Vault(body) => body.code,
             AuditUnavailable | AnchorUnavailable | RotateFailed(_) => ErrorCode::AuditUnavailable,
             TooLarge => ErrorCode::TooLarge,
@@ -213,6 +229,12 @@ impl Refusal {
                 "uid {uid} is a scheduler, but task `{task}` does not name it; an admin adds `schedulers = [\"{uid}\"]` (or the user's name) to [tasks.{task}] in the policy and applies it"
             ),
             TooManyTickets => "too many outstanding tickets; retry after some expire".into(),
+            TicketShare { uid, share } => format!(
+                "uid {uid} holds its share of outstanding tickets ({share}, a quarter of the daemon's table; the rest is kept for other schedulers and admins); retry after some of its tickets are redeemed or expire"
+            ),
+            SchedulersTickets { pool } => format!(
+                "schedulers together hold {pool} outstanding tickets, the most they may (the rest of the table is kept for admins); retry after some are redeemed or expire"
+            ),
             OverBudget { uid, rate, burst } => format!(
                 "uid {uid} has used its budget of audited hand-outs ({} KiB of audit records a second, {} KiB at once; `serve --audit-rate-kib`, `--audit-burst-kib`), so nothing more is handed out to it now; retry in a few seconds",
                 rate / 1024,
@@ -259,6 +281,8 @@ impl Refusal {
             Locked
             | BadTotpSeed { .. }
             | TooManyTickets
+            | TicketShare { .. }
+            | SchedulersTickets { .. }
             | OverBudget { .. }
             | ReserveShare { .. }
             | NoVault
@@ -376,6 +400,15 @@ mod tests {
             ),
             (Refusal::TooManyTickets, C::Busy, Error),
             (
+                Refusal::TicketShare {
+                    uid: 7,
+                    share: 25_000,
+                },
+                C::Busy,
+                Error,
+            ),
+            (Refusal::SchedulersTickets { pool: 75_000 }, C::Busy, Error),
+            (
                 Refusal::OverBudget {
                     uid: 7,
                     rate: 32 * 1024,
@@ -469,10 +502,12 @@ mod tests {
                 Refusal::AnchorUnavailable => 24,
                 Refusal::OverBudget { .. } => 25,
                 Refusal::ReserveShare { .. } => 26,
+                Refusal::TicketShare { .. } => 27,
+                Refusal::SchedulersTickets { .. } => 28,
             };
             seen.insert(kind);
         }
-        assert_eq!(seen.len(), 27, "{seen:?}");
+        assert_eq!(seen.len(), 29, "{seen:?}");
     }
 
     /// Messages clients and tests rely on stay as they were before the refusals were typed.

@@ -13,6 +13,11 @@ use crate::secret::SecretString;
 
 /// Outstanding tickets at most; beyond that `ticket` is refused until some expire.
 pub(crate) const MAX_TICKETS: usize = 100_000;
+/// A scheduler that is not an admin holds at most this part of the table (a quarter), and
+/// schedulers together at most the rest but as much again (three quarters): one scheduler
+/// cannot take the others' tickets, nor schedulers the admins' (eighteenth pass: one
+/// scheduler's 100,000 tickets of 24 hours refused every ticket to root for a day).
+const SCHEDULER_SHARE: usize = 4;
 /// How long a spent or expired ticket is remembered after its expiry.
 const REMEMBER_SECS: u64 = 24 * 60 * 60;
 /// Prefix that makes a ticket recognisable in a leak scan.
@@ -22,6 +27,75 @@ struct Entry {
     task: String,
     expires_at: u64,
     spent: bool,
+    /// The scheduler that asked for it; `None` for an admin.
+    issuer: Option<u32>,
+}
+
+impl Entry {
+    /// Spent or expired: it only waits to be forgotten.
+    fn dead(&self, now: u64) -> bool {
+        self.spent || now >= self.expires_at
+    }
+}
+
+/// Whose tickets a count is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whose {
+    /// Every ticket.
+    All,
+    /// Those of schedulers that are not admins.
+    Schedulers,
+    /// Those of one such scheduler.
+    Issuer(u32),
+}
+
+impl Whose {
+    fn holds(self, e: &Entry) -> bool {
+        match self {
+            Whose::All => true,
+            Whose::Schedulers => e.issuer.is_some(),
+            Whose::Issuer(uid) => e.issuer == Some(uid),
+        }
+    }
+}
+
+/// How many tickets a group holds (spent and expired ones not yet forgotten included), and
+/// whether a look for dead ones could find any: so that a group at its limit, every ticket
+/// of it outstanding, is refused without a pass over the table.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    count: usize,
+    /// One may be dead: spent since the last look, or left by it.
+    dead: bool,
+    /// The earliest expiry of those outstanding at the last look or issued since.
+    next_expiry: u64,
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Held {
+            count: 0,
+            dead: false,
+            next_expiry: u64::MAX,
+        }
+    }
+}
+
+impl Held {
+    fn may_hold_dead(&self, now: u64) -> bool {
+        self.dead || now >= self.next_expiry
+    }
+}
+
+/// Why no ticket was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The table holds [`MAX_TICKETS`] outstanding tickets.
+    Table,
+    /// The scheduler holds its share (this many).
+    Issuer(usize),
+    /// Schedulers together hold theirs (this many).
+    Schedulers(usize),
 }
 
 /// Why a ticket was not redeemed.
@@ -40,6 +114,9 @@ pub(crate) struct Tickets {
     by_hash: HashMap<[u8; 32], Entry>,
     /// Outstanding tickets at most: [`MAX_TICKETS`] (smaller in tests).
     cap: usize,
+    all: Held,
+    schedulers: Held,
+    by_issuer: HashMap<u32, Held>,
 }
 
 impl Default for Tickets {
@@ -47,6 +124,9 @@ impl Default for Tickets {
         Tickets {
             by_hash: HashMap::default(),
             cap: MAX_TICKETS,
+            all: Held::default(),
+            schedulers: Held::default(),
+            by_issuer: HashMap::default(),
         }
     }
 }
@@ -56,14 +136,49 @@ fn hash(ticket: &str) -> [u8; 32] {
 }
 
 impl Tickets {
-    /// Issue a ticket for `task`, good until `now + ttl`. `None` when too many are outstanding.
-    pub(crate) fn issue(&mut self, task: &str, ttl: u64, now: u64) -> Option<(SecretString, u64)> {
-        self.prune(now);
-        if self.by_hash.len() >= self.cap {
-            self.forget_dead(now);
+    /// A table of `cap` tickets (tests).
+    #[cfg(test)]
+    pub(crate) fn with_cap(cap: usize) -> Tickets {
+        Tickets {
+            cap,
+            ..Tickets::default()
         }
-        if self.by_hash.len() >= self.cap {
-            return None;
+    }
+
+    /// The most tickets one scheduler that is not an admin holds.
+    pub(crate) fn share(&self) -> usize {
+        self.cap / SCHEDULER_SHARE
+    }
+
+    /// The most tickets such schedulers hold together.
+    pub(crate) fn pool(&self) -> usize {
+        self.cap - self.share()
+    }
+
+    /// Issue a ticket for `task`, good until `now + ttl`, asked for by `issuer` (a scheduler
+    /// that is not an admin; `None` for an admin). Refused when the table, the scheduler's
+    /// share or the schedulers' part of it is full of outstanding tickets.
+    pub(crate) fn issue(
+        &mut self,
+        task: &str,
+        ttl: u64,
+        now: u64,
+        issuer: Option<u32>,
+    ) -> Result<(SecretString, u64), Full> {
+        self.prune(now);
+        let (share, pool) = (self.share(), self.pool());
+        let limits = [
+            Some((Whose::All, self.cap, Full::Table)),
+            issuer.map(|uid| (Whose::Issuer(uid), share, Full::Issuer(share))),
+            issuer.map(|_| (Whose::Schedulers, pool, Full::Schedulers(pool))),
+        ];
+        for (whose, limit, full) in limits.into_iter().flatten() {
+            if self.held(whose).count >= limit {
+                self.forget_dead(now, whose, limit);
+            }
+            if self.held(whose).count >= limit {
+                return Err(full);
+            }
         }
         let mut raw = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut *raw);
@@ -78,9 +193,56 @@ impl Tickets {
                 task: task.to_owned(),
                 expires_at,
                 spent: false,
+                issuer,
             },
         );
-        Some((ticket, expires_at))
+        self.each_group(issuer, |held| {
+            held.count += 1;
+            held.next_expiry = held.next_expiry.min(expires_at);
+        });
+        Ok((ticket, expires_at))
+    }
+
+    /// The count of `whose` tickets.
+    fn held(&self, whose: Whose) -> Held {
+        match whose {
+            Whose::All => self.all,
+            Whose::Schedulers => self.schedulers,
+            Whose::Issuer(uid) => self.by_issuer.get(&uid).copied().unwrap_or_default(),
+        }
+    }
+
+    /// Change each count a ticket of `issuer` is in.
+    fn each_group(&mut self, issuer: Option<u32>, f: impl Fn(&mut Held)) {
+        f(&mut self.all);
+        if let Some(uid) = issuer {
+            f(&mut self.schedulers);
+            f(self.by_issuer.entry(uid).or_default());
+        }
+    }
+
+    /// A ticket of `issuer` was spent: its groups may hold a dead one.
+    fn note_spent(&mut self, issuer: Option<u32>) {
+        self.each_group(issuer, |held| held.dead = true);
+    }
+
+    /// Take a forgotten ticket of `issuer` out of the counts.
+    fn note_forgotten(
+        all: &mut Held,
+        schedulers: &mut Held,
+        by_issuer: &mut HashMap<u32, Held>,
+        issuer: Option<u32>,
+    ) {
+        all.count -= 1;
+        if let Some(uid) = issuer {
+            schedulers.count -= 1;
+            if let Some(held) = by_issuer.get_mut(&uid) {
+                held.count -= 1;
+                if held.count == 0 {
+                    by_issuer.remove(&uid);
+                }
+            }
+        }
     }
 
     /// Redeem a ticket: its task the first time, refused afterwards or once expired.
@@ -108,7 +270,11 @@ impl Tickets {
         }
         let spent = spend(&e.task);
         e.spent = spent;
-        Ok((e.task.clone(), spent))
+        let (task, issuer) = (e.task.clone(), e.issuer);
+        if spent {
+            self.note_spent(issuer);
+        }
+        Ok((task, spent))
     }
 
     #[cfg_attr(not(test), allow(dead_code))]
@@ -131,40 +297,84 @@ impl Tickets {
             });
         }
         e.spent = true;
-        Ok(e.task.clone())
+        let (task, issuer) = (e.task.clone(), e.issuer);
+        self.note_spent(issuer);
+        Ok(task)
     }
 
     /// Forget every ticket (on `lock`).
     pub(crate) fn clear(&mut self) {
         self.by_hash.clear();
+        self.all = Held::default();
+        self.schedulers = Held::default();
+        self.by_issuer.clear();
     }
 
-    /// At the cap: forget spent and expired tickets, the oldest first, until a quarter of the
-    /// room is free, so that only outstanding tickets count against [`MAX_TICKETS`] (found by
-    /// attacking the protocol, fourteenth pass: 100,000 tickets of one second, all expired,
-    /// refused every ticket to every scheduler and admin for 24 hours). Such a ticket redeemed
-    /// later is then `Unknown` instead of `Spent`/`Expired`: refused either way. Costs one pass
-    /// over the table per quarter of the cap issued.
-    fn forget_dead(&mut self, now: u64) {
-        let mut dead: Vec<(u64, [u8; 32])> = self
-            .by_hash
-            .iter()
-            .filter(|(_, e)| e.spent || now >= e.expires_at)
-            .map(|(h, e)| (e.expires_at, *h))
-            .collect();
+    /// At a limit (the cap, a scheduler's share, the schedulers' part): forget spent and
+    /// expired tickets of `whose`, the oldest first, until a quarter of that room is free, so
+    /// that only outstanding tickets count against the limit (found by attacking the protocol,
+    /// fourteenth pass: 100,000 tickets of one second, all expired, refused every ticket to
+    /// every scheduler and admin for 24 hours). Such a ticket redeemed later is then `Unknown`
+    /// instead of `Spent`/`Expired`: refused either way. Costs one pass over the table per
+    /// quarter of the limit issued; none while the group can hold no dead ticket (every one
+    /// outstanding, none spent, none past its expiry), so a group at its limit is refused at
+    /// no cost.
+    fn forget_dead(&mut self, now: u64, whose: Whose, limit: usize) {
+        if !self.held(whose).may_hold_dead(now) {
+            return;
+        }
+        let mut dead: Vec<(u64, [u8; 32])> = Vec::new();
+        let mut next_expiry = u64::MAX;
+        for (h, e) in self.by_hash.iter().filter(|(_, e)| whose.holds(e)) {
+            if e.dead(now) {
+                dead.push((e.expires_at, *h));
+            } else {
+                next_expiry = next_expiry.min(e.expires_at);
+            }
+        }
         dead.sort_unstable();
-        let target = self.cap * 3 / 4;
+        let target = limit * 3 / 4;
+        let mut left = dead.len();
         for (_, h) in dead {
-            if self.by_hash.len() <= target {
+            if self.held(whose).count <= target {
                 break;
             }
-            self.by_hash.remove(&h);
+            if let Some(e) = self.by_hash.remove(&h) {
+                Self::note_forgotten(
+                    &mut self.all,
+                    &mut self.schedulers,
+                    &mut self.by_issuer,
+                    e.issuer,
+                );
+            }
+            left -= 1;
+        }
+        let held = match whose {
+            Whose::All => Some(&mut self.all),
+            Whose::Schedulers => Some(&mut self.schedulers),
+            Whose::Issuer(uid) => self.by_issuer.get_mut(&uid),
+        };
+        if let Some(held) = held {
+            held.dead = left > 0;
+            held.next_expiry = next_expiry;
         }
     }
 
     fn prune(&mut self, now: u64) {
-        self.by_hash
-            .retain(|_, e| e.expires_at.saturating_add(REMEMBER_SECS) > now);
+        let Tickets {
+            by_hash,
+            all,
+            schedulers,
+            by_issuer,
+            ..
+        } = self;
+        by_hash.retain(|_, e| {
+            let keep = e.expires_at.saturating_add(REMEMBER_SECS) > now;
+            if !keep {
+                Self::note_forgotten(all, schedulers, by_issuer, e.issuer);
+            }
+            keep
+        });
     }
 
     /// A short, non-secret id of a ticket for the audit log (first 8 bytes of its hash).
@@ -180,7 +390,7 @@ mod tests {
     #[test]
     fn a_ticket_redeems_once() {
         let mut t = Tickets::default();
-        let (ticket, exp) = t.issue("checkout", 60, 1000).unwrap();
+        let (ticket, exp) = t.issue("checkout", 60, 1000, None).unwrap();
         assert_eq!(exp, 1060);
         assert!(ticket.expose().starts_with(PREFIX));
         assert_eq!(t.redeem(&ticket, 1001), Ok("checkout".into()));
@@ -195,7 +405,7 @@ mod tests {
     #[test]
     fn an_expired_ticket_is_refused_and_unknown_ones_are_unknown() {
         let mut t = Tickets::default();
-        let (ticket, _) = t.issue("checkout", 60, 1000).unwrap();
+        let (ticket, _) = t.issue("checkout", 60, 1000, None).unwrap();
         assert_eq!(
             t.redeem(&ticket, 1060),
             Err(NotRedeemed::Expired {
@@ -208,31 +418,71 @@ mod tests {
 
     #[test]
     fn only_outstanding_tickets_count_against_the_cap() {
-        let mut t = Tickets {
-            cap: 400,
-            ..Tickets::default()
-        };
-        let spent = t.issue("x", 60, 0).unwrap().0;
+        let mut t = Tickets::with_cap(400);
+        let spent = t.issue("x", 60, 0, None).unwrap().0;
         assert_eq!(t.redeem(&spent, 0), Ok("x".into()));
         for _ in 1..400 {
-            t.issue("x", 1, 0).unwrap();
+            t.issue("x", 1, 0, None).unwrap();
         }
         // 399 outstanding and a spent one: the spent one makes room, then 400 outstanding
         // are the cap.
-        assert!(t.issue("x", 1, 0).is_some());
-        assert!(t.issue("x", 1, 0).is_none());
+        assert!(t.issue("x", 1, 0, None).is_ok());
+        assert!(t.issue("x", 1, 0, None).is_err());
         // A second later every one has expired: new tickets are issued, and the table stays
         // bounded.
-        let (fresh, _) = t.issue("x", 60, 5).unwrap();
+        let (fresh, _) = t.issue("x", 60, 5, None).unwrap();
         assert!(t.by_hash.len() <= 301);
         assert_eq!(t.redeem(&fresh, 6), Ok("x".into()));
+    }
+
+    /// Eighteenth pass: one scheduler's tickets filled the table and refused everyone else's.
+    /// A scheduler holds a quarter of it at most, schedulers together three quarters, and
+    /// admins get the rest; a scheduler's dead tickets make room for its own.
+    #[test]
+    fn a_scheduler_fills_only_its_share_and_schedulers_leave_room_for_admins() {
+        let mut t = Tickets::with_cap(400);
+        let mut first = None;
+        for _ in 0..100 {
+            let issued = t.issue("x", 60, 0, Some(1)).unwrap();
+            first.get_or_insert(issued.0);
+        }
+        assert_eq!(t.issue("x", 60, 0, Some(1)).unwrap_err(), Full::Issuer(100));
+        // Another scheduler and an admin are served.
+        assert!(t.issue("x", 60, 0, Some(2)).is_ok());
+        assert!(t.issue("x", 60, 0, None).is_ok());
+        // Spent, a ticket of scheduler 1 makes room for one of its own (and only then is
+        // its part of the table looked through).
+        assert!(t.redeem(&first.unwrap(), 1).is_ok());
+        assert!(t.issue("x", 60, 1, Some(1)).is_ok());
+        assert_eq!(t.issue("x", 60, 1, Some(1)).unwrap_err(), Full::Issuer(100));
+        // Schedulers together: three quarters (100 each for schedulers 1, 2 and 3).
+        for _ in 1..100 {
+            t.issue("x", 60, 1, Some(2)).unwrap();
+        }
+        for _ in 0..100 {
+            t.issue("x", 60, 1, Some(3)).unwrap();
+        }
+        assert_eq!(
+            t.issue("x", 60, 1, Some(4)).unwrap_err(),
+            Full::Schedulers(300)
+        );
+        // The last quarter is the admins'.
+        for _ in 1..100 {
+            t.issue("x", 60, 1, None).unwrap();
+        }
+        assert_eq!(t.issue("x", 60, 1, None).unwrap_err(), Full::Table);
+        // An hour later every ticket has expired: each group makes room again.
+        assert!(t.issue("x", 60, 3600, Some(1)).is_ok());
+        assert!(t.issue("x", 60, 3600, Some(4)).is_ok());
+        assert!(t.issue("x", 60, 3600, None).is_ok());
+        assert!(t.by_hash.len() <= 400);
     }
 
     #[test]
     fn tickets_are_random_and_only_hashes_are_kept() {
         let mut t = Tickets::default();
-        let (a, _) = t.issue("x", 60, 0).unwrap();
-        let (b, _) = t.issue("x", 60, 0).unwrap();
+        let (a, _) = t.issue("x", 60, 0, None).unwrap();
+        let (b, _) = t.issue("x", 60, 0, None).unwrap();
         assert_ne!(a.expose(), b.expose());
         assert!(t.by_hash.contains_key(&hash(a.expose())));
         assert_eq!(Tickets::id_of(&a).len(), 16);

@@ -4,7 +4,7 @@ use super::{now_unix, Handler, Held, Refused};
 use crate::agent::outcome::Refusal;
 use crate::agent::peer::PeerIdentity;
 use crate::agent::state::Opened;
-use crate::agent::tickets::Tickets;
+use crate::agent::tickets::{Full, Tickets};
 use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::protocol::{ok_line, ErrorBody, Op, Ticket};
 use crate::secret::SecretString;
@@ -76,11 +76,20 @@ impl Handler {
                 task: task.to_owned(),
             });
         }
+        // A scheduler that is not an admin fills its share of the table at most.
+        let issuer = (!self.access.is_admin(peer)).then_some(peer.uid);
         let issued = self
             .tickets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .issue(task, ttl, now_unix());
-        issued.ok_or(Refusal::TooManyTickets)
+            .issue(task, ttl, now_unix(), issuer);
+        issued.map_err(|full| match full {
+            Full::Table => Refusal::TooManyTickets,
+            Full::Issuer(share) => Refusal::TicketShare {
+                uid: peer.uid,
+                share,
+            },
+            Full::Schedulers(pool) => Refusal::SchedulersTickets { pool },
+        })
     }
 }
