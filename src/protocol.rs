@@ -214,6 +214,79 @@ impl ScrubCounts {
     }
 }
 
+/// Every member a request may have, in any op.
+const MEMBERS: [&str; 8] = [
+    "v",
+    "op",
+    "task",
+    "credential",
+    "ticket",
+    "ttl",
+    "passphrase",
+    "scrub",
+];
+
+/// The members of a request object as the first pass of [`Request::parse`] sees them: names
+/// only, never a value. `serde_json` takes the last of two equal keys and `null` for an
+/// absent `Option`, so the names given twice and the ones given `null` are noted here.
+#[derive(Default)]
+struct Members {
+    /// The known names given, once each.
+    known: Vec<&'static str>,
+    /// The first name that is not a member of any request.
+    unknown: Option<String>,
+    /// The first known name given twice.
+    repeated: Option<&'static str>,
+    /// The first known name whose value is `null`.
+    null: Option<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut m = Members::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: Option<IgnoredAny> = map.next_value()?;
+                    let Some(&name) = MEMBERS.iter().find(|&&n| n == key) else {
+                        m.unknown.get_or_insert(key);
+                        continue;
+                    };
+                    if m.known.contains(&name) {
+                        m.repeated.get_or_insert(name);
+                    } else {
+                        m.known.push(name);
+                    }
+                    if value.is_none() {
+                        m.null.get_or_insert(name);
+                    }
+                }
+                Ok(m)
+            }
+        }
+        d.deserialize_map(Names)
+    }
+}
+
+/// `bad_request` for a line that is not UTF-8, naming the first byte that is not (counted from
+/// 1), never the bytes.
+fn not_utf8(line: &[u8]) -> Option<ErrorBody> {
+    std::str::from_utf8(line).err().map(|e| {
+        bad(format!(
+            "the request is not UTF-8 (byte {} is not part of a UTF-8 character); send UTF-8 JSON",
+            e.valid_up_to() + 1
+        ))
+    })
+}
+
 /// The request object as it is on the wire. Field presence per op is checked after parsing.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -330,9 +403,12 @@ impl Request {
     /// Error messages name fields and positions, never values: a passphrase sent with the
     /// wrong type must not be echoed back or logged.
     pub fn parse(line: &[u8]) -> Result<Request, ErrorBody> {
-        // First pass: keys only. `IgnoredAny` keeps no value, so nothing secret is copied.
-        let keys: BTreeMap<String, IgnoredAny> = serde_json::from_slice(line).map_err(|e| {
-            if e.is_data() {
+        // First pass: member names only. `IgnoredAny` keeps no value, so nothing secret is
+        // copied.
+        let members: Members = serde_json::from_slice(line).map_err(|e| {
+            if let Some(e) = not_utf8(line) {
+                e
+            } else if e.is_data() {
                 bad("a request must be one JSON object")
             } else {
                 bad(format!(
@@ -342,19 +418,28 @@ impl Request {
                 ))
             }
         })?;
-        for key in keys.keys() {
-            if !matches!(
-                key.as_str(),
-                "v" | "op" | "task" | "credential" | "ticket" | "ttl" | "passphrase" | "scrub"
-            ) {
-                return Err(bad(format!("unknown field `{}`", shown(key))));
-            }
+        if let Some(key) = &members.unknown {
+            return Err(bad(format!("unknown field `{}`", shown(key))));
+        }
+        if let Some(key) = members.repeated {
+            return Err(bad(format!(
+                "field `{key}` appears more than once; send each field once"
+            )));
+        }
+        if let Some(key) = members.null {
+            return Err(bad(format!(
+                "field `{key}` is null; leave out a field that has no value rather than send null"
+            )));
         }
         let wire: WireRequest = serde_json::from_slice(line).map_err(|e| {
-            bad(format!(
-                "a field is missing or has the wrong type (column {}); see docs/protocol.md",
-                e.column()
-            ))
+            if let Some(e) = not_utf8(line) {
+                e
+            } else {
+                bad(format!(
+                    "a field is missing or has the wrong type (column {}); see docs/protocol.md",
+                    e.column()
+                ))
+            }
         })?;
         if wire.v != PROTOCOL_VERSION {
             return Err(bad(format!(
@@ -371,8 +456,8 @@ impl Request {
             )));
         };
         let allowed = kind.fields();
-        for key in keys.keys() {
-            if key != "v" && key != "op" && !allowed.contains(&key.as_str()) {
+        for &key in &members.known {
+            if key != "v" && key != "op" && !allowed.contains(&key) {
                 return Err(bad(format!("field `{key}` is not allowed in op `{kind}`")));
             }
         }
@@ -974,6 +1059,49 @@ mod tests {
             code(r#"{"v":1,"op":"ticket","task":"t","ttl":0}"#),
             ErrorCode::BadRequest
         );
+    }
+
+    /// Eighteenth pass: `null` for a field was taken as the field left out, though a field of
+    /// the wrong type is `bad_request`; a key given twice and bytes that are not UTF-8 were
+    /// answered "a field is missing or has the wrong type". Each is refused naming what is
+    /// wrong (and never a value).
+    #[test]
+    fn null_fields_repeated_keys_and_non_utf8_are_refused_naming_the_problem() {
+        for (line, says) in [
+            (
+                &br#"{"v":1,"op":"fetch","task":"t","credential":null}"#[..],
+                "field `credential` is null",
+            ),
+            (
+                br#"{"v":1,"op":"fetch","ticket":null,"task":"t"}"#,
+                "field `ticket` is null",
+            ),
+            (
+                br#"{"v":1,"op":"unlock","passphrase":null}"#,
+                "field `passphrase` is null",
+            ),
+            (
+                br#"{"v":1,"op":"fetch","task":"t","task":"u"}"#,
+                "field `task` appears more than once",
+            ),
+            (
+                br#"{"v":1,"op":"unlock","passphrase":"pw-Zq9","passphrase":"pw-Zq9"}"#,
+                "field `passphrase` appears more than once",
+            ),
+            (
+                b"{\"v\":1,\"op\":\"fetch\",\"task\":\"\xff\"}",
+                "not UTF-8 (byte 29",
+            ),
+            (
+                b"{\"v\":1,\"op\":\"health\",\"\xfe\":1}",
+                "not UTF-8 (byte 23",
+            ),
+        ] {
+            let e = Request::parse(line).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{}", e.message);
+            assert!(e.message.contains(says), "{}", e.message);
+            assert!(!e.message.contains("pw-Zq9"), "{}", e.message);
+        }
     }
 
     #[test]

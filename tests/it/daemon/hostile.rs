@@ -97,6 +97,28 @@ fn exactly_64_kib_is_accepted_as_a_line() {
     assert_eq!(code(&v), "bad_request", "{v}");
 }
 
+/// Eighteenth pass: protocol.md said a line is at most 65,536 bytes "(newline excluded)" and
+/// that a `\r` before the newline is ignored, which reads as 65,536 bytes of JSON for a client
+/// that ends its lines with `\r\n`; the daemon counts the `\r` (its read bound is one
+/// number, 65,537 bytes without a newline). The doc now says so; this pins both sides.
+#[test]
+fn a_cr_before_the_newline_counts_against_the_line_limit() {
+    let dir = tempdir();
+    let d = Daemon::start(dir.path(), &[]);
+    let mut line = soak::line_at_the_limit();
+    line.remove(40);
+    line.push(b'\r');
+    assert_eq!(line.len(), 65536);
+    let mut c = Conn::connect(&d.socket).unwrap();
+    let (v, _) = c.call_bytes(&line).unwrap();
+    assert_eq!(code(&v), "bad_request", "{v}");
+    let mut over = soak::line_at_the_limit();
+    over.push(b'\r');
+    let (v, _) = c.call_bytes(&over).unwrap();
+    assert_eq!(code(&v), "too_large", "{v}");
+    d.assert_alive();
+}
+
 #[test]
 fn slowloris_partial_line_is_closed_after_the_read_timeout_while_others_are_served() {
     let dir = tempdir();
