@@ -110,19 +110,72 @@ impl ClientError {
 /// component of the directory's path is `lstat`ed: a symbolic link anywhere is refused, since
 /// whoever owns the link, not the directory it names, decides where we connect.
 pub fn trusted_daemon_uids(socket: &Path) -> Result<Vec<u32>, String> {
+    trust(socket).map(|t| t.uids())
+}
+
+/// Who a daemon on a socket may run as ([`trusted_daemon_uids`]), and why the owner of the
+/// socket's directory is not among them, for the refusal.
+struct Trust {
+    me: u32,
+    /// The owner of the socket's directory, and why it is not trusted (`None`: it is).
+    owner: Option<(u32, Option<String>)>,
+}
+
+fn trust(socket: &Path) -> Result<Trust, String> {
     use std::os::unix::fs::MetadataExt;
     let dir = crate::paths::dir_of(socket);
     let chain = crate::paths::lstat_components(&dir)?;
     let me = crate::sys::current_uid();
-    let mut uids = vec![0, me];
-    if let [.., parent, (_, meta)] = chain.as_slice() {
-        let (_, pmeta) = parent;
-        let private = |m: &std::fs::Metadata| m.mode() & 0o022 == 0;
-        if private(meta) && private(pmeta) && (pmeta.uid() == 0 || pmeta.uid() == me) {
-            uids.push(meta.uid());
+    let mut owner = None;
+    if let [.., (parent, pmeta), (dir, meta)] = chain.as_slice() {
+        let open = |m: &std::fs::Metadata| m.mode() & 0o022 != 0;
+        let why = if open(meta) {
+            Some(format!(
+                "{} is writable by group or others (mode {:o})",
+                dir.display(),
+                meta.mode() & 0o7777
+            ))
+        } else if open(pmeta) {
+            Some(format!(
+                "its parent {} is writable by group or others (mode {:o}), so anyone could have made the directory theirs",
+                parent.display(),
+                pmeta.mode() & 0o7777
+            ))
+        } else if pmeta.uid() != 0 && pmeta.uid() != me {
+            Some(format!(
+                "its parent {} belongs to uid {}, neither root nor you",
+                parent.display(),
+                pmeta.uid()
+            ))
+        } else {
+            None
+        };
+        owner = Some((meta.uid(), why));
+    }
+    Ok(Trust { me, owner })
+}
+
+impl Trust {
+    fn uids(&self) -> Vec<u32> {
+        let mut uids = vec![0, self.me];
+        if let Some((uid, None)) = self.owner {
+            uids.push(uid);
+        }
+        uids
+    }
+
+    /// Why a daemon running as `uid` is not trusted: the rule that failed.
+    fn refusal(&self, uid: u32) -> String {
+        match &self.owner {
+            Some((owner, Some(why))) if *owner == uid => format!(
+                "the process answering runs as uid {uid}, the owner of the socket's directory, which is trusted only when that directory and its parent are writable by their owners only and the parent belongs to root or you: {why}"
+            ),
+            Some((owner, _)) => format!(
+                "the process answering runs as uid {uid}, which is neither root, you, nor the owner of the socket's directory (uid {owner})"
+            ),
+            None => format!("the process answering runs as uid {uid}, which is neither root nor you"),
         }
     }
-    Ok(uids)
 }
 
 /// One connection to the daemon; requests are answered in order.
@@ -174,7 +227,7 @@ impl Client {
                 });
             }
         }
-        let trusted = trusted_daemon_uids(path).map_err(untrusted)?;
+        let trusted = trust(path).map_err(untrusted)?;
         let connected = match wait {
             Some(w) => crate::sys::connect_unix_within(path, w),
             None => UnixStream::connect(path),
@@ -195,11 +248,8 @@ impl Client {
                 "cannot read the peer's credentials from the kernel ({e})"
             ))
         })?;
-        if !trusted.contains(&peer.uid) {
-            return Err(untrusted(format!(
-                "the process answering runs as uid {}, which is neither root, you, nor the owner of the socket's directory",
-                peer.uid
-            )));
+        if !trusted.uids().contains(&peer.uid) {
+            return Err(untrusted(trusted.refusal(peer.uid)));
         }
         Ok(Client {
             stream,

@@ -348,51 +348,102 @@ fn a_symlinked_socket_directory_is_refused_by_daemon_and_client() {
     d.assert_alive();
 }
 
+/// `scopevault serve` as uid 65534 on `socket`, its state in `home` (made and given to that
+/// uid), once it answers. Only root may run it.
+fn serve_as_nobody(
+    home: &std::path::Path,
+    socket: &std::path::Path,
+    stderr: &std::path::Path,
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir(home).unwrap();
+    std::os::unix::fs::chown(home, Some(65534), Some(65534)).unwrap();
+    let mut fake = std::process::Command::new(daemon::bin())
+        .args(["serve", "--socket"])
+        .arg(socket)
+        .arg("--audit")
+        .arg(home.join("audit.jsonl"))
+        .env_clear()
+        .env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("SCOPEVAULT_VAULT", home.join("vault.scopevault"))
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        if let Some(st) = fake.try_wait().unwrap() {
+            panic!(
+                "the uid-65534 server exited ({st}): {}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "no fake server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fake
+}
+
+/// Eighteenth pass: a server run by the owner of the socket's directory, in a parent anyone
+/// may write (`/tmp`), was refused with "uid N, which is neither root, you, nor the owner of
+/// the socket's directory" though N was that owner: the rule that failed is the parent's. The
+/// refusal now says which rule failed.
+#[test]
+fn the_client_names_the_rule_that_failed_for_the_directorys_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    if !daemon::is_root() {
+        return crate::common::skip::skip("needs root to run a server as uid 65534");
+    }
+    let dir = tempdir();
+    // A parent like /tmp: anyone may make a directory there and own it.
+    let shared = dir.path().join("tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let theirs = shared.join("theirs");
+    let socket = theirs.join("s.sock");
+    let mut fake = serve_as_nobody(&theirs, &socket, &dir.path().join("fake.stderr"));
+    let out = daemon::cmd(dir.path())
+        .arg("--socket")
+        .arg(&socket)
+        .arg("status")
+        .output()
+        .unwrap();
+    let _ = fake.kill();
+    let _ = fake.wait();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("uid 65534, the owner of the socket's directory")
+            && err.contains(&format!(
+                "its parent {} is writable by group or others (mode 1777)",
+                shared.display()
+            ))
+            && err.contains("nothing was sent"),
+        "{err}"
+    );
+    assert!(!err.contains("neither root, you, nor the owner"), "{err}");
+}
+
 /// Issue 15.6: a server run by another uid (here a real `scopevault serve` as uid 65534,
 /// whose audit log shows every request it gets) never receives the passphrase: the client
 /// checks the peer's credentials before it sends anything and exits with an error.
 #[test]
 fn the_client_sends_no_passphrase_to_a_server_of_another_uid() {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
     if !daemon::is_root() {
         return crate::common::skip::skip("needs root to run a server as uid 65534");
     }
     let dir = tempdir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let evil = dir.path().join("evil");
-    std::fs::create_dir(&evil).unwrap();
-    std::os::unix::fs::chown(&evil, Some(65534), Some(65534)).unwrap();
     let socket = evil.join("run/s.sock");
     let audit = evil.join("audit.jsonl");
-    let stderr = dir.path().join("fake.stderr");
-    let mut fake = std::process::Command::new(daemon::bin())
-        .args(["serve", "--socket"])
-        .arg(&socket)
-        .arg("--audit")
-        .arg(&audit)
-        .env_clear()
-        .env("HOME", &evil)
-        .env("XDG_STATE_HOME", evil.join("state"))
-        .env("SCOPEVAULT_VAULT", evil.join("vault.scopevault"))
-        .current_dir("/")
-        .uid(65534)
-        .gid(65534)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        if let Some(st) = fake.try_wait().unwrap() {
-            panic!(
-                "the uid-65534 server exited ({st}): {}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            );
-        }
-        assert!(std::time::Instant::now() < deadline, "no fake server");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut fake = serve_as_nobody(&evil, &socket, &dir.path().join("fake.stderr"));
     let pass = dir.path().join("pass.txt");
     std::fs::write(&pass, "correct horse battery staple\n").unwrap();
     let out = daemon::cmd(dir.path())
