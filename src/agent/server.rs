@@ -58,6 +58,15 @@ pub enum ServeError {
         /// What is wrong.
         why: String,
     },
+    /// The socket directory's path cannot be checked as it is given (a symbolic link on it,
+    /// `..`, a component that cannot be inspected): the reason says which and what to do.
+    #[error("cannot use socket directory {dir}: {why}")]
+    UncheckableDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong, and what to do.
+        why: String,
+    },
     /// Another daemon answers on the socket.
     #[error(
         "another daemon is already answering on {0}; stop it first or choose another --socket"
@@ -131,11 +140,12 @@ impl Default for Limits {
 /// symbolic link, owned by `uid` or root, not writable by group/others. `serve` checks it for
 /// its own uid before it binds; `doctor` for the uid of the daemon it finds.
 pub(crate) fn check_socket_dir(dir: &Path, uid: u32) -> Result<(), ServeError> {
-    let refuse = |why: String| ServeError::UnsafeDir {
+    // The reason names the link (or `..`) and the fix: the advice about owner and mode below
+    // is not the fix for it.
+    let chain = crate::paths::lstat_components(dir).map_err(|why| ServeError::UncheckableDir {
         dir: dir.to_owned(),
         why,
-    };
-    let chain = crate::paths::lstat_components(dir).map_err(refuse)?;
+    })?;
     let meta = match chain.last() {
         Some((_, m)) => m.clone(),
         None => std::fs::metadata(dir).map_err(io_err("cannot inspect socket directory", dir))?,

@@ -330,6 +330,18 @@ fn a_symlinked_socket_directory_is_refused_by_daemon_and_client() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("symbolic link"), "{err}");
+    // Eighteenth pass: the refusal said "socket directory L is L is a symbolic link; give the
+    // directory's real path; make it owned by you (or root) and not writable by group or
+    // others (chmod 0700)": the path twice in a broken sentence, and advice about modes that
+    // do not matter here.
+    assert!(
+        err.contains(&format!(
+            "cannot use socket directory {0}: {0} is a symbolic link; give the directory's real path",
+            link.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("chmod") && !err.contains("owned by"), "{err}");
 
     // A real daemon behind the link: the client refuses the path, not the daemon.
     let d = Daemon::start_at(dir.path(), &real.join("s.sock"), &[]);
