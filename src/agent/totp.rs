@@ -1,7 +1,8 @@
 //! TOTP codes (RFC 6238, built on HOTP, RFC 4226) from a stored seed.
 //!
 //! A credential of kind `totp` stores its seed as the secret field `totp_seed` (base32, as
-//! sites print it: spaces, dashes, lowercase and `=` padding are tolerated) or `otpauth` (the
+//! sites print it: spaces, dashes, lowercase and `=` padding are tolerated; the unused bits
+//! of the last character are dropped, as authenticator apps drop them) or `otpauth` (the
 //! `otpauth://totp/...` URI of a QR code, which may also choose the algorithm, the number of
 //! digits and the period). `fetch` hands out the current code and how long it stays valid,
 //! never the seed.
@@ -62,19 +63,25 @@ pub enum TotpError {
     /// The seed is empty.
     #[error("the TOTP seed is empty; store the base32 secret the site showed when you enrolled")]
     Empty,
-    /// The seed is not base32.
-    #[error("the TOTP seed is not valid base32 (letters A-Z and digits 2-7); store the secret as the site shows it, or the otpauth:// URI of its QR code")]
+    /// The seed holds a character outside the base32 alphabet.
+    #[error("the TOTP seed holds a character outside the base32 alphabet (letters A-Z and digits 2-7; spaces and dashes are ignored); store the secret as the site shows it, or the otpauth:// URI of its QR code")]
     NotBase32,
+    /// The seed's `=` padding is wrong: a `=` before the end, or not the number RFC 4648 gives.
+    #[error("the TOTP seed's `=` padding is wrong: `=` may only end the seed, as many as fill its last group of 8 characters (or none at all); store the secret as the site shows it, or without any `=`")]
+    BadPadding,
+    /// The seed has a number of base32 characters that no seed encodes to.
+    #[error("the TOTP seed has a number of base32 characters that no seed encodes to (a character missing, or one too many?); check it against what the site showed")]
+    BadLength,
     /// The seed is implausibly long.
     #[error("the TOTP seed is longer than {MAX_SEED} bytes; is this the right value?")]
     TooLong,
     /// The `otpauth` value is not an `otpauth://totp/` URI.
     #[error("the otpauth value is not an otpauth://totp/ URI (HOTP counters are not supported); store the URI from the QR code, or the base32 seed as `totp_seed`")]
     NotOtpauth,
-    /// The URI has no `secret` parameter, or has a parameter twice.
-    #[error("the otpauth URI has {problem}; it needs exactly one secret=BASE32 parameter")]
+    /// The URI has no `secret` parameter, or gives a parameter twice.
+    #[error("the otpauth URI {problem}")]
     BadUri {
-        /// What is wrong (never the value).
+        /// What is wrong, naming the parameter (never its value).
         problem: &'static str,
     },
     /// Unsupported `algorithm` parameter.
@@ -184,26 +191,42 @@ fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-/// Decode a base32 seed as people paste it: spaces, dashes, lowercase and padding tolerated.
+/// Decode a base32 seed as people paste it: spaces, dashes and lowercase tolerated, and `=`
+/// padding where RFC 4648 puts it (at the end, filling the last group of 8 characters) or
+/// none. The bits of the last character that make no whole byte are dropped whatever they
+/// are, as Google Authenticator, oathtool and KeePassXC drop them (RFC 4648, 3.5, lets a
+/// decoder accept or refuse them): a seed the phone takes gives the phone's codes here too.
 fn decode_base32(text: &str) -> Result<Zeroizing<Vec<u8>>, TotpError> {
     let mut clean: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(text.len()));
+    let mut padding = 0usize;
     for b in text.bytes() {
         match b {
-            b' ' | b'\t' | b'\n' | b'\r' | b'-' | b'=' => {}
+            b' ' | b'\t' | b'\n' | b'\r' | b'-' => {}
+            b'=' => padding += 1,
+            // A character after a `=`: padding only ends a seed.
+            _ if padding > 0 => return Err(TotpError::BadPadding),
             _ => clean.push(b.to_ascii_uppercase()),
         }
     }
     if clean.is_empty() {
         return Err(TotpError::Empty);
     }
-    let len = data_encoding::BASE32_NOPAD
+    // 1, 3 or 6 characters past the last group of 8 encode no whole number of bytes.
+    if matches!(clean.len() % 8, 1 | 3 | 6) {
+        return Err(TotpError::BadLength);
+    }
+    if padding > 0 && (padding >= 8 || !(clean.len() + padding).is_multiple_of(8)) {
+        return Err(TotpError::BadPadding);
+    }
+    let base32 = lenient_base32();
+    let len = base32
         .decode_len(clean.len())
-        .map_err(|_| TotpError::NotBase32)?;
+        .map_err(|_| TotpError::BadLength)?;
     if len > MAX_SEED {
         return Err(TotpError::TooLong);
     }
     let mut seed = Zeroizing::new(vec![0u8; len]);
-    let n = data_encoding::BASE32_NOPAD
+    let n = base32
         .decode_mut(&clean, &mut seed)
         .map_err(|_| TotpError::NotBase32)?;
     seed.truncate(n);
@@ -211,6 +234,18 @@ fn decode_base32(text: &str) -> Result<Zeroizing<Vec<u8>>, TotpError> {
         return Err(TotpError::Empty);
     }
     Ok(seed)
+}
+
+/// RFC 4648 base32 without padding that drops the unused bits of the last character (see
+/// [`decode_base32`]).
+fn lenient_base32() -> &'static data_encoding::Encoding {
+    static ENCODING: std::sync::OnceLock<data_encoding::Encoding> = std::sync::OnceLock::new();
+    ENCODING.get_or_init(|| {
+        let mut spec = data_encoding::BASE32_NOPAD.specification();
+        spec.check_trailing_bits = false;
+        spec.encoding()
+            .expect("base32 with unchecked trailing bits is a valid encoding")
+    })
 }
 
 /// Parse `otpauth://totp/LABEL?secret=..&issuer=..&algorithm=..&digits=..&period=..`.
@@ -232,20 +267,20 @@ fn parse_otpauth(uri: &str) -> Result<Totp, TotpError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
-        let dup = || TotpError::BadUri {
-            problem: "a parameter given twice",
-        };
+        let dup = |problem| TotpError::BadUri { problem };
         match k.to_ascii_lowercase().as_str() {
             "secret" => {
                 if secret.is_some() {
-                    return Err(dup());
+                    return Err(dup(
+                        "gives the `secret` parameter twice; give one secret=BASE32",
+                    ));
                 }
                 let text = std::str::from_utf8(&v).map_err(|_| TotpError::NotBase32)?;
                 secret = Some(decode_base32(text)?);
             }
             "algorithm" => {
                 if algorithm.is_some() {
-                    return Err(dup());
+                    return Err(dup("gives the `algorithm` parameter twice; give it once"));
                 }
                 algorithm = Some(match v.to_ascii_uppercase().as_slice() {
                     b"SHA1" => Algorithm::Sha1,
@@ -256,14 +291,14 @@ fn parse_otpauth(uri: &str) -> Result<Totp, TotpError> {
             }
             "digits" => {
                 if digits.is_some() {
-                    return Err(dup());
+                    return Err(dup("gives the `digits` parameter twice; give it once"));
                 }
                 let d = parse_small(&v).filter(|d| (6..=8).contains(d));
                 digits = Some(d.ok_or(TotpError::BadDigits)? as u32);
             }
             "period" => {
                 if period.is_some() {
-                    return Err(dup());
+                    return Err(dup("gives the `period` parameter twice; give it once"));
                 }
                 let p = parse_small(&v).filter(|p| (1..=MAX_PERIOD).contains(p));
                 period = Some(p.ok_or(TotpError::BadPeriod)?);
@@ -274,7 +309,7 @@ fn parse_otpauth(uri: &str) -> Result<Totp, TotpError> {
     }
     Ok(Totp {
         seed: secret.ok_or(TotpError::BadUri {
-            problem: "no secret parameter",
+            problem: "has no secret parameter; it needs one secret=BASE32 parameter",
         })?,
         algorithm: algorithm.unwrap_or(Algorithm::Sha1),
         digits: digits.unwrap_or(6),

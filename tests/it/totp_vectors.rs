@@ -123,6 +123,73 @@ fn otpauth_defaults_are_sha1_six_digits_thirty_seconds() {
     );
 }
 
+/// Found by attacking `cred set` from operations.md (eighteenth pass): `JBSWY3DPEHPK3PX` was
+/// refused as "not valid base32 (letters A-Z and digits 2-7)" though every character is one:
+/// its last character's unused bits are not zero. RFC 4648 (3.5) lets a decoder take or
+/// refuse such an encoding; Google Authenticator, oathtool and KeePassXC drop those bits, so
+/// the phone and scopevault would give different answers for one pasted seed. Now they are
+/// dropped too: the codes below are oathtool's (`oathtool --totp -b -N 2020-01-01 SEED`).
+/// Meanwhile `JBSWY3DPEHPK3PXP=` (a `=` where no padding belongs) and a `=` inside the seed
+/// were accepted, every `=` dropped wherever it stood; oathtool refuses both, and so do we now,
+/// saying it is the padding. A length no seed encodes to (one character) says so, not that a
+/// letter is wrong. An otpauth URI giving `period` twice was told "it needs exactly one
+/// secret=BASE32 parameter": the repeated parameter is named now.
+#[test]
+fn regression_base32_seeds_are_read_as_authenticators_read_them_and_errors_say_what_is_wrong() {
+    let at = |seed: &str| {
+        Totp::from_field("totp_seed", &secret(seed))
+            .unwrap_or_else(|e| panic!("{seed}: {e}"))
+            .code_at(1_577_836_800)
+            .0
+    };
+    assert_eq!(at("JBSWY3DPEHPK3PXP"), "646738");
+    // `X` and `Q` differ only in the three bits after the last byte.
+    assert_eq!(at("JBSWY3DPEHPK3PX"), "305156");
+    assert_eq!(at("JBSWY3DPEHPK3PQ"), "305156");
+    assert_eq!(at("JBSWY3DPEHPK3PX="), "305156");
+    assert_eq!(at("jbsw y3dp ehpk 3px="), "305156");
+    for bad in [
+        "JBSWY3DPEHPK3PXP=",
+        "JBSWY3DPEHPK3PQ=====",
+        "JBSW=Y3DPEHPK3PXP",
+        "=JBSWY3DPEHPK3PXP",
+    ] {
+        let e = err("totp_seed", bad);
+        assert_eq!(e, TotpError::BadPadding, "{bad}");
+        let shown = e.to_string();
+        assert!(
+            shown.contains("padding") && !shown.contains("JBSW"),
+            "{shown}"
+        );
+    }
+    for bad in ["A", "JBSWY3DPEHPK3PXPA", "JBSWY3"] {
+        let e = err("totp_seed", bad);
+        assert_eq!(e, TotpError::BadLength, "{bad}");
+        assert!(!e.to_string().contains("letters A-Z"), "{e}");
+    }
+    // A character outside the alphabet is still that error.
+    assert_eq!(err("totp_seed", "JBSWY3DPEHPK3PX1"), TotpError::NotBase32);
+    // A parameter given twice is named; the message quotes no value.
+    let u = "otpauth://totp/x?secret=JBSWY3DPEHPK3PXP";
+    for p in ["period=30", "digits=6", "algorithm=SHA1"] {
+        let name = p.split('=').next().unwrap();
+        let e = err("otpauth", &format!("{u}&{p}&{p}"));
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&format!("`{name}` parameter twice"))
+                && !shown.contains("exactly one secret"),
+            "{shown}"
+        );
+    }
+    let e = err("otpauth", &format!("{u}&secret=JBSWY3DPEHPK3PXP"));
+    assert!(
+        e.to_string().contains("`secret` parameter twice") && !e.to_string().contains("JBSW"),
+        "{e}"
+    );
+    let e = err("otpauth", "otpauth://totp/x?issuer=y");
+    assert!(e.to_string().contains("no secret"), "{e}");
+}
+
 fn err(field: &str, value: &str) -> TotpError {
     Totp::from_field(field, &secret(value)).unwrap_err()
 }
@@ -134,7 +201,7 @@ fn bad_seeds_and_uris_are_clear_errors() {
     assert_eq!(err("totp_seed", "  -- = "), TotpError::Empty);
     assert_eq!(err("totp_seed", "not base32!"), TotpError::NotBase32);
     assert_eq!(err("totp_seed", "JBSWY3DPEHPK3PX1"), TotpError::NotBase32);
-    assert_eq!(err("totp_seed", "A"), TotpError::NotBase32);
+    assert_eq!(err("totp_seed", "A"), TotpError::BadLength);
     assert_eq!(err("totp_seed", &"A".repeat(4000)), TotpError::TooLong);
     assert_eq!(
         err("otpauth", "https://example.com/?secret=JBSWY3DP"),
