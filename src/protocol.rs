@@ -634,6 +634,11 @@ pub struct TaskInfo {
     pub needs: Vec<String>,
     /// Credentials the task may fetch.
     pub credentials: Vec<String>,
+    /// The kind of each of `credentials` that the vault holds (`login`, `totp`, …), by name:
+    /// what a client needs to ask `fetch` for only the credential it will use (`totp`).
+    /// Absent from older daemons: read it as unknown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<String, String>,
     /// The task's origin, if declared.
     pub origin: Option<String>,
 }

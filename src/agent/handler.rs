@@ -697,14 +697,20 @@ impl Handler {
             if let Some(p) = o.vault.policy() {
                 for (name, task) in p.tasks() {
                     if is_runner(o.runners.get(name), peer) {
+                        let credentials = task.credentials();
+                        // As `fetch` has it: the kind of the credential the vault holds.
+                        let kinds = credentials
+                            .iter()
+                            .filter_map(|c| {
+                                let held = o.vault.credential(c)?;
+                                Some((c.to_string(), held.kind.as_str().to_owned()))
+                            })
+                            .collect();
                         tasks.push(TaskInfo {
                             name: name.to_owned(),
                             needs: task.needs().into_iter().map(str::to_owned).collect(),
-                            credentials: task
-                                .credentials()
-                                .into_iter()
-                                .map(str::to_owned)
-                                .collect(),
+                            credentials: credentials.into_iter().map(str::to_owned).collect(),
+                            kinds,
                             origin: task.origin().map(str::to_owned),
                         });
                     }

@@ -130,18 +130,42 @@ pub(super) fn fetch_within(
     wait: &FetchWait,
     not_done: &str,
 ) -> anyhow::Result<Fetched> {
-    Client::connect_within(socket, wait.duration())
-        .and_then(|mut c| c.fetch(task, credential))
-        .map_err(|e| match e {
-            ClientError::NoAnswer { .. } => anyhow::Error::new(super::Exit {
-                code: super::EXIT_DAEMON,
-                message: format!(
-                    "{e}; {not_done} (a daemon that is only slow needs a longer `--timeout` than {} s)",
-                    wait.seconds
-                ),
-            }),
-            e => daemon_err(e),
-        })
+    fetch_chosen_within(socket, task, wait, not_done, |_, _| {
+        Ok(credential.map(str::to_owned))
+    })
+}
+
+/// [`fetch_within`] of the credential `choose` picks on the open connection (it may ask the
+/// daemon first, e.g. `tasks`, and maps that request's errors with the function it is given,
+/// so that no answer in time is the same error as for the fetch).
+pub(super) fn fetch_chosen_within(
+    socket: &std::path::Path,
+    task: &str,
+    wait: &FetchWait,
+    not_done: &str,
+    choose: impl FnOnce(
+        &mut Client,
+        &dyn Fn(ClientError) -> anyhow::Error,
+    ) -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<Fetched> {
+    let err = |e: ClientError| fetch_error(e, wait, not_done);
+    let mut client = Client::connect_within(socket, wait.duration()).map_err(err)?;
+    let credential = choose(&mut client, &err)?;
+    client.fetch(task, credential.as_deref()).map_err(err)
+}
+
+/// A fetch's client error: no answer within `--timeout` says what was not done.
+fn fetch_error(e: ClientError, wait: &FetchWait, not_done: &str) -> anyhow::Error {
+    match e {
+        ClientError::NoAnswer { .. } => anyhow::Error::new(super::Exit {
+            code: super::EXIT_DAEMON,
+            message: format!(
+                "{e}; {not_done} (a daemon that is only slow needs a longer `--timeout` than {} s)",
+                wait.seconds
+            ),
+        }),
+        e => daemon_err(e),
+    }
 }
 
 /// A connection for an admin or `health` request: it waits at most `wait` for the daemon
@@ -231,23 +255,119 @@ fn only_one<'a>(f: &'a Fetched, what: &str) -> anyhow::Result<&'a FetchedCredent
         [one] => Ok(one),
         many => {
             let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
-            anyhow::bail!(
-                "task `{}` has {} credentials ({}); choose one with --credential for {what}",
-                f.task,
-                many.len(),
-                names.join(", ")
-            )
+            Err(several(&f.task, &names, what))
+        }
+    }
+}
+
+fn several(task: &str, names: &[&str], what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "task `{task}` has {} credentials ({}); choose one with --credential for {what}",
+        names.len(),
+        names.join(", ")
+    )
+}
+
+/// What `get` and `totp` print of a hand-out.
+#[derive(Clone, Copy)]
+enum Printed {
+    /// One credential (`get` without `--json`); `what` names the request in messages.
+    One { what: &'static str },
+    /// One TOTP credential's code (`totp`).
+    TotpCode,
+}
+
+/// The credential to ask `fetch` for, decided before anything is handed out: a hand-out is
+/// audited whether the client then prints it or not, so a request the client would refuse
+/// (a task with several credentials and no `--credential`; `totp` of a login) is refused
+/// here, and only the credential printed is fetched. The task's credentials and their kinds
+/// come from `tasks`, which hands nothing out. Where `tasks` does not list the task (not a
+/// runner of it, no such task, locked) or gives no kinds (an older daemon), the credential
+/// asked for is fetched as given, and the daemon's answer decides (and is audited).
+fn credential_to_fetch(
+    client: &mut Client,
+    task: &str,
+    credential: Option<&str>,
+    printed: Printed,
+    err: &dyn Fn(ClientError) -> anyhow::Error,
+) -> anyhow::Result<Option<String>> {
+    let asked = || Ok(credential.map(str::to_owned));
+    let listed = match client.tasks() {
+        Ok(t) => t.tasks.into_iter().find(|t| t.name == task),
+        // Locked (the connection stays open): the fetch is refused as before, and audited.
+        Err(e) if e.code() == Some(crate::protocol::ErrorCode::Locked) => None,
+        // Busy (the daemon closed the connection), no answer: what the fetch would have had.
+        Err(e) => return Err(err(e)),
+    };
+    let Some(info) = listed else {
+        return asked();
+    };
+    let names: Vec<&str> = info.credentials.iter().map(String::as_str).collect();
+    match printed {
+        Printed::One { .. } if credential.is_some() => asked(),
+        Printed::One { what } => match names.as_slice() {
+            [one] => Ok(Some((*one).to_owned())),
+            [] => asked(),
+            many => anyhow::bail!("{}; nothing was fetched", several(task, many, what)),
+        },
+        Printed::TotpCode => {
+            // Only where the kind of every credential considered is known.
+            let considered: Vec<&str> = match credential {
+                Some(c) if names.contains(&c) => vec![c],
+                Some(_) => return asked(),
+                None => names,
+            };
+            let kinds: Option<Vec<&str>> = considered
+                .iter()
+                .map(|c| info.kinds.get(*c).map(String::as_str))
+                .collect();
+            let Some(kinds) = kinds else {
+                return asked();
+            };
+            let totps: Vec<&str> = considered
+                .iter()
+                .zip(kinds)
+                .filter(|(_, k)| *k == "totp")
+                .map(|(c, _)| *c)
+                .collect();
+            match (totps.as_slice(), credential) {
+                ([one], _) => Ok(Some((*one).to_owned())),
+                ([], Some(c)) => anyhow::bail!(
+                    "task `{task}` has no totp credential named `{c}` (its kind is `{}`); nothing was fetched",
+                    info.kinds.get(c).map(String::as_str).unwrap_or("?")
+                ),
+                ([], None) => {
+                    anyhow::bail!("task `{task}` has no totp credential; nothing was fetched")
+                }
+                (many, _) => anyhow::bail!(
+                    "task `{task}` has several totp credentials ({}); choose one with --credential",
+                    many.join(", ")
+                ),
+            }
         }
     }
 }
 
 pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
-    let fetched = fetch_within(
+    let fetched = fetch_chosen_within(
         &socket_path(g),
         &a.task,
-        a.credential.as_deref(),
         &a.wait,
         "nothing was fetched",
+        |client, err| {
+            if a.json {
+                // Every credential of the task is printed.
+                return Ok(a.credential.clone());
+            }
+            let what = if a.field.is_some() { "--field" } else { "get" };
+            credential_to_fetch(
+                client,
+                &a.task,
+                a.credential.as_deref(),
+                Printed::One { what },
+                err,
+            )
+        },
     )?;
     print_warnings(&fetched);
     let mut out = std::io::stdout().lock();
@@ -296,12 +416,20 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn totp(g: &GlobalArgs, a: &TotpArgs) -> anyhow::Result<ExitCode> {
-    let fetched = fetch_within(
+    let fetched = fetch_chosen_within(
         &socket_path(g),
         &a.task,
-        a.credential.as_deref(),
         &a.wait,
         "nothing was fetched",
+        |client, err| {
+            credential_to_fetch(
+                client,
+                &a.task,
+                a.credential.as_deref(),
+                Printed::TotpCode,
+                err,
+            )
+        },
     )?;
     print_warnings(&fetched);
     let totps: Vec<&FetchedCredential> = fetched

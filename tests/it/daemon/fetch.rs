@@ -2551,3 +2551,136 @@ fn a_fetch_timeout_of_zero_or_over_an_hour_is_a_usage_error() {
         }
     }
 }
+
+/// Found by attacking the runner side from operations.md and protocol.md (eighteenth pass):
+/// `get --task T` without `--credential`, on a task listing several credentials, fetched
+/// every one of them (each hand-out audited) and only then exited 2 asking for
+/// `--credential`; `totp --credential C` where C is a login did the same with C's password.
+/// Nothing is handed out now for a request the client refuses: it reads the task's
+/// credentials and their kinds from `tasks` (no hand-out), refuses before fetching, and
+/// fetches by name only the credential it prints. `get --json` still prints them all.
+#[test]
+fn regression_get_and_totp_fetch_nothing_for_a_request_they_refuse() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    // two-factor-login lists its TOTP credential and a login.
+    let example = daemon::example_policy();
+    let policy = example.replacen(
+        "credentials = [\"shop-2fa\"]",
+        "credentials = [\"shop-2fa\", \"newsletter-login\"]",
+        1,
+    );
+    assert_ne!(
+        policy, example,
+        "examples/policy.toml changed two-factor-login"
+    );
+    let file = dir.path().join("two-credentials.toml");
+    std::fs::write(&file, policy).unwrap();
+    let idarg = id.to_str().unwrap();
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            idarg,
+            "policy",
+            "apply",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", idarg]);
+    // The credentials handed out since `before` records, in order.
+    let handed_out = |before: usize| -> Vec<String> {
+        d.audit_text()
+            .lines()
+            .skip(before)
+            .filter(|l| l.contains("\"op\":\"fetch\"") && l.contains("\"decision\":\"allow\""))
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["credential"].as_str().unwrap_or("?").to_owned()
+            })
+            .collect()
+    };
+    let lines = || d.audit_text().lines().count();
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // Refused requests: exit 2, the reason, nothing handed out.
+    for (args, says) in [
+        (
+            &["get", "--task", "two-factor-login"][..],
+            "choose one with --credential",
+        ),
+        (
+            &["get", "--task", "two-factor-login", "--field", "password"][..],
+            "choose one with --credential",
+        ),
+        (
+            &[
+                "totp",
+                "--task",
+                "two-factor-login",
+                "--credential",
+                "newsletter-login",
+            ][..],
+            "no totp credential named `newsletter-login`",
+        ),
+    ] {
+        let before = lines();
+        let out = sv(&d, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+        assert_no_secret(&text(&out), "a refused request");
+        assert_eq!(handed_out(before), Vec::<String>::new(), "{args:?}");
+    }
+
+    // What is printed is all that is fetched.
+    let before = lines();
+    let out = sv(&d, &["totp", "--task", "two-factor-login"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 6);
+    assert_eq!(handed_out(before), ["shop-2fa"]);
+    let before = lines();
+    let out = sv(
+        &d,
+        &[
+            "get",
+            "--task",
+            "two-factor-login",
+            "--credential",
+            "newsletter-login",
+            "--field",
+            "password",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        secret_of("newsletter-login")
+    );
+    assert_eq!(handed_out(before), ["newsletter-login"]);
+    // A task with one credential: `get` prints it, and fetches that one.
+    let before = lines();
+    let out = sv(
+        &d,
+        &["get", "--task", "checkout-flow", "--field", "password"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(handed_out(before), ["shop-buyer"]);
+    // `get --json` prints every credential of the task, so it fetches every one.
+    let before = lines();
+    let out = sv(&d, &["get", "--task", "two-factor-login", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut all = handed_out(before);
+    all.sort();
+    assert_eq!(all, ["newsletter-login", "shop-2fa"]);
+    // A task this peer may not fetch for is still the daemon's refusal (denied, exit 5).
+    let out = sv(&d, &["get", "--task", "newsletter"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    d.assert_alive();
+}
