@@ -499,8 +499,25 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // one more for the connection that fetches (given back to it): a hand-out is audited
     // whether the command runs or not, so an open-files limit too low for the rest must stop
     // exec here, with nothing fetched (`ulimit -n 6` used to fetch, then fail to spawn).
+    // What killed `exec`s of this uid left: removed by every `exec`, `--files` or not (with
+    // every descriptor still free).
+    super::exec::remove_leftovers();
     let needed = super::exec::descriptors_after_fetch(a.files, !a.no_mask);
     let mut reserve = super::exec::reserve_descriptors(needed + 1)?;
+    // The `--files` directory is made (and its place checked) before the fetch, holding its
+    // lock from the reserve: a refusal here hands nothing out. Removed (with its files) when
+    // this drops, after the child has exited.
+    let mut dir = if a.files {
+        reserve.give_back(1);
+        let d = super::exec::CredDir::create().map_err(|e| {
+            e.context(
+                "exec --files has no private directory for the credentials (nothing was fetched)",
+            )
+        })?;
+        Some(d)
+    } else {
+        None
+    };
     reserve.give_back(1);
     let fetched = fetch_within(
         &socket_path(g),
@@ -514,6 +531,9 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // available), which is said rather than failing after the hand-out.
     let memfds = a.files && reserve.room_for(super::exec::values(&fetched));
     drop(reserve);
+    if let (Some(d), false) = (&mut dir, memfds) {
+        d.no_memfds();
+    }
     if a.files && !memfds {
         eprintln!(
             "scopevault: warning: the open-files limit is {} (soft RLIMIT_NOFILE): it leaves no room for a memfd for each of the {} values, so the entries under --files are mode-0600 files on the tmpfs instead of memfds; raise the limit (`ulimit -n`) to keep the values out of files",
@@ -539,15 +559,9 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
 
     let mut cmd = Command::new(program);
     cmd.args(args).env("SCOPEVAULT_TASK", &fetched.task);
-    // Removed (with its files) when this drops, after the child has exited; a directory left
-    // by a killed exec is removed by the next one.
-    let mut dir = if a.files {
-        let d = super::exec::CredDir::create(memfds)?;
+    if let Some(d) = &dir {
         cmd.env("SCOPEVAULT_CREDENTIALS_DIRECTORY", d.path());
-        Some(d)
-    } else {
-        None
-    };
+    }
     // Two fields can map to one variable (`dup-a`'s `tok-token` and `dup-a-tok`'s `token`, or
     // `client-id` and `client_id`): one value would silently replace the other.
     let mut named: std::collections::BTreeMap<String, String> = Default::default();

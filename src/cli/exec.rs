@@ -3,18 +3,23 @@
 //! `--artifacts`.
 //!
 //! `--files` directory: `<runtime dir>/scopevault-exec/run-XXXXXX` on a tmpfs (the user's
-//! `$XDG_RUNTIME_DIR`, `/run/user/UID`, `/run` for root, else `/dev/shm/scopevault-exec-UID`),
-//! never `/tmp`. Each value lives in a sealed memfd that the child inherits; the directory
-//! only holds symbolic links `CRED/FIELD -> /proc/self/fd/N`, which the child resolves to its
-//! own copy of the descriptor (mode 0600, sealed: it cannot be changed). `N` is the highest
+//! `$XDG_RUNTIME_DIR`, `/run/user/UID`, `/run` for root: a directory of the user's own that no
+//! other user may write), else `/dev/shm/scopevault-exec-UID-XXXXXX`, never `/tmp`. In the
+//! shared `/dev/shm` no name is made ahead of time or trusted: another user could make it
+//! first (eighteenth pass). Each is a fresh directory with a random name, made 0700 by one
+//! `mkdir` (which fails on a name that exists), before the fetch. Each value lives in a sealed
+//! memfd that the child inherits; the directory only holds symbolic links
+//! `CRED/FIELD -> /proc/self/fd/N`, which the child resolves to its own copy of the descriptor
+//! (mode 0600, sealed: it cannot be changed). `N` is the highest
 //! free descriptor number below the soft `RLIMIT_NOFILE`, at most 1023 ([`HIGH_FD_LIMIT`]):
 //! a process that does not hold the inherited descriptor (one started with its inherited
 //! descriptors closed) gets `ENOENT` from the link, not one of its own files, which take the
 //! lowest free numbers. Where memfds are not available, or the open-files limit leaves no room
 //! for one per value (see [`descriptors_after_fetch`]), the values are written as mode-0600
 //! files on the tmpfs. A directory left by an `exec` that was killed (SIGKILL) is removed by
-//! the next `exec` of the same user: beside each live `run-XXXXXX` directory is a
-//! `run-XXXXXX.lock` that its `exec` keeps locked.
+//! the next `exec` of the same user, `--files` or not ([`remove_leftovers`]): each live
+//! `exec --files` holds a lock (`flock`) on its directory, which the kernel drops when the
+//! process dies.
 
 use std::fs::File;
 use std::io::Write;
@@ -152,9 +157,9 @@ pub(crate) fn descriptors_after_fetch(files: bool, masking: bool) -> usize {
     // While the command runs: our end of each pipe, its pidfd (`ChildSignals`), and the
     // signal handlers' socket pair.
     let running = pipes + 1 + 2;
-    // `--files`: the directory's lock file, held until the command ends. Making the directory
-    // opens two at a time (a stale directory's listing and its lock), a value's file one:
-    // fewer than the rest.
+    // `--files`: the directory, open for its lock from before the fetch (it is made before
+    // the fetch, from this reserve) until the command ends. A value's file opens one at a
+    // time: fewer than the rest. Removing what killed `exec`s left comes before the reserve.
     usize::from(files) + spawning.max(running)
 }
 
@@ -202,36 +207,116 @@ fn is_tmpfs(p: &Path) -> bool {
     rustix::fs::statfs(p).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC)
 }
 
-/// The directory under which `exec --files` directories are made, created 0700 if missing,
-/// and checked: a real directory (not a link), owned by us, not group/other accessible.
-pub(crate) fn runtime_base() -> anyhow::Result<PathBuf> {
-    let uid = crate::sys::current_uid();
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if uid != 0 {
-        if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-            candidates.push(PathBuf::from(d));
-        }
-        candidates.push(PathBuf::from(format!("/run/user/{uid}")));
+/// The directory, under a runtime directory of the user's own, that holds its `--files`
+/// directories (`run-XXXXXX`).
+const PRIVATE_BASE: &str = "scopevault-exec";
+
+/// The shared tmpfs that is the fallback: every user may write in it (sticky), so a name in it
+/// is never made ahead of time, and no directory in it is trusted that this uid did not make.
+const SHARED: &str = "/dev/shm";
+
+/// The prefix of this uid's `--files` directories in [`SHARED`]: `scopevault-exec-UID-`,
+/// then random characters.
+fn shared_prefix(uid: u32) -> String {
+    format!("scopevault-exec-{uid}-")
+}
+
+/// Why `d` cannot be `uid`'s own runtime directory, if it cannot: it must be a directory (not
+/// a symbolic link), of `uid`'s, in which no other user may make or rename a name (not
+/// writable by group or others). A runtime directory that others may write (`/dev/shm`, `/tmp`)
+/// would let them make `scopevault-exec` first.
+fn not_own_runtime_dir(d: &Path, uid: u32) -> Option<String> {
+    let m = match std::fs::symlink_metadata(d) {
+        Ok(m) => m,
+        Err(e) => return Some(e.to_string()),
+    };
+    if m.file_type().is_symlink() {
+        Some("a symbolic link".into())
+    } else if !m.is_dir() {
+        Some("not a directory".into())
+    } else if m.uid() != uid {
+        Some(format!("owned by uid {}", m.uid()))
+    } else if m.mode() & 0o022 != 0 {
+        Some(format!(
+            "mode {:o}: other users may write in it",
+            m.mode() & 0o7777
+        ))
     } else {
-        candidates.push(PathBuf::from("/run"));
+        None
     }
-    for c in &candidates {
-        if c.is_dir() && is_tmpfs(c) {
-            return ensure_private_dir(&c.join("scopevault-exec"));
+}
+
+/// The runtime directories of this uid that may hold [`PRIVATE_BASE`], best first:
+/// `$XDG_RUNTIME_DIR` and `/run/user/UID`, or `/run` for root (whose `XDG_RUNTIME_DIR` names a
+/// login session's, see `paths.rs`). One that is not the user's own ([`not_own_runtime_dir`])
+/// is passed over, with a warning when `warn` and it was `XDG_RUNTIME_DIR`.
+fn own_runtime_dirs(uid: u32, warn: bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if uid == 0 {
+        out.push(PathBuf::from("/run"));
+    } else {
+        if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            let d = PathBuf::from(d);
+            match not_own_runtime_dir(&d, uid) {
+                None => out.push(d),
+                Some(why) if warn && d.exists() => eprintln!(
+                    "scopevault: warning: XDG_RUNTIME_DIR ({}) is not a runtime directory of uid {uid}'s own ({why}): --files does not use it",
+                    crate::text::shown(&d)
+                ),
+                Some(_) => {}
+            }
         }
+        out.push(PathBuf::from(format!("/run/user/{uid}")));
     }
-    if is_tmpfs(Path::new("/dev/shm")) {
-        return ensure_private_dir(&PathBuf::from(format!("/dev/shm/scopevault-exec-{uid}")));
+    out.retain(|d| not_own_runtime_dir(d, uid).is_none());
+    out
+}
+
+/// Whether [`SHARED`] is a tmpfs where a directory of ours stays ours: sticky (nobody else may
+/// rename or remove what we make) or writable by nobody else.
+fn shared_usable() -> bool {
+    let shm = Path::new(SHARED);
+    is_tmpfs(shm)
+        && std::fs::symlink_metadata(shm)
+            .is_ok_and(|m| m.is_dir() && (m.mode() & 0o1000 != 0 || m.mode() & 0o022 == 0))
+}
+
+/// Where `exec --files` makes its directory: the parent and the name's prefix.
+struct Place {
+    parent: PathBuf,
+    prefix: String,
+}
+
+/// [`Place`] of this `exec --files`: `<runtime dir>/scopevault-exec/run-` under the first of
+/// [`own_runtime_dirs`] on a tmpfs ([`PRIVATE_BASE`] made 0700 if missing, and checked), else
+/// `/dev/shm/scopevault-exec-UID-`, else the first of [`own_runtime_dirs`] with a warning that
+/// it is no tmpfs.
+fn files_place() -> anyhow::Result<Place> {
+    let uid = crate::sys::current_uid();
+    let own = own_runtime_dirs(uid, true);
+    let private = |d: &Path| -> anyhow::Result<Place> {
+        Ok(Place {
+            parent: ensure_private_dir(&d.join(PRIVATE_BASE))?,
+            prefix: "run-".into(),
+        })
+    };
+    if let Some(d) = own.iter().find(|d| is_tmpfs(d)) {
+        return private(d);
     }
-    let c = candidates
-        .into_iter()
-        .find(|c| c.is_dir())
-        .context("no runtime directory for the credentials files (set XDG_RUNTIME_DIR)")?;
+    if shared_usable() {
+        return Ok(Place {
+            parent: PathBuf::from(SHARED),
+            prefix: shared_prefix(uid),
+        });
+    }
+    let d = own.first().context(
+        "no runtime directory for the credentials files: set XDG_RUNTIME_DIR to a directory of yours that no other user may write",
+    )?;
     eprintln!(
         "scopevault: warning: {} is not a tmpfs: credential files may reach the disk",
-        crate::text::shown(&c)
+        crate::text::shown(d)
     );
-    ensure_private_dir(&c.join("scopevault-exec"))
+    private(d)
 }
 
 fn ensure_private_dir(d: &Path) -> anyhow::Result<PathBuf> {
@@ -264,43 +349,91 @@ fn ensure_private_dir(d: &Path) -> anyhow::Result<PathBuf> {
     Ok(d.to_path_buf())
 }
 
-/// Remove the directories of `exec`s that are gone (their `.lock` is not held). Returns how
-/// many were removed.
-pub(crate) fn remove_stale(base: &Path) -> usize {
+/// Open directory `p` without following a link (`O_NOFOLLOW | O_DIRECTORY`), for its lock.
+fn open_dir(p: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::DIRECTORY).bits() as i32)
+        .open(p)
+}
+
+/// Remove the `--files` directories that this uid's `exec`s left when they were killed, in
+/// every place an `exec` of this uid makes them (its own runtime directories'
+/// `scopevault-exec`, and `/dev/shm/scopevault-exec-UID-*`; and older versions'
+/// `/dev/shm/scopevault-exec-UID`, when it is this uid's), whatever this `exec` hands over:
+/// a directory is gone with the next `exec`, `--files` or not. Cheap: one listing per place.
+/// Returns how many were removed.
+pub(crate) fn remove_leftovers() -> usize {
+    let uid = crate::sys::current_uid();
     let mut removed = 0;
-    let Ok(rd) = std::fs::read_dir(base) else {
+    let mut bases: Vec<PathBuf> = own_runtime_dirs(uid, false)
+        .iter()
+        .map(|d| d.join(PRIVATE_BASE))
+        .collect();
+    if shared_usable() {
+        removed += remove_stale(Path::new(SHARED), &shared_prefix(uid));
+        // Where older versions made their directories: `run-XXXXXX` in this, when it is ours.
+        bases.push(Path::new(SHARED).join(format!("scopevault-exec-{uid}")));
+    }
+    for base in bases {
+        // Only a base of ours that is a real directory (a link is not followed).
+        if std::fs::symlink_metadata(&base).is_ok_and(|m| m.is_dir() && m.uid() == uid) {
+            removed += remove_stale(&base, "run-");
+        }
+    }
+    removed
+}
+
+/// Remove the directories in `parent` named `prefix…` that are this uid's own (never through a
+/// link) and whose `exec` is gone: each live `exec --files` holds a lock (`flock`) on its
+/// directory until it has removed it, which the kernel drops when the process dies. (An
+/// older `exec` kept `NAME.lock` beside it locked instead: a directory whose `NAME.lock` is
+/// held is live too.) Returns how many were removed.
+fn remove_stale(parent: &Path, prefix: &str) -> usize {
+    let uid = crate::sys::current_uid();
+    let mut removed = 0;
+    let Ok(rd) = std::fs::read_dir(parent) else {
         return 0;
     };
     for e in rd.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if !name.starts_with("run-") || name.ends_with(".lock") {
+        if !name.starts_with(prefix) || name.ends_with(".lock") {
             continue;
         }
         let p = e.path();
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };
-        if !m.is_dir() || m.uid() != crate::sys::current_uid() {
+        if !m.is_dir() || m.uid() != uid {
             continue;
         }
-        let lock_path = base.join(format!("{name}.lock"));
-        let stale = match std::fs::OpenOptions::new()
+        let Ok(dir) = open_dir(&p) else {
+            continue;
+        };
+        // The directory opened is the one looked at, still ours.
+        if !dir
+            .metadata()
+            .is_ok_and(|o| o.ino() == m.ino() && o.dev() == m.dev() && o.uid() == uid)
+        {
+            continue;
+        }
+        let lock_path = parent.join(format!("{name}.lock"));
+        let old_lock = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&lock_path)
+            .ok();
+        if old_lock
+            .as_ref()
+            .is_some_and(|l| crate::sys::try_lock_exclusive(l).is_err())
         {
-            Ok(f) => crate::sys::try_lock_exclusive(&f).is_ok(),
-            // No lock file: being created right now, or left half-made; only the latter
-            // (older than a minute) is stale.
-            Err(_) => m
-                .modified()
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 60),
-        };
-        if stale && std::fs::remove_dir_all(&p).is_ok() {
-            let _ = std::fs::remove_file(&lock_path);
+            continue;
+        }
+        if crate::sys::try_lock_exclusive(&dir).is_ok() && std::fs::remove_dir_all(&p).is_ok() {
+            if old_lock.is_some() {
+                let _ = std::fs::remove_file(&lock_path);
+            }
             removed += 1;
         }
     }
@@ -310,8 +443,8 @@ pub(crate) fn remove_stale(base: &Path) -> usize {
 /// The private directory of one `exec --files`: removed when dropped.
 pub(crate) struct CredDir {
     dir: tempfile::TempDir,
+    /// The directory, open and locked until it is removed ([`remove_stale`]).
     _lock: File,
-    lock_path: PathBuf,
     /// The memfds the child inherits (closed in this process when dropped).
     memfds: Vec<OwnedFd>,
     memfd_ok: bool,
@@ -321,37 +454,60 @@ pub(crate) struct CredDir {
 }
 
 impl CredDir {
-    /// Remove stale directories, then make a new one (0700) with its lock held. Its values
-    /// are memfds when `memfds` (and the kernel allows), else files.
-    pub(crate) fn create(memfds: bool) -> anyhow::Result<CredDir> {
-        let base = runtime_base()?;
-        remove_stale(&base);
-        let dir = tempfile::Builder::new()
-            .prefix("run-")
-            .tempdir_in(&base)
-            .context("cannot create the private credentials directory")?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    /// Make a new directory (0700, a fresh random name: one `mkdir`, which fails on a name
+    /// that exists) and hold its lock. Made before the fetch: every refusal of the place comes
+    /// before anything is handed out. Its values are memfds until [`CredDir::no_memfds`].
+    pub(crate) fn create() -> anyhow::Result<CredDir> {
+        use std::os::unix::fs::PermissionsExt;
+        let place = files_place()?;
+        // An `exec` removing stale directories can take the lock of this one between its
+        // `mkdir` and our `flock`, and remove it: then this is no longer the directory at the
+        // path, and another is made.
+        for _ in 0..8 {
+            let dir = tempfile::Builder::new()
+                .prefix(&place.prefix)
+                .permissions(std::fs::Permissions::from_mode(0o700))
+                .tempdir_in(&place.parent)
+                .with_context(|| {
+                    format!(
+                        "cannot create the private credentials directory in {}",
+                        crate::text::shown(&place.parent)
+                    )
+                })?;
+            let lock = open_dir(dir.path())?;
+            let locked = crate::sys::try_lock_exclusive(&lock).is_ok();
+            let same = lock
+                .metadata()
+                .ok()
+                .zip(std::fs::symlink_metadata(dir.path()).ok())
+                .is_some_and(|(held, at)| {
+                    held.ino() == at.ino()
+                        && held.dev() == at.dev()
+                        && at.uid() == crate::sys::current_uid()
+                        && at.mode() & 0o077 == 0
+                });
+            if locked && same {
+                return Ok(CredDir {
+                    dir,
+                    _lock: lock,
+                    memfds: Vec::new(),
+                    memfd_ok: true,
+                    entries: Default::default(),
+                });
+            }
+            // Not ours to remove any more (the path may name another directory by now).
+            let _ = dir.keep();
         }
-        let mut lock_path = dir.path().as_os_str().to_owned();
-        lock_path.push(".lock");
-        let lock_path = PathBuf::from(lock_path);
-        let lock = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&lock_path)?;
-        crate::sys::try_lock_exclusive(&lock)?;
-        Ok(CredDir {
-            dir,
-            _lock: lock,
-            lock_path,
-            memfds: Vec::new(),
-            memfd_ok: memfds,
-            entries: Default::default(),
-        })
+        bail!(
+            "cannot hold a private credentials directory in {}: each one made was removed at once (by a concurrent `exec`?)",
+            crate::text::shown(&place.parent)
+        )
+    }
+
+    /// Make every entry from now on a mode-0600 file instead of a memfd (the open-files limit
+    /// leaves no room for one memfd per value).
+    pub(crate) fn no_memfds(&mut self) {
+        self.memfd_ok = false;
     }
 
     /// The directory.
@@ -416,13 +572,6 @@ impl CredDir {
             .with_context(|| format!("cannot create {}", path.display()))?;
         f.write_all(value)?;
         Ok(())
-    }
-}
-
-impl Drop for CredDir {
-    fn drop(&mut self) {
-        // The directory itself goes with `dir` (TempDir) right after this.
-        let _ = std::fs::remove_file(&self.lock_path);
     }
 }
 

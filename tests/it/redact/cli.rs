@@ -906,13 +906,158 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A runner of checkout-flow for an `exec` that a test kills, placed where no other test's
+/// `exec` looks: every `exec` removes the directories its uid's killed `exec`s left, so
+/// another test's, running meanwhile, could remove what this test is about to look at. As
+/// root it is the test user `user`, as which no other test runs `exec`; without root it is
+/// this user, with an `XDG_RUNTIME_DIR` of its own. With `own_xdg` (always without root) its
+/// `XDG_RUNTIME_DIR` is a fresh 0700 directory on /dev/shm, a tmpfs no other `exec` of the
+/// uid looks in; without, it has none (the fallback, /dev/shm).
+struct KilledExecRunner {
+    daemon: Daemon,
+    ids: Option<(u32, u32)>,
+    exe: std::path::PathBuf,
+    xdg: Option<std::path::PathBuf>,
+    /// A directory the runner may write to.
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl KilledExecRunner {
+    fn start(user: &str, own_xdg: bool) -> KilledExecRunner {
+        use crate::common::users;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempdir();
+        let ids =
+            users::is_root().then(|| users::ensure_user(user).unwrap_or_else(|e| panic!("{e}")));
+        let id = daemon::setup_vault(dir.path());
+        let idarg = id.to_str().unwrap();
+        daemon::ok(
+            dir.path(),
+            &[
+                "--identity-file",
+                idarg,
+                "cred",
+                "set",
+                "shop-buyer",
+                "--field",
+                "username=buyer",
+                "--secret",
+                "password",
+            ],
+            Some(PW),
+        );
+        let mut exe = std::path::PathBuf::from(daemon::bin());
+        if ids.is_some() {
+            let example = daemon::example_policy();
+            let policy = example.replacen(
+                "runners = { users = [\"checkpoint\", \"root\"], groups = [] }",
+                &format!("runners = {{ users = [\"{user}\"], groups = [] }}"),
+                1,
+            );
+            assert_ne!(
+                policy, example,
+                "examples/policy.toml changed checkout-flow"
+            );
+            let file = dir.path().join("runner.toml");
+            std::fs::write(&file, policy).unwrap();
+            daemon::ok(
+                dir.path(),
+                &[
+                    "--identity-file",
+                    idarg,
+                    "policy",
+                    "apply",
+                    file.to_str().unwrap(),
+                ],
+                None,
+            );
+            exe = users::shared_binary(&dir.path().join("shared"));
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
+        let daemon = Daemon::start(dir.path(), &["--identity-file", idarg]);
+        let own = |p: &Path| {
+            std::fs::create_dir(p).unwrap();
+            if let Some((uid, gid)) = ids {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+            }
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).unwrap();
+        };
+        if ids.is_some() {
+            std::fs::set_permissions(
+                daemon.socket.parent().unwrap(),
+                std::fs::Permissions::from_mode(0o711),
+            )
+            .unwrap();
+            std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666))
+                .unwrap();
+        }
+        let out = dir.path().join("out");
+        own(&out);
+        let xdg = (own_xdg || ids.is_none()).then(|| {
+            let x = tempfile::Builder::new()
+                .prefix("scopevault-test-xdg-")
+                .tempdir_in("/dev/shm")
+                .unwrap()
+                .keep();
+            std::fs::remove_dir(&x).unwrap();
+            own(&x);
+            x
+        });
+        KilledExecRunner {
+            daemon,
+            ids,
+            exe,
+            xdg,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// `scopevault --socket S ARGS` as the runner.
+    fn command(&self, args: &[&str]) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = match self.ids {
+            Some((uid, gid)) => {
+                let mut c = Command::new(&self.exe);
+                c.env_clear()
+                    .env("HOME", "/")
+                    .env("PATH", "/usr/bin:/bin")
+                    .current_dir("/")
+                    .uid(uid)
+                    .gid(gid);
+                c
+            }
+            None => daemon::cmd(&self.daemon.dir),
+        };
+        c.arg("--socket")
+            .arg(&self.daemon.socket)
+            .args(args)
+            .stdin(Stdio::null());
+        match &self.xdg {
+            Some(x) => c.env("XDG_RUNTIME_DIR", x),
+            None => c.env_remove("XDG_RUNTIME_DIR"),
+        };
+        c
+    }
+}
+
+impl Drop for KilledExecRunner {
+    fn drop(&mut self) {
+        if let Some(x) = &self.xdg {
+            let _ = std::fs::remove_dir_all(x);
+        }
+    }
+}
+
 #[test]
 fn exec_files_are_memfd_links_on_a_tmpfs_and_a_killed_execs_directory_goes_next_time() {
-    let dir = tempdir();
-    let d = start(dir.path());
-    // The real default (no override): the runtime directory's tmpfs, never /tmp.
-    let pidfile = dir.path().join("child.pid");
-    let report = dir.path().join("report.txt");
+    // As its own user, or in its own XDG_RUNTIME_DIR (on a tmpfs): no other test's `exec`
+    // removes what the killed one leaves before it is looked at.
+    let runner = KilledExecRunner::start(crate::common::users::OTHER_USER, true);
+    // The runtime directory's tmpfs, never /tmp.
+    let pidfile = runner.out.join("child.pid");
+    let report = runner.out.join("report.txt");
     let script = format!(
         "echo $$ > {pid}; d=$SCOPEVAULT_CREDENTIALS_DIRECTORY; \
          {{ echo \"$d\"; readlink \"$d/shop-buyer/password\"; cat \"$d/shop-buyer/username\"; echo; \
@@ -920,20 +1065,17 @@ fn exec_files_are_memfd_links_on_a_tmpfs_and_a_killed_execs_directory_goes_next_
         pid = pidfile.display(),
         rep = report.display()
     );
-    let mut c = daemon::cmd(&d.dir);
-    c.arg("--socket")
-        .arg(&d.socket)
-        .args([
-            "exec",
-            "--task",
-            "checkout-flow",
-            "--files",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .stdin(Stdio::null())
+    let mut c = runner.command(&[
+        "exec",
+        "--task",
+        "checkout-flow",
+        "--files",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut exec = c.spawn().unwrap();
@@ -947,7 +1089,17 @@ fn exec_files_are_memfd_links_on_a_tmpfs_and_a_killed_execs_directory_goes_next_
     assert!(lines[1].starts_with("/proc/self/fd/"), "a memfd link: {r}");
     assert_eq!(lines[2], "buyer");
     assert_eq!(lines[3], "tmpfs", "{r}");
-    for d in [creds_dir.parent().unwrap(), creds_dir.as_path()] {
+    // In `scopevault-exec` (0700) under the runtime directory.
+    let parent = creds_dir.parent().unwrap();
+    assert_eq!(
+        Some(parent),
+        runner
+            .xdg
+            .as_ref()
+            .map(|x| x.join("scopevault-exec"))
+            .as_deref()
+    );
+    for d in [parent, creds_dir.as_path()] {
         let meta = std::fs::symlink_metadata(d).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o700, "{}", d.display());
     }
@@ -966,11 +1118,8 @@ fn exec_files_are_memfd_links_on_a_tmpfs_and_a_killed_execs_directory_goes_next_
     assert!(creds_dir.exists(), "left behind by the killed exec");
 
     // The next exec of the same user removes it.
-    let out = daemon::cmd(&d.dir)
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["exec", "--task", "checkout-flow", "--files", "--", "true"])
-        .stdin(Stdio::null())
+    let out = runner
+        .command(&["exec", "--task", "checkout-flow", "--files", "--", "true"])
         .output()
         .unwrap();
     assert!(
@@ -1070,4 +1219,257 @@ fn exec_is_not_dumpable() {
     let _ = exec.kill();
     let _ = exec.wait();
     drop(h); // the listener thread ends on its own
+}
+
+/// Found by attacking the runner side from operations.md (eighteenth pass): another user
+/// broke `exec --files` of a uid for good by making its fallback directory first. The
+/// directory was the predictable `/dev/shm/scopevault-exec-UID` ("else
+/// `/dev/shm/scopevault-exec-UID`"): `mkdir /dev/shm/scopevault-exec-1001` by uid 1002 made
+/// every `exec --files` of uid 1001 exit 2 ("belongs to uid 1002, not to us: refused") —
+/// after the values were handed out and audited — and the sticky `/dev/shm` kept uid 1001
+/// from removing it. `XDG_RUNTIME_DIR=/dev/shm` was taken as the runtime directory too, where
+/// `scopevault-exec` names no uid at all. Now the shared fallback gets a fresh directory with a
+/// random name (`scopevault-exec-UID-XXXXXX`, made 0700 by one `mkdir`, which fails on any name
+/// that exists), an `XDG_RUNTIME_DIR` that is not the user's own or that others may write is
+/// passed over (with a warning), and a refusal left (a link where the private directory
+/// goes) comes before the fetch: nothing handed out.
+#[test]
+fn regression_another_uid_cannot_take_the_files_directory_of_exec_first() {
+    use crate::common::users;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let ids = users::ensure_user(users::OTHER_USER)
+        .and_then(|runner| users::ensure_user("scopevault-t3").map(|other| (runner, other)));
+    let ((uid, gid), (other, other_gid)) = match ids {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let shm = Path::new("/dev/shm");
+    let tmpfs = Command::new("stat")
+        .args(["-f", "-c", "%T", "/dev/shm"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "tmpfs");
+    if !tmpfs {
+        return crate::common::skip::skip("/dev/shm is not a tmpfs here");
+    }
+    assert!(
+        !Path::new(&format!("/run/user/{uid}")).exists(),
+        "the test user has no /run/user directory: /dev/shm is its fallback"
+    );
+    // The places the other user takes first, removed again whatever happens.
+    let squatted = [
+        shm.join(format!("scopevault-exec-{uid}")),
+        shm.join("scopevault-exec"),
+    ];
+    struct Remove(Vec<std::path::PathBuf>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+    }
+    let private_xdg = shm.join(format!("scopevault-test-xdg-{}", std::process::id()));
+    let mut cleanup = squatted.to_vec();
+    cleanup.push(private_xdg.clone());
+    let _cleanup = Remove(cleanup);
+    for p in &squatted {
+        let _ = std::fs::remove_dir_all(p);
+        let made = Command::new("mkdir")
+            .args(["-m", "755"])
+            .arg(p)
+            .uid(other)
+            .gid(other_gid)
+            .status()
+            .unwrap();
+        assert!(made.success(), "uid {other} makes {}", p.display());
+    }
+
+    // The test user runs checkout-flow.
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = daemon::setup_vault(dir.path());
+    let example = daemon::example_policy();
+    let policy = example.replacen(
+        "runners = { users = [\"checkpoint\", \"root\"], groups = [] }",
+        &format!(
+            "runners = {{ users = [\"{}\"], groups = [] }}",
+            users::OTHER_USER
+        ),
+        1,
+    );
+    assert_ne!(
+        policy, example,
+        "examples/policy.toml changed checkout-flow"
+    );
+    let file = dir.path().join("runner.toml");
+    std::fs::write(&file, policy).unwrap();
+    let idarg = id.to_str().unwrap();
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            idarg,
+            "policy",
+            "apply",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", idarg]);
+    let exe = users::shared_binary(&dir.path().join("shared"));
+    std::fs::set_permissions(
+        d.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o711),
+    )
+    .unwrap();
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let fetches = || {
+        d.audit_text()
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("\"uid\":{uid},"))
+                    && l.contains("\"op\":\"fetch\"")
+                    && l.contains("\"decision\":\"allow\"")
+            })
+            .count()
+    };
+    let exec_files = |xdg: Option<&Path>| {
+        let mut c = Command::new(&exe);
+        c.arg("--socket")
+            .arg(&d.socket)
+            .args(["exec", "--files", "--task", "checkout-flow", "--", "sh", "-c"])
+            .arg("echo \"$SCOPEVAULT_CREDENTIALS_DIRECTORY\"; cat \"$SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/username\"")
+            .env_clear()
+            .env("HOME", "/")
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::null());
+        if let Some(x) = xdg {
+            c.env("XDG_RUNTIME_DIR", x);
+        }
+        c.output().unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // No XDG_RUNTIME_DIR, then one that everybody may write: both fall back to /dev/shm,
+    // past what the other user made there.
+    for xdg in [None, Some(shm)] {
+        let before = fetches();
+        let out = exec_files(xdg);
+        assert!(
+            out.status.success(),
+            "XDG_RUNTIME_DIR {xdg:?}: {}",
+            text(&out)
+        );
+        assert_eq!(fetches() - before, 1);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        let used = Path::new(lines[0]);
+        assert_eq!(used.parent(), Some(shm), "{stdout}");
+        let name = used.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(&format!("scopevault-exec-{uid}-")),
+            "{name}"
+        );
+        assert_eq!(lines[1], "buyer");
+        assert!(!used.exists(), "removed after the command");
+        if xdg.is_some() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("XDG_RUNTIME_DIR") && err.contains("/dev/shm"),
+                "{err}"
+            );
+        }
+    }
+    for p in &squatted {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        assert_eq!(m.uid(), other, "what the other user made is left alone");
+    }
+
+    // A private XDG_RUNTIME_DIR on a tmpfs whose `scopevault-exec` is a link: refused, before
+    // anything is fetched.
+    std::fs::create_dir(&private_xdg).unwrap();
+    std::os::unix::fs::symlink("/tmp", private_xdg.join("scopevault-exec")).unwrap();
+    std::os::unix::fs::lchown(&private_xdg, Some(uid), Some(gid)).unwrap();
+    std::os::unix::fs::lchown(private_xdg.join("scopevault-exec"), Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&private_xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let before = fetches();
+    let out = exec_files(Some(&private_xdg));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("scopevault-exec") && text(&out).contains("nothing was fetched"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(fetches(), before, "a hand-out for a command that never ran");
+    daemon::assert_no_secret(&text(&out), "exec's output");
+}
+
+/// Found by attacking the runner side from operations.md (eighteenth pass), which says "If
+/// `exec` is killed (SIGKILL), the next `exec` of the same user removes the directory it
+/// left": only a later `exec --files` removed it. After a SIGKILLed `exec --files`, the next
+/// plain `exec` left `CRED/FIELD` in place (the value itself where the open-files limit made
+/// the entries files). Every `exec` now removes the directories its uid's killed `exec`s left.
+#[test]
+fn regression_a_plain_exec_removes_the_directory_a_killed_exec_files_left() {
+    // As root, a user no other test runs `exec` as, with no XDG_RUNTIME_DIR (the fallback in
+    // /dev/shm, as in the report); without root, in an XDG_RUNTIME_DIR of its own.
+    let runner = KilledExecRunner::start("scopevault-t3", false);
+    let report = runner.out.join("report.txt");
+    let script = format!(
+        "{{ echo $$; echo \"$SCOPEVAULT_CREDENTIALS_DIRECTORY\"; }} > {rep}.tmp; mv {rep}.tmp {rep}; exec sleep 60",
+        rep = report.display()
+    );
+    let mut exec = runner
+        .command(&[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--files",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the child's report", || report.exists());
+    let r = std::fs::read_to_string(&report).unwrap();
+    let (child, creds_dir) = r.trim().split_once('\n').unwrap();
+    let creds_dir = std::path::PathBuf::from(creds_dir);
+    Command::new("kill")
+        .args(["-KILL", &exec.id().to_string(), child])
+        .status()
+        .unwrap();
+    let _ = exec.wait();
+    assert!(
+        creds_dir.join("shop-buyer").exists(),
+        "left behind by the killed exec"
+    );
+
+    let out = runner
+        .command(&["exec", "--task", "checkout-flow", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !creds_dir.exists(),
+        "the plain exec removed {}",
+        creds_dir.display()
+    );
 }
