@@ -68,6 +68,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
 
     // Stage two: unlock (this may prompt), then the writer lock and a fresh read.
     let unlocked = open_vault(g)?;
+    // Opening a restored file with --allow-rollback saved it again (read before the fresh
+    // read below, which finds it adopted).
+    let adopted = super::unlock::adopted(&unlocked).then(|| unlocked.generation());
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
     let mut vault = unlocked.reopen(&open_options(g))?;
@@ -185,6 +188,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         super::shown(&a.file),
         if added + updated > 0 {
             format!(" (one save, generation {})", vault.generation())
+        } else if let Some(generation) = adopted {
+            format!(
+                ": nothing was imported, but the {}",
+                super::unlock::adopted_note(generation)
+            )
         } else {
             String::from(": the vault was not changed")
         }

@@ -37,7 +37,7 @@ pub(crate) fn run(g: &GlobalArgs, cmd: &SyncCommand) -> anyhow::Result<ExitCode>
                 // vault was not changed", eighteenth pass).
                 Some(generation) => format!(
                     "sync openbao failed; nothing from OpenBao was saved, but the {}",
-                    adopted_note(generation)
+                    super::unlock::adopted_note(generation)
                 ),
             })
         }
@@ -101,13 +101,6 @@ struct Update {
     fields: FieldMap<String>,
     secrets: FieldMap<SecretString>,
     source: CredentialSource,
-}
-
-/// What a sync says of a vault file restored from a backup and accepted with
-/// `--allow-rollback`: it was saved again ([`super::unlock::open_vault`] adopts it) before
-/// the sync read OpenBao, whatever the sync then did.
-fn adopted_note(generation: u64) -> String {
-    format!("vault was saved again as generation {generation} only to adopt the restored file (--allow-rollback)")
 }
 
 /// The sync. `adopted` is set to the generation the vault was saved as when opening it adopted
@@ -303,7 +296,7 @@ fn openbao_sync(
             None => println!("dry run: {summary}; nothing was saved"),
             Some(g) => println!(
                 "dry run: {summary}; nothing from OpenBao was saved; the {}",
-                adopted_note(*g)
+                super::unlock::adopted_note(*g)
             ),
         }
         return Ok(ExitCode::SUCCESS);
@@ -316,7 +309,7 @@ fn openbao_sync(
             ),
             Some(g) => println!(
                 "{summary}: nothing moved upstream; the {}",
-                adopted_note(*g)
+                super::unlock::adopted_note(*g)
             ),
         }
         return Ok(ExitCode::SUCCESS);

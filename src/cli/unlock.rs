@@ -79,6 +79,13 @@ pub(crate) fn adopted(v: &Vault) -> bool {
     v.rollback_warning().is_some()
 }
 
+/// What a command that saved nothing of its own says of a vault file restored from a backup
+/// and accepted with `--allow-rollback`: opening it saved it again ([`open_vault`] adopts it),
+/// whatever the command then did (`sync`, `cred import`; eighteenth pass).
+pub(crate) fn adopted_note(generation: u64) -> String {
+    format!("vault was saved again as generation {generation} only to adopt the restored file (--allow-rollback)")
+}
+
 /// Save a restored file accepted with `--allow-rollback` again, under `lock`, above every
 /// generation seen.
 fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<Vault> {

@@ -341,6 +341,62 @@ fn import_keeps_existing_unless_update_and_is_one_atomic_save() {
     }
 }
 
+/// Eighteenth pass (found by the review of the `sync` fix): opening a vault file restored from
+/// a backup with `--allow-rollback` saves it again as a new generation, but an import that
+/// then had nothing to add ended "the vault was not changed".
+#[test]
+fn an_import_that_adopted_a_restored_vault_says_it_was_saved_again() {
+    let e = Env::new();
+    e.init_with_cred();
+    let pf = e.pf();
+    let restored = e.vault_bytes();
+    let csv = e.path("export.csv");
+    let import = |rows: &str, extra: &[&str]| {
+        std::fs::write(&csv, format!("name,login_username,login_password\n{rows}")).unwrap();
+        let mut a = vec![
+            "cred",
+            "import",
+            csv.to_str().unwrap(),
+            "--passphrase-file",
+            &pf,
+        ];
+        a.extend_from_slice(extra);
+        e.run(&a, b"")
+    };
+    // A newer generation, then the older file put back.
+    let out = import("fresh,u,fresh-Password-8\n", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(e.vault(), &restored).unwrap();
+    // Only a row that exists: nothing to import, but the open adopted the restored file.
+    let out = import(
+        "shop-buyer,new-user,new-Password-9\n",
+        &["--allow-rollback"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(e.vault_bytes(), restored, "the file was saved again");
+    assert!(!stdout.contains("the vault was not changed"), "{stdout}");
+    assert!(
+        stdout
+            .contains("1 kept: nothing was imported, but the vault was saved again as generation")
+            && stdout.contains("only to adopt the restored file (--allow-rollback)"),
+        "{stdout}"
+    );
+    // Without a restored file, nothing to import still leaves the vault as it was.
+    let before = e.vault_bytes();
+    let out = import("shop-buyer,new-user,new-Password-9\n", &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the vault was not changed"));
+    assert_eq!(e.vault_bytes(), before);
+}
+
 #[test]
 fn doctor_reports_each_check_and_fails_on_failures() {
     let e = Env::new();
