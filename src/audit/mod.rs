@@ -66,7 +66,7 @@ use journal::{key_id, Journal, LogId, Redo};
 pub use key::*;
 pub use record::*;
 use recover::*;
-pub use recover::{prev_of_seq, Found};
+pub use recover::{record_at_seq, Found, LineBefore, Located};
 pub use verify::*;
 pub use writer::*;
 
@@ -747,6 +747,53 @@ mod tests {
             r.first_bad.map(|b| (b.line, b.why)),
             Some((2_500, "refused".into()))
         );
+    }
+
+    /// The anchor's rule for a log that goes on past its anchored record (eighteenth pass):
+    /// the record after it must name it and follow it in the file, or be the line the anchor
+    /// names as `next`; the chain's first record follows the anchor of an empty log.
+    #[test]
+    fn the_record_after_the_anchored_one_must_follow_it_or_be_the_one_named() {
+        let head = "a".repeat(64);
+        let anchor = |seq, next: Option<&str>| Anchor {
+            log: "/log".into(),
+            seq,
+            head: head.clone(),
+            generation: 0,
+            begins: None,
+            next: next.map(str::to_owned),
+        };
+        let at = |before: Option<(Option<u64>, &str)>| {
+            Found::At(Located {
+                prev: head.clone(),
+                hash: "b".repeat(64),
+                before: before.map(|(seq, hash)| LineBefore {
+                    seq,
+                    hash: hash.to_owned(),
+                }),
+            })
+        };
+        let gap = |a: &Anchor, found: Found| anchor_gap(a, 9, "c", || Ok(found)).unwrap();
+        assert_eq!(gap(&anchor(5, None), at(Some((Some(5), &head)))), None);
+        assert_eq!(
+            gap(&anchor(5, None), at(None)),
+            Some(AnchorGap::BeginsAfter { anchored: 5 })
+        );
+        assert_eq!(gap(&anchor(5, Some(&"b".repeat(64))), at(None)), None);
+        assert_eq!(
+            gap(&anchor(5, Some(&"d".repeat(64))), at(None)),
+            Some(AnchorGap::BeginsAfter { anchored: 5 })
+        );
+        for before in [(Some(4), head.as_str()), (Some(5), "e"), (None, "e")] {
+            assert!(
+                matches!(
+                    gap(&anchor(5, None), at(Some(before))),
+                    Some(AnchorGap::AnchoredMissing { anchored: 5, .. })
+                ),
+                "{before:?}"
+            );
+        }
+        assert_eq!(gap(&anchor(0, None), at(None)), None);
     }
 
     #[test]

@@ -221,6 +221,9 @@ pub struct RecordView<'a> {
     /// hands on has one, [`record_members`]).
     #[serde(skip)]
     pub at: Option<time::OffsetDateTime>,
+    /// The SHA-256 hex of the record's line: set by the verifier for the records it hands on.
+    #[serde(skip)]
+    pub hash: Option<[u8; 64]>,
 }
 
 /// The members every record the daemon writes has (docs/audit.md, "One line per record"):
@@ -286,6 +289,7 @@ pub(super) fn record_view(line: &[u8]) -> Result<RecordView<'_>, String> {
         generation: v.get("generation").and_then(|x| x.as_u64()),
         policy: text("policy"),
         at: None,
+        hash: None,
     })
 }
 

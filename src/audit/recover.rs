@@ -97,11 +97,11 @@ pub(super) fn read_tail(
     ))
 }
 
-/// What [`prev_of_seq`] found.
+/// What [`record_at_seq`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found {
-    /// The `prev` of the record asked for: the hash of the line before it.
-    Prev(String),
+    /// The record asked for.
+    At(Located),
     /// The file begins after that record (an earlier segment holds it).
     Before,
     /// The record is missing though the file began before it, or a line between it and the
@@ -109,25 +109,57 @@ pub enum Found {
     Unreadable(String),
 }
 
-/// The `prev` of the record with `seq` `want` in the first `len` bytes of `file` (which end in
-/// a complete line): the hash of the record before it, which an anchor names. Read from the
-/// end back to it, so the cost is the bytes after it.
-pub fn prev_of_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found> {
+/// The record [`record_at_seq`] found, and the line before it in the file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Located {
+    /// Its `prev`: the hash of the record before it, which an anchor names.
+    pub prev: String,
+    /// The SHA-256 hex of its own line.
+    pub hash: String,
+    /// The line before it in the file: `None` when the record begins the file.
+    pub before: Option<LineBefore>,
+}
+
+/// The line before a [`Located`] record.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LineBefore {
+    /// Its `seq`, or `None` when it is not a record (a line cut within, zeros).
+    pub seq: Option<u64>,
+    /// The SHA-256 hex of the line.
+    pub hash: String,
+}
+
+/// The record with `seq` `want` in the first `len` bytes of `file` (which end in a complete
+/// line), and the line before it: the anchor's check compares them with the anchored record
+/// (docs/audit.md, "The anchor"). Read from the end back to it, so the cost is the bytes after
+/// it.
+pub fn record_at_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found> {
     // `buf` holds the bytes from `start` up to the end of the lines not yet looked at; it ends
     // in a newline, and holds at most one block plus one line.
     let mut buf: Vec<u8> = Vec::new();
     let mut start = len;
     let mut end_line_no = 0u64;
     let mut later = 0u64;
+    // The record asked for, once found: the next line back is the one before it.
+    let mut found: Option<(String, String)> = None;
     loop {
         let body = buf.len().saturating_sub(1);
         let line_start = match buf[..body].iter().rposition(|&b| b == b'\n') {
             Some(p) => p + 1,
             None if start == 0 => 0,
             None if buf.len() > 2 * MAX_LINE => {
-                return Ok(Found::Unreadable(format!(
-                    "a line longer than {MAX_LINE} bytes"
-                )))
+                return Ok(match found {
+                    // The line before it is over the limit: not a record.
+                    Some((prev, hash)) => Found::At(Located {
+                        prev,
+                        hash,
+                        before: Some(LineBefore {
+                            seq: None,
+                            hash: String::new(),
+                        }),
+                    }),
+                    None => Found::Unreadable(format!("a line longer than {MAX_LINE} bytes")),
+                });
             }
             None => {
                 let from = start.saturating_sub(64 * 1024);
@@ -140,11 +172,32 @@ pub fn prev_of_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found> {
             }
         };
         if buf.is_empty() {
-            return Ok(Found::Before);
+            return Ok(match found {
+                Some((prev, hash)) => Found::At(Located {
+                    prev,
+                    hash,
+                    before: None,
+                }),
+                None => Found::Before,
+            });
+        }
+        let line = &buf[line_start..body];
+        if let Some((prev, hash)) = found {
+            let before = LineBefore {
+                seq: parse_chain_fields(line).ok().map(|(s, _)| s),
+                hash: HEXLOWER.encode(&Sha256::digest(line)),
+            };
+            return Ok(Found::At(Located {
+                prev,
+                hash,
+                before: Some(before),
+            }));
         }
         end_line_no += 1;
-        match parse_chain_fields(&buf[line_start..body]) {
-            Ok((seq, prev)) if seq == want => return Ok(Found::Prev(prev)),
+        match parse_chain_fields(line) {
+            Ok((seq, prev)) if seq == want => {
+                found = Some((prev, HEXLOWER.encode(&Sha256::digest(line))));
+            }
             // A jump over the record (a gap, or lines cut and others written after them):
             // it is not in the file, though the file began before it.
             Ok((seq, _)) if seq < want => {
@@ -160,7 +213,14 @@ pub fn prev_of_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found> {
             }
         }
         if line_start == 0 {
-            return Ok(Found::Before);
+            return Ok(match found {
+                Some((prev, hash)) => Found::At(Located {
+                    prev,
+                    hash,
+                    before: None,
+                }),
+                None => Found::Before,
+            });
         }
         buf.truncate(line_start);
     }
@@ -204,35 +264,60 @@ mod tests {
     }
 
     /// The anchor's check at start reads back from the end to the record after the anchored
-    /// one: found across read blocks, absent because the file begins after it, or missing
-    /// where the file skips over it.
+    /// one: found across read blocks with the line before it, absent because the file begins
+    /// after it, or missing where the file skips over it.
     #[test]
-    fn prev_of_seq_finds_the_record_read_backwards_or_says_why_not() {
+    fn record_at_seq_finds_the_record_and_the_line_before_it_read_backwards_or_says_why_not() {
         let dir = tempfile::tempdir().unwrap();
         for pad in [10, 40_000] {
             let seqs: Vec<u64> = (5..=12).collect();
             let (f, len) = log_of(dir.path(), &seqs, pad);
-            for want in 5..=12 {
+            let text = std::fs::read_to_string(dir.path().join("log.jsonl")).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            let hash = |l: &str| HEXLOWER.encode(&Sha256::digest(l.as_bytes()));
+            for want in 5..=12u64 {
+                let k = (want - 5) as usize;
+                let before = (k > 0).then(|| LineBefore {
+                    seq: Some(want - 1),
+                    hash: hash(lines[k - 1]),
+                });
                 assert_eq!(
-                    prev_of_seq(&f, len, want).unwrap(),
-                    Found::Prev(format!("{want:064x}")),
+                    record_at_seq(&f, len, want).unwrap(),
+                    Found::At(Located {
+                        prev: format!("{want:064x}"),
+                        hash: hash(lines[k]),
+                        before,
+                    }),
                     "pad {pad}"
                 );
             }
-            assert_eq!(prev_of_seq(&f, len, 4).unwrap(), Found::Before);
+            assert_eq!(record_at_seq(&f, len, 4).unwrap(), Found::Before);
             let (f, len) = log_of(dir.path(), &[5, 6, 9, 10], pad);
-            let Found::Unreadable(why) = prev_of_seq(&f, len, 7).unwrap() else {
+            let Found::Unreadable(why) = record_at_seq(&f, len, 7).unwrap() else {
                 panic!("a skipped record is missing")
             };
             assert!(why.contains("no record at seq 7"), "{why}");
+            // The record is there, but the line before it is another record's.
+            let Found::At(at) = record_at_seq(&f, len, 9).unwrap() else {
+                panic!("seq 9 is there")
+            };
+            assert_eq!(at.before.unwrap().seq, Some(6));
         }
         let path = dir.path().join("bad.jsonl");
         std::fs::write(&path, "{\"seq\":1,\"prev\":\"0\"}\nnot a record\n").unwrap();
         let len = std::fs::metadata(&path).unwrap().len();
-        let Found::Unreadable(why) = prev_of_seq(&File::open(&path).unwrap(), len, 1).unwrap()
+        let Found::Unreadable(why) = record_at_seq(&File::open(&path).unwrap(), len, 1).unwrap()
         else {
             panic!("a line that is not a record")
         };
         assert!(why.contains("line 1 from the end"), "{why}");
+        // A line before it that is not a record is handed back as such.
+        let good = format!("{{\"seq\":2,\"prev\":\"{}\"}}", "a".repeat(64));
+        std::fs::write(&path, format!("torn{{\"se\n{good}\n")).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        let Found::At(at) = record_at_seq(&File::open(&path).unwrap(), len, 2).unwrap() else {
+            panic!("seq 2 is there")
+        };
+        assert_eq!(at.before.unwrap().seq, None);
     }
 }

@@ -330,6 +330,7 @@ pub(super) fn check_line(
             return bad(report, no, why);
         }
     };
+    fields.hash = Some(*hash);
     let seq = fields.seq;
     let op = fields.op.as_deref().unwrap_or("");
     if no == 1 && seq > 1 && SEGMENT_STARTS.contains(&op) {

@@ -67,11 +67,32 @@ pub(super) struct Segment {
     /// Sync the next batch in the log rather than frame it in the journal (the record of a
     /// loss the journal cannot mend: no frame then leads later starts back to that loss).
     unframed_next: bool,
-    /// The reason of the `audit.rotate` record this file must begin with: set when the daemon
-    /// begins a new file after a move, cleared once that record is written. A write that
-    /// fails (a full disk) leaves it set, so the next batch begins the file with it and the
-    /// files still verify as one chain.
+    /// The record this file must begin with (its JSON members between `seq` and `prev`):
+    /// set when the daemon begins a new file (after a move, or with `--accept-audit-gap` on
+    /// an empty file), rendered once before the anchor that names its line (`next`) is
+    /// written, and cleared once it is written. A write that fails (a full disk) leaves it
+    /// set, so the next batch begins the file with it, byte for byte that line, and the files
+    /// still verify as one chain.
     begins_with: Option<String>,
+}
+
+/// Append the line of the record at `seq` whose members are `body`, after `prev`, without its
+/// newline: the one rendering of a line, for the log and for the anchor's `next`.
+fn push_line(buf: &mut Vec<u8>, seq: u64, body: &str, prev: &str) {
+    buf.extend_from_slice(b"{\"seq\":");
+    write!(buf, "{seq}").expect("writing to a Vec cannot fail");
+    buf.push(b',');
+    buf.extend_from_slice(body.as_bytes());
+    buf.extend_from_slice(b",\"prev\":\"");
+    buf.extend_from_slice(prev.as_bytes());
+    buf.extend_from_slice(b"\"}");
+}
+
+/// The SHA-256 hex of the line the record with `body` takes right after `chain`.
+fn next_line_hash(chain: &Chain, body: &str) -> String {
+    let mut line = Vec::with_capacity(body.len() + 110);
+    push_line(&mut line, chain.seq + 1, body, &chain.prev);
+    HEXLOWER.encode(&Sha256::digest(&line))
 }
 
 /// An open audit log. `Send + Sync`: share it (in an `Arc`) between all connection threads.
@@ -129,6 +150,15 @@ pub struct Anchor {
     /// up to `seq` are in the moved file, and a start begins the file with that record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub begins: Option<String>,
+    /// Set when the daemon anchors before it writes a record the anchored one is not right
+    /// before in the file (a new file after a move, `--accept-audit-gap` on an empty file,
+    /// the `audit.gap` record after a cut under it): the SHA-256 hex of that record's line,
+    /// at `seq` + 1. A log whose record at `seq` + 1 is that line is the daemon's own, though
+    /// the anchored record is not before it; any other record at `seq` + 1 must follow the
+    /// anchored record itself. Missing (an anchor of an older version): no such record is
+    /// pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// The anchor file of the log at `audit_path`: `audit-anchor-<16 hex digits of the SHA-256 of
@@ -248,6 +278,21 @@ pub enum AnchorGap {
         /// The anchored seq.
         anchored: u64,
     },
+    /// The file begins right after the anchored record, with another record than the one the
+    /// daemon anchored as beginning a new file (the anchor's `next`): records up to the
+    /// anchored one were cut, or are in a rotated file that was not given.
+    BeginsAfter {
+        /// The anchored seq.
+        anchored: u64,
+    },
+    /// The record after the anchored one names it, but the line before it is not the anchored
+    /// record: that record was removed or rewritten.
+    AnchoredMissing {
+        /// The anchored seq.
+        anchored: u64,
+        /// What is there instead.
+        instead: String,
+    },
     /// The record after the anchored one could not be read back.
     Unreadable {
         /// The anchored seq.
@@ -260,6 +305,15 @@ pub enum AnchorGap {
 }
 
 impl AnchorGap {
+    /// The file does not hold the anchored record (it begins after it): it may be in a rotated
+    /// file, which `audit verify` checks with the live log as one chain.
+    pub fn not_in_file(&self) -> bool {
+        matches!(
+            self,
+            AnchorGap::InEarlierFile { .. } | AnchorGap::BeginsAfter { .. }
+        )
+    }
+
     /// What was found, naming the anchor file (`anchor`).
     pub fn describe(&self, anchor: &Path) -> String {
         let anchor = anchor.display();
@@ -277,6 +331,13 @@ impl AnchorGap {
             AnchorGap::InEarlierFile { anchored } => format!(
                 "the log begins after the record at seq {anchored} anchored in {anchor} (a new segment, with the anchored record in an earlier file)"
             ),
+            AnchorGap::BeginsAfter { anchored } => format!(
+                "the log begins at seq {}, after the record at seq {anchored} anchored in {anchor}, but not with the record the daemon anchored there as beginning a new file: records 1..={anchored} are not in it (cut, or in a rotated file)",
+                anchored + 1
+            ),
+            AnchorGap::AnchoredMissing { anchored, instead } => format!(
+                "the record at seq {anchored} anchored in {anchor} is not in the log: the record after it names it, but {instead} (the anchored record was removed or rewritten)"
+            ),
             AnchorGap::Unreadable {
                 anchored,
                 last,
@@ -290,8 +351,10 @@ impl AnchorGap {
 
 /// Compare a log that ends at `last` (seq) with `head` (the hash of its last line) against
 /// its anchor `a`. The anchored record must be there: if the log ends at it, its hash must be
-/// the anchored head; if records follow it, the `prev` of the one after it must be
-/// (`after_anchored` finds that record, [`prev_of_seq`], only when needed).
+/// the anchored head; if records follow it, the one after it must name it (`prev`) and follow
+/// it in the file, seq and hash (`after_anchored` finds that record, [`record_at_seq`], only
+/// when needed). The one exception is the record the anchor names as `next`: the daemon's own
+/// first record of a new file, or its record of a cut, which the anchored record is not before.
 pub fn anchor_gap(
     a: &Anchor,
     last: u64,
@@ -309,8 +372,26 @@ pub fn anchor_gap(
         (a.head != head).then_some(AnchorGap::LastRewritten { anchored })
     } else {
         match after_anchored()? {
-            Found::Prev(prev) if prev == a.head => None,
-            Found::Prev(_) => Some(AnchorGap::RewrittenAndWrittenOn { anchored, last }),
+            Found::At(r) if r.prev != a.head => {
+                Some(AnchorGap::RewrittenAndWrittenOn { anchored, last })
+            }
+            Found::At(r) if a.next.as_deref() == Some(r.hash.as_str()) => None,
+            Found::At(r) => match r.before {
+                // Seq 1 begins the chain: an anchor of an empty log names no record.
+                None if anchored == 0 => None,
+                None => Some(AnchorGap::BeginsAfter { anchored }),
+                Some(b) if b.seq == Some(anchored) && b.hash == a.head => None,
+                Some(b) => Some(AnchorGap::AnchoredMissing {
+                    anchored,
+                    instead: match b.seq {
+                        Some(s) if s == anchored => format!(
+                            "the line before it, seq {s}, is another record (its SHA-256 is not the anchored head)"
+                        ),
+                        Some(s) => format!("it follows seq {s}"),
+                        None => "the line before it is not a record".to_owned(),
+                    },
+                }),
+            },
             Found::Before => Some(AnchorGap::InEarlierFile { anchored }),
             Found::Unreadable(why) => Some(AnchorGap::Unreadable {
                 anchored,
@@ -362,7 +443,7 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
         (Some(a), None) => anchor_gap(a, chain.last_seq, &chain.head, || {
             let f = File::open(path)?;
             let len = f.metadata()?.len();
-            prev_of_seq(&f, len, a.seq + 1)
+            record_at_seq(&f, len, a.seq + 1)
         })
         .map_err(read_err)?,
         _ => None,
@@ -589,13 +670,21 @@ impl AuditLog {
                         // The daemon's own new file after a move, still empty (a full disk
                         // kept its first record out, then a stop or a crash): it continues the
                         // anchored chain and begins with that record at the first write. The
-                        // anchor, which says so, stays as it is until then.
-                        log.lock().chain = Chain {
+                        // anchor, which says so, stays until then; it names the record's line
+                        // as rendered now (a failed write reports it at the next tick).
+                        let chain = Chain {
                             seq: a.seq,
                             prev: a.head.clone(),
                         };
-                        log.segment().begins_with = Some(reason.clone());
                         *log.anchored.lock().unwrap_or_else(|e| e.into_inner()) = a.seq;
+                        log.begin_with(
+                            &chain,
+                            Some(reason.clone()),
+                            AuditRecord {
+                                reason: Some(reason),
+                                ..AuditRecord::new(AuditOp::AuditRotate, Decision::Allow)
+                            },
+                        );
                     }
                 }
             }
@@ -605,12 +694,12 @@ impl AuditLog {
                 // and written on past the anchor.
                 let gap = anchor_gap(&a, have.seq, &have.prev, || {
                     let seg = log.segment();
-                    prev_of_seq(&seg.file, seg.len, a.seq + 1)
+                    record_at_seq(&seg.file, seg.len, a.seq + 1)
                 })
                 .map_err(open_err)?
                 .map(|g| {
                     let mut why = g.describe(&anchor_path(path));
-                    if matches!(g, AnchorGap::InEarlierFile { .. }) {
+                    if g.not_in_file() {
                         why.push_str(": check the files as one chain with `scopevault audit verify` and the rotated files");
                     }
                     why
@@ -622,20 +711,29 @@ impl AuditLog {
                             why,
                         });
                     }
+                    let reason = format!("gap accepted (serve --accept-audit-gap): {why}");
+                    let gap = AuditRecord {
+                        reason: Some(&reason),
+                        ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
+                    };
                     if have.seq == 0 {
                         // A new, empty file (the log was moved away while the daemon was
                         // stopped): it continues the anchored chain, so that the moved file
-                        // and this one verify as one history.
-                        log.lock().chain = Chain {
+                        // and this one verify as one history. It begins with the gap record,
+                        // which the anchor names first (`next`), as for a rotation.
+                        let chain = Chain {
                             seq: a.seq,
                             prev: a.head.clone(),
                         };
+                        *log.anchored.lock().unwrap_or_else(|e| e.into_inner()) = a.seq;
+                        log.begin_with(&chain, None, gap);
+                        log.as_sole_writer(|_| Ok((None, ())))?;
+                    } else {
+                        log.append(gap)?;
+                        // Anchored at once: a crash within the next interval must not find
+                        // the gap it just recorded again.
+                        let _ = log.write_anchor_now();
                     }
-                    let reason = format!("gap accepted (serve --accept-audit-gap): {why}");
-                    log.append(AuditRecord {
-                        reason: Some(&reason),
-                        ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
-                    })?;
                 }
             }
         }
@@ -922,6 +1020,20 @@ impl AuditLog {
         result
     }
 
+    /// Make `rec` the record the (empty) file begins with, right after `chain`, which becomes
+    /// the chain's end: rendered once, and named by the anchor (`next`, with `begins` for an
+    /// `audit.rotate` record) before it is written. Only at open, before any batch.
+    fn begin_with(&self, chain: &Chain, begins: Option<String>, rec: AuditRecord<'_>) {
+        let body = self.render_body(&rec);
+        let _ = self.anchor_synced(
+            chain,
+            begins.as_deref(),
+            Some(&next_line_hash(chain, &body)),
+        );
+        self.lock().chain = chain.clone();
+        self.segment().begins_with = Some(body);
+    }
+
     /// Sleep until a leader has finished its batch (counted in `waiting`).
     fn wait_for_leader<'s>(&'s self, mut st: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
         st.waiting += 1;
@@ -1055,18 +1167,27 @@ impl AuditLog {
         // The anchor must not get ahead of the log on disk: records made durable in the
         // journal are synced in the log first (`audit verify` reads the log alone).
         self.sync_log()?;
-        self.anchor_synced(&chain, None)
+        self.anchor_synced(&chain, None, None)
     }
 
-    /// Write the anchor of `chain`, whose records are already synced in the log.
-    fn anchor_synced(&self, chain: &Chain, begins: Option<&str>) -> std::io::Result<()> {
+    /// Write the anchor of `chain`, whose records are already synced in the log; `begins`
+    /// and `next` as [`Anchor`] keeps them (a record of the daemon's own about to begin a new
+    /// file, or to follow a cut).
+    fn anchor_synced(
+        &self,
+        chain: &Chain,
+        begins: Option<&str>,
+        next: Option<&str>,
+    ) -> std::io::Result<()> {
         if !self.anchor {
             return Ok(());
         }
         let mut last = self.anchored.lock().unwrap_or_else(|e| e.into_inner());
         // Never backwards: a caller that read the chain before another wrote a newer anchor
-        // (the ticker, behind a batch that noticed a move) leaves it as it is.
-        if chain.seq < *last || (begins.is_none() && *last == chain.seq && chain.seq != 0) {
+        // (the ticker, behind a batch that noticed a move) leaves it as it is, and an anchor
+        // that names a pending record (`next`) stays until that record is written.
+        let pending = begins.is_some() || next.is_some();
+        if chain.seq < *last || (!pending && *last == chain.seq && chain.seq != 0) {
             return Ok(());
         }
         let written = write_anchor(
@@ -1080,6 +1201,7 @@ impl AuditLog {
                 head: chain.prev.clone(),
                 generation: self.generation.load(Ordering::SeqCst),
                 begins: begins.map(str::to_owned),
+                next: next.map(str::to_owned),
             },
         );
         // A failed write leaves `last` behind the chain, so the next tick tries again.
@@ -1228,6 +1350,7 @@ impl AuditLog {
         };
         let mut seg = self.segment();
         let mut own: Vec<String> = Vec::new();
+        let mut cut_gap: Option<String> = None;
         let mut newline_first = false;
         let have = untimed_stat(&seg.file, "", rustix::fs::AtFlags::EMPTY_PATH)
             .map_err(|e| err(format!("cannot inspect the log ({e})")))?
@@ -1239,7 +1362,7 @@ impl AuditLog {
                 "the log was truncated by another party (from {} to {have} bytes; copytruncate?): records up to seq {} are gone from it; the chain continues from seq {}'s hash",
                 seg.len, chain.seq, chain.seq
             );
-            own.push(self.render_body(&AuditRecord {
+            cut_gap = Some(self.render_body(&AuditRecord {
                 reason: Some(&reason),
                 ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
             }));
@@ -1290,13 +1413,19 @@ impl AuditLog {
             // The anchor also says that the new file must begin with its `audit.rotate`
             // record: a start that finds it still empty (a full disk kept the record out, then
             // a stop or a crash) continues the chain with that record, not a false cut tail.
+            // And it names that record's line (`next`), rendered here once: a file that begins
+            // right after the anchored record is the daemon's own only if it begins with it.
             let reason = start.map(str::to_owned).unwrap_or_else(|| {
                 format!(
                     "the log was moved away from this path (rotated): records up to seq {} are in the moved file; this file continues the chain",
                     chain.seq
                 )
             });
-            let _ = self.anchor_synced(&chain, Some(&reason));
+            let body = self.render_body(&AuditRecord {
+                reason: Some(&reason),
+                ..AuditRecord::new(AuditOp::AuditRotate, Decision::Allow)
+            });
+            let _ = self.anchor_synced(&chain, Some(&reason), Some(&next_line_hash(&chain, &body)));
             let (file, (dev, ino)) = self.open_next_segment()?;
             let journal = seg.journal.take();
             let id = LogId { dev, ino, ..seg.id };
@@ -1307,17 +1436,25 @@ impl AuditLog {
                 dirty: false,
                 journal,
                 unframed_next: seg.unframed_next,
-                begins_with: Some(reason),
+                begins_with: Some(body),
             };
             newline_first = false;
         }
-        // A new file begins with its `audit.rotate` record, also when the write that should
-        // have begun it failed (the record goes first in the next one).
-        if let Some(reason) = seg.begins_with.as_deref().filter(|_| seg.len == 0) {
-            own.push(self.render_body(&AuditRecord {
-                reason: Some(reason),
-                ..AuditRecord::new(AuditOp::AuditRotate, Decision::Allow)
-            }));
+        // A new file begins with its first record (`audit.rotate`, or an accepted gap's
+        // `audit.gap`), also when the write that should have begun it failed: the record goes
+        // first in the next one, the very line the anchor names.
+        if let Some(body) = seg.begins_with.as_ref().filter(|_| seg.len == 0) {
+            own.push(body.clone());
+        }
+        if let Some(gap) = cut_gap {
+            if own.is_empty() {
+                // What was cut may hold the anchored record: anchor the chain's last record,
+                // naming the gap record's line as the one after it, so that a start after a
+                // crash right after it takes that record for the daemon's own, as for a new
+                // file. (With a new file beginning too, its first record is the one named.)
+                let _ = self.anchor_synced(&chain, None, Some(&next_line_hash(&chain, &gap)));
+            }
+            own.push(gap);
         }
         if own.is_empty() && batch.is_empty() {
             return Ok(Written {
@@ -1343,13 +1480,7 @@ impl AuditLog {
         for body in bodies {
             chain.seq += 1;
             let start = buf.len();
-            buf.extend_from_slice(b"{\"seq\":");
-            write!(buf, "{}", chain.seq).expect("writing to a Vec cannot fail");
-            buf.push(b',');
-            buf.extend_from_slice(body.as_bytes());
-            buf.extend_from_slice(b",\"prev\":\"");
-            buf.extend_from_slice(chain.prev.as_bytes());
-            buf.extend_from_slice(b"\"}");
+            push_line(&mut buf, chain.seq, body, &chain.prev);
             chain.prev = HEXLOWER.encode(&Sha256::digest(&buf[start..]));
             buf.push(b'\n');
         }

@@ -49,11 +49,18 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         None => (None, None),
     };
     let after_anchored = anchor.as_ref().map(|a| a.seq + 1);
-    let mut names_anchored: Option<String> = None;
+    // The record after the anchored one, met on the walk: its `prev`, its line's hash, and the
+    // file it begins, if it is that file's first line.
+    let mut names_anchored: Option<(String, String, Option<PathBuf>)> = None;
     let mut walk = |p: &Path| {
-        audit::verify_each(p, &mut |_, r| {
+        audit::verify_each(p, &mut |no, r| {
             if Some(r.seq) == after_anchored {
-                names_anchored = Some(r.prev.to_string());
+                let hash = r.hash.map(|h| String::from_utf8_lossy(&h).into_owned());
+                names_anchored = Some((
+                    r.prev.to_string(),
+                    hash.unwrap_or_default(),
+                    (no == 1).then(|| p.to_owned()),
+                ));
             }
             Ok(())
         })
@@ -137,10 +144,23 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     // record on: the anchor can.
     if let (Some(a), Some(anchor)) = (anchor, anchor_file) {
         // The record after the anchored one was met on the walk, in whichever file held it;
-        // not met: it is in an earlier file not given here.
+        // not met: the files given begin after it. The line before it is the anchored record
+        // (the chain checked that, within a file and from one file to the next) unless it is
+        // the first line of the files given as one chain.
+        let chain_begins = files.iter().find(|(_, r)| r.lines > 0).map(|(p, _)| *p);
         let after = || {
             Ok(match names_anchored.take() {
-                Some(prev) => audit::Found::Prev(prev),
+                Some((prev, hash, first_of)) => {
+                    let begins_chain = first_of.is_some_and(|f| Some(f.as_path()) == chain_begins);
+                    audit::Found::At(audit::Located {
+                        before: (!begins_chain).then(|| audit::LineBefore {
+                            seq: Some(a.seq),
+                            hash: prev.clone(),
+                        }),
+                        prev,
+                        hash,
+                    })
+                }
                 None => audit::Found::Before,
             })
         };
@@ -156,17 +176,12 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 }
             }
             None => {}
-            Some(audit::AnchorGap::InEarlierFile { anchored }) => eprintln!(
-                "{}: the record at seq {anchored} anchored in {} is in an earlier file not given here: not compared (give the rotated files too)",
-                shown(anchor_of),
-                shown(&anchor)
-            ),
             Some(gap) => {
-                println!(
-                    "{}: {}",
-                    shown(anchor_of),
-                    escape_for_terminal(&gap.describe(&anchor))
-                );
+                let mut why = gap.describe(&anchor);
+                if gap.not_in_file() {
+                    why.push_str(": if the anchored record is in a rotated file, give that file too (`audit verify --audit LOG LOG.*`)");
+                }
+                println!("{}: {}", shown(anchor_of), escape_for_terminal(&why));
                 return Ok(ExitCode::from(1));
             }
         }

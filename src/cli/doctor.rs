@@ -657,7 +657,7 @@ fn check_audit(r: &mut Report, path: &Path) {
     // What `serve` says when it refuses the log, with its fix.
     let refused = |m: &crate::audit::AnchorGap| {
         let mut why = m.describe(&crate::audit::anchor_path(path));
-        if matches!(m, crate::audit::AnchorGap::InEarlierFile { .. }) {
+        if m.not_in_file() {
             why.push_str(": check the files as one chain with `scopevault audit verify` and the rotated files");
         }
         crate::audit::AuditError::Gap {

@@ -447,7 +447,7 @@ pub fn audit_head(log: &Path) -> AuditHead {
         Ok((seq, hash, len)) => {
             if let (Some(a), None) = (&anchor, &out.error) {
                 match crate::audit::anchor_gap(a, seq, &hash, || {
-                    crate::audit::prev_of_seq(&f, len, a.seq + 1)
+                    crate::audit::record_at_seq(&f, len, a.seq + 1)
                 }) {
                     Ok(None) => {}
                     Ok(Some(gap)) => out.error = Some(gap.describe(&anchor_file)),

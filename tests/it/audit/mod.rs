@@ -1,5 +1,6 @@
 //! The audit log: the `audit` subcommands, the process hardening, the masker, the hash chain's verifier.
 
+mod anchor;
 mod cli;
 mod harden;
 mod masker;

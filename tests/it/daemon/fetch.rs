@@ -1519,6 +1519,130 @@ fn records_cut_and_forged_past_the_anchor_are_reported_and_refused_at_start() {
     starts_with_the_gap_recorded(dir.path(), &idarg, &format!("seq {anchored}"));
 }
 
+/// SHA-256 hex of a line, as docs/audit.md defines `prev` (an outside forger's own code, not
+/// the library's).
+fn sha256_hex(line: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(line.as_bytes()))
+}
+
+/// `audit verify --audit LOG`, `doctor` and `status` (no daemon) on `dir`'s log: verify's
+/// output, doctor's `audit` line, and status's `audit_head`.
+fn audit_readers(
+    dir: &std::path::Path,
+    audit: &std::path::Path,
+) -> (std::process::Output, String, serde_json::Value) {
+    let verify = daemon::cmd(dir)
+        .args(["audit", "verify", "--audit"])
+        .arg(audit)
+        .output()
+        .unwrap();
+    let doctor = daemon::cmd(dir)
+        .args(["doctor", "--socket"])
+        .arg(dir.join("run/none.sock"))
+        .output()
+        .unwrap();
+    let doctor = String::from_utf8_lossy(&doctor.stdout)
+        .lines()
+        .find(|l| l.get(6..).is_some_and(|r| r.starts_with("audit")))
+        .unwrap_or_default()
+        .to_owned();
+    let (head, _) = offline_audit_status(dir, audit);
+    (verify, doctor, head)
+}
+
+/// Found by forging logs from docs/audit.md (eighteenth pass): with the daemon stopped, an
+/// intruder who can write the log (not the state directory) replaced it by one forged
+/// `audit.rotate` record at the anchored seq + 1 whose `prev` is the anchored head (the
+/// SHA-256 of the log's last line: anyone who reads the log knows it) and whose reason names a
+/// rotated file that does not exist. `audit verify` said ok ("records 1..=N are in an earlier
+/// file not given here"), doctor said "up to the anchored seq N", status no error, and `serve`
+/// started: the anchored tail was cut unnoticed. The daemon's own new files begin with the
+/// record its anchor names (`next`); a log that begins right after its anchored record with
+/// another is refused at start, reported by verify (exit 1), doctor and status, naming the
+/// missing records.
+#[test]
+fn a_faked_rotation_cutting_the_anchored_tail_is_reported_and_refused_at_start() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let anchored = records(&text).last().unwrap()["seq"].as_u64().unwrap();
+    let head = sha256_hex(text.lines().last().unwrap());
+    let forged = format!(
+        r#"{{"seq":{},"time":"2026-12-01T20:46:00.000000001Z","peer":null,"op":"audit.rotate","task":null,"credential":null,"decision":"allow","reason":"rotated by `scopevault audit rotate`: records up to seq {anchored} are in {}.20261201T204600Z","warnings":[],"values":{{}},"prev":"{head}"}}"#,
+        anchored + 1,
+        audit_path.display()
+    );
+    std::fs::write(&audit_path, forged + "\n").unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    let missing = format!("records 1..={anchored}");
+    let (verify, doctor, status) = audit_readers(dir.path(), &audit_path);
+    assert_eq!(
+        verify.status.code(),
+        Some(1),
+        "the forgery passed: {verify:?}"
+    );
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(said.contains(&missing), "{said}");
+    assert!(
+        doctor.starts_with("fail") && doctor.contains(&missing),
+        "{doctor}"
+    );
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&missing)),
+        "{status}"
+    );
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains(&missing) && err.contains("--accept-audit-gap"),
+        "{err}"
+    );
+    starts_with_the_gap_recorded(dir.path(), &idarg, &missing);
+}
+
+/// The variant (eighteenth pass, found by forging logs from docs/audit.md): the anchored
+/// record itself removed, the records before it kept, and one record appended at the
+/// anchored seq + 1 whose `prev` is the anchored head. `serve` started and `status` reported
+/// no error: they compared only the `prev` of the record after the anchored one. docs/audit.md
+/// says "the anchored record itself must still be there": they now compare it (its seq and
+/// its hash) when the log holds the record after it.
+#[test]
+fn a_log_without_its_anchored_record_is_refused_though_the_next_record_names_it() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let anchored = records(&text).last().unwrap()["seq"].as_u64().unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let head = sha256_hex(&lines.pop().unwrap());
+    lines.push(format!(
+        r#"{{"seq":{},"time":"2026-12-01T20:50:00Z","peer":null,"op":"lock","task":null,"credential":null,"decision":"allow","reason":null,"warnings":[],"values":{{}},"prev":"{head}"}}"#,
+        anchored + 1
+    ));
+    std::fs::write(&audit_path, lines.join("\n") + "\n").unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    let named = format!("seq {anchored}");
+    let (head, _) = offline_audit_status(dir.path(), &audit_path);
+    assert!(
+        head["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&named) && e.contains("not in the log")),
+        "{head}"
+    );
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains(&named)
+            && err.contains("not in the log")
+            && err.contains("--accept-audit-gap"),
+        "{err}"
+    );
+}
+
 /// Wait (at most 10 s) until the daemon whose state directory is under `dir` has written an
 /// anchor of its log.
 fn wait_for_an_anchor(dir: &std::path::Path) {
