@@ -113,6 +113,13 @@ pub(super) enum Redo {
     Unmended { seq: u64, at: u64 },
 }
 
+/// Why [`Journal::redo`] wrote nothing: the journal holds what a genuine journal cannot,
+/// against the anchored record. Records at or below the anchored seq were synced in the log
+/// before they were anchored, so the log never lost them to a crash, and never differs there
+/// from a journal the daemon wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Conflict(pub(super) String);
+
 /// One frame read back from the journal.
 struct Frame {
     serial: u64,
@@ -333,6 +340,19 @@ impl Journal {
         }
     }
 
+    /// Drop every frame (the whole journal zeroed, synchronously): the log file they belong to
+    /// was cut under the daemon (copytruncate), so they no longer describe it, and a start
+    /// must not write them back over what the file holds since (the `audit.gap` record of the
+    /// cut and the records after it).
+    pub(super) fn forget(&mut self) -> std::io::Result<()> {
+        let zeros = aligned(&mut self.scratch, BLOCKS * BLOCK);
+        zeros.fill(0);
+        self.file.write_all_at(zeros, 0)?;
+        self.next = 0;
+        self.unsynced = 0;
+        Ok(())
+    }
+
     /// Make a batch durable: `records` (`count` of them, the first `first_seq`), just
     /// appended at `offset` to `log` (`id`), written as one frame with
     /// one synchronous write. First syncs `log` if the frame could otherwise overwrite a
@@ -387,7 +407,17 @@ impl Journal {
     /// report). Afterwards every frame is in the log durably, unless nothing could be written
     /// back ([`Redo::Unmended`]: the log is left as it is). Also takes up the serials where
     /// the frames there left them.
-    pub(super) fn redo(&mut self, log: &File, id: LogId) -> std::io::Result<Option<Redo>> {
+    ///
+    /// `anchored` is the anchor's seq and head, if there is one: where the first record the
+    /// log lacks or holds otherwise is at or below it, the log is written back only if it
+    /// lacks it (ends there, or in a cut line) and the journal's records lead to the anchored
+    /// record, its hash; else nothing is written ([`Conflict`]).
+    pub(super) fn redo(
+        &mut self,
+        log: &File,
+        id: LogId,
+        anchored: Option<(u64, &str)>,
+    ) -> std::io::Result<Result<Option<Redo>, Conflict>> {
         let all = self.frames()?;
         // Serials keep growing across restarts, so that the last frame written is known.
         self.serial = all.iter().map(|(f, _)| f.serial).max().unwrap_or(0) + 1;
@@ -415,11 +445,11 @@ impl Journal {
         }
         run.reverse();
         let Some(first) = run.first() else {
-            return Ok(None);
+            return Ok(Ok(None));
         };
         let have = log.metadata()?.len();
         if first.offset > have {
-            return Ok(None);
+            return Ok(Ok(None));
         }
         // The first line the log lacks: its offset, its seq, and where it is in the run.
         let mut missing = None;
@@ -441,8 +471,18 @@ impl Journal {
         }
         let Some((at, seq, i, within)) = missing else {
             log.sync_data()?;
-            return Ok(None);
+            return Ok(Ok(None));
         };
+        // At or below the anchored record the log was durable before the anchor named it: a
+        // whole line there that the journal holds otherwise was not lost to a crash.
+        let pinned = anchored.filter(|(a, _)| seq <= *a);
+        if let Some((a, _)) = pinned {
+            if whole_line_at(log, at, have)? {
+                return Ok(Err(Conflict(format!(
+                    "its record at seq {seq} (byte {at}) differs from the log's, at or below the anchored seq {a}, which the log held durably before it was anchored"
+                ))));
+            }
+        }
         // What is written back: the run's records from the first one the log lacks, as far
         // as each is a record `audit verify` accepts (its members, `record_members`) and
         // continues the chain (its seq and prev) from the line before it; the first must be
@@ -457,7 +497,13 @@ impl Journal {
         } else {
             match line_before(log, at)? {
                 Some(b) => Some(b),
-                None => return Ok(Some(Redo::Unmended { seq, at })),
+                // Below the anchored record the line before was durable: not lost to a crash.
+                None if pinned.is_some() => {
+                    return Ok(Err(Conflict(format!(
+                        "the log's line before its record at seq {seq} (byte {at}), at or below the anchored seq, is not a whole record"
+                    ))))
+                }
+                None => return Ok(Ok(Some(Redo::Unmended { seq, at }))),
             }
         };
         let mut good = 0usize;
@@ -482,17 +528,52 @@ impl Journal {
             good += line.len();
             last_seq = s;
         }
+        if let Some((a, head)) = pinned {
+            // What would fill a log cut at or below the anchored record must lead to it.
+            if anchored_hash_of(&rest[..good], a).as_deref() != Some(head) {
+                return Ok(Err(Conflict(format!(
+                    "the log ends at byte {at}, before seq {seq}, and the journal's records from seq {seq} do not lead to the record at seq {a} the anchor names (its hash)"
+                ))));
+            }
+        }
         if good == 0 {
-            return Ok(Some(Redo::Unmended { seq, at }));
+            return Ok(Ok(Some(Redo::Unmended { seq, at })));
         }
         log.set_len(at)?;
         (&*log).write_all(&rest[..good])?;
         log.sync_data()?;
-        Ok(Some(Redo::Restored {
+        Ok(Ok(Some(Redo::Restored {
             first_seq: seq,
             last_seq,
-        }))
+        })))
     }
+}
+
+/// Whether `log` (`have` bytes long) holds a whole line, ending in `\n`, from byte `at`: a
+/// record there, not the cut end of the file.
+fn whole_line_at(log: &File, at: u64, have: u64) -> std::io::Result<bool> {
+    let mut off = at;
+    let mut buf = vec![0u8; 64 * 1024];
+    while off < have && off - at <= MAX_LINE as u64 {
+        let want = ((have - off) as usize).min(buf.len());
+        let got = log.read_at(&mut buf[..want], off)?;
+        if got == 0 {
+            break;
+        }
+        if buf[..got].contains(&b'\n') {
+            return Ok(true);
+        }
+        off += got as u64;
+    }
+    Ok(false)
+}
+
+/// The SHA-256 hex of the line of `records` (whole lines) whose `seq` is `seq`.
+fn anchored_hash_of(records: &[u8], seq: u64) -> Option<String> {
+    records
+        .split(|&b| b == b'\n')
+        .find(|l| parse_chain_fields(l).is_ok_and(|(s, _)| s == seq))
+        .map(|l| HEXLOWER.encode(&Sha256::digest(l)))
 }
 
 /// Whether a record may begin a file, as `audit verify` takes one: seq 1 after 64 zeros, or a
@@ -757,6 +838,37 @@ mod tests {
         assert!(records.is_empty(), "{records:?}");
     }
 
+    /// Found while fixing the eighteenth pass's forged journal: the frames of a log cut under
+    /// the daemon (copytruncate) still named its file, so a start after the cut, with no
+    /// framed batch since (the `audit.gap` record and its batch are synced in the log, not
+    /// framed), cut the log again and wrote the records of before the cut over the gap record
+    /// and the hand-outs after it. A cut now clears the journal.
+    #[test]
+    fn a_log_cut_under_the_daemon_is_not_overwritten_by_the_frames_of_before_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, true).unwrap();
+        log.append(rec()).unwrap();
+        log.append(rec()).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert_eq!(log.append(rec()).unwrap(), 4, "after the gap record");
+        drop(log);
+        let after_cut = std::fs::read_to_string(&path).unwrap();
+        let (text, records) = reopened(&path);
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            after_cut,
+            "the log as the daemon left it"
+        );
+        assert_eq!(records[0]["op"], "audit.gap");
+        assert_eq!(records.len(), 2);
+    }
+
     /// The attacker's view: a frame made by hand from the format in docs/audit.md (not
     /// through `Journal`) is replayed when its record continues the chain, and refused when
     /// it does not — whoever can write the journal can write the log too, but cannot splice
@@ -884,7 +996,7 @@ mod tests {
         );
         assert_eq!(taken.len(), 3, "the writer's own three frames");
         let file = File::open(&path).unwrap();
-        assert_eq!(journal.redo(&file, id).unwrap(), None);
+        assert_eq!(journal.redo(&file, id, None).unwrap(), Ok(None));
     }
 
     /// A failed sync of the log while frames are ahead of it fails every later batch (fail

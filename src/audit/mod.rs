@@ -62,7 +62,7 @@ mod verify;
 mod writer;
 
 pub use journal::journal_path;
-use journal::{key_id, Journal, LogId, Redo};
+use journal::{key_id, Conflict, Journal, LogId, Redo};
 pub use key::*;
 pub use record::*;
 use recover::*;
@@ -118,6 +118,19 @@ pub enum AuditError {
         /// The log.
         path: PathBuf,
         /// What is missing.
+        why: String,
+    },
+    /// The journal holds records that a genuine journal cannot hold: ones that differ from the
+    /// log at or below the anchored seq, or that would fill a log cut there with records that
+    /// do not lead to the anchored one. Nothing was written: the log and the journal are left
+    /// as they were.
+    #[error("the audit journal {journal} conflicts with the log {path}: {why}; the log and the journal were left as they are: keep both as evidence, run `scopevault audit verify --audit {path}`, then move the journal aside (the daemon makes a new one) and start again")]
+    JournalConflict {
+        /// The log.
+        path: PathBuf,
+        /// The journal.
+        journal: PathBuf,
+        /// What conflicts.
         why: String,
     },
     /// A vault older than one the chain has seen was loaded.

@@ -602,11 +602,25 @@ impl AuditLog {
             ino: meta.ino(),
             key: key_id(&key),
         };
+        // The anchor first: a journal that conflicts with the anchored records is refused
+        // before the log is touched.
+        let anchor = if flags.anchor {
+            read_anchor(path)?
+        } else {
+            None
+        };
         let restored = match journal.as_mut() {
-            Some(j) => j.redo(&file, id).map_err(|e| AuditError::Open {
-                path: path.to_owned(),
-                message: format!("cannot bring the log up to its journal ({e})"),
-            })?,
+            Some(j) => j
+                .redo(&file, id, anchor.as_ref().map(|a| (a.seq, a.head.as_str())))
+                .map_err(|e| AuditError::Open {
+                    path: path.to_owned(),
+                    message: format!("cannot bring the log up to its journal ({e})"),
+                })?
+                .map_err(|Conflict(why)| AuditError::JournalConflict {
+                    path: path.to_owned(),
+                    journal: journal_path(path),
+                    why,
+                })?,
             None => None,
         };
         // A torn last line cut above lay within what the journal wrote back: the restoration
@@ -656,7 +670,6 @@ impl AuditLog {
         };
         if flags.anchor {
             let have = log.lock().chain.clone();
-            let anchor = read_anchor(path)?;
             let generation = match &anchor {
                 Some(a) => a
                     .generation
@@ -1356,6 +1369,14 @@ impl AuditLog {
             .map_err(|e| err(format!("cannot inspect the log ({e})")))?
             .stx_size;
         if have < seg.len {
+            // The journal's frames of this file describe what was cut: a start must not write
+            // them back over the records that follow the cut. A journal that cannot be
+            // cleared is given up (the log is synced after every batch instead, as without
+            // one); the frames left in it are at or below the seq the cut's anchor names
+            // below, so a start refuses them rather than writing them back.
+            if seg.journal.as_mut().is_some_and(|j| j.forget().is_err()) {
+                seg.journal = None;
+            }
             // Never pad it back with `set_len` (that wrote NUL bytes) nor leave a hole: go on
             // at its new end, after a record of what is gone.
             let reason = format!(

@@ -142,3 +142,126 @@ fn an_anchor_without_next_is_read_and_names_no_pending_record() {
     .unwrap();
     assert_eq!((a.seq, a.begins, a.next), (15, None, None));
 }
+
+/// A journal frame made from docs/audit.md ("The journal", its format table) alone, for the
+/// log at `path` as it is now: `records` (whole lines, each ending in `\n`) beginning at byte
+/// `offset` with `seq`, under frame serial `serial`.
+fn forged_frame(path: &Path, serial: u64, offset: u64, seq: u64, records: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    let key = std::fs::read(scopevault::audit::key_path(path)).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(b"scopevault audit journal");
+    let count = records.iter().filter(|&&b| b == b'\n').count() as u32;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(b"SVAJRNL1");
+    frame.extend_from_slice(&serial.to_le_bytes());
+    frame.extend_from_slice(&meta.dev().to_le_bytes());
+    frame.extend_from_slice(&meta.ino().to_le_bytes());
+    frame.extend_from_slice(&mac.finalize().into_bytes()[..8]);
+    frame.extend_from_slice(&offset.to_le_bytes());
+    frame.extend_from_slice(&seq.to_le_bytes());
+    frame.extend_from_slice(&count.to_le_bytes());
+    frame.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    let sum = sha2::Sha256::new()
+        .chain_update(&frame)
+        .chain_update(records)
+        .finalize();
+    frame.extend_from_slice(&sum);
+    frame.extend_from_slice(records);
+    frame
+}
+
+/// The lines of `lines` from index `from` on, record `from` altered (`allow` → `deny`) and
+/// the chain recomputed from it, as a forger who read docs/audit.md writes them: each line
+/// ending in `\n`.
+fn altered_from(lines: &[String], from: usize) -> Vec<u8> {
+    use sha2::Digest;
+    let mut prev = serde_json::from_str::<serde_json::Value>(&lines[from]).unwrap()["prev"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut out = Vec::new();
+    for (k, line) in lines[from..].iter().enumerate() {
+        let mut line = line.clone();
+        if k == 0 {
+            line = line.replacen("\"decision\":\"allow\"", "\"decision\":\"deny\"", 1);
+        }
+        let cut = line.rfind(",\"prev\":\"").unwrap();
+        line = format!("{},\"prev\":\"{prev}\"}}", &line[..cut]);
+        prev = format!("{:x}", sha2::Sha256::digest(line.as_bytes()));
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Found by forging logs from docs/audit.md (eighteenth pass): a journal frame with the log's
+/// device, inode and key id and a valid SHA-256, holding altered records 5..15 of an intact
+/// log anchored at 15, made the start cut the log at line 5 and write the forged records in,
+/// then refuse to start blaming a rewrite, with no `audit.repair` record: the evidence was
+/// destroyed by the daemon itself. A genuine journal never differs from the log at or below
+/// the anchored seq (those records were synced before they were anchored), nor gives back,
+/// for a log cut there, records that do not lead to the anchored record: such a journal is
+/// refused before the log is touched, naming the conflict, and log and journal are left as
+/// they are.
+#[test]
+fn a_journal_that_conflicts_with_the_anchored_records_is_refused_before_the_log_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let path = dir.path().join("audit.jsonl");
+        let log = open(&path, false).unwrap();
+        for _ in 0..15 {
+            fetch(&log);
+        }
+        log.write_anchor_now().unwrap();
+        drop(log);
+        let whole = std::fs::read(&path).unwrap();
+        let lines: Vec<String> = String::from_utf8(whole.clone())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let offset = |k: usize| lines[..k].iter().map(|l| l.len() as u64 + 1).sum::<u64>();
+        let journal = journal_path(&path);
+        let genuine = std::fs::read(&journal).unwrap();
+        let mut j = genuine.clone();
+        // The log intact and a frame of altered records 5..15; or the log cut below the
+        // anchored record and a frame that fills what it lacks, 10..15, with altered records.
+        for (from, cut) in [(4, None), (9, Some(offset(9)))] {
+            let log_now = match cut {
+                Some(at) => whole[..at as usize].to_vec(),
+                None => whole.clone(),
+            };
+            std::fs::write(&path, &log_now).unwrap();
+            j.copy_from_slice(&genuine);
+            let frame = forged_frame(
+                &path,
+                1 << 40,
+                offset(from),
+                from as u64 + 1,
+                &altered_from(&lines, from),
+            );
+            j[200 * 4096..200 * 4096 + frame.len()].copy_from_slice(&frame);
+            std::fs::write(&journal, &j).unwrap();
+            let e = open(&path, false).unwrap_err();
+            let said = e.to_string();
+            assert!(
+                matches!(e, AuditError::JournalConflict { .. })
+                    && said.contains("seq 15")
+                    && said.contains(&format!("seq {}", from + 1)),
+                "{cut:?}: {said}"
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), log_now, "{cut:?}: the log");
+            assert_eq!(std::fs::read(&journal).unwrap(), j, "{cut:?}: the journal");
+        }
+        // The same cut, with the genuine journal: written back (the records lead to the
+        // anchored one), as docs/audit.md promises for a log cut under a journal left as it was.
+        std::fs::write(&journal, &genuine).unwrap();
+        let log = open(&path, false).expect("a cut the genuine journal mends");
+        drop(log);
+        assert!(std::fs::read(&path).unwrap().starts_with(&whole));
+    });
+}
