@@ -81,10 +81,12 @@ pub fn verify_each(
 
 /// A segment of the log to read from its start: the file itself, or, when it begins with the
 /// gzip magic (logrotate's `compress`), its decompressed content. A compressed segment is read
-/// as the file it was; nothing here writes.
+/// as the file it was; nothing here writes. Opened without blocking and refused unless a
+/// regular file ([`crate::sys::open_regular`]): a FIFO at the path must not make `audit
+/// verify`, `show` or `lint --audit` wait for a writer.
 pub fn open_segment(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
     use std::os::unix::fs::FileExt;
-    let file = File::open(path)?;
+    let file = crate::sys::open_regular(path, false)?;
     let mut magic = [0u8; 2];
     let gzip = matches!(file.read_at(&mut magic, 0), Ok(2)) && magic == [0x1f, 0x8b];
     Ok(if gzip {

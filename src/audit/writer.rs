@@ -441,7 +441,7 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
     };
     let gap = match (&anchor, &chain.first_bad) {
         (Some(a), None) => anchor_gap(a, chain.last_seq, &chain.head, || {
-            let f = File::open(path)?;
+            let f = crate::sys::open_regular(path, false)?;
             let len = f.metadata()?.len();
             record_at_seq(&f, len, a.seq + 1)
         })
@@ -489,7 +489,9 @@ pub(super) fn scan_generation_if(cond: bool, path: &Path) -> u64 {
 /// The highest `generation` of the `vault.load` records in the log (0 if none): the chain's
 /// own memory of the vault's generation when no anchor is there.
 pub(super) fn scan_generation(path: &Path) -> u64 {
-    let Ok(f) = File::open(path) else { return 0 };
+    let Ok(f) = crate::sys::open_regular(path, false) else {
+        return 0;
+    };
     let mut max = 0;
     for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
         let text = String::from_utf8_lossy(&line);
@@ -559,6 +561,14 @@ impl AuditLog {
             )
             .map_err(|e| nofollow_err(path, e))?,
         );
+        // A FIFO or a device at the log's path (opening one for reading and writing does not
+        // wait) is named, not read as an empty log ("cut tail: the log ends at seq 0").
+        crate::sys::ensure_regular(&file).map_err(|e| AuditError::Open {
+            path: path.to_owned(),
+            message: format!(
+                "{e}: an audit log is a regular file; remove it, or give --audit another path"
+            ),
+        })?;
         crate::sys::try_lock_exclusive(&file).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 AuditError::InUse {
@@ -1569,6 +1579,11 @@ impl AuditLog {
             )
             .map_err(|e| nofollow_err(&self.path, e))?,
         );
+        crate::sys::ensure_regular(&file).map_err(|e| {
+            err(format!(
+                "the new file at the log's path is {e}; remove it (a rotation must leave the path absent or an empty file)"
+            ))
+        })?;
         crate::sys::try_lock_exclusive(&file).map_err(|e| {
             err(format!(
                 "the new file at the log's path is locked by another process ({e})"

@@ -413,7 +413,9 @@ pub fn audit_head(log: &Path) -> AuditHead {
         }
     };
     out.anchor_seq = anchor.as_ref().map(|a| a.seq);
-    let f = match File::open(log) {
+    // Without blocking, a regular file only: a FIFO at the log's path must not make `status`
+    // wait for a writer.
+    let f = match crate::sys::open_regular(log, false) {
         Ok(f) => f,
         Err(e) => {
             let cannot = format!("cannot read the audit log {}: {e}", log.display());

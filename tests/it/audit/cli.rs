@@ -669,3 +669,107 @@ fn show_writes_a_reason_readably_and_still_escapes_what_could_pass_for_a_field()
     );
     assert!(!stdout.contains("uid=0"), "{stdout}");
 }
+
+/// Found by forging logs from docs/audit.md (eighteenth pass): with a FIFO at the live log's
+/// path, `audit verify`, `audit show`, `status` and `lint --audit` waited for ever for a writer
+/// (doctor, which judges the file type first, did not); so did `audit verify` with a FIFO
+/// among the rotated files given; and `serve` refused to start with "cut tail: the log ends at
+/// seq 0". Every read of the log opens it without blocking and refuses anything but a regular
+/// file, naming it.
+#[test]
+fn a_fifo_in_place_of_the_log_or_a_segment_is_refused_at_once_naming_it() {
+    use crate::common::daemon;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    daemon::setup_vault(dir);
+    let policy = daemon::example_policy_file(dir);
+    let log = write_log(dir, 2);
+    let mkfifo = |p: &Path| {
+        assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+    };
+    let fifo = "not a regular file (a FIFO)";
+    let within = |args: &[&std::ffi::OsStr], what: &str| {
+        let child = daemon::cmd(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = crate::common::output_within(child, 30, what);
+        (out.status.code(), text(&out.stdout) + &text(&out.stderr))
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+
+    // A FIFO given to `audit verify` beside the live log, as a rotated segment.
+    let segment = dir.join("audit.jsonl.1");
+    mkfifo(&segment);
+    let (code, said) = within(
+        &[
+            os("audit"),
+            os("verify"),
+            os("--audit"),
+            log.as_os_str(),
+            segment.as_os_str(),
+        ],
+        "audit verify with a FIFO segment",
+    );
+    assert!(code == Some(2) && said.contains(fifo), "{code:?} {said}");
+
+    std::fs::remove_file(&log).unwrap();
+    mkfifo(&log);
+    for (args, what) in [
+        (vec![os("audit"), os("verify")], "audit verify"),
+        (vec![os("audit"), os("show")], "audit show"),
+        (
+            vec![
+                os("lint"),
+                policy.as_os_str(),
+                os("--audit"),
+                log.as_os_str(),
+            ],
+            "lint --audit",
+        ),
+    ] {
+        let (code, said) = within(&args, what);
+        assert!(
+            code == Some(2) && said.contains(fifo),
+            "{what}: {code:?} {said}"
+        );
+    }
+    let none = dir.join("run/none.sock");
+    let (_, said) = within(
+        &[
+            os("status"),
+            os("--format"),
+            os("json"),
+            os("--socket"),
+            none.as_os_str(),
+        ],
+        "status",
+    );
+    let v: serde_json::Value = serde_json::from_str(&said[..said.rfind('}').unwrap() + 1])
+        .unwrap_or_else(|e| panic!("{e}: {said}"));
+    assert!(
+        v["audit_head"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(fifo)),
+        "{v}"
+    );
+    let id = dir.join("identity.txt");
+    let sock = dir.join("run/s.sock");
+    let (code, said) = within(
+        &[
+            os("serve"),
+            os("--identity-file"),
+            id.as_os_str(),
+            os("--socket"),
+            sock.as_os_str(),
+        ],
+        "serve",
+    );
+    assert!(
+        code != Some(0) && said.contains(fifo) && !said.contains("cut tail"),
+        "{code:?} {said}"
+    );
+}
