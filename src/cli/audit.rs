@@ -315,6 +315,16 @@ fn render(line: &[u8]) -> String {
     else {
         return format!("? {}", field(&String::from_utf8_lossy(line)));
     };
+    // A member of another type than the daemon writes, or one written twice, is not one of
+    // its records (`audit verify` refuses it alike): shown as such, with why, never read as
+    // one (a `warnings` item that is a number shown as "", a second `decision` counted).
+    if let Err(why) = audit::typed_record(line) {
+        return format!(
+            "? {} (not a record: {})",
+            field(&String::from_utf8_lossy(line)),
+            escape_for_terminal(&why)
+        );
+    }
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(v) => field(v),
         v => field(&v.to_string()),

@@ -773,3 +773,81 @@ fn a_fifo_in_place_of_the_log_or_a_segment_is_refused_at_once_naming_it() {
         "{code:?} {said}"
     );
 }
+
+/// A log of two lines written from docs/audit.md alone: a record at seq 1, then `second`, a
+/// record's members without `prev`, closed with the SHA-256 of the first line as its `prev`.
+fn forged_pair(path: &Path, second: &str) {
+    use sha2::Digest;
+    let first = format!(
+        r#"{{"seq":1,"time":"2026-12-01T20:00:00Z","peer":null,"op":"lock","task":null,"credential":null,"decision":"allow","reason":null,"warnings":[],"values":{{}},"prev":"{}"}}"#,
+        "0".repeat(64)
+    );
+    let prev = format!("{:x}", sha2::Sha256::digest(first.as_bytes()));
+    std::fs::write(path, format!("{first}\n{{{second},\"prev\":\"{prev}\"}}\n")).unwrap();
+}
+
+/// Found by forging logs from docs/audit.md (eighteenth pass): records the daemon never
+/// writes, with a member of another type than docs/audit.md gives it or a member written
+/// twice, verified ok and were misstated by `audit show`: `warnings` and `values` items that
+/// are not strings shown as "", a `reason` that is not a string dropped, a seq of `2e0` or
+/// 2^64 shown as `#2.0` and `#1.8e19`, and of a repeated `decision` the last one counted
+/// (`deny` then `allow` read as an allowed fetch). The shared reader refuses them, naming the
+/// member: `verify` exits 1 naming the line, `show` prints the line as not a record, with why.
+#[test]
+fn records_with_a_member_of_another_type_or_written_twice_are_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let fetch = r#""time":"2026-12-01T20:00:01Z","peer":{"uid":1001,"gid":1001,"pid":5,"exe":"/usr/bin/python3"},"task":"t","credential":"c""#;
+    let cases = [
+        (
+            format!(r#""seq":2,{fetch},"op":"fetch","decision":"allow","reason":null,"warnings":["w",5,null],"values":{{}}"#),
+            "`warnings`",
+        ),
+        (
+            format!(r#""seq":2,{fetch},"op":"fetch","decision":"allow","reason":null,"warnings":[],"values":{{"password":5}}"#),
+            "`values`",
+        ),
+        (
+            format!(r#""seq":2,{fetch},"op":"fetch","decision":"deny","reason":{{"x":"over_scoped"}},"warnings":[],"values":{{}}"#),
+            "`reason`",
+        ),
+        (
+            format!(r#""seq":2,"decision":"deny",{fetch},"op":"fetch","decision":"allow","reason":null,"warnings":[],"values":{{}}"#),
+            "`decision` twice",
+        ),
+        (
+            format!(r#""seq":2,{fetch},"op":"fetch","decision":"allow","reason":null,"warnings":[],"values":{{}},"later":1,"later":2"#),
+            "`later` twice",
+        ),
+        (
+            format!(r#""seq":2e0,{fetch},"op":"fetch","decision":"allow","reason":null,"warnings":[],"values":{{}}"#),
+            "`seq`",
+        ),
+        (
+            format!(r#""seq":18446744073709551618,{fetch},"op":"fetch","decision":"allow","reason":null,"warnings":[],"values":{{}}"#),
+            "`seq`",
+        ),
+        (
+            r#""seq":2,"time":"2026-12-01T20:00:01Z","peer":{"uid":"0","gid":0,"pid":1,"exe":"/usr/sbin/cron"},"op":"fetch","decision":"allow","reason":null,"warnings":[],"values":{}"#.to_owned(),
+            "`peer.uid`",
+        ),
+    ];
+    for (second, member) in cases {
+        forged_pair(&path, &second);
+        let out = run(&["audit", "verify"], &path, None);
+        let said = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{member}: {said}");
+        assert!(
+            said.contains("line 2: member") && said.contains(member),
+            "{member}: {said}"
+        );
+        let out = run(&["audit", "show"], &path, None);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let shown = text(&out.stdout);
+        let second = shown.lines().nth(1).unwrap_or_default();
+        assert!(
+            second.starts_with("? ") && second.contains(member),
+            "{member}: {shown}"
+        );
+    }
+}
