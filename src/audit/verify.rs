@@ -85,16 +85,24 @@ pub fn verify_each(
 /// regular file ([`crate::sys::open_regular`]): a FIFO at the path must not make `audit
 /// verify`, `show` or `lint --audit` wait for a writer.
 pub fn open_segment(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    Ok(segment_reader(crate::sys::open_regular(path, false)?)?.0)
+}
+
+/// The reader of a segment open as `file` ([`open_segment`]), and whether the file is
+/// compressed (its reader then yields more bytes than the file holds).
+pub fn segment_reader(file: File) -> std::io::Result<(Box<dyn Read + Send>, bool)> {
     use std::os::unix::fs::FileExt;
-    let file = crate::sys::open_regular(path, false)?;
     let mut magic = [0u8; 2];
     let gzip = matches!(file.read_at(&mut magic, 0), Ok(2)) && magic == [0x1f, 0x8b];
     Ok(if gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            file,
-        )))
+        (
+            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+                file,
+            ))),
+            true,
+        )
     } else {
-        Box::new(file)
+        (Box::new(file), false)
     })
 }
 

@@ -851,3 +851,105 @@ fn records_with_a_member_of_another_type_or_written_twice_are_refused_naming_it(
         );
     }
 }
+
+/// Found by forging logs from docs/audit.md (eighteenth pass, t_follow_det): `audit show
+/// --follow` noticed a truncation only when the file was shorter than what it had read, so a
+/// log truncated and written again past its old size between two polls (copytruncate and a
+/// busy daemon) was read on from the old offset: it printed a fragment of a line and skipped
+/// the records before it (the daemon's own `audit.gap` among them). Each poll now checks that
+/// the line before the offset is still the last line read, and starts again from the
+/// beginning of the new content otherwise, as for a truncation. The follower is stopped
+/// (SIGSTOP) while the file changes, so that its next poll sees only the result.
+#[test]
+fn show_follow_starts_again_after_a_truncation_refilled_past_the_old_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    std::fs::create_dir(&source).unwrap();
+    let all = lines(&write_log(&source, 10));
+    let path = dir.path().join("audit.jsonl");
+    write_lines(&path, &all[..2]);
+    let mut child = bin()
+        .args(["audit", "show", "--follow", "--audit"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // Generous deadlines: they bound a hang, they do not measure speed.
+    let next = || rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(next().starts_with("#1 "));
+    assert!(next().starts_with("#2 "));
+    let signal = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    // Truncated, and refilled with records 3..=8: longer than the two lines read.
+    let refill = all[2..8].join("\n") + "\n";
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert!(refill.len() > all[..2].join("\n").len() + 1);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(refill.as_bytes())
+        .unwrap();
+    signal("-CONT");
+    // What it prints up to record `last` (or for 30 s, if that never comes).
+    let upto = |last: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut shown = Vec::new();
+        while !shown
+            .last()
+            .is_some_and(|l: &String| l.starts_with(&format!("{last} ")))
+        {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => shown.push(line),
+                Err(_) => break,
+            }
+        }
+        let seqs: Vec<String> = shown
+            .iter()
+            .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+            .collect();
+        (seqs, shown)
+    };
+    let (seqs, shown) = upto("#8");
+    assert_eq!(seqs, ["#3", "#4", "#5", "#6", "#7", "#8"], "{shown:#?}");
+
+    // Rotated while stopped: the moved file got one more record, and the new file at the
+    // path holds the next. The rest of the moved file comes first, then the new one.
+    signal("-STOP");
+    let moved = dir.path().join("audit.jsonl.1");
+    std::fs::rename(&path, &moved).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&moved)
+        .unwrap()
+        .write_all(format!("{}\n", all[8]).as_bytes())
+        .unwrap();
+    write_lines(&path, &all[9..]);
+    signal("-CONT");
+    let (seqs, shown) = upto("#10");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(seqs, ["#9", "#10"], "{shown:#?}");
+}
