@@ -165,6 +165,14 @@ impl Journal {
         dirfd: &rustix::fd::OwnedFd,
         path: &Path,
     ) -> Result<Option<Journal>, AuditError> {
+        // Every refusal names the journal, not the log.
+        Journal::open_named(dirfd, path).map_err(|e| match e {
+            AuditError::Open { path, message } => AuditError::JournalOpen { path, message },
+            other => other,
+        })
+    }
+
+    fn open_named(dirfd: &rustix::fd::OwnedFd, path: &Path) -> Result<Option<Journal>, AuditError> {
         let jpath = journal_path(path);
         let name = jpath.file_name().expect("a log path names a file");
         let open = |direct: bool| {
@@ -1154,6 +1162,7 @@ mod tests {
             e.to_string().contains("not a regular file of its own"),
             "{e}"
         );
+        assert_names_the_journal(&e, &path);
         assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");
     }
 
@@ -1170,6 +1179,21 @@ mod tests {
         std::os::unix::fs::symlink(&victim, journal_path(&path)).unwrap();
         let e = AuditLog::open(&path, true).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_names_the_journal(&e, &path);
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    /// A refused journal is named as the log's journal, not as the log with advice about the
+    /// log's directory (eighteenth pass: "cannot open the audit log …journal").
+    fn assert_names_the_journal(e: &AuditError, log: &Path) {
+        let shown = e.to_string();
+        let journal = journal_path(log).display().to_string();
+        assert!(
+            shown.contains(&format!("cannot open the audit log's journal {journal}"))
+                && shown.contains("the daemon makes it again")
+                && !shown.contains(&format!("the audit log {journal}"))
+                && !shown.contains("check that the directory exists"),
+            "{shown}"
+        );
     }
 }

@@ -112,6 +112,16 @@ pub enum AuditError {
         /// The OS error, or what is in the key's place.
         message: String,
     },
+    /// The log's journal (`<log>.journal`) could not be created, opened or made. Named as the
+    /// journal: it was worded as [`AuditError::Open`], "cannot open the audit log …journal",
+    /// pointing at the log's directory (eighteenth pass, as for the key file).
+    #[error("cannot open the audit log's journal {path}: {message}; the journal is the regular file of 1 MiB the daemon makes beside the log (mode 0600, its user's): remove what is in its place, and the daemon makes it again at its next start (docs/audit.md, \"The journal\")")]
+    JournalOpen {
+        /// The journal file.
+        path: PathBuf,
+        /// The OS error, or what is in the journal's place.
+        message: String,
+    },
     /// The log is shorter than (or differs from) its anchor.
     #[error("the audit log {path} does not match its anchor: {why}; restore the log from backup, or start with `serve --accept-audit-gap` to record the gap in the chain and go on")]
     Gap {
