@@ -506,7 +506,9 @@ const MAX_LINKS: usize = 40;
 /// The vault file `path` names: `path` itself, or, when it is a symbolic link, the file the
 /// link (and any link that one names) leads to. Each link must be owned by root or the
 /// caller, as a link on the way to a vault directory must be ([`SafeDir`]): the owner of a
-/// link chooses the file every command then reads and saves.
+/// link chooses the file every command then reads and saves. Its directory is judged as a
+/// directory above a vault's is ([`judge_above`]): one another user may write without the
+/// sticky bit (or owns, for a caller other than root) lets them swap the link for theirs.
 ///
 /// A command resolves its vault path once, when it starts, and uses the answer for everything
 /// (lock, temporary file, rename): a save through the link itself renamed the new file over
@@ -517,28 +519,35 @@ pub fn resolve_link(path: &Path) -> Result<PathBuf, VaultError> {
     let me = rustix::process::geteuid().as_raw();
     let mut at = path.to_path_buf();
     for _ in 0..MAX_LINKS {
-        let md = match fs::symlink_metadata(&at) {
-            Ok(md) if md.file_type().is_symlink() => md,
+        // The link itself, open: its owner and its target are read from this one descriptor.
+        // Judged by path (`lstat`, then `readlink`) they could be two links: another user who
+        // may write the directory swapped ours for theirs between the two (renameat2
+        // RENAME_EXCHANGE), and root then opened their file (eighteenth pass, found by
+        // attacking this pass's fixes).
+        let Some(link) = OpenLink::open(&at)? else {
             // Not a link (or not there): the commands judge it as they do any vault path.
-            _ => return Ok(at),
+            return Ok(at);
         };
-        if md.uid() != 0 && md.uid() != me {
-            return Err(VaultError::Io {
-                path: at.clone(),
-                what: "refusing to use the vault path".into(),
-                error: io::Error::other(format!(
-                    "it is a symbolic link owned by uid {}, another user: they could point it at a file of their choosing. Give --vault the file's real path, or replace the link with one of your own",
-                    md.uid()
+        let dir = parent_of(&at);
+        judge_link_dir(&at, &dir).map_err(|e| match e {
+            VaultError::Io { error, .. } => refuse_link(&at, error),
+            e => e,
+        })?;
+        let owner = link.owner();
+        if owner != 0 && owner != me {
+            return Err(refuse_link(
+                &at,
+                io::Error::other(format!(
+                    "it is a symbolic link owned by uid {owner}, another user: they could point it at a file of their choosing. Give --vault the file's real path, or replace the link with one of your own"
                 )),
-            });
+            ));
         }
-        let target = fs::read_link(&at).map_err(io_err(&at, "cannot read the link"))?;
+        let target = link.target(&at)?;
         at = if target.is_absolute() {
             target
         } else {
             // Relative to the link's directory, made canonical so the name a command shows
             // (and its writers judge) is the file's own, not `…/etc/../real/vault`.
-            let dir = parent_of(&at);
             let mut base = fs::canonicalize(&dir).map_err(io_err(&dir, "cannot resolve"))?;
             let mut leading = true;
             for c in target.components() {
@@ -562,6 +571,72 @@ pub fn resolve_link(path: &Path) -> Result<PathBuf, VaultError> {
             format!("more than {MAX_LINKS} symbolic links in a row"),
         ),
     ))
+}
+
+fn refuse_link(link: &Path, error: io::Error) -> VaultError {
+    VaultError::Io {
+        path: link.to_path_buf(),
+        what: "refusing to use the vault path".into(),
+        error,
+    }
+}
+
+/// The directory `dir` that holds the link `link`: its path's components ([`SafeDir`]'s
+/// rules) and itself as a directory above a vault ([`judge_above`]).
+fn judge_link_dir(link: &Path, dir: &Path) -> Result<(), VaultError> {
+    let abs = std::path::absolute(dir).map_err(io_err(dir, "cannot resolve"))?;
+    check_components(&abs, Owners::Administered)?;
+    let md = fs::metadata(&abs).map_err(io_err(&abs, "cannot check"))?;
+    judge_above(
+        link,
+        &abs,
+        &md,
+        rustix::process::geteuid().as_raw(),
+        Owners::Administered,
+        "it is a symbolic link, and ",
+    )
+}
+
+/// A symbolic link, open itself (`O_PATH|O_NOFOLLOW`), so that its owner and its target are
+/// those of one link, whatever is renamed meanwhile at its path.
+struct OpenLink {
+    fd: OwnedFd,
+    stat: rustix::fs::Stat,
+}
+
+impl OpenLink {
+    /// The link at `path`, open; `None` if `path` is missing or not a link.
+    fn open(path: &Path) -> Result<Option<OpenLink>, VaultError> {
+        let fd = match rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(_) => return Ok(None),
+        };
+        let stat =
+            rustix::fs::fstat(&fd).map_err(|e| io_err(path, "cannot check the link")(e.into()))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Symlink {
+            return Ok(None);
+        }
+        Ok(Some(OpenLink { fd, stat }))
+    }
+
+    /// The uid that owns the link opened.
+    fn owner(&self) -> u32 {
+        self.stat.st_uid
+    }
+
+    /// What the link opened holds (`readlinkat(fd, "")`); `path` names it in an error.
+    fn target(&self, path: &Path) -> Result<PathBuf, VaultError> {
+        use std::os::unix::ffi::OsStringExt;
+        let target = rustix::fs::readlinkat(&self.fd, "", Vec::new())
+            .map_err(|e| io_err(path, "cannot read the link")(e.into()))?;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(
+            target.into_bytes(),
+        )))
+    }
 }
 
 /// Read a whole vault file, refusing anything larger than the format allows before reading.
@@ -817,6 +892,37 @@ mod tests {
         fs::remove_file(&seen.path).unwrap();
         fs::create_dir(&seen.path).unwrap();
         assert!(matches!(seen.get("v"), Err(VaultError::Io { .. })));
+    }
+
+    /// The owner and the target of a link at the vault path are read from the one link that
+    /// was opened: another link renamed over its name afterwards (as another user who may
+    /// write the directory did, swapping theirs in with RENAME_EXCHANGE between the owner
+    /// check and the `readlink`, eighteenth pass) changes neither.
+    #[test]
+    fn the_owner_and_target_of_a_vault_link_are_those_of_the_link_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("vault");
+        std::os::unix::fs::symlink("/ours/vault", &at).unwrap();
+        let link = OpenLink::open(&at).unwrap().expect("a link");
+        let me = rustix::process::geteuid().as_raw();
+        assert_eq!(link.owner(), me);
+        let theirs = dir.path().join("theirs");
+        std::os::unix::fs::symlink("/theirs/vault", &theirs).unwrap();
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::lchown(&theirs, Some(4242), Some(4242)).unwrap();
+        }
+        fs::rename(&theirs, &at).unwrap();
+        assert_eq!(fs::read_link(&at).unwrap(), Path::new("/theirs/vault"));
+        assert_eq!(link.owner(), me, "the owner of the link opened");
+        assert_eq!(
+            link.target(&at).unwrap(),
+            Path::new("/ours/vault"),
+            "the target of the link opened"
+        );
+        assert!(OpenLink::open(&dir.path().join("missing"))
+            .unwrap()
+            .is_none());
+        assert!(OpenLink::open(dir.path()).unwrap().is_none(), "not a link");
     }
 
     /// A generation only rises; the unlock hint follows the slot that opened the vault last,

@@ -409,3 +409,93 @@ fn a_vault_path_that_is_a_link_of_ours_is_followed_and_stays_a_link() {
     );
     assert_eq!(std::fs::symlink_metadata(&link).unwrap().uid(), uid);
 }
+
+/// Found by attacking this pass's fixes (eighteenth pass): root's link at the vault path sat
+/// in a directory anyone could write, so another user swapped it (renameat2 RENAME_EXCHANGE)
+/// with a link of their own between the owner check and the `readlink`, and root's commands,
+/// `cred set` included, opened their file. The link's directory is now judged as a directory
+/// above a vault is (the owner and target are also read from the one link opened, see
+/// `store.rs`): writable by others without the sticky bit, it is refused and `doctor` fails
+/// it; with the sticky bit (nobody else can rename our link) it is followed, and another
+/// user's link beside it is still refused.
+#[test]
+fn a_vault_link_in_a_directory_others_may_write_is_refused() {
+    use crate::common::users;
+    let e = Env::new();
+    e.init_with_cred();
+    let lk = e.path("lk");
+    std::fs::create_dir_all(&lk).unwrap();
+    mode(&lk, 0o777);
+    let link = e.path("lk/vault");
+    std::os::unix::fs::symlink(e.vault(), &link).unwrap();
+    let via = link.to_str().unwrap();
+    let pf = e.pf();
+    let before = e.vault_bytes();
+    for args in [
+        vec!["cred", "list"],
+        vec!["cred", "set", "shop-buyer", "--secret", "password"],
+    ] {
+        let mut argv = vec!["--vault", via];
+        argv.extend(args);
+        argv.extend(["--passphrase-file", &pf]);
+        let err = e.fails(&argv, b"new-value", 2);
+        assert!(
+            err.contains("refusing to use the vault path")
+                && err.contains("writable by others without the sticky bit"),
+            "{err}"
+        );
+    }
+    assert_eq!(e.vault_bytes(), before, "nothing written");
+    let doctor = |e: &Env| {
+        let out = e.run(&["--vault", via, "doctor", "--passphrase-file", &pf], b"");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = doctor(&e);
+    assert!(
+        text.lines().any(|l| l.starts_with("fail")
+            && l.contains("vault")
+            && l.contains("writable by others without the sticky bit")),
+        "{text}"
+    );
+
+    mode(&lk, 0o1777);
+    let list = e.ok(
+        &["--vault", via, "cred", "list", "--passphrase-file", &pf],
+        b"",
+    );
+    assert!(list.contains("shop-buyer"), "{list}");
+    let text = doctor(&e);
+    assert!(
+        text.lines().any(|l| l.starts_with("ok")
+            && l.contains("vault")
+            && l.contains("a symbolic link to")),
+        "{text}"
+    );
+
+    if !users::is_root() {
+        return crate::common::skip::skip("root is needed to give a link to a second uid");
+    }
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let theirs = e.path("lk/theirs");
+    std::os::unix::fs::symlink(e.vault(), &theirs).unwrap();
+    std::os::unix::fs::lchown(&theirs, Some(uid), Some(gid)).unwrap();
+    let err = e.fails(
+        &[
+            "--vault",
+            theirs.to_str().unwrap(),
+            "cred",
+            "list",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains(&format!("symbolic link owned by uid {uid}, another user")),
+        "{err}"
+    );
+}
