@@ -61,6 +61,9 @@ pub fn main() -> ExitCode {
             if e.use_stderr() && status::json_requested() {
                 status::print_argument_error(&e);
             }
+            if let Some(code) = refuse_stray_argument_unshown(&e) {
+                return code;
+            }
             e.exit()
         }
     };
@@ -76,6 +79,49 @@ pub fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// For a command that takes `--secret`, clap's "unexpected argument 'X' found" without `X`:
+/// `--secret password VALUE` (a space where `--field` has `=`) made the value the stray
+/// argument, and clap quoted it on stderr (eighteenth pass, found by attacking this pass's
+/// fixes). The usage line is kept; every other clap error is printed as clap prints it.
+fn refuse_stray_argument_unshown(e: &clap::Error) -> Option<ExitCode> {
+    use clap::error::{ContextKind, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let usage = e.get(ContextKind::Usage)?.to_string();
+    let paths = commands_taking_secrets(&Cli::command(), "scopevault");
+    let command = usage
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage:"))
+        .map(str::trim)?;
+    if !paths
+        .iter()
+        .any(|p| command == p || command.starts_with(&format!("{p} ")))
+    {
+        return None;
+    }
+    eprintln!(
+        "error: unexpected argument (not shown: it may be a secret value typed by mistake; consider it exposed)\n\n{}\n\nFor more information, try '--help'.",
+        usage.trim_end()
+    );
+    Some(ExitCode::from(EXIT_USAGE))
+}
+
+/// The paths (`scopevault cred set`) of the subcommands that take `--secret`.
+fn commands_taking_secrets(cmd: &clap::Command, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if cmd.get_arguments().any(|a| a.get_long() == Some("secret")) {
+        out.push(path.to_owned());
+    }
+    for sub in cmd.get_subcommands() {
+        out.extend(commands_taking_secrets(
+            sub,
+            &format!("{path} {}", sub.get_name()),
+        ));
+    }
+    out
 }
 
 /// The context chain on one line ("cannot open vault: …: …"), each cause once: an error whose

@@ -930,6 +930,35 @@ fn audit() {
         ],
         b"",
     );
+    // A space where `=` was meant: the value is a stray argument clap would have quoted.
+    r.fail(
+        &[
+            "cred",
+            "set",
+            "shop-login",
+            "--secret",
+            "password",
+            ARGV_MISTAKE,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    r.fail(
+        &[
+            "cred",
+            "add",
+            "mistake",
+            "--kind",
+            "login",
+            "--secret",
+            "password",
+            ARGV_MISTAKE,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
     // Rollback: an older copy of the vault put back is refused (and accepted when asked).
     let older = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
     set_password("shop-admin", ADMIN_PW, Expect::Success);
