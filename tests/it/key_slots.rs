@@ -293,6 +293,60 @@ fn a_label_key_list_would_escape_or_that_looks_like_another_is_refused() {
     assert!(!list.contains("\\u{"), "no label shown escaped: {list}");
 }
 
+/// Found by attacking this pass's fixes (eighteenth pass): a label of 16 hex digits is refused
+/// as the shape of a slot id, but one that reads as another slot's id (`O` for `0`, `l` for
+/// `1`, fullwidth digits, capitals) was accepted, so `key list` showed two slots under what
+/// reads as one id. A new label is now compared by its look with every slot's id too.
+#[test]
+fn a_label_that_reads_as_a_slot_id_is_refused() {
+    let e = Env::new();
+    e.ok(&["init", "--passphrase-file", &e.pf()], b"");
+    let id = slots_json(&e)[0]["id"].as_str().unwrap().to_owned();
+    let before = e.vault_bytes();
+    let fullwidth = |c: char| match c {
+        '0'..='9' => char::from_u32(c as u32 - '0' as u32 + 0xFF10).unwrap(),
+        c => c,
+    };
+    let lookalikes: Vec<String> = vec![
+        id.replace('0', "O").replace('1', "l"),
+        id.to_uppercase().replace('0', "O"),
+        id.chars().map(fullwidth).collect(),
+    ];
+    let mut tried = 0;
+    // A lookalike still of hex digits alone (the id had no 0, 1 or digit) has the id's own
+    // shape, refused by another rule.
+    for label in lookalikes
+        .iter()
+        .filter(|l| !l.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        tried += 1;
+        let idf = e.path("id.txt");
+        let out = e.run(
+            &[
+                "key",
+                "add",
+                "--identity-out",
+                idf.to_str().unwrap(),
+                "--label",
+                label,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{label:?}: {err}");
+        assert!(
+            err.contains("invalid slot label")
+                && err.contains(&format!("looks like the id of key slot {id}")),
+            "{label:?}: {err}"
+        );
+        assert!(!idf.exists(), "no identity file for a refused slot");
+        assert_eq!(e.vault_bytes(), before, "{label:?}: nothing written");
+    }
+    assert!(tried >= 1, "{id}: no lookalike tried");
+}
+
 #[test]
 fn key_remove_takes_a_label() {
     let e = Env::new();
