@@ -71,13 +71,14 @@ impl CredentialKind {
     }
 
     /// Whether a field name looks like it holds a secret (`passwd`, `api-key`, `db_password`,
-    /// `x.auth.token`, `pwd`, `pin`, `jwt`, `mot_de_passe`…), for any kind: such a field must be
+    /// `x.auth.token`, `pwd`, `pin`, `jwt`, `mot_de_passe`, `dbpass`, `rootpw`…), for any kind: such a field must be
     /// given through `--secret`, never as a plain `--field` value (argv is visible to other
     /// users, and `cred show` prints plain fields).
     ///
     /// The name is lowercased and split at `_`, `-` and `.`. It looks secret when the words
     /// joined contain one of the long secret words (`SECRET_WORDS` in this module), or one word is a short
-    /// one (`SECRET_SHORT_WORDS`): short words are matched whole, so that `pat` does not catch
+    /// one (`SECRET_SHORT_WORDS`) or ends in a secret suffix (`SECRET_SUFFIXES`: `dbpass`,
+    /// `rootpw`): short words are matched whole, so that `pat` does not catch
     /// `pattern`, nor `pin` `shipping` — unless the last word says the field is about the
     /// secret, not the secret itself (`name`, `url`, `uri`, `type`, `hint`, `path`, `file`,
     /// `length`). docs/operations.md lists both; a name caught wrongly costs only `--secret`
@@ -97,7 +98,9 @@ impl CredentialKind {
         }
         let joined = words.concat();
         SECRET_WORDS.iter().any(|l| joined.contains(l))
-            || words.iter().any(|w| SECRET_SHORT_WORDS.contains(w))
+            || words.iter().any(|w| {
+                SECRET_SHORT_WORDS.contains(w) || SECRET_SUFFIXES.iter().any(|s| w.ends_with(s))
+            })
     }
 }
 
@@ -105,7 +108,8 @@ impl CredentialKind {
 /// name with its separators removed (`db_password`, `clientSecret`, `mot_de_passe`).
 /// The eighteenth pass added: `jwt`, `authorization`, `privkey`, `signature`, recovery and
 /// backup codes, security answers, two-factor and one-time codes, seed phrases, and "password"
-/// in the languages an admin is likely to name a field in.
+/// in the languages an admin is likely to name a field in; and (found by attacking that pass's
+/// fixes) `passkey` and `masterkey`.
 const SECRET_WORDS: &[&str] = &[
     "password",
     "passwd",
@@ -136,6 +140,8 @@ const SECRET_WORDS: &[&str] = &[
     "mnemonic",
     "twofactor",
     "twofa",
+    "passkey",
+    "masterkey",
     // "password" in other languages (spelt without accents: field names are ASCII).
     "passwort",
     "kennwort",
@@ -155,8 +161,14 @@ const SECRET_SHORT_WORDS: &[&str] = &[
     "pass", "pwd", "pw", "pin", "pins", "key", "keys", "otp", "hotp", "totp", "seed", "auth",
     "oauth", "sig", "mfa", "2fa", "pem", "pat", "refresh", "priv", "hmac", "salt", "pepper",
     "answer", "cvv", "cvc", "puk", "passe", "senha", "heslo", "haslo", "jelszo", "sifre", "parola",
-    "parol",
+    "parol", "private",
 ];
+
+/// The ends of a word that make it secret-looking in [`CredentialKind::name_looks_secret`]:
+/// a password named after whose it is (`dbpass`, `adminpass`, `rootpw`, `rootpwd`), accepted
+/// as a plain field before (eighteenth pass, found by attacking this pass's fixes). `bypass`
+/// and `compass` are caught too: the list errs towards catching.
+const SECRET_SUFFIXES: &[&str] = &["pass", "pw", "pwd"];
 
 impl fmt::Display for CredentialKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -233,6 +245,18 @@ mod tests {
             "otp_code",
             "hotp",
             "two_factor",
+            // Eighteenth pass, found by attacking this pass's fixes: accepted as plain fields.
+            "dbpass",
+            "adminpass",
+            "rootpw",
+            "rootpwd",
+            "userpass",
+            "apipass",
+            "passkey",
+            "masterkey",
+            "master_key",
+            "private",
+            "ssh_private",
         ] {
             assert!(CredentialKind::name_looks_secret(f), "{f} looks secret");
         }
@@ -260,6 +284,10 @@ mod tests {
             "recovery_email",
             "description",
             "region",
+            "passenger",
+            "passage",
+            "pwa_mode",
+            "dbpass_hint",
         ] {
             assert!(
                 !CredentialKind::name_looks_secret(f),
