@@ -203,6 +203,12 @@ fn decode_base32(text: &str) -> Result<Zeroizing<Vec<u8>>, TotpError> {
         match b {
             b' ' | b'\t' | b'\n' | b'\r' | b'-' => {}
             b'=' => padding += 1,
+            // Outside the alphabet is said first, before the length or the padding: `…K30`
+            // (a digit 0 for the letter O) or a seed ending in a no-break space was told its
+            // length was wrong (eighteenth pass, found by attacking this pass's fixes).
+            _ if !b.is_ascii_alphabetic() && !(b'2'..=b'7').contains(&b) => {
+                return Err(TotpError::NotBase32)
+            }
             // A character after a `=`: padding only ends a seed.
             _ if padding > 0 => return Err(TotpError::BadPadding),
             _ => clean.push(b.to_ascii_uppercase()),

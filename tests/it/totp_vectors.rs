@@ -190,6 +190,28 @@ fn regression_base32_seeds_are_read_as_authenticators_read_them_and_errors_say_w
     assert!(e.to_string().contains("no secret"), "{e}");
 }
 
+/// Found by attacking this pass's fixes (eighteenth pass): a seed with a character outside
+/// the alphabet whose count was also a length no seed has (`JBSWY3DPEHPK30`, a digit 0 for
+/// the letter O; a seed ending in a no-break space) was told "a number of base32 characters
+/// that no seed encodes to", sending the admin to count characters. The characters are
+/// checked before the length now; the message never quotes the seed.
+#[test]
+fn a_character_outside_base32_is_named_before_the_length() {
+    for bad in [
+        "JBSWY3DPEHPK30",
+        "JBSWY3DPEHPK3P0",
+        "JBSWY3DPEHPK3PX\u{a0}",
+        "\u{a0}JBSWY3DPEHPK3PXP",
+        "JBSWY3DPEHPK3PX0=",
+    ] {
+        let e = err("totp_seed", bad);
+        assert_eq!(e, TotpError::NotBase32, "{bad:?}");
+        assert!(!e.to_string().contains("JBSW"), "{e}");
+    }
+    // The length is still the error of a seed whose characters are all base32.
+    assert_eq!(err("totp_seed", "JBSWY3DPE"), TotpError::BadLength);
+}
+
 fn err(field: &str, value: &str) -> TotpError {
     Totp::from_field(field, &secret(value)).unwrap_err()
 }
