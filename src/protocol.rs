@@ -426,6 +426,20 @@ impl Request {
                 "field `{key}` appears more than once; send each field once"
             )));
         }
+        // `v` and `op` are required: null, or left out, is told so, not "leave out a field
+        // that has no value" (eighteenth pass, found by attacking this pass's fixes).
+        if members.null == Some("v") || !members.known.contains(&"v") {
+            return Err(bad(format!(
+                "field `v` is required and must be {PROTOCOL_VERSION} (the protocol version); send \"v\":{PROTOCOL_VERSION}"
+            )));
+        }
+        if members.null == Some("op") || !members.known.contains(&"op") {
+            let names: Vec<&str> = Op::ALL.iter().map(|op| op.as_str()).collect();
+            return Err(bad(format!(
+                "field `op` is required: the name of an op ({})",
+                names.join(", ")
+            )));
+        }
         if let Some(key) = members.null {
             return Err(bad(format!(
                 "field `{key}` is null; leave out a field that has no value rather than send null"
@@ -1064,6 +1078,31 @@ mod tests {
             code(r#"{"v":1,"op":"ticket","task":"t","ttl":0}"#),
             ErrorCode::BadRequest
         );
+    }
+
+    /// Found by attacking this pass's fixes (eighteenth pass): `"v":null` was answered "leave
+    /// out a field that has no value rather than send null", though `v` is required. `v` and
+    /// `op`, null or left out, are said to be required.
+    #[test]
+    fn a_null_or_missing_v_or_op_is_said_to_be_required() {
+        for (line, says) in [
+            (
+                r#"{"v":null,"op":"health"}"#,
+                "field `v` is required and must be 1",
+            ),
+            (r#"{"op":"health"}"#, "field `v` is required and must be 1"),
+            (
+                r#"{"op":"health","v":null,"task":null}"#,
+                "field `v` is required and must be 1",
+            ),
+            (r#"{"v":1,"op":null}"#, "field `op` is required"),
+            (r#"{"v":1}"#, "field `op` is required"),
+        ] {
+            let e = Request::parse(line.as_bytes()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{}", e.message);
+            assert!(e.message.contains(says), "{line}: {}", e.message);
+            assert!(!e.message.contains("leave out"), "{line}: {}", e.message);
+        }
     }
 
     /// Eighteenth pass: `null` for a field was taken as the field left out, though a field of
