@@ -15,8 +15,11 @@ use crate::secret::SecretString;
 pub(crate) const MAX_TICKETS: usize = 100_000;
 /// A scheduler that is not an admin holds at most this part of the table (a quarter), and
 /// schedulers together at most the rest but as much again (three quarters): one scheduler
-/// cannot take the others' tickets, nor schedulers the admins' (eighteenth pass: one
-/// scheduler's 100,000 tickets of 24 hours refused every ticket to root for a day).
+/// cannot take all the others' tickets, nor schedulers the admins' (eighteenth pass: one
+/// scheduler's 100,000 tickets of 24 hours refused every ticket to root for a day). The
+/// three quarters are shared first come first served, so three full schedulers leave none to
+/// a fourth: by design, the limit guards the admins' quarter, not schedulers from each other
+/// (docs/protocol.md).
 const SCHEDULER_SHARE: usize = 4;
 /// How long a spent or expired ticket is remembered after its expiry.
 const REMEMBER_SECS: u64 = 24 * 60 * 60;
