@@ -653,6 +653,12 @@ pub struct TaskInfo {
     /// Absent from older daemons: read it as unknown.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kinds: BTreeMap<String, String>,
+    /// The names (never the values) of the fields and secrets `fetch` hands out of each of
+    /// `credentials` that the vault holds, by credential; a `totp` credential's code is not
+    /// among them (it is `totp` in `fetch`). What a client needs to refuse a field that is not
+    /// there before it fetches. Absent from older daemons: read it as unknown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, Vec<String>>,
     /// The task's origin, if declared.
     pub origin: Option<String>,
 }

@@ -706,11 +706,34 @@ impl Handler {
                                 Some((c.to_string(), held.kind.as_str().to_owned()))
                             })
                             .collect();
+                        // The names of what `fetch` hands out of each (never a value): plain
+                        // fields and secrets, less a TOTP credential's seed.
+                        let fields = credentials
+                            .iter()
+                            .filter_map(|c| {
+                                let held = o.vault.credential(c)?;
+                                let withheld: &[&str] =
+                                    if held.kind == crate::policy::CredentialKind::Totp {
+                                        &TOTP_SEED_FIELDS
+                                    } else {
+                                        &[]
+                                    };
+                                let names = held
+                                    .fields
+                                    .keys()
+                                    .chain(held.secrets.keys())
+                                    .filter(|k| !withheld.contains(&k.as_str()))
+                                    .cloned()
+                                    .collect();
+                                Some((c.to_string(), names))
+                            })
+                            .collect();
                         tasks.push(TaskInfo {
                             name: name.to_owned(),
                             needs: task.needs().into_iter().map(str::to_owned).collect(),
                             credentials: credentials.into_iter().map(str::to_owned).collect(),
                             kinds,
+                            fields,
                             origin: task.origin().map(str::to_owned),
                         });
                     }

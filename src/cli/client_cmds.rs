@@ -270,9 +270,13 @@ fn several(task: &str, names: &[&str], what: &str) -> anyhow::Error {
 
 /// What `get` and `totp` print of a hand-out.
 #[derive(Clone, Copy)]
-enum Printed {
-    /// One credential (`get` without `--json`); `what` names the request in messages.
-    One { what: &'static str },
+enum Printed<'a> {
+    /// One credential (`get` without `--json`); `what` names the request in messages, `field`
+    /// is `--field`'s.
+    One {
+        what: &'static str,
+        field: Option<&'a str>,
+    },
     /// One TOTP credential's code (`totp`).
     TotpCode,
 }
@@ -288,7 +292,7 @@ fn credential_to_fetch(
     client: &mut Client,
     task: &str,
     credential: Option<&str>,
-    printed: Printed,
+    printed: Printed<'_>,
     err: &dyn Fn(ClientError) -> anyhow::Error,
 ) -> anyhow::Result<Option<String>> {
     let asked = || Ok(credential.map(str::to_owned));
@@ -304,12 +308,33 @@ fn credential_to_fetch(
     };
     let names: Vec<&str> = info.credentials.iter().map(String::as_str).collect();
     match printed {
-        Printed::One { .. } if credential.is_some() => asked(),
-        Printed::One { what } => match names.as_slice() {
-            [one] => Ok(Some((*one).to_owned())),
-            [] => asked(),
-            many => anyhow::bail!("{}; nothing was fetched", several(task, many, what)),
-        },
+        Printed::One { what, field } => {
+            let chosen = match (credential, names.as_slice()) {
+                (Some(c), _) => Some(c.to_owned()),
+                (None, [one]) => Some((*one).to_owned()),
+                (None, []) => None,
+                (None, many) => {
+                    anyhow::bail!("{}; nothing was fetched", several(task, many, what))
+                }
+            };
+            // A field the credential does not hand out: refused before the fetch, where
+            // `tasks` names its fields (an older daemon does not: the fetch decides).
+            if let (Some(c), Some(field)) = (&chosen, field) {
+                let totp = info.kinds.get(c).is_some_and(|k| k == "totp");
+                if let Some(known) = info.fields.get(c) {
+                    let handed_out =
+                        known.iter().any(|k| k == field) || (totp && is_totp_alias(field));
+                    if !handed_out {
+                        let mut known: Vec<&str> = known.iter().map(String::as_str).collect();
+                        if totp {
+                            known.push("totp");
+                        }
+                        anyhow::bail!("{}; nothing was fetched", no_field(c, field, &known));
+                    }
+                }
+            }
+            Ok(chosen.or_else(|| credential.map(str::to_owned)))
+        }
         Printed::TotpCode => {
             // Only where the kind of every credential considered is known.
             let considered: Vec<&str> = match credential {
@@ -364,7 +389,10 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
                 client,
                 &a.task,
                 a.credential.as_deref(),
-                Printed::One { what },
+                Printed::One {
+                    what,
+                    field: a.field.as_deref(),
+                },
                 err,
             )
         },
@@ -383,7 +411,7 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
                 v
             } else if let Some(v) = cred.secrets.get(field) {
                 v.expose()
-            } else if let (Some(t), "totp" | "totp_code" | "code") = (&cred.totp, field.as_str()) {
+            } else if let (Some(t), true) = (&cred.totp, is_totp_alias(field)) {
                 t.code.expose()
             } else {
                 let mut known: Vec<&str> = cred
@@ -395,15 +423,7 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
                 if cred.totp.is_some() {
                     known.push("totp");
                 }
-                anyhow::bail!(
-                    "credential `{}` has no field `{field}`; {}",
-                    cred.name,
-                    if known.is_empty() {
-                        format!("it has no fields or secrets yet: set them with `scopevault cred set {} --field KEY=VALUE --secret KEY`", cred.name)
-                    } else {
-                        format!("it has: {}", known.join(", "))
-                    }
-                );
+                return Err(no_field(&cred.name, field, &known));
             };
             writeln!(out, "{value}")?;
         }
@@ -413,6 +433,23 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The names `get --field` takes for a TOTP credential's current code.
+fn is_totp_alias(field: &str) -> bool {
+    matches!(field, "totp" | "totp_code" | "code")
+}
+
+/// `get --field`: `cred` hands out no field `field`; `known` are those it does.
+fn no_field(cred: &str, field: &str, known: &[&str]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "credential `{cred}` has no field `{field}`; {}",
+        if known.is_empty() {
+            format!("it has no fields or secrets yet: set them with `scopevault cred set {cred} --field KEY=VALUE --secret KEY`")
+        } else {
+            format!("it has: {}", known.join(", "))
+        }
+    )
 }
 
 pub(crate) fn totp(g: &GlobalArgs, a: &TotpArgs) -> anyhow::Result<ExitCode> {

@@ -2808,3 +2808,108 @@ fn regression_get_and_totp_fetch_nothing_for_a_request_they_refuse() {
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     d.assert_alive();
 }
+
+/// Found by attacking this pass's fixes (eighteenth pass): `get --field F` naming a field the
+/// credential does not hold fetched it (a hand-out, audited `allow`) and only then exited 2
+/// "has no field `F`" — for a login's `--field nosuch`, and for `--field password` of a
+/// credential `tasks` had just said was of kind `totp`. `tasks` now gives the names of the
+/// fields each credential hands out (names only), and `get` refuses a field that is not among
+/// them before it fetches.
+#[test]
+fn regression_get_field_the_credential_lacks_fetches_nothing() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let example = daemon::example_policy();
+    let policy = example.replacen(
+        "credentials = [\"shop-2fa\"]",
+        "credentials = [\"shop-2fa\", \"newsletter-login\"]",
+        1,
+    );
+    assert_ne!(
+        policy, example,
+        "examples/policy.toml changed two-factor-login"
+    );
+    let file = dir.path().join("two-credentials.toml");
+    std::fs::write(&file, policy).unwrap();
+    let idarg = id.to_str().unwrap();
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            idarg,
+            "policy",
+            "apply",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", idarg]);
+    let fetches = || {
+        d.audit_text()
+            .lines()
+            .filter(|l| l.contains("\"op\":\"fetch\"") && l.contains("\"decision\":\"allow\""))
+            .count()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    for args in [
+        &[
+            "get",
+            "--task",
+            "two-factor-login",
+            "--credential",
+            "newsletter-login",
+            "--field",
+            "nosuch",
+        ][..],
+        &[
+            "get",
+            "--task",
+            "two-factor-login",
+            "--credential",
+            "shop-2fa",
+            "--field",
+            "password",
+        ][..],
+        &["get", "--task", "checkout-flow", "--field", "nosuch"][..],
+    ] {
+        let before = fetches();
+        let out = sv(&d, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("has no field") && text(&out).contains("nothing was fetched"),
+            "{args:?}: {}",
+            text(&out)
+        );
+        assert_no_secret(&text(&out), "a refused get");
+        assert_eq!(
+            fetches(),
+            before,
+            "a hand-out for nothing printed: {args:?}"
+        );
+    }
+    // A field the credential has is fetched and printed, as before.
+    for (cred, field) in [("shop-2fa", "totp"), ("newsletter-login", "username")] {
+        let before = fetches();
+        let out = sv(
+            &d,
+            &[
+                "get",
+                "--task",
+                "two-factor-login",
+                "--credential",
+                cred,
+                "--field",
+                field,
+            ],
+        );
+        assert!(out.status.success(), "{cred}.{field}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+        assert_eq!(fetches() - before, 1, "{cred}.{field}");
+    }
+}
