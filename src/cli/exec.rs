@@ -7,7 +7,9 @@
 //! other user may write), else `/dev/shm/scopevault-exec-UID-XXXXXX`, never `/tmp`. In the
 //! shared `/dev/shm` no name is made ahead of time or trusted: another user could make it
 //! first (eighteenth pass). Each is a fresh directory with a random name, made 0700 by one
-//! `mkdir` (which fails on a name that exists), before the fetch. Each value lives in a sealed
+//! `mkdir` (which fails on a name that exists) under a name clean-up ignores, locked, then
+//! renamed, before the fetch. A runtime directory counts only when nobody else can put
+//! another in its place ([`unsafe_ancestor`]). Each value lives in a sealed
 //! memfd that the child inherits; the directory only holds symbolic links
 //! `CRED/FIELD -> /proc/self/fd/N`, which the child resolves to its own copy of the descriptor
 //! (mode 0600, sealed: it cannot be changed). `N` is the highest
@@ -19,7 +21,7 @@
 //! files on the tmpfs. A directory left by an `exec` that was killed (SIGKILL) is removed by
 //! the next `exec` of the same user, `--files` or not ([`remove_leftovers`]): each live
 //! `exec --files` holds a lock (`flock`) on its directory, which the kernel drops when the
-//! process dies.
+//! process dies; only a directory that looks exactly like one `exec` makes is removed.
 
 use std::fs::File;
 use std::io::Write;
@@ -242,8 +244,47 @@ fn not_own_runtime_dir(d: &Path, uid: u32) -> Option<String> {
             m.mode() & 0o7777
         ))
     } else {
-        None
+        unsafe_ancestor(d, uid)
     }
+}
+
+/// Why another user could put something else at `d`'s path, if one could: `d` must be
+/// absolute, and every directory above it — on the path as given and on the path it resolves
+/// to — must belong to root or `uid` and be writable by no other user, unless it is sticky
+/// (`/dev/shm`, `/tmp`: there nobody else may rename or remove what root or `uid` owns); every
+/// link on the way must belong to root or `uid`. Otherwise the directory checked could be
+/// swapped for another after the check (as the socket client checks its directory's parent).
+fn unsafe_ancestor(d: &Path, uid: u32) -> Option<String> {
+    if !d.is_absolute() {
+        return Some("not an absolute path".into());
+    }
+    let real = match std::fs::canonicalize(d) {
+        Ok(r) => r,
+        Err(e) => return Some(e.to_string()),
+    };
+    let given = d.ancestors().skip(1);
+    let resolved = real.ancestors().skip(1);
+    for a in given.chain(resolved) {
+        let m = match std::fs::symlink_metadata(a) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("{}: {e}", a.display())),
+        };
+        if m.uid() != 0 && m.uid() != uid {
+            return Some(format!(
+                "{} above it belongs to uid {}, neither root nor uid {uid}",
+                a.display(),
+                m.uid()
+            ));
+        }
+        if m.is_dir() && m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+            return Some(format!(
+                "{} above it is writable by other users (mode {:o}), so they could put another directory in its place",
+                a.display(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    None
 }
 
 /// The runtime directories of this uid that may hold [`PRIVATE_BASE`], best first:
@@ -371,25 +412,75 @@ pub(crate) fn remove_leftovers() -> usize {
         .map(|d| d.join(PRIVATE_BASE))
         .collect();
     if shared_usable() {
-        removed += remove_stale(Path::new(SHARED), &shared_prefix(uid));
+        removed += remove_stale(Path::new(SHARED), &shared_prefix(uid), false);
         // Where older versions made their directories: `run-XXXXXX` in this, when it is ours.
         bases.push(Path::new(SHARED).join(format!("scopevault-exec-{uid}")));
     }
     for base in bases {
-        // Only a base of ours that is a real directory (a link is not followed).
-        if std::fs::symlink_metadata(&base).is_ok_and(|m| m.is_dir() && m.uid() == uid) {
-            removed += remove_stale(&base, "run-");
+        // Only a base of ours that is a real directory (a link is not followed) in which no
+        // other user may make a name.
+        if std::fs::symlink_metadata(&base)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0)
+        {
+            removed += remove_stale(&base, "run-", true);
         }
     }
     removed
 }
 
-/// Remove the directories in `parent` named `prefix…` that are this uid's own (never through a
-/// link) and whose `exec` is gone: each live `exec --files` holds a lock (`flock`) on its
-/// directory until it has removed it, which the kernel drops when the process dies. (An
-/// older `exec` kept `NAME.lock` beside it locked instead: a directory whose `NAME.lock` is
-/// held is live too.) Returns how many were removed.
-fn remove_stale(parent: &Path, prefix: &str) -> usize {
+/// How many random characters follow the prefix of a `--files` directory's name.
+const SUFFIX_LEN: usize = 6;
+
+/// Whether `name` is one `exec` gives a `--files` directory: `prefix` and [`SUFFIX_LEN`]
+/// ASCII letters and digits.
+fn is_exec_name(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|s| s.len() == SUFFIX_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Whether `p` holds only what `exec --files` makes, all of this uid's: directories
+/// `CRED` (mode 0700), each holding symbolic links (never followed) and regular files.
+fn holds_only_what_exec_makes(p: &Path, uid: u32) -> bool {
+    let ours = |e: &std::fs::DirEntry| {
+        std::fs::symlink_metadata(e.path())
+            .ok()
+            .filter(|m| m.uid() == uid)
+    };
+    let Ok(creds) = std::fs::read_dir(p) else {
+        return false;
+    };
+    creds.into_iter().all(|c| {
+        let Some(m) = c.as_ref().ok().and_then(ours) else {
+            return false;
+        };
+        if !m.is_dir() || m.mode() & 0o7777 != 0o700 {
+            return false;
+        }
+        let Ok(fields) = std::fs::read_dir(c.expect("checked").path()) else {
+            return false;
+        };
+        fields.into_iter().all(|f| {
+            f.as_ref()
+                .ok()
+                .and_then(ours)
+                .is_some_and(|m| m.file_type().is_symlink() || m.is_file())
+        })
+    })
+}
+
+/// Remove the directories in `parent` named `prefix` and [`SUFFIX_LEN`] random characters
+/// whose `exec` is gone, when they look exactly like what `exec` makes: this uid's own, mode
+/// 0700, never through a link, holding only what `exec` makes, all of this uid's
+/// ([`holds_only_what_exec_makes`]). Anything else there is left alone: another user can
+/// rename a directory of this uid's that others may write (with files of other users in it)
+/// into `/dev/shm` under such a name. Each live `exec --files` holds a lock (`flock`) on its
+/// directory from before the directory has its name until it has removed it, and the kernel
+/// drops it when the process dies. With `legacy_locks` (a place of this uid's own that no other
+/// user may write), an older `exec`, which kept `NAME.lock` beside its directory locked
+/// instead, counts as live while it holds that lock, if the lock is a regular file of this
+/// uid's. In the shared `/dev/shm`, where any user can make `NAME.lock` and hold it, no older
+/// `exec` made its directories. Returns how many were removed.
+fn remove_stale(parent: &Path, prefix: &str, legacy_locks: bool) -> usize {
     let uid = crate::sys::current_uid();
     let mut removed = 0;
     let Ok(rd) = std::fs::read_dir(parent) else {
@@ -397,40 +488,49 @@ fn remove_stale(parent: &Path, prefix: &str) -> usize {
     };
     for e in rd.flatten() {
         let name = e.file_name();
-        let name = name.to_string_lossy();
-        if !name.starts_with(prefix) || name.ends_with(".lock") {
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if !is_exec_name(name, prefix) {
             continue;
         }
         let p = e.path();
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };
-        if !m.is_dir() || m.uid() != uid {
+        if !m.is_dir() || m.uid() != uid || m.mode() & 0o7777 != 0o700 {
             continue;
         }
         let Ok(dir) = open_dir(&p) else {
             continue;
         };
         // The directory opened is the one looked at, still ours.
-        if !dir
-            .metadata()
-            .is_ok_and(|o| o.ino() == m.ino() && o.dev() == m.dev() && o.uid() == uid)
-        {
+        if !dir.metadata().is_ok_and(|o| {
+            o.ino() == m.ino() && o.dev() == m.dev() && o.uid() == uid && o.mode() & 0o7777 == 0o700
+        }) {
             continue;
         }
         let lock_path = parent.join(format!("{name}.lock"));
-        let old_lock = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&lock_path)
-            .ok();
+        let old_lock = if legacy_locks {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(&lock_path)
+                .ok()
+                .filter(|l| l.metadata().is_ok_and(|lm| lm.is_file() && lm.uid() == uid))
+        } else {
+            None
+        };
         if old_lock
             .as_ref()
             .is_some_and(|l| crate::sys::try_lock_exclusive(l).is_err())
         {
             continue;
         }
-        if crate::sys::try_lock_exclusive(&dir).is_ok() && std::fs::remove_dir_all(&p).is_ok() {
+        if crate::sys::try_lock_exclusive(&dir).is_err() || !holds_only_what_exec_makes(&p, uid) {
+            continue;
+        }
+        if std::fs::remove_dir_all(&p).is_ok() {
             if old_lock.is_some() {
                 let _ = std::fs::remove_file(&lock_path);
             }
@@ -442,9 +542,9 @@ fn remove_stale(parent: &Path, prefix: &str) -> usize {
 
 /// The private directory of one `exec --files`: removed when dropped.
 pub(crate) struct CredDir {
-    dir: tempfile::TempDir,
+    path: PathBuf,
     /// The directory, open and locked until it is removed ([`remove_stale`]).
-    _lock: File,
+    lock: Option<File>,
     /// The memfds the child inherits (closed in this process when dropped).
     memfds: Vec<OwnedFd>,
     memfd_ok: bool,
@@ -453,54 +553,94 @@ pub(crate) struct CredDir {
     entries: std::collections::BTreeMap<PathBuf, String>,
 }
 
+impl Drop for CredDir {
+    fn drop(&mut self) {
+        // Removed while its lock is held: no other `exec` takes it for a leftover meanwhile.
+        let _ = std::fs::remove_dir_all(&self.path);
+        drop(self.lock.take());
+    }
+}
+
+/// A random name for a `--files` directory: `prefix` and [`SUFFIX_LEN`] letters and digits.
+fn random_name(prefix: &str) -> String {
+    use rand::Rng;
+    let suffix: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(SUFFIX_LEN)
+        .map(char::from)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
 impl CredDir {
     /// Make a new directory (0700, a fresh random name: one `mkdir`, which fails on a name
     /// that exists) and hold its lock. Made before the fetch: every refusal of the place comes
     /// before anything is handed out. Its values are memfds until [`CredDir::no_memfds`].
     pub(crate) fn create() -> anyhow::Result<CredDir> {
-        use std::os::unix::fs::PermissionsExt;
         let place = files_place()?;
-        // An `exec` removing stale directories can take the lock of this one between its
-        // `mkdir` and our `flock`, and remove it: then this is no longer the directory at the
-        // path, and another is made.
-        for _ in 0..8 {
-            let dir = tempfile::Builder::new()
-                .prefix(&place.prefix)
-                .permissions(std::fs::Permissions::from_mode(0o700))
-                .tempdir_in(&place.parent)
-                .with_context(|| {
-                    format!(
-                        "cannot create the private credentials directory in {}",
-                        crate::text::shown(&place.parent)
-                    )
-                })?;
-            let lock = open_dir(dir.path())?;
-            let locked = crate::sys::try_lock_exclusive(&lock).is_ok();
-            let same = lock
-                .metadata()
-                .ok()
-                .zip(std::fs::symlink_metadata(dir.path()).ok())
-                .is_some_and(|(held, at)| {
-                    held.ino() == at.ino()
-                        && held.dev() == at.dev()
-                        && at.uid() == crate::sys::current_uid()
-                        && at.mode() & 0o077 == 0
-                });
-            if locked && same {
-                return Ok(CredDir {
-                    dir,
-                    _lock: lock,
-                    memfds: Vec::new(),
-                    memfd_ok: true,
-                    entries: Default::default(),
-                });
+        Self::create_in(&place.parent, &place.prefix)
+    }
+
+    /// [`CredDir::create`] in `parent`, named `prefix` and random characters. The directory
+    /// is made under a name that clean-up ignores (`.NAME.new`), locked, and only then
+    /// renamed to its name (never over a name that exists): clean-up by another `exec` of
+    /// this uid never sees it unlocked (it used to take the lock of a directory between its
+    /// `mkdir` and its `flock`, and remove it).
+    fn create_in(parent: &Path, prefix: &str) -> anyhow::Result<CredDir> {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        use std::os::unix::fs::PermissionsExt;
+        let cannot = || {
+            format!(
+                "cannot create the private credentials directory in {}",
+                crate::text::shown(parent)
+            )
+        };
+        for _ in 0..16 {
+            let name = random_name(prefix);
+            let path = parent.join(&name);
+            let new = parent.join(format!(".{name}.new"));
+            match std::fs::DirBuilder::new().mode(0o700).create(&new) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(cannot),
             }
-            // Not ours to remove any more (the path may name another directory by now).
-            let _ = dir.keep();
+            let made = (|| -> anyhow::Result<Option<File>> {
+                let lock = open_dir(&new)?;
+                crate::sys::try_lock_exclusive(&lock)?;
+                // Whatever the umask took away.
+                lock.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+                let m = lock.metadata()?;
+                if m.uid() != crate::sys::current_uid() || m.mode() & 0o7777 != 0o700 {
+                    bail!("{} is not the directory made", new.display());
+                }
+                match renameat_with(CWD, &new, CWD, &path, RenameFlags::NOREPLACE) {
+                    Ok(()) => Ok(Some(lock)),
+                    Err(rustix::io::Errno::EXIST) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            })();
+            match made {
+                Ok(Some(lock)) => {
+                    return Ok(CredDir {
+                        path,
+                        lock: Some(lock),
+                        memfds: Vec::new(),
+                        memfd_ok: true,
+                        entries: Default::default(),
+                    })
+                }
+                Ok(None) => {
+                    let _ = std::fs::remove_dir(&new);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir(&new);
+                    return Err(e).with_context(cannot);
+                }
+            }
         }
         bail!(
-            "cannot hold a private credentials directory in {}: each one made was removed at once (by a concurrent `exec`?)",
-            crate::text::shown(&place.parent)
+            "cannot make a private credentials directory in {}: every random name tried was taken",
+            crate::text::shown(parent)
         )
     }
 
@@ -512,7 +652,7 @@ impl CredDir {
 
     /// The directory.
     pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     /// Hand over one value as `dir/<credential>/<field>`: a link to an inherited memfd, or
@@ -547,11 +687,11 @@ impl CredDir {
             );
         }
         self.entries.insert(rel.clone(), what.to_owned());
-        let cdir = self.dir.path().join(cred);
+        let cdir = self.path.join(cred);
         if !cdir.exists() {
             std::fs::DirBuilder::new().mode(0o700).create(&cdir)?;
         }
-        let path = self.dir.path().join(&rel);
+        let path = self.path.join(&rel);
         if self.memfd_ok {
             match sealed_memfd(value).and_then(inheritable_at_the_top) {
                 Ok(fd) => {
@@ -672,6 +812,53 @@ mod tests {
             assert!(w[1] < w[0], "{nums:?}");
         }
         assert!(nums.iter().all(|&n| n < 1024), "{nums:?}");
+    }
+
+    /// Found by attacking this pass's fixes (eighteenth pass): of 180 `exec --files` of one
+    /// user started together, one failed: another's clean-up took the lock of its new
+    /// directory between its `mkdir` and its `flock`, and removed it. Clean-up running without
+    /// a pause beside 2,000 directories being made must remove none of them.
+    #[test]
+    fn regression_clean_up_never_removes_a_directory_being_made() {
+        let parent = tempfile::tempdir().unwrap();
+        let prefix = "scopevault-test-";
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let removed = std::thread::scope(|s| {
+            let cleaner = s.spawn(|| {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += remove_stale(parent.path(), prefix, false);
+                }
+                n
+            });
+            // Every outcome collected first: the cleaner stops whatever happened.
+            let made: Vec<Result<bool, String>> = (0..2000)
+                .map(|_| {
+                    CredDir::create_in(parent.path(), prefix)
+                        .map(|d| d.path().is_dir())
+                        .map_err(|e| format!("{e:#}"))
+                })
+                .collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (cleaner.join().unwrap(), made)
+        });
+        let (removed, made) = removed;
+        assert!(made.iter().all(|m| m == &Ok(true)), "{made:?}");
+        assert_eq!(removed, 0, "clean-up removed a live exec's directory");
+    }
+
+    #[test]
+    fn only_names_exec_makes_are_taken_for_its_directories() {
+        assert!(is_exec_name("run-aZ09bc", "run-"));
+        for bad in [
+            "run-x",
+            "run-aZ09bcd",
+            "run-aZ0-bc",
+            ".run-aZ09bc.new",
+            "run-aZ09bc.lock",
+        ] {
+            assert!(!is_exec_name(bad, "run-"), "{bad}");
+        }
     }
 
     #[test]

@@ -1473,3 +1473,200 @@ fn regression_a_plain_exec_removes_the_directory_a_killed_exec_files_left() {
         creds_dir.display()
     );
 }
+
+/// Removes the paths it holds when dropped, whatever the test did.
+struct RemoveAll(Vec<std::path::PathBuf>);
+
+impl Drop for RemoveAll {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// Found by attacking this pass's fixes (eighteenth pass). Another uid kept a killed
+/// `exec`'s directory (its password file in it) from ever being removed: it made `NAME.lock`
+/// beside it in /dev/shm and held a `flock` on it, which clean-up took for an older `exec`'s
+/// live lock without asking whose file it was. And clean-up removed a directory `exec` never
+/// made: another uid renamed a mode-1777 directory of the runner's (holding files of the
+/// runner and of a third user) to `/dev/shm/scopevault-exec-UID-x`, and the runner's next
+/// `exec` deleted it and both files. Now in /dev/shm no `NAME.lock` counts (no older `exec`
+/// made its directories there; elsewhere only a regular file of the uid's own does), and only
+/// a directory that looks exactly like `exec`'s is removed: the uid's, mode 0700, named with
+/// the random suffix `exec` gives, holding only `CRED/` directories of the uid's with its
+/// links and files in them.
+#[test]
+fn regression_clean_up_removes_only_what_exec_made_whatever_another_uid_holds_or_plants() {
+    use crate::common::users;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !users::is_root() {
+        return crate::common::skip::skip("not root: no second uid to hold a lock or plant");
+    }
+    let (other, other_gid) = users::ensure_user("scopevault-t3").unwrap_or_else(|e| panic!("{e}"));
+    // A user no other test runs `exec` as, with no XDG_RUNTIME_DIR: the fallback in /dev/shm.
+    let runner = KilledExecRunner::start("scopevault-t4", false);
+    let (uid, gid) = runner.ids.unwrap();
+    let report = runner.out.join("report.txt");
+    let script = format!(
+        "{{ echo $$; echo \"$SCOPEVAULT_CREDENTIALS_DIRECTORY\"; }} > {rep}.tmp; mv {rep}.tmp {rep}; exec sleep 60",
+        rep = report.display()
+    );
+    let mut exec = runner
+        .command(&[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--files",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the child's report", || report.exists());
+    let r = std::fs::read_to_string(&report).unwrap();
+    let (child, creds_dir) = r.trim().split_once('\n').unwrap();
+    let creds_dir = std::path::PathBuf::from(creds_dir);
+    Command::new("kill")
+        .args(["-KILL", &exec.id().to_string(), child])
+        .status()
+        .unwrap();
+    let _ = exec.wait();
+    assert!(
+        creds_dir.join("shop-buyer").exists(),
+        "left by the killed exec"
+    );
+
+    // The other uid holds a lock on a NAME.lock of its own beside it.
+    let lock = std::path::PathBuf::from(format!("{}.lock", creds_dir.display()));
+    let shm = Path::new("/dev/shm");
+    let planted = [
+        shm.join(format!("scopevault-exec-{uid}-Pl4nt1")),
+        shm.join(format!("scopevault-exec-{uid}-Pl4nt2")),
+        shm.join(format!("scopevault-exec-{uid}-x")),
+    ];
+    let mut cleanup = planted.to_vec();
+    cleanup.push(creds_dir.clone());
+    let _cleanup = RemoveAll(cleanup);
+    let _lock_file = RemoveAll(vec![lock.clone()]);
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .uid(other)
+        .gid(other_gid)
+        .current_dir("/")
+        .spawn()
+        .unwrap();
+    wait_for("the other uid's lock", || {
+        lock.exists()
+            && !Command::new("flock")
+                .arg("-n")
+                .arg(&lock)
+                .arg("true")
+                .status()
+                .unwrap()
+                .success()
+    });
+
+    // Directories of the runner's under names clean-up looks at, which exec did not make.
+    let make = |p: &Path, mode: u32, owner: (u32, u32)| {
+        std::fs::create_dir(p).unwrap();
+        std::os::unix::fs::chown(p, Some(owner.0), Some(owner.1)).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let file = |p: &Path, owner: (u32, u32)| {
+        std::fs::write(p, "data").unwrap();
+        std::os::unix::fs::chown(p, Some(owner.0), Some(owner.1)).unwrap();
+    };
+    // A shared drop directory (1777) holding the runner's file and another user's.
+    make(&planted[0], 0o1777, (uid, gid));
+    file(&planted[0].join("mine"), (uid, gid));
+    file(&planted[0].join("theirs"), (other, other_gid));
+    // 0700, but holding another user's file.
+    make(&planted[1], 0o700, (uid, gid));
+    make(&planted[1].join("cred"), 0o700, (uid, gid));
+    file(&planted[1].join("cred/theirs"), (other, other_gid));
+    // 0700, a name exec does not give.
+    make(&planted[2], 0o700, (uid, gid));
+
+    let out = runner
+        .command(&["exec", "--task", "checkout-flow", "--", "true"])
+        .output()
+        .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !creds_dir.exists(),
+        "the killed exec's directory is removed whatever lock another uid holds beside it"
+    );
+    for p in [
+        planted[0].join("mine"),
+        planted[0].join("theirs"),
+        planted[1].join("cred/theirs"),
+        planted[2].clone(),
+    ] {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+}
+
+/// Found by attacking this pass's fixes (eighteenth pass): an `XDG_RUNTIME_DIR` that is the
+/// user's own 0700 directory inside a directory others may write (`/dev/shm/n-x/rt`, n-x mode
+/// 0777) was taken; another user swapped it for a directory of theirs while `exec --files`
+/// ran: the entries made by path after the check failed after the hand-out ("No such file or
+/// directory"), and `run-*` directories were left in the other user's directory. Such a
+/// runtime directory is now passed over with a warning, as one that others may write is: no
+/// directory above it may be writable by others unless sticky, nor belong to another user.
+#[test]
+fn regression_an_xdg_runtime_dir_inside_a_directory_others_may_write_is_passed_over() {
+    use std::os::unix::fs::PermissionsExt;
+    let runner = KilledExecRunner::start("scopevault-t5", false);
+    let open = Path::new("/dev/shm").join(format!("scopevault-test-open-{}", std::process::id()));
+    let _cleanup = RemoveAll(vec![open.clone()]);
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let rt = open.join("rt");
+    std::fs::create_dir(&rt).unwrap();
+    if let Some((uid, gid)) = runner.ids {
+        std::os::unix::fs::chown(&rt, Some(uid), Some(gid)).unwrap();
+    }
+    std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = runner
+        .command(&[
+            "exec",
+            "--files",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$SCOPEVAULT_CREDENTIALS_DIRECTORY\"",
+        ])
+        .env("XDG_RUNTIME_DIR", &rt)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        !stdout.trim().starts_with(&*open.to_string_lossy()),
+        "the directory was made under {}: {stdout}",
+        open.display()
+    );
+    assert!(
+        stderr.contains("XDG_RUNTIME_DIR") && stderr.contains("writable by other users"),
+        "{stderr}"
+    );
+    assert!(!rt.join("scopevault-exec").exists());
+}
