@@ -142,6 +142,15 @@ pub fn record_at_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found>
     let mut later = 0u64;
     // The record asked for, once found: the next line back is the one before it.
     let mut found: Option<(String, String)> = None;
+    // The beginning of the file reached: the record found has no line before it.
+    let at_file_start = |found: Option<(String, String)>| match found {
+        Some((prev, hash)) => Found::At(Located {
+            prev,
+            hash,
+            before: None,
+        }),
+        None => Found::Before,
+    };
     loop {
         let body = buf.len().saturating_sub(1);
         let line_start = match buf[..body].iter().rposition(|&b| b == b'\n') {
@@ -172,14 +181,7 @@ pub fn record_at_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found>
             }
         };
         if buf.is_empty() {
-            return Ok(match found {
-                Some((prev, hash)) => Found::At(Located {
-                    prev,
-                    hash,
-                    before: None,
-                }),
-                None => Found::Before,
-            });
+            return Ok(at_file_start(found));
         }
         let line = &buf[line_start..body];
         if let Some((prev, hash)) = found {
@@ -213,14 +215,7 @@ pub fn record_at_seq(file: &File, len: u64, want: u64) -> std::io::Result<Found>
             }
         }
         if line_start == 0 {
-            return Ok(match found {
-                Some((prev, hash)) => Found::At(Located {
-                    prev,
-                    hash,
-                    before: None,
-                }),
-                None => Found::Before,
-            });
+            return Ok(at_file_start(found));
         }
         buf.truncate(line_start);
     }
