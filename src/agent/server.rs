@@ -975,8 +975,8 @@ impl Loop {
             line_since: None,
             output_since: None,
             idle_since: Instant::now(),
-            // A request may have arrived with the connection.
-            readable: true,
+            // Read at its first event, not now: see below.
+            readable: false,
             eof: false,
             read_closed: false,
             on_worker: false,
@@ -986,7 +986,12 @@ impl Loop {
             unconsumed: 0,
             more_after: false,
         });
-        self.active.push(slot);
+        // A request that came with the connection is read at the connection's first event
+        // (registering a socket that is already readable makes one), not in this turn: that
+        // event also says whether the client has closed its end since, as one that gave up on
+        // a stopped daemon has (its request still queued), so such a request is not decided
+        // ([`Loop::read_and_decide`]). Under load it costs nothing (the loop asks epoll every
+        // turn); a lone client's connection costs one more `epoll_wait`.
     }
 
     /// One turn: read what the active connections sent, decide every whole request, commit
@@ -1186,6 +1191,15 @@ impl Loop {
                     c.readable = false;
                 }
             }
+        }
+        // A client that gave up on us (`--timeout` on a stopped or stalled daemon) has closed
+        // its connection and left its request in the socket: no answer can reach it, so
+        // nothing of it is decided (no hand-out, no record of one), and the connection is
+        // closed. A client that only shut down its writing side after pipelining still wants
+        // its answers. Asked only once the loop has seen the end of input, once a turn.
+        if (c.read_closed || c.eof) && c.input.contains(&b'\n') && peer_has_closed(&c.stream) {
+            self.close(slot);
+            return;
         }
         let mut taken = 0;
         while taken < LINES_PER_TURN && !c.on_worker {
@@ -1470,6 +1484,26 @@ fn consume(c: &mut Conn, scratch: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether the client has closed its connection, asked without waiting: on Linux a Unix
+/// stream socket whose peer has closed shows `POLLHUP` (both directions shut), one whose peer
+/// only shut down its writing side (`shutdown(SHUT_WR)`) only `POLLRDHUP`. A poll that fails
+/// says nothing: the request is decided as before.
+fn peer_has_closed(stream: &impl std::os::fd::AsFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(stream, PollFlags::empty())];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        match poll(&mut fds, Some(&now)) {
+            Ok(_) => return fds[0].revents().contains(PollFlags::HUP),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Tell a client that was not given a slot why, without ever blocking the loop on it.
 fn refuse(mut stream: UnixStream, code: ErrorCode, message: &str) {
     let _ = stream.set_nonblocking(true);
@@ -1661,6 +1695,48 @@ mod tests {
         assert_eq!(health()["generation"], 2);
         let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
         assert!(log.contains("the vault file changed"), "{log}");
+        stop.trigger();
+        running.join().unwrap().unwrap();
+    }
+
+    /// Nineteenth pass (found by the last review): a client that gave up on a frozen daemon
+    /// (`--timeout`) has closed its connection, its request still in the socket, and the
+    /// loop decided and audited it once it ran again, a hand-out nobody could receive. A
+    /// request whose client has closed the connection is now dropped undecided, without a
+    /// record; a client that only shut down its writing side after pipelining still gets
+    /// every answer. Both have sent their requests before the loop's first turn.
+    #[test]
+    fn a_request_whose_client_has_closed_is_not_decided_and_a_half_closed_one_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, handler, path) = locked_server(dir.path());
+        drop(fetching_clients(&path, 1));
+        let mut half = UnixStream::connect(&path).unwrap();
+        half.write_all(&b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n".repeat(2))
+            .unwrap();
+        half.shutdown(std::net::Shutdown::Write).unwrap();
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        half.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut r = BufReader::new(&half);
+        for i in 0..2 {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["error"]["code"], "locked", "answer {i}: {v}");
+        }
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "two answers, then the end");
+        // One loop took both connections in its first turn: the closed one's request was
+        // decided (before the fix) with the half-closed one's, in the same batch.
+        let stats = handler.audit_stats();
+        assert_eq!(
+            stats.records, 2,
+            "the half-closed client's two fetches, nothing of the closed one's: {stats:?}"
+        );
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert_eq!(log.matches("\"op\":\"fetch\"").count(), 2, "{log}");
         stop.trigger();
         running.join().unwrap().unwrap();
     }

@@ -2633,6 +2633,98 @@ fn fetches_give_up_after_their_timeout_on_a_daemon_stopped_with_sigstop() {
     );
 }
 
+/// Nineteenth pass (found by the last review): a fetch given up on a stopped daemon left its
+/// request line in the socket, and the daemon, continued, decided it and audited a hand-out
+/// that went to a closed connection (docs/operations.md said so). Now a request whose client
+/// has closed its connection is not decided: `get`, `exec` and `redact` give up (exit 5) and
+/// leave no record. A client that pipelines three fetches and shuts down only its writing
+/// side while the daemon is stopped still gets its three answers, and only they are recorded.
+#[test]
+fn a_fetch_given_up_on_a_stopped_daemon_is_not_decided_when_it_continues() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let fetches = |log: &str| -> Vec<serde_json::Value> {
+        log.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["op"] == "fetch")
+            .collect()
+    };
+    assert!(fetches(&d.audit_text()).is_empty());
+    d.signal("STOP");
+    let artefact = dir.path().join("trace.txt");
+    std::fs::write(&artefact, "nothing to scrub\n").unwrap();
+    // Each sends its `fetch` first (`get` without `--json` would ask `tasks` first).
+    let given_up: Vec<_> = [
+        vec!["get", "--json", "--task", "checkout-flow"],
+        vec!["exec", "--task", "checkout-flow", "--", "true"],
+        vec![
+            "redact",
+            "--task",
+            "checkout-flow",
+            artefact.to_str().unwrap(),
+        ],
+    ]
+    .into_iter()
+    .map(|args| {
+        let child = daemon::cmd(&d.dir)
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg(args[0])
+            .args(["--timeout", "1"])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (args[0], child)
+    })
+    .collect::<Vec<_>>()
+    .into_iter()
+    .map(|(what, child)| crate::common::output_within(child, 60, what))
+    .collect();
+    for out in &given_up {
+        assert_eq!(out.status.code(), Some(5), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    }
+    let mut pipelined = d.connect();
+    let line = b"{\"v\":1,\"op\":\"fetch\",\"task\":\"checkout-flow\"}\n";
+    std::io::Write::write_all(&mut pipelined, &line.repeat(3)).unwrap();
+    pipelined.shutdown(std::net::Shutdown::Write).unwrap();
+    d.signal("CONT");
+
+    for i in 0..3 {
+        let v = daemon::read_json(&mut pipelined).unwrap();
+        assert_eq!(v["ok"], true, "answer {i} after the half-close: {v}");
+        assert!(
+            v.to_string().contains(&secret_of("shop-buyer")),
+            "answer {i}"
+        );
+    }
+    assert!(daemon::read_json(&mut pipelined).is_err(), "then the end");
+    // Every connection made while the daemon was stopped is done with (decided, or dropped)
+    // once only this one is open.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while d.request(r#"{"v":1,"op":"health"}"#)["connections"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections left open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let recorded = fetches(&d.audit_text());
+    let me = u64::from(std::process::id());
+    assert_eq!(
+        recorded.len(),
+        3,
+        "the pipelined three, nothing of the three given up: {recorded:?}"
+    );
+    for r in &recorded {
+        assert_eq!(r["decision"], "allow", "{r}");
+        assert_eq!(r["peer"]["pid"], me, "{r}");
+    }
+}
+
 /// `--timeout` of a fetch is 1 to 3600 whole seconds: 0 would give up at once, more than an
 /// hour is a typo, not a bound. Refused as a usage error (exit 2) before any connection.
 #[test]
