@@ -11,8 +11,12 @@
 //!
 //! A uid gets an entry only once it is charged, that is once the policy allowed it something:
 //! the table is bounded by the users the policy names, and a refused stranger costs nothing.
+//!
+//! The budget's lock is shared by every event loop, so the file system's free space, asked
+//! for a uid that was charged before, is read before the lock is taken, never under it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -38,12 +42,17 @@ pub(crate) struct AuditBudget {
     /// Bytes at once, and each uid's share of the reserve.
     burst: u64,
     inner: Mutex<Inner>,
+    /// Numbers the readings of the free space in the order they are started
+    /// ([`Inner::note_low`]).
+    readings: AtomicU64,
 }
 
 struct Inner {
     uids: HashMap<u32, Bucket>,
-    /// Whether the last look found the log's file system below the reserve.
+    /// Whether the newest reading applied found the log's file system below the reserve.
     low: bool,
+    /// The number of that reading.
+    reading: u64,
     /// Counts the times the file system went below the reserve: a uid's share is of the
     /// current spell.
     spell: u64,
@@ -69,8 +78,10 @@ impl AuditBudget {
             inner: Mutex::new(Inner {
                 uids: HashMap::new(),
                 low: false,
+                reading: 0,
                 spell: 0,
             }),
+            readings: AtomicU64::new(0),
         }
     }
 
@@ -86,7 +97,9 @@ impl AuditBudget {
 
     /// Whether `uid` may be served now: its bucket is not in debt and, when `low()` says the
     /// log's file system is below the reserve, it has not written its share of it. `low` is
-    /// asked only for a uid that was charged before (a `statvfs`). O(1), no allocation.
+    /// asked only for a uid that was charged before (a `statvfs`), and outside the lock, which
+    /// every event loop shares: a look-up under the lock, the reading, then the decision under
+    /// it again. O(1), no allocation.
     pub(crate) fn admit(
         &self,
         uid: u32,
@@ -96,14 +109,18 @@ impl AuditBudget {
         if self.rate == 0 {
             return Ok(());
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !inner.uids.contains_key(&uid) {
+        if !self.lock().uids.contains_key(&uid) {
             return Ok(());
         }
+        let reading = self.readings.fetch_add(1, Ordering::Relaxed) + 1;
         let low = low();
-        let spell = inner.note_low(low);
+        let mut inner = self.lock();
+        let (low, spell) = inner.note_low(reading, low);
         let (rate, burst) = (self.rate, self.burst);
-        let b = inner.uids.get_mut(&uid).expect("looked up above");
+        // Entries are never removed: the uid is still there.
+        let Some(b) = inner.uids.get_mut(&uid) else {
+            return Ok(());
+        };
         b.refill(now, rate, burst);
         if b.tokens <= 0 {
             return Err(Over::Rate);
@@ -115,12 +132,12 @@ impl AuditBudget {
     }
 
     /// Charge `bytes` of records written for `uid` (below the reserve, to its share too, as
-    /// the last [`AuditBudget::admit`] found the file system).
+    /// the newest reading that [`AuditBudget::admit`] applied found the file system).
     pub(crate) fn charge(&self, uid: u32, bytes: u64, now: Instant) {
         if self.rate == 0 {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.lock();
         let (low, spell) = (inner.low, inner.spell);
         let (rate, burst) = (self.rate, self.burst);
         let b = inner.uids.entry(uid).or_insert(Bucket {
@@ -141,16 +158,26 @@ impl AuditBudget {
             b.used_low = b.used_low.saturating_add(bytes);
         }
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Inner {
-    /// Note what the file system's free space is now; the current spell below the reserve.
-    fn note_low(&mut self, low: bool) -> u64 {
-        if low && !self.low {
-            self.spell += 1;
+    /// Note the `reading`th look at the file system's free space (numbered as they were
+    /// started); whether it is below the reserve, and the current spell below it. Read outside
+    /// the lock, a reading can arrive after a later one: it is not applied, else a stale "room"
+    /// between two "low" would start a new spell and give every uid a second share.
+    fn note_low(&mut self, reading: u64, low: bool) -> (bool, u64) {
+        if reading > self.reading {
+            self.reading = reading;
+            if low && !self.low {
+                self.spell += 1;
+            }
+            self.low = low;
         }
-        self.low = low;
-        self.spell
+        (self.low, self.spell)
     }
 }
 
@@ -228,6 +255,62 @@ mod tests {
         // Room again: served; and a new spell below the reserve is a new share.
         assert_eq!(b.admit(7, now, || false), Ok(()));
         assert_eq!(b.admit(7, now, || true), Ok(()));
+    }
+
+    /// Nineteenth pass (found by the last review): the file system was asked for its free
+    /// space (`fstatvfs`) while the budget's one lock, which every event loop shares, was
+    /// held. It is asked before the lock is taken now.
+    #[test]
+    fn the_free_space_is_read_outside_the_budgets_lock() {
+        let b = AuditBudget::new(1000, 10_000);
+        let t = Instant::now();
+        b.charge(7, 1, t);
+        let mut asked = false;
+        let admitted = b.admit(7, t, || {
+            asked = true;
+            assert!(
+                b.inner.try_lock().is_ok(),
+                "the free space is read under the budget's lock"
+            );
+            false
+        });
+        assert_eq!(admitted, Ok(()));
+        assert!(asked, "a uid that was charged has the disk looked at");
+    }
+
+    /// Read outside the lock, two readings can be applied in the other order than they were
+    /// taken. A reading of room taken before a later one that still finds the file system
+    /// below the reserve is not applied: else the next low reading would start a new spell
+    /// below the reserve, and every uid would have a second share of it.
+    #[test]
+    fn a_reading_overtaken_by_a_newer_one_is_not_applied() {
+        let b = AuditBudget::new(1_000_000, 10_000);
+        let t = Instant::now();
+        b.charge(7, 1, t);
+        let mut now = t;
+        for _ in 0..10 {
+            now += Duration::from_secs(1);
+            assert_eq!(b.admit(7, now, || true), Ok(()));
+            b.charge(7, 1000, now);
+        }
+        now += Duration::from_secs(60);
+        let mut newer = None;
+        let stale = b.admit(7, now, || {
+            assert!(b.inner.try_lock().is_ok(), "read under the budget's lock");
+            // Meanwhile another loop reads the file system, later, and finds it still low.
+            newer = Some(b.admit(7, now, || true));
+            // This reading was taken first, and found room.
+            false
+        });
+        assert_eq!(newer, Some(Err(Over::Share)));
+        assert_eq!(stale, Err(Over::Share), "the stale reading was applied");
+        assert_eq!(
+            b.admit(7, now, || true),
+            Err(Over::Share),
+            "the same spell below the reserve: no second share"
+        );
+        // Room again, read after the others: applied.
+        assert_eq!(b.admit(7, now, || false), Ok(()));
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub struct AuditLog {
     path: PathBuf,
     /// Only the leader of a batch (or a rotation holding the leadership) touches it.
     seg: Mutex<Segment>,
+    /// The log's directory, open: its file system's free space is read through it
+    /// ([`AuditLog::free_bytes`]), not through the segment's file, whose lock a batch holds
+    /// through its write and its sync. Every segment is made in this directory.
+    dir: rustix::fd::OwnedFd,
     key: AuditKey,
     sync: bool,
     state: Mutex<State>,
@@ -644,6 +648,7 @@ impl AuditLog {
         };
         let log = AuditLog {
             path: path.to_owned(),
+            dir: dirfd,
             seg: Mutex::new(Segment {
                 file,
                 id,
@@ -1245,10 +1250,11 @@ impl AuditLog {
         }
     }
 
-    /// Bytes free for an unprivileged writer on the log's file system (`fstatvfs`), or
-    /// `None` when the kernel does not say.
+    /// Bytes free for an unprivileged writer on the log's file system (`fstatvfs` of its
+    /// directory), or `None` when the kernel does not say. Takes no lock: the event loops ask
+    /// it while a batch is being written and synced.
     pub fn free_bytes(&self) -> Option<u64> {
-        let st = rustix::fs::fstatvfs(&self.segment().file).ok()?;
+        let st = rustix::fs::fstatvfs(&self.dir).ok()?;
         Some(st.f_bavail.saturating_mul(st.f_frsize))
     }
 
@@ -1629,4 +1635,32 @@ pub(super) struct Written {
     sync_time: Duration,
     /// Records of the daemon's own written before the batch (`audit.gap`, `audit.rotate`).
     own: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nineteenth pass (found by the last review): the free space was read through the
+    /// segment's file under the segment's lock, which a batch holds through its write and its
+    /// sync, so an event loop deciding a budgeted fetch waited for the disk. It is read
+    /// through the log's directory now, with no lock: here it answers while the segment is
+    /// held (before the fix it waited until the deadline, which is only there so that the
+    /// test fails instead of hanging).
+    #[test]
+    fn the_free_space_is_read_while_a_batch_holds_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.jsonl"), true).unwrap();
+        let held = log.segment();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| tx.send(log.free_bytes()).unwrap());
+            let got = rx.recv_timeout(Duration::from_secs(30));
+            drop(held);
+            assert!(
+                matches!(got, Ok(Some(_))),
+                "free_bytes waited for the segment's lock: {got:?}"
+            );
+        });
+    }
 }
