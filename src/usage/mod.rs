@@ -15,7 +15,9 @@
 //! credential handed out (one record per credential) and the peer's uid and gid. Under a
 //! daemon that served the policy linted, an allowed fetch the policy does not allow (a
 //! credential the task does not list, an undeclared name) cannot be the daemon's: it is an
-//! error ([`UsageError::Impossible`]), not evidence.
+//! error ([`UsageError::Impossible`]), not evidence. In a log that records no policy digest
+//! (which policy its daemon served is not known) such a record means another policy or an
+//! edited log: nothing is judged, and [`Evidence::note`] says why.
 //!
 //! Too little evidence: a log that begins after the window began has none for its checkpoint
 //! before that, and a load of another policy (a `vault.load` record whose policy digest
@@ -271,7 +273,8 @@ struct FileFacts {
     /// The latest allowed `fetch` in the window that the policy linted does not allow (a
     /// credential its task does not list, a name it does not declare): its time, line and
     /// what it says. An error when the file's daemon served that policy
-    /// ([`UsageError::Impossible`]).
+    /// ([`UsageError::Impossible`]); in a chain that names no digest, the reason the logs do
+    /// not judge.
     impossible: Option<(OffsetDateTime, u64, String)>,
 }
 
@@ -535,16 +538,25 @@ pub fn read_evidence(
     // through the whole window, so a chain that names its digest cannot hold an allowed fetch
     // the policy does not allow there — but in the minute after the load of another policy,
     // when a fetch decided under that one can still be written ([`LOAD_SETTLES`]).
+    //
+    // A chain that names no digest (a daemon before the digest was recorded, or a log with the
+    // digests removed) is checked too: it is judged on the word of its records alone that its
+    // daemon served this policy, and such a record gives that the lie. Whether the daemon
+    // served another policy or the log was edited cannot be told without the digest, so it is
+    // no error naming an edit, but the logs are not evidence either: the rules do not judge,
+    // and every format says why. (Dropping the digests thus gains a forger nothing a load of
+    // another policy's digest would not: the rules not applied, and said so.)
     if why_cut.is_none() {
         let settled = change.as_ref().map(|((at, _, _), _)| *at + LOAD_SETTLES);
+        let mut undigested: Option<(usize, u64, &str)> = None;
         for (i, f) in facts.iter().enumerate() {
             let Some((at, line, why)) = &f.impossible else {
                 continue;
             };
-            if served_digest[i]
-                && start.is_none_or(|s| *at >= s)
-                && settled.is_none_or(|s| *at >= s)
-            {
+            if !(start.is_none_or(|s| *at >= s) && settled.is_none_or(|s| *at >= s)) {
+                continue;
+            }
+            if served_digest[i] {
                 return Err(UsageError::Impossible {
                     file: logs[i].clone(),
                     line: *line,
@@ -552,6 +564,16 @@ pub fn read_evidence(
                     policy: policy.path().to_owned(),
                 });
             }
+            undigested.get_or_insert((i, *line, why));
+        }
+        if let Some((i, line, why)) = undigested {
+            ev.judged = false;
+            ev.note = Some(format!(
+                "usage rules not applied: {}:{line} holds {why} in {}, and its log records no policy digest (a `vault.load` record's `policy`: a daemon older than the digest, or a log with the digests removed), so nothing shows which policy its daemon served: it served another policy, or the log was edited and its chain recomputed; lint the policy that daemon served, and compare the log with the checkpoint's own (`scopevault audit verify` there also checks the anchor)",
+                logs[i].display(),
+                policy.path()
+            ));
+            return Ok(ev);
         }
     }
     match why_cut {

@@ -1539,6 +1539,151 @@ fn a_fetch_only_the_policy_before_allowed_is_an_error_after_the_minute_that_foll
     assert!(r.stderr.contains(impossible), "{}", r.stderr);
 }
 
+/// Nineteenth pass (found by attacking from the documents): a log whose `vault.load` records
+/// carry no `policy` digest (the format of a daemon before the digest, or a log with the
+/// digests removed) was judged with the impossible-records check skipped: an allowed fetch of a
+/// credential its task does not list, or of an undeclared name, left the usage rules applied
+/// and exit 0, where the same log with the digest exits 2. Without a digest nothing shows which
+/// policy the daemon served, so such a record says "another policy, or an edited log", and the
+/// lint cannot tell which: the usage rules are not applied, and every format says why, naming
+/// the line. The check runs on every log, digest or not; an older daemon's log whose fetches
+/// all fit the policy linted is judged as before.
+#[test]
+fn regression_a_log_without_policy_digests_holding_a_fetch_the_policy_cannot_allow_is_not_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Line 1 the load (if any), 2-5 `busy_log`, 6 the extra record.
+    let with = |first: Option<&str>, extra: Option<Rec<'static>>| {
+        let mut recs: Vec<(Rec<'_>, &str)> = first
+            .map(|f| ((days(45), "vault.load", None, None, "allow", 0, 0), f))
+            .into_iter()
+            .collect();
+        recs.extend(busy_log().into_iter().map(|r| (r, "")));
+        recs.extend(extra.map(|r| (r, "")));
+        write(d, "audit.jsonl", &segment(1, &"0".repeat(64), &recs).0)
+    };
+    let unlisted: Rec<'static> = (
+        days(2),
+        "fetch",
+        Some("legacy"),
+        Some("admin"),
+        "allow",
+        1001,
+        1001,
+    );
+    let undeclared: Rec<'static> = (
+        days(2),
+        "fetch",
+        Some("checkout"),
+        Some("NOSUCH"),
+        "allow",
+        1001,
+        1001,
+    );
+    let no_digest = load(4, None);
+    let why = [
+        "audit.jsonl:6 holds an allowed fetch",
+        "records no policy digest",
+        "served another policy, or the log was edited and its chain recomputed",
+    ];
+    // With the digest of the policy linted: an error, as before.
+    let served = load(4, Some(&digest_of(POLICY)));
+    let r = lint(d, POLICY, &[&with(Some(&served), Some(unlisted))], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // Without it: not judged (no usage finding, `ran` false), not an error either, and the
+    // note names the line and what it holds.
+    let r = lint(d, POLICY, &[&with(Some(&no_digest), Some(unlisted))], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    not_judged(&r, &why);
+    assert!(
+        r.stderr.contains(
+            "credential `admin` for task `legacy`, which does not list it in policy.toml"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.json["usage_rules"]["ran"], false, "{:#}", r.json);
+    let r = lint(d, POLICY, &[&with(Some(&no_digest), Some(undeclared))], &[]);
+    not_judged(&r, &why);
+    assert!(
+        r.stderr.contains("not declared in policy.toml"),
+        "{}",
+        r.stderr
+    );
+    // A digest that is not one (it names nothing that can be compared), and a log with no
+    // `vault.load` at all (a daemon before those records): the same.
+    let garbage = r#","generation":4,"policy":"sha256:not-a-digest""#;
+    for first in [Some(garbage), None] {
+        let r = lint(d, POLICY, &[&with(first, Some(unlisted))], &[]);
+        let why = [
+            if first.is_some() {
+                why[0]
+            } else {
+                "audit.jsonl:5 holds an allowed fetch"
+            },
+            why[1],
+            why[2],
+        ];
+        not_judged(&r, &why);
+    }
+    // Every format says why.
+    let log = with(Some(&no_digest), Some(unlisted));
+    let r = lint(d, POLICY, &[&log], &[]);
+    let note = r
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("note: "))
+        .unwrap_or_else(|| panic!("{}", r.stderr))
+        .to_owned();
+    assert_eq!(
+        r.json["usage_rules"],
+        serde_json::json!({ "ran": false, "reason": note })
+    );
+    let sarif = lint(d, POLICY, &[&log], &["--format", "sarif"]);
+    assert_eq!(
+        sarif.json["runs"][0]["invocations"][0]["toolExecutionNotifications"],
+        serde_json::json!([{ "level": "warning", "message": { "text": note } }]),
+    );
+    write(d, "policy.toml", POLICY);
+    let l = log.display().to_string();
+    let out = scopevault(
+        d,
+        &["lint", "policy.toml", "--audit", &l, "--format", "junit"],
+    );
+    let xml = String::from_utf8(out.stdout).unwrap();
+    for rule in [
+        "credential-never-fetched",
+        "task-credential-never-fetched",
+        "runner-never-seen",
+        "task-never-fetched",
+    ] {
+        let at = xml
+            .find(&format!("classname=\"scopevault.lint.{rule}\""))
+            .unwrap_or_else(|| panic!("{rule}: {xml}"));
+        let case = &xml[at..][..xml[at..].find('\n').unwrap()];
+        assert!(
+            case.contains("name=\"not run\"") && case.contains(why[1]),
+            "{case}"
+        );
+    }
+    // An older daemon's log whose fetches all fit the policy linted: judged, as before
+    // (`admin` never fetched); and so is one whose impossible record is outside the window.
+    for (first, record, extra) in [
+        (Some(no_digest.as_str()), None, &[][..]),
+        (None, None, &[][..]),
+        (
+            Some(no_digest.as_str()),
+            Some(unlisted),
+            &["--since", "1d", "--format", "json"][..],
+        ),
+    ] {
+        let r = lint(d, POLICY, &[&with(first, record)], extra);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(!r.stderr.contains("not applied"), "{}", r.stderr);
+        assert_eq!(r.json["usage_rules"]["ran"], true, "{:#}", r.json);
+    }
+}
+
 /// The uids and gids of a log are the log's to choose (seventeenth pass): one with a distinct
 /// uid per record grew lint's memory by about 105 bytes per record, where lint-rules.md said
 /// memory follows the size of the policy. At most 1,024 distinct uid/gid are kept per task and
