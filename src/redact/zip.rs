@@ -4,8 +4,9 @@
 //! Playwright stores network bodies and snapshot resources as `resources/<sha1>[.ext]`, named
 //! by the SHA-1 of their content, and refers to them by that name from `trace.trace` and
 //! `trace.network`. A resource whose content changes is renamed to the SHA-1 of its new
-//! content and every reference to the old name in the other members is updated, so the trace
-//! still opens. Memory is bounded by the largest member: each is read whole, scrubbed and
+//! content (`<sha1>-1`, `-2`, … when a member already has that name: `rename`) and every
+//! reference to the old name in the other members is updated, so the trace still opens.
+//! Memory is bounded by the largest member: each is read whole, scrubbed and
 //! written to the new archive before the next is read (hashed resources first, so that their
 //! renames are known before the members that refer to them; the members' order in the
 //! rewritten archive is that one). A member that unpacks to more than [`MAX_MEMBER`] (a zip
@@ -17,7 +18,7 @@
 //! archives deep, its members counted against the outer archive's total; an archive holding a
 //! deeper one is left as it was and reported as not scrubbed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 
@@ -150,6 +151,27 @@ fn sha1_hex(data: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&Sha1::digest(data))
 }
 
+/// The name hashed resource `name` (named by `old`) takes now that its content's SHA-1 is
+/// `new`, and what references to `old` become: `old` replaced by `new`, or, when a member of
+/// the archive already has that name or a renamed one took it, by `new-1`, `new-2`, … the
+/// first that none has. A crafted archive can hold the name a rename wants (a resource beside
+/// its own scrubbed copy), and two resources can scrub to the same content: the new archive
+/// cannot hold two members of one name, and one name for two members would make a reader
+/// open one of them for both. `taken`: every name of the archive and the renames so far; the
+/// name returned is added.
+fn rename(name: &str, old: &str, new: String, taken: &mut HashSet<String>) -> (String, String) {
+    let mut stem = new.clone();
+    let mut k = 0u64;
+    loop {
+        let candidate = name.replacen(old, &stem, 1);
+        if taken.insert(candidate.clone()) {
+            return (candidate, stem);
+        }
+        k += 1;
+        stem = format!("{new}-{k}");
+    }
+}
+
 /// What [`scrub_members`] did to one archive.
 pub(crate) struct Members {
     /// Some member changed (or was dropped): the rewritten archive differs.
@@ -227,6 +249,8 @@ fn scrub_members_within(
     let mut dropped = 0u64;
     // old SHA-1 -> new SHA-1 of resources whose content changed.
     let mut renames: Vec<(String, String)> = Vec::new();
+    // Every member's name, and each rename's as it is made ([`rename`]).
+    let mut taken: HashSet<String> = archive.file_names().map(str::to_owned).collect();
     let mut changed = false;
     let mut errors: Vec<String> = Vec::new();
     // Resources renamed inside the archives in this one.
@@ -306,9 +330,9 @@ fn scrub_members_within(
             let mut new_name = name.clone();
             if let Some(old) = hashed_name(&name) {
                 if sha1_hex(&data) == old {
-                    let new = sha1_hex(&rebuilt);
-                    new_name = name.replacen(old, &new, 1);
-                    renames.push((old.to_owned(), new));
+                    let (renamed, stem) = rename(&name, old, sha1_hex(&rebuilt), &mut taken);
+                    new_name = renamed;
+                    renames.push((old.to_owned(), stem));
                 }
             }
             drop(data);
@@ -369,9 +393,9 @@ fn scrub_members_within(
         let mut new_name = name.clone();
         if let Some(old) = hashed_name(&name) {
             if hits > 0 && sha1_hex(&data) == old {
-                let new = sha1_hex(&scrubbed);
-                new_name = name.replacen(old, &new, 1);
-                renames.push((old.to_owned(), new));
+                let (renamed, stem) = rename(&name, old, sha1_hex(&scrubbed), &mut taken);
+                new_name = renamed;
+                renames.push((old.to_owned(), stem));
             }
         }
         drop(data);

@@ -517,6 +517,97 @@ fn zip_members_are_scrubbed_and_sha1_named_resources_renamed_with_their_referenc
     assert_eq!(refs, 2);
 }
 
+/// Nineteenth pass (found by attacking from the documents): a scrubbed resource is renamed to
+/// the SHA-1 of its new content, and that name could be another member's: a crafted trace
+/// holding `resources/<sha1 of A>` (with the value) and `resources/<sha1 of A scrubbed>`, or
+/// two resources that scrub to the same content. The rewrite failed with "invalid Zip archive:
+/// Duplicate filename", blaming the input, and the archive was left unscrubbed. The renamed
+/// member now takes `<new sha1>-1`, `-2`, … (the first name no member of the archive has and
+/// no renamed one took), and the references follow it.
+#[test]
+fn regression_a_renamed_resource_never_takes_another_members_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = patterns();
+    let v = SECRETS[0].1;
+    // A holds the value; B is A scrubbed, under its own SHA-1 (the name A's rename wants); C
+    // (crafted) already holds `<sha1 of B>-1`; D holds the value in its JSON form, and scrubs
+    // to B's content too.
+    let a = format!("<html><input value=\"{v}\"></html>").into_bytes();
+    let b = mask(&p, &a);
+    assert_ne!(a, b);
+    let json_form = serde_json::to_string(v).unwrap();
+    let d = format!(
+        "<html><input value=\"{}\"></html>",
+        &json_form[1..json_form.len() - 1]
+    )
+    .into_bytes();
+    assert_ne!(a, d);
+    assert_eq!(mask(&p, &d), b, "D scrubs to B's content");
+    let c = b"<html>another page</html>".to_vec();
+    let (ha, hb, hd) = (sha1_hex(&a), sha1_hex(&b), sha1_hex(&d));
+    let network = format!(
+        "{{\"_sha1\":\"{ha}\"}}\n{{\"_sha1\":\"{hb}\"}}\n{{\"_sha1\":\"{hb}-1\"}}\n{{\"_sha1\":\"{hd}\"}}\n"
+    );
+    let path = dir.path().join("trace.zip");
+    std::fs::write(
+        &path,
+        zip_bytes(&[
+            (&format!("resources/{ha}"), &a),
+            (&format!("resources/{hb}"), &b),
+            (&format!("resources/{hb}-1"), &c),
+            (&format!("resources/{hd}"), &d),
+            ("trace.network", network.as_bytes()),
+        ]),
+    )
+    .unwrap();
+    let summary = scrubber(BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&path));
+    assert!(summary.ok(), "{summary}");
+    assert_eq!(summary.renamed, 2, "{summary}");
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let mut names: Vec<String> = z.file_names().map(str::to_owned).collect();
+    names.sort();
+    let mut want = vec![
+        format!("resources/{hb}"),
+        format!("resources/{hb}-1"),
+        format!("resources/{hb}-2"),
+        format!("resources/{hb}-3"),
+        "trace.network".to_owned(),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    let mut read = |name: &str| {
+        let mut out = Vec::new();
+        z.by_name(name)
+            .unwrap_or_else(|_| panic!("{name} does not resolve"))
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    // The members kept their content; the references name what they named before.
+    let network = String::from_utf8(read("trace.network")).unwrap();
+    let refs: Vec<String> = network
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["_sha1"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            format!("{hb}-2"),
+            hb.clone(),
+            format!("{hb}-1"),
+            format!("{hb}-3")
+        ]
+    );
+    for (r, content) in refs.iter().zip([&b, &b, &c, &b]) {
+        assert_eq!(&read(&format!("resources/{r}")), content, "{r}");
+    }
+}
+
 #[test]
 fn binary_files_are_listed_kept_by_default_and_dropped_on_request() {
     let dir = tempfile::tempdir().unwrap();
