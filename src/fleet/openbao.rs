@@ -7,9 +7,9 @@
 //! What it never does: put a token or a secret value in a URL, an argument, an error message
 //! or a `Debug` string. Response bodies are read into zeroed buffers and KV values go straight
 //! into [`SecretString`]s. TLS is verified (Mozilla's roots, or only the CA given with
-//! `--ca-cert`); plain `http://` is accepted for loopback addresses only; redirects are not
-//! followed (a redirect would carry the token elsewhere); proxies from the environment are
-//! not used.
+//! `--ca-cert`); plain `http://` is accepted for loopback addresses only, and `localhost` is
+//! then 127.0.0.1 or ::1 whatever the system's resolver says; redirects are not followed (a
+//! redirect would carry the token elsewhere); proxies from the environment are not used.
 
 use std::fmt;
 use std::io::Read;
@@ -208,6 +208,59 @@ pub fn check_addr(addr: &str) -> Result<String, BaoError> {
     Ok(a.to_owned())
 }
 
+/// The name resolution of the sync's HTTP agent. For plain `http://`, which [`check_addr`]
+/// lets through for a loopback host only, the system is never asked: `localhost` (in any
+/// case) is 127.0.0.1 then ::1, as RFC 6761 (6.3) has it and as curl and the browsers answer
+/// it themselves, a literal address is itself, and a host that is neither, or an address that
+/// is not loopback, is refused. The system's answer (an /etc/hosts line, a DNS search domain)
+/// could send `localhost` anywhere, and the token with it in the clear (found by attacking
+/// the fleet surface from the documents, nineteenth pass). For `https://` the system
+/// resolves as usual: TLS checks the name.
+///
+/// ureq's resolver trait is in its `unversioned` module (outside its semver promise): the
+/// lock file pins the version, and the unit test below pins the behaviour.
+#[derive(Debug, Default)]
+struct LoopbackHttp<R = ureq::unversioned::resolver::DefaultResolver> {
+    /// The system's resolver, for `https://` only.
+    system: R,
+}
+
+impl<R: ureq::unversioned::resolver::Resolver> ureq::unversioned::resolver::Resolver
+    for LoopbackHttp<R>
+{
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+        if uri.scheme() == Some(&ureq::http::uri::Scheme::HTTPS) {
+            return self.system.resolve(uri, config, timeout);
+        }
+        let host = uri.host().unwrap_or("");
+        let port = uri.port_u16().unwrap_or(80);
+        let ips: Vec<IpAddr> = if host.eq_ignore_ascii_case("localhost") {
+            vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+        } else {
+            // `http::Uri` keeps an IPv6 literal's brackets.
+            let literal = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            literal.parse::<IpAddr>().into_iter().collect()
+        };
+        let mut out = self.empty();
+        for ip in ips.into_iter().filter(IpAddr::is_loopback) {
+            out.push(SocketAddr::new(ip, port));
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
 /// Check a mount or prefix path segment list: `[A-Za-z0-9._-]` segments separated by `/`,
 /// no empty, `.` or `..` segment.
 pub fn check_path(what: &str, p: &str, allow_empty: bool) -> Result<(), BaoError> {
@@ -253,8 +306,13 @@ impl Client {
             .tls_config(tls.build())
             .user_agent(concat!("scopevault/", env!("CARGO_PKG_VERSION")))
             .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            LoopbackHttp::<ureq::unversioned::resolver::DefaultResolver>::default(),
+        );
         let mut client = Client {
-            agent: config.new_agent(),
+            agent,
             base,
             namespace: opts.namespace.clone(),
             token: SecretString::from(String::new()),
@@ -955,6 +1013,71 @@ mod tests {
         assert!(check_path("--prefix", "monitoring/prod", false).is_ok());
         assert!(check_path("--prefix", "monitoring/../x", false).is_err());
         assert!(check_path("--mount", "a//b", false).is_err());
+    }
+
+    /// A stand-in for the system's resolver that answers every name with 10.9.9.9 (what an
+    /// /etc/hosts line `10.9.9.9 localhost` or a DNS search domain can make of `localhost`),
+    /// counting the questions.
+    #[derive(Debug, Default)]
+    struct HostileSystem(std::sync::atomic::AtomicUsize);
+
+    impl ureq::unversioned::resolver::Resolver for HostileSystem {
+        fn resolve(
+            &self,
+            uri: &ureq::http::Uri,
+            _: &ureq::config::Config,
+            _: ureq::unversioned::transport::NextTimeout,
+        ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut out = self.empty();
+            out.push(std::net::SocketAddr::from((
+                [10, 9, 9, 9],
+                uri.port_u16().unwrap_or(443),
+            )));
+            Ok(out)
+        }
+    }
+
+    /// Found by attacking the fleet surface from the documents (nineteenth pass): `--addr
+    /// http://localhost:8200` passed the loopback check by its name, and the system resolved
+    /// the name: /etc/hosts mapping `localhost` to 10.9.9.9 sent the token there in the clear.
+    /// For plain http the system is never asked: `localhost` is 127.0.0.1 then ::1, a literal
+    /// address is itself, and anything not loopback is refused; https resolves as before.
+    #[test]
+    fn regression_plain_http_never_resolves_localhost_through_the_system() {
+        use ureq::unversioned::resolver::Resolver;
+        let r = LoopbackHttp {
+            system: HostileSystem::default(),
+        };
+        let config = ureq::Agent::config_builder().build();
+        let resolve = |u: &str| {
+            r.resolve(
+                &u.parse().unwrap(),
+                &config,
+                ureq::unversioned::transport::NextTimeout::default(),
+            )
+            .map(|a| a.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            resolve("http://localhost:8200/v1/x").unwrap(),
+            ["127.0.0.1:8200", "[::1]:8200"]
+        );
+        assert_eq!(
+            resolve("http://LocalHost:8200/v1/x").unwrap(),
+            ["127.0.0.1:8200", "[::1]:8200"]
+        );
+        assert_eq!(resolve("http://[::1]:8200/").unwrap(), ["[::1]:8200"]);
+        assert_eq!(resolve("http://127.0.0.1/").unwrap(), ["127.0.0.1:80"]);
+        // Never let through by check_addr, and refused here as well.
+        assert!(resolve("http://bao.example.com:8200/").is_err());
+        assert!(resolve("http://10.0.0.1:8200/").is_err());
+        assert_eq!(r.system.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // https: the system's answer, as before (TLS checks the name).
+        assert_eq!(
+            resolve("https://localhost:8200/").unwrap(),
+            ["10.9.9.9:8200"]
+        );
+        assert_eq!(r.system.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]
