@@ -353,9 +353,9 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
     (Some("&quot;"), None),
 ];
 
-/// THE list of forms of a secret value: both `scopevault exec`'s output masking and artefact
-/// scrubbing (`exec --artifacts`, `scopevault redact`) use it, and nothing else decides what a
-/// form of a secret is.
+/// THE list of forms of a secret value: `scopevault exec`'s output masking, artefact scrubbing
+/// (`exec --artifacts`, `scopevault redact`) and the echoes of a token `sync openbao` cuts out
+/// of an error answer use it, and nothing else decides what a form of a secret is.
 ///
 /// - the value itself;
 /// - base64, standard and URL-safe, padded and not, and the part of the encoding that depends

@@ -853,7 +853,8 @@ fn has_null_data(bytes: &[u8]) -> bool {
 
 /// An error answer as a [`BaoError::Status`]. Its `errors` strings are OpenBao's own messages,
 /// shown escaped and shortened; a server (or a proxy before it) that echoes what it was sent
-/// would show `hide` (the token, the AppRole secret id): each is cut out first.
+/// would show `hide` (the token, the AppRole secret id): every echo of each is cut out first
+/// ([`redact_echoes`]), over the entries joined as they are shown.
 fn status_error(
     method: &'static str,
     path: &str,
@@ -861,7 +862,7 @@ fn status_error(
     bytes: &[u8],
     hide: &[&SecretString],
 ) -> BaoError {
-    let mut detail = Zeroizing::new(
+    let joined = Zeroizing::new(
         errors_of(bytes)
             .unwrap_or_default()
             .iter()
@@ -869,11 +870,7 @@ fn status_error(
             .collect::<Vec<_>>()
             .join("; "),
     );
-    for h in hide.iter().map(|h| h.expose()).filter(|h| !h.is_empty()) {
-        if detail.contains(h) {
-            detail = Zeroizing::new(detail.replace(h, "[REDACTED]"));
-        }
-    }
+    let detail = redact_echoes(&joined, hide);
     let detail: String = detail.chars().take(300).collect();
     BaoError::Status {
         method,
@@ -881,6 +878,77 @@ fn status_error(
         status,
         detail: detail.escape_debug().to_string(),
     }
+}
+
+/// The shortest run of a hidden value's characters (or of one of its forms) that
+/// [`redact_echoes`] cuts out wherever it stands. A random token's 8 characters are about
+/// 48 bits, far from anything an error message says by chance.
+const ECHO_RUN: usize = 8;
+
+/// `text` with every echo of a `hide` value replaced by `[REDACTED]`. Looked for, without
+/// regard to ASCII case: each form [`crate::secret::secret_forms`] gives of the value (the
+/// value itself; base64 and base64url, whole and the part that depends on the value alone at
+/// each of the three alignments; percent-, JSON- and HTML-escaped; hex; base32: the list
+/// `exec` masks with), and not only whole: every run of [`ECHO_RUN`] or more consecutive
+/// characters of a form is cut, so a value split in two (across `errors` entries, with text
+/// between the parts) goes as well. A form shorter than that is cut only whole.
+///
+/// A server can always transform a value beyond recognition (reverse it, split it finer);
+/// this catches what echoes and the usual encodings do. The server holds the token anyway:
+/// the point is that the user's terminal and logs do not.
+fn redact_echoes(text: &str, hide: &[&SecretString]) -> Zeroizing<String> {
+    // Every lower-cased form, then every ECHO_RUN-byte run of the long ones (sorted, for a
+    // binary search): secret material, zeroed on drop, and the runs' buffer sized once so
+    // that no reallocation leaves a copy behind.
+    let mut forms: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+    for h in hide.iter().map(|h| h.expose()).filter(|h| !h.is_empty()) {
+        forms.push(Zeroizing::new(h.to_ascii_lowercase().into_bytes()));
+        for f in crate::secret::secret_forms(h) {
+            forms.push(Zeroizing::new(f.text.to_ascii_lowercase().into_bytes()));
+        }
+    }
+    let (long, short): (Vec<_>, Vec<_>) = forms.into_iter().partition(|f| f.len() >= ECHO_RUN);
+    let mut runs: Zeroizing<Vec<[u8; ECHO_RUN]>> = Zeroizing::new(Vec::with_capacity(
+        long.iter().map(|f| f.len() + 1 - ECHO_RUN).sum(),
+    ));
+    for f in &long {
+        for w in f.windows(ECHO_RUN) {
+            let mut run = [0u8; ECHO_RUN];
+            run.copy_from_slice(w);
+            runs.push(run);
+        }
+    }
+    runs.sort_unstable();
+    runs.dedup();
+    let lower = Zeroizing::new(text.to_ascii_lowercase().into_bytes());
+    let mut cut = vec![false; lower.len()];
+    for (i, w) in lower.windows(ECHO_RUN).enumerate() {
+        if runs.binary_search_by(|r| r.as_slice().cmp(w)).is_ok() {
+            cut[i..i + ECHO_RUN].fill(true);
+        }
+    }
+    for f in short.iter().filter(|f| !f.is_empty()) {
+        for (i, w) in lower.windows(f.len()).enumerate() {
+            if w == f.as_slice() {
+                cut[i..i + f.len()].fill(true);
+            }
+        }
+    }
+    // A character any of whose bytes is cut goes whole; each cut stretch is one `[REDACTED]`.
+    let mut out = Zeroizing::new(String::with_capacity(text.len()));
+    let mut in_cut = false;
+    for (i, c) in text.char_indices() {
+        if cut[i..i + c.len_utf8()].contains(&true) {
+            if !in_cut {
+                out.push_str("[REDACTED]");
+            }
+            in_cut = true;
+        } else {
+            out.push(c);
+            in_cut = false;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1078,6 +1146,23 @@ mod tests {
             ["10.9.9.9:8200"]
         );
         assert_eq!(r.system.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// What [`redact_echoes`] cuts, precisely: runs of 8 or more characters of a form in any
+    /// case, a short value only whole, nothing of the text around them; a split finer than
+    /// 8 characters is the documented limit.
+    #[test]
+    fn redact_echoes_cuts_runs_of_eight_in_any_case_and_leaves_the_rest() {
+        let tok = SecretString::from("hvs.Token-1234567".to_owned());
+        let short = SecretString::from("Ab3".to_owned());
+        let r = |t: &str| redact_echoes(t, &[&tok, &short]).to_string();
+        assert_eq!(r("permission denied"), "permission denied");
+        assert_eq!(r("bad HVS.TOKEN-1234567!"), "bad [REDACTED]!");
+        assert_eq!(r("a hvs.Toke; b n-1234567"), "a [REDACTED]; b [REDACTED]");
+        assert_eq!(r("é-1234567é"), "é[REDACTED]é");
+        assert_eq!(r("id ab3, x"), "id [REDACTED], x");
+        // Seven characters at a time are not recognised as the token's.
+        assert_eq!(r("hvs.Tok en-1234 567"), "hvs.Tok en-1234 567");
     }
 
     #[test]
