@@ -69,6 +69,16 @@ pub fn verify(
         }
         e => format!("the signature file is not an SSH signature: {e}"),
     })?;
+    // OpenSSH (sshsig.c) writes the reserved field empty and verifies over an empty one,
+    // whatever the file carries; verifying over the file's value made the two disagree both
+    // ways (found by attacking the fleet surface from the documents, nineteenth pass). No
+    // signer either trusts writes another value: refused, saying so.
+    if !sig.reserved().is_empty() {
+        return Err(format!(
+            "the signature's reserved field is not empty ({} bytes): `ssh-keygen -Y sign` and `publish --sign-key` always write it empty, and OpenSSH verifies as if it were, so this signature was not made by either; sign the bundle again",
+            sig.reserved().len()
+        ));
+    }
     if sig.namespace() != NAMESPACE {
         let shown: String = sig.namespace().chars().take(64).collect();
         return Err(format!(

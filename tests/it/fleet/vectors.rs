@@ -198,3 +198,131 @@ fn every_fail_vector_is_refused_with_its_reason() {
         assert!(err.contains(why.trim()), "{name}: {err}");
     }
 }
+
+/// `sig`'s sshsig blob with its reserved field (empty as written) replaced by `reserved`,
+/// PEM-armoured again as `ssh-keygen` writes it (70 columns).
+fn with_reserved(sig_pem: &str, reserved: &[u8]) -> String {
+    use data_encoding::BASE64;
+    let b64: String = sig_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let blob = BASE64.decode(b64.as_bytes()).unwrap();
+    let string_end =
+        |at: usize| at + 4 + u32::from_be_bytes(blob[at..at + 4].try_into().unwrap()) as usize;
+    // "SSHSIG", version, public key, namespace: then the reserved string.
+    let at = string_end(string_end(10));
+    assert_eq!(
+        &blob[at..at + 4],
+        &[0, 0, 0, 0],
+        "reserved is written empty"
+    );
+    let mut out = blob[..at].to_vec();
+    out.extend_from_slice(&(reserved.len() as u32).to_be_bytes());
+    out.extend_from_slice(reserved);
+    out.extend_from_slice(&blob[at + 4..]);
+    let text = BASE64.encode(&out);
+    let mut pem = String::from("-----BEGIN SSH SIGNATURE-----\n");
+    for line in text.as_bytes().chunks(70) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem + "-----END SSH SIGNATURE-----\n"
+}
+
+/// A raw signature by `key` over `message` (the sshsig signed data built by hand).
+fn raw_sign<K: ssh_key::SigningKey>(key: &K, message: &[u8]) -> ssh_key::Signature {
+    key.try_sign(message).unwrap()
+}
+
+/// Found by attacking the fleet surface from the documents (nineteenth pass): OpenSSH's
+/// `ssh-keygen -Y verify` verifies over an empty reserved field whatever the signature file
+/// carries; scopevault verified over the file's. A signature made over reserved "x" was
+/// accepted here and refused by ssh-keygen; one carrying "x" but made over an empty field
+/// was accepted by ssh-keygen and refused here as "modified after signing". ssh-keygen and
+/// `publish` always write the field empty: any other value is refused, saying so.
+#[test]
+fn regression_a_signature_with_a_reserved_field_is_refused_as_neither_signer_writes_one() {
+    use sha2::Digest;
+    let d = dir();
+    let bytes = std::fs::read(d.join("vector.svbundle")).unwrap();
+    let signers = AllowedSigners::read(&d.join("allowed_signers")).unwrap();
+    let key_text = std::fs::read_to_string(d.join("signer")).unwrap();
+    let key = sig::load_signing_key(&key_text, || unreachable!()).unwrap();
+    let plain = sig::sign(&key, &bytes).unwrap();
+    // Signed over the field's "x", as a verifier that reads it would check.
+    let put = |out: &mut Vec<u8>, s: &[u8]| {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s);
+    };
+    let mut signed = b"SSHSIG".to_vec();
+    put(&mut signed, sig::NAMESPACE.as_bytes());
+    put(&mut signed, b"x");
+    put(&mut signed, b"sha512");
+    put(&mut signed, &sha2::Sha512::digest(&bytes));
+    let over_x = ssh_key::SshSig::new(
+        key.public_key().key_data().clone(),
+        sig::NAMESPACE,
+        ssh_key::HashAlg::Sha512,
+        raw_sign(&key, &signed),
+    )
+    .unwrap()
+    .to_pem(ssh_key::LineEnding::LF)
+    .unwrap();
+    let cases = [
+        (
+            "signed over reserved x",
+            with_reserved(&over_x, b"x"),
+            false,
+        ),
+        (
+            "signed over an empty reserved",
+            with_reserved(&plain, b"x"),
+            true,
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    for (what, pem, openssh_accepts) in cases {
+        let err = sig::verify(
+            pem.as_bytes(),
+            &bytes,
+            &signers,
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect_err(what);
+        assert!(
+            err.contains("reserved field") && err.contains("ssh-keygen -Y sign"),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("modified after signing"), "{what}: {err}");
+        // What OpenSSH makes of it: the reason for the refusal.
+        let f = tmp.path().join("sig");
+        std::fs::write(&f, &pem).unwrap();
+        match std::process::Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-f"])
+            .arg(d.join("allowed_signers"))
+            .args(["-I", "admin@example.com", "-n", "scopevault-bundle", "-s"])
+            .arg(&f)
+            .stdin(std::fs::File::open(d.join("vector.svbundle")).unwrap())
+            .output()
+        {
+            Ok(o) => assert_eq!(
+                o.status.success(),
+                openssh_accepts,
+                "{what}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => crate::common::skip::skip(&format!(
+                "ssh-keygen is needed to compare with OpenSSH (our verifier ran): {e}"
+            )),
+        }
+    }
+    // The signature as written verifies.
+    sig::verify(
+        plain.as_bytes(),
+        &bytes,
+        &signers,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+}
