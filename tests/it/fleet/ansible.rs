@@ -1,7 +1,9 @@
 //! examples/fleet/ansible/apply-bundle.yml run for real: ansible-core from PyPI in a venv
 //! (scripts/setup/ansible), `-i localhost, -c local`. A run whose apply is refused fails, the
 //! next one applies the bundle although its copy no longer changes, the run after that
-//! reports no change, and a local change is reverted by the next run. The systemd units
+//! reports no change, and a local change is reverted by the next run; `--check` runs change
+//! nothing and do not fail (before any copy, with a local change, with a new bundle waiting).
+//! The systemd units
 //! of examples/fleet/systemd/ pass `systemd-analyze verify` when it is available.
 
 use crate::common::vault as common_vault;
@@ -95,20 +97,23 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
     )
     .unwrap();
     let bundles = master.path("bundles");
-    master.ok(
-        &[
-            "publish",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--out",
-            bundles.to_str().unwrap(),
-            "--sign-key",
-            key.to_str().unwrap(),
-            "--passphrase-file",
-            &master.pf(),
-        ],
-        b"",
-    );
+    let publish = || {
+        master.ok(
+            &[
+                "publish",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--out",
+                bundles.to_str().unwrap(),
+                "--sign-key",
+                key.to_str().unwrap(),
+                "--passphrase-file",
+                &master.pf(),
+            ],
+            b"",
+        )
+    };
+    publish();
     let allowed = cp.path("allowed_signers");
     std::fs::write(&allowed, format!("admin@example.com {public}\n")).unwrap();
     // The binary's environment for the handler: the checkpoint's isolated dirs.
@@ -143,9 +148,10 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
     };
     let home = cp.path("ansible-home");
     std::fs::create_dir_all(&home).unwrap();
-    let play = |signers: &Path| {
+    let play_with = |signers: &Path, extra: &[&str]| {
         Command::new(&playbook_bin)
             .arg(root().join("examples/fleet/ansible/apply-bundle.yml"))
+            .args(extra)
             .args(["-i", "localhost,", "-c", "local"])
             .args([
                 "-e",
@@ -159,6 +165,32 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
             .output()
             .unwrap()
     };
+    let play = |signers: &Path| play_with(signers, &[]);
+    // `--check` changes nothing and does not fail (found by attacking the fleet surface from
+    // the documents, nineteenth pass: the read-only queries were skipped in check mode and
+    // the apply's condition failed on their empty output).
+    let check = |when: &str| {
+        let vault = cp.vault_bytes();
+        let copy = std::fs::read(cp.path("bundles/ams.svbundle")).ok();
+        let out = play_with(&allowed, &["--check"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "--check {when}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("TASK [Apply the bundle]"), "{when}: {text}");
+        assert_eq!(cp.vault_bytes(), vault, "--check {when} changed the vault");
+        assert_eq!(
+            std::fs::read(cp.path("bundles/ams.svbundle")).ok(),
+            copy,
+            "--check {when} changed the copy"
+        );
+        text
+    };
+    // Before any copy: the bundle directory is not there yet.
+    check("before any copy");
+    assert!(!cp.path("bundles").exists());
     // A first run whose apply is refused (the signers file names another key) fails, and
     // the bundle is applied by the next run although its copy no longer changes (found by
     // running the playbook, fourteenth pass: a handler fired once and was forgotten).
@@ -246,11 +278,35 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
         b"local-Stopgap-77",
     );
     assert!(local_change());
+    check("with a local change");
+    assert!(local_change());
     let third = run();
     assert_eq!(changed(&third), 1, "third run: {third}");
     assert!(!local_change(), "{third}");
     let fourth = run();
     assert_eq!(changed(&fourth), 0, "fourth run: {fourth}");
+
+    // A new generation waiting: `--check` leaves it waiting, the next run applies it.
+    let generation = || {
+        let v: serde_json::Value = serde_json::from_str(&cp.ok(
+            &[
+                "bundle",
+                "inspect",
+                "--json",
+                cp.path("bundles/ams.svbundle").to_str().unwrap(),
+            ],
+            b"",
+        ))
+        .unwrap();
+        v["generation"].as_u64().unwrap()
+    };
+    let applied = generation();
+    publish();
+    check("with a new bundle waiting");
+    assert_eq!(generation(), applied);
+    let fifth = run();
+    assert!(changed(&fifth) >= 1, "fifth run: {fifth}");
+    assert!(generation() > applied, "{fifth}");
 }
 
 #[test]
