@@ -393,9 +393,8 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     };
     if let Err(e) = crate::fleet::health::write_record(&path, &record) {
         eprintln!(
-            "scopevault: warning: the apply is done but `status` will not show it: cannot write {}: {}",
-            shown(&crate::fleet::health::record_path(&path)),
-            escape_for_terminal(&e.to_string())
+            "{}",
+            unwritten_record_warning(&crate::fleet::health::record_path(&path), &e, c)
         );
     }
     drop(lock);
@@ -411,6 +410,41 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     );
     audit_apply(a, &b, &who.fingerprint);
     reload_daemon(g)
+}
+
+/// The warning of an apply that saved the vault but could not write its applied record:
+/// what failed, what to do about it, and the command that then writes the record. Not "run
+/// the command again" (the I/O error's own hint): the generation check refuses the bundle
+/// now applied, and only `--reapply` takes it again (found by attacking the fleet surface
+/// from the documents, nineteenth pass).
+fn unwritten_record_warning(
+    record: &Path,
+    e: &crate::vault::VaultError,
+    c: &BundleCheckArgs,
+) -> String {
+    use std::io::ErrorKind;
+    let (why, fix) = match e {
+        crate::vault::VaultError::Io { path, what, error } => (
+            format!("{what} {}: {error}", shown(path)),
+            match error.kind() {
+                ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                    "free space on that file system"
+                }
+                ErrorKind::ReadOnlyFilesystem => "make that file system writable",
+                ErrorKind::PermissionDenied => {
+                    "let this user write the state directory (permissions)"
+                }
+                _ => "remove the cause",
+            },
+        ),
+        other => (escape_for_terminal(&other.to_string()), "remove the cause"),
+    };
+    format!(
+        "scopevault: warning: the apply is done but `status` will not show it: its applied record {} was not written ({why}). To write it, {fix}, then apply the same bundle again with `--reapply` added: `scopevault bundle apply {} --allowed-signers {} --reapply` (with the other options given this time); without `--reapply` the generation check refuses the bundle now applied",
+        shown(record),
+        shown(&c.file),
+        shown(&c.allowed_signers),
+    )
 }
 
 /// The audit record of an apply: `bundle.apply` with the location, generation, signer and
@@ -492,5 +526,53 @@ fn reload_daemon(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
                 socket.display()
             ),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk's advice is "free space", then the command with `--reapply`, never "run the
+    /// command again" (which the generation check refuses); the error's path and cause are
+    /// named (nineteenth pass).
+    #[test]
+    fn the_unwritten_record_warning_names_the_reapply_and_the_fix() {
+        let c = BundleCheckArgs {
+            file: "/var/lib/scopevault/ams.svbundle".into(),
+            signature: None,
+            allowed_signers: "/etc/scopevault/allowed_signers".into(),
+            location: None,
+        };
+        let record = Path::new("/var/lib/scopevault-state/fleet-applied-0123456789abcdef.json");
+        let full = crate::vault::VaultError::Io {
+            path: record.to_owned(),
+            what: "cannot save the new version of".into(),
+            error: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        let w = unwritten_record_warning(record, &full, &c);
+        assert!(
+            w.contains(
+                "free space on that file system, then apply the same bundle again with `--reapply`"
+            ),
+            "{w}"
+        );
+        assert!(
+            w.contains("`scopevault bundle apply /var/lib/scopevault/ams.svbundle --allowed-signers /etc/scopevault/allowed_signers --reapply`"),
+            "{w}"
+        );
+        assert!(w.contains("fleet-applied-0123456789abcdef.json"), "{w}");
+        assert!(!w.contains("run the command again"), "{w}");
+        let ro = crate::vault::VaultError::Io {
+            path: record.to_owned(),
+            what: "cannot create a temporary file for the new version of the file in".into(),
+            error: std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem),
+        };
+        let w = unwritten_record_warning(record, &ro, &c);
+        assert!(
+            w.contains("make that file system writable") && w.contains("--reapply"),
+            "{w}"
+        );
+        assert!(!w.contains("run the command again"), "{w}");
     }
 }

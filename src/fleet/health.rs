@@ -166,14 +166,22 @@ fn record_place(vault_path: &Path) -> (PathBuf, PathBuf, String) {
 
 /// Write the applied record of the vault at `vault_path` atomically, mode 0644, through the
 /// checked state directory ([`crate::vault::SafeDir`], created 0700 if missing), as the
-/// rollback record is written.
-pub fn write_record(vault_path: &Path, r: &AppliedRecord) -> Result<PathBuf, String> {
+/// rollback record is written. The error is the vault's own (an I/O error keeps its kind, so
+/// the caller can say what to do).
+pub fn write_record(
+    vault_path: &Path,
+    r: &AppliedRecord,
+) -> Result<PathBuf, crate::vault::VaultError> {
     let (p, dir, name) = record_place(vault_path);
-    let mut text = serde_json::to_vec_pretty(r).map_err(|e| e.to_string())?;
+    let mut text = serde_json::to_vec_pretty(r)
+        .map_err(|e| crate::vault::VaultError::Internal(e.to_string()))?;
     text.push(b'\n');
-    crate::vault::SafeDir::open(&dir, true)
-        .and_then(|d| d.replace_with_mode(name.as_ref(), ".fleet-applied.tmp-", &text, 0o644))
-        .map_err(|e| e.to_string())?;
+    crate::vault::SafeDir::open(&dir, true)?.replace_with_mode(
+        name.as_ref(),
+        ".fleet-applied.tmp-",
+        &text,
+        0o644,
+    )?;
     Ok(p)
 }
 

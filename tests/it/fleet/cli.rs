@@ -2841,3 +2841,45 @@ fn a_line_break_in_an_unknown_manifest_member_cannot_forge_an_error_line() {
         "the member's name started a line: {stderr}"
     );
 }
+
+/// Found by attacking the fleet surface from the documents (nineteenth pass): when `apply`
+/// saved the vault but could not write the applied record (a full disk), its warning said to
+/// run the command again, which the generation check then refused (the bundle already
+/// applied). The warning names the command that works, with `--reapply`; run, it writes the
+/// record. (A directory at the record's path makes its rename fail here; the full disk's own
+/// advice is `src/cli/fleet.rs` `the_unwritten_record_warning_names_the_reapply_and_the_fix`.)
+#[test]
+fn regression_an_unwritten_applied_record_warning_names_the_command_that_works() {
+    let f = Fleet::new();
+    f.publish(&[]);
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+    let record = applied_record(&f.ams);
+    f.publish(&["--location", "ams"]);
+    std::fs::remove_file(&record).unwrap();
+    std::fs::create_dir(&record).unwrap();
+    let args = f.apply_args(&f.ams, &f.bundle("ams"), &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = f.ams.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: the apply is done but `status` will not show it"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bundle apply") && err.contains("--reapply"),
+        "the warning names the command that works: {err}"
+    );
+    assert!(!err.contains("run the command again"), "{err}");
+    std::fs::remove_dir(&record).unwrap();
+    // As it says: the same command is refused, with --reapply it writes the record.
+    f.refused(&f.ams, &f.bundle("ams"), &[], "generation");
+    assert!(!record.exists());
+    f.apply(&f.ams, &f.bundle("ams"), &["--reapply"]);
+    let (v, _) = status_offline(&f.ams);
+    assert_eq!(
+        v["bundle"]["generation"].as_u64(),
+        manifest(&std::fs::read(f.bundle("ams")).unwrap())["generation"].as_u64(),
+        "{v}"
+    );
+}
