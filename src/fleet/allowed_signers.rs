@@ -654,4 +654,27 @@ mod tests {
             .unwrap_err()
             .contains("not in"));
     }
+
+    /// The documented line semantics, as `ssh-keygen -Y verify` has them (nineteenth pass,
+    /// found by attacking from the documents; docs only): every line carrying a key counts,
+    /// so a `valid-before` on one line does not limit the key while another line lists it
+    /// without one, and `@revoked` is no marker here (allowed_signers has none) but a
+    /// principal, whose line authorises the key. Retiring a key means removing every line
+    /// of it (docs/operations.md, "Signing key rollover").
+    #[test]
+    fn every_line_carrying_a_key_counts_and_revoked_is_only_a_principal() {
+        let now = time::macros::datetime!(2026-06-01 0:00 UTC);
+        let key = one(&format!("x {KEY}")).key;
+        let two = AllowedSigners::parse(
+            &format!("old valid-before=\"20260101Z\" {KEY}\nnew {KEY}\n"),
+            "f",
+        )
+        .unwrap();
+        let by = two.authorise(&key, "scopevault-bundle", now).unwrap();
+        assert_eq!(by.len(), 1);
+        assert_eq!(by[0].principals, vec!["new"]);
+        let revoked = AllowedSigners::parse(&format!("@revoked {KEY}\n"), "f").unwrap();
+        let by = revoked.authorise(&key, "scopevault-bundle", now).unwrap();
+        assert_eq!(by[0].principals, vec!["@revoked"]);
+    }
 }
