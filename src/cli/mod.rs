@@ -61,7 +61,7 @@ pub fn main() -> ExitCode {
             if e.use_stderr() && status::json_requested() {
                 status::print_argument_error(&e);
             }
-            if let Some(code) = refuse_stray_argument_unshown(&e) {
+            if let Some(code) = refuse_stray_argument(&e) {
                 return code;
             }
             e.exit()
@@ -81,11 +81,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// For a command that takes `--secret`, clap's "unexpected argument 'X' found" without `X`:
-/// `--secret password VALUE` (a space where `--field` has `=`) made the value the stray
-/// argument, and clap quoted it on stderr (eighteenth pass, found by attacking this pass's
-/// fixes). The usage line is kept; every other clap error is printed as clap prints it.
-fn refuse_stray_argument_unshown(e: &clap::Error) -> Option<ExitCode> {
+/// For a command that takes `--secret`, clap's "unexpected argument 'X' found" without `X`
+/// unless `X` is plainly a flag: `--secret password VALUE` (a space where `--field` has `=`)
+/// made the value the stray argument, and clap quoted it on stderr (eighteenth pass, found by
+/// attacking this pass's fixes). A mistyped flag (`--feild`) is named, with clap's nearest
+/// known flag, or nobody could tell which argument was meant (nineteenth pass, found by the
+/// last review); see [`nameable_stray`] for what counts as plainly a flag. The usage line is
+/// kept; every other clap error is printed as clap prints it.
+fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
     use clap::error::{ContextKind, ErrorKind};
     if e.kind() != ErrorKind::UnknownArgument {
         return None;
@@ -102,11 +105,81 @@ fn refuse_stray_argument_unshown(e: &clap::Error) -> Option<ExitCode> {
     {
         return None;
     }
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let named = e
+        .get(ContextKind::InvalidArg)
+        .and_then(|a| nameable_stray(&a.to_string(), &argv));
+    let head = match &named {
+        None => "unexpected argument (not shown: it may be a secret value typed by mistake; consider it exposed)".to_owned(),
+        Some(Stray { flag, with_value: false }) => format!("unexpected argument '{flag}' found"),
+        Some(Stray { flag, with_value: true }) => format!(
+            "unexpected argument '{flag}' found (what follows its `=` is not shown: if it is a secret value, it is in argv, visible to other users in ps, so consider it exposed)"
+        ),
+    };
+    // The nearest known flag is one of ours, but it says something of what was typed: only
+    // beside an argument that is shown.
+    let tip = match (&named, e.get(ContextKind::SuggestedArg)) {
+        (Some(_), Some(similar)) => format!("\n\n  tip: a similar argument exists: '{similar}'"),
+        _ => String::new(),
+    };
     eprintln!(
-        "error: unexpected argument (not shown: it may be a secret value typed by mistake; consider it exposed)\n\n{}\n\nFor more information, try '--help'.",
+        "error: {head}{tip}\n\n{}\n\nFor more information, try '--help'.",
         usage.trim_end()
     );
     Some(ExitCode::from(EXIT_USAGE))
+}
+
+/// A stray argument that may be named: a flag, and whether a value followed it after `=`.
+#[derive(Debug, PartialEq, Eq)]
+struct Stray {
+    flag: String,
+    with_value: bool,
+}
+
+/// Whether `invalid`, the argument clap could not place, is plainly a flag and not a value, as
+/// typed (`argv`, the arguments after the program's name). Plainly a flag: `--` and a lowercase
+/// ASCII letter, then lowercase ASCII letters, digits and `-`, at most 32 bytes in all; or `-`
+/// and one ASCII letter or digit. Every flag of ours is lowercase: a capital, or anything else,
+/// reads more like a password than a typo, and is not named.
+///
+/// As typed, because clap names a part of an argument: the flag before `=` of `--x=VALUE`
+/// (named, `with_value` set, the value not), and the first letter of a cluster of short
+/// flags, so that `-Pa55word` would be named `-P` (not named: no argument is `-P`).
+fn nameable_stray(invalid: &str, argv: &[std::ffi::OsString]) -> Option<Stray> {
+    use std::os::unix::ffi::OsStrExt;
+    let flag_shaped = match invalid.strip_prefix("--") {
+        Some(word) => {
+            invalid.len() <= 32
+                && word.starts_with(|c: char| c.is_ascii_lowercase())
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        }
+        None => {
+            let b = invalid.as_bytes();
+            b.len() == 2 && b[0] == b'-' && b[1].is_ascii_alphanumeric()
+        }
+    };
+    if !flag_shaped {
+        return None;
+    }
+    let with_value = if argv.iter().any(|a| a.as_bytes() == invalid.as_bytes()) {
+        false
+    } else if invalid.starts_with("--")
+        && argv.iter().any(|a| {
+            a.as_bytes()
+                .strip_prefix(invalid.as_bytes())
+                .is_some_and(|rest| rest.starts_with(b"="))
+        })
+    {
+        true
+    } else {
+        return None;
+    };
+    Some(Stray {
+        flag: invalid.to_owned(),
+        with_value,
+    })
 }
 
 /// The paths (`scopevault cred set`) of the subcommands that take `--secret`.
@@ -304,5 +377,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recipient => fleet::recipient(g),
         Command::Publish(a) => fleet::publish(g, &a),
         Command::Bundle(c) => fleet::bundle(g, &c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{nameable_stray, Stray};
+
+    fn argv(args: &[&str]) -> Vec<std::ffi::OsString> {
+        args.iter().map(Into::into).collect()
+    }
+
+    /// What clap names of a stray argument is named by us only when it is plainly a flag as
+    /// typed; a value shaped a little like one is not.
+    #[test]
+    fn only_a_plain_flag_as_typed_is_named() {
+        let named = |flag: &str, with_value| {
+            Some(Stray {
+                flag: flag.to_owned(),
+                with_value,
+            })
+        };
+        let a = argv(&["cred", "set", "x", "--feild", "-x", "--secert=Hunter2"]);
+        assert_eq!(nameable_stray("--feild", &a), named("--feild", false));
+        assert_eq!(nameable_stray("-x", &a), named("-x", false));
+        assert_eq!(nameable_stray("--secert", &a), named("--secert", true));
+        // clap's `-P` of `-Pa55word`: no argument is `-P`.
+        assert_eq!(nameable_stray("-P", &argv(&["-Pa55word"])), None);
+        // Not flag-shaped, whatever was typed.
+        for v in [
+            "S3cr3t",
+            "--Tr0ub4dor",
+            "--tr0ub4dor&3",
+            "--9lives",
+            "---",
+            "--",
+            "-",
+            "-é",
+            "-ab",
+            "--a-very-long-passphrase-made-of-words",
+        ] {
+            assert_eq!(nameable_stray(v, &argv(&[v])), None, "{v}");
+        }
+        // Flag-shaped but not typed as such (`--x` of `--xyz`, never the case with clap).
+        assert_eq!(nameable_stray("--x", &argv(&["--xyz"])), None);
     }
 }

@@ -866,6 +866,77 @@ fn a_value_typed_after_secret_with_a_space_is_refused_without_quoting_it() {
     );
 }
 
+/// Found by the last review (nineteenth pass): since the eighteenth pass no stray argument of
+/// `cred add|set` was named, so a mistyped flag (`--feild`) was refused without saying which.
+/// An argument that is plainly a flag (`--` and a lowercase word, or `-` and one character,
+/// as typed) is now named, with clap's nearest known flag; a `--name=VALUE` is named up to
+/// `=`; anything else, a value that only starts like a flag included, is still not shown.
+#[test]
+fn a_mistyped_flag_of_cred_add_or_set_is_named_and_a_value_is_not() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let pf = e.pf();
+    let run = |cmd: &str, stray: &[&str]| {
+        let mut args = vec!["cred", cmd, "shop-buyer"];
+        if cmd == "add" {
+            args.extend(["--kind", "login"]);
+        }
+        args.extend(stray);
+        args.extend(["--passphrase-file", &pf]);
+        let out = e.run(&args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for cmd in ["add", "set"] {
+        // Named, with the flag clap finds nearest.
+        let err = run(cmd, &["--feild", "username=monitor"]);
+        assert!(
+            err.contains("unexpected argument '--feild'")
+                && err.contains("a similar argument exists: '--field'")
+                && err.contains(&format!("Usage: scopevault cred {cmd}"))
+                && !err.contains("not shown"),
+            "{cmd}: {err}"
+        );
+        let err = run(cmd, &["-x"]);
+        assert!(err.contains("unexpected argument '-x'"), "{cmd}: {err}");
+        // Named up to `=`, the value after it not shown.
+        let err = run(cmd, &["--secert=Hunter2-Value"]);
+        assert!(
+            err.contains("unexpected argument '--secert'")
+                && err.contains("a similar argument exists: '--secret'")
+                && err.contains("consider it exposed")
+                && !err.contains("Hunter2"),
+            "{cmd}: {err}"
+        );
+        // Values, some shaped like flags: not shown, on stdout or stderr.
+        for (value, shown) in [
+            ("S3cr3t-Value!", "S3cr3t"),
+            ("-Pa55word", "Pa55"),
+            ("--Tr0ub4dor", "Tr0ub4dor"),
+            ("--tr0ub4dor&3", "tr0ub4dor"),
+            ("-é", "é"),
+            (
+                "--a-very-long-passphrase-made-of-many-words-joined",
+                "passphrase",
+            ),
+        ] {
+            let err = run(cmd, &["--secret", "password", value]);
+            let err2 = run(cmd, &[value]);
+            for err in [err, err2] {
+                assert!(!err.contains(shown), "{cmd} {value}: {err}");
+                assert!(
+                    err.contains("unexpected argument (not shown")
+                        && err.contains("consider it exposed"),
+                    "{cmd} {value}: {err}"
+                );
+            }
+        }
+    }
+    assert_eq!(e.vault_bytes(), before);
+}
+
 /// Issue 15, item 12: the deny-list was exact-match, so `passwd=` and `api-key=` went into
 /// argv as plain fields. Names that look secret, and the kind's schema, now decide.
 #[test]
