@@ -852,6 +852,99 @@ fn records_with_a_member_of_another_type_or_written_twice_are_refused_naming_it(
     }
 }
 
+/// Found by the last review (nineteenth pass): `serve` read the log's last line, to continue
+/// its chain, with a lenient parser of `seq` and `prev` alone, while `audit verify`, `doctor`,
+/// `audit show` and `lint --audit` read every line with the typed reader. A last line that
+/// continues the chain but writes `decision` twice, or gives `peer.uid` as a string, or has no
+/// `time`, was refused by them and continued by the daemon. The start now reads it with the
+/// same reader: the daemon exits naming the line and the member, with the remedy, and the log
+/// is left as it was.
+#[test]
+fn serve_refuses_a_last_line_the_verifier_refuses_naming_the_member() {
+    use crate::common::daemon;
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let id = daemon::setup_vault(dir);
+    let fetch = r#""time":"2026-12-01T20:00:01Z","peer":{"uid":1001,"gid":1001,"pid":5,"exe":"/usr/bin/python3"},"task":"t","credential":"c""#;
+    let cases = [
+        (
+            format!(r#""seq":3,"decision":"deny",{fetch},"op":"fetch","decision":"allow","reason":null,"warnings":[],"values":{{}}"#),
+            "member `decision` twice",
+        ),
+        (
+            r#""seq":3,"time":"2026-12-01T20:00:01Z","peer":{"uid":"0","gid":0,"pid":1,"exe":"/usr/sbin/cron"},"op":"fetch","decision":"allow","reason":null,"warnings":[],"values":{}"#.to_owned(),
+            "`peer.uid`",
+        ),
+        (
+            r#""seq":3,"peer":null,"op":"lock","task":null,"credential":null,"decision":"allow","reason":null,"warnings":[],"values":{}"#.to_owned(),
+            "`time`",
+        ),
+    ];
+    for (last, member) in cases {
+        // Two records the daemon's writer made (its key and journal beside them), then the
+        // forged third, chained onto the second from docs/audit.md's format.
+        let log = write_log(dir, 2);
+        let written = std::fs::read(&log).unwrap();
+        let second = written[..written.len() - 1]
+            .rsplit(|&b| b == b'\n')
+            .next()
+            .unwrap();
+        let prev = format!("{:x}", sha2::Sha256::digest(second));
+        let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        writeln!(file, "{{{last},\"prev\":\"{prev}\"}}").unwrap();
+        drop(file);
+        let forged = std::fs::read(&log).unwrap();
+        let out = run(&["audit", "verify"], &log, None);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{member}: {}",
+            text(&out.stdout)
+        );
+        assert!(text(&out.stdout).contains("line 3: "), "{member}");
+
+        let socket = dir.join("run/s.sock");
+        let mut child = daemon::cmd(dir)
+            .args(["serve", "--socket"])
+            .arg(&socket)
+            .arg("--identity-file")
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The daemon either exits or binds its socket; a generous bound on a hang only.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if socket.exists() || std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{member}: serve started on a last line the verifier refuses");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let said = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{member}: {said}");
+        assert!(
+            said.contains("cannot be continued: line 3: ")
+                && said.contains(member)
+                && said.contains("audit verify")
+                && said.contains("move the log aside"),
+            "{member}: {said}"
+        );
+        assert_eq!(std::fs::read(&log).unwrap(), forged, "{member}");
+        // The log, its key and journal: the next case begins a log anew.
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with("audit.jsonl") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+    }
+}
+
 /// Found by forging logs from docs/audit.md (eighteenth pass, t_follow_det): `audit show
 /// --follow` noticed a truncation only when the file was shorter than what it had read, so a
 /// log truncated and written again past its old size between two polls (copytruncate and a
