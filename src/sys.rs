@@ -195,6 +195,11 @@ impl DescriptorReserve {
         room
     }
 
+    /// Hold `n` more descriptors, or say how many could be held (those are given back).
+    pub(crate) fn take_more(&mut self, n: usize) -> Result<(), DescriptorShortage> {
+        self.grow(n)
+    }
+
     /// Give back `n` of the descriptors held (all there are, if fewer).
     pub(crate) fn give_back(&mut self, n: usize) {
         self.held.truncate(self.held.len().saturating_sub(n));

@@ -543,14 +543,17 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     let mut reserve = super::exec::reserve_descriptors(needed + 1)?;
     // The `--files` directory is made (and its place checked) before the fetch, holding its
     // lock from the reserve: a refusal here hands nothing out. Removed (with its files) when
-    // this drops, after the child has exited.
+    // this drops, after the child has exited. Its parent is open while it is made, in the
+    // connection's place, held again once the parent is closed.
     let mut dir = if a.files {
-        reserve.give_back(1);
+        let making = super::exec::DESCRIPTORS_TO_MAKE_THE_DIRECTORY;
+        reserve.give_back(making);
         let d = super::exec::CredDir::create().map_err(|e| {
             e.context(
                 "exec --files has no private directory for the credentials (nothing was fetched)",
             )
         })?;
+        super::exec::reserve_more(&mut reserve, making - 1)?;
         Some(d)
     } else {
         None

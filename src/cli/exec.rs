@@ -6,10 +6,12 @@
 //! `$XDG_RUNTIME_DIR`, `/run/user/UID`, `/run` for root: a directory of the user's own that no
 //! other user may write), else `/dev/shm/scopevault-exec-UID-XXXXXX`, never `/tmp`. In the
 //! shared `/dev/shm` no name is made ahead of time or trusted: another user could make it
-//! first (eighteenth pass). Each is a fresh directory with a random name, made 0700 by one
-//! `mkdir` (which fails on a name that exists) under a name clean-up ignores, locked, then
-//! renamed, before the fetch. A runtime directory counts only when nobody else can put
-//! another in its place ([`unsafe_ancestor`]). Each value lives in a sealed
+//! first (eighteenth pass). Each is a fresh directory with a random name, made by one
+//! `mkdir` (which fails on a name that exists) as `.NAME.new` without the write bit, locked,
+//! made 0700, then renamed, before the fetch. A runtime directory counts only when nobody
+//! else can put another in its place ([`unsafe_ancestor`]); after the checks, the directory
+//! and everything in it are made and removed through open descriptors, never by path
+//! (nineteenth pass). Each value lives in a sealed
 //! memfd that the child inherits; the directory only holds symbolic links
 //! `CRED/FIELD -> /proc/self/fd/N`, which the child resolves to its own copy of the descriptor
 //! (mode 0600, sealed: it cannot be changed). `N` is the highest
@@ -26,7 +28,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -165,6 +167,12 @@ pub(crate) fn descriptors_after_fetch(files: bool, masking: bool) -> usize {
     usize::from(files) + spawning.max(running)
 }
 
+/// How many descriptors [`CredDir::create`] opens at once: the directory, held for its lock
+/// until the command ends (one of [`descriptors_after_fetch`]), and its parent, through which
+/// it is made and which is closed once it is. Made before the fetch, from the reserve: the
+/// parent's descriptor borrows the connection's for that moment ([`reserve_more`]).
+pub(crate) const DESCRIPTORS_TO_MAKE_THE_DIRECTORY: usize = 2;
+
 /// How many entries `--files` makes of a hand-out: one per field and secret, two for a TOTP
 /// code (the code and its seconds left). Each is a memfd that `exec` holds until the command
 /// ends.
@@ -179,25 +187,36 @@ pub(crate) fn values(fetched: &Fetched) -> usize {
 /// Hold `n` descriptors (see [`descriptors_after_fetch`]), or stop `exec` before its fetch,
 /// with a message naming the open-files limit (exit 2).
 pub(crate) fn reserve_descriptors(n: usize) -> anyhow::Result<crate::sys::DescriptorReserve> {
-    crate::sys::DescriptorReserve::take(n).map_err(|short| {
-        let message = if short.error.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error())
-        {
-            format!(
-                "exec needs {} free file descriptors to run the command and the open-files limit leaves it {} (the limit is {}, soft RLIMIT_NOFILE): raise it (`ulimit -n`, or LimitNOFILE= in a systemd unit); nothing was fetched",
-                short.wanted,
-                short.got,
-                crate::sys::open_files_limit()
-            )
-        } else {
-            format!(
-                "exec cannot hold the {} file descriptors it needs to run the command: {}; nothing was fetched",
-                short.wanted, short.error
-            )
-        };
-        anyhow::Error::new(super::Exit {
-            code: super::EXIT_USAGE,
-            message,
-        })
+    crate::sys::DescriptorReserve::take(n).map_err(shortage)
+}
+
+/// Hold `n` more descriptors in `reserve` (given back a moment ago for what has closed them
+/// again), or stop `exec` before its fetch as [`reserve_descriptors`] does.
+pub(crate) fn reserve_more(
+    reserve: &mut crate::sys::DescriptorReserve,
+    n: usize,
+) -> anyhow::Result<()> {
+    reserve.take_more(n).map_err(shortage)
+}
+
+/// The error of a reserve that could not be held: exit 2, naming the open-files limit.
+fn shortage(short: crate::sys::DescriptorShortage) -> anyhow::Error {
+    let message = if short.error.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) {
+        format!(
+            "exec needs {} free file descriptors to run the command and the open-files limit leaves it {} (the limit is {}, soft RLIMIT_NOFILE): raise it (`ulimit -n`, or LimitNOFILE= in a systemd unit); nothing was fetched",
+            short.wanted,
+            short.got,
+            crate::sys::open_files_limit()
+        )
+    } else {
+        format!(
+            "exec cannot hold the {} file descriptors it needs to run the command: {}; nothing was fetched",
+            short.wanted, short.error
+        )
+    };
+    anyhow::Error::new(super::Exit {
+        code: super::EXIT_USAGE,
+        message,
     })
 }
 
@@ -392,10 +411,65 @@ fn ensure_private_dir(d: &Path) -> anyhow::Result<PathBuf> {
 
 /// Open directory `p` without following a link (`O_NOFOLLOW | O_DIRECTORY`), for its lock.
 fn open_dir(p: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::DIRECTORY).bits() as i32)
-        .open(p)
+    open_dir_at(rustix::fs::CWD, p)
+}
+
+/// Open directory `name` in the directory `at`, without following a link (`O_NOFOLLOW |
+/// O_DIRECTORY`): what a name under a directory `exec` holds open is opened through it.
+fn open_dir_at(at: impl std::os::fd::AsFd, name: impl rustix::path::Arg) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(File::from(rustix::fs::openat(
+        at,
+        name,
+        flags,
+        Mode::empty(),
+    )?))
+}
+
+/// The names in the directory open as `dir`, but `.` and `..`.
+fn names_in(dir: &File) -> std::io::Result<Vec<std::ffi::CString>> {
+    let mut out = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let name = e?.file_name().to_owned();
+        if name.as_bytes() != b"." && name.as_bytes() != b".." {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Remove everything in the directory open as `dir`, through its descriptor: nothing is
+/// reached by a path from outside it, and no link is followed (a directory in it is opened
+/// `O_NOFOLLOW`).
+fn empty_dir(dir: &File) -> std::io::Result<()> {
+    use rustix::fs::{unlinkat, AtFlags};
+    for name in names_in(dir)? {
+        match unlinkat(dir, name.as_c_str(), AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(rustix::io::Errno::ISDIR) => {
+                empty_dir(&open_dir_at(dir, name.as_c_str())?)?;
+                unlinkat(dir, name.as_c_str(), AtFlags::REMOVEDIR)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Remove the directory `name` in `parent` when it is still the directory open as `dir` (an
+/// empty one: see [`empty_dir`]). `Ok(false)` when the name is another's now, or gone.
+fn remove_dir_named(parent: &File, name: &std::ffi::CStr, dir: &File) -> std::io::Result<bool> {
+    use rustix::fs::{statat, unlinkat, AtFlags};
+    let ours = rustix::fs::fstat(dir)?;
+    match statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(m) if m.st_dev == ours.st_dev && m.st_ino == ours.st_ino => {
+            unlinkat(parent, name, AtFlags::REMOVEDIR)?;
+            Ok(true)
+        }
+        Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Remove the `--files` directories that this uid's `exec`s left when they were killed, in
@@ -438,32 +512,48 @@ fn is_exec_name(name: &str, prefix: &str) -> bool {
         .is_some_and(|s| s.len() == SUFFIX_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
-/// Whether `p` holds only what `exec --files` makes, all of this uid's: directories
-/// `CRED` (mode 0700), each holding symbolic links (never followed) and regular files.
-fn holds_only_what_exec_makes(p: &Path, uid: u32) -> bool {
-    let ours = |e: &std::fs::DirEntry| {
-        std::fs::symlink_metadata(e.path())
+/// Whether `name` is one `exec` gives a `--files` directory while it makes it: `.NAME.new`,
+/// `NAME` an [`is_exec_name`].
+fn is_new_name(name: &str, prefix: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".new"))
+        .is_some_and(|n| is_exec_name(n, prefix))
+}
+
+/// Whether the directory open as `dir` holds only what `exec --files` makes, all of this
+/// uid's: directories `CRED` (mode 0700), each holding symbolic links (never followed) and
+/// regular files. Read through the descriptors: no link is followed.
+fn holds_only_what_exec_makes(dir: &File, uid: u32) -> bool {
+    use rustix::fs::{statat, AtFlags, FileType};
+    let ours = |at: &File, name: &std::ffi::CStr| {
+        statat(at, name, AtFlags::SYMLINK_NOFOLLOW)
             .ok()
-            .filter(|m| m.uid() == uid)
+            .filter(|m| m.st_uid == uid)
     };
-    let Ok(creds) = std::fs::read_dir(p) else {
+    let Ok(creds) = names_in(dir) else {
         return false;
     };
-    creds.into_iter().all(|c| {
-        let Some(m) = c.as_ref().ok().and_then(ours) else {
+    creds.iter().all(|c| {
+        let Some(m) = ours(dir, c) else {
             return false;
         };
-        if !m.is_dir() || m.mode() & 0o7777 != 0o700 {
+        if FileType::from_raw_mode(m.st_mode) != FileType::Directory || m.st_mode & 0o7777 != 0o700
+        {
             return false;
         }
-        let Ok(fields) = std::fs::read_dir(c.expect("checked").path()) else {
+        let Ok(cdir) = open_dir_at(dir, c.as_c_str()) else {
             return false;
         };
-        fields.into_iter().all(|f| {
-            f.as_ref()
-                .ok()
-                .and_then(ours)
-                .is_some_and(|m| m.file_type().is_symlink() || m.is_file())
+        let Ok(fields) = names_in(&cdir) else {
+            return false;
+        };
+        fields.iter().all(|f| {
+            ours(&cdir, f).is_some_and(|m| {
+                matches!(
+                    FileType::from_raw_mode(m.st_mode),
+                    FileType::Symlink | FileType::RegularFile
+                )
+            })
         })
     })
 }
@@ -479,45 +569,55 @@ fn holds_only_what_exec_makes(p: &Path, uid: u32) -> bool {
 /// user may write), an older `exec`, which kept `NAME.lock` beside its directory locked
 /// instead, counts as live while it holds that lock, if the lock is a regular file of this
 /// uid's. In the shared `/dev/shm`, where any user can make `NAME.lock` and hold it, no older
-/// `exec` made its directories. Returns how many were removed.
+/// `exec` made its directories.
+///
+/// Also removed: an empty `.NAME.new` that an `exec` killed before it renamed its directory
+/// left, when it is this uid's, mode 0700 and unlocked. An `exec` sets 0700 only once it holds
+/// the lock ([`CredDir::create_in`] makes it without the write bit), so one that is being made,
+/// unlocked between its `mkdir` and its `flock`, is never taken for a leftover.
+///
+/// Everything is reached through `parent`'s descriptor and the directory's: a name swapped
+/// after the checks is not followed, and a directory is unlinked only while its name is still
+/// the directory checked. Returns how many were removed.
 fn remove_stale(parent: &Path, prefix: &str, legacy_locks: bool) -> usize {
+    use rustix::fs::{FileType, Mode, OFlags};
     let uid = crate::sys::current_uid();
     let mut removed = 0;
-    let Ok(rd) = std::fs::read_dir(parent) else {
+    let Ok(pdir) = open_dir(parent) else {
         return 0;
     };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else {
+    let Ok(names) = names_in(&pdir) else {
+        return 0;
+    };
+    for cname in names {
+        let Some(name) = cname.to_str().ok() else {
             continue;
         };
-        if !is_exec_name(name, prefix) {
+        let being_made = is_new_name(name, prefix);
+        if !being_made && !is_exec_name(name, prefix) {
             continue;
         }
-        let p = e.path();
-        let Ok(m) = std::fs::symlink_metadata(&p) else {
+        let Ok(dir) = open_dir_at(&pdir, cname.as_c_str()) else {
             continue;
         };
-        if !m.is_dir() || m.uid() != uid || m.mode() & 0o7777 != 0o700 {
-            continue;
-        }
-        let Ok(dir) = open_dir(&p) else {
-            continue;
-        };
-        // The directory opened is the one looked at, still ours.
-        if !dir.metadata().is_ok_and(|o| {
-            o.ino() == m.ino() && o.dev() == m.dev() && o.uid() == uid && o.mode() & 0o7777 == 0o700
+        if !rustix::fs::fstat(&dir).is_ok_and(|o| {
+            FileType::from_raw_mode(o.st_mode) == FileType::Directory
+                && o.st_uid == uid
+                && o.st_mode & 0o7777 == 0o700
         }) {
             continue;
         }
-        let lock_path = parent.join(format!("{name}.lock"));
-        let old_lock = if legacy_locks {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(&lock_path)
-                .ok()
-                .filter(|l| l.metadata().is_ok_and(|lm| lm.is_file() && lm.uid() == uid))
+        let lock_name = format!("{name}.lock");
+        let old_lock = if legacy_locks && !being_made {
+            rustix::fs::openat(
+                &pdir,
+                lock_name.as_str(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+            .map(File::from)
+            .filter(|l| l.metadata().is_ok_and(|lm| lm.is_file() && lm.uid() == uid))
         } else {
             None
         };
@@ -527,12 +627,20 @@ fn remove_stale(parent: &Path, prefix: &str, legacy_locks: bool) -> usize {
         {
             continue;
         }
-        if crate::sys::try_lock_exclusive(&dir).is_err() || !holds_only_what_exec_makes(&p, uid) {
+        if crate::sys::try_lock_exclusive(&dir).is_err()
+            || (!being_made && !holds_only_what_exec_makes(&dir, uid))
+        {
             continue;
         }
-        if std::fs::remove_dir_all(&p).is_ok() {
+        // A directory `exec` named is emptied first; a `.NAME.new` is removed only when it is
+        // empty already (`unlinkat` refuses one that is not).
+        if !being_made && empty_dir(&dir).is_err() {
+            continue;
+        }
+        if remove_dir_named(&pdir, &cname, &dir).unwrap_or(false) {
             if old_lock.is_some() {
-                let _ = std::fs::remove_file(&lock_path);
+                let _ =
+                    rustix::fs::unlinkat(&pdir, lock_name.as_str(), rustix::fs::AtFlags::empty());
             }
             removed += 1;
         }
@@ -543,8 +651,14 @@ fn remove_stale(parent: &Path, prefix: &str, legacy_locks: bool) -> usize {
 /// The private directory of one `exec --files`: removed when dropped.
 pub(crate) struct CredDir {
     path: PathBuf,
-    /// The directory, open and locked until it is removed ([`remove_stale`]).
-    lock: Option<File>,
+    /// Its name in its parent.
+    name: std::ffi::CString,
+    /// The parent's device and inode: the directory is unlinked from the parent it was made
+    /// in, or not at all.
+    parent: (u64, u64),
+    /// The directory, open and locked until it is removed ([`remove_stale`]): every entry is
+    /// made, and removed, through it.
+    dir: Option<File>,
     /// The memfds the child inherits (closed in this process when dropped).
     memfds: Vec<OwnedFd>,
     memfd_ok: bool,
@@ -555,9 +669,25 @@ pub(crate) struct CredDir {
 
 impl Drop for CredDir {
     fn drop(&mut self) {
-        // Removed while its lock is held: no other `exec` takes it for a leftover meanwhile.
-        let _ = std::fs::remove_dir_all(&self.path);
-        drop(self.lock.take());
+        // Emptied through its descriptor and removed while its lock is held: no other `exec`
+        // takes it for a leftover meanwhile. The parent is opened again (the directory's
+        // descriptor is the one held from before the fetch: see `descriptors_after_fetch`)
+        // and must be the one it was made in: where it is not (moved), the directory is left
+        // there, empty.
+        let Some(dir) = self.dir.take() else {
+            return;
+        };
+        if empty_dir(&dir).is_ok() {
+            if let Some(parent) = self.path.parent().and_then(|p| open_dir(p).ok()) {
+                if parent
+                    .metadata()
+                    .is_ok_and(|m| (m.dev(), m.ino()) == self.parent)
+                {
+                    let _ = remove_dir_named(&parent, &self.name, &dir);
+                }
+            }
+        }
+        drop(dir);
     }
 }
 
@@ -572,6 +702,15 @@ fn random_name(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
+/// What [`CredDir::create_in`] made of one name.
+enum Made {
+    /// The directory, locked, under its name.
+    Dir(File),
+    /// The name was taken, or the directory was taken away (by a clean-up) before it was
+    /// locked: try another.
+    Again,
+}
+
 impl CredDir {
     /// Make a new directory (0700, a fresh random name: one `mkdir`, which fails on a name
     /// that exists) and hold its lock. Made before the fetch: every refusal of the place comes
@@ -582,58 +721,100 @@ impl CredDir {
     }
 
     /// [`CredDir::create`] in `parent`, named `prefix` and random characters. The directory
-    /// is made under a name that clean-up ignores (`.NAME.new`), locked, and only then
-    /// renamed to its name (never over a name that exists): clean-up by another `exec` of
-    /// this uid never sees it unlocked (it used to take the lock of a directory between its
-    /// `mkdir` and its `flock`, and remove it).
+    /// is made under a name that clean-up takes only once it is 0700 and unlocked
+    /// (`.NAME.new`), without the write bit (0500), locked, made 0700, and only then renamed
+    /// to its name (never over a name that exists): clean-up by another `exec` of this uid
+    /// never takes it while it is being made (it used to take the lock of a directory between
+    /// its `mkdir` and its `flock`, and remove it), and an `exec` killed before the rename
+    /// leaves a `.NAME.new` clean-up removes ([`remove_stale`]).
+    ///
+    /// Everything goes through `parent`'s descriptor, opened without following a link and
+    /// checked as a place where no other user may rename or remove what this uid makes (this
+    /// uid's or root's, and writable by no other user unless sticky), and through the
+    /// directory's: nothing is reached again by a path a swap could redirect.
     fn create_in(parent: &Path, prefix: &str) -> anyhow::Result<CredDir> {
-        use rustix::fs::{renameat_with, RenameFlags, CWD};
-        use std::os::unix::fs::PermissionsExt;
+        use rustix::fs::{fchmod, fstat, mkdirat, renameat_with, Mode, RenameFlags};
         let cannot = || {
             format!(
                 "cannot create the private credentials directory in {}",
                 crate::text::shown(parent)
             )
         };
+        let uid = crate::sys::current_uid();
+        let pdir = open_dir(parent).with_context(cannot)?;
+        let pm = pdir.metadata().with_context(cannot)?;
+        if (pm.uid() != uid && pm.uid() != 0) || (pm.mode() & 0o022 != 0 && pm.mode() & 0o1000 == 0)
+        {
+            bail!(
+                "{} is not a place of uid {uid}'s or root's that no other user may write (owner uid {}, mode {:o}): refused",
+                crate::text::shown(parent),
+                pm.uid(),
+                pm.mode() & 0o7777
+            );
+        }
         for _ in 0..16 {
             let name = random_name(prefix);
-            let path = parent.join(&name);
-            let new = parent.join(format!(".{name}.new"));
-            match std::fs::DirBuilder::new().mode(0o700).create(&new) {
+            let new = format!(".{name}.new");
+            match mkdirat(&pdir, new.as_str(), Mode::from_raw_mode(0o500)) {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e).with_context(cannot),
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(std::io::Error::from(e)).with_context(cannot),
             }
-            let made = (|| -> anyhow::Result<Option<File>> {
-                let lock = open_dir(&new)?;
-                crate::sys::try_lock_exclusive(&lock)?;
-                // Whatever the umask took away.
-                lock.set_permissions(std::fs::Permissions::from_mode(0o700))?;
-                let m = lock.metadata()?;
-                if m.uid() != crate::sys::current_uid() || m.mode() & 0o7777 != 0o700 {
-                    bail!("{} is not the directory made", new.display());
+            let made = (|| -> anyhow::Result<Made> {
+                let dir = match open_dir_at(&pdir, new.as_str()) {
+                    Ok(d) => d,
+                    // Removed by a clean-up meanwhile (not ours to hold: see `remove_stale`).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Made::Again),
+                    Err(e) => return Err(e.into()),
+                };
+                match crate::sys::try_lock_exclusive(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Made::Again),
+                    Err(e) => return Err(e.into()),
                 }
-                match renameat_with(CWD, &new, CWD, &path, RenameFlags::NOREPLACE) {
-                    Ok(()) => Ok(Some(lock)),
-                    Err(rustix::io::Errno::EXIST) => Ok(None),
+                // Whatever the umask took away, and the write bit it was made without.
+                fchmod(&dir, Mode::from_raw_mode(0o700))?;
+                let m = fstat(&dir)?;
+                if m.st_uid != uid || m.st_mode & 0o7777 != 0o700 {
+                    bail!("{new} is not the directory made");
+                }
+                // Still the name of the directory locked: not removed, or replaced, meanwhile.
+                let named =
+                    rustix::fs::statat(&pdir, new.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+                if !named.is_ok_and(|n| n.st_dev == m.st_dev && n.st_ino == m.st_ino) {
+                    return Ok(Made::Again);
+                }
+                match renameat_with(
+                    &pdir,
+                    new.as_str(),
+                    &pdir,
+                    name.as_str(),
+                    RenameFlags::NOREPLACE,
+                ) {
+                    Ok(()) => Ok(Made::Dir(dir)),
+                    Err(rustix::io::Errno::EXIST) => Ok(Made::Again),
                     Err(e) => Err(e.into()),
                 }
             })();
             match made {
-                Ok(Some(lock)) => {
+                Ok(Made::Dir(dir)) => {
                     return Ok(CredDir {
-                        path,
-                        lock: Some(lock),
+                        path: parent.join(&name),
+                        name: std::ffi::CString::new(name).expect("letters and digits"),
+                        parent: (pm.dev(), pm.ino()),
+                        dir: Some(dir),
                         memfds: Vec::new(),
                         memfd_ok: true,
                         entries: Default::default(),
                     })
                 }
-                Ok(None) => {
-                    let _ = std::fs::remove_dir(&new);
+                Ok(Made::Again) => {
+                    let _ =
+                        rustix::fs::unlinkat(&pdir, new.as_str(), rustix::fs::AtFlags::REMOVEDIR);
                 }
                 Err(e) => {
-                    let _ = std::fs::remove_dir(&new);
+                    let _ =
+                        rustix::fs::unlinkat(&pdir, new.as_str(), rustix::fs::AtFlags::REMOVEDIR);
                     return Err(e).with_context(cannot);
                 }
             }
@@ -687,29 +868,41 @@ impl CredDir {
             );
         }
         self.entries.insert(rel.clone(), what.to_owned());
-        let cdir = self.path.join(cred);
-        if !cdir.exists() {
-            std::fs::DirBuilder::new().mode(0o700).create(&cdir)?;
-        }
         let path = self.path.join(&rel);
+        let cannot = || format!("cannot create {}", path.display());
+        // Through the directory's descriptor: the credential's directory, then the entry in it.
+        let dir = self.dir.as_ref().context("the directory is gone")?;
+        let cdir = {
+            use rustix::fs::{mkdirat, Mode};
+            match mkdirat(dir, cred, Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(std::io::Error::from(e)).with_context(cannot),
+            }
+            open_dir_at(dir, cred).with_context(cannot)?
+        };
         if self.memfd_ok {
             match sealed_memfd(value).and_then(inheritable_at_the_top) {
                 Ok(fd) => {
                     let target = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                    std::os::unix::fs::symlink(&target, &path)
-                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    rustix::fs::symlinkat(target.as_str(), &cdir, field)
+                        .map_err(std::io::Error::from)
+                        .with_context(cannot)?;
                     self.memfds.push(fd);
                     return Ok(());
                 }
                 Err(_) => self.memfd_ok = false,
             }
         }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut f = {
+            use rustix::fs::{openat, Mode, OFlags};
+            let flags =
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            File::from(
+                openat(&cdir, field, flags, Mode::from_raw_mode(0o600))
+                    .map_err(std::io::Error::from)
+                    .with_context(cannot)?,
+            )
+        };
         f.write_all(value)?;
         Ok(())
     }
@@ -845,6 +1038,112 @@ mod tests {
         let (removed, made) = removed;
         assert!(made.iter().all(|m| m == &Ok(true)), "{made:?}");
         assert_eq!(removed, 0, "clean-up removed a live exec's directory");
+    }
+
+    /// Found by the last review (nineteenth pass): the entries, the credentials' directories
+    /// and the removal went by path under the directory checked, so whatever was at that path
+    /// later got them. A parent swapped after the checks, with a stand-in at the directory's
+    /// path: every entry goes into the directory made (through its descriptor), the stand-in
+    /// gets nothing and is not removed, and no value is left behind.
+    #[test]
+    fn regression_entries_go_into_the_directory_made_whatever_is_at_its_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (base, moved) = (tmp.path().join("base"), tmp.path().join("moved"));
+        let prefix = "scopevault-test-";
+        for memfds in [true, false] {
+            std::fs::create_dir(&base).unwrap();
+            std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let mut d = CredDir::create_in(&base, prefix).unwrap();
+            if !memfds {
+                d.no_memfds();
+            }
+            let name = d.path().file_name().unwrap().to_owned();
+            std::fs::rename(&base, &moved).unwrap();
+            let stand_in = base.join(&name);
+            std::fs::create_dir_all(stand_in.join("shop")).unwrap();
+            d.put("shop", "password", "shop.password", b"S3cr3t-Value")
+                .unwrap();
+            d.put("other", "token", "other.token", b"T0ken-Value")
+                .unwrap();
+            let made = moved.join(&name);
+            let entry = made.join("shop/password");
+            let m = std::fs::symlink_metadata(&entry).unwrap();
+            if memfds {
+                assert!(m.file_type().is_symlink(), "{memfds}");
+            } else {
+                assert_eq!(std::fs::read(&entry).unwrap(), b"S3cr3t-Value");
+                assert_eq!(m.mode() & 0o777, 0o600);
+            }
+            assert!(made.join("other/token").exists() || memfds, "{memfds}");
+            let listed = |p: &Path| -> Vec<_> {
+                walk(p)
+                    .into_iter()
+                    .map(|e| e.strip_prefix(p).unwrap().to_owned())
+                    .collect()
+            };
+            assert_eq!(listed(&stand_in), [PathBuf::from("shop")], "{memfds}");
+            drop(d);
+            // The stand-in is whole; nothing of the directory made is left but, at most, the
+            // directory itself (its parent is no longer the one it was made in).
+            assert_eq!(listed(&stand_in), [PathBuf::from("shop")], "{memfds}");
+            assert!(!made.exists() || listed(&made).is_empty(), "{memfds}");
+            std::fs::remove_dir_all(&base).unwrap();
+            std::fs::remove_dir_all(&moved).unwrap();
+        }
+    }
+
+    /// Every path under `p`, depth first, links not followed.
+    fn walk(p: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            out.push(e.path());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Found by the last review (nineteenth pass): an `exec` killed between making its
+    /// directory (`.NAME.new`) and renaming it left an empty directory clean-up never took. It
+    /// now removes one that is exec-shaped, the uid's, empty, mode 0700 (set only once its
+    /// `exec` holds its lock: one being made is not yet 0700) and unlocked; no other.
+    #[test]
+    fn clean_up_removes_a_new_directory_a_killed_exec_left_and_no_other() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let parent = parent.path();
+        let prefix = "scopevault-test-";
+        let mk = |name: &str, mode: u32| {
+            let p = parent.join(name);
+            std::fs::create_dir(&p).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let left = mk(".scopevault-test-aaaaaa.new", 0o700);
+        let held = mk(".scopevault-test-bbbbbb.new", 0o700);
+        let lock = open_dir(&held).unwrap();
+        crate::sys::try_lock_exclusive(&lock).unwrap();
+        let being_made = mk(".scopevault-test-cccccc.new", 0o500);
+        let full = mk(".scopevault-test-dddddd.new", 0o700);
+        std::fs::write(full.join("x"), b"").unwrap();
+        let other = mk(".scopevault-other-eeeeee.new", 0o700);
+        let open = mk(".scopevault-test-gggggg.new", 0o755);
+        let target = mk("target", 0o700);
+        let link = parent.join(".scopevault-test-ffffff.new");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(remove_stale(parent, prefix, false), 1);
+        assert!(!left.exists());
+        for kept in [&held, &being_made, &full, &other, &open, &target, &link] {
+            assert!(
+                std::fs::symlink_metadata(kept).is_ok(),
+                "{}",
+                kept.display()
+            );
+        }
+        drop(lock);
     }
 
     #[test]
