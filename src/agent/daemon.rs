@@ -91,10 +91,13 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     let (vault_path, opts) = (c.vault_path, c.open_options);
     {
         let (path, opts) = (vault_path.clone(), opts.clone());
-        handler.set_opener(Box::new(move |p: &SecretString| {
+        handler.set_opener(Box::new(move |p: &SecretString, allow_rollback: bool| {
+            let mut opts = opts.clone();
+            opts.allow_rollback = allow_rollback;
             let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &opts)
                 .map_err(|e| vault_error(&e))?;
-            Ok(Box::new(LoadedVault::new(v, opts.clone())) as Box<dyn VaultView>)
+            warn_rollback(&v);
+            Ok(Box::new(LoadedVault::new(v, opts)) as Box<dyn VaultView>)
         }));
     }
     let unlocked_by = unlock_at_start(c.unlock, &vault_path, &opts, &handler)?;
@@ -268,15 +271,21 @@ fn unlock_at_start(
 /// Install a vault opened at start, its generation recorded in (and checked against) the
 /// audit chain.
 fn load(handler: &Handler, v: Vault, opts: &OpenOptions, how: &str) -> anyhow::Result<()> {
+    warn_rollback(&v);
+    handler
+        .load(Box::new(LoadedVault::new(v, opts.clone())), how)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
+/// Say on stderr that `v` was accepted although older than seen (`--allow-rollback`): an
+/// accepted rollback is never silent.
+fn warn_rollback(v: &Vault) {
     if let Some(w) = v.rollback_warning() {
         eprintln!(
             "scopevault: warning: {}",
             crate::text::escape_for_terminal(&w)
         );
     }
-    handler
-        .load(Box::new(LoadedVault::new(v, opts.clone())), how)
-        .map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
 /// The socket systemd passed us (socket activation), if `LISTEN_PID` names this process.

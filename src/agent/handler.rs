@@ -7,7 +7,7 @@
 //! log before the answer is written; a hand-out whose record cannot be made durable is refused
 //! with `audit_unavailable` (fail closed).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,9 +32,11 @@ mod fetch;
 mod scrub;
 mod ticket;
 
-/// Opens the vault with a passphrase for `unlock`; the error is what the client is told.
+/// Opens the vault with a passphrase for `unlock`, accepting a rollback when the flag says so
+/// (`serve --allow-rollback`, for the run's first load only); the error is what the client is
+/// told.
 pub(crate) type Opener =
-    Box<dyn Fn(&SecretString) -> Result<Box<dyn VaultView>, ErrorBody> + Send + Sync>;
+    Box<dyn Fn(&SecretString, bool) -> Result<Box<dyn VaultView>, ErrorBody> + Send + Sync>;
 
 // Secret fields of a `totp` credential that are never handed out (the seed).
 use crate::vault::TOTP_SEED_FIELDS;
@@ -87,7 +89,13 @@ pub struct Handler {
     budget: AuditBudget,
     /// Rate-limit refusals per uid (off only in unit tests of other behaviour).
     limit_denials: bool,
-    allow_rollback: bool,
+    /// `serve --allow-rollback`: accept an older vault than seen, for the file found at start
+    /// only. Cleared by the run's first load (at start, or the first `unlock` of a daemon that
+    /// started locked): every later load (`reload`, SIGHUP, a changed file followed, an
+    /// `unlock` after a `lock`) is held to the checks of a daemon started without the flag.
+    /// It once stayed set for the whole run, and a reload took a genuine older generation
+    /// silently (nineteenth pass, found by attacking from the documents).
+    allow_rollback: AtomicBool,
     /// Held by the one thread reloading a changed vault file ([`Handler::follow_vault_file`]).
     following: Mutex<()>,
     /// The stamp of a changed file that failed to load: not tried again until it changes.
@@ -163,7 +171,7 @@ impl Handler {
             reserve: DEFAULT_AUDIT_RESERVE,
             budget: AuditBudget::new(super::budget::DEFAULT_RATE, super::budget::DEFAULT_BURST),
             limit_denials: true,
-            allow_rollback: false,
+            allow_rollback: AtomicBool::new(false),
             following: Mutex::new(()),
             follow_failed: Mutex::new(None),
             #[cfg(test)]
@@ -370,8 +378,10 @@ impl Handler {
         use crate::vault::{Unlock, Vault};
         let mut h = Handler::new(access, audit);
         let (path, reopen) = (vault.path().to_path_buf(), opts.clone());
-        h.set_opener(Box::new(move |p: &SecretString| {
-            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &reopen)
+        h.set_opener(Box::new(move |p: &SecretString, allow_rollback: bool| {
+            let mut opts = reopen.clone();
+            opts.allow_rollback = allow_rollback;
+            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &opts)
                 .map_err(|e| vault_error(&e))?;
             Ok(Box::new(LoadedVault::new(v, reopen.clone())) as Box<dyn VaultView>)
         }));
@@ -389,9 +399,15 @@ impl Handler {
         self.state.set(Opened::new(vault));
     }
 
-    /// Accept a vault older than the audit chain has recorded (`--allow-rollback`).
+    /// Accept, at the run's first load only, a vault older than seen (`--allow-rollback`).
     pub(crate) fn set_allow_rollback(&mut self, allow: bool) {
-        self.allow_rollback = allow;
+        self.allow_rollback = AtomicBool::new(allow);
+    }
+
+    /// Whether the next load may accept a rollback: only the run's first
+    /// ([`Handler::allow_rollback`](Self) says why).
+    pub(crate) fn rollback_allowed(&self) -> bool {
+        self.allow_rollback.load(Ordering::SeqCst)
     }
 
     /// As [`Handler::install`], after recording the vault's generation in the audit chain
@@ -427,12 +443,15 @@ impl Handler {
                 vault.generation(),
                 policy.as_deref(),
                 &how,
-                self.allow_rollback,
+                self.rollback_allowed(),
             )
             .map_err(|e| match e {
                 crate::audit::AuditError::Rollback { .. } => Refusal::Rollback(e.to_string()),
                 _ => Refusal::AuditUnavailable,
-            })
+            })?;
+        // The file found at start is loaded: `--allow-rollback` has been used up.
+        self.allow_rollback.store(false, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Write the audit chain's anchor if records were added (the daemon calls this about

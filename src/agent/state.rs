@@ -251,9 +251,13 @@ pub(crate) struct LoadedVault {
 }
 
 impl LoadedVault {
-    /// A vault just opened; its file's stamp is taken now.
+    /// A vault just opened; its file's stamp is taken now. Its reloads never accept a
+    /// rollback, whatever `opts` says: `serve --allow-rollback` is for the file found at start
+    /// (vault-format.md, "Rollback detection").
     pub(crate) fn new(vault: crate::vault::Vault, opts: crate::vault::OpenOptions) -> Self {
         let stamp = stamp_of(vault.path());
+        let mut opts = opts;
+        opts.allow_rollback = false;
         LoadedVault { vault, opts, stamp }
     }
 }

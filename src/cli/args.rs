@@ -73,7 +73,8 @@ pub struct UnlockArgs {
     pub no_keyring: bool,
     /// Accept a vault whose generation is older than the newest one seen on this machine (a
     /// backup restored on purpose): a command saves it again above that generation (adopted);
-    /// `serve` accepts it for that run only.
+    /// `serve` accepts the file it finds at its start (or first `unlock`) for that run only,
+    /// and no older file on a later reload.
     #[arg(long, global = true)]
     pub allow_rollback: bool,
 }

@@ -6,6 +6,7 @@ mod fetch;
 mod groups;
 mod hardening;
 mod hostile;
+mod reload;
 mod soak;
 mod systemd;
 mod tickets;
