@@ -86,6 +86,7 @@ fn world() -> &'static World {
         let identity_file = fx.join("identity.txt");
         let opts = OpenOptions {
             allow_rollback: true,
+            ..Default::default()
         };
         let mut known = Vec::new();
         for (file, unlock) in [
@@ -201,6 +202,7 @@ fn try_open(w: &World, bytes: &[u8]) {
     std::fs::write(&path, bytes).expect("write the input");
     let opts = OpenOptions {
         allow_rollback: true,
+        ..Default::default()
     };
     // The header as `serve` reads it before unlocking (the keyring slot probe), and the KDF
     // caps of every passphrase slot.

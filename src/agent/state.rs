@@ -55,10 +55,12 @@ pub(crate) trait VaultView: Send + Sync {
 /// vault, so every save is a new inode.
 pub(crate) type FileStamp = (u64, u64, u64, i128);
 
-/// The stamp of the file at `path` (following a link, as the reader does).
+/// The stamp of what is at `path` itself, not following a link, as the daemon reads it
+/// ([`crate::vault::OpenOptions::no_follow`]): a link put there is a change, which the load
+/// then refuses.
 pub(crate) fn stamp_of(path: &std::path::Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
+    let m = std::fs::symlink_metadata(path).ok()?;
     Some((
         m.dev(),
         m.ino(),

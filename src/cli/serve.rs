@@ -12,6 +12,7 @@ use crate::agent::authz::AccessConfig;
 use crate::agent::daemon::{Config, StartUnlock};
 use crate::agent::server::{default_socket_path, Limits};
 use crate::audit::{default_audit_path, OpenFlags};
+use crate::vault::OpenOptions;
 
 pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Check what the user typed before touching anything.
@@ -70,7 +71,12 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
             a.audit_burst_kib.saturating_mul(1024),
         ),
         vault_path: super::unlock::vault_path(g),
-        open_options: super::unlock::open_options(g),
+        // The path names the file itself (a link at it was followed once, at the start of the
+        // command): the daemon keeps that file, and refuses a link put at its path later.
+        open_options: OpenOptions {
+            no_follow: true,
+            ..super::unlock::open_options(g)
+        },
         unlock: StartUnlock {
             identity_file: g.unlock.identity_file.clone(),
             passphrase: Box::new(move || super::unlock::passphrase_from_args(&g2)),

@@ -20,6 +20,7 @@ pub(crate) fn vault_path(g: &GlobalArgs) -> PathBuf {
 pub(crate) fn open_options(g: &GlobalArgs) -> OpenOptions {
     OpenOptions {
         allow_rollback: g.unlock.allow_rollback,
+        no_follow: false,
     }
 }
 

@@ -90,6 +90,10 @@ pub enum VaultError {
         /// What is wrong with it and what to do.
         problem: String,
     },
+    /// A symbolic link at a path opened with [`OpenOptions::no_follow`]: the daemon's vault
+    /// path, which named the file itself when the daemon started.
+    #[error("{} is now a symbolic link, not the vault file the daemon found there at its start: the daemon keeps that file and does not follow a link put at its path later (whoever owns it). Put the vault file itself back at this path, or restart the daemon to serve the file the link leads to (the link is judged then, as every command judges it)", .0.display())]
+    LinkAtPath(PathBuf),
     /// Argon2 parameters beyond the caps.
     #[error("refusing a key slot that demands {0}: the file may be hostile")]
     HostileKdf(String),
@@ -209,6 +213,7 @@ impl VaultError {
                 | VaultError::Rollback { .. }
                 | VaultError::HostileKdf(_)
                 | VaultError::StoredPolicy(_)
+                | VaultError::LinkAtPath(_)
         )
     }
 
@@ -241,6 +246,11 @@ pub enum Unlock {
 pub struct OpenOptions {
     /// Accept a generation older than the highest seen on this machine.
     pub allow_rollback: bool,
+    /// Open the file at the path itself: a symbolic link there is refused
+    /// ([`VaultError::LinkAtPath`]), not followed. The daemon sets it: it keeps the file it
+    /// found at its start (its path, a link at it followed once then), so a link put at that
+    /// path later, by anyone, is not a file it serves (vault-format.md, "Writing (crash safety)").
+    pub no_follow: bool,
 }
 
 /// The first slot of a new vault.
@@ -401,7 +411,7 @@ impl Vault {
 
     /// Open, authenticate, check the generation and decrypt the vault at `path`.
     pub fn open(path: &Path, unlock: &Unlock, opts: &OpenOptions) -> Result<Vault, VaultError> {
-        let bytes = store::read_file(path)?;
+        let bytes = store::read_file_at(path, opts.no_follow)?;
         let parsed = Parsed::parse(&bytes)?;
         if parsed.version != format::VERSION {
             return Err(VaultError::NeedsMigration);
@@ -416,7 +426,7 @@ impl Vault {
         };
         let (identity, opened_by) = unwrap_identity(&parsed.header, unlock, remembered)?;
         let vault = Vault::finish_open_rereading(path, &parsed, identity, opts, None, || {
-            store::read_file(path)
+            store::read_file_at(path, opts.no_follow)
         })?;
         // Remembered once the file is authenticated (its MAC, the rollback check): never a
         // slot of a file that was refused. Best effort: a state directory that cannot take it
@@ -542,9 +552,10 @@ impl Vault {
     pub fn reopen(&self, opts: &OpenOptions) -> Result<Vault, VaultError> {
         // The MAC is checked on the file's first part before the payload is read: a file
         // written over the vault without its identity, up to 256 MiB, costs a header's read.
-        let bytes = store::read_file_checked(&self.path, format::EARLY_LEN, |head, total, mac| {
+        let early = |head: &[u8], total, mac: &[u8]| {
             format::check_mac_early(head, total, mac, &self.identity, &self.header.vault_id)
-        })?;
+        };
+        let bytes = store::read_file_checked(&self.path, opts.no_follow, format::EARLY_LEN, early)?;
         let parsed = Parsed::parse(&bytes)?;
         if parsed.version != format::VERSION {
             return Err(VaultError::NeedsMigration);
@@ -558,11 +569,7 @@ impl Vault {
             self.identity.clone(),
             opts,
             Some(self.header.generation),
-            || {
-                store::read_file_checked(&self.path, format::EARLY_LEN, |head, total, mac| {
-                    format::check_mac_early(head, total, mac, &self.identity, &self.header.vault_id)
-                })
-            },
+            || store::read_file_checked(&self.path, opts.no_follow, format::EARLY_LEN, early),
         )
     }
 

@@ -641,7 +641,13 @@ impl OpenLink {
 
 /// Read a whole vault file, refusing anything larger than the format allows before reading.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, VaultError> {
-    let (f, len) = open_sized(path)?;
+    read_file_at(path, false)
+}
+
+/// As [`read_file`]; with `no_follow`, a symbolic link at `path` is refused
+/// ([`VaultError::LinkAtPath`]), not followed ([`super::OpenOptions::no_follow`]).
+pub(crate) fn read_file_at(path: &Path, no_follow: bool) -> Result<Vec<u8>, VaultError> {
+    let (f, len) = open_sized(path, no_follow)?;
     let mut buf = Vec::with_capacity(len as usize);
     f.take(MAX_FILE_LEN + 1)
         .read_to_end(&mut buf)
@@ -652,13 +658,15 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, VaultError> {
 /// As [`read_file`], once `early` has accepted the file's first `early_len` bytes (fewer if
 /// the file is shorter), its length and its last 32 bytes: a file it refuses is not read
 /// further. One open file throughout, so `early` sees the file that is then read.
+/// `no_follow` as for [`read_file_at`].
 pub(crate) fn read_file_checked(
     path: &Path,
+    no_follow: bool,
     early_len: usize,
     early: impl FnOnce(&[u8], usize, &[u8]) -> Result<(), VaultError>,
 ) -> Result<Vec<u8>, VaultError> {
     use std::os::unix::fs::FileExt;
-    let (f, len) = open_sized(path)?;
+    let (f, len) = open_sized(path, no_follow)?;
     let mut buf = Vec::with_capacity(len as usize);
     (&f).take(early_len.min(len as usize) as u64)
         .read_to_end(&mut buf)
@@ -680,17 +688,25 @@ pub(crate) fn read_file_checked(
 }
 
 /// The vault file at `path`, open, and its size, refused above the format's limit before a
-/// byte is read.
-fn open_sized(path: &Path) -> Result<(File, u64), VaultError> {
+/// byte is read. With `no_follow`, a symbolic link at `path` is refused, not followed.
+fn open_sized(path: &Path, no_follow: bool) -> Result<(File, u64), VaultError> {
     // Non-blocking, and a regular file only: a FIFO at the path must not hang the open, nor a
     // device (`/dev/zero`, whose size reads as 0) be read up to the format's limit.
+    let link = if no_follow {
+        OFlags::NOFOLLOW
+    } else {
+        OFlags::empty()
+    };
     let f = rustix::fs::open(
         path,
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | link,
         Mode::empty(),
     )
     .map(File::from)
     .map_err(|e| {
+        if no_follow && e == rustix::io::Errno::LOOP {
+            return VaultError::LinkAtPath(path.to_path_buf());
+        }
         let e = io::Error::from(e);
         if e.kind() == io::ErrorKind::NotFound {
             VaultError::NotFound(path.to_path_buf())

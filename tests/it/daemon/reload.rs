@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use crate::common::daemon::{self, ok, setup_vault, tempdir, Daemon};
+use crate::common::daemon::{self, ok, secret_of, setup_vault, tempdir, Daemon};
 
 fn sv(d: &Daemon, args: &[&str]) -> Output {
     daemon::cmd(&d.dir)
@@ -93,5 +93,62 @@ fn serve_allow_rollback_accepts_the_file_found_at_start_and_no_older_file_on_rel
     assert!(!out.status.success(), "{out:?}");
     assert!(stderr_of(&out).contains("rollback"), "{out:?}");
     assert_eq!(served_token(&d), "value-adopted");
+    assert!(d.stop().success());
+}
+
+/// vault-format.md: "The daemon keeps the file it found at its start: to serve another file,
+/// restart it", and a link at the vault path owned by another user is refused. The daemon's
+/// reload followed whatever link was put at its vault path after its start: a link owned by
+/// another user, pointing into a directory anyone may write, that `cred list` refuses, was
+/// loaded by `reload` (exit 0) and by the next request. Now a load after the start opens the
+/// file found at start by its name without following a link (`O_NOFOLLOW`): a link put there,
+/// anybody's, is refused, and the file itself put back is loaded again.
+#[test]
+fn the_daemon_refuses_a_link_put_at_its_vault_path_after_its_start() {
+    use std::os::unix::fs::{lchown, symlink, PermissionsExt};
+    if !rustix::process::geteuid().is_root() {
+        return crate::common::skip::skip(
+            "needs root to make a symbolic link owned by another uid",
+        );
+    }
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    assert_eq!(served_token(&d), secret_of("search-token"));
+    // A newer genuine generation, left in a directory anyone may write (no request to the
+    // daemon meanwhile: it has not loaded it).
+    set_search_token(dir, "value-behind-the-link", &[]);
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let newer = open.join("newer.scopevault");
+    std::fs::copy(&vault, &newer).unwrap();
+    for owner in [65534, 0] {
+        let link = dir.join(".link");
+        symlink(&newer, &link).unwrap();
+        lchown(&link, Some(owner), Some(owner)).unwrap();
+        std::fs::rename(&link, &vault).unwrap();
+        if owner != 0 {
+            // Every command refuses this link.
+            let out = daemon::cmd(dir)
+                .args(["--identity-file", id.to_str().unwrap(), "cred", "list"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{out:?}");
+            assert!(stderr_of(&out).contains("owned by uid 65534"), "{out:?}");
+        }
+        // Neither the next request's follow nor `reload` takes the file it leads to.
+        assert_eq!(served_token(&d), secret_of("search-token"), "owner {owner}");
+        let out = sv(&d, &["reload"]);
+        assert!(!out.status.success(), "owner {owner}: {out:?}");
+        assert!(stderr_of(&out).contains("symbolic link"), "{out:?}");
+        assert_eq!(served_token(&d), secret_of("search-token"), "owner {owner}");
+    }
+    // The file itself back at the path is loaded.
+    put_back(dir, &std::fs::read(&newer).unwrap());
+    assert_eq!(served_token(&d), "value-behind-the-link");
     assert!(d.stop().success());
 }

@@ -267,6 +267,7 @@ fn payload(bundle: &[u8], e: &Env) -> serde_json::Value {
             &scopevault::vault::Unlock::IdentityFile(e.path("id")),
             &scopevault::vault::OpenOptions {
                 allow_rollback: true,
+                ..Default::default()
             },
         )
     })
@@ -284,6 +285,7 @@ fn opens(bundle: &[u8], e: &Env) -> bool {
             &scopevault::vault::Unlock::IdentityFile(e.path("id")),
             &scopevault::vault::OpenOptions {
                 allow_rollback: true,
+                ..Default::default()
             },
         )
     })
