@@ -64,6 +64,12 @@ pub enum ErrorCode {
     Busy,
     /// A bug or an unexpected I/O error in the daemon.
     Internal,
+    /// The daemon refused the vault file it was to load (`reload`, `unlock`, a changed file
+    /// followed): corrupt, forged, rolled back, an unknown version, hostile parameters, a link
+    /// put at its path. The loaded vault, if any, stays in service. A client exits 4, as a
+    /// command refusing the file does. (It was `internal` before the nineteenth pass; a client
+    /// from before then cannot read this code: docs/protocol.md, "Error codes".)
+    VaultRefused,
 }
 
 impl ErrorCode {
@@ -79,6 +85,7 @@ impl ErrorCode {
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::Busy => "busy",
             ErrorCode::Internal => "internal",
+            ErrorCode::VaultRefused => "vault_refused",
         }
     }
 }

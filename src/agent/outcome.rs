@@ -174,8 +174,11 @@ impl Refusal {
             | NotListed { .. }
             | NotAdmin { .. }
             | NotScheduler { .. }
-            | SchedulerNotNamed { .. }
-            | Rollback(_) => ErrorCode::Denied,
+            | SchedulerNotNamed { .. } => ErrorCode::Denied,
+            // The audit chain has recorded a newer generation: the file is refused, as the
+            // vault's own rollback check refuses it (`vault_refused`, not `denied`, which made
+            // an admin's `unlock` say "wrong passphrase").
+            Rollback(_) => ErrorCode::VaultRefused,
             OverScoped { .. } => ErrorCode::OverScoped,
             BadTotpSeed { .. } | NoVault => ErrorCode::Internal,
             TooManyTickets
@@ -276,8 +279,11 @@ impl Refusal {
             | SchedulerNotNamed { .. }
             | Rollback(_)
             | TooLarge => Decision::Deny,
-            // The vault refused the key (a wrong passphrase): an authentication refusal.
-            Vault(body) if body.code == ErrorCode::Denied => Decision::Deny,
+            // The vault refused the key (a wrong passphrase): an authentication refusal; or
+            // the file (forged, rolled back): a refusal of what was asked to be loaded.
+            Vault(body) if matches!(body.code, ErrorCode::Denied | ErrorCode::VaultRefused) => {
+                Decision::Deny
+            }
             Locked
             | BadTotpSeed { .. }
             | TooManyTickets
@@ -436,7 +442,12 @@ mod tests {
                 C::Internal,
                 Error,
             ),
-            (Refusal::Rollback(s("older")), C::Denied, Deny),
+            (
+                Refusal::Vault(ErrorBody::new(C::VaultRefused, "forged")),
+                C::VaultRefused,
+                Deny,
+            ),
+            (Refusal::Rollback(s("older")), C::VaultRefused, Deny),
             (Refusal::AuditUnavailable, C::AuditUnavailable, Error),
             (Refusal::AnchorUnavailable, C::AuditUnavailable, Error),
             (

@@ -264,12 +264,17 @@ impl LoadedVault {
     }
 }
 
-/// A vault error as a client sees it: unlock failures are `denied`, the rest `internal`.
+/// A vault error as a client sees it: unlock failures are `denied`, a refused file
+/// `vault_refused` (the client exits 4, as a command refusing it does), the rest `internal`.
 /// Vault errors never carry secret values, so the message is passed on.
 pub(crate) fn vault_error(e: &crate::vault::VaultError) -> ErrorBody {
     use crate::protocol::ErrorCode;
     let code = if e.is_unlock_failure() {
         ErrorCode::Denied
+    } else if e.is_refusal() {
+        // It was `internal`, "a daemon bug or unexpected I/O error", and the client exited 5
+        // (nineteenth pass, found by attacking from the documents).
+        ErrorCode::VaultRefused
     } else if matches!(e, crate::vault::VaultError::EmptyPassphrase) {
         // Refused before any slot is tried: the request, not the key, is wrong.
         ErrorCode::BadRequest
@@ -359,5 +364,41 @@ impl VaultView for LoadedVault {
     }
     fn current_stamp(&self) -> Option<FileStamp> {
         stamp_of(self.vault.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vault_error;
+    use crate::protocol::ErrorCode;
+    use crate::vault::VaultError;
+
+    /// A file the daemon refuses is `vault_refused` (the client exits 4), not `internal`
+    /// (nineteenth pass, found by attacking from the documents); a wrong key stays `denied`
+    /// and an I/O error `internal`.
+    #[test]
+    fn a_refused_vault_file_is_vault_refused_not_internal() {
+        for refused in [
+            VaultError::Forged,
+            VaultError::Rollback { found: 1, seen: 3 },
+            VaultError::Corrupt("x".into()),
+            VaultError::LinkAtPath("/v".into()),
+        ] {
+            assert_eq!(
+                vault_error(&refused).code,
+                ErrorCode::VaultRefused,
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            vault_error(&VaultError::WrongKey("no slot".into())).code,
+            ErrorCode::Denied
+        );
+        let io = VaultError::Io {
+            path: "/v".into(),
+            what: "cannot read the vault".into(),
+            error: std::io::Error::other("EIO"),
+        };
+        assert_eq!(vault_error(&io).code, ErrorCode::Internal);
     }
 }

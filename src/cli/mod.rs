@@ -280,8 +280,8 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 /// | 0 | stdout is a closed pipe (`… \| head`): the end of output, not a failure |
 /// | 2 | usage, parse and I/O errors: everything not below |
 /// | 3 | [`VaultError::is_unlock_failure`](crate::vault::VaultError::is_unlock_failure) (wrong passphrase, also when the daemon checked it; no unlock source; keyring) |
-/// | 4 | [`VaultError::is_refusal`](crate::vault::VaultError::is_refusal) (corrupt, forged, rolled back, version, hostile) |
-/// | 5 | any [`ClientError`](crate::client::ClientError): the daemon refused or is not running |
+/// | 4 | [`VaultError::is_refusal`](crate::vault::VaultError::is_refusal) (corrupt, forged, rolled back, version, hostile), also when the daemon refused the file (`vault_refused`) |
+/// | 5 | any other [`ClientError`](crate::client::ClientError): the daemon refused or is not running |
 ///
 /// An [`Exit`] in the chain carries its own code (1 for findings and failed checks). The
 /// first typed cause found from the outside in decides.
@@ -290,7 +290,12 @@ pub(crate) fn exit_code_of(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<Exit>() {
             return e.code;
         }
-        if cause.downcast_ref::<crate::client::ClientError>().is_some() {
+        if let Some(e) = cause.downcast_ref::<crate::client::ClientError>() {
+            // The daemon refused the vault file (`reload`, `unlock`): the file's fault, as
+            // when a command refuses it.
+            if e.code() == Some(crate::protocol::ErrorCode::VaultRefused) {
+                return EXIT_REFUSED;
+            }
             return EXIT_DAEMON;
         }
         if let Some(e) = cause.downcast_ref::<crate::vault::VaultError>() {

@@ -201,7 +201,8 @@ fn io_hint(e: &std::io::Error) -> &'static str {
 
 impl VaultError {
     /// True when the file itself was refused (corrupt, forged, rolled back, unknown version,
-    /// hostile); false for unlock failures, usage and I/O errors.
+    /// hostile, a link put at the daemon's vault path): exit 4, and `vault_refused` from the
+    /// daemon; false for unlock failures, usage and I/O errors.
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,

@@ -141,6 +141,7 @@ pub fn is_well_formed_error(v: &Value) -> bool {
         "audit_unavailable",
         "busy",
         "internal",
+        "vault_refused",
     ];
     v["ok"] == false
         && CODES.contains(&code(v))

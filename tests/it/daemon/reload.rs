@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use crate::common::daemon::{self, ok, secret_of, setup_vault, tempdir, Daemon};
+use crate::common::daemon::{self, code, ok, secret_of, setup_vault, tempdir, Daemon};
 
 fn sv(d: &Daemon, args: &[&str]) -> Output {
     daemon::cmd(&d.dir)
@@ -150,5 +150,50 @@ fn the_daemon_refuses_a_link_put_at_its_vault_path_after_its_start() {
     // The file itself back at the path is loaded.
     put_back(dir, &std::fs::read(&newer).unwrap());
     assert_eq!(served_token(&d), "value-behind-the-link");
+    assert!(d.stop().success());
+}
+
+/// A vault file the daemon refuses on `reload` (forged, rolled back, a link put at its path)
+/// was answered `internal` ("a daemon bug or unexpected I/O error") and the client exited 5,
+/// where a command refusing the same file exits 4 (README, "Exit codes"). Now the answer is
+/// `vault_refused`, the client exits 4, and the audit records the refusal as `deny` with that
+/// code.
+#[test]
+fn a_vault_file_the_daemon_refuses_is_vault_refused_exit_4_not_internal() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let older = std::fs::read(&vault).unwrap();
+    set_search_token(dir, "value-newest", &[]);
+    let newest = std::fs::read(&vault).unwrap();
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    let mut forged = newest.clone();
+    *forged.last_mut().unwrap() ^= 1;
+    for (what, bytes, says) in [
+        ("forged", &forged, "failed authentication"),
+        ("rolled back", &older, "rollback"),
+    ] {
+        put_back(dir, bytes);
+        let v = d.request(r#"{"v":1,"op":"reload"}"#);
+        assert_eq!(code(&v), "vault_refused", "{what}: {v}");
+        let out = sv(&d, &["reload"]);
+        assert_eq!(out.status.code(), Some(4), "{what}: {out:?}");
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("vault_refused") && err.contains(says),
+            "{what}: {err}"
+        );
+        let audit = d.audit_text();
+        let last = audit
+            .lines()
+            .rfind(|l| l.contains(r#""op":"reload""#))
+            .unwrap();
+        assert!(
+            last.contains(r#""decision":"deny""#) && last.contains("vault_refused: "),
+            "{what}: {last}"
+        );
+        assert_eq!(served_token(&d), "value-newest", "{what}");
+    }
     assert!(d.stop().success());
 }
