@@ -28,7 +28,6 @@ mod parse;
 mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
@@ -361,19 +360,26 @@ pub struct CredentialMeta {
     pub both_totp_seeds: bool,
 }
 
-/// Read a policy file: refuse files over [`MAX_POLICY_BYTES`] before reading them in full, and
-/// non-UTF-8 text with the place of the first bad byte.
+/// Read a policy file: refuse anything but a regular file at once, files over
+/// [`MAX_POLICY_BYTES`] before reading them in full, and non-UTF-8 text with the place of the
+/// first bad byte.
 pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
     let shown = path.display().to_string();
     let io = |error| PolicyError::Io {
         path: shown.clone(),
         error,
     };
-    let file = File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if meta.is_dir() {
-        return Err(io(std::io::Error::other("it is a directory")));
+    // A pull request can commit `policy.toml` as a FIFO or as a link to `/dev/ptmx`, which a
+    // plain open or read waits on for ever (nineteenth pass), and opening some devices does
+    // something. So what the path leads to is judged first and a device is never opened; the
+    // file is then opened without blocking and judged again on its descriptor, which is what
+    // is read (a FIFO swapped in between opens at once and is refused there).
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(crate::sys::not_a_regular_file_of(&meta)));
     }
+    let file = crate::sys::open_regular(path, false).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
     if meta.len() > MAX_POLICY_BYTES {
         return Err(PolicyError::TooLarge {
             path: shown,

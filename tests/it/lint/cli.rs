@@ -1622,3 +1622,79 @@ fn the_example_workflow_builds_scopevault_from_a_pinned_tag_and_may_upload_from_
         "install\n--locked\n--git\nhttps://git.example.com/scopevault\n--tag\nv1.2.3\nscopevault\n"
     );
 }
+
+/// `scopevault ARGS…` in `dir` as [`scopevault`] runs it, stdin closed, waited for at most
+/// 60 s: a run still waiting then is killed and fails the test instead of hanging it.
+fn lint_within(dir: &Path, args: &[&str], what: &str) -> Output {
+    use std::process::{Command, Stdio};
+    let child = Command::new(env!("CARGO_BIN_EXE_scopevault"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("SCOPEVAULT_SOCKET")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::common::output_within(child, 60, what)
+}
+
+/// Found by attacking lint from lint-rules.md (nineteenth pass): a pull request that commits
+/// `policy.toml` as a FIFO, or as a link to one or to `/dev/ptmx` (on every Linux runner),
+/// made `lint` wait for ever in every format, where "Size limits" promises a cost bounded
+/// whatever the policy says (`lint --audit` already refused a FIFO log at once). The policy
+/// file is now opened without blocking and anything but a regular file is refused at once,
+/// exit 2, naming what it is; `policy apply` reads a policy the same way.
+#[test]
+fn a_policy_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join(".git")).unwrap();
+    let fifo = d.join("pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    symlink(&fifo, d.join("policy.toml")).unwrap();
+    let mut cases = vec![
+        ("pipe", "not a regular file (a FIFO)"),
+        ("policy.toml", "not a regular file (a FIFO)"),
+    ];
+    if Path::new("/dev/ptmx").exists() {
+        symlink("/dev/ptmx", d.join("ptmx.toml")).unwrap();
+        cases.push(("ptmx.toml", "not a regular file (a character device)"));
+    }
+    for (name, why) in cases {
+        for format in ["text", "sarif"] {
+            let out = format!("out.{format}");
+            let o = lint_within(
+                d,
+                &["lint", name, "--format", format, "--output", &out],
+                &format!("lint {name} --format {format}"),
+            );
+            assert_code(&o, 2);
+            assert!(
+                stderr(&o).contains(&format!("{name}: cannot read the policy"))
+                    && stderr(&o).contains(why),
+                "{name} {format}: {}",
+                stderr(&o)
+            );
+            assert!(!d.join(&out).exists(), "{name} {format}");
+        }
+        let o = lint_within(
+            d,
+            &["policy", "apply", "--dry-run", name],
+            &format!("policy apply {name}"),
+        );
+        assert_code(&o, 2);
+        assert!(
+            stderr(&o).contains(why),
+            "policy apply {name}: {}",
+            stderr(&o)
+        );
+    }
+}
