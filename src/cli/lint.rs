@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::args::{DenyLevel, GlobalArgs, LintArgs, LintFormat};
 use super::{Exit, EXIT_USAGE};
 use crate::policy::lint::{lint, Class, LintOptions, SarifLocation};
-use crate::policy::{read_policy_file, Policy, PolicyError};
+use crate::policy::{read_policy_source, Policy, PolicyError, PolicySource};
 // A path as lint's messages show it ([`shown`]): file names are anyone's text (a pull request
 // adds files, a CI loop passes them on), so a name cannot write a CI log's command lines
 // (`::add-mask::`) nor drive a terminal, as docs/lint-rules.md promises for everything lint
@@ -101,7 +101,8 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     let path = a.file.display().to_string();
 
     // Stage 2: read and parse.
-    let source = read_policy_file(&a.file).map_err(|e| usage(e.render(None)))?;
+    let PolicySource { text: source, file } =
+        read_policy_source(&a.file).map_err(|e| usage(e.render(None)))?;
     let today = time::OffsetDateTime::now_utc().date();
     let mut opts = LintOptions::new(today);
     if want_vault {
@@ -119,9 +120,10 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     // A policy reached through a link out of its repository (a pull request can commit
     // `policy.toml` as a link to any file of the CI runner) is not the repository's text: no
     // line of it is quoted, lest a token in it land in the CI log; nor a parse error's
-    // message, which quotes the value it refuses (`invalid type: string "…"`).
+    // message, which quotes the value it refuses (`invalid type: string "…"`). Judged on the
+    // file read, not on what the path leads to now.
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let withheld = crate::policy::lint::link_out_of_repository(&a.file, &cwd).then(|| {
+    let withheld = crate::policy::lint::link_out_of_repository(&a.file, &file, &cwd).then(|| {
         format!(
             "source not quoted: {} is a link out of the repository",
             shown(&a.file)

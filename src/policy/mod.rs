@@ -364,6 +364,21 @@ pub struct CredentialMeta {
 /// [`MAX_POLICY_BYTES`] before reading them in full, and non-UTF-8 text with the place of the
 /// first bad byte.
 pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
+    read_policy_source(path).map(|s| s.text)
+}
+
+/// A policy file as [`read_policy_source`] read it.
+pub struct PolicySource {
+    /// Its text.
+    pub text: String,
+    /// The metadata of the file the text was read from, taken on the descriptor read: that
+    /// very file, whatever the path leads to by the time it is looked at again (`lint` asks
+    /// whether its real path lies in the repository).
+    pub file: std::fs::Metadata,
+}
+
+/// [`read_policy_file`], with the metadata of the file read.
+pub fn read_policy_source(path: &Path) -> Result<PolicySource, PolicyError> {
     let shown = path.display().to_string();
     let io = |error| PolicyError::Io {
         path: shown.clone(),
@@ -387,7 +402,7 @@ pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
             limit: MAX_POLICY_BYTES,
         });
     }
-    // Not every file reports its size (pipes, /dev/zero): cap the read itself too.
+    // A file can grow after `fstat`, and some report no size (`/proc`): cap the read too.
     let mut bytes = Vec::new();
     file.take(MAX_POLICY_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -399,7 +414,7 @@ pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
             limit: MAX_POLICY_BYTES,
         });
     }
-    String::from_utf8(bytes).map_err(|e| {
+    let text = String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let bytes = e.as_bytes();
         // Line 1 starts after a byte order mark: columns do not count it.
@@ -418,7 +433,8 @@ pub fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
             column,
             offset,
         }
-    })
+    })?;
+    Ok(PolicySource { text, file: meta })
 }
 
 /// The rule every name in a policy follows (tasks, credentials, locations, scopes' owners):

@@ -247,23 +247,36 @@ pub fn repository_root(dir: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-/// Whether the policy file `policy` (as given, relative to `cwd`) is reached through a
-/// symbolic link — the file itself or a directory on its way — to a file outside the
-/// repository that holds the path as given: the nearest directory above it, reached without a
-/// link, that holds `.git`; with none, the nearest directory above it reached without a link
-/// (the given path's own directory, when that is not a link). The lint then quotes no line of
-/// it (docs/lint-rules.md): a pull request can commit `policy.toml` as a link to any file on
-/// the CI runner (`~/.docker/config.json`), and a parse error would quote its line, token
-/// and all, into the CI log. A link that stays inside the repository (`policy.toml` →
-/// `ci/prod.toml`) is quoted as a file is. A path given absolutely through a link above the
-/// repository (a workspace under a linked directory) counts as a link out too: nothing is
-/// quoted, which costs only the source lines. A file that cannot be resolved (it does not
-/// exist) is no link out: it cannot be read either.
-pub fn link_out_of_repository(policy: &Path, cwd: &Path) -> bool {
+/// Whether the policy file `policy` (as given, relative to `cwd`), `read` being the metadata
+/// of the file its text was read from, is reached through a symbolic link — the file itself or
+/// a directory on its way — to a file outside the repository that holds the path as given: the
+/// nearest directory above it, reached without a link, that holds `.git`; with none, the
+/// nearest directory above it reached without a link (the given path's own directory, when
+/// that is not a link). The lint then quotes no line of it (docs/lint-rules.md): a pull
+/// request can commit `policy.toml` as a link to any file on the CI runner
+/// (`~/.docker/config.json`), and a parse error would quote its line, token and all, into the
+/// CI log. A link that stays inside the repository (`policy.toml` → `ci/prod.toml`) is quoted
+/// as a file is. A path given absolutely through a link above the repository (a workspace
+/// under a linked directory) counts as a link out too: nothing is quoted, which costs only the
+/// source lines.
+///
+/// Fail-closed: the policy is in only when the real path of the file read is established —
+/// the given path resolved, leading to a regular file that is the one read (same device and
+/// inode) — and lies in the repository. A link to `/proc/self/fd/3` reaches a file with no
+/// such path (a deleted file, a memfd: `/memfd:cred (deleted)`; nineteenth pass: that was
+/// taken for no link and quoted), and a path swapped after the read leads to another file:
+/// both count as out.
+pub fn link_out_of_repository(policy: &Path, read: &std::fs::Metadata, cwd: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
     let cwd = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
     let given = normalise(&cwd.join(policy));
-    let Ok(real) = std::fs::canonicalize(&given) else {
-        return false;
+    let the_file_read = |real: &PathBuf| {
+        std::fs::metadata(real).is_ok_and(|m| {
+            m.is_file() && read.is_file() && m.dev() == read.dev() && m.ino() == read.ino()
+        })
+    };
+    let Some(real) = std::fs::canonicalize(&given).ok().filter(the_file_read) else {
+        return true;
     };
     if real == given {
         return false;

@@ -1698,3 +1698,86 @@ fn a_policy_that_is_a_fifo_or_a_device_is_refused_at_once() {
         );
     }
 }
+
+/// Found by attacking lint from lint-rules.md (nineteenth pass): a `policy.toml` committed as
+/// a link to `/proc/self/fd/3` reaches whatever the CI step left open as fd 3 — a deleted
+/// file, a memfd (`exec --files` hands values over in memfds), a pipe — and the lint quoted
+/// the parser's message and the source line, the secret in it, into the log. The link-out
+/// check resolved the path and, finding no real path (`/memfd:cred (deleted)`), took it for
+/// no link. The text is now quoted only when the real path of the file read (confirmed to be
+/// that very file: same device and inode, a regular file) is established inside the
+/// repository; anything else counts as out.
+#[test]
+fn a_policy_linked_to_an_open_descriptor_is_not_quoted() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("ci")).unwrap();
+    std::os::unix::fs::symlink("/proc/self/fd/3", repo.join("policy.toml")).unwrap();
+    // `scopevault lint policy.toml` run by bash after `prepare` has set up its fd 3.
+    let lint_with_fd3 = |prepare: &str| -> Output {
+        let script = format!("{prepare}\nexec \"$0\" lint policy.toml");
+        let o = std::process::Command::new("bash")
+            .args(["--noprofile", "--norc", "-c", &script])
+            .arg(env!("CARGO_BIN_EXE_scopevault"))
+            .current_dir(&repo)
+            .env_remove("SCOPEVAULT_VAULT")
+            .env_remove("SCOPEVAULT_SOCKET")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_code(&o, 2);
+        o
+    };
+    let not_quoted = |o: &Output, secret: &str, why: &str, what: &str| {
+        let all = format!("{}{}", stdout(o), stderr(o));
+        assert!(!all.contains(secret), "{what}: {all}");
+        assert!(all.contains(why), "{what}: {all}");
+    };
+    let out = "(source not quoted: policy.toml is a link out of the repository)";
+
+    // A deleted file outside the repository.
+    let deleted = d.join("secret.txt");
+    std::fs::write(&deleted, "api_token = \"DELETED-FILE-SECRET-1234\"\n").unwrap();
+    let o = lint_with_fd3(&format!(
+        "exec 3<'{}' && rm '{}'",
+        deleted.display(),
+        deleted.display()
+    ));
+    not_quoted(&o, "DELETED-FILE-SECRET-1234", out, "a deleted file");
+
+    // A memfd (reopened through this process's descriptor).
+    let memfd =
+        rustix::fs::memfd_create("cred", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd_create");
+    let mut memfd = std::fs::File::from(memfd);
+    memfd
+        .write_all(b"password = \"MEMFD-SECRET-5678\"\n")
+        .unwrap();
+    let o = lint_with_fd3(&format!(
+        "exec 3</proc/{}/fd/{}",
+        std::process::id(),
+        memfd.as_raw_fd()
+    ));
+    not_quoted(&o, "MEMFD-SECRET-5678", out, "a memfd");
+
+    // A pipe: not a regular file, refused before anything is read.
+    let o = lint_with_fd3("exec 3< <(printf 'x = \"PIPE-SECRET-9\"\\n')");
+    not_quoted(&o, "PIPE-SECRET-9", "not a regular file (a FIFO)", "a pipe");
+
+    // A file of the repository reached the same way is quoted as the file would be.
+    std::fs::write(
+        repo.join("ci/prod.toml"),
+        "version = 1\nbogus = \"in-repo-marker\"\n",
+    )
+    .unwrap();
+    let o = lint_with_fd3("exec 3<ci/prod.toml");
+    assert!(
+        stderr(&o).contains("2 | bogus = \"in-repo-marker\"") && !stderr(&o).contains("not quoted"),
+        "{}",
+        stderr(&o)
+    );
+}
