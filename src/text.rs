@@ -122,6 +122,61 @@ pub fn escape_keeping_line_breaks(s: &str) -> String {
         .join("\n")
 }
 
+/// `s` with what GitHub Actions' runner would read as a workflow command defused, for a
+/// program whose output a CI log may hold (`lint`, every error message). The runner takes a
+/// line whose first characters after blanks are `::` for a command (`::add-mask::`, `::error
+/// file=…::`), and a line holding `##[` anywhere for one of its older syntax (`##[add-mask]`,
+/// `##[error …]`: actions/runner `ActionCommand.TryParse`). So the first `:` of a line that
+/// would begin (after whitespace) with `::` is written `colon`, and a `[` that follows `##` is
+/// written `bracket`: the same character in the escape syntax of the output ([`TEXT_ESCAPES`],
+/// `&#58;` and `&#91;` in XML, `\u005b` in a JSON string). Lines end at `\n` and at `\r`
+/// (the runner ends a line at either); `s` begins a line when `at_line_start`. Applying it
+/// twice changes nothing more.
+pub fn defuse_workflow_commands<'a>(
+    s: &'a str,
+    at_line_start: bool,
+    (colon, bracket): (&str, &str),
+) -> std::borrow::Cow<'a, str> {
+    if !s.contains("##[") && !s.contains("::") {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut line_start = at_line_start;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\r' => {
+                line_start = true;
+                out.push(c);
+            }
+            c if line_start && c.is_whitespace() => out.push(c),
+            ':' if line_start && chars.peek() == Some(&':') => {
+                line_start = false;
+                out.push_str(colon);
+            }
+            '[' if out.ends_with("##") => {
+                line_start = false;
+                out.push_str(bracket);
+            }
+            c => {
+                line_start = false;
+                out.push(c);
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The escapes [`defuse_workflow_commands`] writes in text for people (a terminal, a log), as
+/// [`escape_for_terminal`] writes a character: `\u{3a}` for `:`, `\u{5b}` for `[`.
+pub const TEXT_ESCAPES: (&str, &str) = ("\\u{3a}", "\\u{5b}");
+
+/// A line (or lines) of text for people, [`defuse_workflow_commands`] with [`TEXT_ESCAPES`]:
+/// `s` begins a line.
+pub fn defused(s: &str) -> std::borrow::Cow<'_, str> {
+    defuse_workflow_commands(s, true, TEXT_ESCAPES)
+}
+
 /// `s` as the value (or the name) of one `key=value` field of a line of such fields (`audit
 /// show`): as it is when it is a plain word, otherwise between double quotes. Quoted are an
 /// empty value and one that holds a space, `=`, `"`, `\` or a [`needs_escape`] character;
@@ -183,6 +238,7 @@ pub fn rfc3339(t: time::OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     #[test]
     fn controls_and_bidi_overrides_are_escaped_and_the_rest_kept() {
@@ -266,6 +322,45 @@ mod tests {
         // A backslash written in the text and an escaped character stay apart.
         assert_ne!(quote_field("a\\u{1b}"), quote_field("a\u{1b}"));
         assert_eq!(quoted("plain"), "\"plain\"");
+    }
+
+    /// Nineteenth pass: the two syntaxes of GitHub Actions' workflow commands, defused.
+    #[test]
+    fn workflow_commands_are_defused_and_the_rest_kept() {
+        assert_eq!(
+            defused("::add-mask::x\n  ::error::y\r\t::z a::b ::c"),
+            "\\u{3a}:add-mask::x\n  \\u{3a}:error::y\r\t\\u{3a}:z a::b ::c"
+        );
+        assert_eq!(
+            defused("a ##[error]b ###[x] #[y] ## [z]"),
+            "a ##\\u{5b}error]b ###\\u{5b}x] #[y] ## [z]"
+        );
+        assert_eq!(defused(": :x\n:y"), ": :x\n:y");
+        assert_eq!(
+            defuse_workflow_commands("::x ##[y", false, ("&#58;", "&#91;")),
+            "::x ##&#91;y"
+        );
+        for s in ["::a::b ##[c", "\n ::x", "plain"] {
+            let once = defused(s).into_owned();
+            assert_eq!(defused(&once), once);
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, no line of it defused is a workflow command for the runner.
+        #[test]
+        fn no_line_defused_is_a_workflow_command(
+            s in proptest::collection::vec(
+                proptest::sample::select(vec!['#', '[', ':', ' ', '\t', '\n', '\r', '\u{a0}', 'a']),
+                0..40,
+            ).prop_map(|v| v.into_iter().collect::<String>())
+        ) {
+            let out = defused(&s);
+            for line in out.split(['\n', '\r']) {
+                proptest::prop_assert!(!line.trim_start().starts_with("::"), "{:?} -> {:?}", s, out);
+                proptest::prop_assert!(!line.contains("##["), "{:?} -> {:?}", s, out);
+            }
+        }
     }
 
     /// Eighteenth pass: every `=` of a reason was written `\=`. Only one that could end a

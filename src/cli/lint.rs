@@ -12,9 +12,9 @@ use crate::policy::lint::{lint, Class, LintOptions, SarifLocation};
 use crate::policy::{read_policy_source, Policy, PolicyError, PolicySource};
 // A path as lint's messages show it ([`shown`]): file names are anyone's text (a pull request
 // adds files, a CI loop passes them on), so a name cannot write a CI log's command lines
-// (`::add-mask::`) nor drive a terminal, as docs/lint-rules.md promises for everything lint
-// prints.
-use crate::text::{escape_for_terminal, shown};
+// (`::add-mask::`, and `##[add-mask]` through [`defused`], which every line lint prints goes
+// through) nor drive a terminal, as docs/lint-rules.md promises for everything lint prints.
+use crate::text::{defused, escape_for_terminal, shown};
 
 pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     let Some(out) = &a.output else {
@@ -79,10 +79,10 @@ fn remove_stale_report(out: &Path) {
     let regular = std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_file());
     if regular {
         if let Err(e) = std::fs::remove_file(out) {
-            eprintln!(
+            say(format!(
                 "warning: cannot remove the earlier report {}: {e}; it is not this run's",
                 shown(out)
-            );
+            ));
         }
     }
 }
@@ -149,7 +149,7 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| usage(e.to_string()))?;
         // The note names logs and the policy file: escaped like every name lint prints.
         if let Some(note) = &ev.note {
-            eprintln!("note: {}", escape_for_terminal(note));
+            say(format!("note: {}", escape_for_terminal(note)));
         }
         opts.usage = Some(std::sync::Arc::new(ev));
     }
@@ -194,13 +194,13 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     };
     if a.format == LintFormat::Sarif {
         if let Some(warning) = report.sarif_limit_warning() {
-            eprintln!("warning: {warning}");
+            say(format!("warning: {warning}"));
         }
     }
     // The text report ends with the summary line; otherwise (and when the report went to a
     // file, or its reader cut it before its last line) stderr gets it.
     if a.output.is_some() || a.format != LintFormat::Text || was_cut {
-        eprintln!("{}", report.summary());
+        say(report.summary());
     }
     Ok(ExitCode::from(verdict(&report, deny)))
 }
@@ -223,6 +223,12 @@ fn verdict(report: &crate::policy::lint::Report, deny: Class) -> u8 {
 fn sarif_location(file: &std::path::Path) -> SarifLocation {
     let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
     SarifLocation::of_policy(file, &cwd)
+}
+
+/// Print `line` on stderr, defused for a CI log ([`defused`]): names in it are anyone's text
+/// (a file named `::error file=…::x.toml`, a log's `##[add-mask]`), and a CI log holds stderr.
+fn say(line: String) {
+    eprintln!("{}", defused(&line));
 }
 
 fn usage(message: String) -> anyhow::Error {

@@ -213,8 +213,12 @@ fn commands_taking_secrets(cmd: &clap::Command, path: &str) -> Vec<String> {
 /// ([`crate::text::escape_for_terminal`], [`crate::text::shown`]), or it could start a line
 /// that reads as ours (eighteenth pass: an unknown key `"x\nerror: forged"` of a policy or of
 /// a bundle's manifest, quoted by the parser).
+///
+/// And defused for a CI log ([`crate::text::defused`]): a quoted `##[add-mask]…` (a policy's
+/// key, a file's name) is a GitHub Actions command wherever it is in a line, and a message
+/// may hold a line of the file it quotes (nineteenth pass).
 pub(crate) fn message_of(err: &anyhow::Error) -> String {
-    crate::text::escape_keeping_line_breaks(&chain_text(err))
+    crate::text::defused(&crate::text::escape_keeping_line_breaks(&chain_text(err))).into_owned()
 }
 
 fn chain_text(err: &anyhow::Error) -> String {

@@ -232,7 +232,8 @@ impl Report {
         let n =
             |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
         // The file's name is anyone's text (a pull request adds files): escaped, as in the
-        // report's `-->` lines, so it cannot write a CI log's command lines.
+        // report's `-->` lines, and the line defused, since the name begins it
+        // (`::error file=…::lint passed.toml`), so it cannot write a CI log's command lines.
         let mut s = format!(
             "{}: {}, {}, {}, {}",
             crate::text::escape_for_terminal(&self.path),
@@ -244,7 +245,7 @@ impl Report {
         if c.excepted > 0 {
             s.push_str(&format!(" ({} excepted)", c.excepted));
         }
-        s
+        crate::text::defused(&s).into_owned()
     }
 }
 

@@ -89,7 +89,16 @@ fn fingerprint(f: &Finding) -> String {
 
 use crate::text::escape_for_terminal as escape;
 
+/// `s` as XML text or attribute value, defused for a CI log (a JUnit report may be printed
+/// into one): a `[` after `##` is `&#91;`, and the first `:` of a line that would begin with
+/// `::` (after a line break the text holds, or at its start) is `&#58;`
+/// ([`crate::text::defuse_workflow_commands`]); an XML reader gets the text unchanged.
 fn xml_escape(s: &str) -> String {
+    crate::text::defuse_workflow_commands(&xml_escape_chars(s), true, ("&#58;", "&#91;"))
+        .into_owned()
+}
+
+fn xml_escape_chars(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -322,6 +331,77 @@ fn percent_encode(seg: &str) -> String {
         }
     }
     o
+}
+
+/// A writer of whole lines of text, each defused for a CI log ([`crate::text::defused`]) as
+/// it is written.
+struct DefusedLines<'w, W: Write> {
+    o: &'w mut W,
+    /// The line being written (reused).
+    line: String,
+}
+
+impl<W: Write> DefusedLines<'_, W> {
+    /// Write `args` and a line break.
+    fn line(&mut self, args: std::fmt::Arguments) -> io::Result<()> {
+        self.line.clear();
+        let _ = self.line.write_fmt(args);
+        self.o
+            .write_all(crate::text::defused(&self.line).as_bytes())?;
+        self.o.write_all(b"\n")
+    }
+}
+
+/// serde_json's pretty printer, with a `[` that follows `##` in a string written as the JSON
+/// escape `\u005b` ([`crate::text::defuse_workflow_commands`]): a JSON or SARIF report printed
+/// into a CI log (`lint --format json`) holds no `##[add-mask]` command of GitHub Actions'
+/// older syntax, and a reader of the JSON gets the same text. A string cannot begin a line
+/// (a JSON string holds no raw line break), so `::` needs nothing. serde_json writes a run of
+/// characters it does not escape as one fragment, so a `##[` is never split between two.
+struct DefusedJson(serde_json::ser::PrettyFormatter<'static>);
+
+impl serde_json::ser::Formatter for DefusedJson {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, s: &str) -> io::Result<()> {
+        let s = crate::text::defuse_workflow_commands(s, false, ("\\u003a", "\\u005b"));
+        w.write_all(s.as_bytes())
+    }
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object_value(w)
+    }
+}
+
+/// `doc` as pretty JSON ([`DefusedJson`]) and a line break.
+fn write_json_doc<W: Write, T: Serialize>(w: &mut W, doc: &T) -> io::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut *w,
+        DefusedJson(serde_json::ser::PrettyFormatter::new()),
+    );
+    doc.serialize(&mut ser).map_err(json_io)?;
+    w.write_all(b"\n")
 }
 
 /// Serialize an iterator as a JSON array, item by item.
@@ -658,26 +738,31 @@ impl Report {
         let p = Paint { on: color };
         let src: &str = &self.source;
         let idx = LineIndex::new(src);
+        // Every line goes out defused for a CI log (`crate::text::defused`): the escaping of
+        // names and source lines keeps a pull request's `\n::add-mask::` from starting a line,
+        // but `##[add-mask]` is a command anywhere in one, and a file name begins the summary.
+        let mut o = DefusedLines {
+            o,
+            line: String::new(),
+        };
         for f in self.findings.iter().filter(|f| !f.excepted) {
             // Names, scopes and reasons come from the policy (a pull request's): shown escaped,
             // so that they cannot drive the terminal nor write a CI log's command lines.
             let head = format!("{}[{}]", f.class.as_str(), f.rule);
-            writeln!(
-                o,
+            o.line(format_args!(
                 "{}: {}",
                 p.class(f.class, &head),
                 p.bold(&escape(&f.message))
-            )?;
+            ))?;
             let width = f.end_line.max(f.line).to_string().len();
             let pad = " ".repeat(width);
-            writeln!(
-                o,
+            o.line(format_args!(
                 "{pad}{} {}:{}:{}",
                 p.gutter("-->"),
                 escape(&self.path),
                 f.line,
                 f.column
-            )?;
+            ))?;
             if !src.is_empty() {
                 let end_col = if f.end_line == f.line {
                     f.end_column
@@ -685,29 +770,31 @@ impl Report {
                     usize::MAX
                 };
                 let (text, start, len) = snippet(idx.line_text(src, f.line), f.column, end_col);
-                writeln!(o, "{pad} {}", p.gutter("|"))?;
-                writeln!(
-                    o,
+                o.line(format_args!("{pad} {}", p.gutter("|")))?;
+                o.line(format_args!(
                     "{} {} {}",
                     p.gutter(&format!("{:>width$}", f.line)),
                     p.gutter("|"),
                     text
-                )?;
-                writeln!(
-                    o,
+                ))?;
+                o.line(format_args!(
                     "{pad} {} {}{}",
                     p.gutter("|"),
                     " ".repeat(start),
                     p.class(f.class, &"^".repeat(len))
-                )?;
+                ))?;
             }
-            writeln!(o, "{pad} {} help: {}", p.gutter("="), escape(&f.help))?;
-            o.write_all(b"\n")?;
+            o.line(format_args!(
+                "{pad} {} help: {}",
+                p.gutter("="),
+                escape(&f.help)
+            ))?;
+            o.line(format_args!(""))?;
         }
         if let Some(why) = &self.source_withheld {
-            writeln!(o, "({})", escape(why))?;
+            o.line(format_args!("({})", escape(why)))?;
         }
-        writeln!(o, "{}", self.summary())
+        o.line(format_args!("{}", self.summary()))
     }
 
     /// JSON, schema `scopevault-lint/1` (docs/lint-rules.md): excepted findings are included
@@ -750,8 +837,7 @@ impl Report {
             },
             vault_rules: self.vault_rules_ran,
         };
-        serde_json::to_writer_pretty(&mut *w, &doc).map_err(json_io)?;
-        w.write_all(b"\n")
+        write_json_doc(w, &doc)
     }
 
     /// SARIF 2.1.0 for code scanning: every rule in `tool.driver.rules` (with or without
@@ -911,8 +997,7 @@ impl Report {
             }],
             version: "2.1.0",
         };
-        serde_json::to_writer_pretty(&mut *w, &doc).map_err(json_io)?;
-        w.write_all(b"\n")
+        write_json_doc(w, &doc)
     }
 
     /// Why rule `r` did not run, if it did not: it needs `--with-vault` or `--audit`, or the

@@ -1781,3 +1781,104 @@ fn a_policy_linked_to_an_open_descriptor_is_not_quoted() {
         stderr(&o)
     );
 }
+
+/// Found by attacking lint from lint-rules.md (nineteenth pass): lint-rules.md promises that a
+/// policy or a file name cannot write a CI log's command lines, and the escaping of control
+/// characters kept `\n::add-mask::` off a line's start, but GitHub Actions' runner has two
+/// more ways in. It takes `##[error …]` or `##[add-mask]…` anywhere in a line (the older
+/// syntax, actions/runner `ActionCommand.TryParse`), and an exception's `rule` was printed as
+/// it is in the `invalid-exception` message and its source line; and it takes `::` at a line's
+/// start after blanks, and a policy named `::error file=…::lint passed.toml` began the
+/// summary line (stdout in text, stderr in the other formats). Now no line lint writes, in
+/// any format, to stdout, stderr or `--output`, is a workflow command: in text a `[` after
+/// `##` is written `\u{5b}` and the first `:` of a line-leading `::` `\u{3a}`; JSON and SARIF
+/// write that `[` as the JSON escape `\u005b` and JUnit as `&#91;` (and such a `:` as
+/// `&#58;`), so their readers get the text unchanged.
+#[test]
+fn no_line_lint_writes_is_a_github_actions_workflow_command() {
+    let commands = |text: &str| -> Vec<String> {
+        text.split(['\n', '\r'])
+            .filter(|l| l.trim_start().starts_with("::") || l.contains("##["))
+            .map(str::to_owned)
+            .collect()
+    };
+    let none = |o: &Output, what: &str| {
+        for (stream, text) in [("stdout", stdout(o)), ("stderr", stderr(o))] {
+            let found = commands(&text);
+            assert!(found.is_empty(), "{what}, {stream}: {found:?}\n{text}");
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join(".git")).unwrap();
+    let rule = "##[error file=policy.toml;line=1]scopevault: policy is clean\\n::add-mask::buyer";
+    let policy = format!(
+        "version = 1\n[credentials.buyer]\nkind = \"login\"\nscopes = [\"shop:login\"]\n[tasks.t]\nneeds = [\"shop:login\"]\ncredentials = [\"buyer\"]\nrunners = {{ users = [\"root\"] }}\n[[exceptions]]\nrule = \"{rule}\"\nreason = \"##[add-mask]buyer\"\nexpires = \"2099-01-01\"\n"
+    );
+    let names = [
+        "policy.toml",
+        "::error file=policy.toml,line=1::lint passed.toml",
+        "  ::notice::spaced.toml",
+    ];
+    for name in names {
+        std::fs::write(d.join(name), &policy).unwrap();
+        for format in ["text", "json", "sarif", "junit"] {
+            let what = format!("{name:?} --format {format}");
+            let o = scopevault(d, &["lint", name, "--format", format]);
+            assert_code(&o, 1);
+            none(&o, &what);
+            let out = format!("out.{format}");
+            let o = scopevault(d, &["lint", name, "--format", format, "--output", &out]);
+            assert_code(&o, 1);
+            none(&o, &format!("{what} --output"));
+            let report = std::fs::read_to_string(d.join(&out)).unwrap();
+            let found = commands(&report);
+            assert!(found.is_empty(), "{what}, --output: {found:?}\n{report}");
+        }
+    }
+    // The text shows them escaped; the summary names the file.
+    let o = scopevault(d, &["lint", names[1]]);
+    assert!(
+        stdout(&o).contains("there is no rule `##\\u{5b}error file=policy.toml;line=1]scopevault")
+            && stdout(&o)
+                .contains("\n\\u{3a}:error file=policy.toml,line=1::lint passed.toml: 1 error, "),
+        "{}",
+        stdout(&o)
+    );
+    let o = scopevault(d, &["lint", names[2], "--format", "json"]);
+    assert!(
+        stderr(&o).starts_with("  \\u{3a}:notice::spaced.toml: 1 error, "),
+        "{}",
+        stderr(&o)
+    );
+    // The data formats carry the text unchanged to their readers.
+    let raw_rule =
+        "##[error file=policy.toml;line=1]scopevault: policy is clean\n::add-mask::buyer";
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["file"], names[2]);
+    assert!(
+        json["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(raw_rule),
+        "{json}"
+    );
+    let o = scopevault(d, &["lint", names[1], "--format", "sarif"]);
+    let sarif: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        sarif["runs"][0]["results"][0]["message"]["text"]
+            .as_str()
+            .unwrap()
+            .contains(raw_rule),
+        "{sarif}"
+    );
+    let o = scopevault(d, &["lint", names[0], "--format", "junit"]);
+    let xml = stdout(&o).replace("&#91;", "[").replace("&#58;", ":");
+    assert!(xml.contains(raw_rule), "{xml}");
+    // A parse error quoting the policy's text, on stderr.
+    std::fs::write(d.join("bad.toml"), "version = 1\n\"##[add-mask]k\" = 1\n").unwrap();
+    let o = scopevault(d, &["lint", "bad.toml"]);
+    assert_code(&o, 2);
+    none(&o, "a parse error");
+    assert!(stderr(&o).contains("##\\u{5b}add-mask]k"), "{}", stderr(&o));
+}
