@@ -186,7 +186,7 @@ impl SarifLocation {
                     .collect();
                 let root_uri = SarifLocation::absolute(&root).uri;
                 SarifLocation {
-                    uri: segs.join("/"),
+                    uri: relative_reference(segs),
                     uri_base_id: Some("%SRCROOT%"),
                     // §3.14.14: an absolute base URI ends with a slash.
                     src_root: Some(if root_uri.ends_with('/') {
@@ -228,7 +228,7 @@ impl SarifLocation {
             .map(|c| percent_encode(&c.as_os_str().to_string_lossy()))
             .collect();
         SarifLocation {
-            uri: segs.join("/"),
+            uri: relative_reference(segs),
             uri_base_id: Some("%SRCROOT%"),
             src_root: None,
         }
@@ -402,6 +402,16 @@ fn write_json_doc<W: Write, T: Serialize>(w: &mut W, doc: &T) -> io::Result<()> 
     );
     doc.serialize(&mut ser).map_err(json_io)?;
     w.write_all(b"\n")
+}
+
+/// Percent-encoded segments joined as a relative reference: a `:` in the first segment is
+/// written `%3A`, since a first segment holding `:` reads as a scheme (`prod:eu.toml` is the
+/// URI of scheme `prod`; RFC 3986 §4.2). A later segment keeps its `:`, which a path may hold.
+fn relative_reference(mut segs: Vec<String>) -> String {
+    if let Some(first) = segs.first_mut() {
+        *first = first.replace(':', "%3A");
+    }
+    segs.join("/")
 }
 
 /// Serialize an iterator as a JSON array, item by item.

@@ -444,3 +444,48 @@ fn sarif_uris_are_relative_to_the_repository_holding_the_policy_wherever_the_lin
     );
     assert!(doc["runs"][0].get("originalUriBaseIds").is_none(), "{doc}");
 }
+
+/// Found by attacking lint from lint-rules.md (nineteenth pass): a policy whose path begins
+/// with a segment holding `:` (`prod:eu.toml`) got `"uri": "prod:eu.toml"`, which RFC 3986
+/// parses as an absolute URI of scheme `prod`, not as a path under `%SRCROOT%` (§4.2: such a
+/// segment cannot begin a relative-path reference). The first segment's `:` is
+/// percent-encoded now (`prod%3Aeu.toml`); a later segment keeps its `:`, which a path may
+/// hold there.
+#[test]
+fn a_colon_in_the_first_segment_of_a_sarif_uri_is_percent_encoded() {
+    let validator = sarif_validator();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("ci:x")).unwrap();
+    let broken = fixture("scenarios/broken.toml");
+    copy_in(&repo, &broken, "prod:eu.toml");
+    copy_in(&repo.join("ci:x"), &broken, "a:b.toml");
+    // A scheme: letters, digits, `+`, `-`, `.` after a letter, then `:` before any `/`.
+    let has_scheme = |uri: &str| {
+        uri.split_once(':').is_some_and(|(head, _)| {
+            head.starts_with(|c: char| c.is_ascii_alphabetic())
+                && head
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        })
+    };
+    for (policy, uri) in [
+        ("prod:eu.toml", "prod%3Aeu.toml"),
+        ("ci:x/a:b.toml", "ci%3Ax/a:b.toml"),
+    ] {
+        let (locs, art, doc) = sarif_locations(&repo, policy);
+        assert!(!locs.is_empty(), "{policy}");
+        for l in locs.iter().chain([&art]) {
+            assert_eq!(l["uri"], uri, "{policy}: {l}");
+            assert_eq!(l["uriBaseId"], "%SRCROOT%", "{policy}: {l}");
+            assert!(!has_scheme(l["uri"].as_str().unwrap()), "{policy}: {l}");
+        }
+        assert_eq!(
+            doc["runs"][0]["automationDetails"]["id"],
+            format!("scopevault-lint/{uri}/"),
+            "{policy}"
+        );
+        assert_valid(&validator, &doc, policy);
+    }
+}
