@@ -20,8 +20,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     let Some(out) = &a.output else {
         return lint_and_report(g, a);
     };
-    // The report must never overwrite what it reports on.
+    // The report must never overwrite what it reports on, nor go through a link.
     refuse_an_input_as_output(out, a)?;
+    refuse_a_link_as_output(out)?;
     // A report left from an earlier run must not survive a run that writes none (the policy
     // cannot be read or parsed, an audit log does not verify, the vault cannot be opened, a
     // write fails half-way): a CI step that uploads the file when it exists would publish it
@@ -53,6 +54,35 @@ fn refuse_an_input_as_output(out: &Path, a: &LintArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Exit 2 when `--output` names a symbolic link. A pull request can commit `report.sarif` as
+/// a link to `../victim.txt`, and a CI job that writes its report under a fixed name in the
+/// checkout would write it outside the repository (nineteenth pass). Refused rather than
+/// replaced: a link there is not a report of ours, the job fails naming it, and a link the
+/// caller meant (`/dev/stdout`) is not replaced by a file either. The report file is also
+/// opened `O_NOFOLLOW` ([`create_report`]), for a link made after this check.
+fn refuse_a_link_as_output(out: &Path) -> anyhow::Result<()> {
+    if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(usage(format!(
+            "--output {}: it is a symbolic link; the report is never written through a link, which could lead out of the repository. Remove it, or write the report to another path",
+            shown(out)
+        )));
+    }
+    Ok(())
+}
+
+/// Open `--output` for the report: created or truncated, never through a symbolic link
+/// (`O_NOFOLLOW`: a link there fails with `ELOOP`). A FIFO or a device (`/dev/null`) is
+/// written as it is.
+fn create_report(out: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32)
+        .open(out)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -182,7 +212,7 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     };
     let was_cut = match &a.output {
         Some(out) => {
-            let mut file = std::fs::File::create(out)
+            let mut file = create_report(out)
                 .with_context(|| format!("cannot write the report to {}", shown(out)))?;
             cut(write(&mut file))
                 .with_context(|| format!("cannot write the report to {}", shown(out)))?

@@ -1882,3 +1882,57 @@ fn no_line_lint_writes_is_a_github_actions_workflow_command() {
     none(&o, "a parse error");
     assert!(stderr(&o).contains("##\\u{5b}add-mask]k"), "{}", stderr(&o));
 }
+
+/// Found by attacking lint from lint-rules.md (nineteenth pass): a pull request that commits
+/// `report.sarif` as a link to `../victim.txt` made a CI job running `lint … --output
+/// report.sarif` in the checkout write its report outside the repository, over whatever the
+/// link named (or create it, through a dangling link), whenever the run wrote a report. A
+/// link at the `--output` path is now refused, exit 2 naming it, before anything is linted,
+/// and the report file is opened `O_NOFOLLOW`: nothing is written through a link.
+#[test]
+fn an_output_path_that_is_a_link_is_refused_and_nothing_is_written_through_it() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::write(d.join("victim.txt"), "victim").unwrap();
+    symlink("../victim.txt", repo.join("report.sarif")).unwrap();
+    symlink("../created.txt", repo.join("dangling.sarif")).unwrap();
+    copy_in(&repo, &fixture("clean.toml"), "clean.toml");
+    copy_in(&repo, &root().join("examples/policy.toml"), "policy.toml");
+    for out in ["report.sarif", "dangling.sarif"] {
+        for (policy, format) in [("clean.toml", "sarif"), ("policy.toml", "text")] {
+            let o = scopevault(
+                &repo,
+                &["lint", policy, "--format", format, "--output", out],
+            );
+            assert_code(&o, 2);
+            assert!(
+                stderr(&o).contains(&format!("--output {out}: it is a symbolic link")),
+                "{out} {policy}: {}",
+                stderr(&o)
+            );
+            assert_eq!(std::fs::read(d.join("victim.txt")).unwrap(), b"victim");
+            assert!(!d.join("created.txt").exists(), "{out} {policy}");
+            assert!(repo.join(out).is_symlink(), "{out} {policy}");
+        }
+    }
+    // A regular file there is this run's report, as before.
+    std::fs::write(repo.join("out.sarif"), "old").unwrap();
+    let o = scopevault(
+        &repo,
+        &[
+            "lint",
+            "clean.toml",
+            "--format",
+            "sarif",
+            "--output",
+            "out.sarif",
+        ],
+    );
+    assert_code(&o, 0);
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("out.sarif")).unwrap()).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+}
