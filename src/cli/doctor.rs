@@ -1,8 +1,9 @@
 //! `scopevault doctor`: check the set-up one item at a time. Each line is `ok`, `warn` or
 //! `fail`, and every `warn`/`fail` says what to do. Exit 1 when any line fails.
 //!
-//! Nothing here unlocks the vault or prompts: a keyring slot is tried (it needs no input),
-//! passphrase slots are only counted.
+//! Nothing here prompts: the vault is opened only with what needs no input (the identity file
+//! or passphrase file given, a keyring slot), and the vault line says whether the generation
+//! it shows was authenticated so.
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -31,6 +32,11 @@ impl Report {
     fn push(&mut self, level: Level, what: &str, detail: String) {
         let detail = crate::text::escape_for_terminal(&detail);
         self.lines.push((level, what.to_owned(), detail));
+    }
+    /// Change line `i` (the vault line, once the unlock says what its header is worth).
+    fn set(&mut self, i: usize, level: Level, detail: &str) {
+        self.lines[i].0 = level;
+        self.lines[i].2 = crate::text::escape_for_terminal(detail);
     }
     fn ok(&mut self, what: &str, detail: impl Into<String>) {
         self.push(Level::Ok, what, detail.into());
@@ -61,9 +67,20 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
             (given, None)
         }
     };
-    if file.is_some() {
-        if let Some(vault) = check_unlock(&mut r, g, &vault_path) {
-            check_credentials(&mut r, &vault);
+    if let Some(file) = &file {
+        match check_unlock(&mut r, g, &vault_path) {
+            Checked::Opened(vault) => {
+                file.authenticated(&mut r, &format!("generation {}, authenticated", vault.generation()));
+                check_credentials(&mut r, &vault);
+            }
+            Checked::Refused(e) => file.refused(&mut r, &e),
+            Checked::NotOpened => file.authenticated(
+                &mut r,
+                &format!(
+                    "generation {}, not authenticated: the header says so, and it is checked only when doctor can open the vault without a prompt (--identity-file, --passphrase-file/--passphrase-fd, or a keyring slot)",
+                    file.generation
+                ),
+            ),
         }
     }
     check_state(&mut r, file.as_ref());
@@ -105,6 +122,40 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
 struct FileHeader {
     vault_id: String,
     generation: u64,
+    /// The `ok` vault line and its text up to the generation, completed once the unlock says
+    /// whether the generation is authentic (it showed a forged one as `ok`, nineteenth pass).
+    line: Option<(usize, String)>,
+}
+
+impl FileHeader {
+    /// Complete the vault line with what is known of the generation.
+    fn authenticated(&self, r: &mut Report, generation: &str) {
+        if let Some((i, start)) = &self.line {
+            r.set(*i, Level::Ok, &format!("{start}, {generation})"));
+        }
+    }
+
+    /// The vault line fails: the header is not what the vault's key wrote.
+    fn refused(&self, r: &mut Report, e: &str) {
+        let detail = format!(
+            "the header says generation {}, but the file is refused: {e}",
+            self.generation
+        );
+        match &self.line {
+            Some((i, start)) => r.set(*i, Level::Fail, &format!("{start}): {detail}")),
+            None => r.fail("vault", detail),
+        }
+    }
+}
+
+/// What [`check_unlock`] made of the vault.
+enum Checked {
+    /// Opened (and so authenticated) with a source that needs no input.
+    Opened(Box<Vault>),
+    /// A source was tried and the file refused (forged, corrupt, rolled back): the error.
+    Refused(String),
+    /// Nothing opened it (no such source, or none that works).
+    NotOpened,
 }
 
 /// The vault file: present, readable, private; returns what its header says.
@@ -157,7 +208,7 @@ fn check_vault(r: &mut Report, path: &Path, given: &Path) -> Option<FileHeader> 
         );
         return None;
     }
-    let Some(header) = header_of(&head) else {
+    let Some(mut header) = header_of(&head) else {
         r.fail(
             "vault",
             format!("{shown} is not a scopevault vault (bad header): restore it from a backup"),
@@ -179,15 +230,16 @@ fn check_vault(r: &mut Report, path: &Path, given: &Path) -> Option<FileHeader> 
             format!("{shown} has mode {mode:04o}: others can read the encrypted file; run `chmod 0600 {shown}`"),
         );
     } else {
+        let start = format!(
+            "{named} (mode {mode:04o}, uid {}, vault {}",
+            meta.uid(),
+            short_id(&header.vault_id)
+        );
         r.ok(
             "vault",
-            format!(
-                "{named} (mode {mode:04o}, uid {}, vault {}, generation {})",
-                meta.uid(),
-                short_id(&header.vault_id),
-                header.generation
-            ),
+            format!("{start}, generation {})", header.generation),
         );
+        header.line = Some((r.lines.len() - 1, start));
     }
     Some(header)
 }
@@ -201,6 +253,7 @@ fn header_of(bytes: &[u8]) -> Option<FileHeader> {
     Some(FileHeader {
         vault_id: header["vault_id"].as_str()?.to_owned(),
         generation: header["generation"].as_u64()?,
+        line: None,
     })
 }
 
@@ -209,17 +262,24 @@ fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-/// Which unlock sources exist, and whether the keyring slot answers. Returns the vault when
-/// the identity file given or the keyring slot opened it.
-fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Option<Vault> {
+/// Which unlock sources exist, and whether the keyring slot, the identity file and the
+/// passphrase file given open the vault (each tried: none needs input).
+fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
     let slots = match vault::read_slots(path) {
         Ok(s) => s,
         Err(e) => {
             r.fail("unlock", format!("cannot read the key slots: {e}"));
-            return None;
+            return Checked::Refused(e.to_string());
         }
     };
     let mut opened = None;
+    let mut refused = None;
+    let mut judge = |e: vault::VaultError| {
+        if e.is_refusal() {
+            refused.get_or_insert(e.to_string());
+        }
+        e
+    };
     let kinds: Vec<&str> = slots.iter().map(|s| s.kind()).collect();
     r.ok("unlock", format!("key slots: {}", kinds.join(", ")));
     let identity_file = g.unlock.identity_file.as_ref().filter(|id| {
@@ -249,7 +309,7 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Option<Vault> {
                 r.ok("identity", format!("{} opens the vault", id.display()));
                 opened = Some(v);
             }
-            Err(e) => r.fail("identity", format!("{}: {e}", id.display())),
+            Err(e) => r.fail("identity", format!("{}: {}", id.display(), judge(e))),
         }
         // It is the vault's key: as private as an SSH key (ssh refuses a 0644 one).
         use std::os::unix::fs::MetadataExt;
@@ -283,10 +343,13 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Option<Vault> {
                 r.ok("keyring", "the keyring slot opens the vault");
                 opened.get_or_insert(v);
             }
-            Err(e) => r.fail(
-                "keyring",
-                format!("the keyring slot does not open the vault: {e}; start the Secret Service (gnome-keyring, KeePassXC) in this session, or use a passphrase or identity file"),
-            ),
+            Err(e) => {
+                let e = judge(e);
+                r.fail(
+                    "keyring",
+                    format!("the keyring slot does not open the vault: {e}; start the Secret Service (gnome-keyring, KeePassXC) in this session, or use a passphrase or identity file"),
+                )
+            }
         }
     } else {
         r.ok(
@@ -300,7 +363,23 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Option<Vault> {
             "only passphrase slots and no terminal: unattended commands need --passphrase-file/--passphrase-fd; a daemon needs `scopevault unlock` after each start, or an identity file (`scopevault key add --identity-out FILE`)",
         );
     }
-    opened
+    // A passphrase given in a file or on a descriptor is tried too (it needs no prompt).
+    match super::unlock::passphrase_from_args(g) {
+        Ok(None) => {}
+        Ok(Some(p)) => match Vault::open(path, &Unlock::Passphrase(p), &OpenOptions::default()) {
+            Ok(v) => {
+                r.ok("passphrase", "the passphrase given opens the vault");
+                opened.get_or_insert(v);
+            }
+            Err(e) => r.fail("passphrase", judge(e).to_string()),
+        },
+        Err(e) => r.fail("passphrase", format!("{e:#}")),
+    }
+    match (opened, refused) {
+        (_, Some(e)) => Checked::Refused(e),
+        (Some(v), None) => Checked::Opened(Box::new(v)),
+        (None, None) => Checked::NotOpened,
+    }
 }
 
 /// What the daemon would refuse to hand out of an open vault: a credential holding both TOTP

@@ -7,8 +7,8 @@ use super::args::{GlobalArgs, KeyAddArgs, KeyCommand, KeyPasswdArgs};
 use super::escape_for_terminal;
 use super::init::{keyring_store, refuse_existing, write_private_new};
 use super::unlock::{
-    new_passphrase, open_options, open_vault, passphrase_from_args, prompt_passphrase, vault_path,
-    warn_test_kdf,
+    new_passphrase, open_options, open_vault, open_vault_unattended, passphrase_from_args,
+    prompt_passphrase, vault_path, warn_test_kdf,
 };
 use crate::vault::{self, Slot, Unlock, Vault, VaultError, WriteLock};
 
@@ -32,9 +32,23 @@ fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
 }
 
 fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
-    // Listing needs no unlock: slot metadata is in the header. It is not authenticated until
-    // the vault is opened (labels are checked as printable text when the header is read).
-    let slots = crate::vault::read_slots(&vault_path(g))?;
+    // Slot metadata is in the header, which the MAC authenticates only once the vault is
+    // unlocked. Given a source that needs no input (an identity or passphrase file, or an
+    // enrolled keyring slot that answers), the vault is opened first and a forged header
+    // refused as `cred list` refuses it; without one the header is listed as the file has it
+    // (labels are checked as printable text when it is read) and the listing says it is not
+    // authenticated. It listed a renamed, backdated header without its identity slot at
+    // generation 99 as fact, exit 0, even given the passphrase (nineteenth pass).
+    let (slots, authenticated) = match open_vault_unattended(g)? {
+        Ok(v) => (v.slots().to_vec(), true),
+        Err(keyring_note) => {
+            eprintln!(
+                "note: this listing is not authenticated: it is the vault file's header as it stands, and anyone who can write the file can change labels, dates and which slots it shows; give --passphrase-file, --passphrase-fd or --identity-file to have it checked (a forged header is then refused){}",
+                escape_for_terminal(&keyring_note)
+            );
+            (crate::vault::read_slots(&vault_path(g))?, false)
+        }
+    };
     if json {
         let v: Vec<_> = slots
             .iter()
@@ -46,6 +60,7 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
                     "created": rfc3339(s.created()),
                     "changed": rfc3339(s.changed()),
                     "description": s.describe(),
+                    "authenticated": authenticated,
                 })
             })
             .collect();

@@ -49,7 +49,25 @@ pub(crate) fn warn_test_kdf() {
 /// and the new one. A command that already holds the writer lock opens with
 /// [`open_vault_locked`] instead: the lock is not taken twice.
 pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
-    let v = open_vault_with_any_key(g)?;
+    adopt_if_restored(g, open_vault_with_any_key(g)?)
+}
+
+/// [`open_vault`] with the sources that need no input only (an enrolled keyring slot unless
+/// `--no-keyring`, `--identity-file`, `--passphrase-file`/`--passphrase-fd`), never a prompt:
+/// `Ok(Err(note))` when none of them is there to try, the note saying what the keyring slot
+/// answered when it was tried (empty otherwise). A file one of them refuses is an error, as
+/// for [`open_vault`]. For `key list`, which authenticates the header when it can and
+/// otherwise says that it did not.
+pub(crate) fn open_vault_unattended(g: &GlobalArgs) -> anyhow::Result<Result<Vault, String>> {
+    match open_without_prompt(g)? {
+        Ok(v) => Ok(Ok(adopt_if_restored(g, v)?)),
+        Err(note) => Ok(Err(note)),
+    }
+}
+
+/// `v`, or, when it was accepted with `--allow-rollback` although a newer generation was seen
+/// here, the file saved again under the writer lock ([`adopt`]).
+fn adopt_if_restored(g: &GlobalArgs, v: Vault) -> anyhow::Result<Vault> {
     let Some(w) = v.rollback_warning() else {
         return Ok(v);
     };
@@ -108,21 +126,10 @@ fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<V
 fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {
     let path = vault_path(g);
     let opts = open_options(g);
-    let mut keyring_note = String::new();
-    if !g.unlock.no_keyring && vault::has_keyring_slot(&path)? {
-        match Vault::open(&path, &Unlock::Keyring, &opts) {
-            Ok(v) => return Ok(v),
-            // A refused file is refused whatever key we try next.
-            Err(e) if e.is_refusal() => return Err(e.into()),
-            Err(e) => keyring_note = format!(" (the keyring slot was tried: {e})"),
-        }
-    }
-    if let Some(f) = &g.unlock.identity_file {
-        return Ok(Vault::open(&path, &Unlock::IdentityFile(f.clone()), &opts)?);
-    }
-    if let Some(p) = passphrase_from_args(g)? {
-        return Ok(Vault::open(&path, &Unlock::Passphrase(p), &opts)?);
-    }
+    let keyring_note = match open_without_prompt(g)? {
+        Ok(v) => return Ok(v),
+        Err(note) => note,
+    };
     if std::io::stdin().is_terminal() || have_tty() {
         // Fail before prompting if the file is not even a vault.
         vault::read_slots(&path)?;
@@ -133,6 +140,33 @@ fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {
         "give --passphrase-file FILE, --passphrase-fd N or --identity-file FILE, or run on a terminal to be prompted{keyring_note}"
     ))
     .into())
+}
+
+/// Open with the first source that needs no input ([`open_vault_unattended`]); `Ok(Err(_))`
+/// when there is none, with what the keyring slot answered if it was tried.
+fn open_without_prompt(g: &GlobalArgs) -> anyhow::Result<Result<Vault, String>> {
+    let path = vault_path(g);
+    let opts = open_options(g);
+    let mut keyring_note = String::new();
+    if !g.unlock.no_keyring && vault::has_keyring_slot(&path)? {
+        match Vault::open(&path, &Unlock::Keyring, &opts) {
+            Ok(v) => return Ok(Ok(v)),
+            // A refused file is refused whatever key we try next.
+            Err(e) if e.is_refusal() => return Err(e.into()),
+            Err(e) => keyring_note = format!(" (the keyring slot was tried: {e})"),
+        }
+    }
+    if let Some(f) = &g.unlock.identity_file {
+        return Ok(Ok(Vault::open(
+            &path,
+            &Unlock::IdentityFile(f.clone()),
+            &opts,
+        )?));
+    }
+    if let Some(p) = passphrase_from_args(g)? {
+        return Ok(Ok(Vault::open(&path, &Unlock::Passphrase(p), &opts)?));
+    }
+    Ok(Err(keyring_note))
 }
 
 /// The passphrase from `--passphrase-file` or `--passphrase-fd`, if one was given; an empty

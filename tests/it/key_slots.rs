@@ -946,3 +946,99 @@ fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost(
         "{err}"
     );
 }
+
+/// Found by attacking the vault file from vault-format.md (nineteenth pass): a header with a
+/// slot renamed and backdated, another slot removed and the generation raised was listed by
+/// `key list` as fact, exit 0, even when it was given the passphrase, while `cred list` with
+/// that passphrase refused the file as forged (exit 4); and `doctor` called the forged
+/// generation `ok`. Given an unlock source, `key list` authenticates the header first; without
+/// one it says the listing is not authenticated (stderr, and `"authenticated": false` in
+/// `--json`); `doctor` says whether it checked the generation.
+#[test]
+fn key_list_with_an_unlock_source_refuses_a_forged_header_and_says_when_it_is_unauthenticated() {
+    let e = Env::new();
+    e.ok(
+        &["init", "--passphrase-file", &e.pf(), "--label", "laptop"],
+        b"",
+    );
+    e.ok(&["cred", "list", "--passphrase-file", &e.pf()], b"");
+    // Authenticated: listed as before, no note, `"authenticated": true`.
+    let out = e.run(&["key", "list", "--passphrase-file", &e.pf()], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("laptop"));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("not authenticated"),
+        "{out:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&e.ok(
+        &["key", "list", "--json", "--passphrase-file", &e.pf()],
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(v[0]["authenticated"], true, "{v}");
+    let out = e.run(&["doctor", "--passphrase-file", &e.pf()], b"");
+    let doctor = String::from_utf8_lossy(&out.stdout);
+    let vault_line = doctor
+        .lines()
+        .find(|l| l.get(6..).is_some_and(|r| r.starts_with("vault")))
+        .expect("a vault line");
+    assert!(
+        vault_line.starts_with("ok") && vault_line.contains("generation 1, authenticated"),
+        "{doctor}"
+    );
+
+    // The forgery: the label changed, backdated, generation 99, the MAC left as it was.
+    let (mut header, payload) = split(&e.vault_bytes());
+    header["slots"][0]["label"] = serde_json::json!("revoked-bob");
+    header["slots"][0]["created"] = serde_json::json!("2020-01-01T00:00:00Z");
+    header["generation"] = serde_json::json!(99);
+    let bytes = e.vault_bytes();
+    let mac: [u8; 32] = bytes[bytes.len() - 32..].try_into().unwrap();
+    std::fs::write(e.vault(), common_vault::assemble(&header, &payload, &mac)).unwrap();
+
+    // Given the passphrase, `key list` refuses the file as `cred list` does.
+    for json in [&[][..], &["--json"][..]] {
+        let mut args = vec!["key", "list", "--passphrase-file"];
+        let pf = e.pf();
+        args.push(&pf);
+        args.extend_from_slice(json);
+        let err = e.fails(&args, b"", 4);
+        assert!(err.contains("failed authentication"), "{err}");
+    }
+    // Without one, it lists the header and says it is not authenticated.
+    let out = e.run(&["key", "list"], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked-bob"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not authenticated") && err.contains("--passphrase-file"),
+        "{err}"
+    );
+    let out = e.run(&["key", "list", "--json"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["label"], "revoked-bob", "{v}");
+    assert_eq!(v[0]["authenticated"], false, "{v}");
+    // `doctor` given the passphrase fails the forged header; without it, the vault line says
+    // the generation was not checked.
+    let out = e.run(&["doctor", "--passphrase-file", &e.pf()], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("fail")
+            && l.get(6..).is_some_and(|r| r.starts_with("vault"))
+            && l.contains("generation 99")
+            && l.contains("failed authentication")),
+        "{text}"
+    );
+    let out = e.run(&["doctor"], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let vault_line = text
+        .lines()
+        .find(|l| l.get(6..).is_some_and(|r| r.starts_with("vault")))
+        .expect("a vault line");
+    assert!(
+        vault_line.contains("generation 99, not authenticated"),
+        "{text}"
+    );
+}
