@@ -157,7 +157,7 @@ pub enum VaultError {
     /// File system error. The OS error is part of the message, with what to do about the
     /// common ones (full, read-only), and deliberately not a `source`: an error chain printed
     /// whole (`{:#}`) would repeat it.
-    #[error("{what} {}: {error}{}", path.display(), io_hint(error))]
+    #[error("{what} {}: {error}{}", path.display(), io_hint(path, error))]
     Io {
         /// The path involved.
         path: PathBuf,
@@ -183,11 +183,22 @@ fn unsupported_version_message(version: u16) -> String {
 }
 
 /// What to do about the file-system errors a user can fix, appended to [`VaultError::Io`].
-fn io_hint(e: &std::io::Error) -> &'static str {
+fn io_hint(path: &Path, e: &std::io::Error) -> &'static str {
+    io_hint_in(path, e, &crate::paths::state_dir())
+}
+
+/// [`io_hint`], given the state directory. A read-only file system is made writable, or
+/// another directory chosen: for the vault's, `--vault`; for the state directory (the
+/// rollback record, anchors, applied records), `SCOPEVAULT_STATE_DIR`, which the vault path
+/// does not choose (it advised "another --vault path" there too, nineteenth pass).
+fn io_hint_in(path: &Path, e: &std::io::Error, state_dir: &Path) -> &'static str {
     use std::io::ErrorKind;
     match e.kind() {
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
             "; free space on that file system, then run the command again"
+        }
+        ErrorKind::ReadOnlyFilesystem if path.starts_with(state_dir) => {
+            "; the file system is mounted read-only: make it writable, or set SCOPEVAULT_STATE_DIR to a directory of this user's on a writable one (this machine's state directory: the rollback record is there, not beside the vault; copy its generations.json along, or rollback detection restarts there), then run the command again"
         }
         ErrorKind::ReadOnlyFilesystem => {
             "; the file system is mounted read-only: make it writable (or use another --vault path), then run the command again"

@@ -1051,6 +1051,17 @@ fn a_recorded_generation_opens_on_a_read_only_state_directory_and_a_new_one_fail
         "{}",
         text(&r)
     );
+    // The advice names what chooses the state directory, SCOPEVAULT_STATE_DIR, not the vault
+    // path, which does not (it said "or use another --vault path", nineteenth pass).
+    let advice = |r: &Output| {
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            err.contains("read-only") && err.contains("SCOPEVAULT_STATE_DIR"),
+            "{err}"
+        );
+        assert!(!err.contains("--vault"), "{err}");
+    };
+    advice(&r);
     // ...and the next open, which must raise the record, refuses to go on without it.
     let r = run(&e, &["--identity-file", id_s, "cred", "list"]);
     assert_ne!(r.status.code(), Some(0), "{}", text(&r));
@@ -1059,6 +1070,7 @@ fn a_recorded_generation_opens_on_a_read_only_state_directory_and_a_new_one_fail
         "{}",
         text(&r)
     );
+    advice(&r);
     assert_eq!(
         std::fs::read(e.path("state/generations.json")).unwrap(),
         record
