@@ -103,11 +103,19 @@ pub(crate) fn get(
     }
 }
 
-/// Delete a slot key (used when a keyring slot is removed). A missing entry is fine.
+/// Delete a slot key (used when a keyring slot is removed). A missing entry is an error too,
+/// for the caller to warn about as it warns about a store it cannot reach: the entry may live
+/// on another host or in another login session (a vault moved from the host that made the
+/// slot), where it stays. It was silent for a keyutils slot, whose entry is missing wherever
+/// it was not made, while a secret-service slot warned (nineteenth pass).
 pub(crate) fn delete(store: KeyringStore, service: &str, account: &str) -> Result<(), VaultError> {
     let e = entry(store, service, account)?;
     match e.delete_credential() {
-        Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+        Ok(()) => Ok(()),
+        Err(keyring_core::Error::NoEntry) => Err(VaultError::Keyring(format!(
+            "the {} store of this session has no entry {service}/{account}, so nothing was deleted here; if the slot was made on another host or in another login session, its entry is still there: delete it there",
+            store.as_str()
+        ))),
         Err(err) => Err(unavailable(store, err)),
     }
 }

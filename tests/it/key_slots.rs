@@ -1042,3 +1042,64 @@ fn key_list_with_an_unlock_source_refuses_a_forged_header_and_says_when_it_is_un
         "{text}"
     );
 }
+
+/// Found by attacking the vault file from vault-format.md (nineteenth pass): `key remove` of
+/// a keyring slot whose entry this host's store does not hold (a vault moved from another
+/// host, docs/operations.md "Moving to another host") said nothing for a keyutils slot, while
+/// a secret-service slot warned that its entry could not be deleted. Every store warns alike,
+/// and the slot is removed all the same.
+#[test]
+fn key_remove_of_a_keyring_slot_warns_when_its_entry_is_not_deleted_for_every_store() {
+    let e = Env::new();
+    let idf = e.path("id.txt");
+    let idf_s = idf.to_str().unwrap();
+    e.ok(&["init", "--identity-out", idf_s], b"");
+    for (n, store) in ["keyutils", "secret-service"].into_iter().enumerate() {
+        // The key holder adds a keyring slot made on another host: its entry is not here.
+        let (mut header, payload) = split(&e.vault_bytes());
+        let vault_id = header["vault_id"].as_str().unwrap().to_owned();
+        let id = format!("{:016x}", 0x5107_0000_u64 + n as u64);
+        header["slots"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "type": "keyring", "id": id, "store": store, "service": "scopevault",
+                "account": format!("{vault_id}/{id}"),
+                "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                "label": format!("old-host-{n}"), "created": "2026-01-01T00:00:00Z"
+            }));
+        header["generation"] = serde_json::json!(header["generation"].as_u64().unwrap() + 1);
+        let vault_identity = common_vault::vault_identity_via(&header, &idf);
+        std::fs::write(
+            e.vault(),
+            common_vault::frame_and_mac(2, &header, &payload, &vault_identity),
+        )
+        .unwrap();
+        let label = format!("old-host-{n}");
+        let out = e.run(
+            &[
+                "key",
+                "remove",
+                &label,
+                "--identity-file",
+                idf_s,
+                "--no-keyring",
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{store}: {err}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("removed key slot"),
+            "{store}: {out:?}"
+        );
+        assert!(
+            err.contains("warning: the slot is removed from the vault, but its keyring entry could not be deleted")
+                && err.contains(store),
+            "{store}: {err}"
+        );
+        assert!(!e
+            .ok(&["key", "list", "--identity-file", idf_s], b"")
+            .contains(&label));
+    }
+}
