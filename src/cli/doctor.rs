@@ -215,6 +215,15 @@ fn check_vault(r: &mut Report, path: &Path, given: &Path) -> Option<FileHeader> 
         );
         return None;
     };
+    // Every save of a file at the last generation is refused (vault-format.md): a `fail`,
+    // whatever the file's authentication says (it was `ok`, nineteenth pass). One above it is
+    // refused as corrupt when the header is read: the unlock check fails the vault line then.
+    if header.generation == crate::vault::LAST_GENERATION {
+        r.fail(
+            "vault",
+            format!("{shown}: {}", crate::vault::VaultError::LastGeneration),
+        );
+    }
     // The writers (`cred set`, `policy apply`, `bundle apply`…) save only in a directory
     // nobody else can plant files or links in, reached without another user's link.
     if let Err(e) = crate::vault::SafeDir::open(&crate::paths::dir_of(path), false) {

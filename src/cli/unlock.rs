@@ -68,6 +68,7 @@ pub(crate) fn open_vault_unattended(g: &GlobalArgs) -> anyhow::Result<Result<Vau
 /// `v`, or, when it was accepted with `--allow-rollback` although a newer generation was seen
 /// here, the file saved again under the writer lock ([`adopt`]).
 fn adopt_if_restored(g: &GlobalArgs, v: Vault) -> anyhow::Result<Vault> {
+    warn_last_generation(&v);
     let Some(w) = v.rollback_warning() else {
         return Ok(v);
     };
@@ -83,11 +84,20 @@ fn adopt_if_restored(g: &GlobalArgs, v: Vault) -> anyhow::Result<Vault> {
 /// seventeenth pass).
 pub(crate) fn open_vault_locked(g: &GlobalArgs, lock: &vault::WriteLock) -> anyhow::Result<Vault> {
     let v = open_vault_with_any_key(g)?;
+    warn_last_generation(&v);
     let Some(w) = v.rollback_warning() else {
         return Ok(v);
     };
     eprintln!("warning: {}", super::escape_for_terminal(&w));
     adopt(g, &v, lock)
+}
+
+/// Say so when the vault is at the last generation a save writes: it opens, and every save is
+/// refused (a reader said nothing of it, and the save called it corrupt, nineteenth pass).
+fn warn_last_generation(v: &Vault) {
+    if let Some(w) = v.at_last_generation() {
+        eprintln!("warning: {}", super::escape_for_terminal(&w));
+    }
 }
 
 /// Whether [`open_vault`] or [`open_vault_locked`] adopted the vault it returned: a restored

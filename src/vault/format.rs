@@ -86,6 +86,14 @@ impl<'a> Parsed<'a> {
             parse_v1_header(header_bytes)?
         };
         check_vault_id(&header.vault_id)?;
+        check_generation(header.generation)?;
+        if header.slots.is_empty() && v1_identity_slots.is_empty() {
+            // The format requires one or more: `key list` listed nothing, exit 0, and an
+            // unlock said "no passphrase slot" (nineteenth pass).
+            return Err(corrupt(
+                "the header lists no key slot (the format requires one or more), so nothing can unlock it",
+            ));
+        }
         let payload_start = f.payload_start();
         let payload = &bytes[payload_start..payload_start + plen];
         let auth_len = payload_start + age_prefix_len(payload)?;
@@ -308,6 +316,23 @@ fn parse_v1_header(bytes: &[u8]) -> Result<(Header, Vec<V1IdentitySlot>), VaultE
 /// Whether `id` is a vault id as the header holds it: 32 lowercase hex digits.
 pub(crate) fn is_vault_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A file's generation is 1 ..= [`super::LAST_GENERATION`] (vault-format.md, "Rollback
+/// detection"): the first file written is 1, and no save writes 2^64 − 1. Generation 0 and
+/// 2^64 − 1 were accepted, though no writer makes them (nineteenth pass).
+fn check_generation(generation: u64) -> Result<(), VaultError> {
+    if (1..=super::LAST_GENERATION).contains(&generation) {
+        return Ok(());
+    }
+    let why = if generation == 0 {
+        "generations start at 1, the first file written"
+    } else {
+        "no save writes it (the last generation a save writes is 2^64 - 2)"
+    };
+    Err(VaultError::Corrupt(format!(
+        "the header is not valid: generation {generation}: {why}"
+    )))
 }
 
 fn check_vault_id(id: &str) -> Result<(), VaultError> {

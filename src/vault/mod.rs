@@ -72,6 +72,9 @@ pub enum VaultError {
     /// The MAC does not verify.
     #[error("the vault file failed authentication: it was modified or written by someone without the vault key; restore it from a backup")]
     Forged,
+    /// The file is at [`LAST_GENERATION`]: it opens, but no save can follow it.
+    #[error("{}", last_generation_message())]
+    LastGeneration,
     /// An older generation than already seen.
     #[error("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault, or, if you restored an old backup on purpose, run one scopevault command with --allow-rollback (e.g. `scopevault cred list --allow-rollback`): it saves the file again as the newest, then reload the daemon")]
     Rollback {
@@ -106,9 +109,15 @@ pub enum VaultError {
     /// Empty passphrase: never a vault's, new or old.
     #[error("the passphrase is empty (a vault passphrase never is): give the passphrase itself")]
     EmptyPassphrase,
-    /// Bad identity file.
-    #[error("the identity file is not usable: {0}")]
-    BadIdentityFile(String),
+    /// Bad identity file, named: "line 1 is not an age X25519 identity" did not say of which
+    /// file (nineteenth pass).
+    #[error("the identity file {} is not usable: {why}", path.display())]
+    BadIdentityFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        why: String,
+    },
     /// The keyring store could not be used.
     #[error("the OS keyring is not available: {0}")]
     KeyringUnavailable(String),
@@ -182,6 +191,14 @@ fn unsupported_version_message(version: u16) -> String {
     }
 }
 
+/// [`VaultError::LastGeneration`]'s message, which readers print as a warning too
+/// ([`Vault::at_last_generation`]).
+fn last_generation_message() -> String {
+    format!(
+        "the vault is at generation {LAST_GENERATION}, the last one a save writes (vault-format.md, \"Rollback detection\"): it opens, but no save can follow it, so nothing can be changed in it. No vault gets there by saving; the file was written so by someone holding the vault key: make a new vault (`scopevault init`) and add the credentials to it again"
+    )
+}
+
 /// What to do about the file-system errors a user can fix, appended to [`VaultError::Io`].
 fn io_hint(path: &Path, e: &std::io::Error) -> &'static str {
     io_hint_in(path, e, &crate::paths::state_dir())
@@ -223,6 +240,7 @@ impl VaultError {
                 | VaultError::Corrupt(_)
                 | VaultError::Forged
                 | VaultError::Rollback { .. }
+                | VaultError::LastGeneration
                 | VaultError::HostileKdf(_)
                 | VaultError::StoredPolicy(_)
                 | VaultError::LinkAtPath(_)
@@ -235,7 +253,7 @@ impl VaultError {
             self,
             VaultError::WrongKey(_)
                 | VaultError::NoUnlockSource(_)
-                | VaultError::BadIdentityFile(_)
+                | VaultError::BadIdentityFile { .. }
                 | VaultError::KeyringUnavailable(_)
                 | VaultError::Keyring(_)
         )
@@ -505,8 +523,7 @@ impl Vault {
                         seen.map_or("nothing".to_owned(), |g| format!("generation {g}"))
                     )));
                 }
-                let text = Zeroizing::new(read_small_file(f)?);
-                let idents = slots::parse_identity_file(&text)?;
+                let idents = identities_in(f)?;
                 let mut found = None;
                 for s in &parsed.v1_identity_slots {
                     if let Some(id) = slots::try_v1_identity(s, &idents)? {
@@ -525,7 +542,7 @@ impl Vault {
         };
         let mut vault = Vault::finish_open(path, &parsed, identity, opts, None)?;
         let rewrap_idents = match rewrap {
-            Some(f) => slots::parse_identity_file(&Zeroizing::new(read_small_file(f)?))?,
+            Some(f) => identities_in(f)?,
             None => Vec::new(),
         };
         let mut rewrapped = 0;
@@ -744,10 +761,10 @@ impl Vault {
                     ),
                 }
             } else {
-                VaultError::Corrupt(format!(
-                    "the vault's generation is {}: {why} (a file written to exhaust it)",
-                    header.generation
-                ))
+                // The file is at the last generation a save writes (readers accept it, and
+                // say so): the save was refused as "corrupt" while `cred list` and `doctor`
+                // said ok (nineteenth pass). A higher one is refused when the file is read.
+                VaultError::LastGeneration
             }
         })?;
         let payload = if self.dirty {
@@ -807,6 +824,12 @@ impl Vault {
     /// The generation of the file as last read or written.
     pub fn generation(&self) -> u64 {
         self.header.generation
+    }
+
+    /// When the file is at [`LAST_GENERATION`]: what a reader says of it (it opens, but every
+    /// save is refused, [`VaultError::LastGeneration`]).
+    pub fn at_last_generation(&self) -> Option<String> {
+        (self.header.generation >= LAST_GENERATION).then(last_generation_message)
     }
     /// The age recipient the payload is encrypted to.
     pub fn recipient(&self) -> &str {
@@ -1136,6 +1159,10 @@ impl Vault {
     }
 }
 
+/// The last generation a file may have, the last a save writes: 2^64 − 2. The one above,
+/// 2^64 − 1, is never written, and a reader refuses it (and 0) as corrupt.
+pub const LAST_GENERATION: u64 = u64::MAX - 1;
+
 /// The generation a save writes: one above both the file's and the rollback record's
 /// (vault-format.md, "Rollback detection"). The last generation, `u64::MAX`, is never
 /// written: no save could come after it (a file at it, or a record at it, could only be
@@ -1144,7 +1171,7 @@ impl Vault {
 fn next_generation(file: u64, record: u64) -> Result<u64, String> {
     let base = file.max(record);
     match base.checked_add(1) {
-        Some(next) if next < u64::MAX => Ok(next),
+        Some(next) if next <= LAST_GENERATION => Ok(next),
         Some(last) => Err(format!(
             "the only generation above it, {last}, is the last one: the vault could never be saved again after it"
         )),
@@ -1233,8 +1260,7 @@ fn unwrap_identity(
             }))
         }
         Unlock::IdentityFile(path) => {
-            let text = Zeroizing::new(read_small_file(path)?);
-            let idents = slots::parse_identity_file(&text)?;
+            let idents = identities_in(path)?;
             for s in &header.slots {
                 if let Some(id) = slots::try_identity(s, vid, &idents)? {
                     return Ok((id, None));
@@ -1268,6 +1294,16 @@ fn unwrap_identity(
     }
 }
 
+/// The identities of the identity file at `path` (read with [`read_small_file`]); an error
+/// names the file.
+fn identities_in(path: &Path) -> Result<Vec<age::x25519::Identity>, VaultError> {
+    let text = Zeroizing::new(read_small_file(path)?);
+    slots::parse_identity_file(&text).map_err(|why| VaultError::BadIdentityFile {
+        path: path.to_path_buf(),
+        why,
+    })
+}
+
 /// Read a small (≤ 64 KiB) file whose content is secret, zeroing the buffer.
 fn read_small_file(path: &Path) -> Result<String, VaultError> {
     let f = std::fs::File::open(path).map_err(|error| VaultError::Io {
@@ -1284,13 +1320,17 @@ fn read_small_file(path: &Path) -> Result<String, VaultError> {
             error,
         })?;
     if buf.len() > 64 * 1024 {
-        return Err(VaultError::BadIdentityFile(
-            "it is larger than 64 KiB".into(),
-        ));
+        return Err(VaultError::BadIdentityFile {
+            path: path.to_path_buf(),
+            why: "it is larger than 64 KiB".into(),
+        });
     }
     std::str::from_utf8(&buf)
         .map(str::to_owned)
-        .map_err(|_| VaultError::BadIdentityFile("it is not UTF-8 text".into()))
+        .map_err(|_| VaultError::BadIdentityFile {
+            path: path.to_path_buf(),
+            why: "it is not UTF-8 text".into(),
+        })
 }
 
 /// Benchmark support, not a stable API: the "plain age" baseline the vault's open and save
@@ -1632,10 +1672,13 @@ mod tests {
         for generation in [u64::MAX, u64::MAX - 1] {
             v.header.generation = generation;
             let e = v.save(&lock).unwrap_err();
-            assert!(matches!(e, VaultError::Corrupt(_)), "{e}");
+            // At the last generation (nineteenth pass: not "corrupt", which readers did not
+            // say of the same file; a file above it is refused when it is read).
+            assert!(matches!(e, VaultError::LastGeneration), "{e}");
             assert!(
-                e.to_string()
-                    .contains(&format!("the vault's generation is {generation}")),
+                e.to_string().contains(&format!(
+                    "generation {LAST_GENERATION}, the last one a save writes"
+                )),
                 "{e}"
             );
             assert_eq!(std::fs::read(&path).unwrap(), before);
@@ -1751,7 +1794,9 @@ mod tests {
     fn reopen_refuses_a_forged_file_of_the_largest_size_without_reading_its_payload() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("v");
-        let (v, _) = Vault::create(&p, NewSlot::IdentityFile).unwrap();
+        let (mut v, _) = Vault::create(&p, NewSlot::IdentityFile).unwrap();
+        // As a save writes it (a new vault is generation 0 until its first save).
+        v.header.generation = 1;
         let header = serde_json::to_vec(&v.header).unwrap();
         let age = encrypt_payload(&VaultData::default(), &v.header.recipient).unwrap();
         let mut head = format::MAGIC.to_vec();
@@ -1792,7 +1837,9 @@ mod tests {
     #[test]
     fn the_early_mac_check_decides_as_the_whole_file_check() {
         let dir = tempfile::tempdir().unwrap();
-        let (v, _) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+        let (mut v, _) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+        // As a save writes it (a new vault is generation 0 until its first save).
+        v.header.generation = 1;
         let payload = encrypt_payload(&VaultData::default(), &v.header.recipient).unwrap();
         let genuine = format::encode(&v.header, &payload, &v.identity).unwrap();
         let whole = |b: &[u8]| {

@@ -902,8 +902,9 @@ pub(crate) fn try_v1_identity(
     Ok(Some(Zeroizing::new(s.to_owned())))
 }
 
-/// Parse an identity file: `AGE-SECRET-KEY-1…` lines, `#` comments and blank lines.
-pub(crate) fn parse_identity_file(text: &str) -> Result<Vec<age::x25519::Identity>, VaultError> {
+/// Parse an identity file: `AGE-SECRET-KEY-1…` lines, `#` comments and blank lines. `Err`
+/// says what is wrong, for the caller to name the file.
+pub(crate) fn parse_identity_file(text: &str) -> Result<Vec<age::x25519::Identity>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -911,13 +912,12 @@ pub(crate) fn parse_identity_file(text: &str) -> Result<Vec<age::x25519::Identit
             continue;
         }
         // The error from age would not contain the key, but we say only the line number anyway.
-        let id = age::x25519::Identity::from_str(line).map_err(|_| {
-            VaultError::BadIdentityFile(format!("line {} is not an age X25519 identity", n + 1))
-        })?;
+        let id = age::x25519::Identity::from_str(line)
+            .map_err(|_| format!("line {} is not an age X25519 identity", n + 1))?;
         out.push(id);
     }
     if out.is_empty() {
-        return Err(VaultError::BadIdentityFile("it holds no identity".into()));
+        return Err("it holds no identity".into());
     }
     Ok(out)
 }

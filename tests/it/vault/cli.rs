@@ -1733,3 +1733,147 @@ fn a_line_break_in_an_unauthenticated_header_value_cannot_forge_an_error_line() 
         }
     }
 }
+
+/// Found by attacking the vault file from vault-format.md (nineteenth pass), with files a key
+/// holder writes (a valid MAC) that break the format's rules:
+/// - generation 0 was accepted, though generations start at 1 (the first file written): it is
+///   refused as corrupt, naming the generation;
+/// - generation 2^64 − 1, which no save writes, was accepted too: refused as corrupt;
+/// - a save at 2^64 − 3 wrote 2^64 − 2, and the next save called that file "corrupt … written
+///   to exhaust it" while `cred list` and `doctor` said ok: the file is the last a save writes,
+///   it opens, and every reader and the save say so alike (a `fail` in doctor, the save refused
+///   as at the last generation, not as corrupt);
+/// - an empty slot list was listed as nothing, exit 0, by `key list`, and `cred list` said "no
+///   passphrase slot": the format requires one or more slots, so it is corrupt, at parse;
+/// - an identity file that is not one was reported without its name.
+#[test]
+fn a_key_holders_file_breaking_the_formats_rules_is_refused_alike_by_every_reader() {
+    let e = Env::new();
+    let idf = e.path("id.txt");
+    let idf_s = idf.to_str().unwrap().to_owned();
+    e.ok(&["init", "--identity-out", &idf_s], b"");
+    e.ok(
+        &[
+            "--identity-file",
+            &idf_s,
+            "cred",
+            "add",
+            "c",
+            "--kind",
+            "generic",
+        ],
+        b"",
+    );
+    let genuine = e.vault_bytes();
+    let (header, payload) = split(&genuine);
+    let vault_identity = common_vault::vault_identity_via(&header, &idf);
+    let write = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut h = header.clone();
+        edit(&mut h);
+        std::fs::write(
+            e.vault(),
+            common_vault::frame_and_mac(2, &h, &payload, &vault_identity),
+        )
+        .unwrap();
+        // A fresh state directory: the rollback record plays no part.
+        let _ = std::fs::remove_dir_all(e.path("state"));
+    };
+    let id = ["--identity-file", idf_s.as_str()];
+    let with_id = |args: &[&'static str]| -> Vec<String> {
+        id.iter().chain(args).map(|s| s.to_string()).collect()
+    };
+    let run = |args: &[String]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        e.run(&a, b"")
+    };
+
+    // Generation 0 and 2^64 - 1: corrupt, for every reader.
+    for generation in [0, u64::MAX] {
+        write(&|h| h["generation"] = serde_json::json!(generation));
+        for args in [
+            with_id(&["cred", "list"]),
+            vec!["key".into(), "list".into()],
+            vec!["key".into(), "list".into(), "--no-keyring".into()],
+        ] {
+            let out = run(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(4), "{generation} {args:?}: {err}");
+            assert!(
+                err.contains("corrupt") && err.contains(&format!("generation {generation}")),
+                "{generation} {args:?}: {err}"
+            );
+        }
+        let out = run(&with_id(&["doctor"]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("fail") && l.contains(&format!("generation {generation}"))),
+            "{generation}: {text}"
+        );
+    }
+
+    // 2^64 - 3: a save writes 2^64 - 2, the last generation a save writes. That file opens,
+    // every reader says no save can follow it, and the save is refused saying so.
+    write(&|h| h["generation"] = serde_json::json!(u64::MAX - 2));
+    let set = with_id(&["cred", "set", "c", "--field", "user=x"]);
+    let out = run(&set);
+    assert!(out.status.success(), "{out:?}");
+    let last = format!("generation {}", u64::MAX - 1);
+    let out = run(&with_id(&["cred", "list"]));
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&last) && err.contains("no save can follow"),
+        "{err}"
+    );
+    let out = run(&set);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&last) && err.contains("no save can follow") && !err.contains("corrupt"),
+        "{err}"
+    );
+    let out = run(&with_id(&["doctor"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("fail")
+            && l.contains(&last)
+            && l.contains("no save can follow")),
+        "{text}"
+    );
+
+    // No key slot: corrupt when the header is read.
+    write(&|h| h["slots"] = serde_json::json!([]));
+    for args in [
+        vec!["key".into(), "list".into()],
+        with_id(&["cred", "list"]),
+        vec![
+            "cred".into(),
+            "list".into(),
+            "--passphrase-file".into(),
+            e.pf(),
+        ],
+    ] {
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {err}");
+        assert!(
+            err.contains("corrupt") && err.contains("no key slot"),
+            "{args:?}: {err}"
+        );
+    }
+
+    // An identity file that is not one is named.
+    std::fs::write(e.vault(), &genuine).unwrap();
+    let bad = e.path("not-an-identity.txt");
+    std::fs::write(&bad, "AGE-SECRET-KEY-1NOTAKEY\n").unwrap();
+    let err = e.fails(
+        &["--identity-file", bad.to_str().unwrap(), "cred", "list"],
+        b"",
+        3,
+    );
+    assert!(
+        err.contains(bad.to_str().unwrap()) && err.contains("line 1 is not an age X25519 identity"),
+        "{err}"
+    );
+}
