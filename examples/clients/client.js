@@ -1,9 +1,14 @@
 #!/usr/bin/env node
 // A scopevault client using only Node's standard library (docs/protocol.md).
 //
-//   node client.js [--socket PATH] health | tasks | fetch TASK [CREDENTIAL] | redeem TICKET
+//   node client.js [--socket PATH] [--timeout SECONDS] health | tasks | fetch TASK [CREDENTIAL] | redeem TICKET
 //
-// Prints the response as JSON. Exit status: 0 ok, 5 refused by the daemon, 2 usage or I/O.
+// Prints the response as JSON. Exit status: 0 ok; 5 the daemon refused (`busy` included: retry
+// later), sent something that is not a valid response, or did not answer within the timeout
+// (1 to 3600 s, default 60, for the connection, the request and its whole answer together);
+// 2 usage, or no connection (no daemon there, or one this client refuses to talk to).
+// Whatever it prints from the daemon has its control, bidirectional and invisible characters
+// escaped.
 'use strict';
 const fs = require('fs');
 const net = require('net');
@@ -11,7 +16,8 @@ const os = require('os');
 const path = require('path');
 
 const MAX_RESPONSE = 16 * 1024 * 1024;
-
+const DEFAULT_TIMEOUT = 60;
+const MAX_TIMEOUT = 3600;
 function defaultSocket() {
   if (process.env.SCOPEVAULT_SOCKET) return process.env.SCOPEVAULT_SOCKET;
   const runtime = process.env.XDG_RUNTIME_DIR;
@@ -26,102 +32,253 @@ class ScopevaultError extends Error {
   }
 }
 
-// Refuse a socket whose path or owner is not one to trust with a secret (docs/protocol.md,
-// "Who the client talks to"): no symbolic link on the way to the socket's directory, and the
-// socket owned by root, by this user, or by the owner of its directory when that directory and
-// its parent are writable by their owners only and the parent belongs to root or this user.
-// Node has no SO_PEERCRED: the socket file's owner (the uid that bound it) stands in for the
-// peer's uid, which holds because nobody else can replace a socket in such a directory.
-function checkSocket(socketPath) {
-  const dir = path.dirname(path.resolve(socketPath));
-  let walked = '/';
-  for (const part of dir.split('/').filter(Boolean)) {
-    walked = path.join(walked, part);
-    if (fs.lstatSync(walked).isSymbolicLink()) {
-      throw new Error(`refusing to talk to ${socketPath}: ${walked} is a symbolic link; nothing was sent`);
-    }
+// The daemon's answer is not one valid version-1 response line.
+class InvalidResponse extends Error {
+  constructor(why) {
+    super(`the daemon's answer is not a valid response (${why}); is it a scopevault daemon of protocol version 1?`);
   }
-  const sock = fs.lstatSync(socketPath);
-  if (!sock.isSocket()) throw new Error(`refusing to talk to ${socketPath}: not a socket; nothing was sent`);
-  const me = process.geteuid();
-  if (sock.uid === 0 || sock.uid === me) return;
-  const d = fs.lstatSync(dir);
-  const parent = fs.lstatSync(path.dirname(dir));
-  const ownersOnly = !(d.mode & 0o022) && !(parent.mode & 0o022);
-  if (sock.uid === d.uid && ownersOnly && (parent.uid === 0 || parent.uid === me)) return;
-  throw new Error(`refusing to talk to ${socketPath}: it is owned by uid ${sock.uid}, neither root, you, nor the owner of a private socket directory; nothing was sent`);
 }
 
-// One connection; requests are answered in order, one JSON line each.
+// The daemon did not take the connection, or did not answer, within the timeout.
+class NoAnswer extends Error {}
+
+// Shown escaped: every control (Cc), format (Cf: bidirectional, zero-width) and separator
+// character but the space, and the blank or default-ignorable ones of other categories, as
+// the scopevault binary escapes them (README, "Exit codes").
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0]/gu;
+
+// `text` as the binary shows a value read from another program: those characters written as
+// Rust writes them (`\n`, `\u{1b}`, `\u{202e}`), so a daemon's message cannot drive the
+// terminal, forge a line or reorder one.
+function escape(text) {
+  const named = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+  return String(text).replace(UNSAFE, (c) => named[c] || `\\u{${c.codePointAt(0).toString(16)}}`);
+}
+
+// `value` as JSON with those characters escaped as JSON escapes them (`\u202e`): it parses to
+// the same value, and nothing the daemon sent reaches the terminal raw (JSON.stringify escapes
+// only the C0 controls).
+function jsonForTerminal(value) {
+  const unit = (u) => `\\u${u.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  // A raw line break is the indentation's: inside a string JSON.stringify writes `\n`.
+  return JSON.stringify(value, null, 2).replace(UNSAFE, (c) => (c === '\n' ? c : c.split('').map(unit).join('')));
+}
+
+// The response in `line` (a Buffer), or InvalidResponse: one JSON object, UTF-8, with `"v": 1`,
+// a boolean `ok`, and for a refusal an `error` object whose `code` and `message` are strings.
+// A refusal is thrown as ScopevaultError.
+function parseResponse(line) {
+  let res;
+  try {
+    res = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(line));
+  } catch (e) {
+    throw new InvalidResponse(e instanceof SyntaxError ? 'not JSON' : 'not UTF-8');
+  }
+  if (typeof res !== 'object' || res === null || Array.isArray(res)) throw new InvalidResponse('not a JSON object');
+  if (res.v !== 1) throw new InvalidResponse('its `v` is not 1');
+  if (typeof res.ok !== 'boolean') throw new InvalidResponse('its `ok` is not true or false');
+  if (!res.ok) {
+    const err = res.error;
+    if (typeof err !== 'object' || err === null || typeof err.code !== 'string' || typeof err.message !== 'string') {
+      throw new InvalidResponse('a refusal without an error code and message');
+    }
+    throw new ScopevaultError(err.code, err.message);
+  }
+  return res;
+}
+
+// Refuse a socket that someone this client does not trust put at its path, or could put there
+// between this check and the connection (docs/protocol.md, "What client.js checks"). Node has
+// no SO_PEERCRED: instead of the answering process's uid, it judges who could have decided
+// what the path leads to. From `/` down to the socket, each directory's entry on the way can
+// be replaced by the directory's owner and root; by anyone when the directory is writable by
+// group or others (refused), except that a sticky directory (/tmp) leaves an entry to its own
+// owner. Trusted are root, this user, and the owner of the socket's directory when that
+// directory is writable by its owner only and nobody else could change the path to it (the
+// service user owning /run/scopevault). The socket is talked to when only trusted uids could
+// have changed anything on the way, and the socket file belongs to one of them or every
+// directory on the way is root's alone: systemd's socket activation makes /run/scopevault
+// root:root 0755 and gives the socket to the service user (SocketUser=) before the service
+// has ever run.
+function checkSocket(socketPath) {
+  const refuse = (why) => new Error(`refusing to talk to ${socketPath}: ${why}; nothing was sent`);
+  const me = process.geteuid();
+  const target = path.resolve(socketPath);
+  const chain = [['/', fs.lstatSync('/')]];
+  for (const part of path.dirname(target).split('/').filter(Boolean)) {
+    const walked = path.join(chain[chain.length - 1][0], part);
+    const st = fs.lstatSync(walked);
+    if (st.isSymbolicLink()) throw refuse(`${walked} is a symbolic link`);
+    if (!st.isDirectory()) throw refuse(`${walked} is not a directory`);
+    chain.push([walked, st]);
+  }
+  const sock = fs.lstatSync(target);
+  if (!sock.isSocket()) throw refuse('not a socket');
+  // Who can replace chain[i]'s entry on the way to the socket.
+  const replacers = (i) => {
+    const [dir, st] = chain[i];
+    if (!(st.mode & 0o022)) return [st.uid];
+    const entry = i + 1 < chain.length ? chain[i + 1][1] : sock;
+    if (st.mode & 0o1000) return [st.uid, entry.uid];
+    throw refuse(`${dir} is writable by group or others (mode ${(st.mode & 0o7777).toString(8)}), so anyone could replace what is on the way to the socket`);
+  };
+  const upTo = (n) => [...new Set(chain.slice(0, n).flatMap((_, i) => replacers(i)))];
+  const trusted = new Set([0, me]);
+  const [, dir] = chain[chain.length - 1];
+  if (!(dir.mode & 0o022) && upTo(chain.length - 1).every((u) => trusted.has(u))) trusted.add(dir.uid);
+  const all = upTo(chain.length);
+  const other = all.find((u) => !trusted.has(u));
+  if (other !== undefined) {
+    throw refuse(`uid ${other} could have put it there, neither root, you, nor the owner of a private socket directory`);
+  }
+  if (trusted.has(sock.uid) || all.every((u) => u === 0)) return;
+  throw refuse(`it is owned by uid ${sock.uid}, neither root, you, nor the owner of a private socket directory, and it is not in directories only root can write`);
+}
+
+// One connection; requests are answered in order, one JSON line each. `timeout` (seconds)
+// bounds each exchange as a whole: the connection and the first request with its whole
+// answer, then each later request with its answer. A daemon stopped (`kill -STOP`), hung, or
+// sending its answer a byte at a time cannot hold the client longer: past the bound it closes
+// the connection and the request fails with NoAnswer.
 class ScopevaultClient {
-  constructor(socketPath) {
+  constructor(socketPath, { timeout = DEFAULT_TIMEOUT } = {}) {
     this.socketPath = socketPath || defaultSocket();
+    this.timeout = timeout;
     this.buf = Buffer.alloc(0);
     this.waiting = [];
+    this.closed = false;
+    this.firstDeadline = null;
   }
 
-  connect() {
-    return new Promise((resolve, reject) => {
-      checkSocket(this.socketPath);
-      this.sock = net.createConnection(this.socketPath, resolve);
-      this.sock.once('error', reject);
+  noAnswer(stage) {
+    return new NoAnswer(`the daemon at ${this.socketPath} ${stage} within ${this.timeout} s; is it stopped or hung?`);
+  }
+
+  async connect() {
+    checkSocket(this.socketPath);
+    this.firstDeadline = Date.now() + this.timeout * 1000;
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.sock.destroy();
+        reject(this.noAnswer('did not accept the connection'));
+      }, this.timeout * 1000);
+      this.sock = net.createConnection(this.socketPath, () => { clearTimeout(timer); resolve(); });
+      this.sock.on('error', (e) => { clearTimeout(timer); reject(e); this.fail(e); });
       this.sock.on('data', (chunk) => {
         this.buf = Buffer.concat([this.buf, chunk]);
-        if (this.buf.length > MAX_RESPONSE) this.sock.destroy(new Error('response too large'));
         let nl;
         while ((nl = this.buf.indexOf(10)) >= 0 && this.waiting.length) {
-          const line = this.buf.subarray(0, nl).toString('utf8');
+          const line = this.buf.subarray(0, nl);
           this.buf = this.buf.subarray(nl + 1);
           this.waiting.shift().resolve(line);
         }
+        if (this.buf.length > MAX_RESPONSE) this.fail(new InvalidResponse('longer than 16 MiB'));
       });
+      // The daemon has closed its side: it sends nothing more.
+      this.sock.on('end', () => { this.closed = true; });
       this.sock.on('close', () => {
-        for (const w of this.waiting.splice(0)) w.reject(new Error('the daemon closed the connection'));
+        this.closed = true;
+        this.fail(new Error('the daemon closed the connection without an answer'));
       });
     });
+    // Two turns of the event loop (reading starts in the first) before the first request: a
+    // daemon at its connection limit answers `busy` and closes the connection as soon as it
+    // accepts it, and that answer is read here, before a write to the closed connection fails
+    // and Node discards what was not read yet. (A daemon that sends `busy` later still races
+    // the write; client.py reads the answer after a failed write instead, which Node cannot.)
+    await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+  }
+
+  // Fail every request waiting for an answer (a complete line the daemon sent before it
+  // closed, such as `busy`, still answers the first), and close the connection.
+  fail(err) {
+    const nl = this.buf.indexOf(10);
+    if (nl >= 0 && this.waiting.length) {
+      const line = this.buf.subarray(0, nl);
+      this.buf = this.buf.subarray(nl + 1);
+      this.waiting.shift().resolve(line);
+    }
+    for (const w of this.waiting.splice(0)) w.reject(err);
+    this.sock.destroy();
   }
 
   async call(op, fields = {}) {
     const req = { v: 1, op };
     for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== null) req[k] = v;
+    const deadline = this.firstDeadline || Date.now() + this.timeout * 1000;
+    this.firstDeadline = null;
+    const nl = this.buf.indexOf(10);
+    if (this.closed) {
+      // Closed before the request: what the daemon said then (`busy`) is the answer.
+      if (nl < 0) throw new Error('the daemon closed the connection without an answer');
+      parseResponse(this.buf.subarray(0, nl));
+      throw new InvalidResponse('an answer nobody asked for');
+    }
+    let timer;
     const line = await new Promise((resolve, reject) => {
+      timer = setTimeout(() => {
+        reject(this.noAnswer('accepted the connection but did not answer'));
+        this.fail(this.noAnswer('accepted the connection but did not answer'));
+      }, Math.max(0, deadline - Date.now()));
       this.waiting.push({ resolve, reject });
       this.sock.write(JSON.stringify(req) + '\n');
-    });
-    const res = JSON.parse(line);
-    if (!res.ok) throw new ScopevaultError(res.error.code, res.error.message);
-    return res;
+    }).finally(() => clearTimeout(timer));
+    // One request, one answer line: more (with no request left waiting) is not a daemon of
+    // this protocol.
+    if (!this.waiting.length && this.buf.length) throw new InvalidResponse('more than one answer line to one request');
+    return parseResponse(line.length && line[line.length - 1] === 13 ? line.subarray(0, -1) : line);
   }
 
   health() { return this.call('health'); }
-  async tasks() { return (await this.call('tasks')).tasks; }
+  async tasks() {
+    const { tasks } = await this.call('tasks');
+    if (!Array.isArray(tasks)) throw new InvalidResponse('`tasks` is not a list');
+    return tasks;
+  }
   fetch(task, credential) { return this.call('fetch', { task, credential }); }
   redeem(ticket, credential) { return this.call('fetch', { ticket, credential }); }
-  close() { this.sock.end(); }
+  // Close the connection (requests not answered yet are given up: the daemon does not decide
+  // them).
+  close() { if (this.sock) this.sock.destroy(); }
 }
+
+const USAGE = 'usage: client.js [--socket PATH] [--timeout SECONDS] health | tasks | fetch TASK [CREDENTIAL] | redeem TICKET';
 
 async function main(argv) {
   let socketPath;
-  if (argv[0] === '--socket') { socketPath = argv[1]; argv = argv.slice(2); }
+  let timeout = DEFAULT_TIMEOUT;
+  while (argv.length >= 2 && (argv[0] === '--socket' || argv[0] === '--timeout')) {
+    if (argv[0] === '--socket') socketPath = argv[1];
+    else if (/^[0-9]+$/.test(argv[1]) && Number(argv[1]) >= 1 && Number(argv[1]) <= MAX_TIMEOUT) timeout = Number(argv[1]);
+    else {
+      console.error(`--timeout takes a whole number of seconds from 1 to ${MAX_TIMEOUT}, not ${escape(argv[1])}`);
+      return 2;
+    }
+    argv = argv.slice(2);
+  }
   const [cmd, a, b] = argv;
-  const client = new ScopevaultClient(socketPath);
+  const n = argv.length;
+  const usage = ((cmd === 'health' || cmd === 'tasks') && n === 1) || (cmd === 'fetch' && (n === 2 || n === 3)) || (cmd === 'redeem' && n === 2);
+  if (!usage) { console.error(USAGE); return 2; }
+  const client = new ScopevaultClient(socketPath, { timeout });
   try {
     await client.connect();
     let out;
     if (cmd === 'health') out = await client.health();
     else if (cmd === 'tasks') out = await client.tasks();
-    else if (cmd === 'fetch' && a) out = await client.fetch(a, b);
-    else if (cmd === 'redeem' && a) out = await client.redeem(a, b);
-    else { console.error('usage: client.js [--socket PATH] health | tasks | fetch TASK [CREDENTIAL] | redeem TICKET'); return 2; }
-    console.log(JSON.stringify(out, null, 2));
+    else if (cmd === 'fetch') out = await client.fetch(a, b);
+    else out = await client.redeem(a);
+    console.log(jsonForTerminal(out));
     return 0;
   } catch (e) {
-    console.error(e instanceof ScopevaultError ? `scopevault refused: ${e.message}` : `cannot talk to the scopevault daemon: ${e.message}`);
-    return e instanceof ScopevaultError ? 5 : 2;
+    if (e instanceof ScopevaultError) { console.error(`scopevault refused: ${escape(e.message)}`); return 5; }
+    if (e instanceof InvalidResponse || e instanceof NoAnswer) { console.error(`scopevault: ${escape(e.message)}`); return 5; }
+    console.error(`cannot talk to the scopevault daemon: ${escape(e.message)}`);
+    return 2;
   } finally {
-    if (client.sock) client.close();
+    client.close();
   }
 }
 
-module.exports = { ScopevaultClient, ScopevaultError };
+module.exports = { ScopevaultClient, ScopevaultError, InvalidResponse, NoAnswer, escape };
 if (require.main === module) main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """A scopevault client using only the Python standard library (docs/protocol.md).
 
-    python3 client.py [--socket PATH] health
-    python3 client.py [--socket PATH] tasks
-    python3 client.py [--socket PATH] fetch TASK [CREDENTIAL]
-    python3 client.py [--socket PATH] redeem TICKET
+    python3 client.py [--socket PATH] [--timeout SECONDS] health
+    python3 client.py [--socket PATH] [--timeout SECONDS] tasks
+    python3 client.py [--socket PATH] [--timeout SECONDS] fetch TASK [CREDENTIAL]
+    python3 client.py [--socket PATH] [--timeout SECONDS] redeem TICKET
 
-Prints the response as JSON. Exit status: 0 ok, 5 refused by the daemon, 2 usage or I/O.
-Use it as a module too:
+Prints the response as JSON. Exit status: 0 ok; 5 the daemon refused (`busy` included: retry
+later), sent something that is not a valid response, or did not answer within the timeout
+(1 to 3600 s, default 60, for the connection, the request and its whole answer together);
+2 usage, or no connection (no daemon there, or one this client refuses to talk to).
+Whatever it prints from the daemon has its control, bidirectional and invisible characters
+escaped. Use it as a module too:
 
     from client import ScopevaultClient
     with ScopevaultClient() as sv:
@@ -20,8 +24,12 @@ import socket
 import stat
 import struct
 import sys
+import time
+import unicodedata
 
 MAX_RESPONSE = 16 * 1024 * 1024
+DEFAULT_TIMEOUT = 60
+MAX_TIMEOUT = 3600
 
 
 class ScopevaultError(Exception):
@@ -31,6 +39,69 @@ class ScopevaultError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class InvalidResponse(Exception):
+    """The daemon's answer is not one valid version-1 response line."""
+
+    def __init__(self, why):
+        super().__init__(f"the daemon's answer is not a valid response ({why}); is it a scopevault daemon of protocol version 1?")
+
+
+class NoAnswer(Exception):
+    """The daemon did not take the connection, or did not answer, within the timeout."""
+
+
+# Shown escaped besides every control (Cc), format (Cf: bidirectional, zero-width) and
+# separator character but the space: the blank or default-ignorable ones of other categories,
+# as the scopevault binary escapes them (README, "Exit codes").
+_INVISIBLE = set(map(ord, "\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")) | set(range(0x180B, 0x1810)) | set(range(0xFE00, 0xFE10))
+
+
+def escape(text):
+    """`text` as the binary shows a value read from another program: control, bidirectional
+    and invisible characters written as Rust writes them (`\\n`, `\\u{1b}`, `\\u{202e}`), so a
+    daemon's message cannot drive the terminal, forge a line or reorder one."""
+    out = []
+    for ch in str(text):
+        cat = unicodedata.category(ch)
+        if ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif cat in ("Cc", "Cf", "Zl", "Zp") or (cat == "Zs" and ch != " ") or ord(ch) in _INVISIBLE:
+            out.append("\\u{%x}" % ord(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def parse_response(line):
+    """The response in `line`, or InvalidResponse: one JSON object, UTF-8, with `"v": 1`, a
+    boolean `ok`, and for a refusal an `error` object whose `code` and `message` are strings.
+    A refusal is raised as ScopevaultError."""
+    try:
+        response = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidResponse("not UTF-8") from None
+    except ValueError:
+        raise InvalidResponse("not JSON") from None
+    if not isinstance(response, dict):
+        raise InvalidResponse("not a JSON object")
+    v = response.get("v")
+    if type(v) is not int or v != 1:
+        raise InvalidResponse("its `v` is not 1")
+    ok = response.get("ok")
+    if type(ok) is not bool:
+        raise InvalidResponse("its `ok` is not true or false")
+    if not ok:
+        err = response.get("error")
+        if not isinstance(err, dict) or not isinstance(err.get("code"), str) or not isinstance(err.get("message"), str):
+            raise InvalidResponse("a refusal without an error code and message")
+        raise ScopevaultError(err["code"], err["message"])
+    return response
 
 
 def default_socket():
@@ -68,17 +139,40 @@ def check_peer(sock, path):
 
 
 class ScopevaultClient:
-    def __init__(self, path=None, timeout=30.0):
-        path = path or default_socket()
+    """One connection to the daemon. `timeout` (seconds) bounds each exchange as a whole: the
+    connection and the first request with its whole answer, then each later request with its
+    answer. A daemon stopped (`kill -STOP`), hung, or sending its answer a byte at a time
+    cannot hold the client longer: past the bound it raises NoAnswer and closes."""
+
+    def __init__(self, path=None, timeout=DEFAULT_TIMEOUT):
+        self.path = path or default_socket()
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.buf = b""
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
         try:
-            check_peer(self.sock, path)
-        except Exception:
+            self._connect()
+            check_peer(self.sock, self.path)
+        except BaseException:
             self.sock.close()
             raise
-        self.buf = b""
+
+    def _left(self, stage="accepted the connection but did not answer"):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise NoAnswer(f"the daemon at {self.path} {stage} within {self.timeout:g} s; is it stopped or hung?")
+        self.sock.settimeout(left)
+        return left
+
+    def _connect(self):
+        # A full queue of pending connections makes connect() on a Unix socket fail with
+        # EAGAIN at once under a timeout: try again until the deadline.
+        while True:
+            self._left("did not accept the connection")
+            try:
+                return self.sock.connect(self.path)
+            except (BlockingIOError, socket.timeout):
+                time.sleep(0.05)
 
     def __enter__(self):
         return self
@@ -89,29 +183,57 @@ class ScopevaultClient:
     def close(self):
         self.sock.close()
 
-    def call(self, op, **fields):
-        request = {"v": 1, "op": op}
-        request.update({k: v for k, v in fields.items() if v is not None})
-        self.sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
+    def _read_line(self):
         while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
+            self._left()
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue  # _left() says whether the deadline has passed
             if not chunk:
                 raise ConnectionError("the daemon closed the connection without an answer")
             self.buf += chunk
             if len(self.buf) > MAX_RESPONSE:
-                raise ConnectionError("response too large")
+                raise InvalidResponse("longer than 16 MiB")
         line, self.buf = self.buf.split(b"\n", 1)
-        response = json.loads(line)
-        if not response.get("ok"):
-            err = response.get("error") or {}
-            raise ScopevaultError(err.get("code", "internal"), err.get("message", ""))
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def call(self, op, **fields):
+        request = {"v": 1, "op": op}
+        request.update({k: v for k, v in fields.items() if v is not None})
+        try:
+            self._left()
+            self.sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
+        except socket.timeout:
+            self._left()
+            raise
+        except OSError as e:
+            # A daemon at its connection limit answers `busy` and closes before it reads
+            # anything: the write fails (EPIPE, ECONNRESET) with that answer still unread.
+            # Read it, so the client says `busy` (retry later), not "broken pipe".
+            try:
+                line = self._read_line()
+            except Exception:
+                raise e from None
+            parse_response(line)
+            raise
+        line = self._read_line()
+        if self.buf:
+            # One request, one answer line: more is not a daemon of this protocol.
+            raise InvalidResponse("more than one answer line to one request")
+        response = parse_response(line)
+        # The next request's bound starts now (the first one's included the connection).
+        self.deadline = time.monotonic() + self.timeout
         return response
 
     def health(self):
         return self.call("health")
 
     def tasks(self):
-        return self.call("tasks")["tasks"]
+        tasks = self.call("tasks").get("tasks")
+        if not isinstance(tasks, list):
+            raise InvalidResponse("`tasks` is not a list")
+        return tasks
 
     def fetch(self, task, credential=None):
         return self.call("fetch", task=task, credential=credential)
@@ -120,34 +242,57 @@ class ScopevaultClient:
         return self.call("fetch", ticket=ticket, credential=credential)
 
 
+def parse_timeout(text):
+    """`--timeout SECONDS`: a whole number from 1 to 3600, as the binary's."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_TIMEOUT:
+        raise ValueError(f"--timeout takes a whole number of seconds from 1 to {MAX_TIMEOUT}, not {escape(text)}")
+    return int(text)
+
+
 def main(argv):
     args = list(argv)
-    path = None
-    if len(args) >= 2 and args[0] == "--socket":
-        path, args = args[1], args[2:]
-    if not args or args[0] not in ("health", "tasks", "fetch", "redeem"):
+    path, timeout = None, DEFAULT_TIMEOUT
+    while len(args) >= 2 and args[0] in ("--socket", "--timeout"):
+        if args[0] == "--socket":
+            path = args[1]
+        else:
+            try:
+                timeout = parse_timeout(args[1])
+            except ValueError as e:
+                print(e, file=sys.stderr)
+                return 2
+        args = args[2:]
+    usage = (
+        (args[:1] == ["health"] and len(args) == 1)
+        or (args[:1] == ["tasks"] and len(args) == 1)
+        or (args[:1] == ["fetch"] and len(args) in (2, 3))
+        or (args[:1] == ["redeem"] and len(args) == 2)
+    )
+    if not usage:
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        with ScopevaultClient(path) as sv:
+        with ScopevaultClient(path, timeout) as sv:
             if args[0] == "health":
                 out = sv.health()
             elif args[0] == "tasks":
                 out = sv.tasks()
-            elif args[0] == "fetch" and len(args) in (2, 3):
+            elif args[0] == "fetch":
                 out = sv.fetch(args[1], args[2] if len(args) == 3 else None)
-            elif args[0] == "redeem" and len(args) == 2:
-                out = sv.redeem(args[1])
             else:
-                print(__doc__, file=sys.stderr)
-                return 2
+                out = sv.redeem(args[1])
     except ScopevaultError as e:
-        print(f"scopevault refused: {e}", file=sys.stderr)
+        print(f"scopevault refused: {escape(e)}", file=sys.stderr)
+        return 5
+    except (InvalidResponse, NoAnswer) as e:
+        print(f"scopevault: {escape(e)}", file=sys.stderr)
         return 5
     except OSError as e:
-        print(f"cannot talk to the scopevault daemon: {e}", file=sys.stderr)
+        print(f"cannot talk to the scopevault daemon: {escape(e)}", file=sys.stderr)
         return 2
-    print(json.dumps(out, indent=2))
+    # JSON with every character outside printable ASCII escaped (ensure_ascii): nothing the
+    # daemon sent can reach the terminal raw.
+    print(json.dumps(out, indent=2, ensure_ascii=True))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 mod demo;
 mod event_loop;
+mod example_clients;
 mod fetch;
 mod groups;
 mod hardening;

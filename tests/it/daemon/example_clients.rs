@@ -1,0 +1,560 @@
+//! The example clients (examples/clients/client.py and client.js) against a daemon that
+//! misbehaves: one that never answers or answers a byte at a time, one at its connection
+//! limit, one whose answers are not valid, one whose error text would drive the terminal, and
+//! a socket-activated one whose socket belongs to the service user (nineteenth pass, found by
+//! attacking the clients from the documents). The daemon here is a fake listener in this
+//! process: the real one behaves, and these are the answers a client must survive.
+
+use crate::common::output_within;
+use crate::common::skip;
+use crate::common::users::is_root;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the fake daemon does with each connection it accepts.
+type Answer = Arc<dyn Fn(UnixStream, &AtomicBool) + Send + Sync>;
+
+/// Answer every request with `line`, then hold the connection.
+fn line(line: &'static [u8]) -> Answer {
+    Arc::new(move |s: UnixStream, stop: &AtomicBool| answer_with(s, stop, line))
+}
+
+/// A listener on a socket that runs `answer` for each connection, in a thread of its own,
+/// until it is dropped.
+struct Fake {
+    stop: Arc<AtomicBool>,
+    accepting: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Fake {
+    fn at(socket: PathBuf, answer: Answer) -> Fake {
+        let listener = UnixListener::bind(&socket).unwrap();
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let accepting = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        let (flag, answer) = (flag.clone(), answer.clone());
+                        std::thread::spawn(move || answer(s, &flag));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Fake {
+            stop,
+            accepting: Some(accepting),
+        }
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accepting.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Read the request line (or what arrives of it).
+fn read_request(s: &mut UnixStream) {
+    let mut buf = [0u8; 4096];
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 || buf[..n].contains(&b'\n') {
+            break;
+        }
+    }
+}
+
+/// Keep the connection open, unanswered, until the fake is dropped.
+fn hold(s: UnixStream, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(s);
+}
+
+/// Answer the request with `line` (sent as it is, in one write), then hold the connection.
+fn answer_with(mut s: UnixStream, stop: &AtomicBool, line: &[u8]) {
+    read_request(&mut s);
+    let _ = s.write_all(line);
+    hold(s, stop);
+}
+
+/// A copy of the example clients in a directory every uid may read (a test may run them as
+/// another uid), and a directory for sockets beside it.
+struct Clients {
+    dir: tempfile::TempDir,
+}
+
+impl Clients {
+    fn new() -> Clients {
+        let dir = crate::common::daemon::tempdir();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clients");
+        for name in ["client.py", "client.js"] {
+            std::fs::copy(examples.join(name), dir.path().join(name)).unwrap();
+            std::fs::set_permissions(
+                dir.path().join(name),
+                std::fs::Permissions::from_mode(0o644),
+            )
+            .unwrap();
+        }
+        Clients { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `interpreter client args…`, as `uid` when given; fails the test if it runs 60 s.
+    fn run(&self, interpreter: &str, args: &[&str], uid: Option<u32>) -> Output {
+        use std::os::unix::process::CommandExt;
+        let client = if interpreter == "node" {
+            "client.js"
+        } else {
+            "client.py"
+        };
+        let mut c = Command::new(interpreter);
+        c.arg(self.path(client))
+            .args(args)
+            .current_dir("/")
+            .env_remove("SCOPEVAULT_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(u) = uid {
+            c.uid(u).gid(u).env("HOME", "/");
+        }
+        let child = c.spawn().unwrap();
+        output_within(child, 60, &format!("{interpreter} {client} {args:?}"))
+    }
+}
+
+/// The interpreters that are installed (a missing one is a skip, a failure under CI).
+fn interpreters() -> Vec<&'static str> {
+    let mut found = Vec::new();
+    for i in ["python3", "node"] {
+        if Command::new(i).arg("--version").output().is_ok() {
+            found.push(i);
+        } else {
+            skip::skip(&format!("{i} is not installed"));
+        }
+    }
+    found
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A daemon that takes the connection and the request and never answers, and one that
+/// answers a byte every 100 ms without ever ending the line: client.js waited for ever on
+/// both, client.py for ever on the second (it bounded each read, not the exchange). Both now
+/// give up after `--timeout` for the whole exchange, exit 5, saying so, as the binary does.
+#[test]
+fn the_example_clients_give_up_on_a_daemon_that_never_answers_or_drips() {
+    fn drip(mut s: UnixStream, stop: &AtomicBool) {
+        read_request(&mut s);
+        let answer = br#"{"ok":true,"v":1,"version":"x""#;
+        for b in answer.iter().chain(std::iter::repeat(&b' ')) {
+            if stop.load(Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    fn never(mut s: UnixStream, stop: &AtomicBool) {
+        read_request(&mut s);
+        hold(s, stop);
+    }
+    let clients = Clients::new();
+    let answers: [(&str, Answer); 2] = [("hang", Arc::new(never)), ("drip", Arc::new(drip))];
+    for (name, answer) in answers {
+        let socket = clients.path(&format!("{name}.sock"));
+        let _fake = Fake::at(socket.clone(), answer);
+        let socket = socket.to_str().unwrap();
+        for i in interpreters() {
+            let out = clients.run(i, &["--socket", socket, "--timeout", "2", "health"], None);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(5), "{name}, {i}: {err}");
+            assert!(
+                err.contains(&format!(
+                    "the daemon at {socket} accepted the connection but did not answer within 2 s"
+                )),
+                "{name}, {i}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{name}, {i}: {out:?}");
+        }
+    }
+}
+
+/// A timeout that is not 1 to 3600 whole seconds is a usage error, as the binary's is.
+#[test]
+fn the_example_clients_refuse_a_timeout_that_is_no_bound() {
+    let clients = Clients::new();
+    for i in interpreters() {
+        for bad in ["0", "3601", "1.5", "soon"] {
+            let out = clients.run(
+                i,
+                &["--socket", "/nonexistent.sock", "--timeout", bad, "health"],
+                None,
+            );
+            assert_eq!(out.status.code(), Some(2), "{i} --timeout {bad}: {out:?}");
+            assert!(
+                text(&out.stderr).contains("--timeout"),
+                "{i} --timeout {bad}: {out:?}"
+            );
+        }
+    }
+}
+
+const BUSY: &[u8] = br#"{"ok":false,"v":1,"error":{"code":"busy","message":"too many connections for uid 0; retry later"}}
+"#;
+
+/// A daemon at its connection limit answers `busy` and closes the connection before it reads
+/// anything (docs/protocol.md, "Framing"). client.py reported the broken pipe of its write and
+/// client.js "the daemon closed the connection": both lost the answer. They now read what the
+/// daemon sent before giving up, and report `busy` (exit 5, "retry later"). The write is made
+/// to fail for sure through each client's module: the request is sent only once the daemon
+/// has closed; and the command line is run against the same daemon too.
+#[test]
+fn the_example_clients_report_busy_when_the_daemon_closes_before_reading() {
+    fn busy_then_close(mut s: UnixStream, _stop: &AtomicBool) {
+        let _ = s.write_all(BUSY);
+        drop(s);
+    }
+    let clients = Clients::new();
+    let socket = clients.path("busy.sock");
+    {
+        let _fake = Fake::at(socket.clone(), Arc::new(busy_then_close));
+        for i in interpreters() {
+            let out = clients.run(i, &["--socket", socket.to_str().unwrap(), "health"], None);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(5), "{i}: {err}");
+            assert!(
+                err.contains("busy: too many connections") && err.contains("retry"),
+                "{i}: {err}"
+            );
+        }
+    }
+    std::fs::remove_file(&socket).unwrap();
+    let mark = clients.path("closed.mark");
+    // Told through a file: the module waits for it before it sends its request.
+    let said = mark.clone();
+    let _fake = Fake::at(
+        socket.clone(),
+        Arc::new(move |mut s: UnixStream, _: &AtomicBool| {
+            let _ = s.write_all(BUSY);
+            drop(s);
+            std::fs::write(&said, "closed").unwrap();
+        }),
+    );
+    let py = format!(
+        r#"
+import os, sys, time
+sys.path.insert(0, {dir:?})
+from client import ScopevaultClient, ScopevaultError
+sv = ScopevaultClient({socket:?})
+while not os.path.exists({mark:?}):
+    time.sleep(0.01)
+try:
+    sv.health()
+    print("answered")
+except ScopevaultError as e:
+    print("refused", e.code)
+"#,
+        dir = clients.dir.path().to_str().unwrap(),
+        socket = socket.to_str().unwrap(),
+        mark = mark.to_str().unwrap(),
+    );
+    let js = format!(
+        r#"
+const fs = require('fs');
+const {{ ScopevaultClient, ScopevaultError }} = require({client:?});
+(async () => {{
+  const sv = new ScopevaultClient({socket:?});
+  await sv.connect();
+  while (!fs.existsSync({mark:?})) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 200));
+  try {{
+    await sv.health();
+    console.log('answered');
+  }} catch (e) {{
+    console.log(e instanceof ScopevaultError ? `refused ${{e.code}}` : `error ${{e.message}}`);
+  }}
+  sv.close();
+}})();
+"#,
+        client = clients.path("client.js").to_str().unwrap(),
+        socket = socket.to_str().unwrap(),
+        mark = mark.to_str().unwrap(),
+    );
+    for i in interpreters() {
+        let _ = std::fs::remove_file(&mark);
+        let flag = if i == "node" { "-e" } else { "-c" };
+        let script = if i == "node" { &js } else { &py };
+        let child = Command::new(i)
+            .args([flag, script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = output_within(child, 60, i);
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "refused busy",
+            "{i}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// Answers that are not one valid version-1 response line: client.py ended in a Python
+/// traceback (exit 1) on bytes that are not UTF-8, on JSON that is not an object, on `null`
+/// and on bad JSON; both clients printed the secrets of an answer of protocol version 99 and
+/// took the first of two answer lines. Each is now refused as not a valid response, exit 5,
+/// as the binary refuses it, and nothing of it is printed.
+#[test]
+fn the_example_clients_refuse_answers_that_are_not_one_valid_v1_line() {
+    let cases: [(&str, Answer); 11] = [
+        (
+            "not UTF-8",
+            line(b"{\"ok\":false,\"v\":1,\"error\":{\"code\":\"denied\",\"message\":\"\xff\xfe bad\"}}\n"),
+        ),
+        ("not an object", line(b"[1,2]\n")),
+        ("null", line(b"null\n")),
+        (
+            "bad JSON",
+            line(b"{\"ok\":true,\"v\":1,\"secret\":\"Canary-SecretPW\" GARBAGE\n"),
+        ),
+        (
+            "version 99",
+            line(b"{\"ok\":true,\"v\":99,\"task\":\"t\",\"audit_seq\":1,\"credentials\":[{\"name\":\"b\",\"kind\":\"login\",\"scopes\":[],\"origins\":[],\"fields\":{},\"secrets\":{\"password\":\"Canary-SecretPW\"},\"warnings\":[]}]}\n"),
+        ),
+        ("no version", line(b"{\"ok\":true,\"version\":\"Canary-SecretPW\"}\n")),
+        (
+            "two lines",
+            line(b"{\"ok\":true,\"v\":1,\"version\":\"first\"}\n{\"ok\":true,\"v\":1,\"version\":\"Canary-SecretPW\"}\n"),
+        ),
+        ("ok not a boolean", line(b"{\"ok\":1,\"v\":1,\"version\":\"Canary-SecretPW\"}\n")),
+        ("a refusal without an error", line(b"{\"ok\":false,\"v\":1}\n")),
+        (
+            "an error that is not an object",
+            line(b"{\"ok\":false,\"v\":1,\"error\":\"denied\"}\n"),
+        ),
+        (
+            "an error code that is not a string",
+            line(b"{\"ok\":false,\"v\":1,\"error\":{\"code\":7,\"message\":\"x\"}}\n"),
+        ),
+    ];
+    let clients = Clients::new();
+    let installed = interpreters();
+    for (n, (what, answer)) in cases.into_iter().enumerate() {
+        let socket = clients.path(&format!("m{n}.sock"));
+        let _fake = Fake::at(socket.clone(), answer);
+        for i in &installed {
+            let out = clients.run(i, &["--socket", socket.to_str().unwrap(), "health"], None);
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            let case = format!("{what}, {i}: {stdout}{stderr}");
+            assert_eq!(out.status.code(), Some(5), "{case}");
+            assert!(stderr.contains("not a valid response"), "{case}");
+            assert!(!stderr.contains("Traceback"), "{case}");
+            assert!(stdout.is_empty(), "{case}");
+            assert!(!stderr.contains("Canary-SecretPW"), "{case}");
+        }
+    }
+}
+
+/// The example clients printed the daemon's error code and message raw: an ESC sequence, an
+/// OSC title, a bell, U+202E and a line break with a forged `error:` line reached the
+/// terminal. They now escape control, bidirectional and invisible characters in everything
+/// they print from the daemon, as the binary does (README, "Exit codes"): an error is one
+/// line, and a success's JSON carries them escaped, still parsing to the same values.
+#[test]
+fn the_example_clients_escape_what_they_print_from_the_daemon() {
+    fn refusal(s: UnixStream, stop: &AtomicBool) {
+        answer_with(
+            s,
+            stop,
+            "{\"ok\":false,\"v\":1,\"error\":{\"code\":\"denied\\u001b[31m\",\"message\":\"\\u001b[2J\\u001b]0;pwned\\u0007 see\\nerror: forged line \\u202eevil\\u200b\\u009b1m\"}}\n".as_bytes(),
+        )
+    }
+    fn success(s: UnixStream, stop: &AtomicBool) {
+        answer_with(
+            s,
+            stop,
+            "{\"ok\":true,\"v\":1,\"version\":\"a\\u001b]0;t\\u0007\\u009b31m\\u202eb\\u2028c\\u200bd\\u007f\"}\n"
+                .as_bytes(),
+        )
+    }
+    let clients = Clients::new();
+    let installed = interpreters();
+    let raw = |s: &str| {
+        s.chars().any(|c| {
+            matches!(
+                c,
+                '\u{1b}' | '\u{7}' | '\u{7f}' | '\u{9b}' | '\u{202e}' | '\u{200b}' | '\u{2028}'
+            )
+        })
+    };
+    let socket = clients.path("refusal.sock");
+    {
+        let _fake = Fake::at(socket.clone(), Arc::new(refusal));
+        for i in &installed {
+            let out = clients.run(i, &["--socket", socket.to_str().unwrap(), "health"], None);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(5), "{i}: {err:?}");
+            assert!(!raw(&err), "{i}: {err:?}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{i}: {err:?}");
+            assert!(
+                err.contains(r"denied\u{1b}[31m")
+                    && err.contains(r"see\nerror: forged line \u{202e}evil\u{200b}\u{9b}1m"),
+                "{i}: {err:?}"
+            );
+        }
+    }
+    let socket = clients.path("success.sock");
+    let _fake = Fake::at(socket.clone(), Arc::new(success));
+    for i in &installed {
+        let out = clients.run(i, &["--socket", socket.to_str().unwrap(), "health"], None);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{i}: {out:?}");
+        assert!(!raw(&stdout), "{i}: {stdout:?}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            v["version"], "a\u{1b}]0;t\u{7}\u{9b}31m\u{202e}b\u{2028}c\u{200b}d\u{7f}",
+            "{i}"
+        );
+    }
+}
+
+/// Socket activation before the service has ever run: systemd (root) made the directory
+/// root:root 0755 and bound the socket, owned by the service user (`SocketUser=`). client.py
+/// trusts it (the listener is root, by SO_PEERCRED), the binary too; client.js, which judges
+/// the socket file's owner (Node has no SO_PEERCRED), refused it. It now trusts a socket that
+/// only root could have put there, and still refuses one in a root-owned directory that
+/// someone else could move away and replace (its parent writable by anyone).
+#[test]
+fn the_node_client_trusts_a_socket_activated_socket_only_root_could_have_placed() {
+    if !is_root() {
+        return skip::skip("needs root to make a socket owned by another uid");
+    }
+    let clients = Clients::new();
+    let installed = interpreters();
+    let place = |dir: &Path| {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.join("scopevault.sock");
+        let fake = Fake::at(
+            socket.clone(),
+            line(b"{\"ok\":true,\"v\":1,\"version\":\"fake\"}\n"),
+        );
+        std::os::unix::fs::chown(&socket, Some(65534), Some(65534)).unwrap();
+        (fake, socket)
+    };
+    // /run/scopevault as systemd makes it: root's, in root's directories only.
+    let (fake, socket) = place(&clients.path("run-scopevault"));
+    for i in &installed {
+        let out = clients.run(
+            i,
+            &["--socket", socket.to_str().unwrap(), "health"],
+            Some(65533),
+        );
+        assert_eq!(out.status.code(), Some(0), "{i}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("\"fake\""), "{i}: {out:?}");
+    }
+    drop(fake);
+    // The same directory in one anyone may write: it could be renamed away and replaced
+    // between client.js's check and its connection.
+    let open = clients.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (_fake, socket) = place(&open.join("run-scopevault"));
+    if installed.contains(&"node") {
+        let out = clients.run(
+            "node",
+            &["--socket", socket.to_str().unwrap(), "health"],
+            Some(65533),
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("refusing to talk")
+                && err.contains(&format!(
+                    "{} is writable by group or others",
+                    open.display()
+                ))
+                && err.contains("nothing was sent"),
+            "{err}"
+        );
+    }
+}
+
+/// examples/checkpoint's check caught only the client's refusal and I/O errors: an answer that
+/// is not a valid response, or a valid one without a credential it can read, ended in a
+/// traceback. It now fails saying so, exit 1, and prints nothing of the answer.
+#[test]
+fn the_example_check_fails_without_a_traceback_on_an_answer_it_cannot_use() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip::skip("python3 is not installed");
+    }
+    let work = crate::common::daemon::tempdir();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for (sub, file) in [("checkpoint", "check-login.py"), ("clients", "client.py")] {
+        std::fs::create_dir_all(work.path().join(sub)).unwrap();
+        std::fs::copy(root.join(sub).join(file), work.path().join(sub).join(file)).unwrap();
+    }
+    let cases: [(&str, Answer); 4] = [
+        ("null", line(b"null\n")),
+        (
+            "version 99",
+            line(b"{\"ok\":true,\"v\":99,\"task\":\"checkout-flow\",\"credentials\":[{\"name\":\"b\",\"fields\":{\"username\":\"u\"},\"secrets\":{\"password\":\"Canary-SecretPW\"},\"warnings\":[]}]}\n"),
+        ),
+        (
+            "credentials not a list",
+            line(b"{\"ok\":true,\"v\":1,\"task\":\"checkout-flow\",\"credentials\":\"Canary-SecretPW\"}\n"),
+        ),
+        (
+            "secrets not an object",
+            line(b"{\"ok\":true,\"v\":1,\"task\":\"checkout-flow\",\"credentials\":[{\"name\":\"b\",\"fields\":{},\"secrets\":[\"Canary-SecretPW\"]}]}\n"),
+        ),
+    ];
+    for (n, (what, answer)) in cases.into_iter().enumerate() {
+        let socket = work.path().join(format!("c{n}.sock"));
+        let _fake = Fake::at(socket.clone(), answer);
+        let child = Command::new("python3")
+            .arg(work.path().join("checkpoint/check-login.py"))
+            .env("CHECK_DRY_RUN", "1")
+            .env("SCOPEVAULT_SOCKET", &socket)
+            .env_remove("SCOPEVAULT_SHOP_BUYER_USERNAME")
+            .env_remove("SCOPEVAULT_SHOP_BUYER_PASSWORD")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = output_within(child, 60, what);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        let case = format!("{what}: {stdout}{stderr}");
+        assert_eq!(out.status.code(), Some(1), "{case}");
+        assert!(
+            stderr.starts_with("check checkout-flow: scopevault: "),
+            "{case}"
+        );
+        assert!(!stderr.contains("Traceback"), "{case}");
+        assert!(!case.contains("Canary-SecretPW"), "{case}");
+    }
+}
