@@ -70,10 +70,16 @@ class Shop:
                         return self.send(
                             401, b"auth", headers=[("WWW-Authenticate", 'Basic realm="shop"')]
                         )
+                    # The page asks the leaky endpoint (so the HAR and the trace's network log
+                    # hold its JSON, for the scrub), but shows only a marker that the session
+                    # is signed in, never the echo: text in the DOM is copied, cut short, into
+                    # the trace's log of each locator that reads it, where no scrub of whole
+                    # values finds it.
                     page = (
                         "<!doctype html><html><body><h1 id='welcome'>Welcome, %s</h1>"
-                        "<pre id='me'></pre><script>fetch('/api/me').then(r => r.text())"
-                        ".then(t => { document.getElementById('me').textContent = t; "
+                        "<p id='me'></p><script>fetch('/api/me').then(r => r.json())"
+                        ".then(me => { document.getElementById('me').textContent = "
+                        "me.username ? 'signed in' : 'not signed in'; "
                         "console.log('me loaded'); });</script></body></html>"
                     ) % login["username"]
                     return self.send(200, page.encode())

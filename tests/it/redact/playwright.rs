@@ -21,8 +21,13 @@ use std::process::{Command, Stdio};
 use daemon::tempdir;
 use redact_oracle::{oracle, scan_tree, skip};
 
-/// The password: a space, `+`, `/`, `&`, `%`, quotes, `<>`, `~*`, non-ASCII.
-const PW: &str = "Pw/ +&\u{e9}\"<x>%~*1";
+/// The password: a space, `+`, `/`, `&`, `%`, quotes, `<>`, `~*`, non-ASCII; longer than
+/// the previews Playwright's trace cuts text to (its first [`PREFIX`] characters are plain, so a
+/// cut-off copy is found as they are).
+const PW: &str = "Pw7Kq2-LongSecret/ +&\u{e9}\"<x>%~*1";
+
+/// The start of [`PW`] that a cut-off preview of it holds.
+const PREFIX: &str = "Pw7Kq2-LongSe";
 
 fn venv_python() -> PathBuf {
     target_dir().join("venv-playwright/bin/python")
@@ -77,13 +82,21 @@ fn the_playwright_example_leaves_no_form_of_the_password_in_any_artefact() {
             return;
         }
     };
-    let forms = match oracle(&[("shop-buyer.password", PW, Some("buyer"))]) {
+    let mut forms = match oracle(&[("shop-buyer.password", PW, Some("buyer"))]) {
         Ok(f) => f,
         Err(why) => {
             skip(&why);
             return;
         }
     };
+    // A cut-off preview (nineteenth pass: the trace's log of the locator that read the shop's
+    // echo back held `"password": "Hunter2-SecretPW…`, which no scrub of whole values finds):
+    // the check no longer reads the echo, so no start of the password may be anywhere.
+    forms.push(redact_oracle::OForm {
+        label: "shop-buyer.password".into(),
+        name: "cut-off preview".into(),
+        bytes: PREFIX.as_bytes().to_vec(),
+    });
     let dir = tempdir();
     let d = daemon::start_with_buyer(dir.path(), PW);
     let art = dir.path().join("artifacts");
@@ -110,12 +123,7 @@ fn the_playwright_example_leaves_no_form_of_the_password_in_any_artefact() {
         "the check failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("login check: ok as buyer"), "{stdout}");
-    // The check printed the shop's leaky JSON: masked in exec's output.
-    assert!(
-        stdout.contains("[redacted:shop-buyer.password]"),
-        "{stdout}"
-    );
-    assert!(!stdout.contains(PW) && !stderr.contains(PW));
+    assert!(!stdout.contains(PREFIX) && !stderr.contains(PREFIX));
     // The summary: counts per field, the screenshot listed as binary, hashed resources renamed.
     assert!(stderr.contains("shop-buyer.password: "), "{stderr}");
     assert!(stderr.contains("login.png"), "{stderr}");
