@@ -101,7 +101,7 @@ pub fn harden_process() -> HardenReport {
     let mlockall = lock_all_memory().map_err(|e| {
         format!(
             "mlockall failed ({e}); secrets may reach swap. Raise RLIMIT_MEMLOCK \
-             (LimitMEMLOCK=64M in the systemd unit, as examples/systemd/scopevault.service sets it) or grant CAP_IPC_LOCK"
+             (LimitMEMLOCK=infinity in the systemd unit, as examples/systemd/scopevault.service sets it) or grant CAP_IPC_LOCK"
         )
     });
     umask(rustix::fs::Mode::from_raw_mode(0o077));
@@ -125,6 +125,58 @@ fn lock_all_memory() -> rustix::io::Result<()> {
         MEMORY_LOCKED.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     r
+}
+
+/// The limits that may have refused an allocation of this process, and what to raise, for an
+/// error message (the key derivation's memory: [`crate::vault::VaultError::KdfMemory`]).
+pub fn allocation_limits() -> String {
+    let locked = MEMORY_LOCKED.load(std::sync::atomic::Ordering::SeqCst);
+    let room = memlock_room(None).ok();
+    let memlock = match room {
+        // CAP_IPC_LOCK: no memory-lock limit applies.
+        Some(r) if locked && !r.cap_ipc_lock => r.limit.map(|limit| {
+            let in_use = proc_file(None, "status")
+                .ok()
+                .and_then(|st| {
+                    st.lines()
+                        .find_map(|l| l.strip_prefix("VmLck:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                })
+                .map(|kib| kib << 10);
+            (limit, in_use)
+        }),
+        _ => None,
+    };
+    describe_allocation_limits(memlock, getrlimit(Resource::As).current)
+}
+
+/// [`allocation_limits`]'s text. `memlock`: this process locked its memory (`mlockall` with
+/// `MCL_FUTURE`) under a finite `RLIMIT_MEMLOCK` (bytes), and how much of it is in use when
+/// known; `address_space`: the soft `RLIMIT_AS` (`None`: unlimited).
+fn describe_allocation_limits(
+    memlock: Option<(u64, Option<u64>)>,
+    address_space: Option<u64>,
+) -> String {
+    let mib = |b: u64| b >> 20;
+    let mut why = Vec::new();
+    if let Some((limit, in_use)) = memlock {
+        let used = in_use.map_or_else(String::new, |u| format!(", {} MiB of it in use", mib(u)));
+        why.push(format!(
+            "this process locked its memory (mlockall), so every allocation counts against its memory lock limit (RLIMIT_MEMLOCK) of {} MiB{used}; \
+             raise it (LimitMEMLOCK=infinity in the systemd unit, as examples/systemd/scopevault.service sets it; `ulimit -l unlimited`) or grant CAP_IPC_LOCK",
+            mib(limit)
+        ));
+    }
+    if let Some(limit) = address_space {
+        why.push(format!(
+            "its address-space limit (RLIMIT_AS) is {} MiB: raise it (LimitAS= in a systemd unit, `ulimit -v`)",
+            mib(limit)
+        ));
+    }
+    if why.is_empty() {
+        why.push("the system is out of memory (no limit of this process refused it): free memory, or add swap".to_owned());
+    }
+    why.join("; ")
 }
 
 /// True if the process is dumpable (`PR_GET_DUMPABLE` is not 0).
@@ -865,6 +917,34 @@ mod tests {
         mon:x:1001:1001::/home/mon:/bin/sh\n\
         broken line\n";
     const GROUP: &str = "root:x:0:\nmon:x:1001:\nmonitors:x:2000:alice,mon\nother:x:2001:alice\n";
+
+    /// The answer to an `unlock` whose Argon2 memory was refused names the limit that refused
+    /// it and how to raise it: under the shipped unit's old `LimitMEMLOCK=64M` the daemon's
+    /// lock succeeded and every allocation then counted against those 64 MiB (nineteenth
+    /// pass; the daemon side is `tests/it/daemon/memlock.rs`).
+    #[test]
+    fn allocation_limits_name_the_memory_lock_limit_when_the_memory_is_locked() {
+        let locked = describe_allocation_limits(Some((64 << 20, Some(21 << 20))), None);
+        assert!(
+            locked.contains("memory lock limit (RLIMIT_MEMLOCK) of 64 MiB, 21 MiB of it in use")
+                && locked.contains("LimitMEMLOCK=infinity")
+                && locked.contains("CAP_IPC_LOCK")
+                && !locked.contains("RLIMIT_AS"),
+            "{locked}"
+        );
+        let both = describe_allocation_limits(Some((64 << 20, None)), Some(224 << 20));
+        assert!(
+            both.contains("RLIMIT_MEMLOCK) of 64 MiB;") && both.contains("(RLIMIT_AS) is 224 MiB"),
+            "{both}"
+        );
+        let neither = describe_allocation_limits(None, None);
+        assert!(
+            neither.contains("out of memory") && !neither.contains("RLIMIT"),
+            "{neither}"
+        );
+        // This process locked nothing: the memory-lock limit is not what refuses it.
+        assert!(!allocation_limits().contains("RLIMIT_MEMLOCK"));
+    }
 
     #[test]
     fn groups_of_combines_primary_and_member_lists() {

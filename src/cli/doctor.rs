@@ -915,12 +915,34 @@ fn check_clock(r: &mut Report) {
     }
 }
 
+/// The memory-lock limit doctor calls enough: the daemon locks all its memory, later
+/// allocations included (`MCL_FUTURE`), so once locked every allocation counts against the
+/// limit, an unlock's Argon2 memory too: the most a passphrase slot may ask (1 GiB,
+/// vault-format.md), beside as much again for the daemon's own address space (its binary,
+/// thread stacks and allocator arenas count whole, touched or not). Unlimited (the shipped
+/// unit's `LimitMEMLOCK=infinity`) or `CAP_IPC_LOCK` needs no figure.
+const MEMLOCK_ENOUGH: u64 = 2 * (crate::vault::KdfParams::MAX.m_kib as u64) * 1024;
+
+/// A memory-lock limit as doctor prints it: KiB below 1 MiB, else MiB.
+fn memlock_amount(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
 /// `mlockall` needs RLIMIT_MEMLOCK room (or CAP_IPC_LOCK), judged for the daemon: its own
 /// process when doctor found it (`/proc/PID/limits` and `status`), else this process when the
 /// daemon's uid is this user's (a daemon started here gets these limits); a daemon of another
-/// uid that doctor cannot see is not judged, and that is said.
+/// uid that doctor cannot see is not judged, and that is said. A finite limit below
+/// [`MEMLOCK_ENOUGH`] is a `warn`: below the daemon's size its lock fails (secrets may reach
+/// swap), above it an unlock whose key derivation does not fit beside the daemon is refused
+/// (it was `ok` from 64 MiB, the old unit's figure, under which an unlock killed the daemon:
+/// nineteenth pass).
 fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
-    let need = 64 * 1024 * 1024;
+    let need = MEMLOCK_ENOUGH;
+    let too_little = "every allocation of a daemon that locked its memory counts against it: below the daemon's size the lock fails and secrets may reach swap, above it an unlock whose key derivation (64 MiB for a slot `init` makes, up to 1 GiB) does not fit is refused";
     // No daemon runs: there is no daemon's limit to judge, and this process's is the one a
     // daemon gets only when started from this shell (systemd's unit sets its own). It was
     // `ok`, judged from this process as if that were the daemon's (eighteenth pass).
@@ -934,12 +956,12 @@ fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
             Ok(room) => match room.limit {
                 None => "; started from this shell it would get this process's RLIMIT_MEMLOCK, unlimited".to_owned(),
                 Some(l) if l >= need => format!(
-                    "; started from this shell it would get this process's RLIMIT_MEMLOCK of {} MiB, enough",
-                    l >> 20
+                    "; started from this shell it would get this process's RLIMIT_MEMLOCK of {}, enough",
+                    memlock_amount(l)
                 ),
                 Some(l) => format!(
-                    "; started from this shell it would get this process's RLIMIT_MEMLOCK of {} KiB, too little to lock its memory (`ulimit -l 65536`)",
-                    l >> 10
+                    "; started from this shell it would get this process's RLIMIT_MEMLOCK of {}, too little ({too_little}; `ulimit -l unlimited`)",
+                    memlock_amount(l)
                 ),
             },
             Err(_) => String::new(),
@@ -947,7 +969,7 @@ fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
         r.warn(
             "mlock",
             format!(
-                "not checked: no daemon runs ({why}), and the limit that counts is the one the daemon starts with{here}; under systemd its unit sets it (LimitMEMLOCK=64M); run `scopevault doctor` again while the daemon runs"
+                "not checked: no daemon runs ({why}), and the limit that counts is the one the daemon starts with{here}; under systemd its unit sets it (LimitMEMLOCK=infinity); run `scopevault doctor` again while the daemon runs"
             ),
         );
         return;
@@ -968,7 +990,7 @@ fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
             r.warn(
                 "mlock",
                 format!(
-                    "not judged: the daemon's uid is {} ({}), not this user's, and its process is not visible here to read its limit from; if its log says `mlockall failed`, raise RLIMIT_MEMLOCK where it starts (LimitMEMLOCK=64M in the systemd unit, `ulimit -l 65536`)",
+                    "not judged: the daemon's uid is {} ({}), not this user's, and its process is not visible here to read its limit from; if its log says `mlockall failed`, raise RLIMIT_MEMLOCK where it starts (LimitMEMLOCK=infinity in the systemd unit, `ulimit -l unlimited`)",
                     daemon.uid, daemon.how
                 ),
             );
@@ -988,14 +1010,14 @@ fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
             "mlock",
             match room.limit {
                 None => format!("RLIMIT_MEMLOCK unlimited; {whose}"),
-                Some(l) => format!("RLIMIT_MEMLOCK {} MiB; {whose}", l >> 20),
+                Some(l) => format!("RLIMIT_MEMLOCK {}; {whose}", memlock_amount(l)),
             },
         ),
         Ok(room) => r.warn(
             "mlock",
             format!(
-                "RLIMIT_MEMLOCK is {} KiB: the daemon cannot lock its memory and secrets may reach swap; raise it (LimitMEMLOCK=64M in the systemd unit, `ulimit -l 65536`); {whose}",
-                room.limit.unwrap_or(0) >> 10
+                "RLIMIT_MEMLOCK is {}, too little: {too_little}; raise it (LimitMEMLOCK=infinity in the systemd unit, `ulimit -l unlimited`) or grant CAP_IPC_LOCK; {whose}",
+                memlock_amount(room.limit.unwrap_or(0))
             ),
         ),
     }

@@ -103,6 +103,15 @@ pub enum VaultError {
     /// No slot accepted the given unlock source.
     #[error("{0}")]
     WrongKey(String),
+    /// The memory a key slot's Argon2 run needs could not be allocated (nothing was derived,
+    /// nothing unlocked). `why` names the limit that may have refused it and what to raise.
+    #[error("cannot allocate {mib} MiB for the key derivation: {why}")]
+    KdfMemory {
+        /// The Argon2 memory the slot asks for, in MiB (rounded up).
+        mib: u64,
+        /// The limits in force, from [`crate::sys::allocation_limits`].
+        why: String,
+    },
     /// No usable unlock source was given.
     #[error("no way to unlock the vault: {0}")]
     NoUnlockSource(String),

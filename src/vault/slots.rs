@@ -124,9 +124,28 @@ impl KdfParams {
             .map_err(|e| VaultError::HostileKdf(e.to_string()))?;
         let argon =
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        // The work memory is allocated here, fallibly: `hash_password_into` allocates it with
+        // `vec!`, and a refused allocation then aborts the process. The daemon locks all its
+        // memory, so under a memory-lock limit that is too small the allocation is refused,
+        // and an admin's `unlock` killed the daemon (nineteenth pass). The blocks are cleared
+        // when dropped: the key follows from the last of them.
+        let blocks = argon.params().block_count();
+        let mut memory: Zeroizing<Vec<argon2::Block>> = Zeroizing::new(Vec::new());
+        memory
+            .try_reserve_exact(blocks)
+            .map_err(|_| VaultError::KdfMemory {
+                mib: (blocks as u64 * argon2::Block::SIZE as u64).div_ceil(1 << 20),
+                why: crate::sys::allocation_limits(),
+            })?;
+        memory.resize(blocks, argon2::Block::default());
         let mut key = Zeroizing::new([0u8; 32]);
         argon
-            .hash_password_into(passphrase.expose().as_bytes(), salt, key.as_mut())
+            .hash_password_into_with_memory(
+                passphrase.expose().as_bytes(),
+                salt,
+                key.as_mut(),
+                memory.as_mut_slice(),
+            )
             .map_err(|e| VaultError::HostileKdf(e.to_string()))?;
         Ok(key)
     }

@@ -526,6 +526,76 @@ fn doctor_as_root_judges_the_socket_directory_and_memory_lock_for_the_daemons_ui
     );
 }
 
+/// The shipped unit's `LimitMEMLOCK=` value.
+fn unit_memlock() -> String {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/systemd/scopevault.service"
+    ))
+    .unwrap();
+    unit.lines()
+        .find_map(|l| l.strip_prefix("LimitMEMLOCK="))
+        .expect("the unit sets LimitMEMLOCK")
+        .trim()
+        .to_owned()
+}
+
+/// Regression (nineteenth pass, found by attacking from the documents): the `mlock` advice was
+/// `ulimit -l 65536` and `LimitMEMLOCK=64M`, the old unit's figure, and 64 MiB was `enough`;
+/// but a daemon that locked its memory under 64 MiB had no room for an unlock's key
+/// derivation (it aborted). The advice is now the shipped unit's (`LimitMEMLOCK=infinity`,
+/// `ulimit -l unlimited`), for a running daemon and for one started from this shell, and the
+/// line says why a finite limit is too little.
+#[test]
+fn doctor_memlock_advice_is_the_shipped_units_and_says_why() {
+    let Some(s) = RunnerSetup::new(0o700) else {
+        return;
+    };
+    let limit = unit_memlock();
+    assert_eq!(limit, "infinity");
+    let d = s.serve(None);
+    let (text, _) = s.doctor();
+    let line = line_with(
+        &text,
+        "warn",
+        "mlock",
+        &[
+            "64 KiB",
+            &format!("LimitMEMLOCK={limit}"),
+            "`ulimit -l unlimited`",
+            "an unlock whose key derivation",
+        ],
+    );
+    assert!(line.is_some(), "{text}");
+    assert!(!text.contains("65536") && !text.contains("64M"), "{text}");
+    drop(d);
+    // Stopped (the socket it left, nothing listening): doctor run as the daemon's user says
+    // what a daemon started from this shell would get, with the same advice.
+    let out = s
+        .as_runner("prlimit")
+        .args(["--memlock=65536:65536", "--"])
+        .arg(&s.exe)
+        .arg("doctor")
+        .arg("--socket")
+        .arg(s.socket())
+        .output()
+        .unwrap();
+    let (text, _) = text_of(&out);
+    let line = line_with(
+        &text,
+        "warn",
+        "mlock",
+        &[
+            "no daemon runs",
+            "this process's RLIMIT_MEMLOCK of 64 KiB, too little",
+            "`ulimit -l unlimited`",
+            &format!("(LimitMEMLOCK={limit})"),
+        ],
+    );
+    assert!(line.is_some(), "{text}");
+    assert!(!text.contains("65536") && !text.contains("64M"), "{text}");
+}
+
 /// As above with systemd's socket activation, emulated: root (this test) makes the listening
 /// socket in a directory svrunner owns (0750, as `RuntimeDirectory=` makes it) and hands it
 /// over; the socket's peer credentials are then root's, this test process's. Doctor finds the

@@ -7,6 +7,7 @@ mod fetch;
 mod groups;
 mod hardening;
 mod hostile;
+mod memlock;
 mod reload;
 mod soak;
 mod systemd;
