@@ -764,22 +764,42 @@ fn check_audit(r: &mut Report, path: &Path) {
             );
             return;
         }
+        // `serve` creates the log's missing directories (0700): judge the nearest directory
+        // that exists, where the first of them would be made. It judged `/` instead, and told
+        // a newcomer on a fresh HOME that `~/.local/state/scopevault` "is not writable by this
+        // user: run the daemon as its owner" (nineteenth pass).
         let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let existing = dir
+            .ancestors()
+            .find(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_ok())
+            .unwrap_or(Path::new("/"));
         let writable = rustix::fs::access(
-            if dir.exists() { dir } else { Path::new("/") },
-            rustix::fs::Access::WRITE_OK,
+            existing,
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
         )
         .is_ok();
-        if writable {
-            r.ok(
+        match (writable, existing == dir) {
+            (true, true) => r.ok(
                 "audit",
                 format!("{shown} does not exist yet: the daemon creates it"),
-            );
-        } else {
-            r.warn(
+            ),
+            (true, false) => r.ok(
                 "audit",
-                format!("{shown} does not exist and {} is not writable by this user: run the daemon as its owner, or give --audit PATH", dir.display()),
-            );
+                format!(
+                    "{shown} does not exist yet, and {} does not exist yet either: the daemon creates them (in {}, which this user may write)",
+                    dir.display(),
+                    existing.display()
+                ),
+            ),
+            (false, _) => r.warn(
+                "audit",
+                format!("{shown} does not exist and {} is not writable by this user: run the daemon as its owner, or give --audit PATH", existing.display()),
+            ),
         }
         return;
     };

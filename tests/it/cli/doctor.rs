@@ -1323,3 +1323,79 @@ fn doctor_says_no_daemon_runs_on_the_socket_and_mlock_lines_of_a_stopped_daemon(
         "{text}"
     );
 }
+
+/// Regression (nineteenth pass, found by attacking from the documents): for a newcomer (not
+/// root, a fresh HOME) doctor said the default audit log's directory
+/// `~/.local/state/scopevault` "is not writable by this user: run the daemon as its owner",
+/// though it did not exist yet and `serve` creates it (the check looked at `/` instead). A
+/// directory that does not exist yet is now judged by the nearest one that does: `ok`, it
+/// will be created. A directory this user really cannot create in is still a `warn`.
+#[test]
+fn doctor_on_a_fresh_home_says_the_audit_directory_will_be_created() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user("svrunner") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let base = tempdir();
+    let exe = users::shared_binary(base.path());
+    let home = base.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::create_dir(home.join("rt")).unwrap();
+    for d in [home.clone(), home.join("rt")] {
+        chown(&d, Some(uid), Some(gid)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let doctor_as_newcomer = |audit: Option<&Path>| {
+        let mut c = std::process::Command::new(&exe);
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", home.join("rt"))
+            .current_dir(&home)
+            .uid(uid)
+            .gid(gid)
+            .arg("doctor");
+        if let Some(a) = audit {
+            c.arg("--audit").arg(a);
+        }
+        text_of(&c.output().unwrap()).0
+    };
+    let text = doctor_as_newcomer(None);
+    let dir = home.join(".local/state/scopevault");
+    assert!(!dir.exists());
+    assert!(
+        line_with(
+            &text,
+            "ok",
+            "audit",
+            &[
+                "does not exist yet",
+                &format!("{} does not exist yet either", dir.display()),
+                "the daemon creates",
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("not writable"), "{text}");
+    // The real case: under a directory of root's (0755) this user can create nothing.
+    let roots = base.path().join("roots");
+    std::fs::create_dir(&roots).unwrap();
+    std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = doctor_as_newcomer(Some(&roots.join("logs/audit.jsonl")));
+    assert!(
+        line_with(
+            &text,
+            "warn",
+            "audit",
+            &[
+                &format!("{} is not writable by this user", roots.display()),
+                "run the daemon as its owner, or give --audit PATH",
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+}
