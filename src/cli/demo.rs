@@ -196,7 +196,62 @@ impl Drop for DaemonChild {
     }
 }
 
+/// The global options `demo` does not use (it makes its own vault, socket and audit log), by
+/// argument id, with the flag and the environment variable that set each.
+const IGNORED: [(&str, &str, Option<&str>); 7] = [
+    ("vault", "--vault", Some("SCOPEVAULT_VAULT")),
+    ("socket", "--socket", Some("SCOPEVAULT_SOCKET")),
+    ("passphrase_file", "--passphrase-file", None),
+    ("passphrase_fd", "--passphrase-fd", None),
+    (
+        "identity_file",
+        "--identity-file",
+        Some("SCOPEVAULT_IDENTITY_FILE"),
+    ),
+    ("no_keyring", "--no-keyring", None),
+    ("allow_rollback", "--allow-rollback", None),
+];
+
+/// Of the global options `demo` ignores, those typed on its command line and those set in
+/// the environment, read again from the command line by clap (the parsed [`GlobalArgs`] do
+/// not say where a value came from).
+fn ignored_settings() -> (Vec<&'static str>, Vec<&'static str>) {
+    use clap::parser::ValueSource;
+    use clap::CommandFactory;
+    let (mut typed, mut env) = (Vec::new(), Vec::new());
+    let Ok(m) = super::args::Cli::command().try_get_matches_from(std::env::args_os()) else {
+        return (typed, env);
+    };
+    let Some(("demo", sub)) = m.subcommand() else {
+        return (typed, env);
+    };
+    for (id, flag, var) in IGNORED {
+        match sub.value_source(id) {
+            Some(ValueSource::CommandLine) => typed.push(flag),
+            Some(ValueSource::EnvVariable) => env.extend(var),
+            _ => {}
+        }
+    }
+    (typed, env)
+}
+
 pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    // `demo --help` lists the global options, and `demo --vault V --socket S` ran its
+    // throwaway demo without a word, as if on V and S (nineteenth pass). Typed, they are a
+    // usage error before anything runs; from the environment (an admin's shell) a note.
+    let (typed, env) = ignored_settings();
+    if !typed.is_empty() {
+        bail!(
+            "`scopevault demo` takes no {}: it always runs on a throwaway vault, socket and audit log of its own, in a temporary directory it removes at the end, and reads or writes nothing of yours; run `scopevault demo` without them",
+            typed.join(", ")
+        );
+    }
+    if !env.is_empty() {
+        eprintln!(
+            "note: scopevault demo ignores {} from the environment: it uses a throwaway vault, socket and audit log of its own, and reads or writes nothing of yours",
+            env.join(", ")
+        );
+    }
     let tmp = tempfile::Builder::new()
         .prefix("scopevault-demo-")
         .tempdir()

@@ -172,3 +172,54 @@ fn a_demo_under_a_too_long_tmpdir_says_why_and_what_to_do() {
     let left: Vec<_> = std::fs::read_dir(&long).unwrap().collect();
     assert!(left.is_empty(), "the demo left {left:?}");
 }
+
+/// Regression (nineteenth pass, found by attacking from the documents): `demo --help` lists
+/// the global `--vault` and `--socket` (and the unlock options), and `demo --vault V --socket
+/// S` ran its throwaway demo without a word, as if on V and S. Typed on its command line they
+/// are now refused (a usage error, exit 2, before anything runs); set in the environment (an
+/// admin's shell) the demo runs and says on stderr that it ignores them. Either way nothing at
+/// those paths is touched.
+#[test]
+fn demo_refuses_vault_and_socket_options_and_notes_the_environment_it_ignores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mine = tempfile::tempdir().unwrap();
+    let vault = mine.path().join("vault.scopevault");
+    let socket = mine.path().join("scopevault.sock");
+    let out = demo(tmp.path(), home.path())
+        .arg("--vault")
+        .arg(&vault)
+        .arg("--socket")
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--vault") && err.contains("--socket") && err.contains("throwaway"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("step 1"));
+    let out = demo(tmp.path(), home.path())
+        .args(["--passphrase-file", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--passphrase-file"));
+
+    let out = demo(tmp.path(), home.path())
+        .env("SCOPEVAULT_VAULT", &vault)
+        .env("SCOPEVAULT_SOCKET", &socket)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("ignores SCOPEVAULT_VAULT, SCOPEVAULT_SOCKET"),
+        "the demo says what it ignores: {err}"
+    );
+    assert!(
+        std::fs::read_dir(mine.path()).unwrap().next().is_none(),
+        "nothing at the paths given"
+    );
+}
