@@ -379,7 +379,9 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 /// - a string's display by Python's `repr` (of the `str` and of its UTF-8 `bytes`) and Node's
 ///   `util.inspect`, with `'` escaped or not;
 /// - hex, lowercase and uppercase;
-/// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments.
+/// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments;
+/// - the value cut short, as it is or JSON-escaped, with a truncation mark after it (`…`,
+///   `\u2026`, `...`): a prefix of at least half its characters ([`cut_forms`]).
 ///
 /// Forms shorter than 4 bytes are skipped (embedded base64/base32 parts: 6). Longest first.
 pub fn secret_forms(value: &str) -> Vec<Form> {
@@ -553,9 +555,82 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
         push!(upper.to_ascii_lowercase(), Encoding::Base32, MIN_EMBEDDED);
         push!(upper, Encoding::Base32, MIN_EMBEDDED);
     }
+    // The value cut short by a writer that marks the cut: Playwright's element previews in a
+    // trace's log (`locator resolved to <pre>…Hunter2-Secr…</pre>`) and its HAR bodies cut at
+    // 2000 characters with `...` (found by attacking the scrub from the documents, nineteenth
+    // pass: 16 of a password's 20 characters stayed in a trace).
+    for cut in cut_forms(value) {
+        if !forms.iter().any(|f| f.text == cut.text) {
+            forms.push(cut);
+        }
+    }
     // Longest first, so a form that contains another is replaced whole.
     forms.sort_by_key(|f| std::cmp::Reverse(f.text.len()));
     forms
+}
+
+/// Fewest characters of a value that [`cut_forms`] masks when a truncation mark follows them
+/// (and at least half the value's characters).
+pub const MIN_CUT: usize = 6;
+
+/// Most characters of a value that [`cut_forms`] takes as a cut-off prefix: Playwright cuts an
+/// element's attributes at 500 characters and its text at 50, so a longer prefix is not
+/// written by the writers known; a value of more than twice this has no cut forms.
+pub const MAX_CUT: usize = 512;
+
+/// The marks a writer puts where it cut a text short: `…` (U+2026, as UTF-8 and as JSON's
+/// `\u2026`, which Python's `json.dumps` writes) and `...`.
+const CUT_MARKS: [&str; 3] = ["\u{2026}", "\\u2026", "..."];
+
+/// The value cut short, followed by a truncation mark ([`CUT_MARKS`]): each prefix of
+/// `k` characters, `max(MIN_CUT, ⌈n / 2⌉) ≤ k < n` (`n` the value's characters) and
+/// `k ≤ MAX_CUT`, as it is and JSON-escaped (serde/browsers, Python's `\u00e9`, and either
+/// escaped once more, as JSON inside a JSON string: a trace's log line quoting a page that
+/// shows JSON), each with every mark. Prefixes end between characters (Playwright cuts by
+/// code point). Half the value at least: a shorter prefix leaves most of it unknown, and a
+/// short prefix with `...` after it is too likely to be other text (`passwo...`).
+///
+/// One pattern per prefix, form and mark, so the scrub stays one automaton: the patterns share
+/// the value's path in its trie, so it grows with the value's length, not its square.
+fn cut_forms(value: &str) -> Vec<Form> {
+    let n = value.chars().count();
+    let min = MIN_CUT.max(n.div_ceil(2));
+    let mut out: Vec<Form> = Vec::new();
+    for (_, (end, _)) in value
+        .char_indices()
+        .enumerate()
+        .skip(min)
+        .take_while(|(k, _)| *k <= MAX_CUT)
+    {
+        let prefix = &value[..end];
+        let json = Zeroizing::new(json_escape(prefix, false, |_| false));
+        let ascii = Zeroizing::new(json_escape(prefix, false, |c| {
+            !c.is_ascii() || c == '\u{7f}'
+        }));
+        let nested = [
+            Zeroizing::new(json_escape(&json, false, |_| false)),
+            Zeroizing::new(json_escape(&ascii, false, |_| false)),
+        ];
+        let texts = [
+            (prefix, Encoding::Raw),
+            (json.as_str(), Encoding::Json),
+            (ascii.as_str(), Encoding::Json),
+        ]
+        .into_iter()
+        .chain(nested.iter().map(|t| (t.as_str(), Encoding::Json)));
+        for (text, encoding) in texts {
+            for mark in CUT_MARKS {
+                let cut = Zeroizing::new(format!("{text}{mark}"));
+                if !out.iter().any(|f| f.text == cut) {
+                    out.push(Form {
+                        text: cut,
+                        encoding,
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The forms of a login credential's `username:password` pair as HTTP Basic authentication

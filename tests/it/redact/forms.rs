@@ -967,3 +967,100 @@ fn an_archive_embedded_in_a_page_as_base64_is_scrubbed_member_by_member() {
     );
     assert!(out.contains("<p>[redacted:shop.password]</p>"), "{out}");
 }
+
+/// Found by attacking the scrub from the documents (nineteenth pass): Playwright cuts an
+/// element's preview in a trace's log at 50 characters and marks the cut with `…` (U+2026), and
+/// a HAR body at 2000 with `...`; no form matches a value cut short, so `exec --artifacts` left
+/// `"password": "Hunter2-SecretPW…` (16 of the password's 20 characters) in `trace.trace`. A
+/// prefix of at least half the value (and at least 6 characters) followed by a mark is now
+/// replaced, as it is, JSON-escaped (once, as Python writes it, and twice), with `…`, `\u2026`
+/// or `...`; a shorter prefix, or one with no mark after it, is other text and stays.
+#[test]
+fn regression_a_value_cut_short_with_a_truncation_mark_is_scrubbed() {
+    let value = "Hunter2-SecretPW!xyz";
+    let trace_p = Arc::new(Patterns::new(&[Target {
+        label: "buyer.password".into(),
+        value: SecretString::from(value.to_owned()),
+        username: Some("mon".into()),
+    }]));
+    // The log line of the outside tester's trace, as Playwright wrote it.
+    let log = "{\"type\":\"log\",\"callId\":\"mdnc@27\",\"time\":4994.437,\"message\":\"  locator \
+               resolved to <pre id=\\\"me\\\">{\\\"username\\\": \\\"mon\\\", \\\"password\\\": \
+               \\\"Hunter2-SecretPW\u{2026}</pre>\"}\n";
+    let mut body = "x".repeat(2000 - 14);
+    body.push_str("Hunter2-Secret");
+    let network = format!(
+        "{}\n",
+        serde_json::json!({"type": "resource-snapshot", "snapshot": {"response": {"content":
+            {"text": format!("{body}...")}}}})
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.zip");
+    std::fs::write(
+        &path,
+        zip_bytes(&[
+            ("trace.trace", log.as_bytes()),
+            ("trace.network", network.as_bytes()),
+        ]),
+    )
+    .unwrap();
+    let summary =
+        Scrubber::new(trace_p.clone(), BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&path));
+    assert!(summary.ok(), "{summary}");
+    assert_eq!(summary.hits.get("buyer.password"), Some(&2), "{summary}");
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let mut member = |name: &str| {
+        let mut s = String::new();
+        z.by_name(name).unwrap().read_to_string(&mut s).unwrap();
+        s
+    };
+    let (log_after, network_after) = (member("trace.trace"), member("trace.network"));
+    for text in [&log_after, &network_after] {
+        assert!(!text.contains("Hunter2-Se"), "{text}");
+        serde_json::from_str::<serde_json::Value>(text).expect("still JSON");
+    }
+    assert!(
+        log_after.contains("\\\"password\\\": \\\"[redacted:buyer.password]</pre>"),
+        "{log_after}"
+    );
+    assert!(
+        network_after.contains("xx[redacted:buyer.password]\""),
+        "{network_after}"
+    );
+
+    // Half the value's characters is enough; one fewer is not.
+    assert_eq!(
+        mask(&trace_p, "(Hunter2-Se...)".as_bytes()),
+        b"([redacted:buyer.password])"
+    );
+    assert_eq!(
+        mask(&trace_p, "Hunter2-S\u{2026}".as_bytes()),
+        "Hunter2-S\u{2026}".as_bytes()
+    );
+
+    // Each writer's way, hand-written, for a value with a quote, `\`, non-ASCII and a
+    // character beyond the BMP (16 characters: cut prefixes have 8 to 15).
+    let p = patterns();
+    let label = "[redacted:check.password]";
+    for cut in [
+        "Sq\"9/\u{e9}\\&\u{2026}",
+        "Sq\"9/\u{e9}\\&...",
+        "Sq\\\"9/\u{e9}\\\\&\u{2026}",
+        "Sq\\\"9/\\u00e9\\\\&\\u2026",
+        "Sq\\\\\\\"9/\u{e9}\\\\\\\\&\u{2026}",
+        "Sq\"9/\u{e9}\\&+%<k> \u{1f511}\u{2026}",
+    ] {
+        let out = mask(&p, format!("<{cut}>").as_bytes());
+        assert_eq!(out, format!("<{label}>").as_bytes(), "{cut}");
+    }
+    // Fewer than half the characters, a prefix with no mark after it, and another text with
+    // a mark: left as they are.
+    for kept in [
+        "Sq\"9/\u{e9}\\\u{2026}",
+        "Sq\"9/\u{e9}\\& and more",
+        "Sq\"9/\u{e9}\\X\u{2026}",
+    ] {
+        let out = mask(&p, kept.as_bytes());
+        assert_eq!(out, kept.as_bytes(), "{kept}");
+    }
+}
