@@ -10,6 +10,8 @@ use scopevault::audit::{AuditLog, AuditRecord, Decision, PeerInfo};
 use scopevault::protocol::Op;
 use scopevault::secret::SecretString;
 
+use rustix::process::Signal;
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_scopevault"));
     c.env_remove("SCOPEVAULT_AUDIT");
@@ -945,6 +947,89 @@ fn serve_refuses_a_last_line_the_verifier_refuses_naming_the_member() {
     }
 }
 
+/// Send `sig` to `pid`.
+fn signal(pid: u32, sig: Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
+/// The state letter of `pid` (/proc/PID/stat), `None` once it is gone.
+fn state_of(pid: u32) -> Option<char> {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    st.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// The first field of /proc/PID/syscall: the number of the system call the stopped or
+/// sleeping task is in, or last made (`None` while it runs).
+fn syscall_of(pid: u32) -> Option<i64> {
+    let path = format!("/proc/{pid}/syscall");
+    let s = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if state_of(pid).is_none() => panic!("{path}: {e}: the follower is gone"),
+        Err(e) => panic!("{path}: {e}: this test needs it to see where the follower waits"),
+    };
+    s.split(' ').next()?.trim().parse().ok()
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in /proc/PID/task/*/stat).
+fn all_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|st| {
+            st.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('T')
+        })
+    })
+}
+
+/// Stop `audit show --follow` (pid `pid`) in its wait between two polls, and return once it is
+/// stopped there. Its loop is: wait, look at the file (`fstat`, `pread`, `stat` of the path),
+/// read on. Stopped after the look and before the read, a change made while it is stopped is
+/// read from where the reading stood without ever being looked at, which is not what the
+/// test is about (and what happened once under load). So it is stopped only when it is seen
+/// in its sleep, and the stop is kept only if the sleep is still the last system call it made
+/// once stopped: then it has not looked at the file since its last poll. Otherwise it is let
+/// go on, and stopped again. Observed, not timed.
+fn stop_between_polls(pid: u32) {
+    let in_sleep = |nr: Option<i64>| {
+        nr.is_some_and(|n| {
+            [
+                libc::SYS_nanosleep,
+                libc::SYS_clock_nanosleep,
+                libc::SYS_restart_syscall,
+            ]
+            .contains(&n)
+        })
+    };
+    // Each wait ends when what it waits for is seen (or the follower is gone); the pause
+    // only spares the CPU.
+    let wait_for = |what: &dyn Fn() -> bool| {
+        while !what() {
+            assert!(
+                !matches!(state_of(pid), None | Some('Z' | 'X')),
+                "audit show --follow exited"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    for _ in 0..10_000 {
+        wait_for(&|| in_sleep(syscall_of(pid)));
+        signal(pid, Signal::STOP);
+        wait_for(&|| all_stopped(pid));
+        if in_sleep(syscall_of(pid)) {
+            return;
+        }
+        signal(pid, Signal::CONT);
+        wait_for(&|| !all_stopped(pid));
+    }
+    panic!("audit show --follow was never stopped in its wait between two polls");
+}
+
 /// Found by forging logs from docs/audit.md (eighteenth pass, t_follow_det): `audit show
 /// --follow` noticed a truncation only when the file was shorter than what it had read, so a
 /// log truncated and written again past its old size between two polls (copytruncate and a
@@ -952,7 +1037,9 @@ fn serve_refuses_a_last_line_the_verifier_refuses_naming_the_member() {
 /// the records before it (the daemon's own `audit.gap` among them). Each poll now checks that
 /// the line before the offset is still the last line read, and starts again from the
 /// beginning of the new content otherwise, as for a truncation. The follower is stopped
-/// (SIGSTOP) while the file changes, so that its next poll sees only the result.
+/// (SIGSTOP) in its wait between two polls while the file changes, so that its next poll sees
+/// only the result ([`stop_between_polls`]: stopped anywhere else, under load it once had
+/// checked the file before the change and read it after, and printed `#5..#8`).
 #[test]
 fn show_follow_starts_again_after_a_truncation_refilled_past_the_old_size() {
     let dir = tempfile::tempdir().unwrap();
@@ -981,14 +1068,8 @@ fn show_follow_starts_again_after_a_truncation_refilled_past_the_old_size() {
     let next = || rx.recv_timeout(Duration::from_secs(60)).unwrap();
     assert!(next().starts_with("#1 "));
     assert!(next().starts_with("#2 "));
-    let signal = |sig: &str| {
-        let st = Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success(), "kill {sig}");
-    };
-    signal("-STOP");
+    let pid = child.id();
+    stop_between_polls(pid);
     // Truncated, and refilled with records 3..=8: longer than the two lines read.
     let refill = all[2..8].join("\n") + "\n";
     std::fs::OpenOptions::new()
@@ -1004,7 +1085,7 @@ fn show_follow_starts_again_after_a_truncation_refilled_past_the_old_size() {
         .unwrap()
         .write_all(refill.as_bytes())
         .unwrap();
-    signal("-CONT");
+    signal(pid, Signal::CONT);
     // What it prints up to record `last` (or for 30 s, if that never comes).
     let upto = |last: &str| {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -1030,7 +1111,7 @@ fn show_follow_starts_again_after_a_truncation_refilled_past_the_old_size() {
 
     // Rotated while stopped: the moved file got one more record, and the new file at the
     // path holds the next. The rest of the moved file comes first, then the new one.
-    signal("-STOP");
+    stop_between_polls(pid);
     let moved = dir.path().join("audit.jsonl.1");
     std::fs::rename(&path, &moved).unwrap();
     std::fs::OpenOptions::new()
@@ -1040,7 +1121,7 @@ fn show_follow_starts_again_after_a_truncation_refilled_past_the_old_size() {
         .write_all(format!("{}\n", all[8]).as_bytes())
         .unwrap();
     write_lines(&path, &all[9..]);
-    signal("-CONT");
+    signal(pid, Signal::CONT);
     let (seqs, shown) = upto("#10");
     child.kill().unwrap();
     child.wait().unwrap();
