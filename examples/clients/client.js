@@ -99,10 +99,15 @@ function parseResponse(line) {
 // have changed anything on the way, and the socket file belongs to one of them or every
 // directory on the way is root's alone: systemd's socket activation makes /run/scopevault
 // root:root 0755 and gives the socket to the service user (SocketUser=) before the service
-// has ever run.
+// has ever run. Returns the path that was checked, the one to connect to: `..` is refused,
+// because path.resolve drops `dir/..` as text while the kernel follows a link at `dir`
+// before taking `..`, so the two would lead to different sockets.
 function checkSocket(socketPath) {
   const refuse = (why) => new Error(`refusing to talk to ${socketPath}: ${why}; nothing was sent`);
   const me = process.geteuid();
+  if (socketPath.split('/').includes('..')) {
+    throw refuse('a ".." in the socket path is not followed (a symbolic link before it would lead elsewhere); give the path without it');
+  }
   const target = path.resolve(socketPath);
   const chain = [['/', fs.lstatSync('/')]];
   for (const part of path.dirname(target).split('/').filter(Boolean)) {
@@ -131,7 +136,7 @@ function checkSocket(socketPath) {
   if (other !== undefined) {
     throw refuse(`uid ${other} could have put it there, neither root, you, nor the owner of a private socket directory`);
   }
-  if (trusted.has(sock.uid) || all.every((u) => u === 0)) return;
+  if (trusted.has(sock.uid) || all.every((u) => u === 0)) return target;
   throw refuse(`it is owned by uid ${sock.uid}, neither root, you, nor the owner of a private socket directory, and it is not in directories only root can write`);
 }
 
@@ -155,14 +160,15 @@ class ScopevaultClient {
   }
 
   async connect() {
-    checkSocket(this.socketPath);
+    // Connect to the path that was checked, not to the one given.
+    const checked = checkSocket(this.socketPath);
     this.firstDeadline = Date.now() + this.timeout * 1000;
     await new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.sock.destroy();
         reject(this.noAnswer('did not accept the connection'));
       }, this.timeout * 1000);
-      this.sock = net.createConnection(this.socketPath, () => { clearTimeout(timer); resolve(); });
+      this.sock = net.createConnection(checked, () => { clearTimeout(timer); resolve(); });
       this.sock.on('error', (e) => { clearTimeout(timer); reject(e); this.fail(e); });
       this.sock.on('data', (chunk) => {
         this.buf = Buffer.concat([this.buf, chunk]);

@@ -558,3 +558,65 @@ fn the_example_check_fails_without_a_traceback_on_an_answer_it_cannot_use() {
         assert!(!case.contains("Canary-SecretPW"), "{case}");
     }
 }
+
+/// client.js judged `path.resolve(socket)`, where `lnk/..` is dropped as text, and connected
+/// to the path as given, where the kernel follows `lnk` before taking `..`: with `lnk` → a
+/// directory of another uid's, `--socket r/lnk/../sv.sock` passed the check on root's
+/// `r/sv.sock` and reached the other uid's socket beside that directory (nineteenth pass,
+/// found by attacking this pass's fixes). A `..` in the socket path is now refused, and the
+/// client connects to exactly the path it checked.
+#[test]
+fn the_node_client_refuses_a_dot_dot_that_a_link_before_it_would_turn_elsewhere() {
+    if !is_root() {
+        return skip::skip("needs root to make a socket owned by another uid");
+    }
+    if !interpreters().contains(&"node") {
+        return;
+    }
+    let clients = Clients::new();
+    let trusted = clients.path("r");
+    std::fs::create_dir(&trusted).unwrap();
+    std::fs::set_permissions(&trusted, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _root = Fake::at(
+        trusted.join("sv.sock"),
+        line(b"{\"ok\":true,\"v\":1,\"version\":\"root-daemon\"}\n"),
+    );
+    // Another uid's directory, holding its socket and the directory the link points to.
+    let evil = clients.path("evil");
+    std::fs::create_dir_all(evil.join("d")).unwrap();
+    for d in [&evil, &evil.join("d")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    let _evil = Fake::at(
+        evil.join("sv.sock"),
+        line(b"{\"ok\":true,\"v\":1,\"version\":\"FAKE-other-uid\"}\n"),
+    );
+    std::os::unix::fs::chown(evil.join("sv.sock"), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::symlink(evil.join("d"), trusted.join("lnk")).unwrap();
+    let through = trusted.join("lnk/../sv.sock");
+    let out = clients.run(
+        "node",
+        &["--socket", through.to_str().unwrap(), "health"],
+        Some(65533),
+    );
+    let (stdout, err) = (text(&out.stdout), text(&out.stderr));
+    assert!(!stdout.contains("FAKE-other-uid"), "{stdout}");
+    assert_eq!(out.status.code(), Some(2), "{stdout} {err}");
+    assert!(
+        err.contains("refusing to talk") && err.contains("..") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    // Without the `..`, the same socket is reached and trusted as before.
+    let out = clients.run(
+        "node",
+        &[
+            "--socket",
+            trusted.join("./sv.sock").to_str().unwrap(),
+            "health",
+        ],
+        Some(65533),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("root-daemon"), "{out:?}");
+}
