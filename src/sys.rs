@@ -623,13 +623,40 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<()> {
     Ok(())
 }
 
-/// Open `path` for reading if it is a regular file: opened `O_NONBLOCK`, so that a FIFO
-/// planted at the path is refused at once instead of waiting for ever for a writer (`doctor`
-/// did, seventeenth pass), and checked with `fstat` on the descriptor opened (no window
-/// between the check and the open). `nofollow` adds `O_NOFOLLOW`. Anything but a regular file
-/// is `InvalidInput` naming what it is ([`not_a_regular_file`]).
+/// Open `path` for reading if it is a regular file, and never open anything else. The path is
+/// first opened `O_PATH`, which follows links but calls no device's open and waits for no FIFO
+/// writer, and that descriptor is judged with `fstat`; only a regular file is then opened for
+/// reading, through `/proc/self/fd/N` (the very inode judged, whatever the path leads to by
+/// then), and checked to be that inode. A path judged and then opened by name let a link
+/// flipped in between get `/dev/ptmx` opened (lint, nineteenth pass). The read is opened
+/// `O_NONBLOCK | O_NOCTTY`. `nofollow` refuses a link at the path (`ELOOP`, as `O_NOFOLLOW`).
+/// Anything but a regular file is `InvalidInput` naming what it is ([`not_a_regular_file`]).
 pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<std::fs::File> {
-    let file = open_nonblocking(path, nofollow)?;
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+    if nofollow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let judged = rustix::fs::open(path, flags, Mode::empty())?;
+    let st = rustix::fs::fstat(&judged)?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {}
+        // `O_PATH | O_NOFOLLOW` opens the link itself where a plain open fails.
+        FileType::Symlink if nofollow => return Err(rustix::io::Errno::LOOP.into()),
+        other => return Err(not_a_regular_file(other)),
+    }
+    let file = std::fs::File::from(rustix::fs::open(
+        format!("/proc/self/fd/{}", judged.as_raw_fd()),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?);
+    let opened = rustix::fs::fstat(&file)?;
+    if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(io::Error::other(
+            "the file opened is not the one judged (is /proc mounted?)",
+        ));
+    }
     ensure_regular(&file)?;
     Ok(file)
 }
@@ -917,6 +944,84 @@ mod tests {
         mon:x:1001:1001::/home/mon:/bin/sh\n\
         broken line\n";
     const GROUP: &str = "root:x:0:\nmon:x:1001:\nmonitors:x:2000:alice,mon\nother:x:2001:alice\n";
+
+    /// Which of `paths` (each watched with inotify) were opened while `act` ran: an open
+    /// queues `IN_OPEN` during the syscall itself; an `O_PATH` descriptor queues nothing.
+    fn opened_while(paths: &[&Path], act: impl FnOnce()) -> Vec<bool> {
+        use rustix::fs::inotify;
+        let ino =
+            inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
+        let wds: Vec<i32> = paths
+            .iter()
+            .map(|p| inotify::add_watch(&ino, *p, inotify::WatchFlags::OPEN).unwrap())
+            .collect();
+        act();
+        let mut seen = vec![false; paths.len()];
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut events = inotify::Reader::new(&ino, &mut buf);
+        while let Ok(e) = events.next() {
+            if e.events().contains(inotify::ReadFlags::OPEN) {
+                if let Some(i) = wds.iter().position(|w| *w == e.wd()) {
+                    seen[i] = true;
+                }
+            }
+        }
+        seen
+    }
+
+    /// lint judged the policy with `stat` and then opened the path, so a link flipped from a
+    /// regular file to `/dev/ptmx` in between got the device opened (9 runs in 100; nineteenth
+    /// pass, found by attacking this pass's fixes), though a device is never to be opened.
+    /// `open_regular` now judges what an `O_PATH` descriptor leads to (which opens nothing)
+    /// and opens for reading only a regular file, through that descriptor: a FIFO, directly
+    /// or behind a link, is refused without being opened (no `IN_OPEN`), while a regular file
+    /// is opened and read.
+    #[test]
+    fn open_regular_never_opens_what_is_not_a_regular_file() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let link = dir.path().join("policy.toml");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        let real = dir.path().join("real.toml");
+        std::fs::write(&real, "x = 1\n").unwrap();
+        let mut results = Vec::new();
+        let opened = opened_while(&[&fifo, &real], || {
+            results.push(open_regular(&fifo, false).map(|_| ()));
+            results.push(open_regular(&link, false).map(|_| ()));
+            results.push(open_regular(&fifo, true).map(|_| ()));
+        });
+        for r in &results {
+            let e = r.as_ref().unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+            assert!(e.to_string().contains("a FIFO"), "{e}");
+        }
+        assert_eq!(opened, [false, false], "the FIFO was opened");
+        // A link is still refused under `nofollow` as before (ELOOP), and a regular file is
+        // opened, read, and seen opened.
+        let e = open_regular(&dir.path().join("policy.toml"), true).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::LOOP.raw_os_error()),
+            "{e}"
+        );
+        let mut text = String::new();
+        let opened = opened_while(&[&real], || {
+            open_regular(&real, true)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+        });
+        assert_eq!((opened, text.as_str()), (vec![true], "x = 1\n"));
+    }
 
     /// The answer to an `unlock` whose Argon2 memory was refused names the limit that refused
     /// it and how to raise it: under the shipped unit's old `LimitMEMLOCK=64M` the daemon's

@@ -386,13 +386,9 @@ pub fn read_policy_source(path: &Path) -> Result<PolicySource, PolicyError> {
     };
     // A pull request can commit `policy.toml` as a FIFO or as a link to `/dev/ptmx`, which a
     // plain open or read waits on for ever (nineteenth pass), and opening some devices does
-    // something. So what the path leads to is judged first and a device is never opened; the
-    // file is then opened without blocking and judged again on its descriptor, which is what
-    // is read (a FIFO swapped in between opens at once and is refused there).
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
-        return Err(io(crate::sys::not_a_regular_file_of(&meta)));
-    }
+    // something. `open_regular` judges what the path leads to without opening it and opens a
+    // regular file only, the very one judged (a link flipped between a `stat` and an open by
+    // name got the device opened).
     let file = crate::sys::open_regular(path, false).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     if meta.len() > MAX_POLICY_BYTES {
