@@ -81,31 +81,65 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// For a command that takes `--secret`, clap's "unexpected argument 'X' found" without `X`
-/// unless `X` is plainly a flag: `--secret password VALUE` (a space where `--field` has `=`)
-/// made the value the stray argument, and clap quoted it on stderr (eighteenth pass, found by
-/// attacking this pass's fixes). A mistyped flag (`--feild`) is named, with clap's nearest
-/// known flag, or nobody could tell which argument was meant (nineteenth pass, found by the
-/// last review); see [`nameable_stray`] for what counts as plainly a flag. The usage line is
-/// kept; every other clap error is printed as clap prints it.
+/// For a command that takes `--secret`, no clap error quotes what was typed. clap's
+/// "unexpected argument 'X' found" is printed without `X` unless `X` is plainly a flag:
+/// `--secret password VALUE` (a space where `--field` has `=`) made the value the stray
+/// argument, and clap quoted it on stderr (eighteenth pass, found by attacking this pass's
+/// fixes). A mistyped flag (`--feild`) is named, with clap's nearest known flag, or nobody
+/// could tell which argument was meant (nineteenth pass, found by the last review); see
+/// [`nameable_stray`] for what counts as plainly a flag. Every other kind of clap error that
+/// can quote a value (`--no-keyring=VALUE`: "unexpected value 'VALUE' for '--no-keyring'";
+/// `--kind VALUE`: "invalid value 'VALUE' for …", nineteenth pass, found by attacking this
+/// pass's fixes) names the flag only. The usage line is kept; errors that quote no value
+/// (a missing or conflicting argument), and every clap error of other commands, are printed
+/// as clap prints them.
 fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
     use clap::error::{ContextKind, ErrorKind};
-    if e.kind() != ErrorKind::UnknownArgument {
-        return None;
-    }
-    let usage = e.get(ContextKind::Usage)?.to_string();
-    let paths = commands_taking_secrets(&Cli::command(), "scopevault");
-    let command = usage
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Usage:"))
-        .map(str::trim)?;
-    if !paths
-        .iter()
-        .any(|p| command == p || command.starts_with(&format!("{p} ")))
-    {
-        return None;
+    match e.kind() {
+        // These quote argument names and counts, never a value typed.
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        | ErrorKind::MissingRequiredArgument
+        | ErrorKind::MissingSubcommand
+        | ErrorKind::ArgumentConflict
+        | ErrorKind::WrongNumberOfValues
+        | ErrorKind::TooFewValues
+        | ErrorKind::NoEquals => return None,
+        _ => {}
     }
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let usage = e.get(ContextKind::Usage).map(|u| u.to_string());
+    if !takes_secrets(usage.as_deref(), &argv) {
+        return None;
+    }
+    let usage = usage
+        .map(|u| format!("\n\n{}", u.trim_end()))
+        .unwrap_or_default();
+    let exposed = "if it is a secret value, it is in argv, visible to other users in ps, so consider it exposed";
+    if e.kind() != ErrorKind::UnknownArgument {
+        // Our own argument's name and our own list of values; never what was typed, nor
+        // clap's nearest valid value to it.
+        let arg = e
+            .get(ContextKind::InvalidArg)
+            .map(|a| format!(" for '{a}'"))
+            .unwrap_or_default();
+        let what = if e.kind() == ErrorKind::TooManyValues {
+            "unexpected value"
+        } else {
+            "invalid value"
+        };
+        let valid = match e.get(ContextKind::ValidValue) {
+            Some(clap::error::ContextValue::Strings(v)) if !v.is_empty() => {
+                format!("\n  [possible values: {}]", v.join(", "))
+            }
+            _ => String::new(),
+        };
+        eprintln!(
+            "error: {what}{arg} (the value is not shown: {exposed}){valid}{usage}\n\nFor more information, try '--help'."
+        );
+        return Some(ExitCode::from(EXIT_USAGE));
+    }
     let named = e
         .get(ContextKind::InvalidArg)
         .and_then(|a| nameable_stray(&a.to_string(), &argv));
@@ -113,7 +147,7 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
         None => "unexpected argument (not shown: it may be a secret value typed by mistake; consider it exposed)".to_owned(),
         Some(Stray { flag, with_value: false }) => format!("unexpected argument '{flag}' found"),
         Some(Stray { flag, with_value: true }) => format!(
-            "unexpected argument '{flag}' found (what follows its `=` is not shown: if it is a secret value, it is in argv, visible to other users in ps, so consider it exposed)"
+            "unexpected argument '{flag}' found (what follows its `=` is not shown: {exposed})"
         ),
     };
     // The nearest known flag is one of ours, but it says something of what was typed: only
@@ -122,11 +156,38 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
         (Some(_), Some(similar)) => format!("\n\n  tip: a similar argument exists: '{similar}'"),
         _ => String::new(),
     };
-    eprintln!(
-        "error: {head}{tip}\n\n{}\n\nFor more information, try '--help'.",
-        usage.trim_end()
-    );
+    eprintln!("error: {head}{tip}{usage}\n\nFor more information, try '--help'.");
     Some(ExitCode::from(EXIT_USAGE))
+}
+
+/// Whether the command clap refused takes `--secret`: from the usage line when the error has
+/// one, else from what clap parses of `argv` while ignoring errors (a refused value's error
+/// carries no usage).
+fn takes_secrets(usage: Option<&str>, argv: &[std::ffi::OsString]) -> bool {
+    let paths = commands_taking_secrets(&Cli::command(), "scopevault");
+    let command = match usage {
+        Some(u) => match u.lines().find_map(|l| l.trim().strip_prefix("Usage:")) {
+            Some(c) => c.trim().to_owned(),
+            None => return false,
+        },
+        None => {
+            let Ok(mut m) = Cli::command().ignore_errors(true).try_get_matches_from(
+                std::iter::once("scopevault".into()).chain(argv.iter().cloned()),
+            ) else {
+                // Not even parsed while ignoring errors: a value may be in the error.
+                return true;
+            };
+            let mut path = "scopevault".to_owned();
+            while let Some((name, sub)) = m.remove_subcommand() {
+                path = format!("{path} {name}");
+                m = sub;
+            }
+            path
+        }
+    };
+    paths
+        .iter()
+        .any(|p| command == *p || command.starts_with(&format!("{p} ")))
 }
 
 /// A stray argument that may be named: a flag, and whether a value followed it after `=`.

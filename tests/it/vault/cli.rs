@@ -945,6 +945,65 @@ fn a_mistyped_flag_of_cred_add_or_set_is_named_and_a_value_is_not() {
     assert_eq!(e.vault_bytes(), before);
 }
 
+/// Found by attacking this pass's fixes (nineteenth pass): clap's other errors quoted the value
+/// too: a known switch given a value (`--no-keyring=VALUE`, `--allow-rollback=`, `--help=`)
+/// got "unexpected value 'VALUE' for '--no-keyring' found", and a value refused by a flag's
+/// parser (`--kind VALUE`, `--passphrase-fd VALUE`) "invalid value 'VALUE' for …". No clap
+/// error of `cred add|set` quotes a value now: the flag is named, the value is not shown and
+/// is said to be exposed.
+#[test]
+fn no_clap_error_of_cred_add_or_set_quotes_a_value() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let pf = e.pf();
+    for cmd in ["add", "set"] {
+        let mut cases: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["--no-keyring=Hunter2-Secret"], "'--no-keyring'"),
+            (
+                vec!["--allow-rollback=Hunter2-Secret"],
+                "'--allow-rollback'",
+            ),
+            (vec!["--help=Hunter2-Secret"], "'--help'"),
+            (
+                vec!["--passphrase-fd", "Hunter2-Secret"],
+                "'--passphrase-fd",
+            ),
+            (vec!["--passphrase-fd=Hunter2-Secret"], "'--passphrase-fd"),
+        ];
+        if cmd == "add" {
+            cases.push((vec!["--kind=Hunter2-Secret"], "'--kind"));
+        }
+        for (stray, flag) in cases {
+            let mut args = vec!["cred", cmd, "shop-buyer"];
+            if cmd == "add" && !stray[0].starts_with("--kind") {
+                args.extend(["--kind", "login"]);
+            }
+            args.extend(["--secret", "password"]);
+            args.extend(&stray);
+            args.extend(["--passphrase-file", &pf]);
+            let out = e.run(&args, b"v");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                !err.contains("Hunter2")
+                    && !String::from_utf8_lossy(&out.stdout).contains("Hunter2"),
+                "{cmd} {stray:?}: {err}"
+            );
+            assert!(
+                err.contains(flag)
+                    && err.contains("not shown")
+                    && err.contains("consider it exposed"),
+                "{cmd} {stray:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(e.vault_bytes(), before);
+    // Elsewhere clap's own message, the value quoted (it is no secret's place).
+    let err = e.fails(&["cred", "list", "--no-keyring=x1"], b"", 2);
+    assert!(err.contains("unexpected value 'x1'"), "{err}");
+}
+
 /// Issue 15, item 12: the deny-list was exact-match, so `passwd=` and `api-key=` went into
 /// argv as plain fields. Names that look secret, and the kind's schema, now decide.
 #[test]
