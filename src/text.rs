@@ -103,9 +103,15 @@ pub fn escape_for_terminal(s: &str) -> String {
 /// (`TMPDIR`, `SCOPEVAULT_VAULT`) or a directory someone else named: an ESC or a U+202E in it
 /// must not drive the terminal or reorder the line (seventeenth pass: `init`, `policy apply`,
 /// `audit verify` and `demo` printed theirs raw, while the errors naming the same paths
-/// escaped them).
+/// escaped them). A `##[` in it is defused too ([`defuse_workflow_commands`], mid-line): a
+/// path printed to a CI log must not write a workflow command (nineteenth pass, `doctor`).
 pub fn shown(path: &std::path::Path) -> String {
-    escape_for_terminal(&path.display().to_string())
+    defuse_workflow_commands(
+        &escape_for_terminal(&path.display().to_string()),
+        false,
+        TEXT_ESCAPES,
+    )
+    .into_owned()
 }
 
 /// `s` as [`escape_for_terminal`] writes it, its line breaks (`\n`) kept: for a message of

@@ -1399,3 +1399,33 @@ fn doctor_on_a_fresh_home_says_the_audit_directory_will_be_created() {
         "{text}"
     );
 }
+
+/// Found by attacking this pass's fixes (nineteenth pass): doctor's lines printed an
+/// operator-given path as it is, so a `--vault` or `--socket` holding `##[add-mask]` wrote a
+/// GitHub Actions workflow command into a CI log (the runner takes `##[` anywhere in a line),
+/// where every error message was already defused. Every line doctor prints is now defused,
+/// and so is every path the CLI shows.
+#[test]
+fn doctor_lines_write_no_workflow_command() {
+    let dir = tempdir();
+    let vault = dir.path().join("##[add-mask]x").join("v.sv");
+    let socket = dir.path().join("##[error]y").join("s.sock");
+    let out = daemon::cmd(dir.path())
+        .arg("--vault")
+        .arg(&vault)
+        .args(["doctor", "--audit"])
+        .arg(dir.path().join("##[warning]z").join("audit.jsonl"))
+        .arg("--socket")
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let (text, code) = text_of(&out);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("##\\u{5b}add-mask]x") && text.contains("##\\u{5b}error]y"),
+        "{text}"
+    );
+    for line in text.lines() {
+        assert!(!line.contains("##["), "{line}");
+    }
+}
