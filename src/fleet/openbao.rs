@@ -195,7 +195,9 @@ pub fn check_addr(addr: &str) -> Result<String, BaoError> {
             } else {
                 host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
             };
-            let loopback = host == "localhost"
+            // Host names are case-insensitive (the resolver below takes `localhost` in any
+            // case as loopback); `localhost.` is not taken, there either.
+            let loopback = host.eq_ignore_ascii_case("localhost")
                 || host
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback());
@@ -1081,6 +1083,42 @@ mod tests {
         assert!(check_path("--prefix", "monitoring/prod", false).is_ok());
         assert!(check_path("--prefix", "monitoring/../x", false).is_err());
         assert!(check_path("--mount", "a//b", false).is_err());
+    }
+
+    /// Found by attacking this pass's fixes (nineteenth pass): `--addr http://LOCALHOST:8200`
+    /// was refused as not loopback, though host names are case-insensitive and the resolver
+    /// below already took `localhost` in any case. `localhost` is now loopback in any ASCII
+    /// case here too (and still 127.0.0.1 then ::1, never the system's answer); `localhost.`
+    /// (the fully qualified form) stays refused, here and by the resolver.
+    #[test]
+    fn localhost_is_loopback_in_any_case_and_localhost_dot_is_not() {
+        for host in ["LOCALHOST", "LocalHost", "localHOST"] {
+            assert!(check_addr(&format!("http://{host}:8200")).is_ok(), "{host}");
+            assert!(check_addr(&format!("http://{host}")).is_ok(), "{host}");
+        }
+        assert!(check_addr("http://localhost.:8200").is_err());
+        assert!(check_addr("http://LOCALHOST.:8200").is_err());
+        assert!(check_addr("http://localhost.example.com:8200").is_err());
+        assert!(check_addr("http://localhostx:8200").is_err());
+        use ureq::unversioned::resolver::Resolver;
+        let r = LoopbackHttp {
+            system: HostileSystem::default(),
+        };
+        let config = ureq::Agent::config_builder().build();
+        let resolve = |u: &str| {
+            r.resolve(
+                &u.parse().unwrap(),
+                &config,
+                ureq::unversioned::transport::NextTimeout::default(),
+            )
+            .map(|a| a.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            resolve("http://LOCALHOST:8200/v1/x").unwrap(),
+            ["127.0.0.1:8200", "[::1]:8200"]
+        );
+        assert!(resolve("http://localhost.:8200/v1/x").is_err());
+        assert_eq!(r.system.0.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     /// A stand-in for the system's resolver that answers every name with 10.9.9.9 (what an
