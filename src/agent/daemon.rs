@@ -16,7 +16,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use super::authz::AccessConfig;
 use super::handler::Handler;
 use super::server::{Limits, Listener, Server};
-use super::state::{vault_error, LoadedVault, VaultView};
+use super::state::{vault_error, LoadRules, LoadedVault, VaultView};
 use crate::audit::{AuditLog, OpenFlags};
 use crate::secret::SecretString;
 use crate::vault::{OpenOptions, Unlock, Vault};
@@ -91,9 +91,8 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     let (vault_path, opts) = (c.vault_path, c.open_options);
     {
         let (path, opts) = (vault_path.clone(), opts.clone());
-        handler.set_opener(Box::new(move |p: &SecretString, allow_rollback: bool| {
-            let mut opts = opts.clone();
-            opts.allow_rollback = allow_rollback;
+        handler.set_opener(Box::new(move |p: &SecretString, rules: &LoadRules| {
+            let opts = rules.onto(&opts);
             let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &opts)
                 .map_err(|e| vault_error(&e))?;
             warn_rollback(&v);

@@ -35,8 +35,11 @@ mod ticket;
 /// Opens the vault with a passphrase for `unlock`, accepting a rollback when the flag says so
 /// (`serve --allow-rollback`, for the run's first load only); the error is what the client is
 /// told.
-pub(crate) type Opener =
-    Box<dyn Fn(&SecretString, bool) -> Result<Box<dyn VaultView>, ErrorBody> + Send + Sync>;
+pub(crate) type Opener = Box<
+    dyn Fn(&SecretString, &super::state::LoadRules) -> Result<Box<dyn VaultView>, ErrorBody>
+        + Send
+        + Sync,
+>;
 
 // Secret fields of a `totp` credential that are never handed out (the seed).
 use crate::vault::TOTP_SEED_FIELDS;
@@ -96,6 +99,12 @@ pub struct Handler {
     /// It once stayed set for the whole run, and a reload took a genuine older generation
     /// silently (nineteenth pass, found by attacking from the documents).
     allow_rollback: AtomicBool,
+    /// The vault loaded first (its id) and, while it is the restore a `serve
+    /// --allow-rollback` run serves, the generation loaded: every later load, an `unlock`
+    /// after a `lock` too, refuses another vault and keeps to that restore. An unlock after a
+    /// lock once loaded any vault sharing the passphrase (nineteenth pass, found by attacking
+    /// this pass's fixes).
+    served: Mutex<Option<(String, Option<u64>)>>,
     /// Held by the one thread reloading a changed vault file ([`Handler::follow_vault_file`]).
     following: Mutex<()>,
     /// The stamp of a changed file that failed to load: not tried again until it changes.
@@ -172,6 +181,7 @@ impl Handler {
             budget: AuditBudget::new(super::budget::DEFAULT_RATE, super::budget::DEFAULT_BURST),
             limit_denials: true,
             allow_rollback: AtomicBool::new(false),
+            served: Mutex::new(None),
             following: Mutex::new(()),
             follow_failed: Mutex::new(None),
             #[cfg(test)]
@@ -374,18 +384,18 @@ impl Handler {
         vault: crate::vault::Vault,
         opts: crate::vault::OpenOptions,
     ) -> Handler {
-        use super::state::{vault_error, LoadedVault};
+        use super::state::{vault_error, LoadRules, LoadedVault};
         use crate::vault::{Unlock, Vault};
         let mut h = Handler::new(access, audit);
         let (path, reopen) = (vault.path().to_path_buf(), opts.clone());
-        h.set_opener(Box::new(move |p: &SecretString, allow_rollback: bool| {
-            let mut opts = reopen.clone();
-            opts.allow_rollback = allow_rollback;
-            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &opts)
+        h.set_opener(Box::new(move |p: &SecretString, rules: &LoadRules| {
+            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &rules.onto(&reopen))
                 .map_err(|e| vault_error(&e))?;
             Ok(Box::new(LoadedVault::new(v, reopen.clone())) as Box<dyn VaultView>)
         }));
-        h.install(Box::new(LoadedVault::new(vault, opts)));
+        let vault = LoadedVault::new(vault, opts);
+        h.remember(&vault);
+        h.install(Box::new(vault));
         h
     }
 
@@ -408,6 +418,29 @@ impl Handler {
     /// ([`Handler::allow_rollback`](Self) says why).
     pub(crate) fn rollback_allowed(&self) -> bool {
         self.allow_rollback.load(Ordering::SeqCst)
+    }
+
+    fn served(&self) -> Option<(String, Option<u64>)> {
+        self.served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// What the next `unlock` must find: the vault served so far, and the restore served.
+    pub(crate) fn load_rules(&self) -> super::state::LoadRules {
+        let served = self.served();
+        super::state::LoadRules {
+            allow_rollback: self.rollback_allowed(),
+            restored_from: served.as_ref().and_then(|s| s.1),
+            vault_id: served.map(|s| s.0),
+        }
+    }
+
+    /// `vault` is loaded: the daemon serves its vault, and its restore if it is one.
+    fn remember(&self, vault: &dyn VaultView) {
+        *self.served.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((vault.id().to_owned(), vault.restored_from()));
     }
 
     /// As [`Handler::install`], after recording the vault's generation in the audit chain
@@ -437,13 +470,33 @@ impl Handler {
             ),
             None => how.to_owned(),
         };
+        let served = self.served();
+        // The openers refuse another vault's file already; whatever view is loaded, the
+        // daemon serves one vault for its run.
+        if let Some((loaded, _)) = served.as_ref().filter(|s| s.0 != vault.id()) {
+            return Err(Refusal::Vault(super::state::vault_error(
+                &crate::vault::VaultError::OtherVault {
+                    path: vault
+                        .file_payload()
+                        .map(|(p, _)| p.to_path_buf())
+                        .unwrap_or_else(|| "the vault path".into()),
+                    loaded: loaded.clone(),
+                    found: vault.id().to_owned(),
+                },
+            )));
+        }
+        let accept_from = if self.rollback_allowed() {
+            Some(0)
+        } else {
+            served.and_then(|s| s.1)
+        };
         self.audit
             .note_vault_load(
                 vault.id(),
                 vault.generation(),
                 policy.as_deref(),
                 &how,
-                self.rollback_allowed(),
+                accept_from,
             )
             .map_err(|e| match e {
                 crate::audit::AuditError::Rollback { .. } => Refusal::Rollback(e.to_string()),
@@ -451,6 +504,7 @@ impl Handler {
             })?;
         // The file found at start is loaded: `--allow-rollback` has been used up.
         self.allow_rollback.store(false, Ordering::SeqCst);
+        self.remember(vault);
         Ok(())
     }
 

@@ -48,6 +48,34 @@ pub(crate) trait VaultView: Send + Sync {
     fn file_payload(&self) -> Option<(&std::path::Path, &str)> {
         None
     }
+    /// Loaded below the rollback record, as the restore a `serve --allow-rollback` run
+    /// serves: its generation ([`crate::vault::OpenOptions::restored_from`]).
+    fn restored_from(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// What the run's earlier loads ask of an `unlock`'s open, beyond the daemon's options.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LoadRules {
+    /// The run's first load, of `serve --allow-rollback`.
+    pub allow_rollback: bool,
+    /// The vault the daemon loaded first: it serves no other.
+    pub vault_id: Option<String>,
+    /// The restore the run serves ([`VaultView::restored_from`]).
+    pub restored_from: Option<u64>,
+}
+
+impl LoadRules {
+    /// `opts` with these rules.
+    pub(crate) fn onto(&self, opts: &crate::vault::OpenOptions) -> crate::vault::OpenOptions {
+        crate::vault::OpenOptions {
+            allow_rollback: self.allow_rollback,
+            vault_id: self.vault_id.clone(),
+            restored_from: self.restored_from,
+            ..opts.clone()
+        }
+    }
 }
 
 /// What tells a changed vault file from the one loaded, with one `stat`: device, inode, size
@@ -256,10 +284,21 @@ impl LoadedVault {
     /// A vault just opened; its file's stamp is taken now. Its reloads never accept a
     /// rollback, whatever `opts` says: `serve --allow-rollback` is for the file found at start
     /// (vault-format.md, "Rollback detection").
+    ///
+    /// Its reloads refuse a file of another vault (the daemon keeps the vault it loaded), and,
+    /// when it was accepted below the rollback record (the restore of a `serve
+    /// --allow-rollback` run), accept that restore again, never a generation below it.
     pub(crate) fn new(vault: crate::vault::Vault, opts: crate::vault::OpenOptions) -> Self {
         let stamp = stamp_of(vault.path());
-        let mut opts = opts;
-        opts.allow_rollback = false;
+        let opts = crate::vault::OpenOptions {
+            allow_rollback: false,
+            vault_id: Some(vault.id().to_owned()),
+            restored_from: vault
+                .rollback_warning()
+                .is_some()
+                .then(|| vault.generation()),
+            ..opts
+        };
         LoadedVault { vault, opts, stamp }
     }
 }
@@ -364,6 +403,9 @@ impl VaultView for LoadedVault {
     }
     fn current_stamp(&self) -> Option<FileStamp> {
         stamp_of(self.vault.path())
+    }
+    fn restored_from(&self) -> Option<u64> {
+        self.opts.restored_from
     }
 }
 

@@ -1141,20 +1141,28 @@ impl AuditLog {
 
     /// Record a vault load (`vault.load`, with its generation and the digest of its policy) in
     /// the chain. A generation lower than the highest the chain has recorded is refused — and
-    /// the refusal recorded — unless `allow_rollback`.
+    /// the refusal recorded — unless it is at least `accept_from` (`Some(0)`: the first load
+    /// of `serve --allow-rollback`; `Some(g)`: the restore that run serves, loaded at g).
     pub fn note_vault_load(
         &self,
         vault_id: &str,
         generation: u64,
         policy: Option<&str>,
         how: &str,
-        allow_rollback: bool,
+        accept_from: Option<u64>,
     ) -> Result<(), AuditError> {
         let seen = self.generation.load(Ordering::SeqCst);
         if generation < seen {
+            // `Some(0)`: `serve --allow-rollback`'s first load; `Some(g)`: a later load of the
+            // restore that run serves, not older than generation g it loaded.
+            let allow_rollback = accept_from.is_some_and(|from| generation >= from);
             let reason = format!(
                 "vault {vault_id} generation {generation} ({how}) is older than generation {seen} recorded before{}",
-                if allow_rollback { "; accepted: --allow-rollback" } else { "; refused" }
+                match accept_from {
+                    Some(0) if allow_rollback => "; accepted: --allow-rollback".to_owned(),
+                    Some(from) if allow_rollback => format!("; accepted: the restore this run serves (serve --allow-rollback), not older than generation {from} it loaded"),
+                    _ => "; refused".to_owned(),
+                }
             );
             self.append(AuditRecord {
                 reason: Some(&reason),

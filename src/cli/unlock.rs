@@ -21,6 +21,8 @@ pub(crate) fn open_options(g: &GlobalArgs) -> OpenOptions {
     OpenOptions {
         allow_rollback: g.unlock.allow_rollback,
         no_follow: false,
+        vault_id: None,
+        restored_from: None,
     }
 }
 

@@ -335,6 +335,22 @@ fn check_generation(generation: u64) -> Result<(), VaultError> {
     )))
 }
 
+/// The vault id a file's header names, read from its first bytes `head` before anything is
+/// authenticated; `None` when the header cannot be read or the id is not well formed (the
+/// checks that follow then say what is wrong).
+pub(crate) fn header_vault_id(head: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        vault_id: String,
+    }
+    if head.get(..8)? != &MAGIC[..] {
+        return None;
+    }
+    let hlen = u32::from_be_bytes(head.get(10..14)?.try_into().ok()?) as usize;
+    let h: IdOnly = serde_json::from_slice(head.get(14..14usize.checked_add(hlen)?)?).ok()?;
+    is_vault_id(&h.vault_id).then_some(h.vault_id)
+}
+
 fn check_vault_id(id: &str) -> Result<(), VaultError> {
     if is_vault_id(id) {
         return Ok(());

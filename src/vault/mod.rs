@@ -97,6 +97,28 @@ pub enum VaultError {
     /// path, which named the file itself when the daemon started.
     #[error("{} is now a symbolic link, not the vault file the daemon found there at its start: the daemon keeps that file and does not follow a link put at its path later (whoever owns it). Put the vault file itself back at this path, or restart the daemon to serve the file the link leads to (the link is judged then, as every command judges it)", .0.display())]
     LinkAtPath(PathBuf),
+    /// The file at the daemon's vault path is another vault's ([`OpenOptions::vault_id`]):
+    /// the daemon serves the vault it loaded first for its whole run. Judged from the header
+    /// before the file is authenticated (it may not open with the daemon's key at all).
+    #[error("{} now holds another vault (vault id {found}) than the one this daemon loaded (vault id {loaded}): a daemon serves one vault for its whole run. Put that vault's file back at this path, or restart the daemon to serve another vault", path.display())]
+    OtherVault {
+        /// The daemon's vault path.
+        path: PathBuf,
+        /// The vault id the daemon loaded first.
+        loaded: String,
+        /// The vault id in the file's header (not authenticated).
+        found: String,
+    },
+    /// Nothing, or no regular file (a FIFO, a directory, a device), at the daemon's vault path
+    /// ([`OpenOptions::no_follow`]): the daemon loads the file at that path only, whatever a
+    /// client's `--vault` says.
+    #[error("{} {found}: the daemon loads only the vault file at this path (a client's --vault does not choose it). Put the vault file back at this path, or restart the daemon to serve another", path.display())]
+    NotAtPath {
+        /// The daemon's vault path.
+        path: PathBuf,
+        /// What is there instead of the vault file.
+        found: String,
+    },
     /// Argon2 parameters beyond the caps.
     #[error("refusing a key slot that demands {0}: the file may be hostile")]
     HostileKdf(String),
@@ -200,6 +222,18 @@ fn unsupported_version_message(version: u16) -> String {
     }
 }
 
+/// Refuse a file of another vault than the one `opts` names ([`OpenOptions::vault_id`]).
+fn check_vault_id(path: &Path, found: &str, opts: &OpenOptions) -> Result<(), VaultError> {
+    match &opts.vault_id {
+        Some(loaded) if loaded != found => Err(VaultError::OtherVault {
+            path: path.to_path_buf(),
+            loaded: loaded.clone(),
+            found: found.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// [`VaultError::LastGeneration`]'s message, which readers print as a warning too
 /// ([`Vault::at_last_generation`]).
 fn last_generation_message() -> String {
@@ -253,6 +287,8 @@ impl VaultError {
                 | VaultError::HostileKdf(_)
                 | VaultError::StoredPolicy(_)
                 | VaultError::LinkAtPath(_)
+                | VaultError::OtherVault { .. }
+                | VaultError::NotAtPath { .. }
         )
     }
 
@@ -290,6 +326,16 @@ pub struct OpenOptions {
     /// found at its start (its path, a link at it followed once then), so a link put at that
     /// path later, by anyone, is not a file it serves (vault-format.md, "Writing (crash safety)").
     pub no_follow: bool,
+    /// The vault id the file must have: the daemon's, once it loaded a vault (it serves that
+    /// vault for its whole run). A file whose header names another is refused
+    /// ([`VaultError::OtherVault`]) before it is authenticated.
+    pub vault_id: Option<String>,
+    /// A daemon run whose first load accepted a rollback (`serve --allow-rollback`) and whose
+    /// loaded generation is still below the rollback record: the generation it loaded. A file
+    /// below the record is accepted from this generation up (the restore being served, not
+    /// yet adopted), and refused below it; once a load reaches the record, it is checked
+    /// against the record again.
+    pub restored_from: Option<u64>,
 }
 
 /// The first slot of a new vault.
@@ -455,6 +501,8 @@ impl Vault {
         if parsed.version != format::VERSION {
             return Err(VaultError::NeedsMigration);
         }
+        // Before any slot is tried: another vault sharing the passphrase would open.
+        check_vault_id(path, &parsed.header.vault_id, opts)?;
         let seen = store::Seen::new();
         let hint_key = unlock_hint_key(&parsed.header.vault_id);
         // Only ever an order of attempts: a record that cannot be read gives no hint here, and
@@ -591,6 +639,11 @@ impl Vault {
         // The MAC is checked on the file's first part before the payload is read: a file
         // written over the vault without its identity, up to 256 MiB, costs a header's read.
         let early = |head: &[u8], total, mac: &[u8]| {
+            // Another vault's file is named as such, not as forged: said before the MAC,
+            // which fails for it (keyed by this vault's id and identity).
+            if let Some(found) = format::header_vault_id(head) {
+                check_vault_id(&self.path, &found, opts)?;
+            }
             format::check_mac_early(head, total, mac, &self.identity, &self.header.vault_id)
         };
         let bytes = store::read_file_checked(&self.path, opts.no_follow, format::EARLY_LEN, early)?;
@@ -673,9 +726,15 @@ impl Vault {
         let recorded = record.get(&header.vault_id).copied();
         let seen = recorded.into_iter().chain(floor).max();
         let mut rolled_back = None;
+        // A restore served by `serve --allow-rollback`, not adopted yet: accepted from the
+        // generation loaded up, refused below it (nineteenth pass: the unchanged file was
+        // refused on reload).
+        let restored = opts.restored_from.is_some_and(|from| {
+            header.generation >= from && floor.is_none_or(|f| header.generation >= f)
+        });
         if let Some(seen) = seen {
             if header.generation < seen {
-                if !opts.allow_rollback {
+                if !opts.allow_rollback && !restored {
                     return Err(VaultError::Rollback {
                         found: header.generation,
                         seen,

@@ -708,7 +708,14 @@ fn open_sized(path: &Path, no_follow: bool) -> Result<(File, u64), VaultError> {
             return VaultError::LinkAtPath(path.to_path_buf());
         }
         let e = io::Error::from(e);
-        if e.kind() == io::ErrorKind::NotFound {
+        if e.kind() == io::ErrorKind::NotFound && no_follow {
+            // The daemon's path: a client's `--vault` does not choose what it loads, so
+            // "create one or point --vault at it" does not fit (it was `internal`).
+            VaultError::NotAtPath {
+                path: path.to_path_buf(),
+                found: "holds no file now (removed or renamed)".into(),
+            }
+        } else if e.kind() == io::ErrorKind::NotFound {
             VaultError::NotFound(path.to_path_buf())
         } else {
             io_err(path, "cannot open the vault")(e)
@@ -717,6 +724,12 @@ fn open_sized(path: &Path, no_follow: bool) -> Result<(File, u64), VaultError> {
     let meta = f
         .metadata()
         .map_err(io_err(path, "cannot stat the vault"))?;
+    if !meta.is_file() && no_follow {
+        return Err(VaultError::NotAtPath {
+            path: path.to_path_buf(),
+            found: format!("is {}", crate::sys::not_a_regular_file_of(&meta)),
+        });
+    }
     if !meta.is_file() {
         return Err(io_err(path, "cannot read the vault")(
             crate::sys::not_a_regular_file_of(&meta),

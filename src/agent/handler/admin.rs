@@ -170,7 +170,7 @@ impl Handler {
         let Some(open) = &self.opener else {
             return Err(Refusal::NoVault);
         };
-        let vault = open(passphrase, self.rollback_allowed()).map_err(Refusal::Vault)?;
+        let vault = open(passphrase, &self.load_rules()).map_err(Refusal::Vault)?;
         self.note_load(vault.as_ref(), "unlock")?;
         self.state.set(Opened::new(vault));
         Ok(self.admin_status())

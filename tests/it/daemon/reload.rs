@@ -197,3 +197,199 @@ fn a_vault_file_the_daemon_refuses_is_vault_refused_exit_4_not_internal() {
     }
     assert!(d.stop().success());
 }
+
+const PASS: &str = "correct horse battery staple orbits quietly\n";
+
+/// The vault id the daemon serves (`None`: locked).
+fn served_id(d: &Daemon) -> Option<String> {
+    let v = d.request(r#"{"v":1,"op":"health"}"#);
+    v["vault_id"].as_str().map(str::to_owned)
+}
+
+/// "The daemon keeps the file it found at its start: to serve another file, restart it", and
+/// "its reload refuses a file with another id". A passphrase daemon serving vault A, locked,
+/// with a genuine vault B sharing the passphrase (a newer generation) renamed over its path,
+/// loaded B at the next `unlock` and went on serving it; its `reload` of B said the file was
+/// forged ("written by someone without the vault key"), though B is genuine. Now every load
+/// after the first, an unlock after a lock too, refuses a file of another vault id, naming
+/// both ids and saying to restart the daemon, before the file is authenticated.
+#[test]
+fn the_daemon_serves_the_vault_it_loaded_first_and_names_another_vaults_file() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let pass = dir.join("pass");
+    std::fs::write(&pass, PASS).unwrap();
+    let p = pass.to_str().unwrap();
+    ok(dir, &["--passphrase-file", p, "init", "--no-keyring"], None);
+    let a = std::fs::read(dir.join("vault.scopevault")).unwrap();
+    // Vault B: the same passphrase, a higher generation than A's.
+    let other = dir.join("other.scopevault");
+    let o = other.to_str().unwrap();
+    ok(
+        dir,
+        &["--passphrase-file", p, "--vault", o, "init", "--no-keyring"],
+        None,
+    );
+    ok(
+        dir,
+        &[
+            "--passphrase-file",
+            p,
+            "--vault",
+            o,
+            "cred",
+            "add",
+            "b",
+            "--kind",
+            "generic",
+            "--secret",
+            "token",
+        ],
+        Some("value-of-b"),
+    );
+    let b = std::fs::read(&other).unwrap();
+    let d = Daemon::start(dir, &["--no-keyring"]);
+    let out = sv(&d, &["unlock", "--passphrase-file", p]);
+    assert!(out.status.success(), "{out:?}");
+    let a_id = served_id(&d).unwrap();
+    put_back(dir, &b);
+    let b_id = crate::common::vault::split(&b).0["vault_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let says_other_vault = |out: &Output, what: &str| {
+        let err = stderr_of(out);
+        assert_eq!(out.status.code(), Some(4), "{what}: {err}");
+        assert!(
+            err.contains("vault_refused")
+                && err.contains("another vault")
+                && err.contains(&a_id)
+                && err.contains(&b_id)
+                && err.contains("restart the daemon")
+                && !err.contains("failed authentication")
+                && !err.contains("rollback"),
+            "{what}: {err}"
+        );
+    };
+    says_other_vault(&sv(&d, &["reload"]), "reload");
+    assert_eq!(served_id(&d).as_deref(), Some(a_id.as_str()));
+    assert!(sv(&d, &["lock"]).status.success());
+    says_other_vault(&sv(&d, &["unlock", "--passphrase-file", p]), "unlock");
+    assert_eq!(served_id(&d), None, "still locked");
+    // A's file back: the unlock loads it.
+    put_back(dir, &a);
+    let out = sv(&d, &["unlock", "--passphrase-file", p]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(served_id(&d).as_deref(), Some(a_id.as_str()));
+    assert!(d.stop().success());
+}
+
+/// `serve --allow-rollback` on a restored generation (the record and the audit chain at a
+/// newer one): `reload` of the very file being served, untouched, was refused as "an older
+/// copy replaced it (rollback)", exit 4, and so was an unlock after a lock. Now the run keeps
+/// serving its restore: a later load accepts the restore's generation and up, refuses below
+/// it, and is checked against the record again once the restore is adopted.
+#[test]
+fn serve_allow_rollback_keeps_serving_its_restore_on_reload_and_unlock_until_it_is_adopted() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let pass = dir.join("pass");
+    std::fs::write(&pass, PASS).unwrap();
+    let p = pass.to_str().unwrap();
+    let i = id.to_str().unwrap();
+    ok(
+        dir,
+        &[
+            "--identity-file",
+            i,
+            "key",
+            "add",
+            "--passphrase",
+            "--new-passphrase-file",
+            p,
+        ],
+        None,
+    );
+    let vault = dir.join("vault.scopevault");
+    let g1 = std::fs::read(&vault).unwrap();
+    set_search_token(dir, "value-of-g2", &[]);
+    let g2 = std::fs::read(&vault).unwrap();
+    set_search_token(dir, "value-of-g3", &[]);
+    // A daemon served g3: the audit chain has recorded it, as the rollback record has.
+    let d = Daemon::start(dir, &["--identity-file", i]);
+    assert_eq!(served_token(&d), "value-of-g3");
+    assert!(d.stop().success());
+    put_back(dir, &g2);
+    let d = Daemon::start(dir, &["--identity-file", i, "--allow-rollback"]);
+    assert_eq!(served_token(&d), "value-of-g2");
+    let out = sv(&d, &["reload"]);
+    assert!(out.status.success(), "reload of the restore: {out:?}");
+    assert_eq!(served_token(&d), "value-of-g2");
+    assert!(sv(&d, &["lock"]).status.success());
+    let out = sv(&d, &["unlock", "--passphrase-file", p]);
+    assert!(out.status.success(), "unlock of the restore: {out:?}");
+    assert_eq!(served_token(&d), "value-of-g2");
+    // Below the restore: refused, by reload and by an unlock after a lock.
+    put_back(dir, &g1);
+    let out = sv(&d, &["reload"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(stderr_of(&out).contains("rollback"), "{out:?}");
+    assert!(sv(&d, &["lock"]).status.success());
+    let out = sv(&d, &["unlock", "--passphrase-file", p]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    // The restore adopted (a save above the record): served, and checked as usual after.
+    put_back(dir, &g2);
+    assert!(sv(&d, &["unlock", "--passphrase-file", p]).status.success());
+    set_search_token(dir, "value-adopted", &["--allow-rollback"]);
+    assert_eq!(served_token(&d), "value-adopted");
+    put_back(dir, &g2);
+    let out = sv(&d, &["reload"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(served_token(&d), "value-adopted");
+    assert!(d.stop().success());
+}
+
+/// Nothing, or a FIFO, at the daemon's vault path: `reload` answered `internal` ("a daemon
+/// bug or unexpected I/O error", exit 5), the missing file with "create one with `scopevault
+/// init`, or point --vault at it", which a client cannot do for the daemon. Now both are
+/// `vault_refused` (exit 4) saying to put the file back at the path or restart the daemon,
+/// audited as `deny`, and the loaded vault stays in service.
+#[test]
+fn nothing_or_no_regular_file_at_the_daemon_vault_path_is_vault_refused() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let saved = std::fs::read(&vault).unwrap();
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    for what in ["missing", "fifo"] {
+        std::fs::remove_file(&vault).unwrap();
+        if what == "fifo" {
+            let made = std::process::Command::new("mkfifo").arg(&vault).status();
+            assert!(made.unwrap().success());
+        }
+        let v = d.request(r#"{"v":1,"op":"reload"}"#);
+        assert_eq!(code(&v), "vault_refused", "{what}: {v}");
+        let out = sv(&d, &["reload"]);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(4), "{what}: {err}");
+        assert!(
+            err.contains(vault.to_str().unwrap())
+                && err.contains("Put the vault file back at this path")
+                && err.contains("restart the daemon")
+                && !err.contains("scopevault init"),
+            "{what}: {err}"
+        );
+        let audit = d.audit_text();
+        let last = audit
+            .lines()
+            .rfind(|l| l.contains(r#""op":"reload""#))
+            .unwrap();
+        assert!(last.contains(r#""decision":"deny""#), "{what}: {last}");
+        assert_eq!(served_token(&d), secret_of("search-token"), "{what}");
+        let _ = std::fs::remove_file(&vault);
+        put_back(dir, &saved);
+    }
+    assert!(d.stop().success());
+}
