@@ -71,9 +71,17 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
         match check_unlock(&mut r, g, &vault_path) {
             Checked::Opened(vault) => {
                 file.authenticated(&mut r, &format!("generation {}, authenticated", vault.generation()));
+                // Every save of it is refused (vault-format.md): a `fail`.
+                if file.last_generation {
+                    r.fail(
+                        "vault",
+                        format!("{}: {}", vault_path.display(), crate::vault::VaultError::LastGeneration),
+                    );
+                }
                 check_credentials(&mut r, &vault);
             }
             Checked::Refused(e) => file.refused(&mut r, &e),
+            Checked::NotOpened if file.last_generation => file.unauthenticated_last(&mut r),
             Checked::NotOpened => file.authenticated(
                 &mut r,
                 &format!(
@@ -127,6 +135,8 @@ struct FileHeader {
     /// The `ok` vault line and its text up to the generation, completed once the unlock says
     /// whether the generation is authentic (it showed a forged one as `ok`, nineteenth pass).
     line: Option<(usize, String)>,
+    /// The header says [`crate::vault::LAST_GENERATION`].
+    last_generation: bool,
 }
 
 impl FileHeader {
@@ -134,6 +144,19 @@ impl FileHeader {
     fn authenticated(&self, r: &mut Report, generation: &str) {
         if let Some((i, start)) = &self.line {
             r.set(*i, Level::Ok, &format!("{start}, {generation})"));
+        }
+    }
+
+    /// The header says the last generation and nothing checked it: one `fail` line saying
+    /// so, and how to tell a key holder's file (no save can follow it) from a forged header.
+    fn unauthenticated_last(&self, r: &mut Report) {
+        let detail = format!(
+            "the header says generation {}, the last one a save writes, but the header is not authenticated (anyone who can write the file can edit it): check it with an unlock source (--identity-file, --passphrase-file/--passphrase-fd, or a keyring slot); if it fails authentication, restore the file from a backup",
+            self.generation
+        );
+        match &self.line {
+            Some((i, start)) => r.set(*i, Level::Fail, &format!("{start}): {detail}")),
+            None => r.fail("vault", detail),
         }
     }
 
@@ -220,12 +243,10 @@ fn check_vault(r: &mut Report, path: &Path, given: &Path) -> Option<FileHeader> 
     // Every save of a file at the last generation is refused (vault-format.md): a `fail`,
     // whatever the file's authentication says (it was `ok`, nineteenth pass). One above it is
     // refused as corrupt when the header is read: the unlock check fails the vault line then.
-    if header.generation == crate::vault::LAST_GENERATION {
-        r.fail(
-            "vault",
-            format!("{shown}: {}", crate::vault::VaultError::LastGeneration),
-        );
-    }
+    // Judged once the unlock check says whether the header is authentic: "no save can follow
+    // it, make a new vault" was said of a header anyone can edit (nineteenth pass, found by
+    // attacking this pass's fixes).
+    header.last_generation = header.generation == crate::vault::LAST_GENERATION;
     // The writers (`cred set`, `policy apply`, `bundle apply`…) save only in a directory
     // nobody else can plant files or links in, reached without another user's link.
     if let Err(e) = crate::vault::SafeDir::open(&crate::paths::dir_of(path), false) {
@@ -265,6 +286,7 @@ fn header_of(bytes: &[u8]) -> Option<FileHeader> {
         vault_id: header["vault_id"].as_str()?.to_owned(),
         generation: header["generation"].as_u64()?,
         line: None,
+        last_generation: false,
     })
 }
 

@@ -1936,3 +1936,44 @@ fn a_key_holders_file_breaking_the_formats_rules_is_refused_alike_by_every_reade
         "{err}"
     );
 }
+
+/// A header edited without the key to generation 2^64 − 2 (its MAC now fails): `doctor`
+/// without an unlock source stated, as fact, "no save can follow it … the file was written so
+/// by someone holding the vault key: make a new vault", advice anyone who can write the file
+/// could trigger, beside an `ok` line saying the generation was not authenticated. Now, when
+/// nothing authenticated the header, one line says the header claims the last generation, is
+/// not authenticated, and how to check it; the verdict is kept for an authenticated file.
+#[test]
+fn doctor_judges_the_last_generation_only_in_an_authenticated_header() {
+    let e = Env::new();
+    let idf = e.path("id.txt");
+    let idf_s = idf.to_str().unwrap().to_owned();
+    e.ok(&["init", "--identity-out", &idf_s], b"");
+    let genuine = e.vault_bytes();
+    let (mut header, payload) = split(&genuine);
+    header["generation"] = serde_json::json!(u64::MAX - 1);
+    let mac: [u8; 32] = genuine[genuine.len() - 32..].try_into().unwrap();
+    std::fs::write(e.vault(), assemble(&header, &payload, &mac)).unwrap();
+    let out = e.run(&["doctor", "--no-keyring"], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let vault_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.get(6..).is_some_and(|r| r.starts_with("vault")))
+        .collect();
+    assert_eq!(vault_lines.len(), 1, "{text}");
+    let line = vault_lines[0];
+    assert!(
+        line.starts_with("fail")
+            && line.contains(&format!("generation {}", u64::MAX - 1))
+            && line.contains("not authenticated")
+            && line.contains("restore the file from a backup")
+            && !line.contains("no save can follow")
+            && !line.contains("scopevault init"),
+        "{text}"
+    );
+    // With the identity file, the forged header is refused as such.
+    let out = e.run(&["--identity-file", &idf_s, "doctor"], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("no save can follow"), "{text}");
+    assert!(text.contains("failed authentication"), "{text}");
+}
