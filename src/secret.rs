@@ -802,6 +802,12 @@ fn percent_encode(value: &[u8], safe: &[u8], plus_for_space: bool, lower: bool) 
     out
 }
 
+/// The most build work ([`Patterns::new`]: the forms' total length times the longest form)
+/// for which the forms are compiled to a DFA rather than a contiguous NFA. Dozens of typical
+/// passwords and tokens stay under it (the redact bench's 50 values: 4.5 × 10^6, built in 37
+/// ms); a run of 300 times one character is over it (6.6 × 10^7: 220 ms as a DFA).
+const DFA_WORK: usize = 1 << 23;
+
 /// The compiled forms of a set of secret values: one multi-pattern automaton
 /// (Aho-Corasick, leftmost-longest) shared by the output [`Masker`] of `exec` and the artefact
 /// scrubber (`crate::redact`).
@@ -879,19 +885,28 @@ impl Patterns {
         let automaton = if forms.is_empty() {
             None
         } else {
-            Some(
+            let total: usize = forms.iter().map(|(f, _)| f.len()).sum();
+            let build = |kind| {
                 aho_corasick::AhoCorasick::builder()
                     .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    .kind(Some(kind))
                     .build(forms.iter().map(|(f, _)| f.as_slice()))
-                    .or_else(|_| {
-                        // Too many states for a DFA: the contiguous NFA is slower but has no
-                        // size limit worth meeting here.
-                        aho_corasick::AhoCorasick::builder()
-                            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                            .build(forms.iter().map(|(f, _)| f.as_slice()))
-                    })
-                    .expect("forms are at most a few KiB each"),
+            };
+            // A DFA scans a little faster, but its build follows the failure links of every
+            // state for every byte class: for long forms of a value that repeats itself (a
+            // run of one character, a repeated block) that took seconds (13 s for a 3,000-
+            // character value, 4 s for 1,024), while the contiguous NFA took milliseconds
+            // and scanned about as fast. So the DFA only where its build work is bounded
+            // small: the forms' total length times the longest (at most `DFA_WORK`).
+            let small = total.saturating_mul(longest) <= DFA_WORK;
+            Some(
+                if small {
+                    build(aho_corasick::AhoCorasickKind::DFA)
+                        .or_else(|_| build(aho_corasick::AhoCorasickKind::ContiguousNFA))
+                } else {
+                    build(aho_corasick::AhoCorasickKind::ContiguousNFA)
+                }
+                .expect("forms are at most a few KiB each"),
             )
         };
         let mut by_first = vec![Vec::new(); 256];
@@ -1119,6 +1134,53 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found while teaching the scrub cut-off values (nineteenth pass): the forms were always
+    /// compiled to a DFA, whose build follows the failure links of every state for every byte
+    /// class. For a long value that repeats itself that took seconds before `exec` could start
+    /// or `redact` scan (release build: 13.3 s for 3,000 characters with a period of 7, 4.1 s
+    /// for 1,024 with a period of 6, 1.6 s for 600), where the contiguous NFA builds in
+    /// milliseconds and scans about as fast. Such forms now get the NFA; short values keep the
+    /// DFA. Before the fix every one of these was a DFA.
+    #[test]
+    fn forms_whose_dfa_would_be_costly_to_build_get_a_contiguous_nfa() {
+        let kind = |v: String| {
+            let p = Patterns::new(&[Target {
+                label: "c.password".into(),
+                value: SecretString::from(v),
+                username: Some("mon".into()),
+            }]);
+            p.automaton.as_ref().map(|a| a.kind())
+        };
+        let periodic = |n: usize, period: &[char]| -> String {
+            (0..n).map(|i| period[i % period.len()]).collect()
+        };
+        use aho_corasick::AhoCorasickKind::{ContiguousNFA, DFA};
+        assert_eq!(kind("hunter2-Secret".into()), Some(DFA));
+        assert_eq!(kind(periodic(64, &['a'])), Some(DFA));
+        for v in [
+            periodic(300, &['a']),
+            periodic(600, &['a', '"', 'é', '\\', 'Z', '9']),
+            periodic(3000, &['A', 'b', '/', '+', '\n', '9', 'x']),
+        ] {
+            assert_eq!(
+                kind(v.clone()),
+                Some(ContiguousNFA),
+                "{} characters",
+                v.len()
+            );
+        }
+        // Fifty typical passwords together (the redact bench's) stay a DFA.
+        let many: Vec<Target> = (0..50)
+            .map(|i| Target {
+                label: format!("cred{i}.password"),
+                value: SecretString::from(format!("S3cr/t {i}&pw+{}~x%", i * 7919)),
+                username: None,
+            })
+            .collect();
+        let p = Patterns::new(&many);
+        assert_eq!(p.automaton.as_ref().map(|a| a.kind()), Some(DFA));
+    }
 
     /// Found by attacking the scrubber (twelfth pass): PHP's `json_encode` with its defaults
     /// (`\/` and `\u00e9` together) and `quoteattr`'s attribute style (`&quot;`, `'` as it is)
