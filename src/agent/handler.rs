@@ -490,7 +490,8 @@ impl Handler {
         } else {
             served.and_then(|s| s.1)
         };
-        self.audit
+        let switched = self
+            .audit
             .note_vault_load(
                 vault.id(),
                 vault.generation(),
@@ -502,6 +503,19 @@ impl Handler {
                 crate::audit::AuditError::Rollback { .. } => Refusal::Rollback(e.to_string()),
                 _ => Refusal::AuditUnavailable,
             })?;
+        if let Some((last, seen)) = switched {
+            // Only the run's first load can be another vault (every later one requires the
+            // vault it loaded): a restart on another vault, accepted — it is no rollback of
+            // either, and it opened with the daemon's unlock secret, which opens and writes
+            // the vault before it too (docs/audit.md) — but never silently.
+            eprintln!(
+                "scopevault: warning: serving vault {} generation {}, another vault than the one this audit log's chain loaded last (vault {}, generation {}); the switch is recorded in the audit log, and each vault's generations are judged on their own. If you did not replace the vault, put its file back and restart the daemon",
+                vault.id(),
+                vault.generation(),
+                crate::text::escape_for_terminal(&last),
+                seen
+            );
+        }
         // The file found at start is loaded: `--allow-rollback` has been used up.
         self.allow_rollback.store(false, Ordering::SeqCst);
         self.remember(vault);

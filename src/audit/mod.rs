@@ -54,6 +54,7 @@ use zeroize::Zeroizing;
 
 use crate::secret::SecretString;
 
+mod generations;
 mod journal;
 mod key;
 mod record;
@@ -61,6 +62,7 @@ mod recover;
 mod verify;
 mod writer;
 
+use generations::Generations;
 pub use journal::journal_path;
 use journal::{key_id, Conflict, Journal, LogId, Redo};
 pub use key::*;
@@ -90,6 +92,16 @@ const KEY_LEN: usize = 32;
 /// [`BoundedLines`] (`audit show`), rather than read into memory whole (our own records are far
 /// smaller).
 pub const MAX_LINE: usize = 1024 * 1024;
+
+/// Whose generation a rollback was judged against ([`AuditError::Rollback`]): the vault's
+/// own, or that of vaults an anchor of an earlier version does not name.
+fn rollback_whose(unnamed: &bool) -> &'static str {
+    if *unnamed {
+        "the vaults its anchor does not name (an anchor written before anchors named their vaults: the next vault loaded is judged against it, whatever its id)"
+    } else {
+        "this vault"
+    }
+}
 
 /// What went wrong with the audit log. Never contains a secret value.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -143,13 +155,18 @@ pub enum AuditError {
         /// What conflicts.
         why: String,
     },
-    /// A vault older than one the chain has seen was loaded.
-    #[error("refusing vault generation {loaded}: the audit chain has recorded generation {seen} (a rollback to an older copy?); restore the newest vault, or pass --allow-rollback if this is intended")]
+    /// A vault older than the chain has recorded of it was loaded.
+    #[error("refusing vault {vault} generation {loaded}: the audit chain has recorded generation {seen} of {} (a rollback to an older copy?); restore the newest vault, or pass --allow-rollback if this is intended", rollback_whose(.unnamed))]
     Rollback {
+        /// The vault loaded (its id).
+        vault: String,
         /// The generation loaded.
         loaded: u64,
         /// The highest generation recorded.
         seen: u64,
+        /// `seen` is of vaults the chain's anchor does not name (an anchor of an earlier
+        /// version), not this vault's own.
+        unnamed: bool,
     },
     /// Another process (a second daemon) holds the log's lock.
     #[error("the audit log {path} is in use by another process (another `scopevault serve`?); stop it or use another --audit path")]
@@ -783,6 +800,8 @@ mod tests {
             seq,
             head: head.clone(),
             generation: 0,
+            vault: None,
+            vaults: None,
             begins: None,
             next: next.map(str::to_owned),
         };

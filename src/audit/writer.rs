@@ -119,8 +119,9 @@ pub struct AuditLog {
     anchor: bool,
     /// `seq` of the last anchor written.
     anchored: Mutex<u64>,
-    /// Highest vault generation loaded (from the anchor or the log's `vault.load` records).
-    generation: AtomicU64,
+    /// The highest generation loaded of each vault (from the anchor or the log's
+    /// `vault.load` records).
+    generations: Mutex<Generations>,
 }
 
 /// Choices made when opening a log ([`AuditLog::open_with`]).
@@ -146,8 +147,20 @@ pub struct Anchor {
     pub seq: u64,
     /// SHA-256 hex of that record's line.
     pub head: String,
-    /// The highest vault generation a `vault.load` record holds.
+    /// The highest vault generation a `vault.load` record holds, of any vault: what versions
+    /// before the twentieth pass judge every vault against. In an anchor without `vaults` (one
+    /// of theirs), the generation of vaults it does not name, which judges whatever vault is
+    /// loaded next (docs/audit.md, "Vault generations in the chain").
     pub generation: u64,
+    /// The vault the chain loaded last (its id): a load of another is recorded as a switch,
+    /// naming this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<String>,
+    /// The highest generation the chain has recorded of each vault, by its id: a load is
+    /// judged against its own vault's. Missing: an anchor of an earlier version, or of runs
+    /// that loaded no vault since one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vaults: Option<std::collections::BTreeMap<String, u64>>,
     /// Set while the daemon's new file at the log's path (after a move: `audit rotate`,
     /// logrotate) holds nothing yet: the reason of the `audit.rotate` record it must begin
     /// with. An empty log under such an anchor is a log moved away, not a cut one: its records
@@ -482,35 +495,6 @@ pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()>
     std::fs::rename(&tmp, &p)
 }
 
-pub(super) fn scan_generation_if(cond: bool, path: &Path) -> u64 {
-    if cond {
-        scan_generation(path)
-    } else {
-        0
-    }
-}
-
-/// The highest `generation` of the `vault.load` records in the log (0 if none): the chain's
-/// own memory of the vault's generation when no anchor is there.
-pub(super) fn scan_generation(path: &Path) -> u64 {
-    let Ok(f) = crate::sys::open_regular(path, false) else {
-        return 0;
-    };
-    let mut max = 0;
-    for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
-        let text = String::from_utf8_lossy(&line);
-        if !text.contains("\"op\":\"vault.load\"") {
-            continue;
-        }
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            if v["decision"] == "allow" {
-                max = max.max(v["generation"].as_u64().unwrap_or(0));
-            }
-        }
-    }
-    max
-}
-
 /// Counters of an open log since it was opened (for `health` and the load generator).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuditStats {
@@ -681,17 +665,11 @@ impl AuditLog {
             batches: AtomicU64::new(0),
             anchor: flags.anchor,
             anchored: Mutex::new(0),
-            generation: AtomicU64::new(0),
+            generations: Mutex::new(Generations::default()),
         };
         if flags.anchor {
             let have = log.lock().chain.clone();
-            let generation = match &anchor {
-                Some(a) => a
-                    .generation
-                    .max(scan_generation_if(a.generation == 0, path)),
-                None => scan_generation(path),
-            };
-            log.generation.store(generation, Ordering::SeqCst);
+            *log.generations() = Generations::read(anchor.as_ref(), path);
             if let Some(a) = &anchor {
                 if have.seq == 0 && log.segment().len == 0 {
                     if let Some(reason) = &a.begins {
@@ -1140,9 +1118,12 @@ impl AuditLog {
     }
 
     /// Record a vault load (`vault.load`, with its generation and the digest of its policy) in
-    /// the chain. A generation lower than the highest the chain has recorded is refused — and
-    /// the refusal recorded — unless it is at least `accept_from` (`Some(0)`: the first load
-    /// of `serve --allow-rollback`; `Some(g)`: the restore that run serves, loaded at g).
+    /// the chain. A generation lower than the highest the chain has recorded of this vault
+    /// (`vault_id`) is refused — and the refusal recorded — unless it is at least
+    /// `accept_from` (`Some(0)`: the first load of `serve --allow-rollback`; `Some(g)`: the
+    /// restore that run serves, loaded at g). Another vault's generations do not judge it;
+    /// when the vault the chain loaded last is another, the record names that vault, and so
+    /// does the answer (its id and highest generation), for the daemon to say so.
     pub fn note_vault_load(
         &self,
         vault_id: &str,
@@ -1150,14 +1131,25 @@ impl AuditLog {
         policy: Option<&str>,
         how: &str,
         accept_from: Option<u64>,
-    ) -> Result<(), AuditError> {
-        let seen = self.generation.load(Ordering::SeqCst);
+    ) -> Result<Option<(String, u64)>, AuditError> {
+        // Not held while the record is written: a batch's leader may write the anchor, which
+        // reads the generations.
+        let judged = self.generations().judge(vault_id);
+        let seen = judged.seen;
+        // A load of another vault than the chain's last says so in its record: a switch is
+        // never silent, though it is no rollback of either vault.
+        let switched = judged
+            .switched_from
+            .as_ref()
+            .map(|(last, g)| format!("; another vault than the one this audit chain loaded last (vault {last}, generation {g}): each vault's generations are judged on their own"))
+            .unwrap_or_default();
         if generation < seen {
             // `Some(0)`: `serve --allow-rollback`'s first load; `Some(g)`: a later load of the
             // restore that run serves, not older than generation g it loaded.
             let allow_rollback = accept_from.is_some_and(|from| generation >= from);
             let reason = format!(
-                "vault {vault_id} generation {generation} ({how}) is older than generation {seen} recorded before{}",
+                "vault {vault_id} generation {generation} ({how}) is older than generation {seen} recorded before for {}{}{switched}",
+                rollback_whose(&judged.unnamed),
                 match accept_from {
                     Some(0) if allow_rollback => "; accepted: --allow-rollback".to_owned(),
                     Some(from) if allow_rollback => format!("; accepted: the restore this run serves (serve --allow-rollback), not older than generation {from} it loaded"),
@@ -1179,21 +1171,28 @@ impl AuditLog {
             })?;
             if !allow_rollback {
                 return Err(AuditError::Rollback {
+                    vault: vault_id.to_owned(),
                     loaded: generation,
                     seen,
+                    unnamed: judged.unnamed,
                 });
             }
-            return Ok(());
+        } else {
+            let reason =
+                format!("vault {vault_id} generation {generation} loaded ({how}){switched}");
+            self.append(AuditRecord {
+                reason: Some(&reason),
+                generation: Some(generation),
+                policy,
+                ..AuditRecord::new(AuditOp::VaultLoad, Decision::Allow)
+            })?;
         }
-        let reason = format!("vault {vault_id} generation {generation} loaded ({how})");
-        self.append(AuditRecord {
-            reason: Some(&reason),
-            generation: Some(generation),
-            policy,
-            ..AuditRecord::new(AuditOp::VaultLoad, Decision::Allow)
-        })?;
-        self.generation.fetch_max(generation, Ordering::SeqCst);
-        Ok(())
+        self.generations().loaded(vault_id, generation);
+        Ok(judged.switched_from)
+    }
+
+    fn generations(&self) -> MutexGuard<'_, Generations> {
+        self.generations.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Write the anchor if records were added since the last one (the daemon calls this about
@@ -1226,6 +1225,7 @@ impl AuditLog {
         if chain.seq < *last || (!pending && *last == chain.seq && chain.seq != 0) {
             return Ok(());
         }
+        let (generation, vault, vaults) = self.generations().anchor_members();
         let written = write_anchor(
             &self.path,
             &Anchor {
@@ -1235,7 +1235,9 @@ impl AuditLog {
                     .to_string(),
                 seq: chain.seq,
                 head: chain.prev.clone(),
-                generation: self.generation.load(Ordering::SeqCst),
+                generation,
+                vault,
+                vaults,
                 begins: begins.map(str::to_owned),
                 next: next.map(str::to_owned),
             },

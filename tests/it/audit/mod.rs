@@ -2,6 +2,7 @@
 
 mod anchor;
 mod cli;
+mod generations;
 mod harden;
 mod masker;
 mod verify;

@@ -1,0 +1,266 @@
+//! The vault generations the audit chain has recorded (docs/audit.md, "Vault generations in
+//! the chain"): the highest of each vault, by its id, kept in the anchor and, without one, read
+//! back from the log's `vault.load` records at start.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// What the chain has recorded of the vaults it loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Generations {
+    /// The highest generation loaded of each vault id.
+    vaults: BTreeMap<String, u64>,
+    /// The vault loaded last (its id).
+    last: Option<String>,
+    /// A generation whose vault is not named: an anchor written before anchors named their
+    /// vaults (twentieth pass) holds one generation for whatever vaults it loaded. The next
+    /// vault loaded is judged against it whatever its id, as those versions judged every
+    /// vault, and takes it as its own once loaded.
+    unknown: u64,
+}
+
+/// How a load is judged ([`Generations::judge`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Judged {
+    /// The generation a load must not be below (0: none recorded).
+    pub(super) seen: u64,
+    /// `seen` is a generation whose vault the chain does not name (an anchor of an earlier
+    /// version), not this vault's own.
+    pub(super) unnamed: bool,
+    /// Another vault was loaded last: its id and the highest generation recorded for it.
+    pub(super) switched_from: Option<(String, u64)>,
+}
+
+/// What the anchor keeps of [`Generations`]: its `generation`, `vault` and `vaults`.
+pub(super) type AnchorMembers = (u64, Option<String>, Option<BTreeMap<String, u64>>);
+
+impl Generations {
+    /// What the chain has recorded, from its anchor, else (no anchor, or one that records no
+    /// generation) from the `vault.load` records of the log at `log`.
+    pub(super) fn read(anchor: Option<&Anchor>, log: &Path) -> Generations {
+        let Some(a) = anchor else {
+            return Generations::scan(log);
+        };
+        match &a.vaults {
+            Some(vaults) if !vaults.is_empty() => Generations {
+                // Only vault ids: whatever else a hand-edited anchor holds names no vault that
+                // can be loaded, and is never printed.
+                vaults: vaults
+                    .iter()
+                    .filter(|(id, _)| crate::vault::is_vault_id(id))
+                    .map(|(id, g)| (id.clone(), *g))
+                    .collect(),
+                last: a.vault.clone().filter(|id| crate::vault::is_vault_id(id)),
+                unknown: 0,
+            },
+            // An anchor of an earlier version (or of runs that loaded no vault since one):
+            // one generation, of vaults it does not name.
+            _ if a.generation != 0 => Generations {
+                unknown: a.generation,
+                ..Generations::default()
+            },
+            _ => Generations::scan(log),
+        }
+    }
+
+    /// The highest generation of each vault in the allowed `vault.load` records of the log at
+    /// `path` (the chain's own memory when no anchor holds it). Every version of the daemon
+    /// began their `reason` with `vault <id> generation <g>`; a record whose reason names no
+    /// vault counts as [`Generations::unknown`].
+    fn scan(path: &Path) -> Generations {
+        let mut g = Generations::default();
+        let Ok(f) = crate::sys::open_regular(path, false) else {
+            return g;
+        };
+        for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+            let text = String::from_utf8_lossy(&line);
+            if !text.contains("\"op\":\"vault.load\"") {
+                continue;
+            }
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            if v["decision"] != "allow" {
+                continue;
+            }
+            let generation = v["generation"].as_u64().unwrap_or(0);
+            let id = v["reason"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("vault "))
+                .and_then(|r| r.split_once(' '))
+                .map(|(id, _)| id)
+                .filter(|id| crate::vault::is_vault_id(id));
+            match id {
+                Some(id) => {
+                    let e = g.vaults.entry(id.to_owned()).or_default();
+                    *e = (*e).max(generation);
+                    g.last = Some(id.to_owned());
+                }
+                None => {
+                    g.unknown = g.unknown.max(generation);
+                    g.last = None;
+                }
+            }
+        }
+        g
+    }
+
+    /// What a load of the vault `vault_id` is judged against: its own highest generation, or
+    /// the one whose vault is not named if that is higher; and the vault loaded last, when
+    /// it is another.
+    pub(super) fn judge(&self, vault_id: &str) -> Judged {
+        let own = self.vaults.get(vault_id).copied().unwrap_or(0);
+        Judged {
+            seen: own.max(self.unknown),
+            unnamed: self.unknown > own,
+            switched_from: self
+                .last
+                .as_ref()
+                .filter(|last| *last != vault_id)
+                .map(|last| (last.clone(), self.vaults.get(last).copied().unwrap_or(0))),
+        }
+    }
+
+    /// `vault_id` at `generation` was loaded (above what it was judged against, or accepted
+    /// below it by `--allow-rollback`, which leaves the generation recorded as it was). A
+    /// generation whose vault was not named is this vault's from now on.
+    pub(super) fn loaded(&mut self, vault_id: &str, generation: u64) {
+        let e = self.vaults.entry(vault_id.to_owned()).or_default();
+        *e = (*e).max(generation).max(self.unknown);
+        self.unknown = 0;
+        self.last = Some(vault_id.to_owned());
+    }
+
+    /// The anchor's members: `generation`, the highest of every vault (what versions before
+    /// the twentieth pass read and judge every vault against); `vault` and `vaults`, unless no
+    /// vault is named yet (then the anchor keeps the form those versions wrote, and
+    /// `generation` stays a generation of vaults it does not name).
+    pub(super) fn anchor_members(&self) -> AnchorMembers {
+        let highest = self.vaults.values().copied().fold(self.unknown, u64::max);
+        if self.unknown != 0 || self.vaults.is_empty() {
+            return (highest, None, None);
+        }
+        (highest, self.last.clone(), Some(self.vaults.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn anchor(generation: u64, vault: Option<&str>, vaults: &[(&str, u64)]) -> Anchor {
+        Anchor {
+            log: "/log".into(),
+            seq: 1,
+            head: "a".repeat(64),
+            generation,
+            vault: vault.map(str::to_owned),
+            vaults: (!vaults.is_empty())
+                .then(|| vaults.iter().map(|(id, g)| (id.to_string(), *g)).collect()),
+            begins: None,
+            next: None,
+        }
+    }
+
+    /// Each vault is judged against its own generations, whatever was loaded in between, and
+    /// the vault loaded last is named when another is loaded.
+    #[test]
+    fn each_vault_is_judged_against_its_own_generations() {
+        let mut g = Generations::default();
+        g.loaded(A, 9);
+        g.loaded(B, 2);
+        assert_eq!(
+            g.judge(A),
+            Judged {
+                seen: 9,
+                unnamed: false,
+                switched_from: Some((B.into(), 2)),
+            }
+        );
+        assert_eq!(
+            g.judge(B),
+            Judged {
+                seen: 2,
+                unnamed: false,
+                switched_from: None,
+            }
+        );
+        assert_eq!(
+            g.anchor_members(),
+            (
+                9,
+                Some(B.into()),
+                Some([(A.into(), 9), (B.into(), 2)].into())
+            )
+        );
+        let back = Generations::read(
+            Some(&anchor(9, Some(B), &[(A, 9), (B, 2)])),
+            Path::new("/nonexistent"),
+        );
+        assert_eq!(back, g);
+    }
+
+    /// An anchor of an earlier version (no `vaults`): its generation judges whatever vault is
+    /// loaded next, which then takes it as its own; until one is loaded the anchor keeps that
+    /// form.
+    #[test]
+    fn an_anchor_naming_no_vault_judges_the_next_vault_loaded_and_becomes_its() {
+        let mut g = Generations::read(Some(&anchor(7, None, &[])), Path::new("/nonexistent"));
+        assert_eq!(g.anchor_members(), (7, None, None));
+        assert_eq!(
+            g.judge(B),
+            Judged {
+                seen: 7,
+                unnamed: true,
+                switched_from: None,
+            }
+        );
+        // Accepted below it (--allow-rollback): the vault keeps 7 as its generation.
+        g.loaded(B, 3);
+        assert_eq!(
+            g.anchor_members(),
+            (7, Some(B.into()), Some([(B.into(), 7)].into()))
+        );
+        assert_eq!(g.judge(A).seen, 0);
+    }
+
+    /// Without an anchor, the log's `vault.load` records: allowed loads only, each vault by the
+    /// id its reason begins with.
+    #[test]
+    fn the_log_is_read_back_by_vault_when_no_anchor_holds_the_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.jsonl");
+        let line = |id: &str, g: u64, decision: &str| {
+            format!(
+                r#"{{"seq":1,"op":"vault.load","decision":"{decision}","generation":{g},"reason":"vault {id} generation {g} loaded (start)","prev":"x"}}"#
+            )
+        };
+        std::fs::write(
+            &log,
+            [
+                line(A, 5, "allow"),
+                line(A, 8, "deny"),
+                line(B, 2, "allow"),
+                r#"{"seq":4,"op":"vault.load","decision":"allow","generation":4,"reason":"loaded","prev":"x"}"#.into(),
+                line(B, 3, "allow"),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        let g = Generations::read(None, &log);
+        assert_eq!(
+            g,
+            Generations {
+                vaults: [(A.into(), 5), (B.into(), 3)].into(),
+                last: Some(B.into()),
+                unknown: 4,
+            }
+        );
+        // An anchor that records no generation reads the log too.
+        assert_eq!(Generations::read(Some(&anchor(0, None, &[])), &log), g);
+    }
+}

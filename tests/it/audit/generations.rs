@@ -1,0 +1,247 @@
+//! Vault generations in the audit chain (docs/audit.md, "Vault generations in the chain"),
+//! across real daemons started in turn on genuine vaults: each vault's generations are judged
+//! against its own, a switch to another vault is recorded, and an older copy of a vault is
+//! refused whatever was served in between (twentieth pass, found by the nineteenth pass's
+//! review).
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use crate::common::daemon::{self, ok, setup_vault, tempdir, Daemon};
+
+/// The vault id and generation in a vault file's header.
+fn id_and_generation(vault: &[u8]) -> (String, u64) {
+    let header = crate::common::vault::split(vault).0;
+    (
+        header["vault_id"].as_str().unwrap().to_owned(),
+        header["generation"].as_u64().unwrap(),
+    )
+}
+
+/// The vault id the daemon serves.
+fn served_id(d: &Daemon) -> String {
+    let v = d.request(r#"{"v":1,"op":"health"}"#);
+    v["vault_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no vault served: {v}"))
+        .to_owned()
+}
+
+/// The `vault.load` records of the audit log in `dir`.
+fn loads(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["op"] == "vault.load")
+        .collect()
+}
+
+/// The one audit anchor of the state directory in `dir`.
+fn anchor_file(dir: &Path) -> PathBuf {
+    let state = dir.join("state/scopevault");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit-anchor-")
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.pop().unwrap()
+}
+
+/// `serve` with the identity file `id`, which is expected to refuse to start.
+fn serve_refused(dir: &Path, id: &Path) -> Output {
+    let child = daemon::cmd(dir)
+        .args(["serve", "--identity-file", id.to_str().unwrap(), "--socket"])
+        .arg(dir.join("run/refused.sock"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = crate::common::output_within(child, 60, "serve on a rolled-back vault");
+    assert!(!out.status.success(), "{out:?}");
+    out
+}
+
+/// A new vault made at the daemon's vault path (the old one lost), with its own identity file.
+fn new_vault_in_place(dir: &Path, identity: &str) -> PathBuf {
+    let vault = dir.join("vault.scopevault");
+    std::fs::remove_file(&vault).unwrap();
+    let id = dir.join(identity);
+    ok(dir, &["init", "--identity-out", id.to_str().unwrap()], None);
+    id
+}
+
+/// The anchor kept one highest generation for every vault: a daemon restarted on another,
+/// genuine vault (a new one made after the old was lost) at a lower generation than the old
+/// vault's was refused as a rollback ("the audit chain has recorded generation N"), though the
+/// rollback record judges each vault by its id; only `--allow-rollback` got it going, at every
+/// start until the new vault's generation passed the old one's. Now each vault id is judged
+/// against its own generations: the start serves the new vault, says so on stderr and records
+/// the switch in the chain, naming both vaults; and an older genuine copy of the first vault,
+/// put back later with the rollback record gone, is still refused by the chain.
+#[test]
+fn a_restart_on_another_vault_at_a_lower_generation_serves_it_and_records_the_switch() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id_a = setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let a_old = std::fs::read(&vault).unwrap();
+    ok(
+        dir,
+        &[
+            "--identity-file",
+            id_a.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("a newer value"),
+    );
+    let a_new = std::fs::read(&vault).unwrap();
+    let (a, ga) = id_and_generation(&a_new);
+    assert!(id_and_generation(&a_old).1 < ga);
+    let d = Daemon::start(dir, &["--identity-file", id_a.to_str().unwrap()]);
+    assert_eq!(served_id(&d), a);
+    assert!(d.stop().success());
+
+    // Vault A is lost; a new vault B is made at the same path, at a lower generation.
+    let id_b = new_vault_in_place(dir, "identity-b.txt");
+    let (b, gb) = id_and_generation(&std::fs::read(&vault).unwrap());
+    assert_ne!(a, b);
+    assert!(gb < ga, "{gb} < {ga}");
+    let d = Daemon::start(dir, &["--identity-file", id_b.to_str().unwrap()]);
+    assert_eq!(served_id(&d), b);
+    let stderr = d.stderr_text();
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains(&format!("vault {b}"))
+            && stderr.contains(&format!("vault {a}")),
+        "the switch is said on stderr: {stderr}"
+    );
+    assert!(d.stop().success());
+    let load = loads(dir).pop().unwrap();
+    let reason = load["reason"].as_str().unwrap();
+    assert_eq!(
+        (&load["decision"], &load["generation"]),
+        (&serde_json::json!("allow"), &serde_json::json!(gb)),
+        "{load}"
+    );
+    assert!(
+        reason.starts_with(&format!("vault {b} generation {gb} loaded"))
+            && reason.contains(&format!("vault {a}, generation {ga}")),
+        "the switch is recorded, naming both vaults: {reason}"
+    );
+
+    // An older genuine copy of A, put back with the rollback record gone (the state
+    // directory's `generations.json` lost or restored from a backup, the anchor kept): the
+    // chain still holds A's generation, though B was served last.
+    std::fs::write(&vault, &a_old).unwrap();
+    std::fs::remove_file(dir.join("state/scopevault/generations.json")).unwrap();
+    let out = serve_refused(dir, &id_a);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "refusing vault {a} generation {}: the audit chain has recorded generation {ga} of this vault",
+            id_and_generation(&a_old).1
+        )) && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    let refused = loads(dir).pop().unwrap();
+    assert_eq!(refused["decision"], "deny", "{refused}");
+
+    // A's newest copy starts, and that switch back is recorded too.
+    std::fs::write(&vault, &a_new).unwrap();
+    let d = Daemon::start(dir, &["--identity-file", id_a.to_str().unwrap()]);
+    assert_eq!(served_id(&d), a);
+    assert!(d.stop().success());
+    let reason = loads(dir).pop().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.starts_with(&format!("vault {a} generation {ga} loaded"))
+            && reason.contains(&format!("vault {b}, generation {gb}")),
+        "{reason}"
+    );
+    let anchor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(anchor_file(dir)).unwrap()).unwrap();
+    assert_eq!(anchor["vault"], serde_json::json!(a), "{anchor}");
+    assert_eq!(
+        anchor["vaults"],
+        serde_json::json!({ a.clone(): ga, b.clone(): gb }),
+        "{anchor}"
+    );
+}
+
+/// An anchor written before the anchor named its vaults (`generation` alone): its generation,
+/// whose vault is unknown, is judged against the first vault loaded whatever its id, as
+/// before; a start that loads a vault writes the anchor in the new form, naming that vault,
+/// and from then on another vault is judged against its own generations.
+#[test]
+fn an_anchor_that_names_no_vault_is_judged_as_before_and_rewritten_naming_it() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id_a = setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let a_bytes = std::fs::read(&vault).unwrap();
+    let (a, ga) = id_and_generation(&a_bytes);
+    let d = Daemon::start(dir, &["--identity-file", id_a.to_str().unwrap()]);
+    assert!(d.stop().success());
+    // The anchor as versions before the twentieth pass wrote it.
+    let path = anchor_file(dir);
+    let mut old: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let members = old.as_object_mut().unwrap();
+    members.remove("vault");
+    members.remove("vaults");
+    assert_eq!(members["generation"], serde_json::json!(ga));
+    std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+
+    // Another vault at a lower generation: judged against the unknown vault's generation.
+    let id_b = new_vault_in_place(dir, "identity-b.txt");
+    let b_bytes = std::fs::read(&vault).unwrap();
+    let (b, gb) = id_and_generation(&b_bytes);
+    assert!(gb < ga);
+    let out = serve_refused(dir, &id_b);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "the audit chain has recorded generation {ga} of the vaults its anchor does not name"
+        )),
+        "{err}"
+    );
+    let after_refusal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(
+        after_refusal.get("vaults").is_none() && after_refusal["generation"] == ga,
+        "a run that loaded nothing keeps the anchor's unknown generation: {after_refusal}"
+    );
+
+    // A loaded: the anchor now names it, and B is judged against its own generations.
+    std::fs::write(&vault, &a_bytes).unwrap();
+    let d = Daemon::start(dir, &["--identity-file", id_a.to_str().unwrap()]);
+    assert!(d.stop().success());
+    let new: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        (&new["vault"], &new["vaults"], &new["generation"]),
+        (
+            &serde_json::json!(a),
+            &serde_json::json!({ a.clone(): ga }),
+            &serde_json::json!(ga)
+        ),
+        "{new}"
+    );
+    std::fs::write(&vault, &b_bytes).unwrap();
+    let d = Daemon::start(dir, &["--identity-file", id_b.to_str().unwrap()]);
+    assert_eq!(served_id(&d), b);
+    assert!(d.stop().success());
+}
