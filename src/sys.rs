@@ -630,15 +630,32 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<()> {
 /// then), and checked to be that inode. A path judged and then opened by name let a link
 /// flipped in between get `/dev/ptmx` opened (lint, nineteenth pass). The read is opened
 /// `O_NONBLOCK | O_NOCTTY`. `nofollow` refuses a link at the path (`ELOOP`, as `O_NOFOLLOW`).
-/// Anything but a regular file is `InvalidInput` naming what it is ([`not_a_regular_file`]).
+/// Anything but a regular file is `InvalidInput` naming what it is ([`not_a_regular_file`],
+/// recognised by [`is_not_a_regular_file`]).
 pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<std::fs::File> {
+    open_regular_at(rustix::fs::CWD, path, nofollow, rustix::fs::OFlags::RDONLY)
+}
+
+/// [`open_regular`] for `name` in the directory open as `dir` (as `openat`: an absolute
+/// `name`, or [`rustix::fs::CWD`], works as a plain path), opened at the end with `access`
+/// (`RDONLY`, `RDWR | APPEND`, `WRONLY`, and `O_DSYNC`, `O_DIRECT` and the like) instead of
+/// for reading: what opens the vault's lock, the audit log and its journal for writing judges
+/// them first, as what reads them does. `O_NONBLOCK | O_NOCTTY | O_CLOEXEC` are added;
+/// `access` never holds `O_CREAT` ([`open_or_create_regular_at`] creates).
+pub fn open_regular_at(
+    dir: impl AsFd,
+    name: &Path,
+    nofollow: bool,
+    access: rustix::fs::OFlags,
+) -> io::Result<std::fs::File> {
     use rustix::fs::{FileType, Mode, OFlags};
     use std::os::fd::AsRawFd;
+    debug_assert!(!access.intersects(OFlags::CREATE | OFlags::EXCL | OFlags::TRUNC));
     let mut flags = OFlags::PATH | OFlags::CLOEXEC;
     if nofollow {
         flags |= OFlags::NOFOLLOW;
     }
-    let judged = rustix::fs::open(path, flags, Mode::empty())?;
+    let judged = rustix::fs::openat(dir, name, flags, Mode::empty())?;
     let st = rustix::fs::fstat(&judged)?;
     match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => {}
@@ -648,7 +665,7 @@ pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<std::fs::File> {
     }
     let file = std::fs::File::from(rustix::fs::open(
         format!("/proc/self/fd/{}", judged.as_raw_fd()),
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        access | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
         Mode::empty(),
     )?);
     let opened = rustix::fs::fstat(&file)?;
@@ -661,20 +678,33 @@ pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Open `path` for reading with `O_NONBLOCK` (and `O_NOFOLLOW` with `nofollow`), whatever it
-/// is: a FIFO opens at once instead of waiting for a writer. For a caller that judges the
-/// file type itself on the descriptor ([`open_regular`] does).
-pub fn open_nonblocking(path: &Path, nofollow: bool) -> io::Result<std::fs::File> {
-    use rustix::fs::OFlags;
-    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    if nofollow {
-        flags |= OFlags::NOFOLLOW;
+/// `name` in the directory open as `dir`, never through a symbolic link: created (`O_CREAT |
+/// O_EXCL`, `mode`) and opened with `access` if nothing is there, else opened with `access`
+/// only if it is a regular file ([`open_regular_at`]); `true` with a file this call created.
+/// A plain `O_CREAT` open of an existing name opens whatever is there: a FIFO or a device at
+/// the audit log's path was opened before it was judged (twentieth pass).
+pub fn open_or_create_regular_at(
+    dir: impl AsFd,
+    name: &Path,
+    access: rustix::fs::OFlags,
+    mode: u32,
+) -> io::Result<(std::fs::File, bool)> {
+    use rustix::fs::{Mode, OFlags};
+    let create = access | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // A name removed between the two opens is created at the next turn; one that keeps
+    // coming and going is reported as the last open found it.
+    let mut turns = 0;
+    loop {
+        turns += 1;
+        match rustix::fs::openat(&dir, name, create, Mode::from_raw_mode(mode)) {
+            Ok(fd) => return Ok((std::fs::File::from(fd), true)),
+            Err(rustix::io::Errno::EXIST) => match open_regular_at(&dir, name, true, access) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && turns < 3 => continue,
+                r => return r.map(|f| (f, false)),
+            },
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(std::fs::File::from(rustix::fs::open(
-        path,
-        flags,
-        rustix::fs::Mode::empty(),
-    )?))
 }
 
 /// `Ok` if `file` is a regular file, else [`not_a_regular_file`].
@@ -684,6 +714,25 @@ pub fn ensure_regular(file: &std::fs::File) -> io::Result<()> {
         rustix::fs::FileType::RegularFile => Ok(()),
         other => Err(not_a_regular_file(other)),
     }
+}
+
+/// What [`not_a_regular_file`] carries: the error's `Display` is "not a regular file (a
+/// FIFO)".
+#[derive(Debug)]
+struct NotRegular(&'static str);
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a regular file ({})", self.0)
+    }
+}
+
+impl std::error::Error for NotRegular {}
+
+/// Whether `e` is [`not_a_regular_file`]'s error (a FIFO, a device, a directory where a
+/// regular file must be), told apart from any other `InvalidInput`.
+pub fn is_not_a_regular_file(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotRegular>())
 }
 
 /// The error for a path that is not a regular file, naming what it is: "not a regular file (a
@@ -699,10 +748,7 @@ pub fn not_a_regular_file(kind: rustix::fs::FileType) -> io::Error {
         T::Symlink => "a symbolic link",
         _ => "of an unknown type",
     };
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("not a regular file ({what})"),
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, NotRegular(what))
 }
 
 /// [`not_a_regular_file`] for what `metadata` describes.
@@ -944,84 +990,6 @@ mod tests {
         mon:x:1001:1001::/home/mon:/bin/sh\n\
         broken line\n";
     const GROUP: &str = "root:x:0:\nmon:x:1001:\nmonitors:x:2000:alice,mon\nother:x:2001:alice\n";
-
-    /// Which of `paths` (each watched with inotify) were opened while `act` ran: an open
-    /// queues `IN_OPEN` during the syscall itself; an `O_PATH` descriptor queues nothing.
-    fn opened_while(paths: &[&Path], act: impl FnOnce()) -> Vec<bool> {
-        use rustix::fs::inotify;
-        let ino =
-            inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
-        let wds: Vec<i32> = paths
-            .iter()
-            .map(|p| inotify::add_watch(&ino, *p, inotify::WatchFlags::OPEN).unwrap())
-            .collect();
-        act();
-        let mut seen = vec![false; paths.len()];
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-        let mut events = inotify::Reader::new(&ino, &mut buf);
-        while let Ok(e) = events.next() {
-            if e.events().contains(inotify::ReadFlags::OPEN) {
-                if let Some(i) = wds.iter().position(|w| *w == e.wd()) {
-                    seen[i] = true;
-                }
-            }
-        }
-        seen
-    }
-
-    /// lint judged the policy with `stat` and then opened the path, so a link flipped from a
-    /// regular file to `/dev/ptmx` in between got the device opened (9 runs in 100; nineteenth
-    /// pass, found by attacking this pass's fixes), though a device is never to be opened.
-    /// `open_regular` now judges what an `O_PATH` descriptor leads to (which opens nothing)
-    /// and opens for reading only a regular file, through that descriptor: a FIFO, directly
-    /// or behind a link, is refused without being opened (no `IN_OPEN`), while a regular file
-    /// is opened and read.
-    #[test]
-    fn open_regular_never_opens_what_is_not_a_regular_file() {
-        use std::io::Read;
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
-        let link = dir.path().join("policy.toml");
-        std::os::unix::fs::symlink(&fifo, &link).unwrap();
-        let real = dir.path().join("real.toml");
-        std::fs::write(&real, "x = 1\n").unwrap();
-        let mut results = Vec::new();
-        let opened = opened_while(&[&fifo, &real], || {
-            results.push(open_regular(&fifo, false).map(|_| ()));
-            results.push(open_regular(&link, false).map(|_| ()));
-            results.push(open_regular(&fifo, true).map(|_| ()));
-        });
-        for r in &results {
-            let e = r.as_ref().unwrap_err();
-            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
-            assert!(e.to_string().contains("a FIFO"), "{e}");
-        }
-        assert_eq!(opened, [false, false], "the FIFO was opened");
-        // A link is still refused under `nofollow` as before (ELOOP), and a regular file is
-        // opened, read, and seen opened.
-        let e = open_regular(&dir.path().join("policy.toml"), true).unwrap_err();
-        assert_eq!(
-            e.raw_os_error(),
-            Some(rustix::io::Errno::LOOP.raw_os_error()),
-            "{e}"
-        );
-        let mut text = String::new();
-        let opened = opened_while(&[&real], || {
-            open_regular(&real, true)
-                .unwrap()
-                .read_to_string(&mut text)
-                .unwrap();
-        });
-        assert_eq!((opened, text.as_str()), (vec![true], "x = 1\n"));
-    }
 
     /// The answer to an `unlock` whose Argon2 memory was refused names the limit that refused
     /// it and how to raise it: under the shipped unit's old `LimitMEMLOCK=64M` the daemon's

@@ -175,29 +175,38 @@ impl Journal {
     fn open_named(dirfd: &rustix::fd::OwnedFd, path: &Path) -> Result<Option<Journal>, AuditError> {
         let jpath = journal_path(path);
         let name = jpath.file_name().expect("a log path names a file");
+        // A journal already there is judged before it is opened: a FIFO or a device at its
+        // path is refused, never opened (it was opened and judged afterwards: twentieth
+        // pass).
         let open = |direct: bool| {
             let flags = OFlags::RDWR
-                | OFlags::CREATE
-                | OFlags::NOFOLLOW
-                | OFlags::CLOEXEC
                 | o_dsync()
                 | if direct {
                     OFlags::DIRECT
                 } else {
                     OFlags::empty()
                 };
-            rustix::fs::openat(dirfd, name, flags, rustix::fs::Mode::from_raw_mode(0o600))
+            crate::sys::open_or_create_regular_at(dirfd, Path::new(name), flags, 0o600)
+                .map(|(file, _)| file)
         };
-        let fd = match open(true) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::INVAL) => match open(false) {
-                Ok(fd) => fd,
-                Err(rustix::io::Errno::INVAL) => return Ok(None),
-                Err(e) => return Err(nofollow_err(&jpath, e)),
+        let refused = |e: std::io::Error| match rustix::io::Errno::from_io_error(&e) {
+            Some(errno) => nofollow_err(&jpath, errno),
+            None => AuditError::Open {
+                path: jpath.clone(),
+                message: format!("{e}; remove it: the daemon makes the journal itself"),
             },
-            Err(e) => return Err(nofollow_err(&jpath, e)),
         };
-        let file = File::from(fd);
+        let invalid =
+            |e: &std::io::Error| e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error());
+        let file = match open(true) {
+            Ok(file) => file,
+            Err(e) if invalid(&e) => match open(false) {
+                Ok(file) => file,
+                Err(e) if invalid(&e) => return Ok(None),
+                Err(e) => return Err(refused(e)),
+            },
+            Err(e) => return Err(refused(e)),
+        };
         let mut scratch = vec![0u8; (BLOCKS + 1) * BLOCK];
         let meta = file.metadata().map_err(|e| AuditError::Open {
             path: jpath.clone(),

@@ -75,17 +75,19 @@ impl AuditKey {
                 Ok(AuditKey(key))
             }
             Err(rustix::io::Errno::EXIST) => {
-                // Non-blocking, and a regular file only: a FIFO in the key's place made `serve`
-                // wait for ever for a writer before it listened (seventeenth pass).
-                let fd = rustix::fs::openat(
+                // A regular file only, judged before it is opened: a FIFO in the key's place
+                // made `serve` wait for ever for a writer before it listened (seventeenth
+                // pass), and was opened, non-blocking, before it was refused (twentieth).
+                let file = crate::sys::open_regular_at(
                     dirfd,
-                    name.as_os_str(),
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
+                    std::path::Path::new(&name),
+                    true,
+                    OFlags::RDONLY,
                 )
-                .map_err(|e| nofollow_err(&path, e))?;
-                let file = File::from(fd);
-                crate::sys::ensure_regular(&file).map_err(open_err)?;
+                .map_err(|e| match rustix::io::Errno::from_io_error(&e) {
+                    Some(errno) => nofollow_err(&path, errno),
+                    None => open_err(e),
+                })?;
                 Self::read_from(file, path)
             }
             Err(e) => Err(nofollow_err(&path, e)),

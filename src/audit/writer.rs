@@ -540,22 +540,29 @@ impl AuditLog {
                 .map_err(open_err)?;
         }
         let (dirfd, name) = open_dir_of(path, &dir)?;
-        let file = File::from(
-            rustix::fs::openat(
-                &dirfd,
-                name.as_os_str(),
-                OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                rustix::fs::Mode::from_raw_mode(0o600),
-            )
-            .map_err(|e| nofollow_err(path, e))?,
-        );
-        // A FIFO or a device at the log's path (opening one for reading and writing does not
-        // wait) is named, not read as an empty log ("cut tail: the log ends at seq 0").
-        crate::sys::ensure_regular(&file).map_err(|e| AuditError::Open {
-            path: path.to_owned(),
-            message: format!(
-                "{e}: an audit log is a regular file; remove it, or give --audit another path"
-            ),
+        // A FIFO or a device at the log's path is named, not read as an empty log ("cut tail:
+        // the log ends at seq 0"), and never opened: it is judged through an `O_PATH`
+        // descriptor first (it was opened for reading and writing, which does not wait, and
+        // judged afterwards: twentieth pass).
+        let (file, _) = crate::sys::open_or_create_regular_at(
+            &dirfd,
+            Path::new(&name),
+            OFlags::RDWR | OFlags::APPEND,
+            0o600,
+        )
+        .map_err(|e| {
+            if crate::sys::is_not_a_regular_file(&e) {
+                return AuditError::Open {
+                    path: path.to_owned(),
+                    message: format!(
+                        "{e}: an audit log is a regular file; remove it, or give --audit another path"
+                    ),
+                };
+            }
+            match rustix::io::Errno::from_io_error(&e) {
+                Some(errno) => nofollow_err(path, errno),
+                None => open_err(e),
+            }
         })?;
         crate::sys::try_lock_exclusive(&file).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -1586,19 +1593,24 @@ impl AuditLog {
             message,
         };
         let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
-        let file = File::from(
-            rustix::fs::openat(
-                &dirfd,
-                name.as_os_str(),
-                OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                rustix::fs::Mode::from_raw_mode(0o600),
-            )
-            .map_err(|e| nofollow_err(&self.path, e))?,
-        );
-        crate::sys::ensure_regular(&file).map_err(|e| {
-            err(format!(
-                "the new file at the log's path is {e}; remove it (a rotation must leave the path absent or an empty file)"
-            ))
+        // Judged before it is opened, as at the start: a FIFO or a device there is never
+        // opened (twentieth pass).
+        let (file, _) = crate::sys::open_or_create_regular_at(
+            &dirfd,
+            Path::new(&name),
+            OFlags::RDWR | OFlags::APPEND,
+            0o600,
+        )
+        .map_err(|e| {
+            if crate::sys::is_not_a_regular_file(&e) {
+                return err(format!(
+                    "the new file at the log's path is {e}; remove it (a rotation must leave the path absent or an empty file)"
+                ));
+            }
+            match rustix::io::Errno::from_io_error(&e) {
+                Some(errno) => nofollow_err(&self.path, errno),
+                None => err(e.to_string()),
+            }
         })?;
         crate::sys::try_lock_exclusive(&file).map_err(|e| {
             err(format!(

@@ -38,21 +38,24 @@ impl Unusable {
 }
 
 /// Read an input file of at most `max` bytes (a bundle, its signature, an allowed signers
-/// file): a regular file only. It is opened non-blocking, so a FIFO or a device planted at the
-/// path is refused at once instead of blocking the read (or, as `/dev/zero`, filling memory),
-/// and its size is judged before anything is read (a file over the limit cost a read of the
-/// limit first: 272 MiB for a bundle); the read is bounded too, for a file that grows.
-/// `Ok(Err(_))`: the file is there but [`Unusable`].
+/// file): a regular file only. What the path leads to is judged before it is opened
+/// ([`crate::sys::open_regular`]), so a FIFO or a device planted at the path (or behind a
+/// link there) is refused at once instead of blocking the read (or, as `/dev/zero`, filling
+/// memory), and never opened (it was, non-blocking, then judged: twentieth pass); its size is
+/// judged before anything is read (a file over the limit cost a read of the limit first:
+/// 272 MiB for a bundle); the read is bounded too, for a file that grows. `Ok(Err(_))`: the
+/// file is there but [`Unusable`].
 pub(crate) fn read_regular(
     path: &std::path::Path,
     max: u64,
 ) -> std::io::Result<Result<Vec<u8>, Unusable>> {
     use std::io::Read;
-    let file = crate::sys::open_nonblocking(path, false)?;
+    let file = match crate::sys::open_regular(path, false) {
+        Ok(file) => file,
+        Err(e) if crate::sys::is_not_a_regular_file(&e) => return Ok(Err(Unusable::NotRegular)),
+        Err(e) => return Err(e),
+    };
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Ok(Err(Unusable::NotRegular));
-    }
     let size = meta.len();
     if size > max {
         return Ok(Err(Unusable::TooLarge(size)));

@@ -196,7 +196,8 @@ impl SafeDir {
     }
 
     /// Open `name` in this directory with `O_NOFOLLOW` (and `O_CLOEXEC`); created files get
-    /// mode 0600.
+    /// mode 0600. For a new file (`O_CREAT | O_EXCL`, which meets no FIFO or device): a name
+    /// that may be there already is opened through [`crate::sys::open_regular_at`].
     pub fn open_file(&self, name: &std::ffi::OsStr, flags: OFlags) -> io::Result<File> {
         let fd = rustix::fs::openat(
             &self.fd,
@@ -208,25 +209,26 @@ impl SafeDir {
     }
 
     /// Open the lock file `name` with `flags`, creating it (0600) if it is missing; one this
-    /// call creates gets the directory's owner ([`give_dir_owner`]).
+    /// call creates gets the directory's owner ([`give_dir_owner`]). One already there is
+    /// opened only if it is a regular file ([`crate::sys::open_or_create_regular_at`]): a
+    /// FIFO there was opened, and the rollback record's lock, opened for writing only, waited
+    /// for ever for a reader (twentieth pass).
     pub fn open_lock(&self, name: &std::ffi::OsStr, flags: OFlags) -> io::Result<File> {
-        match self.open_file(name, flags | OFlags::CREATE | OFlags::EXCL) {
-            Ok(file) => {
-                give_dir_owner(&file, &self.path.join(name))?;
-                Ok(file)
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.open_file(name, flags),
-            Err(e) => Err(e),
+        let (file, created) =
+            crate::sys::open_or_create_regular_at(&self.fd, Path::new(name), flags, 0o600)?;
+        if created {
+            give_dir_owner(&file, &self.path.join(name))?;
         }
+        Ok(file)
     }
 
-    /// Read `name` (`O_NOFOLLOW`), a regular file; `Ok(None)` if it does not exist. Opened
-    /// `O_NONBLOCK`: a FIFO in its place (the rollback record, an anchor) is refused at once,
-    /// not waited on for ever by every command and by `doctor` (seventeenth pass).
+    /// Read `name` (never through a symbolic link), a regular file; `Ok(None)` if it does not
+    /// exist. Judged before it is opened ([`crate::sys::open_regular_at`]): a FIFO in its
+    /// place (the rollback record, an anchor) is refused at once, not waited on for ever by
+    /// every command and by `doctor` (seventeenth pass), and not opened (twentieth pass).
     pub fn read(&self, name: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
-        match self.open_file(name.as_ref(), OFlags::RDONLY | OFlags::NONBLOCK) {
+        match crate::sys::open_regular_at(&self.fd, Path::new(name), true, OFlags::RDONLY) {
             Ok(f) => {
-                crate::sys::ensure_regular(&f)?;
                 let mut buf = Vec::new();
                 f.take(limit).read_to_end(&mut buf)?;
                 Ok(Some(buf))
@@ -690,24 +692,23 @@ pub(crate) fn read_file_checked(
 /// The vault file at `path`, open, and its size, refused above the format's limit before a
 /// byte is read. With `no_follow`, a symbolic link at `path` is refused, not followed.
 fn open_sized(path: &Path, no_follow: bool) -> Result<(File, u64), VaultError> {
-    // Non-blocking, and a regular file only: a FIFO at the path must not hang the open, nor a
-    // device (`/dev/zero`, whose size reads as 0) be read up to the format's limit.
-    let link = if no_follow {
-        OFlags::NOFOLLOW
-    } else {
-        OFlags::empty()
-    };
-    let f = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | link,
-        Mode::empty(),
-    )
-    .map(File::from)
-    .map_err(|e| {
-        if no_follow && e == rustix::io::Errno::LOOP {
+    // A regular file only, judged before it is opened (`sys::open_regular`): a FIFO at the
+    // path must not hang the open, nor a device (`/dev/zero`, whose size reads as 0) be read
+    // up to the format's limit, and neither is opened (it was, non-blocking, then judged:
+    // opening a tty or `/dev/ptmx` does something; twentieth pass).
+    let f = crate::sys::open_regular(path, no_follow).map_err(|e| {
+        if no_follow && e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
             return VaultError::LinkAtPath(path.to_path_buf());
         }
-        let e = io::Error::from(e);
+        if crate::sys::is_not_a_regular_file(&e) && no_follow {
+            return VaultError::NotAtPath {
+                path: path.to_path_buf(),
+                found: format!("is {e}"),
+            };
+        }
+        if crate::sys::is_not_a_regular_file(&e) {
+            return io_err(path, "cannot read the vault")(e);
+        }
         if e.kind() == io::ErrorKind::NotFound && no_follow {
             // The daemon's path: a client's `--vault` does not choose what it loads, so
             // "create one or point --vault at it" does not fit (it was `internal`).
@@ -724,17 +725,6 @@ fn open_sized(path: &Path, no_follow: bool) -> Result<(File, u64), VaultError> {
     let meta = f
         .metadata()
         .map_err(io_err(path, "cannot stat the vault"))?;
-    if !meta.is_file() && no_follow {
-        return Err(VaultError::NotAtPath {
-            path: path.to_path_buf(),
-            found: format!("is {}", crate::sys::not_a_regular_file_of(&meta)),
-        });
-    }
-    if !meta.is_file() {
-        return Err(io_err(path, "cannot read the vault")(
-            crate::sys::not_a_regular_file_of(&meta),
-        ));
-    }
     let len = meta.len();
     if len > MAX_FILE_LEN {
         return Err(VaultError::Corrupt(format!(
@@ -877,15 +867,13 @@ impl Seen {
     ) -> Result<(), VaultError> {
         let dir_path = self.dir();
         let dir = SafeDir::open(&dir_path, true)?;
+        let lock_path = dir_path.join("generations.lock");
         let lock_file = dir
             .open_lock("generations.lock".as_ref(), OFlags::WRONLY)
-            .map_err(io_err(
-                &dir_path,
-                "cannot open the rollback record's lock in",
-            ))?;
+            .map_err(io_err(&lock_path, "cannot open the rollback record's lock"))?;
         lock_file
             .lock()
-            .map_err(io_err(&dir_path, "cannot lock the rollback record in"))?;
+            .map_err(io_err(&lock_path, "cannot lock the rollback record's lock"))?;
         let mut map = self.load_from(&dir)?;
         let Some(value) = new(map.get(key).copied()) else {
             return Ok(());

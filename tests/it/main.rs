@@ -30,6 +30,7 @@ mod fuzz;
 mod key_slots;
 mod leak_audit;
 mod lint;
+mod open_regular;
 mod openbao_sync;
 mod prompt_echo_order;
 mod readme;

@@ -1127,3 +1127,99 @@ fn show_follow_starts_again_after_a_truncation_refilled_past_the_old_size() {
     child.wait().unwrap();
     assert_eq!(seqs, ["#9", "#10"], "{shown:#?}");
 }
+
+/// Twentieth pass (found by the nineteenth pass's review): the daemon's writer opened its log
+/// for reading and writing (which does not wait on a FIFO), its key and its journal likewise,
+/// and the new file after a rotation, and judged each descriptor only afterwards: a FIFO at
+/// any of these paths was opened (as a tty or `/dev/ptmx` there would have been) before it
+/// was refused. Each path is now judged through an `O_PATH` descriptor and opened only if it
+/// is a regular file (the log and the new file then reopened for appending): the FIFO is
+/// named and never opened. A link to a FIFO at the log's path is refused as a link, as before,
+/// and never opened either.
+#[test]
+fn the_audit_writer_never_opens_a_fifo_at_the_log_its_key_its_journal_or_the_next_file() {
+    use crate::common::{mkfifo, opened_while};
+    let e = crate::common::vault::Env::new();
+    e.init_with_cred();
+    std::fs::create_dir(e.path("run")).unwrap();
+    let log = e.path("audit.jsonl");
+    let fifo = e.path("pipe");
+    mkfifo(&fifo);
+    let said = "not a regular file (a FIFO)";
+    let serve = || {
+        let child = e
+            .cmd()
+            .arg("serve")
+            .arg("--socket")
+            .arg(e.path("run/s.sock"))
+            .arg("--audit")
+            .arg(&log)
+            .args(["--passphrase-file", &e.pf()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        crate::common::output_within(child, 30, "serve")
+    };
+    // The log, as `serve` meets it: the FIFO itself, then a link to it.
+    std::fs::rename(&fifo, &log).unwrap();
+    let (out, opened) = opened_while(&[&log], serve);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(log.to_str().unwrap()) && err.contains(said),
+        "{err}"
+    );
+    assert_eq!(
+        opened,
+        [false],
+        "serve opened the FIFO at the log's path: {err}"
+    );
+    std::fs::rename(&log, &fifo).unwrap();
+    std::os::unix::fs::symlink(&fifo, &log).unwrap();
+    let (out, opened) = opened_while(&[&fifo], serve);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("it is a symbolic link"),
+        "{err}"
+    );
+    assert_eq!(
+        opened,
+        [false],
+        "serve opened the FIFO behind the link: {err}"
+    );
+    std::fs::remove_file(&log).unwrap();
+
+    // The key, then the journal, as the daemon's writer (sync on, as `serve`) opens them.
+    for name in ["audit.jsonl.key", "audit.jsonl.journal"] {
+        let place = e.path(name);
+        std::fs::rename(&fifo, &place).unwrap();
+        let (r, opened) = opened_while(&[&place], || AuditLog::open(&log, true).map(drop));
+        let err = r.expect_err(name).to_string();
+        assert!(
+            err.contains(place.to_str().unwrap()) && err.contains(said),
+            "{name}: {err}"
+        );
+        assert_eq!(opened, [false], "{name}: the FIFO was opened: {err}");
+        std::fs::rename(&place, &fifo).unwrap();
+    }
+
+    // The new file after a move (logrotate without copytruncate, then SIGUSR1).
+    let writer = AuditLog::open(&log, true).unwrap();
+    writer
+        .append(AuditRecord::new(Op::Lock, Decision::Allow))
+        .unwrap();
+    std::fs::rename(&log, e.path("audit.jsonl.1")).unwrap();
+    std::fs::rename(&fifo, &log).unwrap();
+    let (r, opened) = opened_while(&[&log], || writer.reopen("SIGUSR1"));
+    let err = r.expect_err("reopen onto a FIFO").to_string();
+    assert!(
+        err.contains(log.to_str().unwrap()) && err.contains(said),
+        "{err}"
+    );
+    assert_eq!(
+        opened,
+        [false],
+        "the FIFO at the log's path was opened: {err}"
+    );
+}

@@ -104,3 +104,46 @@ pub fn output_within(
     }
     child.wait_with_output().unwrap()
 }
+
+/// Make a FIFO (mode 0600) at `path`.
+pub fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
+
+/// What `act` returns, and which of `paths` (each watched with inotify) were opened while it
+/// ran, by this process or any other (a child running the binary). An open queues `IN_OPEN`
+/// during the syscall itself, so every open is in the queue once `act` has returned; taking a
+/// path with `O_PATH` (how `sys::open_regular` judges a file before it opens it) queues
+/// nothing. A FIFO seen opened is one a reader or writer opened, whether or not it then
+/// refused it.
+pub fn opened_while<T>(paths: &[&Path], act: impl FnOnce() -> T) -> (T, Vec<bool>) {
+    use rustix::fs::inotify;
+    let ino =
+        inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).unwrap();
+    let wds: Vec<i32> = paths
+        .iter()
+        .map(|p| {
+            inotify::add_watch(&ino, *p, inotify::WatchFlags::OPEN)
+                .unwrap_or_else(|e| panic!("inotify watch on {}: {e}", p.display()))
+        })
+        .collect();
+    let out = act();
+    let mut seen = vec![false; paths.len()];
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut events = inotify::Reader::new(&ino, &mut buf);
+    while let Ok(e) = events.next() {
+        if e.events().contains(inotify::ReadFlags::OPEN) {
+            if let Some(i) = wds.iter().position(|w| *w == e.wd()) {
+                seen[i] = true;
+            }
+        }
+    }
+    (out, seen)
+}

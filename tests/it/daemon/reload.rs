@@ -350,6 +350,35 @@ fn serve_allow_rollback_keeps_serving_its_restore_on_reload_and_unlock_until_it_
     assert!(d.stop().success());
 }
 
+/// Twentieth pass (found by the nineteenth pass's review): the daemon's load opened its vault
+/// path `O_NONBLOCK` and judged the descriptor afterwards, so a FIFO put at the path was opened
+/// by the daemon (as a tty or `/dev/ptmx` there would have been) before it was refused. The
+/// path is now judged through an `O_PATH` descriptor: `reload` refuses the FIFO, naming it,
+/// and the daemon never opens it.
+#[test]
+fn the_daemon_never_opens_a_fifo_at_its_vault_path() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let saved = std::fs::read(&vault).unwrap();
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    std::fs::remove_file(&vault).unwrap();
+    crate::common::mkfifo(&vault);
+    let (out, opened) = crate::common::opened_while(&[&vault], || sv(&d, &["reload"]));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(vault.to_str().unwrap()) && err.contains("not a regular file (a FIFO)"),
+        "{err}"
+    );
+    assert_eq!(opened, [false], "the daemon opened the FIFO: {err}");
+    std::fs::remove_file(&vault).unwrap();
+    put_back(dir, &saved);
+    assert_eq!(served_token(&d), secret_of("search-token"));
+    assert!(d.stop().success());
+}
+
 /// Nothing, or a FIFO, at the daemon's vault path: `reload` answered `internal` ("a daemon
 /// bug or unexpected I/O error", exit 5), the missing file with "create one with `scopevault
 /// init`, or point --vault at it", which a client cannot do for the daemon. Now both are

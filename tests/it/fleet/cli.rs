@@ -2885,3 +2885,63 @@ fn regression_an_unwritten_applied_record_warning_names_the_command_that_works()
         "{v}"
     );
 }
+
+/// Twentieth pass (found by the nineteenth pass's review): the bundle, its signature and the
+/// allowed signers file were opened `O_NONBLOCK` and judged on the descriptor afterwards, so a
+/// FIFO given as any of them, or a link to one, was opened (as a tty or `/dev/ptmx` would have
+/// been) before it was refused. Each is now judged through an `O_PATH` descriptor and opened
+/// only if it is a regular file: refused by the check that reads it, named, never opened.
+#[test]
+fn bundle_verify_never_opens_a_fifo_given_as_an_input() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let fifo = f.fra.path("planted.fifo");
+    crate::common::mkfifo(&fifo);
+    let link = f.fra.path("planted.link");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let (bundle, allowed) = (f.bundle("ams"), f.allowed.clone());
+    let sig = {
+        let mut s = bundle.clone().into_os_string();
+        s.push(".sig");
+        std::path::PathBuf::from(s)
+    };
+    for planted in [&fifo, &link] {
+        for (file, signature, signers, check) in [
+            (planted, &sig, &allowed, "format"),
+            (&bundle, planted, &allowed, "signature"),
+            (&bundle, &sig, planted, "signature"),
+        ] {
+            let (out, opened) = crate::common::opened_while(&[&fifo], || {
+                let child = f
+                    .fra
+                    .cmd()
+                    .arg("bundle")
+                    .arg("verify")
+                    .arg(file)
+                    .arg("--allowed-signers")
+                    .arg(signers)
+                    .arg("--signature")
+                    .arg(signature)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                crate::common::output_within(child, 30, "bundle verify")
+            });
+            let err = String::from_utf8_lossy(&out.stderr);
+            let what = format!("{file:?} {signature:?} {signers:?}");
+            assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+            assert!(
+                err.contains(planted.to_str().unwrap())
+                    && err.contains("not a regular file")
+                    && err.contains(&format!("bundle refused by the {check} check")),
+                "{what}: {err}"
+            );
+            assert_eq!(opened, [false], "{what}: the FIFO was opened: {err}");
+        }
+    }
+}

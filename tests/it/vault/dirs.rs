@@ -499,3 +499,92 @@ fn a_vault_link_in_a_directory_others_may_write_is_refused() {
         "{err}"
     );
 }
+
+/// `command` run in `e` with `stdin`, within 30 s (a command waiting on a FIFO fails the
+/// test instead of blocking the run).
+fn run_within(e: &Env, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = e
+        .cmd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    crate::common::output_within(child, 30, &format!("scopevault {args:?}"))
+}
+
+/// Twentieth pass (found by the nineteenth pass's review): the rollback record was opened
+/// `O_NONBLOCK` and judged afterwards, the vault's lock file (`<vault>.lock`) was opened for
+/// reading and writing and used whatever it was, and the rollback record's lock
+/// (`generations.lock`) was opened for writing only, which waits for ever for a reader when a
+/// FIFO is there: a FIFO in any of these places was opened, and the last one hung every save.
+/// Each is now judged through an `O_PATH` descriptor and opened only if it is a regular file:
+/// the FIFO is named and never opened.
+#[test]
+fn a_fifo_in_place_of_the_rollback_record_or_a_lock_is_refused_without_being_opened() {
+    let e = Env::new();
+    e.init_with_cred();
+    let pf = e.pf();
+    let record = e.path("state/generations.json");
+    let record_lock = e.path("state/generations.lock");
+    let mut vault_lock = e.vault().into_os_string();
+    vault_lock.push(".lock");
+    let vault_lock = std::path::PathBuf::from(vault_lock);
+    let add = |name: &'static str| {
+        [
+            "cred",
+            "add",
+            name,
+            "--kind",
+            "login",
+            "--scope",
+            "shop:login",
+            "--field",
+            "username=monitor",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &pf,
+        ]
+        .map(str::to_owned)
+    };
+    for (place, args, fails) in [
+        (
+            &record,
+            ["cred", "list", "--passphrase-file", &pf]
+                .map(str::to_owned)
+                .to_vec(),
+            true,
+        ),
+        (&vault_lock, add("second").to_vec(), true),
+        // The save is in place before the record is updated: a warning, exit 0.
+        (&record_lock, add("third").to_vec(), false),
+    ] {
+        let aside = place.with_extension("aside");
+        if place.exists() {
+            std::fs::rename(place, &aside).unwrap();
+        }
+        crate::common::mkfifo(place);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (out, opened) =
+            crate::common::opened_while(&[place], || run_within(&e, &args, b"pw-1\n"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), !fails, "{}: {err}", place.display());
+        assert!(
+            err.contains(place.to_str().unwrap()) && err.contains("not a regular file (a FIFO)"),
+            "{}: {err}",
+            place.display()
+        );
+        assert_eq!(opened, [false], "{}: the FIFO was opened", place.display());
+        std::fs::remove_file(place).unwrap();
+        if aside.exists() {
+            std::fs::rename(&aside, place).unwrap();
+        }
+    }
+    // Everything back in place: the commands work again.
+    e.ok(&["cred", "list", "--passphrase-file", &pf], b"");
+}

@@ -442,3 +442,39 @@ fn a_fifo_or_device_at_the_vault_path_is_refused_at_once() {
         );
     }
 }
+
+/// Twentieth pass (found by the nineteenth pass's review): the vault file was opened
+/// `O_NONBLOCK` and judged on the descriptor afterwards, so a FIFO at the vault path, or
+/// behind a link there, was opened (as a tty or `/dev/ptmx` would have been: opening some
+/// devices does something) though never read. The path is now judged through an `O_PATH`
+/// descriptor and only a regular file is opened: the FIFO is refused, named, and never opened.
+#[test]
+fn a_fifo_at_the_vault_path_or_behind_a_link_is_refused_without_being_opened() {
+    let e = Env::new();
+    let fifo = e.path("vault.fifo");
+    crate::common::mkfifo(&fifo);
+    let link = e.path("vault.link");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    for vault in [&fifo, &link] {
+        let (out, opened) = crate::common::opened_while(&[&fifo], || {
+            let child = e
+                .cmd()
+                .env("SCOPEVAULT_VAULT", vault)
+                .args(["cred", "list", "--passphrase-file", &e.pf()])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            crate::common::output_within(child, 30, &format!("cred list, vault {vault:?}"))
+        });
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(fifo.to_str().unwrap()) && err.contains("not a regular file (a FIFO)"),
+            "{}: {err}",
+            vault.display()
+        );
+        assert_eq!(opened, [false], "{}: the FIFO was opened", vault.display());
+    }
+}
