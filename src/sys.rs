@@ -179,6 +179,55 @@ fn describe_allocation_limits(
     why.join("; ")
 }
 
+/// The memory-lock limit (`RLIMIT_MEMLOCK`'s soft limit, bytes) every allocation of this
+/// process counts against: `Some` only when its `mlockall` (with `MCL_FUTURE`) succeeded, the
+/// limit is finite and the process lacks `CAP_IPC_LOCK` (which lifts it). For the daemon's
+/// start-up warning ([`describe_memory_lock_limit`]).
+pub fn locked_memory_limit() -> Option<u64> {
+    let locked = MEMORY_LOCKED.load(std::sync::atomic::Ordering::SeqCst);
+    limit_on_locked_memory(locked, memlock_room(None).ok()?)
+}
+
+/// [`locked_memory_limit`] for a process whose memory is `locked` (`mlockall` succeeded) and
+/// whose room to lock memory is `room`.
+fn limit_on_locked_memory(locked: bool, room: MemlockRoom) -> Option<u64> {
+    if !locked || room.cap_ipc_lock {
+        return None;
+    }
+    room.limit
+}
+
+/// The daemon's start-up warning when it locked its memory under the finite memory-lock limit
+/// `limit` (bytes, [`locked_memory_limit`]): later allocations count against it, a passphrase
+/// unlock's key derivation too, so an unlock that does not fit beside the daemon is refused
+/// (the shipped unit's old `LimitMEMLOCK=64M` aborted the daemon at the first unlock,
+/// nineteenth pass). `kdf_kib`: the most memory a passphrase slot of the vault asks, if known
+/// at start.
+pub fn describe_memory_lock_limit(limit: u64, kdf_kib: Option<u64>) -> String {
+    let kdf = match kdf_kib {
+        Some(k) => format!(
+            "{} for the vault's key derivation (its passphrase slots ask up to that)",
+            memory_amount(k << 10)
+        ),
+        None => "the KDF's memory (64 MiB for a slot `init` makes, up to 1 GiB a vault may ask)"
+            .to_owned(),
+    };
+    format!(
+        "the daemon locked its memory (mlockall, later allocations included) under a memory lock limit (RLIMIT_MEMLOCK) of {}: every allocation counts against it, and a passphrase unlock needs {kdf} beside the daemon's own memory; an unlock that does not fit is refused. \
+         Lift the limit: LimitMEMLOCK=infinity in the systemd unit (as examples/systemd/scopevault.service sets it), or `ulimit -l unlimited` in the shell that starts the daemon (or grant CAP_IPC_LOCK)",
+        memory_amount(limit)
+    )
+}
+
+/// An amount of memory as the daemon and doctor print it: KiB below 1 MiB, else MiB.
+pub fn memory_amount(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
 /// True if the process is dumpable (`PR_GET_DUMPABLE` is not 0).
 pub fn is_dumpable() -> bool {
     !matches!(dumpable_behavior(), Ok(DumpableBehavior::NotDumpable))
@@ -990,6 +1039,50 @@ mod tests {
         mon:x:1001:1001::/home/mon:/bin/sh\n\
         broken line\n";
     const GROUP: &str = "root:x:0:\nmon:x:1001:\nmonitors:x:2000:alice,mon\nother:x:2001:alice\n";
+
+    /// Twentieth pass (found by the nineteenth pass's review): a daemon that locked its memory
+    /// under a finite memory-lock limit said nothing at start, and its first passphrase
+    /// `unlock` was refused (aborted it, before the nineteenth pass). The warning names the
+    /// limit, the key derivation's memory (the vault's when known) and the fix.
+    #[test]
+    fn the_memory_lock_warning_names_the_limit_the_kdf_memory_and_the_fix() {
+        let known = describe_memory_lock_limit(64 << 20, Some(256 * 1024));
+        assert!(
+            known.contains("memory lock limit (RLIMIT_MEMLOCK) of 64 MiB")
+                && known
+                    .contains("a passphrase unlock needs 256 MiB for the vault's key derivation")
+                && known.contains("LimitMEMLOCK=infinity")
+                && known.contains("`ulimit -l unlimited`"),
+            "{known}"
+        );
+        let unknown = describe_memory_lock_limit(8 << 20, None);
+        assert!(
+            unknown.contains("of 8 MiB") && unknown.contains("needs the KDF's memory"),
+            "{unknown}"
+        );
+        assert_eq!(memory_amount(64 << 10), "64 KiB");
+        assert_eq!(memory_amount(3 << 30), "3072 MiB");
+        // Said only where the limit applies: the memory locked, no CAP_IPC_LOCK, a finite
+        // limit. The daemon side (`tests/it/daemon/memlock.rs`) runs the real daemon where it
+        // can: with CAP_IPC_LOCK, and with its lock refused.
+        let room = |cap_ipc_lock, limit| MemlockRoom {
+            cap_ipc_lock,
+            limit,
+        };
+        assert_eq!(
+            limit_on_locked_memory(true, room(false, Some(64 << 20))),
+            Some(64 << 20)
+        );
+        assert_eq!(limit_on_locked_memory(true, room(false, None)), None);
+        assert_eq!(
+            limit_on_locked_memory(true, room(true, Some(8 << 20))),
+            None
+        );
+        assert_eq!(
+            limit_on_locked_memory(false, room(false, Some(8 << 20))),
+            None
+        );
+    }
 
     /// The answer to an `unlock` whose Argon2 memory was refused names the limit that refused
     /// it and how to raise it: under the shipped unit's old `LimitMEMLOCK=64M` the daemon's

@@ -77,6 +77,15 @@ pub fn run(c: Config) -> anyhow::Result<()> {
         // `why` is the whole advice (what failed, the risk, the fix): say it once.
         eprintln!("scopevault: warning: {why}");
     }
+    // Locked under a finite limit, every later allocation counts against it, an unlock's key
+    // derivation too: said at start, not first learnt from a refused `unlock`.
+    if let Some(limit) = crate::sys::locked_memory_limit() {
+        let kdf = largest_passphrase_kdf_kib(&c.vault_path);
+        eprintln!(
+            "scopevault: warning: {}",
+            crate::sys::describe_memory_lock_limit(limit, kdf)
+        );
+    }
     // One descriptor per connection: make room for the connection cap, or say what it is.
     let files = crate::sys::raise_open_files_limit();
     let needed = (c.limits.max_connections + super::server::ADMIN_RESERVE + 64) as u64;
@@ -265,6 +274,20 @@ fn unlock_at_start(
         }
     }
     Ok(None)
+}
+
+/// The most memory (KiB) a passphrase slot of the vault at `path` asks for its key
+/// derivation, read from the header without unlocking (not authenticated yet: it only sizes a
+/// warning); `None` when the file cannot be read or has no passphrase slot.
+fn largest_passphrase_kdf_kib(path: &Path) -> Option<u64> {
+    crate::vault::read_slots(path)
+        .ok()?
+        .iter()
+        .filter_map(|s| match s {
+            crate::vault::Slot::Passphrase { kdf, .. } => Some(u64::from(kdf.m_kib)),
+            _ => None,
+        })
+        .max()
 }
 
 /// Install a vault opened at start, its generation recorded in (and checked against) the

@@ -967,15 +967,6 @@ fn check_clock(r: &mut Report) {
 /// unit's `LimitMEMLOCK=infinity`) or `CAP_IPC_LOCK` needs no figure.
 const MEMLOCK_ENOUGH: u64 = 2 * (crate::vault::KdfParams::MAX.m_kib as u64) * 1024;
 
-/// A memory-lock limit as doctor prints it: KiB below 1 MiB, else MiB.
-fn memlock_amount(bytes: u64) -> String {
-    if bytes < 1 << 20 {
-        format!("{} KiB", bytes >> 10)
-    } else {
-        format!("{} MiB", bytes >> 20)
-    }
-}
-
 /// `mlockall` needs RLIMIT_MEMLOCK room (or CAP_IPC_LOCK), judged for the daemon: its own
 /// process when doctor found it (`/proc/PID/limits` and `status`), else this process when the
 /// daemon's uid is this user's (a daemon started here gets these limits); a daemon of another
@@ -1001,11 +992,11 @@ fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
                 None => "; started from this shell it would get this process's RLIMIT_MEMLOCK, unlimited".to_owned(),
                 Some(l) if l >= need => format!(
                     "; started from this shell it would get this process's RLIMIT_MEMLOCK of {}, enough",
-                    memlock_amount(l)
+                    crate::sys::memory_amount(l)
                 ),
                 Some(l) => format!(
                     "; started from this shell it would get this process's RLIMIT_MEMLOCK of {}, too little ({too_little}; `ulimit -l unlimited`)",
-                    memlock_amount(l)
+                    crate::sys::memory_amount(l)
                 ),
             },
             Err(_) => String::new(),
@@ -1054,14 +1045,14 @@ fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
             "mlock",
             match room.limit {
                 None => format!("RLIMIT_MEMLOCK unlimited; {whose}"),
-                Some(l) => format!("RLIMIT_MEMLOCK {}; {whose}", memlock_amount(l)),
+                Some(l) => format!("RLIMIT_MEMLOCK {}; {whose}", crate::sys::memory_amount(l)),
             },
         ),
         Ok(room) => r.warn(
             "mlock",
             format!(
                 "RLIMIT_MEMLOCK is {}, too little: {too_little}; raise it (LimitMEMLOCK=infinity in the systemd unit, `ulimit -l unlimited`) or grant CAP_IPC_LOCK; {whose}",
-                memlock_amount(room.limit.unwrap_or(0))
+                crate::sys::memory_amount(room.limit.unwrap_or(0))
             ),
         ),
     }
