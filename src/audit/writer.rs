@@ -544,13 +544,7 @@ impl AuditLog {
         // the log ends at seq 0"), and never opened: it is judged through an `O_PATH`
         // descriptor first (it was opened for reading and writing, which does not wait, and
         // judged afterwards: twentieth pass).
-        let (file, _) = crate::sys::open_or_create_regular_at(
-            &dirfd,
-            Path::new(&name),
-            OFlags::RDWR | OFlags::APPEND,
-            0o600,
-        )
-        .map_err(|e| {
+        let file = open_log_at(&dirfd, &name).map_err(|e| {
             if crate::sys::is_not_a_regular_file(&e) {
                 return AuditError::Open {
                     path: path.to_owned(),
@@ -1595,13 +1589,7 @@ impl AuditLog {
         let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
         // Judged before it is opened, as at the start: a FIFO or a device there is never
         // opened (twentieth pass).
-        let (file, _) = crate::sys::open_or_create_regular_at(
-            &dirfd,
-            Path::new(&name),
-            OFlags::RDWR | OFlags::APPEND,
-            0o600,
-        )
-        .map_err(|e| {
+        let file = open_log_at(&dirfd, &name).map_err(|e| {
             if crate::sys::is_not_a_regular_file(&e) {
                 return err(format!(
                     "the new file at the log's path is {e}; remove it (a rotation must leave the path absent or an empty file)"
@@ -1628,6 +1616,19 @@ impl AuditLog {
         }
         Ok((file, (meta.dev(), meta.ino())))
     }
+}
+
+/// The log's file in its directory, for reading and appending: made (mode 0600) when absent,
+/// judged through an `O_PATH` descriptor when present, and never opened unless it is a
+/// regular file (`sys::open_or_create_regular_at`).
+fn open_log_at(dirfd: &rustix::fd::OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<File> {
+    crate::sys::open_or_create_regular_at(
+        dirfd,
+        Path::new(name),
+        OFlags::RDWR | OFlags::APPEND,
+        0o600,
+    )
+    .map(|(file, _)| file)
 }
 
 /// `statx` for the size, inode and device only. Asking for no timestamp matters: since Linux

@@ -61,6 +61,67 @@ fn health(socket: &Path) -> Option<serde_json::Value> {
     daemon::roundtrip(&mut s, r#"{"v":1,"op":"health"}"#).ok()
 }
 
+/// A daemon started by [`start_as`], killed when dropped.
+struct Started {
+    home: PathBuf,
+    socket: PathBuf,
+    pass: PathBuf,
+    stderr: PathBuf,
+    daemon: Kill,
+}
+
+/// A vault made by `init` as `ids` in `BASE/home-WHO` (the slot's 256 MiB key derivation),
+/// then `serve` as `ids` under `prlimit LIMIT`, until it answers `health`.
+fn start_as(exe: &Path, base: &Path, who: &str, ids: (u32, u32), limit: &str) -> Started {
+    let home = base.join(format!("home-{who}"));
+    let run = base.join(format!("run-{who}"));
+    for d in [&home, &run] {
+        std::fs::create_dir(d).unwrap();
+        chown(d, Some(ids.0), Some(ids.1)).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let pass = home.join("passphrase");
+    std::fs::write(&pass, "a long enough test passphrase\n").unwrap();
+    chown(&pass, Some(ids.0), Some(ids.1)).unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = as_user(exe, &home, ids)
+        .arg("init")
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "init as {who}: {out:?}");
+    let socket = run.join("scopevault.sock");
+    let stderr = base.join(format!("daemon-{who}.stderr"));
+    let mut c = as_user(Path::new("prlimit"), &home, ids);
+    c.arg(limit)
+        .arg("--")
+        .arg(exe)
+        .arg("serve")
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    let mut d = Kill(c.spawn().unwrap());
+    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while health(&socket).is_none_or(|v| v["ok"] != true) {
+        if let Some(st) = d.0.try_wait().unwrap() {
+            panic!("the daemon ({who}) exited ({st}): {}", log());
+        }
+        assert!(Instant::now() < deadline, "no answer ({who}): {}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Started {
+        home,
+        socket,
+        pass,
+        stderr,
+        daemon: d,
+    }
+}
+
 /// Regression (nineteenth pass): a passphrase `unlock` whose Argon2 memory the daemon cannot
 /// allocate (under the shipped unit: its memory locked, the memory-lock limit too small for
 /// the slot's memory; here: the address-space limit too small for it) aborted the daemon. It is now an error answer that says so, and the daemon still answers.
@@ -75,47 +136,16 @@ fn an_unlock_whose_key_derivation_memory_cannot_be_had_is_an_error_and_the_daemo
     }
     let base = daemon::tempdir();
     let exe = users::shared_binary(base.path());
-    let home = base.path().join("home");
-    let run = base.path().join("run");
-    for d in [&home, &run] {
-        std::fs::create_dir(d).unwrap();
-        chown(d, Some(ids.0), Some(ids.1)).unwrap();
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let pass: PathBuf = home.join("passphrase");
-    std::fs::write(&pass, "a long enough test passphrase\n").unwrap();
-    chown(&pass, Some(ids.0), Some(ids.1)).unwrap();
-    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = as_user(&exe, &home, ids)
-        .arg("init")
-        .arg("--passphrase-file")
-        .arg(&pass)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "init as svrunner: {out:?}");
-
-    let socket = run.join("scopevault.sock");
-    let stderr = base.path().join("daemon.stderr");
-    let mut c = as_user(Path::new("prlimit"), &home, ids);
-    c.arg(format!("--as={ADDRESS_SPACE}:{ADDRESS_SPACE}"))
-        .arg("--")
-        .arg(&exe)
-        .arg("serve")
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap());
-    let mut d = Kill(c.spawn().unwrap());
+    let limit = format!("--as={ADDRESS_SPACE}:{ADDRESS_SPACE}");
+    let mut started = start_as(&exe, base.path(), "svrunner", ids, &limit);
+    let (home, socket, pass) = (
+        started.home.clone(),
+        started.socket.clone(),
+        started.pass.clone(),
+    );
+    let stderr = started.stderr.clone();
     let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while health(&socket).is_none_or(|v| v["ok"] != true) {
-        if let Some(st) = d.0.try_wait().unwrap() {
-            panic!("the daemon exited ({st}): {}", log());
-        }
-        assert!(Instant::now() < deadline, "no answer: {}", log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let d = &mut started.daemon;
     let out = as_user(&exe, &home, ids)
         .arg("unlock")
         .arg("--socket")
@@ -173,46 +203,9 @@ fn start_under_memlock(
     ids: (u32, u32),
     limit: u64,
 ) -> (String, u64) {
-    let home = base.join(format!("home-{who}"));
-    let run = base.join(format!("run-{who}"));
-    for d in [&home, &run] {
-        std::fs::create_dir(d).unwrap();
-        chown(d, Some(ids.0), Some(ids.1)).unwrap();
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let pass = home.join("passphrase");
-    std::fs::write(&pass, "a long enough test passphrase\n").unwrap();
-    chown(&pass, Some(ids.0), Some(ids.1)).unwrap();
-    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = as_user(exe, &home, ids)
-        .arg("init")
-        .arg("--passphrase-file")
-        .arg(&pass)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "init as {who}: {out:?}");
-    let socket = run.join("scopevault.sock");
-    let stderr = base.join(format!("daemon-{who}.stderr"));
-    let mut c = as_user(Path::new("prlimit"), &home, ids);
-    c.arg(format!("--memlock={limit}:{limit}"))
-        .arg("--")
-        .arg(exe)
-        .arg("serve")
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap());
-    let mut d = Kill(c.spawn().unwrap());
-    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while health(&socket).is_none_or(|v| v["ok"] != true) {
-        if let Some(st) = d.0.try_wait().unwrap() {
-            panic!("the daemon ({who}) exited ({st}): {}", log());
-        }
-        assert!(Instant::now() < deadline, "no answer ({who}): {}", log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let started = start_as(exe, base, who, ids, &format!("--memlock={limit}:{limit}"));
+    let d = &started.daemon;
+    let log = || std::fs::read_to_string(&started.stderr).unwrap_or_default();
     let status = std::fs::read_to_string(format!("/proc/{}/status", d.0.id())).unwrap();
     let vmlck = status
         .lines()
