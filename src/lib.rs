@@ -4,6 +4,7 @@
 //! and its lint, the runtime [`agent`] (daemon) and its [`client`].
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod agent;
 pub mod audit;
 pub mod cli;

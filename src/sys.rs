@@ -1,17 +1,12 @@
 //! The only module that makes system calls directly (through `rustix`): peer credentials of a
 //! Unix socket and a pidfd for the peer process, process hardening (dumpable, core limit,
 //! `mlockall`, umask), what `/proc` says of a process (its uid, its room to lock memory, the
-//! holders of a listening socket), user/group lookups from `/etc/passwd` and `/etc/group`, terminal echo
-//! for prompts, descriptors held in reserve under the open-files limit, and handing freed heap
-//! memory back to the kernel. The crate's only `unsafe`
-//! code is here, each block commented and audited: two FFI calls rustix does not wrap
-//! (`malloc_trim`, `getsockopt(SO_PEERPIDFD)`), taking ownership of the descriptor the
-//! latter returns, and borrowing an inherited descriptor (`--passphrase-fd`).
-//!
-//! ```
-//! let me = scopevault::sys::current_uid();
-//! assert_eq!(scopevault::sys::user_uid(&me.to_string()), Some(me));
-//! ```
+//! holders of a listening socket), terminal echo for prompts, descriptors held in reserve
+//! under the open-files limit, and handing freed heap memory back to the kernel (user and
+//! group lookups are [`crate::accounts`]'s). The crate's only `unsafe` code is here, each
+//! block commented and audited: two FFI calls rustix does not wrap (`malloc_trim`,
+//! `getsockopt(SO_PEERPIDFD)`), taking ownership of the descriptor the latter returns, and
+//! borrowing an inherited descriptor (`--passphrase-fd`).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -350,38 +345,6 @@ pub fn supplementary_groups() -> Vec<u32> {
     rustix::process::getgroups()
         .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
         .unwrap_or_default()
-}
-
-/// The uid of a user name from `/etc/passwd`; a numeric string is taken as the uid itself.
-pub fn user_uid(name: &str) -> Option<u32> {
-    if let Ok(n) = name.parse::<u32>() {
-        return Some(n);
-    }
-    let passwd = read_db(Path::new("/etc/passwd"));
-    let uid = passwd_entries(&passwd)
-        .find(|e| e.name == name)
-        .map(|e| e.uid);
-    uid
-}
-
-/// The gid of a group name from `/etc/group`; a numeric string is taken as the gid itself.
-pub fn group_gid(name: &str) -> Option<u32> {
-    if let Ok(n) = name.parse::<u32>() {
-        return Some(n);
-    }
-    let group = read_db(Path::new("/etc/group"));
-    let gid = group_entries(&group)
-        .find(|e| e.name == name)
-        .map(|e| e.gid);
-    gid
-}
-
-/// Every group a user belongs to per `/etc/passwd` (primary group) and `/etc/group` (member
-/// lists), sorted and deduplicated. Empty if the uid has no passwd entry.
-pub fn user_groups(uid: u32) -> Vec<u32> {
-    let passwd = read_db(Path::new("/etc/passwd"));
-    let group = read_db(Path::new("/etc/group"));
-    groups_of(&passwd, &group, uid)
 }
 
 /// How the daemon got its handle on a peer process (docs/audit.md, `peer.exe`).
@@ -813,60 +776,6 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn read_db(path: &Path) -> String {
-    // A missing or unreadable database means "no such user": callers fall back to numeric ids.
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-struct PasswdEntry<'a> {
-    name: &'a str,
-    uid: u32,
-    gid: u32,
-}
-
-struct GroupEntry<'a> {
-    name: &'a str,
-    gid: u32,
-    members: &'a str,
-}
-
-fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
-    text.lines().filter_map(|line| {
-        let mut f = line.split(':');
-        let name = f.next()?;
-        let _pw = f.next()?;
-        let uid = f.next()?.parse().ok()?;
-        let gid = f.next()?.parse().ok()?;
-        (!name.is_empty() && !name.starts_with('#')).then_some(PasswdEntry { name, uid, gid })
-    })
-}
-
-fn group_entries(text: &str) -> impl Iterator<Item = GroupEntry<'_>> {
-    text.lines().filter_map(|line| {
-        let mut f = line.split(':');
-        let name = f.next()?;
-        let _pw = f.next()?;
-        let gid = f.next()?.parse().ok()?;
-        let members = f.next().unwrap_or("");
-        (!name.is_empty() && !name.starts_with('#')).then_some(GroupEntry { name, gid, members })
-    })
-}
-
-fn groups_of(passwd: &str, group: &str, uid: u32) -> Vec<u32> {
-    let Some(user) = passwd_entries(passwd).find(|e| e.uid == uid) else {
-        return Vec::new();
-    };
-    let mut out = vec![user.gid];
-    out.extend(
-        group_entries(group)
-            .filter(|g| g.members.split(',').any(|m| m.trim() == user.name))
-            .map(|g| g.gid),
-    );
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
 /// Give freed heap memory back to the kernel (glibc's `malloc_trim`).
 ///
 /// Opening a vault of ten thousand credentials allocates several times what stays alive
@@ -1034,12 +943,6 @@ impl Drop for EchoOff {
 mod tests {
     use super::*;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
-        # comment\n\
-        mon:x:1001:1001::/home/mon:/bin/sh\n\
-        broken line\n";
-    const GROUP: &str = "root:x:0:\nmon:x:1001:\nmonitors:x:2000:alice,mon\nother:x:2001:alice\n";
-
     /// Twentieth pass (found by the nineteenth pass's review): a daemon that locked its memory
     /// under a finite memory-lock limit said nothing at start, and its first passphrase
     /// `unlock` was refused (aborted it, before the nineteenth pass). The warning names the
@@ -1110,29 +1013,6 @@ mod tests {
         );
         // This process locked nothing: the memory-lock limit is not what refuses it.
         assert!(!allocation_limits().contains("RLIMIT_MEMLOCK"));
-    }
-
-    #[test]
-    fn groups_of_combines_primary_and_member_lists() {
-        assert_eq!(groups_of(PASSWD, GROUP, 1001), vec![1001, 2000]);
-        assert_eq!(groups_of(PASSWD, GROUP, 0), vec![0]);
-        assert!(groups_of(PASSWD, GROUP, 4242).is_empty());
-    }
-
-    #[test]
-    fn parsers_skip_comments_and_broken_lines() {
-        let names: Vec<_> = passwd_entries(PASSWD).map(|e| e.name).collect();
-        assert_eq!(names, ["root", "mon"]);
-        assert_eq!(group_entries(GROUP).count(), 4);
-    }
-
-    #[test]
-    fn numeric_names_are_ids() {
-        assert_eq!(user_uid("4242"), Some(4242));
-        assert_eq!(group_gid("4243"), Some(4243));
-        assert_eq!(user_uid("no-such-user-scopevault"), None);
-        assert_eq!(user_uid("root"), Some(0));
-        assert_eq!(group_gid("root"), Some(0));
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl PeerIdentity {
         self.gid == gid
             || self
                 .groups
-                .get_or_init(|| crate::sys::user_groups(self.uid))
+                .get_or_init(|| crate::accounts::user_groups(self.uid))
                 .contains(&gid)
     }
 

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::accounts::Unresolved;
 use crate::policy::{CredentialKind, Grant, Policy};
 use crate::protocol::ErrorBody;
 use crate::secret::SecretString;
@@ -148,19 +149,31 @@ impl Opened {
                     let uids = task
                         .schedulers()
                         .iter()
-                        .filter_map(|u| u.parse::<u32>().ok().or_else(|| crate::sys::user_uid(u)))
+                        .filter_map(|u| {
+                            u.parse::<u32>()
+                                .ok()
+                                .or_else(|| crate::accounts::user_uid(u))
+                        })
                         .collect();
                     schedulers.insert(name.to_owned(), uids);
                 }
                 let uids = task
                     .runner_users()
                     .iter()
-                    .filter_map(|u| u.parse::<u32>().ok().or_else(|| crate::sys::user_uid(u)))
+                    .filter_map(|u| {
+                        u.parse::<u32>()
+                            .ok()
+                            .or_else(|| crate::accounts::user_uid(u))
+                    })
                     .collect();
                 let gids = task
                     .runner_groups()
                     .iter()
-                    .filter_map(|g| g.parse::<u32>().ok().or_else(|| crate::sys::group_gid(g)))
+                    .filter_map(|g| {
+                        g.parse::<u32>()
+                            .ok()
+                            .or_else(|| crate::accounts::group_gid(g))
+                    })
                     .collect();
                 runners.insert(name.to_owned(), Runners { uids, gids });
             }
@@ -340,18 +353,27 @@ pub(crate) fn unresolved_names(policy: &Policy) -> Vec<String> {
             .map(|g| ("runner group", g, false));
         let schedulers = t.schedulers().into_iter().map(|u| ("scheduler", u, true));
         for (what, name, is_user) in users.chain(groups).chain(schedulers) {
+            if name.parse::<u32>().is_ok() {
+                continue;
+            }
             let found = if is_user {
-                crate::sys::user_uid(name).is_some()
+                crate::accounts::resolve_user(name)
             } else {
-                crate::sys::group_gid(name).is_some()
+                crate::accounts::resolve_group(name)
             };
-            if !found {
-                let db = if is_user { "/etc/passwd" } else { "/etc/group" };
-                out.push(format!(
+            match found {
+                Ok(_) => {}
+                Err(Unresolved::Missing { db }) => out.push(format!(
                     "task `{}`: {what} `{}` does not exist on this host ({db}): it matches nobody",
                     text(task),
                     text(name)
-                ));
+                )),
+                // A line glibc would use but scopevault does not (docs/operations.md).
+                Err(e) => out.push(format!(
+                    "task `{}`: {what} `{}`: {e}: it matches nobody",
+                    text(task),
+                    text(name)
+                )),
             }
         }
     }

@@ -5,9 +5,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail};
 
 use super::args::{GlobalArgs, ServeArgs};
+use crate::accounts::Unresolved;
 use crate::agent::authz::AccessConfig;
 use crate::agent::daemon::{Config, StartUnlock};
 use crate::agent::server::{default_socket_path, Limits};
@@ -91,15 +92,21 @@ fn resolve_group(name: &str) -> anyhow::Result<u32> {
 }
 
 fn resolve_group_for(option: &str, name: &str) -> anyhow::Result<u32> {
-    name.parse::<u32>()
-        .ok()
-        .or_else(|| crate::sys::group_gid(name))
-        .with_context(|| format!("{option} {name:?}: no such group in /etc/group"))
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    crate::accounts::resolve_group(name).map_err(|e| match e {
+        Unresolved::Missing { .. } => anyhow!("{option} {name:?}: no such group in /etc/group"),
+        e => anyhow!("{option} {name:?}: {e}"),
+    })
 }
 
 fn resolve_user(name: &str) -> anyhow::Result<u32> {
-    name.parse::<u32>()
-        .ok()
-        .or_else(|| crate::sys::user_uid(name))
-        .with_context(|| format!("--scheduler {name:?}: no such user in /etc/passwd"))
+    if let Ok(uid) = name.parse::<u32>() {
+        return Ok(uid);
+    }
+    crate::accounts::resolve_user(name).map_err(|e| match e {
+        Unresolved::Missing { .. } => anyhow!("--scheduler {name:?}: no such user in /etc/passwd"),
+        e => anyhow!("--scheduler {name:?}: {e}"),
+    })
 }

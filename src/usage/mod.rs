@@ -176,7 +176,7 @@ impl Evidence {
         let uid = user
             .parse::<u32>()
             .ok()
-            .or_else(|| crate::sys::user_uid(user))?;
+            .or_else(|| crate::accounts::user_uid(user))?;
         self.judged_seen(t, self.peers_of(t).any(|(u, _)| u == uid))
     }
 
@@ -198,11 +198,11 @@ impl Evidence {
         let gid = group
             .parse::<u32>()
             .ok()
-            .or_else(|| crate::sys::group_gid(group))?;
+            .or_else(|| crate::accounts::group_gid(group))?;
         self.judged_seen(
             t,
             self.peers_of(t)
-                .any(|(u, g)| g == gid || crate::sys::user_groups(u).contains(&gid)),
+                .any(|(u, g)| g == gid || crate::accounts::user_groups(u).contains(&gid)),
         )
     }
 

@@ -16,6 +16,12 @@ pub fn bin() -> &'static str {
 /// A `scopevault` command with a clean environment for the test dir.
 pub fn cmd(dir: &Path) -> Command {
     let mut c = Command::new(bin());
+    clean_env(&mut c, dir);
+    c
+}
+
+/// The clean environment of [`cmd`], on any command.
+fn clean_env(c: &mut Command, dir: &Path) {
     c.env_remove("SCOPEVAULT_SOCKET")
         .env_remove("SCOPEVAULT_STATE_DIR")
         .env_remove("SCOPEVAULT_VAULT")
@@ -28,7 +34,6 @@ pub fn cmd(dir: &Path) -> Command {
         .env("SCOPEVAULT_STATE_DIR", dir.join("state/scopevault"))
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("HOME", dir);
-    c
 }
 
 pub struct Daemon {
@@ -47,9 +52,23 @@ impl Daemon {
 
     /// As [`Daemon::start`], on the socket path given.
     pub fn start_at(dir: &Path, socket: &Path, args: &[&str]) -> Daemon {
+        Daemon::start_cmd(dir, socket, cmd(dir), args)
+    }
+
+    /// As [`Daemon::start`], with the daemon alone seeing `etc_group` as `/etc/group`
+    /// ([`super::users::seeing_etc_group`]): the host's file is never changed.
+    pub fn start_seeing_etc_group(dir: &Path, etc_group: &Path, args: &[&str]) -> Daemon {
+        // Only a mount point, in the daemon's namespace: kept (empty) until `dir` goes.
+        let scratch = dir.join("etc-overlay");
+        std::fs::create_dir_all(&scratch).unwrap();
+        let mut c = super::users::seeing_etc_group(etc_group, &scratch, Path::new(bin()));
+        clean_env(&mut c, dir);
+        Daemon::start_cmd(dir, &dir.join("run/scopevault.sock"), c, args)
+    }
+
+    fn start_cmd(dir: &Path, socket: &Path, mut c: Command, args: &[&str]) -> Daemon {
         let socket = socket.to_owned();
         let stderr = dir.join("daemon.stderr");
-        let mut c = cmd(dir);
         c.arg("serve")
             .arg("--socket")
             .arg(&socket)

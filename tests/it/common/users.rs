@@ -164,3 +164,26 @@ pub fn run_as(uid: u32, gid: u32, exe: &Path, socket: &Path, args: &[&str]) -> O
         .output()
         .unwrap_or_else(|e| panic!("spawn {} as uid {uid}: {e}", exe.display()))
 }
+
+/// A command running `program` (root only) in a mount namespace of its own in which
+/// `/etc/group` is `etc_group`: an overlay on `/etc` whose upper layer, on a tmpfs mounted at
+/// the empty directory `scratch` (in that namespace only), holds a copy of `etc_group`. The
+/// host's `/etc/group` is never changed, and every other process goes on seeing it. An
+/// overlay on the directory rather than a bind mount on the file: the kernel detaches a
+/// mount whose mount point is renamed over in another namespace, which every `usermod` and
+/// `groupadd` of a test running alongside does to `/etc/group`.
+pub fn seeing_etc_group(etc_group: &Path, scratch: &Path, program: &Path) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(concat!(
+            r#"mount -t tmpfs scopevault-test "$0" && mkdir "$0/upper" "$0/work""#,
+            r#" && cp "$1" "$0/upper/group" && chmod 644 "$0/upper/group""#,
+            r#" && mount -t overlay scopevault-test"#,
+            r#" -o "lowerdir=/etc,upperdir=$0/upper,workdir=$0/work" /etc"#,
+            r#" && shift && exec "$@""#
+        ))
+        .arg(scratch)
+        .arg(etc_group)
+        .arg(program);
+    c
+}

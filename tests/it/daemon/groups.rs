@@ -1,7 +1,7 @@
 //! A runner admitted only through a real supplementary group (issue 16, item 7).
 //!
 //! The daemon takes the peer's uid and gid from the kernel (SO_PEERCRED) but the user's
-//! supplementary groups from /etc/passwd and /etc/group (`sys::user_groups`), looked up per
+//! supplementary groups from /etc/passwd and /etc/group (`accounts::user_groups`), looked up per
 //! connection. This test creates a real user and group (`useradd`, `groupadd`), lets only that
 //! group run a task, and runs the client as the user with **no** supplementary groups in the
 //! kernel (std's `Command::uid` drops them): refused while the user is not in the group's
@@ -14,6 +14,7 @@ use crate::common::skip;
 use crate::common::users;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 const GROUP: &str = "scopevault-tg";
 
@@ -129,5 +130,120 @@ struct Cleanup;
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = users::remove_from_group(users::OTHER_USER, GROUP);
+    }
+}
+
+/// Twentieth pass (found by attacking who gets what): scopevault read `/etc/group` more
+/// broadly than glibc. A member list `scopevault-t2\r` (a CRLF line end), `scopevault-t2:extra`
+/// (a field too many) or `scopevault-t2 ,root` (a space before the comma) made the user a
+/// member for scopevault, a runner of the group's task and an admin through `--admin-group`,
+/// though `id` (glibc's `getgrouplist`) says it is none. Each line is tried on its own, in a
+/// copy of the host's `/etc/group` that only the daemon sees (a mount namespace of its own:
+/// the host's file is never edited), beside what glibc's `id -G` says of the same file:
+/// scopevault admits the user only where glibc counts it a member, and refuses every odd line.
+/// A gid written `0N` and a commented-out line (`#name:…`), which glibc's `getgrouplist`
+/// still counts, scopevault does not: stricter, as docs/operations.md says.
+#[test]
+fn a_group_line_glibc_does_not_honour_makes_no_runner_and_no_admin() {
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let host = std::fs::read_to_string("/etc/group").unwrap();
+    let used: Vec<u32> = host
+        .lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+        .collect();
+    let g = (3900..4900)
+        .find(|g| !used.contains(g))
+        .expect("a free gid");
+    let user = users::OTHER_USER;
+    // (the line, whether glibc counts the user a member of gid `g`, whether scopevault does)
+    let cases = [
+        (format!("scopevault-tq:x:{g}:root,{user}"), true, true),
+        (format!("scopevault-tq:x:{g}:{user}\r"), false, false),
+        (format!("scopevault-tq:x:{g}:{user}:extra"), false, false),
+        (format!("scopevault-tq:x:{g}:{user} ,root"), false, false),
+        (format!("scopevault-tq:x:0{g}:{user}"), true, false),
+        (format!("#scopevault-tq:x:{g}:{user}"), true, false),
+    ];
+
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    // checkout-flow may be run by members of gid `g` only.
+    let example = daemon::example_policy();
+    let policy = example.replacen(
+        "runners = { users = [\"checkpoint\", \"root\"], groups = [] }",
+        &format!("runners = {{ groups = [\"{g}\"] }}"),
+        1,
+    );
+    assert_ne!(policy, example, "examples/policy.toml changed its runners");
+    let file = dir.path().join("groups.toml");
+    std::fs::write(&file, policy).unwrap();
+    let id_s = id.to_str().unwrap();
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "policy",
+            "apply",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let exe = users::shared_binary(dir.path());
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    for (line, glibc, member) in &cases {
+        let etc_group = dir.path().join("group");
+        std::fs::write(&etc_group, format!("{host}{line}\n")).unwrap();
+        // What glibc says of the same file.
+        let scratch = tempfile::tempdir_in(dir.path()).unwrap();
+        let id_out = users::seeing_etc_group(&etc_group, scratch.path(), Path::new("id"))
+            .args(["-G", user])
+            .output()
+            .expect("unshare");
+        assert!(id_out.status.success(), "{}", text(&id_out));
+        let glibc_member = String::from_utf8_lossy(&id_out.stdout)
+            .split_whitespace()
+            .any(|n| n == g.to_string());
+        assert_eq!(glibc_member, *glibc, "{line:?}: glibc's `id -G`");
+
+        let d = daemon::Daemon::start_seeing_etc_group(
+            dir.path(),
+            &etc_group,
+            &["--identity-file", id_s, "--admin-group", &g.to_string()],
+        );
+        std::fs::set_permissions(
+            d.socket.parent().unwrap(),
+            std::fs::Permissions::from_mode(0o711),
+        )
+        .unwrap();
+        std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let run = |args: &[&str]| users::run_as(uid, gid, &exe, &d.socket, args);
+
+        let out = run(&["get", "--task", "checkout-flow", "--field", "password"]);
+        let handed_out = out.status.success();
+        assert_eq!(handed_out, *member, "{line:?}: {}", text(&out));
+        if handed_out {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                daemon::secret_of("shop-buyer")
+            );
+        } else {
+            assert!(text(&out).contains("denied"), "{line:?}: {}", text(&out));
+            daemon::assert_no_secret(&text(&out), "a refusal");
+        }
+        // `--admin-group g`: an admin exactly where a runner.
+        let out = run(&["reload"]);
+        let admin = out.status.success();
+        assert_eq!(admin, *member, "{line:?}: reload: {}", text(&out));
+        d.assert_alive();
     }
 }
