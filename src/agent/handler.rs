@@ -1742,6 +1742,135 @@ mod tests {
         PeerIdentity::with_groups(3000, 3000, 3, vec![])
     }
 
+    /// Twentieth pass (found by attacking who gets what): a redemption refused for what it
+    /// asked (an over-scoped credential under `enforce = "deny"`, a listed credential with no
+    /// secret or no TOTP seed, the whole task when one of its credentials is refused) used the
+    /// ticket up, and the check's retry for a credential it may have was refused as "already
+    /// redeemed: possible interception", though nothing had been handed out. Now only a
+    /// hand-out spends a ticket: each refusal is audited and leaves it usable, the retry is
+    /// handed out, and a redemption after the hand-out is still refused as interception.
+    #[test]
+    fn a_refused_redemption_leaves_the_ticket_usable_and_only_a_hand_out_spends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = format!(
+            "{}\n[tasks.ticketed]\nneeds = [\"shop:login\"]\n\
+             credentials = [\"newsletter-login\", \"shop-backoffice\", \"legacy-ftp\", \"shop-2fa\"]\n\
+             schedulers = [\"3000\"]\n",
+            policy_src("deny")
+        );
+        let h = handler_tweaked(dir.path(), &src, |v| {
+            v.creds.remove("legacy-ftp");
+            v.creds
+                .get_mut("shop-2fa")
+                .unwrap()
+                .secrets
+                .remove("totp_seed");
+        });
+        let fetch = |ticket: &str, credential: Option<&str>| {
+            let line = match credential {
+                Some(c) => {
+                    format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}","credential":"{c}"}}"#)
+                }
+                None => format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#),
+            };
+            call(&h, &stranger(), &line)
+        };
+        let refusals = [
+            (Some("shop-backoffice"), "over_scoped"),
+            (Some("legacy-ftp"), "not_found"),
+            (Some("shop-2fa"), "not_found"),
+            (Some("search-token"), "denied"),
+            (None, "over_scoped"),
+        ];
+        for (credential, code) in refusals {
+            let t = call(
+                &h,
+                &sched(),
+                r#"{"v":1,"op":"ticket","task":"ticketed","ttl":60}"#,
+            );
+            let ticket = t["ticket"].as_str().unwrap().to_owned();
+            let v = fetch(&ticket, credential);
+            assert_eq!(v["error"]["code"], code, "{credential:?}: {v}");
+            // Refused again for the same: still not spent.
+            let v = fetch(&ticket, credential);
+            assert_eq!(v["error"]["code"], code, "{credential:?}, again: {v}");
+            let v = fetch(&ticket, Some("newsletter-login"));
+            assert_eq!(
+                v["ok"], true,
+                "{credential:?}: the refusal used the ticket up: {v}"
+            );
+            assert_eq!(v["credentials"][0]["name"], "newsletter-login", "{v}");
+            let v = fetch(&ticket, Some("newsletter-login"));
+            assert_eq!(v["error"]["code"], "denied", "{v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("already redeemed: possible interception"),
+                "{v}"
+            );
+        }
+        // Audited: every refusal as `deny` under its own reason, one hand-out per ticket, and
+        // "possible interception" only for the redemptions after a hand-out.
+        let records = audit_records(dir.path());
+        let fetches: Vec<_> = records.iter().filter(|r| r["op"] == "fetch").collect();
+        let allowed = fetches.iter().filter(|r| r["decision"] == "allow").count();
+        let interceptions = fetches
+            .iter()
+            .filter(|r| {
+                r["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("possible interception")
+            })
+            .count();
+        assert_eq!(
+            (fetches.len(), allowed, interceptions),
+            (20, 5, 5),
+            "{fetches:#?}"
+        );
+    }
+
+    /// Of redemptions of one ticket at the same time, exactly one is handed out and every
+    /// other is refused as possible interception: the ticket is checked and spent under one
+    /// lock, held from the check to the hand-out.
+    #[test]
+    fn concurrent_redemptions_of_one_ticket_hand_out_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let t = call(
+            &h,
+            &sched(),
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        let line = format!(
+            r#"{{"v":1,"op":"fetch","ticket":"{}"}}"#,
+            t["ticket"].as_str().unwrap()
+        );
+        let start = std::sync::Barrier::new(8);
+        let answers: Vec<serde_json::Value> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        call(&h, &stranger(), &line)
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let ok = answers.iter().filter(|v| v["ok"] == true).count();
+        let intercepted = answers
+            .iter()
+            .filter(|v| {
+                v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("possible interception"))
+            })
+            .count();
+        assert_eq!((ok, intercepted), (1, 7), "{answers:#?}");
+    }
+
     /// Eighteenth pass: one scheduler filled the whole ticket table (100,000 tickets of 24
     /// hours for its own task), and root and every other scheduler got `busy` for a day. Now a
     /// scheduler that is not an admin holds a quarter of the table at most, and schedulers

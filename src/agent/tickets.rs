@@ -1,7 +1,8 @@
 //! Single-use tickets: a scheduler asks for one for a task, hands it to the check, and the
 //! check redeems it once. Only a SHA-256 of each ticket is kept, so a memory dump of the daemon
-//! does not reveal redeemable tickets; a spent ticket is remembered until well past its expiry
-//! so a second redeem is recognised (and audited as possible interception).
+//! does not reveal redeemable tickets. A ticket is spent by the redemption that hands
+//! something out, never by a refused one; a spent ticket is remembered until well past its
+//! expiry so a second redeem is recognised (and audited as possible interception).
 
 use std::collections::HashMap;
 
@@ -248,17 +249,17 @@ impl Tickets {
         }
     }
 
-    /// Redeem a ticket: its task the first time, refused afterwards or once expired.
-    /// As [`Tickets::redeem`], but the ticket is spent only when `spend(task)` says so: a
-    /// redemption that will be refused anyway (a credential its task does not list) must not
-    /// use the ticket up. Returns the task and whether the ticket was spent.
-    pub(crate) fn redeem_if(
-        &mut self,
+    /// The task of an outstanding ticket (neither spent nor expired), which stays
+    /// outstanding: a redemption spends it ([`Tickets::spend`]) only once its hand-out is
+    /// decided, so that a refusal (an over-scoped credential, one with no secret, one its
+    /// task does not list) leaves it usable. The caller holds the table's lock from this check
+    /// to the spending, so that of two redemptions of one ticket exactly one hands out.
+    pub(crate) fn outstanding(
+        &self,
         ticket: &SecretString,
         now: u64,
-        spend: impl FnOnce(&str) -> bool,
-    ) -> Result<(String, bool), NotRedeemed> {
-        let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
+    ) -> Result<String, NotRedeemed> {
+        let Some(e) = self.by_hash.get(&hash(ticket.expose())) else {
             return Err(NotRedeemed::Unknown);
         };
         if e.spent {
@@ -271,37 +272,31 @@ impl Tickets {
                 task: e.task.clone(),
             });
         }
-        let spent = spend(&e.task);
-        e.spent = spent;
-        let (task, issuer) = (e.task.clone(), e.issuer);
-        if spent {
-            self.note_spent(issuer);
-        }
-        Ok((task, spent))
+        Ok(e.task.clone())
     }
 
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Spend a ticket [`Tickets::outstanding`] found outstanding: a later redemption is
+    /// refused as possible interception.
+    pub(crate) fn spend(&mut self, ticket: &SecretString) {
+        let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
+            return;
+        };
+        if !e.spent {
+            e.spent = true;
+            let issuer = e.issuer;
+            self.note_spent(issuer);
+        }
+    }
+
+    /// Check and spend a ticket at once (tests).
+    #[cfg(test)]
     pub(crate) fn redeem(
         &mut self,
         ticket: &SecretString,
         now: u64,
     ) -> Result<String, NotRedeemed> {
-        let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
-            return Err(NotRedeemed::Unknown);
-        };
-        if e.spent {
-            return Err(NotRedeemed::Spent {
-                task: e.task.clone(),
-            });
-        }
-        if now >= e.expires_at {
-            return Err(NotRedeemed::Expired {
-                task: e.task.clone(),
-            });
-        }
-        e.spent = true;
-        let (task, issuer) = (e.task.clone(), e.issuer);
-        self.note_spent(issuer);
+        let task = self.outstanding(ticket, now)?;
+        self.spend(ticket);
         Ok(task)
     }
 

@@ -38,16 +38,33 @@ impl Handler {
                 FetchBy::Ticket(t) => Some(Tickets::id_of(t)),
                 FetchBy::Task(_) => None,
             };
-            match self.decide_fetch(v, peer, &by, credential.as_deref()) {
-                Ok((o, task, granted)) => Ok(self.audit_hand_out(
-                    peer,
-                    o,
-                    &task,
-                    &granted,
-                    via_ticket.as_deref(),
-                    queued,
-                )),
+            // A redemption holds the tickets' lock from the ticket's check to its spending,
+            // which only a hand-out does: every refusal before it leaves the ticket usable,
+            // and of two redemptions of one ticket exactly one hands out (the other is
+            // refused as possible interception).
+            let mut tickets = match &by {
+                FetchBy::Ticket(_) => Some(self.tickets.lock().unwrap_or_else(|p| p.into_inner())),
+                FetchBy::Task(_) => None,
+            };
+            match self.decide_fetch(v, peer, &by, credential.as_deref(), tickets.as_deref()) {
+                Ok((o, task, granted)) => {
+                    let held = self.audit_hand_out(
+                        peer,
+                        o,
+                        &task,
+                        &granted,
+                        via_ticket.as_deref(),
+                        queued,
+                    );
+                    if let (Some(tickets), FetchBy::Ticket(t), Held::Fetched(_)) =
+                        (tickets.as_mut(), &by, &held)
+                    {
+                        tickets.spend(t);
+                    }
+                    Ok(held)
+                }
                 Err(mut r) => {
+                    drop(tickets);
                     // Names the refusal did not settle are the client's: recorded as is only
                     // when the applied policy declares them (locked, no policy: HMAC).
                     if r.task.is_none() {
@@ -85,14 +102,15 @@ impl Handler {
         peer: &PeerIdentity,
         by: &FetchBy,
         credential: Option<&'a str>,
+        tickets: Option<&Tickets>,
     ) -> Step<(&'a Opened, String, Vec<Granted<'a>>)> {
         // No hand-out while the chain's anchor cannot be written: a cut tail would go
-        // unnoticed. Checked first, so that no ticket is spent for a refusal.
+        // unnoticed.
         if !self.audit.anchor_ok() {
             return Err(Refusal::AnchorUnavailable.into());
         }
         let (o, policy) = Self::opened_with_policy(v, Op::Fetch)?;
-        let task_name = self.resolve_task(o, policy, peer, by, credential)?;
+        let task_name = self.resolve_task(o, policy, peer, by, tickets)?;
         let (task, names) = self.select_credentials(policy, &task_name, credential)?;
         let (today, now) = (time::OffsetDateTime::now_utc().date(), now_unix());
         let credentials = names
@@ -102,15 +120,16 @@ impl Handler {
         Ok((o, task_name, credentials))
     }
 
-    /// The task a fetch is for: a task named by one of its runners, or a ticket's task (the
-    /// ticket is spent here, unless the credential asked for is not its task's).
+    /// The task a fetch is for: a task named by one of its runners, or an outstanding
+    /// ticket's task, looked up in `tickets` (the caller holds their lock; the ticket is
+    /// spent by the hand-out, not here).
     fn resolve_task(
         &self,
         o: &Opened,
         policy: &Policy,
         peer: &PeerIdentity,
         by: &FetchBy,
-        credential: Option<&str>,
+        tickets: Option<&Tickets>,
     ) -> Step<String> {
         match by {
             FetchBy::Task(t) => {
@@ -128,20 +147,12 @@ impl Handler {
                 Ok(t.clone())
             }
             FetchBy::Ticket(t) => {
-                // A ticket asked for a credential its task does not list is refused later
-                // without being used up (issue 15.12).
-                let redeemed = self
-                    .tickets
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .redeem_if(t, now_unix(), |task| match credential {
-                        Some(c) => policy
-                            .task(task)
-                            .is_some_and(|tk| tk.credentials().contains(&c)),
-                        None => true,
-                    });
-                match redeemed {
-                    Ok((task, _spent)) => Ok(task),
+                // `fetch` passes the table for every redemption (`None` only for a task's).
+                let outstanding = tickets
+                    .ok_or(NotRedeemed::Unknown)
+                    .and_then(|tickets| tickets.outstanding(t, now_unix()));
+                match outstanding {
+                    Ok(task) => Ok(task),
                     Err(NotRedeemed::Unknown) => Err(Refusal::TicketUnknown.into()),
                     Err(NotRedeemed::Spent { task }) => {
                         Err(Refused::in_task(Refusal::TicketSpent, &task))
