@@ -104,17 +104,10 @@ fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
     refuse_existing(a.identity_out.as_deref())?;
     // Everything typed is checked before any prompt.
     if let Some(l) = &a.label {
+        // A duplicate, or a label that looks like another slot's, is refused before the
+        // prompt too (checked again once authenticated).
         vault::check_label(l)?;
-        // A duplicate is refused before the prompt too (checked again once authenticated).
-        if vault::read_slots(&path)?
-            .iter()
-            .any(|s| s.label() == Some(l))
-        {
-            return Err(VaultError::Usage(
-                "the label is already used by another key slot: labels are unique within a vault (`scopevault key list` shows them)".into(),
-            )
-            .into());
-        }
+        vault::check_new_label_among(&vault::read_slots(&path)?, l)?;
     }
     let new_pass = if a.passphrase {
         warn_test_kdf();

@@ -34,6 +34,7 @@ pub use model::{
     validate_field_value, validate_name, AppliedBundle, Credential, CredentialSource, FieldMap,
     FleetState, SecretSet, FIELD_NAME_RULE, MAX_FIELD_LEN, SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
 };
+pub(crate) use slots::check_new_label_among;
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
 pub(crate) use store::keep_owner;
 pub use store::{resolve_link, WriteLock};
@@ -1100,45 +1101,12 @@ impl Vault {
 
     /// Check a label for a new slot (or a relabelled one): valid ([`slots::check_label`]), not
     /// already another slot's label, and not one that looks like another slot's label or id
-    /// (the same UTS #39 confusable skeleton, case ignored: a Cyrillic `оps` beside `ops`,
-    /// `5Oeel5…` beside the id `50ee15…`, shown alike by `key list`, eighteenth pass). Call it before making the slot, so that a refused
+    /// (UTS #39 confusable skeletons, case ignored: a Cyrillic `оps` beside `ops`, `ALICE`
+    /// beside `alice`, `5Oeel5…` beside the id `50ee15…`, shown alike by `key list`,
+    /// [`slots::label_looks`]). Call it before making the slot, so that a refused
     /// label leaves nothing behind (a keyring slot stores its key at once).
     pub fn check_new_label(&self, label: &str) -> Result<(), VaultError> {
-        slots::check_label(label)?;
-        if let Some(other) = self.header.slots.iter().find(|s| s.label() == Some(label)) {
-            return Err(VaultError::Usage(format!(
-                "the label is already used by key slot {}: labels are unique within a vault (`scopevault key list` shows them)",
-                other.id()
-            )));
-        }
-        let look = slots::label_look(label);
-        if let Some(other) = self
-            .header
-            .slots
-            .iter()
-            .find(|s| s.label().is_some_and(|l| slots::label_look(l) == look))
-        {
-            return Err(VaultError::Usage(format!(
-                "invalid slot label: it looks like the label of key slot {} (letters of another script or case that read the same): labels tell slots apart in `scopevault key list`, so choose one unlike it",
-                other.id()
-            )));
-        }
-        // Nor like a slot's id: a label of 16 hex digits is refused for its shape, but
-        // `5Oeel5c7d4b4a6df` (O for 0, l for 1) or fullwidth digits beside the slot
-        // `50ee15c7d4b4a6df` read as that id all the same (eighteenth pass, found by attacking
-        // this pass's fixes).
-        if let Some(other) = self
-            .header
-            .slots
-            .iter()
-            .find(|s| slots::label_look(s.id()) == look)
-        {
-            return Err(VaultError::Usage(format!(
-                "invalid slot label: it looks like the id of key slot {} (digits and letters that read the same): `key remove` and `key passwd --slot` take either, so choose a label unlike every id",
-                other.id()
-            )));
-        }
-        Ok(())
+        slots::check_new_label_among(&self.header.slots, label)
     }
 
     /// Label the slot with id `id` (checked as by [`Vault::check_new_label`]).

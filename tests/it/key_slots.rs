@@ -293,6 +293,46 @@ fn a_label_key_list_would_escape_or_that_looks_like_another_is_refused() {
     assert!(!list.contains("\\u{"), "no label shown escaped: {list}");
 }
 
+/// Twentieth pass (found by attacking the admin's data paths): a label differing from another
+/// only in case was refused, except when it held an `I` (UTS #39 maps a capital `I` to `l`,
+/// and the skeleton was taken before case was folded): `ALICE` beside `alice` and `ADMIN`
+/// beside `admin` were added, exit 0, two slots `key list` shows alike.
+#[test]
+fn a_label_differing_from_another_only_in_case_is_refused_whatever_its_letters() {
+    let e = Env::new();
+    e.ok(
+        &["init", "--passphrase-file", &e.pf(), "--label", "alice"],
+        b"",
+    );
+    let before = e.vault_bytes();
+    for label in ["ALICE", "ALiCE", "Alice", "aLICE"] {
+        let idf = e.path("id.txt");
+        let err = e.fails(
+            &[
+                "key",
+                "add",
+                "--identity-out",
+                idf.to_str().unwrap(),
+                "--label",
+                label,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+            2,
+        );
+        assert!(
+            err.contains("looks like the label of key slot"),
+            "{label:?}: {err}"
+        );
+        assert!(
+            !idf.exists(),
+            "{label:?}: no identity file for a refused slot"
+        );
+        assert_eq!(e.vault_bytes(), before, "{label:?}: nothing written");
+    }
+}
+
 /// Found by attacking this pass's fixes (eighteenth pass): a label of 16 hex digits is refused
 /// as the shape of a slot id, but one that reads as another slot's id (`O` for `0`, `l` for
 /// `1`, fullwidth digits, capitals) was accepted, so `key list` showed two slots under what
