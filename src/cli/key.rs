@@ -7,8 +7,8 @@ use super::args::{GlobalArgs, KeyAddArgs, KeyCommand, KeyPasswdArgs};
 use super::escape_for_terminal;
 use super::init::{keyring_store, refuse_existing, write_private_new};
 use super::unlock::{
-    new_passphrase, open_options, open_vault, open_vault_unattended, passphrase_from_args,
-    prompt_passphrase, vault_path, warn_test_kdf,
+    new_passphrase, open_options, open_vault, open_vault_keeping_passphrase, open_vault_unattended,
+    passphrase_from_args, prompt_passphrase, vault_path, warn_test_kdf,
 };
 use crate::vault::{self, Slot, Unlock, Vault, VaultError, WriteLock};
 
@@ -204,9 +204,9 @@ fn passwd_target(slots: &[Slot], wanted: Option<&str>) -> Result<String, VaultEr
             )),
             Some(s @ Slot::Passphrase { .. }) => Ok(s.id().to_owned()),
             Some(s) => Err(VaultError::Usage(format!(
-                "key slot {} is a {} slot: `key passwd` changes passphrase slots only",
+                "key slot {} is {} slot: `key passwd` changes passphrase slots only",
                 named(s),
-                s.kind()
+                s.a_kind()
             ))),
         };
     }
@@ -242,13 +242,14 @@ fn passwd_target(slots: &[Slot], wanted: Option<&str>) -> Result<String, VaultEr
 
 /// `key passwd`: unlock as any command does, ask for the new passphrase (after the current
 /// one, so the prompts come in that order), then under the write lock re-read the vault with
-/// the identity in memory and replace the slot in one atomic save.
+/// the identity in memory and replace the slot in one atomic save. A new passphrase a
+/// passphrase slot already takes is refused ([`Vault::change_passphrase`]).
 fn passwd(g: &GlobalArgs, a: &KeyPasswdArgs) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
     // Fail before any prompt when the slot choice is wrong (the header is re-checked once it
     // is authenticated).
     passwd_target(&vault::read_slots(&path)?, a.slot.as_deref())?;
-    let vault = open_vault(g)?;
+    let (vault, used) = open_vault_keeping_passphrase(g)?;
     let target = passwd_target(vault.slots(), a.slot.as_deref())?;
     warn_test_kdf();
     let new_pass = new_passphrase(a.new_passphrase_file.as_deref(), None, a.weak_passphrase_ok)?;
@@ -256,14 +257,96 @@ fn passwd(g: &GlobalArgs, a: &KeyPasswdArgs) -> anyhow::Result<ExitCode> {
     // The file may have changed while the new passphrase was typed: start from what is on
     // disk now, with the same authenticity and rollback checks.
     let mut vault = vault.reopen(&open_options(g))?;
+    // Which other slots take the old passphrase, told before the slot changes (a slot made
+    // before scopevault refused a shared passphrase: "the old passphrase no longer opens this
+    // file" was said while it opened it, twentieth pass). The passphrase the vault was opened
+    // with is tried on the passphrase slots (the slot that opened it is known to take it):
+    // when the slot being changed takes it, it is the old passphrase, and the others that take
+    // it still do; when it does not, the old passphrase is another, which those slots do not
+    // take, and only the rest are left untried.
+    let takers: Vec<String> = match &used {
+        Some(p) => vault
+            .passphrase_slots_accepting(p, true)?
+            .iter()
+            .map(|s| s.id().to_owned())
+            .collect(),
+        None => Vec::new(),
+    };
+    drop(used);
+    let other = |s: &&Slot| matches!(s, Slot::Passphrase { .. }) && s.id() != target;
+    let old = if takers.contains(&target) {
+        OldPassphrase::StillOpens(
+            vault
+                .slots()
+                .iter()
+                .filter(other)
+                .filter(|s| takers.iter().any(|t| t == s.id()))
+                .map(named)
+                .collect(),
+        )
+    } else {
+        OldPassphrase::Untried(
+            vault
+                .slots()
+                .iter()
+                .filter(other)
+                .filter(|s| !takers.iter().any(|t| t == s.id()))
+                .map(named)
+                .collect(),
+        )
+    };
     let s = vault.change_passphrase(&target, &new_pass)?;
     let what = named(s);
     vault.save(&lock)?;
-    println!(
-        "changed the passphrase of key slot {what}: the old passphrase no longer opens this file (generation {}), but still opens copies made before, and whoever opened one holds the vault key, which a slot change does not replace (docs/security.md, \"Limits\")",
-        vault.generation()
-    );
+    let (line, warning) = passwd_outcome(&what, vault.generation(), old);
+    println!("{line}");
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `key passwd` knows of the other passphrase slots and the slot's old passphrase.
+enum OldPassphrase {
+    /// The vault was opened with the old passphrase; these other slots (named) take it too.
+    StillOpens(Vec<String>),
+    /// The vault was not opened with it (an identity file, the keyring, another slot's
+    /// passphrase): these other passphrase slots (named) were not tried with it; the rest
+    /// take the passphrase the vault was opened with, so not the old one.
+    Untried(Vec<String>),
+}
+
+/// `key passwd`'s report of a change to slot `what` saved as `generation`: the line for stdout,
+/// and a warning when the old passphrase still opens this file through another slot. Every
+/// sentence is true of the file saved.
+fn passwd_outcome(what: &str, generation: u64, old: OldPassphrase) -> (String, Option<String>) {
+    const COPIES: &str = "still opens copies made before, and whoever opened one holds the vault key, which a slot change does not replace (docs/security.md, \"Limits\")";
+    let whole_file = format!(
+        "changed the passphrase of key slot {what}: the old passphrase no longer opens this file (generation {generation}), but {COPIES}"
+    );
+    match old {
+        OldPassphrase::StillOpens(still) if still.is_empty() => (whole_file, None),
+        OldPassphrase::StillOpens(still) => (
+            format!(
+                "changed the passphrase of key slot {what} (generation {generation}): the old passphrase no longer opens that slot, but it still opens this file through key slot {}, and it {COPIES}",
+                still.join(", key slot ")
+            ),
+            Some(format!(
+                "the old passphrase still opens this file: key slot {} takes the same passphrase (made before scopevault refused a shared one). Change it there too (`scopevault key passwd --slot ID`) or remove that slot (`scopevault key remove ID`)",
+                still.join(" and key slot ")
+            )),
+        ),
+        // Only passphrase slots take a passphrase: with none left untried, the old one opens
+        // nothing in this file, whatever it was.
+        OldPassphrase::Untried(others) if others.is_empty() => (whole_file, None),
+        OldPassphrase::Untried(others) => (
+            format!(
+                "changed the passphrase of key slot {what} (generation {generation}): its old passphrase no longer opens that slot, but the vault was not opened with it, so the other passphrase slots ({}) were not tried with it: one made before scopevault refused a shared passphrase may still take it (open the vault with the old passphrase to find out). The old passphrase {COPIES}",
+                others.join(", ")
+            ),
+            None,
+        ),
+    }
 }
 
 /// `key migrate`: version 1 to version 2. The unlock order is the keyring slot (unless

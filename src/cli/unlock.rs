@@ -51,7 +51,17 @@ pub(crate) fn warn_test_kdf() {
 /// and the new one. A command that already holds the writer lock opens with
 /// [`open_vault_locked`] instead: the lock is not taken twice.
 pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
-    adopt_if_restored(g, open_vault_with_any_key(g)?)
+    Ok(open_vault_keeping_passphrase(g)?.0)
+}
+
+/// [`open_vault`], returning with the vault the passphrase that opened it, when one did (a
+/// file, a descriptor or the prompt): `key passwd` tells from it whether the slot's old
+/// passphrase still opens the file through another slot.
+pub(crate) fn open_vault_keeping_passphrase(
+    g: &GlobalArgs,
+) -> anyhow::Result<(Vault, Option<SecretString>)> {
+    let (v, used) = open_vault_with_any_key(g)?;
+    Ok((adopt_if_restored(g, v)?, used))
 }
 
 /// [`open_vault`] with the sources that need no input only (an enrolled keyring slot unless
@@ -62,7 +72,7 @@ pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
 /// otherwise says that it did not.
 pub(crate) fn open_vault_unattended(g: &GlobalArgs) -> anyhow::Result<Result<Vault, String>> {
     match open_without_prompt(g)? {
-        Ok(v) => Ok(Ok(adopt_if_restored(g, v)?)),
+        Ok((v, _)) => Ok(Ok(adopt_if_restored(g, v)?)),
         Err(note) => Ok(Err(note)),
     }
 }
@@ -85,7 +95,7 @@ fn adopt_if_restored(g: &GlobalArgs, v: Vault) -> anyhow::Result<Vault> {
 /// failed "another scopevault command is writing this vault" (found by attacking the fleet,
 /// seventeenth pass).
 pub(crate) fn open_vault_locked(g: &GlobalArgs, lock: &vault::WriteLock) -> anyhow::Result<Vault> {
-    let v = open_vault_with_any_key(g)?;
+    let (v, _) = open_vault_with_any_key(g)?;
     warn_last_generation(&v);
     let Some(w) = v.rollback_warning() else {
         return Ok(v);
@@ -135,7 +145,10 @@ fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<V
     Ok(adopted)
 }
 
-fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {
+/// The vault, and the passphrase that opened it when one did.
+type Opened = (Vault, Option<SecretString>);
+
+fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Opened> {
     let path = vault_path(g);
     let opts = open_options(g);
     let keyring_note = match open_without_prompt(g)? {
@@ -146,7 +159,7 @@ fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {
         // Fail before prompting if the file is not even a vault.
         vault::read_slots(&path)?;
         let p = prompt_passphrase(&format!("Passphrase for {}: ", super::shown(&path)))?;
-        return Ok(Vault::open(&path, &Unlock::Passphrase(p), &opts)?);
+        return Ok(open_with_passphrase(&path, p, &opts)?);
     }
     Err(VaultError::NoUnlockSource(format!(
         "give --passphrase-file FILE, --passphrase-fd N or --identity-file FILE, or run on a terminal to be prompted{keyring_note}"
@@ -156,29 +169,40 @@ fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Vault> {
 
 /// Open with the first source that needs no input ([`open_vault_unattended`]); `Ok(Err(_))`
 /// when there is none, with what the keyring slot answered if it was tried.
-fn open_without_prompt(g: &GlobalArgs) -> anyhow::Result<Result<Vault, String>> {
+fn open_without_prompt(g: &GlobalArgs) -> anyhow::Result<Result<Opened, String>> {
     let path = vault_path(g);
     let opts = open_options(g);
     let mut keyring_note = String::new();
     if !g.unlock.no_keyring && vault::has_keyring_slot(&path)? {
         match Vault::open(&path, &Unlock::Keyring, &opts) {
-            Ok(v) => return Ok(Ok(v)),
+            Ok(v) => return Ok(Ok((v, None))),
             // A refused file is refused whatever key we try next.
             Err(e) if e.is_refusal() => return Err(e.into()),
             Err(e) => keyring_note = format!(" (the keyring slot was tried: {e})"),
         }
     }
     if let Some(f) = &g.unlock.identity_file {
-        return Ok(Ok(Vault::open(
-            &path,
-            &Unlock::IdentityFile(f.clone()),
-            &opts,
-        )?));
+        let v = Vault::open(&path, &Unlock::IdentityFile(f.clone()), &opts)?;
+        return Ok(Ok((v, None)));
     }
     if let Some(p) = passphrase_from_args(g)? {
-        return Ok(Ok(Vault::open(&path, &Unlock::Passphrase(p), &opts)?));
+        return Ok(Ok(open_with_passphrase(&path, p, &opts)?));
     }
     Ok(Err(keyring_note))
+}
+
+/// Open with the passphrase `p`, and hand it back with the vault.
+fn open_with_passphrase(
+    path: &Path,
+    p: SecretString,
+    opts: &OpenOptions,
+) -> Result<Opened, VaultError> {
+    let unlock = Unlock::Passphrase(p);
+    let v = Vault::open(path, &unlock, opts)?;
+    let Unlock::Passphrase(p) = unlock else {
+        unreachable!("made as a passphrase just above")
+    };
+    Ok((v, Some(p)))
 }
 
 /// The passphrase from `--passphrase-file` or `--passphrase-fd`, if one was given; an empty

@@ -429,6 +429,10 @@ pub struct Vault {
     /// [`FileFacts::payload_digest`] of the file as read or last saved (empty before the
     /// first save of a new vault).
     payload_digest: String,
+    /// The unlock hint ([`slots::unlock_hint`]) of the passphrase slot that opened this vault,
+    /// when a passphrase did: that slot is known to take that passphrase without another
+    /// Argon2 run ([`Vault::passphrase_slots_accepting`]).
+    opened_by: Option<u64>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -491,6 +495,7 @@ impl Vault {
             dirty: true,
             rolled_back: None,
             payload_digest: String::new(),
+            opened_by: None,
         };
         Ok((v, file_text))
     }
@@ -513,9 +518,10 @@ impl Vault {
             _ => None,
         };
         let (identity, opened_by) = unwrap_identity(&parsed.header, unlock, remembered)?;
-        let vault = Vault::finish_open_rereading(path, &parsed, identity, opts, None, || {
+        let mut vault = Vault::finish_open_rereading(path, &parsed, identity, opts, None, || {
             store::read_file_at(path, opts.no_follow)
         })?;
+        vault.opened_by = opened_by;
         // Remembered once the file is authenticated (its MAC, the rollback check): never a
         // slot of a file that was refused. Best effort: a state directory that cannot take it
         // (read-only) costs the next unlock the cheapest-first order, nothing else, so it
@@ -655,14 +661,17 @@ impl Vault {
         if parsed.header.vault_id != self.header.vault_id {
             return Err(VaultError::Forged);
         }
-        Vault::finish_open_rereading(
+        let mut v = Vault::finish_open_rereading(
             &self.path,
             &parsed,
             self.identity.clone(),
             opts,
             Some(self.header.generation),
             || store::read_file_checked(&self.path, opts.no_follow, format::EARLY_LEN, early),
-        )
+        )?;
+        // The hint covers the whole slot: a slot changed since no longer matches it.
+        v.opened_by = self.opened_by;
+        Ok(v)
     }
 
     /// [`Vault::finish_open`], reading the file again when it meets a rollback that a
@@ -777,6 +786,7 @@ impl Vault {
             dirty: false,
             rolled_back,
             payload_digest: crate::fleet::bundle::digest(parsed.payload),
+            opened_by: None,
         })
     }
 
@@ -1050,9 +1060,12 @@ impl Vault {
         Ok(plain)
     }
 
-    /// Add a passphrase slot. The payload is not re-encrypted.
+    /// Add a passphrase slot. The payload is not re-encrypted. A passphrase another slot
+    /// already takes is refused ([`Vault::passphrase_slots_accepting`]: one Argon2 run per
+    /// passphrase slot).
     pub fn add_passphrase_slot(&mut self, passphrase: &SecretString) -> Result<&Slot, VaultError> {
         self.room_for_a_slot()?;
+        self.refuse_a_shared_passphrase(passphrase, None)?;
         let s = slots::passphrase_slot(
             &self.header.vault_id,
             &self.identity,
@@ -1085,6 +1098,56 @@ impl Vault {
         let (s, text) = slots::identity_slot(&self.header.vault_id, &self.identity)?;
         self.header.slots.push(s);
         Ok(text)
+    }
+
+    /// The passphrase slots `passphrase` opens. Each is tried, one Argon2 run a slot (an admin
+    /// command's cost: docs/operations.md, "Key slots"), except, when `opened_with_it` (the
+    /// caller opened this vault with this passphrase), the slot that opened it, which is known
+    /// to.
+    pub fn passphrase_slots_accepting(
+        &self,
+        passphrase: &SecretString,
+        opened_with_it: bool,
+    ) -> Result<Vec<&Slot>, VaultError> {
+        let mut out = Vec::new();
+        for s in &self.header.slots {
+            if !matches!(s, Slot::Passphrase { .. }) {
+                continue;
+            }
+            let known = opened_with_it
+                && self.opened_by.is_some()
+                && slots::unlock_hint(s) == self.opened_by;
+            if known || slots::try_passphrase(s, &self.header.vault_id, passphrase)?.is_some() {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuse a new passphrase that a passphrase slot already takes: another slot (two slots
+    /// with one passphrase add no way in, and changing or removing one leaves the passphrase
+    /// opening the vault through the other; `key passwd` then said "the old passphrase no
+    /// longer opens this file" while it did, twentieth pass), or `changing`, the slot whose
+    /// passphrase is being changed (to itself).
+    fn refuse_a_shared_passphrase(
+        &self,
+        passphrase: &SecretString,
+        changing: Option<&str>,
+    ) -> Result<(), VaultError> {
+        let taken = self.passphrase_slots_accepting(passphrase, false)?;
+        if let Some(other) = taken.iter().find(|s| Some(s.id()) != changing) {
+            return Err(VaultError::Usage(format!(
+                "the new passphrase already opens key slot {}: two slots with one passphrase add no way in, and changing or removing one of them would leave that passphrase opening the vault through the other. Choose another passphrase: nothing was changed",
+                other.named()
+            )));
+        }
+        if let Some(same) = taken.first() {
+            return Err(VaultError::Usage(format!(
+                "the new passphrase is the one key slot {} already has: choose another passphrase: nothing was changed",
+                same.named()
+            )));
+        }
+        Ok(())
     }
 
     /// Refuse a new slot beyond [`slots::MAX_SLOTS`] before any work (a keyring slot would
@@ -1142,13 +1205,17 @@ impl Vault {
     /// Change the passphrase of a passphrase slot, named by id or label, in memory (written by
     /// [`Vault::save`]): the slot keeps its place, id, label and creation date, and gets a new
     /// salt, nonce, wrapped identity, the current Argon2 parameters and a `changed` date. The
-    /// old passphrase no longer opens it. The payload is not re-encrypted.
+    /// old passphrase no longer opens it. The payload is not re-encrypted. A passphrase a
+    /// passphrase slot already takes, this one included, is refused (one Argon2 run a slot).
     pub fn change_passphrase(
         &mut self,
         id_or_label: &str,
         passphrase: &SecretString,
     ) -> Result<&Slot, VaultError> {
         let pos = self.slot_position(id_or_label)?;
+        if matches!(self.header.slots[pos], Slot::Passphrase { .. }) {
+            self.refuse_a_shared_passphrase(passphrase, Some(self.header.slots[pos].id()))?;
+        }
         let new = slots::change_passphrase(
             &self.header.slots[pos],
             &self.header.vault_id,

@@ -423,9 +423,27 @@ impl Slot {
         }
     }
 
+    /// `id`, or `id (label NAME)`, for a message (escaped where it is printed).
+    pub(crate) fn named(&self) -> String {
+        match self.label() {
+            Some(l) => format!("{} (label {l})", self.id()),
+            None => self.id().to_owned(),
+        }
+    }
+
     /// Whether `id_or_label` names this slot: its id, or its label.
     pub fn is_named(&self, id_or_label: &str) -> bool {
         self.id() == id_or_label || self.label() == Some(id_or_label)
+    }
+
+    /// The slot's type name with its article, for a sentence: "an identity" slot, not "a
+    /// identity" (twentieth pass).
+    pub fn a_kind(&self) -> &'static str {
+        match self {
+            Slot::Passphrase { .. } => "a passphrase",
+            Slot::Keyring { .. } => "a keyring",
+            Slot::Identity { .. } => "an identity",
+        }
     }
 
     /// The slot's type name as stored.
@@ -779,9 +797,9 @@ pub(crate) fn change_passphrase(
     } = slot
     else {
         return Err(VaultError::Usage(format!(
-            "key slot {} is a {} slot, not a passphrase slot",
+            "key slot {} is {} slot, not a passphrase slot",
             slot.id(),
-            slot.kind()
+            slot.a_kind()
         )));
     };
     let (salt, nonce, wrapped) = wrap_passphrase(vault_id, id, identity, passphrase, kdf)?;

@@ -602,6 +602,236 @@ fn key_passwd_with_a_wrong_current_passphrase_or_bad_input_leaves_the_file_byte_
     assert!(!opens_with(&e, &newf));
 }
 
+/// Twentieth pass (found by attacking the admin's data paths): `key add --passphrase`
+/// accepted a passphrase another slot already took, and `key passwd` a slot's own passphrase
+/// or another slot's; `key passwd --slot alice` then said "the old passphrase no longer opens
+/// this file" while it still opened it through slot `ops`. Each is refused (exit 2), the file
+/// byte for byte unchanged.
+#[test]
+fn a_new_passphrase_another_slot_takes_is_refused_by_key_add_and_key_passwd() {
+    let e = Env::new();
+    e.ok(
+        &["init", "--passphrase-file", &e.pf(), "--label", "ops"],
+        b"",
+    );
+    let ops = slots_json(&e)[0]["id"].as_str().unwrap().to_owned();
+    let before = e.vault_bytes();
+    let add = |new: &str| {
+        e.run(
+            &[
+                "key",
+                "add",
+                "--passphrase",
+                "--label",
+                "alice",
+                "--new-passphrase-file",
+                new,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+        )
+    };
+    let out = add(&e.pf());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the new passphrase already opens key slot {ops} (label ops)"
+        )) && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(!err.contains(PASS), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing written");
+    assert_eq!(slots_json(&e).len(), 1);
+
+    let alice_pass = write(&e, "alice", NEW_PASS);
+    assert!(add(&alice_pass).status.success());
+    let before = e.vault_bytes();
+    let passwd = |new: &str, code: i32| {
+        e.fails(
+            &[
+                "key",
+                "passwd",
+                "--slot",
+                "alice",
+                "--new-passphrase-file",
+                new,
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+            code,
+        )
+    };
+    // Another slot's passphrase.
+    let err = passwd(&e.pf(), 2);
+    assert!(
+        err.contains(&format!(
+            "the new passphrase already opens key slot {ops} (label ops)"
+        )),
+        "{err}"
+    );
+    // The slot's own.
+    let err = passwd(&alice_pass, 2);
+    assert!(
+        err.contains("the new passphrase is the one key slot")
+            && err.contains("(label alice) already has"),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), before, "nothing written");
+    assert!(opens_with(&e, &alice_pass) && opens_with(&e, &e.pf()));
+
+    // Grammar: an identity slot.
+    let idf = e.path("sd.id");
+    e.ok(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            idf.to_str().unwrap(),
+            "--label",
+            "sd",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let third = write(&e, "third", THIRD_PASS);
+    let err = e.fails(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "sd",
+            "--new-passphrase-file",
+            &third,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains("(label sd) is an identity slot") && !err.contains("a identity"),
+        "{err}"
+    );
+}
+
+/// Twentieth pass, the other half: a vault that already has two slots with one passphrase
+/// (written before they were refused; made here by hand from vault-format.md). `key passwd`
+/// said "the old passphrase no longer opens this file" of one while the other still took it.
+/// It now names the slot that still does (and warns); opened without the old passphrase, it
+/// says which slots were not tried with it rather than claiming the file is closed to it.
+#[test]
+fn key_passwd_names_the_slots_that_still_take_the_old_passphrase() {
+    let e = Env::new();
+    e.ok(
+        &["init", "--passphrase-file", &e.pf(), "--label", "ops"],
+        b"",
+    );
+    let idf = e.path("sd.id");
+    e.ok(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            idf.to_str().unwrap(),
+            "--label",
+            "sd",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    common_vault::add_passphrase_slot_by_hand(&e.vault(), &idf, PASS, "alice");
+    let ops = slots_json(&e)[0]["id"].as_str().unwrap().to_owned();
+    let newf = write(&e, "new", NEW_PASS);
+    let out = e.run(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "alice",
+            "--new-passphrase-file",
+            &newf,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stdout.contains("no longer opens this file"), "{stdout}");
+    assert!(
+        stdout.contains("the old passphrase no longer opens that slot, but it still opens this file through key slot")
+            && stdout.contains(&format!("{ops} (label ops)")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "warning: the old passphrase still opens this file: key slot {ops} (label ops) takes the same passphrase"
+        )),
+        "{stderr}"
+    );
+    // What it says is so.
+    assert!(opens_with(&e, &e.pf()) && opens_with(&e, &newf));
+
+    // Opened without the old passphrase (the identity file): the slots the vault was not
+    // opened through are named as untried, never "no longer opens this file".
+    common_vault::add_passphrase_slot_by_hand(&e.vault(), &idf, PASS, "bob");
+    let fourth = write(&e, "fourth", "harbor-cobalt-saffron-ridge-58");
+    let stdout = e.ok(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "bob",
+            "--new-passphrase-file",
+            &fourth,
+            "--identity-file",
+            idf.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(!stdout.contains("no longer opens this file"), "{stdout}");
+    assert!(
+        stdout.contains("the vault was not opened with it, so the other passphrase slots (")
+            && stdout.contains(&format!("{ops} (label ops)"))
+            && stdout.contains("were not tried with it"),
+        "{stdout}"
+    );
+    assert!(opens_with(&e, &e.pf()), "ops still takes it, as said");
+    // Opened with the other passphrase slot's passphrase, which the slot changed does not
+    // take: that slot does not take the old one either, and no slot is left untried.
+    e.ok(
+        &["key", "remove", "alice", "--passphrase-file", &e.pf()],
+        b"",
+    );
+    let fifth = write(&e, "fifth", "lantern-quokka-amber-fjord-71");
+    let stdout = e.ok(
+        &[
+            "key",
+            "passwd",
+            "--slot",
+            "bob",
+            "--new-passphrase-file",
+            &fifth,
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(
+        stdout.contains("the old passphrase no longer opens this file"),
+        "{stdout}"
+    );
+    assert!(!opens_with(&e, &fourth) && opens_with(&e, &fifth));
+}
+
 #[test]
 fn key_passwd_with_several_passphrase_slots_needs_slot_and_changes_only_that_one() {
     let e = Env::new();
@@ -699,7 +929,7 @@ fn key_passwd_with_several_passphrase_slots_needs_slot_and_changes_only_that_one
 
 #[test]
 fn a_weak_new_passphrase_is_refused_unless_allowed_and_never_echoed() {
-    for weak in WEAK {
+    for (i, weak) in WEAK.into_iter().enumerate() {
         let e = Env::new();
         let wf = write(&e, "weak", weak);
         // init: refused (exit 2, no vault), the estimate and advice given, not the passphrase.
@@ -755,13 +985,16 @@ fn a_weak_new_passphrase_is_refused_unless_allowed_and_never_echoed() {
         );
         assert!(err.contains("too weak") && !err.contains(weak), "{err}");
         assert_eq!(e.vault_bytes(), before, "nothing written");
+        // Another weak one (a slot's own passphrase is refused for another slot).
+        let other = WEAK[(i + 1) % WEAK.len()];
+        let wf2 = write(&e, "weak2", other);
         e.ok(
             &[
                 "key",
                 "add",
                 "--passphrase",
                 "--new-passphrase-file",
-                &wf,
+                &wf2,
                 "--weak-passphrase-ok",
                 "--passphrase-file",
                 &wf,
@@ -770,10 +1003,12 @@ fn a_weak_new_passphrase_is_refused_unless_allowed_and_never_echoed() {
         );
         assert_eq!(slots_json(&e).len(), 2);
         let t = e.transcript.borrow();
-        assert!(
-            !String::from_utf8_lossy(&t).contains(weak),
-            "the weak passphrase appeared in an output"
-        );
+        for w in [weak, other] {
+            assert!(
+                !String::from_utf8_lossy(&t).contains(w),
+                "the weak passphrase appeared in an output"
+            );
+        }
     }
     // A strong passphrase passes without the flag and without a warning.
     let e = Env::new();

@@ -572,10 +572,25 @@ fn sigkill_policy_apply() {
 fn sigkill_key_add() {
     let e = Env::new();
     let idf = bulk_vault(&e);
-    let pf = e.pf();
-    sigkill_loop("key-add", &e, &idf, |_, current| Step {
+    // A passphrase of its own each time (a passphrase another slot takes is refused), and a
+    // label that says which.
+    let pass = |i: usize| {
+        input(
+            &e,
+            &format!("pass-{i}"),
+            &format!("passphrase number {i}\n"),
+        )
+    };
+    sigkill_loop("key-add", &e, &idf, |i, current| Step {
         setup: keep_under_the_slot_limit(&e, &idf, current),
-        args: with_id(passphrase_slot(&pf), &idf),
+        args: with_id(
+            [
+                passphrase_slot(&pass(i)),
+                strings(&["--label", &format!("it-{i}")]),
+            ]
+            .concat(),
+            &idf,
+        ),
         new_state: Box::new(|old, got, _| {
             let n = old.slots.len();
             if got.slots.len() != n + 1 || got.slots[..n] != old.slots[..] {
@@ -589,9 +604,13 @@ fn sigkill_key_add() {
             diff(&want, got)
         }),
     });
-    // The slots added by kills after the rename work.
-    let o = must(&e, &["cred", "list", "--passphrase-file", &pf]);
-    assert!(o.contains("bulk-0"), "{o}");
+    // The slots added by kills after the rename work: each opens with its passphrase.
+    let last = state(&e, &idf).unwrap();
+    for s in last.slots.iter().filter(|s| s["type"] == "passphrase") {
+        let i: usize = s["label"].as_str().unwrap()["it-".len()..].parse().unwrap();
+        let o = must(&e, &["cred", "list", "--passphrase-file", &pass(i)]);
+        assert!(o.contains("bulk-0"), "{o}");
+    }
 }
 
 /// Every iteration may add a slot, and the format allows 32: once 16 are there, remove the
@@ -623,8 +642,7 @@ fn keep_under_the_slot_limit(e: &Env, idf: &str, current: &State) -> Vec<Vec<Str
 fn sigkill_key_remove() {
     let e = Env::new();
     let idf = bulk_vault(&e);
-    let pf = e.pf();
-    sigkill_loop("key-remove", &e, &idf, |_, current| {
+    sigkill_loop("key-remove", &e, &idf, |i, current| {
         let mut setup = vec![];
         let pass_slot = |s: &State| {
             s.slots
@@ -636,7 +654,14 @@ fn sigkill_key_remove() {
         let slot = match pass_slot(current) {
             Some(id) => id,
             None => {
-                // Add a passphrase slot to remove; its id is known only once it is added.
+                // Add a passphrase slot to remove; its id is known only once it is added. A
+                // passphrase of its own: one a slot still takes (a kill after the rename that
+                // the last known state predates) would be refused.
+                let pf = input(
+                    &e,
+                    &format!("pass-{i}"),
+                    &format!("passphrase number {i}\n"),
+                );
                 must(&e, &with_id(passphrase_slot(&pf), &idf));
                 // A read-only command in `setup` makes the loop export the state again.
                 setup.push(strings(&["key", "list"]));

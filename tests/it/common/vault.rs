@@ -320,6 +320,73 @@ pub fn rewrite_payload(
     std::fs::write(path, frame_and_mac(2, &header, &payload, &vault_identity)).unwrap();
 }
 
+/// Add a passphrase slot labelled `label` that takes `passphrase` to the version-2 vault at
+/// `path`, as a writer that knows only vault-format.md would (Argon2id m = 64 KiB, t = 1,
+/// p = 1), so that the file can hold what today's writers refuse and an older scopevault
+/// wrote (two slots with one passphrase): the vault identity unwrapped from an identity slot
+/// with the key of `identity_file`, the payload copied, the generation raised by one, the MAC
+/// computed anew.
+pub fn add_passphrase_slot_by_hand(
+    path: &Path,
+    identity_file: &Path,
+    passphrase: &str,
+    label: &str,
+) {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+    use data_encoding::{BASE64, HEXLOWER};
+    use rand::RngCore;
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[8..10], &[0, 2], "a version-2 vault");
+    let (mut header, payload) = split(&bytes);
+    let vault_identity = vault_identity_via(&header, identity_file);
+    let vault_id = header["vault_id"].as_str().unwrap().to_owned();
+    let mut rng = rand::rngs::OsRng;
+    let (mut id, mut salt, mut nonce) = ([0u8; 8], [0u8; 16], [0u8; 12]);
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut salt);
+    rng.fill_bytes(&mut nonce);
+    let id = HEXLOWER.encode(&id);
+    // K = Argon2id(passphrase, salt, m, t, p, version 0x13, 32 bytes).
+    let params = argon2::Params::new(64, 1, 1, Some(32)).unwrap();
+    let mut key = [0u8; 32];
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), &salt, &mut key)
+        .unwrap();
+    let aad = [
+        b"scopevault/v1/slot\0",
+        vault_id.as_bytes(),
+        b"\0",
+        id.as_bytes(),
+    ]
+    .concat();
+    let wrapped = ChaCha20Poly1305::new(Key::from_slice(&key))
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: vault_identity.as_bytes(),
+                aad: &aad,
+            },
+        )
+        .unwrap();
+    header["slots"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "type": "passphrase",
+            "id": id,
+            "alg": "argon2id",
+            "kdf": {"m_kib": 64, "t": 1, "p": 1},
+            "salt": BASE64.encode(&salt),
+            "nonce": BASE64.encode(&nonce),
+            "wrapped": BASE64.encode(&wrapped),
+            "label": label,
+            "created": "2026-01-01T00:00:00Z",
+        }));
+    header["generation"] = serde_json::json!(header["generation"].as_u64().unwrap() + 1);
+    std::fs::write(path, frame_and_mac(2, &header, &payload, &vault_identity)).unwrap();
+}
+
 /// The vault identity (`AGE-SECRET-KEY-1…`) of the version-2 vault whose header is `header`,
 /// unwrapped from one of its identity slots with the key of `identity_file`, as vault-format.md
 /// says, with the crates directly: the test plays the key holder.
