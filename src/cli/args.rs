@@ -384,17 +384,26 @@ pub enum KeyCommand {
     },
     /// Add a key slot (needs the vault unlocked by an existing slot).
     Add(KeyAddArgs),
-    /// Remove a key slot (the last one cannot be removed).
+    /// Remove a key slot. The last one cannot be removed, nor one whose removal leaves only
+    /// keyring slots this host cannot open (their key is not in this session's store, or the
+    /// store cannot be reached), unless --force.
     Remove {
         /// The slot's id or label, as shown by `key list`.
         #[arg(value_name = "ID|LABEL")]
         slot: String,
+        /// Remove it even though no slot left can be opened on this host: the slots left are
+        /// keyring slots of another host (or session) where the vault will be opened. This
+        /// host can then never open the vault.
+        #[arg(long)]
+        force: bool,
     },
     /// Change a passphrase slot's passphrase, in one atomic save. The vault is unlocked as for
     /// any command (keyring, --identity-file, --passphrase-file/--passphrase-fd or the prompt);
-    /// the new passphrase is prompted twice (no echo) or read from --new-passphrase-file. The
-    /// slot keeps its id, label and creation date; the old passphrase no longer opens this file
-    /// (it still opens older copies, and the vault key stays: see docs/security.md, "Limits").
+    /// the new passphrase is prompted twice (no echo) or read from --new-passphrase-file; one a
+    /// passphrase slot already takes is refused. The slot keeps its id, label and creation
+    /// date; the old passphrase no longer opens it, and the last line says whether another
+    /// slot still takes it (it still opens older copies, and the vault key stays: see
+    /// docs/security.md, "Limits").
     Passwd(KeyPasswdArgs),
     /// Upgrade a format-version-1 vault to version 2. Unlock it with its passphrase or keyring;
     /// --identity-file FILE keeps that identity file's slot (re-made in the version-2 form).

@@ -16,7 +16,7 @@ pub(crate) fn run(g: &GlobalArgs, cmd: &KeyCommand) -> anyhow::Result<ExitCode> 
     match cmd {
         KeyCommand::List { json } => list(g, *json),
         KeyCommand::Add(a) => add(g, a),
-        KeyCommand::Remove { slot } => remove(g, slot),
+        KeyCommand::Remove { slot, force } => remove(g, slot, *force),
         KeyCommand::Passwd(a) => passwd(g, a),
         KeyCommand::Migrate {
             trust_v1_identity_slot,
@@ -166,7 +166,7 @@ fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn remove(g: &GlobalArgs, id_or_label: &str) -> anyhow::Result<ExitCode> {
+fn remove(g: &GlobalArgs, id_or_label: &str, force: bool) -> anyhow::Result<ExitCode> {
     let path = vault_path(g);
     // Unlock (which may prompt) before taking the writer lock, then read the file again
     // under it: a slow prompt must not hold every other writer up.
@@ -174,6 +174,27 @@ fn remove(g: &GlobalArgs, id_or_label: &str) -> anyhow::Result<ExitCode> {
     let lock = WriteLock::acquire(&path)?;
     let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
     drop(unlocked);
+    // Not the slots this host can open, leaving only keyring slots whose key is elsewhere (a
+    // vault copied from another host: exit 0 and the vault locked here for good, twentieth
+    // pass), unless told the vault will be opened there.
+    if let Some(why) = vault.closed_here_without(id_or_label)? {
+        let which = vault
+            .slots()
+            .iter()
+            .find(|s| s.is_named(id_or_label))
+            .map(named)
+            .unwrap_or_default();
+        if !force {
+            return Err(VaultError::Usage(format!(
+                "refusing to remove key slot {which}: no slot left could be opened on this host, so the vault could never be unlocked here again ({why}). Add a slot that works here first (`scopevault key add --passphrase`, `--identity-out FILE`, or `--keyring` for this host's keyring), then remove this one; if the vault will be opened only where the slots left work, give --force"
+            ))
+            .into());
+        }
+        eprintln!(
+            "warning: --force: removing key slot {which} although no slot left can be opened on this host ({}): only where the slots left work can the vault be opened again",
+            escape_for_terminal(&why)
+        );
+    }
     let slot = vault.remove_slot(id_or_label)?;
     vault.save(&lock)?;
     if let Err(e) = Vault::forget_keyring_key(&slot) {

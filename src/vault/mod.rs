@@ -1247,6 +1247,38 @@ impl Vault {
         Ok(self.header.slots.remove(pos))
     }
 
+    /// Whether removing the slot `id_or_label` would leave no slot that could be opened on
+    /// this host: `Some(why)`, each slot left and why not, when the slots left are all keyring
+    /// slots whose store here does not hold their key (the vault was copied from the host that
+    /// made them), cannot be reached, or holds a key that does not open them. A passphrase or
+    /// identity slot left counts as a way in (who knows a passphrase, or where an identity
+    /// file is, cannot be known here); a keyring slot counts when its key is read from this
+    /// session's store and opens it. `None` too with no slot left at all:
+    /// [`Vault::remove_slot`] refuses that.
+    pub fn closed_here_without(&self, id_or_label: &str) -> Result<Option<String>, VaultError> {
+        let pos = self.slot_position(id_or_label)?;
+        let mut closed = Vec::new();
+        for (i, s) in self.header.slots.iter().enumerate() {
+            if i == pos {
+                continue;
+            }
+            let why = match s {
+                Slot::Passphrase { .. } | Slot::Identity { .. } => return Ok(None),
+                Slot::Keyring { .. } => match slots::try_keyring(s, &self.header.vault_id) {
+                    // The unwrapped identity is dropped (zeroed) at once: only whether it
+                    // opens matters.
+                    Ok(Some(_)) => return Ok(None),
+                    Ok(None) => {
+                        "the key this session's store holds for it does not open it".to_owned()
+                    }
+                    Err(e) => e.to_string(),
+                },
+            };
+            closed.push(format!("keyring slot {}: {why}", s.named()));
+        }
+        Ok((!closed.is_empty()).then(|| closed.join("; ")))
+    }
+
     /// Delete a removed keyring slot's key from its store (best effort after the save).
     pub fn forget_keyring_key(slot: &Slot) -> Result<(), VaultError> {
         if let Slot::Keyring {

@@ -1378,3 +1378,54 @@ fn key_remove_of_a_keyring_slot_warns_when_its_entry_is_not_deleted_for_every_st
             .contains(&label));
     }
 }
+
+/// Twentieth pass (found by attacking the admin's data paths), without a keyring: the only
+/// other slot is a keyring slot made on another host (its entry is not in this session's
+/// store, for either store, or the store cannot be reached). Removing the identity slot would
+/// lock this host out: refused, exit 2, nothing written; `--force` removes it.
+#[test]
+fn key_remove_refuses_to_leave_only_another_hosts_keyring_slots() {
+    for store in ["keyutils", "secret-service"] {
+        let e = Env::new();
+        let idf = e.path("id.txt");
+        let idf_s = idf.to_str().unwrap();
+        e.ok(&["init", "--identity-out", idf_s, "--label", "here"], b"");
+        let (mut header, payload) = split(&e.vault_bytes());
+        let vault_id = header["vault_id"].as_str().unwrap().to_owned();
+        let id = "5107000000000000";
+        header["slots"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "type": "keyring", "id": id, "store": store, "service": "scopevault",
+                "account": format!("{vault_id}/{id}"),
+                "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                "label": "old-host", "created": "2026-01-01T00:00:00Z"
+            }));
+        header["generation"] = serde_json::json!(header["generation"].as_u64().unwrap() + 1);
+        let vault_identity = common_vault::vault_identity_via(&header, &idf);
+        std::fs::write(
+            e.vault(),
+            common_vault::frame_and_mac(2, &header, &payload, &vault_identity),
+        )
+        .unwrap();
+        let before = e.vault_bytes();
+        let remove = ["key", "remove", "here", "--identity-file", idf_s];
+        let err = e.fails(&remove, b"", 2);
+        assert!(
+            err.contains("refusing to remove key slot")
+                && err.contains("no slot left could be opened on this host")
+                && err.contains(&format!("keyring slot {id} (label old-host)"))
+                && err.contains("--force"),
+            "{store}: {err}"
+        );
+        assert_eq!(e.vault_bytes(), before, "{store}: nothing written");
+        let out = e.run(&[&remove[..], &["--force"]].concat(), b"");
+        assert!(
+            out.status.success(),
+            "{store}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(slots_json(&e).len(), 1, "{store}");
+    }
+}

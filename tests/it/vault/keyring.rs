@@ -198,3 +198,121 @@ fn keyutils_slot_works_or_is_a_clear_error() {
         assert!(!e.vault().exists(), "a failed init leaves no vault");
     }
 }
+
+/// Twentieth pass (found by attacking the admin's data paths): on host B, a copy of host A's
+/// vault with a passphrase slot and host A's keyring slot (whose entry only host A's store
+/// holds), `key remove pass` exited 0 without a word, and host B could never open the vault
+/// again. Removing a slot is refused (exit 2, the slot left named with why it cannot be
+/// opened here, and what to do) when no slot left can be opened on this host; `--force`
+/// removes it with a warning. A keyring slot whose key this session's store holds is a way
+/// in, so removing the passphrase slot beside it is allowed. The real Secret Service: host
+/// B's copy is taken before host A's slot is removed, which deletes the entry from the store.
+#[test]
+fn key_remove_refuses_to_leave_only_keyring_slots_this_host_cannot_open() {
+    let Some(bus) = bus() else { return };
+    let with_bus = |e: &Env, args: &[&str]| {
+        let mut c = e.cmd();
+        c.env("DBUS_SESSION_BUS_ADDRESS", &bus).args(args);
+        e.run_cmd(&mut c, b"")
+    };
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // Host A: a passphrase slot and a keyring slot.
+    let a = Env::new();
+    a.ok(
+        &["init", "--passphrase-file", &a.pf(), "--label", "pass"],
+        b"",
+    );
+    let out = with_bus(
+        &a,
+        &[
+            "key",
+            "add",
+            "--keyring",
+            "--label",
+            "host-a",
+            "--passphrase-file",
+            &a.pf(),
+        ],
+    );
+    assert!(out.status.success(), "key add --keyring: {}", stderr(&out));
+    // Host B: a copy, its own state directory; the entry gone from the store it can reach.
+    let b = Env::with_vault(&a.vault());
+    let out = with_bus(
+        &a,
+        &["key", "remove", "host-a", "--passphrase-file", &a.pf()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = b.vault_bytes();
+    let out = with_bus(&b, &["key", "remove", "pass", "--passphrase-file", &b.pf()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("refusing to remove key slot")
+            && err.contains("(label pass)")
+            && err.contains("no slot left could be opened on this host")
+            && err.contains("(label host-a)")
+            && err.contains("has no entry")
+            && err.contains("scopevault key add")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(b.vault_bytes(), before, "nothing written");
+    // Nor from a session that cannot reach the store at all.
+    let err = b.fails(
+        &["key", "remove", "pass", "--passphrase-file", &b.pf()],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains("no slot left could be opened on this host")
+            && err.contains("DBUS_SESSION_BUS_ADDRESS"),
+        "{err}"
+    );
+    assert_eq!(b.vault_bytes(), before, "nothing written");
+    assert!(
+        b.ok(&["key", "list", "--passphrase-file", &b.pf()], b"")
+            .contains("pass"),
+        "host B still opens it"
+    );
+    // --force: removed, with a warning; then only host A could open it.
+    let out = with_bus(
+        &b,
+        &[
+            "key",
+            "remove",
+            "pass",
+            "--force",
+            "--passphrase-file",
+            &b.pf(),
+        ],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: --force: removing key slot")
+            && err.contains("no slot left can be opened on this host"),
+        "{err}"
+    );
+    let out = with_bus(&b, &["cred", "list", "--passphrase-file", &b.pf()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    // A keyring slot this session's store opens is a way in: the passphrase slot can go.
+    let c = Env::new();
+    c.ok(
+        &["init", "--passphrase-file", &c.pf(), "--label", "pass"],
+        b"",
+    );
+    let out = with_bus(
+        &c,
+        &["key", "add", "--keyring", "--passphrase-file", &c.pf()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = with_bus(&c, &["key", "remove", "pass", "--passphrase-file", &c.pf()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = with_bus(&c, &["cred", "list"]);
+    assert!(
+        out.status.success(),
+        "the keyring slot opens it: {}",
+        stderr(&out)
+    );
+}
