@@ -71,10 +71,11 @@ pub struct UnlockArgs {
     /// Do not try the keyring slot even if one is enrolled.
     #[arg(long, global = true)]
     pub no_keyring: bool,
-    /// Accept a vault whose generation is older than the newest one seen on this machine (a
-    /// backup restored on purpose): a command saves it again above that generation (adopted);
-    /// `serve` accepts the file it finds at its start (or first `unlock`) for that run only,
-    /// and no older file on a later reload.
+    /// Accept a vault whose generation is older than the newest one seen on this machine. A
+    /// command that only reads (cred list, key list, …) opens it and saves nothing (checking a
+    /// backup copy); a command that saves saves it again above that generation first (a backup
+    /// restored on purpose, adopted); `serve` accepts the file it finds at its start (or first
+    /// `unlock`) for that run only, and no older file on a later reload.
     #[arg(long, global = true)]
     pub allow_rollback: bool,
 }

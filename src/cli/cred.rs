@@ -10,7 +10,9 @@ use serde_json::json;
 
 use super::args::{CredAddArgs, CredCommand, CredSetArgs, GlobalArgs, SecretInputArgs};
 use super::escape_for_terminal;
-use super::unlock::{open_vault, prompt, read_secret_file, read_secret_stdin, vault_path};
+use super::unlock::{
+    open_vault, open_vault_to_read, prompt, read_secret_file, read_secret_stdin, vault_path,
+};
 use crate::secret::SecretString;
 use crate::vault::{self, validate_field_key, validate_name, Credential, Vault, WriteLock};
 
@@ -355,7 +357,7 @@ fn meta(vault: &Vault, name: &str, c: &Credential) -> serde_json::Value {
 }
 
 fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let vault = open_vault(g)?;
+    let vault = open_vault_to_read(g)?;
     if json {
         let v: Vec<_> = vault
             .credentials()
@@ -435,7 +437,7 @@ pub(crate) fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> S
 }
 
 fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let vault = open_vault(g)?;
+    let vault = open_vault_to_read(g)?;
     let c = vault
         .credentials()
         .get(name)

@@ -920,7 +920,7 @@ fn check_state(r: &mut Report, file: Option<&FileHeader>) {
         Ok(Some(seen)) if seen > file.generation => r.fail(
             "state",
             format!(
-                "the vault file is generation {}, older than generation {seen} recorded in {shown}: every command and `serve` refuse it as a rollback; put the newest copy back, or accept this one once with `--allow-rollback` (docs/operations.md, \"Restore\")",
+                "the vault file is generation {}, older than generation {seen} recorded in {shown}: every command and `serve` refuse it as a rollback; put the newest copy back, or, restored on purpose, adopt this one with a command that saves, given `--allow-rollback` (docs/operations.md, \"Restore\")",
                 file.generation
             ),
         ),

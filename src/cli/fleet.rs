@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use super::args::{BundleApplyArgs, BundleCheckArgs, BundleCommand, GlobalArgs, PublishArgs};
-use super::unlock::{open_vault, open_vault_locked, prompt, read_secret_file, vault_path};
+use super::unlock::{open_vault_locked, open_vault_to_read, prompt, read_secret_file, vault_path};
 use super::{Exit, EXIT_DAEMON};
 use crate::fleet::allowed_signers::AllowedSigners;
 use crate::fleet::apply::{self, Refusal};
@@ -45,7 +45,7 @@ pub(crate) fn warn_local_change(v: &vault::Vault) {
 }
 
 pub(crate) fn recipient(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let v = open_vault(g)?;
+    let v = open_vault_to_read(g)?;
     println!("{}", v.recipient());
     Ok(ExitCode::SUCCESS)
 }

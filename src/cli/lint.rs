@@ -272,5 +272,5 @@ fn usage(message: String) -> anyhow::Error {
 /// Open the vault (the usual unlock sources) and hand the lint its metadata: names, whether a
 /// secret is stored, when it last changed. No secret value reaches the lint.
 fn vault_meta(g: &GlobalArgs) -> anyhow::Result<crate::policy::VaultMeta> {
-    Ok(super::unlock::open_vault(g)?.lint_meta())
+    Ok(super::unlock::open_vault_to_read(g)?.lint_meta())
 }

@@ -235,7 +235,7 @@ fn default_secret_field(kind: policy::CredentialKind) -> &'static str {
 }
 
 fn export(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let vault = open_vault(g)?;
+    let vault = super::unlock::open_vault_to_read(g)?;
     match vault.policy() {
         Some(p) => print!("{}", p.to_canonical_toml()),
         None => bail!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::args::{GlobalArgs, SyncCommand, SyncOpenbaoArgs};
-use super::unlock::{open_vault, open_vault_locked, read_secret_file, vault_path};
+use super::unlock::{open_vault_locked, open_vault_to_read, read_secret_file, vault_path};
 use crate::fleet::openbao::{self, Auth, Client, ClientOptions};
 use crate::policy::CredentialKind;
 use crate::secret::SecretString;
@@ -136,11 +136,12 @@ fn openbao_sync(
     } else {
         Some(WriteLock::acquire(&path)?)
     };
+    // A dry run only reads: it adopts no restored file (`open_vault_to_read`).
     let mut vault = match &lock {
         Some(lock) => open_vault_locked(g, lock)?,
-        None => open_vault(g)?,
+        None => open_vault_to_read(g)?,
     };
-    if super::unlock::adopted(&vault) {
+    if lock.is_some() && super::unlock::adopted(&vault) {
         *adopted = Some(vault.generation());
     }
     let Some(policy) = vault.policy() else {

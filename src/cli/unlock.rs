@@ -40,16 +40,18 @@ pub(crate) fn warn_test_kdf() {
     }
 }
 
-/// Open the vault with the first unlock source that works: an enrolled keyring slot (unless
-/// `--no-keyring`), `--identity-file`, `--passphrase-file`/`--passphrase-fd`, then a no-echo
-/// prompt on the controlling terminal (also when stdin is a pipe carrying a secret).
+/// Open the vault for a command that saves it, with the first unlock source that works: an
+/// enrolled keyring slot (unless `--no-keyring`), `--identity-file`,
+/// `--passphrase-file`/`--passphrase-fd`, then a no-echo prompt on the controlling terminal
+/// (also when stdin is a pipe carrying a secret).
 ///
 /// A file older than the newest generation seen here, accepted with `--allow-rollback` (a
 /// backup restored on purpose), is saved again at once under the writer lock, at a generation
 /// above every one seen: the restore is adopted, so the next command, the daemon's `reload`
 /// and its restart accept it without the flag. Never silent: stderr names both generations
 /// and the new one. A command that already holds the writer lock opens with
-/// [`open_vault_locked`] instead: the lock is not taken twice.
+/// [`open_vault_locked`] instead: the lock is not taken twice. A command that only reads opens
+/// with [`open_vault_to_read`], which adopts nothing.
 pub(crate) fn open_vault(g: &GlobalArgs) -> anyhow::Result<Vault> {
     Ok(open_vault_keeping_passphrase(g)?.0)
 }
@@ -64,15 +66,41 @@ pub(crate) fn open_vault_keeping_passphrase(
     Ok((adopt_if_restored(g, v)?, used))
 }
 
-/// [`open_vault`] with the sources that need no input only (an enrolled keyring slot unless
+/// [`open_vault`] for a command that only reads the vault (`cred list`, `cred show`, `policy
+/// export`, `lint`, `recipient`, `sync --dry-run`): a file accepted with `--allow-rollback` is
+/// opened as it is, with the warning, and nothing is saved, so the rollback record and the
+/// file stay as they were. Checking a backup copy (`cred list --vault COPY --allow-rollback`,
+/// docs/operations.md "Backup") saved the copy as a new generation, after which the live
+/// vault, and the daemon's next start, were refused as a rollback (twentieth pass, found by
+/// attacking the admin's data paths). Adopting a restore is a saving command's part.
+pub(crate) fn open_vault_to_read(g: &GlobalArgs) -> anyhow::Result<Vault> {
+    let (v, _) = open_vault_with_any_key(g)?;
+    say_read_only(&v);
+    Ok(v)
+}
+
+/// The warnings of a vault opened by a command that only reads: the last generation, and a
+/// rollback accepted with `--allow-rollback`, which this command does not adopt.
+fn say_read_only(v: &Vault) {
+    warn_last_generation(v);
+    if let Some(w) = v.rollback_warning() {
+        eprintln!("warning: {}", super::escape_for_terminal(&w));
+        eprintln!("note: this command only reads: the older file is not adopted (nothing is saved, and this machine's rollback record is unchanged), so checking a backup copy leaves the vault as it was; to adopt a restored file as the vault, give --allow-rollback to a command that saves it (docs/operations.md, \"Restore\")");
+    }
+}
+
+/// [`open_vault_to_read`] with the sources that need no input only (an enrolled keyring slot unless
 /// `--no-keyring`, `--identity-file`, `--passphrase-file`/`--passphrase-fd`), never a prompt:
 /// `Ok(Err(note))` when none of them is there to try, the note saying what the keyring slot
 /// answered when it was tried (empty otherwise). A file one of them refuses is an error, as
 /// for [`open_vault`]. For `key list`, which authenticates the header when it can and
-/// otherwise says that it did not.
+/// otherwise says that it did not; it only reads, so it adopts nothing.
 pub(crate) fn open_vault_unattended(g: &GlobalArgs) -> anyhow::Result<Result<Vault, String>> {
     match open_without_prompt(g)? {
-        Ok((v, _)) => Ok(Ok(adopt_if_restored(g, v)?)),
+        Ok((v, _)) => {
+            say_read_only(&v);
+            Ok(Ok(v))
+        }
         Err(note) => Ok(Err(note)),
     }
 }
@@ -120,9 +148,9 @@ pub(crate) fn adopted(v: &Vault) -> bool {
     v.rollback_warning().is_some()
 }
 
-/// What a command that saved nothing of its own says of a vault file restored from a backup
-/// and accepted with `--allow-rollback`: opening it saved it again ([`open_vault`] adopts it),
-/// whatever the command then did (`sync`, `cred import`; eighteenth pass).
+/// What a command that saves, but saved nothing of its own, says of a vault file restored from
+/// a backup and accepted with `--allow-rollback`: opening it saved it again ([`open_vault`]
+/// adopts it), whatever the command then did (`sync`, `cred import`; eighteenth pass).
 pub(crate) fn adopted_note(generation: u64) -> String {
     format!("vault was saved again as generation {generation} only to adopt the restored file (--allow-rollback)")
 }

@@ -77,7 +77,7 @@ pub enum VaultError {
     #[error("{}", last_generation_message())]
     LastGeneration,
     /// An older generation than already seen.
-    #[error("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault, or, if you restored an old backup on purpose, run one scopevault command with --allow-rollback (e.g. `scopevault cred list --allow-rollback`): it saves the file again as the newest, then reload the daemon")]
+    #[error("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault. To check an old copy (a backup) without adopting it, give --allow-rollback to a command that only reads (e.g. `scopevault cred list --vault COPY --allow-rollback`): it opens the file and saves nothing. If you restored an old backup on purpose, give --allow-rollback to a command that saves (e.g. `scopevault cred set NAME --allow-rollback` for a secret rotated since the backup, or `scopevault policy apply POLICY --allow-rollback`): it saves the file again as the newest (adopted); then reload the daemon")]
     Rollback {
         /// Generation in the file.
         found: u64,
@@ -523,10 +523,15 @@ impl Vault {
         })?;
         vault.opened_by = opened_by;
         // Remembered once the file is authenticated (its MAC, the rollback check): never a
-        // slot of a file that was refused. Best effort: a state directory that cannot take it
-        // (read-only) costs the next unlock the cheapest-first order, nothing else, so it
-        // does not fail an open that succeeded.
-        if let Some(hint) = opened_by.filter(|h| Some(*h) != remembered) {
+        // slot of a file that was refused, nor of an older copy accepted with
+        // `allow_rollback` (a backup checked; adopting it saves it, and the next open
+        // remembers). Best effort: a state directory that cannot take it (read-only) costs
+        // the next unlock the cheapest-first order, nothing else, so it does not fail an
+        // open that succeeded.
+        if let Some(hint) = opened_by
+            .filter(|h| Some(*h) != remembered)
+            .filter(|_| vault.rolled_back.is_none())
+        {
             let _ = seen.set(&hint_key, hint);
         }
         Ok(vault)

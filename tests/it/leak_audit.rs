@@ -967,13 +967,27 @@ fn audit() {
         &["cred", "show", "shop-admin", "--passphrase-file", &pf],
         b"",
     );
+    // Checked read-only (adopts nothing), then adopted by setting again the secret rotated
+    // since, as operations.md says.
     r.ok(
         &["cred", "list", "--allow-rollback", "--passphrase-file", &pf],
         b"",
     );
-    // Accepted, the restore is adopted; the secret rotated since is set again, as
-    // operations.md says.
-    set_password("shop-admin", ADMIN_PW, Expect::Success);
+    r.sv(
+        &[
+            "cred",
+            "set",
+            "shop-admin",
+            "--secret",
+            "password",
+            "--allow-rollback",
+            "--passphrase-file",
+            &pf,
+        ],
+        ADMIN_PW.as_bytes(),
+        Expect::Success,
+        &[],
+    );
 
     // Key slots: a second passphrase, an identity file, a keyring (no session bus: fails).
     r.ok(&["key", "list"], b"");

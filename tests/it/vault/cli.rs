@@ -342,8 +342,31 @@ fn an_older_generation_copied_back_is_refused_unless_allowed() {
             && stderr.contains("--allow-rollback"),
         "{stderr}"
     );
-    // Accepted once, adopted: saved again above every generation seen, so the next open
-    // (and the daemon's reload and restart) takes it without the flag or a warning.
+    // A command that only reads adopts nothing (twentieth pass): the file stays as it was,
+    // and is still refused without the flag.
+    assert!(
+        stderr.contains("this command only reads") && !stderr.contains("saved again"),
+        "{stderr}"
+    );
+    assert_eq!(e.vault_bytes(), old);
+    e.fails(&["cred", "list", "--passphrase-file", &pf], b"", 4);
+    // A command that saves adopts it: saved again above every generation seen, so the next
+    // open (and the daemon's reload and restart) takes it without the flag or a warning.
+    let out = e.run(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--allow-rollback",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"rotated-since-Password!",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("saved again as generation 4") && stderr.contains("adopted"),
         "{stderr}"
@@ -355,9 +378,114 @@ fn an_older_generation_copied_back_is_refused_unless_allowed() {
     std::fs::write(e.vault(), &new).unwrap();
     let err = e.fails(&["cred", "list", "--passphrase-file", &e.pf()], b"", 4);
     assert!(
-        err.contains("generation 3") && err.contains("generation 4"),
+        err.contains("generation 3") && err.contains("generation 5"),
         "{err}"
     );
+}
+
+/// Twentieth pass (found by attacking the admin's data paths): operations.md "Backup" says to
+/// check a copy opens with `cred list --vault /backup/…`, and the rollback refusal suggested
+/// `--allow-rollback` for "an old backup on purpose"; `cred list --vault backup/old.scopevault
+/// --allow-rollback` then saved the backup copy in place as a new generation (adopting it),
+/// after which the live vault was refused as a rollback (exit 4), and so would the daemon's
+/// next start be. A command that only reads opens the older copy with a warning and saves
+/// nothing: the copy, the live vault and the rollback record stay byte for byte; adopting a
+/// restore is a saving command's part, and still works.
+#[test]
+fn checking_an_old_backup_with_allow_rollback_adopts_nothing() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::create_dir_all(e.path("backup")).unwrap();
+    let backup = e.path("backup/old.scopevault");
+    std::fs::copy(e.vault(), &backup).unwrap();
+    e.add_login("second", b"another-secret");
+    let (live, copy) = (e.vault_bytes(), std::fs::read(&backup).unwrap());
+    let record = e.path("state/generations.json");
+    let recorded = std::fs::read(&record).unwrap();
+    let (pf, b) = (e.pf(), backup.to_str().unwrap().to_owned());
+    // Without the flag: refused, and the advice tells checking from adopting.
+    let err = e.fails(
+        &["cred", "list", "--vault", &b, "--passphrase-file", &pf],
+        b"",
+        4,
+    );
+    assert!(
+        err.contains("To check an old copy (a backup) without adopting it")
+            && err.contains("`scopevault cred list --vault COPY --allow-rollback`")
+            && err.contains("give --allow-rollback to a command that saves"),
+        "{err}"
+    );
+    // Every command that only reads, given the flag, on the backup copy.
+    let policy = e.path("policy.toml");
+    std::fs::write(&policy, "[credentials]\n").unwrap();
+    for args in [
+        &["cred", "list"][..],
+        &["cred", "list", "--json"],
+        &["cred", "show", "shop-buyer"],
+        &["key", "list"],
+        &["key", "list", "--json"],
+        &["recipient"],
+        &["policy", "export"],
+        &["lint", policy.to_str().unwrap(), "--with-vault"],
+    ] {
+        let out = e.run(
+            &[
+                args,
+                &["--vault", &b, "--allow-rollback", "--passphrase-file", &pf],
+            ]
+            .concat(),
+            b"",
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // `policy export` of a vault without a policy fails after the open, as it would
+        // without the flag; `lint` of the vault's metadata may report findings.
+        if args[0] != "policy" && args[0] != "lint" {
+            assert!(out.status.success(), "{args:?}: {stderr}");
+        }
+        assert!(
+            stderr.contains("is generation 2, older than generation 3")
+                && stderr.contains("this command only reads")
+                && !stderr.contains("saved again"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(std::fs::read(&backup).unwrap(), copy, "{args:?}: the copy");
+        assert_eq!(e.vault_bytes(), live, "{args:?}: the live vault");
+        assert_eq!(
+            std::fs::read(&record).unwrap(),
+            recorded,
+            "{args:?}: the rollback record"
+        );
+    }
+    // The live vault opens as before.
+    let out = e.run(&["cred", "list", "--passphrase-file", &pf], b"");
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    assert_eq!(e.names(), vec!["second", "shop-buyer"]);
+    // Restored on purpose: a command that saves adopts it.
+    std::fs::write(e.vault(), &copy).unwrap();
+    let out = e.run(
+        &[
+            "cred",
+            "rm",
+            "shop-buyer",
+            "--allow-rollback",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("saved again as generation 4") && stderr.contains("adopted"),
+        "{stderr}"
+    );
+    assert_ne!(
+        std::fs::read(&record).unwrap(),
+        recorded,
+        "the record moved on"
+    );
+    let out = e.run(&["cred", "list", "--passphrase-file", &pf], b"");
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
 }
 
 /// Seventeenth pass (found by forging files from vault-format.md): a rollback record that is
@@ -425,8 +553,16 @@ fn a_rollback_record_at_the_top_of_the_range_is_named_and_never_adopted() {
     let pf = e.pf();
     for top in [u64::MAX, u64::MAX - 1] {
         std::fs::write(&record, format!("{{\"{vid}\": {top}}}")).unwrap();
+        // A command that saves (one that only reads adopts nothing).
         let err = e.fails(
-            &["cred", "list", "--allow-rollback", "--passphrase-file", &pf],
+            &[
+                "cred",
+                "rm",
+                "shop-buyer",
+                "--allow-rollback",
+                "--passphrase-file",
+                &pf,
+            ],
             b"",
             2,
         );
