@@ -804,14 +804,14 @@ pub(crate) fn ok_line<T: Serialize>(body: &T) -> Zeroizing<Vec<u8>> {
 }
 
 /// One credential of a `fetch` answer as the daemon renders it: borrowed from the loaded
-/// vault, so that no copy of a secret is made for the answer (the wire form is
-/// [`FetchedCredential`]'s, field for field).
+/// vault (values) and its applied policy (kind, scopes, origins), so that no copy of a secret
+/// is made for the answer (the wire form is [`FetchedCredential`]'s, field for field).
 #[derive(Serialize)]
 pub(crate) struct CredentialOut<'a> {
     pub name: &'a str,
     pub kind: &'a str,
-    pub scopes: &'a [String],
-    pub origins: &'a [String],
+    pub scopes: &'a [&'a str],
+    pub origins: &'a [&'a str],
     pub fields: &'a FieldMap<String>,
     pub secrets: SecretsOut<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -945,7 +945,7 @@ mod tests {
             code: SecretString::from("123456".to_owned()),
             seconds_left: 7,
         };
-        let scopes = vec!["shop:login".to_owned(), "orders:read".to_owned()];
+        let scopes = vec!["shop:login", "orders:read"];
         let warnings = vec!["credential `a` grants scopes \"x\"".to_owned()];
         let borrowed = [
             CredentialOut {
@@ -982,8 +982,8 @@ mod tests {
                 .map(|c| FetchedCredential {
                     name: c.name.to_owned(),
                     kind: c.kind.to_owned(),
-                    scopes: c.scopes.to_vec(),
-                    origins: c.origins.to_vec(),
+                    scopes: c.scopes.iter().map(|s| s.to_string()).collect(),
+                    origins: c.origins.iter().map(|s| s.to_string()).collect(),
                     fields: c
                         .fields
                         .iter()

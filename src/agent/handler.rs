@@ -785,22 +785,25 @@ impl Handler {
                 for (name, task) in p.tasks() {
                     if is_runner(o.runners.get(name), peer) {
                         let credentials = task.credentials();
-                        // As `fetch` has it: the kind of the credential the vault holds.
+                        // As `fetch` has it: of each credential the vault holds, the kind the
+                        // applied policy declares (never the entry's: it may differ).
                         let kinds = credentials
                             .iter()
                             .filter_map(|c| {
-                                let held = o.vault.credential(c)?;
-                                Some((c.to_string(), held.kind.as_str().to_owned()))
+                                o.vault.credential(c)?;
+                                let kind = p.credential(c)?.kind();
+                                Some((c.to_string(), kind.as_str().to_owned()))
                             })
                             .collect();
                         // The names of what `fetch` hands out of each (never a value): plain
-                        // fields and secrets, less a TOTP credential's seed.
+                        // fields and secrets, less the seed of a credential declared `totp`.
                         let fields = credentials
                             .iter()
                             .filter_map(|c| {
                                 let held = o.vault.credential(c)?;
+                                let kind = p.credential(c)?.kind();
                                 let withheld: &[&str] =
-                                    if held.kind == crate::policy::CredentialKind::Totp {
+                                    if kind == crate::policy::CredentialKind::Totp {
                                         &TOTP_SEED_FIELDS
                                     } else {
                                         &[]

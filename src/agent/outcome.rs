@@ -53,6 +53,15 @@ pub(crate) enum Refusal {
         /// How the credential is named: `credential `NAME`` when the policy declares it.
         shown: String,
     },
+    /// A credential the task lists is not declared by the applied policy, which then says
+    /// nothing of its kind and scopes (a policy with the lint's `unknown-credential` error,
+    /// which `policy apply` and `publish` refuse).
+    Undeclared {
+        /// The credential.
+        credential: String,
+        /// The task.
+        task: String,
+    },
     /// A credential the task lists is not in the vault.
     NoSecret {
         /// The credential.
@@ -165,6 +174,7 @@ impl Refusal {
             | NoSuchTask
             | TaskGone { .. }
             | TicketUnknown
+            | Undeclared { .. }
             | NoSecret { .. }
             | EmptySecret { .. }
             | NoTotpSeed { .. } => ErrorCode::NotFound,
@@ -213,6 +223,7 @@ impl Refusal {
             TicketSpent => "this ticket was already redeemed: possible interception; the attempt is audited".into(),
             TicketExpired => "this ticket has expired; ask for a new one".into(),
             NotListed { task, shown } => format!("task `{task}` does not list {shown}"),
+            Undeclared { credential: c, task } => format!("task `{task}` lists credential `{c}`, which the applied policy does not declare, so its kind and scopes are unknown and it is not handed out; an admin declares [credentials.{c}] in the policy and runs `scopevault policy apply`"),
             NoSecret { credential: c } => format!("credential `{c}` has no secret stored in the vault; an admin runs `scopevault cred add {c}`"),
             EmptySecret { credential: c, task } => format!("credential `{c}` (listed by task `{task}`) has no secret value stored in the vault; an admin runs `scopevault cred set {c} --secret KEY` and `scopevault reload`"),
             OverScoped { credential, task, excess } => format!(
@@ -270,6 +281,7 @@ impl Refusal {
             | TicketSpent
             | TicketExpired
             | NotListed { .. }
+            | Undeclared { .. }
             | NoSecret { .. }
             | EmptySecret { .. }
             | OverScoped { .. }
@@ -354,6 +366,14 @@ mod tests {
                     shown: s("credential `c`"),
                 },
                 C::Denied,
+                Deny,
+            ),
+            (
+                Refusal::Undeclared {
+                    credential: s("c"),
+                    task: s("t"),
+                },
+                C::NotFound,
                 Deny,
             ),
             (Refusal::NoSecret { credential: s("c") }, C::NotFound, Deny),
@@ -515,10 +535,11 @@ mod tests {
                 Refusal::ReserveShare { .. } => 26,
                 Refusal::TicketShare { .. } => 27,
                 Refusal::SchedulersTickets { .. } => 28,
+                Refusal::Undeclared { .. } => 29,
             };
             seen.insert(kind);
         }
-        assert_eq!(seen.len(), 29, "{seen:?}");
+        assert_eq!(seen.len(), 30, "{seen:?}");
     }
 
     /// Messages clients and tests rely on stay as they were before the refusals were typed.

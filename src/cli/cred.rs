@@ -218,6 +218,9 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     let mut cred = Credential::new(a.kind, vault::timestamp());
     cred.scopes = a.scopes.clone();
     cred.origins = origins;
+    if let Some(decl) = vault.policy().and_then(|p| p.credential(&a.name)) {
+        as_declared(&a.name, decl, &mut cred)?;
+    }
     cred.fields = fields.into_iter().collect();
     cred.secrets = secrets.into_iter().collect();
     let n = cred.secrets.len();
@@ -229,6 +232,50 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
         a.name, a.kind
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cred add` of a credential the applied policy declares: the entry gets the declaration's
+/// kind, scopes and origins, as `policy apply` stores them. A `--kind` other than the declared
+/// one, or `--scope`s or `--origin`s other than the declared ones, are refused, pointing at the
+/// policy: `policy apply` is the one way to change a declaration. (`cred rm` and a new `cred
+/// add --kind login --scope 'admin:*'` once stored a `totp` credential's seed as a `login`
+/// whose seed the daemon handed out, twentieth pass, found by attacking who gets what.)
+/// Without `--scope` or `--origin` the declared ones are taken.
+fn as_declared(
+    name: &str,
+    decl: &crate::policy::CredentialDecl,
+    cred: &mut Credential,
+) -> anyhow::Result<()> {
+    let given_scopes = !cred.scopes.is_empty();
+    let given_origins = !cred.origins.is_empty();
+    let differs = decl.stored_differences(cred.kind, &cred.scopes, &cred.origins);
+    let mut conflicts = Vec::new();
+    if differs.kind.is_some() {
+        conflicts.push(format!("--kind {}", cred.kind));
+    }
+    if differs.scopes && given_scopes {
+        conflicts.push("--scope".to_owned());
+    }
+    if differs.origins && given_origins {
+        conflicts.push("--origin".to_owned());
+    }
+    let list = |v: Vec<&str>| format!("[{}]", v.join(", "));
+    if !conflicts.is_empty() {
+        bail!(
+            "credential `{name}` is declared by the applied policy as kind `{}` with scopes {} and origins {}, and `cred add` stores it as declared, but the {} given {} from the declaration. Give --kind {} (and no --scope or --origin, or the declared ones), or change [credentials.{name}] in the policy file and run `scopevault policy apply` (the one way to change a declaration); nothing was stored",
+            decl.kind(),
+            list(decl.scopes()),
+            list(decl.origins()),
+            conflicts.join(" and "),
+            if conflicts.len() == 1 { "differs" } else { "differ" },
+            decl.kind()
+        );
+    }
+    // The applied policy is canonical: its lists are sorted and without duplicates, as
+    // `policy apply` stores them.
+    cred.scopes = decl.scopes().into_iter().map(str::to_owned).collect();
+    cred.origins = decl.origins().into_iter().map(str::to_owned).collect();
+    Ok(())
 }
 
 /// An `--origin` as the policy writes origins (`scheme://host[:port]`, lowercase, no trailing
@@ -271,9 +318,17 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     let lock = WriteLock::acquire(&path)?;
     let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
     drop(unlocked);
+    // `cred set` changes values only, never the kind, scopes or origins. A field is checked
+    // against the schema of the kind stored and of the kind declared (the one the daemon
+    // hands the credential out as), where they differ.
     if let Some(c) = vault.credentials().get(&a.name) {
+        let declared = vault
+            .policy()
+            .and_then(|p| p.credential(&a.name))
+            .map(|d| d.kind());
         for k in fields.keys() {
             refuse_secret_field(k, Some(c.kind))?;
+            refuse_secret_field(k, declared)?;
         }
     }
     let now = vault::timestamp();

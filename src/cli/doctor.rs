@@ -79,6 +79,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
                     );
                 }
                 check_credentials(&mut r, &vault);
+                check_declarations(&mut r, &vault);
             }
             Checked::Refused(e) => file.refused(&mut r, &e),
             Checked::NotOpened if file.last_generation => file.unauthenticated_last(&mut r),
@@ -441,6 +442,42 @@ fn check_credentials(r: &mut Report, vault: &Vault) {
     }
     if both.is_empty() {
         r.ok("totp", "no credential holds two TOTP seeds");
+    }
+}
+
+/// What the vault shows otherwise than the daemon hands it out: a credential whose entry is
+/// stored with another kind, scopes or origins than the applied policy declares (the daemon
+/// goes by the declaration; the lint's `vault-differs-from-policy`). A `warn` per such
+/// credential, naming it and the entry's kind, never a scope, origin or value of the entry.
+/// No line when no policy is applied.
+fn check_declarations(r: &mut Report, vault: &Vault) {
+    let Some(policy) = vault.policy() else {
+        return;
+    };
+    let mut differ = 0;
+    for (name, decl) in policy.credentials() {
+        let Some(c) = vault.credentials().get(name) else {
+            continue;
+        };
+        let d = decl.stored_differences(c.kind, &c.scopes, &c.origins);
+        if d.is_empty() {
+            continue;
+        }
+        differ += 1;
+        r.warn(
+            "declared",
+            format!(
+                "the vault entry of credential `{name}` differs from the applied policy's declaration in {} (lint rule `vault-differs-from-policy`): the daemon hands it out as declared (kind `{}`), `cred show` shows the entry; apply the policy again (`scopevault policy apply`), which stores the declaration in the entry",
+                d.describe(),
+                decl.kind()
+            ),
+        );
+    }
+    if differ == 0 {
+        r.ok(
+            "declared",
+            "every credential the applied policy declares is stored with its declared kind, scopes and origins",
+        );
     }
 }
 

@@ -164,6 +164,83 @@ impl CredentialDecl {
     pub fn rotate_every(&self) -> Option<time::Duration> {
         self.rotate_every.as_deref().map(|d| d.value)
     }
+
+    /// How a vault entry of this name, stored with `kind`, `scopes` and `origins`, differs
+    /// from this declaration (lists compared as sets). `policy apply` stores the declaration
+    /// in the entry, but an entry can come apart from it (`cred import` after `cred rm`, a
+    /// vault saved by an older scopevault); the daemon then hands it out as declared, and the
+    /// lint's `vault-differs-from-policy` and `doctor` report it.
+    pub fn stored_differences<S: AsRef<str>>(
+        &self,
+        kind: CredentialKind,
+        scopes: &[S],
+        origins: &[S],
+    ) -> StoredDifferences {
+        StoredDifferences {
+            kind: (kind != self.kind.value).then_some(kind),
+            scopes: !same_set(scopes, self.scopes.iter().map(|s| s.value.as_str())),
+            origins: !same_set(origins, self.origins.iter().map(|s| s.value.as_str())),
+        }
+    }
+}
+
+/// Whether `stored` and `declared` hold the same strings, duplicates aside. Linear when both
+/// are in the same order (an entry `policy apply` wrote and the canonical policy the vault
+/// holds: both sorted), sorting otherwise: the daemon asks it on every fetch.
+fn same_set<'a, S: AsRef<str>>(
+    stored: &[S],
+    declared: impl Iterator<Item = &'a str> + Clone,
+) -> bool {
+    if stored.len() == declared.clone().count()
+        && stored.iter().map(AsRef::as_ref).eq(declared.clone())
+    {
+        return true;
+    }
+    let a: BTreeSet<&str> = stored.iter().map(AsRef::as_ref).collect();
+    let b: BTreeSet<&str> = declared.collect();
+    a == b
+}
+
+/// What a vault entry differs in from its credential's declaration
+/// ([`CredentialDecl::stored_differences`]). Names kinds only, never a stored scope or origin:
+/// the daemon puts [`StoredDifferences::describe`] in a fetch's warnings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredDifferences {
+    /// The entry's kind, when it is not the declared one.
+    pub kind: Option<CredentialKind>,
+    /// The entry's scopes are not the declared ones.
+    pub scopes: bool,
+    /// The entry's origins are not the declared ones.
+    pub origins: bool,
+}
+
+impl StoredDifferences {
+    /// Whether the entry is as declared.
+    pub fn is_empty(&self) -> bool {
+        self.kind.is_none() && !self.scopes && !self.origins
+    }
+
+    /// What differs, e.g. "kind `login`, scopes and origins".
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(k) = self.kind {
+            parts.push(format!("kind `{k}`"));
+        }
+        if self.scopes {
+            parts.push("scopes".to_owned());
+        }
+        if self.origins {
+            parts.push("origins".to_owned());
+        }
+        match parts.len() {
+            0 => String::new(),
+            1 => parts.remove(0),
+            n => {
+                let last = parts.remove(n - 1);
+                format!("{} and {last}", parts.join(", "))
+            }
+        }
+    }
 }
 
 /// Users or groups as written in the policy: names or numeric ids, each with its span.
@@ -358,6 +435,21 @@ pub struct CredentialMeta {
     /// Whether it holds both TOTP seed fields, `totp_seed` and `otpauth` (a vault saved by an
     /// older scopevault): its fetch fails (`both-totp-seeds`).
     pub both_totp_seeds: bool,
+    /// The kind, scopes and origins its entry is stored with (`vault-differs-from-policy`);
+    /// `None` when not known, and then that rule does not judge it.
+    pub stored: Option<StoredAs>,
+}
+
+/// The kind, scopes and origins a vault entry is stored with: what
+/// [`CredentialDecl::stored_differences`] compares with the declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAs {
+    /// Its kind.
+    pub kind: CredentialKind,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// Its origins.
+    pub origins: Vec<String>,
 }
 
 /// Read a policy file: refuse anything but a regular file at once, files over

@@ -15,11 +15,16 @@ use crate::protocol::{
 };
 use crate::secret::SecretString;
 
-/// One credential of a hand-out as decided: borrowed from the loaded vault, with the TOTP code
-/// made for this request and the scope warnings.
+/// One credential of a hand-out as decided: its values borrowed from the loaded vault, its
+/// kind, scopes and origins from the applied policy's declaration (what was reviewed and
+/// applied, and what the decision used), with the TOTP code made for this request and the
+/// warnings.
 pub(super) struct Granted<'a> {
     name: &'a str,
     cred: crate::agent::state::CredView<'a>,
+    kind: CredentialKind,
+    scopes: Vec<&'a str>,
+    origins: Vec<&'a str>,
     totp: Option<TotpCode>,
     warnings: Vec<String>,
 }
@@ -206,11 +211,18 @@ impl Handler {
     }
 
     /// One credential of the task as it is handed out: its secrets (a TOTP credential's
-    /// code instead of its seed) and its scope warnings, or the refusal (no secret stored,
-    /// over-scoped under `enforce = "deny"`, no usable TOTP seed).
+    /// code instead of its seed) and its scope warnings, or the refusal (not declared, no
+    /// secret stored, over-scoped under `enforce = "deny"`, no usable TOTP seed).
+    ///
+    /// Its kind, scopes and origins are the applied policy's declaration, never the vault
+    /// entry's: the vault holds the policy so that the daemon enforces what was reviewed and
+    /// applied. An entry can come apart from it (`cred import` after `cred rm`, an older
+    /// scopevault), and one stored as a `login` for a credential declared `totp` handed the
+    /// seed out where the policy says codes only (twentieth pass, found by attacking who gets
+    /// what). Such an entry is handed out as declared, with a warning naming what differs.
     fn grant_one<'a>(
         o: &'a Opened,
-        policy: &Policy,
+        policy: &'a Policy,
         task: &Task,
         task_name: &str,
         name: &'a str,
@@ -225,6 +237,15 @@ impl Handler {
                 warnings,
             })
         };
+        let Some(decl) = policy.credential(name) else {
+            return Err(refuse(
+                Refusal::Undeclared {
+                    credential: name.to_owned(),
+                    task: task_name.to_owned(),
+                },
+                Vec::new(),
+            ));
+        };
         let Some(cred) = o.vault.credential(name) else {
             return Err(refuse(
                 Refusal::NoSecret {
@@ -233,9 +254,11 @@ impl Handler {
                 Vec::new(),
             ));
         };
+        let kind = decl.kind();
+        let (scopes, origins) = (decl.scopes(), decl.origins());
         // A credential with metadata but no secret value is not handed out as an empty
         // success: the runner would go on with nothing to log in with (docs/protocol.md).
-        if cred.kind != CredentialKind::Totp && cred.secrets.is_empty() {
+        if kind != CredentialKind::Totp && cred.secrets.is_empty() {
             return Err(refuse(
                 Refusal::EmptySecret {
                     credential: name.to_owned(),
@@ -246,6 +269,13 @@ impl Handler {
         }
         let grant = o.grant(policy, task_name, name, today);
         let mut warnings = Vec::new();
+        let differs = decl.stored_differences(cred.kind, cred.scopes, cred.origins);
+        if !differs.is_empty() {
+            warnings.push(format!(
+                "the vault entry of credential `{name}` differs from the applied policy's declaration in {}: it is handed out as declared (kind `{kind}`, the declared scopes and origins); an admin applies the policy again (`scopevault policy apply`), which stores the declaration in the entry",
+                differs.describe()
+            ));
+        }
         if !grant.excess.is_empty() {
             let mut w = format!(
                 "credential `{name}` grants scopes task `{task_name}` does not need: {}",
@@ -260,7 +290,7 @@ impl Handler {
             warnings.push(w);
         }
         if let Some(origin) = task.origin() {
-            if !cred.origins.is_empty() && !cred.origins.iter().any(|o| o == origin) {
+            if !origins.is_empty() && !origins.contains(&origin) {
                 warnings.push(format!(
                     "task `{task_name}` works on {origin}, which is not among the origins of credential `{name}`"
                 ));
@@ -277,7 +307,7 @@ impl Handler {
             ));
         }
         let mut totp = None;
-        if cred.kind == CredentialKind::Totp {
+        if kind == CredentialKind::Totp {
             // Both seed fields (a vault saved by an older scopevault): no code from either,
             // rather than one chosen in silence.
             if crate::vault::holds_both_totp_seeds(cred.secrets.keys().map(String::as_str)) {
@@ -320,6 +350,9 @@ impl Handler {
         Ok(Granted {
             name,
             cred,
+            kind,
+            scopes,
+            origins,
             totp,
             warnings,
         })
@@ -342,13 +375,13 @@ impl Handler {
             .iter()
             .map(|g| CredentialOut {
                 name: g.name,
-                kind: g.cred.kind.as_str(),
-                scopes: g.cred.scopes,
-                origins: g.cred.origins,
+                kind: g.kind.as_str(),
+                scopes: &g.scopes,
+                origins: &g.origins,
                 fields: g.cred.fields,
                 secrets: SecretsOut {
                     all: g.cred.secrets,
-                    except: if g.cred.kind == CredentialKind::Totp {
+                    except: if g.kind == CredentialKind::Totp {
                         &TOTP_SEED_FIELDS
                     } else {
                         &[]

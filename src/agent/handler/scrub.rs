@@ -73,15 +73,18 @@ impl Handler {
         }
         let mut labels = std::collections::BTreeSet::new();
         for name in t.credentials() {
-            let Some(cred) = o.vault.credential(name) else {
+            // What `fetch` hands out: by the kind the applied policy declares, not the entry's.
+            let (Some(cred), Some(decl)) = (o.vault.credential(name), policy.credential(name))
+            else {
                 continue;
             };
+            let kind = decl.kind();
             for k in cred.secrets.keys() {
-                if cred.kind != CredentialKind::Totp || !TOTP_SEED_FIELDS.contains(&k.as_str()) {
+                if kind != CredentialKind::Totp || !TOTP_SEED_FIELDS.contains(&k.as_str()) {
                     labels.insert(format!("{name}.{k}"));
                 }
             }
-            if cred.kind == CredentialKind::Totp {
+            if kind == CredentialKind::Totp {
                 labels.insert(format!("{name}.totp_code"));
             }
         }

@@ -950,11 +950,14 @@ impl<'a> Linter<'a> {
         }
     }
 
-    /// missing-secret, both-totp-seeds, rotation-overdue.
+    /// missing-secret, both-totp-seeds, rotation-overdue, vault-differs-from-policy.
     fn vault(&mut self, v: &VaultMeta) {
         let p = self.policy;
         let today = self.opts.today;
         for (cname, cred) in &p.credentials {
+            if let Some(stored) = v.credentials.get(cname).and_then(|m| m.stored.as_ref()) {
+                self.vault_differs(cname, cred, stored);
+            }
             match v.credentials.get(cname) {
                 Some(m) if m.has_secret => {
                     if m.both_totp_seeds {
@@ -1023,6 +1026,48 @@ impl<'a> Linter<'a> {
                 ),
             }
         }
+    }
+
+    /// vault-differs-from-policy: the entry of `cname` is stored with another kind, scopes or
+    /// origins than `cred` declares. The finding points at the first thing that differs (the
+    /// `kind`, else the first declared scope or origin, else the credential's name) and names
+    /// the entry's kind, never its scopes or origins (they are the vault's, not the file's).
+    fn vault_differs(&mut self, cname: &str, cred: &CredentialDecl, stored: &super::StoredAs) {
+        let d = cred.stored_differences(stored.kind, &stored.scopes, &stored.origins);
+        if d.is_empty() {
+            return;
+        }
+        let span = if d.kind.is_some() {
+            cred.kind.span.clone()
+        } else if d.scopes {
+            cred.scopes
+                .first()
+                .map_or(cred.span.clone(), |s| s.span.clone())
+        } else {
+            cred.origins
+                .first()
+                .map_or(cred.span.clone(), |s| s.span.clone())
+        };
+        let totp = if cred.kind.value == super::CredentialKind::Totp && d.kind.is_some() {
+            " (codes, never the seed)"
+        } else {
+            ""
+        };
+        self.push(
+            RuleId::VaultDiffersFromPolicy,
+            span,
+            format!(
+                "the vault entry of credential `{cname}` differs from its declaration in {}: the daemon hands it out as declared (kind `{}`{totp}, the declared scopes and origins), while `cred show` shows the entry",
+                d.describe(),
+                cred.kind.value
+            ),
+            format!(
+                "apply this policy again (`scopevault policy apply`): it stores the declaration of `{cname}` in its entry; or, if the entry is what was meant, change [credentials.{cname}] and apply that"
+            ),
+            Some(cname),
+            None,
+            vec![],
+        );
     }
 
     /// credential-never-fetched, task-credential-never-fetched, runner-never-seen,

@@ -355,6 +355,18 @@ rules! {
         full: "Old secrets have had more time to leak; the policy promises rotation.",
         help: "Rotate it in the target system and store it with `scopevault cred set NAME --secret KEY`.",
     },
+    /// A credential's vault entry is stored with another kind, scopes or origins than the policy declares. Checked in `Linter::vault`.
+    VaultDiffersFromPolicy {
+        id: "vault-differs-from-policy",
+        class: Warning,
+        security_severity: None,
+        needs_vault: true,
+        needs_audit: false,
+        exceptable: true,
+        short: "A credential's vault entry is stored with another kind, scopes or origins than the policy declares.",
+        full: "The daemon hands a credential out as the applied policy declares it (a `totp` credential as codes, never its seed; the declared scopes), whatever its entry says; an entry that differs shows the admin something else (`cred show`, `cred list`) and means it was stored outside `policy apply` (`cred import` after `cred rm`, a vault saved by an older scopevault).",
+        help: "Apply the policy again (`scopevault policy apply policy.toml`), which stores its declaration in the entry; or change the declaration in the policy if the entry is what was meant, and apply it.",
+    },
     /// A scope is not in the catalog when a catalog exists. Checked in `Linter::undeclared_scopes`.
     UndeclaredScope {
         id: "undeclared-scope",

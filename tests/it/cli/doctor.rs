@@ -909,6 +909,72 @@ fn doctor_fails_a_credential_holding_both_totp_seeds_naming_the_fix() {
     );
 }
 
+/// Found by attacking who gets what (twentieth pass): with `shop-2fa` declared `totp` by the
+/// applied policy and its entry stored as a `login` with `admin:*`, doctor's lines were all
+/// `ok`. A `declared` line now warns, naming the credential, the entry's kind and the lint
+/// rule, never the entry's scopes; once the policy is applied again it is `ok`.
+#[test]
+fn doctor_warns_of_an_entry_stored_otherwise_than_the_applied_policy_declares() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let no_daemon = dir.path().join("no-daemon.sock");
+    let (text, _) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert!(
+        line_with(
+            &text,
+            "ok",
+            "declared",
+            &["declared kind, scopes and origins"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    crate::common::vault::rewrite_payload(&dir.path().join("vault.scopevault"), &id, |data| {
+        let c = &mut data["credentials"]["shop-2fa"];
+        c["kind"] = serde_json::json!("login");
+        c["scopes"] = serde_json::json!(["admin:*"]);
+    });
+    let (text, _) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    let line = line_with(
+        &text,
+        "warn",
+        "declared",
+        &[
+            "`shop-2fa`",
+            "kind `login`",
+            "scopes",
+            "vault-differs-from-policy",
+            "as declared (kind `totp`)",
+            "scopevault policy apply",
+        ],
+    );
+    assert!(line.is_some_and(|l| !l.contains("admin:*")), "{text}");
+    assert_no_secret(&text, "doctor's report");
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "policy",
+            "apply",
+            dir.path().join("example-policy.toml").to_str().unwrap(),
+        ],
+        None,
+    );
+    let (text, _) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert!(
+        line_with(
+            &text,
+            "ok",
+            "declared",
+            &["declared kind, scopes and origins"]
+        )
+        .is_some(),
+        "{text}"
+    );
+}
+
 /// Seventeenth pass (found by forging files from vault-format.md): with a FIFO at the vault's
 /// path `doctor` waited for ever for a writer (it "never prompts", and its `vault` check is
 /// "present, readable, mode"); so did every command with a FIFO in place of the rollback

@@ -540,6 +540,146 @@ fn totp_gives_a_six_digit_code_and_never_the_seed() {
     assert!(!v.to_string().contains(TOTP_SEED));
 }
 
+/// [`setup_vault`] under the example policy with `enforce = "deny"`, then its vault entry
+/// `name` rewritten by `edit` as a writer that follows the applied policy in nothing could
+/// store it (before the twentieth pass: `cred rm` and a new `cred add` with another `--kind`
+/// and `--scope`; a `cred import` after `cred rm`; an older scopevault), and a daemon over it.
+fn start_with_entry_rewritten(
+    dir: &std::path::Path,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Daemon {
+    let id = setup_vault(dir);
+    let policy = daemon::example_policy().replace("enforce = \"warn\"", "enforce = \"deny\"");
+    apply_policy(dir, "deny.toml", &policy);
+    crate::common::vault::rewrite_payload(&dir.join("vault.scopevault"), &id, |data| {
+        edit(&mut data["credentials"][name])
+    });
+    Daemon::start(dir, &["--identity-file", id.to_str().unwrap()])
+}
+
+/// Found by attacking who gets what (twentieth pass): the daemon took a credential's kind
+/// from the vault entry, not from the applied policy. The policy declares `shop-2fa` as
+/// `kind = "totp"` (codes only) with `scopes = ["shop:login"]`; an entry stored as a `login`
+/// with `admin:*` holding the same `totp_seed` was handed out as `"kind":"login"`,
+/// `"scopes":["admin:*"]`, `"secrets":{"totp_seed":…}`, with no warning. It is handed out as
+/// the policy declares it: a `totp` code, never the seed, the policy's scopes and origins, a
+/// warning naming what the entry differs in, in the answer and the audit record; `tasks` and
+/// `scopevault totp` see a `totp` credential.
+#[test]
+fn an_entry_of_another_kind_is_handed_out_as_the_applied_policy_declares_never_its_seed() {
+    let dir = tempdir();
+    let d = start_with_entry_rewritten(dir.path(), "shop-2fa", |c| {
+        c["kind"] = serde_json::json!("login");
+        c["scopes"] = serde_json::json!(["admin:*"]);
+        c["origins"] = serde_json::json!(["https://admin.example.com"]);
+    });
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"two-factor-login"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(!v.to_string().contains(TOTP_SEED), "the seed left: {v}");
+    let c = &v["credentials"][0];
+    assert_eq!(c["kind"], "totp", "{c}");
+    assert_eq!(c["scopes"], serde_json::json!(["shop:login"]), "{c}");
+    assert_eq!(
+        c["origins"],
+        serde_json::json!(["https://shop.example.com"]),
+        "{c}"
+    );
+    assert_eq!(c["secrets"], serde_json::json!({}), "{c}");
+    let code = c["totp"]["code"].as_str().unwrap();
+    assert!(
+        code.len() == 6 && code.chars().all(|ch| ch.is_ascii_digit()),
+        "{c}"
+    );
+    let warning = c["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("`shop-2fa`") && warning.contains("kind `login`"),
+        "{c}"
+    );
+    assert!(
+        !warning.contains("admin:*") && !warning.contains("admin.example.com"),
+        "the entry's scopes and origins are not quoted: {c}"
+    );
+    // `tasks` names the declared kind and withholds the seed's name, so `totp` finds it.
+    let t = d.request(r#"{"v":1,"op":"tasks"}"#);
+    let task = t["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "two-factor-login")
+        .unwrap();
+    assert_eq!(task["kinds"]["shop-2fa"], "totp", "{task}");
+    assert_eq!(task["fields"]["shop-2fa"], serde_json::json!([]), "{task}");
+    let out = sv(&d, &["totp", "--task", "two-factor-login"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim().len(), 6);
+    let out = sv(
+        &d,
+        &["get", "--task", "two-factor-login", "--field", "totp_seed"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(TOTP_SEED));
+    // The audit records hold the code's HMAC and the warning, never the seed's HMAC.
+    let audit = d.audit_text();
+    let fetches: Vec<serde_json::Value> = records(&audit)
+        .into_iter()
+        .filter(|r| r["op"] == "fetch" && r["decision"] == "allow")
+        .collect();
+    assert_eq!(fetches.len(), 2, "{audit}");
+    for r in &fetches {
+        let values = r["values"].as_object().unwrap();
+        assert!(values.contains_key("totp_code"), "{r}");
+        assert!(!values.contains_key("totp_seed"), "{r}");
+        assert!(
+            r["warnings"][0].as_str().unwrap().contains("kind `login`"),
+            "{r}"
+        );
+    }
+    // A scrub report's labels are judged by what `fetch` hands out: the code's label is the
+    // task's, the seed's is not (recorded as its HMAC).
+    let v = d.request(
+        &serde_json::json!({"v":1,"op":"scrub_report","task":"two-factor-login","scrub":{
+            "files":1,"rewritten":1,"failed":0,"binary_kept":0,"binary_dropped":0,
+            "binary_with_form":0,"hits":{"shop-2fa.totp_code":1,"shop-2fa.totp_seed":1}}})
+        .to_string(),
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    let audit = d.audit_text();
+    let scrub = records(&audit)
+        .into_iter()
+        .find(|r| r["op"] == "scrub_report")
+        .unwrap();
+    let hits = scrub["scrub"]["hits"].as_object().unwrap();
+    assert_eq!(hits["shop-2fa.totp_code"], 1, "{scrub}");
+    assert!(!hits.contains_key("shop-2fa.totp_seed"), "{scrub}");
+    assert_no_secret(&audit, "the audit log");
+}
+
+/// Found by attacking who gets what (twentieth pass): a fetch answer gave the vault entry's
+/// scopes while the decision used the applied policy's. With the policy granting
+/// `shop-buyer` three scopes and the entry listing one, the answer said
+/// `["shop:login"]` for a credential judged (and handed out) on all three. The answer's
+/// scopes are the policy's, the ones the decision used.
+#[test]
+fn the_scopes_a_fetch_reports_are_the_applied_policys_that_the_decision_used() {
+    let dir = tempdir();
+    let d = start_with_entry_rewritten(dir.path(), "shop-buyer", |c| {
+        c["scopes"] = serde_json::json!(["shop:login"]);
+    });
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let c = &v["credentials"][0];
+    assert_eq!(c["kind"], "login", "{c}");
+    assert_eq!(
+        c["scopes"],
+        serde_json::json!(["shop:catalog:read", "shop:login", "shop:orders:create"]),
+        "{c}"
+    );
+    assert_eq!(c["secrets"]["password"], secret_of("shop-buyer"), "{c}");
+    let warning = c["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("scopes"), "{c}");
+}
+
 /// `cred set shop-2fa` with the identity file of [`setup_vault`] and `stdin`: (success,
 /// stdout, stderr).
 fn set_2fa(dir: &std::path::Path, secret_args: &[&str], stdin: &str) -> (bool, String, String) {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common_lint::{fixture, lint_json, rules_of};
 use scopevault::policy::lint::{lint, LintOptions, RuleId, RULES};
-use scopevault::policy::{CredentialMeta, Policy, VaultMeta};
+use scopevault::policy::{CredentialKind, CredentialMeta, Policy, StoredAs, VaultMeta};
 use time::macros::{date, datetime};
 
 fn fired(v: &serde_json::Value, rule: &str) -> bool {
@@ -177,6 +177,7 @@ fn rotation_overdue_uses_the_credential_period() {
                 has_secret: true,
                 rotated,
                 both_totp_seeds: false,
+                stored: None,
             },
         )])
     };
@@ -211,6 +212,7 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
             has_secret: true,
             rotated: datetime!(2026-05-30 0:00 UTC),
             both_totp_seeds: false,
+            stored: None,
         },
     )]);
     assert_eq!(
@@ -224,6 +226,7 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
             has_secret: false,
             rotated: datetime!(2026-05-30 0:00 UTC),
             both_totp_seeds: false,
+            stored: None,
         },
     )]);
     assert_eq!(
@@ -245,6 +248,7 @@ fn both_totp_seeds_fires_when_the_vault_holds_both() {
                 has_secret: true,
                 rotated: datetime!(2026-05-30 0:00 UTC),
                 both_totp_seeds: both,
+                stored: None,
             },
         )])
     };
@@ -276,6 +280,87 @@ fn both_totp_seeds_fires_when_the_vault_holds_both() {
             .contains("scopevault cred set shop-2fa --secret otpauth"),
         "{}",
         f.help
+    );
+}
+
+/// `vault-differs-from-policy` (twentieth pass, found by attacking who gets what): a vault
+/// entry stored with another kind, scopes or origins than the policy declares is a warning
+/// pointing at what differs first (the `kind`, else the first scope), naming the entry's kind
+/// and never its scopes or origins; an entry as declared (its lists in another order or
+/// repeated) is clean, and so is one whose stored form is not known.
+#[test]
+fn vault_differs_from_policy_fires_when_the_entry_is_stored_otherwise() {
+    let meta = |kind, scopes: &[&str], origins: &[&str]| {
+        BTreeMap::from([(
+            "shop-2fa".to_owned(),
+            CredentialMeta {
+                has_secret: true,
+                rotated: datetime!(2026-05-30 0:00 UTC),
+                both_totp_seeds: false,
+                stored: Some(StoredAs {
+                    kind,
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    origins: origins.iter().map(|s| s.to_string()).collect(),
+                }),
+            },
+        )])
+    };
+    let shop = ["https://shop.example.com"];
+    let rule = "vault-differs-from-policy";
+    let login = meta(CredentialKind::Login, &["admin:*"], &shop);
+    assert_eq!(vault_report(rule, true, login.clone()), [rule]);
+    let wider = meta(CredentialKind::Totp, &["shop:login", "admin:*"], &shop);
+    assert_eq!(vault_report(rule, true, wider.clone()), [rule]);
+    let elsewhere = meta(
+        CredentialKind::Totp,
+        &["shop:login"],
+        &["https://evil.example"],
+    );
+    assert_eq!(vault_report(rule, true, elsewhere), [rule]);
+    let declared = meta(CredentialKind::Totp, &["shop:login", "shop:login"], &shop);
+    assert_eq!(vault_report(rule, false, declared), Vec::<&str>::new());
+    let mut unknown = login.clone();
+    unknown.get_mut("shop-2fa").unwrap().stored = None;
+    assert_eq!(vault_report(rule, true, unknown), Vec::<&str>::new());
+
+    let src = std::fs::read_to_string(fixture(&format!("rules/{rule}.fires.toml"))).unwrap();
+    let p = Policy::parse(&src, "policy.toml").unwrap();
+    let report = |credentials| {
+        let opts = LintOptions {
+            today: date!(2026 - 06 - 01),
+            vault: Some(VaultMeta { credentials }),
+            usage: None,
+        };
+        lint(&p, &opts)
+    };
+    let r = report(login);
+    let f = &r.findings()[0];
+    assert_eq!(f.rule, RuleId::VaultDiffersFromPolicy);
+    assert_eq!(f.class.as_str(), "warning");
+    assert_eq!(f.credential.as_deref(), Some("shop-2fa"));
+    assert_eq!(src.lines().nth(f.line - 1).unwrap(), "kind = \"totp\"");
+    for part in [
+        "`shop-2fa`",
+        "kind `login`",
+        "scopes",
+        "kind `totp`",
+        "never the seed",
+    ] {
+        assert!(f.message.contains(part), "{}", f.message);
+    }
+    assert!(!f.message.contains("admin"), "{}", f.message);
+    assert!(f.help.contains("scopevault policy apply"), "{}", f.help);
+    let r = report(wider);
+    let f = &r.findings()[0];
+    assert_eq!(
+        src.lines().nth(f.line - 1).unwrap(),
+        "scopes = [\"shop:login\"]"
+    );
+    assert!(
+        f.message
+            .contains("differs from its declaration in scopes:"),
+        "{}",
+        f.message
     );
 }
 

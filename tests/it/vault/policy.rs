@@ -406,6 +406,239 @@ fn lint_with_vault_reports_a_credential_holding_both_totp_seeds() {
     assert!(!stdout.contains("both-totp-seeds"), "{stdout}");
 }
 
+/// `scopevault ARGS` in the daemon test environment of `dir` with `stdin`.
+fn run_in(dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = crate::common::daemon::cmd(dir)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Found by attacking who gets what (twentieth pass): after `policy apply` declared `shop-2fa`
+/// as `kind = "totp"` with `scopes = ["shop:login"]`, `cred rm shop-2fa` and `cred add
+/// shop-2fa --kind login --scope 'admin:*' --secret totp_seed` stored its seed as a `login`
+/// with `admin:*`, which the daemon then handed out, seed and all. `cred add` of a credential
+/// the applied policy declares now stores the declaration: another `--kind`, or other
+/// `--scope`s or `--origin`s, are refused naming the declaration and `policy apply`, with
+/// nothing stored; without `--scope` and `--origin` the declared ones are taken.
+#[test]
+fn cred_add_of_a_declared_credential_stores_the_declaration_and_refuses_another() {
+    use crate::common::daemon::{self, TOTP_SEED};
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let sv = |args: &[&str], stdin: &str| {
+        let mut all = vec!["--identity-file", id_s];
+        all.extend(args);
+        run_in(dir.path(), &all, stdin)
+    };
+    let out = sv(&["cred", "rm", "shop-2fa"], "");
+    assert!(out.status.success(), "{out:?}");
+    let before = std::fs::read(dir.path().join("vault.scopevault")).unwrap();
+    for conflict in [
+        &["--kind", "login", "--scope", "admin:*"][..],
+        &["--kind", "login"][..],
+        &["--kind", "totp", "--scope", "admin:*"][..],
+        &[
+            "--kind",
+            "totp",
+            "--scope",
+            "shop:login",
+            "--scope",
+            "admin:*",
+        ][..],
+        &["--kind", "totp", "--origin", "https://admin.example.com"][..],
+    ] {
+        let mut args = vec!["cred", "add", "shop-2fa"];
+        args.extend(conflict);
+        args.extend(["--secret", "totp_seed"]);
+        let out = sv(&args, TOTP_SEED);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{conflict:?}: {err}");
+        for part in [
+            "credential `shop-2fa` is declared by the applied policy as kind `totp` with scopes [shop:login]",
+            "scopevault policy apply",
+            "nothing was stored",
+        ] {
+            assert!(err.contains(part), "{conflict:?}: {err}");
+        }
+        assert!(!err.contains(TOTP_SEED), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join("vault.scopevault")).unwrap(),
+            before,
+            "{conflict:?}: nothing was saved"
+        );
+    }
+    // As declared (the declared scope repeated, or none given): stored with the declaration.
+    for (i, given) in [
+        &["--scope", "shop:login", "--scope", "shop:login"][..],
+        &[][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            assert!(sv(&["cred", "rm", "shop-2fa"], "").status.success());
+        }
+        let mut args = vec!["cred", "add", "shop-2fa", "--kind", "totp"];
+        args.extend(given);
+        args.extend(["--secret", "totp_seed"]);
+        let out = sv(&args, TOTP_SEED);
+        assert!(out.status.success(), "{given:?}: {out:?}");
+        let out = sv(&["cred", "show", "shop-2fa", "--json"], "");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["kind"], "totp", "{v}");
+        assert_eq!(v["scopes"], serde_json::json!(["shop:login"]), "{v}");
+        assert_eq!(
+            v["origins"],
+            serde_json::json!(["https://shop.example.com"]),
+            "{v}"
+        );
+    }
+    // A credential no policy declares is added as given.
+    let out = sv(
+        &[
+            "cred", "add", "spare", "--kind", "login", "--scope", "admin:*", "--secret", "password",
+        ],
+        "spare-value",
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Found by attacking who gets what (twentieth pass): with `shop-2fa` declared `totp` and
+/// stored as a `login` with `admin:*` (as `cred rm` and `cred add` stored it before this pass,
+/// `cred import` after `cred rm` still can, or an older scopevault), `lint --with-vault`
+/// reported 0 findings. It is now a `vault-differs-from-policy` warning pointing at the
+/// `kind` line, naming the credential and the entry's kind (never its scopes), in the JSON,
+/// text and SARIF reports; `policy apply` of the policy stores the declaration, and the
+/// finding is gone.
+#[test]
+fn lint_with_vault_reports_an_entry_stored_otherwise_than_declared() {
+    use crate::common::daemon::{self, assert_no_secret};
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    common_vault::rewrite_payload(&dir.path().join("vault.scopevault"), &id, |data| {
+        let c = &mut data["credentials"]["shop-2fa"];
+        c["kind"] = serde_json::json!("login");
+        c["scopes"] = serde_json::json!(["admin:*"]);
+    });
+    let lint = |format: &str| {
+        run_in(
+            dir.path(),
+            &[
+                "--identity-file",
+                id_s,
+                "lint",
+                "example-policy.toml",
+                "--with-vault",
+                "--format",
+                format,
+            ],
+            "",
+        )
+    };
+    let findings = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "vault-differs-from-policy")
+            .cloned()
+            .collect()
+    };
+    let out = lint("json");
+    let found = findings(&out);
+    assert_eq!(found.len(), 1, "{out:?}");
+    let f = &found[0];
+    assert_eq!(f["class"], "warning", "{f}");
+    assert_eq!(f["credential"], "shop-2fa", "{f}");
+    let policy = std::fs::read_to_string(dir.path().join("example-policy.toml")).unwrap();
+    let line = policy.lines().nth(f["line"].as_u64().unwrap() as usize - 1);
+    let kind_line = policy
+        .lines()
+        .skip_while(|l| *l != "[credentials.shop-2fa]")
+        .nth(1);
+    assert_eq!(line, kind_line, "{f}");
+    assert_eq!(line, Some("kind = \"totp\""), "{f}");
+    let message = f["message"].as_str().unwrap();
+    for part in ["`shop-2fa`", "kind `login`", "scopes", "never the seed"] {
+        assert!(message.contains(part), "{f}");
+    }
+    assert!(!message.contains("admin:*"), "{f}");
+    assert_no_secret(&String::from_utf8_lossy(&out.stdout), "lint's JSON report");
+    let out = lint("text");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("vault-differs-from-policy") && text.contains("kind `login`"),
+        "{text}"
+    );
+    assert_no_secret(&text, "lint's text report");
+    let out = lint("sarif");
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<&serde_json::Value> = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ruleId"] == "vault-differs-from-policy")
+        .collect();
+    assert_eq!(results.len(), 1, "{sarif}");
+    assert_eq!(results[0]["level"], "warning", "{}", results[0]);
+    assert_eq!(
+        results[0]["locations"][0]["physicalLocation"]["region"]["startLine"], f["line"],
+        "{}",
+        results[0]
+    );
+    let declared = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "vault-differs-from-policy")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        declared["helpUri"].as_str().unwrap().rsplit('#').next(),
+        Some("vault-differs-from-policy"),
+        "{declared}"
+    );
+
+    // The fix it names: apply the policy again.
+    let out = run_in(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "policy",
+            "apply",
+            "example-policy.toml",
+        ],
+        "",
+    );
+    let applied = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        applied.contains(
+            "~ credential shop-2fa: kind login -> totp; scopes [admin:*] -> [shop:login]"
+        ),
+        "{applied}"
+    );
+    assert!(findings(&lint("json")).is_empty());
+}
+
 /// Issue 15.12: changing only a task's `schedulers` is named in `policy apply`'s summary.
 #[test]
 fn apply_names_a_change_of_a_tasks_schedulers() {
