@@ -77,7 +77,15 @@ fn apply(
             Some(c) => {
                 let mut what = Vec::new();
                 if c.kind != decl.kind() {
-                    what.push(format!("kind {} -> {}", c.kind, decl.kind()));
+                    // Codes are handed out for a `totp` credential only: of any other kind,
+                    // `fetch` hands out the seed itself (twentieth pass, found by attacking
+                    // who gets what: the change said only `kind totp -> generic`).
+                    let seed = if c.kind == policy::CredentialKind::Totp {
+                        " (its TOTP seed itself is handed out from now on, not codes: keep kind = \"totp\" if its checks only need codes)"
+                    } else {
+                        ""
+                    };
+                    what.push(format!("kind {} -> {}{seed}", c.kind, decl.kind()));
                 }
                 if c.scopes != scopes {
                     what.push(format!(

@@ -435,6 +435,10 @@ pub struct CredentialMeta {
     /// Whether it holds both TOTP seed fields, `totp_seed` and `otpauth` (a vault saved by an
     /// older scopevault): its fetch fails (`both-totp-seeds`).
     pub both_totp_seeds: bool,
+    /// The TOTP seed field it holds (`totp_seed` or `otpauth`), if any: of a credential
+    /// declared with another kind than `totp`, the seed itself is handed out
+    /// (`totp-seed-handed-out`).
+    pub totp_seed: Option<String>,
     /// The kind, scopes and origins its entry is stored with (`vault-differs-from-policy`);
     /// `None` when not known, and then that rule does not judge it.
     pub stored: Option<StoredAs>,

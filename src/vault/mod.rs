@@ -940,9 +940,9 @@ impl Vault {
     }
 
     /// Metadata for the lint's vault rules (`missing-secret`, `both-totp-seeds`,
-    /// `rotation-overdue`, `vault-differs-from-policy`): which credentials have a secret,
-    /// which hold both TOTP seed fields, when each last changed, and the kind, scopes and
-    /// origins each is stored with. No secret value is in it.
+    /// `rotation-overdue`, `vault-differs-from-policy`, `totp-seed-handed-out`): which
+    /// credentials have a secret, which hold both TOTP seed fields or one, when each last
+    /// changed, and the kind, scopes and origins each is stored with. No secret value is in it.
     pub fn lint_meta(&self) -> crate::policy::VaultMeta {
         crate::policy::VaultMeta {
             credentials: self
@@ -956,6 +956,10 @@ impl Vault {
                         both_totp_seeds: holds_both_totp_seeds(
                             c.secrets.keys().map(String::as_str),
                         ),
+                        totp_seed: TOTP_SEED_FIELDS
+                            .iter()
+                            .find(|f| c.secrets.contains_key(f))
+                            .map(|f| (*f).to_owned()),
                         stored: Some(crate::policy::StoredAs {
                             kind: c.kind,
                             scopes: c.scopes.clone(),

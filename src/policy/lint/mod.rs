@@ -950,13 +950,21 @@ impl<'a> Linter<'a> {
         }
     }
 
-    /// missing-secret, both-totp-seeds, rotation-overdue, vault-differs-from-policy.
+    /// missing-secret, both-totp-seeds, rotation-overdue, vault-differs-from-policy,
+    /// totp-seed-handed-out.
     fn vault(&mut self, v: &VaultMeta) {
         let p = self.policy;
         let today = self.opts.today;
         for (cname, cred) in &p.credentials {
             if let Some(stored) = v.credentials.get(cname).and_then(|m| m.stored.as_ref()) {
                 self.vault_differs(cname, cred, stored);
+            }
+            if let Some(seed) = v
+                .credentials
+                .get(cname)
+                .and_then(|m| m.totp_seed.as_deref())
+            {
+                self.seed_handed_out(cname, cred, seed);
             }
             match v.credentials.get(cname) {
                 Some(m) if m.has_secret => {
@@ -1063,6 +1071,29 @@ impl<'a> Linter<'a> {
             ),
             format!(
                 "apply this policy again (`scopevault policy apply`): it stores the declaration of `{cname}` in its entry; or, if the entry is what was meant, change [credentials.{cname}] and apply that"
+            ),
+            Some(cname),
+            None,
+            vec![],
+        );
+    }
+
+    /// totp-seed-handed-out: `cname`, declared with a kind other than `totp`, holds the TOTP
+    /// seed field `seed` in the vault, so `fetch` hands the seed itself out. The finding points
+    /// at the `kind` and names the field, never its value.
+    fn seed_handed_out(&mut self, cname: &str, cred: &CredentialDecl, seed: &str) {
+        let kind = cred.kind.value;
+        if kind == super::CredentialKind::Totp {
+            return;
+        }
+        self.push(
+            RuleId::TotpSeedHandedOut,
+            cred.kind.span.clone(),
+            format!(
+                "credential `{cname}` (kind `{kind}`) holds a TOTP seed (`{seed}`) in the vault: the seed itself is handed out to the runners of the tasks that list it, who can make every code from it; checks that only need codes should get kind = \"totp\""
+            ),
+            format!(
+                "declare the seed as a credential of its own with kind = \"totp\" (or give `{cname}` kind = \"totp\" if it holds only the seed), list it in the task, and store `{cname}` again without it (`scopevault cred rm {cname}`, then `scopevault cred add {cname}` with its other secrets); if a check really needs the seed itself, add a reviewed, expiring exception with rule = \"totp-seed-handed-out\", credential = \"{cname}\""
             ),
             Some(cname),
             None,

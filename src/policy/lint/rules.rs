@@ -367,6 +367,18 @@ rules! {
         full: "The daemon hands a credential out as the applied policy declares it (a `totp` credential as codes, never its seed; the declared scopes), whatever its entry says; an entry that differs shows the admin something else (`cred show`, `cred list`) and means it was stored outside `policy apply` (`cred import` after `cred rm`, a vault saved by an older scopevault).",
         help: "Apply the policy again (`scopevault policy apply policy.toml`), which stores its declaration in the entry; or change the declaration in the policy if the entry is what was meant, and apply it.",
     },
+    /// A credential declared with a kind other than `totp` holds a TOTP seed in the vault. Checked in `Linter::vault`.
+    TotpSeedHandedOut {
+        id: "totp-seed-handed-out",
+        class: Warning,
+        security_severity: None,
+        needs_vault: true,
+        needs_audit: false,
+        exceptable: true,
+        short: "A credential declared with a kind other than `totp` holds a TOTP seed (`totp_seed` or `otpauth`) in the vault.",
+        full: "The daemon hands out codes, never the seed, only for a credential declared `totp`; of any other kind it hands out every secret, so the seed itself goes to the runners, who can then make every future code of the account. A `cred import` row with a TOTP column is such a `login`, and a policy that changes a kind from `totp` turns code hand-out into seed hand-out.",
+        help: "Checks that only need codes should get kind = \"totp\": declare the seed as a credential of its own with kind = \"totp\" (or this one, if it holds only the seed) and list it in the task; or add a reviewed, expiring exception if a check really needs the seed itself.",
+    },
     /// A scope is not in the catalog when a catalog exists. Checked in `Linter::undeclared_scopes`.
     UndeclaredScope {
         id: "undeclared-scope",

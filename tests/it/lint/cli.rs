@@ -1309,6 +1309,7 @@ fn junit_rules_not_run_are_skipped_and_name_the_real_switch() {
         "both-totp-seeds",
         "rotation-overdue",
         "vault-differs-from-policy",
+        "totp-seed-handed-out",
     ] {
         let c = case(rule);
         assert!(
@@ -1340,7 +1341,7 @@ fn junit_rules_not_run_are_skipped_and_name_the_real_switch() {
         .iter()
         .filter(|r| r.needs_vault || r.needs_audit)
         .count();
-    assert_eq!(not_run, 8);
+    assert_eq!(not_run, 9);
     assert!(
         xml.contains(&format!(
             "tests=\"{}\" failures=\"0\" errors=\"0\" skipped=\"{not_run}\"",

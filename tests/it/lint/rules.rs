@@ -177,6 +177,7 @@ fn rotation_overdue_uses_the_credential_period() {
                 has_secret: true,
                 rotated,
                 both_totp_seeds: false,
+                totp_seed: None,
                 stored: None,
             },
         )])
@@ -212,6 +213,7 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
             has_secret: true,
             rotated: datetime!(2026-05-30 0:00 UTC),
             both_totp_seeds: false,
+            totp_seed: None,
             stored: None,
         },
     )]);
@@ -226,6 +228,7 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
             has_secret: false,
             rotated: datetime!(2026-05-30 0:00 UTC),
             both_totp_seeds: false,
+            totp_seed: None,
             stored: None,
         },
     )]);
@@ -248,6 +251,7 @@ fn both_totp_seeds_fires_when_the_vault_holds_both() {
                 has_secret: true,
                 rotated: datetime!(2026-05-30 0:00 UTC),
                 both_totp_seeds: both,
+                totp_seed: None,
                 stored: None,
             },
         )])
@@ -297,6 +301,7 @@ fn vault_differs_from_policy_fires_when_the_entry_is_stored_otherwise() {
                 has_secret: true,
                 rotated: datetime!(2026-05-30 0:00 UTC),
                 both_totp_seeds: false,
+                totp_seed: None,
                 stored: Some(StoredAs {
                     kind,
                     scopes: scopes.iter().map(|s| s.to_string()).collect(),
@@ -362,6 +367,64 @@ fn vault_differs_from_policy_fires_when_the_entry_is_stored_otherwise() {
         "{}",
         f.message
     );
+}
+
+/// `totp-seed-handed-out` (twentieth pass, found by attacking who gets what): a credential
+/// declared with a kind other than `totp` whose vault entry holds a TOTP seed hands the seed
+/// itself to its runners (`get --field totp_seed` printed it). A warning pointing at its
+/// `kind`, naming the credential and the seed's field; the same seed in a credential declared
+/// `totp` is clean.
+#[test]
+fn totp_seed_handed_out_fires_for_a_seed_in_a_credential_not_declared_totp() {
+    let rule = "totp-seed-handed-out";
+    let meta = |name: &str, seed: Option<&str>| {
+        (
+            name.to_owned(),
+            CredentialMeta {
+                has_secret: true,
+                rotated: datetime!(2026-05-30 0:00 UTC),
+                both_totp_seeds: false,
+                totp_seed: seed.map(str::to_owned),
+                stored: None,
+            },
+        )
+    };
+    let fires = BTreeMap::from([meta("shop-login", Some("totp_seed"))]);
+    assert_eq!(vault_report(rule, true, fires.clone()), [rule]);
+    let uri = BTreeMap::from([meta("shop-login", Some("otpauth"))]);
+    assert_eq!(vault_report(rule, true, uri), [rule]);
+    let no_seed = BTreeMap::from([meta("shop-login", None)]);
+    assert_eq!(vault_report(rule, true, no_seed), Vec::<&str>::new());
+    let clean = BTreeMap::from([
+        meta("shop-login", None),
+        meta("shop-2fa", Some("totp_seed")),
+    ]);
+    assert_eq!(vault_report(rule, false, clean), Vec::<&str>::new());
+
+    let src = std::fs::read_to_string(fixture(&format!("rules/{rule}.fires.toml"))).unwrap();
+    let p = Policy::parse(&src, "policy.toml").unwrap();
+    let opts = LintOptions {
+        today: date!(2026 - 06 - 01),
+        vault: Some(VaultMeta { credentials: fires }),
+        usage: None,
+    };
+    let r = lint(&p, &opts);
+    let f = &r.findings()[0];
+    assert_eq!(f.rule, RuleId::TotpSeedHandedOut);
+    assert_eq!(f.class.as_str(), "warning");
+    assert!(f.rule.info().exceptable);
+    assert_eq!(f.credential.as_deref(), Some("shop-login"));
+    assert_eq!(src.lines().nth(f.line - 1).unwrap(), "kind = \"login\"");
+    for part in [
+        "`shop-login`",
+        "kind `login`",
+        "`totp_seed`",
+        "the seed itself is handed out",
+        "kind = \"totp\"",
+    ] {
+        assert!(f.message.contains(part), "{}", f.message);
+    }
+    assert!(f.help.contains("kind = \"totp\""), "{}", f.help);
 }
 
 #[test]

@@ -639,6 +639,112 @@ fn lint_with_vault_reports_an_entry_stored_otherwise_than_declared() {
     assert!(findings(&lint("json")).is_empty());
 }
 
+/// Found by attacking who gets what (twentieth pass): a credential of another kind than
+/// `totp` holding a TOTP seed hands the seed itself to its runners (a `cred import` row is a
+/// `login` holding `password` and `totp_seed`; `get --field totp_seed` printed it), and a
+/// policy changing `kind = "totp"` to `"generic"` turned code hand-out into seed hand-out
+/// with `policy apply` printing only `~ credential shop-2fa: kind totp -> generic` and no
+/// lint finding. `lint --with-vault` now warns (`totp-seed-handed-out`, in the JSON, text and
+/// SARIF reports, never a value) and `policy apply`'s kind change away from `totp` says the
+/// seed is handed out from then on.
+#[test]
+fn a_seed_in_a_credential_not_declared_totp_is_a_lint_warning_and_apply_says_it_goes_out() {
+    use crate::common::daemon::{self, assert_no_secret, TOTP_SEED};
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let sv = |args: &[&str], stdin: &str| {
+        let mut all = vec!["--identity-file", id_s];
+        all.extend(args);
+        run_in(dir.path(), &all, stdin)
+    };
+    // The login's TOTP seed beside its password, as an import stores a row with a TOTP column.
+    let out = sv(
+        &["cred", "set", "shop-buyer", "--secret", "totp_seed"],
+        TOTP_SEED,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let lint =
+        |policy: &str, format: &str| sv(&["lint", policy, "--with-vault", "--format", format], "");
+    let seeds = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "totp-seed-handed-out")
+            .cloned()
+            .collect()
+    };
+    let out = lint("example-policy.toml", "json");
+    let found = seeds(&out);
+    assert_eq!(found.len(), 1, "{out:?}");
+    let f = &found[0];
+    assert_eq!(f["class"], "warning", "{f}");
+    assert_eq!(f["credential"], "shop-buyer", "{f}");
+    let message = f["message"].as_str().unwrap();
+    for part in [
+        "kind `login`",
+        "`totp_seed`",
+        "the seed itself is handed out",
+    ] {
+        assert!(message.contains(part), "{f}");
+    }
+    assert_no_secret(&String::from_utf8_lossy(&out.stdout), "lint's JSON report");
+    let out = lint("example-policy.toml", "text");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning[totp-seed-handed-out]") && text.contains("`shop-buyer`"),
+        "{text}"
+    );
+    assert_no_secret(&text, "lint's text report");
+    let out = lint("example-policy.toml", "sarif");
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<&serde_json::Value> = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ruleId"] == "totp-seed-handed-out")
+        .collect();
+    assert_eq!(results.len(), 1, "{sarif}");
+    assert_eq!(results[0]["level"], "warning", "{}", results[0]);
+    assert_eq!(
+        results[0]["properties"]["credential"], "shop-buyer",
+        "{}",
+        results[0]
+    );
+    assert_no_secret(&sarif.to_string(), "lint's SARIF report");
+
+    // The policy changes shop-2fa from `totp` to `generic`: apply says the seed goes out.
+    let generic = std::fs::read_to_string(dir.path().join("example-policy.toml"))
+        .unwrap()
+        .replace(
+            "[credentials.shop-2fa]\nkind = \"totp\"",
+            "[credentials.shop-2fa]\nkind = \"generic\"",
+        );
+    std::fs::write(dir.path().join("generic.toml"), &generic).unwrap();
+    for dry in [true, false] {
+        let mut args = vec!["policy", "apply", "generic.toml"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = sv(&args, "");
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        let line = shown
+            .lines()
+            .find(|l| l.starts_with("~ credential shop-2fa: kind totp -> generic"))
+            .unwrap_or_else(|| panic!("{shown}"));
+        assert!(
+            line.contains("its TOTP seed itself is handed out from now on, not codes"),
+            "{line}"
+        );
+    }
+    let found = seeds(&lint("generic.toml", "json"));
+    let credentials: Vec<&serde_json::Value> = found.iter().map(|f| &f["credential"]).collect();
+    assert_eq!(credentials, ["shop-buyer", "shop-2fa"], "{found:?}");
+}
+
 /// Issue 15.12: changing only a task's `schedulers` is named in `policy apply`'s summary.
 #[test]
 fn apply_names_a_change_of_a_tasks_schedulers() {
