@@ -5,7 +5,11 @@
 //! by the SHA-1 of their content, and refers to them by that name from `trace.trace` and
 //! `trace.network`. A resource whose content changes is renamed to the SHA-1 of its new
 //! content (`<sha1>-1`, `-2`, … when a member already has that name: `rename`) and every
-//! reference to the old name in the other members is updated, so the trace still opens.
+//! reference to the old name in the other members is updated, so the trace still opens. A
+//! reference is the resource's whole file name (`<sha1>[-k][.ext]`) between bytes no such name
+//! holds (the quotes of a JSON string, the `/` of `resources/`): a name inside a longer one
+//! (`<sha1>` in `<sha1>-1.html`, as an archive scrubbed a second time holds) is another
+//! resource's, and is left alone (`replace_references`).
 //! Memory is bounded by the largest member: each is read whole, scrubbed and
 //! written to the new archive before the next is read (hashed resources first, so that their
 //! renames are known before the members that refer to them; the members' order in the
@@ -18,7 +22,7 @@
 //! archives deep, its members counted against the outer archive's total; an archive holding a
 //! deeper one is left as it was and reported as not scrubbed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 
@@ -30,12 +34,86 @@ use super::text::{replace, Outcome, Place, Stamp};
 use super::{BinaryPolicy, Scrubber, Summary};
 use crate::secret::Masker;
 
-/// The SHA-1 (40 lowercase hex digits) a member's file name starts with, if it does.
-fn hashed_name(name: &str) -> Option<&str> {
-    let base = name.rsplit('/').next().unwrap_or(name);
-    let stem = base.split('.').next().unwrap_or(base);
-    (stem.len() == 40 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .then_some(stem)
+/// A byte a resource's file name may hold; a reference to one is bounded by other bytes.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
+}
+
+/// A hashed resource's name, `DIR/<sha1>[-k][.ext]`, split.
+struct Hashed<'a> {
+    /// Up to and with the last `/` (empty at the archive's top).
+    dir: &'a str,
+    /// The 40 lowercase hex digits of the SHA-1 its content was named by.
+    sha1: &'a str,
+    /// The whole file name after `dir`: what a reference names.
+    base: &'a str,
+    /// From the first `.` of `base` on (empty without one).
+    ext: &'a str,
+}
+
+/// The member's name split as a hashed resource's, if it is one: its file name is a SHA-1 (40
+/// lowercase hex digits), then `-k` (a renamed copy, see [`rename`]: an archive scrubbed a
+/// second time holds them), then an extension, all of it bytes a name may hold
+/// ([`is_name_byte`]).
+fn hashed_name(name: &str) -> Option<Hashed<'_>> {
+    let (dir, base) = match name.rfind('/') {
+        Some(i) => name.split_at(i + 1),
+        None => ("", name),
+    };
+    let stem_len = base.find('.').unwrap_or(base.len());
+    let (stem, ext) = base.split_at(stem_len);
+    let sha1 = stem.get(..40)?;
+    let copy = &stem[40..];
+    let ok = sha1.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && (copy.is_empty()
+            || copy.len() > 1
+                && copy.starts_with('-')
+                && copy[1..].bytes().all(|b| b.is_ascii_digit()))
+        && base.bytes().all(is_name_byte);
+    ok.then_some(Hashed {
+        dir,
+        sha1,
+        base,
+        ext,
+    })
+}
+
+/// `text` with every reference to a renamed resource replaced: a whole run of name bytes
+/// ([`is_name_byte`]) equal to an old file name in `renames` becomes the new one. A run is
+/// the whole name or nothing: `<sha1>.html` is not replaced inside `<sha1>-1.html` nor inside
+/// `x<sha1>.html`. `None` when there is none to replace.
+fn replace_references(
+    text: &[u8],
+    renames: &HashMap<String, String>,
+) -> Option<Zeroizing<Vec<u8>>> {
+    let shortest = renames.keys().map(String::len).min()?;
+    let mut out: Option<Zeroizing<Vec<u8>>> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < text.len() {
+        if !is_name_byte(text[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < text.len() && is_name_byte(text[i]) {
+            i += 1;
+        }
+        if i - start < shortest {
+            continue;
+        }
+        // A run of name bytes is ASCII.
+        let run = std::str::from_utf8(&text[start..i]).unwrap_or_default();
+        if let Some(new) = renames.get(run) {
+            let out = out.get_or_insert_with(|| Zeroizing::new(Vec::with_capacity(text.len())));
+            out.extend_from_slice(&text[copied..start]);
+            out.extend_from_slice(new.as_bytes());
+            copied = i;
+        }
+    }
+    let mut out = out?;
+    out.extend_from_slice(&text[copied..]);
+    Some(out)
 }
 
 /// Largest member, unpacked, that is scrubbed (it is held in memory while it is).
@@ -151,24 +229,24 @@ fn sha1_hex(data: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&Sha1::digest(data))
 }
 
-/// The name hashed resource `name` (named by `old`) takes now that its content's SHA-1 is
-/// `new`, and what references to `old` become: `old` replaced by `new`, or, when a member of
-/// the archive already has that name or a renamed one took it, by `new-1`, `new-2`, … the
-/// first that none has. A crafted archive can hold the name a rename wants (a resource beside
-/// its own scrubbed copy), and two resources can scrub to the same content: the new archive
+/// The name hashed resource `old` takes now that its content's SHA-1 is `new`, and its new
+/// file name (what references to `old.base` become): `DIR/new.ext`, or, when a member of the
+/// archive already has that name or a renamed one took it, `DIR/new-1.ext`, `-2`, … the first
+/// that none has. A crafted archive can hold the name a rename wants (a resource beside its
+/// own scrubbed copy), and two resources can scrub to the same content: the new archive
 /// cannot hold two members of one name, and one name for two members would make a reader
 /// open one of them for both. `taken`: every name of the archive and the renames so far; the
 /// name returned is added.
-fn rename(name: &str, old: &str, new: String, taken: &mut HashSet<String>) -> (String, String) {
-    let mut stem = new.clone();
+fn rename(old: &Hashed, new: &str, taken: &mut HashSet<String>) -> (String, String) {
+    let mut base = format!("{new}{}", old.ext);
     let mut k = 0u64;
     loop {
-        let candidate = name.replacen(old, &stem, 1);
+        let candidate = format!("{}{base}", old.dir);
         if taken.insert(candidate.clone()) {
-            return (candidate, stem);
+            return (candidate, base);
         }
         k += 1;
-        stem = format!("{new}-{k}");
+        base = format!("{new}-{k}{}", old.ext);
     }
 }
 
@@ -247,8 +325,10 @@ fn scrub_members_within(
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut binary: Vec<(String, bool)> = Vec::new();
     let mut dropped = 0u64;
-    // old SHA-1 -> new SHA-1 of resources whose content changed.
-    let mut renames: Vec<(String, String)> = Vec::new();
+    // Old file name -> new file name of resources whose content changed (the first rename of
+    // a file name, should two directories hold it).
+    let mut renames: HashMap<String, String> = HashMap::new();
+    let mut renamed_here = 0u64;
     // Every member's name, and each rename's as it is made ([`rename`]).
     let mut taken: HashSet<String> = archive.file_names().map(str::to_owned).collect();
     let mut changed = false;
@@ -329,10 +409,11 @@ fn scrub_members_within(
             changed = true;
             let mut new_name = name.clone();
             if let Some(old) = hashed_name(&name) {
-                if sha1_hex(&data) == old {
-                    let (renamed, stem) = rename(&name, old, sha1_hex(&rebuilt), &mut taken);
+                if sha1_hex(&data) == old.sha1 {
+                    let (renamed, base) = rename(&old, &sha1_hex(&rebuilt), &mut taken);
                     new_name = renamed;
-                    renames.push((old.to_owned(), stem));
+                    renames.entry(old.base.to_owned()).or_insert(base);
+                    renamed_here += 1;
                 }
             }
             drop(data);
@@ -368,12 +449,9 @@ fn scrub_members_within(
             }
         }
         // References to renamed resources (only members that are not resources themselves).
-        if hashed_name(&name).is_none() && !renames.is_empty() {
-            let old: Vec<&str> = renames.iter().map(|(o, _)| o.as_str()).collect();
-            let ac = aho_corasick::AhoCorasick::new(&old).context("rename table")?;
-            if ac.is_match(&scrubbed[..]) {
-                let new: Vec<&str> = renames.iter().map(|(_, n)| n.as_str()).collect();
-                scrubbed = Zeroizing::new(ac.replace_all_bytes(&scrubbed, &new));
+        if hashed_name(&name).is_none() {
+            if let Some(replaced) = replace_references(&scrubbed, &renames) {
+                scrubbed = replaced;
             }
         }
         if scrubbed[..] == data[..] {
@@ -392,10 +470,11 @@ fn scrub_members_within(
         }
         let mut new_name = name.clone();
         if let Some(old) = hashed_name(&name) {
-            if hits > 0 && sha1_hex(&data) == old {
-                let (renamed, stem) = rename(&name, old, sha1_hex(&scrubbed), &mut taken);
+            if hits > 0 && sha1_hex(&data) == old.sha1 {
+                let (renamed, base) = rename(&old, &sha1_hex(&scrubbed), &mut taken);
                 new_name = renamed;
-                renames.push((old.to_owned(), stem));
+                renames.entry(old.base.to_owned()).or_insert(base);
+                renamed_here += 1;
             }
         }
         drop(data);
@@ -408,7 +487,7 @@ fn scrub_members_within(
         counts,
         binary,
         dropped,
-        renamed: renames.len() as u64 + renamed_inside,
+        renamed: renamed_here + renamed_inside,
         errors,
     })
 }
@@ -487,4 +566,64 @@ fn remains(shown: &str) -> String {
     format!(
         "{shown}: a form of a secret is still in the archive's bytes outside what was scrubbed (a comment, a member's name or extra field, a binary member stored uncompressed, or data no member lists)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_replaced_only_as_whole_names() {
+        let n = "a".repeat(40);
+        let m = "b".repeat(40);
+        let renames = HashMap::from([
+            (format!("{n}.html"), format!("{m}.html")),
+            (format!("{n}-1.html"), format!("{m}-1.html")),
+        ]);
+        let text = format!(
+            "{n}.html \"{n}-1.html\" resources/{n}.html x{n}.html {n}.html.gz {n}-12.html \"{n}\" {n}.html"
+        );
+        let out = replace_references(text.as_bytes(), &renames).unwrap();
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            format!(
+                "{m}.html \"{m}-1.html\" resources/{m}.html x{n}.html {n}.html.gz {n}-12.html \"{n}\" {m}.html"
+            )
+        );
+        assert!(replace_references(b"nothing here", &renames).is_none());
+        assert!(replace_references(text.as_bytes(), &HashMap::new()).is_none());
+    }
+
+    #[test]
+    fn a_renamed_copy_is_a_hashed_resource_and_a_longer_name_is_not() {
+        let n = "0123456789abcdef0123456789abcdef01234567";
+        let h = hashed_name(&format!("resources/{n}-2.html")).map(|h| {
+            (
+                h.dir.to_owned(),
+                h.sha1.to_owned(),
+                h.base.to_owned(),
+                h.ext.to_owned(),
+            )
+        });
+        assert_eq!(
+            h,
+            Some((
+                "resources/".to_owned(),
+                n.to_owned(),
+                format!("{n}-2.html"),
+                ".html".to_owned()
+            ))
+        );
+        for not in [
+            format!("{n}-.html"),
+            format!("{n}-x"),
+            format!("{n}0"),
+            n[1..].to_owned(),
+            format!("{n}.ht ml"),
+            n.to_uppercase(),
+        ] {
+            assert!(hashed_name(&not).is_none(), "{not}");
+        }
+        assert!(hashed_name(n).is_some());
+    }
 }
