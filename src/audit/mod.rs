@@ -54,6 +54,7 @@ use zeroize::Zeroizing;
 
 use crate::secret::SecretString;
 
+mod follow;
 mod generations;
 mod journal;
 mod key;
@@ -62,6 +63,7 @@ mod recover;
 mod verify;
 mod writer;
 
+pub use follow::{Event as FollowEvent, Follower};
 use generations::Generations;
 pub use journal::journal_path;
 use journal::{key_id, Conflict, Journal, LogId, Redo};

@@ -203,6 +203,12 @@ impl<R: BufRead> BoundedLines<R> {
     pub fn consumed(&self) -> u64 {
         self.consumed
     }
+
+    /// The reader, to give it more to read once it is read to its end (a later
+    /// [`BoundedLines::next_line`] goes on with the line begun).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.reader
+    }
 }
 
 /// Bytes read per block by [`read_blocks`] (plus the unfinished line carried over).

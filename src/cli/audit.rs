@@ -1,5 +1,5 @@
 //! `scopevault audit verify|rotate|show|hash`: read the daemon's audit log (see docs/audit.md).
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -258,131 +258,52 @@ fn rotate(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The file `show` reads, and what `--follow` watches of it.
-struct Shown {
-    lines: audit::BoundedLines<BufReader<Box<dyn std::io::Read + Send>>>,
-    /// The same open file, to look at what it holds now (`pread`, `fstat`).
-    file: std::fs::File,
-    /// Its device and inode: another file at the path is a new log (a rotation).
-    id: (u64, u64),
-    /// Compressed: the bytes read are not the file's, so its size and content are not
-    /// compared with them.
-    gzip: bool,
-    /// The last whole line read and the offset just past its newline (`None` after a line
-    /// too long to keep, or before any).
-    last: Option<(Vec<u8>, u64)>,
-    /// Lines read: an over-long line is named by its number, as `verify` names it.
-    no: u64,
-}
-
-impl Shown {
-    fn open(path: &Path, what: &str) -> anyhow::Result<Shown> {
-        use std::os::unix::fs::MetadataExt;
-        let opened = || -> std::io::Result<Shown> {
-            // A segment logrotate compressed is shown as the file it was.
-            let file = crate::sys::open_regular(path, false)?;
-            let meta = file.metadata()?;
-            let (reader, gzip) = audit::segment_reader(file.try_clone()?)?;
-            Ok(Shown {
-                lines: audit::BoundedLines::new(BufReader::new(reader)),
-                file,
-                id: (meta.dev(), meta.ino()),
-                gzip,
-                last: None,
-                no: 0,
-            })
-        };
-        opened().with_context(|| format!("cannot {what} the audit log {}", path.display()))
-    }
-
-    /// Whether the file no longer holds what was read from it: cut shorter, or cut and
-    /// written again past where the reading stands (copytruncate and a busy daemon between
-    /// two polls), which the size alone does not show: the line before the offset is not the
-    /// last line read any more.
-    fn rewritten(&self) -> bool {
-        use std::os::unix::fs::FileExt;
-        if self.gzip {
-            return false;
-        }
-        let len = self.file.metadata().map_or(0, |m| m.len());
-        if len < self.lines.consumed() {
-            return true;
-        }
-        let Some((line, end)) = &self.last else {
-            return false;
-        };
-        let mut now = vec![0u8; line.len() + 1];
-        let Some(at) = end.checked_sub(now.len() as u64) else {
-            return true;
-        };
-        self.file.read_exact_at(&mut now, at).is_err()
-            || now[..line.len()] != line[..]
-            || now[line.len()] != b'\n'
-    }
-
-    /// Whether another file is at the path now (the log was rotated: moved away, a new one
-    /// made), once it is there.
-    fn replaced(&self, path: &Path) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) != self.id)
-    }
-}
-
 fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
-    let mut shown = Shown::open(path, "open")?;
+    let mut log = audit::Follower::open(path)
+        .with_context(|| format!("cannot open the audit log {}", path.display()))?;
     let mut out = std::io::stdout().lock();
-    // Another file is at the path: the one read is read to its end, then the new one.
-    let mut rotated = false;
+    let shown_path = shown(path);
     loop {
-        let next = shown
-            .lines
-            .next_line()
-            .with_context(|| format!("cannot read the audit log {}", path.display()))?;
-        match next {
-            audit::NextLine::Line(line) => {
-                shown.no += 1;
-                writeln!(out, "{}", render(line))?;
-                let mut kept = shown.last.take().map(|(l, _)| l).unwrap_or_default();
-                kept.clear();
-                kept.extend_from_slice(line);
-                shown.last = Some((kept, shown.lines.consumed()));
-                continue;
-            }
+        // Every line there is now; with `--follow`, a file cut under it is read again from
+        // its start, and a file moved away read to its end, then the new one at the path
+        // (src/audit/follow.rs).
+        log.read_on(follow, &mut |event| match event {
+            audit::FollowEvent::Line(line) => writeln!(out, "{}", render(line)),
             // Never held whole: a line longer than any record is named and skipped.
-            audit::NextLine::Overlong => {
-                shown.no += 1;
-                writeln!(
-                    out,
-                    "? line {}: {}, skipped",
-                    shown.no,
-                    audit::overlong_line()
-                )?;
-                shown.last = None;
-                continue;
+            audit::FollowEvent::Overlong(no) => {
+                writeln!(out, "? line {no}: {}, skipped", audit::overlong_line())
             }
-            audit::NextLine::End => {}
-        }
+            audit::FollowEvent::Incomplete(partial) => {
+                writeln!(out, "{}  [incomplete line]", render(partial))
+            }
+            audit::FollowEvent::Cut { at: 0 } => {
+                out.flush()?;
+                eprintln!(
+                    "{shown_path}: the file was cut under `audit show --follow` (copytruncate?): read again from its start"
+                );
+                Ok(())
+            }
+            audit::FollowEvent::Cut { at } => {
+                out.flush()?;
+                eprintln!(
+                    "{shown_path}: the file was cut after its last whole line read (byte {at}; the daemon's repair of an unfinished line?): read on from there"
+                );
+                Ok(())
+            }
+            // The new file begins with the daemon's `audit.rotate` record.
+            audit::FollowEvent::Moved => Ok(()),
+        })
+        .with_context(|| format!("cannot read the audit log {}", path.display()))?;
         // End of file (possibly in the middle of a line still being written).
         if !follow {
-            let partial = shown.lines.partial();
+            let partial = log.partial();
             if !partial.is_empty() {
                 writeln!(out, "{}  [incomplete line]", render(partial))?;
             }
             return Ok(ExitCode::SUCCESS);
         }
-        if std::mem::take(&mut rotated) {
-            shown = Shown::open(path, "reopen")?;
-            continue;
-        }
         out.flush()?;
         std::thread::sleep(FOLLOW_POLL);
-        if shown.rewritten() {
-            // A log cut (a new log in its place, or the same file cut and written again past
-            // where the reading stood) is read again from the start of what it holds now.
-            shown = Shown::open(path, "reopen")?;
-        } else {
-            rotated = shown.replaced(path);
-        }
     }
 }
 

@@ -988,13 +988,14 @@ fn all_stopped(pid: u32) -> bool {
 }
 
 /// Stop `audit show --follow` (pid `pid`) in its wait between two polls, and return once it is
-/// stopped there. Its loop is: wait, look at the file (`fstat`, `pread`, `stat` of the path),
-/// read on. Stopped after the look and before the read, a change made while it is stopped is
-/// read from where the reading stood without ever being looked at, which is not what the
-/// test is about (and what happened once under load). So it is stopped only when it is seen
-/// in its sleep, and the stop is kept only if the sleep is still the last system call it made
-/// once stopped: then it has not looked at the file since its last poll. Otherwise it is let
-/// go on, and stopped again. Observed, not timed.
+/// stopped there: the change the test makes while it is stopped lands between two polls, the
+/// case this test is about (a cut at each step of one read is put there in-process by
+/// `src/audit/follow.rs` `a_cut_is_read_again_from_its_start_wherever_it_lands_in_a_read`;
+/// before the twentieth pass, a cut between the poll's look at the file and its read was
+/// read from the old offset, which happened once under load here). So it is stopped only
+/// when it is seen in its sleep, and the stop is kept only if the sleep is still the last
+/// system call it made once stopped. Otherwise it is let go on, and stopped again. Observed,
+/// not timed.
 fn stop_between_polls(pid: u32) {
     let in_sleep = |nr: Option<i64>| {
         nr.is_some_and(|n| {
