@@ -651,10 +651,13 @@ fn daemon_proc(
                 stopped: None,
             };
         }
-        let holders: Vec<i32> = socket_listeners(socket)
-            .into_iter()
-            .filter(|&q| q != p.pid && same_program(q))
-            .collect();
+        let holders: Vec<i32> = match &ours {
+            Some(ours) => socket_listeners(socket, ours),
+            None => Vec::new(),
+        }
+        .into_iter()
+        .filter(|&q| q != p.pid)
+        .collect();
         if let [q] = holders[..] {
             if let Some(uid) = process_uid(q) {
                 return DaemonProc {
