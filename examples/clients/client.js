@@ -152,6 +152,7 @@ class ScopevaultClient {
     this.buf = Buffer.alloc(0);
     this.waiting = [];
     this.closed = false;
+    this.connected = false;
     this.firstDeadline = null;
   }
 
@@ -168,8 +169,17 @@ class ScopevaultClient {
         this.sock.destroy();
         reject(this.noAnswer('did not accept the connection'));
       }, this.timeout * 1000);
-      this.sock = net.createConnection(checked, () => { clearTimeout(timer); resolve(); });
-      this.sock.on('error', (e) => { clearTimeout(timer); reject(e); this.fail(e); });
+      this.sock = net.createConnection(checked, () => { clearTimeout(timer); this.connected = true; resolve(); });
+      this.sock.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+        // A write to a connection the daemon closed without reading it fails (`EPIPE`,
+        // `ECONNRESET`), and Node then discards what the daemon sent before closing, unread.
+        // A daemon closes a connection unread only at its connection limit, after its `busy`
+        // line, or as it stops: say so (exit 5, retry), not "cannot talk to the daemon".
+        const lost = this.connected && (e.code === 'EPIPE' || e.code === 'ECONNRESET');
+        this.fail(lost ? new ScopevaultError('busy', 'too many connections, or the daemon is stopping: it closed the connection before reading the request (its answer is lost with the failed write); retry later') : e);
+      });
       this.sock.on('data', (chunk) => {
         this.buf = Buffer.concat([this.buf, chunk]);
         let nl;
@@ -191,7 +201,8 @@ class ScopevaultClient {
     // daemon at its connection limit answers `busy` and closes the connection as soon as it
     // accepts it, and that answer is read here, before a write to the closed connection fails
     // and Node discards what was not read yet. (A daemon that sends `busy` later still races
-    // the write; client.py reads the answer after a failed write instead, which Node cannot.)
+    // the write; client.py reads the answer after a failed write instead, which Node cannot:
+    // here the failed write itself is reported as `busy`, above.)
     await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
   }
 

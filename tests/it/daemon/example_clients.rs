@@ -323,6 +323,66 @@ const {{ ScopevaultClient, ScopevaultError }} = require({client:?});
     }
 }
 
+/// Twentieth pass (a full-suite run under load): client.js's request written after the daemon
+/// had sent `busy` and closed, but before Node had read that line, failed with `EPIPE`, and Node
+/// discarded the unread `busy`: "cannot talk to the scopevault daemon: write EPIPE", exit 2,
+/// where protocol.md promises `busy` (exit 5, retry). The race is made certain here: the script
+/// spins without giving Node's event loop a turn until the fake daemon has answered `busy` and
+/// closed, then writes its request. The failed write is now reported as `busy`.
+#[test]
+fn client_js_reports_busy_when_its_write_meets_the_closed_connection() {
+    if !interpreters().contains(&"node") {
+        return;
+    }
+    let clients = Clients::new();
+    let socket = clients.path("busy.sock");
+    let mark = clients.path("closed.mark");
+    let said = mark.clone();
+    let _fake = Fake::at(
+        socket.clone(),
+        Arc::new(move |mut s: UnixStream, _: &AtomicBool| {
+            let _ = s.write_all(BUSY);
+            drop(s);
+            std::fs::write(&said, "closed").unwrap();
+        }),
+    );
+    let js = format!(
+        r#"
+const fs = require('fs');
+const {{ ScopevaultClient, ScopevaultError }} = require({client:?});
+(async () => {{
+  const sv = new ScopevaultClient({socket:?});
+  await sv.connect();
+  // No turn of the event loop until the daemon has closed: Node has not read its `busy`.
+  while (!fs.existsSync({mark:?})) {{}}
+  try {{
+    await sv.health();
+    console.log('answered');
+  }} catch (e) {{
+    console.log(e instanceof ScopevaultError ? `refused ${{e.code}}: ${{e.message}}` : `error ${{e.message}}`);
+  }}
+  sv.close();
+}})();
+"#,
+        client = clients.path("client.js").to_str().unwrap(),
+        socket = socket.to_str().unwrap(),
+        mark = mark.to_str().unwrap(),
+    );
+    let child = Command::new("node")
+        .args(["-e", &js])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = output_within(child, 60, "node");
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with("refused busy: busy: too many connections") && said.contains("retry later"),
+        "{said}{}",
+        text(&out.stderr)
+    );
+}
+
 /// Answers that are not one valid version-1 response line: client.py ended in a Python
 /// traceback (exit 1) on bytes that are not UTF-8, on JSON that is not an object, on `null`
 /// and on bad JSON; both clients printed the secrets of an answer of protocol version 99 and
