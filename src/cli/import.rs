@@ -2,7 +2,7 @@
 //! managers (Bitwarden, 1Password, KeePassXC), in one atomic save. Rows are reported by
 //! number and credential name; a value (username, password, TOTP) is never printed.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -44,6 +44,8 @@ enum Col {
 struct Row {
     line: u64,
     name: String,
+    /// The title, when it is not a valid name as it is and [`name_from`] changed it.
+    renamed: Option<String>,
     username: Option<String>,
     origin: Option<String>,
     secrets: Vec<(String, SecretString)>,
@@ -75,11 +77,40 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
     let lock = WriteLock::acquire(&path)?;
     let mut vault = unlocked.reopen(&open_options(g))?;
     drop(unlocked);
+    // A title changed into the name of a credential the vault holds: `--update` would replace
+    // the values of a credential that is not the row's (`db_` was made `db`, twentieth pass).
+    // Refused as a name twice is; without `--update` the row is kept, and says why.
+    if a.update {
+        let clashes: Vec<String> = rows
+            .iter()
+            .filter(|r| r.renamed.is_some() && vault.credentials().contains_key(&r.name))
+            .map(|r| {
+                format!(
+                    "row {}: {}: a name twice, the vault already holds {}: --update replaces a credential only from a row whose title is its name; title the row {} to update it, or give it another title",
+                    r.line,
+                    shown_name(&r.name, r.renamed.as_deref()),
+                    r.name,
+                    r.name
+                )
+            })
+            .collect();
+        if !clashes.is_empty() {
+            for p in &clashes {
+                eprintln!("{}", escape_for_terminal(p));
+            }
+            bail!(
+                "{} row(s) of {} cannot be imported (listed above): fix or remove them; nothing was imported",
+                clashes.len(),
+                a.file.display()
+            );
+        }
+    }
     let now = vault::timestamp();
     let (mut added, mut updated, mut kept) = (0, 0, 0);
     let mut report = Vec::new();
     let mut notes = Vec::new();
     for row in rows {
+        let label = shown_name(&row.name, row.renamed.as_deref());
         let what: Vec<&str> = row
             .username
             .iter()
@@ -100,10 +131,17 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         if exists {
             if !a.update {
                 kept += 1;
-                report.push(format!(
-                    "row {}: = {} exists: kept (--update replaces its values)",
-                    row.line, row.name
-                ));
+                report.push(if row.renamed.is_some() {
+                    format!(
+                        "row {}: = {label} exists: kept (its title is not its name, so --update would refuse it: title the row {} to update it)",
+                        row.line, row.name
+                    )
+                } else {
+                    format!(
+                        "row {}: = {label} exists: kept (--update replaces its values)",
+                        row.line
+                    )
+                });
                 continue;
             }
             let Row {
@@ -148,8 +186,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
             })?;
             updated += 1;
             report.push(format!(
-                "row {}: ~ {} updated ({what}; {changed} secret value(s) changed)",
-                row.line, row.name
+                "row {}: ~ {label} updated ({what}; {changed} secret value(s) changed)",
+                row.line
             ));
             notes.extend(
                 replaced
@@ -167,7 +205,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
             }
             vault.add_credential(&row.name, c)?;
             added += 1;
-            report.push(format!("row {}: + {} added ({what})", row.line, row.name));
+            report.push(format!("row {}: + {label} added ({what})", row.line));
         }
     }
     if added + updated > 0 {
@@ -210,11 +248,28 @@ fn normalise(h: &str) -> String {
         .collect()
 }
 
-/// A credential name from a title: invalid characters become `-`, runs collapse, ends are
-/// trimmed ("Shop (buyer)" -> "Shop-buyer").
+/// The longest credential name (vault-format.md), in bytes.
+const MAX_NAME: usize = 128;
+
+/// A credential name from a row's title (docs/operations.md, "Importing from a password
+/// manager"). A title that is a valid credential name ([`validate_name`]) is the name, as it
+/// is: `db_` and `c--d` are names of their own, and changing them landed a row on another
+/// credential (`db`, `c-d`) that `--update` then overwrote (twentieth pass). Any other title
+/// is changed by these rules, in order, and the report shows "title → name":
+/// 1. each character other than an ASCII letter, digit, `-`, `_` or `.` becomes `-` (a
+///    letter outside ASCII too: `café` gives `caf-`);
+/// 2. a run of `-` becomes one `-`;
+/// 3. what stands before the first ASCII letter or digit and after the last one is removed
+///    (a name starts with a letter or digit; a trailing `-` from a `)` says nothing);
+/// 4. a name longer than 128 bytes is cut to its first 128, and rule 3 applied again.
+///
+/// "Shop (buyer)" gives "Shop-buyer"; a title with no ASCII letter or digit gives nothing.
 fn name_from(title: &str) -> String {
-    let mut out = String::new();
-    for c in title.trim().chars() {
+    if validate_name(title).is_ok() {
+        return title.to_owned();
+    }
+    let mut out = String::with_capacity(title.len());
+    for c in title.chars() {
         let c = if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
             c
         } else {
@@ -225,8 +280,26 @@ fn name_from(title: &str) -> String {
         }
         out.push(c);
     }
-    let out = out.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    out.chars().take(128).collect()
+    let trim = |s: &str| {
+        s.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+            .to_owned()
+    };
+    let out = trim(&out);
+    // Only ASCII is left, so a byte is a character and the cut falls between two.
+    if out.len() > MAX_NAME {
+        trim(&out[..MAX_NAME])
+    } else {
+        out
+    }
+}
+
+/// A row's credential name as messages show it: `title → name` when the title was changed
+/// into the name, the name alone when it is the title.
+fn shown_name(name: &str, renamed: Option<&str>) -> String {
+    match renamed {
+        Some(title) => format!("{title} → {name}"),
+        None => name.to_owned(),
+    }
 }
 
 /// Parse the file: the rows to import, and a message per row that cannot be (never quoting a
@@ -289,7 +362,8 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
     }
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    let mut seen = BTreeSet::new();
+    // Each name given so far: the row, and its title if it was changed into the name.
+    let mut seen: BTreeMap<String, (u64, Option<String>)> = BTreeMap::new();
     for rec in records {
         let (line, record) = match rec {
             Ok(r) => r,
@@ -308,18 +382,39 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
                 .map(|c| c.trim())
                 .filter(|v| !v.is_empty())
         };
-        let title = cell(Col::Name).unwrap_or("");
-        let name = name_from(title);
-        if let Err(e) = validate_name(&name) {
-            problems.push(format!("row {line}: no usable name from its title ({e})"));
-            continue;
-        }
-        if !seen.insert(name.clone()) {
+        let Some(title) = cell(Col::Name) else {
             problems.push(format!(
-                "row {line}: {name} appears twice in the file: rename one of them"
+                "row {line}: no title (its name/title cell is empty): give the row one"
+            ));
+            continue;
+        };
+        let name = name_from(title);
+        if name.is_empty() {
+            problems.push(format!(
+                "row {line}: no usable name from its title {title}: it has no ASCII letter or digit, and a credential name starts with one: give the row a title that has one"
             ));
             continue;
         }
+        if let Err(e) = validate_name(&name) {
+            // Not reached: `name_from` gives a valid name or none.
+            problems.push(format!("row {line}: no usable name from its title ({e})"));
+            continue;
+        }
+        let renamed = (name != title).then(|| title.to_owned());
+        // A name twice, from two titles or one: which of the rows the credential is to hold
+        // is not known, and the second would overwrite the first.
+        if let Some((first, first_renamed)) = seen.get(&name) {
+            problems.push(format!(
+                "row {line}: {}: a name twice, row {first} ({}) gives it too: change one of the titles",
+                shown_name(&name, renamed.as_deref()),
+                shown_name(&name, first_renamed.as_deref()),
+            ));
+            continue;
+        }
+        seen.insert(name.clone(), (line, renamed.clone()));
+        // From here on a message names the row as the report does: `title → name` when the
+        // title was changed into the name.
+        let label = shown_name(&name, renamed.as_deref());
         // The limit every way a value enters a vault is held to (vault-format.md): an import
         // stored 70,000 bytes that `cred set` refuses (seventeenth pass). Checked here, with
         // the row, so that nothing is imported; the vault refuses it too.
@@ -329,7 +424,7 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
             .map(|(_, what)| what)
         {
             problems.push(format!(
-                "row {line}: {name}: the {what} value is more than {MAX_SECRET_LEN} bytes, the limit for a secret value"
+                "row {line}: {label}: the {what} value is more than {MAX_SECRET_LEN} bytes, the limit for a secret value"
             ));
             continue;
         }
@@ -352,7 +447,7 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
             if let Err(e) = crate::agent::totp::Totp::from_field(key, &v) {
                 // TotpError never quotes the seed.
                 problems.push(format!(
-                    "row {line}: {name}: the TOTP value is not usable: {e}"
+                    "row {line}: {label}: the TOTP value is not usable: {e}"
                 ));
                 continue;
             }
@@ -360,7 +455,7 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
         }
         if secrets.is_empty() {
             problems.push(format!(
-                "row {line}: {name} has neither a password nor a TOTP value"
+                "row {line}: {label} has neither a password nor a TOTP value"
             ));
             continue;
         }
@@ -369,7 +464,7 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
             .as_ref()
             .map(|u| crate::vault::validate_field_value("username", u))
         {
-            problems.push(format!("row {line}: {name}: {e}"));
+            problems.push(format!("row {line}: {label}: {e}"));
             continue;
         }
         // Only an http(s) URL gives an origin; other entries (apps, SSH hosts) are left out.
@@ -377,6 +472,7 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
         rows.push(Row {
             line,
             name,
+            renamed,
             username,
             origin,
             secrets,
@@ -501,8 +597,51 @@ mod tests {
     #[test]
     fn names_come_from_titles() {
         assert_eq!(name_from("Shop (buyer)"), "Shop-buyer");
-        assert_eq!(name_from("  api.example.com  "), "api.example.com");
+        assert_eq!(name_from("api.example.com"), "api.example.com");
         assert_eq!(name_from("***"), "");
+    }
+
+    /// Twentieth pass (found by attacking the admin's data paths): a title that was a valid
+    /// name was changed (`db_` to `db`, `c--d` to `c-d`), and `--update` then replaced the
+    /// values of those other credentials. A valid name is the name, as it is.
+    #[test]
+    fn a_title_that_is_a_valid_name_is_the_name_as_it_is() {
+        for title in [
+            "db_",
+            "c--d",
+            "db.",
+            "a__b",
+            "x-",
+            "v1..2",
+            "0",
+            &"n".repeat(128),
+        ] {
+            assert_eq!(name_from(title), title);
+        }
+    }
+
+    /// The rules docs/operations.md states for a title that is not a valid name, one by one.
+    #[test]
+    fn a_title_that_is_not_a_name_is_changed_by_the_documented_rules() {
+        // 1. Each character other than an ASCII letter, digit, `-`, `_`, `.` becomes `-`, a
+        //    letter outside ASCII too.
+        assert_eq!(name_from("naïve x"), "na-ve-x");
+        assert_eq!(name_from("a/b"), "a-b");
+        // 2. A run of `-` becomes one, whatever made it.
+        assert_eq!(name_from("a - b"), "a-b");
+        assert_eq!(name_from("a--b c"), "a-b-c");
+        // 3. What stands before the first ASCII letter or digit and after the last is removed.
+        assert_eq!(name_from("café"), "caf");
+        assert_eq!(name_from("_db (old)._"), "db-old");
+        assert_eq!(name_from("(x)"), "x");
+        // 4. Longer than 128 bytes: the first 128, and rule 3 again.
+        let long = format!("{} x", "a".repeat(200));
+        assert_eq!(name_from(&long), "a".repeat(128));
+        let cut_at_dash = format!("{} {}", "a".repeat(127), "b".repeat(10));
+        assert_eq!(name_from(&cut_at_dash), "a".repeat(127));
+        for t in ["naïve x", "a - b", "_db (old)._", &long] {
+            assert!(validate_name(&name_from(t)).is_ok(), "{t}");
+        }
     }
 
     #[test]

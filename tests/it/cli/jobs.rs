@@ -79,10 +79,13 @@ fn import_reads_the_three_exporters_and_never_prints_a_value() {
         all.push_str(&out);
     }
     assert!(
-        all.contains("row 2: + Shop-admin added (username, url, password, totp_seed)"),
+        all.contains("row 2: + Shop admin → Shop-admin added (username, url, password, totp_seed)"),
         "{all}"
     );
-    assert!(all.contains("row 2: + API-console added"), "{all}");
+    assert!(
+        all.contains("row 2: + API console → API-console added"),
+        "{all}"
+    );
     assert!(
         all.contains("row 2: + db.internal added (username, password)"),
         "{all}"
@@ -339,6 +342,123 @@ fn import_keeps_existing_unless_update_and_is_one_atomic_save() {
     ] {
         assert!(!err.contains(s), "{err}");
     }
+}
+
+/// `cred import FILE ARGS… --passphrase-file`, as `e.run` gives it back.
+fn import(e: &Env, file: &str, extra: &[&str]) -> std::process::Output {
+    let path = e.path(file);
+    let pf = e.pf();
+    let mut a = vec![
+        "cred",
+        "import",
+        path.to_str().unwrap(),
+        "--passphrase-file",
+        &pf,
+    ];
+    a.extend_from_slice(extra);
+    e.run(&a, b"")
+}
+
+/// Twentieth pass (found by attacking the admin's data paths): the import changed titles that
+/// are valid credential names (`db_` to `db`, `c--d` to `c-d`), and with `--update` the rows
+/// replaced the passwords of those other credentials. A valid title is the name as it is;
+/// a changed title is reported "title → name"; one that lands on a credential the vault holds
+/// is refused with `--update` (naming the row, its title and the name, never a value) and
+/// kept without it; two rows giving one name are refused as a name twice.
+#[test]
+fn import_keeps_valid_titles_and_refuses_a_renamed_row_landing_on_another_credential() {
+    let e = Env::new();
+    e.init_with_cred();
+    e.add_login("db", b"PROD-db-Password");
+    e.add_login("c-d", b"PROD-cd-Password");
+    e.add_login("Shop-admin", b"PROD-shop-Password");
+    std::fs::write(
+        e.path("valid.csv"),
+        "name,password\ndb_,OTHER1-Password\nc--d,OTHER2-Password\nnaïve x,OTHER3-Password\n",
+    )
+    .unwrap();
+    let out = import(&e, "valid.csv", &["--update"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("row 2: + db_ added (password)")
+            && stdout.contains("row 3: + c--d added (password)")
+            && stdout.contains("row 4: + naïve x → na-ve-x added (password)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        e.secret("db", "password").as_deref(),
+        Some("PROD-db-Password")
+    );
+    assert_eq!(
+        e.secret("c-d", "password").as_deref(),
+        Some("PROD-cd-Password")
+    );
+    assert_eq!(
+        e.secret("db_", "password").as_deref(),
+        Some("OTHER1-Password")
+    );
+    assert_eq!(
+        e.secret("c--d", "password").as_deref(),
+        Some("OTHER2-Password")
+    );
+
+    // A changed title on a credential the vault holds: refused with --update, nothing
+    // imported; kept without it, saying why.
+    std::fs::write(
+        e.path("clash.csv"),
+        "name,password\nfresh,fresh-Password\nShop (admin),CLASH-Password\n",
+    )
+    .unwrap();
+    let before = e.vault_bytes();
+    let out = import(&e, "clash.csv", &["--update"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "row 3: Shop (admin) → Shop-admin: a name twice, the vault already holds Shop-admin"
+        ) && err.contains("nothing was imported"),
+        "{err}"
+    );
+    assert!(!err.contains("CLASH-Password"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing imported");
+    let out = import(&e, "clash.csv", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .contains("row 3: = Shop (admin) → Shop-admin exists: kept (its title is not its name"),
+        "{stdout}"
+    );
+    assert_eq!(
+        e.secret("Shop-admin", "password").as_deref(),
+        Some("PROD-shop-Password")
+    );
+
+    // Two rows giving one name, one of them changed: a name twice, both rows named.
+    std::fs::write(
+        e.path("twice.csv"),
+        "name,password\nx-y,one-Password\nx y,TWO-Password\n",
+    )
+    .unwrap();
+    let before = e.vault_bytes();
+    let out = import(&e, "twice.csv", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("row 3: x y → x-y: a name twice, row 2 (x-y) gives it too"),
+        "{err}"
+    );
+    assert!(!err.contains("-Password"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing imported");
 }
 
 /// Eighteenth pass (found by the review of the `sync` fix): opening a vault file restored from

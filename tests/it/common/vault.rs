@@ -201,6 +201,26 @@ impl Env {
         std::fs::read(self.vault()).unwrap()
     }
 
+    /// The secret `field` of credential `name`, read in this process (no command prints a
+    /// secret value): `None` when the credential or the field is not there.
+    pub fn secret(&self, name: &str, field: &str) -> Option<String> {
+        use scopevault::secret::SecretString;
+        use scopevault::vault::{OpenOptions, Unlock, Vault};
+        super::with_state_dir(&self.path("state"), || {
+            let vault = Vault::open(
+                &self.vault(),
+                &Unlock::Passphrase(SecretString::from(PASS.to_owned())),
+                &OpenOptions::default(),
+            )
+            .unwrap();
+            vault
+                .credentials()
+                .get(name)
+                .and_then(|c| c.secrets.get(field))
+                .map(|v| v.expose().to_owned())
+        })
+    }
+
     /// Credential names as listed by the binary.
     pub fn names(&self) -> Vec<String> {
         let out = self.ok(
