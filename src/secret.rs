@@ -119,10 +119,16 @@ impl Clone for SecretString {
 }
 
 impl PartialEq for SecretString {
-    /// Constant-time in the length of the shorter value is not needed here: equality is only
-    /// used to decide whether a rotation changed the value, never to check a guess.
+    /// In constant time over the contents (`subtle`): equality decides whether a write changes
+    /// a stored value (`cred set`, `cred import --update`, `sync`), and a comparison that stops
+    /// at the first differing byte would tell, by its time, how much of a value someone else
+    /// supplied matches the stored one. Lengths are not hidden: sizes show on disk anyway.
     fn eq(&self, other: &Self) -> bool {
-        self.expose() == other.expose()
+        use subtle::ConstantTimeEq;
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
     }
 }
 
@@ -1134,6 +1140,19 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `==` on secrets is `subtle`'s constant-time comparison now (twentieth pass); it must
+    /// still say equal for equal values only, whatever their lengths.
+    #[test]
+    fn secret_equality_is_by_content_and_length() {
+        let s = |v: &str| SecretString::from(v.to_owned());
+        assert!(s("PW1-Password") == s("PW1-Password"));
+        assert!(s("") == s(""));
+        assert!(s("PW1-Password") != s("PW1-Passwore"));
+        assert!(s("PW1-Password") != s("PW1-Password-longer"));
+        assert!(s("PW1") != s(""));
+        assert!(s("é") != s("e"));
+    }
 
     /// Found while teaching the scrub cut-off values (nineteenth pass): the forms were always
     /// compiled to a DFA, whose build follows the failure links of every state for every byte

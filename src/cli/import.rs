@@ -14,7 +14,7 @@ use super::escape_for_terminal;
 use super::unlock::{open_options, open_vault, vault_path};
 use crate::policy::CredentialKind;
 use crate::secret::{within_secret_limit, SecretString, MAX_SECRET_LEN};
-use crate::vault::{self, validate_name, Credential, WriteLock};
+use crate::vault::{self, validate_name, Credential, WriteLock, TOTP_SEED_FIELDS};
 
 /// Largest file read (an export of tens of thousands of logins is a few MiB).
 const MAX_FILE: u64 = 64 * 1024 * 1024;
@@ -106,7 +106,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         }
     }
     let now = vault::timestamp();
-    let (mut added, mut updated, mut kept) = (0, 0, 0);
+    let (mut added, mut updated, mut unchanged, mut kept) = (0, 0, 0, 0);
     let mut report = Vec::new();
     let mut notes = Vec::new();
     for row in rows {
@@ -142,6 +142,13 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                         row.line
                     )
                 });
+                continue;
+            }
+            // Every value the stored one: nothing to write (an identical re-import saved a new
+            // generation and said "updated", twentieth pass).
+            if holds_already(&vault.credentials()[&row.name], &row) {
+                unchanged += 1;
+                report.push(format!("row {}: = {label} unchanged ({what})", row.line));
                 continue;
             }
             let Row {
@@ -222,7 +229,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         .collect::<Vec<_>>()
         .join("\n");
     out.push_str(&format!(
-        "\nimported {}: {added} added, {updated} updated, {kept} kept{}\n",
+        "\nimported {}: {added} added, {updated} updated, {unchanged} unchanged, {kept} kept{}\n",
         super::shown(&a.file),
         if added + updated > 0 {
             format!(" (one save, generation {})", vault.generation())
@@ -237,6 +244,29 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
     ));
     super::write_stdout(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `stored` holds every value of `row` already, so that `--update` would change
+/// nothing: each secret the same (compared in constant time, `SecretString`'s `==`) with no
+/// TOTP seed in the other field to replace, the same username, and the origin among its
+/// origins. What the row does not give is left as it is, so it is no change.
+fn holds_already(stored: &Credential, row: &Row) -> bool {
+    let secrets_same = row.secrets.iter().all(|(k, v)| {
+        let other_seed = TOTP_SEED_FIELDS.contains(&k.as_str())
+            && TOTP_SEED_FIELDS
+                .iter()
+                .any(|f| *f != k && stored.secrets.contains_key(f));
+        !other_seed && stored.secrets.get(k) == Some(v)
+    });
+    secrets_same
+        && row
+            .username
+            .as_ref()
+            .is_none_or(|u| stored.fields.get("username") == Some(u))
+        && row
+            .origin
+            .as_ref()
+            .is_none_or(|o| stored.origins.contains(o))
 }
 
 /// A header cell as compared: lowercase, without spaces, `-` and `_`.

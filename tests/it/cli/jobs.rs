@@ -298,10 +298,13 @@ fn import_keeps_existing_unless_update_and_is_one_atomic_save() {
     let out = run(&[]);
     assert!(out.contains("row 2: = shop-buyer exists: kept"), "{out}");
     assert!(out.contains("row 3: + fresh added"), "{out}");
-    assert!(out.contains("1 added, 0 updated, 1 kept"), "{out}");
+    assert!(
+        out.contains("1 added, 0 updated, 0 unchanged, 1 kept"),
+        "{out}"
+    );
     let out = run(&["--update"]);
     assert!(
-        out.contains("row 2: ~ shop-buyer updated") && out.contains("row 3: ~ fresh updated"),
+        out.contains("row 2: ~ shop-buyer updated") && out.contains("row 3: = fresh unchanged"),
         "{out}"
     );
     let show = e.ok(
@@ -459,6 +462,96 @@ fn import_keeps_valid_titles_and_refuses_a_renamed_row_landing_on_another_creden
     );
     assert!(!err.contains("-Password"), "{err}");
     assert_eq!(e.vault_bytes(), before, "nothing imported");
+}
+
+/// Twentieth pass (found by attacking the admin's data paths): re-importing rows identical to
+/// what the vault holds with `--update` reported "~ shop updated (…; 0 secret value(s)
+/// changed)" and "1 updated (one save, generation 3)", though operations.md says an import
+/// with nothing to add or update ends "the vault was not changed". A row whose every value is
+/// the stored one is "unchanged", and with nothing changed there is no save.
+#[test]
+fn an_import_that_changes_nothing_reports_rows_unchanged_and_saves_nothing() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::write(
+        e.path("e.csv"),
+        "name,login_uri,login_username,login_password,login_totp\n\
+         shop,https://shop.example,mon,PW1-Password,JBSWY3DPEHPK3PXP\n\
+         other,,u2,PW2-Password,\n",
+    )
+    .unwrap();
+    let out = import(&e, "e.csv", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = e.vault_bytes();
+    let out = import(&e, "e.csv", &["--update"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("row 2: = shop unchanged (username, url, password, totp_seed)")
+            && stdout.contains("row 3: = other unchanged (username, password)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 added, 0 updated, 2 unchanged, 0 kept: the vault was not changed"),
+        "{stdout}"
+    );
+    assert_eq!(e.vault_bytes(), before, "no save");
+
+    // Each value that differs makes its row an update, one at a time: the password, the
+    // username, a new origin, the TOTP seed in its other form.
+    for (row, what) in [
+        (
+            "https://shop.example,mon,PW1-Password-new,JBSWY3DPEHPK3PXP",
+            "1 secret value(s) changed",
+        ),
+        (
+            "https://shop.example,mon2,PW1-Password-new,JBSWY3DPEHPK3PXP",
+            "0 secret value(s) changed",
+        ),
+        (
+            "https://www.shop.example,mon2,PW1-Password-new,JBSWY3DPEHPK3PXP",
+            "0 secret value(s) changed",
+        ),
+        (
+            "https://www.shop.example,mon2,PW1-Password-new,otpauth://totp/x?secret=JBSWY3DPEHPK3PXP",
+            "1 secret value(s) changed",
+        ),
+    ] {
+        std::fs::write(
+            e.path("one.csv"),
+            format!("name,login_uri,login_username,login_password,login_totp\nshop,{row}\n"),
+        )
+        .unwrap();
+        let before = e.vault_bytes();
+        let out = import(&e, "one.csv", &["--update"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("row 2: ~ shop updated") && stdout.contains(what),
+            "{row}: {stdout}"
+        );
+        assert!(
+            stdout.contains("0 added, 1 updated, 0 unchanged, 0 kept (one save"),
+            "{stdout}"
+        );
+        assert_ne!(e.vault_bytes(), before, "{row}: saved");
+    }
+    assert!(
+        !contains(&e.transcript.borrow(), b"PW1-Password"),
+        "a value was printed"
+    );
 }
 
 /// Eighteenth pass (found by the review of the `sync` fix): opening a vault file restored from
