@@ -90,6 +90,10 @@ pub enum TotpError {
     /// `digits` outside 6..=8.
     #[error("the otpauth URI's digits must be 6, 7 or 8")]
     BadDigits,
+    /// An `encoder` parameter: another code format than RFC 6238's (`encoder=steam`, Steam
+    /// Guard's five characters), which this generator does not make.
+    #[error("the otpauth URI has an `encoder` parameter, which asks for codes in another format than RFC 6238's (`encoder=steam`: Steam Guard's); scopevault makes RFC 6238 codes only, which the site would refuse, so the URI is refused: store a standard otpauth://totp/ URI")]
+    UnsupportedEncoder,
     /// `period` outside 1..=86400.
     #[error("the otpauth URI's period must be a number of seconds from 1 to {MAX_PERIOD}")]
     BadPeriod,
@@ -309,7 +313,11 @@ fn parse_otpauth(uri: &str) -> Result<Totp, TotpError> {
                 let p = parse_small(&v).filter(|p| (1..=MAX_PERIOD).contains(p));
                 period = Some(p.ok_or(TotpError::BadPeriod)?);
             }
-            // issuer, image, and future parameters do not change the code.
+            // Steam's (KeePassXC, Aegis) codes are not RFC 6238's: giving ordinary codes for
+            // such a URI would fail every login in silence (twentieth pass). No value of it
+            // means the standard format, so the parameter itself is refused.
+            "encoder" => return Err(TotpError::UnsupportedEncoder),
+            // issuer, image, and other parameters do not change the code.
             _ => {}
         }
     }
@@ -370,6 +378,39 @@ mod tests {
         assert_eq!(percent_decode("a%3").as_slice(), b"a%3");
         assert_eq!(percent_decode("%zz").as_slice(), b"%zz");
         assert_eq!(percent_decode("%41").as_slice(), b"A");
+    }
+
+    /// Twentieth pass (found by attacking the admin's data paths): `encoder=steam` was
+    /// accepted as an unknown parameter, and the codes were RFC 6238's, not the five
+    /// characters Steam takes. Any `encoder` is refused, never quoting the seed.
+    #[test]
+    fn an_otpauth_uri_with_an_encoder_is_refused() {
+        for uri in [
+            "otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&encoder=steam",
+            "otpauth://totp/x?ENCODER=Steam&secret=GEZDGNBVGY3TQOJQ",
+            "otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&encoder=",
+        ] {
+            let e = otp(uri).unwrap_err();
+            assert_eq!(e, TotpError::UnsupportedEncoder, "{uri}");
+            assert!(!e.to_string().contains("GEZD"), "{e}");
+        }
+        // Parameters that do not change the code are still ignored.
+        assert!(otp("otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&issuer=Shop&image=x").is_ok());
+    }
+
+    /// URI schemes are case-insensitive (RFC 3986, 3.1), and so is the type here.
+    #[test]
+    fn the_otpauth_scheme_and_type_are_read_in_any_case() {
+        for uri in [
+            "OTPAUTH://TOTP/x?secret=GEZDGNBVGY3TQOJQ",
+            "OtpAuth://Totp/x?secret=GEZDGNBVGY3TQOJQ",
+        ] {
+            assert!(otp(uri).is_ok(), "{uri}");
+        }
+        assert_eq!(
+            otp("OTPAUTH://HOTP/x?secret=GEZDGNBVGY3TQOJQ").unwrap_err(),
+            TotpError::NotOtpauth
+        );
     }
 
     #[test]

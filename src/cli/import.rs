@@ -463,7 +463,13 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
             secrets.push(("password".to_owned(), SecretString::from(p.to_owned())));
         }
         if let Some(t) = cell(Col::Totp) {
-            let key = if t.starts_with("otpauth://") {
+            // A URI scheme is case-insensitive (RFC 3986, 3.1): `OTPAUTH://TOTP/…` was judged
+            // as a base32 seed and refused for its alphabet (twentieth pass). Anything that
+            // starts as a URI does is one, so that a wrong one is told why.
+            let key = if t
+                .get(.."otpauth:".len())
+                .is_some_and(|h| h.eq_ignore_ascii_case("otpauth:"))
+            {
                 "otpauth"
             } else {
                 "totp_seed"

@@ -554,6 +554,58 @@ fn an_import_that_changes_nothing_reports_rows_unchanged_and_saves_nothing() {
     );
 }
 
+/// Twentieth pass (found by attacking the admin's data paths): an `OTPAUTH://TOTP/…` URI (URI
+/// schemes are case-insensitive, RFC 3986) was judged as a base32 seed and refused for its
+/// alphabet, and `otpauth://…&encoder=steam` was imported, to give RFC 6238 codes Steam does
+/// not take. The URI is read in any case; an `encoder` is refused naming the row, never the
+/// seed; nothing is imported.
+#[test]
+fn import_reads_an_otpauth_uri_in_any_case_and_refuses_an_encoder() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    std::fs::write(
+        e.path("steam.csv"),
+        "name,password,totp\n\
+         up,pw-Password,OTPAUTH://TOTP/x?secret=JBSWY3DPEHPK3PXP\n\
+         steam,pw-Password,otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&encoder=steam\n",
+    )
+    .unwrap();
+    let out = import(&e, "steam.csv", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("row 3: steam: the TOTP value is not usable: the otpauth URI has an `encoder` parameter"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("row 2"),
+        "the upper-case URI is usable: {err}"
+    );
+    assert!(
+        !err.contains("GEZDGNBV") && !err.contains("JBSWY3DP"),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), before, "nothing imported");
+
+    std::fs::write(
+        e.path("up.csv"),
+        "name,password,totp\nup,pw-Password,OTPAUTH://TOTP/x?secret=JBSWY3DPEHPK3PXP\n",
+    )
+    .unwrap();
+    let out = import(&e, "up.csv", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("row 2: + up added (password, otpauth)"),
+        "{stdout}"
+    );
+}
+
 /// Eighteenth pass (found by the review of the `sync` fix): opening a vault file restored from
 /// a backup with `--allow-rollback` saves it again as a new generation, but an import that
 /// then had nothing to add ended "the vault was not changed".

@@ -1104,7 +1104,9 @@ fn forge_bundle(
 /// Found by attacking `apply` with bundles the fleet key signed (twelfth pass): a payload
 /// whose credentials broke the vault's own rules (a secret field named `Pass Word`, a value
 /// over 64 KiB) was applied and saved, though `cred set` refuses both. The decrypt check now
-/// holds the payload to the same rules, before the save.
+/// holds the payload to the same rules, before the save; since the twentieth pass its TOTP
+/// seeds too (found by attacking the admin's data paths: operations.md said `bundle apply`
+/// checked them, and it did not).
 #[test]
 fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check() {
     if ssh_keygen().is_none() {
@@ -1123,7 +1125,7 @@ fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check
             .clone()
     };
     type Mutate = fn(&mut serde_json::Map<String, serde_json::Value>);
-    let cases: [(&str, Mutate, &str); 2] = [
+    let cases: [(&str, Mutate, &str); 3] = [
         (
             "field",
             |s| {
@@ -1144,6 +1146,18 @@ fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check
                 s.insert(k, serde_json::json!("x".repeat(70_000)));
             },
             "larger than 64 KiB",
+        ),
+        // Twentieth pass: a TOTP seed `cred set` refuses (here an `encoder` asking for
+        // Steam's codes) was applied, and every fetch of it failed.
+        (
+            "totp",
+            |s| {
+                s.insert(
+                    "otpauth".into(),
+                    serde_json::json!("otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&encoder=steam"),
+                );
+            },
+            "secret field `otpauth` is not a usable TOTP secret: the otpauth URI has an `encoder` parameter",
         ),
     ];
     for (what, mutate, expect) in cases {
