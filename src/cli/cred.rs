@@ -290,7 +290,7 @@ fn check_origin(o: &str) -> anyhow::Result<String> {
             Some(n) if o.len() <= 2048 => bail!(
                 "--origin takes an origin only: give --origin {n} (a URL's user, path, query and fragment are not stored)"
             ),
-            _ => bail!("--origin must be an http(s) origin such as https://shop.example.com"),
+            _ => bail!("--origin must be an http(s) origin such as https://shop.example.com: scheme://host[:port], a plain ASCII host and a port from 1 to 65535"),
         },
     }
 }
@@ -597,9 +597,14 @@ mod tests {
             "ftp://shop.example.com",
             "https://evil\u{202e}moc.example",
             "https://",
+            // Twentieth pass: a port outside 1-65535 was stored.
+            "https://a.example:99999",
+            "https://a.example:0",
+            "https://a.example:99999/login?token=Tok-canary",
         ] {
             let e = check_origin(bad).unwrap_err().to_string();
             assert!(e.contains("must be an http(s) origin"), "{bad}: {e}");
+            assert!(!e.contains("canary"), "{e}");
         }
     }
 }

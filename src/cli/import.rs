@@ -48,6 +48,9 @@ struct Row {
     renamed: Option<String>,
     username: Option<String>,
     origin: Option<String>,
+    /// An http(s) URL that gives no valid origin (a port outside 1–65535, a host that is not
+    /// plain ASCII): the row is imported without one, and a note says so.
+    url_unused: bool,
     secrets: Vec<(String, SecretString)>,
 }
 
@@ -121,6 +124,13 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         let what = what.join(", ");
         let exists = vault.credentials().contains_key(&row.name);
         if !exists || a.update {
+            if row.url_unused {
+                // The URL itself is never printed: its path or query may hold a token.
+                notes.push(format!(
+                    "note: row {}: {label}: its http(s) URL gives no valid origin (scheme://host[:port] with a plain ASCII host and a port from 1 to 65535), so none is stored",
+                    row.line
+                ));
+            }
             // Added or updated: say what `cred set` says of a value holding a NUL byte.
             super::cred::warn_nul_at(
                 &format!("row {}: ", row.line),
@@ -504,13 +514,16 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
             continue;
         }
         // Only an http(s) URL gives an origin; other entries (apps, SSH hosts) are left out.
-        let origin = cell(Col::Url).and_then(origin_of_url);
+        let url = cell(Col::Url);
+        let origin = url.and_then(origin_of_url);
+        let url_unused = origin.is_none() && url.is_some_and(is_http_url);
         rows.push(Row {
             line,
             name,
             renamed,
             username,
             origin,
+            url_unused,
             secrets,
         });
     }
@@ -687,6 +700,13 @@ mod tests {
         assert_eq!(normalise("\u{feff}Title"), "title");
         assert_eq!(normalise("OTPAuth"), "otpauth");
     }
+}
+
+/// Whether `url` is an http(s) URL (its scheme in any case), whether or not it gives an origin.
+fn is_http_url(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")
+    })
 }
 
 /// The origin (`scheme://host[:port]`, lowercase) of an http(s) URL from an export, as the

@@ -304,7 +304,7 @@ impl<'a> Ctx<'a> {
             None => Err(self.err(
                 o.span(),
                 format!(
-                    "invalid origin {:?}; write scheme://host[:port], e.g. \"https://shop.example.com\"",
+                    "invalid origin {:?}; write scheme://host[:port] (a port from 1 to 65535), e.g. \"https://shop.example.com\"",
                     o.get_ref()
                 ),
             )),
@@ -354,19 +354,63 @@ pub(crate) fn format_duration(d: time::Duration) -> String {
     }
 }
 
-/// `HTTPS://Shop.example.com/` → `https://shop.example.com`; `None` if not scheme://host.
+/// `HTTPS://Shop.example.com/` → `https://shop.example.com`; `None` if not
+/// `scheme://host[:port]` (one trailing `/` is dropped). The scheme is a letter, then letters,
+/// digits, `+`, `-`, `.` (RFC 3986, 3.1); the host a name of ASCII letters, digits, `-`, `.`,
+/// `_` with at least one letter or digit, or an IPv6 literal in brackets; the port, if given,
+/// a decimal number from 1 to 65535, written without leading zeros. A user (`user@`), a path,
+/// a query or a fragment is no part of an origin: such a text is refused. The one rule of the
+/// policy, `cred add --origin` and `cred import` (docs/operations.md). Before the twentieth
+/// pass only the characters were checked: `https://a.example:99999`, `https://:443` and
+/// `https://a:b:c` were origins no browser can have.
 pub(crate) fn normalise_origin(s: &str) -> Option<String> {
     let (scheme, rest) = s.split_once("://")?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let scheme_ok = !scheme.is_empty()
+    let scheme_ok = scheme
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphabetic)
         && scheme
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    let host_ok = !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
-    (scheme_ok && host_ok).then(|| format!("{}://{}", scheme, rest).to_ascii_lowercase())
+    if !scheme_ok {
+        return None;
+    }
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(inner) => {
+            let (literal, after) = inner.split_once(']')?;
+            let ok = literal.contains(':')
+                && literal
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b));
+            (ok.then_some(&rest[..literal.len() + 2])?, after)
+        }
+        None => {
+            let (host, after) = rest.split_at(rest.find(':').unwrap_or(rest.len()));
+            let ok = host.bytes().any(|b| b.is_ascii_alphanumeric())
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            (ok.then_some(host)?, after)
+        }
+    };
+    let origin = format!("{scheme}://{host}");
+    let origin = match port {
+        "" => origin,
+        p => {
+            let digits = p.strip_prefix(':')?;
+            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            let n: u32 = digits.parse().ok()?;
+            if !(1..=65535).contains(&n) {
+                return None;
+            }
+            format!("{origin}:{n}")
+        }
+    };
+    Some(origin.to_ascii_lowercase())
 }
 
 fn parse_date(v: &Spanned<toml::Value>, ctx: &Ctx<'_>) -> Result<Sp<time::Date>, PolicyError> {
@@ -812,6 +856,51 @@ mod tests {
         );
         assert_eq!(normalise_origin("shop.example.com"), None);
         assert_eq!(normalise_origin("https://a b"), None);
+    }
+
+    /// Twentieth pass (found by attacking the admin's data paths): `https://a.example:99999`
+    /// was an origin (`cred add --origin`, `cred import`, the policy), and so were an empty
+    /// host, an empty port and a host of colons: the parser only checked the characters.
+    /// An origin is `scheme://host[:port]`, the port a number from 1 to 65535.
+    #[test]
+    fn an_origin_has_one_host_and_a_port_from_1_to_65535() {
+        for (given, origin) in [
+            ("https://a.example:1", "https://a.example:1"),
+            ("https://a.example:65535/", "https://a.example:65535"),
+            ("https://A.example:08443", "https://a.example:8443"),
+            ("https://[::1]:8443", "https://[::1]:8443"),
+            ("http://[2001:DB8::1]", "http://[2001:db8::1]"),
+            ("https://10.0.0.1:443", "https://10.0.0.1:443"),
+            ("https://under_score.example", "https://under_score.example"),
+        ] {
+            assert_eq!(normalise_origin(given).as_deref(), Some(origin), "{given}");
+        }
+        for bad in [
+            "https://a.example:99999",
+            "https://a.example:65536",
+            "https://a.example:0",
+            "https://a.example:",
+            "https://a.example:-1",
+            "https://a.example:+443",
+            "https://a.example:4 43",
+            "https://a.example:443:1",
+            "https://:443",
+            "https://::::",
+            "https://a:b:c",
+            "https://[",
+            "https://[]",
+            "https://[::1",
+            "https://[::1]x",
+            "https://[zz::1]",
+            "https://...",
+            "https://user@a.example",
+            "https://a.example/path",
+            "https://a.example?q=1",
+            "https://a.example#f",
+            "1https://a.example",
+        ] {
+            assert_eq!(normalise_origin(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -606,6 +606,53 @@ fn import_reads_an_otpauth_uri_in_any_case_and_refuses_an_encoder() {
     );
 }
 
+/// Twentieth pass (found by attacking the admin's data paths): `https://a.example:99999` was
+/// stored as an origin by `cred import` (and `cred add --origin`): no browser has such an
+/// origin. An http(s) URL that gives no valid origin is imported without one, and a note
+/// on stderr names the row, never the URL.
+#[test]
+fn import_stores_no_origin_with_a_port_outside_1_to_65535_and_says_so() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::write(
+        e.path("port.csv"),
+        "name,login_uri,login_password\n\
+         port,https://a.example:99999/login?token=Tok-canary,pw-Password\n\
+         fine,https://a.example:8443/login,pw-Password\n",
+    )
+    .unwrap();
+    let out = import(&e, "port.csv", &[]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("row 2: + port added (password)")
+            && stdout.contains("row 3: + fine added (url, password)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("note: row 2: port: its http(s) URL gives no valid origin"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("row 3"), "{stderr}");
+    assert!(!stdout.contains("canary") && !stderr.contains("canary"));
+    let origins = |name: &str| {
+        let v: serde_json::Value = serde_json::from_str(&e.ok(
+            &["cred", "show", name, "--json", "--passphrase-file", &e.pf()],
+            b"",
+        ))
+        .unwrap();
+        v["origins"].clone()
+    };
+    assert_eq!(origins("port"), serde_json::json!([]));
+    assert_eq!(
+        origins("fine"),
+        serde_json::json!(["https://a.example:8443"])
+    );
+}
+
 /// Eighteenth pass (found by the review of the `sync` fix): opening a vault file restored from
 /// a backup with `--allow-rollback` saves it again as a new generation, but an import that
 /// then had nothing to add ended "the vault was not changed".
