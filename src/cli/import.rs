@@ -122,8 +122,24 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
             .chain(row.secrets.iter().map(|(k, _)| k.as_str()))
             .collect();
         let what = what.join(", ");
-        let exists = vault.credentials().contains_key(&row.name);
+        let stored_kind = vault.credentials().get(&row.name).map(|c| c.kind);
+        let exists = stored_kind.is_some();
         if !exists || a.update {
+            // Only the `totp` kind hands out codes instead of the seed (docs/protocol.md): as
+            // a `login` the seed itself went to every check given the credential, and nothing
+            // said so (twentieth pass).
+            let kind = stored_kind.unwrap_or(CredentialKind::Login);
+            if kind != CredentialKind::Totp
+                && row
+                    .secrets
+                    .iter()
+                    .any(|(k, _)| TOTP_SEED_FIELDS.contains(&k.as_str()))
+            {
+                notes.push(format!(
+                    "note: row {}: {label} holds a TOTP seed: as a `{kind}` credential, a check it is handed to (`get --json`, `exec`) gets the seed itself, which makes every later code; declare `kind = \"totp\"` under `[credentials.{}]` in the policy and run `scopevault policy apply`, so that checks get the current code (and the password), never the seed",
+                    row.line, row.name
+                ));
+            }
             if row.url_unused {
                 // The URL itself is never printed: its path or query may hold a token.
                 notes.push(format!(

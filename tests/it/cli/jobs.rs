@@ -653,6 +653,53 @@ fn import_stores_no_origin_with_a_port_outside_1_to_65535_and_says_so() {
     );
 }
 
+/// Twentieth pass (found by attacking the admin's data paths): an imported row's TOTP seed
+/// is stored in a `login` credential, and only the `totp` kind hides the seed
+/// (docs/protocol.md): `get --json` and `exec` handed checks the seed itself, and nothing
+/// said so. The import now notes, for each row with a TOTP value whose credential is not of
+/// kind `totp`, what a check gets and the policy line that hands out codes only, naming the
+/// row and the credential, never a value.
+#[test]
+fn import_notes_each_row_whose_totp_seed_a_login_hands_out() {
+    let e = Env::new();
+    e.init_with_cred();
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "otp-kind",
+            "--kind",
+            "totp",
+            "--secret",
+            "totp_seed",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"GEZDGNBVGY3TQOJQ",
+    );
+    std::fs::write(
+        e.path("t.csv"),
+        "name,password,totp\n\
+         Shop 2fa,pw-Password,JBSWY3DPEHPK3PXP\n\
+         plain,pw-Password,\n\
+         otp-kind,,otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ\n",
+    )
+    .unwrap();
+    let out = import(&e, "t.csv", &["--update"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "note: row 2: Shop 2fa → Shop-2fa holds a TOTP seed: as a `login` credential, a check it is handed to (`get --json`, `exec`) gets the seed itself"
+        ) && stderr.contains("kind = \"totp\"") && stderr.contains("[credentials.Shop-2fa]"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("holds a TOTP seed").count(), 1, "{stderr}");
+    for s in ["JBSWY3DP", "GEZDGNBV", "pw-Password"] {
+        assert!(!stderr.contains(s), "{stderr}");
+    }
+}
+
 /// Eighteenth pass (found by the review of the `sync` fix): opening a vault file restored from
 /// a backup with `--allow-rollback` saves it again as a new generation, but an import that
 /// then had nothing to add ended "the vault was not changed".
