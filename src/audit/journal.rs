@@ -15,7 +15,7 @@
 //! tail, or a hole of zeros where pages were not written back). When the log is opened, the
 //! frames of this log file (same device and inode) are read back in the order they were
 //! written, compared line by line with the log, and from the first line that differs the log
-//! is rewritten from the journal and synced ([`Journal::redo`]). The device, inode and key id
+//! is rewritten from the journal and synced ([`Journal::redo`], [`WriteBack::apply`]). The device, inode and key id
 //! tie a frame to one log: a new log made at the same path, even on a reused inode, has a new
 //! key. The restoration is recorded
 //! in the chain (`audit.repair`). A frame is trusted only whole: its SHA-256 covers its
@@ -102,15 +102,77 @@ pub(super) struct Journal {
     scratch: Vec<u8>,
 }
 
-/// What [`Journal::redo`] did to the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`Journal::redo`] found: nothing is written until the start goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Redo {
-    /// Records it wrote back into the log.
-    Restored { first_seq: u64, last_seq: u64 },
+    /// Records to write back into the log ([`WriteBack::apply`]).
+    WriteBack(WriteBack),
     /// The log lacks or differs from the journal's records from `seq` (at byte `at`) on, and
     /// none could be written back: the line before them is broken (a hole the crash left
     /// there, whose own frame is gone), or the journal's record does not continue it.
     Unmended { seq: u64, at: u64 },
+}
+
+/// Records the journal gives back to the log: the log is cut at `at` and `records` written
+/// there. Found by [`Journal::redo`] and written by [`WriteBack::apply`] only once the log,
+/// as it would then be, has been judged against its anchor: a start refused leaves the log
+/// as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct WriteBack {
+    /// Where the log is cut and the records go.
+    pub(super) at: u64,
+    /// The seq and SHA-256 hex of the line that ends at `at` (`None` at the file's start):
+    /// the first record written continues it.
+    pub(super) before: Option<(u64, String)>,
+    /// The records, whole lines, each continuing the one before.
+    pub(super) records: Vec<u8>,
+    /// The seq of the first record and of the last.
+    pub(super) first_seq: u64,
+    pub(super) last_seq: u64,
+    /// The SHA-256 hex of the last record's line: the chain's head once written back.
+    pub(super) head: String,
+}
+
+impl WriteBack {
+    /// Cut the log at `at`, write the records and sync it.
+    pub(super) fn apply(&self, log: &File) -> std::io::Result<()> {
+        log.set_len(self.at)?;
+        (&*log).write_all(&self.records)?;
+        log.sync_data()
+    }
+
+    /// [`record_at_seq`] in `log` as it will be once written back, without writing it: the
+    /// anchor's check of the log as the start would leave it.
+    pub(super) fn record_at(&self, log: &File, want: u64) -> std::io::Result<Found> {
+        if want < self.first_seq {
+            return record_at_seq(log, self.at, want);
+        }
+        let mut before = self.before.as_ref().map(|(seq, hash)| LineBefore {
+            seq: Some(*seq),
+            hash: hash.clone(),
+        });
+        for line in self
+            .records
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            let hash = HEXLOWER.encode(&Sha256::digest(line));
+            let (seq, prev) = match parse_chain_fields(line) {
+                Ok(fields) => fields,
+                Err(why) => return Ok(Found::Unreadable(why)),
+            };
+            if seq == want {
+                return Ok(Found::At(Located { prev, hash, before }));
+            }
+            before = Some(LineBefore {
+                seq: Some(seq),
+                hash,
+            });
+        }
+        Ok(Found::Unreadable(format!(
+            "there is no record at seq {want} among those the journal gives back"
+        )))
+    }
 }
 
 /// Why [`Journal::redo`] wrote nothing: the journal holds what a genuine journal cannot,
@@ -165,14 +227,37 @@ impl Journal {
         dirfd: &rustix::fd::OwnedFd,
         path: &Path,
     ) -> Result<Option<Journal>, AuditError> {
+        Journal::open_named(dirfd, path, true)
+    }
+
+    /// As [`Journal::open`], but only a journal that is there, of the journal's size: nothing
+    /// is made, zero-filled or written (`Ok(None)` instead), so that a start refused after
+    /// reading it back ([`Journal::redo`]) leaves the journal's place as it found it. The
+    /// daemon makes the journal with [`Journal::open`] once it goes on.
+    pub(super) fn open_existing(
+        dirfd: &rustix::fd::OwnedFd,
+        path: &Path,
+    ) -> Result<Option<Journal>, AuditError> {
+        Journal::open_named(dirfd, path, false)
+    }
+
+    fn open_named(
+        dirfd: &rustix::fd::OwnedFd,
+        path: &Path,
+        make: bool,
+    ) -> Result<Option<Journal>, AuditError> {
         // Every refusal names the journal, not the log.
-        Journal::open_named(dirfd, path).map_err(|e| match e {
+        Journal::open_or_make(dirfd, path, make).map_err(|e| match e {
             AuditError::Open { path, message } => AuditError::JournalOpen { path, message },
             other => other,
         })
     }
 
-    fn open_named(dirfd: &rustix::fd::OwnedFd, path: &Path) -> Result<Option<Journal>, AuditError> {
+    fn open_or_make(
+        dirfd: &rustix::fd::OwnedFd,
+        path: &Path,
+        make: bool,
+    ) -> Result<Option<Journal>, AuditError> {
         let jpath = journal_path(path);
         let name = jpath.file_name().expect("a log path names a file");
         // A journal already there is judged before it is opened: a FIFO or a device at its
@@ -186,9 +271,14 @@ impl Journal {
                 } else {
                     OFlags::empty()
                 };
-            crate::sys::open_or_create_regular_at(dirfd, Path::new(name), flags, 0o600)
-                .map(|(file, _)| file)
+            if make {
+                crate::sys::open_or_create_regular_at(dirfd, Path::new(name), flags, 0o600)
+                    .map(|(file, _)| file)
+            } else {
+                crate::sys::open_regular_at(dirfd, Path::new(name), true, flags)
+            }
         };
+        let absent = |e: &std::io::Error| !make && e.kind() == std::io::ErrorKind::NotFound;
         let refused = |e: std::io::Error| match rustix::io::Errno::from_io_error(&e) {
             Some(errno) => nofollow_err(&jpath, errno),
             None => AuditError::Open {
@@ -200,9 +290,10 @@ impl Journal {
             |e: &std::io::Error| e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error());
         let file = match open(true) {
             Ok(file) => file,
+            Err(e) if absent(&e) => return Ok(None),
             Err(e) if invalid(&e) => match open(false) {
                 Ok(file) => file,
-                Err(e) if invalid(&e) => return Ok(None),
+                Err(e) if invalid(&e) || absent(&e) => return Ok(None),
                 Err(e) => return Err(refused(e)),
             },
             Err(e) => return Err(refused(e)),
@@ -222,6 +313,11 @@ impl Journal {
             });
         }
         let size = meta.len();
+        if size != (BLOCKS * BLOCK) as u64 && !make {
+            // Not a journal this daemon made (or one cut short): it holds no frame to read
+            // back, and is made anew once the start goes on.
+            return Ok(None);
+        }
         if size != (BLOCKS * BLOCK) as u64 {
             let zeros = aligned(&mut scratch, BLOCKS * BLOCK);
             zeros.fill(0);
@@ -416,19 +512,20 @@ impl Journal {
         Ok(())
     }
 
-    /// Bring `log` (`id`, opened for appending) up to the journal: follow
+    /// What it takes to bring `log` (`id`, opened for appending) up to the journal: follow
     /// the frames of this file back from the last one written, compare their records line by
-    /// line with the log, and from the first line missing or different cut the log there and
-    /// write the journal's records, then sync it. `Ok(None)` when the log already holds every
-    /// record (or the frames do not join the log: a log cut below them is the anchor's to
-    /// report). Afterwards every frame is in the log durably, unless nothing could be written
-    /// back ([`Redo::Unmended`]: the log is left as it is). Also takes up the serials where
-    /// the frames there left them.
+    /// line with the log, and from the first line missing or different the log is to be cut
+    /// there and the journal's records written ([`Redo::WriteBack`], which
+    /// [`WriteBack::apply`] writes once the start goes on). `Ok(None)` when the log already
+    /// holds every record (or the frames do not join the log: a log cut below them is the
+    /// anchor's to report). Once written back every frame is in the log durably, unless
+    /// nothing can be written back ([`Redo::Unmended`]: the log is left as it is). Also takes
+    /// up the serials where the frames there left them. Writes nothing, to the log or here.
     ///
     /// `anchored` is the anchor's seq and head, if there is one: where the first record the
     /// log lacks or holds otherwise is at or below it, the log is written back only if it
     /// lacks it (ends there, or in a cut line) and the journal's records lead to the anchored
-    /// record, its hash; else nothing is written ([`Conflict`]).
+    /// record, its hash; else nothing is ([`Conflict`]).
     pub(super) fn redo(
         &mut self,
         log: &File,
@@ -523,6 +620,7 @@ impl Journal {
                 None => return Ok(Ok(Some(Redo::Unmended { seq, at }))),
             }
         };
+        let line_before_at = before.clone();
         let mut good = 0usize;
         let mut last_seq = 0u64;
         for line in rest.split_inclusive(|&b| b == b'\n') {
@@ -556,13 +654,15 @@ impl Journal {
         if good == 0 {
             return Ok(Ok(Some(Redo::Unmended { seq, at })));
         }
-        log.set_len(at)?;
-        (&*log).write_all(&rest[..good])?;
-        log.sync_data()?;
-        Ok(Ok(Some(Redo::Restored {
+        rest.truncate(good);
+        Ok(Ok(Some(Redo::WriteBack(WriteBack {
+            at,
+            before: line_before_at,
+            records: rest,
             first_seq: seq,
             last_seq,
-        })))
+            head: before.map(|(_, h)| h).unwrap_or_default(),
+        }))))
     }
 }
 

@@ -2,8 +2,10 @@
 
 use super::*;
 
-/// Read the end of an existing log to continue its chain. Returns the chain and, if the file
-/// ended in an incomplete line, how many bytes were cut.
+/// Read the end of an existing log to continue its chain: the chain at its last complete line,
+/// the length up to and including that line, and, if the file ends in an incomplete line,
+/// how many bytes follow it. Nothing is cut here: the log is judged against its anchor first
+/// (a start refused must leave it as it is), and the caller cuts such a line once it goes on.
 pub(super) fn read_tail(
     file: &File,
     len: u64,
@@ -53,7 +55,6 @@ pub(super) fn read_tail(
             });
         }
         // Not one complete line: the whole file is a torn first write.
-        file.set_len(0).map_err(read_err)?;
         return Ok((
             Chain {
                 seq: 0,
@@ -65,10 +66,6 @@ pub(super) fn read_tail(
     };
     let torn = (tail.len() - 1 - nl) as u64;
     let complete_len = len - torn;
-    if torn > 0 {
-        file.set_len(complete_len).map_err(read_err)?;
-        file.sync_data().map_err(read_err)?;
-    }
     let line_start = tail[..nl]
         .iter()
         .rposition(|&b| b == b'\n')

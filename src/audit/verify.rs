@@ -21,6 +21,20 @@ pub struct VerifyReport {
     pub continues: Option<String>,
     /// The first problem found, if any.
     pub first_bad: Option<BadLine>,
+    /// The seqs the file skips where the daemon's `audit.gap` record says so: a gap accepted
+    /// at start (`serve --accept-audit-gap`) after records were cut from the log's end.
+    pub gaps: Vec<RecordedGap>,
+}
+
+/// A jump in `seq` that an `audit.gap` record explains ([`VerifyReport::gaps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedGap {
+    /// 1-based line number of the gap record.
+    pub line: u64,
+    /// The first seq missing.
+    pub first: u64,
+    /// The last seq missing.
+    pub last: u64,
 }
 
 /// Where and why a log fails verification.
@@ -64,6 +78,7 @@ pub fn verify_each(
         first_seq: 0,
         continues: None,
         first_bad: None,
+        gaps: Vec::new(),
     };
     let mut head = [b'0'; 64];
     // Two threads: one reads the log in blocks, cuts them into lines and hashes every line;
@@ -365,7 +380,18 @@ pub(super) fn check_line(
         report.first_seq = seq;
     }
     let expected_seq = report.last_seq + 1;
-    if seq != expected_seq {
+    let linked = fields.prev.as_bytes() == &head[..];
+    if seq > expected_seq && op == "audit.gap" && linked && no > 1 {
+        // The daemon's record of a cut tail accepted at start: the chain goes on after the
+        // anchored seq, never giving a seq twice, from the last record present (its `prev`).
+        // The jump is the record's to explain, and is reported as such, not as a removal: a
+        // line removed before it would break its `prev`.
+        report.gaps.push(RecordedGap {
+            line: no,
+            first: expected_seq,
+            last: seq - 1,
+        });
+    } else if seq != expected_seq {
         let why = if seq > expected_seq && op == "audit.gap" {
             format!(
                     "seq {seq} follows seq {}: records {expected_seq}..={} are missing from this file; this line is the daemon's `audit.gap` record (it found the log truncated by another party)",

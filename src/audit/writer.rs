@@ -67,10 +67,11 @@ pub(super) struct Segment {
     /// Sync the next batch in the log rather than frame it in the journal (the record of a
     /// loss the journal cannot mend: no frame then leads later starts back to that loss).
     unframed_next: bool,
-    /// The record this file must begin with (its JSON members between `seq` and `prev`):
-    /// set when the daemon begins a new file (after a move, or with `--accept-audit-gap` on
-    /// an empty file), rendered once before the anchor that names its line (`next`) is
-    /// written, and cleared once it is written. A write that fails (a full disk) leaves it
+    /// The record written before any other (its JSON members between `seq` and `prev`): set
+    /// when the daemon begins a new file (after a move, or with `--accept-audit-gap` on an
+    /// empty file), or accepts a cut tail after the records present (its `audit.gap`),
+    /// rendered once before the anchor that names its line (`next`) is written, and cleared
+    /// once it is written. A write that fails (a full disk) leaves it
     /// set, so the next batch begins the file with it, byte for byte that line, and the files
     /// still verify as one chain.
     begins_with: Option<String>,
@@ -371,7 +372,8 @@ impl AnchorGap {
 /// the anchored head; if records follow it, the one after it must name it (`prev`) and follow
 /// it in the file, seq and hash (`after_anchored` finds that record, [`record_at_seq`], only
 /// when needed). The one exception is the record the anchor names as `next`: the daemon's own
-/// first record of a new file, or its record of a cut, which the anchored record is not before.
+/// first record of a new file, or its record of a cut (under it, or a cut tail accepted at
+/// start), which the anchored record is not before.
 pub fn anchor_gap(
     a: &Anchor,
     last: u64,
@@ -389,10 +391,13 @@ pub fn anchor_gap(
         (a.head != head).then_some(AnchorGap::LastRewritten { anchored })
     } else {
         match after_anchored()? {
+            // The daemon's own record, rendered before the anchor named its line: whatever it
+            // follows (the gap record of a cut tail accepted at start follows the last record
+            // present, not the anchored one, which was cut).
+            Found::At(r) if a.next.as_deref() == Some(r.hash.as_str()) => None,
             Found::At(r) if r.prev != a.head => {
                 Some(AnchorGap::RewrittenAndWrittenOn { anchored, last })
             }
-            Found::At(r) if a.next.as_deref() == Some(r.hash.as_str()) => None,
             Found::At(r) => match r.before {
                 // Seq 1 begins the chain: an anchor of an empty log names no record.
                 None if anchored == 0 => None,
@@ -520,7 +525,8 @@ impl AuditLog {
     ///
     /// The log is locked (`flock`) against a second daemon. An incomplete final line (a crash
     /// in the middle of a write, so never acknowledged and no secret left for it) is cut off,
-    /// and the cut is itself recorded as an `audit.repair` record.
+    /// and the cut is itself recorded as an `audit.repair` record; with an anchor, only once
+    /// the log is judged against it (one at or below the anchored seq is a cut tail).
     pub fn open(path: &Path, sync: bool) -> Result<AuditLog, AuditError> {
         Self::open_with(path, sync, &OpenFlags::default())
     }
@@ -589,10 +595,13 @@ impl AuditLog {
             });
         }
         let key = AuditKey::load_or_create_at(&dirfd, path)?;
-        // Records the journal made durable and the log lost (a crash of the machine) go back
-        // before the chain is continued.
+        // Nothing is written to the log, nor made or written in the journal's place, before
+        // the log (as the journal would leave it) is judged against its anchor: a start
+        // refused leaves both as they were, the evidence it names. A start refused for a cut
+        // tail used to cut what remained of the anchored record off the log first, and to make
+        // a new journal (twentieth pass).
         let mut journal = if sync {
-            Journal::open(&dirfd, path)?
+            Journal::open_existing(&dirfd, path)?
         } else {
             None
         };
@@ -608,7 +617,9 @@ impl AuditLog {
         } else {
             None
         };
-        let restored = match journal.as_mut() {
+        // Records the journal made durable and the log lost (a crash of the machine) go back
+        // before the chain is continued.
+        let redo = match journal.as_mut() {
             Some(j) => j
                 .redo(&file, id, anchor.as_ref().map(|a| (a.seq, a.head.as_str())))
                 .map_err(|e| AuditError::Open {
@@ -622,15 +633,81 @@ impl AuditLog {
                 })?,
             None => None,
         };
-        // A torn last line cut above lay within what the journal wrote back: the restoration
-        // is the record of it.
-        let (chain, len, torn) = if matches!(restored, Some(Redo::Restored { .. })) {
-            let now = file.metadata().map_err(open_err)?.len();
-            let (chain, len, _) = read_tail(&file, now, path)?;
-            (chain, len, None)
-        } else {
-            tail?
+        let write_back = match &redo {
+            Some(Redo::WriteBack(w)) => Some(w),
+            _ => None,
         };
+        // The log as the start leaves it: its chain, its length up to its last complete line,
+        // and the bytes of an incomplete line after that (a torn write), which the start cuts.
+        // What the journal writes back ends in whole lines, and replaces a torn last line.
+        let (have, len, torn) = match write_back {
+            Some(w) => (
+                Chain {
+                    seq: w.last_seq,
+                    prev: w.head.clone(),
+                },
+                w.at + w.records.len() as u64,
+                None,
+            ),
+            None => tail?,
+        };
+        // Records may follow the anchored one (those of the last anchor interval before a
+        // crash): the record after it must still name it, or the log was cut and written on
+        // past the anchor.
+        let gap = match &anchor {
+            Some(a) => anchor_gap(a, have.seq, &have.prev, || match write_back {
+                Some(w) => w.record_at(&file, a.seq + 1),
+                None => record_at_seq(&file, len, a.seq + 1),
+            })
+            .map_err(open_err)?
+            .map(|g| {
+                let mut why = g.describe(&anchor_path(path));
+                if g.not_in_file() {
+                    why.push_str(": check the files as one chain with `scopevault audit verify` and the rotated files");
+                }
+                if let (AnchorGap::CutTail { last, .. }, Some(bytes)) = (&g, torn) {
+                    // At or below the anchored seq: a record that was acknowledged (synced
+                    // before the anchor named it), not a write a crash interrupted.
+                    why.push_str(&format!(
+                        "; the log's last line is incomplete ({bytes} bytes with no newline after seq {last}: what remains of seq {}), and is left as it is: keep a copy of the log as evidence; --accept-audit-gap cuts that line and records the cut",
+                        last + 1
+                    ));
+                }
+                (g, why)
+            }),
+            None => None,
+        };
+        if let Some((_, why)) = &gap {
+            if !flags.accept_gap {
+                return Err(AuditError::Gap {
+                    path: path.to_owned(),
+                    why: why.clone(),
+                });
+            }
+        }
+        // The start goes on: the log is brought up to its journal, or its torn last line cut,
+        // and the journal made.
+        if let Some(w) = write_back {
+            w.apply(&file).map_err(|e| AuditError::Open {
+                path: path.to_owned(),
+                message: format!("cannot bring the log up to its journal ({e})"),
+            })?;
+        } else if torn.is_some() {
+            file.set_len(len)
+                .and_then(|()| file.sync_data())
+                .map_err(open_err)?;
+        }
+        if sync && journal.is_none() {
+            journal = Journal::open(&dirfd, path)?;
+        }
+        if gap.is_some() {
+            // The frames describe what the gap lost: a later start must not write them back
+            // over the gap record and the records after it (as after a cut under the daemon).
+            // A journal that cannot be cleared is given up: the log is synced instead.
+            if journal.as_mut().is_some_and(|j| j.forget().is_err()) {
+                journal = None;
+            }
+        }
         let log = AuditLog {
             path: path.to_owned(),
             dir: dirfd,
@@ -646,7 +723,7 @@ impl AuditLog {
             key,
             sync,
             state: Mutex::new(State {
-                chain,
+                chain: have.clone(),
                 queue: Vec::new(),
                 next_ticket: 0,
                 leader: false,
@@ -669,78 +746,67 @@ impl AuditLog {
             generations: Mutex::new(Generations::default()),
         };
         if flags.anchor {
-            let have = log.lock().chain.clone();
             *log.generations() = Generations::read(anchor.as_ref(), path);
-            if let Some(a) = &anchor {
-                if have.seq == 0 && log.segment().len == 0 {
-                    if let Some(reason) = &a.begins {
-                        // The daemon's own new file after a move, still empty (a full disk
-                        // kept its first record out, then a stop or a crash): it continues the
-                        // anchored chain and begins with that record at the first write. The
-                        // anchor, which says so, stays until then; it names the record's line
-                        // as rendered now (a failed write reports it at the next tick).
-                        let chain = Chain {
-                            seq: a.seq,
-                            prev: a.head.clone(),
-                        };
-                        *log.anchored.lock().unwrap_or_else(|e| e.into_inner()) = a.seq;
-                        log.begin_with(
-                            &chain,
-                            Some(reason.clone()),
-                            AuditRecord {
-                                reason: Some(reason),
-                                ..AuditRecord::new(AuditOp::AuditRotate, Decision::Allow)
-                            },
-                        );
-                    }
+        }
+        if let Some(a) = &anchor {
+            let anchored = Chain {
+                seq: a.seq,
+                prev: a.head.clone(),
+            };
+            if have.seq == 0 && len == 0 {
+                if let Some(reason) = &a.begins {
+                    // The daemon's own new file after a move, still empty (a full disk
+                    // kept its first record out, then a stop or a crash): it continues the
+                    // anchored chain and begins with that record at the first write. The
+                    // anchor, which says so, stays until then; it names the record's line
+                    // as rendered now (a failed write reports it at the next tick).
+                    *log.anchored.lock().unwrap_or_else(|e| e.into_inner()) = a.seq;
+                    log.begin_with(
+                        &anchored,
+                        &anchored,
+                        Some(reason.clone()),
+                        AuditRecord {
+                            reason: Some(reason),
+                            ..AuditRecord::new(AuditOp::AuditRotate, Decision::Allow)
+                        },
+                    );
                 }
             }
-            if let Some(a) = anchor {
-                // Records may follow the anchored one (those of the last anchor interval
-                // before a crash): the record after it must still name it, or the log was cut
-                // and written on past the anchor.
-                let gap = anchor_gap(&a, have.seq, &have.prev, || {
-                    let seg = log.segment();
-                    record_at_seq(&seg.file, seg.len, a.seq + 1)
-                })
-                .map_err(open_err)?
-                .map(|g| {
-                    let mut why = g.describe(&anchor_path(path));
-                    if g.not_in_file() {
-                        why.push_str(": check the files as one chain with `scopevault audit verify` and the rotated files");
-                    }
-                    why
-                });
-                if let Some(why) = gap {
-                    if !flags.accept_gap {
-                        return Err(AuditError::Gap {
-                            path: path.to_owned(),
-                            why,
-                        });
-                    }
-                    let reason = format!("gap accepted (serve --accept-audit-gap): {why}");
-                    let gap = AuditRecord {
-                        reason: Some(&reason),
-                        ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
+            if let Some((_, why)) = &gap {
+                let reason = format!("gap accepted (serve --accept-audit-gap): {why}");
+                let rec = AuditRecord {
+                    reason: Some(&reason),
+                    ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
+                };
+                if have.seq < a.seq {
+                    // A cut tail. The seqs up to the anchored one were given out (a runner
+                    // holds its `audit_seq`), so the chain goes on after the anchored seq and
+                    // never gives one of them to another record: the gap record, at the
+                    // anchored seq + 1, names those missing. In an empty file (the log moved
+                    // away while the daemon was stopped) it begins the file and continues the
+                    // anchored chain, so that the moved file and this one verify as one
+                    // history; after the records present it continues them (its `prev` is
+                    // the last one's hash), and `audit verify` takes the jump it explains.
+                    // Until the twentieth pass the chain went on from the last record present,
+                    // giving the missing seqs again. The anchor, written first, names the gap
+                    // record's line (`next`), as for a rotation: a start after a crash right
+                    // after it finds the daemon's own record there, not a second gap.
+                    let chain = Chain {
+                        seq: a.seq,
+                        prev: if have.seq == 0 {
+                            a.head.clone()
+                        } else {
+                            have.prev.clone()
+                        },
                     };
-                    if have.seq == 0 {
-                        // A new, empty file (the log was moved away while the daemon was
-                        // stopped): it continues the anchored chain, so that the moved file
-                        // and this one verify as one history. It begins with the gap record,
-                        // which the anchor names first (`next`), as for a rotation.
-                        let chain = Chain {
-                            seq: a.seq,
-                            prev: a.head.clone(),
-                        };
-                        *log.anchored.lock().unwrap_or_else(|e| e.into_inner()) = a.seq;
-                        log.begin_with(&chain, None, gap);
-                        log.as_sole_writer(|_| Ok((None, ())))?;
-                    } else {
-                        log.append(gap)?;
-                        // Anchored at once: a crash within the next interval must not find
-                        // the gap it just recorded again.
-                        let _ = log.write_anchor_now();
-                    }
+                    *log.anchored.lock().unwrap_or_else(|e| e.into_inner()) = a.seq;
+                    log.begin_with(&anchored, &chain, None, rec);
+                    log.as_sole_writer(|_| Ok((None, ())))?;
+                } else {
+                    log.append(rec)?;
+                    // Anchored at once: a crash within the next interval must not find
+                    // the gap it just recorded again.
+                    let _ = log.write_anchor_now();
                 }
             }
         }
@@ -751,13 +817,12 @@ impl AuditLog {
                 ..AuditRecord::new(AuditOp::AuditNewKey, Decision::Error)
             })?;
         }
-        if let Some(r) = restored {
+        if let Some(r) = &redo {
             let reason = match r {
-                Redo::Restored {
-                    first_seq,
-                    last_seq,
-                } => format!(
-                    "restored records {first_seq}..={last_seq} from the journal ({}): the log lacked them (written but not yet synced when the machine stopped, or cut since)",
+                Redo::WriteBack(w) => format!(
+                    "restored records {}..={} from the journal ({}): the log lacked them (written but not yet synced when the machine stopped, or cut since)",
+                    w.first_seq,
+                    w.last_seq,
                     journal_path(path).display()
                 ),
                 Redo::Unmended { seq, at } => format!(
@@ -779,9 +844,15 @@ impl AuditLog {
             }
         }
         if let Some(bytes) = torn {
-            let reason = format!(
-                "removed an incomplete final line ({bytes} bytes) left by an interrupted write"
-            );
+            let reason = match &gap {
+                Some((AnchorGap::CutTail { last, anchored }, _)) => format!(
+                    "removed an incomplete final line ({bytes} bytes) after seq {last}: what remained of seq {}, at or below the anchored seq {anchored}, cut with the gap accepted (serve --accept-audit-gap)",
+                    last + 1
+                ),
+                _ => format!(
+                    "removed an incomplete final line ({bytes} bytes) left by an interrupted write"
+                ),
+            };
             log.append(AuditRecord {
                 reason: Some(&reason),
                 ..AuditRecord::new(AuditOp::AuditRepair, Decision::Error)
@@ -1027,13 +1098,22 @@ impl AuditLog {
         result
     }
 
-    /// Make `rec` the record the (empty) file begins with, right after `chain`, which becomes
-    /// the chain's end: rendered once, and named by the anchor (`next`, with `begins` for an
-    /// `audit.rotate` record) before it is written. Only at open, before any batch.
-    fn begin_with(&self, chain: &Chain, begins: Option<String>, rec: AuditRecord<'_>) {
+    /// Make `rec` the record written before any other, right after `chain`, which becomes
+    /// the chain's end: the first record of an empty file, or the gap record of a cut tail
+    /// after the records present. Rendered once, and named by the anchor of `anchored` (the
+    /// record the anchor names: `chain` itself, except after a cut tail, where the chain goes
+    /// on after the anchored seq from the last record present) as `next`, with `begins` for an
+    /// `audit.rotate` record, before it is written. Only at open, before any batch.
+    fn begin_with(
+        &self,
+        anchored: &Chain,
+        chain: &Chain,
+        begins: Option<String>,
+        rec: AuditRecord<'_>,
+    ) {
         let body = self.render_body(&rec);
         let _ = self.anchor_synced(
-            chain,
+            anchored,
             begins.as_deref(),
             Some(&next_line_hash(chain, &body)),
         );
@@ -1490,8 +1570,9 @@ impl AuditLog {
         }
         // A new file begins with its first record (`audit.rotate`, or an accepted gap's
         // `audit.gap`), also when the write that should have begun it failed: the record goes
-        // first in the next one, the very line the anchor names.
-        if let Some(body) = seg.begins_with.as_ref().filter(|_| seg.len == 0) {
+        // first in the next one, the very line the anchor names. So does the gap record of a
+        // cut tail accepted at start, after the records present.
+        if let Some(body) = seg.begins_with.as_ref() {
             own.push(body.clone());
         }
         if let Some(gap) = cut_gap {

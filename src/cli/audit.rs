@@ -216,6 +216,19 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
             first - 1
         );
     }
+    // Seqs the chain skips where the daemon recorded a gap it was told to accept: they were
+    // given out before, and are not given again (docs/audit.md, "The anchor").
+    for (p, r) in &files {
+        for g in &r.gaps {
+            println!(
+                "{}: line {}: records {}..={} are missing: the `audit.gap` record there says so (a gap accepted with `serve --accept-audit-gap`; the chain goes on after them)",
+                shown(p),
+                g.line,
+                g.first,
+                g.last
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -265,3 +265,62 @@ fn a_journal_that_conflicts_with_the_anchored_records_is_refused_before_the_log_
         assert!(std::fs::read(&path).unwrap().starts_with(&whole));
     });
 }
+
+/// Finding 2 of the twentieth pass (found by attacking the daemon as a shared service), the
+/// window a crash leaves: after an accepted cut tail the chain goes on after the anchored seq,
+/// so the gap record does not follow the anchored record in the file (that record was cut).
+/// Its anchor, written before it, names its line (`next`): a start after a crash right after
+/// it takes the file as the daemon's own, with no second gap to accept; a look-alike (another
+/// gap record there) is refused.
+#[test]
+fn an_accepted_cut_tail_goes_on_after_the_anchored_seq_and_survives_a_crash_before_the_next_anchor()
+{
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let path = dir.path().join("audit.jsonl");
+        let log = open(&path, false).unwrap();
+        for _ in 0..5 {
+            fetch(&log);
+        }
+        log.write_anchor_now().unwrap();
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        std::fs::write(&path, lines[..3].join("\n") + "\n").unwrap();
+        std::fs::remove_file(journal_path(&path)).unwrap();
+        assert!(matches!(open(&path, false), Err(AuditError::Gap { .. })));
+        let log = open(&path, true).unwrap();
+        let recs = records(&path);
+        assert_eq!(
+            (recs[3]["op"].as_str(), recs[3]["seq"].as_u64()),
+            (Some("audit.gap"), Some(6))
+        );
+        assert!(
+            recs[3]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("records 4..=5 are missing"),
+            "{}",
+            recs[3]
+        );
+        let a = read_anchor(&path).unwrap().unwrap();
+        assert_eq!((a.seq, a.next.is_some()), (5, true));
+        drop(log);
+        let accepted = std::fs::read(&path).unwrap();
+        let log = open(&path, false).expect("the accepted gap's record, after a crash");
+        assert_eq!(fetch(&log), 7);
+        drop(log);
+        assert!(scopevault::audit::verify(&path)
+            .unwrap()
+            .first_bad
+            .is_none());
+        // Its look-alike: the same record with another reason, as a forger writes it.
+        let forged =
+            String::from_utf8(accepted)
+                .unwrap()
+                .replacen("gap accepted", "Gap accepted", 1);
+        std::fs::write(&path, forged).unwrap();
+        std::fs::remove_file(journal_path(&path)).unwrap();
+        assert!(matches!(open(&path, false), Err(AuditError::Gap { .. })));
+    });
+}

@@ -117,3 +117,70 @@ proptest! {
         }
     }
 }
+
+/// The hex SHA-256 of a line.
+fn sha256_hex(line: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(line))
+}
+
+/// `line` with its `seq` set to `seq`, its `op` to `op` if given, and its `prev` to `prev`.
+fn relinked(line: &[u8], seq: u64, op: Option<&str>, prev: &str) -> Vec<u8> {
+    let text = String::from_utf8(line.to_vec()).unwrap();
+    let old_seq = text[7..text.find(',').unwrap()].to_owned();
+    let mut text = text.replacen(
+        &format!("{{\"seq\":{old_seq},"),
+        &format!("{{\"seq\":{seq},"),
+        1,
+    );
+    if let Some(op) = op {
+        text = text.replacen("\"op\":\"fetch\"", &format!("\"op\":\"{op}\""), 1);
+    }
+    let cut = text.rfind(",\"prev\":\"").unwrap();
+    format!("{},\"prev\":\"{prev}\"}}", &text[..cut]).into_bytes()
+}
+
+/// Finding 2 of the twentieth pass (found by attacking the daemon as a shared service): after
+/// an accepted cut tail the chain goes on after the anchored seq, with an `audit.gap` record
+/// whose `prev` is the hash of the line before it: `verify` takes that jump and names the
+/// seqs missing. A jump at any other record, or at a gap record that does not link to the
+/// line before it, is still a removal.
+#[test]
+fn a_seq_jump_is_taken_only_at_a_gap_record_linked_to_the_line_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = valid_log(dir.path());
+    let kept = &lines[..3];
+    let jump = |op: Option<&str>, prev: &str| {
+        let j = relinked(&lines[3], 9, op, prev);
+        let after = relinked(&lines[4], 10, None, &sha256_hex(&j));
+        let mut all = kept.to_vec();
+        all.push(j);
+        all.push(after);
+        all
+    };
+    let linked = sha256_hex(&lines[2]);
+    write(&path, &jump(Some("audit.gap"), &linked));
+    let report = verify(&path).unwrap();
+    assert_eq!(report.first_bad, None);
+    assert_eq!(report.last_seq, 10);
+    assert_eq!(
+        report
+            .gaps
+            .iter()
+            .map(|g| (g.line, g.first, g.last))
+            .collect::<Vec<_>>(),
+        vec![(4, 4, 8)]
+    );
+    for (op, prev) in [
+        (None, linked.clone()),
+        (Some("audit.gap"), sha256_hex(&lines[1])),
+    ] {
+        write(&path, &jump(op, &prev));
+        let bad = verify(&path)
+            .unwrap()
+            .first_bad
+            .expect("an unexplained jump");
+        assert_eq!(bad.line, 4, "{op:?}: {bad:?}");
+        assert!(bad.why.contains("seq 9 follows seq 3"), "{op:?}: {bad:?}");
+    }
+}

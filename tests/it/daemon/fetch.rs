@@ -1659,6 +1659,148 @@ fn records_cut_and_forged_past_the_anchor_are_reported_and_refused_at_start() {
     starts_with_the_gap_recorded(dir.path(), &idarg, &format!("seq {anchored}"));
 }
 
+/// `audit verify --audit LOG` of `dir`'s log: its exit status and stdout.
+fn verify_log(dir: &std::path::Path, audit_path: &std::path::Path) -> (bool, String) {
+    let out = daemon::cmd(dir)
+        .args(["audit", "verify", "--audit"])
+        .arg(audit_path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Regression (twentieth pass, found by attacking the daemon as a shared service): the last
+/// record, anchored, lost its last 20 bytes (its newline among them) with the journal moved
+/// aside. A plain `serve` refused the cut tail, but first cut what remained of that record
+/// (363 bytes of a record whose `audit_seq` a runner was given) off the log, and made a new
+/// journal: the refusal destroyed the evidence it refused over, and the later
+/// `--accept-audit-gap` recorded the gap with no word of the bytes cut. A refused start now
+/// leaves the log and the journal's place byte for byte (the log is judged against its anchor
+/// before anything is cut, repaired or made), and names the incomplete line; the accepted gap
+/// cuts it and records both, the gap and the bytes cut.
+#[test]
+fn a_start_refused_for_a_cut_anchored_record_leaves_the_log_and_the_journal_as_they_are() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read(&audit_path).unwrap();
+    let last = records(&String::from_utf8_lossy(&text)).last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    let journal = scopevault::audit::journal_path(&audit_path);
+    let aside = dir.path().join("journal.aside");
+    std::fs::rename(&journal, &aside).unwrap();
+    let aside_bytes = std::fs::read(&aside).unwrap();
+    let damaged = text[..text.len() - 20].to_vec();
+    std::fs::write(&audit_path, &damaged).unwrap();
+    let remains = damaged.len() - 1 - damaged.iter().rposition(|&b| b == b'\n').unwrap();
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains(&format!("records {last}..={last} are missing"))
+            && err.contains(&format!("{remains} bytes")),
+        "{err}"
+    );
+    assert!(
+        std::fs::read(&audit_path).unwrap() == damaged,
+        "a refused start changed the log"
+    );
+    assert!(!journal.exists(), "a refused start made a journal");
+    assert!(std::fs::read(&aside).unwrap() == aside_bytes);
+    // Accepted: the incomplete line is cut, and both the gap and the cut are recorded.
+    let d = Daemon::start(dir.path(), &[idarg[0], idarg[1], "--accept-audit-gap"]);
+    assert!(d.stop().success());
+    let after = records(&std::fs::read_to_string(&audit_path).unwrap());
+    let reason_of = |op: &str| {
+        after
+            .iter()
+            .find(|r| r["op"] == op)
+            .and_then(|r| r["reason"].as_str())
+            .unwrap_or_else(|| panic!("no {op} record: {after:?}"))
+            .to_owned()
+    };
+    assert!(
+        reason_of("audit.gap").contains(&format!("{last}..={last}")),
+        "{after:?}"
+    );
+    assert!(
+        reason_of("audit.repair").contains(&format!("({remains} bytes)")),
+        "{after:?}"
+    );
+    let (ok, said) = verify_log(dir.path(), &audit_path);
+    assert!(ok, "{said}");
+}
+
+/// Regression (twentieth pass, found by attacking the daemon as a shared service): a runner
+/// was given `audit_seq` 5 and 6 for its last two fetches; those two lines were cut (the
+/// journal moved aside) and the gap accepted, and the chain went on from the last record
+/// present: seq 5 became the `audit.gap` record and seq 6 the next `vault.load`, so the seqs
+/// the runner holds named other records. docs/audit.md: `seq` is "never reused". The chain
+/// now goes on after the anchored seq, the gap record naming the seqs missing; `audit
+/// verify` takes the jump that record explains.
+#[test]
+fn an_accepted_cut_tail_gives_no_seq_to_a_second_record() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let d = Daemon::start(dir.path(), &idarg);
+    let given: Vec<u64> = (0..5)
+        .map(|_| {
+            let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+            assert_eq!(v["ok"], true, "{v}");
+            v["audit_seq"].as_u64().unwrap()
+        })
+        .collect();
+    let audit_path = d.audit.clone();
+    assert!(d.stop().success());
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let before = records(&text);
+    let anchored = before.last().unwrap()["seq"].as_u64().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&audit_path, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    let cut = [anchored - 1, anchored];
+    assert!(
+        cut.iter().all(|s| given.contains(s)),
+        "the runner holds the seqs cut: {given:?}, {cut:?}"
+    );
+    let d = Daemon::start(dir.path(), &[idarg[0], idarg[1], "--accept-audit-gap"]);
+    assert!(d.stop().success());
+    let after = records(&std::fs::read_to_string(&audit_path).unwrap());
+    let seqs: Vec<u64> = after.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    for s in cut {
+        assert!(
+            !seqs.contains(&s),
+            "seq {s}, given to the runner, names another record: {after:?}"
+        );
+    }
+    for s in &given {
+        if let Some(r) = after.iter().find(|r| r["seq"] == *s) {
+            assert_eq!(r["op"], "fetch", "seq {s} names another record: {r}");
+        }
+    }
+    let gap = after
+        .iter()
+        .find(|r| r["op"] == "audit.gap")
+        .expect("the gap is recorded");
+    assert_eq!(gap["seq"].as_u64(), Some(anchored + 1), "{gap}");
+    let missing = format!("records {}..={anchored} are missing", anchored - 1);
+    assert!(gap["reason"].as_str().unwrap().contains(&missing), "{gap}");
+    let (ok, said) = verify_log(dir.path(), &audit_path);
+    assert!(ok && said.contains(&missing), "{said}");
+    // A second start goes on from there, with no gap to accept.
+    let d = Daemon::start(dir.path(), &idarg);
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert!(v["audit_seq"].as_u64().unwrap() > anchored + 1, "{v}");
+    assert!(d.stop().success());
+    let (ok, said) = verify_log(dir.path(), &audit_path);
+    assert!(ok, "{said}");
+}
+
 /// SHA-256 hex of a line, as docs/audit.md defines `prev` (an outside forger's own code, not
 /// the library's).
 fn sha256_hex(line: &str) -> String {
