@@ -118,7 +118,7 @@ pub struct AuditLog {
     batches: AtomicU64,
     /// Keep an anchor ([`anchor_path`]).
     anchor: bool,
-    /// `seq` of the last anchor written.
+    /// `seq` of the anchor on disk: the last one written, or the one read at open.
     anchored: Mutex<u64>,
     /// The highest generation loaded of each vault (from the anchor or the log's
     /// `vault.load` records).
@@ -742,7 +742,9 @@ impl AuditLog {
             records: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             anchor: flags.anchor,
-            anchored: Mutex::new(0),
+            // The anchor on disk: a stop that cannot write one names the records after it (it
+            // said "records 1..=N are not anchored" whatever the anchor named: twentieth pass).
+            anchored: Mutex::new(anchor.as_ref().map_or(0, |a| a.seq)),
             generations: Mutex::new(Generations::default()),
         };
         if flags.anchor {
@@ -760,7 +762,6 @@ impl AuditLog {
                     // anchored chain and begins with that record at the first write. The
                     // anchor, which says so, stays until then; it names the record's line
                     // as rendered now (a failed write reports it at the next tick).
-                    *log.anchored.lock().unwrap_or_else(|e| e.into_inner()) = a.seq;
                     log.begin_with(
                         &anchored,
                         &anchored,
@@ -799,7 +800,6 @@ impl AuditLog {
                             have.prev.clone()
                         },
                     };
-                    *log.anchored.lock().unwrap_or_else(|e| e.into_inner()) = a.seq;
                     log.begin_with(&anchored, &chain, None, rec);
                     log.as_sole_writer(|_| Ok((None, ())))?;
                 } else {
@@ -1178,7 +1178,8 @@ impl AuditLog {
         self.ok.load(Ordering::SeqCst)
     }
 
-    /// The last anchored `seq` (0: none yet) and the chain's last `seq`.
+    /// The last anchored `seq` (the anchor on disk: written by this run, or read at start; 0:
+    /// none yet) and the chain's last `seq`.
     pub fn anchor_position(&self) -> (u64, u64) {
         let anchored = *self.anchored.lock().unwrap_or_else(|e| e.into_inner());
         (anchored, self.lock().chain.seq)

@@ -1456,6 +1456,89 @@ fn a_state_directory_that_cannot_take_the_anchor_stops_hand_outs_until_it_can() 
     drop(fs);
 }
 
+/// Regression (twentieth pass, found by attacking the daemon as a shared service): with the
+/// state directory read-only, or full, from the start, a stop said "records 1..=7 are not
+/// anchored" while the anchor on disk named seq 3: the range began at 1 whatever the anchor
+/// there. docs/audit.md: the stop names "the last anchored `seq` and the last record". It now
+/// begins after the anchor read at start.
+#[test]
+fn a_stop_that_cannot_anchor_names_the_records_after_the_anchor_on_disk() {
+    for mode in ["ro", "full"] {
+        let dir = daemon::tempdir();
+        let id = daemon::setup_vault(dir.path());
+        let idarg = ["--identity-file", id.to_str().unwrap()];
+        let state = dir.path().join("state/scopevault");
+        let saved: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| {
+                let b = std::fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        let fs = match Tmpfs::mount(&state, "256k") {
+            Ok(fs) => fs,
+            Err(why) => return skip::skip(&why),
+        };
+        for (p, b) in &saved {
+            std::fs::write(p, b).unwrap();
+        }
+        let d = daemon::Daemon::start(dir.path(), &idarg);
+        assert_eq!(d.request(FETCH)["ok"], true);
+        assert!(d.stop().success());
+        let anchor_seq = || -> u64 {
+            let anchors: Vec<PathBuf> = std::fs::read_dir(&state)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    name.starts_with("audit-anchor-") && name.ends_with(".json")
+                })
+                .collect();
+            assert_eq!(anchors.len(), 1, "{anchors:?}");
+            let a: Value = serde_json::from_slice(&std::fs::read(&anchors[0]).unwrap()).unwrap();
+            a["seq"].as_u64().unwrap()
+        };
+        let anchored = anchor_seq();
+        assert!(anchored > 0);
+        match mode {
+            "ro" => fs.remount("ro"),
+            _ => fs.fill(),
+        }
+        let d = daemon::Daemon::start(dir.path(), &idarg);
+        let _ = d.request(FETCH);
+        let stderr = d.stderr.clone();
+        d.stop();
+        let err = std::fs::read_to_string(&stderr).unwrap();
+        let last = daemon::cmd(dir.path())
+            .args(["audit", "verify", "--audit"])
+            .arg(dir.path().join("audit.jsonl"))
+            .output()
+            .unwrap();
+        let last: u64 = String::from_utf8_lossy(&last.stdout)
+            .split("last seq ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{last:?}"));
+        assert_eq!(anchor_seq(), anchored, "{mode}: the anchor on disk");
+        assert!(last > anchored, "{mode}");
+        assert!(
+            err.contains(&format!(
+                "records {}..={last} are not anchored",
+                anchored + 1
+            )),
+            "{mode}: {err}"
+        );
+        match mode {
+            "ro" => fs.remount("rw"),
+            _ => fs.free(),
+        }
+        drop(fs);
+    }
+}
+
 #[test]
 fn sigkill_daemon_during_a_fetch_storm_leaves_a_verifiable_audit_log() {
     const CLIENTS: usize = 4;
