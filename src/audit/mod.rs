@@ -136,6 +136,16 @@ pub enum AuditError {
         /// The OS error, or what is in the journal's place.
         message: String,
     },
+    /// The log's anchor (in the state directory) could not be read, is not an anchor, or is
+    /// not this log's. Named as the anchor: it was worded "cannot read the audit log
+    /// …/audit-anchor-….json: this is its anchor…" (twentieth pass).
+    #[error("cannot read the audit log's anchor {path}: {message}; the anchor is the regular file the daemon writes in its state directory with the chain's head (docs/audit.md, \"The anchor\"): put this log's anchor back from backup, or move this file aside (the next start then has no anchor to judge the log against, and writes a new one)")]
+    AnchorRead {
+        /// The anchor file.
+        path: PathBuf,
+        /// The OS error, or what is wrong with it.
+        message: String,
+    },
     /// The log is shorter than (or differs from) its anchor.
     #[error("the audit log {path} does not match its anchor: {why}; restore the log from backup, or start with `serve --accept-audit-gap` to record the gap in the chain and go on")]
     Gap {

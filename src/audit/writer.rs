@@ -201,10 +201,16 @@ pub fn read_anchor(audit_path: &Path) -> Result<Option<Anchor>, AuditError> {
 /// was given, which holds no link and no `..`: the same log named another way (a link, `..`,
 /// a bind mount) finds it by its real path, else by the file itself (device and inode) among
 /// the anchors of the state directory, so that no spelling of the path skips the check.
+///
+/// An anchor found under the name of a path must name that path as its `log` (the daemon
+/// writes both from the one absolute path): one that names another log was copied from that
+/// log's, or put there, and judging this log against another chain's head would refuse it
+/// for records it never held, or pass it for another's. It is refused, naming both (it was
+/// used without a word until the twentieth pass).
 pub fn find_anchor(audit_path: &Path) -> Result<Option<(PathBuf, Anchor)>, AuditError> {
     let p = anchor_path(audit_path);
     if let Some(a) = anchor_at(&p)? {
-        return Ok(Some((p, a)));
+        return of_log(p, a, audit_path).map(Some);
     }
     let Ok(meta) = std::fs::metadata(audit_path) else {
         return Ok(None);
@@ -213,7 +219,7 @@ pub fn find_anchor(audit_path: &Path) -> Result<Option<(PathBuf, Anchor)>, Audit
         let q = anchor_path(&real);
         if q != p {
             if let Some(a) = anchor_at(&q)? {
-                return Ok(Some((q, a)));
+                return of_log(q, a, &real).map(Some);
             }
         }
     }
@@ -239,28 +245,51 @@ pub fn find_anchor(audit_path: &Path) -> Result<Option<(PathBuf, Anchor)>, Audit
     Ok(None)
 }
 
+/// The anchor `a`, found in the file `p` under the name of the log at `log`, if it names that
+/// log ([`find_anchor`]).
+fn of_log(p: PathBuf, a: Anchor, log: &Path) -> Result<(PathBuf, Anchor), AuditError> {
+    let this = std::path::absolute(log)
+        .unwrap_or_else(|_| log.to_owned())
+        .display()
+        .to_string();
+    if a.log != this {
+        return Err(AuditError::AnchorRead {
+            path: p,
+            message: format!(
+                "it names another log, {}, not {this}: it is not this log's anchor (copied from that log's, or put there)",
+                crate::text::escape_for_terminal(&a.log)
+            ),
+        });
+    }
+    Ok((p, a))
+}
+
 /// The anchor in the file `p`, if it exists.
 fn anchor_at(p: &Path) -> Result<Option<Anchor>, AuditError> {
     let p = p.to_owned();
     // Non-blocking, a regular file only: a FIFO among the anchors must not hang `doctor`,
-    // `status` or `audit verify` (seventeenth pass). An anchor is one short JSON object: a
-    // file past 1 MiB is not one, and is not read whole.
-    let text = match crate::sys::open_regular(&p, false).and_then(|f| {
+    // `status` or `audit verify` (seventeenth pass). Never through a symbolic link: the
+    // daemon writes the anchor without following one (`O_NOFOLLOW`), and read it through one
+    // until the twentieth pass. An anchor is one short JSON object: a file past 1 MiB is not
+    // one, and is not read whole.
+    let text = match crate::sys::open_regular(&p, true).and_then(|f| {
         let mut t = String::new();
         f.take(1 << 20).read_to_string(&mut t).map(|_| t)
     }) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(AuditError::Read {
-                path: p,
-                message: format!("this is its anchor, and it cannot be read ({e})"),
-            })
+            let message = if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                "it is a symbolic link, which the daemon neither follows nor writes in its state directory".to_owned()
+            } else {
+                e.to_string()
+            };
+            return Err(AuditError::AnchorRead { path: p, message });
         }
     };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| AuditError::Read {
+        .map_err(|e| AuditError::AnchorRead {
             path: p,
             message: format!("not an audit anchor ({e})"),
         })

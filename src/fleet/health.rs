@@ -416,7 +416,8 @@ pub fn audit_head(log: &Path) -> AuditHead {
     let anchor = match crate::audit::read_anchor(log) {
         Ok(a) => a,
         Err(e) => {
-            out.error = Some(format!("cannot read the audit log's anchor: {e}"));
+            // The error names the anchor itself (`AuditError::AnchorRead`).
+            out.error = Some(e.to_string());
             None
         }
     };

@@ -324,3 +324,60 @@ fn an_accepted_cut_tail_goes_on_after_the_anchored_seq_and_survives_a_crash_befo
         assert!(matches!(open(&path, false), Err(AuditError::Gap { .. })));
     });
 }
+
+/// Finding 4 of the twentieth pass (found by attacking the daemon as a shared service): the
+/// anchor was read through a symbolic link in the state directory (the state files are
+/// written without following one), an anchor naming another log was used without a word, and
+/// an anchor that could not be read was called "the audit log". Now a link there is refused,
+/// as is an anchor whose `log` is not this log, each named as the audit log's anchor, at start
+/// and by the readers (`audit verify`, `status`, `doctor` read it as the start does).
+#[test]
+fn an_anchor_behind_a_link_or_of_another_log_is_refused_and_named_as_the_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let path = dir.path().join("audit.jsonl");
+        let log = open(&path, false).unwrap();
+        fetch(&log);
+        log.write_anchor_now().unwrap();
+        drop(log);
+        let anchor = scopevault::audit::anchor_path(&path);
+        let genuine = std::fs::read_to_string(&anchor).unwrap();
+        let elsewhere = dir.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, &genuine).unwrap();
+        std::fs::remove_file(&anchor).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &anchor).unwrap();
+        for e in [
+            open(&path, false).unwrap_err(),
+            read_anchor(&path).unwrap_err(),
+        ] {
+            let said = e.to_string();
+            assert!(
+                said.contains("the audit log's anchor")
+                    && said.contains(&anchor.display().to_string())
+                    && said.contains("symbolic link"),
+                "{said}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), genuine);
+        std::fs::remove_file(&anchor).unwrap();
+        let other = dir.path().join("other.jsonl").display().to_string();
+        let of_another: serde_json::Value = serde_json::from_str(&genuine).unwrap();
+        let mut of_another = of_another;
+        of_another["log"] = serde_json::Value::String(other.clone());
+        std::fs::write(&anchor, of_another.to_string()).unwrap();
+        for e in [
+            open(&path, false).unwrap_err(),
+            read_anchor(&path).unwrap_err(),
+        ] {
+            let said = e.to_string();
+            assert!(
+                said.contains("the audit log's anchor")
+                    && said.contains("another log")
+                    && said.contains(&other),
+                "{said}"
+            );
+        }
+        std::fs::write(&anchor, &genuine).unwrap();
+        drop(open(&path, false).expect("the genuine anchor"));
+    });
+}
