@@ -1,9 +1,9 @@
 //! The only module that makes system calls directly (through `rustix`): peer credentials of a
-//! Unix socket and a pidfd for the peer process, process hardening (dumpable, core limit,
-//! `mlockall`, umask), what `/proc` says of a process (its uid, its room to lock memory, the
-//! holders of a listening socket), terminal echo for prompts, descriptors held in reserve
-//! under the open-files limit, and handing freed heap memory back to the kernel (user and
-//! group lookups are [`crate::accounts`]'s). The crate's only `unsafe` code is here, each
+//! Unix socket and a pidfd for the peer process, whether an inherited socket listens, process
+//! hardening (dumpable, core limit, `mlockall`, umask), what `/proc` says of a process (its
+//! uid, its room to lock memory, the holders of a listening socket), terminal echo for
+//! prompts, descriptors held in reserve under the open-files limit, and handing freed heap
+//! memory back to the kernel (user and group lookups are [`crate::accounts`]'s). The crate's only `unsafe` code is here, each
 //! block commented and audited: two FFI calls rustix does not wrap (`malloc_trim`,
 //! `getsockopt(SO_PEERPIDFD)`), taking ownership of the descriptor the latter returns, and
 //! borrowing an inherited descriptor (`--passphrase-fd`).
@@ -39,6 +39,12 @@ pub fn peer_credentials(sock: &UnixStream) -> io::Result<PeerCred> {
         gid: cred.gid.as_raw(),
         pid: cred.pid.as_raw_pid(),
     })
+}
+
+/// Whether the socket `sock` listens (`SO_ACCEPTCONN`): a socket bound but never passed to
+/// `listen` has an address, and refuses every connection made to it.
+pub fn is_listening(sock: &impl AsFd) -> io::Result<bool> {
+    Ok(rustix::net::sockopt::socket_acceptconn(sock)?)
 }
 
 /// Connect to the Unix stream socket at `path`, waiting at most `wait` for the listener to take

@@ -319,10 +319,19 @@ fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
     if !for_us || std::env::var_os("LISTEN_FDS").is_none() {
         return Ok(None);
     }
+    const NOT_LISTENING: &str = "LISTEN_FDS is set but fd 3 is not a listening Unix stream socket; check the .socket unit (ListenStream= must be a path)";
     let mut fds = listenfd::ListenFd::from_env();
-    let listener = fds
-        .take_unix_listener(0)
-        .context("LISTEN_FDS is set but fd 3 is not a listening Unix stream socket; check the .socket unit (ListenStream= must be a path)")?;
+    let listener = fds.take_unix_listener(0).context(NOT_LISTENING)?;
+    // listenfd checks the kind of socket, not that it listens: a Unix stream socket bound but
+    // never `listen`ed was taken, "listening on" said, READY=1 sent, and every connection
+    // refused until the stop (twentieth pass, found by attacking the daemon as a shared
+    // service).
+    if let Some(l) = &listener {
+        let listening = crate::sys::is_listening(l).context(NOT_LISTENING)?;
+        if !listening {
+            anyhow::bail!("{NOT_LISTENING}: it is bound to an address but does not listen");
+        }
+    }
     Ok(listener)
 }
 

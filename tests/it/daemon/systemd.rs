@@ -109,3 +109,115 @@ fn socket_activation_serves_on_the_inherited_socket() {
     );
     drop(idle);
 }
+
+/// Runs `scopevault serve ARGS` with fd 3 a Unix stream socket bound at `sock`, listening or
+/// not, and `LISTEN_FDS=1`, `LISTEN_PID` its pid: what systemd hands over, made by python3
+/// (a test cannot put a socket at fd 3 of a child without `unsafe`).
+fn serve_on_fd3(dir: &std::path::Path, sock: &std::path::Path, listen: bool) -> Command {
+    const HAND_OVER: &str = "import os, socket, sys\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+        s.bind(sys.argv[1])\n\
+        if sys.argv[2] == 'listen': s.listen()\n\
+        if s.fileno() != 3: os.dup2(s.fileno(), 3)\n\
+        os.set_inheritable(3, True)\n\
+        env = dict(os.environ, LISTEN_FDS='1', LISTEN_PID=str(os.getpid()))\n\
+        os.execve(sys.argv[3], sys.argv[3:], env)\n";
+    let base = daemon::cmd(dir);
+    let mut c = Command::new("python3");
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.arg("-c")
+        .arg(HAND_OVER)
+        .arg(sock)
+        .arg(if listen { "listen" } else { "bound" })
+        .arg(daemon::bin())
+        .args(["serve", "--read-timeout", "1"]);
+    c
+}
+
+/// Regression (twentieth pass, found by attacking the daemon as a shared service): a Unix
+/// stream socket that is bound but not listening, handed over as fd 3, was taken: the daemon
+/// said "listening on the socket from systemd", sent `READY=1`, and every connection was
+/// refused until it stopped. It is refused at start now, as a TCP or datagram socket is, and
+/// no readiness is sent. The same hand-over with a listening socket serves (so the refusal is
+/// the socket's, not the hand-over's).
+#[test]
+fn a_bound_socket_that_does_not_listen_is_refused_under_socket_activation() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip::skip("python3 is not installed");
+    }
+    let dir = tempdir();
+    let notify = dir.path().join("notify");
+    let rx = UnixDatagram::bind(&notify).unwrap();
+    rx.set_nonblocking(true).unwrap();
+
+    // The control: a listening socket handed over the same way is served.
+    let good = dir.path().join("listening.sock");
+    let mut served = serve_on_fd3(dir.path(), &good, true)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let v = loop {
+        if let Ok(mut s) = UnixStream::connect(&good) {
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            if let Ok(v) = roundtrip(&mut s, r#"{"v":1,"op":"health"}"#) {
+                break v;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = served.kill();
+            panic!("the listening socket handed over as fd 3 was not served");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = served.kill();
+    let _ = served.wait();
+    assert_eq!(v["ok"], true, "{v}");
+
+    let bound = dir.path().join("bound.sock");
+    let stderr = dir.path().join("serve.stderr");
+    let mut child = serve_on_fd3(dir.path(), &bound, false)
+        .env("NOTIFY_SOCKET", &notify)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the daemon runs on a socket that does not listen: {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("LISTEN_FDS is set but fd 3 is not a listening Unix stream socket"),
+        "{err}"
+    );
+    assert!(!err.contains("listening on"), "{err}");
+    // No readiness was sent: the daemon that refused has exited, so a datagram it sent would
+    // be queued by now.
+    let mut buf = [0u8; 256];
+    let got = rx.recv(&mut buf);
+    assert!(
+        got.as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "a readiness datagram was sent: {:?}",
+        got.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    );
+}
