@@ -123,6 +123,32 @@ pub struct Limits {
 /// The default total connection cap (`serve --max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
+/// The longest read timeout `serve` takes (`--read-timeout`): an hour. A request line is at
+/// most 64 KiB, and a stop waits up to the read timeout and a second for the requests in
+/// flight: longer is a typo, not a bound.
+pub const MAX_READ_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The longest idle timeout `serve` takes (`--idle-timeout`): a day.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// `d` from now; past what an [`Instant`] can hold, now itself. Every deadline of the loop is
+/// made here: `Instant + Duration` panics on overflow ("overflow when adding duration to
+/// instant"), and a [`Limits`] made in code is not bounded as `serve`'s options are.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or(now)
+}
+
+/// How long a stop waits for the requests in flight: the read timeout and a second (a client
+/// that has started a line has that long to finish it), never more than `serve`'s longest.
+fn drain_deadline(limits: &Limits) -> Instant {
+    let grace = limits
+        .read_timeout
+        .min(MAX_READ_TIMEOUT)
+        .saturating_add(Duration::from_secs(1));
+    after(grace)
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -622,8 +648,7 @@ impl Server {
                 .name("sv-loop".into())
                 .spawn(move || {
                     let served = other.serve(None, &sd);
-                    let grace = other.limits.read_timeout + Duration::from_secs(1);
-                    other.drain(Instant::now() + grace);
+                    other.drain(drain_deadline(&other.limits));
                     served
                 });
             match spawned {
@@ -659,7 +684,7 @@ impl Server {
                 let _ = std::fs::remove_file(p);
             }
         }
-        lp.drain(Instant::now() + lp.limits.read_timeout + Duration::from_secs(1));
+        lp.drain(drain_deadline(&lp.limits));
         let mut outcome = result;
         for t in others {
             let served = t
@@ -795,7 +820,7 @@ struct Loop {
 impl Loop {
     fn serve(&mut self, listener: Option<&Listener>, shutdown: &Shutdown) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS);
-        let mut next_sweep = Instant::now() + SWEEP;
+        let mut next_sweep = after(SWEEP);
         let mut accept_ready = listener.is_some();
         let mut accept_retry: Option<Instant> = None;
         loop {
@@ -845,13 +870,13 @@ impl Loop {
                 match self.accept(listener) {
                     Ok(more) => accept_ready = more,
                     // EMFILE and friends: try again shortly rather than spin.
-                    Err(_) => accept_retry = Some(Instant::now() + Duration::from_millis(20)),
+                    Err(_) => accept_retry = Some(after(Duration::from_millis(20))),
                 }
             }
             self.turn(false);
             if Instant::now() >= next_sweep {
                 self.sweep(false);
-                next_sweep = Instant::now() + SWEEP;
+                next_sweep = after(SWEEP);
             }
         }
     }
@@ -1548,6 +1573,53 @@ mod tests {
         let listener = Listener::bind(&path).unwrap();
         let server = Server::new(listener, limits, handler.clone()).unwrap();
         (server, handler, path)
+    }
+
+    /// Every deadline of the loop is made by `after`: one past what an `Instant` can hold is
+    /// now, not a panic (twentieth pass: `Instant + Duration` overflowed at the stop).
+    #[test]
+    fn a_deadline_past_what_an_instant_holds_is_now_not_a_panic() {
+        let before = Instant::now();
+        let deadline = after(Duration::MAX);
+        assert!(before <= deadline && deadline <= Instant::now());
+        let limits = Limits {
+            read_timeout: Duration::MAX,
+            ..Limits::default()
+        };
+        // The stop's wait is capped at serve's longest read timeout and a second.
+        let drain = drain_deadline(&limits);
+        assert!(drain <= Instant::now() + MAX_READ_TIMEOUT + Duration::from_secs(1));
+        assert!(drain >= before + MAX_READ_TIMEOUT);
+    }
+
+    /// Regression (twentieth pass, found by attacking the daemon as a shared service): a read
+    /// timeout as long as a `Duration` holds (what `serve --read-timeout 18446744073709551615`
+    /// made) panicked every loop at the stop, "overflow when adding duration to instant",
+    /// instead of draining and returning. No limit can panic the loop now, whatever `serve`
+    /// lets through: the stop of two loops, each with a connection served, returns `Ok`.
+    #[test]
+    fn the_longest_timeouts_stop_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            read_timeout: Duration::MAX,
+            idle_timeout: Duration::MAX,
+            event_loops: 2,
+            ..Limits::default()
+        };
+        let (server, _handler, path) = server_with(dir.path(), limits, |_| {});
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        for _ in 0..4 {
+            let mut s = UnixStream::connect(&path).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"{\"v\":1,\"op\":\"health\"}\n").unwrap();
+            assert_eq!(answer(&s)["ok"], true);
+        }
+        stop.trigger();
+        let stopped = running.join();
+        assert!(stopped.is_ok(), "the stop panicked");
+        stopped.unwrap().unwrap();
+        assert!(!path.exists(), "the socket was left behind");
     }
 
     /// `n` clients connected to `path`, each with a `fetch` sent.

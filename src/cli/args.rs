@@ -557,11 +557,12 @@ pub struct ServeArgs {
     /// `busy`. Root and the daemon's user have 16 more slots that no other uid can take.
     #[arg(long, default_value_t = crate::agent::server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Seconds a client may take to send one request line.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds a client may take to send one request line, or to read one answer (1 to
+    /// 3600); a stop waits up to this and a second for the requests in flight.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = read_timeout)]
     pub read_timeout: u64,
-    /// Seconds an idle connection stays open.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds an idle connection stays open (1 to 86400).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = idle_timeout)]
     pub idle_timeout: u64,
     /// Let this group reach the socket: its directory becomes 0750 root:GROUP and the socket
     /// 0660 root:GROUP (runner users in GROUP can then connect).
@@ -600,6 +601,39 @@ pub struct ServeArgs {
     /// most 4.
     #[arg(long, value_name = "N")]
     pub event_loops: Option<usize>,
+}
+
+/// `serve --read-timeout SECONDS`: 1 to [`MAX_READ_TIMEOUT`](crate::agent::server::MAX_READ_TIMEOUT).
+fn read_timeout(s: &str) -> Result<u64, String> {
+    seconds_within(
+        s,
+        crate::agent::server::MAX_READ_TIMEOUT.as_secs(),
+        "longer than an hour is not a bound on one request line (and a stop waits up to it for the requests in flight)",
+    )
+}
+
+/// `serve --idle-timeout SECONDS`: 1 to [`MAX_IDLE_TIMEOUT`](crate::agent::server::MAX_IDLE_TIMEOUT).
+fn idle_timeout(s: &str) -> Result<u64, String> {
+    seconds_within(
+        s,
+        crate::agent::server::MAX_IDLE_TIMEOUT.as_secs(),
+        "longer than a day is not a bound on an idle connection",
+    )
+}
+
+/// A whole number of seconds from 1 to `max`; `too_long` says why more is refused. Every
+/// duration `serve` takes is bounded here, where it is typed: `--read-timeout
+/// 18446744073709551615` was accepted, and the daemon panicked at its stop, adding it to the
+/// clock (twentieth pass, found by attacking the daemon as a shared service).
+fn seconds_within(s: &str, max: u64, too_long: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err(format!(
+            "0 would close every connection at once: give 1 to {max} seconds"
+        )),
+        Ok(n) if n <= max => Ok(n),
+        Ok(_) => Err(format!("{too_long}: give 1 to {max} seconds")),
+        Err(_) => Err(format!("not a whole number of seconds: give 1 to {max}")),
+    }
 }
 
 /// `scopevault status`.

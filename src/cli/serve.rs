@@ -17,15 +17,14 @@ use crate::vault::OpenOptions;
 
 pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Check what the user typed before touching anything.
+    // (`--read-timeout` and `--idle-timeout` are bounded by clap, args.rs.)
     if a.max_connections == 0
         || a.max_connections_per_uid == 0
-        || a.read_timeout == 0
-        || a.idle_timeout == 0
         || a.event_loops == Some(0)
         || a.audit_rate_kib == 0
         || a.audit_burst_kib == 0
     {
-        bail!("--max-connections, --max-connections-per-uid, --read-timeout, --idle-timeout, --event-loops, --audit-rate-kib and --audit-burst-kib must be at least 1");
+        bail!("--max-connections, --max-connections-per-uid, --event-loops, --audit-rate-kib and --audit-burst-kib must be at least 1");
     }
     let limits = Limits {
         max_connections: a.max_connections,

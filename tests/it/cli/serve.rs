@@ -248,3 +248,76 @@ fn systemd_analyze_verifies_the_units() {
     let warnings: Vec<&str> = err.lines().filter(|l| l.contains("scopevault.s")).collect();
     assert!(warnings.is_empty(), "{err}");
 }
+
+/// `scopevault serve ARGS` in a fresh directory, until it exits (60 s at most: a daemon that
+/// started instead is killed and the test fails); its exit status and stderr.
+fn serve_refused(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let stderr = dir.join("serve.stderr");
+    let mut child = crate::common::daemon::cmd(dir)
+        .arg("serve")
+        .arg("--socket")
+        .arg(dir.join("run/s.sock"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "serve {args:?} started: {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(&stderr).unwrap())
+}
+
+/// Regression (twentieth pass, found by attacking the daemon as a shared service):
+/// `--read-timeout 18446744073709551615` was accepted, and the daemon panicked at SIGTERM
+/// ("overflow when adding duration to instant", exit 101) instead of removing its socket and
+/// exiting 0. Each timeout of `serve` has a maximum now (docs/operations.md), and a value
+/// beyond it is a usage error, exit 2, naming the option and its range, before anything
+/// starts; the maxima themselves start, and stop with SIGTERM, exit 0.
+#[test]
+fn a_timeout_beyond_its_maximum_is_refused_and_the_maxima_start_and_stop() {
+    for (flag, value, range) in [
+        ("--read-timeout", "18446744073709551615", "1 to 3600"),
+        ("--read-timeout", "9223372036854775807", "1 to 3600"),
+        ("--read-timeout", "3601", "1 to 3600"),
+        ("--read-timeout", "0", "1 to 3600"),
+        ("--idle-timeout", "18446744073709551615", "1 to 86400"),
+        ("--idle-timeout", "86401", "1 to 86400"),
+        ("--idle-timeout", "0", "1 to 86400"),
+    ] {
+        let dir = crate::common::daemon::tempdir();
+        let (status, err) = serve_refused(dir.path(), &[flag, value]);
+        assert_eq!(status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(range),
+            "{flag} {value}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{flag} {value}: {err}");
+        assert!(!dir.path().join("run/s.sock").exists());
+    }
+    let dir = crate::common::daemon::tempdir();
+    let d = crate::common::daemon::Daemon::start(
+        dir.path(),
+        &["--read-timeout", "3600", "--idle-timeout", "86400"],
+    );
+    let socket = d.socket.clone();
+    let stderr = d.stderr.clone();
+    let status = d.stop();
+    let err = std::fs::read_to_string(stderr).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!socket.exists(), "the socket was left behind: {err}");
+}
