@@ -19,7 +19,7 @@ use super::server::{Limits, Listener, Server};
 use super::state::{vault_error, LoadRules, LoadedVault, VaultView};
 use crate::audit::{AuditLog, OpenFlags};
 use crate::secret::SecretString;
-use crate::vault::{OpenOptions, Unlock, Vault};
+use crate::vault::{OpenOptions, Unlock, Vault, VaultError};
 
 /// Reads the passphrase given for the start (`--passphrase-file`, `--passphrase-fd`), if any.
 /// Called after the hardening, so the passphrase never exists in an unhardened process.
@@ -60,10 +60,49 @@ pub struct Config {
     pub audit_budget: (u64, u64),
     /// The vault file.
     pub vault_path: PathBuf,
+    /// How the vault path was chosen, said when no vault is there at the first load.
+    pub vault_path_source: VaultPathSource,
     /// How the vault is opened (rollback policy).
     pub open_options: OpenOptions,
     /// The unlock at start.
     pub unlock: StartUnlock,
+}
+
+/// How the daemon's vault path was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VaultPathSource {
+    /// `--vault`.
+    Flag,
+    /// `SCOPEVAULT_VAULT`.
+    Env,
+    /// Neither: the default path ([`crate::paths::vault`]).
+    Default,
+}
+
+impl VaultPathSource {
+    fn describe(self) -> &'static str {
+        match self {
+            VaultPathSource::Flag => "the path given with --vault",
+            VaultPathSource::Env => "the path in SCOPEVAULT_VAULT",
+            VaultPathSource::Default => {
+                "the default path: neither --vault nor SCOPEVAULT_VAULT was given"
+            }
+        }
+    }
+
+    /// `e` as the daemon's first load says it: no file at the path is no vault to serve, and
+    /// how the path was chosen, not the text for a file gone from under a running daemon,
+    /// which is what it said (twentieth pass, found by attacking the daemon as a shared
+    /// service).
+    fn at_first_load(self, e: VaultError) -> VaultError {
+        match e {
+            VaultError::NoFileAtPath(path) => VaultError::NoVaultToServe {
+                path,
+                chosen: self.describe().into(),
+            },
+            e => e,
+        }
+    }
 }
 
 /// Run the daemon until it is stopped (SIGTERM, SIGINT).
@@ -97,18 +136,21 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     handler.set_audit_reserve(c.audit_reserve);
     handler.set_audit_budget(c.audit_budget.0, c.audit_budget.1);
     handler.set_allow_rollback(c.open_options.allow_rollback);
-    let (vault_path, opts) = (c.vault_path, c.open_options);
+    let (vault_path, opts, source) = (c.vault_path, c.open_options, c.vault_path_source);
     {
         let (path, opts) = (vault_path.clone(), opts.clone());
         handler.set_opener(Box::new(move |p: &SecretString, rules: &LoadRules| {
             let opts = rules.onto(&opts);
+            // No vault id yet: nothing was loaded in this run (a daemon started locked).
+            let first = rules.vault_id.is_none();
             let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &opts)
+                .map_err(|e| if first { source.at_first_load(e) } else { e })
                 .map_err(|e| vault_error(&e))?;
             warn_rollback(&v);
             Ok(Box::new(LoadedVault::new(v, opts)) as Box<dyn VaultView>)
         }));
     }
-    let unlocked_by = unlock_at_start(c.unlock, &vault_path, &opts, &handler)?;
+    let unlocked_by = unlock_at_start(c.unlock, &vault_path, &opts, source, &handler)?;
     // The socket comes last: once it answers, the daemon is fully up (unlocked if it can be).
     let listener = match activated_listener()? {
         Some(l) => Listener::inherited(l),
@@ -238,28 +280,40 @@ fn unlock_at_start(
     u: StartUnlock,
     path: &Path,
     opts: &OpenOptions,
+    source: VaultPathSource,
     handler: &Handler,
 ) -> anyhow::Result<Option<String>> {
+    // The run's first load: no vault at the path is said as such, not as a failure of the
+    // unlock source.
+    let open = |unlock: &Unlock, failed: &dyn Fn() -> String| -> anyhow::Result<Vault> {
+        match Vault::open(path, unlock, opts).map_err(|e| source.at_first_load(e)) {
+            Ok(v) => Ok(v),
+            Err(e @ VaultError::NoVaultToServe { .. }) => Err(e.into()),
+            Err(e) => Err(anyhow::Error::new(e).context(failed())),
+        }
+    };
     let from_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
         .map(|d| PathBuf::from(d).join("scopevault-identity"))
         .filter(|p| p.exists());
     let identity = u.identity_file.or(from_systemd);
     if let Some(id) = identity {
-        let v = Vault::open(path, &Unlock::IdentityFile(id.clone()), opts)
-            .with_context(|| format!("cannot unlock the vault with {}", id.display()))?;
+        let v = open(&Unlock::IdentityFile(id.clone()), &|| {
+            format!("cannot unlock the vault with {}", id.display())
+        })?;
         load(handler, v, opts, "identity file")?;
         return Ok(Some(format!("identity file {}", crate::text::shown(&id))));
     }
     // `--passphrase-file` / `--passphrase-fd`: given explicitly, so a failure stops the start
     // (issue 15.12: it used to be accepted and ignored).
     if let Some(pass) = (u.passphrase)()? {
-        let v = Vault::open(path, &Unlock::Passphrase(pass), opts)
-            .context("cannot unlock the vault with the passphrase given")?;
+        let v = open(&Unlock::Passphrase(pass), &|| {
+            "cannot unlock the vault with the passphrase given".into()
+        })?;
         load(handler, v, opts, "passphrase")?;
         return Ok(Some("the passphrase given".into()));
     }
     if u.keyring && path.exists() && crate::vault::has_keyring_slot(path)? {
-        match Vault::open(path, &Unlock::Keyring, opts) {
+        match Vault::open(path, &Unlock::Keyring, opts).map_err(|e| source.at_first_load(e)) {
             Ok(v) => {
                 load(handler, v, opts, "keyring")?;
                 return Ok(Some("the keyring slot".into()));

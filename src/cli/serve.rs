@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail};
 use super::args::{GlobalArgs, ServeArgs};
 use crate::accounts::Unresolved;
 use crate::agent::authz::AccessConfig;
-use crate::agent::daemon::{Config, StartUnlock};
+use crate::agent::daemon::{Config, StartUnlock, VaultPathSource};
 use crate::agent::server::{default_socket_path, Limits};
 use crate::audit::{default_audit_path, OpenFlags};
 use crate::vault::OpenOptions;
@@ -71,6 +71,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
             a.audit_burst_kib.saturating_mul(1024),
         ),
         vault_path: super::unlock::vault_path(g),
+        vault_path_source: vault_path_source(),
         // The path names the file itself (a link at it was followed once, at the start of the
         // command): the daemon keeps that file, and refuses a link put at its path later.
         open_options: OpenOptions {
@@ -84,6 +85,25 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         },
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the vault path came from `--vault`, `SCOPEVAULT_VAULT` or neither, read again from
+/// the command line by clap: the parsed [`GlobalArgs`] do not say where a value came from (and
+/// hold the path with a link at it followed, whatever chose it).
+fn vault_path_source() -> VaultPathSource {
+    use clap::parser::ValueSource;
+    use clap::CommandFactory;
+    let Ok(m) = super::args::Cli::command().try_get_matches_from(std::env::args_os()) else {
+        return VaultPathSource::Default;
+    };
+    let Some(("serve", sub)) = m.subcommand() else {
+        return VaultPathSource::Default;
+    };
+    match sub.value_source("vault") {
+        Some(ValueSource::CommandLine) => VaultPathSource::Flag,
+        Some(ValueSource::EnvVariable) => VaultPathSource::Env,
+        _ => VaultPathSource::Default,
+    }
 }
 
 fn resolve_group(name: &str) -> anyhow::Result<u32> {

@@ -110,7 +110,22 @@ pub enum VaultError {
         /// The vault id in the file's header (not authenticated).
         found: String,
     },
-    /// Nothing, or no regular file (a FIFO, a directory, a device), at the daemon's vault path
+    /// No file at the daemon's vault path ([`OpenOptions::no_follow`]) once it has loaded a
+    /// vault from it: the daemon loads the file at that path only, whatever a client's
+    /// `--vault` says. (At its first load there never was one: [`VaultError::NoVaultToServe`].)
+    #[error("{} holds no file now (removed or renamed): the daemon loads only the vault file at this path (a client's --vault does not choose it). Put the vault file back at this path, or restart the daemon to serve another", .0.display())]
+    NoFileAtPath(PathBuf),
+    /// No file at the daemon's vault path at its first load (its start, or the first `unlock`
+    /// of a daemon started locked): there is no vault to serve yet. Made by the daemon from
+    /// [`VaultError::NoFileAtPath`], with how the path was chosen.
+    #[error("no vault at {} ({chosen}): the daemon has no vault to serve. Create one at this path with `scopevault init`, or start the daemon with --vault PATH (or SCOPEVAULT_VAULT) naming the vault file", path.display())]
+    NoVaultToServe {
+        /// The daemon's vault path.
+        path: PathBuf,
+        /// How it was chosen: `--vault`, `SCOPEVAULT_VAULT`, or the default.
+        chosen: String,
+    },
+    /// No regular file (a FIFO, a directory, a device) at the daemon's vault path
     /// ([`OpenOptions::no_follow`]): the daemon loads the file at that path only, whatever a
     /// client's `--vault` says.
     #[error("{} {found}: the daemon loads only the vault file at this path (a client's --vault does not choose it). Put the vault file back at this path, or restart the daemon to serve another", path.display())]
@@ -290,6 +305,8 @@ impl VaultError {
                 | VaultError::LinkAtPath(_)
                 | VaultError::OtherVault { .. }
                 | VaultError::NotAtPath { .. }
+                | VaultError::NoFileAtPath(_)
+                | VaultError::NoVaultToServe { .. }
         )
     }
 

@@ -711,11 +711,9 @@ fn open_sized(path: &Path, no_follow: bool) -> Result<(File, u64), VaultError> {
         }
         if e.kind() == io::ErrorKind::NotFound && no_follow {
             // The daemon's path: a client's `--vault` does not choose what it loads, so
-            // "create one or point --vault at it" does not fit (it was `internal`).
-            VaultError::NotAtPath {
-                path: path.to_path_buf(),
-                found: "holds no file now (removed or renamed)".into(),
-            }
+            // "create one or point --vault at it" does not fit (it was `internal`). At the
+            // daemon's first load the daemon says it otherwise (`NoVaultToServe`).
+            VaultError::NoFileAtPath(path.to_path_buf())
         } else if e.kind() == io::ErrorKind::NotFound {
             VaultError::NotFound(path.to_path_buf())
         } else {

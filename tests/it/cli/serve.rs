@@ -321,3 +321,133 @@ fn a_timeout_beyond_its_maximum_is_refused_and_the_maxima_start_and_stop() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(!socket.exists(), "the socket was left behind: {err}");
 }
+
+/// Regression (twentieth pass, found by attacking the daemon as a shared service): `serve`
+/// with no vault file at its path said "PATH holds no file now (removed or renamed): the
+/// daemon loads only the vault file at this path … Put the vault file back at this path, or
+/// restart the daemon to serve another", the text for a running daemon whose file went away,
+/// when there never was one. At the daemon's first load (its start, or the first `unlock` of
+/// a daemon started locked) it says now that there is no vault at that path, how the path was
+/// chosen (`--vault`, `SCOPEVAULT_VAULT`, or the default), and to run `scopevault init` or
+/// give `--vault`; once a vault is loaded, a file gone from the path keeps the running
+/// daemon's text.
+#[test]
+fn serve_with_no_vault_says_so_and_how_its_path_was_chosen() {
+    use crate::common::daemon::{cmd, tempdir};
+    let dir = tempdir();
+    let dir = dir.path();
+    let pass = dir.join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let pass = pass.to_str().unwrap();
+    let flagged = dir.join("flag/none.scopevault");
+    let from_env = dir.join("env/none.scopevault");
+    let default = dir.join("data/scopevault/vault.scopevault");
+    for (how, path, shown) in [
+        ("flag", &flagged, "given with --vault"),
+        ("env", &from_env, "in SCOPEVAULT_VAULT"),
+        ("default", &default, "the default path"),
+    ] {
+        let mut c = cmd(dir);
+        c.env_remove("SCOPEVAULT_VAULT");
+        match how {
+            "flag" => {
+                c.arg("--vault").arg(path);
+            }
+            "env" => {
+                c.env("SCOPEVAULT_VAULT", path);
+            }
+            _ => {}
+        }
+        let out = c
+            .args(["serve", "--passphrase-file", pass, "--socket"])
+            .arg(dir.join(format!("run-{how}/s.sock")))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{how}: {err}");
+        assert!(
+            err.contains(&format!("no vault at {}", path.display()))
+                && err.contains(shown)
+                && err.contains("scopevault init")
+                && err.contains("--vault"),
+            "{how}: {err}"
+        );
+        assert!(
+            !err.contains("holds no file now") && !err.contains("restart the daemon"),
+            "{how}: {err}"
+        );
+    }
+
+    // A daemon started locked: its first load is an `unlock`, which says the same; once a
+    // vault is loaded, a file gone from the path is the running daemon's case.
+    let vault = dir.join("later/vault.scopevault");
+    let socket = dir.join("run/s.sock");
+    let sv = |args: &[&str]| {
+        let out = cmd(dir)
+            .env("SCOPEVAULT_VAULT", &vault)
+            .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let d = {
+        let mut c = cmd(dir);
+        c.env("SCOPEVAULT_VAULT", &vault)
+            .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+            .args(["serve", "--socket"])
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Served(c.spawn().unwrap())
+    };
+    let t0 = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "no daemon"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (code, err) = sv(&["unlock", "--passphrase-file", pass]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains(&format!("no vault at {}", vault.display()))
+            && err.contains("in SCOPEVAULT_VAULT")
+            && err.contains("scopevault init")
+            && !err.contains("holds no file now"),
+        "{err}"
+    );
+    let (code, err) = sv(&["init", "--passphrase-file", pass]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = sv(&["unlock", "--passphrase-file", pass]);
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::remove_file(&vault).unwrap();
+    let (code, err) = sv(&["reload"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("holds no file now")
+            && err.contains("restart the daemon")
+            && !err.contains("scopevault init"),
+        "{err}"
+    );
+    drop(d);
+}
+
+/// A daemon killed and reaped on drop.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
