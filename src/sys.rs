@@ -3,10 +3,11 @@
 //! hardening (dumpable, core limit, `mlockall`, umask), what `/proc` says of a process (its
 //! uid, its room to lock memory, the holders of a listening socket), terminal echo for
 //! prompts, descriptors held in reserve under the open-files limit, and handing freed heap
-//! memory back to the kernel (user and group lookups are [`crate::accounts`]'s). The crate's only `unsafe` code is here, each
-//! block commented and audited: two FFI calls rustix does not wrap (`malloc_trim`,
-//! `getsockopt(SO_PEERPIDFD)`), taking ownership of the descriptor the latter returns, and
-//! borrowing an inherited descriptor (`--passphrase-fd`).
+//! memory back to the kernel (user and group lookups are [`crate::accounts`]'s). The crate's
+//! only `unsafe` code is here, each block commented and audited: two FFI calls rustix does not
+//! wrap (`malloc_trim`, `getsockopt(SO_PEERPIDFD)`), taking ownership of the descriptor the
+//! latter returns, borrowing an inherited descriptor (`--passphrase-fd`), and a child's
+//! parent-death signal set between its `fork` and `exec` (the demo's daemon).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -909,6 +910,29 @@ impl ChildSignals {
     /// Whether [`ChildSignals::reaped`] was called.
     pub fn is_reaped(&self) -> bool {
         self.reaped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Have the child that `cmd` spawns get SIGTERM from the kernel when this process dies
+/// (`PR_SET_PDEATHSIG`), however it dies, SIGKILL included: for a child that must not outlive
+/// the command that started it (the demo's daemon). Linux sends it when the *thread* that
+/// spawned the child ends: call this, and spawn, from the main thread. A parent that is gone
+/// already when the child sets it (between the fork and the `prctl`) fails the spawn.
+pub fn terminate_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the child between `fork` and `exec`, where only
+    // async-signal-safe work is allowed: it makes two system calls (`prctl`, `getppid`) and
+    // builds its errors from raw OS error numbers; it allocates nothing and takes no lock.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+            if rustix::process::getppid() != Some(parent) {
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -18,6 +18,19 @@ use crate::client::Client;
 
 const POLICY: &str = include_str!("../../examples/policy.toml");
 
+/// `println!` that returns the write's error instead of panicking. The demo's stdout may be a
+/// pipe whose reader has gone (`scopevault demo | head`): that ends the output, not the demo's
+/// duty to stop its daemon and remove its directory. `println!` panicked there, and the panic
+/// hook (`stdout_closed_is_success`) ended the process, exit 0, before either (twentieth
+/// pass, found by attacking the daemon as a shared service). Now the error goes up like any
+/// other, through the clean-up, and a closed pipe still exits 0 (`exit_code_of`). (SIGPIPE
+/// itself is ignored: the Rust runtime sets it so before `main`, and a write gets EPIPE.)
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
+}
+
 struct Demo {
     exe: PathBuf,
     dir: PathBuf,
@@ -31,12 +44,13 @@ fn random_token(bytes: usize) -> String {
 }
 
 impl Demo {
-    fn say(&mut self, title: &str, text: &str) {
+    fn say(&mut self, title: &str, text: &str) -> std::io::Result<()> {
         self.step += 1;
-        println!("\n── step {}: {title}", self.step);
+        outln!("\n── step {}: {title}", self.step)?;
         for line in text.lines() {
-            println!("   {line}");
+            outln!("   {line}")?;
         }
+        Ok(())
     }
 
     /// This binary with the demo's vault, socket and audit log, and nothing from the caller's
@@ -61,7 +75,7 @@ impl Demo {
 
     /// Run `scopevault ARGS` (stdin from `input`), show the command, return stdout+stderr.
     fn run(&self, args: &[&str], input: Option<&str>, show: &str) -> anyhow::Result<Output> {
-        println!("   $ scopevault {show}");
+        outln!("   $ scopevault {show}")?;
         let mut child = self
             .cmd()
             .args(args)
@@ -99,10 +113,11 @@ struct Output {
 
 /// What a step's command printed, indented; escaped once more, as every line the demo shows
 /// (the commands escape what they print already: escaping is idempotent on that).
-fn indent(text: &str) {
+fn indent(text: &str) -> std::io::Result<()> {
     for line in text.lines() {
-        println!("     {}", crate::text::escape_for_terminal(line));
+        outln!("     {}", crate::text::escape_for_terminal(line))?;
     }
+    Ok(())
 }
 
 /// The demo's daemon, for the signal handler of [`run`]: signalled through its pidfd, so a
@@ -146,7 +161,10 @@ fn clean_up_on_signals(dir: std::path::PathBuf) -> anyhow::Result<()> {
                 let _ = daemon.send(signal_hook::consts::SIGKILL);
             }
             let _ = std::fs::remove_dir_all(&dir);
-            eprintln!(
+            // Not `eprintln!`: on a closed stderr (`demo 2>&1 | head`, then Ctrl-C) it panics
+            // this thread before the exit, and the demo waits for it for ever.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\ninterrupted: the demo's daemon is stopped and {} removed",
                 super::shown(&dir)
             );
@@ -275,11 +293,11 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         dir: dir.clone(),
         step: 0,
     };
-    println!("scopevault demo: a least-privilege credential vault for synthetic monitors.");
-    println!(
+    outln!("scopevault demo: a least-privilege credential vault for synthetic monitors.")?;
+    outln!(
         "Everything happens in {} and is removed at the end.",
         super::shown(&dir)
-    );
+    )?;
 
     let result = steps(&mut d);
     // Interrupted: the handler stops the daemon, removes the directory and exits 128+N; a
@@ -294,13 +312,11 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if dir.exists() {
         bail!("the demo directory {} is still there", dir.display());
     }
-    println!(
+    outln!(
         "\n── done: {} removed, nothing left behind.",
         super::shown(&dir)
-    );
-    println!(
-        "   Next: `scopevault lint examples/policy.toml` in CI, docs/operations.md to deploy."
-    );
+    )?;
+    outln!("   Next: `scopevault lint examples/policy.toml` in CI, docs/operations.md to deploy.")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -313,13 +329,13 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
         "create an encrypted vault",
         "A random passphrase (in a 0600 file here; a real admin types it) protects the vault\n\
          key with argon2id. The vault file alone reveals nothing but its size.",
-    );
+    )?;
     let out = d.must(
         &["init", "--passphrase-file", &pf],
         None,
         "init --passphrase-file passphrase",
     )?;
-    indent(&out.stdout);
+    indent(&out.stdout)?;
 
     // 2. The policy: examples/policy.toml, with this user as a runner too.
     let uid = crate::sys::current_uid();
@@ -336,7 +352,7 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
              task needs, and who may fetch for it (runners; uid {uid} added so this demo can).\n\
              `policy apply` lints it first; its security warnings are the point of the demo."
         ),
-    );
+    )?;
     let out = d.must(
         &[
             "--passphrase-file",
@@ -350,7 +366,7 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
     )?;
     for line in out.stdout.lines().chain(out.stderr.lines()) {
         if line.contains("applied") || line.contains("security warnings") {
-            indent(line);
+            indent(line)?;
         }
     }
 
@@ -363,7 +379,7 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
     d.say(
         "store the secrets",
         "Secret values come from stdin, a prompt or a file, never from the command line.",
-    );
+    )?;
     for (cred, user, key, value) in [
         ("shop-buyer", Some("demo-buyer"), "password", &buyer_pw),
         (
@@ -396,33 +412,37 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
         "start the daemon",
         "`scopevault serve` listens on a Unix socket only (no TCP), turns core dumps off, locks\n\
          its memory, and starts locked: it holds no key until an admin unlocks it.",
-    );
-    println!("   $ scopevault serve --socket run/scopevault.sock --audit audit.jsonl &");
+    )?;
+    outln!("   $ scopevault serve --socket run/scopevault.sock --audit audit.jsonl &")?;
     let log = std::fs::File::create(d.dir.join("daemon.log"))?;
-    let child = d
-        .cmd()
+    let mut serve = d.cmd();
+    serve
         .arg("serve")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("cannot start the daemon")?;
+        .stderr(log);
+    // The daemon goes with the demo, whatever ends it: the demo stops it itself on an error, a
+    // closed stdout or a signal it can handle, but nothing of the demo runs after SIGKILL (or
+    // the OOM killer), and its daemon ran on for ever (twentieth pass). The kernel sends it
+    // SIGTERM then, which it handles as every stop.
+    crate::sys::terminate_with_parent(&mut serve);
+    let child = serve.spawn().context("cannot start the daemon")?;
     *DAEMON.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(
         crate::sys::ChildSignals::new(child.id()),
     ));
     let mut daemon = DaemonChild(Some(child));
     let health = wait_ready(&socket, &mut daemon)?;
-    println!(
+    outln!(
         "     daemon up (pid {}), locked: {}",
         daemon.0.as_ref().map(|c| c.id()).unwrap_or(0),
         health.locked
-    );
+    )?;
     let out = d.must(
         &["unlock", "--passphrase-file", &pf],
         None,
         "unlock --passphrase-file passphrase",
     )?;
-    indent(&out.stdout);
+    indent(&out.stdout)?;
 
     // 5. A check fetches its login as a real client.
     d.say(
@@ -430,7 +450,7 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
         "The check of task `checkout-flow` runs under `scopevault exec`: the daemon checks the\n\
          caller's uid with the kernel (SO_PEERCRED), hands over only this task's credential,\n\
          audits it first, and exec masks the secret if the check prints it by mistake.",
-    );
+    )?;
     let script = "echo \"check: signing in to https://shop.example.com as $SCOPEVAULT_SHOP_BUYER_USERNAME\"; \
                   echo \"check: (oops, a debug line) password=$SCOPEVAULT_SHOP_BUYER_PASSWORD\"; \
                   echo 'check: checkout completed'";
@@ -442,12 +462,12 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
     )?;
     // A measured figure, never a canned one: the wall time of that `scopevault exec`.
     let took = started.elapsed();
-    indent(&out.stdout);
-    println!(
+    indent(&out.stdout)?;
+    outln!(
         "   (measured by the demo: `scopevault exec` ran for {} ms, from start to exit, the \
          fetch over the socket and the masking included)",
         took.as_millis()
-    );
+    )?;
     if out.stdout.contains(&buyer_pw) {
         bail!("the password was not masked in the check's output");
     }
@@ -457,58 +477,58 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
         "an over-scoped credential",
         "Task `order-status` only needs to read orders, but its login is a back-office admin.\n\
          With enforce = \"warn\" the daemon hands it out and says so (\"deny\" would refuse).",
-    );
+    )?;
     let out = d.must(
         &["get", "--task", "order-status", "--field", "username"],
         None,
         "get --task order-status --field username",
     )?;
-    indent(&out.stderr);
-    indent(&out.stdout);
+    indent(&out.stderr)?;
+    indent(&out.stdout)?;
 
     // 7. A refusal.
     d.say(
         "a task nobody may run",
         "Task `newsletter` has no runners: every fetch is refused and audited.",
-    );
+    )?;
     let out = d.run(
         &["get", "--task", "newsletter"],
         None,
         "get --task newsletter",
     )?;
-    indent(&out.stderr);
-    println!("     (exit code {})", out.code.unwrap_or(-1));
+    indent(&out.stderr)?;
+    outln!("     (exit code {})", out.code.unwrap_or(-1))?;
 
     // 8. The audit log.
     d.say(
         "the audit log",
         "One hash-chained JSON line per decision, durable before the secret left the daemon.\n\
          Values appear only as salted HMACs (`scopevault audit hash` finds them).",
-    );
+    )?;
     let audit = std::fs::read_to_string(d.dir.join("audit.jsonl"))?;
     if let Some(rec) = audit
         .lines()
         .find(|l| l.contains("\"checkout-flow\"") && l.contains("\"allow\""))
     {
         let v: serde_json::Value = serde_json::from_str(rec)?;
-        indent(&serde_json::to_string_pretty(&v)?);
+        indent(&serde_json::to_string_pretty(&v)?)?;
     }
     for secret in [&buyer_pw, &office_pw, &totp_seed] {
         if audit.contains(secret.as_str()) {
             bail!("a secret value is in the audit log");
         }
     }
-    println!("     checked: no secret value appears in the audit log.");
+    outln!("     checked: no secret value appears in the audit log.")?;
     let out = d.must(&["audit", "verify"], None, "audit verify")?;
-    indent(&out.stdout);
+    indent(&out.stdout)?;
 
     // 9. Shutdown.
     d.say(
         "shut down",
         "SIGTERM: the daemon finishes in-flight requests, removes its socket and exits 0.",
-    );
+    )?;
     let st = daemon.terminate()?;
-    println!("     daemon exited: {st}");
+    outln!("     daemon exited: {st}")?;
     if !st.success() {
         bail!("the daemon exited with {st}");
     }

@@ -223,3 +223,137 @@ fn demo_refuses_vault_and_socket_options_and_notes_the_environment_it_ignores() 
         "nothing at the paths given"
     );
 }
+
+/// The processes (not zombies) whose command line or environment names `dir`: the demo's
+/// daemon names its directory in its environment (`SCOPEVAULT_VAULT`, `SCOPEVAULT_SOCKET`).
+fn processes_naming(dir: &Path) -> Vec<u32> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|st| {
+            st.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        });
+        let names = ["cmdline", "environ"].iter().any(|f| {
+            std::fs::read(e.path().join(f))
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        });
+        if names && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Polls [`processes_naming`] until none is left (60 s at most); what was left then, killed
+/// so that a failing test leaves nothing running either.
+fn left_running(dir: &Path) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = processes_naming(dir);
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            for pid in &left {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The demo, spawned with its output on a pipe, read up to its daemon's start: the demo, the
+/// rest of its output, and its directory.
+fn demo_with_its_daemon_up(
+    tmp: &Path,
+    home: &Path,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    std::path::PathBuf,
+) {
+    use std::io::BufRead;
+    let mut demo = demo(tmp, home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut dir = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("Everything happens in ") {
+            dir = rest
+                .strip_suffix(" and is removed at the end.")
+                .map(Into::into);
+        }
+        if line.contains("daemon up (pid ") {
+            break;
+        }
+    }
+    let dir: std::path::PathBuf = dir.expect("the demo named its directory");
+    assert!(
+        !processes_naming(&dir).is_empty(),
+        "the demo's daemon is not found by its directory"
+    );
+    (demo, lines, dir)
+}
+
+/// Regression (twentieth pass, found by attacking the daemon as a shared service): `scopevault
+/// demo | head` ended the demo at its first line after `head` exited (a closed pipe ended the
+/// process, exit 0) before its clean-up: its daemon ran on for ever, and its directory with
+/// the passphrase, vault and audit log stayed in the temporary directory. A closed stdout now
+/// stops the demo's output, and the demo then stops its daemon and removes its directory, and
+/// exits 0 (the end of output, as for every command).
+#[test]
+fn a_demo_whose_output_is_closed_stops_its_daemon_and_removes_its_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (mut demo, lines, dir) = demo_with_its_daemon_up(tmp.path(), home.path());
+    // `head` has read what it wanted and exits: the pipe's reading end is closed.
+    drop(lines);
+    let status = demo.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut demo.stderr.take().unwrap(), &mut err).unwrap();
+    let left = left_running(&dir);
+    assert!(
+        left.is_empty(),
+        "the demo's daemon still runs: {left:?}; {err}"
+    );
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Regression (twentieth pass, found by attacking the daemon as a shared service): a demo
+/// killed by a signal it cannot handle (SIGKILL, the OOM killer) left its daemon running for
+/// ever. The daemon is told by the kernel when the demo dies (the parent-death signal,
+/// SIGTERM) and stops. (The directory cannot be removed by a process that is gone; the
+/// daemon removes its socket.)
+#[test]
+fn a_demo_killed_with_sigkill_takes_its_daemon_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (mut demo, lines, dir) = demo_with_its_daemon_up(tmp.path(), home.path());
+    demo.kill().unwrap();
+    let status = demo.wait().unwrap();
+    drop(lines);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let left = left_running(&dir);
+    assert!(left.is_empty(), "the demo's daemon still runs: {left:?}");
+}
