@@ -377,7 +377,8 @@ const {{ ScopevaultClient, ScopevaultError }} = require({client:?});
     let out = output_within(child, 60, "node");
     let said = text(&out.stdout);
     assert!(
-        said.starts_with("refused busy: busy: too many connections") && said.contains("retry later"),
+        said.starts_with("refused busy: busy: too many connections")
+            && said.contains("retry later"),
         "{said}{}",
         text(&out.stderr)
     );
