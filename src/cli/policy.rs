@@ -46,10 +46,17 @@ fn apply(
     let path = vault_path(g);
     // Unlock (which may prompt) before taking the writer lock, then read the file again
     // under it: a slow prompt must not hold every other writer up.
-    let unlocked = open_vault(g)?;
-    let lock = WriteLock::acquire(&path)?;
-    let mut vault = unlocked.reopen(&super::unlock::open_options(g))?;
-    drop(unlocked);
+    // A dry run only reads: an older file accepted with `--allow-rollback` is not adopted
+    // (nothing is saved; twentieth pass, found by attacking this pass's fixes: it was saved
+    // again as a new generation, and the live vault was then refused as a rollback).
+    let (mut vault, lock) = if dry_run {
+        (super::unlock::open_vault_to_read(g)?, None)
+    } else {
+        let unlocked = open_vault(g)?;
+        let lock = WriteLock::acquire(&path)?;
+        let vault = unlocked.reopen(&super::unlock::open_options(g))?;
+        (vault, Some(lock))
+    };
     let old = vault.policy().cloned();
     let mut changes: Vec<String> = Vec::new();
     let now = vault::timestamp();
@@ -189,10 +196,10 @@ fn apply(
     for c in &changes {
         println!("{}", escape_for_terminal(c));
     }
-    if dry_run {
+    let Some(lock) = lock.filter(|_| !dry_run) else {
         println!("dry run: the vault was not changed");
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     vault.set_policy(parsed);
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
