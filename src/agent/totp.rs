@@ -277,8 +277,13 @@ fn parse_otpauth(uri: &str) -> Result<Totp, TotpError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
+        // A key is decoded as a value is, as a URL parser (an authenticator app's) decodes it:
+        // `enc%6fder=steam` is an `encoder` (twentieth pass, found by attacking that pass's
+        // fixes: it was ignored, and standard codes made for a Steam URI).
+        let k = percent_decode(k);
+        let k = std::str::from_utf8(&k).unwrap_or("").to_ascii_lowercase();
         let dup = |problem| TotpError::BadUri { problem };
-        match k.to_ascii_lowercase().as_str() {
+        match k.as_str() {
             "secret" => {
                 if secret.is_some() {
                     return Err(dup(
@@ -389,6 +394,8 @@ mod tests {
             "otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&encoder=steam",
             "otpauth://totp/x?ENCODER=Steam&secret=GEZDGNBVGY3TQOJQ",
             "otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&encoder=",
+            "otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&enc%6fder=steam",
+            "otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&%45NCODER=steam",
         ] {
             let e = otp(uri).unwrap_err();
             assert_eq!(e, TotpError::UnsupportedEncoder, "{uri}");
@@ -396,6 +403,8 @@ mod tests {
         }
         // Parameters that do not change the code are still ignored.
         assert!(otp("otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&issuer=Shop&image=x").is_ok());
+        // A key is decoded as a URL parser decodes it: an encoded `secret` is the secret.
+        assert!(otp("otpauth://totp/x?secr%65t=GEZDGNBVGY3TQOJQ").is_ok());
     }
 
     /// URI schemes are case-insensitive (RFC 3986, 3.1), and so is the type here.
