@@ -1745,6 +1745,36 @@ mod tests {
         PeerIdentity::with_groups(3000, 3000, 3, vec![])
     }
 
+    /// Twentieth pass (found by attacking that pass's fixes): a fetch, or a ticket's
+    /// redemption, naming a credential its task does not list was refused "task `T` does not
+    /// list credential `NAME`" when the policy declares NAME (another task's), and "… a
+    /// credential of that name" when it does not: one request told which names the vault
+    /// declares. Both answers are now the same, and neither names it.
+    #[test]
+    fn a_credential_the_task_does_not_list_is_refused_alike_whether_declared_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let t = call(
+            &h,
+            &sched(),
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        let ticket = t["ticket"].as_str().unwrap();
+        let ask = |name: &str| {
+            let v = call(
+                &h,
+                &stranger(),
+                &format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}","credential":"{name}"}}"#),
+            );
+            assert_eq!(v["error"]["code"], "denied", "{v}");
+            v["error"]["message"].as_str().unwrap().to_owned()
+        };
+        let declared = ask("shop-buyer");
+        let unknown = ask("no-such-credential");
+        assert_eq!(declared, unknown);
+        assert!(!declared.contains("shop-buyer"), "{declared}");
+    }
+
     /// Twentieth pass (found by attacking who gets what): a redemption refused for what it
     /// asked (an over-scoped credential under `enforce = "deny"`, a listed credential with no
     /// secret or no TOTP seed, the whole task when one of its credentials is refused) used the
