@@ -1721,12 +1721,7 @@ mod tests {
     fn a_redemption_for_the_wrong_credential_leaves_the_ticket_usable() {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path(), "warn");
-        let t = call(
-            &h,
-            &sched(),
-            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
-        );
-        let ticket = t["ticket"].as_str().unwrap();
+        let ticket = search_api_ticket(&h);
         let wrong =
             format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}","credential":"shop-buyer"}}"#);
         let v = call(&h, &stranger(), &wrong);
@@ -1745,6 +1740,16 @@ mod tests {
         PeerIdentity::with_groups(3000, 3000, 3, vec![])
     }
 
+    /// A ticket for `search-api`, asked by the scheduler.
+    fn search_api_ticket(h: &Handler) -> String {
+        let t = call(
+            h,
+            &sched(),
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        t["ticket"].as_str().unwrap().to_owned()
+    }
+
     /// Twentieth pass (found by attacking that pass's fixes): a fetch, or a ticket's
     /// redemption, naming a credential its task does not list was refused "task `T` does not
     /// list credential `NAME`" when the policy declares NAME (another task's), and "… a
@@ -1754,12 +1759,7 @@ mod tests {
     fn a_credential_the_task_does_not_list_is_refused_alike_whether_declared_or_not() {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path(), "warn");
-        let t = call(
-            &h,
-            &sched(),
-            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
-        );
-        let ticket = t["ticket"].as_str().unwrap();
+        let ticket = search_api_ticket(&h);
         let ask = |name: &str| {
             let v = call(
                 &h,

@@ -46,12 +46,11 @@ pub(crate) enum Refusal {
     TicketSpent,
     /// The ticket is past its ttl.
     TicketExpired,
-    /// The task does not list the credential asked for.
+    /// The task does not list the credential asked for. The answer does not name it, declared
+    /// or not: naming only declared ones told which names the vault declares.
     NotListed {
         /// The task.
         task: String,
-        /// How the credential is named: `credential `NAME`` when the policy declares it.
-        shown: String,
     },
     /// A credential the task lists is not declared by the applied policy, which then says
     /// nothing of its kind and scopes (a policy with the lint's `unknown-credential` error,
@@ -222,7 +221,7 @@ impl Refusal {
             }
             TicketSpent => "this ticket was already redeemed: possible interception; the attempt is audited".into(),
             TicketExpired => "this ticket has expired; ask for a new one".into(),
-            NotListed { task, shown } => format!("task `{task}` does not list {shown}"),
+            NotListed { task } => format!("task `{task}` does not list a credential of that name"),
             Undeclared { credential: c, task } => format!("task `{task}` lists credential `{c}`, which the applied policy does not declare, so its kind and scopes are unknown and it is not handed out; an admin declares [credentials.{c}] in the policy and runs `scopevault policy apply`"),
             NoSecret { credential: c } => format!("credential `{c}` has no secret stored in the vault; an admin runs `scopevault cred add {c}`"),
             EmptySecret { credential: c, task } => format!("credential `{c}` (listed by task `{task}`) has no secret value stored in the vault; an admin runs `scopevault cred set {c} --secret KEY` and `scopevault reload`"),
@@ -360,14 +359,7 @@ mod tests {
             (Refusal::TicketUnknown, C::NotFound, Deny),
             (Refusal::TicketSpent, C::Denied, Deny),
             (Refusal::TicketExpired, C::Denied, Deny),
-            (
-                Refusal::NotListed {
-                    task: s("t"),
-                    shown: s("credential `c`"),
-                },
-                C::Denied,
-                Deny,
-            ),
+            (Refusal::NotListed { task: s("t") }, C::Denied, Deny),
             (
                 Refusal::Undeclared {
                     credential: s("c"),

@@ -67,9 +67,9 @@ pub(crate) fn open_vault_keeping_passphrase(
 }
 
 /// [`open_vault`] for a command that only reads the vault (`cred list`, `cred show`, `policy
-/// export`, `lint`, `recipient`, `sync --dry-run`, `policy apply --dry-run`): a file accepted with `--allow-rollback` is
-/// opened as it is, with the warning, and nothing is saved, so the rollback record and the
-/// file stay as they were. Checking a backup copy (`cred list --vault COPY --allow-rollback`,
+/// export`, `lint`, `recipient`, `sync --dry-run`, `policy apply --dry-run`): a file accepted
+/// with `--allow-rollback` is opened as it is, with the warning, and nothing is saved, so the
+/// rollback record and the file stay as they were. Checking a backup copy (`cred list --vault COPY --allow-rollback`,
 /// docs/operations.md "Backup") saved the copy as a new generation, after which the live
 /// vault, and the daemon's next start, were refused as a rollback (twentieth pass, found by
 /// attacking the admin's data paths). Adopting a restore is a saving command's part.

@@ -195,11 +195,9 @@ impl Handler {
                 // runner, or any ticket's holder, which names other tasks' credentials have
                 // (twentieth pass, found by attacking that pass's fixes). The audit record
                 // keeps a declared name (`recorded_name`).
-                let shown = "a credential of that name".to_owned();
                 return Err(Refused::in_task(
                     Refusal::NotListed {
                         task: task_name.to_owned(),
-                        shown,
                     },
                     task_name,
                 ));
