@@ -254,15 +254,7 @@ fn the_example_clients_report_busy_when_the_daemon_closes_before_reading() {
     std::fs::remove_file(&socket).unwrap();
     let mark = clients.path("closed.mark");
     // Told through a file: the module waits for it before it sends its request.
-    let said = mark.clone();
-    let _fake = Fake::at(
-        socket.clone(),
-        Arc::new(move |mut s: UnixStream, _: &AtomicBool| {
-            let _ = s.write_all(BUSY);
-            drop(s);
-            std::fs::write(&said, "closed").unwrap();
-        }),
-    );
+    let _fake = busy_then_mark(&socket, &mark);
     let py = format!(
         r#"
 import os, sys, time
@@ -323,6 +315,20 @@ const {{ ScopevaultClient, ScopevaultError }} = require({client:?});
     }
 }
 
+/// A fake daemon at `socket` that answers each connection `busy`, closes it unread, and then
+/// writes the file `mark` (a client script waits for it before it writes its request).
+fn busy_then_mark(socket: &Path, mark: &Path) -> Fake {
+    let said = mark.to_owned();
+    Fake::at(
+        socket.to_owned(),
+        Arc::new(move |mut s: UnixStream, _: &AtomicBool| {
+            let _ = s.write_all(BUSY);
+            drop(s);
+            std::fs::write(&said, "closed").unwrap();
+        }),
+    )
+}
+
 /// Twentieth pass (a full-suite run under load): client.js's request written after the daemon
 /// had sent `busy` and closed, but before Node had read that line, failed with `EPIPE`, and Node
 /// discarded the unread `busy`: "cannot talk to the scopevault daemon: write EPIPE", exit 2,
@@ -337,15 +343,7 @@ fn client_js_reports_busy_when_its_write_meets_the_closed_connection() {
     let clients = Clients::new();
     let socket = clients.path("busy.sock");
     let mark = clients.path("closed.mark");
-    let said = mark.clone();
-    let _fake = Fake::at(
-        socket.clone(),
-        Arc::new(move |mut s: UnixStream, _: &AtomicBool| {
-            let _ = s.write_all(BUSY);
-            drop(s);
-            std::fs::write(&said, "closed").unwrap();
-        }),
-    );
+    let _fake = busy_then_mark(&socket, &mark);
     let js = format!(
         r#"
 const fs = require('fs');
