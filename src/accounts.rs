@@ -113,6 +113,34 @@ pub fn resolve_group(name: &str) -> Result<u32, Unresolved> {
     by_name(&read_db(GROUP), Db::Group, name).map(|e| e.ids[0])
 }
 
+/// `/etc/passwd` and `/etc/group` read once, for resolving many names against the same
+/// contents (a policy's runners and schedulers at each vault load): [`resolve_user`] and
+/// [`resolve_group`] read their file on every call.
+pub struct Databases {
+    passwd: String,
+    group: String,
+}
+
+impl Databases {
+    /// Read both files now (a missing or unreadable one resolves no name).
+    pub fn read() -> Databases {
+        Databases {
+            passwd: read_db(PASSWD),
+            group: read_db(GROUP),
+        }
+    }
+
+    /// [`resolve_user`] against the contents read.
+    pub fn resolve_user(&self, name: &str) -> Result<u32, Unresolved> {
+        by_name(&self.passwd, Db::Passwd, name).map(|e| e.ids[0])
+    }
+
+    /// [`resolve_group`] against the contents read.
+    pub fn resolve_group(&self, name: &str) -> Result<u32, Unresolved> {
+        by_name(&self.group, Db::Group, name).map(|e| e.ids[0])
+    }
+}
+
 /// Every group the user of `uid` belongs to: the primary group of its `/etc/passwd` line and
 /// each plain `/etc/group` line that lists its name, sorted and deduplicated. Empty when the
 /// uid has no line, or its line is not plain.

@@ -133,51 +133,20 @@ impl Opened {
     /// Wrap an opened vault, resolving every task's runner and scheduler names through the
     /// user and group databases (numbers are taken literally; a name that does not resolve matches nobody).
     pub(crate) fn new(vault: Box<dyn VaultView>) -> Opened {
-        let mut runners = HashMap::new();
-        let mut schedulers = HashMap::new();
-        if let Some(p) = vault.policy() {
-            // Said at every load, in the daemon's log: a typo in a runner's name otherwise
-            // shows only as a runner denied ("not a runner") with nothing pointing at it.
-            for name in unresolved_names(p) {
-                eprintln!(
-                    "scopevault: warning: {}",
-                    crate::text::escape_for_terminal(&name)
-                );
-            }
-            for (name, task) in p.tasks() {
-                if task.schedulers.is_some() {
-                    let uids = task
-                        .schedulers()
-                        .iter()
-                        .filter_map(|u| {
-                            u.parse::<u32>()
-                                .ok()
-                                .or_else(|| crate::accounts::user_uid(u))
-                        })
-                        .collect();
-                    schedulers.insert(name.to_owned(), uids);
-                }
-                let uids = task
-                    .runner_users()
-                    .iter()
-                    .filter_map(|u| {
-                        u.parse::<u32>()
-                            .ok()
-                            .or_else(|| crate::accounts::user_uid(u))
-                    })
-                    .collect();
-                let gids = task
-                    .runner_groups()
-                    .iter()
-                    .filter_map(|g| {
-                        g.parse::<u32>()
-                            .ok()
-                            .or_else(|| crate::accounts::group_gid(g))
-                    })
-                    .collect();
-                runners.insert(name.to_owned(), Runners { uids, gids });
-            }
+        let names = vault.policy().map(resolve_names).unwrap_or_default();
+        // Said at every load, in the daemon's log: a typo in a runner's name otherwise
+        // shows only as a runner denied ("not a runner") with nothing pointing at it.
+        for line in &names.unresolved {
+            eprintln!(
+                "scopevault: warning: {}",
+                crate::text::escape_for_terminal(line)
+            );
         }
+        let ResolvedNames {
+            runners,
+            schedulers,
+            ..
+        } = names;
         Opened {
             policy_digest: vault.policy().map(Policy::digest),
             vault,
@@ -336,48 +305,76 @@ pub(crate) fn vault_error(e: &crate::vault::VaultError) -> ErrorBody {
     ErrorBody::new(code, e.to_string())
 }
 
-/// The runner users, runner groups and schedulers of `policy`'s tasks that name no user or
-/// group on this host (`/etc/passwd`, `/etc/group`; numbers are taken literally), one line
-/// each for the admin: such a name matches nobody.
-pub(crate) fn unresolved_names(policy: &Policy) -> Vec<String> {
-    let mut out = Vec::new();
+/// A policy's runner users, runner groups and schedulers resolved to ids against one reading
+/// of `/etc/passwd` and `/etc/group`, each name once (numbers are taken literally).
+#[derive(Default)]
+pub(crate) struct ResolvedNames {
+    pub runners: HashMap<String, Runners>,
+    /// Each task's `schedulers` (absent: no entry).
+    pub schedulers: HashMap<String, Vec<u32>>,
+    /// One line for the admin per name that resolves to nobody on this host.
+    pub unresolved: Vec<String>,
+}
+
+/// Resolve every runner and scheduler name of `policy` ([`ResolvedNames`]).
+pub(crate) fn resolve_names(policy: &Policy) -> ResolvedNames {
+    let db = crate::accounts::Databases::read();
     let text = crate::text::escape_for_terminal;
+    let mut out = ResolvedNames::default();
     for (task, t) in policy.tasks() {
-        let users = t
-            .runner_users()
-            .into_iter()
-            .map(|u| ("runner user", u, true));
-        let groups = t
-            .runner_groups()
-            .into_iter()
-            .map(|g| ("runner group", g, false));
-        let schedulers = t.schedulers().into_iter().map(|u| ("scheduler", u, true));
-        for (what, name, is_user) in users.chain(groups).chain(schedulers) {
-            if name.parse::<u32>().is_ok() {
-                continue;
+        let mut resolve = |what: &str, name: &str, is_user: bool| -> Option<u32> {
+            if let Ok(id) = name.parse::<u32>() {
+                return Some(id);
             }
             let found = if is_user {
-                crate::accounts::resolve_user(name)
+                db.resolve_user(name)
             } else {
-                crate::accounts::resolve_group(name)
+                db.resolve_group(name)
             };
             match found {
-                Ok(_) => {}
-                Err(Unresolved::Missing { db }) => out.push(format!(
+                Ok(id) => return Some(id),
+                Err(Unresolved::Missing { db }) => out.unresolved.push(format!(
                     "task `{}`: {what} `{}` does not exist on this host ({db}): it matches nobody",
                     text(task),
                     text(name)
                 )),
                 // A line glibc would use but scopevault does not (docs/operations.md).
-                Err(e) => out.push(format!(
+                Err(e) => out.unresolved.push(format!(
                     "task `{}`: {what} `{}`: {e}: it matches nobody",
                     text(task),
                     text(name)
                 )),
             }
+            None
+        };
+        let uids: Vec<u32> = t
+            .runner_users()
+            .into_iter()
+            .filter_map(|u| resolve("runner user", u, true))
+            .collect();
+        let gids: Vec<u32> = t
+            .runner_groups()
+            .into_iter()
+            .filter_map(|g| resolve("runner group", g, false))
+            .collect();
+        let scheduler_uids: Vec<u32> = t
+            .schedulers()
+            .into_iter()
+            .filter_map(|u| resolve("scheduler", u, true))
+            .collect();
+        if t.schedulers.is_some() {
+            out.schedulers.insert(task.to_owned(), scheduler_uids);
         }
+        out.runners.insert(task.to_owned(), Runners { uids, gids });
     }
     out
+}
+
+/// The runner users, runner groups and schedulers of `policy`'s tasks that name no user or
+/// group on this host (`/etc/passwd`, `/etc/group`; numbers are taken literally), one line
+/// each for the admin: such a name matches nobody.
+pub(crate) fn unresolved_names(policy: &Policy) -> Vec<String> {
+    resolve_names(policy).unresolved
 }
 
 impl VaultView for LoadedVault {
