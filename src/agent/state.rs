@@ -244,10 +244,14 @@ impl State {
         crate::sys::release_free_memory();
     }
 
-    /// Forget the vault (its key and secrets are zeroed as they drop).
-    pub(crate) fn lock(&self) {
+    /// Forget the vault (its key and secrets are zeroed as they drop), calling `record` (the
+    /// `lock` op's audit record) while the slot is held for writing: a fetch decides and
+    /// queues its record under the read lock, so one decided before the lock is queued before
+    /// the lock's record, and one refused as locked after it.
+    pub(crate) fn lock_recorded(&self, record: impl FnOnce()) {
         let old = {
             let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+            record();
             guard.take()
         };
         drop(old);
