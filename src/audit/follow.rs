@@ -14,10 +14,14 @@
 //!   then the new content from its start;
 //! - after the check: the next read is judged so.
 //!
-//! It is read again from its start, or from the end of the last whole line read when the file
-//! still holds what was read up to there: the daemon's own repairs cut only what follows a
-//! whole line (the unfinished line of a write a crash tore, at its next start; the journal's
-//! records written again from a record's end) and write on from there.
+//! It is read on from the end of the last whole line read that the file still holds as it was
+//! read (that line and the lines before it, up to [`ANCHOR`] bytes, compared by their hashes
+//! with what the file holds at their offsets now), of the last [`REMEMBERED`] lines read; from
+//! its start when there is none. The daemon's own repairs cut only what follows a whole line
+//! (the unfinished line of a write a crash tore, at its next start; the journal's records
+//! written again from a record's end) and write on from there; a cut to 0 (copytruncate) keeps
+//! nothing; a cut elsewhere (`truncate -s`, damage) keeps the lines before it, which are not
+//! shown again.
 //!
 //! What it cannot tell apart: a cut whose new content holds, at the same offset, the same bytes
 //! as the last [`ANCHOR`] bytes read (and, for the second case, as the bytes just read). The
@@ -28,7 +32,9 @@
 //! file at the path, once that file holds something: until then the daemon may still write to
 //! the moved file (logrotate's `create` makes the new file before the daemon is told).
 
+use std::collections::VecDeque;
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{self, Cursor, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -43,6 +49,26 @@ const CHUNK: usize = 64 * 1024;
 /// shorter).
 pub const ANCHOR: usize = 4096;
 
+/// How many of the last whole lines read are remembered (their end, number and hash) to find
+/// where a cut leaves the file as it was read: a cut that keeps none of them (more than this
+/// many lines cut away, not to 0) is read again from the start, and the lines kept before them
+/// are shown again.
+pub const REMEMBERED: usize = 16_384;
+
+/// A whole line read, remembered.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Offset just past its newline.
+    end: u64,
+    /// Its length, newline excluded.
+    len: u64,
+    /// Its number in the file.
+    no: u64,
+    /// The hash of its bytes (with the follower's random key); `None` for an over-long line,
+    /// never held whole, which no cut can be judged by.
+    hash: Option<u64>,
+}
+
 /// What [`Follower::read_on`] hands out.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -54,7 +80,7 @@ pub enum Event<'a> {
     /// middle of it.
     Incomplete(&'a [u8]),
     /// The file was cut under the reader: it is read again from offset `at`, its start (0),
-    /// or the end of the last whole line read, which the file still holds as it was read.
+    /// or the end of the last whole line read that the file still holds as it was read.
     Cut {
         /// Where reading goes on.
         at: u64,
@@ -77,12 +103,15 @@ pub struct Follower {
     pos: u64,
     /// The last bytes read (at most [`ANCHOR`]), ending at `pos`.
     tail: Vec<u8>,
-    /// Offset just past the last newline read (0 before any).
-    line_end: u64,
-    /// The last bytes read (at most [`ANCHOR`]) ending at `line_end`.
-    line_tail: Vec<u8>,
     /// The lines of what was read and judged.
     lines: BoundedLines<Cursor<Vec<u8>>>,
+    /// The last [`REMEMBERED`] whole lines read, oldest first.
+    seen: VecDeque<Seen>,
+    /// The key of the lines' hashes, random per follower: no writer can make a line that
+    /// hashes as another.
+    key: std::collections::hash_map::RandomState,
+    /// The ends of the lines of the current read (offsets past their newlines).
+    ends: Vec<u64>,
     /// Lines handed out from this file: an over-long line is named by its number.
     no: u64,
     /// Another file, not empty, is at the path: this one is read to its end once more, then
@@ -126,9 +155,10 @@ impl Follower {
             id: (meta.dev(), meta.ino()),
             pos: 0,
             tail: Vec::new(),
-            line_end: 0,
-            line_tail: Vec::new(),
             lines: BoundedLines::new(Cursor::new(Vec::new())),
+            seen: VecDeque::new(),
+            key: std::collections::hash_map::RandomState::new(),
+            ends: Vec::new(),
             no: 0,
             moving: false,
             buf: vec![0; CHUNK],
@@ -217,47 +247,118 @@ impl Follower {
         emit: &mut dyn FnMut(Event<'_>) -> io::Result<()>,
     ) -> io::Result<()> {
         let read = &self.buf[..n];
-        if let Some(k) = memchr::memrchr(b'\n', read) {
-            self.line_end = self.pos + k as u64 + 1;
-            self.line_tail = last_bytes(&self.tail, &read[..=k]);
-        }
         self.tail = last_bytes(&self.tail, read);
+        self.ends.clear();
+        let pos = self.pos;
+        self.ends
+            .extend(memchr::memchr_iter(b'\n', read).map(|k| pos + k as u64 + 1));
         self.pos += n as u64;
         let cursor = self.lines.get_mut();
         cursor.get_mut().clear();
         cursor.get_mut().extend_from_slice(read);
         cursor.set_position(0);
+        let mut ends = 0;
         loop {
-            match self.lines.next_line()? {
+            let (len, hash) = match self.lines.next_line()? {
                 NextLine::Line(l) => {
                     self.no += 1;
+                    let seen = (l.len() as u64, Some(self.key.hash_one(l)));
                     emit(Event::Line(l))?;
+                    seen
                 }
                 NextLine::Overlong => {
                     self.no += 1;
                     emit(Event::Overlong(self.no))?;
+                    (0, None)
                 }
                 NextLine::End => return Ok(()),
+            };
+            // Each line handed out ends at the next newline of this read.
+            if let Some(&end) = self.ends.get(ends) {
+                ends += 1;
+                if self.seen.len() == REMEMBERED {
+                    self.seen.pop_front();
+                }
+                self.seen.push_back(Seen {
+                    end,
+                    len,
+                    no: self.no,
+                    hash,
+                });
             }
         }
     }
 
+    /// The last line remembered, ending at most at `size`, that the file holds now as it was
+    /// read, with the lines before it up to [`ANCHOR`] bytes (or as many as are remembered):
+    /// its index in [`Follower::seen`].
+    fn last_line_held(&self, size: u64) -> io::Result<Option<usize>> {
+        let mut candidate = self.seen.partition_point(|l| l.end <= size);
+        'candidates: while candidate > 0 {
+            let last = candidate - 1;
+            let mut covered = 0;
+            for i in (0..=last).rev() {
+                if covered >= ANCHOR as u64 {
+                    break;
+                }
+                let l = self.seen[i];
+                if !self.holds_line(&l)? {
+                    // No line from here on is held with all of its window.
+                    candidate = i;
+                    continue 'candidates;
+                }
+                covered += l.len + 1;
+            }
+            return Ok(Some(last));
+        }
+        Ok(None)
+    }
+
+    /// Whether the file holds `line`, and its newline, at its offset now.
+    fn holds_line(&self, line: &Seen) -> io::Result<bool> {
+        let Some(hash) = line.hash else {
+            return Ok(false);
+        };
+        let mut now = vec![0u8; line.len as usize + 1];
+        match self.file.read_exact_at(&mut now, line.end - line.len - 1) {
+            Ok(()) => {
+                Ok(now.last() == Some(&b'\n')
+                    && self.key.hash_one(&now[..line.len as usize]) == hash)
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The file was cut: read it again, on the same descriptor, from the end of the last
-    /// whole line read if the file still holds what was read up to there, else from its start.
+    /// whole line read that the file still holds as it was read ([`Follower::last_line_held`]),
+    /// else from its start.
     fn start_again(&mut self, emit: &mut dyn FnMut(Event<'_>) -> io::Result<()>) -> io::Result<()> {
-        let from = self.line_end - self.line_tail.len() as u64;
-        let kept = self.line_end > 0 && holds(&self.file, from, &self.line_tail)?;
+        let size = self.file.metadata()?.len();
+        let kept = self.last_line_held(size)?;
         self.flush_partial(emit)?;
         self.lines = BoundedLines::new(Cursor::new(Vec::new()));
-        if kept {
-            self.pos = self.line_end;
-            self.tail = self.line_tail.clone();
-        } else {
-            self.pos = 0;
-            self.tail.clear();
-            self.line_end = 0;
-            self.line_tail.clear();
-            self.no = 0;
+        match kept {
+            Some(i) => {
+                self.seen.truncate(i + 1);
+                let line = self.seen[i];
+                self.pos = line.end;
+                self.no = line.no;
+                let from = line.end.saturating_sub(ANCHOR as u64);
+                let mut tail = vec![0u8; (line.end - from) as usize];
+                match self.file.read_exact_at(&mut tail, from) {
+                    Ok(()) => self.tail = tail,
+                    // Cut again since: the next read finds the file shorter than `pos`.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.tail.clear(),
+                    Err(e) => return Err(e),
+                }
+            }
+            None => {
+                self.seen.clear();
+                self.pos = 0;
+                self.tail.clear();
+                self.no = 0;
+            }
         }
         emit(Event::Cut { at: self.pos })
     }
@@ -273,9 +374,14 @@ impl Follower {
         Ok(())
     }
 
-    /// Whether another file, holding something, is at the path now.
+    /// Whether another file, holding something, is at the path now; or anything but a regular
+    /// file (a FIFO, a device, a directory, a link to one), which the open of the next file
+    /// then names. An empty FIFO or device at the path was waited on in silence (twenty-first
+    /// pass, found by attacking from the documents), where every other reader names it.
     fn replaced(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) != self.id && m.len() > 0)
+        std::fs::metadata(&self.path).is_ok_and(|m| {
+            (m.dev(), m.ino()) != self.id && (m.len() > 0 || !m.file_type().is_file())
+        })
     }
 
     #[cfg(test)]
@@ -417,6 +523,100 @@ mod tests {
                     assert_eq!(read_on(&mut f), all[..1], "{case}");
                 }
             }
+        }
+    }
+
+    /// Twenty-first pass, found by attacking from the documents: a cut that kept some lines
+    /// (`truncate -s` to the middle of the log, or to a line's end, then records written
+    /// on) was read again from the start, and every line kept was shown twice. Now it is read
+    /// on from the last line read that the file still holds: within a line, from the end of
+    /// the line before it (the rest of the cut line, ended by the daemon's repair, is new
+    /// content); at a line's end, from there; nothing is shown twice.
+    #[test]
+    fn a_cut_that_keeps_lines_is_read_on_after_them_never_shown_twice() {
+        let all = lines(20);
+        let ends: Vec<u64> = (1..=12).map(|n| text(&all[..n]).len() as u64).collect();
+        // Within line 7 (`ends[5]` is the end of line 6), and at the end of line 9.
+        for (cut, kept) in [(ends[5] + 10, 6), (ends[8], 9)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            std::fs::write(&path, text(&all[..12])).unwrap();
+            let mut f = Follower::open(&path).unwrap();
+            assert_eq!(read_on(&mut f), all[..12]);
+            let log = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            log.set_len(cut).unwrap();
+            // The daemon's repair ends a cut line; then it writes on.
+            let repair = if cut == ends[kept - 1] { "" } else { "\n" };
+            append(&path, &(repair.to_owned() + &text(&all[12..20])));
+            let mut want = vec![format!("<cut {}>", ends[kept - 1])];
+            if !repair.is_empty() {
+                // The part of line 7 the cut left, a line of its own now.
+                want.push(all[kept][..10].to_owned());
+            }
+            want.extend(all[12..20].iter().cloned());
+            assert_eq!(read_on(&mut f), want, "cut at {cut}");
+            // Lines are numbered on from the lines kept (an over-long one is named by it).
+            append(
+                &path,
+                &format!("{}\n", "x".repeat(super::super::MAX_LINE + 1)),
+            );
+            let no = kept as u64 + u64::from(!repair.is_empty()) + 8 + 1;
+            assert_eq!(
+                read_on(&mut f),
+                [format!("<overlong {no}>")],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    /// A cut that keeps lines, but none of the last [`REMEMBERED`] read (more of them cut
+    /// away), is read again from the start: the lines kept are shown again, after the notice.
+    #[test]
+    fn a_cut_below_the_lines_remembered_is_read_again_from_the_start() {
+        let all = lines(REMEMBERED + 10);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, text(&all)).unwrap();
+        let mut f = Follower::open(&path).unwrap();
+        assert_eq!(read_on(&mut f).len(), all.len());
+        let keep = text(&all[..5]).len() as u64;
+        let log = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        log.set_len(keep).unwrap();
+        let mut want = vec!["<cut 0>".to_owned()];
+        want.extend(all[..5].iter().cloned());
+        assert_eq!(read_on(&mut f), want);
+    }
+
+    /// Twenty-first pass, found by attacking from the documents: after a rotation, a FIFO or a
+    /// link to a device at the log's path was waited on in silence (it is empty), while a
+    /// directory there ended `--follow` naming it. Now each is named.
+    #[test]
+    fn a_fifo_or_a_device_at_the_path_after_a_rotation_is_named() {
+        let all = lines(3);
+        for kind in ["fifo", "device"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            std::fs::write(&path, text(&all)).unwrap();
+            let mut f = Follower::open(&path).unwrap();
+            assert_eq!(read_on(&mut f), all);
+            std::fs::rename(&path, dir.path().join("audit.jsonl.1")).unwrap();
+            if kind == "fifo" {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &path,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap();
+            } else {
+                std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+            }
+            let err = f.read_on(true, &mut |_| Ok(())).unwrap_err();
+            assert!(
+                err.to_string().contains("not a regular file"),
+                "{kind}: {err}"
+            );
         }
     }
 

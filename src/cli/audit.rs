@@ -277,8 +277,8 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let shown_path = shown(path);
     loop {
-        // Every line there is now; with `--follow`, a file cut under it is read again from
-        // its start, and a file moved away read to its end, then the new one at the path
+        // Every line there is now; with `--follow`, a file cut under it is read on from the
+        // last line read that it still holds (or its start), and a file moved away read to its end, then the new one at the path
         // (src/audit/follow.rs).
         log.read_on(follow, &mut |event| match event {
             audit::FollowEvent::Line(line) => writeln!(out, "{}", render(line)),
@@ -299,7 +299,7 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
             audit::FollowEvent::Cut { at } => {
                 out.flush()?;
                 eprintln!(
-                    "{shown_path}: the file was cut after its last whole line read (byte {at}; the daemon's repair of an unfinished line?): read on from there"
+                    "{shown_path}: the file was cut under `audit show --follow`; it still holds the lines read up to byte {at} (the daemon's repair of an unfinished line, or a cut within the log): read on from there"
                 );
                 Ok(())
             }
