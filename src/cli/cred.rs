@@ -587,6 +587,11 @@ mod tests {
             check_origin("HTTPS://Shop.example.com:8443/").unwrap(),
             "https://shop.example.com:8443"
         );
+        // Twenty-first pass: the default port is no part of the origin a browser sees.
+        assert_eq!(
+            check_origin("https://shop.example.com:443").unwrap(),
+            "https://shop.example.com"
+        );
         let e = check_origin("https://user:Tok-canary@shop.example.com/login?token=Tok-canary")
             .unwrap_err()
             .to_string();

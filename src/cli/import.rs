@@ -755,6 +755,15 @@ mod origin_tests {
             origin_of_url("http://a.example/").as_deref(),
             Some("http://a.example")
         );
+        // Twenty-first pass: the default port is no part of the origin a browser sees.
+        assert_eq!(
+            origin_of_url("https://user@Shop.example.com:443/login").as_deref(),
+            Some("https://shop.example.com")
+        );
+        assert_eq!(
+            origin_of_url("http://a.example:80/").as_deref(),
+            Some("http://a.example")
+        );
         assert_eq!(origin_of_url("https://evil\u{202e}moc.example"), None);
         assert_eq!(origin_of_url("android://com.app"), None);
         assert_eq!(origin_of_url("https://"), None);

@@ -152,7 +152,7 @@ impl CredentialDecl {
     pub fn effective_scopes(&self) -> Vec<&str> {
         self.effective.iter().map(Scope::as_str).collect()
     }
-    /// The origins it may be used on (normalised: lowercase, no trailing `/`).
+    /// The origins it may be used on (normalised: lowercase, no trailing `/`, no default port).
     pub fn origins(&self) -> Vec<&str> {
         self.origins.iter().map(|s| s.value.as_str()).collect()
     }

@@ -359,11 +359,14 @@ pub(crate) fn format_duration(d: time::Duration) -> String {
 /// digits, `+`, `-`, `.` (RFC 3986, 3.1); the host a name ([`is_host_name`]: labels of ASCII
 /// letters, digits, `-`, `_`, none empty or starting or ending with `-`), or an IPv6 literal
 /// in brackets; the port, if given,
-/// a decimal number from 1 to 65535, written without leading zeros. A user (`user@`), a path,
+/// a decimal number from 1 to 65535, written without leading zeros, and left out when it is
+/// the scheme's default (443 for `https`, 80 for `http`: `https://x.example:443` is
+/// `https://x.example`, as a browser writes the origin). A user (`user@`), a path,
 /// a query or a fragment is no part of an origin: such a text is refused. The one rule of the
 /// policy, `cred add --origin` and `cred import` (docs/operations.md). Before the twentieth
 /// pass only the characters were checked: `https://a.example:99999`, `https://:443` and
-/// `https://a:b:c` were origins no browser can have.
+/// `https://a:b:c` were origins no browser can have; before the twenty-first, a default port
+/// was kept, so one origin had two texts that compared unequal.
 pub(crate) fn normalise_origin(s: &str) -> Option<String> {
     let (scheme, rest) = s.split_once("://")?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -404,7 +407,18 @@ pub(crate) fn normalise_origin(s: &str) -> Option<String> {
             if !(1..=65535).contains(&n) {
                 return None;
             }
-            format!("{origin}:{n}")
+            // A browser's origin leaves the scheme's default port out: `https://x:443` is
+            // `https://x`, and one origin has one text wherever it is compared.
+            let default = match scheme.to_ascii_lowercase().as_str() {
+                "https" => Some(443),
+                "http" => Some(80),
+                _ => None,
+            };
+            if default == Some(n) {
+                origin
+            } else {
+                format!("{origin}:{n}")
+            }
         }
     };
     Some(origin.to_ascii_lowercase())
@@ -884,7 +898,7 @@ mod tests {
             ("https://A.example:08443", "https://a.example:8443"),
             ("https://[::1]:8443", "https://[::1]:8443"),
             ("http://[2001:DB8::1]", "http://[2001:db8::1]"),
-            ("https://10.0.0.1:443", "https://10.0.0.1:443"),
+            ("https://10.0.0.1:8443", "https://10.0.0.1:8443"),
             ("https://under_score.example", "https://under_score.example"),
             ("https://x-1.a-b.example", "https://x-1.a-b.example"),
         ] {
@@ -923,6 +937,47 @@ mod tests {
         ] {
             assert_eq!(normalise_origin(bad), None, "{bad}");
         }
+    }
+
+    /// Twenty-first pass (found by the twentieth pass's review): `https://x.example:443` and
+    /// `https://x.example` were two origins, so a policy declaring one and a vault entry
+    /// stored with the other differed (`vault-differs-from-policy`), and a task's origin
+    /// written with the port missed its credential's (`origin-mismatch`). A browser's origin
+    /// leaves the scheme's default port out: 443 for https, 80 for http are folded.
+    #[test]
+    fn a_default_port_is_folded() {
+        for (given, origin) in [
+            ("https://x.example:443", "https://x.example"),
+            ("https://x.example:443/", "https://x.example"),
+            ("HTTPS://X.example:443", "https://x.example"),
+            ("https://x.example:0443", "https://x.example"),
+            ("http://x:80", "http://x"),
+            ("HTTP://x:80/", "http://x"),
+            ("https://[::1]:443", "https://[::1]"),
+            ("http://10.0.0.1:80", "http://10.0.0.1"),
+            // Another scheme's default port is a port like any other.
+            ("https://x.example:80", "https://x.example:80"),
+            ("http://x.example:443", "http://x.example:443"),
+            ("https://x.example:4430", "https://x.example:4430"),
+            ("wss://x.example:443", "wss://x.example:443"),
+        ] {
+            assert_eq!(normalise_origin(given).as_deref(), Some(origin), "{given}");
+        }
+        // Folded, the two spellings are one origin wherever a policy writes one.
+        let p = crate::policy::Policy::parse(
+            "version = 1\n\n[credentials.c]\nkind = \"login\"\nscopes = [\"s:x\"]\norigins = [\"https://x.example:443\", \"http://x.example:80\"]\n\n[tasks.t]\nneeds = [\"s:x\"]\ncredentials = [\"c\"]\nrunners = { users = [\"u\"] }\norigin = \"https://x.example\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        let c = p.credential("c").unwrap();
+        assert_eq!(c.origins(), ["https://x.example", "http://x.example"]);
+        assert!(c
+            .stored_differences(
+                c.kind(),
+                &["s:x"],
+                &["http://x.example", "https://x.example"]
+            )
+            .is_empty());
     }
 
     #[test]

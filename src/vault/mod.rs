@@ -1567,8 +1567,11 @@ fn decrypt_payload(
     let mut plain = Zeroizing::new(Vec::with_capacity(payload.len() + 1));
     r.read_to_end(&mut plain)
         .map_err(|e| VaultError::Corrupt(format!("the payload does not decrypt: {e}")))?;
-    serde_json::from_slice(&plain)
-        .map_err(|e| VaultError::Corrupt(format!("the payload is not valid: {e}")))
+    let mut data: VaultData = serde_json::from_slice(&plain)
+        .map_err(|e| VaultError::Corrupt(format!("the payload is not valid: {e}")))?;
+    // Origins an older scopevault stored with a default port compare in canonical form.
+    data.fold_origins();
+    Ok(data)
 }
 
 #[cfg(test)]

@@ -114,6 +114,27 @@ pub struct AppliedBundle {
     pub payload_digest: Option<String>,
 }
 
+impl VaultData {
+    /// Put every credential's origins in the canonical form a policy writes them
+    /// ([`crate::policy::normalise_origin`]), duplicates dropped, order kept. A payload read
+    /// from disk goes through here: an older scopevault stored an origin as given with its
+    /// default port (`https://x.example:443`), which is `https://x.example` today, and an
+    /// entry must compare with its declaration (`vault-differs-from-policy`, the daemon's
+    /// fetch warning, `policy apply`, `cred import`) in one form. An origin that no longer
+    /// parses is kept as it is: the entry loads, and the comparison reports it.
+    pub(crate) fn fold_origins(&mut self) {
+        for c in self.credentials.values_mut() {
+            let mut seen = std::collections::BTreeSet::new();
+            let folded = std::mem::take(&mut c.origins)
+                .into_iter()
+                .map(|o| crate::policy::normalise_origin(&o).unwrap_or(o))
+                .filter(|o| seen.insert(o.clone()))
+                .collect();
+            c.origins = folded;
+        }
+    }
+}
+
 impl Default for VaultData {
     fn default() -> Self {
         VaultData {

@@ -639,6 +639,70 @@ fn lint_with_vault_reports_an_entry_stored_otherwise_than_declared() {
     assert!(findings(&lint("json")).is_empty());
 }
 
+/// Twenty-first pass (found by the twentieth pass's review): a vault entry stored with
+/// `https://shop.example.com:443` (as `cred add --origin` and `cred import` stored an origin
+/// written with its default port before this pass) and a policy declaring
+/// `https://shop.example.com` were reported `vault-differs-from-policy`, and the daemon
+/// warned on every fetch, though a browser sees one origin. Origins are folded to their
+/// canonical form (no default port) when parsed and when a vault is read, so the entry loads,
+/// shows and compares as `https://shop.example.com`; another port still differs.
+#[test]
+fn an_entry_stored_with_the_default_port_is_as_declared() {
+    use crate::common::daemon;
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let sv = |args: &[&str]| {
+        let mut all = vec!["--identity-file", id_s];
+        all.extend(args);
+        run_in(dir.path(), &all, "")
+    };
+    let differs = || -> Vec<serde_json::Value> {
+        let out = sv(&[
+            "lint",
+            "example-policy.toml",
+            "--with-vault",
+            "--format",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "vault-differs-from-policy")
+            .cloned()
+            .collect()
+    };
+    let policy = std::fs::read_to_string(dir.path().join("example-policy.toml")).unwrap();
+    assert!(
+        policy.contains("origins = [\"https://shop.example.com\"]"),
+        "{policy}"
+    );
+    let vault = dir.path().join("vault.scopevault");
+    common_vault::rewrite_payload(&vault, &id, |data| {
+        data["credentials"]["shop-buyer"]["origins"] =
+            serde_json::json!(["https://shop.example.com:443"]);
+    });
+    assert_eq!(differs(), Vec::<serde_json::Value>::new());
+    let out = sv(&["cred", "show", "shop-buyer", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["origins"],
+        serde_json::json!(["https://shop.example.com"]),
+        "{v}"
+    );
+    // Another port is another origin: still reported.
+    common_vault::rewrite_payload(&vault, &id, |data| {
+        data["credentials"]["shop-buyer"]["origins"] =
+            serde_json::json!(["https://shop.example.com:8443"]);
+    });
+    let found = differs();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["credential"], "shop-buyer", "{found:?}");
+}
+
 /// Found by attacking who gets what (twentieth pass): a credential of another kind than
 /// `totp` holding a TOTP seed hands the seed itself to its runners (a `cred import` row is a
 /// `login` holding `password` and `totp_seed`; `get --field totp_seed` printed it), and a
