@@ -369,6 +369,19 @@ fn percent_decode(s: &str) -> Zeroizing<Vec<u8>> {
     out
 }
 
+/// The first TOTP seed field of `secrets` (in key order) that gives no code, and
+/// why ([`TotpError`], which never holds the seed or the URI). Every writer refuses such a seed
+/// (`cred add|set`, `cred import`, `sync`) and `bundle apply` refuses a bundle carrying one;
+/// a vault saved by an older scopevault may hold one (an otpauth URI with an `encoder`
+/// parameter, refused since the twentieth pass), which `publish` refuses to put in a bundle
+/// and `doctor` and `lint --with-vault` (`unusable-totp-seed`) report.
+pub fn unusable_seed(secrets: &crate::vault::FieldMap<SecretString>) -> Option<(&str, TotpError)> {
+    secrets
+        .iter()
+        .filter(|(k, _)| crate::vault::TOTP_SEED_FIELDS.contains(&k.as_str()))
+        .find_map(|(k, v)| Totp::from_field(k, v).err().map(|e| (k.as_str(), e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -518,7 +518,7 @@ pub struct LintArgs {
     #[arg(default_value = "policy.toml")]
     pub file: PathBuf,
     /// Also run the rules that need the vault (missing-secret, both-totp-seeds,
-    /// rotation-overdue, vault-differs-from-policy, totp-seed-handed-out).
+    /// unusable-totp-seed, rotation-overdue, vault-differs-from-policy, totp-seed-handed-out).
     #[arg(long = "with-vault", alias = "check-vault")]
     pub with_vault: bool,
     /// Output format.

@@ -417,7 +417,9 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
 }
 
 /// What the daemon would refuse to hand out of an open vault: a credential holding both TOTP
-/// seed fields (a vault saved by an older scopevault), whose fetch fails. Names and fields
+/// seed fields, or a TOTP seed that gives no code (an otpauth URI with an `encoder`
+/// parameter, twenty-first pass), both of which a vault saved by an older scopevault may
+/// hold: a fetch of it fails, and `publish` and `bundle apply` refuse it. Names and fields
 /// only, never a value.
 fn check_credentials(r: &mut Report, vault: &Vault) {
     let both: Vec<_> = vault
@@ -440,8 +442,30 @@ fn check_credentials(r: &mut Report, vault: &Vault) {
             ),
         );
     }
-    if both.is_empty() {
-        r.ok("totp", "no credential holds two TOTP seeds");
+    let mut unusable = 0;
+    for (name, c) in vault.credentials() {
+        // TotpError never quotes the seed.
+        let Some((field, e)) = crate::agent::totp::unusable_seed(&c.secrets) else {
+            continue;
+        };
+        unusable += 1;
+        let so = if c.kind == crate::policy::CredentialKind::Totp {
+            "a fetch of it fails, "
+        } else {
+            ""
+        };
+        r.fail(
+            "totp",
+            format!(
+                "credential `{name}` holds a TOTP seed in `{field}` that gives no code (saved by an older scopevault): {e}. So {so}`publish` refuses to put it in a bundle and a checkpoint's `bundle apply` refuses it; store a usable seed with `scopevault cred set {name} --secret otpauth` (or `--secret totp_seed`), which replaces it"
+            ),
+        );
+    }
+    if both.is_empty() && unusable == 0 {
+        r.ok(
+            "totp",
+            "no credential holds two TOTP seeds or a TOTP seed that gives no code",
+        );
     }
 }
 

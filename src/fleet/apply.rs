@@ -285,17 +285,12 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
         }
         // A TOTP seed `cred set` refuses (one that gives no code, an `encoder` asking for
         // Steam's codes) is refused here too, as operations.md says: it was applied, and
-        // every fetch of it then failed (twentieth pass). TotpError never quotes the seed.
-        for (key, value) in c
-            .secrets
-            .iter()
-            .filter(|(k, _)| crate::vault::TOTP_SEED_FIELDS.contains(&k.as_str()))
-        {
-            if let Err(e) = crate::agent::totp::Totp::from_field(key, value) {
-                return Err(fail(format!(
-                    "credential `{name}`: secret field `{key}` is not a usable TOTP secret: {e}; the master vault's credential must be fixed and the bundle published again"
-                )));
-            }
+        // every fetch of it then failed (twentieth pass). `publish` refuses the same seed
+        // first. TotpError never quotes the seed.
+        if let Some((key, e)) = crate::agent::totp::unusable_seed(&c.secrets) {
+            return Err(fail(format!(
+                "credential `{name}`: secret field `{key}` is not a usable TOTP secret: {e}; the master vault's credential must be fixed and the bundle published again"
+            )));
         }
     }
     Ok((p, policy))

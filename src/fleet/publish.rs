@@ -116,6 +116,15 @@ fn build_with(
         if crate::vault::holds_both_totp_seeds(c.secrets.keys().map(String::as_str)) {
             return Err(crate::vault::both_totp_seeds_message(name));
         }
+        // So may a TOTP seed every writer now refuses (an otpauth URI with an `encoder`
+        // parameter): `bundle apply` refuses it on each checkpoint, so publish refuses it
+        // here, once, naming the credential (twenty-first pass). TotpError never quotes the
+        // seed.
+        if let Some((key, e)) = crate::agent::totp::unusable_seed(&c.secrets) {
+            return Err(format!(
+                "credential `{name}`: secret field `{key}` is not a usable TOTP secret: {e}. A checkpoint's `bundle apply` refuses a bundle carrying it, so nothing was published: store a usable seed with `scopevault cred set {name} --secret otpauth` (or `--secret totp_seed`), which replaces it, or leave `{name}` out of this location's tasks, and publish again"
+            ));
+        }
         credentials.insert(name.clone(), c.clone());
     }
     let policy_text = policy.location_subset_toml_of(location, task_names);

@@ -435,6 +435,10 @@ pub struct CredentialMeta {
     /// Whether it holds both TOTP seed fields, `totp_seed` and `otpauth` (a vault saved by an
     /// older scopevault): its fetch fails (`both-totp-seeds`).
     pub both_totp_seeds: bool,
+    /// A TOTP seed field it holds that gives no code, and why (a vault saved by an older
+    /// scopevault): `publish` and `bundle apply` refuse it, a fetch fails
+    /// (`unusable-totp-seed`). Never the value.
+    pub unusable_totp_seed: Option<UnusableTotpSeed>,
     /// The TOTP seed field it holds (`totp_seed` or `otpauth`), if any: of a credential
     /// declared with another kind than `totp`, the seed itself is handed out
     /// (`totp-seed-handed-out`).
@@ -442,6 +446,17 @@ pub struct CredentialMeta {
     /// The kind, scopes and origins its entry is stored with (`vault-differs-from-policy`);
     /// `None` when not known, and then that rule does not judge it.
     pub stored: Option<StoredAs>,
+}
+
+/// A stored TOTP seed that gives no code ([`CredentialMeta::unusable_totp_seed`]): the field
+/// and why, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableTotpSeed {
+    /// The secret field, `totp_seed` or `otpauth`.
+    pub field: String,
+    /// Why it gives no code (a [`crate::agent::totp::TotpError`]'s text, which never quotes
+    /// the seed).
+    pub why: String,
 }
 
 /// The kind, scopes and origins a vault entry is stored with: what

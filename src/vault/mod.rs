@@ -957,8 +957,9 @@ impl Vault {
     }
 
     /// Metadata for the lint's vault rules (`missing-secret`, `both-totp-seeds`,
-    /// `rotation-overdue`, `vault-differs-from-policy`, `totp-seed-handed-out`): which
-    /// credentials have a secret, which hold both TOTP seed fields or one, when each last
+    /// `unusable-totp-seed`, `rotation-overdue`, `vault-differs-from-policy`,
+    /// `totp-seed-handed-out`): which credentials have a secret, which hold both TOTP seed
+    /// fields or one, which hold a seed that gives no code (the field and why), when each last
     /// changed, and the kind, scopes and origins each is stored with. No secret value is in it.
     pub fn lint_meta(&self) -> crate::policy::VaultMeta {
         crate::policy::VaultMeta {
@@ -972,6 +973,13 @@ impl Vault {
                         rotated: c.rotated,
                         both_totp_seeds: holds_both_totp_seeds(
                             c.secrets.keys().map(String::as_str),
+                        ),
+                        // TotpError never quotes the seed.
+                        unusable_totp_seed: crate::agent::totp::unusable_seed(&c.secrets).map(
+                            |(field, e)| crate::policy::UnusableTotpSeed {
+                                field: field.to_owned(),
+                                why: e.to_string(),
+                            },
                         ),
                         totp_seed: TOTP_SEED_FIELDS
                             .iter()

@@ -772,7 +772,15 @@ fn audit() {
     // secrets within its reach (the vault unlocked, an import file holding a password, an
     // OpenBao token in the environment) and none may show in what it prints.
     r.ok(&["recipient", "--passphrase-file", &pf], b"");
-    r.ok(&["doctor", "--passphrase-file", &pf], b"");
+    // Doctor fails its `totp` line on `bad-totp` (a seed that gives no code, stored through
+    // the library above; twenty-first pass): the report is made with BAD_SEED in reach.
+    let out = r.fail(&["doctor", "--passphrase-file", &pf], b"");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report
+            .contains("credential `bad-totp` holds a TOTP seed in `totp_seed` that gives no code"),
+        "{report}"
+    );
     r.ok(&["key", "migrate", "--passphrase-file", &pf], b""); // already version 2
                                                               // An import whose second row is unusable: refused whole, rows reported without values.
     let csv = input(
@@ -1227,6 +1235,8 @@ fn audit() {
             );
         }
         let report = d.s(&format!("reports/lint.{fmt}"));
+        // An error blocks: `bad-totp`'s seed gives no code (`unusable-totp-seed`, twenty-first
+        // pass), found with BAD_SEED in reach; the report is written all the same.
         r.sv(
             &[
                 "lint",
@@ -1242,9 +1252,11 @@ fn audit() {
                 &idf,
             ],
             b"",
-            Expect::Success,
+            Expect::Failure,
             &[],
         );
+        let written = std::fs::read_to_string(&report).unwrap();
+        assert!(written.contains("unusable-totp-seed"), "{written}");
     }
     r.fail(&["lint", &d.s("policy/missing.toml")], b"");
 

@@ -46,7 +46,8 @@ pub struct LintOptions {
     /// The date exceptions and rotation are judged against.
     pub today: time::Date,
     /// Vault metadata: when given, the vault rules (`missing-secret`, `both-totp-seeds`,
-    /// `rotation-overdue`) run.
+    /// `unusable-totp-seed`, `rotation-overdue`, `vault-differs-from-policy`,
+    /// `totp-seed-handed-out`) run.
     pub vault: Option<VaultMeta>,
     /// Evidence from audit logs: when given (and [`Evidence::judged`]), the usage rules run.
     pub usage: Option<std::sync::Arc<Evidence>>,
@@ -950,8 +951,8 @@ impl<'a> Linter<'a> {
         }
     }
 
-    /// missing-secret, both-totp-seeds, rotation-overdue, vault-differs-from-policy,
-    /// totp-seed-handed-out.
+    /// missing-secret, both-totp-seeds, unusable-totp-seed, rotation-overdue,
+    /// vault-differs-from-policy, totp-seed-handed-out.
     fn vault(&mut self, v: &VaultMeta) {
         let p = self.policy;
         let today = self.opts.today;
@@ -984,6 +985,27 @@ impl<'a> Linter<'a> {
                             ),
                             format!(
                                 "keep the seed in use: `scopevault cred set {cname} --secret otpauth` (or `--secret totp_seed`) stores it and removes the other"
+                            ),
+                            Some(cname),
+                            None,
+                            vec![],
+                        );
+                    }
+                    if let Some(u) = &m.unusable_totp_seed {
+                        let so = if cred.kind.value == super::CredentialKind::Totp {
+                            "every fetch of it fails, "
+                        } else {
+                            ""
+                        };
+                        self.push(
+                            RuleId::UnusableTotpSeed,
+                            cred.span.clone(),
+                            format!(
+                                "credential `{cname}` holds a TOTP seed in `{}` that gives no code (saved by an older scopevault): {}. So {so}`publish` refuses to put it in a bundle and a checkpoint's `bundle apply` refuses it",
+                                u.field, u.why
+                            ),
+                            format!(
+                                "store a usable seed: `scopevault cred set {cname} --secret otpauth` (a standard otpauth://totp/ URI) or `--secret totp_seed` (base32), which replaces it"
                             ),
                             Some(cname),
                             None,

@@ -247,6 +247,18 @@ rules! {
         full: "Codes come from one seed, so a credential holds one of them; a vault saved by an older scopevault may hold both, and then every fetch of a `totp` credential holding both fails rather than make a code from either: its tasks fail at runtime.",
         help: "Keep the seed in use: `scopevault cred set NAME --secret otpauth` (or `--secret totp_seed`) stores it and removes the other.",
     },
+    /// A declared credential is stored holding a TOTP seed that gives no code. Checked in `Linter::vault`.
+    UnusableTotpSeed {
+        id: "unusable-totp-seed",
+        class: Error,
+        security_severity: None,
+        needs_vault: true,
+        needs_audit: false,
+        exceptable: false,
+        short: "A declared credential is stored holding a TOTP seed that gives no code (an otpauth URI with an `encoder` parameter, a seed that is not base32).",
+        full: "Every writer refuses such a seed, but a vault saved by an older scopevault may hold one (an otpauth URI asking for Steam's codes with `encoder=steam`, which scopevault does not make); `publish` refuses to put it in a bundle, a checkpoint's `bundle apply` refuses a bundle carrying it, and every fetch of a `totp` credential holding it fails: its tasks fail at runtime.",
+        help: "Store a usable seed: `scopevault cred set NAME --secret otpauth` (a standard otpauth://totp/ URI) or `--secret totp_seed` (base32), which replaces it.",
+    },
     /// A credential grants scopes its task does not need. Checked in `Linter::tasks`.
     ScopeExceedsTask {
         id: "scope-exceeds-task",

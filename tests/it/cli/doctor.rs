@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::common::daemon::{
-    self, assert_no_secret, setup_vault, setup_vault_holding_both_totp_seeds, tempdir, Daemon,
-    TOTP_SEED,
+    self, assert_no_secret, setup_vault, setup_vault_holding_a_steam_uri,
+    setup_vault_holding_both_totp_seeds, tempdir, Daemon, TOTP_SEED,
 };
 use crate::common::skip;
 use crate::common::users;
@@ -888,6 +888,62 @@ fn doctor_fails_a_credential_holding_both_totp_seeds_naming_the_fix() {
     assert_no_secret(&text, "doctor's report");
 
     // The fix it names: `cred set` of the seed in use removes the other.
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "shop-2fa",
+            "--secret",
+            "totp_seed",
+        ],
+        Some(TOTP_SEED),
+    );
+    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        line_with(&text, "ok", "totp", &["no credential holds two TOTP seeds"]).is_some(),
+        "{text}"
+    );
+}
+
+/// Twenty-first pass (found by the twentieth pass's review): a vault saved by an older
+/// scopevault may hold a TOTP seed every writer now refuses (an otpauth URI with an `encoder`
+/// parameter, Steam's), which `bundle apply` refuses and a fetch fails on, and doctor's
+/// `totp` line was `ok`. It now fails, naming the credential, the field and why, and the
+/// `cred set` that replaces it, never the seed or the URI; once that is done it is `ok`.
+#[test]
+fn doctor_fails_a_stored_totp_seed_that_gives_no_code_naming_the_credential() {
+    let dir = tempdir();
+    let id = setup_vault_holding_a_steam_uri(dir.path());
+    let id_s = id.to_str().unwrap();
+    let no_daemon = dir.path().join("no-daemon.sock");
+    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert_eq!(code, Some(1), "{text}");
+    let line = line_with(
+        &text,
+        "fail",
+        "totp",
+        &[
+            "`shop-2fa`",
+            "`otpauth`",
+            "`encoder` parameter",
+            "publish",
+            "scopevault cred set shop-2fa --secret otpauth",
+        ],
+    );
+    assert!(line.is_some(), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("fail")).count(),
+        1,
+        "{text}"
+    );
+    assert_no_secret(&text, "doctor's report");
+    assert!(!text.contains("otpauth://totp/shop"), "{text}");
+
+    // The fix it names: `cred set` of a usable seed replaces it.
     daemon::ok(
         dir.path(),
         &[

@@ -351,6 +351,27 @@ pub fn setup_vault_holding_both_totp_seeds(dir: &Path) -> PathBuf {
     id
 }
 
+/// An `otpauth` URI holding [`TOTP_SEED`] with an `encoder` parameter (Steam Guard's codes,
+/// which scopevault does not make): every writer refuses it since the twentieth pass, and an
+/// older scopevault stored it.
+pub const STEAM_URI: &str =
+    "otpauth://totp/shop?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&encoder=steam";
+
+/// [`setup_vault`], then its `shop-2fa` saved holding [`STEAM_URI`] as its one TOTP seed, as
+/// an older scopevault could save it (today's writers refuse it, so the file is written from
+/// vault-format.md: [`super::vault::rewrite_payload`]). Returns the identity file.
+pub fn setup_vault_holding_a_steam_uri(dir: &Path) -> PathBuf {
+    let id = setup_vault(dir);
+    super::vault::rewrite_payload(&dir.join("vault.scopevault"), &id, |data| {
+        let secrets = data["credentials"]["shop-2fa"]["secrets"]
+            .as_object_mut()
+            .unwrap();
+        assert!(secrets.remove("totp_seed").is_some(), "{secrets:?}");
+        secrets.insert("otpauth".into(), serde_json::json!(STEAM_URI));
+    });
+    id
+}
+
 /// examples/policy.toml with the user running the tests added to every task's runners
 /// (the example names `checkpoint` and `root`), so a developer without root runs the daemon
 /// tests as a runner too.

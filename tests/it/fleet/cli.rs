@@ -1174,6 +1174,110 @@ fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check
     f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
 }
 
+/// Twenty-first pass (found by the twentieth pass's review): a master vault saved by an older
+/// scopevault may hold a TOTP seed every writer now refuses (an otpauth URI with an
+/// `encoder` parameter, Steam's). `bundle apply` refuses a bundle carrying it (above), but
+/// `publish` signed and wrote it, so the admin learned of it on each checkpoint. `publish`
+/// now refuses, naming the credential and the field and why, never the seed or the URI,
+/// writes no bundle and records no generation; a location that does not carry the
+/// credential publishes, and once a usable seed is stored every location does.
+#[test]
+fn publish_refuses_a_stored_totp_seed_that_bundle_apply_would_refuse() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    const SEED: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    let f = Fleet::new();
+    let policy = std::fs::read_to_string(&f.policy).unwrap();
+    let policy = policy.replace(
+        "credentials = [\"buyer\", \"shared\"]",
+        "credentials = [\"buyer\", \"shared\", \"buyer-2fa\"]",
+    ) + "\n[credentials.buyer-2fa]\nkind = \"totp\"\nscopes = [\"shop:login\"]\n";
+    std::fs::write(&f.policy, policy).unwrap();
+    let pf = f.master.pf();
+    f.master.ok(
+        &[
+            "cred",
+            "add",
+            "buyer-2fa",
+            "--kind",
+            "totp",
+            "--scope",
+            "shop:login",
+            "--secret",
+            "otpauth",
+            "--passphrase-file",
+            &pf,
+        ],
+        format!("otpauth://totp/shop?secret={SEED}").as_bytes(),
+    );
+    // Stored as an older scopevault stored it: through the documented format, with an
+    // identity slot to reach the payload.
+    let id = f.master.path("master-id");
+    f.master.ok(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            id.to_str().unwrap(),
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    common_vault::rewrite_payload(&f.master.vault(), &id, |data| {
+        data["credentials"]["buyer-2fa"]["secrets"]["otpauth"] = serde_json::json!(format!(
+            "otpauth://totp/shop?secret={SEED}&issuer=Steam&encoder=steam"
+        ));
+    });
+    let before = f.master.vault_bytes();
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Exit 2, as publish refuses a credential holding both TOTP seeds.
+    let err = f.master.fails(&args, b"", 2);
+    for part in [
+        "cannot publish location `ams`",
+        "credential `buyer-2fa`",
+        "secret field `otpauth` is not a usable TOTP secret",
+        "`encoder` parameter",
+        "bundle apply",
+        "scopevault cred set buyer-2fa --secret otpauth",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(
+        !err.contains(SEED) && !err.contains("otpauth://totp/shop"),
+        "{err}"
+    );
+    assert!(!f.bundle("ams").exists() && !f.bundle("fra").exists());
+    assert_eq!(f.master.vault_bytes(), before, "no generation was recorded");
+    // fra's bundle does not carry the credential: it publishes.
+    let out = f.publish(&["--location", "fra"]);
+    assert!(out.contains("fra.svbundle: generation 1"), "{out}");
+    assert!(!f.bundle("ams").exists());
+    // The fix it names, then every location publishes, and ams applies.
+    f.master.ok(
+        &[
+            "cred",
+            "set",
+            "buyer-2fa",
+            "--secret",
+            "otpauth",
+            "--passphrase-file",
+            &pf,
+        ],
+        format!("otpauth://totp/shop?secret={SEED}").as_bytes(),
+    );
+    let out = f.publish(&[]);
+    assert!(out.contains("ams.svbundle: generation 1"), "{out}");
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+    let leak = f.master.transcript.borrow();
+    assert!(
+        !common_vault::contains(&leak, SEED.as_bytes()),
+        "the seed was printed"
+    );
+}
+
 /// A bundle carries its location's share and nothing else (fleet.md, "Bundle"). Before the
 /// thirteenth pass the checkpoint only compared the payload with the manifest's names, so a
 /// bundle the fleet key signed could hand the `ams` checkpoint the `fra` task with its

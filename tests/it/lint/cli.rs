@@ -1307,6 +1307,7 @@ fn junit_rules_not_run_are_skipped_and_name_the_real_switch() {
     for rule in [
         "missing-secret",
         "both-totp-seeds",
+        "unusable-totp-seed",
         "rotation-overdue",
         "vault-differs-from-policy",
         "totp-seed-handed-out",
@@ -1341,7 +1342,7 @@ fn junit_rules_not_run_are_skipped_and_name_the_real_switch() {
         .iter()
         .filter(|r| r.needs_vault || r.needs_audit)
         .count();
-    assert_eq!(not_run, 9);
+    assert_eq!(not_run, 10);
     assert!(
         xml.contains(&format!(
             "tests=\"{}\" failures=\"0\" errors=\"0\" skipped=\"{not_run}\"",

@@ -177,6 +177,7 @@ fn rotation_overdue_uses_the_credential_period() {
                 has_secret: true,
                 rotated,
                 both_totp_seeds: false,
+                unusable_totp_seed: None,
                 totp_seed: None,
                 stored: None,
             },
@@ -213,6 +214,7 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
             has_secret: true,
             rotated: datetime!(2026-05-30 0:00 UTC),
             both_totp_seeds: false,
+            unusable_totp_seed: None,
             totp_seed: None,
             stored: None,
         },
@@ -228,6 +230,7 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
             has_secret: false,
             rotated: datetime!(2026-05-30 0:00 UTC),
             both_totp_seeds: false,
+            unusable_totp_seed: None,
             totp_seed: None,
             stored: None,
         },
@@ -251,6 +254,7 @@ fn both_totp_seeds_fires_when_the_vault_holds_both() {
                 has_secret: true,
                 rotated: datetime!(2026-05-30 0:00 UTC),
                 both_totp_seeds: both,
+                unusable_totp_seed: None,
                 totp_seed: None,
                 stored: None,
             },
@@ -287,6 +291,64 @@ fn both_totp_seeds_fires_when_the_vault_holds_both() {
     );
 }
 
+/// `unusable-totp-seed` (twenty-first pass, found by the twentieth pass's review): a stored
+/// credential holding a TOTP seed that gives no code is an error naming it, the field, why,
+/// and the `cred set` that replaces it; the reason is what the metadata says (the vault
+/// writes a `TotpError`'s text, never the seed). A usable seed is clean. The vault's side is
+/// `vault::policy::lint_with_vault_reports_a_stored_totp_seed_that_gives_no_code`.
+#[test]
+fn unusable_totp_seed_fires_when_the_vault_holds_a_seed_that_gives_no_code() {
+    use scopevault::policy::UnusableTotpSeed;
+    let meta = |unusable: Option<UnusableTotpSeed>| {
+        BTreeMap::from([(
+            "shop-2fa".to_owned(),
+            CredentialMeta {
+                has_secret: true,
+                rotated: datetime!(2026-05-30 0:00 UTC),
+                both_totp_seeds: false,
+                unusable_totp_seed: unusable,
+                totp_seed: Some("otpauth".to_owned()),
+                stored: None,
+            },
+        )])
+    };
+    let steam = UnusableTotpSeed {
+        field: "otpauth".to_owned(),
+        why: "the otpauth URI has an `encoder` parameter".to_owned(),
+    };
+    let rule = "unusable-totp-seed";
+    assert_eq!(vault_report(rule, true, meta(Some(steam.clone()))), [rule]);
+    assert_eq!(vault_report(rule, false, meta(None)), Vec::<&str>::new());
+    let src = std::fs::read_to_string(fixture("rules/unusable-totp-seed.fires.toml")).unwrap();
+    let p = Policy::parse(&src, "policy.toml").unwrap();
+    let opts = LintOptions {
+        today: date!(2026 - 06 - 01),
+        vault: Some(VaultMeta {
+            credentials: meta(Some(steam)),
+        }),
+        usage: None,
+    };
+    let r = lint(&p, &opts);
+    let f = &r.findings()[0];
+    assert_eq!(f.rule, RuleId::UnusableTotpSeed);
+    assert_eq!(f.rule.class().as_str(), "error");
+    for part in [
+        "`shop-2fa`",
+        "`otpauth`",
+        "`encoder` parameter",
+        "every fetch of it fails",
+        "`publish`",
+    ] {
+        assert!(f.message.contains(part), "{}", f.message);
+    }
+    assert!(
+        f.help
+            .contains("scopevault cred set shop-2fa --secret otpauth"),
+        "{}",
+        f.help
+    );
+}
+
 /// `vault-differs-from-policy` (twentieth pass, found by attacking who gets what): a vault
 /// entry stored with another kind, scopes or origins than the policy declares is a warning
 /// pointing at what differs first (the `kind`, else the first scope), naming the entry's kind
@@ -301,6 +363,7 @@ fn vault_differs_from_policy_fires_when_the_entry_is_stored_otherwise() {
                 has_secret: true,
                 rotated: datetime!(2026-05-30 0:00 UTC),
                 both_totp_seeds: false,
+                unusable_totp_seed: None,
                 totp_seed: None,
                 stored: Some(StoredAs {
                     kind,
@@ -384,6 +447,7 @@ fn totp_seed_handed_out_fires_for_a_seed_in_a_credential_not_declared_totp() {
                 has_secret: true,
                 rotated: datetime!(2026-05-30 0:00 UTC),
                 both_totp_seeds: false,
+                unusable_totp_seed: None,
                 totp_seed: seed.map(str::to_owned),
                 stored: None,
             },

@@ -406,6 +406,96 @@ fn lint_with_vault_reports_a_credential_holding_both_totp_seeds() {
     assert!(!stdout.contains("both-totp-seeds"), "{stdout}");
 }
 
+/// Twenty-first pass (found by the twentieth pass's review): `lint --with-vault` said nothing
+/// of a vault, saved by an older scopevault, whose `shop-2fa` holds an otpauth URI with an
+/// `encoder` parameter (Steam's), though `publish` and `bundle apply` refuse it and every
+/// fetch of it fails. It is now an `unusable-totp-seed` error naming the credential, the
+/// field and why, and the `cred set` that replaces it, in the JSON, text and SARIF reports,
+/// never the seed or the URI; once that is done it is gone.
+#[test]
+fn lint_with_vault_reports_a_stored_totp_seed_that_gives_no_code() {
+    use crate::common::daemon::{self, assert_no_secret, TOTP_SEED};
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault_holding_a_steam_uri(dir.path());
+    let id_s = id.to_str().unwrap();
+    // The example's one other error: a credential with no secret.
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "legacy-ftp",
+            "--secret",
+            "secret",
+        ],
+        Some("ftp-value"),
+    );
+    let lint = |format: &str| {
+        daemon::cmd(dir.path())
+            .args(["--identity-file", id_s, "lint", "example-policy.toml"])
+            .args(["--with-vault", "--deny", "error", "--format", format])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let rule = "unusable-totp-seed";
+    let out = lint("json");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "an error blocks: {out:?}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let found: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .collect();
+    assert_eq!(found.len(), 1, "{stdout}");
+    let f = found[0];
+    assert_eq!(f["class"], "error", "{f}");
+    assert_eq!(f["credential"], "shop-2fa", "{f}");
+    let message = f["message"].as_str().unwrap();
+    for part in ["`shop-2fa`", "`otpauth`", "`encoder` parameter", "publish"] {
+        assert!(message.contains(part), "{f}");
+    }
+    assert!(
+        f["help"]
+            .as_str()
+            .unwrap()
+            .contains("scopevault cred set shop-2fa --secret otpauth"),
+        "{f}"
+    );
+    assert_no_secret(&stdout, "lint's JSON report");
+    assert!(!stdout.contains("otpauth://totp/shop"), "{stdout}");
+    for format in ["text", "sarif"] {
+        let out = lint(format);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{format}: {out:?}");
+        assert!(text.contains(rule), "{format}: {text}");
+        assert_no_secret(&text, "lint's report");
+    }
+
+    // The fix it names: `cred set` of a usable seed replaces it.
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "shop-2fa",
+            "--secret",
+            "totp_seed",
+        ],
+        Some(TOTP_SEED),
+    );
+    let out = lint("json");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!stdout.contains(rule), "{stdout}");
+}
+
 /// `scopevault ARGS` in the daemon test environment of `dir` with `stdin`.
 fn run_in(dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
