@@ -1251,13 +1251,7 @@ mod tests {
             r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
         );
         assert_eq!(v["error"]["code"], "denied");
-        let sched = PeerIdentity::with_groups(3000, 3000, 3, vec![]);
-        let v = call(
-            &h,
-            &sched,
-            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
-        );
-        let ticket = v["ticket"].as_str().unwrap().to_owned();
+        let ticket = sched_ticket(&h, "search-api");
         let redeem = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
         let v = call(&h, &stranger(), &redeem);
         assert_eq!(v["ok"], true, "a ticket is redeemable by any peer: {v}");
@@ -1392,13 +1386,15 @@ mod tests {
     fn ticket_and_admin_decisions_are_audited_with_peer_task_and_reason() {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path(), "warn");
-        let ticket = r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#;
-        call(&h, &stranger(), ticket);
-        let sched = PeerIdentity::with_groups(3000, 3000, 3, vec![]);
-        call(&h, &sched, ticket);
         call(
             &h,
-            &sched,
+            &stranger(),
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        sched_ticket(&h, "search-api");
+        call(
+            &h,
+            &sched(),
             r#"{"v":1,"op":"ticket","task":"no-such-task","ttl":60}"#,
         );
         call(&h, &stranger(), r#"{"v":1,"op":"lock"}"#);
@@ -1478,16 +1474,8 @@ mod tests {
             .as_str()
             .unwrap_or_default();
         assert!(warning.contains("https://elsewhere.example.com"), "{v}");
-        let sched = PeerIdentity::with_groups(3000, 3000, 3, vec![]);
-        let t = call(
-            &h,
-            &sched,
-            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
-        );
-        let redeem = format!(
-            r#"{{"v":1,"op":"fetch","ticket":"{}"}}"#,
-            t["ticket"].as_str().unwrap()
-        );
+        let ticket = sched_ticket(&h, "search-api");
+        let redeem = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
         call(&h, &stranger(), &redeem);
         call(&h, &stranger(), &redeem);
 
@@ -1560,19 +1548,11 @@ mod tests {
             &root(),
             r#"{"v":1,"op":"fetch","task":"checkout-flow","credential":"ghost-cred-7f3"}"#,
         );
-        let sched = PeerIdentity::with_groups(3000, 3000, 3, vec![]);
-        let t = call(
-            &h,
-            &sched,
-            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
-        );
+        let ticket = sched_ticket(&h, "search-api");
         let v = call(
             &h,
             &stranger(),
-            &format!(
-                r#"{{"v":1,"op":"fetch","ticket":"{}","credential":"shop-buyer"}}"#,
-                t["ticket"].as_str().unwrap()
-            ),
+            &format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}","credential":"shop-buyer"}}"#),
         );
         assert_eq!(v["error"]["code"], "denied", "{v}");
         let v = call(
@@ -1717,7 +1697,7 @@ mod tests {
     fn a_redemption_for_the_wrong_credential_leaves_the_ticket_usable() {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path(), "warn");
-        let ticket = search_api_ticket(&h);
+        let ticket = sched_ticket(&h, "search-api");
         let wrong =
             format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}","credential":"shop-buyer"}}"#);
         let v = call(&h, &stranger(), &wrong);
@@ -1736,12 +1716,13 @@ mod tests {
         PeerIdentity::with_groups(3000, 3000, 3, vec![])
     }
 
-    /// A ticket for `search-api`, asked by the scheduler.
-    fn search_api_ticket(h: &Handler) -> String {
+    /// A ticket for `task`, valid 60 seconds, asked by the scheduler ([`sched`], which the
+    /// tests' policies name for `search-api` and `ticketed`).
+    fn sched_ticket(h: &Handler, task: &str) -> String {
         let t = call(
             h,
             &sched(),
-            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+            &format!(r#"{{"v":1,"op":"ticket","task":"{task}","ttl":60}}"#),
         );
         t["ticket"].as_str().unwrap().to_owned()
     }
@@ -1755,7 +1736,7 @@ mod tests {
     fn a_credential_the_task_does_not_list_is_refused_alike_whether_declared_or_not() {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path(), "warn");
-        let ticket = search_api_ticket(&h);
+        let ticket = sched_ticket(&h, "search-api");
         let ask = |name: &str| {
             let v = call(
                 &h,
@@ -1812,12 +1793,7 @@ mod tests {
             (None, "over_scoped"),
         ];
         for (credential, code) in refusals {
-            let t = call(
-                &h,
-                &sched(),
-                r#"{"v":1,"op":"ticket","task":"ticketed","ttl":60}"#,
-            );
-            let ticket = t["ticket"].as_str().unwrap().to_owned();
+            let ticket = sched_ticket(&h, "ticketed");
             let v = fetch(&ticket, credential);
             assert_eq!(v["error"]["code"], code, "{credential:?}: {v}");
             // Refused again for the same: still not spent.
@@ -1867,15 +1843,8 @@ mod tests {
     fn concurrent_redemptions_of_one_ticket_hand_out_once() {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path(), "warn");
-        let t = call(
-            &h,
-            &sched(),
-            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
-        );
-        let line = format!(
-            r#"{{"v":1,"op":"fetch","ticket":"{}"}}"#,
-            t["ticket"].as_str().unwrap()
-        );
+        let ticket = sched_ticket(&h, "search-api");
+        let line = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
         let start = std::sync::Barrier::new(8);
         let answers: Vec<serde_json::Value> = std::thread::scope(|s| {
             let runs: Vec<_> = (0..8)
@@ -1962,12 +1931,7 @@ mod tests {
         let plain = data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(pasted.as_bytes())[..8]);
         assert!(!log.contains(&plain) && !log.contains(pasted), "{log}");
         assert!(log.contains("(ticket hmac-sha256:"), "{log}");
-        let t = call(
-            &h,
-            &sched(),
-            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
-        );
-        let ticket = t["ticket"].as_str().unwrap();
+        let ticket = sched_ticket(&h, "search-api");
         let twice = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
         call(&h, &stranger(), &twice);
         let v = call(&h, &stranger(), &twice);
