@@ -10,7 +10,7 @@ use std::process::Output;
 
 use crate::common::daemon::{
     self, assert_no_secret, setup_vault, setup_vault_holding_a_steam_uri,
-    setup_vault_holding_both_totp_seeds, tempdir, Daemon, TOTP_SEED,
+    setup_vault_holding_both_totp_seeds, tempdir, Daemon,
 };
 use crate::common::skip;
 use crate::common::users;
@@ -863,49 +863,10 @@ fn doctor_fails_a_credential_holding_both_totp_seeds_naming_the_fix() {
         "{err}"
     );
     drop(d);
-
-    let no_daemon = dir.path().join("no-daemon.sock");
-    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
-    assert_eq!(code, Some(1), "{text}");
-    let line = line_with(
-        &text,
-        "fail",
-        "totp",
-        &[
-            "`shop-2fa`",
-            "`totp_seed`",
-            "`otpauth`",
-            "fetch",
-            "scopevault cred set shop-2fa --secret otpauth",
-        ],
-    );
-    assert!(line.is_some(), "{text}");
-    assert_eq!(
-        text.lines().filter(|l| l.starts_with("fail")).count(),
-        1,
-        "{text}"
-    );
-    assert_no_secret(&text, "doctor's report");
-
-    // The fix it names: `cred set` of the seed in use removes the other.
-    daemon::ok(
+    doctor_fails_totp_until_cred_set(
         dir.path(),
-        &[
-            "--identity-file",
-            id_s,
-            "cred",
-            "set",
-            "shop-2fa",
-            "--secret",
-            "totp_seed",
-        ],
-        Some(TOTP_SEED),
-    );
-    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
-    assert_eq!(code, Some(0), "{text}");
-    assert!(
-        line_with(&text, "ok", "totp", &["no credential holds two TOTP seeds"]).is_some(),
-        "{text}"
+        &id,
+        &["`shop-2fa`", "`totp_seed`", "`otpauth`", "fetch"],
     );
 }
 
@@ -918,23 +879,25 @@ fn doctor_fails_a_credential_holding_both_totp_seeds_naming_the_fix() {
 fn doctor_fails_a_stored_totp_seed_that_gives_no_code_naming_the_credential() {
     let dir = tempdir();
     let id = setup_vault_holding_a_steam_uri(dir.path());
-    let id_s = id.to_str().unwrap();
-    let no_daemon = dir.path().join("no-daemon.sock");
-    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
-    assert_eq!(code, Some(1), "{text}");
-    let line = line_with(
-        &text,
-        "fail",
-        "totp",
-        &[
-            "`shop-2fa`",
-            "`otpauth`",
-            "`encoder` parameter",
-            "publish",
-            "scopevault cred set shop-2fa --secret otpauth",
-        ],
+    doctor_fails_totp_until_cred_set(
+        dir.path(),
+        &id,
+        &["`shop-2fa`", "`otpauth`", "`encoder` parameter", "publish"],
     );
-    assert!(line.is_some(), "{text}");
+}
+
+/// Doctor over the vault of `dir` (opened with the identity file `id`) fails one line, its
+/// `totp` line, holding each of `parts` and the fix `cred set shop-2fa --secret otpauth`,
+/// with no secret and no stored URI in the report; after that `cred set` (of a usable
+/// `totp_seed`) every line is `ok` or `warn` and the `totp` line is `ok`.
+fn doctor_fails_totp_until_cred_set(dir: &Path, id: &Path, parts: &[&str]) {
+    let id_s = id.to_str().unwrap();
+    let no_daemon = dir.join("no-daemon.sock");
+    let (text, code) = text_of(&doctor(dir, &no_daemon, &["--identity-file", id_s]));
+    assert_eq!(code, Some(1), "{text}");
+    let mut parts = parts.to_vec();
+    parts.push("scopevault cred set shop-2fa --secret otpauth");
+    assert!(line_with(&text, "fail", "totp", &parts).is_some(), "{text}");
     assert_eq!(
         text.lines().filter(|l| l.starts_with("fail")).count(),
         1,
@@ -943,21 +906,9 @@ fn doctor_fails_a_stored_totp_seed_that_gives_no_code_naming_the_credential() {
     assert_no_secret(&text, "doctor's report");
     assert!(!text.contains("otpauth://totp/shop"), "{text}");
 
-    // The fix it names: `cred set` of a usable seed replaces it.
-    daemon::ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            id_s,
-            "cred",
-            "set",
-            "shop-2fa",
-            "--secret",
-            "totp_seed",
-        ],
-        Some(TOTP_SEED),
-    );
-    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    // The fix it names: `cred set` of a usable seed replaces the one stored.
+    daemon::set_shop_2fa_seed(dir, id);
+    let (text, code) = text_of(&doctor(dir, &no_daemon, &["--identity-file", id_s]));
     assert_eq!(code, Some(0), "{text}");
     assert!(
         line_with(&text, "ok", "totp", &["no credential holds two TOTP seeds"]).is_some(),

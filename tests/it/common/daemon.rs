@@ -317,11 +317,20 @@ pub fn setup_vault(dir: &Path) -> PathBuf {
         args.extend(["--secret", key]);
         ok(dir, &args, Some(&secret_of(cred)));
     }
+    set_shop_2fa_seed(dir, &id);
+    id
+}
+
+/// `cred set shop-2fa --secret totp_seed` of [`TOTP_SEED`] in the vault of `dir`, unlocked
+/// with the identity file `id`: the seed [`setup_vault`] stores, and the fix the TOTP seed
+/// checks name (it replaces an `otpauth` seed).
+pub fn set_shop_2fa_seed(dir: &Path, id: &Path) {
+    let id_s = id.to_str().unwrap();
     ok(
         dir,
         &[
             "--identity-file",
-            &id_s,
+            id_s,
             "cred",
             "set",
             "shop-2fa",
@@ -330,7 +339,6 @@ pub fn setup_vault(dir: &Path) -> PathBuf {
         ],
         Some(TOTP_SEED),
     );
-    id
 }
 
 /// An `otpauth` URI (RFC 6238's SHA-256 key, 8 digits): it holds [`TOTP_SEED`], so a check

@@ -268,20 +268,35 @@ fn both_totp_seeds_fires_when_the_vault_holds_both() {
         vault_report("both-totp-seeds", false, meta(false)),
         Vec::<&str>::new()
     );
-    let src = std::fs::read_to_string(fixture("rules/both-totp-seeds.fires.toml")).unwrap();
+    shop_2fa_seed_finding_names_it_and_the_fix(
+        RuleId::BothTotpSeeds,
+        meta(true),
+        &["`shop-2fa`", "`totp_seed`", "`otpauth`", "fetch"],
+    );
+}
+
+/// The first finding of `rule` over its `fires` fixture with vault metadata `meta` is an
+/// error whose message holds each of `parts` and whose help names `cred set shop-2fa
+/// --secret otpauth`.
+fn shop_2fa_seed_finding_names_it_and_the_fix(
+    rule: RuleId,
+    meta: BTreeMap<String, CredentialMeta>,
+    parts: &[&str],
+) {
+    let file = fixture(&format!("rules/{}.fires.toml", rule.as_str()));
+    let src = std::fs::read_to_string(file).unwrap();
     let p = Policy::parse(&src, "policy.toml").unwrap();
     let opts = LintOptions {
         today: date!(2026 - 06 - 01),
-        vault: Some(VaultMeta {
-            credentials: meta(true),
-        }),
+        vault: Some(VaultMeta { credentials: meta }),
         usage: None,
     };
     let r = lint(&p, &opts);
     let f = &r.findings()[0];
-    assert_eq!(f.rule, RuleId::BothTotpSeeds);
-    for part in ["`shop-2fa`", "`totp_seed`", "`otpauth`", "fetch"] {
-        assert!(f.message.contains(part), "{}", f.message);
+    assert_eq!(f.rule, rule);
+    assert_eq!(f.rule.class().as_str(), "error");
+    for part in parts {
+        assert!(f.message.contains(part), "{part}: {}", f.message);
     }
     assert!(
         f.help
@@ -319,33 +334,16 @@ fn unusable_totp_seed_fires_when_the_vault_holds_a_seed_that_gives_no_code() {
     let rule = "unusable-totp-seed";
     assert_eq!(vault_report(rule, true, meta(Some(steam.clone()))), [rule]);
     assert_eq!(vault_report(rule, false, meta(None)), Vec::<&str>::new());
-    let src = std::fs::read_to_string(fixture("rules/unusable-totp-seed.fires.toml")).unwrap();
-    let p = Policy::parse(&src, "policy.toml").unwrap();
-    let opts = LintOptions {
-        today: date!(2026 - 06 - 01),
-        vault: Some(VaultMeta {
-            credentials: meta(Some(steam)),
-        }),
-        usage: None,
-    };
-    let r = lint(&p, &opts);
-    let f = &r.findings()[0];
-    assert_eq!(f.rule, RuleId::UnusableTotpSeed);
-    assert_eq!(f.rule.class().as_str(), "error");
-    for part in [
-        "`shop-2fa`",
-        "`otpauth`",
-        "`encoder` parameter",
-        "every fetch of it fails",
-        "`publish`",
-    ] {
-        assert!(f.message.contains(part), "{}", f.message);
-    }
-    assert!(
-        f.help
-            .contains("scopevault cred set shop-2fa --secret otpauth"),
-        "{}",
-        f.help
+    shop_2fa_seed_finding_names_it_and_the_fix(
+        RuleId::UnusableTotpSeed,
+        meta(Some(steam)),
+        &[
+            "`shop-2fa`",
+            "`otpauth`",
+            "`encoder` parameter",
+            "every fetch of it fails",
+            "`publish`",
+        ],
     );
 }
 

@@ -326,84 +326,11 @@ fn lint_with_vault_reports_missing_secrets_from_the_real_vault() {
 /// never a value; once that is done it is gone.
 #[test]
 fn lint_with_vault_reports_a_credential_holding_both_totp_seeds() {
-    use crate::common::daemon::{self, assert_no_secret, TOTP_SEED};
-    let dir = daemon::tempdir();
-    let id = daemon::setup_vault_holding_both_totp_seeds(dir.path());
-    let id_s = id.to_str().unwrap();
-    // The example's one other error: a credential with no secret.
-    daemon::ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            id_s,
-            "cred",
-            "set",
-            "legacy-ftp",
-            "--secret",
-            "secret",
-        ],
-        Some("ftp-value"),
+    lint_reports_a_shop_2fa_seed_error_until_cred_set(
+        crate::common::daemon::setup_vault_holding_both_totp_seeds,
+        "both-totp-seeds",
+        &["`totp_seed`", "`otpauth`", "fetch"],
     );
-    let lint = |format: &str| {
-        daemon::cmd(dir.path())
-            .args(["--identity-file", id_s, "lint", "example-policy.toml"])
-            .args(["--with-vault", "--deny", "error", "--format", format])
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
-    };
-    let out = lint("json");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "an error blocks: {out:?}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let both: Vec<&serde_json::Value> = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["rule"] == "both-totp-seeds")
-        .collect();
-    assert_eq!(both.len(), 1, "{stdout}");
-    let f = both[0];
-    assert_eq!(f["class"], "error", "{f}");
-    assert_eq!(f["credential"], "shop-2fa", "{f}");
-    let message = f["message"].as_str().unwrap();
-    for part in ["`totp_seed`", "`otpauth`", "fetch"] {
-        assert!(message.contains(part), "{f}");
-    }
-    assert!(
-        f["help"]
-            .as_str()
-            .unwrap()
-            .contains("scopevault cred set shop-2fa --secret otpauth"),
-        "{f}"
-    );
-    assert_no_secret(&stdout, "lint's JSON report");
-    for format in ["text", "sarif"] {
-        let out = lint(format);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(1), "{format}: {out:?}");
-        assert!(text.contains("both-totp-seeds"), "{format}: {text}");
-        assert_no_secret(&text, "lint's report");
-    }
-
-    // The fix it names: `cred set` of the seed in use removes the other.
-    daemon::ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            id_s,
-            "cred",
-            "set",
-            "shop-2fa",
-            "--secret",
-            "totp_seed",
-        ],
-        Some(TOTP_SEED),
-    );
-    let out = lint("json");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(!stdout.contains("both-totp-seeds"), "{stdout}");
 }
 
 /// Twenty-first pass (found by the twentieth pass's review): `lint --with-vault` said nothing
@@ -414,9 +341,26 @@ fn lint_with_vault_reports_a_credential_holding_both_totp_seeds() {
 /// never the seed or the URI; once that is done it is gone.
 #[test]
 fn lint_with_vault_reports_a_stored_totp_seed_that_gives_no_code() {
-    use crate::common::daemon::{self, assert_no_secret, TOTP_SEED};
+    lint_reports_a_shop_2fa_seed_error_until_cred_set(
+        crate::common::daemon::setup_vault_holding_a_steam_uri,
+        "unusable-totp-seed",
+        &["`shop-2fa`", "`otpauth`", "`encoder` parameter", "publish"],
+    );
+}
+
+/// With the vault `setup` makes (the example policy, `shop-2fa` holding what an older
+/// scopevault saved), `lint --with-vault --deny error` exits 1 with one `rule` error on
+/// `shop-2fa`, its message holding each of `parts` and its help naming `cred set shop-2fa
+/// --secret otpauth`, in the JSON, text and SARIF reports, none showing a secret or the
+/// stored URI; after that `cred set` (of a usable `totp_seed`) it exits 0 without it.
+fn lint_reports_a_shop_2fa_seed_error_until_cred_set(
+    setup: fn(&std::path::Path) -> std::path::PathBuf,
+    rule: &str,
+    parts: &[&str],
+) {
+    use crate::common::daemon::{self, assert_no_secret};
     let dir = daemon::tempdir();
-    let id = daemon::setup_vault_holding_a_steam_uri(dir.path());
+    let id = setup(dir.path());
     let id_s = id.to_str().unwrap();
     // The example's one other error: a credential with no secret.
     daemon::ok(
@@ -440,24 +384,16 @@ fn lint_with_vault_reports_a_stored_totp_seed_that_gives_no_code() {
             .output()
             .unwrap()
     };
-    let rule = "unusable-totp-seed";
     let out = lint("json");
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "an error blocks: {out:?}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let found: Vec<&serde_json::Value> = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["rule"] == rule)
-        .collect();
-    assert_eq!(found.len(), 1, "{stdout}");
-    let f = found[0];
+    let found = findings_of(&out, rule);
+    assert_eq!(found.len(), 1, "{out:?}");
+    let f = &found[0];
     assert_eq!(f["class"], "error", "{f}");
     assert_eq!(f["credential"], "shop-2fa", "{f}");
     let message = f["message"].as_str().unwrap();
-    for part in ["`shop-2fa`", "`otpauth`", "`encoder` parameter", "publish"] {
-        assert!(message.contains(part), "{f}");
+    for part in parts {
+        assert!(message.contains(part), "{part}: {f}");
     }
     assert!(
         f["help"]
@@ -466,34 +402,33 @@ fn lint_with_vault_reports_a_stored_totp_seed_that_gives_no_code() {
             .contains("scopevault cred set shop-2fa --secret otpauth"),
         "{f}"
     );
-    assert_no_secret(&stdout, "lint's JSON report");
-    assert!(!stdout.contains("otpauth://totp/shop"), "{stdout}");
-    for format in ["text", "sarif"] {
+    for format in ["json", "text", "sarif"] {
         let out = lint(format);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{format}: {out:?}");
         assert!(text.contains(rule), "{format}: {text}");
         assert_no_secret(&text, "lint's report");
+        assert!(!text.contains("otpauth://totp/shop"), "{format}: {text}");
     }
 
-    // The fix it names: `cred set` of a usable seed replaces it.
-    daemon::ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            id_s,
-            "cred",
-            "set",
-            "shop-2fa",
-            "--secret",
-            "totp_seed",
-        ],
-        Some(TOTP_SEED),
-    );
+    // The fix it names: `cred set` of a usable seed replaces the one stored.
+    daemon::set_shop_2fa_seed(dir.path(), &id);
     let out = lint("json");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(!stdout.contains(rule), "{stdout}");
+}
+
+/// The findings of `rule` in a lint's JSON report on `out`'s stdout.
+fn findings_of(out: &std::process::Output, rule: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .cloned()
+        .collect()
 }
 
 /// `scopevault ARGS` in the daemon test environment of `dir` with `stdin`.
@@ -641,16 +576,7 @@ fn lint_with_vault_reports_an_entry_stored_otherwise_than_declared() {
             "",
         )
     };
-    let findings = |out: &std::process::Output| -> Vec<serde_json::Value> {
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["rule"] == "vault-differs-from-policy")
-            .cloned()
-            .collect()
-    };
+    let findings = |out: &std::process::Output| findings_of(out, "vault-differs-from-policy");
     let out = lint("json");
     let found = findings(&out);
     assert_eq!(found.len(), 1, "{out:?}");
@@ -755,14 +681,7 @@ fn an_entry_stored_with_the_default_port_is_as_declared() {
             "--format",
             "json",
         ]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["rule"] == "vault-differs-from-policy")
-            .cloned()
-            .collect()
+        findings_of(&out, "vault-differs-from-policy")
     };
     let policy = std::fs::read_to_string(dir.path().join("example-policy.toml")).unwrap();
     assert!(
@@ -820,16 +739,7 @@ fn a_seed_in_a_credential_not_declared_totp_is_a_lint_warning_and_apply_says_it_
     assert!(out.status.success(), "{out:?}");
     let lint =
         |policy: &str, format: &str| sv(&["lint", policy, "--with-vault", "--format", format], "");
-    let seeds = |out: &std::process::Output| -> Vec<serde_json::Value> {
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["rule"] == "totp-seed-handed-out")
-            .cloned()
-            .collect()
-    };
+    let seeds = |out: &std::process::Output| findings_of(out, "totp-seed-handed-out");
     let out = lint("example-policy.toml", "json");
     let found = seeds(&out);
     assert_eq!(found.len(), 1, "{out:?}");
