@@ -379,9 +379,10 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
             }
             Err(e) => {
                 let e = judge(e);
+                let fix = keyring_fix(&e);
                 r.fail(
                     "keyring",
-                    format!("the keyring slot does not open the vault: {e}; start the Secret Service (gnome-keyring, KeePassXC) in this session, or use a passphrase or identity file"),
+                    format!("the keyring slot does not open the vault: {e}{fix}"),
                 )
             }
         }
@@ -413,6 +414,17 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
         (_, Some(e)) => Checked::Refused(e),
         (Some(v), None) => Checked::Opened(Box::new(v)),
         (None, None) => Checked::NotOpened,
+    }
+}
+
+/// What to add to the keyring slot's `fail` line, by why the slot did not open the vault.
+/// Starting a Secret Service fits a store that could not be reached, and no other failure:
+/// it followed two items for one entry too (twenty-first pass), whose message says what to
+/// delete.
+fn keyring_fix(e: &vault::VaultError) -> &'static str {
+    match e {
+        vault::VaultError::KeyringAmbiguous(_) => "",
+        _ => "; start the Secret Service (gnome-keyring, KeePassXC) in this session, or use a passphrase or identity file",
     }
 }
 

@@ -43,6 +43,40 @@ fn unavailable(store: KeyringStore, err: impl std::fmt::Display) -> VaultError {
     VaultError::KeyringUnavailable(format!("{} store: {err}; {hint}", store.as_str()))
 }
 
+/// A store's answer as a [`VaultError`]: two items or more for one entry are named as such
+/// ([`ambiguous`]), anything else is the store being unusable ([`unavailable`]). keyring-core's
+/// `Display` of [`keyring_core::Error::Ambiguous`] is the Debug form of every item it found
+/// (D-Bus object paths), and the advice of an unreachable store fitted none of it (twenty-first
+/// pass): no keyring error becomes text but through here.
+fn store_error(
+    store: KeyringStore,
+    service: &str,
+    account: &str,
+    err: keyring_core::Error,
+) -> VaultError {
+    match err {
+        keyring_core::Error::Ambiguous(items) => ambiguous(store, service, account, items.len()),
+        err => unavailable(store, err),
+    }
+}
+
+/// The store holds `count` items for the entry `service`/`account` (one made by scopevault,
+/// the others by another program or by hand): which to list, and which to delete.
+fn ambiguous(store: KeyringStore, service: &str, account: &str, count: usize) -> VaultError {
+    let fix = match store {
+        KeyringStore::SecretService => format!(
+            "list them with `secret-tool search --all service {service} username {account}`: the one scopevault made has no attribute but `service` and `username`; delete the other(s), e.g. `secret-tool clear service {service} username {account} NAME VALUE` with an attribute NAME only they have"
+        ),
+        KeyringStore::Keyutils => {
+            "list them with `keyctl show @u` and delete all but the one scopevault made".to_owned()
+        }
+    };
+    VaultError::KeyringAmbiguous(format!(
+        "the {} store holds {count} items for the entry {service}/{account} of a keyring slot, which has one, so it cannot say which holds the slot's key: {fix}",
+        store.as_str()
+    ))
+}
+
 fn open_store(store: KeyringStore) -> Result<Arc<CredentialStore>, VaultError> {
     let s: Arc<CredentialStore> = match store {
         KeyringStore::SecretService => {
@@ -64,7 +98,7 @@ fn open_store(store: KeyringStore) -> Result<Arc<CredentialStore>, VaultError> {
 
 fn entry(store: KeyringStore, service: &str, account: &str) -> Result<Entry, VaultError> {
     let s = open_store(store)?;
-    Entry::new_in_store(&s, service, account).map_err(|e| unavailable(store, e))
+    Entry::new_in_store(&s, service, account).map_err(|e| store_error(store, service, account, e))
 }
 
 /// Store a slot key. Reads it back to make sure the store really kept it.
@@ -75,8 +109,12 @@ pub(crate) fn put(
     key: &[u8],
 ) -> Result<(), VaultError> {
     let e = entry(store, service, account)?;
-    e.set_secret(key).map_err(|err| unavailable(store, err))?;
-    let back = Zeroizing::new(e.get_secret().map_err(|err| unavailable(store, err))?);
+    e.set_secret(key)
+        .map_err(|err| store_error(store, service, account, err))?;
+    let back = Zeroizing::new(
+        e.get_secret()
+            .map_err(|err| store_error(store, service, account, err))?,
+    );
     if back.as_slice() != key {
         return Err(unavailable(
             store,
@@ -99,7 +137,7 @@ pub(crate) fn get(
             "the {} store has no entry {service}/{account} (was it deleted, or is this another user/session?)",
             store.as_str()
         ))),
-        Err(err) => Err(unavailable(store, err)),
+        Err(err) => Err(store_error(store, service, account, err)),
     }
 }
 
@@ -116,6 +154,6 @@ pub(crate) fn delete(store: KeyringStore, service: &str, account: &str) -> Resul
             "the {} store of this session has no entry {service}/{account}, so nothing was deleted here; if the slot was made on another host or in another login session, its entry is still there: delete it there",
             store.as_str()
         ))),
-        Err(err) => Err(unavailable(store, err)),
+        Err(err) => Err(store_error(store, service, account, err)),
     }
 }

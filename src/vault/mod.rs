@@ -171,6 +171,13 @@ pub enum VaultError {
     /// The keyring answered but not as expected.
     #[error("keyring: {0}")]
     Keyring(String),
+    /// The keyring store holds more than one item for a keyring slot's entry (one put there
+    /// by another program or by hand), so it cannot say which holds the slot's key. The
+    /// message names the entry, how to list the items and which to delete; it was
+    /// keyring-core's Debug output with the advice for a store that cannot be reached
+    /// (twenty-first pass).
+    #[error("keyring: {0}")]
+    KeyringAmbiguous(String),
     /// Another writer holds the lock.
     #[error("another scopevault command is writing this vault (lock {0} held for 30 s): try again when it has finished")]
     Busy(PathBuf),
@@ -319,6 +326,7 @@ impl VaultError {
                 | VaultError::BadIdentityFile { .. }
                 | VaultError::KeyringUnavailable(_)
                 | VaultError::Keyring(_)
+                | VaultError::KeyringAmbiguous(_)
         )
     }
 }

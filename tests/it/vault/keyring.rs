@@ -5,7 +5,9 @@
 //! unless `CI=true` or SCOPEVAULT_REQUIRE_KEYRING=1 (set by `scripts/test` when it started
 //! the session), where a missing keyring fails it. The keyutils test asks the kernel itself
 //! (the keyutils syscalls the store makes, from Python) whether keyutils works here, and then asserts either
-//! the working slot or the documented refusal.
+//! the working slot or the documented refusal. Items another program would make (a second
+//! item for a slot's entry, a wrong key in it) are planted with `secret-tool`
+//! (libsecret-tools, installed by scripts/setup/keyring).
 
 use crate::common::skip;
 use crate::common::vault as common_vault;
@@ -315,4 +317,194 @@ fn key_remove_refuses_to_leave_only_keyring_slots_this_host_cannot_open() {
         "the keyring slot opens it: {}",
         stderr(&out)
     );
+}
+
+/// `secret-tool ARGS` (libsecret-tools) on the test's session bus, `stdin` its input: how a
+/// test plants, replaces, lists and clears Secret Service items as another program would.
+/// `None` (a skip, a failure under CI) when secret-tool is not installed.
+fn secret_tool(bus: &str, args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
+    use std::io::Write;
+    let child = std::process::Command::new("secret-tool")
+        .env("DBUS_SESSION_BUS_ADDRESS", bus)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            skip::skip(&format!(
+                "secret-tool (libsecret-tools, installed by scripts/setup/keyring) is needed to plant Secret Service items: {e}"
+            ));
+            return None;
+        }
+    };
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "secret-tool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out)
+}
+
+/// A vault with a passphrase slot and a secret-service keyring slot made in the test's
+/// session: the keyring slot's id and its entry's account, `<vault_id>/<slot id>`.
+fn keyring_vault(e: &Env, bus: &str) -> (String, String) {
+    let mut c = e.cmd();
+    c.env("DBUS_SESSION_BUS_ADDRESS", bus).args([
+        "init",
+        "--keyring",
+        "--passphrase-file",
+        &e.pf(),
+        "--label",
+        "pass",
+    ]);
+    let out = e.run_cmd(&mut c, b"");
+    assert!(
+        out.status.success(),
+        "init --keyring: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (header, _) = common_vault::split(&e.vault_bytes());
+    let slot = header["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "keyring")
+        .expect("a keyring slot");
+    let id = slot["id"].as_str().unwrap().to_owned();
+    let account = slot["account"].as_str().unwrap().to_owned();
+    assert_eq!(
+        account,
+        format!("{}/{id}", header["vault_id"].as_str().unwrap())
+    );
+    (id, account)
+}
+
+/// What `scopevault serve` (the keyring tried, no other unlock source) says on stderr
+/// before it listens: started, its socket waited for, then stopped.
+fn serve_start_message(e: &Env, bus: &str) -> String {
+    let socket = e.path("run/sv.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let stderr = e.path("serve.stderr");
+    let mut child = e
+        .cmd()
+        .env("DBUS_SESSION_BUS_ADDRESS", bus)
+        .arg("serve")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--audit")
+        .arg(e.path("audit.jsonl"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !socket.exists() {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "serve did not listen: {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::read_to_string(&stderr).unwrap()
+}
+
+/// The Debug form of keyring-core's entries, or the advice for a store that cannot be
+/// reached, in a message about a store that answered.
+fn assert_no_debug_nor_unreachable_advice(what: &str, text: &str) {
+    for bad in [
+        "Entry {",
+        "Wrapper",
+        "OwnedObjectPath",
+        "/org/freedesktop/secrets",
+        "is a Secret Service",
+        "start the Secret Service",
+        "not available",
+    ] {
+        assert!(!text.contains(bad), "{what} says `{bad}`: {text}");
+    }
+}
+
+/// Twenty-first pass (found by attacking from the documents): with a second Secret Service
+/// item matching a keyring slot's entry (service `scopevault`, username `<vault_id>/<slot>`,
+/// one more attribute, as `secret-tool store` plants it), `cred list`, `key list`, `doctor`,
+/// `serve` and `key remove` said "the OS keyring is not available: ... Entry is matched by 2
+/// credentials: [Entry { inner: Wrapper { path: OwnedObjectPath(...) } }, ...]; is a Secret
+/// Service ... running and unlocked": keyring-core's Debug output, and the wrong advice (the
+/// service answered). Each now says the store holds 2 items for the entry, how to list them,
+/// and to delete the extra one.
+#[test]
+fn an_ambiguous_keyring_entry_is_named_with_how_to_list_and_delete_the_extra_items() {
+    let Some(bus) = bus() else { return };
+    let e = Env::new();
+    let (_, account) = keyring_vault(&e, &bus);
+    let Some(_) = secret_tool(
+        &bus,
+        &[
+            "store",
+            "--label=planted",
+            "service",
+            "scopevault",
+            "username",
+            &account,
+            "planted",
+            "1",
+        ],
+        &[7u8; 32],
+    ) else {
+        return;
+    };
+    let with_bus = |args: &[&str]| {
+        let mut c = e.cmd();
+        c.env("DBUS_SESSION_BUS_ADDRESS", &bus).args(args);
+        let out = e.run_cmd(&mut c, b"");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let says_what_to_do = |what: &str, text: &str| {
+        assert!(
+            text.contains(&format!("holds 2 items for the entry scopevault/{account}"))
+                && text.contains(&format!(
+                    "secret-tool search --all service scopevault username {account}"
+                ))
+                && text.contains("delete"),
+            "{what}: {text}"
+        );
+        assert_no_debug_nor_unreachable_advice(what, text);
+    };
+    let (code, text) = with_bus(&["cred", "list"]);
+    assert_eq!(code, Some(3), "{text}");
+    says_what_to_do("cred list", &text);
+    let (_, text) = with_bus(&["key", "list"]);
+    says_what_to_do("key list", &text);
+    let (_, text) = with_bus(&["doctor"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fail") && l.contains("keyring"))
+        .unwrap_or_else(|| panic!("a failing keyring line: {text}"));
+    says_what_to_do("doctor", line);
+    let text = serve_start_message(&e, &bus);
+    says_what_to_do("serve", &text);
+    // Removing the passphrase slot would leave only the keyring slot, which cannot be
+    // opened: refused, saying why.
+    let (code, text) = with_bus(&["key", "remove", "pass", "--passphrase-file", &e.pf()]);
+    assert_eq!(code, Some(2), "{text}");
+    says_what_to_do("key remove pass", &text);
 }
