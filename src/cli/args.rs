@@ -389,7 +389,8 @@ pub enum KeyCommand {
     Add(KeyAddArgs),
     /// Remove a key slot. The last one cannot be removed, nor one whose removal leaves only
     /// keyring slots this host cannot open (their key is not in this session's store, or the
-    /// store cannot be reached), unless --force.
+    /// store cannot be reached), unless --force. A keyring slot's key is deleted from its
+    /// store: every item the store holds for the slot's entry.
     Remove {
         /// The slot's id or label, as shown by `key list`.
         #[arg(value_name = "ID|LABEL")]

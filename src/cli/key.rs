@@ -197,11 +197,30 @@ fn remove(g: &GlobalArgs, id_or_label: &str, force: bool) -> anyhow::Result<Exit
     }
     let slot = vault.remove_slot(id_or_label)?;
     vault.save(&lock)?;
-    if let Err(e) = Vault::forget_keyring_key(&slot) {
-        eprintln!(
-            "warning: the slot is removed from the vault, but its keyring entry could not be deleted: {}",
+    match Vault::forget_keyring_key(&slot) {
+        Ok(n) if n > 1 => {
+            if let Slot::Keyring {
+                store,
+                service,
+                account,
+                ..
+            } = &slot
+            {
+                eprintln!(
+                    "note: the {} store held {n} items for the entry {}/{}, where a keyring slot has one (the others made by another program or by hand): deleted all {n}, so none is left to hold the slot's key",
+                    store.as_str(),
+                    escape_for_terminal(service),
+                    escape_for_terminal(account)
+                );
+            }
+        }
+        Ok(_) => {}
+        // The key may be left in a keyring: said in so many words, since it opens every copy
+        // of the vault made before (twenty-first pass).
+        Err(e) => eprintln!(
+            "warning: the slot is removed from the vault, but its keyring entry could not be deleted, so its key may still be in a keyring, where it opens any copy of the vault made before this removal (a backup): {}",
             escape_for_terminal(&e.to_string())
-        );
+        ),
     }
     println!(
         "removed key slot {}: {}",

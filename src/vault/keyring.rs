@@ -141,19 +141,68 @@ pub(crate) fn get(
     }
 }
 
-/// Delete a slot key (used when a keyring slot is removed). A missing entry is an error too,
-/// for the caller to warn about as it warns about a store it cannot reach: the entry may live
-/// on another host or in another login session (a vault moved from the host that made the
-/// slot), where it stays. It was silent for a keyutils slot, whose entry is missing wherever
-/// it was not made, while a secret-service slot warned (nineteenth pass).
-pub(crate) fn delete(store: KeyringStore, service: &str, account: &str) -> Result<(), VaultError> {
+/// Delete a slot key (used when a keyring slot is removed): how many items were deleted. A
+/// missing entry is an error too, for the caller to warn about as it warns about a store it
+/// cannot reach: the entry may live on another host or in another login session (a vault
+/// moved from the host that made the slot), where it stays. It was silent for a keyutils
+/// slot, whose entry is missing wherever it was not made, while a secret-service slot warned
+/// (nineteenth pass).
+///
+/// Two items or more for the entry (one made by another program or by hand, with the same
+/// `service` and `username` and more attributes) are all deleted, as `secret-tool clear
+/// service scopevault username ACCOUNT` would: their username names this vault and this
+/// slot, so each is the slot's key or claims to be, and the slot is gone. Deleting none left
+/// the key in the keyring, where it opened any copy of the vault made before (twenty-first
+/// pass). The store is asked again afterwards: an item still there is an error.
+pub(crate) fn delete(
+    store: KeyringStore,
+    service: &str,
+    account: &str,
+) -> Result<usize, VaultError> {
     let e = entry(store, service, account)?;
-    match e.delete_credential() {
-        Ok(()) => Ok(()),
-        Err(keyring_core::Error::NoEntry) => Err(VaultError::Keyring(format!(
+    let items = match e.delete_credential() {
+        Ok(()) => return Ok(1),
+        Err(keyring_core::Error::NoEntry) => return Err(VaultError::Keyring(format!(
             "the {} store of this session has no entry {service}/{account}, so nothing was deleted here; if the slot was made on another host or in another login session, its entry is still there: delete it there",
             store.as_str()
         ))),
-        Err(err) => Err(store_error(store, service, account, err)),
+        Err(keyring_core::Error::Ambiguous(items)) => items,
+        Err(err) => return Err(store_error(store, service, account, err)),
+    };
+    let count = items.len();
+    let mut failed = Vec::new();
+    for item in items {
+        match item.delete_credential() {
+            // Gone already (deleted by someone else meanwhile): what we wanted.
+            Ok(()) | Err(keyring_core::Error::NoEntry) => {}
+            Err(err) => failed.push(store_error(store, service, account, err).to_string()),
+        }
     }
+    // Asked without reading a secret: only whether an item is left matters.
+    let left = match e.get_credential() {
+        Err(keyring_core::Error::NoEntry) => None,
+        Ok(_) => Some("one item is still there".to_owned()),
+        Err(keyring_core::Error::Ambiguous(items)) => {
+            Some(format!("{} items are still there", items.len()))
+        }
+        Err(err) => Some(store_error(store, service, account, err).to_string()),
+    };
+    if failed.is_empty() && left.is_none() {
+        return Ok(count);
+    }
+    let why = failed
+        .into_iter()
+        .chain(left)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let how = match store {
+        KeyringStore::SecretService => format!(
+            "list them with `secret-tool search --all service {service} username {account}` and delete them with `secret-tool clear service {service} username {account}`"
+        ),
+        KeyringStore::Keyutils => "list them with `keyctl show @u` and delete them with `keyctl unlink`".to_owned(),
+    };
+    Err(VaultError::Keyring(format!(
+        "the {} store held {count} items for the entry {service}/{account}, and not all could be deleted ({why}): one may hold the slot's key; {how}",
+        store.as_str()
+    )))
 }

@@ -1327,18 +1327,19 @@ impl Vault {
         Ok((!closed.is_empty()).then(|| closed.join("; ")))
     }
 
-    /// Delete a removed keyring slot's key from its store (best effort after the save).
-    pub fn forget_keyring_key(slot: &Slot) -> Result<(), VaultError> {
-        if let Slot::Keyring {
-            store,
-            service,
-            account,
-            ..
-        } = slot
-        {
-            keyring::delete(*store, service, account)?;
+    /// Delete a removed keyring slot's key from its store (best effort after the save): how
+    /// many items the store held for its entry and deleted, all of them when more than one
+    /// ([`keyring::delete`]); 0 for a slot of another kind.
+    pub fn forget_keyring_key(slot: &Slot) -> Result<usize, VaultError> {
+        match slot {
+            Slot::Keyring {
+                store,
+                service,
+                account,
+                ..
+            } => keyring::delete(*store, service, account),
+            _ => Ok(0),
         }
-        Ok(())
     }
 }
 

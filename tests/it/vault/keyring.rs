@@ -508,3 +508,87 @@ fn an_ambiguous_keyring_entry_is_named_with_how_to_list_and_delete_the_extra_ite
     assert_eq!(code, Some(2), "{text}");
     says_what_to_do("key remove pass", &text);
 }
+
+/// Twenty-first pass (found by attacking from the documents): `key remove` of a keyring slot
+/// whose entry the store holds twice (a second item with the same `service` and `username`
+/// and one more attribute) removed the slot from the vault and deleted neither item: the
+/// slot's key stayed in the keyring, where it still opened any copy of the vault made before
+/// (a backup). Every item the store holds for the entry is deleted, and `key remove` says how
+/// many; the backup's keyring slot then opens nothing.
+#[test]
+fn key_remove_deletes_every_item_the_store_holds_for_the_slots_entry() {
+    let Some(bus) = bus() else { return };
+    let e = Env::new();
+    let (id, account) = keyring_vault(&e, &bus);
+    let Some(_) = secret_tool(
+        &bus,
+        &[
+            "store",
+            "--label=planted",
+            "service",
+            "scopevault",
+            "username",
+            &account,
+            "planted",
+            "1",
+        ],
+        &[7u8; 32],
+    ) else {
+        return;
+    };
+    let backup = e.path("backup.scopevault");
+    std::fs::write(&backup, e.vault_bytes()).unwrap();
+    let mut c = e.cmd();
+    c.env("DBUS_SESSION_BUS_ADDRESS", &bus).args([
+        "key",
+        "remove",
+        &id,
+        "--passphrase-file",
+        &e.pf(),
+    ]);
+    let out = e.run_cmd(&mut c, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("removed key slot {id}")),
+        "{out:?}"
+    );
+    assert!(
+        err.contains(&format!(
+            "the secret-service store held 2 items for the entry scopevault/{account}"
+        )) && err.contains("deleted all 2")
+            && !err.contains("warning"),
+        "{err}"
+    );
+    assert_no_debug_nor_unreachable_advice("key remove", &err);
+    // Both items are gone: the genuine one and the planted one.
+    let Some(left) = secret_tool(
+        &bus,
+        &[
+            "search",
+            "--all",
+            "service",
+            "scopevault",
+            "username",
+            &account,
+        ],
+        b"",
+    ) else {
+        return;
+    };
+    assert!(
+        left.stdout.is_empty() && left.stderr.is_empty(),
+        "items left: {}{}",
+        String::from_utf8_lossy(&left.stdout),
+        String::from_utf8_lossy(&left.stderr)
+    );
+    // The backup's keyring slot no longer opens: its key is nowhere in the keyring.
+    let b = Env::with_vault(&backup);
+    let mut c = b.cmd();
+    c.env("DBUS_SESSION_BUS_ADDRESS", &bus)
+        .args(["cred", "list"]);
+    let out = b.run_cmd(&mut c, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("has no entry"), "{err}");
+}
