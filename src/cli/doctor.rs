@@ -419,12 +419,14 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
 
 /// What to add to the keyring slot's `fail` line, by why the slot did not open the vault.
 /// Starting a Secret Service fits a store that could not be reached, and no other failure:
-/// it followed two items for one entry too (twenty-first pass), whose message says what to
-/// delete.
+/// it followed an entry holding the wrong key and two items for one entry too (twenty-first
+/// pass), whose messages say what to do.
 fn keyring_fix(e: &vault::VaultError) -> &'static str {
     match e {
-        vault::VaultError::KeyringAmbiguous(_) => "",
-        _ => "; start the Secret Service (gnome-keyring, KeePassXC) in this session, or use a passphrase or identity file",
+        vault::VaultError::KeyringUnavailable(_) => "; start the Secret Service (gnome-keyring, KeePassXC) in this session, or use a passphrase or identity file",
+        // The store answered and holds no entry for the slot.
+        vault::VaultError::Keyring(_) => "; a slot made on another host or in another login session opens only there (here, use a passphrase or identity file); if its entry was deleted, enrol this keyring again: `scopevault key add --keyring`, then `scopevault key remove` of this slot",
+        _ => "",
     }
 }
 

@@ -178,6 +178,12 @@ pub enum VaultError {
     /// (twenty-first pass).
     #[error("keyring: {0}")]
     KeyringAmbiguous(String),
+    /// A keyring slot's entry is there but does not hold the slot's key (another vault's, an
+    /// older one, a value put there by hand). The message names the entry and the slot, and
+    /// says to restore the entry or enrol the keyring again; doctor followed it with the
+    /// advice to start a Secret Service (twenty-first pass).
+    #[error("keyring: {0}")]
+    KeyringWrongKey(String),
     /// Another writer holds the lock.
     #[error("another scopevault command is writing this vault (lock {0} held for 30 s): try again when it has finished")]
     Busy(PathBuf),
@@ -327,6 +333,7 @@ impl VaultError {
                 | VaultError::KeyringUnavailable(_)
                 | VaultError::Keyring(_)
                 | VaultError::KeyringAmbiguous(_)
+                | VaultError::KeyringWrongKey(_)
         )
     }
 }
@@ -1315,10 +1322,7 @@ impl Vault {
                 Slot::Keyring { .. } => match slots::try_keyring(s, &self.header.vault_id) {
                     // The unwrapped identity is dropped (zeroed) at once: only whether it
                     // opens matters.
-                    Ok(Some(_)) => return Ok(None),
-                    Ok(None) => {
-                        "the key this session's store holds for it does not open it".to_owned()
-                    }
+                    Ok(_) => return Ok(None),
                     Err(e) => e.to_string(),
                 },
             };
@@ -1463,12 +1467,7 @@ fn unwrap_identity(
                 .filter(|s| matches!(s, Slot::Keyring { .. }))
             {
                 match slots::try_keyring(s, vid) {
-                    Ok(Some(id)) => return Ok((id, None)),
-                    Ok(None) => {
-                        last = Some(VaultError::WrongKey(
-                            "the keyring key does not open its slot".into(),
-                        ))
-                    }
+                    Ok(id) => return Ok((id, None)),
                     Err(e) => last = Some(e),
                 }
             }

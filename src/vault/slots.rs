@@ -944,11 +944,11 @@ pub(crate) fn try_passphrase(
     open(&key, &aad(vault_id, id), nonce, wrapped)
 }
 
-/// Try the keyring on a keyring slot.
-pub(crate) fn try_keyring(
-    slot: &Slot,
-    vault_id: &str,
-) -> Result<Option<Zeroizing<String>>, VaultError> {
+/// Open a keyring slot with the key its store holds. A key that does not open it (or a value
+/// that is no key) is [`VaultError::KeyringWrongKey`], naming the entry and the slot and what
+/// to do: the entry is there, so the store is not what to fix (twenty-first pass: doctor said
+/// to start a Secret Service, and `cred list` and `serve` named neither slot nor fix).
+pub(crate) fn try_keyring(slot: &Slot, vault_id: &str) -> Result<Zeroizing<String>, VaultError> {
     let Slot::Keyring {
         id,
         store,
@@ -959,7 +959,10 @@ pub(crate) fn try_keyring(
         ..
     } = slot
     else {
-        return Ok(None);
+        return Err(VaultError::Usage(format!(
+            "key slot {} is not a keyring slot",
+            slot.named()
+        )));
     };
     // The entry a slot names is fixed by the format: a header cannot point the reader at some
     // other keyring entry (of another vault, or one an attacker made).
@@ -968,14 +971,20 @@ pub(crate) fn try_keyring(
             "keyring slot {id} names the entry {service}/{account}, not scopevault/{vault_id}/{id}"
         )));
     }
-    let key = super::keyring::get(*store, service, account)?;
-    let key: [u8; 32] = key.as_slice().try_into().map_err(|_| {
-        VaultError::Keyring(format!(
-            "the keyring entry {service}/{account} is not a 32-byte key"
+    let wrong = |what: &str| {
+        VaultError::KeyringWrongKey(format!(
+            "the {} store's entry {service}/{account} {what} keyring slot {id}: the entry is there, but not with this vault's key for the slot (another vault's, an older one, or a value put there by hand); restore the right entry, or enrol this keyring again: `scopevault key add --keyring`, then `scopevault key remove {id}` (both unlocked with a passphrase or an identity file)",
+            store.as_str()
         ))
-    })?;
+    };
+    let key = super::keyring::get(*store, service, account)?;
+    let key: [u8; 32] = key
+        .as_slice()
+        .try_into()
+        .map_err(|_| wrong("does not hold a 32-byte key, as"))?;
     let key = Zeroizing::new(key);
-    open(&key, &aad(vault_id, id), nonce, wrapped)
+    open(&key, &aad(vault_id, id), nonce, wrapped)?
+        .ok_or_else(|| wrong("holds a key that does not open"))
 }
 
 /// Try an identity file's identities on an identity slot. `Ok(None)`: none of them opens it.

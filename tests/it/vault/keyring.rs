@@ -385,10 +385,12 @@ fn keyring_vault(e: &Env, bus: &str) -> (String, String) {
 }
 
 /// What `scopevault serve` (the keyring tried, no other unlock source) says on stderr
-/// before it listens: started, its socket waited for, then stopped.
+/// before it listens: started, its socket waited for, then killed (its socket, left behind,
+/// is removed before the next start).
 fn serve_start_message(e: &Env, bus: &str) -> String {
     let socket = e.path("run/sv.sock");
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&socket);
     let stderr = e.path("serve.stderr");
     let mut child = e
         .cmd()
@@ -591,4 +593,92 @@ fn key_remove_deletes_every_item_the_store_holds_for_the_slots_entry() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("has no entry"), "{err}");
+}
+
+/// Twenty-first pass (found by attacking from the documents): with the keyring entry there
+/// but holding a wrong key (32 other bytes, a short value, an empty one), `doctor` said "the
+/// keyring key does not open its slot" (or "is not a 32-byte key") and then "start the Secret
+/// Service (gnome-keyring, KeePassXC) in this session", the fix for a store that cannot be
+/// reached; `cred list` and `serve` named neither the slot nor a fix. Each now says the
+/// entry is there but does not hold this vault's key for the slot, and to restore it or enrol
+/// the keyring again (`key add --keyring`, then `key remove` of the slot). An entry deleted
+/// from the store is not a store to start either.
+#[test]
+fn a_keyring_entry_holding_another_key_says_to_re_enrol_not_to_start_the_secret_service() {
+    let Some(bus) = bus() else { return };
+    let e = Env::new();
+    let (id, account) = keyring_vault(&e, &bus);
+    let with_bus = |args: &[&str]| {
+        let mut c = e.cmd();
+        c.env("DBUS_SESSION_BUS_ADDRESS", &bus).args(args);
+        let out = e.run_cmd(&mut c, b"");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let doctor_line = || {
+        let (_, text) = with_bus(&["doctor"]);
+        text.lines()
+            .find(|l| l.starts_with("fail") && l.contains("keyring"))
+            .unwrap_or_else(|| panic!("a failing keyring line: {text}"))
+            .to_owned()
+    };
+    for (case, value) in [
+        ("another 32-byte key", &[9u8; 32][..]),
+        ("a short value", &b"hello garbage"[..]),
+        ("an empty value", &b""[..]),
+    ] {
+        // The same attributes as the genuine item: secret-tool replaces its value.
+        let Some(_) = secret_tool(
+            &bus,
+            &[
+                "store",
+                "--label=replaced",
+                "service",
+                "scopevault",
+                "username",
+                &account,
+            ],
+            value,
+        ) else {
+            return;
+        };
+        let says_what_to_do = |what: &str, text: &str| {
+            assert!(
+                text.contains(&format!("scopevault/{account}"))
+                    && text.contains(&format!("keyring slot {id}"))
+                    && text.contains("restore the right entry")
+                    && text.contains("scopevault key add --keyring")
+                    && text.contains(&format!("scopevault key remove {id}")),
+                "{case}: {what}: {text}"
+            );
+            assert_no_debug_nor_unreachable_advice(&format!("{case}: {what}"), text);
+        };
+        let (code, text) = with_bus(&["cred", "list"]);
+        assert_eq!(code, Some(3), "{case}: {text}");
+        says_what_to_do("cred list", &text);
+        says_what_to_do("doctor", &doctor_line());
+        says_what_to_do("serve", &serve_start_message(&e, &bus));
+    }
+    // The entry deleted from the store: not a store to start either.
+    let Some(_) = secret_tool(
+        &bus,
+        &["clear", "service", "scopevault", "username", &account],
+        b"",
+    ) else {
+        return;
+    };
+    let line = doctor_line();
+    assert!(
+        line.contains("has no entry")
+            && line.contains("another host or in another login session")
+            && line.contains("scopevault key add --keyring"),
+        "{line}"
+    );
+    assert_no_debug_nor_unreachable_advice("doctor, no entry", &line);
 }
