@@ -185,10 +185,7 @@ fn remove(g: &GlobalArgs, id_or_label: &str, force: bool) -> anyhow::Result<Exit
             .map(named)
             .unwrap_or_default();
         if !force {
-            return Err(VaultError::Usage(format!(
-                "refusing to remove key slot {which}: no slot left could be opened on this host, so the vault could never be unlocked here again ({why}). Add a slot that works here first (`scopevault key add --passphrase`, `--identity-out FILE`, or `--keyring` for this host's keyring), then remove this one; if the vault will be opened only where the slots left work, give --force"
-            ))
-            .into());
+            return Err(closed_here_refusal(&which, &why).into());
         }
         eprintln!(
             "warning: --force: removing key slot {which} although no slot left can be opened on this host ({}): only where the slots left work can the vault be opened again",
@@ -228,6 +225,17 @@ fn remove(g: &GlobalArgs, id_or_label: &str, force: bool) -> anyhow::Result<Exit
         escape_for_terminal(&slot.describe())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `key remove`'s refusal to leave only slots this host cannot open. `which` is the slot as
+/// [`named`] shows it; `why` is what [`Vault::closed_here_without`] said, which quotes the
+/// keyring's own error text: escaped here, line breaks included, as the `--force` warning
+/// escapes it (twenty-first pass: a line break in it started a line that read as ours).
+fn closed_here_refusal(which: &str, why: &str) -> VaultError {
+    let why = escape_for_terminal(why);
+    VaultError::Usage(format!(
+        "refusing to remove key slot {which}: no slot left could be opened on this host, so the vault could never be unlocked here again ({why}). Add a slot that works here first (`scopevault key add --passphrase`, `--identity-out FILE`, or `--keyring` for this host's keyring), then remove this one; if the vault will be opened only where the slots left work, give --force"
+    ))
 }
 
 /// The id of the passphrase slot `key passwd` changes: the one `--slot` names (by id or
@@ -446,4 +454,31 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
         println!("dropped the version-1 identity slot for {r} (its identity file was not given with --identity-file): add a new identity slot with `scopevault key add --identity-out FILE`");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closed_here_refusal;
+
+    /// Twenty-first pass: the refusal quoted the keyring's own error text as it was, while the
+    /// `--force` warning escaped it. A line break in it (errors pass through
+    /// [`super::super::message_of`], which keeps line breaks) would start a line that reads as
+    /// ours, and an ESC would drive the terminal.
+    #[test]
+    fn key_remove_refusal_escapes_the_keyrings_error_text() {
+        let why = "keyring slot k1: no entry\nerror: forged line \u{1b}]0;title\u{7}";
+        let text = closed_here_refusal("k2", why).to_string();
+        assert!(
+            !text.chars().any(crate::text::needs_escape),
+            "raw control characters in: {text:?}"
+        );
+        assert!(
+            text.contains(r"no entry\nerror: forged line \u{1b}]0;title\u{7}"),
+            "{text}"
+        );
+        // And as the binary prints it: still one line.
+        let printed =
+            super::super::message_of(&anyhow::Error::from(closed_here_refusal("k2", why)));
+        assert_eq!(printed.lines().count(), 1, "{printed}");
+    }
 }
