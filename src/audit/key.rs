@@ -42,56 +42,70 @@ impl AuditKey {
         Ok(AuditKey(Zeroizing::new(key)))
     }
 
-    /// Read the key through the log's directory `dirfd` (never through a symbolic link),
-    /// creating it (mode 0600, random) if it does not exist yet.
-    pub(super) fn load_or_create_at(
+    /// A new key, 32 random bytes: in memory only until [`AuditKey::create_at`] writes it, so
+    /// that a start refused after making it leaves no key file behind.
+    pub(super) fn generate() -> AuditKey {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
+        AuditKey(key)
+    }
+
+    /// Read the key of the log at `audit_path` through the log's directory `dirfd` (never
+    /// through a symbolic link); `Ok(None)` when there is no key file. Nothing is made.
+    pub(super) fn load_at(
         dirfd: &rustix::fd::OwnedFd,
         audit_path: &Path,
-    ) -> Result<AuditKey, AuditError> {
+    ) -> Result<Option<AuditKey>, AuditError> {
         let path = key_path(audit_path);
         let name = path.file_name().unwrap_or_default().to_owned();
-        let open_err = |e: std::io::Error| AuditError::KeyOpen {
-            path: path.clone(),
-            message: e.to_string(),
+        // A regular file only, judged before it is opened: a FIFO in the key's place made
+        // `serve` wait for ever for a writer before it listened (seventeenth pass), and was
+        // opened, non-blocking, before it was refused (twentieth).
+        let file = match crate::sys::open_regular_at(
+            dirfd,
+            std::path::Path::new(&name),
+            true,
+            OFlags::RDONLY,
+        ) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(match rustix::io::Errno::from_io_error(&e) {
+                    Some(errno) => key_nofollow_err(&path, errno),
+                    None => AuditError::KeyOpen {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    },
+                })
+            }
         };
-        // A refused `openat` names the key file too, not the log.
-        let nofollow_err = |path: &Path, e| match nofollow_err(path, e) {
-            AuditError::Open { path, message } => AuditError::KeyOpen { path, message },
-            other => other,
-        };
-        let created = rustix::fs::openat(
+        Self::read_from(file, path).map(Some)
+    }
+
+    /// Write this key as the key file of the log at `audit_path`, through the log's directory
+    /// `dirfd`: made new (mode 0600, never through a symbolic link, never over a file there)
+    /// and synced. For the start that goes on, once nothing can refuse it.
+    pub(super) fn create_at(
+        &self,
+        dirfd: &rustix::fd::OwnedFd,
+        audit_path: &Path,
+    ) -> Result<(), AuditError> {
+        let path = key_path(audit_path);
+        let name = path.file_name().unwrap_or_default().to_owned();
+        let fd = rustix::fs::openat(
             dirfd,
             name.as_os_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             rustix::fs::Mode::from_raw_mode(0o600),
-        );
-        match created {
-            Ok(fd) => {
-                let mut f = File::from(fd);
-                let mut key = Zeroizing::new([0u8; KEY_LEN]);
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
-                f.write_all(key.as_ref()).map_err(open_err)?;
-                f.sync_all().map_err(open_err)?;
-                Ok(AuditKey(key))
-            }
-            Err(rustix::io::Errno::EXIST) => {
-                // A regular file only, judged before it is opened: a FIFO in the key's place
-                // made `serve` wait for ever for a writer before it listened (seventeenth
-                // pass), and was opened, non-blocking, before it was refused (twentieth).
-                let file = crate::sys::open_regular_at(
-                    dirfd,
-                    std::path::Path::new(&name),
-                    true,
-                    OFlags::RDONLY,
-                )
-                .map_err(|e| match rustix::io::Errno::from_io_error(&e) {
-                    Some(errno) => nofollow_err(&path, errno),
-                    None => open_err(e),
-                })?;
-                Self::read_from(file, path)
-            }
-            Err(e) => Err(nofollow_err(&path, e)),
-        }
+        )
+        .map_err(|e| key_nofollow_err(&path, e))?;
+        let mut f = File::from(fd);
+        f.write_all(self.0.as_ref())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| AuditError::KeyOpen {
+                path: path.clone(),
+                message: e.to_string(),
+            })
     }
 
     /// The HMAC of a value exactly as it appears in the log: `hmac-sha256:<64 hex digits>`.
@@ -137,7 +151,7 @@ pub(super) fn open_dir_of(
 
 /// For a daemon other than root: no directory on the log's path is owned by another user than
 /// root and the daemon's, who could rename the log and its key away and put their own there.
-fn others_dir(chain: &[(PathBuf, std::fs::Metadata)]) -> Result<(), String> {
+pub(super) fn others_dir(chain: &[(PathBuf, std::fs::Metadata)]) -> Result<(), String> {
     match crate::paths::owned_by_another(chain, rustix::process::geteuid().as_raw()) {
         Some((dir, uid)) => Err(format!(
             "{} is owned by uid {uid}, another user: they could replace the log and its key. Use a directory of the daemon's user or root",
@@ -197,6 +211,14 @@ pub(super) fn nofollow_err(path: &Path, e: rustix::io::Errno) -> AuditError {
     AuditError::Open {
         path: path.to_owned(),
         message,
+    }
+}
+
+/// [`nofollow_err`] for the key file: a refused `openat` names the key file, not the log.
+fn key_nofollow_err(path: &Path, e: rustix::io::Errno) -> AuditError {
+    match nofollow_err(path, e) {
+        AuditError::Open { path, message } => AuditError::KeyOpen { path, message },
+        other => other,
     }
 }
 

@@ -550,7 +550,9 @@ impl std::fmt::Debug for AuditLog {
 
 impl AuditLog {
     /// Open (creating mode 0600, in a directory created 0700) the log at `path`, read or create
-    /// its HMAC key (`<path>.key`), and continue the chain from the last line.
+    /// its HMAC key (`<path>.key`), and continue the chain from the last line. Nothing is
+    /// made (directory, log, key, journal) or written before everything that can refuse the
+    /// start was judged: a refused start leaves the files as it found them.
     ///
     /// The log is locked (`flock`) against a second daemon. An incomplete final line (a crash
     /// in the middle of a write, so never acknowledged and no secret left for it) is cut off,
@@ -566,47 +568,50 @@ impl AuditLog {
             path: path.to_owned(),
             message: e.to_string(),
         };
+        // Everything that can refuse the start is judged before anything is made: the log's
+        // directory, the log, its key and its journal are read as they are, and a missing
+        // one is judged as the empty one the start would make. Only once the start goes on
+        // are they made ([`Made`]). A refused start leaves the files as it found them (until
+        // the twenty-first pass, one refused because the anchor names the records of a log
+        // that was removed made an empty log in its place, and a key beside it). A missing
+        // log is not locked while it is judged: a second daemon judging it too finds the
+        // log made, or locked, when it comes to make it.
         let dir = dir_of(path);
-        if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(open_err)?;
-        }
-        let (dirfd, name) = open_dir_of(path, &dir)?;
+        let found = if std::fs::symlink_metadata(&dir).is_ok() {
+            Some(open_dir_of(path, &dir)?)
+        } else {
+            judge_dir_to_make(path, &dir)?;
+            None
+        };
         // A FIFO or a device at the log's path is named, not read as an empty log ("cut tail:
         // the log ends at seq 0"), and never opened: it is judged through an `O_PATH`
         // descriptor first (it was opened for reading and writing, which does not wait, and
         // judged afterwards: twentieth pass).
-        let file = open_log_at(&dirfd, &name).map_err(|e| {
-            if crate::sys::is_not_a_regular_file(&e) {
-                return AuditError::Open {
-                    path: path.to_owned(),
-                    message: format!(
-                        "{e}: an audit log is a regular file; remove it, or give --audit another path"
-                    ),
-                };
-            }
-            match rustix::io::Errno::from_io_error(&e) {
-                Some(errno) => nofollow_err(path, errno),
-                None => open_err(e),
-            }
-        })?;
-        crate::sys::try_lock_exclusive(&file).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                AuditError::InUse {
-                    path: path.to_owned(),
-                }
-            } else {
-                open_err(e)
-            }
-        })?;
-        let meta = file.metadata().map_err(open_err)?;
+        let file = match &found {
+            Some((dirfd, name)) => open_existing_log_at(dirfd, name)
+                .map_err(|e| log_open_err(path, e))?
+                .map(|file| lock_log(&file, path).map(|()| file))
+                .transpose()?,
+            None => None,
+        };
+        let len0 = match &file {
+            Some(f) => f.metadata().map_err(open_err)?.len(),
+            None => 0,
+        };
         // A log that cannot be continued is reported as such before its key is looked at,
         // unless its journal gives back what it lacks (below): a crash of the machine can leave
         // zeros in its last line.
-        let tail = read_tail(&file, meta.len(), path);
+        let tail = match &file {
+            Some(f) => read_tail(f, len0, path),
+            None => Ok((
+                Chain {
+                    seq: 0,
+                    prev: GENESIS.to_owned(),
+                },
+                0,
+                None,
+            )),
+        };
         if tail.is_err() && !sync {
             tail.clone()?;
         }
@@ -616,29 +621,33 @@ impl AuditLog {
             tail.clone()?;
             return Err(AuditError::KeyPresent { key: kp });
         }
-        if !key_there && meta.len() > 0 && !flags.new_key {
+        if !key_there && len0 > 0 && !flags.new_key {
             tail.clone()?;
             return Err(AuditError::KeyMissing {
                 path: path.to_owned(),
                 key: kp,
             });
         }
-        let key = AuditKey::load_or_create_at(&dirfd, path)?;
+        // The key there is read; a missing one is made in memory, and written only once the
+        // start goes on.
+        let loaded = match &found {
+            Some((dirfd, _)) if key_there => AuditKey::load_at(dirfd, path)?,
+            _ => None,
+        };
+        let key_to_write = loaded.is_none();
+        let key = loaded.unwrap_or_else(AuditKey::generate);
         // Nothing is written to the log, nor made or written in the journal's place, before
         // the log (as the journal would leave it) is judged against its anchor: a start
         // refused leaves both as they were, the evidence it names. A start refused for a cut
         // tail used to cut what remained of the anchored record off the log first, and to make
-        // a new journal (twentieth pass).
-        let mut journal = if sync {
-            Journal::open_existing(&dirfd, path)?
-        } else {
-            None
+        // a new journal (twentieth pass). A journal there is judged (a FIFO, a hard link) even
+        // beside no log, though then none of its frames can be of the log the start makes.
+        let mut journal = match &found {
+            Some((dirfd, _)) if sync => Journal::open_existing(dirfd, path)?,
+            _ => None,
         };
-        let id = LogId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            key: key_id(&key),
-        };
+        let journal_there =
+            journal.is_some() || std::fs::symlink_metadata(journal_path(path)).is_ok();
         // The anchor first: a journal that conflicts with the anchored records is refused
         // before the log is touched.
         let anchor = if flags.anchor {
@@ -648,19 +657,26 @@ impl AuditLog {
         };
         // Records the journal made durable and the log lost (a crash of the machine) go back
         // before the chain is continued.
-        let redo = match journal.as_mut() {
-            Some(j) => j
-                .redo(&file, id, anchor.as_ref().map(|a| (a.seq, a.head.as_str())))
-                .map_err(|e| AuditError::Open {
-                    path: path.to_owned(),
-                    message: format!("cannot bring the log up to its journal ({e})"),
-                })?
-                .map_err(|Conflict(why)| AuditError::JournalConflict {
-                    path: path.to_owned(),
-                    journal: journal_path(path),
-                    why,
-                })?,
-            None => None,
+        let redo = match (journal.as_mut(), &file) {
+            (Some(j), Some(file)) => {
+                let meta = file.metadata().map_err(open_err)?;
+                let id = LogId {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    key: key_id(&key),
+                };
+                j.redo(file, id, anchor.as_ref().map(|a| (a.seq, a.head.as_str())))
+                    .map_err(|e| AuditError::Open {
+                        path: path.to_owned(),
+                        message: format!("cannot bring the log up to its journal ({e})"),
+                    })?
+                    .map_err(|Conflict(why)| AuditError::JournalConflict {
+                        path: path.to_owned(),
+                        journal: journal_path(path),
+                        why,
+                    })?
+            }
+            _ => None,
         };
         let write_back = match &redo {
             Some(Redo::WriteBack(w)) => Some(w),
@@ -684,9 +700,11 @@ impl AuditLog {
         // crash): the record after it must still name it, or the log was cut and written on
         // past the anchor.
         let gap = match &anchor {
-            Some(a) => anchor_gap(a, have.seq, &have.prev, || match write_back {
-                Some(w) => w.record_at(&file, a.seq + 1),
-                None => record_at_seq(&file, len, a.seq + 1),
+            Some(a) => anchor_gap(a, have.seq, &have.prev, || match (write_back, &file) {
+                (Some(w), Some(file)) => w.record_at(file, a.seq + 1),
+                (None, Some(file)) => record_at_seq(file, len, a.seq + 1),
+                // No log: an empty one begins after any record.
+                (_, None) => Ok(Found::Before),
             })
             .map_err(open_err)?
             .map(|g| {
@@ -714,8 +732,31 @@ impl AuditLog {
                 });
             }
         }
-        // The start goes on: the log is brought up to its journal, or its torn last line cut,
-        // and the journal made.
+        // The start goes on. What was missing is made now: the directory, the log, the key,
+        // the journal; should making one of them fail, what this start made is taken away
+        // again ([`Made`]). The frames of a journal found beside no log describe no file
+        // there: they are cleared below, or a later start could take them for the new log's
+        // (its inode may be the old one's).
+        let stale_journal = file.is_none() && journal.is_some();
+        let mut made = Made::default();
+        let (dirfd, file) = match (found, file) {
+            (Some((dirfd, _)), Some(file)) => (dirfd, file),
+            (found, _) => made.log(path, &dir, found)?,
+        };
+        let meta = file.metadata().map_err(open_err)?;
+        if key_to_write {
+            made.key_of(path, &dirfd, &key)?;
+        }
+        if sync && journal.is_none() {
+            journal = made.journal_of(path, &dirfd, journal_there)?;
+        }
+        made.keep();
+        let id = LogId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            key: key_id(&key),
+        };
+        // The log is brought up to its journal, or its torn last line cut.
         if let Some(w) = write_back {
             w.apply(&file).map_err(|e| AuditError::Open {
                 path: path.to_owned(),
@@ -726,10 +767,7 @@ impl AuditLog {
                 .and_then(|()| file.sync_data())
                 .map_err(open_err)?;
         }
-        if sync && journal.is_none() {
-            journal = Journal::open(&dirfd, path)?;
-        }
-        if gap.is_some() {
+        if gap.is_some() || stale_journal {
             // The frames describe what the gap lost: a later start must not write them back
             // over the gap record and the records after it (as after a cut under the daemon).
             // A journal that cannot be cleared is given up: the log is synced instead.
@@ -839,7 +877,7 @@ impl AuditLog {
                 }
             }
         }
-        if flags.new_key && meta.len() > 0 {
+        if flags.new_key && len0 > 0 {
             let reason = "the HMAC key was missing and a new one was made (serve --new-audit-key): `audit hash` cannot match values recorded before this line";
             log.append(AuditRecord {
                 reason: Some(reason),
@@ -1700,7 +1738,7 @@ impl AuditLog {
         let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
         // Judged before it is opened, as at the start: a FIFO or a device there is never
         // opened (twentieth pass).
-        let file = open_log_at(&dirfd, &name).map_err(|e| {
+        let (file, _) = open_log_at(&dirfd, &name).map_err(|e| {
             if crate::sys::is_not_a_regular_file(&e) {
                 return err(format!(
                     "the new file at the log's path is {e}; remove it (a rotation must leave the path absent or an empty file)"
@@ -1731,15 +1769,216 @@ impl AuditLog {
 
 /// The log's file in its directory, for reading and appending: made (mode 0600) when absent,
 /// judged through an `O_PATH` descriptor when present, and never opened unless it is a
-/// regular file (`sys::open_or_create_regular_at`).
-fn open_log_at(dirfd: &rustix::fd::OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<File> {
+/// regular file (`sys::open_or_create_regular_at`); `true` with a file this call made.
+fn open_log_at(
+    dirfd: &rustix::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+) -> std::io::Result<(File, bool)> {
     crate::sys::open_or_create_regular_at(
         dirfd,
         Path::new(name),
         OFlags::RDWR | OFlags::APPEND,
         0o600,
     )
-    .map(|(file, _)| file)
+}
+
+/// As [`open_log_at`], but only a log that is there (`None` when there is none): the start
+/// judges before it makes anything.
+fn open_existing_log_at(
+    dirfd: &rustix::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+) -> std::io::Result<Option<File>> {
+    match crate::sys::open_regular_at(dirfd, Path::new(name), true, OFlags::RDWR | OFlags::APPEND) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The start's error for the log at `path` that could not be opened or made.
+fn log_open_err(path: &Path, e: std::io::Error) -> AuditError {
+    if crate::sys::is_not_a_regular_file(&e) {
+        return AuditError::Open {
+            path: path.to_owned(),
+            message: format!(
+                "{e}: an audit log is a regular file; remove it, or give --audit another path"
+            ),
+        };
+    }
+    match rustix::io::Errno::from_io_error(&e) {
+        Some(errno) => nofollow_err(path, errno),
+        None => AuditError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Lock the log at `path` (`flock`) against a second daemon.
+fn lock_log(file: &File, path: &Path) -> Result<(), AuditError> {
+    crate::sys::try_lock_exclusive(file).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            AuditError::InUse {
+                path: path.to_owned(),
+            }
+        } else {
+            AuditError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            }
+        }
+    })
+}
+
+/// The log's directory `dir`, which does not exist yet, judged as [`open_dir_of`] judges one
+/// that does, by what is there on its way: no symbolic link, no directory of another user,
+/// and a directory to make it in. The start makes it (0700) only once it goes on.
+fn judge_dir_to_make(path: &Path, dir: &Path) -> Result<(), AuditError> {
+    let refuse = |message: String| AuditError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    let chain =
+        crate::paths::lstat_components(&crate::paths::nearest_existing(dir)).map_err(refuse)?;
+    super::key::others_dir(&chain).map_err(refuse)?;
+    match chain.last() {
+        Some((p, m)) if !m.is_dir() => Err(refuse(format!(
+            "{} is not a directory: the log's directory cannot be made in it",
+            p.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What a start that goes on makes, once nothing can refuse it: the log's directory and the
+/// log (locked), its key, its journal. Should making one of them fail, the start fails and
+/// what it made is taken away again (on drop, unless [`Made::keep`]): a failed start leaves
+/// the files as it found them, as a refused one does.
+#[derive(Default)]
+struct Made {
+    /// The directories made, the outermost first.
+    dirs: Vec<PathBuf>,
+    /// The log's directory (a second descriptor) and the names made in it.
+    dirfd: Option<rustix::fd::OwnedFd>,
+    names: Vec<std::ffi::OsString>,
+    kept: bool,
+}
+
+impl Made {
+    /// The log at `path`, made in its directory `dir` (`found`: opened already, else made
+    /// 0700 with the directories on its way), and locked.
+    fn log(
+        &mut self,
+        path: &Path,
+        dir: &Path,
+        found: Option<(rustix::fd::OwnedFd, std::ffi::OsString)>,
+    ) -> Result<(rustix::fd::OwnedFd, File), AuditError> {
+        let open_err = |e: std::io::Error| AuditError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let (dirfd, name) = match found {
+            Some(found) => found,
+            None => {
+                let abs = std::path::absolute(dir).map_err(open_err)?;
+                let missing: Vec<PathBuf> = abs
+                    .ancestors()
+                    .take_while(|d| std::fs::symlink_metadata(d).is_err())
+                    .map(Path::to_owned)
+                    .collect();
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&abs)
+                    .map_err(open_err)?;
+                self.dirs = missing.into_iter().rev().collect();
+                open_dir_of(path, dir)?
+            }
+        };
+        self.dirfd = Some(dirfd.try_clone().map_err(open_err)?);
+        let (file, new) = open_log_at(&dirfd, &name).map_err(|e| log_open_err(path, e))?;
+        if !new {
+            // Made by another between the judging and now: judged as nothing, it is not this
+            // start's to continue.
+            return Err(AuditError::Open {
+                path: path.to_owned(),
+                message: "a log appeared at this path while the daemon was starting (a second daemon?); start it again".into(),
+            });
+        }
+        // Locked before it counts as this start's: one another daemon locked first is
+        // theirs, not to be taken away.
+        lock_log(&file, path)?;
+        self.names.push(name);
+        Ok((dirfd, file))
+    }
+
+    /// The key `key` of the log at `path`, written as its key file in `dirfd`.
+    fn key_of(
+        &mut self,
+        path: &Path,
+        dirfd: &rustix::fd::OwnedFd,
+        key: &AuditKey,
+    ) -> Result<(), AuditError> {
+        self.watch(dirfd, path)?;
+        key.create_at(dirfd, path)?;
+        self.names
+            .push(key_path(path).file_name().unwrap_or_default().to_owned());
+        Ok(())
+    }
+
+    /// The journal of the log at `path`, made in `dirfd` ([`Journal::open`]); taken away
+    /// again on a failure when there was none (`there`).
+    fn journal_of(
+        &mut self,
+        path: &Path,
+        dirfd: &rustix::fd::OwnedFd,
+        there: bool,
+    ) -> Result<Option<Journal>, AuditError> {
+        self.watch(dirfd, path)?;
+        if !there {
+            self.names.push(
+                journal_path(path)
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        Journal::open(dirfd, path)
+    }
+
+    /// A second descriptor of the log's directory, for the drop.
+    fn watch(&mut self, dirfd: &rustix::fd::OwnedFd, path: &Path) -> Result<(), AuditError> {
+        if self.dirfd.is_none() {
+            self.dirfd = Some(dirfd.try_clone().map_err(|e| AuditError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?);
+        }
+        Ok(())
+    }
+
+    /// Everything was made: nothing is taken away.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        // Best effort, names in the directory opened without a link, then the directories
+        // made, the innermost first (a directory that is not empty stays).
+        if let Some(dirfd) = &self.dirfd {
+            for name in &self.names {
+                let _ = rustix::fs::unlinkat(dirfd, name.as_os_str(), rustix::fs::AtFlags::empty());
+            }
+        }
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 /// `statx` for the size, inode and device only. Asking for no timestamp matters: since Linux

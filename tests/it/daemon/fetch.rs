@@ -1734,6 +1734,123 @@ fn a_start_refused_for_a_cut_anchored_record_leaves_the_log_and_the_journal_as_t
     assert!(ok, "{said}");
 }
 
+/// Every file and directory under `dir` but the refused start's own stderr, with its bytes
+/// (`None` for a directory): what a refused start must leave as it found it.
+fn tree_of(
+    dir: &std::path::Path,
+) -> std::collections::BTreeMap<std::path::PathBuf, Option<Vec<u8>>> {
+    fn walk(
+        at: &std::path::Path,
+        root: &std::path::Path,
+        out: &mut std::collections::BTreeMap<std::path::PathBuf, Option<Vec<u8>>>,
+    ) {
+        for e in std::fs::read_dir(at).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_owned();
+            if rel == std::path::Path::new("refused.stderr") {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                out.insert(rel, None);
+                walk(&p, root, out);
+            } else {
+                out.insert(rel, Some(std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Regression (twenty-first pass, found by the twentieth pass's review): a start refused in
+/// the audit log's opening still made what it had not found there: with the log removed while
+/// the anchor in the state directory names its records, `serve` refused the cut tail but left
+/// an empty log in its place, and a new key beside it when the key was gone too (or with
+/// `--new-audit-key`, a key beside a log refused for its cut tail). Every refusal at start now
+/// leaves the files as it found them: no directory, log, key or journal is made before the
+/// decision to serve.
+#[test]
+fn a_start_refused_in_the_audit_log_s_opening_makes_no_directory_log_key_or_journal() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let logs = dir.path().join("logs");
+    let audit_path = logs.join("audit.jsonl");
+    let args = [
+        "--identity-file",
+        id.to_str().unwrap(),
+        "--audit",
+        audit_path.to_str().unwrap(),
+    ];
+    let d = Daemon::start(dir.path(), &args);
+    for _ in 0..3 {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    assert!(d.stop().success());
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let last = records(&text).last().unwrap()["seq"].as_u64().unwrap();
+    let key = logs.join("audit.jsonl.key");
+    let journal = scopevault::audit::journal_path(&audit_path);
+    assert!(key.is_file() && journal.is_file());
+    let refused_as_it_found = |extra: &[&str], missing: &str, what: &str| {
+        let before = tree_of(dir.path());
+        let mut all = args.to_vec();
+        all.extend_from_slice(extra);
+        let err = serve_refused(dir.path(), &all);
+        assert!(
+            err.contains(missing) && err.contains("--accept-audit-gap"),
+            "{what}: {err}"
+        );
+        let after = tree_of(dir.path());
+        let made: Vec<_> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+        assert!(made.is_empty(), "{what}: the refused start made {made:?}");
+        assert!(before == after, "{what}: the refused start changed a file");
+    };
+    // The log removed; its key and journal kept.
+    std::fs::remove_file(&audit_path).unwrap();
+    refused_as_it_found(
+        &[],
+        &format!("records 1..={last} are missing"),
+        "log removed",
+    );
+    // The log's last two records cut, its journal and key removed, a new key asked for.
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&audit_path, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    std::fs::remove_file(&journal).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    refused_as_it_found(
+        &["--new-audit-key"],
+        &format!("records {}..={last} are missing", last - 1),
+        "tail cut, key removed, --new-audit-key",
+    );
+    // The log removed too: no log, no key, no journal.
+    std::fs::remove_file(&audit_path).unwrap();
+    refused_as_it_found(
+        &[],
+        &format!("records 1..={last} are missing"),
+        "log and key removed",
+    );
+    // The whole directory removed: not made again.
+    std::fs::remove_dir(&logs).unwrap();
+    refused_as_it_found(
+        &[],
+        &format!("records 1..={last} are missing"),
+        "directory removed",
+    );
+    // Accepted, the start makes them and records the gap.
+    let mut accepted = args.to_vec();
+    accepted.push("--accept-audit-gap");
+    let d = Daemon::start(dir.path(), &accepted);
+    assert!(d.stop().success());
+    assert!(key.is_file() && journal.is_file());
+    let after = records(&std::fs::read_to_string(&audit_path).unwrap());
+    assert_eq!(after[0]["op"], "audit.gap", "{after:?}");
+    let (ok, said) = verify_log(dir.path(), &audit_path);
+    assert!(ok, "{said}");
+}
+
 /// Regression (twentieth pass, found by attacking the daemon as a shared service): a runner
 /// was given `audit_seq` 5 and 6 for its last two fetches; those two lines were cut (the
 /// journal moved aside) and the gap accepted, and the chain went on from the last record
