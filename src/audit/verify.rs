@@ -21,6 +21,10 @@ pub struct VerifyReport {
     pub continues: Option<String>,
     /// The first problem found, if any.
     pub first_bad: Option<BadLine>,
+    /// The bytes of an incomplete final line (no newline), when that is the first problem
+    /// found: a write a crash interrupted, or, where the anchor records a later seq than the
+    /// line before it, what remains of a cut tail ([`AnchorGap::cut_within`]).
+    pub torn: Option<u64>,
     /// The seqs the file skips where the daemon's `audit.gap` record says so: a gap accepted
     /// at start (`serve --accept-audit-gap`) after records were cut from the log's end.
     pub gaps: Vec<RecordedGap>,
@@ -78,6 +82,7 @@ pub fn verify_each(
         first_seq: 0,
         continues: None,
         first_bad: None,
+        torn: None,
         gaps: Vec::new(),
     };
     let mut head = [b'0'; 64];
@@ -333,6 +338,8 @@ pub(super) fn walk_chain(
             }
             BlockEnd::Incomplete => {
                 bad(report, no, "incomplete final line (no newline): the log was truncated or a write was interrupted".into());
+                // The bytes after the last newline (`start`, past every complete line).
+                report.torn = Some(block.data.len().saturating_sub(start) as u64);
                 return Ok(());
             }
         }

@@ -305,6 +305,10 @@ pub enum AnchorGap {
         last: u64,
         /// The anchored seq.
         anchored: u64,
+        /// The bytes of an incomplete line after seq `last`, if the log ends in one: what
+        /// remains of the record after it, which the anchor shows was complete (a cut within
+        /// the line, not a write a crash interrupted). Set by [`AnchorGap::cut_within`].
+        torn: Option<u64>,
     },
     /// The log ends at the anchored seq, with another record than the anchored one.
     LastRewritten {
@@ -361,14 +365,50 @@ impl AnchorGap {
         )
     }
 
-    /// What was found, naming the anchor file (`anchor`).
+    /// This gap, for a log whose complete lines end as it says and after which `torn` bytes
+    /// of an incomplete line follow: a cut tail then names that line as what remains of the
+    /// first record missing. Other gaps are as they are: an incomplete line past the anchored
+    /// seq is what a crash in the middle of an append leaves.
+    pub fn cut_within(self, torn: Option<u64>) -> AnchorGap {
+        match self {
+            AnchorGap::CutTail { last, anchored, .. } => AnchorGap::CutTail {
+                last,
+                anchored,
+                torn,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether this is a cut tail whose last line was cut within ([`AnchorGap::cut_within`]).
+    pub fn is_cut_within(&self) -> bool {
+        matches!(self, AnchorGap::CutTail { torn: Some(_), .. })
+    }
+
+    /// What was found, naming the anchor file (`anchor`): the one wording of `serve`, `audit
+    /// verify`, `doctor` and `status`.
     pub fn describe(&self, anchor: &Path) -> String {
         let anchor = anchor.display();
         match self {
-            AnchorGap::CutTail { last, anchored } => format!(
-                "cut tail: the log ends at seq {last} but its anchor {anchor} records seq {anchored}: records {}..={anchored} are missing",
-                last + 1
-            ),
+            AnchorGap::CutTail {
+                last,
+                anchored,
+                torn,
+            } => {
+                let mut why = format!(
+                    "cut tail: the log ends at seq {last} but its anchor {anchor} records seq {anchored}: records {}..={anchored} are missing",
+                    last + 1
+                );
+                if let Some(bytes) = torn {
+                    // At or below the anchored seq: a record that was acknowledged (synced
+                    // before the anchor named it), not a write a crash interrupted.
+                    why.push_str(&format!(
+                        "; the log's last line is incomplete ({bytes} bytes with no newline after seq {last}: what remains of seq {})",
+                        last + 1
+                    ));
+                }
+                why
+            }
             AnchorGap::LastRewritten { anchored } => format!(
                 "the last record, seq {anchored}, is not the one anchored in {anchor} (rewritten)"
             ),
@@ -394,6 +434,19 @@ impl AnchorGap {
             ),
         }
     }
+
+    /// What `serve` says refusing to start over this gap (and `doctor`, saying so), naming
+    /// the anchor file (`anchor`): [`AnchorGap::describe`] and what to do.
+    pub fn refusal(&self, anchor: &Path) -> String {
+        let mut why = self.describe(anchor);
+        if self.not_in_file() {
+            why.push_str(": check the files as one chain with `scopevault audit verify` and the rotated files");
+        }
+        if self.is_cut_within() {
+            why.push_str(", and is left as it is: keep a copy of the log as evidence; --accept-audit-gap cuts that line and records the cut");
+        }
+        why
+    }
 }
 
 /// Compare a log that ends at `last` (seq) with `head` (the hash of its last line) against
@@ -415,7 +468,11 @@ pub fn anchor_gap(
         return Ok(None);
     }
     Ok(if anchored > last {
-        Some(AnchorGap::CutTail { last, anchored })
+        Some(AnchorGap::CutTail {
+            last,
+            anchored,
+            torn: None,
+        })
     } else if anchored == last {
         (a.head != head).then_some(AnchorGap::LastRewritten { anchored })
     } else {
@@ -478,6 +535,7 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
             .map(|a| AnchorGap::CutTail {
                 last: 0,
                 anchored: a.seq,
+                torn: None,
             });
         return Ok(AnchorCheck {
             chain: None,
@@ -490,13 +548,23 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
         path: path.to_owned(),
         message: e.to_string(),
     };
-    let gap = match (&anchor, &chain.first_bad) {
-        (Some(a), None) => anchor_gap(a, chain.last_seq, &chain.head, || {
+    let compare = |a: &Anchor| {
+        anchor_gap(a, chain.last_seq, &chain.head, || {
             let f = crate::sys::open_regular(path, false)?;
-            let len = f.metadata()?.len();
+            let len = f.metadata()?.len() - chain.torn.unwrap_or(0);
             record_at_seq(&f, len, a.seq + 1)
         })
-        .map_err(read_err)?,
+        .map_err(read_err)
+    };
+    let gap = match (&anchor, &chain.first_bad) {
+        (Some(a), None) => compare(a)?,
+        // An incomplete last line where the anchor records a later seq than the line before
+        // it: that record was complete and anchored, so the line is what remains of a cut
+        // tail, named as `serve` names it (it was reported as an incomplete final line, the
+        // wording for a crash in the middle of an append: twenty-first pass).
+        (Some(a), Some(_)) if chain.torn.is_some() => compare(a)?
+            .map(|g| g.cut_within(chain.torn))
+            .filter(AnchorGap::is_cut_within),
         _ => None,
     };
     Ok(AnchorCheck {
@@ -708,18 +776,8 @@ impl AuditLog {
             })
             .map_err(open_err)?
             .map(|g| {
-                let mut why = g.describe(&anchor_path(path));
-                if g.not_in_file() {
-                    why.push_str(": check the files as one chain with `scopevault audit verify` and the rotated files");
-                }
-                if let (AnchorGap::CutTail { last, .. }, Some(bytes)) = (&g, torn) {
-                    // At or below the anchored seq: a record that was acknowledged (synced
-                    // before the anchor named it), not a write a crash interrupted.
-                    why.push_str(&format!(
-                        "; the log's last line is incomplete ({bytes} bytes with no newline after seq {last}: what remains of seq {}), and is left as it is: keep a copy of the log as evidence; --accept-audit-gap cuts that line and records the cut",
-                        last + 1
-                    ));
-                }
+                let g = g.cut_within(torn);
+                let why = g.refusal(&anchor_path(path));
                 (g, why)
             }),
             None => None,
@@ -912,7 +970,7 @@ impl AuditLog {
         }
         if let Some(bytes) = torn {
             let reason = match &gap {
-                Some((AnchorGap::CutTail { last, anchored }, _)) => format!(
+                Some((AnchorGap::CutTail { last, anchored, .. }, _)) => format!(
                     "removed an incomplete final line ({bytes} bytes) after seq {last}: what remained of seq {}, at or below the anchored seq {anchored}, cut with the gap accepted (serve --accept-audit-gap)",
                     last + 1
                 ),

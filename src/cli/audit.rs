@@ -84,8 +84,17 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         earlier.push((p.as_path(), report));
     }
     let report = walk(path)?;
-    if let Some(code) = broken(path, &report) {
-        return Ok(code);
+    // An incomplete last line where the anchor records a later seq than the line before it
+    // is judged with the anchor below: that record was complete and anchored, so a cut tail
+    // names it (it was reported as an incomplete final line, the wording for a crash in the
+    // middle of an append: twenty-first pass). Else it is the broken line it is.
+    let cut_within = report
+        .torn
+        .filter(|_| anchor.as_ref().is_some_and(|a| a.seq > report.last_seq));
+    if cut_within.is_none() {
+        if let Some(code) = broken(path, &report) {
+            return Ok(code);
+        }
     }
     let shown_path = shown(path);
     // Then the files as one chain: in the order of their first seq, whichever was given as
@@ -164,7 +173,19 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 None => audit::Found::Before,
             })
         };
-        match audit::anchor_gap(&a, end.last_seq, &end.head, after)? {
+        // The incomplete line follows the chain's end when the live log is that end, or holds
+        // no complete line (it is then put last).
+        let torn_at_end = report.lines == 0 || end.last_seq == report.last_seq;
+        let gap = audit::anchor_gap(&a, end.last_seq, &end.head, after)?
+            .map(|g| g.cut_within(cut_within.filter(|_| torn_at_end)));
+        if cut_within.is_some() && !gap.as_ref().is_some_and(audit::AnchorGap::is_cut_within) {
+            // Not a cut tail of the live log after all (the files given hold the anchored
+            // record): the incomplete line is the broken line it is.
+            if let Some(code) = broken(path, &report) {
+                return Ok(code);
+            }
+        }
+        match gap {
             None if end.lines == 0 => {
                 if let Some(why) = &a.begins {
                     eprintln!(

@@ -845,15 +845,9 @@ fn check_audit(r: &mut Report, path: &Path) {
         }
     };
     // What `serve` says when it refuses the log, with its fix.
-    let refused = |m: &crate::audit::AnchorGap| {
-        let mut why = m.describe(&crate::audit::anchor_path(path));
-        if m.not_in_file() {
-            why.push_str(": check the files as one chain with `scopevault audit verify` and the rotated files");
-        }
-        crate::audit::AuditError::Gap {
-            path: path.to_owned(),
-            why,
-        }
+    let refused = |m: &crate::audit::AnchorGap| crate::audit::AuditError::Gap {
+        path: path.to_owned(),
+        why: m.refusal(&crate::audit::anchor_path(path)),
     };
     let Some(chain) = checked.chain else {
         if let Some(m) = &checked.gap {
@@ -941,7 +935,11 @@ fn check_audit(r: &mut Report, path: &Path) {
             ),
         }
     }
-    if let Some(bad) = chain.first_bad {
+    // A last line cut within, below a later anchored seq, is a cut tail: named as `serve`
+    // names it, not as the incomplete final line a crash in the middle of an append leaves
+    // (twenty-first pass).
+    let cut_within = checked.gap.as_ref().is_some_and(|g| g.is_cut_within());
+    if let (Some(bad), false) = (chain.first_bad, cut_within) {
         r.fail(
             "audit",
             format!("{shown}: chain broken at line {}: {}; keep the file as evidence, see docs/audit.md", bad.line, bad.why),

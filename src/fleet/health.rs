@@ -455,13 +455,15 @@ pub fn audit_head(log: &Path) -> AuditHead {
         }
     };
     match last_line_head(log, &f) {
-        Ok((seq, hash, len)) => {
+        Ok((seq, hash, len, torn)) => {
             if let (Some(a), None) = (&anchor, &out.error) {
                 match crate::audit::anchor_gap(a, seq, &hash, || {
                     crate::audit::record_at_seq(&f, len, a.seq + 1)
                 }) {
                     Ok(None) => {}
-                    Ok(Some(gap)) => out.error = Some(gap.describe(&anchor_file)),
+                    // An incomplete line after a cut tail is what remains of the first
+                    // record missing, named as `serve` and `audit verify` name it.
+                    Ok(Some(gap)) => out.error = Some(gap.cut_within(torn).describe(&anchor_file)),
                     Err(e) => {
                         out.error = Some(format!(
                             "cannot compare the audit log {} with its anchor: {e}",
@@ -479,9 +481,10 @@ pub fn audit_head(log: &Path) -> AuditHead {
     out
 }
 
-/// The last complete line of the log open as `f`: its seq, the SHA-256 hex of the line, and
-/// the length of the file up to the end of that line.
-fn last_line_head(log: &Path, f: &File) -> Result<(u64, String, u64), String> {
+/// The last complete line of the log open as `f`: its seq, the SHA-256 hex of the line, the
+/// length of the file up to the end of that line, and the bytes of an incomplete line after
+/// it, if any.
+fn last_line_head(log: &Path, f: &File) -> Result<(u64, String, u64, Option<u64>), String> {
     let len = f
         .metadata()
         .map_err(|e| format!("cannot read the audit log {}: {e}", log.display()))?
@@ -494,7 +497,7 @@ fn last_line_head(log: &Path, f: &File) -> Result<(u64, String, u64), String> {
         .map_err(|e| format!("cannot read the audit log {}: {e}", log.display()))?;
     let Some(end) = tail.iter().rposition(|&b| b == b'\n') else {
         if from == 0 {
-            return Ok((0, GENESIS.to_owned(), 0));
+            return Ok((0, GENESIS.to_owned(), 0, (len > 0).then_some(len)));
         }
         return Err(format!(
             "the audit log {} has no line break in its last {} bytes",
@@ -525,10 +528,12 @@ fn last_line_head(log: &Path, f: &File) -> Result<(u64, String, u64), String> {
             log.display()
         )
     })?;
+    let complete = from + end as u64 + 1;
     Ok((
         seq,
         HEXLOWER.encode(&Sha256::digest(line)),
-        from + end as u64 + 1,
+        complete,
+        (len > complete).then_some(len - complete),
     ))
 }
 
@@ -677,8 +682,8 @@ mod tests {
         let log = d.path().join("audit.jsonl");
         let head = |log: &Path| last_line_head(log, &File::open(log).unwrap());
         std::fs::write(&log, b"").unwrap();
-        let (seq, hash, len) = head(&log).unwrap();
-        assert_eq!((seq, hash.as_str(), len), (0, GENESIS, 0));
+        let (seq, hash, len, torn) = head(&log).unwrap();
+        assert_eq!((seq, hash.as_str(), len, torn), (0, GENESIS, 0, None));
         let l1 = br#"{"seq":1,"prev":"00"}"#;
         let l2 = br#"{"seq":2,"prev":"11"}"#;
         let mut text = Vec::new();
@@ -687,14 +692,17 @@ mod tests {
             text.push(b'\n');
         }
         std::fs::write(&log, &text).unwrap();
-        let (seq, hash, len) = head(&log).unwrap();
-        assert_eq!(seq, 2);
+        let (seq, hash, len, torn) = head(&log).unwrap();
+        assert_eq!((seq, torn), (2, None));
         assert_eq!(hash, HEXLOWER.encode(&Sha256::digest(l2)));
         assert_eq!(len, text.len() as u64);
         text.extend_from_slice(br#"{"seq":3,"pr"#);
         std::fs::write(&log, &text).unwrap();
         assert_eq!(head(&log).unwrap().0, 2);
         assert_eq!(head(&log).unwrap().2, len, "up to the last complete line");
+        assert_eq!(head(&log).unwrap().3, Some(12), "the torn line's bytes");
+        std::fs::write(&log, br#"{"seq":1,"#).unwrap();
+        assert_eq!(head(&log).unwrap(), (0, GENESIS.to_owned(), 0, Some(9)));
         std::fs::write(&log, b"not json\n").unwrap();
         assert!(head(&log).unwrap_err().contains("not a record"));
     }

@@ -1950,6 +1950,83 @@ fn audit_readers(
     (verify, doctor, head)
 }
 
+/// Regression (twenty-first pass, found by the twentieth pass's review): the anchored last
+/// record cut within (its last 20 bytes, its newline among them, with the journal moved
+/// aside) is a cut tail: the anchor shows that record was complete and synced. `serve`
+/// refused it as one, naming the incomplete line, but `audit verify` and `doctor` called it
+/// an "incomplete final line (no newline): … a write was interrupted" (the wording for a
+/// crash in the middle of an append, which the start repairs), and `status` named the cut
+/// but not the line. All four now say the same: a cut tail, the missing seq, and what
+/// remains of it. A line cut past the anchored seq is still what a crash leaves.
+#[test]
+fn a_cut_within_the_anchored_last_line_is_named_a_cut_tail_by_verify_doctor_and_status() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read(&audit_path).unwrap();
+    let last = records(&String::from_utf8_lossy(&text)).last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    std::fs::rename(
+        scopevault::audit::journal_path(&audit_path),
+        dir.path().join("journal.aside"),
+    )
+    .unwrap();
+    let damaged = text[..text.len() - 20].to_vec();
+    std::fs::write(&audit_path, &damaged).unwrap();
+    let remains = damaged.len() - 1 - damaged.iter().rposition(|&b| b == b'\n').unwrap();
+    let missing = format!("records {last}..={last} are missing");
+    let torn = format!(
+        "the log's last line is incomplete ({remains} bytes with no newline after seq {}: what remains of seq {last})",
+        last - 1
+    );
+    let crash = "incomplete final line";
+    let (verify, doctor, status) = audit_readers(dir.path(), &audit_path);
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
+    assert!(
+        said.contains("cut tail") && said.contains(&missing) && said.contains(&torn),
+        "verify: {said}"
+    );
+    assert!(!said.contains(crash), "verify: {said}");
+    assert!(
+        doctor.starts_with("fail")
+            && doctor.contains("cut tail")
+            && doctor.contains(&missing)
+            && doctor.contains(&torn)
+            && !doctor.contains(crash),
+        "doctor: {doctor}"
+    );
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cut tail") && error.contains(&missing) && error.contains(&torn),
+        "status: {status}"
+    );
+    // What `serve` says, refusing it.
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains(&missing) && err.contains(&torn),
+        "serve: {err}"
+    );
+    // A line cut past the anchored seq, which no anchor names: what a crash in the middle of
+    // an append leaves, which the next start cuts and records.
+    let mut past = text.clone();
+    past.extend_from_slice(br#"{"seq":"#);
+    std::fs::write(&audit_path, &past).unwrap();
+    let (verify, doctor, status) = audit_readers(dir.path(), &audit_path);
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        said.contains(crash) && !said.contains("cut tail"),
+        "verify: {said}"
+    );
+    assert!(
+        doctor.contains(crash) && !doctor.contains("cut tail"),
+        "doctor: {doctor}"
+    );
+    assert!(status.get("error").is_none(), "status: {status}");
+}
+
 /// Found by forging logs from docs/audit.md (eighteenth pass): with the daemon stopped, an
 /// intruder who can write the log (not the state directory) replaced it by one forged
 /// `audit.rotate` record at the anchored seq + 1 whose `prev` is the anchored head (the
