@@ -587,14 +587,23 @@ pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()>
         .mode(0o600)
         .custom_flags(OFlags::NOFOLLOW.bits() as i32)
         .open(&tmp)?;
-    crate::vault::keep_owner(&f, &p)?;
-    f.write_all(
-        serde_json::to_string(a)
-            .map_err(std::io::Error::other)?
-            .as_bytes(),
-    )?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &p)
+    let written = crate::vault::keep_owner(&f, &p)
+        .and_then(|()| {
+            f.write_all(
+                serde_json::to_string(a)
+                    .map_err(std::io::Error::other)?
+                    .as_bytes(),
+            )
+        })
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &p));
+    if written.is_err() {
+        // The temporary file this call made goes with the failure (best effort): it stayed
+        // until the next write (twenty-first pass). `unlink` removes the name itself, never
+        // what a link there would name.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Counters of an open log since it was opened (for `health` and the load generator).

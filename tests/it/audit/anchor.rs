@@ -381,3 +381,35 @@ fn an_anchor_behind_a_link_or_of_another_log_is_refused_and_named_as_the_anchor(
         drop(open(&path, false).expect("the genuine anchor"));
     });
 }
+
+/// Regression (twenty-first pass, found by the twentieth pass's review): an anchor write that
+/// failed once its temporary file was made left `<anchor>.json.tmp` in the state directory
+/// until the next write. The fault here is real: a directory at the anchor's own name, which
+/// the rename of the temporary file onto it cannot replace (`EISDIR`). The temporary file is
+/// now removed when the write or the rename fails; the next write, once the name is free,
+/// succeeds.
+#[test]
+fn a_failed_anchor_write_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let path = dir.path().join("audit.jsonl");
+        let log = open(&path, false).unwrap();
+        fetch(&log);
+        let anchor = scopevault::audit::anchor_path(&path);
+        let tmp = anchor.with_extension("json.tmp");
+        let _ = std::fs::remove_file(&anchor);
+        std::fs::create_dir_all(&anchor).unwrap();
+        let e = log.write_anchor_now().unwrap_err();
+        assert!(!log.anchor_ok(), "the failure is reported: {e}");
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "the failed write left {} ({e})",
+            tmp.display()
+        );
+        std::fs::remove_dir(&anchor).unwrap();
+        log.write_anchor_now().unwrap();
+        assert!(log.anchor_ok());
+        assert_eq!(read_anchor(&path).unwrap().unwrap().seq, 1);
+        assert!(std::fs::symlink_metadata(&tmp).is_err());
+    });
+}
