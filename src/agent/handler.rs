@@ -18,7 +18,7 @@ use super::budget::{AuditBudget, Over};
 use super::outcome::Refusal;
 use super::peer::PeerIdentity;
 use super::state::{Opened, State, VaultView};
-use super::tickets::Tickets;
+use super::tickets::{Spent, Tickets};
 use crate::audit::{AuditError, AuditLog, AuditOp, AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::Policy;
 use crate::protocol::{
@@ -620,7 +620,7 @@ impl Handler {
             .into_iter()
             .map(|p| {
                 let mine: Vec<_> = results.by_ref().take(p.queued.len()).collect();
-                finish(p.held, &mine)
+                self.answer_of(p.held, &mine, true)
             })
             .collect()
     }
@@ -646,10 +646,38 @@ impl Handler {
         results: &[Result<u64, AuditError>],
     ) -> Zeroizing<Vec<u8>> {
         // Every record must be settled, and each one durable: otherwise no secret goes out.
-        if results.len() != prepared.queued.len() {
+        let settled = results.len() == prepared.queued.len();
+        self.answer_of(prepared.held, results, settled)
+    }
+
+    /// The answer once its records are `settled` with `results` ([`finish`]). A hand-out
+    /// whose records all failed hands nothing out and gives back the ticket it spent: its
+    /// redemption is refused `audit_unavailable` as any other refusal is, leaving the ticket
+    /// usable (it stayed spent until the twenty-first pass).
+    ///
+    /// Safe, since the ticket was spent when the hand-out was queued: until its records are
+    /// settled every other redemption finds it spent (refused as possible interception), and
+    /// it is given back only once nothing of it can go out. Kept spent when some of its
+    /// records were made durable (one record a credential, which another batch may have
+    /// taken) or were not all settled: the log then may hold an `allow` record of the
+    /// redemption, and the ticket is spent as the log says.
+    fn answer_of(
+        &self,
+        held: Held,
+        results: &[Result<u64, AuditError>],
+        settled: bool,
+    ) -> Zeroizing<Vec<u8>> {
+        if !settled || results.iter().any(Result::is_err) {
+            let none_durable = settled && results.iter().all(Result::is_err);
+            if let (Held::Fetched(_, Some(spent)), true) = (held, none_durable) {
+                self.tickets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .give_back(spent);
+            }
             return err_line(&Refusal::AuditUnavailable.body());
         }
-        finish(prepared.held, results)
+        finish(held, results)
     }
 
     /// Whether a request may block for long (argon2 on `unlock`, a vault reload, a rotation's
@@ -864,14 +892,16 @@ impl Prepared {
 enum Held {
     /// Ready as it is (a refusal, an admin status, a ticket).
     Line(Zeroizing<Vec<u8>>),
-    /// A hand-out: the answer names the seq of its last record.
-    Fetched(HandOut),
+    /// A hand-out: the answer names the seq of its last record; with the ticket it spent,
+    /// given back should its records fail.
+    Fetched(HandOut, Option<Spent>),
     /// A scrub report's receipt for this task, with the seq of its record.
     Scrub(String),
 }
 
 /// The answer once the records are settled: any failed record turns it into
-/// `audit_unavailable` (a hand-out is never sent without its durable record).
+/// `audit_unavailable` (a hand-out is never sent without its durable record; its ticket is
+/// given back by [`Handler::answer_of`] first).
 fn finish(held: Held, results: &[Result<u64, AuditError>]) -> Zeroizing<Vec<u8>> {
     if results.iter().any(Result::is_err) {
         return err_line(&Refusal::AuditUnavailable.body());
@@ -879,7 +909,7 @@ fn finish(held: Held, results: &[Result<u64, AuditError>]) -> Zeroizing<Vec<u8>>
     let last = results.iter().rev().find_map(|r| r.as_ref().ok().copied());
     match held {
         Held::Line(line) => line,
-        Held::Fetched(answer) => answer.finish(last.unwrap_or(0)),
+        Held::Fetched(answer, _) => answer.finish(last.unwrap_or(0)),
         Held::Scrub(task) => ok_line(&ScrubReceipt {
             task,
             audit_seq: last.unwrap_or(0),

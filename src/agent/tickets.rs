@@ -102,6 +102,11 @@ pub(crate) enum Full {
     Schedulers(usize),
 }
 
+/// A ticket spent by [`Tickets::spend`], by its hash (never the ticket itself): what
+/// [`Tickets::give_back`] takes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Spent([u8; 32]);
+
 /// Why a ticket was not redeemed.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum NotRedeemed {
@@ -276,16 +281,38 @@ impl Tickets {
     }
 
     /// Spend a ticket [`Tickets::outstanding`] found outstanding: a later redemption is
-    /// refused as possible interception.
-    pub(crate) fn spend(&mut self, ticket: &SecretString) {
-        let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
+    /// refused as possible interception. Spent when its hand-out is queued, before its audit
+    /// record is known to be durable, so that of two redemptions exactly one hands out;
+    /// [`Tickets::give_back`] undoes it when that record fails and nothing was handed out.
+    pub(crate) fn spend(&mut self, ticket: &SecretString) -> Option<Spent> {
+        let h = hash(ticket.expose());
+        let e = self.by_hash.get_mut(&h)?;
+        if e.spent {
+            return None;
+        }
+        e.spent = true;
+        let issuer = e.issuer;
+        self.note_spent(issuer);
+        Some(Spent(h))
+    }
+
+    /// Make a ticket [`Tickets::spend`] spent outstanding again: its hand-out's audit record
+    /// could not be made durable, so nothing was handed out (`audit_unavailable`), and the
+    /// ticket is left usable as any other refusal leaves it (twenty-first pass). Nothing when
+    /// it was forgotten meanwhile (`lock`, or a full table's clean-up).
+    pub(crate) fn give_back(&mut self, spent: Spent) {
+        let Some(e) = self.by_hash.get_mut(&spent.0) else {
             return;
         };
         if !e.spent {
-            e.spent = true;
-            let issuer = e.issuer;
-            self.note_spent(issuer);
+            return;
         }
+        e.spent = false;
+        let (issuer, expires_at) = (e.issuer, e.expires_at);
+        // Outstanding again: its expiry counts for the next look for dead tickets.
+        self.each_group(issuer, |held| {
+            held.next_expiry = held.next_expiry.min(expires_at);
+        });
     }
 
     /// Check and spend a ticket at once (tests).
@@ -384,6 +411,34 @@ impl Tickets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Twenty-first pass: a ticket whose hand-out's record failed is given back, outstanding
+    /// as before, and redeems once; one spent by a hand-out that went out stays spent, and one
+    /// forgotten meanwhile (`lock`) is not brought back.
+    #[test]
+    fn a_ticket_given_back_after_a_failed_hand_out_redeems_once() {
+        let mut t = Tickets::default();
+        let (ticket, _) = t.issue("checkout", 60, 1000, Some(7)).unwrap();
+        assert_eq!(t.outstanding(&ticket, 1001), Ok("checkout".into()));
+        let spent = t.spend(&ticket).expect("outstanding");
+        assert!(t.spend(&ticket).is_none(), "spent once");
+        assert!(matches!(
+            t.outstanding(&ticket, 1001),
+            Err(NotRedeemed::Spent { .. })
+        ));
+        t.give_back(spent);
+        assert_eq!(t.outstanding(&ticket, 1002), Ok("checkout".into()));
+        assert_eq!(t.redeem(&ticket, 1002), Ok("checkout".into()));
+        assert!(matches!(
+            t.redeem(&ticket, 1003),
+            Err(NotRedeemed::Spent { .. })
+        ));
+        let (other, _) = t.issue("checkout", 60, 1000, None).unwrap();
+        let spent = t.spend(&other).unwrap();
+        t.clear();
+        t.give_back(spent);
+        assert_eq!(t.outstanding(&other, 1001), Err(NotRedeemed::Unknown));
+    }
 
     #[test]
     fn a_ticket_redeems_once() {

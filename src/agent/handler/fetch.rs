@@ -53,7 +53,7 @@ impl Handler {
             };
             match self.decide_fetch(v, peer, &by, credential.as_deref(), tickets.as_deref()) {
                 Ok((o, task, granted)) => {
-                    let held = self.audit_hand_out(
+                    let mut held = self.audit_hand_out(
                         peer,
                         o,
                         &task,
@@ -61,10 +61,13 @@ impl Handler {
                         via_ticket.as_deref(),
                         queued,
                     );
-                    if let (Some(tickets), FetchBy::Ticket(t), Held::Fetched(_)) =
-                        (tickets.as_mut(), &by, &held)
+                    // Spent now, before the records are durable: a redemption meanwhile is
+                    // refused. Should they fail, nothing is handed out and the ticket is
+                    // given back ([`Handler::commit`]).
+                    if let (Some(tickets), FetchBy::Ticket(t), Held::Fetched(_, spent)) =
+                        (tickets.as_mut(), &by, &mut held)
                     {
-                        tickets.spend(t);
+                        *spent = tickets.spend(t);
                     }
                     Ok(held)
                 }
@@ -420,6 +423,6 @@ impl Handler {
                 },
             ));
         }
-        Held::Fetched(answer)
+        Held::Fetched(answer, None)
     }
 }

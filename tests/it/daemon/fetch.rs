@@ -297,6 +297,60 @@ fn when_the_audit_log_cannot_be_written_nothing_is_handed_out() {
     assert_no_secret(&d.stderr_text(), "the daemon's log");
 }
 
+/// Regression (twenty-first pass, found by the twentieth pass's review): since the twentieth
+/// pass only a hand-out spends a ticket, but a redemption whose hand-out record could not be
+/// made durable (`audit_unavailable`, nothing handed out) left the ticket spent, and the
+/// check's retry, once the log was writable again, was refused "already redeemed: possible
+/// interception". The ticket is given back once the failure is known; a redemption while the
+/// record is being written still finds it spent (so that two redemptions never both hand out).
+#[test]
+fn a_ticket_whose_hand_out_could_not_be_audited_is_still_usable() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let t = d.request(r#"{"v":1,"op":"ticket","task":"search-api","ttl":600}"#);
+    let ticket = t["ticket"].as_str().unwrap().to_owned();
+    let redeem = format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#);
+    // The log moved away under the daemon, a file that is not its own in its place: every
+    // record fails, and nothing is handed out.
+    let moved = dir.path().join("moved.jsonl");
+    std::fs::rename(&d.audit, &moved).unwrap();
+    std::fs::write(&d.audit, "not the daemon's log\n").unwrap();
+    let v = d.request(&redeem);
+    assert_eq!(code(&v), "audit_unavailable", "{v}");
+    assert_no_secret(&v.to_string(), "an audit_unavailable response");
+    // The log put back: the daemon writes on, and the ticket redeems once.
+    std::fs::remove_file(&d.audit).unwrap();
+    std::fs::rename(&moved, &d.audit).unwrap();
+    let v = d.request(&redeem);
+    assert_eq!(
+        v["ok"], true,
+        "the hand-out that was not audited used the ticket up: {v}"
+    );
+    let v = d.request(&redeem);
+    assert_eq!(code(&v), "denied", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already redeemed: possible interception"),
+        "{v}"
+    );
+    // The ticket's id in the log: the first 8 bytes of its SHA-256 (docs/protocol.md).
+    let id = &format!("redeemed ticket {}", &sha256_hex(&ticket)[..16]);
+    let allowed: Vec<serde_json::Value> = records(&d.audit_text())
+        .into_iter()
+        .filter(|r| r["op"] == "fetch" && r["decision"] == "allow")
+        .filter(|r| {
+            r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains(id.as_str()))
+        })
+        .collect();
+    assert_eq!(allowed.len(), 1, "one hand-out recorded: {allowed:?}");
+    let (ok, said) = verify_log(dir.path(), &d.audit);
+    assert!(ok, "{said}");
+}
+
 /// Issue 15.8: `audit rotate`, logrotate's move then SIGUSR1, and a copytruncate: hand-outs
 /// go on, and the files verify as one chain (`audit verify --audit LIVE ROTATED...`).
 #[test]
