@@ -271,7 +271,8 @@ fn openbao_sync(
                 source.version
             ),
         };
-        let (fields, secrets) = openbao::classify(kind, secret).map_err(anyhow::Error::msg)?;
+        let (fields, secrets) =
+            openbao::classify(kind, secret, client.hidden()).map_err(anyhow::Error::msg)?;
         lines.push(line);
         changes.push(Change::Update(Box::new(Update {
             name,

@@ -159,6 +159,50 @@ pub struct Client {
     base: String,
     namespace: Option<String>,
     token: SecretString,
+    /// The token and, after an AppRole login, the secret id: what no message may show.
+    hidden: Hidden,
+}
+
+/// Longest piece of server text a message quotes, in characters (after [`redact_echoes`]).
+const MAX_QUOTED: usize = 300;
+
+/// The values no message may show (the token, the AppRole secret id), and the one way text
+/// the server chose becomes message text: the `errors` strings of an error answer, the
+/// mount's type and KV version, a KV key name, a number it sent, a transport error (which can
+/// quote the answer) all go through [`Hidden::quote`] or [`Hidden::redacted`], which cut
+/// every echo of a hidden value out first ([`redact_echoes`]). A server (or a proxy before it)
+/// can put what it was sent anywhere in an answer, a 200 as well as an error (twenty-first
+/// pass: the mount's `data.type` and `options.version` and a key name were quoted raw).
+pub struct Hidden(Vec<SecretString>);
+
+impl fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hidden([REDACTED; {}])", self.0.len())
+    }
+}
+
+impl Hidden {
+    /// Nothing to hide (tests, and messages about text no server sent).
+    pub fn none() -> Hidden {
+        Hidden(Vec::new())
+    }
+
+    /// `server_text` with every echo of a hidden value replaced by `[REDACTED]`, shortened to
+    /// [`MAX_QUOTED`] characters: for text shown as it is (a transport error).
+    pub fn redacted(&self, server_text: &str) -> String {
+        let hide: Vec<&SecretString> = self.0.iter().collect();
+        redact_echoes(server_text, &hide)
+            .chars()
+            .take(MAX_QUOTED)
+            .collect()
+    }
+
+    /// [`Hidden::redacted`], then escaped (`escape_debug`): for text quoted inside a message
+    /// (a key name, the mount's type), where a control character must not reach the terminal.
+    /// Redacted first, so an escape in the middle of an echo does not hide it.
+    pub fn quote(&self, server_text: &str) -> String {
+        self.redacted(server_text).escape_debug().to_string()
+    }
 }
 
 impl fmt::Debug for Client {
@@ -318,14 +362,26 @@ impl Client {
             base,
             namespace: opts.namespace.clone(),
             token: SecretString::from(String::new()),
+            hidden: Hidden::none(),
         };
         match auth {
-            Auth::Token(t, _) => client.token = t,
+            Auth::Token(t, _) => {
+                client.hidden.0.push(t.clone());
+                client.token = t;
+            }
             Auth::AppRole { role_id, secret_id } => {
+                // The secret id stays hidden after the login: a later answer can echo it too.
+                client.hidden.0.push(secret_id.clone());
                 client.token = client.approle_login(&role_id, &secret_id)?;
+                client.hidden.0.push(client.token.clone());
             }
         }
         Ok(client)
+    }
+
+    /// What no message may show, for messages built outside the client ([`classify`]).
+    pub fn hidden(&self) -> &Hidden {
+        &self.hidden
     }
 
     fn approle_login(
@@ -344,7 +400,7 @@ impl Client {
         );
         let (status, bytes) = self.send("POST", &path, Some(&body), false)?;
         if status != 200 {
-            return Err(status_error("POST", &path, status, &bytes, &[secret_id]));
+            return Err(status_error("POST", &path, status, &bytes, &self.hidden));
         }
         #[derive(Deserialize)]
         struct Login {
@@ -378,7 +434,7 @@ impl Client {
         let transport = |e: ureq::Error| BaoError::Transport {
             method,
             path: path.to_owned(),
-            error: describe_ureq(&e),
+            error: self.hidden.redacted(&describe_ureq(&e)),
         };
         let result = match body {
             Some(b) => {
@@ -415,7 +471,10 @@ impl Client {
             .map_err(|e| BaoError::Transport {
                 method,
                 path: path.to_owned(),
-                error: format!("reading the answer failed: {e}"),
+                error: format!(
+                    "reading the answer failed: {}",
+                    self.hidden.redacted(&e.to_string())
+                ),
             })?;
         if buf.len() as u64 > MAX_BODY {
             return Err(BaoError::Malformed {
@@ -436,7 +495,7 @@ impl Client {
         match status {
             200 => {}
             403 | 404 => return Ok(false),
-            _ => return Err(status_error("GET", &path, status, &bytes, &[&self.token])),
+            _ => return Err(status_error("GET", &path, status, &bytes, &self.hidden)),
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -463,8 +522,8 @@ impl Client {
         if kind != "kv" || version != "2" {
             return Err(BaoError::Usage(format!(
                 "the mount `{mount}` is a `{}` engine{}: sync reads a KV version 2 engine (`bao secrets enable -version=2 -path={mount} kv`)",
-                kind.escape_debug(),
-                if kind == "kv" { format!(" of version {}", version.escape_debug()) } else { String::new() },
+                self.hidden.quote(&kind),
+                if kind == "kv" { format!(" of version {}", self.hidden.quote(&version)) } else { String::new() },
             )));
         }
         Ok(true)
@@ -483,9 +542,9 @@ impl Client {
                 if errors_of(&bytes).is_some_and(|e| e.is_empty()) || has_null_data(&bytes) {
                     return Ok(None);
                 }
-                return Err(status_error("GET", &req, status, &bytes, &[&self.token]));
+                return Err(status_error("GET", &req, status, &bytes, &self.hidden));
             }
-            _ => return Err(status_error("GET", &req, status, &bytes, &[&self.token])),
+            _ => return Err(status_error("GET", &req, status, &bytes, &self.hidden)),
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -528,7 +587,7 @@ impl Client {
         if meta.version > MAX_KV_VERSION {
             return Err(mal(&format!(
                 "`data.metadata.version` is {}, above {MAX_KV_VERSION} (2^53 - 1): KV version 2 counts a secret's writes, and no real secret has that many",
-                meta.version
+                self.hidden.quote(&meta.version.to_string())
             )));
         }
         if meta.destroyed {
@@ -693,19 +752,23 @@ pub fn required_secrets(kind: CredentialKind) -> &'static [&'static str] {
 ///   that `cred show` prints;
 /// - keys must be valid field names and values strings.
 ///
-/// Errors name the key and the path, never a value.
+/// Errors name the key and the path, never a value; a key is quoted through `hidden`
+/// ([`Client::hidden`]), so a key that echoes the token shows `[REDACTED]` in its place.
 pub fn classify(
     kind: CredentialKind,
     secret: KvSecret,
+    hidden: &Hidden,
 ) -> Result<(FieldMap<String>, FieldMap<SecretString>), String> {
     let path = &secret.path;
     let mut fields = FieldMap::new();
     let mut secrets = FieldMap::new();
     for (k, v) in secret.fields {
-        let shown = k.escape_debug().to_string();
+        // Only for a message: the key as the server named it, echoes cut out, escaped.
+        let quoted = || hidden.quote(&k);
         if validate_field_key(&k).is_err() {
             return Err(format!(
-                "{path}: key `{shown}` is not a valid field name ({}): rename it in OpenBao",
+                "{path}: key `{}` is not a valid field name ({}): rename it in OpenBao",
+                quoted(),
                 crate::vault::FIELD_NAME_RULE
             ));
         }
@@ -713,24 +776,27 @@ pub fn classify(
             KvValue::Str(s) => s,
             KvValue::Other(t) => {
                 return Err(format!(
-                    "{path}: key `{shown}` holds a JSON {t}; only string values are synced"
+                    "{path}: key `{}` holds a JSON {t}; only string values are synced",
+                    quoted()
                 ))
             }
         };
         if SECRET_FIELD_NAMES.contains(&k.as_str()) {
             if v.is_empty() {
-                return Err(format!("{path}: secret key `{shown}` is empty"));
+                return Err(format!("{path}: secret key `{}` is empty", quoted()));
             }
             if !crate::secret::within_secret_limit(v.len()) {
                 return Err(format!(
-                    "{path}: secret key `{shown}` is larger than {} KiB",
+                    "{path}: secret key `{}` is larger than {} KiB",
+                    quoted(),
                     MAX_SECRET_LEN / 1024
                 ));
             }
             if matches!(k.as_str(), "totp_seed" | "otpauth") {
                 if let Err(e) = crate::agent::totp::Totp::from_field(&k, &v) {
                     return Err(format!(
-                        "{path}: key `{shown}` is not a usable TOTP secret: {e}"
+                        "{path}: key `{}` is not a usable TOTP secret: {e}",
+                        quoted()
                     ));
                 }
             }
@@ -741,11 +807,13 @@ pub fn classify(
         // plain field, which `cred show` prints and `exec` does not mask.
         if is_secret_field_name(&k, Some(kind)) {
             return Err(format!(
-                "{path}: key `{shown}` looks like a secret but is not one of the secret field names ({}): rename it in OpenBao to one of those, or to a name that is not secret-looking if it really is a plain field",
+                "{path}: key `{}` looks like a secret but is not one of the secret field names ({}): rename it in OpenBao to one of those, or to a name that is not secret-looking if it really is a plain field",
+                quoted(),
                 SECRET_FIELD_NAMES.join(", ")
             ));
         }
-        if let Err(e) = validate_field_value(&k, v.expose()) {
+        // The message names the key as given: quoted, as above.
+        if let Err(e) = validate_field_value(&quoted(), v.expose()) {
             return Err(format!("{path}: {e}"));
         }
         fields.insert(k, v.expose().to_owned());
@@ -855,14 +923,14 @@ fn has_null_data(bytes: &[u8]) -> bool {
 
 /// An error answer as a [`BaoError::Status`]. Its `errors` strings are OpenBao's own messages,
 /// shown escaped and shortened; a server (or a proxy before it) that echoes what it was sent
-/// would show `hide` (the token, the AppRole secret id): every echo of each is cut out first
-/// ([`redact_echoes`]), over the entries joined as they are shown.
+/// would show the token or the AppRole secret id: the entries, joined as they are shown, are
+/// quoted through `hidden` ([`Hidden::quote`]), which cuts every echo of each out first.
 fn status_error(
     method: &'static str,
     path: &str,
     status: u16,
     bytes: &[u8],
-    hide: &[&SecretString],
+    hidden: &Hidden,
 ) -> BaoError {
     let joined = Zeroizing::new(
         errors_of(bytes)
@@ -872,13 +940,11 @@ fn status_error(
             .collect::<Vec<_>>()
             .join("; "),
     );
-    let detail = redact_echoes(&joined, hide);
-    let detail: String = detail.chars().take(300).collect();
     BaoError::Status {
         method,
         path: path.to_owned(),
         status,
-        detail: detail.escape_debug().to_string(),
+        detail: hidden.quote(&joined),
     }
 }
 
@@ -986,6 +1052,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.len(), 1);
+    }
+
+    /// [`super::classify`] with nothing to hide.
+    fn classify(
+        kind: CredentialKind,
+        secret: KvSecret,
+    ) -> Result<(FieldMap<String>, FieldMap<SecretString>), String> {
+        super::classify(kind, secret, &Hidden::none())
     }
 
     fn secret(pairs: &[(&str, &str)]) -> KvSecret {
@@ -1201,6 +1275,21 @@ mod tests {
         assert_eq!(r("id ab3, x"), "id [REDACTED], x");
         // Seven characters at a time are not recognised as the token's.
         assert_eq!(r("hvs.Tok en-1234 567"), "hvs.Tok en-1234 567");
+    }
+
+    /// [`Hidden::quote`] redacts before it escapes: an echo behind or between control
+    /// characters is cut, and the control characters are escaped, not printed.
+    #[test]
+    fn hidden_quote_cuts_echoes_then_escapes() {
+        let h = Hidden(vec![SecretString::from("hvs.Token-1234567".to_owned())]);
+        assert_eq!(
+            h.quote("kv\u{1b}]0;x\u{7}HVS.TOKEN-1234567\n"),
+            "kv\\u{1b}]0;x\\u{7}[REDACTED]\\n"
+        );
+        assert_eq!(h.redacted("a hvs.Token-1234567 b"), "a [REDACTED] b");
+        assert_eq!(Hidden::none().quote("key\u{1b}"), "key\\u{1b}");
+        assert_eq!(h.quote(&"x".repeat(400)).len(), MAX_QUOTED);
+        assert!(!format!("{h:?}").contains("Token"));
     }
 
     #[test]

@@ -1293,6 +1293,120 @@ fn regression_an_error_answer_that_echoes_the_token_split_encoded_or_recased_pri
     }
 }
 
+/// The token and the AppRole secret id of
+/// [`regression_a_200_answer_that_echoes_the_token_in_the_mount_type_its_version_or_a_key_prints_none_of_it`]
+/// and the token its fake AppRole login hands out.
+const ECHO_200_TOKEN: &str = "hvs.CAESIJk3-echo-Zq9";
+const ECHO_200_SID: &str = "Sid-echo-canary-77";
+const ECHO_200_LOGIN_TOKEN: &str = "hvs.Login-tok-31";
+
+/// A server whose 200 answers quote the token, the secret id and the token it hands out on
+/// login where the sync quotes its text, by the mount the sync asks about: `type` in the
+/// mount's `data.type` (after a terminal escape), `version` in its `options.version` (as
+/// base64), `key` and `keylooks` in a KV key name (invalid, and valid but secret-looking).
+fn echo_in_200(_method: &str, path: &str) -> (u16, String) {
+    use data_encoding::BASE64;
+    if path == "/v1/auth/approle/login" {
+        let auth = serde_json::json!({ "client_token": ECHO_200_LOGIN_TOKEN });
+        return (200, serde_json::json!({ "auth": auth }).to_string());
+    }
+    let all = format!("{ECHO_200_TOKEN} {ECHO_200_SID} {ECHO_200_LOGIN_TOKEN}");
+    if let Some(mode) = path.strip_prefix("/v1/sys/internal/ui/mounts/") {
+        let (kind, version) = match mode {
+            "type" => (format!("kv\u{1b}]0;x\u{7}{all}"), "2".to_owned()),
+            "version" => ("kv".to_owned(), BASE64.encode(all.as_bytes())),
+            _ => ("kv".to_owned(), "2".to_owned()),
+        };
+        let data = serde_json::json!({ "type": kind, "options": { "version": version } });
+        return (200, serde_json::json!({ "data": data }).to_string());
+    }
+    let mode = path.split('/').nth(2).unwrap_or("");
+    let key = match mode {
+        "key" => all.clone(),
+        _ => format!("{}_pw", all.to_lowercase().replace(" ", "_")),
+    };
+    let data = serde_json::json!({
+        "data": { "password": "Pw-canary-e2", key: "v" },
+        "metadata": { "version": 1, "created_time": "2026-11-01T00:00:00Z" },
+    });
+    (200, serde_json::json!({ "data": data }).to_string())
+}
+
+/// Found by attacking from the documents (twenty-first pass): operations.md promises that an
+/// answer echoing the token or the secret id shows `[REDACTED]` in its place, but only the
+/// `errors` text of an error answer was redacted; a 200 answer that put the token in the
+/// mount's `data.type` or `options.version` or in a KV key name had it printed raw, in the
+/// message that quotes that text, after an AppRole login too. Every piece of server text a
+/// message quotes now goes through the same redaction: no run of 8 of the token's (or the
+/// secret id's) characters, in any case, nor its base64, is shown.
+#[test]
+fn regression_a_200_answer_that_echoes_the_token_in_the_mount_type_its_version_or_a_key_prints_none_of_it(
+) {
+    use data_encoding::BASE64_NOPAD;
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    let addr = fake_bao(echo_in_200);
+    let sid = site.dir.path().join("sid");
+    std::fs::write(&sid, ECHO_200_SID).unwrap();
+    let sid = sid.to_str().unwrap();
+    let runs = |hidden: &[&str]| {
+        let mut runs = Vec::new();
+        for h in hidden {
+            for form in [
+                h.to_lowercase(),
+                BASE64_NOPAD.encode(h.as_bytes()).to_lowercase(),
+            ] {
+                for w in form.as_bytes().windows(8) {
+                    runs.push(std::str::from_utf8(w).unwrap().to_owned());
+                }
+            }
+        }
+        runs
+    };
+    let cases: [(&str, &str); 4] = [
+        ("type", "is a `kv"),
+        ("version", "of version"),
+        ("key", "is not a valid field name"),
+        ("keylooks", "looks like a secret"),
+    ];
+    for (mode, says) in cases {
+        for approle in [false, true] {
+            let mut a = vec!["--addr", addr.as_str(), "--mount", mode];
+            let (token, hidden) = if approle {
+                a.extend([
+                    "--approle-role-id",
+                    "role-1",
+                    "--approle-secret-id-file",
+                    sid,
+                ]);
+                (None, runs(&[ECHO_200_SID, ECHO_200_LOGIN_TOKEN]))
+            } else {
+                (Some(ECHO_200_TOKEN), runs(&[ECHO_200_TOKEN]))
+            };
+            let out = site.sync(token, &a);
+            assert_failed(
+                &out,
+                &before,
+                &site,
+                &[says, "[REDACTED]"],
+                &["\u{1b}", "Pw-canary"],
+            );
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .to_lowercase();
+            for w in &hidden {
+                assert!(
+                    !all.contains(w.as_str()),
+                    "{mode} (AppRole {approle}): {w:?} shown: {all}"
+                );
+            }
+        }
+    }
+}
+
 /// A KV secret with more keys than a credential has fields is refused, by its count (found by
 /// attacking the sync, fourteenth pass: 300,000 keys under the 4 MiB body limit took 280 s of
 /// CPU in a quadratic duplicate check, past `--timeout`, and were saved as fields); an
