@@ -109,9 +109,7 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     let key = match &a.sign_key {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --sign-key {}", path.display()))?;
-            let text = zeroize::Zeroizing::new(text);
+            let text = read_sign_key(path)?;
             Some(sig::load_signing_key(&text, || {
                 match &a.sign_key_passphrase_file {
                     Some(f) => read_secret_file(f),
@@ -184,6 +182,37 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--sign-key` file's text, read up to [`sig::MAX_SIGN_KEY_BYTES`]: one byte more is
+/// refused naming the option and the bound. A pipe is taken as a file is (a key handed in
+/// through `/dev/stdin` or `<(…)`), and read no further than the bound; a FIFO whose writer
+/// never closes it is waited for, as any pipe handed in is.
+fn read_sign_key(path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use std::io::Read;
+    const MAX: usize = sig::MAX_SIGN_KEY_BYTES;
+    // Sized once, so that no reallocation leaves a copy of the key behind.
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(MAX + 1));
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX as u64 + 1).read_to_end(&mut buf))
+        .with_context(|| format!("cannot read --sign-key {}", path.display()))?;
+    if buf.len() > MAX {
+        bail!(
+            "--sign-key {} is more than {MAX} bytes (64 KiB), more than an OpenSSH private key holds: give the private key file (`ssh-keygen -t ed25519 -f KEY` writes one)",
+            path.display()
+        );
+    }
+    match String::from_utf8(std::mem::take(&mut *buf)) {
+        Ok(text) => Ok(zeroize::Zeroizing::new(text)),
+        Err(e) => {
+            // The bytes are cleared as they go.
+            drop(zeroize::Zeroizing::new(e.into_bytes()));
+            bail!(
+                "cannot read --sign-key {}: it is not UTF-8 text, as an OpenSSH private key is",
+                path.display()
+            )
+        }
+    }
 }
 
 fn sig_path(file: &Path) -> PathBuf {

@@ -836,10 +836,25 @@ pub fn classify(
     Ok((fields, secrets))
 }
 
+/// Largest `--ca-cert` file read: 1 MiB. A CA bundle is a few KiB per certificate (the whole
+/// Mozilla set is about 200 KiB); read whole with no bound, `--ca-cert /dev/zero` took all the
+/// memory there was (twenty-first pass). A pipe is read as a file is, and no further than this.
+const MAX_CA_FILE: usize = 1 << 20;
+
 fn load_ca(path: &Path) -> Result<ureq::tls::RootCerts, BaoError> {
-    let pem = std::fs::read(path).map_err(|e| {
+    let cannot = |e: std::io::Error| {
         BaoError::Usage(format!("--ca-cert {}: cannot read it: {e}", path.display()))
-    })?;
+    };
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE as u64 + 1).read_to_end(&mut pem))
+        .map_err(cannot)?;
+    if pem.len() > MAX_CA_FILE {
+        return Err(BaoError::Usage(format!(
+            "--ca-cert {} is more than {MAX_CA_FILE} bytes (1 MiB), more than a CA bundle holds: give the PEM file of the CA certificate(s) that sign OpenBao's certificate",
+            path.display()
+        )));
+    }
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {

@@ -12,6 +12,11 @@ pub const NAMESPACE: &str = "scopevault-bundle";
 /// The largest signature file read (64 KiB: an ed25519 one is ~300 bytes).
 pub const MAX_SIG_BYTES: usize = 64 << 10;
 
+/// The largest `publish --sign-key` file read (64 KiB: an OpenSSH ed25519 private key is ~400
+/// bytes, an RSA-4096 one ~3.4 KiB). Read whole with no bound, `--sign-key /dev/zero` took all
+/// the memory there was (twenty-first pass).
+pub const MAX_SIGN_KEY_BYTES: usize = 64 << 10;
+
 /// Who signed, once the signature verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {

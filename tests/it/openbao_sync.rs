@@ -1116,6 +1116,66 @@ fn the_token_is_never_in_argv_and_tls_is_verified_unless_the_ca_is_given() {
     assert!(show.contains("version 1"), "{show}");
 }
 
+/// Found by attacking from the documents (twenty-first pass): `--ca-cert` was read whole with
+/// no bound (`--ca-cert /dev/zero` grew the sync until the OOM killer took it), though every
+/// secret file the sync reads is capped at 64 KiB. A CA file is now read up to 1 MiB: one
+/// byte more is refused naming the option and the bound, before any connection, from a file or
+/// a pipe (read no further than the bound); 1 MiB itself is read (and judged as PEM).
+#[test]
+fn regression_a_ca_cert_over_1_mib_is_refused_naming_the_option_and_the_bound() {
+    const MIB: usize = 1 << 20;
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    // Nothing listens there: the sync must stop before it connects.
+    let addr = format!("https://127.0.0.1:{}", free_port());
+    let a = |ca: &str| ["--addr", &addr, "--mount", "secret", "--ca-cert", ca].map(str::to_owned);
+    let over = site.dir.path().join("over.pem");
+    std::fs::write(&over, "#".repeat(MIB + 1)).unwrap();
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &a(over.to_str().unwrap()).each_ref().map(String::as_str),
+    );
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["--ca-cert", "more than 1048576 bytes (1 MiB)"],
+        &[ROOT_TOKEN],
+    );
+    assert!(!stderr(&out).contains("no answer"), "{}", stderr(&out));
+
+    let at = site.dir.path().join("at.pem");
+    std::fs::write(&at, "#".repeat(MIB)).unwrap();
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &a(at.to_str().unwrap()).each_ref().map(String::as_str),
+    );
+    assert_failed(&out, &before, &site, &["no certificate in it"], &[]);
+    assert!(!stderr(&out).contains("more than"), "{}", stderr(&out));
+
+    // A pipe is still taken, and read no further than the bound.
+    let mut child = site
+        .sync_cmd(
+            Some(ROOT_TOKEN),
+            &a("/dev/stdin").each_ref().map(String::as_str),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The sync exits after reading 1 MiB and a byte: the rest meets a closed pipe.
+    let _ = child.stdin.take().unwrap().write_all(&vec![b'#'; 3 * MIB]);
+    let out = child.wait_with_output().unwrap();
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["--ca-cert", "more than 1048576 bytes (1 MiB)"],
+        &[],
+    );
+}
+
 /// A loopback TCP pass-through to `port` that waits `delay` before connecting each client.
 fn slow_proxy(port: u16, delay: Duration) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -944,6 +944,53 @@ fn apply_accepts_a_bundle_signed_by_ssh_keygen_and_a_passphrase_protected_key_si
     assert!(out.contains("applied ams generation 2"), "{out}");
 }
 
+/// Found by attacking from the documents (twenty-first pass): `publish --sign-key` read its
+/// file whole with no bound (`/dev/zero` grew `publish` until the OOM killer took it), though
+/// every secret file is capped at 64 KiB. The key is now read up to 64 KiB: one byte more is
+/// refused naming the option and the bound, before the vault is touched, from a file or a pipe
+/// (read no further than the bound); a key handed in through a pipe still signs.
+#[test]
+fn regression_a_sign_key_over_64_kib_is_refused_naming_the_option_and_the_bound() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let vault_before = f.master.vault_bytes();
+    let big = f.master.path("big-key");
+    std::fs::write(&big, "#".repeat((64 << 10) + 1)).unwrap();
+    let key = f.key.to_str().unwrap().to_owned();
+    let with_key = |k: &str| {
+        f.publish_args(&[])
+            .into_iter()
+            .map(|a| if a == key { k.to_owned() } else { a })
+            .collect::<Vec<_>>()
+    };
+    let args = with_key(big.to_str().unwrap());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = f.master.fails(&args, b"", 2);
+    assert!(
+        err.contains("--sign-key") && err.contains("more than 65536 bytes (64 KiB)"),
+        "{err}"
+    );
+    // A pipe over the bound: refused alike, and the rest never read.
+    let args = with_key("/dev/stdin");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = f.master.fails(&args, &vec![b'#'; 1 << 20], 2);
+    assert!(
+        err.contains("--sign-key") && err.contains("more than 65536 bytes (64 KiB)"),
+        "{err}"
+    );
+    assert_eq!(
+        f.master.vault_bytes(),
+        vault_before,
+        "a refused publish records no generation"
+    );
+    assert!(!f.bundle("ams").exists());
+    // A key handed in through a pipe signs.
+    let out = f.master.ok(&args, &std::fs::read(&f.key).unwrap());
+    assert!(out.contains("(signed)"), "{out}");
+}
+
 #[test]
 fn every_bad_input_is_refused_by_its_check_and_changes_nothing() {
     if ssh_keygen().is_none() {
