@@ -31,7 +31,11 @@ fn fixture() -> &'static Fixture {
         };
         let d = root.join("tests/fixtures/bundle");
         Fixture {
-            signers: AllowedSigners::read(&d.join("allowed_signers")).unwrap(),
+            signers: AllowedSigners::parse(
+                &std::fs::read_to_string(d.join("allowed_signers")).unwrap(),
+                "allowed_signers",
+            )
+            .unwrap(),
             sig: std::fs::read(d.join("vector.svbundle.sig")).unwrap(),
             vector: std::fs::read(d.join("vector.svbundle")).unwrap(),
         }

@@ -324,7 +324,10 @@ impl AllowedSigners {
         Ok(AllowedSigners { signers })
     }
 
-    /// Read and parse a file (at most [`MAX_FILE_BYTES`]).
+    /// Read and parse a file (at most [`MAX_FILE_BYTES`]) that a command trusts: a regular file
+    /// owned by root or the caller, writable by its owner only, on a path no other user may
+    /// change ([`crate::vault::check_trusted_file`]); anything else is refused before it is
+    /// parsed. A fixture read as test data is [`AllowedSigners::parse`]d instead.
     pub fn read(path: &std::path::Path) -> Result<AllowedSigners, ParseError> {
         let file = path.display().to_string();
         let err = |line, what: String| ParseError {
@@ -332,9 +335,18 @@ impl AllowedSigners {
             line,
             what,
         };
-        let bytes = super::read_regular(path, MAX_FILE_BYTES as u64)
+        let (bytes, meta) = super::read_regular_with_metadata(path, MAX_FILE_BYTES as u64)
             .map_err(|e| err(None, format!("cannot read: {e}")))?
             .map_err(|u| err(None, u.describe(MAX_FILE_BYTES as u64)))?;
+        // The file says who may sign: one another user may change is no trust anchor (twenty-
+        // first pass: another uid appended its key to a world-writable file, signed a forged
+        // bundle, and it was applied). Judged on the file as opened.
+        crate::vault::check_trusted_file(
+            path,
+            &meta,
+            "could add a key of their own to it and sign any bundle",
+        )
+        .map_err(|why| err(None, why))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
                 .iter()

@@ -49,6 +49,15 @@ pub(crate) fn read_regular(
     path: &std::path::Path,
     max: u64,
 ) -> std::io::Result<Result<Vec<u8>, Unusable>> {
+    Ok(read_regular_with_metadata(path, max)?.map(|(bytes, _)| bytes))
+}
+
+/// [`read_regular`], with the metadata of the file read (its owner and mode, judged by a
+/// caller that trusts what it reads: [`allowed_signers::AllowedSigners::read`]).
+pub(crate) fn read_regular_with_metadata(
+    path: &std::path::Path,
+    max: u64,
+) -> std::io::Result<Result<(Vec<u8>, std::fs::Metadata), Unusable>> {
     use std::io::Read;
     let file = match crate::sys::open_regular(path, false) {
         Ok(file) => file,
@@ -66,6 +75,6 @@ pub(crate) fn read_regular(
     Ok(if len > max {
         Err(Unusable::TooLarge(len))
     } else {
-        Ok(bytes)
+        Ok((bytes, meta))
     })
 }

@@ -386,6 +386,49 @@ fn unsafe_dir(dir: &Path, why: &str) -> VaultError {
     }
 }
 
+/// A file we read and trust rather than write (`bundle apply`'s allowed signers file, which
+/// says who may sign what a checkpoint applies), by the rules of [`SafeDir`]: every directory
+/// on its path as a directory above one of ours ([`check_components`]: not owned by another
+/// user than root and the caller, not writable by others without the sticky bit, no other
+/// user's link on the way, where a link of ours leads judged too), and the file itself,
+/// `md` (the metadata of the file as opened), owned by root or the caller and not writable by
+/// group or others. Root included ([`Owners::CallerOrRoot`], as for `publish --out`): the
+/// owner of the file, or of a directory on its way, could put any key in it. `could` says
+/// what someone who may change it could do. `Err`: why not, with the fix.
+pub(crate) fn check_trusted_file(
+    path: &Path,
+    md: &fs::Metadata,
+    could: &str,
+) -> Result<(), String> {
+    let abs = std::path::absolute(path).map_err(|e| format!("cannot resolve the path: {e}"))?;
+    check_components(&abs, Owners::CallerOrRoot).map_err(|e| match e {
+        VaultError::Io { error, .. } => error.to_string(),
+        e => e.to_string(),
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    let perms = md.mode() & 0o7777;
+    if !crate::paths::dir_owner_trusted(md.uid(), me, Owners::CallerOrRoot) {
+        return Err(format!(
+            "it is owned by uid {}, another user (mode {perms:o}): they {could}. Give it to root or to yourself and make it writable by its owner only (`chown root: {}` and `chmod go-w {}`)",
+            md.uid(),
+            path.display(),
+            path.display()
+        ));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by {} (mode {perms:o}): another user {could}. Run `chmod go-w {}`",
+            if md.mode() & 0o002 != 0 {
+                "others"
+            } else {
+                "its group"
+            },
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// The checks of [`SafeDir`] on `above`, an existing directory above `dir` (which is to be
 /// made): its path's components, and itself as a directory above ours (owner, and not
 /// writable by others without the sticky bit), where it leads if it is a link.

@@ -466,6 +466,109 @@ fn publish_names_the_target_of_a_root_link_as_the_directory_another_user_owns() 
     assert_eq!(std::fs::read_dir(theirs.join("out")).unwrap().count(), 0);
 }
 
+/// Found by attacking from the documents (twenty-first pass): `bundle apply` trusted an
+/// allowed_signers file another user owns or may write: another uid appended its own key to
+/// a world-writable file, signed a forged bundle with it, and the checkpoint applied it. The
+/// file is the trust anchor of every apply, so it gets the rules the vault directories and
+/// `publish --out` get: owned by root or the caller (root included), not writable by group or
+/// others, on a path no other user owns or may write without the sticky bit; anything else is
+/// refused by the signature check, naming the file, its owner and mode, and the fix.
+#[test]
+fn regression_an_allowed_signers_file_another_user_owns_or_may_write_is_refused() {
+    use crate::common::users;
+    use std::os::unix::fs::PermissionsExt;
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let genuine = std::fs::read_to_string(&f.allowed).unwrap();
+    // The attack: a key of another user's appended to a file anyone may write, and a bundle
+    // signed with it.
+    let (mallory, mallory_pub) = keypair(f.fra.dir.path(), "mallory", "");
+    let forged_dir = f.fra.path("forged");
+    std::fs::create_dir(&forged_dir).unwrap();
+    let forged = forged_dir.join("ams.svbundle");
+    std::fs::copy(f.bundle("ams"), &forged).unwrap();
+    keygen_sign(&mallory, "scopevault-bundle", &forged);
+    std::fs::write(
+        &f.allowed,
+        format!("{genuine}mallory namespaces=\"scopevault-bundle\" {mallory_pub}\n"),
+    )
+    .unwrap();
+    mode(&f.allowed, 0o666);
+    let shown = f.allowed.display().to_string();
+    let err = f.refused(&f.ams, &forged, &["--location", "ams"], "signature");
+    assert!(
+        err.contains(&shown)
+            && err.contains("writable by others (mode 666)")
+            && err.contains("chmod go-w"),
+        "{err}"
+    );
+    std::fs::write(&f.allowed, &genuine).unwrap();
+    mode(&f.allowed, 0o664);
+    let err = f.refused(
+        &f.ams,
+        &f.bundle("ams"),
+        &["--location", "ams"],
+        "signature",
+    );
+    assert!(
+        err.contains(&shown) && err.contains("writable by its group (mode 664)"),
+        "{err}"
+    );
+    mode(&f.allowed, 0o644);
+    if users::is_root() {
+        let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+            Ok(ids) => ids,
+            Err(why) => return crate::common::skip::skip(&why),
+        };
+        // Theirs, even read-only: its owner may change its mode and write it.
+        std::os::unix::fs::chown(&f.allowed, Some(uid), Some(gid)).unwrap();
+        let err = f.refused(
+            &f.ams,
+            &f.bundle("ams"),
+            &["--location", "ams"],
+            "signature",
+        );
+        assert!(
+            err.contains(&shown)
+                && err.contains(&format!("owned by uid {uid}, another user (mode 644)"))
+                && err.contains("chown"),
+            "{err}"
+        );
+        std::os::unix::fs::chown(&f.allowed, Some(0), Some(0)).unwrap();
+        // Root's file in their directory: they may rename it away and put theirs there.
+        let theirs = f.fra.path("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(uid), Some(gid)).unwrap();
+        mode(&theirs, 0o755);
+        let inside = theirs.join("allowed_signers");
+        std::fs::copy(&f.allowed, &inside).unwrap();
+        let mut a = f.apply_args(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+        let at = a.iter().position(|x| x == "--allowed-signers").unwrap() + 1;
+        a[at] = inside.to_str().unwrap().to_owned();
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let err = f.ams.fails(&a, b"", 1);
+        assert!(
+            err.contains("bundle refused by the signature check")
+                && err.contains(&format!(
+                    "{} is owned by uid {uid}, another user",
+                    theirs.display()
+                )),
+            "{err}"
+        );
+    } else {
+        crate::common::skip::skip("root is needed to give the file to another user");
+    }
+    // The genuine file, root's (or ours) and 0644: applied.
+    let out = f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+    assert!(out.contains("applied ams generation 1"), "{out}");
+}
+
 /// Found by attacking `bundle verify` and `apply` (twelfth pass): a FIFO planted at the
 /// signature's path blocked them for ever, and `/dev/zero` as the allowed signers file was
 /// read until memory ran out. Every input file must be a regular file: anything else is

@@ -167,7 +167,11 @@ fn the_vector_reads_decrypts_and_verifies_as_documented() {
     );
     assert!(!policy.contains("backoffice") && !policy.contains("fra"));
     // The signature, by our verifier…
-    let signers = AllowedSigners::read(&d.join("allowed_signers")).unwrap();
+    let signers = AllowedSigners::parse(
+        &std::fs::read_to_string(d.join("allowed_signers")).unwrap(),
+        "allowed_signers",
+    )
+    .unwrap();
     let sig_pem = std::fs::read(d.join("vector.svbundle.sig")).unwrap();
     let who = sig::verify(&sig_pem, &bytes, &signers, time::OffsetDateTime::now_utc()).unwrap();
     assert_eq!(who.principals, vec!["admin@example.com"]);
@@ -246,7 +250,11 @@ fn regression_a_signature_with_a_reserved_field_is_refused_as_neither_signer_wri
     use sha2::Digest;
     let d = dir();
     let bytes = std::fs::read(d.join("vector.svbundle")).unwrap();
-    let signers = AllowedSigners::read(&d.join("allowed_signers")).unwrap();
+    let signers = AllowedSigners::parse(
+        &std::fs::read_to_string(d.join("allowed_signers")).unwrap(),
+        "allowed_signers",
+    )
+    .unwrap();
     let key_text = std::fs::read_to_string(d.join("signer")).unwrap();
     let key = sig::load_signing_key(&key_text, || unreachable!()).unwrap();
     let plain = sig::sign(&key, &bytes).unwrap();
