@@ -136,7 +136,21 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     let mut out = Vec::with_capacity(locations.len());
     let plan = pubs::Plan::new(&parsed);
     for l in &locations {
-        let generation = state.published.get(l).copied().unwrap_or(0) + 1;
+        // A bundle's generation is a vault's (1 ..= 2^64 - 2, checked by every reader): a
+        // location published at the last one can take no newer bundle.
+        let Some(generation) = state
+            .published
+            .get(l)
+            .copied()
+            .unwrap_or(0)
+            .checked_add(1)
+            .filter(|g| *g <= vault::LAST_GENERATION)
+        else {
+            bail!(
+                "location `{l}` was published at generation {}, the last a bundle may carry: its checkpoint can apply no newer one; give it a new vault and location name",
+                vault::LAST_GENERATION
+            );
+        };
         let (manifest, bytes) = pubs::build_planned(
             &parsed,
             &plan,
@@ -322,6 +336,9 @@ fn verify(a: &BundleCheckArgs) -> anyhow::Result<ExitCode> {
     let who =
         apply::check_signature(&i.bytes, i.sig.as_deref(), &i.signers, now).map_err(refused)?;
     let b = apply::check_format(&i.bytes).map_err(refused)?;
+    if let Some(w) = apply::created_ahead(&b, now) {
+        eprintln!("scopevault: warning: {w}");
+    }
     let loc = a.location.as_deref().unwrap_or(&b.manifest.location);
     apply::check_manifest(&b, Some(loc), now, None, apply::Rollback::Refuse).map_err(refused)?;
     println!(
@@ -344,6 +361,9 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     let who =
         apply::check_signature(&i.bytes, i.sig.as_deref(), &i.signers, now).map_err(refused)?;
     let b = apply::check_format(&i.bytes).map_err(refused)?;
+    if let Some(w) = apply::created_ahead(&b, now) {
+        eprintln!("scopevault: warning: {w}");
+    }
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
     let mut v = open_vault_locked(g, &lock)?;

@@ -165,6 +165,28 @@ pub fn check_manifest(
     }
 }
 
+/// How far ahead of this machine's clock a bundle's `created` may be before `verify` and
+/// `apply` warn: five minutes, more than the drift of clocks kept by NTP.
+pub const CREATED_AHEAD_WARN: time::Duration = time::Duration::minutes(5);
+
+/// A warning when the manifest's `created` is more than [`CREATED_AHEAD_WARN`] ahead of `now`:
+/// the publisher's clock runs ahead, or this one behind, and then expiry (judged by this
+/// clock) comes late. Not a refusal: the signature vouches for the time, and a checkpoint
+/// whose clock is off would otherwise stop taking every bundle (bundle-format.md, "Checks on
+/// the checkpoint").
+pub fn created_ahead(b: &Bundle, now: OffsetDateTime) -> Option<String> {
+    let m = &b.manifest;
+    let ahead = m.created - now;
+    (ahead > CREATED_AHEAD_WARN).then(|| {
+        format!(
+            "the bundle was created {} according to its manifest, {} minutes ahead of this machine's clock ({}): the publisher's clock or this one is wrong, and expiry is judged by this one; check both (NTP)",
+            crate::text::rfc3339(m.created),
+            ahead.whole_minutes(),
+            crate::text::rfc3339(now)
+        )
+    })
+}
+
 /// Check 5: decrypt with the vault identity; the payload repeats the manifest's location and
 /// generation, its policy matches the digest and parses, and it holds exactly the
 /// credentials and tasks the manifest names.

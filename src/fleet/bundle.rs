@@ -65,10 +65,10 @@ pub struct Manifest {
     /// Strictly increasing per location.
     pub generation: u64,
     /// When it was published.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "utc_rfc3339")]
     pub created: OffsetDateTime,
     /// When a checkpoint stops accepting it.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "utc_rfc3339")]
     pub expires: OffsetDateTime,
     /// The age recipient the payload is encrypted to.
     pub recipient: String,
@@ -133,6 +133,37 @@ impl Manifest {
     }
 }
 
+/// The manifest's times: RFC 3339 in UTC, ending in `Z`, as bundle-format.md has them and
+/// `publish` writes them. An offset (`+05:00`, even `+00:00`) is refused rather than taken as
+/// the same instant: the format has one way to write a time (twenty-first pass: an offset
+/// was accepted).
+mod utc_rfc3339 {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+    use time::format_description::well_known::Rfc3339;
+    use time::OffsetDateTime;
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::serialize(t, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = String::deserialize(d)?;
+        let shown = || {
+            let cut: String = text.chars().take(40).collect();
+            format!("\"{cut}{}\"", if cut.len() < text.len() { "…" } else { "" })
+        };
+        let t = OffsetDateTime::parse(&text, &Rfc3339)
+            .map_err(|_| de::Error::custom(format!("the time {} is not RFC 3339", shown())))?;
+        if !text.ends_with('Z') || !t.offset().is_utc() {
+            return Err(de::Error::custom(format!(
+                "the time {} is not in UTC: the format writes RFC 3339 ending in `Z`",
+                shown()
+            )));
+        }
+        Ok(t)
+    }
+}
+
 /// Whether `s` is a digest as [`digest`] writes it: `sha256:` and 64 lowercase hex digits.
 pub fn is_digest(s: &str) -> bool {
     s.strip_prefix("sha256:").is_some_and(|h| {
@@ -152,8 +183,46 @@ pub struct Payload {
     pub generation: u64,
     /// The policy subset, canonical TOML.
     pub policy: String,
-    /// The credentials with their secret values.
+    /// The credentials with their secret values; a name given twice is refused (the last
+    /// one won, twenty-first pass), as a member given twice anywhere else in the payload is.
+    #[serde(deserialize_with = "unique_credentials")]
     pub credentials: BTreeMap<String, Credential>,
+}
+
+/// The payload's `credentials` object, refusing a name given twice (`serde_json` into a map
+/// keeps the last): the one check that serde's derived structs and [`crate::vault::FieldMap`]
+/// make everywhere else in the payload.
+fn unique_credentials<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Credential>, D::Error> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = BTreeMap<String, Credential>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of credential names to credentials")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut m = BTreeMap::new();
+            while let Some(name) = a.next_key::<String>()? {
+                if m.contains_key(&name) {
+                    // The names are checked against the manifest's only later: escaped here.
+                    return Err(serde::de::Error::custom(format!(
+                        "credential `{}` appears twice",
+                        crate::text::escape_for_terminal(
+                            &name.chars().take(128).collect::<String>()
+                        )
+                    )));
+                }
+                let c = a.next_value::<Credential>()?;
+                m.insert(name, c);
+            }
+            Ok(m)
+        }
+    }
+    d.deserialize_map(Visit)
 }
 
 /// `sha256:` + lowercase hex.
@@ -236,6 +305,15 @@ impl Bundle {
             )));
         }
         manifest.check_names().map_err(FormatError::Manifest)?;
+        // The vault's own range (vault-format.md, "Rollback detection"): 0 is no generation,
+        // and after 2^64 - 1 no newer bundle could ever be applied.
+        if !(1..=crate::vault::LAST_GENERATION).contains(&manifest.generation) {
+            return Err(FormatError::Manifest(format!(
+                "its generation {} is not 1 ..= {} (0 and 2^64 - 1 are never published, as a vault never writes them)",
+                manifest.generation,
+                crate::vault::LAST_GENERATION
+            )));
+        }
         if digest(&payload) != manifest.payload_digest {
             return Err(FormatError::PayloadDigest);
         }

@@ -1531,6 +1531,127 @@ fn a_signed_bundle_that_carries_more_than_its_locations_share_is_refused() {
     f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
 }
 
+/// [`forge_bundle`] with the payload's JSON text as given (a duplicate member, which a
+/// `serde_json::Value` cannot hold).
+fn forge_bundle_text(
+    f: &Fleet,
+    file: &Path,
+    mut manifest: serde_json::Value,
+    payload: &str,
+    recipient: &age::x25519::Recipient,
+) {
+    let ct = age::encrypt(recipient, payload.as_bytes()).unwrap();
+    manifest["payload_digest"] = serde_json::json!(sha256(&ct));
+    let mj = serde_json::to_vec(&manifest).unwrap();
+    let mut bytes = b"SVBUNDLE\x00\x01".to_vec();
+    bytes.extend_from_slice(&(mj.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&mj);
+    bytes.extend_from_slice(&(ct.len() as u64).to_be_bytes());
+    bytes.extend_from_slice(&ct);
+    let _ = std::fs::remove_file(sig_path_of(file));
+    std::fs::write(file, &bytes).unwrap();
+    keygen_sign(&f.key, "scopevault-bundle", file);
+}
+
+fn sig_path_of(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
+/// Found by attacking from the documents (twenty-first pass), with bundles the fleet key
+/// signed: the manifest took generation 0 and 2^64 − 1, which the vault header refuses as
+/// corrupt (a generation 2^64 − 1 applied leaves no higher one to apply); `expires` with an
+/// offset (`+05:00`), though bundle-format.md says RFC 3339 UTC; and a payload naming a
+/// credential twice, the last one winning, though a duplicate manifest member is refused.
+/// Each is now refused (the format check for the manifest, the decrypt check for the
+/// payload), and a `created` more than five minutes ahead of this checkpoint's clock is
+/// applied with a warning naming both times.
+#[test]
+fn regression_a_signed_manifest_with_an_impossible_generation_an_offset_or_a_duplicate_credential_is_refused(
+) {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let m = manifest(&good);
+    let recipient: age::x25519::Recipient = m["recipient"].as_str().unwrap().parse().unwrap();
+    let p = payload(&good, &f.ams);
+    let file = f.master.path("forged.svbundle");
+    let with_generation = |g: u64| {
+        let (mut m2, mut p2) = (m.clone(), p.clone());
+        m2["generation"] = serde_json::json!(g);
+        p2["generation"] = serde_json::json!(g);
+        (m2, p2)
+    };
+    for g in [0, u64::MAX] {
+        let (m2, p2) = with_generation(g);
+        forge_bundle_text(&f, &file, m2, &p2.to_string(), &recipient);
+        let err = f.refused(&f.ams, &file, &["--location", "ams"], "format");
+        assert!(
+            err.contains(&format!("generation {g}")) && err.contains("1 ..= 18446744073709551614"),
+            "{g}: {err}"
+        );
+    }
+    let mut m2 = m.clone();
+    m2["expires"] = serde_json::json!("2099-01-01T05:00:00+05:00");
+    forge_bundle_text(&f, &file, m2, &p.to_string(), &recipient);
+    let err = f.refused(&f.ams, &file, &["--location", "ams"], "format");
+    assert!(
+        err.contains("2099-01-01T05:00:00+05:00") && err.contains("UTC"),
+        "{err}"
+    );
+    // `buyer` twice: the second, forged, value would win.
+    let creds = p["credentials"].as_object().unwrap();
+    let mut forged_buyer = creds["buyer"].clone();
+    forged_buyer["secrets"]["password"] = serde_json::json!("forged-Secret-666");
+    let members: Vec<String> = creds
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", serde_json::json!(k)))
+        .chain([format!("\"buyer\":{forged_buyer}")])
+        .collect();
+    let text = format!(
+        r#"{{"location":{},"generation":{},"policy":{},"credentials":{{{}}}}}"#,
+        p["location"],
+        p["generation"],
+        p["policy"],
+        members.join(",")
+    );
+    forge_bundle_text(&f, &file, m.clone(), &text, &recipient);
+    let err = f.refused(&f.ams, &file, &["--location", "ams"], "decrypt");
+    assert!(
+        err.contains("credential `buyer` appears twice") && !err.contains("forged-Secret"),
+        "{err}"
+    );
+    // Published an hour ahead of this clock: applied, with a warning.
+    let mut m2 = m.clone();
+    let ahead = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let ahead = ahead.replace_nanosecond(0).unwrap();
+    let ahead = ahead
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    m2["created"] = serde_json::json!(ahead);
+    forge_bundle_text(&f, &file, m2, &p.to_string(), &recipient);
+    let a = f.apply_args(&f.ams, &file, &["--location", "ams"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = f.ams.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning:")
+            && err.contains(&format!("created {ahead}"))
+            && err.contains("ahead of this machine's clock"),
+        "{err}"
+    );
+    assert!(
+        !names(&f.ams).is_empty(),
+        "the bundle was applied: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[test]
 fn an_expired_bundle_is_refused_by_the_expiry_check() {
     if ssh_keygen().is_none() {
