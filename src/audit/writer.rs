@@ -510,6 +510,53 @@ pub fn anchor_gap(
     })
 }
 
+/// The record after the anchored one (at the anchored seq + 1), as a walk of the files of one
+/// chain met it ([`verify_each`]): its `prev`, its line's hash, and whether it is the chain's
+/// very first line (the first line of its first file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetAfterAnchored {
+    /// Its `prev`.
+    pub prev: String,
+    /// The SHA-256 hex of its line.
+    pub hash: String,
+    /// Whether it begins the chain of the files walked.
+    pub begins_chain: bool,
+}
+
+/// [`anchor_gap`] for a chain of files whose every line was walked and verified: `audit
+/// verify` (the live log and the rotated files given) and `lint --audit` (each log's files)
+/// judge a log against its anchor through this one function. The chain ends at `last` with
+/// `head`; `after` is the record at the anchored seq + 1, if the walk met it. The walk checked
+/// the line before that record (within a file, and from one file to the next), so it is the
+/// anchored seq with the hash that record names, unless that record begins the chain.
+pub fn walked_chain_gap(
+    a: &Anchor,
+    last: u64,
+    head: &str,
+    after: Option<MetAfterAnchored>,
+) -> Option<AnchorGap> {
+    let found = match after {
+        Some(r) => Found::At(Located {
+            before: (!r.begins_chain).then(|| LineBefore {
+                seq: Some(a.seq),
+                hash: r.prev.clone(),
+            }),
+            prev: r.prev,
+            hash: r.hash,
+        }),
+        None => Found::Before,
+    };
+    // Nothing is read here: the record was met on the walk.
+    match anchor_gap(a, last, head, || Ok(found)) {
+        Ok(gap) => gap,
+        Err(e) => Some(AnchorGap::Unreadable {
+            anchored: a.seq,
+            last,
+            why: e.to_string(),
+        }),
+    }
+}
+
 /// A log checked as `serve` checks it at start, without opening it for writing: its chain
 /// ([`verify`]) and its end against its anchor ([`anchor_gap`]). For `doctor`.
 #[derive(Debug)]

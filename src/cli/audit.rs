@@ -157,26 +157,17 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         // (the chain checked that, within a file and from one file to the next) unless it is
         // the first line of the files given as one chain.
         let chain_begins = files.iter().find(|(_, r)| r.lines > 0).map(|(p, _)| *p);
-        let after = || {
-            Ok(match names_anchored.take() {
-                Some((prev, hash, first_of)) => {
-                    let begins_chain = first_of.is_some_and(|f| Some(f.as_path()) == chain_begins);
-                    audit::Found::At(audit::Located {
-                        before: (!begins_chain).then(|| audit::LineBefore {
-                            seq: Some(a.seq),
-                            hash: prev.clone(),
-                        }),
-                        prev,
-                        hash,
-                    })
-                }
-                None => audit::Found::Before,
-            })
-        };
+        let after = names_anchored
+            .take()
+            .map(|(prev, hash, first_of)| audit::MetAfterAnchored {
+                prev,
+                hash,
+                begins_chain: first_of.is_some_and(|f| Some(f.as_path()) == chain_begins),
+            });
         // The incomplete line follows the chain's end when the live log is that end, or holds
         // no complete line (it is then put last).
         let torn_at_end = report.lines == 0 || end.last_seq == report.last_seq;
-        let gap = audit::anchor_gap(&a, end.last_seq, &end.head, after)?
+        let gap = audit::walked_chain_gap(&a, end.last_seq, &end.head, after)
             .map(|g| g.cut_within(cut_within.filter(|_| torn_at_end)));
         if cut_within.is_some() && !gap.as_ref().is_some_and(audit::AnchorGap::is_cut_within) {
             // Not a cut tail of the live log after all (the files given hold the anchored

@@ -2,7 +2,10 @@
 //! (`scopevault lint POLICY --audit FILE… [--since 30d]`, docs/lint-rules.md).
 //!
 //! Each log is first checked with the audit module's public [`verify`](crate::audit::verify): a broken or edited
-//! chain is an error naming the file and the line, and nothing of that log counts. Then the
+//! chain is an error naming the file and the line, and nothing of that log counts. Where
+//! `audit verify` would find an anchor for a log (on the checkpoint), the files of its chain are
+//! judged against it with the same rule ([`crate::audit::walked_chain_gap`]) before anything
+//! counts. Then the
 //! verified lines (no more than `verify` counted, so lines appended meanwhile are left out) are
 //! streamed once, line by line, keeping only what the rules ask about: which declared
 //! credentials were fetched, for which declared task, by which uid/gid. Memory follows the
@@ -70,6 +73,16 @@ pub enum UsageError {
         /// 1-based line of the first bad line.
         line: u64,
         /// What is wrong.
+        why: String,
+    },
+    /// A log's anchor, found as `audit verify` finds it (on the checkpoint, in its state
+    /// directory), cannot be read, or says the log was cut or rewritten
+    /// ([`crate::audit::walked_chain_gap`]).
+    #[error("{}: {}; it cannot serve as evidence (run `scopevault audit verify --audit {}`, which checks the anchor too)", shown(file), escape_for_terminal(why), shown(file))]
+    Anchor {
+        /// The log.
+        file: PathBuf,
+        /// What is wrong, naming the anchor file.
         why: String,
     },
     /// A record the daemon cannot have written under the policy it had loaded, which is the
@@ -260,6 +273,8 @@ struct FileFacts {
     continues: Option<String>,
     last_seq: u64,
     head: String,
+    /// Lines read (every one a record: the file verified).
+    lines: u64,
     /// The first allowed `vault.load`, and what it loaded.
     first_load: Option<(At, Loaded)>,
     /// The last allowed `vault.load`, and what it loaded.
@@ -322,13 +337,34 @@ pub fn read_evidence(
     let mut kept: HashMap<(u32, u32), usize> = HashMap::default();
     let mut crowded: HashMap<(u32, u32), OffsetDateTime> = HashMap::default();
     let mut facts: Vec<FileFacts> = Vec::with_capacity(logs.len());
+    // Each log's anchor, looked up as `audit verify` looks it up (on the checkpoint, in its
+    // state directory; a copy elsewhere has none), and the seqs of the records after the
+    // anchored ones, which the walk below keeps (docs/lint-rules.md, "Verification first").
+    let anchors = logs
+        .iter()
+        .map(|file| {
+            crate::audit::find_anchor(file).map_err(|e| UsageError::Anchor {
+                file: file.clone(),
+                why: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let after_anchored: HashSet<u64> = anchors
+        .iter()
+        .flatten()
+        .filter_map(|(_, a)| a.seq.checked_add(1))
+        .collect();
+    let mut met_after: Vec<Vec<(u64, crate::audit::MetAfterAnchored)>> =
+        Vec::with_capacity(logs.len());
     for file in logs {
+        let mut met: Vec<(u64, crate::audit::MetAfterAnchored)> = Vec::new();
         let mut f = FileFacts {
             first: None,
             first_seq: 0,
             continues: None,
             last_seq: 0,
             head: String::new(),
+            lines: 0,
             first_load: None,
             last_load: None,
             last_change: None,
@@ -342,6 +378,19 @@ pub fn read_evidence(
             let (Some(time), Some(op), Some(decision)) = (rec.at, &rec.op, &rec.decision) else {
                 return Err("not an audit record (no string `time`, `op` or `decision`)".to_owned());
             };
+            if after_anchored.contains(&rec.seq) {
+                met.push((
+                    rec.seq,
+                    crate::audit::MetAfterAnchored {
+                        prev: rec.prev.to_string(),
+                        hash: rec
+                            .hash
+                            .map(|h| String::from_utf8_lossy(&h).into_owned())
+                            .unwrap_or_default(),
+                        begins_chain: no == 1,
+                    },
+                ));
+            }
             f.first = Some(f.first.map_or(time, |t| t.min(time)));
             // Loads before the window count too: they say what was served when it began.
             if decision == "allow" && op == "vault.load" {
@@ -428,7 +477,9 @@ pub fn read_evidence(
         f.continues = report.continues;
         f.last_seq = report.last_seq;
         f.head = report.head;
+        f.lines = report.lines;
         facts.push(f);
+        met_after.push(met);
     }
     let Chains {
         begins,
@@ -436,7 +487,50 @@ pub fn read_evidence(
         serving,
         unknown,
         served_digest,
+        members,
     } = chains(logs, &facts);
+    // Before anything counts: a log whose anchor was found is judged against it as `audit
+    // verify` judges it, with the files given of its chain (a cut tail, the anchored record
+    // rewritten and the chain recomputed).
+    for (i, found) in anchors.iter().enumerate() {
+        let Some((anchor_file, a)) = found else {
+            continue;
+        };
+        let chain = members
+            .iter()
+            .find(|m| m.contains(&i))
+            .map_or(std::slice::from_ref(&i), Vec::as_slice);
+        // The chain's end: its last file that holds records (every file of a chain does but an
+        // empty one, which is a chain of its own).
+        let end = chain
+            .iter()
+            .rev()
+            .map(|&j| &facts[j])
+            .find(|f| f.lines > 0)
+            .unwrap_or(&facts[i]);
+        let after = chain.iter().find_map(|&j| {
+            let (_, r) = met_after[j]
+                .iter()
+                .find(|(seq, _)| Some(*seq) == a.seq.checked_add(1))?;
+            Some(crate::audit::MetAfterAnchored {
+                begins_chain: r.begins_chain && j == chain[0],
+                ..r.clone()
+            })
+        });
+        if let Some(gap) = crate::audit::walked_chain_gap(a, end.last_seq, &end.head, after) {
+            let mut why = format!(
+                "the audit log does not match its anchor: {}",
+                gap.describe(anchor_file)
+            );
+            if gap.not_in_file() {
+                why.push_str(": if the anchored record is in a rotated file, give that file too (`--audit` each, any order)");
+            }
+            return Err(UsageError::Anchor {
+                file: logs[i].clone(),
+                why,
+            });
+        }
+    }
     // The cut: the window starts at the latest of its asked start (without `--since`, the
     // earliest record), the beginning of every log (each checkpoint's chain must cover the
     // window) and the last load of another policy.
@@ -669,6 +763,8 @@ struct Chains {
     /// Per file: whether its chain's last load names a policy digest (so that, when the logs
     /// are judged, the policy linted or one of its shares is what it served).
     served_digest: Vec<bool>,
+    /// Per chain: its files, in order.
+    members: Vec<Vec<usize>>,
 }
 
 /// What the daemon did where the window may be cut, for the note: the verb, and what follows
@@ -713,6 +809,7 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
     let mut serving = Vec::new();
     let mut unknown = Vec::new();
     let mut served_digest = vec![false; facts.len()];
+    let mut chained = Vec::new();
     let mut change: Option<(At, Change)> = None;
     let mut note = |at: &At, what: Change| {
         if change.as_ref().is_none_or(|(c, _)| at.0 > c.0) {
@@ -770,7 +867,7 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
         match last_load {
             Some((at, Loaded::Policy(digest))) => {
                 serving.push((at.clone(), digest.clone()));
-                for i in members {
+                for &i in &members {
                     served_digest[i] = true;
                 }
             }
@@ -783,6 +880,7 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
             }
             None => {}
         }
+        chained.push(members);
     }
     Chains {
         begins,
@@ -790,6 +888,7 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
         serving,
         unknown,
         served_digest,
+        members: chained,
     }
 }
 

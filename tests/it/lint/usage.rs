@@ -1782,3 +1782,201 @@ fn more_distinct_uids_than_kept_leave_the_runners_unjudged_and_say_so() {
         r.json
     );
 }
+
+/// Twenty-first pass (found by attacking from the documents): on the checkpoint, where the
+/// anchor is (docs/audit.md, "The anchor"), `audit verify` exits 1 for a log whose anchored
+/// last record was rewritten with a recomputed chain, and `doctor` fails, but `lint --audit`
+/// of the same log exited 0 and counted the forged record as evidence (here a fetch of
+/// `admin`, which clears the blocking `task-credential-never-fetched`). lint now looks the
+/// anchor up as `audit verify` does and applies the same rule; where there is none (a CI
+/// machine, a copy of the log) it judges the chain alone, as before.
+#[test]
+fn regression_lint_refuses_a_log_its_anchor_says_was_rewritten_as_audit_verify_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let state = d.join("state");
+    let log = d.join("audit.jsonl");
+    crate::common::with_state_dir(&state, || {
+        let audit = anchored_log(&log);
+        for (task, cred) in [
+            ("checkout", "buyer"),
+            ("other", "admin"),
+            ("legacy", "old-ftp"),
+        ] {
+            allowed_fetch(&audit, task, cred);
+        }
+        audit.write_anchor_now().unwrap();
+    });
+    write(d, "policy.toml", &policy_with_other());
+    let lint_with = |state: &Path| lint_on_checkpoint(d, state, &["audit.jsonl"]);
+    // The genuine log matches its anchor: judged.
+    let r = lint_with(&state);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        usage_findings(&r.json).contains(&admin_unused()),
+        "{:#}",
+        r.json
+    );
+
+    // The anchored last record rewritten, and the chain recomputed through a fetch of `admin`.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let last: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+    let mut admin = last.clone();
+    admin["task"] = "checkout".into();
+    admin["credential"] = "admin".into();
+    admin["prev"] = hex(&Sha256::digest(lines[1].as_bytes())).into();
+    let admin = admin.to_string();
+    let mut moved = last.clone();
+    moved["seq"] = 4.into();
+    moved["prev"] = hex(&Sha256::digest(admin.as_bytes())).into();
+    std::fs::write(
+        &log,
+        format!("{}\n{}\n{admin}\n{moved}\n", lines[0], lines[1]),
+    )
+    .unwrap();
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_scopevault"))
+        .args(["audit", "verify", "--audit", "audit.jsonl"])
+        .current_dir(d)
+        .env("SCOPEVAULT_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(1));
+    let verify_said = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(verify_said.contains("was rewritten"), "{verify_said}");
+
+    // On the checkpoint: refused as `audit verify` refuses it, naming the log and the anchor.
+    let r = lint_with(&state);
+    assert_eq!(r.code, 2, "{:#} {}", r.json, r.stderr);
+    assert_eq!(r.json, serde_json::Value::Null, "no report");
+    let anchor = scopevault::audit::anchor_path(&log);
+    assert!(
+        r.stderr.contains("audit.jsonl")
+            && r.stderr.contains("does not match its anchor")
+            && r.stderr.contains("was rewritten")
+            && r.stderr
+                .contains(&anchor.file_name().unwrap().to_string_lossy().to_string())
+            && r.stderr.contains("audit verify"),
+        "{}",
+        r.stderr
+    );
+
+    // Where there is no anchor (a CI machine): the chain alone, which holds, as before.
+    let r = lint_with(&d.join("no-state"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!usage_findings(&r.json).contains(&admin_unused()));
+}
+
+/// A log as `serve` opens it: synced, anchored in the state directory of this process
+/// ([`crate::common::with_state_dir`]).
+fn anchored_log(path: &Path) -> scopevault::audit::AuditLog {
+    let flags = scopevault::audit::OpenFlags {
+        anchor: true,
+        ..scopevault::audit::OpenFlags::default()
+    };
+    scopevault::audit::AuditLog::open_with(path, true, &flags).unwrap()
+}
+
+/// An allowed fetch of `cred` for `task` by uid 1001, gid 2000.
+fn allowed_fetch(audit: &scopevault::audit::AuditLog, task: &str, cred: &str) {
+    use scopevault::audit::{AuditRecord, Decision, PeerInfo};
+    audit
+        .append(AuditRecord {
+            peer: Some(PeerInfo {
+                uid: 1001,
+                gid: 2000,
+                pid: Some(42),
+                exe: Some("/usr/bin/check".into()),
+            }),
+            task: Some(task),
+            credential: Some(cred),
+            ..AuditRecord::new(scopevault::protocol::Op::Fetch, Decision::Allow)
+        })
+        .unwrap();
+}
+
+/// [`POLICY`] with a task `other` that lists `admin`: when `admin` is fetched by `other` only,
+/// checkout ran without it ([`admin_unused`], blocking).
+fn policy_with_other() -> String {
+    POLICY.to_owned()
+        + "\n[tasks.other]\nneeds = [\"shop:login\"]\ncredentials = [\"admin\"]\nrunners = { users = [\"1001\"] }\n"
+}
+
+fn admin_unused() -> (String, String, String, u64) {
+    (
+        "task-credential-never-fetched".to_owned(),
+        "admin".to_owned(),
+        "checkout".to_owned(),
+        line_of("credentials = [\"buyer\", \"admin\"]"),
+    )
+}
+
+/// `lint policy.toml --audit LOG… --format json` in `d`, with the state directory `state`
+/// (where the anchors are: the checkpoint's, or an empty one for a CI machine).
+fn lint_on_checkpoint(d: &Path, state: &Path, logs: &[&str]) -> Run {
+    let mut args = vec!["lint", "policy.toml", "--format", "json"];
+    for l in logs {
+        args.extend(["--audit", l]);
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scopevault"))
+        .args(&args)
+        .current_dir(d)
+        .env_remove("SCOPEVAULT_VAULT")
+        .env("SCOPEVAULT_STATE_DIR", state)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    Run {
+        json: serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// With the anchor check (twenty-first pass), a rotated log's files given together on the
+/// checkpoint are still judged, in any order, right after the rotation (the anchor names the
+/// new file's first record as `next`) as after the next anchor; the moved file alone has no
+/// anchor of its own (the anchor is the live log's), as `audit verify` finds none for it.
+#[test]
+fn a_rotated_logs_files_are_judged_against_the_live_logs_anchor_on_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let state = d.join("state");
+    let log = d.join("audit.jsonl");
+    write(d, "policy.toml", &policy_with_other());
+    // The writer reads the state directory whenever it anchors: every call under it.
+    let (audit, moved) = crate::common::with_state_dir(&state, || {
+        let audit = anchored_log(&log);
+        allowed_fetch(&audit, "checkout", "buyer");
+        allowed_fetch(&audit, "other", "admin");
+        let (moved, _) = audit.rotate().unwrap();
+        (audit, moved)
+    });
+    let moved = moved.file_name().unwrap().to_str().unwrap().to_owned();
+    for logs in [
+        ["audit.jsonl", moved.as_str()],
+        [moved.as_str(), "audit.jsonl"],
+    ] {
+        let r = lint_on_checkpoint(d, &state, &logs);
+        assert_eq!(r.code, 1, "{logs:?}: {}", r.stderr);
+        assert!(
+            usage_findings(&r.json).contains(&admin_unused()),
+            "{:#}",
+            r.json
+        );
+    }
+    crate::common::with_state_dir(&state, || {
+        allowed_fetch(&audit, "legacy", "old-ftp");
+        audit.write_anchor_now().unwrap();
+        drop(audit);
+    });
+    let r = lint_on_checkpoint(d, &state, &[moved.as_str(), "audit.jsonl"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        usage_findings(&r.json).contains(&admin_unused()),
+        "{:#}",
+        r.json
+    );
+    let r = lint_on_checkpoint(d, &state, &[moved.as_str()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+}
