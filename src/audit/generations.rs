@@ -78,15 +78,17 @@ impl Generations {
             if !text.contains("\"op\":\"vault.load\"") {
                 continue;
             }
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            // The one reader of records (`audit verify`'s): a line it refuses is none.
+            let Ok(v) = super::shown_record(&line) else {
                 continue;
             };
-            if v["decision"] != "allow" {
+            if v.op.as_deref() != Some("vault.load") || v.decision.as_deref() != Some("allow") {
                 continue;
             }
-            let generation = v["generation"].as_u64().unwrap_or(0);
-            let id = v["reason"]
-                .as_str()
+            let generation = v.generation.unwrap_or(0);
+            let id = v
+                .reason
+                .as_deref()
                 .and_then(|r| r.strip_prefix("vault "))
                 .and_then(|r| r.split_once(' '))
                 .map(|(id, _)| id)

@@ -699,10 +699,10 @@ fn begins_a_file(line: &[u8], seq: u64, prev: &str) -> bool {
     if seq == 1 {
         return prev == GENESIS;
     }
-    serde_json::from_slice::<serde_json::Value>(line)
+    record_view(line)
         .ok()
-        .and_then(|v| v["op"].as_str().map(|op| SEGMENT_STARTS.contains(&op)))
-        .unwrap_or(false)
+        .and_then(|r| r.op)
+        .is_some_and(|op| SEGMENT_STARTS.contains(&&*op))
 }
 
 /// The `seq` and SHA-256 hex of the line that ends at `at` (> 0) in `log`, or `None` when no

@@ -1340,8 +1340,11 @@ impl AuditLog {
             && journal::whole_line_before(&seg.file, seg.len)
                 .ok()
                 .flatten()
-                .and_then(|l| serde_json::from_slice::<serde_json::Value>(&l).ok())
-                .is_some_and(|v| v["op"] == op.as_str() && v["reason"] == reason)
+                .is_some_and(|l| {
+                    shown_record(&l).is_ok_and(|v| {
+                        v.op.as_deref() == Some(op.as_str()) && v.reason.as_deref() == Some(reason)
+                    })
+                })
     }
 
     /// The HMAC of a value as it appears in this log's `values`.

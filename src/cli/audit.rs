@@ -336,83 +336,78 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
 /// escaped and, unless a plain word, quoted ([`crate::text::quote_field`]): the peer's
 /// executable name (and a task or credential name) is chosen by whoever connected, and must
 /// neither drive the admin's terminal nor pass for other fields (`exe=/tmp/x uid=0 gid=0`).
+///
+/// The line is read by the reader `audit verify` and `lint --audit` read it with
+/// ([`audit::shown_record`]), so a line they take for a record is shown as one, and one they
+/// refuse is shown as not a record, with why. A member of another type than the daemon writes,
+/// or one written twice, is not one of its records: shown as such, never read as one (a
+/// `warnings` item that is a number shown as "", a second `decision` counted). Until the
+/// twenty-first pass `show` parsed the line into a JSON tree first, whose parser stops at 128
+/// levels: a record whose unknown member nests deeper verified, and was shown as not JSON.
 fn render(line: &[u8]) -> String {
-    let Ok(serde_json::Value::Object(rec)) = serde_json::from_slice::<serde_json::Value>(line)
-    else {
-        return format!("? {}", field(&String::from_utf8_lossy(line)));
+    let rec = match audit::shown_record(line) {
+        Ok(rec) => rec,
+        Err(why) => {
+            return format!(
+                "? {} (not a record: {})",
+                field(&String::from_utf8_lossy(line)),
+                escape_for_terminal(&why)
+            )
+        }
     };
-    // A member of another type than the daemon writes, or one written twice, is not one of
-    // its records (`audit verify` refuses it alike): shown as such, with why, never read as
-    // one (a `warnings` item that is a number shown as "", a second `decision` counted).
-    if let Err(why) = audit::typed_record(line) {
-        return format!(
-            "? {} (not a record: {})",
-            field(&String::from_utf8_lossy(line)),
-            escape_for_terminal(&why)
-        );
-    }
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(v) => field(v),
-        v => field(&v.to_string()),
-    };
-    let s = |k: &str| match rec.get(k) {
-        Some(serde_json::Value::Null) | None => "-".to_string(),
-        Some(v) => text(v),
-    };
+    let s =
+        |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref().map_or_else(|| "-".to_owned(), field);
     let mut out = format!(
         "#{} {} {:<5} {}",
-        s("seq"),
-        s("time"),
-        s("decision"),
-        s("op")
+        rec.seq.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        s(&rec.time),
+        s(&rec.decision),
+        s(&rec.op)
     );
-    for key in ["task", "credential"] {
-        if let Some(serde_json::Value::String(v)) = rec.get(key) {
+    for (key, v) in [("task", &rec.task), ("credential", &rec.credential)] {
+        if let Some(v) = v {
             out.push_str(&format!(" {key}={}", field(v)));
         }
     }
-    if let Some(serde_json::Value::Object(p)) = rec.get("peer") {
-        for key in ["uid", "gid", "pid"] {
-            if let Some(v) = p.get(key).filter(|v| !v.is_null()) {
-                out.push_str(&format!(" {key}={}", text(v)));
-            }
+    if let Some(p) = &rec.peer {
+        out.push_str(&format!(" uid={} gid={}", p.uid, p.gid));
+        if let Some(pid) = p.pid {
+            out.push_str(&format!(" pid={pid}"));
         }
-        if let Some(serde_json::Value::String(exe)) = p.get("exe") {
+        if let Some(exe) = &p.exe {
             out.push_str(&format!(" exe={}", field(exe)));
         }
     }
     // A `vault.load`: which generation, and which policy (its digest), from then on.
-    for key in ["generation", "policy"] {
-        if let Some(v @ (serde_json::Value::String(_) | serde_json::Value::Number(_))) =
-            rec.get(key)
-        {
-            out.push_str(&format!(" {key}={}", text(v)));
-        }
+    if let Some(g) = rec.generation {
+        out.push_str(&format!(" generation={g}"));
     }
-    if let Some(serde_json::Value::String(r)) = rec.get("reason") {
+    if let Some(p) = &rec.policy {
+        out.push_str(&format!(" policy={}", field(p)));
+    }
+    if let Some(r) = &rec.reason {
         out.push_str(&format!(" reason={}", crate::text::quoted(r)));
     }
-    if let Some(serde_json::Value::Array(w)) = rec.get("warnings") {
-        for warning in w {
-            let text = crate::text::quoted(warning.as_str().unwrap_or_default());
-            out.push_str(&format!(" warning={text}"));
-        }
+    for warning in &rec.warnings {
+        out.push_str(&format!(" warning={}", crate::text::quoted(warning)));
     }
-    if let Some(serde_json::Value::Object(v)) = rec.get("values") {
-        for (name, mac) in v {
-            let mac = field(mac.as_str().unwrap_or_default());
-            out.push_str(&format!(" {}={mac}", field(name)));
-        }
+    // Values and counts by name, as before the one reader (which keeps the line's order).
+    let mut values: Vec<_> = rec.values.iter().collect();
+    values.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, mac) in values {
+        out.push_str(&format!(" {}={}", field(name), field(mac)));
     }
     // A `scrub_report`: the counts, then the replacements per label.
-    if let Some(serde_json::Value::Object(c)) = rec.get("scrub") {
-        for (key, n) in c.iter().filter(|(k, _)| *k != "hits") {
-            out.push_str(&format!(" {}={}", field(key), text(n)));
+    if let Some(scrub) = &rec.scrub {
+        let mut counts: Vec<_> = scrub.counts.iter().collect();
+        counts.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, n) in counts {
+            out.push_str(&format!(" {}={n}", field(key)));
         }
-        if let Some(serde_json::Value::Object(hits)) = c.get("hits") {
-            for (label, n) in hits {
-                out.push_str(&format!(" hits[{}]={}", field(label), text(n)));
-            }
+        let mut hits: Vec<_> = scrub.hits.iter().collect();
+        hits.sort_by(|a, b| a.0.cmp(&b.0));
+        for (label, n) in hits {
+            out.push_str(&format!(" hits[{}]={n}", field(label)));
         }
     }
     out
@@ -453,7 +448,11 @@ mod tests {
             shown.starts_with("#1 t deny  fetch uid=1 gid=2 pid=3"),
             "{shown}"
         );
-        assert_eq!(render(b"garbage\x07"), "? \"garbage\\u{7}\"");
+        let garbage = render(b"garbage\x07");
+        assert!(
+            garbage.starts_with("? \"garbage\\u{7}\" (not a record: not a JSON record ("),
+            "{garbage}"
+        );
     }
 
     #[test]

@@ -442,7 +442,10 @@ pub fn read_evidence(
                         }
                         return Ok(());
                     }
-                    let (uid, gid) = rec.peer.map_or((u32::MAX, u32::MAX), |p| (p.uid, p.gid));
+                    let (uid, gid) = rec
+                        .peer
+                        .as_ref()
+                        .map_or((u32::MAX, u32::MAX), |p| (p.uid, p.gid));
                     let e = pair_latest.entry((t, c)).or_insert(time);
                     *e = (*e).max(time);
                     if let Some(e) = latest.get_mut(&(t, c, uid, gid)) {

@@ -1224,3 +1224,94 @@ fn the_audit_writer_never_opens_a_fifo_at_the_log_its_key_its_journal_or_the_nex
         "the FIFO at the log's path was opened: {err}"
     );
 }
+
+/// Twenty-first pass (found by attacking from the documents): a record whose unknown member
+/// (which docs/audit.md says "may hold anything") nests arrays 127 deep or more was accepted
+/// by `audit verify` and counted by `lint --audit`, but `audit show` printed it as `? "{…`,
+/// as if it were not JSON, with no reason, and the anchor's read-back of the record after the
+/// anchored one (`doctor`, `status`, `serve`'s start) could not read it: those two parsed the
+/// line into a JSON tree, whose parser stops at 128 levels, while the verifier skips an
+/// unknown member without building one. Every reader now goes through the one typed reader:
+/// the line is a record for all of them, however deep (never a stack overflow).
+#[test]
+fn regression_a_record_with_a_deeply_nested_unknown_member_is_a_record_for_every_reader() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let state = d.join("state");
+    let path = d.join("audit.jsonl");
+    std::fs::write(
+        d.join("policy.toml"),
+        "version = 1\n[credentials.c]\nkind = \"token\"\nscopes = [\"a:read\"]\n[tasks.t]\nneeds = [\"a:read\"]\ncredentials = [\"c\"]\nrunners = { users = [\"1001\"] }\n",
+    )
+    .unwrap();
+    for depth in [126, 127, 200, 10_000] {
+        for f in ["audit.jsonl", "audit.jsonl.key", "audit.jsonl.journal"] {
+            let _ = std::fs::remove_file(d.join(f));
+        }
+        let _ = std::fs::remove_dir_all(&state);
+        // Two records of the writer, anchored at seq 2; then the deep one, chained onto it.
+        crate::common::with_state_dir(&state, || {
+            let flags = scopevault::audit::OpenFlags {
+                anchor: true,
+                ..scopevault::audit::OpenFlags::default()
+            };
+            let log = AuditLog::open_with(&path, true, &flags).unwrap();
+            for _ in 0..2 {
+                log.append(AuditRecord::new(Op::Lock, Decision::Allow))
+                    .unwrap();
+            }
+            log.write_anchor_now().unwrap();
+        });
+        let written = lines(&path);
+        let prev = format!("{:x}", sha2::Sha256::digest(written[1].as_bytes()));
+        let time = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let deep = format!(
+            r#"{{"seq":3,"time":"{time}","peer":{{"uid":1001,"gid":1001,"pid":7,"exe":"/usr/bin/check"}},"op":"fetch","task":"t","credential":"c","decision":"allow","reason":null,"warnings":[],"values":{{"token":"hmac-sha256:ab"}},"zz":{}{},"prev":"{prev}"}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let mut all = written.clone();
+        all.push(deep);
+        write_lines(&path, &all);
+        let with_state = |args: &[&str]| {
+            bin()
+                .args(args)
+                .current_dir(d)
+                .env("SCOPEVAULT_STATE_DIR", &state)
+                .env_remove("SCOPEVAULT_VAULT")
+                .output()
+                .unwrap()
+        };
+
+        let out = with_state(&["audit", "verify", "--audit", "audit.jsonl"]);
+        assert_eq!(out.status.code(), Some(0), "{depth}: {}", text(&out.stdout));
+        assert!(text(&out.stdout).contains("ok, 3 record(s)"), "{depth}");
+
+        let out = with_state(&["audit", "show", "--audit", "audit.jsonl"]);
+        assert_eq!(out.status.code(), Some(0), "{depth}: {}", text(&out.stderr));
+        let shown = text(&out.stdout);
+        let third = shown.lines().nth(2).unwrap_or_default();
+        assert!(
+            third.starts_with("#3 ")
+                && third.contains(" allow fetch task=t credential=c uid=1001 gid=1001 pid=7")
+                && third.ends_with(" token=hmac-sha256:ab"),
+            "{depth}: {third}"
+        );
+
+        // The anchor's read-back of the record after the anchored one (doctor, status, the
+        // start): the same reader.
+        let checked = crate::common::with_state_dir(&state, || {
+            scopevault::audit::verify_against_anchor(&path).unwrap()
+        });
+        assert_eq!(checked.gap, None, "{depth}");
+        assert_eq!(checked.anchor.map(|a| a.seq), Some(2), "{depth}");
+
+        let out = with_state(&["lint", "policy.toml", "--audit", "audit.jsonl"]);
+        let said = text(&out.stdout) + &text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{depth}: {said}");
+        assert!(!said.contains("never-fetched"), "{depth}: {said}");
+    }
+}
