@@ -178,7 +178,7 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
         let ev = crate::usage::read_evidence(&a.audit, &policy, since, now)
             .map_err(|e| usage(e.to_string()))?;
         // The note names logs and the policy file: escaped like every name lint prints.
-        if let Some(note) = &ev.note {
+        for note in [&ev.ahead_note, &ev.note].into_iter().flatten() {
             say(format!("note: {}", escape_for_terminal(note)));
         }
         opts.usage = Some(std::sync::Arc::new(ev));

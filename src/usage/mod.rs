@@ -108,6 +108,11 @@ pub enum UsageError {
 /// install waits for it).
 const LOAD_SETTLES: time::Duration = time::Duration::minutes(1);
 
+/// How far after now a record may be dated and still count as now: the checkpoint's clock
+/// and this machine's differ a little. A record dated later is outside a `--since` window,
+/// which ends now (docs/lint-rules.md, "The window").
+pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
 /// What the audit logs say about the policy's credentials, tasks and runners in the window.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
@@ -125,6 +130,9 @@ pub struct Evidence {
     pub judged: bool,
     /// Why the rules did not judge (or a remark about the evidence), for stderr.
     pub note: Option<String>,
+    /// The records dated after now, beyond [`CLOCK_SKEW`]: how many of which file, and what
+    /// was done with them (left out of a `--since` window; counted without one), for stderr.
+    pub ahead_note: Option<String>,
     creds: HashSet<u32>,
     tasks: HashSet<u32>,
     pairs: HashSet<(u32, u32)>,
@@ -285,6 +293,9 @@ struct FileFacts {
     /// The last allowed `reload`: it counts only in a file with no `vault.load` record (a
     /// daemon that did not write them).
     last_reload: Option<At>,
+    /// How many records are dated after now beyond [`CLOCK_SKEW`], and the latest of them.
+    ahead: u64,
+    latest_ahead: Option<OffsetDateTime>,
     /// The latest allowed `fetch` in the window that the policy linted does not allow (a
     /// credential its task does not list, a name it does not declare): its time, line and
     /// what it says. An error when the file's daemon served that policy
@@ -294,7 +305,8 @@ struct FileFacts {
 }
 
 /// Read the evidence for `policy` from `logs`. `since`: the window is the last `since` before
-/// `now`; without it, everything the logs hold.
+/// `now` (a record dated after `now` + [`CLOCK_SKEW`] is outside it); without it, everything the
+/// logs hold. Either way [`Evidence::ahead_note`] says which records are dated after now.
 pub fn read_evidence(
     logs: &[PathBuf],
     policy: &Policy,
@@ -315,6 +327,9 @@ pub fn read_evidence(
         ..Evidence::default()
     };
     let window_start = since.map(|d| now - d);
+    // A record dated after now (beyond the skew) is outside a `--since` window, which ends
+    // now; without `--since` the window is everything the logs hold, and it counts.
+    let ahead_of = now + CLOCK_SKEW;
     // The (task, credential) pairs the policy allows: a task and each declared credential it
     // lists. A daemon serving this policy hands out nothing else.
     let listed: HashSet<(u32, u32)> = policy
@@ -365,6 +380,8 @@ pub fn read_evidence(
             last_seq: 0,
             head: String::new(),
             lines: 0,
+            ahead: 0,
+            latest_ahead: None,
             first_load: None,
             last_load: None,
             last_change: None,
@@ -392,6 +409,15 @@ pub fn read_evidence(
                 ));
             }
             f.first = Some(f.first.map_or(time, |t| t.min(time)));
+            if time > ahead_of {
+                f.ahead += 1;
+                f.latest_ahead = Some(f.latest_ahead.map_or(time, |t| t.max(time)));
+                // After the window: not evidence, and no load or reload of it either (what
+                // was served in the window is what the loads before say).
+                if window_start.is_some() {
+                    return Ok(());
+                }
+            }
             // Loads before the window count too: they say what was served when it began.
             if decision == "allow" && op == "vault.load" {
                 let loaded = Loaded::of(rec);
@@ -484,6 +510,7 @@ pub fn read_evidence(
         facts.push(f);
         met_after.push(met);
     }
+    ev.ahead_note = ahead_note(logs, &facts, since.is_some());
     let Chains {
         begins,
         change,
@@ -734,6 +761,40 @@ pub fn read_evidence(
         });
     }
     Ok(ev)
+}
+
+/// The note on the records dated after now beyond [`CLOCK_SKEW`], if any: how many of which
+/// file, the latest of each, and whether they were left out (`windowed`: `--since` given) or
+/// counted.
+fn ahead_note(logs: &[PathBuf], facts: &[FileFacts], windowed: bool) -> Option<String> {
+    let parts: Vec<String> = facts
+        .iter()
+        .zip(logs)
+        .filter_map(|(f, file)| {
+            let latest = f.latest_ahead?;
+            Some(format!(
+                "{} record{} of {} (the latest at {})",
+                grouped(f.ahead as usize),
+                if f.ahead == 1 { "" } else { "s" },
+                file.display(),
+                fmt(latest)
+            ))
+        })
+        .collect();
+    let n: u64 = facts.iter().map(|f| f.ahead).sum();
+    (n > 0).then(|| {
+        format!(
+            "{} {} dated after now, more than {} minutes ahead of this machine's clock (the checkpoint's clock is ahead of this one's, or the records were written so): {}",
+            parts.join(", "),
+            if n == 1 { "is" } else { "are" },
+            CLOCK_SKEW.whole_minutes(),
+            if windowed {
+                "outside the window of `--since`, which ends now, so not counted"
+            } else {
+                "counted, as without `--since` the window is everything the logs hold (pass `--since` to leave them out)"
+            }
+        )
+    })
 }
 
 /// `1024` as `1,024`.

@@ -1980,3 +1980,74 @@ fn a_rotated_logs_files_are_judged_against_the_live_logs_anchor_on_the_checkpoin
     let r = lint_on_checkpoint(d, &state, &[moved.as_str()]);
     assert_eq!(r.code, 1, "{}", r.stderr);
 }
+
+/// Twenty-first pass (found by attacking from the documents): lint-rules.md says "The window
+/// is the last `--since` before now", yet a fetch dated now + 400 days was counted with
+/// `--since 30d` (a checkpoint's clock ahead, or a record written so, cleared a finding for a
+/// credential nobody fetched in the window). A record dated more than five minutes after now
+/// is outside the window; one within five minutes (clock skew) is inside. Without `--since`
+/// the window is everything the logs hold, so it is counted. Either way stderr says how many
+/// and in which file.
+#[test]
+fn regression_records_dated_after_now_are_outside_the_since_window_and_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recs = busy_log();
+    // `admin` fetched only 400 days from now; `legacy` a minute from now (within the skew).
+    recs.push((
+        -days(400),
+        "fetch",
+        Some("checkout"),
+        Some("admin"),
+        "allow",
+        1002,
+        2001,
+    ));
+    recs.push((
+        -Duration::minutes(1),
+        "fetch",
+        Some("legacy"),
+        Some("old-ftp"),
+        "allow",
+        1001,
+        1001,
+    ));
+    let log = write(dir.path(), "audit.jsonl", &chain(&recs));
+    let admin = (
+        "credential-never-fetched".to_owned(),
+        "admin".to_owned(),
+        String::new(),
+        line_of("[credentials.admin]"),
+    );
+
+    let r = lint(dir.path(), POLICY, &[&log], &["--since", "30d"]);
+    let found = usage_findings(&r.json);
+    assert!(found.contains(&admin), "{found:?} {}", r.stderr);
+    assert!(!found.iter().any(|f| f.2 == "legacy"), "{found:?}");
+    assert!(
+        r.stderr.contains("note: 1 record of ")
+            && r.stderr.contains("audit.jsonl (the latest at ")
+            && r.stderr.contains("is dated after now")
+            && r.stderr.contains("outside the window")
+            && !r.stderr.contains("usage rules not applied"),
+        "{}",
+        r.stderr
+    );
+
+    // Without `--since`: everything the logs hold, the record ahead included, and said so.
+    let r = lint(dir.path(), POLICY, &[&log], &[]);
+    assert!(!usage_findings(&r.json).contains(&admin), "{:#}", r.json);
+    assert!(
+        r.stderr.contains("note: 1 record of ")
+            && r.stderr.contains("audit.jsonl (the latest at ")
+            && r.stderr.contains("is dated after now")
+            && r.stderr.contains("counted, as without `--since`"),
+        "{}",
+        r.stderr
+    );
+
+    // No record ahead beyond the skew: no note.
+    recs.remove(recs.len() - 2);
+    let log = write(dir.path(), "audit.jsonl", &chain(&recs));
+    let r = lint(dir.path(), POLICY, &[&log], &["--since", "30d"]);
+    assert!(!r.stderr.contains("dated after now"), "{}", r.stderr);
+}
