@@ -5,7 +5,8 @@
 //! chain is an error naming the file and the line, and nothing of that log counts. Where
 //! `audit verify` would find an anchor for a log (on the checkpoint), the files of its chain are
 //! judged against it with the same rule ([`crate::audit::walked_chain_gap`]) before anything
-//! counts. Then the
+//! counts. Files that overlap (a forked log, one file given twice) are refused as `audit verify`
+//! refuses them. Then the
 //! verified lines (no more than `verify` counted, so lines appended meanwhile are left out) are
 //! streamed once, line by line, keeping only what the rules ask about: which declared
 //! credentials were fetched, for which declared task, by which uid/gid. Memory follows the
@@ -84,6 +85,28 @@ pub enum UsageError {
         file: PathBuf,
         /// What is wrong, naming the anchor file.
         why: String,
+    },
+    /// Two files given overlap: `other` begins after the record its first `prev` names, and
+    /// `file` holds another record at the same seq after that same record (one log forked, or
+    /// two files continuing one). `audit verify` given both refuses them too.
+    #[error("{}: begins at seq {seq} after the record its first `prev` names, but {}:{line} is another record at seq {seq} after that same record: the files overlap (one log forked, or two files that both continue one); they cannot serve as evidence together (`scopevault audit verify --audit {} {}` refuses them too): give each file of a log once, as the checkpoint wrote it", shown(other), shown(file), shown(other), shown(file))]
+    Overlap {
+        /// The file holding the other record.
+        file: PathBuf,
+        /// Its 1-based line.
+        line: u64,
+        /// The file that begins there.
+        other: PathBuf,
+        /// The seq both have.
+        seq: u64,
+    },
+    /// Two files given begin with the same record: one file given twice, or copies of one log.
+    #[error("{}: begins with the same record as {} (the same first line): the files overlap (one file given twice, or two copies of one log); they cannot serve as evidence together (`scopevault audit verify --audit {} {}` refuses them too): give each file of a log once, as the checkpoint wrote it", shown(other), shown(file), shown(other), shown(file))]
+    Twice {
+        /// The file given first.
+        file: PathBuf,
+        /// The file given later.
+        other: PathBuf,
     },
     /// A record the daemon cannot have written under the policy it had loaded, which is the
     /// policy linted (or one of its locations' shares): an allowed fetch of a credential its
@@ -371,7 +394,36 @@ pub fn read_evidence(
         .collect();
     let mut met_after: Vec<Vec<(u64, crate::audit::MetAfterAnchored)>> =
         Vec::with_capacity(logs.len());
-    for file in logs {
+    // Files that overlap are no evidence together, as `audit verify` refuses them: one log's
+    // files each hold their own seqs. Each file's first record is read first, so that the
+    // walk of every other file can tell a record at the same seq after the same record (a
+    // fork, two continuations of one file); and two files that begin with the same line are
+    // one file given twice, or copies. Two checkpoints' logs both begin at seq 1 after 64
+    // zeros, and are two logs.
+    let firsts = logs
+        .iter()
+        .map(|file| first_record(file))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut begun: HashMap<&str, usize> = HashMap::default();
+    for (i, first) in firsts.iter().enumerate() {
+        if let Some(f) = first {
+            if let Some(&j) = begun.get(f.hash.as_str()) {
+                return Err(UsageError::Twice {
+                    file: logs[j].clone(),
+                    other: logs[i].clone(),
+                });
+            }
+            begun.insert(&f.hash, i);
+        }
+    }
+    let mut later_starts: HashMap<u64, Vec<(usize, &str)>> = HashMap::default();
+    for (i, f) in firsts.iter().enumerate() {
+        if let Some(f) = f.as_ref().filter(|f| f.seq > 1) {
+            later_starts.entry(f.seq).or_default().push((i, &f.prev));
+        }
+    }
+    for (i, file) in logs.iter().enumerate() {
+        let mut overlap: Option<(usize, u64)> = None;
         let mut met: Vec<(u64, crate::audit::MetAfterAnchored)> = Vec::new();
         let mut f = FileFacts {
             first: None,
@@ -395,6 +447,12 @@ pub fn read_evidence(
             let (Some(time), Some(op), Some(decision)) = (rec.at, &rec.op, &rec.decision) else {
                 return Err("not an audit record (no string `time`, `op` or `decision`)".to_owned());
             };
+            if let Some(starts) = later_starts.get(&rec.seq) {
+                if let Some(&(j, _)) = starts.iter().find(|(j, prev)| *j != i && *prev == rec.prev) {
+                    overlap = Some((j, no));
+                    return Err("overlaps another file given".to_owned());
+                }
+            }
             if after_anchored.contains(&rec.seq) {
                 met.push((
                     rec.seq,
@@ -495,11 +553,30 @@ pub fn read_evidence(
             file: file.clone(),
             why: e.to_string(),
         })?;
+        if let Some((j, line)) = overlap {
+            return Err(UsageError::Overlap {
+                file: file.clone(),
+                line,
+                other: logs[j].clone(),
+                seq: firsts[j].as_ref().map_or(0, |f| f.seq),
+            });
+        }
         if let Some(bad) = report.first_bad {
             return Err(UsageError::Broken {
                 file: file.clone(),
                 line: bad.line,
                 why: bad.why,
+            });
+        }
+        // The first record the walk read must be the one read before it: a file replaced
+        // meanwhile (a rotation on the checkpoint) was not compared with the others.
+        let began = firsts[i]
+            .as_ref()
+            .map(|f| (f.seq, (f.seq > 1).then_some(f.prev.as_str())));
+        if report.lines > 0 && began != Some((report.first_seq, report.continues.as_deref())) {
+            return Err(UsageError::Read {
+                file: file.clone(),
+                why: "it changed while lint read it (its first record is not the one read first): run lint again".to_owned(),
             });
         }
         f.first_seq = report.first_seq;
@@ -761,6 +838,39 @@ pub fn read_evidence(
         });
     }
     Ok(ev)
+}
+
+/// A file's first record: its seq and `prev`, and the SHA-256 hex of its line.
+struct FirstRecord {
+    seq: u64,
+    prev: String,
+    hash: String,
+}
+
+/// The first record of the log file `file` (decompressed, as the walk reads it), if its first
+/// line is a record; `None` otherwise (an empty file, or a first line the walk refuses).
+fn first_record(file: &std::path::Path) -> Result<Option<FirstRecord>, UsageError> {
+    use sha2::Digest;
+    let read_err = |e: std::io::Error| UsageError::Read {
+        file: file.to_owned(),
+        why: e.to_string(),
+    };
+    let reader = crate::audit::open_segment(file).map_err(read_err)?;
+    let mut lines = crate::audit::BoundedLines::new(std::io::BufReader::new(reader));
+    let crate::audit::NextLine::Line(line) = lines.next_line().map_err(read_err)? else {
+        return Ok(None);
+    };
+    let Ok(r) = crate::audit::shown_record(line) else {
+        return Ok(None);
+    };
+    let (Some(seq), Some(prev)) = (r.seq, r.prev) else {
+        return Ok(None);
+    };
+    Ok(Some(FirstRecord {
+        seq,
+        prev: prev.into_owned(),
+        hash: data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(line)),
+    }))
 }
 
 /// The note on the records dated after now beyond [`CLOCK_SKEW`], if any: how many of which

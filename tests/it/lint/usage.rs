@@ -2051,3 +2051,78 @@ fn regression_records_dated_after_now_are_outside_the_since_window_and_noted() {
     let r = lint(dir.path(), POLICY, &[&log], &["--since", "30d"]);
     assert!(!r.stderr.contains("dated after now"), "{}", r.stderr);
 }
+
+/// Twenty-first pass (found by attacking from the documents): `audit verify --audit b a` exits
+/// 1 ("the files overlap") for two forked files of one log — a.jsonl (seq 1..4) and b.jsonl,
+/// which continues a's seq 3 at seq 4 with records of someone's choosing — but `lint --audit
+/// a --audit b` took them for two logs and counted b's fetch. Files that overlap are refused,
+/// exit 2 naming both: a fork, one file given twice, two files continuing the same one. Two
+/// checkpoints' logs, each from seq 1, are still two logs; a later file that continues
+/// another's end is still its continuation.
+#[test]
+fn regression_files_of_one_log_that_overlap_are_refused_as_audit_verify_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let busy: Vec<(Rec<'_>, &str)> = busy_log().into_iter().map(|r| (r, "")).collect();
+    let (first3, h3) = segment(1, &"0".repeat(64), &busy[..3]);
+    let (fourth, h4) = segment(4, &h3, &busy[3..]);
+    let a = write(d, "a.jsonl", &(first3 + &fourth));
+    let later: [(Rec<'_>, &str); 2] = [
+        ((days(1), "audit.rotate", None, None, "allow", 0, 0), ""),
+        (
+            (
+                Duration::hours(12),
+                "fetch",
+                Some("checkout"),
+                Some("admin"),
+                "allow",
+                1002,
+                2001,
+            ),
+            "",
+        ),
+    ];
+    // A fork: b continues a's seq 3 at seq 4, where a has another record.
+    let b = write(d, "b.jsonl", &segment(4, &h3, &later).0);
+    // Two continuations of a's end (seq 4).
+    let c = write(d, "c.jsonl", &segment(5, &h4, &later).0);
+    let c2 = write(d, "c2.jsonl", &segment(5, &h4, &later[..1]).0);
+    let admin_unused = |r: &Run| {
+        usage_findings(&r.json)
+            .iter()
+            .any(|f| f.0 == "credential-never-fetched" && f.1 == "admin")
+    };
+
+    let refused = |files: &[&Path], names: [&str; 2]| {
+        let r = lint(d, POLICY, files, &[]);
+        assert_eq!(r.code, 2, "{files:?}: {:#} {}", r.json, r.stderr);
+        assert_eq!(r.json, serde_json::Value::Null, "no report");
+        assert!(
+            r.stderr.contains(names[0])
+                && r.stderr.contains(names[1])
+                && r.stderr.contains("overlap")
+                && r.stderr.contains("audit verify"),
+            "{files:?}: {}",
+            r.stderr
+        );
+    };
+    refused(&[&a, &b], ["a.jsonl", "b.jsonl"]);
+    refused(&[&b, &a], ["a.jsonl", "b.jsonl"]);
+    refused(&[&a, &a], ["a.jsonl", "twice"]);
+    refused(&[&a, &c, &c2], ["c.jsonl", "c2.jsonl"]);
+
+    // `audit verify` refuses the fork alike.
+    let out = scopevault(d, &["audit", "verify", "--audit", "b.jsonl", "a.jsonl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the files overlap"));
+
+    // The continuation of a's end: one log, judged, b's fetch of `admin` counted.
+    let r = lint(d, POLICY, &[&c, &a], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!admin_unused(&r), "{:#}", r.json);
+    // Two checkpoints' logs, each from seq 1: two logs.
+    let other = write(d, "other.jsonl", &chain(&busy_log()));
+    let r = lint(d, POLICY, &[&a, &other], &["--since", "30d"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(admin_unused(&r), "{:#} {}", r.json, r.stderr);
+}
