@@ -551,7 +551,12 @@ pub fn read_evidence(
         })
         .map_err(|e| UsageError::Read {
             file: file.clone(),
-            why: e.to_string(),
+            // The error names the log and says "cannot read the audit log" itself: its
+            // message alone, so that neither is said twice (twenty-first pass).
+            why: match e {
+                crate::audit::AuditError::Read { message, .. } => message,
+                e => e.to_string(),
+            },
         })?;
         if let Some((j, line)) = overlap {
             return Err(UsageError::Overlap {

@@ -2126,3 +2126,37 @@ fn regression_files_of_one_log_that_overlap_are_refused_as_audit_verify_refuses_
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(admin_unused(&r), "{:#} {}", r.json, r.stderr);
 }
+
+/// Twenty-first pass (found by attacking from the documents): a compressed log that cannot be
+/// read whole (its CRC or size wrong, its stream cut) made lint say "cannot read the audit
+/// log: cannot read the audit log G/….gz: …", the file and the words twice. Said once now.
+#[test]
+fn regression_a_corrupt_compressed_log_is_named_once_in_the_error() {
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = GzEncoder::new(Vec::new(), Compression::best());
+    e.write_all(chain(&busy_log()).as_bytes()).unwrap();
+    let gz = e.finish().unwrap();
+    let mut bad_crc = gz.clone();
+    let at = bad_crc.len() - 8;
+    bad_crc[at] ^= 0xff;
+    let cut = gz[..gz.len() - 4].to_vec();
+    for (name, bytes, why) in [
+        ("crc.jsonl.gz", bad_crc, "checksum"),
+        ("cut.jsonl.gz", cut, "end of file"),
+    ] {
+        let log = dir.path().join(name);
+        std::fs::write(&log, bytes).unwrap();
+        let r = lint(dir.path(), POLICY, &[&log], &[]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert_eq!(
+            r.stderr.matches("cannot read the audit log").count(),
+            1,
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.matches(name).count(), 1, "{}", r.stderr);
+        assert!(r.stderr.contains(why), "{}", r.stderr);
+    }
+}
