@@ -345,7 +345,7 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
 /// twenty-first pass `show` parsed the line into a JSON tree first, whose parser stops at 128
 /// levels: a record whose unknown member nests deeper verified, and was shown as not JSON.
 fn render(line: &[u8]) -> String {
-    let rec = match audit::shown_record(line) {
+    let rec = match audit::verified_shape(line).and_then(|()| audit::shown_record(line)) {
         Ok(rec) => rec,
         Err(why) => {
             return format!(
@@ -440,12 +440,12 @@ mod tests {
 
     #[test]
     fn render_escapes_control_characters_from_the_peer() {
-        let line = br#"{"seq":1,"time":"t","peer":{"uid":1,"gid":2,"pid":3,"exe":"/tmp/\u001b[31mevil"},"op":"fetch","decision":"deny","values":{}}"#;
+        let line = br#"{"seq":1,"time":"2026-12-01T10:00:00Z","prev":"0000000000000000000000000000000000000000000000000000000000000000","peer":{"uid":1,"gid":2,"pid":3,"exe":"/tmp/\u001b[31mevil"},"op":"fetch","decision":"deny","values":{}}"#;
         let shown = render(line);
         assert!(!shown.contains('\u{1b}'), "{shown}");
         assert!(shown.contains("exe=\"/tmp/\\u{1b}[31mevil\""), "{shown}");
         assert!(
-            shown.starts_with("#1 t deny  fetch uid=1 gid=2 pid=3"),
+            shown.starts_with("#1 2026-12-01T10:00:00Z deny  fetch uid=1 gid=2 pid=3"),
             "{shown}"
         );
         let garbage = render(b"garbage\x07");
@@ -455,9 +455,47 @@ mod tests {
         );
     }
 
+    /// Twenty-first pass, found by attacking from the documents: a line `audit verify` refuses
+    /// for its shape (a `time` that is not RFC 3339, or holding an ESC; no `prev`; no
+    /// `decision`) was shown as a record. Now `show` asks what the verifier asks of each line.
+    #[test]
+    fn render_shows_a_line_the_verifier_refuses_as_not_a_record_with_its_why() {
+        let z = "0".repeat(64);
+        for (line, why) in [
+            (
+                format!(
+                    r#"{{"seq":1,"time":"2026-13-45T99:99:99Z","op":"fetch","decision":"allow","prev":"{z}"}}"#
+                ),
+                "`time` is not RFC 3339",
+            ),
+            (
+                format!(
+                    r#"{{"seq":1,"time":"2026-12-01T10:00:00Z\u001b[2J","op":"fetch","decision":"allow","prev":"{z}"}}"#
+                ),
+                "`time` is not RFC 3339",
+            ),
+            (
+                r#"{"seq":1,"time":"2026-12-01T10:00:00Z","op":"fetch","decision":"allow"}"#
+                    .to_owned(),
+                "no 64-hex-digit \"prev\"",
+            ),
+            (
+                format!(r#"{{"seq":1,"time":"2026-12-01T10:00:00Z","op":"fetch","prev":"{z}"}}"#),
+                "not an audit record (no string `time`, `op` or `decision`)",
+            ),
+        ] {
+            let shown = render(line.as_bytes());
+            assert!(shown.starts_with("? \""), "{shown}");
+            assert!(shown.contains(&format!("(not a record: {why}")), "{shown}");
+            assert!(!shown.contains('\u{1b}'), "{shown}");
+            let verified = crate::audit::verified_shape(line.as_bytes()).unwrap_err();
+            assert!(verified.starts_with(why), "{verified}");
+        }
+    }
+
     #[test]
     fn render_shows_a_vault_loads_generation_and_policy_digest_escaped() {
-        let line = br#"{"seq":3,"time":"2026-12-01T10:00:00Z","peer":null,"op":"vault.load","task":null,"credential":null,"decision":"allow","reason":"vault v generation 4 loaded (start)","warnings":[],"values":{},"generation":4,"policy":"sha256:\u001b[2Jab","prev":"00"}"#;
+        let line = br#"{"seq":3,"time":"2026-12-01T10:00:00Z","peer":null,"op":"vault.load","task":null,"credential":null,"decision":"allow","reason":"vault v generation 4 loaded (start)","warnings":[],"values":{},"generation":4,"policy":"sha256:\u001b[2Jab","prev":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
         let out = render(line);
         assert!(
             out.contains(" generation=4") && out.contains(" policy=\"sha256:\\u{1b}[2Jab\""),
@@ -468,10 +506,10 @@ mod tests {
 
     #[test]
     fn render_shows_a_scrub_reports_counts_and_escapes_its_labels() {
-        let line = br#"{"seq":9,"time":"t","peer":null,"op":"scrub_report","task":"shop","decision":"allow","values":{},"scrub":{"files":5,"rewritten":4,"failed":0,"binary_kept":1,"binary_dropped":0,"binary_with_form":0,"hits":{"shop-buyer.password":7,"x\u001b[2J":1}}}"#;
+        let line = br#"{"seq":9,"time":"2026-12-01T10:00:00Z","prev":"0000000000000000000000000000000000000000000000000000000000000000","peer":null,"op":"scrub_report","task":"shop","decision":"allow","values":{},"scrub":{"files":5,"rewritten":4,"failed":0,"binary_kept":1,"binary_dropped":0,"binary_with_form":0,"hits":{"shop-buyer.password":7,"x\u001b[2J":1}}}"#;
         let shown = render(line);
         assert!(
-            shown.starts_with("#9 t allow scrub_report task=shop"),
+            shown.starts_with("#9 2026-12-01T10:00:00Z allow scrub_report task=shop"),
             "{shown}"
         );
         for part in [
@@ -493,16 +531,16 @@ mod tests {
     /// U+3000 printed raw (`py\u{200b}thon3` looked like `python3`).
     #[test]
     fn render_quotes_fields_that_would_pass_for_others_and_escapes_invisible_characters() {
-        let line = br#"{"seq":4,"time":"t","peer":{"uid":1011,"gid":1014,"pid":22776,"exe":"/tmp/w/bin/x uid=0 gid=0 pid=1 exe=/usr/sbin/cron"},"op":"fetch","task":"t1 uid=0","credential":"py\u200bthon3","decision":"allow","reason":"a \"b\" c=d","warnings":["w\u2028x"],"values":{"pass word=x":"hmac-sha256:ab","password":"hmac-sha256:cd"}}"#;
+        let line = br#"{"seq":4,"time":"2026-12-01T10:00:00Z","prev":"0000000000000000000000000000000000000000000000000000000000000000","peer":{"uid":1011,"gid":1014,"pid":22776,"exe":"/tmp/w/bin/x uid=0 gid=0 pid=1 exe=/usr/sbin/cron"},"op":"fetch","task":"t1 uid=0","credential":"py\u200bthon3","decision":"allow","reason":"a \"b\" c=d","warnings":["w\u2028x"],"values":{"pass word=x":"hmac-sha256:ab","password":"hmac-sha256:cd"}}"#;
         let shown = render(line);
         assert_eq!(
             shown,
-            r#"#4 t allow fetch task="t1 uid\=0" credential="py\u{200b}thon3" uid=1011 gid=1014 pid=22776 exe="/tmp/w/bin/x uid\=0 gid\=0 pid\=1 exe\=/usr/sbin/cron" reason="a \"b\" c\=d" warning="w\u{2028}x" "pass word\=x"=hmac-sha256:ab password=hmac-sha256:cd"#
+            r#"#4 2026-12-01T10:00:00Z allow fetch task="t1 uid\=0" credential="py\u{200b}thon3" uid=1011 gid=1014 pid=22776 exe="/tmp/w/bin/x uid\=0 gid\=0 pid\=1 exe\=/usr/sbin/cron" reason="a \"b\" c\=d" warning="w\u{2028}x" "pass word\=x"=hmac-sha256:ab password=hmac-sha256:cd"#
         );
         assert!(!shown.contains("uid=0") && !shown.contains("exe=/usr/sbin"));
         for c in ['\u{200b}', '\u{a0}', '\u{2028}', '\u{3000}'] {
             let exe = format!(
-                r#"{{"seq":1,"time":"t","peer":{{"uid":1,"gid":2,"pid":3,"exe":"/bin/py{c}thon3"}},"op":"fetch","decision":"allow","values":{{}}}}"#
+                r#"{{"seq":1,"time":"2026-12-01T10:00:00Z","prev":"0000000000000000000000000000000000000000000000000000000000000000","peer":{{"uid":1,"gid":2,"pid":3,"exe":"/bin/py{c}thon3"}},"op":"fetch","decision":"allow","values":{{}}}}"#
             );
             let shown = render(exe.as_bytes());
             assert!(
