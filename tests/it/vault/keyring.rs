@@ -322,6 +322,26 @@ fn key_remove_refuses_to_leave_only_keyring_slots_this_host_cannot_open() {
 /// `secret-tool ARGS` (libsecret-tools) on the test's session bus, `stdin` its input: how a
 /// test plants, replaces, lists and clears Secret Service items as another program would.
 /// `None` (a skip, a failure under CI) when secret-tool is not installed.
+/// A second Secret Service item for the keyring slot entry `account` (service `scopevault`,
+/// username `account`, one more attribute, as `secret-tool store` plants it), holding 32
+/// bytes that are not the slot's key. `None` when secret-tool is missing (a skip).
+fn plant_second_item(bus: &str, account: &str) -> Option<std::process::Output> {
+    secret_tool(
+        bus,
+        &[
+            "store",
+            "--label=planted",
+            "service",
+            "scopevault",
+            "username",
+            account,
+            "planted",
+            "1",
+        ],
+        &[7u8; 32],
+    )
+}
+
 fn secret_tool(bus: &str, args: &[&str], stdin: &[u8]) -> Option<std::process::Output> {
     use std::io::Write;
     let child = std::process::Command::new("secret-tool")
@@ -451,20 +471,7 @@ fn an_ambiguous_keyring_entry_is_named_with_how_to_list_and_delete_the_extra_ite
     let Some(bus) = bus() else { return };
     let e = Env::new();
     let (_, account) = keyring_vault(&e, &bus);
-    let Some(_) = secret_tool(
-        &bus,
-        &[
-            "store",
-            "--label=planted",
-            "service",
-            "scopevault",
-            "username",
-            &account,
-            "planted",
-            "1",
-        ],
-        &[7u8; 32],
-    ) else {
+    let Some(_) = plant_second_item(&bus, &account) else {
         return;
     };
     let with_bus = |args: &[&str]| {
@@ -522,20 +529,7 @@ fn key_remove_deletes_every_item_the_store_holds_for_the_slots_entry() {
     let Some(bus) = bus() else { return };
     let e = Env::new();
     let (id, account) = keyring_vault(&e, &bus);
-    let Some(_) = secret_tool(
-        &bus,
-        &[
-            "store",
-            "--label=planted",
-            "service",
-            "scopevault",
-            "username",
-            &account,
-            "planted",
-            "1",
-        ],
-        &[7u8; 32],
-    ) else {
+    let Some(_) = plant_second_item(&bus, &account) else {
         return;
     };
     let backup = e.path("backup.scopevault");
