@@ -34,7 +34,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Cursor, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -64,8 +64,9 @@ struct Seen {
     len: u64,
     /// Its number in the file.
     no: u64,
-    /// The hash of its bytes (with the follower's random key); `None` for an over-long line,
-    /// never held whole, which no cut can be judged by.
+    /// The hash of its bytes (with the follower's random key): an over-long line's too, read
+    /// back from the file in pieces. `None` when it could not be read back (a compressed
+    /// segment, whose cuts are not judged, or a file cut since): no cut is judged by it.
     hash: Option<u64>,
 }
 
@@ -112,6 +113,10 @@ pub struct Follower {
     key: std::collections::hash_map::RandomState,
     /// The ends of the lines of the current read (offsets past their newlines).
     ends: Vec<u64>,
+    /// Offset where the line being read begins (past the last newline read).
+    line_start: u64,
+    /// The number of an over-long line handed out (as skipped) whose newline is not read yet.
+    overlong: Option<u64>,
     /// Lines handed out from this file: an over-long line is named by its number.
     no: u64,
     /// Another file, not empty, is at the path: this one is read to its end once more, then
@@ -159,6 +164,8 @@ impl Follower {
             seen: VecDeque::new(),
             key: std::collections::hash_map::RandomState::new(),
             ends: Vec::new(),
+            line_start: 0,
+            overlong: None,
             no: 0,
             moving: false,
             buf: vec![0; CHUNK],
@@ -257,34 +264,64 @@ impl Follower {
         cursor.get_mut().clear();
         cursor.get_mut().extend_from_slice(read);
         cursor.set_position(0);
-        let mut ends = 0;
+        // Each newline of this read ends one line, in order: a line handed out, or an
+        // over-long one, which is handed out (as skipped) when it passes the bound, before its
+        // newline is read, maybe in a later read.
+        let mut ends = self.ends.iter().copied();
         loop {
-            let (len, hash) = match self.lines.next_line()? {
+            match self.lines.next_line()? {
                 NextLine::Line(l) => {
+                    if let Some(no) = self.overlong.take() {
+                        let Some(end) = ends.next() else {
+                            return Err(unaligned());
+                        };
+                        remember_overlong(
+                            &mut self.seen,
+                            &self.file,
+                            &self.key,
+                            self.gzip.is_some(),
+                            (self.line_start, end, no),
+                        )?;
+                        self.line_start = end;
+                    }
                     self.no += 1;
-                    let seen = (l.len() as u64, Some(self.key.hash_one(l)));
+                    let Some(end) = ends.next() else {
+                        return Err(unaligned());
+                    };
+                    let hash = hash_of(&self.key, l);
                     emit(Event::Line(l))?;
-                    seen
+                    remember(
+                        &mut self.seen,
+                        Seen {
+                            end,
+                            len: end - self.line_start - 1,
+                            no: self.no,
+                            hash: Some(hash),
+                        },
+                    );
+                    self.line_start = end;
                 }
                 NextLine::Overlong => {
                     self.no += 1;
                     emit(Event::Overlong(self.no))?;
-                    (0, None)
+                    self.overlong = Some(self.no);
                 }
-                NextLine::End => return Ok(()),
-            };
-            // Each line handed out ends at the next newline of this read.
-            if let Some(&end) = self.ends.get(ends) {
-                ends += 1;
-                if self.seen.len() == REMEMBERED {
-                    self.seen.pop_front();
+                NextLine::End => {
+                    if self.overlong.is_some() {
+                        if let Some(end) = ends.next() {
+                            let no = self.overlong.take().unwrap_or(self.no);
+                            remember_overlong(
+                                &mut self.seen,
+                                &self.file,
+                                &self.key,
+                                self.gzip.is_some(),
+                                (self.line_start, end, no),
+                            )?;
+                            self.line_start = end;
+                        }
+                    }
+                    return Ok(());
                 }
-                self.seen.push_back(Seen {
-                    end,
-                    len,
-                    no: self.no,
-                    hash,
-                });
             }
         }
     }
@@ -319,15 +356,14 @@ impl Follower {
         let Some(hash) = line.hash else {
             return Ok(false);
         };
-        let mut now = vec![0u8; line.len as usize + 1];
-        match self.file.read_exact_at(&mut now, line.end - line.len - 1) {
-            Ok(()) => {
-                Ok(now.last() == Some(&b'\n')
-                    && self.key.hash_one(&now[..line.len as usize]) == hash)
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(e),
+        let mut newline = [0u8; 1];
+        match self.file.read_exact_at(&mut newline, line.end - 1) {
+            Ok(()) if newline == *b"\n" => {}
+            Ok(()) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
         }
+        Ok(hash_at(&self.file, &self.key, line.end - line.len - 1, line.len)? == Some(hash))
     }
 
     /// The file was cut: read it again, on the same descriptor, from the end of the last
@@ -343,6 +379,8 @@ impl Follower {
                 self.seen.truncate(i + 1);
                 let line = self.seen[i];
                 self.pos = line.end;
+                self.line_start = line.end;
+                self.overlong = None;
                 self.no = line.no;
                 let from = line.end.saturating_sub(ANCHOR as u64);
                 let mut tail = vec![0u8; (line.end - from) as usize];
@@ -356,6 +394,8 @@ impl Follower {
             None => {
                 self.seen.clear();
                 self.pos = 0;
+                self.line_start = 0;
+                self.overlong = None;
                 self.tail.clear();
                 self.no = 0;
             }
@@ -403,6 +443,72 @@ fn last_bytes(before: &[u8], read: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&before[before.len() - from_before..]);
     out.extend_from_slice(&read[read.len() - from_read..]);
     out
+}
+
+/// A line handed out whose newline is not in the read that ended it: never, as
+/// [`BoundedLines`] ends a line at a newline of the bytes it is given.
+fn unaligned() -> io::Error {
+    io::Error::other("a line ended where the read holds no newline (a scopevault bug)")
+}
+
+/// Remember `line` among the last [`REMEMBERED`] read.
+fn remember(seen: &mut VecDeque<Seen>, line: Seen) {
+    if seen.len() == REMEMBERED {
+        seen.pop_front();
+    }
+    seen.push_back(line);
+}
+
+/// Remember the over-long line `no` from `start` to `end` (past its newline), hashed as the
+/// file holds it now, in pieces: never held whole, its bytes in the look-back of a later line
+/// would otherwise fail every comparison (twenty-first pass, found by attacking this pass's
+/// fixes: a cut that kept a line over 1 MiB showed the lines after it twice). A compressed
+/// segment's (`gzip`) cuts are not judged: no hash.
+fn remember_overlong(
+    seen: &mut VecDeque<Seen>,
+    file: &File,
+    key: &std::collections::hash_map::RandomState,
+    gzip: bool,
+    (start, end, no): (u64, u64, u64),
+) -> io::Result<()> {
+    let len = end - start - 1;
+    let hash = if gzip {
+        None
+    } else {
+        hash_at(file, key, start, len)?
+    };
+    remember(seen, Seen { end, len, no, hash });
+    Ok(())
+}
+
+/// The hash of a line's bytes, keyed with `key` ([`Seen::hash`]).
+fn hash_of(key: &std::collections::hash_map::RandomState, bytes: &[u8]) -> u64 {
+    let mut h = key.build_hasher();
+    h.write(bytes);
+    h.finish()
+}
+
+/// [`hash_of`] the `len` bytes `file` holds at `at` now, read in pieces (an over-long line is
+/// never held whole); `None` when the file ends before them.
+fn hash_at(
+    file: &File,
+    key: &std::collections::hash_map::RandomState,
+    at: u64,
+    len: u64,
+) -> io::Result<Option<u64>> {
+    let mut h = key.build_hasher();
+    let mut piece = vec![0u8; CHUNK.min(len as usize)];
+    let mut done = 0;
+    while done < len {
+        let n = piece.len().min((len - done) as usize);
+        match file.read_exact_at(&mut piece[..n], at + done) {
+            Ok(()) => h.write(&piece[..n]),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        done += n as u64;
+    }
+    Ok(Some(h.finish()))
 }
 
 /// Whether `file` holds `bytes` at offset `at` now.
@@ -566,6 +672,40 @@ mod tests {
                 [format!("<overlong {no}>")],
                 "cut at {cut}"
             );
+        }
+    }
+
+    /// Twenty-first pass, found by attacking this pass's fixes: a cut that kept a line over
+    /// 1 MiB showed the lines after it twice (the over-long line, handed out when it passed
+    /// the bound and before its newline was read, took the next line's end, and was never
+    /// hashed). Each newline now ends its own line, an over-long one hashed from the file.
+    #[test]
+    fn a_cut_that_keeps_an_over_long_line_is_read_on_after_the_lines_it_keeps() {
+        let all = lines(20);
+        let long = "x".repeat(super::super::MAX_LINE + 1000);
+        let mut before = text(&all[..5]);
+        before.push_str(&long);
+        before.push('\n');
+        let ends: Vec<u64> = (0..=6)
+            .map(|k| (before.len() + text(&all[5..5 + k]).len()) as u64)
+            .collect();
+        before.push_str(&text(&all[5..11]));
+        // At the over-long line's end (line 6), and at the end of line 9.
+        for (cut, kept) in [(ends[0], 6), (ends[3], 9)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.jsonl");
+            std::fs::write(&path, &before).unwrap();
+            let mut f = Follower::open(&path).unwrap();
+            let mut want = all[..5].to_vec();
+            want.push("<overlong 6>".into());
+            want.extend(all[5..11].iter().cloned());
+            assert_eq!(read_on(&mut f), want);
+            let log = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            log.set_len(cut).unwrap();
+            append(&path, &text(&all[12..20]));
+            let mut want = vec![format!("<cut {cut}>")];
+            want.extend(all[12..20].iter().cloned());
+            assert_eq!(read_on(&mut f), want, "cut after line {kept}");
         }
     }
 
