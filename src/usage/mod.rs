@@ -100,6 +100,22 @@ pub enum UsageError {
         /// The seq both have.
         seq: u64,
     },
+    /// A file given begins after a line of another that is not that file's last (`line` is the
+    /// record after it): the log forked there, whatever seq the fork's first record carries
+    /// (an `audit.rotate` or `audit.gap` at any seq); or two files both continue that line.
+    #[error("{}: its first record continues {}:{continued}, which is not the last line there ({}), so the files overlap (one log forked, or two files that both continue one); they cannot serve as evidence together (`scopevault audit verify --audit {} {}` refuses them too): give each file of a log once, as the checkpoint wrote it", shown(other), shown(file), match line { Some(l) => format!("line {l} follows it"), None => format!("another file given continues it too: {}", shown(second.as_deref().unwrap_or(other))) }, shown(file), shown(other))]
+    Fork {
+        /// The file forked off.
+        file: PathBuf,
+        /// The line of `file` that `other` continues.
+        continued: u64,
+        /// The line of `file` after it, if any.
+        line: Option<u64>,
+        /// The file that begins there.
+        other: PathBuf,
+        /// A second file that continues the same line, if that is the overlap.
+        second: Option<PathBuf>,
+    },
     /// Two files given begin with the same record: one file given twice, or copies of one log.
     #[error("{}: begins with the same record as {} (the same first line): the files overlap (one file given twice, or two copies of one log); they cannot serve as evidence together (`scopevault audit verify --audit {} {}` refuses them too): give each file of a log once, as the checkpoint wrote it", shown(other), shown(file), shown(other), shown(file))]
     Twice {
@@ -422,8 +438,21 @@ pub fn read_evidence(
             later_starts.entry(f.seq).or_default().push((i, &f.prev));
         }
     }
+    // The files whose first record continues a line (its `prev`), by that line's hash: a
+    // file may continue only another's last line (a rotation, a gap record), and only one file
+    // the same line (twenty-first pass, found by attacking this pass's fixes: a fork whose
+    // first record was an `audit.gap` at seq 100, or an `audit.rotate` at seq 2, was counted).
+    let mut continuing: HashMap<&str, Vec<usize>> = HashMap::default();
+    for (j, f) in firsts.iter().enumerate() {
+        if let Some(f) = f.as_ref().filter(|f| f.seq > 1) {
+            continuing.entry(&f.prev).or_default().push(j);
+        }
+    }
     for (i, file) in logs.iter().enumerate() {
         let mut overlap: Option<(usize, u64)> = None;
+        // A line of this file another file continues (that file, the line), and a fork found.
+        let mut continued: Option<(usize, u64)> = None;
+        let mut fork: Option<UsageError> = None;
         let mut met: Vec<(u64, crate::audit::MetAfterAnchored)> = Vec::new();
         let mut f = FileFacts {
             first: None,
@@ -447,6 +476,33 @@ pub fn read_evidence(
             let (Some(time), Some(op), Some(decision)) = (rec.at, &rec.op, &rec.decision) else {
                 return Err("not an audit record (no string `time`, `op` or `decision`)".to_owned());
             };
+            if let Some((j, at)) = continued.take() {
+                fork = Some(UsageError::Fork {
+                    file: file.clone(),
+                    continued: at,
+                    line: Some(no),
+                    other: logs[j].clone(),
+                    second: None,
+                });
+                return Err("another file given forks off it".to_owned());
+            }
+            let hash = rec.hash.as_ref().and_then(|h| std::str::from_utf8(h).ok());
+            if let Some(js) = hash.and_then(|h| continuing.get(h)) {
+                let mut others = js.iter().filter(|&&j| j != i);
+                if let Some(&j) = others.next() {
+                    if let Some(&k) = others.next() {
+                        fork = Some(UsageError::Fork {
+                            file: file.clone(),
+                            continued: no,
+                            line: None,
+                            other: logs[j].clone(),
+                            second: Some(logs[k].clone()),
+                        });
+                        return Err("two other files given continue one line".to_owned());
+                    }
+                    continued = Some((j, no));
+                }
+            }
             if let Some(starts) = later_starts.get(&rec.seq) {
                 if let Some(&(j, _)) = starts.iter().find(|(j, prev)| *j != i && *prev == rec.prev) {
                     overlap = Some((j, no));
@@ -558,6 +614,9 @@ pub fn read_evidence(
                 e => e.to_string(),
             },
         })?;
+        if let Some(fork) = fork {
+            return Err(fork);
+        }
         if let Some((j, line)) = overlap {
             return Err(UsageError::Overlap {
                 file: file.clone(),

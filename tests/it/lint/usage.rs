@@ -2110,6 +2110,17 @@ fn regression_files_of_one_log_that_overlap_are_refused_as_audit_verify_refuses_
     refused(&[&b, &a], ["a.jsonl", "b.jsonl"]);
     refused(&[&a, &a], ["a.jsonl", "twice"]);
     refused(&[&a, &c, &c2], ["c.jsonl", "c2.jsonl"]);
+    // Twenty-first pass, found by attacking this pass's fixes: forks off a's seq 3 whose first
+    // record does not carry seq 4 (a gap record far ahead, a rotation behind) were counted.
+    let gap_first: [(Rec<'_>, &str); 2] = [
+        ((days(1), "audit.gap", None, None, "allow", 0, 0), ""),
+        later[1],
+    ];
+    let far = write(d, "far.jsonl", &segment(100, &h3, &gap_first).0);
+    let low = write(d, "low.jsonl", &segment(2, &h3, &later).0);
+    refused(&[&a, &far], ["a.jsonl", "far.jsonl"]);
+    refused(&[&far, &a], ["a.jsonl", "far.jsonl"]);
+    refused(&[&low, &a], ["a.jsonl", "low.jsonl"]);
 
     // `audit verify` refuses the fork alike.
     let out = scopevault(d, &["audit", "verify", "--audit", "b.jsonl", "a.jsonl"]);
