@@ -621,19 +621,34 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
     })
 }
 
+/// Write `a` as the anchor of the log at `audit_path`: a temporary file beside it, synced and
+/// renamed over it. An error names the file it is about (twenty-first pass, found by attacking
+/// this pass's fixes: with a directory planted at the temporary file's name, the daemon
+/// repeated "cannot write the audit anchor: File exists (os error 17)", naming nothing).
 pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()> {
     let p = anchor_path(audit_path);
-    if let Some(dir) = p.parent() {
-        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    }
     let tmp = p.with_extension("json.tmp");
+    let about = |path: &Path| {
+        let path = path.to_owned();
+        move |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", crate::text::shown(&path)))
+        }
+    };
+    if let Some(dir) = p.parent() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(about(dir))?;
+    }
     let _ = std::fs::remove_file(&tmp);
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(OFlags::NOFOLLOW.bits() as i32)
-        .open(&tmp)?;
+        .open(&tmp)
+        .map_err(about(&tmp))?;
     let written = crate::vault::keep_owner(&f, &p)
         .and_then(|()| {
             f.write_all(
@@ -643,7 +658,8 @@ pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()>
             )
         })
         .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, &p));
+        .map_err(about(&tmp))
+        .and_then(|()| std::fs::rename(&tmp, &p).map_err(about(&p)));
     if written.is_err() {
         // The temporary file this call made goes with the failure (best effort): it stayed
         // until the next write (twenty-first pass). `unlink` removes the name itself, never

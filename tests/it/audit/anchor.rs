@@ -413,3 +413,33 @@ fn a_failed_anchor_write_leaves_no_temporary_file() {
         assert!(std::fs::symlink_metadata(&tmp).is_err());
     });
 }
+
+/// Twenty-first pass (found by attacking this pass's fixes): with a directory planted at the
+/// anchor's temporary name, the daemon repeated "cannot write the audit anchor: File exists
+/// (os error 17)", naming no file. A failed write names the file it is about: the temporary
+/// file that cannot be made, or the anchor the rename cannot replace.
+#[test]
+fn a_failed_anchor_write_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let path = dir.path().join("audit.jsonl");
+        let log = open(&path, false).unwrap();
+        fetch(&log);
+        let anchor = scopevault::audit::anchor_path(&path);
+        let tmp = anchor.with_extension("json.tmp");
+        for planted in [&tmp, &anchor] {
+            let _ = std::fs::remove_file(planted);
+            std::fs::create_dir_all(planted).unwrap();
+            std::fs::write(planted.join("keep"), "x").unwrap();
+            let e = log.write_anchor_now().unwrap_err().to_string();
+            assert!(
+                e.contains(&planted.display().to_string()),
+                "{}: {e}",
+                planted.display()
+            );
+            std::fs::remove_dir_all(planted).unwrap();
+        }
+        log.write_anchor_now().unwrap();
+        assert!(log.anchor_ok());
+    });
+}
