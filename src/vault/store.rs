@@ -390,7 +390,8 @@ fn unsafe_dir(dir: &Path, why: &str) -> VaultError {
 /// says who may sign what a checkpoint applies), by the rules of [`SafeDir`]: every directory
 /// on its path as a directory above one of ours ([`check_components`]: not owned by another
 /// user than root and the caller, not writable by others without the sticky bit, no other
-/// user's link on the way, where a link of ours leads judged too), and the file itself,
+/// user's link on the way, every link of a chain and where each leads judged too), the path
+/// leading to the very file read, and the file itself,
 /// `md` (the metadata of the file as opened), owned by root or the caller and not writable by
 /// group or others. Root included ([`Owners::CallerOrRoot`], as for `publish --out`): the
 /// owner of the file, or of a directory on its way, could put any key in it. `could` says
@@ -401,10 +402,21 @@ pub(crate) fn check_trusted_file(
     could: &str,
 ) -> Result<(), String> {
     let abs = std::path::absolute(path).map_err(|e| format!("cannot resolve the path: {e}"))?;
-    check_components(&abs, Owners::CallerOrRoot).map_err(|e| match e {
+    let real = check_components(&abs, Owners::CallerOrRoot).map_err(|e| match e {
         VaultError::Io { error, .. } => error.to_string(),
         e => e.to_string(),
     })?;
+    // The path judged must be the file read: a link replaced since it was opened, or one of
+    // `/proc`'s, which opens a file whatever its text says, would have had another judged.
+    match fs::symlink_metadata(&real) {
+        Ok(m) if m.dev() == md.dev() && m.ino() == md.ino() => {}
+        _ => {
+            return Err(format!(
+                "the path leads to {}, which is not the file that was read (it changed, or a link names another file than the one it opens): give the file's real path",
+                real.display()
+            ))
+        }
+    }
     let me = rustix::process::geteuid().as_raw();
     let perms = md.mode() & 0o7777;
     if !crate::paths::dir_owner_trusted(md.uid(), me, Owners::CallerOrRoot) {
@@ -479,70 +491,102 @@ fn judge_above(
     Ok(())
 }
 
-/// The component checks of [`SafeDir`], on an absolute path, with `lstat` on each component.
-fn check_components(abs: &Path, owners: Owners) -> Result<(), VaultError> {
+/// The component checks of [`SafeDir`], on an absolute path, walked as the kernel resolves
+/// it: `lstat` on each component, one symbolic link at a time (at most [`MAX_LINKS`]), its
+/// text put in front of what remains. Every link on the way, the given path's own and those
+/// its links lead through, must be owned by root or the caller: its owner chooses where the
+/// path leads. Every directory the walk passes through, before a link as after, is judged as
+/// a directory above ours ([`judge_above`]). Judging only the links the given path names, and
+/// the directories above where the whole chain ended, let another user's link in the middle
+/// of a chain (root's link to theirs, theirs to root's file) through: they could retarget it
+/// at will (twenty-first pass, found by attacking this pass's fixes). `..` is taken from the
+/// directory reached, as the kernel takes it: the path walked holds no link. Returns that
+/// path: where `abs` leads (a file the caller opened can be held to be this one).
+fn check_components(abs: &Path, owners: Owners) -> Result<PathBuf, VaultError> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    /// The components still to walk: `..` or a name (`/` and `.` change nothing).
+    fn parts(p: &Path) -> impl DoubleEndedIterator<Item = OsString> + '_ {
+        p.components().filter_map(|c| match c {
+            Component::ParentDir | Component::Normal(_) => Some(c.as_os_str().to_owned()),
+            _ => None,
+        })
+    }
     let me = rustix::process::geteuid().as_raw();
+    let root = Path::new("/");
+    let mut todo: VecDeque<OsString> = parts(abs).collect();
+    if !todo.is_empty() {
+        let md = fs::metadata(root).map_err(io_err(root, "cannot check"))?;
+        judge_above(abs, root, &md, me, owners, "")?;
+    }
     let mut cur = PathBuf::from("/");
-    let comps: Vec<Component<'_>> = abs.components().collect();
-    for (i, c) in comps.iter().enumerate() {
-        match c {
-            Component::RootDir | Component::CurDir => continue,
-            Component::Prefix(_) => continue,
-            Component::ParentDir => {
-                cur.pop();
-                continue;
-            }
-            Component::Normal(n) => cur.push(n),
+    let mut links = 0;
+    // The links being followed: each with what remained after it, so the directory it leads
+    // to is named as where that link leads.
+    let mut open: Vec<(PathBuf, usize)> = Vec::new();
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            cur.pop();
+            open.retain(|(_, rest)| *rest < todo.len());
+            continue;
         }
+        cur.push(&c);
         let md = fs::symlink_metadata(&cur).map_err(io_err(&cur, "cannot check"))?;
-        if md.file_type().is_symlink() && md.uid() != 0 && md.uid() != me {
-            return Err(unsafe_dir(
-                abs,
-                &format!(
-                    "{} is a symbolic link owned by uid {}, another user: it could point our files anywhere",
-                    cur.display(),
-                    md.uid()
-                ),
-            ));
+        if md.file_type().is_symlink() {
+            if md.uid() != 0 && md.uid() != me {
+                return Err(unsafe_dir(
+                    abs,
+                    &format!(
+                        "{} is a symbolic link owned by uid {}, another user: it could point our files anywhere",
+                        cur.display(),
+                        md.uid()
+                    ),
+                ));
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(unsafe_dir(
+                    abs,
+                    &format!("more than {MAX_LINKS} symbolic links on the way"),
+                ));
+            }
+            let target = fs::read_link(&cur).map_err(io_err(&cur, "cannot check"))?;
+            if target.as_os_str().is_empty() {
+                return Err(unsafe_dir(
+                    abs,
+                    &format!("{} is an empty symbolic link", cur.display()),
+                ));
+            }
+            open.push((cur.clone(), todo.len()));
+            cur.pop();
+            if target.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+            for part in parts(&target).rev() {
+                todo.push_front(part);
+            }
+            continue;
         }
-        let last = i + 1 == comps.len();
-        let is_link = md.file_type().is_symlink();
-        // The directory a component resolves to (a trusted link is followed).
-        let target = if is_link {
-            fs::metadata(&cur).map_err(io_err(&cur, "cannot check"))?
-        } else {
-            md
-        };
-        if !last && target.is_dir() {
-            if is_link {
-                // The owner and mode judged are the target's: named as the target's, not the
-                // link's (a link root owns, to another user's directory, was refused as
-                // "LINK is owned by uid N", eighteenth pass).
-                let to = fs::canonicalize(&cur).unwrap_or_else(|_| cur.clone());
-                let via = format!(
+        // The outermost link this component completes, if any.
+        let via = open
+            .iter()
+            .position(|(_, rest)| *rest == todo.len())
+            .map(|i| {
+                let link = open[i].0.clone();
+                open.truncate(i);
+                format!(
                     "{} is a symbolic link to {}, and ",
-                    cur.display(),
-                    to.display()
-                );
-                judge_above(abs, &to, &target, me, owners, &via)?;
-            } else {
-                judge_above(abs, &cur, &target, me, owners, "")?;
-            }
+                    link.display(),
+                    cur.display()
+                )
+            })
+            .unwrap_or_default();
+        if !todo.is_empty() && md.is_dir() {
+            // A directory on the way (anything else fails the next `lstat` with ENOTDIR).
+            judge_above(abs, &cur, &md, me, owners, &via)?;
         }
     }
-    // A link of ours or root's is followed: the directories above where it leads are judged
-    // by the same rules (a link of our own into another user's tree must not take our files
-    // where that user can rename them).
-    if let Ok(real) = fs::canonicalize(abs) {
-        if real != abs {
-            let via = format!("it leads to {}; ", real.display());
-            for above in real.ancestors().skip(1) {
-                let md = fs::metadata(above).map_err(io_err(above, "cannot check"))?;
-                judge_above(abs, above, &md, me, owners, &via)?;
-            }
-        }
-    }
-    Ok(())
+    Ok(cur)
 }
 
 /// How many symbolic links in a row [`resolve_link`] follows (the kernel's own limit).

@@ -569,6 +569,103 @@ fn regression_an_allowed_signers_file_another_user_owns_or_may_write_is_refused(
     assert!(out.contains("applied ams generation 1"), "{out}");
 }
 
+/// Found by attacking this pass's fixes (twenty-first pass): the allowed signers file's path
+/// was judged where its chain of symbolic links ended, not along it. Root's link led to
+/// another user's link, in that user's directory, which led to root's file: accepted, and
+/// that user then retargeted their link to a root-owned stale copy that still listed a
+/// compromised key, and a bundle signed with that key was applied. Every link of the chain is
+/// now judged, one at a time, as the path given is: its owner (root or the caller) and every
+/// directory on the way to it.
+#[test]
+fn regression_another_users_link_inside_a_chain_of_links_to_the_allowed_signers_is_refused() {
+    use crate::common::users;
+    use std::os::unix::fs::PermissionsExt;
+    if ssh_keygen().is_none() {
+        return;
+    }
+    if !users::is_root() {
+        return crate::common::skip::skip("root is needed to make another user's link");
+    }
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let f = Fleet::new();
+    f.publish(&[]);
+    // Root's stale copy, 0644, still listing a compromised key; and a bundle signed with it.
+    let genuine = std::fs::read_to_string(&f.allowed).unwrap();
+    let (evil, evil_pub) = keypair(f.fra.dir.path(), "evil", "");
+    let stale = f.fra.path("allowed_signers.pre-rollover");
+    std::fs::write(
+        &stale,
+        format!("{genuine}old namespaces=\"scopevault-bundle\" {evil_pub}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let forged_dir = f.fra.path("forged");
+    std::fs::create_dir(&forged_dir).unwrap();
+    let forged = forged_dir.join("ams.svbundle");
+    std::fs::copy(f.bundle("ams"), &forged).unwrap();
+    keygen_sign(&evil, "scopevault-bundle", &forged);
+    // Their directory, their link in it to the stale copy, root's link to theirs.
+    let theirs = f.fra.path("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let their_link = theirs.join("signers");
+    std::os::unix::fs::symlink(&stale, &their_link).unwrap();
+    std::os::unix::fs::lchown(&their_link, Some(uid), Some(gid)).unwrap();
+    let current = f.fra.path("current");
+    std::os::unix::fs::symlink(&their_link, &current).unwrap();
+    let with_signers = |signers: &Path| {
+        let mut a = f.apply_args(&f.ams, &forged, &["--location", "ams"]);
+        let at = a.iter().position(|x| x == "--allowed-signers").unwrap() + 1;
+        a[at] = signers.to_str().unwrap().to_owned();
+        a
+    };
+    let before = f.ams.vault_bytes();
+    let a = with_signers(&current);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = f.ams.fails(&a, b"", 1);
+    assert!(
+        err.contains("bundle refused by the signature check")
+            && err.contains(&format!(
+                "{} is owned by uid {uid}, another user",
+                theirs.display()
+            )),
+        "{err}"
+    );
+    // Their link in a directory of root's, on the way: refused for its owner.
+    let mid = f.fra.path("mid");
+    std::os::unix::fs::symlink(&stale, &mid).unwrap();
+    std::os::unix::fs::lchown(&mid, Some(uid), Some(gid)).unwrap();
+    let current2 = f.fra.path("current2");
+    std::os::unix::fs::symlink(&mid, &current2).unwrap();
+    let a = with_signers(&current2);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = f.ams.fails(&a, b"", 1);
+    assert!(
+        err.contains("bundle refused by the signature check")
+            && err.contains(&format!(
+                "{} is a symbolic link owned by uid {uid}, another user",
+                mid.display()
+            )),
+        "{err}"
+    );
+    assert_eq!(f.ams.vault_bytes(), before, "the forged bundle was applied");
+    // A chain of root's own links to the genuine file is followed and accepted.
+    let root_link = f.fra.path("root-link");
+    std::os::unix::fs::symlink(&f.allowed, &root_link).unwrap();
+    let current3 = f.fra.path("current3");
+    std::os::unix::fs::symlink(&root_link, &current3).unwrap();
+    let mut a = f.apply_args(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+    let at = a.iter().position(|x| x == "--allowed-signers").unwrap() + 1;
+    a[at] = current3.to_str().unwrap().to_owned();
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = f.ams.ok(&a, b"");
+    assert!(out.contains("applied ams generation 1"), "{out}");
+}
+
 /// Found by attacking `bundle verify` and `apply` (twelfth pass): a FIFO planted at the
 /// signature's path blocked them for ever, and `/dev/zero` as the allowed signers file was
 /// read until memory ran out. Every input file must be a regular file: anything else is
