@@ -597,6 +597,14 @@ mod tests {
             .to_string();
         assert!(e.contains("--origin https://shop.example.com "), "{e}");
         assert!(!e.contains("canary"), "{e}");
+        // Twenty-first pass (found by attacking this pass's fixes): a browser reads `\` as `/`
+        // in an http(s) URL, so this one opens shop.example.com; the suggestion named
+        // https://evil.example.
+        let e = check_origin(r"https://shop.example.com\@evil.example")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--origin https://shop.example.com "), "{e}");
+        assert!(!e.contains("evil"), "{e}");
         for bad in [
             "shop.example.com",
             "ftp://shop.example.com",

@@ -729,13 +729,17 @@ fn is_http_url(url: &str) -> bool {
 /// policy writes origins: the user and password some exports keep in the URL
 /// (`https://user:pw@host/`), the path, query and fragment (which may hold a token) are never
 /// stored, and a host that is not plain ASCII (a bidirectional override that would show
-/// another name) gives no origin.
+/// another name) gives no origin. The authority is split as a browser splits it (the WHATWG
+/// URL standard): it ends at the first `/`, `\`, `?` or `#` (for http(s) a browser reads `\`
+/// as `/`), and a user and password are what comes before the last `@` within it. Before the
+/// twenty-first pass `\` was not an end: `https://shop.example.com\@evil.example/` gave
+/// `https://evil.example`, while a browser opens `https://shop.example.com`.
 pub(crate) fn origin_of_url(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")) {
         return None;
     }
-    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = rest.split(['/', '\\', '?', '#']).next()?;
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     crate::policy::normalise_origin(&format!("{scheme}://{host}"))
 }
@@ -767,5 +771,44 @@ mod origin_tests {
         assert_eq!(origin_of_url("https://evil\u{202e}moc.example"), None);
         assert_eq!(origin_of_url("android://com.app"), None);
         assert_eq!(origin_of_url("https://"), None);
+    }
+
+    /// Twenty-first pass (found by attacking this pass's fixes): `cred import` of
+    /// `https://shop.example.com\@evil.example/login` stored `https://evil.example`, while a
+    /// browser opens `https://shop.example.com`: for http(s) a browser (the WHATWG URL
+    /// standard) reads `\` as `/`, so the authority ends there, and a user and password are
+    /// what comes before the last `@` within it. The expected origins are those node's
+    /// `new URL(x).origin` gives.
+    #[test]
+    fn a_backslash_ends_the_authority_as_in_a_browser() {
+        for (url, origin) in [
+            (
+                r"https://shop.example.com\@evil.example/login",
+                "https://shop.example.com",
+            ),
+            (
+                r"https://user:pw@shop.example.com\@evil.example/",
+                "https://shop.example.com",
+            ),
+            (
+                "https://a@b@shop.example.com/x@y",
+                "https://shop.example.com",
+            ),
+            (
+                "https://shop.example.com?@evil.example",
+                "https://shop.example.com",
+            ),
+            (
+                "https://shop.example.com#@evil.example",
+                "https://shop.example.com",
+            ),
+            (
+                r"http://u:p@shop.example.com:8443\x",
+                "http://shop.example.com:8443",
+            ),
+            (r"https://evil.example\", "https://evil.example"),
+        ] {
+            assert_eq!(origin_of_url(url).as_deref(), Some(origin), "{url}");
+        }
     }
 }

@@ -653,6 +653,44 @@ fn import_stores_no_origin_with_a_port_outside_1_to_65535_and_says_so() {
     );
 }
 
+/// Twenty-first pass (found by attacking this pass's fixes): a row whose `login_uri` is
+/// `https://shop.example.com\@evil.example/login` was stored for `https://evil.example`, while
+/// a browser (which reads `\` as `/` in an http(s) URL) opens `https://shop.example.com`.
+#[test]
+fn import_stores_the_origin_a_browser_opens_for_a_url_with_a_backslash() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::write(
+        e.path("bs.csv"),
+        "name,login_uri,login_password\n\
+         shop,https://shop.example.com\\@evil.example/login,pw-Password\n",
+    )
+    .unwrap();
+    let out = import(&e, "bs.csv", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&e.ok(
+        &[
+            "cred",
+            "show",
+            "shop",
+            "--json",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(
+        v["origins"],
+        serde_json::json!(["https://shop.example.com"]),
+        "{v}"
+    );
+}
+
 /// Twentieth pass (found by attacking the admin's data paths): an imported row's TOTP seed
 /// is stored in a `login` credential, and only the `totp` kind hides the seed
 /// (docs/protocol.md): `get --json` and `exec` handed checks the seed itself, and nothing
