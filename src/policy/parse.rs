@@ -357,16 +357,23 @@ pub(crate) fn format_duration(d: time::Duration) -> String {
 /// `HTTPS://Shop.example.com/` → `https://shop.example.com`; `None` if not
 /// `scheme://host[:port]` (one trailing `/` is dropped). The scheme is a letter, then letters,
 /// digits, `+`, `-`, `.` (RFC 3986, 3.1); the host a name ([`is_host_name`]: labels of ASCII
-/// letters, digits, `-`, `_`, none empty or starting or ending with `-`), or an IPv6 literal
-/// in brackets; the port, if given,
-/// a decimal number from 1 to 65535, written without leading zeros, and left out when it is
-/// the scheme's default (443 for `https`, 80 for `http`: `https://x.example:443` is
-/// `https://x.example`, as a browser writes the origin). A user (`user@`), a path,
+/// letters, digits, `-`, `_`, none empty or starting or ending with `-`), an IPv4 address or
+/// an IPv6 literal in brackets, each written as a browser writes it (the WHATWG URL standard):
+/// an IPv6 literal compressed, lowercase, without a dotted tail ([`ipv6_text`]:
+/// `[0:0:0:0:0:0:0:1]` is `[::1]`, `[::ffff:127.0.0.1]` is `[::ffff:7f00:1]`), and for a
+/// special scheme (`http`, `https`, `ws`, `wss`, `ftp`, `file`) a host whose last label is a
+/// number read as an IPv4 address and written dotted ([`ipv4_text`]: `0x7f.1`, `2130706433`
+/// and `127.0.0.1.` are `127.0.0.1`; `a.1` or `1.2.3.256`, which a browser refuses, is
+/// refused); the port, if given, a decimal number from 1 to 65535 (leading zeros are read
+/// away, as a browser does: `:0443` is `:443`), and left out when it is the scheme's default
+/// (443 for `https`, 80 for `http`: `https://x.example:443` is `https://x.example`, as a
+/// browser writes the origin). A user (`user@`), a path,
 /// a query or a fragment is no part of an origin: such a text is refused. The one rule of the
 /// policy, `cred add --origin` and `cred import` (docs/operations.md). Before the twentieth
 /// pass only the characters were checked: `https://a.example:99999`, `https://:443` and
 /// `https://a:b:c` were origins no browser can have; before the twenty-first, a default port
-/// was kept, so one origin had two texts that compared unequal.
+/// was kept, so one origin had two texts that compared unequal, and so had an IP literal
+/// (`[::1]` and `[0::1]`, `127.0.0.1` and `127.1`).
 pub(crate) fn normalise_origin(s: &str) -> Option<String> {
     let (scheme, rest) = s.split_once("://")?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -387,11 +394,25 @@ pub(crate) fn normalise_origin(s: &str) -> Option<String> {
                 && literal
                     .bytes()
                     .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b));
-            (ok.then_some(&rest[..literal.len() + 2])?, after)
+            if !ok {
+                return None;
+            }
+            let addr: std::net::Ipv6Addr = literal.parse().ok()?;
+            (format!("[{}]", ipv6_text(addr)), after)
         }
         None => {
             let (host, after) = rest.split_at(rest.find(':').unwrap_or(rest.len()));
-            (is_host_name(host).then_some(host)?, after)
+            let host = host.to_ascii_lowercase();
+            // A browser reads the host of a special scheme whose last label is a number as an
+            // IPv4 address (`0x7f.1`, `2130706433`, `127.0.0.1.` are `127.0.0.1`), or refuses
+            // the URL; another scheme's host is a name as written.
+            let special = ["http", "https", "ws", "wss", "ftp", "file"]
+                .contains(&scheme.to_ascii_lowercase().as_str());
+            if special && ends_in_a_number(&host) {
+                (ipv4_text(&host)?, after)
+            } else {
+                (is_host_name(&host).then_some(host)?, after)
+            }
         }
     };
     let origin = format!("{scheme}://{host}");
@@ -422,6 +443,108 @@ pub(crate) fn normalise_origin(s: &str) -> Option<String> {
         }
     };
     Some(origin.to_ascii_lowercase())
+}
+
+/// An IPv6 address as a browser serialises it (the WHATWG URL standard, "IPv6 serializer"):
+/// lowercase hexadecimal pieces without leading zeros, the first longest run of two or more
+/// zero pieces written `::`, and no dotted tail (`::ffff:127.0.0.1` is `::ffff:7f00:1`, where
+/// `Ipv6Addr`'s `Display` would keep the dots).
+fn ipv6_text(addr: std::net::Ipv6Addr) -> String {
+    let pieces = addr.segments();
+    // The first longest run of zero pieces, if it is two pieces or more.
+    let (mut best, mut run) = (None::<(usize, usize)>, None::<(usize, usize)>);
+    for (i, &p) in pieces.iter().enumerate() {
+        if p == 0 {
+            let (start, len) = run.map_or((i, 1), |(s, l)| (s, l + 1));
+            run = Some((start, len));
+            if len >= 2 && best.is_none_or(|(_, l)| len > l) {
+                best = Some((start, len));
+            }
+        } else {
+            run = None;
+        }
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    while i < 8 {
+        if let Some((start, len)) = best.filter(|&(s, _)| s == i) {
+            out.push_str(if start == 0 { "::" } else { ":" });
+            i += len;
+            continue;
+        }
+        out.push_str(&format!("{:x}", pieces[i]));
+        if i != 7 {
+            out.push(':');
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The WHATWG URL standard's "ends in a number" check on a (lowercase) host: its last label,
+/// after one trailing empty label is dropped, is all decimal digits or an IPv4 number
+/// (`0x7f`, `0x`, `017`). Such a host is an IPv4 address to a browser, or no host at all.
+fn ends_in_a_number(host: &str) -> bool {
+    let mut parts: Vec<&str> = host.split('.').collect();
+    if parts.last() == Some(&"") {
+        if parts.len() == 1 {
+            return false;
+        }
+        parts.pop();
+    }
+    let last = parts.last().copied().unwrap_or("");
+    (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || ipv4_number(last).is_some()
+}
+
+/// An IPv4 number of the WHATWG URL standard: `0x` then hexadecimal, else `0` then octal,
+/// else decimal; `0x` alone is 0. The value saturates: anything over 2^32 is refused later,
+/// as the standard refuses it, while its digits still make the label a number.
+fn ipv4_number(part: &str) -> Option<u64> {
+    if part.is_empty() {
+        return None;
+    }
+    let (digits, radix) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (hex, 16)
+        } else if part.len() >= 2 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
+    digits.chars().try_fold(0u64, |n, c| {
+        let d = c.to_digit(radix)?;
+        Some(
+            n.saturating_mul(u64::from(radix))
+                .saturating_add(u64::from(d)),
+        )
+    })
+}
+
+/// The WHATWG URL standard's IPv4 parser, the address written dotted: up to four parts (one
+/// trailing empty part dropped), each an [`ipv4_number`], all but the last at most 255, the
+/// last filling the bytes left (`127.1` is `127.0.0.1`, `2130706433` is `127.0.0.1`).
+/// `None` where a browser refuses the URL (`1.2.3.256`, `a.1`, `1..2`).
+fn ipv4_text(host: &str) -> Option<String> {
+    let mut parts: Vec<&str> = host.split('.').collect();
+    if parts.last() == Some(&"") && parts.len() > 1 {
+        parts.pop();
+    }
+    if parts.len() > 4 {
+        return None;
+    }
+    let numbers = parts
+        .iter()
+        .map(|p| ipv4_number(p))
+        .collect::<Option<Vec<u64>>>()?;
+    let (last, first) = numbers.split_last()?;
+    if first.iter().any(|&n| n > 255) || *last >= 1u64 << (8 * (5 - numbers.len())) {
+        return None;
+    }
+    let address = first
+        .iter()
+        .enumerate()
+        .fold(*last, |a, (i, &n)| a + (n << (8 * (3 - i))));
+    Some(std::net::Ipv4Addr::from(u32::try_from(address).ok()?).to_string())
 }
 
 /// A host name as a browser can reach it: dot-separated labels of 1 to 63 ASCII letters,
@@ -978,6 +1101,94 @@ mod tests {
                 &["http://x.example", "https://x.example"]
             )
             .is_empty());
+    }
+
+    /// Twenty-first pass (found by attacking this pass's fixes): one browser origin was still
+    /// two texts for an IP literal: `https://[::1]` and `https://[0:0:0:0:0:0:0:1]`,
+    /// `https://[::ffff:7f00:1]` and `https://[::ffff:127.0.0.1]`, `https://127.0.0.1` and
+    /// `https://0x7f.0.0.1`, `https://2130706433` or `https://127.1` compared unequal
+    /// (`origin-mismatch`, `vault-differs-from-policy`). An IPv6 literal is written as a
+    /// browser serialises it (the WHATWG URL standard), and a host of a special scheme whose
+    /// last label is a number is read as a browser reads an IPv4 address and written dotted, or
+    /// refused where a browser refuses the URL. Expected values are node's
+    /// `new URL(x).origin` ("FAIL" where node throws).
+    #[test]
+    fn an_ip_literal_has_the_one_text_a_browser_gives_it() {
+        for (given, origin) in [
+            ("https://[::1]", "https://[::1]"),
+            ("https://[0:0:0:0:0:0:0:1]", "https://[::1]"),
+            ("https://[0::1]", "https://[::1]"),
+            ("https://[::ffff:7f00:1]", "https://[::ffff:7f00:1]"),
+            ("https://[::ffff:127.0.0.1]", "https://[::ffff:7f00:1]"),
+            ("https://[::FFFF:127.0.0.1]:443", "https://[::ffff:7f00:1]"),
+            (
+                "https://[2001:db8:0:0:1:0:0:1]",
+                "https://[2001:db8::1:0:0:1]",
+            ),
+            ("https://[2001:0db8::0001]", "https://[2001:db8::1]"),
+            ("https://[1:0:0:2:0:0:0:3]", "https://[1:0:0:2::3]"),
+            ("https://[::]", "https://[::]"),
+            ("https://[0:0:0:0:0:0:0:0]", "https://[::]"),
+            ("https://[1::]", "https://[1::]"),
+            ("https://[::1.2.3.4]", "https://[::102:304]"),
+            ("https://[1:0:3:4:5:6:7:8]", "https://[1:0:3:4:5:6:7:8]"),
+            ("https://[1:2:3:4:5:6:7::]", "https://[1:2:3:4:5:6:7:0]"),
+            ("https://[::1:2:3:4:5:6:7]", "https://[0:1:2:3:4:5:6:7]"),
+            ("https://[1::1.2.3.4]", "https://[1::102:304]"),
+            (
+                "https://[0:0:0:0:0:ffff:1.2.3.4]",
+                "https://[::ffff:102:304]",
+            ),
+            ("https://[::0:0:1]", "https://[::1]"),
+            ("https://127.0.0.1", "https://127.0.0.1"),
+            ("https://0x7f.0.0.1", "https://127.0.0.1"),
+            ("https://0X7F.0.0.1", "https://127.0.0.1"),
+            ("https://2130706433", "https://127.0.0.1"),
+            ("https://127.1", "https://127.0.0.1"),
+            ("https://0x7f.1", "https://127.0.0.1"),
+            ("https://0177.0.0.1", "https://127.0.0.1"),
+            ("https://127.0.0.1.", "https://127.0.0.1"),
+            ("https://0x", "https://0.0.0.0"),
+            ("https://0", "https://0.0.0.0"),
+            ("https://00", "https://0.0.0.0"),
+            ("https://1.2.3.0x", "https://1.2.3.0"),
+            ("https://1.2.65535", "https://1.2.255.255"),
+            ("https://4294967295", "https://255.255.255.255"),
+            (
+                "https://00000000000000000000000000000000000000001.1",
+                "https://1.0.0.1",
+            ),
+            ("wss://0x7f.1", "wss://127.0.0.1"),
+            ("http://0x7f.1:80", "http://127.0.0.1"),
+            ("https://0x7f.1:8443", "https://127.0.0.1:8443"),
+            // A last label that is not a number: a name, as a browser reads it.
+            ("https://1.0xg", "https://1.0xg"),
+        ] {
+            assert_eq!(normalise_origin(given).as_deref(), Some(origin), "{given}");
+        }
+        for bad in [
+            "https://[::01.2.3.4]",
+            "https://[::1:2:3:4:5:6:7:8]",
+            "https://[12345::1]",
+            "https://[::ffff:1.2.3]",
+            "https://a.0x",
+            "https://a.1",
+            "https://example.123",
+            "https://1.2.3.4.5",
+            "https://256.0.0.1",
+            "https://1.2.3.256",
+            "https://1.2.65536",
+            "https://4294967296",
+            "https://08.1.1.1",
+            "https://09",
+            "https://1..2",
+            "https://0x100000000",
+            "https://99999999999999999999999",
+            "https://a.0xffffffffffffffffffffffffffffffff",
+            "https://1e1.1",
+        ] {
+            assert_eq!(normalise_origin(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -488,3 +488,30 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for FieldMap<V> {
         d.deserialize_map(Visit(std::marker::PhantomData))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::VaultData;
+
+    /// Twenty-first pass (found by attacking this pass's fixes): an entry stored with an IP
+    /// literal in another spelling than the canonical one a browser gives
+    /// (`https://[0:0:0:0:0:0:0:1]`, `https://0x7f.1`) is read in that canonical form, so an
+    /// older vault loads and compares with a policy's `https://[::1]` or `https://127.0.0.1`;
+    /// one origin written twice is kept once, and an origin that no longer parses
+    /// (`https://a.1`, which a browser refuses) is kept as it is.
+    #[test]
+    fn an_ip_literal_stored_in_another_spelling_is_read_in_canonical_form() {
+        let plain = r#"{"schema":1,"credentials":{"c":{"kind":"login","scopes":[],"origins":["https://[0:0:0:0:0:0:0:1]","https://[::ffff:127.0.0.1]:443","https://0x7f.1","https://127.0.0.1","https://a.1"],"fields":{},"secrets":{},"created":"2026-01-01T00:00:00Z","rotated":"2026-01-01T00:00:00Z"}},"policy":null}"#;
+        let mut data: VaultData = serde_json::from_str(plain).unwrap();
+        data.fold_origins();
+        assert_eq!(
+            data.credentials["c"].origins,
+            [
+                "https://[::1]",
+                "https://[::ffff:7f00:1]",
+                "https://127.0.0.1",
+                "https://a.1"
+            ]
+        );
+    }
+}
