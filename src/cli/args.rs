@@ -327,7 +327,7 @@ pub struct CredAddArgs {
     pub scopes: Vec<String>,
     /// An origin the credential is for, scheme://host[:port], e.g. https://shop.example.com
     /// (repeatable; stored lowercase, as the policy writes origins; a port is 1 to 65535, and
-    /// the default one, 443 for https or 80 for http, is left out; an IP address is written as
+    /// the default one, 443 for https and wss, 80 for http and ws, 21 for ftp, is left out; an IP address is written as
     /// a browser writes it, https://[::1], https://127.0.0.1; a URL with a user, path, query or
     /// fragment is refused).
     // A help text shown by clap as written (`<...>` would show in `--help`).

@@ -366,7 +366,7 @@ pub(crate) fn format_duration(d: time::Duration) -> String {
 /// and `127.0.0.1.` are `127.0.0.1`; `a.1` or `1.2.3.256`, which a browser refuses, is
 /// refused); the port, if given, a decimal number from 1 to 65535 (leading zeros are read
 /// away, as a browser does: `:0443` is `:443`), and left out when it is the scheme's default
-/// (443 for `https`, 80 for `http`: `https://x.example:443` is `https://x.example`, as a
+/// (443 for `https` and `wss`, 80 for `http` and `ws`, 21 for `ftp`: `https://x.example:443` is `https://x.example`, as a
 /// browser writes the origin). A user (`user@`), a path,
 /// a query or a fragment is no part of an origin: such a text is refused. The one rule of the
 /// policy, `cred add --origin` and `cred import` (docs/operations.md). Before the twentieth
@@ -429,10 +429,13 @@ pub(crate) fn normalise_origin(s: &str) -> Option<String> {
                 return None;
             }
             // A browser's origin leaves the scheme's default port out: `https://x:443` is
-            // `https://x`, and one origin has one text wherever it is compared.
+            // `https://x`, and one origin has one text wherever it is compared. The special
+            // schemes' defaults, as WHATWG's URL standard lists them (`wss://x:443` is
+            // `wss://x` too: twenty-first pass, found by attacking this pass's fixes).
             let default = match scheme.to_ascii_lowercase().as_str() {
-                "https" => Some(443),
-                "http" => Some(80),
+                "https" | "wss" => Some(443),
+                "http" | "ws" => Some(80),
+                "ftp" => Some(21),
                 _ => None,
             };
             if default == Some(n) {
@@ -1066,7 +1069,9 @@ mod tests {
     /// `https://x.example` were two origins, so a policy declaring one and a vault entry
     /// stored with the other differed (`vault-differs-from-policy`), and a task's origin
     /// written with the port missed its credential's (`origin-mismatch`). A browser's origin
-    /// leaves the scheme's default port out: 443 for https, 80 for http are folded.
+    /// leaves the scheme's default port out: 443 for https, 80 for http are folded; and (found
+    /// by attacking this pass's fixes) 443 for wss, 80 for ws and 21 for ftp, WHATWG's other
+    /// special schemes.
     #[test]
     fn a_default_port_is_folded() {
         for (given, origin) in [
@@ -1082,7 +1087,11 @@ mod tests {
             ("https://x.example:80", "https://x.example:80"),
             ("http://x.example:443", "http://x.example:443"),
             ("https://x.example:4430", "https://x.example:4430"),
-            ("wss://x.example:443", "wss://x.example:443"),
+            ("wss://x.example:80", "wss://x.example:80"),
+            ("wss://x.example:443", "wss://x.example"),
+            ("ws://x.example:80", "ws://x.example"),
+            ("ftp://x.example:21", "ftp://x.example"),
+            ("ssh://x.example:22", "ssh://x.example:22"),
         ] {
             assert_eq!(normalise_origin(given).as_deref(), Some(origin), "{given}");
         }
