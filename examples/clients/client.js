@@ -1,7 +1,13 @@
 #!/usr/bin/env node
 // A scopevault client using only Node's standard library (docs/protocol.md).
 //
-//   node client.js [--socket PATH] [--timeout SECONDS] health | tasks | fetch TASK [CREDENTIAL] | redeem TICKET
+//   node client.js [--socket PATH] [--timeout SECONDS] health | tasks | fetch TASK [CREDENTIAL]
+//   printf '%s\n' "$TICKET" | node client.js [--socket PATH] [--timeout SECONDS] redeem
+//
+// `redeem` reads the ticket from stdin (one trailing newline is ignored), never from the
+// command line: any user can read a process's arguments (/proc/PID/cmdline, `ps`) and redeem
+// the ticket first. A ticket given as an argument is refused, and nothing is sent. (`printf` is
+// built into sh and bash, so the ticket is in no process's arguments on the way either.)
 //
 // Prints the response as JSON. Exit status: 0 ok; 5 the daemon refused (`busy` included: retry
 // later), sent something that is not a valid response, or did not answer within the timeout
@@ -18,6 +24,8 @@ const path = require('path');
 const MAX_RESPONSE = 16 * 1024 * 1024;
 const DEFAULT_TIMEOUT = 60;
 const MAX_TIMEOUT = 3600;
+// Longest ticket read from stdin (a ticket is `svt1_` and 43 characters).
+const MAX_TICKET = 4096;
 function defaultSocket() {
   if (process.env.SCOPEVAULT_SOCKET) return process.env.SCOPEVAULT_SOCKET;
   const runtime = process.env.XDG_RUNTIME_DIR;
@@ -259,7 +267,27 @@ class ScopevaultClient {
   close() { if (this.sock) this.sock.destroy(); }
 }
 
-const USAGE = 'usage: client.js [--socket PATH] [--timeout SECONDS] health | tasks | fetch TASK [CREDENTIAL] | redeem TICKET';
+const USAGE = 'usage: client.js [--socket PATH] [--timeout SECONDS] health | tasks | fetch TASK [CREDENTIAL] | redeem (the ticket on stdin)';
+
+// The ticket on stdin: one line, one trailing newline (or CR LF) ignored, as the binary reads a
+// secret from stdin. Throws an Error that never quotes what was read otherwise.
+function readTicket() {
+  let data = fs.readFileSync(0);
+  if (data.length && data[data.length - 1] === 10) {
+    data = data.subarray(0, data.length >= 2 && data[data.length - 2] === 13 ? -2 : -1);
+  }
+  if (data.length > MAX_TICKET) throw new Error(`the ticket on stdin is longer than ${MAX_TICKET} bytes; nothing was sent`);
+  let ticket;
+  try {
+    ticket = new TextDecoder('utf-8', { fatal: true }).decode(data);
+  } catch (e) {
+    throw new Error('the ticket on stdin is not UTF-8; nothing was sent');
+  }
+  if (!ticket || ticket.includes('\n')) {
+    throw new Error('redeem reads one ticket from stdin, one line (printf \'%s\\n\' "$TICKET" | client.js redeem); nothing was sent');
+  }
+  return ticket;
+}
 
 async function main(argv) {
   let socketPath;
@@ -275,8 +303,22 @@ async function main(argv) {
   }
   const [cmd, a, b] = argv;
   const n = argv.length;
-  const usage = ((cmd === 'health' || cmd === 'tasks') && n === 1) || (cmd === 'fetch' && (n === 2 || n === 3)) || (cmd === 'redeem' && n === 2);
+  const usage = ((cmd === 'health' || cmd === 'tasks') && n === 1) || (cmd === 'fetch' && (n === 2 || n === 3)) || (cmd === 'redeem' && n === 1);
+  if (cmd === 'redeem' && n > 1) {
+    // Not quoted: it is likely the ticket, already exposed to every user while we ran.
+    console.error('redeem takes no argument: it reads the ticket from stdin (printf \'%s\\n\' "$TICKET" | client.js redeem), never from the command line, where any user can read it (/proc/PID/cmdline) and redeem it first; nothing was sent. If that argument was a ticket, consider it exposed: ask for a new one');
+    return 2;
+  }
   if (!usage) { console.error(USAGE); return 2; }
+  let ticket;
+  if (cmd === 'redeem') {
+    try {
+      ticket = readTicket();
+    } catch (e) {
+      console.error(`cannot read the ticket: ${escape(e.message)}`);
+      return 2;
+    }
+  }
   const client = new ScopevaultClient(socketPath, { timeout });
   try {
     await client.connect();
@@ -284,7 +326,7 @@ async function main(argv) {
     if (cmd === 'health') out = await client.health();
     else if (cmd === 'tasks') out = await client.tasks();
     else if (cmd === 'fetch') out = await client.fetch(a, b);
-    else out = await client.redeem(a);
+    else out = await client.redeem(ticket);
     console.log(jsonForTerminal(out));
     return 0;
   } catch (e) {

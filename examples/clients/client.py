@@ -4,7 +4,12 @@
     python3 client.py [--socket PATH] [--timeout SECONDS] health
     python3 client.py [--socket PATH] [--timeout SECONDS] tasks
     python3 client.py [--socket PATH] [--timeout SECONDS] fetch TASK [CREDENTIAL]
-    python3 client.py [--socket PATH] [--timeout SECONDS] redeem TICKET
+    printf '%s\\n' "$TICKET" | python3 client.py [--socket PATH] [--timeout SECONDS] redeem
+
+`redeem` reads the ticket from stdin (one trailing newline is ignored), never from the
+command line: any user can read a process's arguments (/proc/PID/cmdline, `ps`) and redeem
+the ticket first. A ticket given as an argument is refused, and nothing is sent. (`printf` is
+built into sh and bash, so the ticket is in no process's arguments on the way either.)
 
 Prints the response as JSON. Exit status: 0 ok; 5 the daemon refused (`busy` included: retry
 later), sent something that is not a valid response, or did not answer within the timeout
@@ -30,6 +35,8 @@ import unicodedata
 MAX_RESPONSE = 16 * 1024 * 1024
 DEFAULT_TIMEOUT = 60
 MAX_TIMEOUT = 3600
+# Longest ticket read from stdin (a ticket is `svt1_` and 43 characters).
+MAX_TICKET = 4096
 
 
 class ScopevaultError(Exception):
@@ -249,6 +256,23 @@ def parse_timeout(text):
     return int(text)
 
 
+def read_ticket(stream):
+    """The ticket on `stream` (stdin): one line, one trailing newline (or CR LF) ignored, as the
+    binary reads a secret from stdin. ValueError, never quoting what was read, otherwise."""
+    data = stream.read(MAX_TICKET + 3)
+    if data.endswith(b"\n"):
+        data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
+    if len(data) > MAX_TICKET:
+        raise ValueError(f"the ticket on stdin is longer than {MAX_TICKET} bytes; nothing was sent")
+    try:
+        ticket = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the ticket on stdin is not UTF-8; nothing was sent") from None
+    if not ticket or "\n" in ticket:
+        raise ValueError("redeem reads one ticket from stdin, one line (printf '%s\\n' \"$TICKET\" | client.py redeem); nothing was sent")
+    return ticket
+
+
 def main(argv):
     args = list(argv)
     path, timeout = None, DEFAULT_TIMEOUT
@@ -266,11 +290,28 @@ def main(argv):
         (args[:1] == ["health"] and len(args) == 1)
         or (args[:1] == ["tasks"] and len(args) == 1)
         or (args[:1] == ["fetch"] and len(args) in (2, 3))
-        or (args[:1] == ["redeem"] and len(args) == 2)
+        or (args[:1] == ["redeem"] and len(args) == 1)
     )
+    if args[:1] == ["redeem"] and len(args) > 1:
+        # Not quoted: it is likely the ticket, already exposed to every user while we ran.
+        print(
+            "redeem takes no argument: it reads the ticket from stdin (printf '%s\\n' \"$TICKET\" | "
+            "client.py redeem), never from the command line, where any user can read it "
+            "(/proc/PID/cmdline) and redeem it first; nothing was sent. If that argument was a "
+            "ticket, consider it exposed: ask for a new one",
+            file=sys.stderr,
+        )
+        return 2
     if not usage:
         print(__doc__, file=sys.stderr)
         return 2
+    ticket = None
+    if args[0] == "redeem":
+        try:
+            ticket = read_ticket(sys.stdin.buffer)
+        except (OSError, ValueError) as e:
+            print(f"cannot read the ticket: {escape(e)}", file=sys.stderr)
+            return 2
     try:
         with ScopevaultClient(path, timeout) as sv:
             if args[0] == "health":
@@ -280,7 +321,7 @@ def main(argv):
             elif args[0] == "fetch":
                 out = sv.fetch(args[1], args[2] if len(args) == 3 else None)
             else:
-                out = sv.redeem(args[1])
+                out = sv.redeem(ticket)
     except ScopevaultError as e:
         print(f"scopevault refused: {escape(e)}", file=sys.stderr)
         return 5

@@ -122,6 +122,17 @@ impl Clients {
 
     /// `interpreter client args…`, as `uid` when given; fails the test if it runs 60 s.
     fn run(&self, interpreter: &str, args: &[&str], uid: Option<u32>) -> Output {
+        self.run_fed(interpreter, args, uid, None)
+    }
+
+    /// [`Clients::run`] with `input` on stdin (none: stdin is `/dev/null`).
+    fn run_fed(
+        &self,
+        interpreter: &str,
+        args: &[&str],
+        uid: Option<u32>,
+        input: Option<&[u8]>,
+    ) -> Output {
         use std::os::unix::process::CommandExt;
         let client = if interpreter == "node" {
             "client.js"
@@ -133,13 +144,21 @@ impl Clients {
             .args(args)
             .current_dir("/")
             .env_remove("SCOPEVAULT_SOCKET")
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(u) = uid {
             c.uid(u).gid(u).env("HOME", "/");
         }
-        let child = c.spawn().unwrap();
+        let mut child = c.spawn().unwrap();
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A client that exits without reading it closes the pipe: not an error here.
+            let _ = stdin.write_all(input);
+        }
         output_within(child, 60, &format!("{interpreter} {client} {args:?}"))
     }
 }
@@ -221,6 +240,50 @@ fn the_example_clients_refuse_a_timeout_that_is_no_bound() {
         }
     }
 }
+
+/// Twenty-first pass (found by attacking from the documents): the example clients took the
+/// ticket as an argument (`redeem TICKET`), and another uid polling /proc/*/cmdline read it and
+/// redeemed it first: it got the secret, and the real client "possible interception". A ticket
+/// given as an argument is now refused before anything is sent, without quoting it, saying to
+/// give it on stdin; the daemon here (which would hand out `Canary-SecretPW`) sees no
+/// connection at all.
+#[test]
+fn the_example_clients_refuse_a_ticket_given_as_an_argument() {
+    const TICKET: &str = "svt1_Canary-Ticket-0123456789";
+    let connected = Arc::new(AtomicBool::new(false));
+    let seen = connected.clone();
+    let clients = Clients::new();
+    let socket = clients.path("ticket.sock");
+    let _fake = Fake::at(
+        socket.clone(),
+        Arc::new(move |s: UnixStream, stop: &AtomicBool| {
+            seen.store(true, Ordering::SeqCst);
+            answer_with(s, stop, HAND_OUT);
+        }),
+    );
+    for i in interpreters() {
+        let out = clients.run_fed(
+            i,
+            &["--socket", socket.to_str().unwrap(), "redeem", TICKET],
+            None,
+            Some(format!("{TICKET}\n").as_bytes()),
+        );
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        let case = format!("{i}: {stdout}{stderr}");
+        assert_eq!(out.status.code(), Some(2), "{case}");
+        assert!(
+            stderr.contains("redeem takes no argument: it reads the ticket from stdin")
+                && stderr.contains("nothing was sent")
+                && stderr.contains("consider it exposed"),
+            "{case}"
+        );
+        assert!(!case.contains("Canary"), "{case}");
+        assert!(!connected.load(Ordering::SeqCst), "{case}: it connected");
+    }
+}
+
+/// A hand-out of `Canary-SecretPW`, as a daemon answers a redeemed ticket.
+const HAND_OUT: &[u8] = b"{\"ok\":true,\"v\":1,\"task\":\"t\",\"audit_seq\":1,\"credentials\":[{\"name\":\"b\",\"kind\":\"login\",\"scopes\":[],\"origins\":[],\"fields\":{},\"secrets\":{\"password\":\"Canary-SecretPW\"},\"warnings\":[]}]}\n";
 
 const BUSY: &[u8] = br#"{"ok":false,"v":1,"error":{"code":"busy","message":"too many connections for uid 0; retry later"}}
 "#;

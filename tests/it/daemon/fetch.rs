@@ -1372,6 +1372,63 @@ fn the_node_example_client_works_against_the_real_daemon() {
     );
 }
 
+/// Twenty-first pass (found by attacking from the documents): the example clients took the
+/// ticket as an argument, where any uid reads it in /proc/PID/cmdline. `redeem` now reads it
+/// from stdin (one trailing newline ignored), and redeems it against the real daemon: each
+/// client gets the task's secret for a ticket of its own, and a second redemption of the same
+/// ticket is the daemon's "possible interception".
+#[test]
+fn the_example_clients_redeem_a_ticket_read_from_stdin() {
+    use std::io::Write;
+    let dir = tempdir();
+    let d = start(dir.path());
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clients/");
+    let mut s = d.connect();
+    for (interpreter, client) in [("python3", "client.py"), ("node", "client.js")] {
+        if Command::new(interpreter).arg("--version").output().is_err() {
+            skip::skip(&format!("{interpreter} is not installed"));
+            continue;
+        }
+        let t = roundtrip(
+            &mut s,
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":600}"#,
+        )
+        .unwrap();
+        let ticket = t["ticket"].as_str().expect("a ticket").to_owned();
+        let redeem = || {
+            let mut child = Command::new(interpreter)
+                .arg(format!("{examples}{client}"))
+                .arg("--socket")
+                .arg(&d.socket)
+                .arg("redeem")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(format!("{ticket}\n").as_bytes()).unwrap();
+            drop(stdin);
+            child.wait_with_output().unwrap()
+        };
+        let out = redeem();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{client}: {err}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["credentials"][0]["secrets"]["token"],
+            secret_of("search-token"),
+            "{client}"
+        );
+        let again = redeem();
+        let err = String::from_utf8_lossy(&again.stderr);
+        assert_eq!(again.status.code(), Some(5), "{client}: {err}");
+        assert!(err.contains("possible interception"), "{client}: {err}");
+        assert_no_secret(&String::from_utf8_lossy(&again.stdout), client);
+    }
+    d.assert_alive();
+}
+
 #[test]
 fn hostile_input_against_an_unlocked_daemon_never_returns_a_secret() {
     use std::io::Write;

@@ -470,19 +470,26 @@ fn the_client_sends_no_passphrase_to_a_server_of_another_uid() {
         .output()
         .unwrap();
     // The example clients make the same check (docs/protocol.md asks it of every client):
-    // a ticket is a secret too.
+    // a ticket is a secret too (read from stdin, never from the command line).
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clients/");
     for (interpreter, client) in [("python3", "client.py"), ("node", "client.js")] {
-        let o = std::process::Command::new(interpreter)
+        let child = std::process::Command::new(interpreter)
             .arg(format!("{examples}{client}"))
             .arg("--socket")
             .arg(&socket)
-            .args(["redeem", "svt1_ticket-canary"])
-            .output();
-        let Ok(o) = o else {
+            .arg("redeem")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
             crate::common::skip::skip(&format!("{interpreter} is not installed"));
             continue;
         };
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"svt1_ticket-canary\n").unwrap();
+        drop(stdin);
+        let o = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{client}: {err}");
         assert!(
