@@ -337,6 +337,13 @@ impl Client {
             };
         }
         let line = self.read_line(deadline)?;
+        // One request, one answer line (docs/protocol.md, "Responses"): more already sent with
+        // it is not a daemon of this protocol, and nothing of the answer is used. (A line that
+        // arrives after this look is read as the next request's answer, if there is one: what
+        // a daemon could have sent as that answer anyway.)
+        if !self.pending.is_empty() {
+            return Err(ClientError::Malformed);
+        }
         parse_response(&line).map_err(|e| match e {
             ResponseError::Refused(b) => ClientError::Refused(b),
             ResponseError::Malformed => ClientError::Malformed,

@@ -780,6 +780,10 @@ pub(crate) struct ErrEnvelope {
 #[derive(Deserialize)]
 pub(crate) struct Head {
     pub ok: bool,
+    /// The protocol version, [`PROTOCOL_VERSION`] in every answer of this protocol: one
+    /// without it (missing, `null`, a string, another number) is not a response to use.
+    #[serde(default)]
+    pub v: Option<u64>,
     #[serde(default)]
     pub error: Option<ErrorBody>,
 }
@@ -895,9 +899,15 @@ pub(crate) fn err_line(err: &ErrorBody) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// Parse a response line: `Ok(T)` when `"ok": true`, the error body otherwise.
+/// Parse a response line: `Ok(T)` when `"ok": true`, the error body otherwise. A line that is
+/// not one UTF-8 JSON object with `"v": 1` and a boolean `ok` (a refusal: with an `error`
+/// whose `code` and `message` are strings) is [`ResponseError::Malformed`], and nothing of it
+/// is used (docs/protocol.md, "Responses").
 pub fn parse_response<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, ResponseError> {
     let head: Head = serde_json::from_slice(line).map_err(|_| ResponseError::Malformed)?;
+    if head.v != Some(u64::from(PROTOCOL_VERSION)) {
+        return Err(ResponseError::Malformed);
+    }
     if !head.ok {
         return Err(match head.error {
             Some(e) => ResponseError::Refused(e),
@@ -1202,6 +1212,28 @@ mod tests {
         assert_eq!(line.last(), Some(&b'\n'));
         let back = Request::parse(&line[..line.len() - 1]).unwrap();
         assert!(matches!(back, Request::Unlock { passphrase } if passphrase.expose() == "pw"));
+    }
+
+    /// Twenty-first pass: an answer whose `v` was missing, `"1"`, `null` or `2` was used as
+    /// one of this protocol (`get` printed its secret). It is malformed, a refusal included.
+    #[test]
+    fn a_response_without_v_1_is_malformed() {
+        for line in [
+            r#"{"ok":true,"locked":true,"vault_id":null,"generation":null}"#,
+            r#"{"ok":true,"v":"1","locked":true,"vault_id":null,"generation":null}"#,
+            r#"{"ok":true,"v":null,"locked":true,"vault_id":null,"generation":null}"#,
+            r#"{"ok":true,"v":2,"locked":true,"vault_id":null,"generation":null}"#,
+            r#"{"ok":true,"v":1.0,"locked":true,"vault_id":null,"generation":null}"#,
+            r#"{"ok":false,"v":2,"error":{"code":"locked","message":"m"}}"#,
+            r#"{"ok":false,"error":{"code":"locked","message":"m"}}"#,
+        ] {
+            let e = parse_response::<AdminStatus>(line.as_bytes()).unwrap_err();
+            assert!(matches!(e, ResponseError::Malformed), "{line}: {e}");
+        }
+        let s: AdminStatus =
+            parse_response(br#"{"ok":true,"v":1,"locked":true,"vault_id":null,"generation":null}"#)
+                .unwrap();
+        assert!(s.locked);
     }
 
     #[test]

@@ -659,7 +659,7 @@ fn doctor_escapes_the_paths_and_the_daemons_strings_it_prints() {
     let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let health = |version: &str, vault_id: Option<&str>| {
         serde_json::json!({
-            "ok": true, "version": version, "locked": vault_id.is_none(),
+            "ok": true, "v": 1, "version": version, "locked": vault_id.is_none(),
             "vault_id": vault_id, "generation": vault_id.map(|_| 2), "credentials": 0,
             "tasks": 0, "enforce": "deny\u{1b}[2J", "audit_ok": true, "connections": 1,
             "peer": {"uid": 0, "gid": 0, "pid": 1, "admin": true}

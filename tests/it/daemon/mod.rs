@@ -1,5 +1,6 @@
 //! The daemon (`scopevault serve`): fetches, groups, tickets, systemd, hardening, hostile peers, the soak.
 
+mod client_answers;
 mod demo;
 mod event_loop;
 mod example_clients;

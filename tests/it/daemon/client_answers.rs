@@ -1,0 +1,183 @@
+//! The binary's client (`get`, `exec`) against a daemon whose answers docs/protocol.md says a
+//! client refuses (twenty-first pass, found by attacking from the documents; the example
+//! clients already refused them: example_clients.rs). The daemon
+//! is a stand-in in this process: it answers `tasks` as a real one would, and every other
+//! request with the answer under test.
+
+use crate::common::daemon;
+use crate::common::output_within;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+/// The secret the stand-in hands out: never printed from an answer that is refused.
+const SECRET: &str = "Canary-FakeSecret-9999";
+
+/// A stand-in daemon on `socket` that answers `tasks` with `tasks` and every other request
+/// line with `answer` (written as it is, in one write), until the test ends.
+fn stand_in(socket: &Path, tasks: String, answer: Vec<u8>) {
+    let listener = UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let (tasks, answer) = (tasks.clone(), answer.clone());
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().unwrap();
+                for line in BufReader::new(conn).lines() {
+                    let Ok(line) = line else { return };
+                    let written = if line.contains(r#""op":"tasks""#) {
+                        writeln!(w, "{tasks}")
+                    } else {
+                        w.write_all(&answer)
+                    };
+                    if written.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// `tasks` of a daemon whose task `t1` lists one credential, `c1`, of `kind`, with `fields`.
+fn tasks(kind: &str, fields: &[&str]) -> String {
+    serde_json::json!({"ok": true, "v": 1, "tasks": [{
+        "name": "t1", "needs": [], "credentials": ["c1"], "kinds": {"c1": kind},
+        "fields": {"c1": fields}, "origin": null
+    }]})
+    .to_string()
+}
+
+/// A `fetch` answer handing out `c1` as `credential` (its members but the name), as one line,
+/// with `envelope`'s members (`ok`, `v`…) around it.
+fn hand_out(envelope: serde_json::Value, credential: serde_json::Value) -> Vec<u8> {
+    let mut c = serde_json::json!({
+        "name": "c1", "kind": "login", "scopes": [], "origins": [],
+        "fields": {"username": "u1"}, "secrets": {}, "warnings": []
+    });
+    for (k, v) in credential.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    let mut r = serde_json::json!({"task": "t1", "audit_seq": 41, "credentials": [c]});
+    for (k, v) in envelope.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    format!("{r}\n").into_bytes()
+}
+
+/// A login's hand-out of [`SECRET`] in `envelope`.
+fn login(envelope: serde_json::Value) -> Vec<u8> {
+    hand_out(
+        envelope,
+        serde_json::json!({"secrets": {"password": SECRET}}),
+    )
+}
+
+/// A place for the stand-in's sockets.
+struct Place {
+    dir: tempfile::TempDir,
+    n: std::cell::Cell<u32>,
+}
+
+impl Place {
+    fn new() -> Place {
+        Place {
+            dir: daemon::tempdir(),
+            n: std::cell::Cell::new(0),
+        }
+    }
+
+    /// A stand-in on a socket of its own, answering as [`stand_in`] does.
+    fn stand_in(&self, tasks: String, answer: Vec<u8>) -> PathBuf {
+        self.n.set(self.n.get() + 1);
+        let socket = self.dir.path().join(format!("s{}.sock", self.n.get()));
+        stand_in(&socket, tasks, answer);
+        socket
+    }
+
+    /// `scopevault --socket SOCKET args…`; fails the test if it runs 60 s.
+    fn run(&self, socket: &Path, args: &[&str]) -> Output {
+        let child = daemon::cmd(self.dir.path())
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        output_within(child, 60, &format!("scopevault {args:?}"))
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const GET: &[&str] = &[
+    "get",
+    "--task",
+    "t1",
+    "--field",
+    "password",
+    "--timeout",
+    "10",
+];
+const EXEC: &[&str] = &[
+    "exec",
+    "--task",
+    "t1",
+    "--timeout",
+    "10",
+    "--",
+    "sh",
+    "-c",
+    "echo COMMAND RAN",
+];
+
+/// `get` printed the secret (exit 0) and `exec` ran its command from an answer whose `v` was
+/// missing, `"1"`, `null` or `2`, and from two answer lines to one request, though
+/// docs/protocol.md says a client uses nothing of such an answer. Each is now refused as not a
+/// valid response, exit 5, before anything of it is printed or run; the same answer with
+/// `"v": 1` on one line is taken (the control).
+#[test]
+fn the_client_refuses_an_answer_without_v_1_or_with_a_second_line() {
+    let place = Place::new();
+    let tasks = tasks("login", &["username", "password"]);
+    let ok = serde_json::json!({"ok": true, "v": 1});
+    let control = place.stand_in(tasks.clone(), login(ok.clone()));
+    let out = place.run(&control, GET);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{SECRET}\n"));
+    let out = place.run(&control, EXEC);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "COMMAND RAN\n");
+
+    let mut no_v = serde_json::from_slice::<serde_json::Value>(&login(ok.clone())).unwrap();
+    no_v.as_object_mut().unwrap().remove("v");
+    let two_lines = [login(ok.clone()), login(ok)].concat();
+    let cases = [
+        ("no v", format!("{no_v}\n").into_bytes()),
+        ("v \"1\"", login(serde_json::json!({"ok": true, "v": "1"}))),
+        ("v null", login(serde_json::json!({"ok": true, "v": null}))),
+        ("v 2", login(serde_json::json!({"ok": true, "v": 2}))),
+        ("two lines", two_lines),
+    ];
+    for (what, answer) in cases {
+        let socket = place.stand_in(tasks.clone(), answer);
+        for args in [GET, EXEC] {
+            let out = place.run(&socket, args);
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            let case = format!("{what}, {}: {stdout}{stderr}", args[0]);
+            assert_eq!(out.status.code(), Some(5), "{case}");
+            assert!(
+                stderr.contains("the daemon's answer is not a valid response"),
+                "{case}"
+            );
+            assert!(!stdout.contains(SECRET), "{case}");
+            assert!(!stdout.contains("COMMAND RAN"), "{case}");
+        }
+    }
+}
