@@ -56,8 +56,11 @@ pub enum ClientError {
         /// How long the client waited.
         after: Duration,
     },
-    /// The daemon refused the request.
-    #[error("{}: {}", .0.code.as_str(), .0.message)]
+    /// The daemon refused the request. Its message is the daemon's text: shown with every
+    /// control, bidirectional and invisible character escaped, a line break (`\n`) included,
+    /// so that it cannot start a line of its own in our error, whose own line breaks the CLI
+    /// keeps (`cli::message_of`).
+    #[error("{}: {}", .0.code.as_str(), crate::text::escape_for_terminal(&.0.message))]
     Refused(ErrorBody),
     /// The daemon closed the connection without answering.
     #[error("the daemon closed the connection without an answer")]

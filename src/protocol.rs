@@ -680,10 +680,31 @@ pub struct Tasks {
 /// A TOTP code handed out instead of its seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TotpCode {
-    /// The current code (digits).
+    /// The current code: 6 to 10 ASCII digits ([`is_totp_code`]). An answer with anything
+    /// else here is not a valid response: clients print the code as it is.
+    #[serde(deserialize_with = "totp_code")]
     pub code: SecretString,
     /// Seconds the code stays valid.
     pub seconds_left: u64,
+}
+
+/// Whether `code` is what a TOTP code is: 6 to 10 ASCII digits (RFC 4226 codes have at least
+/// 6; the daemon makes 6 to 8).
+pub fn is_totp_code(code: &str) -> bool {
+    (6..=10).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// [`TotpCode::code`] as read from an answer: refused unless [`is_totp_code`] (twenty-first
+/// pass: `scopevault totp` printed a hostile daemon's ESC sequences and line breaks raw). The
+/// error does not quote it.
+fn totp_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    let code = SecretString::deserialize(d)?;
+    if !is_totp_code(code.expose()) {
+        return Err(serde::de::Error::custom(
+            "a TOTP code is 6 to 10 ASCII digits",
+        ));
+    }
+    Ok(code)
 }
 
 /// One credential in a `fetch` response.
@@ -1212,6 +1233,36 @@ mod tests {
         assert_eq!(line.last(), Some(&b'\n'));
         let back = Request::parse(&line[..line.len() - 1]).unwrap();
         assert!(matches!(back, Request::Unlock { passphrase } if passphrase.expose() == "pw"));
+    }
+
+    /// Twenty-first pass: `scopevault totp` printed whatever the daemon sent as the code. A
+    /// code that is not 6 to 10 ASCII digits makes the answer malformed.
+    #[test]
+    fn a_totp_code_is_6_to_10_ascii_digits() {
+        let answer = |code: &str| {
+            serde_json::json!({"ok": true, "v": 1, "task": "t", "audit_seq": 1, "credentials": [{
+                "name": "c", "kind": "totp", "scopes": [], "origins": [], "fields": {},
+                "secrets": {}, "totp": {"code": code, "seconds_left": 5}, "warnings": []
+            }]})
+            .to_string()
+        };
+        for good in ["000000", "123456", "12345678", "1234567890"] {
+            let f: Fetched = parse_response(answer(good).as_bytes()).unwrap();
+            let code = &f.credentials[0].totp.as_ref().unwrap().code;
+            assert_eq!(code.expose(), good);
+        }
+        for bad in [
+            "",
+            "12345",
+            "12345678901",
+            "123 456",
+            "12345\n",
+            "\u{1b}[2J123456",
+            "\u{661}\u{662}\u{663}\u{664}\u{665}\u{666}",
+        ] {
+            let e = parse_response::<Fetched>(answer(bad).as_bytes()).unwrap_err();
+            assert!(matches!(e, ResponseError::Malformed), "{bad:?}: {e}");
+        }
     }
 
     /// Twenty-first pass: an answer whose `v` was missing, `"1"`, `null` or `2` was used as

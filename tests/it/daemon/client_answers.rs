@@ -1,6 +1,6 @@
-//! The binary's client (`get`, `exec`) against a daemon whose answers docs/protocol.md says a
-//! client refuses (twenty-first pass, found by attacking from the documents; the example
-//! clients already refused them: example_clients.rs). The daemon
+//! The binary's client (`get`, `totp`, `exec`) against a daemon whose answers docs/protocol.md
+//! says a client refuses, or shows only escaped (twenty-first pass, found by attacking from
+//! the documents; the example clients already refused them: example_clients.rs). The daemon
 //! is a stand-in in this process: it answers `tasks` as a real one would, and every other
 //! request with the answer under test.
 
@@ -178,6 +178,84 @@ fn the_client_refuses_an_answer_without_v_1_or_with_a_second_line() {
             );
             assert!(!stdout.contains(SECRET), "{case}");
             assert!(!stdout.contains("COMMAND RAN"), "{case}");
+        }
+    }
+}
+
+/// The binary escaped `\r` and ESC in the daemon's error message but wrote a line break in
+/// it raw: `"real\nscopevault: forged ok line"` made a second stderr line, though the README
+/// says a line break in a value from another program is escaped, in an error as elsewhere.
+/// The message is one line now, its line break written `\n`.
+#[test]
+fn the_client_escapes_a_line_break_in_the_daemons_error_message() {
+    let place = Place::new();
+    let socket = place.stand_in(
+        tasks("login", &["username", "password"]),
+        br#"{"ok":false,"v":1,"error":{"code":"denied","message":"real\nscopevault: forged ok line\r\u001b[2J"}}
+"#
+        .to_vec(),
+    );
+    for args in [GET, EXEC] {
+        let out = place.run(&socket, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{}: {stderr}", args[0]);
+        assert_eq!(stderr.lines().count(), 1, "{}: {stderr:?}", args[0]);
+        assert!(
+            stderr.contains(r"denied: real\nscopevault: forged ok line\r\u{1b}[2J"),
+            "{}: {stderr:?}",
+            args[0]
+        );
+    }
+}
+
+/// `scopevault totp` printed the code as the daemon sent it: ESC sequences (a window title, a
+/// cleared screen) and a line break reached the terminal. A TOTP code is 6 to 10 ASCII
+/// digits; an answer with anything else there is not a valid response (exit 5, nothing
+/// printed), for `totp`, `get --field totp` and `exec` alike. Codes of 6 and 10 digits are
+/// taken (the controls).
+#[test]
+fn the_client_refuses_a_totp_code_that_is_not_6_to_10_digits() {
+    let place = Place::new();
+    let totp = |code: &str| {
+        hand_out(
+            serde_json::json!({"ok": true, "v": 1}),
+            serde_json::json!({"kind": "totp", "fields": {},
+                "totp": {"code": code, "seconds_left": 5}}),
+        )
+    };
+    let totp_args: &[&[&str]] = &[
+        &["totp", "--task", "t1", "--timeout", "10"],
+        &["get", "--task", "t1", "--field", "totp", "--timeout", "10"],
+    ];
+    for good in ["123456", "1234567890"] {
+        let socket = place.stand_in(tasks("totp", &[]), totp(good));
+        for args in totp_args {
+            let out = place.run(&socket, args);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            assert_eq!(text(&out.stdout), format!("{good}\n"), "{args:?}");
+        }
+    }
+    for bad in [
+        "\u{1b}]0;PWN\u{7}\u{1b}[2J12\n34",
+        "12345",
+        "12345678901",
+        "123 456",
+        "12345\u{1b}",
+        "\u{ff11}\u{ff12}\u{ff13}\u{ff14}\u{ff15}\u{ff16}",
+        "",
+    ] {
+        let socket = place.stand_in(tasks("totp", &[]), totp(bad));
+        for args in totp_args.iter().copied().chain([EXEC]) {
+            let out = place.run(&socket, args);
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            let case = format!("{bad:?}, {}: {stdout:?} {stderr:?}", args[0]);
+            assert_eq!(out.status.code(), Some(5), "{case}");
+            assert!(
+                stderr.contains("the daemon's answer is not a valid response"),
+                "{case}"
+            );
+            assert!(stdout.is_empty(), "{case}");
+            assert!(!stderr.contains('\u{1b}'), "{case}");
         }
     }
 }
