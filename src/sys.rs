@@ -6,8 +6,10 @@
 //! memory back to the kernel (user and group lookups are [`crate::accounts`]'s). The crate's
 //! only `unsafe` code is here, each block commented and audited: two FFI calls rustix does not
 //! wrap (`malloc_trim`, `getsockopt(SO_PEERPIDFD)`), taking ownership of the descriptor the
-//! latter returns, borrowing an inherited descriptor (`--passphrase-fd`), and a child's
-//! parent-death signal set between its `fork` and `exec` (the demo's daemon).
+//! latter returns, borrowing an inherited descriptor (`--passphrase-fd`), a child's
+//! parent-death signal set between its `fork` and `exec` (the demo's daemon), and glibc's two
+//! internal signals put back at their default there (`exec`'s command; a raw `rt_sigaction`,
+//! which neither rustix nor glibc's `sigaction` offers for them).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -930,6 +932,49 @@ pub fn terminate_with_parent(cmd: &mut std::process::Command) {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
             if rustix::process::getppid() != Some(parent) {
                 return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// glibc's own signals, SIGCANCEL and SIGSETXID (the kernel's first two real-time signals):
+/// no program can set their disposition through `sigaction`, which refuses them.
+const GLIBC_INTERNAL_SIGNALS: [i32; 2] = [32, 33];
+
+/// Have the command `cmd` spawns start with the signal dispositions this process was given:
+/// for `exec`, whose command must start as it would without scopevault in between. A signal
+/// ignored by whoever started scopevault (`nohup`, a shell's background job) stays ignored,
+/// any other is at its default after `execve`, as always; what would differ is glibc's two
+/// internal signals, which its `posix_spawn` (std's way to spawn, when it can) leaves
+/// *ignored* in the child (it ignores them in its helper, and `execve` keeps an ignored
+/// signal): `SigIgn 0000000180000000` in the command's /proc/self/status (twenty-first pass).
+/// A `pre_exec` makes std fork and exec instead, and in the child, between the two, both are
+/// put back at their default: whoever started scopevault may have had them ignored by the same
+/// `posix_spawn` (cargo does), which is nobody's choice. (SIGPIPE starts at its default too,
+/// as std does for every child: Rust's runtime ignores it before `main`, so what the caller
+/// gave is not known.)
+pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between `fork` and `exec`, where only
+    // async-signal-safe work is allowed: it makes two `rt_sigaction` system calls with an
+    // argument on its stack; it allocates nothing and takes no lock. glibc's `sigaction`
+    // refuses these two signals, hence the raw system call. The kernel's `struct sigaction`
+    // differs between architectures (with or without `sa_restorer`), but all zero is the same
+    // everywhere: `SIG_DFL`, no flags, an empty mask; 32 bytes cover every 64-bit layout. A
+    // failure leaves the signal as it was: not worth failing the command for.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            let default = [0u64; 4];
+            for sig in GLIBC_INTERNAL_SIGNALS {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    libc::c_long::from(sig),
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    std::mem::size_of::<u64>(),
+                );
             }
             Ok(())
         });

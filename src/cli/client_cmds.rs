@@ -599,6 +599,9 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
 
     let mut cmd = Command::new(program);
     cmd.args(args).env("SCOPEVAULT_TASK", &fetched.task);
+    // The command starts with the signal dispositions exec was given (not with glibc's two
+    // internal signals ignored, as `posix_spawn` leaves them).
+    crate::sys::start_with_given_signal_dispositions(&mut cmd);
     if let Some(d) = &dir {
         cmd.env("SCOPEVAULT_CREDENTIALS_DIRECTORY", d.path());
     }

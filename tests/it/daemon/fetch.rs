@@ -1486,6 +1486,63 @@ fn an_empty_unlock_passphrase_is_a_bad_request_not_a_wrong_one() {
     d.assert_alive();
 }
 
+/// Twenty-first pass (found by attacking from the documents): `exec`'s command started with
+/// signals 32 and 33 ignored (`SigIgn: 0000000180000000`), where the same command run by the
+/// caller itself had neither. std spawned it with `posix_spawn`, and glibc's leaves its two
+/// internal signals (SIGCANCEL and SIGSETXID) ignored in the child, which `execve` keeps. The
+/// command now starts with the dispositions `exec` was given: here `sh` ignores SIGHUP and
+/// SIGUSR1 and runs `exec`, and the command has what the same `sh` gives a command it runs
+/// itself, but 32 and 33, which always start at their default (the test process may have them
+/// ignored, by the same glibc, from cargo's spawn: no program chooses that, since `sigaction`
+/// refuses them). Failed before the fix: `0000000180000201` for `0000000000000201`.
+#[test]
+fn exec_starts_its_command_with_the_signal_dispositions_it_was_given() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let template = daemon::cmd(&d.dir);
+    let sig_ign = |exec: bool| {
+        let mut c = Command::new("sh");
+        for (k, v) in template.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.arg("-c").arg(r#"trap '' HUP USR1; exec "$0" "$@""#);
+        if exec {
+            c.arg(daemon::bin()).arg("--socket").arg(&d.socket).args([
+                "exec",
+                "--task",
+                "checkout-flow",
+                "--",
+            ]);
+        }
+        let out = c
+            .args(["grep", "^SigIgn:", "/proc/self/status"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let hex = stdout
+            .trim()
+            .strip_prefix("SigIgn:")
+            .expect("a SigIgn line");
+        u64::from_str_radix(hex.trim(), 16).unwrap()
+    };
+    // Signal N is bit N - 1.
+    let bit = |sig: u32| 1u64 << (sig - 1);
+    let given = sig_ign(false) & !(bit(32) | bit(33));
+    assert_eq!(given & (bit(1) | bit(10)), bit(1) | bit(10), "{given:016x}");
+    let child = sig_ign(true);
+    assert_eq!(child, given, "{child:016x} for {given:016x}");
+    d.assert_alive();
+}
+
 #[test]
 fn exec_forwards_sigterm_to_the_child_and_returns_its_exit_code() {
     use std::io::{BufRead, BufReader};
