@@ -322,6 +322,22 @@ fn key_remove_refuses_to_leave_only_keyring_slots_this_host_cannot_open() {
 /// `secret-tool ARGS` (libsecret-tools) on the test's session bus, `stdin` its input: how a
 /// test plants, replaces, lists and clears Secret Service items as another program would.
 /// `None` (a skip, a failure under CI) when secret-tool is not installed.
+/// Run scopevault with `args` on the session bus `bus`: its exit code, and stdout then
+/// stderr as one text.
+fn said_with_bus(e: &Env, bus: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut c = e.cmd();
+    c.env("DBUS_SESSION_BUS_ADDRESS", bus).args(args);
+    let out = e.run_cmd(&mut c, b"");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// A second Secret Service item for the keyring slot entry `account` (service `scopevault`,
 /// username `account`, one more attribute, as `secret-tool store` plants it), holding 32
 /// bytes that are not the slot's key. `None` when secret-tool is missing (a skip).
@@ -474,19 +490,7 @@ fn an_ambiguous_keyring_entry_is_named_with_how_to_list_and_delete_the_extra_ite
     let Some(_) = plant_second_item(&bus, &account) else {
         return;
     };
-    let with_bus = |args: &[&str]| {
-        let mut c = e.cmd();
-        c.env("DBUS_SESSION_BUS_ADDRESS", &bus).args(args);
-        let out = e.run_cmd(&mut c, b"");
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let with_bus = |args: &[&str]| said_with_bus(&e, &bus, args);
     let says_what_to_do = |what: &str, text: &str| {
         assert!(
             text.contains(&format!("holds 2 items for the entry scopevault/{account}"))
@@ -602,19 +606,7 @@ fn a_keyring_entry_holding_another_key_says_to_re_enrol_not_to_start_the_secret_
     let Some(bus) = bus() else { return };
     let e = Env::new();
     let (id, account) = keyring_vault(&e, &bus);
-    let with_bus = |args: &[&str]| {
-        let mut c = e.cmd();
-        c.env("DBUS_SESSION_BUS_ADDRESS", &bus).args(args);
-        let out = e.run_cmd(&mut c, b"");
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let with_bus = |args: &[&str]| said_with_bus(&e, &bus, args);
     let doctor_line = || {
         let (_, text) = with_bus(&["doctor"]);
         text.lines()
