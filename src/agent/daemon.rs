@@ -132,6 +132,12 @@ pub fn run(c: Config) -> anyhow::Result<()> {
         eprintln!("scopevault: warning: the open-files limit is {files} (hard limit), below what {} connections need ({needed}); connections beyond it are refused until others close. Raise LimitNOFILE= (systemd) or `ulimit -Hn`", c.limits.max_connections);
     }
     let audit = AuditLog::open_with(&c.audit_path, c.audit_sync, &c.audit_flags)?;
+    for note in audit.notes_at_open() {
+        eprintln!(
+            "scopevault: audit log {}: {note}",
+            crate::text::shown(&c.audit_path)
+        );
+    }
     let mut handler = Handler::new(c.access, audit);
     handler.set_audit_reserve(c.audit_reserve);
     handler.set_audit_budget(c.audit_budget.0, c.audit_budget.1);

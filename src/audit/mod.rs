@@ -70,7 +70,7 @@ use journal::{key_id, Conflict, Journal, LogId, Redo};
 pub use key::*;
 pub use record::*;
 use recover::*;
-pub use recover::{record_at_seq, Found, LineBefore, Located};
+pub use recover::{is_anchored_record_unterminated, record_at_seq, Found, LineBefore, Located};
 pub use verify::*;
 pub use writer::*;
 

@@ -100,6 +100,51 @@ pub(super) fn read_tail(
     ))
 }
 
+/// Whether `line`, a log's incomplete last line (no newline after it), is the record the anchor
+/// `a` names, whole but for its newline: its SHA-256 is the anchored head, it is a record (read
+/// as every reader reads one, [`record_members`]) at the anchored seq, and it continues
+/// `before`, the seq and hash of the last complete line (`None`: it begins the file). Such a
+/// line lost nothing but its line end: it is not what remains of a cut tail, and `serve`
+/// completes it at start (docs/audit.md, "The anchor"; twenty-second pass: it was called a
+/// cut tail, and `--accept-audit-gap` cut the whole authentic record).
+pub fn is_anchored_record_unterminated(
+    a: &Anchor,
+    line: &[u8],
+    before: Option<(u64, &str)>,
+) -> bool {
+    if line.len() > MAX_LINE || HEXLOWER.encode(&Sha256::digest(line)) != a.head {
+        return false;
+    }
+    let Ok(mut rec) = record_view(line) else {
+        return false;
+    };
+    if record_members(&mut rec).is_err() || rec.seq != a.seq {
+        return false;
+    }
+    match before {
+        Some((seq, head)) => seq.checked_add(1) == Some(rec.seq) && rec.prev == head,
+        None => true,
+    }
+}
+
+/// [`is_anchored_record_unterminated`] for the `torn` bytes after the first `len` bytes of
+/// `file`, which end in the complete line `chain` names (none when `len` is 0).
+pub(super) fn unterminated_at(
+    file: &File,
+    len: u64,
+    torn: u64,
+    chain: &Chain,
+    a: &Anchor,
+) -> std::io::Result<bool> {
+    if torn > MAX_LINE as u64 {
+        return Ok(false);
+    }
+    let mut line = vec![0u8; torn as usize];
+    file.read_exact_at(&mut line, len)?;
+    let before = (len > 0).then_some((chain.seq, chain.prev.as_str()));
+    Ok(is_anchored_record_unterminated(a, &line, before))
+}
+
 /// What [`record_at_seq`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found {

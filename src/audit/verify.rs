@@ -25,9 +25,37 @@ pub struct VerifyReport {
     /// found: a write a crash interrupted, or, where the anchor records a later seq than the
     /// line before it, what remains of a cut tail ([`AnchorGap::cut_within`]).
     pub torn: Option<u64>,
+    /// The walk with the incomplete final line ([`VerifyReport::torn`]) read as if its
+    /// newline were there, when it is a record that continues the chain. Where the anchor
+    /// names that very record ([`VerifyReport::line_end_missing`]), only its line end is
+    /// missing.
+    pub unterminated: Option<Box<VerifyReport>>,
     /// The seqs the file skips where the daemon's `audit.gap` record says so: a gap accepted
     /// at start (`serve --accept-audit-gap`) after records were cut from the log's end.
     pub gaps: Vec<RecordedGap>,
+}
+
+impl VerifyReport {
+    /// The walk with the incomplete final line read as a whole line, when that line is the
+    /// record the anchor `a` names, whole but for its newline (it continues the chain, and
+    /// its SHA-256 is the anchored head): no record is missing, only its line end, which
+    /// `serve` adds at start.
+    pub fn line_end_missing(&self, a: &Anchor) -> Option<&VerifyReport> {
+        self.unterminated
+            .as_deref()
+            .filter(|w| w.last_seq == a.seq && w.head == a.head)
+    }
+
+    /// What [`VerifyReport::line_end_missing`] found (`self` the walk it gave), in the words
+    /// of `audit verify` and `doctor`, naming the anchor file.
+    pub fn describe_line_end_missing(&self, anchor: &Path) -> String {
+        format!(
+            "line {}: seq {} is complete and is the anchored record (its SHA-256 is the head anchored in {}), but only its line end (the final newline) is missing: no record is missing; the daemon's next start (`serve`) adds the newline and records that it did",
+            self.lines,
+            self.last_seq,
+            anchor.display()
+        )
+    }
 }
 
 /// A jump in `seq` that an `audit.gap` record explains ([`VerifyReport::gaps`]).
@@ -83,6 +111,7 @@ pub fn verify_each(
         continues: None,
         first_bad: None,
         torn: None,
+        unterminated: None,
         gaps: Vec::new(),
     };
     let mut head = [b'0'; 64];
@@ -340,6 +369,21 @@ pub(super) fn walk_chain(
                 bad(report, no, "incomplete final line (no newline): the log was truncated or a write was interrupted".into());
                 // The bytes after the last newline (`start`, past every complete line).
                 report.torn = Some(block.data.len().saturating_sub(start) as u64);
+                // Read as a line of its own, on a copy of the walk: a record that continues
+                // the chain is kept aside, for a reader with the anchor to judge.
+                let line = &block.data[start.min(block.data.len())..];
+                let mut whole = VerifyReport {
+                    first_bad: None,
+                    torn: None,
+                    ..report.clone()
+                };
+                let mut end = *head;
+                let mut hash = [0u8; 64];
+                hex_digest(line, &mut hash);
+                if check_line(&mut whole, &mut end, line, &hash, &mut |_, _| Ok(())) {
+                    whole.head = String::from_utf8_lossy(&end).into_owned();
+                    report.unterminated = Some(Box::new(whole));
+                }
                 return Ok(());
             }
         }

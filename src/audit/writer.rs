@@ -123,6 +123,9 @@ pub struct AuditLog {
     /// The highest generation loaded of each vault (from the anchor or the log's
     /// `vault.load` records).
     generations: Mutex<Generations>,
+    /// What the start repaired without a record lost, for `serve` to say on stderr
+    /// ([`AuditLog::notes_at_open`]).
+    notes: Vec<String>,
 }
 
 /// Choices made when opening a log ([`AuditLog::open_with`]).
@@ -568,6 +571,10 @@ pub struct AnchorCheck {
     /// How the log's end disagrees with the anchor (a missing log whose anchor records seq N
     /// is a cut tail of 1..=N).
     pub gap: Option<AnchorGap>,
+    /// The walk with the log's incomplete last line read whole, when that line is the
+    /// anchored record missing only its newline ([`VerifyReport::line_end_missing`]): no gap,
+    /// and `serve` completes the line at start.
+    pub line_end_missing: Option<VerifyReport>,
 }
 
 /// [`AnchorCheck`] of the log at `path`.
@@ -588,6 +595,7 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
             chain: None,
             anchor,
             gap,
+            line_end_missing: None,
         });
     }
     let chain = verify(path)?;
@@ -603,7 +611,16 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
         })
         .map_err(read_err)
     };
+    let line_end_missing = anchor
+        .as_ref()
+        .and_then(|a| chain.line_end_missing(a))
+        .cloned();
     let gap = match (&anchor, &chain.first_bad) {
+        // The anchored record, whole but for its newline: the chain ends at it.
+        (Some(a), Some(_)) if line_end_missing.is_some() => {
+            let whole = line_end_missing.as_ref().expect("checked above");
+            anchor_gap(a, whole.last_seq, &whole.head, || Ok(Found::Before)).map_err(read_err)?
+        }
         (Some(a), None) => compare(a)?,
         // An incomplete last line where the anchor records a later seq than the line before
         // it: that record was complete and anchored, so the line is what remains of a cut
@@ -618,6 +635,7 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
         chain: Some(chain),
         anchor,
         gap,
+        line_end_missing,
     })
 }
 
@@ -825,7 +843,7 @@ impl AuditLog {
         // The log as the start leaves it: its chain, its length up to its last complete line,
         // and the bytes of an incomplete line after that (a torn write), which the start cuts.
         // What the journal writes back ends in whole lines, and replaces a torn last line.
-        let (have, len, torn) = match write_back {
+        let (mut have, mut len, mut torn) = match write_back {
             Some(w) => (
                 Chain {
                     seq: w.last_seq,
@@ -836,6 +854,23 @@ impl AuditLog {
             ),
             None => tail?,
         };
+        // An incomplete last line that is the anchored record whole, but for its newline
+        // (its SHA-256 the anchored head): nothing was cut, only its line end is missing. The
+        // chain ends at that record, and the start completes the line below rather than cut
+        // it as what remains of a cut tail (twenty-second pass: refused as a cut tail, and
+        // `--accept-audit-gap` cut the whole authentic record).
+        let mut unterminated = None;
+        if let (Some(a), Some(bytes), Some(f), None) = (&anchor, torn, &file, write_back) {
+            if unterminated_at(f, len, bytes, &have, a).map_err(open_err)? {
+                unterminated = Some(len + bytes);
+                have = Chain {
+                    seq: a.seq,
+                    prev: a.head.clone(),
+                };
+                len += bytes + 1;
+                torn = None;
+            }
+        }
         // Records may follow the anchored one (those of the last anchor interval before a
         // crash): the record after it must still name it, or the log was cut and written on
         // past the anchor.
@@ -896,6 +931,11 @@ impl AuditLog {
             file.set_len(len)
                 .and_then(|()| file.sync_data())
                 .map_err(open_err)?;
+        } else if let Some(end) = unterminated {
+            // The line end, made durable before any record follows it.
+            file.write_all_at(b"\n", end)
+                .and_then(|()| file.sync_data())
+                .map_err(open_err)?;
         }
         if gap.is_some() || stale_journal {
             // The frames describe what the gap lost: a later start must not write them back
@@ -905,7 +945,7 @@ impl AuditLog {
                 journal = None;
             }
         }
-        let log = AuditLog {
+        let mut log = AuditLog {
             path: path.to_owned(),
             dir: dirfd,
             seg: Mutex::new(Segment {
@@ -943,6 +983,7 @@ impl AuditLog {
             // said "records 1..=N are not anchored" whatever the anchor named: twentieth pass).
             anchored: Mutex::new(anchor.as_ref().map_or(0, |a| a.seq)),
             generations: Mutex::new(Generations::default()),
+            notes: Vec::new(),
         };
         if flags.anchor {
             *log.generations() = Generations::read(anchor.as_ref(), path);
@@ -1040,6 +1081,17 @@ impl AuditLog {
                 })?;
             }
         }
+        if let Some(end) = unterminated {
+            let note = format!(
+                "the log's last line, seq {}, was complete but for its newline: the newline was added (byte {end}; the line is the anchored record, its SHA-256 the anchored head: no record was missing)",
+                have.seq
+            );
+            log.append(AuditRecord {
+                reason: Some(&note),
+                ..AuditRecord::new(AuditOp::AuditRepair, Decision::Error)
+            })?;
+            log.notes.push(note);
+        }
         if let Some(bytes) = torn {
             let reason = match &gap {
                 Some((AnchorGap::CutTail { last, anchored, .. }, _)) => format!(
@@ -1056,6 +1108,12 @@ impl AuditLog {
             })?;
         }
         Ok(log)
+    }
+
+    /// What the start repaired without a record lost (a last line completed with its newline),
+    /// each also recorded in the chain (`audit.repair`): `serve` says them on stderr.
+    pub fn notes_at_open(&self) -> &[String] {
+        &self.notes
     }
 
     /// Append one record. Returns its sequence number once it is written — and, with sync on,

@@ -84,6 +84,18 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         earlier.push((p.as_path(), report));
     }
     let report = walk(path)?;
+    // The anchored record whole but for its newline: the chain ends at it, nothing is
+    // missing, and the one damage is named below (twenty-second pass: it was called what
+    // remains of a cut tail).
+    let whole = anchor
+        .as_ref()
+        .and_then(|a| report.line_end_missing(a))
+        .cloned();
+    let line_end_missing = whole
+        .as_ref()
+        .zip(anchor_file.as_ref())
+        .map(|(w, file)| w.describe_line_end_missing(file));
+    let report = whole.unwrap_or(report);
     // An incomplete last line where the anchor records a later seq than the line before it
     // is judged with the anchor below: that record was complete and anchored, so a cut tail
     // names it (it was reported as an incomplete final line, the wording for a crash in the
@@ -197,6 +209,10 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+    }
+    if let Some(why) = line_end_missing {
+        println!("{shown_path}: {}", escape_for_terminal(&why));
+        return Ok(ExitCode::from(1));
     }
     let first = files
         .iter()

@@ -939,7 +939,17 @@ fn check_audit(r: &mut Report, path: &Path) {
     // names it, not as the incomplete final line a crash in the middle of an append leaves
     // (twenty-first pass).
     let cut_within = checked.gap.as_ref().is_some_and(|g| g.is_cut_within());
-    if let (Some(bad), false) = (chain.first_bad, cut_within) {
+    if let (Some(whole), None) = (&checked.line_end_missing, &checked.gap) {
+        // The anchored record whole but for its newline: nothing is missing, and `serve`
+        // completes the line at start (twenty-second pass: named a cut tail).
+        r.warn(
+            "audit",
+            format!(
+                "{shown}: {}",
+                whole.describe_line_end_missing(&crate::audit::anchor_path(path))
+            ),
+        );
+    } else if let (Some(bad), false) = (chain.first_bad, cut_within) {
         r.fail(
             "audit",
             format!("{shown}: chain broken at line {}: {}; keep the file as evidence, see docs/audit.md", bad.line, bad.why),

@@ -455,7 +455,19 @@ pub fn audit_head(log: &Path) -> AuditHead {
         }
     };
     match last_line_head(log, &f) {
-        Ok((seq, hash, len, torn)) => {
+        Ok((mut seq, mut hash, len, mut torn)) => {
+            // The anchored record whole but for its newline: the head is that record, and
+            // nothing is missing (`serve` adds the newline at start; twenty-second pass: it
+            // was named what remains of a cut tail).
+            if let (Some(a), Some(bytes @ ..=MAX_AUDIT_LINE)) = (&anchor, torn) {
+                let mut line = vec![0u8; bytes as usize];
+                let before = (len > 0).then_some((seq, hash.as_str()));
+                if f.read_exact_at(&mut line, len).is_ok()
+                    && crate::audit::is_anchored_record_unterminated(a, &line, before)
+                {
+                    (seq, hash, torn) = (a.seq, a.head.clone(), None);
+                }
+            }
             if let (Some(a), None) = (&anchor, &out.error) {
                 match crate::audit::anchor_gap(a, seq, &hash, || {
                     crate::audit::record_at_seq(&f, len, a.seq + 1)

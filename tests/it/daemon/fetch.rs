@@ -2195,6 +2195,102 @@ fn a_cut_within_the_anchored_last_line_is_named_a_cut_tail_by_verify_doctor_and_
     assert!(status.get("error").is_none(), "status: {status}");
 }
 
+/// Regression (twenty-second pass, found by the twenty-first pass's review): the anchored
+/// last record missing only its newline (its bytes complete, their SHA-256 the anchored head,
+/// with the journal moved aside) was called a cut tail ("what remains of seq N") by `audit
+/// verify`, `doctor` and `serve`, and `serve --accept-audit-gap` cut that whole authentic
+/// record and recorded a gap. The readers now name the complete record and say only its line
+/// end is missing (verify exit 1, doctor warn, status the head as it is); `serve` completes
+/// the line at start, without `--accept-audit-gap`, keeps the record, records the repair and
+/// says so on stderr. A last line that does not hash to the anchored head stays a cut tail.
+#[test]
+fn an_anchored_last_record_missing_only_its_newline_is_completed_not_cut() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read(&audit_path).unwrap();
+    let last = records(&String::from_utf8_lossy(&text)).last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    std::fs::rename(
+        scopevault::audit::journal_path(&audit_path),
+        dir.path().join("journal.aside"),
+    )
+    .unwrap();
+    std::fs::write(&audit_path, &text[..text.len() - 1]).unwrap();
+    let only = format!("seq {last} is complete and is the anchored record");
+    let line_end = "only its line end (the final newline) is missing";
+    let (verify, doctor, status) = audit_readers(dir.path(), &audit_path);
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
+    assert!(
+        said.contains(&only) && said.contains(line_end),
+        "verify: {said}"
+    );
+    for wrong in ["cut tail", "what remains", "are missing"] {
+        assert!(!said.contains(wrong), "verify: {said}");
+        assert!(!doctor.contains(wrong), "doctor: {doctor}");
+    }
+    assert!(
+        doctor.starts_with("warn") && doctor.contains(&only) && doctor.contains(line_end),
+        "doctor: {doctor}"
+    );
+    assert_eq!(status["seq"].as_u64(), Some(last), "status: {status}");
+    assert!(status.get("error").is_none(), "status: {status}");
+    // `serve` completes the line at start, with no `--accept-audit-gap`, and keeps the record.
+    let d = Daemon::start(dir.path(), &idarg);
+    let err = d.stderr_text();
+    assert!(
+        err.contains(&format!(
+            "the log's last line, seq {last}, was complete but for its newline: the newline was added"
+        )),
+        "serve: {err}"
+    );
+    let after = std::fs::read(&audit_path).unwrap();
+    assert!(after.starts_with(&text), "the record was not kept whole");
+    let added = records(&String::from_utf8_lossy(&after[text.len()..]));
+    assert!(!added.iter().any(|r| r["op"] == "audit.gap"), "{added:?}");
+    assert!(
+        added.iter().any(|r| r["op"] == "audit.repair"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("was complete but for its newline"))),
+        "{added:?}"
+    );
+    assert!(d.stop().success());
+    let out = daemon::cmd(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // A last line one byte shorter than the anchored record (its last byte and its newline
+    // cut) does not hash to the anchored head: a cut tail, as before.
+    let text = std::fs::read(&audit_path).unwrap();
+    let last = records(&String::from_utf8_lossy(&text)).last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    std::fs::write(&audit_path, &text[..text.len() - 2]).unwrap();
+    let missing = format!("records {last}..={last} are missing");
+    let (verify, doctor, _) = audit_readers(dir.path(), &audit_path);
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        said.contains("cut tail") && said.contains(&missing) && !said.contains(line_end),
+        "verify: {said}"
+    );
+    assert!(
+        doctor.starts_with("fail") && doctor.contains(&missing),
+        "doctor: {doctor}"
+    );
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains(&missing) && err.contains("what remains"),
+        "serve: {err}"
+    );
+}
+
 /// Found by forging logs from docs/audit.md (eighteenth pass): with the daemon stopped, an
 /// intruder who can write the log (not the state directory) replaced it by one forged
 /// `audit.rotate` record at the anchored seq + 1 whose `prev` is the anchored head (the
