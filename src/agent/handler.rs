@@ -1742,6 +1742,58 @@ mod tests {
         );
     }
 
+    /// Regression (twenty-second pass, found by the twenty-first pass's review): a refused
+    /// redemption leaves the ticket usable, so its holder could probe with it again and again
+    /// (only the per-uid audit budget bounded the rate, nothing the count). After
+    /// `MAX_REFUSED_REDEMPTIONS` refusals the ticket is withdrawn: every later redemption,
+    /// the one that would have been handed out included, gets the very answer an unknown
+    /// ticket gets, and the withdrawal is audited once. Fewer refusals still leave it usable.
+    #[test]
+    fn a_ticket_is_withdrawn_after_its_fifth_refused_redemption() {
+        use crate::agent::tickets::MAX_REFUSED_REDEMPTIONS;
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let fetch = |ticket: &str, credential: Option<&str>| {
+            let line = match credential {
+                Some(c) => {
+                    format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}","credential":"{c}"}}"#)
+                }
+                None => format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#),
+            };
+            call(&h, &stranger(), &line)
+        };
+        let unknown = fetch("svt1_never-issued", None);
+        assert_eq!(unknown["error"]["code"], "not_found", "{unknown}");
+        // One refusal fewer than the bound: still handed out, once.
+        let ticket = sched_ticket(&h, "search-api");
+        for _ in 1..MAX_REFUSED_REDEMPTIONS {
+            let v = fetch(&ticket, Some("shop-buyer"));
+            assert_eq!(v["error"]["code"], "denied", "{v}");
+        }
+        assert_eq!(fetch(&ticket, None)["ok"], true);
+        // The bound reached: withdrawn.
+        let ticket = sched_ticket(&h, "search-api");
+        for _ in 0..MAX_REFUSED_REDEMPTIONS {
+            let v = fetch(&ticket, Some("shop-buyer"));
+            assert_eq!(v["error"]["code"], "denied", "{v}");
+        }
+        for credential in [None, Some("search-token"), Some("shop-buyer")] {
+            let v = fetch(&ticket, credential);
+            assert_eq!(v["error"], unknown["error"], "{credential:?}: {v}");
+        }
+        let withdrawals = audit_records(dir.path())
+            .into_iter()
+            .filter(|r| {
+                r["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("withdrawn after 5 refused redemptions")
+            })
+            .count();
+        assert_eq!(withdrawals, 1, "the withdrawal is audited once");
+        assert_eq!(MAX_REFUSED_REDEMPTIONS, 5, "docs/protocol.md says 5");
+    }
+
     fn sched() -> PeerIdentity {
         PeerIdentity::with_groups(3000, 3000, 3, vec![])
     }

@@ -2,7 +2,9 @@
 //! check redeems it once. Only a SHA-256 of each ticket is kept, so a memory dump of the daemon
 //! does not reveal redeemable tickets. A ticket is spent by the redemption that hands
 //! something out, never by a refused one; a spent ticket is remembered until well past its
-//! expiry so a second redeem is recognised (and audited as possible interception).
+//! expiry so a second redeem is recognised (and audited as possible interception). A ticket
+//! refused [`MAX_REFUSED_REDEMPTIONS`] times is withdrawn: its holder cannot probe with it
+//! without end.
 
 use std::collections::HashMap;
 
@@ -22,6 +24,8 @@ pub(crate) const MAX_TICKETS: usize = 100_000;
 /// a fourth: by design, the limit guards the admins' quarter, not schedulers from each other
 /// (docs/protocol.md).
 const SCHEDULER_SHARE: usize = 4;
+/// Refused redemptions a ticket takes; the last of them withdraws it (docs/protocol.md).
+pub(crate) const MAX_REFUSED_REDEMPTIONS: u32 = 5;
 /// How long a spent or expired ticket is remembered after its expiry.
 const REMEMBER_SECS: u64 = 24 * 60 * 60;
 /// Prefix that makes a ticket recognisable in a leak scan.
@@ -31,14 +35,18 @@ struct Entry {
     task: String,
     expires_at: u64,
     spent: bool,
+    /// Its redemptions refused while it was outstanding.
+    refused: u32,
+    /// Withdrawn after [`MAX_REFUSED_REDEMPTIONS`] refusals: redeemed as an unknown ticket.
+    withdrawn: bool,
     /// The scheduler that asked for it; `None` for an admin.
     issuer: Option<u32>,
 }
 
 impl Entry {
-    /// Spent or expired: it only waits to be forgotten.
+    /// Spent, withdrawn or expired: it only waits to be forgotten.
     fn dead(&self, now: u64) -> bool {
-        self.spent || now >= self.expires_at
+        self.spent || self.withdrawn || now >= self.expires_at
     }
 }
 
@@ -112,6 +120,9 @@ pub(crate) struct Spent([u8; 32]);
 pub(crate) enum NotRedeemed {
     /// No ticket with this value was issued (or it was forgotten long ago).
     Unknown,
+    /// Withdrawn after [`MAX_REFUSED_REDEMPTIONS`] refused redemptions: answered as
+    /// [`NotRedeemed::Unknown`] is, audited as withdrawn.
+    Withdrawn,
     /// Already redeemed once: possible interception.
     Spent { task: String },
     /// Past its ttl.
@@ -202,6 +213,8 @@ impl Tickets {
                 task: task.to_owned(),
                 expires_at,
                 spent: false,
+                refused: 0,
+                withdrawn: false,
                 issuer,
             },
         );
@@ -267,6 +280,9 @@ impl Tickets {
         let Some(e) = self.by_hash.get(&hash(ticket.expose())) else {
             return Err(NotRedeemed::Unknown);
         };
+        if e.withdrawn {
+            return Err(NotRedeemed::Withdrawn);
+        }
         if e.spent {
             return Err(NotRedeemed::Spent {
                 task: e.task.clone(),
@@ -294,6 +310,30 @@ impl Tickets {
         let issuer = e.issuer;
         self.note_spent(issuer);
         Some(Spent(h))
+    }
+
+    /// Count a refused redemption of a ticket [`Tickets::outstanding`] found outstanding (the
+    /// caller holds the table's lock from that check): the [`MAX_REFUSED_REDEMPTIONS`]th
+    /// withdraws it, and returns true, once. Until the twenty-second pass a refusal left the
+    /// ticket usable however often it came, so its holder could probe (which credentials its
+    /// task lists, which have secrets) without end, bounded in rate by the per-uid audit
+    /// budget alone. A hand-out given back ([`Tickets::give_back`]) is no refusal here.
+    pub(crate) fn refused(&mut self, ticket: &SecretString) -> bool {
+        let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
+            return false;
+        };
+        if e.spent || e.withdrawn {
+            return false;
+        }
+        e.refused += 1;
+        if e.refused < MAX_REFUSED_REDEMPTIONS {
+            return false;
+        }
+        e.withdrawn = true;
+        let issuer = e.issuer;
+        // Dead now: forgotten first when its group is at its limit.
+        self.note_spent(issuer);
+        true
     }
 
     /// Make a ticket [`Tickets::spend`] spent outstanding again: its hand-out's audit record

@@ -6,7 +6,7 @@ use crate::agent::authz::is_runner;
 use crate::agent::outcome::Refusal;
 use crate::agent::peer::PeerIdentity;
 use crate::agent::state::Opened;
-use crate::agent::tickets::{NotRedeemed, Tickets};
+use crate::agent::tickets::{NotRedeemed, Tickets, MAX_REFUSED_REDEMPTIONS};
 use crate::agent::totp::Totp;
 use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::{CredentialKind, Enforce, Policy, Task};
@@ -51,7 +51,17 @@ impl Handler {
                 FetchBy::Ticket(_) => Some(self.tickets.lock().unwrap_or_else(|p| p.into_inner())),
                 FetchBy::Task(_) => None,
             };
-            match self.decide_fetch(v, peer, &by, credential.as_deref(), tickets.as_deref()) {
+            // Whether the ticket was found outstanding: a refusal after that counts against it.
+            let mut ticket_judged = false;
+            let decided = self.decide_fetch(
+                v,
+                peer,
+                &by,
+                credential.as_deref(),
+                tickets.as_deref(),
+                &mut ticket_judged,
+            );
+            match decided {
                 Ok((o, task, granted)) => {
                     let mut held = self.audit_hand_out(
                         peer,
@@ -72,6 +82,17 @@ impl Handler {
                     Ok(held)
                 }
                 Err(mut r) => {
+                    // A refused redemption of an outstanding ticket counts against it; the
+                    // last one it takes withdraws it, which its record says (once). A ticket
+                    // withdrawn before is answered as an unknown one, and audited by its id.
+                    let (mut withdrawn_now, mut withdrawn) = (false, false);
+                    if let (Some(tickets), FetchBy::Ticket(t)) = (tickets.as_mut(), &by) {
+                        withdrawn_now = ticket_judged && tickets.refused(t);
+                        withdrawn = matches!(
+                            tickets.outstanding(t, now_unix()),
+                            Err(NotRedeemed::Withdrawn)
+                        ) && !withdrawn_now;
+                    }
                     drop(tickets);
                     // Names the refusal did not settle are the client's: recorded as is only
                     // when the applied policy declares them (locked, no policy: HMAC).
@@ -89,6 +110,12 @@ impl Handler {
                     // pasted into the wrong field included): recorded as its HMAC, like an
                     // unknown name, never as a plain hash anyone could test guesses against.
                     let suffix = match &by {
+                        FetchBy::Ticket(_) if withdrawn_now => via_ticket.map(|id| format!(
+                            " (ticket {id}: withdrawn after {MAX_REFUSED_REDEMPTIONS} refused redemptions; a later redemption is answered as an unknown ticket)"
+                        )),
+                        FetchBy::Ticket(_) if withdrawn => via_ticket.map(|id| {
+                            format!(" (ticket {id}, withdrawn: answered as an unknown ticket)")
+                        }),
                         FetchBy::Ticket(t) if matches!(r.why, Refusal::TicketUnknown) => {
                             Some(format!(" (ticket {})", self.unknown_name(t.expose())))
                         }
@@ -111,6 +138,7 @@ impl Handler {
         by: &FetchBy,
         credential: Option<&'a str>,
         tickets: Option<&Tickets>,
+        ticket_judged: &mut bool,
     ) -> Step<(&'a Opened, String, Vec<Granted<'a>>)> {
         // No hand-out while the chain's anchor cannot be written: a cut tail would go
         // unnoticed.
@@ -119,6 +147,7 @@ impl Handler {
         }
         let (o, policy) = Self::opened_with_policy(v, Op::Fetch)?;
         let task_name = self.resolve_task(o, policy, peer, by, tickets)?;
+        *ticket_judged = matches!(by, FetchBy::Ticket(_));
         let (task, names) = self.select_credentials(policy, &task_name, credential)?;
         let (today, now) = (time::OffsetDateTime::now_utc().date(), now_unix());
         let credentials = names
@@ -161,7 +190,11 @@ impl Handler {
                     .and_then(|tickets| tickets.outstanding(t, now_unix()));
                 match outstanding {
                     Ok(task) => Ok(task),
-                    Err(NotRedeemed::Unknown) => Err(Refusal::TicketUnknown.into()),
+                    // A withdrawn ticket is answered as an unknown one: the holder learns
+                    // nothing more from it.
+                    Err(NotRedeemed::Unknown | NotRedeemed::Withdrawn) => {
+                        Err(Refusal::TicketUnknown.into())
+                    }
                     Err(NotRedeemed::Spent { task }) => {
                         Err(Refused::in_task(Refusal::TicketSpent, &task))
                     }
