@@ -270,11 +270,27 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
             env.join(", ")
         );
     }
+    // What earlier demos of this uid left when they were killed outright (SIGKILL, the OOM
+    // killer: nothing of a demo runs then, so its directory stayed for good).
+    for (left, pid) in remove_stale_dirs(&std::env::temp_dir()) {
+        match left {
+            Ok(path) => eprintln!(
+                "note: removed {}, left by an earlier demo (pid {pid}) that is gone (killed before it could clean up)",
+                super::shown(&path)
+            ),
+            Err((path, e)) => eprintln!(
+                "note: cannot remove {}, left by an earlier demo (pid {pid}) that is gone: {e}",
+                super::shown(&path)
+            ),
+        }
+    }
     let tmp = tempfile::Builder::new()
-        .prefix("scopevault-demo-")
+        .prefix(DIR_PREFIX)
         .tempdir()
         .context("cannot create a temporary directory")?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700))?;
+    // Marked before anything else is put in it: a later demo removes it if this one is killed.
+    mark(tmp.path()).context("cannot mark the demo directory")?;
     let dir = tmp.path().to_owned();
     // A socket is bound by a path of at most `SOCKET_PATH_MAX` bytes: under a long TMPDIR the
     // daemon could not start, and the demo said only "the daemon exited at start".
@@ -550,6 +566,120 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .open(path)?;
     f.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// The name every demo directory begins with, in `$TMPDIR`.
+const DIR_PREFIX: &str = "scopevault-demo-";
+/// The file in a demo directory naming the demo that made it: `PID START\n`, its pid and
+/// that process's start time (field 22 of /proc/PID/stat, clock ticks since boot), so that
+/// another process given the pid later is not taken for it.
+const MARKER: &str = ".scopevault-demo";
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat), or `None` when there is no
+/// such process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after its last `)`.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Write [`MARKER`] in the demo's directory `dir`.
+fn mark(dir: &Path) -> anyhow::Result<()> {
+    let me = std::process::id();
+    let start = start_time(me).context("cannot read this process's start time in /proc")?;
+    write_private(&dir.join(MARKER), &format!("{me} {start}\n"))
+}
+
+/// The demo that made the directory open as `dir` (its [`MARKER`], read without following
+/// a link, a regular file of this uid): its pid and start time.
+fn marked_by(dir: &rustix::fd::OwnedFd, uid: u32) -> Option<(u32, u64)> {
+    use rustix::fs::{openat, Mode, OFlags};
+    let fd = openat(
+        dir,
+        MARKER,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+        || st.st_uid != uid
+        || st.st_size > 64
+    {
+        return None;
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).ok()?;
+    let mut fields = text.split_whitespace();
+    let pid = fields.next()?.parse().ok()?;
+    let start = fields.next()?.parse().ok()?;
+    fields.next().is_none().then_some((pid, start))
+}
+
+/// What [`remove_stale_dirs`] did with one directory: removed, or not (why), and the pid of
+/// the demo that left it.
+type Stale = (Result<PathBuf, (PathBuf, std::io::Error)>, u32);
+
+/// Remove the directories in `tmp` that demos of this uid left when they were killed (twenty-
+/// second pass: a SIGKILLed demo's directory, with its passphrase, vault and audit log, stayed
+/// for good). One is removed only when it is a directory, not a symbolic link, owned by this
+/// (effective) uid, named `scopevault-demo-*`, and holds our [`MARKER`] naming a demo that is
+/// gone: no process with its pid, or one that started at another time (the pid given to
+/// another process since). Anything else is left alone, and nothing is followed through a
+/// link (the directory is opened with `O_NOFOLLOW`, and `remove_dir_all` follows none).
+fn remove_stale_dirs(tmp: &Path) -> Vec<Stale> {
+    use rustix::fs::{open, Mode, OFlags};
+    use std::os::unix::fs::MetadataExt;
+    let uid = rustix::process::geteuid().as_raw();
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return Vec::new();
+    };
+    let mut done = Vec::new();
+    for e in entries.flatten() {
+        if !e
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(DIR_PREFIX.as_bytes())
+        {
+            continue;
+        }
+        let path = e.path();
+        // `symlink_metadata`: a link is itself, never what it names.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.file_type().is_dir() || meta.uid() != uid {
+            continue;
+        }
+        let Ok(dir) = open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        // The directory opened is the one judged above.
+        let same = rustix::fs::fstat(&dir)
+            .is_ok_and(|st| st.st_dev == meta.dev() && st.st_ino == meta.ino() && st.st_uid == uid);
+        let Some((pid, start)) = marked_by(&dir, uid).filter(|_| same) else {
+            continue;
+        };
+        if start_time(pid) == Some(start) {
+            continue;
+        }
+        done.push((
+            std::fs::remove_dir_all(&path)
+                .map(|()| path.clone())
+                .map_err(|e| (path, e)),
+            pid,
+        ));
+    }
+    done
 }
 
 /// Where the demo's daemon listens, under the demo's directory.

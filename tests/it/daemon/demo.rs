@@ -357,3 +357,105 @@ fn a_demo_killed_with_sigkill_takes_its_daemon_with_it() {
     let left = left_running(&dir);
     assert!(left.is_empty(), "the demo's daemon still runs: {left:?}");
 }
+
+/// The start time (clock ticks since boot, field 22 of /proc/PID/stat) of process `pid`.
+fn start_time_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Regression (twenty-second pass, found by the twenty-first pass's review): a demo killed
+/// with SIGKILL left its directory (passphrase, vault, audit log) in the temporary directory
+/// for good; only its daemon went. Each demo directory now carries a marker naming the demo's
+/// pid and that process's start time, and the next demo removes the directories of this uid
+/// whose demo is gone (a pid reused by another process does not count as the demo), and says
+/// which. Never one without the marker, another uid's, one whose demo still runs, nor what a
+/// symbolic link named like one points at.
+#[test]
+fn the_next_demo_removes_the_directory_a_sigkilled_demo_left_and_nothing_else() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (mut demo_run, lines, killed) = demo_with_its_daemon_up(tmp.path(), home.path());
+    demo_run.kill().unwrap();
+    drop(lines);
+    demo_run.wait().unwrap();
+    assert!(left_running(&killed).is_empty());
+    let marker = killed.join(".scopevault-demo");
+    assert!(
+        marker.exists(),
+        "the killed demo's directory is left, marked"
+    );
+    let marked = std::fs::read_to_string(&marker).unwrap();
+    let fields: Vec<&str> = marked.split_whitespace().collect();
+    assert_eq!(fields.len(), 2, "{marked}");
+    assert_eq!(fields[0], demo_run.id().to_string(), "{marked}");
+    assert!(fields[1].parse::<u64>().is_ok(), "{marked}");
+    // Directories the next demo must leave alone.
+    let me = std::process::id();
+    let keep = |name: &str, marker: Option<String>| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("kept"), "x").unwrap();
+        if let Some(m) = marker {
+            std::fs::write(d.join(".scopevault-demo"), m).unwrap();
+        }
+        d
+    };
+    let unmarked = keep("scopevault-demo-unmarked", None);
+    let running = keep(
+        "scopevault-demo-running",
+        Some(format!("{me} {}\n", start_time_of(me))),
+    );
+    let other_uid = keep("scopevault-demo-otheruid", Some(marked.clone()));
+    let chowned = std::os::unix::fs::chown(&other_uid, Some(65534), Some(65534)).is_ok();
+    if !chowned {
+        crate::common::skip::skip("needs root to make a directory owned by another uid");
+    }
+    let target = keep("elsewhere", Some(marked.clone()));
+    std::os::unix::fs::symlink(&target, tmp.path().join("scopevault-demo-link")).unwrap();
+    // A marker naming this test's pid with another start time: the pid reused, the demo gone.
+    let reused = tmp.path().join("scopevault-demo-reused");
+    std::fs::create_dir(&reused).unwrap();
+    std::fs::write(
+        reused.join(".scopevault-demo"),
+        format!("{me} {}\n", start_time_of(me) + 1),
+    )
+    .unwrap();
+    let out = demo(tmp.path(), home.path()).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for gone in [&killed, &reused] {
+        assert!(!gone.exists(), "{} is left: {stderr}", gone.display());
+        assert!(
+            stderr.contains(&format!(
+                "removed {}, left by an earlier demo",
+                gone.display()
+            )),
+            "{stderr}"
+        );
+    }
+    for kept in [&unmarked, &running, &target] {
+        assert!(kept.join("kept").exists(), "{} was removed", kept.display());
+        assert!(!stderr.contains(&kept.display().to_string()), "{stderr}");
+    }
+    assert!(tmp
+        .path()
+        .join("scopevault-demo-link")
+        .symlink_metadata()
+        .is_ok());
+    if chowned {
+        assert_eq!(std::fs::metadata(&other_uid).unwrap().uid(), 65534);
+        assert!(other_uid.join("kept").exists(), "another uid's was removed");
+    }
+}
