@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 
 use super::args::{GlobalArgs, SyncCommand, SyncOpenbaoArgs};
 use super::unlock::{open_vault_locked, open_vault_to_read, read_secret_file, vault_path};
-use crate::fleet::openbao::{self, Auth, Client, ClientOptions};
+use crate::fleet::openbao::{self, Auth, Client, ClientOptions, TokenFault};
 use crate::policy::CredentialKind;
 use crate::secret::SecretString;
 use crate::vault::{self, Credential, CredentialSource, FieldMap, WriteLock};
@@ -45,22 +45,33 @@ pub(crate) fn run(g: &GlobalArgs, cmd: &SyncCommand) -> anyhow::Result<ExitCode>
 }
 
 /// The token source, in the documented order: BAO_TOKEN, VAULT_TOKEN, --token-file, AppRole.
+///
+/// A variable that is empty or only whitespace is unset, as an empty one always was: a blank
+/// `BAO_TOKEN` was sent as a blank token until the twenty-second pass. A token with
+/// whitespace or a control character anywhere else is refused, unquoted
+/// ([`openbao::token_fault`]).
 fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
     for var in ["BAO_TOKEN", "VAULT_TOKEN"] {
         if let Some(v) = std::env::var_os(var) {
             let Ok(v) = v.into_string() else {
                 bail!("{var} is not UTF-8 text");
             };
-            if !v.is_empty() {
-                return Ok(Auth::Token(SecretString::from(v), var.to_owned()));
+            let v = SecretString::from(v);
+            match openbao::token_fault(v.expose()) {
+                None => return Ok(Auth::Token(v, var.to_owned())),
+                Some(TokenFault::Blank) => {}
+                Some(fault) => bail!("{var} {fault}: set it to the token alone"),
             }
         }
     }
     if let Some(f) = &a.token_file {
         let t = read_secret_file(f)
             .with_context(|| format!("cannot read --token-file {}", f.display()))?;
-        if t.is_empty() {
-            bail!("--token-file {} is empty", f.display());
+        if let Some(fault) = openbao::token_fault(t.expose()) {
+            bail!(
+                "--token-file {} {fault} (one newline at its end is not part of the token)",
+                f.display()
+            );
         }
         return Ok(Auth::Token(
             t,
@@ -70,8 +81,11 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
     if let (Some(role_id), Some(f)) = (&a.approle_role_id, &a.approle_secret_id_file) {
         let secret_id = read_secret_file(f)
             .with_context(|| format!("cannot read --approle-secret-id-file {}", f.display()))?;
-        if secret_id.is_empty() {
-            bail!("--approle-secret-id-file {} is empty", f.display());
+        if secret_id.expose().trim().is_empty() {
+            bail!(
+                "--approle-secret-id-file {} is empty or only whitespace",
+                f.display()
+            );
         }
         if role_id.is_empty() || role_id.chars().any(|c| c.is_control()) {
             bail!("--approle-role-id is empty or holds control characters");

@@ -103,6 +103,41 @@ fn hint_of(status: u16, detail: &str) -> &'static str {
     }
 }
 
+/// What is wrong with a token's text ([`token_fault`]). Its `Display` says so without the
+/// token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFault {
+    /// Empty, or only whitespace: no token at all, reported as a missing one is.
+    Blank,
+    /// Whitespace or a control character among other characters.
+    Unusable,
+}
+
+impl fmt::Display for TokenFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenFault::Blank => "is empty or only whitespace",
+            TokenFault::Unusable => {
+                "holds whitespace or a control character, which no OpenBao token has"
+            }
+        })
+    }
+}
+
+/// Whether `token` can be a token: one that is empty or only whitespace is none (it was sent
+/// as a blank `X-Vault-Token`, which the server takes as no token, twenty-second pass), and
+/// no token holds whitespace or a control character anywhere (it would go into a header as
+/// it is). Says what is wrong, never the token.
+pub fn token_fault(token: &str) -> Option<TokenFault> {
+    if token.trim().is_empty() {
+        Some(TokenFault::Blank)
+    } else if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some(TokenFault::Unusable)
+    } else {
+        None
+    }
+}
+
 /// Where the OpenBao token comes from, in the order they are tried.
 pub enum Auth {
     /// A token (from `BAO_TOKEN`/`VAULT_TOKEN` or a token file); the string says which.
@@ -337,9 +372,15 @@ pub fn check_path(what: &str, p: &str, allow_empty: bool) -> Result<(), BaoError
 
 impl Client {
     /// Build the HTTP agent (TLS verified, no redirects, no proxy) and authenticate: a
-    /// token is used as it is; AppRole logs in first.
+    /// token is used as it is, once [`token_fault`] finds nothing wrong with it; AppRole logs
+    /// in first.
     pub fn connect(opts: &ClientOptions, auth: Auth) -> Result<Client, BaoError> {
         let base = check_addr(&opts.addr)?;
+        if let Auth::Token(t, from) = &auth {
+            if let Some(fault) = token_fault(t.expose()) {
+                return Err(BaoError::Usage(format!("the token from {from} {fault}")));
+            }
+        }
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(ca) = &opts.ca_cert {
             tls = tls.root_certs(load_ca(ca)?);
@@ -413,8 +454,16 @@ impl Client {
         let login: Login =
             serde_json::from_slice(&bytes).map_err(|e| malformed("POST", &path, e))?;
         match login.auth {
-            Some(a) if !a.client_token.is_empty() => Ok(a.client_token),
-            _ => Err(BaoError::Malformed {
+            Some(a) if token_fault(a.client_token.expose()).is_none() => Ok(a.client_token),
+            Some(a) => Err(BaoError::Malformed {
+                method: "POST",
+                path,
+                why: format!(
+                    "the login answer's auth.client_token {}",
+                    token_fault(a.client_token.expose()).unwrap_or(TokenFault::Blank)
+                ),
+            }),
+            None => Err(BaoError::Malformed {
                 method: "POST",
                 path,
                 why: "no auth.client_token in the login answer".into(),
@@ -1305,6 +1354,25 @@ mod tests {
         assert_eq!(Hidden::none().quote("key\u{1b}"), "key\\u{1b}");
         assert_eq!(h.quote(&"x".repeat(400)).len(), MAX_QUOTED);
         assert!(!format!("{h:?}").contains("Token"));
+    }
+
+    /// A blank token is none; whitespace or a control character anywhere in one is refused;
+    /// the fault's text never holds the token.
+    #[test]
+    fn token_fault_finds_blank_tokens_and_whitespace_or_control_characters() {
+        for blank in ["", " ", "  ", "\t", " \t\r\n ", "\u{a0}"] {
+            assert_eq!(token_fault(blank), Some(TokenFault::Blank), "{blank:?}");
+        }
+        for bad in [
+            "a b", "a\tb", "a\u{1b}b", "a\u{7f}", "\u{85}a", " a", "a ", "a\n",
+        ] {
+            assert_eq!(token_fault(bad), Some(TokenFault::Unusable), "{bad:?}");
+        }
+        for good in ["hvs.CAESIJ-x_y", "s.abc", "root-tok-Xq7-openbao-test"] {
+            assert_eq!(token_fault(good), None, "{good:?}");
+        }
+        let unusable = TokenFault::Unusable.to_string();
+        assert!(!unusable.contains("a b"), "{unusable}");
     }
 
     #[test]

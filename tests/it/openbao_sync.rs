@@ -840,6 +840,112 @@ fn a_bad_token_a_token_file_and_the_auth_order() {
     assert!(out.contains("0 to change, 2 unchanged"), "{out}");
 }
 
+/// Twenty-second pass (found by the twenty-first pass's review): `BAO_TOKEN="  "` (only
+/// whitespace), like a token file of only whitespace, was sent as a token (a blank
+/// `X-Vault-Token`, which the server takes as none) instead of being reported as missing; and
+/// a token holding a space, a tab or a control character was sent in the header too, though
+/// no token holds one. A blank token is missing now, as an absent one is; one with whitespace
+/// or a control character inside is refused, naming where it came from but never quoting
+/// it. Neither reaches the network: the address is a port nothing listens on, so a token sent
+/// would fail with "no answer from OpenBao" instead.
+#[test]
+fn regression_a_blank_token_is_missing_and_one_with_whitespace_or_a_control_character_is_refused_unquoted(
+) {
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let a = [
+        "--addr",
+        closed.as_str(),
+        "--mount",
+        "secret",
+        "--prefix",
+        "m/",
+    ];
+    let never_sent = |out: &Output| {
+        assert!(
+            !stderr(out).contains("no answer from OpenBao"),
+            "the token was sent: {}",
+            stderr(out)
+        );
+    };
+    let missing = ["no OpenBao token", "BAO_TOKEN", "--token-file"];
+
+    // Only whitespace in the environment: missing, as when it is unset (VAULT_TOKEN too).
+    for blank in ["  ", " \t ", "\t"] {
+        let out = site.sync(Some(blank), &a);
+        assert_failed(&out, &before, &site, &missing, &[]);
+        never_sent(&out);
+        let out = site
+            .sync_cmd(None, &a)
+            .env("VAULT_TOKEN", blank)
+            .output()
+            .unwrap();
+        assert_failed(&out, &before, &site, &missing, &[]);
+        never_sent(&out);
+    }
+
+    // A token file that is empty or holds only whitespace: empty, naming the file.
+    let tf = site.dir.path().join("token");
+    let with_file = [&a[..], &["--token-file", tf.to_str().unwrap()]].concat();
+    for blank in ["", "\n", "   \n", " \t \r\n"] {
+        std::fs::write(&tf, blank).unwrap();
+        let out = site.sync(None, &with_file);
+        assert_failed(
+            &out,
+            &before,
+            &site,
+            &["--token-file", "is empty or only whitespace"],
+            &[],
+        );
+        never_sent(&out);
+    }
+
+    // Whitespace or a control character inside (or around) a token: refused, never quoted.
+    let refused = "holds whitespace or a control character, which no OpenBao token has";
+    for bad in [
+        "Tk-inner Zq9",
+        "Tk-tab\tZq9",
+        "Tk-esc\u{1b}[2JZq9",
+        "Tk-cr\rZq9",
+        " Tk-lead-Zq9",
+        "Tk-trail-Zq9 ",
+    ] {
+        let out = site.sync(Some(bad), &a);
+        assert_failed(&out, &before, &site, &["BAO_TOKEN", refused], &[bad, "Zq9"]);
+        never_sent(&out);
+        let out = site
+            .sync_cmd(None, &a)
+            .env("VAULT_TOKEN", bad)
+            .output()
+            .unwrap();
+        assert_failed(
+            &out,
+            &before,
+            &site,
+            &["VAULT_TOKEN", refused],
+            &[bad, "Zq9"],
+        );
+        never_sent(&out);
+        // In a file, after the one trailing newline a file's secret may end with.
+        std::fs::write(&tf, format!("{bad}\n")).unwrap();
+        let out = site.sync(None, &with_file);
+        assert_failed(
+            &out,
+            &before,
+            &site,
+            &["--token-file", refused],
+            &[bad, "Zq9"],
+        );
+        never_sent(&out);
+    }
+    // Two newlines at the end: the second is a control character inside the token.
+    std::fs::write(&tf, "Tk-two-newlines-Zq9\n\n").unwrap();
+    let out = site.sync(None, &with_file);
+    assert_failed(&out, &before, &site, &["--token-file", refused], &["Zq9"]);
+    never_sent(&out);
+}
+
 #[test]
 fn a_sealed_store_and_a_missing_mount_fail_with_status_and_path() {
     let Some(bao) = Bao::start() else { return };
