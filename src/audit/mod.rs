@@ -911,6 +911,12 @@ mod tests {
             log.hmac_value("s3cret-value")
         );
         assert!(line.ends_with(&tail), "{line}");
+        // `time` is RFC 3339 in UTC, ending in an uppercase `Z` (the readers refuse any other
+        // offset, twenty-second pass), and the record is one the verifier takes.
+        let time = &line[expect_prefix.len()..line.len() - tail.len() - 1];
+        assert!(time.ends_with('Z'), "{time}");
+        time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).unwrap();
+        verified_shape(line.as_bytes()).unwrap();
         assert!(log.hmac_value("x").starts_with("hmac-sha256:"));
         assert_eq!(log.hmac_value("x").len(), HMAC_PREFIX.len() + 64);
         let key = AuditKey::load(&path).unwrap();

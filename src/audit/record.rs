@@ -216,17 +216,31 @@ pub struct RecordView<'a> {
 }
 
 /// The members every record the daemon writes has (docs/audit.md, "One line per record"):
-/// `time` a string in RFC 3339, `op` and `decision` strings. A line without them verifies no
-/// more than one without `seq` or `prev`: `audit verify`, `doctor` and `lint --audit` judge it
-/// alike. Sets [`RecordView::at`].
+/// `time` a string in RFC 3339 in UTC, `op` and `decision` strings. A line without them
+/// verifies no more than one without `seq` or `prev`: `audit verify`, `doctor` and `lint
+/// --audit` judge it alike. Sets [`RecordView::at`].
 pub(super) fn record_members(rec: &mut RecordView<'_>) -> Result<(), String> {
     let (Some(time), Some(_), Some(_)) = (&rec.time, &rec.op, &rec.decision) else {
         return Err("not an audit record (no string `time`, `op` or `decision`)".to_owned());
     };
+    rec.at = Some(utc_time(time)?);
+    Ok(())
+}
+
+/// A record's `time`: RFC 3339 ending in `Z`, as the writer formats `now_utc` (the `time`
+/// crate writes a zero offset as `Z`). Another offset, even `+00:00` or a lowercase `z`, is
+/// refused rather than taken as the same instant: the format has one way to write a time
+/// (twenty-second pass, found by the twenty-first pass's review: `+05:00` verified). A time
+/// that parses holds nothing but digits and `-:.+TtZz`, so the refusal may quote it.
+fn utc_time(time: &str) -> Result<time::OffsetDateTime, String> {
     let at = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("`time` is not RFC 3339 ({e})"))?;
-    rec.at = Some(at);
-    Ok(())
+    if !time.ends_with('Z') || !at.offset().is_utc() {
+        return Err(format!(
+            "`time` is not in UTC ({time}: the daemon writes every time in UTC, ending in `Z`)"
+        ));
+    }
+    Ok(at)
 }
 
 /// The peer of a record ([`RecordView`], [`ShownRecord`]).
@@ -280,7 +294,7 @@ pub fn typed_record(line: &[u8]) -> Result<(), String> {
 }
 
 /// Whether `line` is a record for the verifier ([`record_view`], [`record_members`]): members
-/// of their types, a numeric `seq`, a 64-hex-digit `prev`, and a string `time` in RFC 3339,
+/// of their types, a numeric `seq`, a 64-hex-digit `prev`, and a string `time` in RFC 3339 ending in `Z`,
 /// `op` and `decision`. `Err` is the why `audit verify` gives. `audit show` shows a line this
 /// refuses as not a record, so that the two agree on which lines are records (twenty-first
 /// pass, found by attacking from the documents: a `time` of `2026-13-45T99:99:99Z` was
@@ -809,6 +823,32 @@ pub(super) fn hex_digest(line: &[u8], out: &mut [u8; 64]) {
 mod tests {
     use super::*;
     use crate::protocol::Op;
+
+    /// Twenty-second pass (found by the twenty-first pass's review): a `time` in RFC 3339
+    /// with another offset than `Z` was taken, though audit.md says `time` is UTC and the
+    /// writer ends every time with `Z`; refused now, with the shape of the RFC 3339 refusal.
+    #[test]
+    fn a_time_with_an_offset_or_a_lowercase_z_is_refused_as_not_in_utc() {
+        let z = "0".repeat(64);
+        let line = |t: &str| {
+            format!(r#"{{"seq":1,"time":"{t}","op":"fetch","decision":"allow","prev":"{z}"}}"#)
+        };
+        for t in ["2026-11-30T10:00:00Z", "2026-11-30T10:00:00.123456789Z"] {
+            verified_shape(line(t).as_bytes()).unwrap();
+        }
+        for t in [
+            "2026-11-30T10:00:00+05:00",
+            "2026-11-30T10:00:00+00:00",
+            "2026-11-30T10:00:00-00:00",
+            "2026-11-30T10:00:00z",
+        ] {
+            let why = verified_shape(line(t).as_bytes()).unwrap_err();
+            assert!(why.starts_with("`time` is not in UTC ("), "{t}: {why}");
+            assert!(why.contains(t), "{t}: {why}");
+        }
+        let why = verified_shape(line("2026-11-30T10:00:00").as_bytes()).unwrap_err();
+        assert!(why.starts_with("`time` is not RFC 3339 ("), "{why}");
+    }
 
     /// The `op` strings are the log's format: the daemon's own kinds as docs/audit.md names
     /// them, a request's as its protocol op; a name read back that this version does not

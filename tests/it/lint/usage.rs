@@ -1367,6 +1367,67 @@ fn lint_and_audit_verify_refuse_a_record_whose_time_is_not_rfc_3339_alike() {
     }
 }
 
+/// Twenty-second pass (found by the twenty-first pass's review): a record whose `time` carries
+/// an offset other than `Z` (`+05:00`, also `+00:00`, `-00:00` and a lowercase `z`) verified,
+/// was counted by lint and shown as a record, though audit.md says `time` is "RFC 3339, UTC"
+/// and the daemon writes every time ending in `Z`. The one reader refuses it now, as it
+/// refuses a time that is not RFC 3339: `verify` exits 1, lint 2, and `show` marks the line as
+/// not a record, each with "`time` is not in UTC (…)".
+#[test]
+fn regression_a_record_whose_time_is_not_in_utc_is_refused_by_verify_lint_and_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = chain(&busy_log()[..2]);
+    let lines: Vec<&str> = text.lines().collect();
+    // The daemon's own form, as the helper writes it (and the writer: `now_utc`, RFC 3339).
+    for l in &lines {
+        let at = l.find(r#""time":""#).unwrap() + 8;
+        let t = &l[at..at + l[at..].find('"').unwrap()];
+        assert!(t.ends_with('Z'), "{t}");
+    }
+    let prev = hex(&Sha256::digest(lines[0].as_bytes()));
+    let time_at = lines[1].find(r#""time":""#).unwrap() + 8;
+    let time_end = time_at + lines[1][time_at..].find('"').unwrap();
+    for t in [
+        "2026-11-30T10:00:00+05:00",
+        "2026-11-30T10:00:00+00:00",
+        "2026-11-30T10:00:00-00:00",
+        "2026-11-30T10:00:00.5-08:00",
+        "2026-11-30T10:00:00z",
+    ] {
+        // Line 2 with this time, the chain recomputed: only its `time` is wrong.
+        let second = format!("{}{t}{}", &lines[1][..time_at], &lines[1][time_end..]);
+        assert!(second.ends_with(&format!(r#""prev":"{prev}"}}"#)));
+        let log = write(d, "audit.jsonl", &format!("{}\n{second}\n", lines[0]));
+        let l = log.display().to_string();
+        let why = "`time` is not in UTC (";
+
+        let verify = scopevault(d, &["audit", "verify", "--audit", &l]);
+        let said = String::from_utf8_lossy(&verify.stdout);
+        assert_eq!(verify.status.code(), Some(1), "{t}: {said}");
+        assert!(said.contains(&format!("{l}: line 2: {why}")), "{t}: {said}");
+
+        let r = lint(d, POLICY, &[&log], &[]);
+        assert_eq!(r.code, 2, "{t}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains(&format!("{l}:2: the audit log does not verify: {why}")),
+            "{t}: {}",
+            r.stderr
+        );
+
+        let show = scopevault(d, &["audit", "show", "--audit", &l]);
+        assert!(show.status.success(), "{t}");
+        let shown = String::from_utf8_lossy(&show.stdout);
+        let shown: Vec<&str> = shown.lines().collect();
+        assert!(shown[0].starts_with("#1 "), "{t}: {shown:?}");
+        assert!(
+            shown[1].starts_with("? \"") && shown[1].contains(&format!("(not a record: {why}")),
+            "{t}: {shown:?}"
+        );
+    }
+}
+
 /// Under a `vault.load` of the very policy linted, the daemon hands out only what it allows: a
 /// credential its task lists, by declared names (seventeenth pass). A log with a recomputed
 /// chain holding an allowed fetch of `admin` for task `legacy` (which does not list it) was
