@@ -257,10 +257,16 @@ pub struct PeerView<'a> {
 }
 
 /// Parse one line: a JSON object whose members have the types docs/audit.md gives them, none
-/// written twice ([`typed_record`]), with a `seq` and a 64-hex-digit `prev`.
+/// written twice ([`typed_record`]), with a `seq` from 1 and a 64-hex-digit `prev`.
 pub(super) fn record_view(line: &[u8]) -> Result<RecordView<'_>, String> {
     let m = members(line, false)?;
     let seq = m.seq.ok_or_else(|| "no numeric \"seq\"".to_owned())?;
+    // No record is at seq 0, wherever it stands: a line there is refused for its shape, so
+    // that `audit show` marks it as `verify` refuses it (twenty-second pass: a lone line at
+    // seq 0 was shown as `#0`, and `verify` called it a chain error, "seq 0 follows seq 0").
+    if seq == 0 {
+        return Err("`seq` is 0: the daemon numbers its records from 1".to_owned());
+    }
     let prev = m
         .prev
         .filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -294,7 +300,7 @@ pub fn typed_record(line: &[u8]) -> Result<(), String> {
 }
 
 /// Whether `line` is a record for the verifier ([`record_view`], [`record_members`]): members
-/// of their types, a numeric `seq`, a 64-hex-digit `prev`, and a string `time` in RFC 3339 ending in `Z`,
+/// of their types, a numeric `seq` from 1, a 64-hex-digit `prev`, and a string `time` in RFC 3339 ending in `Z`,
 /// `op` and `decision`. `Err` is the why `audit verify` gives. `audit show` shows a line this
 /// refuses as not a record, so that the two agree on which lines are records (twenty-first
 /// pass, found by attacking from the documents: a `time` of `2026-13-45T99:99:99Z` was

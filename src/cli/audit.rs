@@ -499,6 +499,13 @@ mod tests {
                 format!(r#"{{"seq":1,"time":"2026-12-01T10:00:00Z","op":"fetch","prev":"{z}"}}"#),
                 "not an audit record (no string `time`, `op` or `decision`)",
             ),
+            // Twenty-second pass: shown as `#0 …`, while `verify` refused it.
+            (
+                format!(
+                    r#"{{"seq":0,"time":"2026-12-01T10:00:00Z","op":"lock","decision":"allow","prev":"{z}"}}"#
+                ),
+                "`seq` is 0: the daemon numbers its records from 1",
+            ),
         ] {
             let shown = render(line.as_bytes());
             assert!(shown.starts_with("? \""), "{shown}");

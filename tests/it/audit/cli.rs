@@ -854,6 +854,42 @@ fn records_with_a_member_of_another_type_or_written_twice_are_refused_naming_it(
     }
 }
 
+/// Twenty-second pass (found by the twenty-first pass's review): a lone line at `seq` 0 was
+/// shown by `audit show` as a record (`#0 … allow lock`) while `audit verify` refused it as a
+/// chain error ("seq 0 follows seq 0"). The daemon numbers records from 1, so no line at seq 0
+/// is one of its records, wherever it stands: the one reader refuses it for its shape, and
+/// `show` marks it as it marks every line `verify` refuses so, with `verify`'s why.
+#[test]
+fn regression_a_line_at_seq_0_is_not_a_record_for_show_as_for_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let why = "`seq` is 0: the daemon numbers its records from 1";
+    for line in [
+        format!(
+            r#"{{"seq":0,"time":"2026-12-01T20:00:00Z","peer":null,"op":"lock","task":null,"credential":null,"decision":"allow","reason":null,"warnings":[],"values":{{}},"prev":"{}"}}"#,
+            "0".repeat(64)
+        ),
+        format!(
+            r#"{{"seq":0,"time":"2026-12-01T20:00:00Z","peer":null,"op":"audit.rotate","task":null,"credential":null,"decision":"allow","reason":null,"warnings":[],"values":{{}},"prev":"{}"}}"#,
+            "ab".repeat(32)
+        ),
+    ] {
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let out = run(&["audit", "verify"], &path, None);
+        let said = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains(&format!("line 1: {why}")), "{said}");
+        let out = run(&["audit", "show"], &path, None);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let shown = text(&out.stdout);
+        assert!(
+            shown.starts_with("? \"") && shown.contains(&format!("(not a record: {why})")),
+            "{shown}"
+        );
+        assert!(!shown.contains("#0"), "{shown}");
+    }
+}
+
 /// Found by the last review (nineteenth pass): `serve` read the log's last line, to continue
 /// its chain, with a lenient parser of `seq` and `prev` alone, while `audit verify`, `doctor`,
 /// `audit show` and `lint --audit` read every line with the typed reader. A last line that
