@@ -220,11 +220,24 @@ pub struct RecordView<'a> {
 /// verifies no more than one without `seq` or `prev`: `audit verify`, `doctor` and `lint
 /// --audit` judge it alike. Sets [`RecordView::at`].
 pub(super) fn record_members(rec: &mut RecordView<'_>) -> Result<(), String> {
-    let (Some(time), Some(_), Some(_)) = (&rec.time, &rec.op, &rec.decision) else {
-        return Err("not an audit record (no string `time`, `op` or `decision`)".to_owned());
-    };
-    rec.at = Some(utc_time(time)?);
+    rec.at = Some(required_members(
+        rec.time.as_deref(),
+        rec.op.is_some(),
+        rec.decision.is_some(),
+    )?);
     Ok(())
+}
+
+/// What [`record_members`] asks, of members however they were read: the parsed `time`.
+fn required_members(
+    time: Option<&str>,
+    op: bool,
+    decision: bool,
+) -> Result<time::OffsetDateTime, String> {
+    match time {
+        Some(time) if op && decision => utc_time(time),
+        _ => Err("not an audit record (no string `time`, `op` or `decision`)".to_owned()),
+    }
 }
 
 /// A record's `time`: RFC 3339 ending in `Z`, as the writer formats `now_utc` (the `time`
@@ -260,20 +273,10 @@ pub struct PeerView<'a> {
 /// written twice ([`typed_record`]), with a `seq` from 1 and a 64-hex-digit `prev`.
 pub(super) fn record_view(line: &[u8]) -> Result<RecordView<'_>, String> {
     let m = members(line, false)?;
-    let seq = m.seq.ok_or_else(|| "no numeric \"seq\"".to_owned())?;
-    // No record is at seq 0, wherever it stands: a line there is refused for its shape, so
-    // that `audit show` marks it as `verify` refuses it (twenty-second pass: a lone line at
-    // seq 0 was shown as `#0`, and `verify` called it a chain error, "seq 0 follows seq 0").
-    if seq == 0 {
-        return Err("`seq` is 0: the daemon numbers its records from 1".to_owned());
-    }
-    let prev = m
-        .prev
-        .filter(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| "no 64-hex-digit \"prev\"".to_owned())?;
+    let seq = chain_members(m.seq, m.prev.as_deref())?;
     Ok(RecordView {
         seq,
-        prev,
+        prev: m.prev.unwrap_or_default(),
         op: m.op,
         time: m.time,
         peer: m.peer,
@@ -285,6 +288,22 @@ pub(super) fn record_view(line: &[u8]) -> Result<RecordView<'_>, String> {
         at: None,
         hash: None,
     })
+}
+
+/// What [`record_view`] asks of a line's chain members, however they were read: a `seq`
+/// from 1 and a 64-hex-digit `prev`. Returns the seq.
+fn chain_members(seq: Option<u64>, prev: Option<&str>) -> Result<u64, String> {
+    let seq = seq.ok_or_else(|| "no numeric \"seq\"".to_owned())?;
+    // No record is at seq 0, wherever it stands: a line there is refused for its shape, so
+    // that `audit show` marks it as `verify` refuses it (twenty-second pass: a lone line at
+    // seq 0 was shown as `#0`, and `verify` called it a chain error, "seq 0 follows seq 0").
+    if seq == 0 {
+        return Err("`seq` is 0: the daemon numbers its records from 1".to_owned());
+    }
+    match prev {
+        Some(p) if p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(seq),
+        _ => Err("no 64-hex-digit \"prev\"".to_owned()),
+    }
 }
 
 /// Whether `line` is a JSON object whose members have the types docs/audit.md gives them
@@ -300,14 +319,17 @@ pub fn typed_record(line: &[u8]) -> Result<(), String> {
 }
 
 /// Whether `line` is a record for the verifier ([`record_view`], [`record_members`]): members
-/// of their types, a numeric `seq` from 1, a 64-hex-digit `prev`, and a string `time` in RFC 3339 ending in `Z`,
-/// `op` and `decision`. `Err` is the why `audit verify` gives. `audit show` shows a line this
+/// of their types, a numeric `seq` from 1, a 64-hex-digit `prev`, and a string `time` in RFC
+/// 3339 ending in `Z`, `op` and `decision`. `Err` is the why `audit verify` gives. `audit show` shows a line this
 /// refuses as not a record, so that the two agree on which lines are records (twenty-first
 /// pass, found by attacking from the documents: a `time` of `2026-13-45T99:99:99Z` was
-/// refused by `verify` and shown as a record).
-pub fn verified_shape(line: &[u8]) -> Result<(), String> {
-    let mut view = record_view(line)?;
-    record_members(&mut view)
+/// refused by `verify` and shown as a record). `Ok` is the line read as [`shown_record`]
+/// reads it, with what only `show` prints: one parse serves the check and the display.
+pub fn verified_shape(line: &[u8]) -> Result<ShownRecord<'_>, String> {
+    let m = members(line, true)?;
+    chain_members(m.seq, m.prev.as_deref())?;
+    required_members(m.time.as_deref(), m.op.is_some(), m.decision.is_some())?;
+    Ok(m)
 }
 
 /// A record line read as [`typed_record`] reads it, with every member `audit show` prints kept:
@@ -848,11 +870,13 @@ mod tests {
             "2026-11-30T10:00:00-00:00",
             "2026-11-30T10:00:00z",
         ] {
-            let why = verified_shape(line(t).as_bytes()).unwrap_err();
+            let why = verified_shape(line(t).as_bytes()).err().unwrap();
             assert!(why.starts_with("`time` is not in UTC ("), "{t}: {why}");
             assert!(why.contains(t), "{t}: {why}");
         }
-        let why = verified_shape(line("2026-11-30T10:00:00").as_bytes()).unwrap_err();
+        let why = verified_shape(line("2026-11-30T10:00:00").as_bytes())
+            .err()
+            .unwrap();
         assert!(why.starts_with("`time` is not RFC 3339 ("), "{why}");
     }
 

@@ -353,15 +353,15 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
 /// executable name (and a task or credential name) is chosen by whoever connected, and must
 /// neither drive the admin's terminal nor pass for other fields (`exe=/tmp/x uid=0 gid=0`).
 ///
-/// The line is read by the reader `audit verify` and `lint --audit` read it with
-/// ([`audit::shown_record`]), so a line they take for a record is shown as one, and one they
-/// refuse is shown as not a record, with why. A member of another type than the daemon writes,
+/// The line is read once, by the reader `audit verify` and `lint --audit` read it with, asked
+/// what the verifier asks of a line ([`audit::verified_shape`]), so a line they take for a
+/// record is shown as one, and one they refuse is shown as not a record, with why. A member of another type than the daemon writes,
 /// or one written twice, is not one of its records: shown as such, never read as one (a
 /// `warnings` item that is a number shown as "", a second `decision` counted). Until the
 /// twenty-first pass `show` parsed the line into a JSON tree first, whose parser stops at 128
 /// levels: a record whose unknown member nests deeper verified, and was shown as not JSON.
 fn render(line: &[u8]) -> String {
-    let rec = match audit::verified_shape(line).and_then(|()| audit::shown_record(line)) {
+    let rec = match audit::verified_shape(line) {
         Ok(rec) => rec,
         Err(why) => {
             return format!(
@@ -511,7 +511,7 @@ mod tests {
             assert!(shown.starts_with("? \""), "{shown}");
             assert!(shown.contains(&format!("(not a record: {why}")), "{shown}");
             assert!(!shown.contains('\u{1b}'), "{shown}");
-            let verified = crate::audit::verified_shape(line.as_bytes()).unwrap_err();
+            let verified = crate::audit::verified_shape(line.as_bytes()).err().unwrap();
             assert!(verified.starts_with(why), "{verified}");
         }
     }
