@@ -269,21 +269,25 @@ impl Follower {
         // newline is read, maybe in a later read.
         let mut ends = self.ends.iter().copied();
         loop {
+            // An over-long line handed out ends at the next newline of this read, if there
+            // is one: the first that no line handed out since has taken. Remembered here
+            // alone, before the reader goes past it (it was at two places, the line after it
+            // and the end of the read, until the twenty-second pass).
+            if let Some(no) = self.overlong {
+                if let Some(end) = ends.next() {
+                    self.overlong = None;
+                    remember_overlong(
+                        &mut self.seen,
+                        &self.file,
+                        &self.key,
+                        self.gzip.is_some(),
+                        (self.line_start, end, no),
+                    )?;
+                    self.line_start = end;
+                }
+            }
             match self.lines.next_line()? {
                 NextLine::Line(l) => {
-                    if let Some(no) = self.overlong.take() {
-                        let Some(end) = ends.next() else {
-                            return Err(unaligned());
-                        };
-                        remember_overlong(
-                            &mut self.seen,
-                            &self.file,
-                            &self.key,
-                            self.gzip.is_some(),
-                            (self.line_start, end, no),
-                        )?;
-                        self.line_start = end;
-                    }
                     self.no += 1;
                     let Some(end) = ends.next() else {
                         return Err(unaligned());
@@ -306,22 +310,7 @@ impl Follower {
                     emit(Event::Overlong(self.no))?;
                     self.overlong = Some(self.no);
                 }
-                NextLine::End => {
-                    if self.overlong.is_some() {
-                        if let Some(end) = ends.next() {
-                            let no = self.overlong.take().unwrap_or(self.no);
-                            remember_overlong(
-                                &mut self.seen,
-                                &self.file,
-                                &self.key,
-                                self.gzip.is_some(),
-                                (self.line_start, end, no),
-                            )?;
-                            self.line_start = end;
-                        }
-                    }
-                    return Ok(());
-                }
+                NextLine::End => return Ok(()),
             }
         }
     }
