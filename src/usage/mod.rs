@@ -432,12 +432,6 @@ pub fn read_evidence(
             begun.insert(&f.hash, i);
         }
     }
-    let mut later_starts: HashMap<u64, Vec<(usize, &str)>> = HashMap::default();
-    for (i, f) in firsts.iter().enumerate() {
-        if let Some(f) = f.as_ref().filter(|f| f.seq > 1) {
-            later_starts.entry(f.seq).or_default().push((i, &f.prev));
-        }
-    }
     // The files whose first record continues a line (its `prev`), by that line's hash: a
     // file may continue only another's last line (a rotation, a gap record), and only one file
     // the same line (twenty-first pass, found by attacking this pass's fixes: a fork whose
@@ -503,8 +497,18 @@ pub fn read_evidence(
                     continued = Some((j, no));
                 }
             }
-            if let Some(starts) = later_starts.get(&rec.seq) {
-                if let Some(&(j, _)) = starts.iter().find(|(j, prev)| *j != i && *prev == rec.prev) {
+            // Two files that begin with other records at the same seq after the same line: an
+            // overlap even when no file given holds that line (the fork check above needs it).
+            // Only a first record can be one: a later record's `prev` is the line before it
+            // here, which the fork check has already met (until the twenty-second pass every
+            // record was looked up here, and only first records could still be found).
+            if no == 1 {
+                let twin = continuing.get(&*rec.prev).and_then(|js| {
+                    js.iter().copied().find(|&j| {
+                        j != i && firsts[j].as_ref().is_some_and(|f| f.seq == rec.seq)
+                    })
+                });
+                if let Some(j) = twin {
                     overlap = Some((j, no));
                     return Err("overlaps another file given".to_owned());
                 }

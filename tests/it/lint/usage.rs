@@ -2182,6 +2182,12 @@ fn regression_files_of_one_log_that_overlap_are_refused_as_audit_verify_refuses_
     refused(&[&a, &far], ["a.jsonl", "far.jsonl"]);
     refused(&[&far, &a], ["a.jsonl", "far.jsonl"]);
     refused(&[&low, &a], ["a.jsonl", "low.jsonl"]);
+    // Two files that begin with other records at seq 4 after a's seq 3, a not given: no file
+    // holds the line both continue, so only their first records tell (the twenty-second
+    // pass's tidy kept this case when it looked up first records alone).
+    let b_gap = write(d, "b-gap.jsonl", &segment(4, &h3, &gap_first).0);
+    refused(&[&b, &b_gap], ["b.jsonl", "b-gap.jsonl"]);
+    refused(&[&b_gap, &b], ["b.jsonl", "b-gap.jsonl"]);
 
     // `audit verify` refuses the fork alike.
     let out = scopevault(d, &["audit", "verify", "--audit", "b.jsonl", "a.jsonl"]);
