@@ -497,17 +497,16 @@ pub fn read_evidence(
                     continued = Some((j, no));
                 }
             }
-            // Two files that begin with other records at the same seq after the same line: an
-            // overlap even when no file given holds that line (the fork check above needs it).
-            // Only a first record can be one: a later record's `prev` is the line before it
-            // here, which the fork check has already met (until the twenty-second pass every
-            // record was looked up here, and only first records could still be found).
+            // Two files that begin after the same line: an overlap even when no file given
+            // holds that line (the fork check above needs it), whatever seq each begins at (a
+            // line has one continuation: twenty-second pass, found by its review, when a file
+            // at seq 4 and a gap record at seq 100 after one line were both counted). Only a
+            // first record can be one: a later record's `prev` is the line before it here,
+            // which the fork check has already met.
             if no == 1 {
-                let twin = continuing.get(&*rec.prev).and_then(|js| {
-                    js.iter().copied().find(|&j| {
-                        j != i && firsts[j].as_ref().is_some_and(|f| f.seq == rec.seq)
-                    })
-                });
+                let twin = continuing
+                    .get(&*rec.prev)
+                    .and_then(|js| js.iter().copied().find(|&j| j != i));
                 if let Some(j) = twin {
                     overlap = Some((j, no));
                     return Err("overlaps another file given".to_owned());

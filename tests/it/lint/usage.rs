@@ -2188,6 +2188,11 @@ fn regression_files_of_one_log_that_overlap_are_refused_as_audit_verify_refuses_
     let b_gap = write(d, "b-gap.jsonl", &segment(4, &h3, &gap_first).0);
     refused(&[&b, &b_gap], ["b.jsonl", "b-gap.jsonl"]);
     refused(&[&b_gap, &b], ["b.jsonl", "b-gap.jsonl"]);
+    // Twenty-second pass, found by its review: two files that continue a's seq 3 at other
+    // seqs (4 and a gap record at 100), a not given, were both counted. A line has one
+    // continuation, whatever seq the file after it begins at.
+    refused(&[&b, &far], ["b.jsonl", "far.jsonl"]);
+    refused(&[&far, &b], ["b.jsonl", "far.jsonl"]);
 
     // `audit verify` refuses the fork alike.
     let out = scopevault(d, &["audit", "verify", "--audit", "b.jsonl", "a.jsonl"]);
