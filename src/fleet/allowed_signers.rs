@@ -374,17 +374,32 @@ impl AllowedSigners {
         if same_key.is_empty() {
             return Err("the signing key is not in the allowed signers file".to_owned());
         }
-        let for_ns: Vec<&Signer> = same_key
-            .into_iter()
-            .filter(|s| {
+        let (for_ns, not_for_ns): (Vec<&Signer>, Vec<&Signer>) =
+            same_key.into_iter().partition(|s| {
                 s.namespaces
                     .as_ref()
                     .is_none_or(|n| match_pattern_list(namespace, n))
-            })
-            .collect();
+            });
         if for_ns.is_empty() {
+            // Each line's own value, as written (the patterns joined by the commas they were
+            // split at) and escaped as other text from the file is: the message printed
+            // `(namespaces=)`, an empty value, whatever the line said (twenty-second pass).
+            let lines: Vec<String> = not_for_ns
+                .iter()
+                .map(|s| {
+                    let value = s.namespaces.as_deref().unwrap_or_default().join(",");
+                    let cut: String = value.chars().take(120).collect();
+                    let more = if cut.len() < value.len() { "…" } else { "" };
+                    format!(
+                        "line {}: namespaces=\"{}{more}\"",
+                        s.line,
+                        crate::text::escape_for_terminal(&cut)
+                    )
+                })
+                .collect();
             return Err(format!(
-                "the signing key is in the allowed signers file, but not for namespace `{namespace}` (namespaces=)"
+                "the signing key is in the allowed signers file, but not for namespace `{namespace}` ({}); patterns match case-sensitively and a `!pattern` that matches refuses",
+                lines.join("; ")
             ));
         }
         let mut why = String::new();
@@ -665,6 +680,39 @@ mod tests {
             .authorise(&key, "scopevault-bundle", now)
             .unwrap_err()
             .contains("not in"));
+    }
+
+    /// Found by an attacker forging signed bundles (twenty-second pass): a key refused for its
+    /// namespace was reported as "(namespaces=)", an empty value, whatever its line said
+    /// (`"*,!scopevault-bundle"`, `"SCOPEVAULT-BUNDLE"`). Each refusing line's value is
+    /// printed as written, with its line number, a control character in it escaped.
+    #[test]
+    fn regression_a_namespace_refusal_prints_each_lines_namespaces_value() {
+        let now = time::macros::datetime!(2026-06-01 0:00 UTC);
+        let key = one(&format!("x {KEY}")).key;
+        for value in [
+            "*,!scopevault-bundle",
+            "SCOPEVAULT-BUNDLE",
+            "git,!scopevault-*",
+        ] {
+            let a = AllowedSigners::parse(&format!("x namespaces=\"{value}\" {KEY}"), "f").unwrap();
+            let err = a.authorise(&key, "scopevault-bundle", now).unwrap_err();
+            assert!(
+                err.contains(&format!("(line 1: namespaces=\"{value}\")")),
+                "{value}: {err}"
+            );
+        }
+        let two = AllowedSigners::parse(
+            &format!("x namespaces=\"git\" {KEY}\ny namespaces=\"a\u{1b}[2J\" {KEY}\n"),
+            "f",
+        )
+        .unwrap();
+        let err = two.authorise(&key, "scopevault-bundle", now).unwrap_err();
+        assert!(
+            err.contains("(line 1: namespaces=\"git\"; line 2: namespaces=\"a\\u{1b}[2J\")"),
+            "{err}"
+        );
+        assert!(!err.contains('\u{1b}'), "{err}");
     }
 
     /// The documented line semantics, as `ssh-keygen -Y verify` has them (nineteenth pass,
