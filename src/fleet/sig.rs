@@ -52,6 +52,75 @@ pub fn sign(key: &PrivateKey, data: &[u8]) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot encode the signature: {e}"))
 }
 
+/// The first line of a signature block, as `ssh-keygen -Y sign` writes it.
+const BEGIN: &[u8] = b"-----BEGIN SSH SIGNATURE-----";
+/// The last line of a signature block.
+const END: &[u8] = b"-----END SSH SIGNATURE-----";
+
+/// The signature file's one SSH signature block, through its END line, or what is wrong with
+/// the file and on which line. The file is held to what `ssh-keygen -Y sign` and `publish`
+/// write: the BEGIN line first, Base64 lines, the END line, and nothing after it but blank
+/// lines. `ssh-keygen -Y verify` ignores anything after the END line (text, a comment, a
+/// second block); we refuse it, saying so, rather than the PEM parser's "error in
+/// pre-encapsulation boundary" or "invalid Base64 encoding", which named neither the file's
+/// fault nor its place (twenty-second pass). A line is shown by its number only: the file is
+/// not ours, and its text could drive a terminal.
+fn armored_block(file: &[u8]) -> Result<&[u8], String> {
+    const ONE_BLOCK: &str = "a signature file holds exactly one SSH signature block, as `ssh-keygen -Y sign` and `publish --sign-key` write it";
+    fn text(line: &[u8]) -> &[u8] {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        line.strip_suffix(b"\r").unwrap_or(line)
+    }
+    let mut lines = file.split_inclusive(|b| *b == b'\n');
+    let first = lines.next().unwrap_or_default();
+    if text(first) != BEGIN {
+        return Err(format!(
+            "the signature file does not start with a `-----BEGIN SSH SIGNATURE-----` line (line 1 is something else); {ONE_BLOCK}"
+        ));
+    }
+    // The bytes read so far: the block ends with its END line.
+    let mut at = first.len();
+    let mut end = None;
+    for (n, line) in lines.by_ref().enumerate() {
+        at += line.len();
+        let body = text(line);
+        if body == END {
+            end = Some(n + 2);
+            break;
+        }
+        if !body
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b))
+        {
+            return Err(format!(
+                "line {} of the signature file is not Base64: between its `-----BEGIN SSH SIGNATURE-----` and `-----END SSH SIGNATURE-----` lines a signature holds Base64 lines only",
+                n + 2
+            ));
+        }
+    }
+    let Some(end_line) = end else {
+        return Err(format!(
+            "the signature file has no `-----END SSH SIGNATURE-----` line: it is cut short; {ONE_BLOCK}"
+        ));
+    };
+    for (n, line) in lines.enumerate() {
+        let body = text(line);
+        if body.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let what = if body == BEGIN {
+            "a second `-----BEGIN SSH SIGNATURE-----` block"
+        } else {
+            "text"
+        };
+        return Err(format!(
+            "the signature file has {what} after its `-----END SSH SIGNATURE-----` line (line {}); {ONE_BLOCK}: remove what follows that line",
+            end_line + 1 + n
+        ));
+    }
+    Ok(&file[..at])
+}
+
 /// Verify a detached signature over `data`: it parses, its namespace is [`NAMESPACE`], its key
 /// is allowed for that namespace at `now`, and the signature is valid.
 pub fn verify(
@@ -67,7 +136,8 @@ pub fn verify(
             "the signature file is empty: an unsigned bundle is never applied (sign it with `publish --sign-key` or `ssh-keygen -Y sign`)".to_owned(),
         );
     }
-    let sig = SshSig::from_pem(sig_pem).map_err(|e| match e {
+    let block = armored_block(sig_pem)?;
+    let sig = SshSig::from_pem(block).map_err(|e| match e {
         // A key type this build has no verifier for (ECDSA) cannot even be decoded.
         ssh_key::Error::AlgorithmUnknown | ssh_key::Error::AlgorithmUnsupported { .. } => {
             "the signature is by a key type not verified here: bundles are verified with ssh-ed25519 (or sk-ssh-ed25519) keys only; sign with one (ssh-keygen -t ed25519)".to_owned()
@@ -119,4 +189,83 @@ pub fn verify(
         fingerprint,
         principals,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/bundle")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    /// Found by an attacker forging signed bundles (twenty-second pass): a signature file
+    /// with text after its END line, a comment line there or a second block (which
+    /// `ssh-keygen -Y verify` accepts) was refused as "PEM error in pre-encapsulation
+    /// boundary" or "invalid Base64 encoding", naming neither the fault nor its line. Still
+    /// refused, now saying what follows the block and on which line; a blank line after it
+    /// is no fault, and the file as written verifies.
+    #[test]
+    fn regression_text_after_the_signature_block_is_refused_naming_its_line() {
+        let bundle = fixture("vector.svbundle");
+        let sig = fixture("vector.svbundle.sig");
+        let allowed = AllowedSigners::parse(
+            &String::from_utf8(fixture("allowed_signers")).unwrap(),
+            "allowed_signers",
+        )
+        .unwrap();
+        let now = time::macros::datetime!(2026-06-01 0:00 UTC);
+        let end_line = sig.split(|b| *b == b'\n').count();
+        let with = |extra: &str| [sig.as_slice(), extra.as_bytes()].concat();
+        verify(&sig, &bundle, &allowed, now).unwrap();
+        verify(&with("\n\n"), &bundle, &allowed, now).unwrap();
+        for (extra, what, line) in [
+            ("garbage after\n", "text", end_line),
+            ("# signed by admin\n", "text", end_line),
+            ("\n  \nx", "text", end_line + 2),
+            (
+                "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n",
+                "a second `-----BEGIN SSH SIGNATURE-----` block",
+                end_line,
+            ),
+        ] {
+            let err = verify(&with(extra), &bundle, &allowed, now).unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "the signature file has {what} after its `-----END SSH SIGNATURE-----` line (line {line}); a signature file holds exactly one SSH signature block"
+                )),
+                "{extra:?}: {err}"
+            );
+        }
+        let err = verify(
+            &[b"# comment\n".as_slice(), &sig].concat(),
+            &bundle,
+            &allowed,
+            now,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("does not start with a `-----BEGIN SSH SIGNATURE-----` line"),
+            "{err}"
+        );
+        let text = String::from_utf8(sig.clone()).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.insert(2, "not base64!");
+        let err = verify(lines.join("\n").as_bytes(), &bundle, &allowed, now).unwrap_err();
+        assert!(
+            err.contains("line 3 of the signature file is not Base64"),
+            "{err}"
+        );
+        let cut = &sig[..sig.len() - 30];
+        let err = verify(cut, &bundle, &allowed, now).unwrap_err();
+        assert!(
+            err.contains("has no `-----END SSH SIGNATURE-----` line"),
+            "{err}"
+        );
+    }
 }
