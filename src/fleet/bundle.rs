@@ -112,6 +112,26 @@ impl Manifest {
         for c in &self.credentials {
             name("credential", c)?;
         }
+        // Sorted, each name once, as publish writes them: a task named twice was counted
+        // twice and an unsorted list accepted, and a credential named twice was refused only
+        // at decrypt (twenty-second pass). One rule for both lists, before any key is used.
+        for (what, list) in [("tasks", &self.tasks), ("credentials", &self.credentials)] {
+            for pair in list.windows(2) {
+                if pair[0] == pair[1] {
+                    return Err(format!(
+                        "its {what} list names {} twice: the format lists each name once, sorted",
+                        shown(&pair[1])
+                    ));
+                }
+                if pair[0] > pair[1] {
+                    return Err(format!(
+                        "its {what} list is not sorted ({} before {}): the format lists the names sorted, each once",
+                        shown(&pair[0]),
+                        shown(&pair[1])
+                    ));
+                }
+            }
+        }
         if self.recipient.parse::<age::x25519::Recipient>().is_err() {
             return Err(format!(
                 "its recipient {} is not an age X25519 recipient (age1…)",
@@ -157,6 +177,31 @@ mod utc_rfc3339 {
         if !text.ends_with('Z') || !t.offset().is_utc() {
             return Err(de::Error::custom(format!(
                 "the time {} is not in UTC: the format writes RFC 3339 ending in `Z`",
+                shown()
+            )));
+        }
+        // The parser reads a leap second `:60` as `:59.999999999`, which `inspect` then
+        // printed for the signed text (twenty-second pass).
+        if text.get(17..19) == Some("60") {
+            return Err(de::Error::custom(format!(
+                "the time {} is a leap second (`:60`), which the format does not write",
+                shown()
+            )));
+        }
+        // Before the Unix epoch no bundle was published; year 0000 made `status` report an
+        // age of two thousand years and a negative metric (twenty-second pass).
+        if t.unix_timestamp() < 0 {
+            return Err(de::Error::custom(format!(
+                "the time {} is before 1970: the format writes times from 1970-01-01T00:00:00Z on",
+                shown()
+            )));
+        }
+        // One way to write a time: the text reads back to exactly itself (a lowercase `t`,
+        // `.000` were accepted and printed otherwise than written).
+        let canonical = crate::text::rfc3339(t);
+        if canonical != text {
+            return Err(de::Error::custom(format!(
+                "the time {} is not written as the format writes times: write `{canonical}`",
                 shown()
             )));
         }
@@ -305,6 +350,13 @@ impl Bundle {
             )));
         }
         manifest.check_names().map_err(FormatError::Manifest)?;
+        if manifest.expires <= manifest.created {
+            return Err(FormatError::Manifest(format!(
+                "its expires {} is not after its created {}: a bundle is valid from when it was published until it expires",
+                crate::text::rfc3339(manifest.expires),
+                crate::text::rfc3339(manifest.created)
+            )));
+        }
         // The vault's own range (vault-format.md, "Rollback detection"): 0 is no generation,
         // and after 2^64 - 1 no newer bundle could ever be applied.
         if !(1..=crate::vault::LAST_GENERATION).contains(&manifest.generation) {

@@ -1749,6 +1749,141 @@ fn regression_a_signed_manifest_with_an_impossible_generation_an_offset_or_a_dup
     );
 }
 
+/// Found by an attacker forging signed bundles (twenty-second pass): a manifest whose `tasks`
+/// list named a task twice was applied and counted ("4 tasks, 3 credentials"), an unsorted
+/// list was applied, and a credential named twice was refused only at decrypt, though
+/// bundle-format.md lists the names sorted. The format check now refuses a name given twice
+/// or out of order, the same way in `tasks` and `credentials`, before any key is used.
+#[test]
+fn regression_a_manifest_name_list_with_a_duplicate_or_out_of_order_is_refused_by_the_format_check()
+{
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let m = manifest(&good);
+    assert_eq!(m["tasks"], serde_json::json!(["checkout"]));
+    assert_eq!(m["credentials"], serde_json::json!(["buyer", "shared"]));
+    let recipient: age::x25519::Recipient = m["recipient"].as_str().unwrap().parse().unwrap();
+    let p = payload(&good, &f.ams);
+    let file = f.master.path("forged.svbundle");
+    for (member, list, why) in [
+        (
+            "tasks",
+            serde_json::json!(["checkout", "checkout"]),
+            r#"its tasks list names "checkout" twice"#,
+        ),
+        (
+            "credentials",
+            serde_json::json!(["buyer", "buyer", "shared"]),
+            r#"its credentials list names "buyer" twice"#,
+        ),
+        (
+            "tasks",
+            serde_json::json!(["checkout", "backoffice"]),
+            r#"its tasks list is not sorted ("checkout" before "backoffice")"#,
+        ),
+        (
+            "credentials",
+            serde_json::json!(["shared", "buyer"]),
+            r#"its credentials list is not sorted ("shared" before "buyer")"#,
+        ),
+    ] {
+        let mut m2 = m.clone();
+        m2[member] = list.clone();
+        forge_bundle_text(&f, &file, m2, &p.to_string(), &recipient);
+        let err = f.refused(&f.ams, &file, &["--location", "ams"], "format");
+        assert!(err.contains(why), "{member} {list}: {err}");
+        let out = f
+            .ams
+            .run(&["bundle", "inspect", file.to_str().unwrap()], b"");
+        assert_eq!(out.status.code(), Some(1), "inspect {member} {list}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why));
+    }
+    assert!(names(&f.ams).is_empty(), "nothing was applied");
+}
+
+/// Found by an attacker forging signed bundles (twenty-second pass): a signed `created` of
+/// `2016-12-31T23:59:60Z` (a leap second) was printed as `23:59:59.999999999Z`, though
+/// bundle-format.md says times are printed as written; a lowercase `t` was accepted (a
+/// lowercase `z` refused); `expires` at or before `created` was accepted; and year 0000
+/// was, its age in `status` 63,963,417,990 s. A time is now accepted only in the one form
+/// publish writes (it must read back to exactly its text), from 1970 on, and `expires` must
+/// be after `created`: each is refused by the format check, naming the time.
+#[test]
+fn regression_a_manifest_time_that_is_not_written_canonically_or_expires_first_is_refused() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let m = manifest(&good);
+    let recipient: age::x25519::Recipient = m["recipient"].as_str().unwrap().parse().unwrap();
+    let p = payload(&good, &f.ams);
+    let file = f.master.path("forged.svbundle");
+    let expires = m["expires"].as_str().unwrap().to_owned();
+    for (created, expires, why) in [
+        (
+            "2016-12-31T23:59:60Z",
+            expires.as_str(),
+            r#"the time "2016-12-31T23:59:60Z" is a leap second"#,
+        ),
+        (
+            "2026-01-02t03:04:05Z",
+            expires.as_str(),
+            r#"the time "2026-01-02t03:04:05Z" is not written as the format writes times: write `2026-01-02T03:04:05Z`"#,
+        ),
+        (
+            "2026-01-02T03:04:05.000Z",
+            expires.as_str(),
+            r#"the time "2026-01-02T03:04:05.000Z" is not written as the format writes times: write `2026-01-02T03:04:05Z`"#,
+        ),
+        (
+            "0000-01-01T00:00:00Z",
+            expires.as_str(),
+            r#"the time "0000-01-01T00:00:00Z" is before 1970"#,
+        ),
+        (
+            "1969-12-31T23:59:59Z",
+            expires.as_str(),
+            r#"the time "1969-12-31T23:59:59Z" is before 1970"#,
+        ),
+        (
+            "2098-01-01T00:00:00Z",
+            "2098-01-01T00:00:00Z",
+            "its expires 2098-01-01T00:00:00Z is not after its created 2098-01-01T00:00:00Z",
+        ),
+        (
+            "2099-01-01T00:00:00Z",
+            "2098-01-01T00:00:00Z",
+            "its expires 2098-01-01T00:00:00Z is not after its created 2099-01-01T00:00:00Z",
+        ),
+    ] {
+        let mut m2 = m.clone();
+        m2["created"] = serde_json::json!(created);
+        m2["expires"] = serde_json::json!(expires);
+        forge_bundle_text(&f, &file, m2, &p.to_string(), &recipient);
+        let err = f.refused(&f.ams, &file, &["--location", "ams"], "format");
+        assert!(err.contains(why), "{created} {expires}: {err}");
+        let out = f
+            .ams
+            .run(&["bundle", "inspect", file.to_str().unwrap()], b"");
+        assert_eq!(out.status.code(), Some(1), "inspect {created} {expires}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why));
+    }
+    // The leap second in `expires` too, and the published bundle still applies.
+    let mut m2 = m.clone();
+    m2["expires"] = serde_json::json!("2098-12-31T23:59:60Z");
+    forge_bundle_text(&f, &file, m2, &p.to_string(), &recipient);
+    let err = f.refused(&f.ams, &file, &["--location", "ams"], "format");
+    assert!(err.contains("leap second"), "{err}");
+    assert!(names(&f.ams).is_empty(), "nothing was applied");
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+}
+
 #[test]
 fn an_expired_bundle_is_refused_by_the_expiry_check() {
     if ssh_keygen().is_none() {
