@@ -4,7 +4,7 @@
 Run by the checkpoint's scheduler as the runner user (e.g. `checkpoint`), either directly
 (it talks to the socket with the standard-library client) or under `scopevault exec`:
 
-    scopevault exec --task checkout-flow -- python3 check-login.py
+    scopevault exec --task=checkout-flow -- python3 check-login.py
 
 Under exec the credentials arrive as SCOPEVAULT_SHOP_BUYER_USERNAME / _PASSWORD and any
 accidental print of the password is masked in the check's output.

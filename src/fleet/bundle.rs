@@ -97,6 +97,14 @@ impl Manifest {
         let name = |what: &str, v: &str| {
             if crate::policy::is_valid_name(v) {
                 Ok(())
+            } else if crate::policy::is_stored_name(v) {
+                // Only the leading `-` is wrong (a publish before the twenty-second pass
+                // wrote such a name): say so, and why.
+                Err(format!(
+                    "its {what} {} starts with `-`, which a command line reads as an option (`--{what} {}`): rename the {what} in the policy and publish again",
+                    shown(v),
+                    crate::text::escape_for_terminal(v)
+                ))
             } else {
                 Err(format!(
                     "its {what} {} is not a valid name ({})",

@@ -318,7 +318,9 @@ impl AppliedRecord {
                 shown(&self.vault_id)
             ));
         }
-        if !crate::policy::is_valid_name(&self.location) {
+        // The rule the record was written under: an apply before the twenty-second pass may
+        // have recorded a location starting with `-`.
+        if !crate::policy::is_stored_name(&self.location) {
             return Err(format!(
                 "its location {} is not a valid name ({})",
                 shown(&self.location),

@@ -545,9 +545,21 @@ pub fn read_policy_source(path: &Path) -> Result<PolicySource, PolicyError> {
 }
 
 /// The rule every name in a policy follows (tasks, credentials, locations, scopes' owners):
-/// 1-128 characters of `A-Z`, `a-z`, `0-9`, `.`, `_`, `-`. What a bundle's manifest and the
-/// applied record name is checked with it too, before it is shown or exported.
+/// 1-128 characters of `A-Z`, `a-z`, `0-9`, `.`, `_`, `-`, not starting with `-`. What a
+/// bundle's manifest names is checked with it too, before it is shown or exported.
+///
+/// A leading `-` was allowed until the twenty-second pass: a location `-rf` passed lint and
+/// publish, and then `bundle apply --location -rf` (the shipped playbook's argv) read it as
+/// options. Task names reach `--task` the same way; credential names in a vault already
+/// started with a letter or digit ([`crate::vault::validate_name`]). A policy a vault stored
+/// before then is read with [`is_stored_name`].
 pub fn is_valid_name(v: &str) -> bool {
+    is_stored_name(v) && !v.starts_with('-')
+}
+
+/// The name rule before the twenty-second pass (a leading `-` allowed): what a vault may
+/// already store, in its policy or its applied record, and must still read.
+pub fn is_stored_name(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 128
         && v.bytes()
@@ -555,14 +567,32 @@ pub fn is_valid_name(v: &str) -> bool {
 }
 
 /// What [`is_valid_name`] asks, for messages.
-pub const NAME_RULE: &str = "1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`";
+pub const NAME_RULE: &str =
+    "1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`, not starting with `-`";
 impl Policy {
     /// Parse policy.toml text. `path` is only used in messages. Any text that is not a valid
     /// policy is an error carrying `file:line:col`: TOML syntax, wrong types, unknown keys
     /// (with a "did you mean"), bad durations or dates, scopes that break the grammar, and
     /// cycles in the catalog's `implies`.
     pub fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
-        let policy = parse::parse(source, path)?;
+        let policy = parse::parse(source, path, parse::Names::New)?;
+        if let Some(p) = policy.problems.first() {
+            return Err(PolicyError::invalid(
+                path,
+                source,
+                p.span.clone(),
+                format!("{}; {}", p.message, p.help),
+            ));
+        }
+        Ok(policy)
+    }
+
+    /// [`Policy::parse`] for the policy a vault stores: its names are held to the rule they
+    /// were written under ([`is_stored_name`]: a leading `-` is accepted), so that a vault
+    /// saved before the twenty-second pass still opens. New policy text (`lint`, `policy
+    /// apply`, `publish`, a bundle's policy) goes through [`Policy::parse`].
+    pub fn parse_stored(source: &str, path: &str) -> Result<Policy, PolicyError> {
+        let policy = parse::parse(source, path, parse::Names::Stored)?;
         if let Some(p) = policy.problems.first() {
             return Err(PolicyError::invalid(
                 path,
@@ -577,7 +607,7 @@ impl Policy {
     /// Like [`Policy::parse`], but invalid scopes and `implies` cycles are kept as findings for
     /// the lint (the offending scope is left out of the model) instead of stopping at the first.
     pub(crate) fn parse_lenient(source: &str, path: &str) -> Result<Policy, PolicyError> {
-        parse::parse(source, path)
+        parse::parse(source, path, parse::Names::New)
     }
 
     /// Canonical TOML of the model: sections and names sorted, lists sorted and de-duplicated

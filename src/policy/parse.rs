@@ -220,6 +220,8 @@ impl std::fmt::Display for Where<'_> {
 struct Ctx<'a> {
     path: &'a str,
     source: &'a str,
+    /// Which name rule holds: a stored policy keeps the one it was written under.
+    names: Names,
     problems: Vec<Problem>,
     /// Every scope parsed so far, by text: a scope written many times (a task's need and the
     /// credential that grants it) is one shared text in the model.
@@ -270,7 +272,20 @@ impl<'a> Ctx<'a> {
 
     fn name(&self, n: &Spanned<String>, what: &str) -> Result<String, PolicyError> {
         let v = n.get_ref();
-        if !super::is_valid_name(v) {
+        if self.names == Names::New && v.starts_with('-') && super::is_stored_name(v) {
+            return Err(self.err(
+                n.span(),
+                format!(
+                    "invalid {what} name {v:?}: a name may not start with `-`, which a command line reads as an option (`--{what} {v}`); rename it, e.g. {:?}",
+                    v.trim_start_matches('-')
+                ),
+            ));
+        }
+        let valid = match self.names {
+            Names::New => super::is_valid_name(v),
+            Names::Stored => super::is_stored_name(v),
+        };
+        if !valid {
             return Err(self.err(
                 n.span(),
                 format!("invalid {what} name {v:?}; use {}", super::NAME_RULE),
@@ -589,7 +604,17 @@ fn parse_date(v: &Spanned<toml::Value>, ctx: &Ctx<'_>) -> Result<Sp<time::Date>,
     }
 }
 
-pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
+/// The name rule a parse holds names to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Names {
+    /// [`super::is_valid_name`]: policy text being linted, applied or published.
+    New,
+    /// [`super::is_stored_name`]: a policy a vault already stores, written under the rule
+    /// before the twenty-second pass (a leading `-` allowed), which must still open.
+    Stored,
+}
+
+pub(crate) fn parse(source: &str, path: &str, names: Names) -> Result<Policy, PolicyError> {
     let is_blank = source
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
@@ -617,21 +642,27 @@ pub(crate) fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
     let built = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("policy-build".to_owned())
-            .spawn_scoped(s, || build(&raw, source, path))
+            .spawn_scoped(s, || build(&raw, source, path, names))
             .ok()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
     match built {
         Some(policy) => policy,
-        None => build(&raw, source, path),
+        None => build(&raw, source, path, names),
     }
 }
 
 /// The model from the raw tree: validation, then copies into compact long-lived form.
-fn build<'a>(raw: &'a RawPolicy, source: &'a str, path: &'a str) -> Result<Policy, PolicyError> {
+fn build<'a>(
+    raw: &'a RawPolicy,
+    source: &'a str,
+    path: &'a str,
+    names: Names,
+) -> Result<Policy, PolicyError> {
     let mut ctx = Ctx {
         path,
         source,
+        names,
         problems: Vec::new(),
         scopes: FxHashMap::default(),
     };

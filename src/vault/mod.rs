@@ -799,7 +799,7 @@ impl Vault {
         }
         let policy = match &data.policy {
             Some(p) => Some(
-                Policy::parse(&p.toml, "<policy stored in the vault>")
+                Policy::parse_stored(&p.toml, "<policy stored in the vault>")
                     .map_err(|e| VaultError::StoredPolicy(e.to_string()))?,
             ),
             None => None,

@@ -56,8 +56,8 @@ fn the_readme_quick_start_works() {
         "scopevault cred list",
         "scopevault serve &",
         "scopevault unlock",
-        "scopevault get --task checkout-flow --field password",
-        "CHECK_DRY_RUN=1 scopevault exec --task checkout-flow -- python3 examples/checkpoint/check-login.py",
+        "scopevault get --task=checkout-flow --field password",
+        "CHECK_DRY_RUN=1 scopevault exec --task=checkout-flow -- python3 examples/checkpoint/check-login.py",
     ];
     assert_eq!(
         steps, expected,

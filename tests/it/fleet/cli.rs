@@ -1884,6 +1884,141 @@ fn regression_a_manifest_time_that_is_not_written_canonically_or_expires_first_i
     f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
 }
 
+/// Found by an attacker forging signed bundles (twenty-second pass): a location named `-rf`
+/// passed `lint` and `publish`, and then broke the shipped playbook, whose argv `--location`,
+/// `"{{ location }}"` clap read as the options `-r -f`; a task named `-x` reaches `--task`
+/// the same way. A name may no longer start with `-`: `lint`, `policy apply` and `publish`
+/// refuse the policy, and `apply` refuses a bundle an older publish wrote for such a
+/// location, saying why. A vault whose stored policy already holds such a name still opens
+/// (the rule is held when policy text is written, not when a vault is read), and the
+/// playbook passes each value as `--opt=VALUE`, one argument.
+#[test]
+fn regression_a_name_starting_with_a_dash_is_refused_at_lint_publish_and_apply_but_a_stored_one_opens(
+) {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let text = std::fs::read_to_string(&f.policy).unwrap();
+    for (what, from, to) in [
+        ("location", "[locations.ams]", "[locations.\"-rf\"]"),
+        ("task", "[tasks.checkout]", "[tasks.\"-x\"]"),
+        ("credential", "[credentials.admin]", "[credentials.\"-x\"]"),
+    ] {
+        let bad = f.master.path(&format!("dash-{what}.toml"));
+        let bad_text = text.replace(from, to).replace(
+            r#"locations = ["ams"]"#,
+            &format!(
+                "locations = [\"{}\"]",
+                if what == "location" { "-rf" } else { "ams" }
+            ),
+        );
+        std::fs::write(&bad, bad_text).unwrap();
+        let bad = bad.to_str().unwrap();
+        let why = "may not start with `-`, which a command line reads as an option";
+        let lint = f.master.run(&["lint", bad], b"");
+        let err = String::from_utf8_lossy(&lint.stderr).into_owned()
+            + &String::from_utf8_lossy(&lint.stdout);
+        assert!(
+            !lint.status.success() && err.contains(why),
+            "lint {what}: {err}"
+        );
+        assert!(err.contains(&format!("invalid {what} name")), "{err}");
+        let mut publish = f.publish_args(&[]);
+        publish[2] = bad.to_owned();
+        let publish: Vec<&str> = publish.iter().map(String::as_str).collect();
+        let out = f.master.run(&publish, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "publish {what}: {err}"
+        );
+        let out = f.master.run(
+            &["policy", "apply", bad, "--passphrase-file", &f.master.pf()],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "policy apply {what}: {err}"
+        );
+    }
+    assert!(!f.out.exists(), "nothing was published");
+
+    // A bundle for `-rf` as a publish before this pass wrote it (the stored-policy rule),
+    // signed: refused by the format check, naming the name and why.
+    let old = text
+        .replace("[locations.ams]", "[locations.\"-rf\"]")
+        .replace(r#"locations = ["ams"]"#, r#"locations = ["-rf"]"#)
+        .replace(r#"credentials = ["buyer", "shared"]"#, "credentials = []");
+    let old = scopevault::policy::Policy::parse_stored(&old, "p").unwrap();
+    let created = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let (_, bytes) = scopevault::fleet::publish::build(
+        &old,
+        "-rf",
+        1,
+        &std::collections::BTreeMap::new(),
+        created,
+        created + time::Duration::days(1),
+    )
+    .unwrap();
+    let b = f.master.path("-rf.svbundle");
+    std::fs::write(&b, bytes).unwrap();
+    keygen_sign(&f.key, "scopevault-bundle", &b);
+    let err = f.refused(&f.ams, &b, &["--location=-rf"], "format");
+    assert!(
+        err.contains(
+            r#"its location "-rf" starts with `-`, which a command line reads as an option"#
+        ),
+        "{err}"
+    );
+
+    // A checkpoint vault whose stored policy holds the task `-x` (saved before this rule)
+    // still opens: `policy export` prints it.
+    let stored = text.replace("[tasks.checkout]", "[tasks.\"-x\"]");
+    crate::common::with_state_dir(&f.ams.path("state"), || {
+        let mut v = scopevault::vault::Vault::open(
+            &f.ams.vault(),
+            &scopevault::vault::Unlock::IdentityFile(f.ams.path("id")),
+            &scopevault::vault::OpenOptions::default(),
+        )
+        .unwrap();
+        v.set_policy(scopevault::policy::Policy::parse_stored(&stored, "p").unwrap());
+        let lock = scopevault::vault::WriteLock::acquire(&f.ams.vault()).unwrap();
+        v.save(&lock).unwrap();
+    });
+    let export = f.ams.ok(
+        &[
+            "policy",
+            "export",
+            "--identity-file",
+            f.ams.path("id").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        export.contains("[tasks.-x]") || export.contains("[tasks.\"-x\"]"),
+        "{export}"
+    );
+
+    // The playbook passes each value as one `--opt=VALUE` argument.
+    let playbook = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/fleet/ansible/apply-bundle.yml"),
+    )
+    .unwrap();
+    assert!(
+        playbook.contains(r#"- "--location={{ location }}""#),
+        "{playbook}"
+    );
+    assert!(
+        !playbook.lines().any(|l| l.trim() == "- --location"),
+        "{playbook}"
+    );
+}
+
 #[test]
 fn an_expired_bundle_is_refused_by_the_expiry_check() {
     if ssh_keygen().is_none() {
