@@ -184,39 +184,42 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                 ..
             } = row;
             let mut replaced = Vec::new();
-            let changed = vault.update_credential(&row.name, |c| {
-                let mut changed = 0;
-                for (k, v) in secrets {
-                    // A TOTP seed replaces the other form of it, as `cred set` does.
-                    let set = c.set_secret(k.clone(), v);
-                    changed += usize::from(set.changed);
-                    if let Some(old) = set.replaced {
-                        changed += usize::from(!set.changed);
-                        replaced.push((k, old));
+            let line = row.line;
+            let changed = vault
+                .update_credential(&row.name, |c| {
+                    let mut changed = 0;
+                    for (k, v) in secrets {
+                        // A TOTP seed replaces the other form of it, as `cred set` does.
+                        let set = c.set_secret(k.clone(), v);
+                        changed += usize::from(set.changed);
+                        if let Some(old) = set.replaced {
+                            changed += usize::from(!set.changed);
+                            replaced.push((k, old));
+                        }
                     }
-                }
-                if changed > 0 {
-                    c.rotated = now;
-                }
-                if changed > 0
-                    || username
-                        .as_ref()
-                        .is_some_and(|u| c.fields.get("username") != Some(u))
-                {
-                    // No longer what a sync source had: the next sync says so, and still
-                    // compares versions with the one synced last (`cred set` does the same).
-                    c.mark_set_by_hand(now);
-                }
-                if let Some(u) = username {
-                    c.fields.insert("username".into(), u);
-                }
-                if let Some(o) = origin {
-                    if !c.origins.contains(&o) {
-                        c.origins.push(o);
+                    if changed > 0 {
+                        c.rotated = now;
                     }
-                }
-                changed
-            })?;
+                    if changed > 0
+                        || username
+                            .as_ref()
+                            .is_some_and(|u| c.fields.get("username") != Some(u))
+                    {
+                        // No longer what a sync source had: the next sync says so, and still
+                        // compares versions with the one synced last (`cred set` does the same).
+                        c.mark_set_by_hand(now);
+                    }
+                    if let Some(u) = username {
+                        c.fields.insert("username".into(), u);
+                    }
+                    if let Some(o) = origin {
+                        if !c.origins.contains(&o) {
+                            c.origins.push(o);
+                        }
+                    }
+                    changed
+                })
+                .map_err(|e| at_row(line, e))?;
             updated += 1;
             report.push(format!(
                 "row {}: ~ {label} updated ({what}; {changed} secret value(s) changed)",
@@ -236,7 +239,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
             for (k, v) in row.secrets {
                 c.secrets.insert(k, v);
             }
-            vault.add_credential(&row.name, c)?;
+            vault
+                .add_credential(&row.name, c)
+                .map_err(|e| at_row(row.line, e))?;
             added += 1;
             report.push(format!("row {}: + {label} added ({what})", row.line));
         }
@@ -626,6 +631,13 @@ impl Iterator for Records<'_> {
         record.push(std::mem::take(&mut cell));
         Some(Ok((start, record)))
     }
+}
+
+/// A vault's refusal of a row's values (the bound on one credential, reached by `--update`
+/// adding to a credential stored already): said with the row it came from, and that nothing
+/// was imported (the save is one, after every row).
+fn at_row(line: u64, e: crate::vault::VaultError) -> anyhow::Error {
+    anyhow::anyhow!("row {line}: {e}; nothing was imported")
 }
 
 #[cfg(test)]

@@ -299,6 +299,13 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
                 crate::secret::MAX_SECRET_LEN / 1024
             )));
         }
+        // The bound on one credential (vault-format.md, "Payload"): a credential over it
+        // makes a fetch answer no client accepts (twenty-second pass).
+        if let Some(over) = c.over_bound() {
+            return Err(fail(format!(
+                "credential `{name}`: {over} (vault-format.md, \"Payload\"); the master vault's credential must be split and the bundle published again"
+            )));
+        }
         if crate::vault::holds_both_totp_seeds(c.secrets.keys().map(String::as_str)) {
             return Err(fail(format!(
                 "{}; the master vault's credential must be fixed and the bundle published again",

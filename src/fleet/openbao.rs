@@ -882,6 +882,13 @@ pub fn classify(
                 .join(" or ")
         ));
     }
+    // The bound on one credential (vault-format.md, "Payload"), as `cred set` has it: before
+    // anything is saved, naming the path, never a value.
+    if let Some(over) = crate::vault::credential_over_bound(&fields, &secrets) {
+        return Err(format!(
+            "{path}: the secret makes a credential over the bound on one credential: {over}; split it into several secrets in OpenBao"
+        ));
+    }
     Ok((fields, secrets))
 }
 
@@ -1116,6 +1123,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.len(), 1);
+    }
+
+    /// Twenty-second pass (found by an attacker forging signed bundles): nothing bounded a
+    /// credential's fields, and a KV secret may have any number of plain keys. One that makes
+    /// a credential of more than 64 fields is refused, naming the path and the bound, never a
+    /// value; 64 fields are synced.
+    #[test]
+    fn regression_a_kv_secret_over_the_bound_on_one_credential_is_refused() {
+        let keys: Vec<(String, &str)> = (0..64)
+            .map(|i| (format!("k{i:02}"), "plain-canary"))
+            .collect();
+        let mut pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        pairs.push(("password", "pw-canary"));
+        let e = classify(CredentialKind::Login, secret(&pairs)).unwrap_err();
+        assert!(
+            e.contains("secret/data/m/x")
+                && e.contains("65 fields")
+                && e.contains("more than the 64 one credential may hold"),
+            "{e}"
+        );
+        assert!(!e.contains("canary"), "{e}");
+        pairs.remove(0);
+        let (f, s) = classify(CredentialKind::Login, secret(&pairs)).unwrap();
+        assert_eq!(f.len() + s.len(), 64);
     }
 
     /// [`super::classify`] with nothing to hide.

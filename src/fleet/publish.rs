@@ -111,6 +111,14 @@ fn build_with(
         let c = stored.get(name).ok_or_else(|| {
             format!("credential `{name}` (needed at `{location}`) is not stored in the vault: `scopevault cred add {name}`")
         })?;
+        // A vault saved by an older scopevault may hold a credential over the bound on one
+        // credential (vault-format.md, "Payload"): `bundle apply` refuses it on each
+        // checkpoint, so publish refuses it here, once.
+        if let Some(over) = c.over_bound() {
+            return Err(format!(
+                "credential `{name}`: {over} (vault-format.md, \"Payload\"). A checkpoint's `bundle apply` refuses a bundle carrying it, so nothing was published: split it into several credentials (`scopevault cred rm {name}`, then `cred add` of each), or leave `{name}` out of this location's tasks, and publish again"
+            ));
+        }
         // A vault saved by an older scopevault may hold both TOTP seed fields: a checkpoint
         // would refuse the bundle, so publish refuses it first.
         if crate::vault::holds_both_totp_seeds(c.secrets.keys().map(String::as_str)) {

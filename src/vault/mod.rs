@@ -30,9 +30,11 @@ pub use crate::paths::state_dir;
 pub(crate) use format::is_vault_id;
 pub use keyring::KeyringStore;
 pub use model::{
-    both_totp_seeds_message, holds_both_totp_seeds, is_secret_field_name, validate_field_key,
-    validate_field_value, validate_name, AppliedBundle, Credential, CredentialSource, FieldMap,
-    FleetState, SecretSet, FIELD_NAME_RULE, MAX_FIELD_LEN, SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
+    both_totp_seeds_message, credential_over_bound, holds_both_totp_seeds, is_secret_field_name,
+    validate_field_key, validate_field_value, validate_name, AppliedBundle, Credential,
+    CredentialSource, FieldMap, FleetState, OverBound, SecretSet, FIELD_NAME_RULE,
+    MAX_CREDENTIAL_BYTES, MAX_CREDENTIAL_FIELDS, MAX_FIELD_LEN, SECRET_FIELD_NAMES,
+    TOTP_SEED_FIELDS,
 };
 pub(crate) use slots::check_new_label_among;
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
@@ -216,6 +218,16 @@ pub enum VaultError {
         credential: String,
         /// The secret field's name.
         field: String,
+    },
+    /// A credential over the bound on one credential ([`credential_over_bound`]: fields, or
+    /// bytes of values) would be stored. The message names the credential and the bound,
+    /// never a value.
+    #[error("credential \"{credential}\": {over} (vault-format.md, \"Payload\"); nothing was stored: split its values over several credentials")]
+    CredentialTooLarge {
+        /// The credential's name.
+        credential: String,
+        /// How it is over the bound.
+        over: OverBound,
     },
     /// The applied policy could not be read back.
     #[error("the policy stored in the vault does not parse with this scopevault: {0}")]
@@ -1024,7 +1036,7 @@ impl Vault {
         if holds_both_totp_seeds(cred.secrets.keys().map(String::as_str)) {
             return Err(VaultError::BothTotpSeeds(name.to_owned()));
         }
-        check_secret_sizes(name, &cred, None)?;
+        check_sizes(name, &cred, None)?;
         self.data.credentials.insert(name.to_owned(), cred);
         self.dirty = true;
         Ok(())
@@ -1053,7 +1065,7 @@ impl Vault {
         {
             return Err(VaultError::BothTotpSeeds(name.to_owned()));
         }
-        check_secret_sizes(name, &next, Some(c))?;
+        check_sizes(name, &next, Some(c))?;
         *c = next;
         self.dirty = true;
         Ok(out)
@@ -1372,7 +1384,10 @@ fn next_generation(file: u64, record: u64) -> Result<u64, String> {
 /// Refuse a secret value of `cred` over the size limit ([`crate::secret::within_secret_limit`])
 /// that it does not hold already in `before`: a value stored by an older scopevault (whose
 /// `cred import` took any size, seventeenth pass) is left as it is when other members change.
-fn check_secret_sizes(
+/// Refuse `cred` over the bound on one credential ([`credential_over_bound`]) too, unless it
+/// holds no more than `before` did (an older scopevault saved it so: its metadata may still
+/// change, and values be removed on the way under the bound).
+fn check_sizes(
     name: &str,
     cred: &Credential,
     before: Option<&Credential>,
@@ -1383,6 +1398,14 @@ fn check_secret_sizes(
             return Err(VaultError::SecretTooLarge {
                 credential: name.to_owned(),
                 field: field.clone(),
+            });
+        }
+    }
+    if let Some(over) = cred.over_bound() {
+        if before.is_none_or(|b| cred.grew_from(b)) {
+            return Err(VaultError::CredentialTooLarge {
+                credential: name.to_owned(),
+                over,
             });
         }
     }
@@ -1728,6 +1751,95 @@ mod tests {
             c.set_secret("password".into(), SecretString::from("short".to_owned()))
         })
         .unwrap();
+    }
+
+    /// Twenty-second pass (found by an attacker forging signed bundles): nothing bounded a
+    /// credential's fields or its total size, and 290 values of 60,000 bytes each (each within
+    /// the 64 KiB limit) made a 17 MB credential whose fetch answer no client accepts. The
+    /// vault's writers refuse a credential of more than 64 fields or 1 MiB of values, naming
+    /// the credential and the bound, never a value; one an older scopevault stored may still
+    /// change where it does not grow.
+    #[test]
+    fn regression_no_way_in_stores_a_credential_over_the_bound() {
+        use crate::policy::CredentialKind;
+        let value = |c: char, n: usize| SecretString::from(c.to_string().repeat(n));
+        let dir = tempfile::tempdir().unwrap();
+        let (mut v, _) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+
+        // 65 fields: 64 secret, 1 plain.
+        let mut c = Credential::new(CredentialKind::Login, timestamp());
+        for i in 0..MAX_CREDENTIAL_FIELDS {
+            c.secrets.insert(format!("f{i:02}"), value('q', 8));
+        }
+        c.fields.insert("username".into(), "u".into());
+        let e = v.add_credential("many", c).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(
+                e,
+                VaultError::CredentialTooLarge {
+                    over: OverBound::Fields(65),
+                    ..
+                }
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("\"many\"") && msg.contains("65 fields") && msg.contains("64"),
+            "{msg}"
+        );
+        assert!(!msg.contains("qqqq"), "{msg}");
+
+        // 17 values of 62,000 bytes: each within 64 KiB, together over 1 MiB.
+        let mut c = Credential::new(CredentialKind::Login, timestamp());
+        for i in 0..17 {
+            c.secrets.insert(format!("f{i:02}"), value('z', 62_000));
+        }
+        let e = v.add_credential("big", c).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(
+                e,
+                VaultError::CredentialTooLarge {
+                    over: OverBound::Bytes(1_054_000),
+                    ..
+                }
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("\"big\"") && msg.contains("1048576"), "{msg}");
+        assert!(!msg.contains("zzzz"), "{msg}");
+        assert!(v.credentials().is_empty());
+
+        // At the bound it is stored; one more byte through `update_credential` is refused and
+        // leaves it as it was.
+        let mut c = Credential::new(CredentialKind::Login, timestamp());
+        for i in 0..16 {
+            c.secrets.insert(format!("f{i:02}"), value('a', 65_536));
+        }
+        v.add_credential("full", c).unwrap();
+        let e = v
+            .update_credential("full", |c| c.fields.insert("username".into(), "u".into()))
+            .unwrap_err();
+        assert!(matches!(e, VaultError::CredentialTooLarge { .. }), "{e}");
+        assert!(v.credentials()["full"].fields.is_empty(), "left as it was");
+
+        // Stored by an older scopevault: metadata may change and values go, never grow.
+        let mut old = Credential::new(CredentialKind::Login, timestamp());
+        for i in 0..100 {
+            old.secrets.insert(format!("f{i:03}"), value('o', 8));
+        }
+        v.data.credentials.insert("old".into(), old);
+        v.update_credential("old", |c| c.scopes = vec!["shop:login".into()])
+            .unwrap();
+        v.update_credential("old", |c| c.secrets.remove("f000"))
+            .unwrap();
+        assert!(v
+            .update_credential("old", |c| c.set_secret("f001".into(), value('o', 9)))
+            .is_err());
+        assert!(v
+            .update_credential("old", |c| c.set_secret("new".into(), value('o', 1)))
+            .is_err());
     }
 
     /// What the unlock-order tests forge a header around: a vault identity, a passphrase, and

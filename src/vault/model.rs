@@ -288,6 +288,82 @@ pub fn validate_name(name: &str) -> Result<(), VaultError> {
 /// Longest plain field value (`--field`, a key synced from OpenBao, an imported username).
 pub const MAX_FIELD_LEN: usize = 4096;
 
+/// Most fields, plain and secret together, one credential holds (vault-format.md, "Payload").
+/// Generous (a login has one to three), and what bounds the HMACs in a fetch's audit record.
+pub const MAX_CREDENTIAL_FIELDS: usize = 64;
+
+/// Most bytes the values of one credential's fields, plain and secret together, hold: 1 MiB
+/// (vault-format.md, "Payload"). JSON writes a byte as at most six (`\u0001`), so the values
+/// of one credential take under 7 MiB of a fetch answer, far below the 16 MiB a client
+/// accepts ([`crate::client::MAX_RESPONSE`]); each value alone is at most
+/// [`crate::secret::MAX_SECRET_LEN`].
+pub const MAX_CREDENTIAL_BYTES: usize = 1024 * 1024;
+
+/// How a credential is over the bound on one credential ([`credential_over_bound`]): what
+/// it holds, never a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverBound {
+    /// It has this many fields, more than [`MAX_CREDENTIAL_FIELDS`].
+    Fields(usize),
+    /// Its values hold this many bytes together, more than [`MAX_CREDENTIAL_BYTES`].
+    Bytes(usize),
+}
+
+impl std::fmt::Display for OverBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OverBound::Fields(n) => write!(
+                f,
+                "it has {n} fields (plain and secret together), more than the {MAX_CREDENTIAL_FIELDS} one credential may hold"
+            ),
+            OverBound::Bytes(n) => write!(
+                f,
+                "its field values (plain and secret together) hold {n} bytes, more than the {MAX_CREDENTIAL_BYTES} (1 MiB) one credential may hold"
+            ),
+        }
+    }
+}
+
+/// The bound on one credential, in one place: at most [`MAX_CREDENTIAL_FIELDS`] fields and
+/// [`MAX_CREDENTIAL_BYTES`] of values, plain and secret together. Every writer refuses a
+/// credential over it (through [`super::Vault::add_credential`] and
+/// [`super::Vault::update_credential`], and `publish` and `bundle apply` before those), and
+/// the daemon refuses to hand out one a vault holds all the same (an older scopevault wrote
+/// it). `None` when within it.
+pub fn credential_over_bound(
+    fields: &FieldMap<String>,
+    secrets: &FieldMap<SecretString>,
+) -> Option<OverBound> {
+    let count = fields.len() + secrets.len();
+    if count > MAX_CREDENTIAL_FIELDS {
+        return Some(OverBound::Fields(count));
+    }
+    let bytes = credential_bytes(fields, secrets);
+    (bytes > MAX_CREDENTIAL_BYTES).then_some(OverBound::Bytes(bytes))
+}
+
+/// The bytes a credential's values hold, plain and secret together.
+fn credential_bytes(fields: &FieldMap<String>, secrets: &FieldMap<SecretString>) -> usize {
+    let plain: usize = fields.iter().map(|(_, v)| v.len()).sum();
+    plain + secrets.iter().map(|(_, v)| v.len()).sum::<usize>()
+}
+
+impl Credential {
+    /// [`credential_over_bound`] of this credential.
+    pub fn over_bound(&self) -> Option<OverBound> {
+        credential_over_bound(&self.fields, &self.secrets)
+    }
+
+    /// Whether this credential holds more than `before` did: more fields, or more bytes of
+    /// values. A change that does not grow a credential over the bound (saved by an older
+    /// scopevault) is let through: new metadata, or values removed on the way under it.
+    pub(crate) fn grew_from(&self, before: &Credential) -> bool {
+        let count = |c: &Credential| c.fields.len() + c.secrets.len();
+        let bytes = |c: &Credential| credential_bytes(&c.fields, &c.secrets);
+        count(self) > count(before) || bytes(self) > bytes(before)
+    }
+}
+
 /// Whether a field named `key` holds a secret, so that it must never be a plain (printed)
 /// field: one of [`SECRET_FIELD_NAMES`], secret in `kind`'s schema, or named like a secret
 /// ([`CredentialKind::name_looks_secret`](crate::policy::CredentialKind::name_looks_secret)).

@@ -230,6 +230,95 @@ fn import_refuses_a_secret_value_over_the_limit_and_imports_nothing() {
     }
 }
 
+/// Twenty-second pass (found by an attacker forging signed bundles, who built the same
+/// credential with `cred set`): nothing bounded a credential's fields or its total size, so
+/// 290 values of 60,000 bytes made a credential whose fetch answer (17 MB) no client accepts.
+/// `cred set` refuses more than 64 fields or 1 MiB of values in one credential, and `cred
+/// import --update` a row that takes one over, each naming the credential and the bound,
+/// never a value, and storing nothing.
+#[test]
+fn cred_set_and_import_refuse_a_credential_over_the_bound() {
+    let e = Env::new();
+    e.init_with_cred();
+    let pf = e.pf();
+    let set = |files: &[(String, std::path::PathBuf)], code: Option<i32>| {
+        let mut a = vec!["cred".to_owned(), "set".into(), "shop-buyer".into()];
+        for (k, p) in files {
+            a.push("--secret-file".into());
+            a.push(format!("{k}={}", p.display()));
+        }
+        a.extend(["--passphrase-file".to_owned(), pf.clone()]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        match code {
+            Some(code) => e.fails(&a, b"", code),
+            None => e.ok(&a, b""),
+        }
+    };
+    let files = |n: usize, len: usize, c: char| -> Vec<(String, std::path::PathBuf)> {
+        (0..n)
+            .map(|i| {
+                let p = e.path(&format!("v{i:02}"));
+                std::fs::write(&p, c.to_string().repeat(len)).unwrap();
+                (format!("f{i:02}"), p)
+            })
+            .collect()
+    };
+    let before = e.vault_bytes();
+    // 64 more fields beside the password and username.
+    let err = set(&files(64, 12, 'q'), Some(2));
+    assert!(
+        err.contains("\"shop-buyer\"")
+            && err.contains(
+                "fields (plain and secret together), more than the 64 one credential may hold"
+            )
+            && err.contains("nothing was stored"),
+        "{err}"
+    );
+    assert!(!err.contains("qqqqqqqqqqqq"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing stored");
+    // 17 values of 62,000 bytes: each within 64 KiB, together over 1 MiB.
+    let err = set(&files(17, 62_000, 'z'), Some(2));
+    assert!(
+        err.contains("\"shop-buyer\"")
+            && err.contains("more than the 1048576 (1 MiB) one credential may hold"),
+        "{err}"
+    );
+    assert!(!err.contains("zzzzzzzz"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing stored");
+    // 16 of them fit; then an imported password of 60,000 bytes takes it over.
+    set(&files(16, 62_000, 'z'), None);
+    let before = e.vault_bytes();
+    let big = "p".repeat(60_000);
+    std::fs::write(
+        e.path("up.csv"),
+        format!("name,login_password\nshop-buyer,{big}\n"),
+    )
+    .unwrap();
+    let err = e.fails(
+        &[
+            "cred",
+            "import",
+            e.path("up.csv").to_str().unwrap(),
+            "--update",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains("row 2: credential \"shop-buyer\"")
+            && err.contains("more than the 1048576 (1 MiB) one credential may hold")
+            && err.contains("nothing was imported"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("pppppppp") && !err.contains("zzzzzzzz"),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), before, "nothing imported");
+}
+
 /// Found by attacking the admin CLI from operations.md and vault-format.md (eighteenth pass):
 /// `cred set` warns that a secret holding a NUL byte cannot be passed in an environment
 /// variable (`exec` refuses it, naming the field), but an imported password holding one got

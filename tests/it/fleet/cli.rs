@@ -1372,7 +1372,7 @@ fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check
             .clone()
     };
     type Mutate = fn(&mut serde_json::Map<String, serde_json::Value>);
-    let cases: [(&str, Mutate, &str); 3] = [
+    let cases: [(&str, Mutate, &str); 5] = [
         (
             "field",
             |s| {
@@ -1393,6 +1393,27 @@ fn a_signed_payload_that_breaks_the_vaults_rules_is_refused_by_the_decrypt_check
                 s.insert(k, serde_json::json!("x".repeat(70_000)));
             },
             "larger than 64 KiB",
+        ),
+        // Twenty-second pass (found by an attacker forging signed bundles): nothing bounded
+        // a credential's fields or its total size; 290 values of 60,000 bytes were applied,
+        // and no client accepted their fetch answer.
+        (
+            "fields",
+            |s| {
+                for i in 0..65 {
+                    s.insert(format!("f{i:02}"), serde_json::json!("v"));
+                }
+            },
+            "fields (plain and secret together), more than the 64 one credential may hold",
+        ),
+        (
+            "total",
+            |s| {
+                for i in 0..17 {
+                    s.insert(format!("f{i:02}"), serde_json::json!("y".repeat(62_000)));
+                }
+            },
+            "more than the 1048576 (1 MiB) one credential may hold",
         ),
         // Twentieth pass: a TOTP seed `cred set` refuses (here an `encoder` asking for
         // Steam's codes) was applied, and every fetch of it failed.
@@ -1523,6 +1544,53 @@ fn publish_refuses_a_stored_totp_seed_that_bundle_apply_would_refuse() {
         !common_vault::contains(&leak, SEED.as_bytes()),
         "the seed was printed"
     );
+}
+
+/// Twenty-second pass (found by an attacker forging signed bundles): a master vault saved by
+/// an older scopevault may hold a credential over the bound on one credential (here 80
+/// fields), which `bundle apply` refuses; `publish` refuses it first, naming the credential
+/// and the bound, never a value, and writes no bundle.
+#[test]
+fn publish_refuses_a_stored_credential_over_the_bound() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let pf = f.master.pf();
+    let id = f.master.path("master-id");
+    f.master.ok(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            id.to_str().unwrap(),
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    common_vault::rewrite_payload(&f.master.vault(), &id, |data| {
+        let secrets = data["credentials"]["buyer"]["secrets"]
+            .as_object_mut()
+            .unwrap();
+        for i in 0..80 {
+            secrets.insert(format!("f{i:02}"), serde_json::json!("Stored-Value-77"));
+        }
+    });
+    let before = f.master.vault_bytes();
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = f.master.fails(&args, b"", 2);
+    for part in [
+        "credential `buyer`",
+        "more than the 64 one credential may hold",
+        "bundle apply",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(!err.contains("Stored-Value-77"), "{err}");
+    assert!(!f.bundle("ams").exists() && !f.bundle("fra").exists());
+    assert_eq!(f.master.vault_bytes(), before, "no generation was recorded");
 }
 
 /// A bundle carries its location's share and nothing else (fleet.md, "Bundle"). Before the
