@@ -26,7 +26,7 @@ use crate::protocol::{
 use crate::secret::SecretString;
 
 /// Longest response line the client accepts: 16 MiB (a task with many large certificates).
-pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+pub use crate::protocol::MAX_RESPONSE;
 
 /// Why a request through the client failed.
 #[derive(Debug, thiserror::Error)]

@@ -29,6 +29,12 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// with `too_large` and the connection closed, without buffering more of it.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// Longest response line a client accepts, and so the longest the daemon sends: 16 MiB
+/// (docs/protocol.md, "Responses"). A credential holds at most 1 MiB of values
+/// ([`crate::vault::MAX_CREDENTIAL_BYTES`]), under 7 MiB once written in JSON; a `fetch` of a
+/// task whose credentials together would answer more is refused, and recorded so.
+pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
 /// Longest ticket lifetime a scheduler may ask for: one day.
 pub const MAX_TICKET_TTL_SECS: u64 = 24 * 60 * 60;
 
@@ -897,6 +903,12 @@ impl HandOut {
         // The closing brace: `audit_seq`, the last member, goes before it.
         out.pop();
         Ok(HandOut(out))
+    }
+
+    /// The length of the whole answer line, at most: what [`HandOut::finish`] adds (the
+    /// largest `audit_seq`, the closing brace and the line end) counted in.
+    pub(crate) fn line_len(&self) -> usize {
+        self.0.len() + ",\"audit_seq\":}\n".len() + u64::MAX.to_string().len()
     }
 
     /// The whole answer line, with the seq of the hand-out's last audit record.

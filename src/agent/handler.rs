@@ -1271,6 +1271,99 @@ mod tests {
         assert_eq!(v["ok"], true, "{v}");
     }
 
+    /// Twenty-second pass (found by an attacker forging signed bundles): a credential of 290
+    /// fields of 60,000 bytes, stored before any writer bounded a credential, was served in
+    /// an answer no client accepts, and `allow` was recorded with every value's HMAC. A
+    /// credential over the bound (here 65 fields) is now refused, naming it and the bound,
+    /// never a value, recorded as `error` with no value; the rest of the vault is served.
+    #[test]
+    fn regression_a_credential_over_the_bound_is_refused_and_the_rest_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = policy_src("warn");
+        let h = handler_tweaked(dir.path(), &src, |v| {
+            let c = v.creds.get_mut("shop-buyer").unwrap();
+            for i in 0..64 {
+                c.secrets.insert(
+                    format!("f{i:02}"),
+                    SecretString::from("Over-Bound-Value".to_string()),
+                );
+            }
+        });
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#,
+        );
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["error"]["code"], "internal", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("`shop-buyer` is not handed out")
+                && msg.contains("66 fields")
+                && msg.contains("64"),
+            "{msg}"
+        );
+        let v2 = call(&h, &root(), r#"{"v":1,"op":"fetch","task":"order-status"}"#);
+        assert_eq!(v2["ok"], true, "the rest is served: {v2}");
+        let r = audit_records(dir.path());
+        assert_eq!(r[0]["decision"], "error", "{}", r[0]);
+        assert_eq!(r[0]["credential"], "shop-buyer", "{}", r[0]);
+        assert!(
+            r[0]["values"].as_object().is_none_or(|m| m.is_empty()),
+            "{}",
+            r[0]
+        );
+        assert_eq!(r[1]["decision"], "allow", "{}", r[1]);
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(!log.contains("Over-Bound-Value") && !v.to_string().contains("Over-Bound"));
+    }
+
+    /// Twenty-second pass (found by an attacker forging signed bundles): the daemon recorded
+    /// `allow` for an answer longer than the 16 MiB a client accepts. Three credentials each
+    /// within the bound (1 MiB of control characters, six bytes each in JSON) make a 19 MB
+    /// answer to one task: it is refused before anything is recorded, and the refusal is
+    /// recorded as `error`, never `allow`; one of them fetched alone is handed out.
+    #[test]
+    fn regression_an_answer_over_what_a_client_accepts_is_refused_and_recorded_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = policy_src("warn")
+            + "\n[tasks.everything]\nneeds = [\"shop:login\"]\ncredentials = [\"shop-buyer\", \"shop-backoffice\", \"newsletter-login\"]\nrunners = { users = [\"root\"] }\n";
+        let h = handler_tweaked(dir.path(), &src, |v| {
+            for name in ["shop-buyer", "shop-backoffice", "newsletter-login"] {
+                let c = v.creds.get_mut(name).unwrap();
+                c.secrets.insert(
+                    "password".into(),
+                    SecretString::from("\u{1}".repeat(1_048_000)),
+                );
+            }
+        });
+        let v = call(&h, &root(), r#"{"v":1,"op":"fetch","task":"everything"}"#);
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"]["code"], "internal", "{}", v["error"]);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("task `everything`")
+                && msg.contains("16 MiB")
+                && msg.contains("--credential"),
+            "{msg}"
+        );
+        let r = audit_records(dir.path());
+        assert_eq!(r.len(), 1, "one record: {r:?}");
+        assert_eq!(r[0]["decision"], "error", "{}", r[0]);
+        assert!(
+            r[0]["values"].as_object().is_none_or(|m| m.is_empty()),
+            "{}",
+            r[0]
+        );
+        let one = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"everything","credential":"shop-buyer"}"#,
+        );
+        assert_eq!(one["ok"], true);
+        assert_eq!(audit_records(dir.path())[1]["decision"], "allow");
+    }
+
     #[test]
     fn tickets_redeem_once_and_only_for_admins_and_schedulers() {
         let dir = tempfile::tempdir().unwrap();

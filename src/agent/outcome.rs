@@ -10,7 +10,7 @@
 //! request it might have granted — locked, a fault, no room, no audit.
 
 use crate::audit::Decision;
-use crate::protocol::{ErrorBody, ErrorCode, Op, MAX_LINE};
+use crate::protocol::{ErrorBody, ErrorCode, Op, MAX_LINE, MAX_RESPONSE};
 
 /// The answer to a task name the applied policy does not know. It does not repeat the name:
 /// the message is also the audit record's reason (a client's name is audited as its HMAC).
@@ -93,6 +93,22 @@ pub(crate) enum Refusal {
         credential: String,
         /// What is wrong with the seed (never the seed).
         error: String,
+    },
+    /// A credential over the bound on one credential (more than 64 fields or 1 MiB of
+    /// values), which a vault saved by an older scopevault may hold: not handed out.
+    CredentialTooLarge {
+        /// The credential.
+        credential: String,
+        /// How it is over the bound (never a value).
+        over: String,
+    },
+    /// The answer to a `fetch` would be longer than a client accepts
+    /// ([`crate::protocol::MAX_RESPONSE`]): its credentials together are too large.
+    AnswerTooLarge {
+        /// The task.
+        task: String,
+        /// The answer's length, bytes.
+        bytes: usize,
     },
     /// An admin op asked for by a peer that is no admin.
     NotAdmin {
@@ -189,7 +205,9 @@ impl Refusal {
             // an admin's `unlock` say "wrong passphrase").
             Rollback(_) => ErrorCode::VaultRefused,
             OverScoped { .. } => ErrorCode::OverScoped,
-            BadTotpSeed { .. } | NoVault => ErrorCode::Internal,
+            BadTotpSeed { .. } | CredentialTooLarge { .. } | AnswerTooLarge { .. } | NoVault => {
+                ErrorCode::Internal
+            }
             TooManyTickets
             | TicketShare { .. }
             | SchedulersTickets { .. }
@@ -232,6 +250,12 @@ impl Refusal {
                 "totp credential `{credential}` has no `totp_seed` or `otpauth` secret"
             ),
             BadTotpSeed { credential, error } => format!("credential `{credential}`: {error}"),
+            CredentialTooLarge { credential, over } => format!(
+                "credential `{credential}` is not handed out: {over} (vault-format.md, \"Payload\"; saved by an older scopevault); an admin splits it into several credentials (`scopevault doctor` names it)"
+            ),
+            AnswerTooLarge { task, bytes } => format!(
+                "the credentials of task `{task}` together make an answer of {bytes} bytes, more than the {MAX_RESPONSE} (16 MiB) a client accepts, so nothing is handed out; fetch them one at a time (`--credential NAME`), or an admin lists fewer in the task"
+            ),
             NotAdmin { op, uid } => format!(
                 "`{op}` is for admins (root, the daemon's user or its admin group); uid {uid} is none of these"
             ),
@@ -297,6 +321,8 @@ impl Refusal {
             }
             Locked
             | BadTotpSeed { .. }
+            | CredentialTooLarge { .. }
+            | AnswerTooLarge { .. }
             | TooManyTickets
             | TicketShare { .. }
             | SchedulersTickets { .. }
@@ -395,6 +421,22 @@ mod tests {
                 Refusal::BadTotpSeed {
                     credential: s("c"),
                     error: s("bad base32"),
+                },
+                C::Internal,
+                Error,
+            ),
+            (
+                Refusal::CredentialTooLarge {
+                    credential: s("c"),
+                    over: s("it has 65 fields"),
+                },
+                C::Internal,
+                Error,
+            ),
+            (
+                Refusal::AnswerTooLarge {
+                    task: s("t"),
+                    bytes: 17 << 20,
                 },
                 C::Internal,
                 Error,
@@ -528,10 +570,12 @@ mod tests {
                 Refusal::TicketShare { .. } => 27,
                 Refusal::SchedulersTickets { .. } => 28,
                 Refusal::Undeclared { .. } => 29,
+                Refusal::CredentialTooLarge { .. } => 30,
+                Refusal::AnswerTooLarge { .. } => 31,
             };
             seen.insert(kind);
         }
-        assert_eq!(seen.len(), 30, "{seen:?}");
+        assert_eq!(seen.len(), 32, "{seen:?}");
     }
 
     /// Messages clients and tests rely on stay as they were before the refusals were typed.

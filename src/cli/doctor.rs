@@ -79,6 +79,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
                     );
                 }
                 check_credentials(&mut r, &vault);
+                check_sizes(&mut r, &vault);
                 check_declarations(&mut r, &vault);
             }
             Checked::Refused(e) => file.refused(&mut r, &e),
@@ -479,6 +480,36 @@ fn check_credentials(r: &mut Report, vault: &Vault) {
         r.ok(
             "totp",
             "no credential holds two TOTP seeds or a TOTP seed that gives no code",
+        );
+    }
+}
+
+/// A credential over the bound on one credential (more than 64 fields or 1 MiB of values,
+/// vault-format.md, "Payload"), which a vault saved by an older scopevault may hold: the
+/// daemon refuses its fetch (the rest of the vault is served), `publish` and `bundle apply`
+/// refuse it, and every writer refuses it to grow. A `fail` per such credential, naming it and
+/// the bound, never a value; `ok` when there is none.
+fn check_sizes(r: &mut Report, vault: &Vault) {
+    let mut over = 0;
+    for (name, c) in vault.credentials() {
+        let Some(why) = c.over_bound() else {
+            continue;
+        };
+        over += 1;
+        r.fail(
+            "size",
+            format!(
+                "credential `{name}` is over the bound on one credential: {why} (saved by an older scopevault). The daemon refuses its fetch, and `publish` and `bundle apply` refuse it; split it: `scopevault cred rm {name}`, then `scopevault cred add` of each part under its own name"
+            ),
+        );
+    }
+    if over == 0 {
+        r.ok(
+            "size",
+            format!(
+                "every credential is within the bound on one credential ({} fields, 1 MiB of values)",
+                vault::MAX_CREDENTIAL_FIELDS
+            ),
         );
     }
 }

@@ -12,6 +12,7 @@ use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::{CredentialKind, Enforce, Policy, Task};
 use crate::protocol::{
     err_line, CredentialOut, ErrorBody, ErrorCode, FetchBy, HandOut, Op, SecretsOut, TotpCode,
+    MAX_RESPONSE,
 };
 use crate::secret::SecretString;
 
@@ -53,24 +54,20 @@ impl Handler {
             };
             // Whether the ticket was found outstanding: a refusal after that counts against it.
             let mut ticket_judged = false;
-            let decided = self.decide_fetch(
-                v,
-                peer,
-                &by,
-                credential.as_deref(),
-                tickets.as_deref(),
-                &mut ticket_judged,
-            );
+            let decided = self
+                .decide_fetch(
+                    v,
+                    peer,
+                    &by,
+                    credential.as_deref(),
+                    tickets.as_deref(),
+                    &mut ticket_judged,
+                )
+                .and_then(|(o, task, granted)| {
+                    self.audit_hand_out(peer, o, &task, &granted, via_ticket.as_deref(), queued)
+                });
             match decided {
-                Ok((o, task, granted)) => {
-                    let mut held = self.audit_hand_out(
-                        peer,
-                        o,
-                        &task,
-                        &granted,
-                        via_ticket.as_deref(),
-                        queued,
-                    );
+                Ok(mut held) => {
                     // Spent now, before the records are durable: a redemption meanwhile is
                     // refused. Should they fail, nothing is handed out and the ticket is
                     // given back ([`Handler::commit`]).
@@ -287,6 +284,18 @@ impl Handler {
                 Vec::new(),
             ));
         };
+        // Over the bound on one credential (a vault saved by an older scopevault; every
+        // writer refuses one now): its answer could be more than a client accepts, so it is
+        // not handed out, and the rest of the vault still is (twenty-second pass).
+        if let Some(over) = crate::vault::credential_over_bound(cred.fields, cred.secrets) {
+            return Err(refuse(
+                Refusal::CredentialTooLarge {
+                    credential: name.to_owned(),
+                    over: over.to_string(),
+                },
+                Vec::new(),
+            ));
+        }
         let kind = decl.kind();
         let (scopes, origins) = (decl.scopes(), decl.origins());
         // A credential with metadata but no secret value is not handed out as an empty
@@ -395,6 +404,10 @@ impl Handler {
     /// vault (no copy of a secret is made) but held until the records are durable
     /// ([`Handler::commit`]). No record, no secret. Each value's HMAC is made once per vault
     /// load ([`Opened::value_macs`]); a TOTP code's, which changes, every time.
+    ///
+    /// An answer longer than a client accepts ([`MAX_RESPONSE`]) is refused before anything
+    /// is recorded: an `allow` was recorded, with every value's HMAC, for an answer no client
+    /// could read (twenty-second pass). The refusal is recorded instead.
     fn audit_hand_out(
         &self,
         peer: &PeerIdentity,
@@ -403,7 +416,7 @@ impl Handler {
         granted: &[Granted<'_>],
         ticket: Option<&str>,
         queued: &mut Vec<AuditTicket>,
-    ) -> Held {
+    ) -> Step<Held> {
         let out: Vec<CredentialOut<'_>> = granted
             .iter()
             .map(|g| CredentialOut {
@@ -427,11 +440,20 @@ impl Handler {
         // Rendered before anything is recorded: an answer that cannot be sent hands out
         // nothing.
         let Ok(answer) = HandOut::render(task, &out) else {
-            return Held::Line(err_line(&ErrorBody::new(
+            return Ok(Held::Line(err_line(&ErrorBody::new(
                 ErrorCode::Internal,
                 "the response could not be encoded",
-            )));
+            ))));
         };
+        if answer.line_len() > MAX_RESPONSE {
+            return Err(Refused::in_task(
+                Refusal::AnswerTooLarge {
+                    task: task.to_owned(),
+                    bytes: answer.line_len(),
+                },
+                task,
+            ));
+        }
         let info = peer.audit_info();
         let reason = ticket.map(|id| format!("redeemed ticket {id}"));
         for (g, c) in granted.iter().zip(&out) {
@@ -456,6 +478,6 @@ impl Handler {
                 },
             ));
         }
-        Held::Fetched(answer, None)
+        Ok(Held::Fetched(answer, None))
     }
 }

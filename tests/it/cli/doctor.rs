@@ -870,6 +870,75 @@ fn doctor_fails_a_credential_holding_both_totp_seeds_naming_the_fix() {
     );
 }
 
+/// Twenty-second pass (found by an attacker forging signed bundles): a vault saved before a
+/// credential was bounded may hold one of 290 fields of 60,000 bytes, which the daemon served
+/// in an answer `get` refused as "not a valid response (is it the same scopevault
+/// version?)", while the audit log recorded `allow`. Such a vault still loads: a fetch of
+/// that credential fails naming it and the bound, never a value, other credentials are
+/// served, and doctor fails a `size` line naming it (`ok` for a vault without one).
+#[test]
+fn a_stored_credential_over_the_bound_is_refused_at_fetch_and_doctor_fails_it() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let no_daemon = dir.path().join("no-daemon.sock");
+    let (text, _) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert!(
+        line_with(&text, "ok", "size", &["64 fields"]).is_some(),
+        "{text}"
+    );
+    crate::common::vault::rewrite_payload(&dir.path().join("vault.scopevault"), &id, |data| {
+        let secrets = data["credentials"]["shop-buyer"]["secrets"]
+            .as_object_mut()
+            .unwrap();
+        for i in 0..70 {
+            secrets.insert(format!("f{i:02}"), serde_json::json!("Over-Bound-Value"));
+        }
+    });
+    let d = Daemon::start(dir.path(), &["--identity-file", id_s]);
+    let get = |task: &str, field: &str| {
+        daemon::cmd(dir.path())
+            .args(["--socket", d.socket.to_str().unwrap()])
+            .args(["get", "--task", task, "--field", field])
+            .output()
+            .unwrap()
+    };
+    let out = get("checkout-flow", "password");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("internal")
+            && err.contains("`shop-buyer` is not handed out")
+            && err.contains("more than the 64 one credential may hold"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Over-Bound") && out.stdout.is_empty(),
+        "{err}"
+    );
+    let out = get("order-status", "username");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "backoffice");
+    drop(d);
+    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "size",
+            &["`shop-buyer`", "72 fields", "scopevault cred rm shop-buyer"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("Over-Bound"), "{text}");
+}
+
 /// Twenty-first pass (found by the twentieth pass's review): a vault saved by an older
 /// scopevault may hold a TOTP seed every writer now refuses (an otpauth URI with an `encoder`
 /// parameter, Steam's), which `bundle apply` refuses and a fetch fails on, and doctor's
