@@ -68,6 +68,11 @@ pub enum ClientError {
     /// The answer could not be read.
     #[error("the daemon's answer is not a valid response (is it the same scopevault version?)")]
     Malformed,
+    /// The answer is longer than [`MAX_RESPONSE`], which the client does not read past: a
+    /// daemon of this version never sends one (docs/protocol.md, "Responses"), an older one
+    /// did for a task whose credentials together were that large.
+    #[error("the daemon's answer is longer than 16 MiB ({MAX_RESPONSE} bytes), the most a client reads, so nothing of it is used: the task's credentials together are too large; fetch them one at a time (`--credential NAME`), and have an admin run `scopevault doctor`, which names a credential over the bound on one credential, and update the daemon")]
+    TooLong,
     /// The socket's path or the process answering on it is not one we may trust with a
     /// secret; nothing was sent.
     #[error("refusing to talk to {path}: {why}; nothing was sent (see docs/protocol.md, \"Who the client talks to\")")]
@@ -365,6 +370,9 @@ impl Client {
                 .position(|&b| b == b'\n')
                 .map(|p| p + searched)
             {
+                if pos > MAX_RESPONSE {
+                    return Err(ClientError::TooLong);
+                }
                 let mut line = Zeroizing::new(Vec::with_capacity(pos));
                 line.extend_from_slice(&self.pending[..pos]);
                 let mut rest = Zeroizing::new(Vec::with_capacity(self.pending.len() - pos));
@@ -374,7 +382,7 @@ impl Client {
             }
             searched = self.pending.len();
             if self.pending.len() > MAX_RESPONSE {
-                return Err(ClientError::Malformed);
+                return Err(ClientError::TooLong);
             }
             self.arm(deadline)?;
             let n = match self.stream.read(&mut chunk) {
@@ -510,7 +518,8 @@ mod tests {
     /// A daemon that sends more than [`MAX_RESPONSE`] without a line end is refused as soon as
     /// it passes it: each byte is searched once for the line end (a search from the start at
     /// each read took quadratic time, minutes for 16 MiB in a debug build, and the request's
-    /// wait ran out first). The wait here is a liveness bound, not what is tested.
+    /// wait ran out first). The wait here is a liveness bound, not what is tested. The error
+    /// says the answer is over the limit (twenty-second pass: it suggested another version).
     #[test]
     fn an_answer_without_a_line_end_is_refused_past_the_limit() {
         use std::io::Write;
@@ -524,7 +533,9 @@ mod tests {
         });
         let mut c = Client::connect_within(&path, Duration::from_secs(60)).unwrap();
         match c.health() {
-            Err(ClientError::Malformed) => {}
+            Err(e @ ClientError::TooLong) => {
+                assert!(e.to_string().contains("longer than 16 MiB"), "{e}");
+            }
             Err(e) => panic!("another error: {e}"),
             Ok(_) => panic!("an answer"),
         }

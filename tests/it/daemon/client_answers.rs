@@ -259,3 +259,37 @@ fn the_client_refuses_a_totp_code_that_is_not_6_to_10_digits() {
         }
     }
 }
+
+/// Twenty-second pass (found by an attacker forging signed bundles): a daemon serving a 17 MB
+/// credential sent an answer over the 16 MiB a client reads, and `get` said "the daemon's
+/// answer is not a valid response (is it the same scopevault version?)", sending the admin
+/// after a version mismatch. `get`, `totp` and `exec` now say the answer is over their size
+/// limit, naming it and what to do, exit 5, nothing printed or run.
+#[test]
+fn the_client_says_an_answer_over_its_size_limit_is_too_long() {
+    let place = Place::new();
+    // One line of 17 MiB, ended: a hand-out whose password fills it.
+    let mut answer = hand_out(
+        serde_json::json!({"ok": true, "v": 1}),
+        serde_json::json!({"secrets": {"password": "p".repeat(17 << 20)}}),
+    );
+    assert!(answer.len() > 17 << 20 && answer.ends_with(b"\n"));
+    answer.shrink_to_fit();
+    let login = place.stand_in(tasks("login", &["username", "password"]), answer.clone());
+    // `totp` asks for a task with a totp credential first; the answer is never parsed.
+    let totp = place.stand_in(tasks("totp", &[]), answer);
+    let totp_args: &[&str] = &["totp", "--task", "t1", "--timeout", "10"];
+    for (socket, args) in [(&login, GET), (&login, EXEC), (&totp, totp_args)] {
+        let out = place.run(socket, args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        let case = format!("{}: {stdout:?} {stderr:?}", args[0]);
+        assert_eq!(out.status.code(), Some(5), "{case}");
+        assert!(
+            stderr.contains("longer than 16 MiB (16777216 bytes), the most a client reads")
+                && stderr.contains("--credential"),
+            "{case}"
+        );
+        assert!(!stderr.contains("same scopevault version"), "{case}");
+        assert!(stdout.is_empty(), "{case}");
+    }
+}
