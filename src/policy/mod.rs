@@ -545,19 +545,20 @@ pub fn read_policy_source(path: &Path) -> Result<PolicySource, PolicyError> {
 }
 
 /// The rule every name in a policy follows (tasks, credentials, locations, scopes' owners):
-/// 1-128 characters of `A-Z`, `a-z`, `0-9`, `.`, `_`, `-`, not starting with `-`. What a
-/// bundle's manifest names is checked with it too, before it is shown or exported.
+/// 1-128 characters of `A-Z`, `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter or digit,
+/// as a vault's credential names do ([`crate::vault::validate_name`]). What a bundle's
+/// manifest names is checked with it too, before it is shown or exported.
 ///
-/// A leading `-` was allowed until the twenty-second pass: a location `-rf` passed lint and
-/// publish, and then `bundle apply --location -rf` (the shipped playbook's argv) read it as
-/// options. Task names reach `--task` the same way; credential names in a vault already
-/// started with a letter or digit ([`crate::vault::validate_name`]). A policy a vault stored
-/// before then is read with [`is_stored_name`].
+/// Any first character of the set was allowed until the twenty-second pass: a location `-rf`
+/// passed lint and publish, and then `bundle apply --location -rf` (the shipped playbook's
+/// argv) read it as options; task names reach `--task` the same way; and a credential `..`,
+/// `.` or `_a` passed lint (exit 0) while `policy apply` refused it, so a policy green in CI
+/// could not be applied. A policy a vault stored before then is read with [`is_stored_name`].
 pub fn is_valid_name(v: &str) -> bool {
-    is_stored_name(v) && !v.starts_with('-')
+    is_stored_name(v) && v.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-/// The name rule before the twenty-second pass (a leading `-` allowed): what a vault may
+/// The name rule before the twenty-second pass (any first character of the set): what a vault may
 /// already store, in its policy or its applied record, and must still read.
 pub fn is_stored_name(v: &str) -> bool {
     !v.is_empty()
@@ -568,7 +569,7 @@ pub fn is_stored_name(v: &str) -> bool {
 
 /// What [`is_valid_name`] asks, for messages.
 pub const NAME_RULE: &str =
-    "1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`, not starting with `-`";
+    "1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`, starting with a letter or digit";
 impl Policy {
     /// Parse policy.toml text. `path` is only used in messages. Any text that is not a valid
     /// policy is an error carrying `file:line:col`: TOML syntax, wrong types, unknown keys

@@ -186,6 +186,36 @@ fn unknown_key_with_did_you_mean() {
     );
 }
 
+/// Twenty-second pass, found by an attacker as a CI maintainer: a credential `..`, `.`, `_a`
+/// (and a task `.`) linted clean, exit 0, while `policy apply` refused the credential names (a
+/// vault's credential names start with a letter or digit): a policy green in CI could not be
+/// applied. One rule now, at the name's place.
+#[test]
+fn a_name_not_starting_with_a_letter_or_digit_is_refused_at_its_place() {
+    for (table, name) in [
+        ("credentials", ".."),
+        ("credentials", "."),
+        ("credentials", "_a"),
+        ("tasks", "."),
+        ("tasks", "_t"),
+    ] {
+        let body = if table == "tasks" {
+            "needs = [\"shop:login\"]\ncredentials = []\nrunners = { users = [\"checkpoint\"] }\n"
+        } else {
+            "kind = \"login\"\nscopes = [\"shop:login\"]\n"
+        };
+        let text = format!("version = 1\n[{table}.\"{name}\"]\n{body}");
+        bad(
+            text.as_bytes(),
+            &[
+                "policy.toml:2:",
+                &format!("name \"{name}\""),
+                "starting with a letter or digit",
+            ],
+        );
+    }
+}
+
 #[test]
 fn scope_with_bad_characters_is_reported_as_a_finding_and_exits_2() {
     bad(
