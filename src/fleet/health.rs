@@ -319,12 +319,11 @@ impl AppliedRecord {
             ));
         }
         // The rule the record was written under: an apply before the twenty-second pass may
-        // have recorded a location starting with `-`.
+        // have recorded a location starting with `-`, `.` or `_`.
         if !crate::policy::is_stored_name(&self.location) {
             return Err(format!(
-                "its location {} is not a valid name ({})",
-                shown(&self.location),
-                crate::policy::NAME_RULE
+                "its location {} is not a valid name (1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`)",
+                shown(&self.location)
             ));
         }
         if !is_fingerprint(&self.signer_fingerprint) {
