@@ -190,7 +190,11 @@ impl LineIndex {
 }
 
 /// The part of a source line to show under a message, and where the `^` marker goes in it:
-/// `(text, marker start in chars, marker length)`. `column` and `end_column` are 1-based
+/// `(text, marker start in display columns, marker length in display columns)`. A wide
+/// character (CJK, emoji) takes two columns and a combining mark none, as a terminal shows them
+/// (until the twenty-second pass the marker counted characters and stood one column short
+/// after a wide one). A control character is shown escaped (a tab as `\t`), as wide as its
+/// escape. `column` and `end_column` are 1-based
 /// (`end_column` exclusive, past the line for a span that goes on). Long lines (a minified or
 /// hostile file) are cut to a window around the marker, so a message stays readable.
 pub(crate) fn snippet(line: &str, column: usize, end_column: usize) -> (String, usize, usize) {
@@ -210,13 +214,14 @@ pub(crate) fn snippet(line: &str, column: usize, end_column: usize) -> (String, 
     let mut text = String::new();
     let (mut marker_start, mut marker_len) = (0, 0);
     for (i, c) in chars[from..to].iter().enumerate() {
-        let before = text.chars().count();
-        if crate::text::needs_escape(*c) {
-            text.extend(c.escape_default());
+        let width = if crate::text::needs_escape(*c) {
+            let escaped: String = c.escape_default().collect();
+            text.push_str(&escaped);
+            escaped.len()
         } else {
             text.push(*c);
-        }
-        let width = text.chars().count() - before;
+            unicode_width::UnicodeWidthChar::width(*c).unwrap_or(0)
+        };
         if from + i < start {
             marker_start += width;
         } else if from + i < end {
@@ -333,6 +338,20 @@ mod tests {
         assert_eq!(idx.line_col(src, 7), (3, 1));
         assert_eq!(idx.line_text(src, 2), "çd");
         assert_eq!(idx.line_text(src, 3), "x");
+    }
+
+    #[test]
+    fn snippet_places_the_marker_by_display_columns() {
+        // A wide character takes two columns, a combining mark none, an escaped tab two.
+        assert_eq!(snippet("# 😀 x = 1", 5, 6), ("# 😀 x = 1".to_owned(), 5, 1));
+        assert_eq!(snippet("漢字 = 1", 4, 5), ("漢字 = 1".to_owned(), 5, 1));
+        assert_eq!(
+            snippet("e\u{301} = 1", 4, 5),
+            ("e\u{301} = 1".to_owned(), 2, 1)
+        );
+        assert_eq!(snippet("\tab = 1", 2, 4), ("\\tab = 1".to_owned(), 2, 2));
+        // A marked wide character is two carets wide.
+        assert_eq!(snippet("k = \"漢\"", 6, 7), ("k = \"漢\"".to_owned(), 5, 2));
     }
 
     #[test]
