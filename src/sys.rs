@@ -151,15 +151,23 @@ pub fn allocation_limits() -> String {
         }),
         _ => None,
     };
-    describe_allocation_limits(memlock, getrlimit(Resource::As).current)
+    describe_allocation_limits(
+        memlock,
+        getrlimit(Resource::As).current,
+        getrlimit(Resource::Data).current,
+    )
 }
 
 /// [`allocation_limits`]'s text. `memlock`: this process locked its memory (`mlockall` with
 /// `MCL_FUTURE`) under a finite `RLIMIT_MEMLOCK` (bytes), and how much of it is in use when
-/// known; `address_space`: the soft `RLIMIT_AS` (`None`: unlimited).
+/// known; `address_space`: the soft `RLIMIT_AS` (`None`: unlimited); `data`: the soft
+/// `RLIMIT_DATA` (`None`: unlimited), which since Linux 4.7 counts private anonymous mappings,
+/// so the key derivation's blocks too (a slot's 1 GiB under `prlimit --data=600M` was blamed
+/// on the machine, "no limit of this process refused it", twenty-second pass).
 fn describe_allocation_limits(
     memlock: Option<(u64, Option<u64>)>,
     address_space: Option<u64>,
+    data: Option<u64>,
 ) -> String {
     let mib = |b: u64| b >> 20;
     let mut why = Vec::new();
@@ -174,6 +182,12 @@ fn describe_allocation_limits(
     if let Some(limit) = address_space {
         why.push(format!(
             "its address-space limit (RLIMIT_AS) is {} MiB: raise it (LimitAS= in a systemd unit, `ulimit -v`)",
+            mib(limit)
+        ));
+    }
+    if let Some(limit) = data {
+        why.push(format!(
+            "its data limit (RLIMIT_DATA) is {} MiB: raise it (LimitDATA= in a systemd unit, `ulimit -d`)",
             mib(limit)
         ));
     }
@@ -1086,7 +1100,7 @@ mod tests {
     /// pass; the daemon side is `tests/it/daemon/memlock.rs`).
     #[test]
     fn allocation_limits_name_the_memory_lock_limit_when_the_memory_is_locked() {
-        let locked = describe_allocation_limits(Some((64 << 20, Some(21 << 20))), None);
+        let locked = describe_allocation_limits(Some((64 << 20, Some(21 << 20))), None, None);
         assert!(
             locked.contains("memory lock limit (RLIMIT_MEMLOCK) of 64 MiB, 21 MiB of it in use")
                 && locked.contains("LimitMEMLOCK=infinity")
@@ -1094,12 +1108,19 @@ mod tests {
                 && !locked.contains("RLIMIT_AS"),
             "{locked}"
         );
-        let both = describe_allocation_limits(Some((64 << 20, None)), Some(224 << 20));
+        let both = describe_allocation_limits(Some((64 << 20, None)), Some(224 << 20), None);
         assert!(
             both.contains("RLIMIT_MEMLOCK) of 64 MiB;") && both.contains("(RLIMIT_AS) is 224 MiB"),
             "{both}"
         );
-        let neither = describe_allocation_limits(None, None);
+        let data = describe_allocation_limits(None, None, Some(600 << 20));
+        assert!(
+            data.contains("data limit (RLIMIT_DATA) is 600 MiB")
+                && data.contains("LimitDATA=")
+                && !data.contains("out of memory"),
+            "{data}"
+        );
+        let neither = describe_allocation_limits(None, None, None);
         assert!(
             neither.contains("out of memory") && !neither.contains("RLIMIT"),
             "{neither}"
