@@ -67,6 +67,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
             (given, None)
         }
     };
+    let mut other_vault = false;
     if let Some(file) = &file {
         match check_unlock(&mut r, g, &vault_path) {
             Checked::Opened(vault) => {
@@ -82,7 +83,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
                 check_sizes(&mut r, &vault);
                 check_declarations(&mut r, &vault);
             }
-            Checked::Refused(e) => file.refused(&mut r, &e),
+            Checked::Refused(e, other) => {
+                other_vault = other;
+                file.refused(&mut r, &e);
+            }
             Checked::NotOpened if file.last_generation => file.unauthenticated_last(&mut r),
             Checked::NotOpened => file.authenticated(
                 &mut r,
@@ -93,7 +97,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
             ),
         }
     }
-    check_state(&mut r, file.as_ref());
+    check_state(&mut r, file.as_ref(), other_vault);
     let daemon = check_daemon(&mut r, g, &vault_path, file.as_ref());
     let audit_path = a
         .audit
@@ -179,8 +183,10 @@ impl FileHeader {
 enum Checked {
     /// Opened (and so authenticated) with a source that needs no input.
     Opened(Box<Vault>),
-    /// A source was tried and the file refused (forged, corrupt, rolled back): the error.
-    Refused(String),
+    /// A source was tried and the file refused (forged, corrupt, rolled back): the error,
+    /// and whether it is another vault than the one the rollback record binds its id to
+    /// (then the record's generation is not this file's to compare).
+    Refused(String, bool),
     /// Nothing opened it (no such source, or none that works).
     NotOpened,
 }
@@ -304,14 +310,15 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
         Ok(s) => s,
         Err(e) => {
             r.fail("unlock", format!("cannot read the key slots: {e}"));
-            return Checked::Refused(e.to_string());
+            return Checked::Refused(e.to_string(), false);
         }
     };
     let mut opened = None;
     let mut refused = None;
     let mut judge = |e: vault::VaultError| {
         if e.is_refusal() {
-            refused.get_or_insert(e.to_string());
+            let other = matches!(e, vault::VaultError::OtherVaultRecorded { .. });
+            refused.get_or_insert((e.to_string(), other));
         }
         e
     };
@@ -412,7 +419,7 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
         Err(e) => r.fail("passphrase", format!("{e:#}")),
     }
     match (opened, refused) {
-        (_, Some(e)) => Checked::Refused(e),
+        (_, Some((e, other))) => Checked::Refused(e, other),
         (Some(v), None) => Checked::Opened(Box::new(v)),
         (None, None) => Checked::NotOpened,
     }
@@ -1008,7 +1015,10 @@ fn check_audit(r: &mut Report, path: &Path) {
 
 /// The state directory (rollback record, anchors, applied records), as the writers check it,
 /// and the generation its rollback record holds for this vault against the file's.
-fn check_state(r: &mut Report, file: Option<&FileHeader>) {
+/// The state directory and what its rollback record holds for the vault. `other_vault`: the
+/// file authenticated with its own key, but the record binds its id to another vault's
+/// (the open refused it): the generation recorded is that vault's, not this file's.
+fn check_state(r: &mut Report, file: Option<&FileHeader>, other_vault: bool) {
     let dir = crate::paths::state_dir();
     let shown = dir.display();
     if std::fs::symlink_metadata(&dir).is_err() {
@@ -1029,6 +1039,16 @@ fn check_state(r: &mut Report, file: Option<&FileHeader>) {
         r.ok("state", format!("{shown}: checked as the writers check it"));
         return;
     };
+    if other_vault {
+        r.fail(
+            "state",
+            format!(
+                "{shown} records another vault (another vault key) under vault id {}…: its generation is that vault's, and every command and `serve` refuse this file (the vault line says what to do)",
+                short_id(&file.vault_id)
+            ),
+        );
+        return;
+    }
     match crate::vault::recorded_generation(&file.vault_id) {
         Err(e) => r.fail(
             "state",

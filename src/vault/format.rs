@@ -369,6 +369,24 @@ fn mac_for(identity: &str, vault_id: &str, info: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("HMAC takes any key length")
 }
 
+/// The key info of the rollback record's binding (vault-format.md, "Rollback detection").
+const BINDING_INFO: &[u8] = b"scopevault/v2/record-binding";
+/// The message the binding's HMAC is taken of.
+const BINDING_MESSAGE: &[u8] = b"scopevault rollback record binding";
+
+/// The binding of vault `vault_id` in this machine's rollback record: the first 16 bytes of
+/// HMAC-SHA256 under a key derived from the vault identity as the file MAC's is (HKDF-SHA256,
+/// salt `vault_id`, info `scopevault/v2/record-binding`) of `scopevault rollback record
+/// binding`, as 32 lowercase hex digits. Only the identity's holder can make it, and it stays
+/// the same as long as the identity does: across every save and slot change (`key add`,
+/// `key remove`, `key passwd`) and `key migrate`, which keep the identity and rewrap it.
+pub(crate) fn record_binding(identity: &str, vault_id: &str) -> String {
+    let mut mac = mac_for(identity, vault_id, BINDING_INFO);
+    mac.update(BINDING_MESSAGE);
+    let full = mac.finalize().into_bytes();
+    data_encoding::HEXLOWER.encode(&full[..16])
+}
+
 /// Serialise a whole file: framing, header, payload and the MAC (see [`age_prefix_len`] for
 /// what it covers).
 pub(crate) fn encode(

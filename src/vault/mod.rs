@@ -86,6 +86,17 @@ pub enum VaultError {
         /// Highest generation recorded.
         seen: u64,
     },
+    /// This machine's rollback record binds the file's vault id to another vault key: the file
+    /// authenticated with its own key, but it is not the vault the record knows under that id
+    /// (another vault given its id by whoever holds that vault's key). Refused before
+    /// anything is recorded: it cannot raise the generation recorded for the id.
+    #[error("{}", other_vault_recorded_message(vault_id, record))]
+    OtherVaultRecorded {
+        /// The vault id the file's header claims.
+        vault_id: String,
+        /// The rollback record's path.
+        record: PathBuf,
+    },
     /// This machine's rollback record (`generations.json` in the state directory) cannot be
     /// used: it is not what a reader writes, or the generation it holds leaves no room for a
     /// save. It is not the vault file, which was not judged: not a refusal of the file.
@@ -275,6 +286,14 @@ fn check_vault_id(path: &Path, found: &str, opts: &OpenOptions) -> Result<(), Va
     }
 }
 
+/// [`VaultError::OtherVaultRecorded`]'s message.
+fn other_vault_recorded_message(vault_id: &str, record: &Path) -> String {
+    format!(
+        "this file authenticates with its own vault key, but it is not vault {vault_id}: another vault with that id, under another key, is recorded on this machine (rollback record {}). Whoever holds this file's key gave it that id; it was refused and nothing was recorded. Use the vault this machine knows under that id. Only if this file is the vault you use, and the one recorded is the impostor (it was opened here first), remove the entries of this id from the record (\"{vault_id}\", \"key:{vault_id}:…\", \"unlocked:{vault_id}\", \"format2:{vault_id}\"): the next open trusts the file it finds (vault-format.md, \"Rollback detection\")",
+        record.display()
+    )
+}
+
 /// [`VaultError::LastGeneration`]'s message, which readers print as a warning too
 /// ([`Vault::at_last_generation`]).
 fn last_generation_message() -> String {
@@ -324,6 +343,7 @@ impl VaultError {
                 | VaultError::Corrupt(_)
                 | VaultError::Forged
                 | VaultError::Rollback { .. }
+                | VaultError::OtherVaultRecorded { .. }
                 | VaultError::LastGeneration
                 | VaultError::HostileKdf(_)
                 | VaultError::StoredPolicy(_)
@@ -780,8 +800,19 @@ impl Vault {
         }
         parsed.verify_mac(&identity)?;
         let seen_store = store::Seen::new();
-        // One read of the record serves the generation and the format-2 marker below.
+        // One read of the record serves the binding, the generation and the format-2 marker
+        // below.
         let record = seen_store.load()?;
+        // The record's entries for this id are this vault's only if it binds the id to this
+        // file's key: another vault given the id (by whoever holds *its* key) authenticates
+        // with that key, and raised the generation recorded for the id up to the last one,
+        // after which the genuine vault was refused as a rollback (twenty-second pass). It is
+        // refused before anything is written.
+        let binding = format::record_binding(&identity, &header.vault_id);
+        let bound = store::binding_in(&record, &header.vault_id);
+        if bound.is_some_and(|b| b != binding) {
+            return Err(seen_store.other_vault(&header.vault_id));
+        }
         let recorded = record.get(&header.vault_id).copied();
         let seen = recorded.into_iter().chain(floor).max();
         let mut rolled_back = None;
@@ -819,12 +850,29 @@ impl Vault {
         // Written only when there is something to raise: an open of a generation already
         // recorded writes nothing, so it works on a read-only or full state directory (a
         // record that must be raised and cannot be still fails the open: closed).
-        if recorded.is_none_or(|r| r < header.generation) {
-            seen_store.record(&header.vault_id, header.generation)?;
-        }
+        // The binding goes with them (trust on first use). A record that lacks only the
+        // binding (written before bindings, or by a scopevault from before) gets it best
+        // effort, as the unlock hint: an open that writes nothing else works on a read-only
+        // state directory as before. Not for a file accepted below the record (a backup
+        // checked writes nothing).
         let marker = format2_marker(&header.vault_id);
-        if parsed.version == format::VERSION && !record.contains_key(&marker) {
-            seen_store.record(&marker, 1)?;
+        let marker =
+            (parsed.version == format::VERSION && !record.contains_key(&marker)).then_some(marker);
+        if recorded.is_none_or(|r| r < header.generation) || marker.is_some() {
+            seen_store.raise(
+                &header.vault_id,
+                &binding,
+                Some(header.generation),
+                marker.as_deref(),
+            )?;
+        } else if bound.is_none() && rolled_back.is_none() {
+            // Another vault bound to the id between the read above and this write: refused
+            // as above. Any other failure leaves the record as it was.
+            if let Err(e @ VaultError::OtherVaultRecorded { .. }) =
+                seen_store.raise(&header.vault_id, &binding, None, None)
+            {
+                return Err(e);
+            }
         }
         Ok(Vault {
             path: path.to_path_buf(),
@@ -874,7 +922,14 @@ impl Vault {
     /// take as done (eighteenth pass: it exited 0 with the warning).
     pub fn save_and_record(&mut self, lock: &WriteLock) -> Result<Option<VaultError>, VaultError> {
         let seen = store::Seen::new();
-        let floor = seen.get(&self.header.vault_id)?.unwrap_or(0);
+        let binding = format::record_binding(&self.identity, &self.header.vault_id);
+        let record = seen.load()?;
+        // Another vault's key bound to this id since this one was opened: its generation is
+        // not this vault's to follow, nor this vault's to raise.
+        if store::binding_in(&record, &self.header.vault_id).is_some_and(|b| b != binding) {
+            return Err(seen.other_vault(&self.header.vault_id));
+        }
+        let floor = record.get(&self.header.vault_id).copied().unwrap_or(0);
         let mut header = self.header.clone();
         header.generation = next_generation(header.generation, floor).map_err(|why| {
             if floor > header.generation {
@@ -909,9 +964,12 @@ impl Vault {
         // users retry a change that was done (found by attacking the admin CLI with a full
         // state directory, fourteenth pass). The rollback record catches up at the next save
         // or open.
-        let recorded = seen
-            .record(&header.vault_id, header.generation)
-            .and_then(|()| seen.record(&format2_marker(&header.vault_id), 1));
+        let recorded = seen.raise(
+            &header.vault_id,
+            &binding,
+            Some(header.generation),
+            Some(&format2_marker(&header.vault_id)),
+        );
         self.header = header;
         self.dirty = false;
         Ok(recorded.err())

@@ -929,10 +929,15 @@ impl Seen {
         self.load_from(&dir)
     }
 
-    /// Record `generation` if it is higher than what is recorded.
+    /// Record `generation` if it is higher than what is recorded (a test's shorthand: the
+    /// vault's opens and saves go through [`Seen::raise`], which binds the id too).
+    #[cfg(test)]
     pub fn record(&self, vault_id: &str, generation: u64) -> Result<(), VaultError> {
-        self.update(vault_id, |old| {
-            (old.unwrap_or(0) < generation).then_some(generation)
+        self.update(|map| {
+            let old = map.get(vault_id).copied();
+            Ok((old.unwrap_or(0) < generation)
+                .then(|| map.insert(vault_id.to_owned(), generation))
+                .is_some())
         })
     }
 
@@ -940,15 +945,62 @@ impl Seen {
     /// follows the slot that opened the vault last, down as well as up). Nothing is written
     /// when it holds `value` already.
     pub fn set(&self, key: &str, value: u64) -> Result<(), VaultError> {
-        self.update(key, |old| (old != Some(value)).then_some(value))
+        self.update(|map| Ok(map.insert(key.to_owned(), value) != Some(value)))
     }
 
-    /// Under the record's lock, give `key` the value `new` returns for what it holds, if any
-    /// (`None`: leave the record as it is, unwritten).
+    /// Under the record's lock, for the authenticated file of vault `vault_id` whose key gives
+    /// `binding` ([`super::format::record_binding`]): refuse it when the record binds the id
+    /// to another key ([`VaultError::OtherVaultRecorded`], nothing written); otherwise record
+    /// the binding if the id has none yet (trust on first use), `generation` if it is higher
+    /// than the one recorded, and the entry `marker` (the format-2 marker) if it is missing.
+    /// Nothing is written when all of it is recorded already.
+    pub fn raise(
+        &self,
+        vault_id: &str,
+        binding: &str,
+        generation: Option<u64>,
+        marker: Option<&str>,
+    ) -> Result<(), VaultError> {
+        self.update(|map| {
+            let mut changed = false;
+            match binding_in(map, vault_id) {
+                Some(b) if b != binding => return Err(self.other_vault(vault_id)),
+                Some(_) => {}
+                None => {
+                    map.insert(binding_key(vault_id, binding), BINDING_VALUE);
+                    changed = true;
+                }
+            }
+            if let Some(g) = generation {
+                if map.get(vault_id).is_none_or(|old| *old < g) {
+                    map.insert(vault_id.to_owned(), g);
+                    changed = true;
+                }
+            }
+            if let Some(m) = marker {
+                if !map.contains_key(m) {
+                    map.insert(m.to_owned(), 1);
+                    changed = true;
+                }
+            }
+            Ok(changed)
+        })
+    }
+
+    /// [`VaultError::OtherVaultRecorded`] for `vault_id`, naming this record.
+    pub fn other_vault(&self, vault_id: &str) -> VaultError {
+        VaultError::OtherVaultRecorded {
+            vault_id: vault_id.to_owned(),
+            record: self.path.clone(),
+        }
+    }
+
+    /// Under the record's lock, apply `change` to what it holds, and write the record when
+    /// `change` says it changed something (`Ok(false)`: leave it as it is, unwritten; an
+    /// error: nothing written).
     fn update(
         &self,
-        key: &str,
-        new: impl FnOnce(Option<u64>) -> Option<u64>,
+        change: impl FnOnce(&mut BTreeMap<String, u64>) -> Result<bool, VaultError>,
     ) -> Result<(), VaultError> {
         let dir_path = self.dir();
         let dir = SafeDir::open(&dir_path, true)?;
@@ -960,10 +1012,9 @@ impl Seen {
             .lock()
             .map_err(io_err(&lock_path, "cannot lock the rollback record's lock"))?;
         let mut map = self.load_from(&dir)?;
-        let Some(value) = new(map.get(key).copied()) else {
+        if !change(&mut map)? {
             return Ok(());
-        };
-        map.insert(key.to_owned(), value);
+        }
         let bytes = serde_json::to_vec_pretty(&map).expect("a map of ints serialises");
         dir.remove_prefixed(".generations.tmp-");
         dir.replace(
@@ -972,6 +1023,25 @@ impl Seen {
             &bytes,
         )
     }
+}
+
+/// The value of a binding's entry: the binding is in the entry's name
+/// (`key:<vault_id>:<32 hex digits>`), so that the record stays one JSON object of integers,
+/// which a scopevault from before bindings reads (and keeps) as it did.
+const BINDING_VALUE: u64 = 1;
+
+/// The name of the entry binding `vault_id` to the key whose binding is `binding`.
+fn binding_key(vault_id: &str, binding: &str) -> String {
+    format!("key:{vault_id}:{binding}")
+}
+
+/// The binding the record holds for `vault_id`, if any (the first, should an edit have left
+/// several: a writer adds one only where there is none).
+pub(crate) fn binding_in<'a>(map: &'a BTreeMap<String, u64>, vault_id: &str) -> Option<&'a str> {
+    let prefix = format!("key:{vault_id}:");
+    map.range(prefix.clone()..)
+        .next()
+        .and_then(|(k, _)| k.strip_prefix(&prefix))
 }
 
 #[cfg(test)]
@@ -1025,6 +1095,29 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(OpenLink::open(dir.path()).unwrap().is_none(), "not a link");
+    }
+
+    /// Twenty-second pass: the record binds an id to one key. A raise with another binding is
+    /// refused and leaves the record byte for byte; a record without a binding takes the first
+    /// one it is given (trust on first use), keeping its entries.
+    #[test]
+    fn a_raise_under_another_binding_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Seen {
+            path: dir.path().join("generations.json"),
+            legacy: None,
+        };
+        seen.record("v", 7).unwrap();
+        seen.raise("v", "aa", None, None).unwrap();
+        assert_eq!(binding_in(&seen.load().unwrap(), "v"), Some("aa"));
+        assert_eq!(seen.get("v").unwrap(), Some(7), "kept");
+        let before = fs::read(&seen.path).unwrap();
+        let e = seen.raise("v", "bb", Some(u64::MAX - 1), None).unwrap_err();
+        assert!(matches!(e, VaultError::OtherVaultRecorded { .. }), "{e}");
+        assert_eq!(fs::read(&seen.path).unwrap(), before);
+        seen.raise("v", "aa", Some(9), Some("format2:v")).unwrap();
+        assert_eq!(seen.get("v").unwrap(), Some(9));
+        assert_eq!(seen.get("format2:v").unwrap(), Some(1));
     }
 
     /// A generation only rises; the unlock hint follows the slot that opened the vault last,

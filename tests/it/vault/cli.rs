@@ -2118,3 +2118,101 @@ fn doctor_judges_the_last_generation_only_in_an_authenticated_header() {
     assert!(!text.contains("no save can follow"), "{text}");
     assert!(text.contains("failed authentication"), "{text}");
 }
+
+/// The entries of the rollback record at `path` that bind `vault_id` to a key, read as a
+/// scopevault from before bindings reads the record (one JSON object of integers).
+fn record_bindings(path: &std::path::Path, vault_id: &str) -> Vec<String> {
+    let map: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    map.into_keys()
+        .filter(|k| k.starts_with(&format!("key:{vault_id}:")))
+        .collect()
+}
+
+/// Twenty-second pass (found by an attacker of the vault format): the rollback record now binds
+/// each vault id to its vault's key (so that another vault given the id cannot raise it). The
+/// binding follows the vault identity, which every slot wraps: a genuine vault keeps its one
+/// binding, and keeps opening, across `key add`, `key passwd`, `key remove`, saves and the
+/// daemon's reloads.
+#[test]
+fn a_genuine_vault_keeps_its_record_binding_across_slot_changes_saves_and_reloads() {
+    let e = Env::new();
+    e.init_with_cred();
+    let (header, _) = split(&e.vault_bytes());
+    let vid = header["vault_id"].as_str().unwrap().to_owned();
+    let record = e.path("state/generations.json");
+    let bound = record_bindings(&record, &vid);
+    assert_eq!(bound.len(), 1, "init binds the id: {bound:?}");
+    let same = |what: &str| {
+        assert_eq!(record_bindings(&record, &vid), bound, "after {what}");
+    };
+    let idf = e.path("id.txt");
+    let (pf, i) = (e.pf(), idf.to_str().unwrap().to_owned());
+    e.ok(
+        &["key", "add", "--identity-out", &i, "--passphrase-file", &pf],
+        b"",
+    );
+    same("key add");
+    let new_pass = e.path("new-pass");
+    std::fs::write(&new_pass, "a different long passphrase for the vault\n").unwrap();
+    let np = new_pass.to_str().unwrap().to_owned();
+    e.ok(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            &np,
+            "--weak-passphrase-ok",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    same("key passwd");
+    let slots: serde_json::Value =
+        serde_json::from_str(&e.ok(&["key", "list", "--json", "--identity-file", &i], b""))
+            .unwrap();
+    let identity_slot = slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "identity")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    e.ok(
+        &["key", "remove", &identity_slot, "--passphrase-file", &np],
+        b"",
+    );
+    same("key remove");
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "second",
+            "--kind",
+            "token",
+            "--secret",
+            "token",
+            "--passphrase-file",
+            &np,
+        ],
+        b"another-secret",
+    );
+    same("a save");
+    let sock = e.path("run/sv.sock");
+    let s = sock.to_str().unwrap().to_owned();
+    let served = e.serve(&sock, &["--passphrase-file", &np]);
+    e.ok(&["cred", "rm", "second", "--passphrase-file", &np], b"");
+    e.ok(&["reload", "--socket", &s], b"");
+    drop(served);
+    same("the daemon's load and reload");
+    let out = e.run(&["cred", "list", "--passphrase-file", &np], b"");
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("shop-buyer") && !listed.contains("second"),
+        "{listed}"
+    );
+}

@@ -119,12 +119,22 @@ fn v1_identity_slot(admin: &age::x25519::Recipient, vault_identity: &str) -> ser
 /// The recipe on `good` (a real vault file): a new vault key, the given slots, the same
 /// vault_id, generation + 1, payload and MAC under the new key.
 fn forge(good: &[u8], slots: impl FnOnce(&str, &str) -> Vec<serde_json::Value>) -> Vec<u8> {
+    let generation = unframe(good).header["generation"].as_u64().unwrap() + 1;
+    forge_at(good, generation, slots)
+}
+
+/// [`forge`] at the given generation.
+fn forge_at(
+    good: &[u8],
+    generation: u64,
+    slots: impl FnOnce(&str, &str) -> Vec<serde_json::Value>,
+) -> Vec<u8> {
     let f = unframe(good);
     let minted = age::x25519::Identity::generate();
     let minted_secret = secret_of(&minted);
     let mut h = f.header.clone();
     let vault_id = h["vault_id"].as_str().unwrap().to_owned();
-    h["generation"] = serde_json::json!(h["generation"].as_u64().unwrap() + 1);
+    h["generation"] = serde_json::json!(generation);
     h["recipient"] = serde_json::json!(minted.to_public().to_string());
     h["slots"] = serde_json::Value::Array(slots(&vault_id, &minted_secret));
     frame_and_mac(
@@ -225,7 +235,10 @@ fn the_forgery_recipe_against_a_v2_identity_vault_is_refused() {
 
     // Control: the same forging code with the identity file's secret key (which only the
     // admin holds) makes a file the reader accepts, so the refusals above are not an artefact
-    // of a wrong forgery.
+    // of a wrong forgery. Accepted where the rollback record does not know the vault yet (a
+    // state directory of its own): this machine's record binds the vault id to the genuine
+    // vault key, and the forged file has another (twenty-second pass), so here it is refused
+    // as another vault.
     let admin_secret = secret_of(&admin);
     std::fs::write(
         e.vault(),
@@ -235,8 +248,212 @@ fn the_forgery_recipe_against_a_v2_identity_vault_is_refused() {
     )
     .unwrap();
     let out = list_with(&e, &idf);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another vault with that id"),
+        "{out:?}"
+    );
+    let out = e.run_cmd(
+        e.cmd()
+            .env("SCOPEVAULT_STATE_DIR", e.path("fresh-state"))
+            .args(["cred", "list", "--identity-file", idf.to_str().unwrap()]),
+        b"",
+    );
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(PLANTED));
+}
+
+/// An identity file of the attacker's own, mode 0600.
+fn own_identity_file(e: &Env, name: &str) -> (PathBuf, String) {
+    let own = age::x25519::Identity::generate();
+    let path = e.path(name);
+    std::fs::write(&path, format!("{}\n", secret_of(&own))).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    (path, secret_of(&own))
+}
+
+/// Another vault, made by whoever holds *its* key (here: an identity file of their own), with
+/// the genuine vault's id (public, in its header) and the last generation a save writes,
+/// written to `other/vault.scopevault`; returns its path and that identity file.
+fn impostor(e: &Env, good: &[u8]) -> (PathBuf, PathBuf) {
+    let (att, att_secret) = own_identity_file(e, "attacker-id");
+    let other = e.path("other/vault.scopevault");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        other.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::write(
+        &other,
+        forge_at(good, u64::MAX - 1, |vid, minted| {
+            vec![v2_identity_slot(vid, att_secret.as_bytes(), minted)]
+        }),
+    )
+    .unwrap();
+    (other, att)
+}
+
+/// Twenty-second pass (found by an attacker of the vault format): the rollback record was keyed
+/// by `vault_id` alone, a plain header field. Whoever held the key of another vault gave it the
+/// victim's id and generation 2^64 - 2; opening it once on the victim's machine with its own
+/// unlock source (even `key list`) raised the record for the victim's id, after which the
+/// victim's genuine newest file was refused as a rollback (exit 4), and no save could ever
+/// adopt it, `--allow-rollback` or not. The record now binds each id to its vault's key; the
+/// other vault authenticates with its own key but is refused as another vault, the record
+/// left byte for byte, and the genuine vault keeps opening and saving.
+#[test]
+fn another_vault_given_this_vaults_id_cannot_raise_its_rollback_record() {
+    let e = Env::new();
+    let idf = admin_vault(&e);
+    let good = e.vault_bytes();
+    let vid = unframe(&good).header["vault_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (other, att) = impostor(&e, &good);
+    let record = e.path("state/generations.json");
+    let before = std::fs::read(&record).unwrap();
+    let other_bytes = std::fs::read(&other).unwrap();
+    let (o, a) = (other.to_str().unwrap(), att.to_str().unwrap());
+    for args in [
+        &["key", "list"][..],
+        &["cred", "list"],
+        &["cred", "list", "--allow-rollback"],
+        &["cred", "rm", PLANTED, "--allow-rollback"],
+        &["recipient"],
+    ] {
+        let out = e.run(&[args, &["--vault", o, "--identity-file", a]].concat(), b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("it is not vault {vid}"))
+                && err.contains(
+                    "another vault with that id, under another key, is recorded on this machine"
+                )
+                && err.contains("nothing was recorded"),
+            "{args:?}: {err}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(PLANTED));
+        assert_eq!(
+            std::fs::read(&record).unwrap(),
+            before,
+            "{args:?}: the record"
+        );
+        assert_eq!(std::fs::read(&other).unwrap(), other_bytes, "{args:?}");
+    }
+    // Nor does the daemon load it at its start.
+    let out = e.run(
+        &[
+            "serve",
+            "--socket",
+            e.path("run/sv.sock").to_str().unwrap(),
+            "--audit",
+            e.path("audit.jsonl").to_str().unwrap(),
+            "--vault",
+            o,
+            "--identity-file",
+            a,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("another vault with that id"), "{err}");
+    assert_eq!(std::fs::read(&record).unwrap(), before, "serve: the record");
+    // doctor says what the record holds is another vault's, not a rollback.
+    let out = e.run(&["doctor", "--vault", o, "--identity-file", a], b"");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("records another vault (another vault key) under vault id")
+            && !report.contains("as a rollback"),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read(&record).unwrap(),
+        before,
+        "doctor: the record"
+    );
+    // The genuine vault opens and saves as before.
+    let out = list_with(&e, &idf);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("real-cred"));
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "second",
+            "--kind",
+            "token",
+            "--secret",
+            "token",
+            "--identity-file",
+            idf.to_str().unwrap(),
+        ],
+        b"another-secret",
+    );
+    let out = list_with(&e, &idf);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(unframe(&e.vault_bytes()).header["generation"], 3);
+}
+
+/// The entries of `vault_id` that bind it to a key, in the record at `path` (read as a
+/// scopevault from before bindings reads it: one JSON object of integers).
+fn bindings(path: &Path, vault_id: &str) -> Vec<(String, u64)> {
+    let map: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    map.into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("key:{vault_id}:")))
+        .collect()
+}
+
+/// Twenty-second pass: a rollback record written before the binding (by a scopevault from
+/// before) holds the generation alone. The first open of the vault adds its binding (trust on
+/// first use), keeping every entry it had, and the record stays one JSON object of integers;
+/// from then on another vault with the id is refused.
+#[test]
+fn an_old_rollback_record_gets_the_binding_at_the_first_open() {
+    let e = Env::new();
+    let idf = admin_vault(&e);
+    let good = e.vault_bytes();
+    let vid = unframe(&good).header["vault_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let record = e.path("state/generations.json");
+    let old = format!("{{\"{vid}\": 2, \"format2:{vid}\": 1, \"unlocked:{vid}\": 7}}");
+    std::fs::write(&record, &old).unwrap();
+    let out = list_with(&e, &idf);
+    assert!(out.status.success(), "{out:?}");
+    let bound = bindings(&record, &vid);
+    assert_eq!(bound.len(), 1, "{bound:?}");
+    let (name, value) = &bound[0];
+    let hex = name.rsplit(':').next().unwrap();
+    assert!(
+        hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && *value == 1,
+        "{name}: {value}"
+    );
+    let map: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(map[&vid], 2);
+    assert_eq!(map[format!("format2:{vid}")], 1);
+    assert_eq!(map[format!("unlocked:{vid}")], 7);
+    // Bound now: another vault with the id is refused, the record unchanged.
+    let after = std::fs::read(&record).unwrap();
+    let (other, att) = impostor(&e, &good);
+    let out = e.run(
+        &[
+            "key",
+            "list",
+            "--vault",
+            other.to_str().unwrap(),
+            "--identity-file",
+            att.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(std::fs::read(&record).unwrap(), after);
 }
 
 #[test]
