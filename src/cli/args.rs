@@ -526,9 +526,9 @@ pub struct LintArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = LintFormat::Text)]
     pub format: LintFormat,
-    /// Write the report to this file instead of stdout (not the policy, an --audit log or a
-    /// symbolic link; a file left there by an earlier run is removed when this run writes no
-    /// report).
+    /// Write the report to this file instead of stdout (not a file lint reads — the policy,
+    /// an --audit log, the vault, an unlock file — nor a symbolic link, a vault or an age
+    /// file; a report left there by an earlier run is removed when this run writes no report).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Block on findings of this class and above [default: security-warning].

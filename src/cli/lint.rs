@@ -20,9 +20,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     let Some(out) = &a.output else {
         return lint_and_report(g, a);
     };
-    // The report must never overwrite what it reports on, nor go through a link.
-    refuse_an_input_as_output(out, a)?;
+    // The report must never overwrite what lint reads, nor go through a link, nor a file
+    // that is recognisably not a report; all judged before anything is removed or written.
+    refuse_an_input_as_output(out, g, a)?;
     refuse_a_link_as_output(out)?;
+    refuse_what_is_not_a_report(out)?;
     // A report left from an earlier run must not survive a run that writes none (the policy
     // cannot be read or parsed, an audit log does not verify, the vault cannot be opened, a
     // write fails half-way): a CI step that uploads the file when it exists would publish it
@@ -36,15 +38,38 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-/// Exit 2 when `--output` names the policy file or an `--audit` log: the same file (device
-/// and inode) when both exist, else the same canonical path.
-fn refuse_an_input_as_output(out: &Path, a: &LintArgs) -> anyhow::Result<()> {
-    let inputs = std::iter::once((&a.file, "the policy file")).chain(
-        a.audit
-            .iter()
-            .map(|l| (l, "an audit log given with --audit")),
-    );
-    for (input, what) in inputs {
+/// Exit 2 when `--output` names a file lint reads: the policy file, an `--audit` log, the
+/// vault, `--passphrase-file`, `--identity-file`, what `--passphrase-fd` refers to, or a file
+/// in scopevault's state directory (the rollback record, the audit anchors): the same file
+/// (device and inode) when both exist, else the same canonical path. The unlock files count
+/// whether or not `--with-vault` is given: they are named on the command line as inputs.
+/// The stale-report removal took the vault itself before lint failed with "no vault"
+/// (twenty-second pass).
+fn refuse_an_input_as_output(out: &Path, g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<()> {
+    let mut inputs: Vec<(PathBuf, String)> = vec![(a.file.clone(), "the policy file".into())];
+    for l in &a.audit {
+        inputs.push((l.clone(), "an audit log given with --audit".into()));
+    }
+    if a.with_vault {
+        inputs.push((super::unlock::vault_path(g), "the vault".into()));
+    } else if let Some(v) = &g.vault {
+        inputs.push((v.clone(), "the vault".into()));
+    }
+    if let Some(f) = &g.unlock.passphrase_file {
+        inputs.push((f.clone(), "the passphrase file".into()));
+    }
+    if let Some(f) = &g.unlock.identity_file {
+        inputs.push((f.clone(), "the identity file".into()));
+    }
+    if let Some(fd) = g.unlock.passphrase_fd {
+        // The descriptor's file, through /proc: a regular file there has its device and
+        // inode; a pipe or a terminal is never a path `--output` can name.
+        inputs.push((
+            PathBuf::from(format!("/proc/self/fd/{fd}")),
+            format!("what --passphrase-fd {fd} reads"),
+        ));
+    }
+    for (input, what) in &inputs {
         if same_file(out, input) {
             return Err(usage(format!(
                 "--output {}: that is {what} ({}); the report would overwrite it. Write the report to another file",
@@ -53,7 +78,84 @@ fn refuse_an_input_as_output(out: &Path, a: &LintArgs) -> anyhow::Result<()> {
             )));
         }
     }
+    if in_state_dir(out) {
+        return Err(usage(format!(
+            "--output {}: that is in scopevault's state directory ({}), which holds the rollback record and the audit anchors lint reads; the report would overwrite them. Write the report to another file",
+            shown(out),
+            shown(&crate::paths::state_dir())
+        )));
+    }
     Ok(())
+}
+
+/// Whether `out` would be a file in scopevault's state directory (or below it), judged on
+/// the canonical paths of its directory.
+fn in_state_dir(out: &Path) -> bool {
+    let Ok(state) = std::fs::canonicalize(crate::paths::state_dir()) else {
+        return false;
+    };
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(dir).is_ok_and(|d| d.starts_with(&state))
+}
+
+/// Exit 2 when the regular file at `--output` is recognisably not a lint report: a scopevault
+/// vault (its magic `SCOPEVLT`), an age-encrypted file (binary or armoured header) or an age
+/// identity (`AGE-SECRET-KEY-1` in its first 4 KiB). Such a file is neither removed (as a
+/// stale report) nor overwritten, whether or not this run names it as an input: a backup
+/// copy of the vault or a key file given as `--output` by mistake (or by a CI config a pull
+/// request edits) is not lost. Anything else at FILE is taken for an earlier report.
+fn refuse_what_is_not_a_report(out: &Path) -> anyhow::Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Only a regular file is judged; links are refused before, a FIFO or a device is left
+    // alone (and never opened here: O_NONBLOCK, and the type checked on what was opened).
+    if !std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_file()) {
+        return Ok(());
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            (rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::NONBLOCK
+                | rustix::fs::OFlags::CLOEXEC)
+                .bits() as i32,
+        )
+        .open(out)
+    else {
+        return Ok(());
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    let mut head = Vec::with_capacity(4096);
+    if file.take(4096).read_to_end(&mut head).is_err() {
+        return Ok(());
+    }
+    let Some(what) = not_a_report(&head) else {
+        return Ok(());
+    };
+    Err(usage(format!(
+        "--output {}: it holds {what}, not a lint report; it is neither removed nor overwritten. Write the report to another file",
+        shown(out)
+    )))
+}
+
+/// What the first bytes of a file say it is, when that is recognisably not a lint report.
+fn not_a_report(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(crate::vault::MAGIC) {
+        Some("a scopevault vault")
+    } else if head.starts_with(b"age-encryption.org/")
+        || head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+    {
+        Some("an age-encrypted file")
+    } else if head.windows(16).any(|w| w == b"AGE-SECRET-KEY-1") {
+        Some("an age identity (a secret key)")
+    } else {
+        None
+    }
 }
 
 /// Exit 2 when `--output` names a symbolic link. A pull request can commit `report.sarif` as

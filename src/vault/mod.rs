@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 pub use crate::paths::state_dir;
-pub(crate) use format::is_vault_id;
+pub(crate) use format::{is_vault_id, MAGIC};
 pub use keyring::KeyringStore;
 pub use model::{
     both_totp_seeds_message, credential_over_bound, holds_both_totp_seeds, is_secret_field_name,

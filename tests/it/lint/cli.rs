@@ -1433,6 +1433,149 @@ fn output_naming_the_policy_or_an_audit_log_is_refused_and_leaves_it_alone() {
     );
 }
 
+/// `--output` naming the vault or the passphrase file of `--with-vault` deleted it (twenty-
+/// second pass, found by an attacker as a CI maintainer): only the policy and the `--audit`
+/// logs were protected, and the stale-report removal took the vault before lint failed with
+/// "no vault". Every file lint reads — the vault, `--passphrase-file`, `--identity-file`, what
+/// `--passphrase-fd` refers to, the state directory — by any name, is refused with exit 2
+/// before anything is removed; and a file that is recognisably not a report (a vault, an age
+/// file or identity) is never removed nor overwritten, named as an input or not.
+#[test]
+fn output_naming_the_vault_or_an_unlock_file_is_refused_and_leaves_it_alone() {
+    let e = crate::common::vault::Env::new();
+    e.init_with_cred();
+    let policy = e.path("policy.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n[credentials.shop-buyer]\nkind = \"login\"\nscopes = [\"x:y\"]\n",
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap().to_owned();
+    let vault = e.vault();
+    let vault_s = vault.to_str().unwrap().to_owned();
+    let pf = e.pf();
+    let vault_before = std::fs::read(&vault).unwrap();
+    let pass_before = std::fs::read(&pf).unwrap();
+    std::fs::hard_link(&vault, e.path("vault-link")).unwrap();
+    let lint = |extra: &[&str]| {
+        let mut args = vec!["lint", policy.as_str(), "--with-vault", "--vault"];
+        args.push(&vault_s);
+        args.extend_from_slice(&["--passphrase-file", &pf]);
+        args.extend_from_slice(extra);
+        e.run(&args, b"")
+    };
+    for (out, what) in [
+        (vault_s.clone(), "that is the vault"),
+        (
+            e.path("vault-link").to_str().unwrap().to_owned(),
+            "that is the vault",
+        ),
+        (
+            format!("{}/../vaults/vault.scopevault", e.path("vaults").display()),
+            "that is the vault",
+        ),
+        (pf.clone(), "that is the passphrase file"),
+    ] {
+        let o = lint(&["--output", &out]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{out}: {err}");
+        assert!(err.contains(what), "{out}: {err}");
+        assert_eq!(std::fs::read(&vault).unwrap(), vault_before, "{out}");
+        assert_eq!(std::fs::read(&pf).unwrap(), pass_before, "{out}");
+    }
+    // The vault still opens: the run did not delete it.
+    let o = lint(&["--output", e.path("report.txt").to_str().unwrap()]);
+    assert!(
+        o.status.code() == Some(0) || o.status.code() == Some(1),
+        "{o:?}"
+    );
+    // What `--passphrase-fd` refers to, when it is a regular file.
+    let pass2 = e.path("pass2");
+    std::fs::write(&pass2, format!("{}\n", crate::common::vault::PASS)).unwrap();
+    let mut cmd = e.cmd();
+    cmd.args([
+        "lint",
+        &policy,
+        "--with-vault",
+        "--vault",
+        &vault_s,
+        "--passphrase-fd",
+        "0",
+        "--output",
+        pass2.to_str().unwrap(),
+    ])
+    .stdin(std::fs::File::open(&pass2).unwrap());
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("that is what --passphrase-fd 0 reads"),
+        "{err}"
+    );
+    assert!(std::fs::read(&pass2).unwrap().starts_with(b"correct horse"));
+    // `--identity-file`, checked before the vault is opened.
+    let id = e.path("id.txt");
+    std::fs::write(&id, "# an identity\n").unwrap();
+    let id_s = id.to_str().unwrap();
+    let o = e.run(
+        &["lint", &policy, "--identity-file", id_s, "--output", id_s],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("that is the identity file"), "{err}");
+    assert_eq!(std::fs::read(&id).unwrap(), b"# an identity\n");
+    // The state directory (the rollback record, the audit anchors).
+    let record = e.path("state/generations.json");
+    let record_before = std::fs::read(&record).unwrap();
+    let o = e.run(
+        &["lint", &policy, "--output", record.to_str().unwrap()],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("scopevault's state directory"), "{err}");
+    assert_eq!(std::fs::read(&record).unwrap(), record_before);
+    // Not named as an input at all: a copy of the vault, an age file, an age identity.
+    std::fs::copy(&vault, e.path("backup.scopevault")).unwrap();
+    std::fs::write(
+        e.path("secret.age"),
+        b"age-encryption.org/v1\n-> X25519 abc\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.path("secret.asc"),
+        b"-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.path("key.txt"),
+        b"# created: 2024-01-01\n# public key: age1xyz\nAGE-SECRET-KEY-1QQQ\n",
+    )
+    .unwrap();
+    for (name, what) in [
+        ("backup.scopevault", "a scopevault vault"),
+        ("secret.age", "an age-encrypted file"),
+        ("secret.asc", "an age-encrypted file"),
+        ("key.txt", "an age identity"),
+    ] {
+        let before = std::fs::read(e.path(name)).unwrap();
+        // A policy that does not parse: the run that writes no report removes a stale one.
+        let bad = e.path("bad.toml");
+        std::fs::write(&bad, "version = \n").unwrap();
+        for p in [policy.as_str(), bad.to_str().unwrap()] {
+            let o = e.run(
+                &["lint", p, "--output", e.path(name).to_str().unwrap()],
+                b"",
+            );
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+            assert!(err.contains(what), "{name}: {err}");
+            assert_eq!(std::fs::read(e.path(name)).unwrap(), before, "{name}");
+        }
+    }
+}
+
 /// A run that exits 2 without a report (here: a policy that does not parse) left an earlier
 /// `--output` file in place (found by a CI maintainer's review, fifteenth pass): the example
 /// workflow's upload step, which runs when the file exists, published the last good report as
