@@ -5,7 +5,13 @@
 //! `scopevault lint` does after reading the file) and `lint` alone (the rules on a parsed
 //! policy). The ratio of the two sizes is the scaling figure. The `implies` group lints a
 //! catalog whose `implies` form one chain, and one whose root implies every other scope (a
-//! wide fan-out), at 10,000 and 100,000 scopes: both must grow linearly.
+//! wide fan-out), at 10,000 and 100,000 scopes: both must grow linearly. The `hostile`
+//! group lints the twenty-second pass's shapes, built to make each credential's expansion
+//! walk the whole `implies` graph again, at n = 1,000 and 4,000: `W` wildcards implying `k:*`
+//! over `K` keys with `C` credentials holding `*` (n/n/n), one such wildcard over 10·n keys
+//! held by 10·n credentials, and `n` wildcards all implying `*` (one big cycle) held by `n`
+//! credentials with a task each. Before the fix 1,000/1,000/1,000 took 2.6 s and
+//! 4,000/4,000/2,400 minutes; they must grow linearly.
 //!
 //! `LINT_BENCH_WRITE=DIR cargo bench --bench lint` instead writes the inputs of the big
 //! measurements of docs/security.md into DIR and exits: `policy-100k.toml` (100,000
@@ -164,6 +170,43 @@ fn fan_out(n: usize) -> String {
     s
 }
 
+/// `w` wildcards `wI:*` each implying `k:*`, `k` keys `k:J`, `c` credentials holding `*`.
+fn wildcards_to_keys(w: usize, k: usize, c: usize) -> String {
+    let mut s = String::from("version = 1\n[scopes]\n");
+    for i in 0..w {
+        let _ = writeln!(s, "\"w{i}:*\" = {{ implies = [\"k:*\"] }}");
+    }
+    for j in 0..k {
+        let _ = writeln!(s, "\"k:{j}\" = {{}}");
+    }
+    s.push_str("[credentials]\n");
+    for i in 0..c {
+        let _ = writeln!(s, "c{i} = {{ kind = \"login\", scopes = [\"*\"] }}");
+    }
+    s
+}
+
+/// `n` wildcards `wI:*` each implying `*` (one strongly connected component), `n`
+/// credentials holding `w0:*`, each listed by a task needing `w1:*`.
+fn wildcards_to_all(n: usize) -> String {
+    let mut s = String::from("version = 1\n[scopes]\n");
+    for i in 0..n {
+        let _ = writeln!(s, "\"w{i}:*\" = {{ implies = [\"*\"] }}");
+    }
+    s.push_str("[credentials]\n");
+    for i in 0..n {
+        let _ = writeln!(s, "c{i} = {{ kind = \"login\", scopes = [\"w0:*\"] }}");
+    }
+    s.push_str("[tasks]\n");
+    for i in 0..n {
+        let _ = writeln!(
+            s,
+            "t{i} = {{ needs = [\"w1:*\"], credentials = [\"c{i}\"], runners = {{ users = [\"root\"] }} }}"
+        );
+    }
+    s
+}
+
 /// The 100,000 × 100,000 policy of the report measurements (issue 13): the terse form that
 /// fits the 16 MiB limit (16.2 MB; `generate`'s richer form is 36 MB at this size and is
 /// refused). Every credential holds one scope its task does not need, of high risk: 200,000
@@ -255,6 +298,26 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5));
     for n in [10_000usize, 100_000] {
         for (name, src) in [("chain", chain(n)), ("fan-out", fan_out(n))] {
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_with_input(BenchmarkId::new(name, n), &src, |b, src| {
+                b.iter(|| lint_source(src, "policy.toml", &opts).unwrap())
+            });
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("hostile");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for n in [1_000usize, 4_000] {
+        for (name, src) in [
+            ("wildcards-to-keys", wildcards_to_keys(n, n, n)),
+            (
+                "one-wildcard-many-keys",
+                wildcards_to_keys(1, 10 * n, 10 * n),
+            ),
+            ("wildcards-to-star", wildcards_to_all(n)),
+        ] {
             g.throughput(Throughput::Elements(n as u64));
             g.bench_with_input(BenchmarkId::new(name, n), &src, |b, src| {
                 b.iter(|| lint_source(src, "policy.toml", &opts).unwrap())

@@ -33,7 +33,7 @@ use std::ops::Range;
 use std::path::Path;
 
 pub use error::PolicyError;
-pub use implies::{MAX_EDGES, MAX_EXPANSION};
+pub use implies::{MAX_EDGES, MAX_EXPANSION, MAX_STEPS};
 pub use kind::{CredentialKind, UnknownKind};
 pub use lint::{LintOptions, Report};
 pub(crate) use parse::{normalise_origin, parse_duration};
@@ -394,6 +394,9 @@ pub struct Policy {
     pub(crate) problems: Vec<Problem>,
     /// The catalog's `implies` as a graph, walked on demand (no closure per key).
     pub(crate) graph: implies::ImpliesGraph,
+    /// The steps the parse's expansions of every credential and task took together (scopes
+    /// and keys looked at, graph nodes and edges walked): what the tests check grows linearly.
+    pub(crate) expansion_steps: u64,
 }
 
 /// The scope check for one (task, credential) pair: what the credential can do beyond what the
@@ -791,44 +794,93 @@ impl Policy {
         )
     }
 
-    /// `scopes` expanded by the catalog's implies (transitively), sorted, de-duplicated.
-    pub(crate) fn expand(&self, scopes: &[Sp<Scope>]) -> Vec<Scope> {
-        self.expand_refs(scopes).into_iter().cloned().collect()
-    }
-
-    /// [`Policy::expand`] without copying: the scopes borrowed from the policy. The runtime
+    /// `scopes` expanded by the catalog's implies (transitively), sorted, de-duplicated,
+    /// borrowed from the policy. The runtime
     /// check calls this once per request, so it must not allocate per scope.
     pub(crate) fn expand_refs<'p>(&'p self, scopes: &'p [Sp<Scope>]) -> Vec<&'p Scope> {
+        self.expand_refs_counted(scopes).0
+    }
+
+    /// [`Policy::expand_refs`] and the steps it took.
+    pub(crate) fn expand_refs_counted<'p>(
+        &'p self,
+        scopes: &'p [Sp<Scope>],
+    ) -> (Vec<&'p Scope>, u64) {
         let mut out: Vec<&Scope> = Vec::with_capacity(scopes.len());
-        self.expand_each(scopes, |s| out.push(s));
+        let steps = self.expand_each(scopes, |s| out.push(s));
         out.sort_unstable();
         out.dedup();
-        out
+        (out, steps)
     }
 
     /// Every scope of `scopes` and every scope the catalog says they imply, transitively, in
     /// no particular order and possibly repeated: for filling a set (the lint does this once
     /// per task, and neither sorts nor allocates).
-    pub(crate) fn expand_each<'p>(&'p self, scopes: &'p [Sp<Scope>], mut f: impl FnMut(&'p Scope)) {
+    pub(crate) fn expand_each<'p>(
+        &'p self,
+        scopes: &'p [Sp<Scope>],
+        mut f: impl FnMut(&'p Scope),
+    ) -> u64 {
         for s in scopes {
             f(&s.value);
         }
+        let mut steps = scopes.len() as u64;
         if self.graph.is_trivial() {
-            return;
+            return steps;
         }
-        // The catalog keys the scopes grant: a plain scope grants at most itself (one lookup),
-        // a wildcard every key under it (a range scan).
+        // The declared scopes of credentials and tasks were expanded once by the parse: their
+        // targets are copied, not walked again (the runtime check expands a task's needs on
+        // every request).
+        if scopes
+            .iter()
+            .all(|s| self.graph.memo(s.value.as_str()).is_some())
+        {
+            for s in scopes {
+                let reached = self.graph.memo(s.value.as_str()).unwrap_or_default();
+                steps += reached.len() as u64;
+                for &t in reached {
+                    f(self.graph.target(t));
+                }
+            }
+            return steps;
+        }
         let mut start: Vec<u32> = Vec::new();
         for s in scopes {
-            if !s.value.is_wildcard() {
-                start.extend(self.graph.node(s.value.as_str()));
-                continue;
-            }
-            for (k, _) in self.catalog_granted_by(&s.value) {
-                start.extend(self.graph.node(k));
-            }
+            steps += self.start_of(&s.value, &mut start);
         }
-        self.graph.walk(start, f);
+        steps + self.graph.walk(start, |t| f(self.graph.target(t)))
+    }
+
+    /// The key nodes an expansion of `s` starts from (the catalog keys it grants that imply
+    /// something), pushed on `start`; returns the steps taken. A plain scope grants at most
+    /// itself (one lookup); a wildcard written in an `implies` too has its keys in the graph;
+    /// another wildcard every key under it (a range scan).
+    fn start_of(&self, s: &Scope, start: &mut Vec<u32>) -> u64 {
+        if !s.is_wildcard() {
+            start.extend(self.graph.key(s.as_str()));
+            return 1;
+        }
+        if let Some(keys) = self.graph.keys_granted_by_target(s.as_str()) {
+            start.extend_from_slice(keys);
+            return 1 + keys.len() as u64;
+        }
+        let mut steps = 1;
+        for (k, _) in self.catalog_granted_by(s) {
+            steps += 1;
+            start.extend(self.graph.key(k));
+        }
+        steps
+    }
+
+    /// The graph's target nodes `s` reaches through the catalog's `implies`, sorted, and the
+    /// steps it took: what the parse memoises for each declared scope.
+    pub(crate) fn reached_from(&self, s: &Scope) -> (Box<[u32]>, u64) {
+        let mut start: Vec<u32> = Vec::new();
+        let mut steps = self.start_of(s, &mut start);
+        let mut out: Vec<u32> = Vec::new();
+        steps += self.graph.walk(start, |t| out.push(t));
+        out.sort_unstable();
+        (out.into_boxed_slice(), steps)
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::did_you_mean;
-use super::implies::{ImpliesGraph, TooManyEdges, MAX_EDGES, MAX_EXPANSION};
+use super::implies::{ImpliesGraph, TooManyEdges, MAX_EDGES, MAX_EXPANSION, MAX_STEPS};
 use super::lint::RuleId;
 use super::{
     CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Location, Policy,
@@ -615,6 +615,16 @@ pub(crate) enum Names {
 }
 
 pub(crate) fn parse(source: &str, path: &str, names: Names) -> Result<Policy, PolicyError> {
+    parse_within(source, path, names, MAX_STEPS)
+}
+
+/// [`parse`] with `max_steps` for the expansions' step budget (tests give a small one).
+pub(crate) fn parse_within(
+    source: &str,
+    path: &str,
+    names: Names,
+    max_steps: u64,
+) -> Result<Policy, PolicyError> {
     let is_blank = source
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
@@ -642,13 +652,13 @@ pub(crate) fn parse(source: &str, path: &str, names: Names) -> Result<Policy, Po
     let built = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("policy-build".to_owned())
-            .spawn_scoped(s, || build(&raw, source, path, names))
+            .spawn_scoped(s, || build(&raw, source, path, names, max_steps))
             .ok()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
     match built {
         Some(policy) => policy,
-        None => build(&raw, source, path, names),
+        None => build(&raw, source, path, names, max_steps),
     }
 }
 
@@ -658,6 +668,7 @@ fn build<'a>(
     source: &'a str,
     path: &'a str,
     names: Names,
+    max_steps: u64,
 ) -> Result<Policy, PolicyError> {
     let mut ctx = Ctx {
         path,
@@ -902,6 +913,7 @@ fn build<'a>(
         locations,
         problems: ctx.problems,
         graph: Default::default(),
+        expansion_steps: 0,
     };
     build_graph(&mut policy)?;
     // Expanded scopes share their text with the declared and catalog scopes. The total of
@@ -919,9 +931,56 @@ fn build<'a>(
             ),
         )
     };
+    // Every step of the expansions (scopes and catalog keys looked at, graph nodes and edges
+    // walked, memoised scopes copied) counts against MAX_STEPS, so a catalog built to make
+    // the expansions walk far while producing little is refused too, at the credential or
+    // task where the budget ran out.
+    let too_long = |what: String, span: Range<usize>| {
+        PolicyError::invalid(
+            path,
+            source,
+            span,
+            format!(
+                "{what}: through the scope catalog's `implies`, expanding this policy's credentials and tasks takes more than {max_steps} steps (scopes and catalog keys looked at, `implies` entries followed); imply narrower scopes, shorten the `implies` chains, or split the policy"
+            ),
+        )
+    };
+    let mut steps = 0u64;
+    // Each distinct declared scope is expanded once, and its closure kept: a thousand
+    // credentials holding `*` walk the graph once between them.
+    if !policy.graph.is_trivial() {
+        let mut memo: FxHashMap<Box<str>, Box<[u32]>> = FxHashMap::default();
+        let declared = policy
+            .credentials
+            .iter()
+            .map(|(n, c)| (n, "credential", &c.span, &c.scopes))
+            .chain(
+                policy
+                    .tasks
+                    .iter()
+                    .map(|(n, t)| (n, "task", &t.span, &t.needs)),
+            );
+        for (name, what, span, scopes) in declared {
+            for s in scopes.iter() {
+                if memo.contains_key(s.value.as_str()) {
+                    continue;
+                }
+                let (reached, n) = policy.reached_from(&s.value);
+                if !charge(&mut steps, max_steps, n) {
+                    return Err(too_long(format!("{what} `{name}`"), span.clone()));
+                }
+                memo.insert(s.value.as_str().into(), reached);
+            }
+        }
+        policy.graph.set_memo(memo);
+    }
     let mut effective: Vec<Box<[Scope]>> = Vec::with_capacity(policy.credentials.len());
     for (name, c) in &policy.credentials {
-        let eff = policy.expand(&c.scopes);
+        let (eff, n) = policy.expand_refs_counted(&c.scopes);
+        if !charge(&mut steps, max_steps, n) {
+            return Err(too_long(format!("credential `{name}`"), c.span.clone()));
+        }
+        let eff: Vec<Scope> = eff.into_iter().cloned().collect();
         budget = budget
             .checked_sub(eff.len())
             .ok_or_else(|| over(format!("credential `{name}`"), c.span.clone()))?;
@@ -930,7 +989,13 @@ fn build<'a>(
     if !policy.graph.is_trivial() {
         for (name, t) in &policy.tasks {
             let mut n = 0usize;
-            policy.expand_each(&t.needs, |_| n += 1);
+            if !charge(
+                &mut steps,
+                max_steps,
+                policy.expand_each(&t.needs, |_| n += 1),
+            ) {
+                return Err(too_long(format!("task `{name}`"), t.span.clone()));
+            }
             budget = budget
                 .checked_sub(n)
                 .ok_or_else(|| over(format!("task `{name}`"), t.span.clone()))?;
@@ -964,7 +1029,15 @@ fn build<'a>(
     for (c, eff) in policy.credentials.values_mut().zip(effective) {
         c.effective = eff;
     }
+    policy.expansion_steps = steps;
     Ok(policy)
+}
+
+/// Add `n` to the expansion steps taken; whether they are still within `max_steps`
+/// ([`MAX_STEPS`] but in tests).
+fn charge(steps: &mut u64, max_steps: u64, n: u64) -> bool {
+    *steps = steps.saturating_add(n);
+    *steps <= max_steps
 }
 
 /// Build the catalog's `implies` graph and report each cycle once: its strongly connected
@@ -984,15 +1057,14 @@ fn build_graph(policy: &mut Policy) -> Result<(), PolicyError> {
             ),
         )
     })?;
-    let keys: Vec<&String> = policy.catalog.keys().collect();
-    for comp in graph.cycles() {
-        let from = comp[0];
+    for cycle in graph.cycles() {
+        let from = cycle.keys[0];
         let path: Vec<String> = graph
-            .cycle_path(from, &comp)
+            .cycle_path(from, &cycle)
             .into_iter()
-            .map(|n| keys[n as usize].clone())
+            .map(|n| graph.key_name(n).to_owned())
             .collect();
-        let entry = &policy.catalog[keys[from as usize]];
+        let entry = &policy.catalog[graph.key_name(from)];
         let span = entry
             .implies
             .first()

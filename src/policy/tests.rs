@@ -499,3 +499,118 @@ fn a_long_implies_chain_expands_and_its_cycle_is_reported_once() {
     assert_eq!(eff[0], "c:s19000");
     assert_eq!(eff[999], "c:s19999");
 }
+
+/// `W` catalog wildcards `wI:*` each implying `k:*`, `K` keys `k:J`, `C` credentials each
+/// holding `*` (the twenty-second pass's `gen_dos2.py`).
+fn wildcards_to_keys(w: usize, k: usize, c: usize) -> String {
+    let mut s = String::from("version = 1\n[scopes]\n");
+    for i in 0..w {
+        s += &format!("\"w{i}:*\" = {{ implies = [\"k:*\"] }}\n");
+    }
+    for j in 0..k {
+        s += &format!("\"k:{j}\" = {{}}\n");
+    }
+    s += "[credentials]\n";
+    for i in 0..c {
+        s += &format!("c{i} = {{ kind = \"login\", scopes = [\"*\"] }}\n");
+    }
+    s
+}
+
+/// `W` catalog wildcards `wI:*` each implying `*` (one strongly connected component), `C`
+/// credentials each holding `w0:*` and a task of their own needing `w1:*` (`gen_dos.py`).
+fn wildcards_to_all(w: usize, c: usize) -> String {
+    let mut s = String::from("version = 1\n[scopes]\n");
+    for i in 0..w {
+        s += &format!("\"w{i}:*\" = {{ implies = [\"*\"] }}\n");
+    }
+    s += "[credentials]\n";
+    for i in 0..c {
+        s += &format!("c{i} = {{ kind = \"login\", scopes = [\"w0:*\"] }}\n");
+    }
+    s += "[tasks]\n";
+    for i in 0..c {
+        s += &format!(
+            "t{i} = {{ needs = [\"w1:*\"], credentials = [\"c{i}\"], runners = {{ users = [\"root\"] }} }}\n"
+        );
+    }
+    s
+}
+
+/// Expanding each credential walked every `implies` edge again (twenty-second pass, found by
+/// an attacker as a CI maintainer): 1,000 wildcards implying `k:*` over 1,000 keys and 1,000
+/// credentials holding `*` (70 KB) took 2.6 s, 4,000/4,000/2,400 minutes; a catalog whose
+/// wildcards all imply `*` was slower still. The work the parse's expansions do (scopes and
+/// keys looked at, nodes and edges walked, counted by the parse) must stay within a small
+/// multiple of the policy's size, and grow linearly with it.
+#[test]
+fn expansion_work_is_linear_in_the_policy_for_hostile_implies_shapes() {
+    type Shape = fn(usize) -> String;
+    let shapes: [(&str, Shape); 4] = [
+        ("wildcards to keys", |n| wildcards_to_keys(n, n, n)),
+        ("one wildcard, many keys", |n| {
+            wildcards_to_keys(1, 4 * n, 4 * n)
+        }),
+        ("wildcards to *", |n| wildcards_to_all(n, n)),
+        ("wildcards to keys, few credentials", |n| {
+            wildcards_to_keys(n, n, 10)
+        }),
+    ];
+    for (name, shape) in shapes {
+        let mut last = None;
+        for n in [200, 400] {
+            let text = shape(n);
+            let p = Policy::parse_lenient(&text, "p.toml").unwrap();
+            let steps = p.expansion_steps;
+            assert!(
+                steps <= 20 * text.len() as u64,
+                "{name}, n = {n}: {steps} steps for {} bytes of policy",
+                text.len()
+            );
+            if let Some(before) = last {
+                assert!(
+                    steps <= 3 * before,
+                    "{name}: {before} steps at n = 200, {steps} at n = 400: not linear"
+                );
+            }
+            last = Some(steps);
+        }
+    }
+}
+
+/// What the memo of declared scopes does not make linear — many distinct declared scopes
+/// each reaching a wide fan-in (`K` keys each implying `x`, reached through `k:*` by `C` keys
+/// `yI`, each held by a credential of its own), `C × K` steps — is bounded: a policy whose
+/// expansions take more than [`MAX_STEPS`] steps is refused at the credential where the
+/// budget ran out, with what to do. (Here with a small budget; the real one is 100,000,000.)
+#[test]
+fn expansions_over_the_step_budget_are_refused_at_the_credential() {
+    let (k, c) = (200, 200);
+    let mut s = String::from("version = 1\n[scopes]\nx = {}\n");
+    for j in 0..k {
+        s += &format!("\"k:{j}\" = {{ implies = [\"x\"] }}\n");
+    }
+    for i in 0..c {
+        s += &format!("y{i} = {{ implies = [\"k:*\"] }}\n");
+    }
+    s += "[credentials]\n";
+    for i in 0..c {
+        s += &format!("c{i:03} = {{ kind = \"login\", scopes = [\"y{i}\"] }}\n");
+    }
+    let p = super::parse::parse_within(&s, "p.toml", super::parse::Names::New, 1_000_000).unwrap();
+    let steps = p.expansion_steps;
+    assert!(steps > (k * c) as u64, "{steps}");
+    let err = super::parse::parse_within(&s, "p.toml", super::parse::Names::New, steps / 2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("credential `c")
+            && err.contains(&format!(
+                "expanding this policy's credentials and tasks takes more than {} steps",
+                steps / 2
+            ))
+            && err.contains("split the policy"),
+        "{err}"
+    );
+    assert_eq!(MAX_STEPS, 100_000_000);
+}
