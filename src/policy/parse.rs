@@ -13,7 +13,7 @@ use super::{
     CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Location, Policy,
     PolicyError, Problem, Risk, Runners, Scope, Sp, Task,
 };
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1042,7 +1042,7 @@ fn charge(steps: &mut u64, max_steps: u64, n: u64) -> bool {
 
 /// Build the catalog's `implies` graph and report each cycle once: its strongly connected
 /// component, as a shortest cycle through the component's smallest key, at that key's first
-/// `implies` entry.
+/// `implies` entry, naming the component's keys when it has more than that cycle.
 fn build_graph(policy: &mut Policy) -> Result<(), PolicyError> {
     let graph = ImpliesGraph::build(policy.catalog.iter(), |s| {
         policy.catalog_granted_by(s).map(|(k, _)| k).collect()
@@ -1065,6 +1065,21 @@ fn build_graph(policy: &mut Policy) -> Result<(), PolicyError> {
             .map(|n| graph.key_name(n).to_owned())
             .collect();
         let entry = &policy.catalog[graph.key_name(from)];
+        // A group of keys that reach one another holds many cycles (n wildcards each implying
+        // `*`: n² of them); one shortest cycle stands for it, and when the group is larger than
+        // that cycle its keys are named too: each is on a cycle, and removing one entry of the
+        // cycle shown may leave the others (twenty-second pass).
+        let on_path: FxHashSet<&str> = path.iter().map(String::as_str).collect();
+        let group = if cycle.keys.len() > on_path.len() {
+            let names: Vec<&str> = cycle.keys.iter().map(|&k| graph.key_name(k)).collect();
+            format!(
+                "; {} keys reach one another through `implies` (each is on a cycle): {}",
+                names.len(),
+                super::lint::ticks_listed(&names)
+            )
+        } else {
+            String::new()
+        };
         let span = entry
             .implies
             .first()
@@ -1073,7 +1088,7 @@ fn build_graph(policy: &mut Policy) -> Result<(), PolicyError> {
             rule: RuleId::ImpliesCycle,
             span,
             message: format!(
-                "the scope catalog's `implies` form a cycle: {}",
+                "the scope catalog's `implies` form a cycle: {}{group}",
                 path.iter()
                     .map(|p| format!("`{p}`"))
                     .collect::<Vec<_>>()

@@ -614,3 +614,44 @@ fn expansions_over_the_step_budget_are_refused_at_the_credential() {
     );
     assert_eq!(MAX_STEPS, 100_000_000);
 }
+
+/// Five wildcards each implying `*` were reported as one `implies-cycle`, "`w0:*` → `w0:*`"
+/// (twenty-second pass, found by an attacker as a CI maintainer), though all five are on
+/// cycles and removing `w0:*`'s entry breaks none of the others. The report is one per group
+/// of keys that reach one another (a strongly connected component): a shortest cycle
+/// through its first key (`scopes`), and every key of the group named, so the fix is seen
+/// to need more than one entry removed; at most 20 named, then "… and N more".
+#[test]
+fn implies_cycle_names_every_key_of_its_group() {
+    let mut src = String::from("version = 1\n[scopes]\n");
+    for i in 0..5 {
+        src += &format!("\"w{i}:*\" = {{ implies = [\"*\"] }}\n");
+    }
+    src += "a = { implies = [\"b\"] }\nb = { implies = [\"a\"] }\n";
+    let p = Policy::parse_lenient(&src, "p").unwrap();
+    let msgs: Vec<&str> = p.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(
+        msgs[0], "the scope catalog's `implies` form a cycle: `a` → `b` → `a`",
+        "{msgs:?}"
+    );
+    assert_eq!(
+        msgs[1],
+        "the scope catalog's `implies` form a cycle: `w0:*` → `w0:*`; 5 keys reach one another through `implies` (each is on a cycle): `w0:*`, `w1:*`, `w2:*`, `w3:*`, `w4:*`",
+        "{msgs:?}"
+    );
+    assert_eq!(p.problems[1].scopes, ["w0:*", "w0:*"]);
+    let mut src = String::from("version = 1\n[scopes]\n");
+    for i in 0..25 {
+        src += &format!("\"w{i:02}:*\" = {{ implies = [\"*\"] }}\n");
+    }
+    let p = Policy::parse_lenient(&src, "p").unwrap();
+    assert_eq!(p.problems.len(), 1);
+    assert!(
+        p.problems[0].message.ends_with(
+            "25 keys reach one another through `implies` (each is on a cycle): `w00:*`, `w01:*`, `w02:*`, `w03:*`, `w04:*`, `w05:*`, `w06:*`, `w07:*`, `w08:*`, `w09:*`, `w10:*`, `w11:*`, `w12:*`, `w13:*`, `w14:*`, `w15:*`, `w16:*`, `w17:*`, `w18:*`, `w19:*`, … and 5 more"
+        ),
+        "{}",
+        p.problems[0].message
+    );
+}

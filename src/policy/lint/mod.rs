@@ -485,7 +485,7 @@ const SUGGEST_BUDGET: u64 = 200_000_000;
 const LISTED: usize = 20;
 
 /// [`ticks`] of the first [`LISTED`] items, then how many more.
-fn ticks_listed<S: AsRef<str>>(items: &[S]) -> String {
+pub(crate) fn ticks_listed<S: AsRef<str>>(items: &[S]) -> String {
     if items.len() <= LISTED {
         return ticks(items);
     }
