@@ -1316,13 +1316,28 @@ impl<'a> Linter<'a> {
                 continue;
             };
             if today >= expires.value {
+                // "Reported again" only when a finding it covers is there: an exception that
+                // matched nothing hid nothing (twenty-second pass).
+                let covers = !e.scopes_invalid
+                    && index.contains_key(&(info.rule, cred, task, scopes.as_slice()));
+                let (what, help) = if covers {
+                    (
+                        "the finding it hid is reported again",
+                        "fix the finding and remove the exception, or review it again and move `expires`",
+                    )
+                } else {
+                    (
+                        "it matches no finding, so nothing it hid is reported again: remove it",
+                        "remove the exception: no finding has its rule, credential, task and scopes (the finding is gone, or the exception never matched it)",
+                    )
+                };
                 new.push(Raw {
                     rule: RuleId::ExceptionExpired,
                     message: format!(
-                        "the exception for {subject} expired on {}; the finding it hid is reported again",
+                        "the exception for {subject} expired on {}; {what}",
                         expires.value
                     ),
-                    help: "fix the finding and remove the exception, or review it again and move `expires`".to_owned(),
+                    help: help.to_owned(),
                     span: expires.span.clone(),
                     credential: cred.map(str::to_owned),
                     task: task.map(str::to_owned),

@@ -343,7 +343,7 @@ rules! {
         full: "With no runner users or groups, every fetch for the task is refused: the monitor cannot run.",
         help: "Add `runners = { users = [\"checkpoint\"] }` (or groups) to the task.",
     },
-    /// An exception is past its expiry, and the finding it hid is back. Checked in `Linter::exceptions`.
+    /// An exception is past its expiry; the finding it hid, if any, is back. Checked in `Linter::exceptions`.
     ExceptionExpired {
         id: "exception-expired",
         class: Warning,
@@ -351,7 +351,7 @@ rules! {
         needs_vault: false,
         needs_audit: false,
         exceptable: false,
-        short: "An exception is past its expiry, and the finding it hid is back.",
+        short: "An exception is past its expiry; the finding it hid, if any, is back.",
         full: "Exceptions are temporary by design; an expired one is a reminder that the reviewed decision is due again.",
         help: "Fix the finding the exception hid and remove the exception, or review it again and move `expires`.",
     },

@@ -132,6 +132,40 @@ fn an_expired_exception_is_reported_and_its_finding_is_back() {
     assert_eq!(code, 1);
 }
 
+/// An expired exception that never matched anything said "the finding it hid is reported
+/// again" (twenty-second pass, found by an attacker as a CI maintainer): there was none. An
+/// expired exception says that only when a finding it covers is reported; otherwise that it
+/// matches no finding and can be removed.
+#[test]
+fn an_expired_exception_that_matches_nothing_says_so() {
+    let src = std::fs::read_to_string(fixture("rules/exception-expired.fires.toml")).unwrap();
+    let today = LintOptions::new(date!(2026 - 01 - 01));
+    let message = |src: &str| {
+        let p = Policy::parse(src, "p.toml").unwrap();
+        let r = lint(&p, &today);
+        r.findings()
+            .iter()
+            .find(|f| f.rule == RuleId::ExceptionExpired)
+            .map(|f| f.message.clone())
+            .unwrap()
+    };
+    let hid = message(&src);
+    assert!(
+        hid.ends_with("the finding it hid is reported again"),
+        "{hid}"
+    );
+    // The same exception for a scope the credential does not exceed by.
+    let nothing = message(&src.replace(
+        "scopes = [\"shop:orders:read\"]\nreason",
+        "scopes = [\"shop:orders:delete\"]\nreason",
+    ));
+    assert!(
+        nothing.ends_with("it matches no finding, so nothing it hid is reported again: remove it"),
+        "{nothing}"
+    );
+    assert!(!nothing.contains("the finding it hid"), "{nothing}");
+}
+
 #[test]
 fn an_exception_for_an_error_rule_is_invalid() {
     let src = std::fs::read_to_string(fixture("rules/unknown-credential.fires.toml")).unwrap()
