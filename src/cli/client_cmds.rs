@@ -501,18 +501,12 @@ pub(crate) fn totp(g: &GlobalArgs, a: &TotpArgs) -> anyhow::Result<ExitCode> {
 
 /// `SCOPEVAULT_<CREDENTIAL>_<FIELD>`, upper-cased, every character outside `[A-Z0-9]` as `_`.
 pub(crate) fn env_name(credential: &str, field: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    format!("SCOPEVAULT_{}_{}", clean(credential), clean(field))
+    use crate::policy::env_name_part;
+    format!(
+        "SCOPEVAULT_{}_{}",
+        env_name_part(credential),
+        env_name_part(field)
+    )
 }
 
 pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {

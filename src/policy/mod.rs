@@ -570,6 +570,23 @@ pub fn is_stored_name(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// The part of `scopevault exec`'s environment variable names a credential or field name
+/// gives: ASCII letters and digits upper-cased, anything else `_` (`shop-buyer` and
+/// `Shop.Buyer` both give `SHOP_BUYER`). `exec` names a field `SCOPEVAULT_<credential>_<field>`;
+/// the lint warns about two credentials of one task with the same part
+/// (`env-name-collision`).
+pub fn env_name_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// What [`is_valid_name`] asks, for messages.
 pub const NAME_RULE: &str =
     "1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`, starting with a letter or digit";

@@ -570,6 +570,7 @@ impl<'a> Linter<'a> {
         // Reused across tasks: cleared, not reallocated.
         let mut needs = GrantSet::default();
         let mut granted = GrantSet::default();
+        let mut env_parts: HashMap<String, &str> = HashMap::default();
         for (tname, task) in &p.tasks {
             needs.clear();
             granted.clear();
@@ -578,6 +579,35 @@ impl<'a> Linter<'a> {
             // (issue 14 item 18: one typo, one finding).
             let mut unknown = false;
             p.expand_each(&task.needs, |s| needs.insert(s));
+            // `exec`'s environment variable part of each declared credential listed: two
+            // names with one part collide in the command's environment (env-name-collision).
+            env_parts.clear();
+            for cref in &task.credentials {
+                let cname = cref.value.as_str();
+                if !self.cred_index.contains_key(cname) {
+                    continue;
+                }
+                let part = crate::policy::env_name_part(cname);
+                match env_parts.get(&part) {
+                    Some(&first) if first != cname => self.push(
+                        RuleId::EnvNameCollision,
+                        cref.span.clone(),
+                        format!(
+                            "task `{tname}` lists credentials `{first}` and `{cname}`, whose fields `scopevault exec` hands over under the same environment variables (SCOPEVAULT_{part}_…): exec refuses to run the command, after both were fetched"
+                        ),
+                        format!(
+                            "rename `{first}` or `{cname}` (names that differ only in `-`, `_`, `.` or case give one variable), or run the task's command with `scopevault exec --files`"
+                        ),
+                        Some(cname),
+                        Some(tname),
+                        vec![],
+                    ),
+                    Some(_) => {}
+                    None => {
+                        env_parts.insert(part, cname);
+                    }
+                }
+            }
             for cref in &task.credentials {
                 let cname = cref.value.as_str();
                 let ci = self.cred_index.get(cname).copied();

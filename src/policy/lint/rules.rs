@@ -343,6 +343,18 @@ rules! {
         full: "With no runner users or groups, every fetch for the task is refused: the monitor cannot run.",
         help: "Add `runners = { users = [\"checkpoint\"] }` (or groups) to the task.",
     },
+    /// Two credentials of one task give `exec` the same environment variable names. Checked in `Linter::tasks`.
+    EnvNameCollision {
+        id: "env-name-collision",
+        class: Warning,
+        security_severity: None,
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: true,
+        short: "Two credentials of one task give `exec` the same environment variable names.",
+        full: "`scopevault exec` hands each field over as `SCOPEVAULT_<CREDENTIAL>_<FIELD>`, letters upper-cased and anything else `_`; names that differ only in `-`, `_`, `.` or case give one variable, and `exec` refuses to run the command after both were fetched and audited.",
+        help: "Rename one of the credentials, or run the task's command with `exec --files`.",
+    },
     /// An exception is past its expiry; the finding it hid, if any, is back. Checked in `Linter::exceptions`.
     ExceptionExpired {
         id: "exception-expired",

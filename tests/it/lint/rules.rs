@@ -132,6 +132,57 @@ fn an_expired_exception_is_reported_and_its_finding_is_back() {
     assert_eq!(code, 1);
 }
 
+/// Credentials whose names differ only in `-`, `_`, `.` or case (`shop-buyer`, `shop_buyer`,
+/// `Shop.Buyer`) linted clean in one task, but `exec` hands their fields over as
+/// `SCOPEVAULT_SHOP_BUYER_…` and refused ("would hold both …") only after every one was
+/// fetched and audited as allowed (twenty-second pass, found by an attacker as a CI
+/// maintainer). lint warns, at the task's entry that collides, naming both.
+#[test]
+fn credentials_that_share_an_exec_variable_in_one_task_are_a_warning() {
+    let (v, _) = lint_json(&fixture("rules/env-name-collision.fires.toml"));
+    let found: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "env-name-collision")
+        .collect();
+    assert_eq!(found.len(), 1, "{v:#}");
+    let f = found[0];
+    assert_eq!(f["class"], "warning");
+    assert_eq!(f["credential"], "shop_buyer");
+    assert_eq!(f["task"], "checkout");
+    let m = f["message"].as_str().unwrap();
+    assert!(
+        m.contains("`shop-buyer` and `shop_buyer`") && m.contains("SCOPEVAULT_SHOP_BUYER_"),
+        "{m}"
+    );
+    // Three names, one variable: each later one is reported against the first.
+    let src = std::fs::read_to_string(fixture("rules/env-name-collision.fires.toml"))
+        .unwrap()
+        .replace(
+            "credentials = [\"shop-buyer\", \"shop_buyer\"]",
+            "credentials = [\"shop-buyer\", \"shop_buyer\", \"Shop.Buyer\"]",
+        )
+        + "[credentials.\"Shop.Buyer\"]\nkind = \"login\"\nscopes = [\"shop:login\"]\norigins = [\"https://shop.example.com\"]\n";
+    let p = Policy::parse(&src, "p.toml").unwrap();
+    let r = lint(&p, &LintOptions::new(date!(2026 - 01 - 01)));
+    let msgs: Vec<&str> = r
+        .findings()
+        .iter()
+        .filter(|f| f.rule.as_str() == "env-name-collision")
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[0].contains("`shop-buyer` and `shop_buyer`"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[1].contains("`shop-buyer` and `Shop.Buyer`"),
+        "{msgs:?}"
+    );
+}
+
 /// An expired exception that never matched anything said "the finding it hid is reported
 /// again" (twenty-second pass, found by an attacker as a CI maintainer): there was none. An
 /// expired exception says that only when a finding it covers is reported; otherwise that it
