@@ -243,11 +243,18 @@ fn required_members(
 /// A record's `time`: RFC 3339 ending in `Z`, as the writer formats `now_utc` (the `time`
 /// crate writes a zero offset as `Z`). Another offset, even `+00:00` or a lowercase `z`, is
 /// refused rather than taken as the same instant: the format has one way to write a time
-/// (twenty-second pass, found by the twenty-first pass's review: `+05:00` verified). A time
-/// that parses holds nothing but digits and `-:.+TtZz`, so the refusal may quote it.
+/// (twenty-second pass, found by the twenty-first pass's review: `+05:00` verified). Nor is a
+/// space or a lowercase `t` between date and time, which RFC 3339 allows and the daemon never
+/// writes (twenty-second pass, found by attacking its fixes). A time that parses holds nothing
+/// but digits, a space and `-:.+TtZz`, so the refusal may quote it.
 fn utc_time(time: &str) -> Result<time::OffsetDateTime, String> {
     let at = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("`time` is not RFC 3339 ({e})"))?;
+    if time.as_bytes().get(10) != Some(&b'T') {
+        return Err(format!(
+            "`time` is not in the daemon's form ({time}: date and time are separated by `T`)"
+        ));
+    }
     if !time.ends_with('Z') || !at.offset().is_utc() {
         return Err(format!(
             "`time` is not in UTC ({time}: the daemon writes every time in UTC, ending in `Z`)"
@@ -878,6 +885,16 @@ mod tests {
             .err()
             .unwrap();
         assert!(why.starts_with("`time` is not RFC 3339 ("), "{why}");
+        // Twenty-second pass, found by attacking its fixes: a space or a lowercase `t` between
+        // date and time (RFC 3339 allows both) verified, though the daemon writes `T`.
+        for t in ["2026-11-30 10:00:00Z", "2026-11-30t10:00:00Z"] {
+            let why = verified_shape(line(t).as_bytes()).err().unwrap();
+            assert!(
+                why.starts_with("`time` is not in the daemon's form ("),
+                "{t}: {why}"
+            );
+            assert!(why.contains(t), "{t}: {why}");
+        }
     }
 
     /// The `op` strings are the log's format: the daemon's own kinds as docs/audit.md names
