@@ -76,6 +76,16 @@ pub enum UsageError {
         /// What is wrong.
         why: String,
     },
+    /// A log's last line is the record its anchor names, whole but for its newline
+    /// ([`crate::audit::VerifyReport::line_end_missing`]): no record is missing, but the
+    /// log is not evidence until `serve` completes the line. Named in `audit verify`'s words.
+    #[error("{}: {}; until then it cannot serve as evidence (run `scopevault audit verify --audit {}`, which says the same)", shown(file), escape_for_terminal(why), shown(file))]
+    LineEndMissing {
+        /// The log.
+        file: PathBuf,
+        /// `audit verify`'s reason, naming the line, the seq and the anchor file.
+        why: String,
+    },
     /// A log's anchor, found as `audit verify` finds it (on the checkpoint, in its state
     /// directory), cannot be read, or says the log was cut or rewritten
     /// ([`crate::audit::walked_chain_gap`]).
@@ -626,6 +636,18 @@ pub fn read_evidence(
                 line,
                 other: logs[j].clone(),
                 seq: firsts[j].as_ref().map_or(0, |f| f.seq),
+            });
+        }
+        // The anchored record whole but for its newline: named as `audit verify` names it,
+        // not as the incomplete line a crash in the middle of an append leaves (twenty-second
+        // pass, found by attacking this pass's fixes).
+        let whole = anchors[i]
+            .as_ref()
+            .and_then(|(anchor_file, a)| Some((anchor_file, report.line_end_missing(a)?)));
+        if let Some((anchor_file, w)) = whole {
+            return Err(UsageError::LineEndMissing {
+                file: file.clone(),
+                why: w.describe_line_end_missing(anchor_file),
             });
         }
         if let Some(bad) = report.first_bad {

@@ -2243,3 +2243,61 @@ fn regression_a_corrupt_compressed_log_is_named_once_in_the_error() {
         assert!(r.stderr.contains(why), "{}", r.stderr);
     }
 }
+
+/// Regression (twenty-second pass, found by attacking this pass's fixes): the anchored last
+/// record missing only its newline is named by `audit verify` as a complete record whose line
+/// end alone is missing ("no record is missing"), yet lint refused it as "incomplete final
+/// line (no newline): the log was truncated or a write was interrupted", the wording for a
+/// crash in the middle of an append. Lint now gives verify's reason, and says the log is no
+/// evidence until `serve` completes the line. A last line cut one byte further (not the
+/// anchored record) is still refused as the incomplete line it is.
+#[test]
+fn regression_lint_names_the_anchored_record_missing_only_its_newline_as_audit_verify_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let state = d.join("state");
+    let log = d.join("audit.jsonl");
+    crate::common::with_state_dir(&state, || {
+        let audit = anchored_log(&log);
+        allowed_fetch(&audit, "checkout", "buyer");
+        allowed_fetch(&audit, "other", "admin");
+        audit.write_anchor_now().unwrap();
+    });
+    let journal = scopevault::audit::journal_path(&log);
+    if journal.exists() {
+        std::fs::remove_file(&journal).unwrap();
+    }
+    write(d, "policy.toml", &policy_with_other());
+    let text = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &text[..text.len() - 1]).unwrap();
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_scopevault"))
+        .args(["audit", "verify", "--audit", "audit.jsonl"])
+        .current_dir(d)
+        .env("SCOPEVAULT_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    let verify_said = String::from_utf8_lossy(&verify.stdout).into_owned();
+    let only = "is complete and is the anchored record";
+    let line_end = "only its line end (the final newline) is missing: no record is missing";
+    assert!(
+        verify_said.contains(only) && verify_said.contains(line_end),
+        "{verify_said}"
+    );
+    let r = lint_on_checkpoint(d, &state, &["audit.jsonl"]);
+    assert_eq!(r.code, 2, "{:#} {}", r.json, r.stderr);
+    assert!(
+        r.stderr.contains("audit.jsonl")
+            && r.stderr.contains(only)
+            && r.stderr.contains(line_end)
+            && r.stderr.contains("until")
+            && !r.stderr.contains("incomplete final line")
+            && !r.stderr.contains("truncated"),
+        "{}",
+        r.stderr
+    );
+    // Cut one byte further: not the anchored record, refused, and not as one.
+    std::fs::write(&log, &text[..text.len() - 2]).unwrap();
+    let r = lint_on_checkpoint(d, &state, &["audit.jsonl"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!r.stderr.contains(line_end), "{}", r.stderr);
+}
