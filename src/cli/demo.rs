@@ -5,6 +5,7 @@
 //! `audit verify`. Nothing outside the temporary directory is read or written, and the
 //! directory is removed at the end.
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -272,16 +273,30 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
     // What earlier demos of this uid left when they were killed outright (SIGKILL, the OOM
     // killer: nothing of a demo runs then, so its directory stayed for good).
-    for (left, pid) in remove_stale_dirs(&std::env::temp_dir()) {
-        match left {
-            Ok(path) => eprintln!(
-                "note: removed {}, left by an earlier demo (pid {pid}) that is gone (killed before it could clean up)",
-                super::shown(&path)
-            ),
-            Err((path, e)) => eprintln!(
-                "note: cannot remove {}, left by an earlier demo (pid {pid}) that is gone: {e}",
-                super::shown(&path)
-            ),
+    let tmp_dir = std::env::temp_dir();
+    match remove_stale_dirs(&tmp_dir) {
+        Ok(done) => {
+            for (left, pid) in done {
+                match left {
+                    Ok(path) => eprintln!(
+                        "note: removed {}, left by an earlier demo (pid {pid}) that is gone (killed before it could clean up)",
+                        super::shown(&path)
+                    ),
+                    Err((path, e)) => eprintln!(
+                        "note: cannot remove {}, left by an earlier demo (pid {pid}) that is gone: {e}",
+                        super::shown(&path)
+                    ),
+                }
+            }
+        }
+        Err((why, left)) => {
+            for (path, pid) in left {
+                eprintln!(
+                    "note: not removing {}, left by an earlier demo (pid {pid}) that is gone: {} is no safe place to remove it from ({why}); remove it yourself, or set TMPDIR to a directory of your own",
+                    super::shown(&path),
+                    super::shown(&tmp_dir)
+                );
+            }
         }
     }
     let tmp = tempfile::Builder::new()
@@ -625,61 +640,139 @@ fn marked_by(dir: &rustix::fd::OwnedFd, uid: u32) -> Option<(u32, u64)> {
 /// the demo that left it.
 type Stale = (Result<PathBuf, (PathBuf, std::io::Error)>, u32);
 
+/// Why [`remove_stale_dirs`] removed nothing, and the directories it left (each with the pid
+/// of the demo that left it).
+type NotRemoved = (String, Vec<(PathBuf, u32)>);
+
+/// Why `tmp` (open as `fd`) is no place to remove anything from: another uid can rename its
+/// entries (it is another's, or writable by others without the sticky bit), and so swap the
+/// directory judged for another between the check and the removal.
+fn others_can_rename_in(fd: &rustix::fd::OwnedFd, uid: u32) -> Option<String> {
+    let st = rustix::fs::fstat(fd).ok()?;
+    if st.st_uid != uid && st.st_uid != 0 {
+        return Some(format!("it belongs to uid {}", st.st_uid));
+    }
+    (st.st_mode & 0o022 != 0 && st.st_mode & 0o1000 == 0).then(|| {
+        "other users can write to it and it has no sticky bit (chmod +t), so they can rename its entries".to_owned()
+    })
+}
+
 /// Remove the directories in `tmp` that demos of this uid left when they were killed (twenty-
 /// second pass: a SIGKILLed demo's directory, with its passphrase, vault and audit log, stayed
 /// for good). One is removed only when it is a directory, not a symbolic link, owned by this
 /// (effective) uid, named `scopevault-demo-*`, and holds our [`MARKER`] naming a demo that is
-/// gone: no process with its pid, or one that started at another time (the pid given to
-/// another process since). Anything else is left alone, and nothing is followed through a
-/// link (the directory is opened with `O_NOFOLLOW`, and `remove_dir_all` follows none).
-fn remove_stale_dirs(tmp: &Path) -> Vec<Stale> {
-    use rustix::fs::{open, Mode, OFlags};
-    use std::os::unix::fs::MetadataExt;
+/// gone: no process with its pid (never pid 0), or one that started at another time (the pid
+/// given to another process since). Anything else is left alone, and nothing is followed
+/// through a link. Where another uid can rename entries in `tmp`, nothing is removed: the
+/// `Err` says why (twenty-second pass, found by attacking this pass's fixes: a directory of
+/// that uid swapped in for the judged one by the final `rmdir` was removed instead).
+fn remove_stale_dirs(tmp: &Path) -> Result<Vec<Stale>, NotRemoved> {
+    use rustix::fs::{open, openat, statat, AtFlags, FileType, Mode, OFlags};
     let uid = rustix::process::geteuid().as_raw();
-    let Ok(entries) = std::fs::read_dir(tmp) else {
-        return Vec::new();
+    let Ok(parent) = open(
+        tmp,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Ok(Vec::new());
     };
-    let mut done = Vec::new();
+    let Ok(entries) = rustix::fs::Dir::read_from(&parent) else {
+        return Ok(Vec::new());
+    };
+    let mut gone = Vec::new();
     for e in entries.flatten() {
-        if !e
-            .file_name()
-            .as_encoded_bytes()
-            .starts_with(DIR_PREFIX.as_bytes())
-        {
+        let name = e.file_name().to_owned();
+        if !name.to_bytes().starts_with(DIR_PREFIX.as_bytes()) {
             continue;
         }
-        let path = e.path();
-        // `symlink_metadata`: a link is itself, never what it names.
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        // Not following a link: a link is itself, never what it names.
+        let Ok(meta) = statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW) else {
             continue;
         };
-        if !meta.file_type().is_dir() || meta.uid() != uid {
+        if FileType::from_raw_mode(meta.st_mode) != FileType::Directory || meta.st_uid != uid {
             continue;
         }
-        let Ok(dir) = open(
-            &path,
+        let Ok(dir) = openat(
+            &parent,
+            &name,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         ) else {
             continue;
         };
         // The directory opened is the one judged above.
-        let same = rustix::fs::fstat(&dir)
-            .is_ok_and(|st| st.st_dev == meta.dev() && st.st_ino == meta.ino() && st.st_uid == uid);
-        let Some((pid, start)) = marked_by(&dir, uid).filter(|_| same) else {
+        let same = rustix::fs::fstat(&dir).is_ok_and(|st| {
+            st.st_dev == meta.st_dev && st.st_ino == meta.st_ino && st.st_uid == uid
+        });
+        // Pid 0 is no process's: a marker naming it is not a demo's.
+        let Some((pid, start)) = marked_by(&dir, uid).filter(|&(pid, _)| same && pid != 0) else {
             continue;
         };
         if start_time(pid) == Some(start) {
             continue;
         }
-        done.push((
-            std::fs::remove_dir_all(&path)
-                .map(|()| path.clone())
-                .map_err(|e| (path, e)),
-            pid,
+        gone.push((name, dir, pid));
+    }
+    let path_of = |name: &std::ffi::CStr| tmp.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+    if let Some(why) = others_can_rename_in(&parent, uid).filter(|_| !gone.is_empty()) {
+        return Err((
+            why,
+            gone.iter().map(|(n, _, pid)| (path_of(n), *pid)).collect(),
         ));
     }
-    done
+    Ok(gone
+        .into_iter()
+        .map(|(name, dir, pid)| {
+            let path = path_of(&name);
+            (
+                remove_judged(&parent, &name, &dir)
+                    .map(|()| path.clone())
+                    .map_err(|e| (path, e)),
+                pid,
+            )
+        })
+        .collect())
+}
+
+/// Remove the directory `name` in `parent`, judged and open as `dir`: its entries through
+/// `dir`, the [`MARKER`] last (a removal that fails part-way leaves it marked, and the next
+/// demo tries again), then `name` itself. `Ok` only when the directory judged is gone (no link
+/// to it is left), not merely something that had its name.
+fn remove_judged(
+    parent: &rustix::fd::OwnedFd,
+    name: &std::ffi::CStr,
+    dir: &rustix::fd::OwnedFd,
+) -> std::io::Result<()> {
+    use rustix::fd::AsRawFd;
+    use rustix::fs::{statat, unlinkat, AtFlags, FileType};
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let n = e?.file_name().to_owned();
+        if ![&b"."[..], b"..", MARKER.as_bytes()].contains(&n.to_bytes()) {
+            names.push(n);
+        }
+    }
+    for n in &names {
+        let st = statat(dir, n, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            // Through the open directory (/proc/self/fd), whatever its name is now; a tree of
+            // any depth, following no link.
+            std::fs::remove_dir_all(
+                Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd()))
+                    .join(std::ffi::OsStr::from_bytes(n.to_bytes())),
+            )?;
+        } else {
+            unlinkat(dir, n, AtFlags::empty())?;
+        }
+    }
+    unlinkat(dir, MARKER, AtFlags::empty())?;
+    unlinkat(parent, name, AtFlags::REMOVEDIR)?;
+    if rustix::fs::fstat(dir)?.st_nlink != 0 {
+        return Err(std::io::Error::other(
+            "another directory took its name meanwhile and was removed instead; the one judged is still there",
+        ));
+    }
+    Ok(())
 }
 
 /// Where the demo's daemon listens, under the demo's directory.
