@@ -71,8 +71,14 @@ pub enum ClientError {
     /// The answer is longer than [`MAX_RESPONSE`], which the client does not read past: a
     /// daemon of this version never sends one (docs/protocol.md, "Responses"), an older one
     /// did for a task whose credentials together were that large.
-    #[error("the daemon's answer is longer than 16 MiB ({MAX_RESPONSE} bytes), the most a client reads, so nothing of it is used: the task's credentials together are too large; fetch them one at a time (`--credential NAME`), and have an admin run `scopevault doctor`, which names a credential over the bound on one credential, and update the daemon")]
-    TooLong,
+    /// The message names what was too large by the op asked: only a `fetch` answer is made of
+    /// credentials (it blamed them, and advised `--credential`, for a `tasks` answer too:
+    /// twenty-second pass).
+    #[error("the daemon's answer to `{op}` is longer than 16 MiB ({MAX_RESPONSE} bytes), the most a client reads, so nothing of it is used: {}", too_long_advice(*.op))]
+    TooLong {
+        /// The op whose answer it was.
+        op: crate::protocol::Op,
+    },
     /// The socket's path or the process answering on it is not one we may trust with a
     /// secret; nothing was sent.
     #[error("refusing to talk to {path}: {why}; nothing was sent (see docs/protocol.md, \"Who the client talks to\")")]
@@ -183,6 +189,15 @@ impl Trust {
             ),
             None => format!("the process answering runs as uid {uid}, which is neither root nor you"),
         }
+    }
+}
+
+/// What to do about an answer over [`MAX_RESPONSE`], by the op it answered.
+fn too_long_advice(op: crate::protocol::Op) -> &'static str {
+    match op {
+        crate::protocol::Op::Fetch => "the task's credentials together are too large; fetch them one at a time (`--credential NAME`), and have an admin run `scopevault doctor`, which names a credential over the bound on one credential, and update the daemon",
+        crate::protocol::Op::Tasks => "the list of tasks is too large (an older daemon sends it whole, this version refuses it and answers for one task); have an admin update the daemon or list fewer credentials in the tasks",
+        _ => "a daemon of this version never sends one; have an admin update the daemon",
     }
 }
 
@@ -339,12 +354,15 @@ impl Client {
             // A daemon at its connection limit answers `busy` and closes at once, before it
             // reads anything: our write then fails (EPIPE) with its answer still unread.
             // Report that answer (busy: retry), not a bare broken pipe.
-            return match self.read_line(deadline).map(|l| parse_response::<T>(&l)) {
+            return match self
+                .read_line(deadline, req.op())
+                .map(|l| parse_response::<T>(&l))
+            {
                 Ok(Err(ResponseError::Refused(b))) => Err(ClientError::Refused(b)),
                 _ => Err(self.io_error(deadline, e)),
             };
         }
-        let line = self.read_line(deadline)?;
+        let line = self.read_line(deadline, req.op())?;
         // One request, one answer line (docs/protocol.md, "Responses"): more already sent with
         // it is not a daemon of this protocol, and nothing of the answer is used. (A line that
         // arrives after this look is read as the next request's answer, if there is one: what
@@ -358,7 +376,11 @@ impl Client {
         })
     }
 
-    fn read_line(&mut self, deadline: Option<Instant>) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+    fn read_line(
+        &mut self,
+        deadline: Option<Instant>,
+        op: crate::protocol::Op,
+    ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
         let mut chunk = Zeroizing::new(vec![0u8; 8192]);
         // What is already searched for the line's end: each byte is looked at once, however
         // slowly the answer arrives (a search from the start each time made a 16 MiB answer
@@ -371,7 +393,7 @@ impl Client {
                 .map(|p| p + searched)
             {
                 if pos > MAX_RESPONSE {
-                    return Err(ClientError::TooLong);
+                    return Err(ClientError::TooLong { op });
                 }
                 let mut line = Zeroizing::new(Vec::with_capacity(pos));
                 line.extend_from_slice(&self.pending[..pos]);
@@ -382,7 +404,7 @@ impl Client {
             }
             searched = self.pending.len();
             if self.pending.len() > MAX_RESPONSE {
-                return Err(ClientError::TooLong);
+                return Err(ClientError::TooLong { op });
             }
             self.arm(deadline)?;
             let n = match self.stream.read(&mut chunk) {
@@ -410,7 +432,15 @@ impl Client {
 
     /// `tasks`.
     pub fn tasks(&mut self) -> Result<Tasks, ClientError> {
-        self.call(&Request::Tasks)
+        self.call(&Request::Tasks { task: None })
+    }
+
+    /// `tasks` for one task: its entry alone, if the peer is a runner of it (an answer that
+    /// stays short however many tasks the policy has).
+    pub fn task_info(&mut self, task: &str) -> Result<Tasks, ClientError> {
+        self.call(&Request::Tasks {
+            task: Some(task.to_owned()),
+        })
     }
 
     /// `fetch` for a task (all its credentials, or the one named).
@@ -533,7 +563,7 @@ mod tests {
         });
         let mut c = Client::connect_within(&path, Duration::from_secs(60)).unwrap();
         match c.health() {
-            Err(e @ ClientError::TooLong) => {
+            Err(e @ ClientError::TooLong { .. }) => {
                 assert!(e.to_string().contains("longer than 16 MiB"), "{e}");
             }
             Err(e) => panic!("another error: {e}"),
@@ -541,5 +571,50 @@ mod tests {
         }
         drop(c);
         sender.join().unwrap();
+    }
+
+    /// Twenty-second pass (found by attacking this pass's fixes): an over-long answer to
+    /// `tasks` was said to be the task's credentials together, with advice to fetch one at a
+    /// time (`--credential`), which asks `tasks` first and failed the same way. The message
+    /// names the op it answered, and only a `fetch`'s blames credentials.
+    #[test]
+    fn a_too_long_answer_is_blamed_on_what_was_asked() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let sender = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let block = vec![b'x'; 1 << 16];
+                while s.write_all(&block).is_ok() {}
+            }
+        });
+        let wait = Duration::from_secs(60);
+        let tasks = Client::connect_within(&path, wait).unwrap().task_info("t");
+        let fetch = Client::connect_within(&path, wait)
+            .unwrap()
+            .fetch("t", None);
+        sender.join().unwrap();
+        let Err(e @ ClientError::TooLong { .. }) = tasks else {
+            panic!("not too long: {tasks:?}");
+        };
+        let m = e.to_string();
+        assert!(
+            m.contains("answer to `tasks`") && m.contains("list of tasks"),
+            "{m}"
+        );
+        assert!(
+            !m.contains("credentials together") && !m.contains("--credential"),
+            "{m}"
+        );
+        let Err(e @ ClientError::TooLong { .. }) = fetch else {
+            panic!("not too long");
+        };
+        let m = e.to_string();
+        assert!(
+            m.contains("answer to `fetch`") && m.contains("--credential"),
+            "{m}"
+        );
     }
 }

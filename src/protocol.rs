@@ -130,8 +130,13 @@ pub enum FetchBy {
 pub enum Request {
     /// Daemon status, no secrets.
     Health,
-    /// The tasks this peer may fetch for.
-    Tasks,
+    /// The tasks this peer may fetch for; with `task`, only that one (a client that fetches
+    /// for one task asks only for it, so a policy with many large tasks does not make its
+    /// answer long: twenty-second pass).
+    Tasks {
+        /// The one task asked about; `None` = every task the peer is a runner of.
+        task: Option<String>,
+    },
     /// A task's credentials (all of them, or the one named).
     Fetch {
         /// By task name or by ticket.
@@ -381,7 +386,8 @@ impl Op {
     /// The request fields the op takes besides `v` and `op`.
     fn fields(self) -> &'static [&'static str] {
         match self {
-            Op::Health | Op::Tasks | Op::Lock | Op::Reload | Op::AuditRotate => &[],
+            Op::Health | Op::Lock | Op::Reload | Op::AuditRotate => &[],
+            Op::Tasks => &["task"],
             Op::Fetch => &["task", "credential", "ticket"],
             Op::Ticket => &["task", "ttl"],
             Op::Unlock => &["passphrase"],
@@ -499,7 +505,7 @@ impl Request {
         } = wire;
         Ok(match kind {
             Op::Health => Request::Health,
-            Op::Tasks => Request::Tasks,
+            Op::Tasks => Request::Tasks { task },
             Op::Lock => Request::Lock,
             Op::Reload => Request::Reload,
             Op::AuditRotate => Request::AuditRotate,
@@ -542,7 +548,7 @@ impl Request {
     pub fn op(&self) -> Op {
         match self {
             Request::Health => Op::Health,
-            Request::Tasks => Op::Tasks,
+            Request::Tasks { .. } => Op::Tasks,
             Request::Fetch { .. } => Op::Fetch,
             Request::Ticket { .. } => Op::Ticket,
             Request::Lock => Op::Lock,
@@ -574,6 +580,7 @@ impl Request {
                 }
                 wire.credential = credential.clone();
             }
+            Request::Tasks { task } => wire.task = task.clone(),
             Request::Ticket { task, ttl } => {
                 wire.task = Some(task.clone());
                 wire.ttl = Some(*ttl);
@@ -1062,6 +1069,7 @@ mod tests {
         for (line, op) in [
             (r#"{"v":1,"op":"health"}"#, "health"),
             (r#"{"v":1,"op":"tasks"}"#, "tasks"),
+            (r#"{"v":1,"op":"tasks","task":"t"}"#, "tasks"),
             (r#"{"v":1,"op":"fetch","task":"t"}"#, "fetch"),
             (
                 r#"{"v":1,"op":"fetch","ticket":"x","credential":"c"}"#,

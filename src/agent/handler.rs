@@ -22,8 +22,8 @@ use super::tickets::{Spent, Tickets};
 use crate::audit::{AuditError, AuditLog, AuditOp, AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::Policy;
 use crate::protocol::{
-    err_line, ok_line, ErrorBody, HandOut, Health, Op, PeerInfo, Request, ScrubReceipt, TaskInfo,
-    Tasks,
+    err_line, ok_line, ErrorBody, ErrorCode, HandOut, Health, Op, PeerInfo, Request, ScrubReceipt,
+    TaskInfo, Tasks, MAX_RESPONSE,
 };
 use crate::secret::SecretString;
 
@@ -724,7 +724,7 @@ impl Handler {
         }
         match req {
             Request::Health => Ok(Held::Line(ok_line(&self.health(peer)))),
-            Request::Tasks => self.tasks(peer).map(|t| Held::Line(ok_line(&t))),
+            Request::Tasks { task } => self.tasks(peer, task.as_deref()).and_then(tasks_line),
             Request::Fetch { by, credential } => self.fetch(peer, by, credential, q),
             Request::Ticket { task, ttl } => self.ticket(peer, &task, ttl, q),
             Request::Lock => self.lock(peer, q),
@@ -801,13 +801,15 @@ impl Handler {
         })
     }
 
-    fn tasks(&self, peer: &PeerIdentity) -> Result<Tasks, ErrorBody> {
+    /// The tasks `peer` is a runner of; with `only`, that one task alone (none if the peer
+    /// is not its runner or there is no such task).
+    fn tasks(&self, peer: &PeerIdentity, only: Option<&str>) -> Result<Tasks, ErrorBody> {
         self.state.with(|v| {
             let o = v.ok_or_else(|| Refusal::Locked.body())?;
             let mut tasks = Vec::new();
             if let Some(p) = o.vault.policy() {
                 for (name, task) in p.tasks() {
-                    if is_runner(o.runners.get(name), peer) {
+                    if only.is_none_or(|t| t == name) && is_runner(o.runners.get(name), peer) {
                         let credentials = task.credentials();
                         // As `fetch` has it: of each credential the vault holds, the kind the
                         // applied policy declares (never the entry's: it may differ).
@@ -856,6 +858,24 @@ impl Handler {
             Ok(Tasks { tasks })
         })
     }
+}
+
+/// The `tasks` answer, refused when longer than a client reads ([`MAX_RESPONSE`]): a policy
+/// of many tasks with many credentials of many fields made one of 18 MB, which no client
+/// could read and which a peer that never read it kept in the daemon's memory (twenty-second
+/// pass). Nothing is handed out by `tasks`, so the refusal is not audited.
+fn tasks_line(t: Tasks) -> Result<Held, ErrorBody> {
+    let line = ok_line(&t);
+    let bytes = line.len().saturating_sub(1);
+    if bytes > MAX_RESPONSE {
+        return Err(ErrorBody::new(
+            ErrorCode::Internal,
+            format!(
+                "the list of this peer's tasks makes an answer of {bytes} bytes, more than the {MAX_RESPONSE} (16 MiB) a client accepts; ask for one task (`\"task\":NAME`: `scopevault get` and `totp` do), or an admin lists fewer credentials in the tasks"
+            ),
+        ));
+    }
+    Ok(Held::Line(line))
 }
 
 /// The admin ops, which do not follow a changed vault file first and may block for long.
@@ -1362,6 +1382,61 @@ mod tests {
         );
         assert_eq!(one["ok"], true);
         assert_eq!(audit_records(dir.path())[1]["decision"], "allow");
+    }
+
+    /// Twenty-second pass (found by attacking this pass's fixes): the `tasks` answer had no
+    /// bound. A policy of many tasks listing credentials of many fields made one of 18 MB,
+    /// which no client reads, and `get` and `totp`, which ask `tasks` first, failed for every
+    /// task. Here two tasks list a credential whose field names total over 9 MiB: the whole
+    /// list is refused, saying so, and one task asked alone is answered (one of those
+    /// too, with its long names, since it is under the bound alone).
+    #[test]
+    fn regression_a_tasks_answer_over_what_a_client_accepts_is_refused_and_one_task_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = policy_src("warn");
+        let h = handler_tweaked(dir.path(), &src, |v| {
+            let c = v.creds.get_mut("shop-buyer").unwrap();
+            for i in 0..600 {
+                c.fields
+                    .insert(format!("{i:04}{}", "n".repeat(16_384)), "x".into());
+            }
+        });
+        let all = call(&h, &root(), r#"{"v":1,"op":"tasks"}"#);
+        assert_eq!(
+            all["ok"],
+            false,
+            "an answer of {} bytes",
+            all.to_string().len()
+        );
+        assert_eq!(all["error"]["code"], "internal", "{}", all["error"]);
+        let msg = all["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("16 MiB") && msg.contains("ask for one task"),
+            "{msg}"
+        );
+        for (task, fields) in [("order-status", 2), ("checkout-flow", 602)] {
+            let one = call(
+                &h,
+                &root(),
+                &format!(r#"{{"v":1,"op":"tasks","task":"{task}"}}"#),
+            );
+            assert_eq!(one["ok"], true, "{task}");
+            let listed = one["tasks"].as_array().unwrap();
+            assert_eq!(listed.len(), 1, "{task}");
+            assert_eq!(listed[0]["name"], task);
+            let held = listed[0]["fields"].as_object().unwrap();
+            let n = held.values().next().unwrap().as_array().unwrap().len();
+            assert_eq!(n, fields, "{task}");
+        }
+        // Not a runner, or no such task: an empty list, as the whole list has it.
+        let none = call(
+            &h,
+            &stranger(),
+            r#"{"v":1,"op":"tasks","task":"order-status"}"#,
+        );
+        assert_eq!(none["tasks"].as_array().unwrap().len(), 0, "{none}");
+        let none = call(&h, &root(), r#"{"v":1,"op":"tasks","task":"no-such"}"#);
+        assert_eq!(none["tasks"].as_array().unwrap().len(), 0, "{none}");
     }
 
     #[test]

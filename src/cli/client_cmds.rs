@@ -285,7 +285,7 @@ enum Printed<'a> {
 /// audited whether the client then prints it or not, so a request the client would refuse
 /// (a task with several credentials and no `--credential`; `totp` of a login) is refused
 /// here, and only the credential printed is fetched. The task's credentials and their kinds
-/// come from `tasks`, which hands nothing out. Where `tasks` does not list the task (not a
+/// come from `tasks` (for this task alone), which hands nothing out. Where `tasks` does not list the task (not a
 /// runner of it, no such task, locked) or gives no kinds (an older daemon), the credential
 /// asked for is fetched as given, and the daemon's answer decides (and is audited).
 fn credential_to_fetch(
@@ -296,7 +296,15 @@ fn credential_to_fetch(
     err: &dyn Fn(ClientError) -> anyhow::Error,
 ) -> anyhow::Result<Option<String>> {
     let asked = || Ok(credential.map(str::to_owned));
-    let listed = match client.tasks() {
+    // Asked for this task alone: the whole list may be long (a policy of many large tasks
+    // made it longer than a client reads, and every `get` failed: twenty-second pass). A
+    // daemon from before then refuses the `task` member as a bad request: it is asked for
+    // the whole list.
+    let answer = match client.task_info(task) {
+        Err(e) if e.code() == Some(crate::protocol::ErrorCode::BadRequest) => client.tasks(),
+        answer => answer,
+    };
+    let listed = match answer {
         Ok(t) => t.tasks.into_iter().find(|t| t.name == task),
         // Locked (the connection stays open): the fetch is refused as before, and audited.
         Err(e) if e.code() == Some(crate::protocol::ErrorCode::Locked) => None,
