@@ -1384,6 +1384,48 @@ mod tests {
         assert_eq!(audit_records(dir.path())[1]["decision"], "allow");
     }
 
+    /// Twenty-second pass (found by attacking this pass's fixes): a redemption of a ticket
+    /// whose task's credentials together are over 16 MiB was told to fetch them one at a
+    /// time (`--credential NAME`); a holder that did got the first, and then "already
+    /// redeemed: possible interception" for the next. By ticket the refusal says a ticket is
+    /// redeemed once and an admin must split the task; by task it keeps its advice.
+    #[test]
+    fn regression_a_ticket_over_what_a_client_accepts_is_not_told_to_fetch_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = policy_src("warn")
+            + "\n[tasks.everything]\nneeds = [\"shop:login\"]\ncredentials = [\"shop-buyer\", \"shop-backoffice\", \"newsletter-login\"]\nrunners = { users = [\"root\"] }\nschedulers = [\"3000\"]\n";
+        let h = handler_tweaked(dir.path(), &src, |v| {
+            for name in ["shop-buyer", "shop-backoffice", "newsletter-login"] {
+                let c = v.creds.get_mut(name).unwrap();
+                c.secrets.insert(
+                    "password".into(),
+                    SecretString::from("\u{1}".repeat(1_048_000)),
+                );
+            }
+        });
+        let ticket = sched_ticket(&h, "everything");
+        let v = call(
+            &h,
+            &stranger(),
+            &format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#),
+        );
+        assert_eq!(v["error"]["code"], "internal", "{}", v["error"]);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("task `everything`")
+                && msg.contains("16 MiB")
+                && msg.contains("a ticket is redeemed once")
+                && msg.contains("an admin splits the task")
+                && !msg.contains("one at a time (")
+                && !msg.contains("--credential"),
+            "{msg}"
+        );
+        // By task, the advice to fetch one at a time stays.
+        let v = call(&h, &root(), r#"{"v":1,"op":"fetch","task":"everything"}"#);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("--credential"), "{msg}");
+    }
+
     /// Twenty-second pass (found by attacking this pass's fixes): the `tasks` answer had no
     /// bound. A policy of many tasks listing credentials of many fields made one of 18 MB,
     /// which no client reads, and `get` and `totp`, which ask `tasks` first, failed for every

@@ -109,6 +109,9 @@ pub(crate) enum Refusal {
         task: String,
         /// The answer's length, bytes.
         bytes: usize,
+        /// Asked by ticket: the advice to fetch one at a time does not fit, since a ticket
+        /// is redeemed once (twenty-second pass).
+        by_ticket: bool,
     },
     /// An admin op asked for by a peer that is no admin.
     NotAdmin {
@@ -253,8 +256,11 @@ impl Refusal {
             CredentialTooLarge { credential, over } => format!(
                 "credential `{credential}` is not handed out: {over} (vault-format.md, \"Payload\"; saved by an older scopevault); an admin splits it into several credentials (`scopevault doctor` names it)"
             ),
-            AnswerTooLarge { task, bytes } => format!(
+            AnswerTooLarge { task, bytes, by_ticket: false } => format!(
                 "the credentials of task `{task}` together make an answer of {bytes} bytes, more than the {MAX_RESPONSE} (16 MiB) a client accepts, so nothing is handed out; fetch them one at a time (`--credential NAME`), or an admin lists fewer in the task"
+            ),
+            AnswerTooLarge { task, bytes, by_ticket: true } => format!(
+                "the credentials of task `{task}` together make an answer of {bytes} bytes, more than the {MAX_RESPONSE} (16 MiB) a client accepts, so nothing is handed out and the ticket is not spent; a ticket is redeemed once, so they cannot be fetched one at a time with it: an admin splits the task into tasks whose credentials fit in one answer"
             ),
             NotAdmin { op, uid } => format!(
                 "`{op}` is for admins (root, the daemon's user or its admin group); uid {uid} is none of these"
@@ -437,6 +443,7 @@ mod tests {
                 Refusal::AnswerTooLarge {
                     task: s("t"),
                     bytes: 17 << 20,
+                    by_ticket: false,
                 },
                 C::Internal,
                 Error,

@@ -450,6 +450,7 @@ impl Handler {
                 Refusal::AnswerTooLarge {
                     task: task.to_owned(),
                     bytes: answer.line_len(),
+                    by_ticket: ticket.is_some(),
                 },
                 task,
             ));
