@@ -212,8 +212,8 @@ impl Handler {
             .is_some_and(|free| free < self.reserve)
     }
 
-    /// Queue the record of something allowed, charged to the peer's budget of audited
-    /// hand-outs unless it is an admin.
+    /// Queue the record of something allowed (or a refusal that must be written whole),
+    /// charged to the peer's budget of audited hand-outs unless it is an admin.
     fn enqueue_allowed(&self, peer: &PeerIdentity, rec: AuditRecord<'_>) -> AuditTicket {
         let (ticket, size) = self.audit.enqueue_sized(rec);
         if !self.access.is_admin(peer) {
@@ -747,22 +747,38 @@ impl Handler {
         suffix: Option<&str>,
         queued: &mut Vec<AuditTicket>,
     ) {
+        self.audit_refusal_as(peer, op, r, suffix, false, queued);
+    }
+
+    /// As [`Handler::audit_refusal`]; `in_full` writes the record whole, never counted into
+    /// a `denials` record by the per-second rate limit, for a refusal whose record must say
+    /// something the count cannot (a ticket's withdrawal: twenty-second pass). Like a
+    /// hand-out's record, it is charged to a non-admin peer's audit budget.
+    fn audit_refusal_as(
+        &self,
+        peer: Option<&PeerIdentity>,
+        op: impl Into<AuditOp>,
+        r: &Refused,
+        suffix: Option<&str>,
+        in_full: bool,
+        queued: &mut Vec<AuditTicket>,
+    ) {
         let (decision, mut reason) = r.why.audit();
         if let Some(s) = suffix {
             reason.push_str(s);
         }
-        self.append_limited(
-            peer,
-            AuditRecord {
-                peer: peer.map(PeerIdentity::audit_info),
-                task: r.task.as_deref(),
-                credential: r.credential.as_deref(),
-                reason: Some(&reason),
-                warnings: r.warnings.clone(),
-                ..AuditRecord::new(op, decision)
-            },
-            queued,
-        );
+        let rec = AuditRecord {
+            peer: peer.map(PeerIdentity::audit_info),
+            task: r.task.as_deref(),
+            credential: r.credential.as_deref(),
+            reason: Some(&reason),
+            warnings: r.warnings.clone(),
+            ..AuditRecord::new(op, decision)
+        };
+        match peer {
+            Some(p) if in_full => queued.push(self.enqueue_allowed(p, rec)),
+            _ => self.append_limited(peer, rec, queued),
+        }
     }
 
     /// The vault and its applied policy, for an op that needs both: refused as `Locked` or
@@ -2002,6 +2018,38 @@ mod tests {
             .count();
         assert_eq!(withdrawals, 1, "the withdrawal is audited once");
         assert_eq!(MAX_REFUSED_REDEMPTIONS, 5, "docs/protocol.md says 5");
+    }
+
+    /// Twenty-second pass (found by attacking this pass's fixes): a ticket's withdrawal was
+    /// to be audited in its fifth refusal's record, but a non-admin's refusals are written in
+    /// full once a second and the rest only counted into a `denials` record, so five quick
+    /// refusals left the withdrawal unrecorded. Its record is now always written in full.
+    #[test]
+    fn a_ticket_withdrawal_is_recorded_in_full_under_the_per_second_limit() {
+        use crate::agent::tickets::MAX_REFUSED_REDEMPTIONS;
+        let dir = tempfile::tempdir().unwrap();
+        let h = limited_handler(dir.path(), &policy_src("warn"));
+        let ticket = sched_ticket(&h, "search-api");
+        let wrong =
+            format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}","credential":"shop-buyer"}}"#);
+        for _ in 0..MAX_REFUSED_REDEMPTIONS {
+            let v = call(&h, &stranger(), &wrong);
+            assert_eq!(v["error"]["code"], "denied", "{v}");
+        }
+        let records = audit_records(dir.path());
+        let withdrawals: Vec<_> = records
+            .iter()
+            .filter(|r| {
+                r["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("withdrawn after 5 refused redemptions")
+            })
+            .collect();
+        assert_eq!(withdrawals.len(), 1, "{records:?}");
+        assert_eq!(withdrawals[0]["op"], "fetch", "{}", withdrawals[0]);
+        assert_eq!(withdrawals[0]["decision"], "deny", "{}", withdrawals[0]);
+        assert_eq!(withdrawals[0]["peer"]["uid"], 65534, "{}", withdrawals[0]);
     }
 
     fn sched() -> PeerIdentity {

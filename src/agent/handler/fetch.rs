@@ -118,7 +118,17 @@ impl Handler {
                         }
                         _ => via_ticket.map(|id| format!(" (ticket {id})")),
                     };
-                    self.audit_refusal(Some(peer), Op::Fetch, &r, suffix.as_deref(), queued);
+                    // The withdrawal is written in full: counted into a `denials` record by
+                    // the per-second rate limit, as a non-admin's quick fifth refusal was, it
+                    // was never recorded.
+                    self.audit_refusal_as(
+                        Some(peer),
+                        Op::Fetch,
+                        &r,
+                        suffix.as_deref(),
+                        withdrawn_now,
+                        queued,
+                    );
                     Err(r.why.body())
                 }
             }
