@@ -384,8 +384,12 @@ impl AllowedSigners {
             // Each line's own value, as written (the patterns joined by the commas they were
             // split at) and escaped as other text from the file is: the message printed
             // `(namespaces=)`, an empty value, whatever the line said (twenty-second pass).
-            let lines: Vec<String> = not_for_ns
+            // At most five lines, then a count: a file with the key on 8,000 lines made a
+            // 231 KB refusal (twenty-second pass, found by attacking its fixes).
+            const SHOWN: usize = 5;
+            let mut lines: Vec<String> = not_for_ns
                 .iter()
+                .take(SHOWN)
                 .map(|s| {
                     let value = s.namespaces.as_deref().unwrap_or_default().join(",");
                     let cut: String = value.chars().take(120).collect();
@@ -397,6 +401,11 @@ impl AllowedSigners {
                     )
                 })
                 .collect();
+            match not_for_ns.len().saturating_sub(SHOWN) {
+                0 => {}
+                1 => lines.push("and 1 more line".to_owned()),
+                more => lines.push(format!("and {more} more lines")),
+            }
             return Err(format!(
                 "the signing key is in the allowed signers file, but not for namespace `{namespace}` ({}); patterns match case-sensitively and a `!pattern` that matches refuses",
                 lines.join("; ")
@@ -713,6 +722,38 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains('\u{1b}'), "{err}");
+    }
+
+    /// Found by attacking the twenty-second pass's fixes: the namespace refusal listed every
+    /// line of the key, so an allowed signers file with the key on 8,000 lines made a 231 KB
+    /// one-line refusal. At most five lines are listed, then how many more there are.
+    #[test]
+    fn regression_a_namespace_refusal_lists_at_most_five_lines_and_counts_the_rest() {
+        let now = time::macros::datetime!(2026-06-01 0:00 UTC);
+        let key = one(&format!("x {KEY}")).key;
+        let file: String = (0..8000)
+            .map(|n| format!("x{n} namespaces=\"git\" {KEY}\n"))
+            .collect();
+        let a = AllowedSigners::parse(&file, "f").unwrap();
+        let err = a.authorise(&key, "scopevault-bundle", now).unwrap_err();
+        assert!(
+            err.contains("(line 1: namespaces=\"git\"; line 2: namespaces=\"git\"; line 3: namespaces=\"git\"; line 4: namespaces=\"git\"; line 5: namespaces=\"git\"; and 7995 more lines)"),
+            "{err}"
+        );
+        assert!(!err.contains("line 6:"), "{err}");
+        assert!(err.len() < 500, "{} bytes: {err}", err.len());
+        // Six lines: the sixth is counted, not listed.
+        let six: String = (0..6)
+            .map(|n| format!("x{n} namespaces=\"git\" {KEY}\n"))
+            .collect();
+        let err = AllowedSigners::parse(&six, "f")
+            .unwrap()
+            .authorise(&key, "scopevault-bundle", now)
+            .unwrap_err();
+        assert!(
+            err.contains("line 5: namespaces=\"git\"; and 1 more line)"),
+            "{err}"
+        );
     }
 
     /// The documented line semantics, as `ssh-keygen -Y verify` has them (nineteenth pass,
