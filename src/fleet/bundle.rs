@@ -204,6 +204,16 @@ mod utc_rfc3339 {
                 shown()
             )));
         }
+        // Whole seconds, as `publish` writes them: a fraction (`.5Z`, `.000000001Z`) was
+        // accepted since it reads back to itself, and `.100Z` was told to write `.1Z`, another
+        // fraction (twenty-second pass, found by attacking its fixes).
+        if t.nanosecond() != 0 {
+            let whole = crate::text::rfc3339(t.replace_nanosecond(0).unwrap_or(t));
+            return Err(de::Error::custom(format!(
+                "the time {} has a fraction of a second: the format writes whole seconds: write `{whole}`",
+                shown()
+            )));
+        }
         // One way to write a time: the text reads back to exactly itself (a lowercase `t`,
         // `.000` were accepted and printed otherwise than written).
         let canonical = crate::text::rfc3339(t);

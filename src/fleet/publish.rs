@@ -144,6 +144,10 @@ fn build_with(
         credentials,
     };
     let ciphertext = bundle::encrypt_payload(&payload, &recipient)?;
+    // Whole seconds, the one form a reader accepts (bundle-format.md): `scopevault publish`
+    // passes whole seconds already; a library caller's `now_utc()` is cut to them here.
+    let whole = |t: OffsetDateTime| t.replace_nanosecond(0).unwrap_or(t);
+    let (created, expires) = (whole(created), whole(expires));
     let manifest = Manifest {
         format: 1,
         location: location.to_owned(),

@@ -1952,6 +1952,73 @@ fn regression_a_manifest_time_that_is_not_written_canonically_or_expires_first_i
     f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
 }
 
+/// Found by attacking the twenty-second pass's fixes: a manifest time with a non-zero fraction
+/// of a second (`.5Z`, `.000000001Z`, `.999999999Z`) was applied, though bundle-format.md says
+/// times are in the one form `publish` writes, whole seconds; and `.100Z` was refused with the
+/// suggestion `…00.1Z`, another fraction. Any fraction is refused, suggesting the whole second.
+#[test]
+fn regression_a_manifest_time_with_a_fraction_of_a_second_is_refused_suggesting_whole_seconds() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let m = manifest(&good);
+    let recipient: age::x25519::Recipient = m["recipient"].as_str().unwrap().parse().unwrap();
+    let p = payload(&good, &f.ams);
+    let file = f.master.path("forged.svbundle");
+    let created = m["created"].as_str().unwrap().to_owned();
+    for (field, time, whole) in [
+        ("expires", "2097-06-01T00:00:00.5Z", "2097-06-01T00:00:00Z"),
+        (
+            "expires",
+            "2097-06-01T00:00:00.000000001Z",
+            "2097-06-01T00:00:00Z",
+        ),
+        (
+            "created",
+            "2026-01-01T00:00:00.999999999Z",
+            "2026-01-01T00:00:00Z",
+        ),
+        (
+            "expires",
+            "2097-06-01T00:00:00.100Z",
+            "2097-06-01T00:00:00Z",
+        ),
+        ("expires", "2097-06-01t00:00:07.25Z", "2097-06-01T00:00:07Z"),
+    ] {
+        let mut m2 = m.clone();
+        m2["created"] = serde_json::json!(created);
+        m2["expires"] = serde_json::json!("2097-01-01T00:00:00Z");
+        m2[field] = serde_json::json!(time);
+        forge_bundle_text(&f, &file, m2, &p.to_string(), &recipient);
+        let why = format!(
+            "the time \"{time}\" has a fraction of a second: the format writes whole seconds: write `{whole}`"
+        );
+        let err = f.refused(&f.ams, &file, &["--location", "ams"], "format");
+        assert!(err.contains(&why), "{field} {time}: {err}");
+        let allowed = f.allowed.to_str().unwrap();
+        for args in [
+            vec!["bundle", "inspect", file.to_str().unwrap()],
+            vec![
+                "bundle",
+                "verify",
+                file.to_str().unwrap(),
+                "--allowed-signers",
+                allowed,
+            ],
+        ] {
+            let out = f.ams.run(&args, b"");
+            assert_eq!(out.status.code(), Some(1), "{args:?} {time}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(&why), "{args:?} {time}: {stderr}");
+        }
+    }
+    assert!(names(&f.ams).is_empty(), "nothing was applied");
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+}
+
 /// Found by an attacker forging signed bundles (twenty-second pass): a location named `-rf`
 /// passed `lint` and `publish`, and then broke the shipped playbook, whose argv `--location`,
 /// `"{{ location }}"` clap read as the options `-r -f`; a task named `-x` reaches `--task`
