@@ -57,19 +57,30 @@ const BEGIN: &[u8] = b"-----BEGIN SSH SIGNATURE-----";
 /// The last line of a signature block.
 const END: &[u8] = b"-----END SSH SIGNATURE-----";
 
-/// The signature file's one SSH signature block, through its END line, or what is wrong with
-/// the file and on which line. The file is held to what `ssh-keygen -Y sign` and `publish`
-/// write: the BEGIN line first, Base64 lines, the END line, and nothing after it but blank
-/// lines. `ssh-keygen -Y verify` ignores anything after the END line (text, a comment, a
-/// second block); we refuse it, saying so, rather than the PEM parser's "error in
-/// pre-encapsulation boundary" or "invalid Base64 encoding", which named neither the file's
-/// fault nor its place (twenty-second pass). A line is shown by its number only: the file is
-/// not ours, and its text could drive a terminal.
-fn armored_block(file: &[u8]) -> Result<&[u8], String> {
+/// The signature file's one SSH signature block, its Base64 body re-wrapped as the PEM parser
+/// reads it, or what is wrong with the file and on which line. The file is held to what
+/// `ssh-keygen -Y sign` and `publish` write: the BEGIN line first, Base64 lines, the END line,
+/// and nothing after it but blank lines. `ssh-keygen -Y verify` ignores anything after the
+/// END line (text, a comment, a second block); we refuse it, saying so, rather than the PEM
+/// parser's "error in pre-encapsulation boundary" or "invalid Base64 encoding", which named
+/// neither the file's fault nor its place (twenty-second pass). The body may be wrapped at
+/// any width and hold blank lines, as `ssh-keygen -Y verify` reads it (it joins the lines);
+/// CR LF line ends, which `ssh-keygen -Y verify` refuses, are refused naming the line. A
+/// line is shown by its number only: the file is not ours, and its text could drive a
+/// terminal.
+fn armored_block(file: &[u8]) -> Result<String, String> {
     const ONE_BLOCK: &str = "a signature file holds exactly one SSH signature block, as `ssh-keygen -Y sign` and `publish --sign-key` write it";
     fn text(line: &[u8]) -> &[u8] {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        line.strip_suffix(b"\r").unwrap_or(line)
+        line.strip_suffix(b"\n").unwrap_or(line)
+    }
+    // CR LF first, for any line: the BEGIN line would otherwise be "something else".
+    for (n, line) in file.split_inclusive(|b| *b == b'\n').enumerate() {
+        if text(line).ends_with(b"\r") {
+            return Err(format!(
+                "line {} of the signature file ends in CR LF (a Windows line end): a signature file has LF line ends, as `ssh-keygen -Y sign` writes it, and `ssh-keygen -Y verify` refuses CR LF too; convert the file (e.g. `dos2unix`)",
+                n + 1
+            ));
+        }
     }
     let mut lines = file.split_inclusive(|b| *b == b'\n');
     let first = lines.next().unwrap_or_default();
@@ -78,24 +89,28 @@ fn armored_block(file: &[u8]) -> Result<&[u8], String> {
             "the signature file does not start with a `-----BEGIN SSH SIGNATURE-----` line (line 1 is something else); {ONE_BLOCK}"
         ));
     }
-    // The bytes read so far: the block ends with its END line.
-    let mut at = first.len();
+    // The body's characters, and for each body line its number and where it starts.
+    let mut body = String::new();
+    let mut starts: Vec<(usize, usize)> = Vec::new();
     let mut end = None;
     for (n, line) in lines.by_ref().enumerate() {
-        at += line.len();
-        let body = text(line);
-        if body == END {
+        let line_text = text(line);
+        if line_text == END {
             end = Some(n + 2);
             break;
         }
-        if !body
+        if !line_text
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b))
         {
             return Err(format!(
-                "line {} of the signature file is not Base64: between its `-----BEGIN SSH SIGNATURE-----` and `-----END SSH SIGNATURE-----` lines a signature holds Base64 lines only",
+                "line {} of the signature file is not Base64: between its `-----BEGIN SSH SIGNATURE-----` and `-----END SSH SIGNATURE-----` lines a signature holds Base64 lines (and blank lines) only",
                 n + 2
             ));
+        }
+        if !line_text.is_empty() {
+            starts.push((n + 2, body.len()));
+            body.extend(line_text.iter().map(|b| char::from(*b)));
         }
     }
     let Some(end_line) = end else {
@@ -104,11 +119,11 @@ fn armored_block(file: &[u8]) -> Result<&[u8], String> {
         ));
     };
     for (n, line) in lines.enumerate() {
-        let body = text(line);
-        if body.iter().all(u8::is_ascii_whitespace) {
+        let line_text = text(line);
+        if line_text.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let what = if body == BEGIN {
+        let what = if line_text == BEGIN {
             "a second `-----BEGIN SSH SIGNATURE-----` block"
         } else {
             "text"
@@ -118,7 +133,78 @@ fn armored_block(file: &[u8]) -> Result<&[u8], String> {
             end_line + 1 + n
         ));
     }
-    Ok(&file[..at])
+    check_base64(&body, &starts)?;
+    // As the PEM parser reads an SSH signature: 70 columns, LF.
+    let mut pem = String::with_capacity(body.len() + body.len() / 70 + 64);
+    pem.push_str("-----BEGIN SSH SIGNATURE-----\n");
+    for chunk in body.as_bytes().chunks(70) {
+        pem.extend(chunk.iter().map(|b| char::from(*b)));
+        pem.push('\n');
+    }
+    pem.push_str("-----END SSH SIGNATURE-----\n");
+    Ok(pem)
+}
+
+/// The joined Base64 body (characters of the alphabet and `=` only) decodes: padded, `=` only
+/// at its end, no stray bits; or what is wrong and on which line. `starts` holds each body
+/// line's number and the body offset it starts at.
+fn check_base64(body: &str, starts: &[(usize, usize)]) -> Result<(), String> {
+    let line_of = |at: usize| {
+        starts
+            .iter()
+            .rev()
+            .find(|(_, start)| *start <= at)
+            .map_or(0, |(line, _)| *line)
+    };
+    let (Some(&(first, _)), Some(&(last, _))) = (starts.first(), starts.last()) else {
+        return Err("the signature block has no Base64 body between its `-----BEGIN SSH SIGNATURE-----` and `-----END SSH SIGNATURE-----` lines: the signature was cut out".to_owned());
+    };
+    let data = body.trim_end_matches('=');
+    if let Some(pad) = data.find('=') {
+        let after = pad + data[pad..].find(|c| c != '=').unwrap_or(0);
+        return Err(format!(
+            "line {} of the signature file continues the Base64 body after its `=` padding on line {}: `=` may only end the body; the signature was altered or two were joined",
+            line_of(after),
+            line_of(pad)
+        ));
+    }
+    let lines = if first == last {
+        format!("line {first}")
+    } else {
+        format!("lines {first} to {last}")
+    };
+    if !body.len().is_multiple_of(4) {
+        return Err(format!(
+            "the signature's Base64 body ({lines}) is {} characters, not a multiple of 4: a character or a line is missing or extra",
+            body.len()
+        ));
+    }
+    let padding = body.len() - data.len();
+    if padding > 2 || data.len() % 4 == 1 {
+        return Err(format!(
+            "the signature's Base64 body ({lines}) ends in {padding} `=`: Base64 pads with at most two, and only where bytes are missing"
+        ));
+    }
+    // The bits past the last whole byte are zero in Base64 as written (OpenSSH and the PEM
+    // parser refuse others).
+    if padding > 0 {
+        let last_char = data.as_bytes()[data.len() - 1];
+        let value = match last_char {
+            b'A'..=b'Z' => last_char - b'A',
+            b'a'..=b'z' => last_char - b'a' + 26,
+            b'0'..=b'9' => last_char - b'0' + 52,
+            b'+' => 62,
+            _ => 63,
+        };
+        let unused = if padding == 1 { 0b11 } else { 0b1111 };
+        if value & unused != 0 {
+            return Err(format!(
+                "the last Base64 character before the padding, on line {}, has bits set that encode no byte: the signature was altered",
+                line_of(data.len() - 1)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Verify a detached signature over `data`: it parses, its namespace is [`NAMESPACE`], its key
@@ -137,7 +223,7 @@ pub fn verify(
         );
     }
     let block = armored_block(sig_pem)?;
-    let sig = SshSig::from_pem(block).map_err(|e| match e {
+    let sig = SshSig::from_pem(&block).map_err(|e| match e {
         // A key type this build has no verifier for (ECDSA) cannot even be decoded.
         ssh_key::Error::AlgorithmUnknown | ssh_key::Error::AlgorithmUnsupported { .. } => {
             "the signature is by a key type not verified here: bundles are verified with ssh-ed25519 (or sk-ssh-ed25519) keys only; sign with one (ssh-keygen -t ed25519)".to_owned()
@@ -267,5 +353,104 @@ mod tests {
             err.contains("has no `-----END SSH SIGNATURE-----` line"),
             "{err}"
         );
+    }
+
+    /// Found by attacking the twenty-second pass's fixes: a signature whose Base64 body was
+    /// wrapped at 64 columns, on one line, or had a blank line in it (all accepted by
+    /// `ssh-keygen -Y verify`) was refused with the generic "PEM Base64 error: invalid Base64
+    /// encoding", naming no line; and CR LF line ends (refused by `ssh-keygen -Y verify`)
+    /// were accepted. Any wrapping and blank lines in the body now verify, CR LF is refused
+    /// naming its line, and a body that is not Base64 is refused saying what and where.
+    #[test]
+    fn regression_any_wrapping_of_the_signature_body_verifies_and_crlf_is_refused_naming_its_line()
+    {
+        let bundle = fixture("vector.svbundle");
+        let sig = fixture("vector.svbundle.sig");
+        let allowed = AllowedSigners::parse(
+            &String::from_utf8(fixture("allowed_signers")).unwrap(),
+            "allowed_signers",
+        )
+        .unwrap();
+        let now = time::macros::datetime!(2026-06-01 0:00 UTC);
+        let text = String::from_utf8(sig.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let body: String = lines[1..lines.len() - 1].concat();
+        let block = |body_lines: &[&str]| {
+            format!(
+                "-----BEGIN SSH SIGNATURE-----\n{}\n-----END SSH SIGNATURE-----\n",
+                body_lines.join("\n")
+            )
+        };
+        let wrapped = |width: usize| {
+            let chunks: Vec<&str> = body
+                .as_bytes()
+                .chunks(width)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            block(&chunks)
+        };
+        let mut blank_inside = lines.clone();
+        blank_inside.insert(2, "");
+        let mut blanks_at_edges = lines.clone();
+        blanks_at_edges.insert(lines.len() - 1, "");
+        blanks_at_edges.insert(1, "");
+        for (what, file) in [
+            ("wrapped at 64", wrapped(64)),
+            ("wrapped at 76", wrapped(76)),
+            ("wrapped at 4", wrapped(4)),
+            ("one body line", block(&[&body])),
+            ("a blank line inside", blank_inside.join("\n")),
+            ("blank lines at its edges", blanks_at_edges.join("\n")),
+        ] {
+            verify(file.as_bytes(), &bundle, &allowed, now)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+        let crlf = text.replace('\n', "\r\n");
+        let err = verify(crlf.as_bytes(), &bundle, &allowed, now).unwrap_err();
+        assert!(
+            err.contains("line 1 of the signature file ends in CR LF"),
+            "{err}"
+        );
+        let mut one_crlf = lines.clone();
+        let third = format!("{}\r", lines[2]);
+        one_crlf[2] = &third;
+        let err = verify(one_crlf.join("\n").as_bytes(), &bundle, &allowed, now).unwrap_err();
+        assert!(
+            err.contains("line 3 of the signature file ends in CR LF"),
+            "{err}"
+        );
+        // What is left to refuse names what is wrong and where, never the PEM parser's words.
+        let mut cut = lines.clone();
+        let short = &lines[2][1..];
+        cut[2] = short;
+        let mut padded_early = lines.clone();
+        let early = format!("{}==", &lines[2][..lines[2].len() - 2]);
+        padded_early[2] = &early;
+        let mut stray_bits = lines.clone();
+        let last = lines[lines.len() - 2].replace("ODA==", "ODB==");
+        let n = stray_bits.len() - 2;
+        stray_bits[n] = &last;
+        for (file, why) in [
+            (
+                cut.join("\n"),
+                "the signature's Base64 body (lines 2 to 5) is 251 characters, not a multiple of 4: a character or a line is missing or extra",
+            ),
+            (
+                padded_early.join("\n"),
+                "line 4 of the signature file continues the Base64 body after its `=` padding on line 3: `=` may only end the body",
+            ),
+            (
+                stray_bits.join("\n"),
+                "the last Base64 character before the padding, on line 5, has bits set that encode no byte",
+            ),
+            (
+                block(&["", ""]),
+                "the signature block has no Base64 body between its `-----BEGIN SSH SIGNATURE-----` and `-----END SSH SIGNATURE-----` lines",
+            ),
+        ] {
+            let err = verify(file.as_bytes(), &bundle, &allowed, now).unwrap_err();
+            assert!(err.contains(why), "{file:?}: {err}");
+            assert!(!err.contains("PEM"), "{err}");
+        }
     }
 }
