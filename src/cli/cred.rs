@@ -335,19 +335,7 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     let mut synced_from = None;
     let mut replaced = Vec::new();
     let changed = vault.update_credential(&a.name, |c| {
-        let mut changed = 0;
-        for (k, v) in secrets {
-            let set = c.set_secret(k.clone(), v);
-            changed += usize::from(set.changed);
-            if let Some(old) = set.replaced {
-                // The other TOTP seed is gone: a value changed even if this one did not.
-                changed += usize::from(!set.changed);
-                replaced.push((k, old));
-            }
-        }
-        if changed > 0 {
-            c.rotated = now;
-        }
+        let changed = c.set_secrets(secrets, now, &mut replaced);
         let fields_changed = fields.iter().any(|(k, v)| c.fields.get(k) != Some(v));
         c.fields.extend(fields);
         // The vault no longer holds what the source had: the next sync must see a credential

@@ -187,19 +187,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
             let line = row.line;
             let changed = vault
                 .update_credential(&row.name, |c| {
-                    let mut changed = 0;
-                    for (k, v) in secrets {
-                        // A TOTP seed replaces the other form of it, as `cred set` does.
-                        let set = c.set_secret(k.clone(), v);
-                        changed += usize::from(set.changed);
-                        if let Some(old) = set.replaced {
-                            changed += usize::from(!set.changed);
-                            replaced.push((k, old));
-                        }
-                    }
-                    if changed > 0 {
-                        c.rotated = now;
-                    }
+                    // A TOTP seed replaces the other form of it, as `cred set` does.
+                    let changed = c.set_secrets(secrets, now, &mut replaced);
                     if changed > 0
                         || username
                             .as_ref()

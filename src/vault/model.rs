@@ -253,6 +253,32 @@ impl Credential {
         self.secrets.insert(key, value);
         SecretSet { changed, replaced }
     }
+
+    /// Store each of `secrets` ([`Credential::set_secret`]) and, when a value changed, date
+    /// the rotation `now`. Returns how many values changed (a TOTP seed that replaced the
+    /// other form counts, even if its own value was the same) and pushes each (field, seed
+    /// form it replaced) to `replaced`. One loop for `cred set` and `cred import --update`.
+    pub fn set_secrets(
+        &mut self,
+        secrets: impl IntoIterator<Item = (String, SecretString)>,
+        now: OffsetDateTime,
+        replaced: &mut Vec<(String, &'static str)>,
+    ) -> usize {
+        let mut changed = 0;
+        for (k, v) in secrets {
+            let set = self.set_secret(k.clone(), v);
+            changed += usize::from(set.changed);
+            if let Some(old) = set.replaced {
+                // The other TOTP seed is gone: a value changed even if this one did not.
+                changed += usize::from(!set.changed);
+                replaced.push((k, old));
+            }
+        }
+        if changed > 0 {
+            self.rotated = now;
+        }
+        changed
+    }
 }
 
 /// Check a credential name: 1–128 bytes of ASCII letters, digits, `-`, `_`, `.`, starting with
