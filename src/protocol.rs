@@ -885,6 +885,11 @@ impl Serialize for SecretsOut<'_> {
 pub(crate) struct HandOut(Zeroizing<Vec<u8>>);
 
 impl HandOut {
+    /// The bytes rendered so far (all but `audit_seq`).
+    pub(crate) fn bytes(&self) -> usize {
+        self.0.len()
+    }
+
     /// Render everything but `audit_seq`.
     pub(crate) fn render(
         task: &str,

@@ -915,6 +915,17 @@ impl Prepared {
         &self.queued
     }
 
+    /// The bytes this answer holds (and will write), as far as known before its records are
+    /// settled: what the event loop counts against the peer's bound of queued answers.
+    pub fn bytes(&self) -> usize {
+        match &self.held {
+            Held::Line(line) => line.len(),
+            // The answer, plus the `audit_seq` member written into it once settled.
+            Held::Fetched(answer, _) => answer.bytes() + 32,
+            Held::Scrub(task) => task.len() + 64,
+        }
+    }
+
     /// An answer that needs no audit record (a malformed line).
     pub fn answer(line: Zeroizing<Vec<u8>>) -> Prepared {
         Prepared {

@@ -4,6 +4,7 @@
 pub mod totp;
 
 pub mod authz;
+pub(crate) mod backlog;
 pub mod budget;
 pub mod daemon;
 pub mod handler;

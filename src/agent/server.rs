@@ -8,7 +8,8 @@
 //! Limits: a connection cap in the thousands and a per-uid quota (admins exempt, with
 //! reserved slots), a 64 KiB line limit enforced while reading, a read timeout for a started
 //! line (slowloris) and for an answer the client does not read, an idle timeout between
-//! requests, and a drain on shutdown. Stop requests reach the loop through an eventfd, never
+//! requests, a bound on the answers decided and not yet written per uid and in total
+//! ([`super::backlog`]), and a drain on shutdown. Stop requests reach the loop through an eventfd, never
 //! through a connection to the socket's path.
 //!
 //! The socket is a Unix stream socket only; there is no TCP listener anywhere in scopevault.
@@ -27,6 +28,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rustix::net::RecvFlags;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::backlog::Backlog;
 use super::handler::{Handler, Prepared};
 use super::peer::PeerIdentity;
 use crate::protocol::{err_line, ErrorBody, ErrorCode, Request, MAX_LINE};
@@ -118,6 +120,13 @@ pub struct Limits {
     pub daemon_uid: u32,
     /// Event loops (threads serving connections; see [`default_event_loops`]).
     pub event_loops: usize,
+    /// Bytes of answers decided and not yet written for one peer uid: past it, that uid's
+    /// next lines wait undecided until its answers are read ([`super::backlog`]). Root and
+    /// the daemon's uid are never held.
+    pub max_queued_per_uid: usize,
+    /// Bytes of answers decided and not yet written for every uid together: past it, no
+    /// line of a uid that is not an admin is decided until answers are read.
+    pub max_queued: usize,
 }
 
 /// The default total connection cap (`serve --max-connections`).
@@ -158,6 +167,8 @@ impl Default for Limits {
             max_per_uid: 64,
             daemon_uid: crate::sys::current_uid(),
             event_loops: default_event_loops(),
+            max_queued_per_uid: super::backlog::DEFAULT_MAX_QUEUED_PER_UID,
+            max_queued: super::backlog::DEFAULT_MAX_QUEUED,
         }
     }
 }
@@ -408,6 +419,9 @@ struct Conn {
     /// The last peek left more in the socket than `unconsumed` (or filled the buffer): read
     /// again once they are consumed.
     more_after: bool,
+    /// Bytes of this connection's answers charged to the [`Backlog`] and not yet given back
+    /// (given back as they are written, and when the connection closes).
+    queued: usize,
 }
 
 impl Conn {
@@ -602,6 +616,7 @@ impl Server {
             open: handler.open_connections(),
             per_uid: HashMap::new(),
         }));
+        let backlog = Arc::new(Backlog::new(limits.max_queued_per_uid, limits.max_queued));
         let mut outboxes = Vec::new();
         let mut dones = Vec::new();
         let mut handoffs = Vec::new();
@@ -653,6 +668,9 @@ impl Server {
                     held_back: Vec::new(),
                     commits,
                     committed,
+                    backlog: backlog.clone(),
+                    starved: Vec::new(),
+                    seen_releases: 0,
                 })
             })
             .collect::<io::Result<_>>()?;
@@ -841,6 +859,13 @@ struct Loop {
     held_back: Vec<usize>,
     commits: mpsc::Sender<ToCommit>,
     committed: mpsc::Receiver<Committed>,
+    /// The answers every loop has decided and not yet written ([`Backlog`]).
+    backlog: Arc<Backlog>,
+    /// Connections with a whole line left undecided because their uid (or everyone) was over
+    /// its bound of queued answers: looked at again when answers are written.
+    starved: Vec<usize>,
+    /// [`Backlog::releases`] when `starved` was last looked at.
+    seen_releases: u64,
 }
 
 impl Loop {
@@ -1036,6 +1061,7 @@ impl Loop {
             awaiting_audit: false,
             unconsumed: 0,
             more_after: false,
+            queued: 0,
         });
         // A request that came with the connection is read at the connection's first event
         // (registering a socket that is already readable makes one), not in this turn: that
@@ -1048,6 +1074,15 @@ impl Loop {
     /// One turn: read what the active connections sent, decide every whole request, commit
     /// their audit records together, then write the answers.
     fn turn(&mut self, draining: bool) {
+        // Answers were written since connections were held for their uid's queued answers:
+        // their lines may be decided now.
+        if !self.starved.is_empty() {
+            let releases = self.backlog.releases();
+            if releases != self.seen_releases {
+                self.seen_releases = releases;
+                self.active.append(&mut self.starved);
+            }
+        }
         let mut active = std::mem::take(&mut self.active);
         active.sort_unstable();
         active.dedup();
@@ -1261,6 +1296,14 @@ impl Loop {
                 self.held_back.push(slot);
                 return;
             }
+            // A uid whose answers are not read is not decided for (docs/operations.md): its
+            // line waits in the socket, undecided and unrecorded, until they drain. The line
+            // is whole: it waits for us, so the read timeout does not run meanwhile.
+            if c.input.contains(&b'\n') && !self.backlog.admit(c.counted) {
+                c.line_since = None;
+                self.starved.push(slot);
+                break;
+            }
             // A request for the worker waits behind this turn's answers of the connection,
             // and is taken once they are written: the worker's answer comes back on its
             // own, and could otherwise overtake one that waits for its audit records.
@@ -1274,7 +1317,9 @@ impl Loop {
             let request = match Request::parse(&line) {
                 Ok(r) => r,
                 Err(e) => {
-                    batch.push((slot, Prepared::answer(err_line(&e))));
+                    let p = Prepared::answer(err_line(&e));
+                    charge(&self.backlog, c, &p);
+                    batch.push((slot, p));
                     continue;
                 }
             };
@@ -1292,7 +1337,9 @@ impl Loop {
                 }
                 break;
             }
-            batch.push((slot, self.handler.prepare_followed(&c.peer, request)));
+            let p = self.handler.prepare_followed(&c.peer, request);
+            charge(&self.backlog, c, &p);
+            batch.push((slot, p));
         }
         if taken == LINES_PER_TURN && !c.on_worker && (c.input.contains(&b'\n') || c.readable) {
             // More may be waiting: come back next turn, after the others had theirs.
@@ -1345,6 +1392,11 @@ impl Loop {
             }
         }
         if written > 0 {
+            let r = written.min(c.queued);
+            c.queued -= r;
+            if self.backlog.release(c.counted, r) {
+                wake_all(&self.wakers);
+            }
             let out = &mut c.output;
             out.copy_within(written.., 0);
             let rest = out.len() - written;
@@ -1377,6 +1429,15 @@ impl Loop {
         }
         if c.output.is_empty() {
             c.output_since = None;
+            if !c.busy() && c.queued > 0 {
+                // Every answer charged is out (the charge was its size when decided).
+                if self
+                    .backlog
+                    .release(c.counted, std::mem::take(&mut c.queued))
+                {
+                    wake_all(&self.wakers);
+                }
+            }
             if c.output.capacity() > 4096 {
                 c.output = Zeroizing::new(Vec::new());
             }
@@ -1404,6 +1465,9 @@ impl Loop {
         if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
             let _ = self.poll.registry().deregister(&mut c.stream);
             self.slots().give_back(c.counted);
+            if self.backlog.release(c.counted, c.queued) {
+                wake_all(&self.wakers);
+            }
             self.free.push(slot);
             // `c` drops here: its buffers are zeroed, the socket closed.
         }
@@ -1440,6 +1504,9 @@ impl Loop {
     /// read timeout (slowloris), an answer not read within it, or nothing asked within the
     /// idle timeout. While draining, every connection with nothing to finish is closed.
     fn sweep(&mut self, draining: bool) {
+        // Held connections are looked at again at least this often, should a wake-up have
+        // been missed (a release between a look and the hold it would have ended).
+        self.active.append(&mut self.starved);
         let now = Instant::now();
         let l = &self.limits;
         let expired: Vec<usize> = self
@@ -1509,6 +1576,20 @@ impl Loop {
                 self.slots().give_back(conn.counted);
             }
         }
+    }
+}
+
+/// Charge the answer `p` of a line of `c` to the backlog.
+fn charge(backlog: &Backlog, c: &mut Conn, p: &Prepared) {
+    let n = p.bytes();
+    c.queued = c.queued.saturating_add(n);
+    backlog.charge(c.counted, n);
+}
+
+/// Wake every loop (answers were written while a connection was held for its uid's).
+fn wake_all(wakers: &[Arc<Waker>]) {
+    for w in wakers {
+        let _ = w.wake();
     }
 }
 

@@ -23,8 +23,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         || a.event_loops == Some(0)
         || a.audit_rate_kib == 0
         || a.audit_burst_kib == 0
+        || a.max_queued_mib_per_uid == 0
+        || a.max_queued_mib == 0
     {
-        bail!("--max-connections, --max-connections-per-uid, --event-loops, --audit-rate-kib and --audit-burst-kib must be at least 1");
+        bail!("--max-connections, --max-connections-per-uid, --event-loops, --audit-rate-kib, --audit-burst-kib, --max-queued-mib-per-uid and --max-queued-mib must be at least 1");
     }
     let limits = Limits {
         max_connections: a.max_connections,
@@ -35,6 +37,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         event_loops: a
             .event_loops
             .unwrap_or_else(crate::agent::server::default_event_loops),
+        max_queued_per_uid: a.max_queued_mib_per_uid.saturating_mul(1024 * 1024),
+        max_queued: a.max_queued_mib.saturating_mul(1024 * 1024),
     };
     let access = AccessConfig {
         daemon_uid: crate::sys::current_uid(),

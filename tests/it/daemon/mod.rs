@@ -10,6 +10,7 @@ mod hardening;
 mod hostile;
 mod memlock;
 mod reload;
+mod slow_reader;
 mod soak;
 mod systemd;
 mod tickets;
