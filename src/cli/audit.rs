@@ -315,7 +315,7 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
                 writeln!(out, "? line {no}: {}, skipped", audit::overlong_line())
             }
             audit::FollowEvent::Incomplete(partial) => {
-                writeln!(out, "{}  [incomplete line]", render(partial))
+                writeln!(out, "{}", render_incomplete(path, partial))
             }
             audit::FollowEvent::Cut { at: 0 } => {
                 out.flush()?;
@@ -339,13 +339,39 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
         if !follow {
             let partial = log.partial();
             if !partial.is_empty() {
-                writeln!(out, "{}  [incomplete line]", render(partial))?;
+                writeln!(out, "{}", render_incomplete(path, partial))?;
             }
             return Ok(ExitCode::SUCCESS);
         }
         out.flush()?;
         std::thread::sleep(FOLLOW_POLL);
     }
+}
+
+/// An incomplete line (no newline at the end of the file, or a line a cut under `--follow`
+/// left unended) as `show` prints it. Only the anchored record whole but for its newline (its
+/// SHA-256 is the head anchored for `path`: `audit verify` says "only its line end is missing")
+/// is shown as the record it is, marked. Anything else is what remains of a cut tail or of a
+/// write cut short, and is never shown as a record, whatever it parses as: until the
+/// twenty-third pass a rewritten last record without its newline (a cut tail to `verify`) was
+/// shown as `#N … allow fetch …`, marked only at its end.
+fn render_incomplete(path: &Path, line: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    // An anchor that cannot be read vouches for nothing: the line is then not a record.
+    let anchored = audit::find_anchor(path)
+        .ok()
+        .flatten()
+        .is_some_and(|(_, a)| a.head == data_encoding::HEXLOWER.encode(&Sha256::digest(line)));
+    if anchored && audit::verified_shape(line).is_ok() {
+        return format!(
+            "{}  [incomplete line: the anchored record, only its line end (newline) is missing]",
+            render(line)
+        );
+    }
+    format!(
+        "? {} (not a record: an incomplete last line (no newline) that is not the anchored record: what remains of a cut tail, or of a write cut short; `audit verify` says which)",
+        field(&String::from_utf8_lossy(line))
+    )
 }
 
 /// One record as one readable line of `key=value` fields. Every string from the log is

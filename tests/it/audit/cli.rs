@@ -1351,3 +1351,73 @@ fn regression_a_record_with_a_deeply_nested_unknown_member_is_a_record_for_every
         assert!(!said.contains("never-fetched"), "{depth}: {said}");
     }
 }
+
+/// Regression (twenty-third pass, found by the twenty-second pass's review): an unterminated
+/// last line that is not the anchored record (`audit verify` calls it a cut tail) was shown by
+/// `audit show` as a record, `#3 … allow fetch …`, its only mark `[incomplete line]` at the
+/// end: a forged hand-out read as one. It is shown as no record now (`? "…" (not a record:
+/// …)`), whether it parses as a record or is cut within; the anchored record missing only its
+/// newline is still shown as the record it is, marked so.
+#[test]
+fn show_marks_an_unterminated_last_line_that_is_not_the_anchored_record_as_no_record() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 3);
+    let l = lines(&path);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let anchor = serde_json::json!({
+        "log": path.display().to_string(), "seq": 3,
+        "head": data_encoding::HEXLOWER.encode(&Sha256::digest(l[2].as_bytes())),
+        "generation": 0,
+    });
+    let anchor_file = state.join(scopevault::audit::anchor_path(&path).file_name().unwrap());
+    std::fs::write(&anchor_file, anchor.to_string()).unwrap();
+    let with_last = |last: &str| {
+        std::fs::write(&path, format!("{}\n{}\n{last}", l[0], l[1])).unwrap();
+        let run = |what: &str| {
+            bin()
+                .env("SCOPEVAULT_STATE_DIR", &state)
+                .args(["audit", what, "--audit"])
+                .arg(&path)
+                .output()
+                .unwrap()
+        };
+        let verify = run("verify");
+        let show = run("show");
+        assert!(show.status.success(), "{}", text(&show.stderr));
+        (text(&verify.stdout), text(&show.stdout))
+    };
+    // The last record rewritten (another credential), its line end gone; and one cut within.
+    let forged = l[2].replace("\"shop-buyer\"", "\"shop-admin\"");
+    assert_ne!(forged, l[2]);
+    for last in [forged.as_str(), &l[2][..l[2].len() - 10]] {
+        let (verify, show) = with_last(last);
+        assert!(verify.contains("cut tail"), "{verify}");
+        let shown: Vec<&str> = show.lines().collect();
+        assert_eq!(shown.len(), 3, "{show}");
+        assert!(shown[1].starts_with("#2 "), "{show}");
+        assert!(
+            shown[2].starts_with("? \"{") && !shown[2].contains("#3"),
+            "shown as a record: {show}"
+        );
+        assert!(
+            shown[2].ends_with(
+                "(not a record: an incomplete last line (no newline) that is not the anchored record: what remains of a cut tail, or of a write cut short; `audit verify` says which)"
+            ),
+            "{show}"
+        );
+    }
+    // The anchored record whole but for its newline: the record, marked.
+    let (verify, show) = with_last(&l[2]);
+    assert!(verify.contains("only its line end"), "{verify}");
+    let last = show.lines().last().unwrap();
+    assert!(
+        last.starts_with("#3 ")
+            && last.contains(" allow fetch ")
+            && last.ends_with(
+                "  [incomplete line: the anchored record, only its line end (newline) is missing]"
+            ),
+        "{show}"
+    );
+}
