@@ -118,6 +118,10 @@ impl ClientError {
     }
 }
 
+/// How a daemon from before the twenty-second pass refuses `tasks` with a `task` member
+/// (`bad_request`, its parser's words for a member the op does not take).
+const OLD_TASK_MEMBER_REFUSAL: &str = "field `task` is not allowed in op `tasks`";
+
 /// The uids a daemon on `socket` may run as: root, us, and the owner of the socket's
 /// directory when that directory and its parent are writable by their owners only (so the
 /// owner put the socket there, and nobody else could have made the directory theirs). Every
@@ -441,6 +445,22 @@ impl Client {
         self.call(&Request::Tasks {
             task: Some(task.to_owned()),
         })
+    }
+
+    /// [`Client::task_info`], or the whole list from a daemon from before the twenty-second
+    /// pass, which refuses the `task` member as its parser words it (docs/protocol.md,
+    /// `tasks`). Any other refusal, a `bad_request` for another reason included, is the
+    /// answer: it is not turned into a request for the whole list (nor, by the caller, into a
+    /// fetch decided on that list).
+    pub fn task_info_or_all(&mut self, task: &str) -> Result<Tasks, ClientError> {
+        match self.task_info(task) {
+            Err(ClientError::Refused(b))
+                if b.code == ErrorCode::BadRequest && b.message == OLD_TASK_MEMBER_REFUSAL =>
+            {
+                self.tasks()
+            }
+            answer => answer,
+        }
     }
 
     /// `fetch` for a task (all its credentials, or the one named).

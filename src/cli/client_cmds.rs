@@ -299,11 +299,8 @@ fn credential_to_fetch(
     // Asked for this task alone: the whole list may be long (a policy of many large tasks
     // made it longer than a client reads, and every `get` failed: twenty-second pass). A
     // daemon from before then refuses the `task` member as a bad request: it is asked for
-    // the whole list.
-    let answer = match client.task_info(task) {
-        Err(e) if e.code() == Some(crate::protocol::ErrorCode::BadRequest) => client.tasks(),
-        answer => answer,
-    };
+    // the whole list (only then: another `bad_request` is the answer, twenty-third pass).
+    let answer = client.task_info_or_all(task);
     let listed = match answer {
         Ok(t) => t.tasks.into_iter().find(|t| t.name == task),
         // Locked (the connection stays open): the fetch is refused as before, and audited.

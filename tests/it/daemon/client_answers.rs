@@ -293,3 +293,145 @@ fn the_client_says_an_answer_over_its_size_limit_is_too_long() {
         assert!(stdout.is_empty(), "{case}");
     }
 }
+
+/// A stand-in for a daemon from before the twenty-second pass (docs/protocol.md, `tasks`): it
+/// refuses `tasks` with a `task` member with `refusal` (such a daemon's words: the member is
+/// not allowed in op `tasks`, `bad_request`), lists `tasks` for `tasks` without it, and
+/// answers every `fetch` with `fetched`. Every request line it is sent is kept, in order.
+fn old_stand_in(
+    socket: &Path,
+    refusal: String,
+    tasks: String,
+    fetched: Vec<u8>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = UnixListener::bind(socket).unwrap();
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let (refusal, tasks, fetched, kept) = (
+                refusal.clone(),
+                tasks.clone(),
+                fetched.clone(),
+                kept.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().unwrap();
+                for line in BufReader::new(conn).lines() {
+                    let Ok(line) = line else { return };
+                    let req: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    kept.lock().unwrap().push(req.clone());
+                    let written = match req["op"].as_str() {
+                        Some("tasks") if req.get("task").is_some() => writeln!(w, "{refusal}"),
+                        Some("tasks") => writeln!(w, "{tasks}"),
+                        _ => w.write_all(&fetched),
+                    };
+                    if written.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    seen
+}
+
+/// A `bad_request` answer with `message`.
+fn bad_request(message: &str) -> String {
+    serde_json::json!({"ok": false, "v": 1, "error": {"code": "bad_request", "message": message}})
+        .to_string()
+}
+
+/// What an older daemon answers `tasks` with a `task` member (its parser's words).
+const OLD_REFUSAL: &str = "field `task` is not allowed in op `tasks`";
+
+/// The ops and `task`/`credential` members of the requests a stand-in was sent.
+fn requests(seen: &std::sync::Mutex<Vec<serde_json::Value>>) -> Vec<String> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut s = r["op"].as_str().unwrap_or("?").to_owned();
+            for key in ["task", "credential"] {
+                if let Some(v) = r.get(key).and_then(|v| v.as_str()) {
+                    s.push_str(&format!(" {key}={v}"));
+                }
+            }
+            s
+        })
+        .collect()
+}
+
+/// Twenty-third pass (found by the twenty-second pass's review): `get` and `totp` ask `tasks`
+/// for their one task, and fall back to the whole list when a daemon from before refuses the
+/// `task` member (`bad_request`); the fallback had no test. Against a stand-in answering as
+/// such a daemon does, `get --field` and `totp` still print what they fetch, having asked the
+/// whole list and then fetched only the one credential.
+#[test]
+fn get_and_totp_fall_back_to_the_whole_list_of_tasks_from_a_daemon_from_before() {
+    let place = Place::new();
+    let socket = place.dir.path().join("old-login.sock");
+    let seen = old_stand_in(
+        &socket,
+        bad_request(OLD_REFUSAL),
+        tasks("login", &["username", "password"]),
+        login(serde_json::json!({"ok": true, "v": 1})),
+    );
+    let out = place.run(&socket, GET);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{SECRET}\n"));
+    assert_eq!(
+        requests(&seen),
+        ["tasks task=t1", "tasks", "fetch task=t1 credential=c1"]
+    );
+
+    let socket = place.dir.path().join("old-totp.sock");
+    let seen = old_stand_in(
+        &socket,
+        bad_request(OLD_REFUSAL),
+        tasks("totp", &[]),
+        hand_out(
+            serde_json::json!({"ok": true, "v": 1}),
+            serde_json::json!({"kind": "totp", "fields": {},
+                "totp": {"code": "123456", "seconds_left": 5}}),
+        ),
+    );
+    let out = place.run(&socket, &["totp", "--task", "t1", "--timeout", "10"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "123456\n");
+    assert_eq!(
+        requests(&seen),
+        ["tasks task=t1", "tasks", "fetch task=t1 credential=c1"]
+    );
+}
+
+/// The other half of the fallback above: a `bad_request` to `tasks` with a `task` member for
+/// another reason than the member itself is the daemon's answer, reported as such; it is not
+/// turned into a request for the whole list, nor into a fetch decided on that list.
+#[test]
+fn a_bad_request_to_tasks_for_another_reason_is_reported_not_turned_into_a_fetch() {
+    let place = Place::new();
+    let message = "field `task` must name a task of the policy in at most 128 bytes";
+    for (i, args) in [GET, &["totp", "--task", "t1", "--timeout", "10"][..]]
+        .into_iter()
+        .enumerate()
+    {
+        let socket = place.dir.path().join(format!("other-{i}.sock"));
+        let seen = old_stand_in(
+            &socket,
+            bad_request(message),
+            tasks("totp", &[]),
+            login(serde_json::json!({"ok": true, "v": 1})),
+        );
+        let out = place.run(&socket, args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {stdout}{stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains("bad_request") && stderr.contains(message),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(requests(&seen), ["tasks task=t1"], "{args:?}: {stderr}");
+    }
+}
