@@ -356,6 +356,19 @@ impl Journal {
         }))
     }
 
+    /// The highest seq any frame of the log with the key `key` holds, whatever file (device
+    /// and inode) it describes: the journal knows what it made durable, and so handed out, of
+    /// a file moved away or removed since (0 with no such frame). Reads, writes nothing.
+    pub(super) fn highest_seq(&mut self, key: u64) -> std::io::Result<u64> {
+        Ok(self
+            .frames()?
+            .iter()
+            .filter(|(_, of)| of.key == key)
+            .map(|(f, _)| f.first_seq + f.count - 1)
+            .max()
+            .unwrap_or(0))
+    }
+
     /// Every whole frame in the journal, of any log.
     fn frames(&mut self) -> std::io::Result<Vec<(Frame, LogId)>> {
         let all = aligned(&mut self.scratch, BLOCKS * BLOCK);

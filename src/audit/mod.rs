@@ -58,6 +58,7 @@ mod follow;
 mod generations;
 mod journal;
 mod key;
+mod moved;
 mod record;
 mod recover;
 mod verify;

@@ -103,6 +103,20 @@ pub fn verify_each(
         message: e.to_string(),
     };
     let file = open_segment(path).map_err(read_err)?;
+    verify_reader(file, path, each)
+}
+
+/// [`verify_each`] of a segment already open (`path` names it in errors): the start reads the
+/// files beside the log through the descriptors it judged ([`super::moved`]).
+pub(super) fn verify_reader(
+    file: Box<dyn Read + Send>,
+    path: &Path,
+    each: &mut dyn FnMut(u64, &RecordView<'_>) -> Result<(), String>,
+) -> Result<VerifyReport, AuditError> {
+    let read_err = |e: std::io::Error| AuditError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
     let mut report = VerifyReport {
         lines: 0,
         last_seq: 0,

@@ -874,7 +874,7 @@ impl AuditLog {
         // Records may follow the anchored one (those of the last anchor interval before a
         // crash): the record after it must still name it, or the log was cut and written on
         // past the anchor.
-        let gap = match &anchor {
+        let mut gap = match &anchor {
             Some(a) => anchor_gap(a, have.seq, &have.prev, || match (write_back, &file) {
                 (Some(w), Some(file)) => w.record_at(file, a.seq + 1),
                 (None, Some(file)) => record_at_seq(file, len, a.seq + 1),
@@ -889,6 +889,68 @@ impl AuditLog {
             }),
             None => None,
         };
+        // Seqs the journal made durable (of any file of this log, a moved one too): handed
+        // out, whatever the log and its anchor say.
+        let journal_top = match journal.as_mut() {
+            Some(j) => j
+                .highest_seq(key_id(&key))
+                .map_err(|e| AuditError::JournalOpen {
+                    path: journal_path(path),
+                    message: e.to_string(),
+                })?,
+            None => 0,
+        };
+        // A log empty (or missing) under an anchor that names its records, with no record of
+        // the daemon's own pending (`begins`): a rotation may have moved it away before the
+        // daemon noticed (killed, or stopped, before its next write). The file the anchored
+        // chain continues in is looked for beside it, and continued (docs/audit.md,
+        // "Rotation"). Until the twenty-third pass this was refused as a cut tail of every
+        // record, and `--accept-audit-gap` then gave again the seqs the moved file holds.
+        let mut siblings = moved::Siblings::default();
+        if let (Some(a), Some((AnchorGap::CutTail { last: 0, .. }, _)), Some((dirfd, name))) =
+            (&anchor, &gap, &found)
+        {
+            if write_back.is_none() && torn.is_none() && len == 0 && a.begins.is_none() {
+                siblings = moved::find(dirfd, &dir, name, a);
+                let adopted = match siblings.found.take() {
+                    Some(p) if journal_top > p.last_seq => {
+                        siblings.refused = Some(format!(
+                            "{} holds the anchored record but ends at seq {}, and the journal {} holds records up to seq {journal_top} (the machine stopped before they reached that file?)",
+                            p.path.display(),
+                            p.last_seq,
+                            journal_path(path).display()
+                        ));
+                        None
+                    }
+                    p => p,
+                };
+                if let Some((_, why)) = gap.as_mut() {
+                    match (&adopted, &siblings.refused) {
+                        (Some(_), _) => {}
+                        (None, Some(refused)) => {
+                            why.push_str("; ");
+                            why.push_str(refused);
+                        }
+                        (None, None) => {
+                            let seen = if siblings.seen.is_empty() {
+                                "there is none".to_owned()
+                            } else {
+                                siblings.seen.join(", ")
+                            };
+                            why.push_str(&format!(
+                                "; a rotation may have moved the log away before the daemon noticed, but no file beside it ({seen}) holds the anchored record uncompressed: if the log's records are in a file moved elsewhere or compressed, put it back beside the log uncompressed (as {}.1) and start again, which continues the chain from it (check the two with `scopevault audit verify --audit {} <that file>`)",
+                                path.display(),
+                                path.display()
+                            ));
+                        }
+                    }
+                }
+                if adopted.is_some() {
+                    gap = None;
+                }
+                siblings.found = adopted;
+            }
+        }
         if let Some((_, why)) = &gap {
             if !flags.accept_gap {
                 return Err(AuditError::Gap {
@@ -1011,8 +1073,46 @@ impl AuditLog {
                     );
                 }
             }
+            if let Some(p) = &siblings.found {
+                // The rotation the daemon did not live to notice, completed: the new file
+                // begins with the `audit.rotate` record continuing the moved file's chain, as
+                // one noticed at the next write does, and nothing is missing.
+                let chain = Chain {
+                    seq: p.last_seq,
+                    prev: p.head.clone(),
+                };
+                let reason = format!(
+                    "the log was moved away from this path (rotated) while the daemon could not notice (stopped, or killed before its next write): records up to seq {} are in {}, found at start; this file continues the chain",
+                    p.last_seq,
+                    p.path.display()
+                );
+                log.begin_with(
+                    &chain,
+                    &chain,
+                    Some(reason.clone()),
+                    AuditRecord {
+                        reason: Some(&reason),
+                        ..AuditRecord::new(AuditOp::AuditRotate, Decision::Allow)
+                    },
+                );
+                log.as_sole_writer(|_| Ok((None, ())))?;
+                log.notes.push(format!(
+                    "the log was found moved away by a rotation the daemon did not notice: its records up to seq {} are in {}; the new file continues the chain from it (audit.rotate at seq {})",
+                    p.last_seq,
+                    p.path.display(),
+                    p.last_seq + 1
+                ));
+            }
             if let Some((_, why)) = &gap {
-                let reason = format!("gap accepted (serve --accept-audit-gap): {why}");
+                // The highest seq that may have been handed out: the anchored one, or one the
+                // journal made durable, or one a file beside the log holds.
+                let top = a.seq.max(journal_top).max(siblings.highest);
+                let mut reason = format!("gap accepted (serve --accept-audit-gap): {why}");
+                if have.seq < a.seq && top > a.seq {
+                    reason.push_str(&format!(
+                        "; seqs up to {top} may have been handed out (the journal or a file beside the log holds them): the chain goes on after seq {top}"
+                    ));
+                }
                 let rec = AuditRecord {
                     reason: Some(&reason),
                     ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
@@ -1030,15 +1130,20 @@ impl AuditLog {
                     // giving the missing seqs again. The anchor, written first, names the gap
                     // record's line (`next`), as for a rotation: a start after a crash right
                     // after it finds the daemon's own record there, not a second gap.
+                    // Not only the anchored seq: above every seq known to have been given
+                    // (the journal's, a moved file's), which the anchor may lag behind
+                    // (twenty-third pass). The anchor then names the gap record's line as
+                    // following that seq.
                     let chain = Chain {
-                        seq: a.seq,
+                        seq: top,
                         prev: if have.seq == 0 {
                             a.head.clone()
                         } else {
                             have.prev.clone()
                         },
                     };
-                    log.begin_with(&anchored, &chain, None, rec);
+                    let named = if top > a.seq { &chain } else { &anchored };
+                    log.begin_with(named, &chain, None, rec);
                     log.as_sole_writer(|_| Ok((None, ())))?;
                 } else {
                     log.append(rec)?;

@@ -108,14 +108,16 @@ fn the_daemons_own_first_record_after_its_anchor_is_taken_and_a_look_alike_is_re
         let log = open(&path, false).expect("the daemon's own record of a cut, after a crash");
         drop(log);
 
-        // A log moved aside while the daemon was stopped, started with --accept-audit-gap:
-        // the empty new file begins with the gap record the anchor names.
+        // A log moved away while the daemon was stopped, started with --accept-audit-gap:
+        // the empty new file begins with the gap record the anchor names. (Moved to another
+        // name than `aside.jsonl.*`: a file there holding the anchored record is continued
+        // without a gap, twenty-third pass.)
         let path = dir.path().join("aside.jsonl");
         let log = open(&path, false).unwrap();
         let last = fetch(&log);
         log.write_anchor_now().unwrap();
         drop(log);
-        std::fs::rename(&path, dir.path().join("aside.jsonl.1")).unwrap();
+        std::fs::rename(&path, dir.path().join("shipped-aside.jsonl")).unwrap();
         assert!(matches!(open(&path, false), Err(AuditError::Gap { .. })));
         let log = open(&path, true).unwrap();
         let recs = records(&path);
@@ -441,5 +443,66 @@ fn a_failed_anchor_write_names_the_file() {
         }
         log.write_anchor_now().unwrap();
         assert!(log.anchor_ok());
+    });
+}
+
+/// Twenty-third pass (found by the attacker of the state directory under crashes): a start
+/// that finds the log empty under an anchor naming records looks for the file a rotation
+/// moved it to, and continues it only when exactly one file beside the log holds the anchored
+/// record and verifies: two copies, or a moved file edited since, are refused naming the
+/// files; a link there is not followed; and with the file back the start continues it.
+#[test]
+fn a_moved_log_found_at_start_is_refused_when_ambiguous_or_broken_and_links_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = logs.join("audit.jsonl");
+        let log = open(&path, false).unwrap();
+        for _ in 0..5 {
+            fetch(&log);
+        }
+        log.write_anchor_now().unwrap();
+        drop(log);
+        let moved = logs.join("audit.jsonl.1");
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::write(&path, "").unwrap();
+        let copy = logs.join("audit.jsonl.bak");
+        std::fs::copy(&moved, &copy).unwrap();
+        let e = open(&path, false).unwrap_err().to_string();
+        assert!(
+            e.contains("more than one file")
+                && e.contains(&*moved.to_string_lossy())
+                && e.contains(&*copy.to_string_lossy()),
+            "{e}"
+        );
+        std::fs::remove_file(&copy).unwrap();
+        // A link to the moved file, planted beside the log, is not read as a second copy.
+        std::os::unix::fs::symlink(&moved, logs.join("audit.jsonl.2")).unwrap();
+        let good = std::fs::read_to_string(&moved).unwrap();
+        std::fs::write(&moved, good.replacen("\"fetch\"", "\"fetcH\"", 1)).unwrap();
+        let e = open(&path, false).unwrap_err().to_string();
+        assert!(
+            e.contains(&*moved.to_string_lossy()) && e.contains("does not verify"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"",
+            "a refused start wrote nothing"
+        );
+        std::fs::write(&moved, &good).unwrap();
+        let log = open(&path, false).expect("the moved file is continued");
+        assert_eq!(fetch(&log), 7);
+        drop(log);
+        let recs = records(&path);
+        assert_eq!(
+            (recs[0]["op"].as_str(), recs[0]["seq"].as_u64()),
+            (Some("audit.rotate"), Some(6))
+        );
+        let r = scopevault::audit::verify(&moved).unwrap();
+        assert_eq!(recs[0]["prev"].as_str(), Some(r.head.as_str()));
     });
 }

@@ -8,6 +8,7 @@ mod fetch;
 mod groups;
 mod hardening;
 mod hostile;
+mod late_rotation;
 mod memlock;
 mod reload;
 mod slow_reader;
