@@ -6,6 +6,17 @@ use std::collections::BTreeMap;
 
 use super::*;
 
+/// The highest generation the audit chain of the log at `log` has recorded of the vault
+/// `vault_id` (0: none), as `serve` judges its first load against it: from the log's anchor
+/// and its `vault.load` records. A command that adopts a restored vault file
+/// (`--allow-rollback`) saves above it, and `doctor` compares the file with it. An anchor that
+/// cannot be used (a link, another log's) is left out: `serve` refuses to start on it, and
+/// `audit verify` and `doctor` report it.
+pub fn chain_generation(log: &Path, vault_id: &str) -> u64 {
+    let anchor = read_anchor(log).ok().flatten();
+    Generations::read(anchor.as_ref(), log).judge(vault_id).seen
+}
+
 /// What the chain has recorded of the vaults it loaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Generations {
@@ -36,13 +47,19 @@ pub(super) struct Judged {
 pub(super) type AnchorMembers = (u64, Option<String>, Option<BTreeMap<String, u64>>);
 
 impl Generations {
-    /// What the chain has recorded, from its anchor, else (no anchor, or one that records no
-    /// generation) from the `vault.load` records of the log at `log`.
+    /// What the chain has recorded: its anchor's generations and the `vault.load` records of
+    /// the log at `log`, the highest of each vault from either. The anchor holds the
+    /// generations of records no longer in the file (rotated away); the records hold those
+    /// written after the anchor. An anchor restored from a backup with the vault file and the
+    /// rollback record is an old anchor: trusted alone, it let that restore be served without
+    /// a word while the log kept said a newer generation had been loaded, though with no
+    /// anchor at all the log's records refused it (twenty-third pass).
     pub(super) fn read(anchor: Option<&Anchor>, log: &Path) -> Generations {
+        let scanned = Generations::scan(log);
         let Some(a) = anchor else {
-            return Generations::scan(log);
+            return scanned;
         };
-        match &a.vaults {
+        let mut g = match &a.vaults {
             Some(vaults) if !vaults.is_empty() => Generations {
                 // Only vault ids: whatever else a hand-edited anchor holds names no vault that
                 // can be loaded, and is never printed.
@@ -60,8 +77,24 @@ impl Generations {
                 unknown: a.generation,
                 ..Generations::default()
             },
-            _ => Generations::scan(log),
+            _ => return scanned,
+        };
+        // A record that names no vault is older than an anchor that names them (the load that
+        // wrote such an anchor took every unnamed generation as its vault's): it judges no
+        // vault then.
+        if g.vaults.is_empty() {
+            g.unknown = g.unknown.max(scanned.unknown);
         }
+        for (id, generation) in scanned.vaults {
+            let e = g.vaults.entry(id).or_default();
+            *e = (*e).max(generation);
+        }
+        // The log's last load is at least as recent as the anchor's (which is of a record in
+        // this file or, before a rotation, in an older one).
+        if scanned.last.is_some() {
+            g.last = scanned.last;
+        }
+        g
     }
 
     /// The highest generation of each vault in the allowed `vault.load` records of the log at
@@ -264,5 +297,31 @@ mod tests {
         );
         // An anchor that records no generation reads the log too.
         assert_eq!(Generations::read(Some(&anchor(0, None, &[])), &log), g);
+    }
+
+    /// An anchor older than the log's records (restored from a backup with the vault and the
+    /// rollback record): each vault's generation is the higher of the anchor's and the
+    /// records', and the vault loaded last is the log's.
+    #[test]
+    fn the_log_after_an_old_anchor_raises_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.jsonl");
+        let line = |id: &str, g: u64| {
+            format!(
+                r#"{{"seq":1,"op":"vault.load","decision":"allow","generation":{g},"reason":"vault {id} generation {g} loaded (start)","prev":"x"}}"#
+            )
+        };
+        std::fs::write(&log, [line(B, 1), line(A, 3), line(A, 4)].join("\n")).unwrap();
+        let g = Generations::read(Some(&anchor(5, Some(B), &[(A, 3), (B, 5)])), &log);
+        assert_eq!(
+            g,
+            Generations {
+                vaults: [(A.into(), 4), (B.into(), 5)].into(),
+                last: Some(A.into()),
+                unknown: 0,
+            }
+        );
+        // No anchor of this log: its records alone.
+        assert_eq!(chain_generation(&log, A), 4);
     }
 }

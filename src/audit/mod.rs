@@ -65,6 +65,7 @@ mod verify;
 mod writer;
 
 pub use follow::{Event as FollowEvent, Follower};
+pub use generations::chain_generation;
 use generations::Generations;
 pub use journal::journal_path;
 use journal::{key_id, Conflict, Journal, LogId, Redo};

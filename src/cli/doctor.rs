@@ -104,6 +104,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
         .clone()
         .unwrap_or_else(crate::audit::default_audit_path);
     check_audit(&mut r, &audit_path);
+    if !other_vault {
+        check_chain_generation(&mut r, &audit_path, file.as_ref());
+    }
     check_clock(&mut r);
     check_mlock(&mut r, &daemon);
 
@@ -1072,6 +1075,32 @@ fn check_state(r: &mut Report, file: Option<&FileHeader>, other_vault: bool) {
                 short_id(&file.vault_id)
             ),
         ),
+    }
+}
+
+/// The vault file against the generation the audit chain has recorded of its vault (its
+/// anchor and its `vault.load` records), as `serve` judges its start: a vault file and state
+/// directory restored together from a backup pass the rollback record, and only the log kept
+/// says a newer generation was loaded (twenty-third pass: doctor said ok, and `serve` served
+/// it). A `fail` then, and nothing otherwise (the `state` and `audit` lines say the rest).
+fn check_chain_generation(r: &mut Report, log: &Path, file: Option<&FileHeader>) {
+    let Some(file) = file else {
+        return;
+    };
+    // Never opened when it is not a regular file: the `audit` line says what it is.
+    if std::fs::symlink_metadata(log).is_ok_and(|m| !m.is_file()) {
+        return;
+    }
+    let seen = crate::audit::chain_generation(log, &file.vault_id);
+    if seen > file.generation {
+        r.fail(
+            "vault",
+            format!(
+                "the vault file is generation {}, older than generation {seen} the audit chain of {} has recorded of this vault: `serve` refuses it as a rollback; put the newest copy back, or, restored on purpose, adopt this one with a command that saves, given `--allow-rollback` (docs/operations.md, \"Restore\")",
+                file.generation,
+                log.display()
+            ),
+        );
     }
 }
 

@@ -245,3 +245,110 @@ fn an_anchor_that_names_no_vault_is_judged_as_before_and_rewritten_naming_it() {
     assert_eq!(served_id(&d), b);
     assert!(d.stop().success());
 }
+
+/// Every file of the state directory in `dir` (the rollback record, the anchor, …), to put
+/// back later as a backup of it would.
+fn state_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    std::fs::read_dir(dir.join("state/scopevault"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// Put the state directory of `dir` back as [`state_files`] read it.
+fn restore_state(dir: &Path, files: &[(PathBuf, Vec<u8>)]) {
+    let state = dir.join("state/scopevault");
+    for e in std::fs::read_dir(&state).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    for (p, bytes) in files {
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
+/// The vault file and the whole state directory (the rollback record and the anchor) restored
+/// from a backup, the audit log kept: the old anchor's `vaults` was trusted over the log's
+/// `vault.load` records written after it, so the start served the superseded generation
+/// without a word and `doctor` said ok, though with no anchor at all the same restore was
+/// refused (docs/audit.md says the log alone catches it; twenty-third pass, found by attacking
+/// the state directory under crashes). The start now takes the highest generation of the
+/// anchor and of the log's records, and `doctor` fails on it.
+#[test]
+fn a_restore_of_the_vault_and_the_whole_state_directory_is_refused_while_the_log_is_kept() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    let vault = dir.join("vault.scopevault");
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert!(d.stop().success());
+    // The backup: the vault file and the state directory, anchor included.
+    let old_vault = std::fs::read(&vault).unwrap();
+    let (a, g_old) = id_and_generation(&old_vault);
+    let old_state = state_files(dir);
+    assert!(
+        old_state.iter().any(|(p, _)| p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("audit-anchor-")),
+        "{old_state:?}"
+    );
+    ok(
+        dir,
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some("a newer value"),
+    );
+    let g_new = id_and_generation(&std::fs::read(&vault).unwrap()).1;
+    assert!(g_old < g_new);
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert!(d.stop().success());
+
+    // The restore: the log is kept.
+    std::fs::write(&vault, &old_vault).unwrap();
+    restore_state(dir, &old_state);
+    let out = serve_refused(dir, &id);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "refusing vault {a} generation {g_old}: the audit chain has recorded generation {g_new} of this vault"
+        )) && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    daemon::assert_no_secret(&err, "the refusal");
+    let refused = loads(dir).pop().unwrap();
+    assert_eq!(refused["decision"], "deny", "{refused}");
+
+    // `doctor` does not call it ok.
+    let out = daemon::cmd(dir)
+        .args(["--identity-file", id_s, "doctor"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("fail")
+            && l.contains(&format!(
+                "the vault file is generation {g_old}, older than generation {g_new} the audit chain"
+            ))),
+        "{text}"
+    );
+    daemon::assert_no_secret(&text, "doctor");
+}
