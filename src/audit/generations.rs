@@ -1,6 +1,6 @@
 //! The vault generations the audit chain has recorded (docs/audit.md, "Vault generations in
-//! the chain"): the highest of each vault, by its id, kept in the anchor and, without one, read
-//! back from the log's `vault.load` records at start.
+//! the chain"): the highest of each vault, by its id, kept in the anchor and read back from the
+//! log's `vault.load` records at start.
 
 use std::collections::BTreeMap;
 
@@ -11,10 +11,15 @@ use super::*;
 /// and its `vault.load` records. A command that adopts a restored vault file
 /// (`--allow-rollback`) saves above it, and `doctor` compares the file with it. An anchor that
 /// cannot be used (a link, another log's) is left out: `serve` refuses to start on it, and
-/// `audit verify` and `doctor` report it.
-pub fn chain_generation(log: &Path, vault_id: &str) -> u64 {
+/// `audit verify` and `doctor` report it. A log that is there and cannot be read is an error:
+/// nothing can be said of its chain then (no log at all: `Ok` of what the anchor holds).
+pub fn chain_generation(log: &Path, vault_id: &str) -> std::io::Result<u64> {
+    match crate::sys::open_regular(log, false) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let anchor = read_anchor(log).ok().flatten();
-    Generations::read(anchor.as_ref(), log).judge(vault_id).seen
+    Ok(Generations::read(anchor.as_ref(), log).judge(vault_id).seen)
 }
 
 /// What the chain has recorded of the vaults it loaded.
@@ -322,6 +327,6 @@ mod tests {
             }
         );
         // No anchor of this log: its records alone.
-        assert_eq!(chain_generation(&log, A), 4);
+        assert_eq!(chain_generation(&log, A).unwrap(), 4);
     }
 }

@@ -30,9 +30,31 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) -> 
     let socket = socket_path(g);
     let shown = super::shown(&socket);
     if std::fs::symlink_metadata(&socket).is_err() {
-        println!(
-            "no daemon listens at {shown}: a daemon loads generation {generation} when it starts"
-        );
+        // What a start does with the file is the audit chain's to say as well: a vault file
+        // restored with the rollback record, saved above the record only, was promised to
+        // load and was refused (twenty-third pass). This command knows the log of a daemon
+        // started without `--audit`, and says so.
+        let log = super::unlock::serve_audit_log();
+        let log_shown = super::shown(&log);
+        let seen = match crate::audit::chain_generation(&log, vault_id) {
+            Ok(seen) => seen,
+            Err(e) => {
+                println!(
+                    "no daemon listens at {shown}: a daemon loads generation {generation} when it starts unless its audit chain has recorded a newer generation of this vault, which is not known here: the audit log {log_shown} cannot be read ({})",
+                    escape_for_terminal(&e.to_string())
+                );
+                return Ok(());
+            }
+        };
+        if seen > generation {
+            println!(
+                "no daemon listens at {shown}; a daemon started on the audit log {log_shown} refuses generation {generation}: that log's chain has recorded generation {seen} of this vault. Put the newest vault file back, or adopt this one: give --allow-rollback to a command that saves it (docs/operations.md, \"Restore\")"
+            );
+        } else {
+            println!(
+                "no daemon listens at {shown}: a daemon on the audit log {log_shown} loads generation {generation} when it starts (one given another log with `serve --audit` judges it against that log's chain: set SCOPEVAULT_AUDIT to that log for this check)"
+            );
+        }
         return Ok(());
     }
     match health_after_load(&socket) {

@@ -49,10 +49,13 @@ fn apply(
     // A dry run only reads: an older file accepted with `--allow-rollback` is not adopted
     // (nothing is saved; twentieth pass, found by attacking this pass's fixes: it was saved
     // again as a new generation, and the live vault was then refused as a rollback).
+    // The generation a restored file was saved again as to adopt it (`--allow-rollback`).
+    let mut adopted = None;
     let (mut vault, lock) = if dry_run {
         (super::unlock::open_vault_to_read(g)?, None)
     } else {
         let unlocked = open_vault(g)?;
+        adopted = super::unlock::adopted(&unlocked).then(|| unlocked.generation());
         let lock = WriteLock::acquire(&path)?;
         let vault = unlocked.reopen(&super::unlock::open_options(g))?;
         (vault, Some(lock))
@@ -187,10 +190,27 @@ fn apply(
     }
     let shown_file = super::shown(file);
     if changes.is_empty() {
-        // Nothing is written: the file stays byte for byte, the generation does not move.
-        println!(
-            "no changes: {shown_file} is already applied (policy unchanged: nothing to apply)"
-        );
+        // Nothing is written: the file stays byte for byte, the generation does not move;
+        // unless opening it adopted a restored file (`--allow-rollback`), which is said: it
+        // said "no changes" alone (twenty-third pass).
+        if let Some(generation) = adopted {
+            println!(
+                "no changes: {shown_file} is already applied (policy unchanged), but the {}",
+                super::unlock::adopted_note(generation)
+            );
+            super::client_cmds::report_pickup(g, vault.id(), vault.generation())?;
+        } else if g.unlock.allow_rollback && !dry_run {
+            println!(
+                "no changes: {shown_file} is already applied (policy unchanged), and --allow-rollback found nothing to adopt: {} (generation {}) is not older than this machine's rollback record nor than the generation the audit chain of {} has recorded of it. If a daemon refuses it, it writes another audit log (`serve --audit`): set SCOPEVAULT_AUDIT to that log and run this again",
+                super::shown(&path),
+                vault.generation(),
+                super::shown(&super::unlock::serve_audit_log())
+            );
+        } else {
+            println!(
+                "no changes: {shown_file} is already applied (policy unchanged: nothing to apply)"
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     for c in &changes {

@@ -106,13 +106,13 @@ pub(crate) fn open_vault_unattended(g: &GlobalArgs) -> anyhow::Result<Result<Vau
 }
 
 /// `v`, or, when it was accepted with `--allow-rollback` although a newer generation was seen
-/// here, the file saved again under the writer lock ([`adopt`]).
+/// here (by the rollback record, or by the audit chain a daemon's start judges it against),
+/// the file saved again under the writer lock ([`adopt`]).
 fn adopt_if_restored(g: &GlobalArgs, v: Vault) -> anyhow::Result<Vault> {
     warn_last_generation(&v);
-    let Some(w) = v.rollback_warning() else {
+    if !say_restored(g, &v) {
         return Ok(v);
-    };
-    eprintln!("warning: {}", super::escape_for_terminal(&w));
+    }
     let lock = vault::WriteLock::acquire(&vault_path(g))?;
     adopt(g, &v, &lock)
 }
@@ -125,11 +125,66 @@ fn adopt_if_restored(g: &GlobalArgs, v: Vault) -> anyhow::Result<Vault> {
 pub(crate) fn open_vault_locked(g: &GlobalArgs, lock: &vault::WriteLock) -> anyhow::Result<Vault> {
     let (v, _) = open_vault_with_any_key(g)?;
     warn_last_generation(&v);
-    let Some(w) = v.rollback_warning() else {
+    if !say_restored(g, &v) {
         return Ok(v);
-    };
-    eprintln!("warning: {}", super::escape_for_terminal(&w));
+    }
     adopt(g, &v, lock)
+}
+
+/// The audit log of a daemon started without `--audit`: `SCOPEVAULT_AUDIT`, else `serve`'s
+/// default. A command that saves judges the vault against that log's chain as the daemon's
+/// start will; it cannot know the log of a daemon given another one (`serve --audit`), and
+/// says that `SCOPEVAULT_AUDIT` points it there.
+pub(crate) fn serve_audit_log() -> PathBuf {
+    std::env::var_os("SCOPEVAULT_AUDIT")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(crate::audit::default_audit_path)
+}
+
+/// With `--allow-rollback`: the audit log of [`serve_audit_log`] and the generation its chain
+/// has recorded of this vault, when that is above the file's (a daemon's start on that log
+/// refuses the file). A vault file restored with the rollback record passes the record;
+/// only the chain says it is old, and adopting it above the record alone left it refused
+/// (twenty-third pass).
+fn chain_ahead(g: &GlobalArgs, v: &Vault, say: bool) -> Option<(PathBuf, u64)> {
+    if !g.unlock.allow_rollback {
+        return None;
+    }
+    let log = serve_audit_log();
+    match crate::audit::chain_generation(&log, v.id()) {
+        Ok(seen) => (seen > v.generation()).then_some((log, seen)),
+        Err(_) if !say => None,
+        Err(e) => {
+            // Said (once: `say`), not fatal: the file is adopted above the rollback record,
+            // and the message after the save says what a daemon's start does is not known.
+            eprintln!(
+                "warning: --allow-rollback: the audit log {} cannot be read ({}), so the generation its chain has recorded of this vault is not known here: a daemon started on it may still refuse this file; run this command as a user who can read that log",
+                super::shown(&log),
+                super::escape_for_terminal(&e.to_string())
+            );
+            None
+        }
+    }
+}
+
+/// Warn of a restored file accepted with `--allow-rollback`, below the rollback record or the
+/// audit chain ([`chain_ahead`]); false when it is neither (nothing to adopt).
+fn say_restored(g: &GlobalArgs, v: &Vault) -> bool {
+    let chain = chain_ahead(g, v, true);
+    let w = v.rollback_warning();
+    if let Some(w) = &w {
+        eprintln!("warning: {}", super::escape_for_terminal(w));
+    }
+    if let Some((log, seen)) = &chain {
+        eprintln!(
+            "warning: {} is generation {}, older than generation {seen} the audit chain of {} has recorded of this vault (a daemon started on that log refuses it); accepted because of --allow-rollback",
+            super::shown(&vault_path(g)),
+            v.generation(),
+            super::shown(log)
+        );
+    }
+    w.is_some() || chain.is_some()
 }
 
 /// Say so when the vault is at the last generation a save writes: it opens, and every save is
@@ -156,19 +211,23 @@ pub(crate) fn adopted_note(generation: u64) -> String {
 }
 
 /// Save a restored file accepted with `--allow-rollback` again, under `lock`, above every
-/// generation seen.
+/// generation seen: the rollback record's and the audit chain's ([`chain_ahead`]).
 fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<Vault> {
     // Read again under the lock: another writer may have saved since an open made before it.
     let mut adopted = v.reopen(&open_options(g))?;
+    if let Some((_, seen)) = chain_ahead(g, &adopted, false) {
+        adopted.accept_below(seen);
+    }
     if adopted.rollback_warning().is_none() {
         // A newer file was saved in between: nothing left to adopt.
         return Ok(adopted);
     }
     adopted.save(lock)?;
     eprintln!(
-        "warning: {} saved again as generation {}: the restored file is adopted (later opens, the daemon's reload and its restart accept it); re-set the secrets rotated since it was backed up",
+        "warning: {} saved again as generation {}, above the rollback record and the audit chain of {}: the restored file is adopted (later opens, the daemon's reload and its restart on that audit log accept it; a daemon given another log with `serve --audit` judges it against that log's chain: set SCOPEVAULT_AUDIT to that log and give --allow-rollback again); re-set the secrets rotated since it was backed up",
         super::shown(&vault_path(g)),
-        adopted.generation()
+        adopted.generation(),
+        super::shown(&serve_audit_log())
     );
     Ok(adopted)
 }

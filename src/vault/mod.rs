@@ -490,6 +490,9 @@ pub struct Vault {
     /// Opened with `allow_rollback` although a newer generation was seen on this machine:
     /// (this file's generation, the newest seen).
     rolled_back: Option<(u64, u64)>,
+    /// A generation of this vault seen outside the rollback record (the audit chain's), which
+    /// the next save goes above ([`Vault::accept_below`]); 0: none.
+    save_floor: u64,
     /// [`FileFacts::payload_digest`] of the file as read or last saved (empty before the
     /// first save of a new vault).
     payload_digest: String,
@@ -558,6 +561,7 @@ impl Vault {
             policy: None,
             dirty: true,
             rolled_back: None,
+            save_floor: 0,
             payload_digest: String::new(),
             opened_by: None,
         };
@@ -882,6 +886,7 @@ impl Vault {
             policy,
             dirty: false,
             rolled_back,
+            save_floor: 0,
             payload_digest: crate::fleet::bundle::digest(parsed.payload),
             opened_by: None,
         })
@@ -897,6 +902,22 @@ impl Vault {
                 self.path.display()
             )
         })
+    }
+
+    /// Take `seen`, a generation of this vault recorded outside this machine's rollback
+    /// record (the generation the audit chain has recorded, which a daemon's start judges the
+    /// file against), as seen, for a command that adopts a restored file with
+    /// `--allow-rollback`: when this file is older, the next save goes above `seen`, and
+    /// [`Vault::rollback_warning`] says so from now on, as for a file accepted below the
+    /// record. A file restored with its rollback record passed the record, and was saved
+    /// above the record only, which the daemon's chain still refused (twenty-third pass).
+    pub fn accept_below(&mut self, seen: u64) {
+        if seen <= self.header.generation {
+            return;
+        }
+        self.save_floor = self.save_floor.max(seen);
+        let record = self.rolled_back.map_or(0, |(_, s)| s);
+        self.rolled_back = Some((self.header.generation, record.max(seen)));
     }
 
     /// Write the vault: re-encrypt the payload if credentials or policy changed (else copy the
@@ -931,7 +952,8 @@ impl Vault {
         }
         let floor = record.get(&self.header.vault_id).copied().unwrap_or(0);
         let mut header = self.header.clone();
-        header.generation = next_generation(header.generation, floor).map_err(|why| {
+        header.generation = next_generation(header.generation, floor.max(self.save_floor))
+            .map_err(|why| {
             if floor > header.generation {
                 // The record, not the file, leaves no room: name it (a record at u64::MAX
                 // was reported as "the vault's generation is at its maximum" for a file at

@@ -352,3 +352,171 @@ fn a_restore_of_the_vault_and_the_whole_state_directory_is_refused_while_the_log
     );
     daemon::assert_no_secret(&text, "doctor");
 }
+
+/// `scopevault ARGS` in `dir` with `stdin`, the socket a path no daemon listens at: its
+/// output, whether it succeeded or not.
+fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = daemon::cmd(dir)
+        .arg("--socket")
+        .arg(dir.join("run/none.sock"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The restore of s17: the vault file and the rollback record put back from a backup, the
+/// anchor moved aside (as the docs advise for an anchor that cannot be used), the log kept.
+fn restore_without_anchor(dir: &Path, vault: &[u8], state: &[(PathBuf, Vec<u8>)]) {
+    std::fs::write(dir.join("vault.scopevault"), vault).unwrap();
+    restore_state(dir, state);
+    let anchor = anchor_file(dir);
+    std::fs::rename(&anchor, dir.join("anchor-moved-aside.json")).unwrap();
+}
+
+/// The documented adoption of a restore (docs/operations.md, "Restore": a saving command
+/// given `--allow-rollback` "saves the file again at once, above every generation seen") did
+/// not clear the daemon's refusal when the rollback record was restored with the vault: `cred
+/// set --allow-rollback` saved above the restored record only, below the generation the audit
+/// chain had recorded, printed "a daemon loads generation N when it starts", and the next
+/// `serve` refused it; `policy apply --allow-rollback` said "no changes" and did nothing
+/// (twenty-third pass, found by attacking the state directory under crashes). Now both save
+/// above the chain's generation too, and what they print of a daemon's start is what a real
+/// `serve` started after them does; without the flag the restore is still refused, and the
+/// saving command says so instead of promising a load.
+#[test]
+fn adopting_a_restore_with_allow_rollback_saves_above_the_audit_chain_and_serve_takes_it() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    let vault = dir.join("vault.scopevault");
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert!(d.stop().success());
+    let old_vault = std::fs::read(&vault).unwrap();
+    let (a, g_old) = id_and_generation(&old_vault);
+    let old_state = state_files(dir);
+    for i in 1..=3 {
+        ok(
+            dir,
+            &[
+                "--identity-file",
+                id_s,
+                "cred",
+                "set",
+                "search-token",
+                "--secret",
+                "token",
+            ],
+            Some(&format!("rotated value {i}")),
+        );
+    }
+    let g_new = id_and_generation(&std::fs::read(&vault).unwrap()).1;
+    assert_eq!(g_new, g_old + 3);
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert!(d.stop().success());
+
+    restore_without_anchor(dir, &old_vault, &old_state);
+    let err = String::from_utf8_lossy(&serve_refused(dir, &id).stderr).into_owned();
+    assert!(
+        err.contains(&format!(
+            "the audit chain has recorded generation {g_new} of this vault"
+        )),
+        "{err}"
+    );
+
+    // Without the flag the restore stays refused, and the save says so rather than promising
+    // a load.
+    let set = [
+        "--identity-file",
+        id_s,
+        "cred",
+        "set",
+        "search-token",
+        "--secret",
+        "token",
+    ];
+    let out = run(dir, &set, "a value without the flag");
+    assert!(out.status.success(), "{out:?}");
+    let saved = id_and_generation(&std::fs::read(&vault).unwrap()).1;
+    assert!(saved <= g_new, "{saved}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("refuses generation {saved}"))
+            && said.contains(&format!("recorded generation {g_new} of this vault"))
+            && !said.contains("loads generation"),
+        "{said}"
+    );
+    serve_refused(dir, &id);
+
+    // `cred set --allow-rollback`: saved above the chain, and the start takes it as printed.
+    let mut adopt = set.to_vec();
+    adopt.push("--allow-rollback");
+    let out = run(dir, &adopt, "the value adopted");
+    assert!(out.status.success(), "{out:?}");
+    let adopted = id_and_generation(&std::fs::read(&vault).unwrap()).1;
+    assert!(adopted > g_new, "{adopted} > {g_new}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("loads generation {adopted} when it starts")),
+        "{said}"
+    );
+    assert!(
+        warned.contains(&format!("older than generation {g_new} the audit chain")),
+        "{warned}"
+    );
+    for text in [&said, &warned] {
+        daemon::assert_no_secret(text, "cred set's output");
+        assert!(!text.contains("the value adopted"), "{text}");
+    }
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert_eq!(
+        (&h["vault_id"], &h["generation"]),
+        (&serde_json::json!(a), &serde_json::json!(adopted)),
+        "{h}"
+    );
+    assert!(d.stop().success());
+
+    // `policy apply --allow-rollback` of the policy already applied: it adopts the restore,
+    // says so, and the start takes it.
+    restore_without_anchor(dir, &old_vault, &old_state);
+    serve_refused(dir, &id);
+    let policy = daemon::example_policy_file(dir);
+    let apply = [
+        "--identity-file",
+        id_s,
+        "policy",
+        "apply",
+        policy.to_str().unwrap(),
+        "--allow-rollback",
+    ];
+    let out = run(dir, &apply, "");
+    assert!(out.status.success(), "{out:?}");
+    let readopted = id_and_generation(&std::fs::read(&vault).unwrap()).1;
+    assert!(readopted > adopted, "{readopted} > {adopted}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "saved again as generation {readopted} only to adopt the restored file"
+        )) && said.contains(&format!("loads generation {readopted} when it starts")),
+        "{said}"
+    );
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert_eq!(
+        d.request(r#"{"v":1,"op":"health"}"#)["generation"],
+        serde_json::json!(readopted)
+    );
+    assert!(d.stop().success());
+}
