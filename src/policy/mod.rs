@@ -21,6 +21,7 @@
 
 mod canonical;
 mod error;
+mod high_risk;
 mod implies;
 mod kind;
 pub mod lint;
@@ -397,6 +398,8 @@ pub struct Policy {
     /// The steps the parse's expansions of every credential and task took together (scopes
     /// and keys looked at, graph nodes and edges walked): what the tests check grows linearly.
     pub(crate) expansion_steps: u64,
+    /// The catalog's high-risk scopes, sorted, for `high-risk-scope-unneeded`.
+    pub(crate) high_risk: high_risk::HighRiskIndex,
 }
 
 /// The scope check for one (task, credential) pair: what the credential can do beyond what the
@@ -731,7 +734,8 @@ impl Policy {
         for s in self.expand_refs(t.map(|t| &*t.needs).unwrap_or(&[])) {
             needs.insert(s);
         }
-        let (excess, high_risk) = self.excess(&needs, cred);
+        let (excess, high_risk) =
+            self.excess(&needs, &mut high_risk::HighCover::default(), cred, &mut 0);
         let excepted = !excess.is_empty() && self.excepted(task, credential, &excess, today);
         Grant {
             excess,
@@ -758,11 +762,15 @@ impl Policy {
         })
     }
 
-    /// Excess and high-risk excess of `cred` against the (expanded) needs of a task.
+    /// Excess and high-risk excess of `cred` against the (expanded) needs of a task, whose
+    /// high-risk cover `cover` keeps (cleared by the caller for each task); adds the steps the
+    /// high-risk check took to `steps`.
     pub(crate) fn excess(
         &self,
         needs: &GrantSet<'_>,
+        cover: &mut high_risk::HighCover,
         cred: &CredentialDecl,
+        steps: &mut u64,
     ) -> (Vec<String>, Vec<String>) {
         let mut excess = Vec::new();
         let mut high = Vec::new();
@@ -771,7 +779,7 @@ impl Policy {
                 continue;
             }
             excess.push(e.to_string());
-            if self.grants_unneeded_high_risk(e, needs) {
+            if self.grants_unneeded_high_risk(e, needs, cover, steps) {
                 high.push(e.to_string());
             }
         }
@@ -779,15 +787,25 @@ impl Policy {
     }
 
     /// Whether `s` is, or grants, a high-risk catalog scope that `needs` does not grant.
-    fn grants_unneeded_high_risk(&self, s: &Scope, needs: &GrantSet<'_>) -> bool {
-        let unneeded_high =
-            |entry: &CatalogEntry| entry.risk == Risk::High && !needs.grants(&entry.scope);
+    fn grants_unneeded_high_risk(
+        &self,
+        s: &Scope,
+        needs: &GrantSet<'_>,
+        cover: &mut high_risk::HighCover,
+        steps: &mut u64,
+    ) -> bool {
         if !s.is_wildcard() {
             // One lookup, no boxed iterator: this runs for every excess scope the lint sees.
-            return self.catalog.get(s.as_str()).is_some_and(unneeded_high);
+            *steps += 1;
+            return self
+                .catalog
+                .get(s.as_str())
+                .is_some_and(|entry| entry.risk == Risk::High && !needs.grants(&entry.scope));
         }
-        self.catalog_granted_by(s)
-            .any(|(_, entry)| unneeded_high(entry))
+        // Not a scan of the catalog under the wildcard for each task: ranges of the sorted
+        // high-risk scopes (high_risk.rs).
+        self.high_risk
+            .grants_unneeded(s.as_str(), needs, cover, steps)
     }
 
     /// The catalog entries `s` grants: itself, or everything under a wildcard. A range scan of

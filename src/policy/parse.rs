@@ -901,6 +901,12 @@ fn build<'a>(
         });
     }
 
+    let high_risk = super::high_risk::HighRiskIndex::new(
+        catalog
+            .values()
+            .filter(|e| e.risk == Risk::High)
+            .map(|e| e.scope.as_str()),
+    );
     let mut policy = Policy {
         path: path.to_owned(),
         source: source.into(),
@@ -914,6 +920,7 @@ fn build<'a>(
         problems: ctx.problems,
         graph: Default::default(),
         expansion_steps: 0,
+        high_risk,
     };
     build_graph(&mut policy)?;
     // Expanded scopes share their text with the declared and catalog scopes. The total of

@@ -180,6 +180,11 @@ impl<'a> GrantSet<'a> {
         self.set.insert(s.as_str());
     }
 
+    /// The scopes of the set, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.set.iter().copied()
+    }
+
     /// Whether some scope of the set grants `s`.
     pub(crate) fn grants(&self, s: &Scope) -> bool {
         if self.set.contains(s.as_str()) {

@@ -655,3 +655,61 @@ fn implies_cycle_names_every_key_of_its_group() {
         p.problems[0].message
     );
 }
+
+/// `high-risk-scope-unneeded` answers from ranges of the sorted high-risk scopes
+/// (high_risk.rs) instead of a scan of the catalog under each excess wildcard (twenty-second
+/// pass's review): its answer must be the scan's for every grant shape — `p` beside `p:*`,
+/// `p-x` sorting between `p` and `p:…`, nested wildcards, `*`, needs that are wildcards or
+/// plain, high-risk keys anywhere.
+#[test]
+fn high_risk_findings_are_those_of_a_scan_of_the_catalog() {
+    let universe = [
+        "*", "a", "a:*", "a:b", "a:b:*", "a:b:c", "a-x", "a-x:*", "a:c", "b", "b:*", "ab",
+    ];
+    let catalog_keys = &universe[1..];
+    let mut seed = 0x9e37_79b9_u32;
+    for round in 0..80 {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let mask = if round == 0 { u32::MAX } else { seed >> 8 };
+        let mut src = String::from("version = 1\n[scopes]\n");
+        for (i, k) in catalog_keys.iter().enumerate() {
+            let risk = if mask >> i & 1 == 1 { "high" } else { "low" };
+            src += &format!("\"{k}\" = {{ risk = \"{risk}\" }}\n");
+        }
+        src += "[credentials]\n";
+        for (i, s) in universe.iter().enumerate() {
+            src += &format!("c{i} = {{ kind = \"login\", scopes = [\"{s}\"] }}\n");
+        }
+        src += "[tasks]\n";
+        let mut needs_of = Vec::new();
+        for (i, a) in universe.iter().enumerate() {
+            for b in &universe[i..] {
+                needs_of.push(if a == b { vec![*a] } else { vec![*a, *b] });
+            }
+        }
+        needs_of.push(vec![]);
+        for (t, needs) in needs_of.iter().enumerate() {
+            let list: Vec<String> = needs.iter().map(|n| format!("\"{n}\"")).collect();
+            src += &format!("t{t} = {{ needs = [{}] }}\n", list.join(", "));
+        }
+        let p = Policy::parse_lenient(&src, "p.toml").unwrap();
+        for (t, needs) in needs_of.iter().enumerate() {
+            let needs: Vec<Scope> = needs.iter().map(|n| Scope::parse(n).unwrap()).collect();
+            for (c, s) in universe.iter().enumerate() {
+                let s = Scope::parse(s).unwrap();
+                let g = p.check_grant(&format!("t{t}"), &format!("c{c}"), date!(2026 - 01 - 01));
+                let scan = !needs.iter().any(|n| n.grants(&s))
+                    && p.catalog.values().any(|e| {
+                        e.risk == Risk::High
+                            && s.grants(&e.scope)
+                            && !needs.iter().any(|n| n.grants(&e.scope))
+                    });
+                assert_eq!(
+                    !g.high_risk.is_empty(),
+                    scan,
+                    "round {round}, needs {needs:?}, credential scope {s}: {g:?}"
+                );
+            }
+        }
+    }
+}

@@ -123,6 +123,9 @@ pub struct Report {
     usage_note: Option<String>,
     /// Why the text report quotes no source line ([`Report::withhold_source`]).
     source_withheld: Option<String>,
+    /// [`Linter::high_risk_steps`], for the test that checks it grows linearly.
+    #[cfg(test)]
+    high_risk_steps: u64,
 }
 
 /// Counts of findings that are not excepted, per class, and of excepted ones.
@@ -275,6 +278,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
         resolved: Vec::new(),
         typo_of: HashSet::default(),
         suggest_budget: SUGGEST_BUDGET,
+        high_risk_steps: 0,
     };
     l.problems();
     l.tasks();
@@ -342,6 +346,8 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
         usage_given: opts.usage.is_some(),
         usage_note: opts.usage.as_deref().and_then(|e| e.note.clone()),
         source_withheld: None,
+        #[cfg(test)]
+        high_risk_steps: l.high_risk_steps,
     }
 }
 
@@ -476,6 +482,9 @@ struct Linter<'a> {
     /// Edit-distance cells the run's "did you mean" suggestions may still spend
     /// ([`did_you_mean_within`]): a policy full of long unknown names costs bounded time.
     suggest_budget: u64,
+    /// Steps `high-risk-scope-unneeded` took (high-risk catalog scopes and ranges of them looked
+    /// at): what a test checks grows linearly with the policy.
+    high_risk_steps: u64,
 }
 
 /// Cells of edit-distance tables one lint run spends on suggestions (about a second).
@@ -570,10 +579,12 @@ impl<'a> Linter<'a> {
         // Reused across tasks: cleared, not reallocated.
         let mut needs = GrantSet::default();
         let mut granted = GrantSet::default();
+        let mut cover = crate::policy::high_risk::HighCover::default();
         let mut env_parts: HashMap<String, &str> = HashMap::default();
         for (tname, task) in &p.tasks {
             needs.clear();
             granted.clear();
+            cover.clear();
             // Whether the task lists a credential that is not declared: what it grants is
             // unknown, so `missing-scope` for this task would be a consequence of that error
             // (issue 14 item 18: one typo, one finding).
@@ -644,7 +655,7 @@ impl<'a> Linter<'a> {
                 for e in &cred.effective {
                     granted.insert(e);
                 }
-                let (excess, high) = p.excess(&needs, cred);
+                let (excess, high) = p.excess(&needs, &mut cover, cred, &mut self.high_risk_steps);
                 if !excess.is_empty() {
                     let high_note = if high.is_empty() {
                         String::new()
@@ -1441,6 +1452,76 @@ pub fn rule_ids() -> Vec<&'static str> {
 mod tests {
     use super::super::error::LineIndex;
     use super::LineCursor;
+
+    /// `high-risk-scope-unneeded` scanned every catalog scope under each excess wildcard of
+    /// each (task, credential) pair (twenty-second pass's review): `K` high-risk keys `k:J`
+    /// and `T` tasks each needing `k:*` (or the one high-risk key `k:admin` among `K` low-risk
+    /// ones) with a credential holding `*` cost `T × K` (20,000 tasks over 100,000 keys, 5.6
+    /// MB: 244 s). The steps it takes (high-risk scopes and ranges of them looked at) must stay
+    /// within a small multiple of the policy's size and grow linearly with it; the findings
+    /// are those of the scan (`high_risk_findings_are_those_of_a_scan_of_the_catalog`).
+    #[test]
+    fn high_risk_scope_check_is_linear_in_the_policy() {
+        use super::{lint_source, LintOptions};
+        type Shape = fn(usize) -> String;
+        let shapes: [(&str, Shape); 2] = [
+            ("every key high, tasks need k:*", |n| {
+                high_risk_shape(n, n, "risk = \"high\"", "k:*")
+            }),
+            ("one high key, needed", |n| {
+                high_risk_shape(n, n, "risk = \"low\"", "k:admin")
+            }),
+        ];
+        let opts = LintOptions::new(time::macros::date!(2026 - 01 - 01));
+        for (name, shape) in shapes {
+            let mut last = None;
+            for n in [200, 400] {
+                let text = shape(n);
+                let r = lint_source(&text, "p.toml", &opts).unwrap();
+                assert_eq!(
+                    r.findings()
+                        .iter()
+                        .filter(|f| f.rule == super::RuleId::ScopeExceedsTask)
+                        .count(),
+                    n,
+                    "{name}"
+                );
+                let steps = r.high_risk_steps;
+                assert!(
+                    steps <= 2 * text.len() as u64,
+                    "{name}, n = {n}: {steps} steps for {} bytes of policy",
+                    text.len()
+                );
+                if let Some(before) = last {
+                    assert!(
+                        steps <= 3 * before,
+                        "{name}: {before} steps at n = 200, {steps} at n = 400: not linear"
+                    );
+                }
+                last = Some(steps);
+            }
+        }
+    }
+
+    /// `k` catalog keys `k:J` (with `risk`) and a high-risk `k:admin`; `t` tasks needing
+    /// `need`, each listing a credential of its own holding `*`.
+    fn high_risk_shape(k: usize, t: usize, risk: &str, need: &str) -> String {
+        let mut s = String::from("version = 1\n[scopes]\n\"k:admin\" = { risk = \"high\" }\n");
+        for j in 0..k {
+            s += &format!("\"k:{j}\" = {{ {risk} }}\n");
+        }
+        s += "[credentials]\n";
+        for i in 0..t {
+            s += &format!("c{i} = {{ kind = \"login\", scopes = [\"*\"] }}\n");
+        }
+        s += "[tasks]\n";
+        for i in 0..t {
+            s += &format!(
+                "t{i} = {{ needs = [\"{need}\"], credentials = [\"c{i}\"], runners = {{ users = [\"u\"] }} }}\n"
+            );
+        }
+        s
+    }
 
     #[test]
     fn line_cursor_agrees_with_the_line_index() {
