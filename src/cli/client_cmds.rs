@@ -528,12 +528,7 @@ pub(crate) fn totp(g: &GlobalArgs, a: &TotpArgs) -> anyhow::Result<ExitCode> {
 
 /// `SCOPEVAULT_<CREDENTIAL>_<FIELD>`, upper-cased, every character outside `[A-Z0-9]` as `_`.
 pub(crate) fn env_name(credential: &str, field: &str) -> String {
-    use crate::policy::env_name_part;
-    format!(
-        "SCOPEVAULT_{}_{}",
-        env_name_part(credential),
-        env_name_part(field)
-    )
+    crate::policy::env_var_name(credential, field)
 }
 
 pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {

@@ -452,6 +452,9 @@ pub struct CredentialMeta {
     /// The kind, scopes and origins its entry is stored with (`vault-differs-from-policy`);
     /// `None` when not known, and then that rule does not judge it.
     pub stored: Option<StoredAs>,
+    /// The names of its plain and secret fields, never a value: `env-name-collision` names
+    /// the variables `exec` would hand them over in.
+    pub fields: Vec<String>,
 }
 
 /// A stored TOTP seed that gives no code ([`CredentialMeta::unusable_totp_seed`]): the field
@@ -588,6 +591,17 @@ pub fn env_name_part(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The environment variable `scopevault exec` hands field `field` of credential `credential`
+/// over in: `SCOPEVAULT_<CREDENTIAL>_<FIELD>`, each part as [`env_name_part`] writes it. The
+/// lint's `env-name-collision` names variables with it too, so the two agree.
+pub fn env_var_name(credential: &str, field: &str) -> String {
+    format!(
+        "SCOPEVAULT_{}_{}",
+        env_name_part(credential),
+        env_name_part(field)
+    )
 }
 
 /// What [`is_valid_name`] asks, for messages.

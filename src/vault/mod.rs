@@ -1097,6 +1097,7 @@ impl Vault {
                             scopes: c.scopes.clone(),
                             origins: c.origins.clone(),
                         }),
+                        fields: c.fields.keys().chain(c.secrets.keys()).cloned().collect(),
                     };
                     (n.clone(), meta)
                 })

@@ -995,6 +995,7 @@ impl<'a> Linter<'a> {
     /// missing-secret, both-totp-seeds, unusable-totp-seed, rotation-overdue,
     /// vault-differs-from-policy, totp-seed-handed-out.
     fn vault(&mut self, v: &VaultMeta) {
+        self.env_field_collisions(v);
         let p = self.policy;
         let today = self.opts.today;
         for (cname, cred) in &p.credentials {
@@ -1103,6 +1104,84 @@ impl<'a> Linter<'a> {
     /// origins than `cred` declares. The finding points at the first thing that differs (the
     /// `kind`, else the first declared scope or origin, else the credential's name) and names
     /// the entry's kind, never its scopes or origins (they are the vault's, not the file's).
+    /// env-name-collision, with the vault: the variables `exec` names from each listed
+    /// credential's stored fields (names only, never a value), so a credential's name meeting
+    /// another's field (`shop` with field `buyer-password`, `shop-buyer` with `password`) or
+    /// two fields of one credential (`client-id`, `client_id`) are seen. Two credentials whose
+    /// names give one part are reported from the policy alone ([`Linter::tasks`]), not again.
+    fn env_field_collisions(&mut self, v: &VaultMeta) {
+        let p = self.policy;
+        let mut vars: HashMap<String, (&str, &str)> = HashMap::default();
+        let mut listed: HashSet<&str> = HashSet::default();
+        for (tname, task) in &p.tasks {
+            vars.clear();
+            listed.clear();
+            for cref in &task.credentials {
+                let cname = cref.value.as_str();
+                let (Some(cred), Some(meta)) = (p.credentials.get(cname), v.credentials.get(cname))
+                else {
+                    continue;
+                };
+                if !listed.insert(cname) {
+                    continue;
+                }
+                // What `fetch` hands out: plain and secret fields, but of a `totp` credential
+                // the current code and its seconds left instead of the seed.
+                let totp = cred.kind.value == super::CredentialKind::Totp;
+                let withheld = if totp {
+                    super::CredentialKind::Totp.secret_fields()
+                } else {
+                    &[]
+                };
+                let added: &[&str] = if totp {
+                    &["totp_code", "totp_seconds_left"]
+                } else {
+                    &[]
+                };
+                let fields = meta
+                    .fields
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| !withheld.contains(f))
+                    .chain(added.iter().copied());
+                for field in fields {
+                    let var = crate::policy::env_var_name(cname, field);
+                    let Some(&(first, first_field)) = vars.get(&var) else {
+                        vars.insert(var, (cname, field));
+                        continue;
+                    };
+                    if first != cname
+                        && crate::policy::env_name_part(first)
+                            == crate::policy::env_name_part(cname)
+                    {
+                        continue;
+                    }
+                    let (message, help) = if first == cname {
+                        (
+                            format!("credential `{cname}` holds fields `{first_field}` and `{field}` in the vault, which `scopevault exec` hands over as one environment variable, {var}, for task `{tname}`: exec refuses to run the command, after it was fetched"),
+                            format!("rename field `{first_field}` or `{field}` of `{cname}` (names that differ only in `-`, `_`, `.` or case give one variable), or run the task's command with `scopevault exec --files`"),
+                        )
+                    } else {
+                        (
+                            format!("task `{tname}` lists credentials `{first}` and `{cname}`, whose fields `{first}.{first_field}` and `{cname}.{field}` (stored in the vault) `scopevault exec` hands over as one environment variable, {var}: exec refuses to run the command, after both were fetched"),
+                            format!("rename credential `{first}` or `{cname}`, or one of the two fields, or run the task's command with `scopevault exec --files`"),
+                        )
+                    };
+                    self.push(
+                        RuleId::EnvNameCollision,
+                        cref.span.clone(),
+                        message,
+                        help,
+                        Some(cname),
+                        Some(tname),
+                        vec![],
+                    );
+                    self.detail(var);
+                }
+            }
+        }
+    }
+
     fn vault_differs(&mut self, cname: &str, cred: &CredentialDecl, stored: &super::StoredAs) {
         let d = cred.stored_differences(stored.kind, &stored.scopes, &stored.origins);
         if d.is_empty() {

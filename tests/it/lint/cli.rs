@@ -2122,3 +2122,103 @@ fn an_output_path_that_is_a_link_is_refused_and_nothing_is_written_through_it() 
         serde_json::from_slice(&std::fs::read(repo.join("out.sarif")).unwrap()).unwrap();
     assert_eq!(v["version"], "2.1.0");
 }
+
+/// `lint --with-vault` reads the stored fields' names for `env-name-collision` (twenty-second
+/// pass's review): `shop`'s field `buyer-username` and `shop-buyer`'s `username` are both
+/// `SCOPEVAULT_SHOP_BUYER_USERNAME`. Without the vault the policy shows no collision; with it
+/// the finding names both fields and the variable, and no stored value is in any format.
+#[test]
+fn with_vault_env_name_collision_names_a_field_meeting_a_credential_name() {
+    let e = crate::common::vault::Env::new();
+    e.init_with_cred();
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "shop",
+            "--kind",
+            "generic",
+            "--scope",
+            "shop:login",
+            "--field",
+            "buyer-username=plain-field-value-71",
+            "--secret",
+            "token",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"secret-token-value-93",
+    );
+    let policy = e.path("policy.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n[credentials.shop-buyer]\nkind = \"login\"\nscopes = [\"shop:login\"]\n[credentials.shop]\nkind = \"generic\"\nscopes = [\"shop:login\"]\n[tasks.t]\nneeds = [\"shop:login\"]\ncredentials = [\"shop-buyer\", \"shop\"]\nrunners = { users = [\"checkpoint\"] }\n",
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap().to_owned();
+    let vault = e.vault().to_str().unwrap().to_owned();
+    let pf = e.pf();
+    let collisions = |out: &[u8]| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(out).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "env-name-collision")
+            .map(|f| f["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let o = e.run(&["lint", &policy, "--format", "json"], b"");
+    assert_eq!(collisions(&o.stdout), Vec::<String>::new(), "{o:?}");
+    let o = e.run(
+        &[
+            "lint",
+            &policy,
+            "--format",
+            "json",
+            "--with-vault",
+            "--vault",
+            &vault,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    let found = collisions(&o.stdout);
+    assert_eq!(found.len(), 1, "{o:?}");
+    assert!(
+        found[0].contains("`shop-buyer.username` and `shop.buyer-username`")
+            && found[0].contains("SCOPEVAULT_SHOP_BUYER_USERNAME"),
+        "{}",
+        found[0]
+    );
+    for format in ["text", "json", "sarif", "junit"] {
+        let o = e.run(
+            &[
+                "lint",
+                &policy,
+                "--format",
+                format,
+                "--with-vault",
+                "--vault",
+                &vault,
+                "--passphrase-file",
+                &pf,
+            ],
+            b"",
+        );
+        let all = [o.stdout, o.stderr].concat();
+        let all = String::from_utf8_lossy(&all);
+        assert!(
+            all.contains("SCOPEVAULT_SHOP_BUYER_USERNAME"),
+            "{format}: {all}"
+        );
+        for value in [
+            "plain-field-value-71",
+            "secret-token-value-93",
+            "s3cret-Password!",
+        ] {
+            assert!(!all.contains(value), "{format} shows {value}: {all}");
+        }
+    }
+}

@@ -265,6 +265,7 @@ fn rotation_overdue_uses_the_credential_period() {
                 unusable_totp_seed: None,
                 totp_seed: None,
                 stored: None,
+                fields: vec![],
             },
         )])
     };
@@ -302,6 +303,7 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
             unusable_totp_seed: None,
             totp_seed: None,
             stored: None,
+            fields: vec![],
         },
     )]);
     assert_eq!(
@@ -318,6 +320,7 @@ fn missing_secret_fires_when_the_vault_lacks_the_credential() {
             unusable_totp_seed: None,
             totp_seed: None,
             stored: None,
+            fields: vec![],
         },
     )]);
     assert_eq!(
@@ -342,6 +345,7 @@ fn both_totp_seeds_fires_when_the_vault_holds_both() {
                 unusable_totp_seed: None,
                 totp_seed: None,
                 stored: None,
+                fields: vec![],
             },
         )])
     };
@@ -409,6 +413,7 @@ fn unusable_totp_seed_fires_when_the_vault_holds_a_seed_that_gives_no_code() {
                 unusable_totp_seed: unusable,
                 totp_seed: Some("otpauth".to_owned()),
                 stored: None,
+                fields: vec![],
             },
         )])
     };
@@ -453,6 +458,7 @@ fn vault_differs_from_policy_fires_when_the_entry_is_stored_otherwise() {
                     scopes: scopes.iter().map(|s| s.to_string()).collect(),
                     origins: origins.iter().map(|s| s.to_string()).collect(),
                 }),
+                fields: vec![],
             },
         )])
     };
@@ -533,6 +539,7 @@ fn totp_seed_handed_out_fires_for_a_seed_in_a_credential_not_declared_totp() {
                 unusable_totp_seed: None,
                 totp_seed: seed.map(str::to_owned),
                 stored: None,
+                fields: vec![],
             },
         )
     };
@@ -754,4 +761,92 @@ fn every_rule_has_exactly_one_explicit_anchor_before_its_heading_for_help_uri() 
             "{id}: {uri}"
         );
     }
+}
+
+/// `env-name-collision` saw only two credentials whose names give one variable part (twenty-
+/// second pass's review): `shop`'s field `buyer-username` and `shop-buyer`'s `username` are
+/// both `SCOPEVAULT_SHOP_BUYER_USERNAME`, and two fields of one credential (`client-id`,
+/// `client_id`) one variable too, and `exec` refuses the command after the fetch. Fields are
+/// not in the policy: without the vault these are not seen; with it (`--with-vault`) they are
+/// reported, naming the fields and the variable, never a value. A `totp` credential hands over
+/// its code, not its seed.
+#[test]
+fn env_name_collision_with_the_vault_sees_fields() {
+    let src = r#"version = 1
+[credentials.shop-buyer]
+kind = "login"
+scopes = ["shop:login"]
+[credentials.shop]
+kind = "generic"
+scopes = ["shop:login"]
+[credentials.api]
+kind = "generic"
+scopes = ["shop:login"]
+[credentials.api-totp]
+kind = "totp"
+scopes = ["shop:login"]
+[tasks.t]
+needs = ["shop:login"]
+credentials = ["shop-buyer", "shop", "api", "api-totp"]
+runners = { users = ["checkpoint"] }
+"#;
+    let p = Policy::parse(src, "policy.toml").unwrap();
+    let meta = |fields: &[&str]| CredentialMeta {
+        has_secret: true,
+        rotated: datetime!(2026-05-30 0:00 UTC),
+        both_totp_seeds: false,
+        unusable_totp_seed: None,
+        totp_seed: None,
+        stored: None,
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+    };
+    let vault = VaultMeta {
+        credentials: BTreeMap::from([
+            ("shop-buyer".to_owned(), meta(&["username", "password"])),
+            ("shop".to_owned(), meta(&["buyer-username", "token"])),
+            // `api-totp` hands over `totp_code` (meeting `api`'s `totp-totp-code`), never its
+            // seed (which `api`'s `totp-totp-seed` would meet).
+            (
+                "api".to_owned(),
+                meta(&["client-id", "client_id", "totp-totp-code", "totp-totp-seed"]),
+            ),
+            ("api-totp".to_owned(), meta(&["totp_seed"])),
+        ]),
+    };
+    let collisions = |vault: Option<VaultMeta>| {
+        let opts = LintOptions {
+            today: date!(2026 - 06 - 01),
+            vault,
+            usage: None,
+        };
+        lint(&p, &opts)
+            .findings()
+            .iter()
+            .filter(|f| f.rule == RuleId::EnvNameCollision)
+            .map(|f| (f.message.clone(), f.detail.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(collisions(None), vec![], "fields are not in the policy");
+    let found = collisions(Some(vault));
+    let vars: Vec<&str> = found.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(
+        vars,
+        [
+            "SCOPEVAULT_SHOP_BUYER_USERNAME",
+            "SCOPEVAULT_API_CLIENT_ID",
+            "SCOPEVAULT_API_TOTP_TOTP_CODE"
+        ],
+        "{found:#?}"
+    );
+    assert_eq!(
+        found[0].0,
+        "task `t` lists credentials `shop-buyer` and `shop`, whose fields `shop-buyer.username` and `shop.buyer-username` (stored in the vault) `scopevault exec` hands over as one environment variable, SCOPEVAULT_SHOP_BUYER_USERNAME: exec refuses to run the command, after both were fetched"
+    );
+    assert!(
+        found[1]
+            .0
+            .starts_with("credential `api` holds fields `client-id` and `client_id` in the vault"),
+        "{}",
+        found[1].0
+    );
 }
