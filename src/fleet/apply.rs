@@ -223,7 +223,10 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
             "the payload's policy does not match policy_digest",
         );
     }
-    let policy = Policy::parse(&p.policy, "<bundle policy>")
+    // Read under the rule an older publish wrote it with (a location or task name starting
+    // with `.` or `_`); the names that matter are the manifest's, which refuse a leading `-`
+    // (`Manifest::check_names`), and are checked against this policy below.
+    let policy = Policy::parse_stored(&p.policy, "<bundle policy>")
         .map_err(|e| fail(format!("the bundle's policy does not parse: {e}")))?;
     let creds: Vec<&String> = p.credentials.keys().collect();
     let want: Vec<&String> = m.credentials.iter().collect();

@@ -83,7 +83,8 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The names follow the policy's rule ([`crate::policy::is_valid_name`]), the recipient is
+    /// The names follow the policy's rule ([`crate::policy::is_valid_name`]; a location or task
+    /// name may start with `.` or `_`, as an older publish wrote them), the recipient is
     /// an age X25519 recipient and the digests are `sha256:` and 64 lowercase hex digits. A
     /// publish never writes anything else; an edited file that does is refused as malformed,
     /// its offending value shown escaped ([`crate::text::escape_for_terminal`]), so that
@@ -94,17 +95,21 @@ impl Manifest {
             let more = if cut.len() < v.len() { "…" } else { "" };
             format!("\"{}{more}\"", crate::text::escape_for_terminal(&cut))
         };
-        let name = |what: &str, v: &str| {
-            if crate::policy::is_valid_name(v) {
-                Ok(())
-            } else if crate::policy::is_stored_name(v) {
-                // Only the leading `-` is wrong (a publish before the twenty-second pass
-                // wrote such a name): say so, and why.
+        // `older`: a bundle an older `publish` signed and shipped keeps applying, as a vault's
+        // stored policy is still read under the rule it was written with: its location and
+        // task names may start with `.` or `_` (the rule before the twenty-second pass). A
+        // credential name never could (the vault's own rule), and a leading `-`, which breaks
+        // the playbook's command line (`--location -rf`), is refused for every name.
+        let name = |what: &str, v: &str, older: bool| {
+            if v.starts_with('-') && crate::policy::is_stored_name(v) {
                 Err(format!(
                     "its {what} {} starts with `-`, which a command line reads as an option (`--{what} {}`): rename the {what} in the policy and publish again",
                     shown(v),
                     crate::text::escape_for_terminal(v)
                 ))
+            } else if crate::policy::is_valid_name(v) || (older && crate::policy::is_stored_name(v))
+            {
+                Ok(())
             } else {
                 Err(format!(
                     "its {what} {} is not a valid name ({})",
@@ -113,12 +118,12 @@ impl Manifest {
                 ))
             }
         };
-        name("location", &self.location)?;
+        name("location", &self.location, true)?;
         for t in &self.tasks {
-            name("task", t)?;
+            name("task", t, true)?;
         }
         for c in &self.credentials {
-            name("credential", c)?;
+            name("credential", c, false)?;
         }
         // Sorted, each name once, as publish writes them: a task named twice was counted
         // twice and an unsorted list accepted, and a credential named twice was refused only
