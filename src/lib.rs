@@ -9,6 +9,7 @@ pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod client;
+pub mod diag;
 pub mod fleet;
 pub mod paths;
 pub mod policy;

@@ -648,6 +648,12 @@ pub struct Health {
     /// other than `health` wait for the load. Absent from daemons before 0.1 round 2.
     #[serde(default)]
     pub loading: bool,
+    /// Lines of the daemon's log (its stderr) lost since its start: their write failed (a
+    /// closed terminal, a log reader gone, a full disk) or they were dropped while stderr was
+    /// stuck (docs/operations.md, "The daemon's log"). Absent (0) from daemons before 0.1
+    /// round 23.
+    #[serde(default)]
+    pub log_lines_lost: u64,
     /// Connections open now, this one included.
     pub connections: usize,
     /// The asking peer, as the kernel reported it.

@@ -105,22 +105,46 @@ impl VaultPathSource {
     }
 }
 
-/// Run the daemon until it is stopped (SIGTERM, SIGINT).
+/// Run the daemon until it is stopped (SIGTERM, SIGINT), or until one of its threads fails
+/// (an error: docs/operations.md, "When a thread of the daemon fails").
+///
+/// Its log lines go through [`crate::diag!`], written by a thread of their own: a stderr that
+/// fails (a closed terminal, a log reader gone, a full disk) or is stuck never stops or holds
+/// the daemon; the lines are lost then (docs/operations.md, "The daemon's log").
 pub fn run(c: Config) -> anyhow::Result<()> {
+    crate::diag::start_writer();
+    // A panic's message goes to the log like every other line (the default hook writes to
+    // stderr directly, and would wait for a stuck one); the thread's guard then stops the
+    // daemon ([`Shutdown::guard`](super::server::Shutdown::guard)).
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        crate::diag!(
+            "scopevault: error: thread '{}' {info}",
+            thread.name().unwrap_or("main")
+        );
+    }));
+    let ran = serve(c);
+    // The last lines (`stopped`, the error) reach the log before the process exits, unless
+    // it is stuck.
+    crate::diag::flush(Duration::from_secs(2));
+    ran
+}
+
+fn serve(c: Config) -> anyhow::Result<()> {
     // Hardening first, so nothing secret exists before it.
     let report = crate::sys::harden_process();
     if !report.dumpable_off || !report.core_limit_zero {
-        eprintln!("scopevault: warning: could not turn core dumps off (dumpable off: {}, core limit 0: {})", report.dumpable_off, report.core_limit_zero);
+        crate::diag!("scopevault: warning: could not turn core dumps off (dumpable off: {}, core limit 0: {})", report.dumpable_off, report.core_limit_zero);
     }
     if let Err(why) = &report.mlockall {
         // `why` is the whole advice (what failed, the risk, the fix): say it once.
-        eprintln!("scopevault: warning: {why}");
+        crate::diag!("scopevault: warning: {why}");
     }
     // Locked under a finite limit, every later allocation counts against it, an unlock's key
     // derivation too: said at start, not first learnt from a refused `unlock`.
     if let Some(limit) = crate::sys::locked_memory_limit() {
         let kdf = largest_passphrase_kdf_kib(&c.vault_path);
-        eprintln!(
+        crate::diag!(
             "scopevault: warning: {}",
             crate::sys::describe_memory_lock_limit(limit, kdf)
         );
@@ -129,11 +153,11 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     let files = crate::sys::raise_open_files_limit();
     let needed = (c.limits.max_connections + super::server::ADMIN_RESERVE + 64) as u64;
     if files < needed {
-        eprintln!("scopevault: warning: the open-files limit is {files} (hard limit), below what {} connections need ({needed}); connections beyond it are refused until others close. Raise LimitNOFILE= (systemd) or `ulimit -Hn`", c.limits.max_connections);
+        crate::diag!("scopevault: warning: the open-files limit is {files} (hard limit), below what {} connections need ({needed}); connections beyond it are refused until others close. Raise LimitNOFILE= (systemd) or `ulimit -Hn`", c.limits.max_connections);
     }
     let audit = AuditLog::open_with(&c.audit_path, c.audit_sync, &c.audit_flags)?;
     for note in audit.notes_at_open() {
-        eprintln!(
+        crate::diag!(
             "scopevault: audit log {}: {note}",
             crate::text::shown(&c.audit_path)
         );
@@ -181,7 +205,7 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     };
     if let (Some(gid), Some(path)) = (c.socket_gid, listener.path()) {
         if let Some(blocked) = untraversable_for_group(path, gid) {
-            eprintln!(
+            crate::diag!(
                 "scopevault: warning: --socket-group {gid}: its members cannot reach the socket: {} lets neither that group nor others through (it needs g+x with that group, or o+x); choose a socket under a directory they may traverse with --socket PATH",
                 crate::text::shown(&blocked)
             );
@@ -200,42 +224,45 @@ pub fn run(c: Config) -> anyhow::Result<()> {
         .context("cannot install signal handlers")?;
     let signal_handle = signals.handle();
     let on_hup = handler.clone();
+    let signal_guard = shutdown.clone();
     let signal_thread = std::thread::spawn(move || {
-        for sig in signals.forever() {
-            match sig {
-                SIGHUP => match on_hup.reload_from_signal() {
-                    Ok(s) => eprintln!(
-                        "scopevault: SIGHUP: reloaded the vault (generation {})",
-                        s.generation.unwrap_or(0)
-                    ),
-                    Err(e) => eprintln!(
-                        "scopevault: SIGHUP: reload failed: {}",
-                        crate::text::escape_for_terminal(&e.to_string())
-                    ),
-                },
-                SIGUSR1 => match on_hup.reopen_audit_from_signal() {
-                    Ok(Some(seq)) => eprintln!(
-                        "scopevault: SIGUSR1: the audit log was moved away; continuing in a new file at its path (seq {seq}, audit.rotate)"
-                    ),
-                    Ok(None) => eprintln!(
-                        "scopevault: SIGUSR1: the audit log is still at its path; nothing to reopen"
-                    ),
-                    Err(e) => eprintln!(
-                        "scopevault: SIGUSR1: cannot reopen the audit log: {}",
-                        crate::text::escape_for_terminal(&e.to_string())
-                    ),
-                },
-                _ => {
-                    shutdown.trigger();
-                    break;
+        signal_guard.guard(|| {
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP => match on_hup.reload_from_signal() {
+                        Ok(s) => crate::diag!(
+                            "scopevault: SIGHUP: reloaded the vault (generation {})",
+                            s.generation.unwrap_or(0)
+                        ),
+                        Err(e) => crate::diag!(
+                            "scopevault: SIGHUP: reload failed: {}",
+                            crate::text::escape_for_terminal(&e.to_string())
+                        ),
+                    },
+                    SIGUSR1 => match on_hup.reopen_audit_from_signal() {
+                        Ok(Some(seq)) => crate::diag!(
+                            "scopevault: SIGUSR1: the audit log was moved away; continuing in a new file at its path (seq {seq}, audit.rotate)"
+                        ),
+                        Ok(None) => crate::diag!(
+                            "scopevault: SIGUSR1: the audit log is still at its path; nothing to reopen"
+                        ),
+                        Err(e) => crate::diag!(
+                            "scopevault: SIGUSR1: cannot reopen the audit log: {}",
+                            crate::text::escape_for_terminal(&e.to_string())
+                        ),
+                    },
+                    _ => {
+                        shutdown.trigger();
+                        break;
+                    }
                 }
             }
-        }
+        });
     });
 
     match &unlocked_by {
-        Some(how) => eprintln!("scopevault: listening on {shown_path} (unlocked by {how})"),
-        None => eprintln!(
+        Some(how) => crate::diag!("scopevault: listening on {shown_path} (unlocked by {how})"),
+        None => crate::diag!(
             "scopevault: listening on {shown_path} (locked: an admin runs `scopevault unlock`)"
         ),
     }
@@ -243,17 +270,20 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ticker = {
         let (h, stop) = (handler.clone(), ticker_stop.clone());
+        let guard = server.shutdown_handle();
         std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(250));
-                h.flush_denials(false);
-                if let Err(e) = h.anchor_audit() {
-                    eprintln!(
-                        "scopevault: warning: cannot write the audit anchor: {}",
-                        crate::text::escape_for_terminal(&e.to_string())
-                    );
+            guard.guard(|| {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    h.flush_denials(false);
+                    if let Err(e) = h.anchor_audit() {
+                        crate::diag!(
+                            "scopevault: warning: cannot write the audit anchor: {}",
+                            crate::text::escape_for_terminal(&e.to_string())
+                        );
+                    }
                 }
-            }
+            });
         })
     };
     notify_systemd("READY=1\nSTATUS=listening");
@@ -263,7 +293,7 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     handler.flush_denials(true);
     if let Err(e) = handler.anchor_audit() {
         let (anchored, last) = handler.anchor_position();
-        eprintln!(
+        crate::diag!(
             "scopevault: error: cannot write the audit anchor at stop ({}): records {}..={last} are not anchored, and a cut of them would not be detected until the anchor is written; free the state directory and start the daemon again, which anchors them (docs/audit.md, \"The anchor\")",
             crate::text::escape_for_terminal(&e.to_string()),
             anchored + 1
@@ -273,7 +303,7 @@ pub fn run(c: Config) -> anyhow::Result<()> {
     notify_systemd("STOPPING=1");
     signal_handle.close();
     let _ = signal_thread.join();
-    eprintln!("scopevault: stopped");
+    crate::diag!("scopevault: stopped");
     Ok(())
 }
 
@@ -326,7 +356,7 @@ fn unlock_at_start(
             }
             Err(e) if e.is_refusal() => return Err(e.into()),
             Err(e) => {
-                eprintln!(
+                crate::diag!(
                     "scopevault: warning: keyring unlock failed ({}); starting locked",
                     crate::text::escape_for_terminal(&e.to_string())
                 )
@@ -363,7 +393,7 @@ fn load(handler: &Handler, v: Vault, opts: &OpenOptions, how: &str) -> anyhow::R
 /// accepted rollback is never silent.
 fn warn_rollback(v: &Vault) {
     if let Some(w) = v.rollback_warning() {
-        eprintln!(
+        crate::diag!(
             "scopevault: warning: {}",
             crate::text::escape_for_terminal(&w)
         );

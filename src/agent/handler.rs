@@ -508,7 +508,7 @@ impl Handler {
             // vault it loaded): a restart on another vault, accepted — it is no rollback of
             // either, and it opened with the daemon's unlock secret, which opens and writes
             // the vault before it too (docs/audit.md) — but never silently.
-            eprintln!(
+            crate::diag!(
                 "scopevault: warning: serving vault {} generation {}, another vault than the one this audit log's chain loaded last (vault {}, generation {}); the switch is recorded in the audit log, and each vault's generations are judged on their own. If you did not replace the vault, put its file back and restart the daemon",
                 vault.id(),
                 vault.generation(),
@@ -806,6 +806,7 @@ impl Handler {
                 audit_ok: self.audit.ok(),
                 audit_anchor_ok: self.audit.anchor_ok(),
                 loading,
+                log_lines_lost: crate::diag::lost(),
                 connections: self.open.load(Ordering::SeqCst),
                 peer: PeerInfo {
                     uid: peer.uid,
@@ -973,6 +974,7 @@ fn take_window(uid: u32, w: &mut DenialWindow) -> Option<Counted> {
 }
 
 #[cfg(test)]
+#[allow(clippy::print_stderr)] // the soak tests report their figures
 mod tests {
     //! The request logic against a stand-in vault (the real vault is exercised by the
     //! integration tests in tests/it/daemon/).

@@ -1,5 +1,10 @@
 //! The daemon: accept loop, peer authentication, authorisation, audit log, TOTP. The socket
 //! API types it shares with the client are in [`crate::protocol`].
+//!
+//! No line is printed here with `eprintln!`/`println!`: they panic on an unwritable stderr
+//! (a closed terminal, a log reader gone), which killed the daemon's threads; every line goes
+//! through [`crate::diag!`].
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 
 pub mod totp;
 

@@ -312,6 +312,8 @@ impl Listener {
 #[derive(Clone)]
 pub struct Shutdown {
     flag: Arc<AtomicBool>,
+    /// Set by [`Shutdown::fail`]: a thread of the daemon died.
+    failed: Arc<AtomicBool>,
     wakers: Arc<Vec<Arc<Waker>>>,
 }
 
@@ -329,7 +331,38 @@ impl Shutdown {
     pub fn requested(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
+
+    /// A thread of the daemon died (panicked): stop, and make [`Server::run`] return an
+    /// error, so the process exits non-zero and a supervisor restarts it. A daemon missing its
+    /// worker, committer or signal thread used to stay up, answer `health` as healthy, and
+    /// never answer what that thread did (twenty-third pass, found by the twenty-third pass's
+    /// attacker of the documents' promises; docs/operations.md, "When a thread of the daemon
+    /// fails").
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+        self.trigger();
+    }
+
+    /// True once [`Shutdown::fail`] was called.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Run `body`, the whole of a daemon thread: a panic in it is [`Shutdown::fail`] (the
+    /// panic's message was logged by the panic hook) and gives `None`.
+    pub fn guard<T>(&self, body: impl FnOnce() -> T) -> Option<T> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                self.fail();
+                None
+            }
+        }
+    }
 }
+
+/// The error [`Server::run`] returns after [`Shutdown::fail`].
+pub const THREAD_FAILED: &str = "a thread of the daemon failed (its panic is logged above); the daemon stopped so that its supervisor starts it again (docs/operations.md, \"When a thread of the daemon fails\")";
 
 /// Slots above `max_connections` kept for root and the daemon's uid, so an admin (`lock`,
 /// `status`) always gets in while other uids fill the cap.
@@ -557,6 +590,7 @@ impl Server {
         }
         let shutdown = Shutdown {
             flag: Arc::new(AtomicBool::new(false)),
+            failed: Arc::new(AtomicBool::new(false)),
             wakers: Arc::new(wakers),
         };
         Ok(Server {
@@ -629,7 +663,7 @@ impl Server {
             handoffs.push(tx);
             incomings.push(rx);
         }
-        let jobs = start_worker(&handler, outboxes, shutdown.wakers.clone())?;
+        let jobs = start_worker(&handler, outboxes, &shutdown)?;
         let mut loops: Vec<Loop> = polls
             .into_iter()
             .zip(dones)
@@ -639,6 +673,7 @@ impl Server {
                 let (commits, committed) = start_committer(
                     &handler,
                     shutdown.wakers[index].clone(),
+                    shutdown.clone(),
                     #[cfg(test)]
                     committer_waiting.clone(),
                 )?;
@@ -683,9 +718,9 @@ impl Server {
             let spawned = std::thread::Builder::new()
                 .name("sv-loop".into())
                 .spawn(move || {
-                    let served = other.serve(None, &sd);
-                    other.drain(drain_deadline(&other.limits));
-                    served
+                    let served = sd.guard(|| other.serve(None, &sd));
+                    sd.guard(|| other.drain(drain_deadline(&other.limits)));
+                    served.unwrap_or_else(|| Err(io::Error::other(THREAD_FAILED)))
                 });
             match spawned {
                 Ok(t) => others.push(t),
@@ -698,7 +733,9 @@ impl Server {
                 }
             }
         }
-        let result = lp.serve(Some(&listener), &shutdown);
+        let result = shutdown
+            .guard(|| lp.serve(Some(&listener), &shutdown))
+            .unwrap_or_else(|| Err(io::Error::other(THREAD_FAILED)));
         if result.is_err() {
             // The first loop failed: stop the others too.
             shutdown.trigger();
@@ -720,13 +757,16 @@ impl Server {
                 let _ = std::fs::remove_file(p);
             }
         }
-        lp.drain(drain_deadline(&lp.limits));
+        shutdown.guard(|| lp.drain(drain_deadline(&lp.limits)));
         let mut outcome = result;
         for t in others {
             let served = t
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("an event loop panicked")));
             outcome = outcome.and(served);
+        }
+        if shutdown.failed() {
+            return Err(io::Error::other(THREAD_FAILED));
         }
         outcome
     }
@@ -746,6 +786,7 @@ impl Server {
 fn start_committer(
     handler: &Arc<Handler>,
     waker: Arc<Waker>,
+    shutdown: Shutdown,
     #[cfg(test)] waiting: Arc<AtomicBool>,
 ) -> io::Result<(mpsc::Sender<ToCommit>, mpsc::Receiver<Committed>)> {
     let (commits, inbox) = mpsc::channel::<ToCommit>();
@@ -753,27 +794,30 @@ fn start_committer(
     let h = handler.clone();
     std::thread::Builder::new()
         .name("sv-commit".into())
-        .spawn(move || loop {
-            let ((turn, tickets), idle) = match inbox.try_recv() {
-                Ok(next) => (next, false),
-                Err(mpsc::TryRecvError::Empty) => {
-                    #[cfg(test)]
-                    waiting.store(true, Ordering::SeqCst);
-                    let next = inbox.recv();
-                    #[cfg(test)]
-                    waiting.store(false, Ordering::SeqCst);
-                    match next {
-                        Ok(next) => (next, true),
-                        Err(mpsc::RecvError) => break,
+        .spawn(move || {
+            // A panic stops the daemon: its loop would otherwise wait for this turn forever.
+            shutdown.guard(|| loop {
+                let ((turn, tickets), idle) = match inbox.try_recv() {
+                    Ok(next) => (next, false),
+                    Err(mpsc::TryRecvError::Empty) => {
+                        #[cfg(test)]
+                        waiting.store(true, Ordering::SeqCst);
+                        let next = inbox.recv();
+                        #[cfg(test)]
+                        waiting.store(false, Ordering::SeqCst);
+                        match next {
+                            Ok(next) => (next, true),
+                            Err(mpsc::RecvError) => break,
+                        }
                     }
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                };
+                let results = h.wait_audit(&tickets, idle);
+                if outbox.send((turn, results)).is_err() {
+                    break;
                 }
-                Err(mpsc::TryRecvError::Disconnected) => break,
-            };
-            let results = h.wait_audit(&tickets, idle);
-            if outbox.send((turn, results)).is_err() {
-                break;
-            }
-            let _ = waker.wake();
+                let _ = waker.wake();
+            });
         })?;
     Ok((commits, committed))
 }
@@ -783,39 +827,44 @@ fn start_committer(
 fn start_worker(
     handler: &Arc<Handler>,
     outboxes: Vec<mpsc::Sender<Done>>,
-    wakers: Arc<Vec<Arc<Waker>>>,
+    shutdown: &Shutdown,
 ) -> io::Result<mpsc::Sender<Job>> {
+    let (wakers, shutdown) = (shutdown.wakers.clone(), shutdown.clone());
     let (jobs, inbox) = mpsc::channel::<Job>();
     let h = handler.clone();
     std::thread::Builder::new()
         .name("sv-worker".into())
         .spawn(move || {
-            for job in inbox {
-                let (index, done) = match job {
-                    Job::Request {
-                        from: (index, slot, serial),
-                        peer,
-                        request,
-                    } => {
-                        let prepared = h.prepare(&peer, request);
-                        let answer = h.commit(vec![prepared], true).pop().unwrap_or_default();
-                        let done = Done::Answer {
-                            slot,
-                            serial,
-                            answer,
-                        };
-                        (index, done)
+            // A panic stops the daemon: without its worker it would answer `health` and never
+            // an `unlock`, a `reload` or a request held for the load of a saved vault file.
+            shutdown.guard(|| {
+                for job in inbox {
+                    let (index, done) = match job {
+                        Job::Request {
+                            from: (index, slot, serial),
+                            peer,
+                            request,
+                        } => {
+                            let prepared = h.prepare(&peer, request);
+                            let answer = h.commit(vec![prepared], true).pop().unwrap_or_default();
+                            let done = Done::Answer {
+                                slot,
+                                serial,
+                                answer,
+                            };
+                            (index, done)
+                        }
+                        Job::Follow { from } => {
+                            h.follow_vault_file();
+                            (from, Done::Followed)
+                        }
+                    };
+                    // A loop that has stopped no longer takes answers; the others still do.
+                    if outboxes[index].send(done).is_ok() {
+                        let _ = wakers[index].wake();
                     }
-                    Job::Follow { from } => {
-                        h.follow_vault_file();
-                        (from, Done::Followed)
-                    }
-                };
-                // A loop that has stopped no longer takes answers; the others still do.
-                if outboxes[index].send(done).is_ok() {
-                    let _ = wakers[index].wake();
                 }
-            }
+            });
         })?;
     Ok(jobs)
 }
@@ -1726,6 +1775,43 @@ mod tests {
         let stopped = running.join();
         assert!(stopped.is_ok(), "the stop panicked");
         stopped.unwrap().unwrap();
+        assert!(!path.exists(), "the socket was left behind");
+    }
+
+    /// Regression (twenty-third pass, found by the twenty-third pass's attacker of the
+    /// documents' promises): a worker thread that panicked (its log line could not be
+    /// written) left the daemon up, answering `health`, with every later `unlock`, `reload`
+    /// and fetch after a vault change unanswered. A panic in the worker now stops the server:
+    /// `run` returns the error (the daemon exits non-zero, for its supervisor to restart it)
+    /// and the socket is removed.
+    #[test]
+    fn a_worker_that_panics_stops_the_server_with_an_error_and_removes_its_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), true).unwrap();
+        let access = AccessConfig {
+            daemon_uid: crate::sys::current_uid(),
+            ..AccessConfig::default()
+        };
+        let mut handler = Handler::new(access, audit);
+        handler.set_opener(Box::new(|_, _| panic!("a bug in the load (this test's)")));
+        let path = dir.path().join("run/s.sock");
+        let listener = Listener::bind(&path).unwrap();
+        let limits = Limits {
+            read_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let server = Server::new(listener, limits, Arc::new(handler)).unwrap();
+        let (tx, stopped) = mpsc::channel();
+        std::thread::spawn(move || tx.send(server.run()));
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"{\"v\":1,\"op\":\"unlock\",\"passphrase\":\"x\"}\n")
+            .unwrap();
+        let ran = stopped
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server still runs without its worker");
+        let e = ran.expect_err("the server stopped without an error");
+        assert_eq!(e.to_string(), THREAD_FAILED);
         assert!(!path.exists(), "the socket was left behind");
     }
 

@@ -137,7 +137,7 @@ impl Opened {
         // Said at every load, in the daemon's log: a typo in a runner's name otherwise
         // shows only as a runner denied ("not a runner") with nothing pointing at it.
         for line in &names.unresolved {
-            eprintln!(
+            crate::diag!(
                 "scopevault: warning: {}",
                 crate::text::escape_for_terminal(line)
             );

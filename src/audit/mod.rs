@@ -35,6 +35,7 @@
 //! assert!(text.contains(&log.hmac_value("hunter2")));
 //! assert!(verify(&path).unwrap().first_bad.is_none());
 //! ```
+#![deny(clippy::print_stderr, clippy::print_stdout)] // every line goes through crate::diag! (agent/mod.rs says why)
 
 use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -238,6 +239,7 @@ pub enum AuditError {
 }
 
 #[cfg(test)]
+#[allow(clippy::print_stderr)] // a test says why it skipped
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -75,7 +75,9 @@ pub fn main() -> ExitCode {
                 // The reader of our output went away (`| head`): that is the end of output.
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {}", message_of(&err));
+            // Not `eprintln!`, which panics on an unwritable stderr (`serve 2>/dev/full`): the exit
+            // code stays the one of the error.
+            crate::diag!("error: {}", message_of(&err));
             ExitCode::from(code)
         }
     }

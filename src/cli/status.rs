@@ -199,6 +199,11 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             b2f(h.audit_anchor_ok),
         );
         e.single(
+            "scopevault_log_lines_lost",
+            "Lines of the daemon's log (stderr) lost since its start: not writable (closed terminal, log reader gone, full disk) or stuck.",
+            h.log_lines_lost as f64,
+        );
+        e.single(
             "scopevault_connections",
             "Connections open on the daemon's socket, the status request's included.",
             h.connections as f64,
@@ -382,6 +387,12 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     if !h.audit_anchor_ok {
         println!(
             "audit anchor: FAILING: hand-outs are refused; the anchor in the state directory cannot be written (disk space, permissions: the daemon's log names the error)"
+        );
+    }
+    if h.log_lines_lost > 0 {
+        println!(
+            "daemon log:  {} line(s) lost: its stderr cannot be written (a closed terminal, a log reader gone, a full disk); the daemon serves on (docs/operations.md, \"The daemon's log\")",
+            h.log_lines_lost
         );
     }
     if let (Some(seq), Some(hash), Some(source)) = (audit.seq, &audit.hash, audit.source) {

@@ -926,7 +926,7 @@ impl Vault {
     /// warning on stderr ([`Vault::save_and_record`] returns it instead).
     pub fn save(&mut self, lock: &WriteLock) -> Result<(), VaultError> {
         if let Some(e) = self.save_and_record(lock)? {
-            eprintln!(
+            crate::diag!(
                 "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {}",
                 crate::text::shown(&self.path),
                 self.header.generation,

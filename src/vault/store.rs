@@ -288,7 +288,7 @@ impl SafeDir {
         // leaves the rename's durability in doubt, not the replacement: said, not an error
         // (an error made callers undo what the file they had saved needs).
         if let Err(e) = rustix::fs::fsync(&self.fd) {
-            eprintln!(
+            crate::diag!(
                 "scopevault: warning: {} was replaced, but its directory could not be synced ({e}): a crash now could bring the old version back",
                 crate::text::shown(&target)
             );

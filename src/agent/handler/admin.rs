@@ -61,14 +61,14 @@ impl Handler {
         match r {
             Ok(s) => {
                 *failed() = None;
-                eprintln!(
+                crate::diag!(
                     "scopevault: the vault file changed: loaded generation {}",
                     s.generation.unwrap_or(0)
                 );
             }
             Err(e) => {
                 *failed() = Some(now);
-                eprintln!(
+                crate::diag!(
                     "scopevault: the vault file changed but was not loaded (still serving the loaded one): {}",
                     crate::text::escape_for_terminal(&e.message())
                 );

@@ -66,7 +66,36 @@ impl Daemon {
         Daemon::start_cmd(dir, &dir.join("run/scopevault.sock"), c, args)
     }
 
-    fn start_cmd(dir: &Path, socket: &Path, mut c: Command, args: &[&str]) -> Daemon {
+    fn start_cmd(dir: &Path, socket: &Path, c: Command, args: &[&str]) -> Daemon {
+        let stderr = dir.join("daemon.stderr");
+        let file = std::fs::File::create(&stderr).unwrap();
+        Daemon::start_cmd_with(dir, socket, c, args, file.into())
+    }
+
+    /// As [`Daemon::start`], with the daemon's stderr `stderr` ([`Stdio::piped`]: take its
+    /// read end with [`Daemon::take_stderr`]); [`Daemon::stderr_text`] is empty then.
+    pub fn start_with_stderr(dir: &Path, args: &[&str], stderr: Stdio) -> Daemon {
+        Daemon::start_cmd_with(
+            dir,
+            &dir.join("run/scopevault.sock"),
+            cmd(dir),
+            args,
+            stderr,
+        )
+    }
+
+    /// The read end of a daemon's stderr started with [`Stdio::piped`].
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.as_mut().unwrap().stderr.take()
+    }
+
+    fn start_cmd_with(
+        dir: &Path,
+        socket: &Path,
+        mut c: Command,
+        args: &[&str],
+        stderr_to: Stdio,
+    ) -> Daemon {
         let socket = socket.to_owned();
         let stderr = dir.join("daemon.stderr");
         c.arg("serve")
@@ -75,7 +104,7 @@ impl Daemon {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap());
+            .stderr(stderr_to);
         let child = c.spawn().expect("spawn scopevault serve");
         let mut d = Daemon {
             dir: dir.to_owned(),

@@ -9,6 +9,7 @@ mod groups;
 mod hardening;
 mod hostile;
 mod late_rotation;
+mod lost_stderr;
 mod memlock;
 mod reload;
 mod slow_reader;
