@@ -83,18 +83,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// For a command that takes `--secret`, no clap error quotes what was typed. clap's
-/// "unexpected argument 'X' found" is printed without `X` unless `X` is plainly a flag:
-/// `--secret password VALUE` (a space where `--field` has `=`) made the value the stray
+/// For a command that reads a secret (see [`reads_secrets`]), no clap error quotes what was
+/// typed. clap's "unexpected argument 'X' found" is printed without `X` unless `X` is plainly
+/// a flag: `--secret password VALUE` (a space where `--field` has `=`) made the value the stray
 /// argument, and clap quoted it on stderr (eighteenth pass, found by attacking this pass's
-/// fixes). A mistyped flag (`--feild`) is named, with clap's nearest known flag, or nobody
-/// could tell which argument was meant (nineteenth pass, found by the last review); see
-/// [`nameable_stray`] for what counts as plainly a flag. Every other kind of clap error that
-/// can quote a value (`--no-keyring=VALUE`: "unexpected value 'VALUE' for '--no-keyring'";
-/// `--kind VALUE`: "invalid value 'VALUE' for …", nineteenth pass, found by attacking this
-/// pass's fixes) names the flag only. The usage line is kept; errors that quote no value
-/// (a missing or conflicting argument), and every clap error of other commands, are printed
-/// as clap prints them.
+/// fixes); so did a passphrase typed as an argument by mistake, `key add --passphrase SECRET`,
+/// `unlock SECRET` (twenty-third pass, found by its attacker of keys and unlocking: until then
+/// only commands taking `--secret` were covered). A mistyped flag (`--feild`) is named, with
+/// clap's nearest known flag, or nobody could tell which argument was meant (nineteenth pass,
+/// found by the last review); see [`nameable_stray`] for what counts as plainly a flag, and a
+/// mistyped subcommand (`key lsit`) is named when it is a lowercase word. Every other kind of
+/// clap error that can quote a value (`--no-keyring=VALUE`: "unexpected value 'VALUE' for
+/// '--no-keyring'"; `--kind VALUE`: "invalid value 'VALUE' for …", nineteenth pass, found by
+/// attacking this pass's fixes) names the flag only. The usage line is kept; errors that quote
+/// no value (a missing or conflicting argument), and every clap error of the commands that read
+/// no secret, are printed as clap prints them.
 fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
     use clap::error::{ContextKind, ErrorKind};
     match e.kind() {
@@ -112,13 +115,39 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
     }
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let usage = e.get(ContextKind::Usage).map(|u| u.to_string());
-    if !takes_secrets(usage.as_deref(), &argv) {
+    if !reads_secrets(usage.as_deref(), &argv) {
         return None;
     }
     let usage = usage
         .map(|u| format!("\n\n{}", u.trim_end()))
         .unwrap_or_default();
     let exposed = "if it is a secret value, it is in argv, visible to other users in ps, so consider it exposed";
+    if e.kind() == ErrorKind::InvalidSubcommand {
+        // A mistyped subcommand is named, with clap's nearest known one: a lowercase word
+        // close to one of ours (a lowercase passphrase is a word too, but rarely close to
+        // `list`); anything else is not shown.
+        let named = match (
+            e.get(ContextKind::InvalidSubcommand),
+            e.get(ContextKind::SuggestedSubcommand),
+        ) {
+            (Some(word), Some(similar)) if subcommand_shaped(&word.to_string()) => {
+                Some((word.to_string(), similar.to_string()))
+            }
+            _ => None,
+        };
+        let (head, tip) = match named {
+            Some((word, similar)) => (
+                format!("unrecognized subcommand '{word}'"),
+                format!("\n\n  tip: a similar subcommand exists: '{similar}'"),
+            ),
+            None => (
+                format!("unrecognized subcommand (not shown: it may be a secret value typed by mistake; {exposed})"),
+                String::new(),
+            ),
+        };
+        eprintln!("error: {head}{tip}{usage}\n\nFor more information, try '--help'.");
+        return Some(ExitCode::from(EXIT_USAGE));
+    }
     if e.kind() != ErrorKind::UnknownArgument {
         // Our own argument's name and our own list of values; never what was typed, nor
         // clap's nearest valid value to it.
@@ -162,15 +191,43 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
     Some(ExitCode::from(EXIT_USAGE))
 }
 
-/// Whether the command clap refused takes `--secret`: from the usage line when the error has
-/// one, else from what clap parses of `argv` while ignoring errors (a refused value's error
-/// carries no usage).
-fn takes_secrets(usage: Option<&str>, argv: &[std::ffi::OsString]) -> bool {
-    let paths = commands_taking_secrets(&Cli::command(), "scopevault");
+/// The commands that read no secret: no passphrase (to unlock or to set), no secret value, no
+/// token, no signing key, whether typed at a prompt, read from a file or a descriptor, or
+/// sent to the daemon. Their clap errors are clap's own. Each is the path of a command and the
+/// commands under it; `scopevault` alone is the bare program (an unknown subcommand of it).
+/// Every other command, and so every new one until it is listed here, has its clap errors
+/// cleared of what was typed ([`refuse_stray_argument`]).
+const READS_NO_SECRET: &[&str] = &[
+    "scopevault",
+    "scopevault status",
+    "scopevault lock",
+    "scopevault reload",
+    "scopevault get",
+    "scopevault totp",
+    "scopevault exec",
+    "scopevault redact",
+    "scopevault audit verify",
+    "scopevault audit show",
+    "scopevault completions",
+    "scopevault man",
+    "scopevault demo",
+    "scopevault bundle inspect",
+    "scopevault bundle verify",
+];
+
+/// Whether the command clap refused reads a secret (it is not in [`READS_NO_SECRET`]): its
+/// path is taken from the usage line when the error has one, else from what clap parses of
+/// `argv` while ignoring errors (a refused value's error carries no usage).
+fn reads_secrets(usage: Option<&str>, argv: &[std::ffi::OsString]) -> bool {
     let command = match usage {
         Some(u) => match u.lines().find_map(|l| l.trim().strip_prefix("Usage:")) {
-            Some(c) => c.trim().to_owned(),
-            None => return false,
+            // The words before the first option or argument: `scopevault key add`.
+            Some(c) => c
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => return true,
         },
         None => {
             let Ok(mut m) = Cli::command().ignore_errors(true).try_get_matches_from(
@@ -187,9 +244,19 @@ fn takes_secrets(usage: Option<&str>, argv: &[std::ffi::OsString]) -> bool {
             path
         }
     };
-    paths
+    !READS_NO_SECRET
         .iter()
-        .any(|p| command == *p || command.starts_with(&format!("{p} ")))
+        .any(|p| command == *p || (*p != "scopevault" && command.starts_with(&format!("{p} "))))
+}
+
+/// Whether `word`, a subcommand clap does not know, is shaped like a name of ours: a lowercase
+/// ASCII letter, then lowercase ASCII letters, digits and `-`, at most 32 bytes.
+fn subcommand_shaped(word: &str) -> bool {
+    word.len() <= 32
+        && word.starts_with(|c: char| c.is_ascii_lowercase())
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// A stray argument that may be named: a flag, and whether a value followed it after `=`.
@@ -243,21 +310,6 @@ fn nameable_stray(invalid: &str, argv: &[std::ffi::OsString]) -> Option<Stray> {
         flag: invalid.to_owned(),
         with_value,
     })
-}
-
-/// The paths (`scopevault cred set`) of the subcommands that take `--secret`.
-fn commands_taking_secrets(cmd: &clap::Command, path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if cmd.get_arguments().any(|a| a.get_long() == Some("secret")) {
-        out.push(path.to_owned());
-    }
-    for sub in cmd.get_subcommands() {
-        out.extend(commands_taking_secrets(
-            sub,
-            &format!("{path} {}", sub.get_name()),
-        ));
-    }
-    out
 }
 
 /// The context chain on one line ("cannot open vault: …: …"), each cause once: an error whose
@@ -454,7 +506,65 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::{nameable_stray, Stray};
+    use super::{nameable_stray, reads_secrets, Stray, READS_NO_SECRET};
+    use clap::CommandFactory;
+
+    /// Every path of every subcommand, `scopevault` first.
+    fn paths(cmd: &clap::Command, path: &str, out: &mut Vec<(String, bool)>) {
+        let takes_secret = cmd.get_arguments().any(|a| a.get_long() == Some("secret"));
+        out.push((path.to_owned(), takes_secret));
+        for sub in cmd.get_subcommands() {
+            paths(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// The list of commands that read no secret names only commands that exist, none of them
+    /// takes `--secret`, and the commands that read a passphrase are not in it.
+    #[test]
+    fn the_commands_that_read_no_secret_exist_and_take_none() {
+        let mut all = Vec::new();
+        paths(&super::Cli::command(), "scopevault", &mut all);
+        for p in READS_NO_SECRET {
+            assert!(all.iter().any(|(q, _)| q == p), "{p} is no command");
+        }
+        for (p, takes_secret) in &all {
+            if *takes_secret {
+                assert!(
+                    reads_secrets(Some(&format!("Usage: {p} [OPTIONS]")), &[]),
+                    "{p}"
+                );
+            }
+        }
+        for p in [
+            "scopevault init",
+            "scopevault unlock",
+            "scopevault key add",
+            "scopevault key passwd",
+            "scopevault key migrate",
+            "scopevault key remove",
+            "scopevault serve",
+            "scopevault cred list",
+            "scopevault audit hash",
+        ] {
+            assert!(all.iter().any(|(q, _)| q == p), "{p} is no command");
+            assert!(
+                reads_secrets(Some(&format!("Usage: {p} [OPTIONS]")), &[]),
+                "{p}"
+            );
+        }
+        assert!(!reads_secrets(
+            Some("Usage: scopevault status [OPTIONS]"),
+            &[]
+        ));
+        assert!(!reads_secrets(
+            Some("Usage: scopevault [OPTIONS] <COMMAND>"),
+            &[]
+        ));
+        assert!(reads_secrets(
+            Some("Usage: scopevault key [OPTIONS] <COMMAND>"),
+            &[]
+        ));
+    }
 
     fn argv(args: &[&str]) -> Vec<std::ffi::OsString> {
         args.iter().map(Into::into).collect()

@@ -1002,7 +1002,7 @@ fn a_value_typed_after_secret_with_a_space_is_refused_without_quoting_it() {
     }
     assert_eq!(e.vault_bytes(), before);
     // Elsewhere clap's own message, the argument quoted (it is no secret's place).
-    let err = e.fails(&["cred", "list", "stray-arg"], b"", 2);
+    let err = e.fails(&["status", "stray-arg"], b"", 2);
     assert!(
         err.contains("unexpected argument 'stray-arg' found"),
         "{err}"
@@ -1141,8 +1141,81 @@ fn no_clap_error_of_cred_add_or_set_quotes_a_value() {
     }
     assert_eq!(e.vault_bytes(), before);
     // Elsewhere clap's own message, the value quoted (it is no secret's place).
-    let err = e.fails(&["cred", "list", "--no-keyring=x1"], b"", 2);
+    let err = e.fails(&["lock", "--no-keyring=x1"], b"", 2);
     assert!(err.contains("unexpected value 'x1'"), "{err}");
+}
+
+/// Found by the twenty-third pass's attacker of keys and unlocking: a passphrase typed as an
+/// argument by mistake (`key add --passphrase SECRET`, `unlock SECRET`) was printed back in
+/// clap's error, "unexpected argument 'SECRET' found", into a CI or journal log: only commands
+/// taking `--secret` hid it. No command that reads a secret (a passphrase, to unlock or to set,
+/// a secret value, a token, a signing key) quotes a value in a clap error now; the commands
+/// that read none (`status`, `get`, `audit`, …) keep clap's own message.
+#[test]
+fn regression_a_passphrase_typed_as_an_argument_is_not_echoed_by_a_command_that_reads_one() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let v = "Hunter2-Secret-Pass";
+    let with_eq = format!("--passphrase={v}");
+    let switch_eq = format!("--no-keyring={v}");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["key", "add", "--passphrase", v],
+        vec!["key", "add", &with_eq],
+        vec!["key", "add", "--new-passphrase", v],
+        vec!["key", "passwd", v],
+        vec!["key", "migrate", v],
+        vec!["key", "remove", "ops", v],
+        vec!["key", "list", v],
+        vec!["key", v],
+        vec!["unlock", v],
+        vec!["init", "--passphrase", v],
+        vec!["init", v],
+        vec!["serve", "--passphrase", v],
+        vec!["cred", "list", v],
+        vec!["cred", "show", "shop-buyer", v],
+        vec!["policy", "apply", "p.toml", v],
+        vec!["recipient", v],
+        vec!["audit", "hash", v],
+        vec!["cred", "list", &switch_eq],
+        vec!["key", "passwd", "--passphrase-fd", v],
+    ];
+    for args in &cases {
+        let out = e.run(args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            !err.contains("Hunter2") && !stdout.contains("Hunter2"),
+            "{args:?}: {err}{stdout}"
+        );
+        // The value is said to be hidden, unless clap stopped at a flag before it
+        // (`init --passphrase VALUE`: `--passphrase` is no flag of `init`).
+        assert!(
+            err.contains("not shown") || err.contains("unexpected argument '--"),
+            "{args:?}: {err}"
+        );
+    }
+    // A mistyped flag is still named, with clap's nearest known one.
+    let err = e.fails(&["key", "add", "--pasphrase"], b"", 2);
+    assert!(
+        err.contains("unexpected argument '--pasphrase'")
+            && err.contains("a similar argument exists: '--passphrase'"),
+        "{err}"
+    );
+    // A mistyped subcommand too.
+    let err = e.fails(&["key", "lsit"], b"", 2);
+    assert!(
+        err.contains("unrecognized subcommand 'lsit'") && err.contains("'list'"),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), before);
+    // A command that reads no secret keeps clap's message.
+    let err = e.fails(&["status", "stray-arg"], b"", 2);
+    assert!(
+        err.contains("unexpected argument 'stray-arg' found"),
+        "{err}"
+    );
 }
 
 /// Issue 15, item 12: the deny-list was exact-match, so `passwd=` and `api-key=` went into
