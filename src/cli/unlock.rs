@@ -405,7 +405,8 @@ pub(crate) fn check_strength(p: &SecretString, weak_ok: bool) -> anyhow::Result<
     .into())
 }
 
-/// Read a new passphrase (prompted twice, or from the file/fd), refusing an empty one.
+/// Read a new passphrase (prompted twice, or from the file/fd), refusing an empty one and one
+/// the prompt cannot type ([`typeable`]).
 fn read_new_passphrase(
     from_file: Option<&Path>,
     from_fd: Option<i32>,
@@ -431,6 +432,22 @@ fn read_new_passphrase(
     };
     if p.is_empty() {
         return Err(VaultError::EmptyPassphrase.into());
+    }
+    typeable(p)
+}
+
+/// `p` unless it holds a line break (LF or CR) or a NUL: the no-echo prompt ends at the line
+/// break (and drops a CR before it) and a terminal sends no NUL, so a slot taking such a
+/// passphrase could only ever be opened from a file (twenty-third pass, found by its
+/// attacker of keys and unlocking: a file ending in two newlines loses only one). A usage
+/// error (exit 2) before anything is written; the passphrase is not quoted. Passphrases that
+/// open a vault are read as before: a slot an older scopevault made still opens.
+fn typeable(p: SecretString) -> anyhow::Result<SecretString> {
+    if p.expose().contains(['\n', '\r', '\0']) {
+        return Err(VaultError::Usage(
+            "the new passphrase holds a line break or NUL (a file's one trailing newline is ignored; this one has more), which the passphrase prompt can never type, so the slot could only be opened from that file; give a passphrase on one line: nothing was changed".into(),
+        )
+        .into());
     }
     Ok(p)
 }

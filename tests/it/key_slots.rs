@@ -1429,3 +1429,79 @@ fn key_remove_refuses_to_leave_only_another_hosts_keyring_slots() {
         assert_eq!(slots_json(&e).len(), 1, "{store}");
     }
 }
+
+/// Found by the twenty-third pass's attacker of keys and unlocking: a new passphrase that the
+/// no-echo prompt can never produce (a line break or NUL inside it, or a line break left at
+/// its end: a file ending in two newlines loses one) was accepted from a file by `init`,
+/// `key add --passphrase` and `key passwd`; the prompt ends at the line break, so such a slot
+/// could only ever be opened from the file. Each is refused (exit 2, the passphrase not
+/// quoted, nothing written); a slot that already takes such a passphrase still opens with it.
+#[test]
+fn regression_a_new_passphrase_no_prompt_can_type_is_refused() {
+    let untypeable: [&[u8]; 6] = [
+        b"zebra quartz\nviolin harbor lantern\n",
+        b"zebra quartz violin \0 harbor lantern\n",
+        b"zebra quartz violin harbor lantern\n\n",
+        b"zebra quartz\rviolin harbor lantern\n",
+        b"zebra quartz violin harbor lantern\r\r\n",
+        b"\0",
+    ];
+    let check = |err: &str| {
+        assert!(
+            err.contains("line break or NUL") && err.contains("nothing was changed"),
+            "{err}"
+        );
+        assert!(!err.contains("violin") && !err.contains("zebra"), "{err}");
+    };
+    let e = Env::new();
+    for (i, bytes) in untypeable.iter().enumerate() {
+        let name = format!("untypeable{i}");
+        std::fs::write(e.path(&name), bytes).unwrap();
+        let f = e.path(&name).to_str().unwrap().to_owned();
+        let err = e.fails(
+            &["init", "--passphrase-file", &f, "--weak-passphrase-ok"],
+            b"",
+            2,
+        );
+        check(&err);
+        assert!(!e.vault().exists(), "a refused init leaves no vault");
+    }
+    let id = e.path("id.txt");
+    let id = id.to_str().unwrap();
+    e.ok(&["init", "--identity-out", id], b"");
+    let pf = write(&e, "ops", NEW_PASS);
+    e.ok(
+        &[
+            "key",
+            "add",
+            "--passphrase",
+            "--new-passphrase-file",
+            &pf,
+            "--identity-file",
+            id,
+        ],
+        b"",
+    );
+    let before = e.vault_bytes();
+    for (i, _) in untypeable.iter().enumerate() {
+        let f = e.path(&format!("untypeable{i}"));
+        let f = f.to_str().unwrap();
+        for args in [
+            vec!["key", "add", "--passphrase", "--new-passphrase-file", f],
+            vec!["key", "passwd", "--new-passphrase-file", f],
+        ] {
+            let mut args = args.clone();
+            args.extend(["--weak-passphrase-ok", "--identity-file", id]);
+            check(&e.fails(&args, b"", 2));
+            assert_eq!(e.vault_bytes(), before, "{args:?}: nothing written");
+        }
+    }
+    // A slot that already takes such a passphrase (written by an older scopevault) opens.
+    common_vault::add_passphrase_slot_by_hand(
+        &e.vault(),
+        &e.path("id.txt"),
+        "zebra quartz\nviolin harbor lantern",
+        "old",
+    );
+    assert!(opens_with(&e, e.path("untypeable0").to_str().unwrap()));
+}
