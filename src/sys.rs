@@ -1013,10 +1013,76 @@ pub fn send_signal(pid: u32, sig: i32) -> io::Result<()> {
 /// prompt first and configures the terminal after, so an answer typed (or pasted, or sent by
 /// `expect`) as soon as the prompt appears was echoed in that window — the passphrase on the
 /// screen, in the scrollback and in any session recording.
+///
+/// A SIGINT (Ctrl-C), SIGTERM or SIGHUP while echo is off puts the settings back too, then the
+/// process dies of the signal as it did before, as ssh and sudo do: before the twenty-third
+/// pass (found by its attacker of keys and unlocking) the terminal was left with echo off and
+/// the shell the admin returned to showed nothing typed. See [`watch_prompt_signals`].
 #[derive(Debug)]
 pub struct EchoOff {
     tty: std::fs::File,
     saved: rustix::termios::Termios,
+}
+
+/// The terminal and the settings to put back when a signal comes during a prompt
+/// ([`EchoOff`]); `None` outside a prompt.
+static PROMPT_TERMINAL: std::sync::Mutex<Option<(std::fs::File, rustix::termios::Termios)>> =
+    std::sync::Mutex::new(None);
+
+/// Put back the settings of the terminal of a prompt under way, if one is.
+fn restore_prompt_terminal() {
+    let guard = PROMPT_TERMINAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((tty, saved)) = guard.as_ref() {
+        let _ = rustix::termios::tcsetattr(tty, rustix::termios::OptionalActions::Now, saved);
+    }
+}
+
+/// Start, once per process, a thread that receives SIGINT, SIGTERM and SIGHUP (signal-hook's
+/// iterator: the handler only writes to a pipe) and, for each, puts back a prompt's terminal
+/// settings ([`restore_prompt_terminal`]) and then runs the signal's default action
+/// (`emulate_default_handler`: the process dies of it, its exit status saying so). The thread
+/// stays for the rest of the process: signal-hook cannot give a signal its default disposition
+/// back, so outside a prompt it does what the default would (the process dies of the signal).
+/// Only the commands that prompt start it (the admin commands, `unlock`), and none of them
+/// handles these signals otherwise (`serve`, `exec` and `demo`, which do, never prompt). A
+/// signal the process was started ignoring (`nohup`: SIGHUP) is left alone, still ignored.
+fn watch_prompt_signals() -> io::Result<()> {
+    static STARTED: std::sync::OnceLock<Result<(), io::ErrorKind>> = std::sync::OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let ignored = ignored_signals();
+        let watched: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
+            .into_iter()
+            .filter(|s| ignored & (1u64 << (s - 1)) == 0)
+            .collect();
+        let mut signals = signal_hook::iterator::Signals::new(&watched).map_err(|e| e.kind())?;
+        std::thread::Builder::new()
+            .name("prompt-signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    restore_prompt_terminal();
+                    let _ = signal_hook::low_level::emulate_default_handler(sig);
+                }
+            })
+            .map_err(|e| e.kind())?;
+        Ok(())
+    });
+    started.map_err(io::Error::from)
+}
+
+/// The signals this process ignores (`SigIgn` of /proc/self/status: bit `n - 1` for signal
+/// `n`); none if it cannot be read.
+fn ignored_signals() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(0)
 }
 
 impl EchoOff {
@@ -1028,21 +1094,47 @@ impl EchoOff {
             .write(true)
             .open("/dev/tty")?;
         let saved = tcgetattr(&tty)?;
+        watch_prompt_signals()?;
+        // Known to the signal thread before echo goes off.
+        *PROMPT_TERMINAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((tty.try_clone()?, saved.clone()));
         let mut quiet = saved.clone();
         quiet.local_modes &= !(LocalModes::ECHO | LocalModes::ECHONL);
-        tcsetattr(&tty, OptionalActions::Now, &quiet)?;
-        Ok(EchoOff { tty, saved })
+        let echo_off = EchoOff { tty, saved };
+        tcsetattr(&echo_off.tty, OptionalActions::Now, &quiet)?;
+        Ok(echo_off)
+    }
+}
+
+impl EchoOff {
+    /// Ctrl-C was typed at the prompt: the prompt reader (raw mode, so the terminal sends no
+    /// signal itself) raised SIGINT and returned "interrupted". Put the terminal's settings
+    /// back and die of SIGINT here, so that the process does not return an error and exit
+    /// first (racing the signal thread of [`watch_prompt_signals`]). When SIGINT is ignored
+    /// (the process was started ignoring it), this returns, and the prompt's error stands.
+    pub fn interrupted(self) {
+        use signal_hook::consts::SIGINT;
+        drop(self);
+        if ignored_signals() & (1u64 << (SIGINT - 1)) == 0 {
+            let _ = signal_hook::low_level::emulate_default_handler(SIGINT);
+        }
     }
 }
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
+        let mut guard = PROMPT_TERMINAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Nothing to do if the terminal went away; it has no echo to restore then.
         let _ = rustix::termios::tcsetattr(
             &self.tty,
             rustix::termios::OptionalActions::Now,
             &self.saved,
         );
+        *guard = None;
     }
 }
 

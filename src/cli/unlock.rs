@@ -344,8 +344,15 @@ pub(crate) fn prompt(label: &str) -> anyhow::Result<SecretString> {
     // Echo off before the prompt is shown, not after (see `EchoOff`): restored on drop, after
     // rpassword has restored the (echo-off) state it found.
     let quiet = crate::sys::EchoOff::new().context("cannot read from the terminal")?;
-    let s =
-        Zeroizing::new(rpassword::prompt_password(label).context("cannot read from the terminal")?);
+    let s = match rpassword::prompt_password(label) {
+        Ok(s) => Zeroizing::new(s),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            // Ctrl-C: the terminal put back and the process dies of SIGINT (unless ignored).
+            quiet.interrupted();
+            return Err(e).context("cannot read from the terminal");
+        }
+        Err(e) => return Err(e).context("cannot read from the terminal"),
+    };
     drop(quiet);
     if s.len() > MAX_SECRET_LEN {
         bail!("the value is longer than {MAX_SECRET_LEN} bytes");

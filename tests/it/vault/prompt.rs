@@ -181,3 +181,76 @@ fn cred_set_unlocks_before_asking_for_the_secret() {
     assert_eq!(code, 3, "{screen}");
     assert!(!screen.contains("password:"), "{screen}");
 }
+
+/// The driver for [`regression_a_signal_at_the_prompt_restores_the_terminals_echo`]: runs the
+/// binary on a pty, waits for `prompt`, types three characters, sends the signal named in
+/// argv (by the terminal's own Ctrl-C for `ctrlc`), waits for the process and prints
+/// `ECHO_DURING=<0|1> ECHO_AFTER=<0|1> SIGNALLED=<signal number or none>` and the screen.
+const SIGNAL_DRIVER: &str = r#"
+import os, pty, sys, time, select, signal, termios
+binary, args, prompt, how = sys.argv[1], sys.argv[2].split(), sys.argv[3].encode(), sys.argv[4]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(binary, [binary] + args)
+out = b""
+end = time.time() + 20
+while prompt not in out and time.time() < end:
+    r, _, _ = select.select([fd], [], [], 0.2)
+    if r:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+# The prompt is written after echo is turned off (tests/it/prompt_echo_order.rs).
+during = termios.tcgetattr(fd)[3] & termios.ECHO
+os.write(fd, b"abc")
+if how == "ctrlc":
+    os.write(fd, b"\x03")
+else:
+    os.kill(pid, getattr(signal, how))
+_, status = os.waitpid(pid, 0)
+after = termios.tcgetattr(fd)[3] & termios.ECHO
+sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else "none"
+print(f"ECHO_DURING={int(bool(during))} ECHO_AFTER={int(bool(after))} SIGNALLED={sig}")
+print(out.decode(errors="replace"))
+"#;
+
+/// Found by the twenty-third pass's attacker of keys and unlocking: Ctrl-C (or SIGTERM,
+/// SIGHUP) at the no-echo prompt killed the process with the terminal's echo still off, so
+/// the shell the admin returned to showed nothing typed. The terminal's modes are put back
+/// and the process then dies of the signal, as ssh and sudo do.
+#[test]
+fn regression_a_signal_at_the_prompt_restores_the_terminals_echo() {
+    if !pty::available() {
+        return skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
+    }
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    for (args, prompt) in [
+        ("cred list", "Passphrase for"),
+        ("key passwd --passphrase-file PF", "New passphrase"),
+    ] {
+        let args = args.replace("PF", &e.pf());
+        for (how, number) in [("ctrlc", 2), ("SIGINT", 2), ("SIGTERM", 15), ("SIGHUP", 1)] {
+            let mut c = e.wrapper("python3");
+            c.arg("-c")
+                .arg(SIGNAL_DRIVER)
+                .arg(env!("CARGO_BIN_EXE_scopevault"))
+                .arg(&args)
+                .arg(prompt)
+                .arg(how);
+            let out = e.run_cmd(&mut c, b"");
+            let screen = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{args} {how}: {screen}");
+            assert!(
+                screen.contains(&format!("ECHO_DURING=0 ECHO_AFTER=1 SIGNALLED={number}\n")),
+                "{args} {how}: {screen}"
+            );
+        }
+    }
+    assert_eq!(e.vault_bytes(), before);
+}
