@@ -170,6 +170,9 @@ pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
         )));
     }
     check_slot_names(slots)?;
+    for s in slots {
+        check_salt_and_nonce(s)?;
+    }
     let work = |k: &KdfParams| u64::from(k.m_kib) * u64::from(k.t);
     let budget = work(&KdfParams::MAX);
     let mut total = 0u64;
@@ -189,6 +192,37 @@ pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
         return Err(VaultError::HostileKdf(format!(
             "{total} KiB x passes of Argon2 across its passphrase slots (all slots together may ask for {budget} KiB x passes, one maximal slot's)"
         )));
+    }
+    Ok(())
+}
+
+/// Refuse a slot whose `nonce` is not base64 of 12 bytes, or a passphrase slot whose `salt` is
+/// not base64 of 8..=64 bytes (vault-format.md). Checked when the header is read, with the
+/// rest of [`check_slot_list`]: when only a slot being tried checked them (the nonce after its
+/// Argon2 run), the identity file opened such a file while a wrong passphrase called it
+/// corrupt (twenty-third pass, found by its attacker of keys and unlocking). The opening code
+/// checks them again ([`try_passphrase`], `open`).
+fn check_salt_and_nonce(slot: &Slot) -> Result<(), VaultError> {
+    let (Slot::Passphrase { id, nonce, .. }
+    | Slot::Keyring { id, nonce, .. }
+    | Slot::Identity { id, nonce, .. }) = slot;
+    let decoded_len = |what: &str, b64: &str| {
+        BASE64
+            .decode(b64.as_bytes())
+            .map(|v| v.len())
+            .map_err(|_| VaultError::Corrupt(format!("key slot {id}: {what} is not base64")))
+    };
+    if decoded_len("nonce", nonce)? != 12 {
+        return Err(VaultError::Corrupt(format!(
+            "key slot {id}: nonce must be 12 bytes"
+        )));
+    }
+    if let Slot::Passphrase { salt, .. } = slot {
+        if !(8..=64).contains(&decoded_len("salt", salt)?) {
+            return Err(VaultError::Corrupt(format!(
+                "key slot {id}: salt must be 8..=64 bytes"
+            )));
+        }
     }
     Ok(())
 }

@@ -1142,9 +1142,10 @@ fn key_passwd_on_a_vault_without_a_passphrase_slot_says_so() {
 /// first still tried slots of the genuine one's cost put before it by a writer without the key
 /// (31 of them: every unlock 0.2 s → 5.0 s, then the file refused for its MAC anyway). The
 /// slot that opened the vault last on this machine is remembered in the state directory and
-/// tried first. No timing: the forged slots have a salt that is not base64, so trying one
-/// first is an error ("salt is not base64"), and which error comes shows which slot was tried
-/// first.
+/// tried first. No timing: the forged slots have a wrapped key that is not base64, so trying
+/// one first is an error ("not valid base64", after its Argon2 run), and which error comes
+/// shows which slot was tried first. (Their salt was not base64 until the twenty-third pass,
+/// which refuses such a header when it is read.)
 #[test]
 fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost() {
     let e = Env::new();
@@ -1174,7 +1175,7 @@ fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost(
         .map(|n| {
             let mut s = pass_slot.clone();
             s["id"] = serde_json::json!(format!("{n:016x}"));
-            s["salt"] = serde_json::json!("not base64!");
+            s["wrapped"] = serde_json::json!("not base64!");
             s
         })
         .collect();
@@ -1190,7 +1191,7 @@ fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost(
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("failed authentication") && !err.contains("salt"),
+        err.contains("failed authentication") && !err.contains("base64"),
         "{err}"
     );
 
@@ -1217,7 +1218,7 @@ fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost(
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("salt is not base64"),
+        !out.status.success() && err.contains("not valid base64"),
         "{err}"
     );
 }

@@ -695,3 +695,85 @@ fn a_fifo_at_the_vault_path_or_behind_a_link_is_refused_without_being_opened() {
         assert_eq!(opened, [false], "{}: the FIFO was opened", vault.display());
     }
 }
+
+/// Found by the twenty-third pass's attacker of keys and unlocking: a slot whose salt is
+/// outside 8..=64 bytes or whose nonce is not 12 bytes (vault-format.md) was accepted when the
+/// header was read and refused only when tried (the nonce after the slot's Argon2 run), so a
+/// file the key holder wrote so was opened by the identity file, while a wrong passphrase
+/// called it corrupt (exit 4) instead of wrong (exit 3). Every path now refuses it when the
+/// header is read, naming the slot and the member; the file is left as it was.
+#[test]
+fn regression_a_slot_salt_or_nonce_of_the_wrong_length_is_refused_when_the_header_is_read() {
+    let e = Env::new();
+    let idf = e.path("id.txt");
+    let idf = idf.to_str().unwrap();
+    e.ok(&["init", "--identity-out", idf], b"");
+    std::fs::write(e.path("pass"), "tangerine volcano umbrella lattice 47\n").unwrap();
+    std::fs::write(e.path("wrong"), "wrong one entirely here, zebra\n").unwrap();
+    let pf = e.pf();
+    e.ok(
+        &[
+            "key",
+            "add",
+            "--passphrase",
+            "--new-passphrase-file",
+            &pf,
+            "--identity-file",
+            idf,
+        ],
+        b"",
+    );
+    let good = std::fs::read(e.vault()).unwrap();
+    let (header, payload) = common_vault::split(&good);
+    let vault_identity = common_vault::vault_identity_via(&header, Path::new(idf));
+    let b64 = |n: usize| BASE64.encode(&vec![7u8; n]);
+    // (slot type, member, length, what the refusal names)
+    let cases = [
+        ("passphrase", "salt", 4, "salt"),
+        ("passphrase", "salt", 65, "salt"),
+        ("passphrase", "nonce", 5, "nonce"),
+        ("passphrase", "nonce", 13, "nonce"),
+        ("identity", "nonce", 11, "nonce"),
+        ("identity", "nonce", 24, "nonce"),
+    ];
+    for (kind, member, len, named) in cases {
+        // The key holder's file: an extra slot of `kind` with the member of that length,
+        // the MAC computed under the vault key.
+        let mut h = header.clone();
+        let slots = h["slots"].as_array_mut().unwrap();
+        let mut extra = slots.iter().find(|s| s["type"] == kind).unwrap().clone();
+        extra["id"] = serde_json::json!("00000000000000a1");
+        extra["label"] = serde_json::json!("extra");
+        extra[member] = serde_json::json!(b64(len));
+        slots.push(extra);
+        h["generation"] = serde_json::json!(header["generation"].as_u64().unwrap() + 1);
+        let forged = frame_and_mac(2, &h, &payload, &vault_identity);
+        std::fs::write(e.vault(), &forged).unwrap();
+        let wrong = e.path("wrong");
+        for args in [
+            vec!["cred", "list", "--no-keyring", "--identity-file", idf],
+            vec!["cred", "list", "--no-keyring", "--passphrase-file", &pf],
+            vec![
+                "cred",
+                "list",
+                "--no-keyring",
+                "--passphrase-file",
+                wrong.to_str().unwrap(),
+            ],
+            vec!["key", "list", "--no-keyring"],
+        ] {
+            let err = e.fails(&args, b"", 4);
+            assert!(
+                err.contains("00000000000000a1") && err.contains(named),
+                "{kind} {member} {len} {args:?}: {err}"
+            );
+        }
+        assert_eq!(std::fs::read(e.vault()).unwrap(), forged, "left as it was");
+    }
+    // The control: the same recipe with the right lengths opens.
+    std::fs::write(e.vault(), &good).unwrap();
+    e.ok(
+        &["cred", "list", "--no-keyring", "--identity-file", idf],
+        b"",
+    );
+}
