@@ -1598,6 +1598,7 @@ fn read_small_file(path: &Path) -> Result<String, VaultError> {
         what: "cannot open the identity file".into(),
         error,
     })?;
+    warn_if_others_may_read(path, &f);
     let mut buf = Zeroizing::new(Vec::with_capacity(4096));
     f.take(64 * 1024 + 1)
         .read_to_end(&mut buf)
@@ -1618,6 +1619,33 @@ fn read_small_file(path: &Path) -> Result<String, VaultError> {
             path: path.to_path_buf(),
             why: "it is not UTF-8 text".into(),
         })
+}
+
+/// Warn on stderr, once per file and process, when group or others may read the identity file
+/// `f` (opened from `path`): it holds the vault's key, as an SSH private key does, and ssh
+/// warns "UNPROTECTED PRIVATE KEY FILE" (twenty-third pass, found by its attacker of keys and
+/// unlocking: only `doctor` said so). A warning, not a refusal: the file is used, as a
+/// passphrase file of any mode is (docs/operations.md). The mode is that of the file opened
+/// (`fstat`), the path and mode are named, the content never.
+fn warn_if_others_may_read(path: &Path, f: &std::fs::File) {
+    use std::os::unix::fs::MetadataExt;
+    static WARNED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let Ok(meta) = f.metadata() else { return };
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.iter().any(|p| p == path) {
+        return;
+    }
+    warned.push(path.to_path_buf());
+    let shown = crate::text::shown(path);
+    eprintln!(
+        "scopevault: warning: the identity file {shown} has mode {mode:04o}: users other than its owner may read it, and it holds the vault's key; run `chmod 600 {shown}`"
+    );
 }
 
 /// Benchmark support, not a stable API: the "plain age" baseline the vault's open and save

@@ -2289,3 +2289,51 @@ fn a_genuine_vault_keeps_its_record_binding_across_slot_changes_saves_and_reload
         "{listed}"
     );
 }
+
+/// Found by the twenty-third pass's attacker of keys and unlocking: an identity file that
+/// group or others may read (0644, 0640) was used without a word, though it holds the vault's
+/// key (ssh warns "UNPROTECTED PRIVATE KEY FILE"; `doctor` warned, no other command did).
+/// Every command that reads it now warns on stderr naming the file and its mode, never its
+/// content, and goes on (as with a passphrase file, whose mode is not checked); 0600 and 0400
+/// say nothing.
+#[test]
+fn regression_an_identity_file_others_may_read_is_warned_about() {
+    let e = Env::new();
+    let id = e.path("id.txt");
+    let ids = id.to_str().unwrap();
+    e.ok(&["init", "--identity-out", ids], b"");
+    let content = std::fs::read_to_string(&id).unwrap();
+    let secret = content
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap()
+        .to_owned();
+    for mode in [0o644, 0o640, 0o604, 0o600, 0o400] {
+        std::fs::set_permissions(&id, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = e.run(&["cred", "list", "--identity-file", ids], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode:o}: {err}");
+        let warned = err.contains("warning")
+            && err.contains(ids)
+            && err.contains(&format!("mode {mode:04o}"))
+            && err.contains("chmod 600");
+        assert_eq!(warned, mode & 0o077 != 0, "{mode:o}: {err}");
+        assert!(
+            !err.contains(&secret) && !err.contains("AGE-SECRET-KEY"),
+            "{mode:o}: {err}"
+        );
+    }
+    // SCOPEVAULT_IDENTITY_FILE too.
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = e.run_cmd(
+        e.cmd()
+            .env("SCOPEVAULT_IDENTITY_FILE", &id)
+            .args(["cred", "list"]),
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("mode 0644") && err.contains(ids),
+        "{err}"
+    );
+}
