@@ -166,8 +166,22 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
             }
             _ => String::new(),
         };
+        // A value parser's own reason (`serve --read-timeout`: "give 1 to 3600 seconds"),
+        // unless it holds an argument as typed of 4 bytes or more (a parser that quotes the
+        // value; a shorter one is no secret, and `0` is in "0 would close every connection").
+        let why = std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .filter(|m| {
+                use std::os::unix::ffi::OsStrExt;
+                !argv.iter().any(|a| {
+                    let a = a.as_bytes();
+                    a.len() >= 4 && m.as_bytes().windows(a.len()).any(|w| w == a)
+                })
+            })
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
         eprintln!(
-            "error: {what}{arg} (the value is not shown: {exposed}){valid}{usage}\n\nFor more information, try '--help'."
+            "error: {what}{arg}{why} (the value is not shown: {exposed}){valid}{usage}\n\nFor more information, try '--help'."
         );
         return Some(ExitCode::from(EXIT_USAGE));
     }

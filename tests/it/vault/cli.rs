@@ -1203,6 +1203,12 @@ fn regression_a_passphrase_typed_as_an_argument_is_not_echoed_by_a_command_that_
             && err.contains("a similar argument exists: '--passphrase'"),
         "{err}"
     );
+    // A value parser's own reason is kept when it does not quote the value.
+    let err = e.fails(&["serve", "--read-timeout", "99999"], b"", 2);
+    assert!(
+        err.contains("'--read-timeout") && err.contains("give 1 to 3600") && !err.contains("99999"),
+        "{err}"
+    );
     // A mistyped subcommand too.
     let err = e.fails(&["key", "lsit"], b"", 2);
     assert!(
