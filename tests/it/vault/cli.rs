@@ -228,12 +228,19 @@ fn a_flipped_byte_anywhere_is_refused() {
         assert!(!err.contains("panicked"), "{what}");
         if slot_recipients.iter().any(|r| r.contains(&pos)) {
             // The slot no longer opens with this identity (exit 3), or the flip broke the
-            // slot's base64, its hex id or the vault's hex id and the header is refused as
-            // corrupt (exit 4) before any slot is tried.
+            // slot's base64 (its nonce's, checked when the header is read since the
+            // twenty-third pass), its hex id or the vault's hex id and the header is refused
+            // as corrupt (exit 4) before any slot is tried.
             let no_slot =
                 out.status.code() == Some(3) && err.contains("does not match any identity slot");
+            let nonce = |why: &str| {
+                err.contains("error: the vault file is corrupt: key slot ")
+                    && err.contains(&format!(": nonce {why}"))
+            };
             let corrupt = out.status.code() == Some(4)
                 && (err.contains("error: the vault file is corrupt: a key slot is not valid base64")
+                    || nonce("is not base64")
+                    || nonce("must be 12 bytes")
                     || err.contains(
                         "error: the vault file is corrupt: a key slot's id is not 16 lowercase hex digits",
                     )
