@@ -11,7 +11,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  lint found blocking findings / a check or verification failed
-  2  usage, parse or I/O error (the message says what to fix)
+  2  usage, parse or I/O error, a failed write to standard output included
+     (the message says what to fix)
   3  the vault could not be unlocked (wrong passphrase, no unlock source)
   4  the vault file was refused (corrupt, forged, rolled back, unknown version)
   5  the daemon refused the request (denied, locked, over-scoped), is not running,

@@ -71,14 +71,14 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let own = [audit::key_path(path), audit::journal_path(path)].map(|p| same_file_key(&p));
     for p in rotated {
         if own.contains(&same_file_key(p)) {
-            eprintln!(
+            errln!(
                 "{}: skipped: the log's own key or journal, not a segment",
                 shown(p)
             );
             continue;
         }
         let report = walk(p)?;
-        if let Some(code) = broken(p, &report) {
+        if let Some(code) = broken(p, &report)? {
             return Ok(code);
         }
         earlier.push((p.as_path(), report));
@@ -104,7 +104,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         .torn
         .filter(|_| anchor.as_ref().is_some_and(|a| a.seq > report.last_seq));
     if cut_within.is_none() {
-        if let Some(code) = broken(path, &report) {
+        if let Some(code) = broken(path, &report)? {
             return Ok(code);
         }
     }
@@ -118,7 +118,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     files.sort_by_key(|(_, r)| if r.lines == 0 { u64::MAX } else { r.first_seq });
     if let Some((newest, r)) = files.iter().rev().find(|(_, r)| r.lines > 0) {
         if *newest != path && !live_empty {
-            eprintln!(
+            errln!(
                 "{shown_path}: note: not the newest file given ({} goes on to seq {}): `--audit` names the live log; the files are checked as one chain all the same",
                 shown(newest),
                 r.last_seq
@@ -139,25 +139,25 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         let (na, nb) = (shown(pa), shown(pb));
         if b.first_seq != a.last_seq + 1 {
             if b.first_seq > a.last_seq + 1 {
-                println!(
+                outln!(
                     "{nb}: begins at seq {} but {na} ends at seq {}: records {}..={} are missing between them",
                     b.first_seq,
                     a.last_seq,
                     a.last_seq + 1,
                     b.first_seq - 1
-                );
+                )?;
             } else {
-                println!(
+                outln!(
                     "{nb}: begins at seq {} but {na} goes on to seq {}: the files overlap (the same file given twice, or not one log)",
                     b.first_seq, a.last_seq
-                );
+                )?;
             }
             return Ok(ExitCode::from(1));
         }
         if b.continues.as_deref() != Some(a.head.as_str()) {
-            println!(
+            outln!(
                 "{nb}: does not continue {na}: its first record's prev is not the hash of the last line of {na} (one of them was changed, or they are not one log)"
-            );
+            )?;
             return Ok(ExitCode::from(1));
         }
     }
@@ -184,14 +184,14 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         if cut_within.is_some() && !gap.as_ref().is_some_and(audit::AnchorGap::is_cut_within) {
             // Not a cut tail of the live log after all (the files given hold the anchored
             // record): the incomplete line is the broken line it is.
-            if let Some(code) = broken(path, &report) {
+            if let Some(code) = broken(path, &report)? {
                 return Ok(code);
             }
         }
         match gap {
             None if end.lines == 0 => {
                 if let Some(why) = &a.begins {
-                    eprintln!(
+                    errln!(
                         "{}: empty: the daemon began it after a move and its first record is still to be written; records up to seq {} are in the moved file ({})",
                         shown(anchor_of),
                         a.seq,
@@ -205,13 +205,13 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 if gap.not_in_file() {
                     why.push_str(": if the anchored record is in a rotated file, give that file too (`audit verify --audit LOG LOG.*`)");
                 }
-                println!("{}: {}", shown(anchor_of), escape_for_terminal(&why));
+                outln!("{}: {}", shown(anchor_of), escape_for_terminal(&why))?;
                 return Ok(ExitCode::from(1));
             }
         }
     }
     if let Some(why) = line_end_missing {
-        println!("{shown_path}: {}", escape_for_terminal(&why));
+        outln!("{shown_path}: {}", escape_for_terminal(&why))?;
         return Ok(ExitCode::from(1));
     }
     let first = files
@@ -225,36 +225,38 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         .find(|(_, r)| r.lines > 0)
         .map_or((0, audit::GENESIS), |(_, r)| (r.last_seq, r.head.as_str()));
     if files.len() == 1 {
-        println!(
+        outln!(
             "{shown_path}: ok, {} record(s), last seq {}, head {}",
-            report.lines, report.last_seq, report.head
-        );
+            report.lines,
+            report.last_seq,
+            report.head
+        )?;
     } else {
-        println!(
+        outln!(
             "{shown_path}: ok, {} file(s) as one chain, {records} record(s), seq {first} to {}, head {}{}",
             files.len(),
             last.0,
             last.1,
             if live_empty { " (the live log is empty)" } else { "" }
-        );
+        )?;
     }
     if first > 1 {
-        println!(
+        outln!(
             "{shown_path}: the chain begins at seq {first}: records 1..={} are in an earlier file not given here",
             first - 1
-        );
+        )?;
     }
     // Seqs the chain skips where the daemon recorded a gap it was told to accept: they were
     // given out before, and are not given again (docs/audit.md, "The anchor").
     for (p, r) in &files {
         for g in &r.gaps {
-            println!(
+            outln!(
                 "{}: line {}: records {}..={} are missing: the `audit.gap` record there says so (a gap accepted with `serve --accept-audit-gap`; the chain goes on after them)",
                 shown(p),
                 g.line,
                 g.first,
                 g.last
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -270,20 +272,25 @@ fn same_file_key(p: &Path) -> Result<(u64, u64), PathBuf> {
 }
 
 /// Print why a file fails verification, if it does.
-fn broken(path: &Path, report: &audit::VerifyReport) -> Option<ExitCode> {
-    let bad = report.first_bad.as_ref()?;
+fn broken(
+    path: &Path,
+    report: &audit::VerifyReport,
+) -> Result<Option<ExitCode>, super::output::StdoutError> {
+    let Some(bad) = report.first_bad.as_ref() else {
+        return Ok(None);
+    };
     let shown = shown(path);
-    println!(
+    outln!(
         "{shown}: line {}: {}",
         bad.line,
         escape_for_terminal(&bad.why)
-    );
-    println!(
+    )?;
+    outln!(
         "{shown}: chain broken; {} line(s) before line {} verify",
         bad.line.saturating_sub(1),
         bad.line
-    );
-    Some(ExitCode::from(1))
+    )?;
+    Ok(Some(ExitCode::from(1)))
 }
 
 /// `audit rotate`: the daemon moves its log aside and goes on in a new file.
@@ -291,59 +298,78 @@ fn rotate(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let s = super::client_cmds::connect_within(g, super::client_cmds::ANSWER_WAIT)?
         .audit_rotate()
         .map_err(super::client_cmds::daemon_err)?;
-    println!(
+    outln!(
         "audit rotate: earlier records are in {}; the log goes on at seq {} (audit.rotate)",
         escape_for_terminal(&s.rotated_to),
         s.seq
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
     let mut log = audit::Follower::open(path)
         .with_context(|| format!("cannot open the audit log {}", path.display()))?;
+    use super::output::stdout_error;
     let mut out = std::io::stdout().lock();
     let shown_path = shown(path);
+    // A failed write to stdout ends the reading too; it is reported as what it is, not as a
+    // failure to read the log (`audit show >/dev/full` said "cannot read the audit log …: No
+    // space left on device", twenty-third pass).
+    let stdout_failed = std::cell::Cell::new(false);
+    let failed = |r: std::io::Result<()>| {
+        if r.is_err() {
+            stdout_failed.set(true);
+        }
+        r
+    };
     loop {
         // Every line there is now; with `--follow`, a file cut under it is read on from the
         // last line read that it still holds (or its start), and a file moved away read to its end, then the new one at the path
         // (src/audit/follow.rs).
-        log.read_on(follow, &mut |event| match event {
-            audit::FollowEvent::Line(line) => writeln!(out, "{}", render(line)),
+        let read = log.read_on(follow, &mut |event| match event {
+            audit::FollowEvent::Line(line) => failed(writeln!(out, "{}", render(line))),
             // Never held whole: a line longer than any record is named and skipped.
-            audit::FollowEvent::Overlong(no) => {
-                writeln!(out, "? line {no}: {}, skipped", audit::overlong_line())
-            }
+            audit::FollowEvent::Overlong(no) => failed(writeln!(
+                out,
+                "? line {no}: {}, skipped",
+                audit::overlong_line()
+            )),
             audit::FollowEvent::Incomplete(partial) => {
-                writeln!(out, "{}", render_incomplete(path, partial))
+                failed(writeln!(out, "{}", render_incomplete(path, partial)))
             }
             audit::FollowEvent::Cut { at: 0 } => {
-                out.flush()?;
-                eprintln!(
+                failed(out.flush())?;
+                errln!(
                     "{shown_path}: the file was cut under `audit show --follow` (copytruncate?): read again from its start"
                 );
                 Ok(())
             }
             audit::FollowEvent::Cut { at } => {
-                out.flush()?;
-                eprintln!(
+                failed(out.flush())?;
+                errln!(
                     "{shown_path}: the file was cut under `audit show --follow`; it still holds the lines read up to byte {at} (the daemon's repair of an unfinished line, or a cut within the log): read on from there"
                 );
                 Ok(())
             }
             // The new file begins with the daemon's `audit.rotate` record.
             audit::FollowEvent::Moved => Ok(()),
-        })
-        .with_context(|| format!("cannot read the audit log {}", path.display()))?;
+        });
+        match read {
+            Err(e) if stdout_failed.get() => return Err(stdout_error(e).into()),
+            read => {
+                read.with_context(|| format!("cannot read the audit log {}", path.display()))?
+            }
+        }
         // End of file (possibly in the middle of a line still being written).
         if !follow {
             let partial = log.partial();
             if !partial.is_empty() {
-                writeln!(out, "{}", render_incomplete(path, partial))?;
+                writeln!(out, "{}", render_incomplete(path, partial)).map_err(stdout_error)?;
             }
+            out.flush().map_err(stdout_error)?;
             return Ok(ExitCode::SUCCESS);
         }
-        out.flush()?;
+        out.flush().map_err(stdout_error)?;
         std::thread::sleep(FOLLOW_POLL);
     }
 }
@@ -472,7 +498,7 @@ fn hash(path: &Path) -> anyhow::Result<ExitCode> {
         .read_to_end(&mut buf)
         .context("cannot read the value from stdin")?;
     let value = SecretString::from_input_bytes(buf).context("cannot use the value from stdin")?;
-    println!("{}", key.hmac_value(value.expose()));
+    outln!("{}", key.hmac_value(value.expose()))?;
     Ok(ExitCode::SUCCESS)
 }
 

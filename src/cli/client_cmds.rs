@@ -25,8 +25,13 @@ pub(crate) fn socket_path(g: &GlobalArgs) -> PathBuf {
 /// daemon that cannot be asked (none running, a stale socket) is said on stdout, and only a
 /// daemon that takes the connection and does not answer within [`ANSWER_WAIT`] (stopped with
 /// `kill -STOP`, or hung) is an error, exit 5, which says that the vault was saved. It used
-/// to wait for that answer for ever (seventeenth pass).
-pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) -> anyhow::Result<()> {
+/// to wait for that answer for ever (seventeenth pass). Returns the line to print, so that the
+/// daemon is asked before anything is printed.
+pub(crate) fn report_pickup(
+    g: &GlobalArgs,
+    vault_id: &str,
+    generation: u64,
+) -> anyhow::Result<String> {
     let socket = socket_path(g);
     let shown = super::shown(&socket);
     if std::fs::symlink_metadata(&socket).is_err() {
@@ -39,25 +44,23 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) -> 
         let seen = match crate::audit::chain_generation(&log, vault_id) {
             Ok(seen) => seen,
             Err(e) => {
-                println!(
-                    "no daemon listens at {shown}: a daemon loads generation {generation} when it starts unless its audit chain has recorded a newer generation of this vault, which is not known here: the audit log {log_shown} cannot be read ({})",
+                return Ok(format!(
+                    "no daemon listens at {shown}: a daemon loads generation {generation} when it starts unless its audit chain has recorded a newer generation of this vault, which is not known here: the audit log {log_shown} cannot be read ({})\n",
                     escape_for_terminal(&e.to_string())
-                );
-                return Ok(());
+                ));
             }
         };
-        if seen > generation {
-            println!(
-                "no daemon listens at {shown}; a daemon started on the audit log {log_shown} refuses generation {generation}: that log's chain has recorded generation {seen} of this vault. Put the newest vault file back, or adopt this one: give --allow-rollback to a command that saves it (docs/operations.md, \"Restore\")"
-            );
+        return Ok(if seen > generation {
+            format!(
+                "no daemon listens at {shown}; a daemon started on the audit log {log_shown} refuses generation {generation}: that log's chain has recorded generation {seen} of this vault. Put the newest vault file back, or adopt this one: give --allow-rollback to a command that saves it (docs/operations.md, \"Restore\")\n"
+            )
         } else {
-            println!(
-                "no daemon listens at {shown}: a daemon on the audit log {log_shown} loads generation {generation} when it starts (one given another log with `serve --audit` judges it against that log's chain: set SCOPEVAULT_AUDIT to that log for this check)"
-            );
-        }
-        return Ok(());
+            format!(
+                "no daemon listens at {shown}: a daemon on the audit log {log_shown} loads generation {generation} when it starts (one given another log with `serve --audit` judges it against that log's chain: set SCOPEVAULT_AUDIT to that log for this check)\n"
+            )
+        });
     }
-    match health_after_load(&socket) {
+    let line = match health_after_load(&socket) {
         Err(e @ ClientError::NoAnswer { .. }) => {
             return Err(anyhow::Error::new(super::Exit {
                 code: super::EXIT_DAEMON,
@@ -66,31 +69,31 @@ pub(crate) fn report_pickup(g: &GlobalArgs, vault_id: &str, generation: u64) -> 
                 ),
             }))
         }
-        Err(e) => println!(
+        Err(e) => format!(
             "the daemon at {shown} could not be asked ({e}); it loads generation {generation} at its next request"
         ),
-        Ok(h) if h.locked => println!(
+        Ok(h) if h.locked => format!(
             "the daemon at {shown} is locked: it loads generation {generation} when unlocked"
         ),
-        Ok(h) if h.vault_id.as_deref() != Some(vault_id) => println!(
+        Ok(h) if h.vault_id.as_deref() != Some(vault_id) => format!(
             "the daemon at {shown} serves another vault ({}); this one is not served there",
             escape_for_terminal(h.vault_id.as_deref().unwrap_or("?"))
         ),
-        Ok(h) if h.loading => println!(
+        Ok(h) if h.loading => format!(
             "the daemon at {shown} is still loading the saved vault after {} s; it serves generation {} until then",
             PICKUP_WAIT.as_secs(),
             h.generation.unwrap_or(0)
         ),
-        Ok(h) if h.generation.unwrap_or(0) >= generation => println!(
+        Ok(h) if h.generation.unwrap_or(0) >= generation => format!(
             "the running daemon at {shown} serves generation {} now",
             h.generation.unwrap_or(0)
         ),
-        Ok(h) => println!(
+        Ok(h) => format!(
             "the running daemon at {shown} still serves generation {}: it did not load {generation} (its log and `scopevault audit show` say why)",
             h.generation.unwrap_or(0)
         ),
-    }
-    Ok(())
+    };
+    Ok(line + "\n")
 }
 
 /// How long [`report_pickup`], `status` and `doctor` ask again while the daemon says it is
@@ -196,21 +199,22 @@ pub(super) fn connect_within(g: &GlobalArgs, wait: std::time::Duration) -> anyho
     Client::connect_within(&socket_path(g), wait).map_err(daemon_err)
 }
 
-fn print_admin(what: &str, s: &AdminStatus) {
+fn print_admin(what: &str, s: &AdminStatus) -> Result<(), super::output::StdoutError> {
     if s.locked {
-        println!("{what}: the daemon is locked");
+        outln!("{what}: the daemon is locked")?;
     } else {
-        println!(
+        outln!(
             "{what}: the daemon is unlocked (vault {}, generation {})",
             escape_for_terminal(s.vault_id.as_deref().unwrap_or("?")),
             s.generation.unwrap_or(0)
-        );
+        )?;
     }
+    Ok(())
 }
 
 pub(crate) fn lock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let s = connect_within(g, ANSWER_WAIT)?.lock().map_err(daemon_err)?;
-    print_admin("lock", &s);
+    print_admin("lock", &s)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -235,7 +239,7 @@ pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(daemon_err(e)),
     };
-    print_admin("unlock", &s);
+    print_admin("unlock", &s)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -258,7 +262,7 @@ pub(crate) fn reload(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let s = connect_within(g, ANSWER_WAIT)?
         .reload()
         .map_err(daemon_err)?;
-    print_admin("reload", &s);
+    print_admin("reload", &s)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -266,7 +270,7 @@ pub(crate) fn reload(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
 fn print_warnings(f: &Fetched) {
     for c in &f.credentials {
         for w in &c.warnings {
-            eprintln!("scopevault: warning: {}", escape_for_terminal(w));
+            errln!("scopevault: warning: {}", escape_for_terminal(w));
         }
     }
 }
@@ -425,10 +429,11 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     print_warnings(&fetched);
+    use super::output::stdout_error;
     let mut out = std::io::stdout().lock();
     if a.json {
-        serde_json::to_writer_pretty(&mut out, &fetched)?;
-        writeln!(out)?;
+        serde_json::to_writer_pretty(&mut out, &fetched).map_err(|e| stdout_error(e.into()))?;
+        writeln!(out).map_err(stdout_error)?;
         return Ok(ExitCode::SUCCESS);
     }
     let cred = only_one(&fetched, if a.field.is_some() { "--field" } else { "get" })?;
@@ -452,11 +457,11 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
                 }
                 return Err(no_field(&cred.name, field, &known));
             };
-            writeln!(out, "{value}")?;
+            writeln!(out, "{value}").map_err(stdout_error)?;
         }
         None => {
-            serde_json::to_writer_pretty(&mut out, cred)?;
-            writeln!(out)?;
+            serde_json::to_writer_pretty(&mut out, cred).map_err(|e| stdout_error(e.into()))?;
+            writeln!(out).map_err(stdout_error)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -517,8 +522,8 @@ pub(crate) fn totp(g: &GlobalArgs, a: &TotpArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     let t = cred.totp.as_ref().expect("filtered on totp");
-    println!("{}", t.code.expose());
-    eprintln!(
+    outln!("{}", t.code.expose())?;
+    errln!(
         "scopevault: {} code, valid for {} more seconds",
         escape_for_terminal(&cred.name),
         t.seconds_left
@@ -591,7 +596,7 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         d.no_memfds();
     }
     if a.files && !memfds {
-        eprintln!(
+        errln!(
             "scopevault: warning: the open-files limit is {} (soft RLIMIT_NOFILE): it leaves no room for a memfd for each of the {} values, so the entries under --files are mode-0600 files on the tmpfs instead of memfds; raise the limit (`ulimit -n`) to keep the values out of files",
             crate::sys::open_files_limit(),
             super::exec::values(&fetched)
@@ -603,7 +608,7 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         for c in &fetched.credentials {
             for (k, v) in &c.secrets {
                 if v.expose().len() < crate::secret::MIN_FORM {
-                    eprintln!(
+                    errln!(
                         "scopevault: warning: {} is shorter than {} bytes: it is not masked in the command's output",
                         escape_for_terminal(&format!("{}.{k}", c.name)),
                         crate::secret::MIN_FORM

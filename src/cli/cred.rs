@@ -186,7 +186,7 @@ pub(crate) fn warn_nul_at<'a>(
 ) {
     for (k, v) in secrets {
         if v.expose().contains('\0') {
-            eprintln!(
+            errln!(
                 "scopevault: warning: {at}{cred}.{k} holds a NUL byte: `exec` cannot pass it in an environment variable, only as a file with `exec --files`"
             );
         }
@@ -227,10 +227,14 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     vault.add_credential(&a.name, cred)?;
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
-    println!(
-        "added credential {} ({}, {n} secret field(s))",
-        a.name, a.kind
-    );
+    super::output::after_change(
+        &format!("the credential {} was added and saved", a.name),
+        outln!(
+            "added credential {} ({}, {n} secret field(s))",
+            a.name,
+            a.kind
+        ),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -348,22 +352,35 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     })?;
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
-    println!(
-        "updated credential {} ({changed} secret value(s) changed)",
+    // The daemon asked (it loads the saved file at that request) before anything is printed.
+    let pickup = super::client_cmds::report_pickup(g, vault.id(), vault.generation());
+    let mut report = format!(
+        "updated credential {} ({changed} secret value(s) changed)\n",
         a.name
     );
+    if let Ok(line) = &pickup {
+        report.push_str(line);
+    }
+    super::output::after_change(
+        &format!(
+            "the credential {} was updated and saved (generation {})",
+            a.name,
+            vault.generation()
+        ),
+        super::write_stdout(report.as_bytes()),
+    )?;
     for (new, old) in &replaced {
-        eprintln!("{}", replaced_note(&a.name, new, old));
+        errln!("{}", replaced_note(&a.name, new, old));
     }
     if let Some(src) = synced_from {
-        eprintln!(
+        errln!(
             "note: {} was synced from {} {}: the next `scopevault sync openbao` puts that value back; change it there to keep it",
             a.name,
             escape_for_terminal(&src.engine),
             escape_for_terminal(&src.path)
         );
     }
-    super::client_cmds::report_pickup(g, vault.id(), vault.generation())?;
+    pickup?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -407,11 +424,11 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(n, c)| meta(&vault, n, c))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if vault.credentials().is_empty() {
-        println!("no credentials (add one with `scopevault cred add`)");
+        outln!("no credentials (add one with `scopevault cred add`)")?;
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 5]> = vault
@@ -487,27 +504,27 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| vault::VaultError::UnknownCredential(name.to_owned()))?;
     let m = meta(&vault, name, c);
     if json {
-        println!("{}", serde_json::to_string_pretty(&m)?);
+        outln!("{}", serde_json::to_string_pretty(&m)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     // Escaped, every string from the vault: a vault written before names and values were
     // checked may hold control characters.
     let esc = escape_for_terminal;
-    println!("name:     {}", esc(name));
-    println!("kind:     {}", c.kind);
-    println!("scopes:   {}", esc(&c.scopes.join(", ")));
-    println!("origins:  {}", esc(&c.origins.join(", ")));
+    outln!("name:     {}", esc(name))?;
+    outln!("kind:     {}", c.kind)?;
+    outln!("scopes:   {}", esc(&c.scopes.join(", ")))?;
+    outln!("origins:  {}", esc(&c.origins.join(", ")))?;
     for (k, v) in &c.fields {
-        println!("field:    {} = {}", esc(k), esc(v));
+        outln!("field:    {} = {}", esc(k), esc(v))?;
     }
     for k in c.secrets.keys() {
-        println!("secret:   {} (set; values are never shown)", esc(k));
+        outln!("secret:   {} (set; values are never shown)", esc(k))?;
     }
-    println!("created:  {}", m["created"].as_str().unwrap_or_default());
-    println!("rotated:  {}", m["rotated"].as_str().unwrap_or_default());
+    outln!("created:  {}", m["created"].as_str().unwrap_or_default())?;
+    outln!("rotated:  {}", m["rotated"].as_str().unwrap_or_default())?;
     if let Some(t) = m["tasks"].as_array().filter(|t| !t.is_empty()) {
         let t: Vec<&str> = t.iter().filter_map(|v| v.as_str()).collect();
-        println!("tasks:    {}", esc(&t.join(", ")));
+        outln!("tasks:    {}", esc(&t.join(", ")))?;
     }
     if let Some(src) = &c.source {
         let ns = src
@@ -521,13 +538,13 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
                 format!("; set by hand since {t} (the next sync puts the source's values back)")
             })
             .unwrap_or_default();
-        println!(
+        outln!(
             "source:   {} {}{ns}, version {}, updated {}{by_hand}",
             esc(&src.engine),
             esc(&src.path),
             src.version,
             m["source"]["updated"].as_str().unwrap_or_default()
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -554,13 +571,16 @@ fn rm(g: &GlobalArgs, name: &str) -> anyhow::Result<ExitCode> {
     super::fleet::warn_local_change(&vault);
     // A name an older vault holds may be unchecked: escaped, as every name from the vault.
     let shown_name = escape_for_terminal(name);
-    println!("removed credential {shown_name}");
     if !users.is_empty() {
-        eprintln!(
+        errln!(
             "warning: the applied policy still lists {shown_name} for task(s) {}: their fetches will fail until it is added again or the policy changes",
             escape_for_terminal(&users.join(", "))
         );
     }
+    super::output::after_change(
+        &format!("the credential {shown_name} was removed and the vault saved"),
+        outln!("removed credential {shown_name}"),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,19 +19,6 @@ use crate::client::Client;
 
 const POLICY: &str = include_str!("../../examples/policy.toml");
 
-/// `println!` that returns the write's error instead of panicking. The demo's stdout may be a
-/// pipe whose reader has gone (`scopevault demo | head`): that ends the output, not the demo's
-/// duty to stop its daemon and remove its directory. `println!` panicked there, and the panic
-/// hook (`stdout_closed_is_success`) ended the process, exit 0, before either (twentieth
-/// pass, found by attacking the daemon as a shared service). Now the error goes up like any
-/// other, through the clean-up, and a closed pipe still exits 0 (`exit_code_of`). (SIGPIPE
-/// itself is ignored: the Rust runtime sets it so before `main`, and a write gets EPIPE.)
-macro_rules! outln {
-    ($($arg:tt)*) => {
-        writeln!(std::io::stdout().lock(), $($arg)*)
-    };
-}
-
 struct Demo {
     exe: PathBuf,
     dir: PathBuf,
@@ -45,7 +32,7 @@ fn random_token(bytes: usize) -> String {
 }
 
 impl Demo {
-    fn say(&mut self, title: &str, text: &str) -> std::io::Result<()> {
+    fn say(&mut self, title: &str, text: &str) -> Result<(), super::output::StdoutError> {
         self.step += 1;
         outln!("\n── step {}: {title}", self.step)?;
         for line in text.lines() {
@@ -114,7 +101,7 @@ struct Output {
 
 /// What a step's command printed, indented; escaped once more, as every line the demo shows
 /// (the commands escape what they print already: escaping is idempotent on that).
-fn indent(text: &str) -> std::io::Result<()> {
+fn indent(text: &str) -> Result<(), super::output::StdoutError> {
     for line in text.lines() {
         outln!("     {}", crate::text::escape_for_terminal(line))?;
     }
@@ -266,7 +253,7 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if !env.is_empty() {
-        eprintln!(
+        errln!(
             "note: scopevault demo ignores {} from the environment: it uses a throwaway vault, socket and audit log of its own, and reads or writes nothing of yours",
             env.join(", ")
         );
@@ -278,11 +265,11 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Ok(done) => {
             for (left, pid) in done {
                 match left {
-                    Ok(path) => eprintln!(
+                    Ok(path) => errln!(
                         "note: removed {}, left by an earlier demo (pid {pid}) that is gone (killed before it could clean up)",
                         super::shown(&path)
                     ),
-                    Err((path, e)) => eprintln!(
+                    Err((path, e)) => errln!(
                         "note: cannot remove {}, left by an earlier demo (pid {pid}) that is gone: {e}",
                         super::shown(&path)
                     ),
@@ -291,7 +278,7 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         }
         Err((why, left)) => {
             for (path, pid) in left {
-                eprintln!(
+                errln!(
                     "note: not removing {}, left by an earlier demo (pid {pid}) that is gone: {} is no safe place to remove it from ({why}); remove it yourself, or set TMPDIR to a directory of your own",
                     super::shown(&path),
                     super::shown(&tmp_dir)

@@ -44,7 +44,7 @@ pub(crate) fn harden() {
     if let Err(e) =
         rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
     {
-        eprintln!("scopevault: warning: could not make exec non-dumpable: {e}");
+        errln!("scopevault: warning: could not make exec non-dumpable: {e}");
     }
 }
 
@@ -113,7 +113,7 @@ pub(crate) fn scrub_artifacts(
 ) -> bool {
     let scrubber = Scrubber::new(patterns, binary);
     let summary = scrubber.scrub_paths(dirs);
-    eprint!("{summary}");
+    err!("{summary}");
     report_scrub(socket, task, &summary);
     summary.ok()
 }
@@ -130,14 +130,14 @@ pub(crate) fn report_scrub(socket: &Path, task: &str, summary: &crate::redact::S
         .and_then(|mut c| c.scrub_report(task, summary.counts()));
     match sent {
         Ok(r) => {
-            eprintln!(
+            errln!(
                 "scopevault: artefacts: counts recorded in the audit log (seq {})",
                 r.audit_seq
             );
             true
         }
         Err(e) => {
-            eprintln!(
+            errln!(
                 "scopevault: warning: the scrub's counts were not recorded in the daemon's audit log: {}",
                 crate::text::escape_for_terminal(&e.to_string())
             );
@@ -319,7 +319,7 @@ fn own_runtime_dirs(uid: u32, warn: bool) -> Vec<PathBuf> {
             let d = PathBuf::from(d);
             match not_own_runtime_dir(&d, uid) {
                 None => out.push(d),
-                Some(why) if warn && d.exists() => eprintln!(
+                Some(why) if warn && d.exists() => errln!(
                     "scopevault: warning: XDG_RUNTIME_DIR ({}) is not a runtime directory of uid {uid}'s own ({why}): --files does not use it",
                     crate::text::shown(&d)
                 ),
@@ -372,7 +372,7 @@ fn files_place() -> anyhow::Result<Place> {
     let d = own.first().context(
         "no runtime directory for the credentials files: set XDG_RUNTIME_DIR to a directory of yours that no other user may write",
     )?;
-    eprintln!(
+    errln!(
         "scopevault: warning: {} is not a tmpfs: credential files may reach the disk",
         crate::text::shown(d)
     );

@@ -36,7 +36,7 @@ pub(crate) fn warn_local_change(v: &vault::Vault) {
     let Some(a) = v.fleet_state().and_then(|s| s.applied.as_ref()) else {
         return;
     };
-    eprintln!(
+    errln!(
         "scopevault: warning: {} holds the signed fleet bundle {} generation {}: this local change diverges from it; `status` now reports the bundle superseded by a local change until a bundle is applied again (a newer generation, or this one with --reapply)",
         shown(v.path()),
         escape_for_terminal(&a.location),
@@ -46,7 +46,7 @@ pub(crate) fn warn_local_change(v: &vault::Vault) {
 
 pub(crate) fn recipient(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let v = open_vault_to_read(g)?;
-    println!("{}", v.recipient());
+    outln!("{}", v.recipient())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -84,7 +84,7 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     let today = time::OffsetDateTime::now_utc().date();
     let report = policy::lint::lint(&parsed, &policy::lint::LintOptions::new(today));
     if report.blocking(policy::lint::Class::Error) > 0 {
-        eprint!("{}", report.render_text(false));
+        err!("{}", report.render_text(false));
         bail!(
             "refusing to publish {display}: the lint found errors ({})",
             report.summary()
@@ -168,6 +168,9 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     // generation the master vault remembers, so a later publish never reuses it.
     v.set_fleet_state(state);
     v.save(&lock)?;
+    // Every bundle written before anything is printed: a failed write to stdout must not
+    // leave the later bundles unwritten (twenty-third pass).
+    let mut report = String::new();
     for (m, bytes) in &out {
         let name = format!("{}.svbundle", m.location);
         let file = a.out.join(&name);
@@ -187,14 +190,18 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
                 Err(e) => bail!("cannot remove the stale {}: {e}", sig_path(&file).display()),
             },
         }
-        println!(
-            "{}: generation {}, {} tasks, {} credentials{signed}",
+        report.push_str(&format!(
+            "{}: generation {}, {} tasks, {} credentials{signed}\n",
             shown(&file),
             m.generation,
             m.tasks.len(),
             m.credentials.len()
-        );
+        ));
     }
+    super::output::after_change(
+        &format!("{} bundle(s) were published", out.len()),
+        super::write_stdout(report.as_bytes()),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -269,20 +276,20 @@ fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     })?;
     let m = &b.manifest;
     if json {
-        println!("{}", serde_json::to_string_pretty(m)?);
+        outln!("{}", serde_json::to_string_pretty(m)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     // The names are checked; every string from the file is escaped all the same.
     let esc = escape_for_terminal;
-    println!("location:       {}", esc(&m.location));
-    println!("generation:     {}", m.generation);
-    println!("created:        {}", rfc3339(m.created));
-    println!("expires:        {}", rfc3339(m.expires));
-    println!("recipient:      {}", esc(&m.recipient));
-    println!("policy digest:  {}", esc(&m.policy_digest));
-    println!("payload digest: {}", esc(&m.payload_digest));
-    println!("tasks:          {}", esc(&m.tasks.join(", ")));
-    println!("credentials:    {}", esc(&m.credentials.join(", ")));
+    outln!("location:       {}", esc(&m.location))?;
+    outln!("generation:     {}", m.generation)?;
+    outln!("created:        {}", rfc3339(m.created))?;
+    outln!("expires:        {}", rfc3339(m.expires))?;
+    outln!("recipient:      {}", esc(&m.recipient))?;
+    outln!("policy digest:  {}", esc(&m.policy_digest))?;
+    outln!("payload digest: {}", esc(&m.payload_digest))?;
+    outln!("tasks:          {}", esc(&m.tasks.join(", ")))?;
+    outln!("credentials:    {}", esc(&m.credentials.join(", ")))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -337,11 +344,11 @@ fn verify(a: &BundleCheckArgs) -> anyhow::Result<ExitCode> {
         apply::check_signature(&i.bytes, i.sig.as_deref(), &i.signers, now).map_err(refused)?;
     let b = apply::check_format(&i.bytes).map_err(refused)?;
     if let Some(w) = apply::created_ahead(&b, now) {
-        eprintln!("scopevault: warning: {w}");
+        errln!("scopevault: warning: {w}");
     }
     let loc = a.location.as_deref().unwrap_or(&b.manifest.location);
     apply::check_manifest(&b, Some(loc), now, None, apply::Rollback::Refuse).map_err(refused)?;
-    println!(
+    outln!(
         "{}: good signature by {} ({}); location {}, generation {}, expires {}",
         shown(&a.file),
         escape_for_terminal(&who.fingerprint),
@@ -349,7 +356,7 @@ fn verify(a: &BundleCheckArgs) -> anyhow::Result<ExitCode> {
         escape_for_terminal(&b.manifest.location),
         b.manifest.generation,
         rfc3339(b.manifest.expires)
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -362,7 +369,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         apply::check_signature(&i.bytes, i.sig.as_deref(), &i.signers, now).map_err(refused)?;
     let b = apply::check_format(&i.bytes).map_err(refused)?;
     if let Some(w) = apply::created_ahead(&b, now) {
-        eprintln!("scopevault: warning: {w}");
+        errln!("scopevault: warning: {w}");
     }
     let path = vault_path(g);
     let lock = WriteLock::acquire(&path)?;
@@ -441,14 +448,17 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         vault_payload_digest: Some(v.payload_digest().to_owned()),
     };
     if let Err(e) = crate::fleet::health::write_record(&path, &record) {
-        eprintln!(
+        errln!(
             "{}",
             unwritten_record_warning(&crate::fleet::health::record_path(&path), &e, c)
         );
     }
     drop(lock);
-    println!(
-        "applied {} generation {} (signed by {}) to {} (vault generation {}): {} tasks, {} credentials",
+    // Every durable step (the save, the audit record, the daemon's reload) before anything is
+    // printed: a failed write to stdout used to end the apply after the save and before its
+    // `bundle.apply` record and the reload (twenty-third pass).
+    let mut report = format!(
+        "applied {} generation {} (signed by {}) to {} (vault generation {}): {} tasks, {} credentials\n",
         escape_for_terminal(&m.location),
         m.generation,
         escape_for_terminal(&who.fingerprint),
@@ -457,8 +467,22 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         m.tasks.len(),
         m.credentials.len()
     );
-    audit_apply(a, &b, &who.fingerprint);
-    reload_daemon(g)
+    if let Some(line) = audit_apply(a, &b, &who.fingerprint) {
+        report.push_str(&line);
+    }
+    let reloaded = reload_daemon(g);
+    if let Ok(Some(line)) = &reloaded {
+        report.push_str(line);
+    }
+    super::output::after_change(
+        &format!(
+            "the bundle was applied (generation {}, vault generation {}), audited, and a running daemon asked to reload",
+            m.generation,
+            v.generation()
+        ),
+        super::write_stdout(report.as_bytes()),
+    )?;
+    reloaded.map(|_| ExitCode::SUCCESS)
 }
 
 /// The warning of an apply that saved the vault but could not write its applied record:
@@ -498,8 +522,9 @@ fn unwritten_record_warning(
 
 /// The audit record of an apply: `bundle.apply` with the location, generation, signer and
 /// digest. The daemon holds the log's lock while it runs; then the daemon's own `reload`
-/// record (after [`reload_daemon`]) is what the log gets, and this says so.
-fn audit_apply(a: &BundleApplyArgs, b: &Bundle, signer: &str) {
+/// record (after [`reload_daemon`]) is what the log gets, and this says so. Returns the line
+/// to print once every step is done.
+fn audit_apply(a: &BundleApplyArgs, b: &Bundle, signer: &str) -> Option<String> {
     use crate::audit::{default_audit_path, AuditError, AuditLog, AuditOp, AuditRecord, Decision};
     let path = a.audit.clone().unwrap_or_else(default_audit_path);
     let m = &b.manifest;
@@ -514,48 +539,46 @@ fn audit_apply(a: &BundleApplyArgs, b: &Bundle, signer: &str) {
                 ..AuditRecord::new(AuditOp::BundleApply, Decision::Allow)
             };
             match log.append(rec) {
-                Ok(seq) => println!("audit: {} seq {seq}", shown(&path)),
-                Err(e) => eprintln!(
+                Ok(seq) => return Some(format!("audit: {} seq {seq}\n", shown(&path))),
+                Err(e) => errln!(
                     "scopevault: warning: the apply is done but its audit record failed: {}",
                     escape_for_terminal(&e.to_string())
                 ),
             }
         }
-        Err(AuditError::InUse { .. }) => eprintln!(
+        Err(AuditError::InUse { .. }) => errln!(
             "scopevault: note: the daemon holds {}; the apply is recorded there as the daemon's reload ({})",
             shown(&path),
             escape_for_terminal(&reason)
         ),
-        Err(e) => eprintln!(
+        Err(e) => errln!(
             "scopevault: warning: the apply is done but the audit log could not be opened: {}",
             escape_for_terminal(&e.to_string())
         ),
     }
+    None
 }
 
 /// Ask a running daemon to reload (admin op), so it serves the new content at once. No
-/// socket: nothing to do.
-fn reload_daemon(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+/// socket: nothing to do. Returns the line to print.
+fn reload_daemon(g: &GlobalArgs) -> anyhow::Result<Option<String>> {
     let socket = g
         .socket
         .clone()
         .unwrap_or_else(crate::agent::server::default_socket_path);
     if !socket.exists() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     }
     use crate::client::{Client, ClientError};
     // The same bound as every admin request, for the connection and for the answer.
     let reloaded =
         Client::connect_within(&socket, super::client_cmds::ANSWER_WAIT).map(|mut c| c.reload());
     match reloaded {
-        Ok(Ok(s)) => {
-            println!(
-                "daemon at {} reloaded (vault generation {})",
-                shown(&socket),
-                s.generation.map_or("?".to_owned(), |g| g.to_string())
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(Ok(s)) => Ok(Some(format!(
+            "daemon at {} reloaded (vault generation {})\n",
+            shown(&socket),
+            s.generation.map_or("?".to_owned(), |g| g.to_string())
+        ))),
         // A daemon stopped (`kill -STOP`) or hung, which holds its socket: the message says
         // so, and where.
         Err(e @ ClientError::NoAnswer { .. }) | Ok(Err(e @ ClientError::NoAnswer { .. })) => {
@@ -567,7 +590,7 @@ fn reload_daemon(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }))
         }
         // A socket file with no daemon behind it (stale after a crash): nothing serves it.
-        Err(_) => Ok(ExitCode::SUCCESS),
+        Err(_) => Ok(None),
         Ok(Err(e)) => Err(anyhow::Error::new(Exit {
             code: EXIT_DAEMON,
             message: format!(

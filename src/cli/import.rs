@@ -59,7 +59,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
     let (rows, problems) = read_rows(&a.file)?;
     if !problems.is_empty() {
         for p in &problems {
-            eprintln!("{}", escape_for_terminal(p));
+            errln!("{}", escape_for_terminal(p));
         }
         bail!(
             "{} row(s) of {} cannot be imported (listed above): fix or remove them; nothing was imported",
@@ -99,7 +99,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
             .collect();
         if !clashes.is_empty() {
             for p in &clashes {
-                eprintln!("{}", escape_for_terminal(p));
+                errln!("{}", escape_for_terminal(p));
             }
             bail!(
                 "{} row(s) of {} cannot be imported (listed above): fix or remove them; nothing was imported",
@@ -240,7 +240,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         super::fleet::warn_local_change(&vault);
     }
     for n in &notes {
-        eprintln!("{}", escape_for_terminal(n));
+        errln!("{}", escape_for_terminal(n));
     }
     // Each line escaped: a row's name and origin come from the file.
     let mut out: String = report
@@ -262,7 +262,18 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
             String::from(": the vault was not changed")
         }
     ));
-    super::write_stdout(out.as_bytes())?;
+    let printed = super::write_stdout(out.as_bytes());
+    if added + updated > 0 {
+        super::output::after_change(
+            &format!(
+                "the import was saved ({added} added, {updated} updated, generation {})",
+                vault.generation()
+            ),
+            printed,
+        )?;
+    } else {
+        printed?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -65,7 +65,7 @@ fn create(
                             dir.display()
                         )
                     })?;
-                eprintln!(
+                errln!(
                     "created the directory {} (mode 0700) for the identity file",
                     super::shown(dir)
                 );
@@ -89,26 +89,36 @@ fn create(
     if a.keyring {
         let store = keyring_store(a.keyring_store);
         vault.add_keyring_slot(store)?;
-        eprintln!("enrolled a {} keyring slot", store.as_str());
+        errln!("enrolled a {} keyring slot", store.as_str());
     }
     if let (Some(out), Some(text)) = (&a.identity_out, identity_text) {
         write_private_new(out, text.as_bytes())?;
         debris.files.push(out.clone());
-        eprintln!(
+        errln!(
             "wrote the identity file {} (mode 0600): it unlocks the vault, keep it secret",
             super::shown(out)
         );
     }
     let unrecorded = vault.save_and_record(&lock)?;
     drop(lock);
-    println!("created vault {} (id {})", super::shown(path), vault.id());
     // From here the vault exists: nothing is removed, whatever is said next (removing the
     // identity file of a saved vault left one nobody could open, fourteenth pass).
     debris.files.clear();
     debris.dirs.clear();
+    // Printed once the vault is kept: a failed write to stdout used to leave the saved vault
+    // without its identity file (twenty-third pass).
+    let printed = outln!("created vault {} (id {})", super::shown(path), vault.id());
     if let Some(e) = unrecorded {
         return Err(unrecorded_error(path, &vault, &e));
     }
+    super::output::after_change(
+        &format!(
+            "the vault {} (id {}) was created",
+            super::shown(path),
+            vault.id()
+        ),
+        printed,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

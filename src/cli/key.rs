@@ -42,7 +42,7 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (slots, authenticated) = match open_vault_unattended(g)? {
         Ok(v) => (v.slots().to_vec(), true),
         Err(keyring_note) => {
-            eprintln!(
+            errln!(
                 "note: this listing is not authenticated: it is the vault file's header as it stands, and anyone who can write the file can change labels, dates and which slots it shows; give --passphrase-file, --passphrase-fd or --identity-file to have it checked (a forged header is then refused){}",
                 escape_for_terminal(&keyring_note)
             );
@@ -64,7 +64,7 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         // One line a slot: id, label (`-` when none), created (`-` for slots made before
         // slots recorded it), description, and when a passphrase was last changed.
@@ -80,12 +80,12 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
             let changed = rfc3339(s.changed())
                 .map(|c| format!(", passphrase changed {c}"))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{}  {label}{:pad$}  {created:<20}  {}{changed}",
                 escape_for_terminal(s.id()),
                 "",
                 escape_for_terminal(&s.describe())
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -158,11 +158,14 @@ fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
         return Err(e.into());
     }
     let s = vault.slots().iter().find(|s| s.id() == id).expect("added");
-    println!(
-        "added key slot: {} {}",
-        named(s),
-        escape_for_terminal(&s.describe())
-    );
+    super::output::after_change(
+        &format!("the key slot {} was added and saved", named(s)),
+        outln!(
+            "added key slot: {} {}",
+            named(s),
+            escape_for_terminal(&s.describe())
+        ),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -187,7 +190,7 @@ fn remove(g: &GlobalArgs, id_or_label: &str, force: bool) -> anyhow::Result<Exit
         if !force {
             return Err(closed_here_refusal(&which, &why).into());
         }
-        eprintln!(
+        errln!(
             "warning: --force: removing key slot {which} although no slot left can be opened on this host ({}): only where the slots left work can the vault be opened again",
             escape_for_terminal(&why)
         );
@@ -203,7 +206,7 @@ fn remove(g: &GlobalArgs, id_or_label: &str, force: bool) -> anyhow::Result<Exit
                 ..
             } = &slot
             {
-                eprintln!(
+                errln!(
                     "note: the {} store held {n} items for the entry {}/{}, where a keyring slot has one (the others made by another program or by hand): deleted all {n}, so none is left to hold the slot's key",
                     store.as_str(),
                     escape_for_terminal(service),
@@ -214,16 +217,22 @@ fn remove(g: &GlobalArgs, id_or_label: &str, force: bool) -> anyhow::Result<Exit
         Ok(_) => {}
         // The key may be left in a keyring: said in so many words, since it opens every copy
         // of the vault made before (twenty-first pass).
-        Err(e) => eprintln!(
+        Err(e) => errln!(
             "warning: the slot is removed from the vault, but its keyring entry could not be deleted, so its key may still be in a keyring, where it opens any copy of the vault made before this removal (a backup): {}",
             escape_for_terminal(&e.to_string())
         ),
     }
-    println!(
-        "removed key slot {}: {}",
-        named(&slot),
-        escape_for_terminal(&slot.describe())
-    );
+    super::output::after_change(
+        &format!(
+            "the key slot {} was removed and the vault saved",
+            named(&slot)
+        ),
+        outln!(
+            "removed key slot {}: {}",
+            named(&slot),
+            escape_for_terminal(&slot.describe())
+        ),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -347,10 +356,13 @@ fn passwd(g: &GlobalArgs, a: &KeyPasswdArgs) -> anyhow::Result<ExitCode> {
     let what = named(s);
     vault.save(&lock)?;
     let (line, warning) = passwd_outcome(&what, vault.generation(), old);
-    println!("{line}");
-    if let Some(w) = warning {
-        eprintln!("warning: {w}");
+    if let Some(w) = &warning {
+        errln!("warning: {w}");
     }
+    super::output::after_change(
+        &format!("the passphrase of {what} was changed and the vault saved"),
+        outln!("{line}"),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -404,10 +416,10 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
     use std::io::IsTerminal;
     let path = vault_path(g);
     if vault::file_version(&path)? != 1 {
-        println!(
+        outln!(
             "{} is already format version 2: nothing to do",
             super::shown(&path)
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let lock = WriteLock::acquire(&path)?;
@@ -439,11 +451,11 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
     // was said before the check, also when the record held nothing or another generation and
     // the migration was then refused: seventeenth pass).
     if m.through_v1_identity_slot {
-        eprintln!("WARNING: --trust-v1-identity-slot: unlocked through a version-1 identity-file slot, which anyone who can write the vault file could have made. The rollback record shows this machine has seen this generation before, which proves the generation number, not the content: check `scopevault cred list` and the credentials after the migration.");
+        errln!("WARNING: --trust-v1-identity-slot: unlocked through a version-1 identity-file slot, which anyone who can write the vault file could have made. The rollback record shows this machine has seen this generation before, which proves the generation number, not the content: check `scopevault cred list` and the credentials after the migration.");
     }
     m.vault.save(&lock)?;
-    println!(
-        "migrated {} to format version 2 (generation {}): {} key slot(s), {} identity slot(s) re-made",
+    let mut report = format!(
+        "migrated {} to format version 2 (generation {}): {} key slot(s), {} identity slot(s) re-made\n",
         super::shown(&path),
         m.vault.generation(),
         m.vault.slots().len(),
@@ -451,8 +463,12 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
     );
     for r in &m.dropped {
         let r = escape_for_terminal(r);
-        println!("dropped the version-1 identity slot for {r} (its identity file was not given with --identity-file): add a new identity slot with `scopevault key add --identity-out FILE`");
+        report.push_str(&format!("dropped the version-1 identity slot for {r} (its identity file was not given with --identity-file): add a new identity slot with `scopevault key add --identity-out FILE`\n"));
     }
+    super::output::after_change(
+        "the vault was migrated to format version 2 and saved",
+        super::write_stdout(report.as_bytes()),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -360,7 +360,7 @@ fn sarif_location(file: &std::path::Path) -> SarifLocation {
 /// Print `line` on stderr, defused for a CI log ([`defused`]): names in it are anyone's text
 /// (a file named `::error file=…::x.toml`, a log's `##[add-mask]`), and a CI log holds stderr.
 fn say(line: String) {
-    eprintln!("{}", defused(&line));
+    errln!("{}", defused(&line));
 }
 
 fn usage(message: String) -> anyhow::Error {

@@ -21,12 +21,12 @@ pub(crate) fn run(a: &ManArgs) -> anyhow::Result<ExitCode> {
     let out = crate::vault::SafeDir::open_output(dir)?;
     let mut written = Vec::new();
     write_pages(cmd, "scopevault", &out, &mut written)?;
-    println!(
+    outln!(
         "wrote {} man pages to {} (read one with `man -l {}`)",
         written.len(),
         super::shown(dir),
         super::shown(&dir.join("scopevault-lint.1"))
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

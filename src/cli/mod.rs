@@ -1,6 +1,11 @@
 //! The command-line interface: [`args`] holds the clap definition alone; each command group
 //! has its own module; this module parses, dispatches and maps errors to exit codes.
+//! Everything printed goes through [`output`]'s macros: a failed write is an error, never a
+//! panic.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
+#[macro_use]
+mod output;
 pub mod args;
 mod audit;
 mod client_cmds;
@@ -16,6 +21,8 @@ mod lint;
 mod man;
 mod policy;
 mod redact;
+// The daemon's own logging is its module's business.
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 mod serve;
 mod status;
 mod sync;
@@ -145,7 +152,7 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
                 String::new(),
             ),
         };
-        eprintln!("error: {head}{tip}{usage}\n\nFor more information, try '--help'.");
+        errln!("error: {head}{tip}{usage}\n\nFor more information, try '--help'.");
         return Some(ExitCode::from(EXIT_USAGE));
     }
     if e.kind() != ErrorKind::UnknownArgument {
@@ -180,7 +187,7 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
             })
             .map(|m| format!(": {m}"))
             .unwrap_or_default();
-        eprintln!(
+        errln!(
             "error: {what}{arg}{why} (the value is not shown: {exposed}){valid}{usage}\n\nFor more information, try '--help'."
         );
         return Some(ExitCode::from(EXIT_USAGE));
@@ -201,7 +208,7 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
         (Some(_), Some(similar)) => format!("\n\n  tip: a similar argument exists: '{similar}'"),
         _ => String::new(),
     };
-    eprintln!("error: {head}{tip}{usage}\n\nFor more information, try '--help'.");
+    errln!("error: {head}{tip}{usage}\n\nFor more information, try '--help'.");
     Some(ExitCode::from(EXIT_USAGE))
 }
 
@@ -367,7 +374,8 @@ fn chain_text(err: &anyhow::Error) -> String {
 
 /// `println!` panics when stdout is a closed pipe (`scopevault cred list | head -1`): like
 /// ripgrep, treat that as the end of output and exit 0, quietly. Every other panic goes to the
-/// default hook.
+/// default hook. A safety net: the CLI itself prints through [`output`], which returns the
+/// error instead (and `exit_code_of` makes a closed pipe exit 0).
 fn stdout_closed_is_success() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -398,13 +406,7 @@ pub(crate) fn color_allowed() -> bool {
 }
 
 /// Write `bytes` to stdout; a closed pipe is the end of output (exit 0, see [`exit_code_of`]).
-pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes)?;
-    out.flush()?;
-    Ok(())
-}
+pub(crate) use output::write_stdout;
 
 /// The one mapping from an error to the exit code of the README's table:
 ///

@@ -38,7 +38,7 @@ fn apply(
     // its checkpoints, which need not exist where it is applied.
     if parsed.locations().next().is_none() {
         for name in crate::agent::state::unresolved_names(&parsed) {
-            eprintln!("warning: {}", escape_for_terminal(&name));
+            errln!("warning: {}", escape_for_terminal(&name));
         }
     }
 
@@ -184,9 +184,13 @@ fn apply(
         changes.push("~ policy settings, catalog or exceptions".into());
     }
     // Names in the notes and changes are the policy's, checked; escaped all the same, as
-    // every line quoting a file.
-    for n in &notes {
-        println!("{}", escape_for_terminal(n));
+    // every line quoting a file. Printed with the outcome, after the save: a failed write to
+    // stdout must not stop the apply half-way, nor leave a saved change unsaid (twenty-third
+    // pass).
+    let mut report = String::new();
+    for line in notes.iter().chain(&changes) {
+        report.push_str(&escape_for_terminal(line));
+        report.push('\n');
     }
     let shown_file = super::shown(file);
     if changes.is_empty() {
@@ -194,42 +198,66 @@ fn apply(
         // unless opening it adopted a restored file (`--allow-rollback`), which is said: it
         // said "no changes" alone (twenty-third pass).
         if let Some(generation) = adopted {
-            println!(
-                "no changes: {shown_file} is already applied (policy unchanged), but the {}",
+            // The file was saved again: the daemon asked before anything is printed.
+            let pickup = super::client_cmds::report_pickup(g, vault.id(), vault.generation());
+            report.push_str(&format!(
+                "no changes: {shown_file} is already applied (policy unchanged), but the {}\n",
                 super::unlock::adopted_note(generation)
-            );
-            super::client_cmds::report_pickup(g, vault.id(), vault.generation())?;
+            ));
+            if let Ok(line) = &pickup {
+                report.push_str(line);
+            }
+            super::output::after_change(
+                &format!(
+                    "the restored vault was adopted and saved (generation {})",
+                    vault.generation()
+                ),
+                super::write_stdout(report.as_bytes()),
+            )?;
+            pickup?;
         } else if g.unlock.allow_rollback && !dry_run {
-            println!(
-                "no changes: {shown_file} is already applied (policy unchanged), and --allow-rollback found nothing to adopt: {} (generation {}) is not older than this machine's rollback record nor than the generation the audit chain of {} has recorded of it. If a daemon refuses it, it writes another audit log (`serve --audit`): set SCOPEVAULT_AUDIT to that log and run this again",
+            report.push_str(&format!(
+                "no changes: {shown_file} is already applied (policy unchanged), and --allow-rollback found nothing to adopt: {} (generation {}) is not older than this machine's rollback record nor than the generation the audit chain of {} has recorded of it. If a daemon refuses it, it writes another audit log (`serve --audit`): set SCOPEVAULT_AUDIT to that log and run this again\n",
                 super::shown(&path),
                 vault.generation(),
                 super::shown(&super::unlock::serve_audit_log())
-            );
+            ));
+            super::write_stdout(report.as_bytes())?;
         } else {
-            println!(
-                "no changes: {shown_file} is already applied (policy unchanged: nothing to apply)"
-            );
+            report.push_str(&format!(
+                "no changes: {shown_file} is already applied (policy unchanged: nothing to apply)\n"
+            ));
+            super::write_stdout(report.as_bytes())?;
         }
         return Ok(ExitCode::SUCCESS);
     }
-    for c in &changes {
-        println!("{}", escape_for_terminal(c));
-    }
     let Some(lock) = lock.filter(|_| !dry_run) else {
-        println!("dry run: the vault was not changed");
+        report.push_str("dry run: the vault was not changed\n");
+        super::write_stdout(report.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     };
     vault.set_policy(parsed);
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
-    println!(
-        "applied {} to {} (generation {})",
+    // The daemon asked (it loads the saved file at that request) before anything is printed.
+    let pickup = super::client_cmds::report_pickup(g, vault.id(), vault.generation());
+    report.push_str(&format!(
+        "applied {} to {} (generation {})\n",
         shown_file,
         super::shown(&path),
         vault.generation()
-    );
-    super::client_cmds::report_pickup(g, vault.id(), vault.generation())?;
+    ));
+    if let Ok(line) = &pickup {
+        report.push_str(line);
+    }
+    super::output::after_change(
+        &format!(
+            "the policy was applied and the vault saved (generation {})",
+            vault.generation()
+        ),
+        super::write_stdout(report.as_bytes()),
+    )?;
+    pickup?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,7 +268,7 @@ fn gate(parsed: &Policy, deny: Option<DenyLevel>) -> anyhow::Result<()> {
     let today = time::OffsetDateTime::now_utc().date();
     let report = lint::lint(parsed, &lint::LintOptions::new(today));
     if !report.findings().is_empty() {
-        eprint!("{}", report.render_text(false));
+        err!("{}", report.render_text(false));
     }
     let class = match deny {
         None | Some(DenyLevel::Error) => Class::Error,
@@ -272,7 +300,7 @@ fn default_secret_field(kind: policy::CredentialKind) -> &'static str {
 fn export(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let vault = super::unlock::open_vault_to_read(g)?;
     match vault.policy() {
-        Some(p) => print!("{}", p.to_canonical_toml()),
+        Some(p) => out!("{}", p.to_canonical_toml())?,
         None => bail!(
             "no policy has been applied to this vault: run `scopevault policy apply policy.toml`"
         ),

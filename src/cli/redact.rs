@@ -25,7 +25,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &RedactArgs) -> anyhow::Result<ExitCode> {
     let patterns = std::sync::Arc::new(Patterns::new(&super::exec::targets(&fetched)));
     drop(fetched);
     let summary = Scrubber::new(patterns, a.artifacts_binary).scrub_paths(&a.paths);
-    eprint!("{summary}");
+    err!("{summary}");
     // The counts go to the audit log; a daemon gone since the fetch is a warning only.
     super::exec::report_scrub(&socket, &a.task, &summary);
     Ok(if summary.ok() {

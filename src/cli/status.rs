@@ -127,19 +127,79 @@ fn json_out(s: Gathered) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(code))
 }
 
-/// Whether the command line, as far as it parses, is `status --json`: read again by clap
-/// with its errors ignored, after the strict parse refused it.
+/// Whether the command line asks `status` for JSON: `--json`, `--format json` or
+/// `--format=json`, however the rest of it parses. Read from the arguments as typed: clap's
+/// parse with its errors ignored stopped at the first error, so `--format json` with an empty
+/// `SCOPEVAULT_VAULT`, or `--json --json`, were not seen as asking for JSON and printed
+/// nothing on stdout (twenty-third pass, found by the twenty-third pass's attacker of the
+/// documents' promises).
 pub(crate) fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    json_requested_in(&args)
+}
+
+/// [`json_requested`] of the arguments after the program's name.
+fn json_requested_in(args: &[String]) -> bool {
     use clap::CommandFactory;
-    let Ok(m) = super::args::Cli::command()
-        .ignore_errors(true)
-        .try_get_matches_from(std::env::args_os())
-    else {
+    let cli = super::args::Cli::command();
+    let Some(status) = cli.find_subcommand("status") else {
         return false;
     };
-    m.subcommand().is_some_and(|(name, sub)| {
-        name == "status" && sub.try_get_one::<bool>("json").ok().flatten() == Some(&true)
-    })
+    // Whether `arg` (`--name` or `-c`, no `=` in it) is an option that takes the next
+    // argument as its value, among `cmd`'s arguments (the global ones included).
+    let takes_next = |cmd: &clap::Command, arg: &str| {
+        cmd.get_arguments().any(|a| {
+            let named = match arg.strip_prefix("--") {
+                Some(long) => a.get_long() == Some(long),
+                None => {
+                    arg.chars().nth(1).is_some_and(|c| a.get_short() == Some(c)) && arg.len() == 2
+                }
+            };
+            named && a.get_action().takes_values()
+        })
+    };
+    // An option's value is the next argument unless that is a long flag: clap does not take
+    // `--json` as the value of `--audit` either (it refuses the line, and `--json` asked for
+    // JSON).
+    let mut rest = args.iter().peekable();
+    let skip_value = |rest: &mut std::iter::Peekable<std::slice::Iter<'_, String>>| {
+        rest.next_if(|v| !v.starts_with("--")).cloned()
+    };
+    // The subcommand: the first argument that is neither an option nor a global option's
+    // value.
+    loop {
+        match rest.next() {
+            None => return false,
+            Some(a) if a == "--" => return false,
+            Some(a) if a.starts_with('-') && a.len() > 1 => {
+                if !a.contains('=') && takes_next(&cli, a) {
+                    skip_value(&mut rest);
+                }
+            }
+            Some(a) if a == "status" => break,
+            Some(_) => return false,
+        }
+    }
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--" => return false,
+            "--json" | "--format=json" => return true,
+            // The guard takes the value either way: `--format text` is not read again.
+            "--format" if skip_value(&mut rest).is_some_and(|v| v == "json") => return true,
+            "--format" => {}
+            a if a.starts_with('-')
+                && !a.contains('=')
+                && (takes_next(status, a) || takes_next(&cli, a)) =>
+            {
+                skip_value(&mut rest);
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// An argument error under `status --json`, as the JSON error object on stdout (clap's own
@@ -348,15 +408,15 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     // Every string shown comes from elsewhere (the daemon's answer, the applied record, a
     // path, an error naming one): escaped, so none can move the cursor or forge a line.
     let esc = crate::text::escape_for_terminal;
-    println!(
+    outln!(
         "daemon:      scopevault {} on {}",
         esc(&h.version),
         crate::text::shown(&socket_path(g))
-    );
+    )?;
     if h.locked {
-        println!("vault:       locked (an admin runs `scopevault unlock`)");
+        outln!("vault:       locked (an admin runs `scopevault unlock`)")?;
     } else {
-        println!(
+        outln!(
             "vault:       unlocked, id {}, generation {}{}",
             esc(h.vault_id.as_deref().unwrap_or("?")),
             h.generation.unwrap_or(0),
@@ -365,65 +425,65 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             } else {
                 ""
             }
-        );
-        println!(
+        )?;
+        outln!(
             "contents:    {} credentials, {} tasks, enforce = {}",
             h.credentials,
             h.tasks,
             esc(h.enforce.as_deref().unwrap_or("(no policy applied)"))
-        );
+        )?;
         if let Some(d) = &h.policy_digest {
-            println!("policy:      {}", esc(d));
+            outln!("policy:      {}", esc(d))?;
         }
     }
-    println!(
+    outln!(
         "audit log:   {}",
         if h.audit_ok {
             "ok"
         } else {
             "FAILING: hand-outs are refused"
         }
-    );
+    )?;
     if !h.audit_anchor_ok {
-        println!(
+        outln!(
             "audit anchor: FAILING: hand-outs are refused; the anchor in the state directory cannot be written (disk space, permissions: the daemon's log names the error)"
-        );
+        )?;
     }
     if h.log_lines_lost > 0 {
-        println!(
+        outln!(
             "daemon log:  {} line(s) lost: its stderr cannot be written (a closed terminal, a log reader gone, a full disk); the daemon serves on (docs/operations.md, \"The daemon's log\")",
             h.log_lines_lost
-        );
+        )?;
     }
     if let (Some(seq), Some(hash), Some(source)) = (audit.seq, &audit.hash, audit.source) {
-        println!(
+        outln!(
             "audit head:  seq {seq} hash {} (from the {source}){}",
             esc(hash),
             audit
                 .anchor_seq
                 .map_or(String::new(), |s| format!(", anchored at seq {s}"))
-        );
+        )?;
     }
     if let Some(e) = &audit.error {
-        println!("audit head:  BAD: {}", esc(e));
+        outln!("audit head:  BAD: {}", esc(e))?;
     }
     match &bundle {
         Ok(None) => {}
         Err(RecordError::OtherVault(why)) => {
-            println!("bundle:      none applied to this vault ({})", esc(why))
+            outln!("bundle:      none applied to this vault ({})", esc(why))?
         }
-        Err(e) => println!("bundle:      unknown: {}", esc(&e.to_string())),
+        Err(e) => outln!("bundle:      unknown: {}", esc(&e.to_string()))?,
         Ok(Some(a)) => {
             let r = &a.record;
             let left = health::seconds_between(now, r.expires);
-            println!(
+            outln!(
                 "bundle:      {} generation {}, signed by {} ({})",
                 esc(&r.location),
                 r.generation,
                 esc(&r.signer_fingerprint),
                 esc(&r.signer_principals.join(","))
-            );
-            println!(
+            )?;
+            outln!(
                 "             published {} ({} s ago), {} {} ({} s{})",
                 rfc3339(r.created),
                 health::seconds_between(r.created, now),
@@ -431,37 +491,37 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                 rfc3339(r.expires),
                 left.abs(),
                 if left > 0 { " left" } else { " ago" }
-            );
+            )?;
             if a.local_change {
-                println!(
+                outln!(
                     "             SUPERSEDED by a local change: the vault (generation {}) was changed since the apply (generation {}); it no longer holds the signed bundle until one is applied again (a newer generation, or this one with --reapply)",
                     a.vault_file_generation, r.vault_generation
-                );
+                )?;
             } else if daemon_current(Some(&h), a) == Some(false) {
                 // The vault and generation are the bundle's, the policy is not: a reload
                 // would not help.
                 let loaded = h.vault_id.as_deref() == Some(r.vault_id.as_str())
                     && h.generation >= Some(r.vault_generation);
                 match h.policy_digest.as_deref() {
-                    Some(d) if loaded && d != r.policy_digest => println!(
+                    Some(d) if loaded && d != r.policy_digest => outln!(
                         "             the daemon does NOT serve it: it serves the policy {}, not the bundle's {}",
                         esc(d),
                         esc(&r.policy_digest)
-                    ),
-                    _ => println!(
+                    )?,
+                    _ => outln!(
                         "             the daemon does NOT serve it yet: run `scopevault reload`"
-                    ),
+                    )?,
                 }
             }
         }
     }
-    println!("connections: {}", h.connections);
-    println!(
+    outln!("connections: {}", h.connections)?;
+    outln!(
         "you:         uid {} gid {} pid {}{}",
         h.peer.uid,
         h.peer.gid,
         h.peer.pid,
         if h.peer.admin { " (admin)" } else { "" }
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

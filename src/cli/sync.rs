@@ -299,35 +299,41 @@ fn openbao_sync(
         })));
     }
 
-    // A line quotes the paths OpenBao gave: escaped.
+    // A line quotes the paths OpenBao gave: escaped. Printed with the outcome, after the save
+    // (twenty-third pass: a failed write to stdout must not come between a change and its
+    // report).
+    let mut report = String::new();
     for l in &lines {
-        println!("{}", crate::text::escape_for_terminal(l));
+        report.push_str(&crate::text::escape_for_terminal(l));
+        report.push('\n');
     }
     let summary = format!(
         "{} to change, {unchanged} unchanged, {missing} missing upstream",
         changes.len()
     );
     if a.dry_run {
-        match adopted {
-            None => println!("dry run: {summary}; nothing was saved"),
-            Some(g) => println!(
-                "dry run: {summary}; nothing from OpenBao was saved; the {}",
+        report.push_str(&match adopted {
+            None => format!("dry run: {summary}; nothing was saved\n"),
+            Some(g) => format!(
+                "dry run: {summary}; nothing from OpenBao was saved; the {}\n",
                 super::unlock::adopted_note(*g)
             ),
-        }
+        });
+        super::write_stdout(report.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     if changes.is_empty() {
-        match adopted {
-            None => println!(
-                "{summary}: nothing moved upstream, the vault was not saved (generation {})",
+        report.push_str(&match adopted {
+            None => format!(
+                "{summary}: nothing moved upstream, the vault was not saved (generation {})\n",
                 vault.generation()
             ),
-            Some(g) => println!(
-                "{summary}: nothing moved upstream; the {}",
+            Some(g) => format!(
+                "{summary}: nothing moved upstream; the {}\n",
                 super::unlock::adopted_note(*g)
             ),
-        }
+        });
+        super::write_stdout(report.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     let now = vault::timestamp();
@@ -373,6 +379,15 @@ fn openbao_sync(
     let lock = lock.expect("taken unless --dry-run");
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
-    println!("{summary}; saved (generation {})", vault.generation());
+    super::output::after_change(
+        &format!("the sync was saved (generation {})", vault.generation()),
+        {
+            report.push_str(&format!(
+                "{summary}; saved (generation {})\n",
+                vault.generation()
+            ));
+            super::write_stdout(report.as_bytes())
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -34,9 +34,9 @@ pub(crate) fn warn_test_kdf() {
         return;
     }
     if cfg!(feature = "insecure-test-kdf") {
-        eprintln!("note: SCOPEVAULT_TEST_ARGON2 is the test suite's fast KDF setting (this is a test build, feature insecure-test-kdf): new passphrase slots use weak Argon2 parameters. Never use a test build for a real vault.");
+        errln!("note: SCOPEVAULT_TEST_ARGON2 is the test suite's fast KDF setting (this is a test build, feature insecure-test-kdf): new passphrase slots use weak Argon2 parameters. Never use a test build for a real vault.");
     } else {
-        eprintln!("note: SCOPEVAULT_TEST_ARGON2 (the test suite's fast KDF setting) is ignored: this build always uses Argon2id m=64 MiB, t=3, p=4.");
+        errln!("note: SCOPEVAULT_TEST_ARGON2 (the test suite's fast KDF setting) is ignored: this build always uses Argon2id m=64 MiB, t=3, p=4.");
     }
 }
 
@@ -84,8 +84,8 @@ pub(crate) fn open_vault_to_read(g: &GlobalArgs) -> anyhow::Result<Vault> {
 fn say_read_only(v: &Vault) {
     warn_last_generation(v);
     if let Some(w) = v.rollback_warning() {
-        eprintln!("warning: {}", super::escape_for_terminal(&w));
-        eprintln!("note: this command only reads: the older file is not adopted (nothing is saved, and this machine's rollback record is unchanged), so checking a backup copy leaves the vault as it was; to adopt a restored file as the vault, give --allow-rollback to a command that saves it (docs/operations.md, \"Restore\")");
+        errln!("warning: {}", super::escape_for_terminal(&w));
+        errln!("note: this command only reads: the older file is not adopted (nothing is saved, and this machine's rollback record is unchanged), so checking a backup copy leaves the vault as it was; to adopt a restored file as the vault, give --allow-rollback to a command that saves it (docs/operations.md, \"Restore\")");
     }
 }
 
@@ -158,7 +158,7 @@ fn chain_ahead(g: &GlobalArgs, v: &Vault, say: bool) -> Option<(PathBuf, u64)> {
         Err(e) => {
             // Said (once: `say`), not fatal: the file is adopted above the rollback record,
             // and the message after the save says what a daemon's start does is not known.
-            eprintln!(
+            errln!(
                 "warning: --allow-rollback: the audit log {} cannot be read ({}), so the generation its chain has recorded of this vault is not known here: a daemon started on it may still refuse this file; run this command as a user who can read that log",
                 super::shown(&log),
                 super::escape_for_terminal(&e.to_string())
@@ -174,10 +174,10 @@ fn say_restored(g: &GlobalArgs, v: &Vault) -> bool {
     let chain = chain_ahead(g, v, true);
     let w = v.rollback_warning();
     if let Some(w) = &w {
-        eprintln!("warning: {}", super::escape_for_terminal(w));
+        errln!("warning: {}", super::escape_for_terminal(w));
     }
     if let Some((log, seen)) = &chain {
-        eprintln!(
+        errln!(
             "warning: {} is generation {}, older than generation {seen} the audit chain of {} has recorded of this vault (a daemon started on that log refuses it); accepted because of --allow-rollback",
             super::shown(&vault_path(g)),
             v.generation(),
@@ -191,7 +191,7 @@ fn say_restored(g: &GlobalArgs, v: &Vault) -> bool {
 /// refused (a reader said nothing of it, and the save called it corrupt, nineteenth pass).
 fn warn_last_generation(v: &Vault) {
     if let Some(w) = v.at_last_generation() {
-        eprintln!("warning: {}", super::escape_for_terminal(&w));
+        errln!("warning: {}", super::escape_for_terminal(&w));
     }
 }
 
@@ -223,7 +223,7 @@ fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<V
         return Ok(adopted);
     }
     adopted.save(lock)?;
-    eprintln!(
+    errln!(
         "warning: {} saved again as generation {}, above the rollback record and the audit chain of {}: the restored file is adopted (later opens, the daemon's reload and its restart on that audit log accept it; a daemon given another log with `serve --audit` judges it against that log's chain: set SCOPEVAULT_AUDIT to that log and give --allow-rollback again); re-set the secrets rotated since it was backed up",
         super::shown(&vault_path(g)),
         adopted.generation(),
@@ -403,7 +403,7 @@ pub(crate) fn check_strength(p: &SecretString, weak_ok: bool) -> anyhow::Result<
         .collect::<Vec<_>>()
         .join(". ");
     if weak_ok {
-        eprintln!("warning: weak passphrase accepted (--weak-passphrase-ok): {why}");
+        errln!("warning: weak passphrase accepted (--weak-passphrase-ok): {why}");
         return Ok(());
     }
     Err(VaultError::Usage(format!(

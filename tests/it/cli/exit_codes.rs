@@ -193,6 +193,59 @@ fn status_json_is_json_even_for_argument_errors() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
 }
 
+/// Every form that asks `status` for JSON gets the error object for a command line it cannot
+/// parse: `--format json` and `--format=json` (README: `--json` is "as --format json") printed
+/// nothing, as did `--json --json` (twenty-third pass, found by the twenty-third pass's
+/// attacker of the documents' promises).
+#[test]
+fn regression_status_format_json_is_json_even_for_argument_errors() {
+    let e = Env::new();
+    let cases: [(&[&str], bool, &str); 8] = [
+        (&["status", "--audit", "--json"], false, "--audit"),
+        (&["status", "--format", "json"], true, "--vault"),
+        (&["status", "--format=json"], true, "--vault"),
+        (&["status", "--json"], true, "--vault"),
+        (&["status", "--format", "json", "--bogus"], false, "--bogus"),
+        (&["status", "--format=json", "--bogus"], false, "--bogus"),
+        (&["status", "--json", "--json"], false, "--json"),
+        (
+            &[
+                "--vault", "v", "status", "--audit", "a", "--format", "json", "--bogus",
+            ],
+            false,
+            "--bogus",
+        ),
+    ];
+    for (args, empty_vault, named) in cases {
+        let mut c = e.cmd();
+        if empty_vault {
+            c.env("SCOPEVAULT_VAULT", "");
+        }
+        let out = e.run_cmd(c.args(args), b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+            panic!(
+                "{args:?}: not JSON ({err}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        assert_eq!(v["error"]["exit_code"], 2, "{args:?}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(named),
+            "{args:?}: {v}"
+        );
+    }
+    // Not asking for JSON: nothing on stdout.
+    for args in [
+        &["status", "--format", "text", "--bogus"][..],
+        &["status", "--format", "prometheus", "--bogus"],
+    ] {
+        let out = e.run(args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
 /// Run with stdout a pipe whose reading end is already closed: the first write gets EPIPE.
 fn into_closed_pipe(e: &Env, args: &[&str]) -> std::process::Output {
     let (reader, writer) = std::io::pipe().unwrap();

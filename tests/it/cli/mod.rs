@@ -2,5 +2,6 @@
 
 mod doctor;
 mod exit_codes;
+mod full_stdout;
 mod jobs;
 mod serve;

@@ -147,3 +147,13 @@ pub fn opened_while<T>(paths: &[&Path], act: impl FnOnce() -> T) -> (T, Vec<bool
     }
     (out, seen)
 }
+
+/// `/dev/full` opened for writing, as a child's stdout or stderr: every write to it fails with
+/// `ENOSPC`, as on a full disk.
+pub fn dev_full() -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full")
+        .into()
+}

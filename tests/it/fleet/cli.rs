@@ -3900,3 +3900,53 @@ fn a_signed_bundle_for_a_location_starting_with_a_dot_or_underscore_still_applie
         f.apply(&f.ams, &bundle(2), &[]);
     }
 }
+
+/// `bundle apply` with stdout on a full disk saved the vault and its applied record, then
+/// panicked (exit 101) printing, before its `bundle.apply` audit record and the daemon's reload:
+/// an applied bundle with no audit trail (twenty-third pass, found by the twenty-third pass's
+/// attacker of the documents' promises). Now every step first, then the report: exit 2, the
+/// error says the bundle was applied; and `audit verify`/`audit show` of that log to a full
+/// stdout exit 2 as well.
+#[test]
+fn regression_bundle_apply_to_a_full_stdout_audits_the_apply_and_exits_2() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let a = f.apply_args(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+    let full = |args: &[&str]| {
+        let out = f
+            .ams
+            .cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(crate::common::dev_full())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write to standard output: "),
+            "{args:?}: {err}"
+        );
+        err
+    };
+    let err = full(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("the bundle was applied (generation 1"),
+        "{err}"
+    );
+    assert_eq!(names(&f.ams), vec!["buyer", "shared"]);
+    let log = f.ams.path("audit.jsonl");
+    let audit = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        audit.contains("bundle.apply") && audit.contains("generation=1"),
+        "{audit}"
+    );
+    let log = log.to_str().unwrap();
+    full(&["audit", "verify", "--audit", log]);
+    full(&["audit", "show", "--audit", log]);
+}

@@ -1,0 +1,117 @@
+//! The one way the CLI writes to its standard streams.
+//!
+//! `println!` and `eprintln!` panic when the write fails: stdout on a full disk
+//! (`>/dev/full`), a closed terminal, a pipe whose reader went away. A panic exits 101, a
+//! code the README's table does not have, with Rust's panic text on stderr; and a command
+//! that changes state (`init`, `cred set`, `key add`, `bundle apply`) panicked after it had
+//! saved, some of them before their audit record and the daemon's reload request (twenty-
+//! third pass, found by the twenty-third pass's attacker of the documents' promises).
+//!
+//! So every write to stdout goes through [`outln!`] or [`out!`], which return a
+//! [`StdoutError`] for `?` (exit 2, "cannot write to standard output: …"; a closed pipe is the
+//! end of output, exit 0, see [`super::exit_code_of`]); `clippy::print_stdout` is denied in
+//! the CLI. A write to stderr ([`errln!`], [`err!`]) that fails is dropped: stderr is where an
+//! error would be reported, and a warning nobody can read must not stop a command whose
+//! work (a hand-out already audited, a save) is done. A command that changes state does every
+//! durable step before it prints, and says so when the printing fails ([`after_change`]).
+
+use std::io::Write;
+
+/// A write to stdout failed; the command's work (if any) is described by the context around
+/// it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to standard output: {source}")]
+pub(crate) struct StdoutError {
+    #[source]
+    source: std::io::Error,
+}
+
+/// A failed write of a command that writes to the locked stdout itself (`audit show`, which
+/// streams).
+pub(crate) fn stdout_error(source: std::io::Error) -> StdoutError {
+    StdoutError { source }
+}
+
+/// Write formatted text (and a line break when `newline`) to stdout and flush it. Formatted
+/// straight into the locked stdout: no intermediate `String` holds what is printed (a TOTP
+/// code, a recipient).
+pub(crate) fn print_fmt(args: std::fmt::Arguments<'_>, newline: bool) -> Result<(), StdoutError> {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush());
+    written.map_err(|source| StdoutError { source })
+}
+
+/// Write `bytes` to stdout and flush them.
+pub(crate) fn write_stdout(bytes: &[u8]) -> Result<(), StdoutError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|source| StdoutError { source })
+}
+
+/// Write formatted text (and a line break when `newline`) to stderr; an error is dropped (see
+/// the module's documentation).
+pub(crate) fn eprint_fmt(args: std::fmt::Arguments<'_>, newline: bool) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| {
+        if newline {
+            err.write_all(b"\n")
+        } else {
+            Ok(())
+        }
+    });
+}
+
+/// The printing of a command that has changed state, every durable step of it done (saved,
+/// audited, the daemon asked to reload): a failure to print says that `done` was done, so
+/// that a script does not retry the change blindly. Still exit 2 (0 for a closed pipe).
+pub(crate) fn after_change(done: &str, printed: Result<(), StdoutError>) -> anyhow::Result<()> {
+    printed.map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "{done}; only its report could not be printed (do not run the command again)"
+        ))
+    })
+}
+
+/// `println!` that returns a [`StdoutError`] instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_stdout(b"\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::print_fmt(format_args!($($arg)*), true)
+    };
+}
+
+/// `print!` that returns a [`StdoutError`] instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::print_fmt(format_args!($($arg)*), false)
+    };
+}
+
+/// `eprintln!` that does not panic: a failed write to stderr is dropped.
+macro_rules! errln {
+    () => {
+        $crate::cli::output::eprint_fmt(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::eprint_fmt(format_args!($($arg)*), true)
+    };
+}
+
+/// `eprint!` that does not panic: a failed write to stderr is dropped.
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::cli::output::eprint_fmt(format_args!($($arg)*), false)
+    };
+}
