@@ -577,6 +577,34 @@ fn over_scope_is_a_warning_in_the_response_and_the_audit_record() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
 }
 
+/// `get` and `exec` of an over-scoped task with stderr on a full disk (`2>/dev/full`)
+/// panicked, exit 101, writing the warning, after the daemon had handed the credential out and
+/// audited it; `get` never printed it (twenty-third pass, found by the twenty-third pass's
+/// attacker of the documents' promises). A warning nobody can read is dropped: the value is
+/// printed, exit 0, as `exec`'s command's own.
+#[test]
+fn regression_get_and_exec_with_a_full_stderr_do_not_panic() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let full = |args: &[&str]| {
+        daemon::cmd(&d.dir)
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(crate::common::dev_full())
+            .output()
+            .unwrap()
+    };
+    let out = full(&["get", "--task", "order-status", "--field", "username"]);
+    assert_eq!(out.status.code(), Some(0), "get");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "backoffice");
+    let out = full(&["exec", "--task", "order-status", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "exec");
+    assert!(d.audit_text().contains("does not need"));
+}
+
 #[test]
 fn totp_gives_a_six_digit_code_and_never_the_seed() {
     let dir = tempdir();
