@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::protocol::{
     parse_response, AdminStatus, ErrorBody, ErrorCode, FetchBy, Fetched, Health, Request,
-    ResponseError, RotateStatus, ScrubCounts, ScrubReceipt, Tasks, Ticket,
+    ResponseError, RotateStatus, ScrubCounts, ScrubReceipt, Tasks, Ticket, UnlockKey,
 };
 use crate::secret::SecretString;
 
@@ -498,7 +498,20 @@ impl Client {
 
     /// `unlock` with a passphrase.
     pub fn unlock(&mut self, passphrase: SecretString) -> Result<AdminStatus, ClientError> {
-        self.call(&Request::Unlock { passphrase })
+        self.call(&Request::Unlock {
+            key: UnlockKey::Passphrase(passphrase),
+        })
+    }
+
+    /// `unlock` with the text of an age identity file (`identity`; a daemon older than the
+    /// twenty-third pass answers `bad_request` naming the member).
+    pub fn unlock_with_identity(
+        &mut self,
+        identity: SecretString,
+    ) -> Result<AdminStatus, ClientError> {
+        self.call(&Request::Unlock {
+            key: UnlockKey::Identity(identity),
+        })
     }
 
     /// `reload`.

@@ -153,10 +153,10 @@ pub enum Request {
     },
     /// Forget the vault key.
     Lock,
-    /// Unlock with a passphrase.
+    /// Unlock with a passphrase or an identity file's text.
     Unlock {
-        /// The passphrase; zeroed on drop.
-        passphrase: SecretString,
+        /// The key sent; zeroed on drop.
+        key: UnlockKey,
     },
     /// Re-read the vault file.
     Reload,
@@ -232,8 +232,21 @@ impl ScrubCounts {
     }
 }
 
+/// What an `unlock` request carries: exactly one of its members `passphrase` or `identity`.
+/// Both are secrets: zeroed on drop, never in a message, a log or the audit log.
+#[derive(Debug)]
+pub enum UnlockKey {
+    /// `passphrase`: tried on every passphrase slot.
+    Passphrase(SecretString),
+    /// `identity`: the text of an age identity file (`AGE-SECRET-KEY-1…` lines, `#` comments),
+    /// tried on every identity-file slot (twenty-third pass: a daemon started with
+    /// `--identity-file` on a vault with no passphrase slot could not be unlocked again after
+    /// a `lock`).
+    Identity(SecretString),
+}
+
 /// Every member a request may have, in any op.
-const MEMBERS: [&str; 8] = [
+const MEMBERS: [&str; 9] = [
     "v",
     "op",
     "task",
@@ -241,6 +254,7 @@ const MEMBERS: [&str; 8] = [
     "ticket",
     "ttl",
     "passphrase",
+    "identity",
     "scrub",
 ];
 
@@ -322,6 +336,8 @@ struct WireRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     passphrase: Option<SecretString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     scrub: Option<ScrubCounts>,
 }
 
@@ -390,7 +406,7 @@ impl Op {
             Op::Tasks => &["task"],
             Op::Fetch => &["task", "credential", "ticket"],
             Op::Ticket => &["task", "ttl"],
-            Op::Unlock => &["passphrase"],
+            Op::Unlock => &["passphrase", "identity"],
             Op::ScrubReport => &["task", "scrub"],
         }
     }
@@ -500,6 +516,7 @@ impl Request {
             ticket,
             ttl,
             passphrase,
+            identity,
             scrub,
             ..
         } = wire;
@@ -529,10 +546,16 @@ impl Request {
                 Request::Ticket { task, ttl }
             }
             Op::Unlock => {
-                let Some(passphrase) = passphrase else {
-                    return Err(bad("unlock needs `passphrase`"));
+                let key = match (passphrase, identity) {
+                    (Some(p), None) => UnlockKey::Passphrase(p),
+                    (None, Some(i)) => UnlockKey::Identity(i),
+                    _ => {
+                        return Err(bad(
+                            "unlock needs exactly one of `passphrase` or `identity` (the text of an age identity file)",
+                        ))
+                    }
                 };
-                Request::Unlock { passphrase }
+                Request::Unlock { key }
             }
             Op::ScrubReport => {
                 let (Some(task), Some(scrub)) = (task, scrub) else {
@@ -570,6 +593,7 @@ impl Request {
             ticket: None,
             ttl: None,
             passphrase: None,
+            identity: None,
             scrub: None,
         };
         match self {
@@ -585,7 +609,12 @@ impl Request {
                 wire.task = Some(task.clone());
                 wire.ttl = Some(*ttl);
             }
-            Request::Unlock { passphrase } => wire.passphrase = Some(passphrase.clone()),
+            Request::Unlock {
+                key: UnlockKey::Passphrase(p),
+            } => wire.passphrase = Some(p.clone()),
+            Request::Unlock {
+                key: UnlockKey::Identity(i),
+            } => wire.identity = Some(i.clone()),
             Request::ScrubReport { task, scrub } => {
                 wire.task = Some(task.clone());
                 wire.scrub = Some(scrub.clone());
@@ -1258,12 +1287,50 @@ mod tests {
     #[test]
     fn request_lines_round_trip() {
         let req = Request::Unlock {
-            passphrase: SecretString::from("pw".to_string()),
+            key: UnlockKey::Passphrase(SecretString::from("pw".to_string())),
         };
         let line = req.to_line();
         assert_eq!(line.last(), Some(&b'\n'));
         let back = Request::parse(&line[..line.len() - 1]).unwrap();
-        assert!(matches!(back, Request::Unlock { passphrase } if passphrase.expose() == "pw"));
+        assert!(
+            matches!(back, Request::Unlock { key: UnlockKey::Passphrase(p) } if p.expose() == "pw")
+        );
+    }
+
+    /// Twenty-third pass: `unlock` takes an identity file's text as `identity`, exactly one
+    /// of `passphrase` and `identity`; neither, or both, is `bad_request` quoting no value.
+    #[test]
+    fn an_unlock_takes_exactly_one_of_passphrase_or_identity() {
+        let req = Request::Unlock {
+            key: UnlockKey::Identity(SecretString::from("AGE-SECRET-KEY-1X".to_string())),
+        };
+        let line = req.to_line();
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(text.contains(r#""identity":"AGE-SECRET-KEY-1X""#) && !text.contains("passphrase"));
+        let back = Request::parse(&line[..line.len() - 1]).unwrap();
+        assert!(
+            matches!(back, Request::Unlock { key: UnlockKey::Identity(i) } if i.expose() == "AGE-SECRET-KEY-1X")
+        );
+        for line in [
+            r#"{"v":1,"op":"unlock"}"#,
+            r#"{"v":1,"op":"unlock","passphrase":"pw-Zq9","identity":"AGE-SECRET-KEY-1Zq9"}"#,
+        ] {
+            let e = Request::parse(line.as_bytes()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{line}");
+            assert!(
+                e.message
+                    .contains("exactly one of `passphrase` or `identity`")
+                    && !e.message.contains("Zq9"),
+                "{line}: {}",
+                e.message
+            );
+        }
+        let e =
+            Request::parse(br#"{"v":1,"op":"lock","identity":"AGE-SECRET-KEY-1Zq9"}"#).unwrap_err();
+        assert!(
+            e.message.contains("`identity` is not allowed in op `lock`")
+                && !e.message.contains("Zq9")
+        );
     }
 
     /// Twenty-first pass: `scopevault totp` printed whatever the daemon sent as the code. A

@@ -27,8 +27,11 @@ pub type PassphraseSource = Box<dyn FnOnce() -> anyhow::Result<Option<SecretStri
 
 /// The unattended unlock sources tried at start, in this order.
 pub struct StartUnlock {
-    /// `--identity-file` (else `$CREDENTIALS_DIRECTORY/scopevault-identity` if present).
+    /// `--identity-file` or `SCOPEVAULT_IDENTITY_FILE`.
     pub identity_file: Option<PathBuf>,
+    /// `identity_file` came from `SCOPEVAULT_IDENTITY_FILE`: tried after a passphrase given
+    /// on the command line, before `$CREDENTIALS_DIRECTORY/scopevault-identity`.
+    pub identity_from_env: bool,
     /// The passphrase given explicitly.
     pub passphrase: PassphraseSource,
     /// Try an enrolled keyring slot (false with `--no-keyring`).
@@ -169,11 +172,11 @@ fn serve(c: Config) -> anyhow::Result<()> {
     let (vault_path, opts, source) = (c.vault_path, c.open_options, c.vault_path_source);
     {
         let (path, opts) = (vault_path.clone(), opts.clone());
-        handler.set_opener(Box::new(move |p: &SecretString, rules: &LoadRules| {
+        handler.set_opener(Box::new(move |unlock: &Unlock, rules: &LoadRules| {
             let opts = rules.onto(&opts);
             // No vault id yet: nothing was loaded in this run (a daemon started locked).
             let first = rules.vault_id.is_none();
-            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &opts)
+            let v = Vault::open(&path, unlock, &opts)
                 .map_err(|e| if first { source.at_first_load(e) } else { e })
                 .map_err(|e| vault_error(&e))?;
             warn_rollback(&v);
@@ -307,11 +310,14 @@ fn serve(c: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unlock at start when an unattended source is given: `--identity-file`,
-/// `$CREDENTIALS_DIRECTORY/scopevault-identity` (systemd `LoadCredential[Encrypted]=`), a
-/// passphrase file or fd, or an enrolled keyring slot. A source that is given explicitly and
-/// fails stops the start; a keyring that does not answer leaves the daemon locked, with a
-/// warning.
+/// Unlock at start when an unattended source is given, in this order (docs/operations.md
+/// "Unlock sources"): the one given on the command line (`--identity-file`, or a passphrase
+/// file or fd; at most one), then the implicit ones: `SCOPEVAULT_IDENTITY_FILE`,
+/// `$CREDENTIALS_DIRECTORY/scopevault-identity` (systemd `LoadCredential[Encrypted]=`), an
+/// enrolled keyring slot. The first one there is used; if it fails, the start stops, except
+/// a keyring that does not answer, which leaves the daemon locked, with a warning. Any
+/// identity file came first, and a passphrase given beside it was never tried, a wrong one
+/// never noticed (twenty-third pass).
 fn unlock_at_start(
     u: StartUnlock,
     path: &Path,
@@ -331,13 +337,15 @@ fn unlock_at_start(
     let from_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
         .map(|d| PathBuf::from(d).join("scopevault-identity"))
         .filter(|p| p.exists());
-    let identity = u.identity_file.or(from_systemd);
-    if let Some(id) = identity {
-        let v = open(&Unlock::IdentityFile(id.clone()), &|| {
+    let with_identity = |id: &Path| -> anyhow::Result<Option<String>> {
+        let v = open(&Unlock::IdentityFile(id.to_path_buf()), &|| {
             format!("cannot unlock the vault with {}", id.display())
         })?;
         load(handler, v, opts, "identity file")?;
-        return Ok(Some(format!("identity file {}", crate::text::shown(&id))));
+        Ok(Some(format!("identity file {}", crate::text::shown(id))))
+    };
+    if let (Some(id), false) = (&u.identity_file, u.identity_from_env) {
+        return with_identity(id);
     }
     // `--passphrase-file` / `--passphrase-fd`: given explicitly, so a failure stops the start
     // (issue 15.12: it used to be accepted and ignored).
@@ -347,6 +355,9 @@ fn unlock_at_start(
         })?;
         load(handler, v, opts, "passphrase")?;
         return Ok(Some("the passphrase given".into()));
+    }
+    if let Some(id) = u.identity_file.as_ref().or(from_systemd.as_ref()) {
+        return with_identity(id);
     }
     if u.keyring && path.exists() && crate::vault::has_keyring_slot(path)? {
         match Vault::open(path, &Unlock::Keyring, opts).map_err(|e| source.at_first_load(e)) {

@@ -23,9 +23,8 @@ use crate::audit::{AuditError, AuditLog, AuditOp, AuditRecord, Decision, Ticket 
 use crate::policy::Policy;
 use crate::protocol::{
     err_line, ok_line, ErrorBody, ErrorCode, HandOut, Health, Op, PeerInfo, Request, ScrubReceipt,
-    TaskInfo, Tasks, MAX_RESPONSE,
+    TaskInfo, Tasks, UnlockKey, MAX_RESPONSE,
 };
-use crate::secret::SecretString;
 
 mod admin;
 mod fetch;
@@ -36,7 +35,7 @@ mod ticket;
 /// (`serve --allow-rollback`, for the run's first load only); the error is what the client is
 /// told.
 pub(crate) type Opener = Box<
-    dyn Fn(&SecretString, &super::state::LoadRules) -> Result<Box<dyn VaultView>, ErrorBody>
+    dyn Fn(&crate::vault::Unlock, &super::state::LoadRules) -> Result<Box<dyn VaultView>, ErrorBody>
         + Send
         + Sync,
 >;
@@ -388,9 +387,9 @@ impl Handler {
         use crate::vault::{Unlock, Vault};
         let mut h = Handler::new(access, audit);
         let (path, reopen) = (vault.path().to_path_buf(), opts.clone());
-        h.set_opener(Box::new(move |p: &SecretString, rules: &LoadRules| {
-            let v = Vault::open(&path, &Unlock::Passphrase(p.clone()), &rules.onto(&reopen))
-                .map_err(|e| vault_error(&e))?;
+        h.set_opener(Box::new(move |unlock: &Unlock, rules: &LoadRules| {
+            let v =
+                Vault::open(&path, unlock, &rules.onto(&reopen)).map_err(|e| vault_error(&e))?;
             Ok(Box::new(LoadedVault::new(v, reopen.clone())) as Box<dyn VaultView>)
         }));
         let vault = LoadedVault::new(vault, opts);
@@ -728,8 +727,13 @@ impl Handler {
             Request::Fetch { by, credential } => self.fetch(peer, by, credential, q),
             Request::Ticket { task, ttl } => self.ticket(peer, &task, ttl, q),
             Request::Lock => self.lock(peer, q),
-            Request::Unlock { passphrase } => {
-                self.admin(peer, Op::Unlock, q, |h| h.unlock(&passphrase))
+            Request::Unlock { key } => {
+                // Moved, not copied: the key is zeroed when `unlock` drops, after the open.
+                let unlock = match key {
+                    UnlockKey::Passphrase(p) => crate::vault::Unlock::Passphrase(p),
+                    UnlockKey::Identity(i) => crate::vault::Unlock::Identity(i),
+                };
+                self.admin(peer, Op::Unlock, q, |h| h.unlock(&unlock))
             }
             Request::Reload => self.admin(peer, Op::Reload, q, |h| h.reload()),
             Request::AuditRotate => self.audit_rotate(peer, q),
@@ -983,6 +987,7 @@ mod tests {
     use super::*;
     use crate::agent::state::CredView;
     use crate::policy::CredentialKind;
+    use crate::secret::SecretString;
 
     struct Cred {
         kind: CredentialKind,
@@ -1127,7 +1132,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = handler(dir.path(), "warn");
         let unlock = || Request::Unlock {
-            passphrase: SecretString::from("x".to_owned()),
+            key: UnlockKey::Passphrase(SecretString::from("x".to_owned())),
         };
         for req in [
             unlock(),

@@ -45,8 +45,10 @@ pub struct GlobalArgs {
     pub unlock: UnlockArgs,
 }
 
-/// Unlock sources, tried in this order: an enrolled keyring slot (when the keyring answers),
-/// an identity file, a passphrase file or fd, then a no-echo prompt on the controlling terminal.
+/// Unlock sources, tried in this order: the one given on the command line (`--identity-file`,
+/// `--passphrase-file` or `--passphrase-fd`: two of them are a usage error), then an enrolled
+/// keyring slot (when the keyring answers), then `SCOPEVAULT_IDENTITY_FILE`, then a no-echo
+/// prompt on the controlling terminal (docs/operations.md "Unlock sources").
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Global options: unlocking")]
 pub struct UnlockArgs {
@@ -69,6 +71,11 @@ pub struct UnlockArgs {
         env = "SCOPEVAULT_IDENTITY_FILE"
     )]
     pub identity_file: Option<PathBuf>,
+    /// `identity_file` came from `SCOPEVAULT_IDENTITY_FILE`, not `--identity-file`: an implicit
+    /// source, tried after one given on the command line (set by `cli::main` from clap's
+    /// value source; docs/operations.md "Unlock sources").
+    #[arg(skip)]
+    pub identity_from_env: bool,
     /// Do not try the keyring slot even if one is enrolled.
     #[arg(long, global = true)]
     pub no_keyring: bool,

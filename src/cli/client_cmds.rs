@@ -11,8 +11,7 @@ use super::args::{ExecArgs, FetchWait, GetArgs, GlobalArgs, TotpArgs};
 use super::{escape_for_terminal, EXIT_CANNOT_RUN, EXIT_NOT_FOUND};
 use crate::agent::server::default_socket_path;
 use crate::client::{Client, ClientError};
-use crate::protocol::{AdminStatus, Fetched, FetchedCredential};
-use crate::secret::SecretString;
+use crate::protocol::{AdminStatus, Fetched, FetchedCredential, UnlockKey};
 
 pub(crate) fn socket_path(g: &GlobalArgs) -> PathBuf {
     g.socket.clone().unwrap_or_else(default_socket_path)
@@ -219,13 +218,18 @@ pub(crate) fn lock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let passphrase = read_passphrase(g)?;
+    let key = read_unlock_key(g)?;
+    let by_identity = matches!(key, UnlockKey::Identity(_));
     let mut client = connect_within(g, UNLOCK_WAIT)?;
-    let s = match client.unlock(passphrase) {
+    let answer = match key {
+        UnlockKey::Passphrase(p) => client.unlock(p),
+        UnlockKey::Identity(i) => client.unlock_with_identity(i),
+    };
+    let s = match answer {
         Ok(s) => s,
         Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
-            // `denied` is either "not an admin" (exit 5) or "this passphrase opens no slot"
-            // (exit 3, as for a local unlock): an admin was denied only for the passphrase.
+            // `denied` is either "not an admin" (exit 5) or "this key opens no slot" (exit 3,
+            // as for a local unlock): an admin was denied only for the key.
             let admin = connect_within(g, ANSWER_WAIT)
                 .and_then(|mut c| c.health().map_err(daemon_err))
                 .is_ok_and(|h| h.peer.admin);
@@ -237,23 +241,63 @@ pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
             }
             return Err(daemon_err(e));
         }
+        // A daemon older than the `identity` member refuses it as unknown: say what that
+        // means and what works instead, not only "bad_request".
+        Err(e)
+            if by_identity
+                && e.code() == Some(crate::protocol::ErrorCode::BadRequest)
+                && e.to_string().contains("`identity`") =>
+        {
+            return Err(super::Exit {
+                code: super::EXIT_DAEMON,
+                message: format!(
+                    "the daemon does not take an identity file at `unlock` (it is older than this scopevault, whose protocol has the `unlock` member `identity`; it answered: {}). Restart it with `scopevault serve --identity-file FILE` (or its systemd credential) to unlock it at start, or upgrade it; a vault with a passphrase slot can also be unlocked with `scopevault unlock --passphrase-file FILE`",
+                    escape_for_terminal(&e.to_string())
+                ),
+            }
+            .into());
+        }
         Err(e) => return Err(daemon_err(e)),
     };
     print_admin("unlock", &s)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The passphrase for `unlock`: --passphrase-file, --passphrase-fd, or a no-echo prompt.
-fn read_passphrase(g: &GlobalArgs) -> anyhow::Result<SecretString> {
+/// The key `unlock` sends the daemon, in the order docs/operations.md "Unlock sources" gives:
+/// the source given on the command line (`--identity-file`, `--passphrase-file` or
+/// `--passphrase-fd`: at most one, [`super::unlock::check_explicit_sources`]), then
+/// `SCOPEVAULT_IDENTITY_FILE`, then a no-echo prompt for the passphrase. An identity file is
+/// read and checked here, and its text is sent as `identity` (admin-only, zeroed, never logged
+/// nor audited): `unlock --identity-file` was ignored, and the prompt's passphrase refused by a
+/// vault with no passphrase slot (twenty-third pass).
+fn read_unlock_key(g: &GlobalArgs) -> anyhow::Result<UnlockKey> {
     use std::io::IsTerminal;
+    let identity = || -> anyhow::Result<Option<UnlockKey>> {
+        match &g.unlock.identity_file {
+            Some(f) => Ok(Some(UnlockKey::Identity(crate::vault::read_identity_text(
+                f,
+            )?))),
+            None => Ok(None),
+        }
+    };
+    if !g.unlock.identity_from_env {
+        if let Some(k) = identity()? {
+            return Ok(k);
+        }
+    }
     if let Some(p) = super::unlock::passphrase_from_args(g)? {
-        return Ok(p);
+        return Ok(UnlockKey::Passphrase(p));
+    }
+    if let Some(k) = identity()? {
+        return Ok(k);
     }
     if std::io::stdin().is_terminal() || super::unlock::have_tty() {
-        return super::unlock::prompt_passphrase("Vault passphrase (sent to the daemon): ");
+        return Ok(UnlockKey::Passphrase(super::unlock::prompt_passphrase(
+            "Vault passphrase (sent to the daemon): ",
+        )?));
     }
     Err(crate::vault::VaultError::NoUnlockSource(
-        "give the passphrase with --passphrase-file FILE or --passphrase-fd N, or run on a terminal to be prompted".into(),
+        "give the passphrase with --passphrase-file FILE or --passphrase-fd N, or the identity file with --identity-file FILE, or run on a terminal to be prompted for the passphrase".into(),
     )
     .into())
 }

@@ -30,7 +30,7 @@ mod unlock;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use args::{Cli, Command};
 
@@ -60,7 +60,7 @@ pub struct Exit {
 /// Parse the command line, run the command, print errors, return the exit code.
 pub fn main() -> ExitCode {
     stdout_closed_is_success();
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
             // `status --json` promises JSON on stdout whatever happens (README): a command
@@ -484,7 +484,26 @@ fn with_vault_link_followed(mut cli: Cli) -> anyhow::Result<Cli> {
     Ok(cli)
 }
 
+/// [`Cli::try_parse`], noting whether the identity file came from `SCOPEVAULT_IDENTITY_FILE`
+/// rather than `--identity-file` (clap's value source; the parsed value does not say).
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::parser::ValueSource;
+    use clap::FromArgMatches;
+    let m = Cli::command().try_get_matches()?;
+    let mut cli = Cli::from_arg_matches(&m)?;
+    // A global option's source is in the matches of the subcommand it was parsed for.
+    let mut at = &m;
+    let mut source = at.value_source("identity_file");
+    while let Some((_, sub)) = at.subcommand() {
+        at = sub;
+        source = sub.value_source("identity_file").or(source);
+    }
+    cli.global.unlock.identity_from_env = source == Some(ValueSource::EnvVariable);
+    Ok(cli)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    unlock::check_explicit_sources(&cli)?;
     let cli = with_vault_link_followed(cli)?;
     let g = &cli.global;
     match cli.command {

@@ -84,6 +84,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         },
         unlock: StartUnlock {
             identity_file: g.unlock.identity_file.clone(),
+            identity_from_env: g.unlock.identity_from_env,
             passphrase: Box::new(move || super::unlock::passphrase_from_args(&g2)),
             keyring: !g.unlock.no_keyring,
         },

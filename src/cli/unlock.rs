@@ -40,10 +40,10 @@ pub(crate) fn warn_test_kdf() {
     }
 }
 
-/// Open the vault for a command that saves it, with the first unlock source that works: an
-/// enrolled keyring slot (unless `--no-keyring`), `--identity-file`,
-/// `--passphrase-file`/`--passphrase-fd`, then a no-echo prompt on the controlling terminal
-/// (also when stdin is a pipe carrying a secret).
+/// Open the vault for a command that saves it, with the first unlock source there: the one
+/// given on the command line (`--identity-file`, `--passphrase-file`/`--passphrase-fd`), an
+/// enrolled keyring slot (unless `--no-keyring`), `SCOPEVAULT_IDENTITY_FILE`, then a no-echo
+/// prompt on the controlling terminal (also when stdin is a pipe carrying a secret).
 ///
 /// A file older than the newest generation seen here, accepted with `--allow-rollback` (a
 /// backup restored on purpose), is saved again at once under the writer lock, at a generation
@@ -254,11 +254,54 @@ fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Opened> {
     .into())
 }
 
+/// Refuse two unlock sources given on the command line (`--identity-file` with
+/// `--passphrase-file` or `--passphrase-fd`) as a usage error, exit 2, naming both, before
+/// anything is opened: one was used and the other silently ignored, a wrong passphrase never
+/// noticed beside a right identity file (twenty-third pass). `--passphrase-file` with
+/// `--passphrase-fd` clap refuses itself. `SCOPEVAULT_IDENTITY_FILE` is not on the command
+/// line: a passphrase given there takes precedence over it ([`open_without_prompt`]).
+/// `key migrate` is the one command that takes both: its `--identity-file` also names the
+/// identity file whose version-1 slot is re-made.
+pub(crate) fn check_explicit_sources(cli: &super::args::Cli) -> anyhow::Result<()> {
+    use super::args::{Command, KeyCommand};
+    if matches!(cli.command, Command::Key(KeyCommand::Migrate { .. })) {
+        return Ok(());
+    }
+    let u = &cli.global.unlock;
+    if u.identity_file.is_none() || u.identity_from_env {
+        return Ok(());
+    }
+    let other = if u.passphrase_file.is_some() {
+        "--passphrase-file"
+    } else if u.passphrase_fd.is_some() {
+        "--passphrase-fd"
+    } else {
+        return Ok(());
+    };
+    Err(VaultError::Usage(format!(
+        "--identity-file and {other} are two unlock sources: give one of them (nothing was opened)"
+    ))
+    .into())
+}
+
 /// Open with the first source that needs no input ([`open_vault_unattended`]); `Ok(Err(_))`
-/// when there is none, with what the keyring slot answered if it was tried.
+/// when there is none, with what the keyring slot answered if it was tried. The order
+/// (docs/operations.md "Unlock sources"): the source given on the command line
+/// (`--identity-file`, `--passphrase-file`, `--passphrase-fd`; at most one,
+/// [`check_explicit_sources`]), then the implicit ones: an enrolled keyring slot unless
+/// `--no-keyring`, then `SCOPEVAULT_IDENTITY_FILE`. The keyring, then any identity file, came
+/// first, and a stale identity file in the environment failed the command without trying the
+/// passphrase given (twenty-third pass).
 fn open_without_prompt(g: &GlobalArgs) -> anyhow::Result<Result<Opened, String>> {
     let path = vault_path(g);
     let opts = open_options(g);
+    if let (Some(f), false) = (&g.unlock.identity_file, g.unlock.identity_from_env) {
+        let v = Vault::open(&path, &Unlock::IdentityFile(f.clone()), &opts)?;
+        return Ok(Ok((v, None)));
+    }
+    if let Some(p) = passphrase_from_args(g)? {
+        return Ok(Ok(open_with_passphrase(&path, p, &opts)?));
+    }
     let mut keyring_note = String::new();
     if !g.unlock.no_keyring && vault::has_keyring_slot(&path)? {
         match Vault::open(&path, &Unlock::Keyring, &opts) {
@@ -271,9 +314,6 @@ fn open_without_prompt(g: &GlobalArgs) -> anyhow::Result<Result<Opened, String>>
     if let Some(f) = &g.unlock.identity_file {
         let v = Vault::open(&path, &Unlock::IdentityFile(f.clone()), &opts)?;
         return Ok(Ok((v, None)));
-    }
-    if let Some(p) = passphrase_from_args(g)? {
-        return Ok(Ok(open_with_passphrase(&path, p, &opts)?));
     }
     Ok(Err(keyring_note))
 }

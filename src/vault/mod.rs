@@ -377,6 +377,10 @@ pub enum Unlock {
     Passphrase(SecretString),
     /// An age identity file, tried on every identity slot.
     IdentityFile(PathBuf),
+    /// The text of an age identity file, held in memory and zeroed on drop: what `scopevault
+    /// unlock --identity-file` sends a running daemon ([`read_identity_text`]), tried on
+    /// every identity slot.
+    Identity(SecretString),
     /// Every keyring slot, through its store.
     Keyring,
 }
@@ -1545,8 +1549,7 @@ fn unwrap_identity(
                 }
             }
             Err(VaultError::WrongKey(if tried == 0 {
-                "this vault has no passphrase slot: unlock it with --identity-file or the keyring"
-                    .into()
+                no_passphrase_slot(header)
             } else {
                 "wrong passphrase (no passphrase slot accepted it)".into()
             }))
@@ -1562,6 +1565,21 @@ fn unwrap_identity(
                 "the identity file {} does not match any identity slot of this vault",
                 path.display()
             )))
+        }
+        Unlock::Identity(text) => {
+            let idents = slots::parse_identity_file(text.expose()).map_err(|why| {
+                VaultError::WrongKey(format!(
+                    "the identity sent is not an age identity file: {why}"
+                ))
+            })?;
+            for s in &header.slots {
+                if let Some(id) = slots::try_identity(s, vid, &idents)? {
+                    return Ok((id, None));
+                }
+            }
+            Err(VaultError::WrongKey(
+                "the identity sent does not match any identity slot of this vault".into(),
+            ))
         }
         Unlock::Keyring => {
             let mut last = None;
@@ -1579,6 +1597,48 @@ fn unwrap_identity(
                 .unwrap_or_else(|| VaultError::WrongKey("this vault has no keyring slot".into())))
         }
     }
+}
+
+/// What a passphrase answers on a vault with no passphrase slot: the sources its slots take,
+/// each as something that works both for a command and for a running daemon. It said
+/// "unlock it with --identity-file or the keyring" also to `scopevault unlock`, which then
+/// ignored `--identity-file` and could not use a keyring (twenty-third pass).
+fn no_passphrase_slot(header: &Header) -> String {
+    let mut ways = Vec::new();
+    if header
+        .slots
+        .iter()
+        .any(|s| matches!(s, Slot::Identity { .. }))
+    {
+        ways.push("with its identity file (--identity-file FILE; for a running daemon `scopevault unlock --identity-file FILE`)");
+    }
+    if header
+        .slots
+        .iter()
+        .any(|s| matches!(s, Slot::Keyring { .. }))
+    {
+        ways.push("through its keyring slot (tried by every command unless --no-keyring, and by `scopevault serve` at its start)");
+    }
+    if ways.is_empty() {
+        return "this vault has no passphrase slot".into();
+    }
+    format!(
+        "this vault has no passphrase slot: unlock it {}",
+        ways.join(", or ")
+    )
+}
+
+/// The text of the identity file at `path`, checked to hold age X25519 identities (and
+/// nothing else) before it goes anywhere: what `scopevault unlock --identity-file` sends the
+/// daemon. Read as [`read_small_file`] reads it, zeroed on drop; an error names the file,
+/// never its content.
+pub fn read_identity_text(path: &Path) -> Result<SecretString, VaultError> {
+    let text = Zeroizing::new(read_small_file(path)?);
+    slots::parse_identity_file(&text).map_err(|why| VaultError::BadIdentityFile {
+        path: path.to_path_buf(),
+        why,
+    })?;
+    Ok(SecretString::from(text.as_str().to_owned()))
 }
 
 /// The identities of the identity file at `path` (read with [`read_small_file`]); an error

@@ -181,7 +181,7 @@ fn panic_child() {
     let redeemed = client.redeem(&ticket.ticket, None).unwrap();
     let denied = client.unlock(SecretString::from(WRONG_PASS.to_owned()));
     let req = Request::Unlock {
-        passphrase: pass.clone(),
+        key: scopevault::protocol::UnlockKey::Passphrase(pass.clone()),
     };
     let by = FetchBy::Ticket(ticket.ticket.clone());
     let in_thread = (creds.clone(), fetched.clone());

@@ -7,7 +7,6 @@ use crate::agent::peer::PeerIdentity;
 use crate::agent::state::{FileStamp, Opened};
 use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::protocol::{ok_line, AdminStatus, ErrorBody, Op, RotateStatus};
-use crate::secret::SecretString;
 
 impl Handler {
     /// SIGHUP: reload as if an admin asked; the outcome is audited. Returns a status line.
@@ -194,11 +193,11 @@ impl Handler {
         }
     }
 
-    pub(super) fn unlock(&self, passphrase: &SecretString) -> Result<AdminStatus, Refusal> {
+    pub(super) fn unlock(&self, key: &crate::vault::Unlock) -> Result<AdminStatus, Refusal> {
         let Some(open) = &self.opener else {
             return Err(Refusal::NoVault);
         };
-        let vault = open(passphrase, &self.load_rules()).map_err(Refusal::Vault)?;
+        let vault = open(key, &self.load_rules()).map_err(Refusal::Vault)?;
         self.note_load(vault.as_ref(), "unlock")?;
         self.state.set(Opened::new(vault));
         Ok(self.admin_status())

@@ -16,3 +16,4 @@ mod slow_reader;
 mod soak;
 mod systemd;
 mod tickets;
+mod unlock_sources;
