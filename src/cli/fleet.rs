@@ -404,6 +404,9 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     apply::check_manifest(&b, location, now, last, rollback).map_err(refused)?;
     // 5. decrypt.
     let (payload, policy) = apply::check_decrypt(&v, &b).map_err(refused)?;
+    // 6. the audit log, opened as the daemon's start opens it, before anything changes: a
+    // log the start would refuse refuses the apply, and the vault is left as it is.
+    let audit = open_audit(a)?;
 
     // Replace the policy and credentials, keep the slots; one atomic save.
     let old: Vec<String> = v.credentials().keys().cloned().collect();
@@ -467,7 +470,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         m.tasks.len(),
         m.credentials.len()
     );
-    if let Some(line) = audit_apply(a, &b, &who.fingerprint) {
+    if let Some(line) = audit_apply(audit, &b, &who.fingerprint) {
         report.push_str(&line);
     }
     let reloaded = reload_daemon(g);
@@ -520,40 +523,94 @@ fn unwritten_record_warning(
     )
 }
 
+/// The audit log of an apply, as the apply found it.
+struct ApplyAudit {
+    path: PathBuf,
+    /// Held by this command, which writes the `bundle.apply` record there; `None`: the daemon
+    /// holds it, and its `reload` and `vault.load` records say the apply.
+    log: Option<crate::audit::AuditLog>,
+}
+
+/// Open the apply's audit log exactly as the daemon's start does ([`AuditLog::open_with`]
+/// with the anchor: journal recovery, the late-rotation continuation, the anchor's checks),
+/// before the vault is changed. A log the start would refuse refuses the apply with the
+/// start's own message. Until the twenty-third pass the apply opened the log without its
+/// anchor: after logrotate moved the log while no daemon ran, it wrote its record as seq 1
+/// of a second chain in the empty file, and the next start was refused as a cut tail.
+///
+/// [`AuditLog::open_with`]: crate::audit::AuditLog::open_with
+fn open_audit(a: &BundleApplyArgs) -> anyhow::Result<ApplyAudit> {
+    use crate::audit::{default_audit_path, AuditError, AuditLog, OpenFlags};
+    let path = a.audit.clone().unwrap_or_else(default_audit_path);
+    let flags = OpenFlags {
+        anchor: true,
+        ..OpenFlags::default()
+    };
+    match AuditLog::open_with(&path, true, &flags) {
+        Ok(log) => {
+            for note in log.notes_at_open() {
+                errln!(
+                    "scopevault: audit log {}: {}",
+                    shown(&path),
+                    escape_for_terminal(note)
+                );
+            }
+            Ok(ApplyAudit {
+                path,
+                log: Some(log),
+            })
+        }
+        Err(AuditError::InUse { .. }) => Ok(ApplyAudit { path, log: None }),
+        Err(e) => Err(anyhow::Error::new(Exit {
+            code: super::EXIT_USAGE,
+            message: format!(
+                "{e}; the bundle was not applied and the vault is unchanged: with no daemon running, `bundle apply` opens the audit log as `scopevault serve` starts on it, and the start refuses it too; once `serve` starts on this log, apply the bundle again"
+            ),
+        })),
+    }
+}
+
 /// The audit record of an apply: `bundle.apply` with the location, generation, signer and
 /// digest. The daemon holds the log's lock while it runs; then the daemon's own `reload`
 /// record (after [`reload_daemon`]) is what the log gets, and this says so. Returns the line
 /// to print once every step is done.
-fn audit_apply(a: &BundleApplyArgs, b: &Bundle, signer: &str) -> Option<String> {
-    use crate::audit::{default_audit_path, AuditError, AuditLog, AuditOp, AuditRecord, Decision};
-    let path = a.audit.clone().unwrap_or_else(default_audit_path);
+fn audit_apply(audit: ApplyAudit, b: &Bundle, signer: &str) -> Option<String> {
+    use crate::audit::{AuditOp, AuditRecord, Decision};
     let m = &b.manifest;
     let reason = format!(
         "location={} generation={} signer={} policy_digest={} payload_digest={}",
         m.location, m.generation, signer, m.policy_digest, m.payload_digest
     );
-    match AuditLog::open(&path, true) {
-        Ok(log) => {
+    let path = &audit.path;
+    match audit.log {
+        Some(log) => {
             let rec = AuditRecord {
                 reason: Some(&reason),
                 ..AuditRecord::new(AuditOp::BundleApply, Decision::Allow)
             };
             match log.append(rec) {
-                Ok(seq) => return Some(format!("audit: {} seq {seq}\n", shown(&path))),
+                Ok(seq) => {
+                    // Anchored as the daemon anchors at its stop: the next start judges the
+                    // log against a head that names this record.
+                    if let Err(e) = log.write_anchor_now() {
+                        errln!(
+                            "scopevault: warning: the apply is recorded in {} (seq {seq}) but the audit log's anchor was not written: {}",
+                            shown(path),
+                            escape_for_terminal(&e.to_string())
+                        );
+                    }
+                    return Some(format!("audit: {} seq {seq}\n", shown(path)));
+                }
                 Err(e) => errln!(
                     "scopevault: warning: the apply is done but its audit record failed: {}",
                     escape_for_terminal(&e.to_string())
                 ),
             }
         }
-        Err(AuditError::InUse { .. }) => errln!(
+        None => errln!(
             "scopevault: note: the daemon holds {}; the apply is recorded there as the daemon's reload ({})",
-            shown(&path),
+            shown(path),
             escape_for_terminal(&reason)
-        ),
-        Err(e) => errln!(
-            "scopevault: warning: the apply is done but the audit log could not be opened: {}",
-            escape_for_terminal(&e.to_string())
         ),
     }
     None

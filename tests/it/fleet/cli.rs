@@ -2342,7 +2342,8 @@ impl Serve {
             .arg(e.path("id"))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            // Kept for a failing test to show (the last start's).
+            .stderr(std::fs::File::create(e.path("serve.stderr")).unwrap())
             .spawn()
             .unwrap();
         let mut d = Serve { child, socket };
@@ -3949,4 +3950,180 @@ fn regression_bundle_apply_to_a_full_stdout_audits_the_apply_and_exits_2() {
     let log = log.to_str().unwrap();
     full(&["audit", "verify", "--audit", log]);
     full(&["audit", "show", "--audit", log]);
+}
+
+/// Every record of the audit files given, as (seq, op), file by file.
+fn audit_records(files: &[PathBuf]) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for p in files {
+        for line in std::fs::read_to_string(p).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            out.push((
+                v["seq"].as_u64().unwrap(),
+                v["op"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// What logrotate does with `create 0600` while no daemon runs: the log renamed to `to`, an
+/// empty file made at its path.
+fn rotate_while_stopped(e: &Env, to: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::rename(e.path("audit.jsonl"), to).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(e.path("audit.jsonl"))
+        .unwrap();
+}
+
+/// A checkpoint whose daemon served and stopped (its anchor naming the log's records), and
+/// generation 2 published for it, after generation 1 was applied.
+fn served_then_stopped_with_generation_2(f: &Fleet) {
+    f.publish(&[]);
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+    Serve::start(&f.ams).stop_cleanly();
+    f.publish(&[]);
+}
+
+/// Twenty-third pass (found by the twenty-third pass's attacker of this pass's fixes):
+/// `bundle apply` with no daemon running, after logrotate moved the log to `audit.jsonl.1` and
+/// made an empty one (as the example `scopevault-bundle.path` unit would run it), wrote its
+/// `bundle.apply` record as seq 1 with a `prev` of zeros into the empty log, ignoring the
+/// anchor and the moved file: the next `serve` was refused as a cut tail, and `audit verify`
+/// of both files failed for good (seq 1 twice). The apply now opens the log as the start does:
+/// it continues the moved file's chain with an `audit.rotate` record.
+#[test]
+fn regression_bundle_apply_with_no_daemon_continues_a_log_a_rotation_moved() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    served_then_stopped_with_generation_2(&f);
+    let moved = e.path("audit.jsonl.1");
+    rotate_while_stopped(e, &moved);
+    let last_moved = audit_records(std::slice::from_ref(&moved))
+        .last()
+        .unwrap()
+        .0;
+
+    let out = f.apply(e, &f.bundle("ams"), &[]);
+    assert!(out.contains("generation 2"), "{out}");
+    let live = audit_records(&[e.path("audit.jsonl")]);
+    assert_eq!(
+        live,
+        vec![
+            (last_moved + 1, "audit.rotate".to_owned()),
+            (last_moved + 2, "bundle.apply".to_owned()),
+        ],
+        "the apply continues the moved file's chain"
+    );
+    let both = || vec![e.path("audit.jsonl"), moved.clone()];
+    let verify = |what: &str| {
+        let v = e.run(
+            &[
+                "audit",
+                "verify",
+                "--audit",
+                e.path("audit.jsonl").to_str().unwrap(),
+                moved.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert!(
+            v.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+    };
+    verify("after the apply");
+    // The next start continues the log (no cut tail), and its records follow.
+    let mut d = Serve::start(e);
+    let got = e.run(
+        &[
+            "get",
+            "--task",
+            "checkout",
+            "--credential",
+            "buyer",
+            "--field",
+            "password",
+            "--socket",
+            d.sock(),
+        ],
+        b"",
+    );
+    assert!(
+        got.status.success(),
+        "get: {}; the daemon ({:?}) said: {}",
+        String::from_utf8_lossy(&got.stderr),
+        d.child.try_wait(),
+        std::fs::read_to_string(e.path("serve.stderr")).unwrap_or_default()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim_end(),
+        BUYER_SECRET
+    );
+    d.stop_cleanly();
+    verify("after the next start");
+    let mut seqs: Vec<u64> = audit_records(&both()).into_iter().map(|(s, _)| s).collect();
+    let n = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), n, "no seq twice: {seqs:?}");
+    assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>());
+}
+
+/// The same rotation, with the moved file put where the start does not find it: the start
+/// refuses the log (its anchor names records the empty log lacks), and so does `bundle apply`,
+/// with the start's message, before it changes anything: the vault and the log unchanged.
+#[test]
+fn regression_bundle_apply_with_no_daemon_refuses_a_log_the_start_refuses_and_changes_nothing() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    served_then_stopped_with_generation_2(&f);
+    std::fs::create_dir(e.path("elsewhere")).unwrap();
+    rotate_while_stopped(e, &e.path("elsewhere/audit.jsonl.1"));
+    let socket = e.path("run/sv.sock");
+    let start = e.fails(
+        &[
+            "serve",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--audit",
+            e.path("audit.jsonl").to_str().unwrap(),
+            "--identity-file",
+            e.path("id").to_str().unwrap(),
+        ],
+        b"",
+        2,
+    );
+    let said = start
+        .lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap()
+        .to_owned();
+    assert!(said.contains("does not match its anchor"), "{start}");
+
+    let before = e.vault_bytes();
+    let record = applied_record(e);
+    let record_before = std::fs::read(&record).unwrap();
+    let a = f.apply_args(e, &f.bundle("ams"), &[]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = e.fails(&a, b"", 2);
+    assert!(
+        err.contains(&said),
+        "the start's message {said:?} in: {err}"
+    );
+    assert!(err.contains("the bundle was not applied"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "the vault changed: {err}");
+    assert_eq!(std::fs::read(&record).unwrap(), record_before);
+    assert_eq!(std::fs::read(e.path("audit.jsonl")).unwrap(), b"");
 }
