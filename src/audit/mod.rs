@@ -157,6 +157,15 @@ pub enum AuditError {
         /// What is missing.
         why: String,
     },
+    /// A seq above [`moved::SEQ_CEILING`] where the start reads the chain's seqs: no daemon
+    /// handed it out, and a chain continued after it could wrap to 0 and give seqs again.
+    #[error("the audit log {path} cannot be continued: {why}, too close to the largest seq (2^64-1) to continue after and higher than any log reaches; the daemon did not write it so: keep it as evidence, move it out of the log's directory (or put the log, journal or anchor back from backup) and start again")]
+    SeqCeiling {
+        /// The log.
+        path: PathBuf,
+        /// What holds the seq, and the seq.
+        why: String,
+    },
     /// The journal holds records that a genuine journal cannot hold: ones that differ from the
     /// log at or below the anchored seq, or that would fill a log cut there with records that
     /// do not lead to the anchored one. Nothing was written: the log and the journal are left

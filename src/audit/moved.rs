@@ -9,14 +9,53 @@ use std::ffi::OsStr;
 
 use super::*;
 
+/// The highest seq a chain is taken to reach: a log writing a billion records a second would
+/// take 292 years to pass it. A seq above it (in a file beside the log, the log, its journal or
+/// its anchor) was not handed out by the daemon, and a chain continued after it could come
+/// within reach of `u64::MAX` and wrap to 0 (twenty-third pass: a line beside the log claiming
+/// seq 2^64-1 made `--accept-audit-gap` give seqs 0, 1, 2 again): the start refuses it.
+pub const SEQ_CEILING: u64 = u64::MAX / 2;
+
+/// How many file names a message lists, the rest counted ("and N more"): a directory of
+/// 20,000 `<log>.*` files made a 369 KB error line and `audit.gap` record (twenty-third pass).
+const NAMES_SHOWN: usize = 5;
+
+/// `names` for a message: at most [`NAMES_SHOWN`] of them, then how many more.
+pub(super) fn list(names: &[String]) -> String {
+    let mut out = names
+        .iter()
+        .take(NAMES_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > NAMES_SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - NAMES_SHOWN));
+    }
+    out
+}
+
+/// Whether `candidate` is a name logrotate may give the log `name` when it moves it: `<name>.N`
+/// (and `.N.gz`), `<name>-YYYYMMDD` with `dateext` (the default on RHEL and Fedora; any
+/// `dateformat` beginning with `-` or `.`), and `.gz` or another ending added by `compress`.
+pub(super) fn rotated_name(name: &[u8], candidate: &[u8]) -> bool {
+    candidate.len() > name.len() + 1
+        && candidate.starts_with(name)
+        && matches!(candidate[name.len()], b'.' | b'-')
+}
+
 /// The file beside the log that the anchored chain continues in, verified to its end.
 #[derive(Debug, Clone)]
 pub(super) struct Predecessor {
     /// The file.
     pub(super) path: PathBuf,
-    /// Its last record's seq and the SHA-256 hex of its line: the new file continues them.
+    /// Its last whole record's seq and the SHA-256 hex of its line: the new file continues
+    /// them.
     pub(super) last_seq: u64,
     pub(super) head: String,
+    /// The bytes of an incomplete final line (no newline, not a whole record: a write a crash
+    /// cut) after its last whole record, left in the file as they are: a rotated file is
+    /// not changed.
+    pub(super) torn: Option<u64>,
 }
 
 /// What the start found beside a log that is empty under an anchor naming records.
@@ -27,23 +66,26 @@ pub(super) struct Siblings {
     /// Why no file is taken though one or more hold the anchored record (several do, or the
     /// one that does fails verification), naming them.
     pub(super) refused: Option<String>,
-    /// The names of the regular `<name>.*` files seen (how each was judged, where it was not
-    /// read), for the refusal: what a rotation may have left.
+    /// The names of the `<name>.*` and `<name>-*` files seen (how each was judged, where it
+    /// was not read), escaped for a message: what a rotation may have left.
     pub(super) seen: Vec<String>,
-    /// The highest seq the uncompressed files beside the log end at: seqs that may have been
-    /// handed out, which an accepted gap must not give again.
+    /// The highest seq the uncompressed files beside the log whose records verify as a chain
+    /// end at: seqs that may have been handed out, which an accepted gap must not give
+    /// again. A file that does not verify is not taken at its word.
     pub(super) highest: u64,
+    /// A file beside the log that verifies as a chain ending above [`SEQ_CEILING`]: named,
+    /// for a refusal that no option overrides.
+    pub(super) beyond: Option<(String, u64)>,
 }
 
-/// Look among the regular files `<name>.*` in the log's directory (open as `dirfd`, at
-/// `dir`) for the one whose records hold the record anchored in `a`. Never follows a link,
-/// never opens what is not a regular file ([`crate::sys::open_regular_at`]), and reads only
+/// Look among the regular files `<name>.*` and `<name>-*` ([`rotated_name`]) in the log's
+/// directory (open as `dirfd`, at `dir`) for the one whose records hold the record anchored
+/// in `a`. Never follows a link, never opens what is not a regular file
+/// ([`crate::sys::open_regular_at`]), reads a file linked under two names once, and reads only
 /// files of the daemon's user (or root's): the directory itself was judged not writable by
 /// others when it was opened.
 pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &Anchor) -> Siblings {
     let mut out = Siblings::default();
-    let mut prefix = name.as_encoded_bytes().to_vec();
-    prefix.push(b'.');
     let Ok(entries) = rustix::fs::Dir::read_from(dirfd) else {
         return out;
     };
@@ -53,33 +95,57 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
             use std::os::unix::ffi::OsStrExt;
             OsStr::from_bytes(e.file_name().to_bytes()).to_owned()
         })
-        .filter(|n| {
-            let b = n.as_encoded_bytes();
-            b.starts_with(&prefix) && b.len() > prefix.len()
-        })
+        .filter(|n| rotated_name(name.as_encoded_bytes(), n.as_encoded_bytes()))
         .collect();
     names.sort();
     let key = key_path(Path::new(name));
     let journal = journal_path(Path::new(name));
     let me = rustix::process::geteuid().as_raw();
-    let mut matches: Vec<(Predecessor, Option<String>)> = Vec::new();
+    let mut inodes: Vec<((u64, u64), String)> = Vec::new();
+    let mut matches: Vec<(String, Result<Predecessor, String>)> = Vec::new();
     for n in names {
         if Path::new(&n) == key || Path::new(&n) == journal {
             continue;
         }
-        let shown = n.to_string_lossy().into_owned();
-        let Ok(file) =
-            crate::sys::open_regular_at(dirfd, Path::new(&n), true, rustix::fs::OFlags::RDONLY)
-        else {
-            continue;
+        let shown = crate::text::shown(Path::new(&n));
+        let file = match crate::sys::open_regular_at(
+            dirfd,
+            Path::new(&n),
+            true,
+            rustix::fs::OFlags::RDONLY,
+        ) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                out.seen
+                    .push(format!("{shown} (a symbolic link: not followed)"));
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => {
+                out.seen
+                    .push(format!("{shown} (not a regular file: not read)"));
+                continue;
+            }
         };
         let Ok(meta) = file.metadata() else { continue };
+        if let Some((_, first)) = inodes.iter().find(|(i, _)| *i == (meta.dev(), meta.ino())) {
+            out.seen.push(format!("{shown} (the same file as {first})"));
+            continue;
+        }
+        inodes.push(((meta.dev(), meta.ino()), shown.clone()));
         if meta.uid() != me && meta.uid() != 0 {
             out.seen.push(format!("{shown} (another user's: not read)"));
             continue;
         }
-        let mut magic = [0u8; 2];
-        if matches!(file.read_at(&mut magic, 0), Ok(2)) && magic == [0x1f, 0x8b] {
+        let mut magic = [0u8; 6];
+        let got = file.read_at(&mut magic, 0).unwrap_or(0);
+        let compressed = [
+            &[0x1f, 0x8b][..],
+            b"BZh",
+            &[0xfd, b'7', b'z', b'X', b'Z', 0],
+            &[0x28, 0xb5, 0x2f, 0xfd],
+        ];
+        if compressed.iter().any(|m| magic[..got].starts_with(m)) {
             out.seen.push(format!("{shown} (compressed: not read)"));
             continue;
         }
@@ -88,13 +154,6 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
         let (Some(first), Some(last)) = (first_record(&file), last_record(&file, len)) else {
             continue;
         };
-        out.highest = out.highest.max(last.0);
-        // The anchored record within it, or the file beginning right after it.
-        let holds = first.0 <= a.seq && a.seq <= last.0;
-        let begins_after = first.0 == a.seq + 1 && first.1 == a.head;
-        if !(holds || begins_after) {
-            continue;
-        }
         let path = dir.join(&n);
         let report = match segment_reader(file.try_clone().unwrap_or(file))
             .map_err(|e| e.to_string())
@@ -103,76 +162,111 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
             }) {
             Ok(r) => r,
             Err(why) => {
-                matches.push((
-                    Predecessor {
-                        path: path.clone(),
-                        last_seq: last.0,
-                        head: String::new(),
-                    },
-                    Some(why),
-                ));
+                if first.0 <= a.seq && a.seq <= last.0.saturating_add(1) {
+                    matches.push((
+                        crate::text::shown(&path),
+                        Err(refused_broken(a, &path, &why)),
+                    ));
+                }
                 continue;
             }
         };
+        // An incomplete final line is a write a crash cut, as in the live log: the file's
+        // chain is its whole records, the line is left where it is.
+        let torn = report.torn;
+        let broken = report.first_bad.as_ref().filter(|_| torn.is_none());
+        if broken.is_none() {
+            out.highest = out.highest.max(report.last_seq);
+            if report.last_seq > SEQ_CEILING && out.beyond.is_none() {
+                out.beyond = Some((crate::text::shown(&path), report.last_seq));
+            }
+        }
+        // The anchored record within it, or the file beginning right after it; or its
+        // incomplete final line, the anchored record whole but for its newline.
+        if torn.is_some() && report.line_end_missing(a).is_some() && broken.is_none() {
+            let shown = crate::text::shown(&path);
+            matches.push((shown.clone(), Err(format!(
+                "the record its anchor names (seq {}) is the final line of {shown}, moved away by a rotation, whole but for its line end (the newline a crash cut off): the start does not change a rotated file; add the newline (`printf '\\n' >> {shown}`) and start again, which continues the chain from it",
+                a.seq
+            ))));
+            continue;
+        }
+        // (A file that does not verify is judged by its last whole line's seq.)
+        let end = if broken.is_some() {
+            last.0
+        } else {
+            report.last_seq
+        };
+        let holds = first.0 <= a.seq && a.seq <= end;
+        let begins_after = Some(first.0) == a.seq.checked_add(1) && first.1 == a.head;
+        if !(holds || begins_after) {
+            continue;
+        }
         let of_anchor = if begins_after {
-            report.first_seq == a.seq + 1 && report.continues.as_deref() == Some(a.head.as_str())
+            Some(report.first_seq) == a.seq.checked_add(1)
+                && report.continues.as_deref() == Some(a.head.as_str())
         } else {
             let reopened =
                 crate::sys::open_regular_at(dirfd, Path::new(&n), true, rustix::fs::OFlags::RDONLY);
             reopened.is_ok_and(|f| {
                 anchor_gap(a, report.last_seq, &report.head, || {
-                    record_at_seq(&f, len - report.torn.unwrap_or(0), a.seq + 1)
+                    match a.seq.checked_add(1) {
+                        Some(next) => record_at_seq(&f, len - torn.unwrap_or(0), next),
+                        None => Ok(Found::Unreadable("no seq follows the largest".into())),
+                    }
                 })
                 .is_ok_and(|g| g.is_none())
             })
         };
         // A file whose records hold another record at the anchored seq is another chain's
         // (an older log's): not the one this chain continues in.
-        if !of_anchor && report.first_bad.is_none() {
+        if !of_anchor && broken.is_none() {
             continue;
         }
-        let bad = report
-            .first_bad
-            .as_ref()
-            .map(|b| format!("line {}: {}", b.line, b.why));
         matches.push((
-            Predecessor {
-                path,
-                last_seq: report.last_seq,
-                head: report.head,
+            crate::text::shown(&path),
+            match broken {
+                Some(b) => Err(refused_broken(
+                    a,
+                    &path,
+                    &format!("line {}: {}", b.line, b.why),
+                )),
+                None => Ok(Predecessor {
+                    path,
+                    last_seq: report.last_seq,
+                    head: report.head,
+                    torn,
+                }),
             },
-            bad,
         ));
     }
     match matches.len() {
         0 => {}
-        1 => {
-            let (p, bad) = matches.pop().expect("one");
-            match bad {
-                None => out.found = Some(p),
-                Some(why) => {
-                    out.refused = Some(format!(
-                        "the log's records up to the anchored seq {} seem to be in {}, moved away by a rotation, but that file does not verify ({why}): run `scopevault audit verify --audit {}`",
-                        a.seq,
-                        p.path.display(),
-                        p.path.display()
-                    ))
-                }
-            }
-        }
+        1 => match matches.pop().expect("one").1 {
+            Ok(p) => out.found = Some(p),
+            Err(why) => out.refused = Some(why),
+        },
         _ => {
-            let files: Vec<String> = matches
-                .iter()
-                .map(|(p, _)| p.path.display().to_string())
-                .collect();
+            let files: Vec<String> = matches.iter().map(|(n, _)| n.clone()).collect();
             out.refused = Some(format!(
                 "the log is empty and the record its anchor names (seq {}) is in more than one file beside it ({}): the start cannot tell which one the chain continues in; keep the file the daemon wrote to beside the log and move the other copies out of its directory",
                 a.seq,
-                files.join(", ")
+                list(&files)
             ));
         }
     }
     out
+}
+
+/// The refusal of the one file beside the log that holds the anchored record but does not
+/// verify.
+fn refused_broken(a: &Anchor, path: &Path, why: &str) -> String {
+    let shown = crate::text::shown(path);
+    format!(
+        "the log's records up to the anchored seq {} seem to be in {shown}, moved away by a rotation, but that file does not verify ({}): run `scopevault audit verify --audit {shown}`",
+        a.seq,
+        crate::text::escape_for_terminal(why)
+    )
 }
 
 /// The seq and `prev` of the file's first line, if it is a record (read with `pread`: the
@@ -216,4 +310,43 @@ fn last_record(file: &File, len: u64) -> Option<(u64,)> {
     }
     let line = journal::whole_line_before(file, end).ok()??;
     Some((record_view(&line).ok()?.seq,))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names logrotate gives the moved log are looked at, `dateext`'s too; the log's own
+    /// name and other files are not.
+    #[test]
+    fn rotated_names_cover_numbered_dated_and_compressed() {
+        let log = b"audit.jsonl";
+        for n in [
+            "audit.jsonl.1",
+            "audit.jsonl.2.gz",
+            "audit.jsonl-20261202",
+            "audit.jsonl-20261202.gz",
+            "audit.jsonl.2026-12-02",
+        ] {
+            assert!(rotated_name(log, n.as_bytes()), "{n}");
+        }
+        for n in [
+            "audit.jsonl",
+            "audit.jsonl.",
+            "audit.jsonl-",
+            "audit.jsonlx1",
+            "other.1",
+        ] {
+            assert!(!rotated_name(log, n.as_bytes()), "{n}");
+        }
+    }
+
+    /// A message lists a few names, then how many more: 20,000 files made a 369 KB line.
+    #[test]
+    fn a_list_of_names_is_bounded() {
+        let names: Vec<String> = (0..20_000).map(|i| format!("audit.jsonl.{i}")).collect();
+        let shown = list(&names);
+        assert!(shown.ends_with("audit.jsonl.4 and 19995 more"), "{shown}");
+        assert_eq!(list(&names[..2]), "audit.jsonl.0, audit.jsonl.1");
+    }
 }

@@ -444,7 +444,16 @@ pub(super) fn check_line(
     if no == 1 {
         report.first_seq = seq;
     }
-    let expected_seq = report.last_seq + 1;
+    let Some(expected_seq) = report.last_seq.checked_add(1) else {
+        return bad(
+            report,
+            no,
+            format!(
+                "a line follows seq {}, the largest seq: no seq can follow it",
+                report.last_seq
+            ),
+        );
+    };
     let linked = fields.prev.as_bytes() == &head[..];
     if seq > expected_seq && op == "audit.gap" && linked && no > 1 {
         // The daemon's record of a cut tail accepted at start: the chain goes on after the

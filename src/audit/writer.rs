@@ -92,7 +92,7 @@ fn push_line(buf: &mut Vec<u8>, seq: u64, body: &str, prev: &str) {
 /// The SHA-256 hex of the line the record with `body` takes right after `chain`.
 fn next_line_hash(chain: &Chain, body: &str) -> String {
     let mut line = Vec::with_capacity(body.len() + 110);
-    push_line(&mut line, chain.seq + 1, body, &chain.prev);
+    push_line(&mut line, chain.seq.saturating_add(1), body, &chain.prev);
     HEXLOWER.encode(&Sha256::digest(&line))
 }
 
@@ -916,9 +916,9 @@ impl AuditLog {
                     Some(p) if journal_top > p.last_seq => {
                         siblings.refused = Some(format!(
                             "{} holds the anchored record but ends at seq {}, and the journal {} holds records up to seq {journal_top} (the machine stopped before they reached that file?)",
-                            p.path.display(),
+                            crate::text::shown(&p.path),
                             p.last_seq,
-                            journal_path(path).display()
+                            crate::text::shown(&journal_path(path))
                         ));
                         None
                     }
@@ -935,12 +935,11 @@ impl AuditLog {
                             let seen = if siblings.seen.is_empty() {
                                 "there is none".to_owned()
                             } else {
-                                siblings.seen.join(", ")
+                                moved::list(&siblings.seen)
                             };
+                            let shown = crate::text::shown(path);
                             why.push_str(&format!(
-                                "; a rotation may have moved the log away before the daemon noticed, but no file beside it ({seen}) holds the anchored record uncompressed: if the log's records are in a file moved elsewhere or compressed, put it back beside the log uncompressed (as {}.1) and start again, which continues the chain from it (check the two with `scopevault audit verify --audit {} <that file>`)",
-                                path.display(),
-                                path.display()
+                                "; a rotation may have moved the log away before the daemon noticed, but no file beside it ({seen}) holds the anchored record uncompressed: if the log's records are in a file moved elsewhere or compressed, put it back beside the log uncompressed, under a name not taken that begins with its name and a dot or a dash (such as {shown}.restored), and start again, which continues the chain from it (check the two with `scopevault audit verify --audit {shown} <that file>`)"
                             ));
                         }
                     }
@@ -950,6 +949,33 @@ impl AuditLog {
                 }
                 siblings.found = adopted;
             }
+        }
+        // A seq so high that the chain could come within reach of the largest and wrap to 0
+        // was never handed out by the daemon: a file beside the log, the log, its journal or
+        // its anchor holding one is refused, whatever the options; it is never continued
+        // after, nor anchored (twenty-third pass).
+        let beyond = siblings
+            .beyond
+            .clone()
+            .map(|(f, s)| (format!("the file beside it {f}"), s))
+            .into_iter()
+            .chain([
+                ("the log".to_owned(), have.seq),
+                (
+                    format!("its journal {}", crate::text::shown(&journal_path(path))),
+                    journal_top,
+                ),
+                (
+                    "its anchor".to_owned(),
+                    anchor.as_ref().map_or(0, |a| a.seq),
+                ),
+            ])
+            .find(|(_, s)| *s > moved::SEQ_CEILING);
+        if let Some((what, seq)) = beyond {
+            return Err(AuditError::SeqCeiling {
+                path: path.to_owned(),
+                why: format!("{what} holds seq {seq}"),
+            });
         }
         if let Some((_, why)) = &gap {
             if !flags.accept_gap {
@@ -1081,11 +1107,18 @@ impl AuditLog {
                     seq: p.last_seq,
                     prev: p.head.clone(),
                 };
-                let reason = format!(
+                let mut reason = format!(
                     "the log was moved away from this path (rotated) while the daemon could not notice (stopped, or killed before its next write): records up to seq {} are in {}, found at start; this file continues the chain",
                     p.last_seq,
-                    p.path.display()
+                    crate::text::shown(&p.path)
                 );
+                if let Some(bytes) = p.torn {
+                    // As the live log's `audit.repair` says of the same line: the write a
+                    // crash cut. The rotated file is not changed.
+                    reason.push_str(&format!(
+                        "; that file ends with an incomplete final line ({bytes} bytes, no newline) that is not a whole record (a write a crash cut): it is left in that file as it is, and the chain continues after its last whole record"
+                    ));
+                }
                 log.begin_with(
                     &chain,
                     &chain,
@@ -1099,8 +1132,8 @@ impl AuditLog {
                 log.notes.push(format!(
                     "the log was found moved away by a rotation the daemon did not notice: its records up to seq {} are in {}; the new file continues the chain from it (audit.rotate at seq {})",
                     p.last_seq,
-                    p.path.display(),
-                    p.last_seq + 1
+                    crate::text::shown(&p.path),
+                    p.last_seq.saturating_add(1)
                 ));
             }
             if let Some((_, why)) = &gap {
@@ -1961,7 +1994,18 @@ impl AuditLog {
             .map_err(|e| err(format!("the log is not writable ({e})")))?;
         let bodies = own.iter().map(String::as_str);
         let bodies = bodies.chain(batch.iter().map(|q| q.body.as_str()));
-        let first_seq = chain.seq + own.len() as u64 + 1;
+        // Never past the largest seq (it would wrap to 0 and give seqs again): a start refuses
+        // a chain above [`moved::SEQ_CEILING`], so this holds unless the chain was forged.
+        let Some(first_seq) = chain
+            .seq
+            .checked_add(own.len() as u64 + batch.len() as u64)
+            .map(|_| chain.seq + own.len() as u64 + 1)
+        else {
+            return Err(err(format!(
+                "the chain is at seq {}, too close to the largest seq to go on",
+                chain.seq
+            )));
+        };
         let mut buf = Vec::with_capacity(
             own.iter().map(|b| b.len() + 110).sum::<usize>()
                 + batch.iter().map(|q| q.body.len() + 110).sum::<usize>()

@@ -223,3 +223,203 @@ fn an_accepted_gap_after_a_lost_rotation_never_gives_a_seq_again() {
     each_seq_once_and_names_its_fetch(&[&away, &audit], &given);
     assert!(verify(dir.path(), &[&audit]).status.success());
 }
+
+/// A rename of the log to `name` and an empty log made in its place (logrotate with `create`).
+fn rotate_to(audit: &Path, name: &str) -> PathBuf {
+    let moved = audit.with_file_name(name);
+    std::fs::rename(audit, &moved).unwrap();
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(audit)
+        .unwrap();
+    moved
+}
+
+/// A daemon with 3 fetches, stopped cleanly, then a rotation to `name`: the audit_seqs given.
+fn stopped_then_rotated(dir: &Path, idarg: &[&str], name: &str) -> (Vec<u64>, PathBuf) {
+    let d = Daemon::start(dir, idarg);
+    let given = fetch(&d, 3);
+    let audit = d.audit.clone();
+    assert!(d.stop().success());
+    (given, rotate_to(&audit, name))
+}
+
+/// A file beside the log whose one line claims seq 2^64-1 (a record with its seq edited, its
+/// hash unchecked) is not a chain: `--accept-audit-gap` does not take its seq (it took it and
+/// wrapped to 0, handing out seqs 1, 2, ... again); a file whose records do verify but end at
+/// a seq too close to the largest to continue after is refused, naming the seq, never used.
+#[test]
+fn an_accepted_gap_never_takes_a_forged_sibling_seq_and_never_wraps() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let (mut given, moved) = stopped_then_rotated(dir.path(), &idarg, "audit.jsonl.1");
+    let last = std::fs::read_to_string(&moved)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let forged: serde_json::Value = serde_json::from_str(&last).unwrap();
+    let seq = forged["seq"].as_u64().unwrap();
+    let forged_line = last.replacen(
+        &format!("\"seq\":{seq},"),
+        &format!("\"seq\":{},", u64::MAX),
+        1,
+    );
+    std::fs::remove_file(&moved).unwrap();
+    let old = dir.path().join("audit.jsonl.old");
+    std::fs::write(&old, format!("{forged_line}\n")).unwrap();
+    let mut args = idarg.to_vec();
+    args.push("--accept-audit-gap");
+    let d = Daemon::start(dir.path(), &args);
+    given.extend(fetch(&d, 2));
+    assert!(d.stop().success());
+    let audit = dir.path().join("audit.jsonl");
+    let live = records(&audit);
+    assert_eq!(live[0]["op"], "audit.gap", "{}", live[0]);
+    let gap_seq = live[0]["seq"].as_u64().unwrap();
+    assert!(
+        gap_seq > *given[..3].iter().max().unwrap() && gap_seq < u64::MAX / 2,
+        "the gap record takes seq {gap_seq}"
+    );
+    assert!(verify(dir.path(), &[&audit]).status.success());
+    each_seq_once_and_names_its_fetch(&[&audit], &given[3..]);
+    // A sibling that verifies (one `audit.rotate` line: a later segment) at seq 2^64-1.
+    assert!(Daemon::start(dir.path(), &idarg).stop().success());
+    let audit_lines = std::fs::read_to_string(&audit).unwrap();
+    std::fs::remove_file(&old).unwrap();
+    rotate_to(&audit, "audit.jsonl.2");
+    let rotate_line = audit_lines.lines().next().unwrap().replacen(
+        &format!("\"seq\":{gap_seq},\"time\""),
+        &format!("\"seq\":{},\"time\"", u64::MAX),
+        1,
+    );
+    let rotate_line = rotate_line.replacen("\"op\":\"audit.gap\"", "\"op\":\"audit.rotate\"", 1);
+    assert!(rotate_line.contains(&u64::MAX.to_string()), "{rotate_line}");
+    std::fs::remove_file(dir.path().join("audit.jsonl.2")).unwrap();
+    std::fs::write(&old, format!("{rotate_line}\n")).unwrap();
+    let out = verify(dir.path(), &[&old]);
+    assert!(out.status.success(), "the forged file is a chain: {out:?}");
+    let err = serve_refused(dir.path(), &args);
+    assert!(err.contains("too close to the largest seq"), "{err}");
+    let anchor = std::fs::read_to_string(anchor_file(dir.path())).unwrap();
+    assert!(!anchor.contains(&u64::MAX.to_string()), "{anchor}");
+}
+
+/// logrotate with `dateext` (the default on RHEL and Fedora) names the moved file
+/// `audit.jsonl-YYYYMMDD`: the start finds and continues it as it does `audit.jsonl.1`.
+#[test]
+fn a_start_continues_a_file_moved_by_logrotate_with_dateext() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let (mut given, moved) = stopped_then_rotated(dir.path(), &idarg, "audit.jsonl-20261202");
+    let d = Daemon::start(dir.path(), &idarg);
+    given.extend(fetch(&d, 1));
+    let audit = d.audit.clone();
+    assert!(d.stop().success());
+    assert_eq!(records(&audit)[0]["op"], "audit.rotate");
+    assert!(verify(dir.path(), &[&audit, &moved]).status.success());
+    each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
+}
+
+/// A torn last line (a write a crash cut) in the moved file, after the anchored record: the
+/// start continues after the last whole record, leaves the moved file as it is and says so,
+/// as it repairs the same line in the live log. Where the torn line is the anchored record
+/// itself, the refusal says how to complete it, and the start then continues.
+#[test]
+fn a_torn_last_line_in_the_moved_file_is_left_and_the_chain_continues() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let (mut given, moved) = stopped_then_rotated(dir.path(), &idarg, "audit.jsonl.1");
+    let text = std::fs::read_to_string(&moved).unwrap();
+    let torn = format!("{text}{}", &text.lines().last().unwrap()[..150]);
+    std::fs::write(&moved, &torn).unwrap();
+    let d = Daemon::start(dir.path(), &idarg);
+    given.extend(fetch(&d, 1));
+    let audit = d.audit.clone();
+    assert!(d.stop().success());
+    assert_eq!(std::fs::read_to_string(&moved).unwrap(), torn);
+    let live = records(&audit);
+    assert_eq!(live[0]["op"], "audit.rotate", "{}", live[0]);
+    let last_whole: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        live[0]["seq"].as_u64(),
+        last_whole["seq"].as_u64().map(|s| s + 1)
+    );
+    assert!(
+        live[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("incomplete final line"),
+        "{}",
+        live[0]
+    );
+    // The anchored record torn: only its newline missing.
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let (_, moved) = stopped_then_rotated(dir.path(), &idarg, "audit.jsonl.1");
+    let text = std::fs::read_to_string(&moved).unwrap();
+    std::fs::write(&moved, text.trim_end_matches('\n')).unwrap();
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains("whole but for its line end") && !err.contains("put it back"),
+        "{err}"
+    );
+    std::fs::write(&moved, &text).unwrap();
+    assert!(Daemon::start(dir.path(), &idarg).stop().success());
+}
+
+/// The file names beside the log in a refusal are escaped (a newline in one started a line
+/// of its own on stderr) and listed up to a few, with how many more; a link named like a
+/// moved file is said to be one, not "there is none".
+#[test]
+fn the_refusal_names_siblings_escaped_and_bounded() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let (_, moved) = stopped_then_rotated(dir.path(), &idarg, "audit.jsonl.1");
+    let away = dir.path().join("shipped.jsonl");
+    std::fs::rename(&moved, &away).unwrap();
+    std::os::unix::fs::symlink(&away, &moved).unwrap();
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains("audit.jsonl.1 (a symbolic link: not followed)"),
+        "{err}"
+    );
+    assert!(!err.contains("there is none"), "{err}");
+    std::fs::remove_file(&moved).unwrap();
+    std::fs::write(dir.path().join("audit.jsonl.x\nscopevault: listening"), "").unwrap();
+    for i in 0..20 {
+        std::fs::write(dir.path().join(format!("audit.jsonl.{i}")), "").unwrap();
+    }
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        !err.lines().any(|l| l.starts_with("scopevault: listening")),
+        "{err}"
+    );
+    assert!(err.contains("and 16 more"), "{err}");
+    assert!(err.len() < 4000, "{err}");
+}
+
+/// A hard link of the moved file under another `<log>.*` name is the same file, not a second
+/// copy of the anchored record: the start continues it.
+#[test]
+fn a_hard_link_of_the_moved_file_is_one_file() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let (given, moved) = stopped_then_rotated(dir.path(), &idarg, "audit.jsonl.1");
+    std::fs::hard_link(&moved, dir.path().join("audit.jsonl.2")).unwrap();
+    let d = Daemon::start(dir.path(), &idarg);
+    let audit = d.audit.clone();
+    assert!(d.stop().success());
+    assert_eq!(records(&audit)[0]["op"], "audit.rotate");
+    each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
+}
