@@ -19,7 +19,19 @@ pub fn chain_generation(log: &Path, vault_id: &str) -> std::io::Result<u64> {
         _ => {}
     }
     let anchor = read_anchor(log).ok().flatten();
-    Ok(Generations::read(anchor.as_ref(), log).judge(vault_id).seen)
+    // A line over `MAX_LINE` bytes ends the reading: what follows it cannot be judged here,
+    // and `serve` refuses a log that ends in one (a log of one 1 GiB line took 1 GiB of memory
+    // here, twenty-third pass).
+    let mut g = Generations::default();
+    g.scan_into(log, true).map_err(|why| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{why}: the vault generations its chain recorded cannot be read from it"),
+        )
+    })?;
+    Ok(Generations::with_anchor(anchor.as_ref(), g)
+        .judge(vault_id)
+        .seen)
 }
 
 /// What the chain has recorded of the vaults it loaded.
@@ -59,8 +71,21 @@ impl Generations {
     /// rollback record is an old anchor: trusted alone, it let that restore be served without
     /// a word while the log kept said a newer generation had been loaded, though with no
     /// anchor at all the log's records refused it (twenty-third pass).
-    pub(super) fn read(anchor: Option<&Anchor>, log: &Path) -> Generations {
-        let scanned = Generations::scan(log);
+    ///
+    /// `earlier` are files the chain continues from (the moved file a start continues, found
+    /// beside the log), read before `log`: their records count as the log's (twenty-third
+    /// pass: a restore was served when the `vault.load` records were in the moved file). A
+    /// line over [`MAX_LINE`] bytes is skipped.
+    pub(super) fn read(anchor: Option<&Anchor>, earlier: &[&Path], log: &Path) -> Generations {
+        let mut scanned = Generations::default();
+        for path in earlier.iter().copied().chain([log]) {
+            let _ = scanned.scan_into(path, false);
+        }
+        Generations::with_anchor(anchor, scanned)
+    }
+
+    /// The anchor's generations raised by `scanned`, what the log's records hold.
+    fn with_anchor(anchor: Option<&Anchor>, scanned: Generations) -> Generations {
         let Some(a) = anchor else {
             return scanned;
         };
@@ -102,48 +127,85 @@ impl Generations {
         g
     }
 
-    /// The highest generation of each vault in the allowed `vault.load` records of the log at
-    /// `path` (the chain's own memory when no anchor holds it). Every version of the daemon
-    /// began their `reason` with `vault <id> generation <g>`; a record whose reason names no
-    /// vault counts as [`Generations::unknown`].
-    fn scan(path: &Path) -> Generations {
-        let mut g = Generations::default();
+    /// Raise `self` by the records of the log at `path` (the chain's own memory when no
+    /// anchor holds it): the highest generation of each vault in its allowed `vault.load`
+    /// records, and in the `vaults` that an `audit.rotate` or `audit.gap` record carries (the
+    /// generations known when it began a new segment: those before it may be in a file moved
+    /// away). Every version of the daemon began a `vault.load` record's `reason` with `vault
+    /// <id> generation <g>`; a record whose reason names no vault counts as
+    /// [`Generations::unknown`]. At most [`MAX_LINE`] bytes of a line are held: a longer line
+    /// is skipped, or, when `stop_at_overlong`, ends the reading with `Err` naming it (a log
+    /// of one 1 GiB line was read into memory whole, twenty-third pass). A log that is not
+    /// there, or not a regular file, holds nothing.
+    fn scan_into(&mut self, path: &Path, stop_at_overlong: bool) -> Result<(), String> {
         let Ok(f) = crate::sys::open_regular(path, false) else {
-            return g;
+            return Ok(());
         };
-        for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
-            let text = String::from_utf8_lossy(&line);
-            if !text.contains("\"op\":\"vault.load\"") {
-                continue;
-            }
-            // The one reader of records (`audit verify`'s): a line it refuses is none.
-            let Ok(v) = super::shown_record(&line) else {
-                continue;
+        let mut lines = super::BoundedLines::new(BufReader::new(f));
+        let mut n = 0u64;
+        loop {
+            n += 1;
+            let line = match lines.next_line() {
+                Ok(super::NextLine::Line(l)) => l,
+                Ok(super::NextLine::Overlong) if stop_at_overlong => {
+                    return Err(format!("line {n} is longer than {MAX_LINE} bytes"));
+                }
+                Ok(super::NextLine::Overlong) => continue,
+                // The last line, if it has no line end.
+                Ok(super::NextLine::End) => {
+                    let last = lines.partial().to_vec();
+                    self.note(&last);
+                    return Ok(());
+                }
+                Err(e) if stop_at_overlong => return Err(format!("cannot be read ({e})")),
+                Err(_) => return Ok(()),
             };
-            if v.op.as_deref() != Some("vault.load") || v.decision.as_deref() != Some("allow") {
-                continue;
-            }
-            let generation = v.generation.unwrap_or(0);
-            let id = v
-                .reason
-                .as_deref()
-                .and_then(|r| r.strip_prefix("vault "))
-                .and_then(|r| r.split_once(' '))
-                .map(|(id, _)| id)
-                .filter(|id| crate::vault::is_vault_id(id));
-            match id {
-                Some(id) => {
-                    let e = g.vaults.entry(id.to_owned()).or_default();
+            self.note(line);
+        }
+    }
+
+    /// Raise `self` by one line of the log (see [`Generations::scan_into`]).
+    fn note(&mut self, line: &[u8]) {
+        let op_is = |op: &str| memchr::memmem::find(line, op.as_bytes()).is_some();
+        let load = op_is("\"op\":\"vault.load\"");
+        if !(load || op_is("\"op\":\"audit.rotate\"") || op_is("\"op\":\"audit.gap\"")) {
+            return;
+        }
+        // The one reader of records (`audit verify`'s): a line it refuses is none.
+        let Ok(v) = super::shown_record(line) else {
+            return;
+        };
+        if matches!(v.op.as_deref(), Some("audit.rotate" | "audit.gap")) {
+            for (id, generation) in v.vaults {
+                if crate::vault::is_vault_id(&id) {
+                    let e = self.vaults.entry(id.into_owned()).or_default();
                     *e = (*e).max(generation);
-                    g.last = Some(id.to_owned());
                 }
-                None => {
-                    g.unknown = g.unknown.max(generation);
-                    g.last = None;
-                }
+            }
+            return;
+        }
+        if v.op.as_deref() != Some("vault.load") || v.decision.as_deref() != Some("allow") {
+            return;
+        }
+        let generation = v.generation.unwrap_or(0);
+        let id = v
+            .reason
+            .as_deref()
+            .and_then(|r| r.strip_prefix("vault "))
+            .and_then(|r| r.split_once(' '))
+            .map(|(id, _)| id)
+            .filter(|id| crate::vault::is_vault_id(id));
+        match id {
+            Some(id) => {
+                let e = self.vaults.entry(id.to_owned()).or_default();
+                *e = (*e).max(generation);
+                self.last = Some(id.to_owned());
+            }
+            None => {
+                self.unknown = self.unknown.max(generation);
+                self.last = None;
             }
         }
-        g
     }
 
     /// What a load of the vault `vault_id` is judged against: its own highest generation, or
@@ -239,6 +301,7 @@ mod tests {
         );
         let back = Generations::read(
             Some(&anchor(9, Some(B), &[(A, 9), (B, 2)])),
+            &[],
             Path::new("/nonexistent"),
         );
         assert_eq!(back, g);
@@ -249,7 +312,7 @@ mod tests {
     /// form.
     #[test]
     fn an_anchor_naming_no_vault_judges_the_next_vault_loaded_and_becomes_its() {
-        let mut g = Generations::read(Some(&anchor(7, None, &[])), Path::new("/nonexistent"));
+        let mut g = Generations::read(Some(&anchor(7, None, &[])), &[], Path::new("/nonexistent"));
         assert_eq!(g.anchor_members(), (7, None, None));
         assert_eq!(
             g.judge(B),
@@ -291,7 +354,7 @@ mod tests {
             .join("\n"),
         )
         .unwrap();
-        let g = Generations::read(None, &log);
+        let g = Generations::read(None, &[], &log);
         assert_eq!(
             g,
             Generations {
@@ -301,7 +364,7 @@ mod tests {
             }
         );
         // An anchor that records no generation reads the log too.
-        assert_eq!(Generations::read(Some(&anchor(0, None, &[])), &log), g);
+        assert_eq!(Generations::read(Some(&anchor(0, None, &[])), &[], &log), g);
     }
 
     /// An anchor older than the log's records (restored from a backup with the vault and the
@@ -317,7 +380,7 @@ mod tests {
             )
         };
         std::fs::write(&log, [line(B, 1), line(A, 3), line(A, 4)].join("\n")).unwrap();
-        let g = Generations::read(Some(&anchor(5, Some(B), &[(A, 3), (B, 5)])), &log);
+        let g = Generations::read(Some(&anchor(5, Some(B), &[(A, 3), (B, 5)])), &[], &log);
         assert_eq!(
             g,
             Generations {
@@ -328,5 +391,52 @@ mod tests {
         );
         // No anchor of this log: its records alone.
         assert_eq!(chain_generation(&log, A).unwrap(), 4);
+    }
+
+    /// A record that begins a new segment (`audit.rotate`, `audit.gap`) carries the
+    /// generations known then (`vaults`): they count as `vault.load` records do, and a
+    /// moved file read before the log counts too; a rotation record without them (written
+    /// before the twenty-third pass) is read as before. A line over `MAX_LINE` bytes is
+    /// skipped by the start and ends [`chain_generation`] with an error.
+    #[test]
+    fn a_segment_start_carries_the_generations_and_a_moved_file_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.jsonl");
+        let moved = dir.path().join("audit.jsonl.1");
+        let rotate = |vaults: &str| {
+            format!(
+                r#"{{"seq":9,"op":"audit.rotate","decision":"allow","reason":"rotated",{vaults}"prev":"x"}}"#
+            )
+        };
+        let load = format!(
+            r#"{{"seq":1,"op":"vault.load","decision":"allow","generation":6,"reason":"vault {A} generation 6 loaded (start)","prev":"x"}}"#
+        );
+        std::fs::write(&moved, format!("{load}\n")).unwrap();
+        std::fs::write(
+            &log,
+            format!(
+                "{}\n{}\n",
+                rotate(&format!(r#""vaults":{{"{A}":7,"{B}":2,"not an id":99}},"#)),
+                rotate("")
+            ),
+        )
+        .unwrap();
+        let old = anchor(3, Some(A), &[(A, 3)]);
+        let g = Generations::read(Some(&old), &[], &log);
+        assert_eq!(g.vaults, [(A.into(), 7), (B.into(), 2)].into());
+        assert_eq!(chain_generation(&log, A).unwrap(), 7);
+        // A moved file the start continues, read before the (empty) log.
+        std::fs::write(&log, "").unwrap();
+        assert_eq!(Generations::read(Some(&old), &[], &log).judge(A).seen, 3);
+        let g = Generations::read(Some(&old), &[moved.as_path()], &log);
+        assert_eq!(g.judge(A).seen, 6);
+        // A line over MAX_LINE bytes: skipped by the start, refused by the reader.
+        let mut long = vec![b'x'; MAX_LINE + 1];
+        long.push(b'\n');
+        long.extend_from_slice(format!("{load}\n").as_bytes());
+        std::fs::write(&log, &long).unwrap();
+        assert_eq!(Generations::read(None, &[], &log).judge(A).seen, 6);
+        let e = chain_generation(&log, A).unwrap_err().to_string();
+        assert!(e.contains("line 1 is longer than"), "{e}");
     }
 }

@@ -379,6 +379,10 @@ pub struct ShownRecord<'a> {
     pub values: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// `scrub` (kept for [`shown_record`] only).
     pub scrub: Option<ScrubView<'a>>,
+    /// `vaults` (an `audit.rotate` or `audit.gap` record, twenty-third pass): the highest
+    /// generation of each vault id the chain had recorded when the record began a new
+    /// segment, in order. Always kept: the start reads it back.
+    pub vaults: Vec<(Cow<'a, str>, u64)>,
 }
 
 /// The `scrub` member of a `scrub_report` record, as [`shown_record`] keeps it.
@@ -420,7 +424,7 @@ use std::borrow::Cow;
 use serde::de::{Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The top-level members of a record, by name: their index is their bit in [`Seen`].
-const KNOWN: [&str; 16] = [
+const KNOWN: [&str; 17] = [
     "seq",
     "time",
     "peer",
@@ -437,6 +441,7 @@ const KNOWN: [&str; 16] = [
     "policy",
     "scrub",
     "prev",
+    "vaults",
 ];
 
 /// The members of one JSON object met so far: a name met twice is refused.
@@ -825,6 +830,11 @@ impl<'de> Visitor<'de> for MembersSeed {
                 "by_op" => {
                     map.next_value_seed(ObjectOf::<u64>::new("by_op", false))
                         .map_err(|e| within(e, "by_op", "an object of whole numbers"))?;
+                }
+                "vaults" => {
+                    m.vaults = map
+                        .next_value_seed(ObjectOf::<u64>::new("vaults", true))
+                        .map_err(|e| within(e, "vaults", "an object of whole numbers"))?;
                 }
                 "scrub" => {
                     m.scrub = map

@@ -1074,7 +1074,11 @@ impl AuditLog {
             notes: Vec::new(),
         };
         if flags.anchor {
-            *log.generations() = Generations::read(anchor.as_ref(), path);
+            // The moved file the start continues (below) holds the records before this file's:
+            // its `vault.load` records count, or a restore of the vault and the state directory
+            // was served once the log had been rotated (twenty-third pass).
+            let earlier: Vec<&Path> = siblings.found.iter().map(|p| p.path.as_path()).collect();
+            *log.generations() = Generations::read(anchor.as_ref(), &earlier, path);
         }
         if let Some(a) = &anchor {
             let anchored = Chain {
@@ -1813,6 +1817,8 @@ impl AuditLog {
             by_op: std::collections::BTreeMap<&'r str, u64>,
             #[serde(skip_serializing_if = "Option::is_none")]
             scrub: Option<&'r crate::protocol::ScrubCounts>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            vaults: Option<std::collections::BTreeMap<String, u64>>,
         }
         let time = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -1837,6 +1843,13 @@ impl AuditLog {
             policy: rec.policy,
             by_op: rec.by_op.iter().map(|(k, n)| (k.as_str(), *n)).collect(),
             scrub: rec.scrub,
+            // A record that begins a new segment (a rotation, a cut) carries the generations
+            // the chain has recorded, as the anchor does: the `vault.load` records before it
+            // may be in a file moved away, and an anchor restored from a backup is older than
+            // they are (twenty-third pass). Named vaults only, as the anchor keeps them.
+            vaults: matches!(rec.op, AuditOp::AuditRotate | AuditOp::AuditGap)
+                .then(|| self.generations().anchor_members().2)
+                .flatten(),
         };
         let mut json = serde_json::to_string(&body).expect("audit records serialise");
         // Strip the braces in place: the leader wraps the members with `seq` and `prev`.

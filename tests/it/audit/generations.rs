@@ -520,3 +520,222 @@ fn adopting_a_restore_with_allow_rollback_saves_above_the_audit_chain_and_serve_
     );
     assert!(d.stop().success());
 }
+
+/// What [`backup_then_newer`] returns: the old vault file, the old state directory, the
+/// vault id, the old generation and the newest.
+type Backup = (Vec<u8>, Vec<(PathBuf, Vec<u8>)>, String, u64, u64);
+
+/// The backup of [`a_restore_of_the_vault_and_the_whole_state_directory_is_refused_while_the_log_is_kept`]
+/// made, the vault saved three times since and a daemon run on it (its `vault.load` of the
+/// newest generation in the log): the old vault file, the old state directory and the newest
+/// generation. `between` runs with that daemon before it stops (an `audit rotate`).
+fn backup_then_newer(dir: &Path, id_s: &str, between: impl FnOnce(&Daemon)) -> Backup {
+    let vault = dir.join("vault.scopevault");
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert!(d.stop().success());
+    let old_vault = std::fs::read(&vault).unwrap();
+    let (a, g_old) = id_and_generation(&old_vault);
+    let old_state = state_files(dir);
+    for i in 1..=3 {
+        ok(
+            dir,
+            &[
+                "--identity-file",
+                id_s,
+                "cred",
+                "set",
+                "search-token",
+                "--secret",
+                "token",
+            ],
+            Some(&format!("rotated value {i}")),
+        );
+    }
+    let g_new = id_and_generation(&std::fs::read(&vault).unwrap()).1;
+    assert!(g_old < g_new);
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    between(&d);
+    assert!(d.stop().success());
+    (old_vault, old_state, a, g_old, g_new)
+}
+
+/// The vault file and the whole state directory restored from a backup after the log was
+/// rotated while the daemon was stopped (logrotate: the log renamed `audit.jsonl.1`, an empty
+/// one made): the start found the moved file and continued it, but read the `vault.load`
+/// records of the live (empty) file only, and served the restore without a word (twenty-third
+/// pass, found by the twenty-third pass's attacker of this pass's fixes). The moved file's
+/// records count too now.
+#[test]
+fn a_restore_is_refused_after_the_log_was_rotated_while_the_daemon_was_stopped() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    let (old_vault, old_state, a, g_old, g_new) = backup_then_newer(dir, id_s, |_| {});
+    let log = dir.join("audit.jsonl");
+    std::fs::rename(&log, dir.join("audit.jsonl.1")).unwrap();
+    std::fs::write(&log, b"").unwrap();
+    std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::write(dir.join("vault.scopevault"), &old_vault).unwrap();
+    restore_state(dir, &old_state);
+    let out = serve_refused(dir, &id);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "refusing vault {a} generation {g_old}: the audit chain has recorded generation {g_new} of this vault"
+        )),
+        "{err}"
+    );
+    daemon::assert_no_secret(&err, "the refusal");
+    // The new file begins with the rotation record continuing the moved file, carrying the
+    // generations known, and the refused load.
+    let recs = std::fs::read_to_string(&log).unwrap();
+    let first: serde_json::Value = serde_json::from_str(recs.lines().next().unwrap()).unwrap();
+    assert_eq!(first["op"], "audit.rotate", "{recs}");
+    assert_eq!(first["vaults"][&a], serde_json::json!(g_new), "{recs}");
+    assert_eq!(loads(dir).pop().unwrap()["decision"], "deny", "{recs}");
+}
+
+/// As above, the rotation the daemon's own (`audit rotate` while it ran, after it loaded the
+/// newest generation): the start on the restore was refused as a gap ("start with serve
+/// --accept-audit-gap"), and following that advice served the restore, recording its load
+/// with no rollback note: the new file held no `vault.load` record (twenty-third pass, found
+/// by the twenty-third pass's attacker of this pass's fixes). The `audit.rotate` record now
+/// carries the generations known, and the start judges the restore against them.
+#[test]
+fn a_restore_is_refused_after_the_daemon_rotated_the_log_even_with_an_accepted_gap() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    let (old_vault, old_state, a, g_old, g_new) = backup_then_newer(dir, id_s, |d| {
+        let out = daemon::cmd(dir)
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["audit", "rotate"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    });
+    assert!(
+        loads(dir).is_empty(),
+        "the live file holds no vault.load record"
+    );
+    std::fs::write(dir.join("vault.scopevault"), &old_vault).unwrap();
+    restore_state(dir, &old_state);
+    serve_refused(dir, &id);
+    let child = daemon::cmd(dir)
+        .args([
+            "serve",
+            "--identity-file",
+            id_s,
+            "--accept-audit-gap",
+            "--socket",
+        ])
+        .arg(dir.join("run/refused.sock"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = crate::common::output_within(child, 60, "serve --accept-audit-gap on a restore");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "refusing vault {a} generation {g_old}: the audit chain has recorded generation {g_new} of this vault"
+        )),
+        "{err}"
+    );
+    daemon::assert_no_secret(&err, "the refusal");
+}
+
+/// The reader of the chain's generations (`cred set` with no daemon listening, `doctor`)
+/// read a line of the log whole: a log of 1 GiB with no line break took 1 GiB of memory, and
+/// `cred set` then promised a load `serve` refuses (twenty-third pass, found by the
+/// twenty-third pass's attacker of this pass's fixes). It reads at most `MAX_LINE` bytes of a
+/// line now, and says the chain cannot be judged. Peak memory from `getrusage` (GNU time).
+#[test]
+fn the_chain_generation_reader_holds_one_bounded_line_and_says_what_it_cannot_judge() {
+    let time = Path::new("/usr/bin/time");
+    if !time.is_file() {
+        return crate::common::skip::skip("GNU time (/usr/bin/time) is not installed");
+    }
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    let log = dir.join("audit.jsonl");
+    let f = std::fs::File::create(&log).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let measured = |args: &[&str], stdin: &str| -> (Output, u64) {
+        use std::io::Write;
+        let base = daemon::cmd(dir);
+        let rss = dir.join("rss.txt");
+        let mut c = std::process::Command::new(time);
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let mut child = c
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&rss)
+            .arg(daemon::bin())
+            .arg("--socket")
+            .arg(dir.join("run/none.sock"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let kb: u64 = std::fs::read_to_string(&rss)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (out, kb)
+    };
+    let set = [
+        "--identity-file",
+        id_s,
+        "cred",
+        "set",
+        "search-token",
+        "--secret",
+        "token",
+    ];
+    let (out, kb) = measured(&set, "a value");
+    assert!(out.status.success(), "{out:?}");
+    assert!(kb < 200 * 1024, "cred set took {kb} KiB");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("is not known here") && !said.contains("a daemon on the audit log"),
+        "{said}"
+    );
+    let mut adopt = set.to_vec();
+    adopt.push("--allow-rollback");
+    let (_, kb) = measured(&adopt, "another value");
+    assert!(kb < 200 * 1024, "cred set --allow-rollback took {kb} KiB");
+    let (_, kb) = measured(&["--identity-file", id_s, "doctor"], "");
+    assert!(kb < 200 * 1024, "doctor took {kb} KiB");
+}
