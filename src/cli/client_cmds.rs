@@ -580,6 +580,62 @@ pub(crate) fn env_name(credential: &str, field: &str) -> String {
     crate::policy::env_var_name(credential, field)
 }
 
+/// Why `exec` will not hand `credential`'s `field` over in `var`, one of scopevault's own
+/// variables ([`crate::policy::RESERVED_ENV_VARS`]): names, never a value.
+fn reserved(credential: &str, field: &str, var: &str) -> String {
+    format!(
+        "{} would hold field `{}` of credential `{}`, but {var} is a variable scopevault itself reads or sets, and would be replaced in the command's environment: rename the credential or the field, or use --files (one file per credential and field)",
+        var,
+        escape_for_terminal(field),
+        escape_for_terminal(credential),
+    )
+}
+
+/// `exec` without `--files`, before the fetch: a field of the task's credentials (of
+/// `credential` alone when given) whose variable would be one of scopevault's own
+/// ([`crate::policy::RESERVED_ENV_VARS`], e.g. credential `identity`, field `file` as
+/// `SCOPEVAULT_IDENTITY_FILE`) is refused with nothing fetched, so nothing handed out or
+/// audited (twenty-third pass). The field names come from `tasks` (names, never values);
+/// where it does not list the task or names no fields (an older daemon), the check after the
+/// fetch still refuses.
+fn refuse_reserved_variables(
+    client: &mut Client,
+    task: &str,
+    credential: Option<&str>,
+    err: &dyn Fn(ClientError) -> anyhow::Error,
+) -> anyhow::Result<()> {
+    let info = match client.task_info_or_all(task) {
+        Ok(t) => t.tasks.into_iter().find(|t| t.name == task),
+        Err(e) if e.code() == Some(crate::protocol::ErrorCode::Locked) => None,
+        Err(e) => return Err(err(e)),
+    };
+    let Some(info) = info else {
+        return Ok(());
+    };
+    for c in &info.credentials {
+        if credential.is_some_and(|want| want != c) {
+            continue;
+        }
+        let totp = info.kinds.get(c).is_some_and(|k| k == "totp");
+        let generated: &[&str] = if totp {
+            &["totp_code", "totp_seconds_left"]
+        } else {
+            &[]
+        };
+        let stored = info.fields.get(c).into_iter().flatten().map(String::as_str);
+        for field in stored.chain(generated.iter().copied()) {
+            let var = env_name(c, field);
+            if crate::policy::is_reserved_env_var(&var) {
+                anyhow::bail!(
+                    "{}; nothing was fetched and the command was not run",
+                    reserved(c, field, &var)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     use std::process::{Command, Stdio};
     // Before any secret is in memory: no core file, no /proc/PID/mem for other processes.
@@ -624,12 +680,17 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         None
     };
     reserve.give_back(1);
-    let fetched = fetch_within(
+    let fetched = fetch_chosen_within(
         &socket_path(g),
         &a.task,
-        a.credential.as_deref(),
         &a.wait,
         "nothing was fetched and the command was not run",
+        |client, err| {
+            if !a.files {
+                refuse_reserved_variables(client, &a.task, a.credential.as_deref(), err)?;
+            }
+            Ok(a.credential.clone())
+        },
     )?;
     // How many values `--files` hands over is known only now: a memfd each where the limit
     // leaves room beside the reserve, else every entry is a file (as where memfds are not
@@ -687,6 +748,14 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
                         );
                     }
                     let name = env_name(&c.name, field);
+                    // Refused before the fetch where `tasks` names the fields; an older
+                    // daemon does not, and the variable is still never replaced.
+                    if crate::policy::is_reserved_env_var(&name) {
+                        anyhow::bail!(
+                            "{}; the command was not run",
+                            reserved(&c.name, field, &name)
+                        );
+                    }
                     if let Some(other) = named.insert(name.clone(), what.to_owned()) {
                         anyhow::bail!(
                             "{name} would hold both {other} and {what}: rename one of them, or use --files (one file per credential and field)"

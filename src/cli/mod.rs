@@ -553,6 +553,65 @@ mod tests {
         }
     }
 
+    /// `policy::RESERVED_ENV_VARS` (the variables `exec` never hands a field over in) is
+    /// exactly the `SCOPEVAULT_*` variables scopevault reads or sets: every `env =` of the
+    /// command line (what `--help` shows, in every subcommand) and every `"SCOPEVAULT_…"`
+    /// literal in the source (the state directory, exec's own, the test hooks), so that a
+    /// new one cannot be left out (twenty-third pass). Only `SCOPEVAULT_*` names matter: exec's
+    /// variables all start so (`BAO_ADDR` cannot be one).
+    #[test]
+    fn the_reserved_variables_are_what_scopevault_reads_and_sets() {
+        use std::collections::BTreeSet;
+        fn from_clap(cmd: &clap::Command, out: &mut BTreeSet<String>) {
+            for a in cmd.get_arguments() {
+                if let Some(e) = a.get_env() {
+                    out.insert(e.to_string_lossy().into_owned());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                from_clap(sub, out);
+            }
+        }
+        fn from_source(dir: &std::path::Path, out: &mut BTreeSet<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    from_source(&p, out);
+                    continue;
+                }
+                // The list itself is what is checked.
+                if p.extension().is_none_or(|x| x != "rs") || p.ends_with("policy/mod.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, _) in text.match_indices("\"SCOPEVAULT_") {
+                    let name: String = text[i + 1..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    // (`"SCOPEVAULT_"` alone is the prefix, as this test spells it.)
+                    if name.len() > "SCOPEVAULT_".len()
+                        && text[i + 1 + name.len()..].starts_with('"')
+                    {
+                        out.insert(name);
+                    }
+                }
+            }
+        }
+        let mut read = BTreeSet::new();
+        from_clap(&super::args::Cli::command(), &mut read);
+        read.retain(|v| v.starts_with("SCOPEVAULT_"));
+        assert!(read.contains("SCOPEVAULT_IDENTITY_FILE"), "{read:?}");
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        from_source(&src, &mut read);
+        assert!(read.contains("SCOPEVAULT_STATE_DIR"), "{read:?}");
+        let reserved: BTreeSet<String> = crate::policy::RESERVED_ENV_VARS
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        assert_eq!(reserved, read);
+    }
+
     /// The list of commands that read no secret names only commands that exist, none of them
     /// takes `--secret`, and the commands that read a passphrase are not in it.
     #[test]

@@ -604,6 +604,32 @@ pub fn env_var_name(credential: &str, field: &str) -> String {
     )
 }
 
+/// The environment variables scopevault itself reads or sets, which `scopevault exec` must
+/// never hand a credential's field over in: the CLI's `env =` options (`SCOPEVAULT_VAULT`,
+/// `SCOPEVAULT_SOCKET`, `SCOPEVAULT_IDENTITY_FILE`, `SCOPEVAULT_AUDIT`), the state directory
+/// (`paths::state_dir`), the two variables exec sets itself, and the test suite's hooks. A
+/// credential `identity` with a field `file` would otherwise replace the caller's
+/// `SCOPEVAULT_IDENTITY_FILE` with a secret, and a check that runs `scopevault` would use it
+/// as a path (twenty-third pass). `exec` refuses such a field before it fetches, and
+/// `lint --with-vault` reports it (`env-name-collision`). A test (`cli::args`) keeps this
+/// list equal to what the code reads.
+pub const RESERVED_ENV_VARS: &[&str] = &[
+    "SCOPEVAULT_AUDIT",
+    "SCOPEVAULT_CREDENTIALS_DIRECTORY",
+    "SCOPEVAULT_IDENTITY_FILE",
+    "SCOPEVAULT_SKIP_LOG",
+    "SCOPEVAULT_SOCKET",
+    "SCOPEVAULT_STATE_DIR",
+    "SCOPEVAULT_TASK",
+    "SCOPEVAULT_TEST_ARGON2",
+    "SCOPEVAULT_VAULT",
+];
+
+/// Whether `exec` must not name a field's variable `var` ([`RESERVED_ENV_VARS`]).
+pub fn is_reserved_env_var(var: &str) -> bool {
+    RESERVED_ENV_VARS.contains(&var)
+}
+
 /// What [`is_valid_name`] asks, for messages.
 pub const NAME_RULE: &str =
     "1-128 characters of A-Z, a-z, 0-9, `.`, `_` or `-`, starting with a letter or digit";

@@ -518,6 +518,15 @@ fn ticks<S: AsRef<str>>(items: &[S]) -> String {
     out
 }
 
+/// A field `fetch` generates for a `totp` credential, as the lint names it: never "stored".
+fn generated_field(field: &str) -> &'static str {
+    if field == "totp_seconds_left" {
+        "the seconds its TOTP code has left, generated at each fetch, not stored"
+    } else {
+        "its current TOTP code, generated at each fetch, not stored"
+    }
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -1111,7 +1120,7 @@ impl<'a> Linter<'a> {
     /// names give one part are reported from the policy alone ([`Linter::tasks`]), not again.
     fn env_field_collisions(&mut self, v: &VaultMeta) {
         let p = self.policy;
-        let mut vars: HashMap<String, (&str, &str)> = HashMap::default();
+        let mut vars: HashMap<String, (&str, &str, bool)> = HashMap::default();
         let mut listed: HashSet<&str> = HashSet::default();
         for (tname, task) in &p.tasks {
             vars.clear();
@@ -1138,16 +1147,34 @@ impl<'a> Linter<'a> {
                 } else {
                     &[]
                 };
+                // `generated`: a field `fetch` makes (the TOTP code, its seconds left), not one
+                // the vault stores; the messages must not call it stored (twenty-third pass).
                 let fields = meta
                     .fields
                     .iter()
-                    .map(String::as_str)
-                    .filter(|f| !withheld.contains(f))
-                    .chain(added.iter().copied());
-                for field in fields {
+                    .map(|f| (f.as_str(), false))
+                    .filter(|(f, _)| !withheld.contains(f))
+                    .chain(added.iter().map(|f| (*f, true)));
+                for (field, generated) in fields {
                     let var = crate::policy::env_var_name(cname, field);
-                    let Some(&(first, first_field)) = vars.get(&var) else {
-                        vars.insert(var, (cname, field));
+                    // One of scopevault's own variables (`identity`'s `file` as
+                    // SCOPEVAULT_IDENTITY_FILE): exec would replace the caller's value with a
+                    // secret; it refuses before it fetches (twenty-third pass).
+                    if crate::policy::is_reserved_env_var(&var) {
+                        self.push(
+                            RuleId::EnvNameCollision,
+                            cref.span.clone(),
+                            format!("credential `{cname}` holds field `{field}` in the vault, which `scopevault exec` hands over as {var} for task `{tname}`: a variable scopevault itself reads or sets, which it would replace in the command's environment; exec refuses to run the command, before anything is fetched"),
+                            format!("rename credential `{cname}` or its field `{field}`, or run the task's command with `scopevault exec --files`"),
+                            Some(cname),
+                            Some(tname),
+                            vec![],
+                        );
+                        self.detail(var);
+                        continue;
+                    }
+                    let Some(&(first, first_field, first_generated)) = vars.get(&var) else {
+                        vars.insert(var, (cname, field, generated));
                         continue;
                     };
                     if first != cname
@@ -1156,14 +1183,42 @@ impl<'a> Linter<'a> {
                     {
                         continue;
                     }
-                    let (message, help) = if first == cname {
+                    let (message, help) = if first == cname && !(first_generated || generated) {
                         (
                             format!("credential `{cname}` holds fields `{first_field}` and `{field}` in the vault, which `scopevault exec` hands over as one environment variable, {var}, for task `{tname}`: exec refuses to run the command, after it was fetched"),
                             format!("rename field `{first_field}` or `{field}` of `{cname}` (names that differ only in `-`, `_`, `.` or case give one variable), or run the task's command with `scopevault exec --files`"),
                         )
+                    } else if first == cname {
+                        let (stored, made) = if generated {
+                            (first_field, field)
+                        } else {
+                            (field, first_field)
+                        };
+                        (
+                            format!("credential `{cname}` holds field `{stored}` in the vault, which `scopevault exec` hands over as {var} for task `{tname}`, the variable of {}: exec refuses to run the command, after it was fetched", generated_field(made)),
+                            format!("rename field `{stored}` of `{cname}`, or run the task's command with `scopevault exec --files`"),
+                        )
                     } else {
                         (
-                            format!("task `{tname}` lists credentials `{first}` and `{cname}`, whose fields `{first}.{first_field}` and `{cname}.{field}` (stored in the vault) `scopevault exec` hands over as one environment variable, {var}: exec refuses to run the command, after both were fetched"),
+                            format!(
+                                "task `{tname}` lists credentials `{first}` and `{cname}`, whose {} `scopevault exec` hands over as one environment variable, {var}: exec refuses to run the command, after both were fetched",
+                                if first_generated || generated {
+                                    let each = |c: &str, f: &str, g: bool| {
+                                        if g {
+                                            format!("`{c}.{f}` ({})", generated_field(f))
+                                        } else {
+                                            format!("`{c}.{f}` (stored in the vault)")
+                                        }
+                                    };
+                                    format!(
+                                        "fields {} and {}",
+                                        each(first, first_field, first_generated),
+                                        each(cname, field, generated)
+                                    )
+                                } else {
+                                    format!("fields `{first}.{first_field}` and `{cname}.{field}` (stored in the vault)")
+                                }
+                            ),
                             format!("rename credential `{first}` or `{cname}`, or one of the two fields, or run the task's command with `scopevault exec --files`"),
                         )
                     };

@@ -2812,6 +2812,98 @@ fn exec_refuses_two_fields_that_would_share_one_variable() {
     );
 }
 
+/// A credential `state` with a field `dir` is handed over as `SCOPEVAULT_STATE_DIR`, one of
+/// scopevault's own variables: `exec` replaced the caller's value with the field's in
+/// silence, and a check that runs `scopevault` used it as its state directory (twenty-third
+/// pass, found by the twenty-third pass's attacker of this pass's fixes). `exec` refuses
+/// before the fetch (no hand-out, no audit record), naming the credential, the field and the
+/// variable, never the value; `--files` hands the field over.
+#[test]
+fn exec_refuses_a_field_named_as_scopevaults_own_variable_before_fetching() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let listed = "[tasks.checkout-flow]\nneeds = [\"shop:login\", \"shop:catalog:read\", \"shop:orders:create\"]\ncredentials = [\"shop-buyer\"";
+    let policy = daemon::example_policy().replacen(listed, &format!("{listed}, \"state\""), 1)
+        + "\n[credentials.state]\nkind = \"generic\"\nscopes = [\"shop:login\"]\n";
+    assert!(policy.contains("\"shop-buyer\", \"state\""), "{policy}");
+    apply_policy(dir.path(), "state.toml", &policy);
+    let value = "/tmp/sv-secret-state-value";
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "state",
+            "--field",
+            &format!("dir={value}"),
+            "--secret",
+            "token",
+        ],
+        Some("sv-state-token-value"),
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let fetches = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("\"op\":\"fetch\""))
+            .count()
+    };
+    let before = fetches(&d.audit_text());
+    for credential in [None, Some("state")] {
+        let mut args = vec!["exec", "--no-mask", "--task", "checkout-flow"];
+        args.extend(credential.map(|c| ["--credential", c]).iter().flatten());
+        args.extend(["--", "true"]);
+        let out = sv(&d, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{credential:?}: {err}");
+        assert!(
+            err.contains("SCOPEVAULT_STATE_DIR")
+                && err.contains("field `dir` of credential `state`")
+                && err.contains("nothing was fetched")
+                && err.contains("--files"),
+            "{err}"
+        );
+        assert!(!err.contains(value), "{err}");
+    }
+    assert_eq!(fetches(&d.audit_text()), before, "nothing was fetched");
+    // Another credential of the task is not held back by it.
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--credential",
+            "shop-buyer",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // With --files the field is its own file, and the variable is not set.
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--files",
+            "--no-mask",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "cat \"$SCOPEVAULT_CREDENTIALS_DIRECTORY/state/dir\"",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        value,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The driver for [`a_terminal_ctrl_c_reaches_the_command_once`]: runs `exec` on a
 /// pseudo-terminal, and when its command says `ready`, either types one Ctrl-C or sends
 /// SIGINT to `exec` with `kill`; prints what the command counted.

@@ -850,3 +850,125 @@ runners = { users = ["checkpoint"] }
         found[1].0
     );
 }
+
+/// A field whose `exec` variable is one of scopevault's own (credential `identity`'s `file` as
+/// `SCOPEVAULT_IDENTITY_FILE`, `state`'s `dir` as `SCOPEVAULT_STATE_DIR`) linted clean, and
+/// `exec` replaced the caller's value with it (twenty-third pass, found by the twenty-third
+/// pass's attacker of this pass's fixes). With the vault it is an `env-name-collision`, naming
+/// the credential, field and variable; without it the fields are unknown, so nothing is said.
+#[test]
+fn a_field_named_as_scopevaults_own_variable_is_an_env_name_collision_with_the_vault() {
+    let src = r#"version = 1
+[credentials.identity]
+kind = "generic"
+scopes = ["shop:login"]
+[credentials.state]
+kind = "generic"
+scopes = ["shop:login"]
+[tasks.t]
+needs = ["shop:login"]
+credentials = ["identity", "state"]
+runners = { users = ["checkpoint"] }
+"#;
+    let p = Policy::parse(src, "policy.toml").unwrap();
+    let meta = |fields: &[&str]| CredentialMeta {
+        has_secret: true,
+        rotated: datetime!(2026-05-30 0:00 UTC),
+        both_totp_seeds: false,
+        unusable_totp_seed: None,
+        totp_seed: None,
+        stored: None,
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+    };
+    let vault = VaultMeta {
+        credentials: BTreeMap::from([
+            ("identity".to_owned(), meta(&["file", "token"])),
+            ("state".to_owned(), meta(&["dir"])),
+        ]),
+    };
+    let collisions = |vault: Option<VaultMeta>| {
+        let opts = LintOptions {
+            today: date!(2026 - 06 - 01),
+            vault,
+            usage: None,
+        };
+        lint(&p, &opts)
+            .findings()
+            .iter()
+            .filter(|f| f.rule == RuleId::EnvNameCollision)
+            .map(|f| (f.message.clone(), f.detail.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(collisions(None), vec![], "fields are not in the policy");
+    let found = collisions(Some(vault));
+    let vars: Vec<&str> = found.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(
+        vars,
+        ["SCOPEVAULT_IDENTITY_FILE", "SCOPEVAULT_STATE_DIR"],
+        "{found:#?}"
+    );
+    assert_eq!(
+        found[0].0,
+        "credential `identity` holds field `file` in the vault, which `scopevault exec` hands over as SCOPEVAULT_IDENTITY_FILE for task `t`: a variable scopevault itself reads or sets, which it would replace in the command's environment; exec refuses to run the command, before anything is fetched"
+    );
+}
+
+/// A `totp` credential's code and seconds left are made at each fetch, not stored: the
+/// collision finding called `api-totp.totp_code` "(stored in the vault)" (twenty-third pass,
+/// found by the twenty-third pass's attacker of this pass's fixes).
+#[test]
+fn a_totp_codes_variable_in_a_collision_is_called_generated_not_stored() {
+    let src = r#"version = 1
+[credentials.api]
+kind = "generic"
+scopes = ["shop:login"]
+[credentials.api-totp]
+kind = "totp"
+scopes = ["shop:login"]
+[credentials.otp]
+kind = "totp"
+scopes = ["shop:login"]
+[tasks.t]
+needs = ["shop:login"]
+credentials = ["api", "api-totp", "otp"]
+runners = { users = ["checkpoint"] }
+"#;
+    let p = Policy::parse(src, "policy.toml").unwrap();
+    let meta = |fields: &[&str]| CredentialMeta {
+        has_secret: true,
+        rotated: datetime!(2026-05-30 0:00 UTC),
+        both_totp_seeds: false,
+        unusable_totp_seed: None,
+        totp_seed: None,
+        stored: None,
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+    };
+    let vault = VaultMeta {
+        credentials: BTreeMap::from([
+            ("api".to_owned(), meta(&["totp-totp-code"])),
+            ("api-totp".to_owned(), meta(&["totp_seed"])),
+            // A stored field meeting the credential's own generated code.
+            ("otp".to_owned(), meta(&["totp_seed", "totp-seconds-left"])),
+        ]),
+    };
+    let opts = LintOptions {
+        today: date!(2026 - 06 - 01),
+        vault: Some(vault),
+        usage: None,
+    };
+    let found: Vec<String> = lint(&p, &opts)
+        .findings()
+        .iter()
+        .filter(|f| f.rule == RuleId::EnvNameCollision)
+        .map(|f| f.message.clone())
+        .collect();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert_eq!(
+        found[0],
+        "task `t` lists credentials `api` and `api-totp`, whose fields `api.totp-totp-code` (stored in the vault) and `api-totp.totp_code` (its current TOTP code, generated at each fetch, not stored) `scopevault exec` hands over as one environment variable, SCOPEVAULT_API_TOTP_TOTP_CODE: exec refuses to run the command, after both were fetched"
+    );
+    assert_eq!(
+        found[1],
+        "credential `otp` holds field `totp-seconds-left` in the vault, which `scopevault exec` hands over as SCOPEVAULT_OTP_TOTP_SECONDS_LEFT for task `t`, the variable of the seconds its TOTP code has left, generated at each fetch, not stored: exec refuses to run the command, after it was fetched"
+    );
+}
