@@ -591,8 +591,9 @@ fn reserved(credential: &str, field: &str, var: &str) -> String {
     )
 }
 
-/// `exec` without `--files`, before the fetch: a field of the task's credentials (of
-/// `credential` alone when given) whose variable would be one of scopevault's own
+/// `exec` without `--files`, before the fetch: two fields of the task's credentials (of
+/// `credential` alone when given) that give one variable, or a field whose variable would be
+/// one of scopevault's own
 /// ([`crate::policy::RESERVED_ENV_VARS`], e.g. credential `identity`, field `file` as
 /// `SCOPEVAULT_IDENTITY_FILE`) is refused with nothing fetched, so nothing handed out or
 /// audited (twenty-third pass). The field names come from `tasks` (names, never values);
@@ -612,6 +613,9 @@ fn refuse_reserved_variables(
     let Some(info) = info else {
         return Ok(());
     };
+    // Two fields that give one variable are refused here too, from their names: after the
+    // fetch they were refused only once every credential had been handed out and audited.
+    let mut named: std::collections::BTreeMap<String, String> = Default::default();
     for c in &info.credentials {
         if credential.is_some_and(|want| want != c) {
             continue;
@@ -629,6 +633,12 @@ fn refuse_reserved_variables(
                 anyhow::bail!(
                     "{}; nothing was fetched and the command was not run",
                     reserved(c, field, &var)
+                );
+            }
+            let what = escape_for_terminal(&format!("{c}.{field}"));
+            if let Some(other) = named.insert(var.clone(), what.clone()) {
+                anyhow::bail!(
+                    "{var} would hold both {other} and {what}: rename one of them, or use --files (one file per credential and field); nothing was fetched and the command was not run"
                 );
             }
         }

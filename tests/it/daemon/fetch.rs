@@ -2904,6 +2904,69 @@ fn exec_refuses_a_field_named_as_scopevaults_own_variable_before_fetching() {
     );
 }
 
+/// Two fields of one credential that give one variable (`client-id` and `client_id`: both
+/// `SCOPEVAULT_SHOP_BUYER_CLIENT_ID`) made `exec` refuse to run the command only after the
+/// credential had been fetched and audited as allowed (twenty-third pass, found by its fixer of
+/// scopevault's own variables). The field names `tasks` lists are judged before the fetch now:
+/// nothing is fetched, no value is shown; `--files` still hands both over.
+#[test]
+fn exec_refuses_two_fields_giving_one_variable_before_fetching() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    apply_policy(dir.path(), "p.toml", &daemon::example_policy());
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            "client-id=sv-client-dash-value",
+            "--field",
+            "client_id=sv-client-underscore-value",
+        ],
+        None,
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let fetches = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("\"op\":\"fetch\""))
+            .count()
+    };
+    let before = fetches(&d.audit_text());
+    let out = sv(
+        &d,
+        &["exec", "--no-mask", "--task", "checkout-flow", "--", "true"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("SCOPEVAULT_SHOP_BUYER_CLIENT_ID would hold both")
+            && err.contains("shop-buyer.client-id")
+            && err.contains("shop-buyer.client_id")
+            && err.contains("nothing was fetched"),
+        "{err}"
+    );
+    assert!(!err.contains("sv-client-"), "{err}");
+    assert_eq!(fetches(&d.audit_text()), before, "nothing was fetched");
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--files",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "cat \"$SCOPEVAULT_CREDENTIALS_DIRECTORY/shop-buyer/client_id\"",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
 /// The driver for [`a_terminal_ctrl_c_reaches_the_command_once`]: runs `exec` on a
 /// pseudo-terminal, and when its command says `ready`, either types one Ctrl-C or sends
 /// SIGINT to `exec` with `kill`; prints what the command counted.
