@@ -71,7 +71,7 @@ pub fn main() -> ExitCode {
             if let Some(code) = refuse_stray_argument(&e) {
                 return code;
             }
-            e.exit()
+            return output::clap_error(e);
         }
     };
     match run(cli) {
@@ -82,9 +82,10 @@ pub fn main() -> ExitCode {
                 // The reader of our output went away (`| head`): that is the end of output.
                 return ExitCode::SUCCESS;
             }
-            // Not `eprintln!`, which panics on an unwritable stderr (`serve 2>/dev/full`): the exit
-            // code stays the one of the error.
-            crate::diag!("error: {}", message_of(&err));
+            // Not `eprintln!`, which panics on an unwritable stderr (`serve 2>/dev/full`), nor a
+            // plain write, which waits for good on a full pipe nobody reads: the exit code
+            // stays the one of the error, and comes within a bounded time.
+            output::final_error(format_args!("error: {}", message_of(&err)));
             ExitCode::from(code)
         }
     }
@@ -152,7 +153,9 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
                 String::new(),
             ),
         };
-        errln!("error: {head}{tip}{usage}\n\nFor more information, try '--help'.");
+        output::final_error(format_args!(
+            "error: {head}{tip}{usage}\n\nFor more information, try '--help'."
+        ));
         return Some(ExitCode::from(EXIT_USAGE));
     }
     if e.kind() != ErrorKind::UnknownArgument {
@@ -187,9 +190,9 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
             })
             .map(|m| format!(": {m}"))
             .unwrap_or_default();
-        errln!(
+        output::final_error(format_args!(
             "error: {what}{arg}{why} (the value is not shown: {exposed}){valid}{usage}\n\nFor more information, try '--help'."
-        );
+        ));
         return Some(ExitCode::from(EXIT_USAGE));
     }
     let named = e
@@ -208,7 +211,9 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
         (Some(_), Some(similar)) => format!("\n\n  tip: a similar argument exists: '{similar}'"),
         _ => String::new(),
     };
-    errln!("error: {head}{tip}{usage}\n\nFor more information, try '--help'.");
+    output::final_error(format_args!(
+        "error: {head}{tip}{usage}\n\nFor more information, try '--help'."
+    ));
     Some(ExitCode::from(EXIT_USAGE))
 }
 

@@ -71,6 +71,45 @@ pub(crate) fn eprint_fmt(args: std::fmt::Arguments<'_>, newline: bool) {
     });
 }
 
+/// The last line of a command that failed (its `error: …`; a newline is added): written by
+/// [`crate::diag`]'s writer thread, which the caller waits for at most [`crate::diag::WAIT`],
+/// after the lines already queued there (a daemon's log). A stderr that is a full pipe nobody
+/// reads held the process for good, so a supervisor never saw `serve`'s exit code
+/// (twenty-third pass, found by the twenty-third pass's attacker of this pass's fixes); now
+/// the process exits with its code, and its exit ends the blocked write.
+pub(crate) fn final_error(args: std::fmt::Arguments<'_>) {
+    crate::diag::start_writer();
+    crate::diag::line(args);
+}
+
+/// A command line clap refused: its error printed as clap prints it (to stderr, coloured as
+/// clap decides) by a thread of its own, waited for at most [`crate::diag::WAIT`] (see
+/// [`final_error`]), then the process exits with clap's code. Help and version (stdout) are
+/// printed by clap as before.
+pub(crate) fn clap_error(e: clap::Error) -> std::process::ExitCode {
+    if !e.use_stderr() {
+        e.exit()
+    }
+    let code = u8::try_from(e.exit_code()).unwrap_or(super::EXIT_USAGE);
+    let plain = e.render().to_string();
+    let (done, wait) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("sv-error".into())
+        .spawn(move || {
+            let _ = e.print();
+            let _ = done.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = wait.recv_timeout(crate::diag::WAIT);
+        }
+        // No thread: the writer of `final_error` cannot start either, so this writes on the
+        // caller's thread (without colour), as before.
+        Err(_) => final_error(format_args!("{}", plain.trim_end_matches('\n'))),
+    }
+    std::process::ExitCode::from(code)
+}
+
 /// The printing of a command that has changed state, every durable step of it done (saved,
 /// audited, the daemon asked to reload): a failure to print says that `done` was done, so
 /// that a script does not retry the change blindly. Still exit 2 (0 for a closed pipe).

@@ -305,3 +305,72 @@ fn a_closed_stdout_is_the_end_of_output() {
         .unwrap();
     assert_eq!(sh.status.code(), Some(0), "{sh:?}");
 }
+
+/// A pipe filled to capacity whose reader never reads (a stuck log reader): the write end,
+/// blocking again, for a child's stderr, and the read end, to keep open.
+fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter) {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let flags = fcntl_getfl(&writer).unwrap();
+    fcntl_setfl(&writer, flags | OFlags::NONBLOCK).unwrap();
+    loop {
+        match writer.write(&[b'x'; 512]) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the pipe: {e}"),
+        }
+    }
+    fcntl_setfl(&writer, flags).unwrap();
+    (reader, writer)
+}
+
+/// A command that refuses its options exits with its code when its stderr is a full pipe
+/// nobody reads (twenty-third pass, found by the twenty-third pass's attacker of this pass's
+/// fixes): the error line blocked the process for good, so a supervisor never saw `serve`'s
+/// exit 2. clap's own refusals, ours of an argument that may be a secret, and a refusal after
+/// parsing (`--max-queued-mib 0`), of `serve` and of a command that is no daemon.
+#[test]
+fn a_refused_command_line_exits_2_when_stderr_is_a_full_pipe_nobody_reads() {
+    let e = Env::new();
+    let cases: [&[&str]; 7] = [
+        &["serve", "--max-queued-mib", "0"],
+        &["serve", "--max-queued-mib-per-uid", "abc"],
+        &["serve", "--idle-timeout", "0"],
+        &["serve", "--read-timeout", "3601"],
+        &["serve", "--bogus"],
+        &["status", "--bogus"],
+        &[
+            "cred",
+            "list",
+            "--vault",
+            "/nonexistent/sv23/vault.scopevault",
+        ],
+    ];
+    for args in cases {
+        let (_reader, writer) = full_pipe();
+        let mut child = e
+            .cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(writer)
+            .spawn()
+            .unwrap();
+        // A generous bound, only so that a hang fails the test instead of stopping it.
+        let mut status = None;
+        for _ in 0..600 {
+            if let Some(s) = child.try_wait().unwrap() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?}: still running after 60 s with its stderr stuck");
+        };
+        assert_eq!(status.code(), Some(2), "{args:?}");
+    }
+}
