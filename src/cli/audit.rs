@@ -322,22 +322,34 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
         }
         r
     };
+    // The line before the next one: an incomplete last line is the anchored record only
+    // where it follows it ([`render_incomplete`]).
+    let mut before = Before::Start;
     loop {
         // Every line there is now; with `--follow`, a file cut under it is read on from the
         // last line read that it still holds (or its start), and a file moved away read to its end, then the new one at the path
         // (src/audit/follow.rs).
         let read = log.read_on(follow, &mut |event| match event {
-            audit::FollowEvent::Line(line) => failed(writeln!(out, "{}", render(line))),
+            audit::FollowEvent::Line(line) => {
+                before.line(line);
+                failed(writeln!(out, "{}", render(line)))
+            }
             // Never held whole: a line longer than any record is named and skipped.
-            audit::FollowEvent::Overlong(no) => failed(writeln!(
+            audit::FollowEvent::Overlong(no) => {
+                before = Before::Unknown;
+                failed(writeln!(
                 out,
-                "? line {no}: {}, skipped",
-                audit::overlong_line()
-            )),
+                    "? line {no}: {}, skipped",
+                    audit::overlong_line()
+                ))
+            }
             audit::FollowEvent::Incomplete(partial) => {
-                failed(writeln!(out, "{}", render_incomplete(path, partial)))
+                let shown = render_incomplete(path, partial, &before);
+                before = Before::Unknown;
+                failed(writeln!(out, "{shown}"))
             }
             audit::FollowEvent::Cut { at: 0 } => {
+                before = Before::Start;
                 failed(out.flush())?;
                 errln!(
                     "{shown_path}: the file was cut under `audit show --follow` (copytruncate?): read again from its start"
@@ -345,6 +357,8 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
                 Ok(())
             }
             audit::FollowEvent::Cut { at } => {
+                // Read on from a line already shown, which one is not known here.
+                before = Before::Unknown;
                 failed(out.flush())?;
                 errln!(
                     "{shown_path}: the file was cut under `audit show --follow`; it still holds the lines read up to byte {at} (the daemon's repair of an unfinished line, or a cut within the log): read on from there"
@@ -352,7 +366,10 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
                 Ok(())
             }
             // The new file begins with the daemon's `audit.rotate` record.
-            audit::FollowEvent::Moved => Ok(()),
+            audit::FollowEvent::Moved => {
+                before = Before::Start;
+                Ok(())
+            }
         });
         match read {
             Err(e) if stdout_failed.get() => return Err(stdout_error(e).into()),
@@ -364,7 +381,8 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
         if !follow {
             let partial = log.partial();
             if !partial.is_empty() {
-                writeln!(out, "{}", render_incomplete(path, partial)).map_err(stdout_error)?;
+                writeln!(out, "{}", render_incomplete(path, partial, &before))
+                    .map_err(stdout_error)?;
             }
             out.flush().map_err(stdout_error)?;
             return Ok(ExitCode::SUCCESS);
@@ -374,25 +392,76 @@ fn show(path: &Path, follow: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What came before a line `show` reads, in its file.
+enum Before {
+    /// Nothing: the line is the file's first.
+    Start,
+    /// A complete line: its SHA-256 (hex) and its `seq`.
+    Line(String, Option<u64>),
+    /// A line not held (overlong), or one not known (read on after a cut).
+    Unknown,
+}
+
+impl Before {
+    fn line(&mut self, line: &[u8]) {
+        use sha2::{Digest, Sha256};
+        let seq = audit::verified_shape(line).ok().and_then(|r| r.seq);
+        *self = Before::Line(data_encoding::HEXLOWER.encode(&Sha256::digest(line)), seq);
+    }
+
+    /// Whether a record with `seq` and `prev` continues the chain from here: its `prev` is the
+    /// hash of the line before it and its `seq` follows that line's. A file's first line
+    /// continues from a line of the file before it (a rotated log), which `show` does not read.
+    fn continued_by(&self, seq: Option<u64>, prev: Option<&str>) -> bool {
+        match self {
+            Before::Start => true,
+            Before::Line(hash, before) => {
+                prev == Some(hash.as_str())
+                    && before
+                        .and_then(|b| b.checked_add(1))
+                        .is_some_and(|n| seq == Some(n))
+            }
+            Before::Unknown => false,
+        }
+    }
+}
+
 /// An incomplete line (no newline at the end of the file, or a line a cut under `--follow`
 /// left unended) as `show` prints it. Only the anchored record whole but for its newline (its
 /// SHA-256 is the head anchored for `path`: `audit verify` says "only its line end is missing")
-/// is shown as the record it is, marked. Anything else is what remains of a cut tail or of a
+/// at its place (it follows the line `before` it: [`Before::continued_by`]) is shown as the
+/// record it is, marked. A copy of the anchored record appended without a newline after the
+/// record itself was shown as the genuine record, where `audit verify` calls the chain broken
+/// (twenty-third pass, found by the twenty-third pass's attacker of this pass's fixes). Anything else is what remains of a cut tail or of a
 /// write cut short, and is never shown as a record, whatever it parses as: until the
 /// twenty-third pass a rewritten last record without its newline (a cut tail to `verify`) was
 /// shown as `#N … allow fetch …`, marked only at its end.
-fn render_incomplete(path: &Path, line: &[u8]) -> String {
+fn render_incomplete(path: &Path, line: &[u8], before: &Before) -> String {
     use sha2::{Digest, Sha256};
     // An anchor that cannot be read vouches for nothing: the line is then not a record.
     let anchored = audit::find_anchor(path)
         .ok()
         .flatten()
         .is_some_and(|(_, a)| a.head == data_encoding::HEXLOWER.encode(&Sha256::digest(line)));
-    if anchored && audit::verified_shape(line).is_ok() {
-        return format!(
-            "{}  [incomplete line: the anchored record, only its line end (newline) is missing]",
-            render(line)
-        );
+    if anchored {
+        let at_its_place = audit::verified_shape(line)
+            .ok()
+            .map(|r| before.continued_by(r.seq, r.prev.as_deref()));
+        match at_its_place {
+            Some(true) => {
+                return format!(
+                    "{}  [incomplete line: the anchored record, only its line end (newline) is missing]",
+                    render(line)
+                )
+            }
+            Some(false) => {
+                return format!(
+                    "? {} (not a record: an incomplete last line (no newline) with the anchored record's text, but not at its place: it does not follow the line before it; `audit verify` says what is wrong)",
+                    field(&String::from_utf8_lossy(line))
+                )
+            }
+            None => {}
+        }
     }
     format!(
         "? {} (not a record: an incomplete last line (no newline) that is not the anchored record: what remains of a cut tail, or of a write cut short; `audit verify` says which)",

@@ -1421,3 +1421,54 @@ fn show_marks_an_unterminated_last_line_that_is_not_the_anchored_record_as_no_re
         "{show}"
     );
 }
+
+/// A copy of the anchored record appended without a newline after the log's own, terminated,
+/// anchored record (twenty-third pass, found by the twenty-third pass's attacker of this
+/// pass's fixes): its hash is the anchored head, so `audit show` presented it as the genuine
+/// record (`#3 … [incomplete line: the anchored record, only its line end (newline) is
+/// missing]`) while `audit verify` calls the chain broken. The anchored record is the anchored
+/// record only at its place, following the record before it; the copy is shown as no record.
+#[test]
+fn show_marks_a_copy_of_the_anchored_record_appended_without_a_newline_as_no_record() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 3);
+    let l = lines(&path);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let anchor = serde_json::json!({
+        "log": path.display().to_string(), "seq": 3,
+        "head": data_encoding::HEXLOWER.encode(&Sha256::digest(l[2].as_bytes())),
+        "generation": 0,
+    });
+    let anchor_file = state.join(scopevault::audit::anchor_path(&path).file_name().unwrap());
+    std::fs::write(&anchor_file, anchor.to_string()).unwrap();
+    std::fs::write(&path, format!("{}\n{}\n{}\n{}", l[0], l[1], l[2], l[2])).unwrap();
+    let run = |what: &str| {
+        bin()
+            .env("SCOPEVAULT_STATE_DIR", &state)
+            .args(["audit", what, "--audit"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let verify = text(&run("verify").stdout);
+    assert!(verify.contains("chain broken"), "{verify}");
+    let show = run("show");
+    assert!(show.status.success(), "{}", text(&show.stderr));
+    let show = text(&show.stdout);
+    let shown: Vec<&str> = show.lines().collect();
+    assert_eq!(shown.len(), 4, "{show}");
+    assert!(
+        shown[2].starts_with("#3 ") && !shown[2].contains("incomplete"),
+        "the genuine record: {show}"
+    );
+    assert!(
+        shown[3].starts_with("? \"{") && shown[3].contains("(not a record: "),
+        "the copy shown as a record: {show}"
+    );
+    assert!(
+        !shown[3].contains("the anchored record, only its line end"),
+        "{show}"
+    );
+}
