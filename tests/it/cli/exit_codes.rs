@@ -306,25 +306,6 @@ fn a_closed_stdout_is_the_end_of_output() {
     assert_eq!(sh.status.code(), Some(0), "{sh:?}");
 }
 
-/// A pipe filled to capacity whose reader never reads (a stuck log reader): the write end,
-/// blocking again, for a child's stderr, and the read end, to keep open.
-fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter) {
-    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
-    use std::io::Write;
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    let flags = fcntl_getfl(&writer).unwrap();
-    fcntl_setfl(&writer, flags | OFlags::NONBLOCK).unwrap();
-    loop {
-        match writer.write(&[b'x'; 512]) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => panic!("filling the pipe: {e}"),
-        }
-    }
-    fcntl_setfl(&writer, flags).unwrap();
-    (reader, writer)
-}
-
 /// A command that refuses its options exits with its code when its stderr is a full pipe
 /// nobody reads (twenty-third pass, found by the twenty-third pass's attacker of this pass's
 /// fixes): the error line blocked the process for good, so a supervisor never saw `serve`'s
@@ -348,7 +329,7 @@ fn a_refused_command_line_exits_2_when_stderr_is_a_full_pipe_nobody_reads() {
         ],
     ];
     for args in cases {
-        let (_reader, writer) = full_pipe();
+        let (_reader, writer) = crate::common::daemon::full_pipe();
         let mut child = e
             .cmd()
             .args(args)

@@ -467,3 +467,22 @@ pub fn assert_no_secret(text: &str, what: &str) {
 
 /// True when the tests run as root.
 pub use super::users::is_root;
+
+/// A pipe filled to capacity whose reader never reads (a stuck log reader): the write end,
+/// blocking again, for a child's stderr, and the read end, to keep open.
+pub fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter) {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let flags = fcntl_getfl(&writer).unwrap();
+    fcntl_setfl(&writer, flags | OFlags::NONBLOCK).unwrap();
+    loop {
+        match writer.write(&[b'x'; 512]) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the pipe: {e}"),
+        }
+    }
+    fcntl_setfl(&writer, flags).unwrap();
+    (reader, writer)
+}

@@ -149,3 +149,35 @@ fn a_daemon_whose_stderr_is_full_starts_serves_and_stops() {
     );
     serves_everything_then_stops(d, dir.path(), &id);
 }
+
+/// A stop with the log stuck (twenty-third pass, found by the twenty-third pass's attacker of
+/// this pass's fixes): with stderr a full pipe nobody reads, every SIGTERM waited 2 s for the
+/// last lines, past the stop's bound with `--read-timeout 1`. The daemon stops, exit 0, its
+/// socket removed, while its stderr is still full (nothing read from it before the exit). How
+/// long it took is not asserted here (no timed assertion): that the stop's last flush does not
+/// wait for a stderr known stuck is `src/diag.rs` `a_flush_does_not_wait_for_a_stderr_known_stuck`.
+#[test]
+fn a_daemon_whose_stderr_is_a_full_pipe_nobody_reads_stops_on_sigterm() {
+    let dir = tempdir();
+    let id = vault_whose_loads_warn(dir.path());
+    let (reader, writer) = daemon::full_pipe();
+    let d = Daemon::start_with_stderr(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "--read-timeout",
+            "1",
+        ],
+        writer.into(),
+    );
+    // A load that warns: its line waits for the stuck stderr, which is then known stuck.
+    let v = ask(&d, r#"{"v":1,"op":"reload"}"#);
+    assert_eq!(v["ok"], true, "reload: {v}");
+    let socket = d.socket.clone();
+    let st = d.stop();
+    assert!(st.success(), "the daemon's exit on SIGTERM: {st}");
+    assert!(!socket.exists(), "the daemon left its socket behind");
+    // The read end was kept open, never read: the pipe stayed full until the daemon exited.
+    drop(reader);
+}
