@@ -11,7 +11,9 @@
 //! its socket, not refused — nothing is decided, so nothing is recorded, and no `allow` is
 //! written for an answer that cannot be sent — until that uid's answers drain. A uid's bound
 //! can be passed by the one answer decided after the last look (one per event loop), never
-//! more. Admins (root, the daemon's uid) are counted in the total and never held.
+//! more. Admins (root, the daemon's uid, `--admin-group` members: the loop asks the handler)
+//! are counted in the total and never held. While the daemon stops, a line refused here is
+//! never decided: its connection is closed (twenty-third pass).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -693,6 +693,12 @@ impl Handler {
         self.access.is_admin(peer)
     }
 
+    /// Whether `peer` is an admin (root, the daemon's user, a member of `--admin-group`): the
+    /// event loop never holds an admin's lines for answers not read (docs/operations.md).
+    pub fn is_admin(&self, peer: &PeerIdentity) -> bool {
+        self.access.is_admin(peer)
+    }
+
     /// A request refused for its size (the connection is closed next): its audit record
     /// and the `too_large` answer.
     pub fn too_large(&self, peer: &PeerIdentity) -> Prepared {

@@ -121,8 +121,8 @@ pub struct Limits {
     /// Event loops (threads serving connections; see [`default_event_loops`]).
     pub event_loops: usize,
     /// Bytes of answers decided and not yet written for one peer uid: past it, that uid's
-    /// next lines wait undecided until its answers are read ([`super::backlog`]). Root and
-    /// the daemon's uid are never held.
+    /// next lines wait undecided until its answers are read ([`super::backlog`]). Admins
+    /// (root, the daemon's uid, `--admin-group` members) are never held.
     pub max_queued_per_uid: usize,
     /// Bytes of answers decided and not yet written for every uid together: past it, no
     /// line of a uid that is not an admin is decided until answers are read.
@@ -455,6 +455,10 @@ struct Conn {
     /// Bytes of this connection's answers charged to the [`Backlog`] and not yet given back
     /// (given back as they are written, and when the connection closes).
     queued: usize,
+    /// The stop found this connection's next line waiting for its uid's answers: that line
+    /// and the rest are dropped undecided, and read off the socket before it is closed (the
+    /// client then sees the end of the answers, not a reset).
+    dropped_at_stop: bool,
 }
 
 impl Conn {
@@ -1111,6 +1115,7 @@ impl Loop {
             unconsumed: 0,
             more_after: false,
             queued: 0,
+            dropped_at_stop: false,
         });
         // A request that came with the connection is read at the connection's first event
         // (registering a socket that is already readable makes one), not in this turn: that
@@ -1348,9 +1353,20 @@ impl Loop {
             // A uid whose answers are not read is not decided for (docs/operations.md): its
             // line waits in the socket, undecided and unrecorded, until they drain. The line
             // is whole: it waits for us, so the read timeout does not run meanwhile.
-            if c.input.contains(&b'\n') && !self.backlog.admit(c.counted) {
+            //
+            // Every admin is exempt (root, the daemon's user, `--admin-group` members: the
+            // handler's own notion, so an admin-group member's `lock` is never held), though
+            // its answers count in the total. While the daemon stops, a line that would wait
+            // is never decided: the connection gets the answers already decided and is closed,
+            // its undecided lines dropped unaudited (twenty-third pass).
+            if c.input.contains(&b'\n') && !self.backlog.admit(backlog_uid(&self.handler, c)) {
                 c.line_since = None;
-                self.starved.push(slot);
+                if draining {
+                    c.closing = true;
+                    c.dropped_at_stop = true;
+                } else {
+                    self.starved.push(slot);
+                }
                 break;
             }
             // A request for the worker waits behind this turn's answers of the connection,
@@ -1513,6 +1529,9 @@ impl Loop {
     fn close(&mut self, slot: usize) {
         if let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) {
             let _ = self.poll.registry().deregister(&mut c.stream);
+            if c.dropped_at_stop {
+                discard_unread(&c, &mut self.scratch);
+            }
             self.slots().give_back(c.counted);
             if self.backlog.release(c.counted, c.queued) {
                 wake_all(&self.wakers);
@@ -1586,6 +1605,17 @@ impl Loop {
     /// or `deadline`.
     fn drain(&mut self, deadline: Instant) {
         let mut events = Events::with_capacity(EVENTS);
+        // Lines held for their uid's answers not read are never decided once the stop began
+        // (nor audited): answers written meanwhile would otherwise let them be decided, and
+        // the stop wait for their answers too. Their connections get the answers decided
+        // before and are closed.
+        for slot in std::mem::take(&mut self.starved) {
+            if let Some(Some(c)) = self.conns.get_mut(slot) {
+                c.closing = true;
+                c.dropped_at_stop = true;
+                self.active.push(slot);
+            }
+        }
         self.sweep(true);
         while (self.conns.iter().any(Option::is_some) || !self.pending.is_empty())
             && Instant::now() < deadline
@@ -1628,6 +1658,12 @@ impl Loop {
     }
 }
 
+/// The uid whose bound of queued answers holds `c`'s lines: `None` (never held) for an admin
+/// as the handler judges it (root, the daemon's user, a member of `--admin-group`).
+fn backlog_uid(handler: &Handler, c: &Conn) -> Option<u32> {
+    c.counted.filter(|_| !handler.is_admin(&c.peer))
+}
+
 /// Charge the answer `p` of a line of `c` to the backlog.
 fn charge(backlog: &Backlog, c: &mut Conn, p: &Prepared) {
     let n = p.bytes();
@@ -1639,6 +1675,25 @@ fn charge(backlog: &Backlog, c: &mut Conn, p: &Prepared) {
 fn wake_all(wakers: &[Arc<Waker>]) {
     for w in wakers {
         let _ = w.wake();
+    }
+}
+
+/// Read (and zero) what a client sent and will not be answered, before its connection is
+/// closed: a socket closed with unread bytes makes its peer's next read fail with
+/// `ECONNRESET` before it has read what was written to it. Bounded: at most a line's worth.
+fn discard_unread(c: &Conn, scratch: &mut [u8]) {
+    let mut left = MAX_LINE + CHUNK;
+    while left > 0 {
+        let k = left.min(scratch.len());
+        match rustix::net::recv(&c.stream, &mut scratch[..k], RecvFlags::DONTWAIT) {
+            Ok((0, _)) => break,
+            Ok((n, _)) => {
+                scratch[..n].zeroize();
+                left = left.saturating_sub(n);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
     }
 }
 

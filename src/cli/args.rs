@@ -609,11 +609,13 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub max_connections_per_uid: usize,
     /// Answers (MiB) decided for one peer uid and not yet read by it: past it, that uid's next
-    /// requests wait unread until it reads (root and the daemon's user are never held).
+    /// requests wait unread until it reads (admins, `--admin-group` members included, are
+    /// never held).
     #[arg(long, value_name = "MIB", default_value_t = crate::agent::backlog::DEFAULT_MAX_QUEUED_PER_UID / (1024 * 1024))]
     pub max_queued_mib_per_uid: usize,
     /// Answers (MiB) decided for every uid together and not yet read: past it, no uid's
-    /// requests but the admins' are read until answers are.
+    /// requests but the admins' (root, the daemon's user, `--admin-group` members) are read
+    /// until answers are.
     #[arg(long, value_name = "MIB", default_value_t = crate::agent::backlog::DEFAULT_MAX_QUEUED / (1024 * 1024))]
     pub max_queued_mib: usize,
     /// Threads that serve connections (event loops); the default is one per two CPUs, at
