@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_QUEUED_PER_UID: usize = 4 * MAX_RESPONSE;
 /// at their bound.
 pub const DEFAULT_MAX_QUEUED: usize = 32 * MAX_RESPONSE;
 
+/// The largest bound `serve` takes for either option, in MiB (64 GiB): more is no bound on
+/// the daemon's memory, so it is refused as a typo (exit 2).
+pub const MAX_QUEUED_MIB: usize = 65_536;
+
 /// The answers queued, per uid and in total.
 pub(crate) struct Backlog {
     per_uid: usize,

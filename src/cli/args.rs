@@ -610,13 +610,13 @@ pub struct ServeArgs {
     pub max_connections_per_uid: usize,
     /// Answers (MiB) decided for one peer uid and not yet read by it: past it, that uid's next
     /// requests wait unread until it reads (admins, `--admin-group` members included, are
-    /// never held).
-    #[arg(long, value_name = "MIB", default_value_t = crate::agent::backlog::DEFAULT_MAX_QUEUED_PER_UID / (1024 * 1024))]
+    /// never held). 1 to 65536, and at most --max-queued-mib.
+    #[arg(long, value_name = "MIB", default_value_t = crate::agent::backlog::DEFAULT_MAX_QUEUED_PER_UID / (1024 * 1024), value_parser = queued_mib)]
     pub max_queued_mib_per_uid: usize,
     /// Answers (MiB) decided for every uid together and not yet read: past it, no uid's
     /// requests but the admins' (root, the daemon's user, `--admin-group` members) are read
-    /// until answers are.
-    #[arg(long, value_name = "MIB", default_value_t = crate::agent::backlog::DEFAULT_MAX_QUEUED / (1024 * 1024))]
+    /// until answers are. 1 to 65536.
+    #[arg(long, value_name = "MIB", default_value_t = crate::agent::backlog::DEFAULT_MAX_QUEUED / (1024 * 1024), value_parser = queued_mib)]
     pub max_queued_mib: usize,
     /// Threads that serve connections (event loops); the default is one per two CPUs, at
     /// most 4.
@@ -631,6 +631,23 @@ fn read_timeout(s: &str) -> Result<u64, String> {
         crate::agent::server::MAX_READ_TIMEOUT.as_secs(),
         "longer than an hour is not a bound on one request line (and a stop waits up to it for the requests in flight)",
     )
+}
+
+/// `serve --max-queued-mib-per-uid MIB` and `--max-queued-mib MIB`: 1 to
+/// [`MAX_QUEUED_MIB`](crate::agent::backlog::MAX_QUEUED_MIB). Any number was taken, up to
+/// 2^64-1 MiB, which turned the bound off without a word (twenty-third pass).
+fn queued_mib(s: &str) -> Result<usize, String> {
+    let max = crate::agent::backlog::MAX_QUEUED_MIB;
+    match s.parse::<u64>() {
+        Ok(0) => Err(format!(
+            "0 would hold every request of a uid that is not an admin: give 1 to {max} MiB"
+        )),
+        Ok(n) if n <= max as u64 => Ok(n as usize),
+        Ok(_) => Err(format!(
+            "more than 64 GiB of answers not read is not a bound on the daemon's memory (a typo?): give 1 to {max} MiB"
+        )),
+        Err(_) => Err(format!("not a whole number of MiB: give 1 to {max}")),
+    }
 }
 
 /// `serve --idle-timeout SECONDS`: 1 to [`MAX_IDLE_TIMEOUT`](crate::agent::server::MAX_IDLE_TIMEOUT).

@@ -28,6 +28,13 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("--max-connections, --max-connections-per-uid, --event-loops, --audit-rate-kib, --audit-burst-kib, --max-queued-mib-per-uid and --max-queued-mib must be at least 1");
     }
+    if a.max_queued_mib_per_uid > a.max_queued_mib {
+        bail!(
+            "--max-queued-mib-per-uid {} is more than --max-queued-mib {}: one uid's bound of answers not read cannot pass the bound of all of them; give a per-uid bound at most the total",
+            a.max_queued_mib_per_uid,
+            a.max_queued_mib
+        );
+    }
     let limits = Limits {
         max_connections: a.max_connections,
         read_timeout: Duration::from_secs(a.read_timeout),

@@ -322,6 +322,59 @@ fn a_timeout_beyond_its_maximum_is_refused_and_the_maxima_start_and_stop() {
     assert!(!socket.exists(), "the socket was left behind: {err}");
 }
 
+/// Regression (twenty-third pass, found by the twenty-third pass's attacker of this pass's
+/// fixes): `--max-queued-mib-per-uid` and `--max-queued-mib` took any number up to
+/// 2^64-1 MiB, which turned the bound off without a word, and a per-uid bound above the total.
+/// Now more than 65536 MiB is a usage error naming the option and its range (exit 2), and a
+/// per-uid bound above the total is refused naming both, before anything starts; the maxima
+/// start and stop.
+#[test]
+fn a_queued_answers_bound_beyond_its_maximum_or_above_the_total_is_refused() {
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["--max-queued-mib", "18446744073709551615"],
+            &["--max-queued-mib", "1 to 65536"],
+        ),
+        (
+            &["--max-queued-mib-per-uid", "65537"],
+            &["--max-queued-mib-per-uid", "1 to 65536"],
+        ),
+        (
+            &["--max-queued-mib", "0"],
+            &["--max-queued-mib", "1 to 65536"],
+        ),
+        (
+            &["--max-queued-mib-per-uid", "100", "--max-queued-mib", "50"],
+            &["--max-queued-mib-per-uid 100", "--max-queued-mib 50"],
+        ),
+        (
+            &["--max-queued-mib-per-uid", "600"],
+            &["--max-queued-mib-per-uid 600", "--max-queued-mib 512"],
+        ),
+    ];
+    for (args, wants) in cases {
+        let dir = crate::common::daemon::tempdir();
+        let (status, err) = serve_refused(dir.path(), args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        for w in wants {
+            assert!(err.contains(w), "{args:?}: {w:?} not in {err}");
+        }
+        assert!(!dir.path().join("run/s.sock").exists());
+    }
+    let dir = crate::common::daemon::tempdir();
+    let d = crate::common::daemon::Daemon::start(
+        dir.path(),
+        &[
+            "--max-queued-mib-per-uid",
+            "65536",
+            "--max-queued-mib",
+            "65536",
+        ],
+    );
+    let status = d.stop();
+    assert!(status.success(), "{status}");
+}
+
 /// Regression (twentieth pass, found by attacking the daemon as a shared service): `serve`
 /// with no vault file at its path said "PATH holds no file now (removed or renamed): the
 /// daemon loads only the vault file at this path … Put the vault file back at this path, or
