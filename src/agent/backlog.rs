@@ -12,8 +12,9 @@
 //! written for an answer that cannot be sent — until that uid's answers drain. A uid's bound
 //! can be passed by the one answer decided after the last look (one per event loop), never
 //! more. Admins (root, the daemon's uid, `--admin-group` members: the loop asks the handler)
-//! are counted in the total and never held. While the daemon stops, a line refused here is
-//! never decided: its connection is closed (twenty-third pass).
+//! are counted in the total and never held. While the daemon stops ([`Backlog::stop`]) no
+//! room is freed, and a line refused here is never decided: its connection is closed
+//! (twenty-third pass).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,8 @@ struct Inner {
     total: usize,
     /// A line was held since the last release.
     held: bool,
+    /// The daemon stops ([`Backlog::stop`]).
+    stopping: bool,
 }
 
 impl Backlog {
@@ -94,6 +97,11 @@ impl Backlog {
             return false;
         }
         let mut inner = self.lock();
+        if inner.stopping {
+            // The daemon stops: nothing it writes or drops now frees room for a line that
+            // waits (it is never decided), and nothing is woken for one.
+            return false;
+        }
         inner.total = inner.total.saturating_sub(bytes);
         if let Some(uid) = uid {
             if let Some(n) = inner.uids.get_mut(&uid) {
@@ -108,6 +116,14 @@ impl Backlog {
             return true;
         }
         false
+    }
+
+    /// The daemon stops: from now on no bytes are given back, so a uid (or the total) over its
+    /// bound when the stop began stays over it, and none of its lines is decided during the
+    /// stop, however many of its answers are written or dropped meanwhile (twenty-third pass:
+    /// those answers freed room, and the held lines were decided and audited after SIGTERM).
+    pub(crate) fn stop(&self) {
+        self.lock().stopping = true;
     }
 
     /// Counts the releases that came while a line was held.
@@ -150,6 +166,17 @@ mod tests {
         assert_eq!(b.releases(), before + 1);
         assert!(b.admit(Some(7)));
         assert!(!b.release(Some(7), 10), "nothing was held since");
+    }
+
+    #[test]
+    fn after_the_stop_nothing_written_frees_room_for_a_held_line() {
+        let b = Backlog::new(100, 250);
+        b.charge(Some(7), 120);
+        assert!(!b.admit(Some(7)));
+        b.stop();
+        assert!(!b.release(Some(7), 120), "nothing is woken during the stop");
+        assert!(!b.admit(Some(7)), "a held uid stays held during the stop");
+        assert!(b.admit(Some(8)), "a uid under its bound is not held");
     }
 
     #[test]

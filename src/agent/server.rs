@@ -1609,6 +1609,10 @@ impl Loop {
         // (nor audited): answers written meanwhile would otherwise let them be decided, and
         // the stop wait for their answers too. Their connections get the answers decided
         // before and are closed.
+        // Nothing written or dropped from now on frees room: a uid held when the stop began
+        // (its lines in `starved`, or moved back to `active` to be looked at again) stays
+        // held, and each of its lines is refused below and its connection closed.
+        self.backlog.stop();
         for slot in std::mem::take(&mut self.starved) {
             if let Some(Some(c)) = self.conns.get_mut(slot) {
                 c.closing = true;
