@@ -95,6 +95,24 @@ pub(crate) fn report_pickup(
     Ok(line + "\n")
 }
 
+/// After a save, what every saving command prints: the daemon asked first ([`report_pickup`]:
+/// it loads the saved file at that request), then `report` with the daemon's line. `Err`: the
+/// report could not be printed (the message says `done` was made). `Ok`: how asking the daemon
+/// went, for the caller to return once its own notes are out.
+pub(crate) fn print_after_save(
+    g: &GlobalArgs,
+    vault: &crate::vault::Vault,
+    mut report: String,
+    done: &str,
+) -> anyhow::Result<anyhow::Result<()>> {
+    let pickup = report_pickup(g, vault.id(), vault.generation());
+    if let Ok(line) = &pickup {
+        report.push_str(line);
+    }
+    super::output::after_change(done, super::write_stdout(report.as_bytes()))?;
+    Ok(pickup.map(|_| ()))
+}
+
 /// How long [`report_pickup`], `status` and `doctor` ask again while the daemon says it is
 /// loading the saved file.
 pub(super) const PICKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

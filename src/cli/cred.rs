@@ -352,22 +352,18 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     })?;
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
-    // The daemon asked (it loads the saved file at that request) before anything is printed.
-    let pickup = super::client_cmds::report_pickup(g, vault.id(), vault.generation());
-    let mut report = format!(
-        "updated credential {} ({changed} secret value(s) changed)\n",
-        a.name
-    );
-    if let Ok(line) = &pickup {
-        report.push_str(line);
-    }
-    super::output::after_change(
+    let pickup = super::client_cmds::print_after_save(
+        g,
+        &vault,
+        format!(
+            "updated credential {} ({changed} secret value(s) changed)\n",
+            a.name
+        ),
         &format!(
             "the credential {} was updated and saved (generation {})",
             a.name,
             vault.generation()
         ),
-        super::write_stdout(report.as_bytes()),
     )?;
     for (new, old) in &replaced {
         errln!("{}", replaced_note(&a.name, new, old));

@@ -198,23 +198,20 @@ fn apply(
         // unless opening it adopted a restored file (`--allow-rollback`), which is said: it
         // said "no changes" alone (twenty-third pass).
         if let Some(generation) = adopted {
-            // The file was saved again: the daemon asked before anything is printed.
-            let pickup = super::client_cmds::report_pickup(g, vault.id(), vault.generation());
+            // The file was saved again.
             report.push_str(&format!(
                 "no changes: {shown_file} is already applied (policy unchanged), but the {}\n",
                 super::unlock::adopted_note(generation)
             ));
-            if let Ok(line) = &pickup {
-                report.push_str(line);
-            }
-            super::output::after_change(
+            super::client_cmds::print_after_save(
+                g,
+                &vault,
+                report,
                 &format!(
                     "the restored vault was adopted and saved (generation {})",
                     vault.generation()
                 ),
-                super::write_stdout(report.as_bytes()),
-            )?;
-            pickup?;
+            )??;
         } else if g.unlock.allow_rollback && !dry_run {
             report.push_str(&format!(
                 "no changes: {shown_file} is already applied (policy unchanged), and --allow-rollback found nothing to adopt: {} (generation {}) is not older than this machine's rollback record nor than the generation the audit chain of {} has recorded of it. If a daemon refuses it, it writes another audit log (`serve --audit`): set SCOPEVAULT_AUDIT to that log and run this again\n",
@@ -239,25 +236,21 @@ fn apply(
     vault.set_policy(parsed);
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
-    // The daemon asked (it loads the saved file at that request) before anything is printed.
-    let pickup = super::client_cmds::report_pickup(g, vault.id(), vault.generation());
     report.push_str(&format!(
         "applied {} to {} (generation {})\n",
         shown_file,
         super::shown(&path),
         vault.generation()
     ));
-    if let Ok(line) = &pickup {
-        report.push_str(line);
-    }
-    super::output::after_change(
+    super::client_cmds::print_after_save(
+        g,
+        &vault,
+        report,
         &format!(
             "the policy was applied and the vault saved (generation {})",
             vault.generation()
         ),
-        super::write_stdout(report.as_bytes()),
-    )?;
-    pickup?;
+    )??;
     Ok(ExitCode::SUCCESS)
 }
 
