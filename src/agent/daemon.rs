@@ -301,6 +301,13 @@ fn serve(c: Config) -> anyhow::Result<()> {
             crate::text::escape_for_terminal(&e.to_string()),
             anchored + 1
         );
+    } else if let Err(e) = handler.clear_audit_journal() {
+        // The frames left hold nothing the log lacks: the next start writes nothing back
+        // from them, and never into an empty log its anchor names records of.
+        crate::diag!(
+            "scopevault: warning: cannot clear the audit journal at stop ({}); its frames hold nothing the log lacks, and the next start goes on",
+            crate::text::escape_for_terminal(&e.to_string())
+        );
     }
     ran?;
     notify_systemd("STOPPING=1");

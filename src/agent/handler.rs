@@ -527,6 +527,12 @@ impl Handler {
         self.audit.write_anchor_now()
     }
 
+    /// At a clean stop, after the anchor: sync the audit log and clear its journal
+    /// ([`crate::audit::AuditLog::clear_journal`]).
+    pub fn clear_audit_journal(&self) -> std::io::Result<()> {
+        self.audit.clear_journal()
+    }
+
     /// The last anchored `seq` and the chain's last `seq` (what a failed anchor leaves out).
     pub fn anchor_position(&self) -> (u64, u64) {
         self.audit.anchor_position()

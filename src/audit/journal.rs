@@ -17,7 +17,10 @@
 //! written, compared line by line with the log, and from the first line that differs the log
 //! is rewritten from the journal and synced ([`Journal::redo`], [`WriteBack::apply`]). The device, inode and key id
 //! tie a frame to one log: a new log made at the same path, even on a reused inode, has a new
-//! key. The restoration is recorded
+//! key. A file's first batch is synced in the log, not framed, so every frame continues a line
+//! its file holds, and an empty log is never written from the journal: a new file of the same
+//! log on the inode of a removed one (a moved log compressed) is not taken for it. A clean stop
+//! clears the journal ([`AuditLog::clear_journal`]). The restoration is recorded
 //! in the chain (`audit.repair`). A frame is trusted only whole: its SHA-256 covers its
 //! header and its records, and its records must continue the log's chain.
 //!
@@ -603,6 +606,17 @@ impl Journal {
         // At or below the anchored record the log was durable before the anchor named it: a
         // whole line there that the journal holds otherwise was not lost to a crash.
         let pinned = anchored.filter(|(a, _)| seq <= *a);
+        // An empty log under an anchor naming records the frames hold is not the file they
+        // were written to: those records were synced in their file before they were
+        // anchored, so no crash emptied it. It is a new file at the path, and the device
+        // and inode do not tell it from the old one when the old one was removed (a moved
+        // file compressed: `gzip` unlinks it) and its inode taken again. Its records are
+        // not written into the new file (twenty-third pass's review: they then stood in two
+        // files): the start judges the empty log against the anchor, and looks for the
+        // moved file beside it (docs/audit.md, "Rotation").
+        if have == 0 {
+            return Ok(Ok(None));
+        }
         if let Some((a, _)) = pinned {
             if whole_line_at(log, at, have)? {
                 return Ok(Err(Conflict(format!(
@@ -839,11 +853,12 @@ mod tests {
     fn holed_past_mending(dir: &Path) -> (PathBuf, Vec<u8>, usize) {
         let path = dir.join("audit.jsonl");
         let whole = log_of(&path, 6);
-        // One frame per record here, record k in block k - 1: break record 4's frame (late
-        // in the ring, so that the frames of the next run of the daemon leave it there).
+        // One frame per record here, record k in block k - 2 (the first record's batch is
+        // synced in the log, not framed): break record 4's frame (late in the ring, so that
+        // the frames of the next run of the daemon leave it there).
         let mut j = std::fs::read(journal_path(&path)).unwrap();
-        assert_eq!(&j[3 * BLOCK..3 * BLOCK + 8], MAGIC);
-        j[3 * BLOCK + HEADER + 10] ^= 1;
+        assert_eq!(&j[2 * BLOCK..2 * BLOCK + 8], MAGIC);
+        j[2 * BLOCK + HEADER + 10] ^= 1;
         std::fs::write(journal_path(&path), &j).unwrap();
         let at = line_start(&whole, 4);
         let mut holed = whole.clone();
@@ -937,10 +952,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let whole = log_of(&path, 6);
-        // Frames are one block each here: the first record's batch is block 0. Damage the
-        // frame of record 5 (block 4) and cut the log after record 3.
+        // Frames are one block each here: the first record's batch is synced in the log, not
+        // framed, and the second's is block 0. Damage the frame of record 5 (block 3) and cut
+        // the log after record 3.
         let mut j = std::fs::read(journal_path(&path)).unwrap();
-        j[4 * BLOCK + HEADER + 10] ^= 1;
+        j[3 * BLOCK + HEADER + 10] ^= 1;
         std::fs::write(journal_path(&path), &j).unwrap();
         std::fs::write(&path, &whole[..line_start(&whole, 3)]).unwrap();
         let (text, records) = reopened(&path);
@@ -1124,9 +1140,94 @@ mod tests {
             taken.iter().all(|(f, _)| f.serial < 1_000_000),
             "a hostile frame was taken"
         );
-        assert_eq!(taken.len(), 3, "the writer's own three frames");
+        assert_eq!(
+            taken.len(),
+            2,
+            "the writer's own two frames (the first record's batch is not framed)"
+        );
         let file = File::open(&path).unwrap();
         assert_eq!(journal.redo(&file, id, None).unwrap(), Ok(None));
+    }
+
+    /// A frame as [`Journal::commit`] writes it (the format in docs/audit.md), for the log
+    /// `id`, at serial `serial`: to plant one the writer would not write.
+    fn frame_bytes(serial: u64, id: LogId, offset: u64, first_seq: u64, records: &[u8]) -> Vec<u8> {
+        let count = records.iter().filter(|&&b| b == b'\n').count() as u32;
+        let mut head = Vec::new();
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&serial.to_le_bytes());
+        head.extend_from_slice(&id.dev.to_le_bytes());
+        head.extend_from_slice(&id.ino.to_le_bytes());
+        head.extend_from_slice(&id.key.to_le_bytes());
+        head.extend_from_slice(&offset.to_le_bytes());
+        head.extend_from_slice(&first_seq.to_le_bytes());
+        head.extend_from_slice(&count.to_le_bytes());
+        head.extend_from_slice(&(records.len() as u32).to_le_bytes());
+        let sum = digest(&head, records);
+        head.extend_from_slice(&sum);
+        head.extend_from_slice(records);
+        head
+    }
+
+    /// The id of the log at `path` (its device, inode and key id).
+    fn id_of(path: &Path) -> LogId {
+        let meta = std::fs::metadata(path).unwrap();
+        LogId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            key: key_id(&AuditKey::load(path).unwrap()),
+        }
+    }
+
+    /// Found by the twenty-third pass's review: a log moved away and its file removed (gzip of
+    /// the moved file), then an empty log made at the path, which took the freed inode. The
+    /// frames named that device and inode, so the start wrote the old file's records into the
+    /// new one: the same records in two files. A file's first batch is now synced in the log,
+    /// not framed, so every frame continues a line its file holds durably; and an empty log
+    /// is never written from the journal, even from a frame of a file's start (as the writer
+    /// made them until then), with an anchor naming its records or without.
+    #[test]
+    fn an_empty_log_on_a_reused_inode_is_not_written_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let whole = log_of(&path, 4);
+        let id = id_of(&path);
+        let (dirfd, _) = open_dir_of(&path, dir.path()).unwrap();
+        let mut journal = Journal::open_existing(&dirfd, &path).unwrap().unwrap();
+        let frames = journal.frames().unwrap();
+        assert_eq!(frames.len(), 3, "records 2, 3 and 4");
+        assert!(
+            frames.iter().all(|(f, _)| f.offset > 0),
+            "no frame describes the file's start"
+        );
+        // A frame of the whole file from its start, written before the others.
+        let mut j = std::fs::read(journal_path(&path)).unwrap();
+        let planted = frame_bytes(0, id, 0, 1, &whole[..line_start(&whole, 1)]);
+        j[100 * BLOCK..100 * BLOCK + planted.len()].copy_from_slice(&planted);
+        std::fs::write(journal_path(&path), &j).unwrap();
+        let last = whole
+            .strip_suffix(b"\n")
+            .unwrap()
+            .rsplit(|&b| b == b'\n')
+            .next()
+            .unwrap();
+        let head = HEXLOWER.encode(&Sha256::digest(last));
+        // The new empty file, as if on the old one's inode: the frames' id is passed for it.
+        let fresh = dir.path().join("fresh");
+        let file = File::create(&fresh).unwrap();
+        let mut journal = Journal::open_existing(&dirfd, &path).unwrap().unwrap();
+        for anchored in [Some((4, head.as_str())), Some((2, "")), None] {
+            assert_eq!(
+                journal.redo(&file, id, anchored).unwrap(),
+                Ok(None),
+                "nothing written into an empty log (anchor {anchored:?})"
+            );
+        }
+        assert_eq!(std::fs::metadata(&fresh).unwrap().len(), 0);
+        // The log itself, holding its first record, still gets the rest back.
+        std::fs::write(&path, &whole[..line_start(&whole, 1)]).unwrap();
+        let (text, _) = reopened(&path);
+        assert_eq!(&text[..whole.len()], &whole[..]);
     }
 
     /// A failed sync of the log while frames are ahead of it fails every later batch (fail
@@ -1191,11 +1292,14 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("audit.jsonl");
             let whole = log_of(&path, 6);
-            let cut = cut % (whole.len() + 1);
+            // The first record's batch was synced in the log, not framed: a crash never takes
+            // it, and no frame gives it back.
+            let first = line_start(&whole, 1);
+            let cut = first + cut % (whole.len() - first + 1);
             let mut lost = whole[..cut].to_vec();
             if edits.is_empty() {
                 if let Some((at, n)) = hole {
-                    let at = at % (lost.len() + 1);
+                    let at = first + at % (lost.len() - first + 1);
                     let end = (at + n).min(lost.len());
                     lost[at..end].fill(0);
                 }
@@ -1242,31 +1346,36 @@ mod tests {
     /// Found by the property test in CI: the log lost whole, and its first record's `prev` in
     /// the journal changed and re-signed. A record that could not begin a file (seq 1 after
     /// anything but 64 zeros) is not written back as the file's first line; the chain begins
-    /// with the record of what the journal held and could not give back.
+    /// with the record of what the journal held and could not give back. (Since the
+    /// twenty-fourth pass no frame the writer makes holds a file's first record, and an empty
+    /// log is not written from the journal: here a planted frame, before a first line cut.)
     #[test]
     fn a_first_record_that_cannot_begin_a_file_is_not_written_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        log_of(&path, 2);
-        std::fs::write(&path, b"").unwrap();
+        let whole = log_of(&path, 2);
+        let first = whole[..line_start(&whole, 1)].to_vec();
+        let prev = first.windows(8).position(|w| w == b"\"prev\":\"").unwrap() + 8;
+        let mut forged = first.clone();
+        forged[prev] = b'3';
+        let planted = frame_bytes(0, id_of(&path), 0, 1, &forged);
         let mut j = std::fs::read(journal_path(&path)).unwrap();
-        let prev = j[..BLOCK]
-            .windows(8)
-            .position(|w| w == b"\"prev\":\"")
-            .unwrap()
-            + 8;
-        j[prev] = b'3';
-        let len = u32_at(&j, 60);
-        let sum = digest(&j[..64], &j[HEADER..HEADER + len]);
-        j[64..96].copy_from_slice(&sum);
+        j[100 * BLOCK..100 * BLOCK + planted.len()].copy_from_slice(&planted);
         std::fs::write(journal_path(&path), &j).unwrap();
+        std::fs::write(&path, &first[..10]).unwrap();
         let (text, records) = reopened(&path);
-        assert_eq!(records.len(), 1, "{}", String::from_utf8_lossy(&text));
-        assert_eq!(records[0]["op"], "audit.repair");
-        let reason = records[0]["reason"].as_str().unwrap();
         assert!(
-            reason.contains("from seq 1 (byte 0)") && reason.contains("cannot be written back"),
-            "{reason}"
+            records.iter().all(|r| r["op"] == "audit.repair"),
+            "{}",
+            String::from_utf8_lossy(&text)
+        );
+        assert!(
+            records.iter().any(|r| {
+                let reason = r["reason"].as_str().unwrap();
+                reason.contains("from seq 1 (byte 0)") && reason.contains("cannot be written back")
+            }),
+            "{}",
+            String::from_utf8_lossy(&text)
         );
     }
 

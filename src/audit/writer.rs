@@ -1025,9 +1025,20 @@ impl AuditLog {
                 .and_then(|()| file.sync_data())
                 .map_err(open_err)?;
         }
-        if gap.is_some() || stale_journal {
+        // The moved file the start continues is made durable before the journal, which may
+        // hold its last records, is cleared below.
+        let adopted = siblings.found.as_ref().is_some_and(|p| {
+            p.path.file_name().is_some_and(|n| {
+                crate::sys::open_regular_at(&dirfd, Path::new(n), true, OFlags::RDONLY)
+                    .and_then(|f| f.sync_data())
+                    .is_ok()
+            })
+        });
+        if gap.is_some() || stale_journal || adopted {
             // The frames describe what the gap lost: a later start must not write them back
             // over the gap record and the records after it (as after a cut under the daemon).
+            // Nor, when the start continues a moved file in a new empty one, are they this
+            // file's (it may have the inode of a file removed since, whose frames they are).
             // A journal that cannot be cleared is given up: the log is synced instead.
             if journal.as_mut().is_some_and(|j| j.forget().is_err()) {
                 journal = None;
@@ -1687,6 +1698,40 @@ impl AuditLog {
         self.anchor_synced(&chain, None, None)
     }
 
+    /// At a clean stop, once the anchor is written ([`AuditLog::write_anchor_now`]): sync the
+    /// log and clear the journal, whose frames then hold nothing the log lacks, so that the
+    /// next start has nothing to write back (docs/audit.md, "The journal"). Left as it is
+    /// while records are queued, or when the anchor does not name the chain's last record (a
+    /// failed anchor write: the journal's frames are then what knows the seqs handed out
+    /// above it). The twenty-third pass's review found a clean stop's frames written, at the
+    /// next start, into a new file that had taken the moved log's inode.
+    pub fn clear_journal(&self) -> std::io::Result<()> {
+        let mut st = self.lock();
+        while st.leader {
+            st = self.wait_for_leader(st);
+        }
+        // No batch is written meanwhile.
+        st.leader = true;
+        let idle = st.queue.is_empty();
+        let seq = st.chain.seq;
+        drop(st);
+        let anchored = *self.anchored.lock().unwrap_or_else(|e| e.into_inner());
+        let cleared = if idle && (!self.anchor || anchored == seq) {
+            let mut seg = self.segment();
+            let seg = &mut *seg;
+            match seg.journal.as_mut() {
+                Some(j) => j.sync_log(&seg.file).and_then(|()| j.forget()),
+                None => Ok(()),
+            }
+        } else {
+            Ok(())
+        };
+        let mut st = self.lock();
+        st.leader = false;
+        self.wake_waiting(&st);
+        cleared
+    }
+
     /// Write the anchor of `chain`, whose records are already synced in the log; `begins`
     /// and `next` as [`Anchor`] keeps them (a record of the daemon's own about to begin a new
     /// file, or to follow a cut).
@@ -2046,7 +2091,13 @@ impl AuditLog {
             if !self.sync {
                 return Ok(());
             }
+            // A file's first batch is synced in the log, not framed: no frame describes a
+            // file's start, so every frame continues a line its file holds durably, and an
+            // empty file is never written from the journal, whatever file its inode was
+            // before (twenty-third pass's review: a new log on the inode of a removed moved
+            // file got that file's records at start). One sync in a file's life.
             let framed = own.is_empty()
+                && len > 0
                 && !newline_first
                 && !seg.unframed_next
                 && seg

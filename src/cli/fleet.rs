@@ -598,6 +598,11 @@ fn audit_apply(audit: ApplyAudit, b: &Bundle, signer: &str) -> Option<String> {
                             shown(path),
                             escape_for_terminal(&e.to_string())
                         );
+                    } else {
+                        // And its journal cleared, as at the daemon's stop: its frames hold
+                        // nothing the synced log lacks. One left is harmless (never written
+                        // back into a log that holds them, nor into an empty one).
+                        let _ = log.clear_journal();
                     }
                     return Some(format!("audit: {} seq {seq}\n", shown(path)));
                 }

@@ -423,3 +423,82 @@ fn a_hard_link_of_the_moved_file_is_one_file() {
     assert_eq!(records(&audit)[0]["op"], "audit.rotate");
     each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
 }
+
+/// `mv audit.jsonl audit.jsonl.1; gzip audit.jsonl.1; : > audit.jsonl`: gzip removes the
+/// moved file, freeing its inode, which the new empty log takes (ext4 here does). Whether it
+/// did.
+fn rotate_compress_and_recreate(audit: &Path) -> bool {
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(audit).unwrap().ino();
+    let moved = audit.with_file_name("audit.jsonl.1");
+    std::fs::rename(audit, &moved).unwrap();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(&std::fs::read(&moved).unwrap()).unwrap();
+    std::fs::write(
+        audit.with_file_name("audit.jsonl.1.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(&moved).unwrap();
+    std::fs::File::create(audit).unwrap();
+    std::fs::metadata(audit).unwrap().ino() == ino
+}
+
+/// Found by the twenty-third pass's review: a daemon stopped (cleanly, or killed), then the
+/// log moved, the moved file compressed and an empty log made, on the freed inode. The
+/// journal's frames named that device and inode, so the start wrote the old file's records
+/// into the new empty file: the same records in two files. A clean stop now leaves the
+/// journal holding no frame (the log is synced and anchored), an empty log is never written
+/// from frames of records its anchor names, and the start treats the compressed moved file as
+/// the docs say: refused, naming it, the new log left empty. Put back uncompressed, it is
+/// continued, and every seq stands once.
+#[test]
+fn a_compressed_moved_file_is_not_replayed_into_a_new_log_on_its_inode() {
+    for killed in [false, true] {
+        let dir = tempdir();
+        let id = setup_vault(dir.path());
+        let idarg = ["--identity-file", id.to_str().unwrap()];
+        let mut d = Daemon::start(dir.path(), &idarg);
+        let mut given = fetch(&d, 3);
+        let audit = d.audit.clone();
+        let journal = dir.path().join("audit.jsonl.journal");
+        if killed {
+            // Anchored by a clean stop first, then more fetches and `kill -9`.
+            assert!(d.stop().success());
+            d = Daemon::start(dir.path(), &idarg);
+            given.extend(fetch(&d, 3));
+            d.signal("KILL");
+            drop(d);
+        } else {
+            assert!(d.stop().success());
+            assert!(
+                std::fs::read(&journal).unwrap().iter().all(|&b| b == 0),
+                "a clean stop leaves no frame in the journal"
+            );
+        }
+        let old = std::fs::read(&audit).unwrap();
+        let reused = rotate_compress_and_recreate(&audit);
+        let err = serve_refused(dir.path(), &idarg);
+        assert!(
+            err.contains("audit.jsonl.1.gz (compressed: not read)"),
+            "killed: {killed}; inode reused: {reused}; {err}"
+        );
+        assert_eq!(
+            std::fs::metadata(&audit).unwrap().len(),
+            0,
+            "killed: {killed}; inode reused: {reused}; nothing written into the new log"
+        );
+        // As the refusal says: put it back uncompressed under a new name.
+        let restored = audit.with_file_name("audit.jsonl.restored");
+        std::fs::write(&restored, &old).unwrap();
+        let d = Daemon::start(dir.path(), &idarg);
+        given.extend(fetch(&d, 1));
+        assert!(d.stop().success());
+        assert_eq!(records(&audit)[0]["op"], "audit.rotate", "killed: {killed}");
+        let out = verify(dir.path(), &[&audit, &restored]);
+        assert!(out.status.success(), "killed: {killed}; {out:?}");
+        each_seq_once_and_names_its_fetch(&[&restored, &audit], &given);
+    }
+}
