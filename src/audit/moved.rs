@@ -258,6 +258,111 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
     out
 }
 
+/// The start's judgment of a log empty (or missing) under an anchor `a` that names records
+/// and no record of the daemon's own pending (`begins`): [`find`] the file the anchored chain
+/// continues in beside it, and take it unless the journal holds records above its end
+/// (`journal_top`). Returns what was found, with [`Siblings::found`] the file the start
+/// continues (if any), and otherwise what the refusal of the empty log adds to the cut tail's
+/// wording. The one decision of `serve`, `doctor` and the commands that save the vault
+/// ([`moved_log`]).
+pub(super) fn judge(
+    dirfd: &rustix::fd::OwnedFd,
+    dir: &Path,
+    name: &OsStr,
+    a: &Anchor,
+    journal_top: u64,
+    log: &Path,
+) -> (Siblings, Option<String>) {
+    let mut siblings = find(dirfd, dir, name, a);
+    let adopted = match siblings.found.take() {
+        Some(p) if journal_top > p.last_seq => {
+            siblings.refused = Some(format!(
+                "{} holds the anchored record but ends at seq {}, and the journal {} holds records up to seq {journal_top} (the machine stopped before they reached that file?)",
+                crate::text::shown(&p.path),
+                p.last_seq,
+                crate::text::shown(&journal_path(log))
+            ));
+            None
+        }
+        p => p,
+    };
+    let why = match (&adopted, &siblings.refused) {
+        (Some(_), _) => None,
+        (None, Some(refused)) => Some(refused.clone()),
+        (None, None) => {
+            let seen = if siblings.seen.is_empty() {
+                "there is none".to_owned()
+            } else {
+                list(&siblings.seen)
+            };
+            let shown = crate::text::shown(log);
+            Some(format!(
+                "a rotation may have moved the log away before the daemon noticed, but no file beside it ({seen}) holds the anchored record uncompressed: if the log's records are in a file moved elsewhere or compressed, put it back beside the log uncompressed, under a name not taken that begins with its name and a dot or a dash (such as {shown}.restored), and start again, which continues the chain from it (check the two with `scopevault audit verify --audit {shown} <that file>`)"
+            ))
+        }
+    };
+    siblings.found = adopted;
+    (siblings, why)
+}
+
+/// What the daemon's next start does with the log at `path` when it is empty (or missing)
+/// under an anchor that names records ([`judge`]): `doctor` says it, and the commands that
+/// save the vault count the `vault.load` records of the moved file it continues, as the start
+/// does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MovedLog {
+    /// The log is not empty under such an anchor (or its directory cannot be judged here: the
+    /// `audit` line of `doctor` says why): nothing to look for.
+    NotMoved,
+    /// The start continues the chain from this file beside the log, whose last whole record
+    /// is `last_seq`.
+    Continues {
+        /// The moved file.
+        path: PathBuf,
+        /// Its last whole record's seq.
+        last_seq: u64,
+    },
+    /// The start is refused: what its refusal adds to the cut tail's wording.
+    Refused(String),
+}
+
+/// [`MovedLog`] of the log at `path`, found as the start finds it ([`judge`]), without
+/// changing anything: the anchor, the log's directory, the files beside it, and the journal's
+/// highest seq where this user may read the key and the journal (otherwise taken as 0).
+pub fn moved_log(path: &Path) -> MovedLog {
+    let Ok(Some(a)) = read_anchor(path) else {
+        return MovedLog::NotMoved;
+    };
+    if a.seq == 0 || a.begins.is_some() {
+        return MovedLog::NotMoved;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.len() == 0 => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return MovedLog::NotMoved,
+    }
+    let dir = crate::paths::dir_of(path);
+    let Ok((dirfd, name)) = open_dir_of(path, &dir) else {
+        return MovedLog::NotMoved;
+    };
+    let journal_top = AuditKey::load_at(&dirfd, path)
+        .ok()
+        .flatten()
+        .and_then(|key| {
+            let mut j = Journal::open_existing(&dirfd, path).ok()??;
+            j.highest_seq(key_id(&key)).ok()
+        })
+        .unwrap_or(0);
+    match judge(&dirfd, &dir, &name, &a, journal_top, path) {
+        (Siblings { found: Some(p), .. }, _) => MovedLog::Continues {
+            path: p.path,
+            last_seq: p.last_seq,
+        },
+        (_, Some(why)) => MovedLog::Refused(why),
+        (_, None) => MovedLog::NotMoved,
+    }
+}
+
 /// The refusal of the one file beside the log that holds the anchored record but does not
 /// verify.
 fn refused_broken(a: &Anchor, path: &Path, why: &str) -> String {

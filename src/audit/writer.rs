@@ -911,43 +911,14 @@ impl AuditLog {
             (&anchor, &gap, &found)
         {
             if write_back.is_none() && torn.is_none() && len == 0 && a.begins.is_none() {
-                siblings = moved::find(dirfd, &dir, name, a);
-                let adopted = match siblings.found.take() {
-                    Some(p) if journal_top > p.last_seq => {
-                        siblings.refused = Some(format!(
-                            "{} holds the anchored record but ends at seq {}, and the journal {} holds records up to seq {journal_top} (the machine stopped before they reached that file?)",
-                            crate::text::shown(&p.path),
-                            p.last_seq,
-                            crate::text::shown(&journal_path(path))
-                        ));
-                        None
-                    }
-                    p => p,
-                };
-                if let Some((_, why)) = gap.as_mut() {
-                    match (&adopted, &siblings.refused) {
-                        (Some(_), _) => {}
-                        (None, Some(refused)) => {
-                            why.push_str("; ");
-                            why.push_str(refused);
-                        }
-                        (None, None) => {
-                            let seen = if siblings.seen.is_empty() {
-                                "there is none".to_owned()
-                            } else {
-                                moved::list(&siblings.seen)
-                            };
-                            let shown = crate::text::shown(path);
-                            why.push_str(&format!(
-                                "; a rotation may have moved the log away before the daemon noticed, but no file beside it ({seen}) holds the anchored record uncompressed: if the log's records are in a file moved elsewhere or compressed, put it back beside the log uncompressed, under a name not taken that begins with its name and a dot or a dash (such as {shown}.restored), and start again, which continues the chain from it (check the two with `scopevault audit verify --audit {shown} <that file>`)"
-                            ));
-                        }
-                    }
-                }
-                if adopted.is_some() {
+                let why;
+                (siblings, why) = moved::judge(dirfd, &dir, name, a, journal_top, path);
+                if siblings.found.is_some() {
                     gap = None;
+                } else if let (Some((_, refusal)), Some(why)) = (gap.as_mut(), why) {
+                    refusal.push_str("; ");
+                    refusal.push_str(&why);
                 }
-                siblings.found = adopted;
             }
         }
         // A seq so high that the chain could come within reach of the largest and wrap to 0

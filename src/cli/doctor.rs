@@ -890,6 +890,49 @@ fn check_audit(r: &mut Report, path: &Path) {
         path: path.to_owned(),
         why: m.refusal(&crate::audit::anchor_path(path)),
     };
+    // A log empty (or missing) under an anchor naming records: the start looks beside it for
+    // the file a rotation moved it to, and continues it or is refused saying what it saw
+    // (the same search: `crate::audit::moved_log`). It was called a cut tail here, though the
+    // start continued the moved file (twenty-third pass's review).
+    if let (Some(m), true) = (
+        &checked.gap,
+        checked.chain.as_ref().is_none_or(|c| c.lines == 0),
+    ) {
+        match crate::audit::moved_log(path) {
+            crate::audit::MovedLog::Continues {
+                path: moved,
+                last_seq,
+            } => {
+                r.ok(
+                    "audit",
+                    format!(
+                        "{shown} is {}: a rotation moved the log away before the daemon noticed; its records up to seq {last_seq} are in {}, which the next start continues (the new file begins with an `audit.rotate` record; docs/audit.md, \"Rotation\")",
+                        if checked.chain.is_some() { "empty" } else { "missing" },
+                        moved.display()
+                    ),
+                );
+                return;
+            }
+            crate::audit::MovedLog::Refused(why) => {
+                // Worded as the start's refusal.
+                let e = crate::audit::AuditError::Gap {
+                    path: path.to_owned(),
+                    why: format!("{}; {why}", m.refusal(&crate::audit::anchor_path(path))),
+                };
+                r.fail(
+                    "audit",
+                    match checked.chain {
+                        Some(_) => e.to_string(),
+                        None => format!(
+                            "{shown} does not exist, but its anchor says records were written; `serve` refuses to start: {e} (docs/audit.md, \"The anchor\")"
+                        ),
+                    },
+                );
+                return;
+            }
+            crate::audit::MovedLog::NotMoved => {}
+        }
+    }
     let Some(chain) = checked.chain else {
         if let Some(m) = &checked.gap {
             r.fail(

@@ -739,3 +739,93 @@ fn the_chain_generation_reader_holds_one_bounded_line_and_says_what_it_cannot_ju
     let (_, kb) = measured(&["--identity-file", id_s, "doctor"], "");
     assert!(kb < 200 * 1024, "doctor took {kb} KiB");
 }
+
+/// Found by the twenty-third pass's review: after logrotate moved the log (`audit.jsonl` to
+/// `audit.jsonl.1`, a new empty `audit.jsonl`) and before a daemon's start continued it,
+/// `doctor` called the empty log a cut tail, and the generation the saving commands judge a
+/// restore against (`--allow-rollback`) left out the moved file's `vault.load` records, which
+/// the start counts: a vault and state directory restored from a backup passed `doctor`, and
+/// `cred set --allow-rollback` saved below the chain, so the next start refused the save.
+/// Both now look for the moved file as the start does (one function), and say what it does.
+#[test]
+fn doctor_and_an_adoption_see_the_moved_file_a_start_continues() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    let vault = dir.join("vault.scopevault");
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert!(d.stop().success());
+    let old_vault = std::fs::read(&vault).unwrap();
+    let g_old = id_and_generation(&old_vault).1;
+    let old_state = state_files(dir);
+    let set = [
+        "--identity-file",
+        id_s,
+        "cred",
+        "set",
+        "search-token",
+        "--secret",
+        "token",
+    ];
+    for i in 1..=3 {
+        ok(dir, &set, Some(&format!("rotated value {i}")));
+    }
+    let g_new = id_and_generation(&std::fs::read(&vault).unwrap()).1;
+    assert_eq!(g_new, g_old + 3);
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert!(d.stop().success());
+    // logrotate: the log moved, an empty one made; then the restore of the vault and the
+    // whole state directory (its anchor names a record of the moved file).
+    let audit = dir.join("audit.jsonl");
+    std::fs::rename(&audit, dir.join("audit.jsonl.1")).unwrap();
+    std::fs::write(&audit, b"").unwrap();
+    std::fs::write(&vault, &old_vault).unwrap();
+    restore_state(dir, &old_state);
+
+    let out = daemon::cmd(dir)
+        .args(["--identity-file", id_s, "doctor"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let audit_line = text
+        .lines()
+        .find(|l| l.contains("audit") && l.contains("audit.jsonl"))
+        .unwrap_or_default();
+    assert!(
+        !audit_line.starts_with("fail")
+            && audit_line.contains("audit.jsonl.1")
+            && audit_line.contains("continues"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("fail")
+            && l.contains(&format!(
+                "the vault file is generation {g_old}, older than generation {g_new} the audit chain"
+            ))),
+        "{text}"
+    );
+    // The start refuses the restore, as doctor says.
+    let err = String::from_utf8_lossy(&serve_refused(dir, &id).stderr).into_owned();
+    assert!(
+        err.contains(&format!(
+            "the audit chain has recorded generation {g_new} of this vault"
+        )),
+        "{err}"
+    );
+    // Adopted with `--allow-rollback`: saved above the generation the start sees, which
+    // then serves it.
+    let mut adopt = set.to_vec();
+    adopt.push("--allow-rollback");
+    let out = run(dir, &adopt, "the value adopted");
+    assert!(out.status.success(), "{out:?}");
+    let adopted = id_and_generation(&std::fs::read(&vault).unwrap()).1;
+    assert!(adopted > g_new, "{adopted} > {g_new}");
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert_eq!(
+        d.request(r#"{"v":1,"op":"health"}"#)["generation"].as_u64(),
+        Some(adopted)
+    );
+    assert!(d.stop().success());
+}
