@@ -158,6 +158,18 @@ pub enum AuditError {
         /// What is missing.
         why: String,
     },
+    /// The log is empty under its anchor, and the moved file beside it that the chain
+    /// continues in ends with the anchored record whole but for its newline: nothing is
+    /// missing, and the one fix is that newline (`why` says where). Not a [`AuditError::Gap`],
+    /// whose advice (a restore, `--accept-audit-gap`) would record a gap where there is none
+    /// (twenty-third pass's review).
+    #[error("the audit log {path} is empty and its chain cannot be continued yet: {why}")]
+    MovedUnterminated {
+        /// The log.
+        path: PathBuf,
+        /// Where the record is, and the fix.
+        why: String,
+    },
     /// A seq above [`moved::SEQ_CEILING`] where the start reads the chain's seqs: no daemon
     /// handed it out, and a chain continued after it could wrap to 0 and give seqs again.
     #[error("the audit log {path} cannot be continued: {why}, too close to the largest seq (2^64-1) to continue after and higher than any log reaches; the daemon did not write it so: keep it as evidence, move it out of the log's directory (or put the log, journal or anchor back from backup) and start again")]

@@ -76,6 +76,10 @@ pub(super) struct Siblings {
     /// A file beside the log that verifies as a chain ending above [`SEQ_CEILING`]: named,
     /// for a refusal that no option overrides.
     pub(super) beyond: Option<(String, u64)>,
+    /// [`Siblings::refused`] is that the one file holding the anchored record ends with it
+    /// whole but for its newline: its one fix is to add the newline (no record is missing, so
+    /// a restore or `--accept-audit-gap` is not advised).
+    pub(super) newline_only: bool,
 }
 
 /// Look among the regular files `<name>.*` and `<name>-*` ([`rotated_name`]) in the log's
@@ -103,6 +107,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
     let me = rustix::process::geteuid().as_raw();
     let mut inodes: Vec<((u64, u64), String)> = Vec::new();
     let mut matches: Vec<(String, Result<Predecessor, String>)> = Vec::new();
+    let mut newline_case: Option<String> = None;
     for n in names {
         if Path::new(&n) == key || Path::new(&n) == journal {
             continue;
@@ -185,6 +190,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
         // incomplete final line, the anchored record whole but for its newline.
         if torn.is_some() && report.line_end_missing(a).is_some() && broken.is_none() {
             let shown = crate::text::shown(&path);
+            newline_case = Some(shown.clone());
             matches.push((shown.clone(), Err(format!(
                 "the record its anchor names (seq {}) is the final line of {shown}, moved away by a rotation, whole but for its line end (the newline a crash cut off): the start does not change a rotated file; add the newline (`printf '\\n' >> {shown}`) and start again, which continues the chain from it",
                 a.seq
@@ -242,9 +248,12 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
     }
     match matches.len() {
         0 => {}
-        1 => match matches.pop().expect("one").1 {
-            Ok(p) => out.found = Some(p),
-            Err(why) => out.refused = Some(why),
+        1 => match matches.pop().expect("one") {
+            (_, Ok(p)) => out.found = Some(p),
+            (name, Err(why)) => {
+                out.newline_only = newline_case == Some(name);
+                out.refused = Some(why);
+            }
         },
         _ => {
             let files: Vec<String> = matches.iter().map(|(n, _)| n.clone()).collect();
@@ -324,6 +333,10 @@ pub enum MovedLog {
     },
     /// The start is refused: what its refusal adds to the cut tail's wording.
     Refused(String),
+    /// The start is refused until the newline is added to the moved file, whose final line
+    /// is the anchored record whole but for it: why, and that one fix
+    /// ([`AuditError::MovedUnterminated`]).
+    Unterminated(String),
 }
 
 /// [`MovedLog`] of the log at `path`, found as the start finds it ([`judge`]), without
@@ -358,6 +371,7 @@ pub fn moved_log(path: &Path) -> MovedLog {
             path: p.path,
             last_seq: p.last_seq,
         },
+        (s, Some(why)) if s.newline_only => MovedLog::Unterminated(why),
         (_, Some(why)) => MovedLog::Refused(why),
         (_, None) => MovedLog::NotMoved,
     }

@@ -907,6 +907,7 @@ impl AuditLog {
         // "Rotation"). Until the twenty-third pass this was refused as a cut tail of every
         // record, and `--accept-audit-gap` then gave again the seqs the moved file holds.
         let mut siblings = moved::Siblings::default();
+        let mut newline_fix = None;
         if let (Some(a), Some((AnchorGap::CutTail { last: 0, .. }, _)), Some((dirfd, name))) =
             (&anchor, &gap, &found)
         {
@@ -915,6 +916,10 @@ impl AuditLog {
                 (siblings, why) = moved::judge(dirfd, &dir, name, a, journal_top, path);
                 if siblings.found.is_some() {
                     gap = None;
+                } else if let (true, Some(why)) = (siblings.newline_only, &why) {
+                    // Nothing is missing: the refusal below gives the one fix, alone (it was
+                    // followed by the cut tail's advice, `--accept-audit-gap` among it).
+                    newline_fix = Some(why.clone());
                 } else if let (Some((_, refusal)), Some(why)) = (gap.as_mut(), why) {
                     refusal.push_str("; ");
                     refusal.push_str(&why);
@@ -949,6 +954,12 @@ impl AuditLog {
             });
         }
         if let Some((_, why)) = &gap {
+            if let (Some(fix), false) = (newline_fix, flags.accept_gap) {
+                return Err(AuditError::MovedUnterminated {
+                    path: path.to_owned(),
+                    why: fix,
+                });
+            }
             if !flags.accept_gap {
                 return Err(AuditError::Gap {
                     path: path.to_owned(),

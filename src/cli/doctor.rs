@@ -930,6 +930,14 @@ fn check_audit(r: &mut Report, path: &Path) {
                 );
                 return;
             }
+            crate::audit::MovedLog::Unterminated(why) => {
+                let e = crate::audit::AuditError::MovedUnterminated {
+                    path: path.to_owned(),
+                    why,
+                };
+                r.fail("audit", format!("`serve` refuses to start: {e}"));
+                return;
+            }
             crate::audit::MovedLog::NotMoved => {}
         }
     }

@@ -369,8 +369,32 @@ fn a_torn_last_line_in_the_moved_file_is_left_and_the_chain_continues() {
     std::fs::write(&moved, text.trim_end_matches('\n')).unwrap();
     let err = serve_refused(dir.path(), &idarg);
     assert!(
-        err.contains("whole but for its line end") && !err.contains("put it back"),
+        err.contains("whole but for its line end") && err.contains("add the newline"),
         "{err}"
+    );
+    // Only that fix: nothing is missing (twenty-third pass's review: the refusal went on
+    // with the cut tail's advice, a restore or `--accept-audit-gap`).
+    for wrong in [
+        "put it back",
+        "--accept-audit-gap",
+        "restore the log",
+        "are missing",
+    ] {
+        assert!(!err.contains(wrong), "{wrong}: {err}");
+    }
+    let doctor = daemon::cmd(dir.path())
+        .args(["--identity-file", id.to_str().unwrap(), "doctor"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("fail") && l.contains("audit "))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        line.contains("add the newline") && !line.contains("--accept-audit-gap"),
+        "{line}"
     );
     std::fs::write(&moved, &text).unwrap();
     assert!(Daemon::start(dir.path(), &idarg).stop().success());
