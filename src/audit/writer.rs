@@ -1607,9 +1607,22 @@ impl AuditLog {
         how: &str,
         accept_from: Option<u64>,
     ) -> Result<Option<(String, u64)>, AuditError> {
-        // Not held while the record is written: a batch's leader may write the anchor, which
-        // reads the generations.
-        let judged = self.generations().judge(vault_id);
+        // Judged and, when taken, raised under one lock, before the record is queued: a
+        // rotation or an anchor whose record follows the load's in the chain then carries its
+        // generation (raised only once the record was written, a rotation landing in between
+        // carried the generation before it: twenty-third pass's review). Should the record
+        // fail, the load fails, and the generation stays raised: the file of that generation
+        // was opened and authenticated, so it was written, and a later load below it is a
+        // rollback all the same. Not held while the record is written: a batch's leader may
+        // write the anchor, which reads the generations.
+        let judged = {
+            let mut g = self.generations();
+            let judged = g.judge(vault_id);
+            if generation >= judged.seen || accept_from.is_some_and(|from| generation >= from) {
+                g.loaded(vault_id, generation);
+            }
+            judged
+        };
         let seen = judged.seen;
         // A load of another vault than the chain's last says so in its record: a switch is
         // never silent, though it is no rollback of either vault.
@@ -1662,7 +1675,6 @@ impl AuditLog {
                 ..AuditRecord::new(AuditOp::VaultLoad, Decision::Allow)
             })?;
         }
-        self.generations().loaded(vault_id, generation);
         Ok(judged.switched_from)
     }
 
@@ -2420,6 +2432,37 @@ mod tests {
                 matches!(got, Ok(Some(_))),
                 "free_bytes waited for the segment's lock: {got:?}"
             );
+        });
+    }
+
+    /// Found by the twenty-third pass's review: a load's generation entered the generations
+    /// only once its `vault.load` record was written, so a rotation landing in between (its
+    /// `audit.rotate` record rendered while the load's batch was being written) carried the
+    /// generation before it in `vaults`. Here the load's batch is held at the segment's lock
+    /// (as a batch being written holds it) while the rotation's record is rendered: it must
+    /// name the generation being loaded.
+    #[test]
+    fn a_rotation_during_a_load_s_record_carries_the_generation_loaded() {
+        const ID: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.jsonl"), true).unwrap();
+        log.note_vault_load(ID, 3, None, "test", None).unwrap();
+        let held = log.segment();
+        std::thread::scope(|s| {
+            let load = s.spawn(|| log.note_vault_load(ID, 5, None, "test", None));
+            // Until the load's record is taken into a batch, whose writer then waits for the
+            // segment held here (the deadline only turns a hang into a failure).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !log.lock().leader {
+                assert!(Instant::now() < deadline, "the load's batch never began");
+                std::thread::yield_now();
+            }
+            let rotate = log.render_body(&AuditRecord::new(AuditOp::AuditRotate, Decision::Allow));
+            drop(held);
+            load.join().unwrap().unwrap();
+            // The body is rendered without its braces (`seq` and `prev` go around it).
+            let v: serde_json::Value = serde_json::from_str(&format!("{{{rotate}}}")).unwrap();
+            assert_eq!(v["vaults"][ID], 5, "{rotate}");
         });
     }
 }
