@@ -7,6 +7,7 @@
 //! without end.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -27,13 +28,18 @@ const SCHEDULER_SHARE: usize = 4;
 /// Refused redemptions a ticket takes; the last of them withdraws it (docs/protocol.md).
 pub(crate) const MAX_REFUSED_REDEMPTIONS: u32 = 5;
 /// How long a spent or expired ticket is remembered after its expiry.
-const REMEMBER_SECS: u64 = 24 * 60 * 60;
+const REMEMBER: Duration = Duration::from_secs(24 * 60 * 60);
 /// Prefix that makes a ticket recognisable in a leak scan.
 const PREFIX: &str = "svt1_";
 
 struct Entry {
     task: String,
-    expires_at: u64,
+    /// Its expiry on the monotonic clock: a step of the real-time clock (an NTP correction,
+    /// `date -s`) neither lengthens nor shortens its `ttl` (twenty-fourth pass, found by the
+    /// attacker of evidence from the audit trail: with the real-time clock stepped back an
+    /// hour, a ticket of 3 s was honoured 6 s later; stepped forward, one of 600 s was expired
+    /// at once).
+    deadline: Instant,
     spent: bool,
     /// Its redemptions refused while it was outstanding.
     refused: u32,
@@ -45,8 +51,8 @@ struct Entry {
 
 impl Entry {
     /// Spent, withdrawn or expired: it only waits to be forgotten.
-    fn dead(&self, now: u64) -> bool {
-        self.spent || self.withdrawn || now >= self.expires_at
+    fn dead(&self, now: Instant) -> bool {
+        self.spent || self.withdrawn || now >= self.deadline
     }
 }
 
@@ -74,28 +80,46 @@ impl Whose {
 /// How many tickets a group holds (spent and expired ones not yet forgotten included), and
 /// whether a look for dead ones could find any: so that a group at its limit, every ticket
 /// of it outstanding, is refused without a pass over the table.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Held {
     count: usize,
     /// One may be dead: spent since the last look, or left by it.
     dead: bool,
-    /// The earliest expiry of those outstanding at the last look or issued since.
-    next_expiry: u64,
-}
-
-impl Default for Held {
-    fn default() -> Self {
-        Held {
-            count: 0,
-            dead: false,
-            next_expiry: u64::MAX,
-        }
-    }
+    /// The earliest expiry of those outstanding at the last look or issued since (`None`:
+    /// none).
+    next_expiry: Option<Instant>,
 }
 
 impl Held {
-    fn may_hold_dead(&self, now: u64) -> bool {
-        self.dead || now >= self.next_expiry
+    fn may_hold_dead(&self, now: Instant) -> bool {
+        self.dead || self.next_expiry.is_some_and(|t| now >= t)
+    }
+
+    /// A ticket expiring at `deadline` is outstanding in this group.
+    fn expires_at_the_latest(&mut self, deadline: Instant) {
+        self.next_expiry = Some(self.next_expiry.map_or(deadline, |t| t.min(deadline)));
+    }
+}
+
+/// The time of a ticket operation, as both clocks read it: the monotonic one decides
+/// expiry, the real-time one only dates what a client is shown (`expires_at`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    /// The monotonic clock.
+    pub(crate) mono: Instant,
+    /// The real-time clock, Unix seconds.
+    pub(crate) wall: u64,
+}
+
+impl Now {
+    /// Both clocks, read now.
+    pub(crate) fn read() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
     }
 }
 
@@ -175,16 +199,19 @@ impl Tickets {
         self.cap - self.share()
     }
 
-    /// Issue a ticket for `task`, good until `now + ttl`, asked for by `issuer` (a scheduler
-    /// that is not an admin; `None` for an admin). Refused when the table, the scheduler's
-    /// share or the schedulers' part of it is full of outstanding tickets.
+    /// Issue a ticket for `task`, good for `ttl` seconds of the monotonic clock from `now`,
+    /// asked for by `issuer` (a scheduler that is not an admin; `None` for an admin), and the
+    /// real-time clock's `now + ttl` (Unix seconds) to show the client. Refused when the
+    /// table, the scheduler's share or the schedulers' part of it is full of outstanding
+    /// tickets.
     pub(crate) fn issue(
         &mut self,
         task: &str,
         ttl: u64,
-        now: u64,
+        now: Now,
         issuer: Option<u32>,
     ) -> Result<(SecretString, u64), Full> {
+        let (shown, now) = (now.wall.saturating_add(ttl), now.mono);
         self.prune(now);
         let (share, pool) = (self.share(), self.pool());
         let limits = [
@@ -206,12 +233,13 @@ impl Tickets {
             "{PREFIX}{}",
             data_encoding::BASE64URL_NOPAD.encode(&*raw)
         ));
-        let expires_at = now.saturating_add(ttl);
+        // A `ttl` the clock cannot add (never one the protocol takes) expires at once.
+        let deadline = now.checked_add(Duration::from_secs(ttl)).unwrap_or(now);
         self.by_hash.insert(
             hash(ticket.expose()),
             Entry {
                 task: task.to_owned(),
-                expires_at,
+                deadline,
                 spent: false,
                 refused: 0,
                 withdrawn: false,
@@ -220,9 +248,9 @@ impl Tickets {
         );
         self.each_group(issuer, |held| {
             held.count += 1;
-            held.next_expiry = held.next_expiry.min(expires_at);
+            held.expires_at_the_latest(deadline);
         });
-        Ok((ticket, expires_at))
+        Ok((ticket, shown))
     }
 
     /// The count of `whose` tickets.
@@ -275,8 +303,9 @@ impl Tickets {
     pub(crate) fn outstanding(
         &self,
         ticket: &SecretString,
-        now: u64,
+        now: Now,
     ) -> Result<String, NotRedeemed> {
+        let now = now.mono;
         let Some(e) = self.by_hash.get(&hash(ticket.expose())) else {
             return Err(NotRedeemed::Unknown);
         };
@@ -288,7 +317,7 @@ impl Tickets {
                 task: e.task.clone(),
             });
         }
-        if now >= e.expires_at {
+        if now >= e.deadline {
             return Err(NotRedeemed::Expired {
                 task: e.task.clone(),
             });
@@ -348,11 +377,9 @@ impl Tickets {
             return;
         }
         e.spent = false;
-        let (issuer, expires_at) = (e.issuer, e.expires_at);
+        let (issuer, deadline) = (e.issuer, e.deadline);
         // Outstanding again: its expiry counts for the next look for dead tickets.
-        self.each_group(issuer, |held| {
-            held.next_expiry = held.next_expiry.min(expires_at);
-        });
+        self.each_group(issuer, |held| held.expires_at_the_latest(deadline));
     }
 
     /// Check and spend a ticket at once (tests).
@@ -360,7 +387,7 @@ impl Tickets {
     pub(crate) fn redeem(
         &mut self,
         ticket: &SecretString,
-        now: u64,
+        now: Now,
     ) -> Result<String, NotRedeemed> {
         let task = self.outstanding(ticket, now)?;
         self.spend(ticket);
@@ -384,17 +411,17 @@ impl Tickets {
     /// quarter of the limit issued; none while the group can hold no dead ticket (every one
     /// outstanding, none spent, none past its expiry), so a group at its limit is refused at
     /// no cost.
-    fn forget_dead(&mut self, now: u64, whose: Whose, limit: usize) {
+    fn forget_dead(&mut self, now: Instant, whose: Whose, limit: usize) {
         if !self.held(whose).may_hold_dead(now) {
             return;
         }
-        let mut dead: Vec<(u64, [u8; 32])> = Vec::new();
-        let mut next_expiry = u64::MAX;
+        let mut dead: Vec<(Instant, [u8; 32])> = Vec::new();
+        let mut next_expiry: Option<Instant> = None;
         for (h, e) in self.by_hash.iter().filter(|(_, e)| whose.holds(e)) {
             if e.dead(now) {
-                dead.push((e.expires_at, *h));
+                dead.push((e.deadline, *h));
             } else {
-                next_expiry = next_expiry.min(e.expires_at);
+                next_expiry = Some(next_expiry.map_or(e.deadline, |t| t.min(e.deadline)));
             }
         }
         dead.sort_unstable();
@@ -425,7 +452,7 @@ impl Tickets {
         }
     }
 
-    fn prune(&mut self, now: u64) {
+    fn prune(&mut self, now: Instant) {
         let Tickets {
             by_hash,
             all,
@@ -434,7 +461,7 @@ impl Tickets {
             ..
         } = self;
         by_hash.retain(|_, e| {
-            let keep = e.expires_at.saturating_add(REMEMBER_SECS) > now;
+            let keep = now.saturating_duration_since(e.deadline) < REMEMBER;
             if !keep {
                 Self::note_forgotten(all, schedulers, by_issuer, e.issuer);
             }
@@ -451,6 +478,59 @@ impl Tickets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    /// Both clocks `secs` seconds after one start: the real-time clock reads `secs`.
+    fn at(secs: u64) -> Now {
+        static START: OnceLock<Instant> = OnceLock::new();
+        let start = *START.get_or_init(Instant::now);
+        Now {
+            mono: start + Duration::from_secs(secs),
+            wall: secs,
+        }
+    }
+
+    /// Twenty-fourth pass (found by the attacker of evidence from the audit trail): expiry
+    /// followed the real-time clock, so a ticket of 3 s outlived a step of that clock back by
+    /// an hour, and one of 600 s died at a step forward. It is the monotonic clock's now; the
+    /// real-time one only dates the `expires_at` a client is shown.
+    #[test]
+    fn a_ticket_expires_by_its_ttl_whatever_the_real_time_clock_does() {
+        let wall = 1_790_000_000;
+        let start = at(0).mono;
+        let when = |secs: u64, wall: u64| Now {
+            mono: start + Duration::from_secs(secs),
+            wall,
+        };
+        let mut t = Tickets::default();
+        let (short, shown) = t.issue("checkout", 3, when(0, wall), None).unwrap();
+        assert_eq!(shown, wall + 3, "shown in real time");
+        // The real-time clock stepped back an hour; 6 s passed.
+        assert_eq!(
+            t.outstanding(&short, when(6, wall - 3600 + 6)),
+            Err(NotRedeemed::Expired {
+                task: "checkout".into()
+            })
+        );
+        // The real-time clock stepped forward an hour; 1 s passed.
+        let (long, _) = t.issue("checkout", 600, when(6, wall + 6), None).unwrap();
+        assert_eq!(
+            t.redeem(&long, when(7, wall + 3600 + 7)),
+            Ok("checkout".into())
+        );
+        // Dead tickets are found by the monotonic clock too: the short one makes room.
+        let mut t = Tickets::with_cap(4);
+        t.issue("x", 3, when(0, wall), None).unwrap();
+        for _ in 1..4 {
+            t.issue("x", 600, when(0, wall), None).unwrap();
+        }
+        assert_eq!(
+            t.issue("x", 600, when(1, wall + 7200), None).unwrap_err(),
+            Full::Table
+        );
+        assert!(t.issue("x", 600, when(6, wall - 3600), None).is_ok());
+    }
 
     /// Twenty-first pass: a ticket whose hand-out's record failed is given back, outstanding
     /// as before, and redeems once; one spent by a hand-out that went out stays spent, and one
@@ -458,37 +538,37 @@ mod tests {
     #[test]
     fn a_ticket_given_back_after_a_failed_hand_out_redeems_once() {
         let mut t = Tickets::default();
-        let (ticket, _) = t.issue("checkout", 60, 1000, Some(7)).unwrap();
-        assert_eq!(t.outstanding(&ticket, 1001), Ok("checkout".into()));
+        let (ticket, _) = t.issue("checkout", 60, at(1000), Some(7)).unwrap();
+        assert_eq!(t.outstanding(&ticket, at(1001)), Ok("checkout".into()));
         let spent = t.spend(&ticket).expect("outstanding");
         assert!(t.spend(&ticket).is_none(), "spent once");
         assert!(matches!(
-            t.outstanding(&ticket, 1001),
+            t.outstanding(&ticket, at(1001)),
             Err(NotRedeemed::Spent { .. })
         ));
         t.give_back(spent);
-        assert_eq!(t.outstanding(&ticket, 1002), Ok("checkout".into()));
-        assert_eq!(t.redeem(&ticket, 1002), Ok("checkout".into()));
+        assert_eq!(t.outstanding(&ticket, at(1002)), Ok("checkout".into()));
+        assert_eq!(t.redeem(&ticket, at(1002)), Ok("checkout".into()));
         assert!(matches!(
-            t.redeem(&ticket, 1003),
+            t.redeem(&ticket, at(1003)),
             Err(NotRedeemed::Spent { .. })
         ));
-        let (other, _) = t.issue("checkout", 60, 1000, None).unwrap();
+        let (other, _) = t.issue("checkout", 60, at(1000), None).unwrap();
         let spent = t.spend(&other).unwrap();
         t.clear();
         t.give_back(spent);
-        assert_eq!(t.outstanding(&other, 1001), Err(NotRedeemed::Unknown));
+        assert_eq!(t.outstanding(&other, at(1001)), Err(NotRedeemed::Unknown));
     }
 
     #[test]
     fn a_ticket_redeems_once() {
         let mut t = Tickets::default();
-        let (ticket, exp) = t.issue("checkout", 60, 1000, None).unwrap();
+        let (ticket, exp) = t.issue("checkout", 60, at(1000), None).unwrap();
         assert_eq!(exp, 1060);
         assert!(ticket.expose().starts_with(PREFIX));
-        assert_eq!(t.redeem(&ticket, 1001), Ok("checkout".into()));
+        assert_eq!(t.redeem(&ticket, at(1001)), Ok("checkout".into()));
         assert_eq!(
-            t.redeem(&ticket, 1002),
+            t.redeem(&ticket, at(1002)),
             Err(NotRedeemed::Spent {
                 task: "checkout".into()
             })
@@ -498,34 +578,34 @@ mod tests {
     #[test]
     fn an_expired_ticket_is_refused_and_unknown_ones_are_unknown() {
         let mut t = Tickets::default();
-        let (ticket, _) = t.issue("checkout", 60, 1000, None).unwrap();
+        let (ticket, _) = t.issue("checkout", 60, at(1000), None).unwrap();
         assert_eq!(
-            t.redeem(&ticket, 1060),
+            t.redeem(&ticket, at(1060)),
             Err(NotRedeemed::Expired {
                 task: "checkout".into()
             })
         );
         let other = SecretString::from("svt1_nope".to_string());
-        assert_eq!(t.redeem(&other, 1000), Err(NotRedeemed::Unknown));
+        assert_eq!(t.redeem(&other, at(1000)), Err(NotRedeemed::Unknown));
     }
 
     #[test]
     fn only_outstanding_tickets_count_against_the_cap() {
         let mut t = Tickets::with_cap(400);
-        let spent = t.issue("x", 60, 0, None).unwrap().0;
-        assert_eq!(t.redeem(&spent, 0), Ok("x".into()));
+        let spent = t.issue("x", 60, at(0), None).unwrap().0;
+        assert_eq!(t.redeem(&spent, at(0)), Ok("x".into()));
         for _ in 1..400 {
-            t.issue("x", 1, 0, None).unwrap();
+            t.issue("x", 1, at(0), None).unwrap();
         }
         // 399 outstanding and a spent one: the spent one makes room, then 400 outstanding
         // are the cap.
-        assert!(t.issue("x", 1, 0, None).is_ok());
-        assert!(t.issue("x", 1, 0, None).is_err());
+        assert!(t.issue("x", 1, at(0), None).is_ok());
+        assert!(t.issue("x", 1, at(0), None).is_err());
         // A second later every one has expired: new tickets are issued, and the table stays
         // bounded.
-        let (fresh, _) = t.issue("x", 60, 5, None).unwrap();
+        let (fresh, _) = t.issue("x", 60, at(5), None).unwrap();
         assert!(t.by_hash.len() <= 301);
-        assert_eq!(t.redeem(&fresh, 6), Ok("x".into()));
+        assert_eq!(t.redeem(&fresh, at(6)), Ok("x".into()));
     }
 
     /// Eighteenth pass: one scheduler's tickets filled the table and refused everyone else's.
@@ -536,46 +616,52 @@ mod tests {
         let mut t = Tickets::with_cap(400);
         let mut first = None;
         for _ in 0..100 {
-            let issued = t.issue("x", 60, 0, Some(1)).unwrap();
+            let issued = t.issue("x", 60, at(0), Some(1)).unwrap();
             first.get_or_insert(issued.0);
         }
-        assert_eq!(t.issue("x", 60, 0, Some(1)).unwrap_err(), Full::Issuer(100));
+        assert_eq!(
+            t.issue("x", 60, at(0), Some(1)).unwrap_err(),
+            Full::Issuer(100)
+        );
         // Another scheduler and an admin are served.
-        assert!(t.issue("x", 60, 0, Some(2)).is_ok());
-        assert!(t.issue("x", 60, 0, None).is_ok());
+        assert!(t.issue("x", 60, at(0), Some(2)).is_ok());
+        assert!(t.issue("x", 60, at(0), None).is_ok());
         // Spent, a ticket of scheduler 1 makes room for one of its own (and only then is
         // its part of the table looked through).
-        assert!(t.redeem(&first.unwrap(), 1).is_ok());
-        assert!(t.issue("x", 60, 1, Some(1)).is_ok());
-        assert_eq!(t.issue("x", 60, 1, Some(1)).unwrap_err(), Full::Issuer(100));
+        assert!(t.redeem(&first.unwrap(), at(1)).is_ok());
+        assert!(t.issue("x", 60, at(1), Some(1)).is_ok());
+        assert_eq!(
+            t.issue("x", 60, at(1), Some(1)).unwrap_err(),
+            Full::Issuer(100)
+        );
         // Schedulers together: three quarters (100 each for schedulers 1, 2 and 3).
         for _ in 1..100 {
-            t.issue("x", 60, 1, Some(2)).unwrap();
+            t.issue("x", 60, at(1), Some(2)).unwrap();
         }
         for _ in 0..100 {
-            t.issue("x", 60, 1, Some(3)).unwrap();
+            t.issue("x", 60, at(1), Some(3)).unwrap();
         }
         assert_eq!(
-            t.issue("x", 60, 1, Some(4)).unwrap_err(),
+            t.issue("x", 60, at(1), Some(4)).unwrap_err(),
             Full::Schedulers(300)
         );
         // The last quarter is the admins'.
         for _ in 1..100 {
-            t.issue("x", 60, 1, None).unwrap();
+            t.issue("x", 60, at(1), None).unwrap();
         }
-        assert_eq!(t.issue("x", 60, 1, None).unwrap_err(), Full::Table);
+        assert_eq!(t.issue("x", 60, at(1), None).unwrap_err(), Full::Table);
         // An hour later every ticket has expired: each group makes room again.
-        assert!(t.issue("x", 60, 3600, Some(1)).is_ok());
-        assert!(t.issue("x", 60, 3600, Some(4)).is_ok());
-        assert!(t.issue("x", 60, 3600, None).is_ok());
+        assert!(t.issue("x", 60, at(3600), Some(1)).is_ok());
+        assert!(t.issue("x", 60, at(3600), Some(4)).is_ok());
+        assert!(t.issue("x", 60, at(3600), None).is_ok());
         assert!(t.by_hash.len() <= 400);
     }
 
     #[test]
     fn tickets_are_random_and_only_hashes_are_kept() {
         let mut t = Tickets::default();
-        let (a, _) = t.issue("x", 60, 0, None).unwrap();
-        let (b, _) = t.issue("x", 60, 0, None).unwrap();
+        let (a, _) = t.issue("x", 60, at(0), None).unwrap();
+        let (b, _) = t.issue("x", 60, at(0), None).unwrap();
         assert_ne!(a.expose(), b.expose());
         assert!(t.by_hash.contains_key(&hash(a.expose())));
         assert_eq!(Tickets::id_of(&a).len(), 16);

@@ -6,7 +6,7 @@ use crate::agent::authz::is_runner;
 use crate::agent::outcome::Refusal;
 use crate::agent::peer::PeerIdentity;
 use crate::agent::state::Opened;
-use crate::agent::tickets::{NotRedeemed, Tickets, MAX_REFUSED_REDEMPTIONS};
+use crate::agent::tickets::{NotRedeemed, Now, Tickets, MAX_REFUSED_REDEMPTIONS};
 use crate::agent::totp::Totp;
 use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::{CredentialKind, Enforce, Policy, Task};
@@ -86,7 +86,7 @@ impl Handler {
                     if let (Some(tickets), FetchBy::Ticket(t)) = (tickets.as_mut(), &by) {
                         withdrawn_now = ticket_judged && tickets.refused(t);
                         withdrawn = matches!(
-                            tickets.outstanding(t, now_unix()),
+                            tickets.outstanding(t, Now::read()),
                             Err(NotRedeemed::Withdrawn)
                         ) && !withdrawn_now;
                     }
@@ -194,7 +194,7 @@ impl Handler {
                 // `fetch` passes the table for every redemption (`None` only for a task's).
                 let outstanding = tickets
                     .ok_or(NotRedeemed::Unknown)
-                    .and_then(|tickets| tickets.outstanding(t, now_unix()));
+                    .and_then(|tickets| tickets.outstanding(t, Now::read()));
                 match outstanding {
                     Ok(task) => Ok(task),
                     // A withdrawn ticket is answered as an unknown one: the holder learns

@@ -1,10 +1,10 @@
 //! `ticket`: a scheduler asks for a one-time ticket for a task that names it.
 
-use super::{now_unix, Handler, Held, Refused};
+use super::{Handler, Held, Refused};
 use crate::agent::outcome::Refusal;
 use crate::agent::peer::PeerIdentity;
 use crate::agent::state::Opened;
-use crate::agent::tickets::{Full, Tickets};
+use crate::agent::tickets::{Full, Now, Tickets};
 use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::protocol::{ok_line, ErrorBody, Op, Ticket};
 use crate::secret::SecretString;
@@ -82,7 +82,7 @@ impl Handler {
             .tickets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .issue(task, ttl, now_unix(), issuer);
+            .issue(task, ttl, Now::read(), issuer);
         issued.map_err(|full| match full {
             Full::Table => Refusal::TooManyTickets,
             Full::Issuer(share) => Refusal::TicketShare {
