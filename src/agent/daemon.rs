@@ -165,6 +165,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
             crate::text::shown(&c.audit_path)
         );
     }
+    warn_clock(&audit, &c.audit_path);
     let mut handler = Handler::new(c.access, audit);
     handler.set_audit_reserve(c.audit_reserve);
     handler.set_audit_budget(c.audit_budget.0, c.audit_budget.1);
@@ -405,6 +406,22 @@ fn load(handler: &Handler, v: Vault, opts: &OpenOptions, how: &str) -> anyhow::R
     handler
         .load(Box::new(LoadedVault::new(v, opts.clone())), how)
         .map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
+/// A clock behind the audit log's newest record, or far past it, is said, never refused: a
+/// checkpoint must still serve (twenty-fourth pass: a clock 35 days behind its log started
+/// without a word, and the records it wrote then misled `lint --audit --since`).
+fn warn_clock(audit: &AuditLog, path: &std::path::Path) {
+    let now = time::OffsetDateTime::now_utc();
+    if let Some(off) = audit
+        .newest_at_open()
+        .and_then(|newest| crate::audit::ClockVsLog::judge(now, newest))
+    {
+        crate::diag!(
+            "scopevault: warning: audit log {}: {off}",
+            crate::text::shown(path)
+        );
+    }
 }
 
 /// Say on stderr that `v` was accepted although older than seen (`--allow-rollback`): an

@@ -55,6 +55,7 @@ use zeroize::Zeroizing;
 
 use crate::secret::SecretString;
 
+mod clock;
 mod follow;
 mod generations;
 mod journal;
@@ -65,6 +66,7 @@ mod recover;
 mod verify;
 mod writer;
 
+pub use clock::{newest_record_time, ClockVsLog, CLOCK_AHEAD_LIMIT, CLOCK_BEHIND_SKEW};
 pub use follow::{Event as FollowEvent, Follower};
 pub use generations::chain_generation;
 use generations::Generations;

@@ -2,28 +2,30 @@
 
 use super::*;
 
-/// Read the end of an existing log to continue its chain: the chain at its last complete line,
-/// the length up to and including that line, and, if the file ends in an incomplete line,
-/// how many bytes follow it. Nothing is cut here: the log is judged against its anchor first
-/// (a start refused must leave it as it is), and the caller cuts such a line once it goes on.
-pub(super) fn read_tail(
-    file: &File,
-    len: u64,
-    path: &Path,
-) -> Result<(Chain, u64, Option<u64>), AuditError> {
+/// The end of an existing log ([`read_tail`]).
+#[derive(Debug, Clone)]
+pub(super) struct Tail {
+    /// The chain at its last complete line.
+    pub(super) chain: Chain,
+    /// The length up to and including that line.
+    pub(super) len: u64,
+    /// If the file ends in an incomplete line, how many bytes follow it.
+    pub(super) torn: Option<u64>,
+    /// The `time` of that last complete record (`None`: no record).
+    pub(super) newest: Option<time::OffsetDateTime>,
+}
+
+/// Read the end of an existing log to continue its chain ([`Tail`]), reading back from its end
+/// only the last complete line and what follows it. Nothing is cut here: the log is judged
+/// against its anchor first (a start refused must leave it as it is), and the caller cuts such
+/// a line once it goes on.
+pub(super) fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail, AuditError> {
     let read_err = |e: std::io::Error| AuditError::Open {
         path: path.to_owned(),
         message: e.to_string(),
     };
     if len == 0 {
-        return Ok((
-            Chain {
-                seq: 0,
-                prev: GENESIS.to_owned(),
-            },
-            0,
-            None,
-        ));
+        return Ok(Tail::empty(None));
     }
     // Read backwards in blocks until we hold the last complete line and the byte before it.
     let mut tail: Vec<u8> = Vec::new();
@@ -55,14 +57,7 @@ pub(super) fn read_tail(
             });
         }
         // Not one complete line: the whole file is a torn first write.
-        return Ok((
-            Chain {
-                seq: 0,
-                prev: GENESIS.to_owned(),
-            },
-            0,
-            Some(len),
-        ));
+        return Ok(Tail::empty(Some(len)));
     };
     let torn = (tail.len() - 1 - nl) as u64;
     let complete_len = len - torn;
@@ -78,26 +73,47 @@ pub(super) fn read_tail(
         });
     }
     let last = &tail[line_start..nl];
-    let line_no = count_lines(file, start + line_start as u64).map_err(read_err)? + 1;
     // Read as every reader of the log reads a record (`audit verify`, `doctor`, `audit show`,
     // `lint --audit`): its members typed, none written twice, and `time`, `op` and `decision`
     // there. A lenient read of `seq` and `prev` alone continued a chain from a last line the
     // verifier refuses (nineteenth pass, found by the last review).
-    let seq = record_view(last)
-        .and_then(|mut rec| record_members(&mut rec).map(|()| rec.seq))
-        .map_err(|why| AuditError::Corrupt {
-            path: path.to_owned(),
-            line: line_no,
-            why,
-        })?;
-    Ok((
-        Chain {
-            seq,
+    let read = record_view(last).and_then(|mut rec| record_members(&mut rec).map(|()| rec));
+    let rec = match read {
+        Ok(rec) => rec,
+        Err(why) => {
+            // Its line number only for the message: counting reads the whole log.
+            let line_no = count_lines(file, start + line_start as u64).map_err(read_err)? + 1;
+            return Err(AuditError::Corrupt {
+                path: path.to_owned(),
+                line: line_no,
+                why,
+            });
+        }
+    };
+    Ok(Tail {
+        chain: Chain {
+            seq: rec.seq,
             prev: HEXLOWER.encode(&Sha256::digest(last)),
         },
-        complete_len,
-        (torn > 0).then_some(torn),
-    ))
+        len: complete_len,
+        torn: (torn > 0).then_some(torn),
+        newest: rec.at,
+    })
+}
+
+impl Tail {
+    /// A log with no complete line: `torn` bytes of an incomplete one, if any.
+    pub(super) fn empty(torn: Option<u64>) -> Tail {
+        Tail {
+            chain: Chain {
+                seq: 0,
+                prev: GENESIS.to_owned(),
+            },
+            len: 0,
+            torn,
+            newest: None,
+        }
+    }
 }
 
 /// Whether `line`, a log's incomplete last line (no newline after it), is the record the anchor

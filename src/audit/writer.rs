@@ -126,6 +126,8 @@ pub struct AuditLog {
     /// What the start repaired without a record lost, for `serve` to say on stderr
     /// ([`AuditLog::notes_at_open`]).
     notes: Vec<String>,
+    /// [`AuditLog::newest_at_open`].
+    newest_at_open: Option<time::OffsetDateTime>,
 }
 
 /// Choices made when opening a log ([`AuditLog::open_with`]).
@@ -761,15 +763,11 @@ impl AuditLog {
         // zeros in its last line.
         let tail = match &file {
             Some(f) => read_tail(f, len0, path),
-            None => Ok((
-                Chain {
-                    seq: 0,
-                    prev: GENESIS.to_owned(),
-                },
-                0,
-                None,
-            )),
+            None => Ok(Tail::empty(None)),
         };
+        // The time of the log's newest record before the start writes any: `serve` compares
+        // the clock with it ([`AuditLog::newest_at_open`]).
+        let newest = tail.as_ref().ok().and_then(|t| t.newest);
         if tail.is_err() && !sync {
             tail.clone()?;
         }
@@ -852,7 +850,10 @@ impl AuditLog {
                 w.at + w.records.len() as u64,
                 None,
             ),
-            None => tail?,
+            None => {
+                let t = tail?;
+                (t.chain, t.len, t.torn)
+            }
         };
         // An incomplete last line that is the anchored record whole, but for its newline
         // (its SHA-256 the anchored head): nothing was cut, only its line end is missing. The
@@ -1065,6 +1066,7 @@ impl AuditLog {
             anchored: Mutex::new(anchor.as_ref().map_or(0, |a| a.seq)),
             generations: Mutex::new(Generations::default()),
             notes: Vec::new(),
+            newest_at_open: newest,
         };
         if flags.anchor {
             // The moved file the start continues (below) holds the records before this file's:
@@ -1249,6 +1251,14 @@ impl AuditLog {
     /// each also recorded in the chain (`audit.repair`): `serve` says them on stderr.
     pub fn notes_at_open(&self) -> &[String] {
         &self.notes
+    }
+
+    /// The `time` of the log's last complete record when it was opened, before the start wrote
+    /// any (`None`: the log had none; records the journal writes back, or a moved file the
+    /// start continues, are not looked at). Read from the line the start reads anyway to
+    /// continue the chain: `serve` compares the clock with it ([`super::ClockVsLog`]).
+    pub fn newest_at_open(&self) -> Option<time::OffsetDateTime> {
+        self.newest_at_open
     }
 
     /// Append one record. Returns its sequence number once it is written — and, with sync on,

@@ -107,7 +107,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
     if !other_vault {
         check_chain_generation(&mut r, &audit_path, file.as_ref());
     }
-    check_clock(&mut r);
+    check_clock(&mut r, &audit_path);
     check_mlock(&mut r, &daemon);
 
     let mut out = String::new();
@@ -1159,8 +1159,9 @@ fn check_chain_generation(r: &mut Report, log: &Path, file: Option<&FileHeader>)
 }
 
 /// TOTP codes are only right with the right time: a clock before this build or far in the
-/// future is wrong.
-fn check_clock(r: &mut Report) {
+/// future is wrong, and so is one behind the newest record of this host's audit log or far
+/// past it ([`clock_against_log`]).
+fn check_clock(r: &mut Report, log: &Path) {
     let now = time::OffsetDateTime::now_utc();
     // 2025-01-01: no correct clock is earlier than code written after it.
     if now.unix_timestamp() < 1_735_689_600 || now.year() > 2100 {
@@ -1168,14 +1169,39 @@ fn check_clock(r: &mut Report) {
             "clock",
             format!("the system time is {now}: TOTP codes will be wrong; set the time (timedatectl set-ntp true)"),
         );
-    } else {
-        r.ok(
+        return;
+    }
+    match clock_against_log(now, log) {
+        Ok(Some(off)) => r.warn("clock", off.to_string()),
+        Ok(None) => r.ok(
             "clock",
             format!(
                 "{} UTC (TOTP needs it within 30 s of the server's: keep NTP on)",
                 now.date()
             ),
-        );
+        ),
+        Err(why) => r.ok(
+            "clock",
+            format!(
+                "{} UTC (TOTP needs it within 30 s of the server's: keep NTP on); not compared with the audit log's newest record: {why}",
+                now.date()
+            ),
+        ),
+    }
+}
+
+/// The clock against the newest record of the audit log at `log` (its last line only, never
+/// the whole log): `Some` when it is behind it or far past it (twenty-fourth pass, found by
+/// the attacker of evidence from the audit trail: `ok` for a clock a year behind this host's
+/// own log). `Ok(None)` also with no log or no record; `Err` says why the log could not say
+/// (the `audit` line reports the log itself).
+fn clock_against_log(
+    now: time::OffsetDateTime,
+    log: &Path,
+) -> Result<Option<crate::audit::ClockVsLog>, String> {
+    match crate::audit::newest_record_time(log) {
+        Ok(newest) => Ok(newest.and_then(|n| crate::audit::ClockVsLog::judge(now, n))),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The daemon (`scopevault serve`): fetches, groups, tickets, systemd, hardening, hostile peers, the soak.
 
 mod client_answers;
+mod clock;
 mod demo;
 mod event_loop;
 mod example_clients;
