@@ -31,7 +31,11 @@
 //! the chain that begins last, and the last change of policy. If that cut leaves less than the
 //! window asked for, the usage rules report nothing ([`Evidence::judged`] is false) and
 //! [`Evidence::note`] says why and what to do: a credential or task added after the window
-//! began is never flagged for not having been fetched yet.
+//! began is never flagged for not having been fetched yet. An `audit.gap` record inside a file
+//! (records lost) cuts as a log's beginning does. `seq` is the order: a record dated earlier
+//! than one written before it by more than [`CLOCK_SKEW`] (a clock stepped back) leaves the
+//! times unreliable, and nothing is judged; nor with `--since` when the logs end more than
+//! [`LOG_ENDS_BEFORE_NOW`] before now (a rotated file given without the live one).
 //!
 //! The evidence is for the policy the daemons served: when a log's last load names another
 //! policy than the one linted (nor one of its locations' shares), nothing is judged either;
@@ -161,6 +165,12 @@ const LOAD_SETTLES: time::Duration = time::Duration::minutes(1);
 /// and this machine's differ a little. A record dated later is outside a `--since` window,
 /// which ends now (docs/lint-rules.md, "The window").
 pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
+/// How long before now a log may end and still be evidence for a `--since` window, which
+/// ends now: a checkpoint's tasks fetch many times a day (a checkpoint idle over a weekend
+/// still ends within it), and a copy of the logs may be a little behind. A log whose newest
+/// record is older is not judged (docs/lint-rules.md, "Evidence").
+pub const LOG_ENDS_BEFORE_NOW: time::Duration = time::Duration::days(3);
 
 /// What the audit logs say about the policy's credentials, tasks and runners in the window.
 #[derive(Debug, Clone, Default)]
@@ -323,8 +333,18 @@ type At = (OffsetDateTime, PathBuf, u64);
 
 /// What one log file says about where it begins and when the daemon's policy may have changed.
 struct FileFacts {
-    /// The earliest record time.
+    /// The time of the file's first record (by `seq`, the order: docs/audit.md).
     first: Option<OffsetDateTime>,
+    /// The latest time of its records.
+    latest: Option<OffsetDateTime>,
+    /// The first record dated earlier than a record before it (by `seq`) by more than
+    /// [`CLOCK_SKEW`]: its line, its time and the latest time before it. The clock was
+    /// stepped back (or was wrong at a start), so where a time falls in the window says
+    /// nothing of where the record falls in the log.
+    stepped_back: Option<(u64, OffsetDateTime, OffsetDateTime)>,
+    /// The last `audit.gap` record (records before it are missing: a cut tail accepted at
+    /// start, a file cut under the daemon): the evidence of its chain begins there.
+    last_gap: Option<At>,
     /// The file's place in its chain (from the verification).
     first_seq: u64,
     continues: Option<String>,
@@ -460,6 +480,9 @@ pub fn read_evidence(
         let mut met: Vec<(u64, crate::audit::MetAfterAnchored)> = Vec::new();
         let mut f = FileFacts {
             first: None,
+            latest: None,
+            stepped_back: None,
+            last_gap: None,
             first_seq: 0,
             continues: None,
             last_seq: 0,
@@ -535,7 +558,21 @@ pub fn read_evidence(
                     },
                 ));
             }
-            f.first = Some(f.first.map_or(time, |t| t.min(time)));
+            // `seq` is the order, not `time`: a record dated well before one written before
+            // it means the clock was stepped back (twenty-fourth pass, found by its attacker of
+            // evidence from the audit trail: a load dated 35 days back was taken for one
+            // before the window).
+            if let Some(l) = f.latest {
+                if time + CLOCK_SKEW < l && f.stepped_back.is_none() {
+                    f.stepped_back = Some((no, time, l));
+                }
+            }
+            f.first.get_or_insert(time);
+            f.latest = Some(f.latest.map_or(time, |t| t.max(time)));
+            // Records before a gap record are missing: the chain's evidence begins there.
+            if op == "audit.gap" {
+                f.last_gap = Some((time, file.clone(), no));
+            }
             if time > ahead_of {
                 f.ahead += 1;
                 f.latest_ahead = Some(f.latest_ahead.map_or(time, |t| t.max(time)));
@@ -727,9 +764,70 @@ pub fn read_evidence(
             });
         }
     }
+    // `seq` is the order of a log, and its times place it in the window only while they follow
+    // it: a record dated earlier than one written before it by more than [`CLOCK_SKEW`] (a
+    // clock stepped back, or wrong at a start and then set) leaves no way to tell which records
+    // fall in the window, nor whether a load of another policy came before them. Nothing is
+    // judged, and no record is called one its daemon cannot have written: a finding the times
+    // cannot support is worse than none (twenty-fourth pass, found by its attacker of evidence
+    // from the audit trail). Within a chain the files follow each other too.
+    let mut stepped: Option<(usize, u64, OffsetDateTime, OffsetDateTime)> = None;
+    for m in &members {
+        let mut before: Option<OffsetDateTime> = None;
+        for &i in m {
+            let f = &facts[i];
+            let at_start = match (before, f.first) {
+                (Some(l), Some(t)) if t + CLOCK_SKEW < l => Some((i, 1, t, l)),
+                _ => None,
+            };
+            if let Some(s) = at_start.or(f.stepped_back.map(|(no, t, l)| (i, no, t, l))) {
+                stepped.get_or_insert(s);
+                break;
+            }
+            before = before.max(f.latest);
+        }
+    }
+    if let Some((i, line, t, l)) = stepped {
+        ev.judged = false;
+        ev.note = Some(format!(
+            "usage rules not applied: the times of {} are not in the order of its records: {}:{line} is dated {}, more than {} minutes before a record written earlier ({}): the checkpoint's clock was stepped back, or was wrong at a start and then set, so where each record falls in the window (and whether a load of another policy came before it) cannot be told from its time; the rules judge again once the files given no longer hold that record (after the log is rotated, give only the files that follow it)",
+            logs[i].display(),
+            logs[i].display(),
+            fmt(t),
+            CLOCK_SKEW.whole_minutes(),
+            fmt(l)
+        ));
+        return Ok(ev);
+    }
+    // A `--since` window ends now: a log whose newest record is long before that (its rotated
+    // files given without the live one, a copy taken days ago) has no evidence for the rest,
+    // and a fetch there would not be seen. A daemon idle that long looks the same, and
+    // "never fetched" is then not a finding the logs can support either way: nothing is
+    // judged (twenty-fourth pass, found by its attacker of evidence from the audit trail).
+    if window_start.is_some() {
+        let ended = members
+            .iter()
+            .filter_map(|m| {
+                let end = m.iter().filter_map(|&i| facts[i].latest).max()?;
+                let last = m.iter().rev().find(|&&i| facts[i].lines > 0)?;
+                Some((end, *last))
+            })
+            .min_by_key(|(end, _)| *end);
+        if let Some((end, i)) = ended.filter(|(end, _)| *end + LOG_ENDS_BEFORE_NOW < now) {
+            ev.judged = false;
+            ev.note = Some(format!(
+                "usage rules not applied: the logs end at {} ({}'s newest record), more than {} days before the window ends (now), so a fetch since is not known: give the live log too (`--audit` each file of a log: a rotated file alone ends at its rotation), or a copy taken now; a checkpoint whose daemon was idle since cannot be judged either",
+                fmt(end),
+                logs[i].display(),
+                LOG_ENDS_BEFORE_NOW.whole_days()
+            ));
+            return Ok(ev);
+        }
+    }
     // The cut: the window starts at the latest of its asked start (without `--since`, the
     // earliest record), the beginning of every log (each checkpoint's chain must cover the
-    // window) and the last load of another policy.
+    // window), the last gap recorded in a log (records before it are missing) and the last
+    // load of another policy.
     let earliest = begins.iter().map(|(t, _)| *t).min();
     let mut start = window_start.or(earliest);
     let mut why_cut: Option<String> = None;
@@ -748,8 +846,34 @@ pub fn read_evidence(
             ));
         }
     }
+    // A gap the daemon recorded (`audit.gap`: records N..M lost, a file cut under it): what the
+    // lost records held is not known, so the chain's evidence begins there, as a log that
+    // begins late (twenty-fourth pass, found by its attacker of evidence from the audit trail).
+    // A file that begins with one (a chain's first file, or a later one that continues the
+    // file before it) lost nothing the files given do not hold.
+    let mut so = ", so a credential or task added since could not have been fetched yet";
+    let gap = members
+        .iter()
+        .filter_map(|m| {
+            m.iter()
+                .rev()
+                .find_map(|&i| facts[i].last_gap.clone().filter(|(_, _, no)| *no > 1))
+        })
+        .max_by_key(|(t, _, _)| *t);
+    if let Some((g, file, line)) = gap {
+        if start.is_none_or(|s| g > s) {
+            start = Some(g);
+            so = ", and a fetch in the records lost is not known";
+            why_cut = Some(format!(
+                "{}:{line} records a gap in the log at {} (an `audit.gap` record: records before it are missing), so its evidence begins there",
+                file.display(),
+                fmt(g)
+            ));
+        }
+    }
     if let Some(((r, file, line), (did, before))) = &change {
         if start.is_none_or(|s| *r > s) {
+            so = ", so a credential or task added since could not have been fetched yet";
             start = Some(*r);
             why_cut = Some(format!(
                 "the daemon {did} at {} ({}:{line}){before}, and may then have loaded credentials or tasks that did not exist before",
@@ -884,7 +1008,7 @@ pub fn read_evidence(
         Some(why) => {
             ev.judged = false;
             ev.note = Some(format!(
-                "usage rules not applied: {why}, so a credential or task added since could not have been fetched yet; {}",
+                "usage rules not applied: {why}{so}; {}",
                 match start {
                     Some(s) => format!(
                         "pass `--since` with a window that starts after {} (or logs reaching further back) to judge",

@@ -294,7 +294,7 @@ fn task_credential_never_fetched_fires_when_the_task_ran_without_it() {
         + "\n[tasks.other]\nneeds = [\"shop:login\"]\ncredentials = [\"admin\"]\nrunners = { users = [\"1001\"] }\n";
     let mut recs = busy_log();
     recs.push((
-        days(2),
+        Duration::hours(12),
         "fetch",
         Some("other"),
         Some("admin"),
@@ -320,7 +320,7 @@ fn task_credential_never_fetched_fires_when_the_task_ran_without_it() {
     assert_eq!(r.code, 1, "security warning blocks");
     // Once checkout fetched it too, the finding is gone.
     recs.push((
-        days(1),
+        Duration::hours(6),
         "fetch",
         Some("checkout"),
         Some("admin"),
@@ -367,7 +367,7 @@ fn evidence_from_several_logs_adds_up() {
                 1001,
             ),
             (
-                days(3),
+                days(2),
                 "fetch",
                 Some("checkout"),
                 Some("admin"),
@@ -409,7 +409,17 @@ fn every_log_must_cover_the_window_and_the_files_of_a_rotated_log_cover_it_toget
         1001,
         1001,
     );
-    let newer = write(dir.path(), "new.jsonl", &chain(&[fetch_legacy]));
+    // (Its daemon still fetching yesterday: a log that ends long before now is not judged.)
+    let yesterday: Rec<'static> = (
+        days(1),
+        "fetch",
+        Some("checkout"),
+        Some("buyer"),
+        "allow",
+        1001,
+        1001,
+    );
+    let newer = write(dir.path(), "new.jsonl", &chain(&[fetch_legacy, yesterday]));
     let r = lint(
         dir.path(),
         POLICY,
@@ -1080,7 +1090,7 @@ fn repeated_usage_findings_have_their_own_fingerprints_and_junit_names() {
     );
     let mut recs = busy_log();
     recs.push((
-        days(2),
+        Duration::hours(12),
         "fetch",
         Some("other"),
         Some("admin"),
@@ -1458,7 +1468,7 @@ fn a_fetch_the_policy_the_log_names_cannot_allow_is_an_error_not_evidence() {
     );
     // A fetch of a credential the task does not list, as line 6.
     let forged = (
-        days(2),
+        Duration::hours(12),
         "fetch",
         Some("legacy"),
         Some("admin"),
@@ -1482,7 +1492,7 @@ fn a_fetch_the_policy_the_log_names_cannot_allow_is_an_error_not_evidence() {
     let hmac = format!("hmac-sha256:{}", "ab".repeat(32));
     let hmac: &'static str = Box::leak(hmac.into_boxed_str());
     let undeclared = (
-        days(2),
+        Duration::hours(12),
         "fetch",
         Some(hmac),
         Some("buyer"),
@@ -1495,7 +1505,7 @@ fn a_fetch_the_policy_the_log_names_cannot_allow_is_an_error_not_evidence() {
     assert!(r.stderr.contains("not declared"), "{}", r.stderr);
     // Denied, the same request is what the daemon writes: no error.
     let denied = (
-        days(2),
+        Duration::hours(12),
         "fetch",
         Some("legacy"),
         Some("admin"),
@@ -1519,7 +1529,7 @@ fn a_fetch_the_policy_the_log_names_cannot_allow_is_an_error_not_evidence() {
         d,
         POLICY,
         &[&with(Some(forged), &served)],
-        &["--since", "1d", "--format", "json"],
+        &["--since", "6h", "--format", "json"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
@@ -1624,7 +1634,7 @@ fn regression_a_log_without_policy_digests_holding_a_fetch_the_policy_cannot_all
         write(d, "audit.jsonl", &segment(1, &"0".repeat(64), &recs).0)
     };
     let unlisted: Rec<'static> = (
-        days(2),
+        Duration::hours(12),
         "fetch",
         Some("legacy"),
         Some("admin"),
@@ -1633,7 +1643,7 @@ fn regression_a_log_without_policy_digests_holding_a_fetch_the_policy_cannot_all
         1001,
     );
     let undeclared: Rec<'static> = (
-        days(2),
+        Duration::hours(12),
         "fetch",
         Some("checkout"),
         Some("NOSUCH"),
@@ -1735,7 +1745,7 @@ fn regression_a_log_without_policy_digests_holding_a_fetch_the_policy_cannot_all
         (
             Some(no_digest.as_str()),
             Some(unlisted),
-            &["--since", "1d", "--format", "json"][..],
+            &["--since", "6h", "--format", "json"][..],
         ),
     ] {
         let r = lint(d, POLICY, &[&with(first, record)], extra);
@@ -2053,16 +2063,9 @@ fn a_rotated_logs_files_are_judged_against_the_live_logs_anchor_on_the_checkpoin
 fn regression_records_dated_after_now_are_outside_the_since_window_and_noted() {
     let dir = tempfile::tempdir().unwrap();
     let mut recs = busy_log();
-    // `admin` fetched only 400 days from now; `legacy` a minute from now (within the skew).
-    recs.push((
-        -days(400),
-        "fetch",
-        Some("checkout"),
-        Some("admin"),
-        "allow",
-        1002,
-        2001,
-    ));
+    // `legacy` fetched a minute from now (within the skew); `admin` only 400 days from now,
+    // as the last record (a record dated earlier after it would be a clock stepped back:
+    // `regression_a_clock_stepped_back_leaves_the_times_unreliable_and_nothing_is_judged`).
     recs.push((
         -Duration::minutes(1),
         "fetch",
@@ -2071,6 +2074,15 @@ fn regression_records_dated_after_now_are_outside_the_since_window_and_noted() {
         "allow",
         1001,
         1001,
+    ));
+    recs.push((
+        -days(400),
+        "fetch",
+        Some("checkout"),
+        Some("admin"),
+        "allow",
+        1002,
+        2001,
     ));
     let log = write(dir.path(), "audit.jsonl", &chain(&recs));
     let admin = (
@@ -2107,7 +2119,7 @@ fn regression_records_dated_after_now_are_outside_the_since_window_and_noted() {
     );
 
     // No record ahead beyond the skew: no note.
-    recs.remove(recs.len() - 2);
+    recs.pop();
     let log = write(dir.path(), "audit.jsonl", &chain(&recs));
     let r = lint(dir.path(), POLICY, &[&log], &["--since", "30d"]);
     assert!(!r.stderr.contains("dated after now"), "{}", r.stderr);
@@ -2300,4 +2312,285 @@ fn regression_lint_names_the_anchored_record_missing_only_its_newline_as_audit_v
     let r = lint_on_checkpoint(d, &state, &["audit.jsonl"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(!r.stderr.contains(line_end), "{}", r.stderr);
+}
+
+/// `POLICY` with `checkout` also listing `old-ftp`: a later policy, served after a restart.
+fn policy_with_old_ftp() -> String {
+    POLICY.replace(
+        r#"credentials = ["buyer", "admin"]"#,
+        r#"credentials = ["buyer", "admin", "old-ftp"]"#,
+    )
+}
+
+/// Twenty-fourth pass (found by its attacker of evidence from the audit trail): `seq` is the
+/// order of a log (docs/audit.md), but lint placed each `vault.load` and a log's beginning by
+/// `time` alone. A checkpoint's clock stepped back (a start with the clock 35 days behind, then
+/// set by NTP) made (a) a load of another policy look older than the window, so the window was
+/// judged on a policy not served through it; (b) an honest log look edited (exit 2) when the
+/// load that allowed a fetch was dated after now; (c) a new log look as old as its one record
+/// dated 60 days back. A record dated earlier than one written before it, by more than
+/// `usage::CLOCK_SKEW`, now leaves the times unreliable: nothing is judged, nothing is called
+/// edited, and every format says why naming the line.
+#[test]
+fn regression_a_clock_stepped_back_leaves_the_times_unreliable_and_nothing_is_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p1 = load(3, Some(&digest_of(POLICY)));
+    let p0 = load(
+        2,
+        Some(&digest_of(
+            &POLICY.replace("[tasks.legacy]", "[tasks.legacy-v1]"),
+        )),
+    );
+    let p2 = load(4, Some(&digest_of(&policy_with_old_ftp())));
+    let why = |line: u64| {
+        [
+            "the times of",
+            "are not in the order of its records",
+            &*format!("audit.jsonl:{line} is dated"),
+        ]
+        .map(str::to_owned)
+    };
+    let check = |recs: &[(Rec<'_>, &str)], line: u64| {
+        let log = write(d, "audit.jsonl", &segment(1, &"0".repeat(64), recs).0);
+        for fmt in ["json", "sarif", "junit", "text"] {
+            let r = lint(d, POLICY, &[&log], &["--since", "30d", "--format", fmt]);
+            assert_eq!(r.code, 0, "{fmt}: {}", r.stderr);
+            let w = why(line);
+            if fmt == "json" {
+                not_judged(&r, &w.iter().map(String::as_str).collect::<Vec<_>>());
+                assert!(
+                    r.json["usage_rules"]["reason"]
+                        .as_str()
+                        .is_some_and(|s| s.contains(&w[1])),
+                    "{:#}",
+                    r.json
+                );
+            } else {
+                assert!(
+                    r.stderr.contains("usage rules not applied") && r.stderr.contains(&w[2]),
+                    "{fmt}: {}",
+                    r.stderr
+                );
+            }
+        }
+    };
+    let fetch = |age, task, cred| {
+        (
+            (age, "fetch", Some(task), Some(cred), "allow", 1001, 1001),
+            "",
+        )
+    };
+    // (a) Served `p0` from 45 days ago; restarted 10 days ago on the policy linted with the
+    // clock 35 days behind (its load dated 45 days ago, line 4), then the clock set.
+    let mut a: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            p0.as_str(),
+        ),
+        fetch(days(40), "checkout", "buyer"),
+        fetch(days(20), "checkout", "buyer"),
+        (
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(days(9), "checkout", "buyer"),
+        fetch(days(1), "checkout", "buyer"),
+    ];
+    check(&a, 4);
+    // The same restart with the clock right is a change of policy inside the window.
+    a[3].0 .0 = days(10);
+    let log = write(d, "audit.jsonl", &segment(1, &"0".repeat(64), &a).0);
+    let r = lint(d, POLICY, &[&log], &["--since", "30d"]);
+    not_judged(&r, &["loaded another policy", "audit.jsonl:4"]);
+    // (b) Served the policy linted; restarted on `p2` with the clock 11 days ahead (line 4),
+    // then set: `checkout` fetches `old-ftp`, which `p2` lists. Not an edit.
+    let b: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(days(40), "checkout", "buyer"),
+        fetch(days(2), "checkout", "buyer"),
+        (
+            (-days(11), "vault.load", None, None, "allow", 0, 0),
+            p2.as_str(),
+        ),
+        fetch(days(1), "checkout", "old-ftp"),
+    ];
+    check(&b, 5);
+    // (c) A new log (2 days old); the daemon restarted once with the clock 60 days behind.
+    let c: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (days(2), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(days(2) - Duration::hours(1), "checkout", "buyer"),
+        (
+            (days(60), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(days(1), "checkout", "buyer"),
+    ];
+    check(&c, 3);
+    // A step back within the skew is the clocks' difference, not a step: judged.
+    let mut c = c;
+    c[2].0 .0 = days(2) - Duration::hours(1) + Duration::minutes(4);
+    c.insert(
+        0,
+        (
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+    );
+    let log = write(d, "audit.jsonl", &segment(1, &"0".repeat(64), &c).0);
+    let r = lint(d, POLICY, &[&log], &["--since", "30d"]);
+    assert!(
+        !r.stderr.contains("usage rules not applied"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "task-never-fetched" && x.2 == "legacy"),
+        "{:#}",
+        r.json
+    );
+}
+
+/// Twenty-fourth pass (found by its attacker of evidence from the audit trail): a gap the
+/// daemon recorded (`audit.gap` after a cut tail accepted with `--accept-audit-gap`, records
+/// N..M lost) was taken for complete evidence, so a credential fetched only in the lost
+/// records was reported unused. The chain's evidence now begins at the gap, as a log that
+/// begins late: a window that starts before it is not judged, the note naming the line; one
+/// that starts after it is.
+#[test]
+fn regression_a_gap_the_daemon_recorded_inside_the_window_is_not_judged_across() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p1 = load(3, Some(&digest_of(POLICY)));
+    let fetch = |age, task, cred| {
+        (
+            (age, "fetch", Some(task), Some(cred), "allow", 1001, 1001),
+            "",
+        )
+    };
+    let before: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(days(40), "checkout", "buyer"),
+    ];
+    let (text, head) = segment(1, &"0".repeat(64), &before);
+    // Records 3..=4 (the fetches of `legacy`, `admin`) were lost; the start accepted the gap
+    // 10 days ago (line 3, seq 5), and the daemon went on.
+    let after: Vec<(Rec<'_>, &str)> = vec![
+        ((days(10), "audit.gap", None, None, "error", 0, 0), ""),
+        (
+            (days(10), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(days(1), "checkout", "buyer"),
+    ];
+    let log = write(d, "audit.jsonl", &(text + &segment(5, &head, &after).0));
+    let r = lint(d, POLICY, &[&log], &["--since", "30d"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    not_judged(
+        &r,
+        &[
+            "audit.jsonl:3 records a gap in the log at",
+            "a fetch in the records lost is not known",
+        ],
+    );
+    assert!(
+        r.json["usage_rules"]["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("audit.jsonl:3 records a gap")),
+        "{:#}",
+        r.json
+    );
+    // Without `--since` the window is everything the logs hold, the gap inside it.
+    not_judged(
+        &lint(d, POLICY, &[&log], &[]),
+        &["audit.jsonl:3 records a gap"],
+    );
+    // A window that begins after the gap is judged.
+    let r = lint(d, POLICY, &[&log], &["--since", "5d"]);
+    assert!(
+        !r.stderr.contains("usage rules not applied"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        usage_findings(&r.json)
+            .iter()
+            .any(|x| x.0 == "task-never-fetched" && x.2 == "legacy"),
+        "{:#}",
+        r.json
+    );
+}
+
+/// Twenty-fourth pass (found by its attacker of evidence from the audit trail): given only a
+/// log's rotated file (the live file, with every fetch since the rotation 25 days ago, left
+/// out), lint judged a window that ends now on evidence that ends at the rotation, silently.
+/// Evidence whose newest record is more than `usage::LOG_ENDS_BEFORE_NOW` before now is not
+/// judged, and the note says where the logs end and to give the live log too.
+#[test]
+fn regression_logs_that_end_long_before_now_are_not_judged_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p1 = load(3, Some(&digest_of(POLICY)));
+    let fetch = |age, task, cred| {
+        (
+            (age, "fetch", Some(task), Some(cred), "allow", 1001, 1001),
+            "",
+        )
+    };
+    let old: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(days(40), "checkout", "buyer"),
+        fetch(days(26), "checkout", "buyer"),
+    ];
+    let (text, head) = segment(1, &"0".repeat(64), &old);
+    let rotated = write(d, "audit.jsonl.20261107T000000Z", &text);
+    let live_recs: Vec<(Rec<'_>, &str)> = vec![
+        ((days(25), "audit.rotate", None, None, "allow", 0, 0), ""),
+        fetch(days(10), "legacy", "old-ftp"),
+        fetch(days(10), "checkout", "admin"),
+        fetch(days(1), "checkout", "buyer"),
+    ];
+    let live = write(d, "audit.jsonl", &segment(4, &head, &live_recs).0);
+    for fmt in ["json", "text", "sarif", "junit"] {
+        let r = lint(d, POLICY, &[&rotated], &["--since", "30d", "--format", fmt]);
+        assert_eq!(r.code, 0, "{fmt}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("usage rules not applied: the logs end at")
+                && r.stderr
+                    .contains("audit.jsonl.20261107T000000Z's newest record")
+                && r.stderr.contains("give the live log too"),
+            "{fmt}: {}",
+            r.stderr
+        );
+        if fmt == "json" {
+            not_judged(&r, &["the logs end at"]);
+        }
+    }
+    // With the live file: judged, and nothing of the live file's is reported unused.
+    let r = lint(d, POLICY, &[&rotated, &live], &["--since", "30d"]);
+    assert!(
+        !r.stderr.contains("usage rules not applied"),
+        "{}",
+        r.stderr
+    );
+    let f = usage_findings(&r.json);
+    assert!(
+        !f.iter().any(|x| x.2 == "legacy" || x.1 == "admin"),
+        "{f:?}"
+    );
 }
