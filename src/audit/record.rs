@@ -208,6 +208,8 @@ pub struct RecordView<'a> {
     pub generation: Option<u64>,
     /// A `vault.load` record's policy digest (`sha256:…`).
     pub policy: Option<Cow<'a, str>>,
+    /// The record's `reason` (`lint --audit` reads an `audit.repair`'s: records lost).
+    pub reason: Option<Cow<'a, str>>,
     /// `time`, parsed: set by the verifier once it has accepted the record (every record it
     /// hands on has one, [`record_members`]).
     pub at: Option<time::OffsetDateTime>,
@@ -292,6 +294,7 @@ pub(super) fn record_view(line: &[u8]) -> Result<RecordView<'_>, String> {
         decision: m.decision,
         generation: m.generation,
         policy: m.policy,
+        reason: m.reason,
         at: None,
         hash: None,
     })

@@ -32,7 +32,8 @@
 //! window asked for, the usage rules report nothing ([`Evidence::judged`] is false) and
 //! [`Evidence::note`] says why and what to do: a credential or task added after the window
 //! began is never flagged for not having been fetched yet. An `audit.gap` record inside a file
-//! (records lost) cuts as a log's beginning does. `seq` is the order: a record dated earlier
+//! (records lost), or an `audit.repair` of records that cannot be written back, cuts as a
+//! log's beginning does. `seq` is the order: a record dated earlier
 //! than one written before it by more than [`CLOCK_SKEW`] (a clock stepped back) leaves the
 //! times unreliable, and nothing is judged; nor with `--since` when the logs end more than
 //! [`LOG_ENDS_BEFORE_NOW`] before now (a rotated file given without the live one).
@@ -342,9 +343,11 @@ struct FileFacts {
     /// stepped back (or was wrong at a start), so where a time falls in the window says
     /// nothing of where the record falls in the log.
     stepped_back: Option<(u64, OffsetDateTime, OffsetDateTime)>,
-    /// The last `audit.gap` record (records before it are missing: a cut tail accepted at
-    /// start, a file cut under the daemon): the evidence of its chain begins there.
-    last_gap: Option<At>,
+    /// The last record that says records before it are missing (an `audit.gap`: a cut tail
+    /// accepted at start, a file cut under the daemon; an `audit.repair` of records the
+    /// journal held that cannot be written back), and its op: the evidence of its chain begins
+    /// there.
+    last_gap: Option<(At, &'static str)>,
     /// The file's place in its chain (from the verification).
     first_seq: u64,
     continues: Option<String>,
@@ -570,8 +573,20 @@ pub fn read_evidence(
             f.first.get_or_insert(time);
             f.latest = Some(f.latest.map_or(time, |t| t.max(time)));
             // Records before a gap record are missing: the chain's evidence begins there.
-            if op == "audit.gap" {
-                f.last_gap = Some((time, file.clone(), no));
+            let lost = match &**op {
+                "audit.gap" => Some("audit.gap"),
+                "audit.repair"
+                    if rec
+                        .reason
+                        .as_deref()
+                        .is_some_and(|r| r.contains("cannot be written back")) =>
+                {
+                    Some("audit.repair")
+                }
+                _ => None,
+            };
+            if let Some(op) = lost {
+                f.last_gap = Some(((time, file.clone(), no), op));
             }
             if time > ahead_of {
                 f.ahead += 1;
@@ -857,15 +872,15 @@ pub fn read_evidence(
         .filter_map(|m| {
             m.iter()
                 .rev()
-                .find_map(|&i| facts[i].last_gap.clone().filter(|(_, _, no)| *no > 1))
+                .find_map(|&i| facts[i].last_gap.clone().filter(|((_, _, no), _)| *no > 1))
         })
-        .max_by_key(|(t, _, _)| *t);
-    if let Some((g, file, line)) = gap {
+        .max_by_key(|((t, _, _), _)| *t);
+    if let Some(((g, file, line), op)) = gap {
         if start.is_none_or(|s| g > s) {
             start = Some(g);
             so = ", and a fetch in the records lost is not known";
             why_cut = Some(format!(
-                "{}:{line} records a gap in the log at {} (an `audit.gap` record: records before it are missing), so its evidence begins there",
+                "{}:{line} records a gap in the log at {} (an `{op}` record: records before it are missing), so its evidence begins there",
                 file.display(),
                 fmt(g)
             ));

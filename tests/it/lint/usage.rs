@@ -58,8 +58,8 @@ fn chain(recs: &[Rec<'_>]) -> String {
 /// A file of a log, hash-chained as docs/audit.md describes, beginning at `seq` after the line
 /// whose SHA-256 is `prev` (1 and 64 zeros for a log's first file; a later file begins with
 /// an `audit.rotate` record). Each record's `extra` members (e.g. a `vault.load`'s
-/// `,"generation":4,"policy":"sha256:…"`) go after `values`. Returns the text and the hash of
-/// its last line.
+/// `,"generation":4,"policy":"sha256:…"`) go after `values`; `reason` is null unless `extra`
+/// gives it. Returns the text and the hash of its last line.
 fn segment(seq: usize, prev: &str, recs: &[(Rec<'_>, &str)]) -> (String, String) {
     let now = OffsetDateTime::now_utc();
     let mut prev = prev.to_owned();
@@ -69,8 +69,13 @@ fn segment(seq: usize, prev: &str, recs: &[(Rec<'_>, &str)]) -> (String, String)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap();
         let j = |s: &Option<&str>| s.map_or("null".to_owned(), |s| format!("\"{s}\""));
+        let reason = if extra.contains(r#""reason":"#) {
+            ""
+        } else {
+            r#""reason":null,"#
+        };
         let line = format!(
-            r#"{{"seq":{},"time":"{time}","peer":{{"uid":{uid},"gid":{gid},"pid":42,"exe":"/usr/bin/check"}},"op":"{op}","task":{},"credential":{},"decision":"{decision}","reason":null,"warnings":[],"values":{{}}{extra},"prev":"{prev}"}}"#,
+            r#"{{"seq":{},"time":"{time}","peer":{{"uid":{uid},"gid":{gid},"pid":42,"exe":"/usr/bin/check"}},"op":"{op}","task":{},"credential":{},"decision":"{decision}",{reason}"warnings":[],"values":{{}}{extra},"prev":"{prev}"}}"#,
             seq + i,
             j(task),
             j(cred)
@@ -2433,6 +2438,26 @@ fn regression_a_clock_stepped_back_leaves_the_times_unreliable_and_nothing_is_ju
         fetch(days(1), "checkout", "buyer"),
     ];
     check(&c, 3);
+    // Across the files of a rotated log: the live file's first record dated 40 days back.
+    let early: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(days(2), "checkout", "buyer"),
+    ];
+    let (text, head) = segment(1, &"0".repeat(64), &early);
+    let old = write(d, "old.jsonl", &text);
+    let live_recs: Vec<(Rec<'_>, &str)> = vec![
+        ((days(40), "audit.rotate", None, None, "allow", 0, 0), ""),
+        fetch(days(1), "checkout", "buyer"),
+    ];
+    let live = write(d, "live.jsonl", &segment(3, &head, &live_recs).0);
+    let r = lint(d, POLICY, &[&live, &old], &["--since", "30d"]);
+    not_judged(
+        &r,
+        &["not in the order of its records", "live.jsonl:1 is dated"],
+    );
     // A step back within the skew is the clocks' difference, not a step: judged.
     let mut c = c;
     c[2].0 .0 = days(2) - Duration::hours(1) + Duration::minutes(4);
@@ -2516,6 +2541,36 @@ fn regression_a_gap_the_daemon_recorded_inside_the_window_is_not_judged_across()
         &lint(d, POLICY, &[&log], &[]),
         &["audit.jsonl:3 records a gap"],
     );
+    // An `audit.repair` of records the journal held but could not write back says records are
+    // missing too (docs/audit.md, "After a crash of the machine"); one that restored them, not.
+    let lost = r#","reason":"the log lacks or differs from the records from seq 3 (byte 400) that the journal (audit.jsonl.journal) holds, and they cannot be written back: the line before them is broken""#;
+    let restored = r#","reason":"restored records 3..=4 from the journal""#;
+    for (reason, cut) in [(lost, true), (restored, false)] {
+        let mut recs = before.clone();
+        recs.push((
+            (days(10), "audit.repair", None, None, "error", 0, 0),
+            reason,
+        ));
+        recs.push(fetch(days(1), "checkout", "buyer"));
+        let log = write(d, "audit.jsonl", &segment(1, &"0".repeat(64), &recs).0);
+        let r = lint(d, POLICY, &[&log], &["--since", "30d"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        if cut {
+            not_judged(
+                &r,
+                &[
+                    "audit.jsonl:3 records a gap in the log at",
+                    "`audit.repair`",
+                ],
+            );
+        } else {
+            assert!(
+                !r.stderr.contains("usage rules not applied"),
+                "{}",
+                r.stderr
+            );
+        }
+    }
     // A window that begins after the gap is judged.
     let r = lint(d, POLICY, &[&log], &["--since", "5d"]);
     assert!(
