@@ -310,6 +310,9 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     // the vault passphrase into the secret's prompt. With a piped secret, the passphrase is
     // asked on the controlling terminal (as pass, gpg and ssh do).
     let unlocked = open_vault(g)?;
+    // Opening a restored file with --allow-rollback saved it again: said even when the values
+    // given change nothing.
+    let adopted = super::unlock::adopted(&unlocked).then(|| unlocked.generation());
     if !unlocked.credentials().contains_key(&a.name) {
         // Before any secret is typed: a value for a credential that does not exist is lost.
         return Err(vault::VaultError::UnknownCredential(a.name.clone()).into());
@@ -338,7 +341,8 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     let now = vault::timestamp();
     let mut synced_from = None;
     let mut replaced = Vec::new();
-    let changed = vault.update_credential(&a.name, |c| {
+    let (changed, fields_changed) = vault.update_credential(&a.name, |c| {
+        // Secrets compared in constant time (`SecretString`'s `==`), never printed.
         let changed = c.set_secrets(secrets, now, &mut replaced);
         let fields_changed = fields.iter().any(|(k, v)| c.fields.get(k) != Some(v));
         c.fields.extend(fields);
@@ -348,8 +352,38 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         if changed > 0 || fields_changed {
             synced_from = c.mark_set_by_hand(now).cloned();
         }
-        changed
+        (changed, fields_changed)
     })?;
+    if changed == 0 && !fields_changed {
+        // Every value given is the one stored: nothing is saved, so the generation does not
+        // move, the daemon has nothing to reload, and a configuration-management run can tell
+        // "no change" from a change by the report (`cred set` saved a new generation and said
+        // "0 secret value(s) changed", twenty-fourth pass). The copy in memory, never saved,
+        // has the file's id and generation.
+        drop(lock);
+        let report = format!(
+            "credential {} unchanged: the value(s) given are the ones stored; nothing was saved",
+            escape_for_terminal(&a.name)
+        );
+        return match adopted {
+            Some(generation) => {
+                super::client_cmds::print_after_save(
+                    g,
+                    &vault,
+                    format!(
+                        "{report}, but the {}\n",
+                        super::unlock::adopted_note(generation)
+                    ),
+                    &format!("the restored vault was adopted and saved (generation {generation})"),
+                )??;
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                outln!("{report}")?;
+                Ok(ExitCode::SUCCESS)
+            }
+        };
+    }
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
     let pickup = super::client_cmds::print_after_save(

@@ -846,7 +846,7 @@ fn regression_a_new_otpauth_replaces_the_totp_seed_and_totp_uses_it() {
     // The same URI again: nothing to change, no note.
     let (ok_, out, err) = set_2fa(dir.path(), &["--secret", "otpauth"], URI);
     assert!(ok_, "{err}");
-    assert!(out.contains("(0 secret value(s) changed)"), "{out}");
+    assert!(out.contains("credential shop-2fa unchanged"), "{out}");
     assert!(!err.contains("note: credential"), "{err}");
 
     // The daemon's codes come from the URI: 8 digits (the old seed gave 6).

@@ -1405,7 +1405,7 @@ fn cred_set_records_rotation_only_when_a_value_changes() {
         ],
         b"s3cret-Password!",
     );
-    assert!(out.contains("0 secret value(s) changed"), "{out}");
+    assert!(out.contains("credential shop-buyer unchanged"), "{out}");
     assert_eq!(show(&e)["rotated"], before["rotated"]);
     let out = e.ok(
         &[
@@ -1422,6 +1422,58 @@ fn cred_set_records_rotation_only_when_a_value_changes() {
     assert!(out.contains("1 secret value(s) changed"), "{out}");
     assert_ne!(show(&e)["rotated"], before["rotated"]);
     assert_eq!(show(&e)["created"], before["created"]);
+}
+
+/// Twenty-fourth pass (found by the twenty-third pass's review): `cred set` of the value
+/// already stored saved a new generation and said "0 secret value(s) changed", so an Ansible
+/// run could not tell "no change" from a change (`changed_when`), and every run made the
+/// daemon reload. Now nothing is saved (the file stays byte for byte), the report says the
+/// credential is unchanged, exit 0; a value that differs is still saved.
+#[test]
+fn regression_cred_set_of_the_stored_values_saves_nothing_and_says_unchanged() {
+    let e = Env::new();
+    e.init_with_cred();
+    e.ok(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            "username=monitor",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let before = e.vault_bytes();
+    let set = |stdin: &[u8], extra: &[&str]| {
+        let mut args = vec!["cred", "set", "shop-buyer", "--secret", "password"];
+        args.extend_from_slice(extra);
+        let pf = e.pf();
+        args.extend_from_slice(&["--passphrase-file", &pf]);
+        e.ok(&args, stdin)
+    };
+    // The stored password, and the stored password with the stored plain field.
+    for extra in [&[][..], &["--field", "username=monitor"][..]] {
+        let out = set(b"s3cret-Password!", extra);
+        assert!(
+            out.contains(
+                "credential shop-buyer unchanged: the value(s) given are the ones stored; nothing was saved"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("updated"), "{out}");
+        assert!(!out.contains("s3cret"), "{out}");
+        assert_eq!(
+            e.vault_bytes(),
+            before,
+            "nothing changed, yet the vault was saved"
+        );
+    }
+    // A plain field that differs is a change: saved.
+    let out = set(b"s3cret-Password!", &["--field", "username=other"]);
+    assert!(out.contains("updated credential shop-buyer"), "{out}");
+    assert_ne!(e.vault_bytes(), before);
 }
 
 #[test]

@@ -145,7 +145,7 @@ fn piped_secret_asks_the_passphrase_on_the_controlling_terminal() {
         ],
         b"",
     );
-    assert!(out.contains("0 secret value(s) changed"), "{out}");
+    assert!(out.contains("credential shop-buyer unchanged"), "{out}");
 }
 
 #[test]
