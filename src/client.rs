@@ -514,6 +514,15 @@ impl Client {
         })
     }
 
+    /// `unlock` with no key: the daemon tries its own start-time sources again (its identity
+    /// file, its systemd credential, its keyring slot). A daemon older than the twenty-fourth
+    /// pass answers `bad_request`.
+    pub fn unlock_with_own_sources(&mut self) -> Result<AdminStatus, ClientError> {
+        self.call(&Request::Unlock {
+            key: UnlockKey::DaemonSources,
+        })
+    }
+
     /// `reload`.
     pub fn reload(&mut self) -> Result<AdminStatus, ClientError> {
         self.call(&Request::Reload)

@@ -232,7 +232,7 @@ impl ScrubCounts {
     }
 }
 
-/// What an `unlock` request carries: exactly one of its members `passphrase` or `identity`.
+/// What an `unlock` request carries: at most one of its members `passphrase` or `identity`.
 /// Both are secrets: zeroed on drop, never in a message, a log or the audit log.
 #[derive(Debug)]
 pub enum UnlockKey {
@@ -243,6 +243,12 @@ pub enum UnlockKey {
     /// `--identity-file` on a vault with no passphrase slot could not be unlocked again after
     /// a `lock`).
     Identity(SecretString),
+    /// Neither member: the daemon tries again the unattended sources it was started with (its
+    /// identity file, its systemd credential, an enrolled keyring slot unless `--no-keyring`).
+    /// A daemon whose vault's only slot is in the keyring could not be unlocked after a
+    /// `lock` without a restart (twenty-fourth pass). A daemon older than this answers
+    /// `bad_request` ("unlock needs exactly one of `passphrase` or `identity`…").
+    DaemonSources,
 }
 
 /// Every member a request may have, in any op.
@@ -549,9 +555,10 @@ impl Request {
                 let key = match (passphrase, identity) {
                     (Some(p), None) => UnlockKey::Passphrase(p),
                     (None, Some(i)) => UnlockKey::Identity(i),
-                    _ => {
+                    (None, None) => UnlockKey::DaemonSources,
+                    (Some(_), Some(_)) => {
                         return Err(bad(
-                            "unlock needs exactly one of `passphrase` or `identity` (the text of an age identity file)",
+                            "unlock takes at most one of `passphrase` or `identity` (the text of an age identity file); with neither, the daemon tries its own start-time sources again",
                         ))
                     }
                 };
@@ -1297,8 +1304,9 @@ mod tests {
         );
     }
 
-    /// Twenty-third pass: `unlock` takes an identity file's text as `identity`, exactly one
-    /// of `passphrase` and `identity`; neither, or both, is `bad_request` quoting no value.
+    /// Twenty-third pass: `unlock` takes an identity file's text as `identity`, at most one
+    /// of `passphrase` and `identity`; both is `bad_request` quoting no value. Twenty-fourth
+    /// pass: neither is the daemon's own sources, sent as `{"v":1,"op":"unlock"}`.
     #[test]
     fn an_unlock_takes_exactly_one_of_passphrase_or_identity() {
         let req = Request::Unlock {
@@ -1311,20 +1319,29 @@ mod tests {
         assert!(
             matches!(back, Request::Unlock { key: UnlockKey::Identity(i) } if i.expose() == "AGE-SECRET-KEY-1X")
         );
-        for line in [
-            r#"{"v":1,"op":"unlock"}"#,
-            r#"{"v":1,"op":"unlock","passphrase":"pw-Zq9","identity":"AGE-SECRET-KEY-1Zq9"}"#,
-        ] {
-            let e = Request::parse(line.as_bytes()).unwrap_err();
-            assert_eq!(e.code, ErrorCode::BadRequest, "{line}");
-            assert!(
-                e.message
-                    .contains("exactly one of `passphrase` or `identity`")
-                    && !e.message.contains("Zq9"),
-                "{line}: {}",
-                e.message
-            );
+        let own = Request::Unlock {
+            key: UnlockKey::DaemonSources,
         }
+        .to_line();
+        assert_eq!(&own[..], b"{\"v\":1,\"op\":\"unlock\"}\n");
+        assert!(matches!(
+            Request::parse(&own[..own.len() - 1]).unwrap(),
+            Request::Unlock {
+                key: UnlockKey::DaemonSources
+            }
+        ));
+        let e = Request::parse(
+            br#"{"v":1,"op":"unlock","passphrase":"pw-Zq9","identity":"AGE-SECRET-KEY-1Zq9"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(
+            e.message
+                .contains("at most one of `passphrase` or `identity`")
+                && !e.message.contains("Zq9"),
+            "{}",
+            e.message
+        );
         let e =
             Request::parse(br#"{"v":1,"op":"lock","identity":"AGE-SECRET-KEY-1Zq9"}"#).unwrap_err();
         assert!(

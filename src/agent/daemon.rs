@@ -184,6 +184,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
             Ok(Box::new(LoadedVault::new(v, opts)) as Box<dyn VaultView>)
         }));
     }
+    handler.set_own_sources(own_sources(&c.unlock));
     let unlocked_by = unlock_at_start(c.unlock, &vault_path, &opts, source, &handler)?;
     // The socket comes last: once it answers, the daemon is fully up (unlocked if it can be).
     let listener = match activated_listener()? {
@@ -342,9 +343,7 @@ fn unlock_at_start(
             Err(e) => Err(anyhow::Error::new(e).context(failed())),
         }
     };
-    let from_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
-        .map(|d| PathBuf::from(d).join("scopevault-identity"))
-        .filter(|p| p.exists());
+    let from_systemd = systemd_identity();
     let with_identity = |id: &Path| -> anyhow::Result<Option<String>> {
         let v = open(&Unlock::IdentityFile(id.to_path_buf()), &|| {
             format!("cannot unlock the vault with {}", id.display())
@@ -383,6 +382,38 @@ fn unlock_at_start(
         }
     }
     Ok(None)
+}
+
+/// `$CREDENTIALS_DIRECTORY/scopevault-identity` (systemd `LoadCredential[Encrypted]=`), when
+/// it is there.
+fn systemd_identity() -> Option<PathBuf> {
+    std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|d| PathBuf::from(d).join("scopevault-identity"))
+        .filter(|p| p.exists())
+}
+
+/// The unattended sources an `unlock` with no key tries again after a `lock`
+/// ([`Handler::set_own_sources`]): the identity file the start would use (`--identity-file`,
+/// `SCOPEVAULT_IDENTITY_FILE`, else the systemd credential), then an enrolled keyring slot
+/// unless `--no-keyring`. A passphrase given at the start (`--passphrase-file`/`-fd`) is not
+/// among them: it was read once and zeroed, never kept.
+fn own_sources(u: &StartUnlock) -> Vec<(String, Unlock)> {
+    let mut out = Vec::new();
+    if let Some(id) = &u.identity_file {
+        out.push((
+            format!("identity file {}", crate::text::shown(id)),
+            Unlock::IdentityFile(id.clone()),
+        ));
+    } else if let Some(id) = systemd_identity() {
+        out.push((
+            format!("systemd credential {}", crate::text::shown(&id)),
+            Unlock::IdentityFile(id),
+        ));
+    }
+    if u.keyring {
+        out.push(("the keyring slot".to_owned(), Unlock::Keyring));
+    }
+    out
 }
 
 /// The most memory (KiB) a passphrase slot of the vault at `path` asks for its key

@@ -84,6 +84,9 @@ pub struct Handler {
     tickets: Mutex<Tickets>,
     audit: AuditLog,
     opener: Option<Opener>,
+    /// The unattended sources the daemon was started with, in the order it tried them
+    /// (each with how it is named to an admin): what an `unlock` with no key tries again.
+    own_sources: Vec<(String, crate::vault::Unlock)>,
     open: Arc<AtomicUsize>,
     denials: Mutex<std::collections::HashMap<u32, DenialWindow>>,
     reserve: u64,
@@ -174,6 +177,7 @@ impl Handler {
             tickets: Mutex::new(Tickets::default()),
             audit,
             opener: None,
+            own_sources: Vec::new(),
             open: Arc::new(AtomicUsize::new(0)),
             denials: Mutex::new(std::collections::HashMap::new()),
             reserve: DEFAULT_AUDIT_RESERVE,
@@ -401,6 +405,12 @@ impl Handler {
     /// How `unlock` opens the vault.
     pub(crate) fn set_opener(&mut self, opener: Opener) {
         self.opener = Some(opener);
+    }
+
+    /// The unattended sources the daemon was started with ([`Handler::own_sources`](Self)),
+    /// tried again, in this order, by an `unlock` with no key.
+    pub(crate) fn set_own_sources(&mut self, sources: Vec<(String, crate::vault::Unlock)>) {
+        self.own_sources = sources;
     }
 
     /// Start unlocked with an already opened vault (identity file, keyring at start).
@@ -744,6 +754,9 @@ impl Handler {
                 let unlock = match key {
                     UnlockKey::Passphrase(p) => crate::vault::Unlock::Passphrase(p),
                     UnlockKey::Identity(i) => crate::vault::Unlock::Identity(i),
+                    UnlockKey::DaemonSources => {
+                        return self.admin(peer, Op::Unlock, q, |h| h.unlock_with_own_sources())
+                    }
                 };
                 self.admin(peer, Op::Unlock, q, |h| h.unlock(&unlock))
             }

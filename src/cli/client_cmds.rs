@@ -236,22 +236,47 @@ pub(crate) fn lock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let key = read_unlock_key(g)?;
+    let key = match given_unlock_key(g)? {
+        Some(key) => key,
+        None => {
+            // No key given: the daemon tries its own start-time sources again first (its
+            // identity file, its systemd credential, its keyring slot). A daemon whose vault's
+            // only slot is in the keyring could not be unlocked after a `lock` without a
+            // restart (twenty-fourth pass).
+            let why = match connect_within(g, UNLOCK_WAIT)?.unlock_with_own_sources() {
+                Ok(s) => {
+                    print_admin("unlock", &s)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
+                    if !peer_is_admin(g) {
+                        return Err(daemon_err(e));
+                    }
+                    escape_for_terminal(&e.to_string())
+                }
+                // A daemon older than the unlock with no key refuses it as a bad request.
+                Err(e) if e.code() == Some(crate::protocol::ErrorCode::BadRequest) => format!(
+                    "the daemon cannot try its own unlock sources again (it is older than this scopevault, whose protocol has the `unlock` with no key; it answered: {}): restart it to unlock it with its identity file or keyring slot, or upgrade it",
+                    escape_for_terminal(&e.to_string())
+                ),
+                Err(e) => return Err(daemon_err(e)),
+            };
+            prompted_unlock_key(g, &why)?
+        }
+    };
     let by_identity = matches!(key, UnlockKey::Identity(_));
     let mut client = connect_within(g, UNLOCK_WAIT)?;
     let answer = match key {
         UnlockKey::Passphrase(p) => client.unlock(p),
         UnlockKey::Identity(i) => client.unlock_with_identity(i),
+        UnlockKey::DaemonSources => client.unlock_with_own_sources(),
     };
     let s = match answer {
         Ok(s) => s,
         Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
             // `denied` is either "not an admin" (exit 5) or "this key opens no slot" (exit 3,
             // as for a local unlock): an admin was denied only for the key.
-            let admin = connect_within(g, ANSWER_WAIT)
-                .and_then(|mut c| c.health().map_err(daemon_err))
-                .is_ok_and(|h| h.peer.admin);
-            if admin {
+            if peer_is_admin(g) {
                 return Err(crate::vault::VaultError::WrongKey(format!(
                     "the daemon could not unlock the vault: {e}"
                 ))
@@ -281,15 +306,23 @@ pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether the daemon says this peer is an admin (`health`): `denied` to an admin is about
+/// the key, to anyone else about who asks.
+fn peer_is_admin(g: &GlobalArgs) -> bool {
+    connect_within(g, ANSWER_WAIT)
+        .and_then(|mut c| c.health().map_err(daemon_err))
+        .is_ok_and(|h| h.peer.admin)
+}
+
 /// The key `unlock` sends the daemon, in the order docs/operations.md "Unlock sources" gives:
 /// the source given on the command line (`--identity-file`, `--passphrase-file` or
 /// `--passphrase-fd`: at most one, [`super::unlock::check_explicit_sources`]), then
-/// `SCOPEVAULT_IDENTITY_FILE`, then a no-echo prompt for the passphrase. An identity file is
-/// read and checked here, and its text is sent as `identity` (admin-only, zeroed, never logged
-/// nor audited): `unlock --identity-file` was ignored, and the prompt's passphrase refused by a
-/// vault with no passphrase slot (twenty-third pass).
-fn read_unlock_key(g: &GlobalArgs) -> anyhow::Result<UnlockKey> {
-    use std::io::IsTerminal;
+/// `SCOPEVAULT_IDENTITY_FILE`; `None` when none is given (then the daemon's own sources are
+/// tried, and then the prompt, [`prompted_unlock_key`]). An identity file is read and checked
+/// here, and its text is sent as `identity` (admin-only, zeroed, never logged nor audited):
+/// `unlock --identity-file` was ignored, and the prompt's passphrase refused by a vault with
+/// no passphrase slot (twenty-third pass).
+fn given_unlock_key(g: &GlobalArgs) -> anyhow::Result<Option<UnlockKey>> {
     let identity = || -> anyhow::Result<Option<UnlockKey>> {
         match &g.unlock.identity_file {
             Some(f) => Ok(Some(UnlockKey::Identity(crate::vault::read_identity_text(
@@ -300,23 +333,28 @@ fn read_unlock_key(g: &GlobalArgs) -> anyhow::Result<UnlockKey> {
     };
     if !g.unlock.identity_from_env {
         if let Some(k) = identity()? {
-            return Ok(k);
+            return Ok(Some(k));
         }
     }
     if let Some(p) = super::unlock::passphrase_from_args(g)? {
-        return Ok(UnlockKey::Passphrase(p));
+        return Ok(Some(UnlockKey::Passphrase(p)));
     }
-    if let Some(k) = identity()? {
-        return Ok(k);
-    }
+    identity()
+}
+
+/// When no key is given and the daemon's own sources did not unlock it (`why`, the daemon's
+/// answer): a no-echo prompt for the passphrase on a terminal, else an error saying `why` and
+/// what to give.
+fn prompted_unlock_key(_g: &GlobalArgs, why: &str) -> anyhow::Result<UnlockKey> {
+    use std::io::IsTerminal;
     if std::io::stdin().is_terminal() || super::unlock::have_tty() {
         return Ok(UnlockKey::Passphrase(super::unlock::prompt_passphrase(
             "Vault passphrase (sent to the daemon): ",
         )?));
     }
-    Err(crate::vault::VaultError::NoUnlockSource(
-        "give the passphrase with --passphrase-file FILE or --passphrase-fd N, or the identity file with --identity-file FILE, or run on a terminal to be prompted for the passphrase".into(),
-    )
+    Err(crate::vault::VaultError::NoUnlockSource(format!(
+        "{why}. Give the passphrase with --passphrase-file FILE or --passphrase-fd N, or the identity file with --identity-file FILE, or run on a terminal to be prompted for the passphrase"
+    ))
     .into())
 }
 

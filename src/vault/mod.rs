@@ -1617,7 +1617,7 @@ fn no_passphrase_slot(header: &Header) -> String {
         .iter()
         .any(|s| matches!(s, Slot::Keyring { .. }))
     {
-        ways.push("through its keyring slot (tried by every command unless --no-keyring, and by `scopevault serve` at its start)");
+        ways.push("through its keyring slot (tried by every command unless --no-keyring, by `scopevault serve` at its start, and by the daemon again at a `scopevault unlock` given no key)");
     }
     if ways.is_empty() {
         return "this vault has no passphrase slot".into();

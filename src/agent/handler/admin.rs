@@ -203,6 +203,43 @@ impl Handler {
         Ok(self.admin_status())
     }
 
+    /// `unlock` with no key: the daemon's own start-time sources tried again, in the order of
+    /// its start ([`Handler::set_own_sources`]); the first that opens the vault unlocks it. A
+    /// file refused (`vault_refused`) stops there, as at start. When none is there, or none
+    /// opens it, `denied` names each one tried and what it answered (never a key), and what
+    /// an admin can send instead. A daemon whose vault's only slot is in the keyring could
+    /// not be unlocked after a `lock` without a restart (twenty-fourth pass).
+    pub(super) fn unlock_with_own_sources(&self) -> Result<AdminStatus, Refusal> {
+        use crate::protocol::ErrorCode;
+        let Some(open) = &self.opener else {
+            return Err(Refusal::NoVault);
+        };
+        let mut tried = Vec::new();
+        for (name, source) in &self.own_sources {
+            match open(source, &self.load_rules()) {
+                Ok(vault) => {
+                    self.note_load(vault.as_ref(), "unlock")?;
+                    self.state.set(Opened::new(vault));
+                    return Ok(self.admin_status());
+                }
+                Err(e) if e.code == ErrorCode::VaultRefused => return Err(Refusal::Vault(e)),
+                Err(e) => tried.push(format!("{name}: {}", e.message)),
+            }
+        }
+        let what = if tried.is_empty() {
+            "the daemon has no unlock source of its own to try again (it was started without an identity file, a systemd credential or, with --no-keyring, the keyring)".to_owned()
+        } else {
+            format!(
+                "no unlock source of the daemon's own opened the vault ({})",
+                tried.join("; ")
+            )
+        };
+        Err(Refusal::Vault(ErrorBody::new(
+            ErrorCode::Denied,
+            format!("{what}; send the passphrase (`scopevault unlock` on a terminal, or --passphrase-file FILE) or the identity file (`scopevault unlock --identity-file FILE`)"),
+        )))
+    }
+
     pub(super) fn reload(&self) -> Result<AdminStatus, Refusal> {
         let fresh = self.state.with(|v| match v {
             None => Err(Refusal::Locked),

@@ -95,14 +95,6 @@ fn unlock_with_an_identity_file_unlocks_a_daemon_locked_after_an_identity_file_s
     );
     assert!(locked(&d));
 
-    // No source and no terminal: the message names --identity-file.
-    let out = sv(&d, &["unlock"]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        stderr_of(&out).contains("--identity-file FILE"),
-        "{}",
-        stderr_of(&out)
-    );
     // A passphrase, which this vault has no slot for: the refusal names what works.
     let pf = dir.join("pass");
     std::fs::write(&pf, "not a passphrase of this vault\n").unwrap();
@@ -116,6 +108,11 @@ fn unlock_with_an_identity_file_unlocks_a_daemon_locked_after_an_identity_file_s
         "{err}"
     );
     assert!(locked(&d));
+    // No key given (twenty-fourth pass): the daemon's own identity file, the one it was
+    // started with, unlocks it again.
+    let out = sv(&d, &["unlock"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!locked(&d));
 
     let secret = secret_line(&id);
     let other_secret = secret_line(&other);
@@ -183,6 +180,90 @@ fn unlock_with_an_identity_file_at_an_older_daemon_says_what_works() {
         "{err}"
     );
     assert!(!err.contains(&secret_line(&id)), "{err}");
+}
+
+/// Twenty-fourth pass: a plain `unlock` (no key given, no terminal) first sends
+/// `{"v":1,"op":"unlock"}`, the daemon's own sources. A daemon older than that refuses it as a
+/// bad request: the client says the daemon is older, that a restart unlocks it with its own
+/// sources, and what to give instead (exit 3, no source). A daemon of this pass with no
+/// source of its own (started with a passphrase file and `--no-keyring`) says so, and the
+/// client names what to give (exit 3).
+#[test]
+fn a_plain_unlock_asks_the_daemons_own_sources_and_explains_an_older_daemons_refusal() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let socket = dir.join("old.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let old = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        // What a daemon of the twenty-third pass answers.
+        let mut w = s;
+        w.write_all(
+            br#"{"ok":false,"v":1,"error":{"code":"bad_request","message":"unlock needs exactly one of `passphrase` or `identity` (the text of an age identity file)"}}"#,
+        )
+        .unwrap();
+        w.write_all(b"\n").unwrap();
+        line
+    });
+    let out = daemon::cmd(dir)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("unlock")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) {
+        let _ = s.write_all(b"\n");
+    }
+    let sent = old.join().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&sent).unwrap();
+    assert_eq!(v, serde_json::json!({"v": 1, "op": "unlock"}));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("older")
+            && err.contains("restart it to unlock it with its identity file or keyring slot")
+            && err.contains("--passphrase-file FILE")
+            && err.contains("--identity-file FILE"),
+        "{err}"
+    );
+
+    // A daemon with no source of its own to try again.
+    let dir = tempdir();
+    let dir = dir.path();
+    let pf = dir.join("pass");
+    std::fs::write(&pf, format!("{PASS}\n")).unwrap();
+    daemon::ok(
+        dir,
+        &[
+            "--passphrase-file",
+            pf.to_str().unwrap(),
+            "init",
+            "--no-keyring",
+        ],
+        None,
+    );
+    let d = Daemon::start(
+        dir,
+        &["--no-keyring", "--passphrase-file", pf.to_str().unwrap()],
+    );
+    assert!(!locked(&d));
+    assert!(sv(&d, &["lock"]).status.success());
+    let out = sv(&d, &["unlock"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("the daemon has no unlock source of its own to try again")
+            && err.contains("--passphrase-file FILE"),
+        "{err}"
+    );
+    assert!(locked(&d));
+    let out = sv(&d, &["unlock", "--passphrase-file", pf.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(d.stop().success());
 }
 
 /// A vault with a passphrase slot and an identity slot, in an [`Env`]; returns the identity

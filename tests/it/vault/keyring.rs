@@ -668,3 +668,92 @@ fn a_keyring_entry_holding_another_key_says_to_re_enrol_not_to_start_the_secret_
     );
     assert_no_debug_nor_unreachable_advice("doctor, no entry", &line);
 }
+
+/// Twenty-fourth pass (found by the twenty-third pass's review): a daemon whose vault's only
+/// slot is in the keyring unlocks at its start, but after `scopevault lock` a plain `unlock`
+/// could not unlock it again: it asked for a passphrase (none opens this vault) and said a
+/// restart was needed. Now `unlock` with no key has the daemon try its own start-time sources
+/// again (here its keyring slot), and the daemon serves the vault again without a restart.
+#[test]
+fn regression_a_plain_unlock_has_the_daemon_try_its_keyring_slot_again_after_a_lock() {
+    let Some(bus) = bus() else { return };
+    let e = Env::new();
+    let with_bus = |args: &[&str]| {
+        let mut c = e.cmd();
+        c.env("DBUS_SESSION_BUS_ADDRESS", &bus).args(args);
+        e.run_cmd(&mut c, b"")
+    };
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let stdout = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    // A vault whose only slot is the keyring's.
+    keyring_vault(&e, &bus);
+    let out = with_bus(&["key", "remove", "pass"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let socket = e.path("run/sv.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let s = socket.to_str().unwrap();
+    let mut serve = e.cmd();
+    serve
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+        .args(["serve", "--socket", s, "--audit"])
+        .arg(e.path("audit.jsonl"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(e.path("serve.stderr")).unwrap());
+    let daemon = Reaped(serve.spawn().unwrap());
+    let t0 = std::time::Instant::now();
+    let unlocked = |out: &std::process::Output| stdout(out).contains("the daemon is unlocked");
+    // Ready once a `status` answers unlocked (the keyring slot at start).
+    loop {
+        let out = with_bus(&["--socket", s, "status"]);
+        if out.status.success() && stdout(&out).contains("unlocked") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the daemon did not unlock at start: {}{}",
+            stderr(&out),
+            std::fs::read_to_string(e.path("serve.stderr")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = with_bus(&["--socket", s, "lock"]);
+    assert!(
+        out.status.success() && stdout(&out).contains("the daemon is locked"),
+        "{}",
+        stderr(&out)
+    );
+    // No key given, no terminal: the daemon's own keyring slot unlocks it.
+    let out = with_bus(&["--socket", s, "unlock"]);
+    assert!(
+        out.status.success() && unlocked(&out),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("restart"),
+        "no restart needed: {}",
+        stderr(&out)
+    );
+    // Its audit log records the unlock as allowed.
+    let audit = std::fs::read_to_string(e.path("audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|r| r["op"] == "unlock" && r["decision"] == "allow"),
+        "{audit}"
+    );
+    drop(daemon);
+}
+
+/// A child killed and reaped on drop.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
