@@ -171,7 +171,7 @@ pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
     }
     check_slot_names(slots)?;
     for s in slots {
-        check_salt_and_nonce(s)?;
+        check_slot_form(s)?;
     }
     let work = |k: &KdfParams| u64::from(k.m_kib) * u64::from(k.t);
     let budget = work(&KdfParams::MAX);
@@ -196,13 +196,14 @@ pub(crate) fn check_slot_list(slots: &[Slot]) -> Result<(), VaultError> {
     Ok(())
 }
 
-/// Refuse a slot whose `nonce` is not base64 of 12 bytes, or a passphrase slot whose `salt` is
-/// not base64 of 8..=64 bytes (vault-format.md). Checked when the header is read, with the
+/// Refuse a slot whose `nonce` is not base64 of 12 bytes or whose `wrapped` is not base64 of
+/// [`WRAPPED_LEN`] bytes, or a passphrase slot whose `salt` is not base64 of 8..=64 bytes
+/// (vault-format.md). Checked when the header is read, with the
 /// rest of [`check_slot_list`]: when only a slot being tried checked them (the nonce after its
 /// Argon2 run), the identity file opened such a file while a wrong passphrase called it
 /// corrupt (twenty-third pass, found by its attacker of keys and unlocking). The opening code
 /// checks them again ([`try_passphrase`], `open`).
-fn check_salt_and_nonce(slot: &Slot) -> Result<(), VaultError> {
+fn check_slot_form(slot: &Slot) -> Result<(), VaultError> {
     let (Slot::Passphrase { id, nonce, .. }
     | Slot::Keyring { id, nonce, .. }
     | Slot::Identity { id, nonce, .. }) = slot;
@@ -224,8 +225,26 @@ fn check_salt_and_nonce(slot: &Slot) -> Result<(), VaultError> {
             )));
         }
     }
+    // The wrapped key's form too (twenty-fourth pass, found by the twenty-third pass's
+    // review): it was checked only when the slot was tried, so a file with a malformed one
+    // opened by another slot and was called corrupt only by a key that tried that one.
+    let (Slot::Passphrase { wrapped, .. }
+    | Slot::Keyring { wrapped, .. }
+    | Slot::Identity { wrapped, .. }) = slot;
+    if decoded_len("wrapped", wrapped)? != WRAPPED_LEN {
+        return Err(VaultError::Corrupt(format!(
+            "key slot {id}: wrapped must be {WRAPPED_LEN} bytes (the {IDENTITY_LEN}-byte vault identity string sealed with its 16-byte tag)"
+        )));
+    }
     Ok(())
 }
+
+/// Bytes of a vault identity string (`AGE-SECRET-KEY-1` and the Bech32 of 32 bytes with its
+/// checksum), the plaintext every slot wraps.
+const IDENTITY_LEN: usize = 74;
+
+/// Bytes of a slot's `wrapped`: the identity string sealed by ChaCha20-Poly1305, with its tag.
+const WRAPPED_LEN: usize = IDENTITY_LEN + 16;
 
 /// Refuse a passphrase slot whose `alg` is not `argon2id` (vault-format.md: any other value is
 /// refused). The value is quoted escaped: it comes from a header nobody has authenticated.
@@ -1282,6 +1301,41 @@ mod tests {
                     "{:?} accepted beside {:?}", v, label
                 );
             }
+        }
+    }
+
+    /// Twenty-fourth pass: a slot's `wrapped` is checked, when the header is read, to be
+    /// [`WRAPPED_LEN`] bytes: the vault identity string every slot wraps, sealed with its tag.
+    #[test]
+    fn every_slot_wraps_an_identity_string_of_identity_len_bytes_and_a_slot_we_make_passes() {
+        use secrecy::ExposeSecret;
+        for _ in 0..8 {
+            let ident = age::x25519::Identity::generate();
+            assert_eq!(ident.to_string().expose_secret().len(), IDENTITY_LEN);
+        }
+        let slot = labelled("laptop");
+        check_slot_list(std::slice::from_ref(&slot)).unwrap();
+        let Slot::Identity { wrapped, .. } = &slot else {
+            unreachable!()
+        };
+        assert_eq!(
+            BASE64.decode(wrapped.as_bytes()).unwrap().len(),
+            WRAPPED_LEN
+        );
+        for bad in [
+            "AAAA",
+            "not base64!",
+            &BASE64.encode(&[0u8; WRAPPED_LEN + 1]),
+        ] {
+            let mut s = slot.clone();
+            if let Slot::Identity { wrapped, .. } = &mut s {
+                *wrapped = bad.to_owned();
+            }
+            let e = check_slot_list(&[s]).unwrap_err().to_string();
+            assert!(
+                e.contains("wrapped") && e.contains("key slot"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -1142,10 +1142,11 @@ fn key_passwd_on_a_vault_without_a_passphrase_slot_says_so() {
 /// first still tried slots of the genuine one's cost put before it by a writer without the key
 /// (31 of them: every unlock 0.2 s → 5.0 s, then the file refused for its MAC anyway). The
 /// slot that opened the vault last on this machine is remembered in the state directory and
-/// tried first. No timing: the forged slots have a wrapped key that is not base64, so trying
-/// one first is an error ("not valid base64", after its Argon2 run), and which error comes
-/// shows which slot was tried first. (Their salt was not base64 until the twenty-third pass,
-/// which refuses such a header when it is read.)
+/// tried first. No timing: the forged slots take the genuine passphrase but wrap 74 bytes
+/// that are no identity, so trying one first is an error ("malformed identity", after its
+/// Argon2 run), and which error comes shows which slot was tried first. (Their salt was not
+/// base64 until the twenty-third pass, and their wrapped key until the twenty-fourth, which
+/// refuse such a header when it is read.)
 #[test]
 fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost() {
     let e = Env::new();
@@ -1171,11 +1172,18 @@ fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost(
     let slots = header["slots"].as_array().unwrap().clone();
     let pass_slot = slots.iter().find(|s| s["type"] == "passphrase").unwrap();
     // 30 slots of the genuine one's cost (the file holds at most 32), before it.
+    let vault_id = header["vault_id"].as_str().unwrap().to_owned();
     let mut forged: Vec<serde_json::Value> = (0..30)
         .map(|n| {
             let mut s = pass_slot.clone();
-            s["id"] = serde_json::json!(format!("{n:016x}"));
-            s["wrapped"] = serde_json::json!("not base64!");
+            let id = format!("{n:016x}");
+            s["wrapped"] = serde_json::json!(wrap_under_passphrase(
+                pass_slot,
+                &vault_id,
+                &id,
+                &[b'x'; 74]
+            ));
+            s["id"] = serde_json::json!(id);
             s
         })
         .collect();
@@ -1191,7 +1199,7 @@ fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost(
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("failed authentication") && !err.contains("base64"),
+        err.contains("failed authentication") && !err.contains("malformed identity"),
         "{err}"
     );
 
@@ -1218,9 +1226,53 @@ fn the_slot_that_opened_the_vault_last_is_tried_before_forged_slots_of_its_cost(
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("not valid base64"),
+        !out.status.success() && err.contains("a key slot holds a malformed identity"),
         "{err}"
     );
+}
+
+/// `plaintext` sealed as the passphrase slot `slot` (its KDF parameters, salt and nonce, the
+/// passphrase [`PASS`]) would seal it for the slot id `id` (vault-format.md): the `wrapped` of
+/// a slot that opens with that passphrase, to whatever it holds.
+fn wrap_under_passphrase(
+    slot: &serde_json::Value,
+    vault_id: &str,
+    id: &str,
+    plaintext: &[u8],
+) -> String {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+    use data_encoding::BASE64;
+    let kdf = &slot["kdf"];
+    let n = |k: &str| u32::try_from(kdf[k].as_u64().unwrap()).unwrap();
+    let params = argon2::Params::new(n("m_kib"), n("t"), n("p"), Some(32)).unwrap();
+    let salt = BASE64
+        .decode(slot["salt"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let nonce = BASE64
+        .decode(slot["nonce"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let mut key = [0u8; 32];
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(PASS.as_bytes(), &salt, &mut key)
+        .unwrap();
+    let aad = [
+        b"scopevault/v1/slot\0",
+        vault_id.as_bytes(),
+        b"\0",
+        id.as_bytes(),
+    ]
+    .concat();
+    let ct = ChaCha20Poly1305::new(Key::from_slice(&key))
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        .unwrap();
+    BASE64.encode(&ct)
 }
 
 /// Found by attacking the vault file from vault-format.md (nineteenth pass): a header with a
@@ -1341,7 +1393,7 @@ fn key_remove_of_a_keyring_slot_warns_when_its_entry_is_not_deleted_for_every_st
             .push(serde_json::json!({
                 "type": "keyring", "id": id, "store": store, "service": "scopevault",
                 "account": format!("{vault_id}/{id}"),
-                "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
                 "label": format!("old-host-{n}"), "created": "2026-01-01T00:00:00Z"
             }));
         header["generation"] = serde_json::json!(header["generation"].as_u64().unwrap() + 1);
@@ -1400,7 +1452,7 @@ fn key_remove_refuses_to_leave_only_another_hosts_keyring_slots() {
             .push(serde_json::json!({
                 "type": "keyring", "id": id, "store": store, "service": "scopevault",
                 "account": format!("{vault_id}/{id}"),
-                "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
                 "label": "old-host", "created": "2026-01-01T00:00:00Z"
             }));
         header["generation"] = serde_json::json!(header["generation"].as_u64().unwrap() + 1);

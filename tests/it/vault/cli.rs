@@ -229,18 +229,21 @@ fn a_flipped_byte_anywhere_is_refused() {
         if slot_recipients.iter().any(|r| r.contains(&pos)) {
             // The slot no longer opens with this identity (exit 3), or the flip broke the
             // slot's base64 (its nonce's, checked when the header is read since the
-            // twenty-third pass), its hex id or the vault's hex id and the header is refused
-            // as corrupt (exit 4) before any slot is tried.
+            // twenty-third pass, its wrapped key's since the twenty-fourth), its hex id or the
+            // vault's hex id and the header is refused as corrupt (exit 4) before any slot is
+            // tried.
             let no_slot =
                 out.status.code() == Some(3) && err.contains("does not match any identity slot");
-            let nonce = |why: &str| {
+            let member = |name: &str, why: &str| {
                 err.contains("error: the vault file is corrupt: key slot ")
-                    && err.contains(&format!(": nonce {why}"))
+                    && err.contains(&format!(": {name} {why}"))
             };
             let corrupt = out.status.code() == Some(4)
                 && (err.contains("error: the vault file is corrupt: a key slot is not valid base64")
-                    || nonce("is not base64")
-                    || nonce("must be 12 bytes")
+                    || member("nonce", "is not base64")
+                    || member("nonce", "must be 12 bytes")
+                    || member("wrapped", "is not base64")
+                    || member("wrapped", "must be 90 bytes")
                     || err.contains(
                         "error: the vault file is corrupt: a key slot's id is not 16 lowercase hex digits",
                     )
@@ -681,7 +684,7 @@ fn terminal_controls_a_writer_without_the_key_puts_in_the_header_are_printed_esc
     h["slots"].as_array_mut().unwrap().push(serde_json::json!({
         "type": "keyring", "id": "00112233aabbccdd", "store": "keyutils",
         "service": "scopevault\u{202e}lave", "account": "x\u{200b}y",
-        "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAA"
+        "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
     }));
     std::fs::write(e.vault(), assemble(&h, &payload, &[0u8; 32])).unwrap();
     // `key list` tries an enrolled keyring slot first (nineteenth pass), and this one names
@@ -2046,7 +2049,7 @@ fn a_line_break_in_an_unauthenticated_header_value_cannot_forge_an_error_line() 
             h["slots"].as_array_mut().unwrap().push(serde_json::json!({
                 "type": "keyring", "id": "00112233aabbccdd", "store": "keyutils",
                 "service": FORGED, "account": "a",
-                "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAA"
+                "nonce": "AAAAAAAAAAAAAAAA", "wrapped": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
             }));
             h
         }),
@@ -2164,7 +2167,8 @@ fn a_key_holders_file_breaking_the_formats_rules_is_refused_alike_by_every_reade
         err.contains(&last) && err.contains("no save can follow"),
         "{err}"
     );
-    let out = run(&set);
+    // Another value (the same one is no change, and saves nothing: twenty-fourth pass).
+    let out = run(&with_id(&["cred", "set", "c", "--field", "user=y"]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(

@@ -704,6 +704,40 @@ fn a_fifo_at_the_vault_path_or_behind_a_link_is_refused_without_being_opened() {
 /// header is read, naming the slot and the member; the file is left as it was.
 #[test]
 fn regression_a_slot_salt_or_nonce_of_the_wrong_length_is_refused_when_the_header_is_read() {
+    let b64 = |n: usize| BASE64.encode(&vec![7u8; n]);
+    // (slot type, member, length, what the refusal names)
+    refused_when_the_header_is_read(&[
+        ("passphrase", "salt", b64(4), "salt"),
+        ("passphrase", "salt", b64(65), "salt"),
+        ("passphrase", "nonce", b64(5), "nonce"),
+        ("passphrase", "nonce", b64(13), "nonce"),
+        ("identity", "nonce", b64(11), "nonce"),
+        ("identity", "nonce", b64(24), "nonce"),
+    ]);
+}
+
+/// Twenty-fourth pass (found by the twenty-third pass's review): a slot's `wrapped` was
+/// checked only when the slot was tried, so a file the key holder wrote with a malformed one
+/// (not base64, or not the 90 bytes of a sealed vault identity string) was opened by another
+/// slot and called corrupt only by a key that tried that one. Every path now refuses it when
+/// the header is read, as salt and nonce, naming the slot and `wrapped`.
+#[test]
+fn regression_a_slot_wrapped_key_of_the_wrong_form_is_refused_when_the_header_is_read() {
+    let b64 = |n: usize| BASE64.encode(&vec![7u8; n]);
+    refused_when_the_header_is_read(&[
+        ("passphrase", "wrapped", b64(89), "wrapped"),
+        ("passphrase", "wrapped", "not base64!".into(), "wrapped"),
+        ("identity", "wrapped", b64(91), "wrapped"),
+        ("identity", "wrapped", b64(16), "wrapped"),
+        ("identity", "wrapped", String::new(), "wrapped"),
+    ]);
+}
+
+/// For each case (slot type, member, value, what the refusal names): the key holder's file
+/// with an extra slot of that type whose member holds the value is refused, exit 4, by the
+/// identity file, the right and a wrong passphrase and `key list`, naming the slot and the
+/// member, and is left as it was; the same recipe with the genuine values opens.
+fn refused_when_the_header_is_read(cases: &[(&str, &str, String, &str)]) {
     let e = Env::new();
     let idf = e.path("id.txt");
     let idf = idf.to_str().unwrap();
@@ -726,25 +760,15 @@ fn regression_a_slot_salt_or_nonce_of_the_wrong_length_is_refused_when_the_heade
     let good = std::fs::read(e.vault()).unwrap();
     let (header, payload) = common_vault::split(&good);
     let vault_identity = common_vault::vault_identity_via(&header, Path::new(idf));
-    let b64 = |n: usize| BASE64.encode(&vec![7u8; n]);
-    // (slot type, member, length, what the refusal names)
-    let cases = [
-        ("passphrase", "salt", 4, "salt"),
-        ("passphrase", "salt", 65, "salt"),
-        ("passphrase", "nonce", 5, "nonce"),
-        ("passphrase", "nonce", 13, "nonce"),
-        ("identity", "nonce", 11, "nonce"),
-        ("identity", "nonce", 24, "nonce"),
-    ];
-    for (kind, member, len, named) in cases {
+    for (kind, member, value, named) in cases {
         // The key holder's file: an extra slot of `kind` with the member of that length,
         // the MAC computed under the vault key.
         let mut h = header.clone();
         let slots = h["slots"].as_array_mut().unwrap();
-        let mut extra = slots.iter().find(|s| s["type"] == kind).unwrap().clone();
+        let mut extra = slots.iter().find(|s| s["type"] == *kind).unwrap().clone();
         extra["id"] = serde_json::json!("00000000000000a1");
         extra["label"] = serde_json::json!("extra");
-        extra[member] = serde_json::json!(b64(len));
+        extra[*member] = serde_json::json!(value);
         slots.push(extra);
         h["generation"] = serde_json::json!(header["generation"].as_u64().unwrap() + 1);
         let forged = frame_and_mac(2, &h, &payload, &vault_identity);
@@ -765,7 +789,7 @@ fn regression_a_slot_salt_or_nonce_of_the_wrong_length_is_refused_when_the_heade
             let err = e.fails(&args, b"", 4);
             assert!(
                 err.contains("00000000000000a1") && err.contains(named),
-                "{kind} {member} {len} {args:?}: {err}"
+                "{kind} {member} {value:?} {args:?}: {err}"
             );
         }
         assert_eq!(std::fs::read(e.vault()).unwrap(), forged, "left as it was");
