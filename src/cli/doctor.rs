@@ -345,6 +345,8 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
         }
     });
     if let Some(id) = identity_file {
+        // Its mode is judged below, in the report: opening it does not warn on stderr too.
+        vault::identity_mode_reported_by_caller(id);
         match Vault::open(
             path,
             &Unlock::IdentityFile(id.clone()),

@@ -1633,22 +1633,29 @@ fn no_passphrase_slot(header: &Header) -> String {
 /// daemon. Read as [`read_small_file`] reads it, zeroed on drop; an error names the file,
 /// never its content.
 pub fn read_identity_text(path: &Path) -> Result<SecretString, VaultError> {
-    let text = Zeroizing::new(read_small_file(path)?);
-    slots::parse_identity_file(&text).map_err(|why| VaultError::BadIdentityFile {
-        path: path.to_path_buf(),
-        why,
-    })?;
+    let (text, _) = read_identity_file(path)?;
     Ok(SecretString::from(text.as_str().to_owned()))
 }
 
-/// The identities of the identity file at `path` (read with [`read_small_file`]); an error
-/// names the file.
+/// The identities of the identity file at `path` ([`read_identity_file`]).
 fn identities_in(path: &Path) -> Result<Vec<age::x25519::Identity>, VaultError> {
+    Ok(read_identity_file(path)?.1)
+}
+
+/// The text of the identity file at `path` (read with [`read_small_file`], zeroed on drop) and
+/// its identities: one reading and one check for [`read_identity_text`] and
+/// [`identities_in`], which were copies of each other. An error names the file, never its
+/// content.
+fn read_identity_file(
+    path: &Path,
+) -> Result<(Zeroizing<String>, Vec<age::x25519::Identity>), VaultError> {
     let text = Zeroizing::new(read_small_file(path)?);
-    slots::parse_identity_file(&text).map_err(|why| VaultError::BadIdentityFile {
-        path: path.to_path_buf(),
-        why,
-    })
+    let identities =
+        slots::parse_identity_file(&text).map_err(|why| VaultError::BadIdentityFile {
+            path: path.to_path_buf(),
+            why,
+        })?;
+    Ok((text, identities))
 }
 
 /// Read a small (≤ 64 KiB) file whose content is secret, zeroing the buffer.
@@ -1689,23 +1696,40 @@ fn read_small_file(path: &Path) -> Result<String, VaultError> {
 /// (`fstat`), the path and mode are named, the content never.
 fn warn_if_others_may_read(path: &Path, f: &std::fs::File) {
     use std::os::unix::fs::MetadataExt;
-    static WARNED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
     let Ok(meta) = f.metadata() else { return };
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 == 0 {
         return;
     }
-    let mut warned = WARNED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if warned.iter().any(|p| p == path) {
+    if !first_mode_warning(path) {
         return;
     }
-    warned.push(path.to_path_buf());
     let shown = crate::text::shown(path);
     eprintln!(
         "scopevault: warning: the identity file {shown} has mode {mode:04o}: users other than its owner may read it, and it holds the vault's key; run `chmod 600 {shown}`"
     );
+}
+
+/// The identity files whose mode was warned about in this process (once each).
+static MODE_WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether no warning about `path`'s mode was given yet in this process; records that one is.
+fn first_mode_warning(path: &Path) -> bool {
+    let mut warned = MODE_WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.iter().any(|p| p == path) {
+        return false;
+    }
+    warned.push(path.to_path_buf());
+    true
+}
+
+/// For a caller that reports the mode of the identity file at `path` itself (`doctor`, in its
+/// report): reading it here does not warn on stderr too. `doctor` said it twice (twenty-fourth
+/// pass, found by the twenty-third pass's review).
+pub(crate) fn identity_mode_reported_by_caller(path: &Path) {
+    first_mode_warning(path);
 }
 
 /// Benchmark support, not a stable API: the "plain age" baseline the vault's open and save

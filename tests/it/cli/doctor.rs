@@ -1571,3 +1571,30 @@ fn doctor_lines_write_no_workflow_command() {
         assert!(!line.contains("##["), "{line}");
     }
 }
+
+/// Twenty-fourth pass (found by the twenty-third pass's review): `doctor --identity-file F`
+/// with F readable by group or others warned twice: its own `warn identity` line on stdout,
+/// and the vault library's warning on stderr when it opened F. Once is enough: the report's
+/// line (which `--json` carries too) says it, and stderr does not repeat it.
+#[test]
+fn regression_doctor_warns_once_about_an_identity_file_others_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let no_daemon = dir.path().join("no-daemon.sock");
+    let out = doctor(dir.path(), &no_daemon, &["--identity-file", id_s]);
+    let (text, _) = text_of(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        line_with(&text, "warn", "identity", &[id_s, "mode 0644", "chmod 600"]).is_some(),
+        "{text}"
+    );
+    let told = |s: &str| s.lines().filter(|l| l.contains("0644")).count();
+    assert_eq!(
+        told(&text) + told(&err),
+        1,
+        "stdout:\n{text}\nstderr:\n{err}"
+    );
+}
