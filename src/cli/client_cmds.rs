@@ -344,9 +344,28 @@ fn given_unlock_key(g: &GlobalArgs) -> anyhow::Result<Option<UnlockKey>> {
 
 /// When no key is given and the daemon's own sources did not unlock it (`why`, the daemon's
 /// answer): a no-echo prompt for the passphrase on a terminal, else an error saying `why` and
-/// what to give.
-fn prompted_unlock_key(_g: &GlobalArgs, why: &str) -> anyhow::Result<UnlockKey> {
+/// what to give. No prompt when the vault file's header (`--vault`, `SCOPEVAULT_VAULT` or the
+/// default: the daemon's when they run as one user) lists no passphrase slot: the answer
+/// could only be refused (twenty-fourth pass, found by the twenty-third pass's review). The
+/// header is not authenticated, so it only spares a prompt; a file that cannot be read
+/// leaves the prompt as it was.
+fn prompted_unlock_key(g: &GlobalArgs, why: &str) -> anyhow::Result<UnlockKey> {
     use std::io::IsTerminal;
+    let path = super::unlock::vault_path(g);
+    if let Ok(slots) = crate::vault::read_slots(&path) {
+        if !slots
+            .iter()
+            .any(|s| matches!(s, crate::vault::Slot::Passphrase { .. }))
+        {
+            let kinds: Vec<&str> = slots.iter().map(|s| s.kind()).collect();
+            return Err(crate::vault::VaultError::NoUnlockSource(format!(
+                "{why}. The vault file {} has no passphrase slot (its slots: {}), so no passphrase is asked: give the identity file with --identity-file FILE (if the daemon serves another vault file, name it with --vault PATH)",
+                super::shown(&path),
+                if kinds.is_empty() { "none".to_owned() } else { kinds.join(", ") }
+            ))
+            .into());
+        }
+    }
     if std::io::stdin().is_terminal() || super::unlock::have_tty() {
         return Ok(UnlockKey::Passphrase(super::unlock::prompt_passphrase(
             "Vault passphrase (sent to the daemon): ",

@@ -254,3 +254,52 @@ fn regression_a_signal_at_the_prompt_restores_the_terminals_echo() {
     }
     assert_eq!(e.vault_bytes(), before);
 }
+
+/// Twenty-fourth pass (found by the twenty-third pass's review): on a terminal, a plain
+/// `unlock` prompted for a passphrase even when the vault has no passphrase slot (here an
+/// identity slot only, and the daemon's own identity file is gone, so its own sources do not
+/// open it): the answer could only be refused. The vault file's header lists the slot kinds
+/// without a key: no prompt, exit 3, saying so and naming `--identity-file`.
+#[test]
+fn a_plain_unlock_does_not_prompt_for_a_passphrase_the_vault_has_no_slot_for() {
+    if !pty_or_skip() {
+        return;
+    }
+    let e = Env::new();
+    let id = e.path("id.txt");
+    e.ok(&["init", "--identity-out", id.to_str().unwrap()], b"");
+    let own = e.path("daemon-id.txt");
+    std::fs::copy(&id, &own).unwrap();
+    let socket = e.path("run/sv.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let _daemon = e.serve(
+        &socket,
+        &["--no-keyring", "--identity-file", own.to_str().unwrap()],
+    );
+    let s = socket.to_str().unwrap();
+    e.ok(&["--socket", s, "lock"], b"");
+    std::fs::remove_file(&own).unwrap();
+    let (code, screen) = on_pty(
+        &e,
+        &format!("--socket {s} unlock"),
+        &["Vault passphrase=not a passphrase of this vault"],
+    );
+    assert_eq!(code, 3, "{screen}");
+    assert!(!screen.contains("Vault passphrase (sent"), "{screen}");
+    assert!(
+        screen.contains("has no passphrase slot") && screen.contains("--identity-file FILE"),
+        "{screen}"
+    );
+    // With the identity file, it unlocks.
+    let out = e.ok(
+        &[
+            "--socket",
+            s,
+            "unlock",
+            "--identity-file",
+            id.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(out.contains("the daemon is unlocked"), "{out}");
+}
