@@ -969,7 +969,20 @@ fn audit() {
     );
     // Rollback: an older copy of the vault put back is refused (and accepted when asked).
     let older = std::fs::read(d.p("vault/vault.scopevault")).unwrap();
-    set_password("shop-admin", ADMIN_PW, Expect::Success);
+    // A change saves a newer generation (the value stored already saves nothing: twenty-
+    // fourth pass).
+    r.ok(
+        &[
+            "cred",
+            "set",
+            "shop-admin",
+            "--field",
+            "rollback_note=newer",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
     std::fs::write(d.p("vault/vault.scopevault"), &older).unwrap();
     r.fail(
         &["cred", "show", "shop-admin", "--passphrase-file", &pf],
@@ -1892,7 +1905,20 @@ fn audit() {
     r.fail(&["unlock", "--passphrase-file", &pf], b"");
     std::fs::write(&vault_path, &good).unwrap();
     r.ok(&["unlock", "--passphrase-file", &pf], b"");
-    // A vault changed under the daemon, then reloaded.
+    // A vault changed under the daemon, then reloaded; then the stored value set again,
+    // which saves nothing.
+    r.ok(
+        &[
+            "cred",
+            "set",
+            "shop-admin",
+            "--field",
+            "rollback_note=changed",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
     set_password("shop-admin", ADMIN_PW, Expect::Success);
     r.ok(&["reload"], b"");
     r.ok(&["audit", "rotate"], b"");
