@@ -218,10 +218,14 @@ pub fn read_json(s: &mut UnixStream) -> std::io::Result<Value> {
     let mut bytes = Vec::new();
     let mut b = [0u8; 1];
     loop {
-        match std::io::Read::read(s, &mut b)? {
-            0 => break,
-            _ if b[0] == b'\n' => break,
-            _ => bytes.push(b[0]),
+        // A signal handled elsewhere in this test process (a handler installed without
+        // SA_RESTART) can interrupt the read: read again, as `read_line` would.
+        match std::io::Read::read(s, &mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(0) => break,
+            Ok(_) if b[0] == b'\n' => break,
+            Ok(_) => bytes.push(b[0]),
         }
     }
     let out = String::from_utf8_lossy(&bytes).into_owned();
