@@ -37,8 +37,9 @@ pub use error::PolicyError;
 pub use implies::{MAX_EDGES, MAX_EXPANSION, MAX_STEPS};
 pub use kind::{CredentialKind, UnknownKind};
 pub use lint::{LintOptions, Report};
+pub use parse::MAX_COMPARED_BYTES;
 pub(crate) use parse::{normalise_origin, parse_duration};
-pub use scope::{Scope, ScopeError};
+pub use scope::{Scope, ScopeError, MAX_SCOPE_BYTES};
 
 use scope::GrantSet;
 
@@ -398,6 +399,9 @@ pub struct Policy {
     /// The steps the parse's expansions of every credential and task took together (scopes
     /// and keys looked at, graph nodes and edges walked): what the tests check grows linearly.
     pub(crate) expansion_steps: u64,
+    /// The bytes the (task, credential) comparisons were charged against
+    /// [`MAX_COMPARED_BYTES`]: what the tests check bounds the report.
+    pub(crate) compared_bytes: u64,
     /// The catalog's high-risk scopes, sorted, for `high-risk-scope-unneeded`.
     pub(crate) high_risk: high_risk::HighRiskIndex,
 }

@@ -9,6 +9,7 @@ use toml::Spanned;
 use super::error::did_you_mean;
 use super::implies::{ImpliesGraph, TooManyEdges, MAX_EDGES, MAX_EXPANSION, MAX_STEPS};
 use super::lint::RuleId;
+use super::scope::MAX_SCOPE_BYTES;
 use super::{
     CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Location, Policy,
     PolicyError, Problem, Risk, Runners, Scope, Sp, Task,
@@ -247,7 +248,11 @@ impl<'a> Ctx<'a> {
                 span: s.span(),
             });
         }
-        match Scope::parse(s.get_ref()) {
+        let parsed = match self.names {
+            Names::New => Scope::parse(s.get_ref()),
+            Names::Stored => Scope::parse_stored(s.get_ref()),
+        };
+        match parsed {
             Ok(v) => {
                 self.scopes.insert(s.get_ref(), v.clone());
                 Some(Sp {
@@ -259,11 +264,11 @@ impl<'a> Ctx<'a> {
                 self.problems.push(Problem {
                     rule: RuleId::InvalidScope,
                     span: s.span(),
-                    message: format!("invalid scope `{}` in {where_}", s.get_ref()),
+                    message: format!("invalid scope `{}` in {where_}", shown_scope(s.get_ref())),
                     help: e.to_string(),
                     credential: credential.map(str::to_owned),
                     task: task.map(str::to_owned),
-                    scopes: vec![s.get_ref().clone()],
+                    scopes: vec![shown_scope(s.get_ref())],
                 });
                 None
             }
@@ -311,6 +316,17 @@ impl<'a> Ctx<'a> {
     }
 
     fn origin(&self, o: &Spanned<String>) -> Result<Sp<String>, PolicyError> {
+        // Findings copy origins once per (task, credential) pair, so new policy text holds
+        // them to a length (twenty-fourth pass); a stored policy is read as it was written.
+        if self.names == Names::New && o.get_ref().len() > MAX_ORIGIN_BYTES {
+            return Err(self.err(
+                o.span(),
+                format!(
+                    "origin of {} bytes, longer than the {MAX_ORIGIN_BYTES} bytes an origin may have (a 253-character host name with its scheme and port fits); write scheme://host[:port], e.g. \"https://shop.example.com\"",
+                    o.get_ref().len()
+                ),
+            ));
+        }
         match normalise_origin(o.get_ref()) {
             Some(v) => Ok(Sp {
                 value: v,
@@ -343,6 +359,28 @@ impl<'a> Ctx<'a> {
             span: p.span(),
         })
     }
+}
+
+/// The longest origin, as written, that new policy text accepts: `https://`, a host name of
+/// 253 characters (the most [`is_host_name`] allows) and a port fit.
+pub(crate) const MAX_ORIGIN_BYTES: usize = 300;
+
+/// Most bytes of scopes and origins the lint compares, and its findings may name, over every
+/// (task, listed credential) pair: each pair counts the credential's effective scopes and
+/// origins and the task's needs and origin, by the bytes of their text. (Short scopes are
+/// bounded by the count of scopes compared, [`MAX_EXPANSION`], first.) With scopes of at most [`MAX_SCOPE_BYTES`], what one finding holds beyond a
+/// fixed template and names is at most a few times what its pair was charged.
+pub const MAX_COMPARED_BYTES: usize = 200_000_000;
+
+/// A scope as an `invalid-scope` finding quotes it: in full up to [`MAX_SCOPE_BYTES`], else its
+/// first 64 characters and `…`, so a scope of a megabyte costs the report a line, not a
+/// megabyte per copy.
+fn shown_scope(s: &str) -> String {
+    if s.len() <= MAX_SCOPE_BYTES {
+        return s.to_owned();
+    }
+    let cut: String = s.chars().take(64).collect();
+    format!("{cut}…")
 }
 
 /// `90d`, `2w`, `12h` → a duration.
@@ -920,6 +958,7 @@ fn build<'a>(
         problems: ctx.problems,
         graph: Default::default(),
         expansion_steps: 0,
+        compared_bytes: 0,
         high_risk,
     };
     build_graph(&mut policy)?;
@@ -1011,16 +1050,44 @@ fn build<'a>(
     // The lint compares every task with every credential it lists, scope by scope: that work
     // (and the findings listing the excess) is bounded the same way, so a few credentials with
     // many scopes listed by many tasks cannot run CI out of memory either.
-    let sizes: FxHashMap<&str, usize> = policy
+    //
+    // The findings of a pair copy its text too (the excess scopes, the task's needs, the
+    // origins), so the bytes of that text are charged to a budget of their own,
+    // MAX_COMPARED_BYTES: counting scopes alone let one scope of a megabyte listed by 500
+    // tasks make a gigabyte of report (twenty-fourth pass).
+    let origin_bytes =
+        |o: &[Sp<String>]| -> usize { o.iter().map(|o| o.value.len()).sum::<usize>() };
+    let sizes: FxHashMap<&str, (usize, usize)> = policy
         .credentials
-        .keys()
-        .map(String::as_str)
-        .zip(effective.iter().map(|e| e.len()))
+        .iter()
+        .zip(effective.iter())
+        .map(|((n, c), e)| {
+            let bytes =
+                e.iter().map(|s| s.as_str().len()).sum::<usize>() + origin_bytes(&c.origins);
+            (n.as_str(), (e.len(), bytes))
+        })
         .collect();
     let mut pairs = MAX_EXPANSION;
+    let mut compared = MAX_COMPARED_BYTES;
     for (name, t) in &policy.tasks {
+        let task_bytes = t
+            .needs
+            .iter()
+            .map(|n| n.value.as_str().len())
+            .sum::<usize>()
+            + t.origin.as_ref().map_or(0, |o| o.value.len());
         for c in &t.credentials {
-            let n = sizes.get(c.value.as_str()).copied().unwrap_or(0);
+            let (n, bytes) = sizes.get(c.value.as_str()).copied().unwrap_or((0, 0));
+            compared = compared.checked_sub(bytes + task_bytes).ok_or_else(|| {
+                PolicyError::invalid(
+                    path,
+                    source,
+                    c.span.clone(),
+                    format!(
+                        "task `{name}`: the tasks' credentials, needs and origins compared add up to more than {MAX_COMPARED_BYTES} bytes of scopes and origins (each task counts the scopes and origins of every credential it lists, and its own needs and origin, once per credential, as the lint compares them and its findings name them); give tasks narrower credentials, or split the policy"
+                    ),
+                )
+            })?;
             pairs = pairs.checked_sub(n).ok_or_else(|| {
                 PolicyError::invalid(
                     path,
@@ -1037,6 +1104,7 @@ fn build<'a>(
         c.effective = eff;
     }
     policy.expansion_steps = steps;
+    policy.compared_bytes = (MAX_COMPARED_BYTES - compared) as u64;
     Ok(policy)
 }
 

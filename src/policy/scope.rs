@@ -26,9 +26,24 @@ pub struct Scope {
     text: std::sync::Arc<str>,
 }
 
+/// The longest scope, in bytes, that new policy text (`lint`, `policy apply`, `publish`) and
+/// `cred add --scope` accept. Findings, messages and the daemon's warnings copy scopes, once
+/// per (task, credential) pair: a scope of a megabyte listed by 500 tasks made `lint` write a
+/// gigabyte (twenty-fourth pass). A policy a vault or bundle already stores is read without
+/// this bound ([`Scope::parse_stored`]), so that it still opens.
+pub const MAX_SCOPE_BYTES: usize = 256;
+
 /// Why a string is not a scope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
+    /// Longer than [`MAX_SCOPE_BYTES`]. The scope itself is not quoted (it may be megabytes).
+    #[error("scope of {len} bytes, longer than the {max} bytes a scope may have: name the permission in fewer, shorter segments")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_SCOPE_BYTES`].
+        max: usize,
+    },
     /// The scope is empty.
     #[error("empty scope: write segments of a-z, 0-9, `_` or `-` joined by `:`")]
     Empty,
@@ -56,8 +71,20 @@ fn segment_ok(seg: &str) -> bool {
 }
 
 impl Scope {
-    /// Parse a scope string.
+    /// Parse a scope string of at most [`MAX_SCOPE_BYTES`].
     pub fn parse(s: &str) -> Result<Scope, ScopeError> {
+        if s.len() > MAX_SCOPE_BYTES {
+            return Err(ScopeError::TooLong {
+                len: s.len(),
+                max: MAX_SCOPE_BYTES,
+            });
+        }
+        Scope::parse_stored(s)
+    }
+
+    /// [`Scope::parse`] without the length bound: for a policy a vault or a bundle already
+    /// stores, written before the bound (twenty-fourth pass), which must still open.
+    pub(crate) fn parse_stored(s: &str) -> Result<Scope, ScopeError> {
         if s.is_empty() {
             return Err(ScopeError::Empty);
         }

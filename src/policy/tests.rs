@@ -713,3 +713,51 @@ fn high_risk_findings_are_those_of_a_scan_of_the_catalog() {
         }
     }
 }
+
+/// Scopes and origins of new policy text have a length (twenty-fourth pass: findings copy
+/// them once per (task, credential) pair, and a megabyte scope made a gigabyte of report):
+/// a scope over 256 bytes is refused at its place without being quoted in full, an origin
+/// over 300 bytes too. A policy a vault or bundle stores from before is read as it was
+/// written (`Policy::parse_stored`), so the vault still opens and the daemon still serves it.
+#[test]
+fn long_scopes_and_origins_are_refused_in_new_text_and_read_in_a_stored_policy() {
+    let policy = |scope: &str, origin: &str| {
+        format!(
+            "version = 1\n[credentials.c]\nkind = \"token\"\nscopes = [\"{scope}\"]\norigins = [\"{origin}\"]\n[tasks.t]\nneeds = [\"{scope}\"]\ncredentials = [\"c\"]\nrunners = {{ users = [\"u\"] }}\n"
+        )
+    };
+    let at = format!("a:{}", "x".repeat(super::MAX_SCOPE_BYTES - 2));
+    let over = format!("{at}y");
+    let host = format!("{}.example", "h".repeat(60));
+    let origin = format!("https://{host}");
+    let long_origin = format!("{}://{host}.{host}.{host}", "w".repeat(100));
+    assert!(long_origin.len() > 300);
+    assert!(Policy::parse(&policy(&at, &origin), "p.toml").is_ok());
+    let err = Policy::parse(&policy(&over, &origin), "p.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("p.toml:4:11: invalid scope")
+            && err.contains("scope of 257 bytes, longer than the 256 bytes a scope may have")
+            && !err.contains(&over),
+        "{err}"
+    );
+    assert_eq!(
+        over.parse::<super::Scope>(),
+        Err(super::ScopeError::TooLong { len: 257, max: 256 })
+    );
+    let err = Policy::parse(&policy(&at, &long_origin), "p.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("p.toml:5:12: origin of ")
+            && err.contains("bytes, longer than the 300 bytes an origin may have"),
+        "{err}"
+    );
+    // The policy a vault stores: read, scope and origin as written.
+    let stored =
+        Policy::parse_stored(&policy(&over, &long_origin), "<policy stored in the vault>").unwrap();
+    assert_eq!(stored.credentials["c"].scopes(), vec![over.as_str()]);
+    assert_eq!(stored.tasks["t"].needs(), vec![over.as_str()]);
+    assert_eq!(stored.credentials["c"].origins().len(), 1);
+}

@@ -681,7 +681,7 @@ impl<'a> Linter<'a> {
                         ),
                         format!(
                             "give task `{tname}` a credential with only {}, or narrow `{cname}`; if this is reviewed and temporary, add an [[exceptions]] entry with rule = \"scope-exceeds-task\", credential = \"{cname}\", task = \"{tname}\", scopes = [{}]",
-                            if task.needs.is_empty() { "what it needs".to_owned() } else { ticks(&task.needs.iter().map(|n| n.value.as_str()).collect::<Vec<_>>()) },
+                            if task.needs.is_empty() { "what it needs".to_owned() } else { ticks_listed(&task.needs.iter().map(|n| n.value.as_str()).collect::<Vec<_>>()) },
                             if excess.len() <= LISTED {
                                 excess.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
                             } else {
@@ -715,7 +715,7 @@ impl<'a> Linter<'a> {
                         } else {
                             format!(
                                 "is for {}",
-                                ticks(
+                                ticks_listed(
                                     &cred
                                         .origins
                                         .iter()
@@ -757,7 +757,7 @@ impl<'a> Linter<'a> {
                             format!(
                                 "add `{}` to the scopes of one of {}, or list a credential that grants it",
                                 need.value,
-                                ticks(&task.credentials.iter().map(|c| c.value.as_str()).collect::<Vec<_>>())
+                                ticks_listed(&task.credentials.iter().map(|c| c.value.as_str()).collect::<Vec<_>>())
                             )
                         },
                         None,
@@ -1655,6 +1655,77 @@ mod tests {
             );
         }
         s
+    }
+
+    /// A scope of a megabyte listed by 500 tasks made a gigabyte of report (twenty-fourth
+    /// pass, found by attacking outputs as injection targets): each `scope-exceeds-task`
+    /// copied it into its message, help and `scopes`. At the limits now — scopes of
+    /// [`MAX_SCOPE_BYTES`](crate::policy::MAX_SCOPE_BYTES), origins of 300 bytes, names of 128,
+    /// many of each — every format of the report stays within 4 times the bytes the
+    /// comparisons were charged ([`crate::policy::MAX_COMPARED_BYTES`]) plus 4 KiB a finding.
+    #[test]
+    fn every_format_of_the_report_is_bounded_by_the_bytes_charged_at_the_limits() {
+        use super::super::Policy;
+        use super::{lint, Class, LintOptions};
+        let scope = |p: &str, i: usize| {
+            let head = format!("{p}:{i}:");
+            format!(
+                "{head}{}",
+                "x".repeat(crate::policy::MAX_SCOPE_BYTES - head.len())
+            )
+        };
+        let origin = |h: &str| {
+            let host = format!("{h}{}", "o".repeat(63 - h.len()));
+            // A scheme of 35 letters, a host of 252 characters and a port: 295 bytes.
+            format!(
+                "{}://{host}.{host}.{host}.{}.example:1234",
+                "w".repeat(35),
+                "p".repeat(52)
+            )
+        };
+        assert!(origin("a").len() <= 300 && origin("a").len() > 290);
+        let cname = format!("c{}", "n".repeat(127));
+        let mut src = format!("version = 1\n[credentials.{cname}]\nkind = \"login\"\nscopes = [");
+        for i in 0..40 {
+            src += &format!("\"{}\", ", scope("s", i));
+        }
+        src += &format!(
+            "\"*\"]\norigins = [\"{}\", \"{}\"]\n",
+            origin("a"),
+            origin("b")
+        );
+        let tasks = 30;
+        for t in 0..tasks {
+            src += &format!("[tasks.t{t}{}]\nneeds = [", "m".repeat(120));
+            for i in 0..30 {
+                src += &format!("\"{}\", ", scope("n", i));
+            }
+            src += &format!(
+                "]\ncredentials = [\"{cname}\", \"{cname}\"]\nrunners = {{ users = [\"u\"] }}\norigin = \"{}\"\n",
+                origin("z")
+            );
+        }
+        let policy = Policy::parse_lenient(&src, "p.toml").unwrap();
+        let report = lint(
+            &policy,
+            &LintOptions::new(time::macros::date!(2026 - 01 - 01)),
+        );
+        let findings = report.findings().len();
+        assert!(findings >= 4 * tasks, "{findings} findings");
+        let bound = 4 * policy.compared_bytes as usize + 4096 * findings;
+        for (format, out) in [
+            ("text", report.render_text(false)),
+            ("json", report.render_json()),
+            ("sarif", report.render_sarif()),
+            ("junit", report.render_junit(Class::SecurityWarning)),
+        ] {
+            assert!(
+                out.len() <= bound,
+                "{format}: {} bytes for {findings} findings and {} bytes charged (bound {bound})",
+                out.len(),
+                policy.compared_bytes
+            );
+        }
     }
 
     #[test]

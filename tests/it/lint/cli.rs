@@ -842,6 +842,83 @@ fn many_tasks_listing_a_broad_credential_are_bounded_and_messages_list_twenty_sc
     assert_eq!(f["scopes"].as_array().unwrap().len(), 24);
 }
 
+/// A scope's length was not bounded, and every `scope-exceeds-task` finding copied the whole
+/// excess into its message, help and `scopes` (twenty-fourth pass, found by attacking outputs
+/// as injection targets): one credential holding `a:` and a million `x`, listed by 500 tasks
+/// (a 1 MB policy), made 1.0 GB of text report and 1.48 GB of memory, and under `ulimit -v
+/// 1G` the lint aborted. A scope is at most 256 bytes now: that policy is an `invalid-scope`
+/// error (exit 2) naming the line, and its report, in every format, is a few hundred bytes.
+#[test]
+fn a_megabyte_scope_listed_by_many_tasks_is_refused_not_copied_into_each_finding() {
+    let mut policy = format!(
+        "version = 1\n[credentials.c]\nkind = \"token\"\nscopes = [\"a:{}\", \"a:b\"]\n",
+        "x".repeat(1_000_000)
+    );
+    for t in 0..500 {
+        policy.push_str(&format!(
+            "[tasks.t{t}]\nneeds = [\"a:b\"]\ncredentials = [\"c\"]\nrunners = {{ users = [\"root\"] }}\n"
+        ));
+    }
+    for format in ["text", "json", "sarif", "junit"] {
+        let o = lint_text(policy.as_bytes(), &["--format", format]);
+        assert_code(&o, 2);
+        let out = stdout(&o);
+        assert!(
+            o.stdout.len() + o.stderr.len() < 100 * 1024,
+            "{format}: {} bytes of report",
+            o.stdout.len()
+        );
+        assert!(out.contains("invalid-scope"), "{format}: {out}");
+        assert!(
+            out.contains("scope of 1000002 bytes, longer than the 256 bytes a scope may have"),
+            "{format}: {out}"
+        );
+    }
+    let o = lint_text(policy.as_bytes(), &[]);
+    assert!(stdout(&o).contains("policy.toml:4:11"), "{}", stdout(&o));
+    // At the bound, the scope is a scope.
+    let at = format!(
+        "version = 1\n[credentials.c]\nkind = \"token\"\nscopes = [\"a:{}\"]\n[tasks.t]\nneeds = [\"a:b\"]\ncredentials = [\"c\"]\nrunners = {{ users = [\"root\"] }}\n",
+        "x".repeat(254)
+    );
+    let o = lint_text(at.as_bytes(), &[]);
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains("missing-scope"), "{}", stdout(&o));
+}
+
+/// Within the 256-byte bound, many long scopes compared many times still made a report of
+/// (tasks × scopes × 256) bytes, under the count of scopes compared: the bytes compared have
+/// a budget of their own (200,000,000). A credential of 1,000 scopes of 250 bytes listed by
+/// 850 tasks (a 320 KB file, 850,000 scopes compared, well under the 20,000,000 of the
+/// count) is refused at the task where the bytes ran out, before any finding is made.
+#[test]
+fn long_scopes_compared_many_times_are_refused_by_the_bytes_they_cost() {
+    let mut policy = String::from("version = 1\n[credentials.broad]\nkind = \"token\"\nscopes = [");
+    for i in 0..1_000 {
+        let head = format!("s:p{i}:");
+        policy.push_str(&format!("\"{head}{}\", ", "x".repeat(250 - head.len())));
+    }
+    policy.push_str("]\n");
+    for t in 0..850 {
+        policy.push_str(&format!(
+            "[tasks.t{t}]\nneeds = [\"s:q\"]\ncredentials = [\"broad\"]\nrunners = {{ users = [\"checkpoint\"] }}\n"
+        ));
+    }
+    let o = lint_text(policy.as_bytes(), &["--format", "json"]);
+    assert_code(&o, 2);
+    assert!(o.stdout.is_empty(), "{} bytes of report", o.stdout.len());
+    assert!(
+        stderr(&o).contains("add up to more than 200000000 bytes of scopes and origins"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("policy.toml:") && stderr(&o).contains(": task `t"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// `location-without-tasks` findings name no credential, task or scope, so one exception
 /// matched every one of them, today's and any later location's (found by attacking the lint's
 /// exceptions, fourteenth pass: an exception "for fra" hid a new `evil-new-site` too, with
