@@ -16,6 +16,44 @@ use crate::protocol::{
 };
 use crate::secret::SecretString;
 
+/// Most bytes of scopes a fetch's warning or refusal lists (docs/audit.md, "Growth").
+const LISTED_BYTES: usize = 192;
+
+/// `items` comma-separated within about `max` bytes: as many whole items as fit (the first
+/// one cut with `…` if it alone does not), then `… and N more`.
+fn bounded_list(items: &[String], max: usize) -> String {
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        if out.len() + sep.len() + item.len() > max {
+            let mut shown = i;
+            if i == 0 {
+                out.push_str(&cut(item, max));
+                shown = 1;
+            }
+            if shown < items.len() {
+                out.push_str(&format!(", … and {} more", items.len() - shown));
+            }
+            return out;
+        }
+        out.push_str(sep);
+        out.push_str(item);
+    }
+    out
+}
+
+/// `s`, or its first bytes up to `max` (at a character boundary) and `…`.
+fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
+}
+
 /// One credential of a hand-out as decided: its values borrowed from the loaded vault, its
 /// kind, scopes and origins from the applied policy's declaration (what was reviewed and
 /// applied, and what the decision used), with the TOTP code made for this request and the
@@ -328,32 +366,46 @@ impl Handler {
                 differs.describe()
             ));
         }
+        // Scopes and origins are the policy's text, copied into the answer and into the audit
+        // record (a refusal's reason and warnings): listed within a few hundred bytes, with
+        // how many are left out, so a refusal record stays under MAX_DENIAL_RECORD whatever
+        // the applied policy holds (a vault written before scopes were bounded may hold a
+        // scope of megabytes; twenty-fourth pass).
         if !grant.excess.is_empty() {
             let mut w = format!(
                 "credential `{name}` grants scopes task `{task_name}` does not need: {}",
-                grant.excess.join(", ")
+                bounded_list(&grant.excess, LISTED_BYTES)
             );
             if !grant.high_risk.is_empty() {
-                w.push_str(&format!(" (high risk: {})", grant.high_risk.join(", ")));
+                w.push_str(&format!(
+                    " (high risk: {})",
+                    bounded_list(&grant.high_risk, LISTED_BYTES / 2)
+                ));
             }
             if grant.excepted {
                 w.push_str(" [covered by an exception in force]");
             }
             warnings.push(w);
         }
+        let origin_warning = warnings.len();
         if let Some(origin) = task.origin() {
             if !origins.is_empty() && !origins.contains(&origin) {
                 warnings.push(format!(
-                    "task `{task_name}` works on {origin}, which is not among the origins of credential `{name}`"
+                    "task `{task_name}` works on {}, which is not among the origins of credential `{name}`",
+                    cut(origin, 64)
                 ));
             }
         }
         if !grant.excess.is_empty() && policy.enforce() == Enforce::Deny && !grant.excepted {
+            // The reason names the excess, and nothing is handed out: the warnings about the
+            // hand-out (the excess again, an entry handed out as declared) are left out of the
+            // refusal's record, which must stay under MAX_DENIAL_RECORD; the origin's stays.
+            warnings.drain(..origin_warning);
             return Err(refuse(
                 Refusal::OverScoped {
                     credential: name.to_owned(),
                     task: task_name.to_owned(),
-                    excess: grant.excess.join(", "),
+                    excess: bounded_list(&grant.excess, LISTED_BYTES),
                 },
                 warnings,
             ));
