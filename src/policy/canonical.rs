@@ -195,6 +195,9 @@ pub(crate) fn write_subset(p: &Policy, only: Option<(&str, &BTreeSet<&str>)>) ->
                 "scopes = {}",
                 list(e.scopes.iter().map(|x| x.value.as_str()))
             );
+            if let Some((key, v)) = &e.subject {
+                let _ = writeln!(s, "{} = {}", key.as_str(), q(&v.value));
+            }
             if let Some(r) = &e.reason {
                 let _ = writeln!(s, "reason = {}", q(&r.value));
             }

@@ -342,6 +342,31 @@ pub struct Exception {
     pub(crate) expires: Option<Sp<time::Date>>,
     /// Some of its scopes broke the grammar (reported as `invalid-scope`): it matches nothing.
     pub(crate) scopes_invalid: bool,
+    /// Its `origin`, `runner` or `variable`: what tells the finding it hides from the others
+    /// of its rule with the same credential, task and scopes ([`lint::Finding::detail`]).
+    pub(crate) subject: Option<(SubjectKey, Sp<String>)>,
+}
+
+/// The key an exception names its finding's subject with, beside credential, task and scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubjectKey {
+    /// `origin`: the task's origin of an `origin-mismatch` (normalised).
+    Origin,
+    /// `runner`: `user:NAME` or `group:NAME` of a `runner-never-seen`.
+    Runner,
+    /// `variable`: the environment variable of an `env-name-collision`.
+    Variable,
+}
+
+impl SubjectKey {
+    /// The key as policy.toml writes it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SubjectKey::Origin => "origin",
+            SubjectKey::Runner => "runner",
+            SubjectKey::Variable => "variable",
+        }
+    }
 }
 
 impl Exception {
@@ -356,6 +381,10 @@ impl Exception {
             .as_ref()
             .is_some_and(|r| !r.value.trim().is_empty())
             && self.expires.as_ref().is_some_and(|e| today < e.value)
+    }
+    /// The subject it names beside credential, task and scopes, as a finding's detail.
+    pub(crate) fn subject(&self) -> Option<&str> {
+        self.subject.as_ref().map(|(_, v)| v.value.as_str())
     }
     /// The scopes it names, sorted.
     pub(crate) fn scope_set(&self) -> Vec<String> {
@@ -801,6 +830,7 @@ impl Policy {
                 && e.credential.as_ref().is_some_and(|c| c.value == credential)
                 && e.task.as_ref().is_some_and(|t| t.value == task)
                 && !e.scopes_invalid
+                && e.subject.is_none()
                 && e.scope_set() == excess
                 && e.in_force(today)
         })

@@ -12,7 +12,7 @@ use super::lint::RuleId;
 use super::scope::MAX_SCOPE_BYTES;
 use super::{
     CatalogEntry, CredentialDecl, CredentialKind, Enforce, Exception, Location, Policy,
-    PolicyError, Problem, Risk, Runners, Scope, Sp, Task,
+    PolicyError, Problem, Risk, Runners, Scope, Sp, SubjectKey, Task,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -153,6 +153,12 @@ struct RawException {
     reason: Option<Spanned<String>>,
     #[serde(default)]
     expires: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    origin: Option<Spanned<String>>,
+    #[serde(default)]
+    runner: Option<Spanned<String>>,
+    #[serde(default)]
+    variable: Option<Spanned<String>>,
 }
 
 /// Turn serde's wording into ours, with a "did you mean" where one is close.
@@ -926,7 +932,30 @@ fn build<'a>(
                 )
             })
             .collect();
+        // What tells the finding from the others of its rule with the same credential, task
+        // and scopes: the task's origin of an `origin-mismatch`, the runner of a
+        // `runner-never-seen`, the variable of an `env-name-collision` (twenty-fourth pass).
+        let mut subject = None;
+        for (key, v) in [
+            (SubjectKey::Origin, &e.origin),
+            (SubjectKey::Runner, &e.runner),
+            (SubjectKey::Variable, &e.variable),
+        ] {
+            let Some(v) = v else { continue };
+            if subject.is_some() {
+                return Err(ctx.err(
+                    v.span(),
+                    "an exception names at most one of `origin`, `runner` and `variable` (the one its rule's findings have)".to_owned(),
+                ));
+            }
+            let value = match key {
+                SubjectKey::Origin => ctx.origin(v)?,
+                _ => sp(v),
+            };
+            subject = Some((key, value));
+        }
         exceptions.push(Exception {
+            subject,
             // Dropping an invalid scope would make the exception match a narrower finding.
             scopes_invalid: scopes.len() != written,
             span: ex.span(),

@@ -761,3 +761,21 @@ fn long_scopes_and_origins_are_refused_in_new_text_and_read_in_a_stored_policy()
     assert_eq!(stored.tasks["t"].needs(), vec![over.as_str()]);
     assert_eq!(stored.credentials["c"].origins().len(), 1);
 }
+
+/// An exception's `origin` (and `runner`, `variable`) is part of what it names: the canonical
+/// TOML a vault stores keeps it (normalised), so an applied exception still hides only its
+/// finding, and naming two of them is refused at the place.
+#[test]
+fn an_exceptions_origin_survives_the_canonical_policy() {
+    let src = "version = 1\n[[exceptions]]\nrule = \"origin-mismatch\"\ncredential = \"c\"\ntask = \"t\"\norigin = \"HTTPS://Staging.example:443/\"\nreason = \"r\"\nexpires = \"2099-01-01\"\n";
+    let c = Policy::parse(src, "p").unwrap().to_canonical_toml();
+    assert!(c.contains("origin = \"https://staging.example\""), "{c}");
+    let again = Policy::parse(&c, "p").unwrap().to_canonical_toml();
+    assert_eq!(c, again);
+    let two = src.replace("reason", "runner = \"user:u\"\nreason");
+    let err = Policy::parse(&two, "p").unwrap_err().to_string();
+    assert!(
+        err.contains("at most one of `origin`, `runner` and `variable`"),
+        "{err}"
+    );
+}

@@ -739,6 +739,10 @@ impl<'a> Linter<'a> {
                             Some(tname),
                             vec![],
                         );
+                        // The origin is the finding's subject: an exception reviewed for one
+                        // site, and a code-scanning alert dismissed for it, are not another
+                        // site's (twenty-fourth pass).
+                        self.detail(origin.value.clone());
                     }
                 }
             }
@@ -1416,7 +1420,17 @@ impl<'a> Linter<'a> {
             .iter()
             .filter_map(|e| RuleId::from_id(&e.rule.value))
             .collect();
-        type Key<'k> = (RuleId, Option<&'k str>, Option<&'k str>, &'k [String]);
+        // The detail is part of the subject: the origin of an `origin-mismatch`, the runner of
+        // a `runner-never-seen`, the variable of an `env-name-collision`, which an exception
+        // names with `origin`, `runner` or `variable` (an exceptable rule's findings have no
+        // other detail).
+        type Key<'k> = (
+            RuleId,
+            Option<&'k str>,
+            Option<&'k str>,
+            &'k [String],
+            Option<&'k str>,
+        );
         let mut index: HashMap<Key<'_>, Vec<usize>> = HashMap::default();
         for (i, r) in self.raw.iter().enumerate() {
             if named.contains(&r.rule) && r.rule.info().exceptable {
@@ -1425,6 +1439,7 @@ impl<'a> Linter<'a> {
                     r.credential.as_deref(),
                     r.task.as_deref(),
                     r.scopes.as_slice(),
+                    r.detail.as_deref(),
                 );
                 index.entry(key).or_default().push(i);
             }
@@ -1435,7 +1450,8 @@ impl<'a> Linter<'a> {
             let cred = e.credential.as_ref().map(|c| c.value.as_str());
             let task = e.task.as_ref().map(|t| t.value.as_str());
             let scopes = e.scope_set();
-            let subject = describe(e.rule.value.as_str(), cred, task);
+            let detail = e.subject();
+            let subject = describe(e, cred, task);
             let identity = exception_identity(e);
             let mut invalid = |why: String, help: String, span: Range<usize>| {
                 new.push(Raw {
@@ -1494,7 +1510,7 @@ impl<'a> Linter<'a> {
                 // "Reported again" only when a finding it covers is there: an exception that
                 // matched nothing hid nothing (twenty-second pass).
                 let covers = !e.scopes_invalid
-                    && index.contains_key(&(info.rule, cred, task, scopes.as_slice()));
+                    && index.contains_key(&(info.rule, cred, task, scopes.as_slice(), detail));
                 let (what, help) = if covers {
                     (
                         "the finding it hid is reported again",
@@ -1526,12 +1542,12 @@ impl<'a> Linter<'a> {
                 // Already an `invalid-scope` finding; the policy is refused as a whole.
                 continue;
             }
-            let key: Key<'_> = (info.rule, cred, task, scopes.as_slice());
+            let key: Key<'_> = (info.rule, cred, task, scopes.as_slice(), detail);
             match index.get(&key) {
                 Some(found) => hide.extend(found.iter().copied()),
                 None => invalid(
                     "it matches no finding".to_owned(),
-                    "copy rule, credential, task and scopes exactly from the finding it should hide (run `scopevault lint --format json`), or remove the exception if the finding is gone".to_owned(),
+                    "copy rule, credential, task and scopes exactly from the finding it should hide (run `scopevault lint --format json`), and for `origin-mismatch` the task's `origin`, for `runner-never-seen` the `runner` (\"user:NAME\" or \"group:NAME\"), for an `env-name-collision` the vault names the `variable`; or remove the exception if the finding is gone".to_owned(),
                     e.span.clone(),
                 ),
             }
@@ -1549,8 +1565,11 @@ impl<'a> Linter<'a> {
 /// another exception added or removed above it, keeps its alert. (Two exceptions alike in all
 /// of these are told apart by their order alone, [`Finding::occurrence`].)
 fn exception_identity(e: &super::Exception) -> String {
+    let subject = e.subject.as_ref().map_or_else(String::new, |(k, v)| {
+        format!(", {} {:?}", k.as_str(), v.value)
+    });
     format!(
-        "exception for rule {:?}, reason {}, expires {}",
+        "exception for rule {:?}{subject}, reason {}, expires {}",
         e.rule.value,
         e.reason
             .as_ref()
@@ -1561,14 +1580,19 @@ fn exception_identity(e: &super::Exception) -> String {
     )
 }
 
-/// "`scope-exceeds-task` (credential `a`, task `b`)".
-fn describe(rule: &str, cred: Option<&str>, task: Option<&str>) -> String {
+/// "`scope-exceeds-task` (credential `a`, task `b`)", with its `origin`, `runner` or
+/// `variable` when it names one.
+fn describe(e: &super::Exception, cred: Option<&str>, task: Option<&str>) -> String {
+    let rule = e.rule.value.as_str();
     let mut parts = Vec::new();
     if let Some(c) = cred {
         parts.push(format!("credential `{c}`"));
     }
     if let Some(t) = task {
         parts.push(format!("task `{t}`"));
+    }
+    if let Some((k, v)) = &e.subject {
+        parts.push(format!("{} `{}`", k.as_str(), v.value));
     }
     if parts.is_empty() {
         format!("`{rule}`")

@@ -919,6 +919,100 @@ fn long_scopes_compared_many_times_are_refused_by_the_bytes_they_cost() {
     );
 }
 
+/// `origin-mismatch` was identified without its origin (twenty-fourth pass, found by attacking
+/// outputs as injection targets): an exception reviewed for the task's staging site kept
+/// hiding the finding once the task's origin was changed to any other site (exit 0), and the
+/// SARIF fingerprint was the same for both, so code scanning kept the alert dismissed. The
+/// origin is the finding's detail now: an exception names it with `origin`, and it is hashed
+/// into the fingerprint.
+#[test]
+fn an_origin_mismatch_exception_and_fingerprint_hold_the_origin() {
+    let policy = |origin: &str, exception_origin: Option<&str>| {
+        format!(
+            r#"version = 1
+[scopes."s:a"]
+risk = "low"
+[credentials.c1]
+kind = "login"
+scopes = ["s:a"]
+origins = ["https://shop.example.com"]
+[tasks.t1]
+needs = ["s:a"]
+credentials = ["c1"]
+runners = {{ users = ["root"] }}
+origin = "{origin}"
+[[exceptions]]
+rule = "origin-mismatch"
+credential = "c1"
+task = "t1"
+{}reason = "staging is our own site, same accounts (SEC-42)"
+expires = "2099-01-01"
+"#,
+            exception_origin.map_or(String::new(), |o| format!("origin = \"{o}\"\n"))
+        )
+    };
+    let staging = "https://staging.shop.example.com";
+    let evil = "https://attacker.example.net";
+    let rules = |o: &Output| -> Vec<(String, bool)> {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_owned(),
+                    f["excepted"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Reviewed for staging (written with a default port and a capital: compared normalised).
+    let o = lint_text(
+        policy(staging, Some("https://Staging.shop.example.com:443")).as_bytes(),
+        &["--format", "json"],
+    );
+    assert_code(&o, 0);
+    assert_eq!(rules(&o), [("origin-mismatch".to_owned(), true)]);
+    // The task moved to another site: the finding is back, the exception matches nothing.
+    let o = lint_text(
+        policy(evil, Some(staging)).as_bytes(),
+        &["--format", "json"],
+    );
+    assert_code(&o, 1);
+    let r = rules(&o);
+    assert!(r.contains(&("origin-mismatch".to_owned(), false)), "{r:?}");
+    assert!(
+        r.contains(&("invalid-exception".to_owned(), false)),
+        "{r:?}"
+    );
+    // An exception naming no origin matches no `origin-mismatch`.
+    let o = lint_text(policy(staging, None).as_bytes(), &[]);
+    assert_code(&o, 1);
+    assert!(
+        stdout(&o).contains("matches no finding") && stdout(&o).contains("the task's `origin`"),
+        "{}",
+        stdout(&o)
+    );
+    // Two origins, two fingerprints.
+    let print = |origin: &str| {
+        let o = lint_text(policy(origin, None).as_bytes(), &["--format", "sarif"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = v["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ruleId"] == "origin-mismatch")
+            .unwrap()
+            .clone();
+        r["partialFingerprints"]["primaryLocationLineHash"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(print(staging), print(evil));
+}
+
 /// `location-without-tasks` findings name no credential, task or scope, so one exception
 /// matched every one of them, today's and any later location's (found by attacking the lint's
 /// exceptions, fourteenth pass: an exception "for fra" hid a new `evil-new-site` too, with

@@ -952,6 +952,49 @@ expires = "2099-01-01"
     );
 }
 
+/// An exception for `runner-never-seen` named the task only, so one reviewed for one runner
+/// hid every runner of the task never seen, today's and any added later (twenty-fourth pass,
+/// found with `origin-mismatch`'s gap: a finding whose subject is neither credential, task nor
+/// scopes). It names the runner now (`runner = "user:1002"`) and hides that finding alone.
+#[test]
+fn a_runner_never_seen_exception_hides_only_the_runner_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(dir.path(), "audit.jsonl", &chain(&busy_log()));
+    let exception = |runner: &str| {
+        format!(
+            "{POLICY}\n[[exceptions]]\nrule = \"runner-never-seen\"\ntask = \"checkout\"\n{runner}reason = \"1002 runs the monthly check\"\nexpires = \"2099-01-01\"\n"
+        )
+    };
+    let r = lint(
+        dir.path(),
+        &exception("runner = \"user:1002\"\n"),
+        &[&log],
+        &[],
+    );
+    let left: Vec<String> = r.json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "runner-never-seen" && f["excepted"] == false)
+        .map(|f| f["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("group `2001`"), "{left:?}");
+    assert_eq!(r.json["summary"]["excepted"], 1, "{:#}", r.json["summary"]);
+    // Naming no runner, it matches no finding.
+    let r = lint(dir.path(), &exception(""), &[&log], &[]);
+    assert_eq!(r.json["summary"]["excepted"], 0, "{:#}", r.json["summary"]);
+    assert!(
+        r.json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "invalid-exception"),
+        "{:#}",
+        r.json
+    );
+}
+
 #[test]
 fn all_four_formats_carry_the_usage_findings() {
     let dir = tempfile::tempdir().unwrap();
