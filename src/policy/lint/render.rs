@@ -926,7 +926,7 @@ impl Report {
                         },
                     }],
                     message: SarifOwnedText {
-                        text: format!("{} Help: {}", sentence(&f.message), f.help),
+                        text: sarif_message(&format!("{} Help: {}", sentence(&f.message), f.help)),
                     },
                     partial_fingerprints: {
                         let print = fingerprint(f);
@@ -959,7 +959,7 @@ impl Report {
                         "warning"
                     },
                     message: SarifOwnedText {
-                        text: reason.to_owned(),
+                        text: sarif_message(reason),
                     },
                 });
             }
@@ -967,7 +967,9 @@ impl Report {
         if let Some(text) = self.sarif_cut_note() {
             notes.push(SarifNotification {
                 level: "warning",
-                message: SarifOwnedText { text },
+                message: SarifOwnedText {
+                    text: sarif_message(&text),
+                },
             });
         }
         // The lint ran to its end: findings are results, not a failed execution.
@@ -1177,6 +1179,24 @@ fn pascal(id: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// `s` as a SARIF `message.text`: every `[` and `]` written `\[` and `\]` (SARIF 2.1.0
+/// §3.11.6). A viewer renders `[text](target)` in a message as an embedded link, and the
+/// text is the policy's (a pull request's): an exception's `rule = "](0) [approved by
+/// security](https://evil.example/phish) [x"` made a clickable link of the pull request's
+/// choosing in the code-scanning alert, or a link to a location no result has, which makes
+/// the SARIF invalid (twenty-fourth pass). Our own brackets (`[credentials.x]`) are literal
+/// text too, and escaped alike.
+fn sarif_message(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c == '[' || c == ']' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn sentence(s: &str) -> String {

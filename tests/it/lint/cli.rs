@@ -1013,6 +1013,57 @@ expires = "2099-01-01"
     assert_ne!(print(staging), print(evil));
 }
 
+/// Policy text went into SARIF `message.text` unescaped (twenty-fourth pass, found by
+/// attacking outputs as injection targets): SARIF 2.1.0 §3.11.6 renders `[text](target)` in a
+/// message as an embedded link, so an exception's `rule` string made a clickable link of the
+/// pull request's choosing in the code-scanning alert, and `[x](0)` a link to a location no
+/// result has (invalid SARIF). Every `[` and `]` of a result's or notification's
+/// `message.text` is written `\[`, `\]` now: no embedded link is left, the text reads the same.
+#[test]
+fn policy_text_makes_no_embedded_link_in_sarif_messages() {
+    let policy = r#"version = 1
+[credentials.c1]
+kind = "login"
+scopes = ["shop:login"]
+[tasks.t1]
+needs = ["shop:login"]
+credentials = ["c1"]
+runners = { users = ["root"] }
+[[exceptions]]
+rule = "](0) [reviewed and approved by security, see the ticket](https://evil.example/phish) [x"
+credential = "c1"
+task = "t1"
+reason = "r"
+expires = "2099-01-01"
+"#;
+    let o = lint_text(policy.as_bytes(), &["--format", "sarif"]);
+    assert_code(&o, 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    let text = results
+        .iter()
+        .find(|r| r["ruleId"] == "invalid-exception")
+        .unwrap()["message"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        text.contains(r"\](0) \[reviewed and approved by security, see the ticket\](https://evil.example/phish) \[x"),
+        "{text}"
+    );
+    for r in results {
+        let text = r["message"]["text"].as_str().unwrap();
+        let bytes = text.as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'[' || *b == b']' {
+                assert!(
+                    i > 0 && bytes[i - 1] == b'\\',
+                    "unescaped bracket at {i}: {text}"
+                );
+            }
+        }
+    }
+}
+
 /// `location-without-tasks` findings name no credential, task or scope, so one exception
 /// matched every one of them, today's and any later location's (found by attacking the lint's
 /// exceptions, fourteenth pass: an exception "for fra" hid a new `evil-new-site` too, with
@@ -2220,13 +2271,14 @@ fn no_line_lint_writes_is_a_github_actions_workflow_command() {
             .contains(raw_rule),
         "{json}"
     );
+    // SARIF writes a message's brackets `\[`, `\]` (§3.11.6: no embedded link from the policy).
     let o = scopevault(d, &["lint", names[1], "--format", "sarif"]);
     let sarif: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
         sarif["runs"][0]["results"][0]["message"]["text"]
             .as_str()
             .unwrap()
-            .contains(raw_rule),
+            .contains(&raw_rule.replace('[', "\\[").replace(']', "\\]")),
         "{sarif}"
     );
     let o = scopevault(d, &["lint", names[0], "--format", "junit"]);
