@@ -159,6 +159,20 @@ impl fmt::Display for Summary {
 /// also the most files waiting for them.
 pub const FINISHERS: usize = 4;
 
+/// The most levels of directories below a path given to [`Scrubber::scrub_paths`] that are
+/// walked: a directory deeper than this is reported as not scrubbed (an error), with nothing
+/// under it looked at. The walk holds a descriptor for each level it is in, and a real
+/// artefact tree is a few levels deep.
+pub const MAX_DEPTH: usize = 256;
+
+/// One directory of a walk ([`Scrubber::scrub_paths`]): its descriptor, the path it is shown
+/// as, and the names in it not walked yet.
+struct Frame {
+    dir: Arc<rustix::fd::OwnedFd>,
+    shown: PathBuf,
+    names: std::vec::IntoIter<std::ffi::OsString>,
+}
+
 /// Scrubs files with one compiled set of forms.
 #[derive(Debug, Clone)]
 pub struct Scrubber {
@@ -380,14 +394,14 @@ impl Scrubber {
         }
     }
 
-    /// The entries of the open directory `dir` (shown as `shown`), in name order.
-    fn walk_dir(
+    /// The list of the open directory `dir` (shown as `shown`), in name order, as a
+    /// [`Frame`] of the walk; `None` (reported) when it cannot be listed.
+    fn list(
         &self,
         dir: Arc<rustix::fd::OwnedFd>,
-        shown: &Path,
+        shown: PathBuf,
         summary: &mut Summary,
-        defer: &std::sync::mpsc::SyncSender<text::Pending>,
-    ) {
+    ) -> Option<Frame> {
         let mut names: Vec<std::ffi::OsString> = Vec::new();
         let listed = rustix::fs::Dir::read_from(&*dir).and_then(|mut d| {
             while let Some(entry) = d.read() {
@@ -404,11 +418,40 @@ impl Scrubber {
                 shown.display(),
                 std::io::Error::from(e)
             ));
-            return;
+            return None;
         }
         names.sort();
-        for name in names {
-            let path = shown.join(&name);
+        Some(Frame {
+            dir,
+            shown,
+            names: names.into_iter(),
+        })
+    }
+
+    /// Everything under the open directory `top` (shown as `shown`), depth first, each
+    /// directory's entries in name order.
+    ///
+    /// The walk keeps its own stack of open directories rather than recursing: the tree is
+    /// whoever wrote the artefacts', and one 10,000 directories deep overflowed the thread's
+    /// stack (an abort: the files left unscrubbed, no `scrub_report`, and `exec` losing its
+    /// command's exit code). Each level holds a descriptor, so the depth is bounded too
+    /// ([`MAX_DEPTH`]): a directory deeper than that is reported as not scrubbed.
+    fn walk_dir(
+        &self,
+        top: Arc<rustix::fd::OwnedFd>,
+        shown: &Path,
+        summary: &mut Summary,
+        defer: &std::sync::mpsc::SyncSender<text::Pending>,
+    ) {
+        let mut stack: Vec<Frame> = Vec::new();
+        stack.extend(self.list(top, shown.to_path_buf(), summary));
+        while let Some(frame) = stack.last_mut() {
+            let Some(name) = frame.names.next() else {
+                stack.pop();
+                continue;
+            };
+            let dir = frame.dir.clone();
+            let path = frame.shown.join(&name);
             // A name is not scrubbed (renaming could break what links to it, a report's
             // pages), so a form in one is an error, as it is in an archive member's name. The
             // path is masked when the summary is settled, like every name in it.
@@ -427,13 +470,20 @@ impl Scrubber {
                 }
             };
             match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                // `stack.len()` is the depth of this entry below the path given.
+                rustix::fs::FileType::Directory if stack.len() > MAX_DEPTH => {
+                    summary.errors.push(format!(
+                        "{}: more than {MAX_DEPTH} directories deep, the most the scrub walks;                          nothing under it was scrubbed: flatten the tree, or scrub this                          directory on its own with `scopevault redact`",
+                        path.display()
+                    ));
+                }
                 rustix::fs::FileType::Directory => match rustix::fs::openat(
                     &*dir,
                     name.as_os_str(),
                     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
                 ) {
-                    Ok(fd) => self.walk_dir(Arc::new(fd), &path, summary, defer),
+                    Ok(fd) => stack.extend(self.list(Arc::new(fd), path, summary)),
                     // Swapped for a link (or anything else) since it was listed.
                     Err(e) => summary.errors.push(format!(
                         "{}: cannot list: {}",
@@ -443,7 +493,7 @@ impl Scrubber {
                 },
                 rustix::fs::FileType::RegularFile => {
                     summary.files += 1;
-                    let place = text::Place::new(dir.clone(), &name, path);
+                    let place = text::Place::new(dir, &name, path);
                     self.attempts(&place, summary, Some(defer), 0);
                 }
                 rustix::fs::FileType::Symlink => {

@@ -1670,3 +1670,144 @@ fn regression_an_xdg_runtime_dir_inside_a_directory_others_may_write_is_passed_o
     );
     assert!(!rt.join("scopevault-exec").exists());
 }
+
+/// Make `levels` directories named `d`, each in the one before, under `top`, and write `text`
+/// to `f.txt` in the deepest. Made through descriptors: the whole path is longer than
+/// `PATH_MAX`.
+fn deep_tree(top: &Path, levels: usize, text: &str) {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    std::fs::create_dir_all(top).unwrap();
+    let mut fd = openat(rustix::fs::CWD, top, flags, Mode::empty()).unwrap();
+    for _ in 0..levels {
+        mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).unwrap();
+        fd = openat(&fd, "d", flags, Mode::empty()).unwrap();
+    }
+    let f = openat(
+        &fd,
+        "f.txt",
+        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut std::fs::File::from(f), text.as_bytes()).unwrap();
+}
+
+/// What `f.txt` at the bottom of a [`deep_tree`] of `levels` holds.
+fn read_deep(top: &Path, levels: usize) -> String {
+    use rustix::fs::{openat, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut fd = openat(rustix::fs::CWD, top, flags, Mode::empty()).unwrap();
+    for _ in 0..levels {
+        fd = openat(&fd, "d", flags, Mode::empty()).unwrap();
+    }
+    let f = openat(
+        &fd,
+        "f.txt",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    std::io::read_to_string(std::fs::File::from(f)).unwrap()
+}
+
+/// Remove a [`deep_tree`] from the top down, one level at a time (the temporary directory's
+/// own removal recurses once per level).
+fn remove_deep_tree(top: &Path) {
+    use rustix::fs::{openat, renameat, unlinkat, AtFlags, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let top_fd = openat(rustix::fs::CWD, top, flags, Mode::empty()).unwrap();
+    while let Ok(d) = openat(&top_fd, "d", flags, Mode::empty()) {
+        let _ = unlinkat(&d, "f.txt", AtFlags::empty());
+        let more = renameat(&d, "d", &top_fd, "next").is_ok();
+        unlinkat(&top_fd, "d", AtFlags::REMOVEDIR).unwrap();
+        if !more {
+            break;
+        }
+        renameat(&top_fd, "next", &top_fd, "d").unwrap();
+    }
+}
+
+/// Found by the twenty-fourth pass's attacker of scale and complexity: a directory 10,000
+/// levels deep under a `redact` path or an `exec --artifacts` directory overflowed the stack
+/// of the recursive walk: an abort (exit 134), the secret left in the files, no `scrub_report`,
+/// and `exec` losing its command's exit code. The walk keeps its own stack now, and a
+/// directory more than `MAX_DEPTH` levels down is reported as not scrubbed: `redact` exits 1,
+/// `exec` keeps the command's code, the report is audited, and a tree `MAX_DEPTH` deep is
+/// scrubbed to its bottom.
+#[test]
+fn regression_a_tree_ten_thousand_directories_deep_is_reported_not_a_crash() {
+    const DEEP: usize = 10_000;
+    let max = scopevault::redact::MAX_DEPTH;
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("art");
+    let (deep, ok) = (art.join("deep"), art.join("ok"));
+    deep_tree(&deep, DEEP, &format!("pass {PW} end\n"));
+    deep_tree(&ok, max, &format!("pass {PW} end\n"));
+    std::fs::write(art.join("top.log"), format!("login {PW}\n")).unwrap();
+
+    let out = sv(
+        &d,
+        &[
+            "redact",
+            "--task",
+            "checkout-flow",
+            ok.to_str().unwrap(),
+            deep.to_str().unwrap(),
+            art.join("top.log").to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("more than {max} directories deep")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PW));
+    assert_eq!(
+        read_deep(&ok, max),
+        "pass [redacted:shop-buyer.password] end\n",
+        "a tree MAX_DEPTH deep is scrubbed to its bottom"
+    );
+    assert_eq!(
+        std::fs::read_to_string(art.join("top.log")).unwrap(),
+        "login [redacted:shop-buyer.password]\n"
+    );
+    let recs = scrub_records(&d);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["scrub"]["failed"], 1, "{recs:?}");
+    assert_eq!(recs[0]["scrub"]["rewritten"], 2, "{recs:?}");
+
+    // `exec --artifacts` over the same tree: the command's exit code, the error on stderr,
+    // the report audited.
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--artifacts",
+            deep.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "exit 0",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "the command's code: {stderr}");
+    assert!(
+        stderr.contains(&format!("more than {max} directories deep")),
+        "{stderr}"
+    );
+    let recs = scrub_records(&d);
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[1]["scrub"]["failed"], 1, "{recs:?}");
+    remove_deep_tree(&deep);
+    remove_deep_tree(&ok);
+}
