@@ -81,6 +81,9 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     let source = policy::read_policy_file(&a.policy)?;
     let display = a.policy.display().to_string();
     let parsed = Policy::parse(&source, &display)?;
+    // A checkpoint's vault stores its share's canonical form, which is no larger than the
+    // whole policy's: within the limit, it can be exported and applied again there.
+    parsed.canonical_toml_within_limit()?;
     let today = time::OffsetDateTime::now_utc().date();
     let report = policy::lint::lint(&parsed, &policy::lint::LintOptions::new(today));
     if report.blocking(policy::lint::Class::Error) > 0 {

@@ -32,6 +32,9 @@ fn apply(
     let source = policy::read_policy_file(file)?;
     let display = file.display().to_string();
     let parsed = Policy::parse(&source, &display)?;
+    // The vault stores the canonical form: one over the limit could not be exported and
+    // applied again (twenty-fourth pass).
+    parsed.canonical_toml_within_limit()?;
     gate(&parsed, deny)?;
     // On a checkpoint (a policy without locations) the runners live on this host: a name that
     // does not resolve is a typo or a missing account. A master's policy names the users of

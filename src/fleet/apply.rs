@@ -228,6 +228,11 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
     // (`Manifest::check_names`), and are checked against this policy below.
     let policy = Policy::parse_stored(&p.policy, "<bundle policy>")
         .map_err(|e| fail(format!("the bundle's policy does not parse: {e}")))?;
+    // The vault stores its canonical form: one over the limit could not be exported and
+    // applied again (twenty-fourth pass).
+    policy
+        .canonical_toml_within_limit()
+        .map_err(|e| fail(format!("the bundle's policy cannot be stored: {e}")))?;
     let creds: Vec<&String> = p.credentials.keys().collect();
     let want: Vec<&String> = m.credentials.iter().collect();
     let tasks: BTreeSet<&str> = policy.tasks().map(|(n, _)| n).collect();

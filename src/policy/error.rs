@@ -34,6 +34,18 @@ pub enum PolicyError {
         /// The limit.
         limit: u64,
     },
+    /// The policy's canonical TOML ([`crate::policy::Policy::to_canonical_toml`]), the form
+    /// a vault stores and `policy export` prints, is larger than
+    /// [`crate::policy::MAX_POLICY_BYTES`]: stored, it could not be read back.
+    #[error("{}: the policy's canonical form (what the vault stores and `scopevault policy export` prints, every default written out, e.g. `origins = []`) is {size} bytes, over the {limit}-byte limit, so it could not be exported and applied again; nothing was stored: make the policy smaller (shorter or fewer names) or split it", esc(path))]
+    CanonicalTooLarge {
+        /// The file, as given.
+        path: String,
+        /// The size of the canonical form.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The file is not UTF-8.
     #[error("{}:{line}:{column}: the policy is not valid UTF-8 (byte offset {offset}); save it as UTF-8", esc(path))]
     NotUtf8 {

@@ -713,6 +713,23 @@ impl Policy {
         canonical::write(self)
     }
 
+    /// [`Policy::to_canonical_toml`], refused when it is larger than [`MAX_POLICY_BYTES`]:
+    /// the canonical form writes every default out, so a file under the limit can have one
+    /// over it, which `policy export` would print and `lint` and `policy apply` refuse.
+    /// Whatever stores a policy (`policy apply`, `publish`, `bundle apply`) checks this first,
+    /// so a stored policy can always be exported and applied again.
+    pub fn canonical_toml_within_limit(&self) -> Result<String, PolicyError> {
+        let canonical = self.to_canonical_toml();
+        if canonical.len() as u64 > MAX_POLICY_BYTES {
+            return Err(PolicyError::CanonicalTooLarge {
+                path: self.path.clone(),
+                size: canonical.len() as u64,
+                limit: MAX_POLICY_BYTES,
+            });
+        }
+        Ok(canonical)
+    }
+
     /// `sha256:` and the hex SHA-256 of [`Policy::to_canonical_toml`]: names what the policy
     /// says, whatever order or comments its file had (the daemon's `vault.load` records carry
     /// it, docs/audit.md).

@@ -4127,3 +4127,36 @@ fn regression_bundle_apply_with_no_daemon_refuses_a_log_the_start_refuses_and_ch
     assert_eq!(std::fs::read(&record).unwrap(), record_before);
     assert_eq!(std::fs::read(e.path("audit.jsonl")).unwrap(), b"");
 }
+
+/// Found by the twenty-fourth pass's attacker of scale and complexity: `publish` took a policy
+/// under the 16 MiB limit whose canonical form was over it, and a checkpoint's vault then held
+/// a policy `policy export` printed and `lint` and `policy apply` refused. Such a policy is
+/// refused before anything is published (exit 2, naming the canonical form's size).
+#[test]
+fn regression_publish_refuses_a_policy_whose_canonical_form_is_over_the_limit() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    use std::fmt::Write;
+    let limit = scopevault::policy::MAX_POLICY_BYTES;
+    let f = Fleet::new();
+    let mut src = std::fs::read_to_string(&f.policy).unwrap();
+    // 37 bytes each; 64 in the canonical form (`kind = "login"`, `scopes = []`,
+    // `origins = []`).
+    for i in 0..270_000 {
+        let _ = write!(src, "[credentials.c{i:07}]\nkind=\"login\"\n\n");
+    }
+    assert!(src.len() as u64 <= limit, "{}", src.len());
+    std::fs::write(&f.policy, &src).unwrap();
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = f.master.fails(&args, b"", 2);
+    assert!(
+        err.contains("canonical form") && err.contains(&format!("over the {limit}-byte limit")),
+        "{err}"
+    );
+    assert!(
+        !f.bundle("ams").exists() && !f.bundle("fra").exists(),
+        "{err}"
+    );
+}

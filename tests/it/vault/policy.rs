@@ -926,3 +926,42 @@ fn a_line_break_in_a_policy_key_or_value_cannot_forge_an_error_line() {
         assert_eq!(e.vault_bytes(), before);
     }
 }
+
+/// Found by the twenty-fourth pass's attacker of scale and complexity: a policy under the
+/// 16 MiB limit was applied though its canonical form, which the vault stores and `policy
+/// export` prints, was over it (every default written out: `origins = []`, `groups = []`);
+/// `lint` and `policy apply` then refused the export. `policy apply` refuses such a policy
+/// now, naming the canonical form's size, and stores nothing.
+#[test]
+fn regression_a_policy_whose_canonical_form_is_over_the_limit_is_refused_at_apply() {
+    use std::fmt::Write;
+    let limit = scopevault::policy::MAX_POLICY_BYTES;
+    let e = setup();
+    let before = e.vault_bytes();
+    // 37 bytes each; 64 in the canonical form (`kind = "login"`, `scopes = []`,
+    // `origins = []`).
+    let mut src = String::from("version = 1\n");
+    for i in 0..270_000 {
+        let _ = write!(src, "[credentials.c{i:07}]\nkind=\"login\"\n\n");
+    }
+    assert!(src.len() as u64 <= limit, "{}", src.len());
+    let big = e.path("big.toml");
+    std::fs::write(&big, &src).unwrap();
+    let err = e.fails(
+        &[
+            "policy",
+            "apply",
+            big.to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains("canonical form") && err.contains(&format!("over the {limit}-byte limit")),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), before, "nothing stored");
+    e.fails(&["policy", "export", "--passphrase-file", &e.pf()], b"", 2);
+}
