@@ -864,6 +864,25 @@ pub(crate) struct Head {
     pub error: Option<ErrorBody>,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: the longest answer (bytes made) rendered on this thread since the last
+    /// [`take_rendered`].
+    static RENDERED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Tests: `n` bytes of an answer were made.
+fn note_rendered(_n: usize) {
+    #[cfg(test)]
+    RENDERED.with(|r| r.set(r.get().max(_n)));
+}
+
+/// Tests: the longest answer rendered on this thread since the last call.
+#[cfg(test)]
+pub(crate) fn take_rendered() -> usize {
+    RENDERED.with(|r| r.replace(0))
+}
+
 /// Serialise a success line (with newline) into a buffer zeroed on drop.
 pub(crate) fn ok_line<T: Serialize>(body: &T) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(256));
@@ -880,6 +899,7 @@ pub(crate) fn ok_line<T: Serialize>(body: &T) -> Zeroizing<Vec<u8>> {
         ));
     }
     out.push(b'\n');
+    note_rendered(out.len());
     out
 }
 
@@ -921,6 +941,15 @@ impl Serialize for SecretsOut<'_> {
     }
 }
 
+/// A `fetch` answer but for its `audit_seq` ([`HandOut`]).
+#[derive(Serialize)]
+struct HandOutHead<'a> {
+    ok: bool,
+    v: u32,
+    task: &'a str,
+    credentials: &'a [CredentialOut<'a>],
+}
+
 /// A `fetch` answer rendered while the vault is held, but for its `audit_seq`, which is known
 /// only once the hand-out's audit records are durable ([`HandOut::finish`]). The bytes are
 /// those of `ok_line(&Fetched { .. })`.
@@ -932,37 +961,62 @@ impl HandOut {
         self.0.len()
     }
 
-    /// Render everything but `audit_seq`.
+    /// Render everything but `audit_seq`; an error, with no more than `max` bytes made,
+    /// once the answer line ([`HandOut::line_len`]) would be longer than `max`.
     pub(crate) fn render(
         task: &str,
         credentials: &[CredentialOut<'_>],
+        max: usize,
     ) -> Result<HandOut, serde_json::Error> {
-        #[derive(Serialize)]
-        struct Head<'a> {
-            ok: bool,
-            v: u32,
-            task: &'a str,
-            credentials: &'a [CredentialOut<'a>],
-        }
         let mut out = Zeroizing::new(Vec::with_capacity(512));
-        serde_json::to_writer(
-            ZeroizingWriter(&mut out),
-            &Head {
+        let made = serde_json::to_writer(
+            CappedWriter {
+                out: &mut out,
+                max: max.saturating_sub(Self::TAIL - 1),
+            },
+            &HandOutHead {
                 ok: true,
                 v: PROTOCOL_VERSION,
                 task,
                 credentials,
             },
-        )?;
+        );
+        note_rendered(out.len());
+        made?;
         // The closing brace: `audit_seq`, the last member, goes before it.
         out.pop();
         Ok(HandOut(out))
     }
 
+    /// What [`HandOut::finish`] adds at most, the closing brace included: the largest
+    /// `audit_seq`, the closing brace and the line end.
+    const TAIL: usize = ",\"audit_seq\":}\n".len() + 20;
+
     /// The length of the whole answer line, at most: what [`HandOut::finish`] adds (the
     /// largest `audit_seq`, the closing brace and the line end) counted in.
     pub(crate) fn line_len(&self) -> usize {
-        self.0.len() + ",\"audit_seq\":}\n".len() + u64::MAX.to_string().len()
+        self.0.len() + Self::TAIL
+    }
+
+    /// [`HandOut::line_len`] of the answer of `credentials`, counted, not rendered: the
+    /// credentials are given without their values (empty `fields` and `secrets`), and
+    /// `values` is the length of those maps as rendered, less their braces (`{}`), summed
+    /// over the credentials. What a refusal of an answer over the limit costs: its metadata,
+    /// never its values (twenty-fourth pass).
+    pub(crate) fn line_len_of(
+        task: &str,
+        credentials: &[CredentialOut<'_>],
+        values: usize,
+    ) -> usize {
+        json_len(&HandOutHead {
+            ok: true,
+            v: PROTOCOL_VERSION,
+            task,
+            credentials,
+        })
+        .saturating_sub(1)
+        .saturating_add(values)
+        .saturating_add(Self::TAIL)
     }
 
     /// The whole answer line, with the seq of the hand-out's last audit record.
@@ -971,6 +1025,69 @@ impl HandOut {
         let _ = writeln!(ZeroizingWriter(&mut self.0), ",\"audit_seq\":{audit_seq}}}");
         self.0
     }
+}
+
+/// An [`std::io::Write`] that only counts the bytes: the length of a JSON rendering without
+/// making it.
+#[derive(Default)]
+pub(crate) struct Counter(pub usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(bytes.len());
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `value` rendered as JSON, without rendering it (0 if it cannot be).
+pub(crate) fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    let mut n = Counter::default();
+    match serde_json::to_writer(&mut n, value) {
+        Ok(()) => n.0,
+        Err(_) => 0,
+    }
+}
+
+/// A [`ZeroizingWriter`] that fails once its buffer would hold more than `max` bytes: an
+/// answer over the limit is never built whole (twenty-fourth pass: a `tasks` answer of 851 MB
+/// was built before it was refused).
+struct CappedWriter<'a> {
+    out: &'a mut Zeroizing<Vec<u8>>,
+    max: usize,
+}
+
+impl std::io::Write for CappedWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.out.len().saturating_add(bytes.len()) > self.max {
+            return Err(std::io::Error::other("the answer is over its limit"));
+        }
+        crate::secret::extend_zeroizing(self.out, bytes, self.max);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// As [`ok_line`], but `None` as soon as the line (newline excluded) would be longer than
+/// `max`: no more than `max` bytes of it are ever made.
+pub(crate) fn ok_line_within<T: Serialize>(body: &T, max: usize) -> Option<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(256));
+    let env = OkEnvelope {
+        ok: true,
+        v: PROTOCOL_VERSION,
+        body,
+    };
+    let made = serde_json::to_writer(CappedWriter { out: &mut out, max }, &env);
+    note_rendered(out.len());
+    made.ok()?;
+    out.push(b'\n');
+    Some(out)
 }
 
 /// Serialise an error line (with newline).
@@ -1097,7 +1214,7 @@ mod tests {
                 .collect(),
             audit_seq: 18_446_744_073_709_551_615,
         };
-        let line = HandOut::render(&owned.task, &borrowed)
+        let line = HandOut::render(&owned.task, &borrowed, MAX_RESPONSE)
             .unwrap()
             .finish(owned.audit_seq);
         assert_eq!(
@@ -1109,6 +1226,54 @@ mod tests {
         let back: Fetched = parse_response(&line).unwrap();
         assert_eq!(back.credentials[1].secrets.len(), 1);
         assert_eq!(back.audit_seq, owned.audit_seq);
+    }
+
+    /// Twenty-fourth pass, found by the attacker of scale and complexity: an answer over
+    /// 16 MiB was built whole (125 MB for a `fetch`, 851 MB for a `tasks`) before it was
+    /// refused. The length of a hand-out is counted from its metadata and the lengths of its
+    /// values, byte for byte what rendering makes; and rendering stops at the limit, having
+    /// made no more than it.
+    #[test]
+    fn a_hand_out_is_counted_without_rendering_and_never_rendered_past_its_limit() {
+        let empty_f: FieldMap<String> = FieldMap::new();
+        let empty_s: FieldMap<SecretString> = FieldMap::new();
+        let fields: FieldMap<String> = [("user\"x".to_owned(), "b\u{7}é".to_owned())]
+            .into_iter()
+            .collect();
+        let secrets: FieldMap<SecretString> = [("password", "p\\w\"d\u{1}é</script>\n")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), SecretString::from(v.repeat(5000))))
+            .collect();
+        let scopes = ["a:b"];
+        let warnings = ["w\"".to_owned()];
+        let out = |f, s| CredentialOut {
+            name: "c\u{1}",
+            kind: "login",
+            scopes: &scopes,
+            origins: &[],
+            fields: f,
+            secrets: SecretsOut {
+                all: s,
+                except: &[],
+            },
+            totp: None,
+            warnings: &warnings,
+        };
+        let full = [out(&fields, &secrets), out(&fields, &secrets)];
+        let meta = [out(&empty_f, &empty_s), out(&empty_f, &empty_s)];
+        let values = 2 * (json_len(&fields) - 2 + json_len(&full[0].secrets) - 2);
+        let rendered = HandOut::render("t\"", &full, MAX_RESPONSE).unwrap();
+        assert_eq!(
+            HandOut::line_len_of("t\"", &meta, values),
+            rendered.line_len()
+        );
+        let len = rendered.line_len();
+        assert!(HandOut::render("t\"", &full, len).is_ok());
+        assert!(HandOut::render("t\"", &full, len - 1).is_err());
+        // The capped writer refuses before it grows past the limit.
+        let small = ok_line_within(&Tasks { tasks: vec![] }, 28).unwrap();
+        assert_eq!(&small[..], b"{\"ok\":true,\"v\":1,\"tasks\":[]}\n");
+        assert!(ok_line_within(&Tasks { tasks: vec![] }, 27).is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
-use super::authz::{is_runner, AccessConfig};
+use super::authz::AccessConfig;
 use super::budget::{AuditBudget, Over};
 use super::outcome::Refusal;
 use super::peer::PeerIdentity;
@@ -22,8 +22,8 @@ use super::tickets::{Spent, Tickets};
 use crate::audit::{AuditError, AuditLog, AuditOp, AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::Policy;
 use crate::protocol::{
-    err_line, ok_line, ErrorBody, ErrorCode, HandOut, Health, Op, PeerInfo, Request, ScrubReceipt,
-    TaskInfo, Tasks, UnlockKey, MAX_RESPONSE,
+    err_line, ok_line, ok_line_within, ErrorBody, ErrorCode, HandOut, Health, Op, PeerInfo,
+    Request, ScrubReceipt, TaskInfo, Tasks, UnlockKey, MAX_RESPONSE,
 };
 
 mod admin;
@@ -745,7 +745,7 @@ impl Handler {
         }
         match req {
             Request::Health => Ok(Held::Line(ok_line(&self.health(peer)))),
-            Request::Tasks { task } => self.tasks(peer, task.as_deref()).and_then(tasks_line),
+            Request::Tasks { task } => self.tasks(peer, task.as_deref()),
             Request::Fetch { by, credential } => self.fetch(peer, by, credential, q),
             Request::Ticket { task, ttl } => self.ticket(peer, &task, ttl, q),
             Request::Lock => self.lock(peer, q),
@@ -829,7 +829,7 @@ impl Handler {
                 vault_id: v.map(|o| o.vault.id().to_owned()),
                 generation: v.map(|o| o.vault.generation()),
                 credentials: v.map_or(0, |o| o.vault.credential_count()),
-                tasks: policy.map_or(0, |p| p.tasks().count()),
+                tasks: v.map_or(0, |o| o.index.len()),
                 enforce: policy.map(|p| p.enforce().as_str().to_owned()),
                 policy_digest: v.and_then(|o| o.policy_digest.clone()),
                 audit_ok: self.audit.ok(),
@@ -848,80 +848,87 @@ impl Handler {
     }
 
     /// The tasks `peer` is a runner of; with `only`, that one task alone (none if the peer
-    /// is not its runner or there is no such task).
-    fn tasks(&self, peer: &PeerIdentity, only: Option<&str>) -> Result<Tasks, ErrorBody> {
+    /// is not its runner or there is no such task). Found through the load's index, so the
+    /// request costs the peer's own tasks, not the policy ([`super::state::TaskIndex`]); its
+    /// length is counted from lengths made at the load and an answer longer than a client
+    /// reads ([`MAX_RESPONSE`]) is refused before any of it is built.
+    ///
+    /// Refused when longer than a client reads: a policy of many tasks with many credentials
+    /// of many fields made one of 18 MB, which no client could read and which a peer that
+    /// never read it kept in the daemon's memory (twenty-second pass); and one of 851 MB was
+    /// built, in 8.6 s and 2.47 GB, before it was refused (twenty-fourth pass). Nothing is
+    /// handed out by `tasks`, so the refusal is not audited.
+    fn tasks(&self, peer: &PeerIdentity, only: Option<&str>) -> Result<Held, ErrorBody> {
         self.state.with(|v| {
             let o = v.ok_or_else(|| Refusal::Locked.body())?;
-            let mut tasks = Vec::new();
-            if let Some(p) = o.vault.policy() {
-                for (name, task) in p.tasks() {
-                    if only.is_none_or(|t| t == name) && is_runner(o.runners.get(name), peer) {
-                        let credentials = task.credentials();
-                        // As `fetch` has it: of each credential the vault holds, the kind the
-                        // applied policy declares (never the entry's: it may differ).
-                        let kinds = credentials
-                            .iter()
-                            .filter_map(|c| {
-                                o.vault.credential(c)?;
-                                let kind = p.credential(c)?.kind();
-                                Some((c.to_string(), kind.as_str().to_owned()))
-                            })
-                            .collect();
-                        // The names of what `fetch` hands out of each (never a value): plain
-                        // fields and secrets, less the seed of a credential declared `totp`.
-                        let fields = credentials
-                            .iter()
-                            .filter_map(|c| {
-                                let held = o.vault.credential(c)?;
-                                let kind = p.credential(c)?.kind();
-                                let withheld: &[&str] =
-                                    if kind == crate::policy::CredentialKind::Totp {
-                                        &TOTP_SEED_FIELDS
-                                    } else {
-                                        &[]
-                                    };
-                                let names = held
-                                    .fields
-                                    .keys()
-                                    .chain(held.secrets.keys())
-                                    .filter(|k| !withheld.contains(&k.as_str()))
-                                    .cloned()
-                                    .collect();
-                                Some((c.to_string(), names))
-                            })
-                            .collect();
-                        tasks.push(TaskInfo {
-                            name: name.to_owned(),
-                            needs: task.needs().into_iter().map(str::to_owned).collect(),
-                            credentials: credentials.into_iter().map(str::to_owned).collect(),
-                            kinds,
-                            fields,
-                            origin: task.origin().map(str::to_owned),
-                        });
-                    }
-                }
+            let Some(p) = o.vault.policy() else {
+                return tasks_line(&Tasks { tasks: Vec::new() });
+            };
+            let mine = o.index.of(peer, &o.runners, only);
+            // `{"ok":true,"v":1,"tasks":[…]}`: the entries and the commas between them.
+            let bytes = mine.iter().map(|(_, len)| *len).fold(
+                EMPTY_TASKS_LEN + mine.len().saturating_sub(1),
+                usize::saturating_add,
+            );
+            if bytes > MAX_RESPONSE {
+                return Err(tasks_too_large(bytes));
             }
-            Ok(Tasks { tasks })
+            let mut tasks = Vec::with_capacity(mine.len());
+            for (name, _) in mine {
+                let Some(task) = p.task(name) else { continue };
+                let credentials = task.credentials();
+                // As `fetch` has it: of each credential the vault holds, the kind the
+                // applied policy declares (never the entry's: it may differ), and the names of
+                // what `fetch` hands out of it (never a value).
+                let mut kinds = std::collections::BTreeMap::new();
+                let mut fields = std::collections::BTreeMap::new();
+                for c in &credentials {
+                    let (Some(held), Some(decl)) = (o.vault.credential(c), p.credential(c)) else {
+                        continue;
+                    };
+                    let kind = decl.kind();
+                    kinds.insert(c.to_string(), kind.as_str().to_owned());
+                    fields.insert(c.to_string(), super::state::handed_out_names(kind, &held));
+                }
+                tasks.push(TaskInfo {
+                    name: name.to_owned(),
+                    needs: task.needs().into_iter().map(str::to_owned).collect(),
+                    credentials: credentials.into_iter().map(str::to_owned).collect(),
+                    kinds,
+                    fields,
+                    origin: task.origin().map(str::to_owned),
+                });
+            }
+            let line = tasks_line(&Tasks { tasks })?;
+            debug_assert!(
+                matches!(&line, Held::Line(l) if l.len() == bytes + 1),
+                "the answer's length as counted"
+            );
+            Ok(line)
         })
     }
 }
 
-/// The `tasks` answer, refused when longer than a client reads ([`MAX_RESPONSE`]): a policy
-/// of many tasks with many credentials of many fields made one of 18 MB, which no client
-/// could read and which a peer that never read it kept in the daemon's memory (twenty-second
-/// pass). Nothing is handed out by `tasks`, so the refusal is not audited.
-fn tasks_line(t: Tasks) -> Result<Held, ErrorBody> {
-    let line = ok_line(&t);
-    let bytes = line.len().saturating_sub(1);
-    if bytes > MAX_RESPONSE {
-        return Err(ErrorBody::new(
-            ErrorCode::Internal,
-            format!(
-                "the list of this peer's tasks makes an answer of {bytes} bytes, more than the {MAX_RESPONSE} (16 MiB) a client accepts; ask for one task (`\"task\":NAME`: `scopevault get` and `totp` do), or an admin lists fewer credentials in the tasks"
-            ),
-        ));
-    }
-    Ok(Held::Line(line))
+/// The length of a `tasks` answer listing no task, newline excluded:
+/// `{"ok":true,"v":1,"tasks":[]}`.
+const EMPTY_TASKS_LEN: usize = r#"{"ok":true,"v":1,"tasks":[]}"#.len();
+
+/// The refusal of a `tasks` answer of `bytes` bytes (newline excluded).
+fn tasks_too_large(bytes: usize) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::Internal,
+        format!(
+            "the list of this peer's tasks makes an answer of {bytes} bytes, more than the {MAX_RESPONSE} (16 MiB) a client accepts; ask for one task (`\"task\":NAME`: `scopevault get` and `totp` do), or an admin lists fewer credentials in the tasks"
+        ),
+    )
+}
+
+/// The `tasks` answer, rendered no further than [`MAX_RESPONSE`]: its length was counted
+/// before ([`Handler::tasks`]), so this refusal is only a guard.
+fn tasks_line(t: &Tasks) -> Result<Held, ErrorBody> {
+    ok_line_within(t, MAX_RESPONSE)
+        .map(Held::Line)
+        .ok_or_else(|| tasks_too_large(MAX_RESPONSE + 1))
 }
 
 /// The admin ops, which do not follow a changed vault file first and may block for long.
@@ -1485,6 +1492,150 @@ mod tests {
         let v = call(&h, &root(), r#"{"v":1,"op":"fetch","task":"everything"}"#);
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains("--credential"), "{msg}");
+    }
+
+    /// Twenty-fourth pass, found by the attacker of scale and complexity: `tasks` walked
+    /// every task of the policy to find the peer's, so a uid that runs none cost the loop
+    /// 58 ms a request at 100,000 tasks for an empty answer, and pipelined on 64 connections
+    /// held every other uid's fetch for seconds. Now it looks at the peer's own tasks alone
+    /// (counted: [`super::super::state::TASKS_VISITED`]), by uid and by each of its groups,
+    /// and finds what the walk over every task found.
+    #[test]
+    fn regression_tasks_looks_at_the_peers_own_tasks_not_the_whole_policy() {
+        use super::super::state::TASKS_VISITED;
+        let dir = tempfile::tempdir().unwrap();
+        let mut src = policy_src("warn");
+        for i in 0..3000 {
+            let users = if i % 1000 == 0 {
+                r#""5001""#
+            } else {
+                r#""5002""#
+            };
+            let groups = if i % 1000 == 1 || i == 0 {
+                r#""7000""#
+            } else {
+                ""
+            };
+            src.push_str(&format!(
+                "\n[tasks.t{i:05}]\nneeds = [\"shop:login\"]\ncredentials = [\"shop-buyer\"]\nrunners = {{ users = [{users}], groups = [{groups}] }}\n"
+            ));
+        }
+        let h = handler(dir.path(), "warn");
+        h.install(Box::new(stand_in(&src)));
+        let visited = |peer: &PeerIdentity, line: &str| {
+            TASKS_VISITED.with(|n| n.set(0));
+            let v = call(&h, peer, line);
+            assert_eq!(v["ok"], true, "{v}");
+            let names: Vec<String> = v["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect();
+            (names, TASKS_VISITED.with(|n| n.get()))
+        };
+        let all = r#"{"v":1,"op":"tasks"}"#;
+        // A uid that runs nothing, in a group that runs nothing: nothing looked at.
+        let nobody = PeerIdentity::with_groups(65534, 65534, 2, vec![7001]);
+        assert_eq!(visited(&nobody, all), (vec![], 0));
+        assert_eq!(
+            visited(&nobody, r#"{"v":1,"op":"tasks","task":"t01500"}"#),
+            (vec![], 0)
+        );
+        // By uid and by a supplementary group, once each, in the policy's order.
+        let both = PeerIdentity::with_groups(5001, 5001, 3, vec![7000]);
+        let want: Vec<String> = ["t00000", "t00001", "t01000", "t01001", "t02000", "t02001"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(visited(&both, all), (want.clone(), want.len()));
+        assert_eq!(
+            visited(&both, r#"{"v":1,"op":"tasks","task":"t01001"}"#),
+            (vec!["t01001".to_owned()], 1)
+        );
+        // By primary group alone.
+        let by_gid = PeerIdentity::with_groups(5003, 7000, 4, vec![]);
+        assert_eq!(visited(&by_gid, all).0.len(), 4);
+        // What the walk over every task finds, for each of them.
+        for peer in [&nobody, &both, &by_gid, &root()] {
+            let walked: Vec<String> = h.state.with(|v| {
+                let o = v.unwrap();
+                o.vault
+                    .policy()
+                    .unwrap()
+                    .tasks()
+                    .filter(|(n, _)| super::super::authz::is_runner(o.runners.get(*n), peer))
+                    .map(|(n, _)| n.to_owned())
+                    .collect()
+            });
+            assert_eq!(visited(peer, all).0, walked, "uid {}", peer.uid);
+        }
+        // `health` counts the tasks without walking them.
+        let v = call(&h, &root(), r#"{"v":1,"op":"health"}"#);
+        assert_eq!(v["tasks"], 3000 + 7, "{v}");
+    }
+
+    /// Twenty-fourth pass, found by the attacker of scale and complexity: an answer over
+    /// 16 MiB was built whole before it was refused — a `tasks` answer of 851 MB in 8.6 s
+    /// (2.47 GB peak), a `fetch` of 125 MB — on every request, each refusal a line of 290
+    /// bytes. Now its length is counted from lengths made at the load (`tasks`) or at the
+    /// credential's first hand-out (`fetch`), and nothing of it is rendered
+    /// ([`crate::protocol::take_rendered`]); what is under the limit is still answered, its
+    /// length as counted.
+    #[test]
+    fn regression_an_answer_over_the_limit_is_refused_before_any_of_it_is_rendered() {
+        use crate::protocol::take_rendered;
+        let dir = tempfile::tempdir().unwrap();
+        let src = policy_src("warn")
+            + "\n[tasks.everything]\nneeds = [\"shop:login\"]\ncredentials = [\"shop-buyer\", \"shop-backoffice\", \"newsletter-login\"]\nrunners = { users = [\"root\"] }\n";
+        let h = handler_tweaked(dir.path(), &src, |v| {
+            for name in ["shop-buyer", "shop-backoffice", "newsletter-login"] {
+                let c = v.creds.get_mut(name).unwrap();
+                c.secrets.insert(
+                    "password".into(),
+                    SecretString::from("\u{1}".repeat(1_048_000)),
+                );
+            }
+        });
+        // Field names of 9.8 MB: the tasks listing it are an answer over the limit.
+        let dir2 = tempfile::tempdir().unwrap();
+        let many_names = handler_tweaked(dir2.path(), &src, |v| {
+            let c = v.creds.get_mut("shop-buyer").unwrap();
+            for i in 0..600 {
+                c.fields
+                    .insert(format!("{i:04}{}", "n".repeat(16_384)), "x".into());
+            }
+        });
+        for _ in 0..2 {
+            take_rendered();
+            let v = call(&h, &root(), r#"{"v":1,"op":"fetch","task":"everything"}"#);
+            assert_eq!(v["error"]["code"], "internal", "{v}");
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("16 MiB"), "{msg}");
+            assert_eq!(take_rendered(), 0, "a fetch answer was rendered");
+
+            let v = call(&many_names, &root(), r#"{"v":1,"op":"tasks"}"#);
+            assert_eq!(v["error"]["code"], "internal", "{v}");
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("ask for one task"), "{msg}");
+            assert_eq!(take_rendered(), 0, "a tasks answer was rendered");
+        }
+        // Under the limit: rendered and answered (its length checked against the count).
+        let v = call(
+            &h,
+            &root(),
+            r#"{"v":1,"op":"fetch","task":"everything","credential":"shop-backoffice"}"#,
+        );
+        assert_eq!(v["ok"], true, "{}", v["error"]);
+        let rendered = take_rendered();
+        assert!(rendered > 6_000_000, "{rendered}");
+        let v = call(
+            &many_names,
+            &root(),
+            r#"{"v":1,"op":"tasks","task":"checkout-flow"}"#,
+        );
+        assert_eq!(v["ok"], true, "{}", v["error"]);
+        let rendered = take_rendered();
+        assert!(rendered > 9_000_000, "{rendered}");
     }
 
     /// Twenty-second pass (found by attacking this pass's fixes): the `tasks` answer had no

@@ -57,6 +57,17 @@ impl PeerIdentity {
                 .contains(&gid)
     }
 
+    /// The peer's primary gid, then each supplementary group of its user (the groups
+    /// [`PeerIdentity::in_group`] matches), looked up once as there.
+    pub fn all_groups(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.gid).chain(
+            self.groups
+                .get_or_init(|| crate::accounts::user_groups(self.uid))
+                .iter()
+                .copied(),
+        )
+    }
+
     /// The peer's executable as read at accept time, for the audit log (informational):
     /// `None` if it could not be confirmed to be the connected process's.
     pub fn exe(&self) -> Option<&str> {

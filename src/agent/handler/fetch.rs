@@ -11,10 +11,10 @@ use crate::agent::totp::Totp;
 use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::{CredentialKind, Enforce, Policy, Task};
 use crate::protocol::{
-    err_line, CredentialOut, ErrorBody, ErrorCode, FetchBy, HandOut, Op, SecretsOut, TotpCode,
-    MAX_RESPONSE,
+    CredentialOut, ErrorBody, FetchBy, HandOut, Op, SecretsOut, TotpCode, MAX_RESPONSE,
 };
 use crate::secret::SecretString;
+use crate::vault::FieldMap;
 
 /// Most bytes of scopes a fetch's warning or refusal lists (docs/audit.md, "Growth").
 const LISTED_BYTES: usize = 192;
@@ -499,24 +499,48 @@ impl Handler {
                 warnings: &g.warnings,
             })
             .collect();
-        // Rendered before anything is recorded: an answer that cannot be sent hands out
-        // nothing.
-        let Ok(answer) = HandOut::render(task, &out) else {
-            return Ok(Held::Line(err_line(&ErrorBody::new(
-                ErrorCode::Internal,
-                "the response could not be encoded",
-            ))));
-        };
-        if answer.line_len() > MAX_RESPONSE {
-            return Err(Refused::in_task(
+        // Counted before anything is rendered: the credentials' metadata, and the lengths of
+        // their values made once per load ([`Opened::value_lens`]). A task whose answer is
+        // over the limit had it built whole, 125 MB, before the refusal, on every request
+        // (twenty-fourth pass, found by the attacker of scale and complexity); its refusal
+        // now costs the metadata.
+        let (no_fields, no_secrets) = (FieldMap::new(), FieldMap::new());
+        let bare: Vec<CredentialOut<'_>> = out
+            .iter()
+            .map(|c| CredentialOut {
+                fields: &no_fields,
+                secrets: SecretsOut {
+                    all: &no_secrets,
+                    except: c.secrets.except,
+                },
+                ..*c
+            })
+            .collect();
+        let values = granted.iter().zip(&out).fold(0usize, |sum, (g, c)| {
+            let (f, s) = o.value_lens(g.name, c.fields, &c.secrets);
+            // Less the braces the bare credential has already.
+            sum.saturating_add(f.saturating_sub(2) + s.saturating_sub(2))
+        });
+        let bytes = HandOut::line_len_of(task, &bare, values);
+        let too_large = |bytes| {
+            Refused::in_task(
                 Refusal::AnswerTooLarge {
                     task: task.to_owned(),
-                    bytes: answer.line_len(),
+                    bytes,
                     by_ticket: ticket.is_some(),
                 },
                 task,
-            ));
+            )
+        };
+        if bytes > MAX_RESPONSE {
+            return Err(too_large(bytes));
         }
+        // Rendered before anything is recorded: an answer that cannot be sent hands out
+        // nothing. Never past the limit, whatever was counted.
+        let Ok(answer) = HandOut::render(task, &out, MAX_RESPONSE) else {
+            return Err(too_large(MAX_RESPONSE + 1));
+        };
+        debug_assert_eq!(answer.line_len(), bytes, "the answer's length as counted");
         let info = peer.audit_info();
         let reason = ticket.map(|id| format!("redeemed ticket {id}"));
         for (g, c) in granted.iter().zip(&out) {
