@@ -12,7 +12,7 @@ use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::super::error::{snippet, LineIndex};
+use super::super::error::LineIndex;
 use super::{Class, Finding, Report, RuleId, RULES};
 
 /// Version of the JSON schema documented in docs/lint-rules.md.
@@ -774,12 +774,9 @@ impl Report {
                 f.column
             ))?;
             if !src.is_empty() {
-                let end_col = if f.end_line == f.line {
-                    f.end_column
-                } else {
-                    usize::MAX
-                };
-                let (text, start, len) = snippet(idx.line_text(src, f.line), f.column, end_col);
+                // Found from the span's bytes: the cost of the window shown, not of the line
+                // (many findings on one long line cost no more than on many lines).
+                let (text, start, len) = idx.excerpt(src, f.span.clone()).render();
                 o.line(format_args!("{pad} {}", p.gutter("|")))?;
                 o.line(format_args!(
                     "{} {} {}",
