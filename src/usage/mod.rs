@@ -398,10 +398,18 @@ pub fn read_evidence(
             .collect(),
         ..Evidence::default()
     };
-    let window_start = since.map(|d| now - d);
+    // No arithmetic on a time can panic: a log `audit verify` accepts may be dated anywhere
+    // from year 1 to the end of year 9999 (twenty-fourth pass, found by its attacker of this
+    // pass's fixes: a record after 9999-12-31T23:55:00Z panicked). Times are compared by
+    // their difference, which always fits a `Duration`; a window reaching back before the
+    // first representable time starts there.
+    let window_start = since.map(|d| {
+        now.checked_sub(d)
+            .unwrap_or(time::PrimitiveDateTime::MIN.assume_utc())
+    });
     // A record dated after now (beyond the skew) is outside a `--since` window, which ends
     // now; without `--since` the window is everything the logs hold, and it counts.
-    let ahead_of = now + CLOCK_SKEW;
+    let is_ahead = |time: OffsetDateTime| time - now > CLOCK_SKEW;
     // The (task, credential) pairs the policy allows: a task and each declared credential it
     // lists. A daemon serving this policy hands out nothing else.
     let listed: HashSet<(u32, u32)> = policy
@@ -566,7 +574,7 @@ pub fn read_evidence(
             // evidence from the audit trail: a load dated 35 days back was taken for one
             // before the window).
             if let Some(l) = f.latest {
-                if time + CLOCK_SKEW < l && f.stepped_back.is_none() {
+                if l - time > CLOCK_SKEW && f.stepped_back.is_none() {
                     f.stepped_back = Some((no, time, l));
                 }
             }
@@ -588,7 +596,7 @@ pub fn read_evidence(
             if let Some(op) = lost {
                 f.last_gap = Some(((time, file.clone(), no), op));
             }
-            if time > ahead_of {
+            if is_ahead(time) {
                 f.ahead += 1;
                 f.latest_ahead = Some(f.latest_ahead.map_or(time, |t| t.max(time)));
                 // After the window: not evidence, and no load or reload of it either (what
@@ -792,7 +800,7 @@ pub fn read_evidence(
         for &i in m {
             let f = &facts[i];
             let at_start = match (before, f.first) {
-                (Some(l), Some(t)) if t + CLOCK_SKEW < l => Some((i, 1, t, l)),
+                (Some(l), Some(t)) if l - t > CLOCK_SKEW => Some((i, 1, t, l)),
                 _ => None,
             };
             if let Some(s) = at_start.or(f.stepped_back.map(|(no, t, l)| (i, no, t, l))) {
@@ -828,7 +836,7 @@ pub fn read_evidence(
                 Some((end, *last))
             })
             .min_by_key(|(end, _)| *end);
-        if let Some((end, i)) = ended.filter(|(end, _)| *end + LOG_ENDS_BEFORE_NOW < now) {
+        if let Some((end, i)) = ended.filter(|(end, _)| now - *end > LOG_ENDS_BEFORE_NOW) {
             ev.judged = false;
             ev.note = Some(format!(
                 "usage rules not applied: the logs end at {} ({}'s newest record), more than {} days before the window ends (now), so a fetch since is not known: give the live log too (`--audit` each file of a log: a rotated file alone ends at its rotation), or a copy taken now; a checkpoint whose daemon was idle since cannot be judged either",
@@ -976,13 +984,14 @@ pub fn read_evidence(
     // and every format says why. (Dropping the digests thus gains a forger nothing a load of
     // another policy's digest would not: the rules not applied, and said so.)
     if why_cut.is_none() {
-        let settled = change.as_ref().map(|((at, _, _), _)| *at + LOAD_SETTLES);
+        let changed = change.as_ref().map(|((at, _, _), _)| *at);
         let mut undigested: Option<(usize, u64, &str)> = None;
         for (i, f) in facts.iter().enumerate() {
             let Some((at, line, why)) = &f.impossible else {
                 continue;
             };
-            if !(start.is_none_or(|s| *at >= s) && settled.is_none_or(|s| *at >= s)) {
+            if !(start.is_none_or(|s| *at >= s) && changed.is_none_or(|c| *at - c >= LOAD_SETTLES))
+            {
                 continue;
             }
             if served_digest[i] {

@@ -2692,3 +2692,62 @@ fn regression_logs_that_end_long_before_now_are_not_judged_and_say_so() {
         "{f:?}"
     );
 }
+
+/// The age, from now, of `at` (an RFC 3339 time): negative for a time after now.
+fn age_of(at: &str) -> Duration {
+    OffsetDateTime::now_utc()
+        - OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// Twenty-fourth pass (found by its attacker of this pass's fixes): a log `audit verify`
+/// accepts whose records are dated in the last days of year 9999 made `lint --audit` panic
+/// (exit 101): the time plus `usage::CLOCK_SKEW`, and with `--since` the newest record plus
+/// `usage::LOG_ENDS_BEFORE_NOW`, overflowed. Times are compared without adding to them; records
+/// dated at the start of year 1 are read as well.
+#[test]
+fn regression_records_dated_at_the_end_of_year_9999_or_the_start_of_year_1_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p1 = load(3, Some(&digest_of(POLICY)));
+    for (load_at, fetch_at) in [
+        ("9999-12-31T22:00:00Z", "9999-12-31T23:56:00Z"),
+        ("9999-12-29T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:01Z"),
+        // The clock stepped back across the whole range, and forward again.
+        ("9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"),
+        ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+    ] {
+        let recs: Vec<(Rec<'_>, &str)> = vec![
+            (
+                (age_of(load_at), "vault.load", None, None, "allow", 0, 0),
+                p1.as_str(),
+            ),
+            (
+                (
+                    age_of(fetch_at),
+                    "fetch",
+                    Some("checkout"),
+                    Some("buyer"),
+                    "allow",
+                    1001,
+                    1001,
+                ),
+                "",
+            ),
+        ];
+        let log = write(d, "audit.jsonl", &segment(1, &"0".repeat(64), &recs).0);
+        let out = scopevault(d, &["audit", "verify", "--audit", log.to_str().unwrap()]);
+        assert!(out.status.success(), "{load_at} {fetch_at}: {out:?}");
+        for extra in [&[][..], &["--since", "30d"], &["--since", "520w"]] {
+            let r = lint(d, POLICY, &[&log], extra);
+            assert!(
+                !r.stderr.contains("panicked") && (r.code == 0 || r.code == 1),
+                "{load_at} {fetch_at} {extra:?}: {} {}",
+                r.code,
+                r.stderr
+            );
+            assert!(r.json["findings"].is_array(), "{:#}", r.json);
+        }
+    }
+}
