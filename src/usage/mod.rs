@@ -822,6 +822,29 @@ pub fn read_evidence(
         ));
         return Ok(ev);
     }
+    // An empty file given among files that hold records: a checkpoint's live log just moved by
+    // logrotate (`mv` + `create`), or emptied. It covers none of the window, and its
+    // checkpoint's evidence is in the files its records were moved to: judging the others
+    // alone would report as never fetched what that checkpoint fetched (twenty-fourth pass,
+    // found by its attacker of this pass's fixes). Unless a file given beside it is one of its
+    // moved files (its name, then `.`: `audit.jsonl.20261107T000000Z`, `audit.jsonl.1.gz`),
+    // which then holds that log's evidence, and is judged with the others.
+    if facts.iter().any(|f| f.lines > 0) {
+        let empty = (0..logs.len()).find(|&i| {
+            facts[i].lines == 0
+                && !(0..logs.len())
+                    .any(|j| j != i && facts[j].lines > 0 && moved_file_of(&logs[i], &logs[j]))
+        });
+        if let Some(i) = empty {
+            ev.judged = false;
+            ev.note = Some(format!(
+                "usage rules not applied: {} holds no record (a live log just rotated, or emptied), so it covers none of the window, and what its checkpoint did is in the files its records were moved to: give the files its records were moved to too (`--audit` each file of a log, any order; `{}.*` beside it)",
+                logs[i].display(),
+                logs[i].display()
+            ));
+            return Ok(ev);
+        }
+    }
     // A `--since` window ends now: a log whose newest record is long before that (its rotated
     // files given without the live one, a copy taken days ago) has no evidence for the rest,
     // and a fetch there would not be seen. A daemon idle that long looks the same, and
@@ -1142,6 +1165,21 @@ fn ahead_note(logs: &[PathBuf], facts: &[FileFacts], windowed: bool) -> Option<S
             }
         )
     })
+}
+
+/// Whether `other` is a file `empty` was moved to: in the same directory, named `empty`'s name
+/// then `.` and more (a rotated file, compressed or not).
+fn moved_file_of(empty: &std::path::Path, other: &std::path::Path) -> bool {
+    let resolved = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let (empty, other) = (resolved(empty), resolved(other));
+    let (Some(name), Some(moved)) = (empty.file_name(), other.file_name()) else {
+        return false;
+    };
+    let (name, moved) = (name.as_encoded_bytes(), moved.as_encoded_bytes());
+    empty.parent() == other.parent()
+        && moved.len() > name.len() + 1
+        && moved.starts_with(name)
+        && moved[name.len()] == b'.'
 }
 
 /// `1024` as `1,024`.

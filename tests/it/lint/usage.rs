@@ -2751,3 +2751,62 @@ fn regression_records_dated_at_the_end_of_year_9999_or_the_start_of_year_1_do_no
         }
     }
 }
+
+/// Twenty-fourth pass (found by its attacker of this pass's fixes): given two checkpoints' live
+/// logs, one of them empty (logrotate had just moved it: `mv` + `create`), lint judged on the
+/// other alone, silently: a false `task-credential-never-fetched`, exit 1. Alone, the empty file
+/// got "the logs hold no record". An empty file given covers none of the window: the usage
+/// rules are not applied, and the note names it and says to give its moved files too; unless
+/// a file given beside it is one of its moved files (its name followed by `.`), which holds
+/// that log's evidence.
+#[test]
+fn regression_an_empty_log_among_others_leaves_the_rules_unapplied_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("a")).unwrap();
+    std::fs::create_dir_all(d.join("b")).unwrap();
+    let a = write(&d.join("a"), "audit.jsonl", &chain(&busy_log()));
+    let b = write(&d.join("b"), "audit.jsonl", "");
+    // Alone, A is judged and has findings (`admin` never fetched, …).
+    let alone = lint(d, POLICY, &[&a], &["--since", "30d"]);
+    assert!(!usage_findings(&alone.json).is_empty(), "{:#}", alone.json);
+    for extra in [&["--since", "30d"][..], &[]] {
+        for logs in [[a.as_path(), b.as_path()], [b.as_path(), a.as_path()]] {
+            let r = lint(d, POLICY, &logs, extra);
+            assert_eq!(r.code, 0, "{extra:?}: {}", r.stderr);
+            not_judged(
+                &r,
+                &[
+                    "b/audit.jsonl holds no record",
+                    "give the files its records were moved to too",
+                ],
+            );
+        }
+    }
+    // B's moved file given beside it: B's evidence is there, and the empty live file adds
+    // nothing to it (A and B's moved file are judged together, as without the empty file).
+    let moved = write(
+        &d.join("b"),
+        "audit.jsonl.20261107T000000Z",
+        &chain(&busy_log()),
+    );
+    let with = lint(d, POLICY, &[&a, &b, &moved], &["--since", "30d"]);
+    let without = lint(d, POLICY, &[&a, &moved], &["--since", "30d"]);
+    assert!(
+        !with.stderr.contains("usage rules not applied"),
+        "{}",
+        with.stderr
+    );
+    assert_eq!(
+        usage_findings(&with.json),
+        usage_findings(&without.json),
+        "{}",
+        with.stderr
+    );
+    // Another file of the same name elsewhere is not its moved file.
+    let elsewhere = write(d, "audit.jsonl.1", &chain(&busy_log()));
+    not_judged(
+        &lint(d, POLICY, &[&a, &b, &elsewhere], &["--since", "30d"]),
+        &["b/audit.jsonl holds no record"],
+    );
+}
