@@ -348,6 +348,9 @@ struct FileFacts {
     /// journal held that cannot be written back), and its op: the evidence of its chain begins
     /// there.
     last_gap: Option<(At, &'static str)>,
+    /// Whether its first record is an `audit.gap` (the daemon found the file cut under it, or
+    /// began it with `--accept-audit-gap`).
+    begins_with_gap: bool,
     /// The file's place in its chain (from the verification).
     first_seq: u64,
     continues: Option<String>,
@@ -494,6 +497,7 @@ pub fn read_evidence(
             latest: None,
             stepped_back: None,
             last_gap: None,
+            begins_with_gap: false,
             first_seq: 0,
             continues: None,
             last_seq: 0,
@@ -594,6 +598,7 @@ pub fn read_evidence(
                 _ => None,
             };
             if let Some(op) = lost {
+                f.begins_with_gap |= no == 1 && op == "audit.gap";
                 f.last_gap = Some(((time, file.clone(), no), op));
             }
             if is_ahead(time) {
@@ -957,15 +962,19 @@ pub fn read_evidence(
     // A later file of a log given without the files before it, with no load in it or in the
     // files given after it: what its daemon served is not known at all (not even from some
     // point on), so no policy can be judged against it, whatever the window.
-    if let Some((file, seq)) = unknown.first() {
+    if let Some((file, seq, gap)) = unknown.first() {
         ev.judged = false;
         ev.note = Some(format!(
-            "usage rules not applied: {} begins at seq {seq} (records 1..={} are in an earlier file of the log, not given) and neither it nor a later file given holds a `vault.load` record, so what its daemon served is not known{}; give the log's earlier files too (`--audit` each, any order), back to its first file or one that records a `vault.load`",
-            file.display(),
-            seq - 1,
+            "usage rules not applied: {} and neither it nor a later file given holds a `vault.load` record, so what its daemon served is not known{}; {}",
+            begins_after(file, *seq, *gap),
             match unknown.len() {
                 1 => String::new(),
                 n => format!(" (nor for {} other log{})", n - 1, if n == 2 { "" } else { "s" }),
+            },
+            if *gap {
+                "the rules judge again with a window that starts after a `vault.load` that follows the gap (the daemon's next start or `reload`), or give the log's earlier files if they hold those records"
+            } else {
+                "give the log's earlier files too (`--audit` each, any order), back to its first file or one that records a `vault.load`"
             }
         ));
         return Ok(ev);
@@ -1167,6 +1176,25 @@ fn ahead_note(logs: &[PathBuf], facts: &[FileFacts], windowed: bool) -> Option<S
     })
 }
 
+/// Where a chain whose first file `file` begins at `seq` > 1 begins, for a note: after an
+/// earlier file not given, or (`gap`: its first record is an `audit.gap`) after records lost
+/// (the file cut under the daemon: twenty-fourth pass, found by its attacker of this pass's
+/// fixes, when a file given was called "not given" and the gap not named).
+fn begins_after(file: &std::path::Path, seq: u64, gap: bool) -> String {
+    let before = seq.saturating_sub(1);
+    if gap {
+        format!(
+            "{}:1 is the daemon's `audit.gap` record at seq {seq}: records 1..={before} are not in that file and no file given ends where it continues, so records before it were lost (the file was cut under the daemon) or are in a file not given; its evidence begins at that line,",
+            file.display()
+        )
+    } else {
+        format!(
+            "{} begins at seq {seq} (records 1..={before} are in an earlier file of the log, not given)",
+            file.display()
+        )
+    }
+}
+
 /// Whether `other` is a file `empty` was moved to: in the same directory, named `empty`'s name
 /// then `.` and more (a rotated file, compressed or not).
 fn moved_file_of(empty: &std::path::Path, other: &std::path::Path) -> bool {
@@ -1208,7 +1236,8 @@ struct Chains {
     /// `audit.rotate` or `audit.gap` record) and none of whose files holds an allowed
     /// `vault.load`: that file and its first `seq`. What its daemon served is in a file not
     /// given.
-    unknown: Vec<(PathBuf, u64)>,
+    /// Whether that file begins with an `audit.gap` record ([`begins_after`]).
+    unknown: Vec<(PathBuf, u64, bool)>,
     /// Per file: whether its chain's last load names a policy digest (so that, when the logs
     /// are judged, the policy linted or one of its shares is what it served).
     served_digest: Vec<bool>,
@@ -1284,6 +1313,13 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
                     Some(_) => note(first_at, ANOTHER),
                     // The very beginning of a log: nothing was served before its first load.
                     None if i == root && f.first_seq <= 1 => {}
+                    None if i == root && f.begins_with_gap => note(
+                        first_at,
+                        (
+                            "loaded a policy",
+                            "; what it served before is not known: its file begins with the daemon's `audit.gap` record (at line 1: records before it were lost, or are in a file not given)",
+                        ),
+                    ),
                     None if i == root => note(
                         first_at,
                         (
@@ -1325,7 +1361,11 @@ fn chains(logs: &[PathBuf], facts: &[FileFacts]) -> Chains {
             // says what was served is in an earlier file. (One that begins at seq 1 without a
             // load was written by a daemon before `vault.load` records, judged as it was.)
             None if facts[root].first_seq > 1 => {
-                unknown.push((logs[root].clone(), facts[root].first_seq));
+                unknown.push((
+                    logs[root].clone(),
+                    facts[root].first_seq,
+                    facts[root].begins_with_gap,
+                ));
             }
             None => {}
         }

@@ -2810,3 +2810,89 @@ fn regression_an_empty_log_among_others_leaves_the_rules_unapplied_and_says_so()
         &["b/audit.jsonl holds no record"],
     );
 }
+
+/// Twenty-fourth pass (found by its attacker of this pass's fixes): after the live log was cut
+/// to nothing under the daemon (records 5..=8 lost), the daemon began it again with an
+/// `audit.gap` record at seq 9. Given with the rotated file (seqs 1..=4), the note said records
+/// 1..=8 were "in an earlier file of the log, not given", of a file that was given, and never
+/// named the gap. A file whose first record is an `audit.gap` (and that continues no file
+/// given) gets the gap's note: the line, the records not in it, lost or in a file not given,
+/// and its evidence beginning there.
+#[test]
+fn regression_a_file_that_begins_with_a_gap_record_gets_the_gaps_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p1 = load(3, Some(&digest_of(POLICY)));
+    let fetch = |age, task, cred| {
+        (
+            (age, "fetch", Some(task), Some(cred), "allow", 1001, 1001),
+            "",
+        )
+    };
+    let early: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (days(45), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(days(40), "checkout", "buyer"),
+        fetch(days(30), "legacy", "old-ftp"),
+        fetch(Duration::hours(60), "checkout", "admin"),
+    ];
+    let (text, _) = segment(1, &"0".repeat(64), &early);
+    let rotated = write(d, "audit.jsonl.20261107T000000Z", &text);
+    // (The rotated file ends 60 hours ago, within `usage::LOG_ENDS_BEFORE_NOW`.) Records
+    // 5..=8 (the rotation and what followed) are lost: the gap continues seq 8's hash.
+    let lost = hex(&Sha256::digest(b"seq 8, lost"));
+    let gap = r#","reason":"the log was truncated by another party (from 1594 to 0 bytes; copytruncate?): records up to seq 8 are gone from it""#;
+    let mut live_recs: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (Duration::hours(48), "audit.gap", None, None, "error", 0, 0),
+            gap,
+        ),
+        fetch(Duration::hours(30), "checkout", "buyer"),
+        fetch(Duration::hours(1), "checkout", "buyer"),
+    ];
+    let live = write(d, "audit.jsonl", &segment(9, &lost, &live_recs).0);
+    for logs in [[&rotated, &live], [&live, &rotated]] {
+        let logs: Vec<&Path> = logs.iter().map(|p| p.as_path()).collect();
+        for extra in [&["--since", "30d"][..], &[]] {
+            let r = lint(d, POLICY, &logs, extra);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            not_judged(
+                &r,
+                &[
+                    "audit.jsonl:1 is the daemon's `audit.gap` record at seq 9",
+                    "records before it were lost",
+                    "its evidence begins at that line",
+                ],
+            );
+            assert!(!r.stderr.contains("not given)"), "{}", r.stderr);
+        }
+    }
+    // After a reload the live file holds a `vault.load`: what was served before it is not
+    // known, and the note says why, naming the gap, not an earlier file "not given".
+    live_recs.insert(
+        1,
+        (
+            (Duration::hours(40), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+    );
+    let live = write(d, "audit.jsonl", &segment(9, &lost, &live_recs).0);
+    let r = lint(d, POLICY, &[&rotated, &live], &["--since", "30d"]);
+    not_judged(
+        &r,
+        &[
+            "the daemon loaded a policy at",
+            "its file begins with the daemon's `audit.gap` record",
+        ],
+    );
+    assert!(!r.stderr.contains("not given,"), "{}", r.stderr);
+    // A window after that load is judged.
+    let r = lint(d, POLICY, &[&rotated, &live], &["--since", "24h"]);
+    assert!(
+        !r.stderr.contains("usage rules not applied"),
+        "{}",
+        r.stderr
+    );
+}
