@@ -2896,3 +2896,89 @@ fn regression_a_file_that_begins_with_a_gap_record_gets_the_gaps_note() {
         r.stderr
     );
 }
+
+/// Twenty-fourth pass (found by its attacker of this pass's fixes): docs/lint-rules.md promised
+/// a note for an `audit.gap` record inside a file cut under the daemon, and docs/audit.md that
+/// the cut file "verifies on its own as a later segment"; for a file cut back to an earlier
+/// line, `audit verify` reports the chain broken at the gap record (its `prev` names a line
+/// the file no longer holds) and lint, verifying first, exits 2. The docs now say so; this pins
+/// that behaviour, and that the file `audit rotate` begins after it is evidence.
+#[test]
+fn regression_a_file_cut_back_to_an_earlier_line_does_not_verify_and_lint_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p1 = load(3, Some(&digest_of(POLICY)));
+    let fetch = |age, task, cred| {
+        (
+            (age, "fetch", Some(task), Some(cred), "allow", 1001, 1001),
+            "",
+        )
+    };
+    let kept: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (Duration::hours(50), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(Duration::hours(49), "checkout", "buyer"),
+        fetch(Duration::hours(48), "legacy", "old-ftp"),
+    ];
+    let (text, _) = segment(1, &"0".repeat(64), &kept);
+    // Records 4..=6 were cut; the daemon's gap record continues seq 6's hash.
+    let lost = hex(&Sha256::digest(b"seq 6, cut"));
+    let gap = r#","reason":"the log was truncated by another party (from 2271 to 1208 bytes; copytruncate?): records up to seq 6 are gone from it""#;
+    let after: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (Duration::hours(40), "audit.gap", None, None, "error", 0, 0),
+            gap,
+        ),
+        fetch(Duration::hours(39), "checkout", "buyer"),
+    ];
+    let (tail, head) = segment(7, &lost, &after);
+    let cut = write(d, "audit.jsonl.20261201T000000Z", &(text + &tail));
+    let verify = scopevault(d, &["audit", "verify", "--audit", cut.to_str().unwrap()]);
+    assert!(!verify.status.success(), "{verify:?}");
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("line 4: seq 7 follows seq 3")
+            || String::from_utf8_lossy(&verify.stderr).contains("line 4: seq 7 follows seq 3"),
+        "{verify:?}"
+    );
+    for extra in [&["--since", "1d"][..], &[]] {
+        let r = lint(d, POLICY, &[&cut], extra);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("audit.jsonl.20261201T000000Z:4: the audit log does not verify")
+                && r.stderr.contains("the daemon's `audit.gap` record"),
+            "{}",
+            r.stderr
+        );
+    }
+    // `audit rotate` began a new file after it: that file, with a load, is evidence.
+    let live_recs: Vec<(Rec<'_>, &str)> = vec![
+        (
+            (
+                Duration::hours(30),
+                "audit.rotate",
+                None,
+                None,
+                "allow",
+                0,
+                0,
+            ),
+            "",
+        ),
+        (
+            (Duration::hours(29), "vault.load", None, None, "allow", 0, 0),
+            p1.as_str(),
+        ),
+        fetch(Duration::hours(2), "checkout", "buyer"),
+    ];
+    let live = write(d, "audit.jsonl", &segment(9, &head, &live_recs).0);
+    let r = lint(d, POLICY, &[&live], &["--since", "24h"]);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("usage rules not applied"),
+        "{}",
+        r.stderr
+    );
+}
