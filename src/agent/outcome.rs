@@ -102,6 +102,15 @@ pub(crate) enum Refusal {
         /// How it is over the bound (never a value).
         over: String,
     },
+    /// A credential holding a field name both as a plain field and as a secret, which a
+    /// vault saved by an older scopevault may hold: not handed out (which value is meant is
+    /// unknown).
+    FieldInBoth {
+        /// The credential.
+        credential: String,
+        /// The field.
+        field: String,
+    },
     /// The answer to a `fetch` would be longer than a client accepts
     /// ([`crate::protocol::MAX_RESPONSE`]): its credentials together are too large.
     AnswerTooLarge {
@@ -208,9 +217,11 @@ impl Refusal {
             // an admin's `unlock` say "wrong passphrase").
             Rollback(_) => ErrorCode::VaultRefused,
             OverScoped { .. } => ErrorCode::OverScoped,
-            BadTotpSeed { .. } | CredentialTooLarge { .. } | AnswerTooLarge { .. } | NoVault => {
-                ErrorCode::Internal
-            }
+            BadTotpSeed { .. }
+            | CredentialTooLarge { .. }
+            | FieldInBoth { .. }
+            | AnswerTooLarge { .. }
+            | NoVault => ErrorCode::Internal,
             TooManyTickets
             | TicketShare { .. }
             | SchedulersTickets { .. }
@@ -255,6 +266,9 @@ impl Refusal {
             BadTotpSeed { credential, error } => format!("credential `{credential}`: {error}"),
             CredentialTooLarge { credential, over } => format!(
                 "credential `{credential}` is not handed out: {over} (vault-format.md, \"Payload\"; saved by an older scopevault); an admin splits it into several credentials (`scopevault doctor` names it)"
+            ),
+            FieldInBoth { credential, field } => format!(
+                "credential `{credential}` is not handed out: it holds `{field}` both as a plain field and as a secret (saved by an older scopevault), and which value is meant is unknown; an admin keeps one with `scopevault cred set {credential} --secret {field}` or `--field {field}=VALUE`, which removes the other, and runs `scopevault reload`"
             ),
             AnswerTooLarge { task, bytes, by_ticket: false } => format!(
                 "the credentials of task `{task}` together make an answer of {bytes} bytes, more than the {MAX_RESPONSE} (16 MiB) a client accepts, so nothing is handed out; fetch them one at a time (`--credential NAME`), or an admin lists fewer in the task"
@@ -328,6 +342,7 @@ impl Refusal {
             Locked
             | BadTotpSeed { .. }
             | CredentialTooLarge { .. }
+            | FieldInBoth { .. }
             | AnswerTooLarge { .. }
             | TooManyTickets
             | TicketShare { .. }
@@ -435,6 +450,14 @@ mod tests {
                 Refusal::CredentialTooLarge {
                     credential: s("c"),
                     over: s("it has 65 fields"),
+                },
+                C::Internal,
+                Error,
+            ),
+            (
+                Refusal::FieldInBoth {
+                    credential: s("c"),
+                    field: s("user"),
                 },
                 C::Internal,
                 Error,
@@ -579,10 +602,11 @@ mod tests {
                 Refusal::Undeclared { .. } => 29,
                 Refusal::CredentialTooLarge { .. } => 30,
                 Refusal::AnswerTooLarge { .. } => 31,
+                Refusal::FieldInBoth { .. } => 32,
             };
             seen.insert(kind);
         }
-        assert_eq!(seen.len(), 32, "{seen:?}");
+        assert_eq!(seen.len(), 33, "{seen:?}");
     }
 
     /// Messages clients and tests rely on stay as they were before the refusals were typed.

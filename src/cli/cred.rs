@@ -42,9 +42,32 @@ fn parse_fields(
         validate_field_key(k)?;
         refuse_secret_field(k, kind)?;
         vault::validate_field_value(k, v).map_err(|e| anyhow::anyhow!("--field {k}: {e}"))?;
-        out.insert(k.to_owned(), v.to_owned());
+        if out.insert(k.to_owned(), v.to_owned()).is_some() {
+            // As a secret given twice is: the last one silently won (twenty-fourth pass).
+            bail!("field `{k}` is given twice: give each --field once; nothing was stored");
+        }
     }
     Ok(out)
+}
+
+/// Refuse a name given both as a `--field` and as a secret (`--secret`, `--secret-file`),
+/// before any secret is read: a field name holds one value, plain or secret
+/// ([`vault::field_in_both`]).
+fn refuse_field_and_secret(
+    fields: &BTreeMap<String, String>,
+    a: &SecretInputArgs,
+) -> anyhow::Result<()> {
+    let secret_keys = a.secrets.iter().map(String::as_str).chain(
+        a.secret_files
+            .iter()
+            .filter_map(|s| Some(s.split_once('=')?.0)),
+    );
+    for k in secret_keys {
+        if fields.contains_key(k) {
+            bail!("`{k}` is given both as --field and as a secret: a field name holds one value, plain or secret; give it once; nothing was read");
+        }
+    }
+    Ok(())
 }
 
 /// Refuse a plain `--field` whose key is secret: in `kind`'s schema, in the known secret
@@ -197,6 +220,7 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     validate_name(&a.name)?;
     let fields = parse_fields(&a.fields, Some(a.kind))?;
     check_secret_names(&a.secrets)?;
+    refuse_field_and_secret(&fields, &a.secrets)?;
     for s in &a.scopes {
         crate::policy::Scope::parse(s).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
     }
@@ -302,6 +326,7 @@ fn check_origin(o: &str) -> anyhow::Result<String> {
 fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     let fields = parse_fields(&a.fields, None)?;
     check_secret_names(&a.secrets)?;
+    refuse_field_and_secret(&fields, &a.secrets)?;
     refuse_stdin_twice(g, &a.secrets)?;
     if a.secrets.secrets.is_empty() && a.secrets.secret_files.is_empty() && fields.is_empty() {
         bail!("nothing to set: give --secret KEY, --secret-file KEY=PATH or --field KEY=VALUE");
@@ -343,9 +368,11 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     let mut replaced = Vec::new();
     let (changed, fields_changed) = vault.update_credential(&a.name, |c| {
         // Secrets compared in constant time (`SecretString`'s `==`), never printed.
+        // A secret replaces a plain field of its name and the other way round: a field name
+        // holds one value (`--secret user` next to a plain `user` stored a second value,
+        // twenty-fourth pass).
         let changed = c.set_secrets(secrets, now, &mut replaced);
-        let fields_changed = fields.iter().any(|(k, v)| c.fields.get(k) != Some(v));
-        c.fields.extend(fields);
+        let fields_changed = c.set_fields(fields, now, &mut replaced);
         // The vault no longer holds what the source had: the next sync must see a credential
         // set by hand (and put the source's values back), not "unchanged". The source stays,
         // marked, so that sync still compares the version with the one synced last.
@@ -386,11 +413,25 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
     }
     vault.save(&lock)?;
     super::fleet::warn_local_change(&vault);
+    // What changed form is said in the report itself: a field that became a secret, or
+    // plain, lost its other value.
+    let moved: String = replaced
+        .iter()
+        .filter_map(|(k, r)| match r {
+            vault::Replaced::PlainField => Some(format!(
+                "; field {k} is now a secret (its plain value was removed)"
+            )),
+            vault::Replaced::SecretField => Some(format!(
+                "; field {k} is now plain (its secret value was removed)"
+            )),
+            vault::Replaced::OtherSeed(_) => None,
+        })
+        .collect();
     let pickup = super::client_cmds::print_after_save(
         g,
         &vault,
         format!(
-            "updated credential {} ({changed} secret value(s) changed)\n",
+            "updated credential {} ({changed} secret value(s) changed{moved})\n",
             a.name
         ),
         &format!(
@@ -399,8 +440,10 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
             vault.generation()
         ),
     )?;
-    for (new, old) in &replaced {
-        errln!("{}", replaced_note(&a.name, new, old));
+    for (new, r) in &replaced {
+        if let vault::Replaced::OtherSeed(old) = r {
+            errln!("{}", replaced_note(&a.name, new, old));
+        }
     }
     if let Some(src) = synced_from {
         errln!(
@@ -549,6 +592,13 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     }
     for k in c.secrets.keys() {
         outln!("secret:   {} (set; values are never shown)", esc(k))?;
+    }
+    if let Some(field) = vault::field_in_both(&c.fields, &c.secrets) {
+        // A vault saved by an older scopevault: said, since the daemon does not hand it out.
+        outln!(
+            "warning:  {}; until then the daemon does not hand this credential out",
+            esc(&vault::field_in_both_message(name, field))
+        )?;
     }
     outln!("created:  {}", m["created"].as_str().unwrap_or_default())?;
     outln!("rotated:  {}", m["rotated"].as_str().unwrap_or_default())?;

@@ -189,17 +189,14 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                 .update_credential(&row.name, |c| {
                     // A TOTP seed replaces the other form of it, as `cred set` does.
                     let changed = c.set_secrets(secrets, now, &mut replaced);
-                    if changed > 0
-                        || username
-                            .as_ref()
-                            .is_some_and(|u| c.fields.get("username") != Some(u))
-                    {
+                    // A secret `username` (set with `cred set --secret username`) is
+                    // replaced: a field name holds one value, as `cred set` keeps it.
+                    let fields_changed =
+                        c.set_fields(username.map(|u| ("username".into(), u)), now, &mut replaced);
+                    if changed > 0 || fields_changed {
                         // No longer what a sync source had: the next sync says so, and still
                         // compares versions with the one synced last (`cred set` does the same).
                         c.mark_set_by_hand(now);
-                    }
-                    if let Some(u) = username {
-                        c.fields.insert("username".into(), u);
                     }
                     if let Some(o) = origin {
                         if !c.origins.contains(&o) {
@@ -214,11 +211,17 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                 "row {}: ~ {label} updated ({what}; {changed} secret value(s) changed)",
                 row.line
             ));
-            notes.extend(
-                replaced
-                    .iter()
-                    .map(|(new, old)| super::cred::replaced_note(&row.name, new, old)),
-            );
+            notes.extend(replaced.iter().map(|(new, r)| match r {
+                crate::vault::Replaced::OtherSeed(old) => super::cred::replaced_note(&row.name, new, old),
+                crate::vault::Replaced::PlainField => format!(
+                    "note: field {new} of credential {} is now a secret (its plain value was removed)",
+                    row.name
+                ),
+                crate::vault::Replaced::SecretField => format!(
+                    "note: field {new} of credential {} is now plain (its secret value was removed)",
+                    row.name
+                ),
+            }));
         } else {
             let mut c = Credential::new(CredentialKind::Login, now);
             if let Some(u) = row.username {

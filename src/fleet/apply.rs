@@ -320,6 +320,12 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
                 crate::vault::both_totp_seeds_message(name)
             )));
         }
+        if let Some(field) = crate::vault::field_in_both(&c.fields, &c.secrets) {
+            return Err(fail(format!(
+                "{}; the master vault's credential must be fixed and the bundle published again",
+                crate::vault::field_in_both_message(name, field)
+            )));
+        }
         // A TOTP seed `cred set` refuses (one that gives no code, an `encoder` asking for
         // Steam's codes) is refused here too, as operations.md says: it was applied, and
         // every fetch of it then failed (twentieth pass). `publish` refuses the same seed

@@ -124,6 +124,11 @@ fn build_with(
         if crate::vault::holds_both_totp_seeds(c.secrets.keys().map(String::as_str)) {
             return Err(crate::vault::both_totp_seeds_message(name));
         }
+        // Or a field name held both as a plain field and as a secret: `bundle apply`
+        // refuses it, so publish refuses it here, once.
+        if let Some(field) = crate::vault::field_in_both(&c.fields, &c.secrets) {
+            return Err(crate::vault::field_in_both_message(name, field));
+        }
         // So may a TOTP seed every writer now refuses (an otpauth URI with an `encoder`
         // parameter): `bundle apply` refuses it on each checkpoint, so publish refuses it
         // here, once, naming the credential (twenty-first pass). TotpError never quotes the

@@ -30,11 +30,11 @@ pub use crate::paths::state_dir;
 pub(crate) use format::{is_vault_id, MAGIC};
 pub use keyring::KeyringStore;
 pub use model::{
-    both_totp_seeds_message, credential_over_bound, holds_both_totp_seeds, is_secret_field_name,
-    validate_field_key, validate_field_value, validate_name, AppliedBundle, Credential,
-    CredentialSource, FieldMap, FleetState, OverBound, SecretSet, FIELD_NAME_RULE,
-    MAX_CREDENTIAL_BYTES, MAX_CREDENTIAL_FIELDS, MAX_FIELD_LEN, SECRET_FIELD_NAMES,
-    TOTP_SEED_FIELDS,
+    both_totp_seeds_message, credential_over_bound, field_in_both, field_in_both_message,
+    holds_both_totp_seeds, is_secret_field_name, validate_field_key, validate_field_value,
+    validate_name, AppliedBundle, Credential, CredentialSource, FieldMap, FleetState, OverBound,
+    Replaced, SecretSet, FIELD_NAME_RULE, MAX_CREDENTIAL_BYTES, MAX_CREDENTIAL_FIELDS,
+    MAX_FIELD_LEN, SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
 };
 pub(crate) use slots::check_new_label_among;
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
@@ -221,6 +221,15 @@ pub enum VaultError {
     /// message names the credential and the fields, never a value.
     #[error("{}; nothing was stored", both_totp_seeds_message(.0))]
     BothTotpSeeds(String),
+    /// A credential would hold a field name both as a plain field and as a secret
+    /// ([`field_in_both`]). The message names the credential and the field, never a value.
+    #[error("{}; nothing was stored", field_in_both_message(.credential, .field))]
+    FieldInBoth {
+        /// The credential's name.
+        credential: String,
+        /// The field's name.
+        field: String,
+    },
     /// A secret value over [`MAX_SECRET_LEN`](crate::secret::MAX_SECRET_LEN) would be stored.
     /// The message names the credential and the field, never the value.
     #[error("credential \"{credential}\": the value of secret field `{field}` is more than {max} bytes, the limit for a secret value (vault-format.md); nothing was stored", max = crate::secret::MAX_SECRET_LEN)]
@@ -1110,7 +1119,8 @@ impl Vault {
     }
 
     /// Add a credential; refuses an existing name, a credential holding both TOTP seed
-    /// fields ([`TOTP_SEED_FIELDS`]) and a secret value over the size limit
+    /// fields ([`TOTP_SEED_FIELDS`]), one holding a field name both as a plain field and as a
+    /// secret ([`field_in_both`]) and a secret value over the size limit
     /// ([`crate::secret::within_secret_limit`]): every way values enter a vault comes through
     /// here or [`Vault::update_credential`].
     pub fn add_credential(&mut self, name: &str, cred: Credential) -> Result<(), VaultError> {
@@ -1121,6 +1131,12 @@ impl Vault {
         if holds_both_totp_seeds(cred.secrets.keys().map(String::as_str)) {
             return Err(VaultError::BothTotpSeeds(name.to_owned()));
         }
+        if let Some(field) = field_in_both(&cred.fields, &cred.secrets) {
+            return Err(VaultError::FieldInBoth {
+                credential: name.to_owned(),
+                field: field.to_owned(),
+            });
+        }
         check_sizes(name, &cred, None)?;
         self.data.credentials.insert(name.to_owned(), cred);
         self.dirty = true;
@@ -1129,8 +1145,9 @@ impl Vault {
 
     /// Change a credential (secrets, fields, metadata). `f` works on a copy, kept only if it
     /// is allowed: a change of secrets that leaves both TOTP seed fields
-    /// ([`TOTP_SEED_FIELDS`]), or that stores a value over the size limit, is refused and the
-    /// credential left as it was. (A credential that already held both, or a value over the
+    /// ([`TOTP_SEED_FIELDS`]), that holds a field name both as a plain field and as a secret
+    /// where it did not ([`field_in_both`]), or that stores a value over the size limit, is
+    /// refused and the credential left as it was. (A credential that already held both, or a value over the
     /// limit, saved by an older scopevault, may still have its other metadata changed, as
     /// `policy apply` does.)
     pub fn update_credential<T>(
@@ -1149,6 +1166,18 @@ impl Vault {
             && next.secrets != c.secrets
         {
             return Err(VaultError::BothTotpSeeds(name.to_owned()));
+        }
+        // A name held both as a plain field and as a secret that was not so before: refused
+        // (one an older scopevault saved may stay while other members change).
+        if let Some(field) = next
+            .fields
+            .keys()
+            .find(|k| next.secrets.contains_key(k) && !field_in_both_one(c, k))
+        {
+            return Err(VaultError::FieldInBoth {
+                credential: name.to_owned(),
+                field: field.clone(),
+            });
         }
         check_sizes(name, &next, Some(c))?;
         *c = next;
@@ -1495,6 +1524,11 @@ fn check_sizes(
         }
     }
     Ok(())
+}
+
+/// Whether `c` holds `field` both as a plain field and as a secret.
+fn field_in_both_one(c: &Credential, field: &str) -> bool {
+    c.fields.contains_key(field) && c.secrets.contains_key(field)
 }
 
 /// The rollback record's entry saying this machine has used the vault in format version 2:
@@ -1874,7 +1908,8 @@ mod tests {
             set,
             SecretSet {
                 changed: true,
-                replaced: Some("totp_seed")
+                replaced: Some("totp_seed"),
+                was_plain: false,
             }
         );
         let keys: Vec<&String> = v.credentials()["tot"].secrets.keys().collect();
@@ -1893,6 +1928,80 @@ mod tests {
             .unwrap();
         assert_eq!(set.replaced, Some("otpauth"));
         assert!(!set.changed);
+    }
+
+    /// Found by the twenty-fourth pass's attacker of this pass's fixes: `cred set --secret
+    /// user` next to a plain `user` kept both, and runners got the plain one. No writer leaves
+    /// a credential holding a name both as a plain field and as a secret: `add_credential`
+    /// and `update_credential` refuse it (naming the credential and the field, never a value)
+    /// and leave the credential as it was; `set_secret` and `set_fields` replace the other
+    /// form and say so; one an older scopevault saved may still have other members changed.
+    #[test]
+    fn regression_no_way_in_leaves_a_field_both_plain_and_secret() {
+        use crate::policy::CredentialKind;
+        let val = || SecretString::from("secret-user-value".to_owned());
+        let dir = tempfile::tempdir().unwrap();
+        let (mut v, _) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+        let mut both = Credential::new(CredentialKind::Login, timestamp());
+        both.fields.insert("user".into(), "plain-user".into());
+        both.secrets.insert("user".into(), val());
+        let e = v.add_credential("c", both.clone()).unwrap_err();
+        assert!(matches!(e, VaultError::FieldInBoth { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`c`") && msg.contains("`user` both as a plain field and as a secret"),
+            "{msg}"
+        );
+        assert!(!msg.contains("secret-user-value") && !msg.contains("plain-user"));
+        assert!(v.credentials().is_empty());
+
+        let mut plain = Credential::new(CredentialKind::Login, timestamp());
+        plain.fields.insert("user".into(), "plain-user".into());
+        v.add_credential("c", plain).unwrap();
+        let e = v
+            .update_credential("c", |c| c.secrets.insert("user".into(), val()))
+            .unwrap_err();
+        assert!(matches!(e, VaultError::FieldInBoth { .. }), "{e}");
+        assert!(v.credentials()["c"].secrets.is_empty());
+        // `set_secret` (cred set, import --update) replaces the plain field.
+        let set = v
+            .update_credential("c", |c| c.set_secret("user".into(), val()))
+            .unwrap();
+        assert!(set.was_plain && set.changed, "{set:?}");
+        assert!(v.credentials()["c"].fields.is_empty());
+        // `set_fields` replaces the secret, and says so.
+        let mut replaced = Vec::new();
+        let changed = v
+            .update_credential("c", |c| {
+                c.set_fields(
+                    [("user".into(), "plain-2".into())],
+                    timestamp(),
+                    &mut replaced,
+                )
+            })
+            .unwrap();
+        assert!(changed);
+        assert_eq!(replaced, [("user".to_owned(), Replaced::SecretField)]);
+        assert!(v.credentials()["c"].secrets.is_empty());
+        assert_eq!(v.credentials()["c"].fields.get("user").unwrap(), "plain-2");
+
+        // Saved by an older scopevault: its scopes may change; keeping one form clears it.
+        v.data.credentials.insert("old".into(), both);
+        v.update_credential("old", |c| c.scopes = vec!["shop:login".into()])
+            .unwrap();
+        let mut replaced = Vec::new();
+        let n = v
+            .update_credential("old", |c| {
+                c.set_secrets([("user".into(), val())], timestamp(), &mut replaced)
+            })
+            .unwrap();
+        assert_eq!(n, 1, "the plain value removed is a change");
+        assert_eq!(replaced, [("user".to_owned(), Replaced::PlainField)]);
+        assert!(field_in_both(
+            &v.credentials()["old"].fields,
+            &v.credentials()["old"].secrets
+        )
+        .is_none());
     }
 
     /// Found by forging files from vault-format.md (seventeenth pass): `cred import` stored a

@@ -60,6 +60,42 @@ pub struct SecretSet {
     pub changed: bool,
     /// The other TOTP seed field, removed because this one replaces it.
     pub replaced: Option<&'static str>,
+    /// A plain field of the same name was removed: the field is now a secret.
+    pub was_plain: bool,
+}
+
+/// What a secret or plain field replaced when it was stored ([`Credential::set_secrets`],
+/// [`Credential::set_fields`]): the caller says so. Names fields only, never a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    /// This TOTP seed field replaced the other one, removed.
+    OtherSeed(&'static str),
+    /// This secret replaced a plain field of the same name, removed.
+    PlainField,
+    /// This plain field replaced a secret of the same name, removed.
+    SecretField,
+}
+
+/// The first field name `fields` and `secrets` both hold. A field name is one value in a
+/// credential, plain or secret (vault-format.md, "Payload"): every writer refuses a
+/// credential holding a name as both, and the daemon does not hand out one that a vault saved
+/// by an older scopevault holds (which value a runner meant is unknown).
+pub fn field_in_both<'a>(
+    fields: &'a FieldMap<String>,
+    secrets: &FieldMap<SecretString>,
+) -> Option<&'a str> {
+    fields
+        .keys()
+        .find(|k| secrets.contains_key(k))
+        .map(String::as_str)
+}
+
+/// The reason a credential named `name` may not hold `field` both as a plain field and as a
+/// secret, with how to keep one. Names fields only, never a value.
+pub fn field_in_both_message(name: &str, field: &str) -> String {
+    format!(
+        "credential `{name}` holds `{field}` both as a plain field and as a secret: a field name holds one value, so which one is meant is unknown. Keep one: `scopevault cred set {name} --secret {field}` stores it as a secret, `scopevault cred set {name} --field {field}=VALUE` as a plain field, and either removes the other"
+    )
 }
 
 /// The decrypted payload.
@@ -241,6 +277,10 @@ impl Credential {
     /// removes a `totp_seed` and the other way round ([`TOTP_SEED_FIELDS`]); the caller says
     /// so ([`SecretSet::replaced`]). Give one of the two at a time: a caller storing both
     /// refuses first ([`holds_both_totp_seeds`]).
+    ///
+    /// A plain field of the same name is removed ([`SecretSet::was_plain`]): a field name holds
+    /// one value ([`field_in_both`]; `cred set --secret user` next to a plain `user` stored a
+    /// second value, and runners kept getting the plain one, twenty-fourth pass).
     pub fn set_secret(&mut self, key: String, value: SecretString) -> SecretSet {
         let replaced = match TOTP_SEED_FIELDS.iter().position(|f| *f == key) {
             Some(i) => {
@@ -249,29 +289,65 @@ impl Credential {
             }
             None => None,
         };
+        let was_plain = self.fields.remove(&key).is_some();
         let changed = self.secrets.get(&key) != Some(&value);
         self.secrets.insert(key, value);
-        SecretSet { changed, replaced }
+        SecretSet {
+            changed,
+            replaced,
+            was_plain,
+        }
+    }
+
+    /// Store each of the plain `fields`; a secret of the same name is removed (a field name
+    /// holds one value, [`field_in_both`]) and pushed to `replaced` as
+    /// [`Replaced::SecretField`], and the rotation dated `now` (a secret value changed).
+    /// Returns whether anything changed. One loop for `cred set` and `cred import --update`.
+    pub fn set_fields(
+        &mut self,
+        fields: impl IntoIterator<Item = (String, String)>,
+        now: OffsetDateTime,
+        replaced: &mut Vec<(String, Replaced)>,
+    ) -> bool {
+        let mut changed = false;
+        for (k, v) in fields {
+            if self.secrets.remove(&k).is_some() {
+                self.rotated = now;
+                changed = true;
+                replaced.push((k.clone(), Replaced::SecretField));
+            }
+            changed |= self.fields.get(&k) != Some(&v);
+            self.fields.insert(k, v);
+        }
+        changed
     }
 
     /// Store each of `secrets` ([`Credential::set_secret`]) and, when a value changed, date
     /// the rotation `now`. Returns how many values changed (a TOTP seed that replaced the
-    /// other form counts, even if its own value was the same) and pushes each (field, seed
-    /// form it replaced) to `replaced`. One loop for `cred set` and `cred import --update`.
+    /// other form, or a secret that replaced a plain field of its name, counts, even if its
+    /// own value was the same) and pushes each (field, what it replaced) to `replaced`. One
+    /// loop for `cred set` and `cred import --update`.
     pub fn set_secrets(
         &mut self,
         secrets: impl IntoIterator<Item = (String, SecretString)>,
         now: OffsetDateTime,
-        replaced: &mut Vec<(String, &'static str)>,
+        replaced: &mut Vec<(String, Replaced)>,
     ) -> usize {
         let mut changed = 0;
         for (k, v) in secrets {
             let set = self.set_secret(k.clone(), v);
+            let mut counted = set.changed;
             changed += usize::from(set.changed);
             if let Some(old) = set.replaced {
                 // The other TOTP seed is gone: a value changed even if this one did not.
-                changed += usize::from(!set.changed);
-                replaced.push((k, old));
+                changed += usize::from(!counted);
+                counted = true;
+                replaced.push((k.clone(), Replaced::OtherSeed(old)));
+            }
+            if set.was_plain {
+                // The plain value is gone: a value changed even if the secret did not.
+                changed += usize::from(!counted);
+                replaced.push((k, Replaced::PlainField));
             }
         }
         if changed > 0 {

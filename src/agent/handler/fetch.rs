@@ -344,6 +344,18 @@ impl Handler {
                 Vec::new(),
             ));
         }
+        // A field name held both as a plain field and as a secret (a vault saved by an older
+        // scopevault; every writer refuses it now): which value a runner meant is unknown, so
+        // neither is handed out (`get --field` printed the plain one, twenty-fourth pass).
+        if let Some(field) = crate::vault::field_in_both(cred.fields, cred.secrets) {
+            return Err(refuse(
+                Refusal::FieldInBoth {
+                    credential: name.to_owned(),
+                    field: field.to_owned(),
+                },
+                Vec::new(),
+            ));
+        }
         let kind = decl.kind();
         let (scopes, origins) = (decl.scopes(), decl.origins());
         // A credential with metadata but no secret value is not handed out as an empty

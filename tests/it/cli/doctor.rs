@@ -870,6 +870,67 @@ fn doctor_fails_a_credential_holding_both_totp_seeds_naming_the_fix() {
     );
 }
 
+/// Found by the twenty-fourth pass's attacker of this pass's fixes: a vault saved by an older
+/// scopevault may hold a field name both as a plain field and as a secret (`cred set --secret
+/// user` next to a plain `user` kept both). It still loads: a fetch of that credential fails
+/// naming it and the field, never a value, other credentials are served, and doctor fails a
+/// `fields` line naming both and the `cred set` that keeps one (no such line for a sound vault).
+#[test]
+fn regression_a_field_held_both_plain_and_secret_fails_doctor_and_only_its_fetch() {
+    const LEGACY: &str = "Legacy-Secret-Username-42";
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let no_daemon = dir.path().join("no-daemon.sock");
+    let (text, _) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert!(line_with(&text, "fail", "fields", &[]).is_none(), "{text}");
+    crate::common::vault::rewrite_payload(&dir.path().join("vault.scopevault"), &id, |data| {
+        data["credentials"]["shop-buyer"]["secrets"]["username"] = serde_json::json!(LEGACY);
+    });
+    let d = Daemon::start(dir.path(), &["--identity-file", id_s]);
+    let get = |task: &str, field: &str| {
+        daemon::cmd(dir.path())
+            .args(["--socket", d.socket.to_str().unwrap()])
+            .args(["get", "--task", task, "--field", field])
+            .output()
+            .unwrap()
+    };
+    let out = get("checkout-flow", "username");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("`shop-buyer` is not handed out")
+            && err.contains("`username` both as a plain field and as a secret"),
+        "{err}"
+    );
+    assert!(!err.contains(LEGACY) && out.stdout.is_empty(), "{err}");
+    let out = get("order-status", "username");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "backoffice");
+    drop(d);
+    let (text, code) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "fields",
+            &[
+                "`shop-buyer`",
+                "`username`",
+                "scopevault cred set shop-buyer --secret username"
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(!text.contains(LEGACY), "{text}");
+}
+
 /// Twenty-second pass (found by an attacker forging signed bundles): a vault saved before a
 /// credential was bounded may hold one of 290 fields of 60,000 bytes, which the daemon served
 /// in an answer `get` refused as "not a valid response (is it the same scopevault

@@ -762,6 +762,84 @@ fn the_scopes_a_fetch_reports_are_the_applied_policys_that_the_decision_used() {
     assert!(warning.contains("scopes"), "{c}");
 }
 
+/// Found by the twenty-fourth pass's attacker of this pass's fixes: `cred set --secret user`
+/// next to a plain field `user` stored a second value, and `get --field user` went on printing
+/// the plain (old) one. Writers now keep one value per name; a vault saved by an older
+/// scopevault holding `username` both as a plain field and as a secret is read, but that
+/// credential is not handed out (`internal`, naming it and the field and how to keep one),
+/// no value of it is printed, `cred show` says why, and `cred set --field` of the name, which
+/// removes the secret, makes it served again.
+#[test]
+fn regression_a_field_held_both_plain_and_secret_is_not_handed_out_until_one_is_kept() {
+    const LEGACY: &str = "legacy-secret-username-71";
+    let dir = tempdir();
+    let d = start_with_entry_rewritten(dir.path(), "shop-buyer", |c| {
+        assert_eq!(c["fields"]["username"], "buyer", "{c}");
+        c["secrets"]["username"] = serde_json::json!(LEGACY);
+    });
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["code"], "internal", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("credential `shop-buyer` is not handed out")
+            && message.contains("holds `username` both as a plain field and as a secret")
+            && message.contains("cred set shop-buyer --secret username"),
+        "{v}"
+    );
+    let text = v.to_string();
+    assert!(!text.contains(LEGACY) && !text.contains("\"buyer\""), "{v}");
+    // `get --field` prints neither value.
+    let out = sv(
+        &d,
+        &["get", "--task", "checkout-flow", "--field", "username"],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(!d.audit_text().contains(LEGACY));
+    // `cred show` says why, naming the field, no value but the plain one it lists.
+    let id = dir.path().join("identity.txt");
+    let id_s = id.to_str().unwrap();
+    let show = ok(
+        dir.path(),
+        &["--identity-file", id_s, "cred", "show", "shop-buyer"],
+        None,
+    );
+    assert!(
+        show.contains("holds `username` both as a plain field and as a secret")
+            && show.contains("the daemon does not hand this credential out"),
+        "{show}"
+    );
+    assert!(!show.contains(LEGACY), "{show}");
+    // Keeping the plain field removes the secret of its name; served again.
+    let sock = d.socket.to_str().unwrap().to_owned();
+    let out = ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "--socket",
+            &sock,
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            "username=buyer",
+        ],
+        None,
+    );
+    assert!(
+        out.contains("field username is now plain (its secret value was removed)"),
+        "{out}"
+    );
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let c = &v["credentials"][0];
+    assert_eq!(c["fields"]["username"], "buyer", "{c}");
+    assert!(c["secrets"].get("username").is_none(), "{c}");
+    assert_eq!(c["secrets"]["password"], secret_of("shop-buyer"), "{c}");
+}
+
 /// `cred set shop-2fa` with the identity file of [`setup_vault`] and `stdin`: (success,
 /// stdout, stderr).
 fn set_2fa(dir: &std::path::Path, secret_args: &[&str], stdin: &str) -> (bool, String, String) {

@@ -1479,6 +1479,136 @@ fn regression_cred_set_of_the_stored_values_saves_nothing_and_says_unchanged() {
     assert_ne!(e.vault_bytes(), before);
 }
 
+/// Found by the twenty-fourth pass's attacker of this pass's fixes: after `cred add --field
+/// user=old-value`, `cred set --secret user` said "1 secret value(s) changed" and kept both,
+/// `field: user = old-value` and `secret: user`; runners kept getting the plain old value,
+/// and `exec` refused the credential. A field name holds one value: the secret replaces the
+/// plain field and the report says so; `--field` of a secret's name replaces the secret
+/// likewise; neither value is printed.
+#[test]
+fn regression_cred_set_of_a_secret_next_to_a_plain_field_of_its_name_replaces_it() {
+    let e = Env::new();
+    e.ok(&["init", "--passphrase-file", &e.pf()], b"");
+    e.ok(
+        &[
+            "cred",
+            "add",
+            "cred-a",
+            "--kind",
+            "login",
+            "--field",
+            "user=old-value",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"pw-value-1",
+    );
+    let show = |e: &Env| -> serde_json::Value {
+        serde_json::from_str(&e.ok(
+            &[
+                "cred",
+                "show",
+                "cred-a",
+                "--json",
+                "--passphrase-file",
+                &e.pf(),
+            ],
+            b"",
+        ))
+        .unwrap()
+    };
+    let out = e.ok(
+        &[
+            "cred",
+            "set",
+            "cred-a",
+            "--secret",
+            "user",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"new-secret-value",
+    );
+    assert!(
+        out.contains("field user is now a secret (its plain value was removed)"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("old-value") && !out.contains("new-secret-value"),
+        "{out}"
+    );
+    let v = show(&e);
+    assert_eq!(v["fields"], serde_json::json!({}), "{v}");
+    assert_eq!(
+        v["secret_fields"],
+        serde_json::json!(["password", "user"]),
+        "{v}"
+    );
+    assert_eq!(
+        e.secret("cred-a", "user").as_deref(),
+        Some("new-secret-value")
+    );
+    // The reverse: a plain field replaces the secret of its name.
+    let out = e.ok(
+        &[
+            "cred",
+            "set",
+            "cred-a",
+            "--field",
+            "user=plain-again",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(
+        out.contains("field user is now plain (its secret value was removed)"),
+        "{out}"
+    );
+    assert!(!out.contains("new-secret-value"), "{out}");
+    let v = show(&e);
+    assert_eq!(
+        v["fields"],
+        serde_json::json!({"user": "plain-again"}),
+        "{v}"
+    );
+    assert_eq!(v["secret_fields"], serde_json::json!(["password"]), "{v}");
+    assert_eq!(e.secret("cred-a", "user"), None);
+}
+
+/// Found by the twenty-fourth pass's attacker of this pass's fixes: `--field k=a --field k=b`
+/// silently stored `b`, while a secret given twice is refused. The same `--field` twice, and
+/// one name given both as `--field` and as a secret, are refused before anything is read or
+/// stored, by `cred add` and `cred set`.
+#[test]
+fn regression_a_field_given_twice_or_as_field_and_secret_is_refused() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let pf = e.pf();
+    let twice = ["--field", "user=a", "--field", "user=b"];
+    let both = ["--field", "user=a", "--secret", "user"];
+    for (extra, says) in [
+        (&twice[..], "field `user` is given twice"),
+        (&both[..], "`user` is given both as --field and as a secret"),
+    ] {
+        let mut set = vec!["cred", "set", "shop-buyer"];
+        set.extend_from_slice(extra);
+        set.extend_from_slice(&["--passphrase-file", &pf]);
+        let err = e.fails(&set, b"secret-value-9", 2);
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains("secret-value-9"), "{err}");
+        let mut add = vec!["cred", "add", "other", "--kind", "generic"];
+        add.extend_from_slice(extra);
+        add.extend_from_slice(&["--passphrase-file", &pf]);
+        let err = e.fails(&add, b"secret-value-9", 2);
+        assert!(err.contains(says), "{err}");
+        assert_eq!(e.vault_bytes(), before, "nothing is stored");
+    }
+}
+
 #[test]
 fn cred_rm_removes() {
     let e = Env::new();
