@@ -345,7 +345,7 @@ fn unlock_at_start(
     };
     let from_systemd = systemd_identity();
     let with_identity = |id: &Path| -> anyhow::Result<Option<String>> {
-        let v = open(&Unlock::IdentityFile(id.to_path_buf()), &|| {
+        let v = open(&Unlock::OwnIdentityFile(id.to_path_buf()), &|| {
             format!("cannot unlock the vault with {}", id.display())
         })?;
         load(handler, v, opts, "identity file")?;
@@ -402,12 +402,12 @@ fn own_sources(u: &StartUnlock) -> Vec<(String, Unlock)> {
     if let Some(id) = &u.identity_file {
         out.push((
             format!("identity file {}", crate::text::shown(id)),
-            Unlock::IdentityFile(id.clone()),
+            Unlock::OwnIdentityFile(id.clone()),
         ));
     } else if let Some(id) = systemd_identity() {
         out.push((
             format!("systemd credential {}", crate::text::shown(&id)),
-            Unlock::IdentityFile(id),
+            Unlock::OwnIdentityFile(id),
         ));
     }
     if u.keyring {

@@ -384,8 +384,16 @@ impl VaultError {
 pub enum Unlock {
     /// A passphrase, tried on every passphrase slot.
     Passphrase(SecretString),
-    /// An age identity file, tried on every identity slot.
+    /// An age identity file, tried on every identity slot. It may be a pipe (`<(…)`,
+    /// `/dev/stdin`): a file a user hands a command is read as it is.
     IdentityFile(PathBuf),
+    /// The daemon's own identity file (`serve --identity-file`, `SCOPEVAULT_IDENTITY_FILE`,
+    /// the systemd credential), read at its start and again at a plain `unlock`: as
+    /// [`Unlock::IdentityFile`], but only a regular file, judged through an `O_PATH`
+    /// descriptor and opened non-blocking ([`crate::sys::open_regular`]). A FIFO there
+    /// blocked the daemon's one admin worker for ever in `open` (twenty-fourth pass); it is
+    /// now refused, never opened.
+    OwnIdentityFile(PathBuf),
     /// The text of an age identity file, held in memory and zeroed on drop: what `scopevault
     /// unlock --identity-file` sends a running daemon ([`read_identity_text`]), tried on
     /// every identity slot.
@@ -673,7 +681,7 @@ impl Vault {
                         seen.map_or("nothing".to_owned(), |g| format!("generation {g}"))
                     )));
                 }
-                let idents = identities_in(f)?;
+                let idents = identities_in(f, false)?;
                 let mut found = None;
                 for s in &parsed.v1_identity_slots {
                     if let Some(id) = slots::try_v1_identity(s, &idents)? {
@@ -692,7 +700,7 @@ impl Vault {
         };
         let mut vault = Vault::finish_open(path, &parsed, identity, opts, None)?;
         let rewrap_idents = match rewrap {
-            Some(f) => identities_in(f)?,
+            Some(f) => identities_in(f, false)?,
             None => Vec::new(),
         };
         let mut rewrapped = 0;
@@ -1588,8 +1596,9 @@ fn unwrap_identity(
                 "wrong passphrase (no passphrase slot accepted it)".into()
             }))
         }
-        Unlock::IdentityFile(path) => {
-            let idents = identities_in(path)?;
+        Unlock::IdentityFile(path) | Unlock::OwnIdentityFile(path) => {
+            let regular_only = matches!(unlock, Unlock::OwnIdentityFile(_));
+            let idents = identities_in(path, regular_only)?;
             for s in &header.slots {
                 if let Some(id) = slots::try_identity(s, vid, &idents)? {
                     return Ok((id, None));
@@ -1667,23 +1676,27 @@ fn no_passphrase_slot(header: &Header) -> String {
 /// daemon. Read as [`read_small_file`] reads it, zeroed on drop; an error names the file,
 /// never its content.
 pub fn read_identity_text(path: &Path) -> Result<SecretString, VaultError> {
-    let (text, _) = read_identity_file(path)?;
+    let (text, _) = read_identity_file(path, false)?;
     Ok(SecretString::from(text.as_str().to_owned()))
 }
 
 /// The identities of the identity file at `path` ([`read_identity_file`]).
-fn identities_in(path: &Path) -> Result<Vec<age::x25519::Identity>, VaultError> {
-    Ok(read_identity_file(path)?.1)
+fn identities_in(
+    path: &Path,
+    regular_only: bool,
+) -> Result<Vec<age::x25519::Identity>, VaultError> {
+    Ok(read_identity_file(path, regular_only)?.1)
 }
 
 /// The text of the identity file at `path` (read with [`read_small_file`], zeroed on drop) and
 /// its identities: one reading and one check for [`read_identity_text`] and
 /// [`identities_in`], which were copies of each other. An error names the file, never its
-/// content.
+/// content. `regular_only`: as [`read_small_file`].
 fn read_identity_file(
     path: &Path,
+    regular_only: bool,
 ) -> Result<(Zeroizing<String>, Vec<age::x25519::Identity>), VaultError> {
-    let text = Zeroizing::new(read_small_file(path)?);
+    let text = Zeroizing::new(read_small_file(path, regular_only)?);
     let identities =
         slots::parse_identity_file(&text).map_err(|why| VaultError::BadIdentityFile {
             path: path.to_path_buf(),
@@ -1692,9 +1705,17 @@ fn read_identity_file(
     Ok((text, identities))
 }
 
-/// Read a small (≤ 64 KiB) file whose content is secret, zeroing the buffer.
-fn read_small_file(path: &Path) -> Result<String, VaultError> {
-    let f = std::fs::File::open(path).map_err(|error| VaultError::Io {
+/// Read a small (≤ 64 KiB) file whose content is secret, zeroing the buffer. With
+/// `regular_only` (the daemon's own identity file, [`Unlock::OwnIdentityFile`]) only a
+/// regular file is opened ([`crate::sys::open_regular`]): anything else is refused, "not a
+/// regular file (a FIFO)", without being opened or waited for.
+fn read_small_file(path: &Path, regular_only: bool) -> Result<String, VaultError> {
+    let opened = if regular_only {
+        crate::sys::open_regular(path, false)
+    } else {
+        std::fs::File::open(path)
+    };
+    let f = opened.map_err(|error| VaultError::Io {
         path: path.to_path_buf(),
         what: "cannot open the identity file".into(),
         error,

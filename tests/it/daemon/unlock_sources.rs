@@ -503,3 +503,64 @@ impl Drop for ServingChild {
         }
     }
 }
+
+/// A request on a fresh connection to `socket`, its answer within 60 s (a daemon that never
+/// answers fails the test rather than blocking it).
+fn ask(socket: &Path, line: &str) -> serde_json::Value {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    daemon::roundtrip(&mut s, line).unwrap_or_else(|e| panic!("no answer to {line}: {e}"))
+}
+
+/// Twenty-fourth pass, found by its attacker of this pass's fixes: a FIFO at the daemon's own
+/// identity-file path blocked its one admin worker for ever in `open` at a plain `unlock`;
+/// `lock`, `reload` and `audit_rotate` then never answered, and `serve --identity-file FIFO`
+/// never started. The daemon's identity file is judged through an `O_PATH` descriptor and
+/// only a regular file opened: the `unlock` is refused naming what is there, `lock` and
+/// `health` answer, the file put back unlocks again, and `serve` refuses to start.
+#[test]
+fn regression_a_fifo_at_the_daemons_identity_path_is_refused_and_the_daemon_keeps_answering() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    let d = Daemon::start(dir, &["--no-keyring", "--identity-file", id_s]);
+    assert_eq!(ask(&d.socket, r#"{"v":1,"op":"lock"}"#)["ok"], true);
+    let kept = dir.join("identity.kept");
+    std::fs::rename(&id, &kept).unwrap();
+    crate::common::mkfifo(&id);
+
+    let v = ask(&d.socket, r#"{"v":1,"op":"unlock"}"#);
+    assert_eq!(v["ok"], false, "{v}");
+    let said = v["error"]["message"].as_str().unwrap();
+    assert!(said.contains("not a regular file (a FIFO)"), "{said}");
+    let v = ask(&d.socket, r#"{"v":1,"op":"lock"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let v = ask(&d.socket, r#"{"v":1,"op":"health"}"#);
+    assert_eq!(v["locked"], true, "{v}");
+
+    std::fs::remove_file(&id).unwrap();
+    std::fs::rename(&kept, &id).unwrap();
+    let v = ask(&d.socket, r#"{"v":1,"op":"unlock"}"#);
+    assert_eq!(v["locked"], false, "{v}");
+    assert!(d.stop().success());
+
+    // At start: refused, naming the file and what it is.
+    std::fs::rename(&id, &kept).unwrap();
+    crate::common::mkfifo(&id);
+    let socket = dir.join("fifo.sock");
+    let mut c = daemon::cmd(dir);
+    c.args(["serve", "--no-keyring", "--identity-file", id_s, "--socket"])
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let out = crate::common::output_within(c.spawn().unwrap(), 60, "serve --identity-file FIFO");
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(id_s) && err.contains("not a regular file (a FIFO)"),
+        "{err}"
+    );
+}
