@@ -14,7 +14,7 @@ use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 use super::authz::AccessConfig;
-use super::handler::Handler;
+use super::handler::{Handler, OwnSource};
 use super::server::{Limits, Listener, Server};
 use super::state::{vault_error, LoadRules, LoadedVault, VaultView};
 use crate::audit::{AuditLog, OpenFlags};
@@ -184,8 +184,8 @@ fn serve(c: Config) -> anyhow::Result<()> {
             Ok(Box::new(LoadedVault::new(v, opts)) as Box<dyn VaultView>)
         }));
     }
-    handler.set_own_sources(own_sources(&c.unlock));
-    let unlocked_by = unlock_at_start(c.unlock, &vault_path, &opts, source, &handler)?;
+    let (unlocked_by, own, none) = unlock_at_start(c.unlock, &vault_path, &opts, source, &handler)?;
+    handler.set_own_sources(own, none);
     // The socket comes last: once it answers, the daemon is fully up (unlocked if it can be).
     let listener = match activated_listener()? {
         Some(l) => Listener::inherited(l),
@@ -327,8 +327,63 @@ fn serve(c: Config) -> anyhow::Result<()> {
 /// a keyring that does not answer, which leaves the daemon locked, with a warning. Any
 /// identity file came first, and a passphrase given beside it was never tried, a wrong one
 /// never noticed (twenty-third pass).
+///
+/// Returns how it unlocked, and the source the start chose, which a plain `unlock` tries
+/// again ([`own_sources`]), or why there is none.
 fn unlock_at_start(
     u: StartUnlock,
+    path: &Path,
+    opts: &OpenOptions,
+    source: VaultPathSource,
+    handler: &Handler,
+) -> anyhow::Result<(Option<String>, Vec<OwnSource>, String)> {
+    let StartUnlock {
+        identity_file,
+        identity_from_env,
+        passphrase,
+        keyring,
+    } = u;
+    let from_systemd = systemd_identity();
+    // `--passphrase-file` / `--passphrase-fd`: read only when no identity file was given on
+    // the command line (the two are a usage error together).
+    let pass = match (&identity_file, identity_from_env) {
+        (Some(_), false) => None,
+        _ => passphrase()?,
+    };
+    let (own, none) = own_sources(
+        identity_file.as_deref(),
+        identity_from_env,
+        pass.is_some(),
+        from_systemd.as_deref(),
+        keyring,
+    );
+    let how = unlock_with_chosen(
+        ChosenAtStart {
+            identity_file,
+            identity_from_env,
+            pass,
+            from_systemd,
+            keyring,
+        },
+        path,
+        opts,
+        source,
+        handler,
+    )?;
+    Ok((how, own, none))
+}
+
+/// What [`unlock_at_start`] found: the sources, the passphrase read.
+struct ChosenAtStart {
+    identity_file: Option<PathBuf>,
+    identity_from_env: bool,
+    pass: Option<SecretString>,
+    from_systemd: Option<PathBuf>,
+    keyring: bool,
+}
+
+fn unlock_with_chosen(
+    u: ChosenAtStart,
     path: &Path,
     opts: &OpenOptions,
     source: VaultPathSource,
@@ -343,7 +398,7 @@ fn unlock_at_start(
             Err(e) => Err(anyhow::Error::new(e).context(failed())),
         }
     };
-    let from_systemd = systemd_identity();
+    let from_systemd = u.from_systemd;
     let with_identity = |id: &Path| -> anyhow::Result<Option<String>> {
         let v = open(&Unlock::OwnIdentityFile(id.to_path_buf()), &|| {
             format!("cannot unlock the vault with {}", id.display())
@@ -356,7 +411,7 @@ fn unlock_at_start(
     }
     // `--passphrase-file` / `--passphrase-fd`: given explicitly, so a failure stops the start
     // (issue 15.12: it used to be accepted and ignored).
-    if let Some(pass) = (u.passphrase)()? {
+    if let Some(pass) = u.pass {
         let v = open(&Unlock::Passphrase(pass), &|| {
             "cannot unlock the vault with the passphrase given".into()
         })?;
@@ -392,28 +447,57 @@ fn systemd_identity() -> Option<PathBuf> {
         .filter(|p| p.exists())
 }
 
-/// The unattended sources an `unlock` with no key tries again after a `lock`
-/// ([`Handler::set_own_sources`]): the identity file the start would use (`--identity-file`,
-/// `SCOPEVAULT_IDENTITY_FILE`, else the systemd credential), then an enrolled keyring slot
-/// unless `--no-keyring`. A passphrase given at the start (`--passphrase-file`/`-fd`) is not
-/// among them: it was read once and zeroed, never kept.
-fn own_sources(u: &StartUnlock) -> Vec<(String, Unlock)> {
-    let mut out = Vec::new();
-    if let Some(id) = &u.identity_file {
-        out.push((
-            format!("identity file {}", crate::text::shown(id)),
-            Unlock::OwnIdentityFile(id.clone()),
-        ));
-    } else if let Some(id) = systemd_identity() {
-        out.push((
-            format!("systemd credential {}", crate::text::shown(&id)),
-            Unlock::OwnIdentityFile(id),
-        ));
+/// The unattended source an `unlock` with no key tries again after a `lock`
+/// ([`Handler::set_own_sources`]): the one the start chose, by the start's precedence
+/// (docs/operations.md, "Unlock sources"): `--identity-file`; else, with a passphrase given
+/// on the command line (`--passphrase-file`/`-fd`), none: it was read once and zeroed, never
+/// kept, and it shadows the others; else `SCOPEVAULT_IDENTITY_FILE`, else the systemd
+/// credential, else an enrolled keyring slot unless `--no-keyring`. With none, why. A daemon
+/// started with `--passphrase-file` and `SCOPEVAULT_IDENTITY_FILE` set unlocked, at a plain
+/// `unlock`, with the identity file its start never used (twenty-fourth pass, found by its
+/// attacker of this pass's fixes).
+fn own_sources(
+    identity_file: Option<&Path>,
+    from_env: bool,
+    passphrase_given: bool,
+    from_systemd: Option<&Path>,
+    keyring: bool,
+) -> (Vec<OwnSource>, String) {
+    let file = |id: &Path| OwnSource {
+        name: format!("identity file {}", crate::text::shown(id)),
+        unlock: Unlock::OwnIdentityFile(id.to_path_buf()),
+        kind: "daemon's own identity file",
+    };
+    let none = |why: &str| (Vec::new(), why.to_owned());
+    match identity_file {
+        Some(id) if !from_env => return (vec![file(id)], String::new()),
+        _ if passphrase_given => {
+            return none("it was unlocked at its start by the passphrase given on its command line, which it does not keep, and which shadows its other sources")
+        }
+        Some(id) => return (vec![file(id)], String::new()),
+        None => {}
     }
-    if u.keyring {
-        out.push(("the keyring slot".to_owned(), Unlock::Keyring));
+    if let Some(id) = from_systemd {
+        return (
+            vec![OwnSource {
+                name: format!("systemd credential {}", crate::text::shown(id)),
+                unlock: Unlock::OwnIdentityFile(id.to_path_buf()),
+                kind: "daemon's own systemd credential",
+            }],
+            String::new(),
+        );
     }
-    out
+    if keyring {
+        return (
+            vec![OwnSource {
+                name: "the keyring slot".to_owned(),
+                unlock: Unlock::Keyring,
+                kind: "daemon's own keyring slot",
+            }],
+            String::new(),
+        );
+    }
+    none("it was started without an identity file, a systemd credential or, with --no-keyring, the keyring")
 }
 
 /// The most memory (KiB) a passphrase slot of the vault at `path` asks for its key

@@ -77,6 +77,19 @@ type Counted = (
     std::collections::BTreeMap<String, u64>,
 );
 
+/// An unattended unlock source of the daemon's own, chosen at its start: tried again by an
+/// `unlock` with no key.
+pub(crate) struct OwnSource {
+    /// How it is named to an admin (`identity file /etc/…`).
+    pub(crate) name: String,
+    /// How it opens the vault.
+    pub(crate) unlock: crate::vault::Unlock,
+    /// Its kind, the `unlock` record's reason when it opens the vault (never a path's
+    /// content): `daemon's own identity file`, `daemon's own systemd credential`,
+    /// `daemon's own keyring slot`.
+    pub(crate) kind: &'static str,
+}
+
 /// Answers requests. One per daemon, shared by every connection thread.
 pub struct Handler {
     access: AccessConfig,
@@ -84,9 +97,12 @@ pub struct Handler {
     tickets: Mutex<Tickets>,
     audit: AuditLog,
     opener: Option<Opener>,
-    /// The unattended sources the daemon was started with, in the order it tried them
-    /// (each with how it is named to an admin): what an `unlock` with no key tries again.
-    own_sources: Vec<(String, crate::vault::Unlock)>,
+    /// The unattended source the daemon's start chose (each with how it is named to an admin
+    /// and the kind its `unlock` record's reason gives): what an `unlock` with no key tries
+    /// again ([`OwnSource`]); none, and why, when the start chose none to keep.
+    own_sources: Vec<OwnSource>,
+    /// Why [`Handler::own_sources`](Self) is empty, said by a plain `unlock`.
+    no_own_source: String,
     open: Arc<AtomicUsize>,
     denials: Mutex<std::collections::HashMap<u32, DenialWindow>>,
     reserve: u64,
@@ -178,6 +194,7 @@ impl Handler {
             audit,
             opener: None,
             own_sources: Vec::new(),
+            no_own_source: "it was started without an identity file, a systemd credential or, with --no-keyring, the keyring".to_owned(),
             open: Arc::new(AtomicUsize::new(0)),
             denials: Mutex::new(std::collections::HashMap::new()),
             reserve: DEFAULT_AUDIT_RESERVE,
@@ -407,10 +424,11 @@ impl Handler {
         self.opener = Some(opener);
     }
 
-    /// The unattended sources the daemon was started with ([`Handler::own_sources`](Self)),
-    /// tried again, in this order, by an `unlock` with no key.
-    pub(crate) fn set_own_sources(&mut self, sources: Vec<(String, crate::vault::Unlock)>) {
+    /// The unattended sources the daemon's start chose ([`Handler::own_sources`](Self)),
+    /// tried again, in this order, by an `unlock` with no key; `none` says why there is none.
+    pub(crate) fn set_own_sources(&mut self, sources: Vec<OwnSource>, none: String) {
         self.own_sources = sources;
+        self.no_own_source = none;
     }
 
     /// Start unlocked with an already opened vault (identity file, keyring at start).
@@ -751,14 +769,17 @@ impl Handler {
             Request::Lock => self.lock(peer, q),
             Request::Unlock { key } => {
                 // Moved, not copied: the key is zeroed when `unlock` drops, after the open.
-                let unlock = match key {
-                    UnlockKey::Passphrase(p) => crate::vault::Unlock::Passphrase(p),
-                    UnlockKey::Identity(i) => crate::vault::Unlock::Identity(i),
+                // The record's reason says which kind of source unlocked (docs/audit.md).
+                let (unlock, kind) = match key {
+                    UnlockKey::Passphrase(p) => {
+                        (crate::vault::Unlock::Passphrase(p), "passphrase sent")
+                    }
+                    UnlockKey::Identity(i) => (crate::vault::Unlock::Identity(i), "identity sent"),
                     UnlockKey::DaemonSources => {
-                        return self.admin(peer, Op::Unlock, q, |h| h.unlock_with_own_sources())
+                        return self.admin_unlock(peer, q, |h| h.unlock_with_own_sources())
                     }
                 };
-                self.admin(peer, Op::Unlock, q, |h| h.unlock(&unlock))
+                self.admin_unlock(peer, q, |h| h.unlock(&unlock).map(|s| (s, kind)))
             }
             Request::Reload => self.admin(peer, Op::Reload, q, |h| h.reload()),
             Request::AuditRotate => self.audit_rotate(peer, q),

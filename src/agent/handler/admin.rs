@@ -142,6 +142,31 @@ impl Handler {
             .map_err(ErrorBody::from)
     }
 
+    /// `unlock`, as [`Handler::admin`], its record's reason the kind of source that unlocked
+    /// (`passphrase sent`, `identity sent`, `daemon's own identity file`, …; never a key or
+    /// a file's content): a plain `unlock` and one with a key were both recorded with no
+    /// reason (twenty-fourth pass, found by its attacker of this pass's fixes).
+    pub(super) fn admin_unlock(
+        &self,
+        peer: &PeerIdentity,
+        queued: &mut Vec<AuditTicket>,
+        act: impl FnOnce(&Self) -> Result<(AdminStatus, &'static str), Refusal>,
+    ) -> Result<Held, ErrorBody> {
+        let result = if self.access.is_admin(peer) {
+            act(self)
+        } else {
+            Err(Refusal::NotAdmin {
+                op: Op::Unlock,
+                uid: peer.uid,
+            })
+        };
+        let kind = result.as_ref().ok().map(|(_, kind)| *kind);
+        self.audit_admin(Some(peer), Op::Unlock, &result, kind, queued);
+        result
+            .map(|(s, _)| Held::Line(ok_line(&s)))
+            .map_err(ErrorBody::from)
+    }
+
     /// `lock`: the vault is forgotten and every ticket dropped. Its record is queued while
     /// the vault is held for writing, so the log's order is the order of the decisions: every
     /// fetch decided before the lock is recorded before it, every fetch refused as locked
@@ -209,25 +234,33 @@ impl Handler {
     /// opens it, `denied` names each one tried and what it answered (never a key), and what
     /// an admin can send instead. A daemon whose vault's only slot is in the keyring could
     /// not be unlocked after a `lock` without a restart (twenty-fourth pass).
-    pub(super) fn unlock_with_own_sources(&self) -> Result<AdminStatus, Refusal> {
+    /// Only the source its start chose is tried: a command-line source shadows the
+    /// environment, the systemd credential and the keyring, and a start passphrase is not
+    /// kept, so a daemon started with one has nothing to try (twenty-fourth pass, found by
+    /// its attacker of this pass's fixes: `SCOPEVAULT_IDENTITY_FILE` was tried again for a
+    /// daemon started with `--passphrase-file`).
+    pub(super) fn unlock_with_own_sources(&self) -> Result<(AdminStatus, &'static str), Refusal> {
         use crate::protocol::ErrorCode;
         let Some(open) = &self.opener else {
             return Err(Refusal::NoVault);
         };
         let mut tried = Vec::new();
-        for (name, source) in &self.own_sources {
-            match open(source, &self.load_rules()) {
+        for own in &self.own_sources {
+            match open(&own.unlock, &self.load_rules()) {
                 Ok(vault) => {
                     self.note_load(vault.as_ref(), "unlock")?;
                     self.state.set(Opened::new(vault));
-                    return Ok(self.admin_status());
+                    return Ok((self.admin_status(), own.kind));
                 }
                 Err(e) if e.code == ErrorCode::VaultRefused => return Err(Refusal::Vault(e)),
-                Err(e) => tried.push(format!("{name}: {}", e.message)),
+                Err(e) => tried.push(format!("{}: {}", own.name, e.message)),
             }
         }
         let what = if tried.is_empty() {
-            "the daemon has no unlock source of its own to try again (it was started without an identity file, a systemd credential or, with --no-keyring, the keyring)".to_owned()
+            format!(
+                "the daemon has no unlock source of its own to try again ({})",
+                self.no_own_source
+            )
         } else {
             format!(
                 "no unlock source of the daemon's own opened the vault ({})",

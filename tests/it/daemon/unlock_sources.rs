@@ -564,3 +564,73 @@ fn regression_a_fifo_at_the_daemons_identity_path_is_refused_and_the_daemon_keep
         "{err}"
     );
 }
+
+/// Twenty-fourth pass, found by its attacker of this pass's fixes: a daemon started with
+/// `--passphrase-file` while `SCOPEVAULT_IDENTITY_FILE` named a right identity file unlocked,
+/// at a plain `unlock` after a `lock`, with that identity file, which its start never used
+/// (the passphrase on the command line shadows it). A plain `unlock` tries only the source
+/// the start chose; a start passphrase is not kept, so there is nothing to try, and the
+/// refusal says why.
+#[test]
+fn regression_a_plain_unlock_tries_only_the_source_the_start_chose() {
+    let e = Env::new();
+    let (id, _) = vault_with_both_slots(&e);
+    let socket = e.path("sv.sock");
+    let mut c = e.cmd();
+    c.env("SCOPEVAULT_IDENTITY_FILE", &id);
+    let child = c
+        .args(["serve", "--no-keyring", "--socket"])
+        .arg(&socket)
+        .arg("--audit")
+        .arg(e.path("audit.jsonl"))
+        .args(["--passphrase-file", &e.pf()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut serving = ServingChild(Some(child));
+    assert_eq!(serving.health(&socket)["locked"], false);
+    assert_eq!(ask(&socket, r#"{"v":1,"op":"lock"}"#)["ok"], true);
+    let v = ask(&socket, r#"{"v":1,"op":"unlock"}"#);
+    assert_eq!(v["ok"], false, "{v}");
+    let said = v["error"]["message"].as_str().unwrap();
+    assert!(
+        said.contains("the daemon has no unlock source of its own to try again")
+            && said.contains("passphrase given on its command line"),
+        "{said}"
+    );
+    assert_eq!(ask(&socket, r#"{"v":1,"op":"health"}"#)["locked"], true);
+}
+
+/// Twenty-fourth pass, found by its attacker of this pass's fixes: an `unlock` record said
+/// nothing of what unlocked (`reason: null` for a plain `unlock` and for one with a key).
+/// Its reason now names the kind of source, never a key or a path's content.
+#[test]
+fn regression_an_unlock_record_names_the_kind_of_source_that_unlocked() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    let d = Daemon::start(dir, &["--no-keyring", "--identity-file", id_s]);
+    assert_eq!(ask(&d.socket, r#"{"v":1,"op":"lock"}"#)["ok"], true);
+    assert_eq!(ask(&d.socket, r#"{"v":1,"op":"unlock"}"#)["locked"], false);
+    assert_eq!(ask(&d.socket, r#"{"v":1,"op":"lock"}"#)["ok"], true);
+    let out = sv(&d, &["unlock", "--identity-file", id_s]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let reasons: Vec<String> = d
+        .audit_text()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["op"] == "unlock" && r["decision"] == "allow")
+        .map(|r| r["reason"].as_str().unwrap_or("null").to_owned())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["daemon's own identity file", "identity sent"],
+        "{}",
+        d.audit_text()
+    );
+    assert!(!d.audit_text().contains(&secret_line(&id)));
+    assert!(d.stop().success());
+}
