@@ -99,3 +99,40 @@ fn doctor_warns_when_the_clock_is_far_past_the_logs_newest_record_and_serve_says
     );
     assert!(d.stop().success());
 }
+
+/// Twenty-fourth pass, found by its attacker of this pass's fixes
+/// (`repro_clock_after_rotation.sh`): with the log moved away by a rotation the daemon did
+/// not see (rename, then an empty file at its path), `doctor` said a plain `ok clock` and
+/// `serve`, which continues the moved file from its last record, warned nothing, though the
+/// clock was 35 days behind that record. Both now compare with the moved file the start
+/// continues.
+#[test]
+fn regression_the_clock_is_compared_with_the_moved_file_a_start_continues() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let ahead = time::OffsetDateTime::now_utc() + time::Duration::days(35);
+    log_whose_newest_record_is_dated(dir.path(), &idarg, &rfc3339(ahead));
+    let log = dir.path().join("audit.jsonl");
+    let moved = dir.path().join("audit.jsonl.1");
+    std::fs::rename(&log, &moved).unwrap();
+    std::fs::write(&log, "").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let line = doctor_clock_line(dir.path(), &idarg);
+    assert!(
+        line.starts_with("warn  clock") && line.contains("behind the newest record"),
+        "{line}"
+    );
+    let d = Daemon::start(dir.path(), &idarg);
+    let err = d.stderr_text();
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("scopevault: warning: audit log ")
+                && l.contains("behind the newest record of the audit log")),
+        "{err}"
+    );
+    assert!(d.stop().success());
+}
