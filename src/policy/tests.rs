@@ -154,12 +154,16 @@ fn canonical_toml_is_a_fixed_point_and_keeps_the_meaning() {
 
 #[test]
 fn canonical_toml_keeps_the_order_of_a_tasks_credentials() {
-    let src = "version = 1\n[tasks.t]\nneeds = [\"b\", \"a\", \"a\"]\ncredentials = [\"z\", \"a\", \"z\"]\n";
+    let src = "version = 1\n[tasks.t]\nneeds = [\"b\", \"a\"]\ncredentials = [\"z\", \"a\"]\n";
     let c = Policy::parse(src, "p").unwrap().to_canonical_toml();
     assert!(
         c.contains("needs = [\"a\", \"b\"]\ncredentials = [\"z\", \"a\"]\n"),
         "{c}"
     );
+    // New text refuses a repeat; a stored policy with repeats reads to the same canonical form.
+    let repeated = "version = 1\n[tasks.t]\nneeds = [\"b\", \"a\", \"a\"]\ncredentials = [\"z\", \"a\", \"z\"]\n";
+    let stored = Policy::parse_stored(repeated, "<policy stored in the vault>").unwrap();
+    assert_eq!(stored.to_canonical_toml(), c);
 }
 
 /// Issue 15.12: a task's `schedulers` are parsed (names or numeric uids), survive the
@@ -323,8 +327,12 @@ fn scope_text() -> impl Strategy<Value = String> {
         })
 }
 
+/// A list of scopes, each named once (policy text refuses a repeat), in the order drawn.
 fn scopes() -> impl Strategy<Value = Vec<String>> {
-    prop::collection::vec(scope_text(), 0..4)
+    prop::collection::vec(scope_text(), 0..4).prop_map(|v| {
+        let mut seen = BTreeSet::new();
+        v.into_iter().filter(|s| seen.insert(s.clone())).collect()
+    })
 }
 
 fn q(v: &[String]) -> String {
@@ -778,4 +786,88 @@ fn an_exceptions_origin_survives_the_canonical_policy() {
         err.contains("at most one of `origin`, `runner` and `variable`"),
         "{err}"
     );
+}
+
+/// A task listing one credential 200,000 times (a 1 MB policy) made a `scope-exceeds-task`
+/// finding per listing: a 105 MB report (twenty-fourth pass). A name repeated in any list of
+/// new policy text is refused at the repeat, naming it; a policy a vault already stores is
+/// read with its repeats left out, so it still opens.
+#[test]
+fn a_name_repeated_in_a_list_is_refused_at_the_repeat_and_left_out_of_a_stored_policy() {
+    let base = "version = 1\n[scopes.\"a:b\"]\nimplies = [\"a:x\"]\n[credentials.c]\nkind = \"login\"\nscopes = [\"a:b\", \"a:c\"]\norigins = [\"https://a.example\"]\n[locations.ams]\nrecipient = \"age1x\"\n[tasks.t]\nneeds = [\"a:b\"]\ncredentials = [\"c\"]\nrunners = { users = [\"u\"], groups = [\"g\"] }\nlocations = [\"ams\"]\n[[exceptions]]\nrule = \"scope-exceeds-task\"\ncredential = \"c\"\ntask = \"t\"\nscopes = [\"a:c\"]\nreason = \"r\"\nexpires = \"2099-01-01\"\n";
+    assert!(Policy::parse(base, "p.toml").is_ok());
+    for (from, to, want) in [
+        (
+            "credentials = [\"c\"]",
+            "credentials = [\"c\", \"c\"]",
+            "p.toml:12:21: credential `c` is listed twice in the `credentials` of task `t`",
+        ),
+        (
+            "needs = [\"a:b\"]",
+            "needs = [\"a:b\", \"a:b\"]",
+            "p.toml:11:17: scope `a:b` is listed twice in the `needs` of task `t`",
+        ),
+        (
+            "users = [\"u\"]",
+            "users = [\"u\", \"u\"]",
+            "p.toml:13:27: user `u` is listed twice in the `runners` users of task `t`",
+        ),
+        (
+            "groups = [\"g\"]",
+            "groups = [\"g\", \"g\"]",
+            "group `g` is listed twice in the `runners` groups of task `t`",
+        ),
+        (
+            "locations = [\"ams\"]",
+            "locations = [\"ams\", \"ams\"]",
+            "location `ams` is listed twice in the `locations` of task `t`",
+        ),
+        (
+            "scopes = [\"a:b\", \"a:c\"]",
+            "scopes = [\"a:b\", \"a:c\", \"a:b\"]",
+            "p.toml:6:25: scope `a:b` is listed twice in the `scopes` of credential `c`",
+        ),
+        (
+            "origins = [\"https://a.example\"]",
+            "origins = [\"https://a.example\", \"https://a.example\"]",
+            "origin `https://a.example` is listed twice in the `origins` of credential `c`",
+        ),
+        (
+            "implies = [\"a:x\"]",
+            "implies = [\"a:x\", \"a:x\"]",
+            "scope `a:x` is listed twice in the `implies` of catalog scope `a:b`",
+        ),
+        (
+            "scopes = [\"a:c\"]",
+            "scopes = [\"a:c\", \"a:c\"]",
+            "scope `a:c` is listed twice in the `scopes` of an exception",
+        ),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let policy = base.replacen(from, to, 1);
+        let err = Policy::parse(&policy, "p.toml").unwrap_err().to_string();
+        assert!(
+            err.contains(want) && err.contains("remove the repeat"),
+            "{want}: {err}"
+        );
+    }
+    // Stored: every list read once over, the exception's scopes as written.
+    let all = base
+        .replacen("credentials = [\"c\"]", "credentials = [\"c\", \"c\"]", 1)
+        .replacen("needs = [\"a:b\"]", "needs = [\"a:b\", \"a:b\"]", 1)
+        .replacen("users = [\"u\"]", "users = [\"u\", \"u\"]", 1)
+        .replacen(
+            "scopes = [\"a:b\", \"a:c\"]",
+            "scopes = [\"a:b\", \"a:c\", \"a:b\"]",
+            1,
+        )
+        .replacen("scopes = [\"a:c\"]", "scopes = [\"a:c\", \"a:c\"]", 1);
+    let stored = Policy::parse_stored(&all, "<policy stored in the vault>").unwrap();
+    let t = &stored.tasks["t"];
+    assert_eq!(t.credentials(), vec!["c"]);
+    assert_eq!(t.needs(), vec!["a:b"]);
+    assert_eq!(t.runner_users(), vec!["u"]);
+    assert_eq!(stored.credentials["c"].scopes(), vec!["a:b", "a:c"]);
+    // Its export is new text that applies again.
+    assert!(Policy::parse(&stored.to_canonical_toml(), "export.toml").is_ok());
 }

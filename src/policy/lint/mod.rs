@@ -1708,16 +1708,21 @@ mod tests {
             )
         };
         assert!(origin("a").len() <= 300 && origin("a").len() > 290);
+        // Two credentials alike, each listed by every task (a list names a credential once).
         let cname = format!("c{}", "n".repeat(127));
-        let mut src = format!("version = 1\n[credentials.{cname}]\nkind = \"login\"\nscopes = [");
-        for i in 0..40 {
-            src += &format!("\"{}\", ", scope("s", i));
+        let dname = format!("d{}", "n".repeat(127));
+        let mut src = String::from("version = 1\n");
+        for name in [&cname, &dname] {
+            src += &format!("[credentials.{name}]\nkind = \"login\"\nscopes = [");
+            for i in 0..40 {
+                src += &format!("\"{}\", ", scope("s", i));
+            }
+            src += &format!(
+                "\"*\"]\norigins = [\"{}\", \"{}\"]\n",
+                origin("a"),
+                origin("b")
+            );
         }
-        src += &format!(
-            "\"*\"]\norigins = [\"{}\", \"{}\"]\n",
-            origin("a"),
-            origin("b")
-        );
         let tasks = 30;
         for t in 0..tasks {
             src += &format!("[tasks.t{t}{}]\nneeds = [", "m".repeat(120));
@@ -1725,7 +1730,7 @@ mod tests {
                 src += &format!("\"{}\", ", scope("n", i));
             }
             src += &format!(
-                "]\ncredentials = [\"{cname}\", \"{cname}\"]\nrunners = {{ users = [\"u\"] }}\norigin = \"{}\"\n",
+                "]\ncredentials = [\"{cname}\", \"{dname}\"]\nrunners = {{ users = [\"u\"] }}\norigin = \"{}\"\n",
                 origin("z")
             );
         }

@@ -23,7 +23,7 @@ scopes = ["shop:admin"]
 [tasks.checkout]
 needs = ["shop:login"]
 credentials = ["buyer"]
-locations = ["fra", "ams", "ams"]
+locations = ["fra", "ams"]
 [tasks.backoffice]
 needs = ["shop:admin"]
 credentials = ["admin"]
@@ -48,10 +48,23 @@ fn locations_parse_and_export_canonically_as_a_fixed_point() {
         vec!["ams", "fra"]
     );
     assert_eq!(p.location("ams").unwrap().recipient(), R);
-    assert_eq!(
-        p.task("checkout").unwrap().locations(),
-        vec!["fra", "ams", "ams"]
+    assert_eq!(p.task("checkout").unwrap().locations(), vec!["fra", "ams"]);
+    // A repeat is refused in new text; a stored policy holding one reads without it.
+    let repeated = policy().replace(
+        "locations = [\"fra\", \"ams\"]",
+        "locations = [\"fra\", \"ams\", \"ams\"]",
     );
+    let e = Policy::parse(&repeated, "p.toml").unwrap_err().to_string();
+    assert!(
+        e.contains("location `ams` is listed twice in the `locations` of task `checkout`"),
+        "{e}"
+    );
+    let stored = Policy::parse_stored(&repeated, "<policy stored in the vault>").unwrap();
+    assert_eq!(
+        stored.task("checkout").unwrap().locations(),
+        vec!["fra", "ams"]
+    );
+    assert_eq!(stored.to_canonical_toml(), p.to_canonical_toml());
     let c = p.to_canonical_toml();
     assert!(
         c.contains(&format!("[locations.ams]\nrecipient = \"{R}\"")),

@@ -1250,20 +1250,28 @@ risk = "high"
 
 [credentials.buyer]
 kind = "login"
-scopes = ["shop:login", "shop:admin", "Shop:Bad", "Shop:Bad", "shop:*"]
+scopes = ["shop:login", "shop:admin", "Shop:Bad", "Shop:Worse", "shop:*"]
 origins = ["https://shop.example.com"]
 
 [tasks.checkout]
-needs = ["shop:login", "zz:orders", "zz:orders", "zz:refunds"]
-credentials = ["buyer", "buyer"]
+needs = ["shop:login", "zz:orders", "zz:refunds"]
+credentials = ["buyer"]
 runners = { users = ["checkpoint"] }
 origin = "https://admin.example.com"
 schedulers = ["cron", "cron", "cron", "1500", "1500"]
-locations = ["ams", "fra", "fra", "nyc"]
+locations = ["ams", "fra", "nyc"]
+
+# A list names an entry once: a second task repeats the first one's findings.
+[tasks.refund]
+needs = ["shop:login"]
+credentials = ["buyer"]
+runners = { users = ["checkpoint"] }
+origin = "https://admin.example.com"
+locations = ["ams"]
 
 [tasks.typo]
 needs = ["shop:login"]
-credentials = ["buyr", "buyr"]
+credentials = ["buyr", "byer"]
 runners = { users = ["checkpoint"] }
 locations = ["ams"]
 
@@ -1349,6 +1357,42 @@ expires = "2099-01-01"
     let cases = junit_cases(&stdout(&o));
     assert!(cases.len() > prints.len(), "{cases:?}");
     assert_eq!(repeated(&cases), vec![], "{cases:#?}");
+}
+
+/// One task listing a short credential 200,000 times (a 1 MB policy) made one
+/// `scope-exceeds-task` per listing: 105 MB of text report and 239 MB of memory, about 1.7 GB
+/// at the 16 MiB limit (twenty-fourth pass, found by the twenty-fourth pass's fixer of the
+/// lint's amplification). A list names each entry once now: the repeat is refused at its
+/// place, exit 2, and no finding is made per listing.
+#[test]
+fn a_task_listing_a_credential_many_times_is_refused_at_the_first_repeat() {
+    let policy = format!(
+        "version = 1\n[credentials.c]\nkind = \"login\"\nscopes = [\"a:b\", \"a:c\"]\n\
+         [tasks.t]\nneeds = [\"a:b\"]\ncredentials = [{}]\n",
+        ["\"c\""; 5].join(", ")
+    );
+    for format in ["text", "json"] {
+        let o = lint_text(policy.as_bytes(), &["--format", format]);
+        assert_code(&o, 2);
+        let err = stderr(&o);
+        assert!(
+            err.contains("credential `c` is listed twice in the `credentials` of task `t`; remove the repeat")
+                && err.contains("policy.toml:7:21"),
+            "{err}"
+        );
+        assert!(!stdout(&o).contains("scope-exceeds-task"), "{}", stdout(&o));
+    }
+    // Listed once, it is one finding.
+    let once = policy.replace(&["\"c\""; 5].join(", "), "\"c\"");
+    let o = lint_text(once.as_bytes(), &["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let exceeds = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "scope-exceeds-task")
+        .count();
+    assert_eq!(exceeds, 1, "{v:#}");
 }
 
 /// A UTF-8 byte order mark shifted every column of line 1 by one in every format (found by a

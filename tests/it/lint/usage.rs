@@ -1121,22 +1121,43 @@ fn apply_policy(d: &Path, id: &str, text: &str) {
 /// The usage rules that can repeat for one credential and task (a task listing a credential
 /// twice, a runner twice) gave findings alike in rule, credential, task and detail: one SARIF
 /// fingerprint and one JUnit test case name for two findings (found by a CI maintainer's
-/// review, fifteenth pass). Numbered in file order now: each its own alert and test case.
+/// review, fifteenth pass). Numbered in file order then. Since the twenty-fourth pass a list
+/// names each entry once (a repeat is refused), so the findings repeat here over two tasks
+/// alike: each still its own alert and test case.
 #[test]
 fn repeated_usage_findings_have_their_own_fingerprints_and_junit_names() {
     use common_lint::{junit_cases, repeated, sarif_fingerprints};
     let dir = tempfile::tempdir().unwrap();
-    let policy = POLICY
-        .replace(
-            "credentials = [\"buyer\", \"admin\"]\nrunners = { users = [\"1001\", \"1002\"], groups = [\"2000\", \"2001\"] }",
-            "credentials = [\"buyer\", \"admin\", \"admin\"]\nrunners = { users = [\"1001\", \"1002\", \"1002\"], groups = [\"2000\", \"2001\", \"2001\"] }",
-        )
+    let policy = POLICY.to_owned()
+        + "\n[tasks.checkout2]\nneeds = [\"shop:login\"]\ncredentials = [\"buyer\", \"admin\"]\nrunners = { users = [\"1001\", \"1002\"], groups = [\"2000\", \"2001\"] }\n"
         + "\n[tasks.other]\nneeds = [\"shop:login\"]\ncredentials = [\"admin\"]\nrunners = { users = [\"1001\"] }\n";
-    assert!(
-        policy.contains("\"1002\", \"1002\""),
-        "the replacement applied"
-    );
     let mut recs = busy_log();
+    // checkout2 runs as checkout does, in time order: buyer fetched by group 2000 and by
+    // user 1001.
+    recs.insert(
+        2,
+        (
+            days(12),
+            "fetch",
+            Some("checkout2"),
+            Some("buyer"),
+            "allow",
+            1001,
+            1001,
+        ),
+    );
+    recs.insert(
+        2,
+        (
+            days(15),
+            "fetch",
+            Some("checkout2"),
+            Some("buyer"),
+            "allow",
+            3000,
+            2000,
+        ),
+    );
     recs.push((
         Duration::hours(12),
         "fetch",
