@@ -2135,6 +2135,17 @@ impl AuditLog {
         seg.len += buf.len() as u64;
         seg.unframed_next = false;
         seg.begins_with = None;
+        if len == 0 {
+            // A file's first batch (synced above, never framed) is anchored before its
+            // answers go out: a start then finds the file by the records it holds, wherever
+            // a rotation moves it, and never takes the path's next empty file for it. Until
+            // the twenty-fourth pass the anchor still said the file was to be begun (or a new
+            // log had none) until the ticker's next write; a `kill -9` within that interval,
+            // then logrotate, made the next start begin a second branch of the chain at the
+            // same seqs, beside the moved file holding the `audit_seq`s handed out. A failure
+            // is reported by the ticker's next write.
+            let _ = self.anchor_synced(&chain, None, None);
+        }
         Ok(Written {
             chain,
             first_seq,

@@ -46,6 +46,27 @@ fn records(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The anchor of `path` put back as a crash right after a new file's first record leaves it:
+/// `before` (the anchor as it was before that record), naming that record (the first line of
+/// the file at `path`) as `next`, and `begins` for a rotation's. Since the twenty-fourth pass
+/// a file's first batch is anchored before its answers go out; a crash between the batch and
+/// that anchor still leaves this.
+fn as_before_its_first_record(path: &Path, before: &[u8], begins: Option<&str>) {
+    use sha2::Digest;
+    let first = std::fs::read_to_string(path).unwrap();
+    let first = first.lines().next().unwrap();
+    let mut a: serde_json::Value = serde_json::from_slice(before).unwrap();
+    a["next"] = format!("{:x}", sha2::Sha256::digest(first.as_bytes())).into();
+    if let Some(b) = begins {
+        a["begins"] = b.into();
+    }
+    std::fs::write(
+        scopevault::audit::anchor_path(path),
+        serde_json::to_vec(&a).unwrap(),
+    )
+    .unwrap();
+}
+
 /// Found by forging logs from docs/audit.md (eighteenth pass): a live file that begins right
 /// after its anchored record was taken whenever its first `prev` named the anchored head,
 /// which anyone who reads the log knows, so one forged `audit.rotate` record cut the anchored
@@ -63,14 +84,18 @@ fn the_daemons_own_first_record_after_its_anchor_is_taken_and_a_look_alike_is_re
         fetch(&log);
         fetch(&log);
         log.write_anchor_now().unwrap();
+        let before = std::fs::read(scopevault::audit::anchor_path(&path)).unwrap();
         let (_, seq) = log.rotate().unwrap();
         assert_eq!(seq, 3);
+        // The new file's first record is anchored at once (twenty-fourth pass).
         let a = read_anchor(&path).unwrap().unwrap();
         assert_eq!(
             (a.seq, a.begins.is_some(), a.next.is_some()),
-            (2, true, true)
+            (3, false, false)
         );
         drop(log);
+        let reason = records(&path)[0]["reason"].as_str().unwrap().to_owned();
+        as_before_its_first_record(&path, &before, Some(&reason));
         let rotated = std::fs::read_to_string(&path).unwrap();
         let log = open(&path, false).expect("the daemon's own new file after a crash");
         assert_eq!(fetch(&log), 4);
@@ -94,6 +119,7 @@ fn the_daemons_own_first_record_after_its_anchor_is_taken_and_a_look_alike_is_re
         let log = open(&path, false).unwrap();
         let before = fetch(&log);
         log.write_anchor_now().unwrap();
+        let anchored = std::fs::read(scopevault::audit::anchor_path(&path)).unwrap();
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -103,8 +129,9 @@ fn the_daemons_own_first_record_after_its_anchor_is_taken_and_a_look_alike_is_re
         assert_eq!(fetch(&log), before + 2, "after the gap record");
         assert_eq!(records(&path)[0]["op"], "audit.gap");
         let a = read_anchor(&path).unwrap().unwrap();
-        assert_eq!((a.seq, a.next.is_some()), (before, true));
+        assert_eq!((a.seq, a.next.is_some()), (before + 2, false));
         drop(log);
+        as_before_its_first_record(&path, &anchored, None);
         let log = open(&path, false).expect("the daemon's own record of a cut, after a crash");
         drop(log);
 
@@ -116,6 +143,7 @@ fn the_daemons_own_first_record_after_its_anchor_is_taken_and_a_look_alike_is_re
         let log = open(&path, false).unwrap();
         let last = fetch(&log);
         log.write_anchor_now().unwrap();
+        let anchored = std::fs::read(scopevault::audit::anchor_path(&path)).unwrap();
         drop(log);
         std::fs::rename(&path, dir.path().join("shipped-aside.jsonl")).unwrap();
         assert!(matches!(open(&path, false), Err(AuditError::Gap { .. })));
@@ -125,8 +153,8 @@ fn the_daemons_own_first_record_after_its_anchor_is_taken_and_a_look_alike_is_re
             (recs[0]["op"].as_str(), recs[0]["seq"].as_u64()),
             (Some("audit.gap"), Some(last + 1))
         );
-        assert!(read_anchor(&path).unwrap().unwrap().next.is_some());
         drop(log);
+        as_before_its_first_record(&path, &anchored, None);
         let log = open(&path, false).expect("the accepted gap's own first record, after a crash");
         assert_eq!(fetch(&log), last + 2);
     });
@@ -396,6 +424,8 @@ fn a_failed_anchor_write_leaves_no_temporary_file() {
     with_state_dir(&dir.path().join("state"), || {
         let path = dir.path().join("audit.jsonl");
         let log = open(&path, false).unwrap();
+        // The file's first batch is anchored at once: a second record is not.
+        fetch(&log);
         fetch(&log);
         let anchor = scopevault::audit::anchor_path(&path);
         let tmp = anchor.with_extension("json.tmp");
@@ -411,7 +441,7 @@ fn a_failed_anchor_write_leaves_no_temporary_file() {
         std::fs::remove_dir(&anchor).unwrap();
         log.write_anchor_now().unwrap();
         assert!(log.anchor_ok());
-        assert_eq!(read_anchor(&path).unwrap().unwrap().seq, 1);
+        assert_eq!(read_anchor(&path).unwrap().unwrap().seq, 2);
         assert!(std::fs::symlink_metadata(&tmp).is_err());
     });
 }
@@ -426,6 +456,8 @@ fn a_failed_anchor_write_names_the_file() {
     with_state_dir(&dir.path().join("state"), || {
         let path = dir.path().join("audit.jsonl");
         let log = open(&path, false).unwrap();
+        // The file's first batch is anchored at once: a second record is not.
+        fetch(&log);
         fetch(&log);
         let anchor = scopevault::audit::anchor_path(&path);
         let tmp = anchor.with_extension("json.tmp");

@@ -526,3 +526,118 @@ fn a_compressed_moved_file_is_not_replayed_into_a_new_log_on_its_inode() {
         each_seq_once_and_names_its_fetch(&[&restored, &audit], &given);
     }
 }
+
+/// The anchor file of the test dir's log, if one is there yet.
+fn anchor_if_any(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir.join("state/scopevault"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("audit-anchor-") && n.ends_with(".json")
+        })
+}
+
+/// A daemon killed (`kill -9`) right after the answers of a run that began a file: the anchor
+/// is put back as it was when the daemon began to serve (or taken away, if there was none),
+/// as if the ticker's next write never came. The `audit_seq`s the clients were given.
+fn served_then_killed_before_the_ticker(dir: &Path, idarg: &[&str], n: usize) -> Vec<u64> {
+    let d = Daemon::start(dir, idarg);
+    let at_start = anchor_if_any(dir).map(|p| (std::fs::read(&p).unwrap(), p));
+    let given = fetch(&d, n);
+    d.signal("KILL");
+    drop(d);
+    match at_start {
+        Some((bytes, p)) => std::fs::write(p, bytes).unwrap(),
+        None => {
+            if let Some(p) = anchor_if_any(dir) {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+    }
+    given
+}
+
+/// Found by the twenty-fourth pass's attacker of this pass's fixes: a start that continued a
+/// moved file anchored the moved file's last record as "a new file is to begin" until the
+/// ticker's next write; killed before it, with `audit.rotate`, `vault.load` and three fetches
+/// in the new file, then logrotate again (the new file to `.1`, a new empty log), the next
+/// start took the empty log for that new file still empty and wrote a second, different
+/// record at the same seq (a fork; doctor said ok). A file's first batch is now anchored
+/// before any answer, so the next start looks for the file holding it and continues it; with
+/// that file compressed it is refused, naming it.
+#[test]
+fn a_start_killed_before_its_first_anchor_then_rotated_again_does_not_fork_the_chain() {
+    for compressed in [false, true] {
+        let dir = tempdir();
+        let id = setup_vault(dir.path());
+        let idarg = ["--identity-file", id.to_str().unwrap()];
+        let d = Daemon::start(dir.path(), &idarg);
+        let mut given = fetch(&d, 3);
+        let audit = d.audit.clone();
+        assert!(d.stop().success());
+        let first = logrotate(&audit);
+        given.extend(served_then_killed_before_the_ticker(dir.path(), &idarg, 3));
+        let branch = records(&audit);
+        assert_eq!(branch[0]["op"], "audit.rotate", "{branch:?}");
+        // logrotate again: `.1` to `.2`, the log to `.1`, a new empty log.
+        let older = dir.path().join("audit.jsonl.2");
+        std::fs::rename(&first, &older).unwrap();
+        if compressed {
+            let moved_bytes = std::fs::read(&audit).unwrap();
+            let _ = rotate_compress_and_recreate(&audit);
+            let err = serve_refused(dir.path(), &idarg);
+            assert!(
+                err.contains("audit.jsonl.1.gz (compressed: not read)"),
+                "{err}"
+            );
+            assert_eq!(std::fs::metadata(&audit).unwrap().len(), 0, "{err}");
+            // Put back uncompressed, as the refusal says.
+            std::fs::write(audit.with_file_name("audit.jsonl.1"), moved_bytes).unwrap();
+            std::fs::remove_file(audit.with_file_name("audit.jsonl.1.gz")).unwrap();
+        } else {
+            logrotate(&audit);
+        }
+        let moved = dir.path().join("audit.jsonl.1");
+        let d = Daemon::start(dir.path(), &idarg);
+        given.extend(fetch(&d, 1));
+        assert!(d.stop().success());
+        let live = records(&audit);
+        let moved_last = records(&moved).last().unwrap()["seq"].as_u64().unwrap();
+        assert_eq!(
+            live[0]["op"], "audit.rotate",
+            "compressed: {compressed}; {}",
+            live[0]
+        );
+        assert_eq!(live[0]["seq"].as_u64(), Some(moved_last + 1), "{}", live[0]);
+        let out = verify(dir.path(), &[&audit, &moved, &older]);
+        assert!(out.status.success(), "compressed: {compressed}; {out:?}");
+        each_seq_once_and_names_its_fetch(&[&older, &moved, &audit], &given);
+    }
+}
+
+/// Found by the twenty-fourth pass's attacker of this pass's fixes: a log's very first start,
+/// killed (`kill -9`) after handing out `audit_seq`s but before its first anchor, then
+/// logrotate (rename, create): the next start found an empty log and no anchor, and began a
+/// second chain at seq 1 with the same key, the hand-outs outside it (doctor: "no anchor
+/// yet"). The first batch is now anchored before any answer: the start continues the moved
+/// file.
+#[test]
+fn a_first_start_killed_before_its_first_anchor_then_rotated_is_continued() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit = dir.path().join("audit.jsonl");
+    assert!(!audit.exists());
+    let mut given = served_then_killed_before_the_ticker(dir.path(), &idarg, 3);
+    let moved = logrotate(&audit);
+    let d = Daemon::start(dir.path(), &idarg);
+    given.extend(fetch(&d, 1));
+    assert!(d.stop().success());
+    let live = records(&audit);
+    assert_eq!(live[0]["op"], "audit.rotate", "{}", live[0]);
+    let out = verify(dir.path(), &[&audit, &moved]);
+    assert!(out.status.success(), "{out:?}");
+    each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
+}
