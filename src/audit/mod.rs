@@ -161,8 +161,10 @@ pub enum AuditError {
         why: String,
     },
     /// The log is empty under its anchor, and the moved file beside it that the chain
-    /// continues in ends with the anchored record whole but for its newline: nothing is
-    /// missing, and the one fix is that newline (`why` says where). Not a [`AuditError::Gap`],
+    /// continues in ends with the anchored record whole but for its newline, or two files
+    /// hold it, or a compressed file or another user's there may hold it: nothing is known
+    /// missing, and the one fix is that newline, moving the extra copy away, decompressing the
+    /// file or giving it to the daemon's user (`why` says which). Not a [`AuditError::Gap`],
     /// whose advice (a restore, `--accept-audit-gap`) would record a gap where there is none
     /// (twenty-third pass's review).
     #[error("the audit log {path} is empty and its chain cannot be continued yet: {why}")]

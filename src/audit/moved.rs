@@ -76,10 +76,18 @@ pub(super) struct Siblings {
     /// A file beside the log that verifies as a chain ending above [`SEQ_CEILING`]: named,
     /// for a refusal that no option overrides.
     pub(super) beyond: Option<(String, u64)>,
-    /// [`Siblings::refused`] is that the one file holding the anchored record ends with it
-    /// whole but for its newline: its one fix is to add the newline (no record is missing, so
-    /// a restore or `--accept-audit-gap` is not advised).
+    /// The refusal gives its own fix, alone: the records are (or may be) in a file beside the
+    /// log, so a restore or `--accept-audit-gap` (which would record a gap where nothing is
+    /// missing) is not advised. The one file holding the anchored record ends with it whole
+    /// but for its newline (add it); two files hold it (move the extra copy away); or no file
+    /// the start can read does, but a compressed one or another user's is there (decompress
+    /// it, or give it to the daemon's user: twenty-fourth pass's attacker of this pass's
+    /// fixes, who followed the advice and recorded a false gap).
     pub(super) newline_only: bool,
+    /// The compressed `<name>.*` files seen (escaped), which the start does not read.
+    pub(super) compressed: Vec<String>,
+    /// The `<name>.*` files of another user's seen (escaped), which the start does not read.
+    pub(super) foreign: Vec<String>,
 }
 
 /// Look among the regular files `<name>.*` and `<name>-*` ([`rotated_name`]) in the log's
@@ -140,6 +148,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
         inodes.push(((meta.dev(), meta.ino()), shown.clone()));
         if meta.uid() != me && meta.uid() != 0 {
             out.seen.push(format!("{shown} (another user's: not read)"));
+            out.foreign.push(shown);
             continue;
         }
         let mut magic = [0u8; 6];
@@ -152,6 +161,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
         ];
         if compressed.iter().any(|m| magic[..got].starts_with(m)) {
             out.seen.push(format!("{shown} (compressed: not read)"));
+            out.compressed.push(shown);
             continue;
         }
         out.seen.push(shown);
@@ -257,6 +267,8 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
         },
         _ => {
             let files: Vec<String> = matches.iter().map(|(n, _)| n.clone()).collect();
+            // The records are there, twice: nothing is missing.
+            out.newline_only = true;
             out.refused = Some(format!(
                 "the log is empty and the record its anchor names (seq {}) is in more than one file beside it ({}): the start cannot tell which one the chain continues in; keep the file the daemon wrote to beside the log and move the other copies out of its directory",
                 a.seq,
@@ -298,6 +310,39 @@ pub(super) fn judge(
     let why = match (&adopted, &siblings.refused) {
         (Some(_), _) => None,
         (None, Some(refused)) => Some(refused.clone()),
+        (None, None) if !(siblings.compressed.is_empty() && siblings.foreign.is_empty()) => {
+            // A file the start does not read may hold the records: its own fix, and no
+            // advice to record a gap before it is read.
+            let mut fixes = Vec::new();
+            if !siblings.compressed.is_empty() {
+                fixes.push(format!(
+                    "decompress {} in place (`gunzip`, `bunzip2`, `unxz` or `unzstd` without keeping the compressed file)",
+                    list(&siblings.compressed)
+                ));
+            }
+            if !siblings.foreign.is_empty() {
+                fixes.push(format!(
+                    "give {} to the daemon's user (`chown` it; the start reads only its own user's files and root's)",
+                    list(&siblings.foreign)
+                ));
+            }
+            siblings.newline_only = true;
+            let shown = crate::text::shown(log);
+            Some(format!(
+                "a rotation may have moved the log away before the daemon noticed, and no file beside it ({}) that the start reads holds the anchored record (seq {}), but {} may: {}, and start again, which continues the chain from the file that holds it (check the two with `scopevault audit verify --audit {shown} <that file>`); only if none of them holds it, once read, are its records lost (then `serve --accept-audit-gap` records the gap)",
+                list(&siblings.seen),
+                a.seq,
+                list(
+                    &siblings
+                        .compressed
+                        .iter()
+                        .chain(&siblings.foreign)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                ),
+                fixes.join("; ")
+            ))
+        }
         (None, None) => {
             let seen = if siblings.seen.is_empty() {
                 "there is none".to_owned()
@@ -334,7 +379,8 @@ pub enum MovedLog {
     /// The start is refused: what its refusal adds to the cut tail's wording.
     Refused(String),
     /// The start is refused until the newline is added to the moved file, whose final line
-    /// is the anchored record whole but for it: why, and that one fix
+    /// is the anchored record whole but for it, an extra copy is moved away, or a compressed
+    /// file or another user's is decompressed or given to the daemon's user: why, and that fix
     /// ([`AuditError::MovedUnterminated`]).
     Unterminated(String),
 }

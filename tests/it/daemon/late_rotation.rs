@@ -641,3 +641,75 @@ fn a_first_start_killed_before_its_first_anchor_then_rotated_is_continued() {
     assert!(out.status.success(), "{out:?}");
     each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
 }
+
+/// Found by the twenty-fourth pass's attacker of this pass's fixes: an empty log whose
+/// anchored record is in two files beside it, or in a compressed one only, was refused as a
+/// cut tail ("records 1..=N are missing") advising `serve --accept-audit-gap`, which then
+/// recorded a gap though every record was there. Each refusal now gives its own fix (move the
+/// extra copy away; decompress the file in place), `doctor` the same, and once it is followed
+/// the start continues the chain with no gap.
+#[test]
+fn a_copy_or_a_compressed_moved_file_is_refused_with_its_own_fix_not_a_gap() {
+    for compressed in [false, true] {
+        let dir = tempdir();
+        let id = setup_vault(dir.path());
+        let idarg = ["--identity-file", id.to_str().unwrap()];
+        let d = Daemon::start(dir.path(), &idarg);
+        let mut given = fetch(&d, 3);
+        let audit = d.audit.clone();
+        assert!(d.stop().success());
+        let old = std::fs::read(&audit).unwrap();
+        let extra = dir.path().join("audit.jsonl-20261202");
+        if compressed {
+            rotate_compress_and_recreate(&audit);
+        } else {
+            let moved = logrotate(&audit);
+            std::fs::copy(&moved, &extra).unwrap();
+        }
+        let err = serve_refused(dir.path(), &idarg);
+        let doctor = daemon::cmd(dir.path())
+            .args(idarg)
+            .arg("doctor")
+            .output()
+            .unwrap();
+        let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
+        let line = doctor
+            .lines()
+            .find(|l| l.contains("audit") && l.contains("refuses to start"))
+            .unwrap_or_else(|| panic!("{doctor}"))
+            .to_owned();
+        for text in [&err, &line] {
+            let fix = if compressed {
+                "decompress audit.jsonl.1.gz in place"
+            } else {
+                "move the other copies out of its directory"
+            };
+            assert!(text.contains(fix), "compressed: {compressed}; {text}");
+            for wrong in [
+                "are missing",
+                "restore the log from backup",
+                "or start with",
+            ] {
+                assert!(!text.contains(wrong), "compressed: {compressed}; {text}");
+            }
+            if !compressed {
+                assert!(!text.contains("--accept-audit-gap"), "{text}");
+            }
+        }
+        // The fix followed: the chain is continued, no gap recorded.
+        let moved = dir.path().join("audit.jsonl.1");
+        if compressed {
+            std::fs::write(&moved, &old).unwrap();
+            std::fs::remove_file(dir.path().join("audit.jsonl.1.gz")).unwrap();
+        } else {
+            std::fs::remove_file(&extra).unwrap();
+        }
+        let d = Daemon::start(dir.path(), &idarg);
+        given.extend(fetch(&d, 1));
+        assert!(d.stop().success());
+        let live = records(&audit);
+        assert_eq!(live[0]["op"], "audit.rotate", "{}", live[0]);
+        assert!(live.iter().all(|r| r["op"] != "audit.gap"), "{live:?}");
+        each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
+    }
+}
