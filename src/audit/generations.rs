@@ -26,8 +26,20 @@ pub fn chain_generation(log: &Path, vault_id: &str) -> std::io::Result<u64> {
     // The moved file the start continues an empty log from counts as the start counts it
     // (twenty-third pass's review: an adoption saved above the anchor only, below the
     // moved file's `vault.load` records, and the start refused the save).
-    if let MovedLog::Continues { path, .. } = moved_log(log) {
-        let _ = g.scan_into(&path, false);
+    match moved_log(log) {
+        MovedLog::Continues { path, .. } => {
+            let _ = g.scan_into(&path, false);
+        }
+        // Its records are in a file the start cannot read yet (compressed, two copies,
+        // another user's): the generations they hold are not known here, and a save judged
+        // without them was promised to load and refused (twenty-fourth pass).
+        MovedLog::Refused(why) | MovedLog::Unterminated(why) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("it is empty and a daemon's start on it is refused until the file its records were moved to can be read: {why}"),
+            ));
+        }
+        MovedLog::NotMoved => {}
     }
     g.scan_into(log, true).map_err(|why| {
         std::io::Error::new(

@@ -110,7 +110,7 @@ pub(crate) fn open_vault_unattended(g: &GlobalArgs) -> anyhow::Result<Result<Vau
 /// the file saved again under the writer lock ([`adopt`]).
 fn adopt_if_restored(g: &GlobalArgs, v: Vault) -> anyhow::Result<Vault> {
     warn_last_generation(&v);
-    if !say_restored(g, &v) {
+    if !say_restored(g, &v)? {
         return Ok(v);
     }
     let lock = vault::WriteLock::acquire(&vault_path(g))?;
@@ -125,7 +125,7 @@ fn adopt_if_restored(g: &GlobalArgs, v: Vault) -> anyhow::Result<Vault> {
 pub(crate) fn open_vault_locked(g: &GlobalArgs, lock: &vault::WriteLock) -> anyhow::Result<Vault> {
     let (v, _) = open_vault_with_any_key(g)?;
     warn_last_generation(&v);
-    if !say_restored(g, &v) {
+    if !say_restored(g, &v)? {
         return Ok(v);
     }
     adopt(g, &v, lock)
@@ -147,12 +147,25 @@ pub(crate) fn serve_audit_log() -> PathBuf {
 /// refuses the file). A vault file restored with the rollback record passes the record;
 /// only the chain says it is old, and adopting it above the record alone left it refused
 /// (twenty-third pass).
-fn chain_ahead(g: &GlobalArgs, v: &Vault, say: bool) -> Option<(PathBuf, u64)> {
+/// A log empty under its anchor whose moved file the start cannot read (compressed, two
+/// copies, another user's) refuses the adoption with the start's own reason: the generations
+/// that file's `vault.load` records hold are not known here, and an adoption saved below them
+/// was promised to load and was refused (twenty-fourth pass's attacker of this pass's fixes).
+fn chain_ahead(g: &GlobalArgs, v: &Vault, say: bool) -> anyhow::Result<Option<(PathBuf, u64)>> {
     if !g.unlock.allow_rollback {
-        return None;
+        return Ok(None);
     }
     let log = serve_audit_log();
-    match crate::audit::chain_generation(&log, v.id()) {
+    if let crate::audit::MovedLog::Refused(why) | crate::audit::MovedLog::Unterminated(why) =
+        crate::audit::moved_log(&log)
+    {
+        anyhow::bail!(
+            "not adopted (--allow-rollback): the audit log {} is empty and a daemon's start on it is refused until the file its records were moved to can be read, which holds the vault generations its chain recorded, not known here: {}; do that, then give --allow-rollback again",
+            super::shown(&log),
+            super::escape_for_terminal(&why)
+        );
+    }
+    Ok(match crate::audit::chain_generation(&log, v.id()) {
         Ok(seen) => (seen > v.generation()).then_some((log, seen)),
         Err(_) if !say => None,
         Err(e) => {
@@ -165,13 +178,13 @@ fn chain_ahead(g: &GlobalArgs, v: &Vault, say: bool) -> Option<(PathBuf, u64)> {
             );
             None
         }
-    }
+    })
 }
 
 /// Warn of a restored file accepted with `--allow-rollback`, below the rollback record or the
 /// audit chain ([`chain_ahead`]); false when it is neither (nothing to adopt).
-fn say_restored(g: &GlobalArgs, v: &Vault) -> bool {
-    let chain = chain_ahead(g, v, true);
+fn say_restored(g: &GlobalArgs, v: &Vault) -> anyhow::Result<bool> {
+    let chain = chain_ahead(g, v, true)?;
     let w = v.rollback_warning();
     if let Some(w) = &w {
         errln!("warning: {}", super::escape_for_terminal(w));
@@ -184,7 +197,7 @@ fn say_restored(g: &GlobalArgs, v: &Vault) -> bool {
             super::shown(log)
         );
     }
-    w.is_some() || chain.is_some()
+    Ok(w.is_some() || chain.is_some())
 }
 
 /// Say so when the vault is at the last generation a save writes: it opens, and every save is
@@ -215,7 +228,7 @@ pub(crate) fn adopted_note(generation: u64) -> String {
 fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<Vault> {
     // Read again under the lock: another writer may have saved since an open made before it.
     let mut adopted = v.reopen(&open_options(g))?;
-    if let Some((_, seen)) = chain_ahead(g, &adopted, false) {
+    if let Some((_, seen)) = chain_ahead(g, &adopted, false)? {
         adopted.accept_below(seen);
     }
     if adopted.rollback_warning().is_none() {

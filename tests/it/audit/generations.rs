@@ -829,3 +829,56 @@ fn doctor_and_an_adoption_see_the_moved_file_a_start_continues() {
     );
     assert!(d.stop().success());
 }
+
+/// Found by the twenty-fourth pass's attacker of this pass's fixes: the same restore after a
+/// rotation, the moved file compressed (or copied twice): the search for it could not read it,
+/// so `cred set --allow-rollback` saved above the anchor only, below the `vault.load` records
+/// of the moved file, and said a start would load it. The adoption is now refused with the
+/// start's own reason, and the vault file is left as it was.
+#[test]
+fn an_adoption_is_refused_while_the_moved_file_cannot_be_read() {
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write;
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id_s = id.to_str().unwrap();
+    let vault = dir.join("vault.scopevault");
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert!(d.stop().success());
+    let old_vault = std::fs::read(&vault).unwrap();
+    let old_state = state_files(dir);
+    let set = [
+        "--identity-file",
+        id_s,
+        "cred",
+        "set",
+        "search-token",
+        "--secret",
+        "token",
+    ];
+    for i in 1..=3 {
+        ok(dir, &set, Some(&format!("rotated value {i}")));
+    }
+    let d = Daemon::start(dir, &["--identity-file", id_s]);
+    assert!(d.stop().success());
+    let audit = dir.join("audit.jsonl");
+    let moved = std::fs::read(&audit).unwrap();
+    std::fs::remove_file(&audit).unwrap();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(&moved).unwrap();
+    std::fs::write(dir.join("audit.jsonl.1.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(&audit, b"").unwrap();
+    std::fs::write(&vault, &old_vault).unwrap();
+    restore_state(dir, &old_state);
+    let mut adopt = set.to_vec();
+    adopt.push("--allow-rollback");
+    let out = run(dir, &adopt, "the value adopted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains("not adopted") && err.contains("audit.jsonl.1.gz"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&vault).unwrap(), old_vault, "{err}");
+}
