@@ -50,9 +50,10 @@ pub(super) fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail, Audi
     }
     let Some(nl) = tail.iter().rposition(|&b| b == b'\n') else {
         if start != 0 {
+            // Its line number only for the message: counting reads the log up to that line.
             return Err(AuditError::Corrupt {
                 path: path.to_owned(),
-                line: 0,
+                line: count_lines(file, start).map_err(read_err)? + 1,
                 why: format!("no line break in the last {} bytes", tail.len()),
             });
         }
@@ -66,9 +67,11 @@ pub(super) fn read_tail(file: &File, len: u64, path: &Path) -> Result<Tail, Audi
         .rposition(|&b| b == b'\n')
         .map_or(0, |p| p + 1);
     if line_start == 0 && start != 0 {
+        // The line holding byte `start` began before it: its number counts the line ends
+        // before `start`. Until the twenty-fourth pass this message said "line 0".
         return Err(AuditError::Corrupt {
             path: path.to_owned(),
-            line: 0,
+            line: count_lines(file, start).map_err(read_err)? + 1,
             why: format!("the last line is longer than {MAX_LINE} bytes"),
         });
     }
@@ -320,6 +323,31 @@ mod tests {
         }
         std::fs::write(&path, &text).unwrap();
         (File::open(&path).unwrap(), text.len() as u64)
+    }
+
+    /// A last line too long to read, or with no line break in what the start reads back, is
+    /// named by its real line number (twenty-fourth pass, found by the attacker of this pass's
+    /// fixes: `serve` said "line 0").
+    #[test]
+    fn an_over_long_or_unbroken_last_line_is_named_by_its_line_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let lines = "{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3}\n";
+        for (tail, why) in [
+            (format!("{}\n", "x".repeat(3 * MAX_LINE)), "longer than"),
+            ("x".repeat(3 * MAX_LINE), "no line break"),
+        ] {
+            std::fs::write(&path, format!("{lines}{tail}")).unwrap();
+            let f = File::open(&path).unwrap();
+            let len = f.metadata().unwrap().len();
+            match read_tail(&f, len, &path) {
+                Err(AuditError::Corrupt { line, why: w, .. }) => {
+                    assert_eq!(line, 4, "{w}");
+                    assert!(w.contains(why), "{w}");
+                }
+                other => panic!("{why}: {:?}", other.map(|t| t.chain.seq)),
+            }
+        }
     }
 
     /// The anchor's check at start reads back from the end to the record after the anchored
