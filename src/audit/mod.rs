@@ -264,6 +264,17 @@ pub enum AuditError {
     },
 }
 
+impl AuditError {
+    /// [`AuditError::Read`] of `path`, for `map_err`: the one way a read of a log file that
+    /// fails is reported.
+    pub(crate) fn read_of(path: &Path) -> impl Fn(std::io::Error) -> AuditError + Copy + '_ {
+        move |e| AuditError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::print_stderr)] // a test says why it skipped
 mod tests {

@@ -98,10 +98,7 @@ pub fn verify_each(
     path: &Path,
     each: &mut dyn FnMut(u64, &RecordView<'_>) -> Result<(), String>,
 ) -> Result<VerifyReport, AuditError> {
-    let read_err = |e: std::io::Error| AuditError::Read {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
+    let read_err = AuditError::read_of(path);
     let file = open_segment(path).map_err(read_err)?;
     verify_reader(file, path, each)
 }
@@ -113,10 +110,7 @@ pub(super) fn verify_reader(
     path: &Path,
     each: &mut dyn FnMut(u64, &RecordView<'_>) -> Result<(), String>,
 ) -> Result<VerifyReport, AuditError> {
-    let read_err = |e: std::io::Error| AuditError::Read {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
+    let read_err = AuditError::read_of(path);
     let mut report = VerifyReport {
         lines: 0,
         last_seq: 0,

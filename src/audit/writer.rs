@@ -601,10 +601,7 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
         });
     }
     let chain = verify(path)?;
-    let read_err = |e: std::io::Error| AuditError::Read {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
+    let read_err = AuditError::read_of(path);
     let compare = |a: &Anchor| {
         anchor_gap(a, chain.last_seq, &chain.head, || {
             let f = crate::sys::open_regular(path, false)?;
