@@ -233,6 +233,16 @@ fn ends_a_name(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ']')
 }
 
+/// `s` cut to at most `max` bytes, at a character boundary: a bound on a string the peer or
+/// a policy chose, wherever it is quoted (the audit log's `exe`, a refusal's origin).
+pub fn cut_to(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// A time as people are shown it: RFC 3339 (`2026-12-31T18:04:20Z`), as the manifest, the
 /// records and every JSON output write it. `OffsetDateTime`'s own `Display`
 /// (`2026-12-31 18:04:20.0 +00:00:00`) is in no document and parses as nothing.

@@ -91,11 +91,7 @@ pub const MAX_EXE: usize = 256;
 
 /// `exe` cut to at most [`MAX_EXE`] bytes, at a character boundary.
 fn bounded_exe(exe: &str) -> &str {
-    let mut end = exe.len().min(MAX_EXE);
-    while !exe.is_char_boundary(end) {
-        end -= 1;
-    }
-    &exe[..end]
+    crate::text::cut_to(exe, MAX_EXE)
 }
 
 #[cfg(test)]

@@ -261,13 +261,7 @@ pub(crate) struct Excerpt<'s> {
 /// The window of `line` around bytes `start..end` (char boundaries, `start <= end`). It looks
 /// at the characters it shows and at most [`EXCERPT_WIDTH`] more, never the rest of the line.
 fn excerpt_of(line: &str, start: usize, end: usize) -> Excerpt<'_> {
-    let floor = |mut i: usize| {
-        i = i.min(line.len());
-        while !line.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
-    };
+    let floor = |i: usize| crate::text::cut_to(line, i).len();
     let (start, end) = (floor(start), floor(end));
     let end = end.max(start);
     // Longer than the window: counting stops one character past it.

@@ -47,11 +47,7 @@ fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
         return s.into();
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end]).into()
+    format!("{}…", crate::text::cut_to(s, max)).into()
 }
 
 /// One credential of a hand-out as decided: its values borrowed from the loaded vault, its
