@@ -106,12 +106,19 @@ pub fn escape_for_terminal(s: &str) -> String {
 /// escaped them). A `##[` in it is defused too ([`defuse_workflow_commands`], mid-line): a
 /// path printed to a CI log must not write a workflow command (nineteenth pass, `doctor`).
 pub fn shown(path: &std::path::Path) -> String {
-    defuse_workflow_commands(
-        &escape_for_terminal(&path.display().to_string()),
-        false,
-        TEXT_ESCAPES,
-    )
-    .into_owned()
+    escape_for_log(&path.display().to_string())
+}
+
+/// Text from elsewhere (a title of an imported row, a file's name under `--artifacts`, a
+/// daemon's error) as it is put into a line printed for people, on a terminal or in a CI log:
+/// [`escape_for_terminal`] (so it is one line, and nothing in it drives the terminal or hides
+/// or reorders what is shown), then [`defuse_workflow_commands`] with [`TEXT_ESCAPES`], as if
+/// it began a line (a `##[` anywhere, a `::` at its start). The one escaper of such a piece:
+/// `lint` and every error message defused workflow commands while `cred import`, `redact`
+/// and `exec --artifacts` printed a title or a file's name `##[add-mask]x` as it was, which
+/// the runner of a CI log takes for a command (twenty-fifth pass).
+pub fn escape_for_log(s: &str) -> String {
+    defuse_workflow_commands(&escape_for_terminal(s), true, TEXT_ESCAPES).into_owned()
 }
 
 /// `s` as [`escape_for_terminal`] writes it, its line breaks (`\n`) kept: for a message of
@@ -359,6 +366,26 @@ mod tests {
         for s in ["::a::b ##[c", "\n ::x", "plain"] {
             let once = defused(s).into_owned();
             assert_eq!(defused(&once), once);
+        }
+    }
+
+    /// Twenty-fifth pass: the escaper of a piece of text from elsewhere escapes what the
+    /// terminal acts on and defuses both syntaxes of workflow commands, wherever the piece is
+    /// put in a line; plain text is kept.
+    #[test]
+    fn escape_for_log_escapes_controls_and_defuses_workflow_commands() {
+        assert_eq!(
+            escape_for_log("::add-mask::x ##[error]y\n::z\u{202e}"),
+            "\\u{3a}:add-mask::x ##\\u{5b}error]y\\n::z\\u{202e}"
+        );
+        assert_eq!(escape_for_log("  ::warning::w"), "  \\u{3a}:warning::w");
+        assert_eq!(
+            escape_for_log("Shop admin → Shop-admin"),
+            "Shop admin → Shop-admin"
+        );
+        for s in ["##[x", "::y", "a\n##[z"] {
+            let once = escape_for_log(s);
+            assert!(!once.contains("##[") && !once.starts_with("::"), "{once}");
         }
     }
 

@@ -139,7 +139,7 @@ pub(crate) fn report_scrub(socket: &Path, task: &str, summary: &crate::redact::S
         Err(e) => {
             errln!(
                 "scopevault: warning: the scrub's counts were not recorded in the daemon's audit log: {}",
-                crate::text::escape_for_terminal(&e.to_string())
+                crate::text::escape_for_log(&e.to_string())
             );
             false
         }

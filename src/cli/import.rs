@@ -10,10 +10,10 @@ use anyhow::{bail, Context};
 use zeroize::Zeroizing;
 
 use super::args::{CredImportArgs, GlobalArgs};
-use super::escape_for_terminal;
 use super::unlock::{open_options, open_vault, vault_path};
 use crate::policy::CredentialKind;
 use crate::secret::{within_secret_limit, SecretString, MAX_SECRET_LEN};
+use crate::text::escape_for_log;
 use crate::vault::{self, validate_name, Credential, WriteLock, TOTP_SEED_FIELDS};
 
 /// Largest file read (an export of tens of thousands of logins is a few MiB).
@@ -59,7 +59,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
     let (rows, problems) = read_rows(&a.file)?;
     if !problems.is_empty() {
         for p in &problems {
-            errln!("{}", escape_for_terminal(p));
+            errln!("{}", escape_for_log(p));
         }
         bail!(
             "{} row(s) of {} cannot be imported (listed above): fix or remove them; nothing was imported",
@@ -99,7 +99,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
             .collect();
         if !clashes.is_empty() {
             for p in &clashes {
-                errln!("{}", escape_for_terminal(p));
+                errln!("{}", escape_for_log(p));
             }
             bail!(
                 "{} row(s) of {} cannot be imported (listed above): fix or remove them; nothing was imported",
@@ -243,12 +243,13 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         super::fleet::warn_local_change(&vault);
     }
     for n in &notes {
-        errln!("{}", escape_for_terminal(n));
+        errln!("{}", escape_for_log(n));
     }
-    // Each line escaped: a row's name and origin come from the file.
+    // Each line escaped, workflow commands defused: a row's name and origin come from the
+    // file, and the report may land in a CI log.
     let mut out: String = report
         .iter()
-        .map(|l| escape_for_terminal(l))
+        .map(|l| escape_for_log(l))
         .collect::<Vec<_>>()
         .join("\n");
     out.push_str(&format!(

@@ -123,7 +123,12 @@ impl fmt::Display for Summary {
             }
         )?;
         for (label, n) in &self.hits {
-            writeln!(f, "scopevault:   {label}: {n}")?;
+            // A label is a credential's and a field's name: a field's name is the vault's.
+            writeln!(
+                f,
+                "scopevault:   {}: {n}",
+                crate::text::escape_for_log(label)
+            )?;
         }
         for (path, seen) in &self.binary {
             writeln!(
@@ -312,14 +317,15 @@ impl Scrubber {
     }
 
     /// `text` with every form of a value masked and the characters a terminal would act on or
-    /// hide escaped ([`crate::text::escape_for_terminal`]: controls, and bidirectional
-    /// overrides and invisible characters, which made a name read as another).
+    /// hide escaped, workflow commands of a CI log defused ([`crate::text::escape_for_log`]:
+    /// controls, bidirectional overrides and invisible characters, which made a name read as
+    /// another; a file named `##[add-mask]…` wrote a command into the log, twenty-fifth pass).
     fn printable(&self, text: &str) -> String {
         let mut masker = crate::secret::Masker::with_patterns(self.patterns.clone());
         let mut out = Vec::new();
         masker.feed_into(text.as_bytes(), &mut out);
         out.extend_from_slice(&masker.finish());
-        crate::text::escape_for_terminal(&String::from_utf8_lossy(&out))
+        crate::text::escape_for_log(&String::from_utf8_lossy(&out))
     }
 
     /// A path given on the command line: a directory is walked through descriptors (each

@@ -1416,3 +1416,64 @@ fn success_lines_escape_the_paths_and_names_they_print() {
         );
     }
 }
+
+/// Twenty-fifth pass, found by the twenty-fourth pass's review: `cred import` printed a row's
+/// title as it was in its report (stdout), its problems and its notes (stderr), so an export
+/// with a title `##[add-mask]…` wrote a workflow command into a CI log; `lint` and every error
+/// message defused them. Each line now goes through the one escaper of text from elsewhere.
+#[test]
+fn regression_an_imported_title_cannot_write_a_workflow_command() {
+    let e = Env::new();
+    e.init_with_cred();
+    let pf = e.pf();
+    let no_command = |out: &str| {
+        for line in out.lines() {
+            assert!(
+                !line.contains("##[") && !line.trim_start().starts_with("::"),
+                "a workflow command in: {out}"
+            );
+        }
+    };
+    let import = |file: &str| {
+        e.run(
+            &[
+                "cred",
+                "import",
+                e.path(file).to_str().unwrap(),
+                "--format",
+                "csv",
+                "--passphrase-file",
+                &pf,
+            ],
+            b"",
+        )
+    };
+    // A problem (a name twice) names both titles on stderr: nothing imported.
+    std::fs::write(
+        e.path("twice.csv"),
+        "name,password\n##[add-mask]Shop,pw-one\n::add-mask::Shop,pw-two\n",
+    )
+    .unwrap();
+    let out = import("twice.csv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("##\\u{5b}add-mask]Shop"), "{stderr}");
+    no_command(&stderr);
+    // Imported: the report (stdout) and the TOTP note (stderr) name the title.
+    std::fs::write(
+        e.path("one.csv"),
+        "name,password,totp\n##[add-mask]Shop,pw-one,JBSWY3DPEHPK3PXP\n",
+    )
+    .unwrap();
+    let out = import("one.csv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("row 2: + ##\\u{5b}add-mask]Shop → add-mask-Shop added"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("holds a TOTP seed"), "{stderr}");
+    no_command(&stdout);
+    no_command(&stderr);
+}

@@ -1811,3 +1811,59 @@ fn regression_a_tree_ten_thousand_directories_deep_is_reported_not_a_crash() {
     remove_deep_tree(&deep);
     remove_deep_tree(&ok);
 }
+
+/// Twenty-fifth pass, found by the twenty-fourth pass's review: `lint` and every error message
+/// defused GitHub Actions' workflow commands, but the summary of `redact` and `exec
+/// --artifacts` printed the names of the files a check wrote as they were, so a screenshot
+/// named `##[add-mask]…` or a link named `::error::…` wrote a command into a CI log that
+/// holds stderr. The names go through the one escaper of text from elsewhere.
+#[test]
+fn regression_a_file_name_cannot_write_a_workflow_command_into_the_summary() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    std::fs::write(
+        art.join("##[add-mask]shot.png"),
+        b"\x89PNG\r\n\x1a\n\0\0clean",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("elsewhere", art.join("##[error]link")).unwrap();
+    let art_s = art.to_str().unwrap();
+    let check = |stderr: &str| {
+        for line in stderr.lines() {
+            assert!(
+                !line.contains("##[") && !line.trim_start().starts_with("::"),
+                "a workflow command in: {stderr}"
+            );
+        }
+        assert!(
+            stderr.contains("##\\u{5b}add-mask]shot.png"),
+            "the name is shown, defused: {stderr}"
+        );
+        assert!(stderr.contains("##\\u{5b}error]link"), "{stderr}");
+    };
+    let out = sv(&d, &["redact", "--task", "checkout-flow", art_s])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    check(&stderr);
+    let out = sv(
+        &d,
+        &[
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--artifacts",
+            art_s,
+            "--",
+            "true",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    check(&stderr);
+}
