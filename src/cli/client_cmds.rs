@@ -550,9 +550,11 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
     print_warnings(&fetched);
     use super::output::stdout_error;
     let mut out = std::io::stdout().lock();
+    // JSON for a program and a person alike: a character a terminal would hide or reorder is
+    // written as its JSON escape ([`super::output::ShownJson`]); `--field` writes the value's
+    // bytes as they are.
     if a.json {
-        serde_json::to_writer_pretty(&mut out, &fetched).map_err(|e| stdout_error(e.into()))?;
-        writeln!(out).map_err(stdout_error)?;
+        super::output::write_shown_json(&mut out, &fetched).map_err(stdout_error)?;
         return Ok(ExitCode::SUCCESS);
     }
     let cred = only_one(&fetched, if a.field.is_some() { "--field" } else { "get" })?;
@@ -578,10 +580,7 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
             };
             writeln!(out, "{value}").map_err(stdout_error)?;
         }
-        None => {
-            serde_json::to_writer_pretty(&mut out, cred).map_err(|e| stdout_error(e.into()))?;
-            writeln!(out).map_err(stdout_error)?;
-        }
+        None => super::output::write_shown_json(&mut out, cred).map_err(stdout_error)?,
     }
     Ok(ExitCode::SUCCESS)
 }

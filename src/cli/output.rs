@@ -121,6 +121,91 @@ pub(crate) fn after_change(done: &str, printed: Result<(), StdoutError>) -> anyh
     })
 }
 
+/// serde_json's pretty printer for JSON shown to people as well as read by programs (`get`):
+/// a character of [`crate::text::needs_escape`] that serde_json writes as it is (a line or
+/// paragraph separator, a zero-width space, a byte-order mark, a bidirectional control, DEL,
+/// C1) is written as its JSON escape (`\u2028`, a surrogate pair above U+FFFF), and a `[`
+/// after `##` as `\u005b` (a CI log's workflow command); a reader of the JSON gets the same
+/// text back, and a terminal shows no reordered or hidden text (Trojan Source,
+/// CVE-2021-42574; twenty-fifth pass). Each run is written straight to the writer: no copy of
+/// a fragment (a secret value among them) is made.
+pub(crate) struct ShownJson(serde_json::ser::PrettyFormatter<'static>);
+
+impl ShownJson {
+    /// The pretty printer, escaping as the type says.
+    pub(crate) fn new() -> ShownJson {
+        ShownJson(serde_json::ser::PrettyFormatter::new())
+    }
+}
+
+impl serde_json::ser::Formatter for ShownJson {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        s: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in s.char_indices() {
+            let defuse = c == '[' && s[..i].ends_with("##");
+            if !(defuse || crate::text::needs_escape(c)) {
+                continue;
+            }
+            w.write_all(&s.as_bytes()[start..i])?;
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                write!(w, "\\u{:04x}", u)?;
+            }
+            start = i + c.len_utf8();
+        }
+        w.write_all(&s.as_bytes()[start..])
+    }
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
+}
+
+/// `value` as pretty JSON ([`ShownJson`]) and a line break, to `w`.
+pub(crate) fn write_shown_json<W: Write, T: serde::Serialize + ?Sized>(
+    w: &mut W,
+    value: &T,
+) -> std::io::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(&mut *w, ShownJson::new());
+    value.serialize(&mut ser).map_err(std::io::Error::from)?;
+    w.write_all(b"\n")
+}
+
 /// `println!` that returns a [`StdoutError`] instead of panicking.
 macro_rules! outln {
     () => {

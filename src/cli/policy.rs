@@ -296,10 +296,145 @@ fn default_secret_field(kind: policy::CredentialKind) -> &'static str {
 fn export(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let vault = super::unlock::open_vault_to_read(g)?;
     match vault.policy() {
-        Some(p) => out!("{}", p.to_canonical_toml())?,
+        Some(p) => out!("{}", shown_toml(&p.to_canonical_toml()))?,
         None => bail!(
             "no policy has been applied to this vault: run `scopevault policy apply policy.toml`"
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The canonical TOML as `policy export` prints it: every string (a value or a quoted key)
+/// that holds a character of [`crate::text::needs_escape`] (a bidirectional control, a
+/// zero-width space, a line separator, a tab, a line break) or a `##[` is written again as a
+/// one-line TOML basic string whose escapes (`\u202E`, `\n`, `\u005B`) the TOML parser reads
+/// back as the same text. The terminal shows no reordered or hidden text (Trojan Source,
+/// CVE-2021-42574), no line of it is a CI log's workflow command, and applying the export still
+/// changes nothing: the vault keeps the canonical form, which this only displays (twenty-fifth
+/// pass: a description's U+202E was printed raw).
+///
+/// The canonical TOML has no comments: outside its strings there is nothing but names of
+/// ours, `=`, brackets, numbers and booleans.
+fn shown_toml(toml: &str) -> String {
+    let mut out = String::with_capacity(toml.len());
+    let mut rest = toml;
+    while let Some(i) = rest.find(['"', '\'']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let token = &tail[..toml_string_len(tail)];
+        let hostile = token.contains("##[") || token.chars().any(crate::text::needs_escape);
+        match hostile.then(|| toml_string_value(token)).flatten() {
+            Some(value) => out.push_str(&toml_basic_string(&value)),
+            None => out.push_str(token),
+        }
+        rest = &tail[token.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length of the TOML string that `s` begins with (a basic, literal or multi-line one;
+/// the closing delimiter of a multi-line one may be followed by at most two more quotes that
+/// belong to the text); all of `s` when it is not closed.
+fn toml_string_len(s: &str) -> usize {
+    let quote = if s.starts_with('"') { '"' } else { '\'' };
+    let triple: String = std::iter::repeat_n(quote, 3).collect();
+    let multi = s.starts_with(&triple);
+    let mut i = if multi { 3 } else { 1 };
+    while let Some(c) = s[i..].chars().next() {
+        if c == '\\' && quote == '"' {
+            i += 1;
+            i += s[i..].chars().next().map_or(0, char::len_utf8);
+        } else if multi && s[i..].starts_with(&triple) {
+            i += 3;
+            let extra = s[i..].chars().take(2).take_while(|&c| c == quote).count();
+            return i + extra;
+        } else if !multi && c == quote {
+            return i + 1;
+        } else {
+            i += c.len_utf8();
+        }
+    }
+    s.len()
+}
+
+/// The text of the TOML string `token`, as the TOML parser reads it.
+fn toml_string_value(token: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(&format!("v = {token}")).ok()?;
+    table.get("v")?.as_str().map(str::to_owned)
+}
+
+/// `s` as a one-line TOML basic string: `"` and `\` escaped, a character of
+/// [`crate::text::needs_escape`] written `\n`, `\t`, `\r` or `\uXXXX`/`\UXXXXXXXX`, and a `[`
+/// after `##` as `\u005B`.
+fn toml_basic_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '[' if out.ends_with("##") => out.push_str("\\u005B"),
+            c if crate::text::needs_escape(c) && (c as u32) <= 0xFFFF => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c if crate::text::needs_escape(c) => out.push_str(&format!("\\U{:08X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod shown_toml_tests {
+    use super::shown_toml;
+
+    /// Whatever a string holds, and however the TOML writer quotes it (basic, literal,
+    /// multi-line), `policy export` shows it with no character a terminal hides or reorders
+    /// and no `##[` or line beginning with `::`, and it parses back to the same text.
+    #[test]
+    fn shown_toml_escapes_hostile_strings_and_parses_back_the_same() {
+        let texts = [
+            "plain",
+            "Full \u{202e}nimda\u{202c} access",
+            "zero\u{200b}width \u{feff} \u{2028} \u{a0} \u{e0041}",
+            "quote \" and backslash \\ and '''",
+            "a\nb\n::add-mask::x\n\"\"\"",
+            "tab\there ##[error]x",
+            "'single' \u{7f}\u{9b}",
+            "trailing quote\"",
+            "é 字 😀",
+        ];
+        for text in texts {
+            let q = toml::Value::String(text.to_owned()).to_string();
+            // A quoted key as the canonical writer writes one (a name holds no line break).
+            let key = if text.contains('\n') {
+                "k".to_owned()
+            } else {
+                q.clone()
+            };
+            let canonical = format!("{key} = {q}\n\n[x]\ny = [{q}, {q}]\nz = 1\n");
+            let shown = shown_toml(&canonical);
+            assert!(
+                !shown
+                    .chars()
+                    .any(|c| c != '\n' && crate::text::needs_escape(c)),
+                "{shown:?}"
+            );
+            assert!(!shown.contains("##["), "{shown}");
+            for line in shown.lines() {
+                assert!(!line.trim_start().starts_with("::"), "{shown}");
+            }
+            let back: toml::Table = toml::from_str(&shown).unwrap();
+            let was: toml::Table = toml::from_str(&canonical).unwrap();
+            assert_eq!(back, was, "{canonical:?} -> {shown:?}");
+            if !text.contains("##[") && !text.chars().any(crate::text::needs_escape) {
+                assert_eq!(shown, canonical);
+            }
+        }
+    }
 }

@@ -4014,3 +4014,59 @@ fn regression_get_field_the_credential_lacks_fetches_nothing() {
         assert_eq!(fetches() - before, 1, "{cred}.{field}");
     }
 }
+
+/// Twenty-fifth pass, found by the twenty-fourth pass's review: a plain field may hold a line
+/// separator, a zero-width space or a byte-order mark (only controls and bidirectional
+/// controls are refused), and `get`'s JSON printed them as they were, so a terminal showed
+/// `a<U+2028>b` as two lines and `adm<U+200B>in` as `admin` (Trojan Source, CVE-2021-42574).
+/// The JSON writes them as JSON escapes (`\u2028`), which a reader parses back to the same
+/// text; `get --field` (the value channel) stays byte-exact.
+#[test]
+fn regression_get_json_escapes_invisible_characters_and_the_field_stays_exact() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let user = "a\u{2028}b\u{200b}c\u{feff}d\u{a0}e";
+    let field = format!("username={user}");
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            &field,
+            "--secret",
+            "password",
+        ],
+        Some("pw-\u{202e}-\u{200b}-x"),
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    for args in [
+        &["get", "--task", "checkout-flow"][..],
+        &["get", "--task", "checkout-flow", "--json"],
+    ] {
+        let out = sv(&d, args);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success(), "{args:?}");
+        for c in ['\u{2028}', '\u{200b}', '\u{feff}', '\u{a0}', '\u{202e}'] {
+            assert!(!stdout.contains(c), "{args:?}: {c:?} raw in {stdout:?}");
+        }
+        assert!(stdout.contains("\\u2028"), "{stdout}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let cred = if args.contains(&"--json") {
+            &v["credentials"][0]
+        } else {
+            &v
+        };
+        assert_eq!(cred["fields"]["username"], user, "{stdout}");
+        assert_eq!(cred["secrets"]["password"], "pw-\u{202e}-\u{200b}-x");
+    }
+    let out = sv(
+        &d,
+        &["get", "--task", "checkout-flow", "--field", "username"],
+    );
+    assert!(out.status.success());
+    assert_eq!(out.stdout, format!("{user}\n").into_bytes());
+}

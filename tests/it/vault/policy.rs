@@ -965,3 +965,55 @@ fn regression_a_policy_whose_canonical_form_is_over_the_limit_is_refused_at_appl
     assert_eq!(e.vault_bytes(), before, "nothing stored");
     e.fails(&["policy", "export", "--passphrase-file", &e.pf()], b"", 2);
 }
+
+/// Twenty-fifth pass, found by the twenty-fourth pass's review: `policy export` printed a
+/// description holding a right-to-left override (U+202E) or a zero-width space as it was, so
+/// the terminal showed reordered text (Trojan Source, CVE-2021-42574). A string holding such a
+/// character is written as a TOML basic string with `\uXXXX` escapes, which the TOML parser
+/// reads back as the same text: applying the export changes nothing.
+#[test]
+fn regression_policy_export_escapes_bidi_and_invisible_characters_and_stays_a_fixed_point() {
+    let e = setup();
+    let hostile = "version = 1\n\n[scopes.\"shop:admin\"]\nrisk = \"high\"\ndescription = \"Full \u{202e}nimda\u{202c} access\u{200b}, \\\"quoted\\\" \\\\ and ##[add-mask]x\\nline two\\t\u{2028}\u{feff}\"\n\n[credentials.shop-buyer]\nkind = \"login\"\nscopes = [\"shop:admin\"]\n";
+    std::fs::write(e.path("hostile.toml"), hostile).unwrap();
+    e.ok(
+        &[
+            "policy",
+            "apply",
+            e.path("hostile.toml").to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    let export1 = e.ok(&["policy", "export", "--passphrase-file", &e.pf()], b"");
+    for c in [
+        '\u{202e}', '\u{202c}', '\u{200b}', '\u{2028}', '\u{feff}', '\t',
+    ] {
+        assert!(!export1.contains(c), "{c:?} raw in {export1}");
+    }
+    assert!(export1.contains("\\u202E"), "{export1}");
+    assert!(!export1.contains("##["), "{export1}");
+    // The TOML reads back as the description applied.
+    let parsed: toml::Table = toml::from_str(&export1).unwrap();
+    assert_eq!(
+        parsed["scopes"]["shop:admin"]["description"].as_str(),
+        Some("Full \u{202e}nimda\u{202c} access\u{200b}, \"quoted\" \\ and ##[add-mask]x\nline two\t\u{2028}\u{feff}")
+    );
+    std::fs::write(e.path("exported.toml"), &export1).unwrap();
+    let before = e.vault_bytes();
+    let out = e.ok(
+        &[
+            "policy",
+            "apply",
+            e.path("exported.toml").to_str().unwrap(),
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    );
+    assert!(out.contains("policy unchanged"), "{out}");
+    assert_eq!(e.vault_bytes(), before);
+    let export2 = e.ok(&["policy", "export", "--passphrase-file", &e.pf()], b"");
+    assert_eq!(export1, export2);
+}
