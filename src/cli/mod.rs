@@ -65,11 +65,13 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // `status --json` promises JSON on stdout whatever happens (README): a command
             // line clap refuses (`--json --format text`, an empty `SCOPEVAULT_VAULT`) too.
+            let hidden = hidden_clap_error(&e);
             if e.use_stderr() && status::json_requested() {
-                status::print_argument_error(&e);
+                status::print_argument_error(&e, hidden.as_deref());
             }
-            if let Some(code) = refuse_stray_argument(&e) {
-                return code;
+            if let Some(text) = hidden {
+                output::final_error(format_args!("{text}"));
+                return ExitCode::from(EXIT_USAGE);
             }
             return output::clap_error(e);
         }
@@ -91,8 +93,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// For a command that reads a secret (see [`reads_secrets`]), no clap error quotes what was
-/// typed. clap's "unexpected argument 'X' found" is printed without `X` unless `X` is plainly
+/// No clap error quotes what was typed, whatever the command (twenty-fifth pass, found by
+/// the twenty-fourth pass's review: the commands held to read no secret, `scopevault` itself
+/// among them, printed clap's own error, so `scopevault SECRET` printed the secret back; a
+/// value typed on the wrong line lands in any command). Returns the error's text to print
+/// instead of clap's (its last line `For more information, try '--help'.`), or `None` when
+/// clap's own quotes no value. clap's "unexpected argument 'X' found" is printed without `X` unless `X` is plainly
 /// a flag: `--secret password VALUE` (a space where `--field` has `=`) made the value the stray
 /// argument, and clap quoted it on stderr (eighteenth pass, found by attacking this pass's
 /// fixes); so did a passphrase typed as an argument by mistake, `key add --passphrase SECRET`,
@@ -104,9 +110,8 @@ pub fn main() -> ExitCode {
 /// clap error that can quote a value (`--no-keyring=VALUE`: "unexpected value 'VALUE' for
 /// '--no-keyring'"; `--kind VALUE`: "invalid value 'VALUE' for …", nineteenth pass, found by
 /// attacking this pass's fixes) names the flag only. The usage line is kept; errors that quote
-/// no value (a missing or conflicting argument), and every clap error of the commands that read
-/// no secret, are printed as clap prints them.
-fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
+/// no value (a missing or conflicting argument) are printed as clap prints them.
+fn hidden_clap_error(e: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ErrorKind};
     match e.kind() {
         // These quote argument names and counts, never a value typed.
@@ -122,11 +127,9 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
         _ => {}
     }
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let usage = e.get(ContextKind::Usage).map(|u| u.to_string());
-    if !reads_secrets(usage.as_deref(), &argv) {
-        return None;
-    }
-    let usage = usage
+    let usage = e
+        .get(ContextKind::Usage)
+        .map(|u| u.to_string())
         .map(|u| format!("\n\n{}", u.trim_end()))
         .unwrap_or_default();
     let exposed = "if it is a secret value, it is in argv, visible to other users in ps, so consider it exposed";
@@ -139,24 +142,23 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
             e.get(ContextKind::SuggestedSubcommand),
         ) {
             (Some(word), Some(similar)) if subcommand_shaped(&word.to_string()) => {
-                Some((word.to_string(), similar.to_string()))
+                Some((word.to_string(), similar_tip("subcommand", similar)))
             }
             _ => None,
         };
         let (head, tip) = match named {
             Some((word, similar)) => (
                 format!("unrecognized subcommand '{word}'"),
-                format!("\n\n  tip: a similar subcommand exists: '{similar}'"),
+                similar,
             ),
             None => (
                 format!("unrecognized subcommand (not shown: it may be a secret value typed by mistake; {exposed})"),
                 String::new(),
             ),
         };
-        output::final_error(format_args!(
+        return Some(format!(
             "error: {head}{tip}{usage}\n\nFor more information, try '--help'."
         ));
-        return Some(ExitCode::from(EXIT_USAGE));
     }
     if e.kind() != ErrorKind::UnknownArgument {
         // Our own argument's name and our own list of values; never what was typed, nor
@@ -190,10 +192,9 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
             })
             .map(|m| format!(": {m}"))
             .unwrap_or_default();
-        output::final_error(format_args!(
+        return Some(format!(
             "error: {what}{arg}{why} (the value is not shown: {exposed}){valid}{usage}\n\nFor more information, try '--help'."
         ));
-        return Some(ExitCode::from(EXIT_USAGE));
     }
     let named = e
         .get(ContextKind::InvalidArg)
@@ -208,71 +209,27 @@ fn refuse_stray_argument(e: &clap::Error) -> Option<ExitCode> {
     // The nearest known flag is one of ours, but it says something of what was typed: only
     // beside an argument that is shown.
     let tip = match (&named, e.get(ContextKind::SuggestedArg)) {
-        (Some(_), Some(similar)) => format!("\n\n  tip: a similar argument exists: '{similar}'"),
+        (Some(_), Some(similar)) => similar_tip("argument", similar),
         _ => String::new(),
     };
-    output::final_error(format_args!(
+    Some(format!(
         "error: {head}{tip}{usage}\n\nFor more information, try '--help'."
-    ));
-    Some(ExitCode::from(EXIT_USAGE))
+    ))
 }
 
-/// The commands that read no secret: no passphrase (to unlock or to set), no secret value, no
-/// token, no signing key, whether typed at a prompt, read from a file or a descriptor, or
-/// sent to the daemon. Their clap errors are clap's own. Each is the path of a command and the
-/// commands under it; `scopevault` alone is the bare program (an unknown subcommand of it).
-/// Every other command, and so every new one until it is listed here, has its clap errors
-/// cleared of what was typed ([`refuse_stray_argument`]).
-const READS_NO_SECRET: &[&str] = &[
-    "scopevault",
-    "scopevault status",
-    "scopevault lock",
-    "scopevault reload",
-    "scopevault get",
-    "scopevault totp",
-    "scopevault exec",
-    "scopevault redact",
-    "scopevault audit verify",
-    "scopevault audit show",
-    "scopevault completions",
-    "scopevault man",
-    "scopevault demo",
-    "scopevault bundle inspect",
-    "scopevault bundle verify",
-];
-
-/// Whether the command clap refused reads a secret (it is not in [`READS_NO_SECRET`]): its
-/// path is taken from the usage line when the error has one, else from what clap parses of
-/// `argv` while ignoring errors (a refused value's error carries no usage).
-fn reads_secrets(usage: Option<&str>, argv: &[std::ffi::OsString]) -> bool {
-    let command = match usage {
-        Some(u) => match u.lines().find_map(|l| l.trim().strip_prefix("Usage:")) {
-            // The words before the first option or argument: `scopevault key add`.
-            Some(c) => c
-                .split_whitespace()
-                .take_while(|w| !w.starts_with(['[', '<', '-']))
+/// clap's tip naming the known `what`s (subcommands, arguments) nearest to what was typed, as
+/// clap words it: one, or several each quoted (`'audit', 'status'`).
+fn similar_tip(what: &str, similar: &clap::error::ContextValue) -> String {
+    match similar {
+        clap::error::ContextValue::Strings(v) if v.len() > 1 => format!(
+            "\n\n  tip: some similar {what}s exist: {}",
+            v.iter()
+                .map(|s| format!("'{s}'"))
                 .collect::<Vec<_>>()
-                .join(" "),
-            None => return true,
-        },
-        None => {
-            let Ok(mut m) = Cli::command().ignore_errors(true).try_get_matches_from(
-                std::iter::once("scopevault".into()).chain(argv.iter().cloned()),
-            ) else {
-                // Not even parsed while ignoring errors: a value may be in the error.
-                return true;
-            };
-            let mut path = "scopevault".to_owned();
-            while let Some((name, sub)) = m.remove_subcommand() {
-                path = format!("{path} {name}");
-                m = sub;
-            }
-            path
-        }
-    };
-    !READS_NO_SECRET
-        .iter()
-        .any(|p| command == *p || (*p != "scopevault" && command.starts_with(&format!("{p} "))))
+                .join(", ")
+        ),
+        other => format!("\n\n  tip: a similar {what} exists: '{other}'"),
+    }
 }
 
 /// Whether `word`, a subcommand clap does not know, is shaped like a name of ours: a lowercase
@@ -546,17 +503,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::{nameable_stray, reads_secrets, Stray, READS_NO_SECRET};
+    use super::{nameable_stray, Stray};
     use clap::CommandFactory;
-
-    /// Every path of every subcommand, `scopevault` first.
-    fn paths(cmd: &clap::Command, path: &str, out: &mut Vec<(String, bool)>) {
-        let takes_secret = cmd.get_arguments().any(|a| a.get_long() == Some("secret"));
-        out.push((path.to_owned(), takes_secret));
-        for sub in cmd.get_subcommands() {
-            paths(sub, &format!("{path} {}", sub.get_name()), out);
-        }
-    }
 
     /// `policy::RESERVED_ENV_VARS` (the variables `exec` never hands a field over in) is
     /// exactly the `SCOPEVAULT_*` variables scopevault reads or sets: every `env =` of the
@@ -615,54 +563,6 @@ mod tests {
             .map(|v| v.to_string())
             .collect();
         assert_eq!(reserved, read);
-    }
-
-    /// The list of commands that read no secret names only commands that exist, none of them
-    /// takes `--secret`, and the commands that read a passphrase are not in it.
-    #[test]
-    fn the_commands_that_read_no_secret_exist_and_take_none() {
-        let mut all = Vec::new();
-        paths(&super::Cli::command(), "scopevault", &mut all);
-        for p in READS_NO_SECRET {
-            assert!(all.iter().any(|(q, _)| q == p), "{p} is no command");
-        }
-        for (p, takes_secret) in &all {
-            if *takes_secret {
-                assert!(
-                    reads_secrets(Some(&format!("Usage: {p} [OPTIONS]")), &[]),
-                    "{p}"
-                );
-            }
-        }
-        for p in [
-            "scopevault init",
-            "scopevault unlock",
-            "scopevault key add",
-            "scopevault key passwd",
-            "scopevault key migrate",
-            "scopevault key remove",
-            "scopevault serve",
-            "scopevault cred list",
-            "scopevault audit hash",
-        ] {
-            assert!(all.iter().any(|(q, _)| q == p), "{p} is no command");
-            assert!(
-                reads_secrets(Some(&format!("Usage: {p} [OPTIONS]")), &[]),
-                "{p}"
-            );
-        }
-        assert!(!reads_secrets(
-            Some("Usage: scopevault status [OPTIONS]"),
-            &[]
-        ));
-        assert!(!reads_secrets(
-            Some("Usage: scopevault [OPTIONS] <COMMAND>"),
-            &[]
-        ));
-        assert!(reads_secrets(
-            Some("Usage: scopevault key [OPTIONS] <COMMAND>"),
-            &[]
-        ));
     }
 
     fn argv(args: &[&str]) -> Vec<std::ffi::OsString> {

@@ -202,10 +202,11 @@ fn json_requested_in(args: &[String]) -> bool {
     false
 }
 
-/// An argument error under `status --json`, as the JSON error object on stdout (clap's own
-/// message still goes to stderr, and the exit code is clap's, 2).
-pub(crate) fn print_argument_error(e: &clap::Error) {
-    let text = e.render().to_string();
+/// An argument error under `status --json`, as the JSON error object on stdout (the message
+/// still goes to stderr, and the exit code is clap's, 2): `hidden`, the text printed instead of
+/// clap's when clap's would quote a value typed ([`super::hidden_clap_error`]), else clap's.
+pub(crate) fn print_argument_error(e: &clap::Error, hidden: Option<&str>) {
+    let text = hidden.map_or_else(|| e.render().to_string(), str::to_owned);
     let message = text
         .lines()
         .next()

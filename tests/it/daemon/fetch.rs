@@ -3766,10 +3766,12 @@ fn a_fetch_timeout_of_zero_or_over_an_hour_is_a_usage_error() {
                 .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{args:?} {value}: {stderr}");
+            // The value typed is not quoted (twenty-fifth pass: no clap error of any
+            // command quotes one); the parser's reason is.
             assert!(
-                stderr.contains(&format!(
-                    "invalid value '{value}' for '--timeout <SECONDS>'"
-                )) && stderr.contains(says)
+                stderr.contains("invalid value for '--timeout <SECONDS>'")
+                    && !stderr.contains(&format!("'{value}'"))
+                    && stderr.contains(says)
                     && stderr.contains("give 1 to 3600"),
                 "{args:?} {value}: {stderr}"
             );
