@@ -935,21 +935,33 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     };
 
     let mut pumps = 0;
+    // The first write of the command's output that failed (not a closed pipe), and where.
+    let lost: std::sync::Arc<std::sync::Mutex<Option<(&str, std::io::Error)>>> = Default::default();
     if masking {
         let out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
         let (m1, m2) = (patterns.clone(), patterns.clone());
-        for (from, to, m) in [
+        for (from, to, m, name) in [
             (
                 Box::new(out) as Box<dyn std::io::Read + Send>,
                 Box::new(std::io::stdout()) as Box<dyn Write + Send>,
                 m1,
+                "standard output",
             ),
-            (Box::new(err), Box::new(std::io::stderr()), m2),
+            (
+                Box::new(err),
+                Box::new(std::io::stderr()),
+                m2,
+                "standard error",
+            ),
         ] {
             let done = events.clone();
+            let lost = lost.clone();
             std::thread::spawn(move || {
-                pump(from, to, m);
+                if let Some(e) = pump(from, to, m) {
+                    let mut first = lost.lock().unwrap_or_else(|p| p.into_inner());
+                    first.get_or_insert((name, e));
+                }
                 let _ = done.send(true);
             });
             pumps += 1;
@@ -986,30 +998,62 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         (None, Some(sig)) => 128 + sig,
         _ => 1,
     };
+    // The command's output could not all be written: exit 2, as any command whose output
+    // cannot be written, its own code in the message (README, "Exit codes").
+    let lost = lost.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((name, e)) = lost {
+        let ended = match (status.code(), status.signal()) {
+            (Some(c), _) => format!("exited with code {c}"),
+            (None, Some(sig)) => format!("was killed by signal {sig} (exit code {code})"),
+            _ => format!("ended (exit code {code})"),
+        };
+        return Err(anyhow::Error::new(super::Exit {
+            code: super::EXIT_USAGE,
+            message: format!(
+                "cannot write the command's {name}: {e}; what it wrote from then on was read and dropped, and the command {ended}"
+            ),
+        }));
+    }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-/// Copy a child's pipe to our stream, masking every form of every secret.
+/// Copy a child's pipe to our stream, masking every form of every secret. Returns the error
+/// of a write that failed, unless the stream was a pipe whose reader went away (the end of
+/// output, as for every command: the copy stops, and the command meets the closed pipe at its
+/// next write as it would unmasked). After any other failed write (`>/dev/full`, a full disk)
+/// the rest of the child's output is read and dropped, so that the command runs to its end
+/// and its exit code is its own (twenty-fifth pass: the copy stopped, and the command was
+/// killed by SIGPIPE with nothing said).
 fn pump(
     mut from: impl std::io::Read,
     mut to: impl Write,
     patterns: std::sync::Arc<crate::secret::Patterns>,
-) {
+) -> Option<std::io::Error> {
     let mut masker = crate::secret::Masker::with_patterns(patterns);
     let mut buf = Zeroizing::new(vec![0u8; 8192]);
+    let mut failed = None;
     loop {
         match from.read(&mut buf) {
             Ok(0) => break,
+            Ok(_) if failed.is_some() => {}
             Ok(n) => {
                 let out = masker.feed(&buf[..n]);
-                if to.write_all(&out).and_then(|()| to.flush()).is_err() {
-                    break;
+                if let Err(e) = to.write_all(&out).and_then(|()| to.flush()) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return None;
+                    }
+                    failed = Some(e);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }
     }
-    let _ = to.write_all(&masker.finish());
-    let _ = to.flush();
+    if failed.is_some() {
+        return failed;
+    }
+    match to.write_all(&masker.finish()).and_then(|()| to.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Some(e),
+        _ => None,
+    }
 }

@@ -4072,3 +4072,68 @@ fn regression_get_json_escapes_invisible_characters_and_the_field_stays_exact() 
     assert!(out.status.success());
     assert_eq!(out.stdout, format!("{user}\n").into_bytes());
 }
+
+/// Twenty-fifth pass, found by the twenty-fourth pass's review: with masking on, `exec` copies
+/// the command's output to its own stdout and stderr, and a write there that failed
+/// (`exec … >/dev/full`, a full disk) was ignored: the copy stopped, the command was killed by
+/// SIGPIPE at its next write, and exec exited with that code, saying nothing, the check's
+/// output lost. Now the rest of the output is read and dropped (the command runs to its end),
+/// and exec exits 2 (an I/O error, as any command whose stdout cannot be written) with a last
+/// line naming the failure and the command's own exit code. A reader that went away (a closed
+/// pipe) is the end of output, as for every command: the command's code, no error.
+#[test]
+fn regression_exec_reports_its_unwritable_output_and_the_commands_exit_code() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let marker = dir.path().join("ran-to-the-end");
+    let script = format!(
+        "i=0; while [ $i -lt 2000 ]; do echo \"line $i of the check\"; i=$((i+1)); done; : > '{}'; exit 3",
+        marker.display()
+    );
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["exec", "--task", "checkout-flow", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the command's standard output")
+            && stderr.contains("No space left on device")
+            && stderr.contains("the command exited with code 3"),
+        "{stderr}"
+    );
+    assert!(marker.exists(), "the command was cut short: {stderr}");
+
+    // A closed pipe: the end of output, the command's own code.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args([
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            "echo x; exit 3",
+        ])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("cannot write"), "{stderr}");
+}
