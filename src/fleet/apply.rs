@@ -314,16 +314,12 @@ pub fn check_decrypt(vault: &Vault, b: &Bundle) -> Result<(Payload, Policy), Ref
                 "credential `{name}`: {over} (vault-format.md, \"Payload\"); the master vault's credential must be split and the bundle published again"
             )));
         }
-        if crate::vault::holds_both_totp_seeds(c.secrets.keys().map(String::as_str)) {
+        // Both TOTP seeds, or a field name both plain and secret: the check every writer
+        // and `publish` make.
+        if let Some(x) = c.field_conflict(None) {
             return Err(fail(format!(
                 "{}; the master vault's credential must be fixed and the bundle published again",
-                crate::vault::both_totp_seeds_message(name)
-            )));
-        }
-        if let Some(field) = crate::vault::field_in_both(&c.fields, &c.secrets) {
-            return Err(fail(format!(
-                "{}; the master vault's credential must be fixed and the bundle published again",
-                crate::vault::field_in_both_message(name, field)
+                x.message(name)
             )));
         }
         // A TOTP seed `cred set` refuses (one that gives no code, an `encoder` asking for

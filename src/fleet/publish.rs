@@ -119,15 +119,11 @@ fn build_with(
                 "credential `{name}`: {over} (vault-format.md, \"Payload\"). A checkpoint's `bundle apply` refuses a bundle carrying it, so nothing was published: split it into several credentials (`scopevault cred rm {name}`, then `cred add` of each), or leave `{name}` out of this location's tasks, and publish again"
             ));
         }
-        // A vault saved by an older scopevault may hold both TOTP seed fields: a checkpoint
-        // would refuse the bundle, so publish refuses it first.
-        if crate::vault::holds_both_totp_seeds(c.secrets.keys().map(String::as_str)) {
-            return Err(crate::vault::both_totp_seeds_message(name));
-        }
-        // Or a field name held both as a plain field and as a secret: `bundle apply`
-        // refuses it, so publish refuses it here, once.
-        if let Some(field) = crate::vault::field_in_both(&c.fields, &c.secrets) {
-            return Err(crate::vault::field_in_both_message(name, field));
+        // A vault saved by an older scopevault may hold both TOTP seed fields, or a field
+        // name both as a plain field and as a secret: `bundle apply` refuses either (the
+        // same check, `Credential::field_conflict`), so publish refuses it here, once.
+        if let Some(x) = c.field_conflict(None) {
+            return Err(x.message(name));
         }
         // So may a TOTP seed every writer now refuses (an otpauth URI with an `encoder`
         // parameter): `bundle apply` refuses it on each checkpoint, so publish refuses it

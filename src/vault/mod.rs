@@ -32,9 +32,9 @@ pub use keyring::KeyringStore;
 pub use model::{
     both_totp_seeds_message, credential_over_bound, field_in_both, field_in_both_message,
     holds_both_totp_seeds, is_secret_field_name, validate_field_key, validate_field_value,
-    validate_name, AppliedBundle, Credential, CredentialSource, FieldMap, FleetState, OverBound,
-    Replaced, SecretSet, FIELD_NAME_RULE, MAX_CREDENTIAL_BYTES, MAX_CREDENTIAL_FIELDS,
-    MAX_FIELD_LEN, SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
+    validate_name, AppliedBundle, Credential, CredentialSource, FieldConflict, FieldMap,
+    FleetState, OverBound, Replaced, SecretSet, FIELD_NAME_RULE, MAX_CREDENTIAL_BYTES,
+    MAX_CREDENTIAL_FIELDS, MAX_FIELD_LEN, SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
 };
 pub(crate) use slots::check_new_label_among;
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
@@ -340,6 +340,18 @@ fn io_hint_in(path: &Path, e: &std::io::Error, state_dir: &Path) -> &'static str
 }
 
 impl VaultError {
+    /// The refusal of a credential named `name` that breaks the rule pair on its fields
+    /// ([`Credential::field_conflict`]).
+    fn field_conflict(name: &str, x: FieldConflict) -> VaultError {
+        match x {
+            FieldConflict::BothTotpSeeds => VaultError::BothTotpSeeds(name.to_owned()),
+            FieldConflict::InBoth(field) => VaultError::FieldInBoth {
+                credential: name.to_owned(),
+                field,
+            },
+        }
+    }
+
     /// True when the file itself was refused (corrupt, forged, rolled back, unknown version,
     /// hostile, a link put at the daemon's vault path): exit 4, and `vault_refused` from the
     /// daemon; false for unlock failures, usage and I/O errors.
@@ -1136,14 +1148,8 @@ impl Vault {
         if self.data.credentials.contains_key(name) {
             return Err(VaultError::DuplicateCredential(name.to_owned()));
         }
-        if holds_both_totp_seeds(cred.secrets.keys().map(String::as_str)) {
-            return Err(VaultError::BothTotpSeeds(name.to_owned()));
-        }
-        if let Some(field) = field_in_both(&cred.fields, &cred.secrets) {
-            return Err(VaultError::FieldInBoth {
-                credential: name.to_owned(),
-                field: field.to_owned(),
-            });
+        if let Some(x) = cred.field_conflict(None) {
+            return Err(VaultError::field_conflict(name, x));
         }
         check_sizes(name, &cred, None)?;
         self.data.credentials.insert(name.to_owned(), cred);
@@ -1170,22 +1176,9 @@ impl Vault {
             .ok_or_else(|| VaultError::UnknownCredential(name.to_owned()))?;
         let mut next = c.clone();
         let out = f(&mut next);
-        if holds_both_totp_seeds(next.secrets.keys().map(String::as_str))
-            && next.secrets != c.secrets
-        {
-            return Err(VaultError::BothTotpSeeds(name.to_owned()));
-        }
-        // A name held both as a plain field and as a secret that was not so before: refused
-        // (one an older scopevault saved may stay while other members change).
-        if let Some(field) = next
-            .fields
-            .keys()
-            .find(|k| next.secrets.contains_key(k) && !field_in_both_one(c, k))
-        {
-            return Err(VaultError::FieldInBoth {
-                credential: name.to_owned(),
-                field: field.clone(),
-            });
+        // A breach an older scopevault saved may stay while other members change.
+        if let Some(x) = next.field_conflict(Some(c)) {
+            return Err(VaultError::field_conflict(name, x));
         }
         check_sizes(name, &next, Some(c))?;
         *c = next;
@@ -1532,11 +1525,6 @@ fn check_sizes(
         }
     }
     Ok(())
-}
-
-/// Whether `c` holds `field` both as a plain field and as a secret.
-fn field_in_both_one(c: &Credential, field: &str) -> bool {
-    c.fields.contains_key(field) && c.secrets.contains_key(field)
 }
 
 /// The rollback record's entry saying this machine has used the vault in format version 2:

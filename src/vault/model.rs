@@ -98,6 +98,28 @@ pub fn field_in_both_message(name: &str, field: &str) -> String {
     )
 }
 
+/// How a credential breaks the rule pair on the fields it holds (vault-format.md,
+/// "Payload"): at most one TOTP seed ([`holds_both_totp_seeds`]), and one value per field
+/// name, plain or secret ([`field_in_both`]). Names fields only, never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldConflict {
+    /// It holds both `totp_seed` and `otpauth` ([`TOTP_SEED_FIELDS`]).
+    BothTotpSeeds,
+    /// It holds this field name both as a plain field and as a secret.
+    InBoth(String),
+}
+
+impl FieldConflict {
+    /// The reason a credential named `name` may not hold this, with how to keep one
+    /// ([`both_totp_seeds_message`], [`field_in_both_message`]).
+    pub fn message(&self, name: &str) -> String {
+        match self {
+            FieldConflict::BothTotpSeeds => both_totp_seeds_message(name),
+            FieldConflict::InBoth(field) => field_in_both_message(name, field),
+        }
+    }
+}
+
 /// The decrypted payload.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -261,6 +283,29 @@ impl Credential {
             rotated: now,
             source: None,
         }
+    }
+
+    /// The first way this credential breaks the rule pair on its fields ([`FieldConflict`]):
+    /// both TOTP seeds, then a field name held both as a plain field and as a secret. The one
+    /// check of every place a credential is written or carried: `add_credential` and
+    /// `update_credential`, `publish` and `bundle apply`.
+    ///
+    /// With `before`, the credential as it was stored, a breach that was there already is let
+    /// stand (a vault saved by an older scopevault may hold one, and `policy apply` still
+    /// changes its other metadata): both TOTP seeds only when the secrets changed, a field in
+    /// both only when it was not in both before.
+    pub fn field_conflict(&self, before: Option<&Credential>) -> Option<FieldConflict> {
+        if holds_both_totp_seeds(self.secrets.keys().map(String::as_str))
+            && before.is_none_or(|b| b.secrets != self.secrets)
+        {
+            return Some(FieldConflict::BothTotpSeeds);
+        }
+        let in_both =
+            |c: &Credential, k: &str| c.fields.contains_key(k) && c.secrets.contains_key(k);
+        self.fields
+            .keys()
+            .find(|k| in_both(self, k) && before.is_none_or(|b| !in_both(b, k)))
+            .map(|k| FieldConflict::InBoth(k.clone()))
     }
 
     /// The values no longer are what the sync source had (`cred set`, `import` changed

@@ -1593,6 +1593,123 @@ fn publish_refuses_a_stored_credential_over_the_bound() {
     assert_eq!(f.master.vault_bytes(), before, "no generation was recorded");
 }
 
+/// Twenty-fifth pass (found by the twenty-fourth pass's review): the rule "a field name holds
+/// one value, plain or secret" was checked by `publish` with no test of it. A master vault
+/// saved by an older scopevault holding `username` both as a plain field and as a secret is
+/// refused at publish, naming the credential and the field, never a value; no bundle is
+/// written and no generation recorded.
+#[test]
+fn publish_refuses_a_stored_credential_holding_a_field_both_plain_and_secret() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let pf = f.master.pf();
+    let id = f.master.path("master-id");
+    f.master.ok(
+        &[
+            "key",
+            "add",
+            "--identity-out",
+            id.to_str().unwrap(),
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    common_vault::rewrite_payload(&f.master.vault(), &id, |data| {
+        data["credentials"]["buyer"]["secrets"]["username"] =
+            serde_json::json!("Secret-Username-31");
+    });
+    let before = f.master.vault_bytes();
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = f.master.fails(&args, b"", 2);
+    for part in [
+        "cannot publish location `ams`",
+        "credential `buyer` holds `username` both as a plain field and as a secret",
+        "scopevault cred set buyer --secret username",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(
+        !err.contains("Secret-Username-31") && !err.contains(BUYER_SECRET),
+        "{err}"
+    );
+    assert!(!f.bundle("ams").exists() && !f.bundle("fra").exists());
+    assert_eq!(f.master.vault_bytes(), before, "no generation was recorded");
+}
+
+/// Twenty-fifth pass (found by the twenty-fourth pass's review): `bundle apply`'s refusal of
+/// a credential holding a field name both as a plain field and as a secret had no test. A
+/// bundle the fleet key signed, carrying `buyer` with `username` plain and secret, is refused
+/// by the decrypt check, naming the field and never a value, and changes nothing.
+#[test]
+fn bundle_apply_refuses_a_credential_holding_a_field_both_plain_and_secret() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let m = manifest(&good);
+    let recipient: age::x25519::Recipient = m["recipient"].as_str().unwrap().parse().unwrap();
+    let mut p = payload(&good, &f.ams);
+    assert_eq!(p["credentials"]["buyer"]["fields"]["username"], "monitor");
+    p["credentials"]["buyer"]["secrets"]["username"] = serde_json::json!("Secret-Username-31");
+    let file = f.master.path("both.svbundle");
+    forge_bundle(&f, &file, m, &p, &recipient);
+    let err = f.refused(&f.ams, &file, &["--location", "ams"], "decrypt");
+    assert!(
+        err.contains("credential `buyer` holds `username` both as a plain field and as a secret")
+            && err.contains("the bundle published again"),
+        "{err}"
+    );
+    assert!(!err.contains("Secret-Username-31"), "{err}");
+    // The genuine bundle still applies.
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+}
+
+/// Twenty-fifth pass (found by the twenty-fourth pass's review): `bundle apply` refuses a
+/// policy whose canonical form (what the vault stores) is over the 16 MiB limit, and that had
+/// no test. A bundle the fleet key signed, whose policy text is under the limit but whose
+/// canonical form (every default written out) is over it, is refused by the decrypt check,
+/// naming the size and the limit, before anything is stored.
+#[test]
+fn bundle_apply_refuses_a_policy_whose_canonical_form_is_over_the_limit() {
+    use std::fmt::Write;
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let limit = scopevault::policy::MAX_POLICY_BYTES;
+    let f = Fleet::new();
+    f.publish(&[]);
+    let good = std::fs::read(f.bundle("ams")).unwrap();
+    let mut m = manifest(&good);
+    let recipient: age::x25519::Recipient = m["recipient"].as_str().unwrap().parse().unwrap();
+    let mut p = payload(&good, &f.ams);
+    // 37 bytes each; 64 in the canonical form (`kind = "login"`, `scopes = []`,
+    // `origins = []`), as in `regression_a_policy_whose_canonical_form_is_over_the_limit_is_refused_at_apply`.
+    let mut text = p["policy"].as_str().unwrap().to_owned();
+    for i in 0..270_000 {
+        let _ = write!(text, "\n[credentials.c{i:07}]\nkind=\"login\"\n");
+    }
+    assert!(text.len() as u64 <= limit, "{}", text.len());
+    m["policy_digest"] = serde_json::json!(sha256(text.as_bytes()));
+    p["policy"] = serde_json::json!(text);
+    let file = f.master.path("big.svbundle");
+    forge_bundle(&f, &file, m, &p, &recipient);
+    let err = f.refused(&f.ams, &file, &["--location", "ams"], "decrypt");
+    assert!(
+        err.contains("the bundle's policy cannot be stored")
+            && err.contains("canonical form")
+            && err.contains(&format!("over the {limit}-byte limit")),
+        "{err}"
+    );
+    // The genuine bundle still applies.
+    f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+}
+
 /// A bundle carries its location's share and nothing else (fleet.md, "Bundle"). Before the
 /// thirteenth pass the checkpoint only compared the payload with the manifest's names, so a
 /// bundle the fleet key signed could hand the `ams` checkpoint the `fra` task with its
