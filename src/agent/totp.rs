@@ -26,6 +26,17 @@ use crate::secret::SecretString;
 /// Longest seed accepted, in bytes (RFC 4226 recommends 20; SHA-512 seeds are 64).
 const MAX_SEED: usize = 1024;
 
+/// Fewest bytes a TOTP seed stored from now on may hold: 10 (80 bits, 16 base32 characters).
+/// RFC 4226, section 4 (R6), requires at least 128 bits and recommends 160, but real services
+/// commonly issue 80-bit seeds, so those are kept, with a warning ([`RFC_MIN_SEED`]); a
+/// shorter one (a 1-byte seed gives one of 256 code sequences) is refused by every writer.
+/// A seed already stored keeps making codes whatever its length (`doctor` warns).
+pub const MIN_SEED: usize = 10;
+
+/// RFC 4226's least seed length, in bytes (128 bits): a seed under it is stored with a
+/// warning ([`check_new_seed`]).
+pub const RFC_MIN_SEED: usize = 16;
+
 /// Longest period accepted, in seconds (one day): longer periods make no sense for a login.
 const MAX_PERIOD: u64 = 86_400;
 
@@ -75,6 +86,13 @@ pub enum TotpError {
     /// The seed is implausibly long.
     #[error("the TOTP seed is longer than {MAX_SEED} bytes; is this the right value?")]
     TooLong,
+    /// The seed decodes to fewer than [`MIN_SEED`] bytes; `bytes` is how many (the length
+    /// only, never the seed).
+    #[error("the TOTP seed holds {} bits, under the {} bits ({MIN_SEED} bytes, 16 base32 characters) scopevault stores: RFC 4226, section 4, requires at least 128 bits and recommends 160; store the whole secret the site showed (a character group may be missing), or enrol again to get a longer one", bytes * 8, MIN_SEED * 8)]
+    ShortSeed {
+        /// How many bytes the seed holds.
+        bytes: usize,
+    },
     /// The `otpauth` value is not an `otpauth://totp/` URI.
     #[error("the otpauth value is not an otpauth://totp/ URI (HOTP counters are not supported); store the URI from the QR code, or the base32 seed as `totp_seed`")]
     NotOtpauth,
@@ -135,6 +153,11 @@ impl Totp {
                 field: other.chars().take(64).collect(),
             }),
         }
+    }
+
+    /// How many bytes the seed holds (its length only).
+    pub fn seed_len(&self) -> usize {
+        self.seed.len()
     }
 
     /// The code valid at `unix_secs`, and how many seconds it stays valid (1..=period).
@@ -369,6 +392,40 @@ fn percent_decode(s: &str) -> Zeroizing<Vec<u8>> {
     out
 }
 
+/// Check a TOTP seed a writer is about to store (`cred add|set`, `cred import`, `sync`): it
+/// must give a code ([`Totp::from_field`]) and hold at least [`MIN_SEED`] bytes
+/// ([`TotpError::ShortSeed`]); `Ok(Some(warning))` when it holds fewer than RFC 4226's
+/// [`RFC_MIN_SEED`]. Neither the error nor the warning quotes the seed.
+pub fn check_new_seed(field: &str, value: &SecretString) -> Result<Option<String>, TotpError> {
+    let bytes = Totp::from_field(field, value)?.seed_len();
+    if bytes < MIN_SEED {
+        return Err(TotpError::ShortSeed { bytes });
+    }
+    Ok((bytes < RFC_MIN_SEED).then(|| short_seed_warning(bytes)))
+}
+
+/// What a warning says of a seed of `bytes` bytes, under RFC 4226's [`RFC_MIN_SEED`].
+pub fn short_seed_warning(bytes: usize) -> String {
+    format!(
+        "the TOTP seed holds {} bits, under the {} bits RFC 4226, section 4, requires (160 recommended); many services issue such seeds, so it is kept, but enrol again for a longer one if the site offers it",
+        bytes * 8,
+        RFC_MIN_SEED * 8
+    )
+}
+
+/// The first TOTP seed field of `secrets` (in key order) that gives a code from fewer than
+/// [`RFC_MIN_SEED`] bytes, and how many: what `doctor` warns of (a vault saved before the
+/// twenty-fifth pass may hold one under [`MIN_SEED`], which keeps making codes).
+pub fn short_seed(secrets: &crate::vault::FieldMap<SecretString>) -> Option<(&str, usize)> {
+    secrets
+        .iter()
+        .filter(|(k, _)| crate::vault::TOTP_SEED_FIELDS.contains(&k.as_str()))
+        .find_map(|(k, v)| {
+            let n = Totp::from_field(k, v).ok()?.seed_len();
+            (n < RFC_MIN_SEED).then_some((k.as_str(), n))
+        })
+}
+
 /// The first TOTP seed field of `secrets` (in key order) that gives no code, and
 /// why ([`TotpError`], which never holds the seed or the URI). Every writer refuses such a seed
 /// (`cred add|set`, `cred import`, `sync`) and `bundle apply` refuses a bundle carrying one;
@@ -433,6 +490,55 @@ mod tests {
             otp("OTPAUTH://HOTP/x?secret=GEZDGNBVGY3TQOJQ").unwrap_err(),
             TotpError::NotOtpauth
         );
+    }
+
+    /// Twenty-fifth pass (found by the twenty-fourth pass's review): a 1-byte seed was
+    /// stored (RFC 4226, section 4, requires at least 128 bits). A new seed under 80 bits is
+    /// refused, naming the bound and its length, never the seed; one from 80 to 127 bits is
+    /// kept with a warning; the generator still makes codes from a short stored seed.
+    #[test]
+    fn regression_a_new_seed_under_80_bits_is_refused_and_under_128_warned() {
+        let seed = |s: &str| SecretString::from(s.to_string());
+        // "AE" is one byte; "GEZDGNBVGY3TQOI" nine; "GEZDGNBVGY3TQOJQ" ten (80 bits).
+        for (text, bytes) in [("AE", 1), ("GEZDGNBVGY3TQOI", 9)] {
+            for (field, value) in [
+                ("totp_seed", text.to_owned()),
+                ("otpauth", format!("otpauth://totp/x?secret={text}")),
+            ] {
+                let e = check_new_seed(field, &seed(&value)).unwrap_err();
+                assert_eq!(e, TotpError::ShortSeed { bytes }, "{field}");
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("holds {} bits,", bytes * 8))
+                        && msg.contains("under the 80 bits")
+                        && msg.contains("RFC 4226, section 4")
+                        && !msg.contains(text),
+                    "{msg}"
+                );
+                // Stored by an older scopevault: it still makes codes.
+                assert_eq!(
+                    Totp::from_field(field, &seed(&value)).unwrap().seed_len(),
+                    bytes
+                );
+            }
+        }
+        let w = check_new_seed("totp_seed", &seed("GEZDGNBVGY3TQOJQ"))
+            .unwrap()
+            .expect("an 80-bit seed is warned of");
+        assert!(
+            w.contains("holds 80 bits,") && w.contains("128 bits") && !w.contains("GEZD"),
+            "{w}"
+        );
+        // 128 bits and more: no warning.
+        let full = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        assert_eq!(check_new_seed("totp_seed", &seed(&full[..26])), Ok(None));
+        assert_eq!(check_new_seed("totp_seed", &seed(full)), Ok(None));
+        // `short_seed` finds the field and its length; a seed of 16 bytes is not short.
+        let mut secrets = crate::vault::FieldMap::new();
+        secrets.insert("totp_seed".to_owned(), seed("AE"));
+        assert_eq!(short_seed(&secrets), Some(("totp_seed", 1)));
+        secrets.insert("totp_seed".to_owned(), seed(&full[..26]));
+        assert_eq!(short_seed(&secrets), None);
     }
 
     #[test]

@@ -178,9 +178,14 @@ fn read_secrets(a: &SecretInputArgs) -> anyhow::Result<BTreeMap<String, SecretSt
         }
         // A TOTP seed that cannot produce a code would only fail at fetch time, on the
         // checkpoint: refuse it here. TotpError never quotes the seed.
+        // Under 80 bits is refused, under 128 warned of (RFC 4226, section 4).
         if matches!(k.as_str(), "totp_seed" | "otpauth") {
-            if let Err(e) = crate::agent::totp::Totp::from_field(k, v) {
-                bail!("secret `{k}` is not a usable TOTP secret: {e}; nothing was stored");
+            match crate::agent::totp::check_new_seed(k, v) {
+                Err(e) => {
+                    bail!("secret `{k}` is not a usable TOTP secret: {e}; nothing was stored")
+                }
+                Ok(Some(w)) => errln!("scopevault: warning: secret `{k}`: {w}"),
+                Ok(None) => {}
             }
         }
     }

@@ -502,6 +502,28 @@ fn check_credentials(r: &mut Report, vault: &Vault) {
             ),
         );
     }
+    // A seed under RFC 4226's 128 bits (section 4) keeps making codes; one under 80 bits,
+    // which writers refuse since the twenty-fifth pass, was stored before. Said, not failed.
+    for (name, c) in vault.credentials() {
+        let Some((field, bytes)) = crate::agent::totp::short_seed(&c.secrets) else {
+            continue;
+        };
+        let older = if bytes < crate::agent::totp::MIN_SEED {
+            format!(
+                " (saved by an older scopevault: under the {} bits a writer stores now, so codes are still made from it, but a short seed is easier to guess)",
+                crate::agent::totp::MIN_SEED * 8
+            )
+        } else {
+            String::new()
+        };
+        r.warn(
+            "totp",
+            format!(
+                "credential `{name}`: secret field `{field}`: {}{older}; store the longer seed with `scopevault cred set {name} --secret {field}`",
+                crate::agent::totp::short_seed_warning(bytes)
+            ),
+        );
+    }
     if both.is_empty() && unusable == 0 {
         r.ok(
             "totp",

@@ -515,12 +515,19 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
             } else {
                 SecretString::from(t.to_owned())
             };
-            if let Err(e) = crate::agent::totp::Totp::from_field(key, &v) {
-                // TotpError never quotes the seed.
-                problems.push(format!(
-                    "row {line}: {label}: the TOTP value is not usable: {e}"
-                ));
-                continue;
+            // TotpError and the warning never quote the seed.
+            match crate::agent::totp::check_new_seed(key, &v) {
+                Err(e) => {
+                    problems.push(format!(
+                        "row {line}: {label}: the TOTP value is not usable: {e}"
+                    ));
+                    continue;
+                }
+                Ok(Some(w)) => errln!(
+                    "{}",
+                    escape_for_terminal(&format!("scopevault: warning: row {line}: {label}: {w}"))
+                ),
+                Ok(None) => {}
             }
             secrets.push((key.to_owned(), v));
         }

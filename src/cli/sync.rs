@@ -287,6 +287,13 @@ fn openbao_sync(
         };
         let (fields, secrets) =
             openbao::classify(kind, secret, client.hidden()).map_err(anyhow::Error::msg)?;
+        // A seed under 80 bits was refused above; one under RFC 4226's 128 is kept, said.
+        if let Some((field, bytes)) = crate::agent::totp::short_seed(&secrets) {
+            errln!(
+                "scopevault: warning: {name}.{field}: {}",
+                crate::agent::totp::short_seed_warning(bytes)
+            );
+        }
         lines.push(line);
         changes.push(Change::Update(Box::new(Update {
             name,

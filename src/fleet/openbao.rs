@@ -842,7 +842,8 @@ pub fn classify(
                 ));
             }
             if matches!(k.as_str(), "totp_seed" | "otpauth") {
-                if let Err(e) = crate::agent::totp::Totp::from_field(&k, &v) {
+                // Under 80 bits is refused (`sync` warns of one under 128).
+                if let Err(e) = crate::agent::totp::check_new_seed(&k, &v) {
                     return Err(format!(
                         "{path}: key `{}` is not a usable TOTP secret: {e}",
                         quoted()

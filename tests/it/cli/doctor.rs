@@ -1659,3 +1659,122 @@ fn regression_doctor_warns_once_about_an_identity_file_others_may_read() {
         "stdout:\n{text}\nstderr:\n{err}"
     );
 }
+
+/// Twenty-fifth pass (found by the twenty-fourth pass's review): a 1-byte TOTP seed was
+/// stored, though RFC 4226 (section 4) requires at least 128 bits. `cred set` now refuses a
+/// seed under 80 bits, naming the bound and the length given, never the seed, and stores
+/// nothing; an 80-bit seed (16 base32 characters, as many services issue) is stored with a
+/// warning naming RFC 4226's 128 bits. A vault saved by an older scopevault holding a 1-byte
+/// seed keeps working: the daemon makes its codes, and doctor warns (does not fail) on its
+/// `totp` line, naming the credential and the `cred set` that replaces it.
+#[test]
+fn regression_a_totp_seed_under_80_bits_is_refused_and_a_stored_one_keeps_working() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let vault = dir.path().join("vault.scopevault");
+    let set = |seed: &str| {
+        use std::io::Write;
+        let mut c = daemon::cmd(dir.path());
+        c.args([
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "shop-2fa",
+            "--secret",
+            "totp_seed",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(seed.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // One byte ("AE"): refused, the vault unchanged.
+    let before = std::fs::read(&vault).unwrap();
+    let out = set("AE");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for part in [
+        "secret `totp_seed` is not a usable TOTP secret",
+        "holds 8 bits,",
+        "under the 80 bits",
+        "RFC 4226, section 4, requires at least 128 bits",
+        "nothing was stored",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(!err.contains("AE\n") && !err.contains("`AE`"), "{err}");
+    assert_eq!(std::fs::read(&vault).unwrap(), before, "nothing stored");
+    // 80 bits: stored, with a warning; 128 bits and more: no warning.
+    let out = set("GEZDGNBVGY3TQOJQ");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "warning: secret `totp_seed`: the TOTP seed holds 80 bits, under the 128 bits RFC 4226"
+        ) && !err.contains("GEZDGNBV"),
+        "{err}"
+    );
+    let out = set(daemon::TOTP_SEED);
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let no_daemon = dir.path().join("no-daemon.sock");
+    let (text, _) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert!(
+        line_with(&text, "warn", "totp", &["`shop-2fa`"]).is_none(),
+        "{text}"
+    );
+
+    // Saved by an older scopevault: one byte (0x01, "AE").
+    crate::common::vault::rewrite_payload(&vault, &id, |data| {
+        data["credentials"]["shop-2fa"]["secrets"]["totp_seed"] = serde_json::json!("AE");
+    });
+    let d = Daemon::start(dir.path(), &["--identity-file", id_s]);
+    let out = daemon::cmd(dir.path())
+        .args(["--socket", d.socket.to_str().unwrap()])
+        .args(["totp", "--task", "two-factor-login"])
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        code.trim().len() == 6 && code.trim().bytes().all(|b| b.is_ascii_digit()),
+        "{code}"
+    );
+    drop(d);
+    let (text, _) = text_of(&doctor(dir.path(), &no_daemon, &["--identity-file", id_s]));
+    assert!(
+        line_with(
+            &text,
+            "warn",
+            "totp",
+            &[
+                "`shop-2fa`",
+                "`totp_seed`",
+                "holds 8 bits,",
+                "RFC 4226",
+                "saved by an older scopevault",
+                "scopevault cred set shop-2fa --secret totp_seed"
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(line_with(&text, "fail", "totp", &[]).is_none(), "{text}");
+}
