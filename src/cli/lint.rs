@@ -241,12 +241,10 @@ fn lint_and_report(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
         opts.vault = Some(vault_meta(g)?);
     }
     let since = match &a.since {
-        Some(s) => Some(crate::usage::parse_since(s).ok_or_else(|| {
-            usage(format!(
-                "--since {}: not a duration; write a number and a unit (h, d or w), e.g. 30d, 12h, 2w",
-                escape_for_terminal(s)
-            ))
-        })?),
+        Some(s) => Some(
+            crate::usage::parse_since(s)
+                .map_err(|why| usage(format!("--since {}: {why}", escape_for_terminal(s))))?,
+        ),
         None => None,
     };
     // A policy reached through a link out of its repository (a pull request can commit

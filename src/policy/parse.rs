@@ -338,11 +338,19 @@ impl<'a> Ctx<'a> {
 
     fn duration(&self, d: &Spanned<String>) -> Result<Sp<time::Duration>, PolicyError> {
         match parse_duration(d.get_ref()) {
-            Some(v) => Ok(Sp {
+            Ok(v) => Ok(Sp {
                 value: v,
                 span: d.span(),
             }),
-            None => Err(self.err(
+            Err(DurationError::TooLarge { unit }) => Err(self.err(
+                d.span(),
+                format!(
+                    "duration {:?} is too large; the largest accepted is \"{}\"",
+                    d.get_ref(),
+                    DurationError::largest(unit)
+                ),
+            )),
+            Err(DurationError::NotADuration) => Err(self.err(
                 d.span(),
                 format!(
                     "invalid duration {:?}; write a positive whole number followed by d (days), w (weeks) or h (hours), e.g. \"90d\"",
@@ -420,19 +428,54 @@ fn shown_scope(s: &str) -> String {
     format!("{cut}…")
 }
 
-/// `90d`, `2w`, `12h` → a duration.
-pub(crate) fn parse_duration(s: &str) -> Option<time::Duration> {
-    let unit = s.chars().last()?;
-    let n: i64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
-    if n <= 0 || n > 100_000 || !s.as_bytes()[0].is_ascii_digit() {
-        return None;
+/// The most units a duration counts ([`parse_duration`]): `100000h`, `100000d`, `100000w`.
+pub(crate) const MAX_DURATION_COUNT: u32 = 100_000;
+
+/// Why a text is not a duration ([`parse_duration`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DurationError {
+    /// Not a positive whole number followed by `h`, `d` or `w`.
+    NotADuration,
+    /// A well-formed duration over [`MAX_DURATION_COUNT`] of its unit.
+    TooLarge {
+        /// The unit given (`h`, `d` or `w`).
+        unit: char,
+    },
+}
+
+impl DurationError {
+    /// The largest duration accepted in the unit given (`100000w`), for a message.
+    pub(crate) fn largest(unit: char) -> String {
+        format!("{MAX_DURATION_COUNT}{unit}")
     }
-    match unit {
-        'd' => Some(time::Duration::days(n)),
-        'w' => Some(time::Duration::weeks(n)),
-        'h' => Some(time::Duration::hours(n)),
-        _ => None,
+}
+
+/// `90d`, `2w`, `12h` → a duration: a positive whole number (ASCII digits only) of at most
+/// [`MAX_DURATION_COUNT`] followed by `h`, `d` or `w`. A well-formed one over the bound is
+/// [`DurationError::TooLarge`], so that it is not told it is mistyped (twenty-fifth pass).
+pub(crate) fn parse_duration(s: &str) -> Result<time::Duration, DurationError> {
+    let unit = s.chars().last().ok_or(DurationError::NotADuration)?;
+    let digits = &s[..s.len() - unit.len_utf8()];
+    if !matches!(unit, 'h' | 'd' | 'w')
+        || digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(DurationError::NotADuration);
     }
+    // Leading zeros counted away, so that the length judges the size before any parse.
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Err(DurationError::NotADuration);
+    }
+    let n = match digits.parse::<u32>() {
+        Ok(n) if digits.len() <= 6 && n <= MAX_DURATION_COUNT => i64::from(n),
+        _ => return Err(DurationError::TooLarge { unit }),
+    };
+    Ok(match unit {
+        'd' => time::Duration::days(n),
+        'w' => time::Duration::weeks(n),
+        _ => time::Duration::hours(n),
+    })
 }
 
 /// The canonical text of a duration: whole weeks are not folded, days stay days.
@@ -1268,12 +1311,46 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("90d"), Some(time::Duration::days(90)));
-        assert_eq!(parse_duration("2w"), Some(time::Duration::days(14)));
-        assert_eq!(parse_duration("12h"), Some(time::Duration::hours(12)));
-        for bad in ["", "d", "0d", "-1d", "90", "90x", "+9d", "1.5d", "9 d"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
+        assert_eq!(parse_duration("90d"), Ok(time::Duration::days(90)));
+        assert_eq!(parse_duration("2w"), Ok(time::Duration::days(14)));
+        assert_eq!(parse_duration("12h"), Ok(time::Duration::hours(12)));
+        assert_eq!(parse_duration("007d"), Ok(time::Duration::days(7)));
+        for bad in [
+            "", "d", "0d", "000w", "-1d", "90", "90x", "+9d", "1.5d", "9 d", "1e9d", "٣d", "x",
+        ] {
+            assert_eq!(
+                parse_duration(bad),
+                Err(DurationError::NotADuration),
+                "{bad}"
+            );
         }
+    }
+
+    /// Twenty-fifth pass (found by the twenty-fourth pass's review): `1000000w` was "not a
+    /// duration", as if mistyped. A well-formed duration over the bound is too large, naming
+    /// its unit; the bound itself is accepted.
+    #[test]
+    fn regression_a_duration_over_the_bound_is_too_large_not_malformed() {
+        assert_eq!(
+            parse_duration("100000w"),
+            Ok(time::Duration::weeks(100_000))
+        );
+        assert_eq!(
+            parse_duration("0000100000h"),
+            Ok(time::Duration::hours(100_000))
+        );
+        for (text, unit) in [
+            ("1000000w", 'w'),
+            ("100001d", 'd'),
+            ("99999999999999999999999999h", 'h'),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Err(DurationError::TooLarge { unit }),
+                "{text}"
+            );
+        }
+        assert_eq!(DurationError::largest('w'), "100000w");
         assert_eq!(format_duration(time::Duration::weeks(2)), "14d");
         assert_eq!(format_duration(time::Duration::hours(36)), "36h");
     }

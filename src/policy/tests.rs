@@ -243,6 +243,11 @@ fn parse_errors_carry_file_line_col() {
             "version = 1\n[settings]\nmax_credential_age = \"90 days\"\n",
             "policy.toml:3:22: invalid duration",
         ),
+        // Twenty-fifth pass: over the bound is too large, not malformed.
+        (
+            "version = 1\n[settings]\nmax_credential_age = \"1000000d\"\n",
+            "policy.toml:3:22: duration \"1000000d\" is too large; the largest accepted is \"100000d\"",
+        ),
         (
             "version = 1\n[[exceptions]]\nrule = \"x\"\nexpires = \"03/01/2027\"\n",
             "policy.toml:4:11: invalid date",

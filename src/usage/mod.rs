@@ -1439,9 +1439,18 @@ fn fmt(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-/// `30d`, `12h`, `90m`, `2w`: the window for `--since`.
-pub fn parse_since(s: &str) -> Option<time::Duration> {
-    crate::policy::parse_duration(s)
+/// `30d`, `12h`, `2w`: the window for `--since`; the message of a refusal names what is
+/// wrong (not a duration, or too large, with the largest accepted), not the value.
+pub fn parse_since(s: &str) -> Result<time::Duration, String> {
+    crate::policy::parse_duration(s).map_err(|e| match e {
+        crate::policy::DurationError::NotADuration => {
+            "not a duration; write a number and a unit (h, d or w), e.g. 30d, 12h, 2w".to_owned()
+        }
+        crate::policy::DurationError::TooLarge { unit } => format!(
+            "too large; the largest accepted is {}",
+            crate::policy::DurationError::largest(unit)
+        ),
+    })
 }
 
 /// The files given as `--audit`, checked to exist (for a clear error before any work).

@@ -3003,3 +3003,38 @@ fn regression_a_file_cut_back_to_an_earlier_line_does_not_verify_and_lint_says_w
         r.stderr
     );
 }
+
+/// Twenty-fifth pass (found by the twenty-fourth pass's review): `--since 1000000w` was
+/// refused as "not a duration", as if mistyped, when it was only too large. The overflow has
+/// its own message naming the largest value accepted in that unit; a mistyped value is still
+/// "not a duration"; the largest value is accepted. Exit 2 each time nothing was judged.
+#[test]
+fn regression_a_since_too_large_is_named_too_large_with_the_largest_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(dir.path(), "audit.jsonl", &chain(&busy_log()));
+    for (since, largest) in [
+        ("1000000w", "100000w"),
+        ("100001d", "100000d"),
+        ("99999999999999999999999h", "100000h"),
+    ] {
+        let r = lint(dir.path(), POLICY, &[&log], &["--since", since]);
+        assert_eq!(r.code, 2, "{since}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("--since {since}: too large"))
+                && r.stderr
+                    .contains(&format!("the largest accepted is {largest}"))
+                && !r.stderr.contains("not a duration"),
+            "{since}: {}",
+            r.stderr
+        );
+    }
+    let r = lint(dir.path(), POLICY, &[&log], &["--since", "30x"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--since 30x: not a duration"),
+        "{}",
+        r.stderr
+    );
+    let r = lint(dir.path(), POLICY, &[&log], &["--since", "100000w"]);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+}
