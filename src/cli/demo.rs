@@ -148,7 +148,7 @@ fn clean_up_on_signals(dir: std::path::PathBuf) -> anyhow::Result<()> {
                 }
                 let _ = daemon.send(signal_hook::consts::SIGKILL);
             }
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = remove_tree(&dir);
             // Not `eprintln!`: on a closed stderr (`demo 2>&1 | head`, then Ctrl-C) it panics
             // this thread before the exit, and the demo waits for it for ever.
             let _ = writeln!(
@@ -323,8 +323,9 @@ pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     while INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Remove the directory whatever happened; a failure is still reported.
-    let removed = tmp.close();
+    // Remove the directory whatever happened; a failure is still reported. Not
+    // `TempDir::close`, which is `std::fs::remove_dir_all` ([`remove_tree`]).
+    let removed = remove_tree(&tmp.keep());
     result?;
     removed.context("cannot remove the demo directory")?;
     if dir.exists() {
@@ -730,7 +731,6 @@ fn remove_judged(
     name: &std::ffi::CStr,
     dir: &rustix::fd::OwnedFd,
 ) -> std::io::Result<()> {
-    use rustix::fd::AsRawFd;
     use rustix::fs::{statat, unlinkat, AtFlags, FileType};
     let mut names = Vec::new();
     for e in rustix::fs::Dir::read_from(dir)? {
@@ -742,12 +742,13 @@ fn remove_judged(
     for n in &names {
         let st = statat(dir, n, AtFlags::SYMLINK_NOFOLLOW)?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            // Through the open directory (/proc/self/fd), whatever its name is now; a tree of
-            // any depth, following no link.
-            std::fs::remove_dir_all(
-                Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd()))
-                    .join(std::ffi::OsStr::from_bytes(n.to_bytes())),
-            )?;
+            // Through the open directory, whatever its name is now, following no link; a
+            // tree of any depth, with `exec`'s own stack, not a call per level
+            // ([`remove_tree`]).
+            let sub = super::exec::open_dir_at(dir, n.as_c_str())?;
+            super::exec::empty_dir(&sub)?;
+            drop(sub);
+            unlinkat(dir, n, AtFlags::REMOVEDIR)?;
         } else {
             unlinkat(dir, n, AtFlags::empty())?;
         }
@@ -792,5 +793,71 @@ fn wait_ready(socket: &Path, daemon: &mut DaemonChild) -> anyhow::Result<crate::
             bail!("the daemon did not answer within 30 s");
         }
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Remove the directory at `path` and everything in it, following no link. Not
+/// `std::fs::remove_dir_all`, which on Linux calls itself once per level (an 800-deep tree
+/// overflows a 64 KiB stack): a check run by the demo may write any tree into the directory,
+/// so the walk is `exec`'s, with its own stack ([`super::exec::empty_dir`]).
+fn remove_tree(path: &Path) -> std::io::Result<()> {
+    let dir = super::exec::open_dir_at(rustix::fs::CWD, path)?;
+    super::exec::empty_dir(&dir)?;
+    drop(dir);
+    std::fs::remove_dir(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fd::AsRawFd;
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+
+    const FLAGS: OFlags = OFlags::RDONLY
+        .union(OFlags::DIRECTORY)
+        .union(OFlags::CLOEXEC);
+
+    /// A chain of directories `d` `depth` deep in `top`, a file in each, made through
+    /// descriptors (a path that long could not be given).
+    fn deep_tree(top: &Path, depth: usize) {
+        let mut fd = openat(rustix::fs::CWD, top, FLAGS, Mode::empty()).unwrap();
+        for _ in 0..depth {
+            mkdirat(&fd, "d", Mode::from_raw_mode(0o700)).unwrap();
+            std::fs::write(format!("/proc/self/fd/{}/f", fd.as_raw_fd()), "x").unwrap();
+            fd = openat(&fd, "d", FLAGS, Mode::empty()).unwrap();
+        }
+    }
+
+    /// Twenty-fifth pass (found by the twenty-fourth pass's review): the demo removed its
+    /// directory (at the end, on a signal, and a killed demo's at the next start) with
+    /// `std::fs::remove_dir_all`, which on Linux calls itself once per level (seen: an
+    /// 800-deep tree overflows a 64 KiB stack), so a tree a check wrote into it could
+    /// overflow the stack where the open-files limit is high. Both removals now walk with
+    /// `exec`'s own stack ([`super::super::exec::empty_dir`]): on a thread with a small
+    /// stack, each removes a tree 800 deep (under the usual 1,024 descriptors).
+    #[test]
+    fn regression_the_demo_removes_a_deep_tree_on_a_small_stack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let own = tmp.path().join("own");
+        std::fs::create_dir(&own).unwrap();
+        deep_tree(&own, 800);
+        let stale = tmp.path().join("stale");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join(MARKER), "1 1\n").unwrap();
+        deep_tree(&stale, 800);
+        let top = tmp.path().to_owned();
+        let removed = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                remove_tree(&own).map_err(|e| format!("own: {e}"))?;
+                let parent = openat(rustix::fs::CWD, &top, FLAGS, Mode::empty()).unwrap();
+                let dir = openat(&parent, "stale", FLAGS, Mode::empty()).unwrap();
+                remove_judged(&parent, c"stale", &dir).map_err(|e| format!("stale: {e}"))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(removed, Ok(()));
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 }

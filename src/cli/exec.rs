@@ -416,7 +416,10 @@ fn open_dir(p: &Path) -> std::io::Result<File> {
 
 /// Open directory `name` in the directory `at`, without following a link (`O_NOFOLLOW |
 /// O_DIRECTORY`): what a name under a directory `exec` holds open is opened through it.
-fn open_dir_at(at: impl std::os::fd::AsFd, name: impl rustix::path::Arg) -> std::io::Result<File> {
+pub(super) fn open_dir_at(
+    at: impl std::os::fd::AsFd,
+    name: impl rustix::path::Arg,
+) -> std::io::Result<File> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     Ok(File::from(rustix::fs::openat(
@@ -448,7 +451,7 @@ fn names_in(dir: &File) -> std::io::Result<Vec<std::ffi::CString>> {
 /// level could overflow the stack where the open-files limit is high (twenty-fourth pass:
 /// the artefact scrub's recursive walk aborted on a tree 10,000 deep). A tree deeper than the
 /// descriptors left is an error (`EMFILE`), and the directory is left.
-fn empty_dir(dir: &File) -> std::io::Result<()> {
+pub(super) fn empty_dir(dir: &File) -> std::io::Result<()> {
     use rustix::fs::{unlinkat, AtFlags};
     /// A directory being emptied below `dir`: it, its name in the one above, and the names
     /// in it not removed yet.
