@@ -525,7 +525,7 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
                 }
                 Ok(Some(w)) => errln!(
                     "{}",
-                    escape_for_terminal(&format!("scopevault: warning: row {line}: {label}: {w}"))
+                    escape_for_log(&format!("scopevault: warning: row {line}: {label}: {w}"))
                 ),
                 Ok(None) => {}
             }
