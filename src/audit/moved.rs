@@ -116,6 +116,12 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
     let mut inodes: Vec<((u64, u64), String)> = Vec::new();
     let mut matches: Vec<(String, Result<Predecessor, String>)> = Vec::new();
     let mut newline_case: Option<String> = None;
+    // The anchor names the first record of the daemon's new file as still to be written
+    // (`begins`): a crash between that file's first batch and the anchor written right after
+    // it leaves this, and a rotation since may have moved the file holding that batch away
+    // (twenty-fifth pass). Only a file that begins with the very line the anchor names
+    // (`next`) is that file; the one holding the anchored record is the file before it.
+    let pending = a.begins.is_some() && a.next.is_some();
     for n in names {
         if Path::new(&n) == key || Path::new(&n) == journal {
             continue;
@@ -169,6 +175,9 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
         let (Some(first), Some(last)) = (first_record(&file), last_record(&file, len)) else {
             continue;
         };
+        // The daemon's new file whose first record the anchor names as pending (`begins`,
+        // `next`): the one file beside the log that begins with that very line.
+        let begun = pending && a.next.as_deref() == Some(first.2.as_str());
         let path = dir.join(&n);
         let report = match segment_reader(file.try_clone().unwrap_or(file))
             .map_err(|e| e.to_string())
@@ -177,7 +186,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
             }) {
             Ok(r) => r,
             Err(why) => {
-                if first.0 <= a.seq && a.seq <= last.0.saturating_add(1) {
+                if begun || (!pending && first.0 <= a.seq && a.seq <= last.0.saturating_add(1)) {
                     matches.push((
                         crate::text::shown(&path),
                         Err(refused_broken(a, &path, &why)),
@@ -195,6 +204,28 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
             if report.last_seq > SEQ_CEILING && out.beyond.is_none() {
                 out.beyond = Some((crate::text::shown(&path), report.last_seq));
             }
+        }
+        if pending {
+            // The file holding the anchored record is the one before it: not continued.
+            if begun {
+                matches.push((
+                    crate::text::shown(&path),
+                    match broken {
+                        Some(b) => Err(refused_broken(
+                            a,
+                            &path,
+                            &format!("line {}: {}", b.line, b.why),
+                        )),
+                        None => Ok(Predecessor {
+                            path,
+                            last_seq: report.last_seq,
+                            head: report.head,
+                            torn,
+                        }),
+                    },
+                ));
+            }
+            continue;
         }
         // The anchored record within it, or the file beginning right after it; or its
         // incomplete final line, the anchored record whole but for its newline.
@@ -271,7 +302,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
             out.newline_only = true;
             out.refused = Some(format!(
                 "the log is empty and the record its anchor names (seq {}) is in more than one file beside it ({}): the start cannot tell which one the chain continues in; keep the file the daemon wrote to beside the log and move the other copies out of its directory",
-                a.seq,
+                if pending { a.seq.saturating_add(1) } else { a.seq },
                 list(&files)
             ));
         }
@@ -310,6 +341,9 @@ pub(super) fn judge(
     let why = match (&adopted, &siblings.refused) {
         (Some(_), _) => None,
         (None, Some(refused)) => Some(refused.clone()),
+        // The daemon's own new file still to be begun, and no file beside the log begun with
+        // its first record: the start begins it (a full disk kept that record out).
+        (None, None) if a.begins.is_some() => None,
         (None, None) if !(siblings.compressed.is_empty() && siblings.foreign.is_empty()) => {
             // A file the start does not read may hold the records: its own fix, and no
             // advice to record a gap before it is read.
@@ -392,7 +426,11 @@ pub fn moved_log(path: &Path) -> MovedLog {
     let Ok(Some(a)) = read_anchor(path) else {
         return MovedLog::NotMoved;
     };
-    if a.seq == 0 || a.begins.is_some() {
+    // Under an anchor whose new file is still to be begun (`begins`, `next`), the file that
+    // begins with that record is looked for (a crash before that file's first anchor, then a
+    // rotation: [`find`]); none found, the start begins the file.
+    let pending = a.begins.is_some() && a.next.is_some();
+    if (a.seq == 0 || a.begins.is_some()) && !pending {
         return MovedLog::NotMoved;
     }
     match std::fs::symlink_metadata(path) {
@@ -417,7 +455,7 @@ pub fn moved_log(path: &Path) -> MovedLog {
             path: p.path,
             last_seq: p.last_seq,
         },
-        (s, Some(why)) if s.newline_only => MovedLog::Unterminated(why),
+        (s, Some(why)) if s.newline_only || pending => MovedLog::Unterminated(why),
         (_, Some(why)) => MovedLog::Refused(why),
         (_, None) => MovedLog::NotMoved,
     }
@@ -427,6 +465,13 @@ pub fn moved_log(path: &Path) -> MovedLog {
 /// verify.
 fn refused_broken(a: &Anchor, path: &Path, why: &str) -> String {
     let shown = crate::text::shown(path);
+    if a.begins.is_some() {
+        return format!(
+            "the daemon's new file after seq {}, whose first record the anchor names, seems to be {shown}, moved away by a rotation, but that file does not verify ({}): run `scopevault audit verify --audit {shown}`",
+            a.seq,
+            crate::text::escape_for_terminal(why)
+        );
+    }
     format!(
         "the log's records up to the anchored seq {} seem to be in {shown}, moved away by a rotation, but that file does not verify ({}): run `scopevault audit verify --audit {shown}`",
         a.seq,
@@ -434,9 +479,10 @@ fn refused_broken(a: &Anchor, path: &Path, why: &str) -> String {
     )
 }
 
-/// The seq and `prev` of the file's first line, if it is a record (read with `pread`: the
-/// file's offset stays at its start for the walk that follows).
-fn first_record(file: &File) -> Option<(u64, String)> {
+/// The seq and `prev` of the file's first line, if it is a record, and the SHA-256 hex of
+/// that line (read with `pread`: the file's offset stays at its start for the walk that
+/// follows).
+fn first_record(file: &File) -> Option<(u64, String, String)> {
     let mut line = Vec::new();
     let mut chunk = vec![0u8; 64 << 10];
     loop {
@@ -455,7 +501,11 @@ fn first_record(file: &File) -> Option<(u64, String)> {
         }
     }
     let r = record_view(&line).ok()?;
-    Some((r.seq, r.prev.into_owned()))
+    Some((
+        r.seq,
+        r.prev.into_owned(),
+        HEXLOWER.encode(&Sha256::digest(&line)),
+    ))
 }
 
 /// The seq of the file's last whole line, if it is a record.

@@ -906,6 +906,26 @@ impl AuditLog {
         // record, and `--accept-audit-gap` then gave again the seqs the moved file holds.
         let mut siblings = moved::Siblings::default();
         let mut newline_fix = None;
+        // Likewise under an anchor that says the daemon's new file is still to be begun
+        // (`begins`): a crash between that file's first batch and the anchor written right
+        // after it leaves that anchor, and a rotation since may have moved the file holding
+        // the batch away. It is the file beside the log that begins with the line the anchor
+        // names (`next`), and is continued as above; none there, the start begins the file
+        // as the anchor says (a full disk kept its first record out). Until the twenty-fifth
+        // pass it always began it: a second, different record at the seq the moved file
+        // begins with, a fork.
+        if let (Some(a), Some((dirfd, name)), true) = (&anchor, &found, a_pending(&anchor)) {
+            if write_back.is_none() && torn.is_none() && len == 0 && have.seq == 0 {
+                let why;
+                (siblings, why) = moved::judge(dirfd, &dir, name, a, journal_top, path);
+                if let (None, Some(why)) = (&siblings.found, why) {
+                    return Err(AuditError::MovedUnterminated {
+                        path: path.to_owned(),
+                        why,
+                    });
+                }
+            }
+        }
         if let (Some(a), Some((AnchorGap::CutTail { last: 0, .. }, _)), Some((dirfd, name))) =
             (&anchor, &gap, &found)
         {
@@ -1085,7 +1105,7 @@ impl AuditLog {
                 seq: a.seq,
                 prev: a.head.clone(),
             };
-            if have.seq == 0 && len == 0 {
+            if have.seq == 0 && len == 0 && siblings.found.is_none() {
                 if let Some(reason) = &a.begins {
                     // The daemon's own new file after a move, still empty (a full disk
                     // kept its first record out, then a stop or a crash): it continues the
@@ -2189,6 +2209,14 @@ impl AuditLog {
         }
         Ok((file, (meta.dev(), meta.ino())))
     }
+}
+
+/// Whether `anchor` names the first record of the daemon's new file as still to be written
+/// (`begins`, with its line as `next`).
+fn a_pending(anchor: &Option<Anchor>) -> bool {
+    anchor
+        .as_ref()
+        .is_some_and(|a| a.begins.is_some() && a.next.is_some())
 }
 
 /// The log's file in its directory, for reading and appending: made (mode 0600) when absent,

@@ -932,10 +932,9 @@ fn check_audit(r: &mut Report, path: &Path) {
     // the file a rotation moved it to, and continues it or is refused saying what it saw
     // (the same search: `crate::audit::moved_log`). It was called a cut tail here, though the
     // start continued the moved file (twenty-third pass's review).
-    if let (Some(m), true) = (
-        &checked.gap,
-        checked.chain.as_ref().is_none_or(|c| c.lines == 0),
-    ) {
+    // So does a start under an anchor whose new file is still to be begun (no gap then): the
+    // file a rotation moved away after that file's first batch is looked for too.
+    if checked.chain.as_ref().is_none_or(|c| c.lines == 0) {
         match crate::audit::moved_log(path) {
             crate::audit::MovedLog::Continues {
                 path: moved,
@@ -951,7 +950,8 @@ fn check_audit(r: &mut Report, path: &Path) {
                 );
                 return;
             }
-            crate::audit::MovedLog::Refused(why) => {
+            crate::audit::MovedLog::Refused(why) if checked.gap.is_some() => {
+                let Some(m) = &checked.gap else { return };
                 // Worded as the start's refusal.
                 let e = crate::audit::AuditError::Gap {
                     path: path.to_owned(),
@@ -976,7 +976,7 @@ fn check_audit(r: &mut Report, path: &Path) {
                 r.fail("audit", format!("`serve` refuses to start: {e}"));
                 return;
             }
-            crate::audit::MovedLog::NotMoved => {}
+            crate::audit::MovedLog::NotMoved | crate::audit::MovedLog::Refused(_) => {}
         }
     }
     let Some(chain) = checked.chain else {

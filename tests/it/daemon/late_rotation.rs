@@ -713,3 +713,73 @@ fn a_copy_or_a_compressed_moved_file_is_refused_with_its_own_fix_not_a_gap() {
         each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
     }
 }
+
+/// Found by the twenty-fourth pass's review: a crash between a new file's first batch
+/// reaching the log and the anchor written right after it (no answer of that batch given
+/// yet) left the anchor saying the file was still to be begun (`begins`, `next`); logrotate
+/// before the next start (that file to `.1`, a new empty log) made that start take the empty
+/// log for the daemon's own new file still empty and write a second, different `audit.rotate`
+/// at the seq `.1` begins with: a fork. The start now looks beside the log for the file that
+/// begins with the line the anchor names (`next`), and continues it.
+#[test]
+fn a_crash_before_a_new_file_s_first_anchor_then_logrotate_does_not_fork_the_chain() {
+    use sha2::Digest;
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let d = Daemon::start(dir.path(), &idarg);
+    let mut given = fetch(&d, 3);
+    let audit = d.audit.clone();
+    assert!(d.stop().success());
+    // What the crash point leaves, besides the log: the anchor of the clean stop, with the
+    // new file's first record pending, and the journal as the clean stop cleared it (a file's
+    // first batch is never framed).
+    let anchor = anchor_file(dir.path());
+    let before = std::fs::read(&anchor).unwrap();
+    let journal = audit.with_file_name("audit.jsonl.journal");
+    let journal_before = std::fs::read(&journal).unwrap();
+    let first = logrotate(&audit);
+    // The start continues `.1` in a new file, whose first batch is its `audit.rotate`.
+    let d = Daemon::start(dir.path(), &idarg);
+    d.signal("KILL");
+    drop(d);
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let line = text.lines().next().unwrap().to_owned();
+    let rotate: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(rotate["op"], "audit.rotate", "{rotate}");
+    std::fs::write(&audit, format!("{line}\n")).unwrap();
+    let mut a: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    a["begins"] = rotate["reason"].clone();
+    a["next"] = format!("{:x}", sha2::Sha256::digest(line.as_bytes())).into();
+    std::fs::write(&anchor, serde_json::to_vec(&a).unwrap()).unwrap();
+    std::fs::write(&journal, journal_before).unwrap();
+    // logrotate again: `.1` to `.2`, the log to `.1`, a new empty log.
+    let older = dir.path().join("audit.jsonl.2");
+    std::fs::rename(&first, &older).unwrap();
+    let moved = logrotate(&audit);
+    // `doctor` says what the start does.
+    let doctor = daemon::cmd(dir.path())
+        .args(["--identity-file", id.to_str().unwrap(), "doctor"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    let line = said
+        .lines()
+        .find(|l| l.contains("audit ") && l.contains("audit.jsonl"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        line.starts_with("ok") && line.contains("audit.jsonl.1, which the next start continues"),
+        "{line}"
+    );
+    let d = Daemon::start(dir.path(), &idarg);
+    given.extend(fetch(&d, 1));
+    assert!(d.stop().success());
+    let live = records(&audit);
+    let moved_last = records(&moved).last().unwrap()["seq"].as_u64().unwrap();
+    assert_eq!(live[0]["op"], "audit.rotate", "{}", live[0]);
+    assert_eq!(live[0]["seq"].as_u64(), Some(moved_last + 1), "{}", live[0]);
+    let out = verify(dir.path(), &[&audit, &moved, &older]);
+    assert!(out.status.success(), "{out:?}");
+    each_seq_once_and_names_its_fetch(&[&older, &moved, &audit], &given);
+}
