@@ -1955,6 +1955,9 @@ impl AuditLog {
         let mut seg = self.segment();
         let mut own: Vec<String> = Vec::new();
         let mut cut_gap: Option<String> = None;
+        // After a cut back to an earlier line: the SHA-256 hex of the last line the file
+        // still holds, which the gap record continues.
+        let mut kept_prev: Option<String> = None;
         let mut newline_first = false;
         let have = untimed_stat(&seg.file, "", rustix::fs::AtFlags::EMPTY_PATH)
             .map_err(|e| err(format!("cannot inspect the log ({e})")))?
@@ -1969,11 +1972,31 @@ impl AuditLog {
                 seg.journal = None;
             }
             // Never pad it back with `set_len` (that wrote NUL bytes) nor leave a hole: go on
-            // at its new end, after a record of what is gone.
-            let reason = format!(
-                "the log was truncated by another party (from {} to {have} bytes; copytruncate?): records up to seq {} are gone from it; the chain continues from seq {}'s hash",
-                seg.len, chain.seq, chain.seq
-            );
+            // at its new end, after a record of what is gone. A file cut back to an earlier
+            // line keeps the lines before the cut: the gap record continues the last of them
+            // (its `prev`), so that the file verifies with the jump reported, the one jump
+            // `audit verify` takes (at a gap record whose `prev` is the line before it). Until
+            // the twenty-fifth pass it named the last line written, which the file no longer
+            // holds, and the file never verified. A file cut to nothing begins with the gap
+            // record, which continues the chain's last line (in the copy, if one was made).
+            kept_prev = if have > 0 {
+                last_line_hash(&seg.file, have)
+                    .map_err(|e| err(format!("cannot read the log ({e})")))?
+            } else {
+                None
+            };
+            let reason = match &kept_prev {
+                Some(_) => format!(
+                    "the log was truncated by another party (from {} to {have} bytes; copytruncate?): records after the last line it still holds, up to seq {}, are gone from it; this record continues that line (its prev) at seq {}",
+                    seg.len,
+                    chain.seq,
+                    chain.seq.saturating_add(1)
+                ),
+                None => format!(
+                    "the log was truncated by another party (from {} to {have} bytes; copytruncate?): records up to seq {} are gone from it; the chain continues from seq {}'s hash",
+                    seg.len, chain.seq, chain.seq
+                ),
+            };
             cut_gap = Some(self.render_body(&AuditRecord {
                 reason: Some(&reason),
                 ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
@@ -2051,6 +2074,8 @@ impl AuditLog {
                 begins_with: Some(body),
             };
             newline_first = false;
+            // The gap record follows the new file's first record, in the new file.
+            kept_prev = None;
         }
         // A new file begins with its first record (`audit.rotate`, or an accepted gap's
         // `audit.gap`), also when the write that should have begun it failed: the record goes
@@ -2065,7 +2090,12 @@ impl AuditLog {
                 // naming the gap record's line as the one after it, so that a start after a
                 // crash right after it takes that record for the daemon's own, as for a new
                 // file. (With a new file beginning too, its first record is the one named.)
-                let _ = self.anchor_synced(&chain, None, Some(&next_line_hash(&chain, &gap)));
+                let after = Chain {
+                    seq: chain.seq,
+                    prev: kept_prev.clone().unwrap_or_else(|| chain.prev.clone()),
+                };
+                let _ = self.anchor_synced(&chain, None, Some(&next_line_hash(&after, &gap)));
+                chain.prev = after.prev;
             }
             own.push(gap);
         }
@@ -2209,6 +2239,26 @@ impl AuditLog {
         }
         Ok((file, (meta.dev(), meta.ino())))
     }
+}
+
+/// The SHA-256 hex of the last line of `file` ending at `end` (its newline, if any, not
+/// hashed: a line cut within is ended with one before the next record), or `None` when no
+/// line break is found within a line's length of `end`.
+fn last_line_hash(file: &File, end: u64) -> std::io::Result<Option<String>> {
+    let from = end.saturating_sub(MAX_LINE as u64 + 1);
+    let mut tail = vec![0u8; (end - from) as usize];
+    file.read_exact_at(&mut tail, from)?;
+    let body_end = tail.len() - usize::from(tail.last() == Some(&b'\n'));
+    let start = tail[..body_end]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    if start == 0 && from != 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        HEXLOWER.encode(&Sha256::digest(&tail[start..body_end])),
+    ))
 }
 
 /// Whether `anchor` names the first record of the daemon's new file as still to be written

@@ -246,12 +246,13 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
             first - 1
         )?;
     }
-    // Seqs the chain skips where the daemon recorded a gap it was told to accept: they were
-    // given out before, and are not given again (docs/audit.md, "The anchor").
+    // Seqs the chain skips where the daemon recorded a gap (one it was told to accept, or a
+    // cut under it): they were given out before, and are not given again (docs/audit.md,
+    // "The anchor", "Rotation").
     for (p, r) in &files {
         for g in &r.gaps {
             outln!(
-                "{}: line {}: records {}..={} are missing: the `audit.gap` record there says so (a gap accepted with `serve --accept-audit-gap`; the chain goes on after them)",
+                "{}: line {}: records {}..={} are missing: the `audit.gap` record there says so (a cut tail accepted with `serve --accept-audit-gap`, or the file cut back under the daemon: its reason says which; the chain goes on after them)",
                 shown(p),
                 g.line,
                 g.first,

@@ -344,8 +344,8 @@ struct FileFacts {
     /// nothing of where the record falls in the log.
     stepped_back: Option<(u64, OffsetDateTime, OffsetDateTime)>,
     /// The last record that says records before it are missing (an `audit.gap`: a cut tail
-    /// accepted at start, or the first record of a file cut to nothing under the daemon (a
-    /// file cut back to an earlier line does not verify); an `audit.repair` of records the
+    /// accepted at start, the record after the lines kept of a file cut back under the daemon,
+    /// or the first record of a file cut to nothing under it; an `audit.repair` of records the
     /// journal held that cannot be written back), and its op: the evidence of its chain begins
     /// there.
     last_gap: Option<(At, &'static str)>,

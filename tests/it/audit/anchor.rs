@@ -538,3 +538,72 @@ fn a_moved_log_found_at_start_is_refused_when_ambiguous_or_broken_and_links_are_
         assert_eq!(recs[0]["prev"].as_str(), Some(r.head.as_str()));
     });
 }
+
+/// Found by the twenty-fourth pass's attacker of that pass's fixes, left for the next: a log
+/// cut back to an earlier line under the daemon (`truncate -s` to a line's end, or
+/// copytruncate racing a write) did not verify: the daemon's `audit.gap` record followed the
+/// lines kept but named as `prev` the last line written, which the file no longer holds, so
+/// `audit verify` called the chain broken there and `lint --audit` refused the file. The gap
+/// record now continues the last line the file holds, and the file verifies with the jump
+/// reported; a start after it (and after a crash right after the gap record, with the anchor
+/// as written before it) goes on.
+#[test]
+fn a_log_cut_back_to_an_earlier_line_under_the_daemon_verifies_with_the_gap_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let path = dir.path().join("cut.jsonl");
+        let log = open(&path, false).unwrap();
+        for _ in 0..5 {
+            fetch(&log);
+        }
+        log.write_anchor_now().unwrap();
+        let anchored = std::fs::read(scopevault::audit::anchor_path(&path)).unwrap();
+        // Cut back to the end of line 3: seqs 4 and 5 are gone from the file.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let keep: usize = text.split_inclusive('\n').take(3).map(str::len).sum();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(keep as u64)
+            .unwrap();
+        assert_eq!(
+            fetch(&log),
+            7,
+            "the gap record takes seq 6, no seq given twice"
+        );
+        let recs = records(&path);
+        assert_eq!(recs[3]["op"], "audit.gap", "{:?}", recs[3]);
+        assert_eq!(recs[3]["seq"], 6);
+        let check = scopevault::audit::verify_against_anchor(&path).unwrap();
+        let chain = check.chain.expect("the log exists");
+        assert!(chain.first_bad.is_none(), "{:?}", chain.first_bad);
+        assert_eq!(
+            chain
+                .gaps
+                .iter()
+                .map(|g| (g.line, g.first, g.last))
+                .collect::<Vec<_>>(),
+            vec![(4, 4, 5)]
+        );
+        assert_eq!(check.gap, None);
+        drop(log);
+        drop(open(&path, false).expect("a start after the cut goes on"));
+        // A crash right after the gap record: the anchor as the writer left it before that
+        // record names the record's line (`next`); the start takes it for the daemon's own.
+        let now = std::fs::read_to_string(&path).unwrap();
+        let four: String = now.split_inclusive('\n').take(4).collect();
+        std::fs::write(&path, &four).unwrap();
+        let gap_line = four.lines().nth(3).unwrap().to_owned();
+        let mut a: serde_json::Value = serde_json::from_slice(&anchored).unwrap();
+        use sha2::Digest;
+        a["next"] = format!("{:x}", sha2::Sha256::digest(gap_line.as_bytes())).into();
+        std::fs::write(
+            scopevault::audit::anchor_path(&path),
+            serde_json::to_vec(&a).unwrap(),
+        )
+        .unwrap();
+        std::fs::remove_file(journal_path(&path)).unwrap();
+        drop(open(&path, false).expect("the daemon's own gap record, after a crash"));
+    });
+}
