@@ -121,7 +121,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
     // it leaves this, and a rotation since may have moved the file holding that batch away
     // (twenty-fifth pass). Only a file that begins with the very line the anchor names
     // (`next`) is that file; the one holding the anchored record is the file before it.
-    let pending = a.begins.is_some() && a.next.is_some();
+    let pending = a.pending();
     for n in names {
         if Path::new(&n) == key || Path::new(&n) == journal {
             continue;
@@ -343,7 +343,7 @@ pub(super) fn judge(
         (None, Some(refused)) => Some(refused.clone()),
         // The daemon's own new file still to be begun, and no file beside the log begun with
         // its first record: the start begins it (a full disk kept that record out).
-        (None, None) if a.begins.is_some() => None,
+        (None, None) if a.pending() => None,
         (None, None) if !(siblings.compressed.is_empty() && siblings.foreign.is_empty()) => {
             // A file the start does not read may hold the records: its own fix, and no
             // advice to record a gap before it is read.
@@ -429,7 +429,7 @@ pub fn moved_log(path: &Path) -> MovedLog {
     // Under an anchor whose new file is still to be begun (`begins`, `next`), the file that
     // begins with that record is looked for (a crash before that file's first anchor, then a
     // rotation: [`find`]); none found, the start begins the file.
-    let pending = a.begins.is_some() && a.next.is_some();
+    let pending = a.pending();
     if (a.seq == 0 || a.begins.is_some()) && !pending {
         return MovedLog::NotMoved;
     }
@@ -465,9 +465,9 @@ pub fn moved_log(path: &Path) -> MovedLog {
 /// verify.
 fn refused_broken(a: &Anchor, path: &Path, why: &str) -> String {
     let shown = crate::text::shown(path);
-    if a.begins.is_some() {
+    if a.pending() {
         return format!(
-            "the daemon's new file after seq {}, whose first record the anchor names, seems to be {shown}, moved away by a rotation, but that file does not verify ({}): run `scopevault audit verify --audit {shown}`",
+            "the daemon's new file after seq {} (the log's first file at 0), whose first record the anchor names, seems to be {shown}, moved away by a rotation, but that file does not verify ({}): run `scopevault audit verify --audit {shown}`",
             a.seq,
             crate::text::escape_for_terminal(why)
         );

@@ -175,7 +175,8 @@ pub struct Anchor {
     pub begins: Option<String>,
     /// Set when the daemon anchors before it writes a record the anchored one is not right
     /// before in the file (a new file after a move, `--accept-audit-gap` on an empty file,
-    /// the `audit.gap` record after a cut under it): the SHA-256 hex of that record's line,
+    /// the `audit.gap` record after a cut under it, a new log's first batch at seq 0): the
+    /// SHA-256 hex of that record's line,
     /// at `seq` + 1. A log whose record at `seq` + 1 is that line is the daemon's own, though
     /// the anchored record is not before it; any other record at `seq` + 1 must follow the
     /// anchored record itself. Missing (an anchor of an older version): no such record is
@@ -2131,12 +2132,25 @@ impl AuditLog {
         if newline_first {
             buf.push(b'\n');
         }
+        let before = chain.clone();
+        let mut first_line = None;
         for body in bodies {
             chain.seq += 1;
             let start = buf.len();
             push_line(&mut buf, chain.seq, body, &chain.prev);
             chain.prev = HEXLOWER.encode(&Sha256::digest(&buf[start..]));
+            first_line.get_or_insert_with(|| chain.prev.clone());
             buf.push(b'\n');
+        }
+        if seg.len == 0 && before.seq == 0 && own.is_empty() {
+            // A new log's first batch: the anchor names its first line (`next`) before it is
+            // written, as for the daemon's own first record of a new file. A crash between
+            // the batch and the anchor written after it, then a rotation, leaves the log
+            // empty beside the file holding the batch, and the start finds that file by this
+            // line and continues it. Until the twenty-fifth pass no anchor was there then,
+            // and the start began a second chain at seq 1 with the same key. A failure is
+            // reported by the ticker's next write.
+            let _ = self.anchor_synced(&before, None, first_line.as_deref());
         }
         // On failure the batch is cut off again at once: a short write (a full disk) would
         // otherwise leave a torn record that fails `audit verify` for as long as the daemon
@@ -2264,9 +2278,18 @@ fn last_line_hash(file: &File, end: u64) -> std::io::Result<Option<String>> {
 /// Whether `anchor` names the first record of the daemon's new file as still to be written
 /// (`begins`, with its line as `next`).
 fn a_pending(anchor: &Option<Anchor>) -> bool {
-    anchor
-        .as_ref()
-        .is_some_and(|a| a.begins.is_some() && a.next.is_some())
+    anchor.as_ref().is_some_and(Anchor::pending)
+}
+
+impl Anchor {
+    /// Whether this anchor names a file's first record as still to be written: the daemon's
+    /// new file after a move (`begins`), or a new log's first batch (seq 0), with that
+    /// record's line as `next`. A crash between that batch and the anchor written after it
+    /// leaves it, and the file holding the batch may since have been moved beside the log
+    /// ([`moved::find`]).
+    pub(super) fn pending(&self) -> bool {
+        self.next.is_some() && (self.begins.is_some() || self.seq == 0)
+    }
 }
 
 /// The log's file in its directory, for reading and appending: made (mode 0600) when absent,

@@ -783,3 +783,53 @@ fn a_crash_before_a_new_file_s_first_anchor_then_logrotate_does_not_fork_the_cha
     assert!(out.status.success(), "{out:?}");
     each_seq_once_and_names_its_fetch(&[&older, &moved, &audit], &given);
 }
+
+/// Found by the twenty-fourth pass's review: a log's very first start, killed between its
+/// first batch reaching the log and the anchor written right after it (no answer of that
+/// batch given), then logrotate: there was no anchor at all, and the next start began a
+/// second chain at seq 1 with the same key beside `.1` holding seq 1. The writer now anchors
+/// a new log's first line (`next`, at seq 0) before it writes it; the start finds the file
+/// that begins with that line and continues it. The crash point is rebuilt: the log cut to
+/// its first batch (the start's `vault.load`), the journal as it was then, and the anchor as
+/// the writer leaves it before that batch.
+#[test]
+fn a_first_start_killed_right_after_its_first_batch_then_rotated_is_continued() {
+    use sha2::Digest;
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit = dir.path().join("audit.jsonl");
+    assert!(!audit.exists());
+    let d = Daemon::start(dir.path(), &idarg);
+    let journal = audit.with_file_name("audit.jsonl.journal");
+    let journal_then = std::fs::read(&journal).unwrap();
+    d.signal("KILL");
+    drop(d);
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let line = text.lines().next().unwrap().to_owned();
+    let first: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (first["seq"].as_u64(), first["op"].as_str()),
+        (Some(1), Some("vault.load")),
+        "{first}"
+    );
+    std::fs::write(&audit, format!("{line}\n")).unwrap();
+    std::fs::write(&journal, journal_then).unwrap();
+    let anchor = anchor_file(dir.path());
+    let mut a: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&anchor).unwrap()).unwrap();
+    a["seq"] = 0.into();
+    a["head"] = "0".repeat(64).into();
+    a["next"] = format!("{:x}", sha2::Sha256::digest(line.as_bytes())).into();
+    std::fs::write(&anchor, serde_json::to_vec(&a).unwrap()).unwrap();
+    let moved = logrotate(&audit);
+    let d = Daemon::start(dir.path(), &idarg);
+    let given = fetch(&d, 1);
+    assert!(d.stop().success());
+    let live = records(&audit);
+    assert_eq!(live[0]["op"], "audit.rotate", "{}", live[0]);
+    assert_eq!(live[0]["seq"], 2, "{}", live[0]);
+    let out = verify(dir.path(), &[&audit, &moved]);
+    assert!(out.status.success(), "{out:?}");
+    each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
+}
