@@ -1033,9 +1033,16 @@ impl HandOut {
 pub(crate) struct Counter(pub usize);
 
 impl std::io::Write for Counter {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.0 = self.0.saturating_add(bytes.len());
         Ok(bytes.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0 = self.0.saturating_add(bytes.len());
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -1061,17 +1068,32 @@ struct CappedWriter<'a> {
 }
 
 impl std::io::Write for CappedWriter<'_> {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.write_all(bytes).map(|()| bytes.len())
+    }
+
+    /// All of `bytes` in one step (the default loops over [`Self::write`]); inlined, as the
+    /// serialiser writes an answer in a hundred small pieces.
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.out.len().saturating_add(bytes.len()) > self.max {
-            return Err(std::io::Error::other("the answer is over its limit"));
+            return Err(over_the_limit());
         }
         crate::secret::extend_zeroizing(self.out, bytes, self.max);
-        Ok(bytes.len())
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The error of a [`CappedWriter`] whose answer would go over its limit (out of line: cold).
+#[cold]
+#[inline(never)]
+fn over_the_limit() -> std::io::Error {
+    std::io::Error::other("the answer is over its limit")
 }
 
 /// As [`ok_line`], but `None` as soon as the line (newline excluded) would be longer than
