@@ -19,6 +19,7 @@
 
 mod embedded;
 pub mod json;
+mod resolve;
 pub mod text;
 pub mod zip;
 
@@ -60,6 +61,9 @@ pub struct Summary {
     pub renamed: u64,
     /// Symbolic links and special files skipped (never followed).
     pub skipped: Vec<String>,
+    /// Paths given that lead elsewhere through a symbolic link: (the path given, the path
+    /// scrubbed), so the summary names what was acted on.
+    pub followed: Vec<(String, String)>,
     /// Files that could not be scrubbed, with why (no value in the message).
     pub errors: Vec<String>,
 }
@@ -128,6 +132,12 @@ impl fmt::Display for Summary {
                 f,
                 "scopevault:   {}: {n}",
                 crate::text::escape_for_log(label)
+            )?;
+        }
+        for (given, real) in &self.followed {
+            writeln!(
+                f,
+                "scopevault: artefacts: {given} is a symbolic link: scrubbed {real}"
             )?;
         }
         for (path, seen) in &self.binary {
@@ -314,6 +324,10 @@ impl Scrubber {
         for name in summary.skipped.iter_mut().chain(summary.errors.iter_mut()) {
             *name = self.printable(name);
         }
+        for (given, real) in &mut summary.followed {
+            *given = self.printable(given);
+            *real = self.printable(real);
+        }
     }
 
     /// `text` with every form of a value masked and the characters a terminal would act on or
@@ -333,71 +347,80 @@ impl Scrubber {
     /// anything else listed as skipped. A symbolic link given here is followed, as `find -H`
     /// does: the operator named what it points at (`--artifacts latest`, a link to the run's
     /// directory), and skipping it left the whole tree unscrubbed with exit 0. Links found
-    /// under it are not followed.
+    /// under it are not followed. The path itself is resolved by [`resolve::resolve`]: a link
+    /// on it (the path given, or a directory above) is followed only when root or the caller
+    /// owns it, and the walk starts from the descriptor resolved, never from the path again.
     fn walk(
         &self,
         path: &Path,
         summary: &mut Summary,
         defer: &std::sync::mpsc::SyncSender<text::Pending>,
     ) {
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) => {
-                summary
-                    .errors
-                    .push(format!("{}: cannot read: {e}", path.display()));
-                return;
-            }
+        let Some((target, shown)) = self.resolve_root(path, summary) else {
+            return;
         };
-        let mut ft = meta.file_type();
-        let mut real = path.to_path_buf();
-        if ft.is_symlink() {
-            // Its target is text that tar and zip keep, whatever it points at.
-            self.check_link_target(rustix::fs::readlink(path, Vec::new()), path, summary);
-            match std::fs::canonicalize(path)
-                .and_then(|r| std::fs::symlink_metadata(&r).map(|m| (r, m)))
-            {
-                Ok((r, m)) => {
-                    real = r;
-                    ft = m.file_type();
-                }
-                Err(e) => {
-                    summary.errors.push(format!(
-                        "{}: cannot follow the symbolic link: {e}",
-                        path.display()
-                    ));
-                    return;
-                }
-            }
-        }
-        if ft.is_dir() {
-            match rustix::fs::open(
-                &real,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => self.walk_dir(Arc::new(fd), path, summary, defer),
+        match target {
+            resolve::Target::Dir(fd) => match reopen_dir(&fd) {
+                Ok(fd) => self.walk_dir(Arc::new(fd), &shown, summary, defer),
                 Err(e) => summary.errors.push(format!(
                     "{}: cannot list: {}",
-                    path.display(),
+                    shown.display(),
                     std::io::Error::from(e)
                 )),
-            }
-        } else if ft.is_file() {
-            match text::Place::of_path(&real) {
-                Ok(mut place) => {
-                    place.shown = path.to_path_buf();
+            },
+            resolve::Target::Entry {
+                dir,
+                name,
+                kind: rustix::fs::FileType::RegularFile,
+            } => match reopen_dir(&dir) {
+                Ok(dir) => {
                     summary.files += 1;
+                    let place = text::Place::new(Arc::new(dir), &name, shown);
                     self.attempts(&place, summary, Some(defer), 0);
                 }
                 Err(e) => summary.errors.push(format!(
-                    "{}: cannot open its directory: {e}",
-                    path.display()
+                    "{}: cannot open its directory: {}",
+                    shown.display(),
+                    std::io::Error::from(e)
                 )),
-            }
-        } else {
-            summary.skipped.push(path.display().to_string());
+            },
+            resolve::Target::Entry { .. } => summary.skipped.push(shown.display().to_string()),
         }
+    }
+
+    /// Resolve a path given ([`resolve::resolve`]): what it leads to and the path to show for
+    /// it, the path scrubbed (with no link on it) when a link was followed. A refusal, or a
+    /// path that leads nowhere, is an error in `summary` (`None`). The target of each link
+    /// followed is text that tar and zip keep, whatever it points at: a form in it is an error.
+    fn resolve_root(
+        &self,
+        path: &Path,
+        summary: &mut Summary,
+    ) -> Option<(resolve::Target, PathBuf)> {
+        let mut links = Vec::new();
+        let resolved = resolve::resolve(path, |link, target| {
+            links.push((link.to_owned(), target.to_owned()))
+        });
+        for (link, target) in links {
+            self.check_link_target(Ok(target), &link, summary);
+        }
+        let resolved = match resolved {
+            Ok(r) => r,
+            Err(e) => {
+                summary.errors.push(format!("{}: {e}", path.display()));
+                return None;
+            }
+        };
+        let shown = match resolved.real {
+            Some(real) => {
+                summary
+                    .followed
+                    .push((path.display().to_string(), real.display().to_string()));
+                real
+            }
+            None => path.to_path_buf(),
+        };
+        Some((resolved.target, shown))
     }
 
     /// The list of the open directory `dir` (shown as `shown`), in name order, as a
@@ -537,15 +560,31 @@ impl Scrubber {
         }
     }
 
-    /// Scrub one regular file in place (atomically).
+    /// Scrub one regular file in place (atomically). The path is resolved as a path given to
+    /// [`Scrubber::scrub_paths`] is; anything but a regular file is an error.
     pub fn scrub_file(&self, path: &Path, summary: &mut Summary) {
-        summary.files += 1;
-        match text::Place::of_path(path) {
-            Ok(place) => self.attempts(&place, summary, None, 0),
-            Err(e) => summary.errors.push(format!(
-                "{}: cannot open its directory: {e}",
-                path.display()
-            )),
+        if let Some((target, shown)) = self.resolve_root(path, summary) {
+            summary.files += 1;
+            match target {
+                resolve::Target::Entry {
+                    dir,
+                    name,
+                    kind: rustix::fs::FileType::RegularFile,
+                } => match reopen_dir(&dir) {
+                    Ok(dir) => {
+                        let place = text::Place::new(Arc::new(dir), &name, shown);
+                        self.attempts(&place, summary, None, 0);
+                    }
+                    Err(e) => summary.errors.push(format!(
+                        "{}: cannot open its directory: {}",
+                        shown.display(),
+                        std::io::Error::from(e)
+                    )),
+                },
+                _ => summary
+                    .errors
+                    .push(format!("{}: not a regular file", shown.display())),
+            }
         }
         self.settle(summary, Vec::new());
     }
@@ -593,6 +632,17 @@ impl Scrubber {
 pub(crate) fn binary_holds_a_form(shown: &str) -> String {
     format!(
         "{shown}: a form of a secret is in this binary file, which cannot be scrubbed, and it was kept: delete it before the artefacts leave this host, mask it at capture time, or drop binary files with --artifacts-binary=drop"
+    )
+}
+
+/// A directory resolved `O_PATH` ([`resolve::resolve`]), opened again to be read: the same
+/// directory (`.` of its descriptor), not its path again.
+fn reopen_dir(dir: &rustix::fd::OwnedFd) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
     )
 }
 

@@ -5,7 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustix::fd::OwnedFd;
@@ -106,24 +106,6 @@ impl Place {
             name: name.to_owned(),
             shown,
         }
-    }
-
-    /// The file's own place for a path given on the command line: its directory opened as
-    /// given (the caller's choice), the name not followed.
-    pub(crate) fn of_path(path: &Path) -> std::io::Result<Place> {
-        let name = path.file_name().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "names no file")
-        })?;
-        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            Some(d) => d,
-            None => Path::new("."),
-        };
-        let fd = rustix::fs::open(
-            dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(Place::new(Arc::new(fd), name, path.to_owned()))
     }
 
     /// Open the file for reading: not through a link, and without blocking on a FIFO.

@@ -1867,3 +1867,189 @@ fn regression_a_file_name_cannot_write_a_workflow_command_into_the_summary() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     check(&stderr);
 }
+
+/// What a file is now: its bytes and its inode (a rewrite by rename makes a new inode).
+fn content_and_inode(f: &Path) -> (Vec<u8>, u64) {
+    (
+        std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())),
+        std::fs::metadata(f).unwrap().ino(),
+    )
+}
+
+/// Found by the attacker of races (twenty-fifth pass): the path given to the scrub (`redact
+/// PATH`, `exec --artifacts DIR`) was resolved by the kernel in one go, following any link on
+/// it, so the check's runner, which owns its artefact directory, replaced it (or a directory
+/// above it) with a link to a root-only directory or file, and root's scrub rewrote the files
+/// there or, with `--artifacts-binary drop`, deleted them, the vault included. A link on the
+/// path owned by another user than root and the caller is now refused, naming it and its
+/// owner, with exit 1 and nothing outside the tree touched; a link of root (the caller here)
+/// is still followed, as `find -H` does, and the summary names the path scrubbed.
+#[test]
+fn regression_a_link_planted_by_another_user_on_the_scrubbed_path_is_not_followed() {
+    use crate::common::users;
+    if !users::is_root() {
+        skip("needs root to own the decoy and a second uid to own the planted link");
+        return;
+    }
+    let (runner, _) = users::ensure_user(users::OTHER_USER).unwrap_or_else(|e| panic!("{e}"));
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let d = start(dir.path());
+    // The root-only directory the runner points its artefact path at: a binary file (a stand-in
+    // for the vault) and a 0600 text file holding the password.
+    let decoy = dir.path().join("root-only");
+    std::fs::create_dir(&decoy).unwrap();
+    std::fs::set_permissions(&decoy, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let vault = decoy.join("vault.scopevault");
+    std::fs::write(&vault, b"\0\0\0\x01not text, the vault's stand-in").unwrap();
+    let text = decoy.join("secrets.txt");
+    std::fs::write(&text, format!("password {PW}\n")).unwrap();
+    for f in [&vault, &text] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let before = [&vault, &text].map(|f| content_and_inode(f));
+    let untouched = || {
+        assert_eq!(
+            [&vault, &text].map(|f| content_and_inode(f)),
+            before,
+            "a file outside the tree was changed"
+        );
+    };
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::os::unix::fs::chown(&ws, Some(runner), None).unwrap();
+    let art = ws.join("art");
+    let owned_by_runner = format!("owned by uid {runner}, another user than root and this one");
+
+    // `redact --artifacts-binary drop WS/art`, art the runner's link to the root-only dir, and
+    // `redact` of the runner's link straight to the vault file.
+    for to in [&decoy, &vault] {
+        std::os::unix::fs::symlink(to, &art).unwrap();
+        std::os::unix::fs::lchown(&art, Some(runner), None).unwrap();
+        let out = sv(
+            &d,
+            &[
+                "redact",
+                "--task",
+                "checkout-flow",
+                "--artifacts-binary",
+                "drop",
+                art.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{}: it is a symbolic link, {owned_by_runner}",
+                art.display()
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("0 files scanned"), "{stderr}");
+        untouched();
+        std::fs::remove_file(&art).unwrap();
+    }
+
+    // A directory above the path given swapped for the runner's link: `ws2 -> dir`, so that
+    // `ws2/root-only` is the decoy.
+    let ws2 = dir.path().join("ws2");
+    std::os::unix::fs::symlink(dir.path(), &ws2).unwrap();
+    std::os::unix::fs::lchown(&ws2, Some(runner), None).unwrap();
+    let above = ws2.join("root-only");
+    let out = sv(
+        &d,
+        &[
+            "redact",
+            "--task",
+            "checkout-flow",
+            "--artifacts-binary",
+            "drop",
+            above.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: {} on its path is a symbolic link, {owned_by_runner}",
+            above.display(),
+            ws2.display()
+        )),
+        "{stderr}"
+    );
+    untouched();
+
+    // `exec --artifacts WS/art --artifacts-binary drop`: the command replaces its artefact
+    // directory with its own link to the vault file (then to the directory); the exit code
+    // stays the command's, and the refusal is on stderr.
+    for to in [&vault, &decoy] {
+        std::fs::create_dir(&art).unwrap();
+        let out = sv(
+            &d,
+            &[
+                "exec",
+                "--task",
+                "checkout-flow",
+                "--artifacts",
+                art.to_str().unwrap(),
+                "--artifacts-binary",
+                "drop",
+                "--",
+                "sh",
+                "-c",
+                r#"rmdir "$1" && ln -s "$2" "$1" && chown -h "$3" "$1" && exit 4"#,
+                "sh",
+                art.to_str().unwrap(),
+                to.to_str().unwrap(),
+                &runner.to_string(),
+            ],
+        )
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{}: it is a symbolic link, {owned_by_runner}",
+                art.display()
+            )),
+            "{stderr}"
+        );
+        untouched();
+        std::fs::remove_file(&art).unwrap();
+    }
+
+    // A link of root (the caller) is still followed, as `find -H` does, and the summary names
+    // the directory scrubbed: here the decoy, which the operator chose.
+    std::os::unix::fs::symlink(&decoy, &art).unwrap();
+    let out = sv(
+        &d,
+        &["redact", "--task", "checkout-flow", art.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "scopevault: artefacts: {} is a symbolic link: scrubbed {}",
+            art.display(),
+            decoy.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 files scanned, 1 rewritten"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}", vault.display())),
+        "the binary file is named by its real path: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&text).unwrap(),
+        "password [redacted:shop-buyer.password]\n"
+    );
+}
