@@ -9,7 +9,10 @@
 //! latter returns, borrowing an inherited descriptor (`--passphrase-fd`), a child's
 //! parent-death signal set between its `fork` and `exec` (the demo's daemon), and glibc's two
 //! internal signals put back at their default there (`exec`'s command; a raw `rt_sigaction`,
-//! which neither rustix nor glibc's `sigaction` offers for them).
+//! which neither rustix nor glibc's `sigaction` offers for them) with the signals `exec`
+//! forwards ignored again where it was given them ignored, and `exec` ending itself by
+//! the signal its command died of (`signal`, `pthread_sigmask`, `raise`: rustix has no
+//! `sigaction`).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -927,6 +930,74 @@ impl ChildSignals {
     pub fn is_reaped(&self) -> bool {
         self.reaped.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    /// Send `sig` to the child's process group, for a child started as the leader of a group
+    /// of its own (`exec` when it is not the foreground job of a terminal): the command and
+    /// what it started, as a terminal's Ctrl-C reaches a foreground job. A child that has been
+    /// reaped is not signalled; one that has left its group (`setsid`) is signalled alone,
+    /// through its pidfd. While the child exists, reaped or not, no other process or group
+    /// can have its number: the group's id is the child's pid.
+    pub fn send_to_group(&self, sig: i32) -> io::Result<()> {
+        if self.is_reaped() {
+            return Err(rustix::io::Errno::SRCH.into());
+        }
+        let signal = rustix::process::Signal::from_named_raw(sig)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal"))?;
+        let pid = rustix::process::Pid::from_raw(self.pid as i32)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+        match rustix::process::getpgid(Some(pid)) {
+            Ok(group) if group == pid => Ok(rustix::process::kill_process_group(pid, signal)?),
+            _ => self.send(sig),
+        }
+    }
+}
+
+/// Whether this process's group is the foreground process group of its controlling terminal
+/// (a command typed at a shell prompt), where the terminal's Ctrl-C, Ctrl-\ and hangup reach
+/// every process of the group. `false` without a controlling terminal (a runner, cron,
+/// systemd) and for a background job (`cmd &`, or under `timeout`, which makes a group of its
+/// own).
+pub fn in_terminal_foreground() -> bool {
+    use rustix::fs::{open, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(tty) = open("/dev/tty", flags, Mode::empty()) else {
+        return false;
+    };
+    rustix::termios::tcgetpgrp(&tty).is_ok_and(|p| p == rustix::process::getpgrp())
+}
+
+/// Signals whose default action dumps core: a command that died of one of them is not
+/// re-raised by [`die_of_signal`]'s caller (exit 128+N instead).
+pub const CORE_SIGNALS: [i32; 10] = [
+    libc::SIGQUIT,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGSEGV,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGSYS,
+];
+
+/// End this process by signal `sig`, as its command ended (`exec`, as env(1), sudo and
+/// timeout(1) do): its default action put back (signal-hook's handler may hold it), unblocked
+/// in this thread, then raised. Returns only if that did not end the process (a signal whose
+/// default is not to terminate); the caller then exits 128+N.
+pub fn die_of_signal(sig: i32) {
+    // SAFETY: `signal(sig, SIG_DFL)`, `pthread_sigmask` and `raise` take plain integers and a
+    // signal set on this stack; they are called from the main thread once nothing is left
+    // to clean up, and a number that is not a signal makes each fail with EINVAL, no more.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(sig);
+    }
 }
 
 /// Have the child that `cmd` spawns get SIGTERM from the kernel when this process dies
@@ -968,18 +1039,24 @@ const GLIBC_INTERNAL_SIGNALS: [i32; 2] = [32, 33];
 /// `posix_spawn` (cargo does), which is nobody's choice. (SIGPIPE starts at its default too,
 /// as std does for every child: Rust's runtime ignores it before `main`, so what the caller
 /// gave is not known.)
-pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command) {
+///
+/// `handled` are the signals `exec` is about to catch itself, before the spawn: the child
+/// inherits a caught signal, which `execve` puts back at its default, so each of them that
+/// this process was given ignored is ignored again in the child, as it was given.
+pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command, handled: &[i32]) {
     use std::os::unix::process::CommandExt;
+    let ignored: Vec<i32> = handled.iter().copied().filter(|&s| is_ignored(s)).collect();
     // SAFETY: the closure runs in the child between `fork` and `exec`, where only
     // async-signal-safe work is allowed: it makes two `rt_sigaction` system calls with an
-    // argument on its stack; it allocates nothing and takes no lock. glibc's `sigaction`
-    // refuses these two signals, hence the raw system call. The kernel's `struct sigaction`
+    // argument on its stack, and one `sigaction` per signal of `ignored`; it allocates
+    // nothing and takes no lock. glibc's `sigaction` refuses these two signals, hence the
+    // raw system call. The kernel's `struct sigaction`
     // differs between architectures (with or without `sa_restorer`), but all zero is the same
     // everywhere: `SIG_DFL`, no flags, an empty mask; 32 bytes cover every 64-bit layout. A
     // failure leaves the signal as it was: not worth failing the command for.
     #[allow(unsafe_code)]
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             let default = [0u64; 4];
             for sig in GLIBC_INTERNAL_SIGNALS {
                 libc::syscall(
@@ -990,8 +1067,27 @@ pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command) {
                     std::mem::size_of::<u64>(),
                 );
             }
+            // `sigaction` is async-signal-safe; `ignored` was allocated before the fork and
+            // is only read here.
+            for &sig in &ignored {
+                let mut act = std::mem::zeroed::<libc::sigaction>();
+                act.sa_sigaction = libc::SIG_IGN;
+                libc::sigaction(sig, &act, std::ptr::null_mut());
+            }
             Ok(())
         });
+    }
+}
+
+/// Whether signal `sig` is ignored in this process (`SIG_IGN`), asked with `sigaction`.
+fn is_ignored(sig: i32) -> bool {
+    // SAFETY: `sigaction` with no new action only writes the current one into `old`, on this
+    // stack; a number that is not a signal fails with EINVAL and leaves it zeroed (`SIG_DFL`).
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut old = std::mem::zeroed::<libc::sigaction>();
+        libc::sigaction(sig, std::ptr::null(), &mut old);
+        old.sa_sigaction == libc::SIG_IGN
     }
 }
 

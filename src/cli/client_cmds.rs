@@ -720,6 +720,32 @@ fn refuse_reserved_variables(
     Ok(())
 }
 
+/// The signals `exec` forwards to its command, never dying of one (docs/operations.md,
+/// `exec`): each would end `exec` by default, its command left running, unscrubbed.
+const FORWARDED_SIGNALS: [i32; 7] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGQUIT,
+    signal_hook::consts::SIGUSR1,
+    signal_hook::consts::SIGUSR2,
+    signal_hook::consts::SIGALRM,
+];
+
+/// Of [`FORWARDED_SIGNALS`], those that ask the command to stop: SIGCONT follows each, and
+/// once one has come `exec` waits at most [`DRAIN_AFTER_STOP`] for the command's output after
+/// the command has exited.
+const STOPPING_SIGNALS: [i32; 4] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGQUIT,
+];
+
+/// How long `exec` still passes on output once its command has exited after a stopping
+/// signal: a process the command left behind may hold the output open for good.
+const DRAIN_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     use std::process::{Command, Stdio};
     // Before any secret is in memory: no core file, no /proc/PID/mem for other processes.
@@ -744,6 +770,8 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // What killed `exec`s of this uid left: removed by every `exec`, `--files` or not (with
     // every descriptor still free).
     super::exec::remove_leftovers();
+    // Decided before any descriptor is reserved: it opens `/dev/tty` for a moment.
+    let own_group = !crate::sys::in_terminal_foreground();
     let needed = super::exec::descriptors_after_fetch(a.files, !a.no_mask);
     let mut reserve = super::exec::reserve_descriptors(needed + 1)?;
     // The `--files` directory is made (and its place checked) before the fetch, holding its
@@ -811,7 +839,8 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     cmd.args(args).env("SCOPEVAULT_TASK", &fetched.task);
     // The command starts with the signal dispositions exec was given (not with glibc's two
     // internal signals ignored, as `posix_spawn` leaves them).
-    crate::sys::start_with_given_signal_dispositions(&mut cmd);
+    // The signals exec forwards included: it catches them from before the spawn.
+    crate::sys::start_with_given_signal_dispositions(&mut cmd, &FORWARDED_SIGNALS);
     if let Some(d) = &dir {
         cmd.env("SCOPEVAULT_CREDENTIALS_DIRECTORY", d.path());
     }
@@ -877,6 +906,23 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     if masking {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
+    // The command's own process group unless `exec` is the foreground job of a terminal: a
+    // signal sent to `exec`'s whole group (`timeout -s INT`, `kill -TERM -PGID` by a runner)
+    // then reaches `exec` alone, which forwards it once, to the command's group. At a
+    // terminal the command shares `exec`'s group, to read the terminal and get its Ctrl-C
+    // and Ctrl-Z itself (docs/operations.md, `exec`).
+    if own_group {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    // The signals `exec` forwards are handled from before the spawn: one that comes while the
+    // command starts waits for the forwarder, never ends `exec` with its command running
+    // (unscrubbed, its `--files` directory left). std empties the signal mask and puts every
+    // caught signal back at its default in the child (`execve`).
+    let mut signals = signal_hook::iterator::SignalsInfo::<
+        signal_hook::iterator::exfiltrator::WithOrigin,
+    >::new(FORWARDED_SIGNALS)
+    .context("cannot install signal handlers")?;
     // As env(1), timeout(1) and the shells do: 127 when the command is not found, 126 when
     // it was found and cannot be run, so that a runner tells "not installed" from a failed check.
     let mut child = cmd.spawn().map_err(|e| {
@@ -895,40 +941,54 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     })?;
     let target = std::sync::Arc::new(crate::sys::ChildSignals::new(child.id()));
 
-    // Forward SIGINT/SIGTERM/SIGHUP to the child; we wait for it to decide what to do. Once it
-    // has been reaped there is nobody to forward to (its pid may name another process by
-    // then: the pidfd never does): a signal then stops the wait for output that a process it
-    // left behind still holds open, and exec goes on to the scrub and exits.
-    // A signal the kernel sent because of the terminal (Ctrl-C, a hangup) went to the whole
-    // foreground process group, the command included (it shares exec's): forwarding it too
-    // would deliver it twice, and many runners read a second SIGINT as "quit without
-    // cleaning up".
-    let mut signals = signal_hook::iterator::SignalsInfo::<
-        signal_hook::iterator::exfiltrator::WithOrigin,
-    >::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ])
-    .context("cannot install signal handlers")?;
+    // Forward each signal of FORWARDED_SIGNALS to the command (never die of one); we wait for
+    // it to decide what to do. Once it has been reaped there is nobody to forward to (its pid
+    // may name another process by then: the pidfd never does): a stopping signal then stops
+    // the wait for output that a process it left behind still holds open, and exec goes on to
+    // the scrub and exits. One received while it ran bounds that wait ([`DRAIN_AFTER_STOP`]).
+    // Sharing a terminal's foreground group, a Ctrl-C, Ctrl-\ or hangup the kernel sent
+    // because of the terminal went to the whole group, the command included: forwarding it
+    // too would deliver it twice, and many runners read a second SIGINT as "quit without
+    // cleaning up". After a stopping signal, SIGCONT, as timeout(1) sends: a stopped command
+    // would not act on it.
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sig_handle = signals.handle();
     let (events, waited) = std::sync::mpsc::channel::<bool>();
     let forwarder = {
         let target = target.clone();
         let events = events.clone();
+        let stopping = stopping.clone();
         std::thread::spawn(move || {
+            use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGQUIT};
             for origin in signals.forever() {
                 let sig = origin.signal;
-                let from_terminal =
-                    matches!(origin.cause, signal_hook::low_level::siginfo::Cause::Kernel)
-                        && sig != signal_hook::consts::SIGTERM;
+                let stops = STOPPING_SIGNALS.contains(&sig);
+                if stops {
+                    // Before the reaped check: the main thread reads it after reaping.
+                    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let from_terminal = !own_group
+                    && matches!(origin.cause, signal_hook::low_level::siginfo::Cause::Kernel)
+                    && [SIGINT, SIGQUIT, SIGHUP].contains(&sig);
                 if target.is_reaped() {
-                    let _ = events.send(false);
+                    if stops {
+                        let _ = events.send(false);
+                    }
                 } else if from_terminal {
                     // The command got it from the terminal already.
                 } else {
                     // A child gone meanwhile is not signalled (the pidfd says `ESRCH`).
-                    let _ = target.send(sig);
+                    let send = |s| {
+                        if own_group {
+                            target.send_to_group(s)
+                        } else {
+                            target.send(s)
+                        }
+                    };
+                    let _ = send(sig);
+                    if stops {
+                        let _ = send(SIGCONT);
+                    }
                 }
             }
         })
@@ -969,11 +1029,22 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     }
     let status = child.wait().context("waiting for the command")?;
     target.reaped();
-    // The pumps end at the end of the child's output; a signal from now on stops the wait.
+    // The pumps end at the end of the child's output; a stopping signal from now on stops the
+    // wait, and one received before bounds it: a process the command left behind holding its
+    // output must not keep `exec` from its scrub until a supervisor's SIGKILL.
+    let drain_until = stopping
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .then(|| std::time::Instant::now() + DRAIN_AFTER_STOP);
     while pumps > 0 {
-        match waited.recv() {
-            Ok(true) => pumps -= 1,
-            Ok(false) | Err(_) => break,
+        let event = match drain_until {
+            Some(until) => waited
+                .recv_timeout(until.saturating_duration_since(std::time::Instant::now()))
+                .ok(),
+            None => waited.recv().ok(),
+        };
+        match event {
+            Some(true) => pumps -= 1,
+            Some(false) | None => break,
         }
     }
     drop(dir);
@@ -992,10 +1063,18 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     sig_handle.close();
     let _ = forwarder.join();
     use std::os::unix::process::ExitStatusExt;
-    // The command's exit code, unchanged (a scrub failure is reported on stderr only).
+    // The command's exit code, unchanged (a scrub failure is reported on stderr only). A
+    // command that died of a signal: `exec` dies of it too, cleaned up and scrubbed, as env(1),
+    // sudo and timeout(1) do, so that a shell stops a loop of checks on Ctrl-C (`$?` is
+    // 128+N either way); not of a signal that dumps core (`exec` is not dumpable): 128+N.
     let code = match (status.code(), status.signal()) {
         (Some(c), _) => c,
-        (None, Some(sig)) => 128 + sig,
+        (None, Some(sig)) => {
+            if !crate::sys::CORE_SIGNALS.contains(&sig) {
+                crate::sys::die_of_signal(sig);
+            }
+            128 + sig
+        }
         _ => 1,
     };
     // The command's output could not all be written: exit 2, as any command whose output

@@ -155,9 +155,10 @@ pub(crate) fn report_scrub(socket: &Path, task: &str, summary: &crate::redact::S
 /// counted (a directory it cannot open is reported as not scrubbed).
 pub(crate) fn descriptors_after_fetch(files: bool, masking: bool) -> usize {
     let pipes = if masking { 2 } else { 0 };
-    // The spawn: both ends of each pipe, and the pipe std opens to hear of a failed `execve`
-    // when it forks rather than calling `posix_spawn`.
-    let spawning = 2 * pipes + 2;
+    // The spawn: both ends of each pipe, the pipe std opens to hear of a failed `execve`
+    // when it forks rather than calling `posix_spawn`, and the signal handlers' socket pair,
+    // installed before the spawn (a signal while the command starts must not end `exec`).
+    let spawning = 2 * pipes + 2 + 2;
     // While the command runs: our end of each pipe, its pidfd (`ChildSignals`), and the
     // signal handlers' socket pair.
     let running = pipes + 1 + 2;

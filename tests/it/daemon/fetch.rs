@@ -2764,8 +2764,11 @@ fn exec_never_signals_a_process_that_took_its_reaped_childs_pid() {
     let dir = tempdir();
     let d = start(dir.path());
     let tmp = dir.path();
+    // The grandchild leaves the child's process group (`setsid`): the child leads a group of
+    // its own under `exec` outside a terminal, and the kernel hands out no pid that is still
+    // a live group's id.
     let script = format!(
-        "echo $$ > {t}/child.pid; (sleep 60; echo late) & echo $! > {t}/gc.pid; echo started; exit 0",
+        "echo $$ > {t}/child.pid; setsid sh -c 'sleep 60; echo late' & echo $! > {t}/gc.pid; echo started; exit 0",
         t = tmp.display()
     );
     let mut exec = daemon::cmd(&d.dir)
