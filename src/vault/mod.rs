@@ -72,6 +72,21 @@ pub enum VaultError {
     /// Structurally broken.
     #[error("the vault file is corrupt: {0}; restore it from a backup")]
     Corrupt(String),
+    /// The file authenticated with the vault key, but its payload holds what only a newer
+    /// scopevault writes (an unknown member, `kind` or payload schema): newer writers add
+    /// members without a version change (vault-format.md, "Payload"). Not damage, so not
+    /// "restore it from a backup", which would silently serve older values (twenty-fifth
+    /// pass): its generation is recorded, so that an older copy is refused as a rollback.
+    #[error("{}", newer_writer_message(what, *generation, recorded.as_deref()))]
+    WrittenByNewer {
+        /// What this build does not know, as the JSON parser names it (escaped).
+        what: String,
+        /// The file's generation (authenticated).
+        generation: u64,
+        /// Why the generation could not be recorded, when it could not (a read-only state
+        /// directory); `None` when it is recorded.
+        recorded: Option<String>,
+    },
     /// The MAC does not verify.
     #[error("the vault file failed authentication: it was modified or written by someone without the vault key; restore it from a backup")]
     Forged,
@@ -283,6 +298,17 @@ fn unsupported_version_message(version: u16) -> String {
     }
 }
 
+/// [`VaultError::WrittenByNewer`]'s message: upgrade, never restore a backup.
+fn newer_writer_message(what: &str, generation: u64, not_recorded: Option<&str>) -> String {
+    let record = match not_recorded {
+        None => format!("this machine's rollback record holds its generation {generation} (or a newer one), so an older copy is refused as a rollback"),
+        Some(why) => format!("this machine's rollback record could not be raised to its generation {generation} ({why}), so keep this file"),
+    };
+    format!(
+        "the vault file was written by a newer scopevault: {what}. It authenticated with the vault key, so it is not damaged: upgrade scopevault to open it (vault-format.md, \"Payload\": newer scopevaults add members without a version change). Do not restore a backup: it would serve values older than this file's; {record}"
+    )
+}
+
 /// Refuse a file of another vault than the one `opts` names ([`OpenOptions::vault_id`]).
 fn check_vault_id(path: &Path, found: &str, opts: &OpenOptions) -> Result<(), VaultError> {
     match &opts.vault_id {
@@ -362,6 +388,7 @@ impl VaultError {
                 | VaultError::UnsupportedVersion(_)
                 | VaultError::NeedsMigration
                 | VaultError::Corrupt(_)
+                | VaultError::WrittenByNewer { .. }
                 | VaultError::Forged
                 | VaultError::Rollback { .. }
                 | VaultError::OtherVaultRecorded { .. }
@@ -870,20 +897,13 @@ impl Vault {
                 rolled_back = Some((header.generation, seen));
             }
         }
-        let data = decrypt_payload(parsed.payload, &age_identity)?;
-        if data.schema != model::PAYLOAD_SCHEMA {
-            return Err(VaultError::Corrupt(format!(
-                "unknown payload schema {}",
-                data.schema
-            )));
-        }
-        let policy = match &data.policy {
-            Some(p) => Some(
-                Policy::parse_stored(&p.toml, "<policy stored in the vault>")
-                    .map_err(|e| VaultError::StoredPolicy(e.to_string()))?,
-            ),
-            None => None,
-        };
+        // The record is raised for this file (below) once it is authenticated and passed the
+        // rollback check: after a payload this build reads, and also before refusing one that
+        // a newer scopevault wrote (twenty-fifth pass: the refused file's generation was not
+        // recorded, so the older backup that the refusal advised restoring was accepted
+        // without --allow-rollback, and served older values). Either was written by the
+        // holder of the vault key, which is all the record ever vouches for
+        // (vault-format.md, "Rollback detection").
         // Written only when there is something to raise: an open of a generation already
         // recorded writes nothing, so it works on a read-only or full state directory (a
         // record that must be raised and cannot be still fails the open: closed).
@@ -895,22 +915,67 @@ impl Vault {
         let marker = format2_marker(&header.vault_id);
         let marker =
             (parsed.version == format::VERSION && !record.contains_key(&marker)).then_some(marker);
-        if recorded.is_none_or(|r| r < header.generation) || marker.is_some() {
-            seen_store.raise(
-                &header.vault_id,
-                &binding,
-                Some(header.generation),
-                marker.as_deref(),
-            )?;
-        } else if bound.is_none() && rolled_back.is_none() {
-            // Another vault bound to the id between the read above and this write: refused
-            // as above. Any other failure leaves the record as it was.
-            if let Err(e @ VaultError::OtherVaultRecorded { .. }) =
-                seen_store.raise(&header.vault_id, &binding, None, None)
-            {
-                return Err(e);
+        let record_this = || -> Result<(), VaultError> {
+            if recorded.is_none_or(|r| r < header.generation) || marker.is_some() {
+                seen_store.raise(
+                    &header.vault_id,
+                    &binding,
+                    Some(header.generation),
+                    marker.as_deref(),
+                )?;
+            } else if bound.is_none() && rolled_back.is_none() {
+                // Another vault bound to the id between the read above and this write: refused
+                // as above. Any other failure leaves the record as it was.
+                if let Err(e @ VaultError::OtherVaultRecorded { .. }) =
+                    seen_store.raise(&header.vault_id, &binding, None, None)
+                {
+                    return Err(e);
+                }
             }
+            Ok(())
+        };
+        let newer = |what: String| {
+            let recorded = match record_this() {
+                Ok(()) => None,
+                Err(e) => Some(crate::text::escape_for_terminal(&e.to_string())),
+            };
+            VaultError::WrittenByNewer {
+                what,
+                generation: header.generation,
+                recorded,
+            }
+        };
+        let data = match decrypt_payload(parsed.payload, &age_identity) {
+            Err(PayloadError::Newer(what)) => return Err(newer(what)),
+            Err(PayloadError::Vault(e)) => return Err(e),
+            Ok(data) => data,
+        };
+        if data.schema > model::PAYLOAD_SCHEMA {
+            return Err(newer(format!(
+                "its payload is schema {} (this scopevault reads schema {})",
+                data.schema,
+                model::PAYLOAD_SCHEMA
+            )));
         }
+        if data.schema != model::PAYLOAD_SCHEMA {
+            return Err(VaultError::Corrupt(format!(
+                "unknown payload schema {}",
+                data.schema
+            )));
+        }
+        let policy = match &data.policy {
+            Some(p) => match Policy::parse_stored(&p.toml, "<policy stored in the vault>") {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    // Authenticated too: recorded like a newer payload (best effort: the
+                    // refusal says what it says either way).
+                    let _ = record_this();
+                    return Err(VaultError::StoredPolicy(e.to_string()));
+                }
+            },
+            None => None,
+        };
+        record_this()?;
         Ok(Vault {
             path: path.to_path_buf(),
             header: header.clone(),
@@ -1785,7 +1850,7 @@ pub mod bench_support {
     /// Decrypt `payload` with `identity` and parse it; returns the credential count.
     pub fn plain_decrypt_and_parse(payload: &[u8], identity: &age::x25519::Identity) -> usize {
         decrypt_payload(payload, identity)
-            .expect("decrypts")
+            .unwrap_or_else(|_| panic!("decrypts"))
             .credentials
             .len()
     }
@@ -1829,10 +1894,23 @@ fn encrypt_payload(data: &VaultData, recipient: &str) -> Result<Vec<u8>, VaultEr
     Ok(out)
 }
 
+/// Why a payload could not be read: [`VaultError`]s, or a member, variant or schema this build
+/// does not know, which a newer scopevault writes (named, for [`VaultError::WrittenByNewer`]).
+enum PayloadError {
+    Vault(VaultError),
+    Newer(String),
+}
+
+impl From<VaultError> for PayloadError {
+    fn from(e: VaultError) -> Self {
+        PayloadError::Vault(e)
+    }
+}
+
 fn decrypt_payload(
     payload: &[u8],
     identity: &age::x25519::Identity,
-) -> Result<VaultData, VaultError> {
+) -> Result<VaultData, PayloadError> {
     let dec = age::Decryptor::new(payload)
         .map_err(|e| VaultError::Corrupt(format!("the payload is not a valid age file: {e}")))?;
     let mut r = dec
@@ -1842,8 +1920,18 @@ fn decrypt_payload(
     let mut plain = Zeroizing::new(Vec::with_capacity(payload.len() + 1));
     r.read_to_end(&mut plain)
         .map_err(|e| VaultError::Corrupt(format!("the payload does not decrypt: {e}")))?;
-    let mut data: VaultData = serde_json::from_slice(&plain)
-        .map_err(|e| VaultError::Corrupt(format!("the payload is not valid: {e}")))?;
+    let mut data: VaultData = serde_json::from_slice(&plain).map_err(|e| {
+        let text = crate::text::escape_for_terminal(&e.to_string());
+        // serde's own wording for a member (`deny_unknown_fields`) or an enum value (a
+        // credential's `kind`) the model does not have; any other error is damage.
+        if text.starts_with("unknown field") || text.starts_with("unknown variant") {
+            PayloadError::Newer(format!("its payload holds an {text}"))
+        } else {
+            PayloadError::Vault(VaultError::Corrupt(format!(
+                "the payload is not valid: {text}"
+            )))
+        }
+    })?;
     // Origins an older scopevault stored with a default port compare in canonical form.
     data.fold_origins();
     Ok(data)

@@ -801,3 +801,102 @@ fn refused_when_the_header_is_read(cases: &[(&str, &str, String, &str)]) {
         b"",
     );
 }
+
+/// Found by the attacker of memory and versions (twenty-fifth pass): a vault saved by a newer
+/// scopevault (authenticated with the vault key, with a payload member, `kind` or schema this
+/// build does not know, as vault-format.md says newer writers add them) was called "corrupt;
+/// restore it from a backup", and its generation was not recorded, so the one-generation-older
+/// backup that advice restored was accepted without --allow-rollback and served its older
+/// values. Each is now "written by a newer scopevault … upgrade scopevault … Do not restore a
+/// backup", exit 4 (as an unknown format version), from `cred list`, `cred set`, `doctor` and
+/// a daemon's start; its generation is recorded, and the backup is refused as a rollback.
+#[test]
+fn a_vault_written_by_a_newer_scopevault_says_upgrade_and_its_older_backup_is_a_rollback() {
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 5] = [
+        ("expires", |p| {
+            p["credentials"]["real-cred"]["expires"] = "2027-03-01T00:00:00Z".into()
+        }),
+        ("schema 2", |p| p["schema"] = 2.into()),
+        ("sshkey", |p| {
+            p["credentials"]["real-cred"]["kind"] = "sshkey".into()
+        }),
+        ("future", |p| p["future"] = serde_json::json!({"a": 1})),
+        ("future", |p| {
+            p["fleet"] = serde_json::json!({"published": {}, "future": 1})
+        }),
+    ];
+    for (what, edit) in edits {
+        let e = Env::new();
+        let idf = admin_vault(&e);
+        let id = idf.to_str().unwrap();
+        let backup = std::fs::read(e.vault()).unwrap();
+        assert!(list_with(&e, &idf).status.success());
+        common_vault::rewrite_payload(&e.vault(), &idf, edit);
+        let newer = std::fs::read(e.vault()).unwrap();
+        let set = [
+            "cred",
+            "set",
+            "real-cred",
+            "--secret",
+            "password",
+            "--identity-file",
+            id,
+        ];
+        let doctor = ["doctor", "--identity-file", id];
+        for (args, stdin) in [
+            (&["cred", "list", "--identity-file", id][..], &b""[..]),
+            (&set[..], &b"new-password"[..]),
+        ] {
+            let out = e.run(args, stdin);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(4), "{what}: {args:?}: {err}");
+            for part in [
+                "written by a newer scopevault",
+                what,
+                "upgrade scopevault",
+                "Do not restore a backup",
+            ] {
+                assert!(err.contains(part), "{what}: {args:?}: {err}");
+            }
+            assert!(!err.contains("corrupt"), "{what}: {args:?}: {err}");
+            assert!(!err.contains("restore it from a backup"), "{what}: {err}");
+        }
+        assert_eq!(
+            std::fs::read(e.vault()).unwrap(),
+            newer,
+            "{what}: nothing saved"
+        );
+        let out = e.run(&doctor, b"");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("written by a newer scopevault"),
+            "{what}: {text}"
+        );
+        assert!(!text.contains("corrupt"), "{what}: {text}");
+        let socket = e.path("sv.sock");
+        let out = e.run(
+            &[
+                "serve",
+                "--socket",
+                socket.to_str().unwrap(),
+                "--identity-file",
+                id,
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{what}: serve: {err}");
+        assert!(
+            err.contains("written by a newer scopevault"),
+            "{what}: {err}"
+        );
+        // Following the old advice: the backup is one generation older than the file refused.
+        std::fs::write(e.vault(), &backup).unwrap();
+        let out = list_with(&e, &idf);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{what}: the backup: {err}");
+        assert!(err.contains("(rollback)"), "{what}: {err}");
+    }
+}
