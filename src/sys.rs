@@ -119,6 +119,28 @@ pub fn harden_process() -> HardenReport {
     }
 }
 
+/// Harden a command of the CLI before it reads a secret or decrypts a vault: not dumpable (no
+/// core file, no ptrace or `/proc/PID/mem` by other processes of the same user), and, unless
+/// `keep_core_limit`, `RLIMIT_CORE` 0 (soft and hard), as the daemon ([`harden_process`]) does.
+/// `exec` keeps its core limit: its command inherits it (and, through `execve`, gets its own
+/// dumpable flag back). Returns what failed, for a warning; nothing else of the process
+/// changes (no umask, no `mlockall`: a command's files keep their documented modes).
+pub fn harden_command(keep_core_limit: bool) -> Result<(), String> {
+    set_dumpable_behavior(DumpableBehavior::NotDumpable)
+        .map_err(|e| format!("could not make this command non-dumpable: {e}"))?;
+    if !keep_core_limit {
+        setrlimit(
+            Resource::Core,
+            Rlimit {
+                current: Some(0),
+                maximum: Some(0),
+            },
+        )
+        .map_err(|e| format!("could not set this command's core-file limit to 0: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Set once `mlockall` succeeded, so [`release_free_memory`] knows to lock again.
 static MEMORY_LOCKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

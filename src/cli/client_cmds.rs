@@ -748,8 +748,7 @@ const DRAIN_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     use std::process::{Command, Stdio};
-    // Before any secret is in memory: no core file, no /proc/PID/mem for other processes.
-    super::exec::harden();
+    // Not dumpable since the dispatch (`cli::run`), before any secret is in memory.
     let (program, args) = a
         .command
         .split_first()

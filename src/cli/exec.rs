@@ -37,17 +37,6 @@ use crate::protocol::Fetched;
 use crate::redact::{BinaryPolicy, Scrubber};
 use crate::secret::{Patterns, Target};
 
-/// Make this process not dumpable (no core file, no ptrace or /proc/PID/mem by other
-/// processes of the same user) before any secret is fetched. The child's `execve` gives it
-/// its own dumpable flag back; nothing else of the child's environment changes.
-pub(crate) fn harden() {
-    if let Err(e) =
-        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-    {
-        errln!("scopevault: warning: could not make exec non-dumpable: {e}");
-    }
-}
-
 /// Every secret value of a hand-out as a masking/scrubbing target, labelled `CRED.FIELD`; a
 /// login's password carries its username (for HTTP Basic's `base64(user:password)`).
 /// Whether `program` names something that could run: a path that exists, or a name found as

@@ -465,6 +465,15 @@ fn parse() -> Result<Cli, clap::Error> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Every command, once, here, before it reads a passphrase, an identity, a secret or the
+    // vault: not dumpable and no core file (twenty-fifth pass: `cred set` waiting for its
+    // value on stdin left a core with every credential of the vault on Ctrl-\ under `ulimit
+    // -c unlimited`; only `exec`, `redact` and the daemon hardened themselves). Also the
+    // commands that hold no secret: one rule is easier to trust than a list. `exec` keeps
+    // the core limit its command inherits.
+    if let Err(e) = crate::sys::harden_command(matches!(cli.command, Command::Exec(_))) {
+        errln!("scopevault: warning: {e}; a core dump of this command could hold secrets");
+    }
     unlock::check_explicit_sources(&cli)?;
     let cli = with_vault_link_followed(cli)?;
     let g = &cli.global;

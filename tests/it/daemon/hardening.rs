@@ -202,3 +202,118 @@ fn the_running_daemon_is_not_dumpable_has_no_core_limit_umask_077_and_locks_memo
         stderr()
     );
 }
+
+/// Found by the attacker of memory and versions (twenty-fifth pass): `cred set`, which
+/// decrypts the vault and then waits for the value on stdin, stayed dumpable and kept the core
+/// limit it inherited, so Ctrl-\ under `ulimit -c unlimited` wrote a core holding every
+/// credential of the vault (`cred list|show`, `get`, `totp` likewise; only `exec`, `redact`
+/// and the daemon hardened themselves). Every command now hardens itself once in the CLI's
+/// dispatch: started with core dumps allowed, the waiting `cred set` is not dumpable (its
+/// /proc entries belong to root while it runs as another user) and its core limit is 0.
+#[test]
+fn a_cli_command_waiting_on_stdin_after_decrypting_is_not_dumpable_and_has_no_core_limit() {
+    let root = users::is_root();
+    let (uid, gid) = if root {
+        match users::ensure_user(users::OTHER_USER) {
+            Ok(ids) => ids,
+            Err(why) => return skip::skip(&why),
+        }
+    } else {
+        let g = Command::new("id").arg("-g").output().unwrap();
+        let g = String::from_utf8_lossy(&g.stdout).trim().parse().unwrap();
+        (users::current_uid(), g)
+    };
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let exe = users::shared_binary(dir.path());
+    if root {
+        let st = Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let own = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let core_hard = limit(&own, "Max core file size").1;
+    let mut c = Command::new("prlimit");
+    c.arg(format!("--core={core_hard}:{core_hard}"));
+    let base = daemon::cmd(dir.path());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if root {
+        c.args([
+            "setpriv",
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+        ]);
+    }
+    c.arg(&exe)
+        .args(["cred", "set", "shop-buyer", "--secret", "password"])
+        .arg("--identity-file")
+        .arg(&id)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("cred-set.stderr")).unwrap());
+    // Its stdin stays open with nothing written: the command waits for the value.
+    let mut child = Kill(c.spawn().expect("spawn prlimit … scopevault cred set"));
+    let pid = child.0.id();
+    let stderr = || std::fs::read_to_string(dir.path().join("cred-set.stderr")).unwrap_or_default();
+    // Waiting: as root, its current system call is a read of descriptor 0 (x86-64's `read` is
+    // 0, aarch64's 63); otherwise (that file is not ours to read then) its entries go to root.
+    let waiting = || {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map(|s| status_field(&s, "Name") == "scopevault")
+            .unwrap_or(false);
+        name && if root {
+            let sc = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+            let mut f = sc.split_whitespace();
+            matches!(f.next(), Some("0") | Some("63")) && f.next() == Some("0x0")
+        } else {
+            std::fs::metadata(format!("/proc/{pid}/status")).is_ok_and(|m| m.uid() == 0)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !waiting() {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            panic!("cred set exited ({st}): {}", stderr());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cred set never waited on stdin: {}",
+            stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let real_uid: u32 = status_field(&status, "Uid")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(real_uid, uid, "{status}");
+    assert_ne!(real_uid, 0);
+    let owner = std::fs::metadata(format!("/proc/{pid}/status"))
+        .unwrap()
+        .uid();
+    assert_eq!(
+        owner, 0,
+        "/proc/{pid}/status of a non-dumpable cred set of uid {uid}"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert_eq!(
+        limit(&limits, "Max core file size"),
+        ("0".to_owned(), "0".to_owned()),
+        "started with core limit {core_hard}: {limits}"
+    );
+    // Still waiting for its value: nothing was saved.
+    assert!(child.0.try_wait().unwrap().is_none(), "{}", stderr());
+    drop(child);
+}
