@@ -62,6 +62,21 @@ pub enum ClientError {
     /// keeps (`cli::message_of`).
     #[error("{}: {}", .0.code.as_str(), crate::text::escape_for_terminal(&.0.message))]
     Refused(ErrorBody),
+    /// The daemon refused the request with a code this client does not know (a newer
+    /// daemon's; docs/protocol.md: a refusal is any string `code` with a string `message`).
+    /// Shown like [`ClientError::Refused`], the code escaped as the message is; exit 5, as
+    /// any refusal by the daemon but `vault_refused`.
+    #[error(
+        "{}: {}",
+        crate::text::escape_for_terminal(code),
+        crate::text::escape_for_terminal(message)
+    )]
+    RefusedOther {
+        /// The code as the daemon sent it.
+        code: String,
+        /// The daemon's message.
+        message: String,
+    },
     /// The daemon closed the connection without answering.
     #[error("the daemon closed the connection without an answer")]
     Closed,
@@ -109,10 +124,19 @@ impl std::fmt::Display for Unanswered {
 }
 
 impl ClientError {
-    /// The daemon's error code, when it refused.
+    /// The daemon's error code, when it refused with one this client knows.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Refused(b) => Some(b.code),
+            _ => None,
+        }
+    }
+
+    /// The daemon's error code as sent, when it refused, known to this client or not.
+    pub fn code_str(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused(b) => Some(b.code.as_str()),
+            ClientError::RefusedOther { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -363,6 +387,9 @@ impl Client {
                 .map(|l| parse_response::<T>(&l))
             {
                 Ok(Err(ResponseError::Refused(b))) => Err(ClientError::Refused(b)),
+                Ok(Err(ResponseError::RefusedOther { code, message })) => {
+                    Err(ClientError::RefusedOther { code, message })
+                }
                 _ => Err(self.io_error(deadline, e)),
             };
         }
@@ -376,6 +403,9 @@ impl Client {
         }
         parse_response(&line).map_err(|e| match e {
             ResponseError::Refused(b) => ClientError::Refused(b),
+            ResponseError::RefusedOther { code, message } => {
+                ClientError::RefusedOther { code, message }
+            }
             ResponseError::Malformed => ClientError::Malformed,
         })
     }

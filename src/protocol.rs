@@ -79,6 +79,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code a wire string names, `None` for one this build does not know.
+    pub fn from_wire(code: &str) -> Option<ErrorCode> {
+        serde_json::from_value(serde_json::Value::String(code.to_owned())).ok()
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -860,8 +865,17 @@ pub(crate) struct Head {
     /// without it (missing, `null`, a string, another number) is not a response to use.
     #[serde(default)]
     pub v: Option<u64>,
+    /// Read with any string `code` (docs/protocol.md: clients branch on `ok` and `error.code`;
+    /// a newer daemon may send a code this client does not know).
     #[serde(default)]
-    pub error: Option<ErrorBody>,
+    pub error: Option<WireError>,
+}
+
+/// A refusal's `error` as read by a client: both members strings, the code any string.
+#[derive(Deserialize)]
+pub(crate) struct WireError {
+    pub code: String,
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -1136,7 +1150,15 @@ pub fn parse_response<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, Re
     }
     if !head.ok {
         return Err(match head.error {
-            Some(e) => ResponseError::Refused(e),
+            Some(e) => match ErrorCode::from_wire(&e.code) {
+                Some(code) => ResponseError::Refused(ErrorBody::new(code, e.message)),
+                // A code from a newer daemon: still a refusal, with its message (twenty-fifth
+                // pass: it was "not a valid response" and the message was dropped).
+                None => ResponseError::RefusedOther {
+                    code: e.code,
+                    message: e.message,
+                },
+            },
             None => ResponseError::Malformed,
         });
     }
@@ -1149,6 +1171,15 @@ pub enum ResponseError {
     /// The daemon refused the request.
     #[error("the daemon refused: {0}")]
     Refused(ErrorBody),
+    /// The daemon refused the request with a code this client does not know (a newer
+    /// daemon's): a refusal all the same, with the daemon's code and message.
+    #[error("the daemon refused: {message} ({code})")]
+    RefusedOther {
+        /// The code as sent.
+        code: String,
+        /// The daemon's message.
+        message: String,
+    },
     /// The line is not a response of this protocol version.
     #[error("the daemon sent a response this client cannot read; are client and daemon the same version?")]
     Malformed,

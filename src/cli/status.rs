@@ -105,8 +105,7 @@ fn json_out(s: Gathered) -> anyhow::Result<ExitCode> {
             let code = super::exit_code_of(e);
             let daemon_code = e
                 .downcast_ref::<ClientError>()
-                .and_then(ClientError::code)
-                .map(|c| c.as_str());
+                .and_then(ClientError::code_str);
             (
                 json!({
                     "error": {

@@ -435,3 +435,62 @@ fn a_bad_request_to_tasks_for_another_reason_is_reported_not_turned_into_a_fetch
         assert_eq!(requests(&seen), ["tasks task=t1"], "{args:?}: {stderr}");
     }
 }
+
+/// Found by the attacker of memory and versions (twenty-fifth pass): a refusal with a code
+/// this client does not know (a newer daemon's `quota_exceeded`, `maintenance`) was "the
+/// daemon's answer is not a valid response", its message dropped, though docs/protocol.md
+/// says a refusal is any string `code` with a string `message` and clients branch on the
+/// code. It is now shown as a known code is (`code: message`, both escaped), exit 5 (the
+/// daemon refused), from `get`, `exec`, `lock` and `status --json`, whose `error.code` keeps
+/// the string. A `code` that is not a string is still not a valid response (the control).
+#[test]
+fn a_refusal_with_an_unknown_error_code_shows_the_daemons_message_and_exits_5() {
+    let place = Place::new();
+    let tasks = tasks("login", &["username", "password"]);
+    let socket = place.stand_in(
+        tasks.clone(),
+        br#"{"ok":false,"v":1,"error":{"code":"quota_exceeded","message":"uid 1001 used its fetch quota; retry at 18:00\n\u001b[2J"}}
+"#
+        .to_vec(),
+    );
+    for args in [GET, EXEC, &["lock"][..]] {
+        let out = place.run(&socket, args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(5), "{}: {stderr}", args[0]);
+        assert!(
+            stderr.contains(
+                r"quota_exceeded: uid 1001 used its fetch quota; retry at 18:00\n\u{1b}[2J"
+            ),
+            "{}: {stderr:?}",
+            args[0]
+        );
+        assert!(!stderr.contains("not a valid response"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{}: {stderr:?}", args[0]);
+        assert!(!stdout.contains("COMMAND RAN"), "{stdout}");
+    }
+    let out = place.run(&socket, &["status", "--json"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "quota_exceeded", "{v}");
+    assert_eq!(v["error"]["exit_code"], 5, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry at 18:00"),
+        "{v}"
+    );
+    let control = place.stand_in(
+        tasks,
+        br#"{"ok":false,"v":1,"error":{"code":7,"message":"m"}}
+"#
+        .to_vec(),
+    );
+    let out = place.run(&control, GET);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        text(&out.stderr).contains("not a valid response"),
+        "{}",
+        text(&out.stderr)
+    );
+}
