@@ -1663,7 +1663,7 @@ fn unwrap_identity(
             )))
         }
         Unlock::Identity(text) => {
-            let idents = slots::parse_identity_file(text.expose()).map_err(|why| {
+            let idents = slots::parse_sent_identities(text.expose()).map_err(|why| {
                 VaultError::WrongKey(format!(
                     "the identity sent is not an age identity file: {why}"
                 ))
@@ -1724,13 +1724,26 @@ fn no_passphrase_slot(header: &Header) -> String {
     )
 }
 
-/// The text of the identity file at `path`, checked to hold age X25519 identities (and
-/// nothing else) before it goes anywhere: what `scopevault unlock --identity-file` sends the
-/// daemon. Read as [`read_small_file`] reads it, zeroed on drop; an error names the file,
-/// never its content.
+/// The identities of the identity file at `path`, checked to hold age X25519 identities (and
+/// nothing else) before they go anywhere, as `scopevault unlock --identity-file` sends them
+/// to the daemon: their `AGE-SECRET-KEY-1…` strings alone, separated by one space, without
+/// the file's comments and line breaks. Such text needs no escape in JSON, so the daemon's
+/// JSON parser reads it from the request line (which the daemon zeroes) and never copies it
+/// into its own scratch buffer, which it frees without zeroing (twenty-fifth pass: the
+/// file's text, its `\n` escaped, left one copy of the key in the daemon's heap per
+/// `unlock`, there after a `lock`). The daemon splits the text at white space and line
+/// breaks alike ([`Unlock::Identity`]). Read as [`read_small_file`] reads it, zeroed on
+/// drop; an error names the file, never its content.
 pub fn read_identity_text(path: &Path) -> Result<SecretString, VaultError> {
-    let (text, _) = read_identity_file(path, false)?;
-    Ok(SecretString::from(text.as_str().to_owned()))
+    let (_, identities) = read_identity_file(path, false)?;
+    let mut out = Zeroizing::new(String::with_capacity(identities.len() * 75));
+    for (n, id) in identities.iter().enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        out.push_str(id.to_string().expose_secret());
+    }
+    Ok(SecretString::from(out.as_str().to_owned()))
 }
 
 /// The identities of the identity file at `path` ([`read_identity_file`]).

@@ -1105,11 +1105,71 @@ pub(crate) fn parse_identity_file(text: &str) -> Result<Vec<age::x25519::Identit
     Ok(out)
 }
 
+/// The identities an `unlock` request sends ([`crate::vault::Unlock::Identity`]): an
+/// identity file's text, as a client from before the twenty-fifth pass sent it, or its keys
+/// separated by white space, as [`crate::vault::read_identity_text`] sends them now (no
+/// character that JSON escapes, so no copy in the JSON parser's scratch buffer). Every
+/// non-comment line is split at white space; an error names a line, never its content.
+pub(crate) fn parse_sent_identities(text: &str) -> Result<Vec<age::x25519::Identity>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        for key in line.split_whitespace() {
+            let id = age::x25519::Identity::from_str(key)
+                .map_err(|_| format!("line {} is not an age X25519 identity", n + 1))?;
+            out.push(id);
+        }
+    }
+    if out.is_empty() {
+        return Err("it holds no identity".into());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const VAULT_ID: &str = "00112233445566778899aabbccddeeff";
+
+    /// Twenty-fifth pass: an `unlock` sends the keys space-separated (no JSON escape); an
+    /// identity file's text (an older client's) is read too; an error quotes no key.
+    #[test]
+    fn sent_identities_are_keys_split_at_white_space_or_an_identity_files_text() {
+        use secrecy::ExposeSecret;
+        let (a, b) = (
+            age::x25519::Identity::generate(),
+            age::x25519::Identity::generate(),
+        );
+        let (a_s, b_s) = (a.to_string(), b.to_string());
+        let (a_s, b_s) = (a_s.expose_secret(), b_s.expose_secret());
+        let publics = |ids: Vec<age::x25519::Identity>| {
+            ids.iter()
+                .map(|i| i.to_public().to_string())
+                .collect::<Vec<_>>()
+        };
+        let want = vec![a.to_public().to_string(), b.to_public().to_string()];
+        for text in [
+            format!("{a_s} {b_s}"),
+            format!("# created\n{a_s}\n\n# another\n{b_s}\n"),
+            format!("  {a_s}\t{b_s}  "),
+        ] {
+            assert_eq!(publics(parse_sent_identities(&text).unwrap()), want);
+        }
+        for bad in [
+            "",
+            "# only a comment",
+            &format!("{a_s} AGE-SECRET-KEY-1NOTAKEY"),
+        ] {
+            let Err(e) = parse_sent_identities(bad) else {
+                panic!("accepted a text with no key or a bad one");
+            };
+            assert!(!e.contains("AGE-SECRET-KEY"), "{e}");
+        }
+    }
 
     fn cheap() -> KdfParams {
         KdfParams {
