@@ -639,8 +639,41 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
     })
 }
 
+/// Every member an [`Anchor`] has, present or not: the members of an anchor file outside this
+/// list are a newer scopevault's, which [`write_anchor`] keeps.
+const ANCHOR_MEMBERS: [&str; 8] = [
+    "log",
+    "seq",
+    "head",
+    "generation",
+    "vault",
+    "vaults",
+    "begins",
+    "next",
+];
+
+/// The members of the anchor file at `p` that this version does not know ([`ANCHOR_MEMBERS`]):
+/// what a newer scopevault wrote there. Empty when there is no such file or it cannot be read
+/// as one JSON object (then the start, which read it first, has refused it already).
+fn unknown_anchor_members(p: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let text = crate::sys::open_regular(p, true).and_then(|f| {
+        let mut t = String::new();
+        f.take(1 << 20).read_to_string(&mut t).map(|_| t)
+    });
+    let Ok(serde_json::Value::Object(mut old)) = text
+        .map_err(serde_json::Error::io)
+        .and_then(|t| serde_json::from_str(&t))
+    else {
+        return serde_json::Map::new();
+    };
+    old.retain(|k, _| !ANCHOR_MEMBERS.contains(&k.as_str()));
+    old
+}
+
 /// Write `a` as the anchor of the log at `audit_path`: a temporary file beside it, synced and
-/// renamed over it. An error names the file it is about (twenty-first pass, found by attacking
+/// renamed over it. The members of the anchor there that this version does not know (a newer
+/// scopevault's, after a downgrade) are written along, as they are: they were dropped
+/// silently until the twenty-fifth pass (docs/audit.md, "The anchor"). An error names the file it is about (twenty-first pass, found by attacking
 /// this pass's fixes: with a directory planted at the temporary file's name, the daemon
 /// repeated "cannot write the audit anchor: File exists (os error 17)", naming nothing).
 pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()> {
@@ -669,8 +702,12 @@ pub(super) fn write_anchor(audit_path: &Path, a: &Anchor) -> std::io::Result<()>
         .map_err(about(&tmp))?;
     let written = crate::vault::keep_owner(&f, &p)
         .and_then(|()| {
+            let mut value = serde_json::to_value(a).map_err(std::io::Error::other)?;
+            if let Some(members) = value.as_object_mut() {
+                members.extend(unknown_anchor_members(&p));
+            }
             f.write_all(
-                serde_json::to_string(a)
+                serde_json::to_string(&value)
                     .map_err(std::io::Error::other)?
                     .as_bytes(),
             )
@@ -2538,6 +2575,28 @@ pub(super) struct Written {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`ANCHOR_MEMBERS`] is every member an [`Anchor`] writes: one added to the struct and
+    /// not to the list would be kept from the file as a newer version's, stale.
+    #[test]
+    fn anchor_members_lists_every_member_of_an_anchor() {
+        let a = Anchor {
+            log: "/l".into(),
+            seq: 1,
+            head: "h".into(),
+            generation: 1,
+            vault: Some("v".into()),
+            vaults: Some(Default::default()),
+            begins: Some("b".into()),
+            next: Some("n".into()),
+        };
+        let v = serde_json::to_value(&a).unwrap();
+        let mut written: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut listed = ANCHOR_MEMBERS.to_vec();
+        written.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(written, listed);
+    }
 
     /// Nineteenth pass (found by the last review): the free space was read through the
     /// segment's file under the segment's lock, which a batch holds through its write and its

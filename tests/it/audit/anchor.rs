@@ -607,3 +607,38 @@ fn a_log_cut_back_to_an_earlier_line_under_the_daemon_verifies_with_the_gap_repo
         drop(open(&path, false).expect("the daemon's own gap record, after a crash"));
     });
 }
+
+/// Found by the attacker of memory and versions (twenty-fifth pass): an anchor holding a
+/// member this version does not know (as a newer daemon's would: `next`, `begins`, `vaults`
+/// were each added later) was read, and the next anchor written dropped it, silently, after
+/// a downgrade. The members it does not know are now written along, as they are, while the
+/// ones it knows are its own (an optional one it does not write now, `next`, is not kept
+/// from the file).
+#[test]
+fn an_anchor_member_this_version_does_not_know_is_kept_when_the_anchor_is_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let path = dir.path().join("audit.jsonl");
+        let log = open(&path, false).unwrap();
+        fetch(&log);
+        let anchor = scopevault::audit::anchor_path(&path);
+        let mut a: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&anchor).unwrap()).unwrap();
+        assert_eq!(a["seq"], 1, "{a}");
+        a["future_member"] = serde_json::json!({"min_generation": 99});
+        a["next"] = "ab".repeat(32).into();
+        std::fs::write(&anchor, a.to_string()).unwrap();
+        fetch(&log);
+        log.write_anchor_now().unwrap();
+        let b: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&anchor).unwrap()).unwrap();
+        assert_eq!(b["seq"], 2, "{b}");
+        assert_eq!(
+            b["future_member"],
+            serde_json::json!({"min_generation": 99}),
+            "{b}"
+        );
+        assert!(b.get("next").is_none(), "{b}");
+        assert_eq!(read_anchor(&path).unwrap().unwrap().seq, 2);
+    });
+}
