@@ -443,6 +443,8 @@ fn names_in(dir: &File) -> std::io::Result<Vec<std::ffi::CString>> {
 /// descriptors left is an error (`EMFILE`), and the directory is left.
 pub(super) fn empty_dir(dir: &File) -> std::io::Result<()> {
     use rustix::fs::{unlinkat, AtFlags};
+    let uid = crate::sys::current_uid();
+    owner_may_change(dir, uid)?;
     /// A directory being emptied below `dir`: it, its name in the one above, and the names
     /// in it not removed yet.
     type Frame = (
@@ -470,13 +472,56 @@ pub(super) fn empty_dir(dir: &File) -> std::io::Result<()> {
         match unlinkat(at, name.as_c_str(), AtFlags::empty()) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(rustix::io::Errno::ISDIR) => {
-                let sub = open_dir_at(at, name.as_c_str())?;
+                let sub = open_dir_to_empty(at, name.as_c_str(), uid)?;
                 let names = names_in(&sub)?.into_iter();
                 stack.push((sub, name, names));
             }
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Give the directory open as `dir`, when it is `uid`'s, its owner's read, write and search
+/// permission back (`fchmod` through the descriptor), so that what is in it can be removed.
+/// The command of `exec --files` may make its directory, or what it made in it, read-only
+/// (`chmod -R a-w "$SCOPEVAULT_CREDENTIALS_DIRECTORY"/*`, as one may do with systemd's
+/// read-only `$CREDENTIALS_DIRECTORY`): the clean-up used to fail on it without a word and
+/// leave the directory, values and all, on the tmpfs (twenty-fifth pass).
+fn owner_may_change(dir: &File, uid: u32) -> std::io::Result<()> {
+    use rustix::fs::{fchmod, fstat, Mode};
+    let m = fstat(dir)?;
+    if m.st_uid == uid && m.st_mode & 0o700 != 0o700 {
+        fchmod(dir, Mode::from_raw_mode((m.st_mode & 0o7777) | 0o700))?;
+    }
+    Ok(())
+}
+
+/// Open directory `name` in `at` to empty it, never through a link, with its owner's
+/// permissions given back when it is `uid`'s ([`owner_may_change`]). One its owner may not
+/// even read (`chmod 000`) is opened as a path only (`O_PATH`, not following a link), its mode
+/// mended through that descriptor (`/proc/self/fd/N`: `fchmod` does not take an `O_PATH`
+/// descriptor), and opened through it: nothing is reached again by its name.
+fn open_dir_to_empty(at: &File, name: &std::ffi::CStr, uid: u32) -> std::io::Result<File> {
+    use rustix::fs::{fstat, openat, Mode, OFlags};
+    let dir = match open_dir_at(at, name) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let path = openat(at, name, flags, Mode::empty())?;
+            let m = fstat(&path)?;
+            if m.st_uid != uid {
+                return Err(e);
+            }
+            rustix::fs::chmod(
+                format!("/proc/self/fd/{}", path.as_raw_fd()).as_str(),
+                Mode::from_raw_mode((m.st_mode & 0o7777) | 0o700),
+            )?;
+            open_dir_at(&path, ".")?
+        }
+        Err(e) => return Err(e),
+    };
+    owner_may_change(&dir, uid)?;
+    Ok(dir)
 }
 
 /// Remove the directory `name` in `parent` when it is still the directory open as `dir` (an
@@ -543,7 +588,8 @@ fn is_new_name(name: &str, prefix: &str) -> bool {
 }
 
 /// Whether the directory open as `dir` holds only what `exec --files` makes, all of this
-/// uid's: directories `CRED` (mode 0700), each holding symbolic links (never followed) and
+/// uid's: directories `CRED` (0700 as made, or made read-only by the command: writable by no
+/// other user), each holding symbolic links (never followed) and
 /// regular files. Read through the descriptors: no link is followed.
 fn holds_only_what_exec_makes(dir: &File, uid: u32) -> bool {
     use rustix::fs::{statat, AtFlags, FileType};
@@ -559,8 +605,7 @@ fn holds_only_what_exec_makes(dir: &File, uid: u32) -> bool {
         let Some(m) = ours(dir, c) else {
             return false;
         };
-        if FileType::from_raw_mode(m.st_mode) != FileType::Directory || m.st_mode & 0o7777 != 0o700
-        {
+        if FileType::from_raw_mode(m.st_mode) != FileType::Directory || m.st_mode & 0o022 != 0 {
             return false;
         }
         let Ok(cdir) = open_dir_at(dir, c.as_c_str()) else {
@@ -622,10 +667,18 @@ fn remove_stale(parent: &Path, prefix: &str, legacy_locks: bool) -> usize {
         let Ok(dir) = open_dir_at(&pdir, cname.as_c_str()) else {
             continue;
         };
+        // This uid's directory, writable by no other user: 0700 as `exec` made it, or with
+        // less where its command took permissions away (`chmod a-w`). No other user can have
+        // moved a directory that is not writable by them here (moving a directory to another
+        // parent writes its `..`). A `.NAME.new` counts only at 0700 (see above).
         if !rustix::fs::fstat(&dir).is_ok_and(|o| {
             FileType::from_raw_mode(o.st_mode) == FileType::Directory
                 && o.st_uid == uid
-                && o.st_mode & 0o7777 == 0o700
+                && if being_made {
+                    o.st_mode & 0o7777 == 0o700
+                } else {
+                    o.st_mode & 0o022 == 0
+                }
         }) {
             continue;
         }
@@ -649,15 +702,28 @@ fn remove_stale(parent: &Path, prefix: &str, legacy_locks: bool) -> usize {
         {
             continue;
         }
-        if crate::sys::try_lock_exclusive(&dir).is_err()
-            || (!being_made && !holds_only_what_exec_makes(&dir, uid))
-        {
+        if crate::sys::try_lock_exclusive(&dir).is_err() {
+            continue;
+        }
+        // An `exec`'s directory whose `exec` is gone, named and owned as `exec` makes them:
+        // what cannot be removed is said, never kept without a word (twenty-fifth pass).
+        let left = |why: &str| {
+            errln!(
+                "scopevault: warning: {} looks like the --files directory of an exec of uid {uid} that was killed, and is not removed: {why}; look at it and remove it yourself",
+                crate::text::shown(&parent.join(name))
+            )
+        };
+        if !being_made && !holds_only_what_exec_makes(&dir, uid) {
+            left("it holds more than exec makes there, or what another user owns");
             continue;
         }
         // A directory `exec` named is emptied first; a `.NAME.new` is removed only when it is
         // empty already (`unlinkat` refuses one that is not).
-        if !being_made && empty_dir(&dir).is_err() {
-            continue;
+        if !being_made {
+            if let Err(e) = empty_dir(&dir) {
+                left(&format!("cannot empty it: {e}"));
+                continue;
+            }
         }
         if remove_dir_named(&pdir, &cname, &dir).unwrap_or(false) {
             if old_lock.is_some() {
@@ -696,19 +762,36 @@ impl Drop for CredDir {
         // descriptor is the one held from before the fetch: see `descriptors_after_fetch`)
         // and must be the one it was made in: where it is not (moved), the directory is left
         // there, empty.
+        // What cannot be removed is said, naming the directory (twenty-fifth pass: a
+        // directory its command had made read-only stayed without a word).
         let Some(dir) = self.dir.take() else {
             return;
         };
-        if empty_dir(&dir).is_ok() {
-            if let Some(parent) = self.path.parent().and_then(|p| open_dir(p).ok()) {
-                if parent
-                    .metadata()
-                    .is_ok_and(|m| (m.dev(), m.ino()) == self.parent)
-                {
-                    let _ = remove_dir_named(&parent, &self.name, &dir);
-                }
+        let removed = (|| -> std::io::Result<Result<(), &str>> {
+            empty_dir(&dir)?;
+            let Some(parent) = self.path.parent() else {
+                return Ok(Err("it has no parent"));
+            };
+            let parent = open_dir(parent)?;
+            if parent
+                .metadata()
+                .is_ok_and(|m| (m.dev(), m.ino()) == self.parent)
+                && remove_dir_named(&parent, &self.name, &dir)?
+            {
+                Ok(Ok(()))
+            } else {
+                Ok(Err("it was moved, or another is at its name"))
             }
-        }
+        })();
+        let why = match removed {
+            Ok(Ok(())) => return,
+            Ok(Err(why)) => why.to_owned(),
+            Err(e) => e.to_string(),
+        };
+        errln!(
+            "scopevault: warning: the --files directory {} is not removed: {why}; remove it yourself",
+            crate::text::shown(&self.path)
+        );
         drop(dir);
     }
 }

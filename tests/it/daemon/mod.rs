@@ -5,6 +5,7 @@ mod clock;
 mod demo;
 mod event_loop;
 mod example_clients;
+mod exec_io;
 mod exec_signals;
 mod fetch;
 mod groups;

@@ -1,0 +1,171 @@
+//! `exec` against the real daemon: what it leaves on the tmpfs (`--files`), what it refuses
+//! before the spawn, and the order of the command's output (twenty-fifth pass, found by the
+//! attacker of exec as a supervisor).
+
+use crate::common::daemon;
+use crate::common::skip;
+use crate::common::users;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A daemon over [`daemon::setup_vault`] whose `checkout-flow` may be run by
+/// [`users::OTHER_USER`] too, a copy of the binary that user can run, and the user's ids.
+/// `None` (after a skip) without root.
+fn daemon_for_the_other_user(dir: &Path) -> Option<(daemon::Daemon, PathBuf, u32, u32)> {
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => {
+            skip::skip(&why);
+            return None;
+        }
+    };
+    let id = daemon::setup_vault(dir);
+    let example = daemon::example_policy();
+    let policy = example.replacen(
+        "runners = { users = [\"checkpoint\", \"root\"], groups = [] }",
+        &format!(
+            "runners = {{ users = [\"checkpoint\", \"root\", \"{}\"], groups = [] }}",
+            users::OTHER_USER
+        ),
+        1,
+    );
+    assert_ne!(policy, example, "examples/policy.toml changed its runners");
+    let file = dir.join("other-user.toml");
+    std::fs::write(&file, policy).unwrap();
+    let id_s = id.to_str().unwrap();
+    let file_s = file.to_str().unwrap();
+    daemon::ok(
+        dir,
+        &["--identity-file", id_s, "policy", "apply", file_s],
+        None,
+    );
+    let d = daemon::Daemon::start(dir, &["--identity-file", id_s]);
+    let exe = users::shared_binary(dir);
+    let perms = |p: &Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    perms(d.socket.parent().unwrap(), 0o711);
+    perms(&d.socket, 0o666);
+    Some((d, exe, uid, gid))
+}
+
+/// `exe --socket … args` as `uid` under `ulimit -n nofile`, in a clean environment (no
+/// runtime directory: `--files` goes to `/dev/shm`).
+fn run_as_with_nofile(
+    (d, exe, uid, gid): &(daemon::Daemon, PathBuf, u32, u32),
+    nofile: u32,
+    args: &[&str],
+) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(exe)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .env_clear()
+        .env("HOME", "/")
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .uid(*uid)
+        .gid(*gid)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Twenty-fifth pass: a check of a user other than root that made its credentials read-only
+/// (`chmod -R a-w "$SCOPEVAULT_CREDENTIALS_DIRECTORY"/*`, a habit from systemd's read-only
+/// `$CREDENTIALS_DIRECTORY`), or a directory of its own in it (`chmod 500`), left the whole
+/// directory on the tmpfs, exit 0 without a word — under a low open-files limit with the
+/// values in it as files. It is removed, memfds or files.
+#[test]
+fn a_files_directory_its_command_made_read_only_is_removed() {
+    let dir = daemon::tempdir();
+    let Some(run) = daemon_for_the_other_user(dir.path()) else {
+        return;
+    };
+    let script = r#"D=$SCOPEVAULT_CREDENTIALS_DIRECTORY; echo "$D"
+        mkdir -p "$D/cache/deep" && chmod 000 "$D/cache/deep" && chmod 500 "$D/cache" &&
+        chmod -R a-w "$D/shop-buyer" && chmod 500 "$D" && echo made-read-only"#;
+    for nofile in [1024, 12] {
+        let out = run_as_with_nofile(
+            &run,
+            nofile,
+            &[
+                "exec",
+                "--files",
+                "--task",
+                "checkout-flow",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+        );
+        let case = format!("ulimit -n {nofile}: {out:?}");
+        assert!(out.status.success(), "{case}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.get(1), Some(&"made-read-only"), "{case}");
+        let made = Path::new(lines[0]);
+        assert!(made.is_absolute(), "{case}");
+        assert!(
+            std::fs::symlink_metadata(made).is_err(),
+            "{} is left: {case}",
+            made.display()
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains(lines[0]), "{case}");
+        daemon::assert_no_secret(&stderr, "exec's stderr");
+    }
+}
+
+/// Twenty-fifth pass: the next `exec` of the uid passed over a directory a killed `exec`
+/// left once its command had made it read-only (it took only mode-0700 directories for its
+/// own), so it stayed for good. It is removed by the next `exec`, `--files` or not.
+#[test]
+fn a_read_only_files_directory_a_killed_exec_left_is_removed_by_the_next_exec() {
+    let dir = daemon::tempdir();
+    let Some(run) = daemon_for_the_other_user(dir.path()) else {
+        return;
+    };
+    // The command makes everything read-only, then kills its `exec` (its parent).
+    let script = r#"D=$SCOPEVAULT_CREDENTIALS_DIRECTORY; echo "$D"
+        chmod -R a-w "$D"/* && chmod 500 "$D" && kill -9 $PPID"#;
+    let out = run_as_with_nofile(
+        &run,
+        12,
+        &[
+            "exec",
+            "--files",
+            "--no-mask",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let left = PathBuf::from(stdout.lines().next().unwrap_or_else(|| panic!("{out:?}")));
+    assert!(
+        left.is_absolute() && std::fs::symlink_metadata(left.join("shop-buyer/password")).is_ok(),
+        "the killed exec left its directory: {out:?}"
+    );
+    let out = run_as_with_nofile(
+        &run,
+        1024,
+        &["exec", "--task", "checkout-flow", "--", "true"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        std::fs::symlink_metadata(&left).is_err(),
+        "{} is still there after the next exec: {out:?}",
+        left.display()
+    );
+}
