@@ -860,6 +860,14 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
                         );
                     }
                     let name = env_name(&c.name, field);
+                    // One variable longer than the kernel takes fails the spawn the same way.
+                    if name.len() + 1 + value.len() + 1 > super::exec::MAX_ARG_STRLEN {
+                        anyhow::bail!(
+                            "{what} is too large for an environment variable ({} bytes; the kernel takes at most {} for one): use --files (one file per credential and field, the value whole); the command was not run",
+                            value.len(),
+                            super::exec::MAX_ARG_STRLEN
+                        );
+                    }
                     // Refused before the fetch where `tasks` names the fields; an older
                     // daemon does not, and the variable is still never replaced.
                     if crate::policy::is_reserved_env_var(&name) {
@@ -901,6 +909,38 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         &fetched,
     )));
     drop(fetched);
+    // The arguments and the whole environment against the kernel's limit, before the spawn:
+    // `E2BIG` from the spawn was exit 126, as if the command could not run.
+    {
+        // exec's own environment, with what `cmd` sets and removes (borrowed: no copy of a
+        // value is made).
+        let own: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+        let mut env: std::collections::BTreeMap<&std::ffi::OsStr, &std::ffi::OsStr> = own
+            .iter()
+            .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+            .collect();
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => env.insert(k, v),
+                None => env.remove(k),
+            };
+        }
+        let size = super::exec::exec_args_size(program, args.iter().map(|a| a.as_os_str()), env);
+        let limit = super::exec::exec_args_limit();
+        if size > limit {
+            let hint = if a.files {
+                "shorten the command's arguments or exec's own environment"
+            } else {
+                "use --files (one file per credential and field, out of the environment), or raise the stack limit (`ulimit -s`)"
+            };
+            return Err(anyhow::Error::new(super::Exit {
+                code: super::EXIT_USAGE,
+                message: format!(
+                    "the command's arguments and environment with the values would take {size} bytes, more than the {limit} the kernel takes (a quarter of the stack limit, `ulimit -s`, at least 128 KiB): {hint}; the command was not run"
+                ),
+            }));
+        }
+    }
     let masking = !a.no_mask && !patterns.is_empty();
     if masking {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

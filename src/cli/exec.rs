@@ -59,6 +59,60 @@ pub(crate) fn command_found(program: &std::ffi::OsStr) -> bool {
     })
 }
 
+/// The most bytes one argument or environment string (`NAME=value`) may take, its NUL
+/// included: Linux's `MAX_ARG_STRLEN` (32 pages of 4 KiB).
+pub(crate) const MAX_ARG_STRLEN: usize = 128 * 1024;
+
+/// The most bytes of strings and pointers the kernel's `execve` takes for the arguments and
+/// the environment together: a quarter of the soft stack limit (`ulimit -s`), at most 6 MiB
+/// (three quarters of `_STK_LIM`) and at least 128 KiB (`ARG_MAX`), as Linux's
+/// `bprm_stack_limits` computes it (glibc's `sysconf(_SC_ARG_MAX)` is the quarter alone).
+pub(crate) fn exec_args_limit() -> usize {
+    const LEAST: u64 = 128 * 1024;
+    const MOST: u64 = 6 * 1024 * 1024;
+    let stack = rustix::process::getrlimit(rustix::process::Resource::Stack)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from((stack / 4).clamp(LEAST, MOST)).unwrap_or(usize::MAX)
+}
+
+/// What `execve` of `program` with `args` and `env` would take against [`exec_args_limit`]:
+/// each string with its NUL and one pointer for each, and the program's path as `execvp` may
+/// complete it (copied too). Computed before the spawn: the values are in the environment,
+/// and a spawn refused with `E2BIG` came after the hand-out, exit 126 as if the command could
+/// not run (twenty-fifth pass).
+pub(crate) fn exec_args_size<'a>(
+    program: &std::ffi::OsStr,
+    args: impl IntoIterator<Item = &'a std::ffi::OsStr>,
+    env: impl IntoIterator<Item = (&'a std::ffi::OsStr, &'a std::ffi::OsStr)>,
+) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let mut strings = 0;
+    let mut bytes = program.len() + 1;
+    for a in args {
+        strings += 1;
+        bytes += a.len() + 1;
+    }
+    for (k, v) in env {
+        strings += 1;
+        bytes += k.len() + 1 + v.len() + 1;
+    }
+    let path = if program.as_bytes().contains(&b'/') {
+        program.len() + 1
+    } else {
+        std::env::var_os("PATH").map_or(0, |p| {
+            std::env::split_paths(&p)
+                .map(|d| d.as_os_str().len())
+                .max()
+                .unwrap_or(0)
+        }) + 1
+            + program.len()
+            + 1
+    };
+    // argv[0] is the program as given: one pointer more than `args`.
+    bytes + path + (strings + 1) * std::mem::size_of::<usize>()
+}
+
 pub(crate) fn targets(fetched: &Fetched) -> Vec<Target> {
     let mut out = Vec::new();
     for c in &fetched.credentials {

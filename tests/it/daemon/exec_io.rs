@@ -169,3 +169,67 @@ fn a_read_only_files_directory_a_killed_exec_left_is_removed_by_the_next_exec() 
         left.display()
     );
 }
+
+/// Twenty-fifth pass: values too large for the environment were fetched, then the spawn
+/// failed with "Argument list too long", exit 126, as if the command could not run. Refused
+/// before the spawn, exit 2, pointing to `--files`, which hands them over.
+#[test]
+fn values_too_large_for_the_environment_are_refused_before_the_spawn_pointing_to_files() {
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let big = "v".repeat(60_000);
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+        Some(&big),
+    );
+    let d = daemon::Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    // Under `ulimit -s 1024` the kernel takes 256 KiB of arguments and environment: exec's
+    // own environment (210,000 bytes, in two variables: one string may not exceed 128 KiB)
+    // fits, and with the 60,000-byte token it does not.
+    let run = |files: bool| {
+        let base = daemon::cmd(dir.path());
+        let mut c = Command::new("sh");
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.arg("-c")
+            .arg("ulimit -s 1024 && exec \"$0\" \"$@\"")
+            .arg(daemon::bin())
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg("exec");
+        if files {
+            c.arg("--files");
+        }
+        c.args(["--task", "search-api", "--", "sh", "-c", "echo ran"])
+            .env("FILLER1", "f".repeat(105_000))
+            .env("FILLER2", "f".repeat(105_000))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr.contains("environment") && stderr.contains("--files"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+    assert!(!stderr.contains(&big));
+    let out = run(true);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+}
