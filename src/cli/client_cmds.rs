@@ -942,7 +942,16 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let masking = !a.no_mask && !patterns.is_empty();
-    if masking {
+    // stdout and stderr that are one file (`>LOG 2>&1`) get one pipe: two would reorder them.
+    let mut one_pipe = None;
+    if masking && super::exec::stdout_is_stderr() {
+        let (r, w) = std::io::pipe().context("cannot make a pipe for the command's output")?;
+        let w2 = w
+            .try_clone()
+            .context("cannot make a pipe for the command's output")?;
+        cmd.stdout(w).stderr(w2);
+        one_pipe = Some(r);
+    } else if masking {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
     // The command's own process group unless `exec` is the foreground job of a terminal: a
@@ -978,6 +987,8 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
             ),
         })
     })?;
+    // Its copies of the pipe's writing end closed (and of the environment, values and all).
+    drop(cmd);
     let target = std::sync::Arc::new(crate::sys::ChildSignals::new(child.id()));
 
     // Forward each signal of FORWARDED_SIGNALS to the command (never die of one); we wait for
@@ -1037,23 +1048,35 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // The first write of the command's output that failed (not a closed pipe), and where.
     let lost: std::sync::Arc<std::sync::Mutex<Option<(&str, std::io::Error)>>> = Default::default();
     if masking {
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let (m1, m2) = (patterns.clone(), patterns.clone());
-        for (from, to, m, name) in [
-            (
-                Box::new(out) as Box<dyn std::io::Read + Send>,
-                Box::new(std::io::stdout()) as Box<dyn Write + Send>,
-                m1,
-                "standard output",
-            ),
-            (
-                Box::new(err),
-                Box::new(std::io::stderr()),
-                m2,
-                "standard error",
-            ),
-        ] {
+        type Copy = (
+            Box<dyn std::io::Read + Send>,
+            Box<dyn Write + Send>,
+            std::sync::Arc<crate::secret::Patterns>,
+            &'static str,
+        );
+        let copies: Vec<Copy> = match one_pipe.take() {
+            Some(both) => vec![(
+                Box::new(both),
+                Box::new(std::io::stdout()),
+                patterns.clone(),
+                "standard output and standard error",
+            )],
+            None => vec![
+                (
+                    Box::new(child.stdout.take().expect("piped")),
+                    Box::new(std::io::stdout()),
+                    patterns.clone(),
+                    "standard output",
+                ),
+                (
+                    Box::new(child.stderr.take().expect("piped")),
+                    Box::new(std::io::stderr()),
+                    patterns.clone(),
+                    "standard error",
+                ),
+            ],
+        };
+        for (from, to, m, name) in copies {
             let done = events.clone();
             let lost = lost.clone();
             std::thread::spawn(move || {

@@ -233,3 +233,41 @@ fn values_too_large_for_the_environment_are_refused_before_the_spawn_pointing_to
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
 }
+
+/// Twenty-fifth pass: under `exec … >LOG 2>&1` the command's stdout and stderr went through
+/// two masking pipes and came out reordered (3,568 of 4,000 lines out of place). When they
+/// are one file, the command gets one pipe for both, and the order is the command's.
+#[test]
+fn stdout_and_stderr_that_are_one_file_keep_the_commands_order() {
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let d = daemon::Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let log = dir.path().join("log");
+    let file = std::fs::File::create(&log).unwrap();
+    let script = r#"i=0; while [ $i -lt 2000 ]; do echo "o$i"; echo "e$i" >&2; i=$((i+1)); done"#;
+    let out = daemon::cmd(dir.path())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["exec", "--task", "checkout-flow", "--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("scopevault:"))
+        .collect();
+    let expected: Vec<String> = (0..2000)
+        .flat_map(|i| [format!("o{i}"), format!("e{i}")])
+        .collect();
+    let misplaced = lines
+        .iter()
+        .zip(&expected)
+        .filter(|(a, b)| **a != b.as_str())
+        .count();
+    assert_eq!(lines.len(), expected.len());
+    assert_eq!(misplaced, 0, "{} lines out of place", misplaced);
+}
