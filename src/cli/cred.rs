@@ -502,7 +502,7 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(n, c)| meta(&vault, n, c))
             .collect();
-        outln!("{}", serde_json::to_string_pretty(&v)?)?;
+        super::output::print_shown_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
     if vault.credentials().is_empty() {
@@ -582,7 +582,7 @@ fn show(g: &GlobalArgs, name: &str, json: bool) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| vault::VaultError::UnknownCredential(name.to_owned()))?;
     let m = meta(&vault, name, c);
     if json {
-        outln!("{}", serde_json::to_string_pretty(&m)?)?;
+        super::output::print_shown_json(&m)?;
         return Ok(ExitCode::SUCCESS);
     }
     // Escaped, every string from the vault: a vault written before names and values were

@@ -64,7 +64,7 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        outln!("{}", serde_json::to_string_pretty(&v)?)?;
+        super::output::print_shown_json(&v)?;
     } else {
         // One line a slot: id, label (`-` when none), created (`-` for slots made before
         // slots recorded it), description, and when a passphrase was last changed.

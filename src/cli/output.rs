@@ -206,6 +206,16 @@ pub(crate) fn write_shown_json<W: Write, T: serde::Serialize + ?Sized>(
     w.write_all(b"\n")
 }
 
+/// `value` as pretty JSON ([`ShownJson`]) and a line break, on stdout: the JSON of `cred
+/// show`, `cred list`, `key list` and `status` (twenty-fifth pass: they printed a line
+/// separator, a zero-width space or a bidirectional control as it was). For metadata only: a
+/// secret goes through [`write_shown_json`], which makes no copy.
+pub(crate) fn print_shown_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), StdoutError> {
+    let mut text = Vec::new();
+    write_shown_json(&mut text, value).map_err(stdout_error)?;
+    write_stdout(&text)
+}
+
 /// `println!` that returns a [`StdoutError`] instead of panicking.
 macro_rules! outln {
     () => {

@@ -120,9 +120,7 @@ fn json_out(s: Gathered) -> anyhow::Result<ExitCode> {
     };
     value["bundle"] = bundle_json(&s.bundle, s.health.as_ref().ok(), s.now);
     value["audit_head"] = serde_json::to_value(&s.audit)?;
-    let mut text = serde_json::to_string_pretty(&value)?;
-    text.push('\n');
-    super::write_stdout(text.as_bytes())?;
+    super::output::print_shown_json(&value)?;
     Ok(ExitCode::from(code))
 }
 
@@ -218,10 +216,7 @@ pub(crate) fn print_argument_error(e: &clap::Error, hidden: Option<&str>) {
             "exit_code": e.exit_code(),
         }
     });
-    if let Ok(mut text) = serde_json::to_string_pretty(&value) {
-        text.push('\n');
-        let _ = super::write_stdout(text.as_bytes());
-    }
+    let _ = super::output::print_shown_json(&value);
 }
 
 fn b2f(b: bool) -> f64 {

@@ -4140,3 +4140,52 @@ fn regression_exec_reports_its_unwritable_output_and_the_commands_exit_code() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(!stderr.contains("cannot write"), "{stderr}");
 }
+
+/// Twenty-fifth pass (fixer B's finding, carried on): `get --json` escaped a line separator,
+/// a zero-width space and a bidirectional control, but `cred show --json` and `cred list
+/// --json` (and `key list --json`, `status --json`, which write the same way) printed them as
+/// they were. They write them as JSON escapes, which a reader parses back to the same text.
+#[test]
+fn regression_cred_show_and_list_json_escape_invisible_characters() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let user = "a\u{2028}b\u{200b}c\u{feff}d";
+    let field = format!("username={user}");
+    ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "shop-buyer",
+            "--field",
+            &field,
+        ],
+        None,
+    );
+    for args in [
+        &["cred", "show", "shop-buyer", "--json"][..],
+        &["cred", "list", "--json"],
+    ] {
+        let mut all = vec!["--identity-file", id.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let stdout = ok(dir.path(), &all, None);
+        for c in ['\u{2028}', '\u{200b}', '\u{feff}'] {
+            assert!(!stdout.contains(c), "{args:?}: {c:?} raw in {stdout:?}");
+        }
+        assert!(stdout.contains("\\u2028"), "{stdout}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let cred = if args[1] == "list" {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "shop-buyer")
+                .unwrap()
+                .clone()
+        } else {
+            v
+        };
+        assert_eq!(cred["fields"]["username"], user, "{stdout}");
+    }
+}
