@@ -39,12 +39,14 @@ use crate::secret::{Patterns, Target};
 
 /// Every secret value of a hand-out as a masking/scrubbing target, labelled `CRED.FIELD`; a
 /// login's password carries its username (for HTTP Basic's `base64(user:password)`).
-/// Whether `program` names something that could run: a path that exists, or a name found as
-/// an executable file on `PATH` (as `execvp` searches it). Checked before the fetch, so that a
-/// command that is not there costs no hand-out in the audit log; the spawn decides the rest.
+/// Whether `program` names something that could run: a path that exists, or a name found on
+/// `PATH` (as `execvp` searches it). Checked before the fetch, so that a command that is not
+/// there costs no hand-out in the audit log; the spawn decides the rest. A name on `PATH` that
+/// is no executable file (a directory, a file without the execute bit) counts as found, as
+/// `execvp` counts it: the spawn fails with "Permission denied", exit 126 as env(1) gives,
+/// not 127 "no such command" (twenty-fifth pass).
 pub(crate) fn command_found(program: &std::ffi::OsStr) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::PermissionsExt;
     let path = Path::new(program);
     if program.as_bytes().contains(&b'/') {
         return path.exists();
@@ -53,10 +55,7 @@ pub(crate) fn command_found(program: &std::ffi::OsStr) -> bool {
         // The spawn's own default search decides.
         return true;
     };
-    std::env::split_paths(&search).any(|dir| {
-        std::fs::metadata(dir.join(path))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(&search).any(|dir| std::fs::metadata(dir.join(path)).is_ok())
 }
 
 /// The most bytes one argument or environment string (`NAME=value`) may take, its NUL

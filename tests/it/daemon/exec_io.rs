@@ -271,3 +271,42 @@ fn stdout_and_stderr_that_are_one_file_keep_the_commands_order() {
     assert_eq!(lines.len(), expected.len());
     assert_eq!(misplaced, 0, "{} lines out of place", misplaced);
 }
+
+/// Twenty-fifth pass: a directory on `PATH` named like the command (and no executable of
+/// that name) was "no such command", exit 127, where env(1) and the shells give 126: the name
+/// is there and cannot be run.
+#[test]
+fn a_directory_on_path_named_like_the_command_is_126_as_env_gives() {
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let d = daemon::Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let bin = dir.path().join("pathdir");
+    std::fs::create_dir_all(bin.join("scopevault-check-dir")).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let env_code = Command::new("env")
+        .arg("scopevault-check-dir")
+        .env("PATH", &path)
+        .status()
+        .unwrap()
+        .code();
+    let out = daemon::cmd(dir.path())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args([
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--",
+            "scopevault-check-dir",
+        ])
+        .env("PATH", &path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(env_code, Some(126));
+    assert_eq!(out.status.code(), env_code, "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot run"),
+        "{out:?}"
+    );
+}
