@@ -66,6 +66,9 @@ pub struct Summary {
     pub followed: Vec<(String, String)>,
     /// Files that could not be scrubbed, with why (no value in the message).
     pub errors: Vec<String>,
+    /// Temporary files of a scrub found in the tree (`.scopevault-redact-` and 16 hex
+    /// digits): left alone, not counted.
+    pub temporaries: Vec<String>,
 }
 
 impl Summary {
@@ -162,6 +165,12 @@ impl fmt::Display for Summary {
         }
         for s in &self.skipped {
             writeln!(f, "scopevault: warning: not a regular file, skipped: {s}")?;
+        }
+        for s in &self.temporaries {
+            writeln!(
+                f,
+                "scopevault: warning: a scrub's temporary file, not scrubbed (a scrubbed copy that a killed scrub left, or another scrub's in progress): {s}: remove it once no scrub runs"
+            )?;
         }
         for e in &self.errors {
             writeln!(f, "scopevault: error: {e}")?;
@@ -321,7 +330,12 @@ impl Scrubber {
         for (name, _) in &mut summary.binary {
             *name = self.printable(name);
         }
-        for name in summary.skipped.iter_mut().chain(summary.errors.iter_mut()) {
+        for name in summary
+            .skipped
+            .iter_mut()
+            .chain(summary.errors.iter_mut())
+            .chain(summary.temporaries.iter_mut())
+        {
             *name = self.printable(name);
         }
         for (given, real) in &mut summary.followed {
@@ -520,6 +534,15 @@ impl Scrubber {
                         std::io::Error::from(e)
                     )),
                 },
+                // A scrub's temporary file holds a scrubbed copy (what a scrub writes is
+                // masked as it goes): one a killed scrub left (SIGKILL, before its drop
+                // removed it), or another scrub's that is being written. Not an artefact:
+                // neither scrubbed (a live one would be replaced under its scrub) nor counted
+                // nor removed (nothing tells a live one from a left one); named, so that it
+                // is not kept without a word (twenty-fifth pass).
+                rustix::fs::FileType::RegularFile if text::is_temp_name(name.as_bytes()) => {
+                    summary.temporaries.push(path.display().to_string());
+                }
                 rustix::fs::FileType::RegularFile => {
                     summary.files += 1;
                     let place = text::Place::new(dir, &name, path);
@@ -804,6 +827,39 @@ mod tests {
         );
         assert!(shown.contains("report-\\u{202e}gnp.log"), "{shown}");
         assert!(shown.contains("zero\\u{200b}width.png"), "{shown}");
+    }
+
+    /// Twenty-fifth pass (found by the attacker of exec as a supervisor): a scrub killed
+    /// (SIGKILL) mid-file leaves its `.scopevault-redact-*` temporary file, a scrubbed copy,
+    /// and the next scrub counted it as an artefact and scrubbed it. It is named, and left
+    /// alone: not scrubbed, not counted; a file merely named alike is scrubbed.
+    #[test]
+    fn a_scrubs_own_temporary_file_is_named_not_scrubbed_as_an_artefact() {
+        let root = tempfile::tempdir().unwrap();
+        let temp = root.path().join(".scopevault-redact-0123456789abcdef");
+        let alike = root.path().join(".scopevault-redact-notours");
+        let log = root.path().join("log.txt");
+        for p in [&temp, &alike, &log] {
+            std::fs::write(p, "token=hunter2-canary-value\n").unwrap();
+        }
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let summary = Scrubber::new(patterns, BinaryPolicy::Keep)
+            .scrub_paths(std::slice::from_ref(&root.path().to_path_buf()));
+        assert_eq!(summary.files, 2, "{summary:?}");
+        assert_eq!(summary.temporaries, [temp.display().to_string()]);
+        assert!(summary.ok(), "{summary:?}");
+        assert!(summary
+            .to_string()
+            .contains(".scopevault-redact-0123456789abcdef"));
+        assert!(std::fs::read_to_string(&temp)
+            .unwrap()
+            .contains("hunter2-canary-value"));
+        assert!(!std::fs::read_to_string(&alike)
+            .unwrap()
+            .contains("hunter2-canary-value"));
     }
 
     /// A file swapped for a FIFO between the walk and the work is not opened blocking (the

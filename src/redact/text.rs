@@ -150,7 +150,7 @@ impl Place {
         let mut rnd = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
         let name = OsString::from(format!(
-            ".scopevault-redact-{}",
+            "{TEMP_PREFIX}{}",
             data_encoding::HEXLOWER.encode(&rnd)
         ));
         let fd = rustix::fs::openat(
@@ -171,6 +171,20 @@ impl Place {
             file: File::from(fd),
         })
     }
+}
+
+/// The start of the name of a scrub's temporary file ([`Place::temp`]), before 16 lowercase
+/// hex digits.
+pub(crate) const TEMP_PREFIX: &str = ".scopevault-redact-";
+
+/// Whether `name` is one a scrub gives its temporary file: [`TEMP_PREFIX`] and 16 lowercase
+/// hex digits.
+pub(crate) fn is_temp_name(name: &[u8]) -> bool {
+    name.strip_prefix(TEMP_PREFIX.as_bytes()).is_some_and(|h| {
+        h.len() == 16
+            && h.iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    })
 }
 
 /// A temporary file made by [`Place::temp`]: removed on drop unless it replaced its file.
