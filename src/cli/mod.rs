@@ -73,6 +73,10 @@ pub fn main() -> ExitCode {
                 output::final_error(format_args!("{text}"));
                 return ExitCode::from(EXIT_USAGE);
             }
+            if let Some(text) = usage_without_env_options(&e) {
+                output::final_error(format_args!("{}", text.trim_end()));
+                return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE));
+            }
             return output::clap_error(e);
         }
     };
@@ -91,6 +95,62 @@ pub fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// clap's error, with the options whose value came from their environment variable and not
+/// from the command line (`SCOPEVAULT_VAULT`, `SCOPEVAULT_SOCKET`, …) taken out of its usage
+/// line, or `None` when it names none. clap counts such an option as used and writes it into
+/// the usage line of an error, so `exec` without its command showed `Usage: scopevault exec
+/// --task <TASK> --vault <PATH> --socket <PATH> -- <CMD>...`, as if both were required
+/// (twenty-fifth pass, found by the attacker of exec as a supervisor).
+fn usage_without_env_options(e: &clap::Error) -> Option<String> {
+    if !e.use_stderr() {
+        return None;
+    }
+    let typed: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut from_env = Vec::new();
+    let mut stack = vec![Cli::command()];
+    while let Some(mut cmd) = stack.pop() {
+        cmd.build();
+        for a in cmd.get_arguments() {
+            let (Some(long), Some(_)) = (a.get_long(), a.get_env()) else {
+                continue;
+            };
+            let flag = format!("--{long}");
+            let eq = format!("{flag}=");
+            if typed.iter().any(|t| *t == flag || t.starts_with(&eq)) {
+                continue;
+            }
+            let value = a
+                .get_value_names()
+                .and_then(|v| v.first())
+                .map_or_else(|| a.get_id().as_str().to_uppercase(), |v| v.to_string());
+            from_env.push(format!(" {flag} <{value}>"));
+        }
+        stack.extend(cmd.get_subcommands().cloned());
+    }
+    let text = e.render().to_string();
+    let mut changed = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if !l.starts_with("Usage: ") {
+                return l.to_owned();
+            }
+            let mut l = l.to_owned();
+            for f in &from_env {
+                if l.contains(f.as_str()) {
+                    l = l.replacen(f.as_str(), "", 1);
+                    changed = true;
+                }
+            }
+            l
+        })
+        .collect();
+    changed.then(|| lines.join("\n"))
 }
 
 /// No clap error quotes what was typed, whatever the command (twenty-fifth pass, found by

@@ -355,3 +355,45 @@ fn a_refused_command_line_exits_2_when_stderr_is_a_full_pipe_nobody_reads() {
         assert_eq!(status.code(), Some(2), "{args:?}");
     }
 }
+
+/// Twenty-fifth pass (found by the attacker of exec as a supervisor): with
+/// `SCOPEVAULT_VAULT` and `SCOPEVAULT_SOCKET` set, `exec` without its command printed the
+/// usage line `scopevault exec --task <TASK> --vault <PATH> --socket <PATH> -- <CMD>...`, as
+/// if both options were required. An option whose value came from its environment variable
+/// is not in the usage line; one typed still is. Exit 2 either way.
+#[test]
+fn a_usage_line_does_not_show_options_set_by_their_environment_variables() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_scopevault"))
+            .args(args)
+            .env("SCOPEVAULT_VAULT", "/nonexistent/vault.scopevault")
+            .env("SCOPEVAULT_SOCKET", "/nonexistent/sv.sock")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["exec", "--task", "t"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let usage = stderr
+        .lines()
+        .find(|l| l.starts_with("Usage: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        usage.contains("--task <TASK>") && usage.contains("<CMD>"),
+        "{usage}"
+    );
+    assert!(
+        !usage.contains("--vault") && !usage.contains("--socket"),
+        "{usage}"
+    );
+    assert!(stderr.contains("<CMD>"), "{stderr}");
+    let out = run(&["exec", "--task", "t", "--socket", "/x.sock"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let usage = stderr.lines().find(|l| l.starts_with("Usage: ")).unwrap();
+    assert!(
+        usage.contains("--socket <PATH>") && !usage.contains("--vault"),
+        "{usage}"
+    );
+}
