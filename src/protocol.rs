@@ -689,6 +689,13 @@ pub struct Health {
     /// other than `health` wait for the load. Absent from daemons before 0.1 round 2.
     #[serde(default)]
     pub loading: bool,
+    /// Set while a vault file saved since the load waits for the rollback record's lock
+    /// (`generations.lock` in the state directory), which another process holds: why, naming
+    /// the holder when it can. The daemon's load gave up on the lock after 2 s, serves the
+    /// generation it has (`generation`) and loads the file once the lock is free
+    /// (vault-format.md, "Rollback detection"). Absent from daemons before 0.1 round 25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_waits: Option<String>,
     /// Lines of the daemon's log (its stderr) lost since its start: their write failed (a
     /// closed terminal, a log reader gone, a full disk) or they were dropped while stderr was
     /// stuck (docs/operations.md, "The daemon's log"). Absent (0) from daemons before 0.1

@@ -127,6 +127,9 @@ pub struct Handler {
     following: Mutex<()>,
     /// The stamp of a changed file that failed to load: not tried again until it changes.
     follow_failed: Mutex<Option<super::state::FileStamp>>,
+    /// A changed file whose load gave up on the rollback record's lock (`busy`), with why:
+    /// tried again once the lock is free ([`Handler::follow_vault_file`]).
+    follow_busy: Mutex<Option<admin::FollowBusy>>,
     /// The threads that reloaded a changed vault file, by name (tests: the event loop's is
     /// not one of them).
     #[cfg(test)]
@@ -204,6 +207,7 @@ impl Handler {
             served: Mutex::new(None),
             following: Mutex::new(()),
             follow_failed: Mutex::new(None),
+            follow_busy: Mutex::new(None),
             #[cfg(test)]
             followed_on: Mutex::new(Vec::new()),
             #[cfg(test)]
@@ -842,6 +846,7 @@ impl Handler {
     fn health(&self, peer: &PeerIdentity) -> Health {
         // Outside the state's read lock: `vault_file_changed` takes it too.
         let loading = self.vault_file_changed();
+        let load_waits = self.load_waits();
         self.state.with(|v| {
             let policy = v.and_then(|o| o.vault.policy());
             Health {
@@ -856,6 +861,7 @@ impl Handler {
                 audit_ok: self.audit.ok(),
                 audit_anchor_ok: self.audit.anchor_ok(),
                 loading,
+                load_waits,
                 log_lines_lost: crate::diag::lost(),
                 connections: self.open.load(Ordering::SeqCst),
                 peer: PeerInfo {

@@ -472,6 +472,9 @@ impl LoadedVault {
                 .rollback_warning()
                 .is_some()
                 .then(|| vault.generation()),
+            // Every request but `health` waits for the load of a saved file: it gives up on
+            // the rollback record's lock soon (`busy`), and the loaded vault is served.
+            record_wait: Some(crate::vault::DAEMON_RECORD_LOCK_WAIT),
             ..opts
         };
         LoadedVault { vault, opts, stamp }
@@ -483,7 +486,10 @@ impl LoadedVault {
 /// Vault errors never carry secret values, so the message is passed on.
 pub(crate) fn vault_error(e: &crate::vault::VaultError) -> ErrorBody {
     use crate::protocol::ErrorCode;
-    let code = if e.is_unlock_failure() {
+    let code = if matches!(e, crate::vault::VaultError::RecordBusy { .. }) {
+        // The rollback record's lock held by another process: try again later.
+        ErrorCode::Busy
+    } else if e.is_unlock_failure() {
         ErrorCode::Denied
     } else if e.is_refusal() {
         // It was `internal`, "a daemon bug or unexpected I/O error", and the client exited 5

@@ -677,6 +677,14 @@ fn check_daemon(
                 h.version
             ),
         ),
+        Ok(h) if h.load_waits.is_some() => r.warn(
+            "daemon",
+            format!(
+                "serves generation {}: the vault file saved since waits for the rollback record's lock, and is loaded once the lock is free: {}",
+                h.generation.unwrap_or(0),
+                crate::text::escape_for_terminal(h.load_waits.as_deref().unwrap_or(""))
+            ),
+        ),
         Ok(h) if h.loading => r.warn(
             "daemon",
             format!(

@@ -421,6 +421,12 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                 ""
             }
         )?;
+        if let Some(why) = &h.load_waits {
+            outln!(
+                "             the vault file saved since is not loaded yet: it waits for the rollback record's lock, and the daemon loads it once the lock is free: {}",
+                esc(why)
+            )?;
+        }
         outln!(
             "contents:    {} credentials, {} tasks, enforce = {}",
             h.credentials,

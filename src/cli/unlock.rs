@@ -23,6 +23,7 @@ pub(crate) fn open_options(g: &GlobalArgs) -> OpenOptions {
         no_follow: false,
         vault_id: None,
         restored_from: None,
+        record_wait: None,
     }
 }
 

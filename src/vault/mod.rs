@@ -18,6 +18,15 @@ pub(crate) fn recorded_generation(vault_id: &str) -> Result<Option<u64>, VaultEr
     store::Seen::new().get(vault_id)
 }
 
+/// Whether another process holds the rollback record's lock now: the daemon, whose load of a
+/// saved file gave up on that lock ([`VaultError::RecordBusy`]), loads it again once it is
+/// free, without holding requests for another wait meanwhile.
+pub(crate) fn record_lock_held() -> bool {
+    store::Seen::new().lock_is_held()
+}
+
+pub(crate) use store::DAEMON_RECORD_LOCK_WAIT;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -215,6 +224,18 @@ pub enum VaultError {
     /// Another writer holds the lock.
     #[error("another scopevault command is writing this vault (lock {0} held for 30 s): try again when it has finished")]
     Busy(PathBuf),
+    /// The rollback record's lock (`generations.lock` in the state directory) stayed held for
+    /// the whole wait: another process holds it, stopped or hung (a writer holds it for
+    /// milliseconds). Nothing was written.
+    #[error("the rollback record's lock {} is held by {}, and was for {waited} s (a scopevault command holds it for a moment while it saves or opens a vault): nothing was changed. If that process is stopped (Ctrl-Z, SIGSTOP) or hung, continue it (`kill -CONT PID`, `fg`) or end it, then run the command again (vault-format.md, \"Rollback detection\")", path.display(), holder.as_deref().unwrap_or("another process (not named in /proc/locks)"))]
+    RecordBusy {
+        /// The lock file.
+        path: PathBuf,
+        /// How long it was waited for, in seconds.
+        waited: f64,
+        /// Who holds it, from `/proc/locks`: "pid N (command, state)".
+        holder: Option<String>,
+    },
     /// A bad name for a credential or field.
     #[error("invalid name \"{name}\": {why}")]
     BadName {
@@ -461,6 +482,11 @@ pub struct OpenOptions {
     /// yet adopted), and refused below it; once a load reaches the record, it is checked
     /// against the record again.
     pub restored_from: Option<u64>,
+    /// How long a write of the rollback record waits for its lock; `None`: as a command,
+    /// 30 s. The daemon's reloads wait 2 s: every request but `health` waits for its load of a
+    /// saved file, so it keeps serving what it has rather than wait on a stopped holder
+    /// ([`VaultError::RecordBusy`]), and tries again when the lock is free.
+    pub record_wait: Option<std::time::Duration>,
 }
 
 /// The first slot of a new vault.
@@ -863,7 +889,7 @@ impl Vault {
             return Err(VaultError::Forged);
         }
         parsed.verify_mac(&identity)?;
-        let seen_store = store::Seen::new();
+        let seen_store = store::Seen::waiting(opts.record_wait.unwrap_or(store::RECORD_LOCK_WAIT));
         // One read of the record serves the binding, the generation and the format-2 marker
         // below.
         let record = seen_store.load()?;
@@ -1042,6 +1068,19 @@ impl Vault {
     pub fn save_and_record(&mut self, lock: &WriteLock) -> Result<Option<VaultError>, VaultError> {
         let seen = store::Seen::new();
         let binding = format::record_binding(&self.identity, &self.header.vault_id);
+        // The record's lock is taken before the file is renamed into place, and held until the
+        // record holds its generation: a reader (the daemon's load) never finds the new file
+        // unrecorded with the lock free. A holder that keeps it 30 s (stopped, hung) refuses
+        // the save before anything is written: it renamed the file first, then waited for
+        // the lock without a bound, while the daemon's load of the new file waited too
+        // (twenty-fifth pass). A lock that cannot be taken otherwise (a read-only or full
+        // state directory) does not stop the save: the record is then raised as before,
+        // and its failure is the save's warning.
+        let held = match seen.lock() {
+            Ok(l) => Some(l),
+            Err(e @ VaultError::RecordBusy { .. }) => return Err(e),
+            Err(_) => None,
+        };
         let record = seen.load()?;
         // Another vault's key bound to this id since this one was opened: its generation is
         // not this vault's to follow, nor this vault's to raise.
@@ -1084,12 +1123,23 @@ impl Vault {
         // users retry a change that was done (found by attacking the admin CLI with a full
         // state directory, fourteenth pass). The rollback record catches up at the next save
         // or open.
-        let recorded = seen.raise(
-            &header.vault_id,
-            &binding,
-            Some(header.generation),
-            Some(&format2_marker(&header.vault_id)),
-        );
+        let marker = format2_marker(&header.vault_id);
+        let recorded = match &held {
+            Some(l) => seen.raise_locked(
+                l,
+                &header.vault_id,
+                &binding,
+                Some(header.generation),
+                Some(&marker),
+            ),
+            None => seen.raise(
+                &header.vault_id,
+                &binding,
+                Some(header.generation),
+                Some(&marker),
+            ),
+        };
+        drop(held);
         self.header = header;
         self.dirty = false;
         Ok(recorded.err())

@@ -847,6 +847,72 @@ pub(crate) struct Seen {
     /// The record's old location (as root, it used to be in the vault's directory): read when
     /// the record itself does not exist yet, so an upgrade keeps what it had seen.
     legacy: Option<PathBuf>,
+    /// How long a write of the record waits for its lock ([`RECORD_LOCK_WAIT`] for a
+    /// command; the daemon's loads wait less, [`DAEMON_RECORD_LOCK_WAIT`]).
+    wait: Duration,
+}
+
+/// How long a command waits for the rollback record's lock (`generations.lock`), as a writer
+/// waits for the vault's: 30 s (it waited for ever, twenty-fifth pass).
+pub(crate) const RECORD_LOCK_WAIT: Duration = LOCK_WAIT;
+
+/// How long the daemon's load of a vault file saved since it was loaded waits for the
+/// rollback record's lock: every request but `health` waits for that load, so it gives up
+/// soon, keeps serving what it has, and tries again once the lock is free.
+pub(crate) const DAEMON_RECORD_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// The rollback record's lock, held: [`Seen::lock`]. Released when dropped (and by the OS
+/// when the process dies).
+pub(crate) struct RecordLock {
+    _file: File,
+}
+
+/// Who holds the lock on `file` now, from `/proc/locks` (a `flock` of another process, or of
+/// another open file of this one): "pid N (command, state)" for each holder found. `None`
+/// when nobody can be named (no `/proc`, a holder in another pid namespace).
+fn lock_holders(file: &File) -> Option<String> {
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    let mut names = Vec::new();
+    for line in locks.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // `N: FLOCK ADVISORY WRITE pid maj:min:ino start end`; a waiter's line has `->`
+        // after the number: not a holder.
+        if fields.get(1) == Some(&"->") || fields.get(5) != Some(&want.as_str()) {
+            continue;
+        }
+        let Some(pid) = fields.get(4).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        names.push(describe_process(pid));
+    }
+    names.dedup();
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
+/// "pid N (command, state)" from `/proc/N/stat` (the command name the kernel keeps, never
+/// the arguments), or "pid N" when it cannot be read.
+fn describe_process(pid: u32) -> String {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return format!("pid {pid}");
+    };
+    // `pid (comm) S ...`: the name may hold spaces and parentheses, so it ends at the last `)`.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return format!("pid {pid}");
+    };
+    let comm = crate::text::escape_for_terminal(&stat[open + 1..close]);
+    let state = match stat[close + 1..].split_whitespace().next() {
+        Some("T") => "stopped",
+        Some("t") => "stopped by a debugger",
+        Some("D") => "waiting on the disk",
+        Some("Z") => "a zombie",
+        Some("R") => "running",
+        _ => "sleeping",
+    };
+    format!("pid {pid} ({comm}, {state})")
 }
 
 /// Largest rollback record read (one line per vault).
@@ -854,10 +920,59 @@ const MAX_RECORD_LEN: u64 = 1 << 20;
 
 impl Seen {
     pub fn new() -> Seen {
+        Seen::waiting(RECORD_LOCK_WAIT)
+    }
+
+    /// [`Seen::new`], whose writes wait `wait` for the record's lock.
+    pub fn waiting(wait: Duration) -> Seen {
         Seen {
             path: crate::paths::generations_record(),
             legacy: crate::paths::legacy_generations_record(),
+            wait,
         }
+    }
+
+    /// Take the record's lock (`generations.lock` beside it), waiting up to this record's
+    /// bound; then [`VaultError::RecordBusy`], naming the lock and, from `/proc/locks`, its
+    /// holder.
+    pub fn lock(&self) -> Result<RecordLock, VaultError> {
+        let dir_path = self.dir();
+        let dir = SafeDir::open(&dir_path, true)?;
+        let lock_path = dir_path.join("generations.lock");
+        let file = dir
+            .open_lock("generations.lock".as_ref(), OFlags::WRONLY)
+            .map_err(io_err(&lock_path, "cannot open the rollback record's lock"))?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(RecordLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if start.elapsed() < self.wait => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(VaultError::RecordBusy {
+                        path: lock_path,
+                        waited: self.wait.as_secs_f64(),
+                        holder: lock_holders(&file),
+                    })
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(io_err(&lock_path, "cannot lock the rollback record's lock")(e))
+                }
+            }
+        }
+    }
+
+    /// Whether another process holds the record's lock now (taken and released at once when
+    /// it is free). A record that cannot be opened is not "held".
+    pub fn lock_is_held(&self) -> bool {
+        let Ok(dir) = SafeDir::open(&self.dir(), false) else {
+            return false;
+        };
+        let Ok(file) = dir.open_lock("generations.lock".as_ref(), OFlags::WRONLY) else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
     }
 
     fn dir(&self) -> PathBuf {
@@ -961,7 +1076,22 @@ impl Seen {
         generation: Option<u64>,
         marker: Option<&str>,
     ) -> Result<(), VaultError> {
-        self.update(|map| {
+        let lock = self.lock()?;
+        self.raise_locked(&lock, vault_id, binding, generation, marker)
+    }
+
+    /// [`Seen::raise`] under `lock`, the record's lock taken already ([`Seen::lock`]): a save
+    /// takes it before its file is renamed into place and raises the record before it lets it
+    /// go, so no reader finds the new file with the lock free and its generation unrecorded.
+    pub fn raise_locked(
+        &self,
+        lock: &RecordLock,
+        vault_id: &str,
+        binding: &str,
+        generation: Option<u64>,
+        marker: Option<&str>,
+    ) -> Result<(), VaultError> {
+        self.update_locked(lock, |map| {
             let mut changed = false;
             match binding_in(map, vault_id) {
                 Some(b) if b != binding => return Err(self.other_vault(vault_id)),
@@ -1002,15 +1132,20 @@ impl Seen {
         &self,
         change: impl FnOnce(&mut BTreeMap<String, u64>) -> Result<bool, VaultError>,
     ) -> Result<(), VaultError> {
-        let dir_path = self.dir();
-        let dir = SafeDir::open(&dir_path, true)?;
-        let lock_path = dir_path.join("generations.lock");
-        let lock_file = dir
-            .open_lock("generations.lock".as_ref(), OFlags::WRONLY)
-            .map_err(io_err(&lock_path, "cannot open the rollback record's lock"))?;
-        lock_file
-            .lock()
-            .map_err(io_err(&lock_path, "cannot lock the rollback record's lock"))?;
+        let lock = self.lock()?;
+        self.update_locked(&lock, change)
+    }
+
+    /// [`Seen::update`] under `_lock`, taken already. The lock bounds how long a stopped or
+    /// hung holder keeps a writer waiting ([`Seen::lock`]): it was an unbounded `flock`, and
+    /// an admin command stopped while it held it kept every other writer, and the daemon's
+    /// load of a saved file (with every fetch behind it), waiting (twenty-fifth pass).
+    fn update_locked(
+        &self,
+        _lock: &RecordLock,
+        change: impl FnOnce(&mut BTreeMap<String, u64>) -> Result<bool, VaultError>,
+    ) -> Result<(), VaultError> {
+        let dir = SafeDir::open(&self.dir(), true)?;
         let mut map = self.load_from(&dir)?;
         if !change(&mut map)? {
             return Ok(());
@@ -1057,6 +1192,7 @@ mod tests {
         let seen = Seen {
             path: dir.path().join("generations.json"),
             legacy: None,
+            wait: RECORD_LOCK_WAIT,
         };
         assert_eq!(seen.get("v").unwrap(), None, "missing: nothing seen");
         seen.record("v", 7).unwrap();
@@ -1106,6 +1242,7 @@ mod tests {
         let seen = Seen {
             path: dir.path().join("generations.json"),
             legacy: None,
+            wait: RECORD_LOCK_WAIT,
         };
         seen.record("v", 7).unwrap();
         seen.raise("v", "aa", None, None).unwrap();
@@ -1120,6 +1257,42 @@ mod tests {
         assert_eq!(seen.get("format2:v").unwrap(), Some(1));
     }
 
+    /// Twenty-fifth pass: a holder of the record's lock that never lets it go (a command
+    /// stopped while it held it; here another open file of this process) kept every write of
+    /// the record waiting without a bound. The write gives up after the record's wait, names
+    /// the lock and its holder (from `/proc/locks`), and writes nothing; once the lock is let
+    /// go, the same write goes through.
+    #[test]
+    fn a_held_record_lock_is_waited_for_within_a_bound_and_its_holder_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Seen {
+            path: dir.path().join("generations.json"),
+            legacy: None,
+            wait: Duration::from_millis(200),
+        };
+        seen.record("v", 7).unwrap();
+        let holder = File::create(dir.path().join("generations.lock")).unwrap();
+        holder.lock().unwrap();
+        assert!(seen.lock_is_held());
+        let before = fs::read(&seen.path).unwrap();
+        let e = seen.record("v", 8).unwrap_err();
+        let VaultError::RecordBusy {
+            path, holder: who, ..
+        } = &e
+        else {
+            panic!("{e}");
+        };
+        assert_eq!(path, &dir.path().join("generations.lock"));
+        let me = format!("pid {} (", std::process::id());
+        assert!(who.as_deref().is_some_and(|w| w.contains(&me)), "{e}");
+        assert!(e.to_string().contains("generations.lock"), "{e}");
+        assert_eq!(fs::read(&seen.path).unwrap(), before, "nothing written");
+        drop(holder);
+        assert!(!seen.lock_is_held());
+        seen.record("v", 8).unwrap();
+        assert_eq!(seen.get("v").unwrap(), Some(8));
+    }
+
     /// A generation only rises; the unlock hint follows the slot that opened the vault last,
     /// down as well as up, and neither touches the other's entry.
     #[test]
@@ -1128,6 +1301,7 @@ mod tests {
         let seen = Seen {
             path: dir.path().join("generations.json"),
             legacy: None,
+            wait: RECORD_LOCK_WAIT,
         };
         seen.record("v", 7).unwrap();
         seen.record("v", 3).unwrap();

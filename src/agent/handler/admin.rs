@@ -8,6 +8,21 @@ use crate::agent::state::{FileStamp, Opened};
 use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::protocol::{ok_line, AdminStatus, ErrorBody, Op, RotateStatus};
 
+/// A changed vault file whose load gave up on the rollback record's lock.
+pub(super) struct FollowBusy {
+    /// The file's stamp.
+    stamp: FileStamp,
+    /// The load's refusal, naming the lock and its holder.
+    why: String,
+    /// When the lock was last looked at.
+    probed: std::time::Instant,
+}
+
+impl FollowBusy {
+    /// How often the daemon looks whether the lock is free again.
+    const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+}
+
 impl Handler {
     /// SIGHUP: reload as if an admin asked; the outcome is audited. Returns a status line.
     pub fn reload_from_signal(&self) -> Result<AdminStatus, ErrorBody> {
@@ -65,6 +80,23 @@ impl Handler {
                     s.generation.unwrap_or(0)
                 );
             }
+            // The rollback record's lock stayed held for the load's short wait (a command
+            // stopped or hung while it holds it): the loaded generation is served meanwhile,
+            // and the file loaded once the lock is free, not only when it changes again. The
+            // load waited for that lock without a bound, and every fetch with it (twenty-fifth
+            // pass).
+            Err(Refusal::Vault(e)) if e.code == crate::protocol::ErrorCode::Busy => {
+                let generation = self.admin_status().generation.unwrap_or(0);
+                crate::diag!(
+                    "scopevault: the vault file changed, but it waits for the rollback record's lock (still serving generation {generation}; loaded once the lock is free): {}",
+                    crate::text::escape_for_terminal(&e.message)
+                );
+                *self.follow_busy.lock().unwrap_or_else(|p| p.into_inner()) = Some(FollowBusy {
+                    stamp: now,
+                    why: e.message,
+                    probed: std::time::Instant::now(),
+                });
+            }
             Err(e) => {
                 *failed() = Some(now);
                 crate::diag!(
@@ -89,7 +121,33 @@ impl Handler {
             .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))?;
         let (loaded, now) = (loaded?, now?);
         let failed = *self.follow_failed.lock().unwrap_or_else(|p| p.into_inner());
-        (loaded != now && failed != Some(now)).then_some((loaded, now))
+        if loaded == now || failed == Some(now) {
+            return None;
+        }
+        // A load that gave up on the rollback record's lock is tried again once the lock is
+        // free (looked at twice a second at most): not at every turn, each holding the
+        // requests for the load's wait again.
+        let mut busy = self.follow_busy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = busy.as_mut().filter(|b| b.stamp == now) {
+            if b.probed.elapsed() < FollowBusy::PROBE_EVERY {
+                return None;
+            }
+            b.probed = std::time::Instant::now();
+            if crate::vault::record_lock_held() {
+                return None;
+            }
+            *busy = None;
+        }
+        Some((loaded, now))
+    }
+
+    /// Why a vault file saved since the load is not loaded yet, while it waits for the
+    /// rollback record's lock (`health`'s `load_waits`).
+    pub(super) fn load_waits(&self) -> Option<String> {
+        let busy = self.follow_busy.lock().unwrap_or_else(|p| p.into_inner());
+        let b = busy.as_ref()?;
+        let loaded = self.state.with(|v| v.map(|o| o.vault.stamp()))?;
+        (loaded != Some(b.stamp)).then(|| b.why.clone())
     }
 
     /// `audit_rotate` (admins): the rotation writes its own `audit.rotate` record, the first

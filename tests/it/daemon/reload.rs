@@ -2,6 +2,7 @@
 //! followed before a request): what each refuses, and how a refusal reaches the client
 //! (nineteenth pass, found by attacking from the documents).
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
@@ -421,4 +422,167 @@ fn nothing_or_no_regular_file_at_the_daemon_vault_path_is_vault_refused() {
         put_back(dir, &saved);
     }
     assert!(d.stop().success());
+}
+
+/// A process holding the state directory's `generations.lock` (the rollback record's lock),
+/// as an admin command stopped (Ctrl-Z, SIGSTOP) while it holds it: `flock -x LOCK sleep`,
+/// as the attacker of races held it. Killed when dropped.
+struct RecordLockHolder(std::process::Child);
+
+impl RecordLockHolder {
+    fn hold(dir: &Path) -> RecordLockHolder {
+        let state = dir.join("state/scopevault");
+        let lock = state.join("generations.lock");
+        // In a process group of its own: the `sleep` holds the lock too (it inherits the
+        // descriptor), so both are killed.
+        let child = std::process::Command::new("flock")
+            .arg("-x")
+            .arg(&lock)
+            .args(["sleep", "600"])
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("flock(1) runs");
+        // Held once a lock of our own on the file would block.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let f = std::fs::OpenOptions::new().write(true).open(&lock).unwrap();
+            if matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)) {
+                break;
+            }
+            drop(f);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "flock never took {lock:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        RecordLockHolder(child)
+    }
+}
+
+impl Drop for RecordLockHolder {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--"])
+            .arg(format!("-{}", self.0.id()))
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Twenty-fifth pass, found by the attacker of races: a vault file saved since the load whose
+/// generation is not recorded yet, while another process holds the rollback record's lock
+/// (a command stopped after renaming its file into place): the daemon's load waited for that
+/// lock without a bound, and every fetch with it (`get` failed after its timeout). Now the
+/// load gives up on the lock, the daemon keeps serving the generation it has and says why in
+/// `health` and `status`, and loads the saved file once the lock is free.
+#[test]
+fn a_held_rollback_record_lock_leaves_fetches_answered_and_the_file_loaded_once_free() {
+    let dir = tempdir();
+    let dir = dir.path();
+    setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let record = dir.join("state/scopevault/generations.json");
+    let (old_file, old_record) = (
+        std::fs::read(&vault).unwrap(),
+        std::fs::read(&record).unwrap(),
+    );
+    // A save the record has not caught up with: the saved file, the record from before it.
+    let nowhere = dir.join("nowhere.sock");
+    set_search_token(
+        dir,
+        "rotated-under-lock",
+        &["--socket", nowhere.to_str().unwrap()],
+    );
+    let saved = std::fs::read(&vault).unwrap();
+    put_back(dir, &old_file);
+    std::fs::write(&record, &old_record).unwrap();
+    let id = dir.join("identity.txt");
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    assert_eq!(served_token(&d), secret_of("search-token"));
+    let holder = RecordLockHolder::hold(dir);
+    put_back(dir, &saved);
+    // Answered (within the request's own 60 s read timeout), from the generation loaded.
+    assert_eq!(served_token(&d), secret_of("search-token"));
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    let why = h["load_waits"].as_str().unwrap_or_else(|| panic!("{h}"));
+    assert!(
+        why.contains("generations.lock") && why.contains("flock"),
+        "{h}"
+    );
+    let status = sv(&d, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("waits for the rollback record's lock"),
+        "{text}"
+    );
+    assert!(
+        d.stderr_text()
+            .contains("it waits for the rollback record's lock"),
+        "{}",
+        d.stderr_text()
+    );
+    drop(holder);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while served_token(&d) != "rotated-under-lock" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the saved file was never loaded once the lock was free: {}",
+            d.stderr_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(d.request(r#"{"v":1,"op":"health"}"#)["load_waits"].is_null());
+    d.assert_alive();
+}
+
+/// Twenty-fifth pass, found by the attacker of races: a writer waited for the rollback
+/// record's lock without a bound (114 s seen) after renaming its file into place, which made
+/// the daemon's load wait too. Now it takes the lock before the rename, gives up after 30 s
+/// as it does on the vault's lock, names the lock and its holder, and changes nothing; the
+/// daemon answers every fetch meanwhile.
+#[test]
+fn a_writer_gives_up_on_a_held_rollback_record_lock_naming_its_holder() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    let before = std::fs::read(dir.join("vault.scopevault")).unwrap();
+    let _holder = RecordLockHolder::hold(dir);
+    let mut writer = daemon::cmd(dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["--identity-file", id.to_str().unwrap()])
+        .args(["cred", "set", "search-token", "--secret", "token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        writer
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"never-stored")
+            .unwrap();
+    }
+    // Every fetch while the writer waits is answered, with what was stored before.
+    while writer.try_wait().unwrap().is_none() {
+        assert_eq!(served_token(&d), secret_of("search-token"));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = writer.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("generations.lock") && err.contains("flock"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(std::fs::read(dir.join("vault.scopevault")).unwrap(), before);
+    assert_eq!(served_token(&d), secret_of("search-token"));
+    d.assert_alive();
 }
