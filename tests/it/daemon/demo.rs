@@ -529,7 +529,7 @@ fn a_marker_naming_pid_0_is_not_a_gone_demo() {
 /// Regression (twenty-second pass, found by attacking this pass's fixes): when removing a
 /// stale demo directory failed part-way, its marker could be gone already, and no later demo
 /// tried again: the directory stayed for good. The marker is now removed last. Run as uid
-/// 65534, for whom an entry in a directory it cannot write is not removable.
+/// 65534, for whom an entry in a directory of root's that it cannot write is not removable.
 #[test]
 fn a_stale_directory_whose_removal_failed_part_way_is_removed_by_the_next_demo() {
     use std::os::unix::fs::PermissionsExt;
@@ -567,12 +567,15 @@ fn a_stale_directory_whose_removal_failed_part_way_is_removed_by_the_next_demo()
     for e in walk(&stale) {
         std::os::unix::fs::lchown(&e, Some(65534), Some(65534)).unwrap();
     }
-    let lock = |mode| {
+    // Root's, not the demo's: the removal gives a directory of its own uid its owner's
+    // permissions back, so only another owner's directory makes it fail part-way.
+    let lock = |owner: u32, mode| {
         for d in &locked {
+            std::os::unix::fs::chown(d, Some(owner), Some(owner)).unwrap();
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).unwrap();
         }
     };
-    lock(0o500);
+    lock(0, 0o500);
     let run = || {
         let mut c = demo(tmp.path(), home.path());
         c.uid(65534).gid(65534).current_dir("/");
@@ -588,7 +591,7 @@ fn a_stale_directory_whose_removal_failed_part_way_is_removed_by_the_next_demo()
         stale.join(".scopevault-demo").exists(),
         "marker gone: {stderr}"
     );
-    lock(0o700);
+    lock(65534, 0o700);
     let out = run();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stale.exists(), "left: {stderr}");
