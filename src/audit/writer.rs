@@ -75,7 +75,19 @@ pub(super) struct Segment {
     /// set, so the next batch begins the file with it, byte for byte that line, and the files
     /// still verify as one chain.
     begins_with: Option<String>,
+    /// The SHA-256 of the last [`WRITTEN_KEPT`] lines the daemon wrote to `file` (since it
+    /// opened it): after a cut under it, the gap record continues the last line the file
+    /// still holds only if that line is one of them. Re-attacker of the twenty-fifth pass: a
+    /// file rewritten in place (forged lines at the same seqs, chained with plain SHA-256,
+    /// shorter) was continued as it was, the anchor rewritten on the forged line, and
+    /// `audit verify` said ok.
+    written: std::collections::VecDeque<[u8; 32]>,
 }
+
+/// How many of the lines it wrote a segment remembers ([`Segment::written`]): a cut back
+/// further than that is not continued (its gap record names the daemon's own last line, and
+/// the file does not verify), as a cut back past every line it wrote since the start.
+const WRITTEN_KEPT: usize = 4096;
 
 /// Append the line of the record at `seq` whose members are `body`, after `prev`, without its
 /// newline: the one rendering of a line, for the log and for the anchor's `next`.
@@ -1093,6 +1105,7 @@ impl AuditLog {
                 journal,
                 unframed_next: false,
                 begins_with: None,
+                written: std::collections::VecDeque::new(),
             }),
             key,
             sync,
@@ -2017,13 +2030,37 @@ impl AuditLog {
             // the twenty-fifth pass it named the last line written, which the file no longer
             // holds, and the file never verified. A file cut to nothing begins with the gap
             // record, which continues the chain's last line (in the copy, if one was made).
-            kept_prev = if have > 0 {
+            // Only a line this daemon wrote to the file is continued: one it did not write
+            // (the file rewritten in place, forged lines at the same seqs chained with plain
+            // SHA-256) would otherwise be taken into the chain, and the anchor rewritten on
+            // it. Such a file gets the gap record of the daemon's own last line, and does not
+            // verify.
+            let kept = if have > 0 {
                 last_line_hash(&seg.file, have)
                     .map_err(|e| err(format!("cannot read the log ({e})")))?
             } else {
                 None
             };
+            let own_line = kept.as_ref().is_some_and(|k| {
+                seg.written
+                    .iter()
+                    .any(|w| HEXLOWER.encode(w).as_str() == k.as_str())
+            });
+            let foreign = have > 0 && !own_line;
+            kept_prev = kept.filter(|_| own_line);
+            if foreign {
+                crate::diag!(
+                    "scopevault: warning: the audit log {} was cut under the daemon (from {} to {have} bytes) and the last line it still holds is not one the daemon wrote (rewritten by another party?): the gap record continues the daemon's own last line, seq {}, and `scopevault audit verify` reports the break there",
+                    self.path.display(),
+                    seg.len,
+                    chain.seq
+                );
+            }
             let reason = match &kept_prev {
+                None if foreign => format!(
+                    "the log was truncated by another party (from {} to {have} bytes) and the last line it still holds is not one the daemon wrote (rewritten?): records up to seq {} are gone from it; the chain continues from seq {}'s hash, the daemon's own",
+                    seg.len, chain.seq, chain.seq
+                ),
                 Some(_) => format!(
                     "the log was truncated by another party (from {} to {have} bytes; copytruncate?): records after the last line it still holds, up to seq {}, are gone from it; this record continues that line (its prev) at seq {}",
                     seg.len,
@@ -2110,6 +2147,7 @@ impl AuditLog {
                 journal,
                 unframed_next: seg.unframed_next,
                 begins_with: Some(body),
+                written: std::collections::VecDeque::new(),
             };
             newline_first = false;
             // The gap record follows the new file's first record, in the new file.
@@ -2229,6 +2267,19 @@ impl AuditLog {
                 seg.dirty = true;
             }
             return Err(err(e.to_string()));
+        }
+        // The lines written, for a cut under the daemon (`Segment::written`).
+        let mut at = usize::from(newline_first);
+        while at < buf.len() {
+            let end = buf[at..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(buf.len(), |p| at + p);
+            if seg.written.len() == WRITTEN_KEPT {
+                seg.written.pop_front();
+            }
+            seg.written.push_back(Sha256::digest(&buf[at..end]).into());
+            at = end + 1;
         }
         seg.len += buf.len() as u64;
         seg.unframed_next = false;

@@ -642,3 +642,59 @@ fn an_anchor_member_this_version_does_not_know_is_kept_when_the_anchor_is_rewrit
         assert_eq!(read_anchor(&path).unwrap().unwrap().seq, 2);
     });
 }
+
+/// Found by the re-attacker of the twenty-fifth pass's fixes: the gap record after a cut
+/// under the daemon continued the last line the file held whatever that line was, so a log
+/// whose anchored records were rewritten in place (same seqs, chained with plain SHA-256, the
+/// file made shorter) got an `audit.gap` record continuing the forged line, the anchor was
+/// rewritten on it, and `audit verify` said ok. The gap record continues the kept line only
+/// when it is one this daemon wrote to the file; otherwise it names the daemon's own last line
+/// as before, and the file does not verify.
+#[test]
+fn a_log_rewritten_in_place_under_the_daemon_is_not_continued_by_the_gap_record() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let path = dir.path().join("forged.jsonl");
+        let log = open(&path, false).unwrap();
+        for _ in 0..5 {
+            fetch(&log);
+        }
+        log.write_anchor_now().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let own_last = format!("{:x}", sha2::Sha256::digest(lines[4].as_bytes()));
+        // Lines 3..=5 rewritten: same seqs, a shorter record each, chained with SHA-256.
+        let mut out: Vec<String> = lines[..2].iter().map(|l| (*l).to_owned()).collect();
+        let mut prev = format!("{:x}", sha2::Sha256::digest(lines[1].as_bytes()));
+        for l in &lines[2..] {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let seq = v["seq"].clone();
+            let forged = serde_json::json!({"seq": seq, "ts": v["ts"].take(), "op": "fetch", "decision": "deny", "prev": prev});
+            let line = forged.to_string();
+            prev = format!("{:x}", sha2::Sha256::digest(line.as_bytes()));
+            out.push(line);
+        }
+        let forged = out.join("\n") + "\n";
+        assert!(forged.len() < text.len());
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, forged.as_bytes()).unwrap();
+        f.set_len(forged.len() as u64).unwrap();
+        drop(f);
+        fetch(&log);
+        let recs = records(&path);
+        assert_eq!(recs[5]["op"], "audit.gap", "{:?}", recs[5]);
+        assert_eq!(
+            recs[5]["prev"].as_str(),
+            Some(own_last.as_str()),
+            "the gap record continues the daemon's own last line, not the forged one"
+        );
+        let check = scopevault::audit::verify_against_anchor(&path).unwrap();
+        let chain = check.chain.expect("the log exists");
+        assert!(
+            chain.first_bad.is_some(),
+            "a rewritten log must not verify: {:?}",
+            chain.gaps
+        );
+    });
+}
