@@ -88,6 +88,9 @@ pub(super) struct Siblings {
     pub(super) compressed: Vec<String>,
     /// The `<name>.*` files of another user's seen (escaped), which the start does not read.
     pub(super) foreign: Vec<String>,
+    /// The `<name>.*` names seen that are a symbolic link or not a regular file (escaped),
+    /// which the start does not follow or read.
+    pub(super) unread: Vec<String>,
 }
 
 /// Look among the regular files `<name>.*` and `<name>-*` ([`rotated_name`]) in the log's
@@ -137,12 +140,14 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
                 out.seen
                     .push(format!("{shown} (a symbolic link: not followed)"));
+                out.unread.push(shown);
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(_) => {
                 out.seen
                     .push(format!("{shown} (not a regular file: not read)"));
+                out.unread.push(shown);
                 continue;
             }
         };
@@ -172,13 +177,29 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
         }
         out.seen.push(shown);
         let len = meta.len();
-        let (Some(first), Some(last)) = (first_record(&file), last_record(&file, len)) else {
-            continue;
-        };
+        let first = first_record(&file);
         // The daemon's new file whose first record the anchor names as pending (`begins`,
-        // `next`): the one file beside the log that begins with that very line.
-        let begun = pending && a.next.as_deref() == Some(first.2.as_str());
+        // `next`): the one file beside the log that begins with that very line. Judged by
+        // that line alone: what follows it (a last line that is no record, a sparse tail) is
+        // for the walk below to refuse, not a reason to pass the file by (re-attacker of the
+        // twenty-fifth pass: such a file was skipped, and the start began a second chain at
+        // the seq it begins with).
+        let begun = pending && first.as_ref().map(|f| f.2.as_str()) == a.next.as_deref();
+        let last = last_record(&file, len);
         let path = dir.join(&n);
+        if pending && first.is_none() && unterminated_first(&file, len, a) {
+            // Its one line is the pending record, whole but for its newline.
+            let shown = crate::text::shown(&path);
+            newline_case = Some(shown.clone());
+            matches.push((shown.clone(), Err(format!(
+                "the daemon's new file after seq {} (the log's first file at 0), whose first record the anchor names, is {shown}, moved away by a rotation, whose one line is that record whole but for its line end (the newline a crash cut off): the start does not change a rotated file; add the newline (`printf '\\n' >> {shown}`) and start again, which continues the chain from it",
+                a.seq
+            ))));
+            continue;
+        }
+        if !begun && (first.is_none() || last.is_none()) {
+            continue;
+        }
         let report = match segment_reader(file.try_clone().unwrap_or(file))
             .map_err(|e| e.to_string())
             .and_then(|(r, _)| {
@@ -186,7 +207,11 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
             }) {
             Ok(r) => r,
             Err(why) => {
-                if begun || (!pending && first.0 <= a.seq && a.seq <= last.0.saturating_add(1)) {
+                let within = first
+                    .as_ref()
+                    .zip(last)
+                    .is_some_and(|(f, l)| f.0 <= a.seq && a.seq <= l.0.saturating_add(1));
+                if begun || (!pending && within) {
                     matches.push((
                         crate::text::shown(&path),
                         Err(refused_broken(a, &path, &why)),
@@ -227,6 +252,9 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
             }
             continue;
         }
+        let (Some(first), Some(last)) = (first, last) else {
+            continue;
+        };
         // The anchored record within it, or the file beginning right after it; or its
         // incomplete final line, the anchored record whole but for its newline.
         if torn.is_some() && report.line_end_missing(a).is_some() && broken.is_none() {
@@ -341,6 +369,57 @@ pub(super) fn judge(
     let why = match (&adopted, &siblings.refused) {
         (Some(_), _) => None,
         (None, Some(refused)) => Some(refused.clone()),
+        // The daemon's own new file still to be begun, and a file beside the log the start
+        // does not read (another user's, compressed, a link, not a regular file) may be that
+        // file moved away: refused as the search under any anchor refuses such files, naming
+        // them with their fix (re-attacker of the twenty-fifth pass: the start began the file
+        // again, a second record at the seq the moved file begins with).
+        (None, None)
+            if a.pending()
+                && !(siblings.compressed.is_empty()
+                    && siblings.foreign.is_empty()
+                    && siblings.unread.is_empty()) =>
+        {
+            let mut fixes = Vec::new();
+            if !siblings.compressed.is_empty() {
+                fixes.push(format!(
+                    "decompress {} in place",
+                    list(&siblings.compressed)
+                ));
+            }
+            if !siblings.foreign.is_empty() {
+                fixes.push(format!(
+                    "give {} to the daemon's user (`chown` it; the start reads only its own user's files and root's)",
+                    list(&siblings.foreign)
+                ));
+            }
+            if !siblings.unread.is_empty() {
+                fixes.push(format!(
+                    "replace {} by the file itself or move it out of the log's directory (the start follows no link and reads only regular files)",
+                    list(&siblings.unread)
+                ));
+            }
+            siblings.newline_only = true;
+            Some(format!(
+                "the anchor names the first record of the daemon's new file after seq {} (the log's first file at 0) as still to be written, and a rotation may have moved that file away after its first records: {} beside the log may be it, but the start does not read {}: {}, and start again, which continues the chain from the file that begins with that record, or begins the file if none does",
+                a.seq,
+                list(
+                    &siblings
+                        .compressed
+                        .iter()
+                        .chain(&siblings.foreign)
+                        .chain(&siblings.unread)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                ),
+                if siblings.compressed.len() + siblings.foreign.len() + siblings.unread.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
+                fixes.join("; ")
+            ))
+        }
         // The daemon's own new file still to be begun, and no file beside the log begun with
         // its first record: the start begins it (a full disk kept that record out).
         (None, None) if a.pending() => None,
@@ -506,6 +585,19 @@ fn first_record(file: &File) -> Option<(u64, String, String)> {
         r.prev.into_owned(),
         HEXLOWER.encode(&Sha256::digest(&line)),
     ))
+}
+
+/// Whether the file's whole content is one line without its newline whose SHA-256 is the
+/// line the anchor names as `next` (a crash cut the newline of a new file's first record).
+fn unterminated_first(file: &File, len: u64, a: &Anchor) -> bool {
+    if len == 0 || len > MAX_LINE as u64 {
+        return false;
+    }
+    let mut line = vec![0u8; len as usize];
+    if file.read_exact_at(&mut line, 0).is_err() || line.contains(&b'\n') {
+        return false;
+    }
+    a.next.as_deref() == Some(HEXLOWER.encode(&Sha256::digest(&line)).as_str())
 }
 
 /// The seq of the file's last whole line, if it is a record.

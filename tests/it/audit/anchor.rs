@@ -698,3 +698,101 @@ fn a_log_rewritten_in_place_under_the_daemon_is_not_continued_by_the_gap_record(
         );
     });
 }
+
+/// A new log's first batch at the crash point before its first anchor, then rotated: the log
+/// at `path` empty, its first batch in `<path>.1`, the anchor as the writer leaves it before
+/// that batch (seq 0, head zeros, that line as `next`). Returns `<path>.1`.
+fn first_batch_rotated_before_its_anchor(path: &Path) -> std::path::PathBuf {
+    use sha2::Digest;
+    let log = open(path, false).unwrap();
+    fetch(&log);
+    drop(log);
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text.lines().next().unwrap().to_owned();
+    std::fs::write(path, format!("{line}\n")).unwrap();
+    let anchor = scopevault::audit::anchor_path(path);
+    let mut a: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&anchor).unwrap()).unwrap();
+    a["seq"] = 0.into();
+    a["head"] = "0".repeat(64).into();
+    a["next"] = format!("{:x}", sha2::Sha256::digest(line.as_bytes())).into();
+    std::fs::write(&anchor, serde_json::to_vec(&a).unwrap()).unwrap();
+    let _ = std::fs::remove_file(journal_path(path));
+    let moved = path.with_file_name("audit.jsonl.1");
+    std::fs::rename(path, &moved).unwrap();
+    std::fs::write(path, "").unwrap();
+    moved
+}
+
+/// Found by the re-attacker of the twenty-fifth pass's fixes: under an anchor naming a new
+/// file's first record as still to be written (a crash before that file's first anchor),
+/// the start's search for the file a rotation moved it to passed over a file beginning with
+/// that record that does not verify (a line appended that is no record, a sparse tail), or
+/// whose one line lacks its newline, or that it does not read (another user's, a link, a
+/// FIFO): the start began the file again, a second record at the seq that file begins with,
+/// and `doctor` said ok. Each now refuses the start, naming the file, and `doctor` with it.
+#[test]
+fn a_pending_first_record_s_moved_file_that_cannot_be_continued_refuses_the_start() {
+    type Mutate = fn(&Path);
+    let cases: &[(&str, Mutate)] = &[
+        ("a line that is no record appended", |m| {
+            let mut f = std::fs::OpenOptions::new().append(true).open(m).unwrap();
+            std::io::Write::write_all(&mut f, b"garbage\n").unwrap();
+        }),
+        ("a sparse tail", |m| {
+            let f = std::fs::OpenOptions::new().write(true).open(m).unwrap();
+            f.set_len(f.metadata().unwrap().len() + (1 << 30)).unwrap();
+        }),
+        ("its one line without its newline", |m| {
+            let f = std::fs::OpenOptions::new().write(true).open(m).unwrap();
+            f.set_len(f.metadata().unwrap().len() - 1).unwrap();
+        }),
+        ("a symbolic link", |m| {
+            let to = m.with_file_name("elsewhere");
+            std::fs::rename(m, &to).unwrap();
+            std::os::unix::fs::symlink(&to, m).unwrap();
+        }),
+        ("a FIFO", |m| {
+            std::fs::rename(m, m.with_file_name("kept")).unwrap();
+            let made = std::process::Command::new("mkfifo")
+                .arg(m)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }),
+        ("another user's", |m| {
+            std::os::unix::fs::chown(m, Some(65534), None).unwrap();
+        }),
+    ];
+    for (what, mutate) in cases {
+        if *what == "another user's" && !crate::common::users::is_root() {
+            crate::common::skip::skip("chown to another uid needs root");
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        with_state_dir(&dir.path().join("state"), || {
+            let path = dir.path().join("audit.jsonl");
+            let moved = first_batch_rotated_before_its_anchor(&path);
+            mutate(&moved);
+            assert!(
+                matches!(
+                    scopevault::audit::moved_log(&path),
+                    scopevault::audit::MovedLog::Unterminated(_)
+                ),
+                "{what}: doctor's search: {:?}",
+                scopevault::audit::moved_log(&path)
+            );
+            match open(&path, false) {
+                Err(AuditError::MovedUnterminated { why, .. }) => {
+                    assert!(why.contains("audit.jsonl.1"), "{what}: {why}");
+                }
+                Err(e) => panic!("{what}: {e}"),
+                Ok(_) => panic!(
+                    "{what}: the start began the log again: {:?}",
+                    std::fs::read_to_string(&path)
+                ),
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), b"", "{what}");
+        });
+    }
+}
