@@ -2223,9 +2223,17 @@ impl AuditLog {
             // the batch and the anchor written after it, then a rotation, leaves the log
             // empty beside the file holding the batch, and the start finds that file by this
             // line and continues it. Until the twenty-fifth pass no anchor was there then,
-            // and the start began a second chain at seq 1 with the same key. A failure is
-            // reported by the ticker's next write.
-            let _ = self.anchor_synced(&before, None, first_line.as_deref());
+            // and the start began a second chain at seq 1 with the same key. An anchor that
+            // cannot be written (the state directory full) keeps the batch out, as any failed
+            // audit write does (its records are refused): written without it, a crash then a
+            // rotation forked the chain just the same (re-attacker of the twenty-fifth pass).
+            // The file is still empty, and the next batch tries again.
+            self.anchor_synced(&before, None, first_line.as_deref())
+                .map_err(|e| {
+                    err(format!(
+                        "cannot anchor the new log's first record before writing it ({e})"
+                    ))
+                })?;
         }
         // On failure the batch is cut off again at once: a short write (a full disk) would
         // otherwise leave a torn record that fails `audit verify` for as long as the daemon

@@ -796,3 +796,35 @@ fn a_pending_first_record_s_moved_file_that_cannot_be_continued_refuses_the_star
         });
     }
 }
+
+/// Found by the re-attacker of the twenty-fifth pass's fixes: a new log's first batch is
+/// anchored before it is written (its line as `next`), but when that anchor could not be
+/// written (the state directory full) the batch was written anyway; a `kill -9`, then
+/// logrotate, and the next start began a second chain at seq 1 beside the moved file. The
+/// batch is now not written (its records fail, as for any failed audit write) until its
+/// anchor is; the next batch tries again. The fault here is real: a directory at the anchor's
+/// name, which the rename of the temporary file onto it cannot replace.
+#[test]
+fn a_new_log_s_first_batch_is_not_written_unless_its_anchor_is() {
+    let dir = tempfile::tempdir().unwrap();
+    with_state_dir(&dir.path().join("state"), || {
+        let path = dir.path().join("audit.jsonl");
+        let log = open(&path, false).unwrap();
+        let anchor = scopevault::audit::anchor_path(&path);
+        let _ = std::fs::remove_file(&anchor);
+        std::fs::create_dir_all(&anchor).unwrap();
+        let refused = log.append(AuditRecord::new(Op::Fetch, Decision::Allow));
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(
+            std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+            0,
+            "the batch was written without its anchor"
+        );
+        std::fs::remove_dir(&anchor).unwrap();
+        assert_eq!(fetch(&log), 1, "the next batch is the log's first");
+        let a = read_anchor(&path).unwrap().unwrap();
+        assert_eq!(a.seq, 1, "{a:?}");
+        let check = scopevault::audit::verify_against_anchor(&path).unwrap();
+        assert!(check.chain.expect("the log exists").first_bad.is_none());
+    });
+}
