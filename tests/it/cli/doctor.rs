@@ -1778,3 +1778,48 @@ fn regression_a_totp_seed_under_80_bits_is_refused_and_a_stored_one_keeps_workin
     );
     assert!(line_with(&text, "fail", "totp", &[]).is_none(), "{text}");
 }
+
+/// Found by the re-attacker of the twenty-fifth pass's fixes: after an honest cut of the log
+/// under the running daemon (`truncate -s` to a line's end), `audit verify` names the records
+/// missing at the daemon's `audit.gap` record, but doctor said `ok … record(s) verify` with no
+/// sign of them. It now warns, naming the seqs missing.
+#[test]
+fn doctor_warns_naming_the_records_missing_at_a_gap_record() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    for _ in 0..3 {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let (audit, socket) = (d.audit.clone(), d.socket.clone());
+    let full = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    let last = last_seq(&audit);
+    let keep: usize = full.split_inclusive('\n').take(2).map(str::len).sum();
+    assert!(lines.len() > 3, "{full}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&audit)
+        .unwrap()
+        .set_len(keep as u64)
+        .unwrap();
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(d.stop().success());
+    let (text, code) = text_of(&doctor(dir.path(), &socket, &[]));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        line_with(
+            &text,
+            "warn",
+            "audit",
+            &[
+                &format!("records 3..={last} (line 3) are missing"),
+                "audit.gap"
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+}
