@@ -1440,11 +1440,12 @@ fn fmt(t: OffsetDateTime) -> String {
 }
 
 /// `30d`, `12h`, `2w`: the window for `--since`; the message of a refusal names what is
-/// wrong (not a duration, or too large, with the largest accepted), not the value.
+/// wrong (not a duration, or too large, with the largest accepted), not the value, worded as
+/// the policy parser words a duration it refuses.
 pub fn parse_since(s: &str) -> Result<time::Duration, String> {
     crate::policy::parse_duration(s).map_err(|e| match e {
         crate::policy::DurationError::NotADuration => {
-            "not a duration; write a number and a unit (h, d or w), e.g. 30d, 12h, 2w".to_owned()
+            "not a duration; write a positive whole number followed by h (hours), d (days) or w (weeks), e.g. 30d, 12h, 2w".to_owned()
         }
         crate::policy::DurationError::TooLarge { unit } => format!(
             "too large; the largest accepted is {}",
