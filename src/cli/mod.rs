@@ -163,10 +163,12 @@ fn usage_without_env_options(e: &clap::Error) -> Option<String> {
 /// argument, and clap quoted it on stderr (eighteenth pass, found by attacking this pass's
 /// fixes); so did a passphrase typed as an argument by mistake, `key add --passphrase SECRET`,
 /// `unlock SECRET` (twenty-third pass, found by its attacker of keys and unlocking: until then
-/// only commands taking `--secret` were covered). A mistyped flag (`--feild`) is named, with
-/// clap's nearest known flag, or nobody could tell which argument was meant (nineteenth pass,
-/// found by the last review); see [`nameable_stray`] for what counts as plainly a flag, and a
-/// mistyped subcommand (`key lsit`) is named when it is a lowercase word. Every other kind of
+/// only commands taking `--secret` were covered). A mistyped flag (`--feild`) is not quoted
+/// either, since a passphrase of lowercase words is shaped like a flag too (twenty-fifth pass):
+/// clap's nearest known flag is named instead ("did you mean '--field'?"), or nobody could tell
+/// which argument was meant (nineteenth pass, found by the last review); see [`nameable_stray`]
+/// for what counts as plainly a flag, and a mistyped subcommand (`key lsit`) is named when it
+/// is a lowercase word close to one of ours. Every other kind of
 /// clap error that can quote a value (`--no-keyring=VALUE`: "unexpected value 'VALUE' for
 /// '--no-keyring'"; `--kind VALUE`: "invalid value 'VALUE' for …", nineteenth pass, found by
 /// attacking this pass's fixes) names the flag only. The usage line is kept; errors that quote
@@ -259,22 +261,44 @@ fn hidden_clap_error(e: &clap::Error) -> Option<String> {
     let named = e
         .get(ContextKind::InvalidArg)
         .and_then(|a| nameable_stray(&a.to_string(), &argv));
-    let head = match &named {
-        None => "unexpected argument (not shown: it may be a secret value typed by mistake; consider it exposed)".to_owned(),
-        Some(Stray { flag, with_value: false }) => format!("unexpected argument '{flag}' found"),
-        Some(Stray { flag, with_value: true }) => format!(
-            "unexpected argument '{flag}' found (what follows its `=` is not shown: {exposed})"
+    let hidden = "unexpected argument (not shown: it may be a secret value typed by mistake; consider it exposed)";
+    let head = match (&named, e.get(ContextKind::SuggestedArg)) {
+        // `-x`: one character is no secret, and says which flag is wrong.
+        (
+            Some(Stray {
+                flag,
+                with_value: false,
+            }),
+            _,
+        ) if !flag.starts_with("--") => format!("unexpected argument '{flag}' found"),
+        // A long flag is never quoted, however plainly a flag it looks: a passphrase of
+        // lowercase words is one too (`--correct-horse-battery-staple`, twenty-fifth pass,
+        // found by the re-attacker of this pass's fixes). Only clap's nearest known flag is
+        // named, one of ours; and only beside an argument shaped like a flag, as it says
+        // something of what was typed.
+        (Some(_), Some(similar)) => format!(
+            "an unknown flag (not shown: {exposed}); did you mean {}?",
+            quoted_list(similar)
         ),
-    };
-    // The nearest known flag is one of ours, but it says something of what was typed: only
-    // beside an argument that is shown.
-    let tip = match (&named, e.get(ContextKind::SuggestedArg)) {
-        (Some(_), Some(similar)) => similar_tip("argument", similar),
-        _ => String::new(),
+        _ => hidden.to_owned(),
     };
     Some(format!(
-        "error: {head}{tip}{usage}\n\nFor more information, try '--help'."
+        "error: {head}{usage}\n\nFor more information, try '--help'."
     ))
+}
+
+/// clap's nearest known names, each quoted: `'--json'`, or `one of '--a', '--b'`.
+fn quoted_list(similar: &clap::error::ContextValue) -> String {
+    match similar {
+        clap::error::ContextValue::Strings(v) if v.len() > 1 => format!(
+            "one of {}",
+            v.iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => format!("'{other}'"),
+    }
 }
 
 /// clap's tip naming the known `what`s (subcommands, arguments) nearest to what was typed, as
@@ -310,7 +334,8 @@ struct Stray {
 }
 
 /// Whether `invalid`, the argument clap could not place, is plainly a flag and not a value, as
-/// typed (`argv`, the arguments after the program's name). Plainly a flag: `--` and a lowercase
+/// typed (`argv`, the arguments after the program's name): a short one is named, a long one
+/// gets clap's nearest known flag named in its place ([`hidden_clap_error`]). Plainly a flag: `--` and a lowercase
 /// ASCII letter, then lowercase ASCII letters, digits and `-`, at most 32 bytes in all; or `-`
 /// and one ASCII letter or digit. Every flag of ours is lowercase: a capital, or anything else,
 /// reads more like a password than a typo, and is not named.
