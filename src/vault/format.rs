@@ -59,27 +59,61 @@ pub(crate) struct Parsed<'a> {
     pub header: Header,
     /// A version-1 file's identity slots (empty for version 2).
     pub v1_identity_slots: Vec<V1IdentitySlot>,
+    /// Set only by [`Parsed::parse_to_authenticate`]: what the header holds that this build
+    /// does not know (a member, a slot type, a slot member), left out of `header`. Such a file
+    /// is never used: once authenticated it is refused as written by a newer scopevault.
+    pub newer: Option<String>,
     pub payload: &'a [u8],
     authenticated: &'a [u8],
     mac: &'a [u8],
 }
 
 impl<'a> Parsed<'a> {
-    /// Split and sanity-check a file's bytes. Never allocates more than the file's size.
+    /// Split and sanity-check a file's bytes. Never allocates more than the file's size. A
+    /// header that holds, besides what this build reads, only what it does not know is
+    /// [`VaultError::NewerHeader`]: it cannot be authenticated here.
     pub fn parse(bytes: &'a [u8]) -> Result<Parsed<'a>, VaultError> {
+        Parsed::parse_reading(bytes, false)
+    }
+
+    /// [`Parsed::parse`] for an open that goes on to unwrap the key and verify the MAC: a
+    /// header that is well-formed but holds members, slot types or slot members this build
+    /// does not know is read without them ([`newer_header`]) and `newer` says what they were.
+    ///
+    /// Sound because the MAC covers the header's bytes as written, not as read: what is left
+    /// out is authenticated with the rest, and nothing read this way is used but to unwrap
+    /// the key, verify the MAC, check and record the generation and refuse the file
+    /// (twenty-fifth pass: such a file was "corrupt; restore it from a backup", and the
+    /// backup restored was accepted; vault-format.md, "Header").
+    pub fn parse_to_authenticate(bytes: &'a [u8]) -> Result<Parsed<'a>, VaultError> {
+        Parsed::parse_reading(bytes, true)
+    }
+
+    fn parse_reading(bytes: &'a [u8], to_authenticate: bool) -> Result<Parsed<'a>, VaultError> {
         let corrupt = |what: &str| VaultError::Corrupt(what.to_owned());
         let f = frame(bytes, bytes.len())?;
         let (version, plen) = (f.version, f.plen);
         let header_bytes = &bytes[14..14 + f.hlen];
+        let mut newer = None;
         let (header, v1_identity_slots) = if version == VERSION {
             // serde quotes an unknown member's name or variant as it is: escaped, since
             // whoever wrote the file may have put terminal controls there.
-            let header: Header = serde_json::from_slice(header_bytes).map_err(|e| {
-                corrupt(&format!(
-                    "the header is not valid: {}",
-                    crate::text::escape_for_terminal(&e.to_string())
-                ))
-            })?;
+            let header: Header = match serde_json::from_slice(header_bytes) {
+                Ok(h) => h,
+                Err(e) => match newer_header(header_bytes) {
+                    Some((h, what)) if to_authenticate => {
+                        newer = Some(what);
+                        h
+                    }
+                    Some((_, what)) => return Err(VaultError::NewerHeader(what)),
+                    None => {
+                        return Err(corrupt(&format!(
+                            "the header is not valid: {}",
+                            crate::text::escape_for_terminal(&e.to_string())
+                        )))
+                    }
+                },
+            };
             super::slots::check_slot_list(&header.slots)?;
             (header, Vec::new())
         } else {
@@ -87,6 +121,10 @@ impl<'a> Parsed<'a> {
         };
         check_vault_id(&header.vault_id)?;
         check_generation(header.generation)?;
+        if let (true, Some(what)) = (header.slots.is_empty(), &newer) {
+            // Every slot is of a type this build does not know: nothing here can unlock it.
+            return Err(VaultError::NewerHeader(what.clone()));
+        }
         if header.slots.is_empty() && v1_identity_slots.is_empty() {
             // The format requires one or more: `key list` listed nothing, exit 0, and an
             // unlock said "no passphrase slot" (nineteenth pass).
@@ -101,6 +139,7 @@ impl<'a> Parsed<'a> {
             version,
             header,
             v1_identity_slots,
+            newer,
             payload,
             authenticated: &bytes[..auth_len],
             mac: &bytes[bytes.len() - MAC_LEN..],
@@ -120,6 +159,92 @@ impl<'a> Parsed<'a> {
         mac.update(self.authenticated);
         mac.verify_slice(self.mac).map_err(|_| VaultError::Forged)
     }
+}
+
+/// The members of a header this build knows (vault-format.md, "Header").
+const HEADER_MEMBERS: &[&str] = &["vault_id", "generation", "recipient", "created", "slots"];
+
+/// The members of a slot of type `kind` this build knows (vault-format.md, "Key slots"), or
+/// `None` for a type it does not know.
+fn slot_members(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        "passphrase" => Some(&[
+            "type", "id", "alg", "kdf", "salt", "nonce", "wrapped", "label", "created", "changed",
+        ]),
+        "keyring" => Some(&[
+            "type", "id", "store", "service", "account", "nonce", "wrapped", "label", "created",
+        ]),
+        "identity" => Some(&["type", "id", "nonce", "wrapped", "label", "created"]),
+        _ => None,
+    }
+}
+
+/// A version-2 header that does not parse, read again without the members and slots this
+/// build does not know (a header member; a slot of a type it does not know, left out whole;
+/// a member of a slot of a type it knows): the header, and what was left out, named for a
+/// message (at most three, each name cut at 64 characters and escaped). `None` when nothing
+/// was left out, or what is left still does not parse (damage, not a newer writer).
+fn newer_header(bytes: &[u8]) -> Option<(Header, String)> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let mut unknown = Vec::new();
+    let header = value.as_object_mut()?;
+    header.retain(|k, _| {
+        let known = HEADER_MEMBERS.contains(&k.as_str());
+        if !known {
+            unknown.push(format!("a header member `{}`", shown_name(k)));
+        }
+        known
+    });
+    if let Some(serde_json::Value::Array(slots)) = header.get_mut("slots") {
+        slots.retain_mut(|slot| {
+            let Some(slot) = slot.as_object_mut() else {
+                return true;
+            };
+            let Some(kind) = slot.get("type").and_then(|t| t.as_str()).map(str::to_owned) else {
+                return true;
+            };
+            let Some(members) = slot_members(&kind) else {
+                unknown.push(format!("a key slot of type `{}`", shown_name(&kind)));
+                return false;
+            };
+            slot.retain(|k, _| {
+                let known = members.contains(&k.as_str());
+                if !known {
+                    unknown.push(format!(
+                        "a member `{}` in a slot of type {kind}",
+                        shown_name(k)
+                    ));
+                }
+                known
+            });
+            true
+        });
+    }
+    if unknown.is_empty() {
+        return None;
+    }
+    let header: Header = serde_json::from_value(value).ok()?;
+    let more = unknown.len().saturating_sub(3);
+    unknown.truncate(3);
+    let mut what = unknown.join(", ");
+    if more > 0 {
+        what.push_str(&format!(" and {more} more"));
+    }
+    Some((
+        header,
+        format!("its header holds {what}, which this scopevault does not know"),
+    ))
+}
+
+/// A name from a header as a message shows it: its first 64 characters, escaped.
+fn shown_name(name: &str) -> String {
+    let cut: String = name.chars().take(64).collect();
+    let cut = if cut.len() < name.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    };
+    crate::text::escape_for_terminal(&cut)
 }
 
 /// A file's framing: its version, and the lengths of its header and its payload.
@@ -418,6 +543,74 @@ pub(crate) fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The members [`newer_header`] keeps are exactly those this build writes, every optional
+    /// one set: a member added to [`Header`] or a [`Slot`] and not to the lists would make a
+    /// file of this very build read as a newer one's.
+    #[test]
+    fn the_known_members_are_what_this_build_writes() {
+        use super::super::keyring::KeyringStore;
+        use super::super::slots::KdfParams;
+        let t = Some(time::OffsetDateTime::UNIX_EPOCH);
+        let label = Some("ops".to_owned());
+        let s = || "x".to_owned();
+        let slots = vec![
+            Slot::Passphrase {
+                id: s(),
+                alg: s(),
+                kdf: KdfParams::DEFAULT,
+                salt: s(),
+                nonce: s(),
+                wrapped: s(),
+                label: label.clone(),
+                created: t,
+                changed: t,
+            },
+            Slot::Keyring {
+                id: s(),
+                store: KeyringStore::Keyutils,
+                service: s(),
+                account: s(),
+                nonce: s(),
+                wrapped: s(),
+                label: label.clone(),
+                created: t,
+            },
+            Slot::Identity {
+                id: s(),
+                nonce: s(),
+                wrapped: s(),
+                label: label.clone(),
+                created: t,
+            },
+        ];
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let sorted = |l: &[&str]| {
+            let mut l: Vec<String> = l.iter().map(|s| s.to_string()).collect();
+            l.sort();
+            l
+        };
+        for slot in &slots {
+            let v = serde_json::to_value(slot).unwrap();
+            let kind = v["type"].as_str().unwrap().to_owned();
+            assert_eq!(keys(&v), sorted(slot_members(&kind).unwrap()), "{kind}");
+        }
+        let header = Header {
+            vault_id: "0".repeat(32),
+            generation: 1,
+            recipient: s(),
+            created: time::OffsetDateTime::UNIX_EPOCH,
+            slots,
+        };
+        let v = serde_json::to_value(&header).unwrap();
+        assert_eq!(keys(&v), sorted(HEADER_MEMBERS));
+        // And a header holding only these is not read as a newer one's.
+        assert!(newer_header(&serde_json::to_vec(&v).unwrap()).is_none());
+    }
 
     /// Framing with the given header length field and raw bytes after it.
     fn framed(hlen: u32, rest: &[u8]) -> Vec<u8> {

@@ -81,8 +81,16 @@ pub enum VaultError {
     /// Structurally broken.
     #[error("the vault file is corrupt: {0}; restore it from a backup")]
     Corrupt(String),
+    /// The header holds, besides what this build reads, members, slot types or slot members
+    /// it does not know: perhaps a newer scopevault's file, perhaps damage, which cannot be
+    /// told apart without the key (the message says so, with both remedies). An open with
+    /// the key authenticates the file first and then says [`VaultError::WrittenByNewer`]
+    /// (twenty-fifth pass).
+    #[error("the vault file may have been written by a newer scopevault: {0}. The header is read before the file can be authenticated, so this cannot be told from damage here: upgrade scopevault to open it (vault-format.md, \"Header\": newer scopevaults add members without a version change). If no newer scopevault wrote it, restore it from a backup")]
+    NewerHeader(String),
     /// The file authenticated with the vault key, but its payload holds what only a newer
-    /// scopevault writes (an unknown member, `kind` or payload schema): newer writers add
+    /// scopevault writes (an unknown member, `kind` or payload schema; since the twenty-fifth
+    /// pass also an unknown header member, slot type or slot member): newer writers add
     /// members without a version change (vault-format.md, "Payload"). Not damage, so not
     /// "restore it from a backup", which would silently serve older values (twenty-fifth
     /// pass): its generation is recorded, so that an older copy is refused as a rollback.
@@ -326,7 +334,7 @@ fn newer_writer_message(what: &str, generation: u64, not_recorded: Option<&str>)
         Some(why) => format!("this machine's rollback record could not be raised to its generation {generation} ({why}), so keep this file"),
     };
     format!(
-        "the vault file was written by a newer scopevault: {what}. It authenticated with the vault key, so it is not damaged: upgrade scopevault to open it (vault-format.md, \"Payload\": newer scopevaults add members without a version change). Do not restore a backup: it would serve values older than this file's; {record}"
+        "the vault file was written by a newer scopevault: {what}. It authenticated with the vault key, so it is not damaged: upgrade scopevault to open it (vault-format.md, \"Header\" and \"Payload\": newer scopevaults add members without a version change). Do not restore a backup: it would serve values older than this file's; {record}"
     )
 }
 
@@ -410,6 +418,7 @@ impl VaultError {
                 | VaultError::NeedsMigration
                 | VaultError::Corrupt(_)
                 | VaultError::WrittenByNewer { .. }
+                | VaultError::NewerHeader(_)
                 | VaultError::Forged
                 | VaultError::Rollback { .. }
                 | VaultError::OtherVaultRecorded { .. }
@@ -657,7 +666,7 @@ impl Vault {
     /// Open, authenticate, check the generation and decrypt the vault at `path`.
     pub fn open(path: &Path, unlock: &Unlock, opts: &OpenOptions) -> Result<Vault, VaultError> {
         let bytes = store::read_file_at(path, opts.no_follow)?;
-        let parsed = Parsed::parse(&bytes)?;
+        let parsed = Parsed::parse_to_authenticate(&bytes)?;
         if parsed.version != format::VERSION {
             return Err(VaultError::NeedsMigration);
         }
@@ -813,7 +822,7 @@ impl Vault {
             format::check_mac_early(head, total, mac, &self.identity, &self.header.vault_id)
         };
         let bytes = store::read_file_checked(&self.path, opts.no_follow, format::EARLY_LEN, early)?;
-        let parsed = Parsed::parse(&bytes)?;
+        let parsed = Parsed::parse_to_authenticate(&bytes)?;
         if parsed.version != format::VERSION {
             return Err(VaultError::NeedsMigration);
         }
@@ -857,7 +866,7 @@ impl Vault {
         let mut last = parsed.header.generation;
         for _ in 0..ROLLBACK_REREADS {
             let bytes = read_again()?;
-            let again = Parsed::parse(&bytes)?;
+            let again = Parsed::parse_to_authenticate(&bytes)?;
             if again.version != format::VERSION
                 || again.header.vault_id != parsed.header.vault_id
                 || again.header.generation <= last
@@ -971,6 +980,12 @@ impl Vault {
                 recorded,
             }
         };
+        // A header read without what this build does not know
+        // (`Parsed::parse_to_authenticate`) is authenticated now and its generation checked:
+        // refused as a newer payload is, and recorded, so that the older backup is a rollback.
+        if let Some(what) = &parsed.newer {
+            return Err(newer(what.clone()));
+        }
         let data = match decrypt_payload(parsed.payload, &age_identity) {
             Err(PayloadError::Newer(what)) => return Err(newer(what)),
             Err(PayloadError::Vault(e)) => return Err(e),

@@ -340,6 +340,25 @@ pub fn rewrite_payload(
     std::fs::write(path, frame_and_mac(2, &header, &payload, &vault_identity)).unwrap();
 }
 
+/// Save the version-2 vault at `path` again with `edit` applied to its header's JSON (what a
+/// newer scopevault may add: a member, a slot type, a slot member), as a writer that knows
+/// only vault-format.md would: the vault identity unwrapped from an identity slot with the key
+/// of `identity_file` (before the edit), the payload copied, the generation raised by one, the
+/// MAC computed anew.
+pub fn rewrite_header(
+    path: &Path,
+    identity_file: &Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[8..10], &[0, 2], "a version-2 vault");
+    let (mut header, payload) = split(&bytes);
+    let vault_identity = vault_identity_via(&header, identity_file);
+    header["generation"] = serde_json::json!(header["generation"].as_u64().unwrap() + 1);
+    edit(&mut header);
+    std::fs::write(path, frame_and_mac(2, &header, &payload, &vault_identity)).unwrap();
+}
+
 /// Add a passphrase slot labelled `label` that takes `passphrase` to the version-2 vault at
 /// `path`, as a writer that knows only vault-format.md would (Argon2id m = 64 KiB, t = 1,
 /// p = 1), so that the file can hold what today's writers refuse and an older scopevault

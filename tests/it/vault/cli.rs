@@ -257,7 +257,13 @@ fn a_flipped_byte_anywhere_is_refused() {
                 err.contains("error: the vault file failed authentication")
                     || err.contains("error: the vault file is corrupt: ")
                     || err.contains("error: this file is not a scopevault vault")
-                    || err.contains("is not supported"),
+                    || err.contains("is not supported")
+                    // A slot's `type` flipped to a name this build does not know, in a file
+                    // with no other slot: as a newer slot type would be, which cannot be told
+                    // from damage without the key (twenty-fifth pass; it still says to restore
+                    // a backup if no newer scopevault wrote it).
+                    || (err.contains("error: the vault file may have been written by a newer scopevault: its header holds a key slot of type")
+                        && err.contains("restore it from a backup")),
                 "{what}"
             );
         }
@@ -672,8 +678,16 @@ fn terminal_controls_a_writer_without_the_key_puts_in_the_header_are_printed_esc
                 );
             }
             let err = String::from_utf8_lossy(&out.stderr);
+            // Since the twenty-fifth pass an open with the key reads a header past members
+            // it does not know, to authenticate the file: this one, written without the key,
+            // is then refused as forged, and nothing of the name is printed.
+            let expected = if args[0] == "cred" && what.starts_with("unknown") {
+                "failed authentication".to_owned()
+            } else {
+                "\\u{1b}]0;PWNED\\u{7}".to_owned()
+            };
             assert!(
-                err.starts_with("error: ") && err.contains("\\u{1b}]0;PWNED\\u{7}"),
+                err.starts_with("error: ") && err.contains(&expected),
                 "{what}: {args:?}: {err}"
             );
         }

@@ -900,3 +900,111 @@ fn a_vault_written_by_a_newer_scopevault_says_upgrade_and_its_older_backup_is_a_
         assert!(err.contains("(rollback)"), "{what}: {err}");
     }
 }
+
+/// Twenty-fifth pass, found by the attacker of memory and versions (fixer M's note): a vault
+/// file whose *header* holds a member, a slot type or a slot member this build does not know
+/// (what a newer scopevault may write) was still "corrupt; restore it from a backup", and the
+/// backup restored on that advice was accepted: the header is parsed before the MAC can be
+/// checked. The header is now read a second time ignoring only what this build does not know,
+/// to unwrap the key and verify the MAC over the file's bytes as written; a file that
+/// authenticates is refused as written by a newer scopevault (exit 4, upgrade, do not restore a
+/// backup) and its generation recorded, so the backup is a rollback. A command that reads the
+/// header without the key (`key list`) says the file may be a newer scopevault's (upgrade; if
+/// not, restore a backup), exit 4. The same edit without the key (a MAC that does not verify)
+/// is forged, and records nothing.
+#[test]
+fn a_vault_header_a_newer_scopevault_wrote_says_upgrade_and_its_older_backup_is_a_rollback() {
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 3] = [
+        ("future_member", |h| {
+            h["future_member"] = serde_json::json!({"x": 1})
+        }),
+        ("fido2", |h| {
+            let mut slot = h["slots"][0].clone();
+            let obj = slot.as_object_mut().unwrap();
+            obj.retain(|k, _| k == "nonce" || k == "wrapped");
+            obj.insert("type".into(), "fido2".into());
+            obj.insert("id".into(), "00112233aabbccdd".into());
+            h["slots"].as_array_mut().unwrap().push(slot);
+        }),
+        ("future_slot_member", |h| {
+            h["slots"][0]["future_slot_member"] = 1.into()
+        }),
+    ];
+    for (what, edit) in edits {
+        let e = Env::new();
+        let idf = admin_vault(&e);
+        let id = idf.to_str().unwrap();
+        let backup = std::fs::read(e.vault()).unwrap();
+        assert!(list_with(&e, &idf).status.success());
+        common_vault::rewrite_header(&e.vault(), &idf, edit);
+        let newer = std::fs::read(e.vault()).unwrap();
+        // Without the key: may be a newer scopevault's file.
+        let out = e.run(&["key", "list"], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{what}: key list: {err}");
+        for part in [what, "newer scopevault", "upgrade scopevault"] {
+            assert!(err.contains(part), "{what}: key list: {err}");
+        }
+        assert!(!err.contains("corrupt"), "{what}: key list: {err}");
+        // With the key: authenticated, so written by a newer scopevault.
+        let set = [
+            "cred",
+            "set",
+            "real-cred",
+            "--secret",
+            "password",
+            "--identity-file",
+            id,
+        ];
+        for (args, stdin) in [
+            (&["cred", "list", "--identity-file", id][..], &b""[..]),
+            (&set[..], &b"new-password"[..]),
+        ] {
+            let out = e.run(args, stdin);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(4), "{what}: {args:?}: {err}");
+            for part in [
+                "written by a newer scopevault",
+                what,
+                "upgrade scopevault",
+                "Do not restore a backup",
+            ] {
+                assert!(err.contains(part), "{what}: {args:?}: {err}");
+            }
+            assert!(!err.contains("corrupt"), "{what}: {args:?}: {err}");
+            assert!(!err.contains("restore it from a backup"), "{what}: {err}");
+        }
+        assert_eq!(
+            std::fs::read(e.vault()).unwrap(),
+            newer,
+            "{what}: nothing saved"
+        );
+        // Following the old advice: the backup is one generation older than the file refused.
+        std::fs::write(e.vault(), &backup).unwrap();
+        let out = list_with(&e, &idf);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{what}: the backup: {err}");
+        assert!(err.contains("(rollback)"), "{what}: {err}");
+    }
+    // The same edit by someone without the key: forged, and nothing is recorded.
+    let e = Env::new();
+    let idf = admin_vault(&e);
+    let backup = std::fs::read(e.vault()).unwrap();
+    common_vault::rewrite_header(&e.vault(), &idf, |h| h["future_member"] = 1.into());
+    let mut forged = std::fs::read(e.vault()).unwrap();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    std::fs::write(e.vault(), &forged).unwrap();
+    let out = list_with(&e, &idf);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "forged: {err}");
+    assert!(err.contains("failed authentication"), "forged: {err}");
+    std::fs::write(e.vault(), &backup).unwrap();
+    let out = list_with(&e, &idf);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
