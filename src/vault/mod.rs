@@ -1007,6 +1007,15 @@ impl Vault {
         let policy = match &data.policy {
             Some(p) => match Policy::parse_stored(&p.toml, "<policy stored in the vault>") {
                 Ok(p) => Some(p),
+                // A policy version above ours, or a key or value this build does not know, is
+                // what a newer scopevault stores: upgrade, as for a newer payload (twenty-fifth
+                // pass: it said "does not parse with this scopevault", and nothing more).
+                Err(e) if stored_policy_is_newer(&e) => {
+                    return Err(newer(format!(
+                        "the policy stored in it says {}",
+                        crate::text::escape_for_terminal(&e.message())
+                    )));
+                }
                 Err(e) => {
                     // Authenticated too: recorded like a newer payload (best effort: the
                     // refusal says what it says either way).
@@ -1970,6 +1979,19 @@ fn encrypt_payload(data: &VaultData, recipient: &str) -> Result<Vec<u8>, VaultEr
     w.finish()
         .map_err(|e| VaultError::Internal(e.to_string()))?;
     Ok(out)
+}
+
+/// Whether a stored policy that does not parse was written by a newer scopevault: a
+/// `version` above the one this build reads, or a key or value it does not know (the policy
+/// parser's wording, `src/policy/parse.rs`).
+fn stored_policy_is_newer(e: &crate::policy::PolicyError) -> bool {
+    let m = e.message();
+    let newer_version = m
+        .strip_prefix("unsupported policy version ")
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|n| n.trim().parse::<i64>().ok())
+        .is_some_and(|n| n > 1);
+    newer_version || m.starts_with("unknown key `") || m.starts_with("unknown value `")
 }
 
 /// Why a payload could not be read: [`VaultError`]s, or a member, variant or schema this build

@@ -1008,3 +1008,53 @@ fn a_vault_header_a_newer_scopevault_wrote_says_upgrade_and_its_older_backup_is_
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Twenty-fifth pass, found by the attacker of memory and versions (fixer M's note): a policy
+/// stored in the vault by a newer scopevault (`version = 2`, a key this build does not know)
+/// was "the policy stored in the vault does not parse with this scopevault", which does not
+/// say to upgrade. It is now refused as written by a newer scopevault (exit 4, upgrade, do not
+/// restore a backup), and its generation recorded.
+#[test]
+fn a_stored_policy_a_newer_scopevault_wrote_says_upgrade() {
+    const POLICY: &str = "version = 1\n\n[settings]\nenforce = \"warn\"\n\n[credentials.real-cred]\nkind = \"login\"\nscopes = [\"shop:login\"]\n";
+    type Edit = fn(&str) -> String;
+    let edits: [(&str, Edit); 2] = [
+        ("version 2", |t| t.replacen("version = 1", "version = 2", 1)),
+        ("future_setting", |t| {
+            t.replacen("[settings]", "[settings]\nfuture_setting = true", 1)
+        }),
+    ];
+    for (what, edit) in edits {
+        let e = Env::new();
+        let idf = admin_vault(&e);
+        let id = idf.to_str().unwrap();
+        common_vault::rewrite_payload(&e.vault(), &idf, |p| {
+            p["policy"] = serde_json::json!({"toml": POLICY, "applied": "2026-01-01T00:00:00Z"})
+        });
+        assert!(
+            list_with(&e, &idf).status.success(),
+            "the policy as written reads"
+        );
+        let backup = std::fs::read(e.vault()).unwrap();
+        common_vault::rewrite_payload(&e.vault(), &idf, |p| {
+            p["policy"]["toml"] = edit(p["policy"]["toml"].as_str().unwrap()).into()
+        });
+        let out = e.run(&["cred", "list", "--identity-file", id], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{what}: {err}");
+        for part in [
+            "written by a newer scopevault",
+            what,
+            "upgrade scopevault",
+            "Do not restore a backup",
+        ] {
+            assert!(err.contains(part), "{what}: {err}");
+        }
+        assert!(!err.contains("does not parse"), "{what}: {err}");
+        std::fs::write(e.vault(), &backup).unwrap();
+        let out = list_with(&e, &idf);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{what}: the backup: {err}");
+        assert!(err.contains("(rollback)"), "{what}: {err}");
+    }
+}
