@@ -500,51 +500,148 @@ fn names_in(dir: &File) -> std::io::Result<Vec<std::ffi::CString>> {
     Ok(out)
 }
 
-/// Remove everything in the directory open as `dir`, through its descriptor: nothing is
-/// reached by a path from outside it, and no link is followed (a directory in it is opened
+/// At most this many directories below the one being emptied are held open at once by
+/// [`empty_dir`]: the walk needs no descriptor per level.
+const WALK_OPEN_DIRS: usize = 8;
+
+/// A directory being emptied below the one given to [`empty_dir`]: its descriptor while it is
+/// held open, its name in the one above, its device and inode (what a reopening through `..`
+/// must find), and the names in it not removed yet.
+struct Frame {
+    fd: Option<File>,
+    name: std::ffi::CString,
+    id: (u64, u64),
+    names: std::vec::IntoIter<std::ffi::CString>,
+}
+
+/// Where a walk of [`empty_dir`] is, for a message: the names from the directory emptied
+/// down to `name`, the middle left out when the tree is deep.
+fn walk_place(stack: &[Frame], name: &std::ffi::CStr) -> String {
+    let names: Vec<String> = stack
+        .iter()
+        .map(|f| f.name.as_c_str())
+        .chain([name])
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    let joined = if names.len() > 6 {
+        format!(
+            "{}/{}/…({} more)…/{}/{}",
+            names[0],
+            names[1],
+            names.len() - 4,
+            names[names.len() - 2],
+            names[names.len() - 1]
+        )
+    } else {
+        names.join("/")
+    };
+    crate::text::shown(Path::new(&joined))
+}
+
+/// Whether `e` says the process (or the system) has no descriptor left.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE))
+}
+
+/// Remove everything in the directory open as `dir`, through descriptors: nothing is reached
+/// by a path from outside it, and no link is followed (a directory in it is opened
 /// `O_NOFOLLOW`).
 ///
-/// Depth first with its own stack of open directories, not by recursion: the command of
-/// `exec --files` may write a tree as deep as it likes into its directory, and one call per
-/// level could overflow the stack where the open-files limit is high (twenty-fourth pass:
-/// the artefact scrub's recursive walk aborted on a tree 10,000 deep). A tree deeper than the
-/// descriptors left is an error (`EMFILE`), and the directory is left.
+/// Depth first with its own stack, not by recursion: the command of `exec --files` may write
+/// a tree as deep as it likes into its directory, and one call per level could overflow the
+/// stack where the open-files limit is high (twenty-fourth pass: the artefact scrub's
+/// recursive walk aborted on a tree 10,000 deep). Nor one open descriptor per level
+/// (twenty-fifth pass: under `ulimit -n 13`, a directory 8 deep the command left kept the
+/// values, handed over as files, on the tmpfs; a demo's directory 1,500 deep under the usual
+/// 1,024 was never removed): at most [`WALK_OPEN_DIRS`] directories below `dir` are held
+/// open, fewer where the limit leaves fewer (when a descriptor cannot be had, the held one
+/// nearest `dir` is let go), and a directory let go is opened again on the way back up through `..`
+/// of the one below it, as `rm -rf` (fts) does, and taken only when it is still the directory
+/// it was (device and inode): a tree moved meanwhile is not followed out. No depth is too deep.
+///
+/// An error names where in the tree it happened (names, never what is in a file).
 pub(super) fn empty_dir(dir: &File) -> std::io::Result<()> {
-    use rustix::fs::{unlinkat, AtFlags};
+    use rustix::fs::{fstat, unlinkat, AtFlags};
     let uid = crate::sys::current_uid();
     owner_may_change(dir, uid)?;
-    /// A directory being emptied below `dir`: it, its name in the one above, and the names
-    /// in it not removed yet.
-    type Frame = (
-        File,
-        std::ffi::CString,
-        std::vec::IntoIter<std::ffi::CString>,
-    );
     let mut top = names_in(dir)?.into_iter();
     let mut stack: Vec<Frame> = Vec::new();
+    // `stack[open..]` are held open (the last one always), those before it are let go.
+    let mut open = 0;
+    let at_error = |stack: &[Frame], name: &std::ffi::CStr, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", walk_place(stack, name)))
+    };
     loop {
-        let (at, next) = match stack.last_mut() {
-            Some((sub, _, names)) => (&*sub, names.next()),
-            None => (dir, top.next()),
+        let next = match stack.last_mut() {
+            Some(f) => f.names.next(),
+            None => top.next(),
         };
         let Some(name) = next else {
-            // `at` is empty: remove it from the one above, or stop at `dir` itself.
-            let Some((sub, name, _)) = stack.pop() else {
+            // The last one is empty: remove it from the one above, or stop at `dir` itself.
+            let Some(f) = stack.pop() else {
                 return Ok(());
             };
-            drop(sub);
-            let above = stack.last().map_or(dir, |(d, _, _)| d);
-            unlinkat(above, name.as_c_str(), AtFlags::REMOVEDIR)?;
+            let below = f.fd.expect("the last directory is held open");
+            if !stack.is_empty() && open > stack.len() - 1 {
+                let up = open_dir_at(&below, "..").map_err(|e| at_error(&stack, &f.name, e))?;
+                let m = fstat(&up)?;
+                let above = stack.last_mut().expect("not empty");
+                if (m.st_dev, m.st_ino) != above.id {
+                    return Err(at_error(
+                        &stack,
+                        &f.name,
+                        std::io::Error::other(
+                            "it was moved out of the directory it was in while that was being emptied",
+                        ),
+                    ));
+                }
+                above.fd = Some(up);
+                open = stack.len() - 1;
+            }
+            drop(below);
+            let at = stack
+                .last()
+                .map_or(dir, |a| a.fd.as_ref().expect("held open"));
+            unlinkat(at, f.name.as_c_str(), AtFlags::REMOVEDIR)
+                .map_err(|e| at_error(&stack, &f.name, e.into()))?;
             continue;
         };
+        let at = stack
+            .last()
+            .map_or(dir, |a| a.fd.as_ref().expect("held open"));
         match unlinkat(at, name.as_c_str(), AtFlags::empty()) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(rustix::io::Errno::ISDIR) => {
-                let sub = open_dir_to_empty(at, name.as_c_str(), uid)?;
-                let names = names_in(&sub)?.into_iter();
-                stack.push((sub, name, names));
+                let (sub, names) = loop {
+                    let at = stack
+                        .last()
+                        .map_or(dir, |a| a.fd.as_ref().expect("held open"));
+                    let opened = open_dir_to_empty(at, name.as_c_str(), uid)
+                        .and_then(|s| names_in(&s).map(|n| (s, n)));
+                    match opened {
+                        Ok(o) => break o,
+                        // Out of descriptors: let the held one nearest `dir` go, and try again.
+                        Err(e) if out_of_descriptors(&e) && open + 1 < stack.len() => {
+                            stack[open].fd = None;
+                            open += 1;
+                        }
+                        Err(e) => return Err(at_error(&stack, &name, e)),
+                    }
+                };
+                let m = fstat(&sub)?;
+                stack.push(Frame {
+                    fd: Some(sub),
+                    name,
+                    id: (m.st_dev, m.st_ino),
+                    names: names.into_iter(),
+                });
+                if stack.len() - open > WALK_OPEN_DIRS {
+                    stack[open].fd = None;
+                    open += 1;
+                }
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(at_error(&stack, &name, e.into())),
         }
     }
 }
@@ -655,50 +752,44 @@ fn is_new_name(name: &str, prefix: &str) -> bool {
         .is_some_and(|n| is_exec_name(n, prefix))
 }
 
-/// Whether the directory open as `dir` holds only what `exec --files` makes, all of this
-/// uid's: directories `CRED` (0700 as made, or made read-only by the command: writable by no
-/// other user), each holding symbolic links (never followed) and
-/// regular files. Read through the descriptors: no link is followed.
-fn holds_only_what_exec_makes(dir: &File, uid: u32) -> bool {
-    use rustix::fs::{statat, AtFlags, FileType};
-    let ours = |at: &File, name: &std::ffi::CStr| {
-        statat(at, name, AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .filter(|m| m.st_uid == uid)
-    };
+/// Remove the values in the `--files` directory open as `dir` before anything else in it:
+/// what is not a directory in each directory `CRED` in it (a file or a link to a memfd, as
+/// `exec` hands them over, or what the command put there), never following a link. What cannot
+/// be removed here is left to [`empty_dir`], which says where it failed: whatever the command
+/// made in the directory, the values go first (twenty-fifth pass: a tree the command left
+/// stopped the walk before it reached them).
+fn remove_values(dir: &File, uid: u32) {
+    use rustix::fs::{statat, unlinkat, AtFlags, FileType};
     let Ok(creds) = names_in(dir) else {
-        return false;
+        return;
     };
-    creds.iter().all(|c| {
-        let Some(m) = ours(dir, c) else {
-            return false;
+    for c in creds {
+        let is_dir = statat(dir, c.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|m| FileType::from_raw_mode(m.st_mode) == FileType::Directory);
+        let Some(cdir) = is_dir
+            .then(|| open_dir_to_empty(dir, c.as_c_str(), uid).ok())
+            .flatten()
+        else {
+            continue;
         };
-        if FileType::from_raw_mode(m.st_mode) != FileType::Directory || m.st_mode & 0o022 != 0 {
-            return false;
+        for f in names_in(&cdir).unwrap_or_default() {
+            let _ = unlinkat(&cdir, f.as_c_str(), AtFlags::empty());
         }
-        let Ok(cdir) = open_dir_at(dir, c.as_c_str()) else {
-            return false;
-        };
-        let Ok(fields) = names_in(&cdir) else {
-            return false;
-        };
-        fields.iter().all(|f| {
-            ours(&cdir, f).is_some_and(|m| {
-                matches!(
-                    FileType::from_raw_mode(m.st_mode),
-                    FileType::Symlink | FileType::RegularFile
-                )
-            })
-        })
-    })
+    }
 }
 
 /// Remove the directories in `parent` named `prefix` and [`SUFFIX_LEN`] random characters
-/// whose `exec` is gone, when they look exactly like what `exec` makes: this uid's own, mode
-/// 0700, never through a link, holding only what `exec` makes, all of this uid's
-/// ([`holds_only_what_exec_makes`]). Anything else there is left alone: another user can
-/// rename a directory of this uid's that others may write (with files of other users in it)
-/// into `/dev/shm` under such a name. Each live `exec --files` holds a lock (`flock`) on its
+/// whose `exec` is gone, when they are provably what an `exec` of this uid made: named so,
+/// this uid's own, never through a link, and writable by no other user (0700 as made, or less
+/// where its command took permissions away). No other user can have moved such a directory
+/// there (moving a directory to another parent writes its `..`), so what is in it was put
+/// there by this uid's command, whatever it is: it is all removed, the values first
+/// ([`remove_values`]), then the rest at any depth ([`empty_dir`]) (twenty-fifth pass: a
+/// leftover whose command had made a directory two levels down, `mkdir -p cache/deep`, was
+/// passed over, with a warning at every later `exec`). Anything else there is left alone:
+/// another user can rename a directory of this uid's that others may write (with files of
+/// other users in it) into `/dev/shm` under such a name. Each live `exec --files` holds a lock
+/// (`flock`) on its
 /// directory from before the directory has its name until it has removed it, and the kernel
 /// drops it when the process dies. With `legacy_locks` (a place of this uid's own that no other
 /// user may write), an older `exec`, which kept `NAME.lock` beside its directory locked
@@ -781,13 +872,11 @@ fn remove_stale(parent: &Path, prefix: &str, legacy_locks: bool) -> usize {
                 crate::text::shown(&parent.join(name))
             )
         };
-        if !being_made && !holds_only_what_exec_makes(&dir, uid) {
-            left("it holds more than exec makes there, or what another user owns");
-            continue;
-        }
-        // A directory `exec` named is emptied first; a `.NAME.new` is removed only when it is
-        // empty already (`unlinkat` refuses one that is not).
+        // A directory `exec` named is emptied first, its values before anything else; a
+        // `.NAME.new` is removed only when it is empty already (`unlinkat` refuses one that is
+        // not).
         if !being_made {
+            remove_values(&dir, uid);
             if let Err(e) = empty_dir(&dir) {
                 left(&format!("cannot empty it: {e}"));
                 continue;
@@ -836,6 +925,7 @@ impl Drop for CredDir {
             return;
         };
         let removed = (|| -> std::io::Result<Result<(), &str>> {
+            remove_values(&dir, crate::sys::current_uid());
             empty_dir(&dir)?;
             let Some(parent) = self.path.parent() else {
                 return Ok(Err("it has no parent"));
@@ -1218,6 +1308,57 @@ mod tests {
     /// tree the command wrote into it, so a deep enough tree overflowed the stack (an abort,
     /// the command's exit code lost). Run on a thread with a small stack, which a call per
     /// level overflows, it empties a tree 800 deep (under the usual 1,024 descriptors).
+    /// Twenty-fifth pass (found by the re-attacker of this pass's fixes): the walk held one
+    /// descriptor per level, so under `ulimit -n 13` a directory 8 deep that the command of
+    /// `exec --files` left kept the values (files there) on the tmpfs, and a demo's directory
+    /// 1,500 deep under the usual 1,024 was never removed. Run in a child process of its own
+    /// (this test binary, this test alone) whose soft open-files limit is 16: a tree 300
+    /// deep, with a file and a directory beside each level's way down, is emptied.
+    #[test]
+    fn regression_empty_dir_of_a_tree_deeper_than_the_open_files_limit() {
+        use rustix::fs::{mkdirat, openat, Mode, OFlags};
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        const CHILD: &str = "EMPTY_DIR_TEST_LOW_NOFILE_CHILD";
+        let name = "regression_empty_dir_of_a_tree_deeper_than_the_open_files_limit";
+        if std::env::var_os(CHILD).is_none() {
+            let module = module_path!().split_once("::").expect("in a crate").1;
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([&format!("{module}::{name}"), "--exact", "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && said.contains("1 passed"), "{out:?}");
+            return;
+        }
+        let hard = getrlimit(Resource::Nofile).maximum;
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(16),
+                maximum: hard,
+            },
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut fd = openat(rustix::fs::CWD, tmp.path(), flags, Mode::empty()).unwrap();
+        for _ in 0..300 {
+            // `a` (a directory with a file) before `d` (the way down), and `f`.
+            for sub in ["a", "d"] {
+                mkdirat(&fd, sub, Mode::from_raw_mode(0o700)).unwrap();
+            }
+            let at = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            std::fs::write(format!("{at}/f"), "x").unwrap();
+            std::fs::write(format!("{at}/a/f"), "x").unwrap();
+            fd = openat(&fd, "d", flags, Mode::empty()).unwrap();
+        }
+        drop(fd);
+        let dir = open_dir(tmp.path()).unwrap();
+        assert_eq!(empty_dir(&dir).map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
     #[test]
     fn regression_empty_dir_of_a_deep_tree_keeps_its_own_stack() {
         use rustix::fs::{mkdirat, openat, Mode, OFlags};

@@ -177,6 +177,101 @@ fn a_read_only_files_directory_a_killed_exec_left_is_removed_by_the_next_exec() 
     );
 }
 
+/// A shell loop that makes a chain of directories `d` 40 deep in `$SCOPEVAULT_CREDENTIALS_DIRECTORY`,
+/// a file `f` beside each (more levels than `ulimit -n 14` leaves descriptors).
+const DEEP_TREE: &str = r#"(cd "$SCOPEVAULT_CREDENTIALS_DIRECTORY" && i=0 &&
+        while [ $i -lt 40 ]; do mkdir d && : > f && cd d || exit 1; i=$((i+1)); done)"#;
+
+/// Twenty-fifth pass (found by the re-attacker of this pass's fixes): the clean-up held one
+/// descriptor per level of the tree it removed, so under a low open-files limit (the values
+/// handed over as files) a directory a few levels deep that the command left stopped it, and
+/// the values stayed on the tmpfs, exit 0. The whole directory is removed, without a word.
+#[test]
+fn a_files_directory_with_a_tree_deeper_than_the_open_files_limit_is_removed() {
+    let dir = daemon::tempdir();
+    let Some(run) = daemon_for_the_other_user(dir.path()) else {
+        return;
+    };
+    let script = format!(r#"echo "$SCOPEVAULT_CREDENTIALS_DIRECTORY"; {DEEP_TREE} && echo made"#);
+    let out = run_as_with_nofile(
+        &run,
+        14,
+        &[
+            "exec",
+            "--files",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.get(1), Some(&"made"), "{out:?}");
+    let made = Path::new(lines[0]);
+    assert!(made.is_absolute(), "{out:?}");
+    assert!(
+        std::fs::symlink_metadata(made).is_err(),
+        "{} is left: {out:?}",
+        made.display()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("not removed"), "{out:?}");
+    daemon::assert_no_secret(&stderr, "exec's stderr");
+}
+
+/// Twenty-fifth pass (fixer Y's note, and the re-attacker of this pass's fixes): the next
+/// `exec`'s sweep took a killed `exec`'s directory for its own only when it held nothing
+/// deeper than `CRED/FIELD`, so one whose command had made `cache/deep` (or a deeper tree)
+/// stayed, values and all, with a warning at every later `exec`. A directory named as `exec`
+/// names them, the uid's, that no other user may write, is removed whatever is in it.
+#[test]
+fn a_killed_execs_directory_holding_a_tree_its_command_made_is_removed_by_the_next_exec() {
+    let dir = daemon::tempdir();
+    let Some(run) = daemon_for_the_other_user(dir.path()) else {
+        return;
+    };
+    let script = format!(
+        r#"D=$SCOPEVAULT_CREDENTIALS_DIRECTORY; echo "$D"
+        mkdir -p "$D/cache/deep" && : > "$D/cache/deep/f" && {DEEP_TREE} && kill -9 $PPID"#
+    );
+    let out = run_as_with_nofile(
+        &run,
+        14,
+        &[
+            "exec",
+            "--files",
+            "--no-mask",
+            "--task",
+            "checkout-flow",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let left = PathBuf::from(stdout.lines().next().unwrap_or_else(|| panic!("{out:?}")));
+    assert!(
+        left.is_absolute()
+            && std::fs::symlink_metadata(left.join("shop-buyer/password")).is_ok()
+            && std::fs::symlink_metadata(left.join("cache/deep/f")).is_ok(),
+        "the killed exec left its directory: {out:?}"
+    );
+    let out = run_as_with_nofile(&run, 14, &["exec", "--task", "checkout-flow", "--", "true"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        std::fs::symlink_metadata(&left).is_err(),
+        "{} is still there after the next exec: {out:?}",
+        left.display()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("not removed"), "{out:?}");
+}
+
 /// Twenty-fifth pass: values too large for the environment were fetched, then the spawn
 /// failed with "Argument list too long", exit 126, as if the command could not run. Refused
 /// before the spawn, exit 2, pointing to `--files`, which hands them over.
