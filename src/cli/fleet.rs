@@ -407,6 +407,24 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     apply::check_manifest(&b, location, now, last, rollback).map_err(refused)?;
     // 5. decrypt.
     let (payload, policy) = apply::check_decrypt(&v, &b).map_err(refused)?;
+    // A bundle taken below the last generation applied here (`--allow-rollback`) is never
+    // silent: judged by the vault's record and by this machine's applied record, which a vault
+    // file restored from a backup does not roll back. The one flag takes both the restored
+    // vault file and the older bundle, so the warning names both (twenty-fifth pass: the
+    // refusal's advice applied the old credentials with no word at all).
+    let went_back = (rollback == apply::Rollback::Allow)
+        .then(|| {
+            let machine = crate::fleet::health::read_record(&path)
+                .ok()
+                .flatten()
+                .filter(|r| r.vault_id == v.id() && Some(r.location.as_str()) == location)
+                .map(|r| r.generation);
+            apply::went_back(&b, last, machine)
+        })
+        .flatten();
+    if let Some(from) = went_back {
+        errln!("{}", rollback_warning(&b, from, &v));
+    }
     // 6. the audit log, opened as the daemon's start opens it, before anything changes: a
     // log the start would refuse refuses the apply, and the vault is left as it is.
     let audit = open_audit(a)?;
@@ -473,7 +491,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         m.tasks.len(),
         m.credentials.len()
     );
-    if let Some(line) = audit_apply(audit, &b, &who.fingerprint) {
+    if let Some(line) = audit_apply(audit, &b, &who.fingerprint, went_back) {
         report.push_str(&line);
     }
     let reloaded = reload_daemon(g);
@@ -489,6 +507,40 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         super::write_stdout(report.as_bytes()),
     )?;
     reloaded.map(|_| ExitCode::SUCCESS)
+}
+
+/// The warning of a bundle accepted with `--allow-rollback` although generation `from` was
+/// applied here ([`apply::went_back`]): both generations, what going back brings back, and,
+/// when the same flag also took a vault file older than this machine has seen (a restored
+/// checkpoint vault), that it took both.
+fn rollback_warning(b: &Bundle, from: u64, v: &vault::Vault) -> String {
+    let m = &b.manifest;
+    let what = if m.generation < from {
+        format!(
+            "bundle {} generation {} is older than generation {from} already applied here",
+            escape_for_terminal(&m.location),
+            m.generation
+        )
+    } else {
+        format!(
+            "bundle {} generation {} is another bundle of the generation already applied here (payload {})",
+            escape_for_terminal(&m.location),
+            m.generation,
+            escape_for_terminal(&m.payload_digest)
+        )
+    };
+    let both = if super::unlock::adopted(v) {
+        format!(
+            "; the same flag also accepted the vault file {} older than the generation this machine had seen (the restore warned of above): both rollbacks were taken",
+            shown(v.path())
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "scopevault: warning: {what}: an older or replayed bundle, which brings back generation {}'s policy and credentials (including any rotated out since); accepted because of --allow-rollback{both}",
+        m.generation
+    )
 }
 
 /// The warning of an apply that saved the vault but could not write its applied record:
@@ -577,13 +629,23 @@ fn open_audit(a: &BundleApplyArgs) -> anyhow::Result<ApplyAudit> {
 /// digest. The daemon holds the log's lock while it runs; then the daemon's own `reload`
 /// record (after [`reload_daemon`]) is what the log gets, and this says so. Returns the line
 /// to print once every step is done.
-fn audit_apply(audit: ApplyAudit, b: &Bundle, signer: &str) -> Option<String> {
+fn audit_apply(
+    audit: ApplyAudit,
+    b: &Bundle,
+    signer: &str,
+    went_back: Option<u64>,
+) -> Option<String> {
     use crate::audit::{AuditOp, AuditRecord, Decision};
     let m = &b.manifest;
-    let reason = format!(
+    let mut reason = format!(
         "location={} generation={} signer={} policy_digest={} payload_digest={}",
         m.location, m.generation, signer, m.policy_digest, m.payload_digest
     );
+    // A rollback accepted with `--allow-rollback` says so, appended, so that a reader of
+    // the pairs before it reads them as before (docs/audit.md, "bundle.apply").
+    if let Some(from) = went_back {
+        reason.push_str(&format!(" rollback_from_generation={from}"));
+    }
     let path = &audit.path;
     match audit.log {
         Some(log) => {

@@ -160,9 +160,27 @@ pub fn check_manifest(
         ),
         _ => refuse(
             Check::Generation,
-            format!("the bundle is generation {}, but generation {g} was already applied here (an older or replayed bundle); pass --allow-rollback to apply it on purpose", m.generation),
+            format!("the bundle is generation {}, but generation {g} was already applied here (an older or replayed bundle: it brings back generation {}'s policy and credentials, including any rotated out since); check that this is the bundle you meant to go back to, then pass --allow-rollback to apply it on purpose (it is applied with a warning and recorded as a rollback)", m.generation, m.generation),
         ),
     }
+}
+
+/// The generation a bundle accepted by check 4 with `--allow-rollback` goes back from, when it
+/// does: the highest of `last` (the vault's record) and `machine` (the generation this
+/// machine's applied record names for this vault and location: a vault file restored from a
+/// backup holds an older record than what was applied here since), when the bundle is older;
+/// or the last generation, when the bundle is another bundle of it (another payload). `None`:
+/// not a rollback (a newer bundle, or the very bundle applied last). Such an apply is never
+/// silent: `bundle apply` warns naming both generations and its `bundle.apply` record says so
+/// (twenty-fifth pass: it was applied with no word at all).
+pub fn went_back(b: &Bundle, last: Option<Last<'_>>, machine: Option<u64>) -> Option<u64> {
+    let m = &b.manifest;
+    let highest = last.map(|l| l.generation).max(machine)?;
+    if m.generation < highest {
+        return Some(highest);
+    }
+    let last = last.filter(|l| l.generation == m.generation && l.generation == highest)?;
+    (last.payload_digest.is_some_and(|d| d != m.payload_digest)).then_some(m.generation)
 }
 
 /// How far ahead of this machine's clock a bundle's `created` may be before `verify` and
@@ -420,5 +438,34 @@ mod tests {
         for r in [Rollback::Refuse, Rollback::Reapply, Rollback::Allow] {
             check(&newer, last, r).unwrap();
         }
+    }
+
+    /// Twenty-fifth pass: a bundle taken with `--allow-rollback` below the last generation
+    /// applied here was applied with no warning. `went_back` names the generation it goes
+    /// back from, judged by the vault's record and by this machine's applied record (a vault
+    /// file restored from a backup holds an older record); the very bundle applied last, or
+    /// a newer one, is no rollback.
+    #[test]
+    fn went_back_names_the_generation_replaced_by_the_vault_or_this_machine() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let last = Last {
+            generation: 5,
+            payload_digest: Some(&a),
+        };
+        assert_eq!(went_back(&bundle(4, 'a'), Some(last), None), Some(5));
+        assert_eq!(went_back(&bundle(5, 'b'), Some(last), None), Some(5));
+        assert_eq!(went_back(&bundle(5, 'a'), Some(last), None), None);
+        assert_eq!(went_back(&bundle(6, 'c'), Some(last), None), None);
+        assert_eq!(went_back(&bundle(6, 'c'), Some(last), Some(7)), Some(7));
+        assert_eq!(went_back(&bundle(5, 'a'), Some(last), Some(7)), Some(7));
+        assert_eq!(went_back(&bundle(3, 'c'), None, Some(4)), Some(4));
+        assert_eq!(went_back(&bundle(4, 'c'), None, Some(4)), None);
+        assert_eq!(went_back(&bundle(1, 'c'), None, None), None);
+        let e = check(&bundle(4, 'a'), last, Rollback::Refuse).unwrap_err();
+        assert!(
+            e.contains("brings back generation 4's policy and credentials")
+                && e.contains("check that this is the bundle you meant"),
+            "{e}"
+        );
     }
 }

@@ -4277,3 +4277,96 @@ fn regression_publish_refuses_a_policy_whose_canonical_form_is_over_the_limit() 
         "{err}"
     );
 }
+
+/// The `reason` of the last record in `e`'s audit log.
+fn last_audit_reason(e: &Env) -> String {
+    let text = std::fs::read_to_string(e.path("audit.jsonl")).unwrap();
+    let line = text.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["op"], "bundle.apply", "{line}");
+    v["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Found by the attacker of advice (twenty-fifth pass): the generation check's refusal of an
+/// older bundle said "pass --allow-rollback to apply it on purpose", and following it applied
+/// the old credentials (a password rotated out since) with exit 0, nothing on stderr and a
+/// `bundle.apply` record like any other. The refusal now says what going back brings back and
+/// to check the bundle first; an apply that goes back warns naming both generations and its
+/// record ends `rollback_from_generation=N`. A checkpoint vault file restored from a backup
+/// (which needs the same flag to open) holds an older record of the bundle applied: the
+/// machine's applied record is judged too, and the warning says the flag took both.
+#[test]
+fn regression_a_bundle_taken_with_allow_rollback_below_the_last_applied_warns_and_is_audited_as_one(
+) {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    f.publish(&[]);
+    let d = f.master.path("gen1");
+    std::fs::create_dir_all(&d).unwrap();
+    let gen1 = d.join("ams.svbundle");
+    std::fs::copy(f.bundle("ams"), &gen1).unwrap();
+    std::fs::copy(sig_path_of(&f.bundle("ams")), sig_path_of(&gen1)).unwrap();
+    f.apply(e, &gen1, &["--location", "ams"]);
+    let after_gen1 = e.vault_bytes();
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &[]);
+
+    // The refusal says what going back brings back, and to check the bundle first.
+    let err = f.refused(e, &gen1, &[], "generation");
+    assert!(
+        err.contains("brings back generation 1's policy and credentials")
+            && err.contains("check that this is the bundle you meant")
+            && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    // Followed: applied, with a warning naming both generations, and audited as a rollback.
+    let run = |file: &Path| {
+        let a = f.apply_args(e, file, &["--allow-rollback"]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = e.run(&a, b"");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let err = run(&gen1);
+    assert!(
+        err.contains(
+            "warning: bundle ams generation 1 is older than generation 2 already applied here"
+        ) && err.contains("accepted because of --allow-rollback")
+            && !err.contains("the same flag also accepted the vault file"),
+        "{err}"
+    );
+    let reason = last_audit_reason(e);
+    assert!(
+        reason.contains("generation=1 ") && reason.ends_with(" rollback_from_generation=2"),
+        "{reason}"
+    );
+
+    // Forward again: generation 2 is no rollback, and says nothing of one.
+    let out = f.apply(e, &f.bundle("ams"), &[]);
+    assert!(out.contains("applied ams generation 2"), "{out}");
+    assert!(!last_audit_reason(e).contains("rollback"));
+
+    // The checkpoint vault file put back as it was after generation 1: it records generation
+    // 1 as applied, this machine's applied record generation 2. The one flag takes the
+    // restored file and the older bundle: both are said.
+    std::fs::write(e.vault(), &after_gen1).unwrap();
+    let err = run(&gen1);
+    assert!(
+        err.contains("accepted because of --allow-rollback")
+            && err.contains(
+                "bundle ams generation 1 is older than generation 2 already applied here"
+            )
+            && err.contains("the same flag also accepted the vault file")
+            && err.contains("both rollbacks were taken"),
+        "{err}"
+    );
+    assert!(
+        last_audit_reason(e).ends_with(" rollback_from_generation=2"),
+        "{}",
+        last_audit_reason(e)
+    );
+}
