@@ -303,6 +303,12 @@ fn parse_line(line: &str, number: usize) -> Result<Option<Signer>, String> {
     Ok(Some(signer))
 }
 
+/// What the refusal of an allowed signers file another user owns or may write says to do
+/// before `chown`/`chmod`: they may already have added their key, and the fix alone would make
+/// root trust it (twenty-fifth pass, found by the attacker of advice: the advice followed
+/// verbatim applied that user's bundle).
+const CHECK_KEYS_FIRST: &str = "First check every key in it against your list of the fleet's publishers and delete every other line: it may already hold a key another user added, which the fix below would make trusted.";
+
 impl AllowedSigners {
     /// Parse the text of a file; `file` is used in messages.
     pub fn parse(text: &str, file: &str) -> Result<AllowedSigners, ParseError> {
@@ -345,6 +351,7 @@ impl AllowedSigners {
             path,
             &meta,
             "could add a key of their own to it and sign any bundle",
+            CHECK_KEYS_FIRST,
         )
         .map_err(|why| err(None, why))?;
         let text = String::from_utf8(bytes).map_err(|e| {

@@ -395,11 +395,15 @@ fn unsafe_dir(dir: &Path, why: &str) -> VaultError {
 /// `md` (the metadata of the file as opened), owned by root or the caller and not writable by
 /// group or others. Root included ([`Owners::CallerOrRoot`], as for `publish --out`): the
 /// owner of the file, or of a directory on its way, could put any key in it. `could` says
-/// what someone who may change it could do. `Err`: why not, with the fix.
+/// what someone who may change it could do; `check_first`, what to check in it before the
+/// fix: a file another user could change may already hold what they put there, and `chown`
+/// or `chmod` alone would make it trusted as it is (twenty-fifth pass). `Err`: why not, with
+/// the fix.
 pub(crate) fn check_trusted_file(
     path: &Path,
     md: &fs::Metadata,
     could: &str,
+    check_first: &str,
 ) -> Result<(), String> {
     let abs = std::path::absolute(path).map_err(|e| format!("cannot resolve the path: {e}"))?;
     let real = check_components(&abs, Owners::CallerOrRoot).map_err(|e| match e {
@@ -421,7 +425,7 @@ pub(crate) fn check_trusted_file(
     let perms = md.mode() & 0o7777;
     if !crate::paths::dir_owner_trusted(md.uid(), me, Owners::CallerOrRoot) {
         return Err(format!(
-            "it is owned by uid {}, another user (mode {perms:o}): they {could}. Give it to root or to yourself and make it writable by its owner only (`chown root: {}` and `chmod go-w {}`)",
+            "it is owned by uid {}, another user (mode {perms:o}): they {could}. {check_first} Then give it to root or to yourself and make it writable by its owner only (`chown root: {}` and `chmod go-w {}`)",
             md.uid(),
             path.display(),
             path.display()
@@ -429,7 +433,7 @@ pub(crate) fn check_trusted_file(
     }
     if md.mode() & 0o022 != 0 {
         return Err(format!(
-            "it is writable by {} (mode {perms:o}): another user {could}. Run `chmod go-w {}`",
+            "it is writable by {} (mode {perms:o}): another user {could}. {check_first} Then run `chmod go-w {}`",
             if md.mode() & 0o002 != 0 {
                 "others"
             } else {

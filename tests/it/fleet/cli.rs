@@ -4370,3 +4370,78 @@ fn regression_a_bundle_taken_with_allow_rollback_below_the_last_applied_warns_an
         last_audit_reason(e)
     );
 }
+
+/// Found by the attacker of advice (twenty-fifth pass): the refusal of an allowed signers file
+/// another user owns or may write said only `chown root: FILE` and `chmod go-w FILE`.
+/// Followed verbatim after that user had appended their own key, root trusted the key and
+/// applied the user's bundle. Both refusals now first say to check every key in the file
+/// against the fleet's publishers (it may already hold another user's key), then the fix;
+/// followed so, the forged bundle is refused and the genuine one applies.
+#[test]
+fn regression_the_allowed_signers_refusal_says_to_check_its_keys_before_chown_or_chmod() {
+    use crate::common::users;
+    use std::os::unix::fs::PermissionsExt;
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let genuine = std::fs::read_to_string(&f.allowed).unwrap();
+    let (mallory, mallory_pub) = keypair(f.fra.dir.path(), "mallory", "");
+    let forged_dir = f.fra.path("forged");
+    std::fs::create_dir(&forged_dir).unwrap();
+    let forged = forged_dir.join("ams.svbundle");
+    std::fs::copy(f.bundle("ams"), &forged).unwrap();
+    keygen_sign(&mallory, "scopevault-bundle", &forged);
+    std::fs::write(
+        &f.allowed,
+        format!("{genuine}mallory namespaces=\"scopevault-bundle\" {mallory_pub}\n"),
+    )
+    .unwrap();
+    let mode = |m: u32| {
+        std::fs::set_permissions(&f.allowed, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    // The check comes before the fix, in the message as in the order to do them.
+    let check_then = |err: &str, fix: &str| {
+        let check =
+            err.find("First check every key in it against your list of the fleet's publishers");
+        let warned = err.contains("it may already hold a key another user added");
+        let fix_at = err.find(fix);
+        assert!(
+            warned && check.is_some() && fix_at.is_some() && check < fix_at,
+            "{err}"
+        );
+    };
+    mode(0o664);
+    let err = f.refused(&f.ams, &forged, &["--location", "ams"], "signature");
+    assert!(err.contains("writable by its group (mode 664)"), "{err}");
+    check_then(&err, "Then run `chmod go-w");
+    mode(0o666);
+    let err = f.refused(&f.ams, &forged, &["--location", "ams"], "signature");
+    check_then(&err, "Then run `chmod go-w");
+    if users::is_root() {
+        let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+            Ok(ids) => ids,
+            Err(why) => return crate::common::skip::skip(&why),
+        };
+        mode(0o644);
+        std::os::unix::fs::chown(&f.allowed, Some(uid), Some(gid)).unwrap();
+        let err = f.refused(&f.ams, &forged, &["--location", "ams"], "signature");
+        assert!(
+            err.contains(&format!("owned by uid {uid}, another user")),
+            "{err}"
+        );
+        check_then(&err, "Then give it to root or to yourself");
+        std::os::unix::fs::chown(&f.allowed, Some(0), Some(0)).unwrap();
+    } else {
+        crate::common::skip::skip("root is needed to give the file to another user");
+    }
+    // Followed in order: the other key removed, then the mode fixed: the forged bundle is
+    // refused, the genuine one applies.
+    std::fs::write(&f.allowed, &genuine).unwrap();
+    mode(0o644);
+    let err = f.refused(&f.ams, &forged, &["--location", "ams"], "signature");
+    assert!(err.contains("not in the allowed signers file"), "{err}");
+    let out = f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
+    assert!(out.contains("applied ams generation 1"), "{out}");
+}
