@@ -640,7 +640,11 @@ mod tests {
     fn a_refused_vault_file_is_vault_refused_not_internal() {
         for refused in [
             VaultError::Forged,
-            VaultError::Rollback { found: 1, seen: 3 },
+            VaultError::Rollback {
+                found: 1,
+                seen: 3,
+                fleet: None,
+            },
             VaultError::Corrupt("x".into()),
             VaultError::LinkAtPath("/v".into()),
         ] {

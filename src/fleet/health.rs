@@ -153,6 +153,27 @@ pub fn record_path(vault_path: &Path) -> PathBuf {
     ))
 }
 
+/// A fleet checkpoint's last apply, as this machine's applied record names it: for the advice
+/// of a refusal of the vault file ([`crate::vault::VaultError::Rollback`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointOf {
+    /// The location.
+    pub location: String,
+    /// The bundle generation applied last.
+    pub generation: u64,
+}
+
+/// The bundle this machine applied last to the vault at `vault_path` whose id is `vault_id`,
+/// by its applied record; `None` when there is none, it names another vault, or it cannot be
+/// read (then nothing is claimed). Read without the vault key.
+pub fn checkpoint_of(vault_path: &Path, vault_id: &str) -> Option<CheckpointOf> {
+    let r = read_record(vault_path).ok().flatten()?;
+    (r.vault_id == vault_id && r.vault == canonical_vault(vault_path)).then_some(CheckpointOf {
+        location: r.location,
+        generation: r.generation,
+    })
+}
+
 /// The record's directory and file name.
 fn record_place(vault_path: &Path) -> (PathBuf, PathBuf, String) {
     let p = record_path(vault_path);

@@ -111,12 +111,16 @@ pub enum VaultError {
     #[error("{}", last_generation_message())]
     LastGeneration,
     /// An older generation than already seen.
-    #[error("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault. To check an old copy (a backup) without adopting it, give --allow-rollback to a command that only reads (e.g. `scopevault cred list --vault COPY --allow-rollback`): it opens the file and saves nothing. If you restored an old backup on purpose, give --allow-rollback to a command that saves (e.g. `scopevault cred set NAME --allow-rollback` for a secret rotated since the backup, or `scopevault policy apply POLICY --allow-rollback`): it saves the file again as the newest (adopted); then reload the daemon")]
+    #[error("{}", rollback_message(*found, *seen, fleet.as_ref()))]
     Rollback {
         /// Generation in the file.
         found: u64,
         /// Highest generation recorded.
         seen: u64,
+        /// The bundle this machine applied to this vault last, when it is a fleet checkpoint
+        /// (its applied record names this vault): the way back is then a bundle, not a local
+        /// change.
+        fleet: Option<crate::fleet::health::CheckpointOf>,
     },
     /// This machine's rollback record binds the file's vault id to another vault key: the file
     /// authenticated with its own key, but it is not the vault the record knows under that id
@@ -347,6 +351,27 @@ fn check_vault_id(path: &Path, found: &str, opts: &OpenOptions) -> Result<(), Va
             found: found.to_owned(),
         }),
         _ => Ok(()),
+    }
+}
+
+/// The refusal of a file older than the generation seen here. On a fleet checkpoint (`fleet`:
+/// this machine applied bundles to this vault) the way back is the newest bundle, applied with
+/// `--allow-rollback`; a local `cred set` or `policy apply` would diverge from the signed
+/// bundle (twenty-fifth pass, found by the attacker of advice).
+fn rollback_message(
+    found: u64,
+    seen: u64,
+    fleet: Option<&crate::fleet::health::CheckpointOf>,
+) -> String {
+    let head = format!("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault. To check an old copy (a backup) without adopting it, give --allow-rollback to a command that only reads (e.g. `scopevault cred list --vault COPY --allow-rollback`): it opens the file and saves nothing.");
+    match fleet {
+        None => format!("{head} If you restored an old backup on purpose, give --allow-rollback to a command that saves (e.g. `scopevault cred set NAME --allow-rollback` for a secret rotated since the backup, or `scopevault policy apply POLICY --allow-rollback`): it saves the file again as the newest (adopted); then reload the daemon"),
+        Some(c) => format!(
+            "{head} This vault is a fleet checkpoint (location {}, bundle generation {} applied here last): if you restored an old backup on purpose, apply the newest bundle to it, `scopevault bundle apply BUNDLE --allowed-signers FILE --allow-rollback` (generation {} or later: the flag also takes an older bundle, with a warning), which adopts the restored file and brings back the signed policy and credentials, and reloads the daemon; a local `cred set` or `policy apply` would diverge from the signed bundle",
+            crate::text::escape_for_terminal(&c.location),
+            c.generation,
+            c.generation
+        ),
     }
 }
 
@@ -927,6 +952,7 @@ impl Vault {
                     return Err(VaultError::Rollback {
                         found: header.generation,
                         seen,
+                        fleet: crate::fleet::health::checkpoint_of(path, &header.vault_id),
                     });
                 }
                 rolled_back = Some((header.generation, seen));

@@ -4445,3 +4445,61 @@ fn regression_the_allowed_signers_refusal_says_to_check_its_keys_before_chown_or
     let out = f.apply(&f.ams, &f.bundle("ams"), &["--location", "ams"]);
     assert!(out.contains("applied ams generation 1"), "{out}");
 }
+
+/// Found by the attacker of advice (twenty-fifth pass): on a fleet checkpoint whose vault file
+/// was put back older, the rollback refusal advised `cred set NAME --allow-rollback` or
+/// `policy apply POLICY --allow-rollback`, local changes that diverge from the signed bundle,
+/// and never the bundle. When this machine's applied record names the vault, the refusal now
+/// names the location and generation and advises applying the newest bundle with
+/// `--allow-rollback`; followed, that adopts the file and installs the bundle, with no
+/// warning of an older bundle. A vault no bundle was applied to keeps the local advice.
+#[test]
+fn regression_the_rollback_refusal_of_a_fleet_checkpoint_advises_the_newest_bundle_not_a_local_change(
+) {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let id = e.path("id");
+    let id = id.to_str().unwrap();
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    let older = e.vault_bytes();
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &[]);
+    std::fs::write(e.vault(), &older).unwrap();
+    let err = e.fails(&["cred", "list", "--identity-file", id], b"", 4);
+    assert!(
+        err.contains("rollback")
+            && err.contains("This vault is a fleet checkpoint (location ams, bundle generation 2 applied here last)")
+            && err.contains("scopevault bundle apply BUNDLE --allowed-signers FILE --allow-rollback")
+            && !err.contains("cred set NAME --allow-rollback")
+            && !err.contains("policy apply POLICY --allow-rollback"),
+        "{err}"
+    );
+    // Followed with the newest bundle: adopted and applied, no older bundle warned of.
+    let a = f.apply_args(e, &f.bundle("ams"), &["--allow-rollback"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("accepted because of --allow-rollback")
+            && !err.contains("older than generation 2 already applied"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied ams generation 2 "));
+    e.ok(&["cred", "list", "--identity-file", id], b"");
+
+    // A vault no bundle was applied to: the local advice, as before.
+    let m = &f.master;
+    let before = m.vault_bytes();
+    m.add_login("extra", b"extra-Secret-9");
+    std::fs::write(m.vault(), &before).unwrap();
+    let err = m.fails(&["cred", "list", "--passphrase-file", &m.pf()], b"", 4);
+    assert!(
+        err.contains("cred set NAME --allow-rollback") && !err.contains("fleet checkpoint"),
+        "{err}"
+    );
+}
