@@ -223,7 +223,7 @@ pub enum AuditError {
     },
     /// The log holds records but its HMAC key is gone: a new key would silently break
     /// `audit hash` for every earlier hand-out.
-    #[error("the audit log {path} holds records but its key {key} is missing; restore the key from backup, or start with `serve --new-audit-key` to make a new one (recorded in the log; earlier values can then no longer be matched by `audit hash`)")]
+    #[error("the audit log {path} holds records (or continues a chain that does: a file a rotation moved, or records its anchor names) but its key {key} is missing; restore the key from backup, or start with `serve --new-audit-key` to make a new one (recorded in the log; earlier values can then no longer be matched by `audit hash`)")]
     KeyMissing {
         /// The log.
         path: PathBuf,

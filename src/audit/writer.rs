@@ -858,6 +858,8 @@ impl AuditLog {
         } else {
             None
         };
+        // The chain holds records though the file at the path may hold none (below).
+        let chained = len0 > 0 || anchor.as_ref().is_some_and(|a| a.seq > 0);
         // Records the journal made durable and the log lost (a crash of the machine) go back
         // before the chain is continued.
         let redo = match (journal.as_mut(), &file) {
@@ -1034,6 +1036,18 @@ impl AuditLog {
                     why: why.clone(),
                 });
             }
+        }
+        // A chain with records needs its key though the file at the path holds none: a
+        // rotation the daemon did not see moved them away (the start continues that file), or
+        // the log is gone and its anchor names them. A key missing then is refused as for a
+        // log that holds records, and `--new-audit-key` records the new one: it was made
+        // silently, and `audit hash` no longer matched the earlier records (twenty-fifth pass,
+        // found by the attacker of advice).
+        if !key_there && chained && !flags.new_key {
+            return Err(AuditError::KeyMissing {
+                path: path.to_owned(),
+                key: kp,
+            });
         }
         // The start goes on. What was missing is made now: the directory, the log, the key,
         // the journal; should making one of them fail, what this start made is taken away
@@ -1261,7 +1275,7 @@ impl AuditLog {
                 }
             }
         }
-        if flags.new_key && len0 > 0 {
+        if flags.new_key && chained {
             let reason = "the HMAC key was missing and a new one was made (serve --new-audit-key): `audit hash` cannot match values recorded before this line";
             log.append(AuditRecord {
                 reason: Some(reason),

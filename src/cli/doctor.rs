@@ -948,6 +948,24 @@ fn check_audit(r: &mut Report, path: &Path) {
                 path: moved,
                 last_seq,
             } => {
+                // Its key missing, the start is refused as for a log that holds records, and
+                // named so here, with serve's advice (it was `ok`, and the start made a new
+                // key silently: twenty-fifth pass, found by the attacker of advice).
+                if matches!(std::fs::symlink_metadata(&key), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                {
+                    let e = crate::audit::AuditError::KeyMissing {
+                        path: path.to_owned(),
+                        key: key.clone(),
+                    };
+                    r.fail(
+                        "audit",
+                        format!(
+                            "{e}: `serve` refuses to start (its records up to seq {last_seq} are in {}, moved there by a rotation; docs/audit.md, \"The HMAC key\")",
+                            moved.display()
+                        ),
+                    );
+                    return;
+                }
                 r.ok(
                     "audit",
                     format!(
@@ -1056,7 +1074,7 @@ fn check_audit(r: &mut Report, path: &Path) {
                 r.fail(
                     "audit",
                     format!(
-                        "{} is missing ({}), and the log holds records: `serve` refuses to start; start it once with `--new-audit-key`, which records the new key in the chain (docs/audit.md, \"The HMAC key\")",
+                        "{} is missing ({}), and the log holds records: `serve` refuses to start; restore the key from backup, or start it once with `--new-audit-key`, which records the new key in the chain (docs/audit.md, \"The HMAC key\")",
                         key.display(),
                         message
                     ),

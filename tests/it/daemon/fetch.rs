@@ -2113,14 +2113,28 @@ fn a_start_refused_in_the_audit_log_s_opening_makes_no_directory_log_key_or_jour
         &format!("records 1..={last} are missing"),
         "directory removed",
     );
-    // Accepted, the start makes them and records the gap.
+    // The gap accepted, the key is still missing from a chain with records: refused as such
+    // (twenty-fifth pass: the start made a new key silently), still making nothing.
     let mut accepted = args.to_vec();
     accepted.push("--accept-audit-gap");
+    let before = tree_of(dir.path());
+    let err = serve_refused(dir.path(), &accepted);
+    assert!(
+        err.contains("is missing") && err.contains("--new-audit-key"),
+        "{err}"
+    );
+    assert!(
+        before == tree_of(dir.path()),
+        "the refused start changed a file"
+    );
+    // Both accepted, the start makes them and records the gap and the new key.
+    accepted.push("--new-audit-key");
     let d = Daemon::start(dir.path(), &accepted);
     assert!(d.stop().success());
     assert!(key.is_file() && journal.is_file());
     let after = records(&std::fs::read_to_string(&audit_path).unwrap());
     assert_eq!(after[0]["op"], "audit.gap", "{after:?}");
+    assert_eq!(after[1]["op"], "audit.new_key", "{after:?}");
     let (ok, said) = verify_log(dir.path(), &audit_path);
     assert!(ok, "{said}");
 }

@@ -833,3 +833,55 @@ fn a_first_start_killed_right_after_its_first_batch_then_rotated_is_continued() 
     assert!(out.status.success(), "{out:?}");
     each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
 }
+
+/// Regression (twenty-fifth pass, found by the attacker of advice): the log rotated away while
+/// the daemon was stopped and its key lost; doctor said `ok` ("which the next start
+/// continues") and `serve` continued the chain with a new key made silently, no
+/// `audit.new_key` record, so `audit hash` no longer matched the moved file's records. The
+/// start is now refused as for a log that holds records (doctor fails the same way, with the
+/// restore-from-backup advice), and `--new-audit-key` continues the chain with its record.
+#[test]
+fn a_lost_key_after_an_unseen_rotation_is_refused_and_a_new_one_recorded() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let (given, moved) = stopped_then_rotated(dir.path(), &idarg, "audit.jsonl.1");
+    let audit = dir.path().join("audit.jsonl");
+    // As the attacker's repro: the file moved, none made in its place.
+    std::fs::remove_file(&audit).unwrap();
+    let key = scopevault::audit::key_path(&audit);
+    std::fs::remove_file(&key).unwrap();
+    let out = daemon::cmd(dir.path()).arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fail") && l.contains("audit"))
+        .unwrap_or_else(|| panic!("doctor does not fail the audit line: {text}"));
+    assert!(
+        line.contains("is missing")
+            && line.contains("restore the key from backup")
+            && line.contains("--new-audit-key"),
+        "{line}"
+    );
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains("is missing") && err.contains("--new-audit-key"),
+        "{err}"
+    );
+    assert!(
+        !key.exists() && !audit.exists(),
+        "the refused start made a file"
+    );
+    let mut args = idarg.to_vec();
+    args.push("--new-audit-key");
+    let d = Daemon::start(dir.path(), &args);
+    assert!(d.stop().success());
+    let ops: Vec<String> = records(&audit)
+        .iter()
+        .map(|r| r["op"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ops[..2], ["audit.rotate", "audit.new_key"], "{ops:?}");
+    let out = verify(dir.path(), &[&audit, &moved]);
+    assert!(out.status.success(), "{out:?}");
+    each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
+}
