@@ -216,7 +216,7 @@ pub enum AuditError {
         path: PathBuf,
     },
     /// The HMAC key file exists but is not a key we wrote.
-    #[error("the audit key {path} is not {KEY_LEN} bytes; restore it from backup (without it, `audit hash` cannot match old records) or move the log and key aside to start a new log")]
+    #[error("the audit key {path} is not {KEY_LEN} bytes; restore it from backup (without it, `audit hash` cannot match old records), or, to begin a new log, move the log and key aside and start once with `serve --new-audit-key --accept-audit-gap`, which records both in it)")]
     BadKey {
         /// The key file.
         path: PathBuf,
@@ -231,7 +231,7 @@ pub enum AuditError {
         key: PathBuf,
     },
     /// `--new-audit-key` was given but the key is there.
-    #[error("--new-audit-key: the audit key {key} exists; the option is only for a lost key (move the log and key aside to start afresh)")]
+    #[error("--new-audit-key: the audit key {key} exists; the option is only for a lost key; to begin a new log, move the log and key aside and start once with `serve --new-audit-key --accept-audit-gap`, which records both in the new log (the anchor in the state directory still names the old records)")]
     KeyPresent {
         /// The key file.
         key: PathBuf,

@@ -4203,3 +4203,49 @@ fn regression_cred_show_and_list_json_escape_invisible_characters() {
         assert_eq!(cred["fields"]["username"], user, "{stdout}");
     }
 }
+
+/// Regression (twenty-fifth pass, found by the attacker of advice): `serve --new-audit-key`
+/// with the key present said "move the log and key aside to start afresh"; done, every start
+/// was refused as a cut tail (the anchor in the state directory names the records). The
+/// advice now names the start that works, and following it begins a new log whose first
+/// records say so (`audit.gap`, `audit.new_key`): deleting both is never a silent fresh start.
+#[test]
+fn the_advice_to_begin_a_new_log_works_and_is_recorded() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let d = Daemon::start(dir.path(), &idarg);
+    let audit_path = d.audit.clone();
+    assert!(d.stop().success());
+    let mut args = idarg.to_vec();
+    args.push("--new-audit-key");
+    let err = serve_refused(dir.path(), &args);
+    assert!(
+        err.contains("move the log and key aside")
+            && err.contains("serve --new-audit-key --accept-audit-gap"),
+        "{err}"
+    );
+    let aside = dir.path().join("aside");
+    std::fs::create_dir(&aside).unwrap();
+    let key = scopevault::audit::key_path(&audit_path);
+    std::fs::rename(&audit_path, aside.join("audit.jsonl")).unwrap();
+    std::fs::rename(&key, aside.join("audit.jsonl.key")).unwrap();
+    // Neither flag alone starts: each refusal names what is missing.
+    for (flag, says) in [
+        ("--new-audit-key", "--accept-audit-gap"),
+        ("--accept-audit-gap", "--new-audit-key"),
+    ] {
+        let mut one = idarg.to_vec();
+        one.push(flag);
+        let err = serve_refused(dir.path(), &one);
+        assert!(err.contains(says), "{flag}: {err}");
+    }
+    args.push("--accept-audit-gap");
+    let d = Daemon::start(dir.path(), &args);
+    assert!(d.stop().success());
+    let after = records(&std::fs::read_to_string(&audit_path).unwrap());
+    assert_eq!(after[0]["op"], "audit.gap", "{after:?}");
+    assert_eq!(after[1]["op"], "audit.new_key", "{after:?}");
+    let (ok, said) = verify_log(dir.path(), &audit_path);
+    assert!(ok, "{said}");
+}
