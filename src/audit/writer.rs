@@ -1334,11 +1334,24 @@ impl AuditLog {
                 ..AuditRecord::new(AuditOp::AuditRepair, Decision::Error)
             })?;
         }
+        // `--accept-audit-gap` is for one start. Said on stderr at every start it is given:
+        // what it accepted, or that there was nothing to accept and it should go. Left in a
+        // unit's `ExecStart=`, it used to accept every later cut tail at the next start
+        // without a word (twenty-fifth pass, found by the attacker of advice).
+        if flags.accept_gap {
+            log.notes.push(match &gap {
+                Some((_, why)) => format!(
+                    "warning: gap accepted (--accept-audit-gap), recorded in the chain as an `audit.gap` record: {why}; remove the option before the next start (from the unit's ExecStart= too), or a later cut tail is accepted as silently"
+                ),
+                None => "warning: --accept-audit-gap was given but there is no gap to accept; the option is for one start: remove it (from the unit's ExecStart= too), or a later cut tail is accepted at the next start instead of refused (docs/operations.md, \"systemd\")".to_owned(),
+            });
+        }
         Ok(log)
     }
 
     /// What the start repaired without a record lost (a last line completed with its newline),
-    /// each also recorded in the chain (`audit.repair`): `serve` says them on stderr.
+    /// each also recorded in the chain (`audit.repair`), and what `--accept-audit-gap` did (a
+    /// gap accepted, or nothing to accept): `serve` says them on stderr.
     pub fn notes_at_open(&self) -> &[String] {
         &self.notes
     }

@@ -4249,3 +4249,48 @@ fn the_advice_to_begin_a_new_log_works_and_is_recorded() {
     let (ok, said) = verify_log(dir.path(), &audit_path);
     assert!(ok, "{said}");
 }
+
+/// Regression (twenty-fifth pass, found by the attacker of advice): `serve
+/// --accept-audit-gap` left in a unit's `ExecStart=` said nothing when there was no gap, and a
+/// later cut tail was accepted at the next start with no line on stderr. Every start given the
+/// option now says on stderr what it did: that there was nothing to accept and the option
+/// should go, or the gap it accepted, naming the missing seqs.
+#[test]
+fn accept_audit_gap_says_on_stderr_what_it_accepted_or_that_it_should_go() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let args = [
+        "--identity-file",
+        id.to_str().unwrap(),
+        "--accept-audit-gap",
+    ];
+    let d = Daemon::start(dir.path(), &args);
+    for _ in 0..3 {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let (audit_path, stderr) = (d.audit.clone(), d.stderr.clone());
+    assert!(d.stop().success());
+    let said = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        said.contains("--accept-audit-gap was given but there is no gap to accept")
+            && said.contains("remove it"),
+        "{said}"
+    );
+    // Cut the last two records (the fetches), as the attacker did while the daemon stopped.
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let last = records(&text).last().unwrap()["seq"].as_u64().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&audit_path, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    let journal = scopevault::audit::journal_path(&audit_path);
+    let _ = std::fs::remove_file(&journal);
+    let d = Daemon::start(dir.path(), &args);
+    let stderr = d.stderr.clone();
+    assert!(d.stop().success());
+    let said = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        said.contains("gap accepted (--accept-audit-gap)")
+            && said.contains(&format!("records {}..={last} are missing", last - 1)),
+        "{said}"
+    );
+}
