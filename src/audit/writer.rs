@@ -1349,6 +1349,26 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// Whether the last batch was written, said in the daemon's log when it changes: the first
+    /// failure (with its error: a full disk, permissions) and the recovery, one line each, not
+    /// one per refused hand-out. The refusals (`audit_unavailable`) carry no reason, and
+    /// `doctor` sends the admin here for it; the log had no line (twenty-fifth pass, found by
+    /// the attacker of advice).
+    fn set_ok(&self, outcome: Result<(), &AuditError>) {
+        let was = self.ok.swap(outcome.is_ok(), Ordering::SeqCst);
+        match (was, outcome) {
+            // The error names the log and what to check.
+            (true, Err(e)) => crate::diag!(
+                "scopevault: error: {e}; every hand-out is refused (audit_unavailable) meanwhile, and a line here says when it recovers"
+            ),
+            (false, Ok(())) => crate::diag!(
+                "scopevault: audit log {}: recovered: records are written and hand-outs served again",
+                crate::text::shown(&self.path)
+            ),
+            _ => {}
+        }
+    }
+
     /// What the start repaired without a record lost (a last line completed with its newline),
     /// each also recorded in the chain (`audit.repair`), and what `--accept-audit-gap` did (a
     /// gap accepted, or nothing to accept): `serve` says them on stderr.
@@ -1443,7 +1463,7 @@ impl AuditLog {
                         for (i, q) in batch.iter().enumerate() {
                             st.done.insert(q.ticket, Ok(w.first_seq + i as u64));
                         }
-                        self.ok.store(true, Ordering::SeqCst);
+                        self.set_ok(Ok(()));
                         self.records
                             .fetch_add(batch.len() as u64 + w.own, Ordering::Relaxed);
                         self.batches.fetch_add(1, Ordering::Relaxed);
@@ -1452,7 +1472,7 @@ impl AuditLog {
                         for q in &batch {
                             st.done.insert(q.ticket, Err(e.clone()));
                         }
-                        self.ok.store(false, Ordering::SeqCst);
+                        self.set_ok(Err(&e));
                     }
                 }
                 st.leader = false;
@@ -1587,12 +1607,12 @@ impl AuditLog {
             Ok((w, r)) => {
                 let last = (w.own > 0).then_some(w.chain.seq);
                 st.chain = w.chain;
-                self.ok.store(true, Ordering::SeqCst);
+                self.set_ok(Ok(()));
                 self.records.fetch_add(w.own, Ordering::Relaxed);
                 Ok((r, last))
             }
             Err(e) => {
-                self.ok.store(false, Ordering::SeqCst);
+                self.set_ok(Err(&e));
                 Err(e)
             }
         };

@@ -1711,3 +1711,56 @@ fn sigxfsz_in_the_middle_of_the_temp_write_leaves_the_old_vault() {
         }
     }
 }
+
+/// Regression (twenty-fifth pass, found by the attacker of advice): with the audit log's file
+/// system full, every fetch was refused `audit_unavailable` and `doctor` said the daemon's own
+/// log names the write error, but the daemon's stderr had no line about it. It now says the
+/// first failure, with its error, and the recovery: one line each, not one per refusal.
+#[test]
+fn a_full_audit_disk_is_named_once_in_the_daemon_s_log_and_so_is_the_recovery() {
+    let dir = daemon::tempdir();
+    let fs = match Tmpfs::mount(&dir.path().join("auditfs"), "1m") {
+        Ok(fs) => fs,
+        Err(why) => return skip::skip(&why),
+    };
+    let id = daemon::setup_vault(dir.path());
+    let log = fs.path.join("audit.jsonl");
+    let d = daemon::Daemon::start(
+        dir.path(),
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "--audit",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(d.request(FETCH)["ok"], true);
+    fs.fill();
+    let mut refused = 0;
+    for _ in 0..1000 {
+        if d.request(FETCH)["ok"] != true {
+            refused += 1;
+            if refused == 5 {
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, 5, "fetches kept succeeding on a full file system");
+    fs.free();
+    assert_eq!(d.request(FETCH)["ok"], true);
+    let stderr = d.stderr.clone();
+    assert!(d.stop().success());
+    let said = std::fs::read_to_string(&stderr).unwrap();
+    let failed: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("cannot write the audit log"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{said}");
+    assert!(failed[0].contains("audit_unavailable"), "{}", failed[0]);
+    let again = said
+        .lines()
+        .filter(|l| l.contains("recovered: records are written"))
+        .count();
+    assert_eq!(again, 1, "{said}");
+    daemon::assert_no_secret(&said, "the daemon's log");
+}
