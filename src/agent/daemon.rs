@@ -1,6 +1,7 @@
 //! The daemon's start and stop (`scopevault serve` after its options are checked): harden the
-//! process, open the audit log, unlock if an unattended source is given, take the socket (bound
-//! here or handed over by systemd), announce readiness, then run the accept loop until SIGTERM
+//! process, judge the socket (a live daemon there, a socket directory refused: no audit record
+//! is written by a start refused there), open the audit log, unlock if an unattended source is
+//! given, take the socket (bound here or handed over by systemd), announce readiness, then run the accept loop until SIGTERM
 //! or SIGINT; SIGHUP reloads the vault; SIGUSR1 reopens a rotated audit log. The order matters:
 //! nothing secret exists before the hardening, and the socket answers only once the daemon is
 //! fully up.
@@ -158,6 +159,13 @@ fn serve(c: Config) -> anyhow::Result<()> {
     if files < needed {
         crate::diag!("scopevault: warning: the open-files limit is {files} (hard limit), below what {} connections need ({needed}); connections beyond it are refused until others close. Raise LimitNOFILE= (systemd) or `ulimit -Hn`", c.limits.max_connections);
     }
+    // The socket is judged before the audit log is opened: a start the socket step refuses
+    // (a live daemon there, a socket directory refused) writes no record (twenty-fifth pass).
+    let activated = activated_listener()?;
+    if activated.is_none() {
+        super::server::precheck_socket(&c.socket_path)
+            .map_err(|e| socket_error(e, c.socket_given))?;
+    }
     let audit = AuditLog::open_with(&c.audit_path, c.audit_sync, &c.audit_flags)?;
     for note in audit.notes_at_open() {
         crate::diag!(
@@ -187,26 +195,10 @@ fn serve(c: Config) -> anyhow::Result<()> {
     let (unlocked_by, own, none) = unlock_at_start(c.unlock, &vault_path, &opts, source, &handler)?;
     handler.set_own_sources(own, none);
     // The socket comes last: once it answers, the daemon is fully up (unlocked if it can be).
-    let listener = match activated_listener()? {
+    let listener = match activated {
         Some(l) => Listener::inherited(l),
-        None => Listener::bind_with_group(&c.socket_path, c.socket_gid).map_err(|e| {
-            // The error's text already holds its cause: print it once (not as a chain), with
-            // the fix for the common case of no XDG_RUNTIME_DIR (after `su -`).
-            let denied = matches!(&e, super::server::ServeError::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::PermissionDenied);
-            let hint = if denied && !c.socket_given {
-                if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
-                    "; XDG_RUNTIME_DIR is not set (e.g. after `su -`), so the default is under /run: set XDG_RUNTIME_DIR=/run/user/$(id -u) or choose a socket you may create with --socket PATH"
-                } else {
-                    "; choose a socket you may create with --socket PATH"
-                }
-            } else if denied {
-                "; choose a socket path in a directory you may write to"
-            } else {
-                ""
-            };
-            anyhow::anyhow!("{e}{hint}")
-        })?,
+        None => Listener::bind_with_group(&c.socket_path, c.socket_gid)
+            .map_err(|e| socket_error(e, c.socket_given))?,
     };
     if let (Some(gid), Some(path)) = (c.socket_gid, listener.path()) {
         if let Some(blocked) = untraversable_for_group(path, gid) {
@@ -548,6 +540,26 @@ fn warn_rollback(v: &Vault) {
             crate::text::escape_for_terminal(&w)
         );
     }
+}
+
+/// A socket step's refusal as `serve` says it.
+fn socket_error(e: super::server::ServeError, socket_given: bool) -> anyhow::Error {
+    // The error's text already holds its cause: print it once (not as a chain), with
+    // the fix for the common case of no XDG_RUNTIME_DIR (after `su -`).
+    let denied = matches!(&e, super::server::ServeError::Io { source, .. }
+        if source.kind() == std::io::ErrorKind::PermissionDenied);
+    let hint = if denied && !socket_given {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
+            "; XDG_RUNTIME_DIR is not set (e.g. after `su -`), so the default is under /run: set XDG_RUNTIME_DIR=/run/user/$(id -u) or choose a socket you may create with --socket PATH"
+        } else {
+            "; choose a socket you may create with --socket PATH"
+        }
+    } else if denied {
+        "; choose a socket path in a directory you may write to"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("{e}{hint}")
 }
 
 /// The socket systemd passed us (socket activation), if `LISTEN_PID` names this process.

@@ -255,6 +255,28 @@ pub fn bind_socket_for_group(path: &Path, group: Option<u32>) -> Result<UnixList
     Ok(listener)
 }
 
+/// What [`bind_socket_for_group`] would refuse, judged without making or removing anything:
+/// a socket directory it refuses, a live daemon answering at `path`, something else there.
+/// `serve` asks this before it opens its audit log, so a start refused at the socket writes
+/// no record (twenty-fifth pass, found by the attacker of advice: a second daemon on the same
+/// socket had already logged `vault.load … loaded`, and `--accept-audit-gap` its `audit.gap`).
+pub fn precheck_socket(path: &Path) -> Result<(), ServeError> {
+    let dir = crate::paths::dir_of(path);
+    if dir.exists() {
+        check_socket_dir(&dir, crate::sys::current_uid())?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ServeError::InUse(path.to_owned()));
+            }
+            Ok(())
+        }
+        Ok(_) => Err(ServeError::NotASocket(path.to_owned())),
+        Err(_) => Ok(()),
+    }
+}
+
 /// The listening socket and what to clean up when it closes.
 pub struct Listener {
     inner: UnixListener,

@@ -4294,3 +4294,45 @@ fn accept_audit_gap_says_on_stderr_what_it_accepted_or_that_it_should_go() {
         "{said}"
     );
 }
+
+/// Regression (twenty-fifth pass, found by the attacker of advice): a second `serve` on the
+/// socket a live daemon answers, with a log of its own, exited 2 ("another daemon is already
+/// answering") having written `vault.load … loaded` to that log. The socket is now judged
+/// before the audit log is opened: the refused start writes no record, makes no log.
+#[test]
+fn a_start_refused_at_the_socket_writes_no_audit_record() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let other = dir.path().join("log2/audit.jsonl");
+    let mut child = daemon::cmd(dir.path())
+        .arg("serve")
+        .args(["--identity-file", id.to_str().unwrap()])
+        .arg("--audit")
+        .arg(&other)
+        .arg("--socket")
+        .arg(&d.socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the second serve did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("another daemon"), "{err}");
+    let records = std::fs::read_to_string(&other).unwrap_or_default();
+    assert!(records.is_empty(), "the refused start wrote: {records}");
+    assert!(d.stop().success());
+}
