@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+pub mod advice;
 pub mod agent;
 pub mod audit;
 pub mod cli;

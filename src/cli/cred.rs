@@ -506,7 +506,10 @@ fn list(g: &GlobalArgs, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if vault.credentials().is_empty() {
-        outln!("no credentials (add one with `scopevault cred add`)")?;
+        outln!(
+            "no credentials (add one with `{}`)",
+            crate::advice::command("cred add")
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 5]> = vault

@@ -138,10 +138,12 @@ fn unrecorded_error(path: &Path, vault: &Vault, e: &crate::vault::VaultError) ->
     super::Exit {
         code: super::EXIT_USAGE,
         message: format!(
-            "the vault {} (id {}) was written, but rollback protection is not in place for it: this machine's rollback record was not written ({why}). Until the record holds the vault's generation, the next open trusts whatever copy of the file it finds. Make the state directory {} take it (free space, permissions, a read-write file system), then run one command that opens the vault, e.g. `scopevault cred list`: the open records the generation (`scopevault doctor`'s `state` line shows it). Do not run `init` again: the vault exists",
+            "the vault {} (id {}) was written, but rollback protection is not in place for it: this machine's rollback record was not written ({why}). Until the record holds the vault's generation, the next open trusts whatever copy of the file it finds. Make the state directory {} take it (free space, permissions, a read-write file system), then run one command that opens the vault, e.g. `{}`: the open records the generation (`{}`'s `state` line shows it). Do not run `init` again: the vault exists",
             super::shown(path),
             vault.id(),
             super::shown(&crate::paths::state_dir()),
+            crate::advice::command("cred list"),
+            crate::advice::command("doctor"),
         ),
     }
     .into()

@@ -272,10 +272,10 @@ fn passwd_target(slots: &[Slot], wanted: Option<&str>) -> Result<String, VaultEr
         .filter(|s| matches!(s, Slot::Passphrase { .. }))
         .collect();
     match pass[..] {
-        [] => Err(VaultError::Usage(
-            "this vault has no passphrase slot: add one with `scopevault key add --passphrase`"
-                .into(),
-        )),
+        [] => Err(VaultError::Usage(format!(
+            "this vault has no passphrase slot: add one with `{}`",
+            crate::advice::command("key add --passphrase")
+        ))),
         [one] => Ok(one.id().to_owned()),
         _ => {
             let list: Vec<String> = pass

@@ -546,6 +546,12 @@ fn parse() -> Result<Cli, clap::Error> {
         source = sub.value_source("identity_file").or(source);
     }
     cli.global.unlock.identity_from_env = source == Some(ValueSource::EnvVariable);
+    // The vault path given (`--vault` or `SCOPEVAULT_VAULT`, not its default): the commands
+    // advised name it (crate::advice), so that copied they act on this vault, not the
+    // default one (twenty-fifth pass).
+    if let Some(v) = &cli.global.vault {
+        crate::advice::note_vault_given(v);
+    }
     Ok(cli)
 }
 

@@ -82,9 +82,12 @@ fn apply(
                 c.origins = origins;
                 vault.add_credential(name, c)?;
                 changes.push(format!(
-                    "+ credential {name} ({}): declared, no secret yet: run `scopevault cred set {name} --secret {}`",
+                    "+ credential {name} ({}): declared, no secret yet: run `{}`",
                     decl.kind(),
-                    default_secret_field(decl.kind())
+                    crate::advice::command(&format!(
+                        "cred set {name} --secret {}",
+                        default_secret_field(decl.kind())
+                    ))
                 ));
             }
             Some(c) => {
@@ -298,7 +301,8 @@ fn export(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match vault.policy() {
         Some(p) => out!("{}", shown_toml(&p.to_canonical_toml()))?,
         None => bail!(
-            "no policy has been applied to this vault: run `scopevault policy apply policy.toml`"
+            "no policy has been applied to this vault: run `{}`",
+            crate::advice::command("policy apply policy.toml")
         ),
     }
     Ok(ExitCode::SUCCESS)

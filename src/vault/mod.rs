@@ -260,10 +260,10 @@ pub enum VaultError {
     #[error("{0}")]
     Usage(String),
     /// The credential does not exist.
-    #[error("no credential named \"{0}\": `scopevault cred list` shows the names")]
+    #[error("no credential named \"{0}\": `{list}` shows the names", list = crate::advice::command("cred list"))]
     UnknownCredential(String),
     /// The credential already exists.
-    #[error("a credential named \"{0}\" already exists: use `scopevault cred set {0} --secret KEY` to change its secrets")]
+    #[error("a credential named \"{0}\" already exists: use `{set}` to change its secrets", set = crate::advice::command(&format!("cred set {} --secret KEY", .0)))]
     DuplicateCredential(String),
     /// A credential would hold both `totp_seed` and `otpauth` ([`TOTP_SEED_FIELDS`]). The
     /// message names the credential and the fields, never a value.
@@ -365,11 +365,16 @@ fn rollback_message(
 ) -> String {
     let head = format!("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault. To check an old copy (a backup) without adopting it, give --allow-rollback to a command that only reads (e.g. `scopevault cred list --vault COPY --allow-rollback`): it opens the file and saves nothing.");
     match fleet {
-        None => format!("{head} If you restored an old backup on purpose, give --allow-rollback to a command that saves (e.g. `scopevault cred set NAME --allow-rollback` for a secret rotated since the backup, or `scopevault policy apply POLICY --allow-rollback`): it saves the file again as the newest (adopted); then reload the daemon"),
+        None => format!(
+            "{head} If you restored an old backup on purpose, give --allow-rollback to a command that saves (e.g. `{}` for a secret rotated since the backup, or `{}`): it saves the file again as the newest (adopted); then reload the daemon",
+            crate::advice::command("cred set NAME --allow-rollback"),
+            crate::advice::command("policy apply POLICY --allow-rollback")
+        ),
         Some(c) => format!(
-            "{head} This vault is a fleet checkpoint (location {}, bundle generation {} applied here last): if you restored an old backup on purpose, apply the newest bundle to it, `scopevault bundle apply BUNDLE --allowed-signers FILE --allow-rollback` (generation {} or later: the flag also takes an older bundle, with a warning), which adopts the restored file and brings back the signed policy and credentials, and reloads the daemon; a local `cred set` or `policy apply` would diverge from the signed bundle",
+            "{head} This vault is a fleet checkpoint (location {}, bundle generation {} applied here last): if you restored an old backup on purpose, apply the newest bundle to it, `{}` (generation {} or later: the flag also takes an older bundle, with a warning), which adopts the restored file and brings back the signed policy and credentials, and reloads the daemon; a local `cred set` or `policy apply` would diverge from the signed bundle",
             crate::text::escape_for_terminal(&c.location),
             c.generation,
+            crate::advice::command("bundle apply BUNDLE --allowed-signers FILE --allow-rollback"),
             c.generation
         ),
     }

@@ -1,5 +1,6 @@
 //! The command line as a script sees it: exit codes, job-control use, `serve`, `doctor`.
 
+mod advice;
 mod doctor;
 mod exit_codes;
 mod full_stdout;

@@ -1,0 +1,105 @@
+//! The commands scopevault advises name the vault the advising command was given (twenty-fifth
+//! pass, found by the attacker of advice): `policy apply --vault master.sv` advised "run
+//! `scopevault cred set shop-buyer --secret password`", which, copied, changed the default
+//! (live) vault instead of the master.
+
+use crate::common::vault::Env;
+
+const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml");
+
+/// `policy apply --vault M` and a refusal of `cred set --vault M` advise commands with
+/// `--vault M`, shell-quoted (the path has a blank and a quote in it); copied as printed, the
+/// advised `cred set` changes the master, not the default vault.
+#[test]
+fn advice_for_a_vault_given_with_vault_names_that_vault() {
+    let e = Env::new();
+    let pf = e.pf();
+    // The default vault (SCOPEVAULT_VAULT in the test environment is this one, the "live" one).
+    e.ok(&["init", "--passphrase-file", &pf], b"");
+    std::fs::create_dir_all(e.path("it's master")).unwrap();
+    let master = e.path("it's master/m.sv");
+    let m = master.to_str().unwrap();
+    e.ok(&["init", "--vault", m, "--passphrase-file", &pf], b"");
+    let out = e.ok(
+        &[
+            "policy",
+            "apply",
+            "--vault",
+            m,
+            POLICY,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    let quoted = format!("'{}'", m.replace('\'', r"'\''"));
+    let advised = format!("scopevault cred set shop-buyer --secret password --vault {quoted}");
+    assert!(out.contains(&format!("`{advised}`")), "{out}");
+    let err = e.fails(
+        &[
+            "cred",
+            "set",
+            "--vault",
+            m,
+            "nosuch",
+            "--secret",
+            "x",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"v",
+        2,
+    );
+    assert!(
+        err.contains(&format!("`scopevault cred list --vault {quoted}`")),
+        "{err}"
+    );
+    // The advised command, run through a shell as printed, stores into the master.
+    let status = e
+        .wrapper("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf NEW-PW | {} --passphrase-file {pf}",
+            advised.replacen("scopevault", env!("CARGO_BIN_EXE_scopevault"), 1)
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let list = e.ok(
+        &["cred", "list", "--vault", m, "--passphrase-file", &pf],
+        b"",
+    );
+    assert!(list.contains("shop-buyer"), "{list}");
+    let live = e.ok(&["cred", "list", "--passphrase-file", &pf], b"");
+    assert!(
+        !live.contains("shop-buyer"),
+        "the default vault was not changed: {live}"
+    );
+}
+
+/// A vault at its default path (neither `--vault` nor `SCOPEVAULT_VAULT`) is not named.
+#[test]
+fn advice_for_the_default_vault_names_no_vault() {
+    let e = Env::new();
+    let pf = e.pf();
+    let run = |args: &[&str]| {
+        let mut c = e.cmd();
+        c.env_remove("SCOPEVAULT_VAULT").args(args);
+        e.run_cmd(&mut c, b"")
+    };
+    assert!(run(&["init", "--passphrase-file", &pf]).status.success());
+    let r = run(&[
+        "cred",
+        "set",
+        "nosuch",
+        "--secret",
+        "x",
+        "--passphrase-file",
+        &pf,
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("`scopevault cred list` shows the names"),
+        "{err}"
+    );
+}
