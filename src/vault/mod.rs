@@ -1105,11 +1105,23 @@ impl Vault {
     /// warning on stderr ([`Vault::save_and_record`] returns it instead).
     pub fn save(&mut self, lock: &WriteLock) -> Result<(), VaultError> {
         if let Some(e) = self.save_and_record(lock)? {
+            // The I/O error without its own hint ("then run the command again"): the change is
+            // saved, and running the command again fails (`key passwd`: the old passphrase no
+            // longer opens it; `cred add`: the name exists) or changes it twice (twenty-fifth
+            // pass, found by the attacker of advice). What is left to do is the record's.
+            let why = match &e {
+                VaultError::Io { path, what, error } => {
+                    format!("{what} {}: {error}", crate::text::shown(path))
+                }
+                other => crate::text::escape_for_terminal(&other.to_string()),
+            };
             crate::diag!(
-                "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {}",
+                "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {why}. The change is made: do not run the command again. Make the state directory {} take the record (free space, permissions, a read-write file system), then run one command that opens the vault, e.g. `{}`: the open records the generation (`{}`'s `state` line shows it)",
                 crate::text::shown(&self.path),
                 self.header.generation,
-                crate::text::escape_for_terminal(&e.to_string())
+                crate::text::shown(&crate::paths::state_dir()),
+                crate::advice::command("cred list"),
+                crate::advice::command("doctor"),
             );
         }
         Ok(())

@@ -990,6 +990,52 @@ fn a_save_whose_file_is_in_place_succeeds_with_a_full_state_directory() {
     assert!(must(&e, &["--identity-file", id_s, "cred", "list"]).contains('x'));
 }
 
+/// Twenty-fifth pass (found by the attacker of advice): a save whose rollback record could not
+/// be updated (the state directory full) warned "free space on that file system, then run the
+/// command again", though the change was made: `key passwd` run again failed (the old
+/// passphrase no longer opens the vault). The warning now says the change is made, not to run
+/// the command again, and what makes the record hold the generation.
+#[test]
+fn a_save_with_a_full_state_directory_says_not_to_run_the_command_again() {
+    let e = Env::new();
+    let fs = match Tmpfs::mount(&e.path("state"), "64k") {
+        Ok(fs) => fs,
+        Err(why) => {
+            return skip::skip(&why);
+        }
+    };
+    let pf = e.pf();
+    must(&e, &["init", "--passphrase-file", &pf]);
+    let new = e.path("new-pass");
+    std::fs::write(&new, "another strong passphrase horse 77 zebra\n").unwrap();
+    let new_s = new.to_str().unwrap();
+    fs.fill();
+    let r = run(
+        &e,
+        &[
+            "key",
+            "passwd",
+            "--passphrase-file",
+            &pf,
+            "--new-passphrase-file",
+            new_s,
+        ],
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    assert!(err.contains("rollback record was not updated"), "{err}");
+    assert!(!err.contains("then run the command again"), "{err}");
+    assert!(err.contains("do not run the command again"), "{err}");
+    let advised = format!(
+        "e.g. `scopevault cred list --vault {}`",
+        e.vault().display()
+    );
+    assert!(err.contains(&advised), "{err}");
+    // Following it: with room again, the advised open (new passphrase) records the generation.
+    fs.free();
+    must(&e, &["cred", "list", "--passphrase-file", new_s]);
+}
+
 /// Eighteenth pass (found by the last review): `init` whose vault was written but whose
 /// rollback record could not be (the state directory full) exited 0 with a warning, so a
 /// provisioning script went on with a vault rollback protection did not cover. It now exits
