@@ -1036,6 +1036,59 @@ fn a_save_with_a_full_state_directory_says_not_to_run_the_command_again() {
     must(&e, &["cred", "list", "--passphrase-file", new_s]);
 }
 
+/// Twenty-fifth pass (found by the attacker of advice): after a save whose rollback record
+/// could not be updated, `doctor` said `ok state … generation 2 recorded` while the file was
+/// at 3 (a copy of generation 2 put back then opened with no flag). It now warns that the
+/// record lags the file and names the command that records it; run, the warning is gone.
+#[test]
+fn doctor_warns_when_the_rollback_record_lags_the_vault_file() {
+    let e = Env::new();
+    let fs = match Tmpfs::mount(&e.path("state"), "64k") {
+        Ok(fs) => fs,
+        Err(why) => {
+            return skip::skip(&why);
+        }
+    };
+    let pf = e.pf();
+    must(&e, &["init", "--passphrase-file", &pf]);
+    fs.fill();
+    must(
+        &e,
+        &[
+            "cred",
+            "add",
+            "x",
+            "--kind",
+            "generic",
+            "--passphrase-file",
+            &pf,
+        ],
+    );
+    let r = run(&e, &["doctor"]);
+    let out = String::from_utf8_lossy(&r.stdout);
+    let state = out
+        .lines()
+        .find(|l| l.contains(" state"))
+        .unwrap_or_else(|| panic!("{}", text(&r)));
+    assert!(state.starts_with("warn"), "{state}");
+    assert!(
+        state.contains("generation 2, above generation 1 recorded"),
+        "{state}"
+    );
+    assert!(
+        state.contains(&format!(
+            "`scopevault cred list --vault {}`",
+            e.vault().display()
+        )),
+        "{state}"
+    );
+    fs.free();
+    must(&e, &["cred", "list", "--passphrase-file", &pf]);
+    let out = must(&e, &["doctor"]);
+    let state = out.lines().find(|l| l.contains(" state")).unwrap();
+    assert!(state.starts_with("ok"), "{state}");
+}
+
 /// Eighteenth pass (found by the last review): `init` whose vault was written but whose
 /// rollback record could not be (the state directory full) exited 0 with a warning, so a
 /// provisioning script went on with a vault rollback protection did not cover. It now exits
