@@ -825,7 +825,12 @@ fn daemon_proc(
         None => DaemonProc {
             uid: crate::sys::current_uid(),
             pid: None,
-            how: format!("this user's; {none}, and the socket directory does not exist yet"),
+            how: match std::fs::symlink_metadata(crate::paths::dir_of(socket)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => format!(
+                    "this user's; {none}, and the socket directory cannot be looked up by this user"
+                ),
+                _ => format!("this user's; {none}, and the socket directory does not exist yet"),
+            },
             stopped,
         },
     }
@@ -840,7 +845,22 @@ fn check_socket_dir(r: &mut Report, socket: &Path, daemon: &DaemonProc) {
     let shown = dir.display();
     let uid = daemon.uid;
     let how = &daemon.how;
-    let Ok(m) = std::fs::symlink_metadata(&dir) else {
+    let m = match std::fs::symlink_metadata(&dir) {
+        Ok(m) => Some(m),
+        // It exists, or may, but a directory above it is not searchable for this user
+        // (EACCES): not "does not exist yet" (twenty-fifth pass, found by the attacker of
+        // advice: a runner's doctor said `serve` creates it). This user cannot reach the
+        // socket through it either.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            r.fail(
+                "socket",
+                format!("{shown} cannot be looked up by this user ({e}): a directory above it is not searchable for uid {}, so this user cannot reach the socket through it either; let the runners search the directories above it (or choose a socket path they can reach), and run `scopevault doctor` as the daemon's user to judge the directory itself", crate::sys::current_uid()),
+            );
+            return;
+        }
+        Err(_) => None,
+    };
+    let Some(m) = m else {
         match crate::paths::lstat_components(&crate::paths::nearest_existing(&dir)) {
             Ok(_) => r.warn(
                 "socket",

@@ -1823,3 +1823,52 @@ fn doctor_warns_naming_the_records_missing_at_a_gap_record() {
         "{text}"
     );
 }
+
+/// Twenty-fifth pass (found by the attacker of advice): `doctor` run by a user who cannot
+/// search a directory above the socket's (EACCES) said the socket directory "does not exist
+/// yet: `scopevault serve` creates it", and its `mlock` line repeated "does not exist yet";
+/// the directory exists. It now fails the socket line saying this user cannot look it up.
+#[test]
+fn doctor_by_a_user_who_cannot_search_above_the_socket_directory_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user("svother") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let base = tempdir();
+    let exe = users::shared_binary(base.path());
+    let private = base.path().join("private");
+    std::fs::create_dir_all(private.join("run")).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = std::process::Command::new(exe)
+        .env_clear()
+        .env("HOME", "/")
+        .env("SCOPEVAULT_STATE_DIR", base.path().join("state"))
+        .env("SCOPEVAULT_VAULT", base.path().join("vault.scopevault"))
+        .env("SCOPEVAULT_AUDIT", base.path().join("audit.jsonl"))
+        .arg("doctor")
+        .arg("--socket")
+        .arg(private.join("run/s.sock"))
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let (text, _) = text_of(&out);
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "socket",
+            &["cannot be looked up by this user"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("run does not exist yet"), "{text}");
+    assert!(
+        !text.contains("socket directory does not exist yet"),
+        "the mlock line: {text}"
+    );
+}
