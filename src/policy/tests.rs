@@ -876,3 +876,22 @@ fn a_name_repeated_in_a_list_is_refused_at_the_repeat_and_left_out_of_a_stored_p
     // Its export is new text that applies again.
     assert!(Policy::parse(&stored.to_canonical_toml(), "export.toml").is_ok());
 }
+
+/// Twenty-fifth pass (found by the attacker of advice): the help of `scope-exceeds-task`
+/// suggested an `[[exceptions]]` entry without `reason` and `expires`, which lint then
+/// reported as missing itself. The suggestion names both.
+#[test]
+fn the_suggested_exception_of_scope_exceeds_task_has_a_reason_and_an_expiry() {
+    let src = "version = 1\n[credentials.c]\nkind = \"login\"\nscopes = [\"a:b\", \"a:c\"]\n[tasks.t]\nneeds = [\"a:b\"]\ncredentials = [\"c\"]\n";
+    let report = lint::lint_source(src, "p.toml", &LintOptions::new(TODAY)).unwrap();
+    let f = report
+        .findings()
+        .iter()
+        .find(|f| f.help.contains("[[exceptions]]"))
+        .expect("a scope-exceeds-task finding");
+    assert!(
+        f.help.contains("reason = \"") && f.help.contains("expires = \""),
+        "{}",
+        f.help
+    );
+}

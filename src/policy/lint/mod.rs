@@ -680,7 +680,7 @@ impl<'a> Linter<'a> {
                             ticks_listed(&excess)
                         ),
                         format!(
-                            "give task `{tname}` a credential with only {}, or narrow `{cname}`; if this is reviewed and temporary, add an [[exceptions]] entry with rule = \"scope-exceeds-task\", credential = \"{cname}\", task = \"{tname}\", scopes = [{}]",
+                            "give task `{tname}` a credential with only {}, or narrow `{cname}`; if this is reviewed and temporary, add an [[exceptions]] entry with rule = \"scope-exceeds-task\", credential = \"{cname}\", task = \"{tname}\", scopes = [{}], reason = \"WHY IT IS NEEDED\", expires = \"YYYY-MM-DD\" (a review date)",
                             if task.needs.is_empty() { "what it needs".to_owned() } else { ticks_listed(&task.needs.iter().map(|n| n.value.as_str()).collect::<Vec<_>>()) },
                             if excess.len() <= LISTED {
                                 excess.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
