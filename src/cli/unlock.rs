@@ -256,11 +256,29 @@ fn open_vault_with_any_key(g: &GlobalArgs) -> anyhow::Result<Opened> {
         Ok(v) => return Ok(v),
         Err(note) => note,
     };
+    // A vault with no passphrase slot opens with no passphrase: neither prompt for one nor
+    // offer the prompt (twenty-fifth pass, found by the attacker of advice: "or run on a
+    // terminal to be prompted" led to a prompt, then "this vault has no passphrase slot").
+    let passphrase_slot = |slots: &[vault::Slot]| {
+        slots
+            .iter()
+            .any(|s| matches!(s, vault::Slot::Passphrase { .. }))
+    };
+    let no_passphrase = || {
+        VaultError::NoUnlockSource(format!(
+            "this vault has no passphrase slot, so no passphrase, given or prompted for, opens it: give --identity-file FILE for one of its identity-file slots{keyring_note}"
+        ))
+    };
     if std::io::stdin().is_terminal() || have_tty() {
         // Fail before prompting if the file is not even a vault.
-        vault::read_slots(&path)?;
+        if !passphrase_slot(&vault::read_slots(&path)?) {
+            return Err(no_passphrase().into());
+        }
         let p = prompt_passphrase(&format!("Passphrase for {}: ", super::shown(&path)))?;
         return Ok(open_with_passphrase(&path, p, &opts)?);
+    }
+    if vault::read_slots(&path).is_ok_and(|slots| !passphrase_slot(&slots)) {
+        return Err(no_passphrase().into());
     }
     Err(VaultError::NoUnlockSource(format!(
         "give --passphrase-file FILE, --passphrase-fd N or --identity-file FILE, or run on a terminal to be prompted{keyring_note}"

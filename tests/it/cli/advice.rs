@@ -103,3 +103,16 @@ fn advice_for_the_default_vault_names_no_vault() {
         "{err}"
     );
 }
+
+/// A vault whose only slot is an identity file: the refusal does not offer a passphrase
+/// prompt, which led to "this vault has no passphrase slot" after the passphrase was typed.
+#[test]
+fn a_vault_with_no_passphrase_slot_is_not_offered_a_passphrase_prompt() {
+    let e = Env::new();
+    let id = e.path("id.txt");
+    e.ok(&["init", "--identity-out", id.to_str().unwrap()], b"");
+    let err = e.fails(&["cred", "list"], b"", 3);
+    assert!(err.contains("this vault has no passphrase slot"), "{err}");
+    assert!(err.contains("--identity-file FILE"), "{err}");
+    assert!(!err.contains("to be prompted"), "{err}");
+}
