@@ -952,40 +952,6 @@ impl ChildSignals {
     pub fn is_reaped(&self) -> bool {
         self.reaped.load(std::sync::atomic::Ordering::SeqCst)
     }
-
-    /// Send `sig` to the child's process group, for a child started as the leader of a group
-    /// of its own (`exec` when it is not the foreground job of a terminal): the command and
-    /// what it started, as a terminal's Ctrl-C reaches a foreground job. A child that has been
-    /// reaped is not signalled; one that has left its group (`setsid`) is signalled alone,
-    /// through its pidfd. While the child exists, reaped or not, no other process or group
-    /// can have its number: the group's id is the child's pid.
-    pub fn send_to_group(&self, sig: i32) -> io::Result<()> {
-        if self.is_reaped() {
-            return Err(rustix::io::Errno::SRCH.into());
-        }
-        let signal = rustix::process::Signal::from_named_raw(sig)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal"))?;
-        let pid = rustix::process::Pid::from_raw(self.pid as i32)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
-        match rustix::process::getpgid(Some(pid)) {
-            Ok(group) if group == pid => Ok(rustix::process::kill_process_group(pid, signal)?),
-            _ => self.send(sig),
-        }
-    }
-}
-
-/// Whether this process's group is the foreground process group of its controlling terminal
-/// (a command typed at a shell prompt), where the terminal's Ctrl-C, Ctrl-\ and hangup reach
-/// every process of the group. `false` without a controlling terminal (a runner, cron,
-/// systemd) and for a background job (`cmd &`, or under `timeout`, which makes a group of its
-/// own).
-pub fn in_terminal_foreground() -> bool {
-    use rustix::fs::{open, Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let Ok(tty) = open("/dev/tty", flags, Mode::empty()) else {
-        return false;
-    };
-    rustix::termios::tcgetpgrp(&tty).is_ok_and(|p| p == rustix::process::getpgrp())
 }
 
 /// Signals whose default action dumps core: a command that died of one of them is not

@@ -769,8 +769,6 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // What killed `exec`s of this uid left: removed by every `exec`, `--files` or not (with
     // every descriptor still free).
     super::exec::remove_leftovers();
-    // Decided before any descriptor is reserved: it opens `/dev/tty` for a moment.
-    let own_group = !crate::sys::in_terminal_foreground();
     let needed = super::exec::descriptors_after_fetch(a.files, !a.no_mask);
     let mut reserve = super::exec::reserve_descriptors(needed + 1)?;
     // The `--files` directory is made (and its place checked) before the fetch, holding its
@@ -954,15 +952,11 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     } else if masking {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
-    // The command's own process group unless `exec` is the foreground job of a terminal: a
-    // signal sent to `exec`'s whole group (`timeout -s INT`, `kill -TERM -PGID` by a runner)
-    // then reaches `exec` alone, which forwards it once, to the command's group. At a
-    // terminal the command shares `exec`'s group, to read the terminal and get its Ctrl-C
-    // and Ctrl-Z itself (docs/operations.md, `exec`).
-    if own_group {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
+    // The command shares `exec`'s process group, always: a supervisor's SIGKILL to the group
+    // (`timeout -s KILL`, `timeout -k`, a runner ending a job) must end the command with
+    // `exec`, never leave it running with the values. A signal sent to the whole group
+    // reaches the command directly and once more forwarded by `exec`, the lesser evil
+    // (docs/operations.md, `exec`).
     // The signals `exec` forwards are handled from before the spawn: one that comes while the
     // command starts waits for the forwarder, never ends `exec` with its command running
     // (unscrubbed, its `--files` directory left). std empties the signal mask and puts every
@@ -996,8 +990,8 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // may name another process by then: the pidfd never does): a stopping signal then stops
     // the wait for output that a process it left behind still holds open, and exec goes on to
     // the scrub and exits. One received while it ran bounds that wait ([`DRAIN_AFTER_STOP`]).
-    // Sharing a terminal's foreground group, a Ctrl-C, Ctrl-\ or hangup the kernel sent
-    // because of the terminal went to the whole group, the command included: forwarding it
+    // The command shares exec's group: a Ctrl-C, Ctrl-\ or hangup the kernel sent because
+    // of a terminal went to the whole foreground group, the command included: forwarding it
     // too would deliver it twice, and many runners read a second SIGINT as "quit without
     // cleaning up". After a stopping signal, SIGCONT, as timeout(1) sends: a stopped command
     // would not act on it.
@@ -1017,9 +1011,9 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
                     // Before the reaped check: the main thread reads it after reaping.
                     stopping.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                let from_terminal = !own_group
-                    && matches!(origin.cause, signal_hook::low_level::siginfo::Cause::Kernel)
-                    && [SIGINT, SIGQUIT, SIGHUP].contains(&sig);
+                let from_terminal =
+                    matches!(origin.cause, signal_hook::low_level::siginfo::Cause::Kernel)
+                        && [SIGINT, SIGQUIT, SIGHUP].contains(&sig);
                 if target.is_reaped() {
                     if stops {
                         let _ = events.send(false);
@@ -1028,16 +1022,9 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
                     // The command got it from the terminal already.
                 } else {
                     // A child gone meanwhile is not signalled (the pidfd says `ESRCH`).
-                    let send = |s| {
-                        if own_group {
-                            target.send_to_group(s)
-                        } else {
-                            target.send(s)
-                        }
-                    };
-                    let _ = send(sig);
+                    let _ = target.send(sig);
                     if stops {
-                        let _ = send(SIGCONT);
+                        let _ = target.send(SIGCONT);
                     }
                 }
             }
