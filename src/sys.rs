@@ -10,7 +10,8 @@
 //! parent-death signal set between its `fork` and `exec` (the demo's daemon), and glibc's two
 //! internal signals put back at their default there (`exec`'s command; a raw `rt_sigaction`,
 //! which neither rustix nor glibc's `sigaction` offers for them) with the signals `exec`
-//! forwards ignored again where it was given them ignored, and `exec` ending itself by
+//! forwards ignored again where it was given them ignored (SIGCHLD too, which `exec` and
+//! `demo` put back at its default to wait for their children), and `exec` ending itself by
 //! the signal its command died of (`signal`, `pthread_sigmask`, `raise`: rustix has no
 //! `sigaction`).
 
@@ -1033,7 +1034,11 @@ const GLIBC_INTERNAL_SIGNALS: [i32; 2] = [32, 33];
 /// this process was given ignored is ignored again in the child, as it was given.
 pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command, handled: &[i32]) {
     use std::os::unix::process::CommandExt;
-    let ignored: Vec<i32> = handled.iter().copied().filter(|&s| is_ignored(s)).collect();
+    let mut ignored: Vec<i32> = handled.iter().copied().filter(|&s| is_ignored(s)).collect();
+    // SIGCHLD, put back at its default by `take_sigchld_default`, as it was given.
+    if SIGCHLD_GIVEN_IGNORED.load(std::sync::atomic::Ordering::SeqCst) {
+        ignored.push(libc::SIGCHLD);
+    }
     // SAFETY: the closure runs in the child between `fork` and `exec`, where only
     // async-signal-safe work is allowed: it makes two `rt_sigaction` system calls with an
     // argument on its stack, and one `sigaction` per signal of `ignored`; it allocates
@@ -1064,6 +1069,27 @@ pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command, han
             }
             Ok(())
         });
+    }
+}
+
+/// Whether this process was given SIGCHLD ignored, recorded by [`take_sigchld_default`].
+static SIGCHLD_GIVEN_IGNORED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Put SIGCHLD back at its default, for a process that waits for its children (`exec`,
+/// `demo`), as timeout(1) does: given it ignored (`signal(SIGCHLD, SIG_IGN)` in a caller is
+/// inherited through `execve`), the kernel reaps every child itself and the wait fails with
+/// `ECHILD` (`exec` lost its command's exit code and skipped its scrub). Whether it was
+/// ignored is kept: [`start_with_given_signal_dispositions`] ignores it again in the command.
+pub fn take_sigchld_default() {
+    if is_ignored(libc::SIGCHLD) {
+        SIGCHLD_GIVEN_IGNORED.store(true, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: `signal(SIGCHLD, SIG_DFL)` takes plain integers; it is called before this
+        // process starts any child, and its default action is to do nothing.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        }
     }
 }
 

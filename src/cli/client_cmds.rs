@@ -748,6 +748,8 @@ const DRAIN_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     use std::process::{Command, Stdio};
+    // Given SIGCHLD ignored, the kernel would reap the command itself: no exit code, no scrub.
+    crate::sys::take_sigchld_default();
     // Not dumpable since the dispatch (`cli::run`), before any secret is in memory.
     let (program, args) = a
         .command

@@ -242,6 +242,9 @@ fn ignored_settings() -> (Vec<&'static str>, Vec<&'static str>) {
 }
 
 pub(crate) fn run(_g: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    // Given SIGCHLD ignored, the kernel would reap the daemon and the clients itself: every
+    // wait failed ("No child processes").
+    crate::sys::take_sigchld_default();
     // `demo --help` lists the global options, and `demo --vault V --socket S` ran its
     // throwaway demo without a word, as if on V and S (nineteenth pass). Typed, they are a
     // usage error before anything runs; from the environment (an admin's shell) a note.

@@ -3,6 +3,7 @@
 //! exec as a supervisor).
 
 use crate::common::daemon;
+use crate::common::skip;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -322,5 +323,80 @@ fn a_sigkill_to_execs_process_group_leaves_no_command_running() {
     assert!(
         !running,
         "the command ran on after its group's SIGKILL ({status})"
+    );
+}
+
+/// `exec` started with SIGCHLD ignored (passed on by its caller) lost its command: the kernel
+/// reaps such children itself, so the wait failed (`waiting for the command: No child
+/// processes`, exit 2), the artefacts kept the value. `exec` puts SIGCHLD back at its default
+/// (as timeout(1) does); its command still starts with SIGCHLD ignored, as it was given.
+#[test]
+fn exec_given_sigchld_ignored_returns_its_commands_code_and_scrubs() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip::skip("python3 is not installed");
+    }
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("art");
+    std::fs::create_dir(&art).unwrap();
+    let script = format!(
+        "printf %s \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\" > {a}/t.log; sleep 0.2; exit 7",
+        a = art.display()
+    );
+    let template = daemon::cmd(&d.dir);
+    // `exec ARGS -- COMMAND` started by python3 with SIGCHLD ignored.
+    let run = |args: &[&str], command: &[&str]| {
+        let mut c = Command::new("python3");
+        for (k, v) in template.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.args([
+            "-c",
+            "import os, signal, sys\nsignal.signal(signal.SIGCHLD, signal.SIG_IGN)\nos.execv(sys.argv[1], sys.argv[1:])",
+        ])
+        .arg(daemon::bin())
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("exec")
+        .args(args)
+        .args(["--task", "checkout-flow", "--"])
+        .args(command)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+    };
+    let out = run(
+        &["--artifacts", art.to_str().unwrap()],
+        &["sh", "-c", &script],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = std::fs::read_to_string(art.join("t.log")).unwrap();
+    assert!(!t.contains(&secret_of("shop-buyer")), "not scrubbed: {t}");
+    // Not through `sh`, which puts SIGCHLD back at its default itself.
+    let out = run(&[], &["grep", "^SigIgn:", "/proc/self/status"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex = stdout
+        .trim()
+        .strip_prefix("SigIgn:")
+        .expect("a SigIgn line");
+    let ign = u64::from_str_radix(hex.trim(), 16).unwrap();
+    // SIGCHLD is 17: bit 16.
+    assert_ne!(
+        ign & (1 << 16),
+        0,
+        "the command's SIGCHLD is not ignored: {ign:016x}"
     );
 }
