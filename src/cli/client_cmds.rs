@@ -1098,6 +1098,13 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
             Some(false) | None => break,
         }
     }
+    // A process the command left behind still held its output (the bounded drain ran out, or
+    // a signal stopped the wait): what it writes from now on is neither masked nor scrubbed.
+    if pumps > 0 {
+        errln!(
+            "scopevault: warning: a process the command left behind still held its output when exec stopped waiting for it: what it prints or writes from now on is neither masked nor scrubbed"
+        );
+    }
     drop(dir);
     // The command's artefacts: scrubbed before exec returns (the signal handlers are still
     // installed, so a Ctrl-C here does not stop exec half-way through a file; each file is

@@ -247,6 +247,39 @@ fn after_sigterm_a_leftover_holding_the_output_does_not_keep_exec_from_its_scrub
     assert!(!t.contains(&secret_of("shop-buyer")), "not scrubbed: {t}");
 }
 
+/// After SIGTERM, `exec` scrubbed while a process the command left behind still held its
+/// output (the bounded drain), and said nothing: an artefact that process wrote later kept
+/// the value unnoticed. `exec` warns on stderr that the scrub ran with such a process left.
+#[test]
+fn after_sigterm_exec_warns_that_a_leftover_still_held_the_output_at_its_scrub() {
+    use std::io::Read;
+    let dir = tempdir();
+    let d = start(dir.path());
+    let art = dir.path().join("art");
+    std::fs::create_dir(&art).unwrap();
+    let script = format!(
+        "setsid sleep 300 & echo $! > {a}/left; echo ready; exec sleep 300",
+        a = art.display()
+    );
+    let mut exec = spawn_exec(&d, &["--artifacts", art.to_str().unwrap()], &script);
+    let _out = wait_ready(&mut exec);
+    let mut stderr = exec.stderr.take().unwrap();
+    kill("TERM", &exec.id().to_string());
+    let status = ended_within(&mut exec, Duration::from_secs(30));
+    if let Some(left) = read_pid(&art.join("left")) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &left.to_string()])
+            .status();
+    }
+    status.expect("exec still ran 30 s after SIGTERM, its command gone");
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).unwrap();
+    assert!(
+        err.contains("a process the command left behind still held its output"),
+        "{err}"
+    );
+}
+
 /// A command that died of a signal made `exec` exit 128+N, so a shell loop of checks went on
 /// after Ctrl-C. `exec` dies of the same signal now, after its scrub (`$?` is still 128+N);
 /// of a signal that dumps core (SIGQUIT) it exits 128+N.
