@@ -989,12 +989,14 @@ pub fn die_of_signal(sig: i32) {
     }
 }
 
-/// Have the child that `cmd` spawns get SIGTERM from the kernel when this process dies
+/// Have the child that `cmd` spawns get signal `sig` from the kernel when this process dies
 /// (`PR_SET_PDEATHSIG`), however it dies, SIGKILL included: for a child that must not outlive
-/// the command that started it (the demo's daemon). Linux sends it when the *thread* that
-/// spawned the child ends: call this, and spawn, from the main thread. A parent that is gone
-/// already when the child sets it (between the fork and the `prctl`) fails the spawn.
-pub fn terminate_with_parent(cmd: &mut std::process::Command) {
+/// the command that started it (the demo's daemon: SIGTERM; `exec`'s command, which holds
+/// the values: SIGKILL). Linux sends it when the *thread* that spawned the child ends: call
+/// this, and spawn, from the main thread. A parent that is gone already when the child sets
+/// it (between the fork and the `prctl`) fails the spawn. A set-user-ID program's `execve`
+/// clears it.
+pub fn terminate_with_parent(cmd: &mut std::process::Command, sig: rustix::process::Signal) {
     use std::os::unix::process::CommandExt;
     let parent = rustix::process::getpid();
     // SAFETY: the closure runs in the child between `fork` and `exec`, where only
@@ -1003,7 +1005,7 @@ pub fn terminate_with_parent(cmd: &mut std::process::Command) {
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+            rustix::process::set_parent_process_death_signal(Some(sig))?;
             if rustix::process::getppid() != Some(parent) {
                 return Err(rustix::io::Errno::SRCH.into());
             }

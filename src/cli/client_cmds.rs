@@ -840,6 +840,10 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     // internal signals ignored, as `posix_spawn` leaves them).
     // The signals exec forwards included: it catches them from before the spawn.
     crate::sys::start_with_given_signal_dispositions(&mut cmd, &FORWARDED_SIGNALS);
+    // The command never outlives `exec` holding the values: killed with it (`kill -9` to
+    // `exec` alone, a supervisor that kills the main process only). `exec` spawns from its
+    // main thread, whose end is the end of the process.
+    crate::sys::terminate_with_parent(&mut cmd, rustix::process::Signal::KILL);
     if let Some(d) = &dir {
         cmd.env("SCOPEVAULT_CREDENTIALS_DIRECTORY", d.path());
     }

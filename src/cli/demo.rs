@@ -447,7 +447,7 @@ fn steps(d: &mut Demo) -> anyhow::Result<()> {
     // closed stdout or a signal it can handle, but nothing of the demo runs after SIGKILL (or
     // the OOM killer), and its daemon ran on for ever (twentieth pass). The kernel sends it
     // SIGTERM then, which it handles as every stop.
-    crate::sys::terminate_with_parent(&mut serve);
+    crate::sys::terminate_with_parent(&mut serve, rustix::process::Signal::TERM);
     let child = serve.spawn().context("cannot start the daemon")?;
     *DAEMON.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(
         crate::sys::ChildSignals::new(child.id()),

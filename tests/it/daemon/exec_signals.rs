@@ -433,3 +433,36 @@ fn exec_given_sigchld_ignored_returns_its_commands_code_and_scrubs() {
         "the command's SIGCHLD is not ignored: {ign:016x}"
     );
 }
+
+/// A SIGKILL to `exec` alone (`kill -9 PID`, a supervisor that kills the main process only)
+/// left its command running, orphaned, with the values in its environment. The command gets
+/// SIGKILL from the kernel when `exec` dies (`PR_SET_PDEATHSIG`).
+#[test]
+fn a_sigkill_to_exec_alone_leaves_no_command_running() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let pidfile = dir.path().join("command.pid");
+    let script = format!(
+        "echo $$ > '{}'; echo ready; exec sleep 300",
+        pidfile.display()
+    );
+    let mut exec = spawn_exec(&d, &[], &script);
+    let _out = wait_ready(&mut exec);
+    let command = read_pid(&pidfile).expect("the command's pid");
+    kill("KILL", &exec.id().to_string());
+    let status = ended_within(&mut exec, Duration::from_secs(20)).expect("exec ended");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(command) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let running = alive(command);
+    if running {
+        let _ = Command::new("kill")
+            .args(["-KILL", &command.to_string()])
+            .status();
+    }
+    assert!(
+        !running,
+        "the command ran on after exec's SIGKILL ({status})"
+    );
+}
