@@ -1183,7 +1183,7 @@ fn a_recorded_generation_opens_on_a_read_only_state_directory_and_a_new_one_fail
             err.contains("read-only") && err.contains("SCOPEVAULT_STATE_DIR"),
             "{err}"
         );
-        assert!(!err.contains("--vault"), "{err}");
+        assert!(!err.contains("another --vault"), "{err}");
     };
     advice(&r);
     // ...and the next open, which must raise the record, refuses to go on without it.

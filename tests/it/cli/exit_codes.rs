@@ -205,15 +205,19 @@ fn regression_status_format_json_is_json_even_for_argument_errors() {
         (&["status", "--format", "json"], true, "--vault"),
         (&["status", "--format=json"], true, "--vault"),
         (&["status", "--json"], true, "--vault"),
-        (&["status", "--format", "json", "--bogus"], false, "--bogus"),
-        (&["status", "--format=json", "--bogus"], false, "--bogus"),
+        (
+            &["status", "--format", "json", "--bogus"],
+            false,
+            "not shown",
+        ),
+        (&["status", "--format=json", "--bogus"], false, "not shown"),
         (&["status", "--json", "--json"], false, "--json"),
         (
             &[
                 "--vault", "v", "status", "--audit", "a", "--format", "json", "--bogus",
             ],
             false,
-            "--bogus",
+            "not shown",
         ),
     ];
     for (args, empty_vault, named) in cases {
@@ -230,10 +234,10 @@ fn regression_status_format_json_is_json_even_for_argument_errors() {
             )
         });
         assert_eq!(v["error"]["exit_code"], 2, "{args:?}: {v}");
-        assert!(
-            v["error"]["message"].as_str().unwrap().contains(named),
-            "{args:?}: {v}"
-        );
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(named), "{args:?}: {v}");
+        // An unknown flag with no known one near it is not quoted (it may be a secret).
+        assert!(!message.contains("--bogus"), "{args:?}: {v}");
     }
     // Not asking for JSON: nothing on stdout.
     for args in [

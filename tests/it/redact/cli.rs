@@ -1495,7 +1495,9 @@ impl Drop for RemoveAll {
 /// made its directories there; elsewhere only a regular file of the uid's own does), and only
 /// a directory that looks exactly like `exec`'s is removed: the uid's, mode 0700, named with
 /// the random suffix `exec` gives, holding only `CRED/` directories of the uid's with its
-/// links and files in them.
+/// links and files in them. Since the twenty-fifth pass: the uid's, named so, that no other
+/// user may write, whatever is in it (another uid cannot rename its own directory to one of
+/// the uid's, and cannot rename the uid's in the sticky /dev/shm).
 #[test]
 fn regression_clean_up_removes_only_what_exec_made_whatever_another_uid_holds_or_plants() {
     use crate::common::users;
@@ -1587,7 +1589,9 @@ fn regression_clean_up_removes_only_what_exec_made_whatever_another_uid_holds_or
     make(&planted[0], 0o1777, (uid, gid));
     file(&planted[0].join("mine"), (uid, gid));
     file(&planted[0].join("theirs"), (other, other_gid));
-    // 0700, but holding another user's file.
+    // 0700, holding another user's file: a directory of exec's name that only the runner can
+    // write is the runner's to remove, whatever is in it (twenty-fifth pass: a killed exec's
+    // directory is removed whatever its command made in it); the runner could remove it itself.
     make(&planted[1], 0o700, (uid, gid));
     make(&planted[1].join("cred"), 0o700, (uid, gid));
     file(&planted[1].join("cred/theirs"), (other, other_gid));
@@ -1612,11 +1616,15 @@ fn regression_clean_up_removes_only_what_exec_made_whatever_another_uid_holds_or
     for p in [
         planted[0].join("mine"),
         planted[0].join("theirs"),
-        planted[1].join("cred/theirs"),
         planted[2].clone(),
     ] {
         assert!(p.exists(), "{} was removed", p.display());
     }
+    assert!(
+        !planted[1].exists(),
+        "{} is left: a directory of exec's name only the runner can write",
+        planted[1].display()
+    );
 }
 
 /// Found by attacking this pass's fixes (eighteenth pass): an `XDG_RUNTIME_DIR` that is the
