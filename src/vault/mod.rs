@@ -1116,7 +1116,7 @@ impl Vault {
                 other => crate::text::escape_for_terminal(&other.to_string()),
             };
             crate::diag!(
-                "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {why}. The change is made: do not run the command again. Make the state directory {} take the record (free space, permissions, a read-write file system), then run one command that opens the vault, e.g. `{}`: the open records the generation (`{}`'s `state` line shows it)",
+                "scopevault: warning: {} was saved (generation {}), but this machine's rollback record was not updated: {why}. The change is made: do not run the command again. Make the state directory {} take the record (free space, permissions; on a read-only file system, make it writable or choose another state directory with SCOPEVAULT_STATE_DIR), then run one command that opens the vault, e.g. `{}`: the open records the generation (`{}`'s `state` line shows it)",
                 crate::text::shown(&self.path),
                 self.header.generation,
                 crate::text::shown(&crate::paths::state_dir()),
