@@ -66,9 +66,6 @@ pub struct Summary {
     pub followed: Vec<(String, String)>,
     /// Files that could not be scrubbed, with why (no value in the message).
     pub errors: Vec<String>,
-    /// Temporary files of a scrub found in the tree (`.scopevault-redact-` and 16 hex
-    /// digits): left alone, not counted.
-    pub temporaries: Vec<String>,
 }
 
 impl Summary {
@@ -165,12 +162,6 @@ impl fmt::Display for Summary {
         }
         for s in &self.skipped {
             writeln!(f, "scopevault: warning: not a regular file, skipped: {s}")?;
-        }
-        for s in &self.temporaries {
-            writeln!(
-                f,
-                "scopevault: warning: a scrub's temporary file, not scrubbed (a scrubbed copy that a killed scrub left, or another scrub's in progress): {s}: remove it once no scrub runs"
-            )?;
         }
         for e in &self.errors {
             writeln!(f, "scopevault: error: {e}")?;
@@ -330,12 +321,7 @@ impl Scrubber {
         for (name, _) in &mut summary.binary {
             *name = self.printable(name);
         }
-        for name in summary
-            .skipped
-            .iter_mut()
-            .chain(summary.errors.iter_mut())
-            .chain(summary.temporaries.iter_mut())
-        {
+        for name in summary.skipped.iter_mut().chain(summary.errors.iter_mut()) {
             *name = self.printable(name);
         }
         for (given, real) in &mut summary.followed {
@@ -534,15 +520,6 @@ impl Scrubber {
                         std::io::Error::from(e)
                     )),
                 },
-                // A scrub's temporary file holds a scrubbed copy (what a scrub writes is
-                // masked as it goes): one a killed scrub left (SIGKILL, before its drop
-                // removed it), or another scrub's that is being written. Not an artefact:
-                // neither scrubbed (a live one would be replaced under its scrub) nor counted
-                // nor removed (nothing tells a live one from a left one); named, so that it
-                // is not kept without a word (twenty-fifth pass).
-                rustix::fs::FileType::RegularFile if text::is_temp_name(name.as_bytes()) => {
-                    summary.temporaries.push(path.display().to_string());
-                }
                 rustix::fs::FileType::RegularFile => {
                     summary.files += 1;
                     let place = text::Place::new(dir, &name, path);
@@ -829,17 +806,21 @@ mod tests {
         assert!(shown.contains("zero\\u{200b}width.png"), "{shown}");
     }
 
-    /// Twenty-fifth pass (found by the attacker of exec as a supervisor): a scrub killed
-    /// (SIGKILL) mid-file leaves its `.scopevault-redact-*` temporary file, a scrubbed copy,
-    /// and the next scrub counted it as an artefact and scrubbed it. It is named, and left
-    /// alone: not scrubbed, not counted; a file merely named alike is scrubbed.
+    /// Twenty-fifth pass (found by the re-attacker of this pass's fixes): a file named as a
+    /// scrub names its temporary files (`.scopevault-redact-` and 16 hex digits) was left
+    /// alone at any depth, "a scrubbed copy that a killed scrub left", without looking, so a
+    /// check kept a value in clear in an artefact so named, exit 0. Such a file is scrubbed
+    /// and counted like any other artefact: the name is no way out.
     #[test]
-    fn a_scrubs_own_temporary_file_is_named_not_scrubbed_as_an_artefact() {
+    fn regression_a_file_named_as_a_scrubs_temporary_file_is_scrubbed_like_any_artefact() {
         let root = tempfile::tempdir().unwrap();
         let temp = root.path().join(".scopevault-redact-0123456789abcdef");
+        let sub = root.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let deeper = sub.join(".scopevault-redact-fedcba9876543210");
         let alike = root.path().join(".scopevault-redact-notours");
         let log = root.path().join("log.txt");
-        for p in [&temp, &alike, &log] {
+        for p in [&temp, &deeper, &alike, &log] {
             std::fs::write(p, "token=hunter2-canary-value\n").unwrap();
         }
         let patterns = Arc::new(Patterns::from_values(vec![(
@@ -848,18 +829,16 @@ mod tests {
         )]));
         let summary = Scrubber::new(patterns, BinaryPolicy::Keep)
             .scrub_paths(std::slice::from_ref(&root.path().to_path_buf()));
-        assert_eq!(summary.files, 2, "{summary:?}");
-        assert_eq!(summary.temporaries, [temp.display().to_string()]);
+        assert_eq!(summary.files, 4, "{summary:?}");
         assert!(summary.ok(), "{summary:?}");
-        assert!(summary
-            .to_string()
-            .contains(".scopevault-redact-0123456789abcdef"));
-        assert!(std::fs::read_to_string(&temp)
-            .unwrap()
-            .contains("hunter2-canary-value"));
-        assert!(!std::fs::read_to_string(&alike)
-            .unwrap()
-            .contains("hunter2-canary-value"));
+        for p in [&temp, &deeper, &alike, &log] {
+            let now = std::fs::read_to_string(p).unwrap();
+            assert!(
+                !now.contains("hunter2-canary-value"),
+                "{}: {now}",
+                p.display()
+            );
+        }
     }
 
     /// A file swapped for a FIFO between the walk and the work is not opened blocking (the

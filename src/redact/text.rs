@@ -177,16 +177,6 @@ impl Place {
 /// hex digits.
 pub(crate) const TEMP_PREFIX: &str = ".scopevault-redact-";
 
-/// Whether `name` is one a scrub gives its temporary file: [`TEMP_PREFIX`] and 16 lowercase
-/// hex digits.
-pub(crate) fn is_temp_name(name: &[u8]) -> bool {
-    name.strip_prefix(TEMP_PREFIX.as_bytes()).is_some_and(|h| {
-        h.len() == 16
-            && h.iter()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-    })
-}
-
 /// A temporary file made by [`Place::temp`]: removed on drop unless it replaced its file.
 pub struct Temp {
     dir: Arc<OwnedFd>,
