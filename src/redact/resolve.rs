@@ -9,7 +9,10 @@
 //! included (twenty-fifth pass). So each component is opened on its own from the directory
 //! before it (`openat` with `O_PATH|O_NOFOLLOW`), and a component that is a symbolic link is
 //! followed only when root or the caller owns it, as the vault path's links are
-//! (vault-format.md): another user's link is refused, naming it and its owner. The link's
+//! (vault-format.md): another user's link is refused, naming it and its owner. Nor does a
+//! link's owner say who put it in its directory (a hard link of root's link, with
+//! `fs.protected_hardlinks=0`), so the directory holding it must be one only root or the
+//! caller may write, as the kernel's `protected_symlinks` reasons. The link's
 //! owner and its target are read from the link itself, opened once (`fstat`, `readlinkat`),
 //! so they are those of one link whatever is renamed meanwhile. The walk then starts from the
 //! descriptor resolved here, never from the path again.
@@ -38,6 +41,16 @@ pub(crate) enum Target {
     },
 }
 
+/// Why a directory holding a trusted link does not vouch for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DirDoubt {
+    /// The directory is owned by another user than root and the caller.
+    Owner,
+    /// Group or others may write the directory (without the sticky bit, or with it and the
+    /// link owned by another user than the directory's owner).
+    Writable,
+}
+
 /// A path given to the scrub, resolved ([`resolve`]).
 pub(crate) struct Resolved {
     /// What it leads to.
@@ -59,6 +72,25 @@ pub(crate) enum ResolveError {
         given: PathBuf,
         link: PathBuf,
         owner: u32,
+        me: u32,
+    },
+    /// A link of root's or the caller's is in a directory another user may write: its owner
+    /// does not say who put it there (a hard link of root's link, `fs.protected_hardlinks=0`).
+    #[error(
+        "{} in {}, a directory {}: whoever may write there could have put the link there (a hard link of another's symbolic link), so it is not followed and nothing under it was scrubbed. Give the real path, or keep the link in a directory only root or you may write",
+        if link == given { "it is a symbolic link".to_owned() } else { format!("{} on its path is a symbolic link", link.display()) },
+        dir.display(),
+        match doubt {
+            DirDoubt::Owner => format!("owned by uid {dir_owner}, another user than root and this one (uid {me})"),
+            DirDoubt::Writable => format!("owned by uid {dir_owner} that group or others may write"),
+        }
+    )]
+    UntrustedDir {
+        given: PathBuf,
+        link: PathBuf,
+        dir: PathBuf,
+        dir_owner: u32,
+        doubt: DirDoubt,
         me: u32,
     },
     /// The path (no link followed) cannot be read.
@@ -153,6 +185,35 @@ fn resolve_trusting(
                             here
                         },
                         owner: st.st_uid,
+                        me,
+                    });
+                }
+                // The link's owner does not say who put it in its directory: with
+                // `fs.protected_hardlinks=0` anyone may hard-link root's link into a
+                // directory of theirs. So the directory must be one only root or the caller
+                // may write, as the kernel's `protected_symlinks` reasons: owned by them and
+                // not writable by group or others, or sticky with the link's owner its owner.
+                let dst = rustix::fs::fstat(&cur).map_err(|e| fail(links, opened(e)))?;
+                let doubt = if !trusted(dst.st_uid) {
+                    Some(DirDoubt::Owner)
+                } else if dst.st_mode & 0o022 != 0
+                    && !(dst.st_mode & 0o1000 != 0 && dst.st_uid == st.st_uid)
+                {
+                    Some(DirDoubt::Writable)
+                } else {
+                    None
+                };
+                if let Some(doubt) = doubt {
+                    return Err(ResolveError::UntrustedDir {
+                        given: given.to_path_buf(),
+                        link: if links == 0 && todo.is_empty() {
+                            given.to_path_buf()
+                        } else {
+                            here
+                        },
+                        dir: real.clone(),
+                        dir_owner: dst.st_uid,
+                        doubt,
                         me,
                     });
                 }
@@ -258,6 +319,56 @@ mod tests {
             }
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("followed"),
+        }
+    }
+
+    /// The re-attacker of this pass's fixes (twenty-fifth pass): a link whose owner is
+    /// trusted is not followed from a directory that group or others may write (anyone there
+    /// could have hard-linked it in), unless the directory is sticky and owned by the link's
+    /// owner (the kernel's `protected_symlinks` rule); the refusal names the link, its
+    /// directory and the directory's owner.
+    #[test]
+    fn a_trusted_link_in_a_directory_others_may_write_is_refused_and_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let (victim, ws) = (root.path().join("victim"), root.path().join("ws"));
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::create_dir_all(&ws).unwrap();
+        std::os::unix::fs::symlink(&victim, ws.join("art")).unwrap();
+        let given = ws.join("art");
+        for mode in [0o777, 0o775, 0o757] {
+            std::fs::set_permissions(&ws, std::fs::Permissions::from_mode(mode)).unwrap();
+            match resolve(&given, |_, _| {}) {
+                Err(e @ ResolveError::UntrustedDir { .. }) => {
+                    let shown = e.to_string();
+                    assert!(
+                        shown.starts_with(&format!(
+                            "it is a symbolic link in {}, a directory owned by uid {} that group or others may write",
+                            ws.display(),
+                            me()
+                        )),
+                        "{shown}"
+                    );
+                }
+                Err(e) => panic!("{mode:o}: {e}"),
+                Ok(_) => panic!("{mode:o}: followed"),
+            }
+        }
+        // Above the path given, too.
+        let above = given.join("x");
+        std::fs::create_dir(victim.join("x")).unwrap();
+        match resolve(&above, |_, _| {}) {
+            Err(ResolveError::UntrustedDir { link, dir, .. }) => {
+                assert_eq!((link, dir), (given.clone(), ws.clone()))
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("followed"),
+        }
+        // Sticky and owned by the link's owner, or written by no one else: followed.
+        for mode in [0o1777, 0o755] {
+            std::fs::set_permissions(&ws, std::fs::Permissions::from_mode(mode)).unwrap();
+            let r = resolve(&given, |_, _| {}).unwrap_or_else(|e| panic!("{mode:o}: {e}"));
+            assert_eq!(r.real.as_deref(), Some(victim.as_path()));
         }
     }
 

@@ -2032,8 +2032,11 @@ fn regression_a_link_planted_by_another_user_on_the_scrubbed_path_is_not_followe
         std::fs::remove_file(&art).unwrap();
     }
 
-    // A link of root (the caller) is still followed, as `find -H` does, and the summary names
-    // the directory scrubbed: here the decoy, which the operator chose.
+    // A link of root (the caller), in a directory only root may write, is still followed, as
+    // `find -H` does, and the summary names the directory scrubbed: here the decoy, which the
+    // operator chose. (In the runner's directory it is refused: see
+    // regression_a_root_link_in_a_directory_another_user_may_write_is_not_followed.)
+    std::os::unix::fs::chown(&ws, Some(0), None).unwrap();
     std::os::unix::fs::symlink(&decoy, &art).unwrap();
     let out = sv(
         &d,
@@ -2056,6 +2059,95 @@ fn regression_a_link_planted_by_another_user_on_the_scrubbed_path_is_not_followe
         stderr.contains(&format!("{}", vault.display())),
         "the binary file is named by its real path: {stderr}"
     );
+    assert_eq!(
+        std::fs::read_to_string(&text).unwrap(),
+        "password [redacted:shop-buyer.password]\n"
+    );
+}
+
+/// The re-attacker of this pass's fixes (twenty-fifth pass): with `fs.protected_hardlinks=0`
+/// the runner hard-linked a symbolic link of root's (`ln -P /srv/latest ws/art`) into its own
+/// directory; the entry is owned by root, so root's `redact --artifacts-binary drop ws/art`
+/// followed it and dropped and rewrote files outside the tree, exit 0. The state the hard link
+/// leaves, a root-owned link in a directory the runner owns, is made here with `ln -s` as root
+/// and the directory given to the runner afterwards. The link is now refused, naming it, its
+/// directory and the directory's owner, exit 1, nothing outside the tree touched; the same link
+/// in a directory only root may write is still followed.
+#[test]
+fn regression_a_root_link_in_a_directory_another_user_may_write_is_not_followed() {
+    use crate::common::users;
+    if !users::is_root() {
+        skip("needs root to own the link and the decoy and a second uid to own the directory");
+        return;
+    }
+    let (runner, _) = users::ensure_user(users::OTHER_USER).unwrap_or_else(|e| panic!("{e}"));
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let d = start(dir.path());
+    let decoy = dir.path().join("root-only");
+    std::fs::create_dir(&decoy).unwrap();
+    std::fs::set_permissions(&decoy, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let vault = decoy.join("vault.scopevault");
+    std::fs::write(&vault, b"\0\0\0\x01not text, the vault's stand-in").unwrap();
+    let text = decoy.join("secrets.txt");
+    std::fs::write(&text, format!("password {PW}\n")).unwrap();
+    for f in [&vault, &text] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let before = [&vault, &text].map(|f| content_and_inode(f));
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::set_permissions(&ws, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let art = ws.join("art");
+    std::os::unix::fs::symlink(&decoy, &art).unwrap();
+    std::os::unix::fs::chown(&ws, Some(runner), None).unwrap();
+    assert_eq!(std::fs::symlink_metadata(&art).unwrap().uid(), 0);
+    let redact = || {
+        sv(
+            &d,
+            &[
+                "redact",
+                "--task",
+                "checkout-flow",
+                "--artifacts-binary",
+                "drop",
+                art.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    let out = redact();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: it is a symbolic link in {}, a directory owned by uid {runner}, another user than root and this one (uid 0)",
+            art.display(),
+            ws.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("0 files scanned"), "{stderr}");
+    assert_eq!(
+        [&vault, &text].map(|f| content_and_inode(f)),
+        before,
+        "a file outside the tree was changed"
+    );
+
+    // The same link in a directory only root may write: followed, as before.
+    std::os::unix::fs::chown(&ws, Some(0), None).unwrap();
+    let out = redact();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is a symbolic link: scrubbed {}",
+            art.display(),
+            decoy.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!vault.exists(), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(&text).unwrap(),
         "password [redacted:shop-buyer.password]\n"
