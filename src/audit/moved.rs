@@ -93,6 +93,28 @@ pub(super) struct Siblings {
     pub(super) unread: Vec<String>,
 }
 
+impl Siblings {
+    /// The fixes for the files beside the log that the start does not read: decompress the
+    /// compressed ones (`how`: the tools named after "in place", or nothing), give another
+    /// user's to the daemon's user.
+    fn unread_fixes(&self, how: &str) -> Vec<String> {
+        let mut fixes = Vec::new();
+        if !self.compressed.is_empty() {
+            fixes.push(format!(
+                "decompress {} in place{how}",
+                list(&self.compressed)
+            ));
+        }
+        if !self.foreign.is_empty() {
+            fixes.push(format!(
+                "give {} to the daemon's user (`chown` it; the start reads only its own user's files and root's)",
+                list(&self.foreign)
+            ));
+        }
+        fixes
+    }
+}
+
 /// Look among the regular files `<name>.*` and `<name>-*` ([`rotated_name`]) in the log's
 /// directory (open as `dirfd`, at `dir`) for the one whose records hold the record anchored
 /// in `a`. Never follows a link, never opens what is not a regular file
@@ -380,19 +402,7 @@ pub(super) fn judge(
                     && siblings.foreign.is_empty()
                     && siblings.unread.is_empty()) =>
         {
-            let mut fixes = Vec::new();
-            if !siblings.compressed.is_empty() {
-                fixes.push(format!(
-                    "decompress {} in place",
-                    list(&siblings.compressed)
-                ));
-            }
-            if !siblings.foreign.is_empty() {
-                fixes.push(format!(
-                    "give {} to the daemon's user (`chown` it; the start reads only its own user's files and root's)",
-                    list(&siblings.foreign)
-                ));
-            }
+            let mut fixes = siblings.unread_fixes("");
             if !siblings.unread.is_empty() {
                 fixes.push(format!(
                     "replace {} by the file itself or move it out of the log's directory (the start follows no link and reads only regular files)",
@@ -426,19 +436,9 @@ pub(super) fn judge(
         (None, None) if !(siblings.compressed.is_empty() && siblings.foreign.is_empty()) => {
             // A file the start does not read may hold the records: its own fix, and no
             // advice to record a gap before it is read.
-            let mut fixes = Vec::new();
-            if !siblings.compressed.is_empty() {
-                fixes.push(format!(
-                    "decompress {} in place (`gunzip`, `bunzip2`, `unxz` or `unzstd` without keeping the compressed file)",
-                    list(&siblings.compressed)
-                ));
-            }
-            if !siblings.foreign.is_empty() {
-                fixes.push(format!(
-                    "give {} to the daemon's user (`chown` it; the start reads only its own user's files and root's)",
-                    list(&siblings.foreign)
-                ));
-            }
+            let fixes = siblings.unread_fixes(
+                " (`gunzip`, `bunzip2`, `unxz` or `unzstd` without keeping the compressed file)",
+            );
             siblings.newline_only = true;
             let shown = crate::text::shown(log);
             Some(format!(
