@@ -2256,11 +2256,16 @@ impl AuditLog {
         }
         let before = chain.clone();
         let mut first_line = None;
+        // Each line's hash, computed once: the next line's `prev`, and what the segment
+        // remembers of the lines it wrote (`Segment::written`) once the batch is written.
+        let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(own.len() + batch.len());
         for body in bodies {
             chain.seq += 1;
             let start = buf.len();
             push_line(&mut buf, chain.seq, body, &chain.prev);
-            chain.prev = HEXLOWER.encode(&Sha256::digest(&buf[start..]));
+            let hash: [u8; 32] = Sha256::digest(&buf[start..]).into();
+            chain.prev = HEXLOWER.encode(&hash);
+            hashes.push(hash);
             first_line.get_or_insert_with(|| chain.prev.clone());
             buf.push(b'\n');
         }
@@ -2324,17 +2329,11 @@ impl AuditLog {
             return Err(err(e.to_string()));
         }
         // The lines written, for a cut under the daemon (`Segment::written`).
-        let mut at = usize::from(newline_first);
-        while at < buf.len() {
-            let end = buf[at..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(buf.len(), |p| at + p);
+        for hash in hashes {
             if seg.written.len() == WRITTEN_KEPT {
                 seg.written.pop_front();
             }
-            seg.written.push_back(Sha256::digest(&buf[at..end]).into());
-            at = end + 1;
+            seg.written.push_back(hash);
         }
         seg.len += buf.len() as u64;
         seg.unframed_next = false;
