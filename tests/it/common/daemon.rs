@@ -20,6 +20,17 @@ pub fn cmd(dir: &Path) -> Command {
     c
 }
 
+/// [`cmd`] started through `env --default-signal`: the binary begins with every signal's
+/// default action, whatever the test runner was started with (`nohup` leaves SIGHUP
+/// ignored, and an ignored signal stays ignored across `execve`), for the tests of what a
+/// signal does.
+pub fn cmd_with_default_signals(dir: &Path) -> Command {
+    let mut c = Command::new("env");
+    c.arg("--default-signal").arg(bin());
+    clean_env(&mut c, dir);
+    c
+}
+
 /// The clean environment of [`cmd`], on any command.
 fn clean_env(c: &mut Command, dir: &Path) {
     c.env_remove("SCOPEVAULT_SOCKET")

@@ -52,16 +52,27 @@ fn daemon_for_the_other_user(dir: &Path) -> Option<(daemon::Daemon, PathBuf, u32
     Some((d, exe, uid, gid))
 }
 
+/// The lowest open-files limit `exec` with masking runs under with descriptors 0–2 open (it
+/// needs 10 free descriptors), where the values under `--files` are files on the tmpfs, not
+/// memfds.
+const LOW_NOFILE: u32 = 13;
+
 /// `exe --socket … args` as `uid` under `ulimit -n nofile`, in a clean environment (no
-/// runtime directory: `--files` goes to `/dev/shm`).
+/// runtime directory: `--files` goes to `/dev/shm`) and with only descriptors 0, 1 and 2
+/// open: what the test runner leaves open without close-on-exec (none in CI, two where the
+/// suite was started from some shells) would otherwise take room below the limit, so that a
+/// limit meant to leave `exec` no room for memfds left it room in CI.
 fn run_as_with_nofile(
     (d, exe, uid, gid): &(daemon::Daemon, PathBuf, u32, u32),
     nofile: u32,
     args: &[&str],
 ) -> Output {
-    Command::new("sh")
+    Command::new("bash")
         .arg("-c")
-        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(format!(
+            "for f in /proc/$$/fd/*; do n=${{f##*/}}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\"; done; \
+             ulimit -n {nofile} && exec \"$0\" \"$@\""
+        ))
         .arg(exe)
         .arg("--socket")
         .arg(&d.socket)
@@ -91,9 +102,7 @@ fn a_files_directory_its_command_made_read_only_is_removed() {
     let script = r#"D=$SCOPEVAULT_CREDENTIALS_DIRECTORY; echo "$D"
         mkdir -p "$D/cache/deep" && chmod 000 "$D/cache/deep" && chmod 500 "$D/cache" &&
         chmod -R a-w "$D/shop-buyer" && chmod 500 "$D" && echo made-read-only"#;
-    // 14: the lowest limit `exec` with masking runs under (it needs 10 free descriptors),
-    // where the values are files on the tmpfs, not memfds.
-    for nofile in [1024, 14] {
+    for nofile in [1024, LOW_NOFILE] {
         let out = run_as_with_nofile(
             &run,
             nofile,
@@ -123,7 +132,7 @@ fn a_files_directory_its_command_made_read_only_is_removed() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             stderr.contains("instead of memfds"),
-            nofile == 14,
+            nofile == LOW_NOFILE,
             "files on the tmpfs only under the low limit: {case}"
         );
         assert!(!stderr.contains(lines[0]), "{case}");
@@ -178,7 +187,7 @@ fn a_read_only_files_directory_a_killed_exec_left_is_removed_by_the_next_exec() 
 }
 
 /// A shell loop that makes a chain of directories `d` 40 deep in `$SCOPEVAULT_CREDENTIALS_DIRECTORY`,
-/// a file `f` beside each (more levels than `ulimit -n 14` leaves descriptors).
+/// a file `f` beside each (more levels than `ulimit -n 13` leaves descriptors).
 const DEEP_TREE: &str = r#"(cd "$SCOPEVAULT_CREDENTIALS_DIRECTORY" && i=0 &&
         while [ $i -lt 40 ]; do mkdir d && : > f && cd d || exit 1; i=$((i+1)); done)"#;
 
@@ -195,7 +204,7 @@ fn a_files_directory_with_a_tree_deeper_than_the_open_files_limit_is_removed() {
     let script = format!(r#"echo "$SCOPEVAULT_CREDENTIALS_DIRECTORY"; {DEEP_TREE} && echo made"#);
     let out = run_as_with_nofile(
         &run,
-        14,
+        LOW_NOFILE,
         &[
             "exec",
             "--files",
@@ -240,7 +249,7 @@ fn a_killed_execs_directory_holding_a_tree_its_command_made_is_removed_by_the_ne
     );
     let out = run_as_with_nofile(
         &run,
-        14,
+        LOW_NOFILE,
         &[
             "exec",
             "--files",
@@ -261,7 +270,11 @@ fn a_killed_execs_directory_holding_a_tree_its_command_made_is_removed_by_the_ne
             && std::fs::symlink_metadata(left.join("cache/deep/f")).is_ok(),
         "the killed exec left its directory: {out:?}"
     );
-    let out = run_as_with_nofile(&run, 14, &["exec", "--task", "checkout-flow", "--", "true"]);
+    let out = run_as_with_nofile(
+        &run,
+        LOW_NOFILE,
+        &["exec", "--task", "checkout-flow", "--", "true"],
+    );
     assert!(out.status.success(), "{out:?}");
     assert!(
         std::fs::symlink_metadata(&left).is_err(),

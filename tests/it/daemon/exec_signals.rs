@@ -19,7 +19,7 @@ fn start(dir: &Path) -> Daemon {
 
 /// `exec ARGS -- sh -c SCRIPT` against `d`, stdout piped, stderr piped.
 fn spawn_exec(d: &Daemon, args: &[&str], script: &str) -> Child {
-    daemon::cmd(&d.dir)
+    daemon::cmd_with_default_signals(&d.dir)
         .arg("--socket")
         .arg(&d.socket)
         .arg("exec")

@@ -236,8 +236,10 @@ fn regression_a_signal_at_the_prompt_restores_the_terminals_echo() {
     ] {
         let args = args.replace("PF", &e.pf());
         for (how, number) in [("ctrlc", 2), ("SIGINT", 2), ("SIGTERM", 15), ("SIGHUP", 1)] {
-            let mut c = e.wrapper("python3");
-            c.arg("-c")
+            // Every signal's default action, whatever the test runner was started with
+            // (`nohup` leaves SIGHUP ignored, and the binary would inherit that).
+            let mut c = e.wrapper("env");
+            c.args(["--default-signal", "python3", "-c"])
                 .arg(SIGNAL_DRIVER)
                 .arg(env!("CARGO_BIN_EXE_scopevault"))
                 .arg(&args)
