@@ -702,10 +702,36 @@ pub struct Health {
     /// round 23.
     #[serde(default)]
     pub log_lines_lost: u64,
+    /// Set when this daemon run began by accepting an audit gap (`serve --accept-audit-gap`:
+    /// records cut from the log's end, or the anchored record rewritten), for the whole run:
+    /// which seqs are missing and when (docs/audit.md, "The anchor"). Absent when the start
+    /// accepted none, and from daemons before 0.1 round 26.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_gap: Option<AcceptedGap>,
     /// Connections open now, this one included.
     pub connections: usize,
     /// The asking peer, as the kernel reported it.
     pub peer: PeerInfo,
+}
+
+/// The audit gap a daemon's start accepted (`serve --accept-audit-gap`), as `health` reports
+/// it for the daemon's whole run ([`Health::audit_gap`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedGap {
+    /// `seq` of the `audit.gap` record the start wrote.
+    pub seq: u64,
+    /// The first and last seq missing from the log (a cut tail: `last + 1` to the highest seq
+    /// known to have been handed out); absent when none is missing (the anchored record was
+    /// rewritten in place: its seq is there, with another record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_first: Option<u64>,
+    /// See `missing_first`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_last: Option<u64>,
+    /// When the start accepted it (RFC 3339, UTC).
+    pub at: String,
+    /// Why the log did not match its anchor, as the `audit.gap` record's reason says.
+    pub reason: String,
 }
 
 /// [`Health::audit_anchor_ok`] of a daemon that does not say: it had no such failure mode.

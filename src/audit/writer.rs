@@ -140,6 +140,8 @@ pub struct AuditLog {
     notes: Vec<String>,
     /// [`AuditLog::newest_at_open`].
     newest_at_open: Option<time::OffsetDateTime>,
+    /// [`AuditLog::accepted_gap`].
+    accepted_gap: Option<crate::protocol::AcceptedGap>,
 }
 
 /// Choices made when opening a log ([`AuditLog::open_with`]).
@@ -1148,6 +1150,7 @@ impl AuditLog {
             anchored: Mutex::new(anchor.as_ref().map_or(0, |a| a.seq)),
             generations: Mutex::new(Generations::default()),
             notes: Vec::new(),
+            accepted_gap: None,
             // A log empty after a rotation the daemon did not see: the start continues the
             // moved file, whose last record is the newest (twenty-fourth pass, found by its
             // attacker of this pass's fixes: no clock warning then). Its tail only is read.
@@ -1239,6 +1242,8 @@ impl AuditLog {
                     reason: Some(&reason),
                     ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
                 };
+                let at = crate::text::rfc3339(time::OffsetDateTime::now_utc());
+                let seq;
                 if have.seq < a.seq {
                     // A cut tail. The seqs up to the anchored one were given out (a runner
                     // holds its `audit_seq`), so the chain goes on after the anchored seq and
@@ -1267,12 +1272,24 @@ impl AuditLog {
                     let named = if top > a.seq { &chain } else { &anchored };
                     log.begin_with(named, &chain, None, rec);
                     log.as_sole_writer(|_| Ok((None, ())))?;
+                    seq = top.saturating_add(1);
                 } else {
-                    log.append(rec)?;
+                    seq = log.append(rec)?;
                     // Anchored at once: a crash within the next interval must not find
                     // the gap it just recorded again.
                     let _ = log.write_anchor_now();
                 }
+                // Kept for the whole run, for `health` (and so `status` and its metrics): the
+                // stderr warning below scrolls away, and an operator watching a fleet saw
+                // nothing of the gap accepted (twenty-sixth pass).
+                let cut = have.seq < a.seq;
+                log.accepted_gap = Some(crate::protocol::AcceptedGap {
+                    seq,
+                    missing_first: cut.then(|| have.seq + 1),
+                    missing_last: cut.then_some(top),
+                    at,
+                    reason,
+                });
             }
         }
         if flags.new_key && chained {
@@ -1374,6 +1391,12 @@ impl AuditLog {
     /// gap accepted, or nothing to accept): `serve` says them on stderr.
     pub fn notes_at_open(&self) -> &[String] {
         &self.notes
+    }
+
+    /// The gap the start accepted (`--accept-audit-gap`) and recorded as an `audit.gap`
+    /// record, if any: `health` reports it for the daemon's whole run.
+    pub fn accepted_gap(&self) -> Option<&crate::protocol::AcceptedGap> {
+        self.accepted_gap.as_ref()
     }
 
     /// The `time` of the log's last complete record when it was opened, before the start wrote

@@ -258,6 +258,37 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             "Lines of the daemon's log (stderr) lost since its start: not writable (closed terminal, log reader gone, full disk) or stuck.",
             h.log_lines_lost as f64,
         );
+        // Printed whether or not a gap was accepted (0 when none), so that an alert on them
+        // has a series to watch on every host.
+        let gap = h.audit_gap.as_ref();
+        let at = gap.and_then(|g| {
+            OffsetDateTime::parse(&g.at, &time::format_description::well_known::Rfc3339).ok()
+        });
+        e.single(
+            "scopevault_audit_gap_accepted",
+            "1 if this daemon run began by accepting an audit gap (serve --accept-audit-gap: records cut from the log's end, recorded as an audit.gap record), for the whole run; else 0.",
+            b2f(gap.is_some()),
+        );
+        e.single(
+            "scopevault_audit_gap_timestamp_seconds",
+            "When this daemon run's start accepted an audit gap (Unix time; 0 when it accepted none).",
+            at.map_or(0.0, |t| t.unix_timestamp() as f64),
+        );
+        e.single(
+            "scopevault_audit_gap_seq",
+            "seq of the audit.gap record this daemon run's start wrote (0 when it accepted no gap).",
+            gap.map_or(0.0, |g| g.seq as f64),
+        );
+        e.single(
+            "scopevault_audit_gap_missing_first_seq",
+            "First seq missing from the audit log at the gap this daemon run accepted (0 when none is missing).",
+            gap.and_then(|g| g.missing_first).unwrap_or(0) as f64,
+        );
+        e.single(
+            "scopevault_audit_gap_missing_last_seq",
+            "Last seq missing from the audit log at the gap this daemon run accepted (0 when none is missing).",
+            gap.and_then(|g| g.missing_last).unwrap_or(0) as f64,
+        );
         e.single(
             "scopevault_connections",
             "Connections open on the daemon's socket, the status request's included.",
@@ -448,6 +479,18 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     if !h.audit_anchor_ok {
         outln!(
             "audit anchor: FAILING: hand-outs are refused; the anchor in the state directory cannot be written (disk space, permissions: the daemon's log names the error)"
+        )?;
+    }
+    if let Some(gap) = &h.audit_gap {
+        let missing = match (gap.missing_first, gap.missing_last) {
+            (Some(first), Some(last)) => format!("records {first}..={last} are missing"),
+            _ => "the anchored record was rewritten".to_owned(),
+        };
+        outln!(
+            "audit gap:   ACCEPTED at start ({}, serve --accept-audit-gap): {missing}, recorded as the `audit.gap` record at seq {}: {}; shown until the daemon is restarted: keep the log as evidence, find out what cut it, and remove the option before the next start (docs/audit.md, \"The anchor\")",
+            esc(&gap.at),
+            gap.seq,
+            esc(&gap.reason)
         )?;
     }
     if h.log_lines_lost > 0 {

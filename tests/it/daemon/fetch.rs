@@ -1880,6 +1880,120 @@ fn a_cut_audit_tail_is_reported_by_verify_and_refused_at_start_unless_accepted()
     starts_with_the_gap_recorded(dir.path(), &idarg, &format!("{}..={}", last - 1, last));
 }
 
+/// `status` of the daemon on `d.socket` (with its audit log) in `format`: its stdout.
+fn daemon_status(d: &Daemon, format: &str) -> String {
+    let out = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["status", "--format", format, "--audit"])
+        .arg(&d.audit)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The value of the unlabelled metric `name` in `status --format prometheus` output.
+fn metric<'a>(metrics: &'a str, name: &str) -> Option<&'a str> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Found by the twenty-fifth pass's review: a daemon started with `--accept-audit-gap` said so
+/// only in a warning on its stderr at start; `status` (text, JSON) and its metrics showed a
+/// healthy daemon, so an operator watching a fleet never saw that records were cut. They now
+/// show the gap accepted (the missing seqs, the `audit.gap` record's seq, when) for the whole
+/// run, after hand-outs too; a start without the option shows none.
+#[test]
+fn a_daemon_started_by_accepting_an_audit_gap_says_so_in_status_and_metrics_for_its_run() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let all = records(&text);
+    let last = all.last().unwrap()["seq"].as_u64().unwrap();
+    // The last two records cut, with the journal that would give them back.
+    let kept: Vec<&str> = text.lines().take(all.len() - 2).collect();
+    std::fs::write(&audit_path, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    let d = Daemon::start(dir.path(), &[idarg[0], idarg[1], "--accept-audit-gap"]);
+    // The run goes on: still shown after a hand-out.
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let json: serde_json::Value = serde_json::from_str(&daemon_status(&d, "json")).unwrap();
+    let gap = &json["audit_gap"];
+    assert_eq!(gap["missing_first"], last - 1, "{json}");
+    assert_eq!(gap["missing_last"], last, "{json}");
+    assert_eq!(gap["seq"], last + 1, "{json}");
+    let recorded = records(&d.audit_text())
+        .into_iter()
+        .find(|r| r["op"] == "audit.gap")
+        .expect("the gap is recorded");
+    assert_eq!(recorded["seq"], gap["seq"], "{recorded}");
+    assert_eq!(recorded["reason"], gap["reason"], "{recorded}");
+    let at = time::OffsetDateTime::parse(
+        gap["at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        (at - time::OffsetDateTime::now_utc()).abs() < time::Duration::minutes(5),
+        "{json}"
+    );
+    let said = daemon_status(&d, "text");
+    assert!(
+        said.contains("audit gap:   ACCEPTED")
+            && said.contains(&format!("records {}..={} are missing", last - 1, last))
+            && said.contains(&format!("at seq {}", last + 1)),
+        "{said}"
+    );
+    let m = daemon_status(&d, "prometheus");
+    assert_eq!(
+        metric(&m, "scopevault_audit_gap_accepted"),
+        Some("1"),
+        "{m}"
+    );
+    let (first, lastm) = ((last - 1).to_string(), last.to_string());
+    assert_eq!(
+        metric(&m, "scopevault_audit_gap_missing_first_seq"),
+        Some(first.as_str()),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "scopevault_audit_gap_missing_last_seq"),
+        Some(lastm.as_str()),
+        "{m}"
+    );
+    let stamp = at.unix_timestamp().to_string();
+    assert_eq!(
+        metric(&m, "scopevault_audit_gap_timestamp_seconds"),
+        Some(stamp.as_str()),
+        "{m}"
+    );
+    assert!(d.stop().success());
+    // The next start, without the option: nothing accepted, nothing shown.
+    let d = Daemon::start(dir.path(), &idarg);
+    let json: serde_json::Value = serde_json::from_str(&daemon_status(&d, "json")).unwrap();
+    assert!(json.get("audit_gap").is_none(), "{json}");
+    assert!(!daemon_status(&d, "text").contains("audit gap"));
+    let m = daemon_status(&d, "prometheus");
+    for name in [
+        "scopevault_audit_gap_accepted",
+        "scopevault_audit_gap_seq",
+        "scopevault_audit_gap_missing_first_seq",
+        "scopevault_audit_gap_timestamp_seconds",
+    ] {
+        assert_eq!(metric(&m, name), Some("0"), "{name}: {m}");
+    }
+    assert!(d.stop().success());
+}
+
 /// The anchor pins the record it names, not only the log's length. An intruder who can write
 /// the log (not the state directory) cuts its last records and appends more in their place,
 /// forged with a recomputed chain, so that the log ends beyond its anchor. The forgery is
