@@ -423,6 +423,28 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
         },
         Err(e) => r.fail("passphrase", format!("{e:#}")),
     }
+    // An identity slot with no identity file given, and nothing else that opened the vault:
+    // the lines above were all `ok`, and said nothing of it (twenty-sixth pass, found by the
+    // twenty-fifth pass's review). A passphrase slot with a terminal is left to its prompt.
+    let typed = kinds.contains(&"passphrase") && super::unlock::have_tty();
+    if opened.is_none()
+        && refused.is_none()
+        && g.unlock.identity_file.is_none()
+        && kinds.contains(&"identity")
+        && !typed
+    {
+        let or_passphrase = if kinds.contains(&"passphrase") {
+            " (or its passphrase with --passphrase-file/--passphrase-fd)"
+        } else {
+            ""
+        };
+        r.warn(
+            "unlock",
+            format!(
+                "nothing doctor can find opens the vault: it has an identity-file slot and no identity file was given; give it with --identity-file FILE (or SCOPEVAULT_IDENTITY_FILE){or_passphrase}, as `serve` and `unlock` need it, so that doctor checks that it opens the vault and the header it authenticates"
+            ),
+        );
+    }
     match (opened, refused) {
         (_, Some((e, other))) => Checked::Refused(e, other),
         (Some(v), None) => Checked::Opened(Box::new(v)),

@@ -1872,3 +1872,35 @@ fn doctor_by_a_user_who_cannot_search_above_the_socket_directory_says_so() {
         "the mlock line: {text}"
     );
 }
+
+/// Found by the twenty-fifth pass's review: on a vault whose only key slot is an identity file,
+/// `doctor` without `--identity-file` said `ok` on every vault and unlock line, though nothing
+/// it could find opened the vault (and a daemon started so would not unlock). It now warns,
+/// naming `--identity-file`; given the file, it says the file opens the vault and does not warn.
+#[test]
+fn doctor_warns_when_nothing_it_finds_opens_an_identity_file_vault() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let socket = dir.path().join("run/none.sock");
+    let (text, _) = text_of(&doctor(dir.path(), &socket, &[]));
+    assert!(
+        line_with(
+            &text,
+            "warn",
+            "unlock",
+            &["nothing doctor can find opens the vault", "--identity-file"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    let (text, _) = text_of(&doctor(
+        dir.path(),
+        &socket,
+        &["--identity-file", id.to_str().unwrap()],
+    ));
+    assert!(
+        line_with(&text, "ok", "identity", &["opens the vault"]).is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("nothing doctor can find"), "{text}");
+}
