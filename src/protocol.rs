@@ -702,10 +702,11 @@ pub struct Health {
     /// round 23.
     #[serde(default)]
     pub log_lines_lost: u64,
-    /// Set when this daemon run began by accepting an audit gap (`serve --accept-audit-gap`:
-    /// records cut from the log's end, or the anchored record rewritten), for the whole run:
-    /// which seqs are missing and when (docs/audit.md, "The anchor"). Absent when the start
-    /// accepted none, and from daemons before 0.1 round 26.
+    /// Set when a start of the daemon accepted an audit gap (`serve --accept-audit-gap`:
+    /// records cut from the log's end, or the anchored record rewritten) in the file now at
+    /// the log's path: that start's run and later ones (it is kept in the anchor), until the
+    /// daemon begins a new file (a rotation). Which seqs are missing and when (docs/audit.md,
+    /// "The anchor"). Absent otherwise, and from daemons before 0.1 round 26.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_gap: Option<AcceptedGap>,
     /// Connections open now, this one included.
@@ -715,7 +716,7 @@ pub struct Health {
 }
 
 /// The audit gap a daemon's start accepted (`serve --accept-audit-gap`), as `health` reports
-/// it for the daemon's whole run ([`Health::audit_gap`]).
+/// it until the log is rotated ([`Health::audit_gap`]) and the anchor keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcceptedGap {
     /// `seq` of the `audit.gap` record the start wrote.

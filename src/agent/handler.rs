@@ -863,7 +863,7 @@ impl Handler {
                 loading,
                 load_waits,
                 log_lines_lost: crate::diag::lost(),
-                audit_gap: self.audit.accepted_gap().cloned(),
+                audit_gap: self.audit.accepted_gap(),
                 connections: self.open.load(Ordering::SeqCst),
                 peer: PeerInfo {
                     uid: peer.uid,

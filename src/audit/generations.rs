@@ -283,6 +283,7 @@ mod tests {
                 .then(|| vaults.iter().map(|(id, g)| (id.to_string(), *g)).collect()),
             begins: None,
             next: None,
+            gap: None,
         }
     }
 

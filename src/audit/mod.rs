@@ -858,6 +858,7 @@ mod tests {
             vaults: None,
             begins: None,
             next: next.map(str::to_owned),
+            gap: None,
         };
         let at = |before: Option<(Option<u64>, &str)>| {
             Found::At(Located {

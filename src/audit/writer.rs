@@ -140,8 +140,9 @@ pub struct AuditLog {
     notes: Vec<String>,
     /// [`AuditLog::newest_at_open`].
     newest_at_open: Option<time::OffsetDateTime>,
-    /// [`AuditLog::accepted_gap`].
-    accepted_gap: Option<crate::protocol::AcceptedGap>,
+    /// [`AuditLog::accepted_gap`]: kept in the anchor ([`Anchor::gap`]) until the daemon
+    /// begins a new file.
+    accepted_gap: Mutex<Option<crate::protocol::AcceptedGap>>,
 }
 
 /// Choices made when opening a log ([`AuditLog::open_with`]).
@@ -197,6 +198,12 @@ pub struct Anchor {
     /// pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// The gap a start accepted (`serve --accept-audit-gap`) in the file now at the log's
+    /// path: kept by every anchor written after it, and so by later starts, until the daemon
+    /// begins a new file (a rotation), so that `health` reports it until then. Missing: no
+    /// gap accepted in this file (or an anchor of an earlier version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<crate::protocol::AcceptedGap>,
 }
 
 /// The anchor file of the log at `audit_path`: `audit-anchor-<16 hex digits of the SHA-256 of
@@ -655,7 +662,7 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
 
 /// Every member an [`Anchor`] has, present or not: the members of an anchor file outside this
 /// list are a newer scopevault's, which [`write_anchor`] keeps.
-const ANCHOR_MEMBERS: [&str; 8] = [
+const ANCHOR_MEMBERS: [&str; 9] = [
     "log",
     "seq",
     "head",
@@ -664,6 +671,7 @@ const ANCHOR_MEMBERS: [&str; 8] = [
     "vaults",
     "begins",
     "next",
+    "gap",
 ];
 
 /// The members of the anchor file at `p` that this version does not know ([`ANCHOR_MEMBERS`]):
@@ -1150,7 +1158,9 @@ impl AuditLog {
             anchored: Mutex::new(anchor.as_ref().map_or(0, |a| a.seq)),
             generations: Mutex::new(Generations::default()),
             notes: Vec::new(),
-            accepted_gap: None,
+            // A gap a start accepted in this file stays in the anchor until a rotation
+            // begins a new one (a new file's anchor, written with `begins`, drops it).
+            accepted_gap: Mutex::new(anchor.as_ref().and_then(|a| a.gap.clone())),
             // A log empty after a rotation the daemon did not see: the start continues the
             // moved file, whose last record is the newest (twenty-fourth pass, found by its
             // attacker of this pass's fixes: no clock warning then). Its tail only is read.
@@ -1242,9 +1252,18 @@ impl AuditLog {
                     reason: Some(&reason),
                     ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
                 };
-                let at = crate::text::rfc3339(time::OffsetDateTime::now_utc());
-                let seq;
-                if have.seq < a.seq {
+                // Kept for `health` (and so `status` and its metrics), in the anchor until a
+                // rotation: the stderr warning scrolls away, and an operator watching a fleet
+                // saw nothing of the gap accepted (twenty-sixth pass).
+                let cut = have.seq < a.seq;
+                let mut accepted = crate::protocol::AcceptedGap {
+                    seq: top.saturating_add(1),
+                    missing_first: cut.then(|| have.seq + 1),
+                    missing_last: cut.then_some(top),
+                    at: crate::text::rfc3339(time::OffsetDateTime::now_utc()),
+                    reason: reason.clone(),
+                };
+                if cut {
                     // A cut tail. The seqs up to the anchored one were given out (a runner
                     // holds its `audit_seq`), so the chain goes on after the anchored seq and
                     // never gives one of them to another record: the gap record, at the
@@ -1270,26 +1289,17 @@ impl AuditLog {
                         },
                     };
                     let named = if top > a.seq { &chain } else { &anchored };
+                    // Set first: the anchor written before the record carries it.
+                    *log.gap_slot() = Some(accepted);
                     log.begin_with(named, &chain, None, rec);
                     log.as_sole_writer(|_| Ok((None, ())))?;
-                    seq = top.saturating_add(1);
                 } else {
-                    seq = log.append(rec)?;
+                    accepted.seq = log.append(rec)?;
+                    *log.gap_slot() = Some(accepted);
                     // Anchored at once: a crash within the next interval must not find
                     // the gap it just recorded again.
                     let _ = log.write_anchor_now();
                 }
-                // Kept for the whole run, for `health` (and so `status` and its metrics): the
-                // stderr warning below scrolls away, and an operator watching a fleet saw
-                // nothing of the gap accepted (twenty-sixth pass).
-                let cut = have.seq < a.seq;
-                log.accepted_gap = Some(crate::protocol::AcceptedGap {
-                    seq,
-                    missing_first: cut.then(|| have.seq + 1),
-                    missing_last: cut.then_some(top),
-                    at,
-                    reason,
-                });
             }
         }
         if flags.new_key && chained {
@@ -1393,10 +1403,15 @@ impl AuditLog {
         &self.notes
     }
 
-    /// The gap the start accepted (`--accept-audit-gap`) and recorded as an `audit.gap`
-    /// record, if any: `health` reports it for the daemon's whole run.
-    pub fn accepted_gap(&self) -> Option<&crate::protocol::AcceptedGap> {
-        self.accepted_gap.as_ref()
+    /// The gap a start accepted (`--accept-audit-gap`) and recorded as an `audit.gap` record
+    /// in the file now at the log's path, if any: this run's start, or an earlier one (kept
+    /// in the anchor), until the daemon begins a new file. `health` reports it.
+    pub fn accepted_gap(&self) -> Option<crate::protocol::AcceptedGap> {
+        self.gap_slot().clone()
+    }
+
+    fn gap_slot(&self) -> MutexGuard<'_, Option<crate::protocol::AcceptedGap>> {
+        self.accepted_gap.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The `time` of the log's last complete record when it was opened, before the start wrote
@@ -1903,6 +1918,15 @@ impl AuditLog {
             return Ok(());
         }
         let (generation, vault, vaults) = self.generations().anchor_members();
+        // A new file (`begins`) holds no gap accepted: the one accepted is in the file moved
+        // away, and is no longer reported.
+        let gap = {
+            let mut slot = self.gap_slot();
+            if begins.is_some() {
+                *slot = None;
+            }
+            slot.clone()
+        };
         let written = write_anchor(
             &self.path,
             &Anchor {
@@ -1917,6 +1941,7 @@ impl AuditLog {
                 vaults,
                 begins: begins.map(str::to_owned),
                 next: next.map(str::to_owned),
+                gap,
             },
         );
         // A failed write leaves `last` behind the chain, so the next tick tries again.
@@ -2717,6 +2742,13 @@ mod tests {
             vaults: Some(Default::default()),
             begins: Some("b".into()),
             next: Some("n".into()),
+            gap: Some(crate::protocol::AcceptedGap {
+                seq: 2,
+                missing_first: Some(1),
+                missing_last: Some(1),
+                at: "2026-12-03T00:00:00Z".into(),
+                reason: "r".into(),
+            }),
         };
         let v = serde_json::to_value(&a).unwrap();
         let mut written: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();

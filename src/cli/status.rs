@@ -266,27 +266,27 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
         });
         e.single(
             "scopevault_audit_gap_accepted",
-            "1 if this daemon run began by accepting an audit gap (serve --accept-audit-gap: records cut from the log's end, recorded as an audit.gap record), for the whole run; else 0.",
+            "1 if a start of the daemon accepted an audit gap (serve --accept-audit-gap: records cut from the log's end, recorded as an audit.gap record) in the live log file, until the log is rotated; else 0.",
             b2f(gap.is_some()),
         );
         e.single(
             "scopevault_audit_gap_timestamp_seconds",
-            "When this daemon run's start accepted an audit gap (Unix time; 0 when it accepted none).",
+            "When the start accepted the audit gap of scopevault_audit_gap_accepted (Unix time; 0 when none).",
             at.map_or(0.0, |t| t.unix_timestamp() as f64),
         );
         e.single(
             "scopevault_audit_gap_seq",
-            "seq of the audit.gap record this daemon run's start wrote (0 when it accepted no gap).",
+            "seq of the audit.gap record of the gap accepted (0 when none).",
             gap.map_or(0.0, |g| g.seq as f64),
         );
         e.single(
             "scopevault_audit_gap_missing_first_seq",
-            "First seq missing from the audit log at the gap this daemon run accepted (0 when none is missing).",
+            "First seq missing from the audit log at the gap accepted (0 when none).",
             gap.and_then(|g| g.missing_first).unwrap_or(0) as f64,
         );
         e.single(
             "scopevault_audit_gap_missing_last_seq",
-            "Last seq missing from the audit log at the gap this daemon run accepted (0 when none is missing).",
+            "Last seq missing from the audit log at the gap accepted (0 when none).",
             gap.and_then(|g| g.missing_last).unwrap_or(0) as f64,
         );
         e.single(
@@ -487,7 +487,7 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             _ => "the anchored record was rewritten".to_owned(),
         };
         outln!(
-            "audit gap:   ACCEPTED at start ({}, serve --accept-audit-gap): {missing}, recorded as the `audit.gap` record at seq {}: {}; shown until the daemon is restarted: keep the log as evidence, find out what cut it, and remove the option before the next start (docs/audit.md, \"The anchor\")",
+            "audit gap:   ACCEPTED at start ({}, serve --accept-audit-gap): {missing}, recorded as the `audit.gap` record at seq {}: {}; shown until the log is rotated (`scopevault audit rotate`): keep the log as evidence, find out what cut it, and remove the option from the next start (docs/audit.md, \"The anchor\")",
             esc(&gap.at),
             gap.seq,
             esc(&gap.reason)
