@@ -243,7 +243,10 @@ fn remove(g: &GlobalArgs, id_or_label: &str, force: bool) -> anyhow::Result<Exit
 fn closed_here_refusal(which: &str, why: &str) -> VaultError {
     let why = escape_for_terminal(why);
     VaultError::Usage(format!(
-        "refusing to remove key slot {which}: no slot left could be opened on this host, so the vault could never be unlocked here again ({why}). Add a slot that works here first (`scopevault key add --passphrase`, `--identity-out FILE`, or `--keyring` for this host's keyring), then remove this one; if the vault will be opened only where the slots left work, give --force"
+        "refusing to remove key slot {which}: no slot left could be opened on this host, so the vault could never be unlocked here again ({why}). Add a slot that works here first (`{}`, `{}`, or `{}` for this host's keyring), then remove this one; if the vault will be opened only where the slots left work, give --force",
+        crate::advice::command("key add --passphrase"),
+        crate::advice::command("key add --identity-out FILE"),
+        crate::advice::command("key add --keyring")
     ))
 }
 
@@ -256,9 +259,10 @@ fn passwd_target(slots: &[Slot], wanted: Option<&str>) -> Result<String, VaultEr
             .find(|s| s.id() == w)
             .or_else(|| slots.iter().find(|s| s.is_named(w)));
         return match s {
-            None => Err(VaultError::Usage(
-                "--slot: no key slot has that id or label: `scopevault key list` shows them".into(),
-            )),
+            None => Err(VaultError::Usage(format!(
+                "--slot: no key slot has that id or label: `{}` shows them",
+                crate::advice::command("key list")
+            ))),
             Some(s @ Slot::Passphrase { .. }) => Ok(s.id().to_owned()),
             Some(s) => Err(VaultError::Usage(format!(
                 "key slot {} is {} slot: `key passwd` changes passphrase slots only",
@@ -392,8 +396,10 @@ fn passwd_outcome(what: &str, generation: u64, old: OldPassphrase) -> (String, O
                 still.join(", key slot ")
             ),
             Some(format!(
-                "the old passphrase still opens this file: key slot {} takes the same passphrase (made before scopevault refused a shared one). Change it there too (`scopevault key passwd --slot ID`) or remove that slot (`scopevault key remove ID`)",
-                still.join(" and key slot ")
+                "the old passphrase still opens this file: key slot {} takes the same passphrase (made before scopevault refused a shared one). Change it there too (`{}`) or remove that slot (`{}`)",
+                still.join(" and key slot "),
+                crate::advice::command("key passwd --slot ID"),
+                crate::advice::command("key remove ID")
             )),
         ),
         // Only passphrase slots take a passphrase: with none left untried, the old one opens
@@ -451,7 +457,7 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
     // was said before the check, also when the record held nothing or another generation and
     // the migration was then refused: seventeenth pass).
     if m.through_v1_identity_slot {
-        errln!("WARNING: --trust-v1-identity-slot: unlocked through a version-1 identity-file slot, which anyone who can write the vault file could have made. The rollback record shows this machine has seen this generation before, which proves the generation number, not the content: check `scopevault cred list` and the credentials after the migration.");
+        errln!("WARNING: --trust-v1-identity-slot: unlocked through a version-1 identity-file slot, which anyone who can write the vault file could have made. The rollback record shows this machine has seen this generation before, which proves the generation number, not the content: check `{}` and the credentials after the migration.", crate::advice::command("cred list"));
     }
     m.vault.save(&lock)?;
     let mut report = format!(
@@ -463,7 +469,7 @@ fn migrate(g: &GlobalArgs, trust_v1_identity_slot: bool) -> anyhow::Result<ExitC
     );
     for r in &m.dropped {
         let r = escape_for_terminal(r);
-        report.push_str(&format!("dropped the version-1 identity slot for {r} (its identity file was not given with --identity-file): add a new identity slot with `scopevault key add --identity-out FILE`\n"));
+        report.push_str(&format!("dropped the version-1 identity slot for {r} (its identity file was not given with --identity-file): add a new identity slot with `{}`\n", crate::advice::command("key add --identity-out FILE")));
     }
     super::output::after_change(
         "the vault was migrated to format version 2 and saved",

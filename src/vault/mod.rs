@@ -1440,7 +1440,7 @@ impl Vault {
         with.push(s.clone());
         slots::check_slot_list(&with).map_err(|e| match e {
             VaultError::HostileKdf(_) => VaultError::Usage(
-                "the passphrase slots together would ask for more Argon2 work than the format allows: remove one with `scopevault key remove SLOT` first".into(),
+                format!("the passphrase slots together would ask for more Argon2 work than the format allows: remove one with `{}` first", crate::advice::command("key remove SLOT")),
             ),
             other => other,
         })?;
@@ -1519,8 +1519,9 @@ impl Vault {
     fn room_for_a_slot(&self) -> Result<(), VaultError> {
         if self.header.slots.len() >= slots::MAX_SLOTS {
             return Err(VaultError::Usage(format!(
-                "this vault already has {} key slots, the most the format allows: remove one with `scopevault key remove SLOT` first",
-                slots::MAX_SLOTS
+                "this vault already has {} key slots, the most the format allows: remove one with `{}` first",
+                slots::MAX_SLOTS,
+                crate::advice::command("key remove SLOT")
             )));
         }
         Ok(())
@@ -1560,9 +1561,10 @@ impl Vault {
                     .position(|s| s.label() == Some(id_or_label))
             })
             .ok_or_else(|| {
-                VaultError::Usage(
-                    "no key slot has that id or label: `scopevault key list` shows them".into(),
-                )
+                VaultError::Usage(format!(
+                    "no key slot has that id or label: `{}` shows them",
+                    crate::advice::command("key list")
+                ))
             })
     }
 
@@ -1591,7 +1593,7 @@ impl Vault {
         with[pos] = new;
         slots::check_slot_list(&with).map_err(|e| match e {
             VaultError::HostileKdf(_) => VaultError::Usage(
-                "the passphrase slots together would ask for more Argon2 work than the format allows: remove one with `scopevault key remove SLOT` first".into(),
+                format!("the passphrase slots together would ask for more Argon2 work than the format allows: remove one with `{}` first", crate::advice::command("key remove SLOT")),
             ),
             other => other,
         })?;

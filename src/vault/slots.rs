@@ -627,8 +627,9 @@ pub(crate) fn check_new_label_among(slots: &[Slot], label: &str) -> Result<(), V
     check_label(label)?;
     if let Some(other) = slots.iter().find(|s| s.label() == Some(label)) {
         return Err(VaultError::Usage(format!(
-            "the label is already used by key slot {}: labels are unique within a vault (`scopevault key list` shows them)",
-            other.id()
+            "the label is already used by key slot {}: labels are unique within a vault (`{}` shows them)",
+            other.id(),
+            crate::advice::command("key list")
         )));
     }
     if let Some(other) = slots
@@ -1026,8 +1027,10 @@ pub(crate) fn try_keyring(slot: &Slot, vault_id: &str) -> Result<Zeroizing<Strin
     }
     let wrong = |what: &str| {
         VaultError::KeyringWrongKey(format!(
-            "the {} store's entry {service}/{account} {what} keyring slot {id}: the entry is there, but not with this vault's key for the slot (another vault's, an older one, or a value put there by hand); restore the right entry, or enrol this keyring again: `scopevault key add --keyring`, then `scopevault key remove {id}` (both unlocked with a passphrase or an identity file)",
-            store.as_str()
+            "the {} store's entry {service}/{account} {what} keyring slot {id}: the entry is there, but not with this vault's key for the slot (another vault's, an older one, or a value put there by hand); restore the right entry, or enrol this keyring again: `{}`, then `{}` (both unlocked with a passphrase or an identity file)",
+            store.as_str(),
+            crate::advice::command("key add --keyring"),
+            crate::advice::command(&format!("key remove {id}"))
         ))
     };
     let key = super::keyring::get(*store, service, account)?;

@@ -116,3 +116,65 @@ fn a_vault_with_no_passphrase_slot_is_not_offered_a_passphrase_prompt() {
     assert!(err.contains("--identity-file FILE"), "{err}");
     assert!(!err.contains("to be prompted"), "{err}");
 }
+
+/// A vault path with a blank and a quote in it (`it's master/m.sv`), its directory made, and
+/// the path as a POSIX shell word, as the advice writes it.
+fn master(e: &Env) -> (String, String) {
+    std::fs::create_dir_all(e.path("it's master")).unwrap();
+    let m = e.path("it's master/m.sv").to_str().unwrap().to_owned();
+    let quoted = format!("'{}'", m.replace('\'', r"'\''"));
+    (m, quoted)
+}
+
+/// Twenty-sixth pass (found by the twenty-fifth pass's review): the key slot messages of
+/// `key passwd --vault M` named `scopevault key list` without the vault, which, copied, listed
+/// the default vault's slots. Copied as printed, it lists M's (a label only M has).
+#[test]
+fn key_slot_advice_names_the_vault_given_and_its_key_list_lists_that_vault() {
+    let e = Env::new();
+    let pf = e.pf();
+    e.ok(&["init", "--passphrase-file", &pf], b"");
+    let (m, quoted) = master(&e);
+    e.ok(
+        &[
+            "init",
+            "--vault",
+            &m,
+            "--passphrase-file",
+            &pf,
+            "--label",
+            "master-only",
+        ],
+        b"",
+    );
+    let err = e.fails(
+        &[
+            "key",
+            "passwd",
+            "--vault",
+            &m,
+            "--slot",
+            "nosuch",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+        2,
+    );
+    let advised = format!("scopevault key list --vault {quoted}");
+    assert!(err.contains(&format!("`{advised}` shows them")), "{err}");
+    let out = e
+        .wrapper("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} --passphrase-file {pf}",
+            advised.replacen("scopevault", env!("CARGO_BIN_EXE_scopevault"), 1)
+        ))
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && list.contains("master-only"),
+        "{list}"
+    );
+}
