@@ -208,7 +208,10 @@ fn check_vault(r: &mut Report, path: &Path, given: &Path) -> Option<FileHeader> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             r.fail(
                 "vault",
-                format!("{named} does not exist: create it with `scopevault init` (or give --vault / SCOPEVAULT_VAULT)"),
+                format!(
+                    "{named} does not exist: create it with `{}` (or give --vault / SCOPEVAULT_VAULT)",
+                    crate::advice::command("init")
+                ),
             );
             return None;
         }
@@ -402,13 +405,19 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
     } else {
         r.ok(
             "keyring",
-            "no keyring slot enrolled (optional: `scopevault key add --keyring`)",
+            format!(
+                "no keyring slot enrolled (optional: `{}`)",
+                crate::advice::command("key add --keyring")
+            ),
         );
     }
     if kinds.iter().all(|k| *k == "passphrase") && !super::unlock::have_tty() {
         r.warn(
             "unlock",
-            "only passphrase slots and no terminal: unattended commands need --passphrase-file/--passphrase-fd; a daemon needs `scopevault unlock` after each start, or an identity file (`scopevault key add --identity-out FILE`)",
+            format!(
+                "only passphrase slots and no terminal: unattended commands need --passphrase-file/--passphrase-fd; a daemon needs `scopevault unlock` after each start, or an identity file (`{}`)",
+                crate::advice::command("key add --identity-out FILE")
+            ),
         );
     }
     // A passphrase given in a file or on a descriptor is tried too (it needs no prompt).
@@ -456,12 +465,16 @@ fn check_unlock(r: &mut Report, g: &GlobalArgs, path: &Path) -> Checked {
 /// Starting a Secret Service fits a store that could not be reached, and no other failure:
 /// it followed an entry holding the wrong key and two items for one entry too (twenty-first
 /// pass), whose messages say what to do.
-fn keyring_fix(e: &vault::VaultError) -> &'static str {
+fn keyring_fix(e: &vault::VaultError) -> String {
     match e {
-        vault::VaultError::KeyringUnavailable(_) => "; start the Secret Service (gnome-keyring, KeePassXC) in this session, or use a passphrase or identity file",
+        vault::VaultError::KeyringUnavailable(_) => "; start the Secret Service (gnome-keyring, KeePassXC) in this session, or use a passphrase or identity file".into(),
         // The store answered and holds no entry for the slot.
-        vault::VaultError::Keyring(_) => "; a slot made on another host or in another login session opens only there (here, use a passphrase or identity file); if its entry was deleted, enrol this keyring again: `scopevault key add --keyring`, then `scopevault key remove` of this slot",
-        _ => "",
+        vault::VaultError::Keyring(_) => format!(
+            "; a slot made on another host or in another login session opens only there (here, use a passphrase or identity file); if its entry was deleted, enrol this keyring again: `{}`, then `{}` of this slot",
+            crate::advice::command("key add --keyring"),
+            crate::advice::command("key remove ID")
+        ),
+        _ => String::new(),
     }
 }
 
@@ -487,7 +500,8 @@ fn check_credentials(r: &mut Report, vault: &Vault) {
         r.fail(
             "totp",
             format!(
-                "credential `{name}` holds both `totp_seed` and `otpauth` (saved by an older scopevault): two TOTP seeds, so {so}; keep the one in use with `scopevault cred set {name} --secret otpauth` (or `--secret totp_seed`), which removes the other"
+                "credential `{name}` holds both `totp_seed` and `otpauth` (saved by an older scopevault): two TOTP seeds, so {so}; keep the one in use with `{}` (or `--secret totp_seed`), which removes the other",
+                crate::advice::command(&format!("cred set {name} --secret otpauth"))
             ),
         );
     }
@@ -520,7 +534,8 @@ fn check_credentials(r: &mut Report, vault: &Vault) {
         r.fail(
             "totp",
             format!(
-                "credential `{name}` holds a TOTP seed in `{field}` that gives no code (saved by an older scopevault): {e}. So {so}`publish` refuses to put it in a bundle and a checkpoint's `bundle apply` refuses it; store a usable seed with `scopevault cred set {name} --secret otpauth` (or `--secret totp_seed`), which replaces it"
+                "credential `{name}` holds a TOTP seed in `{field}` that gives no code (saved by an older scopevault): {e}. So {so}`publish` refuses to put it in a bundle and a checkpoint's `bundle apply` refuses it; store a usable seed with `{}` (or `--secret totp_seed`), which replaces it",
+                crate::advice::command(&format!("cred set {name} --secret otpauth"))
             ),
         );
     }
@@ -541,8 +556,9 @@ fn check_credentials(r: &mut Report, vault: &Vault) {
         r.warn(
             "totp",
             format!(
-                "credential `{name}`: secret field `{field}`: {}{older}; store the longer seed with `scopevault cred set {name} --secret {field}`",
-                crate::agent::totp::short_seed_warning(bytes)
+                "credential `{name}`: secret field `{field}`: {}{older}; store the longer seed with `{}`",
+                crate::agent::totp::short_seed_warning(bytes),
+                crate::advice::command(&format!("cred set {name} --secret {field}"))
             ),
         );
     }
@@ -569,7 +585,9 @@ fn check_sizes(r: &mut Report, vault: &Vault) {
         r.fail(
             "size",
             format!(
-                "credential `{name}` is over the bound on one credential: {why} (saved by an older scopevault). The daemon refuses its fetch, and `publish` and `bundle apply` refuse it; split it: `scopevault cred rm {name}`, then `scopevault cred add` of each part under its own name"
+                "credential `{name}` is over the bound on one credential: {why} (saved by an older scopevault). The daemon refuses its fetch, and `publish` and `bundle apply` refuse it; split it: `{}`, then `{}` of each part under its own name",
+                crate::advice::command(&format!("cred rm {name}")),
+                crate::advice::command("cred add NAME")
             ),
         );
     }
@@ -606,9 +624,10 @@ fn check_declarations(r: &mut Report, vault: &Vault) {
         r.warn(
             "declared",
             format!(
-                "the vault entry of credential `{name}` differs from the applied policy's declaration in {} (lint rule `vault-differs-from-policy`): the daemon hands it out as declared (kind `{}`), `cred show` shows the entry; apply the policy again (`scopevault policy apply`), which stores the declaration in the entry",
+                "the vault entry of credential `{name}` differs from the applied policy's declaration in {} (lint rule `vault-differs-from-policy`): the daemon hands it out as declared (kind `{}`), `cred show` shows the entry; apply the policy again (`{}`), which stores the declaration in the entry",
                 d.describe(),
-                decl.kind()
+                decl.kind(),
+                crate::advice::command("policy apply POLICY")
             ),
         );
     }
@@ -1410,7 +1429,8 @@ fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
         r.warn(
             "mlock",
             format!(
-                "not checked: no daemon runs ({why}), and the limit that counts is the one the daemon starts with{here}; under systemd its unit sets it (LimitMEMLOCK=infinity); run `scopevault doctor` again while the daemon runs"
+                "not checked: no daemon runs ({why}), and the limit that counts is the one the daemon starts with{here}; under systemd its unit sets it (LimitMEMLOCK=infinity); run `{}` again while the daemon runs",
+                crate::advice::command("doctor")
             ),
         );
         return;

@@ -62,7 +62,7 @@ use crate::secret::SecretString;
 #[non_exhaustive]
 pub enum VaultError {
     /// No file at the path.
-    #[error("no vault at {0}: create one with `scopevault init`, or point --vault / SCOPEVAULT_VAULT at it")]
+    #[error("no vault at {0}: create one with `{init}`, or point --vault / SCOPEVAULT_VAULT at it", init = crate::advice::command("init"))]
     NotFound(PathBuf),
     /// A vault already exists where `init` would write one.
     #[error(

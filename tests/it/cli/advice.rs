@@ -178,3 +178,45 @@ fn key_slot_advice_names_the_vault_given_and_its_key_list_lists_that_vault() {
         "{list}"
     );
 }
+/// Run `advised` (a `scopevault …` command as printed) through a shell as it is, with `tail`
+/// added (the unlock options), and require it to succeed.
+fn run_copied(e: &Env, advised: &str, tail: &str) {
+    let status = e
+        .wrapper("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} {tail}",
+            advised.replacen("scopevault", env!("CARGO_BIN_EXE_scopevault"), 1)
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success(), "{advised} {tail}");
+}
+
+/// Twenty-sixth pass (found by the twenty-fifth pass's review): `doctor --vault M` with no
+/// vault at M advised `scopevault init`, which, copied, made (or was refused at) the default
+/// vault; its keyring advice named no vault either. Copied as printed, `init` now makes M.
+#[test]
+fn doctor_advice_names_the_vault_given_and_its_init_makes_that_vault() {
+    let e = Env::new();
+    let pf = e.pf();
+    let (m, quoted) = master(&e);
+    let out = e.run(&["doctor", "--vault", &m], b"");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let advised = format!("scopevault init --vault {quoted}");
+    assert!(text.contains(&format!("`{advised}`")), "{text}");
+    run_copied(&e, &advised, &format!("--passphrase-file {pf}"));
+    assert!(
+        std::path::Path::new(&m).exists(),
+        "the advised init made the vault given"
+    );
+    assert!(!e.vault().exists(), "the default vault was not made");
+    // On the vault now there: the optional keyring slot's advice names it too.
+    let out = e.run(&["doctor", "--vault", &m, "--passphrase-file", &pf], b"");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!("`scopevault key add --keyring --vault {quoted}`")),
+        "{text}"
+    );
+}
