@@ -31,6 +31,7 @@ use std::ops::Range;
 use super::error::{did_you_mean, did_you_mean_within};
 use super::scope::GrantSet;
 use super::{CredentialDecl, Policy, PolicyError, Scope, VaultMeta};
+use crate::advice::{command as advise, shell_quoted as word};
 use crate::usage::Evidence;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -1039,7 +1040,8 @@ impl<'a> Linter<'a> {
                                 "credential `{cname}` holds both `totp_seed` and `otpauth` in the vault (saved by an older scopevault): two TOTP seeds, so {so}"
                             ),
                             format!(
-                                "keep the seed in use: `scopevault cred set {cname} --secret otpauth` (or `--secret totp_seed`) stores it and removes the other"
+                                "keep the seed in use: `{}` (or `--secret totp_seed`) stores it and removes the other",
+                                advise(&format!("cred set {} --secret otpauth", word(cname)))
                             ),
                             Some(cname),
                             None,
@@ -1060,7 +1062,8 @@ impl<'a> Linter<'a> {
                                 u.field, u.why
                             ),
                             format!(
-                                "store a usable seed: `scopevault cred set {cname} --secret otpauth` (a standard otpauth://totp/ URI) or `--secret totp_seed` (base32), which replaces it"
+                                "store a usable seed: `{}` (a standard otpauth://totp/ URI) or `--secret totp_seed` (base32), which replaces it",
+                                advise(&format!("cred set {} --secret otpauth", word(cname)))
                             ),
                             Some(cname),
                             None,
@@ -1088,7 +1091,10 @@ impl<'a> Linter<'a> {
                                 age.whole_days(),
                                 super::parse::format_duration(period)
                             ),
-                            format!("rotate `{cname}` in the target system and store it with `scopevault cred set {cname} --secret KEY`"),
+                            format!(
+                                "rotate `{cname}` in the target system and store it with `{}`",
+                                advise(&format!("cred set {} --secret KEY", word(cname)))
+                            ),
                             Some(cname),
                             None,
                             vec![],
@@ -1102,8 +1108,12 @@ impl<'a> Linter<'a> {
                         "credential `{cname}` is declared but the vault holds no secret for it"
                     ),
                     format!(
-                        "store it with `scopevault cred add {cname} --kind {}`",
-                        cred.kind.value
+                        "store it with `{}`",
+                        advise(&format!(
+                            "cred add {} --kind {}",
+                            word(cname),
+                            cred.kind.value
+                        ))
                     ),
                     Some(cname),
                     None,
@@ -1271,7 +1281,8 @@ impl<'a> Linter<'a> {
                 cred.kind.value
             ),
             format!(
-                "apply this policy again (`scopevault policy apply`): it stores the declaration of `{cname}` in its entry; or, if the entry is what was meant, change [credentials.{cname}] and apply that"
+                "apply this policy again (`{}`): it stores the declaration of `{cname}` in its entry; or, if the entry is what was meant, change [credentials.{cname}] and apply that",
+                advise("policy apply POLICY")
             ),
             Some(cname),
             None,
@@ -1294,7 +1305,9 @@ impl<'a> Linter<'a> {
                 "credential `{cname}` (kind `{kind}`) holds a TOTP seed (`{seed}`) in the vault: the seed itself is handed out to the runners of the tasks that list it, who can make every code from it; checks that only need codes should get kind = \"totp\""
             ),
             format!(
-                "declare the seed as a credential of its own with kind = \"totp\" (or give `{cname}` kind = \"totp\" if it holds only the seed), list it in the task, and store `{cname}` again without it (`scopevault cred rm {cname}`, then `scopevault cred add {cname}` with its other secrets); if a check really needs the seed itself, add a reviewed, expiring exception with rule = \"totp-seed-handed-out\", credential = \"{cname}\""
+                "declare the seed as a credential of its own with kind = \"totp\" (or give `{cname}` kind = \"totp\" if it holds only the seed), list it in the task, and store `{cname}` again without it (`{}`, then `{}` with its other secrets); if a check really needs the seed itself, add a reviewed, expiring exception with rule = \"totp-seed-handed-out\", credential = \"{cname}\"",
+                advise(&format!("cred rm {}", word(cname))),
+                advise(&format!("cred add {}", word(cname)))
             ),
             Some(cname),
             None,

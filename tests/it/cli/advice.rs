@@ -220,3 +220,50 @@ fn doctor_advice_names_the_vault_given_and_its_init_makes_that_vault() {
         "{text}"
     );
 }
+
+/// Twenty-sixth pass (found by the twenty-fifth pass's review): `lint --with-vault --vault M`
+/// advised `scopevault cred add NAME --kind KIND` for a declared credential M lacks, which,
+/// copied, stored it into the default vault. Copied as printed, it now stores into M.
+#[test]
+fn lint_vault_advice_names_the_vault_given_and_its_cred_add_stores_there() {
+    let e = Env::new();
+    let pf = e.pf();
+    e.ok(&["init", "--passphrase-file", &pf], b"");
+    let (m, quoted) = master(&e);
+    e.ok(&["init", "--vault", &m, "--passphrase-file", &pf], b"");
+    let out = e.run(
+        &[
+            "lint",
+            "--with-vault",
+            "--vault",
+            &m,
+            POLICY,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let advised = format!("scopevault cred add shop-buyer --kind login --vault {quoted}");
+    assert!(text.contains(&format!("`{advised}`")), "{text}");
+    let status = e
+        .wrapper("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf NEW-PW | {} --secret password --passphrase-file {pf}",
+            advised.replacen("scopevault", env!("CARGO_BIN_EXE_scopevault"), 1)
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let list = e.ok(
+        &["cred", "list", "--vault", &m, "--passphrase-file", &pf],
+        b"",
+    );
+    assert!(list.contains("shop-buyer"), "{list}");
+    let live = e.ok(&["cred", "list", "--passphrase-file", &pf], b"");
+    assert!(
+        !live.contains("shop-buyer"),
+        "the default vault was not changed: {live}"
+    );
+}
