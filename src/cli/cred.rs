@@ -295,13 +295,14 @@ fn as_declared(
     let list = |v: Vec<&str>| format!("[{}]", v.join(", "));
     if !conflicts.is_empty() {
         bail!(
-            "credential `{name}` is declared by the applied policy as kind `{}` with scopes {} and origins {}, and `cred add` stores it as declared, but the {} given {} from the declaration. Give --kind {} (and no --scope or --origin, or the declared ones), or change [credentials.{name}] in the policy file and run `scopevault policy apply` (the one way to change a declaration); nothing was stored",
+            "credential `{name}` is declared by the applied policy as kind `{}` with scopes {} and origins {}, and `cred add` stores it as declared, but the {} given {} from the declaration. Give --kind {} (and no --scope or --origin, or the declared ones), or change [credentials.{name}] in the policy file and run `{}` (the one way to change a declaration); nothing was stored",
             decl.kind(),
             list(decl.scopes()),
             list(decl.origins()),
             conflicts.join(" and "),
             if conflicts.len() == 1 { "differs" } else { "differ" },
-            decl.kind()
+            decl.kind(),
+            crate::advice::command("policy apply POLICY")
         );
     }
     // The applied policy is canonical: its lists are sorted and without duplicates, as

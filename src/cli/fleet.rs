@@ -571,10 +571,13 @@ fn unwritten_record_warning(
         other => (escape_for_terminal(&other.to_string()), "remove the cause"),
     };
     format!(
-        "scopevault: warning: the apply is done but `status` will not show it: its applied record {} was not written ({why}). To write it, {fix}, then apply the same bundle again with `--reapply` added: `scopevault bundle apply {} --allowed-signers {} --reapply` (with the other options given this time); without `--reapply` the generation check refuses the bundle now applied",
+        "scopevault: warning: the apply is done but `status` will not show it: its applied record {} was not written ({why}). To write it, {fix}, then apply the same bundle again with `--reapply` added: `{}` (with the other options given this time); without `--reapply` the generation check refuses the bundle now applied",
         shown(record),
-        shown(&c.file),
-        shown(&c.allowed_signers),
+        crate::advice::command(&format!(
+            "bundle apply {} --allowed-signers {} --reapply",
+            crate::advice::shell_quoted(&c.file.to_string_lossy()),
+            crate::advice::shell_quoted(&c.allowed_signers.to_string_lossy()),
+        )),
     )
 }
 

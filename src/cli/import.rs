@@ -136,8 +136,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                     .any(|(k, _)| TOTP_SEED_FIELDS.contains(&k.as_str()))
             {
                 notes.push(format!(
-                    "note: row {}: {label} holds a TOTP seed: as a `{kind}` credential, a check it is handed to (`get --json`, `exec`) gets the seed itself, which makes every later code; declare `kind = \"totp\"` under `[credentials.{}]` in the policy and run `scopevault policy apply`, so that checks get the current code (and the password), never the seed",
-                    row.line, row.name
+                    "note: row {}: {label} holds a TOTP seed: as a `{kind}` credential, a check it is handed to (`get --json`, `exec`) gets the seed itself, which makes every later code; declare `kind = \"totp\"` under `[credentials.{}]` in the policy and run `{}`, so that checks get the current code (and the password), never the seed",
+                    row.line,
+                    row.name,
+                    crate::advice::command("policy apply POLICY")
                 ));
             }
             if row.url_unused {

@@ -159,7 +159,10 @@ fn openbao_sync(
         *adopted = Some(vault.generation());
     }
     let Some(policy) = vault.policy() else {
-        bail!("the vault has no applied policy, so there is no list of credentials to sync: run `scopevault policy apply policy.toml` first");
+        bail!(
+            "the vault has no applied policy, so there is no list of credentials to sync: run `{}` first",
+            crate::advice::command("policy apply policy.toml")
+        );
     };
 
     let opts = ClientOptions {

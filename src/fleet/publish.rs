@@ -109,14 +109,18 @@ fn build_with(
     let mut credentials = BTreeMap::new();
     for name in &cred_names {
         let c = stored.get(name).ok_or_else(|| {
-            format!("credential `{name}` (needed at `{location}`) is not stored in the vault: `scopevault cred add {name}`")
+            format!(
+                "credential `{name}` (needed at `{location}`) is not stored in the vault: `{}`",
+                crate::advice::command(&format!("cred add {name}"))
+            )
         })?;
         // A vault saved by an older scopevault may hold a credential over the bound on one
         // credential (vault-format.md, "Payload"): `bundle apply` refuses it on each
         // checkpoint, so publish refuses it here, once.
         if let Some(over) = c.over_bound() {
             return Err(format!(
-                "credential `{name}`: {over} (vault-format.md, \"Payload\"). A checkpoint's `bundle apply` refuses a bundle carrying it, so nothing was published: split it into several credentials (`scopevault cred rm {name}`, then `cred add` of each), or leave `{name}` out of this location's tasks, and publish again"
+                "credential `{name}`: {over} (vault-format.md, \"Payload\"). A checkpoint's `bundle apply` refuses a bundle carrying it, so nothing was published: split it into several credentials (`{}`, then `cred add` of each), or leave `{name}` out of this location's tasks, and publish again",
+                crate::advice::command(&format!("cred rm {name}"))
             ));
         }
         // A vault saved by an older scopevault may hold both TOTP seed fields, or a field
@@ -131,7 +135,8 @@ fn build_with(
         // seed.
         if let Some((key, e)) = crate::agent::totp::unusable_seed(&c.secrets) {
             return Err(format!(
-                "credential `{name}`: secret field `{key}` is not a usable TOTP secret: {e}. A checkpoint's `bundle apply` refuses a bundle carrying it, so nothing was published: store a usable seed with `scopevault cred set {name} --secret otpauth` (or `--secret totp_seed`), which replaces it, or leave `{name}` out of this location's tasks, and publish again"
+                "credential `{name}`: secret field `{key}` is not a usable TOTP secret: {e}. A checkpoint's `bundle apply` refuses a bundle carrying it, so nothing was published: store a usable seed with `{}` (or `--secret totp_seed`), which replaces it, or leave `{name}` out of this location's tasks, and publish again",
+                crate::advice::command(&format!("cred set {name} --secret otpauth"))
             ));
         }
         credentials.insert(name.clone(), c.clone());

@@ -49,7 +49,8 @@ pub fn holds_both_totp_seeds<'a>(keys: impl IntoIterator<Item = &'a str>) -> boo
 /// one (`cred set` of one removes the other). Names fields only, never a value.
 pub fn both_totp_seeds_message(name: &str) -> String {
     format!(
-        "credential `{name}` holds both `totp_seed` and `otpauth`: two TOTP seeds, and codes come from one only, so a credential holds one of them. Keep the one in use: `scopevault cred set {name} --secret otpauth` (or `--secret totp_seed`) stores it and removes the other"
+        "credential `{name}` holds both `totp_seed` and `otpauth`: two TOTP seeds, and codes come from one only, so a credential holds one of them. Keep the one in use: `{}` (or `--secret totp_seed`) stores it and removes the other",
+        crate::advice::command(&format!("cred set {name} --secret otpauth"))
     )
 }
 
@@ -94,7 +95,9 @@ pub fn field_in_both<'a>(
 /// secret, with how to keep one. Names fields only, never a value.
 pub fn field_in_both_message(name: &str, field: &str) -> String {
     format!(
-        "credential `{name}` holds `{field}` both as a plain field and as a secret: a field name holds one value, so which one is meant is unknown. Keep one: `scopevault cred set {name} --secret {field}` stores it as a secret, `scopevault cred set {name} --field {field}=VALUE` as a plain field, and either removes the other"
+        "credential `{name}` holds `{field}` both as a plain field and as a secret: a field name holds one value, so which one is meant is unknown. Keep one: `{}` stores it as a secret, `{}` as a plain field, and either removes the other",
+        crate::advice::command(&format!("cred set {name} --secret {field}")),
+        crate::advice::command(&format!("cred set {name} --field {field}=VALUE"))
     )
 }
 

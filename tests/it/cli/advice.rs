@@ -267,3 +267,50 @@ fn lint_vault_advice_names_the_vault_given_and_its_cred_add_stores_there() {
         "the default vault was not changed: {live}"
     );
 }
+
+/// Twenty-sixth pass (found by the twenty-fifth pass's review): `cred add --vault M` of a
+/// credential the applied policy declares with another kind advised `scopevault policy apply`
+/// without the vault (and without the file it needs), which, copied, changed the default
+/// vault's policy.
+#[test]
+fn cred_add_declaration_conflict_advice_names_the_vault_given() {
+    let e = Env::new();
+    let pf = e.pf();
+    let (m, quoted) = master(&e);
+    e.ok(&["init", "--vault", &m, "--passphrase-file", &pf], b"");
+    e.ok(
+        &[
+            "policy",
+            "apply",
+            "--vault",
+            &m,
+            POLICY,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    let err = e.fails(
+        &[
+            "cred",
+            "add",
+            "--vault",
+            &m,
+            "shop-buyer",
+            "--kind",
+            "token",
+            "--secret",
+            "token",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"v",
+        2,
+    );
+    assert!(
+        err.contains(&format!(
+            "`scopevault policy apply POLICY --vault {quoted}`"
+        )),
+        "{err}"
+    );
+}

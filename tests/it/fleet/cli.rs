@@ -3881,6 +3881,15 @@ fn regression_an_unwritten_applied_record_warning_names_the_command_that_works()
         err.contains("bundle apply") && err.contains("--reapply"),
         "the warning names the command that works: {err}"
     );
+    // On the vault this apply was given (SCOPEVAULT_VAULT here), not the default one
+    // (twenty-sixth pass, found by the twenty-fifth pass's review).
+    assert!(
+        err.contains(&format!(
+            "--reapply --vault {}`",
+            f.ams.vault().to_str().unwrap()
+        )),
+        "the command names the vault: {err}"
+    );
     assert!(!err.contains("run the command again"), "{err}");
     std::fs::remove_dir(&record).unwrap();
     // As it says: the same command is refused, with --reapply it writes the record.
