@@ -693,7 +693,9 @@ pub struct Health {
     /// (`generations.lock` in the state directory), which another process holds: why, naming
     /// the holder when it can. The daemon's load gave up on the lock after 2 s, serves the
     /// generation it has (`generation`) and loads the file once the lock is free
-    /// (vault-format.md, "Rollback detection"). Absent from daemons before 0.1 round 25.
+    /// (vault-format.md, "Rollback detection"). The holder's pid and command are named to
+    /// admins only; gone once that file is no longer at the path or any load succeeds.
+    /// Absent from daemons before 0.1 round 25.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_waits: Option<String>,
     /// Lines of the daemon's log (its stderr) lost since its start: their write failed (a

@@ -846,7 +846,7 @@ impl Handler {
     fn health(&self, peer: &PeerIdentity) -> Health {
         // Outside the state's read lock: `vault_file_changed` takes it too.
         let loading = self.vault_file_changed();
-        let load_waits = self.load_waits();
+        let load_waits = self.load_waits(self.access.is_admin(peer));
         self.state.with(|v| {
             let policy = v.and_then(|o| o.vault.policy());
             Health {

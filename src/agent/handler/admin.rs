@@ -128,7 +128,13 @@ impl Handler {
         // free (looked at twice a second at most): not at every turn, each holding the
         // requests for the load's wait again.
         let mut busy = self.follow_busy.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = busy.as_mut().filter(|b| b.stamp == now) {
+        // A wait for a file no longer at the path is over: the file there now is loaded
+        // (or waits) on its own, and the old message would name a holder long gone
+        // (twenty-sixth pass).
+        if busy.as_ref().is_some_and(|b| b.stamp != now) {
+            *busy = None;
+        }
+        if let Some(b) = busy.as_mut() {
             if b.probed.elapsed() < FollowBusy::PROBE_EVERY {
                 return None;
             }
@@ -142,12 +148,33 @@ impl Handler {
     }
 
     /// Why a vault file saved since the load is not loaded yet, while it waits for the
-    /// rollback record's lock (`health`'s `load_waits`).
-    pub(super) fn load_waits(&self) -> Option<String> {
+    /// rollback record's lock (`health`'s `load_waits`): only while that very file is at the
+    /// path and not loaded. The holder (its pid and command) is named to admins only; anyone
+    /// else who may connect is told that another process holds the lock.
+    ///
+    /// Twenty-sixth pass, found by the attacker of observability and many daemons: once a
+    /// second save replaced the file that waited, the message stayed for good, naming a pid
+    /// long gone, after the daemon had loaded the newest file, and `reload` did not clear it.
+    pub(super) fn load_waits(&self, admin: bool) -> Option<String> {
         let busy = self.follow_busy.lock().unwrap_or_else(|p| p.into_inner());
         let b = busy.as_ref()?;
-        let loaded = self.state.with(|v| v.map(|o| o.vault.stamp()))?;
-        (loaded != Some(b.stamp)).then(|| b.why.clone())
+        let (loaded, there) = self
+            .state
+            .with(|v| v.map(|o| (o.vault.stamp(), o.vault.current_stamp())))?;
+        if loaded == Some(b.stamp) || there != Some(b.stamp) {
+            return None;
+        }
+        Some(if admin {
+            b.why.clone()
+        } else {
+            "the rollback record's lock (generations.lock in the daemon's state directory) is held by another process, named to admins only (root and the daemon's user: `scopevault status`)".to_owned()
+        })
+    }
+
+    /// A load succeeded (`reload`, `unlock`, a changed file followed): no wait of an earlier
+    /// load is left to report.
+    fn loaded_now(&self) {
+        *self.follow_busy.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// `audit_rotate` (admins): the rotation writes its own `audit.rotate` record, the first
@@ -283,6 +310,7 @@ impl Handler {
         let vault = open(key, &self.load_rules()).map_err(Refusal::Vault)?;
         self.note_load(vault.as_ref(), "unlock")?;
         self.state.set(Opened::new(vault));
+        self.loaded_now();
         Ok(self.admin_status())
     }
 
@@ -308,6 +336,7 @@ impl Handler {
                 Ok(vault) => {
                     self.note_load(vault.as_ref(), "unlock")?;
                     self.state.set(Opened::new(vault));
+                    self.loaded_now();
                     return Ok((self.admin_status(), own.kind));
                 }
                 Err(e) if e.code == ErrorCode::VaultRefused => return Err(Refusal::Vault(e)),
@@ -338,6 +367,7 @@ impl Handler {
         })?;
         self.note_load(fresh.as_ref(), "reload")?;
         self.state.set(Opened::new(fresh));
+        self.loaded_now();
         Ok(self.admin_status())
     }
 

@@ -586,3 +586,106 @@ fn a_writer_gives_up_on_a_held_rollback_record_lock_naming_its_holder() {
     assert_eq!(served_token(&d), secret_of("search-token"));
     d.assert_alive();
 }
+
+/// A vault file saved since the daemon's start (`cred set` with no daemon to reach), then the
+/// file and the rollback record from before it put back: the saved files, oldest first, for a
+/// test to put in place one by one.
+fn saves_not_loaded(dir: &Path, values: &[&str]) -> Vec<Vec<u8>> {
+    let vault = dir.join("vault.scopevault");
+    let record = dir.join("state/scopevault/generations.json");
+    let (old_file, old_record) = (
+        std::fs::read(&vault).unwrap(),
+        std::fs::read(&record).unwrap(),
+    );
+    let nowhere = dir.join("nowhere.sock");
+    let saved = values
+        .iter()
+        .map(|v| {
+            set_search_token(dir, v, &["--socket", nowhere.to_str().unwrap()]);
+            std::fs::read(&vault).unwrap()
+        })
+        .collect();
+    put_back(dir, &old_file);
+    std::fs::write(&record, &old_record).unwrap();
+    saved
+}
+
+/// Twenty-sixth pass, found by the attacker of observability and many daemons: a file that
+/// waited for the rollback record's lock, replaced by a newer save once the lock was free and
+/// before any request reached the daemon, left `load_waits` set for good ("held by pid N …
+/// end it", N long gone) while the daemon served the newest file and `reload` succeeded.
+/// Now the message goes with the wait: once the file it describes is no longer at the path,
+/// and on any successful load.
+#[test]
+fn load_waits_is_gone_once_the_newest_file_is_loaded_after_the_lock_is_free() {
+    let dir = tempdir();
+    let dir = dir.path();
+    setup_vault(dir);
+    let saved = saves_not_loaded(dir, &["first-save", "second-save"]);
+    let id = dir.join("identity.txt");
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    let holder = RecordLockHolder::hold(dir);
+    let holder_pid = holder.0.id();
+    put_back(dir, &saved[0]);
+    assert_eq!(served_token(&d), secret_of("search-token"));
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert!(h["load_waits"].is_string(), "{h}");
+    drop(holder);
+    // The next save is in place before any request reaches the daemon.
+    put_back(dir, &saved[1]);
+    assert_eq!(served_token(&d), "second-save");
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert!(h["load_waits"].is_null(), "stale after the load: {h}");
+    assert_eq!(h["loading"], false, "{h}");
+    let status = sv(&d, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(!text.contains("not loaded yet"), "{text}");
+    assert!(!text.contains(&format!("pid {holder_pid}")), "{text}");
+    let reload = sv(&d, &["reload"]);
+    assert!(reload.status.success(), "{}", stderr_of(&reload));
+    assert!(d.request(r#"{"v":1,"op":"health"}"#)["load_waits"].is_null());
+    d.assert_alive();
+}
+
+/// Twenty-sixth pass, found by the attacker of observability and many daemons: `load_waits`
+/// named the lock's holder (pid, command) to any uid that could connect, a uid in no task
+/// too. Now only admins (root and the daemon's uid) are told who holds it.
+#[test]
+fn load_waits_names_the_lock_holder_to_admins_only() {
+    use crate::common::{skip, users};
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let dir = tempdir();
+    let dir = dir.path();
+    setup_vault(dir);
+    let saved = saves_not_loaded(dir, &["first-save"]);
+    let id = dir.join("identity.txt");
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    let exe = crate::common::users::shared_binary(dir);
+    use std::os::unix::fs::PermissionsExt;
+    let perms = |p: &Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    perms(d.socket.parent().unwrap(), 0o711);
+    perms(&d.socket, 0o666);
+    let _holder = RecordLockHolder::hold(dir);
+    put_back(dir, &saved[0]);
+    assert_eq!(served_token(&d), secret_of("search-token"));
+    let admin = d.request(r#"{"v":1,"op":"health"}"#);
+    let why = admin["load_waits"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{admin}"));
+    assert!(why.contains("pid ") && why.contains("flock"), "{admin}");
+    let out = users::run_as(uid, gid, &exe, &d.socket, &["status", "--json"]);
+    let other: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(other["peer"]["admin"], false, "{other}");
+    let why = other["load_waits"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{other}"));
+    assert!(why.contains("generations.lock"), "{other}");
+    assert!(!why.contains("pid ") && !why.contains("flock"), "{other}");
+    d.assert_alive();
+}
