@@ -698,6 +698,13 @@ pub struct Health {
     /// Absent from daemons before 0.1 round 25.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_waits: Option<String>,
+    /// Set while the vault file at the path is one the daemon's last load after its start
+    /// (`reload`, SIGHUP, a changed file followed) refused: an older copy (rollback), another
+    /// vault's file, one that fails its checks. The daemon serves the generation it has
+    /// (`generation`). The reason is given to admins only; gone once a load succeeds or
+    /// another file is at the path. Absent from daemons before 0.1 round 26.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_refused: Option<String>,
     /// Lines of the daemon's log (its stderr) lost since its start: their write failed (a
     /// closed terminal, a log reader gone, a full disk) or they were dropped while stderr was
     /// stuck (docs/operations.md, "The daemon's log"). Absent (0) from daemons before 0.1

@@ -130,6 +130,8 @@ pub struct Handler {
     /// A changed file whose load gave up on the rollback record's lock (`busy`), with why:
     /// tried again once the lock is free ([`Handler::follow_vault_file`]).
     follow_busy: Mutex<Option<admin::FollowBusy>>,
+    /// The file the last load after the start refused, with why (`health`'s `load_refused`).
+    load_refused: Mutex<Option<admin::LoadRefused>>,
     /// The threads that reloaded a changed vault file, by name (tests: the event loop's is
     /// not one of them).
     #[cfg(test)]
@@ -208,6 +210,7 @@ impl Handler {
             following: Mutex::new(()),
             follow_failed: Mutex::new(None),
             follow_busy: Mutex::new(None),
+            load_refused: Mutex::new(None),
             #[cfg(test)]
             followed_on: Mutex::new(Vec::new()),
             #[cfg(test)]
@@ -847,6 +850,7 @@ impl Handler {
         // Outside the state's read lock: `vault_file_changed` takes it too.
         let loading = self.vault_file_changed();
         let load_waits = self.load_waits(self.access.is_admin(peer));
+        let load_refused = self.load_refused(self.access.is_admin(peer));
         self.state.with(|v| {
             let policy = v.and_then(|o| o.vault.policy());
             Health {
@@ -862,6 +866,7 @@ impl Handler {
                 audit_anchor_ok: self.audit.anchor_ok(),
                 loading,
                 load_waits,
+                load_refused,
                 log_lines_lost: crate::diag::lost(),
                 audit_gap: self.audit.accepted_gap(),
                 connections: self.open.load(Ordering::SeqCst),

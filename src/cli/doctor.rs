@@ -718,6 +718,14 @@ fn check_daemon(
                 h.version
             ),
         ),
+        Ok(h) if h.load_refused.is_some() => r.warn(
+            "daemon",
+            format!(
+                "serves generation {}: its last load REFUSED the vault file at its path (it keeps serving what it has): {}",
+                h.generation.unwrap_or(0),
+                crate::text::escape_for_terminal(h.load_refused.as_deref().unwrap_or(""))
+            ),
+        ),
         Ok(h) if h.load_waits.is_some() => r.warn(
             "daemon",
             format!(

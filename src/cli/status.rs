@@ -244,6 +244,11 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             b2f(h.locked),
         );
         e.single(
+            "scopevault_vault_load_refused",
+            "1 if the vault file at the path is one the daemon's last load refused (an older copy, another vault's file; it serves the generation it has), else 0.",
+            b2f(h.load_refused.is_some()),
+        );
+        e.single(
             "scopevault_audit_ok",
             "1 if the daemon's last audit append succeeded (else hand-outs are refused).",
             b2f(h.audit_ok),
@@ -455,6 +460,13 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         if let Some(why) = &h.load_waits {
             outln!(
                 "             the vault file saved since is not loaded yet: it waits for the rollback record's lock, and the daemon loads it once the lock is free: {}",
+                esc(why)
+            )?;
+        }
+        if let Some(why) = &h.load_refused {
+            outln!(
+                "             the vault file at the path was REFUSED by the daemon's last load (it serves generation {} meanwhile): {}",
+                h.generation.unwrap_or(0),
                 esc(why)
             )?;
         }

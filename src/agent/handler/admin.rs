@@ -23,6 +23,15 @@ impl FollowBusy {
     const PROBE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 }
 
+/// The vault file the last load after the start refused (an older copy, another vault's file,
+/// one that fails its checks): `health`'s `load_refused`, while that file is at the path.
+pub(super) struct LoadRefused {
+    /// The stamp of the file at the path when the load began.
+    stamp: Option<FileStamp>,
+    /// The refusal's message.
+    why: String,
+}
+
 impl Handler {
     /// SIGHUP: reload as if an admin asked; the outcome is audited. Returns a status line.
     pub fn reload_from_signal(&self) -> Result<AdminStatus, ErrorBody> {
@@ -175,6 +184,7 @@ impl Handler {
     /// load is left to report.
     fn loaded_now(&self) {
         *self.follow_busy.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.load_refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// `audit_rotate` (admins): the rotation writes its own `audit.rotate` record, the first
@@ -360,7 +370,47 @@ impl Handler {
         )))
     }
 
+    /// `reload`, SIGHUP, a changed file followed. A refusal of the file (not `locked`, not a
+    /// wait for the rollback record's lock, not the audit log) is kept for `health`'s
+    /// `load_refused` until a load succeeds or another file is at the path: a refused
+    /// rollback or another vault's file showed in no `status` line and no metric, only in
+    /// the daemon's log and the audit log (twenty-sixth pass, found by the attacker of
+    /// observability and many daemons).
     pub(super) fn reload(&self) -> Result<AdminStatus, Refusal> {
+        let there = self.state.with(|v| v.and_then(|o| o.vault.current_stamp()));
+        let r = self.reload_now();
+        let refused = match &r {
+            Err(Refusal::Vault(e)) if e.code != crate::protocol::ErrorCode::Busy => {
+                Some(e.message.clone())
+            }
+            Err(why @ Refusal::Rollback(_)) => Some(why.message()),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            *self.load_refused.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(LoadRefused { stamp: there, why });
+        }
+        r
+    }
+
+    /// Why the last load refused the vault file at the path, while that file is still there
+    /// and nothing loaded since (`health`'s `load_refused`). The reason (paths, generations,
+    /// vault ids) is given to admins only.
+    pub(super) fn load_refused(&self, admin: bool) -> Option<String> {
+        let refused = self.load_refused.lock().unwrap_or_else(|p| p.into_inner());
+        let r = refused.as_ref()?;
+        let there = self.state.with(|v| v.and_then(|o| o.vault.current_stamp()));
+        if there != r.stamp {
+            return None;
+        }
+        Some(if admin {
+            r.why.clone()
+        } else {
+            "the daemon's last load refused the vault file at its path; the reason is given to admins only (root and the daemon's user: `scopevault status`)".to_owned()
+        })
+    }
+
+    fn reload_now(&self) -> Result<AdminStatus, Refusal> {
         let fresh = self.state.with(|v| match v {
             None => Err(Refusal::Locked),
             Some(o) => o.vault.reopen().map_err(Refusal::Vault),

@@ -689,3 +689,78 @@ fn load_waits_names_the_lock_holder_to_admins_only() {
     assert!(!why.contains("pid ") && !why.contains("flock"), "{other}");
     d.assert_alive();
 }
+
+/// `status --format prometheus` against the daemon `d`, its audit log given.
+fn metrics(d: &Daemon) -> String {
+    let audit = d.dir.join("audit.jsonl");
+    let out = sv(
+        d,
+        &[
+            "status",
+            "--format",
+            "prometheus",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Twenty-sixth pass, found by the attacker of observability and many daemons: a reload that
+/// refused the file at the vault path (an older copy put back) showed in neither `status` nor
+/// any metric, and `doctor`'s daemon line said nothing of it. Now `health`'s `load_refused`
+/// carries the refusal while that file is there, `status` prints it,
+/// `scopevault_vault_load_refused` is 1 (the alert `ScopevaultVaultRefused`), `doctor` names
+/// it; putting the right file back ends it.
+#[test]
+fn a_refused_reload_shows_in_health_status_metrics_and_doctor_until_the_file_is_fixed() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let older = std::fs::read(&vault).unwrap();
+    set_search_token(dir, "value-newest", &[]);
+    let newest = std::fs::read(&vault).unwrap();
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    assert!(metrics(&d).contains("\nscopevault_vault_load_refused 0\n"));
+    put_back(dir, &older);
+    assert_eq!(
+        code(&d.request(r#"{"v":1,"op":"reload"}"#)),
+        "vault_refused"
+    );
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    let why = h["load_refused"].as_str().unwrap_or_else(|| panic!("{h}"));
+    assert!(why.contains("rollback"), "{h}");
+    let status = sv(&d, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("REFUSED by the daemon's last load") && text.contains("rollback"),
+        "{text}"
+    );
+    assert!(metrics(&d).contains("\nscopevault_vault_load_refused 1\n"));
+    let doctor = sv(&d, &["--identity-file", id.to_str().unwrap(), "doctor"]);
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    let line = report
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("daemon"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        line.contains("REFUSED") && line.contains("rollback"),
+        "{report}"
+    );
+    // A refused file followed before a request (no `reload`) is reported the same way.
+    put_back(dir, &newest);
+    assert_eq!(served_token(&d), "value-newest");
+    assert!(d.request(r#"{"v":1,"op":"health"}"#)["load_refused"].is_null());
+    assert!(metrics(&d).contains("\nscopevault_vault_load_refused 0\n"));
+    put_back(dir, &older);
+    assert_eq!(served_token(&d), "value-newest");
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert!(h["load_refused"].is_string(), "{h}");
+    put_back(dir, &newest);
+    let reload = sv(&d, &["reload"]);
+    assert!(reload.status.success(), "{}", stderr_of(&reload));
+    assert!(d.request(r#"{"v":1,"op":"health"}"#)["load_refused"].is_null());
+    d.assert_alive();
+}

@@ -3772,6 +3772,14 @@ fn the_documented_metrics_jobs_run_and_their_alerts_name_printed_metrics() {
             .any(|x| x.contains("time() - node_textfile_mtime_seconds")),
         "{rules}"
     );
+    // A locked daemon (up, every fetch refused) and a refused reload each have a rule
+    // (twenty-sixth pass, found by the attacker of observability and many daemons).
+    for rule in [
+        "scopevault_locked == 1",
+        "scopevault_vault_load_refused == 1",
+    ] {
+        assert!(exprs.contains(&rule), "no alert `{rule}`: {rules}");
+    }
 
     // The cron line and the timer, run as cron and systemd would.
     let bin = env!("CARGO_BIN_EXE_scopevault");
