@@ -142,6 +142,18 @@ pub enum AuditError {
         /// The OS error, or what is in the journal's place.
         message: String,
     },
+    /// The log's anchor could not be read because this user may not (`EACCES`: the state
+    /// directory or the anchor is the daemon's): the log cannot be checked against it, which
+    /// says nothing against the anchor. Twenty-sixth pass, found by the attacker of
+    /// observability and many daemons: it was [`AuditError::AnchorRead`], whose advice to move
+    /// the anchor aside turns off the detection of records cut from the log's end.
+    #[error("cannot check the audit log against its anchor {path}: {message}: this user may not read the daemon's state directory; run this as the daemon's user or root (a daemon that cannot read its own state directory needs its user's access back). The anchor is not known to be bad: leave it in place, it is what detects records cut from the log's end (docs/audit.md, \"The anchor\")")]
+    AnchorNoAccess {
+        /// The anchor file.
+        path: PathBuf,
+        /// The OS error.
+        message: String,
+    },
     /// The log's anchor (in the state directory) could not be read, is not an anchor, or is
     /// not this log's. Named as the anchor: it was worded "cannot read the audit log
     /// …/audit-anchor-….json: this is its anchor…" (twentieth pass).

@@ -305,6 +305,12 @@ fn anchor_at(p: &Path) -> Result<Option<Anchor>, AuditError> {
     }) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(AuditError::AnchorNoAccess {
+                path: p,
+                message: e.to_string(),
+            })
+        }
         Err(e) => {
             let message = if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
                 "it is a symbolic link, which the daemon neither follows nor writes in its state directory".to_owned()

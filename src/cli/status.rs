@@ -397,10 +397,18 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
     }
     let a = &s.audit;
     e.single(
-        "scopevault_audit_head_ok",
-        "1 if the audit log's head was read and matches its anchor (or, for a user who may not read the log, the anchor was read), else 0.",
-        b2f(a.error.is_none()),
+        "scopevault_audit_head_checked",
+        "1 if the audit log's head could be checked; 0 if this user may not read the anchor (the daemon's state directory): run the metrics as the daemon's user or root.",
+        b2f(a.unchecked.is_none()),
     );
+    // Unchecked is neither good nor bad: `scopevault_audit_head_ok` is absent then, not 0.
+    if a.unchecked.is_none() {
+        e.single(
+            "scopevault_audit_head_ok",
+            "1 if the audit log's head was read and matches its anchor (or, for a user who may not read the log, the anchor was read), else 0 (absent when it could not be checked).",
+            b2f(a.error.is_none()),
+        );
+    }
     if let Some(seq) = a.seq {
         e.single(
             "scopevault_audit_seq",
@@ -522,6 +530,9 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     }
     if let Some(e) = &audit.error {
         outln!("audit head:  BAD: {}", esc(e))?;
+    }
+    if let Some(why) = &audit.unchecked {
+        outln!("audit head:  NOT CHECKED: {}", esc(why))?;
     }
     match &bundle {
         Ok(None) => {}

@@ -416,6 +416,11 @@ pub struct AuditHead {
     /// its last line not a record. `None`: the head is good.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the head could not be checked: this user may not read the anchor (the daemon's
+    /// state directory), nor, then, the log's end against it. Neither good nor bad: run as
+    /// the daemon's user or root. `None`: checked (see `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unchecked: Option<String>,
 }
 
 /// The head of the audit log at `log`, checked against its anchor. Read-only.
@@ -431,12 +436,19 @@ pub fn audit_head(log: &Path) -> AuditHead {
         source: None,
         anchor_seq: None,
         error: None,
+        unchecked: None,
     };
     // The anchor first: the daemon syncs the log before it writes the anchor, so a log read
     // after it is at least as long, whatever the daemon appends in between.
     let anchor_file = crate::audit::anchor_path(log);
     let anchor = match crate::audit::read_anchor(log) {
         Ok(a) => a,
+        // This user may not read the anchor: the head cannot be checked, which is not an
+        // error in the log or the anchor (twenty-sixth pass).
+        Err(e @ crate::audit::AuditError::AnchorNoAccess { .. }) => {
+            out.unchecked = Some(e.to_string());
+            None
+        }
         Err(e) => {
             // The error names the anchor itself (`AuditError::AnchorRead`).
             out.error = Some(e.to_string());
@@ -451,6 +463,7 @@ pub fn audit_head(log: &Path) -> AuditHead {
         Err(e) => {
             let cannot = format!("cannot read the audit log {}: {e}", log.display());
             match (&anchor, e.kind()) {
+                (None, std::io::ErrorKind::PermissionDenied) if out.unchecked.is_some() => {}
                 (Some(a), std::io::ErrorKind::PermissionDenied) if out.error.is_none() => {
                     out.seq = Some(a.seq);
                     out.hash = Some(a.head.clone());

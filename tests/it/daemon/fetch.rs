@@ -3442,6 +3442,77 @@ fn status_reports_a_cut_or_missing_audit_log_as_bad_not_as_the_anchor() {
     }
 }
 
+/// Twenty-sixth pass, found by the attacker of observability and many daemons: `status` run
+/// by a user who may not read the daemon's state directory (a metrics user, a runner) printed
+/// "audit head: BAD: … Permission denied …; put this log's anchor back from backup, or move
+/// this file aside", and `scopevault_audit_head_ok 0`: moving the anchor aside turns off the
+/// detection of a cut tail, and nothing was wrong with it. Now the head is "NOT CHECKED",
+/// with the advice to run as the daemon's user or root, `scopevault_audit_head_checked 0`,
+/// and no `scopevault_audit_head_ok` claiming the anchor bad.
+#[test]
+fn status_by_a_user_who_may_not_read_the_state_directory_is_unchecked_not_bad() {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let dir = tempdir();
+    let d = start(dir.path());
+    let exe = users::shared_binary(dir.path());
+    std::fs::set_permissions(
+        d.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o711),
+    )
+    .unwrap();
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(d.request(r#"{"v":1,"op":"health"}"#)["ok"] == true);
+    let state = dir.path().join("state/scopevault");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let status = |format: &str| {
+        let out = Command::new(&exe)
+            .args(["status", "--format", format, "--socket"])
+            .arg(&d.socket)
+            .env_clear()
+            .env("SCOPEVAULT_VAULT", dir.path().join("vault.scopevault"))
+            .env("SCOPEVAULT_STATE_DIR", &state)
+            .env("SCOPEVAULT_AUDIT", dir.path().join("audit.jsonl"))
+            .env("HOME", "/")
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = status("text");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("audit head:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("NOT CHECKED"), "{text}");
+    assert!(line.contains("the daemon's user or root"), "{text}");
+    assert!(
+        !text.contains("BAD") && !text.contains("move this file aside"),
+        "{text}"
+    );
+    let prom = status("prometheus");
+    assert!(
+        prom.contains("\nscopevault_audit_head_checked 0\n"),
+        "{prom}"
+    );
+    assert!(!prom.contains("scopevault_audit_head_ok "), "{prom}");
+    // As the daemon's user (root here) it is checked, and good.
+    let (head, m) = offline_audit_status(dir.path(), &dir.path().join("audit.jsonl"));
+    assert!(
+        head.get("unchecked").is_none() && head.get("error").is_none(),
+        "{head}"
+    );
+    assert_eq!(m["scopevault_audit_head_checked"], "1");
+    assert_eq!(m["scopevault_audit_head_ok"], "1");
+    d.assert_alive();
+}
+
 /// A process of the command that does not hold the descriptor a `--files` entry links to
 /// (Python's `subprocess` closes inherited descriptors by default) and has opened files of
 /// its own gets an error reading the entry, not the bytes of one of its own files: the
