@@ -764,3 +764,55 @@ fn a_refused_reload_shows_in_health_status_metrics_and_doctor_until_the_file_is_
     assert!(d.request(r#"{"v":1,"op":"health"}"#)["load_refused"].is_null());
     d.assert_alive();
 }
+
+/// Twenty-sixth pass, found by the attacker of observability and many daemons: the reason a
+/// load refused the vault file (its path, generations, another vault's id) is an admin's to
+/// read; any other uid that may connect is told only that the file was refused.
+#[test]
+fn load_refused_gives_its_reason_to_admins_only() {
+    use crate::common::{skip, users};
+    use std::os::unix::fs::PermissionsExt;
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let older = std::fs::read(&vault).unwrap();
+    set_search_token(dir, "value-newest", &[]);
+    let d = Daemon::start(dir, &["--identity-file", id.to_str().unwrap()]);
+    let exe = users::shared_binary(dir);
+    let perms = |p: &Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    perms(d.socket.parent().unwrap(), 0o711);
+    perms(&d.socket, 0o666);
+    put_back(dir, &older);
+    assert_eq!(
+        code(&d.request(r#"{"v":1,"op":"reload"}"#)),
+        "vault_refused"
+    );
+    let admin = d.request(r#"{"v":1,"op":"health"}"#);
+    let why = admin["load_refused"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{admin}"));
+    assert!(why.contains("rollback"), "{admin}");
+    let out = users::run_as(uid, gid, &exe, &d.socket, &["status", "--json"]);
+    let other: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(other["peer"]["admin"], false, "{other}");
+    let why = other["load_refused"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{other}"));
+    assert!(
+        why.contains("refused") && why.contains("admins only"),
+        "{other}"
+    );
+    assert!(
+        !why.contains("rollback") && !why.contains(vault.to_str().unwrap()),
+        "{other}"
+    );
+    d.assert_alive();
+}
