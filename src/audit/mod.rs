@@ -186,6 +186,20 @@ pub enum AuditError {
         /// Where the record is, and the fix.
         why: String,
     },
+    /// `serve --accept-audit-gap` on a log that holds records, with no anchor of it in the
+    /// state directory: there is nothing to judge a gap against. Most often the start was
+    /// given another state directory than the daemon's (by hand, without the unit's
+    /// `Environment=SCOPEVAULT_STATE_DIR=`): going on, it said "there is no gap to accept" and
+    /// anchored the log there, a second anchor the daemon never reads, and the daemon's own
+    /// anchor refused its next start still (twenty-sixth pass, found by the attacker of the
+    /// newcomer's first day). Refused before anything is written.
+    #[error("--accept-audit-gap: the state directory {state_dir} holds no anchor for the audit log {path}, which holds records: there is no gap this start can judge or accept, and nothing was written. The daemon's state directory may be another: a systemd unit sets it with Environment=SCOPEVAULT_STATE_DIR= (the example unit's is /var/lib/scopevault-state), which a start by hand (`sudo -u`) does not get: give that start every Environment= of the unit (docs/operations.md, \"systemd\"). If {state_dir} is the daemon's own and its anchor was lost, start without --accept-audit-gap: the log is then anchored as it is")]
+    NoAnchorToAccept {
+        /// The log.
+        path: PathBuf,
+        /// The state directory this start looked in.
+        state_dir: PathBuf,
+    },
     /// A seq above [`moved::SEQ_CEILING`] where the start reads the chain's seqs: no daemon
     /// handed it out, and a chain continued after it could wrap to 0 and give seqs again.
     #[error("the audit log {path} cannot be continued: {why}, too close to the largest seq (2^64-1) to continue after and higher than any log reaches; the daemon did not write it so: keep it as evidence, move it out of the log's directory (or put the log, journal or anchor back from backup) and start again")]

@@ -920,6 +920,16 @@ impl AuditLog {
                 (t.chain, t.len, t.torn)
             }
         };
+        // `--accept-audit-gap` with no anchor of a log that holds records: no gap can be
+        // judged, and going on would anchor the log in this state directory, most often not
+        // the daemon's (a start by hand without the unit's SCOPEVAULT_STATE_DIR): refused
+        // before anything is written (twenty-sixth pass).
+        if flags.accept_gap && flags.anchor && anchor.is_none() && len > 0 {
+            return Err(AuditError::NoAnchorToAccept {
+                path: path.to_owned(),
+                state_dir: crate::vault::state_dir(),
+            });
+        }
         // An incomplete last line that is the anchored record whole, but for its newline
         // (its SHA-256 the anchored head): nothing was cut, only its line end is missing. The
         // chain ends at that record, and the start completes the line below rather than cut

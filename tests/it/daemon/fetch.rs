@@ -1779,8 +1779,18 @@ fn three_fetches_then_stop(dir: &std::path::Path, args: &[&str]) -> std::path::P
 /// `serve` with `args` on a second socket, expected to refuse to start: its stderr. A start
 /// that serves instead fails the test (the daemon is killed) rather than hanging it.
 fn serve_refused(dir: &std::path::Path, args: &[&str]) -> String {
+    serve_refused_with(dir, args, &[])
+}
+
+/// [`serve_refused`] with the environment variables `env` set besides [`daemon::cmd`]'s.
+fn serve_refused_with(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &std::path::Path)],
+) -> String {
     let stderr = dir.join("refused.stderr");
     let mut child = daemon::cmd(dir)
+        .envs(env.iter().copied())
         .arg("serve")
         .args(args)
         .arg("--socket")
@@ -4492,6 +4502,55 @@ fn accept_audit_gap_says_on_stderr_what_it_accepted_or_that_it_should_go() {
             && said.contains(&format!("records {}..={last} are missing", last - 1)),
         "{said}"
     );
+}
+
+/// Regression (twenty-sixth pass, found by the attacker of the newcomer's first day): the
+/// documented one-start recovery, `sudo -u scopevault scopevault serve --accept-audit-gap …`,
+/// ran without the unit's `Environment=SCOPEVAULT_STATE_DIR=`: looking in another state
+/// directory, it found no anchor, said "there is no gap to accept", started, and anchored the
+/// log there (a second anchor), while the daemon's own anchor refused its next start still.
+/// Such a start (no anchor, a log with records) is now refused before anything is written,
+/// naming the state directory it looked in and the unit's variable; given the daemon's state
+/// directory, the same start accepts the gap.
+#[test]
+fn accept_audit_gap_with_no_anchor_in_its_state_directory_is_refused_naming_it() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    // A cut tail: the daemon's start (its state directory, its anchor) refuses it.
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = lines[..lines.len() - 1].join("\n") + "\n";
+    std::fs::write(&audit_path, &cut).unwrap();
+    let _ = std::fs::remove_file(scopevault::audit::journal_path(&audit_path));
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(err.contains("--accept-audit-gap"), "{err}");
+    // The start by hand, with another state directory (the service user's default).
+    let other = dir.path().join("home/.local/state/scopevault");
+    let mut args = idarg.to_vec();
+    args.push("--accept-audit-gap");
+    let err = serve_refused_with(dir.path(), &args, &[("SCOPEVAULT_STATE_DIR", &other)]);
+    assert!(
+        err.contains(&format!(
+            "the state directory {} holds no anchor for the audit log {}",
+            other.display(),
+            audit_path.display()
+        )) && err.contains("Environment=SCOPEVAULT_STATE_DIR=")
+            && !err.contains("no gap to accept"),
+        "{err}"
+    );
+    assert!(
+        !other.exists(),
+        "the refused start made {}",
+        other.display()
+    );
+    assert_eq!(std::fs::read_to_string(&audit_path).unwrap(), cut);
+    // With the daemon's state directory, the same start accepts the gap, and the next
+    // start (no option) serves.
+    starts_with_the_gap_recorded(dir.path(), &idarg, "missing");
+    let d = Daemon::start(dir.path(), &idarg);
+    assert!(d.stop().success());
 }
 
 /// Regression (twenty-fifth pass, found by the attacker of advice): a second `serve` on the
