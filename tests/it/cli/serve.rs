@@ -214,6 +214,79 @@ fn the_systemd_example_lets_the_socket_group_in() {
     );
 }
 
+/// The text of `examples/PATH`.
+fn example(path: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The settings of a unit file, in order: `(key, value)`, comments left out and a line ending
+/// in `\` joined to the next (as `ExecStart=` is written).
+fn unit_settings(unit: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    for line in unit.lines() {
+        let line = line.trim();
+        if pending.is_empty() && (line.starts_with('#') || line.starts_with('[')) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) => {
+                pending.push_str(part);
+                pending.push(' ');
+            }
+            None => {
+                pending.push_str(line);
+                if let Some((k, v)) = pending.split_once('=') {
+                    out.push((k.trim().to_owned(), v.trim().to_owned()));
+                }
+                pending.clear();
+            }
+        }
+    }
+    out
+}
+
+/// Every value of `key` in a unit's settings.
+fn values_of<'a>(settings: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    settings
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// Regression (twenty-sixth pass, found by the attacker of the newcomer's first day): both
+/// example units loaded the identity from its absolute path
+/// (`LoadCredentialEncrypted=scopevault-identity:/etc/credstore.encrypted/…`), which fails the
+/// unit (243/CREDENTIALS) while the file is missing, though the unit said the daemon then
+/// starts locked. They name the credential only now, which systemd looks for in the credstore
+/// and skips when missing: the name the daemon reads in `$CREDENTIALS_DIRECTORY`, and the one
+/// the bundle unit's `SCOPEVAULT_IDENTITY_FILE` names.
+#[test]
+fn the_example_units_load_the_identity_credential_by_name() {
+    for unit in [
+        "systemd/scopevault.service",
+        "fleet/systemd/scopevault-bundle.service",
+    ] {
+        let settings = unit_settings(&example(unit));
+        assert_eq!(
+            values_of(&settings, "LoadCredentialEncrypted"),
+            ["scopevault-identity"],
+            "{unit}: by name only, no path (a missing file must not fail the unit)"
+        );
+        assert!(values_of(&settings, "LoadCredential").is_empty(), "{unit}");
+    }
+    let bundle = unit_settings(&example("fleet/systemd/scopevault-bundle.service"));
+    assert!(
+        values_of(&bundle, "Environment")
+            .contains(&"SCOPEVAULT_IDENTITY_FILE=%d/scopevault-identity"),
+        "{bundle:?}"
+    );
+}
+
 #[test]
 fn systemd_analyze_verifies_the_units() {
     if Command::new("systemd-analyze")
