@@ -287,6 +287,96 @@ fn the_example_units_load_the_identity_credential_by_name() {
     );
 }
 
+/// The value of `--OPTION` in a unit's `ExecStart=`.
+fn exec_start_option<'a>(settings: &'a [(String, String)], option: &str) -> Option<&'a str> {
+    let exec = values_of(settings, "ExecStart");
+    let mut words = exec.first()?.split_whitespace();
+    words.find(|w| *w == option)?;
+    words.next()
+}
+
+/// Regression (twenty-sixth pass, found by the attacker of the newcomer's first day):
+/// `scopevault-bundle.service` named the daemon's directories in `ReadWritePaths=` alone,
+/// which neither makes nor owns them: after root's `scopevault init` left
+/// `/var/lib/scopevault` root's and 0700, the apply as `scopevault` failed until the daemon
+/// had started once (its `StateDirectory=` gave it the directory), and with no
+/// `/var/log/scopevault` the unit failed (226/NAMESPACE). It makes and owns them as the
+/// daemon's unit does now: same user, group, directories and modes, every path it gives the
+/// apply within them, and nothing else it needs that could be missing.
+#[test]
+fn the_bundle_unit_makes_and_owns_the_daemon_s_directories_as_the_daemon_s_unit() {
+    let daemon = unit_settings(&example("systemd/scopevault.service"));
+    let bundle = unit_settings(&example("fleet/systemd/scopevault-bundle.service"));
+    for key in [
+        "User",
+        "Group",
+        "StateDirectory",
+        "StateDirectoryMode",
+        "LogsDirectory",
+        "LogsDirectoryMode",
+        "UMask",
+    ] {
+        let want = values_of(&daemon, key);
+        assert!(!want.is_empty(), "scopevault.service sets {key}=");
+        assert_eq!(values_of(&bundle, key), want, "{key}=");
+    }
+    let mode = |k| u32::from_str_radix(values_of(&bundle, k)[0], 8).unwrap();
+    assert_eq!(mode("StateDirectoryMode") & 0o077, 0);
+    assert_eq!(mode("LogsDirectoryMode") & 0o077, 0);
+    // The directories systemd makes and gives to the user at the unit's start.
+    let mut made: Vec<String> = Vec::new();
+    for (key, root) in [
+        ("StateDirectory", "/var/lib"),
+        ("LogsDirectory", "/var/log"),
+    ] {
+        for v in values_of(&bundle, key) {
+            made.extend(v.split_whitespace().map(|d| format!("{root}/{d}")));
+        }
+    }
+    let env = |var: &str| -> String {
+        let prefix = format!("{var}=");
+        let v: Vec<&str> = values_of(&bundle, "Environment")
+            .into_iter()
+            .filter_map(|e| e.strip_prefix(prefix.as_str()))
+            .collect();
+        assert_eq!(v.len(), 1, "Environment={var}=");
+        v[0].to_owned()
+    };
+    let (vault, state, audit) = (
+        env("SCOPEVAULT_VAULT"),
+        env("SCOPEVAULT_STATE_DIR"),
+        env("SCOPEVAULT_AUDIT"),
+    );
+    for (what, dir) in [
+        ("the vault's directory", Path::new(&vault).parent().unwrap()),
+        ("the state directory", Path::new(&state)),
+        (
+            "the audit log's directory",
+            Path::new(&audit).parent().unwrap(),
+        ),
+    ] {
+        assert!(
+            made.iter().any(|m| Path::new(m) == dir),
+            "{what} {} is not one the unit makes ({made:?})",
+            dir.display()
+        );
+    }
+    // The daemon's own: the apply's record goes into the daemon's chain.
+    assert_eq!(Some(vault.as_str()), exec_start_option(&daemon, "--vault"));
+    assert_eq!(Some(audit.as_str()), exec_start_option(&daemon, "--audit"));
+    assert!(values_of(&daemon, "Environment")
+        .contains(&format!("SCOPEVAULT_STATE_DIR={state}").as_str()));
+    // Any other path it may write is optional ("-"): a missing one must not fail the unit.
+    for v in values_of(&bundle, "ReadWritePaths") {
+        for p in v.split_whitespace() {
+            assert!(
+                p.starts_with('-'),
+                "ReadWritePaths={p} fails the unit while missing"
+            );
+        }
+    }
+}
+
 #[test]
 fn systemd_analyze_verifies_the_units() {
     if Command::new("systemd-analyze")
@@ -300,9 +390,21 @@ fn systemd_analyze_verifies_the_units() {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/systemd"));
     // The units name /usr/local/bin/scopevault, which must exist for verify: point them at
     // the binary under test instead, nothing else changed.
-    for unit in ["scopevault.service", "scopevault.socket"] {
+    let fleet = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/fleet/systemd"
+    ));
+    let units = [
+        (dir, "scopevault.socket"),
+        (dir, "scopevault.service"),
+        (fleet, "scopevault-bundle.path"),
+        (fleet, "scopevault-bundle.service"),
+    ];
+    for (dir, unit) in units {
         let text = std::fs::read_to_string(dir.join(unit)).unwrap();
-        assert!(unit.ends_with("socket") || text.contains("ExecStart=/usr/local/bin/scopevault "));
+        assert!(
+            !unit.ends_with("service") || text.contains("ExecStart=/usr/local/bin/scopevault ")
+        );
         std::fs::write(
             e.path(unit),
             text.replace("/usr/local/bin/scopevault", bin()),
@@ -311,14 +413,13 @@ fn systemd_analyze_verifies_the_units() {
     }
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
-        .arg(e.path("scopevault.socket"))
-        .arg(e.path("scopevault.service"))
+        .args(units.map(|(_, unit)| e.path(unit)))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     // Unknown keys and bad values are only warnings for systemd: none is allowed here.
-    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("scopevault.s")).collect();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("scopevault")).collect();
     assert!(warnings.is_empty(), "{err}");
 }
 
