@@ -377,6 +377,124 @@ fn the_bundle_unit_makes_and_owns_the_daemon_s_directories_as_the_daemon_s_unit(
     }
 }
 
+/// The commands of the ```sh blocks of docs/operations.md's section `## HEADING`: comments
+/// and blank lines left out, a line ending in `\` joined to the next.
+fn documented_commands(heading: &str) -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let start = doc
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading}"));
+    let section = &doc[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    for block in section.split("```sh\n").skip(1) {
+        for line in block[..block.find("```").unwrap()].lines() {
+            let line = line.split(" # ").next().unwrap().trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.strip_suffix('\\') {
+                Some(part) => {
+                    pending.push_str(part.trim_end());
+                    pending.push(' ');
+                }
+                None => {
+                    pending.push_str(line);
+                    out.push(std::mem::take(&mut pending));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Regression (twenty-sixth pass, found by the attacker of the newcomer's first day):
+/// docs/operations.md "systemd" never said to create the user and groups the units name, nor
+/// the scheduler user their `ExecStart=` names (without it `serve` exits 2), nor to copy the
+/// units into /etc/systemd/system, nor to give the daemon's user the directories root's
+/// commands made. Each name the units use is now created by a documented `useradd` or
+/// `groupadd`, the scheduler put in the socket's group, both units installed before
+/// `daemon-reload` and the `enable`, and the directories given to `User=:Group=`.
+#[test]
+fn the_documented_systemd_steps_make_what_the_units_name_and_install_them() {
+    let service = unit_settings(&example("systemd/scopevault.service"));
+    let socket = unit_settings(&example("systemd/scopevault.socket"));
+    let one = |settings: &[(String, String)], key: &str| -> String {
+        let v = values_of(settings, key);
+        assert_eq!(v.len(), 1, "{key}=");
+        v[0].to_owned()
+    };
+    let (user, group) = (one(&service, "User"), one(&service, "Group"));
+    let (sock_user, sock_group) = (one(&socket, "SocketUser"), one(&socket, "SocketGroup"));
+    let admins = exec_start_option(&service, "--admin-group")
+        .unwrap()
+        .to_owned();
+    let scheduler = exec_start_option(&service, "--scheduler")
+        .unwrap()
+        .to_owned();
+    let cmds = documented_commands("systemd");
+    let made_by = |tool: &str, name: &str| {
+        cmds.iter().position(|c| {
+            c.starts_with(&format!("{tool} ")) && c.split_whitespace().last() == Some(name)
+        })
+    };
+    for u in [&user, &sock_user, &scheduler] {
+        assert!(
+            made_by("useradd", u).is_some(),
+            "no `useradd … {u}`: {cmds:#?}"
+        );
+    }
+    for g in [&group, &sock_group, &admins] {
+        assert!(
+            made_by("groupadd", g).is_some(),
+            "no `groupadd … {g}`: {cmds:#?}"
+        );
+    }
+    // The scheduler asks for tickets over the socket: it is in the socket's group.
+    let at = made_by("useradd", &scheduler).unwrap();
+    assert!(
+        cmds[at].contains(&format!("--groups {sock_group}")),
+        "{}",
+        cmds[at]
+    );
+    let find = |pred: &dyn Fn(&str) -> bool, what: &str| {
+        cmds.iter()
+            .position(|c| pred(c))
+            .unwrap_or_else(|| panic!("no {what}: {cmds:#?}"))
+    };
+    let install = find(
+        &|c| {
+            c.starts_with("install ")
+                && c.contains("examples/systemd/scopevault.service")
+                && c.contains("examples/systemd/scopevault.socket")
+                && c.trim_end_matches('/').ends_with("/etc/systemd/system")
+        },
+        "install of both units into /etc/systemd/system",
+    );
+    let reload = find(&|c| c == "systemctl daemon-reload", "daemon-reload");
+    let chown = find(
+        &|c| {
+            c.starts_with("chown -R ")
+                && c.contains(&format!(" {user}:{group} "))
+                && c.contains("/var/lib/scopevault ")
+                && c.contains("/var/lib/scopevault-state")
+        },
+        "chown of the daemon's directories",
+    );
+    let enable = find(
+        &|c| c.starts_with("systemctl enable --now scopevault.socket"),
+        "enable",
+    );
+    assert!(
+        install < reload && reload < enable && chown < enable,
+        "{cmds:#?}"
+    );
+    // The users are made before anything names them.
+    assert!(made_by("useradd", &user).unwrap() < chown, "{cmds:#?}");
+}
+
 #[test]
 fn systemd_analyze_verifies_the_units() {
     if Command::new("systemd-analyze")
