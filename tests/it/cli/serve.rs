@@ -495,6 +495,57 @@ fn the_documented_systemd_steps_make_what_the_units_name_and_install_them() {
     assert!(made_by("useradd", &user).unwrap() < chown, "{cmds:#?}");
 }
 
+/// Regression (twenty-sixth pass, found by the attacker of the newcomer's first day): the
+/// documented one-start recovery, `sudo -u scopevault scopevault serve --accept-audit-gap …`
+/// with "the unit's other options", ran without the unit's `Environment=` (sudo passes none
+/// on): its `SCOPEVAULT_STATE_DIR` missing, the start looked for the anchor in the user's home.
+/// The documented command now runs as the unit's user with every `Environment=` of the unit,
+/// its `ExecStart=` whole and the socket's path.
+#[test]
+fn the_documented_one_start_command_carries_the_unit_s_environment_and_options() {
+    let service = unit_settings(&example("systemd/scopevault.service"));
+    let socket = unit_settings(&example("systemd/scopevault.socket"));
+    let user = values_of(&service, "User")[0];
+    let cmds = documented_commands("systemd");
+    let once: Vec<&String> = cmds
+        .iter()
+        .filter(|c| c.contains("serve --accept-audit-gap"))
+        .collect();
+    assert_eq!(once.len(), 1, "{cmds:#?}");
+    let once = once[0];
+    let words: Vec<&str> = once.split_whitespace().collect();
+    assert_eq!(words[..4], ["sudo", "-u", user, "env"], "{once}");
+    let env = values_of(&service, "Environment");
+    assert!(!env.is_empty());
+    for e in env {
+        assert!(
+            words.contains(&e),
+            "{once} lacks the unit's Environment={e}"
+        );
+    }
+    // ExecStart=, option by option (with its value), and the socket systemd would pass.
+    let exec = values_of(&service, "ExecStart")[0];
+    let mut exec_words = exec.split_whitespace();
+    let binary = exec_words.next().unwrap();
+    assert!(
+        words.windows(2).any(|w| w == [binary, "serve"]),
+        "{once} does not run {binary} serve"
+    );
+    let exec_words: Vec<&str> = exec_words.skip(1).collect();
+    for pair in exec_words.chunks(2) {
+        assert!(
+            words.windows(2).any(|w| w == pair),
+            "{once} lacks the unit's {}",
+            pair.join(" ")
+        );
+    }
+    let listen = values_of(&socket, "ListenStream")[0];
+    assert!(
+        words.windows(2).any(|w| w == ["--socket", listen]),
+        "{once}"
+    );
+}
+
 #[test]
 fn systemd_analyze_verifies_the_units() {
     if Command::new("systemd-analyze")
