@@ -207,6 +207,16 @@ fn the_systemd_example_lets_the_socket_group_in() {
         "RuntimeDirectoryMode={rmode:o} with Group={rgroup} shuts out SocketGroup={group}"
     );
     assert!(rmode & 0o022 == 0);
+    // The unit's comment names the socket's owner and group as the socket unit sets them
+    // (it said root:scopevault-runners beside SocketUser=scopevault: twenty-sixth pass).
+    let owner = format!(
+        "0660 {}:{group}",
+        unit_value(&socket, "SocketUser").expect("SocketUser=")
+    );
+    assert!(
+        service.contains(&owner),
+        "the comment says the socket is not {owner}"
+    );
     // The unit says where the binary comes from.
     assert!(
         service.contains("cargo install") && service.contains("~/.cargo/bin"),
