@@ -718,6 +718,16 @@ pub struct Health {
     /// "The anchor"). Absent otherwise, and from daemons before 0.1 round 26.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_gap: Option<AcceptedGap>,
+    /// To an admin peer only: the audit log the daemon writes (its absolute path) and its
+    /// anchor's file (in the daemon's state directory), so that `status` run by an admin
+    /// whose own default paths differ (another user, another state directory) checks the
+    /// daemon's log rather than its own. Absent for other peers, for a path that is not
+    /// UTF-8, and from daemons before 0.1 round 26.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<String>,
+    /// See [`Health::audit_log`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_anchor: Option<String>,
     /// Connections open now, this one included.
     pub connections: usize,
     /// The asking peer, as the kernel reported it.

@@ -849,8 +849,22 @@ impl Handler {
     fn health(&self, peer: &PeerIdentity) -> Health {
         // Outside the state's read lock: `vault_file_changed` takes it too.
         let loading = self.vault_file_changed();
-        let load_waits = self.load_waits(self.access.is_admin(peer));
-        let load_refused = self.load_refused(self.access.is_admin(peer));
+        let admin = self.access.is_admin(peer);
+        let load_waits = self.load_waits(admin);
+        let load_refused = self.load_refused(admin);
+        // The log's paths to an admin only (a runner has no use for them): `status` checks
+        // the daemon's log, not the asking admin's own default one.
+        let (audit_log, audit_anchor) = if admin {
+            let log = std::path::absolute(self.audit.path())
+                .unwrap_or_else(|_| self.audit.path().to_owned());
+            let anchor = crate::audit::anchor_path(&log);
+            (
+                log.to_str().map(str::to_owned),
+                anchor.to_str().map(str::to_owned),
+            )
+        } else {
+            (None, None)
+        };
         self.state.with(|v| {
             let policy = v.and_then(|o| o.vault.policy());
             Health {
@@ -869,12 +883,14 @@ impl Handler {
                 load_refused,
                 log_lines_lost: crate::diag::lost(),
                 audit_gap: self.audit.accepted_gap(),
+                audit_log,
+                audit_anchor,
                 connections: self.open.load(Ordering::SeqCst),
                 peer: PeerInfo {
                     uid: peer.uid,
                     gid: peer.gid,
                     pid: peer.pid,
-                    admin: self.access.is_admin(peer),
+                    admin,
                 },
             }
         })

@@ -272,6 +272,16 @@ pub fn find_anchor(audit_path: &Path) -> Result<Option<(PathBuf, Anchor)>, Audit
     Ok(None)
 }
 
+/// The anchor of the log at `audit_path` read from the file `anchor_file` (the daemon's,
+/// which `health` names to an admin: in the daemon's state directory, not the caller's), if
+/// that file exists; refused as [`find_anchor`] refuses one that names another log.
+pub fn read_anchor_at(anchor_file: &Path, audit_path: &Path) -> Result<Option<Anchor>, AuditError> {
+    match anchor_at(anchor_file)? {
+        Some(a) => Ok(Some(of_log(anchor_file.to_owned(), a, audit_path)?.1)),
+        None => Ok(None),
+    }
+}
+
 /// The anchor `a`, found in the file `p` under the name of the log at `log`, if it names that
 /// log ([`find_anchor`]).
 fn of_log(p: PathBuf, a: Anchor, log: &Path) -> Result<(PathBuf, Anchor), AuditError> {

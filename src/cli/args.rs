@@ -685,7 +685,8 @@ pub struct StatusArgs {
     /// not answer).
     #[arg(long, value_enum)]
     pub format: Option<StatusFormat>,
-    /// The audit log whose head is reported [default: as for `serve`].
+    /// The audit log whose head is reported [default: the daemon's, which it names to an
+    /// admin; else as for `serve`].
     #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
     pub audit: Option<PathBuf>,
 }

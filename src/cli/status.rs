@@ -27,16 +27,31 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
         (true, _) => StatusFormat::Json,
         (false, f) => f.unwrap_or(StatusFormat::Text),
     };
-    let audit_path = a
-        .audit
-        .clone()
-        .unwrap_or_else(crate::audit::default_audit_path);
+    // After a save (`bundle apply`), the first `health` starts the daemon's load of the
+    // file and is answered at once with `loading`: asked again until the load is done.
+    let health = health_after_load(&socket_path(g)).map_err(daemon_err);
+    let audit = match (&a.audit, health.as_ref().ok()) {
+        (Some(log), _) => health::audit_head(log),
+        // The log the daemon writes, and its anchor, as it names them to an admin: an admin
+        // whose own default paths are not the daemon's (a user in the admin group, another
+        // state directory) read its own default log and reported that BAD (twenty-sixth pass).
+        (
+            None,
+            Some(Health {
+                audit_log: Some(log),
+                audit_anchor,
+                ..
+            }),
+        ) => health::audit_head_with(
+            std::path::Path::new(log),
+            audit_anchor.as_deref().map(std::path::Path::new),
+        ),
+        (None, _) => health::audit_head(&crate::audit::default_audit_path()),
+    };
     let s = Gathered {
-        // After a save (`bundle apply`), the first `health` starts the daemon's load of the
-        // file and is answered at once with `loading`: asked again until the load is done.
-        health: health_after_load(&socket_path(g)).map_err(daemon_err),
+        health,
         bundle: health::read_applied(&super::unlock::vault_path(g)),
-        audit: health::audit_head(&audit_path),
+        audit,
         now: OffsetDateTime::now_utc(),
     };
     match format {

@@ -429,6 +429,12 @@ pub struct AuditHead {
 /// (`EACCES`): a missing log with an anchor, or a log that is shorter than its anchor or does
 /// not match it, is an error, never a healthy head read from the anchor.
 pub fn audit_head(log: &Path) -> AuditHead {
+    audit_head_with(log, None)
+}
+
+/// [`audit_head`], with the anchor read from `anchor_file` when given (the daemon's, as its
+/// `health` names it to an admin) rather than looked up in this user's state directory.
+pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
     let mut out = AuditHead {
         log: log.to_owned(),
         seq: None,
@@ -440,8 +446,14 @@ pub fn audit_head(log: &Path) -> AuditHead {
     };
     // The anchor first: the daemon syncs the log before it writes the anchor, so a log read
     // after it is at least as long, whatever the daemon appends in between.
-    let anchor_file = crate::audit::anchor_path(log);
-    let anchor = match crate::audit::read_anchor(log) {
+    let (anchor_file, anchor) = match anchor_file {
+        Some(f) => (f.to_owned(), crate::audit::read_anchor_at(f, log)),
+        None => (
+            crate::audit::anchor_path(log),
+            crate::audit::read_anchor(log),
+        ),
+    };
+    let anchor = match anchor {
         Ok(a) => a,
         // This user may not read the anchor: the head cannot be checked, which is not an
         // error in the log or the anchor (twenty-sixth pass).

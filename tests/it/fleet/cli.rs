@@ -4520,3 +4520,84 @@ fn regression_the_rollback_refusal_of_a_fleet_checkpoint_advises_the_newest_bund
         "{err}"
     );
 }
+
+/// Found by the attacker of the newcomer's first day (twenty-sixth pass): a non-root admin (a
+/// user of `--admin-group`, as docs/operations.md says) always saw `audit head: BAD: cannot
+/// read …/HOME/.local/state/scopevault/audit.jsonl` in `status`, and
+/// `scopevault_audit_head_ok 0`: `status` read that user's own default log, not the daemon's.
+/// The daemon names its log and anchor to an admin in `health`, and `status` without
+/// `--audit` checks those; a runner is not told them.
+#[test]
+fn regression_status_of_an_admin_of_another_uid_checks_the_daemons_audit_log() {
+    use crate::common::{daemon, users};
+    use std::os::unix::fs::PermissionsExt;
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let exe = users::shared_binary(dir.path());
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let status = |d: &daemon::Daemon| {
+        let out = users::run_as(uid, gid, &exe, &d.socket, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        v
+    };
+    // The other user's own gid is the admin group.
+    let d = daemon::Daemon::start(
+        dir.path(),
+        &["--identity-file", id_s, "--admin-group", &gid.to_string()],
+    );
+    mode(d.socket.parent().unwrap(), 0o711);
+    mode(&d.socket, 0o666);
+    // The log (and the state directory with its anchor) readable by the admin.
+    mode(&d.audit, 0o644);
+    let state = dir.path().join("state/scopevault");
+    mode(&dir.path().join("state"), 0o711);
+    mode(&state, 0o711);
+    for e in std::fs::read_dir(&state).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("audit-anchor-")
+        {
+            mode(&p, 0o644);
+        }
+    }
+    let v = status(&d);
+    assert_eq!(v["peer"]["admin"], true, "{v}");
+    assert_eq!(v["audit_head"]["log"], d.audit.to_str().unwrap(), "{v}");
+    assert!(v["audit_head"]["error"].is_null(), "{v}");
+    assert_eq!(v["audit_head"]["source"], "log", "{v}");
+    assert!(v["audit_head"]["anchor_seq"].is_u64(), "{v}");
+    let metrics = users::run_as(
+        uid,
+        gid,
+        &exe,
+        &d.socket,
+        &["status", "--format", "prometheus"],
+    );
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.lines().any(|l| l == "scopevault_audit_head_ok 1"),
+        "{metrics}"
+    );
+    drop(d);
+    // A runner who is no admin is not told the daemon's paths.
+    let d = daemon::Daemon::start(dir.path(), &["--identity-file", id_s]);
+    mode(d.socket.parent().unwrap(), 0o711);
+    mode(&d.socket, 0o666);
+    let v = status(&d);
+    assert_eq!(v["peer"]["admin"], false, "{v}");
+    assert!(
+        v["audit_log"].is_null() && v["audit_anchor"].is_null(),
+        "{v}"
+    );
+    assert_ne!(v["audit_head"]["log"], d.audit.to_str().unwrap(), "{v}");
+}
