@@ -1,8 +1,13 @@
 //! examples/fleet/ansible/apply-bundle.yml run for real: ansible-core from PyPI in a venv
-//! (scripts/setup/ansible), `-i localhost, -c local`. A run whose apply is refused fails, the
+//! (scripts/setup/ansible), `-i localhost, -c local`. The apply goes, as by default, through
+//! examples/fleet/systemd/scopevault-bundle.service, started by a `systemctl` stand-in
+//! (tests/it/fleet/systemctl-shim.py: no systemd runs here) that runs the unit's own
+//! `ExecStart=` and `Environment=` with the identity only as its credential, as on a
+//! checkpoint set up as docs/operations.md says. A run whose apply is refused fails, the
 //! next one applies the bundle although its copy no longer changes, the run after that
 //! reports no change, and a local change is reverted by the next run; `--check` runs change
 //! nothing and do not fail (before any copy, with a local change, with a new bundle waiting).
+//! `scopevault_apply: command` applies with the identity file given in `scopevault_env`.
 //! The systemd units
 //! of examples/fleet/systemd/ pass `systemd-analyze verify` when it is available.
 
@@ -123,10 +128,6 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
         .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.into())))
         .chain([
             (
-                "SCOPEVAULT_IDENTITY_FILE".to_owned(),
-                id.to_str().unwrap().into(),
-            ),
-            (
                 "SCOPEVAULT_AUDIT".to_owned(),
                 cp.path("audit.jsonl").to_str().unwrap().into(),
             ),
@@ -144,14 +145,52 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
             "scopevault": env!("CARGO_BIN_EXE_scopevault"),
             "allowed_signers": signers,
             "scopevault_env": env,
+            "systemctl": root().join("tests/it/fleet/systemctl-shim.py"),
         })
+    };
+    // The systemd credential: the identity's only copy on a checkpoint set up as documented
+    // (the play's environment names no identity).
+    let creds = cp.path("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::copy(&id, creds.join("scopevault-identity")).unwrap();
+    let base_env: serde_json::Map<String, serde_json::Value> = cp
+        .cmd()
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.into())))
+        .collect();
+    let shim_log = cp.path("systemctl.log");
+    let unit_starts = || {
+        std::fs::read_to_string(&shim_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == "start scopevault-bundle.service")
+            .count()
+    };
+    let subst = |signers: &Path| {
+        let p = |p: PathBuf| p.to_str().unwrap().to_owned();
+        serde_json::json!([
+            [
+                "/usr/local/bin/scopevault",
+                env!("CARGO_BIN_EXE_scopevault")
+            ],
+            [
+                "/var/lib/scopevault/bundles/checkpoint.svbundle",
+                p(cp.path("bundles/ams.svbundle"))
+            ],
+            ["/var/lib/scopevault/vault.scopevault", p(cp.vault())],
+            ["/var/lib/scopevault-state", p(cp.path("state"))],
+            ["/var/log/scopevault/audit.jsonl", p(cp.path("audit.jsonl"))],
+            ["/run/scopevault/scopevault.sock", p(cp.path("none.sock"))],
+            ["/etc/scopevault/allowed_signers", signers.to_str().unwrap()],
+            ["--location=checkpoint", "--location=ams"],
+        ])
+        .to_string()
     };
     let home = cp.path("ansible-home");
     std::fs::create_dir_all(&home).unwrap();
     let play_with = |signers: &Path, extra: &[&str]| {
         Command::new(&playbook_bin)
             .arg(root().join("examples/fleet/ansible/apply-bundle.yml"))
-            .args(extra)
             .args(["-i", "localhost,", "-c", "local"])
             .args([
                 "-e",
@@ -159,9 +198,19 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
             ])
             .arg("-e")
             .arg(vars(signers).to_string())
+            // After the vars: a later `-e` wins.
+            .args(extra)
             .env("HOME", &home)
             .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
             .env("ANSIBLE_NOCOLOR", "1")
+            .env("SHIM_UNIT_DIR", root().join("examples/fleet/systemd"))
+            .env("SHIM_SUBST", subst(signers))
+            .env(
+                "SHIM_ENV",
+                serde_json::Value::from(base_env.clone()).to_string(),
+            )
+            .env("SHIM_CREDS", &creds)
+            .env("SHIM_LOG", &shim_log)
             .output()
             .unwrap()
     };
@@ -226,6 +275,10 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
         "the apply, the copies unchanged: {first}"
     );
     assert!(first.contains("TASK [Apply the bundle]"), "{first}");
+    // Both applies went through the unit (found by the attacker of the newcomer's first day,
+    // twenty-sixth pass: the play ran `bundle apply` as root with nothing to unlock the vault,
+    // whose identity exists only as the unit's systemd credential: "no way to unlock").
+    assert_eq!(unit_starts(), 2, "{first}");
     assert_eq!(
         cp.ok(
             &[
@@ -246,6 +299,7 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
     assert_eq!(changed(&second), 0, "second run: {second}");
     assert!(second.contains("skipping: [localhost]"), "{second}");
     assert_eq!(cp.vault_bytes(), after_first);
+    assert_eq!(unit_starts(), 2);
 
     // A local change is reverted by the next run (the signed bundle is the declared state),
     // and the run after that changes nothing again (seventeenth pass: the play skipped the
@@ -285,6 +339,38 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
     assert!(!local_change(), "{third}");
     let fourth = run();
     assert_eq!(changed(&fourth), 0, "fourth run: {fourth}");
+
+    // `scopevault_apply: command`: the play runs `bundle apply` itself, unlocking the vault
+    // with what `scopevault_env` gives (here an identity file), not through the unit.
+    let starts = unit_starts();
+    cp.ok(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--identity-file",
+            id.to_str().unwrap(),
+        ],
+        b"local-Stopgap-78",
+    );
+    let mut with_id = env.clone();
+    with_id.insert(
+        "SCOPEVAULT_IDENTITY_FILE".to_owned(),
+        id.to_str().unwrap().into(),
+    );
+    let by_command = serde_json::json!({
+        "scopevault_apply": "command",
+        "scopevault_env": with_id,
+    })
+    .to_string();
+    let out = play_with(&allowed, &["-e", &by_command]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert_eq!(changed(&text), 1, "{text}");
+    assert!(!local_change(), "{text}");
+    assert_eq!(unit_starts(), starts, "{text}");
 
     // A new generation waiting: `--check` leaves it waiting, the next run applies it.
     let generation = || {
