@@ -6,8 +6,9 @@
 //! checkpoint set up as docs/operations.md says. A run whose apply is refused fails, the
 //! next one applies the bundle although its copy no longer changes, the run after that
 //! reports no change, and a local change is reverted by the next run; `--check` runs change
-//! nothing and do not fail (before any copy, with a local change, with a new bundle waiting).
-//! `scopevault_apply: command` applies with the identity file given in `scopevault_env`.
+//! nothing and do not fail (before any copy, with a local change, with a new bundle waiting),
+//! and report `changed` exactly when the apply would run. `scopevault_apply: command` applies
+//! with the identity file given in `scopevault_env`.
 //! The systemd units
 //! of examples/fleet/systemd/ pass `systemd-analyze verify` when it is available.
 
@@ -300,6 +301,9 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
     assert!(second.contains("skipping: [localhost]"), "{second}");
     assert_eq!(cp.vault_bytes(), after_first);
     assert_eq!(unit_starts(), 2);
+    // In sync: `--check` reports no change.
+    let in_sync = check("in sync");
+    assert_eq!(changed(&in_sync), 0, "{in_sync}");
 
     // A local change is reverted by the next run (the signed bundle is the declared state),
     // and the run after that changes nothing again (seventeenth pass: the play skipped the
@@ -332,7 +336,14 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
         b"local-Stopgap-77",
     );
     assert!(local_change());
-    check("with a local change");
+    // `--check` reports the drift as a change (found by the attacker of the newcomer's first
+    // day, twenty-sixth pass: the apply was "skipping" and the recap said changed=0).
+    let drift = check("with a local change");
+    assert_eq!(changed(&drift), 1, "{drift}");
+    assert!(
+        drift.contains("a local change since the bundle was applied"),
+        "{drift}"
+    );
     assert!(local_change());
     let third = run();
     assert_eq!(changed(&third), 1, "third run: {third}");
