@@ -661,7 +661,10 @@ pub struct Health {
     pub version: String,
     /// True when the daemon holds no vault key.
     pub locked: bool,
-    /// The vault's id, when unlocked.
+    /// The id of the vault served; while locked, of the vault an `unlock` loads: the one the
+    /// daemon loaded before a `lock` (it serves no other for its run), else the one the
+    /// header of the file at its vault path names (`null` when there is none it can read).
+    /// Daemons before 0.1 round 26 say `null` whenever they are locked.
     pub vault_id: Option<String>,
     /// The vault's generation, when unlocked.
     pub generation: Option<u64>,

@@ -179,6 +179,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
     handler.set_audit_budget(c.audit_budget.0, c.audit_budget.1);
     handler.set_allow_rollback(c.open_options.allow_rollback);
     let (vault_path, opts, source) = (c.vault_path, c.open_options, c.vault_path_source);
+    handler.set_vault_path(vault_path.clone());
     {
         let (path, opts) = (vault_path.clone(), opts.clone());
         handler.set_opener(Box::new(move |unlock: &Unlock, rules: &LoadRules| {

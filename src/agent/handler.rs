@@ -123,6 +123,9 @@ pub struct Handler {
     /// lock once loaded any vault sharing the passphrase (nineteenth pass, found by attacking
     /// this pass's fixes).
     served: Mutex<Option<(String, Option<u64>)>>,
+    /// The vault file's path (`serve --vault`), set by the daemon: a locked daemon reads the
+    /// vault id its header names for `health` (`None` in unit tests of other behaviour).
+    vault_path: Option<std::path::PathBuf>,
     /// Held by the one thread reloading a changed vault file ([`Handler::follow_vault_file`]).
     following: Mutex<()>,
     /// The stamp of a changed file that failed to load: not tried again until it changes.
@@ -207,6 +210,7 @@ impl Handler {
             limit_denials: true,
             allow_rollback: AtomicBool::new(false),
             served: Mutex::new(None),
+            vault_path: None,
             following: Mutex::new(()),
             follow_failed: Mutex::new(None),
             follow_busy: Mutex::new(None),
@@ -424,6 +428,11 @@ impl Handler {
         h.remember(&vault);
         h.install(Box::new(vault));
         h
+    }
+
+    /// The vault file's path, whose header a locked daemon reads for `health`.
+    pub(crate) fn set_vault_path(&mut self, path: std::path::PathBuf) {
+        self.vault_path = Some(path);
     }
 
     /// How `unlock` opens the vault.
@@ -865,12 +874,13 @@ impl Handler {
         } else {
             (None, None)
         };
+        let vault_id = self.vault_id();
         self.state.with(|v| {
             let policy = v.and_then(|o| o.vault.policy());
             Health {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 locked: v.is_none(),
-                vault_id: v.map(|o| o.vault.id().to_owned()),
+                vault_id,
                 generation: v.map(|o| o.vault.generation()),
                 credentials: v.map_or(0, |o| o.vault.credential_count()),
                 tasks: v.map_or(0, |o| o.index.len()),
@@ -894,6 +904,23 @@ impl Handler {
                 },
             }
         })
+    }
+
+    /// `health`'s `vault_id`: the vault served or, while locked, the one an `unlock` loads
+    /// (the one this run loaded before a `lock`, which every later load requires, else the
+    /// one the header of the file at the vault path names). Not secret, and only the header
+    /// is read. A locked daemon answered `vault_id: null`, so neither the client, before it
+    /// sent an identity, nor `doctor` could tell that it served another vault (twenty-sixth
+    /// pass).
+    fn vault_id(&self) -> Option<String> {
+        if let Some(id) = self.state.with(|v| v.map(|o| o.vault.id().to_owned())) {
+            return Some(id);
+        }
+        if let Some((id, _)) = self.served() {
+            return Some(id);
+        }
+        let path = self.vault_path.as_deref()?;
+        crate::vault::file_vault_id(path).ok().flatten()
     }
 
     /// The tasks `peer` is a runner of; with `only`, that one task alone (none if the peer

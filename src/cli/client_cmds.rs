@@ -17,6 +17,59 @@ pub(crate) fn socket_path(g: &GlobalArgs) -> PathBuf {
     g.socket.clone().unwrap_or_else(default_socket_path)
 }
 
+/// The vault a command is for, as the CLI knows it without its key: the file (`--vault`,
+/// `SCOPEVAULT_VAULT` or the default) and the id its header names (not authenticated), or
+/// why that is not known (no such file, not readable here, not a vault file).
+pub(crate) struct ThisVault {
+    pub(crate) path: PathBuf,
+    pub(crate) id: Result<String, String>,
+}
+
+impl ThisVault {
+    pub(crate) fn of(g: &GlobalArgs) -> ThisVault {
+        let path = super::unlock::vault_path(g);
+        let id = match crate::vault::file_vault_id(&path) {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) => Err(format!(
+                "{} names no vault id (not a vault file)",
+                super::shown(&path)
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        ThisVault { path, id }
+    }
+
+    /// [`serves_other_vault`] of this vault, when its id is known.
+    pub(crate) fn served_elsewhere(
+        &self,
+        socket: &std::path::Path,
+        h: &crate::protocol::Health,
+    ) -> Option<String> {
+        serves_other_vault(socket, h, &self.path, self.id.as_deref().ok()?)
+    }
+}
+
+/// What to say when the daemon at `socket`, which answered `h`, serves (or, locked, loads at
+/// its `unlock`) another vault than `id`, the vault file at `path` the command was given or
+/// defaults to; `None` when it is that vault, or does not say which it serves (a daemon
+/// before the twenty-sixth pass, locked). No reload or unlock of that daemon serves `path`:
+/// the advice names what does. `unlock` sends no key to such a daemon (twenty-sixth pass,
+/// found by the attacker of observability and many daemons: it sent the key first).
+pub(crate) fn serves_other_vault(
+    socket: &std::path::Path,
+    h: &crate::protocol::Health,
+    path: &std::path::Path,
+    id: &str,
+) -> Option<String> {
+    let served = h.vault_id.as_deref().filter(|d| *d != id)?;
+    let (socket, path) = (super::shown(socket), super::shown(path));
+    let served = escape_for_terminal(served);
+    let locked = if h.locked { " (locked)" } else { "" };
+    Some(format!(
+        "the daemon at {socket}{locked} serves another vault (vault {served}), not vault {id} of {path}: no reload or unlock of that daemon serves {path}. Give the --socket of the daemon that serves it (or start one with --vault {path}), or give this command the other daemon's vault file with --vault"
+    ))
+}
+
 /// After a save of the vault: say whether the running daemon serves it yet (issue 14, item
 /// 5). The daemon loads a changed vault file before it answers any request but `health`;
 /// the first `health` after the save starts that load and says `loading`, so `health` is
@@ -229,43 +282,146 @@ fn print_admin(what: &str, s: &AdminStatus) -> Result<(), super::output::StdoutE
     Ok(())
 }
 
+/// A connection for an admin request to the daemon the command is aimed at, and its `health`
+/// asked first on it: what it serves is compared with the vault the command is for
+/// ([`ThisVault::served_elsewhere`]) before anything else is sent on it.
+fn asked_first(g: &GlobalArgs) -> anyhow::Result<(Client, crate::protocol::Health)> {
+    let mut client = connect_within(g, ANSWER_WAIT)?;
+    let h = client.health().map_err(daemon_err)?;
+    Ok((client, h))
+}
+
+/// Warn on stderr when the daemon serves another vault than the one the command is for: what
+/// it was asked changed nothing of that vault.
+fn warn_if_elsewhere(g: &GlobalArgs, h: &crate::protocol::Health) {
+    if let Some(line) = ThisVault::of(g).served_elsewhere(&socket_path(g), h) {
+        errln!("warning: {line}");
+    }
+}
+
 pub(crate) fn lock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let s = connect_within(g, ANSWER_WAIT)?.lock().map_err(daemon_err)?;
     print_admin("lock", &s)?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// `unlock`. The daemon's `health` is asked first, on the connection the key goes on: a key
+/// (a passphrase, an identity file's text) is never sent to a daemon that says it serves
+/// another vault than the vault file this command was given or defaults to (the key is taken
+/// to be that vault's); the refusal says which daemon serves which vault and what to do,
+/// exit 5. With no key on the command line, the daemon's own sources are tried first (nothing
+/// secret is sent), and only then `SCOPEVAULT_IDENTITY_FILE`, and that only to a daemon that
+/// says it serves the vault of this command's vault file. It was sent in the first request,
+/// before `health`, to whatever daemon the client trusts, another user's included (twenty-sixth
+/// pass, found by the attacker of observability and many daemons). docs/protocol.md, "Who the
+/// client talks to", and docs/security.md say what this does not cover (a daemon that lies).
 pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let key = match given_unlock_key(g)? {
-        Some(key) => key,
-        None => {
-            // No key given: the daemon tries its own start-time sources again first (its
-            // identity file, its systemd credential, its keyring slot). A daemon whose vault's
-            // only slot is in the keyring could not be unlocked after a `lock` without a
-            // restart (twenty-fourth pass).
-            let why = match connect_within(g, UNLOCK_WAIT)?.unlock_with_own_sources() {
-                Ok(s) => {
-                    print_admin("unlock", &s)?;
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
-                    if !peer_is_admin(g) {
-                        return Err(daemon_err(e));
-                    }
-                    escape_for_terminal(&e.to_string())
-                }
-                // A daemon older than the unlock with no key refuses it as a bad request.
-                Err(e) if e.code() == Some(crate::protocol::ErrorCode::BadRequest) => format!(
-                    "the daemon cannot try its own unlock sources again (it is older than this scopevault, whose protocol has the `unlock` with no key; it answered: {}): restart it to unlock it with its identity file or keyring slot, or upgrade it",
-                    escape_for_terminal(&e.to_string())
-                ),
-                Err(e) => return Err(daemon_err(e)),
-            };
-            prompted_unlock_key(g, &why)?
+    let socket = socket_path(g);
+    let this = ThisVault::of(g);
+    let (mut client, h) = asked_first(g)?;
+    if let Some(key) = given_unlock_key(g)? {
+        return send_unlock_key(client, &h, &this, &socket, key);
+    }
+    // No key given: the daemon tries its own start-time sources again first (its identity
+    // file, its systemd credential, its keyring slot). A daemon whose vault's only slot is
+    // in the keyring could not be unlocked after a `lock` without a restart (twenty-fourth
+    // pass).
+    client.set_timeout(Some(UNLOCK_WAIT))?;
+    let why = match client.unlock_with_own_sources() {
+        Ok(s) => {
+            print_admin("unlock", &s)?;
+            warn_if_elsewhere(g, &h);
+            return Ok(ExitCode::SUCCESS);
         }
+        Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
+            if !h.peer.admin {
+                return Err(daemon_err(e));
+            }
+            escape_for_terminal(&e.to_string())
+        }
+        // A daemon older than the unlock with no key refuses it as a bad request.
+        Err(e) if e.code() == Some(crate::protocol::ErrorCode::BadRequest) => format!(
+            "the daemon cannot try its own unlock sources again (it is older than this scopevault, whose protocol has the `unlock` with no key; it answered: {}): restart it to unlock it with its identity file or keyring slot, or upgrade it",
+            escape_for_terminal(&e.to_string())
+        ),
+        Err(e) => return Err(daemon_err(e)),
     };
+    if let (Some(f), true) = (&g.unlock.identity_file, g.unlock.identity_from_env) {
+        let key = env_identity_for(&h, &this, &socket, f, &why)?;
+        return send_unlock_key(client, &h, &this, &socket, key);
+    }
+    // Nobody is asked for a passphrase that would not be sent.
+    if let Some(line) = this.served_elsewhere(&socket, &h) {
+        return Err(not_sent(&line, &this));
+    }
+    let key = prompted_unlock_key(g, &why)?;
+    // A new connection, asked again: the prompt may outlast the daemon's idle timeout.
+    let (client, h) = asked_first(g)?;
+    send_unlock_key(client, &h, &this, &socket, key)
+}
+
+/// The refusal to send a key to a daemon of another vault (`line`, [`serves_other_vault`]).
+fn not_sent(line: &str, this: &ThisVault) -> anyhow::Error {
+    super::Exit {
+        code: super::EXIT_DAEMON,
+        message: format!(
+            "{line}. The key was not sent to it (it is taken to be the key of {}, the vault file this command was given or defaults to)",
+            super::shown(&this.path)
+        ),
+    }
+    .into()
+}
+
+/// `SCOPEVAULT_IDENTITY_FILE` (`file`), once the daemon's own sources did not unlock it
+/// (`why`): read only when the daemon says it serves the vault of this command's vault file.
+/// An identity exported for the commands' own vault is not sent to a daemon that does not
+/// say which vault it serves (an older one, or nothing it can read at its vault path), nor
+/// when that file cannot be read here: `--identity-file` sends it on purpose.
+fn env_identity_for(
+    h: &crate::protocol::Health,
+    this: &ThisVault,
+    socket: &std::path::Path,
+    file: &std::path::Path,
+    why: &str,
+) -> anyhow::Result<UnlockKey> {
+    if let Some(line) = this.served_elsewhere(socket, h) {
+        return Err(not_sent(&line, this));
+    }
+    let unknown = match (&this.id, &h.vault_id) {
+        (Ok(_), Some(_)) => {
+            return Ok(UnlockKey::Identity(crate::vault::read_identity_text(file)?));
+        }
+        (_, None) => format!(
+            "the daemon at {} does not say which vault it serves (a daemon older than this scopevault, or none it can read at its vault path)",
+            super::shown(socket)
+        ),
+        (Err(e), Some(_)) => format!(
+            "the vault file {} cannot be read here to compare with the daemon's ({})",
+            super::shown(&this.path),
+            escape_for_terminal(e)
+        ),
+    };
+    Err(crate::vault::VaultError::NoUnlockSource(format!(
+        "{why}. SCOPEVAULT_IDENTITY_FILE ({}) was not sent: an identity taken from the environment is sent only to a daemon that says it serves the vault of this command's vault file, and {unknown}. To send it to this daemon, give it with --identity-file FILE",
+        super::shown(file)
+    ))
+    .into())
+}
+
+/// Send `key` to the daemon on `client`, whose `health` was `h`, unless that daemon serves
+/// another vault than `this` ([`not_sent`]).
+fn send_unlock_key(
+    mut client: Client,
+    h: &crate::protocol::Health,
+    this: &ThisVault,
+    socket: &std::path::Path,
+    key: UnlockKey,
+) -> anyhow::Result<ExitCode> {
+    if let Some(line) = this.served_elsewhere(socket, h) {
+        return Err(not_sent(&line, this));
+    }
+    client.set_timeout(Some(UNLOCK_WAIT))?;
     let by_identity = matches!(key, UnlockKey::Identity(_));
-    let mut client = connect_within(g, UNLOCK_WAIT)?;
     let answer = match key {
         UnlockKey::Passphrase(p) => client.unlock(p),
         UnlockKey::Identity(i) => client.unlock_with_identity(i),
@@ -276,7 +432,7 @@ pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
             // `denied` is either "not an admin" (exit 5) or "this key opens no slot" (exit 3,
             // as for a local unlock): an admin was denied only for the key.
-            if peer_is_admin(g) {
+            if h.peer.admin {
                 return Err(crate::vault::VaultError::WrongKey(format!(
                     "the daemon could not unlock the vault: {e}"
                 ))
@@ -306,19 +462,11 @@ pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether the daemon says this peer is an admin (`health`): `denied` to an admin is about
-/// the key, to anyone else about who asks.
-fn peer_is_admin(g: &GlobalArgs) -> bool {
-    connect_within(g, ANSWER_WAIT)
-        .and_then(|mut c| c.health().map_err(daemon_err))
-        .is_ok_and(|h| h.peer.admin)
-}
-
 /// The key `unlock` sends the daemon, in the order docs/operations.md "Unlock sources" gives:
 /// the source given on the command line (`--identity-file`, `--passphrase-file` or
-/// `--passphrase-fd`: at most one, [`super::unlock::check_explicit_sources`]), then
-/// `SCOPEVAULT_IDENTITY_FILE`; `None` when none is given (then the daemon's own sources are
-/// tried, and then the prompt, [`prompted_unlock_key`]). An identity file is read and checked
+/// `--passphrase-fd`: at most one, [`super::unlock::check_explicit_sources`]); `None` when
+/// none is given (then the daemon's own sources are tried, then `SCOPEVAULT_IDENTITY_FILE`
+/// ([`env_identity_for`]), then the prompt, [`prompted_unlock_key`]). An identity file is read and checked
 /// here, and its text is sent as `identity` (admin-only, zeroed, never logged nor audited):
 /// `unlock --identity-file` was ignored, and the prompt's passphrase refused by a vault with
 /// no passphrase slot (twenty-third pass).
@@ -336,10 +484,7 @@ fn given_unlock_key(g: &GlobalArgs) -> anyhow::Result<Option<UnlockKey>> {
             return Ok(Some(k));
         }
     }
-    if let Some(p) = super::unlock::passphrase_from_args(g)? {
-        return Ok(Some(UnlockKey::Passphrase(p)));
-    }
-    identity()
+    Ok(super::unlock::passphrase_from_args(g)?.map(UnlockKey::Passphrase))
 }
 
 /// When no key is given and the daemon's own sources did not unlock it (`why`, the daemon's

@@ -549,6 +549,15 @@ pub fn read_slots(path: &Path) -> Result<Vec<Slot>, VaultError> {
     Ok(Parsed::parse(&bytes)?.header.slots)
 }
 
+/// The vault id the header of the file at `path` names, read from its first bytes without
+/// unlocking (not authenticated; the payload is not read); `Ok(None)` when the file names no
+/// well-formed id (not a vault file). Not secret: the client compares it with the vault a
+/// daemon says it serves before it sends that daemon key material, and a locked daemon
+/// reports its vault file's id in `health` (docs/protocol.md).
+pub fn file_vault_id(path: &Path) -> Result<Option<String>, VaultError> {
+    Ok(format::header_vault_id(&store::read_head(path)?))
+}
+
 /// True if the vault has a keyring slot (read from the unauthenticated header).
 pub fn has_keyring_slot(path: &Path) -> Result<bool, VaultError> {
     Ok(read_slots(path)?

@@ -748,6 +748,28 @@ pub(crate) fn read_file_at(path: &Path, no_follow: bool) -> Result<Vec<u8>, Vaul
     Ok(buf)
 }
 
+/// The first bytes of the vault file at `path` that hold its framing and header (at most
+/// the format's largest header): what [`super::file_vault_id`] reads, never the payload.
+/// Follows a link at `path` as [`read_file`] does, and refuses what is no regular file
+/// before opening it.
+pub(crate) fn read_head(path: &Path) -> Result<Vec<u8>, VaultError> {
+    let (f, _) = open_sized(path, false)?;
+    let mut head = Vec::new();
+    let mut f = f;
+    (&mut f)
+        .take(14)
+        .read_to_end(&mut head)
+        .map_err(io_err(path, "cannot read the vault"))?;
+    let Some(len) = head.get(10..14) else {
+        return Ok(head);
+    };
+    let len = u32::from_be_bytes(len.try_into().unwrap_or_default()) as usize;
+    f.take(len.min(super::format::MAX_HEADER_LEN) as u64)
+        .read_to_end(&mut head)
+        .map_err(io_err(path, "cannot read the vault"))?;
+    Ok(head)
+}
+
 /// As [`read_file`], once `early` has accepted the file's first `early_len` bytes (fewer if
 /// the file is shorter), its length and its last 32 bytes: a file it refuses is not read
 /// further. One open file throughout, so `early` sees the file that is then read.

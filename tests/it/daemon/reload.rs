@@ -201,9 +201,13 @@ fn a_vault_file_the_daemon_refuses_is_vault_refused_exit_4_not_internal() {
 
 const PASS: &str = "correct horse battery staple orbits quietly\n";
 
-/// The vault id the daemon serves (`None`: locked).
+/// The vault id the daemon serves (`None`: locked; a locked daemon names the vault its
+/// `unlock` loads, twenty-sixth pass).
 fn served_id(d: &Daemon) -> Option<String> {
     let v = d.request(r#"{"v":1,"op":"health"}"#);
+    if v["locked"] == true {
+        return None;
+    }
     v["vault_id"].as_str().map(str::to_owned)
 }
 
@@ -275,7 +279,32 @@ fn the_daemon_serves_the_vault_it_loaded_first_and_names_another_vaults_file() {
     says_other_vault(&sv(&d, &["reload"]), "reload");
     assert_eq!(served_id(&d).as_deref(), Some(a_id.as_str()));
     assert!(sv(&d, &["lock"]).status.success());
-    says_other_vault(&sv(&d, &["unlock", "--passphrase-file", p]), "unlock");
+    // The daemon refuses B at an unlock after the lock. `scopevault unlock` no longer sends
+    // it the passphrase (twenty-sixth pass): the locked daemon names vault A as the one it
+    // loads, not B, the command's vault file, so the client refuses, exit 5.
+    let refused = d.request(&format!(
+        r#"{{"v":1,"op":"unlock","passphrase":"{}"}}"#,
+        PASS.trim_end()
+    ));
+    assert_eq!(code(&refused), "vault_refused", "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("another vault")
+            && message.contains(&a_id)
+            && message.contains(&b_id)
+            && message.contains("restart the daemon"),
+        "{message}"
+    );
+    let out = sv(&d, &["unlock", "--passphrase-file", p]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("serves another vault")
+            && err.contains(&a_id)
+            && err.contains(&b_id)
+            && err.contains("The key was not sent"),
+        "{err}"
+    );
     assert_eq!(served_id(&d), None, "still locked");
     // A's file back: the unlock loads it.
     put_back(dir, &a);

@@ -44,6 +44,61 @@ fn secret_line(id: &Path) -> String {
         .to_owned()
 }
 
+/// A `health` answer of a locked daemon, naming `vault_id` (JSON: `null` for a daemon that
+/// does not say, as every daemon before the twenty-sixth pass while locked).
+fn locked_health(vault_id: &str) -> String {
+    format!(
+        r#"{{"ok":true,"v":1,"version":"0.1.0","locked":true,"vault_id":{vault_id},"generation":null,"credentials":0,"tasks":0,"enforce":null,"policy_digest":null,"audit_ok":true,"audit_anchor_ok":true,"loading":false,"log_lines_lost":0,"connections":1,"peer":{{"uid":0,"gid":0,"pid":1,"admin":true}}}}"#
+    )
+}
+
+/// A stand-in daemon listening at `socket`: `health` is answered `health`, every other request
+/// `answer(line)`; it serves one connection after the other until one sends nothing
+/// ([`end_stand_in`]), and returns every line it received.
+fn stand_in(
+    socket: &Path,
+    health: String,
+    answer: fn(&str) -> String,
+) -> std::thread::JoinHandle<Vec<String>> {
+    let listener = UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        loop {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let mut lines = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                lines += 1;
+                let reply = if line.contains(r#""op":"health""#) {
+                    health.clone()
+                } else {
+                    answer(&line)
+                };
+                got.push(line);
+                if w.write_all(format!("{reply}\n").as_bytes()).is_err() {
+                    break;
+                }
+            }
+            if lines == 0 {
+                return got;
+            }
+        }
+    })
+}
+
+/// End a [`stand_in`] (a connection that sends nothing) and take the lines it received.
+fn end_stand_in(socket: &Path, h: std::thread::JoinHandle<Vec<String>>) -> Vec<String> {
+    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) {
+        let _ = s.write_all(b"\n");
+    }
+    h.join().unwrap()
+}
+
 /// A daemon started with `--identity-file` on a vault that has an identity slot only
 /// (`init --identity-out`), then locked: `unlock --identity-file` (and
 /// `SCOPEVAULT_IDENTITY_FILE`) gave "no way to unlock the vault: give the passphrase…", exit 3,
@@ -139,20 +194,10 @@ fn unlock_with_an_identity_file_at_an_older_daemon_says_what_works() {
     let id = dir.join("id.txt");
     daemon::ok(dir, &["init", "--identity-out", id.to_str().unwrap()], None);
     let socket = dir.join("old.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
-    let old = std::thread::spawn(move || {
-        let (s, _) = listener.accept().unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        // What a daemon of the twenty-second pass answers.
-        let mut w = s;
-        w.write_all(
-            br#"{"ok":false,"v":1,"error":{"code":"bad_request","message":"unknown field `identity`"}}"#,
-        )
-        .unwrap();
-        w.write_all(b"\n").unwrap();
-        line
+    // What a daemon of the twenty-second pass answers (locked: it names no vault).
+    let old = stand_in(&socket, locked_health("null"), |_| {
+        r#"{"ok":false,"v":1,"error":{"code":"bad_request","message":"unknown field `identity`"}}"#
+            .to_owned()
     });
     let out = daemon::cmd(dir)
         .arg("--socket")
@@ -161,13 +206,11 @@ fn unlock_with_an_identity_file_at_an_older_daemon_says_what_works() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    // A client that never connected leaves the stand-in waiting: one empty line ends it.
-    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) {
-        let _ = s.write_all(b"\n");
-    }
-    let sent = old.join().unwrap();
-    assert!(!sent.trim().is_empty(), "nothing sent: {}", stderr_of(&out));
-    let v: serde_json::Value = serde_json::from_str(&sent).unwrap();
+    let sent = end_stand_in(&socket, old);
+    // `health` first (twenty-sixth pass), then the identity given on the command line.
+    assert_eq!(sent.len(), 2, "{sent:?}: {}", stderr_of(&out));
+    assert!(sent[0].contains(r#""op":"health""#), "{sent:?}");
+    let v: serde_json::Value = serde_json::from_str(&sent[1]).unwrap();
     assert_eq!(v["op"], "unlock");
     assert!(v["identity"].as_str().unwrap().contains(&secret_line(&id)));
     assert!(v.get("passphrase").is_none(), "{v:?}");
@@ -193,20 +236,10 @@ fn a_plain_unlock_asks_the_daemons_own_sources_and_explains_an_older_daemons_ref
     let dir = tempdir();
     let dir = dir.path();
     let socket = dir.join("old.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
-    let old = std::thread::spawn(move || {
-        let (s, _) = listener.accept().unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        // What a daemon of the twenty-third pass answers.
-        let mut w = s;
-        w.write_all(
-            br#"{"ok":false,"v":1,"error":{"code":"bad_request","message":"unlock needs exactly one of `passphrase` or `identity` (the text of an age identity file)"}}"#,
-        )
-        .unwrap();
-        w.write_all(b"\n").unwrap();
-        line
+    // What a daemon of the twenty-third pass answers.
+    let old = stand_in(&socket, locked_health("null"), |_| {
+        r#"{"ok":false,"v":1,"error":{"code":"bad_request","message":"unlock needs exactly one of `passphrase` or `identity` (the text of an age identity file)"}}"#
+            .to_owned()
     });
     let out = daemon::cmd(dir)
         .arg("--socket")
@@ -215,11 +248,10 @@ fn a_plain_unlock_asks_the_daemons_own_sources_and_explains_an_older_daemons_ref
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) {
-        let _ = s.write_all(b"\n");
-    }
-    let sent = old.join().unwrap();
-    let v: serde_json::Value = serde_json::from_str(&sent).unwrap();
+    let sent = end_stand_in(&socket, old);
+    assert_eq!(sent.len(), 2, "{sent:?}: {}", stderr_of(&out));
+    assert!(sent[0].contains(r#""op":"health""#), "{sent:?}");
+    let v: serde_json::Value = serde_json::from_str(&sent[1]).unwrap();
     assert_eq!(v, serde_json::json!({"v": 1, "op": "unlock"}));
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
@@ -712,4 +744,163 @@ fn an_identity_sent_with_unlock_leaves_no_copy_in_the_daemon_after_lock() {
         0,
         "copies of the identity sent left in the daemon's memory after lock"
     );
+}
+
+/// The `vault_id` in the header of the vault file at `path`.
+fn vault_id_of(path: &Path) -> String {
+    let (header, _) = crate::common::vault::split(&std::fs::read(path).unwrap());
+    header["vault_id"].as_str().unwrap().to_owned()
+}
+
+/// Twenty-sixth pass, found by the attacker of observability and many daemons: `unlock
+/// --socket S`, with `SCOPEVAULT_IDENTITY_FILE` exported for vault A, put A's secret key in
+/// its first request to a daemon of vault B, which answered exit 3 "the identity sent does
+/// not match any identity slot of this vault", and a locked daemon's `health` said
+/// `vault_id: null`, so nobody could tell. A locked daemon now names the vault its file is;
+/// `unlock` asks `health` first and sends no key, neither from the environment nor from the
+/// command line, to a daemon of another vault (exit 5, naming both vaults and what to do);
+/// the identity in the environment is sent, after the daemon's own sources, to the daemon of
+/// its own vault.
+#[test]
+fn regression_unlock_sends_no_key_to_a_locked_daemon_of_another_vault() {
+    let (a, b) = (tempdir(), tempdir());
+    let (a, b) = (a.path(), b.path());
+    let (id_a, id_b) = (a.join("id.txt"), b.join("id.txt"));
+    daemon::ok(a, &["init", "--identity-out", id_a.to_str().unwrap()], None);
+    daemon::ok(b, &["init", "--identity-out", id_b.to_str().unwrap()], None);
+    let (vault_a, vault_b) = (
+        vault_id_of(&a.join("vault.scopevault")),
+        vault_id_of(&b.join("vault.scopevault")),
+    );
+    // Daemon B, started locked with no unlock source of its own.
+    let d = Daemon::start(b, &["--no-keyring"]);
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert_eq!(h["locked"], true, "{h}");
+    assert_eq!(
+        h["vault_id"],
+        vault_b.as_str(),
+        "a locked daemon names its vault: {h}"
+    );
+    assert!(h.get("vault_file_id").is_none(), "{h}");
+
+    let with_env = |dir: &Path, id: &Path| {
+        let mut c = daemon::cmd(dir);
+        c.env("SCOPEVAULT_IDENTITY_FILE", id);
+        c
+    };
+    let refused = |out: Output, what: &str| {
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(5), "{what}: {err}");
+        assert!(
+            err.contains("serves another vault")
+                && err.contains(&vault_a)
+                && err.contains(&vault_b)
+                && err.contains("The key was not sent")
+                && err.contains("--socket"),
+            "{what}: {err}"
+        );
+        assert!(!err.contains(&secret_line(&id_a)), "{what}: {err}");
+    };
+    refused(
+        sv_with(&d, &["unlock"], with_env(a, &id_a)),
+        "SCOPEVAULT_IDENTITY_FILE of vault A",
+    );
+    refused(
+        sv(
+            &d,
+            &[
+                "--vault",
+                a.join("vault.scopevault").to_str().unwrap(),
+                "unlock",
+                "--identity-file",
+                id_a.to_str().unwrap(),
+            ],
+        ),
+        "--identity-file of vault A",
+    );
+    assert!(locked(&d));
+    // Neither reached the daemon: no refusal of a key is in its audit log.
+    assert!(
+        !d.audit_text().contains("does not match"),
+        "{}",
+        d.audit_text()
+    );
+    // The environment's identity of vault B unlocks the daemon of vault B.
+    let out = sv_with(&d, &["unlock"], with_env(b, &id_b));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!locked(&d));
+    assert!(d.stop().success());
+}
+
+/// The attacker's stand-in (twenty-sixth pass): a daemon the client trusts that says it is
+/// locked and names no vault (as any daemon before this pass) got vault A's secret key in the
+/// first line `unlock` sent, from `SCOPEVAULT_IDENTITY_FILE`. An identity taken from the
+/// environment is now sent only after the daemon's own sources, and only to a daemon that
+/// says it serves the vault of the command's vault file: here nothing secret is sent, and the
+/// message says to give `--identity-file` to send it on purpose (exit 3). A stand-in naming
+/// another vault gets no key given on the command line either (exit 5).
+#[test]
+fn regression_an_identity_from_the_environment_is_not_sent_to_a_daemon_that_names_no_vault() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = dir.join("id.txt");
+    daemon::ok(dir, &["init", "--identity-out", id.to_str().unwrap()], None);
+    let secret = secret_line(&id);
+    let denied = |line: &str| {
+        let message = if line.contains("identity") {
+            "the identity sent does not match any identity slot of this vault"
+        } else {
+            "the daemon has no unlock source of its own to try again"
+        };
+        format!(r#"{{"ok":false,"v":1,"error":{{"code":"denied","message":"{message}"}}}}"#)
+    };
+    let socket = dir.join("stand-in.sock");
+    let fake = stand_in(&socket, locked_health("null"), denied);
+    let out = daemon::cmd(dir)
+        .env("SCOPEVAULT_IDENTITY_FILE", &id)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("unlock")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let sent = end_stand_in(&socket, fake);
+    let err = stderr_of(&out);
+    assert!(
+        !sent
+            .iter()
+            .any(|l| l.contains("AGE-SECRET-KEY") || l.contains("identity")),
+        "a key was sent: {sent:?}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("SCOPEVAULT_IDENTITY_FILE")
+            && err.contains("was not sent")
+            && err.contains("does not say which vault it serves")
+            && err.contains("--identity-file FILE"),
+        "{err}"
+    );
+    assert!(!err.contains(&secret), "{err}");
+
+    // A stand-in naming another vault: the identity given on the command line stays here.
+    std::fs::remove_file(&socket).unwrap();
+    let other = format!("\"{}\"", "0123456789abcdef".repeat(2));
+    let fake = stand_in(&socket, locked_health(&other), denied);
+    let out = daemon::cmd(dir)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["unlock", "--identity-file", id.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let sent = end_stand_in(&socket, fake);
+    assert!(
+        !sent
+            .iter()
+            .any(|l| l.contains("AGE-SECRET-KEY") || l.contains("identity")),
+        "a key was sent: {sent:?}"
+    );
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("serves another vault"), "{err}");
 }
