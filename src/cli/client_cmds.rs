@@ -53,8 +53,10 @@ impl ThisVault {
 /// its `unlock`) another vault than `id`, the vault file at `path` the command was given or
 /// defaults to; `None` when it is that vault, or does not say which it serves (a daemon
 /// before the twenty-sixth pass, locked). No reload or unlock of that daemon serves `path`:
-/// the advice names what does. `unlock` sends no key to such a daemon (twenty-sixth pass,
-/// found by the attacker of observability and many daemons: it sent the key first).
+/// the advice names what does. `unlock` sends no key to such a daemon; `cred set` and the
+/// other writers, `status`, `bundle apply`, `reload` and `lock` say it (twenty-sixth pass,
+/// found by the attacker of observability and many daemons: `unlock` sent the key first,
+/// `status` advised a `reload`, `bundle apply` reported the other vault's reload).
 pub(crate) fn serves_other_vault(
     socket: &std::path::Path,
     h: &crate::protocol::Health,
@@ -112,7 +114,15 @@ pub(crate) fn report_pickup(
             )
         });
     }
-    let line = match health_after_load(&socket) {
+    let health = health_after_load(&socket);
+    let elsewhere = health
+        .as_ref()
+        .ok()
+        .and_then(|h| serves_other_vault(&socket, h, &super::unlock::vault_path(g), vault_id));
+    if let Some(line) = elsewhere {
+        return Ok(line + "\n");
+    }
+    let line = match health {
         Err(e @ ClientError::NoAnswer { .. }) => {
             return Err(anyhow::Error::new(super::Exit {
                 code: super::EXIT_DAEMON,
@@ -300,8 +310,10 @@ fn warn_if_elsewhere(g: &GlobalArgs, h: &crate::protocol::Health) {
 }
 
 pub(crate) fn lock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let s = connect_within(g, ANSWER_WAIT)?.lock().map_err(daemon_err)?;
+    let (mut client, h) = asked_first(g)?;
+    let s = client.lock().map_err(daemon_err)?;
     print_admin("lock", &s)?;
+    warn_if_elsewhere(g, &h);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -523,10 +535,10 @@ fn prompted_unlock_key(g: &GlobalArgs, why: &str) -> anyhow::Result<UnlockKey> {
 }
 
 pub(crate) fn reload(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let s = connect_within(g, ANSWER_WAIT)?
-        .reload()
-        .map_err(daemon_err)?;
+    let (mut client, h) = asked_first(g)?;
+    let s = client.reload().map_err(daemon_err)?;
     print_admin("reload", &s)?;
+    warn_if_elsewhere(g, &h);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -459,6 +459,9 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         now,
     } = s;
     let h = health?;
+    // The daemon serves another vault than the file this command reads the bundle of: said
+    // once, and no reload is advised below (it cannot help).
+    let elsewhere = super::client_cmds::ThisVault::of(g).served_elsewhere(&socket_path(g), &h);
     // Every string shown comes from elsewhere (the daemon's answer, the applied record, a
     // path, an error naming one): escaped, so none can move the cursor or forge a line.
     let esc = crate::text::escape_for_terminal;
@@ -502,6 +505,11 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         if let Some(d) = &h.policy_digest {
             outln!("policy:      {}", esc(d))?;
         }
+    }
+    if let Some(line) = &elsewhere {
+        outln!(
+            "vault file:  ANOTHER VAULT than the daemon's: {line} (the bundle and audit head below are this command's, not the daemon's)"
+        )?;
     }
     outln!(
         "audit log:   {}",
@@ -578,6 +586,10 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                 outln!(
                     "             SUPERSEDED by a local change: the vault (generation {}) was changed since the apply (generation {}); it no longer holds the signed bundle until one is applied again (a newer generation, or this one with --reapply)",
                     a.vault_file_generation, r.vault_generation
+                )?;
+            } else if elsewhere.is_some() {
+                outln!(
+                    "             the daemon does NOT serve it: it serves another vault (the vault file line above says which, and what serves this one); no reload of that daemon serves this bundle"
                 )?;
             } else if daemon_current(Some(&h), a) == Some(false) {
                 // The vault and generation are the bundle's, the policy is not: a reload

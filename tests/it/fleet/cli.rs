@@ -4601,3 +4601,69 @@ fn regression_status_of_an_admin_of_another_uid_checks_the_daemons_audit_log() {
     );
     assert_ne!(v["audit_head"]["log"], d.audit.to_str().unwrap(), "{v}");
 }
+
+/// The `vault_id` in the header of the vault file of `e`.
+fn vault_id_of(e: &Env) -> String {
+    let (header, _) = crate::common::vault::split(&e.vault_bytes());
+    header["vault_id"].as_str().unwrap().to_owned()
+}
+
+/// Twenty-sixth pass, found by the attacker of observability and many daemons: aimed at the
+/// daemon of another vault (`--socket` of vault B's daemon, vault A given), `status` showed
+/// B's vault beside A's bundle and advised "the daemon does NOT serve it yet: run `scopevault
+/// reload`" (a reload changes nothing); `bundle apply` said "daemon at … reloaded (vault
+/// generation N)" of B's reload; `reload` and `lock` said nothing. Each now says that the
+/// daemon serves another vault, naming both, advises no reload, and `bundle apply` does not
+/// ask that daemon to reload.
+#[test]
+fn regression_commands_aimed_at_another_vaults_daemon_say_so_and_advise_no_reload() {
+    let f = Fleet::new();
+    let e = &f.ams;
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    let other = Serve::start(&f.fra);
+    let (ams, fra) = (vault_id_of(e), vault_id_of(&f.fra));
+    let names_both = |text: &str, what: &str| {
+        assert!(
+            text.contains("serves another vault") && text.contains(&ams) && text.contains(&fra),
+            "{what}: {text}"
+        );
+    };
+
+    let text = e.ok(&["status", "--socket", other.sock()], b"");
+    names_both(&text, "status");
+    assert!(
+        text.contains("the daemon does NOT serve it: it serves another vault")
+            && !text.contains("scopevault reload"),
+        "{text}"
+    );
+
+    let out = e.run(&["reload", "--socket", other.sock()], b"");
+    assert!(out.status.success(), "{out:?}");
+    names_both(&String::from_utf8_lossy(&out.stderr), "reload");
+
+    // The next generation, applied with the other daemon's socket: it is not asked to reload.
+    f.publish(&[]);
+    let mut a = f.apply_args(e, &f.bundle("ams"), &[]);
+    let at = a.iter().position(|x| x == "--socket").unwrap();
+    a[at + 1] = other.sock().to_owned();
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.ok(&a, b"");
+    assert!(out.contains("applied ams generation 2"), "{out}");
+    names_both(&out, "bundle apply");
+    assert!(
+        !out.contains("reloaded") && out.contains("it was not asked to reload"),
+        "{out}"
+    );
+    let audit = std::fs::read_to_string(f.fra.path("audit.jsonl")).unwrap();
+    assert_eq!(
+        audit.matches(r#""op":"reload""#).count(),
+        1,
+        "only the `reload` above reached the other daemon: {audit}"
+    );
+
+    let out = e.run(&["lock", "--socket", other.sock()], b"");
+    assert!(out.status.success(), "{out:?}");
+    names_both(&String::from_utf8_lossy(&out.stderr), "lock");
+    other.stop();
+}
