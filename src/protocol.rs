@@ -666,6 +666,12 @@ pub struct Health {
     /// header of the file at its vault path names (`null` when there is none it can read).
     /// Daemons before 0.1 round 26 say `null` whenever they are locked.
     pub vault_id: Option<String>,
+    /// The vault id the header of the file at the daemon's vault path names, when that is
+    /// another vault than `vault_id`: another vault's file was put at the path since the
+    /// daemon loaded its own, which it keeps serving (a restart would serve that file).
+    /// Absent otherwise, and from daemons before 0.1 round 26.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_file_id: Option<String>,
     /// The vault's generation, when unlocked.
     pub generation: Option<u64>,
     /// Credentials in the vault (0 when locked).

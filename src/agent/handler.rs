@@ -874,13 +874,14 @@ impl Handler {
         } else {
             (None, None)
         };
-        let vault_id = self.vault_id();
+        let (vault_id, vault_file_id) = self.vault_ids();
         self.state.with(|v| {
             let policy = v.and_then(|o| o.vault.policy());
             Health {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 locked: v.is_none(),
                 vault_id,
+                vault_file_id,
                 generation: v.map(|o| o.vault.generation()),
                 credentials: v.map_or(0, |o| o.vault.credential_count()),
                 tasks: v.map_or(0, |o| o.index.len()),
@@ -906,21 +907,42 @@ impl Handler {
         })
     }
 
-    /// `health`'s `vault_id`: the vault served or, while locked, the one an `unlock` loads
-    /// (the one this run loaded before a `lock`, which every later load requires, else the
-    /// one the header of the file at the vault path names). Not secret, and only the header
-    /// is read. A locked daemon answered `vault_id: null`, so neither the client, before it
-    /// sent an identity, nor `doctor` could tell that it served another vault (twenty-sixth
-    /// pass).
-    fn vault_id(&self) -> Option<String> {
-        if let Some(id) = self.state.with(|v| v.map(|o| o.vault.id().to_owned())) {
-            return Some(id);
-        }
-        if let Some((id, _)) = self.served() {
-            return Some(id);
-        }
-        let path = self.vault_path.as_deref()?;
-        crate::vault::file_vault_id(path).ok().flatten()
+    /// `health`'s `vault_id` and `vault_file_id`: the vault served or, while locked, the one
+    /// an `unlock` loads (the one this run loaded before a `lock`, which every later load
+    /// requires, else the one the header of the file at the vault path names); and the vault
+    /// the file at the vault path names when it is another one (another vault's file put
+    /// there since the load). Neither is secret, and the header is read, never the payload:
+    /// while unlocked only when the file there is not the one loaded. A locked daemon
+    /// answered `vault_id: null`, so neither the client, before it sent an identity, nor
+    /// `doctor` could tell that it served another vault (twenty-sixth pass).
+    fn vault_ids(&self) -> (Option<String>, Option<String>) {
+        let loaded = self.state.with(|v| {
+            v.map(|o| {
+                let changed = o.vault.stamp() != o.vault.current_stamp();
+                let path = o
+                    .vault
+                    .file_payload()
+                    .filter(|_| changed)
+                    .map(|(p, _)| p.to_path_buf());
+                (o.vault.id().to_owned(), path)
+            })
+        });
+        let read = |path: &std::path::Path| crate::vault::file_vault_id(path).ok().flatten();
+        let (id, file) = match loaded {
+            Some((id, changed)) => {
+                let file = changed.as_deref().and_then(read);
+                (Some(id), file)
+            }
+            None => {
+                let file = self.vault_path.as_deref().and_then(read);
+                match self.served() {
+                    Some((id, _)) => (Some(id), file),
+                    None => (file, None),
+                }
+            }
+        };
+        let other = file.filter(|f| id.as_deref() != Some(f.as_str()));
+        (id, other)
     }
 
     /// The tasks `peer` is a runner of; with `only`, that one task alone (none if the peer

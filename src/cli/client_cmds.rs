@@ -53,10 +53,13 @@ impl ThisVault {
 /// its `unlock`) another vault than `id`, the vault file at `path` the command was given or
 /// defaults to; `None` when it is that vault, or does not say which it serves (a daemon
 /// before the twenty-sixth pass, locked). No reload or unlock of that daemon serves `path`:
-/// the advice names what does. `unlock` sends no key to such a daemon; `cred set` and the
-/// other writers, `status`, `bundle apply`, `reload` and `lock` say it (twenty-sixth pass,
-/// found by the attacker of observability and many daemons: `unlock` sent the key first,
-/// `status` advised a `reload`, `bundle apply` reported the other vault's reload).
+/// the advice names what does. When the file at the daemon's own vault path is now that
+/// vault (`health`'s `vault_file_id`), another vault's file has replaced the daemon's, and
+/// the advice is to check it and put the daemon's back (a restart would serve the planted
+/// one; docs/security.md, "A vault file of another vault"). `cred set` and the other
+/// writers, `status`, `bundle apply`, `reload`, `lock` and `unlock` say it (twenty-sixth
+/// pass, found by the attacker of observability and many daemons: `status` advised a
+/// `reload`, `bundle apply` reported the other vault's reload, `unlock` sent the key).
 pub(crate) fn serves_other_vault(
     socket: &std::path::Path,
     h: &crate::protocol::Health,
@@ -67,9 +70,15 @@ pub(crate) fn serves_other_vault(
     let (socket, path) = (super::shown(socket), super::shown(path));
     let served = escape_for_terminal(served);
     let locked = if h.locked { " (locked)" } else { "" };
-    Some(format!(
-        "the daemon at {socket}{locked} serves another vault (vault {served}), not vault {id} of {path}: no reload or unlock of that daemon serves {path}. Give the --socket of the daemon that serves it (or start one with --vault {path}), or give this command the other daemon's vault file with --vault"
-    ))
+    Some(if h.vault_file_id.as_deref() == Some(id) {
+        format!(
+            "the daemon at {socket}{locked} serves vault {served}, but the file at its own vault path is now vault {id}, the vault of {path}: another vault's file has replaced the daemon's. The daemon keeps serving vault {served}, and a restart would serve the file put there: check who put it there (its owner, its time, the audit log), and put the daemon's vault file (vault {served}) back from a backup (docs/security.md, \"A vault file of another vault\")"
+        )
+    } else {
+        format!(
+            "the daemon at {socket}{locked} serves another vault (vault {served}), not vault {id} of {path}: no reload or unlock of that daemon serves {path}. Give the --socket of the daemon that serves it (or start one with --vault {path}), or give this command the other daemon's vault file with --vault"
+        )
+    })
 }
 
 /// After a save of the vault: say whether the running daemon serves it yet (issue 14, item

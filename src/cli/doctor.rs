@@ -676,7 +676,10 @@ fn check_daemon(
         ),
         Err(e) => r.warn("daemon", format!("not reachable ({e})")),
         // Another vault than the file's: no generation compares, and no reload changes the
-        // file a daemon serves.
+        // file a daemon serves. When the file at the daemon's own vault path is the file's
+        // vault (`vault_file_id`), that file replaced the daemon's: "start the daemon with
+        // --vault PATH" would serve the planted vault (twenty-sixth pass, found by the
+        // attacker of observability and many daemons).
         Ok(h)
             if h.vault_id
                 .as_deref()
@@ -687,15 +690,27 @@ fn check_daemon(
                 h.vault_id.as_deref().unwrap_or(""),
                 file.map_or("", |f| &f.vault_id),
             );
+            let locked = if h.locked { " (locked)" } else { "" };
             r.fail(
                 "daemon",
-                format!(
-                    "serves another vault: vault {}…, not vault {}… of {}; doctor and the daemon were given different vault files: give doctor the daemon's --vault, or start the daemon with --vault {}",
-                    short_id(d),
-                    short_id(f),
-                    vault_path.display(),
-                    vault_path.display()
-                ),
+                if h.vault_file_id.as_deref() == Some(f) {
+                    format!(
+                        "serves vault {}…{locked}, but the file at its own vault path is now vault {}…, the one at {}: another vault's file has replaced the daemon's. The daemon keeps serving vault {}…, and a restart would serve the file put there: do not restart it; check who put that file there (its owner, its time, the audit log), and put the daemon's vault file (vault {}…) back from a backup (docs/security.md, \"A vault file of another vault\")",
+                        short_id(d),
+                        short_id(f),
+                        vault_path.display(),
+                        short_id(d),
+                        short_id(d)
+                    )
+                } else {
+                    format!(
+                        "serves another vault{locked}: vault {}…, not vault {}… of {}; doctor and the daemon were given different vault files: give doctor the daemon's --vault, or start the daemon with --vault {}",
+                        short_id(d),
+                        short_id(f),
+                        vault_path.display(),
+                        vault_path.display()
+                    )
+                },
             );
         }
         // Every hand-out is refused meanwhile, whatever else is right.

@@ -1904,3 +1904,71 @@ fn doctor_warns_when_nothing_it_finds_opens_an_identity_file_vault() {
     );
     assert!(!text.contains("nothing doctor can find"), "{text}");
 }
+
+/// Twenty-sixth pass, found by the attacker of observability and many daemons: another
+/// vault's file put at the daemon's own vault path had doctor fail "doctor and the daemon were
+/// given different vault files: … or start the daemon with --vault <that same path>", and a
+/// restart would serve the planted vault. The daemon's `health` now names the vault the file
+/// at its path is (`vault_file_id`), and doctor and `status` say that another vault's file
+/// replaced the daemon's, to check it and put the daemon's back, never to restart.
+#[test]
+fn doctor_says_a_vault_file_replaced_by_another_vaults_is_to_be_put_back() {
+    let (dir, other) = (tempdir(), tempdir());
+    let id = dir.path().join("id.txt");
+    daemon::ok(
+        dir.path(),
+        &["init", "--identity-out", id.to_str().unwrap()],
+        None,
+    );
+    daemon::ok(
+        other.path(),
+        &[
+            "init",
+            "--identity-out",
+            other.path().join("id.txt").to_str().unwrap(),
+        ],
+        None,
+    );
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let (path, planted) = (
+        dir.path().join("vault.scopevault"),
+        other.path().join("vault.scopevault"),
+    );
+    let (served, found) = (vault_id_of(&path), vault_id_of(&planted));
+    // Put in place as a save does: a new file renamed over the path.
+    let tmp = dir.path().join("planted.tmp");
+    std::fs::copy(&planted, &tmp).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert_eq!(h["vault_id"], served.as_str(), "{h}");
+    assert_eq!(h["vault_file_id"], found.as_str(), "{h}");
+    let (text, code) = text_of(&doctor(dir.path(), &d.socket, &[]));
+    assert_eq!(code, Some(1), "{text}");
+    let line = line_with(
+        &text,
+        "fail",
+        "daemon",
+        &[&served[..8], &found[..8], "has replaced the daemon's"],
+    )
+    .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("put the daemon's vault file") && line.contains("do not restart it"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("different vault files") && !line.contains("start the daemon with --vault"),
+        "{line}"
+    );
+    let out = daemon::cmd(dir.path())
+        .args(["status", "--socket"])
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("ANOTHER VAULT") && status.contains("has replaced the daemon's"),
+        "{status}"
+    );
+    assert!(d.stop().success());
+}

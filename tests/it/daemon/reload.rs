@@ -281,7 +281,7 @@ fn the_daemon_serves_the_vault_it_loaded_first_and_names_another_vaults_file() {
     assert!(sv(&d, &["lock"]).status.success());
     // The daemon refuses B at an unlock after the lock. `scopevault unlock` no longer sends
     // it the passphrase (twenty-sixth pass): the locked daemon names vault A as the one it
-    // loads, not B, the command's vault file, so the client refuses, exit 5.
+    // loads, and B as the file at its path, so the client says B's file replaced A's, exit 5.
     let refused = d.request(&format!(
         r#"{{"v":1,"op":"unlock","passphrase":"{}"}}"#,
         PASS.trim_end()
@@ -299,7 +299,7 @@ fn the_daemon_serves_the_vault_it_loaded_first_and_names_another_vaults_file() {
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(
-        err.contains("serves another vault")
+        err.contains("has replaced the daemon's")
             && err.contains(&a_id)
             && err.contains(&b_id)
             && err.contains("The key was not sent"),
