@@ -13,7 +13,8 @@
 //! forwards ignored again where it was given them ignored (SIGCHLD too, which `exec` and
 //! `demo` put back at its default to wait for their children), and `exec` ending itself by
 //! the signal its command died of (`signal`, `pthread_sigmask`, `raise`: rustix has no
-//! `sigaction`).
+//! `sigaction`), and at every command's start SIGXFSZ ignored (`exec`'s command given it
+//! back as `exec` was given it).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -1041,14 +1042,15 @@ pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command, han
     if SIGCHLD_GIVEN_IGNORED.load(std::sync::atomic::Ordering::SeqCst) {
         ignored.push(libc::SIGCHLD);
     }
+    let xfsz_ignored = SIGXFSZ_GIVEN_IGNORED.load(std::sync::atomic::Ordering::SeqCst);
     // SAFETY: the closure runs in the child between `fork` and `exec`, where only
     // async-signal-safe work is allowed: it makes two `rt_sigaction` system calls with an
-    // argument on its stack, and one `sigaction` per signal of `ignored`; it allocates
-    // nothing and takes no lock. glibc's `sigaction` refuses these two signals, hence the
-    // raw system call. The kernel's `struct sigaction`
-    // differs between architectures (with or without `sa_restorer`), but all zero is the same
-    // everywhere: `SIG_DFL`, no flags, an empty mask; 32 bytes cover every 64-bit layout. A
-    // failure leaves the signal as it was: not worth failing the command for.
+    // argument on its stack, one `sigaction` per signal of `ignored` and one for SIGXFSZ; it
+    // allocates nothing and takes no lock. glibc's `sigaction` refuses these two signals, hence
+    // the raw system call. The kernel's `struct sigaction` differs between architectures (with
+    // or without `sa_restorer`), but all zero is the same everywhere: `SIG_DFL`, no flags, an
+    // empty mask; 32 bytes cover every 64-bit layout. A failure leaves the signal as it was:
+    // not worth failing the command for.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
@@ -1069,9 +1071,61 @@ pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command, han
                 act.sa_sigaction = libc::SIG_IGN;
                 libc::sigaction(sig, &act, std::ptr::null_mut());
             }
+            // SIGXFSZ, which every command ignores ([`start_process`]), as it was given.
+            if !xfsz_ignored {
+                let act = std::mem::zeroed::<libc::sigaction>();
+                libc::sigaction(libc::SIGXFSZ, &act, std::ptr::null_mut());
+            }
             Ok(())
         });
     }
+}
+
+/// Whether this process was given SIGXFSZ ignored, recorded by [`start_process`].
+static SIGXFSZ_GIVEN_IGNORED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The first thing every command does, before it writes anything (twenty-sixth pass, found by
+/// the attacker of hostile process environments): record whether SIGXFSZ was ignored (for
+/// `exec`'s command), then ignore SIGXFSZ. At its default, a write past the file-size limit
+/// (`ulimit -f`, systemd's `LimitFSIZE=`) killed the process mid-write without a word: `exec` with its command's report half scrubbed, the daemon at
+/// its start or mid-record, `cred set` with its temporary file left. Ignored, such a write
+/// fails with `EFBIG`, which every writer reports ([`is_file_size_limit`]).
+pub fn start_process() {
+    // SAFETY: `signal(SIGXFSZ, SIG_IGN)` takes plain integers. Called first in `main`, before
+    // any other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        if is_ignored(libc::SIGXFSZ) {
+            SIGXFSZ_GIVEN_IGNORED.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// What to do about a write refused by the file-size limit (`EFBIG`, with SIGXFSZ ignored:
+/// [`start_process`]): the limit is the cause, not the file, the disk or the permissions.
+pub const FILE_SIZE_LIMIT_ADVICE: &str = "the file would pass this process's file-size limit (RLIMIT_FSIZE: `ulimit -f`, systemd's LimitFSIZE=): raise or remove the limit";
+
+/// Whether `e`, or an error it was caused by, is `EFBIG`: a write past the file-size limit.
+pub fn is_file_size_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EFBIG))
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Whether `message`, an error's text, holds the text of `EFBIG` (for the errors that keep
+/// only the text of their OS error).
+pub fn says_file_size_limit(message: &str) -> bool {
+    message.contains(&io::Error::from_raw_os_error(libc::EFBIG).to_string())
 }
 
 /// Whether this process was given SIGCHLD ignored, recorded by [`take_sigchld_default`].

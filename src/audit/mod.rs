@@ -111,6 +111,29 @@ fn rollback_whose(unnamed: &bool) -> &'static str {
     }
 }
 
+/// The advice of [`AuditError::JournalOpen`]: under the file-size limit (`EFBIG`), the
+/// limit is the cause, and nothing in the journal's place is to be removed (twenty-sixth
+/// pass, found by the attacker of hostile process environments).
+fn journal_advice(message: &str) -> String {
+    if crate::sys::says_file_size_limit(message) {
+        format!(
+            "{} (LimitFSIZE= in the systemd unit) above the log's size and the journal's, then start the daemon again (docs/audit.md, \"The journal\")",
+            crate::sys::FILE_SIZE_LIMIT_ADVICE
+        )
+    } else {
+        "remove what is in its place, and the daemon makes it again at its next start (docs/audit.md, \"The journal\")".to_owned()
+    }
+}
+
+/// The advice of [`AuditError::Write`]: under the file-size limit (`EFBIG`), the limit.
+fn write_advice(message: &str) -> String {
+    if crate::sys::says_file_size_limit(message) {
+        "the log reached this process's file-size limit (RLIMIT_FSIZE: LimitFSIZE= in the systemd unit, `ulimit -f`): rotate the log (docs/audit.md, \"Rotation\") or raise the limit".to_owned()
+    } else {
+        "check disk space, permissions and that the file was not moved".to_owned()
+    }
+}
+
 /// What went wrong with the audit log. Never contains a secret value.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
@@ -135,7 +158,7 @@ pub enum AuditError {
     /// The log's journal (`<log>.journal`) could not be created, opened or made. Named as the
     /// journal: it was worded as [`AuditError::Open`], "cannot open the audit log …journal",
     /// pointing at the log's directory (eighteenth pass, as for the key file).
-    #[error("cannot open the audit log's journal {path}: {message}; the journal is the regular file of 1 MiB the daemon makes beside the log (mode 0600, its user's): remove what is in its place, and the daemon makes it again at its next start (docs/audit.md, \"The journal\")")]
+    #[error("cannot open the audit log's journal {path}: {message}; the journal is the regular file of 1 MiB the daemon makes beside the log (mode 0600, its user's): {}", journal_advice(.message))]
     JournalOpen {
         /// The journal file.
         path: PathBuf,
@@ -273,7 +296,7 @@ pub enum AuditError {
         why: String,
     },
     /// A write or sync failed: the record is not durable, and the request must fail closed.
-    #[error("cannot write the audit log {path}: {message}; no credential is handed out until it is writable again (check disk space, permissions and that the file was not moved)")]
+    #[error("cannot write the audit log {path}: {message}; no credential is handed out until it is writable again ({})", write_advice(.message))]
     Write {
         /// The log.
         path: PathBuf,

@@ -313,9 +313,7 @@ impl Scrubber {
                     summary.add_counts(&f.counts);
                 }
                 Ok(_) => self.attempts(&f.place, summary, None, 1),
-                Err(e) => summary
-                    .errors
-                    .push(format!("{}: {e:#}", f.place.shown.display())),
+                Err(e) => summary.errors.push(failed(&f.place.shown, &e)),
             }
         }
         for (name, _) in &mut summary.binary {
@@ -611,9 +609,7 @@ impl Scrubber {
                     return;
                 }
                 Err(e) => {
-                    summary
-                        .errors
-                        .push(format!("{}: {e:#}", place.shown.display()));
+                    summary.errors.push(failed(&place.shown, &e));
                     return;
                 }
             }
@@ -623,6 +619,20 @@ impl Scrubber {
     /// The binary policy.
     pub fn binary_policy(&self) -> BinaryPolicy {
         self.binary
+    }
+}
+
+/// The error for a file (`shown`) whose scrub failed with `e`; a write past the file-size
+/// limit says so (twenty-sixth pass, found by the attacker of hostile process environments).
+fn failed(shown: &Path, e: &anyhow::Error) -> String {
+    if crate::sys::is_file_size_limit(e.as_ref()) {
+        format!(
+            "{}: {e:#}; {}, then scrub it again (it was left as it was)",
+            shown.display(),
+            crate::sys::FILE_SIZE_LIMIT_ADVICE
+        )
+    } else {
+        format!("{}: {e:#}", shown.display())
     }
 }
 

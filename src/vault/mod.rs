@@ -407,6 +407,9 @@ fn io_hint(path: &Path, e: &std::io::Error) -> &'static str {
 /// does not choose (it advised "another --vault path" there too, nineteenth pass).
 fn io_hint_in(path: &Path, e: &std::io::Error, state_dir: &Path) -> &'static str {
     use std::io::ErrorKind;
+    if crate::sys::is_file_size_limit(e) {
+        return "; the file would pass this process's file-size limit (RLIMIT_FSIZE: `ulimit -f`, systemd's LimitFSIZE=): raise or remove the limit, then run the command again";
+    }
     match e.kind() {
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
             "; free space on that file system, then run the command again"

@@ -11,6 +11,7 @@ mod fetch;
 mod groups;
 mod hardening;
 mod hostile;
+mod hostile_env;
 mod late_rotation;
 mod lost_stderr;
 mod memlock;

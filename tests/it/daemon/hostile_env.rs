@@ -1,0 +1,310 @@
+//! Commands started in a hostile process environment: a file-size limit (`ulimit -f`,
+//! systemd's `LimitFSIZE=`) with SIGXFSZ at its default (twenty-sixth pass, found by the
+//! attacker of hostile process environments).
+
+use crate::common::daemon;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use daemon::{secret_of, setup_vault, tempdir, Daemon};
+
+/// `cmd` with the clean environment of [`daemon::cmd`] for `dir`.
+fn with_env(mut c: Command, dir: &Path) -> Command {
+    for (k, v) in daemon::cmd(dir).get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// `scopevault ARGS` under a file-size limit of `bytes`, every signal at its default.
+fn under_fsize(dir: &Path, bytes: u64, args: &[&str]) -> Command {
+    let mut c = with_env(Command::new("prlimit"), dir);
+    c.arg(format!("--fsize={bytes}"))
+        .args(["env", "--default-signal", daemon::bin()])
+        .args(args)
+        .stdin(Stdio::null());
+    c
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The names in `dir` that begin with `prefix`.
+fn left_in(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// A report of exactly `len` bytes, lines of the secret of `shop-buyer`.
+fn report_of_the_secret(len: usize) -> String {
+    let line = format!("{}\n", secret_of("shop-buyer"));
+    line.repeat(len / line.len() + 1)[..len].to_owned()
+}
+
+/// Under `prlimit --fsize=4096`, a check that writes a 4096-byte report holding a value: the
+/// scrub's rewrite (`[redacted:…]` is longer than the value) passed the limit and SIGXFSZ
+/// killed `exec` (and `redact`) mid-write: exit 153 though the command exited 0, a partial
+/// `.scopevault-redact-*` file left, no `scrub_report` audited, no word. Now the write fails
+/// with EFBIG: the file is reported as not scrubbed, naming the limit, and nothing is left.
+#[test]
+fn a_file_size_limit_fails_the_scrub_naming_the_limit_instead_of_killing_exec_and_redact() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let art = dir.path().join("art");
+    std::fs::create_dir(&art).unwrap();
+    let script = format!(
+        "i=0; while [ $i -lt 300 ]; do printf '%s\\n' \"$SCOPEVAULT_SHOP_BUYER_PASSWORD\"; i=$((i+1)); done | head -c 4096 > '{}/report.txt'",
+        art.display()
+    );
+    let socket = d.socket.to_str().unwrap();
+    let out = under_fsize(
+        dir.path(),
+        4096,
+        &[
+            "--socket",
+            socket,
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--artifacts",
+            art.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "exec: {:?} {err}", out.status);
+    assert!(
+        err.contains("report.txt") && err.contains("RLIMIT_FSIZE"),
+        "exec: {err}"
+    );
+    assert!(
+        left_in(&art, ".scopevault").is_empty(),
+        "{:?}",
+        left_in(&art, "")
+    );
+    assert!(
+        d.audit_text().contains("scrub_report"),
+        "{}",
+        d.audit_text()
+    );
+
+    let r = dir.path().join("r.txt");
+    std::fs::write(&r, report_of_the_secret(4096)).unwrap();
+    let out = under_fsize(
+        dir.path(),
+        4096,
+        &[
+            "--socket",
+            socket,
+            "redact",
+            "--task",
+            "checkout-flow",
+            r.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "redact: {:?} {err}", out.status);
+    assert!(
+        err.contains("r.txt") && err.contains("RLIMIT_FSIZE"),
+        "redact: {err}"
+    );
+    assert!(
+        left_in(dir.path(), ".scopevault").is_empty(),
+        "{:?}",
+        left_in(dir.path(), "")
+    );
+}
+
+/// `cred set` whose vault save passes the file-size limit died of SIGXFSZ, its temporary
+/// file left beside the vault, no message; now the save fails naming the limit.
+#[test]
+fn a_vault_save_past_the_file_size_limit_fails_naming_the_limit_and_leaves_no_temporary_file() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let vault = dir.path().join("vault.scopevault");
+    let size = std::fs::metadata(&vault).unwrap().len();
+    let big = "x".repeat(8000);
+    let mut c = under_fsize(
+        dir.path(),
+        size + 100,
+        &[
+            "--identity-file",
+            id.to_str().unwrap(),
+            "cred",
+            "set",
+            "search-token",
+            "--secret",
+            "token",
+        ],
+    );
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(big.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = stderr_of(&out);
+    assert!(
+        out.status.code().is_some_and(|c| c != 0),
+        "{:?} {err}",
+        out.status
+    );
+    assert!(err.contains("RLIMIT_FSIZE"), "{err}");
+    assert!(
+        left_in(dir.path(), ".vault.scopevault.tmp").is_empty(),
+        "{:?}",
+        left_in(dir.path(), "")
+    );
+    assert_eq!(std::fs::metadata(&vault).unwrap().len(), size);
+}
+
+/// `serve` under `LimitFSIZE=100K` with a fresh log died at its start of SIGXFSZ (exit 153,
+/// nothing on stderr) leaving a 100 KiB journal; with SIGXFSZ ignored its error advised
+/// removing what is in the journal's place. Now: the error, naming the limit as the cause.
+#[test]
+fn serve_under_a_file_size_limit_says_the_limit_at_start() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let audit = dir.path().join("new.jsonl");
+    let out = under_fsize(
+        dir.path(),
+        102400,
+        &[
+            "--socket",
+            dir.path().join("s.sock").to_str().unwrap(),
+            "serve",
+            "--identity-file",
+            id.to_str().unwrap(),
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{:?} {err}", out.status);
+    assert!(
+        err.contains("journal") && err.contains("LimitFSIZE="),
+        "{err}"
+    );
+    assert!(!err.contains("remove what is in its place"), "{err}");
+}
+
+/// A running daemon whose audit log reached the file-size limit died mid-record of
+/// SIGXFSZ. Now the write fails: the hand-out is refused (audit_unavailable), the daemon
+/// stays, and its log line names the limit.
+#[test]
+fn a_daemon_whose_log_reaches_the_file_size_limit_refuses_and_stays() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    // Its stderr a pipe, which the limit does not bound (a file would reach it too).
+    let mut d = Daemon::start_with_stderr(
+        dir.path(),
+        &["--identity-file", id.to_str().unwrap()],
+        Stdio::piped(),
+    );
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let log = log.clone();
+        let mut pipe = std::io::BufReader::new(d.take_stderr().unwrap());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
+                log.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+    }
+    let get = || {
+        daemon::cmd(dir.path())
+            .args(["--socket", d.socket.to_str().unwrap()])
+            .args(["get", "--task", "checkout-flow"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = get();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let size = std::fs::metadata(&d.audit).unwrap().len();
+    let st = Command::new("prlimit")
+        .args(["--pid", &d.pid().to_string()])
+        .arg(format!("--fsize={}", size + 100))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = get();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
+    d.assert_alive();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.lock().unwrap().contains("RLIMIT_FSIZE") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains("cannot write the audit log") && log.contains("RLIMIT_FSIZE"),
+        "{log}"
+    );
+}
+
+/// `exec`'s command starts with SIGXFSZ as `exec` was given it (`exec` itself ignores it):
+/// at its default, or ignored where the caller ignored it.
+#[test]
+fn execs_command_gets_sigxfsz_as_exec_was_given_it() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let ignored = |trap: &str| -> bool {
+        let mut c = with_env(Command::new("env"), dir.path());
+        let script = format!(
+            "{trap} exec \"$0\" --socket \"$1\" exec --task checkout-flow -- grep ^SigIgn: /proc/self/status"
+        );
+        let out = c
+            .args(["--default-signal", "sh", "-c", &script, daemon::bin()])
+            .arg(&d.socket)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", stderr_of(&out));
+        let hex = stdout
+            .trim()
+            .strip_prefix("SigIgn:")
+            .expect("a SigIgn line");
+        // SIGXFSZ is 25: bit 24.
+        u64::from_str_radix(hex.trim(), 16).unwrap() & (1 << 24) != 0
+    };
+    assert!(
+        !ignored(""),
+        "given at its default, the command got SIGXFSZ ignored"
+    );
+    assert!(
+        ignored("trap '' XFSZ;"),
+        "given ignored, the command got it at its default"
+    );
+}
