@@ -13,8 +13,8 @@
 //! forwards ignored again where it was given them ignored (SIGCHLD too, which `exec` and
 //! `demo` put back at its default to wait for their children), and `exec` ending itself by
 //! the signal its command died of (`signal`, `pthread_sigmask`, `raise`: rustix has no
-//! `sigaction`), and at every command's start SIGXFSZ ignored (`exec`'s command given it
-//! back as `exec` was given it).
+//! `sigaction`), and at every command's start SIGXFSZ ignored and the given signal mask
+//! recorded, the signals a command handles unblocked, and `exec`'s command given both back.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -1043,10 +1043,12 @@ pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command, han
         ignored.push(libc::SIGCHLD);
     }
     let xfsz_ignored = SIGXFSZ_GIVEN_IGNORED.load(std::sync::atomic::Ordering::SeqCst);
+    let mask = GIVEN_SIGNAL_MASK.get();
     // SAFETY: the closure runs in the child between `fork` and `exec`, where only
     // async-signal-safe work is allowed: it makes two `rt_sigaction` system calls with an
-    // argument on its stack, one `sigaction` per signal of `ignored` and one for SIGXFSZ; it
-    // allocates nothing and takes no lock. glibc's `sigaction` refuses these two signals, hence
+    // argument on its stack, one `sigaction` per signal of `ignored` and one for SIGXFSZ, and
+    // `pthread_sigmask` for the mask it was given (where it was recorded); it allocates nothing
+    // and takes no lock. glibc's `sigaction` refuses these two signals, hence
     // the raw system call. The kernel's `struct sigaction` differs between architectures (with
     // or without `sa_restorer`), but all zero is the same everywhere: `SIG_DFL`, no flags, an
     // empty mask; 32 bytes cover every 64-bit layout. A failure leaves the signal as it was:
@@ -1076,6 +1078,11 @@ pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command, han
                 let act = std::mem::zeroed::<libc::sigaction>();
                 libc::sigaction(libc::SIGXFSZ, &act, std::ptr::null_mut());
             }
+            // The signal mask exec was given (std empties it in the child), read from the
+            // static set before the fork; `pthread_sigmask` is async-signal-safe.
+            if let Some(mask) = mask {
+                libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
+            }
             Ok(())
         });
     }
@@ -1085,21 +1092,51 @@ pub fn start_with_given_signal_dispositions(cmd: &mut std::process::Command, han
 static SIGXFSZ_GIVEN_IGNORED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// The signal mask this process was given, recorded by [`start_process`]: `exec`'s command
+/// gets it back ([`start_with_given_signal_dispositions`]).
+static GIVEN_SIGNAL_MASK: std::sync::OnceLock<libc::sigset_t> = std::sync::OnceLock::new();
+
 /// The first thing every command does, before it writes anything (twenty-sixth pass, found by
-/// the attacker of hostile process environments): record whether SIGXFSZ was ignored (for
-/// `exec`'s command), then ignore SIGXFSZ. At its default, a write past the file-size limit
-/// (`ulimit -f`, systemd's `LimitFSIZE=`) killed the process mid-write without a word: `exec` with its command's report half scrubbed, the daemon at
+/// the attacker of hostile process environments): record the signal mask it was given and
+/// whether SIGXFSZ was ignored (for `exec`'s command), then ignore SIGXFSZ. At its default,
+/// a write past the file-size limit (`ulimit -f`, systemd's `LimitFSIZE=`) killed the process
+/// mid-write without a word: `exec` with its command's report half scrubbed, the daemon at
 /// its start or mid-record, `cred set` with its temporary file left. Ignored, such a write
 /// fails with `EFBIG`, which every writer reports ([`is_file_size_limit`]).
 pub fn start_process() {
-    // SAFETY: `signal(SIGXFSZ, SIG_IGN)` takes plain integers. Called first in `main`, before
-    // any other thread exists.
+    // SAFETY: `pthread_sigmask` with no new set only writes the current mask into `given`, on
+    // this stack; `signal(SIGXFSZ, SIG_IGN)` takes plain integers. Called first in `main`,
+    // before any other thread exists.
     #[allow(unsafe_code)]
     unsafe {
+        let mut given = std::mem::zeroed::<libc::sigset_t>();
+        if libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut given) == 0 {
+            let _ = GIVEN_SIGNAL_MASK.set(given);
+        }
         if is_ignored(libc::SIGXFSZ) {
             SIGXFSZ_GIVEN_IGNORED.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// Unblock `signals` in this thread (and the threads it starts from now on): for a command
+/// that handles them (`serve`, `exec`), called before it starts a thread. Given blocked (an
+/// inherited signal mask: a supervisor that blocks them around its fork), they stayed pending
+/// and the daemon ignored SIGTERM, `exec` neither forwarded it nor acted on it (twenty-sixth
+/// pass, found by the attacker of hostile process environments). One pending already is
+/// delivered now, at its default action for a signal not yet caught.
+pub fn unblock_signals(signals: &[i32]) {
+    // SAFETY: `sigemptyset`, `sigaddset` and `pthread_sigmask` work on a signal set on this
+    // stack; a number that is not a signal makes `sigaddset` fail with EINVAL, no more.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
 }
 

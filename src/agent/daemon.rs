@@ -22,6 +22,10 @@ use crate::audit::{AuditLog, OpenFlags};
 use crate::secret::SecretString;
 use crate::vault::{OpenOptions, Unlock, Vault, VaultError};
 
+/// The signals the daemon handles: SIGTERM and SIGINT stop it, SIGHUP reloads the vault,
+/// SIGUSR1 reopens the audit log.
+pub const HANDLED_SIGNALS: [i32; 4] = [SIGTERM, SIGINT, SIGHUP, SIGUSR1];
+
 /// Reads the passphrase given for the start (`--passphrase-file`, `--passphrase-fd`), if any.
 /// Called after the hardening, so the passphrase never exists in an unhardened process.
 pub type PassphraseSource = Box<dyn FnOnce() -> anyhow::Result<Option<SecretString>>>;
@@ -218,7 +222,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
         .context("cannot create the accept loop's wake-up pair")?;
     let shutdown = server.shutdown_handle();
 
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+    let mut signals = signal_hook::iterator::Signals::new(HANDLED_SIGNALS)
         .context("cannot install signal handlers")?;
     let signal_handle = signals.handle();
     let on_hup = handler.clone();

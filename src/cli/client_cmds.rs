@@ -916,6 +916,9 @@ pub(crate) fn exec(g: &GlobalArgs, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     use std::process::{Command, Stdio};
     // Given SIGCHLD ignored, the kernel would reap the command itself: no exit code, no scrub.
     crate::sys::take_sigchld_default();
+    // Given blocked, the signals exec forwards would never come (its command gets the mask
+    // exec was given back: `start_with_given_signal_dispositions`).
+    crate::sys::unblock_signals(&FORWARDED_SIGNALS);
     // Not dumpable since the dispatch (`cli::run`), before any secret is in memory.
     let (program, args) = a
         .command

@@ -16,6 +16,8 @@ use crate::audit::{default_audit_path, OpenFlags};
 use crate::vault::OpenOptions;
 
 pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // The signals the daemon handles, unblocked if given blocked, before it starts a thread.
+    crate::sys::unblock_signals(&crate::agent::daemon::HANDLED_SIGNALS);
     // Check what the user typed before touching anything.
     // (`--read-timeout` and `--idle-timeout` are bounded by clap, args.rs.)
     if a.max_connections == 0

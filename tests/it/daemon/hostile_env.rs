@@ -1,11 +1,12 @@
 //! Commands started in a hostile process environment: a file-size limit (`ulimit -f`,
-//! systemd's `LimitFSIZE=`) with SIGXFSZ at its default (twenty-sixth pass, found by the
-//! attacker of hostile process environments).
+//! systemd's `LimitFSIZE=`) with SIGXFSZ at its default, an inherited signal mask blocking the
+//! signals a command handles (twenty-sixth pass, found by the attacker of hostile process
+//! environments).
 
 use crate::common::daemon;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use daemon::{secret_of, setup_vault, tempdir, Daemon};
@@ -31,8 +32,35 @@ fn under_fsize(dir: &Path, bytes: u64, args: &[&str]) -> Command {
     c
 }
 
+/// `scopevault ARGS` started by python3 with SIGTERM, SIGINT and SIGHUP blocked in its signal
+/// mask (inherited through `execve`), every signal at its default.
+fn with_blocked_mask(dir: &Path, args: &[&str]) -> Command {
+    let mut c = with_env(Command::new("python3"), dir);
+    c.args([
+        "-c",
+        "import os, signal, sys\nfor s in range(1, signal.NSIG):\n    try: signal.signal(s, signal.SIG_DFL)\n    except (OSError, ValueError): pass\nsignal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])\nos.execv(sys.argv[1], sys.argv[1:])",
+        daemon::bin(),
+    ])
+    .args(args);
+    c
+}
+
 fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `child`'s exit status within `within`, or `None` (then it is killed).
+fn ended_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 /// The names in `dir` that begin with `prefix`.
@@ -306,5 +334,103 @@ fn execs_command_gets_sigxfsz_as_exec_was_given_it() {
     assert!(
         ignored("trap '' XFSZ;"),
         "given ignored, the command got it at its default"
+    );
+}
+
+/// `serve` given SIGTERM, SIGINT and SIGHUP blocked (an inherited signal mask) ignored them:
+/// still running 5 s after SIGTERM. It unblocks the signals it handles.
+#[test]
+fn serve_given_sigterm_blocked_still_stops_on_it() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let socket = dir.path().join("s.sock");
+    let mut c = with_blocked_mask(
+        dir.path(),
+        &[
+            "--socket",
+            socket.to_str().unwrap(),
+            "serve",
+            "--identity-file",
+            id.to_str().unwrap(),
+        ],
+    );
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) {
+            if daemon::roundtrip(&mut s, r#"{"v":1,"op":"health"}"#).is_ok_and(|v| v["ok"] == true)
+            {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the daemon never answered");
+        assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ended = ended_within(&mut child, Duration::from_secs(30));
+    assert!(ended.is_some(), "serve still ran 30 s after SIGTERM");
+}
+
+/// `exec` given SIGTERM blocked neither forwarded it nor acted on it (its command ran to
+/// the end), and its command started with an empty mask. Now `exec` unblocks the signals it
+/// forwards, and its command gets the mask `exec` was given.
+#[test]
+fn exec_given_sigterm_blocked_forwards_it_and_its_command_gets_the_given_mask() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    // The command says its mask, then unblocks SIGTERM (its default ends it) and waits.
+    let command = "import signal, sys, time\nblk = [l for l in open('/proc/self/status') if l.startswith('SigBlk:')][0]\nprint(blk.split()[1], flush=True)\nsignal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])\nprint('ready', flush=True)\ntime.sleep(300)";
+    let mut exec = with_blocked_mask(
+        dir.path(),
+        &[
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "exec",
+            "--task",
+            "checkout-flow",
+            "--",
+            "python3",
+            "-c",
+            command,
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    use std::io::BufRead;
+    let mut out = std::io::BufReader::new(exec.stdout.take().unwrap());
+    let mut mask = String::new();
+    out.read_line(&mut mask).unwrap();
+    let mut ready = String::new();
+    out.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready", "mask line: {mask}");
+    let mask = u64::from_str_radix(mask.trim(), 16).unwrap();
+    // SIGHUP 1, SIGINT 2, SIGTERM 15: bits 0, 1, 14.
+    let given = (1 << 0) | (1 << 1) | (1 << 14);
+    assert_eq!(mask & given, given, "the command's mask: {mask:016x}");
+    let st = Command::new("kill")
+        .args(["-TERM", &exec.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ended = ended_within(&mut exec, Duration::from_secs(30));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        ended.and_then(|s| s.signal()),
+        Some(15),
+        "exec did not end by its command's SIGTERM: {ended:?}"
     );
 }
