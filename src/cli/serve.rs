@@ -37,6 +37,14 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
             a.max_queued_mib
         );
     }
+    // `--passphrase-fd N` is taken (checked open for reading, held) before the daemon opens
+    // anything: a number not inherited named one of its own files once they were open (the
+    // audit log's bytes read as the passphrase, "wrong passphrase").
+    let held_fd = g
+        .unlock
+        .passphrase_fd
+        .map(|fd| super::unlock::hold_secret_fd(fd).map(|f| (fd, f)))
+        .transpose()?;
     let limits = Limits {
         max_connections: a.max_connections,
         read_timeout: Duration::from_secs(a.read_timeout),
@@ -94,7 +102,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         unlock: StartUnlock {
             identity_file: g.unlock.identity_file.clone(),
             identity_from_env: g.unlock.identity_from_env,
-            passphrase: Box::new(move || super::unlock::passphrase_from_args(&g2)),
+            passphrase: Box::new(move || match held_fd {
+                Some((fd, f)) => super::unlock::passphrase_from_held_fd(fd, f),
+                None => super::unlock::passphrase_from_args(&g2),
+            }),
             keyring: !g.unlock.no_keyring,
         },
     })?;

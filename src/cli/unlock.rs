@@ -540,12 +540,32 @@ pub(crate) fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
 /// Read a secret from an inherited file descriptor, from where it stands
 /// ([`crate::sys::inherited_for_reading`]).
 pub(crate) fn read_secret_fd(fd: i32) -> anyhow::Result<SecretString> {
+    read_secret_held_fd(fd, hold_secret_fd(fd)?)
+}
+
+/// The inherited descriptor `fd`, checked open for reading and held (a duplicate), to be read
+/// later with [`read_secret_held_fd`]: `serve` takes it before it opens anything, so that a
+/// number not inherited is refused, never one of the daemon's own files (twenty-sixth pass).
+pub(crate) fn hold_secret_fd(fd: i32) -> anyhow::Result<File> {
     if fd < 0 {
         bail!("--passphrase-fd must be a non-negative file descriptor number");
     }
-    let f = crate::sys::inherited_for_reading(fd)
-        .with_context(|| format!("file descriptor {fd} cannot be read"))?;
+    crate::sys::inherited_for_reading(fd)
+        .with_context(|| format!("file descriptor {fd} cannot be read"))
+}
+
+/// Read a secret from `f`, the descriptor `fd` held by [`hold_secret_fd`].
+pub(crate) fn read_secret_held_fd(fd: i32, f: File) -> anyhow::Result<SecretString> {
     read_secret(f).with_context(|| format!("in file descriptor {fd}"))
+}
+
+/// The passphrase of `--passphrase-fd N` read from the descriptor held since the start
+/// ([`hold_secret_fd`]), as [`passphrase_from_args`] reads it.
+pub(crate) fn passphrase_from_held_fd(fd: i32, f: File) -> anyhow::Result<Option<SecretString>> {
+    Ok(Some(non_empty(
+        read_secret_held_fd(fd, f)?,
+        &format!("file descriptor {fd}"),
+    )?))
 }
 
 /// Read all of stdin as one secret.

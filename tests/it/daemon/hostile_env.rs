@@ -1,7 +1,7 @@
 //! Commands started in a hostile process environment: a file-size limit (`ulimit -f`,
 //! systemd's `LimitFSIZE=`) with SIGXFSZ at its default, an inherited signal mask blocking the
-//! signals a command handles (twenty-sixth pass, found by the attacker of hostile process
-//! environments).
+//! signals a command handles, `--passphrase-fd` naming a descriptor that was not inherited
+//! (twenty-sixth pass, found by the attacker of hostile process environments).
 
 use crate::common::daemon;
 
@@ -433,4 +433,39 @@ fn exec_given_sigterm_blocked_forwards_it_and_its_command_gets_the_given_mask() 
         Some(15),
         "exec did not end by its command's SIGTERM: {ended:?}"
     );
+}
+
+/// `serve --passphrase-fd 5` with descriptor 5 not inherited read the daemon's own
+/// descriptor 5 (its audit log, opened by then): its bytes went through Argon2, "wrong
+/// passphrase", exit 3. Now the descriptor is checked before anything is opened, as every
+/// other command does: "it is not open", exit 2, no audit log made.
+#[test]
+fn serve_refuses_a_passphrase_fd_not_inherited_before_opening_anything() {
+    let dir = tempdir();
+    let pp = dir.path().join("pp");
+    std::fs::write(&pp, "correct horse battery staple zebra 42").unwrap();
+    daemon::ok(
+        dir.path(),
+        &["init", "--passphrase-file", pp.to_str().unwrap()],
+        None,
+    );
+    let audit = dir.path().join("a.jsonl");
+    for fd in ["3", "5", "7"] {
+        let out = daemon::cmd(dir.path())
+            .args(["--passphrase-fd", fd])
+            .args(["--socket", dir.path().join("s.sock").to_str().unwrap()])
+            .args(["serve", "--audit", audit.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "fd {fd}: {err}");
+        assert!(
+            err.contains(&format!(
+                "file descriptor {fd} cannot be read: it is not open"
+            )),
+            "fd {fd}: {err}"
+        );
+        assert!(!audit.exists(), "fd {fd}: the audit log was opened first");
+    }
 }
