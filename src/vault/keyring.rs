@@ -87,6 +87,8 @@ fn open_store(store: KeyringStore) -> Result<Arc<CredentialStore>, VaultError> {
                     "no session D-Bus (DBUS_SESSION_BUS_ADDRESS is not set)",
                 ));
             }
+            // Whose bus and whose Secret Service, before anything is sent (twenty-sixth pass).
+            super::session_bus::check()?;
             zbus_secret_service_keyring_store::Store::new().map_err(|e| unavailable(store, e))?
         }
         KeyringStore::Keyutils => {

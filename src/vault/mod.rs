@@ -8,6 +8,7 @@
 mod format;
 mod keyring;
 mod model;
+mod session_bus;
 mod slots;
 mod store;
 pub(crate) use store::SafeDir;
@@ -220,6 +221,12 @@ pub enum VaultError {
     /// The keyring answered but not as expected.
     #[error("keyring: {0}")]
     Keyring(String),
+    /// The session bus a Secret Service slot's key would go to, or the Secret Service on it,
+    /// is another user's (or cannot be told whose it is): nothing was sent. The message
+    /// names whose and what to do (twenty-sixth pass: `key add --keyring` handed the key to
+    /// the bus `DBUS_SESSION_BUS_ADDRESS` named, another user's).
+    #[error("the OS keyring was not used: {0}")]
+    KeyringForeignBus(String),
     /// The keyring store holds more than one item for a keyring slot's entry (one put there
     /// by another program or by hand), so it cannot say which holds the slot's key. The
     /// message names the entry, how to list the items and which to delete; it was
@@ -475,6 +482,7 @@ impl VaultError {
                 | VaultError::BadIdentityFile { .. }
                 | VaultError::KeyringUnavailable(_)
                 | VaultError::Keyring(_)
+                | VaultError::KeyringForeignBus(_)
                 | VaultError::KeyringAmbiguous(_)
                 | VaultError::KeyringWrongKey(_)
         )

@@ -757,3 +757,294 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// A session bus and a Secret Service another uid runs, as the twenty-sixth pass's attacker
+/// of hostile process environments ran them: a `dbus-daemon` whose configuration admits
+/// every uid (run by `bus_owner`: the other user, or root), with the other user's own
+/// gnome-keyring on it (`--foreground`, so the test owns and reaps it). Both are killed on drop.
+struct ForeignBus {
+    /// `unix:path=…` of the bus.
+    address: String,
+    /// The other user's (uid, gid).
+    other: (u32, u32),
+    /// The other user's home (gnome-keyring keeps its files there) and runtime directory.
+    home: std::path::PathBuf,
+    run: std::path::PathBuf,
+    keyring: Option<Reaped>,
+    _bus: Reaped,
+    _dir: tempfile::TempDir,
+}
+
+impl ForeignBus {
+    /// `None` (a skip, a failure under CI) without root, a second uid, dbus-daemon,
+    /// gnome-keyring-daemon or secret-tool. `bus_by_root`: root runs the bus, the other user
+    /// only the Secret Service on it.
+    fn start(bus_by_root: bool) -> Option<ForeignBus> {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let other = match crate::common::users::ensure_user(crate::common::users::OTHER_USER) {
+            Ok(ids) => ids,
+            Err(why) => {
+                skip::skip(&format!("a bus run by a second uid needs one: {why}"));
+                return None;
+            }
+        };
+        for tool in ["dbus-daemon", "gnome-keyring-daemon", "secret-tool"] {
+            if Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .map_or(true, |o| !o.status.success())
+            {
+                skip::skip(&format!(
+                    "{tool} is needed to run another user's bus and keyring (scripts/setup/keyring)"
+                ));
+                return None;
+            }
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("sv-mbus-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mine = |p: &std::path::Path, mode: u32| {
+            std::fs::create_dir(p).unwrap();
+            std::os::unix::fs::chown(p, Some(other.0), Some(other.1)).unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let bus_dir = dir.path().join("bus");
+        let home = dir.path().join("home");
+        let run = dir.path().join("run");
+        mine(&bus_dir, 0o755);
+        mine(&home, 0o700);
+        mine(&run, 0o700);
+        let socket = bus_dir.join("bus");
+        let conf = dir.path().join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow user="*"/><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy></busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut bus = Command::new("dbus-daemon");
+        bus.arg(format!("--config-file={}", conf.display()))
+            .arg("--nofork")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if !bus_by_root {
+            bus.uid(other.0).gid(other.1).env("HOME", &home);
+        }
+        let bus = Reaped(bus.spawn().expect("start dbus-daemon"));
+        let t0 = std::time::Instant::now();
+        while !socket.exists() {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "dbus-daemon made no socket"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // As the attacker did: every uid may connect (the configuration admits them all).
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let address = format!("unix:path={}", socket.display());
+        let mut fb = ForeignBus {
+            address,
+            other,
+            home,
+            run,
+            keyring: None,
+            _bus: bus,
+            _dir: dir,
+        };
+        let mut keyring = fb.as_other("gnome-keyring-daemon");
+        keyring
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = keyring.spawn().expect("start gnome-keyring-daemon");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"other-users-keyring").unwrap();
+        }
+        fb.keyring = Some(Reaped(child));
+        // The other user's keyring works: an item stored there is found there.
+        let t0 = std::time::Instant::now();
+        loop {
+            let out = fb.secret_tool(
+                &[
+                    "store",
+                    "--label=probe",
+                    "service",
+                    "probe",
+                    "username",
+                    "p",
+                ],
+                b"probe",
+            );
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "the other user's Secret Service did not answer: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(fb)
+    }
+
+    /// `program` run as the other user, on the bus, in its home and runtime directory.
+    fn as_other(&self, program: &str) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(program);
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", &self.run)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .current_dir(&self.home)
+            .uid(self.other.0)
+            .gid(self.other.1);
+        c
+    }
+
+    /// `secret-tool ARGS` as the other user on the bus, `stdin` its input.
+    fn secret_tool(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut c = self.as_other("secret-tool");
+        c.args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("run secret-tool");
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        child.wait_with_output().unwrap()
+    }
+
+    /// Every item the other user's keyring holds for scopevault, as `secret-tool search` prints them.
+    fn scopevault_items(&self) -> String {
+        let out = self.secret_tool(&["search", "--all", "service", "scopevault"], b"");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+/// Twenty-sixth pass (found by the attacker of hostile process environments): `key add
+/// --keyring` sent the slot's key to whatever bus DBUS_SESSION_BUS_ADDRESS named (`su`
+/// without `-` keeps it): another user's, admitting every uid, with their own gnome-keyring,
+/// which then held the key to every copy of the vault. Now the bus is asked who runs it
+/// first, and another user's is refused with nothing sent; a keyring slot is not read there
+/// either.
+#[test]
+fn regression_a_session_bus_run_by_another_user_is_refused_and_its_keyring_gets_nothing() {
+    let Some(fb) = ForeignBus::start(false) else {
+        return;
+    };
+    let e = Env::new();
+    e.ok(&["init", "--passphrase-file", &e.pf()], b"");
+    let second = e.path("second.scopevault");
+    let second = second.to_str().unwrap();
+    for args in [
+        &["key", "add", "--keyring", "--passphrase-file", &e.pf()][..],
+        &[
+            "--vault",
+            second,
+            "init",
+            "--keyring",
+            "--passphrase-file",
+            &e.pf(),
+        ][..],
+    ] {
+        let (code, said) = said_with_bus(&e, &fb.address, args);
+        assert_ne!(code, Some(0), "{args:?} was not refused: {said}");
+        assert!(
+            said.contains(&format!("is run by uid {}", fb.other.0))
+                && said.contains("nothing was sent")
+                && said.contains("su -")
+                && said.contains("unset DBUS_SESSION_BUS_ADDRESS"),
+            "{args:?}: the refusal says whose bus it is and what to do: {said}"
+        );
+    }
+    let items = fb.scopevault_items();
+    assert!(
+        !items.contains("scopevault"),
+        "the other user's keyring received a scopevault item: {items}"
+    );
+    let slots = e.ok(&["key", "list", "--json"], b"");
+    assert!(
+        !slots.contains("keyring"),
+        "no keyring slot was added: {slots}"
+    );
+    // Reading: a keyring slot made on this user's own bus is not looked up on the other's.
+    let Some(bus) = bus() else { return };
+    let e = Env::new();
+    keyring_vault(&e, &bus);
+    let (code, said) = said_with_bus(&e, &fb.address, &["cred", "list"]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(
+        said.contains(&format!("is run by uid {}", fb.other.0)),
+        "the keyring slot is not read on the other user's bus: {said}"
+    );
+}
+
+/// Twenty-sixth pass: on a bus root runs that admits every uid, the Secret Service
+/// (`org.freedesktop.secrets`) may be another user's: it is asked who owns the name
+/// (`GetConnectionUnixUser`), and another user's is refused with nothing sent.
+#[test]
+fn regression_a_secret_service_run_by_another_user_on_roots_bus_is_refused() {
+    let Some(fb) = ForeignBus::start(true) else {
+        return;
+    };
+    let e = Env::new();
+    e.ok(&["init", "--passphrase-file", &e.pf()], b"");
+    let (code, said) = said_with_bus(
+        &e,
+        &fb.address,
+        &["key", "add", "--keyring", "--passphrase-file", &e.pf()],
+    );
+    assert_ne!(code, Some(0), "not refused: {said}");
+    assert!(
+        said.contains(&format!(
+            "Secret Service (org.freedesktop.secrets) on the session bus at {} is run by uid {}",
+            fb.address, fb.other.0
+        )) && said.contains("nothing was sent"),
+        "the refusal names the Secret Service's owner: {said}"
+    );
+    let items = fb.scopevault_items();
+    assert!(
+        !items.contains("scopevault"),
+        "the other user's keyring received a scopevault item: {items}"
+    );
+}
+
+/// Twenty-sixth pass: a session bus address that is no local unix socket (`tcp:`) has no
+/// owner the kernel can name: refused before connecting, saying what to do.
+#[test]
+fn a_session_bus_address_that_is_not_a_unix_socket_is_refused() {
+    let e = Env::new();
+    e.ok(&["init", "--passphrase-file", &e.pf()], b"");
+    let (code, said) = said_with_bus(
+        &e,
+        "tcp:host=127.0.0.1,port=9",
+        &["key", "add", "--keyring", "--passphrase-file", &e.pf()],
+    );
+    assert_ne!(code, Some(0), "not refused: {said}");
+    assert!(
+        said.contains("is not a local unix socket")
+            && said.contains("nothing was sent")
+            && said.contains("unset DBUS_SESSION_BUS_ADDRESS"),
+        "{said}"
+    );
+}

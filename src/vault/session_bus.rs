@@ -1,0 +1,143 @@
+//! Whose session bus a Secret Service keyring slot's key would go to, asked before any
+//! keyring store or read (twenty-sixth pass).
+//!
+//! The Secret Service store connects to whatever bus `DBUS_SESSION_BUS_ADDRESS` names, and
+//! that variable survives `su` without `-` and `sudo -E`: another user running a bus that
+//! admits every uid, with their own gnome-keyring on it, was handed the slot's key by
+//! `key add --keyring` and could open any copy of the vault with it. So, before the store is
+//! opened, the bus is connected to here and the kernel is asked who runs it (`SO_PEERCRED`,
+//! as the client asks of the daemon's socket, docs/protocol.md "Who the client talks to"):
+//! it must be this uid or root. On that connection the bus is then asked who owns
+//! `org.freedesktop.secrets` (`GetConnectionUnixUser`): the same rule. Nothing of a key has
+//! been sent when either check refuses: the peer check sends no byte at all, and the name
+//! owner check only the bus's own handshake.
+//!
+//! The address is parsed by zbus itself (`zbus::Address::session`), the parser the store
+//! uses, so what is checked is what the store connects to: `unix:path=` and `unix:abstract=`
+//! (percent-decoded), or `$XDG_RUNTIME_DIR/bus` when the variable is unset. Any other
+//! transport (`tcp:`, `unixexec:`, …) has no owner the kernel can name, and is refused.
+
+use std::os::unix::net::UnixStream;
+
+use super::VaultError;
+
+/// The well-known name of the Secret Service.
+const SECRETS: &str = "org.freedesktop.secrets";
+
+/// `uid N`, or `root`.
+fn who(uid: u32) -> String {
+    if uid == 0 {
+        "root".to_owned()
+    } else {
+        format!("uid {uid}")
+    }
+}
+
+/// What to do about a bus that is not this user's: said by every refusal.
+fn what_to_do(me: u32) -> String {
+    format!(
+        "DBUS_SESSION_BUS_ADDRESS probably comes from another user's session (`su` without `-` and `sudo -E` keep it): log in as this user, or use `su -`, or unset DBUS_SESSION_BUS_ADDRESS (then /run/user/{me}/bus, this user's own bus, is used), or point it at a bus this user runs"
+    )
+}
+
+fn refused(msg: String) -> VaultError {
+    VaultError::KeyringForeignBus(msg)
+}
+
+/// Check that the session bus the Secret Service store would use is run by this uid or root,
+/// and that the Secret Service on it (if one owns `org.freedesktop.secrets` yet) is too.
+/// `Err(KeyringForeignBus)` says whose it is and what to do; a bus that cannot be reached
+/// is `KeyringUnavailable`, as the store would say.
+pub(crate) fn check() -> Result<(), VaultError> {
+    let me = rustix::process::geteuid().as_raw();
+    let address = zbus::Address::session().map_err(|e| {
+        VaultError::KeyringUnavailable(format!(
+            "secret-service store: DBUS_SESSION_BUS_ADDRESS is not a D-Bus address scopevault can use ({}); {}",
+            crate::text::escape_for_terminal(&e.to_string()),
+            what_to_do(me)
+        ))
+    })?;
+    // zbus's Display percent-encodes every byte outside a safe set: no control reaches a message.
+    let shown = address.to_string();
+    let stream = connect(&address, &shown, me)?;
+    let peer = crate::sys::peer_credentials(&stream).map_err(|e| {
+        VaultError::KeyringUnavailable(format!(
+            "secret-service store: cannot ask the kernel who runs the session bus at {shown}: {e}"
+        ))
+    })?;
+    if peer.uid != me && peer.uid != 0 {
+        return Err(refused(format!(
+            "the session bus at {shown} (DBUS_SESSION_BUS_ADDRESS) is run by {}, not by this user ({}) or root: a keyring slot's key stored or read there would be another user's to read, so nothing was sent to it; {}",
+            who(peer.uid),
+            who(me),
+            what_to_do(me)
+        )));
+    }
+    let conn = zbus::blocking::connection::Builder::async_io_unix_stream(stream)
+        .build()
+        .map_err(|e| {
+            VaultError::KeyringUnavailable(format!(
+                "secret-service store: cannot talk to the session bus at {shown}: {}",
+                crate::text::escape_for_terminal(&e.to_string())
+            ))
+        })?;
+    let owner = zbus::blocking::fdo::DBusProxy::new(&conn)
+        .and_then(|p| {
+            let name = zbus::names::BusName::try_from(SECRETS).map_err(zbus::Error::from)?;
+            Ok(p.get_connection_unix_user(name))
+        })
+        .map_err(|e| {
+            VaultError::KeyringUnavailable(format!(
+                "secret-service store: cannot ask the session bus at {shown} who runs the Secret Service: {}",
+                crate::text::escape_for_terminal(&e.to_string())
+            ))
+        })?;
+    match owner {
+        Ok(uid) if uid == me || uid == 0 => Ok(()),
+        Ok(uid) => Err(refused(format!(
+            "the Secret Service ({SECRETS}) on the session bus at {shown} is run by {}, not by this user ({}) or root: a keyring slot's key stored or read there would be that user's to read, so nothing was sent to it; stop that service, or {}",
+            who(uid),
+            who(me),
+            what_to_do(me)
+        ))),
+        // No owner yet: the bus (this user's or root's) starts the service it is configured
+        // to start when the store asks for it, as this user or root.
+        Err(zbus::fdo::Error::NameHasNoOwner(_)) => Ok(()),
+        Err(e) => Err(VaultError::KeyringUnavailable(format!(
+            "secret-service store: the session bus at {shown} did not say who runs the Secret Service: {}",
+            crate::text::escape_for_terminal(&e.to_string())
+        ))),
+    }
+}
+
+/// Connect to the bus `address` names, if it is a local unix socket (a path or an abstract
+/// name); any other transport is refused without connecting.
+fn connect(address: &zbus::Address, shown: &str, me: u32) -> Result<UnixStream, VaultError> {
+    use zbus::address::transport::{Transport, UnixSocket};
+    let unreachable = |e: std::io::Error| {
+        VaultError::KeyringUnavailable(format!(
+            "secret-service store: cannot connect to the session bus at {shown}: {e}; is a session D-Bus running (DBUS_SESSION_BUS_ADDRESS)?"
+        ))
+    };
+    let not_local = || {
+        refused(format!(
+            "the session bus address {shown} (DBUS_SESSION_BUS_ADDRESS) is not a local unix socket (unix:path= or unix:abstract=), so the kernel cannot say who runs it, and a keyring slot's key is sent only to a bus run by this user ({}) or root: nothing was sent; {}",
+            who(me),
+            what_to_do(me)
+        ))
+    };
+    match address.transport() {
+        Transport::Unix(u) => match u.path() {
+            UnixSocket::File(path) => UnixStream::connect(path).map_err(unreachable),
+            UnixSocket::Abstract(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                use std::os::unix::ffi::OsStrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                    .map_err(unreachable)?;
+                UnixStream::connect_addr(&addr).map_err(unreachable)
+            }
+            _ => Err(not_local()),
+        },
+        _ => Err(not_local()),
+    }
+}
