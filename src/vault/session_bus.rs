@@ -12,12 +12,19 @@
 //! been sent when either check refuses: the peer check sends no byte at all, and the name
 //! owner check only the bus's own handshake.
 //!
+//! The store then connects again by itself, to the same address: a socket path another user
+//! could replace between the two (a directory of theirs on the way, a link of theirs) would
+//! let them swap their bus in after the check, so such a path is refused too
+//! ([`replaceable`]). An abstract socket name cannot be taken over while its bus holds it.
+//!
 //! The address is parsed by zbus itself (`zbus::Address::session`), the parser the store
 //! uses, so what is checked is what the store connects to: `unix:path=` and `unix:abstract=`
 //! (percent-decoded), or `$XDG_RUNTIME_DIR/bus` when the variable is unset. Any other
 //! transport (`tcp:`, `unixexec:`, …) has no owner the kernel can name, and is refused.
 
 use std::os::unix::net::UnixStream;
+
+use zbus::address::transport::{Transport, UnixSocket};
 
 use super::VaultError;
 
@@ -73,6 +80,18 @@ pub(crate) fn check() -> Result<(), VaultError> {
             what_to_do(me)
         )));
     }
+    // The store connects again, by the same path, after this check: nobody but this user or
+    // root may be able to put another socket there in between.
+    if let Transport::Unix(u) = address.transport() {
+        if let UnixSocket::File(path) = u.path() {
+            if let Some(why) = replaceable(path, me) {
+                return Err(refused(format!(
+                    "the session bus socket {shown} (DBUS_SESSION_BUS_ADDRESS) could be replaced by another user ({why}), so the bus the keyring store would connect to may not be the one checked: nothing was sent; {}",
+                    what_to_do(me)
+                )));
+            }
+        }
+    }
     let conn = zbus::blocking::connection::Builder::async_io_unix_stream(stream)
         .build()
         .map_err(|e| {
@@ -113,7 +132,6 @@ pub(crate) fn check() -> Result<(), VaultError> {
 /// Connect to the bus `address` names, if it is a local unix socket (a path or an abstract
 /// name); any other transport is refused without connecting.
 fn connect(address: &zbus::Address, shown: &str, me: u32) -> Result<UnixStream, VaultError> {
-    use zbus::address::transport::{Transport, UnixSocket};
     let unreachable = |e: std::io::Error| {
         VaultError::KeyringUnavailable(format!(
             "secret-service store: cannot connect to the session bus at {shown}: {e}; is a session D-Bus running (DBUS_SESSION_BUS_ADDRESS)?"
@@ -140,4 +158,81 @@ fn connect(address: &zbus::Address, shown: &str, me: u32) -> Result<UnixStream, 
         },
         _ => Err(not_local()),
     }
+}
+
+/// Why another user than `me` or root could put another socket at `path`, if one could. The
+/// path is walked as the kernel resolves it, one component at a time, every symbolic link
+/// followed (at most 40): every directory passed through must belong to `me` or root and be
+/// writable by no other user unless it is sticky (`/tmp`: there nobody else may rename or
+/// remove what `me` or root owns); every link, and the socket itself, must belong to `me` or
+/// root. A relative path is refused: it depends on the working directory.
+fn replaceable(path: &std::path::Path, me: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Component, PathBuf};
+    if !path.is_absolute() {
+        return Some("a relative path".into());
+    }
+    let ours = |m: &std::fs::Metadata| m.uid() == me || m.uid() == 0;
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut at = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        let dir = match std::fs::symlink_metadata(&at) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("{}: {e}", at.display())),
+        };
+        if !ours(&dir) {
+            return Some(format!("{} belongs to uid {}", at.display(), dir.uid()));
+        }
+        if dir.mode() & 0o022 != 0 && dir.mode() & 0o1000 == 0 {
+            return Some(format!(
+                "{} is writable by other users (mode {:o})",
+                at.display(),
+                dir.mode() & 0o7777
+            ));
+        }
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        let next = at.join(&name);
+        let m = match std::fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("{}: {e}", next.display())),
+        };
+        if !ours(&m) {
+            return Some(format!("{} belongs to uid {}", next.display(), m.uid()));
+        }
+        if m.file_type().is_symlink() {
+            links += 1;
+            if links > 40 {
+                return Some("more than 40 symbolic links".into());
+            }
+            let target = match std::fs::read_link(&next) {
+                Ok(t) => t,
+                Err(e) => return Some(format!("{}: {e}", next.display())),
+            };
+            if target.is_absolute() {
+                at = PathBuf::from("/");
+            }
+            for c in target.components().rev() {
+                match c {
+                    Component::Normal(n) => todo.push(n.to_owned()),
+                    Component::ParentDir => todo.push("..".into()),
+                    _ => {}
+                }
+            }
+        } else {
+            at = next;
+        }
+    }
+    None
 }

@@ -815,7 +815,13 @@ impl ForeignBus {
         let bus_dir = dir.path().join("bus");
         let home = dir.path().join("home");
         let run = dir.path().join("run");
-        mine(&bus_dir, 0o755);
+        // The bus's own directory is its runner's (a directory another user could write
+        // would be refused for that alone).
+        if bus_by_root {
+            std::fs::create_dir(&bus_dir).unwrap();
+        } else {
+            mine(&bus_dir, 0o755);
+        }
         mine(&home, 0o700);
         mine(&run, 0o700);
         let socket = bus_dir.join("bus");
@@ -1047,4 +1053,61 @@ fn a_session_bus_address_that_is_not_a_unix_socket_is_refused() {
             && said.contains("unset DBUS_SESSION_BUS_ADDRESS"),
         "{said}"
     );
+}
+
+/// Twenty-sixth pass: the Secret Service store connects again, by path, after the check of
+/// who runs the bus, so a socket path another user could replace in between (here a link to
+/// this user's own bus, in a directory the other user owns: they could swap it for a link to
+/// their bus once the check has passed) is refused, naming the directory.
+#[test]
+fn a_session_bus_path_another_user_could_replace_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(bus) = bus() else { return };
+    let Some(socket) = bus
+        .strip_prefix("unix:path=")
+        .map(|p| p.split(',').next().unwrap().to_owned())
+    else {
+        skip::skip(&format!(
+            "the test's session bus is not a unix:path= address ({bus})"
+        ));
+        return;
+    };
+    let other = match crate::common::users::ensure_user(crate::common::users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => {
+            skip::skip(&format!("a directory of a second uid needs one: {why}"));
+            return;
+        }
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("sv-mbus-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(other.0), Some(other.1)).unwrap();
+    let link = theirs.join("bus");
+    std::os::unix::fs::symlink(&socket, &link).unwrap();
+    let e = Env::new();
+    e.ok(&["init", "--passphrase-file", &e.pf()], b"");
+    let (code, said) = said_with_bus(
+        &e,
+        &format!("unix:path={}", link.display()),
+        &["key", "add", "--keyring", "--passphrase-file", &e.pf()],
+    );
+    assert_ne!(code, Some(0), "not refused: {said}");
+    assert!(
+        said.contains("could be replaced by another user")
+            && said.contains(&format!("{} belongs to uid {}", theirs.display(), other.0))
+            && said.contains("nothing was sent"),
+        "{said}"
+    );
+    // The same bus by its own path is this user's: the slot is added.
+    let (code, said) = said_with_bus(
+        &e,
+        &bus,
+        &["key", "add", "--keyring", "--passphrase-file", &e.pf()],
+    );
+    assert_eq!(code, Some(0), "{said}");
 }
