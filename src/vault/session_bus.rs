@@ -19,7 +19,8 @@
 //!
 //! The address is parsed by zbus itself (`zbus::Address::session`), the parser the store
 //! uses, so what is checked is what the store connects to: `unix:path=` and `unix:abstract=`
-//! (percent-decoded), or `$XDG_RUNTIME_DIR/bus` when the variable is unset. Any other
+//! (percent-decoded); an unset variable is refused before this (src/vault/keyring.rs), so
+//! zbus's fallback to `$XDG_RUNTIME_DIR/bus` is never used unchecked. Any other
 //! transport (`tcp:`, `unixexec:`, …) has no owner the kernel can name, and is refused.
 
 use std::os::unix::net::UnixStream;
@@ -43,7 +44,7 @@ fn who(uid: u32) -> String {
 /// What to do about a bus that is not this user's: said by every refusal.
 fn what_to_do(me: u32) -> String {
     format!(
-        "DBUS_SESSION_BUS_ADDRESS probably comes from another user's session (`su` without `-` and `sudo -E` keep it): log in as this user, or use `su -`, or unset DBUS_SESSION_BUS_ADDRESS (then /run/user/{me}/bus, this user's own bus, is used), or point it at a bus this user runs"
+        "DBUS_SESSION_BUS_ADDRESS probably comes from another user's session (`su` without `-` and `sudo -E` keep it): log in as this user or use `su -` (a fresh environment), or set DBUS_SESSION_BUS_ADDRESS to this user's own bus (unix:path=/run/user/{me}/bus, or $XDG_RUNTIME_DIR/bus); without one, use a passphrase or identity file"
     )
 }
 
