@@ -778,8 +778,9 @@ struct ForeignBus {
 impl ForeignBus {
     /// `None` (a skip, a failure under CI) without root, a second uid, dbus-daemon,
     /// gnome-keyring-daemon or secret-tool. `bus_by_root`: root runs the bus, the other user
-    /// only the Secret Service on it.
-    fn start(bus_by_root: bool) -> Option<ForeignBus> {
+    /// only the Secret Service on it. `abstract_socket`: the bus listens on an abstract socket
+    /// name (`unix:abstract=`) rather than a path.
+    fn start(bus_by_root: bool, abstract_socket: bool) -> Option<ForeignBus> {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
         use std::process::{Command, Stdio};
@@ -825,15 +826,23 @@ impl ForeignBus {
         mine(&home, 0o700);
         mine(&run, 0o700);
         let socket = bus_dir.join("bus");
+        let abstract_name = format!(
+            "scopevault-test-{}",
+            dir.path().file_name().unwrap().to_string_lossy()
+        );
+        let listen = if abstract_socket {
+            format!("unix:abstract={abstract_name}")
+        } else {
+            format!("unix:path={}", socket.display())
+        };
         let conf = dir.path().join("bus.conf");
         std::fs::write(
             &conf,
             format!(
                 r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>
+<busconfig><type>session</type><listen>{listen}</listen><auth>EXTERNAL</auth>
 <policy context="default"><allow user="*"/><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy></busconfig>
-"#,
-                socket.display()
+"#
             ),
         )
         .unwrap();
@@ -849,16 +858,27 @@ impl ForeignBus {
         }
         let bus = Reaped(bus.spawn().expect("start dbus-daemon"));
         let t0 = std::time::Instant::now();
-        while !socket.exists() {
+        let ready = || {
+            if abstract_socket {
+                use std::os::linux::net::SocketAddrExt;
+                let a = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
+                std::os::unix::net::UnixStream::connect_addr(&a).is_ok()
+            } else {
+                socket.exists()
+            }
+        };
+        while !ready() {
             assert!(
                 t0.elapsed() < std::time::Duration::from_secs(30),
                 "dbus-daemon made no socket"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        // As the attacker did: every uid may connect (the configuration admits them all).
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let address = format!("unix:path={}", socket.display());
+        if !abstract_socket {
+            // As the attacker did: every uid may connect (the configuration admits them all).
+            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let address = listen;
         let mut fb = ForeignBus {
             address,
             other,
@@ -955,7 +975,7 @@ impl ForeignBus {
 /// either.
 #[test]
 fn regression_a_session_bus_run_by_another_user_is_refused_and_its_keyring_gets_nothing() {
-    let Some(fb) = ForeignBus::start(false) else {
+    let Some(fb) = ForeignBus::start(false, false) else {
         return;
     };
     let e = Env::new();
@@ -1010,7 +1030,7 @@ fn regression_a_session_bus_run_by_another_user_is_refused_and_its_keyring_gets_
 /// (`GetConnectionUnixUser`), and another user's is refused with nothing sent.
 #[test]
 fn regression_a_secret_service_run_by_another_user_on_roots_bus_is_refused() {
-    let Some(fb) = ForeignBus::start(true) else {
+    let Some(fb) = ForeignBus::start(true, false) else {
         return;
     };
     let e = Env::new();
@@ -1110,4 +1130,33 @@ fn a_session_bus_path_another_user_could_replace_is_refused() {
         &["key", "add", "--keyring", "--passphrase-file", &e.pf()],
     );
     assert_eq!(code, Some(0), "{said}");
+}
+
+/// Twenty-sixth pass: the same refusal for another user's bus on an abstract socket name
+/// (`unix:abstract=`), which has no file whose owner could be looked at: the kernel names the
+/// bus's runner (`SO_PEERCRED`), and the other user's keyring receives nothing.
+#[test]
+fn a_session_bus_of_another_user_on_an_abstract_socket_is_refused() {
+    let Some(fb) = ForeignBus::start(false, true) else {
+        return;
+    };
+    assert!(fb.address.starts_with("unix:abstract="), "{}", fb.address);
+    let e = Env::new();
+    e.ok(&["init", "--passphrase-file", &e.pf()], b"");
+    let (code, said) = said_with_bus(
+        &e,
+        &fb.address,
+        &["key", "add", "--keyring", "--passphrase-file", &e.pf()],
+    );
+    assert_ne!(code, Some(0), "not refused: {said}");
+    assert!(
+        said.contains(&format!("is run by uid {}", fb.other.0))
+            && said.contains("nothing was sent"),
+        "{said}"
+    );
+    let items = fb.scopevault_items();
+    assert!(
+        !items.contains("scopevault"),
+        "the other user's keyring received a scopevault item: {items}"
+    );
 }
