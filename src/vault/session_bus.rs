@@ -237,3 +237,50 @@ fn replaceable(path: &std::path::Path, me: u32) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::replaceable;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn me() -> u32 {
+        rustix::process::geteuid().as_raw()
+    }
+
+    #[test]
+    fn a_socket_path_is_replaceable_through_a_directory_others_may_write_unless_sticky() {
+        let d = tempfile::tempdir().unwrap();
+        let open = d.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::write(open.join("bus"), b"").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let why = replaceable(&open.join("bus"), me()).expect("refused");
+        assert!(why.contains("writable by other users"), "{why}");
+        // Sticky (as /tmp): nobody else may rename or remove this user's file there.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(replaceable(&open.join("bus"), me()), None);
+    }
+
+    #[test]
+    fn a_socket_path_is_walked_through_its_links_and_refused_when_relative_or_looping() {
+        let d = tempfile::tempdir().unwrap();
+        let open = d.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(open.join("bus"), b"").unwrap();
+        // A link in a safe directory to a socket in an unsafe one: the target's directory counts.
+        let safe = d.path().join("safe");
+        std::fs::create_dir(&safe).unwrap();
+        std::os::unix::fs::symlink("../open/bus", safe.join("bus")).unwrap();
+        let why = replaceable(&safe.join("bus"), me()).expect("refused");
+        assert!(why.contains("open") && why.contains("writable"), "{why}");
+        std::os::unix::fs::symlink("loop", safe.join("loop")).unwrap();
+        let why = replaceable(&safe.join("loop"), me()).expect("refused");
+        assert!(why.contains("symbolic links"), "{why}");
+        let why = replaceable(std::path::Path::new("bus"), me()).expect("refused");
+        assert!(why.contains("relative"), "{why}");
+        std::fs::write(safe.join("real"), b"").unwrap();
+        std::os::unix::fs::symlink("real", safe.join("link")).unwrap();
+        assert_eq!(replaceable(&safe.join("link"), me()), None);
+    }
+}
