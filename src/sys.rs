@@ -844,6 +844,22 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether this process (its effective ids, as `mkdir`, `bind` and `unlink` use them) may
+/// create and remove entries in the directory `dir`: it is a directory, writable and
+/// searchable (`faccessat(W_OK | X_OK, AT_EACCESS)`: mode bits, ACLs, read-only mounts).
+pub fn check_may_create_in(dir: &Path) -> io::Result<()> {
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    rustix::fs::accessat(
+        rustix::fs::CWD,
+        dir,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        rustix::fs::AtFlags::EACCESS,
+    )?;
+    Ok(())
+}
+
 /// Give freed heap memory back to the kernel (glibc's `malloc_trim`).
 ///
 /// Opening a vault of ten thousand credentials allocates several times what stays alive

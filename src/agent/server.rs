@@ -260,20 +260,44 @@ pub fn bind_socket_for_group(path: &Path, group: Option<u32>) -> Result<UnixList
 /// `serve` asks this before it opens its audit log, so a start refused at the socket writes
 /// no record (twenty-fifth pass, found by the attacker of advice: a second daemon on the same
 /// socket had already logged `vault.load … loaded`, and `--accept-audit-gap` its `audit.gap`).
+///
+/// Every refusal of the file system that binding would meet is judged here too, with the words
+/// [`bind_socket_for_group`] would use: a directory that cannot be created (its parent not
+/// writable or not searchable by this user), a socket that cannot be looked up (EACCES on its
+/// directory), a directory this user may not create the socket in or remove a stale one from
+/// (twenty-sixth pass, found by the attacker of the newcomer's first day: a user after `su -`
+/// was refused "cannot inspect socket /run/scopevault/scopevault.sock: Permission denied"
+/// only after the start had made an audit log, its key and its journal).
 pub fn precheck_socket(path: &Path) -> Result<(), ServeError> {
     let dir = crate::paths::dir_of(path);
-    if dir.exists() {
-        check_socket_dir(&dir, crate::sys::current_uid())?;
+    match dir.try_exists() {
+        Ok(true) => check_socket_dir(&dir, crate::sys::current_uid())?,
+        // `bind` creates it, and its missing parents, in the nearest directory that exists.
+        // `bind` then checks the directory it made, whose path must hold no link.
+        Ok(false) => {
+            let above = crate::paths::nearest_existing(&dir);
+            crate::sys::check_may_create_in(&above)
+                .map_err(io_err("cannot create socket directory", &dir))?;
+            return crate::paths::lstat_components(&above)
+                .map(drop)
+                .map_err(|why| ServeError::UncheckableDir { dir, why });
+        }
+        // A directory above it this user cannot search: `bind` would try to create it.
+        Err(e) => return Err(io_err("cannot create socket directory", &dir)(e)),
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {
                 return Err(ServeError::InUse(path.to_owned()));
             }
-            Ok(())
+            crate::sys::check_may_create_in(&dir)
+                .map_err(io_err("cannot remove stale socket", path))
         }
         Ok(_) => Err(ServeError::NotASocket(path.to_owned())),
-        Err(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            crate::sys::check_may_create_in(&dir).map_err(io_err("cannot listen on", path))
+        }
+        Err(e) => Err(io_err("cannot inspect socket", path)(e)),
     }
 }
 

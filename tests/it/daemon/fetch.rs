@@ -4594,3 +4594,68 @@ fn a_start_refused_at_the_socket_writes_no_audit_record() {
     assert!(records.is_empty(), "the refused start wrote: {records}");
     assert!(d.stop().success());
 }
+
+/// Regression (twenty-sixth pass, found by the attacker of the newcomer's first day): a user
+/// after `su -` (no XDG_RUNTIME_DIR, so the socket under root's 0700 /run/scopevault) was
+/// refused by `serve` with "cannot inspect socket …: Permission denied" having already made
+/// an audit log, its key and a 1 MiB journal. Every refusal of the socket step (a socket this
+/// user cannot look up, a directory it may not create the socket in, one it cannot create,
+/// a file on the way) now comes before anything is made.
+#[test]
+fn every_socket_step_refusal_comes_before_the_audit_log_is_made() {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user("svother") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let base = tempdir();
+    let exe = users::shared_binary(base.path());
+    let home = base.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+    // Root's: one private (as /run/scopevault), one others may search but not write.
+    let private = base.path().join("private");
+    let open = base.path().join("open");
+    for (d, mode) in [(&private, 0o700), (&open, 0o755)] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let file = base.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for (socket, says) in [
+        (private.join("s.sock"), "cannot inspect socket"),
+        (open.join("s.sock"), "cannot listen on"),
+        (open.join("sub/s.sock"), "cannot create socket directory"),
+        (file.join("sub/s.sock"), "cannot create socket directory"),
+    ] {
+        let out = Command::new(&exe)
+            .env_clear()
+            .env("HOME", &home)
+            .env("SCOPEVAULT_STATE_DIR", home.join("state"))
+            .arg("serve")
+            .arg("--vault")
+            .arg(home.join("vault.scopevault"))
+            .arg("--audit")
+            .arg(home.join("log/audit.jsonl"))
+            .arg("--socket")
+            .arg(&socket)
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", socket.display());
+        assert!(err.contains(says), "{}: {err}", socket.display());
+        let made: Vec<_> = std::fs::read_dir(&home)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            made.is_empty(),
+            "{}: the refused start made {made:?}",
+            socket.display()
+        );
+    }
+}
