@@ -658,13 +658,39 @@ fn check_daemon(
         .as_ref()
         .err()
         .and_then(|e| no_daemon_runs(&socket, e));
+    let denied = answer.as_ref().err().and_then(connect_denied);
     let daemon = daemon_proc(
         &socket,
         answer.as_ref().ok().map(|(_, peer)| *peer),
         stopped,
+        denied.is_some(),
     );
     check_socket_dir(r, &socket, &daemon);
+    // The directory may be right for the daemon and still shut this user out: every client
+    // command of this user fails so (twenty-sixth pass, found by the attacker of the
+    // newcomer's first day: after `su -`, root's /run/scopevault was `ok … no daemon answers`).
+    if let Some(e) = &denied {
+        let hint = if g.socket.is_none()
+            && std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty())
+        {
+            "; XDG_RUNTIME_DIR is not set (e.g. after `su -`), so this is the default under /run: for a daemon of your own set XDG_RUNTIME_DIR=/run/user/$(id -u) or give its --socket PATH; for root's daemon, run the clients as root or let them in with `serve --socket-group GROUP` (docs/operations.md, \"Who gets what\")"
+        } else {
+            "; give the socket of a daemon this user may reach with --socket PATH, or let this user in with `serve --socket-group GROUP` (docs/operations.md, \"Who gets what\")"
+        };
+        r.fail(
+            "socket",
+            format!(
+                "this user (uid {}) cannot reach the socket {}: {e}; every client command of this user fails so{hint}",
+                crate::sys::current_uid(),
+                crate::text::shown(&socket)
+            ),
+        );
+    }
     match answer.map(|(h, _)| h) {
+        Err(crate::client::ClientError::Connect { .. }) if denied.is_some() => r.warn(
+            "daemon",
+            "not known whether one runs: this user may not connect to its socket (the `socket` line says why)",
+        ),
         // A daemon stopped (`kill -STOP`) or hung holds its socket: doctor waited for it once,
         // for a bounded time; every fetch waits on it for its `--timeout`, then fails.
         Err(e @ crate::client::ClientError::NoAnswer { .. }) => r.fail(
@@ -800,6 +826,19 @@ fn no_daemon_runs(socket: &Path, e: &crate::client::ClientError) -> Option<Strin
     }
 }
 
+/// The connection's refusal when this user may not reach the socket (EACCES: a directory on
+/// the way it may not search, a socket it may not write to).
+fn connect_denied(e: &crate::client::ClientError) -> Option<String> {
+    match e {
+        crate::client::ClientError::Connect { source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Some(source.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// The daemon as doctor can tell it: the uid the socket directory and the memory-lock limit
 /// are judged for, its process when known, and how that was learnt (said on those lines).
 struct DaemonProc {
@@ -820,6 +859,7 @@ fn daemon_proc(
     socket: &Path,
     peer: Option<crate::sys::PeerCred>,
     stopped: Option<String>,
+    denied: bool,
 ) -> DaemonProc {
     use crate::sys::{process_comm, process_uid, socket_listeners};
     let ours = process_comm(None);
@@ -877,6 +917,7 @@ fn daemon_proc(
     // would not talk to (it said so of a stopped daemon too, eighteenth pass).
     let none = match &stopped {
         Some(why) => format!("no daemon runs: {why}"),
+        None if denied => "this user may not connect to the socket".to_owned(),
         None => "no daemon answers".to_owned(),
     };
     match dir_owner {

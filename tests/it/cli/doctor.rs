@@ -1972,3 +1972,58 @@ fn doctor_says_a_vault_file_replaced_by_another_vaults_is_to_be_put_back() {
     );
     assert!(d.stop().success());
 }
+
+/// Twenty-sixth pass (found by the attacker of the newcomer's first day): a user after `su -`
+/// ran `doctor` against root's daemon in a 0700 socket directory (the default /run/scopevault):
+/// the connection was refused with EACCES, yet the socket line said `ok … (mode 0700, uid 0) …
+/// no daemon answers`. It now fails the socket line: this user cannot reach the socket.
+#[test]
+fn doctor_by_a_user_the_socket_directory_shuts_out_fails_the_socket_line() {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user("svother") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let base = tempdir();
+    let id = setup_vault(base.path());
+    let socket = base.path().join("run/s.sock");
+    // Root's daemon; `serve` makes its socket directory 0700.
+    let d = Daemon::start_at(
+        base.path(),
+        &socket,
+        &["--identity-file", id.to_str().unwrap()],
+    );
+    let exe = users::shared_binary(base.path());
+    let out = std::process::Command::new(exe)
+        .env_clear()
+        .env("HOME", "/")
+        .env("SCOPEVAULT_STATE_DIR", base.path().join("other-state"))
+        .env("SCOPEVAULT_VAULT", base.path().join("other.scopevault"))
+        .env("SCOPEVAULT_AUDIT", base.path().join("other-audit.jsonl"))
+        .arg("doctor")
+        .arg("--socket")
+        .arg(&socket)
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let (text, code) = text_of(&out);
+    assert!(
+        line_with(
+            &text,
+            "fail",
+            "socket",
+            &[
+                "cannot reach the socket",
+                "Permission denied",
+                "--socket-group"
+            ]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("no daemon answers"), "{text}");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(d.stop().success());
+}
