@@ -737,6 +737,12 @@ pub struct Health {
     /// See [`Health::audit_log`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_anchor: Option<String>,
+    /// The path the daemon's executable was started from, when the file there is no longer
+    /// the one it runs: a new binary was installed over it (or it was removed) and the daemon
+    /// was not restarted, so it still runs the old one (docs/operations.md, "Upgrading").
+    /// Absent otherwise, and from daemons before 0.1 round 26.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_replaced: Option<String>,
     /// Connections open now, this one included.
     pub connections: usize,
     /// The asking peer, as the kernel reported it.

@@ -19,7 +19,7 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::mm::{mlockall, MlockAllFlags};
 use rustix::process::{
@@ -842,6 +842,68 @@ pub fn not_a_regular_file_of(meta: &std::fs::Metadata) -> io::Error {
 pub fn check_writable(path: &Path) -> io::Result<()> {
     rustix::fs::access(path, rustix::fs::Access::WRITE_OK)?;
     Ok(())
+}
+
+/// The executable a process runs: the path it was started from, as `/proc/PID/exe` names it,
+/// and the (device, inode) of the file it runs, which stays that file's while the process
+/// lives, whatever is put at the path since.
+#[derive(Debug, Clone)]
+pub struct RunningExe {
+    path: PathBuf,
+    file: (u64, u64),
+}
+
+impl RunningExe {
+    /// This process's (`None`), or process `pid`'s: that needs the right to read its
+    /// `/proc/PID/exe` (root, for a daemon, which makes itself non-dumpable).
+    pub fn of(pid: Option<i32>) -> io::Result<RunningExe> {
+        use std::os::unix::fs::MetadataExt;
+        let link = match pid {
+            Some(pid) if pid > 0 => PathBuf::from(format!("/proc/{pid}/exe")),
+            Some(_) => return Err(io::Error::from(io::ErrorKind::NotFound)),
+            None => PathBuf::from("/proc/self/exe"),
+        };
+        let path = std::fs::read_link(&link)?;
+        let meta = std::fs::metadata(&link)?;
+        Ok(RunningExe {
+            path,
+            file: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// The path it was started from, when the file there is no longer the one it runs (a new
+    /// binary installed over it, or removed); `None` while it is, or when the path cannot be
+    /// looked up.
+    pub fn replaced(&self) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        // The kernel names a removed (or replaced) file `PATH (deleted)`.
+        let bytes = self.path.as_os_str().as_bytes();
+        let path = bytes
+            .strip_suffix(b" (deleted)")
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+            .unwrap_or_else(|| self.path.clone());
+        match std::fs::metadata(&path) {
+            Ok(m) if (m.dev(), m.ino()) == self.file => None,
+            Ok(_) => Some(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(path),
+            Err(_) => None,
+        }
+    }
+}
+
+/// This process's executable as it started ([`note_own_exe`]).
+static OWN_EXE: std::sync::OnceLock<Option<RunningExe>> = std::sync::OnceLock::new();
+
+/// Remember this process's executable (the daemon, at its start), for [`own_exe_replaced`].
+pub fn note_own_exe() {
+    OWN_EXE.get_or_init(|| RunningExe::of(None).ok());
+}
+
+/// The path this process was started from, when the file there is no longer the one it runs
+/// ([`RunningExe::replaced`]); `None` too before [`note_own_exe`].
+pub fn own_exe_replaced() -> Option<PathBuf> {
+    OWN_EXE.get()?.as_ref()?.replaced()
 }
 
 /// Whether this process (its effective ids, as `mkdir`, `bind` and `unlink` use them) may
@@ -1789,6 +1851,45 @@ mod tests {
         assert!(!found.contains(&pid), "{found:?}");
         // Named `sleep` now, it does not hold the socket.
         assert!(!socket_listeners(&path, "sleep").contains(&pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod running_exe_tests {
+    use super::RunningExe;
+
+    /// What doctor reads of a daemon that does not say it itself (`/proc/PID/exe`, root): a
+    /// process whose binary was installed over, then removed, is told from one whose is not.
+    /// A copy of /bin/sleep made by `cp`: no write descriptor of this test process, which a
+    /// child another test forks could keep (then executing the copy fails, "Text file busy").
+    fn copy_sleep(to: &std::path::Path) {
+        let st = std::process::Command::new("cp")
+            .arg("/bin/sleep")
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    #[test]
+    fn a_process_whose_binary_was_installed_over_or_removed_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("sleep");
+        copy_sleep(&exe);
+        let mut child = std::process::Command::new(&exe).arg("30").spawn().unwrap();
+        let running = RunningExe::of(Some(child.id() as i32)).unwrap();
+        assert_eq!(running.replaced(), None);
+        let new = dir.path().join("sleep.new");
+        copy_sleep(&new);
+        std::fs::rename(&new, &exe).unwrap();
+        assert_eq!(running.replaced().as_deref(), Some(exe.as_path()));
+        // Read again now, the kernel names it `PATH (deleted)`: still that path.
+        let again = RunningExe::of(Some(child.id() as i32)).unwrap();
+        assert_eq!(again.replaced().as_deref(), Some(exe.as_path()));
+        std::fs::remove_file(&exe).unwrap();
+        assert_eq!(running.replaced().as_deref(), Some(exe.as_path()));
         child.kill().unwrap();
         child.wait().unwrap();
     }

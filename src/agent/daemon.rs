@@ -121,6 +121,9 @@ impl VaultPathSource {
 /// the daemon; the lines are lost then (docs/operations.md, "The daemon's log").
 pub fn run(c: Config) -> anyhow::Result<()> {
     crate::diag::start_writer();
+    // What it runs, before anything can be installed over it: `health` says when the file at
+    // its path is another since (an upgrade not followed by a restart).
+    crate::sys::note_own_exe();
     // A panic's message goes to the log like every other line (the default hook writes to
     // stderr directly, and would wait for a stuck one); the thread's guard then stops the
     // daemon ([`Shutdown::guard`](super::server::Shutdown::guard)).

@@ -896,6 +896,8 @@ impl Handler {
                 audit_gap: self.audit.accepted_gap(),
                 audit_log,
                 audit_anchor,
+                exe_replaced: crate::sys::own_exe_replaced()
+                    .map(|p| p.to_string_lossy().into_owned()),
                 connections: self.open.load(Ordering::SeqCst),
                 peer: PeerInfo {
                     uid: peer.uid,

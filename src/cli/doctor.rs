@@ -686,6 +686,16 @@ fn check_daemon(
             ),
         );
     }
+    // A binary installed over the daemon's without a restart (twenty-sixth pass, found by the
+    // attacker of the newcomer's first day: `ok daemon` while /proc/PID/exe said "(deleted)").
+    // The daemon says so in `health`; one that does not (older) is looked at in /proc (root).
+    let replaced = match &answer {
+        Ok((h, _)) => h.exe_replaced.clone().or_else(|| {
+            let exe = crate::sys::RunningExe::of(Some(daemon.pid?)).ok()?;
+            Some(exe.replaced()?.to_string_lossy().into_owned())
+        }),
+        Err(_) => None,
+    };
     match answer.map(|(h, _)| h) {
         Err(crate::client::ClientError::Connect { .. }) if denied.is_some() => r.warn(
             "daemon",
@@ -804,6 +814,15 @@ fn check_daemon(
                 ),
             ),
         },
+    }
+    if let Some(path) = replaced {
+        r.warn(
+            "daemon",
+            format!(
+                "runs a binary that was replaced or removed since it started: the file at {} is not the one it runs (another was installed there, or it was removed), and it runs the old one until it is restarted; restart it (`systemctl restart scopevault`, or stop `scopevault serve` and start it again) so that it runs the version installed, the clients' (docs/operations.md, \"Upgrading\")",
+                crate::text::escape_for_terminal(&path)
+            ),
+        );
     }
     daemon
 }

@@ -2027,3 +2027,35 @@ fn doctor_by_a_user_the_socket_directory_shuts_out_fails_the_socket_line() {
     assert_eq!(code, Some(1), "{text}");
     assert!(d.stop().success());
 }
+
+/// Twenty-sixth pass (found by the attacker of the newcomer's first day): after a new binary
+/// was installed over a running daemon's (`install -m0755 NEW /usr/local/bin/scopevault`), the
+/// daemon ran the old one (`/proc/PID/exe` read "(deleted)"), and doctor said `ok daemon
+/// scopevault 0.1.0 …` with no hint to restart. It now warns, naming the path and the restart.
+#[test]
+fn doctor_warns_that_the_daemon_runs_a_replaced_binary_and_to_restart_it() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    let exe = dir.path().join("bin/scopevault");
+    crate::common::copy_executable(Path::new(daemon::bin()), &exe);
+    let d = Daemon::start_program(dir.path(), &exe, &["--identity-file", id.to_str().unwrap()]);
+    let (text, _) = text_of(&doctor(dir.path(), &d.socket, &[]));
+    assert!(!text.contains("replaced"), "{text}");
+    // As `install` does: a new file, renamed over the path.
+    let new = dir.path().join("bin/scopevault.new");
+    crate::common::copy_executable(Path::new(daemon::bin()), &new);
+    std::fs::rename(&new, &exe).unwrap();
+    let (text, _) = text_of(&doctor(dir.path(), &d.socket, &[]));
+    assert!(
+        line_with(
+            &text,
+            "warn",
+            "daemon",
+            &["replaced", exe.to_str().unwrap(), "restart", "Upgrading"]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(d.stop().success());
+}

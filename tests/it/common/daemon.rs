@@ -66,6 +66,14 @@ impl Daemon {
         Daemon::start_cmd(dir, socket, cmd(dir), args)
     }
 
+    /// As [`Daemon::start`], running the program `exe` (a copy of the binary the test may
+    /// replace or remove).
+    pub fn start_program(dir: &Path, exe: &Path, args: &[&str]) -> Daemon {
+        let mut c = Command::new(exe);
+        clean_env(&mut c, dir);
+        Daemon::start_cmd(dir, &dir.join("run/scopevault.sock"), c, args)
+    }
+
     /// As [`Daemon::start`], with the daemon alone seeing `etc_group` as `/etc/group`
     /// ([`super::users::seeing_etc_group`]): the host's file is never changed.
     pub fn start_seeing_etc_group(dir: &Path, etc_group: &Path, args: &[&str]) -> Daemon {

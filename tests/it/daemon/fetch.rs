@@ -4659,3 +4659,32 @@ fn every_socket_step_refusal_comes_before_the_audit_log_is_made() {
         );
     }
 }
+
+/// Regression (twenty-sixth pass, found by the attacker of the newcomer's first day): after
+/// `install -m0755 NEW /usr/local/bin/scopevault` under a running daemon, it ran the old binary
+/// (`/proc/PID/exe` read "(deleted)") and nothing it answered said so. `health` now names the
+/// path it was started from once the file there is another (installed over, or removed).
+#[test]
+fn health_names_the_daemons_binary_once_another_is_installed_at_its_path() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    let exe = dir.path().join("bin/scopevault");
+    crate::common::copy_executable(std::path::Path::new(daemon::bin()), &exe);
+    let d = Daemon::start_program(dir.path(), &exe, &["--identity-file", id.to_str().unwrap()]);
+    let health = r#"{"v":1,"op":"health"}"#;
+    let h = d.request(health);
+    assert_eq!(h["ok"], true, "{h}");
+    assert!(h.get("exe_replaced").is_none(), "{h}");
+    // As `install` does: a new file, renamed over the path.
+    let new = dir.path().join("bin/scopevault.new");
+    crate::common::copy_executable(std::path::Path::new(daemon::bin()), &new);
+    std::fs::rename(&new, &exe).unwrap();
+    let h = d.request(health);
+    assert_eq!(h["exe_replaced"], exe.to_str().unwrap(), "{h}");
+    // Removed: the same.
+    std::fs::remove_file(&exe).unwrap();
+    let h = d.request(health);
+    assert_eq!(h["exe_replaced"], exe.to_str().unwrap(), "{h}");
+    assert!(d.stop().success());
+}
