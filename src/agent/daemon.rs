@@ -170,7 +170,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
     // (a live daemon there, a socket directory refused) writes no record (twenty-fifth pass).
     let activated = activated_listener()?;
     if activated.is_none() {
-        super::server::precheck_socket(&c.socket_path)
+        super::server::precheck_socket(&c.socket_path, c.socket_gid)
             .map_err(|e| socket_error(e, c.socket_given))?;
     }
     let audit = AuditLog::open_with(&c.audit_path, c.audit_sync, &c.audit_flags)?;

@@ -77,6 +77,9 @@ pub enum ServeError {
     /// Something that is not a socket sits at the socket path.
     #[error("{0} exists and is not a socket; remove it or choose another --socket")]
     NotASocket(PathBuf),
+    /// `--socket-group` names a group this user may not give the socket to.
+    #[error("--socket-group {0}: this user is not root and not a member of that group, so it cannot give the socket to it (chown: Operation not permitted); add the daemon's user to the group (a new login takes it), or choose another group")]
+    NotInGroup(u32),
     /// An I/O error with the path it concerns.
     #[error("{what} {path}: {source}")]
     Io {
@@ -268,8 +271,18 @@ pub fn bind_socket_for_group(path: &Path, group: Option<u32>) -> Result<UnixList
 /// (twenty-sixth pass, found by the attacker of the newcomer's first day: a user after `su -`
 /// was refused "cannot inspect socket /run/scopevault/scopevault.sock: Permission denied"
 /// only after the start had made an audit log, its key and its journal).
-pub fn precheck_socket(path: &Path) -> Result<(), ServeError> {
+///
+/// With `group` (`--socket-group`), a group this user may not give its files (it is not
+/// root and not a member: `chown` refuses, EPERM) is refused here too.
+pub fn precheck_socket(path: &Path, group: Option<u32>) -> Result<(), ServeError> {
     let dir = crate::paths::dir_of(path);
+    if let Some(gid) = group {
+        let member =
+            crate::sys::current_gid() == gid || crate::sys::supplementary_groups().contains(&gid);
+        if crate::sys::current_uid() != 0 && !member {
+            return Err(ServeError::NotInGroup(gid));
+        }
+    }
     match dir.try_exists() {
         Ok(true) => check_socket_dir(&dir, crate::sys::current_uid())?,
         // `bind` creates it, and its missing parents, in the nearest directory that exists.

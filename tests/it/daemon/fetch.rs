@@ -4688,3 +4688,50 @@ fn health_names_the_daemons_binary_once_another_is_installed_at_its_path() {
     assert_eq!(h["exe_replaced"], exe.to_str().unwrap(), "{h}");
     assert!(d.stop().success());
 }
+
+/// Found with the twenty-sixth pass's socket-step fix: `serve --socket-group G` by a user not
+/// in G (nor root) was refused at the socket's `chown` (EPERM) after the audit log, its key
+/// and journal were made. It is refused before them now, saying the user is not in the group.
+#[test]
+fn a_socket_group_this_user_is_not_in_is_refused_before_the_audit_log_is_made() {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user("svother") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let base = tempdir();
+    let exe = users::shared_binary(base.path());
+    let home = base.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+    let out = Command::new(&exe)
+        .env_clear()
+        .env("HOME", &home)
+        .env("SCOPEVAULT_STATE_DIR", home.join("state"))
+        .arg("serve")
+        .arg("--vault")
+        .arg(home.join("vault.scopevault"))
+        .arg("--audit")
+        .arg(home.join("log/audit.jsonl"))
+        .arg("--socket")
+        .arg(home.join("run/s.sock"))
+        // root's group: the second user is not in it.
+        .args(["--socket-group", "0"])
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--socket-group 0: this user is not root and not a member"),
+        "{err}"
+    );
+    let made: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(made.is_empty(), "the refused start made {made:?}");
+}
