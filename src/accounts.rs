@@ -148,6 +148,18 @@ pub fn user_groups(uid: u32) -> Vec<u32> {
     groups_of(&read_db(PASSWD), &read_db(GROUP), uid)
 }
 
+/// The home directory (the sixth field) of the `/etc/passwd` line glibc's `getpwuid` would
+/// answer for `uid`, if that line is plain and the field is not empty.
+pub fn user_home(uid: u32) -> Option<String> {
+    let passwd = read_db(PASSWD);
+    let user = glibc_first(&passwd, Db::Passwd, |n, ids| {
+        ids[0] == uid && !n.starts_with(['+', '-'])
+    })
+    .ok()?;
+    let home = user.fields[5];
+    (!home.is_empty()).then(|| home.to_owned())
+}
+
 fn read_db(path: &str) -> String {
     // A missing or unreadable database means "no such name": callers fall back to numeric ids.
     std::fs::read_to_string(Path::new(path)).unwrap_or_default()

@@ -27,11 +27,89 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// `$HOME`, or `/` when it is unset.
-pub fn home() -> PathBuf {
-    std::env::var_os("HOME")
+/// The user's home directory, for the non-root defaults: `$HOME` when it is an absolute path,
+/// else the home directory of this uid's `/etc/passwd` line when that is absolute, else why
+/// there is none. An empty or relative `HOME` (`HOME=` in a service's environment) would make
+/// every default relative to the current directory, and with it the rollback record: a vault
+/// rolled back would be refused from one directory and accepted from another (twenty-sixth
+/// pass).
+pub fn home() -> Result<PathBuf, String> {
+    let var = std::env::var_os("HOME");
+    if let Some(h) = var.as_ref().map(PathBuf::from).filter(|h| h.is_absolute()) {
+        return Ok(h);
+    }
+    let uid = rustix::process::geteuid().as_raw();
+    if let Some(h) = crate::accounts::user_home(uid)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
+        .filter(|h| h.is_absolute())
+    {
+        return Ok(h);
+    }
+    let given = match &var {
+        None => "HOME is not set".to_owned(),
+        Some(v) if v.is_empty() => "HOME is empty".to_owned(),
+        Some(v) => format!(
+            "HOME is `{}`, not an absolute path",
+            crate::text::shown(Path::new(v))
+        ),
+    };
+    Err(format!(
+        "{given}, and uid {uid} has no absolute home directory in /etc/passwd, so the default paths (vault, state directory, audit log) would depend on the current directory: set HOME to an absolute path (or XDG_DATA_HOME and XDG_STATE_HOME), then run the command again"
+    ))
+}
+
+/// [`home`], or `/` when there is none: only reached when [`check_env`] let the command run,
+/// which it does not when a default needs the home directory and there is none.
+fn home_or_root() -> PathBuf {
+    home().unwrap_or_else(|_| PathBuf::from("/"))
+}
+
+/// The variables naming a path that scopevault reads (the CLI's `env =` options and the state
+/// directory). Each, when set, must be an absolute path: a value set once in an environment
+/// is used from every directory, and a relative one would name another file from each (the
+/// rollback record of `SCOPEVAULT_STATE_DIR=rel`: twenty-sixth pass). An empty one is an
+/// error too (not "unset"): `SCOPEVAULT_VAULT=$UNSET` must not quietly mean the default vault.
+pub const PATH_VARIABLES: [&str; 5] = [
+    "SCOPEVAULT_VAULT",
+    "SCOPEVAULT_SOCKET",
+    "SCOPEVAULT_IDENTITY_FILE",
+    "SCOPEVAULT_AUDIT",
+    "SCOPEVAULT_STATE_DIR",
+];
+
+/// The path in `var` (one of [`PATH_VARIABLES`]): `None` when unset, the path when absolute,
+/// else an error naming the variable.
+pub fn env_path(var: &str) -> Result<Option<PathBuf>, String> {
+    let Some(v) = std::env::var_os(var) else {
+        return Ok(None);
+    };
+    if v.is_empty() {
+        return Err(format!(
+            "{var} is set but empty: unset it to use the default, or set it to an absolute path, then run the command again"
+        ));
+    }
+    let p = PathBuf::from(v);
+    if !p.is_absolute() {
+        return Err(format!(
+            "{var} is `{}`, not an absolute path: set once in an environment it would name another file from each current directory; set it to an absolute path (or unset it to use the default), then run the command again",
+            crate::text::shown(&p)
+        ));
+    }
+    Ok(Some(p))
+}
+
+/// Refuse an environment the default paths cannot be taken from: a `SCOPEVAULT_*` path
+/// variable empty or relative ([`env_path`]), or, for a user other than root, no home
+/// directory ([`home`]) while `XDG_DATA_HOME` or `XDG_STATE_HOME` is not set. `cli::main`
+/// calls it before any command runs.
+pub fn check_env() -> Result<(), String> {
+    for var in PATH_VARIABLES {
+        env_path(var)?;
+    }
+    if !is_root() && (xdg("XDG_DATA_HOME").is_none() || xdg("XDG_STATE_HOME").is_none()) {
+        home()?;
+    }
+    Ok(())
 }
 
 /// The audit log as root: `/var/log/scopevault/audit.jsonl`.
@@ -54,22 +132,23 @@ pub fn vault() -> PathBuf {
     let base = match xdg("XDG_DATA_HOME") {
         Some(d) => d,
         None if is_root() => return PathBuf::from(ROOT_VAULT),
-        None => home().join(".local/share"),
+        None => home_or_root().join(".local/share"),
     };
     base.join("scopevault/vault.scopevault")
 }
 
 /// The per-machine state directory (the rollback record `generations.json`, the audit
-/// anchors): `$SCOPEVAULT_STATE_DIR`, else `$XDG_STATE_HOME/scopevault` when set, else
+/// anchors): `$SCOPEVAULT_STATE_DIR` (absolute: [`check_env`]), else `$XDG_STATE_HOME/scopevault` when set, else
 /// [`ROOT_STATE_DIR`] as root, else `~/.local/state/scopevault`.
 pub fn state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SCOPEVAULT_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
+    // An empty or relative value is refused by [`check_env`] before any command runs.
+    if let Ok(Some(d)) = env_path("SCOPEVAULT_STATE_DIR") {
+        return d;
     }
     match xdg("XDG_STATE_HOME") {
         Some(d) => d.join("scopevault"),
         None if is_root() => PathBuf::from(ROOT_STATE_DIR),
-        None => home().join(".local/state/scopevault"),
+        None => home_or_root().join(".local/state/scopevault"),
     }
 }
 
@@ -80,7 +159,7 @@ pub fn audit_log() -> PathBuf {
     match xdg("XDG_STATE_HOME") {
         Some(d) => d.join("scopevault/audit.jsonl"),
         None if is_root() => PathBuf::from(ROOT_AUDIT),
-        None => home().join(".local/state/scopevault/audit.jsonl"),
+        None => home_or_root().join(".local/state/scopevault/audit.jsonl"),
     }
 }
 

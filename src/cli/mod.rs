@@ -63,6 +63,14 @@ pub fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
+            // An empty `SCOPEVAULT_VAULT` is clap's "invalid value for '--vault'", which
+            // names the option, not the variable, and warns of argv for a value never in it:
+            // the environment's own error first (twenty-sixth pass).
+            if e.use_stderr() {
+                if let Err(why) = crate::paths::check_env() {
+                    return environment_error(&why);
+                }
+            }
             // `status --json` promises JSON on stdout whatever happens (README): a command
             // line clap refuses (`--json --format text`, an empty `SCOPEVAULT_VAULT`) too.
             let hidden = hidden_clap_error(&e);
@@ -80,6 +88,9 @@ pub fn main() -> ExitCode {
             return output::clap_error(e);
         }
     };
+    if let Err(why) = crate::paths::check_env() {
+        return environment_error(&why);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -95,6 +106,16 @@ pub fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Print `why`, an environment the paths cannot be taken from ([`crate::paths::check_env`]),
+/// as a usage error (in JSON too for `status --json`).
+fn environment_error(why: &str) -> ExitCode {
+    if status::json_requested() {
+        status::print_error_json(why, i32::from(EXIT_USAGE));
+    }
+    output::final_error(format_args!("error: {why}"));
+    ExitCode::from(EXIT_USAGE)
 }
 
 /// clap's error, with the options whose value came from their environment variable and not

@@ -224,11 +224,16 @@ pub(crate) fn print_argument_error(e: &clap::Error, hidden: Option<&str>) {
         .next()
         .unwrap_or_default()
         .trim_start_matches("error: ");
+    print_error_json(message, e.exit_code());
+}
+
+/// The JSON `status --json` prints for an error before any command ran: `message`, no code.
+pub(crate) fn print_error_json(message: &str, exit_code: i32) {
     let value = json!({
         "error": {
             "message": message,
             "code": null,
-            "exit_code": e.exit_code(),
+            "exit_code": exit_code,
         }
     });
     let _ = super::output::print_shown_json(&value);

@@ -173,7 +173,10 @@ fn status_json_is_json_even_for_argument_errors() {
     let v = json_error(&out);
     assert_eq!(v["error"]["exit_code"], 2, "{v}");
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("--vault"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SCOPEVAULT_VAULT"),
         "{v}"
     );
     let out = e.run(&["status", "--json", "--format", "text"], b"");
@@ -202,9 +205,9 @@ fn regression_status_format_json_is_json_even_for_argument_errors() {
     let e = Env::new();
     let cases: [(&[&str], bool, &str); 8] = [
         (&["status", "--audit", "--json"], false, "--audit"),
-        (&["status", "--format", "json"], true, "--vault"),
-        (&["status", "--format=json"], true, "--vault"),
-        (&["status", "--json"], true, "--vault"),
+        (&["status", "--format", "json"], true, "SCOPEVAULT_VAULT"),
+        (&["status", "--format=json"], true, "SCOPEVAULT_VAULT"),
+        (&["status", "--json"], true, "SCOPEVAULT_VAULT"),
         (
             &["status", "--format", "json", "--bogus"],
             false,

@@ -2,6 +2,7 @@
 
 mod advice;
 mod doctor;
+mod env_paths;
 mod exit_codes;
 mod full_stdout;
 mod jobs;
