@@ -515,20 +515,37 @@ fn read_new_passphrase(
     typeable(p)
 }
 
-/// `p` unless it holds a line break (LF or CR) or a NUL: the no-echo prompt ends at the line
-/// break (and drops a CR before it) and a terminal sends no NUL, so a slot taking such a
-/// passphrase could only ever be opened from a file (twenty-third pass, found by its
-/// attacker of keys and unlocking: a file ending in two newlines loses only one). A usage
-/// error (exit 2) before anything is written; the passphrase is not quoted. Passphrases that
-/// open a vault are read as before: a slot an older scopevault made still opens.
+/// `p` unless it holds a control character (C0, U+0000 to U+001F, or DEL, U+007F): the no-echo
+/// prompt ends at a line break (and drops a CR before it), a terminal sends no NUL, and at a
+/// terminal in its usual mode Ctrl-U kills the line, Ctrl-W and DEL erase, Ctrl-C interrupts:
+/// a slot taking such a passphrase could only ever be opened from a file (twenty-third pass for
+/// line breaks and NUL, found by its attacker of keys and unlocking: a file ending in two
+/// newlines loses only one; twenty-sixth pass for every other control character, found by the
+/// attacker of hostile process environments). A usage error (exit 2) before anything is
+/// written; the passphrase is not quoted. A passphrase not in Unicode NFC is warned about
+/// ([`warn_unless_nfc`]), not changed. Passphrases that open a vault are read as before: a
+/// slot an older scopevault made still opens.
 fn typeable(p: SecretString) -> anyhow::Result<SecretString> {
-    if p.expose().contains(['\n', '\r', '\0']) {
+    if p.expose().chars().any(|c| c.is_ascii_control()) {
         return Err(VaultError::Usage(
-            "the new passphrase holds a line break or NUL (a file's one trailing newline is ignored; this one has more), which the passphrase prompt can never type, so the slot could only be opened from that file; give a passphrase on one line: nothing was changed".into(),
+            "the new passphrase holds a control character (a line break or NUL, a tab, ESC, Ctrl-U, Ctrl-W, Ctrl-C, DEL, …; a file's one trailing newline is ignored), which the passphrase prompt cannot type (the terminal ends, edits or interrupts the line instead), so the slot could only be opened from that file; give a passphrase of printable characters on one line: nothing was changed".into(),
         )
         .into());
     }
+    warn_unless_nfc(&p);
     Ok(p)
+}
+
+/// Warn (never refuse, never change: a slot opens with exactly the bytes it was given) when a
+/// new passphrase is not in Unicode NFC: `cafe` + U+0301 is not opened by `café` typed as one
+/// character, which is what most keyboards and input methods send. The passphrase is not
+/// quoted.
+fn warn_unless_nfc(p: &SecretString) {
+    if !unicode_normalization::is_nfc(p.expose()) {
+        errln!(
+            "warning: the new passphrase is not in Unicode NFC (a letter and a combining accent where one composed character is usual): it is kept exactly as given, and only those bytes open the slot; a keyboard that types the composed form will not. If that is not what you meant, run `scopevault key passwd` with the composed form"
+        );
+    }
 }
 
 /// Read a secret from a file (bounded; one trailing newline dropped).

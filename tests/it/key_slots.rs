@@ -1483,6 +1483,98 @@ fn key_remove_refuses_to_leave_only_another_hosts_keyring_slots() {
     }
 }
 
+/// Found by the attacker of hostile process environments (twenty-sixth pass): a new passphrase
+/// holding a terminal control character other than a line break or NUL (Ctrl-U, DEL, Ctrl-W,
+/// Ctrl-C, ESC, a tab) was accepted from a file by `init`, `key add --passphrase` and `key
+/// passwd`; typed at the no-echo prompt the terminal kills or edits the line, or interrupts,
+/// so the slot opened only from that file. Each is refused (exit 2, not quoted, nothing
+/// written).
+#[test]
+fn regression_a_new_passphrase_with_a_terminal_control_character_is_refused() {
+    let check = |err: &str| {
+        assert!(
+            err.contains("control character") && err.contains("nothing was changed"),
+            "{err}"
+        );
+        assert!(!err.contains("violin") && !err.contains("zebra"), "{err}");
+    };
+    let e = Env::new();
+    let controls = ['\u{15}', '\u{7f}', '\u{17}', '\u{3}', '\u{1b}', '\t'];
+    for (i, c) in controls.iter().enumerate() {
+        let f = write(
+            &e,
+            &format!("ctl{i}"),
+            &format!("zebra quartz {c}violin harbor 77"),
+        );
+        check(&e.fails(&["init", "--passphrase-file", &f], b"", 2));
+        assert!(!e.vault().exists(), "{c:?}: a refused init leaves no vault");
+    }
+    let id = e.path("id.txt");
+    let id = id.to_str().unwrap();
+    e.ok(&["init", "--identity-out", id], b"");
+    let pf = write(&e, "ops", NEW_PASS);
+    e.ok(
+        &[
+            "key",
+            "add",
+            "--passphrase",
+            "--label",
+            "ops",
+            "--new-passphrase-file",
+            &pf,
+            "--identity-file",
+            id,
+        ],
+        b"",
+    );
+    let before = e.vault_bytes();
+    for (i, _) in controls.iter().enumerate() {
+        let f = e.path(&format!("ctl{i}"));
+        let f = f.to_str().unwrap();
+        for args in [
+            &["key", "add", "--passphrase", "--new-passphrase-file", f][..],
+            &["key", "passwd", "--new-passphrase-file", f, "--slot", "ops"],
+        ] {
+            let mut args = args.to_vec();
+            args.extend(["--identity-file", id]);
+            check(&e.fails(&args, b"", 2));
+            assert_eq!(e.vault_bytes(), before, "{args:?}: nothing written");
+        }
+    }
+}
+
+/// A new passphrase not in Unicode NFC (`cafe` + U+0301) is accepted as given, with a warning
+/// (twenty-sixth pass): the composed `café` most keyboards type does not open it, and it is
+/// not normalised, so that the bytes given, and only those, open the slot.
+#[test]
+fn a_new_passphrase_not_in_nfc_is_warned_about_and_kept_as_given() {
+    let e = Env::new();
+    let nfd = write(&e, "nfd", "zebra quartz cafe\u{301} violin harbor");
+    let nfc = write(&e, "nfc", "zebra quartz caf\u{e9} violin harbor");
+    let out = e.run(&["init", "--passphrase-file", &nfd], b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("not in Unicode NFC"), "{err}");
+    assert!(!err.contains("zebra") && !err.contains("caf"), "{err}");
+    assert!(opens_with(&e, &nfd));
+    assert!(!opens_with(&e, &nfc));
+    // An NFC passphrase is not warned about.
+    let out = e.run(
+        &[
+            "key",
+            "passwd",
+            "--new-passphrase-file",
+            &nfc,
+            "--passphrase-file",
+            &nfd,
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("NFC"), "{err}");
+}
+
 /// Found by the twenty-third pass's attacker of keys and unlocking: a new passphrase that the
 /// no-echo prompt can never produce (a line break or NUL inside it, or a line break left at
 /// its end: a file ending in two newlines loses one) was accepted from a file by `init`,
@@ -1501,7 +1593,7 @@ fn regression_a_new_passphrase_no_prompt_can_type_is_refused() {
     ];
     let check = |err: &str| {
         assert!(
-            err.contains("line break or NUL") && err.contains("nothing was changed"),
+            err.contains("control character") && err.contains("nothing was changed"),
             "{err}"
         );
         assert!(!err.contains("violin") && !err.contains("zebra"), "{err}");
