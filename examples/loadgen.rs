@@ -245,6 +245,7 @@ fn audit_append_target(name: &str, log: Arc<AuditLog>) -> Target {
                         gid: 1000,
                         pid: Some(4242),
                         exe: Some("/usr/bin/check".into()),
+                        exe_deleted: false,
                     }),
                     task: Some("shop-login"),
                     credential: Some("shop-buyer"),

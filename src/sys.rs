@@ -500,11 +500,11 @@ impl PeerProcess {
     /// to another process while its holder lives: so if the pidfd still shows the process
     /// running *after* the link was read, the link was read from this very process. If it has
     /// exited by then, the pid may already name another one: `None`, never a wrong binary.
-    pub fn exe(&self) -> Option<String> {
+    pub fn exe(&self) -> Option<ExeLink> {
         self.exe_read_by(process_exe)
     }
 
-    fn exe_read_by(&self, read: impl FnOnce(i32) -> Option<String>) -> Option<String> {
+    fn exe_read_by(&self, read: impl FnOnce(i32) -> Option<ExeLink>) -> Option<ExeLink> {
         let pid = self.proc_pid()?;
         let exe = read(pid)?;
         self.is_alive().then_some(exe)
@@ -553,20 +553,66 @@ fn socket_peer_pidfd(sock: &UnixStream) -> io::Result<OwnedFd> {
 
 /// The executable of the peer on `sock` (credentials `cred`), read through a pidfd so it is
 /// that process's and no other's ([`PeerProcess::exe`]); `None` if it cannot be confirmed.
-pub fn peer_exe(sock: &UnixStream, cred: &PeerCred) -> Option<String> {
+pub fn peer_exe(sock: &UnixStream, cred: &PeerCred) -> Option<ExeLink> {
     PeerProcess::of(sock, cred)?.exe()
+}
+
+/// A process's executable as the audit log records it (docs/audit.md, `peer.exe`): the path
+/// `/proc/PID/exe` names, escaped so that different paths never read the same
+/// ([`crate::text::escape_path_bytes`]: a byte that is not UTF-8 is `\xNN`, a backslash
+/// `\\`), and whether the file was deleted, apart from the path: the kernel marks a deleted
+/// file by appending ` (deleted)` to its path, which a live binary can also be named
+/// (twenty-sixth pass, found by the attacker of hostile process environments). It derefs to
+/// the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExeLink {
+    /// The escaped path, without the kernel's ` (deleted)` when `deleted`.
+    pub path: String,
+    /// The file had been deleted (unlinked) when the link was read.
+    pub deleted: bool,
+}
+
+impl std::ops::Deref for ExeLink {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.path
+    }
 }
 
 /// The executable of a process (`/proc/PID/exe`), best effort: `None` if the process is gone,
 /// in another namespace, or not ours to look at. Not tied to a process: the pid may have been
 /// reused; [`peer_exe`] is for peers.
-pub fn process_exe(pid: i32) -> Option<String> {
+pub fn process_exe(pid: i32) -> Option<ExeLink> {
     if pid <= 0 {
         return None;
     }
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
+    let link = format!("/proc/{pid}/exe");
+    let target = std::fs::read_link(&link).ok()?;
+    Some(exe_link(Path::new(&link), &target))
+}
+
+/// [`ExeLink`] of `target`, what the magic link `link` reads. It ends in ` (deleted)` for a
+/// deleted file, and for a live one so named: that one is the very file `link` leads to
+/// (same device and inode), a deleted one is not at that path.
+fn exe_link(link: &Path, target: &Path) -> ExeLink {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    const MARK: &[u8] = b" (deleted)";
+    let bytes = target.as_os_str().as_bytes();
+    let deleted = bytes.ends_with(MARK)
+        && !matches!(
+            (std::fs::metadata(link), std::fs::metadata(target)),
+            (Ok(a), Ok(b)) if a.dev() == b.dev() && a.ino() == b.ino()
+        );
+    let bytes = if deleted {
+        &bytes[..bytes.len() - MARK.len()]
+    } else {
+        bytes
+    };
+    ExeLink {
+        path: crate::text::escape_path_bytes(bytes),
+        deleted,
+    }
 }
 
 /// `/proc/PID/NAME`, or `/proc/self/NAME` for `None`.
@@ -1782,7 +1828,8 @@ mod tests {
     fn process_exe_of_self_is_the_test_binary() {
         let exe = process_exe(current_pid()).unwrap();
         let me = std::env::current_exe().unwrap();
-        assert_eq!(exe, me.to_string_lossy());
+        assert_eq!(*exe, me.to_string_lossy());
+        assert!(!exe.deleted);
         assert_eq!(process_exe(0), None);
     }
 

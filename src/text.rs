@@ -240,6 +240,53 @@ fn ends_a_name(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ']')
 }
 
+/// A path's bytes as text that names it and no other (the audit log's `peer.exe`): UTF-8 as
+/// it is, a backslash as `\\`, and each byte that is not UTF-8 as `\xNN` (two lowercase hex
+/// digits), so `py\xff` and `py\xfe` stay apart (a lossy conversion made both `py\u{fffd}`),
+/// and a name holding the four characters `\xff` is `\\xff`.
+pub fn escape_path_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// `s`, written by [`escape_path_bytes`], cut to at most `max` bytes between two of its
+/// units (a character, `\\`, `\xNN`): a cut through an escape would read as another path.
+pub fn cut_escaped(s: &str, max: usize) -> &str {
+    let b = s.as_bytes();
+    let mut end = 0;
+    let mut at = 0;
+    while at < b.len() {
+        let next = if b[at] == b'\\' {
+            at + if b.get(at + 1) == Some(&b'x') { 4 } else { 2 }
+        } else {
+            let mut n = at + 1;
+            while n < b.len() && !s.is_char_boundary(n) {
+                n += 1;
+            }
+            n
+        };
+        let next = next.min(b.len());
+        if next > max {
+            break;
+        }
+        end = next;
+        at = next;
+    }
+    &s[..end]
+}
+
 /// `s` cut to at most `max` bytes, at a character boundary: a bound on a string the peer or
 /// a policy chose, wherever it is quoted (the audit log's `exe`, a refusal's origin).
 pub fn cut_to(s: &str, max: usize) -> &str {

@@ -16,7 +16,7 @@ pub struct PeerIdentity {
     pub pid: i32,
     /// Supplementary groups of the peer's user, looked up once, when first needed.
     groups: OnceLock<Vec<u32>>,
-    exe: Option<String>,
+    exe: Option<crate::sys::ExeLink>,
 }
 
 impl PeerIdentity {
@@ -74,6 +74,12 @@ impl PeerIdentity {
         self.exe.as_deref()
     }
 
+    /// Whether the peer's executable had been deleted when it was read (its path is then
+    /// [`PeerIdentity::exe`] without the kernel's ` (deleted)`).
+    pub fn exe_deleted(&self) -> bool {
+        self.exe.as_ref().is_some_and(|e| e.deleted)
+    }
+
     /// As the audit log records it.
     pub fn audit_info(&self) -> crate::audit::PeerInfo {
         crate::audit::PeerInfo {
@@ -81,6 +87,7 @@ impl PeerIdentity {
             gid: self.gid,
             pid: (self.pid > 0).then_some(self.pid),
             exe: self.exe().map(|e| bounded_exe(e).to_owned()),
+            exe_deleted: self.exe_deleted(),
         }
     }
 }
@@ -89,14 +96,31 @@ impl PeerIdentity {
 /// peer's choice, and a denial record must stay small (docs/audit.md, "Growth").
 pub const MAX_EXE: usize = 256;
 
-/// `exe` cut to at most [`MAX_EXE`] bytes, at a character boundary.
+/// `exe` (escaped: [`crate::sys::ExeLink`]) cut to at most [`MAX_EXE`] bytes, at a character
+/// boundary and never inside an escape.
 fn bounded_exe(exe: &str) -> &str {
-    crate::text::cut_to(exe, MAX_EXE)
+    crate::text::cut_escaped(exe, MAX_EXE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cut never falls inside an escape (twenty-sixth pass): `…\xf` or a lone `\` at the
+    /// end would read as another path.
+    #[test]
+    fn exe_is_cut_between_escapes() {
+        let a = |n: usize| "a".repeat(n);
+        let esc = |tail: &[u8], n: usize| {
+            crate::text::escape_path_bytes(&[a(n).as_bytes(), tail].concat())
+        };
+        // 0xff is `\xff`, 4 bytes: kept whole when it fits, else left out whole.
+        assert_eq!(bounded_exe(&esc(&[0xff], 252)), format!("{}\\xff", a(252)));
+        assert_eq!(bounded_exe(&esc(&[0xff], 253)), a(253));
+        // A backslash is `\\`, 2 bytes: never cut to a lone `\`.
+        assert_eq!(bounded_exe(&esc(b"\\", 254)), format!("{}\\\\", a(254)));
+        assert_eq!(bounded_exe(&esc(b"\\", 255)), a(255));
+    }
 
     #[test]
     fn exe_is_cut_at_256_bytes_on_a_character_boundary() {

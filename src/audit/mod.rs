@@ -983,6 +983,7 @@ mod tests {
                 gid: 2,
                 pid: Some(3),
                 exe: Some("/bin/check".into()),
+                exe_deleted: false,
             }),
             task: Some("t"),
             credential: Some("c"),

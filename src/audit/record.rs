@@ -109,9 +109,14 @@ pub struct PeerInfo {
     pub gid: u32,
     /// Process id, if known.
     pub pid: Option<i32>,
-    /// The peer's executable at accept time, cut at 256 bytes; `None` if unknown or not
-    /// confirmed to be the connected process's.
+    /// The peer's executable at accept time (each byte that is not UTF-8 as `\xNN`, a
+    /// backslash as `\\`), cut at 256 bytes; `None` if unknown or not confirmed to be the
+    /// connected process's.
     pub exe: Option<String>,
+    /// The executable had been deleted (`exe` is its path without the kernel's
+    /// ` (deleted)`); written only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exe_deleted: bool,
 }
 
 /// One decision to record. `values` are the secret fields handed out; only their HMACs are
@@ -276,6 +281,9 @@ pub struct PeerView<'a> {
     pub pid: Option<i32>,
     /// Its executable, if recorded (whatever the peer's binary is named: escape it to show it).
     pub exe: Option<Cow<'a, str>>,
+    /// `peer.exe_deleted`: the executable had been deleted (absent, as in records written
+    /// before it existed: false).
+    pub exe_deleted: bool,
 }
 
 /// Parse one line: a JSON object whose members have the types docs/audit.md gives them, none
@@ -740,9 +748,10 @@ impl<'de> serde::Deserialize<'de> for PeerView<'de> {
                 f.write_str("an object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PeerView<'de>, A::Error> {
-                const PEER: [&str; 4] = ["uid", "gid", "pid", "exe"];
+                const PEER: [&str; 5] = ["uid", "gid", "pid", "exe", "exe_deleted"];
                 let mut seen = Seen::default();
                 let (mut uid, mut gid, mut pid, mut exe) = (None, None, None, None);
+                let mut exe_deleted = false;
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     seen.add::<A::Error>(&PEER, "peer", key.clone())?;
                     let id = |map: &mut A, name| {
@@ -759,13 +768,24 @@ impl<'de> serde::Deserialize<'de> for PeerView<'de> {
                             })?;
                         }
                         "exe" => exe = text_or_null(&mut map, "peer.exe")?,
+                        "exe_deleted" => {
+                            exe_deleted = map.next_value::<bool>().map_err(|_: A::Error| {
+                                not_a("peer.exe_deleted", "true or false")
+                            })?;
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
                 }
                 match (uid, gid) {
-                    (Some(uid), Some(gid)) => Ok(PeerView { uid, gid, pid, exe }),
+                    (Some(uid), Some(gid)) => Ok(PeerView {
+                        uid,
+                        gid,
+                        pid,
+                        exe,
+                        exe_deleted,
+                    }),
                     _ => Err(A::Error::custom("member `peer` has no `uid` or no `gid`")),
                 }
             }
@@ -963,6 +983,7 @@ mod tests {
                 gid: 2,
                 pid: Some(3),
                 exe: Some("/bin/x".into()),
+                exe_deleted: false,
             }),
             task: Some("t"),
             credential: Some("c"),

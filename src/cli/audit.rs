@@ -515,6 +515,9 @@ fn render(line: &[u8]) -> String {
         if let Some(exe) = &p.exe {
             out.push_str(&format!(" exe={}", field(exe)));
         }
+        if p.exe_deleted {
+            out.push_str(" exe_deleted=true");
+        }
     }
     // A `vault.load`: which generation, and which policy (its digest), from then on.
     if let Some(g) = rec.generation {

@@ -561,6 +561,84 @@ fn the_logrotate_example_rotates_a_live_daemons_log() {
     d.assert_alive();
 }
 
+/// `peer.exe` converted a path that is not UTF-8 lossily, so clients at `…/py\xff` and
+/// `…/py\xfe` were both recorded as `py\u{fffd}`, and a live binary named `python3 (deleted)`
+/// was recorded as a deleted `python3` would be (twenty-sixth pass, found by the attacker of
+/// hostile process environments). Now such a byte is `\xNN`, a backslash `\\`, and a deleted
+/// binary is its path with `peer.exe_deleted: true`; `audit show` and `audit verify` read them.
+#[test]
+fn peer_exe_records_bytes_that_are_not_utf8_and_a_deleted_binary_unambiguously() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(python) = ["/usr/bin/python3", "/bin/python3"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|p| p.exists())
+    else {
+        return skip::skip("no python3 to run a client from a binary of a chosen name");
+    };
+    let dir = tempdir();
+    let d = start(dir.path());
+    let bin = dir.path().join("exes");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    const CLIENT: &str = r#"
+import os, socket, sys
+if len(sys.argv) > 2: os.unlink(sys.argv[2])
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b'{"v":1,"op":"fetch","task":"no-such-task"}\n'); s.recv(100000)
+"#;
+    let names: [&[u8]; 5] = [
+        b"py\xff",
+        b"py\xfe",
+        b"py\\xff",
+        b"python3 (deleted)",
+        b"gone",
+    ];
+    for name in names {
+        let exe = bin.join(std::ffi::OsStr::from_bytes(name));
+        crate::common::copy_executable(python, &exe);
+        let mut c = Command::new(&exe);
+        c.arg("-c").arg(CLIENT).arg(&d.socket);
+        if name == b"gone" {
+            c.arg(&exe);
+        }
+        let st = c.stdin(Stdio::null()).status().unwrap();
+        assert!(st.success(), "{}", exe.display());
+    }
+    let b = bin.to_str().unwrap();
+    let want = [
+        (format!("{b}/py\\xff"), false),
+        (format!("{b}/py\\xfe"), false),
+        (format!("{b}/py\\\\xff"), false),
+        (format!("{b}/python3 (deleted)"), false),
+        (format!("{b}/gone"), true),
+    ];
+    let got: Vec<(String, bool)> = d
+        .audit_text()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["op"] == "fetch")
+        .map(|r| {
+            let deleted = match &r["peer"]["exe_deleted"] {
+                serde_json::Value::Null => false,
+                v => v.as_bool().expect("exe_deleted is true or false"),
+            };
+            (r["peer"]["exe"].as_str().unwrap().to_owned(), deleted)
+        })
+        .collect();
+    assert_eq!(got, want);
+    let out = sv(&d, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sv(&d, &["audit", "show"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert_eq!(shown.matches("exe_deleted=true").count(), 1, "{shown}");
+}
+
 #[test]
 fn over_scope_is_a_warning_in_the_response_and_the_audit_record() {
     let dir = tempdir();

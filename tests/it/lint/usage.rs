@@ -2027,6 +2027,7 @@ fn allowed_fetch(audit: &scopevault::audit::AuditLog, task: &str, cred: &str) {
                 gid: 2000,
                 pid: Some(42),
                 exe: Some("/usr/bin/check".into()),
+                exe_deleted: false,
             }),
             task: Some(task),
             credential: Some(cred),
