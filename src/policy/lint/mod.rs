@@ -284,6 +284,7 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
     l.problems();
     l.tasks();
     l.credentials();
+    l.case_alike_names();
     l.undeclared_scopes();
     l.fleet();
     l.schedulers();
@@ -789,6 +790,52 @@ impl<'a> Linter<'a> {
                     Some(tname),
                     vec![],
                 );
+            }
+        }
+    }
+
+    /// names-differ-only-in-case: among the credentials, and among the tasks, each name equal
+    /// to an earlier one but for ASCII case, at its own place (twenty-sixth pass, found by the
+    /// attacker of hostile process environments).
+    fn case_alike_names(&mut self) {
+        let p = self.policy;
+        // In the file's order, so the finding is at the later of the two.
+        let mut creds: Vec<_> = p.credentials.iter().collect();
+        creds.sort_by_key(|(_, c)| c.span.start);
+        let mut tasks: Vec<_> = p.tasks.iter().collect();
+        tasks.sort_by_key(|(_, t)| t.span.start);
+        let mut first: HashMap<String, &str> = HashMap::default();
+        for (cname, cred) in creds {
+            match first.get(&cname.to_ascii_lowercase()) {
+                Some(&other) => self.push(
+                    RuleId::NamesDifferOnlyInCase,
+                    cred.span.clone(),
+                    format!("credentials `{other}` and `{cname}` differ only in case: they are two credentials, each with its own secrets and grants"),
+                    format!("rename [credentials.{cname}] (or merge it into `{other}`): a task listing one does not get the other"),
+                    Some(cname),
+                    None,
+                    vec![],
+                ),
+                None => {
+                    first.insert(cname.to_ascii_lowercase(), cname);
+                }
+            }
+        }
+        first.clear();
+        for (tname, task) in tasks {
+            match first.get(&tname.to_ascii_lowercase()) {
+                Some(&other) => self.push(
+                    RuleId::NamesDifferOnlyInCase,
+                    task.span.clone(),
+                    format!("tasks `{other}` and `{tname}` differ only in case: they are two tasks, each with its own credentials and runners"),
+                    format!("rename [tasks.{tname}] (or merge it into `{other}`): a runner asking for one does not get the other"),
+                    None,
+                    Some(tname),
+                    vec![],
+                ),
+                None => {
+                    first.insert(tname.to_ascii_lowercase(), tname);
+                }
             }
         }
     }

@@ -183,6 +183,45 @@ fn credentials_that_share_an_exec_variable_in_one_task_are_a_warning() {
     );
 }
 
+/// Credential and task names differing only in case (`shop`, `Shop`) were separate objects
+/// with no finding (twenty-sixth pass, found by the attacker of hostile process environments):
+/// now a warning at the later name of each pair, naming both.
+#[test]
+fn names_that_differ_only_in_case_are_a_warning_naming_both() {
+    let (v, code) = lint_json(&fixture("rules/names-differ-only-in-case.fires.toml"));
+    let found: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "names-differ-only-in-case")
+        .collect();
+    assert_eq!(found.len(), 2, "{v:#}");
+    assert_eq!(found.iter().filter(|f| f["class"] == "warning").count(), 2);
+    let cred = found
+        .iter()
+        .find(|f| f["credential"] == "Shop")
+        .expect("the credential's");
+    assert!(
+        cred["message"]
+            .as_str()
+            .unwrap()
+            .contains("`shop` and `Shop`"),
+        "{cred}"
+    );
+    let task = found
+        .iter()
+        .find(|f| f["task"] == "Checkout")
+        .expect("the task's");
+    assert!(
+        task["message"]
+            .as_str()
+            .unwrap()
+            .contains("`checkout` and `Checkout`"),
+        "{task}"
+    );
+    assert_eq!(code, 0, "a warning alone does not block");
+}
+
 /// An expired exception that never matched anything said "the finding it hid is reported
 /// again" (twenty-second pass, found by an attacker as a CI maintainer): there was none. An
 /// expired exception says that only when a finding it covers is reported; otherwise that it
