@@ -265,7 +265,8 @@ pub struct InitArgs {
 pub enum KeyringStoreArg {
     /// The freedesktop Secret Service (gnome-keyring, KeePassXC) over the session D-Bus.
     SecretService,
-    /// The Linux kernel key retention service (keyutils), user keyring.
+    /// The Linux kernel key retention service (keyutils): this session's keyring (which must
+    /// be this user's own), linked to the user's persistent keyring.
     Keyutils,
 }
 

@@ -68,7 +68,7 @@ fn ambiguous(store: KeyringStore, service: &str, account: &str, count: usize) ->
             "list them with `secret-tool search --all service {service} username {account}`: the one scopevault made has no attribute but `service` and `username`; delete the other(s), e.g. `secret-tool clear service {service} username {account} NAME VALUE` with an attribute NAME only they have"
         ),
         KeyringStore::Keyutils => {
-            "list them with `keyctl show @u` and delete all but the one scopevault made".to_owned()
+            "list them with `keyctl show @s` and delete all but the one scopevault made".to_owned()
         }
     };
     VaultError::KeyringAmbiguous(format!(
@@ -92,6 +92,9 @@ fn open_store(store: KeyringStore) -> Result<Arc<CredentialStore>, VaultError> {
             zbus_secret_service_keyring_store::Store::new().map_err(|e| unavailable(store, e))?
         }
         KeyringStore::Keyutils => {
+            // Whose session keyring, before an entry is made: making one links this user's
+            // persistent keyring into it (twenty-sixth pass).
+            super::session_keyring::check()?;
             linux_keyutils_keyring_store::Store::new().map_err(|e| unavailable(store, e))?
         }
     };
@@ -201,7 +204,7 @@ pub(crate) fn delete(
         KeyringStore::SecretService => format!(
             "list them with `secret-tool search --all service {service} username {account}` and delete them with `secret-tool clear service {service} username {account}`"
         ),
-        KeyringStore::Keyutils => "list them with `keyctl show @u` and delete them with `keyctl unlink`".to_owned(),
+        KeyringStore::Keyutils => "list them with `keyctl show @s` and delete them with `keyctl unlink`".to_owned(),
     };
     Err(VaultError::Keyring(format!(
         "the {} store held {count} items for the entry {service}/{account}, and not all could be deleted ({why}): one may hold the slot's key; {how}",

@@ -9,6 +9,7 @@ mod format;
 mod keyring;
 mod model;
 mod session_bus;
+mod session_keyring;
 mod slots;
 mod store;
 pub(crate) use store::SafeDir;
@@ -224,7 +225,8 @@ pub enum VaultError {
     /// The session bus a Secret Service slot's key would go to, or the Secret Service on it,
     /// is another user's (or cannot be told whose it is): nothing was sent. The message
     /// names whose and what to do (twenty-sixth pass: `key add --keyring` handed the key to
-    /// the bus `DBUS_SESSION_BUS_ADDRESS` named, another user's).
+    /// the bus `DBUS_SESSION_BUS_ADDRESS` named, another user's). Also: the session keyring a
+    /// keyutils slot's key would go to is another user's (src/vault/session_keyring.rs).
     #[error("the OS keyring was not used: {0}")]
     KeyringForeignBus(String),
     /// The keyring store holds more than one item for a keyring slot's entry (one put there

@@ -1160,3 +1160,184 @@ fn a_session_bus_of_another_user_on_an_abstract_socket_is_refused() {
         "the other user's keyring received a scopevault item: {items}"
     );
 }
+
+/// Runs `args` (the binary first) in a new session keyring owned by `owner`, as after
+/// `sudo -u`/`runuser`/`setpriv`/`su` without pam_keyinit from that user's login, and prints
+/// how many keys or keyrings the command left linked in it (`linked: N`). Needs root (to
+/// give the keyring to another uid); exit 97 when the kernel refuses that.
+const IN_SESSION_OF: &str = r#"
+import ctypes, os, sys, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+NR = {"x86_64": 250, "aarch64": 219}[os.uname().machine]
+def keyctl(*a):
+    r = libc.syscall(NR, *[ctypes.c_long(x) if isinstance(x, int) else x for x in a])
+    if r < 0:
+        e = ctypes.get_errno(); raise OSError(e, os.strerror(e))
+    return r
+try:
+    kid = keyctl(1, ctypes.c_char_p(b"scopevault-test-session"))  # KEYCTL_JOIN_SESSION_KEYRING
+    keyctl(4, kid, int(sys.argv[1]), -1)  # KEYCTL_CHOWN
+except OSError as e:
+    print("cannot make a session keyring of uid", sys.argv[1], ":", e, file=sys.stderr)
+    sys.exit(97)
+code = subprocess.run(sys.argv[2:]).returncode
+buf = ctypes.create_string_buffer(4096)
+print("linked:", keyctl(11, kid, buf, 4096) // 4, flush=True)  # KEYCTL_READ: 4 bytes an id
+sys.exit(code)
+"#;
+
+/// Twenty-sixth pass (found by the re-attacker of this pass's fixes): the keyutils store put
+/// the slot key in the session keyring the process inherited and linked the caller's
+/// persistent keyring there, for a read (`cred list`) as for `key add`; in a session keyring
+/// of another user (kept by `sudo -u`, `runuser`, `setpriv`, `su` without pam_keyinit) that
+/// user read every keyutils slot key of the caller. Both are now refused before anything is
+/// stored, read or linked (the keyring is left empty), with whose keyring it is and what to
+/// do; in a session keyring of the caller the slot still unlocks.
+#[test]
+fn keyutils_refuses_a_session_keyring_of_another_user() {
+    let other = match crate::common::users::ensure_user(crate::common::users::OTHER_USER) {
+        Ok((uid, _)) => uid,
+        Err(why) => {
+            return skip::skip(&format!(
+                "a session keyring of a second uid needs one: {why}"
+            ))
+        }
+    };
+    let me = crate::common::users::current_uid();
+    let e = Env::new();
+    let bin = env!("CARGO_BIN_EXE_scopevault");
+    let in_session_of = |owner: u32, args: &[&str]| {
+        let mut c = e.wrapper("python3");
+        c.args(["-c", IN_SESSION_OF, &owner.to_string(), bin])
+            .args(args);
+        let out = e.run_cmd(&mut c, b"");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let linked: usize = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("linked: "))
+            .expect("the helper prints what is linked")
+            .parse()
+            .unwrap();
+        (out, linked)
+    };
+    let pf = e.pf();
+    // Whether the kernel (or container) gives this process session keyrings at all: the
+    // helper's own keyctl calls, before any of scopevault's.
+    let mut probe = e.wrapper("python3");
+    probe.args(["-c", IN_SESSION_OF, &other.to_string(), "true"]);
+    let out = e.run_cmd(&mut probe, b"");
+    if out.status.code() == Some(97) {
+        return skip::skip(&String::from_utf8_lossy(&out.stderr));
+    }
+    // The keyutils slot, made in a new session keyring of this user (the test runner's own
+    // may refuse the link into the persistent keyring, see `kernel_allows_keyutils`).
+    {
+        let (out, _) = in_session_of(
+            me,
+            &[
+                "init",
+                "--keyring",
+                "--keyring-store",
+                "keyutils",
+                "--passphrase-file",
+                &pf,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A read in the other user's session keyring: refused, nothing linked there.
+        let (out, linked) = in_session_of(other, &["cred", "list"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            linked, 0,
+            "a read linked keys into uid {other}'s keyring: {err}"
+        );
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains(&format!(
+                "session keyring this process inherited is owned by uid {other}"
+            )) && err.contains("keyctl new_session")
+                && err.contains("su -"),
+            "{err}"
+        );
+        // In a session keyring of this user the slot still unlocks on its own.
+        let (out, _) = in_session_of(me, &["cred", "list"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A store in the other user's session keyring: refused, nothing linked, no slot added.
+    let (out, linked) = in_session_of(
+        other,
+        &[
+            "key",
+            "add",
+            "--keyring",
+            "--keyring-store",
+            "keyutils",
+            "--passphrase-file",
+            &pf,
+            "--label",
+            "k",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        linked, 0,
+        "key add linked keys into uid {other}'s keyring: {err}"
+    );
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("owned by uid {other}")) && err.contains("nothing was stored"),
+        "{err}"
+    );
+    let slots = e.ok(&["key", "list", "--json"], b"");
+    assert!(!slots.contains("\"k\""), "a slot was added: {slots}");
+
+    // The second user, in a session keyring of root's (`runuser -u` from a root shell, which
+    // every process started from that shell shares, of whatever uid): refused too.
+    let dir = tempfile::Builder::new()
+        .prefix("sv-test-ku-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(dir.path().join("pass"), std::fs::read(&pf).unwrap()).unwrap();
+    let status = std::process::Command::new("chown")
+        .args(["-R", &other.to_string()])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let d = dir.path().display().to_string();
+    let mut c = e.wrapper("python3");
+    c.args(["-c", IN_SESSION_OF, "0", "setpriv"])
+        .args(["--reuid", &other.to_string(), "--regid", &other.to_string()])
+        .args(["--clear-groups", bin, "--vault", &format!("{d}/v.sv")])
+        .args(["init", "--keyring", "--keyring-store", "keyutils"])
+        .args(["--passphrase-file", &format!("{d}/pass")])
+        .env("HOME", &d)
+        .env("XDG_DATA_HOME", &d)
+        .env("XDG_STATE_HOME", &d)
+        .env("XDG_RUNTIME_DIR", &d)
+        .env("SCOPEVAULT_STATE_DIR", format!("{d}/state"));
+    let out = e.run_cmd(&mut c, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("linked: 0"),
+        "init by uid {other} linked keys into root's keyring: {err}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("owned by root") && err.contains(&format!("not by this user (uid {other})")),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("v.sv").exists(),
+        "a failed init leaves no vault"
+    );
+}
