@@ -302,7 +302,7 @@ fn the_daemon_serves_the_vault_it_loaded_first_and_names_another_vaults_file() {
         err.contains("has replaced the daemon's")
             && err.contains(&a_id)
             && err.contains(&b_id)
-            && err.contains("The key was not sent"),
+            && err.contains("No unlock request was sent"),
         "{err}"
     );
     assert_eq!(served_id(&d), None, "still locked");

@@ -795,7 +795,7 @@ fn regression_unlock_sends_no_key_to_a_locked_daemon_of_another_vault() {
             err.contains("serves another vault")
                 && err.contains(&vault_a)
                 && err.contains(&vault_b)
-                && err.contains("The key was not sent")
+                && err.contains("No unlock request was sent")
                 && err.contains("--socket"),
             "{what}: {err}"
         );
@@ -903,4 +903,48 @@ fn regression_an_identity_from_the_environment_is_not_sent_to_a_daemon_that_name
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("serves another vault"), "{err}");
+}
+
+/// Twenty-sixth pass, found by the re-attacker of this pass's fixes: `unlock` for vault A
+/// aimed at a locked daemon of vault B (with A's identity in `SCOPEVAULT_IDENTITY_FILE`, or
+/// none) sent a keyless `unlock` after `health` named vault B: B unlocked from its own identity
+/// file, "the daemon is unlocked", exit 0 with a warning. An admin who locked B on purpose had
+/// it unlocked by someone aiming at A. No unlock request of any kind goes to a daemon naming
+/// another vault now: exit 5, and B stays locked.
+#[test]
+fn regression_unlock_for_another_vault_does_not_unlock_a_locked_daemon_from_its_own_sources() {
+    let (a, b) = (tempdir(), tempdir());
+    let (a, b) = (a.path(), b.path());
+    let (id_a, id_b) = (a.join("id.txt"), b.join("id.txt"));
+    daemon::ok(a, &["init", "--identity-out", id_a.to_str().unwrap()], None);
+    daemon::ok(b, &["init", "--identity-out", id_b.to_str().unwrap()], None);
+    let vault_a = a.join("vault.scopevault");
+    let d = Daemon::start(
+        b,
+        &["--no-keyring", "--identity-file", id_b.to_str().unwrap()],
+    );
+    assert!(!locked(&d));
+    assert!(sv(&d, &["lock"]).status.success());
+    assert!(locked(&d));
+    let mut with_env = daemon::cmd(a);
+    with_env.env("SCOPEVAULT_IDENTITY_FILE", &id_a);
+    for (what, c) in [
+        ("SCOPEVAULT_IDENTITY_FILE of vault A", with_env),
+        ("plain unlock --vault A", daemon::cmd(a)),
+    ] {
+        let out = sv_with(&d, &["--vault", vault_a.to_str().unwrap(), "unlock"], c);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(5), "{what}: {err}");
+        assert!(
+            err.contains("serves another vault") && err.contains("No unlock request was sent"),
+            "{what}: {err}"
+        );
+        assert!(locked(&d), "{what}: the daemon of vault B was unlocked");
+    }
+    assert!(
+        !d.audit_text().contains("own identity file"),
+        "{}",
+        d.audit_text()
+    );
+    assert!(d.stop().success());
 }
