@@ -381,7 +381,7 @@ pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     if let Some(line) = this.served_elsewhere(&socket, &h) {
         return Err(not_sent(&line, &this));
     }
-    let key = prompted_unlock_key(g, &why)?;
+    let key = prompted_unlock_key(g, &why, &prompt_label(&h, &this, &socket))?;
     // A new connection, asked again: the prompt may outlast the daemon's idle timeout.
     let (client, h) = asked_first(g)?;
     send_unlock_key(client, &h, &this, &socket, key)
@@ -514,6 +514,34 @@ fn given_unlock_key(g: &GlobalArgs) -> anyhow::Result<Option<UnlockKey>> {
     Ok(super::unlock::passphrase_from_args(g)?.map(UnlockKey::Passphrase))
 }
 
+/// The prompt for the passphrase `unlock` sends the daemon at `socket`, whose `health` was
+/// `h`: it names the vault the daemon serves, and says when that could not be compared with
+/// the vault file here (`this`: none readable, the normal case for an admin in the admin
+/// group who is not the daemon's user) or the daemon names none, so that the admin decides
+/// whether to type the passphrase. It said only "Vault passphrase (sent to the daemon)" to a
+/// daemon naming any vault (twenty-sixth pass, found by the re-attacker of this pass's fixes).
+fn prompt_label(h: &crate::protocol::Health, this: &ThisVault, socket: &std::path::Path) -> String {
+    let shown = super::shown(socket);
+    match (&h.vault_id, &this.id) {
+        (Some(served), Ok(_)) => format!(
+            "Passphrase of vault {} (the vault of {}; sent to the daemon at {shown}): ",
+            escape_for_terminal(served),
+            super::shown(&this.path)
+        ),
+        (Some(served), Err(e)) => {
+            let served = escape_for_terminal(served);
+            format!(
+                "The daemon at {shown} serves vault {served}; this could not be compared with a vault file here ({}: {}). Type the passphrase only if vault {served} is the vault you mean to unlock.\nPassphrase of vault {served} (sent to the daemon at {shown}): ",
+                super::shown(&this.path),
+                escape_for_terminal(e)
+            )
+        }
+        (None, _) => format!(
+            "The daemon at {shown} does not say which vault it serves (a daemon older than this scopevault): type the passphrase only if you know it serves the vault you mean to unlock.\nVault passphrase (sent to the daemon at {shown}): "
+        ),
+    }
+}
+
 /// When no key is given and the daemon's own sources did not unlock it (`why`, the daemon's
 /// answer): a no-echo prompt for the passphrase on a terminal, else an error saying `why` and
 /// what to give. No prompt when the vault file's header (`--vault`, `SCOPEVAULT_VAULT` or the
@@ -521,7 +549,7 @@ fn given_unlock_key(g: &GlobalArgs) -> anyhow::Result<Option<UnlockKey>> {
 /// could only be refused (twenty-fourth pass, found by the twenty-third pass's review). The
 /// header is not authenticated, so it only spares a prompt; a file that cannot be read
 /// leaves the prompt as it was.
-fn prompted_unlock_key(g: &GlobalArgs, why: &str) -> anyhow::Result<UnlockKey> {
+fn prompted_unlock_key(g: &GlobalArgs, why: &str, label: &str) -> anyhow::Result<UnlockKey> {
     use std::io::IsTerminal;
     let path = super::unlock::vault_path(g);
     if let Ok(slots) = crate::vault::read_slots(&path) {
@@ -540,7 +568,7 @@ fn prompted_unlock_key(g: &GlobalArgs, why: &str) -> anyhow::Result<UnlockKey> {
     }
     if std::io::stdin().is_terminal() || super::unlock::have_tty() {
         return Ok(UnlockKey::Passphrase(super::unlock::prompt_passphrase(
-            "Vault passphrase (sent to the daemon): ",
+            label,
         )?));
     }
     Err(crate::vault::VaultError::NoUnlockSource(format!(
