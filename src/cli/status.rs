@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::args::{GlobalArgs, StatusArgs, StatusFormat};
-use super::client_cmds::{daemon_err, health_after_load, socket_path};
+use super::client_cmds::{daemon_err, health_and_peer_after_load, socket_path};
 use crate::client::ClientError;
 use crate::fleet::health::{self, Applied, AuditHead, Exposition, RecordError};
 use crate::protocol::Health;
@@ -29,25 +29,12 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     };
     // After a save (`bundle apply`), the first `health` starts the daemon's load of the
     // file and is answered at once with `loading`: asked again until the load is done.
-    let health = health_after_load(&socket_path(g)).map_err(daemon_err);
-    let audit = match (&a.audit, health.as_ref().ok()) {
-        (Some(log), _) => health::audit_head(log),
-        // The log the daemon writes, and its anchor, as it names them to an admin: an admin
-        // whose own default paths are not the daemon's (a user in the admin group, another
-        // state directory) read its own default log and reported that BAD (twenty-sixth pass).
-        (
-            None,
-            Some(Health {
-                audit_log: Some(log),
-                audit_anchor,
-                ..
-            }),
-        ) => health::audit_head_with(
-            std::path::Path::new(log),
-            audit_anchor.as_deref().map(std::path::Path::new),
-        ),
-        (None, _) => health::audit_head(&crate::audit::default_audit_path()),
-    };
+    let answer = health_and_peer_after_load(&socket_path(g)).map_err(daemon_err);
+    let audit = daemon_audit_head(
+        a.audit.as_deref(),
+        answer.as_ref().ok().map(|(h, peer)| (h, peer.uid)),
+    );
+    let health = answer.map(|(h, _)| h);
     let s = Gathered {
         health,
         bundle: health::read_applied(&super::unlock::vault_path(g)),
@@ -59,6 +46,79 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
         StatusFormat::Prometheus => prometheus_out(&s),
         StatusFormat::Text => text_out(g, s),
     }
+}
+
+/// The audit log's head `status` and `doctor` report: the log given with `--audit`, else the
+/// log the daemon (`answer`: its `health` and its uid) names to an admin with its anchor, else
+/// this user's default log. An admin whose own default paths are not the daemon's (a user in
+/// the admin group, root against another uid's daemon, another state directory) read its own
+/// default log and reported that (twenty-sixth pass; `doctor` still did: found by the
+/// re-attacker of this pass's fixes). A file the daemon names that is owned neither by the
+/// daemon's uid nor, for a daemon of root's, by root is not checked ([`not_the_daemons`]).
+pub(super) fn daemon_audit_head(
+    given: Option<&std::path::Path>,
+    answer: Option<(&Health, u32)>,
+) -> AuditHead {
+    match (given, answer) {
+        (Some(log), _) => health::audit_head(log),
+        (
+            None,
+            Some((
+                Health {
+                    audit_log: Some(log),
+                    audit_anchor,
+                    ..
+                },
+                uid,
+            )),
+        ) => {
+            let log = std::path::Path::new(log);
+            let anchor = audit_anchor.as_deref().map(std::path::Path::new);
+            match not_the_daemons(uid, log, anchor) {
+                Some(why) => AuditHead {
+                    log: log.to_owned(),
+                    seq: None,
+                    hash: None,
+                    source: None,
+                    anchor_seq: None,
+                    error: None,
+                    unchecked: Some(why),
+                },
+                None => health::audit_head_with(log, anchor),
+            }
+        }
+        (None, _) => health::audit_head(&crate::audit::default_audit_path()),
+    }
+}
+
+/// Why the log and anchor a daemon of `uid` names are not checked: one of them (or the link at
+/// its path) is owned by another uid than the daemon's (root's files are the daemon's only
+/// when it runs as root, or root made its socket: systemd's socket activation). `root`'s
+/// `status` checked any path a daemon named (`/etc/shadow` as its anchor) and advised moving it
+/// aside (twenty-sixth pass, found by the re-attacker of this pass's fixes). A file missing is
+/// not refused: nothing of it is read.
+fn not_the_daemons(
+    uid: u32,
+    log: &std::path::Path,
+    anchor: Option<&std::path::Path>,
+) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    for (what, path) in [("audit log", Some(log)), ("anchor", anchor)] {
+        let Some(path) = path else { continue };
+        for m in [std::fs::symlink_metadata(path), std::fs::metadata(path)]
+            .into_iter()
+            .flatten()
+        {
+            if m.uid() != uid && uid != 0 {
+                return Some(format!(
+                    "the daemon (uid {uid}) named as its {what} {}, a file it does not own (owner uid {}): nothing was checked, and nothing is to be done to that file; ask the daemon's user which audit log it writes, or give it with --audit",
+                    crate::text::shown(path),
+                    m.uid()
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Whether the daemon serves the signed bundle (`None`: the daemon is down or locked, so it

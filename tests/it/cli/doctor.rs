@@ -2059,3 +2059,38 @@ fn doctor_warns_that_the_daemon_runs_a_replaced_binary_and_to_restart_it() {
     );
     assert!(d.stop().success());
 }
+
+/// Twenty-sixth pass, found by the re-attacker of this pass's fixes: `doctor` run by an admin
+/// whose own default paths are not the daemon's (root against another uid's daemon; here
+/// another state directory and default log) judged its own default log, `ok audit … does not
+/// exist yet`, while `status` reported the daemon's cut tail. It checks the log and anchor the
+/// daemon names in `health`, with `status`'s code.
+#[test]
+fn regression_doctor_of_an_admin_checks_the_log_the_daemon_names() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    for _ in 0..3 {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    // Cut the live log below its anchor (which records seq 1 at least).
+    std::fs::write(&d.audit, "").unwrap();
+    let other = tempdir();
+    let out = daemon::cmd(other.path())
+        .env_remove("SCOPEVAULT_AUDIT")
+        .arg("--vault")
+        .arg(dir.path().join("vault.scopevault"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let (text, code) = text_of(&out);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        line_with(&text, "fail", "audit", &[d.audit.to_str().unwrap()]).is_some(),
+        "{text}"
+    );
+    assert!(line_with(&text, "ok", "audit", &[]).is_none(), "{text}");
+}

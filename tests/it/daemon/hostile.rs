@@ -724,3 +724,53 @@ fn a_daemon_other_than_root_refuses_an_audit_log_in_another_users_directory() {
     let (status, err) = serve(&mine.join("audit.jsonl"));
     assert!(status.is_none(), "{status:?}: {err}");
 }
+
+/// Twenty-sixth pass, found by the re-attacker of this pass's fixes: root's `status` checked
+/// whatever files a trusted daemon of another uid named as its `audit_log` and
+/// `audit_anchor` in `health` (`/etc/shadow`), and advised moving them aside, with
+/// `scopevault_audit_head_ok 0`. Only files the daemon's uid owns are checked now; one it
+/// does not own is said and not checked, and nothing is advised about it.
+#[test]
+fn regression_status_checks_no_audit_file_the_daemon_does_not_own() {
+    use std::os::unix::fs::PermissionsExt;
+    if !daemon::is_root() {
+        return crate::common::skip::skip("needs root to run a server as uid 65534");
+    }
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let theirs = dir.path().join("theirs");
+    let socket = theirs.join("s.sock");
+    let mut fake = serve_as_nobody(&theirs, &socket, &dir.path().join("fake.stderr"));
+    let status = |args: &[&str]| {
+        let out = daemon::cmd(dir.path())
+            .env_remove("SCOPEVAULT_AUDIT")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("status")
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v: serde_json::Value = serde_json::from_str(&status(&["--json"])).unwrap();
+    let log = v["audit_log"]
+        .as_str()
+        .expect("root is told the log")
+        .to_owned();
+    assert!(v["audit_head"]["unchecked"].is_null(), "its own files: {v}");
+    // A file of root's where the daemon's log is.
+    std::os::unix::fs::chown(&log, Some(0), Some(0)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&status(&["--json"])).unwrap();
+    let metrics = status(&["--format", "prometheus"]);
+    let text = status(&[]);
+    let _ = fake.kill();
+    let _ = fake.wait();
+    let why = v["audit_head"]["unchecked"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("does not own") && why.contains("nothing was checked"),
+        "{v}"
+    );
+    assert!(v["audit_head"]["error"].is_null(), "{v}");
+    assert!(!metrics.contains("scopevault_audit_head_ok"), "{metrics}");
+    assert!(!text.contains("move this file aside"), "{text}");
+}
