@@ -4813,3 +4813,52 @@ fn a_socket_group_this_user_is_not_in_is_refused_before_the_audit_log_is_made() 
         .collect();
     assert!(made.is_empty(), "the refused start made {made:?}");
 }
+
+/// Twenty-sixth pass, found by the re-attacker of this pass's fixes: `health`'s
+/// `audit_gap.reason` showed any peer that may connect the anchor's path ("… its anchor
+/// /home/…/audit-anchor-….json records seq 4 …"), though paths are an admin's only. A peer
+/// that is not an admin gets the missing seqs and no path.
+#[test]
+fn regression_audit_gap_reason_names_no_path_to_a_non_admin() {
+    use crate::common::{skip, users};
+    use std::os::unix::fs::PermissionsExt;
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let all = records(&text);
+    let last = all.last().unwrap()["seq"].as_u64().unwrap();
+    let kept: Vec<&str> = text.lines().take(all.len() - 2).collect();
+    std::fs::write(&audit_path, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    let d = Daemon::start(dir.path(), &[idarg[0], idarg[1], "--accept-audit-gap"]);
+    let admin = d.request(r#"{"v":1,"op":"health"}"#);
+    let full = admin["audit_gap"]["reason"].as_str().unwrap().to_owned();
+    assert!(full.contains("audit-anchor-"), "{admin}");
+    let perms = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    perms(d.socket.parent().unwrap(), 0o711);
+    perms(&d.socket, 0o666);
+    let exe = users::shared_binary(dir.path());
+    let out = users::run_as(uid, gid, &exe, &d.socket, &["status", "--json"]);
+    let other: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(other["peer"]["admin"], false, "{other}");
+    let why = other["audit_gap"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!("records {}..={last} are missing", last - 1))
+            && why.contains("admins only"),
+        "{other}"
+    );
+    assert!(
+        !why.contains('/') && !why.contains("audit-anchor-"),
+        "{other}"
+    );
+    d.assert_alive();
+}
