@@ -524,14 +524,14 @@ fn prompt_label(h: &crate::protocol::Health, this: &ThisVault, socket: &std::pat
     let shown = super::shown(socket);
     match (&h.vault_id, &this.id) {
         (Some(served), Ok(_)) => format!(
-            "Passphrase of vault {} (the vault of {}; sent to the daemon at {shown}): ",
+            "Vault passphrase (vault {}, the vault of {}; sent to the daemon at {shown}): ",
             escape_for_terminal(served),
             super::shown(&this.path)
         ),
         (Some(served), Err(e)) => {
             let served = escape_for_terminal(served);
             format!(
-                "The daemon at {shown} serves vault {served}; this could not be compared with a vault file here ({}: {}). Type the passphrase only if vault {served} is the vault you mean to unlock.\nPassphrase of vault {served} (sent to the daemon at {shown}): ",
+                "The daemon at {shown} serves vault {served}; this could not be compared with a vault file here ({}: {}). Type the passphrase only if vault {served} is the vault you mean to unlock.\nVault passphrase (vault {served}; sent to the daemon at {shown}): ",
                 super::shown(&this.path),
                 escape_for_terminal(e)
             )

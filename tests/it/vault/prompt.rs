@@ -335,7 +335,7 @@ fn regression_the_unlock_prompt_names_the_daemons_vault_when_no_vault_file_is_re
     assert!(
         screen.contains(&format!("serves vault {served}"))
             && screen.contains("could not be compared with a vault file here")
-            && screen.contains(&format!("Passphrase of vault {served}")),
+            && screen.contains(&format!("Vault passphrase (vault {served};")),
         "{screen}"
     );
     assert!(!screen.contains(common_vault::PASS), "{screen}");
