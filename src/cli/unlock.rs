@@ -515,20 +515,25 @@ fn read_new_passphrase(
     typeable(p)
 }
 
-/// `p` unless it holds a control character (C0, U+0000 to U+001F, or DEL, U+007F): the no-echo
+/// `p` unless it holds a control character (C0, U+0000 to U+001F, DEL, U+007F, C1, U+0080 to
+/// U+009F such as NEL, or the line and paragraph separators U+2028 and U+2029): the no-echo
 /// prompt ends at a line break (and drops a CR before it), a terminal sends no NUL, and at a
 /// terminal in its usual mode Ctrl-U kills the line, Ctrl-W and DEL erase, Ctrl-C interrupts:
 /// a slot taking such a passphrase could only ever be opened from a file (twenty-third pass for
 /// line breaks and NUL, found by its attacker of keys and unlocking: a file ending in two
 /// newlines loses only one; twenty-sixth pass for every other control character, found by the
-/// attacker of hostile process environments). A usage error (exit 2) before anything is
+/// attacker of hostile process environments; C1 and U+2028/U+2029 found by the re-attacker of
+/// this pass's fixes). A usage error (exit 2) before anything is
 /// written; the passphrase is not quoted. A passphrase not in Unicode NFC is warned about
 /// ([`warn_unless_nfc`]), not changed. Passphrases that open a vault are read as before: a
 /// slot an older scopevault made still opens.
 fn typeable(p: SecretString) -> anyhow::Result<SecretString> {
-    if p.expose().chars().any(|c| c.is_ascii_control()) {
+    if p.expose()
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return Err(VaultError::Usage(
-            "the new passphrase holds a control character (a line break or NUL, a tab, ESC, Ctrl-U, Ctrl-W, Ctrl-C, DEL, …; a file's one trailing newline is ignored), which the passphrase prompt cannot type (the terminal ends, edits or interrupts the line instead), so the slot could only be opened from that file; give a passphrase of printable characters on one line: nothing was changed".into(),
+            "the new passphrase holds a control character (a line break or NUL, a tab, ESC, Ctrl-U, Ctrl-W, Ctrl-C, DEL, a C1 control such as NEL, U+2028, U+2029, …; a file's one trailing newline is ignored), which the passphrase prompt cannot type (the terminal ends, edits or interrupts the line instead), so the slot could only be opened from that file; give a passphrase of printable characters on one line: nothing was changed".into(),
         )
         .into());
     }

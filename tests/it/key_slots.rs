@@ -1543,6 +1543,32 @@ fn regression_a_new_passphrase_with_a_terminal_control_character_is_refused() {
     }
 }
 
+/// Found by the re-attacker of this pass's fixes (twenty-sixth pass): a new passphrase holding
+/// a C1 control (U+0080 to U+009F, such as NEL U+0085) or a line or paragraph separator
+/// (U+2028, U+2029) was accepted; each is refused like a C0 control or DEL (exit 2, not
+/// quoted, nothing written).
+#[test]
+fn regression_a_new_passphrase_with_a_c1_control_or_unicode_line_break_is_refused() {
+    let e = Env::new();
+    for (i, c) in ['\u{85}', '\u{80}', '\u{9f}', '\u{2028}', '\u{2029}']
+        .iter()
+        .enumerate()
+    {
+        let f = write(
+            &e,
+            &format!("c1{i}"),
+            &format!("zebra quartz {c}violin harbor 77"),
+        );
+        let err = e.fails(&["init", "--passphrase-file", &f], b"", 2);
+        assert!(
+            err.contains("control character") && err.contains("nothing was changed"),
+            "{c:?}: {err}"
+        );
+        assert!(!err.contains("violin") && !err.contains("zebra"), "{err}");
+        assert!(!e.vault().exists(), "{c:?}: a refused init leaves no vault");
+    }
+}
+
 /// A new passphrase not in Unicode NFC (`cafe` + U+0301) is accepted as given, with a warning
 /// (twenty-sixth pass): the composed `café` most keyboards type does not open it, and it is
 /// not normalised, so that the bytes given, and only those, open the slot.
