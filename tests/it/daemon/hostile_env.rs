@@ -469,3 +469,38 @@ fn serve_refuses_a_passphrase_fd_not_inherited_before_opening_anything() {
         assert!(!audit.exists(), "fd {fd}: the audit log was opened first");
     }
 }
+
+/// Found by the re-attacker of this pass's fixes (twenty-sixth pass): under a file-size limit,
+/// `lint --output FILE` and `lint` with stdout to a file failed with a bare "File too large",
+/// not naming the limit as every other writer does. Each names it now.
+#[test]
+fn lint_under_a_file_size_limit_names_the_limit() {
+    let dir = tempdir();
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policy.toml");
+    let out_file = dir.path().join("lint.sarif");
+    let out = under_fsize(
+        dir.path(),
+        200,
+        &[
+            "lint",
+            policy,
+            "--format",
+            "sarif",
+            "--output",
+            out_file.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("file-size limit"), "--output: {err}");
+    let sink = std::fs::File::create(dir.path().join("stdout.sarif")).unwrap();
+    let out = under_fsize(dir.path(), 200, &["lint", policy, "--format", "sarif"])
+        .stdout(sink)
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("file-size limit"), "stdout: {err}");
+}
