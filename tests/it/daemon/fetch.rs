@@ -4767,6 +4767,39 @@ fn health_names_the_daemons_binary_once_another_is_installed_at_its_path() {
     assert!(d.stop().success());
 }
 
+/// Found by the re-attacker of this pass's fixes (twenty-sixth pass): `serve --socket` with a
+/// path longer than a socket address holds (108 bytes) was refused after the audit log, its
+/// key and journal were made. It is refused before anything is made now.
+#[test]
+fn a_socket_path_too_long_is_refused_before_the_audit_log_is_made() {
+    let base = tempdir();
+    let home = base.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let socket = base.path().join(format!("{}.sock", "s".repeat(120)));
+    let out = Command::new(daemon::bin())
+        .env_clear()
+        .env("HOME", &home)
+        .env("SCOPEVAULT_STATE_DIR", home.join("state"))
+        .arg("serve")
+        .arg("--vault")
+        .arg(home.join("vault.scopevault"))
+        .arg("--audit")
+        .arg(home.join("log/audit.jsonl"))
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+    let made: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(made.is_empty(), "the refused start made {made:?}");
+}
+
 /// Found with the twenty-sixth pass's socket-step fix: `serve --socket-group G` by a user not
 /// in G (nor root) was refused at the socket's `chown` (EPERM) after the audit log, its key
 /// and journal were made. It is refused before them now, saying the user is not in the group.
