@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 
 use super::args::{GlobalArgs, ServeArgs};
 use crate::accounts::Unresolved;
@@ -45,6 +45,19 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         .passphrase_fd
         .map(|fd| super::unlock::hold_secret_fd(fd).map(|f| (fd, f)))
         .transpose()?;
+    // The same for a `--passphrase-file` or `--identity-file` naming a descriptor
+    // (`/dev/fd/N`, `/proc/self/fd/N`): read later through that path, a number not inherited
+    // named the daemon's own audit log (twenty-sixth pass, found by the re-attacker of this
+    // pass's fixes). It must be open for reading now, before anything is opened.
+    for path in [&g.unlock.passphrase_file, &g.unlock.identity_file]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(fd) = fd_named_by(path) {
+            super::unlock::hold_secret_fd(fd)
+                .with_context(|| format!("{} names a file descriptor", path.display()))?;
+        }
+    }
     let limits = Limits {
         max_connections: a.max_connections,
         read_timeout: Duration::from_secs(a.read_timeout),
@@ -153,4 +166,13 @@ fn resolve_user(name: &str) -> anyhow::Result<u32> {
         Unresolved::Missing { .. } => anyhow!("--scheduler {name:?}: no such user in /etc/passwd"),
         e => anyhow!("--scheduler {name:?}: {e}"),
     })
+}
+
+/// The descriptor number `path` names, if it is `/dev/fd/N` or `/proc/self/fd/N`.
+fn fd_named_by(path: &std::path::Path) -> Option<i32> {
+    let text = path.to_str()?;
+    let n = text
+        .strip_prefix("/dev/fd/")
+        .or_else(|| text.strip_prefix("/proc/self/fd/"))?;
+    n.parse().ok()
 }

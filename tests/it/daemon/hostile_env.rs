@@ -504,3 +504,33 @@ fn lint_under_a_file_size_limit_names_the_limit() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("file-size limit"), "stdout: {err}");
 }
+
+/// Found by the re-attacker of this pass's fixes (twenty-sixth pass): `serve --passphrase-file
+/// /dev/fd/N` (or `/proc/self/fd/N`, or `--identity-file /dev/fd/N`) with N not inherited was
+/// read after the daemon had opened its own files (the audit log read as the passphrase:
+/// "wrong passphrase"). It is refused before anything is opened now.
+#[test]
+fn serve_refuses_a_passphrase_file_naming_an_fd_not_inherited_before_opening_anything() {
+    for (opt, path) in [
+        ("--passphrase-file", "/dev/fd/5"),
+        ("--passphrase-file", "/proc/self/fd/5"),
+        ("--identity-file", "/dev/fd/5"),
+    ] {
+        let dir = tempdir();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let out = with_env(Command::new(daemon::bin()), dir.path())
+            .env("SCOPEVAULT_STATE_DIR", home.join("state"))
+            .env("SCOPEVAULT_AUDIT", home.join("audit.jsonl"))
+            .args(["serve", opt, path, "--socket"])
+            .arg(dir.path().join("s.sock"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(!err.contains("wrong passphrase"), "{opt} {path}: {err}");
+        let made: Vec<_> = std::fs::read_dir(&home).unwrap().collect();
+        assert!(made.is_empty(), "{opt} {path}: made {made:?}: {err}");
+    }
+}
