@@ -31,8 +31,8 @@ pub use crate::protocol::MAX_RESPONSE;
 /// Why a request through the client failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// No daemon answers on the socket.
-    #[error("cannot connect to the scopevault daemon at {path}: {source}; is `scopevault serve` running (and is --socket / SCOPEVAULT_SOCKET right)?")]
+    /// No daemon answers on the socket, or this user may not reach it.
+    #[error("cannot connect to the scopevault daemon at {path}: {source}; {}", connect_hint(.source))]
     Connect {
         /// The socket path.
         path: PathBuf,
@@ -161,6 +161,20 @@ struct Trust {
     me: u32,
     /// The owner of the socket's directory, and why it is not trusted (`None`: it is).
     owner: Option<(u32, Option<String>)>,
+}
+
+/// What to do after a failed connect. A refusal by permission (the socket, or a directory on
+/// its path, shuts this user out) says so: asking whether the daemon runs would send the user
+/// looking for a daemon that is there (the twenty-sixth pass's newcomer attacker).
+fn connect_hint(source: &io::Error) -> String {
+    if source.kind() == io::ErrorKind::PermissionDenied {
+        format!(
+            "this user (uid {}) may not reach that socket: a daemon may well be running; run as its user, as root, or as a member of the group it gives the socket (`serve --socket-group`), and `scopevault doctor --socket PATH` says what shuts you out",
+            crate::sys::current_uid()
+        )
+    } else {
+        "is `scopevault serve` running (and is --socket / SCOPEVAULT_SOCKET right)?".to_owned()
+    }
 }
 
 fn trust(socket: &Path) -> Result<Trust, String> {

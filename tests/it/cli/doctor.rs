@@ -2028,6 +2028,57 @@ fn doctor_by_a_user_the_socket_directory_shuts_out_fails_the_socket_line() {
     assert!(d.stop().success());
 }
 
+/// Twenty-sixth pass (the newcomer attacker's finding, left by doctor's fix): every client
+/// command refused the connection by permission (root's daemon in its 0700 socket directory,
+/// reached by a user after `su -`) asked "is `scopevault serve` running?", though it ran. The
+/// error says this user may not reach the socket, and how to reach it.
+#[test]
+fn a_client_refused_the_socket_by_permission_is_not_asked_whether_the_daemon_runs() {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user("svother") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let base = tempdir();
+    let id = setup_vault(base.path());
+    let socket = base.path().join("run/s.sock");
+    let d = Daemon::start_at(
+        base.path(),
+        &socket,
+        &["--identity-file", id.to_str().unwrap()],
+    );
+    let exe = users::shared_binary(base.path());
+    for args in [
+        &["get", "--task", "checkout-flow"][..],
+        &["exec", "--task", "checkout-flow", "--", "true"][..],
+    ] {
+        let out = std::process::Command::new(&exe)
+            .env_clear()
+            .env("HOME", "/")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("Permission denied")
+                && stderr.contains(&format!("this user (uid {uid}) may not reach that socket"))
+                && stderr.contains("--socket-group"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("is `scopevault serve` running"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(d.stop().success());
+}
+
 /// Twenty-sixth pass (found by the attacker of the newcomer's first day): after a new binary
 /// was installed over a running daemon's (`install -m0755 NEW /usr/local/bin/scopevault`), the
 /// daemon ran the old one (`/proc/PID/exe` read "(deleted)"), and doctor said `ok daemon
