@@ -3032,9 +3032,16 @@ fn exec_never_signals_a_process_that_took_its_reaped_childs_pid() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(gone(child), "the child {child} did not exit");
-    // A victim with the child's pid.
+    // A victim with the child's pid. Every fork and thread on the machine takes pids too (the
+    // rest of the suite runs beside this test): a try that loses the pid to one of them is
+    // tried again, after that process (or thread) has let the pid go. 50 tries once were not
+    // enough on a loaded CI machine.
     let mut victim = None;
-    for _ in 0..50 {
+    for _ in 0..5000 {
+        if !gone(child) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         std::fs::write("/proc/sys/kernel/ns_last_pid", (child - 1).to_string()).unwrap();
         let v = Command::new("sleep").arg("300").spawn().unwrap();
         if v.id() as i32 == child {
