@@ -94,6 +94,19 @@ pub enum ClientError {
         /// The op whose answer it was.
         op: crate::protocol::Op,
     },
+    /// The daemon's `health` names another vault than the one an unlock's key is for
+    /// ([`Client::unlock`]): no unlock request was sent.
+    #[error("the daemon at {path}{} serves another vault (vault {}), not vault {wanted}, the vault the unlock was for: no unlock request was sent to it (neither the key nor an `unlock` with no key). Connect to the daemon that serves vault {wanted} (docs/protocol.md, \"Which vault the daemon serves, before a key is sent\")", if *.locked { " (locked)" } else { "" }, crate::text::escape_for_terminal(served))]
+    OtherVault {
+        /// The socket path.
+        path: PathBuf,
+        /// The vault the daemon names (`health`'s `vault_id`), as it sent it.
+        served: String,
+        /// The vault the unlock was for.
+        wanted: String,
+        /// Whether the daemon said it was locked.
+        locked: bool,
+    },
     /// The socket's path or the process answering on it is not one we may trust with a
     /// secret; nothing was sent.
     #[error("refusing to talk to {path}: {why}; nothing was sent (see docs/protocol.md, \"Who the client talks to\")")]
@@ -253,6 +266,17 @@ pub struct Client {
     /// How long one request may take, its write and its whole answer together (`None`: as
     /// long as the daemon takes).
     wait: Option<Duration>,
+    /// The last `health` answered on this connection: the vault an unlock's key is judged
+    /// against ([`Client::unlock`]).
+    health: Option<Health>,
+}
+
+/// The vault the daemon that answered `h` serves (or, locked, loads at its `unlock`) when it
+/// is another one than `wanted`; `None` when it is `wanted`, or the daemon names none (one
+/// before 0.1 round 26, locked, or with no vault file it can read). The one comparison behind
+/// [`Client::unlock`] and its kin, and the CLI's commands that judge a daemon's vault.
+pub fn served_other_vault<'h>(h: &'h Health, wanted: &str) -> Option<&'h str> {
+    h.vault_id.as_deref().filter(|d| *d != wanted)
 }
 
 impl Client {
@@ -322,6 +346,7 @@ impl Client {
             peer,
             path: path.to_owned(),
             wait,
+            health: None,
         })
     }
 
@@ -473,9 +498,11 @@ impl Client {
         }
     }
 
-    /// `health`.
+    /// `health`. The answer is kept for this connection's unlocks ([`Client::unlock`]).
     pub fn health(&mut self) -> Result<Health, ClientError> {
-        self.call(&Request::Health)
+        let h: Health = self.call(&Request::Health)?;
+        self.health = Some(h.clone());
+        Ok(h)
     }
 
     /// `tasks`.
@@ -540,31 +567,73 @@ impl Client {
         self.call(&Request::Lock)
     }
 
-    /// `unlock` with a passphrase.
-    pub fn unlock(&mut self, passphrase: SecretString) -> Result<AdminStatus, ClientError> {
-        self.call(&Request::Unlock {
-            key: UnlockKey::Passphrase(passphrase),
-        })
+    /// `unlock` with a passphrase, for the vault `for_vault` (its id, as the header of its
+    /// file names it: [`crate::vault::file_vault_id`]).
+    ///
+    /// Nothing is sent when the daemon names another vault: [`ClientError::OtherVault`]. The
+    /// daemon's word is its `health` on this connection, the last one asked
+    /// ([`Client::health`]) or, when none was, asked now, before the key. A key taken to be
+    /// one vault's is never sent to a daemon of another (a `--socket` of another vault's
+    /// daemon, another user's daemon in a directory they own): before the twenty-seventh pass
+    /// only the CLI's `unlock` asked, and the library sent the key to whatever daemon it
+    /// trusted. `for_vault` `None` (the caller cannot know the vault: no vault file readable
+    /// here) sends the key to a daemon naming any vault; a daemon naming none gets it too, and
+    /// one that lies about its vault id is not caught (docs/security.md, "Limits").
+    pub fn unlock(
+        &mut self,
+        for_vault: Option<&str>,
+        passphrase: SecretString,
+    ) -> Result<AdminStatus, ClientError> {
+        self.unlock_by(for_vault, UnlockKey::Passphrase(passphrase))
     }
 
     /// `unlock` with the text of an age identity file (`identity`; a daemon older than the
-    /// twenty-third pass answers `bad_request` naming the member).
+    /// twenty-third pass answers `bad_request` naming the member), for the vault `for_vault`,
+    /// judged as [`Client::unlock`] does.
     pub fn unlock_with_identity(
         &mut self,
+        for_vault: Option<&str>,
         identity: SecretString,
     ) -> Result<AdminStatus, ClientError> {
-        self.call(&Request::Unlock {
-            key: UnlockKey::Identity(identity),
-        })
+        self.unlock_by(for_vault, UnlockKey::Identity(identity))
     }
 
     /// `unlock` with no key: the daemon tries its own start-time sources again (its identity
     /// file, its systemd credential, its keyring slot). A daemon older than the twenty-fourth
-    /// pass answers `bad_request`.
-    pub fn unlock_with_own_sources(&mut self) -> Result<AdminStatus, ClientError> {
-        self.call(&Request::Unlock {
-            key: UnlockKey::DaemonSources,
-        })
+    /// pass answers `bad_request`. Not sent to a daemon that names another vault than
+    /// `for_vault`, as [`Client::unlock`]: it would unlock that daemon's own vault.
+    pub fn unlock_with_own_sources(
+        &mut self,
+        for_vault: Option<&str>,
+    ) -> Result<AdminStatus, ClientError> {
+        self.unlock_by(for_vault, UnlockKey::DaemonSources)
+    }
+
+    /// `unlock` with `key`, unless the daemon's `health` on this connection names another
+    /// vault than `for_vault` ([`Client::unlock`]).
+    pub fn unlock_by(
+        &mut self,
+        for_vault: Option<&str>,
+        key: UnlockKey,
+    ) -> Result<AdminStatus, ClientError> {
+        if let Some(wanted) = for_vault {
+            let h = match self.health.take() {
+                Some(h) => h,
+                None => self.health()?,
+            };
+            let other = served_other_vault(&h, wanted).map(str::to_owned);
+            let locked = h.locked;
+            self.health = Some(h);
+            if let Some(served) = other {
+                return Err(ClientError::OtherVault {
+                    path: self.path.clone(),
+                    served,
+                    wanted: wanted.to_owned(),
+                    locked,
+                });
+            }
+        }
+        self.call(&Request::Unlock { key })
     }
 
     /// `reload`.
@@ -702,5 +771,110 @@ mod tests {
             m.contains("answer to `fetch`") && m.contains("--credential"),
             "{m}"
         );
+    }
+
+    /// A stand-in daemon at `path` whose `health` names `vault_id` (locked): it answers every
+    /// other request `denied`, on as many connections as `connections`, and returns every line
+    /// it was sent.
+    fn stand_in_naming(
+        path: &Path,
+        vault_id: &'static str,
+        connections: usize,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        use std::io::{BufRead, Write};
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..connections {
+                let (s, _) = listener.accept().unwrap();
+                let mut w = s.try_clone().unwrap();
+                for line in std::io::BufReader::new(s).lines() {
+                    let line = line.unwrap();
+                    let reply = if line.contains(r#""op":"health""#) {
+                        format!(
+                            r#"{{"ok":true,"v":1,"version":"0.1.0","locked":true,"vault_id":"{vault_id}","generation":null,"credentials":0,"tasks":0,"enforce":null,"policy_digest":null,"audit_ok":true,"audit_anchor_ok":true,"loading":false,"log_lines_lost":0,"connections":1,"peer":{{"uid":0,"gid":0,"pid":1,"admin":true}}}}"#
+                        )
+                    } else {
+                        r#"{"ok":false,"v":1,"error":{"code":"denied","message":"no"}}"#.to_owned()
+                    };
+                    seen.push(line);
+                    if writeln!(w, "{reply}").is_err() {
+                        break;
+                    }
+                }
+            }
+            seen
+        })
+    }
+
+    /// Twenty-seventh pass (found by the twenty-sixth pass's review): the library's
+    /// `Client::unlock*` sent the key to whatever daemon it trusted, though only the CLI's
+    /// `unlock` asked `health` first and refused a daemon naming another vault. Every unlock
+    /// of the library, a passphrase, an identity or none, now asks (or takes this
+    /// connection's last `health`) and sends nothing to a daemon of another vault; to the
+    /// vault it names, the unlock goes.
+    #[test]
+    fn regression_the_librarys_unlocks_send_nothing_to_a_daemon_naming_another_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let daemon = stand_in_naming(&path, "vault-b", 4);
+        let wait = Duration::from_secs(60);
+        let secret = || SecretString::from("correct horse".to_owned());
+        let mut c = Client::connect_within(&path, wait).unwrap();
+        let by_pass = c.unlock(Some("vault-a"), secret());
+        let by_identity = c.unlock_with_identity(Some("vault-a"), secret());
+        let keyless = c.unlock_with_own_sources(Some("vault-a"));
+        drop(c);
+        // A `health` asked before on the connection is the one judged: no second one.
+        let mut c = Client::connect_within(&path, wait).unwrap();
+        c.health().unwrap();
+        let after_health = c.unlock(Some("vault-a"), secret());
+        drop(c);
+        // The daemon's own vault, or a caller that cannot know the vault: sent.
+        let mut c = Client::connect_within(&path, wait).unwrap();
+        let to_its_vault = c.unlock(Some("vault-b"), secret());
+        drop(c);
+        let mut c = Client::connect_within(&path, wait).unwrap();
+        let unknown = c.unlock_with_own_sources(None);
+        drop(c);
+        let seen = daemon.join().unwrap();
+        for (what, answer) in [
+            ("passphrase", by_pass),
+            ("identity", by_identity),
+            ("no key", keyless),
+            ("after health", after_health),
+        ] {
+            let Err(e @ ClientError::OtherVault { .. }) = answer else {
+                panic!("{what}: not refused as another vault's: {answer:?}");
+            };
+            let m = e.to_string();
+            assert!(
+                m.contains("serves another vault (vault vault-b), not vault vault-a")
+                    && m.contains("no unlock request was sent"),
+                "{what}: {m}"
+            );
+        }
+        assert_eq!(to_its_vault.unwrap_err().code(), Some(ErrorCode::Denied));
+        assert_eq!(unknown.unwrap_err().code(), Some(ErrorCode::Denied));
+        let ops: Vec<&str> = seen
+            .iter()
+            .map(|l| {
+                if l.contains(r#""op":"health""#) {
+                    "health"
+                } else if l.contains(r#""op":"unlock""#) {
+                    "unlock"
+                } else {
+                    "other"
+                }
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            ["health", "health", "health", "unlock", "unlock"],
+            "{seen:?}"
+        );
+        // The key went once: to the daemon of its own vault.
+        let keyed = seen.iter().filter(|l| l.contains("correct horse")).count();
+        assert_eq!(keyed, 1, "{seen:?}");
     }
 }

@@ -66,7 +66,7 @@ pub(crate) fn serves_other_vault(
     path: &std::path::Path,
     id: &str,
 ) -> Option<String> {
-    let served = h.vault_id.as_deref().filter(|d| *d != id)?;
+    let served = crate::client::served_other_vault(h, id)?;
     let (socket, path) = (super::shown(socket), super::shown(path));
     let served = escape_for_terminal(served);
     let locked = if h.locked { " (locked)" } else { "" };
@@ -355,11 +355,12 @@ pub(crate) fn unlock(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
     // in the keyring could not be unlocked after a `lock` without a restart (twenty-fourth
     // pass).
     client.set_timeout(Some(UNLOCK_WAIT))?;
-    let why = match client.unlock_with_own_sources() {
+    let why = match client.unlock_with_own_sources(this.id.as_deref().ok()) {
         Ok(s) => {
             print_admin("unlock", &s)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Err(e @ ClientError::OtherVault { .. }) => return Err(not_sent_after(e, &h, &this, &socket)),
         Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
             if !h.peer.admin {
                 return Err(daemon_err(e));
@@ -399,6 +400,22 @@ fn not_sent(line: &str, this: &ThisVault) -> anyhow::Error {
     .into()
 }
 
+/// [`not_sent`] for the library's refusal `e` to send an unlock to a daemon of another
+/// vault ([`ClientError::OtherVault`]), whose `health` on that connection was `h`: the
+/// library judged that same answer, so the CLI's message (the socket, both vaults, the
+/// vault file, what to give) is always there to say it.
+fn not_sent_after(
+    e: ClientError,
+    h: &crate::protocol::Health,
+    this: &ThisVault,
+    socket: &std::path::Path,
+) -> anyhow::Error {
+    match this.served_elsewhere(socket, h) {
+        Some(line) => not_sent(&line, this),
+        None => daemon_err(e),
+    }
+}
+
 /// `SCOPEVAULT_IDENTITY_FILE` (`file`), once the daemon's own sources did not unlock it
 /// (`why`): read only when the daemon says it serves the vault of this command's vault file.
 /// An identity exported for the commands' own vault is not sent to a daemon that does not
@@ -436,7 +453,7 @@ fn env_identity_for(
 }
 
 /// Send `key` to the daemon on `client`, whose `health` was `h`, unless that daemon serves
-/// another vault than `this` ([`not_sent`]).
+/// another vault than `this` (the library's check, [`Client::unlock_by`]; [`not_sent`]).
 fn send_unlock_key(
     mut client: Client,
     h: &crate::protocol::Health,
@@ -444,18 +461,11 @@ fn send_unlock_key(
     socket: &std::path::Path,
     key: UnlockKey,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(line) = this.served_elsewhere(socket, h) {
-        return Err(not_sent(&line, this));
-    }
     client.set_timeout(Some(UNLOCK_WAIT))?;
     let by_identity = matches!(key, UnlockKey::Identity(_));
-    let answer = match key {
-        UnlockKey::Passphrase(p) => client.unlock(p),
-        UnlockKey::Identity(i) => client.unlock_with_identity(i),
-        UnlockKey::DaemonSources => client.unlock_with_own_sources(),
-    };
-    let s = match answer {
+    let s = match client.unlock_by(this.id.as_deref().ok(), key) {
         Ok(s) => s,
+        Err(e @ ClientError::OtherVault { .. }) => return Err(not_sent_after(e, h, this, socket)),
         Err(e) if e.code() == Some(crate::protocol::ErrorCode::Denied) => {
             // `denied` is either "not an admin" (exit 5) or "this key opens no slot" (exit 3,
             // as for a local unlock): an admin was denied only for the key.

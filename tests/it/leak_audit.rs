@@ -179,7 +179,7 @@ fn panic_child() {
     let fetched = client.fetch("login-flow", None).unwrap();
     let ticket = client.ticket("api-check", 60).unwrap();
     let redeemed = client.redeem(&ticket.ticket, None).unwrap();
-    let denied = client.unlock(SecretString::from(WRONG_PASS.to_owned()));
+    let denied = client.unlock(None, SecretString::from(WRONG_PASS.to_owned()));
     let req = Request::Unlock {
         key: scopevault::protocol::UnlockKey::Passphrase(pass.clone()),
     };
