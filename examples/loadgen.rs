@@ -246,6 +246,7 @@ fn audit_append_target(name: &str, log: Arc<AuditLog>) -> Target {
                         pid: Some(4242),
                         exe: Some("/usr/bin/check".into()),
                         exe_deleted: false,
+                        exe_truncated: false,
                     }),
                     task: Some("shop-login"),
                     credential: Some("shop-buyer"),

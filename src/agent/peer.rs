@@ -88,6 +88,7 @@ impl PeerIdentity {
             pid: (self.pid > 0).then_some(self.pid),
             exe: self.exe().map(|e| bounded_exe(e).to_owned()),
             exe_deleted: self.exe_deleted(),
+            exe_truncated: self.exe().is_some_and(|e| bounded_exe(e).len() < e.len()),
         }
     }
 }

@@ -984,6 +984,7 @@ mod tests {
                 pid: Some(3),
                 exe: Some("/bin/check".into()),
                 exe_deleted: false,
+                exe_truncated: false,
             }),
             task: Some("t"),
             credential: Some("c"),

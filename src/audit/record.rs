@@ -117,6 +117,11 @@ pub struct PeerInfo {
     /// ` (deleted)`); written only when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub exe_deleted: bool,
+    /// `exe` is the first 256 bytes of a longer path (escaped); written only when true. Two
+    /// paths alike in their first 256 bytes were recorded alike, with nothing to say either
+    /// was cut (twenty-seventh pass).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exe_truncated: bool,
 }
 
 /// One decision to record. `values` are the secret fields handed out; only their HMACs are
@@ -284,6 +289,9 @@ pub struct PeerView<'a> {
     /// `peer.exe_deleted`: the executable had been deleted (absent, as in records written
     /// before it existed: false).
     pub exe_deleted: bool,
+    /// `peer.exe_truncated`: `exe` is the first 256 bytes of a longer path (absent, as in
+    /// records written before it existed: false).
+    pub exe_truncated: bool,
 }
 
 /// Parse one line: a JSON object whose members have the types docs/audit.md gives them, none
@@ -748,10 +756,11 @@ impl<'de> serde::Deserialize<'de> for PeerView<'de> {
                 f.write_str("an object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PeerView<'de>, A::Error> {
-                const PEER: [&str; 5] = ["uid", "gid", "pid", "exe", "exe_deleted"];
+                const PEER: [&str; 6] =
+                    ["uid", "gid", "pid", "exe", "exe_deleted", "exe_truncated"];
                 let mut seen = Seen::default();
                 let (mut uid, mut gid, mut pid, mut exe) = (None, None, None, None);
-                let mut exe_deleted = false;
+                let (mut exe_deleted, mut exe_truncated) = (false, false);
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     seen.add::<A::Error>(&PEER, "peer", key.clone())?;
                     let id = |map: &mut A, name| {
@@ -773,6 +782,11 @@ impl<'de> serde::Deserialize<'de> for PeerView<'de> {
                                 not_a("peer.exe_deleted", "true or false")
                             })?;
                         }
+                        "exe_truncated" => {
+                            exe_truncated = map.next_value::<bool>().map_err(|_: A::Error| {
+                                not_a("peer.exe_truncated", "true or false")
+                            })?;
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -785,6 +799,7 @@ impl<'de> serde::Deserialize<'de> for PeerView<'de> {
                         pid,
                         exe,
                         exe_deleted,
+                        exe_truncated,
                     }),
                     _ => Err(A::Error::custom("member `peer` has no `uid` or no `gid`")),
                 }
@@ -984,6 +999,7 @@ mod tests {
                 pid: Some(3),
                 exe: Some("/bin/x".into()),
                 exe_deleted: false,
+                exe_truncated: false,
             }),
             task: Some("t"),
             credential: Some("c"),

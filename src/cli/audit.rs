@@ -518,6 +518,9 @@ fn render(line: &[u8]) -> String {
         if p.exe_deleted {
             out.push_str(" exe_deleted=true");
         }
+        if p.exe_truncated {
+            out.push_str(" exe_truncated=true");
+        }
     }
     // A `vault.load`: which generation, and which policy (its digest), from then on.
     if let Some(g) = rec.generation {

@@ -639,6 +639,81 @@ s.sendall(b'{"v":1,"op":"fetch","task":"no-such-task"}\n'); s.recv(100000)
     assert_eq!(shown.matches("exe_deleted=true").count(), 1, "{shown}");
 }
 
+/// `peer.exe` was cut at 256 bytes with nothing to say so: two clients whose paths are alike
+/// in their first 256 bytes were recorded alike, as if one binary (twenty-seventh pass, found
+/// by the twenty-sixth pass's review). A cut path now has `peer.exe_truncated: true`, which
+/// `audit show` prints and `audit verify` reads; a path that fits has none.
+#[test]
+fn regression_peer_exe_cut_at_256_bytes_is_marked_truncated() {
+    let Some(python) = ["/usr/bin/python3", "/bin/python3"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|p| p.exists())
+    else {
+        return skip::skip("no python3 to run a client from a binary of a chosen name");
+    };
+    let dir = tempdir();
+    let d = start(dir.path());
+    // Two directories of 200 bytes each put both binaries well past 256 bytes.
+    let long = dir.path().join("a".repeat(200)).join("b".repeat(200));
+    std::fs::create_dir_all(&long).unwrap();
+    let mut up = long.clone();
+    while up != dir.path() {
+        std::fs::set_permissions(&up, std::fs::Permissions::from_mode(0o755)).unwrap();
+        up.pop();
+    }
+    const CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b'{"v":1,"op":"fetch","task":"no-such-task"}\n'); s.recv(100000)
+"#;
+    let short = dir.path().join("py");
+    let exes = [long.join("py-one"), long.join("py-two"), short.clone()];
+    for exe in &exes {
+        crate::common::copy_executable(python, exe);
+        let st = Command::new(exe)
+            .arg("-c")
+            .arg(CLIENT)
+            .arg(&d.socket)
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{}", exe.display());
+    }
+    let got: Vec<(String, serde_json::Value)> = d
+        .audit_text()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["op"] == "fetch")
+        .map(|r| {
+            let exe = r["peer"]["exe"].as_str().unwrap().to_owned();
+            (exe, r["peer"]["exe_truncated"].clone())
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    for (exe, truncated) in &got[..2] {
+        assert_eq!(exe.len(), 256, "{exe}");
+        assert_eq!(*truncated, serde_json::Value::Bool(true), "{exe}");
+    }
+    assert_eq!(got[0].0, got[1].0, "alike in their first 256 bytes");
+    assert_eq!(got[2].0, short.to_str().unwrap());
+    assert_eq!(
+        got[2].1,
+        serde_json::Value::Null,
+        "a path that fits is not marked"
+    );
+    let out = sv(&d, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sv(&d, &["audit", "show"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert_eq!(shown.matches("exe_truncated=true").count(), 2, "{shown}");
+}
+
 #[test]
 fn over_scope_is_a_warning_in_the_response_and_the_audit_record() {
     let dir = tempdir();

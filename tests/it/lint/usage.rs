@@ -2028,6 +2028,7 @@ fn allowed_fetch(audit: &scopevault::audit::AuditLog, task: &str, cred: &str) {
                 pid: Some(42),
                 exe: Some("/usr/bin/check".into()),
                 exe_deleted: false,
+                exe_truncated: false,
             }),
             task: Some(task),
             credential: Some(cred),
