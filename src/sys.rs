@@ -1272,21 +1272,18 @@ pub const FILE_SIZE_LIMIT_ADVICE: &str = "the file would pass this process's fil
 pub fn is_file_size_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if err
-            .downcast_ref::<io::Error>()
-            .is_some_and(|io| io.raw_os_error() == Some(libc::EFBIG))
-        {
+        // An error that must be `Clone` (the audit writer's) holds its OS error in an `Arc`,
+        // whose `source` is the inner error's own, not the inner error.
+        let io = err.downcast_ref::<io::Error>().or_else(|| {
+            err.downcast_ref::<std::sync::Arc<io::Error>>()
+                .map(|a| &**a)
+        });
+        if io.is_some_and(|io| io.raw_os_error() == Some(libc::EFBIG)) {
             return true;
         }
         cur = err.source();
     }
     false
-}
-
-/// Whether `message`, an error's text, holds the text of `EFBIG` (for the errors that keep
-/// only the text of their OS error).
-pub fn says_file_size_limit(message: &str) -> bool {
-    message.contains(&io::Error::from_raw_os_error(libc::EFBIG).to_string())
 }
 
 /// Whether this process was given SIGCHLD ignored, recorded by [`take_sigchld_default`].

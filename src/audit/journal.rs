@@ -251,7 +251,11 @@ impl Journal {
     ) -> Result<Option<Journal>, AuditError> {
         // Every refusal names the journal, not the log.
         Journal::open_or_make(dirfd, path, make).map_err(|e| match e {
-            AuditError::Open { path, message } => AuditError::JournalOpen { path, message },
+            AuditError::Open { path, message } => AuditError::JournalOpen {
+                path,
+                message,
+                source: None,
+            },
             other => other,
         })
     }
@@ -284,9 +288,10 @@ impl Journal {
         let absent = |e: &std::io::Error| !make && e.kind() == std::io::ErrorKind::NotFound;
         let refused = |e: std::io::Error| match rustix::io::Errno::from_io_error(&e) {
             Some(errno) => nofollow_err(&jpath, errno),
-            None => AuditError::Open {
+            None => AuditError::JournalOpen {
                 path: jpath.clone(),
                 message: format!("{e}; remove it: the daemon makes the journal itself"),
+                source: Some(std::sync::Arc::new(e)),
             },
         };
         let invalid =
@@ -302,9 +307,10 @@ impl Journal {
             Err(e) => return Err(refused(e)),
         };
         let mut scratch = vec![0u8; (BLOCKS + 1) * BLOCK];
-        let meta = file.metadata().map_err(|e| AuditError::Open {
+        let meta = file.metadata().map_err(|e| AuditError::JournalOpen {
             path: jpath.clone(),
             message: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
         })?;
         if !meta.file_type().is_file() || meta.nlink() != 1 {
             return Err(AuditError::Open {
@@ -341,9 +347,10 @@ impl Journal {
                     return Ok(None);
                 }
                 Err(e) => {
-                    return Err(AuditError::Open {
+                    return Err(AuditError::JournalOpen {
                         path: jpath,
                         message: format!("cannot make the journal ({e})"),
+                        source: Some(std::sync::Arc::new(e)),
                     })
                 }
             }

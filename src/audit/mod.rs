@@ -111,11 +111,21 @@ fn rollback_whose(unnamed: &bool) -> &'static str {
     }
 }
 
+/// Whether `source`, the OS error an [`AuditError`] carries, is the file-size limit
+/// (`EFBIG`): the one check of every writer ([`crate::sys::is_file_size_limit`]). Until the
+/// twenty-seventh pass the variants kept only the error's text, and the advice was chosen by
+/// matching it.
+fn past_size_limit(source: &Option<std::sync::Arc<std::io::Error>>) -> bool {
+    source
+        .as_deref()
+        .is_some_and(|e| crate::sys::is_file_size_limit(e))
+}
+
 /// The advice of [`AuditError::JournalOpen`]: under the file-size limit (`EFBIG`), the
 /// limit is the cause, and nothing in the journal's place is to be removed (twenty-sixth
 /// pass, found by the attacker of hostile process environments).
-fn journal_advice(message: &str) -> String {
-    if crate::sys::says_file_size_limit(message) {
+fn journal_advice(source: &Option<std::sync::Arc<std::io::Error>>) -> String {
+    if past_size_limit(source) {
         format!(
             "{} (LimitFSIZE= in the systemd unit) above the log's size and the journal's, then start the daemon again (docs/audit.md, \"The journal\")",
             crate::sys::FILE_SIZE_LIMIT_ADVICE
@@ -126,8 +136,8 @@ fn journal_advice(message: &str) -> String {
 }
 
 /// The advice of [`AuditError::Write`]: under the file-size limit (`EFBIG`), the limit.
-fn write_advice(message: &str) -> String {
-    if crate::sys::says_file_size_limit(message) {
+fn write_advice(source: &Option<std::sync::Arc<std::io::Error>>) -> String {
+    if past_size_limit(source) {
         "the log reached this process's file-size limit (RLIMIT_FSIZE: LimitFSIZE= in the systemd unit, `ulimit -f`): rotate the log (docs/audit.md, \"Rotation\") or raise the limit".to_owned()
     } else {
         "check disk space, permissions and that the file was not moved".to_owned()
@@ -158,12 +168,16 @@ pub enum AuditError {
     /// The log's journal (`<log>.journal`) could not be created, opened or made. Named as the
     /// journal: it was worded as [`AuditError::Open`], "cannot open the audit log …journal",
     /// pointing at the log's directory (eighteenth pass, as for the key file).
-    #[error("cannot open the audit log's journal {path}: {message}; the journal is the regular file of 1 MiB the daemon makes beside the log (mode 0600, its user's): {}", journal_advice(.message))]
+    #[error("cannot open the audit log's journal {path}: {message}; the journal is the regular file of 1 MiB the daemon makes beside the log (mode 0600, its user's): {}", journal_advice(.source))]
     JournalOpen {
         /// The journal file.
         path: PathBuf,
         /// The OS error, or what is in the journal's place.
         message: String,
+        /// The OS error itself, when one failed (its text is in `message`): what the advice is
+        /// chosen by.
+        #[source]
+        source: Option<std::sync::Arc<std::io::Error>>,
     },
     /// The log's anchor could not be read because this user may not (`EACCES`: the state
     /// directory or the anchor is the daemon's): the log cannot be checked against it, which
@@ -296,12 +310,16 @@ pub enum AuditError {
         why: String,
     },
     /// A write or sync failed: the record is not durable, and the request must fail closed.
-    #[error("cannot write the audit log {path}: {message}; no credential is handed out until it is writable again ({})", write_advice(.message))]
+    #[error("cannot write the audit log {path}: {message}; no credential is handed out until it is writable again ({})", write_advice(.source))]
     Write {
         /// The log.
         path: PathBuf,
         /// The OS error or what changed.
         message: String,
+        /// The OS error itself, when one failed (its text is in `message`): what the advice is
+        /// chosen by.
+        #[source]
+        source: Option<std::sync::Arc<std::io::Error>>,
     },
     /// Reading the log (for verify or show) failed.
     #[error("cannot read the audit log {path}: {message}")]
@@ -1162,5 +1180,59 @@ mod tests {
         } else {
             assert!(default_audit_path().ends_with("scopevault/audit.jsonl"));
         }
+    }
+
+    /// The audit journal's and writer's advice under the file-size limit (`EFBIG`) was chosen
+    /// by matching the error's text, as `JournalOpen` and `Write` kept only a message
+    /// (twenty-seventh pass, found by the twenty-sixth pass's review): the one
+    /// `sys::is_file_size_limit` check did not see them, and a message that only quoted the
+    /// text (a path named so) got the limit's advice. They carry the `io::Error` now, and the
+    /// advice follows it.
+    #[test]
+    fn regression_the_file_size_limit_advice_follows_the_os_error_not_its_text() {
+        use std::sync::Arc;
+        let efbig = || Some(Arc::new(std::io::Error::from_raw_os_error(libc::EFBIG)));
+        let text = std::io::Error::from_raw_os_error(libc::EFBIG).to_string();
+        let write = |message: String, source| AuditError::Write {
+            path: "/var/log/scopevault/audit.jsonl".into(),
+            message,
+            source,
+        };
+        let journal = |message: String, source| AuditError::JournalOpen {
+            path: "/var/log/scopevault/audit.jsonl.journal".into(),
+            message,
+            source,
+        };
+        let limited = [
+            write(format!("cannot inspect the log ({text})"), efbig()),
+            journal(format!("cannot make the journal ({text})"), efbig()),
+        ];
+        for e in &limited {
+            assert!(crate::sys::is_file_size_limit(e), "{e}");
+            assert!(e.to_string().contains("file-size limit"), "{e}");
+        }
+        assert!(limited[0].to_string().contains("rotate the log"));
+        assert!(!limited[1]
+            .to_string()
+            .contains("remove what is in its place"));
+        // Only the text, in a path: not the limit.
+        let quoted = [
+            write(
+                format!("the log was moved to /var/log/{text}.1, but the new file's first record could not be written (internal error)"),
+                None,
+            ),
+            journal(
+                format!("/srv/{text}: it is not a regular file of its own (2 link(s))"),
+                None,
+            ),
+        ];
+        for e in &quoted {
+            assert!(!crate::sys::is_file_size_limit(e), "{e}");
+            assert!(!e.to_string().contains("file-size limit"), "{e}");
+        }
+        assert!(quoted[0].to_string().contains("check disk space"));
+        assert!(quoted[1]
+            .to_string()
+            .contains("remove what is in its place"));
     }
 }

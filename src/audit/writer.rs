@@ -983,6 +983,7 @@ impl AuditLog {
                 .map_err(|e| AuditError::JournalOpen {
                     path: journal_path(path),
                     message: e.to_string(),
+                    source: Some(std::sync::Arc::new(e)),
                 })?,
             None => 0,
         };
@@ -1563,6 +1564,7 @@ impl AuditLog {
                     return Err(AuditError::Write {
                         path: self.path.clone(),
                         message: "not rotated again: the new file of the last rotation is still empty, its first record waiting for the disk to take it".into(),
+                        source: None,
                     });
                 }
             }
@@ -1589,13 +1591,12 @@ impl AuditLog {
                     Ok(()) => break candidate,
                     Err(rustix::io::Errno::EXIST) if n < 1000 => n += 1,
                     Err(e) => {
+                        let e = std::io::Error::from(e);
                         return Err(AuditError::Write {
                             path: self.path.clone(),
-                            message: format!(
-                                "cannot move the log aside ({})",
-                                std::io::Error::from(e)
-                            ),
-                        })
+                            message: format!("cannot move the log aside ({e})"),
+                            source: Some(std::sync::Arc::new(e)),
+                        });
                     }
                 }
             };
@@ -1612,12 +1613,15 @@ impl AuditLog {
             (Ok((moved, seq)), _) => Ok((moved, seq.unwrap_or(0))),
             // Moved, but the new file's first record was not written (a full disk): say so,
             // rather than "not rotated"; the record begins the file with the next batch.
-            (Err(AuditError::Write { message, .. }), Some(moved)) => Err(AuditError::Write {
+            (Err(AuditError::Write {
+                message, source, ..
+            }), Some(moved)) => Err(AuditError::Write {
                 path: self.path.clone(),
                 message: format!(
                     "the log was moved to {}, but the new file's first record could not be written ({message}); it begins the new file with the next record written",
                     moved.display()
                 ),
+                source,
             }),
             (Err(e), _) => Err(e),
         }
@@ -1731,6 +1735,7 @@ impl AuditLog {
             Err(AuditError::Write {
                 path: self.path.clone(),
                 message: "internal error while writing (a bug: please report it)".into(),
+                source: None,
             })
         })
     }
@@ -2123,6 +2128,13 @@ impl AuditLog {
         let err = |message: String| AuditError::Write {
             path: self.path.clone(),
             message,
+            source: None,
+        };
+        // A failed OS call: its error is kept as the source, which the advice is chosen by.
+        let io_err = |what: &str, e: std::io::Error| AuditError::Write {
+            path: self.path.clone(),
+            message: format!("{what} ({e})"),
+            source: Some(std::sync::Arc::new(e)),
         };
         let mut seg = self.segment();
         let mut own: Vec<String> = Vec::new();
@@ -2132,7 +2144,7 @@ impl AuditLog {
         let mut kept_prev: Option<String> = None;
         let mut newline_first = false;
         let have = untimed_stat(&seg.file, "", rustix::fs::AtFlags::EMPTY_PATH)
-            .map_err(|e| err(format!("cannot inspect the log ({e})")))?
+            .map_err(|e| io_err("cannot inspect the log", e))?
             .stx_size;
         if have < seg.len {
             // The journal's frames of this file describe what was cut: a start must not write
@@ -2157,8 +2169,7 @@ impl AuditLog {
             // it. Such a file gets the gap record of the daemon's own last line, and does not
             // verify.
             let kept = if have > 0 {
-                last_line_hash(&seg.file, have)
-                    .map_err(|e| err(format!("cannot read the log ({e})")))?
+                last_line_hash(&seg.file, have).map_err(|e| io_err("cannot read the log", e))?
             } else {
                 None
             };
@@ -2201,7 +2212,7 @@ impl AuditLog {
                 let mut last = [0u8; 1];
                 seg.file
                     .read_exact_at(&mut last, have - 1)
-                    .map_err(|e| err(format!("cannot read the log ({e})")))?;
+                    .map_err(|e| io_err("cannot read the log", e))?;
                 // Cut within a line: end that line so that the gap record stands on its own.
                 newline_first = last[0] != b'\n';
             }
@@ -2211,7 +2222,7 @@ impl AuditLog {
             let len = seg.len;
             seg.file
                 .set_len(len)
-                .map_err(|e| err(format!("cannot cut a partial write ({e})")))?;
+                .map_err(|e| io_err("cannot cut a partial write", e))?;
             seg.dirty = false;
         }
         // The file we hold must still be the one admins read at `path`: a log moved away
@@ -2227,14 +2238,14 @@ impl AuditLog {
                 (dev, st.stx_ino) != (seg.id.dev, seg.id.ino)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(e) => return Err(err(format!("cannot inspect the log's path ({e})"))),
+            Err(e) => return Err(io_err("cannot inspect the log's path", e)),
         };
         if moved {
             // What the journal made durable of the file moved away goes to its disk first.
             let s = &mut *seg;
             if let Some(j) = s.journal.as_mut().filter(|j| j.unsynced()) {
                 j.sync_log(&s.file)
-                    .map_err(|e| err(format!("cannot sync the moved log ({e})")))?;
+                    .map_err(|e| io_err("cannot sync the moved log", e))?;
             }
             // Anchor the moved file's last record before the new file begins, as `audit
             // rotate` and SIGUSR1 do: a crash before the next anchor then leaves a log whose
@@ -2304,8 +2315,7 @@ impl AuditLog {
                 own: 0,
             });
         }
-        crate::sys::check_writable(&self.path)
-            .map_err(|e| err(format!("the log is not writable ({e})")))?;
+        crate::sys::check_writable(&self.path).map_err(|e| io_err("the log is not writable", e))?;
         let bodies = own.iter().map(String::as_str);
         let bodies = bodies.chain(batch.iter().map(|q| q.body.as_str()));
         // Never past the largest seq (it would wrap to 0 and give seqs again): a start refuses
@@ -2400,7 +2410,11 @@ impl AuditLog {
             if seg.file.set_len(len).is_err() {
                 seg.dirty = true;
             }
-            return Err(err(e.to_string()));
+            return Err(AuditError::Write {
+                path: self.path.clone(),
+                message: e.to_string(),
+                source: Some(std::sync::Arc::new(e)),
+            });
         }
         // The lines written, for a cut under the daemon (`Segment::written`).
         for hash in hashes {
@@ -2438,6 +2452,13 @@ impl AuditLog {
         let err = |message: String| AuditError::Write {
             path: self.path.clone(),
             message,
+            source: None,
+        };
+        // A failed OS call: its error is kept as the source, which the advice is chosen by.
+        let io_err = |what: &str, e: std::io::Error| AuditError::Write {
+            path: self.path.clone(),
+            message: format!("{what} ({e})"),
+            source: Some(std::sync::Arc::new(e)),
         };
         let (dirfd, name) = open_dir_of(&self.path, &dir_of(&self.path))?;
         // Judged before it is opened, as at the start: a FIFO or a device there is never
@@ -2460,7 +2481,7 @@ impl AuditLog {
         })?;
         let meta = file
             .metadata()
-            .map_err(|e| err(format!("cannot inspect the new log file ({e})")))?;
+            .map_err(|e| io_err("cannot inspect the new log file", e))?;
         if meta.len() != 0 {
             return Err(err(format!(
                 "the file now at the log's path is not the one the daemon wrote and is not empty ({} bytes); move it away (a rotation must leave the path absent or empty)",

@@ -558,6 +558,12 @@ fn unwritten_record_warning(
         crate::vault::VaultError::Io { path, what, error } => (
             format!("{what} {}: {error}", shown(path)),
             match error.kind() {
+                // Under the file-size limit (`EFBIG`) the limit is the cause, as every writer
+                // says: it said "remove the cause" (twenty-seventh pass, found by the
+                // twenty-sixth pass's review).
+                _ if crate::sys::is_file_size_limit(error) => {
+                    "raise or remove this process's file-size limit, which the record would pass (RLIMIT_FSIZE: `ulimit -f`, systemd's LimitFSIZE=)"
+                }
                 ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
                     "free space on that file system"
                 }
@@ -796,5 +802,32 @@ mod tests {
             "{w}"
         );
         assert!(!w.contains("run the command again"), "{w}");
+    }
+
+    /// Under the file-size limit (`EFBIG`) the warning said "remove the cause", where every
+    /// other writer names the limit (twenty-seventh pass, found by the twenty-sixth pass's
+    /// review): it names the limit and its fix, then `--reapply`.
+    #[test]
+    fn regression_the_unwritten_record_warning_names_the_file_size_limit() {
+        let c = BundleCheckArgs {
+            file: "/var/lib/scopevault/ams.svbundle".into(),
+            signature: None,
+            allowed_signers: "/etc/scopevault/allowed_signers".into(),
+            location: None,
+        };
+        let record = Path::new("/var/lib/scopevault-state/fleet-applied-0123456789abcdef.json");
+        let big = crate::vault::VaultError::Io {
+            path: record.to_owned(),
+            what: "cannot save the new version of".into(),
+            error: std::io::Error::from_raw_os_error(libc::EFBIG),
+        };
+        let w = unwritten_record_warning(record, &big, &c);
+        assert!(
+            w.contains("raise or remove this process's file-size limit")
+                && w.contains("LimitFSIZE=")
+                && w.contains("then apply the same bundle again with `--reapply`"),
+            "{w}"
+        );
+        assert!(!w.contains("remove the cause"), "{w}");
     }
 }

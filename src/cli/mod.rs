@@ -440,9 +440,7 @@ fn chain_text(err: &anyhow::Error) -> String {
     // A write refused by the file-size limit names the limit, whichever writer failed
     // (`lint --output`, `lint` or `policy export` to stdout: twenty-sixth pass, found by the
     // re-attacker of this pass's fixes); those that already say so are left as they are.
-    if (crate::sys::is_file_size_limit(err.as_ref()) || crate::sys::says_file_size_limit(&out))
-        && !out.contains("file-size limit")
-    {
+    if crate::sys::is_file_size_limit(err.as_ref()) && !out.contains("file-size limit") {
         out.push_str("; ");
         out.push_str(crate::sys::FILE_SIZE_LIMIT_ADVICE);
         out.push_str(", then run the command again");
