@@ -258,8 +258,10 @@ pub fn bind_socket_for_group(path: &Path, group: Option<u32>) -> Result<UnixList
     Ok(listener)
 }
 
-/// What [`bind_socket_for_group`] would refuse, judged without making or removing anything:
-/// a socket directory it refuses, a live daemon answering at `path`, something else there.
+/// What [`bind_socket_for_group`] would refuse, judged without making or removing anything
+/// but a probe, made and removed at once: a socket directory it refuses, a live daemon
+/// answering at `path`, something else there, a directory where no socket (or directory) can
+/// be made ([`probe_bind_in`], [`probe_mkdir_in`]).
 /// `serve` asks this before it opens its audit log, so a start refused at the socket writes
 /// no record (twenty-fifth pass, found by the attacker of advice: a second daemon on the same
 /// socket had already logged `vault.load … loaded`, and `--accept-audit-gap` its `audit.gap`).
@@ -295,9 +297,13 @@ pub fn precheck_socket(path: &Path, group: Option<u32>) -> Result<(), ServeError
             let above = crate::paths::nearest_existing(&dir);
             crate::sys::check_may_create_in(&above)
                 .map_err(io_err("cannot create socket directory", &dir))?;
-            return crate::paths::lstat_components(&above)
+            crate::paths::lstat_components(&above)
                 .map(drop)
-                .map_err(|why| ServeError::UncheckableDir { dir, why });
+                .map_err(|why| ServeError::UncheckableDir {
+                    dir: dir.clone(),
+                    why,
+                })?;
+            return probe_mkdir_in(&above).map_err(io_err("cannot create socket directory", &dir));
         }
         // A directory above it this user cannot search: `bind` would try to create it.
         Err(e) => return Err(io_err("cannot create socket directory", &dir)(e)),
@@ -308,13 +314,67 @@ pub fn precheck_socket(path: &Path, group: Option<u32>) -> Result<(), ServeError
                 return Err(ServeError::InUse(path.to_owned()));
             }
             crate::sys::check_may_create_in(&dir)
-                .map_err(io_err("cannot remove stale socket", path))
+                .map_err(io_err("cannot remove stale socket", path))?;
+            probe_bind_in(&dir).map_err(io_err("cannot listen on", path))
         }
         Ok(_) => Err(ServeError::NotASocket(path.to_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            crate::sys::check_may_create_in(&dir).map_err(io_err("cannot listen on", path))
+            crate::sys::check_may_create_in(&dir).map_err(io_err("cannot listen on", path))?;
+            probe_bind_in(&dir).map_err(io_err("cannot listen on", path))
         }
         Err(e) => Err(io_err("cannot inspect socket", path)(e)),
+    }
+}
+
+/// The name of the probes [`probe_bind_in`] and [`probe_mkdir_in`] make: hidden, short, this
+/// process's.
+fn probe_name() -> String {
+    format!(".scopevault-probe-{}", std::process::id())
+}
+
+/// Bind a socket of a temporary name in `dir` and remove it at once: what the socket's own
+/// `bind` would meet there. The permission bits ([`crate::sys::check_may_create_in`]) do not
+/// tell everything: root passes `access(W_OK)` on sysfs or procfs, where `bind` fails with
+/// EPERM, and a security module may refuse what the bits allow. `serve --socket /sys/s.sock`
+/// was refused only at its `bind`, after the audit log, its key and journal were made
+/// (twenty-seventh pass, found by the twenty-sixth pass's review). A directory whose path
+/// leaves no room in a socket address for the probe's name is reached through
+/// `/proc/self/fd`.
+fn probe_bind_in(dir: &Path) -> io::Result<()> {
+    let name = probe_name();
+    let direct = dir.join(&name);
+    let held;
+    let probe = if std::os::unix::net::SocketAddr::from_pathname(&direct).is_ok() {
+        direct
+    } else {
+        held = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        PathBuf::from(format!("/proc/self/fd/{}/{name}", held.as_raw_fd()))
+    };
+    match UnixListener::bind(&probe) {
+        Ok(l) => {
+            drop(l);
+            std::fs::remove_file(&probe)
+        }
+        // Something of that name is there (a probe of a process killed between the two steps,
+        // which had this pid): a name was made there, and is not ours to remove.
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Make a directory of a temporary name in `dir` and remove it at once: what the making of the
+/// socket's missing directories would meet there ([`probe_bind_in`]'s reasons).
+fn probe_mkdir_in(dir: &Path) -> io::Result<()> {
+    let probe = dir.join(probe_name());
+    match std::fs::DirBuilder::new().mode(0o700).create(&probe) {
+        Ok(()) => std::fs::remove_dir(&probe),
+        // As for [`probe_bind_in`]: made there before, not ours to remove.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -2363,5 +2423,52 @@ mod tests {
         );
         stop.trigger();
         running.join().unwrap().unwrap();
+    }
+
+    /// Twenty-seventh pass (found by the twenty-sixth pass's review): the socket step's
+    /// precheck judged a directory by its permission bits, which root passes on sysfs, where
+    /// `bind` fails with EPERM: `serve --socket /sys/s.sock` was refused after the audit log
+    /// was made. The precheck now binds a probe there (and makes a probe directory where the
+    /// socket's directory is missing), refusing as `bind` would, and leaves nothing behind,
+    /// also in a directory whose path leaves no room for the probe's name in a socket address.
+    #[test]
+    fn regression_the_socket_precheck_probes_the_directory_and_leaves_nothing() {
+        if crate::sys::current_uid() == 0 && Path::new("/sys/kernel").is_dir() {
+            for (socket, says) in [
+                ("/sys/s.sock", "cannot listen on /sys/s.sock"),
+                ("/sys/sub/s.sock", "cannot create socket directory /sys/sub"),
+            ] {
+                let e = precheck_socket(Path::new(socket), None).expect_err(socket);
+                assert!(e.to_string().contains(says), "{socket}: {e}");
+            }
+        }
+        let base = tempfile::tempdir().unwrap();
+        // 100 bytes or so: the socket `s` fits a socket address, the probe's name would not.
+        let deep = base
+            .path()
+            .join("d".repeat(100 - base.path().as_os_str().len().min(90)));
+        std::fs::create_dir(&deep).unwrap();
+        for socket in [
+            deep.join("s"),
+            base.path().join("s.sock"),
+            base.path().join("sub/s.sock"),
+        ] {
+            assert!(
+                std::os::unix::net::SocketAddr::from_pathname(&socket).is_ok(),
+                "{}",
+                socket.display()
+            );
+            precheck_socket(&socket, None).unwrap();
+        }
+        assert!(
+            std::os::unix::net::SocketAddr::from_pathname(deep.join(probe_name())).is_err(),
+            "the deep directory's probe goes through /proc/self/fd"
+        );
+        assert_eq!(std::fs::read_dir(&deep).unwrap().count(), 0);
+        let left: Vec<_> = std::fs::read_dir(base.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from(deep.file_name().unwrap())]);
     }
 }

@@ -4882,6 +4882,56 @@ fn a_socket_path_too_long_is_refused_before_the_audit_log_is_made() {
     assert!(made.is_empty(), "the refused start made {made:?}");
 }
 
+/// Twenty-seventh pass (found by the twenty-sixth pass's review): `serve --socket
+/// /sys/s.sock` as root (whose `access(W_OK)` sysfs grants, while `bind` there fails with
+/// EPERM) was refused only at `bind`, after the audit log, its key and journal were made; a
+/// missing directory under /sys the same at its `mkdir`. The socket step's precheck binds (or
+/// makes) a probe there first: refused before anything is made.
+#[test]
+fn regression_a_socket_directory_that_refuses_bind_is_refused_before_the_audit_log_is_made() {
+    if !users::is_root() || !std::path::Path::new("/sys/kernel").is_dir() {
+        return skip::skip(
+            "needs root and sysfs at /sys (where root passes access(W_OK) but bind fails)",
+        );
+    }
+    for (socket, says) in [
+        (
+            "/sys/s.sock",
+            "cannot listen on /sys/s.sock: Operation not permitted",
+        ),
+        (
+            "/sys/sub/s.sock",
+            "cannot create socket directory /sys/sub: Operation not permitted",
+        ),
+    ] {
+        let base = tempdir();
+        let home = base.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let out = Command::new(daemon::bin())
+            .env_clear()
+            .env("HOME", &home)
+            .env("SCOPEVAULT_STATE_DIR", home.join("state"))
+            .arg("serve")
+            .arg("--vault")
+            .arg(home.join("vault.scopevault"))
+            .arg("--audit")
+            .arg(home.join("log/audit.jsonl"))
+            .arg("--socket")
+            .arg(socket)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{socket}: {err}");
+        assert!(err.contains(says), "{socket}: {err}");
+        let made: Vec<_> = std::fs::read_dir(&home)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(made.is_empty(), "{socket}: the refused start made {made:?}");
+    }
+}
+
 /// Found with the twenty-sixth pass's socket-step fix: `serve --socket-group G` by a user not
 /// in G (nor root) was refused at the socket's `chown` (EPERM) after the audit log, its key
 /// and journal were made. It is refused before them now, saying the user is not in the group.
