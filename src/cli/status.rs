@@ -324,6 +324,11 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             b2f(h.locked),
         );
         e.single(
+            "scopevault_exe_replaced",
+            "1 if the daemon runs a binary that was replaced or removed since it started (a new one installed at its path without a restart), else 0.",
+            b2f(h.exe_replaced.is_some()),
+        );
+        e.single(
             "scopevault_vault_load_refused",
             "1 if the vault file at the path is one the daemon's last load refused (an older copy, another vault's file; it serves the generation it has), else 0.",
             b2f(h.load_refused.is_some()),
@@ -535,6 +540,14 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         esc(&h.version),
         crate::text::shown(&socket_path(g))
     )?;
+    // A binary installed over the daemon's without a restart: `health` and `doctor` said so,
+    // `status` did not (twenty-seventh pass, found by the twenty-sixth pass's review).
+    if let Some(path) = &h.exe_replaced {
+        outln!(
+            "             RUNS A REPLACED BINARY: the file at {} is not the one it runs (another was installed there, or it was removed), and it runs the old one until it is restarted; restart it (`systemctl restart scopevault`, or stop `scopevault serve` and start it again) (docs/operations.md, \"Upgrading\")",
+            esc(path)
+        )?;
+    }
     if h.locked {
         outln!("vault:       locked (an admin runs `scopevault unlock`)")?;
     } else {

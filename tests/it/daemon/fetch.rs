@@ -4849,6 +4849,40 @@ fn health_names_the_daemons_binary_once_another_is_installed_at_its_path() {
     assert!(d.stop().success());
 }
 
+/// Found by the twenty-sixth pass's review (twenty-seventh pass): `status` showed nothing of a
+/// daemon that runs a replaced binary (`health.exe_replaced`, which `doctor` warns of). Its
+/// text names the path and the restart, `--json` has `exe_replaced`, and the metric
+/// `scopevault_exe_replaced` is 1 (0 before the binary was replaced).
+#[test]
+fn status_shows_that_the_daemon_runs_a_replaced_binary() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    let exe = dir.path().join("bin/scopevault");
+    crate::common::copy_executable(std::path::Path::new(daemon::bin()), &exe);
+    let d = Daemon::start_program(dir.path(), &exe, &["--identity-file", id.to_str().unwrap()]);
+    let m = daemon_status(&d, "prometheus");
+    assert_eq!(metric(&m, "scopevault_exe_replaced"), Some("0"), "{m}");
+    assert!(!daemon_status(&d, "text").contains("REPLACED"));
+    let new = dir.path().join("bin/scopevault.new");
+    crate::common::copy_executable(std::path::Path::new(daemon::bin()), &new);
+    std::fs::rename(&new, &exe).unwrap();
+    let text = daemon_status(&d, "text");
+    let line = text
+        .lines()
+        .find(|l| l.contains("RUNS A REPLACED BINARY"))
+        .unwrap_or_else(|| panic!("no line of the replaced binary: {text}"));
+    assert!(
+        line.contains(exe.to_str().unwrap()) && line.contains("restart"),
+        "{line}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&daemon_status(&d, "json")).unwrap();
+    assert_eq!(json["exe_replaced"], exe.to_str().unwrap(), "{json}");
+    let m = daemon_status(&d, "prometheus");
+    assert_eq!(metric(&m, "scopevault_exe_replaced"), Some("1"), "{m}");
+    assert!(d.stop().success());
+}
+
 /// Found by the re-attacker of this pass's fixes (twenty-sixth pass): `serve --socket` with a
 /// path longer than a socket address holds (108 bytes) was refused after the audit log, its
 /// key and journal were made. It is refused before anything is made now.
