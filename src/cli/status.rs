@@ -83,6 +83,7 @@ pub(super) fn daemon_audit_head(
                     anchor_seq: None,
                     error: None,
                     unchecked: Some(why),
+                    gap: None,
                 },
                 None => health::audit_head_with(log, anchor),
             }
@@ -193,6 +194,10 @@ fn json_out(s: Gathered) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    // A daemon down: the gap its anchor keeps, where a running daemon's `health` has it.
+    if let (Err(_), Some(gap)) = (&s.health, &s.audit.gap) {
+        value["audit_gap"] = serde_json::to_value(gap)?;
+    }
     value["bundle"] = bundle_json(&s.bundle, s.health.as_ref().ok(), s.now);
     value["audit_head"] = serde_json::to_value(&s.audit)?;
     super::output::print_shown_json(&value)?;
@@ -348,37 +353,6 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             "Lines of the daemon's log (stderr) lost since its start: not writable (closed terminal, log reader gone, full disk) or stuck.",
             h.log_lines_lost as f64,
         );
-        // Printed whether or not a gap was accepted (0 when none), so that an alert on them
-        // has a series to watch on every host.
-        let gap = h.audit_gap.as_ref();
-        let at = gap.and_then(|g| {
-            OffsetDateTime::parse(&g.at, &time::format_description::well_known::Rfc3339).ok()
-        });
-        e.single(
-            "scopevault_audit_gap_accepted",
-            "1 if a start of the daemon accepted an audit gap (serve --accept-audit-gap: records cut from the log's end, recorded as an audit.gap record) in the live log file, until the log is rotated; else 0.",
-            b2f(gap.is_some()),
-        );
-        e.single(
-            "scopevault_audit_gap_timestamp_seconds",
-            "When the start accepted the audit gap of scopevault_audit_gap_accepted (Unix time; 0 when none).",
-            at.map_or(0.0, |t| t.unix_timestamp() as f64),
-        );
-        e.single(
-            "scopevault_audit_gap_seq",
-            "seq of the audit.gap record of the gap accepted (0 when none).",
-            gap.map_or(0.0, |g| g.seq as f64),
-        );
-        e.single(
-            "scopevault_audit_gap_missing_first_seq",
-            "First seq missing from the audit log at the gap accepted (0 when none).",
-            gap.and_then(|g| g.missing_first).unwrap_or(0) as f64,
-        );
-        e.single(
-            "scopevault_audit_gap_missing_last_seq",
-            "Last seq missing from the audit log at the gap accepted (0 when none).",
-            gap.and_then(|g| g.missing_last).unwrap_or(0) as f64,
-        );
         e.single(
             "scopevault_connections",
             "Connections open on the daemon's socket, the status request's included.",
@@ -408,6 +382,45 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
                 h.tasks as f64,
             );
         }
+    }
+    // The gap accepted: the daemon's (`health`), or, while it does not answer, the one the
+    // anchor keeps (absent when no anchor was read). Shown only while the daemon ran until
+    // the twenty-seventh pass (found by the twenty-sixth pass's review).
+    let gap = match h {
+        Some(h) => Some(h.audit_gap.as_ref()),
+        None => s.audit.anchor_seq.map(|_| s.audit.gap.as_ref()),
+    };
+    if let Some(gap) = gap {
+        // Printed whether or not a gap was accepted (0 when none), so that an alert on them
+        // has a series to watch on every host.
+        let at = gap.and_then(|g| {
+            OffsetDateTime::parse(&g.at, &time::format_description::well_known::Rfc3339).ok()
+        });
+        e.single(
+            "scopevault_audit_gap_accepted",
+            "1 if a start of the daemon accepted an audit gap (serve --accept-audit-gap: records cut from the log's end, recorded as an audit.gap record) in the live log file, until the log is rotated; else 0.",
+            b2f(gap.is_some()),
+        );
+        e.single(
+            "scopevault_audit_gap_timestamp_seconds",
+            "When the start accepted the audit gap of scopevault_audit_gap_accepted (Unix time; 0 when none).",
+            at.map_or(0.0, |t| t.unix_timestamp() as f64),
+        );
+        e.single(
+            "scopevault_audit_gap_seq",
+            "seq of the audit.gap record of the gap accepted (0 when none).",
+            gap.map_or(0.0, |g| g.seq as f64),
+        );
+        e.single(
+            "scopevault_audit_gap_missing_first_seq",
+            "First seq missing from the audit log at the gap accepted (0 when none).",
+            gap.and_then(|g| g.missing_first).unwrap_or(0) as f64,
+        );
+        e.single(
+            "scopevault_audit_gap_missing_last_seq",
+            "Last seq missing from the audit log at the gap accepted (0 when none).",
+            gap.and_then(|g| g.missing_last).unwrap_or(0) as f64,
+        );
     }
     e.single(
         "scopevault_bundle_record_ok",
@@ -521,6 +534,21 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The text's line of an audit gap accepted at a start, `from` said after its first words.
+fn gap_line(gap: &crate::protocol::AcceptedGap, from: &str) -> String {
+    let esc = crate::text::escape_for_terminal;
+    let missing = match (gap.missing_first, gap.missing_last) {
+        (Some(first), Some(last)) => format!("records {first}..={last} are missing"),
+        _ => "the anchored record was rewritten".to_owned(),
+    };
+    format!(
+        "audit gap:   ACCEPTED at start ({}, serve --accept-audit-gap){from}: {missing}, recorded as the `audit.gap` record at seq {}: {}; shown until the log is rotated (`scopevault audit rotate`): keep the log as evidence, find out what cut it, and remove the option from the next start (docs/audit.md, \"The anchor\")",
+        esc(&gap.at),
+        gap.seq,
+        esc(&gap.reason)
+    )
+}
+
 fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     let Gathered {
         health,
@@ -528,7 +556,23 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         audit,
         now,
     } = s;
-    let h = health?;
+    let h = match health {
+        Ok(h) => h,
+        // The daemon down: the gap its anchor keeps is still shown (it was only while the
+        // daemon ran until the twenty-seventh pass, found by the twenty-sixth pass's review).
+        Err(e) => {
+            if let Some(gap) = &audit.gap {
+                outln!(
+                    "{}",
+                    gap_line(
+                        gap,
+                        " (read from the log's anchor: the daemon does not answer)"
+                    )
+                )?;
+            }
+            return Err(e);
+        }
+    };
     // The daemon serves another vault than the file this command reads the bundle of: said
     // once, and no reload is advised below (it cannot help).
     let elsewhere = super::client_cmds::ThisVault::of(g).served_elsewhere(&socket_path(g), &h);
@@ -603,16 +647,7 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         )?;
     }
     if let Some(gap) = &h.audit_gap {
-        let missing = match (gap.missing_first, gap.missing_last) {
-            (Some(first), Some(last)) => format!("records {first}..={last} are missing"),
-            _ => "the anchored record was rewritten".to_owned(),
-        };
-        outln!(
-            "audit gap:   ACCEPTED at start ({}, serve --accept-audit-gap): {missing}, recorded as the `audit.gap` record at seq {}: {}; shown until the log is rotated (`scopevault audit rotate`): keep the log as evidence, find out what cut it, and remove the option from the next start (docs/audit.md, \"The anchor\")",
-            esc(&gap.at),
-            gap.seq,
-            esc(&gap.reason)
-        )?;
+        outln!("{}", gap_line(gap, ""))?;
     }
     if h.log_lines_lost > 0 {
         outln!(

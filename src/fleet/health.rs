@@ -421,6 +421,12 @@ pub struct AuditHead {
     /// the daemon's user or root. `None`: checked (see `error`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unchecked: Option<String>,
+    /// The audit gap a daemon's start accepted in this log (`serve --accept-audit-gap`), as
+    /// its anchor keeps it until the log is rotated: what `status` shows while the daemon does
+    /// not answer (a running daemon's `health` says it). Not serialized here: `status --json`
+    /// puts it at the top level as `audit_gap`, where a running daemon's is.
+    #[serde(skip)]
+    pub gap: Option<crate::protocol::AcceptedGap>,
 }
 
 /// The head of the audit log at `log`, checked against its anchor. Read-only.
@@ -443,6 +449,7 @@ pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
         anchor_seq: None,
         error: None,
         unchecked: None,
+        gap: None,
     };
     // The anchor first: the daemon syncs the log before it writes the anchor, so a log read
     // after it is at least as long, whatever the daemon appends in between.
@@ -468,6 +475,7 @@ pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
         }
     };
     out.anchor_seq = anchor.as_ref().map(|a| a.seq);
+    out.gap = anchor.as_ref().and_then(|a| a.gap.clone());
     // Without blocking, a regular file only: a FIFO at the log's path must not make `status`
     // wait for a writer.
     let f = match crate::sys::open_regular(log, false) {

@@ -2171,6 +2171,64 @@ fn an_audit_gap_accepted_at_start_shows_in_status_and_metrics_until_the_log_is_r
     assert!(d.stop().success());
 }
 
+/// Found by the twenty-sixth pass's review (twenty-seventh pass): an audit gap accepted at a
+/// start (`serve --accept-audit-gap`) was shown by `status` only while the daemon ran (from
+/// `health`); with the daemon down, the anchor still keeps the gap, and `status` (text, JSON,
+/// metrics) showed none. It shows the anchor's now.
+#[test]
+fn status_shows_the_audit_gap_the_anchor_keeps_while_the_daemon_is_down() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let all = records(&text);
+    let last = all.last().unwrap()["seq"].as_u64().unwrap();
+    let kept: Vec<&str> = text.lines().take(all.len() - 2).collect();
+    std::fs::write(&audit_path, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    let d = Daemon::start(dir.path(), &[idarg[0], idarg[1], "--accept-audit-gap"]);
+    let (socket, audit) = (d.socket.clone(), d.audit.clone());
+    assert!(d.stop().success());
+    let down = |format: &str| {
+        let out = daemon::cmd(dir.path())
+            .arg("--socket")
+            .arg(&socket)
+            .args(["status", "--format", format, "--audit"])
+            .arg(&audit)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said = down("text");
+    assert!(
+        said.contains("audit gap:   ACCEPTED")
+            && said.contains("the daemon does not answer")
+            && said.contains(&format!("records {}..={} are missing", last - 1, last))
+            && said.contains(&format!("at seq {}", last + 1)),
+        "{said}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&down("json")).unwrap();
+    assert!(json.get("error").is_some(), "the daemon is down: {json}");
+    assert_eq!(json["audit_gap"]["missing_first"], last - 1, "{json}");
+    assert_eq!(json["audit_gap"]["missing_last"], last, "{json}");
+    assert_eq!(json["audit_gap"]["seq"], last + 1, "{json}");
+    let m = down("prometheus");
+    assert_eq!(metric(&m, "scopevault_up"), Some("0"), "{m}");
+    assert_eq!(
+        metric(&m, "scopevault_audit_gap_accepted"),
+        Some("1"),
+        "{m}"
+    );
+    let seq = (last + 1).to_string();
+    assert_eq!(
+        metric(&m, "scopevault_audit_gap_seq"),
+        Some(seq.as_str()),
+        "{m}"
+    );
+}
+
 /// The anchor pins the record it names, not only the log's length. An intruder who can write
 /// the log (not the state directory) cuts its last records and appends more in their place,
 /// forged with a recomputed chain, so that the log ends beyond its anchor. The forgery is
