@@ -845,3 +845,57 @@ fn load_refused_gives_its_reason_to_admins_only() {
     );
     d.assert_alive();
 }
+
+/// The value of the unlabelled metric `name` in `status --format prometheus` output.
+fn metric_value(metrics: &str, name: &str) -> Option<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Found by the twenty-sixth pass's review (twenty-seventh pass): the alert
+/// `ScopevaultLocked` (`scopevault_locked == 1`) had no test of a real `lock`. A real daemon,
+/// locked with `scopevault lock`: the metric is 1 (while `scopevault_up` stays 1) and the text
+/// says locked; unlocked again, the metric is 0.
+#[test]
+fn scopevault_locked_is_1_after_lock_and_0_after_unlock() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let id = id.to_str().unwrap();
+    let d = Daemon::start(dir, &["--identity-file", id]);
+    let m = metrics(&d);
+    assert_eq!(
+        metric_value(&m, "scopevault_locked").as_deref(),
+        Some("0"),
+        "{m}"
+    );
+    let out = sv(&d, &["lock"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let m = metrics(&d);
+    assert_eq!(
+        metric_value(&m, "scopevault_up").as_deref(),
+        Some("1"),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "scopevault_locked").as_deref(),
+        Some("1"),
+        "{m}"
+    );
+    let status = sv(&d, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("vault:       locked"), "{text}");
+    let out = sv(&d, &["unlock", "--identity-file", id]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let m = metrics(&d);
+    assert_eq!(
+        metric_value(&m, "scopevault_locked").as_deref(),
+        Some("0"),
+        "{m}"
+    );
+    assert!(d.stop().success());
+}
