@@ -900,6 +900,14 @@ struct DaemonProc {
     stopped: Option<String>,
 }
 
+/// The uid of the daemon that answered on `socket`, its connection's peer credentials `peer`,
+/// as [`daemon_proc`] finds it: under systemd's socket activation the peer is systemd (root),
+/// not the daemon. `status` judges the audit files the daemon names for this uid, as doctor
+/// does ([`super::status::daemon_audit_head`]).
+pub(super) fn daemon_uid(socket: &Path, peer: crate::sys::PeerCred) -> u32 {
+    daemon_proc(socket, Some(peer), None, false).uid
+}
+
 /// Who the daemon on `socket` is. `peer` is what the kernel said of the process that made the
 /// listening socket (`SO_PEERCRED`, when the daemon answered): the daemon itself when it bound
 /// the socket (a process of this same program), else (systemd's socket activation) the process

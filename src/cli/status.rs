@@ -29,10 +29,17 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     };
     // After a save (`bundle apply`), the first `health` starts the daemon's load of the
     // file and is answered at once with `loading`: asked again until the load is done.
-    let answer = health_and_peer_after_load(&socket_path(g)).map_err(daemon_err);
+    let socket = socket_path(g);
+    let answer = health_and_peer_after_load(&socket).map_err(daemon_err);
+    // The daemon's uid is its process's, as `doctor` finds it: the socket's peer is systemd
+    // (root) under socket activation, and root's files the daemon named were checked as its
+    // own (twenty-seventh pass, found by the twenty-sixth pass's review).
     let audit = daemon_audit_head(
         a.audit.as_deref(),
-        answer.as_ref().ok().map(|(h, peer)| (h, peer.uid)),
+        answer
+            .as_ref()
+            .ok()
+            .map(|(h, peer)| (h, super::doctor::daemon_uid(&socket, *peer))),
     );
     let health = answer.map(|(h, _)| h);
     let s = Gathered {
@@ -94,7 +101,9 @@ pub(super) fn daemon_audit_head(
 
 /// Why the log and anchor a daemon of `uid` names are not checked: one of them (or the link at
 /// its path) is owned by another uid than the daemon's (root's files are the daemon's only
-/// when it runs as root, or root made its socket: systemd's socket activation). `root`'s
+/// when it runs as root). `uid` is the daemon process's ([`super::doctor::daemon_uid`]), not
+/// the socket's peer: under systemd's socket activation that is root, and root's files were
+/// taken for the daemon's until the twenty-seventh pass. `root`'s
 /// `status` checked any path a daemon named (`/etc/shadow` as its anchor) and advised moving it
 /// aside (twenty-sixth pass, found by the re-attacker of this pass's fixes). A file missing is
 /// not refused: nothing of it is read.

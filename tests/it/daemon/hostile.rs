@@ -774,3 +774,91 @@ fn regression_status_checks_no_audit_file_the_daemon_does_not_own() {
     assert!(!metrics.contains("scopevault_audit_head_ok"), "{metrics}");
     assert!(!text.contains("move this file aside"), "{text}");
 }
+
+/// Found by the twenty-sixth pass's review (twenty-seventh pass): for a socket-activated
+/// daemon, `status` took the socket's peer (systemd, root, which made the socket) for the
+/// daemon, and so checked root's files the daemon named as its audit log; `doctor` judged for
+/// the daemon process's uid. Here root (this test) makes the listening socket and hands it to
+/// a daemon of uid 65534, whose log is then made root's: root's `status` says it is not the
+/// daemon's and checks nothing, as for a daemon that made its own socket.
+#[test]
+fn status_judges_a_socket_activated_daemons_files_for_its_process_not_the_socket_maker() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !daemon::is_root() {
+        return crate::common::skip::skip("needs root to run a server as uid 65534");
+    }
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let socket = theirs.join("s.sock");
+    // As systemd does: the socket made by root, handed over as fd 3.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let handed = std::os::fd::OwnedFd::from(listener.try_clone().unwrap());
+    let stderr = dir.path().join("daemon.stderr");
+    let mut d = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@""#)
+        .arg("sh")
+        .arg(daemon::bin())
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .arg("--audit")
+        .arg(theirs.join("audit.jsonl"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &theirs)
+        .env("XDG_STATE_HOME", theirs.join("state"))
+        .env("SCOPEVAULT_VAULT", theirs.join("vault.scopevault"))
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .stdin(std::process::Stdio::from(handed))
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let status = |args: &[&str]| {
+        let out = daemon::cmd(dir.path())
+            .env_remove("SCOPEVAULT_AUDIT")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("status")
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let v: serde_json::Value = loop {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&status(&["--json"])) {
+            if v["audit_log"].is_string() {
+                break v;
+            }
+        }
+        if let Some(st) = d.try_wait().unwrap() {
+            panic!(
+                "the daemon exited ({st}): {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "no daemon");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = v["audit_log"].as_str().unwrap().to_owned();
+    assert!(v["audit_head"]["unchecked"].is_null(), "its own files: {v}");
+    // A file of root's where the daemon's log is.
+    std::os::unix::fs::chown(&log, Some(0), Some(0)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&status(&["--json"])).unwrap();
+    let metrics = status(&["--format", "prometheus"]);
+    let _ = d.kill();
+    let _ = d.wait();
+    drop(listener);
+    let why = v["audit_head"]["unchecked"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("(uid 65534)") && why.contains("does not own"),
+        "{v}"
+    );
+    assert!(!metrics.contains("scopevault_audit_head_ok"), "{metrics}");
+}
