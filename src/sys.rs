@@ -1245,7 +1245,8 @@ pub fn start_process() {
 }
 
 /// Unblock `signals` in this thread (and the threads it starts from now on): for a command
-/// that handles them (`serve`, `exec`), called before it starts a thread. Given blocked (an
+/// that handles them (`serve`, `exec`, `demo`, a prompt's [`watch_prompt_signals`]), called
+/// before it starts a thread. Given blocked (an
 /// inherited signal mask: a supervisor that blocks them around its fork), they stayed pending
 /// and the daemon ignored SIGTERM, `exec` neither forwarded it nor acted on it (twenty-sixth
 /// pass, found by the attacker of hostile process environments). One pending already is
@@ -1371,7 +1372,8 @@ fn restore_prompt_terminal() {
 /// back, so outside a prompt it does what the default would (the process dies of the signal).
 /// Only the commands that prompt start it (the admin commands, `unlock`), and none of them
 /// handles these signals otherwise (`serve`, `exec` and `demo`, which do, never prompt). A
-/// signal the process was started ignoring (`nohup`: SIGHUP) is left alone, still ignored.
+/// signal the process was started ignoring (`nohup`: SIGHUP) is left alone, still ignored; one
+/// it was started blocking is unblocked ([`unblock_signals`]).
 fn watch_prompt_signals() -> io::Result<()> {
     static STARTED: std::sync::OnceLock<Result<(), io::ErrorKind>> = std::sync::OnceLock::new();
     let started = STARTED.get_or_init(|| {
@@ -1382,6 +1384,10 @@ fn watch_prompt_signals() -> io::Result<()> {
             .filter(|s| ignored & (1u64 << (s - 1)) == 0)
             .collect();
         let mut signals = signal_hook::iterator::Signals::new(&watched).map_err(|e| e.kind())?;
+        // Given blocked (an inherited signal mask), they stayed pending: a SIGTERM at the
+        // prompt did nothing, and Ctrl-C ended the command with an error rather than by
+        // SIGINT (twenty-seventh pass, found by the twenty-sixth pass's review).
+        unblock_signals(&watched);
         std::thread::Builder::new()
             .name("prompt-signals".into())
             .spawn(move || {

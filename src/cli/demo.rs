@@ -127,6 +127,10 @@ fn clean_up_on_signals(dir: std::path::PathBuf) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("cannot install signal handlers")?;
+    // Given blocked (an inherited signal mask), they stayed pending and the demo ran on to its
+    // end (twenty-seventh pass, found by the twenty-sixth pass's review; `serve` and `exec`
+    // unblocked theirs since the twenty-sixth).
+    crate::sys::unblock_signals(&[SIGINT, SIGTERM, SIGHUP]);
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -534,3 +534,51 @@ fn serve_refuses_a_passphrase_file_naming_an_fd_not_inherited_before_opening_any
         assert!(made.is_empty(), "{opt} {path}: made {made:?}: {err}");
     }
 }
+
+/// Found by the twenty-sixth pass's review (twenty-seventh pass): `demo` given SIGTERM,
+/// SIGINT and SIGHUP blocked (an inherited signal mask) ran on to its end after SIGTERM,
+/// exit 0, as `serve` and `exec` did before the twenty-sixth pass. It unblocks the signals it
+/// handles: SIGTERM once its daemon is up stops that daemon, removes its directory and exits
+/// 128+15.
+#[test]
+fn demo_given_sigterm_blocked_still_stops_and_cleans_up_on_it() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempdir();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut demo = with_blocked_mask(dir.path(), &["demo"])
+        .env("TMPDIR", &tmp)
+        .env("SCOPEVAULT_TEST_ARGON2", "64,1,1")
+        .env_remove("SCOPEVAULT_SOCKET")
+        .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("SCOPEVAULT_AUDIT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("daemon up (pid ")),
+        "the demo started no daemon"
+    );
+    let st = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The rest of its output read, so that a full pipe does not hold it.
+    let reader = std::thread::spawn(move || lines.count());
+    let ended = ended_within(&mut demo, Duration::from_secs(30));
+    let _ = reader.join();
+    assert_eq!(
+        ended.and_then(|s| s.code()),
+        Some(128 + 15),
+        "the demo did not stop on SIGTERM: {ended:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -183,14 +183,20 @@ fn cred_set_unlocks_before_asking_for_the_secret() {
 }
 
 /// The driver for [`regression_a_signal_at_the_prompt_restores_the_terminals_echo`]: runs the
-/// binary on a pty, waits for `prompt`, types three characters, sends the signal named in
-/// argv (by the terminal's own Ctrl-C for `ctrlc`), waits for the process and prints
-/// `ECHO_DURING=<0|1> ECHO_AFTER=<0|1> SIGNALLED=<signal number or none>` and the screen.
+/// binary on a pty (with SIGTERM, SIGINT and SIGHUP blocked in its signal mask when a fifth
+/// argument `blocked` is given), waits for `prompt`, types three characters, sends the signal
+/// named in argv (by the terminal's own Ctrl-C for `ctrlc`), waits for the process (20 s at
+/// most, then kills it: `SIGNALLED=timeout`) and prints
+/// `ECHO_DURING=<0|1> ECHO_AFTER=<0|1> SIGNALLED=<signal number, none or timeout>` and the
+/// screen.
 const SIGNAL_DRIVER: &str = r#"
 import os, pty, sys, time, select, signal, termios
 binary, args, prompt, how = sys.argv[1], sys.argv[2].split(), sys.argv[3].encode(), sys.argv[4]
+blocked = sys.argv[5:] == ["blocked"]
 pid, fd = pty.fork()
 if pid == 0:
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
     os.execv(binary, [binary] + args)
 out = b""
 end = time.time() + 20
@@ -211,9 +217,24 @@ if how == "ctrlc":
     os.write(fd, b"\x03")
 else:
     os.kill(pid, getattr(signal, how))
-_, status = os.waitpid(pid, 0)
+end = time.time() + 20
+done, status = 0, 0
+while not done and time.time() < end:
+    # The screen read meanwhile, so that the process never waits on a full terminal.
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            out += os.read(fd, 4096)
+        except OSError:
+            pass
+    done, status = os.waitpid(pid, os.WNOHANG)
 after = termios.tcgetattr(fd)[3] & termios.ECHO
-sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else "none"
+if not done:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    sig = "timeout"
+else:
+    sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else "none"
 print(f"ECHO_DURING={int(bool(during))} ECHO_AFTER={int(bool(after))} SIGNALLED={sig}")
 print(out.decode(errors="replace"))
 "#;
@@ -253,6 +274,40 @@ fn regression_a_signal_at_the_prompt_restores_the_terminals_echo() {
                 "{args} {how}: {screen}"
             );
         }
+    }
+    assert_eq!(e.vault_bytes(), before);
+}
+
+/// Found by the twenty-sixth pass's review (twenty-seventh pass): a command that prompts,
+/// started with SIGTERM, SIGINT and SIGHUP blocked (an inherited signal mask), left them
+/// pending: SIGTERM or SIGINT at the no-echo prompt did nothing (the prompt waited on, echo
+/// off), and Ctrl-C ended it with an error rather than by SIGINT. It unblocks the signals its
+/// prompt handles: each puts the terminal's echo back and the process dies of it, as when
+/// they are not blocked.
+#[test]
+fn a_signal_at_the_prompt_given_blocked_restores_echo_and_ends_the_command() {
+    if !pty::available() {
+        return skip::skip("python3 with the pty module is needed to drive a pseudo-terminal");
+    }
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    for (how, number) in [("ctrlc", 2), ("SIGINT", 2), ("SIGTERM", 15), ("SIGHUP", 1)] {
+        let mut c = e.wrapper("env");
+        c.args(["--default-signal", "python3", "-c"])
+            .arg(SIGNAL_DRIVER)
+            .arg(env!("CARGO_BIN_EXE_scopevault"))
+            .arg("cred list")
+            .arg("Passphrase for")
+            .arg(how)
+            .arg("blocked");
+        let out = e.run_cmd(&mut c, b"");
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{how}: {screen}");
+        assert!(
+            screen.contains(&format!("ECHO_DURING=0 ECHO_AFTER=1 SIGNALLED={number}\n")),
+            "{how}: {screen}"
+        );
     }
     assert_eq!(e.vault_bytes(), before);
 }
