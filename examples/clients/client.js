@@ -152,7 +152,7 @@ function checkSocket(socketPath) {
 // bounds each exchange as a whole: the connection and the first request with its whole
 // answer, then each later request with its answer. A daemon stopped (`kill -STOP`), hung, or
 // sending its answer a byte at a time cannot hold the client longer: past the bound it closes
-// the connection and the request fails with NoAnswer.
+// the connection and the request fails with NoAnswer (so does any failure but a refusal: `call`).
 class ScopevaultClient {
   constructor(socketPath, { timeout = DEFAULT_TIMEOUT } = {}) {
     this.socketPath = socketPath || defaultSocket();
@@ -162,6 +162,7 @@ class ScopevaultClient {
     this.closed = false;
     this.connected = false;
     this.firstDeadline = null;
+    this.gaveUp = false;
   }
 
   noAnswer(stage) {
@@ -227,7 +228,27 @@ class ScopevaultClient {
     this.sock.destroy();
   }
 
+  // Send one request and return its answer. A refusal (ScopevaultError) is an answer: the
+  // connection stays open for the next request. Any other failure (NoAnswer, an answer that is
+  // not valid, a broken connection) closes the connection before it is thrown: a request the
+  // daemon has not taken yet is then never decided, and nothing it sends later is read as the
+  // answer to another request.
   async call(op, fields = {}) {
+    if (this.gaveUp) {
+      throw new Error(`the connection to the daemon at ${this.socketPath} was closed after an earlier failure; make a new ScopevaultClient`);
+    }
+    try {
+      return await this.exchange(op, fields);
+    } catch (e) {
+      if (!(e instanceof ScopevaultError)) {
+        this.gaveUp = true;
+        this.close();
+      }
+      throw e;
+    }
+  }
+
+  async exchange(op, fields) {
     const req = { v: 1, op };
     for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== null) req[k] = v;
     const deadline = this.firstDeadline || Date.now() + this.timeout * 1000;

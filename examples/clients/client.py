@@ -149,7 +149,8 @@ class ScopevaultClient:
     """One connection to the daemon. `timeout` (seconds) bounds each exchange as a whole: the
     connection and the first request with its whole answer, then each later request with its
     answer. A daemon stopped (`kill -STOP`), hung, or sending its answer a byte at a time
-    cannot hold the client longer: past the bound it raises NoAnswer and closes."""
+    cannot hold the client longer: past the bound it closes the connection and raises
+    NoAnswer, used with `with` or not (so does any failure but a refusal: `call`)."""
 
     def __init__(self, path=None, timeout=DEFAULT_TIMEOUT):
         self.path = path or default_socket()
@@ -206,6 +207,25 @@ class ScopevaultClient:
         return line[:-1] if line.endswith(b"\r") else line
 
     def call(self, op, **fields):
+        """Send one request and return its answer. A refusal (ScopevaultError) is an answer: the
+        connection stays open for the next request. Any other failure (NoAnswer, an answer that
+        is not valid, a broken connection) closes the connection before it is raised, `with` or
+        not: a request the daemon has not taken yet is then never decided, and nothing it sends
+        later is read as the answer to another request."""
+        if self.sock.fileno() == -1:
+            raise ConnectionError(
+                f"the connection to the daemon at {self.path} was closed after an earlier failure; "
+                "make a new ScopevaultClient"
+            )
+        try:
+            return self._exchange(op, fields)
+        except ScopevaultError:
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def _exchange(self, op, fields):
         request = {"v": 1, "op": op}
         request.update({k: v for k, v in fields.items() if v is not None})
         try:
@@ -222,6 +242,8 @@ class ScopevaultClient:
                 line = self._read_line()
             except Exception:
                 raise e from None
+            finally:
+                self.close()
             parse_response(line)
             raise
         line = self._read_line()
