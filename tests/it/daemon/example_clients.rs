@@ -864,3 +864,184 @@ const {{ ScopevaultClient }} = require({client:?});
         }
     }
 }
+
+/// A copy of examples/checkpoint/check-login.py and the client it imports.
+fn check_login_copy() -> tempfile::TempDir {
+    let work = crate::common::daemon::tempdir();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for (sub, file) in [("checkpoint", "check-login.py"), ("clients", "client.py")] {
+        std::fs::create_dir_all(work.path().join(sub)).unwrap();
+        std::fs::copy(root.join(sub).join(file), work.path().join(sub).join(file)).unwrap();
+    }
+    work
+}
+
+/// Run the copy of check-login.py in `work` with `env` (and no credentials in its environment
+/// unless `env` sets them).
+fn run_check(work: &Path, env: &[(&str, &str)], what: &str) -> Output {
+    let mut c = Command::new("python3");
+    c.arg(work.join("checkpoint/check-login.py"))
+        .env_remove("SCOPEVAULT_SHOP_BUYER_USERNAME")
+        .env_remove("SCOPEVAULT_SHOP_BUYER_PASSWORD")
+        .env_remove("CHECK_DRY_RUN")
+        .env_remove("CHECK_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    output_within(c.spawn().unwrap(), 60, what)
+}
+
+/// An HTTP server on 127.0.0.1 that records every request it gets and answers 200.
+fn http_sink() -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/login",
+        listener.local_addr().unwrap().port()
+    );
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                if seen.lock().unwrap().ends_with(b"Canary-SecretPW") {
+                    break;
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of the client side): the
+/// example check posted the password to whatever CHECK_URL said, plain http included, and
+/// ignored the `origins` of the credential it fetched, though a task origin outside them is
+/// what lint's `origin-mismatch` calls sending the credential to a site it was not issued for.
+/// It now refuses (exit 1, nothing sent, no traceback) plain http, a URL with a user name
+/// before its host, and, when the credential declares origins, a URL at none of them; a URL
+/// at one of them, written in another case or with its default port, is still signed in to.
+#[test]
+fn the_example_check_sends_the_password_only_over_https_to_the_credentials_origins() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip::skip("python3 is not installed");
+    }
+    const ANSWER: &[u8] = b"{\"ok\":true,\"v\":1,\"task\":\"checkout-flow\",\"audit_seq\":1,\"credentials\":[{\"name\":\"shop-buyer\",\"kind\":\"login\",\"scopes\":[],\"origins\":[\"https://shop.example.com\"],\"fields\":{\"username\":\"buyer\"},\"secrets\":{\"password\":\"Canary-SecretPW\"},\"warnings\":[]}]}\n";
+    const NO_ORIGINS: &[u8] = b"{\"ok\":true,\"v\":1,\"task\":\"checkout-flow\",\"audit_seq\":1,\"credentials\":[{\"name\":\"shop-buyer\",\"kind\":\"login\",\"scopes\":[],\"origins\":[],\"fields\":{\"username\":\"buyer\"},\"secrets\":{\"password\":\"Canary-SecretPW\"},\"warnings\":[]}]}\n";
+    let work = check_login_copy();
+    let (sink, got) = http_sink();
+    let with = work.path().join("origins.sock");
+    let without = work.path().join("no-origins.sock");
+    let _with = Fake::at(with.clone(), line(ANSWER));
+    let _without = Fake::at(without.clone(), line(NO_ORIGINS));
+    let (with, without) = (with.to_str().unwrap(), without.to_str().unwrap());
+    let exec_env = [
+        ("SCOPEVAULT_SHOP_BUYER_USERNAME", "buyer"),
+        ("SCOPEVAULT_SHOP_BUYER_PASSWORD", "Canary-SecretPW"),
+    ];
+    // Refused: (what, socket or exec's environment, CHECK_URL, dry run, the reason given).
+    let refused: [(&str, Option<&str>, &str, bool, &str); 6] = [
+        ("plain http, no origins", Some(without), &sink, false, "plain http"),
+        ("plain http, under exec", None, &sink, false, "plain http"),
+        (
+            "another site",
+            Some(with),
+            "https://evil.example/login",
+            true,
+            "its origin https://evil.example is not among the origins the credential was issued for (https://shop.example.com)",
+        ),
+        (
+            "another port",
+            Some(with),
+            "https://shop.example.com:8443/login",
+            true,
+            "is not among the origins",
+        ),
+        (
+            "a user name before the host",
+            Some(with),
+            "https://shop.example.com@evil.example/login",
+            true,
+            "a user name or password before its host",
+        ),
+        (
+            "plain http to the origin's host",
+            Some(with),
+            "http://shop.example.com/login",
+            true,
+            "plain http",
+        ),
+    ];
+    for (what, socket, url, dry, why) in refused {
+        let mut env = vec![("CHECK_URL", url)];
+        match socket {
+            Some(s) => env.push(("SCOPEVAULT_SOCKET", s)),
+            None => env.extend(exec_env),
+        }
+        if dry {
+            env.push(("CHECK_DRY_RUN", "1"));
+        }
+        let out = run_check(work.path(), &env, what);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        let case = format!("{what}: {stdout}{stderr}");
+        assert_eq!(out.status.code(), Some(1), "{case}");
+        assert!(
+            stderr.starts_with(
+                "check checkout-flow: refusing to send the password of shop-buyer to CHECK_URL"
+            ) && stderr.contains(why)
+                && stderr.contains("nothing was sent"),
+            "{case}"
+        );
+        assert!(!stderr.contains("Traceback"), "{case}");
+        assert!(!case.contains("Canary-SecretPW"), "{case}");
+        assert!(
+            got.lock().unwrap().is_empty(),
+            "{case}: the sink got {:?}",
+            text(&got.lock().unwrap())
+        );
+    }
+    // The credential's origin, as written or normalised, and any https URL when it declares
+    // none: signed in to (a dry run: there is no such site here).
+    for (what, socket, url) in [
+        ("the origin", with, "https://shop.example.com/login"),
+        (
+            "case and default port",
+            with,
+            "HTTPS://Shop.Example.COM:443/login",
+        ),
+        (
+            "no origins declared",
+            without,
+            "https://elsewhere.example/login",
+        ),
+    ] {
+        let out = run_check(
+            work.path(),
+            &[
+                ("CHECK_URL", url),
+                ("SCOPEVAULT_SOCKET", socket),
+                ("CHECK_DRY_RUN", "1"),
+            ],
+            what,
+        );
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            stdout,
+            format!("check checkout-flow: would sign in to {url} as buyer\n"),
+            "{what}"
+        );
+    }
+}
