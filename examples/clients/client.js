@@ -26,6 +26,8 @@ const DEFAULT_TIMEOUT = 60;
 const MAX_TIMEOUT = 3600;
 // Longest ticket read from stdin (a ticket is `svt1_` and 43 characters).
 const MAX_TICKET = 4096;
+// Deepest nesting of arrays and objects in an answer, as the binary's JSON parser (serde_json) allows.
+const MAX_DEPTH = 127;
 function defaultSocket() {
   if (process.env.SCOPEVAULT_SOCKET) return process.env.SCOPEVAULT_SOCKET;
   const runtime = process.env.XDG_RUNTIME_DIR;
@@ -72,16 +74,62 @@ function jsonForTerminal(value) {
   return JSON.stringify(value, null, 2).replace(UNSAFE, (c) => (c === '\n' ? c : c.split('').map(unit).join('')));
 }
 
+// Whether the JSON `text` nests arrays and objects deeper than MAX_DEPTH: counted before it is
+// parsed, so a line of 200,000 `[` is neither parsed nor later overflows the stack.
+function tooDeep(text) {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // a backslash: the next character is escaped
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > MAX_DEPTH) return true;
+    } else if (c === 93 || c === 125) depth--;
+  }
+  return false;
+}
+
+// A lone surrogate (`\ud800` in JSON) is no character: the binary's parser refuses it.
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
+
+// InvalidResponse unless the parsed `value` holds no string (key or value) with a lone
+// surrogate and no number out of range (`1e999`, which JSON.parse reads as Infinity).
+function checkValues(value) {
+  const stack = [value];
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v)) throw new InvalidResponse('a string with a lone surrogate, which is no character');
+    } else if (typeof v === 'number') {
+      if (!Number.isFinite(v)) throw new InvalidResponse('a number out of range');
+    } else if (typeof v === 'object' && v !== null) {
+      for (const [k, x] of Object.entries(v)) stack.push(k, x);
+    }
+  }
+}
+
 // The response in `line` (a Buffer), or InvalidResponse: one JSON object, UTF-8, with `"v": 1`,
-// a boolean `ok`, and for a refusal an `error` object whose `code` and `message` are strings.
-// A refusal is thrown as ScopevaultError.
+// a boolean `ok`, and for a refusal an `error` object whose `code` and `message` are strings;
+// nested at most MAX_DEPTH deep, without lone surrogates or numbers out of range, as the
+// binary's parser. A refusal is thrown as ScopevaultError.
 function parseResponse(line) {
+  let text;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(line);
+  } catch (e) {
+    throw new InvalidResponse('not UTF-8');
+  }
+  if (tooDeep(text)) throw new InvalidResponse(`arrays and objects nested deeper than ${MAX_DEPTH}`);
   let res;
   try {
-    res = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(line));
+    res = JSON.parse(text);
   } catch (e) {
-    throw new InvalidResponse(e instanceof SyntaxError ? 'not JSON' : 'not UTF-8');
+    throw new InvalidResponse('not JSON');
   }
+  checkValues(res);
   if (typeof res !== 'object' || res === null || Array.isArray(res)) throw new InvalidResponse('not a JSON object');
   if (res.v !== 1) throw new InvalidResponse('its `v` is not 1');
   if (typeof res.ok !== 'boolean') throw new InvalidResponse('its `ok` is not true or false');

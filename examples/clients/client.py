@@ -24,6 +24,7 @@ escaped. Use it as a module too:
         login(cred["fields"]["username"], cred["secrets"]["password"])
 """
 import json
+import math
 import os
 import socket
 import stat
@@ -37,6 +38,8 @@ DEFAULT_TIMEOUT = 60
 MAX_TIMEOUT = 3600
 # Longest ticket read from stdin (a ticket is `svt1_` and 43 characters).
 MAX_TICKET = 4096
+# Deepest nesting of arrays and objects in an answer, as the binary's JSON parser (serde_json) allows.
+MAX_DEPTH = 127
 
 
 class ScopevaultError(Exception):
@@ -85,16 +88,45 @@ def escape(text):
     return "".join(out)
 
 
+def check_values(value):
+    """InvalidResponse unless `value` (parsed JSON) is what the binary's parser accepts too:
+    arrays and objects nested at most MAX_DEPTH deep, no string (key or value) holding a lone
+    surrogate (`\\ud800`, which is no character and cannot be written out as UTF-8), no number
+    out of range (`1e999`, `NaN`, `Infinity`: Python reads them as floats that are no JSON)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidResponse("a string with a lone surrogate, which is no character") from None
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise InvalidResponse("a number out of range")
+        elif isinstance(v, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise InvalidResponse(f"arrays and objects nested deeper than {MAX_DEPTH}")
+            if isinstance(v, dict):
+                stack.extend((k, depth) for k in v)
+                stack.extend((x, depth + 1) for x in v.values())
+            else:
+                stack.extend((x, depth + 1) for x in v)
+
+
 def parse_response(line):
     """The response in `line`, or InvalidResponse: one JSON object, UTF-8, with `"v": 1`, a
-    boolean `ok`, and for a refusal an `error` object whose `code` and `message` are strings.
-    A refusal is raised as ScopevaultError."""
+    boolean `ok`, and for a refusal an `error` object whose `code` and `message` are strings;
+    nested at most MAX_DEPTH deep, without lone surrogates or numbers out of range
+    (check_values). A refusal is raised as ScopevaultError."""
     try:
         response = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidResponse("not UTF-8") from None
+    except RecursionError:
+        raise InvalidResponse(f"arrays and objects nested deeper than {MAX_DEPTH}") from None
     except ValueError:
         raise InvalidResponse("not JSON") from None
+    check_values(response)
     if not isinstance(response, dict):
         raise InvalidResponse("not a JSON object")
     v = response.get("v")

@@ -1045,3 +1045,124 @@ fn the_example_check_sends_the_password_only_over_https_to_the_credentials_origi
         );
     }
 }
+
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of the client side): the
+/// example clients checked answers more loosely than the binary. 200,000 nested arrays ended
+/// client.py and the example check in a RecursionError traceback (exit 1) and client.js in
+/// "Maximum call stack size exceeded" (exit 2); a lone surrogate (`\ud800`) was accepted by
+/// both, and then ended the check in a UnicodeEncodeError traceback; `1e999` was printed as
+/// `Infinity` (no JSON) by client.py and `null` by client.js. Each is now refused as not a
+/// valid response (exit 5; the check: exit 1, saying so), as the binary refuses it (its parser
+/// takes 127 levels of nesting), while an answer nested within that bound and a surrogate
+/// pair (one character) are still taken.
+#[test]
+fn the_example_clients_refuse_deep_nesting_lone_surrogates_and_numbers_out_of_range() {
+    fn deep(depth: usize) -> Vec<u8> {
+        let mut b =
+            br#"{"ok":true,"v":1,"task":"checkout-flow","audit_seq":1,"credentials":[],"x":"#
+                .to_vec();
+        b.extend(std::iter::repeat_n(b'[', depth));
+        b.extend(std::iter::repeat_n(b']', depth));
+        b.extend_from_slice(b"}\n");
+        b
+    }
+    fn hand_out(username: &str, password: &str, audit_seq: &str) -> Vec<u8> {
+        format!("{{\"ok\":true,\"v\":1,\"task\":\"checkout-flow\",\"audit_seq\":{audit_seq},\"credentials\":[{{\"name\":\"shop-buyer\",\"kind\":\"login\",\"scopes\":[],\"origins\":[],\"fields\":{{\"username\":\"{username}\"}},\"secrets\":{{\"password\":\"{password}\"}},\"warnings\":[\"w\"]}}]}}\n").into_bytes()
+    }
+    let leak = |b: Vec<u8>| -> &'static [u8] { Box::leak(b.into_boxed_slice()) };
+    let refused: [(&str, &'static [u8], &str); 6] = [
+        ("200,000 nested arrays", leak(deep(200_000)), "nested deeper than 127"),
+        ("128 levels of nesting", leak(deep(127)), "nested deeper than 127"),
+        (
+            "a lone surrogate",
+            leak(hand_out(r"a\ud800b", r"p\udfffq", "1")),
+            "lone surrogate",
+        ),
+        (
+            "a lone surrogate in a key",
+            b"{\"ok\":true,\"v\":1,\"task\":\"checkout-flow\",\"audit_seq\":1,\"credentials\":[],\"k\\udc00\":1}\n",
+            "lone surrogate",
+        ),
+        ("1e999", leak(hand_out("u", "Canary-SecretPW", "1e999")), "a number out of range"),
+        ("-1e999", leak(hand_out("u", "Canary-SecretPW", "-1e999")), "a number out of range"),
+    ];
+    let clients = Clients::new();
+    let check = check_login_copy();
+    let installed = interpreters();
+    for (n, (what, answer, why)) in refused.into_iter().enumerate() {
+        let socket = clients.path(&format!("p{n}.sock"));
+        let _fake = Fake::at(socket.clone(), line(answer));
+        for i in &installed {
+            let out = clients.run(
+                i,
+                &[
+                    "--socket",
+                    socket.to_str().unwrap(),
+                    "fetch",
+                    "checkout-flow",
+                ],
+                None,
+            );
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            let case = format!("{what}, {i}: {stdout}{}", &stderr[..stderr.len().min(2000)]);
+            assert_eq!(out.status.code(), Some(5), "{case}");
+            assert!(
+                stderr.contains("not a valid response") && stderr.contains(why),
+                "{case}"
+            );
+            assert!(stdout.is_empty() && !stderr.contains("Traceback"), "{case}");
+        }
+        if installed.contains(&"python3") {
+            let s = socket.to_str().unwrap();
+            let out = run_check(
+                check.path(),
+                &[("SCOPEVAULT_SOCKET", s), ("CHECK_DRY_RUN", "1")],
+                what,
+            );
+            let stderr = text(&out.stderr);
+            let case = format!(
+                "{what}, check-login.py: {}",
+                &stderr[..stderr.len().min(2000)]
+            );
+            assert_eq!(out.status.code(), Some(1), "{case}");
+            assert!(
+                stderr.starts_with("check checkout-flow: scopevault: ") && stderr.contains(why),
+                "{case}"
+            );
+            assert!(!stderr.contains("Traceback"), "{case}");
+        }
+    }
+    // Within the bound, and a surrogate pair: taken, printed as the same JSON.
+    let taken: [(&str, &'static [u8]); 2] = [
+        ("127 levels of nesting", leak(deep(126))),
+        (
+            "a surrogate pair",
+            leak(hand_out(r"\ud83d\ude00", "pw", "1")),
+        ),
+    ];
+    for (n, (what, answer)) in taken.into_iter().enumerate() {
+        let socket = clients.path(&format!("t{n}.sock"));
+        let _fake = Fake::at(socket.clone(), line(answer));
+        for i in &installed {
+            let out = clients.run(
+                i,
+                &[
+                    "--socket",
+                    socket.to_str().unwrap(),
+                    "fetch",
+                    "checkout-flow",
+                ],
+                None,
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{what}, {i}: {}",
+                text(&out.stderr)
+            );
+            let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let sent: serde_json::Value = serde_json::from_slice(answer).unwrap();
+            assert_eq!(printed, sent, "{what}, {i}");
+        }
+    }
+}
