@@ -339,9 +339,17 @@ class ScopevaultClient {
 const USAGE = 'usage: client.js [--socket PATH] [--timeout SECONDS] health | tasks | fetch TASK [CREDENTIAL] | redeem (the ticket on stdin)';
 
 // The ticket on stdin: one line, one trailing newline (or CR LF) ignored, as the binary reads a
-// secret from stdin. Throws an Error that never quotes what was read otherwise.
+// secret from stdin. Throws an Error that never quotes what was read otherwise. Reads at most
+// MAX_TICKET + 3 bytes (a ticket, CR LF, and one byte more that says it is too long), never
+// the rest of stdin, which may be endless.
 function readTicket() {
-  let data = fs.readFileSync(0);
+  const buf = Buffer.alloc(MAX_TICKET + 3);
+  let len = 0;
+  for (let n; len < buf.length; len += n) {
+    n = fs.readSync(0, buf, len, buf.length - len, null);
+    if (n === 0) break;
+  }
+  let data = buf.subarray(0, len);
   if (data.length && data[data.length - 1] === 10) {
     data = data.subarray(0, data.length >= 2 && data[data.length - 2] === 13 ? -2 : -1);
   }

@@ -1166,3 +1166,48 @@ fn the_example_clients_refuse_deep_nesting_lone_surrogates_and_numbers_out_of_ra
         }
     }
 }
+
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of the client side):
+/// `client.js redeem` read all of stdin before it applied its 4096-byte limit to the ticket
+/// (300 MB of zeros: 678 MB resident). Both clients now read at most the limit and a few
+/// bytes: fed 64 MiB, they refuse the ticket (exit 2, nothing sent) and close their stdin
+/// while most of it is still unwritten.
+#[test]
+fn the_example_clients_stop_reading_stdin_past_the_ticket_limit() {
+    const FED: usize = 64 << 20;
+    let clients = Clients::new();
+    for i in interpreters() {
+        let client = if i == "node" {
+            "client.js"
+        } else {
+            "client.py"
+        };
+        let mut child = Command::new(i)
+            .arg(clients.path(client))
+            .args(["--socket", "/nonexistent.sock", "redeem"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        let mut written = 0;
+        // Until the client closes its stdin (EPIPE), or all of it is written.
+        while written < FED && stdin.write_all(&chunk).is_ok() {
+            written += chunk.len();
+        }
+        drop(stdin);
+        let out = output_within(child, 60, i);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{i}: {err}");
+        assert!(
+            err.contains("the ticket on stdin is longer than 4096 bytes; nothing was sent"),
+            "{i}: {err}"
+        );
+        assert!(
+            written < 8 << 20,
+            "{i} read {written} bytes of stdin before refusing a ticket over 4096 bytes"
+        );
+    }
+}
