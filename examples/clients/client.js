@@ -143,6 +143,18 @@ function parseResponse(line) {
   return res;
 }
 
+// InvalidResponse unless the `fetch` answer is for `task` (when known) and its credentials are
+// a list, each named `credential` when one was asked for: an answer to another request
+// (another task's, a fake daemon's) is never used.
+function checkFetch(res, task, credential) {
+  if (task !== undefined && res.task !== task) throw new InvalidResponse(`an answer for another task than ${task}, the one asked for`);
+  if (!Array.isArray(res.credentials)) throw new InvalidResponse('`credentials` is not a list');
+  if (credential !== undefined && credential !== null
+      && res.credentials.some((c) => typeof c !== 'object' || c === null || c.name !== credential)) {
+    throw new InvalidResponse(`an answer holding another credential than ${credential}, the one asked for`);
+  }
+}
+
 // Refuse a socket that someone this client does not trust put at its path, or could put there
 // between this check and the connection (docs/protocol.md, "What client.js checks"). Node has
 // no SO_PEERCRED: instead of the answering process's uid, it judges who could have decided
@@ -281,12 +293,14 @@ class ScopevaultClient {
   // not valid, a broken connection) closes the connection before it is thrown: a request the
   // daemon has not taken yet is then never decided, and nothing it sends later is read as the
   // answer to another request.
-  async call(op, fields = {}) {
+  async call(op, fields = {}, check = undefined) {
     if (this.gaveUp) {
       throw new Error(`the connection to the daemon at ${this.socketPath} was closed after an earlier failure; make a new ScopevaultClient`);
     }
     try {
-      return await this.exchange(op, fields);
+      const response = await this.exchange(op, fields);
+      if (check) check(response);
+      return response;
     } catch (e) {
       if (!(e instanceof ScopevaultError)) {
         this.gaveUp = true;
@@ -329,8 +343,12 @@ class ScopevaultClient {
     if (!Array.isArray(tasks)) throw new InvalidResponse('`tasks` is not a list');
     return tasks;
   }
-  fetch(task, credential) { return this.call('fetch', { task, credential }); }
-  redeem(ticket, credential) { return this.call('fetch', { ticket, credential }); }
+  // The credentials of `task` (only `credential`, when given): InvalidResponse for an answer
+  // that is for another task or holds another credential.
+  fetch(task, credential) { return this.call('fetch', { task, credential }, (r) => checkFetch(r, task, credential)); }
+  // The credentials the ticket is for (only `credential`, when given). The ticket does not say
+  // its task here: compare the answer's `task` with the one it was issued for.
+  redeem(ticket, credential) { return this.call('fetch', { ticket, credential }, (r) => checkFetch(r, undefined, credential)); }
   // Close the connection (requests not answered yet are given up: the daemon does not decide
   // them).
   close() { if (this.sock) this.sock.destroy(); }

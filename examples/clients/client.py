@@ -239,7 +239,10 @@ class ScopevaultClient:
         return line[:-1] if line.endswith(b"\r") else line
 
     def call(self, op, **fields):
-        """Send one request and return its answer. A refusal (ScopevaultError) is an answer: the
+        return self._call(op, fields)
+
+    def _call(self, op, fields, check=None):
+        """Send one request and return its answer, after `check(answer)`. A refusal (ScopevaultError) is an answer: the
         connection stays open for the next request. Any other failure (NoAnswer, an answer that
         is not valid, a broken connection) closes the connection before it is raised, `with` or
         not: a request the daemon has not taken yet is then never decided, and nothing it sends
@@ -250,7 +253,10 @@ class ScopevaultClient:
                 "make a new ScopevaultClient"
             )
         try:
-            return self._exchange(op, fields)
+            response = self._exchange(op, fields)
+            if check:
+                check(response)
+            return response
         except ScopevaultError:
             raise
         except BaseException:
@@ -297,10 +303,27 @@ class ScopevaultClient:
         return tasks
 
     def fetch(self, task, credential=None):
-        return self.call("fetch", task=task, credential=credential)
+        """The credentials of `task` (only `credential`, when given): InvalidResponse for an
+        answer that is for another task or holds another credential."""
+        return self._call("fetch", {"task": task, "credential": credential}, lambda r: check_fetch(r, task, credential))
 
     def redeem(self, ticket, credential=None):
-        return self.call("fetch", ticket=ticket, credential=credential)
+        """The credentials the ticket is for (only `credential`, when given). The ticket does
+        not say its task here: compare the answer's `task` with the one it was issued for."""
+        return self._call("fetch", {"ticket": ticket, "credential": credential}, lambda r: check_fetch(r, None, credential))
+
+
+def check_fetch(response, task, credential):
+    """InvalidResponse unless the `fetch` answer is for `task` (when known) and its credentials
+    are a list, each named `credential` when one was asked for: an answer to another request
+    (another task's, a fake daemon's) is never used."""
+    if task is not None and response.get("task") != task:
+        raise InvalidResponse(f"an answer for another task than {task}, the one asked for")
+    creds = response.get("credentials")
+    if not isinstance(creds, list):
+        raise InvalidResponse("`credentials` is not a list")
+    if credential is not None and any(not isinstance(c, dict) or c.get("name") != credential for c in creds):
+        raise InvalidResponse(f"an answer holding another credential than {credential}, the one asked for")
 
 
 def parse_timeout(text):

@@ -1211,3 +1211,59 @@ fn the_example_clients_stop_reading_stdin_past_the_ticket_limit() {
         );
     }
 }
+
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of the client side): the
+/// example clients and the example check did not check that an answer belongs to the request:
+/// asked for `checkout-flow`, they printed (the check: used) a hand-out of task
+/// `payments-health` with its `payments-token`. A `fetch` answer for another task, or holding
+/// another credential than the one asked for, is now refused as not a valid response (exit
+/// 5; the check: exit 1, saying so), and nothing of it is printed.
+#[test]
+fn the_example_clients_refuse_an_answer_for_another_task_or_credential() {
+    const OTHER: &[u8] = b"{\"ok\":true,\"v\":1,\"task\":\"payments-health\",\"audit_seq\":7,\"credentials\":[{\"name\":\"payments-token\",\"kind\":\"login\",\"scopes\":[],\"origins\":[],\"fields\":{\"username\":\"u\"},\"secrets\":{\"password\":\"Canary-SecretPW\"},\"warnings\":[]}]}\n";
+    let clients = Clients::new();
+    let socket = clients.path("other.sock");
+    let _fake = Fake::at(socket.clone(), line(OTHER));
+    let s = socket.to_str().unwrap();
+    for i in interpreters() {
+        for (args, why) in [
+            (
+                vec!["--socket", s, "fetch", "checkout-flow"],
+                "an answer for another task than checkout-flow, the one asked for",
+            ),
+            (
+                vec!["--socket", s, "fetch", "payments-health", "payments-admin"],
+                "an answer holding another credential than payments-admin, the one asked for",
+            ),
+        ] {
+            let out = clients.run(i, &args, None);
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            let case = format!("{i} {args:?}: {stdout}{stderr}");
+            assert_eq!(out.status.code(), Some(5), "{case}");
+            assert!(
+                stderr.contains("not a valid response") && stderr.contains(why),
+                "{case}"
+            );
+            assert!(
+                stdout.is_empty() && !case.contains("Canary-SecretPW"),
+                "{case}"
+            );
+        }
+    }
+    if Command::new("python3").arg("--version").output().is_ok() {
+        let check = check_login_copy();
+        let out = run_check(
+            check.path(),
+            &[("SCOPEVAULT_SOCKET", s), ("CHECK_DRY_RUN", "1")],
+            "check-login.py",
+        );
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(
+            stderr.starts_with("check checkout-flow: scopevault: ")
+                && stderr.contains("an answer for another task than checkout-flow"),
+            "{stdout}{stderr}"
+        );
+        assert!(!stdout.contains("would sign in"), "{stdout}");
+    }
+}
