@@ -139,16 +139,24 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     let mut out = Vec::with_capacity(locations.len());
     let plan = pubs::Plan::new(&parsed);
     for l in &locations {
+        // Above the last generation the master vault remembers, and above the bundle already
+        // in --out: a master vault restored from a backup remembers fewer, and published a
+        // second, different bundle of a generation already published and applied over it
+        // (twenty-seventh pass).
+        let remembered = state.published.get(l).copied().unwrap_or(0);
+        let last = match out_generation(&out_dir, &a.out, l)? {
+            Some(found) if found > remembered => {
+                errln!(
+                    "warning: {} carries generation {found}, but the master vault remembers generation {remembered} as the last it published for `{l}` (a master vault restored from a backup, or bundles published from another copy): publishing above it, so that no generation is published twice",
+                    shown(&a.out.join(format!("{l}.svbundle"))),
+                );
+                found
+            }
+            _ => remembered,
+        };
         // A bundle's generation is a vault's (1 ..= 2^64 - 2, checked by every reader): a
         // location published at the last one can take no newer bundle.
-        let Some(generation) = state
-            .published
-            .get(l)
-            .copied()
-            .unwrap_or(0)
-            .checked_add(1)
-            .filter(|g| *g <= vault::LAST_GENERATION)
-        else {
+        let Some(generation) = last.checked_add(1).filter(|g| *g <= vault::LAST_GENERATION) else {
             bail!(
                 "location `{l}` was published at generation {}, the last a bundle may carry: its checkpoint can apply no newer one; give it a new vault and location name",
                 vault::LAST_GENERATION
@@ -171,6 +179,15 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     // generation the master vault remembers, so a later publish never reuses it.
     v.set_fleet_state(state);
     v.save(&lock)?;
+    // What lets an adoption of a restored copy of this vault say that it is older than this
+    // publish (`policy apply --allow-rollback`, ...): best effort, as the unlock hint, since
+    // the generations are saved and the bundles are still to be written.
+    if let Err(e) = v.record_published() {
+        errln!(
+            "warning: the generations published could not be recorded in this machine's state directory ({}): a restore of an older copy of this vault will not be told it is older than this publish",
+            escape_for_terminal(&e.to_string())
+        );
+    }
     // Every bundle written before anything is printed: a failed write to stdout must not
     // leave the later bundles unwritten (twenty-third pass).
     let mut report = String::new();
@@ -206,6 +223,30 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
         super::write_stdout(report.as_bytes()),
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The generation of the bundle of `location` already in the output directory, if one is
+/// there: read from its framing and manifest alone (its signature is not checked: the
+/// directory is the caller's own, checked by [`vault::SafeDir::open_output`]). A file there
+/// whose generation cannot be read is refused, before anything is saved: `publish` would
+/// replace it without knowing which generations a checkpoint may have applied from it.
+fn out_generation(dir: &vault::SafeDir, out: &Path, location: &str) -> anyhow::Result<Option<u64>> {
+    let name = format!("{location}.svbundle");
+    let file = out.join(&name);
+    let why = match dir.read(&name, bundle::HEAD_WITH_MANIFEST) {
+        Ok(None) => return Ok(None),
+        Ok(Some(head)) => match bundle::manifest_generation(&head) {
+            Ok(g) => return Ok(Some(g)),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    bail!(
+        "cannot read the generation of {}, the bundle this publish would replace: {}. `publish` publishes above the generation of the bundle it replaces (a master vault restored from a backup remembers older ones), so nothing was published: if that file is no bundle a checkpoint may have applied, move it out of {} and publish again",
+        shown(&file),
+        escape_for_terminal(&why),
+        shown(out)
+    )
 }
 
 /// The `--sign-key` file's text, read up to [`sig::MAX_SIGN_KEY_BYTES`]: one byte more is

@@ -243,6 +243,13 @@ fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<V
         adopted.generation(),
         super::shown(&serve_audit_log())
     );
+    // A master vault: the restored copy may remember older bundle generations than were
+    // published since (twenty-seventh pass); said, with what `publish` does about it.
+    if let Some((total, recorded)) = adopted.published_behind() {
+        errln!(
+            "warning: fleet.published went backwards: the restored vault remembers fewer bundle generations published (together {total}) than this machine recorded at its last `publish` from this vault ({recorded}), so bundles newer than the ones it remembers were published. `publish` goes above the generation of the bundle already in --out for each location: publish into the directory holding the newest bundles (copy them back into --out first if they are elsewhere), and re-set the secrets rotated since the backup before you publish, or the next bundle brings the old values back to the checkpoints (docs/operations.md, \"Backup, restore, moving, changing the passphrase\")"
+        );
+    }
     Ok(adopted)
 }
 

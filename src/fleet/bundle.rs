@@ -434,6 +434,59 @@ impl Bundle {
     }
 }
 
+/// How many bytes of a bundle file [`manifest_generation`] needs at most: the framing and the
+/// largest manifest.
+pub const HEAD_WITH_MANIFEST: u64 = 8 + 2 + 4 + MAX_MANIFEST as u64;
+
+/// The `generation` of the manifest at the start of a bundle file, read from its framing and
+/// manifest alone (`head`: the file's first bytes, up to [`HEAD_WITH_MANIFEST`]): neither the
+/// payload nor a signature is read or checked. What `publish` needs of the bundle already in
+/// its output directory, which it publishes above (bundle-format.md, `generation`).
+pub fn manifest_generation(head: &[u8]) -> Result<u64, FormatError> {
+    #[derive(Deserialize)]
+    struct Generation {
+        generation: u64,
+    }
+    if head.len() < 8 || &head[..8] != MAGIC {
+        return Err(if MAGIC.starts_with(head) && !head.is_empty() {
+            FormatError::Truncated("magic")
+        } else {
+            FormatError::BadMagic
+        });
+    }
+    let version = u16::from_be_bytes(
+        head.get(8..10)
+            .ok_or(FormatError::Truncated("version"))?
+            .try_into()
+            .unwrap_or([0; 2]),
+    );
+    if version != VERSION {
+        return Err(FormatError::Version(version));
+    }
+    let mlen = u32::from_be_bytes(
+        head.get(10..14)
+            .ok_or(FormatError::Truncated("manifest length"))?
+            .try_into()
+            .unwrap_or([0; 4]),
+    ) as usize;
+    if mlen > MAX_MANIFEST {
+        return Err(FormatError::TooLarge("manifest"));
+    }
+    let manifest = head
+        .get(14..14 + mlen)
+        .ok_or(FormatError::Truncated("manifest"))?;
+    let g: Generation = serde_json::from_slice(manifest)
+        .map_err(|e| FormatError::Manifest(crate::text::escape_for_terminal(&e.to_string())))?;
+    if !(1..=crate::vault::LAST_GENERATION).contains(&g.generation) {
+        return Err(FormatError::Manifest(format!(
+            "its generation {} is not 1 ..= {}",
+            g.generation,
+            crate::vault::LAST_GENERATION
+        )));
+    }
+    Ok(g.generation)
+}
+
 /// Encrypt a payload to one recipient.
 pub fn encrypt_payload(
     payload: &Payload,
@@ -503,5 +556,32 @@ mod tests {
             why.contains("it starts with `_`, not a letter or digit"),
             "{why}"
         );
+    }
+
+    /// `publish` reads the generation of the bundle it replaces from the framing and manifest
+    /// alone: a file cut after its manifest still gives it; anything not a bundle's start does
+    /// not (twenty-seventh pass).
+    #[test]
+    fn the_generation_of_a_bundle_is_read_from_its_manifest_alone() {
+        let mut m = Manifest {
+            format: 1,
+            location: "ams".into(),
+            generation: 7,
+            created: time::OffsetDateTime::UNIX_EPOCH,
+            expires: time::OffsetDateTime::UNIX_EPOCH,
+            recipient: String::new(),
+            policy_digest: String::new(),
+            payload_digest: String::new(),
+            tasks: vec![],
+            credentials: vec![],
+        };
+        let bytes = super::encode(&m, b"payload");
+        assert_eq!(super::manifest_generation(&bytes).unwrap(), 7);
+        let head = &bytes[..bytes.len() - 7 - 8];
+        assert_eq!(super::manifest_generation(head).unwrap(), 7);
+        assert!(super::manifest_generation(&bytes[..20]).is_err());
+        assert!(super::manifest_generation(b"not a bundle").is_err());
+        m.generation = 0;
+        assert!(super::manifest_generation(&super::encode(&m, b"")).is_err());
     }
 }

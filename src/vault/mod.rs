@@ -1422,6 +1422,39 @@ impl Vault {
         self.dirty = true;
     }
 
+    /// The total of the bundle generations this vault remembers publishing
+    /// (`fleet.published`, summed over its locations; saturating): it only grows from one save
+    /// of this vault to the next, so a copy that remembers less is older than the last publish.
+    fn published_total(&self) -> u64 {
+        self.fleet_state().map_or(0, |s| {
+            s.published
+                .values()
+                .fold(0u64, |sum, g| sum.saturating_add(*g))
+        })
+    }
+
+    /// Record in this machine's state directory, beside the rollback record, the total of the
+    /// generations this vault has published (`"published:<vault_id>"`, only ever raised):
+    /// `publish` does, once it saved. [`Vault::published_behind`] compares a restored file
+    /// with it.
+    pub fn record_published(&self) -> Result<(), VaultError> {
+        store::Seen::new().raise_value(&published_key(self.id()), self.published_total())
+    }
+
+    /// When this file remembers fewer published bundle generations than a `publish` from this
+    /// vault recorded on this machine ([`Vault::record_published`]): a copy from before that
+    /// publish (a master vault restored from a backup), whose next publish would reuse
+    /// generations already published but for the bundles in `--out`. (the file's total, the
+    /// recorded one); `None` when it is not behind or nothing can be read.
+    pub fn published_behind(&self) -> Option<(u64, u64)> {
+        let recorded = store::Seen::new()
+            .get(&published_key(self.id()))
+            .ok()
+            .flatten()?;
+        let total = self.published_total();
+        (total < recorded).then_some((total, recorded))
+    }
+
     /// Decrypt age ciphertext addressed to this vault's recipient (a fleet bundle's payload)
     /// with the vault identity, which never leaves the vault. The plaintext is zeroed on drop.
     pub fn decrypt_addressed_to_vault(
@@ -1742,6 +1775,11 @@ fn format2_marker(vault_id: &str) -> String {
 
 /// The rollback record's entry holding the unlock hint of a vault: which passphrase slot
 /// opened it last on this machine ([`slots::unlock_hint`]), tried first on the next unlock.
+/// The rollback record's entry of the generations a vault published ([`Vault::record_published`]).
+fn published_key(vault_id: &str) -> String {
+    format!("published:{vault_id}")
+}
+
 fn unlock_hint_key(vault_id: &str) -> String {
     format!("unlocked:{vault_id}")
 }

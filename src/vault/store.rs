@@ -1089,6 +1089,17 @@ impl Seen {
         self.update(|map| Ok(map.insert(key.to_owned(), value) != Some(value)))
     }
 
+    /// Raise `key` to `value` if it holds less (or nothing); nothing is written otherwise.
+    pub fn raise_value(&self, key: &str, value: u64) -> Result<(), VaultError> {
+        self.update(|map| {
+            if map.get(key).is_some_and(|old| *old >= value) {
+                return Ok(false);
+            }
+            map.insert(key.to_owned(), value);
+            Ok(true)
+        })
+    }
+
     /// Under the record's lock, for the authenticated file of vault `vault_id` whose key gives
     /// `binding` ([`super::format::record_binding`]): refuse it when the record binds the id
     /// to another key ([`VaultError::OtherVaultRecorded`], nothing written); otherwise record

@@ -3604,6 +3604,108 @@ fn allow_rollback_apply_and_publish_adopt_a_restored_vault_under_their_own_lock(
     assert_eq!(s["bundle"]["generation"], 2, "{s}");
 }
 
+/// A master vault restored from a backup and adopted as docs/operations.md says (`policy
+/// apply --allow-rollback`) remembered generation 1 of each location, and its next `publish`
+/// wrote a second, different generation 2 over the one published and applied since, without a
+/// word: the checkpoint called it "an older or replayed bundle" (twenty-seventh pass, found by
+/// the twenty-seventh pass's attacker of multi-admin work and backups). The adoption now says
+/// `fleet.published` went backwards, and `publish` goes above the bundle already in --out; a
+/// file there whose generation cannot be read is refused, nothing saved.
+#[test]
+fn regression_a_restored_master_publishes_above_the_bundles_in_out_and_its_adoption_warns() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    let backup = f.master.vault_bytes();
+    // The rotation, published and applied: generation 2.
+    f.master.ok(
+        &[
+            "cred",
+            "set",
+            "buyer",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &f.master.pf(),
+        ],
+        b"rotated-Secret-2",
+    );
+    assert!(f.publish(&[]).contains("ams.svbundle: generation 2,"));
+    f.apply(e, &f.bundle("ams"), &[]);
+
+    // The master's disk lost: the backup put back and adopted.
+    std::fs::write(f.master.vault(), &backup).unwrap();
+    let policy = f.policy.to_str().unwrap();
+    let out = f.master.run(
+        &[
+            "policy",
+            "apply",
+            policy,
+            "--allow-rollback",
+            "--passphrase-file",
+            &f.master.pf(),
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "policy apply --allow-rollback: {err}");
+    assert!(
+        err.contains("the restored file is adopted")
+            && err.contains("fleet.published went backwards")
+            && err.contains("together 2")
+            && err.contains("(4)"),
+        "{err}"
+    );
+
+    // A file in --out that is not a bundle: its generation is unknown, nothing is published.
+    let fra = f.bundle("fra");
+    let fra_bytes = std::fs::read(&fra).unwrap();
+    std::fs::write(&fra, b"not a bundle").unwrap();
+    let before = f.master.vault_bytes();
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = f.master.fails(&args, b"", 2);
+    assert!(
+        err.contains("cannot read the generation of")
+            && err.contains("fra.svbundle")
+            && err.contains("nothing was published"),
+        "{err}"
+    );
+    assert_eq!(f.master.vault_bytes(), before, "{err}");
+    std::fs::write(&fra, &fra_bytes).unwrap();
+
+    // Published above the bundles in --out, each location saying so.
+    let out = f.master.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "publish: {err}");
+    assert!(
+        stdout.contains("ams.svbundle: generation 3,")
+            && stdout.contains("fra.svbundle: generation 3,"),
+        "{stdout}"
+    );
+    assert!(
+        err.contains("carries generation 2, but the master vault remembers generation 1"),
+        "{err}"
+    );
+    // The checkpoint takes it as the newer bundle it is, no --allow-rollback.
+    assert!(f
+        .apply(e, &f.bundle("ams"), &[])
+        .contains("applied ams generation 3 "));
+    // The next publish goes on from there, silently.
+    let out = f.master.run(&args, b"");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ams.svbundle: generation 4,"));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("carries generation"),
+        "{out:?}"
+    );
+}
+
 /// The metric families in an exposition.
 fn families(prom: &str) -> std::collections::BTreeSet<String> {
     parse_prometheus(prom)
