@@ -312,12 +312,34 @@ fn passwd(g: &GlobalArgs, a: &KeyPasswdArgs) -> anyhow::Result<ExitCode> {
     passwd_target(&vault::read_slots(&path)?, a.slot.as_deref())?;
     let (vault, used) = open_vault_keeping_passphrase(g)?;
     let target = passwd_target(vault.slots(), a.slot.as_deref())?;
+    let read = vault.slots().iter().find(|s| s.id() == target).cloned();
     warn_test_kdf();
     let new_pass = new_passphrase(a.new_passphrase_file.as_deref(), None, a.weak_passphrase_ok)?;
     let lock = WriteLock::acquire(&path)?;
     // The file may have changed while the new passphrase was typed: start from what is on
     // disk now, with the same authenticity and rollback checks.
     let mut vault = vault.reopen(&open_options(g))?;
+    // The slot must still be the one read when the command opened the vault. Another `key
+    // passwd` of it saved in between: both said the old passphrase no longer opens the file,
+    // and only the later new passphrase did, the earlier one silently lost; the later one,
+    // opened with the passphrase the slot no longer took, said "the vault was not opened with
+    // it" (twenty-seventh pass). As `key remove` of a slot removed meanwhile, it is refused.
+    let now = vault.slots().iter().find(|s| s.id() == target);
+    if now != read.as_ref() {
+        let which = read.as_ref().map(named).unwrap_or_else(|| target.clone());
+        return Err(VaultError::Usage(format!(
+            "key slot {which} changed since this command opened the vault: another command saved {} (generation {}) and {}. Nothing was changed: run `{}` again, with the passphrase that opens the slot now",
+            super::shown(&path),
+            vault.generation(),
+            if now.is_some() {
+                "changed that slot (its passphrase, label or parameters)"
+            } else {
+                "removed that slot"
+            },
+            crate::advice::command(&format!("key passwd --slot {target}"))
+        ))
+        .into());
+    }
     // Which other slots take the old passphrase, told before the slot changes (a slot made
     // before scopevault refused a shared passphrase: "the old passphrase no longer opens this
     // file" was said while it opened it, twentieth pass). The passphrase the vault was opened

@@ -489,6 +489,88 @@ fn key_passwd_replaces_the_passphrase_in_place() {
     assert!(!t.contains(PASS) && !t.contains(NEW_PASS), "{t}");
 }
 
+/// Two admins ran `key passwd` on one slot at once: both exited 0 saying the old passphrase no
+/// longer opens the file, and only the later new passphrase opened the vault; the later one,
+/// opened with the passphrase the slot no longer took, said "the vault was not opened with it"
+/// (twenty-seventh pass, found by the twenty-seventh pass's attacker of multi-admin work and
+/// backups). The one that opened the vault first now finds the slot changed under the lock and
+/// is refused, the file as the other left it. Its new passphrase comes through a FIFO, opened
+/// once it unlocked the vault: the other change is saved while it waits there.
+#[test]
+fn regression_a_key_passwd_whose_slot_changed_since_it_opened_the_vault_is_refused() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let e = Env::new();
+    e.init_with_cred();
+    let fifo = e.path("new-passphrase");
+    crate::common::mkfifo(&fifo);
+    let third = write(&e, "third", THIRD_PASS);
+    let first = e
+        .cmd()
+        .args([
+            "key",
+            "passwd",
+            "--passphrase-file",
+            &e.pf(),
+            "--new-passphrase-file",
+        ])
+        .arg(&fifo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A FIFO opened for writing without blocking fails (ENXIO) until a reader opened it: the
+    // first command unlocked the vault then.
+    let start = std::time::Instant::now();
+    let mut w = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(w) => break w,
+            Err(err) if err.raw_os_error() == Some(libc::ENXIO) => {
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(120),
+                    "the first key passwd never opened its passphrase file"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(err) => panic!("open the fifo: {err}"),
+        }
+    };
+    // The second admin changes the same slot meanwhile, and is told it worked.
+    e.ok(
+        &[
+            "key",
+            "passwd",
+            "--passphrase-file",
+            &e.pf(),
+            "--new-passphrase-file",
+            &third,
+        ],
+        b"",
+    );
+    let saved = e.vault_bytes();
+    w.write_all(format!("{NEW_PASS}\n").as_bytes()).unwrap();
+    drop(w);
+    let out = first.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("changed since this command opened the vault")
+            && err.contains("Nothing was changed")
+            && !err.contains("was not opened with it"),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), saved, "{err}");
+    assert!(opens_with(&e, &third));
+    let new = write(&e, "new", NEW_PASS);
+    assert!(!opens_with(&e, &new));
+    assert!(!err.contains(NEW_PASS) && !err.contains(PASS), "{err}");
+}
+
 #[test]
 fn key_passwd_with_a_wrong_current_passphrase_or_bad_input_leaves_the_file_byte_identical() {
     let e = Env::new();
