@@ -690,6 +690,12 @@ pub struct StatusArgs {
     /// admin; else as for `serve`].
     #[arg(long, value_name = "PATH", env = "SCOPEVAULT_AUDIT")]
     pub audit: Option<PathBuf>,
+    /// With --format prometheus: write the metrics to FILE (for the textfile collector)
+    /// instead of stdout, atomically: a new file of a random name in FILE's directory
+    /// (created O_EXCL, never through a link), mode 0644, fsynced, renamed over FILE. The
+    /// directory must be this user's or root's and writable by nobody else.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Formats `status` prints.

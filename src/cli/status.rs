@@ -27,6 +27,12 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
         (true, _) => StatusFormat::Json,
         (false, f) => f.unwrap_or(StatusFormat::Text),
     };
+    if a.output.is_some() && format != StatusFormat::Prometheus {
+        return Err(anyhow::Error::new(super::Exit {
+            code: super::EXIT_USAGE,
+            message: "--output writes the metrics file for the textfile collector: give it with --format prometheus".to_owned(),
+        }));
+    }
     // After a save (`bundle apply`), the first `health` starts the daemon's load of the
     // file and is answered at once with `loading`: asked again until the load is done.
     let socket = socket_path(g);
@@ -50,7 +56,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     };
     match format {
         StatusFormat::Json => json_out(s),
-        StatusFormat::Prometheus => prometheus_out(&s),
+        StatusFormat::Prometheus => prometheus_out(&s, a.output.as_deref()),
         StatusFormat::Text => text_out(g, s),
     }
 }
@@ -323,7 +329,7 @@ fn b2f(b: bool) -> f64 {
 
 /// The metrics (docs/fleet.md, "Metrics"). Exit 0 whenever they are printed: a daemon that
 /// does not answer is `scopevault_up 0`, so a textfile collector job keeps its file fresh.
-fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
+fn prometheus_out(s: &Gathered, output: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let mut e = Exposition::new();
     let h = s.health.as_ref().ok();
     e.single(
@@ -539,7 +545,10 @@ fn prometheus_out(s: &Gathered) -> anyhow::Result<ExitCode> {
             &[(&[("source", source)], 1.0)],
         );
     }
-    super::write_stdout(e.finish().as_bytes())?;
+    match output {
+        Some(file) => write_metrics_file(file, e.finish().as_bytes())?,
+        None => super::write_stdout(e.finish().as_bytes())?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -556,6 +565,31 @@ fn gap_line(gap: &crate::protocol::AcceptedGap, from: &str) -> String {
         gap.seq,
         esc(&gap.reason)
     )
+}
+
+/// `status --format prometheus --output FILE`: the metrics written to a new file of a random
+/// name in FILE's directory (`O_CREAT | O_EXCL | O_NOFOLLOW`), mode 0644 for node_exporter,
+/// fsynced and renamed over FILE; FILE itself is never opened, so a link there is replaced,
+/// not followed. The directory is checked as `publish --out` is (this user's or root's,
+/// writable by nobody else, no other user's link on its way). The documented job redirected
+/// the shell's output to a fixed `scopevault.prom.tmp` in a directory the docs gave no owner:
+/// another writer of that directory linked that name to the vault, and the job, run as the
+/// vault's owner, overwrote the vault with metrics (twenty-seventh pass).
+fn write_metrics_file(file: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = file.file_name().ok_or_else(|| super::Exit {
+        code: super::EXIT_USAGE,
+        message: format!(
+            "--output {}: give the path of the metrics file, e.g. /var/lib/node_exporter/textfile/scopevault/scopevault.prom",
+            crate::text::shown(file)
+        ),
+    })?;
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let out = crate::vault::SafeDir::open_output(dir)?;
+    out.replace_with_mode(name, ".scopevault-metrics-", bytes, 0o644)?;
+    Ok(())
 }
 
 fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {

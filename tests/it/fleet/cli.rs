@@ -3853,7 +3853,7 @@ fn the_example_alert_rules_file_is_the_documented_rules_and_names_metrics_scopev
 /// Replace the documented system paths with `e`'s, and the binary with `bin`.
 fn with_test_paths(text: &str, e: &Env, textfile: &Path, bin: &str) -> String {
     text.replace(
-        "/var/lib/node_exporter/textfile",
+        "/var/lib/node_exporter/textfile/scopevault",
         textfile.to_str().unwrap(),
     )
     .replace("/usr/local/bin/scopevault", bin)
@@ -3872,15 +3872,30 @@ fn with_test_paths(text: &str, e: &Env, textfile: &Path, bin: &str) -> String {
 }
 
 /// Run `script` as cron or systemd would: `/bin/sh -c`, `PATH=/usr/bin:/bin`, nothing else
-/// of ours in the environment but `env`. Returns the files left in `textfile`.
+/// of ours in the environment but `env`, in a new `textfile` directory (0755, as documented).
+/// Returns the files left in `textfile`.
 fn run_metrics_job(
     script: &str,
     env: &[(String, String)],
     e: &Env,
     textfile: &Path,
 ) -> Vec<String> {
+    run_metrics_job_in(script, env, e, textfile, &|_| {})
+}
+
+/// [`run_metrics_job`], `plant` run on the new directory before the job.
+fn run_metrics_job_in(
+    script: &str,
+    env: &[(String, String)],
+    e: &Env,
+    textfile: &Path,
+    plant: &dyn Fn(&Path),
+) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_dir_all(textfile);
     std::fs::create_dir_all(textfile).unwrap();
+    std::fs::set_permissions(textfile, std::fs::Permissions::from_mode(0o755)).unwrap();
+    plant(textfile);
     let mut c = Command::new("/bin/sh");
     c.env_clear()
         .env("PATH", "/usr/bin:/bin")
@@ -3945,6 +3960,43 @@ fn scopevault_names(text: &str) -> std::collections::BTreeSet<String> {
         out.insert(name);
     }
     out
+}
+
+/// A documented metrics job: which, its command, its environment.
+type MetricsJob = (&'static str, String, Vec<(String, String)>);
+
+/// The metrics jobs docs/operations.md gives ("Health: `scopevault status`"): the cron line's
+/// command and the timer's `ExecStart=` (run by `/bin/sh -c` as cron would; systemd runs it
+/// without a shell, the same for a line with nothing for a shell to expand), each with the
+/// environment it gets, the documented paths not yet replaced by the test's.
+fn documented_metrics_jobs(e: &Env, textfile: &Path) -> Vec<MetricsJob> {
+    let bin = env!("CARGO_BIN_EXE_scopevault");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let start = doc.find("### Health: `scopevault status`").unwrap();
+    let section = &doc[start..];
+    let section = &section[..section[4..].find("\n### ").unwrap() + 4];
+    let block = |after: &str, fence: &str| -> String {
+        let at = section.find(after).unwrap_or_else(|| panic!("{after}"));
+        let body = &section[at..];
+        let body = &body[body.find(fence).unwrap() + fence.len()..];
+        body[..body.find("```").unwrap()].to_owned()
+    };
+    let cron = block("A cron line", "```sh\n");
+    let cron = cron.trim().splitn(6, ' ').nth(5).unwrap().to_owned();
+    let unit = block("or a systemd timer", "```ini\n");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart=")
+        .to_owned();
+    let unit_env: Vec<(String, String)> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), with_test_paths(v, e, textfile, bin)))
+        .collect();
+    vec![("cron", cron, vec![]), ("timer", exec, unit_env)]
 }
 
 /// Found by an outside review of docs/operations.md's metrics section: the cron line called
@@ -4035,33 +4087,18 @@ fn the_documented_metrics_jobs_run_and_their_alerts_name_printed_metrics() {
     // The cron line and the timer, run as cron and systemd would.
     let bin = env!("CARGO_BIN_EXE_scopevault");
     let textfile = e.path("textfile");
-    let cron = block("A cron line", "```sh\n");
-    let cron = cron.trim().splitn(6, ' ').nth(5).unwrap().to_owned();
-    let unit = block("or a systemd timer", "```ini\n");
-    let exec = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart=/bin/sh -c '"))
-        .and_then(|l| l.strip_suffix('\''))
-        .expect("ExecStart=/bin/sh -c '…'")
-        .to_owned();
-    let unit_env: Vec<(String, String)> = unit
-        .lines()
-        .filter_map(|l| l.strip_prefix("Environment="))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), with_test_paths(v, e, &textfile, bin)))
-        .collect();
-    for (what, script, env) in [("cron", &cron, vec![]), ("timer", &exec, unit_env)] {
+    for (what, script, env) in documented_metrics_jobs(e, &textfile) {
         assert!(
             script.contains("/usr/local/bin/scopevault status"),
             "{what}: {script}"
         );
-        let failing = with_test_paths(script, e, &textfile, "/bin/false");
+        let failing = with_test_paths(&script, e, &textfile, "/bin/false");
         assert_eq!(
             run_metrics_job(&failing, &env, e, &textfile),
             Vec::<String>::new(),
             "{what}: a failed run leaves nothing behind"
         );
-        let working = with_test_paths(script, e, &textfile, bin);
+        let working = with_test_paths(&script, e, &textfile, bin);
         assert_eq!(
             run_metrics_job(&working, &env, e, &textfile),
             vec!["scopevault.prom".to_owned()],
@@ -4071,6 +4108,93 @@ fn the_documented_metrics_jobs_run_and_their_alerts_name_printed_metrics() {
         let p = parse_prometheus(&written);
         assert_eq!(p["scopevault_bundle_applied"], 1.0, "{what}: {written}");
     }
+}
+
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of monitoring and time):
+/// the documented jobs ran as the vault's owner and redirected the shell's output to a fixed
+/// `scopevault.prom.tmp` (the cron line: `scopevault.prom.$$`) in the textfile directory, a
+/// name the shell follows through a link: one planted there to the vault made the job
+/// overwrite the vault with metrics ("bad magic bytes"). The jobs now give `status --output`:
+/// links at the old temporary name and at the metrics file's own name are not followed (the
+/// vault is intact, the first link left alone, the second replaced by the metrics file); and
+/// a directory its group may write, where another user could plant them, is refused, naming
+/// it, with nothing written.
+#[test]
+fn the_documented_metrics_jobs_never_write_through_a_link_planted_in_the_textfile_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    let vault = e.vault();
+    let before = std::fs::read(&vault).unwrap();
+    let bin = env!("CARGO_BIN_EXE_scopevault");
+    let textfile = e.path("textfile");
+    let plant = |dir: &Path| {
+        std::os::unix::fs::symlink(&vault, dir.join("scopevault.prom.tmp")).unwrap();
+        std::os::unix::fs::symlink(&vault, dir.join("scopevault.prom")).unwrap();
+    };
+    for (what, script, env) in documented_metrics_jobs(e, &textfile) {
+        let job = with_test_paths(&script, e, &textfile, bin);
+        let left = run_metrics_job_in(&job, &env, e, &textfile, &plant);
+        assert_eq!(
+            std::fs::read(&vault).unwrap(),
+            before,
+            "{what}: the job wrote through a planted link into the vault"
+        );
+        assert_eq!(
+            left,
+            vec![
+                "scopevault.prom".to_owned(),
+                "scopevault.prom.tmp".to_owned()
+            ],
+            "{what}"
+        );
+        assert_eq!(
+            std::fs::read_link(textfile.join("scopevault.prom.tmp")).unwrap(),
+            vault,
+            "{what}"
+        );
+        let m = std::fs::symlink_metadata(textfile.join("scopevault.prom")).unwrap();
+        assert!(m.is_file(), "{what}: the metrics file is still a link");
+        assert_eq!(m.permissions().mode() & 0o777, 0o644, "{what}");
+        let written = std::fs::read_to_string(textfile.join("scopevault.prom")).unwrap();
+        let p = parse_prometheus(&written);
+        assert_eq!(p["scopevault_bundle_applied"], 1.0, "{what}: {written}");
+    }
+
+    // The attacker's directory: another member of its group may write in it. Refused.
+    let shared = e.path("shared-textfile");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o775)).unwrap();
+    plant(&shared);
+    let out = e.run(
+        &[
+            "status",
+            "--format",
+            "prometheus",
+            "--socket",
+            "/nonexistent/sv.sock",
+            "--output",
+            shared.join("scopevault.prom").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("shared-textfile") && stderr.contains("writable by its group"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(std::fs::read(&vault).unwrap(), before);
+    for name in ["scopevault.prom", "scopevault.prom.tmp"] {
+        assert_eq!(std::fs::read_link(shared.join(name)).unwrap(), vault);
+    }
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 2);
 }
 
 /// Eighteenth pass (found by the last review): an error keeps its own line breaks, and
