@@ -73,7 +73,7 @@ use generations::Generations;
 pub use journal::journal_path;
 use journal::{key_id, Conflict, Journal, LogId, Redo};
 pub use key::*;
-pub use moved::{moved_log, MovedLog};
+pub use moved::{moved_log, moved_log_under, MovedLog};
 pub use record::*;
 use recover::*;
 pub use recover::{is_anchored_record_unterminated, record_at_seq, Found, LineBefore, Located};

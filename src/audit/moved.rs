@@ -488,6 +488,8 @@ pub enum MovedLog {
         path: PathBuf,
         /// Its last whole record's seq.
         last_seq: u64,
+        /// The SHA-256 hex of that record's line: the chain's head.
+        head: String,
     },
     /// The start is refused: what its refusal adds to the cut tail's wording.
     Refused(String),
@@ -505,6 +507,11 @@ pub fn moved_log(path: &Path) -> MovedLog {
     let Ok(Some(a)) = read_anchor(path) else {
         return MovedLog::NotMoved;
     };
+    moved_log_under(path, &a)
+}
+
+/// [`moved_log`] under the anchor `a` already read (`status` reads the one the daemon names).
+pub fn moved_log_under(path: &Path, a: &Anchor) -> MovedLog {
     // Under an anchor whose new file is still to be begun (`begins`, `next`), the file that
     // begins with that record is looked for (a crash before that file's first anchor, then a
     // rotation: [`find`]); none found, the start begins the file.
@@ -529,10 +536,11 @@ pub fn moved_log(path: &Path) -> MovedLog {
             j.highest_seq(key_id(&key)).ok()
         })
         .unwrap_or(0);
-    match judge(&dirfd, &dir, &name, &a, journal_top, path) {
+    match judge(&dirfd, &dir, &name, a, journal_top, path) {
         (Siblings { found: Some(p), .. }, _) => MovedLog::Continues {
             path: p.path,
             last_seq: p.last_seq,
+            head: p.head,
         },
         (s, Some(why)) if s.newline_only || pending => MovedLog::Unterminated(why),
         (_, Some(why)) => MovedLog::Refused(why),

@@ -1164,6 +1164,7 @@ fn check_audit(r: &mut Report, path: &Path) {
             crate::audit::MovedLog::Continues {
                 path: moved,
                 last_seq,
+                ..
             } => {
                 // Its key missing, the start is refused as for a log that holds records, and
                 // named so here, with serve's advice (it was `ok`, and the start made a new

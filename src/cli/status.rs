@@ -97,6 +97,7 @@ pub(super) fn daemon_audit_head(
                     error: None,
                     unchecked: Some(why),
                     gap: None,
+                    moved: None,
                 },
                 None => health::audit_head_with(log, anchor),
             }
@@ -706,6 +707,12 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                 .anchor_seq
                 .map_or(String::new(), |s| format!(", anchored at seq {s}"))
         )?;
+        if let Some(moved) = &audit.moved {
+            outln!(
+                "             in {}, where a rotation moved the log before the daemon noticed: its next write (or start) continues it in a new file (docs/audit.md, \"Rotation\")",
+                crate::text::shown(moved)
+            )?;
+        }
     }
     if let Some(e) = &audit.error {
         outln!("audit head:  BAD: {}", esc(e))?;

@@ -427,6 +427,11 @@ pub struct AuditHead {
     /// puts it at the top level as `audit_gap`, where a running daemon's is.
     #[serde(skip)]
     pub gap: Option<crate::protocol::AcceptedGap>,
+    /// The file a rotation moved the log to before the daemon noticed (the log empty or
+    /// missing under an anchor naming records), whose last record is the head: the daemon's
+    /// next write, or its next start, continues it ([`crate::audit::moved_log_under`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved: Option<PathBuf>,
 }
 
 /// The head of the audit log at `log`, checked against its anchor. Read-only.
@@ -450,6 +455,7 @@ pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
         error: None,
         unchecked: None,
         gap: None,
+        moved: None,
     };
     // The anchor first: the daemon syncs the log before it writes the anchor, so a log read
     // after it is at least as long, whatever the daemon appends in between.
@@ -489,6 +495,8 @@ pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
                     out.hash = Some(a.head.clone());
                     out.source = Some("anchor");
                 }
+                (Some(a), std::io::ErrorKind::NotFound)
+                    if out.error.is_none() && moved_head(&mut out, log, a) => {}
                 (Some(a), std::io::ErrorKind::NotFound) => {
                     out.error = Some(format!(
                         "the audit log {} is missing, but its anchor {} records seq {}: records 1..={} are gone (moved or deleted)",
@@ -523,6 +531,13 @@ pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
                     (seq, hash, torn) = (a.seq, a.head.clone(), None);
                 }
             }
+            // An empty log under an anchor naming records: the file a rotation moved it to
+            // is looked for as the start and `doctor` look for it.
+            if let (Some(a), None, 0, None) = (&anchor, &out.error, len, torn) {
+                if moved_head(&mut out, log, a) {
+                    return out;
+                }
+            }
             if let (Some(a), None) = (&anchor, &out.error) {
                 match crate::audit::anchor_gap(a, seq, &hash, || {
                     crate::audit::record_at_seq(&f, len, a.seq + 1)
@@ -546,6 +561,31 @@ pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
         Err(e) => out.error = Some(e),
     }
     out
+}
+
+/// Whether the log at `log`, empty or missing under the anchor `a`, was moved away by a
+/// rotation the daemon has not noticed yet (logrotate's `create` left an empty file, no
+/// signal yet, or the daemon stopped): the file beside it that the daemon's next write or
+/// start continues ([`crate::audit::moved_log_under`], the search `doctor` and the start
+/// make). Then its last record is the head, put in `out`. `status` called it a cut tail
+/// ("records 1..=N are missing", `scopevault_audit_head_ok 0`) where `doctor` and
+/// `audit verify` said ok (twenty-seventh pass, found by the twenty-seventh pass's attacker of
+/// monitoring and time).
+fn moved_head(out: &mut AuditHead, log: &Path, a: &crate::audit::Anchor) -> bool {
+    match crate::audit::moved_log_under(log, a) {
+        crate::audit::MovedLog::Continues {
+            path,
+            last_seq,
+            head,
+        } => {
+            out.seq = Some(last_seq);
+            out.hash = Some(head);
+            out.source = Some("log");
+            out.moved = Some(path);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The last complete line of the log open as `f`: its seq, the SHA-256 hex of the line, the

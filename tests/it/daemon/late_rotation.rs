@@ -885,3 +885,56 @@ fn a_lost_key_after_an_unseen_rotation_is_refused_and_a_new_one_recorded() {
     assert!(out.status.success(), "{out:?}");
     each_seq_once_and_names_its_fetch(&[&moved, &audit], &given);
 }
+
+/// `status` of the log after a rotation the daemon has not noticed yet: `audit_head` as JSON
+/// and the metrics.
+fn status_head(dir: &Path, socket: &Path) -> (serde_json::Value, String) {
+    let status = |format: &str| {
+        let out = daemon::cmd(dir)
+            .args(["status", "--format", format, "--socket"])
+            .arg(socket)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&status("json")).unwrap();
+    (json["audit_head"].clone(), status("prometheus"))
+}
+
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of monitoring and time):
+/// after logrotate moved the log and `create` left an empty one, before the daemon noticed
+/// (no signal yet, or the daemon stopped), `status` called the empty log a cut tail
+/// ("records 1..=N are missing", `scopevault_audit_head_ok 0`, the documented
+/// ScopevaultAuditHeadBad and CutTail alerts firing) where `doctor` and `audit verify` said ok.
+/// It now finds the moved file as they do (`crate::audit::moved_log_under`): the head is the
+/// moved file's last record, named with it, with the daemon running and stopped.
+#[test]
+fn status_reports_the_head_of_a_log_moved_by_a_rotation_the_daemon_has_not_noticed() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let d = Daemon::start(dir.path(), &idarg);
+    fetch(&d, 3);
+    let moved = logrotate(&d.audit);
+    let last = records(&moved).last().unwrap()["seq"].as_u64().unwrap();
+    let socket = d.socket.clone();
+    let check = |running: bool| {
+        let anchor: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(anchor_file(dir.path())).unwrap()).unwrap();
+        let anchored = anchor["seq"].as_u64().unwrap();
+        let (head, prom) = status_head(dir.path(), &socket);
+        assert!(head.get("error").is_none(), "running {running}: {head}");
+        assert_eq!(head["seq"].as_u64(), Some(last), "{head}");
+        assert_eq!(head["moved"].as_str(), moved.to_str(), "{head}");
+        assert!(prom.contains("\nscopevault_audit_head_ok 1\n"), "{prom}");
+        assert!(
+            prom.contains(&format!("\nscopevault_audit_seq {last}\n"))
+                && prom.contains(&format!("\nscopevault_audit_anchor_seq {anchored}\n"))
+                && anchored <= last,
+            "{prom}"
+        );
+    };
+    check(true);
+    assert!(d.stop().success());
+    check(false);
+}
