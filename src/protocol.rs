@@ -686,6 +686,13 @@ pub struct Health {
     /// Absent from daemons before 0.1 round 15.
     #[serde(default)]
     pub policy_digest: Option<String>,
+    /// `sha256:` and the hex SHA-256 of the encrypted payload of the vault file the daemon
+    /// loaded (the vault's content, as the applied-bundle record's `vault_payload_digest`;
+    /// not secret: a digest of ciphertext), so that `status` compares what the daemon serves
+    /// with what a `bundle apply` wrote rather than with the file now at the path. `null`
+    /// when locked; absent from daemons before 0.1 round 27.
+    #[serde(default)]
+    pub payload_digest: Option<String>,
     /// Whether the last audit append succeeded.
     pub audit_ok: bool,
     /// Whether the last write of the audit chain's anchor succeeded (docs/audit.md, "The

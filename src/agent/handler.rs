@@ -887,6 +887,10 @@ impl Handler {
                 tasks: v.map_or(0, |o| o.index.len()),
                 enforce: policy.map(|p| p.enforce().as_str().to_owned()),
                 policy_digest: v.and_then(|o| o.policy_digest.clone()),
+                payload_digest: v
+                    .and_then(|o| o.vault.file_payload())
+                    .map(|(_, d)| d.to_owned())
+                    .filter(|d| !d.is_empty()),
                 audit_ok: self.audit.ok(),
                 audit_anchor_ok: self.audit.anchor_ok(),
                 loading,

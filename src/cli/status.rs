@@ -142,16 +142,28 @@ fn not_the_daemons(
 /// cannot say): the vault it was applied to, at that generation or a later one, holding the
 /// bundle's policy (the daemon's `policy_digest` is the bundle's) and no local change since
 /// (a value changed at the same policy shows in the vault file's payload, not in the digest).
+/// The payload compared is the one the daemon loaded (its `payload_digest`) with the one the
+/// apply wrote: the file at the path is not always what the daemon serves. After a local
+/// change the daemon loaded, a copy of the applied file put back was refused (a rollback)
+/// and the daemon kept serving the local change, yet `daemon_current` said true, judged by
+/// that file (twenty-seventh pass, found by the twenty-seventh pass's attacker of monitoring
+/// and time). A daemon that does not say (older) or a record without the digest (format 1)
+/// is judged by the file as before.
 fn daemon_current(h: Option<&Health>, a: &Applied) -> Option<bool> {
     let r = &a.record;
     let h = h?;
     let id = h.vault_id.as_deref()?;
     let generation = h.generation?;
+    let serves_applied_payload = match (h.payload_digest.as_deref(), &r.vault_payload_digest) {
+        (Some(served), Some(applied)) => served == applied,
+        _ => true,
+    };
     Some(
         id == r.vault_id
             && generation >= r.vault_generation
             && h.policy_digest.as_deref() == Some(r.policy_digest.as_str())
-            && !a.local_change,
+            && !a.local_change
+            && serves_applied_payload,
     )
 }
 
@@ -764,6 +776,11 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                         "             the daemon does NOT serve it: it serves the policy {}, not the bundle's {}",
                         esc(d),
                         esc(&r.policy_digest)
+                    )?,
+                    _ if loaded && h.load_refused.is_some() => outln!(
+                        "             the daemon does NOT serve it: it serves generation {}, changed since the apply (generation {}), and refused the file at the path (the REFUSED line above says why and what to do)",
+                        h.generation.unwrap_or(0),
+                        r.vault_generation
                     )?,
                     _ => outln!(
                         "             the daemon does NOT serve it yet: run `scopevault reload`"

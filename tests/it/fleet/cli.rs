@@ -3285,6 +3285,72 @@ fn last_vault_load(e: &Env) -> serde_json::Value {
         .expect("a vault.load record")
 }
 
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of monitoring and time):
+/// after an apply, a local `cred set` the daemon loaded, then a copy of the vault file as the
+/// apply wrote it put back (the daemon refuses it as a rollback and keeps serving the local
+/// change), `status` judged by that file: `local_change` false, `daemon_current` true,
+/// `scopevault_bundle_daemon_current 1`. It now compares the payload the daemon loaded
+/// (`health.payload_digest`) with the one the apply wrote.
+#[test]
+fn daemon_current_is_false_while_the_daemon_serves_a_local_change_beside_the_applied_file() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let id = e.path("id");
+    let id = id.to_str().unwrap();
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    let d = Serve::start(e);
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&e.ok(&["status", "--json", "--socket", d.sock()], b"")).unwrap()
+    };
+    let v = status();
+    assert_eq!(v["bundle"]["daemon_current"], true, "{v}");
+    let applied = std::fs::read(e.vault()).unwrap();
+    let out = e.run(
+        &[
+            "cred",
+            "set",
+            "buyer",
+            "--secret",
+            "password",
+            "--identity-file",
+            id,
+        ],
+        b"local-Value-1234",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let local = status();
+    assert_eq!(local["bundle"]["daemon_current"], false, "{local}");
+    // The applied copy put back (a new file renamed over the path, as a restore does).
+    let copy = e.path("applied-copy");
+    std::fs::write(&copy, &applied).unwrap();
+    std::fs::rename(&copy, e.vault()).unwrap();
+    let _ = e.run(&["reload", "--socket", d.sock()], b"");
+    let v = status();
+    assert!(v["load_refused"].is_string(), "{v}");
+    assert_eq!(v["generation"], local["generation"], "{v}");
+    assert_eq!(v["bundle"]["local_change"], false, "{v}");
+    assert_eq!(v["bundle"]["daemon_current"], false, "{v}");
+    let p = parse_prometheus(&e.ok(
+        &["status", "--format", "prometheus", "--socket", d.sock()],
+        b"",
+    ));
+    assert_eq!(p["scopevault_vault_load_refused"], 1.0);
+    assert_eq!(
+        p[r#"scopevault_bundle_daemon_current{location="ams"}"#],
+        0.0
+    );
+    let text = e.ok(&["status", "--socket", d.sock()], b"");
+    assert!(
+        text.contains("the daemon does NOT serve it: it serves generation"),
+        "{text}"
+    );
+    assert!(!text.contains("run `scopevault reload`"), "{text}");
+}
+
 /// Found by an outside review of the fleet's health reporting: after a `bundle apply`, a
 /// local `policy apply` (or `cred set`, …) changed what the daemon served, yet `status` still
 /// showed the bundle, `scopevault_bundle_daemon_current` stayed 1, the daemon's next
