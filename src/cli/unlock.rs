@@ -238,10 +238,11 @@ fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<V
     }
     adopted.save(lock)?;
     errln!(
-        "warning: {} saved again as generation {}, above the rollback record and the audit chain of {}: the restored file is adopted (later opens, the daemon's reload and its restart on that audit log accept it; a daemon given another log with `serve --audit` judges it against that log's chain: set SCOPEVAULT_AUDIT to that log and give --allow-rollback again); re-set the secrets rotated since it was backed up",
+        "warning: {} saved again as generation {}, above the rollback record and the audit chain of {}: the restored file is adopted (later opens, the daemon's reload and its restart on that audit log accept it; a daemon given another log with `serve --audit` judges it against that log's chain: set SCOPEVAULT_AUDIT to that log and give --allow-rollback again); {}",
         super::shown(&vault_path(g)),
         adopted.generation(),
-        super::shown(&serve_audit_log())
+        super::shown(&serve_audit_log()),
+        redo_since_backup(&adopted)
     );
     // A master vault: the restored copy may remember older bundle generations than were
     // published since (twenty-seventh pass); said, with what `publish` does about it.
@@ -251,6 +252,42 @@ fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<V
         );
     }
     Ok(adopted)
+}
+
+/// What an adopted restore leaves to redo: everything saved since the backup is undone, its
+/// key slots included (twenty-seventh pass, found by the attacker of multi-admin work and
+/// backups: a slot removed since the backup, a compromised identity's, opened the vault
+/// again, and so did a passphrase changed since, and the warning said only "re-set the
+/// secrets rotated since it was backed up"). The slots the restored file has are listed;
+/// the ones the newest generation had are not known here (the rollback record keeps
+/// generations only).
+fn redo_since_backup(v: &Vault) -> String {
+    let slots = v
+        .slots()
+        .iter()
+        .map(|s| {
+            let label = s
+                .label()
+                .map(|l| format!("{}, ", super::escape_for_terminal(l)))
+                .unwrap_or_default();
+            let changed = s
+                .changed()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .map(|t| format!(", passphrase changed {t}"))
+                .unwrap_or_default();
+            format!("{} ({label}{}{changed})", s.id(), s.kind())
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let slots_undone = format!(
+        "its key slots are the backup's too: a slot removed since the backup was taken (a lost or compromised identity file, a departed admin's passphrase) opens the vault again, and a passphrase changed since opens it with the old passphrase again: redo those now (`{}`, `{}`); its slots are now: {slots}",
+        crate::advice::command("key remove ID"),
+        crate::advice::command("key passwd --slot ID")
+    );
+    format!("re-set the secrets rotated since it was backed up; {slots_undone}")
 }
 
 /// The vault, and the passphrase that opened it when one did.

@@ -2680,3 +2680,54 @@ fn regression_an_identity_file_others_may_read_is_warned_about() {
         "{err}"
     );
 }
+
+/// Twenty-seventh pass (found by the attacker of multi-admin work and backups): adopting a
+/// restored backup (`cred set NAME --allow-rollback`) silently brought back a key slot
+/// removed since the backup; the warning said only "re-set the secrets rotated since it was
+/// backed up". It now says the slots are the backup's, that removals and passphrase changes
+/// made since are undone and how to redo them, and lists the restored file's slots.
+#[test]
+fn adopting_a_restore_says_slot_removals_since_the_backup_are_undone_and_lists_its_slots() {
+    let e = Env::new();
+    e.init_with_cred();
+    let (pf, second) = (e.pf(), e.path("second-pass"));
+    std::fs::write(&second, "orange kettle whispers gently 77\n").unwrap();
+    let add = [
+        "key",
+        "add",
+        "--passphrase",
+        "--new-passphrase-file",
+        second.to_str().unwrap(),
+        "--label",
+        "ops",
+        "--passphrase-file",
+        &pf,
+    ];
+    e.ok(&add, b"");
+    let backup = e.vault_bytes();
+    e.ok(&["key", "remove", "ops", "--passphrase-file", &pf], b"");
+    std::fs::write(e.vault(), &backup).unwrap();
+    let out = e.run(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--allow-rollback",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"rotated-since-Password!",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the restored file is adopted")
+            && stderr.contains("a slot removed since the backup was taken")
+            && stderr.contains("a passphrase changed since opens it with the old passphrase")
+            && stderr.contains("`scopevault key remove ID")
+            && stderr.contains("(ops, passphrase)"),
+        "{stderr}"
+    );
+}
