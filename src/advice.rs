@@ -38,6 +38,61 @@ fn command_for(args: &str, vault: Option<&Path>) -> String {
     }
 }
 
+/// The vault file the daemon and a command without `--vault` use: `SCOPEVAULT_VAULT`, else the
+/// default path ([`crate::paths::vault`]). A file given with `--vault` elsewhere (a backup
+/// copy being checked) is not it.
+pub fn live_vault() -> PathBuf {
+    match std::env::var_os("SCOPEVAULT_VAULT") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => crate::paths::vault(),
+    }
+}
+
+/// Whether `a` and `b` name one file: the same path, or the same inode once links are
+/// followed.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if a == b {
+        return true;
+    }
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// The live vault ([`live_vault`]) when the vault path this process was given
+/// ([`note_vault_given`]) is another file and the file at the live path is the same vault
+/// (its header's id, not authenticated: this only chooses advice): the file given is a copy
+/// (a backup), which is checked where it lies and restored by copying it there first
+/// (twenty-seventh pass, found by the attacker of multi-admin work and backups).
+pub fn given_is_not_live() -> Option<PathBuf> {
+    let given = VAULT_GIVEN.get()?;
+    let live = live_vault();
+    copy_of(given, &live).then_some(live)
+}
+
+/// Whether `file` is another file than `live` holding the same vault (header ids).
+pub fn copy_of(file: &Path, live: &Path) -> bool {
+    if same_file(file, live) {
+        return false;
+    }
+    let id = |p: &Path| crate::vault::file_vault_id(p).ok().flatten();
+    matches!((id(file), id(live)), (Some(a), Some(b)) if a == b)
+}
+
+/// `scopevault ARGS` for the live vault ([`live_vault`]): `--vault PATH` added unless it is the
+/// default path.
+pub fn live_command(args: &str) -> String {
+    command_at(args, &live_vault())
+}
+
+/// `scopevault ARGS` for the vault file at `path`: `--vault PATH` added unless it is the
+/// default path.
+pub fn command_at(args: &str, path: &Path) -> String {
+    command_for(args, (path != crate::paths::vault()).then_some(path))
+}
+
 /// `s` as a POSIX shell reads it back as one word: as it is when it holds only characters no
 /// shell treats specially, else in single quotes (a `'` in it written `'\''`); then escaped
 /// for the terminal ([`crate::text::escape_for_log`]), so that a control character in a path

@@ -744,6 +744,13 @@ pub struct Health {
     /// See [`Health::audit_log`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_anchor: Option<String>,
+    /// To an admin peer only: the vault file the daemon serves (its path, absolute), so that a
+    /// command given another file with `--vault` (a backup copy) knows it is not the one
+    /// served: adopting a copy where it lies is refused, and a save to it is not reported as
+    /// a load the daemon missed. Absent for other peers, for a path that is not UTF-8, and
+    /// from daemons before 0.1 round 27.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_path: Option<String>,
     /// The path the daemon's executable was started from, when the file there is no longer
     /// the one it runs: a new binary was installed over it (or it was removed) and the daemon
     /// was not restarted, so it still runs the old one (docs/operations.md, "Upgrading").

@@ -874,6 +874,12 @@ impl Handler {
         } else {
             (None, None)
         };
+        let vault_path = self
+            .vault_path
+            .as_deref()
+            .filter(|_| admin)
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()))
+            .and_then(|p| p.to_str().map(str::to_owned));
         let (vault_id, vault_file_id) = self.vault_ids();
         self.state.with(|v| {
             let policy = v.and_then(|o| o.vault.policy());
@@ -900,6 +906,7 @@ impl Handler {
                 audit_gap: self.audit.accepted_gap().map(|g| gap_for(g, admin)),
                 audit_log,
                 audit_anchor,
+                vault_path,
                 exe_replaced: crate::sys::own_exe_replaced()
                     .map(|p| p.to_string_lossy().into_owned()),
                 connections: self.open.load(Ordering::SeqCst),

@@ -131,6 +131,29 @@ pub(crate) fn report_pickup(
     if let Some(line) = elsewhere {
         return Ok(line + "\n");
     }
+    // A copy of the vault saved where it lies (`--vault COPY`) is not the file the daemon
+    // serves: "it did not load N" blamed the daemon for a file it never reads (twenty-seventh
+    // pass, found by the attacker of multi-admin work and backups). The daemon names its file
+    // to an admin; else a copy of the file at SCOPEVAULT_VAULT or the default path is taken
+    // for one.
+    let file = super::unlock::vault_path(g);
+    if let Ok(h) = &health {
+        let served = h.vault_path.as_deref().map(std::path::Path::new);
+        let other = match served {
+            Some(p) => (!crate::advice::same_file(&file, p)).then(|| p.to_owned()),
+            None => {
+                let live = crate::advice::live_vault();
+                crate::advice::copy_of(&file, &live).then_some(live)
+            }
+        };
+        if let Some(served) = other {
+            return Ok(format!(
+                "the daemon at {shown} serves {}, not {}: it does not load generation {generation} of this file (a copy)\n",
+                super::shown(&served),
+                super::shown(&file)
+            ));
+        }
+    }
     let line = match health {
         Err(e @ ClientError::NoAnswer { .. }) => {
             return Err(anyhow::Error::new(super::Exit {

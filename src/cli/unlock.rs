@@ -227,6 +227,7 @@ pub(crate) fn adopted_note(generation: u64) -> String {
 /// Save a restored file accepted with `--allow-rollback` again, under `lock`, above every
 /// generation seen: the rollback record's and the audit chain's ([`chain_ahead`]).
 fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<Vault> {
+    refuse_adopting_a_copy(g, v.id())?;
     // Read again under the lock: another writer may have saved since an open made before it.
     let mut adopted = v.reopen(&open_options(g))?;
     if let Some((_, seen)) = chain_ahead(g, &adopted, false)? {
@@ -288,6 +289,63 @@ fn redo_since_backup(v: &Vault) -> String {
         crate::advice::command("key passwd --slot ID")
     );
     format!("re-set the secrets rotated since it was backed up; {slots_undone}")
+}
+
+/// Refuse to adopt a copy of the vault where it lies (twenty-seventh pass, found by the
+/// attacker of multi-admin work and backups): the rollback refusal of a backup copy checked
+/// with `--vault` advised `cred set NAME --allow-rollback --vault COPY`, which saved the copy
+/// above every generation seen, and the live vault, the newest, was then refused as a
+/// rollback by every command, `reload` and the daemon's restart. The vault is the file a
+/// running daemon serving this vault id serves (its `health` names it to an admin), else
+/// the file at `SCOPEVAULT_VAULT` or the default path when it has this vault id in its
+/// header. Nothing is saved.
+fn refuse_adopting_a_copy(g: &GlobalArgs, id: &str) -> anyhow::Result<()> {
+    let file = vault_path(g);
+    let socket = super::client_cmds::socket_path(g);
+    let (target, what) = match served_file(&socket, id) {
+        Some(p) if crate::advice::same_file(&file, &p) => return Ok(()),
+        Some(p) => {
+            let what = format!(
+                "the vault file the daemon at {} serves, {}",
+                super::shown(&socket),
+                super::shown(&p)
+            );
+            (p, what)
+        }
+        None => {
+            let live = crate::advice::live_vault();
+            if !crate::advice::copy_of(&file, &live) {
+                return Ok(());
+            }
+            let what = format!(
+                "the vault at {} (SCOPEVAULT_VAULT, else the default path), which the daemon and commands without --vault use",
+                super::shown(&live)
+            );
+            (live, what)
+        }
+    };
+    Err(VaultError::Usage(format!(
+        "not adopted (--allow-rollback): {} is not {what}, but a copy of that vault (vault {id}). Adopting the copy where it lies would save it above every generation seen, and {}, the newer file, would then be refused as a rollback by every command, `reload` and the daemon's restart. Nothing was saved. To check the copy, give --allow-rollback to a command that only reads (`{}`): it saves nothing. To restore it as the vault, copy it to {} first (mode 0600, owned by the daemon's user), then adopt it there (`{}`) and reload the daemon (docs/operations.md, \"Restore\")",
+        super::shown(&file),
+        super::shown(&target),
+        crate::advice::command("cred list --allow-rollback"),
+        super::shown(&target),
+        crate::advice::command_at("cred set NAME --allow-rollback", &target)
+    ))
+    .into())
+}
+
+/// The vault file the daemon at `socket` serves, when it serves vault `id` and says which
+/// file (`health` to an admin); `None` when no daemon answers there.
+fn served_file(socket: &Path, id: &str) -> Option<PathBuf> {
+    std::fs::symlink_metadata(socket).ok()?;
+    let mut c =
+        crate::client::Client::connect_within(socket, super::client_cmds::ANSWER_WAIT).ok()?;
+    let h = c.health().ok()?;
+    (h.vault_id.as_deref() == Some(id))
+        .then_some(h.vault_path)
+        .flatten()
+        .map(PathBuf::from)
 }
 
 /// The vault, and the passphrase that opened it when one did.

@@ -373,13 +373,22 @@ fn rollback_message(
     fleet: Option<&crate::fleet::health::CheckpointOf>,
 ) -> String {
     let head = format!("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault. To check an old copy (a backup) without adopting it, give --allow-rollback to a command that only reads (e.g. `scopevault cred list --vault COPY --allow-rollback`): it opens the file and saves nothing.");
-    match fleet {
-        None => format!(
+    match (fleet, crate::advice::given_is_not_live()) {
+        (None, Some(live)) => {
+            format!(
+                "{head} This file is not the vault at {} (SCOPEVAULT_VAULT, else the default path), which the daemon and commands without --vault use: if it is a copy of that vault, do not adopt it where it lies (a command that saves it with --allow-rollback here would make {}, the newer file, a rollback for every command, reload and restart; it is refused). To restore this copy as the vault, copy it to {} first (mode 0600, owned by the daemon's user), then give --allow-rollback to a command that saves there (e.g. `{}` for a secret rotated since the backup); then reload the daemon",
+                crate::text::shown(&live),
+                crate::text::shown(&live),
+                crate::text::shown(&live),
+                crate::advice::live_command("cred set NAME --allow-rollback")
+            )
+        }
+        (None, None) => format!(
             "{head} If you restored an old backup on purpose, give --allow-rollback to a command that saves (e.g. `{}` for a secret rotated since the backup, or `{}`): it saves the file again as the newest (adopted); then reload the daemon",
             crate::advice::command("cred set NAME --allow-rollback"),
             crate::advice::command("policy apply POLICY --allow-rollback")
         ),
-        Some(c) => format!(
+        (Some(c), _) => format!(
             "{head} This vault is a fleet checkpoint (location {}, bundle generation {} applied here last): if you restored an old backup on purpose, apply the newest bundle to it, `{}` (generation {} or later: the flag also takes an older bundle, with a warning), which adopts the restored file and brings back the signed policy and credentials, and reloads the daemon; a local `cred set` or `policy apply` would diverge from the signed bundle",
             crate::text::escape_for_terminal(&c.location),
             c.generation,

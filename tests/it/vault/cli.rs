@@ -2731,3 +2731,118 @@ fn adopting_a_restore_says_slot_removals_since_the_backup_are_undone_and_lists_i
         "{stderr}"
     );
 }
+
+/// Twenty-seventh pass (found by the attacker of multi-admin work and backups): the rollback
+/// refusal of a backup copy checked with `--vault COPY` advised `cred set NAME
+/// --allow-rollback --vault COPY`; followed, it adopted the copy where it lay, and the live
+/// vault, the newest, was then refused as a rollback by every command. The advice now says to
+/// copy it to the vault's path first, and the adoption of a copy where it lies is refused,
+/// saving nothing.
+#[test]
+fn adopting_a_backup_copy_where_it_lies_is_refused_and_the_advice_says_copy_it_back_first() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::create_dir_all(e.path("backup")).unwrap();
+    let backup = e.path("backup/old.scopevault");
+    std::fs::copy(e.vault(), &backup).unwrap();
+    e.add_login("second", b"another-secret");
+    let (live, copy) = (e.vault_bytes(), std::fs::read(&backup).unwrap());
+    let (pf, b) = (e.pf(), backup.to_str().unwrap().to_owned());
+    let err = e.fails(
+        &["cred", "list", "--vault", &b, "--passphrase-file", &pf],
+        b"",
+        4,
+    );
+    let shown_live = e.vault().to_str().unwrap().to_owned();
+    assert!(
+        err.contains(&format!("copy it to {shown_live} first"))
+            && err.contains("do not adopt it where it lies")
+            && !err.contains(&format!("--allow-rollback --vault {b}")),
+        "{err}"
+    );
+    let err = e.fails(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--allow-rollback",
+            "--vault",
+            &b,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"rotated-since-Password!",
+        2,
+    );
+    assert!(
+        err.contains("not adopted (--allow-rollback)") && err.contains("Nothing was saved"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&backup).unwrap(), copy, "the copy");
+    assert_eq!(e.vault_bytes(), live, "the live vault");
+    let out = e.run(&["cred", "list", "--passphrase-file", &pf], b"");
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
+/// Twenty-seventh pass (found by the attacker of multi-admin work and backups): with the
+/// vault a daemon serves given by `serve --vault` alone (no SCOPEVAULT_VAULT), a backup copy
+/// adopted where it lies made the served file a rollback; and a save to a copy said "the
+/// running daemon … did not load N", of a file it does not serve. The daemon names its file
+/// to an admin (`health`'s `vault_path`): the adoption is refused, and the save's report says
+/// the daemon serves another file.
+#[test]
+fn adopting_a_copy_of_the_file_a_daemon_serves_is_refused_and_a_save_to_a_copy_is_not_blamed_on_it()
+{
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::create_dir_all(e.path("backup")).unwrap();
+    let backup = e.path("backup/old.scopevault");
+    std::fs::copy(e.vault(), &backup).unwrap();
+    let (pf, b) = (e.pf(), backup.to_str().unwrap().to_owned());
+    let socket = e.path("s.sock");
+    let s = socket.to_str().unwrap().to_owned();
+    let _d = e.serve(&socket, &["--passphrase-file", &pf]);
+    e.add_login("second", b"another-secret");
+    let live = e.vault_bytes();
+    let set = |vault: &str| {
+        let mut c = e.cmd();
+        c.env_remove("SCOPEVAULT_VAULT").args([
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--allow-rollback",
+            "--vault",
+            vault,
+            "--socket",
+            &s,
+            "--passphrase-file",
+            &pf,
+        ]);
+        e.run_cmd(&mut c, b"rotated-since-Password!")
+    };
+    let out = set(&b);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not adopted (--allow-rollback)")
+            && err.contains(&format!("the vault file the daemon at {s} serves")),
+        "{err}"
+    );
+    assert_eq!(e.vault_bytes(), live, "the live vault");
+    // A current copy saved where it lies: not a load the daemon missed.
+    let fresh = e.path("backup/fresh.scopevault");
+    std::fs::copy(e.vault(), &fresh).unwrap();
+    let out = set(fresh.to_str().unwrap());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains(&format!("the daemon at {s} serves"))
+            && stdout.contains("it does not load generation")
+            && !stdout.contains("did not load"),
+        "{stdout}"
+    );
+}
