@@ -184,12 +184,20 @@ pub enum AuditError {
     /// says nothing against the anchor. Twenty-sixth pass, found by the attacker of
     /// observability and many daemons: it was [`AuditError::AnchorRead`], whose advice to move
     /// the anchor aside turns off the detection of records cut from the log's end.
-    #[error("cannot check the audit log against its anchor {path}: {message}: this user may not read the daemon's state directory; run this as the daemon's user or root (a daemon that cannot read its own state directory needs its user's access back). The anchor is not known to be bad: leave it in place, it is what detects records cut from the log's end (docs/audit.md, \"The anchor\")")]
+    ///
+    /// A state directory this user may not look in (root's, 0700, recreated by a root command
+    /// after it was lost) is named, with its owner and mode and the fix: that an anchor is
+    /// there is not known, and this user may be the daemon's own (twenty-seventh pass, found
+    /// by the attacker of multi-admin work and backups: the daemon's own start was told to
+    /// "leave in place" an anchor that did not exist and to "run this as the daemon's user").
+    #[error("cannot check the audit log against its anchor {path}: {message}: {advice}")]
     AnchorNoAccess {
         /// The anchor file.
         path: PathBuf,
         /// The OS error.
         message: String,
+        /// Why, and what to do ([`writer::anchor_no_access_advice`]).
+        advice: String,
     },
     /// The log's anchor (in the state directory) could not be read, is not an anchor, or is
     /// not this log's. Named as the anchor: it was worded "cannot read the audit log

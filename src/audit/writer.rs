@@ -301,6 +301,28 @@ fn of_log(p: PathBuf, a: Anchor, log: &Path) -> Result<(PathBuf, Anchor), AuditE
     Ok((p, a))
 }
 
+/// What [`AuditError::AnchorNoAccess`] of the anchor `p` says after the OS error: when this
+/// user may not look in the state directory at all, its owner and mode, that whether an anchor
+/// is there is not known, and how to give the directory to the daemon's user; else (the
+/// anchor file itself is not this user's to read) to run as the daemon's user or root.
+pub(crate) fn anchor_no_access_advice(p: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let keep = "If an anchor is there, leave it in place: it is what detects records cut from the log's end (docs/audit.md, \"The anchor\")";
+    let dir = p.parent().unwrap_or(Path::new("/"));
+    let me = rustix::process::geteuid().as_raw();
+    let searchable = rustix::fs::access(dir, rustix::fs::Access::EXEC_OK).is_ok();
+    match std::fs::metadata(dir) {
+        Ok(m) if !searchable => format!(
+            "the state directory {} is uid {}'s (mode {:04o}) and this user (uid {me}) may not look in it, so whether an anchor is there is not known. If this user runs the daemon, give it its state directory back: as root, `chown -R {me} {}` (a command run as root recreates a lost state directory as root's, mode 0700; the systemd unit's StateDirectory= gives it to the daemon's user at each start); else run this as the daemon's user or root. {keep}",
+            crate::text::shown(dir),
+            m.uid(),
+            m.mode() & 0o7777,
+            crate::advice::shell_quoted(&dir.to_string_lossy())
+        ),
+        _ => format!("this user (uid {me}) may not read it; run this as the daemon's user or root (a daemon that cannot read its own state directory needs its user's access back). The anchor is not known to be bad. {keep}"),
+    }
+}
+
 /// The anchor in the file `p`, if it exists.
 fn anchor_at(p: &Path) -> Result<Option<Anchor>, AuditError> {
     let p = p.to_owned();
@@ -317,6 +339,7 @@ fn anchor_at(p: &Path) -> Result<Option<Anchor>, AuditError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(AuditError::AnchorNoAccess {
+                advice: anchor_no_access_advice(&p),
                 path: p,
                 message: e.to_string(),
             })

@@ -97,7 +97,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
             ),
         }
     }
-    check_state(&mut r, file.as_ref(), other_vault);
+    check_state(&mut r, file.as_ref(), other_vault, &vault_path);
     let (daemon, health) = check_daemon(&mut r, g, &vault_path, file.as_ref());
     // The log the daemon names to an admin, with its anchor, as `status` checks it: root's
     // doctor against another uid's daemon judged its own default log, `ok … does not exist
@@ -1378,7 +1378,34 @@ fn check_audit(r: &mut Report, path: &Path) {
 /// The state directory and what its rollback record holds for the vault. `other_vault`: the
 /// file authenticated with its own key, but the record binds its id to another vault's
 /// (the open refused it): the generation recorded is that vault's, not this file's.
-fn check_state(r: &mut Report, file: Option<&FileHeader>, other_vault: bool) {
+/// Run as root: why the daemon's user (the vault file's owner, as in the documented layout)
+/// cannot use the state directory `dir`, when it cannot (it is another user's). A root
+/// command recreates a lost state directory as root's, mode 0700, and the daemon's start then
+/// fails; doctor said `ok state` (twenty-seventh pass, found by the attacker of multi-admin
+/// work and backups).
+fn daemon_user_locked_out(dir: &Path, vault: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let owner = std::fs::metadata(vault).ok()?.uid();
+    let d = std::fs::metadata(dir).ok()?;
+    // Another user's directory is refused by a daemon not of root's whatever its mode, and one
+    // its group or others may write is refused by everyone (docs/operations.md, "The state
+    // directory").
+    if owner == 0 || d.uid() == owner {
+        return None;
+    }
+    Some(format!(
+        "{} is uid {}'s (mode {:04o}), but the vault file is uid {owner}'s, the daemon's user in the documented layout: a daemon running as uid {owner} cannot use this state directory, and its start fails (a command run as root recreates a lost state directory as root's). Give it back: `chown -R {owner} {}` (the systemd unit's StateDirectory= does it at each start); a daemon run as root needs nothing (docs/operations.md, \"Restore\")",
+        dir.display(),
+        d.uid(),
+        d.mode() & 0o7777,
+        crate::advice::shell_quoted(&dir.to_string_lossy())
+    ))
+}
+
+fn check_state(r: &mut Report, file: Option<&FileHeader>, other_vault: bool, vault: &Path) {
     let dir = crate::paths::state_dir();
     let shown = dir.display();
     if std::fs::symlink_metadata(&dir).is_err() {
@@ -1394,6 +1421,9 @@ fn check_state(r: &mut Report, file: Option<&FileHeader>, other_vault: bool) {
             format!("every command that opens the vault, and `serve`, refuse it: {e}"),
         );
         return;
+    }
+    if let Some(why) = daemon_user_locked_out(&dir, vault) {
+        r.warn("state", why);
     }
     let Some(file) = file else {
         r.ok("state", format!("{shown}: checked as the writers check it"));

@@ -588,3 +588,70 @@ fn a_fifo_in_place_of_the_rollback_record_or_a_lock_is_refused_without_being_ope
     // Everything back in place: the commands work again.
     e.ok(&["cred", "list", "--passphrase-file", &pf], b"");
 }
+
+/// Twenty-seventh pass (found by the attacker of multi-admin work and backups): after the
+/// state directory was lost, root's documented check (`cred list`) recreated it as root's,
+/// mode 0700. The daemon's user's `serve` then failed about an anchor that did not exist
+/// ("leave it in place") and told the daemon's own user to "run this as the daemon's user",
+/// and root's `doctor` said `ok state`. The start now names the directory, its owner and
+/// mode, that whether an anchor is there is not known, and the `chown`; `doctor` warns that
+/// the vault file's owner (the daemon's user) cannot use the state directory.
+#[test]
+fn a_state_directory_recreated_by_root_is_named_to_the_daemons_user_and_by_doctor() {
+    use crate::common::users;
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let e = Env::new();
+    e.init_with_cred();
+    mode(e.path("").as_path(), 0o711);
+    let exe = users::shared_binary(&e.path("shared"));
+    for d in ["vaults", "log", "run"] {
+        std::fs::create_dir_all(e.path(d)).unwrap();
+        std::os::unix::fs::chown(e.path(d), Some(uid), Some(gid)).unwrap();
+    }
+    std::os::unix::fs::chown(e.vault(), Some(uid), Some(gid)).unwrap();
+    // Lost, then recreated by root's check.
+    std::fs::remove_dir_all(e.path("state")).unwrap();
+    e.ok(&["cred", "list", "--passphrase-file", &e.pf()], b"");
+    let state = e.path("state");
+    let out = std::process::Command::new(&exe)
+        .args(["serve", "--audit"])
+        .arg(e.path("log/audit.jsonl"))
+        .arg("--socket")
+        .arg(e.path("run/s.sock"))
+        .arg("--passphrase-file")
+        .arg("/dev/null")
+        .env_clear()
+        .env("HOME", "/")
+        .env("SCOPEVAULT_VAULT", e.vault())
+        .env("SCOPEVAULT_STATE_DIR", &state)
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the state directory {} is uid 0's (mode 0700) and this user (uid {uid}) may not look in it, so whether an anchor is there is not known",
+            state.display()
+        )) && err.contains(&format!("`chown -R {uid} {}`", state.display()))
+            && !err.contains("The anchor is not known to be bad: leave it in place"),
+        "{err}"
+    );
+    let out = e.run(&["doctor", "--passphrase-file", &e.pf()], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("warn")
+            && l.contains("state")
+            && l.contains(&format!(
+                "a daemon running as uid {uid} cannot use this state directory"
+            ))),
+        "{text}"
+    );
+}
