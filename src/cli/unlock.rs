@@ -243,7 +243,7 @@ fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<V
         super::shown(&vault_path(g)),
         adopted.generation(),
         super::shown(&serve_audit_log()),
-        redo_since_backup(&adopted)
+        redo_since_backup(&vault_path(g), &adopted)
     );
     // A master vault: the restored copy may remember older bundle generations than were
     // published since (twenty-seventh pass); said, with what `publish` does about it.
@@ -261,8 +261,10 @@ fn adopt(g: &GlobalArgs, v: &Vault, lock: &vault::WriteLock) -> anyhow::Result<V
 /// again, and so did a passphrase changed since, and the warning said only "re-set the
 /// secrets rotated since it was backed up"). The slots the restored file has are listed;
 /// the ones the newest generation had are not known here (the rollback record keeps
-/// generations only).
-fn redo_since_backup(v: &Vault) -> String {
+/// generations only). On a fleet checkpoint the way forward is a newer bundle, not a local
+/// change (twenty-seventh pass, as above: `bundle apply --allow-rollback` said to re-set
+/// the secrets, which diverges from the bundle).
+fn redo_since_backup(path: &Path, v: &Vault) -> String {
     let slots = v
         .slots()
         .iter()
@@ -288,7 +290,13 @@ fn redo_since_backup(v: &Vault) -> String {
         crate::advice::command("key remove ID"),
         crate::advice::command("key passwd --slot ID")
     );
-    format!("re-set the secrets rotated since it was backed up; {slots_undone}")
+    match crate::fleet::health::checkpoint_of(path, v.id()) {
+        Some(c) => format!(
+            "this vault is a fleet checkpoint (location {}): a local `cred set` or `policy apply` would diverge from the signed bundle, so a secret rotated since the bundle applied comes back with a newer bundle (publish one on the master and apply it here); {slots_undone}",
+            super::escape_for_terminal(&c.location)
+        ),
+        None => format!("re-set the secrets rotated since it was backed up; {slots_undone}"),
+    }
 }
 
 /// Refuse to adopt a copy of the vault where it lies (twenty-seventh pass, found by the

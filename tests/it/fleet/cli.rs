@@ -5108,3 +5108,47 @@ fn regression_commands_aimed_at_another_vaults_daemon_say_so_and_advise_no_reloa
     names_both(&String::from_utf8_lossy(&out.stderr), "lock");
     other.stop();
 }
+
+/// Twenty-seventh pass (found by the attacker of multi-admin work and backups): on a fleet
+/// checkpoint, `bundle apply --allow-rollback` adopting a restored vault file warned "re-set
+/// the secrets rotated since it was backed up", while a local `cred set` diverges from the
+/// signed bundle. It now says the way forward is a newer bundle.
+#[test]
+fn adopting_a_restored_checkpoint_with_a_bundle_advises_a_newer_bundle_not_cred_set() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let id = e.path("id");
+    let id = id.to_str().unwrap();
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
+    let older = e.vault_bytes();
+    e.ok(
+        &[
+            "cred",
+            "set",
+            "buyer",
+            "--secret",
+            "password",
+            "--identity-file",
+            id,
+        ],
+        b"local-Stopgap-1",
+    );
+    std::fs::write(e.vault(), &older).unwrap();
+    let a = f.apply_args(e, &f.bundle("ams"), &["--allow-rollback"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "apply --allow-rollback: {err}");
+    assert!(
+        err.contains("the restored file is adopted")
+            && err.contains("this vault is a fleet checkpoint (location ams)")
+            && err.contains("publish one on the master and apply it here")
+            && err.contains("would diverge from the signed bundle")
+            && !err.contains("re-set the secrets rotated since it was backed up"),
+        "{err}"
+    );
+}
