@@ -26,6 +26,10 @@
 //! `--only A,B` keeps only the targets whose names start with A or B (and the baselines);
 //! `LOADGEN_EVENT_LOOPS=N` starts the daemons with `serve --event-loops N`.
 //!
+//! The "scopevault nosync" row (`serve --no-audit-sync`) needs a daemon built with the cargo
+//! feature `bench-no-audit-sync`, which releases lack; with a release binary the row is
+//! skipped and the loadgen says how to build one ([`NOSYNC_BUILD`]).
+//!
 //! Every loop is bounded by a request count and a time limit; only Unix sockets are used.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -529,7 +533,19 @@ fn run(opts: &Options) -> io::Result<()> {
         Some(bin) => {
             let vault_dir = disk.path().join("vault");
             let identity = setup_bench_vault(&bin, &vault_dir)?;
-            for sync in [true, false] {
+            // The row without sync needs a benchmark build: a release refuses the option.
+            let rows: &[bool] = if has_no_audit_sync(&bin) {
+                &[true, false]
+            } else {
+                println!(
+                    "skipped scopevault nosync: {} has no `serve --no-audit-sync` (a release \
+                     build refuses it); for that row build the daemon with the cargo feature \
+                     bench-no-audit-sync: {NOSYNC_BUILD}",
+                    bin.display()
+                );
+                &[true]
+            };
+            for &sync in rows {
                 let name = if sync {
                     "scopevault sync"
                 } else {
@@ -631,6 +647,26 @@ fn scopevault_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("scopevault");
     bin.exists().then_some(bin)
+}
+
+/// How to build the daemon that the "scopevault nosync" row needs (docs/security.md, "Daemon
+/// throughput"): in a target directory of its own, so that `target/release/scopevault` stays
+/// a release build.
+const NOSYNC_BUILD: &str = "CARGO_TARGET_DIR=target/bench cargo build --release --features \
+                            bench-no-audit-sync --bin scopevault --example loadgen, then run \
+                            target/bench/release/examples/loadgen";
+
+/// Whether `bin` is a benchmark build that has `serve --no-audit-sync` (cargo feature
+/// `bench-no-audit-sync`): it shows `serve`'s help after the option, where a release build
+/// refuses the option as unknown (exit 2).
+fn has_no_audit_sync(bin: &Path) -> bool {
+    Command::new(bin)
+        .args(["serve", "--no-audit-sync", "--help"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// An identity-file vault with one task this user may run and one login credential.
@@ -745,6 +781,7 @@ fn start_daemon_with(
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if !sync {
+        // A benchmark build's only (cargo feature `bench-no-audit-sync`): see `has_no_audit_sync`.
         c.arg("--no-audit-sync");
     }
     let d = Daemon(c.spawn()?);
@@ -956,7 +993,7 @@ fn rss_probe(opts: &Options, n: usize) -> io::Result<()> {
         );
         return Ok(());
     }
-    let daemon = start_daemon(&bin, dir, &identity, &sock, &dir.join("audit.jsonl"), false)?;
+    let daemon = start_daemon(&bin, dir, &identity, &sock, &dir.join("audit.jsonl"), true)?;
     let pid = daemon.0.id();
     let rss = || -> io::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

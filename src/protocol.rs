@@ -700,6 +700,14 @@ pub struct Health {
     /// before 0.1 round 16.
     #[serde(default = "anchor_ok_by_default")]
     pub audit_anchor_ok: bool,
+    /// `false` when the daemon hands out before its audit records are durable: a benchmark
+    /// build's `serve --no-audit-sync` (cargo feature `bench-no-audit-sync`, never in a
+    /// release). Sent only when `false`; absent (true) from daemons before 0.1 round 27.
+    #[serde(
+        default = "audit_sync_by_default",
+        skip_serializing_if = "audit_sync_is_on"
+    )]
+    pub audit_sync: bool,
     /// True while the daemon loads a vault file saved since it was loaded (`cred set`,
     /// `policy apply`, `bundle apply`): `generation` is still the loaded one, and requests
     /// other than `health` wait for the load. Absent from daemons before 0.1 round 2.
@@ -786,6 +794,15 @@ pub struct AcceptedGap {
 /// [`Health::audit_anchor_ok`] of a daemon that does not say: it had no such failure mode.
 fn anchor_ok_by_default() -> bool {
     true
+}
+
+/// [`Health::audit_sync`] of a daemon that does not say: on (a release has no way off).
+fn audit_sync_by_default() -> bool {
+    true
+}
+
+fn audit_sync_is_on(on: &bool) -> bool {
+    *on
 }
 
 /// One task in a `tasks` response.

@@ -57,7 +57,8 @@ pub struct Config {
     pub socket_gid: Option<u32>,
     /// The audit log.
     pub audit_path: PathBuf,
-    /// Make every batch durable before its answers (off with `--no-audit-sync`).
+    /// Make every batch durable before its answers (off only with `--no-audit-sync`, which
+    /// only a benchmark build, cargo feature `bench-no-audit-sync`, has).
     pub audit_sync: bool,
     /// `--new-audit-key`, `--accept-audit-gap`, and the anchor.
     pub audit_flags: OpenFlags,
@@ -172,6 +173,9 @@ fn serve(c: Config) -> anyhow::Result<()> {
     if activated.is_none() {
         super::server::precheck_socket(&c.socket_path, c.socket_gid)
             .map_err(|e| socket_error(e, c.socket_given))?;
+    }
+    if !c.audit_sync {
+        crate::diag!("scopevault: warning: audit sync is OFF (serve --no-audit-sync, a benchmark build with the cargo feature bench-no-audit-sync): secrets are handed out before their audit records are durable, and a crash can lose the record of a hand-out. Never run this build for real: use a release build, which has no such option");
     }
     let audit = AuditLog::open_with(&c.audit_path, c.audit_sync, &c.audit_flags)?;
     for note in audit.notes_at_open() {

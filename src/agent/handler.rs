@@ -899,6 +899,7 @@ impl Handler {
                     .filter(|d| !d.is_empty()),
                 audit_ok: self.audit.ok(),
                 audit_anchor_ok: self.audit.anchor_ok(),
+                audit_sync: self.audit.sync(),
                 loading,
                 load_waits,
                 load_refused,
@@ -3096,5 +3097,30 @@ mod tests {
         );
         assert_eq!(v["error"]["code"], "denied");
         assert!(!v.to_string().contains("S3cret"));
+    }
+
+    /// Twenty-seventh pass (found by the twenty-seventh pass's attacker of the client side): a
+    /// daemon started with `--no-audit-sync` said nothing of it in `health`. Now a daemon
+    /// whose audit log does not sync says `audit_sync: false`; one that syncs leaves the field
+    /// out (older clients read its absence as on).
+    #[test]
+    fn health_says_audit_sync_is_off_when_the_log_does_not_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path(), "warn");
+        let v = call(&h, &root(), r#"{"v":1,"op":"health"}"#);
+        assert_eq!(v["audit_sync"], false, "{v}");
+        let synced = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&synced.path().join("audit.jsonl"), true).unwrap();
+        let h = Handler::new(
+            AccessConfig {
+                daemon_uid: 4242,
+                admin_gid: None,
+                scheduler_uids: vec![],
+            },
+            audit,
+        );
+        let v = call(&h, &root(), r#"{"v":1,"op":"health"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(v.get("audit_sync").is_none(), "{v}");
     }
 }

@@ -580,8 +580,11 @@ pub struct ServeArgs {
     /// 0660 root:GROUP (runner users in GROUP can then connect).
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
-    /// Do not fdatasync audit records (benchmarks only: the record may be lost in a crash).
-    #[arg(long, hide = true)]
+    /// Benchmark build only: hand out before the audit record is durable (no journal write,
+    /// no fdatasync: a record may be lost in a crash after its secret went out). Only a build
+    /// with the cargo feature `bench-no-audit-sync` has it; never run such a build for real.
+    #[cfg(feature = "bench-no-audit-sync")]
+    #[arg(long)]
     pub no_audit_sync: bool,
     /// Free space (MiB) kept on the audit log's file system for hand-outs: below it,
     /// refusals of non-admins are counted, not written (docs/audit.md, "Growth").

@@ -93,7 +93,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         socket_given: g.socket.is_some(),
         socket_gid,
         audit_path: a.audit.clone().unwrap_or_else(default_audit_path),
+        // Always on in a release: only a benchmark build has `--no-audit-sync`.
+        #[cfg(feature = "bench-no-audit-sync")]
         audit_sync: !a.no_audit_sync,
+        #[cfg(not(feature = "bench-no-audit-sync"))]
+        audit_sync: true,
         audit_flags: OpenFlags {
             new_key: a.new_audit_key,
             anchor: true,

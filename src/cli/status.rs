@@ -697,6 +697,11 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             "FAILING: hand-outs are refused"
         }
     )?;
+    if !h.audit_sync {
+        outln!(
+            "audit sync:  OFF: this daemon hands out before its audit records are durable (serve --no-audit-sync, a benchmark build with the cargo feature bench-no-audit-sync); a crash can lose the record of a hand-out. Restart it from a release build"
+        )?;
+    }
     if !h.audit_anchor_ok {
         outln!(
             "audit anchor: FAILING: hand-outs are refused; the anchor in the state directory cannot be written (disk space, permissions: the daemon's log names the error)"

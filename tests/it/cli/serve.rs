@@ -857,3 +857,32 @@ impl Drop for Served {
         let _ = self.0.wait();
     }
 }
+
+/// Regression (twenty-seventh pass, found by the twenty-seventh pass's attacker of the client
+/// side): the release binary took a hidden `serve --no-audit-sync`, which every completion
+/// script offered: the daemon then handed a secret out with no journal write and no
+/// `fdatasync` of its audit record, and said so nowhere. Only a benchmark build (cargo feature
+/// `bench-no-audit-sync`) has the option now: a default build refuses it as unknown (exit 2,
+/// before anything starts), and no completion script and no man page names it.
+#[cfg(not(feature = "bench-no-audit-sync"))]
+#[test]
+fn a_default_build_refuses_no_audit_sync_and_no_completion_or_man_page_offers_it() {
+    let dir = crate::common::daemon::tempdir();
+    let (status, err) = serve_refused(dir.path(), &["--no-audit-sync"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("an unknown flag"), "{err}");
+    assert!(!dir.path().join("run/s.sock").exists(), "{err}");
+    let e = Env::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = e.ok(&["completions", shell], b"");
+        assert!(script.contains("max-connections"), "{shell}: {script}");
+        assert!(!script.contains("no-audit-sync"), "{shell} offers it");
+    }
+    let pages = dir.path().join("man");
+    e.ok(&["man", "--dir", pages.to_str().unwrap()], b"");
+    let serve = std::fs::read_to_string(pages.join("scopevault-serve.1")).unwrap();
+    assert!(serve.contains("max\\-connections"), "{serve}");
+    assert!(!serve.contains("audit\\-sync") && !serve.contains("audit-sync"));
+    let help = e.ok(&["serve", "--help"], b"");
+    assert!(!help.contains("no-audit-sync"), "{help}");
+}

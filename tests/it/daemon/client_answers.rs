@@ -494,3 +494,34 @@ fn a_refusal_with_an_unknown_error_code_shows_the_daemons_message_and_exits_5() 
         text(&out.stderr)
     );
 }
+
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of the client side): a
+/// daemon started with a benchmark build's `--no-audit-sync` said so nowhere. `status` of a
+/// daemon whose `health` says `audit_sync: false` prints "audit sync: OFF"; of one that does
+/// not say (every release build), nothing about it.
+#[test]
+fn status_says_audit_sync_is_off_when_health_says_so() {
+    let place = Place::new();
+    let health = |off: bool| {
+        let mut h = serde_json::json!({"ok": true, "v": 1, "version": "0.1.0", "locked": true,
+            "vault_id": null, "generation": null, "credentials": 0, "tasks": 0, "enforce": null,
+            "policy_digest": null, "audit_ok": true, "audit_anchor_ok": true, "loading": false,
+            "log_lines_lost": 0, "connections": 1,
+            "peer": {"uid": 0, "gid": 0, "pid": 1, "admin": true}});
+        if off {
+            h["audit_sync"] = false.into();
+        }
+        format!("{h}\n").into_bytes()
+    };
+    for off in [true, false] {
+        let socket = place.stand_in(tasks("login", &[]), health(off));
+        let out = place.run(&socket, &["status"]);
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            stdout.contains("audit sync:  OFF"),
+            off,
+            "{stdout}{}",
+            text(&out.stderr)
+        );
+    }
+}
