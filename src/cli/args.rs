@@ -765,7 +765,8 @@ pub struct GetArgs {
     /// Which of the task's credentials (needed when it has several).
     #[arg(long)]
     pub credential: Option<String>,
-    /// Print only this field's value, raw.
+    /// Print only this field's value, raw: its bytes exactly, with no newline added (one is
+    /// added only when stdout is a terminal).
     #[arg(long, conflicts_with = "json")]
     pub field: Option<String>,
     /// Print the whole response as JSON.

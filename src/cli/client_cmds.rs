@@ -785,7 +785,7 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     // JSON for a program and a person alike: a character a terminal would hide or reorder is
     // written as its JSON escape ([`super::output::ShownJson`]); `--field` writes the value's
-    // bytes as they are.
+    // bytes as they are, and nothing else unless stdout is a terminal (a line end then).
     if a.json {
         super::output::write_shown_json(&mut out, &fetched).map_err(stdout_error)?;
         return Ok(ExitCode::SUCCESS);
@@ -811,7 +811,13 @@ pub(crate) fn get(g: &GlobalArgs, a: &GetArgs) -> anyhow::Result<ExitCode> {
                 }
                 return Err(no_field(&cred.name, field, &known));
             };
-            writeln!(out, "{value}").map_err(stdout_error)?;
+            // The value channel is byte-exact: `get --field tok > file` holds the value and
+            // nothing else (a newline after it went into `curl --data-binary @file`:
+            // twenty-seventh pass). A terminal gets a line end, so the prompt starts a line.
+            out.write_all(value.as_bytes()).map_err(stdout_error)?;
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                out.write_all(b"\n").map_err(stdout_error)?;
+            }
         }
         None => super::output::write_shown_json(&mut out, cred).map_err(stdout_error)?,
     }

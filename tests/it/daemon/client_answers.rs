@@ -150,7 +150,7 @@ fn the_client_refuses_an_answer_without_v_1_or_with_a_second_line() {
     let control = place.stand_in(tasks.clone(), login(ok.clone()));
     let out = place.run(&control, GET);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), format!("{SECRET}\n"));
+    assert_eq!(text(&out.stdout), SECRET);
     let out = place.run(&control, EXEC);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "COMMAND RAN\n");
@@ -232,7 +232,9 @@ fn the_client_refuses_a_totp_code_that_is_not_6_to_10_digits() {
         for args in totp_args {
             let out = place.run(&socket, args);
             assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-            assert_eq!(text(&out.stdout), format!("{good}\n"), "{args:?}");
+            // `totp` prints a line; `get --field` the value alone (to a pipe).
+            let line = if args[0] == "get" { "" } else { "\n" };
+            assert_eq!(text(&out.stdout), format!("{good}{line}"), "{args:?}");
         }
     }
     for bad in [
@@ -380,7 +382,7 @@ fn get_and_totp_fall_back_to_the_whole_list_of_tasks_from_a_daemon_from_before()
     );
     let out = place.run(&socket, GET);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), format!("{SECRET}\n"));
+    assert_eq!(text(&out.stdout), SECRET);
     assert_eq!(
         requests(&seen),
         ["tasks task=t1", "tasks", "fetch task=t1 credential=c1"]
@@ -523,5 +525,31 @@ fn status_says_audit_sync_is_off_when_health_says_so() {
             "{stdout}{}",
             text(&out.stderr)
         );
+    }
+}
+
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of the client side): `get
+/// --field F` wrote the value and a newline, though docs/operations.md calls it the value
+/// channel, the value's bytes as they are: `get --field tok > file` then `curl --data-binary
+/// @file` sent one byte more. To a pipe it now writes the value's bytes and nothing else, a
+/// value that ends in a newline included (only a terminal gets a newline after the value).
+#[test]
+fn get_field_to_a_pipe_writes_the_value_s_bytes_exactly() {
+    let place = Place::new();
+    let tasks = tasks("login", &["username", "password"]);
+    let ok = serde_json::json!({"ok": true, "v": 1});
+    for value in [
+        SECRET,
+        "Canary-ends-in-a-newline\n",
+        "Canary-two\nlines\n\n",
+    ] {
+        let answer = hand_out(
+            ok.clone(),
+            serde_json::json!({"secrets": {"password": value}}),
+        );
+        let socket = place.stand_in(tasks.clone(), answer);
+        let out = place.run(&socket, GET);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(out.stdout, value.as_bytes(), "{value:?}");
     }
 }

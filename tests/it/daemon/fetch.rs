@@ -3817,8 +3817,8 @@ fn exec_refuses_a_value_with_a_nul_byte_in_the_environment_naming_it() {
     let out = sv(&d, &["get", "--task", "search-api", "--field", "token"]);
     assert_eq!(
         out.stdout,
-        format!("{value}\n").as_bytes(),
-        "get --field: the bytes"
+        value.as_bytes(),
+        "get --field: the bytes, and nothing else"
     );
     let out = sv(&d, &["get", "--task", "search-api", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -4514,7 +4514,7 @@ fn regression_get_json_escapes_invisible_characters_and_the_field_stays_exact() 
         &["get", "--task", "checkout-flow", "--field", "username"],
     );
     assert!(out.status.success());
-    assert_eq!(out.stdout, format!("{user}\n").into_bytes());
+    assert_eq!(out.stdout, user.as_bytes());
 }
 
 /// Twenty-fifth pass, found by the twenty-fourth pass's review: with masking on, `exec` copies
