@@ -83,6 +83,11 @@ pub enum ClientError {
     /// The answer could not be read.
     #[error("the daemon's answer is not a valid response (is it the same scopevault version?)")]
     Malformed,
+    /// A `fetch` answer that does not answer the request: credentials for another task than
+    /// the one asked for, another credential than the one named, or one the daemon's `tasks`
+    /// answer on this connection did not list for the task. Nothing of it is used (exit 5).
+    #[error("the daemon's answer is not a valid response: {0}; nothing of it was used (a daemon that answers for another task or credential than asked for is not one to trust with the request)")]
+    Mismatched(String),
     /// The answer is longer than [`MAX_RESPONSE`], which the client does not read past: a
     /// daemon of this version never sends one (docs/protocol.md, "Responses"), an older one
     /// did for a task whose credentials together were that large.
@@ -116,6 +121,58 @@ pub enum ClientError {
         /// What is wrong.
         why: String,
     },
+}
+
+/// Whether `fetched` answers a `fetch` of `task` (and of `credential`, when named), with
+/// only credentials of `listed` (the task's credentials as a `tasks` answer gave them, when
+/// the client asked): [`ClientError::Mismatched`] saying what does not match if not. The
+/// names are the daemon's, escaped for a terminal.
+fn answers_fetch(
+    fetched: &Fetched,
+    task: &str,
+    credential: Option<&str>,
+    listed: Option<&Vec<String>>,
+) -> Result<(), ClientError> {
+    use crate::text::escape_for_terminal as esc;
+    if fetched.task != task {
+        return Err(ClientError::Mismatched(format!(
+            "it hands out credentials for task `{}`, not for `{}` asked for",
+            esc(&fetched.task),
+            esc(task)
+        )));
+    }
+    if let Some(want) = credential {
+        match fetched.credentials.as_slice() {
+            [one] if one.name == want => {}
+            got => {
+                let names: Vec<String> =
+                    got.iter().map(|c| format!("`{}`", esc(&c.name))).collect();
+                return Err(ClientError::Mismatched(format!(
+                    "it hands out {} instead of credential `{}` alone, which was asked for",
+                    if names.is_empty() {
+                        "no credential".to_owned()
+                    } else {
+                        names.join(", ")
+                    },
+                    esc(want)
+                )));
+            }
+        }
+    }
+    if let Some(listed) = listed {
+        if let Some(c) = fetched
+            .credentials
+            .iter()
+            .find(|c| !listed.contains(&c.name))
+        {
+            return Err(ClientError::Mismatched(format!(
+                "it hands out credential `{}`, which its `tasks` answer did not list for task `{}`",
+                esc(&c.name),
+                esc(task)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a daemon that did not answer in time left unanswered ([`ClientError::NoAnswer`]).
@@ -269,6 +326,9 @@ pub struct Client {
     /// The last `health` answered on this connection: the vault an unlock's key is judged
     /// against ([`Client::unlock`]).
     health: Option<Health>,
+    /// The credentials the daemon's `tasks` answers on this connection listed, by task: a
+    /// `fetch` of that task must hand out none but these ([`Client::fetch`]).
+    listed: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// The vault the daemon that answered `h` serves (or, locked, loads at its `unlock`) when it
@@ -347,6 +407,7 @@ impl Client {
             path: path.to_owned(),
             wait,
             health: None,
+            listed: Default::default(),
         })
     }
 
@@ -507,15 +568,28 @@ impl Client {
 
     /// `tasks`.
     pub fn tasks(&mut self) -> Result<Tasks, ClientError> {
-        self.call(&Request::Tasks { task: None })
+        let t: Tasks = self.call(&Request::Tasks { task: None })?;
+        self.note_listed(&t);
+        Ok(t)
     }
 
     /// `tasks` for one task: its entry alone, if the peer is a runner of it (an answer that
     /// stays short however many tasks the policy has).
     pub fn task_info(&mut self, task: &str) -> Result<Tasks, ClientError> {
-        self.call(&Request::Tasks {
+        let t: Tasks = self.call(&Request::Tasks {
             task: Some(task.to_owned()),
-        })
+        })?;
+        self.note_listed(&t);
+        Ok(t)
+    }
+
+    /// Keep the credentials each task of a `tasks` answer lists, which a later `fetch` of
+    /// that task on this connection is checked against.
+    fn note_listed(&mut self, t: &Tasks) {
+        for info in &t.tasks {
+            self.listed
+                .insert(info.name.clone(), info.credentials.clone());
+        }
     }
 
     /// [`Client::task_info`], or the whole list from a daemon from before the twenty-second
@@ -535,11 +609,20 @@ impl Client {
     }
 
     /// `fetch` for a task (all its credentials, or the one named).
+    ///
+    /// The answer must be for that task and, when a credential was named, hand out that one
+    /// alone; when a `tasks` answer on this connection listed the task's credentials, it hands
+    /// out none but those. Anything else is [`ClientError::Mismatched`], nothing of it used:
+    /// a daemon (or anything the client was made to trust) that answered `checkout-flow`
+    /// with `payments-health`'s credentials had them printed or put in a command's
+    /// environment (twenty-seventh pass).
     pub fn fetch(&mut self, task: &str, credential: Option<&str>) -> Result<Fetched, ClientError> {
-        self.call(&Request::Fetch {
+        let fetched: Fetched = self.call(&Request::Fetch {
             by: FetchBy::Task(task.to_owned()),
             credential: credential.map(str::to_owned),
-        })
+        })?;
+        answers_fetch(&fetched, task, credential, self.listed.get(task))?;
+        Ok(fetched)
     }
 
     /// `fetch` by redeeming a ticket.

@@ -553,3 +553,58 @@ fn get_field_to_a_pipe_writes_the_value_s_bytes_exactly() {
         assert_eq!(out.stdout, value.as_bytes(), "{value:?}");
     }
 }
+
+/// Twenty-seventh pass (found by the twenty-seventh pass's attacker of the client side): `get`
+/// and `exec` did not check that an answer belonged to their request: a (trusted) daemon
+/// answering `--task t1` with another task's credentials had them printed or put in the
+/// command's environment, and after `tasks` listed `c1` for `t1`, an answer holding other
+/// credentials (`identity`, whose variable is one scopevault reads) was used. The library
+/// client now checks the answer's task, the credential named in the request, and the
+/// credentials `tasks` listed: a mismatch is not a valid response, exit 5, nothing of it used.
+#[test]
+fn the_client_refuses_an_answer_for_another_task_or_credential() {
+    let place = Place::new();
+    let tasks = tasks("login", &["username", "password"]);
+    let ok = serde_json::json!({"ok": true, "v": 1});
+    let mut other_task: serde_json::Value = serde_json::from_slice(&login(ok.clone())).unwrap();
+    other_task["task"] = "payments-health".into();
+    let other_credential = hand_out(
+        ok.clone(),
+        serde_json::json!({"name": "identity", "fields": {"file": "/tmp/planted"},
+            "secrets": {"password": SECRET}}),
+    );
+    let mut one_more: serde_json::Value = serde_json::from_slice(&login(ok.clone())).unwrap();
+    let extra = serde_json::json!({"name": "state", "kind": "login", "scopes": [],
+        "origins": [], "fields": {"dir": "/tmp/planted"}, "secrets": {}, "warnings": []});
+    one_more["credentials"].as_array_mut().unwrap().push(extra);
+    let cases = [
+        (
+            "another task",
+            format!("{other_task}\n").into_bytes(),
+            "payments-health",
+        ),
+        ("another credential", other_credential, "identity"),
+        (
+            "one credential more",
+            format!("{one_more}\n").into_bytes(),
+            "state",
+        ),
+    ];
+    for (what, answer, named) in cases {
+        let socket = place.stand_in(tasks.clone(), answer);
+        for args in [GET, EXEC] {
+            let out = place.run(&socket, args);
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            let case = format!("{what}, {}: {stdout}{stderr}", args[0]);
+            assert_eq!(out.status.code(), Some(5), "{case}");
+            assert!(
+                stderr.contains("the daemon's answer is not a valid response")
+                    && stderr.contains("nothing of it was used")
+                    && stderr.contains(named),
+                "{case}"
+            );
+            assert!(!stdout.contains(SECRET), "{case}");
+            assert!(!stdout.contains("COMMAND RAN"), "{case}");
+        }
+    }
+}
