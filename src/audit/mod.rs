@@ -202,7 +202,7 @@ pub enum AuditError {
     /// The log's anchor (in the state directory) could not be read, is not an anchor, or is
     /// not this log's. Named as the anchor: it was worded "cannot read the audit log
     /// …/audit-anchor-….json: this is its anchor…" (twentieth pass).
-    #[error("cannot read the audit log's anchor {path}: {message}; the anchor is the regular file the daemon writes in its state directory with the chain's head (docs/audit.md, \"The anchor\"): put this log's anchor back from backup, or move this file aside (the next start then has no anchor to judge the log against, and writes a new one)")]
+    #[error("cannot read the audit log's anchor {path}: {message}; the anchor is the regular file the daemon writes in its state directory with the chain's head (docs/audit.md, \"The anchor\"): put this log's anchor back from backup, or move this file aside (the next start then has no anchor to judge a log with records against: it is refused until one start with `serve --accept-audit-gap` records the log's tail as unknown and writes a new one)")]
     AnchorRead {
         /// The anchor file.
         path: PathBuf,
@@ -231,19 +231,24 @@ pub enum AuditError {
         /// Where the record is, and the fix.
         why: String,
     },
-    /// `serve --accept-audit-gap` on a log that holds records, with no anchor of it in the
-    /// state directory: there is nothing to judge a gap against. Most often the start was
-    /// given another state directory than the daemon's (by hand, without the unit's
-    /// `Environment=SCOPEVAULT_STATE_DIR=`): going on, it said "there is no gap to accept" and
-    /// anchored the log there, a second anchor the daemon never reads, and the daemon's own
-    /// anchor refused its next start still (twenty-sixth pass, found by the attacker of the
-    /// newcomer's first day). Refused before anything is written.
-    #[error("--accept-audit-gap: the state directory {state_dir} holds no anchor for the audit log {path}, which holds records: there is no gap this start can judge or accept, and nothing was written. The daemon's state directory may be another: a systemd unit sets it with Environment=SCOPEVAULT_STATE_DIR= (the example unit's is /var/lib/scopevault-state), which a start by hand (`sudo -u`) does not get: give that start every Environment= of the unit (docs/operations.md, \"systemd\"). If {state_dir} is the daemon's own and its anchor was lost, start without --accept-audit-gap: the log is then anchored as it is")]
-    NoAnchorToAccept {
+    /// A log that holds records, with no anchor of it in the state directory: the anchor is
+    /// missing (the state directory lost, or not restored with the log from a backup, or the
+    /// start given another state directory than the daemon's), so nothing says whether the
+    /// log lost its tail, nor which seqs were handed out after its last record. Refused before
+    /// anything is written; `serve --accept-audit-gap` records the unknown tail as an
+    /// `audit.gap` record and goes on [`UNANCHORED_SKIP`] seqs further. Until the
+    /// twenty-seventh pass a start without the option anchored such a log as it was: after a
+    /// restore from backup it gave again seqs clients held, naming other records (found by
+    /// the twenty-seventh pass's attacker of multi-admin work and backups); and until the
+    /// twenty-sixth only `--accept-audit-gap` was refused so.
+    #[error("the audit log {path} holds records (up to seq {last}) but the state directory {state_dir} holds no anchor of it: the anchor is missing (the state directory was lost, or not restored with the log from a backup), so the log may have lost its tail, and seqs after {last} may have been handed out to clients already (their audit_seq); nothing was written. If the daemon's state directory is another, give it (a systemd unit sets it with Environment=SCOPEVAULT_STATE_DIR=, the example unit's /var/lib/scopevault-state, which a start by hand with `sudo -u` does not get: give that start every Environment= of the unit; docs/operations.md, \"systemd\"): the anchor is there. If {state_dir} is the daemon's own and the anchor was lost, start once with `serve --accept-audit-gap`: it records an `audit.gap` record saying the tail after seq {last} is unknown, and goes on 2^40 seqs further, so that no seq a client holds names another record (docs/audit.md, \"The anchor\")")]
+    NoAnchor {
         /// The log.
         path: PathBuf,
         /// The state directory this start looked in.
         state_dir: PathBuf,
+        /// The seq of the log's last record.
+        last: u64,
     },
     /// A seq above [`moved::SEQ_CEILING`] where the start reads the chain's seqs: no daemon
     /// handed it out, and a chain continued after it could wrap to 0 and give seqs again.

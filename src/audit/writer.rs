@@ -145,6 +145,12 @@ pub struct AuditLog {
     accepted_gap: Mutex<Option<crate::protocol::AcceptedGap>>,
 }
 
+/// How many seqs the chain skips at the `audit.gap` record of a log accepted with no anchor
+/// (`serve --accept-audit-gap`, [`AuditError::NoAnchor`]): 2^40, more than a year of
+/// hand-outs at 30,000 a second. Nothing then knows the highest seq handed out; seqs handed
+/// out after the last record kept, up to this many, never name another record.
+pub const UNANCHORED_SKIP: u64 = 1 << 40;
+
 /// Choices made when opening a log ([`AuditLog::open_with`]).
 #[derive(Debug, Clone, Default)]
 pub struct OpenFlags {
@@ -953,14 +959,19 @@ impl AuditLog {
                 (t.chain, t.len, t.torn)
             }
         };
-        // `--accept-audit-gap` with no anchor of a log that holds records: no gap can be
-        // judged, and going on would anchor the log in this state directory, most often not
-        // the daemon's (a start by hand without the unit's SCOPEVAULT_STATE_DIR): refused
-        // before anything is written (twenty-sixth pass).
-        if flags.accept_gap && flags.anchor && anchor.is_none() && len > 0 {
-            return Err(AuditError::NoAnchorToAccept {
+        // A log that holds records and no anchor of it in this state directory: whether its
+        // tail was lost, and which seqs were handed out after its last record, is known
+        // nowhere the start can read (a restore from backup without the state directory, a
+        // lost state directory, or another one than the daemon's). Refused before anything is
+        // written, unless `--accept-audit-gap` records that below (twenty-seventh pass: it was
+        // anchored as it was, and seqs clients held were given again; until the twenty-sixth
+        // pass `--accept-audit-gap` too said "no gap to accept" and went on).
+        let unanchored = flags.anchor && anchor.is_none() && have.seq > 0;
+        if unanchored && !flags.accept_gap {
+            return Err(AuditError::NoAnchor {
                 path: path.to_owned(),
                 state_dir: crate::vault::state_dir(),
+                last: have.seq,
             });
         }
         // An incomplete last line that is the anchored record whole, but for its newline
@@ -1158,7 +1169,7 @@ impl AuditLog {
                     .is_ok()
             })
         });
-        if gap.is_some() || stale_journal || adopted {
+        if gap.is_some() || unanchored || stale_journal || adopted {
             // The frames describe what the gap lost: a later start must not write them back
             // over the gap record and the records after it (as after a cut under the daemon).
             // Nor, when the start continues a moved file in a new empty one, are they this
@@ -1352,6 +1363,41 @@ impl AuditLog {
                 }
             }
         }
+        if unanchored {
+            // The highest seq handed out is unknown: the last record present, or one the
+            // journal made durable, is a floor, not the top. The chain goes on
+            // [`UNANCHORED_SKIP`] seqs past it, so that a seq handed out after the last record
+            // kept (up to that many) never names another record; the gap record says the
+            // tail is unknown, and is anchored (its line as `next`) before it is written.
+            let known = have.seq.max(journal_top);
+            let top = known.saturating_add(UNANCHORED_SKIP);
+            let reason = format!(
+                "gap accepted (serve --accept-audit-gap): the log holds records up to seq {} but the state directory {} held no anchor of it (lost, or not restored with the log): whether records after seq {known} were written and handed out is unknown; the chain goes on after seq {top}, skipping {UNANCHORED_SKIP} seqs, so that no seq a client may hold names another record",
+                have.seq,
+                crate::vault::state_dir().display()
+            );
+            let rec = AuditRecord {
+                reason: Some(&reason),
+                ..AuditRecord::new(AuditOp::AuditGap, Decision::Error)
+            };
+            let chain = Chain {
+                seq: top,
+                prev: have.prev.clone(),
+            };
+            *log.gap_slot() = Some(crate::protocol::AcceptedGap {
+                seq: top.saturating_add(1),
+                missing_first: Some(known.saturating_add(1)),
+                missing_last: Some(top),
+                at: crate::text::rfc3339(time::OffsetDateTime::now_utc()),
+                reason: reason.clone(),
+            });
+            log.begin_with(&chain, &chain, None, rec);
+            log.as_sole_writer(|_| Ok((None, ())))?;
+            log.notes.push(format!(
+                "warning: gap accepted (--accept-audit-gap), recorded in the chain as an `audit.gap` record: {reason}; the anchor is now kept in {} (if the daemon's state directory is another, this start used the wrong one); remove the option before the next start (from the unit's ExecStart= too)",
+                crate::vault::state_dir().display()
+            ));
+        }
         if flags.new_key && chained {
             let reason = "the HMAC key was missing and a new one was made (serve --new-audit-key): `audit hash` cannot match values recorded before this line";
             log.append(AuditRecord {
@@ -1415,7 +1461,7 @@ impl AuditLog {
         // what it accepted, or that there was nothing to accept and it should go. Left in a
         // unit's `ExecStart=`, it used to accept every later cut tail at the next start
         // without a word (twenty-fifth pass, found by the attacker of advice).
-        if flags.accept_gap {
+        if flags.accept_gap && !unanchored {
             log.notes.push(match &gap {
                 Some((_, why)) => format!(
                     "warning: gap accepted (--accept-audit-gap), recorded in the chain as an `audit.gap` record: {why}; remove the option before the next start (from the unit's ExecStart= too), or a later cut tail is accepted as silently"

@@ -1354,6 +1354,23 @@ fn check_audit(r: &mut Report, path: &Path) {
                 chain.head
             ),
         );
+    } else if checked.anchor.is_none() && chain.last_seq > 0 {
+        // Records and no anchor of them in the state directory: `serve` refuses to start, and
+        // this said "ok … no anchor yet" (twenty-seventh pass, found by its attacker of
+        // multi-admin work and backups: a log restored from backup without the state
+        // directory).
+        let e = crate::audit::AuditError::NoAnchor {
+            path: path.to_owned(),
+            state_dir: crate::paths::state_dir(),
+            last: chain.last_seq,
+        };
+        r.fail(
+            "audit",
+            format!(
+                "`scopevault serve` refuses to start: {e}; {} record(s) verify; head {}",
+                chain.lines, chain.head
+            ),
+        );
     } else {
         r.ok(
             "audit",

@@ -376,12 +376,33 @@ fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
 }
 
 /// The restore of s17: the vault file and the rollback record put back from a backup, the
-/// anchor moved aside (as the docs advise for an anchor that cannot be used), the log kept.
+/// anchor moved aside (as the docs advise for an anchor that cannot be used), the log kept;
+/// then the one start the docs give for a log with records and no anchor, `serve
+/// --accept-audit-gap` (since the twenty-seventh pass a start without it is refused before
+/// the vault is judged): it records the gap and anchors the log, and is refused over the
+/// vault's generation, as every start after it is.
 fn restore_without_anchor(dir: &Path, vault: &[u8], state: &[(PathBuf, Vec<u8>)]) {
     std::fs::write(dir.join("vault.scopevault"), vault).unwrap();
     restore_state(dir, state);
     let anchor = anchor_file(dir);
     std::fs::rename(&anchor, dir.join("anchor-moved-aside.json")).unwrap();
+    let id = dir.join("identity.txt");
+    let child = daemon::cmd(dir)
+        .args(["serve", "--accept-audit-gap", "--identity-file"])
+        .arg(&id)
+        .arg("--socket")
+        .arg(dir.join("run/refused.sock"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = crate::common::output_within(child, 60, "serve --accept-audit-gap on a restore");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("gap accepted"),
+        "{err}"
+    );
 }
 
 /// The documented adoption of a restore (docs/operations.md, "Restore": a saving command

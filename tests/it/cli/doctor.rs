@@ -818,13 +818,20 @@ fn doctor_fails_a_rolled_back_vault_a_refused_state_directory_and_a_missing_audi
         std::fs::Permissions::from_mode(0o700),
     )
     .unwrap();
-    let log = scopevault::audit::AuditLog::open(&audit, false).unwrap();
-    log.append(scopevault::audit::AuditRecord::new(
-        scopevault::protocol::Op::Health,
-        scopevault::audit::Decision::Allow,
-    ))
-    .unwrap();
-    drop(log);
+    // Anchored in the state directory, as the daemon writes it (a log with records and no
+    // anchor is a `fail` since the twenty-seventh pass: `serve` refuses it).
+    crate::common::with_state_dir(&state, || {
+        let flags = scopevault::audit::OpenFlags {
+            anchor: true,
+            ..Default::default()
+        };
+        let log = scopevault::audit::AuditLog::open_with(&audit, false, &flags).unwrap();
+        log.append(scopevault::audit::AuditRecord::new(
+            scopevault::protocol::Op::Health,
+            scopevault::audit::Decision::Allow,
+        ))
+        .unwrap();
+    });
     let (text, _) = doctor(&audit);
     assert!(
         line_with(&text, "ok", "audit", &["record(s) verify"]).is_some(),

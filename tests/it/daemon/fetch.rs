@@ -3064,11 +3064,20 @@ fn a_vault_older_than_the_audit_chain_has_recorded_is_refused() {
         .find(|r| r["op"] == "vault.load")
         .unwrap();
     assert_eq!(load["generation"], gen, "{load}");
-    // The old copy comes back, and the state directory is gone (restored from a backup).
+    // The old copy comes back, and the state directory is gone (restored from a backup). The
+    // log has records and no anchor: since the twenty-seventh pass a start is refused for
+    // that first, and the one start the docs give (`--accept-audit-gap`, recording the unknown
+    // tail) is then refused over the vault's generation, which the chain alone holds.
     std::fs::write(&vault, old).unwrap();
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
     let out = daemon::cmd(dir.path())
-        .args(["serve", "--identity-file", ids, "--socket"])
+        .args([
+            "serve",
+            "--identity-file",
+            ids,
+            "--accept-audit-gap",
+            "--socket",
+        ])
         .arg(dir.path().join("run/s2.sock"))
         .stdin(Stdio::null())
         .output()
@@ -4727,9 +4736,11 @@ fn accept_audit_gap_says_on_stderr_what_it_accepted_or_that_it_should_go() {
 /// ran without the unit's `Environment=SCOPEVAULT_STATE_DIR=`: looking in another state
 /// directory, it found no anchor, said "there is no gap to accept", started, and anchored the
 /// log there (a second anchor), while the daemon's own anchor refused its next start still.
-/// Such a start (no anchor, a log with records) is now refused before anything is written,
+/// A start with no anchor of a log that holds records is refused before anything is written,
 /// naming the state directory it looked in and the unit's variable; given the daemon's state
-/// directory, the same start accepts the gap.
+/// directory, `--accept-audit-gap` accepts the gap. (Since the twenty-seventh pass this holds
+/// for every start without the option; with it, a log with no anchor is taken as one whose
+/// anchor was lost: [`a_log_restored_without_its_anchor_is_refused_and_accepted_gives_no_seq_a_client_holds`].)
 #[test]
 fn accept_audit_gap_with_no_anchor_in_its_state_directory_is_refused_naming_it() {
     let dir = tempdir();
@@ -4746,13 +4757,13 @@ fn accept_audit_gap_with_no_anchor_in_its_state_directory_is_refused_naming_it()
     assert!(err.contains("--accept-audit-gap"), "{err}");
     // The start by hand, with another state directory (the service user's default).
     let other = dir.path().join("home/.local/state/scopevault");
-    let mut args = idarg.to_vec();
-    args.push("--accept-audit-gap");
-    let err = serve_refused_with(dir.path(), &args, &[("SCOPEVAULT_STATE_DIR", &other)]);
+    let err = serve_refused_with(dir.path(), &idarg, &[("SCOPEVAULT_STATE_DIR", &other)]);
     assert!(
         err.contains(&format!(
-            "the state directory {} holds no anchor for the audit log {}",
+            "but the state directory {} holds no anchor of it",
             other.display(),
+        )) && err.contains(&format!(
+            "the audit log {} holds records",
             audit_path.display()
         )) && err.contains("Environment=SCOPEVAULT_STATE_DIR=")
             && !err.contains("no gap to accept"),
@@ -4768,6 +4779,92 @@ fn accept_audit_gap_with_no_anchor_in_its_state_directory_is_refused_naming_it()
     // start (no option) serves.
     starts_with_the_gap_recorded(dir.path(), &idarg, "missing");
     let d = Daemon::start(dir.path(), &idarg);
+    assert!(d.stop().success());
+}
+
+/// Regression (twenty-seventh pass, found by its attacker of multi-admin work and backups):
+/// the documented backup (the vault, the audit log and its `.key`, never the state
+/// directory), restored after a disk loss: the start found a log with records and no anchor,
+/// anchored it as it was and went on after its last record, giving again the `audit_seq`s
+/// clients had been given since the backup (seq 4 became a `vault.load`, 5 and 6 new
+/// fetches), with no `audit.gap` record, and `doctor` said ok ("no anchor yet"). Now the
+/// start is refused, naming the missing anchor and the log's last seq, before anything is
+/// written, and `doctor` fails it; `--accept-audit-gap` records an `audit.gap` record saying
+/// the tail is unknown and goes on 2^40 seqs further, past every seq handed out.
+#[test]
+fn a_log_restored_without_its_anchor_is_refused_and_accepted_gives_no_seq_a_client_holds() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let fetch = |d: &Daemon| {
+        let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+        v["audit_seq"].as_u64().unwrap()
+    };
+    let d = Daemon::start(dir.path(), &idarg);
+    fetch(&d);
+    let audit = d.audit.clone();
+    let key = scopevault::audit::key_path(&audit);
+    // The backup, as docs/operations.md says: the log and its key.
+    let log = std::fs::read(&audit).unwrap();
+    let key_bytes = std::fs::read(&key).unwrap();
+    let last = records(&String::from_utf8_lossy(&log)).last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    let handed: Vec<u64> = (0..3).map(|_| fetch(&d)).collect();
+    assert!(handed.iter().all(|s| *s > last), "{handed:?}");
+    assert!(d.stop().success());
+    // The disk lost (the state directory with it); the backup restored.
+    std::fs::remove_dir_all(dir.path().join("state/scopevault")).unwrap();
+    let _ = std::fs::remove_file(scopevault::audit::journal_path(&audit));
+    std::fs::write(&audit, &log).unwrap();
+    std::fs::write(&key, &key_bytes).unwrap();
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains(&format!("holds records (up to seq {last})"))
+            && err.contains("holds no anchor of it: the anchor is missing")
+            && err.contains("--accept-audit-gap"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&audit).unwrap(),
+        log,
+        "the refused start wrote"
+    );
+    let out = daemon::cmd(dir.path()).arg("doctor").output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("fail") && l.contains("audit") && l.contains("holds no anchor")),
+        "{said}"
+    );
+    // The one start with the option: the gap recorded, the chain 2^40 seqs further on.
+    let mut args = idarg.to_vec();
+    args.push("--accept-audit-gap");
+    let d = Daemon::start(dir.path(), &args);
+    let after = fetch(&d);
+    let gap = records(&d.audit_text())
+        .into_iter()
+        .find(|r| r["op"] == "audit.gap")
+        .expect("the gap is recorded");
+    assert_eq!(
+        gap["seq"].as_u64(),
+        Some(last + scopevault::audit::UNANCHORED_SKIP + 1),
+        "{gap}"
+    );
+    assert!(gap["reason"].as_str().unwrap().contains("unknown"), "{gap}");
+    assert!(handed.iter().all(|s| after > *s), "{after} {handed:?}");
+    assert!(d.stop().success());
+    let out = daemon::cmd(dir.path())
+        .args(["audit", "verify", "--audit"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "after the recorded gap: {out:?}");
+    // Anchored again: the next start, without the option, serves.
+    let d = Daemon::start(dir.path(), &idarg);
+    assert!(fetch(&d) > after);
     assert!(d.stop().success());
 }
 
