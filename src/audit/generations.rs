@@ -284,6 +284,7 @@ mod tests {
             begins: None,
             next: None,
             gap: None,
+            key: None,
         }
     }
 

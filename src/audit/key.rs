@@ -108,6 +108,16 @@ impl AuditKey {
             })
     }
 
+    /// Which key this is, without giving it away: the first 16 hex digits of the HMAC-SHA256
+    /// of a fixed label under it. Kept in the anchor (`key`) and in the records that begin a
+    /// run or a file (`key_id`), so that a start given another key than the chain's is
+    /// refused (docs/audit.md, "The HMAC key").
+    pub fn fingerprint(&self) -> String {
+        let mac = self.hmac_value("scopevault audit key fingerprint");
+        let hex = mac.strip_prefix(HMAC_PREFIX).unwrap_or(&mac);
+        hex[..16].to_owned()
+    }
+
     /// The HMAC of a value exactly as it appears in the log: `hmac-sha256:<64 hex digits>`.
     pub fn hmac_value(&self, value: &str) -> String {
         let mut mac =

@@ -306,6 +306,22 @@ pub enum AuditError {
         /// The missing key file.
         key: PathBuf,
     },
+    /// The key beside the log is not the one the chain is written with (its fingerprint is
+    /// not the anchor's `key`): a key restored from another backup than the log's, one from
+    /// before an `audit.new_key`, another log's. Taken, new hand-outs were HMACed with it and
+    /// `audit hash` of a value no longer found all of them (twenty-seventh pass, found by its
+    /// attacker of multi-admin work and backups).
+    #[error("the audit key {key} is not the key the audit chain is written with: its fingerprint is {found}, and the log's anchor {anchor} records {chain} (a key restored from another backup than the log's, one from before an `audit.new_key` record, or another log's); taken, `audit hash` of a value would no longer find the hand-outs HMACed with the other key. Nothing was written. Put back the key the chain uses (the newest backup of the key, taken with the log), or, to go on with this key, start once with `serve --new-audit-key`, which records it in the chain (docs/audit.md, \"The HMAC key\")")]
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// Its fingerprint.
+        found: String,
+        /// The chain's, as the anchor records it.
+        chain: String,
+        /// The anchor.
+        anchor: PathBuf,
+    },
     /// `--new-audit-key` was given but the key is there.
     #[error("--new-audit-key: the audit key {key} exists; the option is only for a lost key; to begin a new log, move the log and key aside and start once with `serve --new-audit-key --accept-audit-gap`, which records both in the new log (the anchor in the state directory still names the old records)")]
     KeyPresent {
@@ -939,6 +955,7 @@ mod tests {
             begins: None,
             next: next.map(str::to_owned),
             gap: None,
+            key: None,
         };
         let at = |before: Option<(Option<u64>, &str)>| {
             Found::At(Located {

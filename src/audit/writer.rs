@@ -210,6 +210,11 @@ pub struct Anchor {
     /// gap accepted in this file (or an anchor of an earlier version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<crate::protocol::AcceptedGap>,
+    /// The fingerprint of the HMAC key the chain is written with ([`AuditKey::fingerprint`]):
+    /// a start given a key with another is refused ([`AuditError::KeyMismatch`]). Missing: an
+    /// anchor of a version before the twenty-seventh pass, which judges no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The anchor file of the log at `audit_path`: `audit-anchor-<16 hex digits of the SHA-256 of
@@ -707,7 +712,7 @@ pub fn verify_against_anchor(path: &Path) -> Result<AnchorCheck, AuditError> {
 
 /// Every member an [`Anchor`] has, present or not: the members of an anchor file outside this
 /// list are a newer scopevault's, which [`write_anchor`] keeps.
-const ANCHOR_MEMBERS: [&str; 9] = [
+const ANCHOR_MEMBERS: [&str; 10] = [
     "log",
     "seq",
     "head",
@@ -717,6 +722,7 @@ const ANCHOR_MEMBERS: [&str; 9] = [
     "begins",
     "next",
     "gap",
+    "key",
 ];
 
 /// The members of the anchor file at `p` that this version does not know ([`ANCHOR_MEMBERS`]):
@@ -875,10 +881,6 @@ impl AuditLog {
         }
         let kp = key_path(path);
         let key_there = std::fs::symlink_metadata(&kp).is_ok();
-        if flags.new_key && key_there {
-            tail.clone()?;
-            return Err(AuditError::KeyPresent { key: kp });
-        }
         if !key_there && len0 > 0 && !flags.new_key {
             tail.clone()?;
             return Err(AuditError::KeyMissing {
@@ -913,6 +915,33 @@ impl AuditLog {
         } else {
             None
         };
+        // The key there against the one the chain is written with, as its anchor records it:
+        // another (a key restored from another backup than the log's, one from before an
+        // `audit.new_key`, another log's) is refused, or taken with `--new-audit-key`, which
+        // records it; it was taken silently, and `audit hash` then stopped finding the
+        // hand-outs HMACed with the other (twenty-seventh pass). An anchor without `key` (an
+        // earlier version's) judges no key.
+        let other_key = match (&anchor, key_there) {
+            (Some(a), true) => a
+                .key
+                .as_ref()
+                .filter(|f| **f != key.fingerprint())
+                .map(|f| (f.clone(), anchor_path(path))),
+            _ => None,
+        };
+        if flags.new_key && key_there && other_key.is_none() {
+            tail.clone()?;
+            return Err(AuditError::KeyPresent { key: kp });
+        }
+        if let (Some((chain_key, anchor_file)), false) = (&other_key, flags.new_key) {
+            tail.clone()?;
+            return Err(AuditError::KeyMismatch {
+                key: kp,
+                found: key.fingerprint(),
+                chain: chain_key.clone(),
+                anchor: anchor_file.clone(),
+            });
+        }
         // The chain holds records though the file at the path may hold none (below).
         let chained = len0 > 0 || anchor.as_ref().is_some_and(|a| a.seq > 0);
         // Records the journal made durable and the log lost (a crash of the machine) go back
@@ -1399,11 +1428,21 @@ impl AuditLog {
             ));
         }
         if flags.new_key && chained {
-            let reason = "the HMAC key was missing and a new one was made (serve --new-audit-key): `audit hash` cannot match values recorded before this line";
+            let reason = match &other_key {
+                Some((chain_key, _)) => format!(
+                    "the HMAC key {} is not the key the chain was written with (its fingerprint is {}, the chain's {chain_key}): taken as the chain's key from here on (serve --new-audit-key): `audit hash` cannot match values recorded under the other key before this line",
+                    kp.display(),
+                    log.key.fingerprint()
+                ),
+                None => "the HMAC key was missing and a new one was made (serve --new-audit-key): `audit hash` cannot match values recorded before this line".to_owned(),
+            };
             log.append(AuditRecord {
-                reason: Some(reason),
+                reason: Some(&reason),
                 ..AuditRecord::new(AuditOp::AuditNewKey, Decision::Error)
             })?;
+            // Anchored at once, with the new key's fingerprint: a crash within the next
+            // interval must not leave the old one to refuse the key just recorded.
+            let _ = log.write_anchor_now();
         }
         if let Some(r) = &redo {
             let reason = match r {
@@ -2042,6 +2081,7 @@ impl AuditLog {
                 begins: begins.map(str::to_owned),
                 next: next.map(str::to_owned),
                 gap,
+                key: Some(self.key.fingerprint()),
             },
         );
         // A failed write leaves `last` behind the chain, so the next tick tries again.
@@ -2139,6 +2179,8 @@ impl AuditLog {
             scrub: Option<&'r crate::protocol::ScrubCounts>,
             #[serde(skip_serializing_if = "Option::is_none")]
             vaults: Option<std::collections::BTreeMap<String, u64>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            key_id: Option<String>,
         }
         let time = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -2170,6 +2212,16 @@ impl AuditLog {
             vaults: matches!(rec.op, AuditOp::AuditRotate | AuditOp::AuditGap)
                 .then(|| self.generations().anchor_members().2)
                 .flatten(),
+            // Which key the chain is written with, in the records that begin a run, a key or
+            // a file: the start refuses another (twenty-seventh pass).
+            key_id: matches!(
+                rec.op,
+                AuditOp::VaultLoad
+                    | AuditOp::AuditNewKey
+                    | AuditOp::AuditRotate
+                    | AuditOp::AuditGap
+            )
+            .then(|| self.key.fingerprint()),
         };
         let mut json = serde_json::to_string(&body).expect("audit records serialise");
         // Strip the braces in place: the leader wraps the members with `seq` and `prev`.
@@ -2865,6 +2917,7 @@ mod tests {
                 at: "2026-12-03T00:00:00Z".into(),
                 reason: "r".into(),
             }),
+            key: Some("k".into()),
         };
         let v = serde_json::to_value(&a).unwrap();
         let mut written: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();

@@ -1285,7 +1285,21 @@ fn check_audit(r: &mut Report, path: &Path) {
     // HMAC key"): judged only where this user may read the key, as the daemon does.
     if chain.lines > 0 {
         match crate::audit::AuditKey::load(path) {
-            Ok(_) => {}
+            Ok(k) => {
+                // Another key than the chain's (the anchor's fingerprint): `serve` refuses it
+                // (twenty-seventh pass: taken silently, and doctor said ok).
+                let chain_key = checked.anchor.as_ref().and_then(|a| a.key.clone());
+                if let Some(chain_key) = chain_key.filter(|f| *f != k.fingerprint()) {
+                    let e = crate::audit::AuditError::KeyMismatch {
+                        key: key.clone(),
+                        found: k.fingerprint(),
+                        chain: chain_key,
+                        anchor: crate::audit::anchor_path(path),
+                    };
+                    r.fail("audit", format!("`scopevault serve` refuses to start: {e}"));
+                    return;
+                }
+            }
             Err(crate::audit::AuditError::KeyOpen { message, .. })
                 if std::fs::symlink_metadata(&key).is_err() =>
             {

@@ -4868,6 +4868,107 @@ fn a_log_restored_without_its_anchor_is_refused_and_accepted_gives_no_seq_a_clie
     assert!(d.stop().success());
 }
 
+/// The audit anchor file of the test dir's log, in its state directory.
+fn anchor_file_of(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("state/scopevault"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("audit-anchor-") && n.ends_with(".json")
+        })
+        .expect("an anchor")
+}
+
+/// Regression (twenty-seventh pass, found by its attacker of multi-admin work and backups): a
+/// `.key` restored beside the log that is not the key its later records were HMACed with
+/// (here the one from before an `audit.new_key`) was taken without a word: new hand-outs were
+/// HMACed with it, and `audit hash` of a value no longer found all of them. The anchor now
+/// records the key's fingerprint, and so do the records that begin a run: a start with
+/// another key is refused before anything is written, `doctor` fails it, and `serve
+/// --new-audit-key` takes it on purpose, recorded. An anchor without the fingerprint (an
+/// earlier version's) judges no key.
+#[test]
+fn a_key_other_than_the_chains_is_refused_at_start_and_taken_only_with_new_audit_key() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit = three_fetches_then_stop(dir.path(), &idarg);
+    let key = scopevault::audit::key_path(&audit);
+    let old_key = std::fs::read(&key).unwrap();
+    // The key lost: one start with --new-audit-key, as audit.md says, and a hand-out.
+    std::fs::remove_file(&key).unwrap();
+    let mut new_key_args = idarg.to_vec();
+    new_key_args.push("--new-audit-key");
+    let d = Daemon::start(dir.path(), &new_key_args);
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"search-api"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(d.stop().success());
+    let new_key = std::fs::read(&key).unwrap();
+    // The old key found and put back ("restore the key from backup").
+    std::fs::write(&key, &old_key).unwrap();
+    let before = std::fs::read(&audit).unwrap();
+    let err = serve_refused(dir.path(), &idarg);
+    assert!(
+        err.contains("is not the key the audit chain is written with")
+            && err.contains("--new-audit-key"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&audit).unwrap(),
+        before,
+        "the refused start wrote"
+    );
+    let out = daemon::cmd(dir.path()).arg("doctor").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.lines().any(|l| l.starts_with("fail")
+            && l.contains("audit")
+            && l.contains("is not the key the audit chain is written with")),
+        "{said}"
+    );
+    // The chain's key back: the start serves.
+    std::fs::write(&key, &new_key).unwrap();
+    let d = Daemon::start(dir.path(), &idarg);
+    assert!(d.stop().success());
+    // The other key taken on purpose: recorded, with both fingerprints.
+    std::fs::write(&key, &old_key).unwrap();
+    let d = Daemon::start(dir.path(), &new_key_args);
+    assert!(d.stop().success());
+    let recs = records(&std::fs::read_to_string(&audit).unwrap());
+    let taken = recs
+        .iter()
+        .rev()
+        .find(|r| r["op"] == "audit.new_key")
+        .expect("the key taken is recorded");
+    assert!(
+        taken["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is not the key the chain was written with"),
+        "{taken}"
+    );
+    let load = recs.iter().rev().find(|r| r["op"] == "vault.load").unwrap();
+    assert_eq!(load["key_id"], taken["key_id"], "{load} {taken}");
+    assert!(
+        taken["key_id"].as_str().is_some_and(|k| k.len() == 16),
+        "{taken}"
+    );
+    let d = Daemon::start(dir.path(), &idarg);
+    assert!(d.stop().success());
+    // An anchor without `key` (an earlier version's) judges no key.
+    let anchor = anchor_file_of(dir.path());
+    let mut a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&anchor).unwrap()).unwrap();
+    assert!(a["key"].is_string(), "{a}");
+    a.as_object_mut().unwrap().remove("key");
+    std::fs::write(&anchor, a.to_string()).unwrap();
+    std::fs::write(&key, &new_key).unwrap();
+    let d = Daemon::start(dir.path(), &idarg);
+    assert!(d.stop().success());
+}
+
 /// Regression (twenty-fifth pass, found by the attacker of advice): a second `serve` on the
 /// socket a live daemon answers, with a log of its own, exited 2 ("another daemon is already
 /// answering") having written `vault.load … loaded` to that log. The socket is now judged
