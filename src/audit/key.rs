@@ -162,7 +162,12 @@ pub(super) fn open_dir_of(
 /// For a daemon other than root: no directory on the log's path is owned by another user than
 /// root and the daemon's, who could rename the log and its key away and put their own there.
 pub(super) fn others_dir(chain: &[(PathBuf, std::fs::Metadata)]) -> Result<(), String> {
-    match crate::paths::owned_by_another(chain, rustix::process::geteuid().as_raw()) {
+    others_dir_for(chain, rustix::process::geteuid().as_raw())
+}
+
+/// [`others_dir`] for a daemon running as `uid`.
+fn others_dir_for(chain: &[(PathBuf, std::fs::Metadata)], uid: u32) -> Result<(), String> {
+    match crate::paths::owned_by_another(chain, uid) {
         Some((dir, uid)) => Err(format!(
             "{} is owned by uid {uid}, another user: they could replace the log and its key. Use a directory of the daemon's user or root",
             dir.display()
@@ -190,6 +195,12 @@ fn private_dir(dir: &Path, mode: u32) -> Result<(), String> {
 /// that exist. For `doctor`, which may run as a user who cannot open the daemon's directory:
 /// the directory is `stat`ed by path rather than opened.
 pub(crate) fn check_location(path: &Path) -> Result<(), AuditError> {
+    check_location_for(path, rustix::process::geteuid().as_raw())
+}
+
+/// [`check_location`] for a daemon running as `uid` (doctor's judgement of the daemon's log
+/// when it runs as another user: a directory of the daemon's own is not "another user's").
+pub(crate) fn check_location_for(path: &Path, uid: u32) -> Result<(), AuditError> {
     let refuse = |message: String| AuditError::Open {
         path: path.to_owned(),
         message,
@@ -201,7 +212,7 @@ pub(crate) fn check_location(path: &Path) -> Result<(), AuditError> {
             .map_err(refuse);
     }
     let chain = crate::paths::lstat_components(&dir).map_err(refuse)?;
-    others_dir(&chain).map_err(refuse)?;
+    others_dir_for(&chain, uid).map_err(refuse)?;
     if let Some((_, meta)) = chain.last() {
         private_dir(&dir, meta.mode()).map_err(refuse)?;
     }

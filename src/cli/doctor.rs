@@ -26,6 +26,9 @@ enum Level {
 /// (`x\rok  `) must not turn a `fail` line into what looks like an `ok` one on a terminal.
 struct Report {
     lines: Vec<(Level, String, String)>,
+    /// The line of a vault file this user may not `stat` (`EACCES`): a `warn` once a daemon
+    /// of another user is known to serve it (`run`).
+    vault_denied: Option<usize>,
 }
 
 impl Report {
@@ -50,7 +53,10 @@ impl Report {
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode> {
-    let mut r = Report { lines: Vec::new() };
+    let mut r = Report {
+        lines: Vec::new(),
+        vault_denied: None,
+    };
     // The commands follow a symbolic link at the vault path (root's or the caller's) and
     // refuse another user's: doctor judges the file they would open, and says so.
     let given = super::unlock::vault_path(g);
@@ -97,8 +103,37 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
             ),
         }
     }
-    check_state(&mut r, file.as_ref(), other_vault, &vault_path);
+    let state_at = r.lines.len();
     let (daemon, health) = check_daemon(&mut r, g, &vault_path, file.as_ref());
+    // A daemon of another user answered (its process known): the state directory and the
+    // audit log are judged for its uid, as it opens them; a file this user may not read is a
+    // `warn` to run doctor as that user. A second admin's doctor failed both on a healthy
+    // set-up, "owned by uid N, another user", N the daemon serving that very log
+    // (twenty-seventh pass, found by its attacker of multi-admin work and backups). The state
+    // line keeps its place before the daemon's.
+    let me = rustix::process::geteuid().as_raw();
+    let daemon_uid =
+        (health.is_some() && daemon.pid.is_some() && daemon.uid != me).then_some(daemon.uid);
+    let mut state = Report {
+        lines: Vec::new(),
+        vault_denied: None,
+    };
+    check_state(
+        &mut state,
+        file.as_ref(),
+        other_vault,
+        &vault_path,
+        daemon_uid,
+    );
+    r.lines.splice(state_at..state_at, state.lines);
+    if let (Some(uid), Some(at)) = (daemon_uid, r.vault_denied) {
+        if let Some(line) = r.lines.get_mut(at) {
+            line.0 = Level::Warn;
+            line.2.push_str(&format!(
+                ": this user may not reach the file; the daemon answering runs as uid {uid}: run doctor as the daemon's user or root to check it"
+            ));
+        }
+    }
     // The log the daemon names to an admin, with its anchor, as `status` checks it: root's
     // doctor against another uid's daemon judged its own default log, `ok … does not exist
     // yet`, beside `status`'s BAD cut tail (twenty-sixth pass, found by the re-attacker of
@@ -130,7 +165,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
     };
     match &named {
         Some(head) => report_audit_head(&mut r, head),
-        None => check_audit(&mut r, &audit_path),
+        None => check_audit(&mut r, &audit_path, daemon_uid),
     }
     // A file the daemon does not own is not read at all.
     if named.as_ref().is_none_or(|h| h.unchecked.is_none()) {
@@ -247,6 +282,9 @@ fn check_vault(r: &mut Report, path: &Path, given: &Path) -> Option<FileHeader> 
             return None;
         }
         Err(e) => {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                r.vault_denied = Some(r.lines.len());
+            }
             r.fail("vault", format!("cannot inspect {shown}: {e}"));
             return None;
         }
@@ -1090,10 +1128,15 @@ fn report_audit_head(r: &mut Report, head: &crate::fleet::health::AuditHead) {
 /// The audit log: writable where it exists, its hash chain verifies, and it holds the record
 /// its anchor in the state directory names ([`crate::audit::verify_against_anchor`]: the rule
 /// `serve` applies at start and `audit verify` applies too).
-fn check_audit(r: &mut Report, path: &Path) {
+fn check_audit(r: &mut Report, path: &Path, daemon_uid: Option<u32>) {
     let shown = path.display();
-    // Where the daemon opens its log: a directory others may write, or a link on the way.
-    if let Err(e) = crate::audit::check_location(path) {
+    // Where the daemon opens its log: a directory others may write, or a link on the way;
+    // judged for the daemon's uid when a daemon of another user answered (`daemon_uid`).
+    let judged = match daemon_uid {
+        Some(uid) => crate::audit::check_location_for(path, uid),
+        None => crate::audit::check_location(path),
+    };
+    if let Err(e) = judged {
         r.fail("audit", format!("`scopevault serve` refuses it: {e}"));
         return;
     }
@@ -1136,7 +1179,10 @@ fn check_audit(r: &mut Report, path: &Path) {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             r.warn(
                 "audit",
-                format!("{shown}: this user cannot read it ({e}): run doctor as the daemon's user or root to verify it"),
+                format!(
+                    "{shown}: this user cannot read it ({e}): run doctor as the daemon's user{} or root to verify it",
+                    daemon_uid.map(|u| format!(" (uid {u})")).unwrap_or_default()
+                ),
             );
             return;
         }
@@ -1436,10 +1482,18 @@ fn daemon_user_locked_out(dir: &Path, vault: &Path) -> Option<String> {
     ))
 }
 
-fn check_state(r: &mut Report, file: Option<&FileHeader>, other_vault: bool, vault: &Path) {
+fn check_state(
+    r: &mut Report,
+    file: Option<&FileHeader>,
+    other_vault: bool,
+    vault: &Path,
+    daemon_uid: Option<u32>,
+) {
     let dir = crate::paths::state_dir();
     let shown = dir.display();
-    if std::fs::symlink_metadata(&dir).is_err() {
+    // Only a directory that is not there "does not exist yet": one this user may not reach
+    // (a daemon's own, of another user) is judged below (it was said not to exist).
+    if std::fs::symlink_metadata(&dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         r.warn(
             "state",
             format!("{shown} does not exist yet: the first open of the vault on this machine creates it and records the vault's generation there (rollback detection starts then; docs/security.md, \"Trust on first use\")"),
@@ -1447,6 +1501,26 @@ fn check_state(r: &mut Report, file: Option<&FileHeader>, other_vault: bool, vau
         return;
     }
     if let Err(e) = crate::vault::SafeDir::open(&dir, false) {
+        // A daemon of another user answered: a directory this user may not open, or one of
+        // the daemon's own (not writable by group or others), is the daemon's to judge, not
+        // a refusal (twenty-seventh pass: a second admin's doctor failed it).
+        let meta = std::fs::symlink_metadata(&dir).ok();
+        let denied = std::fs::read_dir(&dir)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+        let daemons = |uid: u32| {
+            meta.as_ref()
+                .is_some_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0)
+        };
+        if let Some(uid) = daemon_uid.filter(|&u| denied || daemons(u)) {
+            r.warn(
+                "state",
+                format!(
+                    "{shown}: this user cannot check it as the writers do ({e}); the daemon answering runs as uid {uid}{}: run doctor as the daemon's user or root to check its state directory",
+                    if daemons(uid) { ", which owns it" } else { "" }
+                ),
+            );
+            return;
+        }
         r.fail(
             "state",
             format!("every command that opens the vault, and `serve`, refuse it: {e}"),

@@ -495,6 +495,54 @@ impl RunnerSetup {
     }
 }
 
+/// Regression (twenty-seventh pass, found by its attacker of multi-admin work and backups): a
+/// second admin (another uid) ran doctor against a healthy daemon of its own user, with the
+/// daemon's vault, state directory and log (`SCOPEVAULT_*`, as operations.md tells admins):
+/// `fail audit: scopevault serve refuses it … owned by uid N, another user`, N the daemon
+/// serving that very log, `fail state … and serve refuse it`, `fail vault cannot inspect`,
+/// exit 1. With the daemon known (its uid from the socket's peer credentials) they are judged
+/// for it: what this user may not read is a `warn` to run doctor as the daemon's user or root.
+#[test]
+fn doctor_by_a_second_admin_judges_the_daemons_files_for_its_uid_and_does_not_fail_them() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let Some(s) = RunnerSetup::new(0o711) else {
+        return;
+    };
+    let (other_uid, other_gid) = match users::ensure_user("svother") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let d = s.serve(None);
+    std::fs::set_permissions(s.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut c = std::process::Command::new(&s.exe);
+    s.env(&mut c);
+    let out = c
+        .arg("doctor")
+        .arg("--socket")
+        .arg(s.socket())
+        .current_dir("/")
+        .uid(other_uid)
+        .gid(other_gid)
+        .output()
+        .unwrap();
+    let (text, code) = text_of(&out);
+    let judged = format!("uid {}", s.uid);
+    assert!(
+        line_with(&text, "ok", "daemon", &[]).is_some(),
+        "the second admin reaches the daemon: {text}"
+    );
+    for what in ["vault", "state", "audit"] {
+        assert!(
+            line_with(&text, "warn", what, &["daemon's user", &judged]).is_some(),
+            "{what}: {text}"
+        );
+    }
+    assert!(!text.lines().any(|l| l.starts_with("fail")), "{text}");
+    assert_eq!(code, Some(0), "{text}");
+    drop(d);
+}
+
 /// Regression: root running doctor against a daemon that runs as its own user, in a socket
 /// directory that user owns (as systemd's `RuntimeDirectory=` makes it), said `fail socket …
 /// owned by uid N: the daemon refuses it; chown root …` (the running daemon had accepted it,
