@@ -151,9 +151,19 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
                 .is_some_and(|f| same(Path::new(f), &crate::audit::anchor_path(&log)))
     };
     let named = match (&a.audit, &health) {
-        (None, Some(h)) if h.audit_log.is_some() && !own(h) => Some(
-            super::status::daemon_audit_head(None, Some((h, daemon.uid))),
-        ),
+        (None, Some(h)) if h.audit_log.is_some() && !own(h) => {
+            Some(super::status::daemon_audit_head(
+                None,
+                Some((
+                    h,
+                    if daemon.guessed {
+                        Err(daemon.how.clone())
+                    } else {
+                        Ok(daemon.uid)
+                    },
+                )),
+            ))
+        }
         _ => None,
     };
     let audit_path = match &named {
@@ -936,22 +946,34 @@ struct DaemonProc {
     how: String,
     /// Why no daemon runs ([`no_daemon_runs`]), when the socket says none does.
     stopped: Option<String>,
+    /// A daemon answered on a socket another process made (socket activation) and its own
+    /// process is not visible to this user: `uid` is only the socket directory's owner (root's
+    /// under systemd), so nothing is judged for it.
+    guessed: bool,
 }
 
 /// The uid of the daemon that answered on `socket`, its connection's peer credentials `peer`,
 /// as [`daemon_proc`] finds it: under systemd's socket activation the peer is systemd (root),
 /// not the daemon. `status` judges the audit files the daemon names for this uid, as doctor
 /// does ([`super::status::daemon_audit_head`]).
-pub(super) fn daemon_uid(socket: &Path, peer: crate::sys::PeerCred) -> u32 {
-    daemon_proc(socket, Some(peer), None, false).uid
+/// `Err` says why it is not known (the daemon's process is not visible to this user): the
+/// socket directory's owner is no more than a guess, root's under systemd.
+pub(super) fn daemon_uid(socket: &Path, peer: crate::sys::PeerCred) -> Result<u32, String> {
+    let d = daemon_proc(socket, Some(peer), None, false);
+    if d.guessed {
+        Err(d.how)
+    } else {
+        Ok(d.uid)
+    }
 }
 
 /// Who the daemon on `socket` is. `peer` is what the kernel said of the process that made the
 /// listening socket (`SO_PEERCRED`, when the daemon answered): the daemon itself when it bound
 /// the socket (a process of this same program), else (systemd's socket activation) the process
 /// that passed the socket on, and the daemon is the other process holding it, seen in `/proc`
-/// by root. Failing that, or with no answer, the owner of the socket's directory (systemd's
-/// `RuntimeDirectory=` gives it the service's `User=`), else this user.
+/// by root. Failing that the daemon's uid is not known (`guessed`: an admin that is not root
+/// sees no other user's process). With no answer, the owner of the socket's directory
+/// (systemd's `RuntimeDirectory=` gives it the service's `User=`), else this user.
 fn daemon_proc(
     socket: &Path,
     peer: Option<crate::sys::PeerCred>,
@@ -975,6 +997,7 @@ fn daemon_proc(
                     p.pid
                 ),
                 stopped: None,
+                guessed: false,
             };
         }
         let holders: Vec<i32> = match &ours {
@@ -994,20 +1017,23 @@ fn daemon_proc(
                         p.pid
                     ),
                     stopped: None,
+                    guessed: false,
                 };
             }
         }
-        if let Some(uid) = dir_owner {
-            return DaemonProc {
-                uid,
-                pid: None,
-                how: format!(
-                    "the socket directory's owner; the socket was made by pid {} (uid {}), not by the daemon, whose process is not visible here",
-                    p.pid, p.uid
-                ),
-                stopped: None,
-            };
-        }
+        // Its uid is not known: the socket directory's owner is root's under systemd, and
+        // root's files were judged as the daemon's (twenty-seventh pass, found by the
+        // twenty-seventh pass's re-attacker of its fixes).
+        return DaemonProc {
+            uid: dir_owner.unwrap_or_else(crate::sys::current_uid),
+            pid: None,
+            how: format!(
+                "not known: the socket was made by pid {} (uid {}), not by the daemon, whose process is not visible to this user",
+                p.pid, p.uid
+            ),
+            stopped: None,
+            guessed: true,
+        };
     }
     // With no daemon running, say so and why (no socket, nothing listening); "no daemon
     // answers" is for one that holds its socket and does not answer, or that the client
@@ -1023,6 +1049,7 @@ fn daemon_proc(
             pid: None,
             how: format!("the socket directory's owner; {none}"),
             stopped,
+            guessed: false,
         },
         None => DaemonProc {
             uid: crate::sys::current_uid(),
@@ -1034,6 +1061,7 @@ fn daemon_proc(
                 _ => format!("this user's; {none}, and the socket directory does not exist yet"),
             },
             stopped,
+            guessed: false,
         },
     }
 }
@@ -1075,6 +1103,19 @@ fn check_socket_dir(r: &mut Report, socket: &Path, daemon: &DaemonProc) {
         }
         return;
     };
+    if daemon.guessed {
+        r.warn(
+            "socket",
+            format!(
+                "{shown} (mode {:04o}, uid {}, gid {}): not checked: the daemon's uid is {how}; run `{}` as root or as the daemon's user to judge it",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid(),
+                crate::advice::command("doctor")
+            ),
+        );
+        return;
+    }
     match crate::agent::server::check_socket_dir(&dir, uid) {
         Err(e) => r.fail(
             "socket",
@@ -1732,13 +1773,23 @@ fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
             crate::sys::memlock_room(Some(pid)),
             format!("judged for uid {} ({})", daemon.uid, daemon.how),
         ),
-        None if daemon.uid == crate::sys::current_uid() => (
+        None if !daemon.guessed && daemon.uid == crate::sys::current_uid() => (
             crate::sys::memlock_room(None),
             format!(
                 "judged for uid {} ({}) from this process, whose limits a daemon started here inherits",
                 daemon.uid, daemon.how
             ),
         ),
+        None if daemon.guessed => {
+            r.warn(
+                "mlock",
+                format!(
+                    "not judged: the daemon's uid is {}; if its log says `mlockall failed`, raise RLIMIT_MEMLOCK where it starts (LimitMEMLOCK=infinity in the systemd unit, `ulimit -l unlimited`)",
+                    daemon.how
+                ),
+            );
+            return;
+        }
         None => {
             r.warn(
                 "mlock",

@@ -68,9 +68,13 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
 /// default log and reported that (twenty-sixth pass; `doctor` still did: found by the
 /// re-attacker of this pass's fixes). A file the daemon names that is owned neither by the
 /// daemon's uid nor, for a daemon of root's, by root is not checked ([`not_the_daemons`]).
+/// A daemon whose uid is not known (`Err`: its process is not visible to this user, under
+/// socket activation) has nothing it names checked: its uid was guessed from the socket
+/// directory's owner, root's under systemd, and root's files were checked as the daemon's
+/// (twenty-seventh pass, found by the twenty-seventh pass's re-attacker of its fixes).
 pub(super) fn daemon_audit_head(
     given: Option<&std::path::Path>,
-    answer: Option<(&Health, u32)>,
+    answer: Option<(&Health, Result<u32, String>)>,
 ) -> AuditHead {
     match (given, answer) {
         (Some(log), _) => health::audit_head(log),
@@ -87,7 +91,14 @@ pub(super) fn daemon_audit_head(
         ) => {
             let log = std::path::Path::new(log);
             let anchor = audit_anchor.as_deref().map(std::path::Path::new);
-            match not_the_daemons(uid, log, anchor) {
+            let why = match uid {
+                Ok(uid) => not_the_daemons(uid, log, anchor),
+                Err(how) => Some(format!(
+                    "the daemon named {} as its audit log, but the user it runs as is not known ({how}): nothing was checked; run status as root or as the daemon's user, or give the log with --audit",
+                    crate::text::shown(log)
+                )),
+            };
+            match why {
                 Some(why) => AuditHead {
                     log: log.to_owned(),
                     seq: None,

@@ -862,3 +862,120 @@ fn status_judges_a_socket_activated_daemons_files_for_its_process_not_the_socket
     );
     assert!(!metrics.contains("scopevault_audit_head_ok"), "{metrics}");
 }
+
+/// Found by the twenty-seventh pass's re-attacker of its fixes: a member of `--admin-group`
+/// (not root) cannot see a socket-activated daemon's process, so `status` and `doctor` took
+/// the socket directory's owner (root's, as systemd makes it) for the daemon's uid and
+/// checked a root-owned audit log the daemon named as its own (`audit_head_checked 1`;
+/// doctor `ok … judged for uid 0`). The daemon's uid is not known to them: nothing it names
+/// is checked, and both say why and whom to run as.
+#[test]
+fn an_admin_that_cannot_see_a_socket_activated_daemon_checks_nothing_for_a_guessed_uid() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !daemon::is_root() {
+        return crate::common::skip::skip("needs root to run a server and an admin as two uids");
+    }
+    let dir = tempdir();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(dir.path(), 0o755);
+    // systemd's socket directory, root's; the daemon's files (uid 65534); the admin's (65533).
+    let sockets = dir.path().join("sockets");
+    std::fs::create_dir(&sockets).unwrap();
+    mode(&sockets, 0o755);
+    let theirs = dir.path().join("theirs");
+    let admin = dir.path().join("admin");
+    for (d, uid) in [(&theirs, 65534), (&admin, 65533)] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(uid), Some(uid)).unwrap();
+    }
+    let socket = sockets.join("s.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    mode(&socket, 0o666);
+    let handed = std::os::fd::OwnedFd::from(listener.try_clone().unwrap());
+    let log = theirs.join("audit.jsonl");
+    let stderr = dir.path().join("daemon.stderr");
+    let mut d = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@""#)
+        .arg("sh")
+        .arg(daemon::bin())
+        .args(["serve", "--admin-group", "65533", "--socket"])
+        .arg(&socket)
+        .arg("--audit")
+        .arg(&log)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &theirs)
+        .env("XDG_STATE_HOME", theirs.join("state"))
+        .env("SCOPEVAULT_VAULT", theirs.join("vault.scopevault"))
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .stdin(std::process::Stdio::from(handed))
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let as_admin = |args: &[&str]| {
+        let out = daemon::cmd(&admin)
+            .env_remove("SCOPEVAULT_AUDIT")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .current_dir("/")
+            .uid(65533)
+            .gid(65533)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !log.exists() {
+        if let Some(st) = d.try_wait().unwrap() {
+            panic!(
+                "the daemon exited ({st}): {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "no daemon");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The daemon's log made root's and readable, as in the attack.
+    mode(&theirs, 0o755);
+    std::os::unix::fs::chown(&log, Some(0), Some(0)).unwrap();
+    mode(&log, 0o644);
+    let json = as_admin(&["status", "--json"]);
+    let metrics = as_admin(&["status", "--format", "prometheus"]);
+    let doctor = as_admin(&["doctor"]);
+    let _ = d.kill();
+    let _ = d.wait();
+    drop(listener);
+    let v: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert!(v["audit_log"].is_string(), "the admin is told the log: {v}");
+    let why = v["audit_head"]["unchecked"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("not known") && why.contains("run status as root or as the daemon's user"),
+        "{v}"
+    );
+    assert!(
+        metrics.contains("\nscopevault_audit_head_checked 0\n"),
+        "{metrics}"
+    );
+    let line = |what: &str| {
+        doctor
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(what))
+            .unwrap_or_else(|| panic!("no {what} line: {doctor}"))
+            .to_owned()
+    };
+    for what in ["socket", "audit"] {
+        let l = line(what);
+        assert!(
+            l.starts_with("warn") && l.contains("not checked") && l.contains("not known"),
+            "{doctor}"
+        );
+    }
+    assert!(!doctor.contains("judged for uid 0"), "{doctor}");
+}
