@@ -338,10 +338,11 @@ class ScopevaultClient {
   }
 
   health() { return this.call('health'); }
+  // The tasks this user may fetch: InvalidResponse (the connection closed, as for any other
+  // failure) for an answer whose `tasks` is not a list.
   async tasks() {
-    const { tasks } = await this.call('tasks');
-    if (!Array.isArray(tasks)) throw new InvalidResponse('`tasks` is not a list');
-    return tasks;
+    const checkTasks = (r) => { if (!Array.isArray(r.tasks)) throw new InvalidResponse('`tasks` is not a list'); };
+    return (await this.call('tasks', {}, checkTasks)).tasks;
   }
   // The credentials of `task` (only `credential`, when given): InvalidResponse for an answer
   // that is for another task or holds another credential.

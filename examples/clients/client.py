@@ -297,10 +297,9 @@ class ScopevaultClient:
         return self.call("health")
 
     def tasks(self):
-        tasks = self.call("tasks").get("tasks")
-        if not isinstance(tasks, list):
-            raise InvalidResponse("`tasks` is not a list")
-        return tasks
+        """The tasks this user may fetch: InvalidResponse (the connection closed, as for any
+        other failure) for an answer whose `tasks` is not a list."""
+        return self._call("tasks", {}, check_tasks)["tasks"]
 
     def fetch(self, task, credential=None):
         """The credentials of `task` (only `credential`, when given): InvalidResponse for an
@@ -311,6 +310,12 @@ class ScopevaultClient:
         """The credentials the ticket is for (only `credential`, when given). The ticket does
         not say its task here: compare the answer's `task` with the one it was issued for."""
         return self._call("fetch", {"ticket": ticket, "credential": credential}, lambda r: check_fetch(r, None, credential))
+
+
+def check_tasks(response):
+    """InvalidResponse unless the `tasks` answer's `tasks` is a list."""
+    if not isinstance(response.get("tasks"), list):
+        raise InvalidResponse("`tasks` is not a list")
 
 
 def check_fetch(response, task, credential):
