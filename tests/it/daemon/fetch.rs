@@ -2229,6 +2229,57 @@ fn status_shows_the_audit_gap_the_anchor_keeps_while_the_daemon_is_down() {
     );
 }
 
+/// Found by the twenty-seventh pass's re-attacker of its fixes: with the daemon down, after a
+/// logrotate-style move (`create`: the live file new and empty) of a log holding an accepted
+/// gap, `status` still showed the anchor's gap as accepted in the live log, though the next
+/// start (continuing the moved file) keeps none. The gap is not shown for a moved log.
+#[test]
+fn status_shows_no_audit_gap_for_a_log_a_rotation_moved_while_the_daemon_is_down() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit_path = three_fetches_then_stop(dir.path(), &idarg);
+    let text = std::fs::read_to_string(&audit_path).unwrap();
+    let all = records(&text);
+    let kept: Vec<&str> = text.lines().take(all.len() - 2).collect();
+    std::fs::write(&audit_path, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(scopevault::audit::journal_path(&audit_path)).unwrap();
+    let d = Daemon::start(dir.path(), &[idarg[0], idarg[1], "--accept-audit-gap"]);
+    let (socket, audit) = (d.socket.clone(), d.audit.clone());
+    assert!(d.stop().success());
+    let down = |format: &str| {
+        let out = daemon::cmd(dir.path())
+            .arg("--socket")
+            .arg(&socket)
+            .args(["status", "--format", format, "--audit"])
+            .arg(&audit)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        metric(&down("prometheus"), "scopevault_audit_gap_accepted"),
+        Some("1")
+    );
+    // logrotate with `create`, the daemon down.
+    let mut moved = audit.clone().into_os_string();
+    moved.push(".1");
+    std::fs::rename(&audit, &moved).unwrap();
+    std::fs::write(&audit, "").unwrap();
+    std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let m = down("prometheus");
+    assert_eq!(
+        metric(&m, "scopevault_audit_gap_accepted"),
+        Some("0"),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "scopevault_audit_head_ok"), Some("1"), "{m}");
+    let json: serde_json::Value = serde_json::from_str(&down("json")).unwrap();
+    assert!(json["audit_gap"].is_null(), "{json}");
+    assert!(!down("text").contains("audit gap:   ACCEPTED"));
+}
+
 /// The anchor pins the record it names, not only the log's length. An intruder who can write
 /// the log (not the state directory) cuts its last records and appends more in their place,
 /// forged with a recomputed chain, so that the log ends beyond its anchor. The forgery is
