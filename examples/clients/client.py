@@ -88,11 +88,20 @@ def escape(text):
     return "".join(out)
 
 
+def _fits_a_double(n):
+    try:
+        float(n)
+    except OverflowError:
+        return False
+    return True
+
+
 def check_values(value):
     """InvalidResponse unless `value` (parsed JSON) is what the binary's parser accepts too:
     arrays and objects nested at most MAX_DEPTH deep, no string (key or value) holding a lone
     surrogate (`\\ud800`, which is no character and cannot be written out as UTF-8), no number
-    out of range (`1e999`, `NaN`, `Infinity`: Python reads them as floats that are no JSON)."""
+    out of range (`1e999`, `NaN`, `Infinity`: Python reads them as floats that are no JSON; an
+    integer past the range of a double, which Python reads exactly)."""
     stack = [(value, 1)]
     while stack:
         v, depth = stack.pop()
@@ -102,6 +111,10 @@ def check_values(value):
             except UnicodeEncodeError:
                 raise InvalidResponse("a string with a lone surrogate, which is no character") from None
         elif isinstance(v, float) and not math.isfinite(v):
+            raise InvalidResponse("a number out of range")
+        elif isinstance(v, int) and not isinstance(v, bool) and not _fits_a_double(v):
+            # Python reads any integer exactly; the binary (and JSON.parse) refuse one past
+            # the range of a double (`1` and 400 zeros).
             raise InvalidResponse("a number out of range")
         elif isinstance(v, (dict, list)):
             if depth > MAX_DEPTH:

@@ -1089,7 +1089,8 @@ fn the_example_clients_refuse_deep_nesting_lone_surrogates_and_numbers_out_of_ra
         format!("{{\"ok\":true,\"v\":1,\"task\":\"checkout-flow\",\"audit_seq\":{audit_seq},\"credentials\":[{{\"name\":\"shop-buyer\",\"kind\":\"login\",\"scopes\":[],\"origins\":[],\"fields\":{{\"username\":\"{username}\"}},\"secrets\":{{\"password\":\"{password}\"}},\"warnings\":[\"w\"]}}]}}\n").into_bytes()
     }
     let leak = |b: Vec<u8>| -> &'static [u8] { Box::leak(b.into_boxed_slice()) };
-    let refused: [(&str, &'static [u8], &str); 6] = [
+    let big = format!("1{}", "0".repeat(400));
+    let refused: [(&str, &'static [u8], &str); 7] = [
         ("200,000 nested arrays", leak(deep(200_000)), "nested deeper than 127"),
         ("128 levels of nesting", leak(deep(127)), "nested deeper than 127"),
         (
@@ -1104,6 +1105,14 @@ fn the_example_clients_refuse_deep_nesting_lone_surrogates_and_numbers_out_of_ra
         ),
         ("1e999", leak(hand_out("u", "Canary-SecretPW", "1e999")), "a number out of range"),
         ("-1e999", leak(hand_out("u", "Canary-SecretPW", "-1e999")), "a number out of range"),
+        // Python reads an integer exactly: client.py took 1 and 400 zeros, which the binary
+        // and client.js refuse (twenty-seventh pass, found by the twenty-seventh pass's
+        // re-attacker of its fixes).
+        (
+            "a 401-digit integer",
+            leak(hand_out("u", "Canary-SecretPW", &big)),
+            "a number out of range",
+        ),
     ];
     let clients = Clients::new();
     let check = check_login_copy();
