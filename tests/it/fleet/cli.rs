@@ -3786,6 +3786,11 @@ fn families(prom: &str) -> std::collections::BTreeSet<String> {
 /// Anything else (another key, a second group, a rule without its expression) panics. Returns
 /// (name, expression) in order.
 fn alert_rules(yaml: &str) -> Vec<(String, String)> {
+    alert_rules_of(yaml, "scopevault")
+}
+
+/// [`alert_rules`] of a file whose one group is named `group`.
+fn alert_rules_of(yaml: &str, group: &str) -> Vec<(String, String)> {
     let mut lines = yaml
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
@@ -3794,7 +3799,11 @@ fn alert_rules(yaml: &str) -> Vec<(String, String)> {
             _ => l,
         });
     assert_eq!(lines.next(), Some("groups:"), "{yaml}");
-    assert_eq!(lines.next(), Some("  - name: scopevault"), "{yaml}");
+    assert_eq!(
+        lines.next(),
+        Some(format!("  - name: {group}").as_str()),
+        "{yaml}"
+    );
     assert_eq!(lines.next(), Some("    rules:"), "{yaml}");
     let mut rules = Vec::new();
     while let Some(l) = lines.next() {
@@ -3867,27 +3876,43 @@ fn the_example_alert_rules_file_is_the_documented_rules_and_names_metrics_scopev
         return;
     }
     let root = env!("CARGO_MANIFEST_DIR");
-    let file = std::fs::read_to_string(format!("{root}/examples/prometheus/scopevault-alerts.yml"))
-        .expect("examples/prometheus/scopevault-alerts.yml");
     let doc = std::fs::read_to_string(format!("{root}/docs/operations.md")).unwrap();
     let section = &doc[doc.find("### Health: `scopevault status`").unwrap()..];
     let section = &section[..section[4..].find("\n### ").unwrap() + 4];
-    assert!(
-        section.contains("examples/prometheus/scopevault-alerts.yml"),
-        "the docs do not point at the rules file"
-    );
-    let at = section.find("Alerts worth having").unwrap();
-    let shown = &section[at..];
-    let shown = &shown[shown.find("```yaml\n").unwrap() + 8..];
-    let shown = &shown[..shown.find("```").unwrap()];
-    // The file: a header of comment lines, then the docs' rules, byte for byte.
-    let body: String = file
-        .split_inclusive('\n')
-        .skip_while(|l| l.starts_with('#'))
-        .collect();
-    assert_eq!(body, shown, "the rules file and docs/operations.md differ");
-    let rules = alert_rules(&file);
-    assert_eq!(rules, alert_rules(shown));
+    // Every host's rules, and the fleet checkpoint's (twenty-seventh pass: in a file of their
+    // own, loaded on checkpoints only).
+    let mut rules = Vec::new();
+    for (name, group, after) in [
+        ("scopevault-alerts.yml", "scopevault", "Alerts worth having"),
+        (
+            "scopevault-checkpoint-alerts.yml",
+            "scopevault-checkpoint",
+            "On a fleet checkpoint",
+        ),
+    ] {
+        let path = format!("examples/prometheus/{name}");
+        let file = std::fs::read_to_string(format!("{root}/{path}")).expect(&path);
+        assert!(
+            section.contains(&path),
+            "the docs do not point at the rules file {path}"
+        );
+        let at = section.find(after).unwrap();
+        let shown = &section[at..];
+        let shown = &shown[shown.find("```yaml\n").unwrap() + 8..];
+        let shown = &shown[..shown.find("```").unwrap()];
+        // The file: a header of comment lines, then the docs' rules, byte for byte.
+        let body: String = file
+            .split_inclusive('\n')
+            .skip_while(|l| l.starts_with('#'))
+            .collect();
+        assert_eq!(
+            body, shown,
+            "the rules file {path} and docs/operations.md differ"
+        );
+        let these = alert_rules_of(&file, group);
+        assert_eq!(these, alert_rules_of(shown, group));
+        rules.extend(these);
+    }
     assert!(rules.len() >= 10, "{rules:?}");
     let names: std::collections::BTreeSet<&str> = rules.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.len(), rules.len(), "an alert name twice: {rules:?}");
@@ -3914,6 +3939,56 @@ fn the_example_alert_rules_file_is_the_documented_rules_and_names_metrics_scopev
             .into_iter()
             .collect()
     );
+}
+
+/// Found by the twenty-seventh pass's re-attacker of its fixes: `ScopevaultNoBundle`
+/// (`scopevault_bundle_applied == 0`) was among the rules every host loads, and fired for good
+/// on a host that is not a fleet checkpoint, where `status` prints `scopevault_bundle_applied
+/// 0`. The fleet's rules are in examples/prometheus/scopevault-checkpoint-alerts.yml, loaded
+/// on checkpoints only: no rule of scopevault-alerts.yml on a series' value (`M == N`, `or`
+/// of them) fires on a healthy daemon (up, unlocked) with no bundle.
+#[test]
+fn no_rule_every_host_loads_fires_on_a_healthy_host_that_is_not_a_checkpoint() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let file = std::fs::read_to_string(format!("{root}/examples/prometheus/scopevault-alerts.yml"))
+        .unwrap();
+    let e = checkpoint();
+    let d = Serve::start(&e);
+    let audit = e.path("audit.jsonl");
+    let prom = e.ok(
+        &[
+            "status",
+            "--format",
+            "prometheus",
+            "--socket",
+            d.sock(),
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+        b"",
+    );
+    d.stop_cleanly();
+    let values = parse_prometheus(&prom);
+    let value = |m: &str| values.get(m).copied();
+    assert_eq!(value("scopevault_up"), Some(1.0), "{prom}");
+    assert_eq!(value("scopevault_locked"), Some(0.0), "{prom}");
+    assert_eq!(value("scopevault_bundle_applied"), Some(0.0), "{prom}");
+    let mut judged = 0;
+    for (name, expr) in alert_rules(&file) {
+        for term in expr.split(" or ") {
+            let Some((metric, v)) = term.split_once(" == ") else {
+                continue;
+            };
+            let v: f64 = v.parse().unwrap();
+            judged += 1;
+            assert_ne!(
+                value(metric),
+                Some(v),
+                "{name} ({expr}) fires on a healthy host that is not a checkpoint: {prom}"
+            );
+        }
+    }
+    assert!(judged >= 5, "{judged}");
 }
 
 /// Replace the documented system paths with `e`'s, and the binary with `bin`.
@@ -4114,7 +4189,12 @@ fn the_documented_metrics_jobs_run_and_their_alerts_name_printed_metrics() {
 
     // Each alert names printed metrics only (and node_exporter's own), never a duration that
     // freezes with the file.
-    let rules = block("Alerts worth having", "```yaml\n");
+    // The rules every host loads, and the fleet's, which only checkpoints load.
+    let rules = block("Alerts worth having", "```yaml\n")
+        + &block(
+            "On a fleet checkpoint (a host that applies signed bundles)",
+            "```yaml\n",
+        );
     let exprs: Vec<&str> = rules
         .lines()
         .filter_map(|l| l.trim().strip_prefix("expr: "))
