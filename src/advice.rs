@@ -66,10 +66,47 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 /// (its header's id, not authenticated: this only chooses advice): the file given is a copy
 /// (a backup), which is checked where it lies and restored by copying it there first
 /// (twenty-seventh pass, found by the attacker of multi-admin work and backups).
-pub fn given_is_not_live() -> Option<PathBuf> {
-    let given = VAULT_GIVEN.get()?;
+///
+/// The file this machine's rollback record names for the vault ([`recorded_elsewhere`]) comes
+/// first: the live vault at a custom path (`--vault /var/lib/scopevault/vault.scopevault`, as
+/// the sudo commands give it) was not the file at `SCOPEVAULT_VAULT` or the default path, and
+/// the copy's refusal advised adopting it where it lay (twenty-seventh pass, found by the
+/// re-attacker of its fixes). Returns the live file and how to name it in a message.
+pub fn given_is_not_live() -> Option<(PathBuf, String)> {
+    let given = VAULT_GIVEN.get().cloned().unwrap_or_else(live_vault);
+    if let Some(id) = crate::vault::file_vault_id(&given).ok().flatten() {
+        if let Some(at) = recorded_elsewhere(&given, &id) {
+            let what = recorded_what(&at);
+            return Some((at, what));
+        }
+    }
+    VAULT_GIVEN.get()?;
     let live = live_vault();
-    copy_of(given, &live).then_some(live)
+    let what = format!(
+        "the vault at {} (SCOPEVAULT_VAULT, else the default path), which the daemon and commands without --vault use",
+        crate::text::shown(&live)
+    );
+    copy_of(&given, &live).then_some((live, what))
+}
+
+/// The file of vault `id` that this machine's rollback record names
+/// ([`crate::vault::recorded_path`]: the one saved last, or loaded at a newer generation),
+/// when `file` is another file and the one there still holds vault `id` (its header's id):
+/// `file` is then a copy of the live vault, whatever path the command was given.
+pub fn recorded_elsewhere(file: &Path, id: &str) -> Option<PathBuf> {
+    let at = crate::vault::recorded_path(id)?;
+    if same_file(file, &at) {
+        return None;
+    }
+    (crate::vault::file_vault_id(&at).ok().flatten().as_deref() == Some(id)).then_some(at)
+}
+
+/// How a message names the recorded vault file `at` ([`recorded_elsewhere`]).
+pub fn recorded_what(at: &Path) -> String {
+    format!(
+        "the vault at {}, the file of this vault that this machine saved or loaded last at its newest generation (its rollback record in the state directory says so)",
+        crate::text::shown(at)
+    )
 }
 
 /// Whether `file` is another file than `live` holding the same vault (header ids).
@@ -79,12 +116,6 @@ pub fn copy_of(file: &Path, live: &Path) -> bool {
     }
     let id = |p: &Path| crate::vault::file_vault_id(p).ok().flatten();
     matches!((id(file), id(live)), (Some(a), Some(b)) if a == b)
-}
-
-/// `scopevault ARGS` for the live vault ([`live_vault`]): `--vault PATH` added unless it is the
-/// default path.
-pub fn live_command(args: &str) -> String {
-    command_at(args, &live_vault())
 }
 
 /// `scopevault ARGS` for the vault file at `path`: `--vault PATH` added unless it is the

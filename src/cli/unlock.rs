@@ -320,20 +320,31 @@ fn refuse_adopting_a_copy(g: &GlobalArgs, id: &str) -> anyhow::Result<()> {
             );
             (p, what)
         }
-        None => {
-            let live = crate::advice::live_vault();
-            if !crate::advice::copy_of(&file, &live) {
-                return Ok(());
+        // No daemon serving this vault answers: the file this machine's rollback record names
+        // for it (saved or loaded last at the newest generation) is the vault, whatever path
+        // or SCOPEVAULT_VAULT this command was given (twenty-seventh pass, found by the
+        // re-attacker of its fixes: a vault at a custom path, or SCOPEVAULT_VAULT=COPY, let
+        // a copy be adopted where it lay).
+        None => match crate::advice::recorded_elsewhere(&file, id) {
+            Some(at) => {
+                let what = crate::advice::recorded_what(&at);
+                (at, what)
             }
-            let what = format!(
+            None => {
+                let live = crate::advice::live_vault();
+                if !crate::advice::copy_of(&file, &live) {
+                    return Ok(());
+                }
+                let what = format!(
                 "the vault at {} (SCOPEVAULT_VAULT, else the default path), which the daemon and commands without --vault use",
                 super::shown(&live)
             );
-            (live, what)
-        }
+                (live, what)
+            }
+        },
     };
     Err(VaultError::Usage(format!(
-        "not adopted (--allow-rollback): {} is not {what}, but a copy of that vault (vault {id}). Adopting the copy where it lies would save it above every generation seen, and {}, the newer file, would then be refused as a rollback by every command, `reload` and the daemon's restart. Nothing was saved. To check the copy, give --allow-rollback to a command that only reads (`{}`): it saves nothing. To restore it as the vault, copy it to {} first (mode 0600, owned by the daemon's user), then adopt it there (`{}`) and reload the daemon (docs/operations.md, \"Restore\")",
+        "not adopted (--allow-rollback): {} is not {what}, but a copy of that vault (vault {id}). Adopting the copy where it lies would save it above every generation seen, and {}, the newer file, would then be refused as a rollback by every command, `reload` and the daemon's restart. Nothing was saved. To check the copy, give --allow-rollback to a command that only reads (`{}`): it saves nothing. To restore it as the vault, copy it to {} first (mode 0600, owned by the daemon's user), then adopt it there (`{}`) and reload the daemon; to replace that file by this one for good, move that file away first (docs/operations.md, \"Restore\")",
         super::shown(&file),
         super::shown(&target),
         crate::advice::command("cred list --allow-rollback"),

@@ -20,6 +20,14 @@ pub(crate) fn recorded_generation(vault_id: &str) -> Result<Option<u64>, VaultEr
     store::Seen::new().get(vault_id)
 }
 
+/// The canonical path of the file of vault `vault_id` this machine last saved, or opened at a
+/// generation above the one recorded, as its rollback record names it (`None`: no record, or
+/// one from before the twenty-seventh pass). A copy of that vault at another path is adopted
+/// only there (`--allow-rollback`; docs/operations.md, "Restore").
+pub(crate) fn recorded_path(vault_id: &str) -> Option<PathBuf> {
+    store::path_in(&store::Seen::new().load().ok()?, vault_id)
+}
+
 /// Whether another process holds the rollback record's lock now: the daemon, whose load of a
 /// saved file gave up on that lock ([`VaultError::RecordBusy`]), loads it again once it is
 /// free, without holding requests for another wait meanwhile.
@@ -374,13 +382,12 @@ fn rollback_message(
 ) -> String {
     let head = format!("the vault is generation {found} but generation {seen} was already seen on this machine: an older copy replaced it (rollback). Restore the newest vault. To check an old copy (a backup) without adopting it, give --allow-rollback to a command that only reads (e.g. `scopevault cred list --vault COPY --allow-rollback`): it opens the file and saves nothing.");
     match (fleet, crate::advice::given_is_not_live()) {
-        (None, Some(live)) => {
+        (None, Some((live, what))) => {
             format!(
-                "{head} This file is not the vault at {} (SCOPEVAULT_VAULT, else the default path), which the daemon and commands without --vault use: if it is a copy of that vault, do not adopt it where it lies (a command that saves it with --allow-rollback here would make {}, the newer file, a rollback for every command, reload and restart; it is refused). To restore this copy as the vault, copy it to {} first (mode 0600, owned by the daemon's user), then give --allow-rollback to a command that saves there (e.g. `{}` for a secret rotated since the backup); then reload the daemon",
+                "{head} This file is not {what}: if it is a copy of that vault, do not adopt it where it lies (a command that saves it with --allow-rollback here would make {}, the newer file, a rollback for every command, reload and restart; it is refused). To restore this copy as the vault, copy it to {} first (mode 0600, owned by the daemon's user), then give --allow-rollback to a command that saves there (e.g. `{}` for a secret rotated since the backup); then reload the daemon",
                 crate::text::shown(&live),
                 crate::text::shown(&live),
-                crate::text::shown(&live),
-                crate::advice::live_command("cred set NAME --allow-rollback")
+                crate::advice::command_at("cred set NAME --allow-rollback", &live)
             )
         }
         (None, None) => format!(
@@ -1019,12 +1026,13 @@ impl Vault {
                     &binding,
                     Some(header.generation),
                     marker.as_deref(),
+                    rolled_back.is_none().then_some(path),
                 )?;
             } else if bound.is_none() && rolled_back.is_none() {
                 // Another vault bound to the id between the read above and this write: refused
                 // as above. Any other failure leaves the record as it was.
                 if let Err(e @ VaultError::OtherVaultRecorded { .. }) =
-                    seen_store.raise(&header.vault_id, &binding, None, None)
+                    seen_store.raise(&header.vault_id, &binding, None, None, None)
                 {
                     return Err(e);
                 }
@@ -1229,12 +1237,14 @@ impl Vault {
                 &binding,
                 Some(header.generation),
                 Some(&marker),
+                Some(&self.path),
             ),
             None => seen.raise(
                 &header.vault_id,
                 &binding,
                 Some(header.generation),
                 Some(&marker),
+                Some(&self.path),
             ),
         };
         drop(held);

@@ -2786,6 +2786,126 @@ fn adopting_a_backup_copy_where_it_lies_is_refused_and_the_advice_says_copy_it_b
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
 }
 
+/// Twenty-seventh pass (found by its re-attacker of its fixes): the live vault at a custom
+/// path (not SCOPEVAULT_VAULT's nor the default path), no daemon answering: checking a backup
+/// copy with `--vault COPY` advised `cred set NAME --allow-rollback --vault COPY`, and
+/// following it adopted the copy where it lay. The file this machine's rollback record names
+/// for the vault (saved last at its newest generation) is the vault, whatever the command
+/// was given: the advice says to copy the backup there, and the adoption is refused.
+#[test]
+fn a_copy_of_a_vault_at_a_custom_path_is_not_adopted_where_it_lies_without_a_daemon() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::create_dir_all(e.path("backup")).unwrap();
+    let backup = e.path("backup/old.scopevault");
+    std::fs::copy(e.vault(), &backup).unwrap();
+    e.add_login("second", b"another-secret");
+    let (live, copy) = (e.vault_bytes(), std::fs::read(&backup).unwrap());
+    let (pf, b) = (e.pf(), backup.to_str().unwrap().to_owned());
+    let shown_live = e.vault().to_str().unwrap().to_owned();
+    // As the sudo commands give the vault: by --vault alone, SCOPEVAULT_VAULT unset.
+    let run = |args: &[&str], stdin: &[u8]| {
+        e.run_cmd(e.cmd().env_remove("SCOPEVAULT_VAULT").args(args), stdin)
+    };
+    let out = run(
+        &["cred", "list", "--vault", &b, "--passphrase-file", &pf],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!("copy it to {shown_live} first"))
+            && !err.contains(&format!("--allow-rollback --vault {b}")),
+        "{err}"
+    );
+    let set = [
+        "cred",
+        "set",
+        "shop-buyer",
+        "--secret",
+        "password",
+        "--allow-rollback",
+        "--vault",
+        &b,
+        "--passphrase-file",
+        &pf,
+    ];
+    let out = run(&set, b"rotated-since-Password!");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not adopted (--allow-rollback)")
+            && err.contains(&format!("copy it to {shown_live} first"))
+            && err.contains("Nothing was saved"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&backup).unwrap(), copy, "the copy");
+    assert_eq!(e.vault_bytes(), live, "the live vault");
+    let out = run(
+        &[
+            "cred",
+            "list",
+            "--vault",
+            &shown_live,
+            "--passphrase-file",
+            &pf,
+        ],
+        b"",
+    );
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
+/// Twenty-seventh pass (found by its re-attacker of its fixes): the same through
+/// `SCOPEVAULT_VAULT=COPY`, the variable's spelling of `--vault`, with no daemon: the copy was
+/// taken for the live vault (the file at SCOPEVAULT_VAULT), so the advice said to adopt it
+/// where it lay and the adoption was done. The rollback record names the live file.
+#[test]
+fn a_copy_given_by_scopevault_vault_is_not_adopted_where_it_lies_without_a_daemon() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::create_dir_all(e.path("backup")).unwrap();
+    let backup = e.path("backup/old.scopevault");
+    std::fs::copy(e.vault(), &backup).unwrap();
+    e.add_login("second", b"another-secret");
+    let (live, copy) = (e.vault_bytes(), std::fs::read(&backup).unwrap());
+    let (pf, b) = (e.pf(), backup.to_str().unwrap().to_owned());
+    let shown_live = e.vault().to_str().unwrap().to_owned();
+    let run = |args: &[&str], stdin: &[u8]| {
+        e.run_cmd(e.cmd().env("SCOPEVAULT_VAULT", &backup).args(args), stdin)
+    };
+    let out = run(&["cred", "list", "--passphrase-file", &pf], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!("copy it to {shown_live} first"))
+            && !err.contains(&format!("--allow-rollback --vault {b}")),
+        "{err}"
+    );
+    let out = run(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--allow-rollback",
+            "--passphrase-file",
+            &pf,
+        ],
+        b"rotated-since-Password!",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not adopted (--allow-rollback)") && err.contains("Nothing was saved"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&backup).unwrap(), copy, "the copy");
+    assert_eq!(e.vault_bytes(), live, "the live vault");
+    let out = e.run(&["cred", "list", "--passphrase-file", &pf], b"");
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
 /// Twenty-seventh pass (found by the attacker of multi-admin work and backups): with the
 /// vault a daemon serves given by `serve --vault` alone (no SCOPEVAULT_VAULT), a backup copy
 /// adopted where it lies made the served file a rollback; and a save to a copy said "the
