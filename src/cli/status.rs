@@ -56,7 +56,23 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     };
     match format {
         StatusFormat::Json => json_out(s),
-        StatusFormat::Prometheus => prometheus_out(&s, a.output.as_deref()),
+        StatusFormat::Prometheus => {
+            let output = match a.output.as_deref() {
+                Some(file) => {
+                    let vault = super::unlock::vault_path(g);
+                    let logs = [s.audit.log.clone(), crate::audit::default_audit_path()];
+                    let mut own = vec![vault];
+                    for log in logs {
+                        own.push(crate::audit::journal_path(&log));
+                        own.push(crate::audit::key_path(&log));
+                        own.push(log);
+                    }
+                    Some((file, own))
+                }
+                None => None,
+            };
+            prometheus_out(&s, output)
+        }
         StatusFormat::Text => text_out(g, s),
     }
 }
@@ -353,7 +369,10 @@ fn b2f(b: bool) -> f64 {
 
 /// The metrics (docs/fleet.md, "Metrics"). Exit 0 whenever they are printed: a daemon that
 /// does not answer is `scopevault_up 0`, so a textfile collector job keeps its file fresh.
-fn prometheus_out(s: &Gathered, output: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn prometheus_out(
+    s: &Gathered,
+    output: Option<(&std::path::Path, Vec<std::path::PathBuf>)>,
+) -> anyhow::Result<ExitCode> {
     let mut e = Exposition::new();
     let h = s.health.as_ref().ok();
     e.single(
@@ -570,7 +589,7 @@ fn prometheus_out(s: &Gathered, output: Option<&std::path::Path>) -> anyhow::Res
         );
     }
     match output {
-        Some(file) => write_metrics_file(file, e.finish().as_bytes())?,
+        Some((file, own)) => write_metrics_file(file, &own, e.finish().as_bytes())?,
         None => super::write_stdout(e.finish().as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
@@ -599,7 +618,17 @@ fn gap_line(gap: &crate::protocol::AcceptedGap, from: &str) -> String {
 /// the shell's output to a fixed `scopevault.prom.tmp` in a directory the docs gave no owner:
 /// another writer of that directory linked that name to the vault, and the job, run as the
 /// vault's owner, overwrote the vault with metrics (twenty-seventh pass).
-fn write_metrics_file(file: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+///
+/// `own`: scopevault's own files (the vault, the audit logs, their journals and keys), which
+/// FILE may not be (the same file, or the same path once resolved), nor may it lie in the
+/// state directory; a regular file already at FILE is replaced only if it starts as the
+/// metrics scopevault writes. `--output` naming the vault replaced it with metrics, exit 0
+/// (twenty-seventh pass, found by the re-attacker of this pass's fixes).
+fn write_metrics_file(
+    file: &std::path::Path,
+    own: &[std::path::PathBuf],
+    bytes: &[u8],
+) -> anyhow::Result<()> {
     let name = file.file_name().ok_or_else(|| super::Exit {
         code: super::EXIT_USAGE,
         message: format!(
@@ -612,9 +641,82 @@ fn write_metrics_file(file: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()
         _ => std::path::Path::new("."),
     };
     let out = crate::vault::SafeDir::open_output(dir)?;
+    if let Some(why) = not_a_metrics_file(&out, dir, name, own) {
+        return Err(anyhow::Error::new(super::Exit {
+            code: super::EXIT_USAGE,
+            message: format!(
+                "refusing to write the metrics to {}: {why}. Nothing was written; give --output a file of its own, e.g. /var/lib/node_exporter/textfile/scopevault/scopevault.prom",
+                crate::text::shown(file)
+            ),
+        }));
+    }
     out.replace_with_mode(name, ".scopevault-metrics-", bytes, 0o644)?;
     Ok(())
 }
+
+/// Why `name` in the output directory `out` (at `dir`) is not a file `status --output` may
+/// replace ([`write_metrics_file`]), or `None`.
+fn not_a_metrics_file(
+    out: &crate::vault::SafeDir,
+    dir: &std::path::Path,
+    name: &std::ffi::OsStr,
+    own: &[std::path::PathBuf],
+) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let canonical = |p: &std::path::Path| -> Option<std::path::PathBuf> {
+        if let Ok(c) = std::fs::canonicalize(p) {
+            return Some(c);
+        }
+        let parent = std::fs::canonicalize(crate::paths::dir_of(p)).ok()?;
+        Some(parent.join(p.file_name()?))
+    };
+    let target = std::fs::canonicalize(dir).ok().map(|d| d.join(name));
+    let state = std::fs::canonicalize(crate::paths::state_dir()).ok();
+    if let (Some(t), Some(state)) = (&target, &state) {
+        if t.starts_with(state) {
+            return Some(format!(
+                "it is in scopevault's state directory {}, which holds the rollback record and the audit anchors",
+                crate::text::shown(state)
+            ));
+        }
+    }
+    let here = out.lstat(name).ok();
+    for p in own {
+        let same_path = target.is_some() && canonical(p) == target;
+        let same_file = match (&here, std::fs::metadata(p)) {
+            (Some(st), Ok(m)) => st.st_dev == m.dev() && st.st_ino == m.ino(),
+            _ => false,
+        };
+        if same_path || same_file {
+            return Some(format!(
+                "it is {}, one of scopevault's own files (the vault, an audit log, its journal or key)",
+                crate::text::shown(p)
+            ));
+        }
+    }
+    let st = here?;
+    let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    match kind {
+        // A link there is replaced, never followed.
+        rustix::fs::FileType::Symlink => None,
+        rustix::fs::FileType::RegularFile => {
+            let head = out
+                .read(&name.to_string_lossy(), 64)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            (!head.starts_with(METRICS_START)).then(|| {
+                "a file is there that is not a metrics file scopevault wrote (its first line is not `# HELP scopevault_…`): move it away if it is not needed, or give another path".to_owned()
+            })
+        }
+        _ => Some(format!(
+            "it is a {kind:?}, not a metrics file: give the path of a regular file"
+        )),
+    }
+}
+
+/// How every metrics file `status --format prometheus` writes begins.
+const METRICS_START: &[u8] = b"# HELP scopevault_";
 
 fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     let Gathered {

@@ -222,6 +222,15 @@ impl SafeDir {
         Ok(file)
     }
 
+    /// `lstat` of `name` in this directory (a link is not followed).
+    pub fn lstat(&self, name: &std::ffi::OsStr) -> io::Result<rustix::fs::Stat> {
+        Ok(rustix::fs::statat(
+            &self.fd,
+            name,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?)
+    }
+
     /// Read `name` (never through a symbolic link), a regular file; `Ok(None)` if it does not
     /// exist. Judged before it is opened ([`crate::sys::open_regular_at`]): a FIFO in its
     /// place (the rollback record, an anchor) is refused at once, not waited on for ever by

@@ -4343,6 +4343,76 @@ fn the_documented_metrics_jobs_never_write_through_a_link_planted_in_the_textfil
     assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 2);
 }
 
+/// Twenty-seventh pass (found by the twenty-seventh pass's re-attacker of its fixes):
+/// `status --format prometheus --output` naming the vault replaced it with metrics, exit 0,
+/// and naming the audit log replaced the log. Refused, exit 2, nothing written, saying why:
+/// the vault, the audit log, a hard link to the vault, a path in the state directory, and a
+/// file that is not a metrics file scopevault wrote; a metrics file it wrote is replaced.
+#[test]
+fn status_output_refuses_the_vault_the_audit_log_the_state_directory_and_foreign_files() {
+    let e = Env::new();
+    e.init_with_cred();
+    let vault = e.vault();
+    let log = e.path("home/state/scopevault/audit.jsonl");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, b"").unwrap();
+    std::fs::create_dir_all(e.path("state")).unwrap();
+    let tf = e.path("textfile");
+    std::fs::create_dir(&tf).unwrap();
+    std::fs::hard_link(&vault, tf.join("linked.prom")).unwrap();
+    std::fs::write(tf.join("notes.txt"), b"keep me\n").unwrap();
+    let before = std::fs::read(&vault).unwrap();
+    let status = |file: &Path| {
+        e.run(
+            &[
+                "status",
+                "--format",
+                "prometheus",
+                "--socket",
+                "/nonexistent/sv.sock",
+                "--output",
+                file.to_str().unwrap(),
+            ],
+            b"",
+        )
+    };
+    let state_file = e.path("state/metrics.prom");
+    for (file, why) in [
+        (vault.clone(), "one of scopevault's own files"),
+        (log.clone(), "one of scopevault's own files"),
+        (tf.join("linked.prom"), "one of scopevault's own files"),
+        (state_file.clone(), "state directory"),
+        (tf.join("notes.txt"), "not a metrics file scopevault wrote"),
+    ] {
+        let out = status(&file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
+        assert!(
+            stderr.contains(why) && stderr.contains("Nothing was written"),
+            "{}: {stderr}",
+            file.display()
+        );
+    }
+    assert_eq!(std::fs::read(&vault).unwrap(), before);
+    assert_eq!(std::fs::read(&log).unwrap(), b"");
+    assert!(!state_file.exists());
+    assert_eq!(std::fs::read(tf.join("notes.txt")).unwrap(), b"keep me\n");
+    assert_eq!(std::fs::read_dir(&tf).unwrap().count(), 2);
+    e.ok(&["cred", "list", "--passphrase-file", &e.pf()], b"");
+    // A metrics file of its own is written, and replaced the next time.
+    for _ in 0..2 {
+        let out = status(&tf.join("scopevault.prom"));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(tf.join("scopevault.prom")).unwrap();
+        assert!(text.starts_with("# HELP scopevault_"), "{text}");
+    }
+}
+
 /// Eighteenth pass (found by the last review): an error keeps its own line breaks, and
 /// serde quotes an unknown member's name as it is, so an edited manifest (no signature is
 /// needed to inspect, and the format check reads the manifest) with a member named
