@@ -146,6 +146,10 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
         let remembered = state.published.get(l).copied().unwrap_or(0);
         let last = match out_generation(&out_dir, &a.out, l)? {
             Some(found) if found > remembered => {
+                // Trusted only once its signature verifies with this publish's own key and
+                // it is this location's: an edited manifest (2^64 - 3) made every later
+                // publish of the location fail (twenty-seventh pass).
+                check_out_bundle(&out_dir, &a.out, l, found, remembered, key.as_ref())?;
                 errln!(
                     "warning: {} carries generation {found}, but the master vault remembers generation {remembered} as the last it published for `{l}` (a master vault restored from a backup, or bundles published from another copy): publishing above it, so that no generation is published twice",
                     shown(&a.out.join(format!("{l}.svbundle"))),
@@ -225,9 +229,71 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// The bundle of `location` in the output directory, whose generation `found` is above the
+/// `remembered` one this publish would otherwise start from: trusted only if it is a bundle
+/// of `location` whose signature (`NAME.svbundle.sig`) verifies with the public key of `key`,
+/// the key this publish signs with. A manifest edited to generation 2^64 - 3 (its signature
+/// broken) drove the location to the last generation, saved, and every later publish failed;
+/// a bundle of another location under the name was taken too (twenty-seventh pass, found by
+/// the re-attacker of this pass's fixes). Refused before anything is saved.
+fn check_out_bundle(
+    dir: &vault::SafeDir,
+    out: &Path,
+    location: &str,
+    found: u64,
+    remembered: u64,
+    key: Option<&ssh_key::PrivateKey>,
+) -> anyhow::Result<()> {
+    let name = format!("{location}.svbundle");
+    let file = out.join(&name);
+    let why = (|| -> Result<(), String> {
+        let bytes = dir
+            .read(&name, bundle::MAX_FILE)
+            .map_err(|e| e.to_string())?
+            .ok_or("it is gone")?;
+        let b = Bundle::parse(&bytes).map_err(|e| e.to_string())?;
+        if b.manifest.location != location {
+            return Err(format!(
+                "it is a bundle of location `{}`, not `{location}`",
+                escape_for_terminal(&b.manifest.location)
+            ));
+        }
+        let key = key.ok_or(
+            "without --sign-key its signature cannot be checked: publish with --sign-key, the key that signed it",
+        )?;
+        let public = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| format!("cannot encode the signing key's public key: {e}"))?;
+        let allowed = AllowedSigners::parse(
+            &format!("publisher namespaces=\"{}\" {public}\n", sig::NAMESPACE),
+            "--sign-key",
+        )
+        .map_err(|e| e.to_string())?;
+        let sig_pem = dir
+            .read(&format!("{name}.sig"), sig::MAX_SIG_BYTES as u64)
+            .map_err(|e| format!("its signature cannot be read: {e}"))?
+            .ok_or("it has no signature beside it")?;
+        sig::verify(&sig_pem, &bytes, &allowed, time::OffsetDateTime::now_utc())
+            .map(|_| ())
+            .map_err(|e| {
+                format!("its signature does not verify with the --sign-key's public key: {e}")
+            })
+    })();
+    if let Err(why) = why {
+        bail!(
+            "{} says generation {found}, above the {remembered} the master vault remembers for `{location}`, but it is not trusted: {}. Nothing was published or saved. If you did not publish that file with this signing key, move it (and its .sig) out of {} and publish again; if you did, publish with the --sign-key that signed it",
+            shown(&file),
+            escape_for_terminal(&why),
+            shown(out)
+        );
+    }
+    Ok(())
+}
+
 /// The generation of the bundle of `location` already in the output directory, if one is
-/// there: read from its framing and manifest alone (its signature is not checked: the
-/// directory is the caller's own, checked by [`vault::SafeDir::open_output`]). A file there
+/// there: read from its framing and manifest alone; one above the generation the master
+/// vault remembers is trusted only once [`check_out_bundle`] verified it. A file there
 /// whose generation cannot be read is refused, before anything is saved: `publish` would
 /// replace it without knowing which generations a checkpoint may have applied from it.
 fn out_generation(dir: &vault::SafeDir, out: &Path, location: &str) -> anyhow::Result<Option<u64>> {

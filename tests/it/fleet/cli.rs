@@ -4413,6 +4413,72 @@ fn status_output_refuses_the_vault_the_audit_log_the_state_directory_and_foreign
     }
 }
 
+/// Twenty-seventh pass (found by the twenty-seventh pass's re-attacker of its fixes):
+/// `publish` took the generation of the bundle already in --out from its manifest alone, so a
+/// manifest edited to 2^64 - 3 (its signature broken) made it publish 2^64 - 2 and save it,
+/// and every later publish of the location failed; a bundle of another location under the
+/// name was taken too. A bundle above what the master vault remembers is now trusted only if
+/// it is the location's and its signature verifies with the --sign-key: else refused, exit 2,
+/// nothing saved, and the location publishes on once the file is put back.
+#[test]
+fn publish_trusts_a_higher_generation_in_out_only_from_a_verified_bundle_of_that_location() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    f.publish(&["--location", "fra"]);
+    assert!(f
+        .publish(&["--location", "fra"])
+        .contains("fra.svbundle: generation 3,"));
+    let ams = f.bundle("ams");
+    let ams_sig = PathBuf::from(format!("{}.sig", ams.display()));
+    let (good, good_sig) = (
+        std::fs::read(&ams).unwrap(),
+        std::fs::read(&ams_sig).unwrap(),
+    );
+    let ml = u32::from_be_bytes(good[10..14].try_into().unwrap()) as usize;
+    let mut m = manifest(&good);
+    m["generation"] = serde_json::json!(18446744073709551613u64);
+    let mj = serde_json::to_vec(&m).unwrap();
+    let mut edited = b"SVBUNDLE\x00\x01".to_vec();
+    edited.extend_from_slice(&(mj.len() as u32).to_be_bytes());
+    edited.extend_from_slice(&mj);
+    edited.extend_from_slice(&good[14 + ml..]);
+    let fra = f.bundle("fra");
+    let fra_sig = std::fs::read(format!("{}.sig", fra.display())).unwrap();
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let before = f.master.vault_bytes();
+    for (bytes, sig, why) in [
+        (
+            edited,
+            good_sig.clone(),
+            "does not verify with the --sign-key",
+        ),
+        (
+            std::fs::read(&fra).unwrap(),
+            fra_sig,
+            "a bundle of location `fra`, not `ams`",
+        ),
+    ] {
+        std::fs::write(&ams, &bytes).unwrap();
+        std::fs::write(&ams_sig, &sig).unwrap();
+        let err = f.master.fails(&args, b"", 2);
+        assert!(
+            err.contains("is not trusted") && err.contains(why) && err.contains("move it"),
+            "{err}"
+        );
+        assert_eq!(f.master.vault_bytes(), before, "{err}");
+        assert_eq!(std::fs::read(&ams).unwrap(), bytes, "{err}");
+    }
+    std::fs::write(&ams, &good).unwrap();
+    std::fs::write(&ams_sig, &good_sig).unwrap();
+    assert!(f
+        .publish(&["--location", "ams"])
+        .contains("ams.svbundle: generation 2,"));
+}
+
 /// Eighteenth pass (found by the last review): an error keeps its own line breaks, and
 /// serde quotes an unknown member's name as it is, so an edited manifest (no signature is
 /// needed to inspect, and the format check reads the manifest) with a member named
