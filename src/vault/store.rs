@@ -178,13 +178,26 @@ impl SafeDir {
             ));
         }
         if st.st_mode & 0o022 != 0 {
+            // `chmod` is advised only for a directory of the caller's that is not sticky: a
+            // sticky one (`/tmp`) or another's is shared by design, and `chmod go-w /tmp`, as
+            // advised to root, breaks the host (twenty-seventh pass, found by the re-attacker
+            // of this pass's fixes).
+            let advice = if st.st_mode & 0o1000 != 0 {
+                "It is shared by design (the sticky bit, as /tmp): do not change its mode; use a directory of your own (`mkdir -m 755 DIR`) instead".to_owned()
+            } else if st.st_uid != me {
+                format!(
+                    "It is not yours (owned by uid {}): use a directory of your own (`mkdir -m 755 DIR`) instead",
+                    st.st_uid
+                )
+            } else {
+                format!("Run `chmod go-w {}`", dir.display())
+            };
             return Err(unsafe_dir(
                 dir,
                 &format!(
-                    "it is writable by {} (mode {:o}): another user could plant files or links in it. Run `chmod go-w {}`",
+                    "it is writable by {} (mode {:o}): another user could plant files or links in it. {advice}",
                     if st.st_mode & 0o002 != 0 { "others" } else { "its group" },
                     st.st_mode & 0o7777,
-                    dir.display()
                 ),
             ));
         }

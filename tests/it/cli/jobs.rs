@@ -1085,7 +1085,8 @@ fn man_dir_never_writes_through_a_planted_link_or_into_another_users_page() {
         .unwrap()
         .contains(".TH scopevault-lint 1"));
 
-    // Their link in a directory anyone may write (sticky, as /tmp): refused, nothing written.
+    // Their link in a directory anyone may write (sticky, as /tmp): refused, nothing written,
+    // advising a directory of one's own, never `chmod go-w` of a directory shared by design.
     let shared = e.path("shared");
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -1096,7 +1097,9 @@ fn man_dir_never_writes_through_a_planted_link_or_into_another_users_page() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("writable by others") && err.contains("chmod go-w"),
+        err.contains("writable by others")
+            && err.contains("use a directory of your own")
+            && !err.contains("chmod"),
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "a vault\n");

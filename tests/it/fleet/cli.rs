@@ -4479,6 +4479,49 @@ fn publish_trusts_a_higher_generation_in_out_only_from_a_verified_bundle_of_that
         .contains("ams.svbundle: generation 2,"));
 }
 
+/// Twenty-seventh pass (found by the twenty-seventh pass's re-attacker of its fixes): an
+/// output directory writable by others was refused advising `chmod go-w DIR` whatever it was,
+/// `chmod go-w /tmp` for `status --output /tmp/s.prom` (as root: a broken host). A sticky
+/// directory is shared by design: the advice is a directory of one's own, never chmod; a
+/// directory of the caller's that is not sticky still gets the chmod advice.
+#[test]
+fn an_output_directory_shared_by_design_is_refused_without_chmod_advice() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let status = |dir: &Path| {
+        e.run(
+            &[
+                "status",
+                "--format",
+                "prometheus",
+                "--socket",
+                "/nonexistent/sv.sock",
+                "--output",
+                dir.join("s.prom").to_str().unwrap(),
+            ],
+            b"",
+        )
+    };
+    let sticky = e.path("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let out = status(&sticky);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("writable by others (mode 1777)")
+            && stderr.contains("use a directory of your own")
+            && !stderr.contains("chmod"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&sticky).unwrap().count(), 0);
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = status(&sticky);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Run `chmod go-w"), "{stderr}");
+}
+
 /// Eighteenth pass (found by the last review): an error keeps its own line breaks, and
 /// serde quotes an unknown member's name as it is, so an edited manifest (no signature is
 /// needed to inspect, and the format check reads the manifest) with a member named
