@@ -1265,6 +1265,24 @@ pub fn unblock_signals(signals: &[i32]) {
     }
 }
 
+/// Block `signals` in this thread (only): the prompt holds SIGINT while rpassword reads, since
+/// rpassword raises SIGINT at itself on a Ctrl-C and only then puts back the (echo-off)
+/// terminal state it found; delivered there, the signal thread's restore raced that and lost
+/// (echo left off as the process died, 2 runs in 40). Held, it is delivered when
+/// [`unblock_signals`] is called after rpassword returned.
+pub fn block_signals(signals: &[i32]) {
+    // SAFETY: as in `unblock_signals`.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// What to do about a write refused by the file-size limit (`EFBIG`, with SIGXFSZ ignored:
 /// [`start_process`]): the limit is the cause, not the file, the disk or the permissions.
 pub const FILE_SIZE_LIMIT_ADVICE: &str = "the file would pass this process's file-size limit (RLIMIT_FSIZE: `ulimit -f`, systemd's LimitFSIZE=): raise or remove the limit";
@@ -1354,14 +1372,18 @@ pub struct EchoOff {
 static PROMPT_TERMINAL: std::sync::Mutex<Option<(std::fs::File, rustix::termios::Termios)>> =
     std::sync::Mutex::new(None);
 
-/// Put back the settings of the terminal of a prompt under way, if one is.
-fn restore_prompt_terminal() {
+/// Put back the settings of the terminal of a prompt under way, if one is, and hold the prompt
+/// lock: while the guard lives no prompt can turn echo off ([`EchoOff::new`] takes the lock
+/// around it).
+fn restore_prompt_terminal(
+) -> std::sync::MutexGuard<'static, Option<(std::fs::File, rustix::termios::Termios)>> {
     let guard = PROMPT_TERMINAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((tty, saved)) = guard.as_ref() {
         let _ = rustix::termios::tcsetattr(tty, rustix::termios::OptionalActions::Now, saved);
     }
+    guard
 }
 
 /// Start, once per process, a thread that receives SIGINT, SIGTERM and SIGHUP (signal-hook's
@@ -1392,7 +1414,9 @@ fn watch_prompt_signals() -> io::Result<()> {
             .name("prompt-signals".into())
             .spawn(move || {
                 for sig in signals.forever() {
-                    restore_prompt_terminal();
+                    // The lock held until the process dies of the signal: no prompt of ours
+                    // turns echo off between the restore and the death.
+                    let _held = restore_prompt_terminal();
                     let _ = signal_hook::low_level::emulate_default_handler(sig);
                 }
             })
@@ -1425,15 +1449,25 @@ impl EchoOff {
             .open("/dev/tty")?;
         let saved = tcgetattr(&tty)?;
         watch_prompt_signals()?;
-        // Known to the signal thread before echo goes off.
-        *PROMPT_TERMINAL
+        // Known to the signal thread before echo goes off, and echo turned off under the lock
+        // the signal thread holds from its restore to the process's death.
+        let mut guard = PROMPT_TERMINAL
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((tty.try_clone()?, saved.clone()));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = Some((tty.try_clone()?, saved.clone()));
         let mut quiet = saved.clone();
-        quiet.local_modes &= !(LocalModes::ECHO | LocalModes::ECHONL);
+        // ISIG off too, as the prompt reader's raw mode has it: a Ctrl-C typed before that
+        // reader has set its mode is then a character it reads (an interrupted prompt, see
+        // [`EchoOff::interrupted`]), not a SIGINT whose restore the reader's own setting then
+        // undid, echo off as the process died (a Ctrl-C given SIGINT blocked, 2 runs in 40;
+        // twenty-seventh pass).
+        quiet.local_modes &= !(LocalModes::ECHO | LocalModes::ECHONL | LocalModes::ISIG);
         let echo_off = EchoOff { tty, saved };
-        tcsetattr(&echo_off.tty, OptionalActions::Now, &quiet)?;
+        if let Err(e) = tcsetattr(&echo_off.tty, OptionalActions::Now, &quiet) {
+            drop(guard);
+            return Err(e.into());
+        }
+        drop(guard);
         Ok(echo_off)
     }
 }

@@ -537,7 +537,13 @@ pub(crate) fn prompt(label: &str) -> anyhow::Result<SecretString> {
     // Echo off before the prompt is shown, not after (see `EchoOff`): restored on drop, after
     // rpassword has restored the (echo-off) state it found.
     let quiet = crate::sys::EchoOff::new().context("cannot read from the terminal")?;
-    let s = match rpassword::prompt_password(label) {
+    // SIGINT held in this thread while rpassword reads (it raises SIGINT at itself on a Ctrl-C
+    // before it restores what it found; see `sys::block_signals`), so the signal thread puts
+    // the terminal back only after rpassword has finished with it.
+    crate::sys::block_signals(&[signal_hook::consts::SIGINT]);
+    let read = rpassword::prompt_password(label);
+    crate::sys::unblock_signals(&[signal_hook::consts::SIGINT]);
+    let s = match read {
         Ok(s) => Zeroizing::new(s),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
             // Ctrl-C: the terminal put back and the process dies of SIGINT (unless ignored).
