@@ -48,19 +48,6 @@ pub fn live_vault() -> PathBuf {
     }
 }
 
-/// Whether `a` and `b` name one file: the same path, or the same inode once links are
-/// followed.
-pub fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    if a == b {
-        return true;
-    }
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
-}
-
 /// The live vault ([`live_vault`]) when the vault path this process was given
 /// ([`note_vault_given`]) is another file and the file at the live path is the same vault
 /// (its header's id, not authenticated: this only chooses advice): the file given is a copy
@@ -95,7 +82,7 @@ pub fn given_is_not_live() -> Option<(PathBuf, String)> {
 /// `file` is then a copy of the live vault, whatever path the command was given.
 pub fn recorded_elsewhere(file: &Path, id: &str) -> Option<PathBuf> {
     let at = crate::vault::recorded_path(id)?;
-    if same_file(file, &at) {
+    if crate::paths::same_file(file, &at) {
         return None;
     }
     (crate::vault::file_vault_id(&at).ok().flatten().as_deref() == Some(id)).then_some(at)
@@ -111,7 +98,7 @@ pub fn recorded_what(at: &Path) -> String {
 
 /// Whether `file` is another file than `live` holding the same vault (header ids).
 pub fn copy_of(file: &Path, live: &Path) -> bool {
-    if same_file(file, live) {
+    if crate::paths::same_file(file, live) {
         return false;
     }
     let id = |p: &Path| crate::vault::file_vault_id(p).ok().flatten();

@@ -277,3 +277,148 @@ pub fn lstat_components(dir: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>,
     }
     Ok(out)
 }
+
+/// Whether `a` and `b` name one file, every link on them followed: the same path (also of a
+/// file that does not exist yet), the same directory entry once the directories are resolved,
+/// the same canonical path, or the same device and inode. The one test of "is this the same
+/// file" that `lint --output`, `status --output` ([`replaces`]) and the advice about backup
+/// copies ([`crate::advice`]) share: each took a different subset of these before
+/// (the twenty-eighth pass's review).
+///
+/// A symbolic link that leads nowhere is not the missing file it names: nothing is at that
+/// path to overwrite or to mistake for the vault.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    FileNames::of(a, true).meet(&FileNames::of(b, true))
+}
+
+/// Whether replacing the directory entry `entry` (a file renamed over it: a symbolic link
+/// there is replaced, never followed) replaces what `b` names: the file `b` leads to (links
+/// followed, as in [`same_file`]), or `b` itself when `b` is a link at that entry.
+/// `status --output` naming the vault by the link the vault is given as (`--vault LINK`)
+/// replaced that link with metrics: `b`'s links were followed and `entry`'s were not, so the
+/// two never met (twenty-eighth pass's review).
+pub fn replaces(entry: &Path, b: &Path) -> bool {
+    FileNames::of(entry, false).meet(&FileNames::of(b, true))
+}
+
+/// The names one path gives a file, for [`same_file`] and [`replaces`].
+struct FileNames {
+    /// The path made absolute (`..` and links kept), its directory resolved with its last
+    /// component kept, and (`follow`) its canonical path.
+    paths: Vec<PathBuf>,
+    /// (device, inode) of the entry (`lstat`) and (`follow`) of what it leads to.
+    inodes: Vec<(u64, u64)>,
+}
+
+impl FileNames {
+    fn of(p: &Path, follow: bool) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let mut paths = Vec::new();
+        let mut inodes = Vec::new();
+        if let Ok(abs) = std::path::absolute(p) {
+            paths.push(abs);
+        }
+        if let (Some(name), Ok(dir)) = (p.file_name(), std::fs::canonicalize(dir_of(p))) {
+            paths.push(dir.join(name));
+        }
+        if let Ok(m) = std::fs::symlink_metadata(p) {
+            inodes.push((m.dev(), m.ino()));
+        }
+        if follow {
+            if let Ok(c) = std::fs::canonicalize(p) {
+                paths.push(c);
+            }
+            if let Ok(m) = std::fs::metadata(p) {
+                inodes.push((m.dev(), m.ino()));
+            }
+        }
+        FileNames { paths, inodes }
+    }
+
+    fn meet(&self, other: &FileNames) -> bool {
+        self.paths.iter().any(|p| other.paths.contains(p))
+            || self.inodes.iter().any(|i| other.inodes.contains(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{replaces, same_file};
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn one_path_is_the_same_file_whether_or_not_it_exists() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("missing");
+        assert!(same_file(&missing, &missing));
+        assert!(replaces(&missing, &missing));
+        let gone = d.path().join("no-dir/missing");
+        assert!(same_file(&gone, &gone));
+        std::fs::write(d.path().join("f"), b"x").unwrap();
+        assert!(same_file(&d.path().join("f"), &d.path().join("f")));
+    }
+
+    #[test]
+    fn two_spellings_of_a_missing_file_through_a_linked_directory_are_the_same_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        symlink(d.path().join("real"), d.path().join("via")).unwrap();
+        let a = d.path().join("real/out");
+        let b = d.path().join("via/./out");
+        assert!(same_file(&a, &b));
+        assert!(replaces(&b, &a));
+        assert!(!same_file(&a, &d.path().join("real/other")));
+    }
+
+    #[test]
+    fn a_hard_link_is_the_same_file_and_another_file_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let (f, h, g) = (d.path().join("f"), d.path().join("h"), d.path().join("g"));
+        std::fs::write(&f, b"x").unwrap();
+        std::fs::write(&g, b"x").unwrap();
+        std::fs::hard_link(&f, &h).unwrap();
+        assert!(same_file(&f, &h));
+        assert!(replaces(&h, &f));
+        assert!(!same_file(&f, &g));
+        assert!(!replaces(&g, &f));
+    }
+
+    #[test]
+    fn a_link_is_the_file_it_leads_to_but_replacing_it_replaces_only_the_link() {
+        let d = tempfile::tempdir().unwrap();
+        let (f, l) = (d.path().join("f"), d.path().join("l"));
+        std::fs::write(&f, b"x").unwrap();
+        symlink(&f, &l).unwrap();
+        assert!(same_file(&l, &f));
+        assert!(same_file(&f, &l));
+        // Renaming over `l` replaces the link, not `f`...
+        assert!(!replaces(&l, &f));
+        // ...but it is what `l` names when the file is named by the link.
+        assert!(replaces(&l, &l));
+        // The link's own directory entry, spelled another way.
+        assert!(replaces(&d.path().join("./l"), &l));
+        // Renaming over the file a link leads to replaces what the link names.
+        assert!(replaces(&f, &l));
+    }
+
+    #[test]
+    fn a_link_that_leads_nowhere_is_not_the_missing_file_it_names() {
+        let d = tempfile::tempdir().unwrap();
+        let (m, l) = (d.path().join("missing"), d.path().join("l"));
+        symlink(&m, &l).unwrap();
+        assert!(!same_file(&l, &m));
+        assert!(!replaces(&l, &m));
+        assert!(same_file(&l, &l));
+    }
+
+    #[test]
+    fn a_relative_path_is_the_same_file_as_its_absolute_one() {
+        let here = std::env::current_dir().unwrap();
+        let rel = std::path::Path::new("Cargo.toml");
+        assert!(same_file(rel, &here.join("Cargo.toml")));
+        assert!(same_file(
+            std::path::Path::new("no-such-dir-here/x"),
+            &here.join("no-such-dir-here/x")
+        ));
+    }
+}

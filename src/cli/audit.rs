@@ -68,9 +68,9 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     // Each file on its own first: a broken one is named with its line.
     let mut earlier = Vec::new();
     // `audit.jsonl.*` names the log's own key and journal too: they are not segments.
-    let own = [audit::key_path(path), audit::journal_path(path)].map(|p| same_file_key(&p));
+    let own = [audit::key_path(path), audit::journal_path(path)];
     for p in rotated {
-        if own.contains(&same_file_key(p)) {
+        if own.iter().any(|o| crate::paths::same_file(o, p)) {
             errln!(
                 "{}: skipped: the log's own key or journal, not a segment",
                 shown(p)
@@ -261,15 +261,6 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What tells two names of one file apart from two files: (device, inode), or the absolute
-/// path of a file that cannot be inspected.
-fn same_file_key(p: &Path) -> Result<(u64, u64), PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(p)
-        .map(|m| (m.dev(), m.ino()))
-        .map_err(|_| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()))
 }
 
 /// Print why a file fails verification, if it does.

@@ -140,7 +140,7 @@ pub(crate) fn report_pickup(
     if let Ok(h) = &health {
         let served = h.vault_path.as_deref().map(std::path::Path::new);
         let other = match served {
-            Some(p) => (!crate::advice::same_file(&file, p)).then(|| p.to_owned()),
+            Some(p) => (!crate::paths::same_file(&file, p)).then(|| p.to_owned()),
             None => {
                 let live = crate::advice::live_vault();
                 crate::advice::copy_of(&file, &live).then_some(live)

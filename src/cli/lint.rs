@@ -41,7 +41,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &LintArgs) -> anyhow::Result<ExitCode> {
 /// Exit 2 when `--output` names a file lint reads: the policy file, an `--audit` log, the
 /// vault, `--passphrase-file`, `--identity-file`, what `--passphrase-fd` refers to, or a file
 /// in scopevault's state directory (the rollback record, the audit anchors): the same file
-/// (device and inode) when both exist, else the same canonical path. The unlock files count
+/// as [`crate::paths::same_file`] judges it (the same path, directory entry, canonical path,
+/// or device and inode). The unlock files count
 /// whether or not `--with-vault` is given: they are named on the command line as inputs.
 /// The stale-report removal took the vault itself before lint failed with "no vault"
 /// (twenty-second pass).
@@ -70,7 +71,7 @@ fn refuse_an_input_as_output(out: &Path, g: &GlobalArgs, a: &LintArgs) -> anyhow
         ));
     }
     for (input, what) in &inputs {
-        if same_file(out, input) {
+        if crate::paths::same_file(out, input) {
             return Err(usage(format!(
                 "--output {}: that is {what} ({}); the report would overwrite it. Write the report to another file",
                 shown(out),
@@ -185,24 +186,6 @@ fn create_report(out: &Path) -> std::io::Result<std::fs::File> {
         .truncate(true)
         .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32)
         .open(out)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
-        return x.dev() == y.dev() && x.ino() == y.ino();
-    }
-    // A path that does not exist yet: its directory resolved, then its name.
-    let canonical = |p: &Path| -> Option<PathBuf> {
-        std::fs::canonicalize(p).ok().or_else(|| {
-            let dir = match p.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            Some(std::fs::canonicalize(dir).ok()?.join(p.file_name()?))
-        })
-    };
-    matches!((canonical(a), canonical(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Remove the regular file at `out`, if there is one. Anything else (a symlink, a FIFO,

@@ -662,14 +662,6 @@ fn not_a_metrics_file(
     name: &std::ffi::OsStr,
     own: &[std::path::PathBuf],
 ) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let canonical = |p: &std::path::Path| -> Option<std::path::PathBuf> {
-        if let Ok(c) = std::fs::canonicalize(p) {
-            return Some(c);
-        }
-        let parent = std::fs::canonicalize(crate::paths::dir_of(p)).ok()?;
-        Some(parent.join(p.file_name()?))
-    };
     let target = std::fs::canonicalize(dir).ok().map(|d| d.join(name));
     let state = std::fs::canonicalize(crate::paths::state_dir()).ok();
     if let (Some(t), Some(state)) = (&target, &state) {
@@ -680,21 +672,16 @@ fn not_a_metrics_file(
             ));
         }
     }
-    let here = out.lstat(name).ok();
+    let entry = dir.join(name);
     for p in own {
-        let same_path = target.is_some() && canonical(p) == target;
-        let same_file = match (&here, std::fs::metadata(p)) {
-            (Some(st), Ok(m)) => st.st_dev == m.dev() && st.st_ino == m.ino(),
-            _ => false,
-        };
-        if same_path || same_file {
+        if crate::paths::replaces(&entry, p) {
             return Some(format!(
                 "it is {}, one of scopevault's own files (the vault, an audit log, its journal or key)",
                 crate::text::shown(p)
             ));
         }
     }
-    let st = here?;
+    let st = out.lstat(name).ok()?;
     let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
     match kind {
         // A link there is replaced, never followed.

@@ -311,7 +311,7 @@ fn refuse_adopting_a_copy(g: &GlobalArgs, id: &str) -> anyhow::Result<()> {
     let file = vault_path(g);
     let socket = super::client_cmds::socket_path(g);
     let (target, what) = match served_file(&socket, id) {
-        Some(p) if crate::advice::same_file(&file, &p) => return Ok(()),
+        Some(p) if crate::paths::same_file(&file, &p) => return Ok(()),
         Some(p) => {
             let what = format!(
                 "the vault file the daemon at {} serves, {}",

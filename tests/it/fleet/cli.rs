@@ -4413,6 +4413,59 @@ fn status_output_refuses_the_vault_the_audit_log_the_state_directory_and_foreign
     }
 }
 
+/// Twenty-eighth pass (the twenty-seventh pass's review): the vault given by a link
+/// (`--vault LINK`, as vault-format.md allows) and `--output LINK` replaced that link with the
+/// metrics, exit 0: the vault's links were followed and the output's were not, so the two
+/// never met, and every later command with `--vault LINK` read a metrics file. Refused, exit 2,
+/// the link and the vault intact; a link at the output that leads to the vault is still
+/// replaced, never followed.
+#[test]
+fn status_output_refuses_the_link_the_vault_is_given_as() {
+    let e = Env::new();
+    e.init_with_cred();
+    let vault = e.vault();
+    let link = e.path("vault-link.scopevault");
+    std::os::unix::fs::symlink(&vault, &link).unwrap();
+    let before = std::fs::read(&vault).unwrap();
+    let status = |file: &Path| {
+        e.run(
+            &[
+                "status",
+                "--format",
+                "prometheus",
+                "--socket",
+                "/nonexistent/sv.sock",
+                "--vault",
+                link.to_str().unwrap(),
+                "--output",
+                file.to_str().unwrap(),
+            ],
+            b"",
+        )
+    };
+    let out = status(&link);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("one of scopevault's own files") && stderr.contains("Nothing was written"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), vault);
+    assert_eq!(std::fs::read(&vault).unwrap(), before);
+    // Another link to the vault at the output is replaced, not followed.
+    let other = e.path("other.prom");
+    std::os::unix::fs::symlink(&vault, &other).unwrap();
+    let out = status(&other);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::symlink_metadata(&other).unwrap().is_file());
+    assert_eq!(std::fs::read(&vault).unwrap(), before);
+}
+
 /// Twenty-seventh pass (found by the twenty-seventh pass's re-attacker of its fixes):
 /// `publish` took the generation of the bundle already in --out from its manifest alone, so a
 /// manifest edited to 2^64 - 3 (its signature broken) made it publish 2^64 - 2 and save it,

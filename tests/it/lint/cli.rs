@@ -1699,6 +1699,28 @@ fn output_naming_the_policy_or_an_audit_log_is_refused_and_leaves_it_alone() {
     );
 }
 
+/// Twenty-eighth pass (the twenty-seventh pass's review): `--output` spelled as the policy
+/// file, both in a directory that does not exist, was not taken for the policy file (neither
+/// path could be resolved, so the two never met) and lint went on to fail reading the policy.
+/// The one same-file test lint now shares with `status --output` takes one path for one file
+/// whether or not it exists: refused as the policy file, exit 2, nothing made.
+#[test]
+fn output_spelled_as_a_policy_file_in_a_missing_directory_is_refused_as_the_policy_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = scopevault(
+        d,
+        &["lint", "gone/policy.toml", "--output", "gone/policy.toml"],
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("--output gone/policy.toml: that is the policy file"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
+}
+
 /// `--output` naming the vault or the passphrase file of `--with-vault` deleted it (twenty-
 /// second pass, found by an attacker as a CI maintainer): only the policy and the `--audit`
 /// logs were protected, and the stale-report removal took the vault before lint failed with
