@@ -255,22 +255,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
         if pending {
             // The file holding the anchored record is the one before it: not continued.
             if begun {
-                matches.push((
-                    crate::text::shown(&path),
-                    match broken {
-                        Some(b) => Err(refused_broken(
-                            a,
-                            &path,
-                            &format!("line {}: {}", b.line, b.why),
-                        )),
-                        None => Ok(Predecessor {
-                            path,
-                            last_seq: report.last_seq,
-                            head: report.head,
-                            torn,
-                        }),
-                    },
-                ));
+                matches.push(judged(a, path, report));
             }
             continue;
         }
@@ -320,22 +305,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
         if !of_anchor && broken.is_none() {
             continue;
         }
-        matches.push((
-            crate::text::shown(&path),
-            match broken {
-                Some(b) => Err(refused_broken(
-                    a,
-                    &path,
-                    &format!("line {}: {}", b.line, b.why),
-                )),
-                None => Ok(Predecessor {
-                    path,
-                    last_seq: report.last_seq,
-                    head: report.head,
-                    torn,
-                }),
-            },
-        ));
+        matches.push(judged(a, path, report));
     }
     match matches.len() {
         0 => {}
@@ -546,6 +516,32 @@ pub fn moved_log_under(path: &Path, a: &Anchor) -> MovedLog {
         (_, Some(why)) => MovedLog::Refused(why),
         (_, None) => MovedLog::NotMoved,
     }
+}
+
+/// The file at `path`, verified as `report` says, as a candidate for the file the anchored
+/// chain continues in (its name as shown): refused when its chain breaks before an incomplete
+/// final line (a write a crash cut is no break), else the predecessor it would be.
+fn judged(
+    a: &Anchor,
+    path: PathBuf,
+    report: VerifyReport,
+) -> (String, Result<Predecessor, String>) {
+    let torn = report.torn;
+    let shown = crate::text::shown(&path);
+    let judged = match report.first_bad.as_ref().filter(|_| torn.is_none()) {
+        Some(b) => Err(refused_broken(
+            a,
+            &path,
+            &format!("line {}: {}", b.line, b.why),
+        )),
+        None => Ok(Predecessor {
+            path,
+            last_seq: report.last_seq,
+            head: report.head,
+            torn,
+        }),
+    };
+    (shown, judged)
 }
 
 /// The refusal of the one file beside the log that holds the anchored record but does not
