@@ -672,16 +672,7 @@ impl Policy {
     /// (with a "did you mean"), bad durations or dates, scopes that break the grammar, and
     /// cycles in the catalog's `implies`.
     pub fn parse(source: &str, path: &str) -> Result<Policy, PolicyError> {
-        let policy = parse::parse(source, path, parse::Names::New)?;
-        if let Some(p) = policy.problems.first() {
-            return Err(PolicyError::invalid(
-                path,
-                source,
-                p.span.clone(),
-                format!("{}; {}", p.message, p.help),
-            ));
-        }
-        Ok(policy)
+        Self::parse_valid(source, path, parse::Names::New)
     }
 
     /// [`Policy::parse`] for the policy a vault stores: its names are held to the rule they
@@ -689,7 +680,13 @@ impl Policy {
     /// saved before the twenty-second pass still opens. New policy text (`lint`, `policy
     /// apply`, `publish`, a bundle's policy) goes through [`Policy::parse`].
     pub fn parse_stored(source: &str, path: &str) -> Result<Policy, PolicyError> {
-        let policy = parse::parse(source, path, parse::Names::Stored)?;
+        Self::parse_valid(source, path, parse::Names::Stored)
+    }
+
+    /// [`Policy::parse`] and [`Policy::parse_stored`]: the text parsed with names held to
+    /// `names`, its first problem (an invalid scope, an `implies` cycle) an error.
+    fn parse_valid(source: &str, path: &str, names: parse::Names) -> Result<Policy, PolicyError> {
+        let policy = parse::parse(source, path, names)?;
         if let Some(p) = policy.problems.first() {
             return Err(PolicyError::invalid(
                 path,
