@@ -1252,17 +1252,7 @@ pub fn start_process() {
 /// pass, found by the attacker of hostile process environments). One pending already is
 /// delivered now, at its default action for a signal not yet caught.
 pub fn unblock_signals(signals: &[i32]) {
-    // SAFETY: `sigemptyset`, `sigaddset` and `pthread_sigmask` work on a signal set on this
-    // stack; a number that is not a signal makes `sigaddset` fail with EINVAL, no more.
-    #[allow(unsafe_code)]
-    unsafe {
-        let mut set = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut set);
-        for &sig in signals {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
+    thread_sigmask(libc::SIG_UNBLOCK, signals);
 }
 
 /// Block `signals` in this thread (only): the prompt holds SIGINT while rpassword reads, since
@@ -1271,7 +1261,14 @@ pub fn unblock_signals(signals: &[i32]) {
 /// (echo left off as the process died, 2 runs in 40). Held, it is delivered when
 /// [`unblock_signals`] is called after rpassword returned.
 pub fn block_signals(signals: &[i32]) {
-    // SAFETY: as in `unblock_signals`.
+    thread_sigmask(libc::SIG_BLOCK, signals);
+}
+
+/// `pthread_sigmask(how, signals)` for this thread: [`block_signals`], [`unblock_signals`].
+fn thread_sigmask(how: libc::c_int, signals: &[i32]) {
+    // SAFETY: `sigemptyset`, `sigaddset` and `pthread_sigmask` work on a signal set on this
+    // stack; a number that is not a signal makes `sigaddset` fail with EINVAL, no more; `how`
+    // is SIG_BLOCK or SIG_UNBLOCK (another makes `pthread_sigmask` fail with EINVAL).
     #[allow(unsafe_code)]
     unsafe {
         let mut set = std::mem::zeroed::<libc::sigset_t>();
@@ -1279,7 +1276,7 @@ pub fn block_signals(signals: &[i32]) {
         for &sig in signals {
             libc::sigaddset(&mut set, sig);
         }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
     }
 }
 
