@@ -116,15 +116,8 @@ pub(super) fn daemon_audit_head(
             };
             match why {
                 Some(why) => AuditHead {
-                    log: log.to_owned(),
-                    seq: None,
-                    hash: None,
-                    source: None,
-                    anchor_seq: None,
-                    error: None,
                     unchecked: Some(why),
-                    gap: None,
-                    moved: None,
+                    ..AuditHead::of(log)
                 },
                 None => health::audit_head_with(log, anchor),
             }

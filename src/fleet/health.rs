@@ -434,6 +434,23 @@ pub struct AuditHead {
     pub moved: Option<PathBuf>,
 }
 
+impl AuditHead {
+    /// The head of the log at `log` with nothing read or judged yet: every member `None`.
+    pub fn of(log: &Path) -> AuditHead {
+        AuditHead {
+            log: log.to_owned(),
+            seq: None,
+            hash: None,
+            source: None,
+            anchor_seq: None,
+            error: None,
+            unchecked: None,
+            gap: None,
+            moved: None,
+        }
+    }
+}
+
 /// The head of the audit log at `log`, checked against its anchor. Read-only.
 ///
 /// The anchor is the fallback only for a log that exists and that this user may not read
@@ -446,17 +463,7 @@ pub fn audit_head(log: &Path) -> AuditHead {
 /// [`audit_head`], with the anchor read from `anchor_file` when given (the daemon's, as its
 /// `health` names it to an admin) rather than looked up in this user's state directory.
 pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
-    let mut out = AuditHead {
-        log: log.to_owned(),
-        seq: None,
-        hash: None,
-        source: None,
-        anchor_seq: None,
-        error: None,
-        unchecked: None,
-        gap: None,
-        moved: None,
-    };
+    let mut out = AuditHead::of(log);
     // The anchor first: the daemon syncs the log before it writes the anchor, so a log read
     // after it is at least as long, whatever the daemon appends in between.
     let (anchor_file, anchor) = match anchor_file {
