@@ -370,19 +370,42 @@ impl Scrubber {
                 dir,
                 name,
                 kind: rustix::fs::FileType::RegularFile,
-            } => match reopen_dir(&dir) {
-                Ok(dir) => {
+            } => {
+                if self.scrub_resolved(&dir, &name, shown, summary, Some(defer)) {
                     summary.files += 1;
-                    let place = text::Place::new(Arc::new(dir), &name, shown);
-                    self.attempts(&place, summary, Some(defer), 0);
                 }
-                Err(e) => summary.errors.push(format!(
+            }
+            resolve::Target::Entry { .. } => summary.skipped.push(shown.display().to_string()),
+        }
+    }
+
+    /// Scrub the regular file `name` in `dir`, as a path given resolved it ([`resolve_root`],
+    /// shown as `shown`): its directory, open `O_PATH`, is opened again to read and replace
+    /// it. Whether it was (else the error is in `summary`).
+    ///
+    /// [`resolve_root`]: Scrubber::resolve_root
+    fn scrub_resolved(
+        &self,
+        dir: &rustix::fd::OwnedFd,
+        name: &std::ffi::OsStr,
+        shown: PathBuf,
+        summary: &mut Summary,
+        defer: Option<&std::sync::mpsc::SyncSender<text::Pending>>,
+    ) -> bool {
+        match reopen_dir(dir) {
+            Ok(dir) => {
+                let place = text::Place::new(Arc::new(dir), name, shown);
+                self.attempts(&place, summary, defer, 0);
+                true
+            }
+            Err(e) => {
+                summary.errors.push(format!(
                     "{}: cannot open its directory: {}",
                     shown.display(),
                     std::io::Error::from(e)
-                )),
-            },
-            resolve::Target::Entry { .. } => summary.skipped.push(shown.display().to_string()),
+                ));
+                false
+            }
         }
     }
 
@@ -568,17 +591,9 @@ impl Scrubber {
                     dir,
                     name,
                     kind: rustix::fs::FileType::RegularFile,
-                } => match reopen_dir(&dir) {
-                    Ok(dir) => {
-                        let place = text::Place::new(Arc::new(dir), &name, shown);
-                        self.attempts(&place, summary, None, 0);
-                    }
-                    Err(e) => summary.errors.push(format!(
-                        "{}: cannot open its directory: {}",
-                        shown.display(),
-                        std::io::Error::from(e)
-                    )),
-                },
+                } => {
+                    self.scrub_resolved(&dir, &name, shown, summary, None);
+                }
                 _ => summary
                     .errors
                     .push(format!("{}: not a regular file", shown.display())),
