@@ -495,6 +495,30 @@ const SUGGEST_BUDGET: u64 = 200_000_000;
 /// Most scopes a message lists; the finding's `scopes` (JSON, SARIF) hold them all.
 const LISTED: usize = 20;
 
+/// Each task of `p` (its position and name) with each credential it lists, by position in
+/// `p.credentials` as `resolved` gives it (one entry per name listed, in order; `None` for a
+/// name not declared), once per task however often the task lists it. `seen` is scratch.
+fn each_listing<'p>(
+    p: &'p Policy,
+    resolved: &[Option<u32>],
+    seen: &mut HashSet<usize>,
+    mut f: impl FnMut(usize, &'p str, usize),
+) {
+    let mut resolved = resolved.iter();
+    for (ti, (tname, task)) in p.tasks.iter().enumerate() {
+        seen.clear();
+        for _ in task.credentials.iter() {
+            let Some(Some(ci)) = resolved.next().copied() else {
+                continue;
+            };
+            let ci = ci as usize;
+            if seen.insert(ci) {
+                f(ti, tname.as_str(), ci);
+            }
+        }
+    }
+}
+
 /// [`ticks`] of the first [`LISTED`] items, then how many more.
 pub(crate) fn ticks_listed<S: AsRef<str>>(items: &[S]) -> String {
     if items.len() <= LISTED {
@@ -861,23 +885,10 @@ impl<'a> Linter<'a> {
         let mut first: Vec<Option<usize>> = vec![None; self.creds.len()];
         let mut differs: Vec<bool> = vec![false; self.creds.len()];
         let mut seen: HashSet<usize> = HashSet::default();
-        let mut resolved = self.resolved.iter();
-        for (ti, task) in p.tasks.values().enumerate() {
-            seen.clear();
-            for _ in task.credentials.iter() {
-                let Some(Some(ci)) = resolved.next().copied() else {
-                    continue;
-                };
-                let ci = ci as usize;
-                if !seen.insert(ci) {
-                    continue;
-                }
-                match first[ci] {
-                    None => first[ci] = Some(ti),
-                    Some(f) => differs[ci] |= keys[key_at[f].clone()] != keys[key_at[ti].clone()],
-                }
-            }
-        }
+        each_listing(p, &self.resolved, &mut seen, |ti, _, ci| match first[ci] {
+            None => first[ci] = Some(ti),
+            Some(f) => differs[ci] |= keys[key_at[f].clone()] != keys[key_at[ti].clone()],
+        });
         let mut shared: HashMap<usize, (Vec<&str>, HashSet<&[&str]>)> = differs
             .iter()
             .enumerate()
@@ -885,23 +896,12 @@ impl<'a> Linter<'a> {
             .map(|(ci, _)| (ci, Default::default()))
             .collect();
         if !shared.is_empty() {
-            let mut resolved = self.resolved.iter();
-            for (ti, (tname, task)) in p.tasks.iter().enumerate() {
-                seen.clear();
-                for _ in task.credentials.iter() {
-                    let Some(Some(ci)) = resolved.next().copied() else {
-                        continue;
-                    };
-                    let ci = ci as usize;
-                    if !seen.insert(ci) {
-                        continue;
-                    }
-                    if let Some((tasks, sets)) = shared.get_mut(&ci) {
-                        tasks.push(tname.as_str());
-                        sets.insert(&keys[key_at[ti].clone()]);
-                    }
+            each_listing(p, &self.resolved, &mut seen, |ti, tname, ci| {
+                if let Some((tasks, sets)) = shared.get_mut(&ci) {
+                    tasks.push(tname);
+                    sets.insert(&keys[key_at[ti].clone()]);
                 }
-            }
+            });
         }
         for (ci, (cname, cred)) in p.credentials.iter().enumerate() {
             match (first[ci], shared.remove(&ci)) {
