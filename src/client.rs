@@ -123,15 +123,13 @@ pub enum ClientError {
     },
 }
 
-/// Whether `fetched` answers a `fetch` of `task` (and of `credential`, when named), with
-/// only credentials of `listed` (the task's credentials as a `tasks` answer gave them, when
-/// the client asked): [`ClientError::Mismatched`] saying what does not match if not. The
-/// names are the daemon's, escaped for a terminal.
+/// Whether `fetched` answers a `fetch` of `task` (and of `credential`, when named):
+/// [`ClientError::Mismatched`] saying what does not match if not. The names are the daemon's,
+/// escaped for a terminal. Whether the `tasks` answer listed them is [`unlisted`]'s to say.
 fn answers_fetch(
     fetched: &Fetched,
     task: &str,
     credential: Option<&str>,
-    listed: Option<&Vec<String>>,
 ) -> Result<(), ClientError> {
     use crate::text::escape_for_terminal as esc;
     if fetched.task != task {
@@ -159,20 +157,17 @@ fn answers_fetch(
             }
         }
     }
-    if let Some(listed) = listed {
-        if let Some(c) = fetched
-            .credentials
-            .iter()
-            .find(|c| !listed.contains(&c.name))
-        {
-            return Err(ClientError::Mismatched(format!(
-                "it hands out credential `{}`, which its `tasks` answer did not list for task `{}`",
-                esc(&c.name),
-                esc(task)
-            )));
-        }
-    }
     Ok(())
+}
+
+/// The first credential of `fetched` that `listed` (the task's credentials as a `tasks`
+/// answer gave them) does not name.
+fn unlisted<'f>(fetched: &'f Fetched, listed: &[String]) -> Option<&'f str> {
+    fetched
+        .credentials
+        .iter()
+        .find(|c| !listed.contains(&c.name))
+        .map(|c| c.name.as_str())
 }
 
 /// What a daemon that did not answer in time left unanswered ([`ClientError::NoAnswer`]).
@@ -612,17 +607,53 @@ impl Client {
     ///
     /// The answer must be for that task and, when a credential was named, hand out that one
     /// alone; when a `tasks` answer on this connection listed the task's credentials, it hands
-    /// out none but those. Anything else is [`ClientError::Mismatched`], nothing of it used:
-    /// a daemon (or anything the client was made to trust) that answered `checkout-flow`
-    /// with `payments-health`'s credentials had them printed or put in a command's
-    /// environment (twenty-seventh pass).
+    /// out none but those, or, on exactly that refusal, those of a second `tasks` answer for
+    /// the task asked once after the hand-out (a policy reload may have added a credential
+    /// between the two requests). Anything else is [`ClientError::Mismatched`], nothing of it
+    /// used: a daemon (or anything the client was made to trust) that answered
+    /// `checkout-flow` with `payments-health`'s credentials had them printed or put in a
+    /// command's environment (twenty-seventh pass).
     pub fn fetch(&mut self, task: &str, credential: Option<&str>) -> Result<Fetched, ClientError> {
         let fetched: Fetched = self.call(&Request::Fetch {
             by: FetchBy::Task(task.to_owned()),
             credential: credential.map(str::to_owned),
         })?;
-        answers_fetch(&fetched, task, credential, self.listed.get(task))?;
-        Ok(fetched)
+        answers_fetch(&fetched, task, credential)?;
+        let Some(name) = self
+            .listed
+            .get(task)
+            .and_then(|listed| unlisted(&fetched, listed))
+            .map(str::to_owned)
+        else {
+            return Ok(fetched);
+        };
+        // A policy reload between the `tasks` answer and this one (a credential added to the
+        // task) looks the same as a daemon handing out what it did not list: the daemon's
+        // word now is asked once, and the answer is taken only if it lists every credential
+        // handed out for this task. Until the twenty-eighth pass that one request failed.
+        use crate::text::escape_for_terminal as esc;
+        let again = match self.task_info_or_all(task) {
+            Ok(t) => t
+                .tasks
+                .into_iter()
+                .find(|t| t.name == task)
+                .map(|t| t.credentials),
+            Err(e) => {
+                return Err(ClientError::Mismatched(format!(
+                    "it hands out credential `{}`, which its `tasks` answer did not list for task `{}`, and asking `tasks` again failed ({e})",
+                    esc(&name),
+                    esc(task)
+                )));
+            }
+        };
+        match again.as_deref().and_then(|listed| unlisted(&fetched, listed)) {
+            None if again.is_some() => Ok(fetched),
+            still => Err(ClientError::Mismatched(format!(
+                "it hands out credential `{}`, which neither its `tasks` answer nor a second one asked after the hand-out lists for task `{}`",
+                esc(still.unwrap_or(name.as_str())),
+                esc(task)
+            ))),
+        }
     }
 
     /// `fetch` by redeeming a ticket.

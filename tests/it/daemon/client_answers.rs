@@ -608,3 +608,95 @@ fn the_client_refuses_an_answer_for_another_task_or_credential() {
         }
     }
 }
+
+/// A stand-in on `socket` whose `n`th `tasks` answer on a connection is `answers[n]` (the
+/// last one from then on), and which answers every other request with `fetched`. Every
+/// request line it is sent is kept, in order.
+fn reloading_stand_in(
+    socket: &Path,
+    answers: Vec<String>,
+    fetched: Vec<u8>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = UnixListener::bind(socket).unwrap();
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let (answers, fetched, kept) = (answers.clone(), fetched.clone(), kept.clone());
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().unwrap();
+                let mut n = 0;
+                for line in BufReader::new(conn).lines() {
+                    let Ok(line) = line else { return };
+                    let req: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    kept.lock().unwrap().push(req.clone());
+                    let written = if req["op"] == "tasks" {
+                        n += 1;
+                        writeln!(w, "{}", answers[(n - 1).min(answers.len() - 1)])
+                    } else {
+                        w.write_all(&fetched)
+                    };
+                    if written.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    seen
+}
+
+/// Twenty-eighth pass (found by the twenty-seventh pass's review): a policy reload that adds
+/// a credential to a task between `exec`'s `tasks` and its `fetch` made that `exec` fail,
+/// exit 5 (a retry worked): the hand-out held a credential the `tasks` answer had not
+/// listed. On exactly that refusal the client now asks `tasks` once more on the connection
+/// and takes the answer when the fresh list names every credential handed out for the task.
+/// A fresh list that still does not name it, or no longer lists the task, is refused as
+/// before (exit 5, the command not run), and `tasks` is asked once, not again and again.
+#[test]
+fn a_credential_added_by_a_reload_between_tasks_and_fetch_is_taken_once_tasks_lists_it() {
+    let place = Place::new();
+    let listing = |creds: &[&str]| {
+        let mut t: serde_json::Value =
+            serde_json::from_str(&tasks("login", &["username"])).unwrap();
+        t["tasks"][0]["credentials"] = serde_json::json!(creds);
+        t.to_string()
+    };
+    let no_task = serde_json::json!({"ok": true, "v": 1, "tasks": []}).to_string();
+    let mut both: serde_json::Value =
+        serde_json::from_slice(&login(serde_json::json!({"ok": true, "v": 1}))).unwrap();
+    let added = serde_json::json!({"name": "c2", "kind": "token", "scopes": [], "origins": [],
+        "fields": {}, "secrets": {"token": "Added-By-Reload-1234"}, "warnings": []});
+    both["credentials"].as_array_mut().unwrap().push(added);
+    let both = format!("{both}\n").into_bytes();
+    let cases = [
+        ("listed after the reload", listing(&["c1", "c2"]), Some(0)),
+        ("still not listed", listing(&["c1"]), Some(5)),
+        ("the task no longer listed", no_task, Some(5)),
+    ];
+    for (i, (what, second, code)) in cases.into_iter().enumerate() {
+        let socket = place.dir.path().join(format!("reload-{i}.sock"));
+        let seen = reloading_stand_in(&socket, vec![listing(&["c1"]), second], both.clone());
+        let out = place.run(&socket, EXEC);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        let case = format!("{what}: {stdout}{stderr}");
+        assert_eq!(out.status.code(), code, "{case}");
+        assert_eq!(
+            requests(&seen),
+            ["tasks task=t1", "fetch task=t1", "tasks task=t1"],
+            "{case}"
+        );
+        if code == Some(0) {
+            assert!(stdout.contains("COMMAND RAN"), "{case}");
+        } else {
+            assert!(!stdout.contains("COMMAND RAN"), "{case}");
+            assert!(
+                stderr.contains("not a valid response")
+                    && stderr.contains("nothing of it was used")
+                    && stderr.contains("`c2`"),
+                "{case}"
+            );
+        }
+    }
+}
