@@ -21,3 +21,10 @@ pub mod sys;
 pub mod text;
 pub mod usage;
 pub mod vault;
+
+/// This build's version, as `scopevault --version` and the daemon's `health` (`version`) say
+/// it: the package's version first, then, in parentheses, the git commit of a build from a
+/// checkout and the cargo features on (`0.1.0 (git 1ebcb6a4c2f0; features:
+/// bench-no-audit-sync)`); the package's version alone from a crate tarball built without
+/// features. Made by `build.rs`.
+pub const VERSION: &str = env!("SCOPEVAULT_VERSION");

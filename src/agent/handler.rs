@@ -884,7 +884,7 @@ impl Handler {
         self.state.with(|v| {
             let policy = v.and_then(|o| o.vault.policy());
             Health {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
+                version: crate::VERSION.to_owned(),
                 locked: v.is_none(),
                 vault_id,
                 vault_file_id,

@@ -20,7 +20,7 @@ Exit codes:
 
 /// A least-privilege credential vault for synthetic-monitoring checkpoints.
 #[derive(Debug, Parser)]
-#[command(name = "scopevault", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(name = "scopevault", version = crate::VERSION, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Options shared by every command.
     #[command(flatten)]

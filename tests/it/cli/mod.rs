@@ -7,3 +7,4 @@ mod exit_codes;
 mod full_stdout;
 mod jobs;
 mod serve;
+mod version;
