@@ -13,11 +13,77 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 static VAULT_GIVEN: OnceLock<PathBuf> = OnceLock::new();
+static SOCKET_GIVEN: OnceLock<PathBuf> = OnceLock::new();
 
 /// Note the vault path this process was given (`--vault` or `SCOPEVAULT_VAULT`), as given:
 /// from now on [`command`] names it. Called once by the CLI; later calls change nothing.
 pub fn note_vault_given(path: &Path) {
     let _ = VAULT_GIVEN.set(path.to_owned());
+}
+
+/// Note the daemon's socket this process was given (`--socket` or `SCOPEVAULT_SOCKET`), as
+/// given: from now on [`daemon_command`] and [`in_daemon_text`] name it. Called once by the
+/// CLI; later calls change nothing.
+pub fn note_socket_given(path: &Path) {
+    let _ = SOCKET_GIVEN.set(path.to_owned());
+}
+
+/// [`command`] for a command that talks to the daemon: `--socket PATH` added too when this
+/// process was given its socket ([`note_socket_given`]).
+pub fn daemon_command(args: &str) -> String {
+    let mut c = command(args);
+    if let Some(s) = SOCKET_GIVEN.get() {
+        c.push_str(" --socket ");
+        c.push_str(&shell_quoted(&s.to_string_lossy()));
+    }
+    c
+}
+
+/// A text of the daemon's (a refusal's message, a hand-out's warning, a reason in `health`)
+/// with every command it advises, `` `scopevault ARGS` ``, naming the vault and the socket
+/// this process was given ([`note_vault_given`], [`note_socket_given`]): `--vault PATH` and
+/// `--socket PATH` added before the closing backquote, shell-quoted, unless the command names
+/// them already. The daemon does not know which paths its reader gave (nor may it name its
+/// vault to a peer that is not an admin), so its advice said `scopevault unlock`, which,
+/// copied from `get --socket S`, acted on the default daemon (twenty-eighth pass). Not
+/// escaped: the caller escapes the whole text for the terminal, as any text of the daemon's.
+pub fn in_daemon_text(text: &str) -> String {
+    in_daemon_text_for(
+        text,
+        VAULT_GIVEN.get().map(PathBuf::as_path),
+        SOCKET_GIVEN.get().map(PathBuf::as_path),
+    )
+}
+
+fn in_daemon_text_for(text: &str, vault: Option<&Path>, socket: Option<&Path>) -> String {
+    const OPEN: &str = "`scopevault ";
+    if vault.is_none() && socket.is_none() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(OPEN) {
+        let after = &rest[i + OPEN.len()..];
+        let Some(end) = after.find('`') else { break };
+        let args = &after[..end];
+        out.push_str(&rest[..i + OPEN.len()]);
+        out.push_str(args);
+        for (flag, path) in [("--vault", vault), ("--socket", socket)] {
+            let named = args
+                .split_whitespace()
+                .any(|w| w == flag || w.starts_with(&format!("{flag}=")));
+            if let (Some(p), false) = (path, named) {
+                out.push(' ');
+                out.push_str(flag);
+                out.push(' ');
+                out.push_str(&shell_word(&p.to_string_lossy()));
+            }
+        }
+        out.push('`');
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `scopevault ARGS`, with `--vault PATH` added when this process was given its vault path
@@ -116,15 +182,20 @@ pub fn command_at(args: &str, path: &Path) -> String {
 /// for the terminal ([`crate::text::escape_for_log`]), so that a control character in a path
 /// cannot drive the terminal or forge a line.
 pub fn shell_quoted(s: &str) -> String {
+    crate::text::escape_for_log(&shell_word(s))
+}
+
+/// `s` as a POSIX shell reads it back as one word ([`shell_quoted`] before its escaping for
+/// the terminal).
+fn shell_word(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-./,:@%+=".contains(c));
-    let word = if plain {
+    if plain {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
-    };
-    crate::text::escape_for_log(&word)
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +209,30 @@ mod tests {
             "scopevault cred list --vault /m/master.sv"
         );
         assert_eq!(command_for("cred list", None), "scopevault cred list");
+    }
+
+    /// Twenty-eighth pass: the daemon's advice (`an admin must run `scopevault unlock``)
+    /// named neither the vault nor the socket the reader's command was given; each advised
+    /// command now names those given, shell-quoted, and no flag it already has.
+    #[test]
+    fn the_daemons_advice_names_the_vault_and_socket_given() {
+        let text = "locked; an admin must run `scopevault unlock` or `scopevault reload --socket /s` (`scopevault cred set c --secret KEY`)";
+        assert_eq!(
+            in_daemon_text_for(
+                text,
+                Some(Path::new("/v/it's.sv")),
+                Some(Path::new("/r/s.sock"))
+            ),
+            r"locked; an admin must run `scopevault unlock --vault '/v/it'\''s.sv' --socket /r/s.sock` or `scopevault reload --socket /s --vault '/v/it'\''s.sv'` (`scopevault cred set c --secret KEY --vault '/v/it'\''s.sv' --socket /r/s.sock`)"
+        );
+        assert_eq!(
+            in_daemon_text_for(text, None, Some(Path::new("/r/s.sock"))),
+            "locked; an admin must run `scopevault unlock --socket /r/s.sock` or `scopevault reload --socket /s` (`scopevault cred set c --secret KEY --socket /r/s.sock`)"
+        );
+        assert_eq!(in_daemon_text_for(text, None, None), text);
+        // An unclosed command and text with none are left as they are.
+        let odd = "see `scopevault status";
+        assert_eq!(in_daemon_text_for(odd, None, Some(Path::new("/s"))), odd);
     }
 
     #[test]

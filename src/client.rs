@@ -60,7 +60,9 @@ pub enum ClientError {
     /// control, bidirectional and invisible character escaped, a line break (`\n`) included,
     /// so that it cannot start a line of its own in our error, whose own line breaks the CLI
     /// keeps (`cli::message_of`).
-    #[error("{}: {}", .0.code.as_str(), crate::text::escape_for_terminal(&.0.message))]
+    /// Every command it advises names the `--vault` and `--socket` the CLI was given
+    /// ([`crate::advice::in_daemon_text`]; the library's own users note none).
+    #[error("{}: {}", .0.code.as_str(), crate::text::escape_for_terminal(&crate::advice::in_daemon_text(&.0.message)))]
     Refused(ErrorBody),
     /// The daemon refused the request with a code this client does not know (a newer
     /// daemon's; docs/protocol.md: a refusal is any string `code` with a string `message`).
@@ -69,7 +71,7 @@ pub enum ClientError {
     #[error(
         "{}: {}",
         crate::text::escape_for_terminal(code),
-        crate::text::escape_for_terminal(message)
+        crate::text::escape_for_terminal(&crate::advice::in_daemon_text(message))
     )]
     RefusedOther {
         /// The code as the daemon sent it.

@@ -271,8 +271,11 @@ fn serve(c: Config) -> anyhow::Result<()> {
 
     match &unlocked_by {
         Some(how) => crate::diag!("scopevault: listening on {shown_path} (unlocked by {how})"),
+        // Naming the vault and socket this daemon was given: `scopevault unlock` alone, copied
+        // from the log of a daemon on another socket, asked the default one (twenty-eighth pass).
         None => crate::diag!(
-            "scopevault: listening on {shown_path} (locked: an admin runs `scopevault unlock`)"
+            "scopevault: listening on {shown_path} (locked: an admin runs `{}`)",
+            crate::advice::daemon_command("unlock")
         ),
     }
     // Counted refusals become `denials` records about once a second (docs/audit.md, "Growth").

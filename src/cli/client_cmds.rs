@@ -622,7 +622,10 @@ pub(crate) fn reload(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
 fn print_warnings(f: &Fetched) {
     for c in &f.credentials {
         for w in &c.warnings {
-            errln!("scopevault: warning: {}", escape_for_terminal(w));
+            errln!(
+                "scopevault: warning: {}",
+                escape_for_terminal(&crate::advice::in_daemon_text(w))
+            );
         }
     }
 }

@@ -854,7 +854,9 @@ fn check_daemon(
             format!(
                 "serves generation {}: its last load REFUSED the vault file at its path (it keeps serving what it has): {}",
                 h.generation.unwrap_or(0),
-                crate::text::escape_for_terminal(h.load_refused.as_deref().unwrap_or(""))
+                crate::text::escape_for_terminal(&crate::advice::in_daemon_text(
+                    h.load_refused.as_deref().unwrap_or("")
+                ))
             ),
         ),
         Ok(h) if h.load_waits.is_some() => r.warn(
@@ -862,7 +864,9 @@ fn check_daemon(
             format!(
                 "serves generation {}: the vault file saved since waits for the rollback record's lock, and is loaded once the lock is free: {}",
                 h.generation.unwrap_or(0),
-                crate::text::escape_for_terminal(h.load_waits.as_deref().unwrap_or(""))
+                crate::text::escape_for_terminal(&crate::advice::in_daemon_text(
+                    h.load_waits.as_deref().unwrap_or("")
+                ))
             ),
         ),
         Ok(h) if h.loading => r.warn(
@@ -876,14 +880,18 @@ fn check_daemon(
         Ok(h) if h.locked => r.warn(
             "daemon",
             format!(
-                "scopevault {} is running but locked: run `scopevault unlock`",
-                h.version
+                "scopevault {} is running but locked: run `{}`",
+                h.version,
+                crate::advice::daemon_command("unlock")
             ),
         ),
         Ok(h) => match (h.generation, file.map(|f| f.generation)) {
             (Some(d), Some(f)) if d < f => r.warn(
                 "daemon",
-                format!("serves generation {d}, the file is at {f}: run `scopevault reload`"),
+                format!(
+                    "serves generation {d}, the file is at {f}: run `{}`",
+                    crate::advice::daemon_command("reload")
+                ),
             ),
             (d, _) => r.ok(
                 "daemon",

@@ -848,7 +848,8 @@ fn reload_daemon(g: &GlobalArgs, vault_id: &str) -> anyhow::Result<Option<String
             Err(anyhow::Error::new(Exit {
                 code: EXIT_DAEMON,
                 message: format!(
-                    "the bundle was applied to the vault, but {e}; run `scopevault reload` once it answers"
+                    "the bundle was applied to the vault, but {e}; run `{}` once it answers",
+                    crate::advice::daemon_command("reload")
                 ),
             }))
         }
@@ -857,8 +858,9 @@ fn reload_daemon(g: &GlobalArgs, vault_id: &str) -> anyhow::Result<Option<String
         Ok(Err(e)) => Err(anyhow::Error::new(Exit {
             code: EXIT_DAEMON,
             message: format!(
-                "the bundle was applied to the vault, but the daemon at {} did not reload: {e}; run `scopevault reload`",
-                socket.display()
+                "the bundle was applied to the vault, but the daemon at {} did not reload: {e}; run `{}`",
+                socket.display(),
+                crate::advice::daemon_command("reload")
             ),
         })),
     }

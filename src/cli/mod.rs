@@ -581,6 +581,12 @@ fn parse() -> Result<Cli, clap::Error> {
     if let Some(v) = &cli.global.vault {
         crate::advice::note_vault_given(v);
     }
+    // And the socket given: the daemon's advice (`scopevault unlock`) is rendered naming it
+    // and the vault, so that copied it acts on the daemon this command talked to (twenty-eighth
+    // pass; crate::advice::in_daemon_text).
+    if let Some(s) = &cli.global.socket {
+        crate::advice::note_socket_given(s);
+    }
     Ok(cli)
 }
 

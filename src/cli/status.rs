@@ -599,7 +599,7 @@ fn gap_line(gap: &crate::protocol::AcceptedGap, from: &str) -> String {
         "audit gap:   ACCEPTED at start ({}, serve --accept-audit-gap){from}: {missing}, recorded as the `audit.gap` record at seq {}: {}; shown until the log is rotated (`scopevault audit rotate`): keep the log as evidence, find out what cut it, and remove the option from the next start (docs/audit.md, \"The anchor\")",
         esc(&gap.at),
         gap.seq,
-        esc(&gap.reason)
+        esc(&crate::advice::in_daemon_text(&gap.reason))
     )
 }
 
@@ -757,14 +757,14 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         if let Some(why) = &h.load_waits {
             outln!(
                 "             the vault file saved since is not loaded yet: it waits for the rollback record's lock, and the daemon loads it once the lock is free: {}",
-                esc(why)
+                esc(&crate::advice::in_daemon_text(why))
             )?;
         }
         if let Some(why) = &h.load_refused {
             outln!(
                 "             the vault file at the path was REFUSED by the daemon's last load (it serves generation {} meanwhile): {}",
                 h.generation.unwrap_or(0),
-                esc(why)
+                esc(&crate::advice::in_daemon_text(why))
             )?;
         }
         outln!(

@@ -314,3 +314,64 @@ fn cred_add_declaration_conflict_advice_names_the_vault_given() {
         "{err}"
     );
 }
+
+/// Twenty-eighth pass (found by the twenty-eighth pass's review of advice): the daemon's
+/// advice (`locked; an admin must run `scopevault unlock``), shown by `get --socket S` of a
+/// daemon on another socket than the default, named neither that socket nor the vault:
+/// copied as printed it asked the default daemon (none here: exit 5), and the daemon stayed
+/// locked. The CLI now renders every command the daemon advises with the `--vault` and
+/// `--socket` it was given; copied literally (in a shell without `SCOPEVAULT_VAULT` or
+/// `SCOPEVAULT_SOCKET`), with the key added, it unlocks that daemon. The daemon's own log
+/// line at a locked start names them too.
+#[test]
+fn the_daemons_advice_names_the_socket_and_vault_given_and_copied_acts_on_that_daemon() {
+    use crate::common::daemon::{self, Daemon};
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &[]);
+    let vault = dir.path().join("vault.scopevault");
+    let (vault, socket) = (vault.to_str().unwrap(), d.socket.to_str().unwrap());
+    let advised = format!("scopevault unlock --vault {vault} --socket {socket}");
+    assert!(
+        d.stderr_text()
+            .contains(&format!("(locked: an admin runs `{advised}`)")),
+        "{}",
+        d.stderr_text()
+    );
+    let out = daemon::cmd(dir.path())
+        .args(["--socket", socket, "get", "--task", "checkout-flow"])
+        .args(["--field", "password", "--timeout", "10"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!("an admin must run `{advised}`")),
+        "{stderr}"
+    );
+    // Copied as printed, from the backquotes, in a shell that has neither variable.
+    let start = stderr.find("must run `").unwrap() + "must run `".len();
+    let copied = &stderr[start..start + stderr[start..].find('`').unwrap()];
+    let copied = copied.replacen("scopevault", daemon::bin(), 1);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{copied} --identity-file \"$1\""))
+        .arg("sh")
+        .arg(&id)
+        .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("SCOPEVAULT_SOCKET")
+        .env_remove("SCOPEVAULT_IDENTITY_FILE")
+        .env("SCOPEVAULT_STATE_DIR", dir.path().join("state/scopevault"))
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("XDG_RUNTIME_DIR", dir.path().join("elsewhere"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{copied}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert_eq!(h["locked"], false, "{h}");
+}
