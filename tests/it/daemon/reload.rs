@@ -899,3 +899,53 @@ fn scopevault_locked_is_1_after_lock_and_0_after_unlock() {
     );
     assert!(d.stop().success());
 }
+
+/// Twenty-eighth pass (found by the twenty-seventh pass's review): with a real daemon, a
+/// policy applied and reloaded between a client's `tasks` and its `fetch` on one connection,
+/// adding `search-token` to task `checkout-flow`, made that fetch "not a valid response"
+/// (exit 5 from `exec`; a retry worked): the library refused every credential the earlier
+/// `tasks` answer had not listed. The client now asks `tasks` once more on that refusal, and
+/// the fresh answer lists the credential, so the hand-out is taken, both credentials in it.
+#[test]
+fn a_fetch_after_a_reload_that_added_a_credential_to_the_task_is_taken() {
+    use scopevault::client::Client;
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let mut c = Client::connect_within(&d.socket, std::time::Duration::from_secs(60)).unwrap();
+    let listed = c.task_info("checkout-flow").unwrap();
+    assert_eq!(listed.tasks[0].credentials, ["shop-buyer"]);
+    // Between the two requests: a policy that adds a credential to the task, applied, and
+    // the daemon reloaded.
+    let policy = daemon::example_policy().replacen(
+        "credentials = [\"shop-buyer\"]",
+        "credentials = [\"shop-buyer\", \"search-token\"]",
+        1,
+    );
+    let file = dir.path().join("added.toml");
+    std::fs::write(&file, policy).unwrap();
+    let (id_s, file_s) = (id.to_str().unwrap(), file.to_str().unwrap());
+    ok(
+        dir.path(),
+        &["--identity-file", id_s, "policy", "apply", file_s],
+        None,
+    );
+    let reloaded = d.request(r#"{"v":1,"op":"reload"}"#);
+    assert_eq!(reloaded["ok"], true, "{reloaded}");
+    let fetched = c.fetch("checkout-flow", None).unwrap();
+    let names: Vec<&str> = fetched
+        .credentials
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"search-token"), "{names:?}");
+    let token = fetched
+        .credentials
+        .iter()
+        .find(|c| c.name == "search-token");
+    assert_eq!(
+        token.unwrap().secrets.get("token").unwrap().expose(),
+        secret_of("search-token")
+    );
+}
