@@ -76,7 +76,10 @@ pub use key::*;
 pub use moved::{moved_log, moved_log_under, MovedLog};
 pub use record::*;
 use recover::*;
-pub use recover::{is_anchored_record_unterminated, record_at_seq, Found, LineBefore, Located};
+pub use recover::{
+    is_anchored_record_unterminated, newest_key_id, record_at_seq, Found, LineBefore, Located,
+    RecordedKey,
+};
 pub use verify::*;
 pub use writer::*;
 
@@ -141,6 +144,30 @@ fn write_advice(source: &Option<std::sync::Arc<std::io::Error>>) -> String {
         "the log reached this process's file-size limit (RLIMIT_FSIZE: LimitFSIZE= in the systemd unit, `ulimit -f`): rotate the log (docs/audit.md, \"Rotation\") or raise the limit".to_owned()
     } else {
         "check disk space, permissions and that the file was not moved".to_owned()
+    }
+}
+
+/// Where a start read the fingerprint of the key the chain is written with
+/// ([`AuditError::KeyMismatch`]).
+#[derive(Debug, Clone)]
+pub enum KeyOrigin {
+    /// The log's anchor (its `key`), at this path.
+    Anchor(PathBuf),
+    /// With no anchor (a log restored without the state directory), the log's newest record
+    /// that carries a `key_id` ([`newest_key_id`]).
+    Record(Box<RecordedKey>),
+}
+
+impl std::fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyOrigin::Anchor(p) => write!(f, "the log's anchor {}", p.display()),
+            KeyOrigin::Record(r) => write!(
+                f,
+                "the log's newest record naming its key (seq {}, `{}`; the log has no anchor in the state directory to compare with)",
+                r.seq, r.op
+            ),
+        }
     }
 }
 
@@ -311,16 +338,19 @@ pub enum AuditError {
     /// before an `audit.new_key`, another log's. Taken, new hand-outs were HMACed with it and
     /// `audit hash` of a value no longer found all of them (twenty-seventh pass, found by its
     /// attacker of multi-admin work and backups).
-    #[error("the audit key {key} is not the key the audit chain is written with: its fingerprint is {found}, and the log's anchor {anchor} records {chain} (a key restored from another backup than the log's, one from before an `audit.new_key` record, or another log's); taken, `audit hash` of a value would no longer find the hand-outs HMACed with the other key. Nothing was written. Put back the key the chain uses (the newest backup of the key, taken with the log), or, to go on with this key, start once with `serve --new-audit-key`, which records it in the chain (docs/audit.md, \"The HMAC key\")")]
+    #[error("the audit key {key} is not the key the audit chain is written with: its fingerprint is {found}, and {recorded_in} records {chain} (a key restored from another backup than the log's, one from before an `audit.new_key` record, or another log's); taken, `audit hash` of a value would no longer find the hand-outs HMACed with the other key. Nothing was written. Put back the key the chain uses (the newest backup of the key, taken with the log), or, to go on with this key, start once with `serve --new-audit-key`, which records it in the chain (docs/audit.md, \"The HMAC key\")")]
     KeyMismatch {
         /// The key file.
         key: PathBuf,
         /// Its fingerprint.
         found: String,
-        /// The chain's, as the anchor records it.
+        /// The chain's, as the anchor (or, with no anchor, the log's newest record that
+        /// names its key) records it.
         chain: String,
-        /// The anchor.
-        anchor: PathBuf,
+        /// What records it: `the log's anchor <path>`, or, for a log without its anchor
+        /// (restored without the state directory), `the log's newest record naming its key
+        /// (seq N, op)` ([`KeyOrigin`]).
+        recorded_in: KeyOrigin,
     },
     /// `--new-audit-key` was given but the key is there.
     #[error("--new-audit-key: the audit key {key} exists; the option is only for a lost key; to begin a new log, move the log and key aside and start once with `serve --new-audit-key --accept-audit-gap`, which records both in the new log (the anchor in the state directory still names the old records)")]

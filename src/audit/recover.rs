@@ -305,6 +305,107 @@ pub(super) fn count_lines(file: &File, upto: u64) -> std::io::Result<u64> {
     Ok(n)
 }
 
+/// The key the newest record of a log that names one was written with: its `key_id` (the
+/// key's fingerprint, [`AuditKey::fingerprint`]), its seq and its op ([`newest_key_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedKey {
+    /// The `key_id` it carries.
+    pub key_id: String,
+    /// Its seq.
+    pub seq: u64,
+    /// Its op (`vault.load`, `audit.new_key`, `audit.rotate`, `audit.gap`).
+    pub op: String,
+}
+
+/// The newest record in the first `len` bytes of a log that carries a `key_id` (the records
+/// that begin a run, a key or a file: `vault.load`, `audit.new_key`, `audit.rotate`,
+/// `audit.gap`), read back from the end line by line; `None` when none does (a log written
+/// before the twenty-seventh pass). An incomplete last line, a line that is not such a
+/// record, and a `key_id` that is not 16 lowercase hex digits are passed over: `audit verify` judges them. A start of a log without its anchor
+/// compares the key beside the log with it (twenty-eighth pass: no key was judged there).
+pub fn newest_key_id(file: &File, len: u64) -> std::io::Result<Option<RecordedKey>> {
+    #[derive(serde::Deserialize)]
+    struct Rec {
+        seq: Option<u64>,
+        op: Option<String>,
+        key_id: Option<String>,
+    }
+    let judge = |line: &[u8]| -> Option<RecordedKey> {
+        let r: Rec = serde_json::from_slice(line).ok()?;
+        let op = r.op.filter(|op| {
+            [
+                AuditOp::VaultLoad,
+                AuditOp::AuditNewKey,
+                AuditOp::AuditRotate,
+                AuditOp::AuditGap,
+            ]
+            .iter()
+            .any(|o| o.as_str() == op)
+        })?;
+        // A fingerprint as the daemon writes it, 16 lowercase hex digits; anything else is
+        // no key's (and is never quoted in a message).
+        let key_id = r.key_id.filter(|k| {
+            k.len() == 16 && k.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })?;
+        Some(RecordedKey {
+            key_id,
+            seq: r.seq?,
+            op,
+        })
+    };
+    // `pending` holds the bytes from `from` up to the start of the last line judged; it ends
+    // in a line end once the incomplete last line is dropped.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut from = len;
+    let mut dropped_torn = false;
+    loop {
+        if from > 0 && !pending[..pending.len().saturating_sub(1)].contains(&b'\n') {
+            let block = (64 * 1024u64).min(from);
+            let start = from - block;
+            let mut chunk = vec![0u8; block as usize];
+            file.read_exact_at(&mut chunk, start)?;
+            chunk.extend_from_slice(&pending);
+            pending = chunk;
+            from = start;
+            // A line longer than any the daemon writes is no record: its bytes are dropped,
+            // as an incomplete last line's are, up to the line end before them.
+            if pending.len() > 2 * MAX_LINE && !pending[..pending.len() - 1].contains(&b'\n') {
+                pending.clear();
+                dropped_torn = false;
+                continue;
+            }
+        }
+        if !dropped_torn {
+            match pending.iter().rposition(|&b| b == b'\n') {
+                Some(nl) => {
+                    pending.truncate(nl + 1);
+                    dropped_torn = true;
+                }
+                None if from == 0 => return Ok(None),
+                None => continue,
+            }
+        }
+        if pending.is_empty() {
+            if from == 0 {
+                return Ok(None);
+            }
+            continue;
+        }
+        // `pending` ends in a line end: the line before it, if its start is known.
+        let body = &pending[..pending.len() - 1];
+        match body.iter().rposition(|&b| b == b'\n') {
+            Some(nl) => {
+                if let Some(k) = judge(&body[nl + 1..]) {
+                    return Ok(Some(k));
+                }
+                pending.truncate(nl + 1);
+            }
+            None if from == 0 => return Ok(judge(body)),
+            None => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +507,56 @@ mod tests {
             panic!("seq 2 is there")
         };
         assert_eq!(at.before.unwrap().seq, None);
+    }
+
+    /// The newest record naming the chain's key, read back across the 64 KiB blocks, past
+    /// later records without `key_id`, a torn last line, a line that is no record and a
+    /// malformed `key_id`; a log whose records name none (older versions) gives `None`.
+    #[test]
+    fn the_newest_key_id_a_log_carries_is_read_back_from_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let rec = |seq: u64, op: &str, key: Option<&str>| {
+            let key = key.map_or(String::new(), |k| format!(r#","key_id":"{k}""#));
+            format!(
+                r#"{{"seq":{seq},"op":"{op}","pad":"{}"{key}}}"#,
+                "x".repeat(50_000)
+            ) + "\n"
+        };
+        let k1 = "0123456789abcdef";
+        let k2 = "fedcba9876543210";
+        let mut text = rec(1, "vault.load", Some(k1));
+        text += &rec(2, "fetch", None);
+        text += &rec(3, "audit.new_key", Some(k2));
+        for seq in 4..9 {
+            text += &rec(seq, "fetch", None);
+        }
+        text += &rec(9, "fetch", Some(k1)); // not a record that names the chain's key
+        text += &rec(10, "vault.load", Some("NOT-A-KEY"));
+        text += "not json\n";
+        text += r#"{"seq":11,"op":"vault.load","key_id":"1111111111111111"#; // torn
+        std::fs::write(&path, &text).unwrap();
+        let f = File::open(&path).unwrap();
+        let got = newest_key_id(&f, text.len() as u64).unwrap().unwrap();
+        assert_eq!(
+            got,
+            RecordedKey {
+                key_id: k2.to_owned(),
+                seq: 3,
+                op: "audit.new_key".to_owned()
+            }
+        );
+        // Only the first record names it: read back to the file's start.
+        let first = rec(1, "audit.gap", Some(k1)) + &rec(2, "fetch", None).repeat(3);
+        std::fs::write(&path, &first).unwrap();
+        let f = File::open(&path).unwrap();
+        let got = newest_key_id(&f, first.len() as u64).unwrap().unwrap();
+        assert_eq!((got.seq, got.key_id.as_str()), (1, k1));
+        // Older records, without `key_id`: none.
+        let old = rec(1, "vault.load", None) + &rec(2, "fetch", None);
+        std::fs::write(&path, &old).unwrap();
+        let f = File::open(&path).unwrap();
+        assert_eq!(newest_key_id(&f, old.len() as u64).unwrap(), None);
+        assert_eq!(newest_key_id(&f, 0).unwrap(), None);
     }
 }

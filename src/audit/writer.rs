@@ -920,26 +920,33 @@ impl AuditLog {
         // `audit.new_key`, another log's) is refused, or taken with `--new-audit-key`, which
         // records it; it was taken silently, and `audit hash` then stopped finding the
         // hand-outs HMACed with the other (twenty-seventh pass). An anchor without `key` (an
-        // earlier version's) judges no key.
-        let other_key = match (&anchor, key_there) {
-            (Some(a), true) => a
+        // earlier version's) judges no key. With no anchor (a log restored without the state
+        // directory, taken only with `--accept-audit-gap`) the newest record in the log that
+        // names its key (`key_id`) judges it the same way: no key was judged there
+        // (twenty-eighth pass); a log whose records name none judges no key.
+        let other_key = match (&anchor, key_there, &file) {
+            (Some(a), true, _) => a
                 .key
                 .as_ref()
                 .filter(|f| **f != key.fingerprint())
-                .map(|f| (f.clone(), anchor_path(path))),
+                .map(|f| (f.clone(), KeyOrigin::Anchor(anchor_path(path)))),
+            (None, true, Some(f)) if flags.anchor && len0 > 0 => newest_key_id(f, len0)
+                .map_err(open_err)?
+                .filter(|r| r.key_id != key.fingerprint())
+                .map(|r| (r.key_id.clone(), KeyOrigin::Record(Box::new(r)))),
             _ => None,
         };
         if flags.new_key && key_there && other_key.is_none() {
             tail.clone()?;
             return Err(AuditError::KeyPresent { key: kp });
         }
-        if let (Some((chain_key, anchor_file)), false) = (&other_key, flags.new_key) {
+        if let (Some((chain_key, origin)), false) = (&other_key, flags.new_key) {
             tail.clone()?;
             return Err(AuditError::KeyMismatch {
                 key: kp,
                 found: key.fingerprint(),
                 chain: chain_key.clone(),
-                anchor: anchor_file.clone(),
+                recorded_in: origin.clone(),
             });
         }
         // The chain holds records though the file at the path may hold none (below).

@@ -1389,7 +1389,9 @@ fn check_audit(r: &mut Report, path: &Path, daemon_uid: Option<u32>) {
                         key: key.clone(),
                         found: k.fingerprint(),
                         chain: chain_key,
-                        anchor: crate::audit::anchor_path(path),
+                        recorded_in: crate::audit::KeyOrigin::Anchor(crate::audit::anchor_path(
+                            path,
+                        )),
                     };
                     r.fail("audit", format!("`scopevault serve` refuses to start: {e}"));
                     return;

@@ -4919,6 +4919,73 @@ fn a_log_restored_without_its_anchor_is_refused_and_accepted_gives_no_seq_a_clie
     assert!(d.stop().success());
 }
 
+/// Regression (twenty-eighth pass): a log restored without its anchor, beside a key from
+/// another backup, was taken with `--accept-audit-gap` and the key never judged (no anchor
+/// held its fingerprint), though the log's own records (`vault.load`, …) carry `key_id`. The
+/// start now reads the newest `key_id` the log holds and refuses another key as the anchored
+/// path does, naming both fingerprints and writing nothing; `--new-audit-key` takes it,
+/// recorded.
+#[test]
+fn a_log_restored_without_its_anchor_beside_another_key_is_refused_even_with_accept_audit_gap() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit = three_fetches_then_stop(dir.path(), &idarg);
+    let key = scopevault::audit::key_path(&audit);
+    let chain_key = scopevault::audit::AuditKey::load(&audit)
+        .unwrap()
+        .fingerprint();
+    // The disk lost; the log restored, and beside it a key from another backup.
+    std::fs::remove_dir_all(dir.path().join("state/scopevault")).unwrap();
+    let _ = std::fs::remove_file(scopevault::audit::journal_path(&audit));
+    let other: Vec<u8> = std::fs::read(&key).unwrap().iter().map(|b| !b).collect();
+    std::fs::write(&key, &other).unwrap();
+    let other_key = scopevault::audit::AuditKey::load(&audit)
+        .unwrap()
+        .fingerprint();
+    assert_ne!(chain_key, other_key);
+    let before = std::fs::read(&audit).unwrap();
+    let mut args = idarg.to_vec();
+    args.push("--accept-audit-gap");
+    let err = serve_refused(dir.path(), &args);
+    assert!(
+        err.contains("is not the key the audit chain is written with")
+            && err.contains(&format!("its fingerprint is {other_key}"))
+            && err.contains(&format!("records {chain_key}"))
+            && err.contains("the log's newest record naming its key")
+            && err.contains("--new-audit-key"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&audit).unwrap(),
+        before,
+        "the refused start wrote"
+    );
+    // Taken on purpose: the gap and the key recorded, with both fingerprints.
+    args.push("--new-audit-key");
+    let d = Daemon::start(dir.path(), &args);
+    assert!(d.stop().success());
+    let recs = records(&std::fs::read_to_string(&audit).unwrap());
+    let taken = recs
+        .iter()
+        .rev()
+        .find(|r| r["op"] == "audit.new_key")
+        .expect("the key taken is recorded");
+    let reason = taken["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&other_key) && reason.contains(&chain_key),
+        "{taken}"
+    );
+    assert_eq!(
+        taken["key_id"].as_str(),
+        Some(other_key.as_str()),
+        "{taken}"
+    );
+    // The next start, without the options, serves with the key now recorded.
+    let d = Daemon::start(dir.path(), &idarg);
+    assert!(d.stop().success());
+}
+
 /// The audit anchor file of the test dir's log, in its state directory.
 fn anchor_file_of(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::read_dir(dir.join("state/scopevault"))
