@@ -44,6 +44,7 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
             anchor_of = p.as_path();
         }
     }
+    let found_no_anchor = found.is_none();
     let (anchor_file, anchor) = match found {
         Some((file, a)) => (Some(file), Some(a)),
         None => (None, None),
@@ -224,7 +225,28 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
         .rev()
         .find(|(_, r)| r.lines > 0)
         .map_or((0, audit::GENESIS), |(_, r)| (r.last_seq, r.head.as_str()));
-    if files.len() == 1 {
+    // A log that holds records and no anchor of it in the state directory (one given with
+    // SCOPEVAULT_STATE_DIR, or found), beside its key as the daemon keeps it: a cut of its
+    // tail cannot be seen, and `serve` refuses to start on it. Said as `doctor` fails it,
+    // exit 1 (twenty-eighth pass: this said ok). A file with no key beside it (a rotated
+    // file, a copy kept as evidence) is no log the daemon starts on.
+    let unanchored = (found_no_anchor
+        && last.0 > 0
+        && state_dir_known()
+        && std::fs::symlink_metadata(audit::key_path(path)).is_ok())
+    .then(|| audit::AuditError::NoAnchor {
+        path: path.to_owned(),
+        state_dir: crate::vault::state_dir(),
+        last: last.0,
+    });
+    if let Some(e) = &unanchored {
+        outln!(
+            "{shown_path}: NOT ANCHORED: {records} record(s) verify, last seq {}, head {}, but `scopevault serve` refuses to start on it: {} (a copy of the log kept elsewhere with its key has no anchor of its own: this is for the daemon's live log)",
+            last.0,
+            last.1,
+            escape_for_terminal(&e.to_string())
+        )?;
+    } else if files.len() == 1 {
         outln!(
             "{shown_path}: ok, {} record(s), last seq {}, head {}",
             report.lines,
@@ -260,7 +282,17 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
+    if unanchored.is_some() {
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the state directory, where the anchors are, was given (`SCOPEVAULT_STATE_DIR`)
+/// or is there: only then does `audit verify` judge a log without an anchor in it.
+fn state_dir_known() -> bool {
+    std::env::var_os("SCOPEVAULT_STATE_DIR").is_some_and(|d| !d.is_empty())
+        || crate::vault::state_dir().is_dir()
 }
 
 /// Print why a file fails verification, if it does.

@@ -19,6 +19,9 @@ struct Gathered {
     health: anyhow::Result<Health>,
     bundle: Result<Option<Applied>, RecordError>,
     audit: AuditHead,
+    /// The daemon down and its log holding records with no anchor of them
+    /// ([`health::note_unanchored`]): the text prints its line before the error.
+    unanchored: bool,
     now: OffsetDateTime,
 }
 
@@ -47,11 +50,16 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .map(|(h, peer)| (h, super::doctor::daemon_uid(&socket, *peer))),
     );
+    // The daemon down: a log with records and no anchor of it is what its next start
+    // refuses, reported as `doctor` fails it.
+    let mut audit = audit;
+    let unanchored = answer.is_err() && health::note_unanchored(&mut audit);
     let health = answer.map(|(h, _)| h);
     let s = Gathered {
         health,
         bundle: health::read_applied(&super::unlock::vault_path(g)),
         audit,
+        unanchored,
         now: OffsetDateTime::now_utc(),
     };
     match format {
@@ -703,6 +711,7 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         health,
         bundle,
         audit,
+        unanchored,
         now,
     } = s;
     let h = match health {
@@ -717,6 +726,12 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                         gap,
                         " (read from the log's anchor: the daemon does not answer)"
                     )
+                )?;
+            }
+            if let (true, Some(why)) = (unanchored, &audit.error) {
+                outln!(
+                    "audit head:  BAD: {}",
+                    crate::text::escape_for_terminal(why)
                 )?;
             }
             return Err(e);

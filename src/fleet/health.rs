@@ -460,6 +460,31 @@ pub fn audit_head(log: &Path) -> AuditHead {
     audit_head_with(log, None)
 }
 
+/// For `status` while the daemon does not answer: a log whose head was read (it holds
+/// records) with no anchor of it in the state directory, nothing else wrong, is an error,
+/// the refusal `serve` gives such a log at its next start, as `doctor` fails it
+/// ([`crate::audit::AuditError::NoAnchor`]: the log's last seq, the state directory looked
+/// in, the fix). A running daemon anchors its log within 250 ms of its start, and one that
+/// cannot says so (`audit_anchor_ok`): not judged then. Returns whether it was so (until the
+/// twenty-eighth pass `status` said nothing of it).
+pub fn note_unanchored(head: &mut AuditHead) -> bool {
+    let unanchored = head.error.is_none()
+        && head.unchecked.is_none()
+        && head.anchor_seq.is_none()
+        && head.moved.is_none()
+        && head.source == Some("log")
+        && head.seq.is_some_and(|s| s > 0);
+    if unanchored {
+        let e = crate::audit::AuditError::NoAnchor {
+            path: head.log.clone(),
+            state_dir: crate::vault::state_dir(),
+            last: head.seq.unwrap_or(0),
+        };
+        head.error = Some(format!("`scopevault serve` refuses to start: {e}"));
+    }
+    unanchored
+}
+
 /// [`audit_head`], with the anchor read from `anchor_file` when given (the daemon's, as its
 /// `health` names it to an admin) rather than looked up in this user's state directory.
 pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {

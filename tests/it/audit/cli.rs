@@ -39,6 +39,37 @@ fn run(args: &[&str], path: &Path, stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// [`run`] with `SCOPEVAULT_STATE_DIR` set to `state` (where the anchors are).
+fn run_with_state(args: &[&str], path: &Path, state: &Path) -> Output {
+    bin()
+        .env("SCOPEVAULT_STATE_DIR", state)
+        .args(args)
+        .arg("--audit")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// [`write_log`] as `serve` writes it: anchored in `dir`/state, which it returns too.
+fn write_anchored_log(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let state = dir.join("state");
+    let path = dir.join("audit.jsonl");
+    crate::common::with_state_dir(&state, || {
+        let flags = scopevault::audit::OpenFlags {
+            anchor: true,
+            ..scopevault::audit::OpenFlags::default()
+        };
+        let log = AuditLog::open_with(&path, true, &flags).unwrap();
+        for _ in 0..n {
+            log.append(AuditRecord::new(Op::Fetch, Decision::Allow))
+                .unwrap();
+        }
+        log.write_anchor_now().unwrap();
+    });
+    (path, state)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -85,11 +116,74 @@ fn write_lines(path: &Path, lines: &[String]) {
 #[test]
 fn verify_ok_prints_the_count_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_log(dir.path(), 5);
-    let out = run(&["audit", "verify"], &path, None);
+    let (path, state) = write_anchored_log(dir.path(), 5);
+    let out = run_with_state(&["audit", "verify"], &path, &state);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("ok, 5 record(s), last seq 5"), "{stdout}");
+}
+
+/// Regression (twenty-eighth pass): a log that holds records, beside its key, with no anchor
+/// of it in the state directory (restored from backup without it) is refused by `serve` and
+/// failed by `doctor`, but `audit verify` said `ok`. It now says the log is not anchored,
+/// naming its last seq, the state directory and the fix, and exits 1, whether the state
+/// directory is given or found; a file with no key beside it (a rotated file, a copy) and a
+/// state directory neither given nor there are not judged so.
+#[test]
+fn verify_reports_a_log_with_records_and_no_anchor_in_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), 5);
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    for given in [&state, &dir.path().join("not-made")] {
+        let out = run_with_state(&["audit", "verify"], &path, given);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains("NOT ANCHORED: 5 record(s) verify, last seq 5")
+                && stdout.contains("holds records (up to seq 5)")
+                && stdout.contains(&format!("the state directory {}", given.display()))
+                && stdout.contains("serve --accept-audit-gap")
+                && !stdout.contains(": ok"),
+            "{stdout}"
+        );
+    }
+    // Found, not given: the default state directory ($XDG_STATE_HOME/scopevault), there; and
+    // not there, neither given: not judged.
+    let xdg = dir.path().join("xdg");
+    let found = |xdg: &Path| {
+        bin()
+            .env_remove("SCOPEVAULT_STATE_DIR")
+            .env("XDG_STATE_HOME", xdg)
+            .args(["audit", "verify", "--audit"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = found(&xdg);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("ok, 5 record(s), last seq 5"));
+    std::fs::create_dir_all(xdg.join("scopevault")).unwrap();
+    let out = found(&xdg);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("NOT ANCHORED")
+            && stdout.contains(&format!(
+                "the state directory {}",
+                xdg.join("scopevault").display()
+            )),
+        "{stdout}"
+    );
+    // No key beside it: not a log the daemon starts on.
+    std::fs::rename(
+        dir.path().join("audit.jsonl.key"),
+        dir.path().join("elsewhere.key"),
+    )
+    .unwrap();
+    let out = run_with_state(&["audit", "verify"], &path, &state);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("ok, 5 record(s), last seq 5"));
 }
 
 /// The documented `audit verify --audit LOG LOG.*` names the log's key and journal too: they
@@ -97,11 +191,11 @@ fn verify_ok_prints_the_count_and_exits_0() {
 #[test]
 fn verify_of_the_log_s_glob_skips_its_key_and_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_log(dir.path(), 5);
+    let (path, state) = write_anchored_log(dir.path(), 5);
     let key = dir.path().join("audit.jsonl.key");
     let journal = dir.path().join("audit.jsonl.journal");
     assert!(key.is_file() && journal.is_file());
-    let out = run(
+    let out = run_with_state(
         &[
             "audit",
             "verify",
@@ -109,7 +203,7 @@ fn verify_of_the_log_s_glob_skips_its_key_and_journal() {
             key.to_str().unwrap(),
         ],
         &path,
-        None,
+        &state,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let stdout = text(&out.stdout);

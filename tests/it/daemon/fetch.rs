@@ -4986,6 +4986,70 @@ fn a_log_restored_without_its_anchor_beside_another_key_is_refused_even_with_acc
     assert!(d.stop().success());
 }
 
+/// Regression (twenty-eighth pass): with the daemon stopped, a log holding records with no
+/// anchor of it in the state directory (restored from backup without it) is refused by the
+/// next `serve` and failed by `doctor`, but `status` said nothing of it: text silent,
+/// `--json` no `audit_head.error`, `scopevault_audit_head_ok 1`. Now each says it as
+/// `doctor` does: the log's last seq, the state directory and the fix.
+#[test]
+fn status_of_a_stopped_daemon_reports_a_log_without_its_anchor_as_doctor_does() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit = three_fetches_then_stop(dir.path(), &idarg);
+    let last = records(&std::fs::read_to_string(&audit).unwrap())
+        .last()
+        .unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    let text_status = || {
+        daemon::cmd(dir.path())
+            .args(["status", "--audit"])
+            .arg(&audit)
+            .arg("--socket")
+            .arg(dir.path().join("run/none.sock"))
+            .output()
+            .unwrap()
+    };
+    // Anchored: nothing said.
+    let (head, m) = offline_audit_status(dir.path(), &audit);
+    assert!(head.get("error").is_none(), "{head}");
+    assert_eq!(m["scopevault_audit_head_ok"], "1");
+    assert!(!String::from_utf8_lossy(&text_status().stdout).contains("audit head"));
+    // The state directory lost.
+    let state = dir.path().join("state/scopevault");
+    std::fs::remove_dir_all(&state).unwrap();
+    let said = |s: &str| {
+        s.contains("`scopevault serve` refuses to start")
+            && s.contains(&format!("holds records (up to seq {last})"))
+            && s.contains(&format!(
+                "the state directory {} holds no anchor",
+                state.display()
+            ))
+            && s.contains("serve --accept-audit-gap")
+    };
+    let (head, m) = offline_audit_status(dir.path(), &audit);
+    assert!(head["error"].as_str().is_some_and(said), "{head}");
+    assert_eq!(m["scopevault_audit_head_ok"], "0");
+    assert_eq!(m["scopevault_audit_seq"], last.to_string());
+    assert!(!m.contains_key("scopevault_audit_anchor_seq"), "{m:?}");
+    let out = text_status();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("audit head:  BAD: ") && said(l)),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let doctor = daemon::cmd(dir.path()).arg("doctor").output().unwrap();
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        doctor.lines().any(|l| l.starts_with("fail") && said(l)),
+        "{doctor}"
+    );
+}
+
 /// The audit anchor file of the test dir's log, in its state directory.
 fn anchor_file_of(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::read_dir(dir.join("state/scopevault"))
