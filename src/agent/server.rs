@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -290,7 +291,15 @@ pub fn precheck_socket(path: &Path, group: Option<u32>) -> Result<(), ServeError
         }
     }
     match dir.try_exists() {
-        Ok(true) => check_socket_dir(&dir, crate::sys::current_uid())?,
+        Ok(true) => {
+            check_socket_dir(&dir, crate::sys::current_uid())?;
+            for (probe, pid) in remove_stale_probes(&dir) {
+                crate::diag!(
+                    "scopevault: removed {}, a probe left by the start of pid {pid} (no longer running), killed while it checked the socket's directory",
+                    crate::text::shown(&probe)
+                );
+            }
+        }
         // `bind` creates it, and its missing parents, in the nearest directory that exists.
         // `bind` then checks the directory it made, whose path must hold no link.
         Ok(false) => {
@@ -332,6 +341,60 @@ fn probe_name() -> String {
     format!(".scopevault-probe-{}", std::process::id())
 }
 
+/// The pid a probe's name (`.scopevault-probe-PID`, [`probe_name`]) carries, written as the
+/// probe writes it (decimal, no sign, no leading zero); `None` for any other name.
+fn probe_pid(name: &[u8]) -> Option<i32> {
+    let digits = std::str::from_utf8(name.strip_prefix(b".scopevault-probe-")?).ok()?;
+    let pid: i32 = digits.parse().ok()?;
+    (pid > 0 && pid.to_string() == digits).then_some(pid)
+}
+
+/// Remove from the socket's directory `dir` the probes ([`probe_bind_in`]) of starts killed
+/// between making and removing them, which stayed there for ever (twenty-eighth pass): only
+/// entries named exactly `.scopevault-probe-PID` whose PID is no live process (`kill(PID,
+/// 0)` says ESRCH; this process's own is never touched), only sockets (what the probe is:
+/// anything else of that name is not one, and is left), judged without following a link
+/// (`AT_SYMLINK_NOFOLLOW`) and removed by name in the directory opened without following one,
+/// and only in a directory this user owns (not root's `/run` under a daemon of another user).
+/// Best effort: what cannot be read or removed is left, and the start goes on. Returns what
+/// was removed, with the pid its name carries.
+fn remove_stale_probes(dir: &Path) -> Vec<(PathBuf, i32)> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let mut removed = Vec::new();
+    let Ok(fd) = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return removed;
+    };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) if st.st_uid == crate::sys::current_uid() => {}
+        _ => return removed,
+    }
+    let Ok(entries) = rustix::fs::Dir::read_from(&fd) else {
+        return removed;
+    };
+    let me = std::process::id() as i32;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = probe_pid(name.to_bytes()) else {
+            continue;
+        };
+        let dead = pid != me
+            && rustix::process::Pid::from_raw(pid).is_some_and(|p| {
+                rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH)
+            });
+        let socket = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Socket);
+        if dead && socket && rustix::fs::unlinkat(&fd, name, AtFlags::empty()).is_ok() {
+            let name = std::ffi::OsStr::from_bytes(name.to_bytes());
+            removed.push((dir.join(name), pid));
+        }
+    }
+    removed
+}
+
 /// Bind a socket of a temporary name in `dir` and remove it at once: what the socket's own
 /// `bind` would meet there. The permission bits ([`crate::sys::check_may_create_in`]) do not
 /// tell everything: root passes `access(W_OK)` on sysfs or procfs, where `bind` fails with
@@ -357,7 +420,12 @@ fn probe_bind_in(dir: &Path) -> io::Result<()> {
     match UnixListener::bind(&probe) {
         Ok(l) => {
             drop(l);
-            std::fs::remove_file(&probe)
+            // Gone already: removed as stale by another start that cannot see this process
+            // (another pid namespace sharing the directory) between the two steps.
+            match std::fs::remove_file(&probe) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                done => done,
+            }
         }
         // Something of that name is there (a probe of a process killed between the two steps,
         // which had this pid): a name was made there, and is not ours to remove.
@@ -2423,6 +2491,75 @@ mod tests {
         );
         stop.trigger();
         running.join().unwrap().unwrap();
+    }
+
+    /// Twenty-eighth pass: a start killed between making its probe (`.scopevault-probe-PID`)
+    /// and removing it left the probe in the socket's directory for ever. The next start's
+    /// precheck removes such a probe whose pid is no live process, and nothing else: not a
+    /// live process's probe, not a name that only looks like one, not anything of that name
+    /// that is not a socket (a regular file, a directory, a link, never followed).
+    #[test]
+    fn regression_the_socket_precheck_removes_stale_probes_and_nothing_else() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("run");
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let elsewhere = base.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        // Pids that are no process: children that exited and were reaped.
+        let dead: Vec<u32> = (0..5)
+            .map(|_| {
+                let mut c = std::process::Command::new("true").spawn().unwrap();
+                let pid = c.id();
+                c.wait().unwrap();
+                pid
+            })
+            .collect();
+        let mut live = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let bind = |p: &Path| drop(UnixListener::bind(p).unwrap());
+        let name = |pid: &dyn std::fmt::Display| format!(".scopevault-probe-{pid}");
+        let stale = dir.join(name(&dead[0]));
+        bind(&stale);
+        let kept = [
+            dir.join(name(&live.id())),
+            dir.join(name(&std::process::id())),
+            dir.join(format!(".scopevault-probe-0{}", dead[0])),
+            dir.join(format!("{}x", name(&dead[0]))),
+            dir.join(format!("scopevault-probe-{}", dead[0])),
+        ];
+        for p in &kept {
+            bind(p);
+        }
+        std::fs::write(dir.join(name(&dead[1])), b"not a probe").unwrap();
+        std::fs::create_dir(dir.join(name(&dead[2]))).unwrap();
+        let target = elsewhere.join("target.sock");
+        bind(&target);
+        std::os::unix::fs::symlink(&target, dir.join(name(&dead[3]))).unwrap();
+        precheck_socket(&dir.join("s.sock"), None).unwrap();
+        live.kill().unwrap();
+        live.wait().unwrap();
+        assert!(
+            std::fs::symlink_metadata(&stale).is_err(),
+            "the stale probe stays"
+        );
+        for p in kept.iter().chain(&[
+            dir.join(name(&dead[1])),
+            dir.join(name(&dead[2])),
+            dir.join(name(&dead[3])),
+            target.clone(),
+        ]) {
+            assert!(
+                std::fs::symlink_metadata(p).is_ok(),
+                "{} removed",
+                p.display()
+            );
+        }
+        assert!(std::fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_socket());
     }
 
     /// Twenty-seventh pass (found by the twenty-sixth pass's review): the socket step's
