@@ -69,7 +69,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
                 Some(file) => {
                     let vault = super::unlock::vault_path(g);
                     let logs = [s.audit.log.clone(), crate::audit::default_audit_path()];
-                    let mut own = vec![vault];
+                    // The vault's lock too: metrics renamed over it give the next writer
+                    // another inode to lock than a writer holding the old one, and two saves
+                    // of the vault run at once (twenty-eighth pass). The rollback record's
+                    // lock, `generations.lock`, is in the state directory, refused whole.
+                    let mut own = vec![crate::vault::lock_path(&vault), vault];
                     for log in logs {
                         own.push(crate::audit::journal_path(&log));
                         own.push(crate::audit::key_path(&log));
@@ -620,7 +624,7 @@ fn gap_line(gap: &crate::protocol::AcceptedGap, from: &str) -> String {
 /// another writer of that directory linked that name to the vault, and the job, run as the
 /// vault's owner, overwrote the vault with metrics (twenty-seventh pass).
 ///
-/// `own`: scopevault's own files (the vault, the audit logs, their journals and keys), which
+/// `own`: scopevault's own files (the vault, its lock, the audit logs, their journals and keys), which
 /// FILE may not be (the same file, or the same path once resolved), nor may it lie in the
 /// state directory; a regular file already at FILE is replaced only if it starts as the
 /// metrics scopevault writes. `--output` naming the vault replaced it with metrics, exit 0
@@ -677,7 +681,7 @@ fn not_a_metrics_file(
     for p in own {
         if crate::paths::replaces(&entry, p) {
             return Some(format!(
-                "it is {}, one of scopevault's own files (the vault, an audit log, its journal or key)",
+                "it is {}, one of scopevault's own files (the vault, its lock, an audit log, its journal or key)",
                 crate::text::shown(p)
             ));
         }

@@ -58,7 +58,7 @@ pub use model::{
 pub(crate) use slots::check_new_label_among;
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
 pub(crate) use store::{check_trusted_file, keep_owner};
-pub use store::{resolve_link, WriteLock};
+pub use store::{lock_path, resolve_link, WriteLock};
 
 use format::{Header, Parsed};
 use model::{AppliedPolicy, VaultData};

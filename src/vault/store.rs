@@ -61,7 +61,8 @@ impl WriteLock {
     }
 }
 
-fn lock_path(vault: &Path) -> PathBuf {
+/// The vault's write lock, `<vault>.lock` beside it ([`WriteLock`]).
+pub fn lock_path(vault: &Path) -> PathBuf {
     let mut p = vault.as_os_str().to_owned();
     p.push(".lock");
     PathBuf::from(p)

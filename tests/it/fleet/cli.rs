@@ -4466,6 +4466,63 @@ fn status_output_refuses_the_link_the_vault_is_given_as() {
     assert_eq!(std::fs::read(&vault).unwrap(), before);
 }
 
+/// Twenty-eighth pass: `status --output` refused the vault, the audit log, their journals and
+/// keys and the state directory, but not the vault's lock `<vault>.lock`: missing, it was
+/// written with metrics (exit 0), and metrics renamed over it give the next writer of the
+/// vault another inode to lock than a writer holding the old one. Refused now, there or not,
+/// as one of scopevault's own files; the rollback record's lock (`generations.lock`, in the
+/// state directory) as a path there.
+#[test]
+fn status_output_refuses_the_vaults_lock_file_and_the_rollback_records_lock() {
+    let e = Env::new();
+    e.init_with_cred();
+    let vault = e.vault();
+    let lock = PathBuf::from(format!("{}.lock", vault.display()));
+    std::fs::create_dir_all(e.path("state")).unwrap();
+    let status = |file: &Path| {
+        e.run(
+            &[
+                "status",
+                "--format",
+                "prometheus",
+                "--socket",
+                "/nonexistent/sv.sock",
+                "--output",
+                file.to_str().unwrap(),
+            ],
+            b"",
+        )
+    };
+    let _ = std::fs::remove_file(&lock);
+    let record_lock = e.path("state/generations.lock");
+    for (file, why) in [
+        (
+            lock.clone(),
+            "one of scopevault's own files (the vault, its lock",
+        ),
+        (record_lock.clone(), "state directory"),
+    ] {
+        let before = std::fs::read(&file).ok();
+        let out = status(&file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", file.display());
+        assert!(
+            stderr.contains(why) && stderr.contains("Nothing was written"),
+            "{}: {stderr}",
+            file.display()
+        );
+        assert_eq!(std::fs::read(&file).ok(), before, "{}", file.display());
+    }
+    // There (a save made it): refused as the vault's lock, left as it was.
+    e.add_login("other-buyer", b"An0ther-Password!");
+    let held = std::fs::read(&lock).expect("a save makes the lock");
+    let out = status(&lock);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("its lock"), "{stderr}");
+    assert_eq!(std::fs::read(&lock).unwrap(), held);
+}
+
 /// Twenty-seventh pass (found by the twenty-seventh pass's re-attacker of its fixes):
 /// `publish` took the generation of the bundle already in --out from its manifest alone, so a
 /// manifest edited to 2^64 - 3 (its signature broken) made it publish 2^64 - 2 and save it,
