@@ -24,6 +24,7 @@
 //! ```
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where the users are.
 const PASSWD: &str = "/etc/passwd";
@@ -158,6 +159,76 @@ pub fn user_home(uid: u32) -> Option<String> {
     .ok()?;
     let home = user.fields[5];
     (!home.is_empty()).then(|| home.to_owned())
+}
+
+/// How many times the user and group databases may have changed since the process started:
+/// a connection's groups ([`crate::agent::peer::PeerIdentity`]) were looked up at one
+/// generation and are looked up again at its next decision that needs them once this has
+/// moved on. The daemon's ticker moves it when `/etc/passwd` or `/etc/group` changes
+/// ([`DatabaseWatch`]), and a `reload` does.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The current generation of the user and group databases (one atomic load).
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// Every connection's groups are looked up again before its next decision that needs them.
+pub fn databases_changed() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// What identifies one version of a database file: device, inode, size, modification and
+/// change times (a file replaced by rename has another inode; one edited in place another
+/// size or mtime, and always another ctime).
+type Stamp = Option<(u64, u64, u64, i64, i64, i64, i64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+/// Notices a change of `/etc/passwd` or `/etc/group` by their stamps (a `stat` each, no
+/// read) and then moves [`generation`] on, so a user removed from a group (`gpasswd -d`,
+/// `usermod`, `userdel`) loses what the group gave on connections already open, not only on
+/// new ones (twenty-eighth pass).
+pub struct DatabaseWatch {
+    paths: [std::path::PathBuf; 2],
+    seen: [Stamp; 2],
+}
+
+impl DatabaseWatch {
+    /// Watch the system's databases, as they are now.
+    pub fn system() -> DatabaseWatch {
+        DatabaseWatch::of([PASSWD.into(), GROUP.into()])
+    }
+
+    /// Watch these two files, as they are now.
+    pub fn of(paths: [std::path::PathBuf; 2]) -> DatabaseWatch {
+        let seen = [stamp(&paths[0]), stamp(&paths[1])];
+        DatabaseWatch { paths, seen }
+    }
+
+    /// Stat both files; if either changed since the last call (or since [`DatabaseWatch::of`]),
+    /// move [`generation`] on and return true.
+    pub fn poll(&mut self) -> bool {
+        let now = [stamp(&self.paths[0]), stamp(&self.paths[1])];
+        if now == self.seen {
+            return false;
+        }
+        self.seen = now;
+        databases_changed();
+        true
+    }
 }
 
 fn read_db(path: &str) -> String {
@@ -381,6 +452,30 @@ mod tests {
         broken line\n";
     const GROUP_TEXT: &str =
         "root:x:0:\nmon:x:1001:\nmonitors:x:2000:alice,mon\nother:x:2001:alice\n";
+
+    /// A rewrite in place, a replacement by rename, a removal: each moves the generation on,
+    /// and a poll with nothing changed does not.
+    #[test]
+    fn the_watch_moves_the_generation_on_each_change_of_either_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, g) = (dir.path().join("passwd"), dir.path().join("group"));
+        std::fs::write(&p, PASSWD_TEXT).unwrap();
+        std::fs::write(&g, "staff:x:50:alice\n").unwrap();
+        let mut w = DatabaseWatch::of([p.clone(), g.clone()]);
+        assert!(!w.poll(), "nothing changed");
+        let before = generation();
+        std::fs::write(&g, "staff:x:50:bob\n").unwrap();
+        assert!(w.poll(), "rewritten in place");
+        assert!(generation() > before);
+        assert!(!w.poll());
+        let new = dir.path().join("group+");
+        std::fs::write(&new, "staff:x:50:\n").unwrap();
+        std::fs::rename(&new, &g).unwrap();
+        assert!(w.poll(), "replaced by rename");
+        std::fs::remove_file(&p).unwrap();
+        assert!(w.poll(), "removed");
+        assert!(!w.poll());
+    }
 
     #[test]
     fn groups_of_combines_primary_and_member_lists() {

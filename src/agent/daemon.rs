@@ -278,7 +278,10 @@ fn serve(c: Config) -> anyhow::Result<()> {
             crate::advice::daemon_command("unlock")
         ),
     }
-    // Counted refusals become `denials` records about once a second (docs/audit.md, "Growth").
+    // Counted refusals become `denials` records about once a second (docs/audit.md, "Growth"),
+    // and a change of /etc/passwd or /etc/group has every connection's groups looked up
+    // again before its next decision (docs/protocol.md, "Who may do what").
+    let mut databases = crate::accounts::DatabaseWatch::system();
     let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ticker = {
         let (h, stop) = (handler.clone(), ticker_stop.clone());
@@ -287,6 +290,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
             guard.guard(|| {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(250));
+                    databases.poll();
                     h.flush_denials(false);
                     if let Err(e) = h.anchor_audit() {
                         crate::diag!(

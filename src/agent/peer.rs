@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::unix::net::UnixStream;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 /// The kernel's view of a connected peer, read once when the connection is accepted.
 #[derive(Debug)]
@@ -14,8 +14,8 @@ pub struct PeerIdentity {
     pub gid: u32,
     /// Pid of the peer (informational: pids are reused; never authorise on it).
     pub pid: i32,
-    /// Supplementary groups of the peer's user, looked up once, when first needed.
-    groups: OnceLock<Vec<u32>>,
+    /// Groups of the peer's user, from the databases, as last looked up.
+    groups: Groups,
     exe: Option<crate::sys::ExeLink>,
 }
 
@@ -31,7 +31,10 @@ impl PeerIdentity {
             uid: cred.uid,
             gid: cred.gid,
             pid: cred.pid,
-            groups: OnceLock::new(),
+            groups: Groups::Followed {
+                lookup: crate::accounts::user_groups,
+                now: Mutex::new(None),
+            },
             exe: crate::sys::peer_exe(stream, &cred),
         })
     }
@@ -42,30 +45,64 @@ impl PeerIdentity {
             uid,
             gid,
             pid,
-            groups: OnceLock::from(groups),
+            groups: Groups::Fixed(groups.into()),
             exe: None,
         }
     }
 
-    /// True when the peer's primary gid or one of its user's supplementary groups (from the
-    /// group database) is `gid`.
-    pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid
-            || self
-                .groups
-                .get_or_init(|| crate::accounts::user_groups(self.uid))
-                .contains(&gid)
+    /// A peer whose groups `lookup` answers, looked up again as the databases' generation
+    /// moves on, as a connected peer's are (tests).
+    #[cfg(test)]
+    fn with_lookup(uid: u32, gid: u32, lookup: fn(u32) -> Vec<u32>) -> PeerIdentity {
+        PeerIdentity {
+            uid,
+            gid,
+            pid: 1,
+            groups: Groups::Followed {
+                lookup,
+                now: Mutex::new(None),
+            },
+            exe: None,
+        }
     }
 
-    /// The peer's primary gid, then each supplementary group of its user (the groups
-    /// [`PeerIdentity::in_group`] matches), looked up once as there.
-    pub fn all_groups(&self) -> impl Iterator<Item = u32> + '_ {
-        std::iter::once(self.gid).chain(
-            self.groups
-                .get_or_init(|| crate::accounts::user_groups(self.uid))
-                .iter()
-                .copied(),
-        )
+    /// The user's groups as of the databases' current generation: looked up when first
+    /// needed, and again at the first need after [`crate::accounts::generation`] moved on (a
+    /// change of `/etc/passwd` or `/etc/group`, a `reload`). Otherwise an atomic load and
+    /// compare under this peer's own lock (uncontended but for a worker), no file read: a user removed from a group loses its rights on connections
+    /// already open within about a second, not when the connection closes (twenty-eighth
+    /// pass, found by the outside attacker).
+    fn supplementary(&self) -> Arc<[u32]> {
+        match &self.groups {
+            Groups::Fixed(g) => g.clone(),
+            Groups::Followed { lookup, now } => {
+                let generation = crate::accounts::generation();
+                let mut now = now.lock().unwrap_or_else(|p| p.into_inner());
+                match &*now {
+                    Some((at, g)) if *at == generation => g.clone(),
+                    _ => {
+                        // The generation is read before the lookup: a change during it moves
+                        // the generation past `at`, and the next need looks up again.
+                        let g: Arc<[u32]> = lookup(self.uid).into();
+                        *now = Some((generation, g.clone()));
+                        g
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when the peer's primary gid or one of its user's groups (from the user and group
+    /// databases, as of their current generation) is `gid`.
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.supplementary().contains(&gid)
+    }
+
+    /// The peer's primary gid, then each group of its user (the groups
+    /// [`PeerIdentity::in_group`] matches, as of the same generation).
+    pub fn all_groups(&self) -> impl Iterator<Item = u32> {
+        let groups = self.supplementary();
+        std::iter::once(self.gid).chain((0..groups.len()).map(move |i| groups[i]))
     }
 
     /// The peer's executable as read at accept time, for the audit log (informational):
@@ -91,6 +128,18 @@ impl PeerIdentity {
             exe_truncated: self.exe().is_some_and(|e| bounded_exe(e).len() < e.len()),
         }
     }
+}
+
+/// Where a peer's groups come from.
+#[derive(Debug)]
+enum Groups {
+    /// Given (tests).
+    Fixed(Arc<[u32]>),
+    /// Looked up by uid, with the databases' generation they were looked up at.
+    Followed {
+        lookup: fn(u32) -> Vec<u32>,
+        now: Mutex<Option<(u64, Arc<[u32]>)>>,
+    },
 }
 
 /// Longest `exe` the audit log records, in bytes: the path of the peer's binary is the
@@ -141,6 +190,26 @@ mod tests {
         assert_eq!(other_ns.audit_info().exe, None);
         let here = PeerIdentity::with_groups(1000, 1000, 42, vec![]);
         assert_eq!(here.audit_info().pid, Some(42));
+    }
+
+    /// Twenty-eighth pass (outside attacker): the groups were looked up once per connection,
+    /// so a user removed from a runner or admin group kept its rights on a connection opened
+    /// before. They are looked up again once the databases' generation moves on.
+    #[test]
+    fn groups_are_looked_up_again_once_the_databases_change() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static MEMBER_OF: AtomicU32 = AtomicU32::new(50);
+        fn lookup(_: u32) -> Vec<u32> {
+            vec![MEMBER_OF.load(Ordering::SeqCst)]
+        }
+        let p = PeerIdentity::with_lookup(1000, 1000, lookup);
+        assert!(p.in_group(50) && p.all_groups().any(|g| g == 50));
+        MEMBER_OF.store(60, Ordering::SeqCst);
+        crate::accounts::databases_changed();
+        assert!(!p.in_group(50), "removed from 50: no longer a member");
+        assert!(p.in_group(60), "added to 60: a member");
+        assert_eq!(p.all_groups().collect::<Vec<_>>(), vec![1000, 60]);
+        assert!(p.in_group(1000), "the kernel's primary gid always counts");
     }
 
     #[test]

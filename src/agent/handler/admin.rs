@@ -370,13 +370,17 @@ impl Handler {
         )))
     }
 
-    /// `reload`, SIGHUP, a changed file followed. A refusal of the file (not `locked`, not a
+    /// `reload`, SIGHUP, a changed file followed; each also has every connection's groups
+    /// looked up again (`crate::accounts::generation`). A refusal of the file (not `locked`, not a
     /// wait for the rollback record's lock, not the audit log) is kept for `health`'s
     /// `load_refused` until a load succeeds or another file is at the path: a refused
     /// rollback or another vault's file showed in no `status` line and no metric, only in
     /// the daemon's log and the audit log (twenty-sixth pass, found by the attacker of
     /// observability and many daemons).
     pub(super) fn reload(&self) -> Result<AdminStatus, Refusal> {
+        // A reload re-reads the user and group databases too: every connection's groups are
+        // looked up again before its next decision that needs them.
+        crate::accounts::databases_changed();
         let there = self.state.with(|v| v.and_then(|o| o.vault.current_stamp()));
         let r = self.reload_now();
         let refused = match &r {
