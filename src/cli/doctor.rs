@@ -177,6 +177,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
         Some(head) => report_audit_head(&mut r, head),
         None => check_audit(&mut r, &audit_path, daemon_uid),
     }
+    check_rotation_schemes(&mut r, &audit_path);
     // A file the daemon does not own is not read at all.
     if named.as_ref().is_none_or(|h| h.unchecked.is_none()) {
         if !other_vault {
@@ -1174,6 +1175,75 @@ fn report_audit_head(r: &mut Report, head: &crate::fleet::health::AuditHead) {
     }
 }
 
+/// Which of the two rotations that rename the log made a file beside it, by its name after
+/// the log's: `.YYYYMMDDTHHMMSSZ` (and `-N`, `.gz`) is `scopevault audit rotate`'s; `.N` or
+/// a date after `-` or `.` (and `.gz`) is logrotate's. Anything else (the key, the journal, an
+/// operator's copy) is neither.
+#[derive(Debug, PartialEq, Eq)]
+enum Rotated {
+    ByScopevault,
+    ByLogrotate,
+}
+
+fn rotated_by(log: &[u8], name: &[u8]) -> Option<Rotated> {
+    let rest = name.strip_prefix(log)?;
+    let (&sep, tail) = rest.split_first()?;
+    let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+    if sep == b'.' && digits == 8 && tail.len() >= 16 {
+        let (t, z) = (tail[8], tail[15]);
+        if t == b'T' && z == b'Z' && tail[9..15].iter().all(u8::is_ascii_digit) {
+            return Some(Rotated::ByScopevault);
+        }
+    }
+    let ends = tail.get(digits).is_none_or(|&b| matches!(b, b'.' | b'-'));
+    (matches!(sep, b'.' | b'-') && digits > 0 && ends).then_some(Rotated::ByLogrotate)
+}
+
+/// Files of both `scopevault audit rotate` and logrotate beside the log: one read of its
+/// directory. With both, logrotate's `rotate N` deletes its oldest numbered file, which lies
+/// in the middle of the chain, and `audit verify --audit LOG LOG.*` fails for good from then
+/// on (twenty-eighth pass, found by the outside attacker; docs/audit.md, "Rotation").
+fn check_rotation_schemes(r: &mut Report, log: &Path) {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let (mut ours, mut theirs) = (None, None);
+    for e in entries.flatten() {
+        let n = e.file_name();
+        match rotated_by(name.as_encoded_bytes(), n.as_encoded_bytes()) {
+            Some(Rotated::ByScopevault) => ours = ours.or(Some(n)),
+            Some(Rotated::ByLogrotate) => theirs = theirs.or(Some(n)),
+            None => {}
+        }
+        if ours.is_some() && theirs.is_some() {
+            break;
+        }
+    }
+    if let (Some(ours), Some(theirs)) = (ours, theirs) {
+        r.warn(
+            "audit",
+            format!(
+                "{}: files of both `scopevault audit rotate` ({}) and logrotate ({}) lie beside the log: use one of them; with both, logrotate's `rotate N` deletes its oldest numbered file, which lies in the middle of the chain, and `scopevault audit verify --audit {} {}.*` fails for good from then on. Keep `audit rotate` and prune its files by age, oldest first (`find {} -name '{}.20*Z*' -mtime +400 -delete`), or logrotate alone (docs/audit.md, \"Rotation\")",
+                dir.display(),
+                ours.to_string_lossy(),
+                theirs.to_string_lossy(),
+                log.display(),
+                log.display(),
+                dir.display(),
+                name.to_string_lossy(),
+            ),
+        );
+    }
+}
+
 /// The audit log: writable where it exists, its hash chain verifies, and it holds the record
 /// its anchor in the state directory names ([`crate::audit::verify_against_anchor`]: the rule
 /// `serve` applies at start and `audit verify` applies too).
@@ -1834,5 +1904,50 @@ fn check_mlock(r: &mut Report, daemon: &DaemonProc) {
                 crate::sys::memory_amount(room.limit.unwrap_or(0))
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotated_files_are_told_apart_by_their_names() {
+        let log = b"audit.jsonl";
+        for n in [
+            "audit.jsonl.20261129T200000Z",
+            "audit.jsonl.20261129T200000Z-1",
+            "audit.jsonl.20261129T200000Z.gz",
+        ] {
+            assert_eq!(
+                rotated_by(log, n.as_bytes()),
+                Some(Rotated::ByScopevault),
+                "{n}"
+            );
+        }
+        for n in [
+            "audit.jsonl.1",
+            "audit.jsonl.52.gz",
+            "audit.jsonl-20261202",
+            "audit.jsonl-20261202.gz",
+            "audit.jsonl.2026-12-02",
+        ] {
+            assert_eq!(
+                rotated_by(log, n.as_bytes()),
+                Some(Rotated::ByLogrotate),
+                "{n}"
+            );
+        }
+        for n in [
+            "audit.jsonl",
+            "audit.jsonl.key",
+            "audit.jsonl.journal",
+            "audit.jsonl.",
+            "audit.jsonl.bak",
+            "audit.jsonl1",
+            "other.1",
+        ] {
+            assert_eq!(rotated_by(log, n.as_bytes()), None, "{n}");
+        }
     }
 }

@@ -938,3 +938,50 @@ fn status_reports_the_head_of_a_log_moved_by_a_rotation_the_daemon_has_not_notic
     assert!(d.stop().success());
     check(false);
 }
+
+/// Twenty-eighth pass (found by the outside attacker): docs/audit.md advised `scopevault audit
+/// rotate` from cron and shipped a logrotate configuration (`rotate 52`); with both, logrotate's
+/// pruning deletes a numbered file in the middle of the chain and `audit verify` fails for good.
+/// `doctor` warns once files of both lie beside the log, and not while only one made them.
+#[test]
+fn doctor_warns_when_both_audit_rotate_and_logrotate_rotated_the_log() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let d = Daemon::start(dir.path(), &idarg);
+    let doctor = || {
+        let out = daemon::cmd(dir.path())
+            .env("SCOPEVAULT_SOCKET", &d.socket)
+            .args(idarg)
+            .arg("doctor")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let both = |said: &str| {
+        said.lines()
+            .find(|l| l.starts_with("warn") && l.contains("files of both"))
+            .map(str::to_owned)
+    };
+    let out = daemon::cmd(dir.path())
+        .env("SCOPEVAULT_SOCKET", &d.socket)
+        .args(idarg)
+        .args(["audit", "rotate"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = doctor();
+    assert_eq!(both(&said), None, "`audit rotate` alone: {said}");
+
+    fetch(&d, 1);
+    let moved = logrotate(&dir.path().join("audit.jsonl"));
+    d.signal("USR1");
+    let said = doctor();
+    let line = both(&said).unwrap_or_else(|| panic!("no warning: {said}"));
+    assert!(line.contains("audit.jsonl.1"), "{line}");
+    assert!(line.contains("audit.jsonl.20"), "{line}");
+    assert!(line.contains("docs/audit.md"), "{line}");
+    assert!(moved.exists());
+    assert!(d.stop().success());
+}
