@@ -66,26 +66,28 @@ impl PeerIdentity {
         }
     }
 
-    /// The user's groups as of the databases' current generation: looked up when first
-    /// needed, and again at the first need after [`crate::accounts::generation`] moved on (a
-    /// change of `/etc/passwd` or `/etc/group`, a `reload`). Otherwise an atomic load and
-    /// compare under this peer's own lock (uncontended but for a worker), no file read: a user removed from a group loses its rights on connections
-    /// already open within about a second, not when the connection closes (twenty-eighth
-    /// pass, found by the outside attacker).
-    fn supplementary(&self) -> Arc<[u32]> {
+    /// `f` of the user's groups as of the databases' current generation: looked up when
+    /// first needed, and again at the first need after [`crate::accounts::generation`] moved
+    /// on (a change of `/etc/passwd` or `/etc/group`, a `reload`). Otherwise an atomic load
+    /// and compare under this peer's own lock (uncontended but for a worker), no file read: a
+    /// user removed from a group loses its rights on connections already open within about a
+    /// second, not when the connection closes (twenty-eighth pass, found by the outside
+    /// attacker).
+    fn groups_now<R>(&self, f: impl FnOnce(&Arc<[u32]>) -> R) -> R {
         match &self.groups {
-            Groups::Fixed(g) => g.clone(),
+            Groups::Fixed(g) => f(g),
             Groups::Followed { lookup, now } => {
                 let generation = crate::accounts::generation();
                 let mut now = now.lock().unwrap_or_else(|p| p.into_inner());
                 match &*now {
-                    Some((at, g)) if *at == generation => g.clone(),
+                    Some((at, g)) if *at == generation => f(g),
                     _ => {
                         // The generation is read before the lookup: a change during it moves
                         // the generation past `at`, and the next need looks up again.
                         let g: Arc<[u32]> = lookup(self.uid).into();
-                        *now = Some((generation, g.clone()));
-                        g
+                        let r = f(&g);
+                        *now = Some((generation, g));
+                        r
                     }
                 }
             }
@@ -95,13 +97,13 @@ impl PeerIdentity {
     /// True when the peer's primary gid or one of its user's groups (from the user and group
     /// databases, as of their current generation) is `gid`.
     pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.supplementary().contains(&gid)
+        self.gid == gid || self.groups_now(|g| g.contains(&gid))
     }
 
     /// The peer's primary gid, then each group of its user (the groups
     /// [`PeerIdentity::in_group`] matches, as of the same generation).
     pub fn all_groups(&self) -> impl Iterator<Item = u32> {
-        let groups = self.supplementary();
+        let groups = self.groups_now(Arc::clone);
         std::iter::once(self.gid).chain((0..groups.len()).map(move |i| groups[i]))
     }
 
