@@ -1184,11 +1184,13 @@ fn pascal(id: &str) -> String {
 /// security](https://evil.example/phish) [x"` made a clickable link of the pull request's
 /// choosing in the code-scanning alert, or a link to a location no result has, which makes
 /// the SARIF invalid (twenty-fourth pass). Our own brackets (`[credentials.x]`) are literal
-/// text too, and escaped alike.
+/// text too, and escaped alike. A `\` is written `\\` (§3.11.6 again): left alone, the policy's
+/// `\[text\](url)` came out `\\[text\\](url)`, an escaped backslash then a real embedded link
+/// (twenty-eighth pass).
 fn sarif_message(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c == '[' || c == ']' {
+        if c == '[' || c == ']' || c == '\\' {
             out.push('\\');
         }
         out.push(c);

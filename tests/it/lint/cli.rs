@@ -1064,6 +1064,78 @@ expires = "2099-01-01"
     }
 }
 
+/// SARIF plain text as a reader takes it (SARIF 2.1.0 §3.11.5, §3.11.6): `\\`, `\[`, `\]`,
+/// `{{` and `}}` are the literal characters; an unescaped `[` or `]` (the makings of an
+/// embedded link), a lone `{` or `}` (a placeholder) or a `\` before anything else is an error
+/// naming where it is.
+fn sarif_plain_text(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut cs = text.chars().enumerate().peekable();
+    while let Some((i, c)) = cs.next() {
+        match c {
+            '\\' => match cs.next() {
+                Some((_, e @ ('\\' | '[' | ']'))) => out.push(e),
+                _ => return Err(format!("a backslash escaping nothing at {i}: {text}")),
+            },
+            '[' | ']' => return Err(format!("an unescaped {c} at {i}: {text}")),
+            '{' | '}' => match cs.next() {
+                Some((_, d)) if d == c => out.push(c),
+                _ => return Err(format!("a lone {c} (a placeholder) at {i}: {text}")),
+            },
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Every `message.text` of a SARIF run's results and notifications, read back as plain text.
+fn sarif_messages(v: &serde_json::Value) -> Vec<String> {
+    let run = &v["runs"][0];
+    let results = run["results"].as_array().unwrap().iter();
+    let notes = run["invocations"][0]["toolExecutionNotifications"]
+        .as_array()
+        .map(|a| a.iter().collect::<Vec<_>>())
+        .unwrap_or_default();
+    results
+        .chain(notes)
+        .map(|r| sarif_plain_text(r["message"]["text"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+/// SARIF messages escaped `[` and `]` but not `\` (twenty-eighth pass, found by the
+/// twenty-eighth pass's attacker of the lint in CI): an exception's `rule =
+/// '\[approved by security\](https://evil.example/phish)'` came out
+/// `\\[approved by security\\](https://evil.example/phish)`, which a reader taking `\\` as an
+/// escaped backslash turns into an embedded link of the pull request's choosing. `\` is
+/// written `\\` now: the message reads back as the policy's text, with no link in it.
+#[test]
+fn a_backslash_in_policy_text_makes_no_embedded_link_in_sarif_messages() {
+    let policy = r#"version = 1
+[credentials.c]
+kind = "login"
+scopes = ["a:b"]
+[tasks.t]
+needs = ["a:b"]
+credentials = ["c"]
+runners = { users = ["root"] }
+[[exceptions]]
+rule = '\[approved by security\](https://evil.example/phish)'
+credential = "c"
+reason = "x"
+expires = "2099-01-01"
+"#;
+    let o = lint_text(policy.as_bytes(), &["--format", "sarif"]);
+    assert_code(&o, 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let messages = sarif_messages(&v);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains(r"\[approved by security\](https://evil.example/phish)")),
+        "{messages:?}"
+    );
+}
+
 /// `location-without-tasks` findings name no credential, task or scope, so one exception
 /// matched every one of them, today's and any later location's (found by attacking the lint's
 /// exceptions, fourteenth pass: an exception "for fra" hid a new `evil-new-site` too, with
