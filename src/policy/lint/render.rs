@@ -913,9 +913,14 @@ impl Report {
                         physical_location: Physical {
                             artifact_location: artifact(),
                             region: Region {
-                                end_column: f
-                                    .end_column
-                                    .max(f.column + usize::from(f.end_line == f.line)),
+                                // On one line, at least one column wide; over several, the
+                                // JSON's end (the start column has nothing to do with the
+                                // end line: reusing it pointed past the end of that line).
+                                end_column: if f.end_line == f.line {
+                                    f.end_column.max(f.column + 1)
+                                } else {
+                                    f.end_column.max(1)
+                                },
                                 end_line: f.end_line,
                                 start_column: f.column,
                                 start_line: f.line,

@@ -1136,6 +1136,54 @@ expires = "2099-01-01"
     );
 }
 
+/// A SARIF region spanning lines (a scope written as a TOML multi-line string) ended at the
+/// start column reused on the end line, past that line's end, where the JSON had the right
+/// end (twenty-eighth pass, found by the twenty-eighth pass's attacker of the lint in CI).
+/// Every result's region is now the JSON finding's line, column, end line and end column.
+#[test]
+fn a_sarif_region_spanning_lines_ends_where_the_json_finding_ends() {
+    let policy = "version = 1\n[credentials.c]\nkind = \"login\"\nscopes = [\"a:b\", \"\"\"\nx:*\"\"\"]\n\
+                  [tasks.t]\nneeds = [\"a:b\"]\ncredentials = [\"c\"]\nrunners = { users = [\"root\"] }\n";
+    let json: serde_json::Value =
+        serde_json::from_slice(&lint_text(policy.as_bytes(), &["--format", "json"]).stdout)
+            .unwrap();
+    let sarif: serde_json::Value =
+        serde_json::from_slice(&lint_text(policy.as_bytes(), &["--format", "sarif"]).stdout)
+            .unwrap();
+    let wild = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "wildcard-scope")
+        .unwrap();
+    assert_eq!(
+        (
+            &wild["line"],
+            &wild["column"],
+            &wild["end_line"],
+            &wild["end_column"]
+        ),
+        (&4.into(), &18.into(), &5.into(), &7.into()),
+        "{wild}"
+    );
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(results.len(), findings.len());
+    for (r, f) in results.iter().zip(findings) {
+        let region = &r["locations"][0]["physicalLocation"]["region"];
+        assert_eq!(
+            (
+                &region["startLine"],
+                &region["startColumn"],
+                &region["endLine"],
+                &region["endColumn"]
+            ),
+            (&f["line"], &f["column"], &f["end_line"], &f["end_column"]),
+            "{r} {f}"
+        );
+    }
+}
+
 /// `location-without-tasks` findings name no credential, task or scope, so one exception
 /// matched every one of them, today's and any later location's (found by attacking the lint's
 /// exceptions, fourteenth pass: an exception "for fra" hid a new `evil-new-site` too, with
