@@ -1147,6 +1147,7 @@ mod tests {
 
     use super::*;
     use crate::agent::state::CredView;
+    use crate::policy::lint::RuleId;
     use crate::policy::CredentialKind;
     use crate::secret::SecretString;
 
@@ -1395,6 +1396,107 @@ mod tests {
         let v = call(&h, &stranger(), r#"{"v":1,"op":"lock"}"#);
         assert_eq!(v["error"]["code"], "denied");
         assert!(!h.is_locked());
+    }
+
+    /// The daemon's origin warning disagreed with the lint (twenty-eighth pass, found by the
+    /// twenty-eighth pass's attacker of the lint in CI): a task with an `origin` whose
+    /// credential declares no `origins` got `origin-mismatch` from the lint, and was handed
+    /// out with no warning at all (answer and audit record, `enforce = "deny"` too); an
+    /// `origin-mismatch` exception in force was not said at runtime as a scope exception is.
+    /// Both now use one check: the daemon warns exactly where the lint finds
+    /// `origin-mismatch`, marked when an exception in force hides the finding.
+    #[test]
+    fn the_daemon_warns_of_an_origin_exactly_where_the_lint_finds_origin_mismatch() {
+        let src = r#"version = 1
+[settings]
+enforce = "deny"
+[credentials.other-site]
+kind = "token"
+scopes = ["o:p"]
+origins = ["https://shop.example.com"]
+[credentials.no-origins]
+kind = "token"
+scopes = ["o:p"]
+[credentials.same-site]
+kind = "token"
+scopes = ["o:p"]
+origins = ["https://evil.example"]
+[tasks.t7]
+needs = ["o:p"]
+credentials = ["other-site"]
+runners = { users = ["root"] }
+origin = "https://evil.example"
+[tasks.t8]
+needs = ["o:p"]
+credentials = ["no-origins"]
+runners = { users = ["root"] }
+origin = "https://evil.example"
+[tasks.t9]
+needs = ["o:p"]
+credentials = ["no-origins"]
+runners = { users = ["root"] }
+origin = "https://reviewed.example"
+[tasks.t10]
+needs = ["o:p"]
+credentials = ["same-site"]
+runners = { users = ["root"] }
+origin = "https://evil.example"
+[tasks.t11]
+needs = ["o:p"]
+credentials = ["no-origins"]
+runners = { users = ["root"] }
+[[exceptions]]
+rule = "origin-mismatch"
+credential = "no-origins"
+task = "t9"
+origin = "https://reviewed.example"
+reason = "reviewed"
+expires = "2999-01-01"
+"#;
+        let today = time::OffsetDateTime::now_utc().date();
+        let report = crate::policy::lint::lint_source(
+            src,
+            "policy.toml",
+            &crate::policy::LintOptions::new(today),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler_over(dir.path(), src);
+        for task in ["t7", "t8", "t9", "t10", "t11"] {
+            let finding = report
+                .findings()
+                .iter()
+                .find(|f| f.rule == RuleId::OriginMismatch && f.task.as_deref() == Some(task));
+            let v = call(
+                &h,
+                &root(),
+                &format!(r#"{{"v":1,"op":"fetch","task":"{task}"}}"#),
+            );
+            assert_eq!(v["ok"], true, "{task}: {v}");
+            let answer = v["credentials"][0]["warnings"].to_string();
+            let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+            let rec: serde_json::Value =
+                serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+            let audited = rec["warnings"].to_string();
+            for warnings in [&answer, &audited] {
+                let warned = warnings.contains(&format!("task `{task}` works on"));
+                assert_eq!(warned, finding.is_some(), "{task}: {warnings}");
+                let covered = warnings.contains("[covered by an exception in force]");
+                assert_eq!(
+                    covered,
+                    finding.is_some_and(|f| f.excepted),
+                    "{task}: {warnings}"
+                );
+            }
+        }
+        // The lint's verdicts the daemon had to match: t7, t8 and t9 found, t9 excepted.
+        let found: Vec<(&str, bool)> = report
+            .findings()
+            .iter()
+            .filter(|f| f.rule == RuleId::OriginMismatch)
+            .map(|f| (f.task.as_deref().unwrap(), f.excepted))
+            .collect();
+        assert_eq!(found, [("t7", false), ("t8", false), ("t9", true)]);
     }
 
     #[test]

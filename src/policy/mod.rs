@@ -300,6 +300,14 @@ impl Task {
     pub fn origin(&self) -> Option<&str> {
         self.origin.as_ref().map(|o| o.value.as_str())
     }
+    /// `origin-mismatch`, the one check the lint and the daemon share: the task's origin when
+    /// it declares one that is not among `cred`'s origins (a credential that declares no
+    /// origins matches none: before the twenty-eighth pass the daemon gave no warning for it).
+    pub(crate) fn origin_mismatch<'a>(&'a self, cred: &CredentialDecl) -> Option<&'a Sp<String>> {
+        self.origin
+            .as_deref()
+            .filter(|origin| !cred.origins.iter().any(|o| o.value == origin.value))
+    }
     /// Fleet: the locations where the task runs, as listed.
     pub fn locations(&self) -> Vec<&str> {
         self.locations.iter().map(|s| s.value.as_str()).collect()
@@ -829,6 +837,29 @@ impl Policy {
             high_risk,
             excepted,
         }
+    }
+
+    /// Whether an exception in force for `origin-mismatch` (this credential and task, no
+    /// scopes, `origin` the task's) hides that finding: the lint's matching of such an
+    /// exception, for the daemon's warning.
+    pub(crate) fn origin_excepted(
+        &self,
+        task: &str,
+        credential: &str,
+        origin: &str,
+        today: time::Date,
+    ) -> bool {
+        self.exceptions.iter().any(|e| {
+            e.rule.value == lint::RuleId::OriginMismatch.as_str()
+                && e.credential.as_ref().is_some_and(|c| c.value == credential)
+                && e.task.as_ref().is_some_and(|t| t.value == task)
+                && !e.scopes_invalid
+                && e.scopes.is_empty()
+                && e.subject
+                    .as_ref()
+                    .is_some_and(|(k, v)| *k == SubjectKey::Origin && v.value == origin)
+                && e.in_force(today)
+        })
     }
 
     /// Whether an exception in force for `scope-exceeds-task` covers exactly `excess`.

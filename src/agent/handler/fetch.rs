@@ -396,13 +396,24 @@ impl Handler {
             warnings.push(w);
         }
         let origin_warning = warnings.len();
-        if let Some(origin) = task.origin() {
-            if !origins.is_empty() && !origins.contains(&origin) {
-                warnings.push(format!(
+        // The lint's `origin-mismatch`, by the same check: a credential that declares no
+        // origins matches none, and an exception in force for it is said (twenty-eighth pass).
+        if let Some(origin) = task.origin_mismatch(decl) {
+            let mut w = if origins.is_empty() {
+                format!(
+                    "task `{task_name}` works on {}, but credential `{name}` declares no origins",
+                    cut(&origin.value, 64)
+                )
+            } else {
+                format!(
                     "task `{task_name}` works on {}, which is not among the origins of credential `{name}`",
-                    cut(origin, 64)
-                ));
+                    cut(&origin.value, 64)
+                )
+            };
+            if policy.origin_excepted(task_name, name, &origin.value, today) {
+                w.push_str(" [covered by an exception in force]");
             }
+            warnings.push(w);
         }
         if !grant.excess.is_empty() && policy.enforce() == Enforce::Deny && !grant.excepted {
             // The reason names the excess, and nothing is handed out: the warnings about the

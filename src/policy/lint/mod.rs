@@ -734,42 +734,40 @@ impl<'a> Linter<'a> {
                         high,
                     );
                 }
-                if let Some(origin) = &task.origin {
-                    if !cred.origins.iter().any(|o| o.value == origin.value) {
-                        let declared = if cred.origins.is_empty() {
-                            "declares no origins".to_owned()
-                        } else {
-                            format!(
-                                "is for {}",
-                                ticks_listed(
-                                    &cred
-                                        .origins
-                                        .iter()
-                                        .map(|o| o.value.as_str())
-                                        .collect::<Vec<_>>()
-                                )
+                if let Some(origin) = task.origin_mismatch(cred) {
+                    let declared = if cred.origins.is_empty() {
+                        "declares no origins".to_owned()
+                    } else {
+                        format!(
+                            "is for {}",
+                            ticks_listed(
+                                &cred
+                                    .origins
+                                    .iter()
+                                    .map(|o| o.value.as_str())
+                                    .collect::<Vec<_>>()
                             )
-                        };
-                        self.push(
-                            RuleId::OriginMismatch,
-                            origin.span.clone(),
-                            format!(
-                                "task `{tname}` works on `{}`, but its credential `{cname}` {declared}",
-                                origin.value
-                            ),
-                            format!(
-                                "add \"{}\" to the `origins` of `{cname}` if it is meant for that site, or use a credential issued for it",
-                                origin.value
-                            ),
-                            Some(cname),
-                            Some(tname),
-                            vec![],
-                        );
-                        // The origin is the finding's subject: an exception reviewed for one
-                        // site, and a code-scanning alert dismissed for it, are not another
-                        // site's (twenty-fourth pass).
-                        self.detail(origin.value.clone());
-                    }
+                        )
+                    };
+                    self.push(
+                        RuleId::OriginMismatch,
+                        origin.span.clone(),
+                        format!(
+                            "task `{tname}` works on `{}`, but its credential `{cname}` {declared}",
+                            origin.value
+                        ),
+                        format!(
+                            "add \"{}\" to the `origins` of `{cname}` if it is meant for that site, or use a credential issued for it",
+                            origin.value
+                        ),
+                        Some(cname),
+                        Some(tname),
+                        vec![],
+                    );
+                    // The origin is the finding's subject: an exception reviewed for one
+                    // site, and a code-scanning alert dismissed for it, are not another
+                    // site's (twenty-fourth pass).
+                    self.detail(origin.value.clone());
                 }
             }
             for need in task.needs.iter().filter(|_| !unknown) {
