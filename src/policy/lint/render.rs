@@ -1191,12 +1191,16 @@ fn pascal(id: &str) -> String {
 /// the SARIF invalid (twenty-fourth pass). Our own brackets (`[credentials.x]`) are literal
 /// text too, and escaped alike. A `\` is written `\\` (§3.11.6 again): left alone, the policy's
 /// `\[text\](url)` came out `\\[text\\](url)`, an escaped backslash then a real embedded link
-/// (twenty-eighth pass).
+/// (twenty-eighth pass). A `{` or `}` is doubled (§3.11.5: outside a placeholder a literal
+/// brace is `{{`, `}}`): a message has no placeholders, and the policy's `{0}` (or our own
+/// help's `runners = { users = … }`) read as one, to be filled from `arguments` it has not.
 fn sarif_message(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c == '[' || c == ']' || c == '\\' {
-            out.push('\\');
+        match c {
+            '[' | ']' | '\\' => out.push('\\'),
+            '{' | '}' => out.push(c),
+            _ => {}
         }
         out.push(c);
     }

@@ -1136,6 +1136,40 @@ expires = "2099-01-01"
     );
 }
 
+/// SARIF messages carried `{` and `}` as they were (twenty-eighth pass, found by the
+/// twenty-eighth pass's attacker of the lint in CI), where SARIF 2.1.0 §3.11.5 has a literal
+/// brace written `{{`, `}}`: an exception's `rule = "{0}{1}"` and scopevault's own help
+/// (`runners = { users = … }`) read as placeholders to fill from `arguments` the result has
+/// not. Braces are doubled now: every message reads back as the text, placeholders none.
+#[test]
+fn braces_in_sarif_messages_are_doubled_not_placeholders() {
+    let policy = r#"version = 1
+[credentials.c]
+kind = "login"
+scopes = ["a:b"]
+[tasks.t]
+needs = ["a:b"]
+credentials = ["c"]
+[[exceptions]]
+rule = "{0}{1}"
+credential = "c"
+reason = "x"
+expires = "2099-01-01"
+"#;
+    let o = lint_text(policy.as_bytes(), &["--format", "sarif"]);
+    assert_code(&o, 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let messages = sarif_messages(&v);
+    assert!(
+        messages.iter().any(|m| m.contains("`{0}{1}`")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("runners = { users = ")),
+        "{messages:?}"
+    );
+}
+
 /// A SARIF region spanning lines (a scope written as a TOML multi-line string) ended at the
 /// start column reused on the end line, past that line's end, where the JSON had the right
 /// end (twenty-eighth pass, found by the twenty-eighth pass's attacker of the lint in CI).
