@@ -913,18 +913,62 @@ impl Policy {
         cover: &mut high_risk::HighCover,
         steps: &mut u64,
     ) -> bool {
-        if !s.is_wildcard() {
-            // One lookup, no boxed iterator: this runs for every excess scope the lint sees.
-            *steps += 1;
-            return self
-                .catalog
-                .get(s.as_str())
-                .is_some_and(|entry| entry.risk == Risk::High && !needs.grants(&entry.scope));
+        // The scope's own risk: that of the most specific catalog entry covering it, so
+        // `payments:refund:create` under `payments:*` (high) is high risk (before the
+        // twenty-eighth pass only a scope that was itself a catalog key had a risk).
+        if self
+            .covering_entry(s, steps)
+            .is_some_and(|entry| entry.risk == Risk::High && !needs.grants(s))
+        {
+            return true;
         }
-        // Not a scan of the catalog under the wildcard for each task: ranges of the sorted
-        // high-risk scopes (high_risk.rs).
+        if !s.is_wildcard() {
+            return false;
+        }
+        // What a wildcard grants beneath it: not a scan of the catalog under the wildcard for
+        // each task, ranges of the sorted high-risk scopes (high_risk.rs).
         self.high_risk
             .grants_unneeded(s.as_str(), needs, cover, steps)
+    }
+
+    /// The most specific catalog entry covering `s` (one that grants it), whose risk is the
+    /// scope's: `s` itself, then for a plain `a:b` the wildcard `a:b:*`, then `a:*`, then `*`.
+    /// A lookup per level, no scan; adds them to `steps`.
+    pub(crate) fn covering_entry(&self, s: &Scope, steps: &mut u64) -> Option<&CatalogEntry> {
+        let text = s.as_str();
+        *steps += 1;
+        if let Some(e) = self.catalog.get(text) {
+            return Some(e);
+        }
+        if text == "*" {
+            return None;
+        }
+        let mut key = String::with_capacity(text.len() + 2);
+        let mut base = match text.strip_suffix(":*") {
+            Some(b) => b,
+            None => {
+                // `a:b:*` grants `a:b` too.
+                key.push_str(text);
+                key.push_str(":*");
+                *steps += 1;
+                if let Some(e) = self.catalog.get(key.as_str()) {
+                    return Some(e);
+                }
+                text
+            }
+        };
+        while let Some(i) = base.rfind(':') {
+            base = &base[..i];
+            key.clear();
+            key.push_str(base);
+            key.push_str(":*");
+            *steps += 1;
+            if let Some(e) = self.catalog.get(key.as_str()) {
+                return Some(e);
+            }
+        }
+        *steps += 1;
+        self.catalog.get("*")
     }
 
     /// The catalog entries `s` grants: itself, or everything under a wildcard. A range scan of

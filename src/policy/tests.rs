@@ -895,3 +895,52 @@ fn the_suggested_exception_of_scope_exceeds_task_has_a_reason_and_an_expiry() {
         f.help
     );
 }
+
+/// Scopes under a high-risk catalog wildcard were not high risk (twenty-eighth pass, found by
+/// the twenty-eighth pass's attacker of the lint in CI): with `payments:*` high, a credential
+/// granting `payments:refund:create` its task does not need got only `scope-exceeds-task`,
+/// never `high-risk-scope-unneeded`, and the daemon's warning said no "high risk". A scope's
+/// risk is now that of the most specific catalog entry covering it: a narrower entry of
+/// another risk (`payments:status:*` low) wins, for plain scopes and wildcards alike.
+#[test]
+fn a_scope_has_the_risk_of_the_most_specific_catalog_entry_covering_it() {
+    let src = r#"version = 1
+[scopes."payments:*"]
+risk = "high"
+[scopes."payments:status:*"]
+risk = "low"
+[credentials.token]
+kind = "token"
+scopes = ["payments:status:read", "payments:status:list", "payments:refund:create", "payments:refund:*", "payments"]
+[tasks.health]
+needs = ["payments:status:read"]
+credentials = ["token"]
+runners = { users = ["root"] }
+"#;
+    let p = Policy::parse(src, "p.toml").unwrap();
+    let g = p.check_grant("health", "token", TODAY);
+    assert_eq!(
+        g.excess,
+        [
+            "payments",
+            "payments:refund:*",
+            "payments:refund:create",
+            "payments:status:list"
+        ]
+    );
+    assert_eq!(
+        g.high_risk,
+        ["payments", "payments:refund:*", "payments:refund:create"]
+    );
+    let report = lint::lint(&p, &LintOptions::new(TODAY));
+    let high: Vec<&[String]> = report
+        .findings()
+        .iter()
+        .filter(|f| f.rule == lint::RuleId::HighRiskScopeUnneeded)
+        .map(|f| f.scopes.as_slice())
+        .collect();
+    assert_eq!(
+        high,
+        [["payments", "payments:refund:*", "payments:refund:create"]]
+    );
+}
