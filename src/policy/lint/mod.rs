@@ -354,6 +354,14 @@ pub fn lint(policy: &Policy, opts: &LintOptions) -> Report {
 }
 
 impl Finding {
+    /// The task's origin of an `origin-mismatch` (normalised): what an exception for it names
+    /// with `origin`, so the JSON and SARIF reports carry it.
+    pub fn origin(&self) -> Option<&str> {
+        match self.rule {
+            RuleId::OriginMismatch => self.detail.as_deref(),
+            _ => None,
+        }
+    }
     /// The message, when it is what names the finding's subject: a finding with no
     /// credential, task, scopes or detail. Part of its fingerprint then.
     pub(crate) fn subject_message(&self) -> Option<&str> {
@@ -757,8 +765,8 @@ impl<'a> Linter<'a> {
                             origin.value
                         ),
                         format!(
-                            "add \"{}\" to the `origins` of `{cname}` if it is meant for that site, or use a credential issued for it",
-                            origin.value
+                            "add \"{o}\" to the `origins` of `{cname}` if it is meant for that site, or use a credential issued for it; if this is reviewed and temporary, add an [[exceptions]] entry with rule = \"origin-mismatch\", credential = \"{cname}\", task = \"{tname}\", origin = \"{o}\", reason = \"WHY IT IS NEEDED\", expires = \"YYYY-MM-DD\" (a review date)",
+                            o = origin.value
                         ),
                         Some(cname),
                         Some(tname),

@@ -487,6 +487,7 @@ struct JsonFinding<'a> {
     help: &'a str,
     line: usize,
     message: &'a str,
+    origin: Option<&'a str>,
     rule: &'static str,
     scopes: &'a [String],
     task: Option<&'a str>,
@@ -664,6 +665,8 @@ struct ResultProps<'a> {
     class: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     credential: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<&'a str>,
     scopes: &'a [String],
     #[serde(rename = "security-severity", skip_serializing_if = "Option::is_none")]
     security_severity: Option<&'static str>,
@@ -822,6 +825,7 @@ impl Report {
                 help: &f.help,
                 line: f.line,
                 message: &f.message,
+                origin: f.origin(),
                 rule: f.rule.as_str(),
                 scopes: &f.scopes,
                 task: f.task.as_deref(),
@@ -940,6 +944,7 @@ impl Report {
                     properties: ResultProps {
                         class: f.class.as_str(),
                         credential: f.credential.as_deref(),
+                        origin: f.origin(),
                         scopes: &f.scopes,
                         security_severity: info.security_severity,
                         tags: tags(f.class),

@@ -1136,6 +1136,63 @@ expires = "2099-01-01"
     );
 }
 
+/// The JSON and SARIF `origin-mismatch` finding did not carry its origin (twenty-eighth pass,
+/// found by the twenty-eighth pass's attacker of the lint in CI), though an exception for the
+/// rule must name `origin` and `invalid-exception`'s help says to copy it from `--format
+/// json`; the finding's help gave no exception text. The finding now has `origin` (JSON key,
+/// SARIF property; the task's origin normalised) and its help the exception's text: an
+/// exception built from the JSON finding's fields hides it.
+#[test]
+fn origin_mismatch_carries_its_origin_and_an_exception_built_from_it_hides_it() {
+    let policy = r#"version = 1
+[credentials.c]
+kind = "login"
+scopes = ["a:b"]
+origins = ["https://a.example"]
+[tasks.t]
+needs = ["a:b"]
+credentials = ["c"]
+runners = { users = ["root"] }
+origin = "HTTPS://B.example:443"
+"#;
+    let o = lint_text(policy.as_bytes(), &["--format", "json"]);
+    assert_code(&o, 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = &v["findings"][0];
+    assert_eq!(f["rule"], "origin-mismatch", "{v}");
+    assert_eq!(f["origin"], "https://b.example", "{f}");
+    let help = f["help"].as_str().unwrap();
+    assert!(
+        help.contains(r#"rule = "origin-mismatch", credential = "c", task = "t", origin = "https://b.example""#),
+        "{help}"
+    );
+    let o = lint_text(policy.as_bytes(), &["--format", "sarif"]);
+    let sarif: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        sarif["runs"][0]["results"][0]["properties"]["origin"], "https://b.example",
+        "{sarif}"
+    );
+    let excepted = format!(
+        "{policy}[[exceptions]]\nrule = {}\ncredential = {}\ntask = {}\norigin = {}\nreason = \"r\"\nexpires = \"2099-01-01\"\n",
+        f["rule"], f["credential"], f["task"], f["origin"]
+    );
+    let o = lint_text(excepted.as_bytes(), &["--format", "json"]);
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{v}");
+    assert_eq!(findings[0]["excepted"], true, "{v}");
+    // Another rule's finding has none.
+    let o = lint_text(
+        policy.replace("origin = ", "# origin = ").as_bytes(),
+        &["--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for f in v["findings"].as_array().unwrap() {
+        assert_eq!(f["origin"], serde_json::Value::Null, "{f}");
+    }
+}
+
 /// SARIF messages carried `{` and `}` as they were (twenty-eighth pass, found by the
 /// twenty-eighth pass's attacker of the lint in CI), where SARIF 2.1.0 §3.11.5 has a literal
 /// brace written `{{`, `}}`: an exception's `rule = "{0}{1}"` and scopevault's own help
