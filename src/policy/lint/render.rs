@@ -18,8 +18,6 @@ use super::{Class, Finding, Report, RuleId, RULES};
 /// Version of the JSON schema documented in docs/lint-rules.md.
 pub const JSON_SCHEMA: &str = "scopevault-lint/1";
 
-const TOOL_URI: &str = "https://github.com/scopevault/scopevault/blob/main/docs/lint-rules.md";
-
 struct Paint {
     on: bool,
 }
@@ -437,11 +435,6 @@ where
 }
 
 #[derive(Serialize)]
-struct Text<'a> {
-    text: &'a str,
-}
-
-#[derive(Serialize)]
 struct JsonDoc<'a, F: Serialize> {
     file: &'a str,
     findings: F,
@@ -574,7 +567,6 @@ struct SarifTool {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SarifDriver {
-    information_uri: &'static str,
     name: &'static str,
     rules: Vec<SarifRule>,
     semantic_version: &'static str,
@@ -586,11 +578,10 @@ struct SarifRule {
     default_configuration: Level,
     full_description: SarifOwnedText,
     help: SarifHelp,
-    help_uri: String,
     id: &'static str,
     name: String,
     properties: RuleProps,
-    short_description: Text<'static>,
+    short_description: SarifOwnedText,
 }
 
 #[derive(Serialize)]
@@ -601,7 +592,7 @@ struct Level {
 #[derive(Serialize)]
 struct SarifHelp {
     markdown: String,
-    text: &'static str,
+    text: String,
 }
 
 #[derive(Serialize)]
@@ -866,13 +857,19 @@ impl Report {
                     level: r.class.sarif_level(),
                 },
                 full_description: SarifOwnedText {
-                    text: format!("{} {}", r.short, r.full),
+                    text: sarif_message(&format!("{} {}", r.short, r.full)),
                 },
+                // The rule's help in full, in the SARIF itself: no `helpUri` (nor the driver's
+                // `informationUri`), as scopevault knows no address of its documentation a
+                // reader can reach (before the twenty-eighth pass both named a repository no
+                // document names).
                 help: SarifHelp {
-                    markdown: format!("**{}**\n\n{}\n\n**Fix:** {}", r.short, r.full, r.help),
-                    text: r.help,
+                    markdown: sarif_markdown(&format!(
+                        "**{}**\n\n{}\n\n**Fix:** {}",
+                        r.short, r.full, r.help
+                    )),
+                    text: sarif_message(&format!("{} {} Fix: {}", r.short, r.full, r.help)),
                 },
-                help_uri: format!("{TOOL_URI}#{}", r.id),
                 id: r.id,
                 name: pascal(r.id),
                 properties: RuleProps {
@@ -885,7 +882,9 @@ impl Report {
                     security_severity: r.security_severity,
                     tags: tags(r.class),
                 },
-                short_description: Text { text: r.short },
+                short_description: SarifOwnedText {
+                    text: sarif_message(r.short),
+                },
             })
             .collect();
         let artifact = || ArtifactLocation {
@@ -1007,7 +1006,6 @@ impl Report {
                 results: Stream::new(results),
                 tool: SarifTool {
                     driver: SarifDriver {
-                        information_uri: TOOL_URI,
                         name: "scopevault",
                         rules,
                         semantic_version: env!("CARGO_PKG_VERSION"),
@@ -1204,6 +1202,25 @@ fn sarif_message(s: &str) -> String {
     for c in s.chars() {
         match c {
             '[' | ']' | '\\' => out.push('\\'),
+            '{' | '}' => out.push(c),
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `s` (GitHub Markdown) as a SARIF `markdown` string: `{` and `}` doubled, as in
+/// [`sarif_message`] (§3.11.5, a viewer fills placeholders before it renders), and outside
+/// code spans every `\\`, `[` and `]` escaped with a `\\` (Markdown's escapes; in a code span
+/// they are literal already, and a `\\` would show).
+fn sarif_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut in_code = false;
+    for c in s.chars() {
+        match c {
+            '`' => in_code = !in_code,
+            '[' | ']' | '\\' if !in_code => out.push('\\'),
             '{' | '}' => out.push(c),
             _ => {}
         }
