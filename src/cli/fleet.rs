@@ -107,6 +107,18 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
         if parsed.location(l).is_none() {
             bail!("{display} declares no location `{l}`");
         }
+        // `ams.svbundle` and `AMS.svbundle` are one file on a case-insensitive file system
+        // (macOS, Windows, a share): one bundle would replace the other, its checkpoint
+        // getting another's tasks or none. Refused before anything is read or written, for
+        // either location, whichever one is asked for (twenty-eighth pass).
+        if let Some((twin, _)) = parsed
+            .locations()
+            .find(|(n, _)| *n != l.as_str() && n.eq_ignore_ascii_case(l))
+        {
+            bail!(
+                "refusing to publish {display}: locations `{l}` and `{twin}` differ only in case, and their bundles `{l}.svbundle` and `{twin}.svbundle` are one file on a case-insensitive file system; rename one of them (`scopevault lint` reports it as names-differ-only-in-case)"
+            );
+        }
     }
     // The signing key is read (and its passphrase asked) before the vault is touched.
     let key = match &a.sign_key {

@@ -868,6 +868,30 @@ impl<'a> Linter<'a> {
                 }
             }
         }
+        // Locations too: `publish` writes `NAME.svbundle`, and `ams.svbundle` and
+        // `AMS.svbundle` are one file on a case-insensitive file system (twenty-eighth pass).
+        let mut locations: Vec<_> = p.locations.iter().collect();
+        locations.sort_by_key(|(_, l)| l.span.start);
+        first.clear();
+        for (lname, loc) in locations {
+            match first.get(&lname.to_ascii_lowercase()) {
+                Some(&other) => {
+                    self.push(
+                        RuleId::NamesDifferOnlyInCase,
+                        loc.span.clone(),
+                        format!("locations `{other}` and `{lname}` differ only in case: they are two locations, each with its own checkpoint, but their bundles `{other}.svbundle` and `{lname}.svbundle` are one file on a case-insensitive file system"),
+                        format!("rename [locations.{lname}] (or merge it into `{other}`): `scopevault publish` refuses to publish either while both are declared"),
+                        None,
+                        None,
+                        vec![],
+                    );
+                    self.detail(format!("location:{lname}"));
+                }
+                None => {
+                    first.insert(lname.to_ascii_lowercase(), lname);
+                }
+            }
+        }
     }
 
     /// unused-credential, shared-credential, wildcard-scope.

@@ -537,7 +537,7 @@ rules! {
         full: "The second entry adds nothing; it is often a typo for another user, who then gets no tickets for the task.",
         help: "Remove the repeated entry, or correct it to the user that was meant.",
     },
-    /// Two credentials, or two tasks, whose names differ only in ASCII case. Checked in
+    /// Two credentials, two tasks, or two locations, whose names differ only in ASCII case. Checked in
     /// `Linter::case_alike_names`.
     NamesDifferOnlyInCase {
         id: "names-differ-only-in-case",
@@ -546,9 +546,9 @@ rules! {
         needs_vault: false,
         needs_audit: false,
         exceptable: false,
-        short: "Two credentials, or two tasks, have names that differ only in case.",
-        full: "Names are case-sensitive: `shop` and `Shop` are two objects, each with its own secrets, grants and runners, though people read them as one; a task listing `Shop` gets the other credential, and a runner asking for `Shop` the other task.",
-        help: "Rename one of them (or merge the two), so that no two credentials and no two tasks differ only in case.",
+        short: "Two credentials, two tasks, or two locations, have names that differ only in case.",
+        full: "Names are case-sensitive: `shop` and `Shop` are two objects, each with its own secrets, grants and runners, though people read them as one; a task listing `Shop` gets the other credential, and a runner asking for `Shop` the other task; the bundles of locations `ams` and `AMS` are one file on a case-insensitive file system, so `publish` refuses them.",
+        help: "Rename one of them (or merge the two), so that no two credentials, no two tasks and no two locations differ only in case.",
     },
 }
 

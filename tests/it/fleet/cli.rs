@@ -349,6 +349,37 @@ fn publish_refuses_an_output_directory_others_may_write() {
     );
 }
 
+/// `publish` wrote `ams.svbundle` and `AMS.svbundle` for locations `ams` and `AMS`, one file
+/// on a case-insensitive file system, so one checkpoint got the other's bundle (twenty-eighth
+/// pass, found by the twenty-eighth pass's attacker of the lint in CI). Two locations whose
+/// bundle names differ only in case are refused, whichever is asked for, before the master
+/// vault records a generation: nothing is written.
+#[test]
+fn publish_refuses_two_locations_whose_bundle_names_differ_only_in_case() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let policy = std::fs::read_to_string(&f.policy)
+        .unwrap()
+        .replace("[locations.fra]", "[locations.AMS]")
+        .replace(r#"locations = ["fra"]"#, r#"locations = ["AMS"]"#);
+    std::fs::write(&f.policy, policy).unwrap();
+    let before = f.master.vault_bytes();
+    for extra in [&[][..], &["--location", "ams"][..]] {
+        let args = f.publish_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = f.master.fails(&args, b"", 2);
+        assert!(
+            err.contains("locations `ams` and `AMS` differ only in case")
+                || err.contains("locations `AMS` and `ams` differ only in case"),
+            "{err}"
+        );
+        assert!(!f.out.exists(), "{err}");
+        assert_eq!(f.master.vault_bytes(), before, "{err}");
+    }
+}
+
 /// Found by attacking the fleet from operations.md (seventeenth pass): root published into a
 /// directory another user owns (mode 0755, writable by its owner only), or into a root 0700
 /// directory inside one, and gave the files to that user, though operations.md's reason for

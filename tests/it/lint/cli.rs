@@ -1136,6 +1136,50 @@ expires = "2099-01-01"
     );
 }
 
+/// Locations differing only in case (`[locations.ams]`, `[locations.AMS]`) linted clean
+/// (twenty-eighth pass, found by the twenty-eighth pass's attacker of the lint in CI), though
+/// their bundles are one file on a case-insensitive file system. `names-differ-only-in-case`
+/// covers locations now, pointing at the later one and naming both.
+#[test]
+fn locations_differing_only_in_case_are_names_differ_only_in_case() {
+    let ra = "age1cenu8lumakfeskq3x59tw9xkx5fcdmjzyarfrqtqpz9lg02w53us6pjnzk";
+    let rb = "age1y2npkpu050ydxk0hudks4qldsh7zshaqeqn58gmqwdmxm5k8dqgshez6ra";
+    let policy = format!(
+        r#"version = 1
+[credentials.c]
+kind = "token"
+scopes = ["a:b"]
+[locations.ams]
+recipient = "{ra}"
+[locations.AMS]
+recipient = "{rb}"
+[tasks.t]
+needs = ["a:b"]
+credentials = ["c"]
+runners = {{ users = ["root"] }}
+locations = ["ams"]
+[tasks.u]
+needs = ["a:b"]
+credentials = ["c"]
+runners = {{ users = ["root"] }}
+locations = ["AMS"]
+"#
+    );
+    let o = lint_text(policy.as_bytes(), &["--format", "json"]);
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{v}");
+    let f = &findings[0];
+    assert_eq!(f["rule"], "names-differ-only-in-case", "{f}");
+    assert_eq!(f["line"], 7, "{f}");
+    let message = f["message"].as_str().unwrap();
+    assert!(
+        message.contains("locations `ams` and `AMS` differ only in case"),
+        "{message}"
+    );
+}
+
 /// The JSON and SARIF `origin-mismatch` finding did not carry its origin (twenty-eighth pass,
 /// found by the twenty-eighth pass's attacker of the lint in CI), though an exception for the
 /// rule must name `origin` and `invalid-exception`'s help says to copy it from `--format
