@@ -896,4 +896,56 @@ mod tests {
         Scrubber::new(patterns, BinaryPolicy::Keep).attempts(&place, &mut summary, None, 0);
         assert_eq!(summary.skipped.len(), 1, "{:?}", summary.errors);
     }
+    /// Found by the twenty-eighth pass's attacker of import and redact: a rewritten file got
+    /// the original's mode but not its extended attributes, so under a POSIX ACL (`group::---`,
+    /// `user:65534:r--`, mask `r--`) the copy's group bits, which were the ACL's mask, became
+    /// the owning group's own (`group::r--`), the named user lost access and `user.note` was
+    /// gone. The copy now has the original's ACL and attributes, byte for byte.
+    #[test]
+    fn regression_a_rewritten_file_keeps_its_posix_acl_and_xattrs() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let log = root.path().join("c.log");
+        std::fs::write(&log, "pw=hunter2-canary-value\n").unwrap();
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let f = std::fs::File::open(&log).unwrap();
+        // ACL: user::rw-, user:65534:r--, group::---, mask::r--, other::---.
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 6u16, u32::MAX),
+            (0x02, 4, 65534),
+            (0x04, 0, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            acl.extend(tag.to_le_bytes());
+            acl.extend(perm.to_le_bytes());
+            acl.extend(id.to_le_bytes());
+        }
+        let flags = rustix::fs::XattrFlags::empty();
+        rustix::fs::fsetxattr(&f, "system.posix_acl_access", &acl, flags).unwrap();
+        rustix::fs::fsetxattr(&f, "user.note", b"keep", flags).unwrap();
+        let before = text::xattr_value(&f, "system.posix_acl_access".as_ref()).unwrap();
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+        drop(f);
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let summary = Scrubber::new(patterns, BinaryPolicy::Keep)
+            .scrub_paths(std::slice::from_ref(&root.path().to_path_buf()));
+        assert!(summary.ok() && summary.rewritten == 1, "{summary:?}");
+        let f = std::fs::File::open(&log).unwrap();
+        assert_eq!(
+            text::xattr_value(&f, "system.posix_acl_access".as_ref()).ok(),
+            Some(before),
+            "the ACL was not kept"
+        );
+        assert_eq!(
+            text::xattr_value(&f, "user.note".as_ref()).ok().as_deref(),
+            Some(&b"keep"[..])
+        );
+        assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode(), mode);
+        assert!(!std::fs::read_to_string(&log).unwrap().contains("hunter2"));
+    }
 }

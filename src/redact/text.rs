@@ -292,8 +292,82 @@ fn keep_owner_and_mode(tmp: &File, meta: &std::fs::Metadata) -> anyhow::Result<(
     Ok(())
 }
 
-/// Replace `place` by `tmp` (same owner, group and mode as `meta`, set through its
-/// descriptor), after a last check that the file is unchanged.
+/// The names of the extended attributes of `f` this caller can see (NUL-separated); none on
+/// a file system without them.
+fn xattr_names(f: &File) -> rustix::io::Result<Vec<u8>> {
+    loop {
+        let size = match rustix::fs::flistxattr_query(f) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; size];
+        match rustix::fs::flistxattr(f, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            // Grown since the query: ask again.
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The value of the extended attribute `name` of `f`.
+pub(crate) fn xattr_value(f: &File, name: &OsStr) -> rustix::io::Result<Vec<u8>> {
+    loop {
+        let mut buf = vec![0u8; rustix::fs::fgetxattr_query(f, name)?];
+        match rustix::fs::fgetxattr(f, name, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Give the scrubbed copy `tmp` the extended attributes of the original `orig`, after its
+/// owner and mode ([`keep_owner_and_mode`]): its POSIX ACL (`system.posix_acl_access`, whose
+/// mask the mode's group bits are under an ACL) and `user.` attributes, and take away any the
+/// copy has that the original has not (an ACL inherited from the directory's default ACL).
+/// Rewritten with the mode alone, a file with `group::---` and `user:bob:r--` became
+/// `group::r--` without an ACL: the owning group gained read access, bob lost it, and its
+/// `user.` attributes were gone (twenty-eighth pass). An attribute that cannot be copied is an
+/// error: the file is left as it was, never replaced by one with other access.
+fn keep_xattrs(orig: &File, tmp: &File) -> anyhow::Result<()> {
+    let what = "cannot give the scrubbed copy the original's extended attributes (its ACL)";
+    let names = xattr_names(orig).context(what)?;
+    let names: Vec<&OsStr> = names
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(std::os::unix::ffi::OsStrExt::from_bytes)
+        .collect();
+    let theirs = xattr_names(tmp).context(what)?;
+    for extra in theirs.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let extra: &OsStr = std::os::unix::ffi::OsStrExt::from_bytes(extra);
+        if !names.contains(&extra) {
+            rustix::fs::fremovexattr(tmp, extra)
+                .with_context(|| format!("{what}: cannot remove {}", extra.to_string_lossy()))?;
+        }
+    }
+    for name in names {
+        let value = xattr_value(orig, name).context(what)?;
+        if let Err(e) = rustix::fs::fsetxattr(tmp, name, &value, rustix::fs::XattrFlags::empty()) {
+            // One the copy has already (a security label given at creation) is kept.
+            if xattr_value(tmp, name).ok().as_deref() != Some(&value[..]) {
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("{what}: {}", name.to_string_lossy()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replace `place` by `tmp` (same owner, group and mode as `meta`, and the extended attributes
+/// and ACL of `file`, set through its descriptor), after a last check that the file is unchanged.
 pub(crate) fn replace(
     place: &Place,
     file: &File,
@@ -303,6 +377,7 @@ pub(crate) fn replace(
 ) -> anyhow::Result<Outcome> {
     tmp.as_file().sync_all()?;
     keep_owner_and_mode(tmp.as_file(), meta)?;
+    keep_xattrs(file, tmp.as_file())?;
     if !unchanged(place, file, before) {
         return Ok(Outcome::Changed);
     }
