@@ -146,6 +146,15 @@ pub(crate) fn targets(fetched: &Fetched) -> Vec<Target> {
                     None
                 },
             });
+            // The seed inside a TOTP field, alone and in its canonical forms: masked and
+            // scrubbed as the field itself (twenty-eighth pass).
+            for seed in crate::agent::totp::seed_texts(k, v) {
+                out.push(Target {
+                    label: format!("{}.{k}", c.name),
+                    value: seed,
+                    username: None,
+                });
+            }
         }
         if let Some(t) = &c.totp {
             out.push(Target {
@@ -1512,6 +1521,62 @@ mod tests {
         }
         for good in ["...", ".x", "x..", "_..", "password", "shop-buyer"] {
             assert!(is_one_component(good), "{good:?}");
+        }
+    }
+    /// Found by the twenty-eighth pass's attacker of import and redact: only a TOTP field's
+    /// whole value was a form, so the seed out of an `otpauth` URI (`sed 's/.*secret=//'`), a
+    /// reordered URI, and a `totp_seed` stored as `gezd gnbv …` printed canonically
+    /// (`GEZDGNBV…`, as scopevault derives it) were neither masked nor scrubbed.
+    #[test]
+    fn regression_the_totp_seed_inside_a_secret_and_its_canonical_form_are_masked() {
+        use crate::protocol::{Fetched, FetchedCredential};
+        let cred = |name: &str, field: &str, value: &str| FetchedCredential {
+            name: name.into(),
+            kind: "login".into(),
+            scopes: Vec::new(),
+            origins: Vec::new(),
+            fields: Default::default(),
+            secrets: [(
+                field.to_owned(),
+                crate::secret::SecretString::from(value.to_owned()),
+            )]
+            .into(),
+            totp: None,
+            warnings: Vec::new(),
+        };
+        let fetched = Fetched {
+            task: "t".into(),
+            credentials: vec![
+                cred(
+                    "shop",
+                    "otpauth",
+                    "otpauth://totp/Shop?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Shop",
+                ),
+                cred(
+                    "seedy",
+                    "totp_seed",
+                    "mfrg gzdf mztw q2lk mfrg gzdf mztw q2lk",
+                ),
+            ],
+            audit_seq: 0,
+        };
+        let patterns = std::sync::Arc::new(Patterns::new(&targets(&fetched)));
+        for text in [
+            "seed=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n",
+            "otpauth://totp/Shop?issuer=Shop&secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n",
+            "secret=gezdgnbvgy3tqojqgezdgnbvgy3tqojq\n",
+            "MFRGGZDFMZTWQ2LKMFRGGZDFMZTWQ2LK\n",
+            "mfrggzdfmztwq2lkmfrggzdfmztwq2lk\n",
+        ] {
+            let mut m = crate::secret::Masker::with_patterns(patterns.clone());
+            let mut out = Vec::new();
+            m.feed_into(text.as_bytes(), &mut out);
+            out.extend_from_slice(&m.finish());
+            let out = String::from_utf8(out).unwrap().to_ascii_uppercase();
+            assert!(
+                !out.contains("GEZDGNBV") && !out.contains("MFRGGZDF"),
+                "{text} -> {out}"
+            );
         }
     }
 }
