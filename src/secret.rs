@@ -399,7 +399,8 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 ///   `\u003c`…), each with lowercase and uppercase hex digits, and with `/` as `\/` (PHP);
 ///   as .NET's System.Text.Json writes it by default (`"`, `&`, `'`, `+`, `<`, `>`, `` ` ``
 ///   and non-ASCII as `\u0022`…);
-///   and each of these escaped once more, as JSON inside a JSON string (HAR bodies);
+///   and each of these escaped once more, as JSON inside a JSON string (HAR bodies), by a
+///   writer keeping non-ASCII and by Python's (`\u00e9`);
 /// - HTML/XML entities, as Python, Go, PHP and XML escape quotes;
 /// - each HTML and percent-encoded form JSON-escaped (browsers, Python): a HAR's body or URL;
 /// - a string's display by Python's `repr` (of the `str` and of its UTF-8 `bytes`) and Node's
@@ -520,11 +521,18 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
         push!(plain, Encoding::Json, MIN_FORM);
     }
     // A JSON document stored as a string inside JSON (a HAR's response body, a trace's
-    // network entry): each JSON form escaped once more.
+    // network entry): each JSON form escaped once more, by a writer that keeps non-ASCII
+    // (browsers, serde) and by Python's `json.dump` (`\u00e9`): a browser's `JSON.stringify`
+    // stored by Python kept the value (twenty-eighth pass).
     let nested: Vec<String> = forms
         .iter()
         .filter(|f| f.encoding == Encoding::Json || f.encoding == Encoding::Raw)
-        .map(|f| json_escape(&f.text, false, |_| false))
+        .flat_map(|f| {
+            [
+                json_escape(&f.text, false, |_| false),
+                json_escape(&f.text, false, |c| !c.is_ascii() || c == '\u{7f}'),
+            ]
+        })
         .collect();
     for n in nested {
         push!(n, Encoding::Json, MIN_FORM);
@@ -636,6 +644,9 @@ fn cut_forms(value: &str) -> Vec<Form> {
         let nested = [
             Zeroizing::new(json_escape(&json, false, |_| false)),
             Zeroizing::new(json_escape(&ascii, false, |_| false)),
+            Zeroizing::new(json_escape(&json, false, |c| {
+                !c.is_ascii() || c == '\u{7f}'
+            })),
         ];
         let texts = [
             (prefix, Encoding::Raw),
@@ -1351,5 +1362,41 @@ mod tests {
         let mut out = m.feed(br#"{"password": "p\u00e9ss&<\ud83d\udd11>\""}"#);
         out.extend(m.finish());
         assert_eq!(out, br#"{"password": "[redacted:c.password]"}"#);
+    }
+    /// Found by the twenty-eighth pass's attacker of import and redact: JSON inside JSON was
+    /// found for three of the four ways a browser and Python write it, not for a browser's
+    /// `JSON.stringify` (non-ASCII as it is) stored by Python's `json.dump` (`\u00e9`). Every
+    /// pair of writers, inner × outer, of {browser, Python, serde_json}, is found.
+    #[test]
+    fn regression_json_inside_json_is_found_for_every_pair_of_writers() {
+        let value = "Hunter2-p\u{e9}ss/\"q\\<\u{1f511}>";
+        // The body of a JSON string as each writer writes it.
+        let browser = |s: &str| json_escape(s, false, |_| false);
+        let python = |s: &str| json_escape(s, false, |c| !c.is_ascii() || c == '\u{7f}');
+        let serde = |s: &str| {
+            let q = serde_json::to_string(s).unwrap();
+            q[1..q.len() - 1].to_owned()
+        };
+        type Writer = fn(&str) -> String;
+        let writers: [(&str, Writer); 3] =
+            [("browser", browser), ("python", python), ("serde", serde)];
+        let patterns = std::sync::Arc::new(Patterns::from_values(vec![(
+            "c.password".into(),
+            SecretString::from(value.to_owned()),
+        )]));
+        for (inner_name, inner) in writers {
+            for (outer_name, outer) in writers {
+                let doc = format!("{{\"echo\":\"{}\"}}", inner(value));
+                let log = format!("{{\"log\":\"api said {}\"}}", outer(&doc));
+                let mut m = Masker::with_patterns(patterns.clone());
+                let mut out = m.feed(log.as_bytes());
+                out.extend(m.finish());
+                let out = String::from_utf8(out).unwrap();
+                assert!(
+                    out.contains("[redacted:c.password]") && !out.contains("Hunter2"),
+                    "inner {inner_name}, outer {outer_name}: {out}"
+                );
+            }
+        }
     }
 }
