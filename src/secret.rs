@@ -408,7 +408,9 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 /// - hex, lowercase and uppercase;
 /// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments;
 /// - the value cut short, as it is or JSON-escaped, with a truncation mark after it (`…`,
-///   `\u2026`, `...`): a prefix of at least half its characters ([`cut_forms`]).
+///   `\u2026`, `...`): a prefix of at least half its characters ([`cut_forms`]);
+/// - a value of more than 100 UTF-16 units as Chromium previews it, its first 50 and last 49
+///   around `…`, as it is and JSON-escaped ([`preview_forms`]).
 ///
 /// Forms shorter than 4 bytes are skipped (embedded base64/base32 parts: 6). Longest first.
 pub fn secret_forms(value: &str) -> Vec<Form> {
@@ -598,9 +600,84 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
             forms.push(cut);
         }
     }
+    // Chromium's preview of a long string (a console message of an object in a trace): the
+    // first 50 and last 49 UTF-16 units around `…` (twenty-eighth pass: 99 characters of a
+    // 120-character token stayed in a trace).
+    for p in preview_forms(value) {
+        if !forms.iter().any(|f| f.text == p.text) {
+            forms.push(p);
+        }
+    }
     // Longest first, so a form that contains another is replaced whole.
     forms.sort_by_key(|f| std::cmp::Reverse(f.text.len()));
     forms
+}
+
+/// The longest string, in UTF-16 units, that Chromium's console previews whole; a longer one
+/// becomes its first half and last half less one around `…` ([`preview_forms`]).
+pub const PREVIEW_MAX: usize = 100;
+
+/// A value of more than [`PREVIEW_MAX`] UTF-16 units as Chromium (V8's inspector) previews a
+/// string in an object (`console.log({token})`, a trace's console event): its first 50 and
+/// last 49 units with `…` between them, as it is, JSON-escaped (browsers, and Python with
+/// `\u2026`) and escaped once more (JSON inside a JSON string). Both halves are in one form,
+/// 100 characters long, so it is never other text. None when a half would end inside a UTF-16
+/// surrogate pair (V8 cuts by unit: a character beyond the BMP there is cut in two).
+fn preview_forms(value: &str) -> Vec<Form> {
+    let units = value.encode_utf16().count();
+    if units <= PREVIEW_MAX {
+        return Vec::new();
+    }
+    let left = PREVIEW_MAX / 2;
+    let right = PREVIEW_MAX - left - 1;
+    // The byte offset at `want` UTF-16 units from the start, if it is between characters.
+    let at = |want: usize| -> Option<usize> {
+        let mut u = 0;
+        for (i, c) in value.char_indices() {
+            if u == want {
+                return Some(i);
+            }
+            u += c.len_utf16();
+            if u > want {
+                return None;
+            }
+        }
+        (u == want).then_some(value.len())
+    };
+    let (Some(head), Some(tail)) = (at(left), at(units - right)) else {
+        return Vec::new();
+    };
+    let preview = Zeroizing::new(format!("{}\u{2026}{}", &value[..head], &value[tail..]));
+    let json = Zeroizing::new(json_escape(&preview, false, |_| false));
+    let ascii = Zeroizing::new(json_escape(&preview, false, |c| {
+        !c.is_ascii() || c == '\u{7f}'
+    }));
+    let mut out: Vec<Form> = Vec::new();
+    let texts = [
+        (
+            Zeroizing::new(json_escape(&json, false, |_| false)),
+            Encoding::Json,
+        ),
+        (
+            Zeroizing::new(json_escape(&ascii, false, |_| false)),
+            Encoding::Json,
+        ),
+        (
+            Zeroizing::new(json_escape(&json, false, |c| {
+                !c.is_ascii() || c == '\u{7f}'
+            })),
+            Encoding::Json,
+        ),
+        (json, Encoding::Json),
+        (ascii, Encoding::Json),
+        (preview, Encoding::Raw),
+    ];
+    for (text, encoding) in texts {
+        if !out.iter().any(|f| f.text == text) {
+            out.push(Form { text, encoding });
+        }
+    }
+    out
 }
 
 /// Fewest characters of a value that [`cut_forms`] masks when a truncation mark follows them
@@ -609,8 +686,15 @@ pub const MIN_CUT: usize = 6;
 
 /// Most characters of a value that [`cut_forms`] takes as a cut-off prefix: Playwright cuts an
 /// element's attributes at 500 characters and its text at 50, so a longer prefix is not
-/// written by the writers known; a value of more than twice this has no cut forms.
+/// written by the writers known; a value of more than twice this has no cut forms but
+/// Playwright's own cuts ([`PLAYWRIGHT_CUTS`]).
 pub const MAX_CUT: usize = 512;
+
+/// The prefixes Playwright keeps of an element's text (50 characters with the `…`) and of an
+/// attribute (500): cut forms whatever the value's length, since a prefix this long is never
+/// other text (twenty-eighth pass: 49 characters of a 120-character token stayed in a
+/// trace's log, under the half-the-value rule).
+const PLAYWRIGHT_CUTS: [usize; 2] = [49, 499];
 
 /// The marks a writer puts where it cut a text short: `…` (U+2026, as UTF-8 and as JSON's
 /// `\u2026`, which Python's `json.dumps` writes) and `...`.
@@ -618,11 +702,13 @@ const CUT_MARKS: [&str; 3] = ["\u{2026}", "\\u2026", "..."];
 
 /// The value cut short, followed by a truncation mark ([`CUT_MARKS`]): each prefix of
 /// `k` characters, `max(MIN_CUT, ⌈n / 2⌉) ≤ k < n` (`n` the value's characters) and
-/// `k ≤ MAX_CUT`, as it is and JSON-escaped (serde/browsers, Python's `\u00e9`, and either
+/// `k ≤ MAX_CUT`, and the prefixes of [`PLAYWRIGHT_CUTS`] characters of a longer value, as
+/// it is and JSON-escaped (serde/browsers, Python's `\u00e9`, and either
 /// escaped once more, as JSON inside a JSON string: a trace's log line quoting a page that
 /// shows JSON), each with every mark. Prefixes end between characters (Playwright cuts by
 /// code point). Half the value at least: a shorter prefix leaves most of it unknown, and a
-/// short prefix with `...` after it is too likely to be other text (`passwo...`).
+/// short prefix with `...` after it is too likely to be other text (`passwo...`); Playwright's
+/// cuts, 49 and 499 characters, are never short.
 ///
 /// One pattern per prefix, form and mark, so the scrub stays one automaton: the patterns share
 /// the value's path in its trie, so it grows with the value's length, not its square.
@@ -633,8 +719,7 @@ fn cut_forms(value: &str) -> Vec<Form> {
     for (_, (end, _)) in value
         .char_indices()
         .enumerate()
-        .skip(min)
-        .take_while(|(k, _)| *k <= MAX_CUT)
+        .filter(|(k, _)| (*k >= min && *k <= MAX_CUT) || PLAYWRIGHT_CUTS.contains(k))
     {
         let prefix = &value[..end];
         let json = Zeroizing::new(json_escape(prefix, false, |_| false));
@@ -1397,6 +1482,45 @@ mod tests {
                     "inner {inner_name}, outer {outer_name}: {out}"
                 );
             }
+        }
+    }
+    /// Found by the twenty-eighth pass's attacker of import and redact: Chromium previews a
+    /// string of more than 100 characters in a logged object as its first 50, `…`, and its
+    /// last 49, and both halves of a 120-character token stayed (99 characters), as it is and
+    /// in a trace's JSON. The preview is now a form, whole.
+    #[test]
+    fn regression_chromium_s_middle_cut_preview_of_a_long_value_is_masked() {
+        let token: String = (0..120)
+            .map(|i| {
+                char::from(b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789"[i * 7 % 55])
+            })
+            .collect();
+        let token = format!("ZSEC-Long-{}", &token[10..]);
+        let preview = format!("{}\u{2026}{}", &token[..50], &token[71..]);
+        let patterns = std::sync::Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            SecretString::from(token.clone()),
+        )]));
+        for text in [
+            format!("{{token: '{preview}'}}"),
+            serde_json::json!({ "text": format!("{{token: '{preview}'}}") }).to_string(),
+            format!(
+                "{{\"text\": \"{}\"}}",
+                preview.replace('\u{2026}', "\\u2026")
+            ),
+            // Playwright's preview of an element's text, cut at 50 characters with the `…`.
+            format!("locator resolved to <div>{}\u{2026}</div>", &token[..49]),
+        ] {
+            let mut m = Masker::with_patterns(patterns.clone());
+            let mut out = m.feed(text.as_bytes());
+            out.extend(m.finish());
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                out.contains("[redacted:t.token]")
+                    && !out.contains(&token[..20])
+                    && !out.contains(&token[100..]),
+                "{out}"
+            );
         }
     }
 }
