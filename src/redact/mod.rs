@@ -948,4 +948,41 @@ mod tests {
         assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode(), mode);
         assert!(!std::fs::read_to_string(&log).unwrap().contains("hunter2"));
     }
+    /// Found by the twenty-eighth pass's attacker of import and redact: whether a file is text
+    /// is judged on its first 8 KiB, so a sparse file (text, then holes) was rewritten dense:
+    /// 12 KB of text and 6 GB of holes took 6 GB of disk. The scrubbed copy keeps the holes.
+    #[test]
+    fn regression_a_sparse_file_is_rewritten_sparse() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let log = root.path().join("sparse.log");
+        let text = "pw=hunter2-canary-value\n".repeat(500);
+        std::fs::write(&log, &text).unwrap();
+        let len = text.len() as u64 + (64 << 20);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        assert!(std::fs::metadata(&log).unwrap().blocks() * 512 < 1 << 20);
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let summary = Scrubber::new(patterns, BinaryPolicy::Keep)
+            .scrub_paths(std::slice::from_ref(&root.path().to_path_buf()));
+        assert!(summary.ok() && summary.rewritten == 1, "{summary:?}");
+        let m = std::fs::metadata(&log).unwrap();
+        let scrubbed = "pw=[redacted:t.token]\n".repeat(500);
+        assert_eq!(m.len(), scrubbed.len() as u64 + (64 << 20));
+        assert!(
+            m.blocks() * 512 < 1 << 20,
+            "{} bytes allocated: the holes were filled",
+            m.blocks() * 512
+        );
+        let mut head = vec![0u8; scrubbed.len()];
+        std::io::Read::read_exact(&mut std::fs::File::open(&log).unwrap(), &mut head).unwrap();
+        assert_eq!(head, scrubbed.as_bytes());
+    }
 }

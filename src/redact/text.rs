@@ -395,6 +395,61 @@ pub(crate) fn replace(
     Ok(Outcome::Done)
 }
 
+/// Whether the file has a hole before its end (`SEEK_HOLE`); its offset is put back at 0.
+/// A file system that cannot tell reports none.
+fn has_holes(file: &File, len: u64) -> std::io::Result<bool> {
+    use rustix::fs::SeekFrom;
+    let hole = rustix::fs::seek(file, SeekFrom::Hole(0)).unwrap_or(len);
+    rustix::fs::seek(file, SeekFrom::Start(0))?;
+    Ok(hole < len)
+}
+
+/// Bytes at a time that [`SparseOut`] leaves as a hole when they are all zero.
+const HOLE_BLOCK: usize = 4096;
+
+/// The writer of a scrubbed copy: with `sparse` (the original has holes), each block of
+/// [`HOLE_BLOCK`] zero bytes is skipped rather than written, and [`SparseOut::finish`] sets
+/// the length, so the copy keeps holes where the original had them. A sparse log of 12 KB of
+/// text and 6 GB of holes was rewritten dense, taking 6 GB of disk (twenty-eighth pass).
+struct SparseOut<'a> {
+    file: &'a File,
+    pos: u64,
+    sparse: bool,
+}
+
+impl SparseOut<'_> {
+    /// Give the copy its full length (a hole at its end is not written).
+    fn finish(self) -> std::io::Result<()> {
+        if self.sparse {
+            self.file.set_len(self.pos)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for SparseOut<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if !self.sparse {
+            self.file.write_all_at(buf, self.pos)?;
+        } else {
+            let mut at = self.pos;
+            for block in buf.chunks(HOLE_BLOCK) {
+                if block.len() < HOLE_BLOCK || block.iter().any(|b| *b != 0) {
+                    self.file.write_all_at(block, at)?;
+                }
+                at += block.len() as u64;
+            }
+        }
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One attempt at scrubbing the file at `place`.
 pub(crate) fn scrub_file_once(
     s: &Scrubber,
@@ -463,11 +518,17 @@ pub(crate) fn scrub_file_once(
     if stamp(&file.metadata()?) != before {
         return Ok(Outcome::Changed);
     }
+    let sparse = has_holes(&file, meta.len())?;
     let tmp = place.temp()?;
     let counts = {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file());
+        let out = SparseOut {
+            file: tmp.as_file(),
+            pos: 0,
+            sparse,
+        };
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
         let c = scrub_stream(s.patterns(), &file, &mut w)?;
-        w.flush()?;
+        w.into_inner().map_err(|e| e.into_error())?.finish()?;
         c
     };
     let json_broken = (super::json::is_json_name(&place.shown)
