@@ -443,6 +443,18 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
         if record.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
+        // A cell missing, or a comma outside quotes: every later cell stands in the column
+        // after (or before) its own, and a password landed in the plain `username` field
+        // (twenty-eighth pass). The exporters write every cell of every row, so a row of
+        // another width is refused, naming the counts, never a cell.
+        if record.len() != header.len() {
+            problems.push(format!(
+                "row {line}: {} cells, but the header row has {}: a cell is missing, or a value holds a comma outside quotes, so its cells would land in other columns (a password in a plain field): quote the value that holds a comma, or add the missing cell",
+                record.len(),
+                header.len()
+            ));
+            continue;
+        }
         let cell = |col: Col| {
             at(col)
                 .and_then(|i| record.get(i))

@@ -1481,3 +1481,43 @@ fn regression_an_imported_title_cannot_write_a_workflow_command() {
     no_command(&stdout);
     no_command(&stderr);
 }
+
+/// Twenty-eighth pass (found by the twenty-eighth pass's attacker of import and redact): a
+/// row with a cell missing, or a value holding a comma outside quotes, was imported with its
+/// cells shifted: under `name,login_username,login_password,login_uri`, `ShopLess,PASS,URL`
+/// stored the password as the plain `username` field (printed by `cred show`) and the URL as
+/// the password. A row whose cell count differs from the header's is refused, naming the row
+/// and both counts, never a value; nothing is imported.
+#[test]
+fn import_refuses_a_row_whose_cell_count_differs_from_the_header() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    for (file, text, problem) in [
+        (
+            "less.csv",
+            "name,login_username,login_password,login_uri\nShopLess,ZSEC-less-pass-2,https://less.example\n",
+            "row 2: 3 cells, but the header row has 4",
+        ),
+        (
+            "more.csv",
+            "name,login_uri,login_username,login_password\nok,https://ok.example,u,ZSEC-ok-pass-1\nAcme, Inc,https://acme.example,buyer@acme.example,ZSEC-acme-pass-4\n",
+            "row 3: 5 cells, but the header row has 4",
+        ),
+    ] {
+        std::fs::write(e.path(file), text).unwrap();
+        let out = import(&e, file, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(
+            err.contains(problem) && err.contains("nothing was imported"),
+            "{file}: {err}"
+        );
+        assert!(!err.contains("row 2: ok"), "{file}: row 2 is usable: {err}");
+        assert_eq!(e.vault_bytes(), before, "{file}: nothing imported");
+    }
+    assert!(
+        !contains(&e.transcript.borrow(), b"ZSEC"),
+        "a value was printed"
+    );
+}
