@@ -23,12 +23,27 @@ const MAX_FILE: u64 = 64 * 1024 * 1024;
 /// case, spaces, `-` and `_`): Bitwarden `name, login_uri, login_username, login_password,
 /// login_totp`; 1Password `Title, Url, Username, Password, OTPAuth`; KeePassXC `Title,
 /// Username, Password, URL, TOTP`.
-const COLUMNS: [(Col, &[&str]); 5] = [
+const COLUMNS: [(Col, &[&str]); 6] = [
     (Col::Name, &["name", "title"]),
     (Col::Username, &["username", "loginusername"]),
     (Col::Password, &["password", "loginpassword"]),
     (Col::Url, &["url", "loginuri", "uri"]),
     (Col::Totp, &["totp", "logintotp", "otpauth", "otp"]),
+    (Col::Type, &["type"]),
+];
+
+/// The item types of a `type` column (Bitwarden's) that hold no login, as compared (without
+/// case, spaces, `-` and `_`), each with what a warning calls it: a Bitwarden export always
+/// holds secure notes, and they made the whole import fail as rows without a secret
+/// (twenty-eighth pass). Such rows are skipped with a warning; any other type is read as a
+/// login, as before.
+const NO_LOGIN_TYPES: [(&str, &str); 6] = [
+    ("note", "note"),
+    ("securenote", "note"),
+    ("card", "card"),
+    ("creditcard", "card"),
+    ("identity", "identity"),
+    ("sshkey", "sshkey"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +53,7 @@ enum Col {
     Password,
     Url,
     Totp,
+    Type,
 }
 
 /// One importable row.
@@ -56,7 +72,7 @@ struct Row {
 
 pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode> {
     // Stage one: the whole file, before the vault is touched.
-    let (rows, problems) = read_rows(&a.file)?;
+    let (rows, problems, skipped) = read_rows(&a.file)?;
     if !problems.is_empty() {
         for p in &problems {
             errln!("{}", escape_for_log(p));
@@ -68,6 +84,12 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         );
     }
     if rows.is_empty() {
+        if skipped > 0 {
+            bail!(
+                "{} has no login rows to import ({skipped} row(s) of a type without a login skipped, listed above)",
+                a.file.display()
+            );
+        }
         bail!("{} has no rows to import", a.file.display());
     }
 
@@ -255,8 +277,13 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
         .collect::<Vec<_>>()
         .join("\n");
     out.push_str(&format!(
-        "\nimported {}: {added} added, {updated} updated, {unchanged} unchanged, {kept} kept{}\n",
+        "\nimported {}: {added} added, {updated} updated, {unchanged} unchanged, {kept} kept{}{}\n",
         super::shown(&a.file),
+        if skipped > 0 {
+            format!(", {skipped} skipped (no login)")
+        } else {
+            String::new()
+        },
         if added + updated > 0 {
             format!(" (one save, generation {})", vault.generation())
         } else if let Some(generation) = adopted {
@@ -369,9 +396,9 @@ fn shown_name(name: &str, renamed: Option<&str>) -> String {
     }
 }
 
-/// Parse the file: the rows to import, and a message per row that cannot be (never quoting a
-/// value).
-fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
+/// Parse the file: the rows to import, a message per row that cannot be (never quoting a
+/// value), and how many rows were skipped as items without a login ([`NO_LOGIN_TYPES`]).
+fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>, usize)> {
     let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let mut bytes = Zeroizing::new(Vec::new());
     f.take(MAX_FILE + 1)
@@ -429,6 +456,7 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
     }
     let mut rows = Vec::new();
     let mut problems = Vec::new();
+    let mut skipped = 0;
     // Each name given so far: the row, and its title if it was changed into the name.
     let mut seen: BTreeMap<String, (u64, Option<String>)> = BTreeMap::new();
     for rec in records {
@@ -461,6 +489,21 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
                 .map(|c| c.trim())
                 .filter(|v| !v.is_empty())
         };
+        // A secure note, card or identity: no login to import. Named by its row and the
+        // type's word from the list, never a cell.
+        if let Some(what) = cell(Col::Type).and_then(|t| {
+            let t = normalise(t);
+            NO_LOGIN_TYPES
+                .iter()
+                .find(|(k, _)| *k == t)
+                .map(|(_, what)| *what)
+        }) {
+            errln!(
+                "scopevault: warning: row {line}: skipped: an item of type `{what}`, which holds no login"
+            );
+            skipped += 1;
+            continue;
+        }
         let Some(title) = cell(Col::Name) else {
             problems.push(format!(
                 "row {line}: no title (its name/title cell is empty): give the row one"
@@ -573,7 +616,7 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>)> 
             secrets,
         });
     }
-    Ok((rows, problems))
+    Ok((rows, problems, skipped))
 }
 
 /// The records of a CSV text (RFC 4180: `,` separated, `"` quoted with `""` for a quote,

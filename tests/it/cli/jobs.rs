@@ -1521,3 +1521,57 @@ fn import_refuses_a_row_whose_cell_count_differs_from_the_header() {
         "a value was printed"
     );
 }
+
+/// Twenty-eighth pass (found by the twenty-eighth pass's attacker of import and redact): a
+/// real Bitwarden export always holds secure notes (`type` `note`, no login cells), and each
+/// made the whole import fail as a row without a secret. Rows of a type that holds no login
+/// (note, card, identity) are skipped with a warning naming the row and the type, never a
+/// cell; the summary counts them.
+#[test]
+fn import_skips_bitwarden_items_without_a_login_naming_row_and_type() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::write(
+        e.path("bw.csv"),
+        "folder,favorite,type,name,notes,fields,reprompt,login_uri,login_username,login_password,login_totp\n\
+         ,,note,Wifi,\"ZSEC-note-text\",,0,,,,\n\
+         Work,1,login,Shop Buyer,,,0,https://shop.example.com/login,buyer,ZSEC-bw-pass-1,\n\
+         ,,card,Visa,,\"number: ZSEC-card\",0,,,,\n\
+         ,,Identity,Me,,,0,,,,\n",
+    )
+    .unwrap();
+    let out = import(&e, "bw.csv", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{err}");
+    for (row, what) in [(2, "note"), (4, "card"), (5, "identity")] {
+        assert!(
+            err.contains(&format!(
+                "warning: row {row}: skipped: an item of type `{what}`, which holds no login"
+            )),
+            "{err}"
+        );
+    }
+    assert!(
+        stdout.contains("row 3: + Shop Buyer → Shop-Buyer added")
+            && stdout.contains("1 added, 0 updated, 0 unchanged, 0 kept, 3 skipped (no login)"),
+        "{stdout}"
+    );
+    assert!(!e.names().contains(&"Wifi".to_owned()));
+    // Only items without a login: nothing to import, said so.
+    std::fs::write(
+        e.path("notes.csv"),
+        "type,name,notes,login_password\nnote,Wifi,ZSEC-note-text,\n",
+    )
+    .unwrap();
+    let out = import(&e, "notes.csv", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has no login rows to import (1 row(s) of a type without a login skipped"),
+        "{err}"
+    );
+    assert!(
+        !contains(&e.transcript.borrow(), b"ZSEC"),
+        "a value was printed"
+    );
+}
