@@ -67,6 +67,8 @@ struct Row {
     /// An http(s) URL that gives no valid origin (a port outside 1–65535, a host that is not
     /// plain ASCII): the row is imported without one, and a note says so.
     url_unused: bool,
+    /// How many URIs the URL cell holds after the first ([`first_uri`]): none gives an origin.
+    more_uris: usize,
     secrets: Vec<(String, SecretString)>,
 }
 
@@ -169,6 +171,16 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                 notes.push(format!(
                     "note: row {}: {label}: its http(s) URL gives no valid origin (scheme://host[:port] with a plain ASCII host and a port from 1 to 65535), so none is stored",
                     row.line
+                ));
+            }
+            if row.more_uris > 0 {
+                // The URIs themselves are never printed, as above.
+                notes.push(format!(
+                    "note: row {}: {label}: its URL cell holds {} URIs (Bitwarden joins an item's URIs with commas): only the first one gives an origin, since a comma may also stand inside one URL (a query's `next=a,https://…`); declare the others in the `origins` of [credentials.{}] in the policy and run `{}`",
+                    row.line,
+                    row.more_uris + 1,
+                    row.name,
+                    crate::advice::command("policy apply POLICY")
                 ));
             }
             // Added or updated: say what `cred set` says of a value holding a NUL byte.
@@ -603,7 +615,10 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>, u
             continue;
         }
         // Only an http(s) URL gives an origin; other entries (apps, SSH hosts) are left out.
-        let url = cell(Col::Url);
+        let (url, more_uris) = match cell(Col::Url).map(first_uri) {
+            Some((first, more)) => (Some(first), more),
+            None => (None, 0),
+        };
         let origin = url.and_then(origin_of_url);
         let url_unused = origin.is_none() && url.is_some_and(is_http_url);
         rows.push(Row {
@@ -613,6 +628,7 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>, u
             username,
             origin,
             url_unused,
+            more_uris,
             secrets,
         });
     }
@@ -798,6 +814,34 @@ mod tests {
     }
 }
 
+/// The first URI of a URL cell, and how many follow it. Bitwarden writes an item's URIs
+/// joined with `,` (`https://a.example,https://b.example`); a new URI starts at a `,` followed
+/// by a scheme and `://` (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`). Only the
+/// first is read for an origin: a comma may also stand inside one URL, and the part after
+/// `https://shop.example/login?next=x,https://evil.example` is no URI of the item's, though
+/// it reads as one. A `,` followed by anything else stays in the URI (which gives the origin
+/// it gave before).
+fn first_uri(cell: &str) -> (&str, usize) {
+    let starts_uri = |s: &str| {
+        let s = s.trim_start();
+        s.split_once("://").is_some_and(|(scheme, _)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        })
+    };
+    let mut first = None;
+    let mut more = 0;
+    for (i, _) in cell.match_indices(',') {
+        if starts_uri(&cell[i + 1..]) {
+            first.get_or_insert(i);
+            more += 1;
+        }
+    }
+    (first.map_or(cell, |i| cell[..i].trim_end()), more)
+}
+
 /// Whether `url` is an http(s) URL (its scheme in any case), whether or not it gives an origin.
 fn is_http_url(url: &str) -> bool {
     url.split_once("://").is_some_and(|(scheme, _)| {
@@ -826,7 +870,44 @@ pub(crate) fn origin_of_url(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod origin_tests {
-    use super::origin_of_url;
+    use super::{first_uri, origin_of_url};
+
+    /// Twenty-eighth pass (found by the twenty-eighth pass's attacker of import and redact):
+    /// Bitwarden's `https://bank.example.com,https://bank2.example.com` gave no origin at all.
+    /// The first URI is read; a comma not followed by a scheme stays in the URI.
+    #[test]
+    fn the_first_of_the_uris_bitwarden_joins_with_commas_is_read() {
+        assert_eq!(
+            first_uri("https://bank.example.com,https://bank2.example.com"),
+            ("https://bank.example.com", 1)
+        );
+        assert_eq!(
+            first_uri("androidapp://com.x,https://a.example/?l=1,2, ssh://h"),
+            ("androidapp://com.x", 2)
+        );
+        assert_eq!(
+            first_uri("https://a.example/x?l=1,2"),
+            ("https://a.example/x?l=1,2", 0)
+        );
+        assert_eq!(
+            first_uri("https://a.example,b.example"),
+            ("https://a.example,b.example", 0)
+        );
+        assert_eq!(
+            first_uri("https://a.example/,://x"),
+            ("https://a.example/,://x", 0)
+        );
+        let (first, more) = first_uri("https://shop.example/login?next=x,https://evil.example");
+        assert_eq!(
+            (origin_of_url(first).as_deref(), more),
+            (Some("https://shop.example"), 1)
+        );
+        assert_eq!(
+            origin_of_url(first_uri("https://bank.example.com,https://bank2.example.com").0)
+                .as_deref(),
+            Some("https://bank.example.com")
+        );
+    }
 
     #[test]
     fn an_exported_url_gives_its_origin_only() {

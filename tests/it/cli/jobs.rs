@@ -1575,3 +1575,46 @@ fn import_skips_bitwarden_items_without_a_login_naming_row_and_type() {
         "a value was printed"
     );
 }
+
+/// Twenty-eighth pass (found by the twenty-eighth pass's attacker of import and redact):
+/// Bitwarden joins an item's URIs with commas in `login_uri`, and such a cell gave no origin
+/// at all. The first URI gives the origin; a note names the row and how many URIs the cell
+/// holds, never one of them (`first_uri`'s unit test: a URI after a comma is never taken, as
+/// it may be part of a query).
+#[test]
+fn import_takes_the_origin_of_the_first_of_several_bitwarden_uris() {
+    let e = Env::new();
+    e.init_with_cred();
+    std::fs::write(
+        e.path("bw.csv"),
+        "folder,favorite,type,name,notes,fields,reprompt,login_uri,login_username,login_password,login_totp\n\
+         ,,login,Bank,,,0,\"https://bank.example.com,https://bank2.example.com/x?t=Tok-canary\",u2,ZSEC-bank-pass,\n",
+    )
+    .unwrap();
+    let out = import(&e, "bw.csv", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("note: row 2: Bank: its URL cell holds 2 URIs (Bitwarden joins an item's URIs with commas): only the first one gives an origin"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&e.ok(
+        &[
+            "cred",
+            "show",
+            "Bank",
+            "--json",
+            "--passphrase-file",
+            &e.pf(),
+        ],
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(
+        v["origins"],
+        serde_json::json!(["https://bank.example.com"])
+    );
+    for s in [&b"ZSEC"[..], b"canary", b"bank2"] {
+        assert!(!contains(&e.transcript.borrow(), s), "a value was printed");
+    }
+}
