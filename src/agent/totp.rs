@@ -112,6 +112,11 @@ pub enum TotpError {
     /// Guard's five characters), which this generator does not make.
     #[error("the otpauth URI has an `encoder` parameter, which asks for codes in another format than RFC 6238's (`encoder=steam`: Steam Guard's); scopevault makes RFC 6238 codes only, which the site would refuse, so the URI is refused: store a standard otpauth://totp/ URI")]
     UnsupportedEncoder,
+    /// A Steam Guard secret as Bitwarden stores one (`steam://SECRET`): Steam's codes are not
+    /// RFC 6238's, as with `encoder=steam`. It was refused as "a character outside the base32
+    /// alphabet", advising to store the secret as the site shows it (twenty-eighth pass).
+    #[error("the TOTP seed is a Steam Guard secret (`steam://…`, as Bitwarden stores one), which asks for Steam Guard's codes, not RFC 6238's; scopevault makes RFC 6238 codes only, which Steam would refuse, so it is refused, as an otpauth URI with `encoder=steam` is: Steam Guard codes are not supported, keep them in the Steam app")]
+    SteamSecret,
     /// `period` outside 1..=86400.
     #[error("the otpauth URI's period must be a number of seconds from 1 to {MAX_PERIOD}")]
     BadPeriod,
@@ -142,6 +147,7 @@ impl Totp {
     /// 30 s) or `otpauth` (`otpauth://totp/LABEL?secret=..&algorithm=..&digits=..&period=..`).
     pub fn from_field(field: &str, value: &SecretString) -> Result<Totp, TotpError> {
         match field {
+            "totp_seed" if is_steam_secret(value.expose()) => Err(TotpError::SteamSecret),
             "totp_seed" => Ok(Totp {
                 seed: decode_base32(value.expose())?,
                 algorithm: Algorithm::Sha1,
@@ -223,6 +229,14 @@ fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
 /// none. The bits of the last character that make no whole byte are dropped whatever they
 /// are, as Google Authenticator, oathtool and KeePassXC drop them (RFC 4648, 3.5, lets a
 /// decoder accept or refuse them): a seed the phone takes gives the phone's codes here too.
+/// Whether a `totp_seed` value is a Steam Guard secret as Bitwarden stores one: `steam://`
+/// (the scheme in any case, RFC 3986) and the secret.
+fn is_steam_secret(text: &str) -> bool {
+    text.trim_start()
+        .get(.."steam://".len())
+        .is_some_and(|h| h.eq_ignore_ascii_case("steam://"))
+}
+
 fn decode_base32(text: &str) -> Result<Zeroizing<Vec<u8>>, TotpError> {
     let mut clean: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(text.len()));
     let mut padding = 0usize;
@@ -534,6 +548,32 @@ mod tests {
         assert!(otp("otpauth://totp/x?secret=GEZDGNBVGY3TQOJQ&issuer=Shop&image=x").is_ok());
         // A key is decoded as a URL parser decodes it: an encoded `secret` is the secret.
         assert!(otp("otpauth://totp/x?secr%65t=GEZDGNBVGY3TQOJQ").is_ok());
+    }
+
+    /// Twenty-eighth pass (found by the twenty-eighth pass's attacker of import and redact):
+    /// Bitwarden's `steam://SECRET` was refused as a character outside the base32 alphabet,
+    /// advising to store the secret as the site shows it. It is refused as a Steam Guard
+    /// secret (unsupported, as `encoder=steam` is), never quoting it.
+    #[test]
+    fn a_steam_guard_secret_is_refused_as_steam_not_as_base32() {
+        for v in [
+            "steam://JBSWY3DPEHPK3PXPJBSWY3DP",
+            "STEAM://JBSWY3DPEHPK3PXP",
+            " steam://",
+        ] {
+            let e = Totp::from_field("totp_seed", &SecretString::from(v.to_string())).unwrap_err();
+            assert_eq!(e, TotpError::SteamSecret, "{v}");
+            assert!(!e.to_string().contains("JBSW"), "{e}");
+        }
+        // A seed that merely holds the word is judged as base32.
+        assert_eq!(
+            Totp::from_field(
+                "totp_seed",
+                &SecretString::from("steamJBSWY3DP:".to_string())
+            )
+            .unwrap_err(),
+            TotpError::NotBase32
+        );
     }
 
     /// URI schemes are case-insensitive (RFC 3986, 3.1), and so is the type here.

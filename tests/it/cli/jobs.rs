@@ -1618,3 +1618,32 @@ fn import_takes_the_origin_of_the_first_of_several_bitwarden_uris() {
         assert!(!contains(&e.transcript.borrow(), s), "a value was printed");
     }
 }
+
+/// Twenty-eighth pass (found by the twenty-eighth pass's attacker of import and redact): a
+/// Bitwarden `steam://SECRET` TOTP cell was refused as "a character outside the base32
+/// alphabet … store the secret as the site shows it", which is wrong advice. It is refused
+/// as a Steam Guard secret (unsupported, as `encoder=steam` is), naming the row, never the
+/// secret; nothing is imported.
+#[test]
+fn import_refuses_a_steam_totp_as_steam_naming_the_row() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    std::fs::write(
+        e.path("steam.csv"),
+        "name,login_password,login_totp\nSteamAcct,ZSEC-steam-pw,steam://JBSWY3DPEHPK3PXPJBSWY3DP\n",
+    )
+    .unwrap();
+    let out = import(&e, "steam.csv", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "row 2: SteamAcct: the TOTP value is not usable: the TOTP seed is a Steam Guard secret"
+        ) && err.contains("Steam Guard codes are not supported"),
+        "{err}"
+    );
+    assert!(!err.contains("base32 alphabet"), "{err}");
+    assert!(!contains(&e.transcript.borrow(), b"ZSEC") && !err.contains("JBSWY3DP"));
+    assert_eq!(e.vault_bytes(), before, "nothing imported");
+}
