@@ -19,6 +19,18 @@ use crate::vault::{self, validate_name, Credential, WriteLock, TOTP_SEED_FIELDS}
 /// Largest file read (an export of tens of thousands of logins is a few MiB).
 const MAX_FILE: u64 = 64 * 1024 * 1024;
 
+/// Most columns of a header row (the exporters write about ten). A row's cells past the
+/// header's number are counted, never kept: a 30 MB row of commas was 30 million cells of 24
+/// bytes each, 740 MB for a 30 MB file (twenty-eighth pass). With this and [`MAX_ROWS`] the
+/// import holds at most a few times the file's size.
+const MAX_COLUMNS: usize = 1024;
+
+/// Most rows (blank lines not counted): each row read is kept (a credential to add, or a
+/// problem to list) until the whole file is judged, at a few hundred bytes a row whatever its
+/// size, so 64 MiB of one-letter rows took gigabytes. An export of tens of thousands of
+/// logins has fewer; a bigger one is imported in parts.
+const MAX_ROWS: usize = 100_000;
+
 /// The columns understood, each with the header names the exporters use (compared without
 /// case, spaces, `-` and `_`): Bitwarden `name, login_uri, login_username, login_password,
 /// login_totp`; 1Password `Title, Url, Username, Password, OTPAuth`; KeePassXC `Title,
@@ -417,7 +429,10 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>, u
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", file.display()))?;
     if bytes.len() as u64 > MAX_FILE {
-        bail!("{} is larger than {MAX_FILE} bytes", file.display());
+        bail!(
+            "{} is larger than {MAX_FILE} bytes (64 MiB), the most one import reads: import it in parts, each with the header row (nothing was imported)",
+            file.display()
+        );
     }
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         anyhow::anyhow!(
@@ -426,12 +441,19 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>, u
             e.valid_up_to()
         )
     })?;
-    let mut records = Records::new(text);
+    let mut records = Records::new(text, MAX_COLUMNS);
     let header = match records.next() {
-        Some(Ok((_, h))) => h,
+        Some(Ok(r)) if r.count > MAX_COLUMNS => bail!(
+            "{}: the header row has {} columns, more than the {MAX_COLUMNS} a CSV export to import may have (the exporters write about ten): is it a Bitwarden, 1Password or KeePassXC CSV export? (nothing was imported)",
+            file.display(),
+            r.count
+        ),
+        Some(Ok(r)) => r.cells,
         Some(Err(e)) => bail!("{}: {e}", file.display()),
         None => bail!("{} is empty", file.display()),
     };
+    // A row's cells past the header's number are counted, never kept.
+    records.keep = header.len();
     let mut index: Vec<(Col, usize)> = Vec::new();
     for (col, names) in COLUMNS {
         let mut found = header
@@ -469,10 +491,16 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>, u
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     let mut skipped = 0;
+    let mut read = 0;
     // Each name given so far: the row, and its title if it was changed into the name.
     let mut seen: BTreeMap<String, (u64, Option<String>)> = BTreeMap::new();
     for rec in records {
-        let (line, record) = match rec {
+        let Rec {
+            line,
+            cells: record,
+            count,
+            blank,
+        } = match rec {
             Ok(r) => r,
             Err(e) => {
                 // The reader's errors name a line, never a field's contents.
@@ -480,17 +508,23 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>, u
                 break;
             }
         };
-        if record.iter().all(|c| c.trim().is_empty()) {
+        if blank {
             continue;
+        }
+        read += 1;
+        if read > MAX_ROWS {
+            bail!(
+                "{}: more than {MAX_ROWS} rows, the most one import reads (each is held until the whole file is judged): import it in parts of at most {MAX_ROWS} rows, each with the header row (nothing was imported)",
+                file.display()
+            );
         }
         // A cell missing, or a comma outside quotes: every later cell stands in the column
         // after (or before) its own, and a password landed in the plain `username` field
         // (twenty-eighth pass). The exporters write every cell of every row, so a row of
         // another width is refused, naming the counts, never a cell.
-        if record.len() != header.len() {
+        if count != header.len() {
             problems.push(format!(
-                "row {line}: {} cells, but the header row has {}: a cell is missing, or a value holds a comma outside quotes, so its cells would land in other columns (a password in a plain field): quote the value that holds a comma, or add the missing cell",
-                record.len(),
+                "row {line}: {count} cells, but the header row has {}: a cell is missing, or a value holds a comma outside quotes, so its cells would land in other columns (a password in a plain field): quote the value that holds a comma, or add the missing cell",
                 header.len()
             ));
             continue;
@@ -637,35 +671,70 @@ fn read_rows(file: &std::path::Path) -> anyhow::Result<(Vec<Row>, Vec<String>, u
 
 /// The records of a CSV text (RFC 4180: `,` separated, `"` quoted with `""` for a quote,
 /// newlines inside quotes, CRLF or LF line ends, a UTF-8 BOM ignored), each with the line it
-/// starts on (1-based). Cells are `Zeroizing` because they hold passwords.
+/// starts on (1-based). Cells are `Zeroizing` because they hold passwords. A record keeps its
+/// first `keep` cells and counts the others, so that a row of millions of empty cells costs
+/// no more memory than its text.
 struct Records<'a> {
     rest: std::iter::Peekable<std::str::CharIndices<'a>>,
     line: u64,
     done: bool,
+    /// How many cells of a record are kept.
+    keep: usize,
 }
 
 type Record = Vec<Zeroizing<String>>;
 
+/// One record of a CSV text.
+struct Rec {
+    /// The line it starts on.
+    line: u64,
+    /// Its first cells, at most the reader's `keep`.
+    cells: Record,
+    /// How many cells it has in all.
+    count: usize,
+    /// Whether every cell, kept or not, is empty or spaces (a blank line, or `,,,`).
+    blank: bool,
+}
+
+impl Rec {
+    /// End the cell being read: kept, or counted and wiped.
+    fn end_cell(&mut self, cell: &mut Zeroizing<String>, keep: usize) {
+        self.count += 1;
+        self.blank &= cell.trim().is_empty();
+        if self.cells.len() < keep {
+            self.cells.push(std::mem::take(cell));
+        } else {
+            zeroize::Zeroize::zeroize(&mut **cell);
+        }
+    }
+}
+
 impl<'a> Records<'a> {
-    fn new(text: &'a str) -> Records<'a> {
+    fn new(text: &'a str, keep: usize) -> Records<'a> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         Records {
             rest: text.char_indices().peekable(),
             line: 1,
             done: false,
+            keep,
         }
     }
 }
 
 impl Iterator for Records<'_> {
-    type Item = Result<(u64, Record), String>;
+    type Item = Result<Rec, String>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done || self.rest.peek().is_none() {
             return None;
         }
         let start = self.line;
-        let mut record: Record = Vec::new();
+        let mut record = Rec {
+            line: start,
+            cells: Vec::new(),
+            count: 0,
+            blank: true,
+        };
         let mut cell = Zeroizing::new(String::new());
         let mut quoted = false;
         let mut at_cell_start = true;
@@ -691,14 +760,14 @@ impl Iterator for Records<'_> {
                     at_cell_start = false;
                 }
                 ',' => {
-                    record.push(std::mem::take(&mut cell));
+                    record.end_cell(&mut cell, self.keep);
                     at_cell_start = true;
                 }
                 '\r' if self.rest.peek().map(|p| p.1) == Some('\n') => {}
                 '\n' => {
                     self.line += 1;
-                    record.push(std::mem::take(&mut cell));
-                    return Some(Ok((start, record)));
+                    record.end_cell(&mut cell, self.keep);
+                    return Some(Ok(record));
                 }
                 c => {
                     cell.push(c);
@@ -712,8 +781,8 @@ impl Iterator for Records<'_> {
                 "row {start}: a quoted field is never closed (a missing `\"`): not valid CSV"
             )));
         }
-        record.push(std::mem::take(&mut cell));
-        Some(Ok((start, record)))
+        record.end_cell(&mut cell, self.keep);
+        Some(Ok(record))
     }
 }
 
@@ -729,10 +798,11 @@ mod tests {
     use super::*;
 
     fn cells(text: &str) -> Vec<(u64, Vec<String>)> {
-        Records::new(text)
+        Records::new(text, usize::MAX)
             .map(|r| {
-                let (line, rec) = r.unwrap();
-                (line, rec.iter().map(|c| c.to_string()).collect())
+                let r = r.unwrap();
+                assert_eq!(r.count, r.cells.len());
+                (r.line, r.cells.iter().map(|c| c.to_string()).collect())
             })
             .collect()
     }
@@ -751,8 +821,31 @@ mod tests {
             cells("\u{feff}h\nv"),
             vec![(1, vec!["h".into()]), (2, vec!["v".into()])]
         );
-        let err = Records::new("a\n\"open,b\n").nth(1).unwrap().unwrap_err();
+        let err = Records::new("a\n\"open,b\n", usize::MAX)
+            .nth(1)
+            .unwrap()
+            .err()
+            .unwrap();
         assert!(err.contains("row 2") && !err.contains("open"), "{err}");
+    }
+
+    /// Twenty-eighth pass (found by the twenty-eighth pass's attacker of import and redact):
+    /// a row of 30 million commas was kept as 30 million cells (740 MB for a 30 MB file). A
+    /// record keeps its first `keep` cells and counts the rest; a row is blank only when
+    /// every cell is, kept or not.
+    #[test]
+    fn a_record_keeps_at_most_its_first_cells_and_counts_the_rest() {
+        let text = format!("a,b\nW,p{}\n,,{},x\n", ",".repeat(100_000), ",".repeat(10));
+        let recs: Vec<Rec> = Records::new(&text, 2).map(Result::unwrap).collect();
+        assert_eq!(
+            recs.iter()
+                .map(|r| (r.line, r.cells.len(), r.count, r.blank))
+                .collect::<Vec<_>>(),
+            vec![(1, 2, 2, false), (2, 2, 100_002, false), (3, 2, 14, false)]
+        );
+        assert_eq!(recs[1].cells[1].as_str(), "p");
+        let blank: Vec<Rec> = Records::new(" , ,,\n\n", 1).map(Result::unwrap).collect();
+        assert!(blank.iter().all(|r| r.blank && r.cells.len() == 1));
     }
 
     #[test]

@@ -1647,3 +1647,97 @@ fn import_refuses_a_steam_totp_as_steam_naming_the_row() {
     assert!(!contains(&e.transcript.borrow(), b"ZSEC") && !err.contains("JBSWY3DP"));
     assert_eq!(e.vault_bytes(), before, "nothing imported");
 }
+
+/// Twenty-eighth pass (found by the twenty-eighth pass's attacker of import and redact): a
+/// row of 30 million commas was kept as 30 million cells, 740 MB for a 30 MB file, so the 64
+/// MiB file cap allowed about 1.6 GB. A row's cells past the header's number are counted,
+/// never kept: under an address-space limit of 96 MiB (the old reader needed 192 MB for the
+/// cells of this 8 MB row alone) the row is refused with its counts, nothing imported.
+#[test]
+fn import_refuses_a_row_of_millions_of_cells_within_a_memory_limit() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let text = format!(
+        "name,login_password\nW2,ZSEC-wide-2,{}\n",
+        ",".repeat(8_000_000)
+    );
+    std::fs::write(e.path("wide.csv"), text).unwrap();
+    let mut c = e.wrapper("prlimit");
+    c.arg(format!("--as={}", 96 << 20)).args([
+        "--",
+        env!("CARGO_BIN_EXE_scopevault"),
+        "cred",
+        "import",
+        e.path("wide.csv").to_str().unwrap(),
+        "--passphrase-file",
+        &e.pf(),
+    ]);
+    let out = e.run_cmd(&mut c, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("row 2: 8000003 cells, but the header row has 2")
+            && err.contains("nothing was imported"),
+        "{err}"
+    );
+    assert!(!err.contains("ZSEC"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing imported");
+}
+
+/// Twenty-eighth pass (as above): the columns of a header row are bounded (1024; the
+/// exporters write about ten), refused early with the documented message.
+#[test]
+fn import_refuses_a_header_of_more_than_1024_columns() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    let header: Vec<String> = ["name".to_owned(), "password".to_owned()]
+        .into_iter()
+        .chain((0..1023).map(|i| format!("c{i}")))
+        .collect();
+    std::fs::write(
+        e.path("cols.csv"),
+        format!("{}\nn,ZSEC-pw{}\n", header.join(","), ",".repeat(1023)),
+    )
+    .unwrap();
+    let out = import(&e, "cols.csv", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "the header row has 1025 columns, more than the 1024 a CSV export to import may have"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("ZSEC"), "{err}");
+    assert_eq!(e.vault_bytes(), before, "nothing imported");
+}
+
+/// Twenty-eighth pass (as above): every row read is held until the whole file is judged, at
+/// a few hundred bytes a row whatever its size, so 64 MiB of one-letter rows took gigabytes.
+/// More than 100,000 rows (blank lines not counted) are refused early, nothing imported.
+#[test]
+fn import_refuses_more_than_100000_rows() {
+    let e = Env::new();
+    e.init_with_cred();
+    let before = e.vault_bytes();
+    std::fs::write(
+        e.path("rows.csv"),
+        format!("name,password\n\n{}", "x\n".repeat(100_001)),
+    )
+    .unwrap();
+    let out = import(&e, "rows.csv", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("more than 100000 rows, the most one import reads")
+            && err.contains("nothing was imported"),
+        "{err:.2000}"
+    );
+    assert!(
+        !err.contains("row 3:"),
+        "refused before listing rows: {err:.2000}"
+    );
+    assert_eq!(e.vault_bytes(), before, "nothing imported");
+}
