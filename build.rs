@@ -41,7 +41,7 @@ fn main() {
     } else {
         format!("{version} ({})", about.join("; "))
     };
-    println!("cargo:rustc-env=SCOPEVAULT_VERSION={full}");
+    println!("cargo:rustc-env=SV_BUILD_VERSION={full}");
 }
 
 /// `git` in `dir`, its output's first line when it succeeds.

@@ -27,4 +27,5 @@ pub mod vault;
 /// checkout and the cargo features on (`0.1.0 (git 1ebcb6a4c2f0; features:
 /// bench-no-audit-sync)`); the package's version alone from a crate tarball built without
 /// features. Made by `build.rs`.
-pub const VERSION: &str = env!("SCOPEVAULT_VERSION");
+// (A compile-time variable of build.rs, outside the `SCOPEVAULT_*` names a user may set.)
+pub const VERSION: &str = env!("SV_BUILD_VERSION");
