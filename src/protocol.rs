@@ -1032,19 +1032,18 @@ pub(crate) struct CredentialOut<'a> {
     pub warnings: &'a [String],
 }
 
-/// A credential's secret fields as handed out: all of them but `except` (a TOTP
-/// credential's seed).
+/// A credential's secret fields as handed out: all of them, or none when `withheld` (a
+/// `totp` credential, whose runners get its code, never a secret:
+/// [`crate::policy::CredentialKind::hands_out_secrets`]).
 pub(crate) struct SecretsOut<'a> {
     pub all: &'a FieldMap<SecretString>,
-    pub except: &'a [&'a str],
+    pub withheld: bool,
 }
 
 impl SecretsOut<'_> {
     /// The fields handed out, in key order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &SecretString)> {
-        self.all
-            .iter()
-            .filter(|(k, _)| !self.except.contains(&k.as_str()))
+        self.all.iter().filter(|_| !self.withheld)
     }
 }
 
@@ -1322,7 +1321,7 @@ mod tests {
                 fields: &fields,
                 secrets: SecretsOut {
                     all: &login,
-                    except: &[],
+                    withheld: false,
                 },
                 totp: None,
                 warnings: &warnings,
@@ -1335,7 +1334,7 @@ mod tests {
                 fields: &FieldMap::new(),
                 secrets: SecretsOut {
                     all: &totp_secrets,
-                    except: &["totp_seed", "otpauth"],
+                    withheld: true,
                 },
                 totp: Some(&code),
                 warnings: &[],
@@ -1373,10 +1372,12 @@ mod tests {
             std::str::from_utf8(&line).unwrap(),
             std::str::from_utf8(&ok_line(&owned)).unwrap()
         );
-        // The seed is not handed out; what a client reads back is what was rendered.
+        // The seed is not handed out, nor any other secret of a totp credential (its `note`,
+        // twenty-eighth pass); what a client reads back is what was rendered.
         assert!(!String::from_utf8_lossy(&line).contains("JBSWY3DPEHPK3PXP"));
         let back: Fetched = parse_response(&line).unwrap();
-        assert_eq!(back.credentials[1].secrets.len(), 1);
+        assert_eq!(back.credentials[1].secrets.len(), 0);
+        assert_eq!(back.credentials[0].secrets.len(), 2);
         assert_eq!(back.audit_seq, owned.audit_seq);
     }
 
@@ -1406,7 +1407,7 @@ mod tests {
             fields: f,
             secrets: SecretsOut {
                 all: s,
-                except: &[],
+                withheld: false,
             },
             totp: None,
             warnings: &warnings,

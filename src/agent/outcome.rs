@@ -261,7 +261,7 @@ impl Refusal {
                 "credential `{credential}` grants more than task `{task}` needs ({excess}) and enforce = \"deny\"; narrow the credential or add a reviewed exception"
             ),
             NoTotpSeed { credential } => format!(
-                "totp credential `{credential}` has no `totp_seed` or `otpauth` secret"
+                "totp credential `{credential}` has no `totp_seed` or `otpauth` secret, so no code is made; an admin stores its seed with `scopevault cred set {credential} --secret totp_seed` (base32) or `--secret otpauth` (an otpauth:// URI), which removes any other secret it holds"
             ),
             BadTotpSeed { credential, error } => format!("credential `{credential}`: {error}"),
             CredentialTooLarge { credential, over } => format!(

@@ -388,19 +388,11 @@ impl TaskIndex {
 }
 
 /// The names of what `fetch` hands out of a credential `kind` declares (never a value): its
-/// plain fields and secrets, less the seed of a `totp` credential.
+/// plain fields and secrets, but of a `totp` credential its plain fields alone (its runners
+/// get the code, never a secret: [`CredentialKind::hands_out_secrets`]).
 pub(crate) fn handed_out_names(kind: CredentialKind, held: &CredView<'_>) -> Vec<String> {
-    let withheld: &[&str] = if kind == CredentialKind::Totp {
-        &crate::vault::TOTP_SEED_FIELDS
-    } else {
-        &[]
-    };
-    held.fields
-        .keys()
-        .chain(held.secrets.keys())
-        .filter(|k| !withheld.contains(&k.as_str()))
-        .cloned()
-        .collect()
+    let secrets = held.secrets.keys().filter(|_| kind.hands_out_secrets());
+    held.fields.keys().chain(secrets).cloned().collect()
 }
 
 pub(crate) struct State {

@@ -529,7 +529,8 @@ pub struct LintArgs {
     #[arg(default_value = "policy.toml")]
     pub file: PathBuf,
     /// Also run the rules that need the vault (missing-secret, both-totp-seeds,
-    /// unusable-totp-seed, rotation-overdue, vault-differs-from-policy, totp-seed-handed-out).
+    /// unusable-totp-seed, secret-beside-totp-seed, rotation-overdue, vault-differs-from-policy,
+    /// totp-seed-handed-out).
     #[arg(long = "with-vault", alias = "check-vault")]
     pub with_vault: bool,
     /// Output format.

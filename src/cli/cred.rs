@@ -103,6 +103,31 @@ fn check_secret_names(a: &SecretInputArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuse, before any secret is read, a secret other than the seed (`totp_seed`, `otpauth`)
+/// given for a `totp` credential (`kinds`: the kind given or stored, and the one the applied
+/// policy declares): it holds only its seed, and its runners get codes, never a secret.
+/// `cred add --kind totp --secret seed` was stored in silence, and the seed went to every
+/// runner beside the code once `totp_seed` was set too (twenty-eighth pass, found by the
+/// attacker of a long-running daemon). Names the field, never a value.
+fn refuse_beside_seed(
+    name: &str,
+    kinds: &[Option<crate::policy::CredentialKind>],
+    a: &SecretInputArgs,
+) -> anyhow::Result<()> {
+    if !kinds.contains(&Some(crate::policy::CredentialKind::Totp)) {
+        return Ok(());
+    }
+    let keys = a.secrets.iter().map(String::as_str).chain(
+        a.secret_files
+            .iter()
+            .filter_map(|s| Some(s.split_once('=')?.0)),
+    );
+    if let Some(k) = vault::secret_beside_seed(keys) {
+        bail!("{}; nothing was read", vault::beside_seed_message(name, k));
+    }
+    Ok(())
+}
+
 /// Refuse to read both the vault's passphrase and a secret from a stdin that is not a terminal
 /// (`--passphrase-fd 0`, or `--passphrase-file /dev/stdin`, with `--secret` or a
 /// `--secret-file` that is stdin): one of them would get the other's bytes, and the vault's
@@ -226,6 +251,7 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
     let fields = parse_fields(&a.fields, Some(a.kind))?;
     check_secret_names(&a.secrets)?;
     refuse_field_and_secret(&fields, &a.secrets)?;
+    refuse_beside_seed(&a.name, &[Some(a.kind)], &a.secrets)?;
     for s in &a.scopes {
         crate::policy::Scope::parse(s).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
     }
@@ -348,6 +374,13 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
         // Before any secret is typed: a value for a credential that does not exist is lost.
         return Err(vault::VaultError::UnknownCredential(a.name.clone()).into());
     }
+    // The kind stored and the one declared (the daemon hands it out as declared).
+    let declared = unlocked
+        .policy()
+        .and_then(|p| p.credential(&a.name))
+        .map(|d| d.kind());
+    let stored = unlocked.credentials().get(&a.name).map(|c| c.kind);
+    refuse_beside_seed(&a.name, &[stored, declared], &a.secrets)?;
     let secrets = read_secrets(&a.secrets)?;
     warn_nul(&a.name, &secrets);
     // Prompts are over: take the writer lock and re-read the file (another writer may have
@@ -429,6 +462,9 @@ fn set(g: &GlobalArgs, a: &CredSetArgs) -> anyhow::Result<ExitCode> {
             )),
             vault::Replaced::SecretField => Some(format!(
                 "; field {k} is now plain (its secret value was removed)"
+            )),
+            vault::Replaced::BesideSeed => Some(format!(
+                "; secret {k}, not a TOTP seed field, was removed (a totp credential holds only its seed)"
             )),
             vault::Replaced::OtherSeed(_) => None,
         })

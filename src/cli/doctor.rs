@@ -559,7 +559,8 @@ fn keyring_fix(e: &vault::VaultError) -> String {
 }
 
 /// What the daemon would refuse to hand out of an open vault: a credential holding both TOTP
-/// seed fields, or a TOTP seed that gives no code (an otpauth URI with an `encoder`
+/// seed fields, a `totp` credential holding a secret beside its seed, or a TOTP seed that
+/// gives no code (an otpauth URI with an `encoder`
 /// parameter, twenty-first pass), both of which a vault saved by an older scopevault may
 /// hold: a fetch of it fails, and `publish` and `bundle apply` refuse it. Names and fields
 /// only, never a value.
@@ -598,6 +599,37 @@ fn check_credentials(r: &mut Report, vault: &Vault) {
                 ),
             );
         }
+    }
+    // A `totp` credential (declared so, else stored so) holding a secret other than its seed:
+    // never handed out, refused by every writer, `publish` and `bundle apply` (twenty-eighth
+    // pass: an older scopevault handed it to every runner beside the code).
+    let mut beside = 0;
+    for (name, c) in vault.credentials() {
+        let kind = vault
+            .policy()
+            .and_then(|p| p.credential(name))
+            .map_or(c.kind, |d| d.kind());
+        if kind != crate::policy::CredentialKind::Totp {
+            continue;
+        }
+        let names: Vec<String> = c
+            .secrets
+            .keys()
+            .filter(|k| !vault::TOTP_SEED_FIELDS.contains(&k.as_str()))
+            .map(|k| format!("`{k}`"))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        beside += 1;
+        r.fail(
+            "totp",
+            format!(
+                "credential `{name}` is a totp credential holding secret(s) other than its seed: {} (saved by an older scopevault, which handed them to its runners beside the code). A totp credential holds only its seed, so the daemon hands none of them out, and `publish` and `bundle apply` refuse it; store the seed with `{}` (or `--secret otpauth`), which removes every other secret of it",
+                names.join(", "),
+                crate::advice::command(&format!("cred set {name} --secret totp_seed"))
+            ),
+        );
     }
     let mut unusable = 0;
     for (name, c) in vault.credentials() {
@@ -642,10 +674,10 @@ fn check_credentials(r: &mut Report, vault: &Vault) {
             ),
         );
     }
-    if both.is_empty() && unusable == 0 {
+    if both.is_empty() && unusable == 0 && beside == 0 {
         r.ok(
             "totp",
-            "no credential holds two TOTP seeds or a TOTP seed that gives no code",
+            "no credential holds two TOTP seeds, a TOTP seed that gives no code, or a secret beside its TOTP seed",
         );
     }
 }

@@ -269,6 +269,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &CredImportArgs) -> anyhow::Result<ExitCode
                     "note: field {new} of credential {} is now plain (its secret value was removed)",
                     row.name
                 ),
+                crate::vault::Replaced::BesideSeed => format!(
+                    "note: secret {new} of credential {}, not a TOTP seed field, was removed (a totp credential holds only its seed)",
+                    row.name
+                ),
             }));
         } else {
             let mut c = Credential::new(CredentialKind::Login, now);

@@ -873,6 +873,16 @@ pub fn classify(
             "{path}: the secret has both `totp_seed` and `otpauth` keys: two TOTP seeds, and codes come from one only, so a credential holds one of them; remove the one not in use from the secret in OpenBao (`bao kv put` it again without that key)"
         ));
     }
+    // A `totp` credential holds its seed alone: its runners get codes, never a secret
+    // (twenty-eighth pass).
+    if kind == CredentialKind::Totp {
+        if let Some(k) = crate::vault::secret_beside_seed(secrets.keys().map(String::as_str)) {
+            return Err(format!(
+                "{path}: key `{}` is a secret, and a totp credential holds only its seed (`totp_seed` or `otpauth`): its runners get codes, never a secret; remove the key from the secret in OpenBao (`bao kv put` it again without that key), or sync it into a credential of another kind",
+                hidden.quote(k)
+            ));
+        }
+    }
     let need = required_secrets(kind);
     if !need.is_empty() && !need.iter().any(|n| secrets.contains_key(n)) {
         return Err(format!(
@@ -1238,6 +1248,35 @@ mod tests {
             );
         }
         classify(CredentialKind::Generic, secret(&[("...", "eu")])).unwrap();
+    }
+
+    /// Twenty-eighth pass (found by the attacker of a long-running daemon): a `totp`
+    /// credential holds only its seed, so a secret key beside it (`password`, `token`) is
+    /// refused, naming the key and never a value; a seed alone, with plain fields, is synced.
+    #[test]
+    fn classify_refuses_a_secret_beside_the_seed_of_a_totp_credential() {
+        const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        for key in ["password", "token"] {
+            let e = classify(
+                CredentialKind::Totp,
+                secret(&[("totp_seed", SEED), (key, "v-canary")]),
+            )
+            .unwrap_err();
+            assert!(
+                e.contains(&format!("key `{key}`"))
+                    && e.contains("holds only its seed")
+                    && !e.contains("v-canary")
+                    && !e.contains(SEED),
+                "{e}"
+            );
+        }
+        let (fields, secrets) = classify(
+            CredentialKind::Totp,
+            secret(&[("totp_seed", SEED), ("username", "u")]),
+        )
+        .unwrap();
+        assert_eq!(secrets.keys().collect::<Vec<_>>(), ["totp_seed"]);
+        assert_eq!(fields.keys().collect::<Vec<_>>(), ["username"]);
     }
 
     #[test]

@@ -45,6 +45,15 @@ impl CredentialKind {
 }
 
 impl CredentialKind {
+    /// Whether `fetch` hands out the secrets of a credential of this kind: of a `totp`
+    /// credential it hands out the current code and the plain fields, never a secret, whatever
+    /// the vault holds beside the seed (a seed stored as `--secret seed` went to every runner
+    /// beside the code, twenty-eighth pass). One rule for the answer, `tasks` and
+    /// `scrub_report`.
+    pub fn hands_out_secrets(self) -> bool {
+        self != CredentialKind::Totp
+    }
+
     /// The secret fields this kind's schema defines: their values are stored as secrets and
     /// may only be given through `--secret`/`--secret-file` (never as a `--field` argument).
     pub fn secret_fields(self) -> &'static [&'static str] {

@@ -490,6 +490,10 @@ pub struct CredentialMeta {
     /// declared with another kind than `totp`, the seed itself is handed out
     /// (`totp-seed-handed-out`).
     pub totp_seed: Option<String>,
+    /// The secret fields it holds other than `totp_seed` and `otpauth` (names, never a
+    /// value): of a credential declared `totp`, which holds only its seed, they are never
+    /// handed out and every writer refuses them (`secret-beside-totp-seed`).
+    pub beside_seed: Vec<String>,
     /// The kind, scopes and origins its entry is stored with (`vault-differs-from-policy`);
     /// `None` when not known, and then that rule does not judge it.
     pub stored: Option<StoredAs>,

@@ -49,11 +49,12 @@ pub use crate::paths::state_dir;
 pub(crate) use format::{is_vault_id, MAGIC};
 pub use keyring::KeyringStore;
 pub use model::{
-    both_totp_seeds_message, credential_over_bound, field_in_both, field_in_both_message,
-    holds_both_totp_seeds, is_secret_field_name, validate_field_key, validate_field_value,
-    validate_name, AppliedBundle, Credential, CredentialSource, FieldConflict, FieldMap,
-    FleetState, OverBound, Replaced, SecretSet, FIELD_NAME_RULE, MAX_CREDENTIAL_BYTES,
-    MAX_CREDENTIAL_FIELDS, MAX_FIELD_LEN, SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
+    beside_seed_message, both_totp_seeds_message, credential_over_bound, field_in_both,
+    field_in_both_message, holds_both_totp_seeds, is_secret_field_name, secret_beside_seed,
+    validate_field_key, validate_field_value, validate_name, AppliedBundle, Credential,
+    CredentialSource, FieldConflict, FieldMap, FleetState, OverBound, Replaced, SecretSet,
+    FIELD_NAME_RULE, MAX_CREDENTIAL_BYTES, MAX_CREDENTIAL_FIELDS, MAX_FIELD_LEN,
+    SECRET_FIELD_NAMES, TOTP_SEED_FIELDS,
 };
 pub(crate) use slots::check_new_label_among;
 pub use slots::{check_label, KdfParams, Slot, MAX_LABEL_CHARS};
@@ -295,6 +296,15 @@ pub enum VaultError {
         /// The field's name.
         field: String,
     },
+    /// A `totp` credential would hold a secret other than its seed ([`secret_beside_seed`]).
+    /// The message names the credential and the field, never a value.
+    #[error("{}; nothing was stored", beside_seed_message(.credential, .field))]
+    BesideSeed {
+        /// The credential's name.
+        credential: String,
+        /// The secret field's name.
+        field: String,
+    },
     /// A secret value over [`MAX_SECRET_LEN`](crate::secret::MAX_SECRET_LEN) would be stored.
     /// The message names the credential and the field, never the value.
     #[error("credential \"{credential}\": the value of secret field `{field}` is more than {max} bytes, the limit for a secret value (vault-format.md); nothing was stored", max = crate::secret::MAX_SECRET_LEN)]
@@ -459,6 +469,10 @@ impl VaultError {
         match x {
             FieldConflict::BothTotpSeeds => VaultError::BothTotpSeeds(name.to_owned()),
             FieldConflict::InBoth(field) => VaultError::FieldInBoth {
+                credential: name.to_owned(),
+                field,
+            },
+            FieldConflict::BesideSeed(field) => VaultError::BesideSeed {
                 credential: name.to_owned(),
                 field,
             },
@@ -1320,9 +1334,10 @@ impl Vault {
     }
 
     /// Metadata for the lint's vault rules (`missing-secret`, `both-totp-seeds`,
-    /// `unusable-totp-seed`, `rotation-overdue`, `vault-differs-from-policy`,
-    /// `totp-seed-handed-out`): which credentials have a secret, which hold both TOTP seed
-    /// fields or one, which hold a seed that gives no code (the field and why), when each last
+    /// `unusable-totp-seed`, `secret-beside-totp-seed`, `rotation-overdue`,
+    /// `vault-differs-from-policy`, `totp-seed-handed-out`): which credentials have a secret,
+    /// which hold both TOTP seed fields or one, which hold a seed that gives no code (the field
+    /// and why), the names of their secrets other than a seed, when each last
     /// changed, and the kind, scopes and origins each is stored with. No secret value is in it.
     pub fn lint_meta(&self) -> crate::policy::VaultMeta {
         crate::policy::VaultMeta {
@@ -1348,6 +1363,12 @@ impl Vault {
                             .iter()
                             .find(|f| c.secrets.contains_key(f))
                             .map(|f| (*f).to_owned()),
+                        beside_seed: c
+                            .secrets
+                            .keys()
+                            .filter(|k| !TOTP_SEED_FIELDS.contains(&k.as_str()))
+                            .cloned()
+                            .collect(),
                         stored: Some(crate::policy::StoredAs {
                             kind: c.kind,
                             scopes: c.scopes.clone(),
@@ -2249,6 +2270,71 @@ mod tests {
             .unwrap();
         assert_eq!(set.replaced, Some("otpauth"));
         assert!(!set.changed);
+    }
+
+    /// Found by the twenty-eighth pass's attacker of a long-running daemon: a `totp`
+    /// credential could hold a secret other than its seed (`--secret seed`), which the daemon
+    /// handed out beside the code. `add_credential` and `update_credential` refuse one,
+    /// naming the field, never a value, and leave the credential as it was; `policy apply`
+    /// may still change the kind of one that holds one (the secrets unchanged); storing the
+    /// seed with `set_secrets` removes every other secret and says so, but one given in the
+    /// same call is refused, not removed.
+    #[test]
+    fn regression_no_writer_leaves_a_secret_beside_the_seed_of_a_totp_credential() {
+        use crate::policy::CredentialKind;
+        let seed = || SecretString::from("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".to_owned());
+        let dir = tempfile::tempdir().unwrap();
+        let (mut v, _) = Vault::create(&dir.path().join("v"), NewSlot::IdentityFile).unwrap();
+        let mut stray = Credential::new(CredentialKind::Totp, timestamp());
+        stray.secrets.insert("seed".into(), seed());
+        let e = v.add_credential("tot", stray.clone()).unwrap_err();
+        assert!(matches!(e, VaultError::BesideSeed { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("`seed`") && msg.contains("tot"), "{msg}");
+        assert!(!msg.contains("GEZDGNBV"), "{msg}");
+        assert!(v.credentials().is_empty());
+
+        let mut one = Credential::new(CredentialKind::Totp, timestamp());
+        one.secrets.insert("totp_seed".into(), seed());
+        v.add_credential("tot", one).unwrap();
+        let e = v
+            .update_credential("tot", |c| c.secrets.insert("password".into(), seed()))
+            .unwrap_err();
+        assert!(matches!(e, VaultError::BesideSeed { .. }), "{e}");
+        let keys: Vec<&String> = v.credentials()["tot"].secrets.keys().collect();
+        assert_eq!(keys, ["totp_seed"]);
+
+        // A login holding a password is declared `totp` by `policy apply`: let stand.
+        let mut login = Credential::new(CredentialKind::Login, timestamp());
+        login.secrets.insert("password".into(), seed());
+        v.add_credential("was-login", login).unwrap();
+        v.update_credential("was-login", |c| c.kind = CredentialKind::Totp)
+            .unwrap();
+        // Its seed given with another secret: refused, nothing removed.
+        let mut replaced = Vec::new();
+        let e = v
+            .update_credential("was-login", |c| {
+                c.set_secrets(
+                    [("totp_seed".into(), seed()), ("token".into(), seed())],
+                    timestamp(),
+                    &mut replaced,
+                )
+            })
+            .unwrap_err();
+        assert!(matches!(e, VaultError::BesideSeed { .. }), "{e}");
+        let keys: Vec<&String> = v.credentials()["was-login"].secrets.keys().collect();
+        assert_eq!(keys, ["password"]);
+        // Its seed alone: stored, and the password removed and said.
+        let mut replaced = Vec::new();
+        let changed = v
+            .update_credential("was-login", |c| {
+                c.set_secrets([("totp_seed".into(), seed())], timestamp(), &mut replaced)
+            })
+            .unwrap();
+        assert_eq!(changed, 2);
+        assert_eq!(replaced, [("password".to_owned(), Replaced::BesideSeed)]);
+        let keys: Vec<&String> = v.credentials()["was-login"].secrets.keys().collect();
+        assert_eq!(keys, ["totp_seed"]);
     }
 
     /// Found by the twenty-fourth pass's attacker of this pass's fixes: `cred set --secret

@@ -54,6 +54,24 @@ pub fn both_totp_seeds_message(name: &str) -> String {
     )
 }
 
+/// The first secret of a `totp` credential that is not one of the two seed fields
+/// ([`TOTP_SEED_FIELDS`]), if any. A `totp` credential holds its seed and nothing else secret:
+/// its runners get codes, never a secret (`fetch` withholds every secret of it,
+/// [`CredentialKind::hands_out_secrets`]), so another secret is a seed stored under the wrong
+/// name (`cred add --kind totp --secret seed`, twenty-eighth pass) or one that is never used.
+pub fn secret_beside_seed<'a>(keys: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    keys.into_iter().find(|k| !TOTP_SEED_FIELDS.contains(k))
+}
+
+/// The reason a `totp` credential named `name` may not hold the secret `field`, with how to
+/// store its seed. Names the field only, never a value.
+pub fn beside_seed_message(name: &str, field: &str) -> String {
+    format!(
+        "credential `{name}` is a totp credential and would hold secret `{field}`, which is not its seed: a totp credential holds only its seed, as `totp_seed` (base32) or `otpauth` (an otpauth:// URI), and its runners get codes, never a secret. Store the seed under one of those names: `{}` (or `--secret otpauth`), which removes any other secret; a secret a check needs belongs in a credential of another kind",
+        crate::advice::command(&format!("cred set {name} --secret totp_seed"))
+    )
+}
+
 /// What [`Credential::set_secret`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SecretSet {
@@ -75,6 +93,9 @@ pub enum Replaced {
     PlainField,
     /// This plain field replaced a secret of the same name, removed.
     SecretField,
+    /// This secret of a `totp` credential, not a seed field, was removed because its seed was
+    /// stored ([`Credential::set_secrets`]): a `totp` credential holds only its seed.
+    BesideSeed,
 }
 
 /// The first field name `fields` and `secrets` both hold. A field name is one value in a
@@ -110,6 +131,9 @@ pub enum FieldConflict {
     BothTotpSeeds,
     /// It holds this field name both as a plain field and as a secret.
     InBoth(String),
+    /// It is a `totp` credential holding this secret, which is not a seed field
+    /// ([`secret_beside_seed`]).
+    BesideSeed(String),
 }
 
 impl FieldConflict {
@@ -119,6 +143,7 @@ impl FieldConflict {
         match self {
             FieldConflict::BothTotpSeeds => both_totp_seeds_message(name),
             FieldConflict::InBoth(field) => field_in_both_message(name, field),
+            FieldConflict::BesideSeed(field) => beside_seed_message(name, field),
         }
     }
 }
@@ -288,20 +313,26 @@ impl Credential {
         }
     }
 
-    /// The first way this credential breaks the rule pair on its fields ([`FieldConflict`]):
-    /// both TOTP seeds, then a field name held both as a plain field and as a secret. The one
+    /// The first way this credential breaks the rules on its fields ([`FieldConflict`]):
+    /// both TOTP seeds, then a secret other than its seed in a `totp` credential, then a field
+    /// name held both as a plain field and as a secret. The one
     /// check of every place a credential is written or carried: `add_credential` and
     /// `update_credential`, `publish` and `bundle apply`.
     ///
     /// With `before`, the credential as it was stored, a breach that was there already is let
     /// stand (a vault saved by an older scopevault may hold one, and `policy apply` still
-    /// changes its other metadata): both TOTP seeds only when the secrets changed, a field in
-    /// both only when it was not in both before.
+    /// changes its other metadata, its kind too): both TOTP seeds, or a secret beside the
+    /// seed of a `totp` credential, only when the secrets changed, a field in both only when it
+    /// was not in both before.
     pub fn field_conflict(&self, before: Option<&Credential>) -> Option<FieldConflict> {
-        if holds_both_totp_seeds(self.secrets.keys().map(String::as_str))
-            && before.is_none_or(|b| b.secrets != self.secrets)
-        {
+        let secrets_changed = before.is_none_or(|b| b.secrets != self.secrets);
+        if holds_both_totp_seeds(self.secrets.keys().map(String::as_str)) && secrets_changed {
             return Some(FieldConflict::BothTotpSeeds);
+        }
+        if self.kind == CredentialKind::Totp && secrets_changed {
+            if let Some(k) = secret_beside_seed(self.secrets.keys().map(String::as_str)) {
+                return Some(FieldConflict::BesideSeed(k.to_owned()));
+            }
         }
         let in_both =
             |c: &Credential, k: &str| c.fields.contains_key(k) && c.secrets.contains_key(k);
@@ -375,13 +406,38 @@ impl Credential {
     /// other form, or a secret that replaced a plain field of its name, counts, even if its
     /// own value was the same) and pushes each (field, what it replaced) to `replaced`. One
     /// loop for `cred set` and `cred import --update`.
+    ///
+    /// A seed stored in a `totp` credential removes every secret it held that is not a seed
+    /// field (a seed stored under another name, [`secret_beside_seed`]), each pushed as
+    /// [`Replaced::BesideSeed`] and counted as a change: storing the seed is how such a
+    /// credential is put right. A secret given in the same call is not removed: it is
+    /// refused ([`Credential::field_conflict`]).
     pub fn set_secrets(
         &mut self,
         secrets: impl IntoIterator<Item = (String, SecretString)>,
         now: OffsetDateTime,
         replaced: &mut Vec<(String, Replaced)>,
     ) -> usize {
+        let secrets: Vec<(String, SecretString)> = secrets.into_iter().collect();
         let mut changed = 0;
+        if self.kind == CredentialKind::Totp
+            && secrets
+                .iter()
+                .any(|(k, _)| TOTP_SEED_FIELDS.contains(&k.as_str()))
+        {
+            let beside: Vec<String> = self
+                .secrets
+                .keys()
+                .filter(|k| !TOTP_SEED_FIELDS.contains(&k.as_str()))
+                .filter(|k| !secrets.iter().any(|(given, _)| given == *k))
+                .cloned()
+                .collect();
+            for k in beside {
+                self.secrets.remove(&k);
+                changed += 1;
+                replaced.push((k, Replaced::BesideSeed));
+            }
+        }
         for (k, v) in secrets {
             let set = self.set_secret(k.clone(), v);
             let mut counted = set.changed;

@@ -444,6 +444,23 @@ impl Handler {
                     Vec::new(),
                 ));
             }
+            // A secret beside the seed (a seed stored as `--secret seed`, a vault saved by an
+            // older scopevault) is never handed out ([`CredentialKind::hands_out_secrets`]);
+            // the runner and the audit record are told its name, never its value, and how an
+            // admin removes it (twenty-eighth pass, found by the attacker of a long-running
+            // daemon: it went to every runner beside the code).
+            let stray: Vec<String> = cred
+                .secrets
+                .keys()
+                .filter(|k| !TOTP_SEED_FIELDS.contains(&k.as_str()))
+                .map(|k| format!("`{k}`"))
+                .collect();
+            if !stray.is_empty() {
+                warnings.push(format!(
+                    "credential `{name}` is a totp credential and holds secret(s) other than its seed, not handed out (its runners get codes, never a secret): {}; an admin stores the seed with `scopevault cred set {name} --secret totp_seed` (or `--secret otpauth`), which removes them",
+                    bounded_list(&stray, LISTED_BYTES)
+                ));
+            }
             let seed = TOTP_SEED_FIELDS
                 .iter()
                 .find_map(|f| cred.secrets.get(f).map(|v| (*f, v)));
@@ -508,11 +525,7 @@ impl Handler {
                 fields: g.cred.fields,
                 secrets: SecretsOut {
                     all: g.cred.secrets,
-                    except: if g.kind == CredentialKind::Totp {
-                        &TOTP_SEED_FIELDS
-                    } else {
-                        &[]
-                    },
+                    withheld: !g.kind.hands_out_secrets(),
                 },
                 totp: g.totp.as_ref(),
                 warnings: &g.warnings,
@@ -530,7 +543,7 @@ impl Handler {
                 fields: &no_fields,
                 secrets: SecretsOut {
                     all: &no_secrets,
-                    except: c.secrets.except,
+                    withheld: c.secrets.withheld,
                 },
                 ..*c
             })

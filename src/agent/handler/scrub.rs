@@ -1,6 +1,6 @@
 //! `scrub_report`: a runner of a task reports what a scrub of its artefacts did.
 
-use super::{Handler, Held, Refused, TOTP_SEED_FIELDS};
+use super::{Handler, Held, Refused};
 use crate::agent::authz::is_runner;
 use crate::agent::outcome::Refusal;
 use crate::agent::peer::PeerIdentity;
@@ -79,10 +79,9 @@ impl Handler {
                 continue;
             };
             let kind = decl.kind();
-            for k in cred.secrets.keys() {
-                if kind != CredentialKind::Totp || !TOTP_SEED_FIELDS.contains(&k.as_str()) {
-                    labels.insert(format!("{name}.{k}"));
-                }
+            // A `totp` credential's runners get its code, never a secret.
+            for k in cred.secrets.keys().filter(|_| kind.hands_out_secrets()) {
+                labels.insert(format!("{name}.{k}"));
             }
             if kind == CredentialKind::Totp {
                 labels.insert(format!("{name}.totp_code"));

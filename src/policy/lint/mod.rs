@@ -47,8 +47,8 @@ pub struct LintOptions {
     /// The date exceptions and rotation are judged against.
     pub today: time::Date,
     /// Vault metadata: when given, the vault rules (`missing-secret`, `both-totp-seeds`,
-    /// `unusable-totp-seed`, `rotation-overdue`, `vault-differs-from-policy`,
-    /// `totp-seed-handed-out`) run.
+    /// `unusable-totp-seed`, `secret-beside-totp-seed`, `rotation-overdue`,
+    /// `vault-differs-from-policy`, `totp-seed-handed-out`) run.
     pub vault: Option<VaultMeta>,
     /// Evidence from audit logs: when given (and [`Evidence::judged`]), the usage rules run.
     pub usage: Option<std::sync::Arc<Evidence>>,
@@ -1083,8 +1083,8 @@ impl<'a> Linter<'a> {
         }
     }
 
-    /// missing-secret, both-totp-seeds, unusable-totp-seed, rotation-overdue,
-    /// vault-differs-from-policy, totp-seed-handed-out.
+    /// missing-secret, both-totp-seeds, unusable-totp-seed, secret-beside-totp-seed,
+    /// rotation-overdue, vault-differs-from-policy, totp-seed-handed-out.
     fn vault(&mut self, v: &VaultMeta) {
         self.env_field_collisions(v);
         let p = self.policy;
@@ -1102,6 +1102,25 @@ impl<'a> Linter<'a> {
             }
             match v.credentials.get(cname) {
                 Some(m) if m.has_secret => {
+                    if cred.kind.value == super::CredentialKind::Totp && !m.beside_seed.is_empty() {
+                        let names: Vec<String> =
+                            m.beside_seed.iter().map(|k| format!("`{k}`")).collect();
+                        self.push(
+                            RuleId::SecretBesideTotpSeed,
+                            cred.kind.span.clone(),
+                            format!(
+                                "credential `{cname}` is declared `totp` and the vault holds secret(s) other than its seed: {}. A totp credential holds only its seed (`totp_seed` or `otpauth`) and its runners get codes, never a secret, so the daemon hands none of them out (an older scopevault handed them out beside the code), and `publish` and `bundle apply` refuse the credential",
+                                names.join(", ")
+                            ),
+                            format!(
+                                "store the seed: `{}` (or `--secret otpauth`) stores it and removes every other secret of the credential",
+                                advise(&format!("cred set {} --secret totp_seed", word(cname)))
+                            ),
+                            Some(cname),
+                            None,
+                            vec![],
+                        );
+                    }
                     if m.both_totp_seeds {
                         // The daemon makes codes for `totp` credentials only; of any other kind
                         // the writers still refuse a change of secrets that keeps both.

@@ -259,6 +259,18 @@ rules! {
         full: "Every writer refuses such a seed, but a vault saved by an older scopevault may hold one (an otpauth URI asking for Steam's codes with `encoder=steam`, which scopevault does not make); `publish` refuses to put it in a bundle, a checkpoint's `bundle apply` refuses a bundle carrying it, and every fetch of a `totp` credential holding it fails: its tasks fail at runtime.",
         help: "Store a usable seed: `scopevault cred set NAME --secret otpauth` (a standard otpauth://totp/ URI) or `--secret totp_seed` (base32), which replaces it.",
     },
+    /// A credential declared `totp` is stored holding a secret other than its seed. Checked in `Linter::vault`.
+    SecretBesideTotpSeed {
+        id: "secret-beside-totp-seed",
+        class: Error,
+        security_severity: None,
+        needs_vault: true,
+        needs_audit: false,
+        exceptable: false,
+        short: "A credential declared `totp` is stored holding a secret other than its seed (`totp_seed` or `otpauth`).",
+        full: "A `totp` credential holds only its seed, and its runners get codes, never a secret: the daemon hands out no secret of it, every writer refuses one (`cred add|set`, `cred import`, `sync`), and `publish` and `bundle apply` refuse a credential holding one. A vault saved by an older scopevault may hold one, typically the seed itself under another name (`cred add --kind totp --secret seed`), which that scopevault handed to every runner beside the code.",
+        help: "Store the seed: `scopevault cred set NAME --secret totp_seed` (or `--secret otpauth`) stores it and removes every other secret of the credential; a secret a check needs belongs in a credential of another kind.",
+    },
     /// A credential grants scopes its task does not need. Checked in `Linter::tasks`.
     ScopeExceedsTask {
         id: "scope-exceeds-task",

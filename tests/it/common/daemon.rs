@@ -411,6 +411,25 @@ pub fn setup_vault_holding_both_totp_seeds(dir: &Path) -> PathBuf {
     id
 }
 
+/// A second TOTP seed, stored beside [`TOTP_SEED`] under another secret name by
+/// [`setup_vault_holding_a_secret_beside_the_totp_seed`]: no output may show it.
+pub const STRAY_SEED: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+/// [`setup_vault`], then its `shop-2fa` (declared `totp`) saved holding [`STRAY_SEED`] as the
+/// secret `seed` beside its `totp_seed`, as an older scopevault saved `cred add --kind totp
+/// --secret seed` and a later `cred set --secret totp_seed` (today's writers refuse it, so the
+/// file is written from vault-format.md: [`super::vault::rewrite_payload`]). Returns the
+/// identity file.
+pub fn setup_vault_holding_a_secret_beside_the_totp_seed(dir: &Path) -> PathBuf {
+    let id = setup_vault(dir);
+    super::vault::rewrite_payload(&dir.join("vault.scopevault"), &id, |data| {
+        let secrets = &mut data["credentials"]["shop-2fa"]["secrets"];
+        assert!(secrets["totp_seed"].is_string(), "{secrets}");
+        secrets["seed"] = serde_json::json!(STRAY_SEED);
+    });
+    id
+}
+
 /// An `otpauth` URI holding [`TOTP_SEED`] with an `encoder` parameter (Steam Guard's codes,
 /// which scopevault does not make): every writer refuses it since the twentieth pass, and an
 /// older scopevault stored it.

@@ -700,3 +700,43 @@ fn a_credential_added_by_a_reload_between_tasks_and_fetch_is_taken_once_tasks_li
         }
     }
 }
+
+/// Two values of one credential that would be the same `--files` entry (a TOTP credential
+/// holding a secret named `totp_code` as well as its current code): `exec --files` refuses,
+/// naming both, as env mode does for two fields sharing a variable (found by attacking
+/// `exec` as a check author, sixteenth pass: a bare "File exists (os error 17)"). A daemon
+/// of this version hands out no secret of a `totp` credential (twenty-eighth pass), so the
+/// answer is an older daemon's, from the stand-in.
+#[test]
+fn exec_files_refuses_two_values_that_would_share_one_entry_naming_both() {
+    let place = Place::new();
+    let answer = hand_out(
+        serde_json::json!({"ok": true, "v": 1}),
+        serde_json::json!({"kind": "totp", "fields": {},
+            "secrets": {"totp_code": "a-stored-totp-code-value"},
+            "totp": {"code": "123456", "seconds_left": 5}}),
+    );
+    let socket = place.stand_in(tasks("totp", &["totp_code"]), answer);
+    let out = place.run(
+        &socket,
+        &[
+            "exec",
+            "--files",
+            "--task",
+            "t1",
+            "--timeout",
+            "10",
+            "--",
+            "true",
+        ],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("c1.totp_code")
+            && err.contains("current TOTP code")
+            && !err.contains("os error"),
+        "{err}"
+    );
+    assert!(!err.contains("a-stored-totp-code-value"), "{err}");
+}

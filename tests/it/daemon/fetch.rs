@@ -890,6 +890,83 @@ fn an_entry_of_another_kind_is_handed_out_as_the_applied_policy_declares_never_i
     assert_no_secret(&audit, "the audit log");
 }
 
+/// Found by the twenty-eighth pass's attacker of a long-running daemon: a `totp` credential
+/// whose seed an older scopevault stored as `--secret seed`, then also as `totp_seed`, handed
+/// `"secrets":{"seed":"<the seed>"}` to every runner beside the code. The daemon hands out no
+/// secret of a credential declared `totp`, whatever the vault holds: the code and the plain
+/// fields only, a warning naming the stray secret (never its value) and the `cred set` that
+/// removes it, in the answer and the audit record; `tasks` lists no secret of it, and a scrub
+/// report's label for it is not the task's.
+#[test]
+fn a_totp_credential_hands_out_its_code_never_a_secret_stored_beside_its_seed() {
+    use crate::common::daemon::STRAY_SEED;
+    let dir = tempdir();
+    let id = daemon::setup_vault_holding_a_secret_beside_the_totp_seed(dir.path());
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"two-factor-login"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(
+        !v.to_string().contains(STRAY_SEED),
+        "the stray seed left: {v}"
+    );
+    assert!(!v.to_string().contains(TOTP_SEED), "the seed left: {v}");
+    let c = &v["credentials"][0];
+    assert_eq!(c["name"], "shop-2fa", "{c}");
+    assert_eq!(c["secrets"], serde_json::json!({}), "{c}");
+    assert_eq!(c["totp"]["code"].as_str().unwrap().len(), 6, "{c}");
+    let warning = c["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .find(|w| w.contains("`seed`"))
+        .unwrap_or_else(|| panic!("no warning names `seed`: {c}"));
+    assert!(
+        warning.contains("scopevault cred set shop-2fa --secret totp_seed"),
+        "{warning}"
+    );
+    let out = sv(
+        &d,
+        &["get", "--task", "two-factor-login", "--field", "seed"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(STRAY_SEED));
+    // `tasks` names no secret of it.
+    let t = d.request(r#"{"v":1,"op":"tasks","task":"two-factor-login"}"#);
+    assert_eq!(
+        t["tasks"][0]["fields"]["shop-2fa"],
+        serde_json::json!([]),
+        "{t}"
+    );
+    // The audit record holds the code's HMAC and the warning, no HMAC of the stray secret.
+    let audit = d.audit_text();
+    assert!(!audit.contains(STRAY_SEED), "{audit}");
+    let fetch = records(&audit)
+        .into_iter()
+        .find(|r| r["op"] == "fetch" && r["decision"] == "allow")
+        .unwrap();
+    assert!(fetch["values"].get("totp_code").is_some(), "{fetch}");
+    assert!(fetch["values"].get("seed").is_none(), "{fetch}");
+    assert!(fetch.to_string().contains("`seed`"), "{fetch}");
+    // A scrub report's label of the stray secret is not the task's: recorded as its HMAC.
+    let v = d.request(
+        &serde_json::json!({"v":1,"op":"scrub_report","task":"two-factor-login","scrub":{
+            "files":1,"rewritten":1,"failed":0,"binary_kept":0,"binary_dropped":0,
+            "binary_with_form":0,"hits":{"shop-2fa.seed":1}}})
+        .to_string(),
+    );
+    assert_eq!(v["ok"], true, "{v}");
+    let audit = d.audit_text();
+    let scrub = records(&audit)
+        .into_iter()
+        .find(|r| r["op"] == "scrub_report")
+        .unwrap();
+    assert!(
+        scrub["scrub"]["hits"].get("shop-2fa.seed").is_none(),
+        "{scrub}"
+    );
+}
+
 /// Found by attacking who gets what (twentieth pass): a fetch answer gave the vault entry's
 /// scopes while the decision used the applied policy's. With the policy granting
 /// `shop-buyer` three scopes and the entry listing one, the answer said
@@ -3932,50 +4009,6 @@ fn exec_refuses_a_value_with_a_nul_byte_in_the_environment_naming_it() {
         value.as_bytes(),
         "--files hands the value over whole"
     );
-}
-
-/// Two values of one credential that would be the same `--files` entry (a TOTP credential
-/// holding a secret named `totp_code` as well as its current code): `exec --files` refuses,
-/// naming both, as env mode does for two fields sharing a variable (found by attacking
-/// `exec` as a check author, sixteenth pass: a bare "File exists (os error 17)").
-#[test]
-fn exec_files_refuses_two_values_that_would_share_one_entry_naming_both() {
-    let dir = tempdir();
-    let id = setup_vault(dir.path());
-    ok(
-        dir.path(),
-        &[
-            "--identity-file",
-            id.to_str().unwrap(),
-            "cred",
-            "set",
-            "shop-2fa",
-            "--secret",
-            "totp_code",
-        ],
-        Some("a-stored-totp-code-value"),
-    );
-    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
-    let out = sv(
-        &d,
-        &[
-            "exec",
-            "--files",
-            "--task",
-            "two-factor-login",
-            "--",
-            "true",
-        ],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("shop-2fa.totp_code")
-            && err.contains("current TOTP code")
-            && !err.contains("os error"),
-        "{err}"
-    );
-    assert!(!err.contains("a-stored-totp-code-value"), "{err}");
 }
 
 /// A vault written before field names were held to one path component (a secret named `..`)

@@ -1893,7 +1893,7 @@ fn junit_rules_not_run_are_skipped_and_name_the_real_switch() {
         .iter()
         .filter(|r| r.needs_vault || r.needs_audit)
         .count();
-    assert_eq!(not_run, 10);
+    assert_eq!(not_run, 11);
     assert!(
         xml.contains(&format!(
             "tests=\"{}\" failures=\"0\" errors=\"0\" skipped=\"{not_run}\"",

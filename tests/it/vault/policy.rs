@@ -1021,3 +1021,199 @@ fn regression_policy_export_escapes_bidi_and_invisible_characters_and_stays_a_fi
     let export2 = e.ok(&["policy", "export", "--passphrase-file", &e.pf()], b"");
     assert_eq!(export1, export2);
 }
+
+/// Found by the twenty-eighth pass's attacker of a long-running daemon: `cred add --kind totp
+/// --secret seed` stored the seed under a name no code is made from, exit 0 without a word,
+/// and the daemon later handed it to every runner beside the code. A `totp` credential holds
+/// only its seed: every writer refuses another secret for it, naming the field and the `cred
+/// set … --secret totp_seed` that stores the seed, never the value, and stores nothing.
+#[test]
+fn every_writer_refuses_a_secret_beside_the_seed_of_a_totp_credential() {
+    use crate::common::daemon::{self, STRAY_SEED};
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let id_s = id.to_str().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut all = vec!["--identity-file", id_s];
+        all.extend(args);
+        run_in(dir.path(), &all, stdin)
+    };
+    let refused = |out: &std::process::Output, what: &str, field: &str, name: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: {out:?}");
+        assert!(
+            err.contains(&format!("`{field}`"))
+                && err.contains(&format!("scopevault cred set {name} --secret totp_seed"))
+                && err.contains("nothing was"),
+            "{what}: {err}"
+        );
+        assert!(
+            !err.contains(STRAY_SEED) && !err.contains("pw-value-9"),
+            "{what}: {err}"
+        );
+    };
+    let before = daemon::ok(
+        dir.path(),
+        &["--identity-file", id_s, "cred", "list", "--json"],
+        None,
+    );
+    let add = [
+        "cred",
+        "add",
+        "twofa",
+        "--kind",
+        "totp",
+        "--scope",
+        "shop:login",
+        "--secret",
+        "seed",
+    ];
+    refused(&run(&add, STRAY_SEED), "cred add", "seed", "twofa");
+    let set = ["cred", "set", "shop-2fa", "--secret", "password"];
+    refused(&run(&set, "pw-value-9"), "cred set", "password", "shop-2fa");
+    let csv = dir.path().join("export.csv");
+    std::fs::write(
+        &csv,
+        "name,username,password\nshop-2fa,monitor,pw-value-9\n",
+    )
+    .unwrap();
+    let import = ["cred", "import", "--update", csv.to_str().unwrap()];
+    refused(
+        &run(&import, ""),
+        "cred import --update",
+        "password",
+        "shop-2fa",
+    );
+    let after = daemon::ok(
+        dir.path(),
+        &["--identity-file", id_s, "cred", "list", "--json"],
+        None,
+    );
+    assert_eq!(before, after, "nothing was stored");
+}
+
+/// Found by the twenty-eighth pass's attacker of a long-running daemon: a `totp` credential an
+/// older scopevault saved holding the seed again as the secret `seed` got no finding from `lint
+/// --with-vault` and an `ok` from `doctor`. Both report it now (`secret-beside-totp-seed`, a
+/// `fail` on doctor's `totp` line), naming the credential and the field and the `cred set`
+/// that removes it, never the value; that `cred set` stores the seed, removes `seed` and says
+/// so, and both are clean after it.
+#[test]
+fn lint_and_doctor_report_a_secret_beside_the_totp_seed_until_cred_set_removes_it() {
+    use crate::common::daemon::{self, STRAY_SEED, TOTP_SEED};
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault_holding_a_secret_beside_the_totp_seed(dir.path());
+    let id_s = id.to_str().unwrap();
+    // The example's one other error: a credential with no secret.
+    daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "legacy-ftp",
+            "--secret",
+            "secret",
+        ],
+        Some("ftp-value"),
+    );
+    let lint = || {
+        daemon::cmd(dir.path())
+            .args(["--identity-file", id_s, "lint", "example-policy.toml"])
+            .args(["--with-vault", "--deny", "error", "--format", "json"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let doctor = || {
+        daemon::cmd(dir.path())
+            .args(["--identity-file", id_s, "doctor", "--socket"])
+            .arg(dir.path().join("no-daemon.sock"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = lint();
+    assert_eq!(out.status.code(), Some(1), "an error blocks: {out:?}");
+    let found = findings_of(&out, "secret-beside-totp-seed");
+    assert_eq!(found.len(), 1, "{out:?}");
+    let f = &found[0];
+    assert_eq!(
+        (f["class"].as_str(), f["credential"].as_str()),
+        (Some("error"), Some("shop-2fa")),
+        "{f}"
+    );
+    assert!(f["message"].as_str().unwrap().contains("`seed`"), "{f}");
+    assert!(
+        f["help"]
+            .as_str()
+            .unwrap()
+            .contains("scopevault cred set shop-2fa --secret totp_seed"),
+        "{f}"
+    );
+    let out = doctor();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("fail")
+            && l.contains("totp")
+            && l.contains("`shop-2fa`")
+            && l.contains("`seed`")
+            && l.contains("scopevault cred set shop-2fa --secret totp_seed")),
+        "{text}"
+    );
+    for shown in [String::from_utf8_lossy(&lint().stdout).into_owned(), text] {
+        assert!(
+            !shown.contains(STRAY_SEED) && !shown.contains(TOTP_SEED),
+            "{shown}"
+        );
+    }
+
+    // The fix they name: storing the seed removes every other secret, and says so.
+    let set = run_in(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "set",
+            "shop-2fa",
+            "--secret",
+            "totp_seed",
+        ],
+        TOTP_SEED,
+    );
+    let said = String::from_utf8_lossy(&set.stdout);
+    assert!(set.status.success(), "{set:?}");
+    assert!(
+        said.contains("secret seed, not a TOTP seed field, was removed"),
+        "{said}"
+    );
+    let show = daemon::ok(
+        dir.path(),
+        &[
+            "--identity-file",
+            id_s,
+            "cred",
+            "show",
+            "shop-2fa",
+            "--json",
+        ],
+        None,
+    );
+    let show: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(
+        show["secret_fields"],
+        serde_json::json!(["totp_seed"]),
+        "{show}"
+    );
+    let out = lint();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        findings_of(&out, "secret-beside-totp-seed").is_empty(),
+        "{out:?}"
+    );
+    let out = doctor();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
