@@ -81,6 +81,9 @@ pub(crate) enum Refusal {
         task: String,
         /// The scopes granted beyond the task's needs, comma-separated.
         excess: String,
+        /// The expiry date of the exception for exactly this excess, which has expired
+        /// ([`crate::policy::Grant::exception_expires`]).
+        expired: Option<time::Date>,
     },
     /// A `totp` credential without a seed.
     NoTotpSeed {
@@ -257,8 +260,11 @@ impl Refusal {
             Undeclared { credential: c, task } => format!("task `{task}` lists credential `{c}`, which the applied policy does not declare, so its kind and scopes are unknown and it is not handed out; an admin declares [credentials.{c}] in the policy and runs `scopevault policy apply`"),
             NoSecret { credential: c } => format!("credential `{c}` has no secret stored in the vault; an admin runs `scopevault cred add {c}`"),
             EmptySecret { credential: c, task } => format!("credential `{c}` (listed by task `{task}`) has no secret value stored in the vault; an admin runs `scopevault cred set {c} --secret KEY` and `scopevault reload`"),
-            OverScoped { credential, task, excess } => format!(
+            OverScoped { credential, task, excess, expired: None } => format!(
                 "credential `{credential}` grants more than task `{task}` needs ({excess}) and enforce = \"deny\"; narrow the credential or add a reviewed exception"
+            ),
+            OverScoped { credential, task, excess, expired: Some(on) } => format!(
+                "credential `{credential}` grants more than task `{task}` needs ({excess}) and enforce = \"deny\"; the exception for it expired on {on}: an admin renews it after a review (a later `expires` in its [[exceptions]] entry, then `scopevault policy apply`) or narrows the credential"
             ),
             NoTotpSeed { credential } => format!(
                 "totp credential `{credential}` has no `totp_seed` or `otpauth` secret, so no code is made; an admin stores its seed with `scopevault cred set {credential} --secret totp_seed` (base32) or `--secret otpauth` (an otpauth:// URI), which removes any other secret it holds"
@@ -429,6 +435,7 @@ mod tests {
                     credential: s("c"),
                     task: s("t"),
                     excess: s("a:b"),
+                    expired: None,
                 },
                 C::OverScoped,
                 Deny,

@@ -455,6 +455,11 @@ pub struct Grant {
     /// An exception in force (rule `scope-exceeds-task`, this credential and task) covers
     /// exactly this excess.
     pub excepted: bool,
+    /// The expiry date of the exception for exactly this excess: while [`Grant::excepted`],
+    /// the latest of those in force (it stops covering on that day); otherwise the latest of
+    /// those that have expired, if any, so that a refusal says the exception expired and must
+    /// be renewed, not that one is to be added (twenty-eighth pass).
+    pub exception_expires: Option<time::Date>,
 }
 
 impl Grant {
@@ -835,11 +840,16 @@ impl Policy {
         }
         let (excess, high_risk) =
             self.excess(&needs, &mut high_risk::HighCover::default(), cred, &mut 0);
-        let excepted = !excess.is_empty() && self.excepted(task, credential, &excess, today);
+        let (excepted, exception_expires) = if excess.is_empty() {
+            (false, None)
+        } else {
+            self.exception_of(task, credential, &excess, today)
+        };
         Grant {
             excess,
             high_risk,
             excepted,
+            exception_expires,
         }
     }
 
@@ -866,23 +876,43 @@ impl Policy {
         })
     }
 
-    /// Whether an exception in force for `scope-exceeds-task` covers exactly `excess`.
-    pub(crate) fn excepted(
+    /// Whether an exception in force for `scope-exceeds-task` covers exactly `excess`, and
+    /// the expiry date to name ([`Grant::exception_expires`]): the latest of those in force,
+    /// else the latest of those with a reason that have expired.
+    pub(crate) fn exception_of(
         &self,
         task: &str,
         credential: &str,
         excess: &[String],
         today: time::Date,
-    ) -> bool {
-        self.exceptions.iter().any(|e| {
+    ) -> (bool, Option<time::Date>) {
+        let matching = self.exceptions.iter().filter(|e| {
             e.rule.value == "scope-exceeds-task"
                 && e.credential.as_ref().is_some_and(|c| c.value == credential)
                 && e.task.as_ref().is_some_and(|t| t.value == task)
                 && !e.scopes_invalid
                 && e.subject.is_none()
                 && e.scope_set() == excess
-                && e.in_force(today)
-        })
+        });
+        let (mut in_force, mut expired) = (None, None);
+        for e in matching {
+            let Some(date) = e.expires.as_ref().map(|d| d.value) else {
+                continue;
+            };
+            if e.in_force(today) {
+                in_force = in_force.max(Some(date));
+            } else if date <= today
+                && e.reason
+                    .as_ref()
+                    .is_some_and(|r| !r.value.trim().is_empty())
+            {
+                expired = expired.max(Some(date));
+            }
+        }
+        match in_force {
+            Some(d) => (true, Some(d)),
+            None => (false, expired),
+        }
     }
 
     /// Excess and high-risk excess of `cred` against the (expanded) needs of a task, whose

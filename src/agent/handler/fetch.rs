@@ -390,8 +390,17 @@ impl Handler {
                     bounded_list(&grant.high_risk, LISTED_BYTES / 2)
                 ));
             }
-            if grant.excepted {
-                w.push_str(" [covered by an exception in force]");
+            // The exception's date, in force or expired (twenty-eighth pass: the warning said
+            // "in force" with no date, and the day it expired the refusal said to add one).
+            match (grant.excepted, grant.exception_expires) {
+                (true, Some(until)) => {
+                    w.push_str(&format!(" [covered by an exception in force until {until}]"))
+                }
+                (true, None) => w.push_str(" [covered by an exception in force]"),
+                (false, Some(on)) => w.push_str(&format!(
+                    " [the exception for it expired on {on}: an admin renews it after a review or narrows the credential]"
+                )),
+                (false, None) => {}
             }
             warnings.push(w);
         }
@@ -425,6 +434,7 @@ impl Handler {
                     credential: name.to_owned(),
                     task: task_name.to_owned(),
                     excess: bounded_list(&grant.excess, LISTED_BYTES),
+                    expired: grant.exception_expires,
                 },
                 warnings,
             ));

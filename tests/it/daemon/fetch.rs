@@ -1986,6 +1986,69 @@ fn enforce_deny_refuses_an_over_scoped_credential_unless_an_exception_covers_it(
     assert_no_secret(&audit, "the audit log");
 }
 
+/// Found by the twenty-eighth pass's attacker of a long-running daemon: while an exception
+/// covered an excess, the warning said only "[covered by an exception in force]", with no
+/// date; the day it expired, fetches were refused `over_scoped` "… narrow the credential or
+/// add a reviewed exception" (in the audit record too), though one existed and had merely
+/// expired. The warning names the expiry date while it is in force; once it has expired, the
+/// refusal and its record say it expired on that date and is to be renewed after a review or
+/// the credential narrowed, and the warning of `enforce = "warn"` says so too.
+#[test]
+fn an_exception_names_its_expiry_while_in_force_and_its_refusal_says_it_expired() {
+    let dir = tempdir();
+    let d = start(dir.path());
+    let deny = daemon::example_policy().replace("enforce = \"warn\"", "enforce = \"deny\"");
+    assert!(deny.contains("expires = \"2099-03-01\""));
+    apply_policy(dir.path(), "deny.toml", &deny);
+    assert!(sv(&d, &["reload"]).status.success());
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"browse-catalog"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(
+        v["credentials"][0]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("[covered by an exception in force until 2099-03-01]"),
+        "{v}"
+    );
+    // Expired (on a day in the past): refused, saying so, in the answer and the record.
+    let expired = deny.replace("expires = \"2099-03-01\"", "expires = \"2021-06-30\"");
+    apply_policy(dir.path(), "expired.toml", &expired);
+    assert!(sv(&d, &["reload"]).status.success());
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"browse-catalog"}"#);
+    assert_eq!(code(&v), "over_scoped", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the exception for it expired on 2021-06-30")
+            && message.contains("renews it after a review")
+            && !message.contains("add a reviewed exception"),
+        "{message}"
+    );
+    let audit = d.audit_text();
+    let refused = records(&audit)
+        .into_iter()
+        .rfind(|r| r["op"] == "fetch" && r["decision"] == "deny")
+        .unwrap();
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the exception for it expired on 2021-06-30"),
+        "{refused}"
+    );
+    assert_no_secret(&audit, "the audit log");
+    // With enforce = "warn" it is handed out, the warning saying the exception expired.
+    let warn = expired.replace("enforce = \"deny\"", "enforce = \"warn\"");
+    apply_policy(dir.path(), "warn.toml", &warn);
+    assert!(sv(&d, &["reload"]).status.success());
+    let v = d.request(r#"{"v":1,"op":"fetch","task":"browse-catalog"}"#);
+    assert_eq!(v["ok"], true, "{v}");
+    let warning = v["credentials"][0]["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("the exception for it expired on 2021-06-30"),
+        "{warning}"
+    );
+}
+
 /// The records of the audit log at `d` as JSON.
 fn records(audit: &str) -> Vec<serde_json::Value> {
     audit
