@@ -230,6 +230,99 @@ fn a_client_of_another_uid_is_denied_and_audited() {
     d.assert_alive();
 }
 
+/// Checked in the twenty-eighth pass (from a fixer's report): the daemon's refusals of a
+/// vault file name its own vault path (another vault's file there, no file there now, a
+/// rollback's advice), which `health` gives to admins only (`vault_path`, `load_refused`). No
+/// request a uid that is not an admin can make gets such a text, while the file at the path is
+/// refused and the loaded vault served: `status` (`health`), `get` (`tasks` and a `fetch`
+/// that follows the changed file), and the admin ops it is refused (`reload`, `unlock`,
+/// `lock`, `audit rotate`). The admin's `reload` and `status` name the path, so the texts are
+/// there to leak.
+#[test]
+fn no_answer_to_a_uid_not_an_admin_names_the_daemons_vault_path() {
+    let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    // The other uid runs every task.
+    let policy = daemon::example_policy().replace(
+        "users = [\"checkpoint\"",
+        &format!("users = [\"{}\", \"checkpoint\"", users::OTHER_USER),
+    );
+    apply_policy(dir.path(), "other-uid.toml", &policy);
+    let d = Daemon::start(dir.path(), &["--identity-file", id.to_str().unwrap()]);
+    let exe = users::shared_binary(dir.path());
+    std::fs::set_permissions(
+        d.socket.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o711),
+    )
+    .unwrap();
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let vault = dir.path().join("vault.scopevault");
+    let path = vault.to_str().unwrap().to_owned();
+    let check = |what: &str| {
+        for args in [
+            &["status", "--json"][..],
+            &["get", "--task", "search-api", "--json"],
+            &["reload"],
+            &["unlock"],
+            &["lock"],
+            &["audit", "rotate"],
+        ] {
+            let out = users::run_as(uid, gid, &exe, &d.socket, args);
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                !text.contains(&path),
+                "{what}: {args:?} named {path}: {text}"
+            );
+        }
+        let out = users::run_as(uid, gid, &exe, &d.socket, &["get", "--task", "search-api"]);
+        assert!(
+            out.status.success(),
+            "{what}: the loaded vault is served: {out:?}"
+        );
+    };
+    check("served");
+    // Another vault's file put at the path.
+    let other = tempdir();
+    setup_vault(other.path());
+    std::fs::copy(
+        other.path().join("vault.scopevault"),
+        dir.path().join("v.tmp"),
+    )
+    .unwrap();
+    std::fs::rename(dir.path().join("v.tmp"), &vault).unwrap();
+    let out = sv(&d, &["reload"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&path),
+        "the admin is told the path: {out:?}"
+    );
+    check("another vault's file");
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert!(
+        h["load_refused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&path),
+        "{h}"
+    );
+    // No file at the path.
+    std::fs::remove_file(&vault).unwrap();
+    let out = sv(&d, &["reload"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&path),
+        "the admin is told the path: {out:?}"
+    );
+    check("no file");
+    d.assert_alive();
+}
+
 #[test]
 fn a_ticket_redeems_once_a_second_redeem_is_flagged_and_an_expired_one_is_refused() {
     let dir = tempdir();
