@@ -280,7 +280,8 @@ fn serve(c: Config) -> anyhow::Result<()> {
     }
     // Counted refusals become `denials` records about once a second (docs/audit.md, "Growth"),
     // and a change of /etc/passwd or /etc/group has every connection's groups looked up
-    // again before its next decision (docs/protocol.md, "Who may do what").
+    // again before its next decision and every user and group name of the policy resolved
+    // again, as a reload does (docs/protocol.md, "Who may do what").
     let mut databases = crate::accounts::DatabaseWatch::system();
     let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ticker = {
@@ -290,7 +291,9 @@ fn serve(c: Config) -> anyhow::Result<()> {
             guard.guard(|| {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(250));
-                    databases.poll();
+                    if databases.poll() {
+                        h.names_changed();
+                    }
                     h.flush_denials(false);
                     if let Err(e) = h.anchor_audit() {
                         crate::diag!(

@@ -372,6 +372,12 @@ impl Handler {
             .try_for_each(|r| r.map(|_| ()))
     }
 
+    /// `/etc/passwd` or `/etc/group` changed (the daemon's ticker): every user and group name
+    /// of the loaded policy is resolved again, as a `reload` does, before the next decision.
+    pub fn names_changed(&self) {
+        self.state.names_changed();
+    }
+
     /// Write the `denials` records of counted refusals whose second is over (all of them
     /// when `all`, at stop), unless the log is below its free-space reserve. The daemon calls
     /// this about once a second.

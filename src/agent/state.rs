@@ -140,24 +140,7 @@ impl Opened {
     /// Wrap an opened vault, resolving every task's runner and scheduler names through the
     /// user and group databases (numbers are taken literally; a name that does not resolve matches nobody).
     pub(crate) fn new(vault: Box<dyn VaultView>) -> Opened {
-        let names = vault.policy().map(resolve_names).unwrap_or_default();
-        // Said at every load, in the daemon's log: a typo in a runner's name otherwise
-        // shows only as a runner denied ("not a runner") with nothing pointing at it.
-        for line in &names.unresolved {
-            crate::diag!(
-                "scopevault: warning: {}",
-                crate::text::escape_for_terminal(line)
-            );
-        }
-        let ResolvedNames {
-            runners,
-            schedulers,
-            ..
-        } = names;
-        let index = vault
-            .policy()
-            .map(|p| TaskIndex::build(p, vault.as_ref(), &runners))
-            .unwrap_or_default();
+        let (runners, schedulers, index) = derive_names(vault.as_ref());
         Opened {
             policy_digest: vault.policy().map(Policy::digest),
             vault,
@@ -195,6 +178,37 @@ impl Opened {
         g.1.insert(key, fresh.clone());
         fresh
     }
+}
+
+/// What an [`Opened`] derives from the user and group databases: each task's runners and
+/// schedulers resolved to ids ([`resolve_names`]) and the task index over them. Each name that
+/// resolves to nobody is said in the daemon's log, at every load and at every change of
+/// `/etc/passwd` or `/etc/group` ([`State::names_changed`]): a typo in a runner's name
+/// otherwise shows only as a runner denied ("not a runner") with nothing pointing at it.
+fn derive_names(
+    vault: &dyn VaultView,
+) -> (
+    HashMap<String, Runners>,
+    HashMap<String, Vec<u32>>,
+    TaskIndex,
+) {
+    let names = vault.policy().map(resolve_names).unwrap_or_default();
+    for line in &names.unresolved {
+        crate::diag!(
+            "scopevault: warning: {}",
+            crate::text::escape_for_terminal(line)
+        );
+    }
+    let ResolvedNames {
+        runners,
+        schedulers,
+        ..
+    } = names;
+    let index = vault
+        .policy()
+        .map(|p| TaskIndex::build(p, vault, &runners))
+        .unwrap_or_default();
+    (runners, schedulers, index)
 }
 
 /// The vault slot.
@@ -423,6 +437,22 @@ impl State {
         // parse garbage of the open and the old vault are given back to the kernel.
         drop(old);
         crate::sys::release_free_memory();
+    }
+
+    /// Resolve every user and group name of the loaded policy again (runners' users and
+    /// groups, schedulers), as a load does, and put the result in place under the slot's write
+    /// lock: every decision after this uses the new ids, none a mix. Called when
+    /// `/etc/passwd` or `/etc/group` changed: a runner named by name kept the uid it resolved
+    /// to at the load, so after `userdel` and `useradd` of another user given the same uid,
+    /// that user fetched the old one's secrets until a `reload` (twenty-eighth pass).
+    pub(crate) fn names_changed(&self) {
+        let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = guard.as_mut() {
+            let (runners, schedulers, index) = derive_names(o.vault.as_ref());
+            o.runners = runners;
+            o.schedulers = schedulers;
+            o.index = index;
+        }
     }
 
     /// Forget the vault (its key and secrets are zeroed as they drop), calling `record` (the

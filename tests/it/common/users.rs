@@ -117,6 +117,40 @@ pub fn is_member(user: &str, group: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The uid of user `name`, if it exists.
+pub fn uid_of(name: &str) -> Option<u32> {
+    id_of("-u", name)
+}
+
+/// Delete user `name` (`userdel --force`: even with processes running; its own group goes
+/// with it). Missing already: done.
+pub fn delete_user(name: &str) -> Result<(), String> {
+    account_tool("userdel", &["--force", name], || {
+        id_of("-u", name).is_none()
+    })
+}
+
+/// Create user `name` as a system user with uid `uid` and its own group (`useradd -u`).
+pub fn create_user_with_uid(name: &str, uid: u32) -> Result<(), String> {
+    let uid = uid.to_string();
+    account_tool(
+        "useradd",
+        &[
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--uid",
+            &uid,
+            name,
+        ],
+        || id_of("-u", name).is_some(),
+    )
+}
+
 /// Add `user` to `group`'s member list (`usermod -a -G`).
 pub fn add_to_group(user: &str, group: &str) -> Result<(), String> {
     account_tool("usermod", &["-a", "-G", group, user], || {

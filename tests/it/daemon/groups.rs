@@ -354,11 +354,18 @@ while True:
         };
         users::ensure_group(runners).expect("groupadd");
         users::remove_from_group(users::OTHER_USER, runners).expect("gpasswd -d");
+        let d = daemon_with_runners(dir, &format!("{{ groups = [\"{runners}\"] }}"), args);
+        Some((d, uid, gid, Out(runners)))
+    }
+
+    /// A daemon whose task checkout-flow has `runners` (a TOML inline table), with `args`
+    /// added to `serve`, its socket open to every uid.
+    fn daemon_with_runners(dir: &Path, runners: &str, args: &[&str]) -> daemon::Daemon {
         let id = daemon::setup_vault(dir);
         let example = daemon::example_policy();
         let policy = example.replacen(
             "runners = { users = [\"checkpoint\", \"root\"], groups = [] }",
-            &format!("runners = {{ groups = [\"{runners}\"] }}"),
+            &format!("runners = {runners}"),
             1,
         );
         assert_ne!(policy, example, "examples/policy.toml changed its runners");
@@ -386,7 +393,7 @@ while True:
         )
         .unwrap();
         std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-        Some((d, uid, gid, Out(runners)))
+        d
     }
 
     const FETCH: &str = r#"{"v":1,"op":"fetch","task":"checkout-flow"}"#;
@@ -457,6 +464,73 @@ while True:
 
         users::add_to_group(users::OTHER_USER, G).expect("usermod -a -G");
         let v = c.ask_until(FETCH, |v| v["ok"] == true, "fetch after usermod -a -G");
+        assert!(
+            v.to_string().contains(&daemon::secret_of("shop-buyer")),
+            "{v}"
+        );
+        d.assert_alive();
+    }
+
+    /// Deletes the test's users even when an assertion fails.
+    struct Gone(&'static [&'static str]);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for u in self.0 {
+                let _ = users::delete_user(u);
+            }
+        }
+    }
+
+    /// Twenty-eighth pass (found by the re-attacker of its fixes): a runner named in
+    /// `runners.users` kept the uid its name resolved to at the load. After `userdel` of that
+    /// user and `useradd` of another, given the same uid, the new user fetched the old one's
+    /// secrets until a `reload`. A change of /etc/passwd now has every name resolved again, as
+    /// a reload does (with its warnings), on open connections too; and a name created after
+    /// the load is a runner without a reload.
+    #[test]
+    fn a_runner_name_is_resolved_again_when_etc_passwd_changes() {
+        const OLD: &str = "scopevault-tl4a";
+        const NEW: &str = "scopevault-tl4b";
+        if let Err(why) = users::ensure_user(users::OTHER_USER) {
+            skip::skip(&why);
+            return;
+        }
+        let _gone = Gone(&[OLD, NEW]);
+        users::delete_user(NEW).expect("userdel");
+        let (uid, gid) = users::ensure_user(OLD).expect("useradd");
+        let dir = daemon::tempdir();
+        let d = daemon_with_runners(dir.path(), &format!("{{ users = [\"{OLD}\"] }}"), &[]);
+        let mut c = Conn::open(uid, gid, &d.socket);
+        let v = c.ask(FETCH);
+        assert_eq!(v["ok"], true, "the named runner fetches: {v}");
+
+        // Another user given the old one's uid: not the runner the policy names.
+        users::delete_user(OLD).expect("userdel");
+        users::create_user_with_uid(NEW, uid).expect("useradd -u");
+        let v = c.ask_until(FETCH, |v| v["ok"] == false, "fetch after userdel, useradd");
+        assert_eq!(daemon::code(&v), "denied", "{v}");
+        daemon::assert_no_secret(&v.to_string(), "a refusal");
+        let v = Conn::open(uid, gid, &d.socket).ask(FETCH);
+        assert_eq!(
+            daemon::code(&v),
+            "denied",
+            "a new connection of the uid: {v}"
+        );
+        // Said in the daemon's log, as a reload says it.
+        let warning = format!("runner user `{OLD}` does not exist on this host");
+        let log = d.stderr_text();
+        assert!(log.contains(&warning), "{log}");
+
+        // The name created again, with another uid: that uid is the runner, no reload.
+        users::ensure_user(OLD).expect("useradd");
+        let again = users::uid_of(OLD).expect("a uid");
+        assert_ne!(again, uid);
+        let mut c2 = Conn::open(again, gid, &d.socket);
+        let v = c2.ask_until(
+            FETCH,
+            |v| v["ok"] == true,
+            "fetch of the name created again",
+        );
         assert!(
             v.to_string().contains(&daemon::secret_of("shop-buyer")),
             "{v}"
