@@ -177,10 +177,14 @@ pub fn command_at(args: &str, path: &Path) -> String {
     command_for(args, (path != crate::paths::vault()).then_some(path))
 }
 
-/// `s` as a POSIX shell reads it back as one word: as it is when it holds only characters no
-/// shell treats specially, else in single quotes (a `'` in it written `'\''`); then escaped
-/// for the terminal ([`crate::text::escape_for_log`]), so that a control character in a path
-/// cannot drive the terminal or forge a line.
+/// `s` as a shell reads it back as one word: as it is when it holds only characters no
+/// shell treats specially, else in single quotes (a `'` in it written `'\''`), and a word
+/// holding a control or invisible character ([`crate::text::needs_escape`]) in ANSI-C quotes,
+/// `$'…'` (bash, zsh, ksh, POSIX 2024), with each such character written as the `\xHH` escapes
+/// of its UTF-8 bytes; then escaped for the terminal ([`crate::text::escape_for_log`]), so that
+/// a control character in a path cannot drive the terminal or forge a line. In single quotes
+/// the terminal's escape `\n` was read by the shell as a backslash and an `n`, so the copied
+/// command named another path (twenty-eighth pass, found by the re-attacker of its fixes).
 pub fn shell_quoted(s: &str) -> String {
     crate::text::escape_for_log(&shell_word(s))
 }
@@ -193,6 +197,27 @@ fn shell_word(s: &str) -> String {
             .all(|c| c.is_ascii_alphanumeric() || "_-./,:@%+=".contains(c));
     if plain {
         s.to_owned()
+    } else if s.chars().any(crate::text::needs_escape) || s.contains("##[") {
+        // Every character the terminal escaping or the defusing of a CI runner's workflow
+        // commands would rewrite is written as an escape the shell reads back: the word is
+        // printed as it is, and means the path.
+        let mut out = String::from("$'");
+        for c in s.chars() {
+            match c {
+                '\\' => out.push_str(r"\\"),
+                '\'' => out.push_str(r"\'"),
+                '[' => out.push_str(r"\x5b"),
+                c if crate::text::needs_escape(c) => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
@@ -241,7 +266,7 @@ mod tests {
             command_for("cred list", Some(Path::new("/a b/it's $x.sv"))),
             r"scopevault cred list --vault '/a b/it'\''s $x.sv'"
         );
-        assert_eq!(shell_quoted("/v/\u{1b}[2J"), r"'/v/\u{1b}[2J'");
+        assert_eq!(shell_quoted("/v/\u{1b}[2J"), r"$'/v/\x1b\x5b2J'");
         assert_eq!(shell_quoted(""), "''");
     }
 }

@@ -761,7 +761,13 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
         )?;
     }
     if h.locked {
-        outln!("vault:       locked (an admin runs `scopevault unlock`)")?;
+        // Naming the vault and socket this command was given, as `get`'s refusal and doctor
+        // do: copied, it unlocks the daemon asked (twenty-eighth pass, found by the re-attacker
+        // of its fixes).
+        outln!(
+            "vault:       locked (an admin runs `{}`)",
+            crate::advice::daemon_command("unlock")
+        )?;
     } else {
         outln!(
             "vault:       unlocked, id {}, generation {}{}",
@@ -900,7 +906,8 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                         r.vault_generation
                     )?,
                     _ => outln!(
-                        "             the daemon does NOT serve it yet: run `scopevault reload`"
+                        "             the daemon does NOT serve it yet: run `{}`",
+                        crate::advice::daemon_command("reload")
                     )?,
                 }
             }

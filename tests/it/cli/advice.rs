@@ -375,3 +375,55 @@ fn the_daemons_advice_names_the_socket_and_vault_given_and_copied_acts_on_that_d
     let h = d.request(r#"{"v":1,"op":"health"}"#);
     assert_eq!(h["locked"], false, "{h}");
 }
+
+/// Twenty-eighth pass (found by the re-attacker of its fixes): `status` of a locked daemon
+/// advised `scopevault unlock` with neither the `--vault` nor the `--socket` it was given, and
+/// a path with a control character was quoted `'…\nk/s.sock'`, which a shell reads as a
+/// backslash and an `n`. `status` now names both, a word with a control character in `$'…'`
+/// quotes; copied as printed and run by bash (no `SCOPEVAULT_*` variables), it unlocks the
+/// daemon `status` asked.
+#[test]
+fn status_of_a_locked_daemon_advises_an_unlock_that_copied_unlocks_that_daemon() {
+    use crate::common::daemon::{self, Daemon};
+    let dir = daemon::tempdir();
+    let id = daemon::setup_vault(dir.path());
+    let run = dir.path().join("r\nk");
+    std::fs::create_dir_all(&run).unwrap();
+    let d = Daemon::start_at(dir.path(), &run.join("s.sock"), &[]);
+    let out = daemon::cmd(dir.path())
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("status")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("vault:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let start = line.find("runs `").unwrap() + "runs `".len();
+    let copied = &line[start..start + line[start..].find('`').unwrap()];
+    assert!(copied.contains(r"--socket $'"), "{copied}");
+    let copied = copied.replacen("scopevault", daemon::bin(), 1);
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{copied} --identity-file \"$1\""))
+        .arg("bash")
+        .arg(&id)
+        .env_remove("SCOPEVAULT_VAULT")
+        .env_remove("SCOPEVAULT_SOCKET")
+        .env_remove("SCOPEVAULT_IDENTITY_FILE")
+        .env("SCOPEVAULT_STATE_DIR", dir.path().join("state/scopevault"))
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("XDG_RUNTIME_DIR", dir.path().join("elsewhere"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{copied}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    assert_eq!(h["locked"], false, "{h}");
+}
