@@ -283,6 +283,39 @@ pub fn find_anchor(audit_path: &Path) -> Result<Option<(PathBuf, Anchor)>, Audit
     Ok(None)
 }
 
+/// The log another anchor of the state directory is for, when the log at `audit_path` is a
+/// copy of it: that anchor names another file as its `log` and was written with the key
+/// beside `audit_path` (its fingerprint, [`AuditKey::fingerprint`]). A backup of the log
+/// taken with its `.key` (docs/audit.md, "Backups") has no anchor of its own: the anchor is
+/// for the daemon's log, at the path the daemon writes. `None` when no such anchor exists
+/// (the log given may then be the daemon's own, its anchor removed), or the key cannot be
+/// read.
+pub fn copy_of_anchored(audit_path: &Path) -> Option<PathBuf> {
+    let fingerprint = AuditKey::load(audit_path).ok()?.fingerprint();
+    let this = std::fs::metadata(audit_path).ok()?;
+    let entries = std::fs::read_dir(crate::vault::state_dir()).ok()?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("audit-anchor-") && name.ends_with(".json")) {
+            continue;
+        }
+        let Ok(Some(a)) = anchor_at(&e.path()) else {
+            continue;
+        };
+        if a.key.as_deref() != Some(fingerprint.as_str()) {
+            continue;
+        }
+        let log = PathBuf::from(&a.log);
+        let same =
+            std::fs::metadata(&log).is_ok_and(|m| (m.dev(), m.ino()) == (this.dev(), this.ino()));
+        if !same {
+            return Some(log);
+        }
+    }
+    None
+}
+
 /// The anchor of the log at `audit_path` read from the file `anchor_file` (the daemon's,
 /// which `health` names to an admin: in the daemon's state directory, not the caller's), if
 /// that file exists; refused as [`find_anchor`] refuses one that names another log.

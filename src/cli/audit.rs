@@ -230,11 +230,24 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
     // tail cannot be seen, and `serve` refuses to start on it. Said as `doctor` fails it,
     // exit 1 (twenty-eighth pass: this said ok). A file with no key beside it (a rotated
     // file, a copy kept as evidence) is no log the daemon starts on.
-    let unanchored = (found_no_anchor
+    //
+    // The verdict is for the daemon's log only: a copy of it kept elsewhere with its key (a
+    // backup, docs/audit.md "Backups") was NOT ANCHORED, exit 1 as a broken chain, with advice
+    // to accept a gap (twenty-eighth pass, found by the re-attacker of its fixes). A log not
+    // at the path `serve` uses whose key is that of an anchor of another log in the state
+    // directory is a copy of that log: verified as a copy, with a note that no anchor was
+    // checked. Any other log without an anchor (the daemon's own, its anchor gone) is judged.
+    let candidate = found_no_anchor
         && last.0 > 0
         && state_dir_known()
-        && std::fs::symlink_metadata(audit::key_path(path)).is_ok())
-    .then(|| audit::AuditError::NoAnchor {
+        && std::fs::symlink_metadata(audit::key_path(path)).is_ok();
+    let copy_of = candidate
+        .then(|| {
+            let serves = crate::paths::same_file(path, &audit::default_audit_path());
+            (!serves).then(|| audit::copy_of_anchored(path)).flatten()
+        })
+        .flatten();
+    let unanchored = (candidate && copy_of.is_none()).then(|| audit::AuditError::NoAnchor {
         path: path.to_owned(),
         state_dir: crate::vault::state_dir(),
         last: last.0,
@@ -260,6 +273,13 @@ fn verify(path: &Path, rotated: &[PathBuf]) -> anyhow::Result<ExitCode> {
             last.0,
             last.1,
             if live_empty { " (the live log is empty)" } else { "" }
+        )?;
+    }
+    if let Some(live) = &copy_of {
+        outln!(
+            "{shown_path}: a copy of the log at {} (written with its key): no anchor was checked, as a copy has none of its own; a cut of its tail made before the copy is not seen here (the anchor of that log is checked by `scopevault audit verify --audit {}`)",
+            shown(live),
+            crate::advice::shell_quoted(&live.to_string_lossy())
         )?;
     }
     if first > 1 {

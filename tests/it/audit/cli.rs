@@ -1570,3 +1570,48 @@ fn show_marks_a_copy_of_the_anchored_record_appended_without_a_newline_as_no_rec
         "{show}"
     );
 }
+
+/// Twenty-eighth pass (found by the re-attacker of its fixes): `audit verify` of an intact
+/// backup (the log and its `.key` copied elsewhere, as docs/audit.md "Backups" says) exited 1
+/// `NOT ANCHORED`, as a broken chain does, with advice about `serve --accept-audit-gap`,
+/// whenever a state directory existed. The verdict is now for the daemon's log: a log whose
+/// key is that of another log's anchor is verified as a copy of that log (ok, a note that no
+/// anchor was checked). The daemon's log with its anchor gone is still NOT ANCHORED, and so is
+/// the copy then (no anchor names its key).
+#[test]
+fn verify_of_a_backup_copy_of_an_anchored_log_is_ok_as_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, state) = write_anchored_log(dir.path(), 5);
+    let bk = dir.path().join("bk");
+    std::fs::create_dir(&bk).unwrap();
+    let copy = bk.join("audit.jsonl");
+    std::fs::copy(&path, &copy).unwrap();
+    std::fs::copy(
+        dir.path().join("audit.jsonl.key"),
+        bk.join("audit.jsonl.key"),
+    )
+    .unwrap();
+    let out = run_with_state(&["audit", "verify"], &copy, &state);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("ok, 5 record(s), last seq 5")
+            && stdout.contains(&format!("a copy of the log at {}", path.display()))
+            && stdout.contains("no anchor was checked")
+            && !stdout.contains("NOT ANCHORED")
+            && !stdout.contains("accept-audit-gap"),
+        "{stdout}"
+    );
+    // The live log, its anchor gone: judged as before; the copy too, no anchor naming its key.
+    for e in std::fs::read_dir(&state).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("audit-anchor-") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    for log in [&path, &copy] {
+        let out = run_with_state(&["audit", "verify"], log, &state);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains("NOT ANCHORED"), "{stdout}");
+    }
+}
