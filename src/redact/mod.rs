@@ -948,6 +948,36 @@ mod tests {
         assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode(), mode);
         assert!(!std::fs::read_to_string(&log).unwrap().contains("hunter2"));
     }
+    /// Found by the twenty-eighth pass's re-attacker of its fixes: a file was rewritten by a
+    /// copy renamed over its name, so a second hard link outside the scrubbed tree kept the
+    /// old inode with the secret, and the summary said "1 rewritten". A file with other links
+    /// is now rewritten through its inode, so every link reads the scrubbed bytes.
+    #[test]
+    fn regression_a_hard_linked_file_is_scrubbed_under_every_link() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        let art = root.path().join("art");
+        std::fs::create_dir(&art).unwrap();
+        let log = art.join("h.txt");
+        std::fs::write(&log, "tok=hunter2-canary-value\n").unwrap();
+        let other = root.path().join("h-link.txt");
+        std::fs::hard_link(&log, &other).unwrap();
+        let ino = std::fs::metadata(&log).unwrap().ino();
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let summary =
+            Scrubber::new(patterns, BinaryPolicy::Keep).scrub_paths(std::slice::from_ref(&art));
+        assert!(summary.ok() && summary.rewritten == 1, "{summary:?}");
+        for p in [&log, &other] {
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(!text.contains("hunter2"), "{} kept the secret", p.display());
+            assert!(text.starts_with("tok="), "{text}");
+        }
+        assert_eq!(std::fs::metadata(&log).unwrap().ino(), ino);
+        assert_eq!(std::fs::metadata(&log).unwrap().nlink(), 2);
+    }
     /// Found by the twenty-eighth pass's attacker of import and redact: whether a file is text
     /// is judged on its first 8 KiB, so a sparse file (text, then holes) was rewritten dense:
     /// 12 KB of text and 6 GB of holes took 6 GB of disk. The scrubbed copy keeps the holes.

@@ -376,6 +376,9 @@ pub(crate) fn replace(
     mut tmp: Temp,
 ) -> anyhow::Result<Outcome> {
     tmp.as_file().sync_all()?;
+    if meta.nlink() > 1 {
+        return rewrite_in_place(place, file, before, meta, &tmp);
+    }
     keep_owner_and_mode(tmp.as_file(), meta)?;
     keep_xattrs(file, tmp.as_file())?;
     if !unchanged(place, file, before) {
@@ -392,6 +395,54 @@ pub(crate) fn replace(
         return Err(std::io::Error::from(e))
             .with_context(|| format!("cannot replace {}", place.shown.display()));
     }
+    Ok(Outcome::Done)
+}
+
+/// Overwrite the file at `place`, which has other hard links, with the scrubbed copy `tmp`,
+/// through its own inode: a copy renamed over one name left the old inode, secret and all,
+/// behind every other link (twenty-eighth pass). Owner, mode, ACL and attributes are those of
+/// the inode, untouched. Unlike the rename this is not atomic: a crash while it runs can leave
+/// the file part scrubbed, part old. When the file cannot be opened for writing the scrub
+/// fails for it, saying that its other links keep the secret.
+fn rewrite_in_place(
+    place: &Place,
+    file: &File,
+    before: Stamp,
+    meta: &std::fs::Metadata,
+    tmp: &Temp,
+) -> anyhow::Result<Outcome> {
+    let others = meta.nlink() - 1;
+    let what = || {
+        format!(
+            "cannot rewrite {} in place, and it has {others} other hard link(s), which would keep the secret: left as it was; make it writable to this user, or remove its other links",
+            place.shown.display()
+        )
+    };
+    let fd = rustix::fs::openat(
+        &*place.dir,
+        place.name.as_os_str(),
+        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(what)?;
+    let out = File::from(fd);
+    if !unchanged(place, file, before) || stamp(&out.metadata()?) != before {
+        return Ok(Outcome::Changed);
+    }
+    let mut src = tmp.as_file();
+    rustix::fs::seek(src, rustix::fs::SeekFrom::Start(0))?;
+    let len = src.metadata()?.len();
+    let mut dst = &out;
+    let midway = || {
+        format!(
+            "rewriting {} in place failed part way (it has {others} other hard link(s)): it may still hold part of the secret; run the scrub again",
+            place.shown.display()
+        )
+    };
+    std::io::copy(&mut src, &mut dst).with_context(midway)?;
+    out.set_len(len).with_context(midway)?;
+    out.sync_all().with_context(midway)?;
     Ok(Outcome::Done)
 }
 
