@@ -378,7 +378,9 @@ fn parse_otpauth(uri: &str) -> Result<Totp, TotpError> {
 /// parameter's value (percent-decoded) wherever it is in the query; of it and of a
 /// `totp_seed`, the seed's canonical base32 (spaces, tabs, newlines and dashes taken out, in
 /// upper and in lower case, without and with `=` padding, and the base32 of the decoded seed),
-/// as a check that derives the seed from the value writes it. Only the whole URI and the
+/// as a check that derives the seed from the value writes it, and the decoded seed's sibling
+/// encodings: base32 in groups of 4 (either case), hex (either case) and base64 (standard and
+/// URL-safe, without padding, so a padded one is caught too). Only the whole URI and the
 /// value as stored were forms, so `echo "$URI" | sed 's/.*secret=//'`, a reordered URI and a
 /// seed stored as `gezd gnbv …` printed as `GEZDGNBV…` kept the seed (twenty-eighth pass).
 /// Any other field gives nothing.
@@ -419,6 +421,27 @@ pub fn seed_texts(field: &str, value: &SecretString) -> Vec<SecretString> {
                 let t = Zeroizing::new(enc.encode(&seed));
                 texts.push(Zeroizing::new(t.to_ascii_lowercase()));
                 texts.push(t);
+            }
+            // Its sibling encodings: base32 in groups of 4 as authenticator apps show a setup
+            // key (`JBSW Y3DP …`, either case), the hex of the key (what `oathtool --totp`
+            // takes) and its base64 (twenty-eighth pass's re-attacker).
+            let bare = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&seed));
+            let grouped: Zeroizing<String> = Zeroizing::new(
+                bare.as_bytes()
+                    .chunks(4)
+                    .map(|c| std::str::from_utf8(c).unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+            texts.push(Zeroizing::new(grouped.to_ascii_lowercase()));
+            texts.push(grouped);
+            for enc in [
+                &data_encoding::HEXLOWER,
+                &data_encoding::HEXUPPER,
+                &data_encoding::BASE64_NOPAD,
+                &data_encoding::BASE64URL_NOPAD,
+            ] {
+                texts.push(Zeroizing::new(enc.encode(&seed)));
             }
         }
         for t in texts {

@@ -1579,4 +1579,48 @@ mod tests {
             );
         }
     }
+    /// Found by the twenty-eighth pass's re-attacker of its fixes: the seed's sibling encodings
+    /// were neither masked nor scrubbed: base32 in groups of 4 as an authenticator app shows a
+    /// setup key (`JBSW Y3DP …`, either case), the hex of the decoded key (what `oathtool
+    /// --totp` takes) and its base64.
+    #[test]
+    fn regression_the_totp_seeds_grouped_hex_and_base64_forms_are_masked() {
+        use crate::protocol::{Fetched, FetchedCredential};
+        let fetched = Fetched {
+            task: "t".into(),
+            credentials: vec![FetchedCredential {
+                name: "shop".into(),
+                kind: "login".into(),
+                scopes: Vec::new(),
+                origins: Vec::new(),
+                fields: Default::default(),
+                secrets: [(
+                    "otpauth".to_owned(),
+                    crate::secret::SecretString::from(
+                        "otpauth://totp/Shop?secret=JBSWY3DPEHPK3PXP&issuer=Shop".to_owned(),
+                    ),
+                )]
+                .into(),
+                totp: None,
+                warnings: Vec::new(),
+            }],
+            audit_seq: 0,
+        };
+        let patterns = std::sync::Arc::new(Patterns::new(&targets(&fetched)));
+        for (text, secret) in [
+            ("key: JBSW Y3DP EHPK 3PXP\n", "Y3DP EHPK"),
+            ("key: jbsw y3dp ehpk 3pxp\n", "y3dp ehpk"),
+            ("oathtool --totp 48656c6c6f21deadbeef\n", "6c6f21dead"),
+            ("hex 48656C6C6F21DEADBEEF\n", "6C6F21DEAD"),
+            ("b64 SGVsbG8h3q2+7w==\n", "bG8h3q2"),
+            ("b64url SGVsbG8h3q2-7w\n", "bG8h3q2"),
+        ] {
+            let mut m = crate::secret::Masker::with_patterns(patterns.clone());
+            let mut out = Vec::new();
+            m.feed_into(text.as_bytes(), &mut out);
+            out.extend_from_slice(&m.finish());
+            let out = String::from_utf8(out).unwrap();
+            assert!(!out.contains(secret), "{text} -> {out}");
+        }
+    }
 }
