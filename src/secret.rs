@@ -403,8 +403,9 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 ///   writer keeping non-ASCII and by Python's (`\u00e9`);
 /// - HTML/XML entities, as Python, Go, PHP and XML escape quotes;
 /// - each HTML and percent-encoded form JSON-escaped (browsers, Python): a HAR's body or URL;
+///   each HTML one JSON-escaped twice (a page in JSON inside JSON);
 /// - a string's display by Python's `repr` (of the `str` and of its UTF-8 `bytes`) and Node's
-///   `util.inspect`, with `'` escaped or not;
+///   `util.inspect`, with `'` escaped or not, as it is and JSON-escaped (pytest in a report);
 /// - hex, lowercase and uppercase;
 /// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments;
 /// - the value cut short, as it is or JSON-escaped, with a truncation mark after it (`…`,
@@ -554,30 +555,46 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
             }
         }
     }
-    // A HAR keeps a response body (a login page echoing what was typed, HTML-escaped) and a
-    // request's URL as JSON strings: each HTML and percent-encoded form JSON-escaped, as
-    // browsers (UTF-8) and Python (`\u00e9`) write it (found by attacking the scrub with a
-    // real Chromium HAR, seventeenth pass). A form JSON leaves as it is is already there.
-    let in_json: Vec<(String, Encoding)> = forms
-        .iter()
-        .filter(|f| matches!(f.encoding, Encoding::Html | Encoding::Percent { .. }))
-        .flat_map(|f| {
-            [
-                json_escape(&f.text, false, |_| false),
-                json_escape(&f.text, false, |c| !c.is_ascii() || c == '\u{7f}'),
-            ]
-            .map(|t| (t, f.encoding))
-        })
-        .collect();
-    for (t, e) in in_json {
-        push!(t, e, MIN_FORM);
-    }
     // A language's display of a string: a check that logs a dict, a list or bytes holding
     // the value (found by attacking `exec`'s masking with real writers, seventeenth pass).
     for how in [Repr::Python, Repr::Node, Repr::PythonBytes] {
         for quote in [Some('\''), None] {
             push!(repr_escape(value, quote, how), Encoding::Repr, MIN_FORM);
         }
+    }
+    // A HAR keeps a response body (a login page echoing what was typed, HTML-escaped) and a
+    // request's URL as JSON strings: each HTML and percent-encoded form JSON-escaped, as
+    // browsers (UTF-8) and Python (`\u00e9`) write it (found by attacking the scrub with a
+    // real Chromium HAR, seventeenth pass), and each `repr` form (pytest's output in a JSON
+    // report, twenty-eighth pass). A form JSON leaves as it is is already there.
+    let json_twice = |t: &str| {
+        [
+            json_escape(t, false, |_| false),
+            json_escape(t, false, |c| !c.is_ascii() || c == '\u{7f}'),
+        ]
+    };
+    let in_json: Vec<(String, Encoding)> = forms
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.encoding,
+                Encoding::Html | Encoding::Percent { .. } | Encoding::Repr
+            )
+        })
+        .flat_map(|f| json_twice(&f.text).map(|t| (t, f.encoding)))
+        .collect();
+    // And an HTML form's JSON escaping escaped once more: an HTML page's text in a JSON
+    // document stored as a string inside JSON (twenty-eighth pass's re-attacker).
+    let html_twice: Vec<String> = in_json
+        .iter()
+        .filter(|(_, e)| *e == Encoding::Html)
+        .flat_map(|(t, _)| json_twice(t))
+        .collect();
+    for (t, e) in in_json {
+        push!(t, e, MIN_FORM);
+    }
+    for t in html_twice {
+        push!(t, Encoding::Html, MIN_FORM);
     }
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
@@ -1482,6 +1499,53 @@ mod tests {
                     "inner {inner_name}, outer {outer_name}: {out}"
                 );
             }
+        }
+    }
+    /// Found by the twenty-eighth pass's re-attacker of its fixes: JSON inside JSON covered
+    /// only the JSON forms, so an HTML-escaped value in a JSON document stored as a string in
+    /// JSON (`bj(bj(html.escape(v)))`, every pair of browser and Python writers), and Python's
+    /// `repr` in a JSON string (pytest's output in a JSON report) stayed.
+    #[test]
+    fn regression_html_in_json_in_json_and_repr_in_json_are_masked() {
+        let value = "Hunter2 \"w\u{f6}rd\"/+&<x>\u{e9}\\z";
+        let browser = |s: &str| json_escape(s, false, |_| false);
+        let python = |s: &str| json_escape(s, false, |c| !c.is_ascii() || c == '\u{7f}');
+        // Python's `html.escape` and `repr` (the value has no `'` and only printable characters).
+        let html = value
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;");
+        let repr = format!("'{}'", value.replace('\\', "\\\\"));
+        type Writer = fn(&str) -> String;
+        let writers: [(&str, Writer); 2] = [("browser", browser), ("python", python)];
+        let mut texts = Vec::new();
+        for (inner_name, inner) in writers {
+            for (outer_name, outer) in writers {
+                let doc = format!("{{\"page\":\"{}\"}}", inner(&html));
+                texts.push((
+                    format!("html in {inner_name} in {outer_name}"),
+                    format!("{{\"log\":\"{}\"}}", outer(&doc)),
+                ));
+            }
+            texts.push((
+                format!("repr in {inner_name}"),
+                format!("{{\"longrepr\":\"E   assert {} == x\"}}", inner(&repr)),
+            ));
+        }
+        let patterns = std::sync::Arc::new(Patterns::from_values(vec![(
+            "c.token".into(),
+            SecretString::from(value.to_owned()),
+        )]));
+        for (name, text) in texts {
+            let mut m = Masker::with_patterns(patterns.clone());
+            let mut out = m.feed(text.as_bytes());
+            out.extend(m.finish());
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                out.contains("[redacted:c.token]") && !out.contains("Hunter2"),
+                "{name}: {out}"
+            );
         }
     }
     /// Found by the twenty-eighth pass's attacker of import and redact: Chromium previews a
