@@ -857,7 +857,7 @@ impl Report {
                     level: r.class.sarif_level(),
                 },
                 full_description: SarifOwnedText {
-                    text: sarif_message(&format!("{} {}", r.short, r.full)),
+                    text: sarif_rule_text(&format!("{} {}", r.short, r.full)),
                 },
                 // The rule's help in full, in the SARIF itself: no `helpUri` (nor the driver's
                 // `informationUri`), as scopevault knows no address of its documentation a
@@ -868,7 +868,7 @@ impl Report {
                         "**{}**\n\n{}\n\n**Fix:** {}",
                         r.short, r.full, r.help
                     )),
-                    text: sarif_message(&format!("{} {} Fix: {}", r.short, r.full, r.help)),
+                    text: sarif_rule_text(&format!("{} {} Fix: {}", r.short, r.full, r.help)),
                 },
                 id: r.id,
                 name: pascal(r.id),
@@ -883,7 +883,7 @@ impl Report {
                     tags: tags(r.class),
                 },
                 short_description: SarifOwnedText {
-                    text: sarif_message(r.short),
+                    text: sarif_rule_text(r.short),
                 },
             })
             .collect();
@@ -1198,11 +1198,26 @@ fn pascal(id: &str) -> String {
 /// brace is `{{`, `}}`): a message has no placeholders, and the policy's `{0}` (or our own
 /// help's `runners = { users = … }`) read as one, to be filled from `arguments` it has not.
 fn sarif_message(s: &str) -> String {
+    sarif_escaped(s, true)
+}
+
+/// `s` as the plain text of a rule's `shortDescription`, `fullDescription` or `help` (each a
+/// `multiformatMessageString`, SARIF 2.1.0 §3.12): escaped as [`sarif_message`] but with
+/// braces as they are. §3.11.5's placeholders and doubled braces belong to a `message`
+/// object (§3.11), whose `arguments` fill them; a rule's text is never filled, and its help's
+/// ``Add `runners = {{ users = ["checkpoint"] }}` `` was invalid TOML to copy (twenty-eighth
+/// pass's re-attacker).
+fn sarif_rule_text(s: &str) -> String {
+    sarif_escaped(s, false)
+}
+
+/// `s` with `[`, `]` and `\\` escaped with a `\\`, and `{`, `}` doubled when `braces`.
+fn sarif_escaped(s: &str, braces: bool) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
             '[' | ']' | '\\' => out.push('\\'),
-            '{' | '}' => out.push(c),
+            '{' | '}' if braces => out.push(c),
             _ => {}
         }
         out.push(c);
@@ -1210,10 +1225,9 @@ fn sarif_message(s: &str) -> String {
     out
 }
 
-/// `s` (GitHub Markdown) as a SARIF `markdown` string: `{` and `}` doubled, as in
-/// [`sarif_message`] (§3.11.5, a viewer fills placeholders before it renders), and outside
-/// code spans every `\\`, `[` and `]` escaped with a `\\` (Markdown's escapes; in a code span
-/// they are literal already, and a `\\` would show).
+/// `s` (GitHub Markdown) as a rule's `help.markdown` (§3.12.4): outside code spans every
+/// `\\`, `[` and `]` escaped with a `\\` (Markdown's escapes; in a code span they are literal
+/// already, and a `\\` would show); braces as they are (see [`sarif_rule_text`]).
 fn sarif_markdown(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     let mut in_code = false;
@@ -1221,7 +1235,6 @@ fn sarif_markdown(s: &str) -> String {
         match c {
             '`' => in_code = !in_code,
             '[' | ']' | '\\' if !in_code => out.push('\\'),
-            '{' | '}' => out.push(c),
             _ => {}
         }
         out.push(c);

@@ -1271,6 +1271,44 @@ expires = "2099-01-01"
     );
 }
 
+/// A rule's SARIF help doubled its braces too (twenty-eighth pass, found by the twenty-eighth
+/// pass's re-attacker of its fixes): `task-without-runners`'s `help.text` and `help.markdown`
+/// read ``Add `runners = {{ users = ["checkpoint"] }}` ``, invalid TOML to copy. §3.11.5's
+/// doubling is for `message` objects, whose placeholders `arguments` fill; a rule's help is a
+/// multiformatMessageString (§3.12), never filled: its braces are as they are, and a result's
+/// message still doubles them.
+#[test]
+fn a_sarif_rules_help_keeps_its_braces_single() {
+    let policy = "version = 1\n[credentials.c]\nkind = \"login\"\nscopes = [\"a:b\"]\n\
+                  [tasks.t]\nneeds = [\"a:b\"]\ncredentials = [\"c\"]\n";
+    let o = lint_text(policy.as_bytes(), &["--format", "sarif"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rule = v["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "task-without-runners")
+        .unwrap()
+        .clone();
+    let toml = r#"`runners = { users = ["checkpoint"] }`"#;
+    let markdown = rule["help"]["markdown"].as_str().unwrap();
+    assert!(markdown.contains(toml), "{markdown}");
+    // The plain text escapes its brackets (`\[`), not its braces.
+    let text = rule["help"]["text"].as_str().unwrap();
+    assert!(
+        text.contains(r#"`runners = { users = \["checkpoint"\] }`"#),
+        "{text}"
+    );
+    let result = v["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "task-without-runners")
+        .unwrap();
+    let message = result["message"]["text"].as_str().unwrap();
+    assert!(message.contains("runners = {{ users = "), "{message}");
+}
+
 /// A SARIF region spanning lines (a scope written as a TOML multi-line string) ended at the
 /// start column reused on the end line, past that line's end, where the JSON had the right
 /// end (twenty-eighth pass, found by the twenty-eighth pass's attacker of the lint in CI).
