@@ -948,6 +948,59 @@ mod tests {
         assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode(), mode);
         assert!(!std::fs::read_to_string(&log).unwrap().contains("hunter2"));
     }
+    /// Found by the twenty-eighth pass's re-attacker of its fixes: a `security.capability` the
+    /// caller (not root) cannot give the scrubbed copy left the file as it was, as documented,
+    /// but the error called it "(its ACL)". It names the attribute now.
+    #[test]
+    fn regression_an_unsettable_attribute_is_named_not_called_an_acl() {
+        let root = tempfile::tempdir().unwrap();
+        let orig = root.path().join("b.txt");
+        std::fs::write(&orig, "x").unwrap();
+        let orig = std::fs::File::open(&orig).unwrap();
+        let cap = [
+            1u8, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let flags = rustix::fs::XattrFlags::empty();
+        rustix::fs::fsetxattr(&orig, "security.capability", &cap, flags)
+            .expect("run as root, to set a file capability");
+        let tmp = std::fs::File::create(root.path().join("tmp")).unwrap();
+        // As a user without CAP_SETFCAP, on a thread of its own (a per-thread uid).
+        let err = std::thread::spawn(move || {
+            let nobody = Some(rustix::process::Uid::from_raw(65534));
+            rustix::thread::set_thread_res_uid(nobody, nobody, nobody).unwrap();
+            text::keep_xattrs(&orig, &tmp).map_err(|e| format!("{e:#}"))
+        })
+        .join()
+        .unwrap()
+        .expect_err("a non-root caller cannot set security.capability");
+        assert!(err.contains("`security.capability`"), "{err}");
+        assert!(!err.contains("ACL"), "{err}");
+    }
+    /// Found by the twenty-eighth pass's re-attacker of its fixes: a rewritten file lost its
+    /// inode flags (`chattr +d`, nodump), so a log kept out of backups went into the next one.
+    /// The copy now has the original's flags (those a copy can keep).
+    #[test]
+    fn regression_a_rewritten_file_keeps_its_nodump_inode_flag() {
+        use rustix::fs::IFlags;
+        let root = tempfile::tempdir().unwrap();
+        let log = root.path().join("c.log");
+        std::fs::write(&log, "pw=hunter2-canary-value\n").unwrap();
+        let f = std::fs::File::open(&log).unwrap();
+        let before = rustix::fs::ioctl_getflags(&f).expect("a file system with inode flags");
+        rustix::fs::ioctl_setflags(&f, before | IFlags::NODUMP).unwrap();
+        drop(f);
+        let patterns = Arc::new(Patterns::from_values(vec![(
+            "t.token".into(),
+            crate::secret::SecretString::from("hunter2-canary-value".to_owned()),
+        )]));
+        let summary = Scrubber::new(patterns, BinaryPolicy::Keep)
+            .scrub_paths(std::slice::from_ref(&root.path().to_path_buf()));
+        assert!(summary.ok() && summary.rewritten == 1, "{summary:?}");
+        assert!(!std::fs::read_to_string(&log).unwrap().contains("hunter2"));
+        let f = std::fs::File::open(&log).unwrap();
+        let after = rustix::fs::ioctl_getflags(&f).unwrap();
+        assert!(after.contains(IFlags::NODUMP), "{after:?}");
+    }
     /// Found by the twenty-eighth pass's re-attacker of its fixes: a file was rewritten by a
     /// copy renamed over its name, so a second hard link outside the scrubbed tree kept the
     /// old inode with the secret, and the summary said "1 rewritten". A file with other links

@@ -337,8 +337,19 @@ pub(crate) fn xattr_value(f: &File, name: &OsStr) -> rustix::io::Result<Vec<u8>>
 /// `group::r--` without an ACL: the owning group gained read access, bob lost it, and its
 /// `user.` attributes were gone (twenty-eighth pass). An attribute that cannot be copied is an
 /// error: the file is left as it was, never replaced by one with other access.
-fn keep_xattrs(orig: &File, tmp: &File) -> anyhow::Result<()> {
-    let what = "cannot give the scrubbed copy the original's extended attributes (its ACL)";
+pub(super) fn keep_xattrs(orig: &File, tmp: &File) -> anyhow::Result<()> {
+    let what = "cannot give the scrubbed copy the original's extended attributes";
+    // The attribute by its name, and an ACL as such: an unsettable `security.capability` was
+    // reported as "(its ACL)" (twenty-eighth pass's re-attacker).
+    let one = |name: &OsStr| {
+        let name = name.to_string_lossy();
+        let acl = if name.starts_with("system.posix_acl_") {
+            " (its POSIX ACL)"
+        } else {
+            ""
+        };
+        format!("cannot give the scrubbed copy the original's extended attribute `{name}`{acl}")
+    };
     let names = xattr_names(orig).context(what)?;
     let names: Vec<&OsStr> = names
         .split(|b| *b == 0)
@@ -349,19 +360,74 @@ fn keep_xattrs(orig: &File, tmp: &File) -> anyhow::Result<()> {
     for extra in theirs.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let extra: &OsStr = std::os::unix::ffi::OsStrExt::from_bytes(extra);
         if !names.contains(&extra) {
-            rustix::fs::fremovexattr(tmp, extra)
-                .with_context(|| format!("{what}: cannot remove {}", extra.to_string_lossy()))?;
+            rustix::fs::fremovexattr(tmp, extra).with_context(|| {
+                format!(
+                    "cannot take the extended attribute `{}` the original has not off the scrubbed copy",
+                    extra.to_string_lossy()
+                )
+            })?;
         }
     }
     for name in names {
-        let value = xattr_value(orig, name).context(what)?;
+        let value = xattr_value(orig, name).with_context(|| one(name))?;
         if let Err(e) = rustix::fs::fsetxattr(tmp, name, &value, rustix::fs::XattrFlags::empty()) {
             // One the copy has already (a security label given at creation) is kept.
             if xattr_value(tmp, name).ok().as_deref() != Some(&value[..]) {
-                return Err(std::io::Error::from(e))
-                    .with_context(|| format!("{what}: {}", name.to_string_lossy()));
+                return Err(std::io::Error::from(e)).with_context(|| one(name));
             }
         }
+    }
+    Ok(())
+}
+
+/// The inode flags (`chattr`, `FS_IOC_GETFLAGS`) [`keep_inode_flags`] carries over: a rewrite
+/// dropped them, so a `nodump` (`d`) log went into the next backup (twenty-eighth pass's
+/// re-attacker). Not `i` and `a` (such a file cannot be replaced at all), nor `C` (no-COW,
+/// which takes effect only on an empty file).
+fn kept_inode_flags() -> rustix::fs::IFlags {
+    use rustix::fs::IFlags;
+    IFlags::NODUMP
+        | IFlags::NOATIME
+        | IFlags::SYNC
+        | IFlags::DIRSYNC
+        | IFlags::COMPRESSED
+        | IFlags::SECURE_REMOVAL
+        | IFlags::UNRM
+        | IFlags::NOTAIL
+        | IFlags::PROJECT_INHERIT
+}
+
+/// Give the scrubbed copy `tmp` the original's inode flags among [`kept_inode_flags`] (and
+/// take off those it inherited that the original has not). A file system without inode flags
+/// has nothing to keep; a flag that cannot be set is an error: the file is left as it was.
+fn keep_inode_flags(orig: &File, tmp: &File) -> anyhow::Result<()> {
+    use rustix::io::Errno;
+    let theirs = match rustix::fs::ioctl_getflags(orig) {
+        Ok(f) => f,
+        Err(Errno::NOTTY | Errno::NOTSUP | Errno::INVAL | Errno::NOSYS) => return Ok(()),
+        Err(e) => {
+            return Err(std::io::Error::from(e))
+                .context("cannot read the original's inode flags (chattr)")
+        }
+    };
+    let ours = match rustix::fs::ioctl_getflags(tmp) {
+        Ok(f) => f,
+        Err(e) => {
+            return Err(std::io::Error::from(e))
+                .context("cannot read the scrubbed copy's inode flags (chattr)")
+        }
+    };
+    let kept = kept_inode_flags();
+    let want = (ours - kept) | (theirs & kept);
+    if want != ours {
+        rustix::fs::ioctl_setflags(tmp, want)
+            .map_err(std::io::Error::from)
+            .with_context(|| {
+                format!(
+                    "cannot give the scrubbed copy the original's inode flags (chattr, {:#x})",
+                    (theirs & kept).bits()
+                )
+            })?;
     }
     Ok(())
 }
@@ -381,6 +447,7 @@ pub(crate) fn replace(
     }
     keep_owner_and_mode(tmp.as_file(), meta)?;
     keep_xattrs(file, tmp.as_file())?;
+    keep_inode_flags(file, tmp.as_file())?;
     if !unchanged(place, file, before) {
         return Ok(Outcome::Changed);
     }
