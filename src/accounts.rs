@@ -178,23 +178,13 @@ pub fn databases_changed() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
-/// What identifies one version of a database file: device, inode, size, modification and
-/// change times (a file replaced by rename has another inode; one edited in place another
-/// size or mtime, and always another ctime).
-type Stamp = Option<(u64, u64, u64, i64, i64, i64, i64)>;
+/// One version of a database file ([`crate::paths::Stamp`]), or none when it cannot be read.
+type Stamp = Option<crate::paths::Stamp>;
 
 fn stamp(path: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    ))
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| crate::paths::stamp(&m))
 }
 
 /// Notices a change of `/etc/passwd` or `/etc/group` by their stamps (a `stat` each, no

@@ -341,6 +341,35 @@ impl FileNames {
     }
 }
 
+/// What identifies one version of a file's content: device, inode, size, modification and change
+/// times (a file replaced by rename has another inode; one edited in place another size or
+/// mtime, and always another ctime). The scrub's change check and the watch of the user and
+/// group databases both use it.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) struct Stamp(
+    pub(crate) u64,
+    pub(crate) u64,
+    pub(crate) u64,
+    pub(crate) i64,
+    pub(crate) i64,
+    pub(crate) i64,
+    pub(crate) i64,
+);
+
+/// The [`Stamp`] of a file's metadata.
+pub(crate) fn stamp(m: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    Stamp(
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::{replaces, same_file};

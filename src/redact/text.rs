@@ -68,21 +68,7 @@ impl Pending {
     }
 }
 
-/// What identifies a file's content for the change check: device, inode, size, mtime, ctime.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub(crate) struct Stamp(u64, u64, u64, i64, i64, i64, i64);
-
-pub(crate) fn stamp(m: &std::fs::Metadata) -> Stamp {
-    Stamp(
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    )
-}
+pub(crate) use crate::paths::{stamp, Stamp};
 
 /// Where a file is: its directory, opened from the root given on the command line without
 /// following a symbolic link in any component below it, and its name there. Every operation on
