@@ -471,10 +471,9 @@ fn verify(a: &BundleCheckArgs) -> anyhow::Result<ExitCode> {
     let loc = a.location.as_deref().unwrap_or(&b.manifest.location);
     apply::check_manifest(&b, Some(loc), now, None, apply::Rollback::Refuse).map_err(refused)?;
     outln!(
-        "{}: good signature by {} ({}); location {}, generation {}, expires {}",
+        "{}: good signature by {}; location {}, generation {}, expires {}",
         shown(&a.file),
-        escape_for_terminal(&who.fingerprint),
-        escape_for_terminal(&who.principals.join(",")),
+        who.shown(),
         escape_for_terminal(&b.manifest.location),
         b.manifest.generation,
         rfc3339(b.manifest.expires)
@@ -601,14 +600,14 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     // printed: a failed write to stdout used to end the apply after the save and before its
     // `bundle.apply` record and the reload (twenty-third pass).
     let mut report = format!(
-        "applied {} generation {} (signed by {}) to {} (vault generation {}): {} tasks, {} credentials\n",
+        "applied {} generation {} to {} (vault generation {}): {} tasks, {} credentials; signed by {}\n",
         escape_for_terminal(&m.location),
         m.generation,
-        escape_for_terminal(&who.fingerprint),
         shown(&path),
         v.generation(),
         m.tasks.len(),
-        m.credentials.len()
+        m.credentials.len(),
+        who.shown()
     );
     if let Some(line) = audit_apply(audit, &b, &who.fingerprint, went_back) {
         report.push_str(&line);

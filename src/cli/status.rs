@@ -865,11 +865,10 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
             let r = &a.record;
             let left = health::seconds_between(now, r.expires);
             outln!(
-                "bundle:      {} generation {}, signed by {} ({})",
+                "bundle:      {} generation {}, signed by {}",
                 esc(&r.location),
                 r.generation,
-                esc(&r.signer_fingerprint),
-                esc(&r.signer_principals.join(","))
+                crate::fleet::sig::signer_shown(&r.signer_fingerprint, &r.signer_principals)
             )?;
             outln!(
                 "             published {} ({} s ago), {} {} ({} s{})",

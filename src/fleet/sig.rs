@@ -26,6 +26,26 @@ pub struct Verified {
     pub principals: Vec<String>,
 }
 
+impl Verified {
+    /// The signer as `bundle verify` and `bundle apply` print it: [`signer_shown`].
+    pub fn shown(&self) -> String {
+        signer_shown(&self.fingerprint, &self.principals)
+    }
+}
+
+/// A signer as every command prints it: the key's fingerprint, then the principals of the
+/// allowed_signers lines that authorised it, `SHA256:… (admin@example.com,ops@example.com)`,
+/// escaped for a terminal. One function for `bundle verify`, `bundle apply` and `status`:
+/// until the twenty-ninth pass `apply` printed the fingerprint alone, though bundle-format.md
+/// says the principals are printed.
+pub fn signer_shown(fingerprint: &str, principals: &[String]) -> String {
+    format!(
+        "{} ({})",
+        crate::text::escape_for_terminal(fingerprint),
+        crate::text::escape_for_terminal(&principals.join(","))
+    )
+}
+
 /// Parse an OpenSSH private key; `passphrase` is asked only if the key is encrypted.
 pub fn load_signing_key(
     text: &str,

@@ -1080,6 +1080,49 @@ fn inspect_prints_the_manifest_without_a_key_and_verify_checks_the_signature() {
     assert!(err.contains("by the location check"), "{err}");
 }
 
+/// `bundle apply` printed only the signer's fingerprint, though bundle-format.md says the
+/// principals of the lines that authorised the key are printed, as `bundle verify` prints
+/// them (twenty-ninth pass, found by the fleet attacker). Both print the signer the same way
+/// (one function, which `status` uses too): the principals of every authorising line joined.
+#[test]
+fn regression_bundle_apply_prints_the_signers_principals_as_verify_does() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    // A second line for the same key: both lines' principals authorise it.
+    let public = std::fs::read_to_string(f.master.path("signer.pub")).unwrap();
+    let mut signers = std::fs::read_to_string(&f.allowed).unwrap();
+    signers.push_str(&format!(
+        "ops@example.com namespaces=\"scopevault-bundle\" {}\n",
+        public.trim()
+    ));
+    std::fs::write(&f.allowed, signers).unwrap();
+    f.publish(&[]);
+    let b = f.bundle("ams");
+    let verified = f.ams.ok(
+        &[
+            "bundle",
+            "verify",
+            b.to_str().unwrap(),
+            "--allowed-signers",
+            f.allowed.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let fp = fingerprint(&f.key);
+    let signer = format!("{fp} (admin@example.com,ops@example.com)");
+    assert!(
+        verified.contains(&format!("good signature by {signer};")),
+        "{verified}"
+    );
+    let applied = f.apply(&f.ams, &b, &["--location=ams"]);
+    assert!(
+        applied.contains(&format!("signed by {signer}")),
+        "the apply names the principals as verify does: {applied}"
+    );
+}
+
 #[test]
 fn a_scopevault_signature_verifies_with_ssh_keygen() {
     if ssh_keygen().is_none() {
@@ -2733,7 +2776,7 @@ fn a_running_daemon_serves_an_applied_bundle_at_once_and_the_old_one_after_a_ref
     let fingerprint = out
         .split("signed by ")
         .nth(1)
-        .and_then(|r| r.split(')').next())
+        .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("the apply names its signer: {out}"));
     let load = log
         .lines()
