@@ -541,7 +541,8 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         })
         .flatten();
     if let Some(from) = went_back {
-        errln!("{}", rollback_warning(&b, from, &v));
+        let applied = last.and_then(|l| l.payload_digest);
+        errln!("{}", rollback_warning(&b, from, applied, &v));
     }
     // 6. the audit log, opened as the daemon's start opens it, before anything changes: a
     // log the start would refuse refuses the apply, and the vault is left as it is.
@@ -588,6 +589,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         expires: m.expires,
         applied,
         vault_payload_digest: Some(v.payload_digest().to_owned()),
+        payload_digest: Some(m.payload_digest.clone()),
     };
     if let Err(e) = crate::fleet::health::write_record(&path, &record) {
         errln!(
@@ -628,24 +630,29 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
 }
 
 /// The warning of a bundle accepted with `--allow-rollback` although generation `from` was
-/// applied here ([`apply::went_back`]): both generations, what going back brings back, and,
-/// when the same flag also took a vault file older than this machine has seen (a restored
-/// checkpoint vault), that it took both.
-fn rollback_warning(b: &Bundle, from: u64, v: &vault::Vault) -> String {
+/// applied here ([`apply::went_back`]): both generations and what going back brings back, or,
+/// for another bundle of the generation applied (`applied`: that bundle's payload digest),
+/// that it is one ([`apply::another_bundle_of`]); and, when the same flag also took a vault
+/// file older than this machine has seen (a restored checkpoint vault), that it took both.
+fn rollback_warning(b: &Bundle, from: u64, applied: Option<&str>, v: &vault::Vault) -> String {
     let m = &b.manifest;
-    let what = if m.generation < from {
-        format!(
-            "bundle {} generation {} is older than generation {from} already applied here",
-            escape_for_terminal(&m.location),
-            m.generation
-        )
-    } else {
-        format!(
-            "bundle {} generation {} is another bundle of the generation already applied here (payload {})",
+    let what = match applied {
+        Some(applied) if m.generation == from => format!(
+            "bundle {} generation {} is {}; its policy and credentials replace those of the bundle applied",
             escape_for_terminal(&m.location),
             m.generation,
-            escape_for_terminal(&m.payload_digest)
-        )
+            escape_for_terminal(&apply::another_bundle_of(
+                from,
+                applied,
+                &m.payload_digest
+            ))
+        ),
+        _ => format!(
+            "bundle {} generation {} is older than generation {from} already applied here: an older or replayed bundle, which brings back generation {}'s policy and credentials (including any rotated out since)",
+            escape_for_terminal(&m.location),
+            m.generation,
+            m.generation
+        ),
     };
     let both = if super::unlock::adopted(v) {
         format!(
@@ -655,10 +662,7 @@ fn rollback_warning(b: &Bundle, from: u64, v: &vault::Vault) -> String {
     } else {
         String::new()
     };
-    format!(
-        "scopevault: warning: {what}: an older or replayed bundle, which brings back generation {}'s policy and credentials (including any rotated out since); accepted because of --allow-rollback{both}",
-        m.generation
-    )
+    format!("scopevault: warning: {what}; accepted because of --allow-rollback{both}")
 }
 
 /// The warning of an apply that saved the vault but could not write its applied record:

@@ -218,6 +218,7 @@ fn bundle_json(
                 "principals": r.signer_principals,
             },
             "policy_digest": r.policy_digest,
+            "payload_digest": r.payload_digest,
             "created": rfc3339(r.created),
             "age_seconds": health::seconds_between(r.created, now),
             "expires": rfc3339(r.expires),
@@ -500,18 +501,20 @@ fn prometheus_out(
         let r = &a.record;
         let loc: &[(&str, &str)] = &[("location", &r.location)];
         let principals = r.signer_principals.join(",");
+        let mut labels = vec![
+            ("location", r.location.as_str()),
+            ("signer", &r.signer_fingerprint),
+            ("principal", &principals),
+            ("policy_digest", &r.policy_digest),
+        ];
+        // Absent from a record an older scopevault wrote (format 1 or 2).
+        if let Some(d) = &r.payload_digest {
+            labels.push(("payload_digest", d));
+        }
         e.gauge(
             "scopevault_bundle_info",
-            "The applied bundle: location, signer key fingerprint and principals, policy digest (value 1).",
-            &[(
-                &[
-                    ("location", &r.location),
-                    ("signer", &r.signer_fingerprint),
-                    ("principal", &principals),
-                    ("policy_digest", &r.policy_digest),
-                ],
-                1.0,
-            )],
+            "The applied bundle: location, signer key fingerprint and principals, policy and payload digests (value 1).",
+            &[(&labels, 1.0)],
         );
         e.gauge(
             "scopevault_bundle_generation",
@@ -870,6 +873,10 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                 r.generation,
                 crate::fleet::sig::signer_shown(&r.signer_fingerprint, &r.signer_principals)
             )?;
+            // Which bundle of the generation: two publishers can publish one twice.
+            if let Some(d) = &r.payload_digest {
+                outln!("             payload digest {}", esc(d))?;
+            }
             outln!(
                 "             published {} ({} s ago), {} {} ({} s{})",
                 rfc3339(r.created),

@@ -144,25 +144,69 @@ pub fn check_manifest(
     }
     let g = last.generation;
     let the_same = m.generation == g && last.payload_digest == Some(m.payload_digest.as_str());
+    // Another bundle of the generation applied last (another payload): not an older or
+    // replayed bundle, which is what the refusal called it until the twenty-ninth pass.
+    let another = last
+        .payload_digest
+        .filter(|d| m.generation == g && *d != m.payload_digest);
+    if let Some(applied) = another {
+        let reapply = if rollback == Rollback::Reapply {
+            "--reapply restores only the bundle applied last, and "
+        } else {
+            ""
+        };
+        return refuse(
+            Check::Generation,
+            format!(
+                "{reapply}the bundle is {}; it is not applied in place of the one applied: {}",
+                another_bundle_of(g, applied, &m.payload_digest),
+                another_bundle_fix(g)
+            ),
+        );
+    }
     match rollback {
         Rollback::Reapply if the_same => Ok(()),
-        Rollback::Reapply if m.generation == g && last.payload_digest.is_none() => refuse(
+        Rollback::Reapply if m.generation == g => refuse(
             Check::Generation,
             format!("--reapply: this vault does not record which bundle of generation {g} was applied (an apply by an older scopevault); apply the next generation, or pass --allow-rollback"),
         ),
         Rollback::Reapply => refuse(
             Check::Generation,
-            format!("--reapply restores only the bundle applied last (generation {g}{}), but this is generation {} with payload {} (another bundle); pass --allow-rollback to apply it on purpose", last.payload_digest.map(|d| format!(", payload {d}")).unwrap_or_default(), m.generation, m.payload_digest),
+            format!("--reapply restores only the bundle applied last (generation {g}{}), but this is generation {}, an older bundle; pass --allow-rollback to apply it on purpose", last.payload_digest.map(|d| format!(", payload {d}")).unwrap_or_default(), m.generation),
         ),
         _ if the_same => refuse(
             Check::Generation,
             format!("the bundle is generation {g}, the one already applied here; pass --reapply to restore its signed content (after a local change)"),
+        ),
+        _ if m.generation == g => refuse(
+            Check::Generation,
+            format!("the bundle is generation {g}, the generation already applied here, and this vault does not record which bundle of it was applied (an apply by an older scopevault): this one again, or another bundle of that generation; apply the next generation, or pass --allow-rollback to apply it on purpose (it is applied with a warning and recorded as a rollback)"),
         ),
         _ => refuse(
             Check::Generation,
             format!("the bundle is generation {}, but generation {g} was already applied here (an older or replayed bundle: it brings back generation {}'s policy and credentials, including any rotated out since); check that this is the bundle you meant to go back to, then pass --allow-rollback to apply it on purpose (it is applied with a warning and recorded as a rollback)", m.generation, m.generation),
         ),
     }
+}
+
+/// What a bundle of the generation applied last is when its payload is not the one applied
+/// (`applied`): another bundle of that generation, published twice with different content.
+/// Said by the generation check's refusals and by the warning of one taken with
+/// `--allow-rollback`, after "the bundle is" or "bundle NAME generation N is". Until the
+/// twenty-ninth pass the refusal called it "an older or replayed bundle" (found by the fleet
+/// attacker: two admins with copies of the master vault, the reference play skipping the
+/// second bundle in silence).
+pub fn another_bundle_of(generation: u64, applied: &str, this: &str) -> String {
+    format!(
+        "another bundle of generation {generation}, not the one applied here (its payload is {this}, the one applied was payload {applied}): generation {generation} was published twice with different content, by two publishers or two copies of the master vault (one given to another admin, or restored from a backup)"
+    )
+}
+
+/// What to do about another bundle of generation `generation` ([`another_bundle_of`]).
+fn another_bundle_fix(generation: u64) -> String {
+    format!(
+        "find the copy of the master vault that holds the values you mean and publish from it again (it publishes above generation {generation}, which this checkpoint applies), and publish from that copy only; to apply this bundle now on purpose, pass --allow-rollback (it is applied with a warning and recorded as a rollback)"
+    )
 }
 
 /// The generation a bundle accepted by check 4 with `--allow-rollback` goes back from, when it
@@ -415,15 +459,24 @@ mod tests {
         );
         check(&same, last, Rollback::Reapply).unwrap();
 
+        // Another bundle of the generation applied is named as such, with both payloads,
+        // never as an older or replayed one (twenty-ninth pass).
+        let b = format!("sha256:{}", "b".repeat(64));
+        for r in [Rollback::Reapply, Rollback::Refuse] {
+            let e = check(&other, last, r).unwrap_err();
+            assert!(
+                e.contains("another bundle of generation 5, not the one applied here")
+                    && e.contains(&a)
+                    && e.contains(&b)
+                    && e.contains("published twice")
+                    && !e.contains("older or replayed"),
+                "{e}"
+            );
+        }
         let e = check(&other, last, Rollback::Reapply).unwrap_err();
-        assert!(
-            e.contains("only the bundle applied last") && e.contains(&a),
-            "{e}"
-        );
-        let e = check(&other, last, Rollback::Refuse).unwrap_err();
-        assert!(e.contains("an older or replayed bundle"), "{e}");
+        assert!(e.contains("only the bundle applied last"), "{e}");
         let e = check(&older, last, Rollback::Reapply).unwrap_err();
-        assert!(e.contains("generation 4"), "{e}");
+        assert!(e.contains("generation 4, an older bundle"), "{e}");
 
         let unknown = Last {
             generation: 5,
@@ -431,6 +484,11 @@ mod tests {
         };
         let e = check(&same, unknown, Rollback::Reapply).unwrap_err();
         assert!(e.contains("does not record which bundle"), "{e}");
+        let e = check(&same, unknown, Rollback::Refuse).unwrap_err();
+        assert!(
+            e.contains("does not record which bundle") && !e.contains("older or replayed"),
+            "{e}"
+        );
 
         for b in [&same, &other, &older] {
             check(b, last, Rollback::Allow).unwrap();

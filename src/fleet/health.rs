@@ -32,15 +32,15 @@ const MAX_AUDIT_LINE: u64 = 1024 * 1024 + 1;
 /// The head of an empty chain (as the audit log's).
 pub const GENESIS: &str = crate::audit::GENESIS;
 
-/// The applied record's format this build writes: 2 (format 1, read too, lacks
-/// [`AppliedRecord::vault_payload_digest`]).
-pub const RECORD_FORMAT: u32 = 2;
+/// The applied record's format this build writes: 3. Format 2, read too, lacks
+/// [`AppliedRecord::payload_digest`]; format 1 also [`AppliedRecord::vault_payload_digest`].
+pub const RECORD_FORMAT: u32 = 3;
 
 /// The clear record of the last bundle applied to a vault (names, digests and times only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppliedRecord {
-    /// Record schema: [`RECORD_FORMAT`], or 1 from an older scopevault.
+    /// Record schema: [`RECORD_FORMAT`], or 1 or 2 from an older scopevault.
     pub format: u32,
     /// The vault the bundle was applied to (absolute path).
     pub vault: PathBuf,
@@ -72,6 +72,13 @@ pub struct AppliedRecord {
     /// payload; one that changed only key slots kept it. Format 2; absent from format 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_payload_digest: Option<String>,
+    /// The bundle's `payload_digest` (bundle-format.md), which tells it from another bundle of
+    /// the same generation: two publishers, or two copies of the master vault, can publish a
+    /// generation twice with different content, and a value rotated keeps the policy digest.
+    /// `status` reports it, so a play or a monitor can compare it with the bundle it holds
+    /// (twenty-ninth pass: it could not). Format 3; absent from formats 1 and 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_digest: Option<String>,
 }
 
 /// The applied record of a vault, and what its file says since.
@@ -252,10 +259,10 @@ pub fn read_record(vault_path: &Path) -> Result<Option<AppliedRecord>, RecordErr
     let not_one = |e: String| bad(format!("{} is not an applied record ({e})", p.display()));
     let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| not_one(e.to_string()))?;
     match v.get("format").and_then(serde_json::Value::as_u64) {
-        Some(1) | Some(2) => {}
+        Some(1..=3) => {}
         Some(n) => {
             return Err(bad(format!(
-                "{}: applied record format {n} (this scopevault reads 1 and 2): written by a newer scopevault; upgrade this one",
+                "{}: applied record format {n} (this scopevault reads 1, 2 and 3): written by a newer scopevault; upgrade this one",
                 p.display()
             )))
         }
@@ -363,17 +370,23 @@ impl AppliedRecord {
                 shown(&self.policy_digest)
             ));
         }
-        match (&self.vault_payload_digest, self.format) {
-            (Some(d), 2) if super::bundle::is_digest(d) => {}
-            (None, 1) => {}
-            (Some(d), 2) => {
-                return Err(format!(
-                    "its vault_payload_digest {} is not `sha256:` and 64 lowercase hex digits",
-                    shown(d)
-                ))
+        // Each digest is in the formats that have it, and in no other.
+        for (name, digest, since) in [
+            ("vault_payload_digest", &self.vault_payload_digest, 2),
+            ("payload_digest", &self.payload_digest, 3),
+        ] {
+            match digest {
+                Some(d) if self.format >= since && super::bundle::is_digest(d) => {}
+                None if self.format < since => {}
+                Some(d) if self.format >= since => {
+                    return Err(format!(
+                        "its {name} {} is not `sha256:` and 64 lowercase hex digits",
+                        shown(d)
+                    ))
+                }
+                None => return Err(format!("format {} without its {name}", self.format)),
+                Some(_) => return Err(format!("a {name} in format {}", self.format)),
             }
-            (None, _) => return Err("format 2 without its vault_payload_digest".into()),
-            (Some(_), _) => return Err("a vault_payload_digest in format 1".into()),
         }
         Ok(())
     }

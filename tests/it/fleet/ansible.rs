@@ -398,12 +398,74 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
         v["generation"].as_u64().unwrap()
     };
     let applied = generation();
+    // A second admin's copy of the master vault (its own state directory), made before the
+    // next publish: it remembers the same generations.
+    let other = Env::with_vault(&master.vault());
     publish();
     check("with a new bundle waiting");
     assert_eq!(generation(), applied);
     let fifth = run();
     assert!(changed(&fifth) >= 1, "fifth run: {fifth}");
     assert!(generation() > applied, "{fifth}");
+
+    // The second admin rotates the password and publishes the same generation with other
+    // content. The play fails, naming it, on every run and in check mode; until the
+    // twenty-ninth pass (found by the fleet attacker) it copied the bundle, skipped the apply
+    // as the generation applied, and said failed=0 for good.
+    other.ok(
+        &[
+            "cred",
+            "set",
+            "shop-buyer",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &other.pf(),
+        ],
+        b"other-Admin-Rotated-5",
+    );
+    let other_out = other.path("bundles");
+    other.ok(
+        &[
+            "publish",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            other_out.to_str().unwrap(),
+            "--sign-key",
+            key.to_str().unwrap(),
+            "--passphrase-file",
+            &other.pf(),
+        ],
+        b"",
+    );
+    let n = generation();
+    let from_other = serde_json::json!({ "bundle_dir": other_out }).to_string();
+    let vault = cp.vault_bytes();
+    for args in [
+        &["-e", &from_other][..],
+        &["-e", &from_other, "--check"][..],
+    ] {
+        for _ in 0..2 {
+            let out = play_with(&allowed, args);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(!out.status.success(), "{args:?}: {text}");
+            assert!(
+                text.contains(&format!(
+                    "ams.svbundle is another bundle of generation {n}, not the one applied here"
+                )) && text.contains("published twice")
+                    && text.contains("failed=1"),
+                "{args:?}: {text}"
+            );
+            assert_eq!(
+                std::fs::read(cp.path("bundles/ams.svbundle")).unwrap(),
+                std::fs::read(other_out.join("ams.svbundle")).unwrap(),
+                "the second admin's bundle is the copy"
+            );
+            assert_eq!(generation(), n);
+            assert_eq!(cp.vault_bytes(), vault, "{args:?}: {text}");
+        }
+    }
 }
 
 #[test]

@@ -2960,9 +2960,10 @@ fn status_reports_the_applied_bundle_and_the_audit_head_as_json_and_prometheus()
         exp.unix_timestamp() as f64
     );
     let info = format!(
-        r#"scopevault_bundle_info{{location="ams",signer={:?},principal="admin@example.com",policy_digest={:?}}}"#,
+        r#"scopevault_bundle_info{{location="ams",signer={:?},principal="admin@example.com",policy_digest={:?},payload_digest={:?}}}"#,
         fingerprint(&f.key),
-        m["policy_digest"].as_str().unwrap()
+        m["policy_digest"].as_str().unwrap(),
+        m["payload_digest"].as_str().unwrap()
     );
     assert_eq!(p.get(&info), Some(&1.0), "{info} in {prom}");
     let (seq, hash) = last_audit_line(e);
@@ -3621,11 +3622,23 @@ fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
     );
     current(3);
 
-    // A format-1 record (an older scopevault's, without the payload digest) is still read;
-    // any save since its apply then counts as a change. A newer format is named as such.
+    // A format-2 record (without the bundle's payload digest) is still read, the digest
+    // reported as null; a format-1 record (without the vault payload's digest either) too,
+    // and any save since its apply then counts as a change. A newer format is named as such.
     let record = applied_record(e);
     let mut r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(r["format"], 3, "{r}");
+    assert!(r["payload_digest"].is_string(), "{r}");
+    r.as_object_mut().unwrap().remove("payload_digest");
+    r["format"] = serde_json::json!(2);
+    std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
+    let v2 = status();
+    assert!(v2["bundle"]["payload_digest"].is_null(), "{v2}");
+    assert_eq!(
+        v2["bundle"]["generation"], v["bundle"]["generation"],
+        "{v2}"
+    );
     r.as_object_mut().unwrap().remove("vault_payload_digest");
     r["format"] = serde_json::json!(1);
     r["vault_generation"] = v["generation"].clone();
@@ -3634,13 +3647,13 @@ fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
     r["vault_generation"] = serde_json::json!(v["generation"].as_u64().unwrap() - 1);
     std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
     assert_eq!(status()["bundle"]["local_change"], true);
-    r["format"] = serde_json::json!(3);
+    r["format"] = serde_json::json!(4);
     std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
     let v = status();
     assert!(
         v["bundle"]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("format 3 (this scopevault reads 1 and 2)")),
+            .is_some_and(|e| e.contains("format 4 (this scopevault reads 1, 2 and 3)")),
         "{v}"
     );
     drop(d);
@@ -5270,6 +5283,115 @@ fn regression_a_bundle_taken_with_allow_rollback_below_the_last_applied_warns_an
         "{}",
         last_audit_reason(e)
     );
+}
+
+/// Found by the fleet attacker (twenty-ninth pass): two admins, each with a copy of the master
+/// vault, published generation 1 of `ams` with different content (the second one's password
+/// rotated). The checkpoint refused the second as "an older or replayed bundle" (with
+/// `--reapply`: "(another bundle)" and nothing more), and `status --json` did not say which
+/// bundle was applied (no payload digest; a value rotation keeps the policy digest), so
+/// neither the reference play nor a monitor could tell the two apart. `status` now reports
+/// the applied bundle's `payload_digest` (JSON, text, the info metric), and every refusal of
+/// another bundle of the applied generation, and the warning of one taken with
+/// `--allow-rollback`, says exactly that: the generation published twice, by whom it may have
+/// been, and what to do.
+#[test]
+fn regression_a_second_bundle_of_the_applied_generation_is_named_and_status_names_the_payload() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    // The second admin's copy of the master vault, with a state directory of its own.
+    let other = Env::with_vault(&f.master.vault());
+    f.publish(&["--location=ams"]);
+    let first = manifest(&std::fs::read(f.bundle("ams")).unwrap());
+    f.apply(e, &f.bundle("ams"), &["--location=ams"]);
+    let applied = first["payload_digest"].as_str().unwrap().to_owned();
+    let (v, prom) = status_offline(e);
+    assert_eq!(v["bundle"]["payload_digest"], applied.as_str(), "{v}");
+    assert!(
+        prom.contains(&format!("payload_digest=\"{applied}\"")),
+        "{prom}"
+    );
+    // And the text, under the bundle line (it is printed while the daemon answers).
+    let d = Serve::start(e);
+    let text = e.ok(&["status", "--socket", d.sock()], b"");
+    assert!(
+        text.contains(&format!("payload digest {applied}")),
+        "{text}"
+    );
+    d.stop_cleanly();
+
+    other.ok(
+        &[
+            "cred",
+            "set",
+            "buyer",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &other.pf(),
+        ],
+        b"buyer-Rotated-By-B-1",
+    );
+    let out_b = other.path("out");
+    other.ok(
+        &[
+            "publish",
+            "--policy",
+            f.policy.to_str().unwrap(),
+            "--out",
+            out_b.to_str().unwrap(),
+            "--sign-key",
+            f.key.to_str().unwrap(),
+            "--passphrase-file",
+            &other.pf(),
+            "--location=ams",
+        ],
+        b"",
+    );
+    let second_file = out_b.join("ams.svbundle");
+    let second = manifest(&std::fs::read(&second_file).unwrap());
+    assert_eq!(second["generation"], 1);
+    let theirs = second["payload_digest"].as_str().unwrap().to_owned();
+    assert_ne!(theirs, applied);
+
+    for extra in [&[][..], &["--reapply"][..]] {
+        let err = f.refused(e, &second_file, extra, "generation");
+        assert!(
+            err.contains("another bundle of generation 1, not the one applied here")
+                && err.contains(&applied)
+                && err.contains(&theirs)
+                && err.contains("generation 1 was published twice")
+                && err.contains("two publishers or two copies of the master vault")
+                && err.contains("publish from it again")
+                && err.contains("--allow-rollback"),
+            "{extra:?}: {err}"
+        );
+        assert!(!err.contains("older or replayed"), "{extra:?}: {err}");
+    }
+
+    // Taken on purpose: the warning says the same, and status then names the new payload.
+    let a = f.apply_args(e, &second_file, &["--allow-rollback"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("another bundle of generation 1, not the one applied here")
+            && err.contains("generation 1 was published twice")
+            && err.contains("accepted because of --allow-rollback"),
+        "{err}"
+    );
+    assert!(!err.contains("older or replayed"), "{err}");
+    assert!(
+        last_audit_reason(e).ends_with(" rollback_from_generation=1"),
+        "{}",
+        last_audit_reason(e)
+    );
+    let (v, _) = status_offline(e);
+    assert_eq!(v["bundle"]["payload_digest"], theirs.as_str(), "{v}");
 }
 
 /// Found by the attacker of advice (twenty-fifth pass): the refusal of an allowed signers file
