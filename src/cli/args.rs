@@ -228,6 +228,12 @@ pub struct BundleApplyArgs {
     /// generation is still refused (unlike --allow-rollback).
     #[arg(long)]
     pub reapply: bool,
+    /// Move this checkpoint from location OLD, the one it was set up for, to --location NEW
+    /// (a location renamed in the policy, or this host given to another location): the
+    /// bundle must be NEW's, and is taken at its generation, as a first apply is; NEW's
+    /// generations count from it, and OLD's bundles are refused from then on.
+    #[arg(long, value_name = "OLD", requires = "location")]
+    pub from_location: Option<String>,
 }
 
 /// `scopevault man`.

@@ -496,17 +496,19 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     let lock = WriteLock::acquire(&path)?;
     let mut v = open_vault_locked(g, &lock)?;
     let applied = v.fleet_state().and_then(|s| s.applied.clone());
-    // 2. location: given, or the one recorded by the first apply (they must agree).
+    // 2. location: given, or the one recorded by the first apply (they must agree), or a
+    // move from the recorded one to the given one (`--from-location`).
     let recorded = applied.as_ref().map(|x| x.location.as_str());
-    if let (Some(given), Some(rec)) = (c.location.as_deref(), recorded) {
-        if given != rec {
-            return Err(refused(Refusal {
-                check: apply::Check::Location,
-                message: format!("--location {given} differs from the location `{rec}` this vault was set up for"),
-            }));
-        }
-    }
-    let location = c.location.as_deref().or(recorded);
+    let located = apply::locate(
+        &b.manifest.location,
+        c.location.as_deref(),
+        recorded,
+        a.from_location.as_deref(),
+    )
+    .map_err(refused)?;
+    let location = located.location;
+    // A move leaves the recorded location's generations behind: the location moved to has
+    // none here, and its first bundle is taken as a first apply's.
     let last = applied
         .as_ref()
         .filter(|x| Some(x.location.as_str()) == location)
@@ -543,6 +545,17 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     if let Some(from) = went_back {
         let applied = last.and_then(|l| l.payload_digest);
         errln!("{}", rollback_warning(&b, from, applied, &v));
+    }
+    if let (Some(from), Some(old)) = (located.moved_from, applied.as_ref()) {
+        errln!(
+            "scopevault: note: this checkpoint moves from location `{}` (generation {} applied) to `{}` (--from-location): the bundle of `{}` is taken at its generation {}, as on a first apply, and its generations count from it; bundles of `{}` are refused from now on",
+            escape_for_terminal(from),
+            old.generation,
+            escape_for_terminal(&b.manifest.location),
+            escape_for_terminal(&b.manifest.location),
+            b.manifest.generation,
+            escape_for_terminal(from)
+        );
     }
     // 6. the audit log, opened as the daemon's start opens it, before anything changes: a
     // log the start would refuse refuses the apply, and the vault is left as it is.
@@ -611,7 +624,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         m.credentials.len(),
         who.shown()
     );
-    if let Some(line) = audit_apply(audit, &b, &who.fingerprint, went_back) {
+    if let Some(line) = audit_apply(audit, &b, &who.fingerprint, went_back, located.moved_from) {
         report.push_str(&line);
     }
     let reloaded = reload_daemon(g, v.id());
@@ -765,6 +778,7 @@ fn audit_apply(
     b: &Bundle,
     signer: &str,
     went_back: Option<u64>,
+    moved_from: Option<&str>,
 ) -> Option<String> {
     use crate::audit::{AuditOp, AuditRecord, Decision};
     let m = &b.manifest;
@@ -776,6 +790,10 @@ fn audit_apply(
     // the pairs before it reads them as before (docs/audit.md, "bundle.apply").
     if let Some(from) = went_back {
         reason.push_str(&format!(" rollback_from_generation={from}"));
+    }
+    // So does a move to another location (`--from-location`, twenty-ninth pass).
+    if let Some(from) = moved_from {
+        reason.push_str(&format!(" moved_from_location={from}"));
     }
     let path = &audit.path;
     match audit.log {

@@ -108,6 +108,126 @@ pub enum Rollback {
     Allow,
 }
 
+/// Where a checkpoint is for an apply (check 2): its location, and the one it moves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located<'a> {
+    /// The location the bundle is applied as: `--location`, or the one recorded.
+    pub location: Option<&'a str>,
+    /// `--from-location`, accepted: the location recorded, which the checkpoint leaves for
+    /// [`Located::location`]. Then no bundle was applied here as that location, and the
+    /// generation check takes the bundle as on a first apply.
+    pub moved_from: Option<&'a str>,
+}
+
+/// Check 2 of an apply, before the manifest's: `given` (`--location`) and `recorded` (the
+/// location of the bundle applied last) must agree, unless `from` (`--from-location`) names
+/// the recorded location on purpose, to move the checkpoint to `given`, whose bundle
+/// (`bundle_location`) this must be. A checkpoint was bound for ever to the location of its
+/// first apply: one set up as `_ams`, a name today's `publish` refuses, could take no bundle
+/// again (twenty-ninth pass, found by the fleet attacker). The refusals of another location
+/// name the way to move.
+pub fn locate<'a>(
+    bundle_location: &str,
+    given: Option<&'a str>,
+    recorded: Option<&'a str>,
+    from: Option<&'a str>,
+) -> Result<Located<'a>, Refusal> {
+    use crate::text::escape_for_terminal as esc;
+    let Some(from) = from else {
+        if let (Some(g), Some(r)) = (given, recorded) {
+            if g != r {
+                return refuse(
+                    Check::Location,
+                    format!(
+                        "--location {} differs from the location `{}` this vault was set up for{}",
+                        esc(g),
+                        esc(r),
+                        move_hint(g, r)
+                    ),
+                );
+            }
+        }
+        let location = given.or(recorded);
+        if let (Some(l), Some(r)) = (location, recorded) {
+            if l != bundle_location {
+                return refuse(
+                    Check::Location,
+                    format!(
+                        "the bundle is for location `{}`, this checkpoint is `{}`{}",
+                        esc(bundle_location),
+                        esc(l),
+                        move_hint(bundle_location, r)
+                    ),
+                );
+            }
+        }
+        // The first apply's checks are the manifest's (check_manifest).
+        return Ok(Located {
+            location,
+            moved_from: None,
+        });
+    };
+    let Some(recorded) = recorded else {
+        return refuse(
+            Check::Location,
+            format!(
+                "--from-location {}: no bundle was applied to this vault yet, so it has no location to move from; give --location NAME alone on the first apply",
+                esc(from)
+            ),
+        );
+    };
+    if from != recorded {
+        return refuse(
+            Check::Location,
+            format!(
+                "--from-location {} is not the location this vault was set up for, `{}`: name the location it moves from (`scopevault status` shows it)",
+                esc(from),
+                esc(recorded)
+            ),
+        );
+    }
+    let Some(to) = given else {
+        return refuse(
+            Check::Location,
+            "--from-location needs --location NEW, the location the checkpoint moves to",
+        );
+    };
+    if to == recorded {
+        return refuse(
+            Check::Location,
+            format!(
+                "--location {} is already this checkpoint's location: nothing to move (--from-location is for moving it to another location)",
+                esc(to)
+            ),
+        );
+    }
+    if to != bundle_location {
+        return refuse(
+            Check::Location,
+            format!(
+                "the bundle is for location `{}`, not `{}` (--location), the location this checkpoint is to move to",
+                esc(bundle_location),
+                esc(to)
+            ),
+        );
+    }
+    Ok(Located {
+        location: Some(to),
+        moved_from: Some(recorded),
+    })
+}
+
+/// How a checkpoint set up for `old` would take a bundle of `new` on purpose.
+fn move_hint(new: &str, old: &str) -> String {
+    use crate::text::escape_for_terminal as esc;
+    format!(
+        "; if this checkpoint is to serve `{}` from now on (the location renamed in the policy, or this host given to another location), move it with --location={} --from-location={} (docs/operations.md, \"Moving a checkpoint to another location\")",
+        esc(new),
+        esc(new),
+        esc(old)
+    )
+}
+
 /// Checks 2–4 on the manifest. `location`: this checkpoint's (given or recorded; `None`: the
 /// first apply without `--location`, refused). `last`: the last bundle applied here.
 pub fn check_manifest(
@@ -496,6 +616,54 @@ mod tests {
         for r in [Rollback::Refuse, Rollback::Reapply, Rollback::Allow] {
             check(&newer, last, r).unwrap();
         }
+    }
+
+    /// Twenty-ninth pass: a checkpoint could never leave the location of its first apply.
+    /// `--from-location` moves it, naming the recorded location, to `--location`, whose bundle
+    /// this must be; without it another location is refused, naming the way.
+    #[test]
+    fn locate_moves_a_checkpoint_only_from_its_recorded_location_to_the_bundles() {
+        let ok = |b, g, r, f| locate(b, g, r, f).unwrap();
+        let err = |b, g, r, f| {
+            let e = locate(b, g, r, f).unwrap_err();
+            assert_eq!(e.check, Check::Location);
+            e.message
+        };
+        // As before: the recorded location, or the given one agreeing with it.
+        let here = Located {
+            location: Some("ams"),
+            moved_from: None,
+        };
+        assert_eq!(ok("ams", None, Some("ams"), None), here);
+        assert_eq!(ok("ams", Some("ams"), Some("ams"), None), here);
+        assert_eq!(ok("ams", Some("ams"), None, None), here);
+        assert_eq!(ok("ams", None, None, None).location, None);
+        let e = err("ams", None, Some("_ams"), None);
+        assert!(
+            e.contains("this checkpoint is `_ams`")
+                && e.contains("--location=ams --from-location=_ams"),
+            "{e}"
+        );
+        let e = err("ams", Some("ams"), Some("_ams"), None);
+        assert!(
+            e.contains("differs") && e.contains("--location=ams --from-location=_ams"),
+            "{e}"
+        );
+        // The move.
+        assert_eq!(
+            ok("ams", Some("ams"), Some("_ams"), Some("_ams")),
+            Located {
+                location: Some("ams"),
+                moved_from: Some("_ams"),
+            }
+        );
+        // Not from another location than the recorded one, nor with none recorded.
+        assert!(err("ams", Some("ams"), Some("_ams"), Some("fra")).contains("`_ams`"));
+        assert!(err("ams", Some("ams"), None, Some("_ams")).contains("first apply"));
+        // Not without the target, nor to where it is, nor with another location's bundle.
+        assert!(err("ams", None, Some("_ams"), Some("_ams")).contains("needs --location"));
+        assert!(err("_ams", Some("_ams"), Some("_ams"), Some("_ams")).contains("nothing to move"));
+        assert!(err("fra", Some("ams"), Some("_ams"), Some("_ams")).contains("for location `fra`"));
     }
 
     /// Twenty-fifth pass: a bundle taken with `--allow-rollback` below the last generation

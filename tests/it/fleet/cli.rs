@@ -4933,6 +4933,125 @@ fn a_signed_bundle_for_a_location_starting_with_a_dot_or_underscore_still_applie
     }
 }
 
+/// Found by the fleet attacker (twenty-ninth pass): a checkpoint was bound for ever to the
+/// location of its first apply. One set up as `_ams` (a name today's `publish` refuses) could
+/// never take another bundle: operations.md's "rename the name in the policy and publish
+/// again" gave a bundle for `ams`, refused by the location check with or without
+/// `--location=ams` or `--allow-rollback`, and the renamed location starts at generation 1,
+/// below the one applied. `bundle apply --location=NEW --from-location=OLD` now moves it, on
+/// purpose only: OLD must be the recorded location, the bundle NEW's; the first bundle of NEW
+/// is taken at its generation, as a first apply is, with a note; the move is audited; then
+/// NEW's generations count and OLD's bundles are refused. The location refusals name the flag.
+#[test]
+fn regression_a_checkpoint_moves_to_a_renamed_location_only_on_purpose() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let text = std::fs::read_to_string(&f.policy).unwrap();
+    let old = text
+        .replace("[locations.ams]", "[locations._ams]")
+        .replace(r#"locations = ["ams"]"#, r#"locations = ["_ams"]"#)
+        .replace(r#"credentials = ["buyer", "shared"]"#, "credentials = []");
+    let old = scopevault::policy::Policy::parse_stored(&old, "p").unwrap();
+    let created = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    // Generation 4 of `_ams`, as an older publish signed it.
+    let (_, bytes) = scopevault::fleet::publish::build(
+        &old,
+        "_ams",
+        4,
+        &std::collections::BTreeMap::new(),
+        created,
+        created + time::Duration::days(1),
+    )
+    .unwrap();
+    let old_bundle = f.master.path("_ams.svbundle");
+    std::fs::write(&old_bundle, bytes).unwrap();
+    keygen_sign(&f.key, "scopevault-bundle", &old_bundle);
+    f.apply(e, &old_bundle, &["--location=_ams"]);
+
+    // Renamed in the policy and published: generation 1 of `ams`.
+    f.publish(&["--location=ams"]);
+    let new_bundle = f.bundle("ams");
+    assert_eq!(
+        manifest(&std::fs::read(&new_bundle).unwrap())["generation"],
+        1
+    );
+    for extra in [
+        &[][..],
+        &["--location=ams"][..],
+        &["--location=ams", "--allow-rollback"][..],
+    ] {
+        let err = f.refused(e, &new_bundle, extra, "location");
+        assert!(
+            err.contains("--location=ams --from-location=_ams"),
+            "{extra:?}: the refusal names the way: {err}"
+        );
+    }
+    // Not by accident: OLD must be the recorded location, NEW the bundle's and not OLD.
+    let err = f.refused(
+        e,
+        &new_bundle,
+        &["--location=ams", "--from-location=fra"],
+        "location",
+    );
+    assert!(err.contains("`_ams`"), "{err}");
+    let err = f.refused(
+        e,
+        &new_bundle,
+        &["--location=fra", "--from-location=_ams"],
+        "location",
+    );
+    assert!(err.contains("for location `ams`"), "{err}");
+    let err = f.refused(
+        e,
+        &old_bundle,
+        &["--location=_ams", "--from-location=_ams"],
+        "location",
+    );
+    assert!(err.contains("nothing to move"), "{err}");
+    // --from-location without --location is a usage error.
+    let a = f.apply_args(e, &new_bundle, &["--from-location=_ams"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    e.fails(&a, b"", 2);
+
+    // The move: applied at generation 1, said on stderr, audited.
+    let a = f.apply_args(e, &new_bundle, &["--location=ams", "--from-location=_ams"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("applied ams generation 1 "),
+        "{out:?}"
+    );
+    assert!(
+        err.contains("moves from location `_ams` (generation 4 applied) to `ams`")
+            && err.contains("generation 1"),
+        "{err}"
+    );
+    assert!(
+        last_audit_reason(e).ends_with(" moved_from_location=_ams"),
+        "{}",
+        last_audit_reason(e)
+    );
+    let (v, _) = status_offline(e);
+    assert_eq!(v["bundle"]["location"], "ams", "{v}");
+    assert_eq!(v["bundle"]["generation"], 1, "{v}");
+
+    // From now on `ams` counts: the next generation applies without flags, the one applied
+    // again is refused, and `_ams`'s bundle is another location's.
+    f.refused(e, &new_bundle, &[], "generation");
+    f.publish(&["--location=ams"]);
+    let out = f.apply(e, &f.bundle("ams"), &[]);
+    assert!(out.contains("applied ams generation 2 "), "{out}");
+    assert!(!last_audit_reason(e).contains("moved_from_location"));
+    f.refused(e, &old_bundle, &[], "location");
+}
+
 /// `bundle apply` with stdout on a full disk saved the vault and its applied record, then
 /// panicked (exit 101) printing, before its `bundle.apply` audit record and the daemon's reload:
 /// an applied bundle with no audit trail (twenty-third pass, found by the twenty-third pass's
