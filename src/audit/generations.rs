@@ -26,7 +26,7 @@ pub fn chain_generation(log: &Path, vault_id: &str) -> std::io::Result<u64> {
     // The moved file the start continues an empty log from counts as the start counts it
     // (twenty-third pass's review: an adoption saved above the anchor only, below the
     // moved file's `vault.load` records, and the start refused the save).
-    match moved_log(log) {
+    match moved_log(log, None) {
         MovedLog::Continues { path, .. } => {
             let _ = g.scan_into(&path, false);
         }

@@ -119,9 +119,15 @@ impl Siblings {
 /// directory (open as `dirfd`, at `dir`) for the one whose records hold the record anchored
 /// in `a`. Never follows a link, never opens what is not a regular file
 /// ([`crate::sys::open_regular_at`]), reads a file linked under two names once, and reads only
-/// files of the daemon's user (or root's): the directory itself was judged not writable by
-/// others when it was opened.
-pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &Anchor) -> Siblings {
+/// files of the daemon's user `daemon_uid` (or root's): the directory itself was judged not
+/// writable by others when it was opened.
+pub(super) fn find(
+    dirfd: &rustix::fd::OwnedFd,
+    dir: &Path,
+    name: &OsStr,
+    a: &Anchor,
+    daemon_uid: u32,
+) -> Siblings {
     let mut out = Siblings::default();
     let Ok(entries) = rustix::fs::Dir::read_from(dirfd) else {
         return out;
@@ -137,7 +143,6 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
     names.sort();
     let key = key_path(Path::new(name));
     let journal = journal_path(Path::new(name));
-    let me = rustix::process::geteuid().as_raw();
     let mut inodes: Vec<((u64, u64), String)> = Vec::new();
     let mut matches: Vec<(String, Result<Predecessor, String>)> = Vec::new();
     let mut newline_case: Option<String> = None;
@@ -179,7 +184,7 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
             continue;
         }
         inodes.push(((meta.dev(), meta.ino()), shown.clone()));
-        if meta.uid() != me && meta.uid() != 0 {
+        if meta.uid() != daemon_uid && meta.uid() != 0 {
             out.seen.push(format!("{shown} (another user's: not read)"));
             out.foreign.push(shown);
             continue;
@@ -336,7 +341,8 @@ pub(super) fn find(dirfd: &rustix::fd::OwnedFd, dir: &Path, name: &OsStr, a: &An
 /// (`journal_top`). Returns what was found, with [`Siblings::found`] the file the start
 /// continues (if any), and otherwise what the refusal of the empty log adds to the cut tail's
 /// wording. The one decision of `serve`, `doctor` and the commands that save the vault
-/// ([`moved_log`]).
+/// ([`moved_log`]). `daemon_uid` is the user the start runs as: it reads that user's files
+/// beside the log and root's ([`find`]).
 pub(super) fn judge(
     dirfd: &rustix::fd::OwnedFd,
     dir: &Path,
@@ -344,8 +350,9 @@ pub(super) fn judge(
     a: &Anchor,
     journal_top: u64,
     log: &Path,
+    daemon_uid: u32,
 ) -> (Siblings, Option<String>) {
-    let mut siblings = find(dirfd, dir, name, a);
+    let mut siblings = find(dirfd, dir, name, a, daemon_uid);
     let adopted = match siblings.found.take() {
         Some(p) if journal_top > p.last_seq => {
             siblings.refused = Some(format!(
@@ -473,15 +480,47 @@ pub enum MovedLog {
 /// [`MovedLog`] of the log at `path`, found as the start finds it ([`judge`]), without
 /// changing anything: the anchor, the log's directory, the files beside it, and the journal's
 /// highest seq where this user may read the key and the journal (otherwise taken as 0).
-pub fn moved_log(path: &Path) -> MovedLog {
+///
+/// `daemon_uid` is the user the daemon runs as, when the caller knows it (`doctor` and
+/// `status` from the daemon that answered): the start reads that user's files beside the log
+/// and root's. Not known, it is this user, or for root the owner of the log's directory
+/// ([`judged_uid`]).
+pub fn moved_log(path: &Path, daemon_uid: Option<u32>) -> MovedLog {
     let Ok(Some(a)) = read_anchor(path) else {
         return MovedLog::NotMoved;
     };
-    moved_log_under(path, &a)
+    moved_log_under(path, &a, daemon_uid)
+}
+
+/// The user whose files beside the log the start is judged to read (with root's), for a
+/// command that is not the daemon: the daemon's user when known; otherwise this user, or for
+/// root the owner of the log's directory `dir_uid`. Root runs `doctor`, `status` and the
+/// commands that save the vault on the daemon's files (systemd's `LogsDirectory=` makes the
+/// directory the daemon's user's, and a daemon not root refuses a log directory of another
+/// user than itself and root): root's doctor called the files of the daemon's own user beside
+/// a moved log "another user's: not read", said `serve` refused to start, and advised a
+/// `chown` to that very user, while the start continued them (twenty-ninth pass, found by the
+/// systemd attacker).
+fn judged_uid(daemon_uid: Option<u32>, dir_uid: u32) -> u32 {
+    let me = rustix::process::geteuid().as_raw();
+    match daemon_uid {
+        Some(uid) => uid,
+        None if me == 0 => dir_uid,
+        None => me,
+    }
+}
+
+/// The user whose files beside the log a writer of the log reads (with root's) when it
+/// continues a moved log: the daemon's start, or a command writing to the log with the
+/// daemon stopped (`bundle apply`), as [`judged_uid`] judges it with no daemon known: its own
+/// user, or for root the owner of the log's directory `dirfd` (a root `bundle apply` on the
+/// daemon's log refused the daemon's own files, which the daemon's start continues).
+pub(super) fn writer_uid(dirfd: &rustix::fd::OwnedFd) -> u32 {
+    judged_uid(None, rustix::fs::fstat(dirfd).map_or(0, |st| st.st_uid))
 }
 
 /// [`moved_log`] under the anchor `a` already read (`status` reads the one the daemon names).
-pub fn moved_log_under(path: &Path, a: &Anchor) -> MovedLog {
+pub fn moved_log_under(path: &Path, a: &Anchor, daemon_uid: Option<u32>) -> MovedLog {
     // Under an anchor whose new file is still to be begun (`begins`, `next`), the file that
     // begins with that record is looked for (a crash before that file's first anchor, then a
     // rotation: [`find`]); none found, the start begins the file.
@@ -506,7 +545,9 @@ pub fn moved_log_under(path: &Path, a: &Anchor) -> MovedLog {
             j.highest_seq(key_id(&key)).ok()
         })
         .unwrap_or(0);
-    match judge(&dirfd, &dir, &name, a, journal_top, path) {
+    let dir_uid = rustix::fs::fstat(&dirfd).map_or(0, |st| st.st_uid);
+    let uid = judged_uid(daemon_uid, dir_uid);
+    match judge(&dirfd, &dir, &name, a, journal_top, path, uid) {
         (Siblings { found: Some(p), .. }, _) => MovedLog::Continues {
             path: p.path,
             last_seq: p.last_seq,

@@ -1109,7 +1109,15 @@ impl AuditLog {
         if let (Some(a), Some((dirfd, name)), true) = (&anchor, &found, a_pending(&anchor)) {
             if write_back.is_none() && torn.is_none() && len == 0 && have.seq == 0 {
                 let why;
-                (siblings, why) = moved::judge(dirfd, &dir, name, a, journal_top, path);
+                (siblings, why) = moved::judge(
+                    dirfd,
+                    &dir,
+                    name,
+                    a,
+                    journal_top,
+                    path,
+                    moved::writer_uid(dirfd),
+                );
                 if let (None, Some(why)) = (&siblings.found, why) {
                     return Err(AuditError::MovedUnterminated {
                         path: path.to_owned(),
@@ -1123,7 +1131,15 @@ impl AuditLog {
         {
             if write_back.is_none() && torn.is_none() && len == 0 && a.begins.is_none() {
                 let why;
-                (siblings, why) = moved::judge(dirfd, &dir, name, a, journal_top, path);
+                (siblings, why) = moved::judge(
+                    dirfd,
+                    &dir,
+                    name,
+                    a,
+                    journal_top,
+                    path,
+                    moved::writer_uid(dirfd),
+                );
                 if siblings.found.is_some() {
                     gap = None;
                 } else if let (true, Some(why)) = (siblings.newline_only, &why) {

@@ -1357,7 +1357,7 @@ fn check_audit(r: &mut Report, path: &Path, daemon_uid: Option<u32>) {
     // So does a start under an anchor whose new file is still to be begun (no gap then): the
     // file a rotation moved away after that file's first batch is looked for too.
     if checked.chain.as_ref().is_none_or(|c| c.lines == 0) {
-        match crate::audit::moved_log(path) {
+        match crate::audit::moved_log(path, daemon_uid) {
             crate::audit::MovedLog::Continues {
                 path: moved,
                 last_seq,
@@ -1811,7 +1811,7 @@ fn clock_against_log(
         // Empty, or missing, after a rotation `serve` did not see: the newest record is in the
         // moved file the next start continues (twenty-fourth pass, found by its attacker of
         // this pass's fixes: a plain `ok` then, with no word of the comparison not made).
-        Ok(None) => match crate::audit::moved_log(log) {
+        Ok(None) => match crate::audit::moved_log(log, None) {
             crate::audit::MovedLog::NotMoved => return Ok(None),
             crate::audit::MovedLog::Continues { path, .. } => {
                 match crate::audit::newest_record_time(&path) {

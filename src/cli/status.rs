@@ -119,8 +119,8 @@ pub(super) fn daemon_audit_head(
         ) => {
             let log = std::path::Path::new(log);
             let anchor = audit_anchor.as_deref().map(std::path::Path::new);
-            let why = match uid {
-                Ok(uid) => not_the_daemons(uid, log, anchor),
+            let why = match &uid {
+                Ok(uid) => not_the_daemons(*uid, log, anchor),
                 Err(how) => Some(format!(
                     "the daemon named {} as its audit log, but the user it runs as is not known ({how}): nothing was checked; run status as root or as the daemon's user, or give the log with --audit",
                     crate::text::shown(log)
@@ -131,7 +131,7 @@ pub(super) fn daemon_audit_head(
                     unchecked: Some(why),
                     ..AuditHead::of(log)
                 },
-                None => health::audit_head_with(log, anchor),
+                None => health::audit_head_with(log, anchor, uid.ok()),
             }
         }
         (None, _) => health::audit_head(&crate::audit::default_audit_path()),

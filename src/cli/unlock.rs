@@ -158,7 +158,7 @@ fn chain_ahead(g: &GlobalArgs, v: &Vault, say: bool) -> anyhow::Result<Option<(P
     }
     let log = serve_audit_log();
     if let crate::audit::MovedLog::Refused(why) | crate::audit::MovedLog::Unterminated(why) =
-        crate::audit::moved_log(&log)
+        crate::audit::moved_log(&log, None)
     {
         anyhow::bail!(
             "not adopted (--allow-rollback): the audit log {} is empty and a daemon's start on it is refused until the file its records were moved to can be read, which holds the vault generations its chain recorded, not known here: {}; do that, then give --allow-rollback again",

@@ -470,7 +470,7 @@ impl AuditHead {
 /// (`EACCES`): a missing log with an anchor, or a log that is shorter than its anchor or does
 /// not match it, is an error, never a healthy head read from the anchor.
 pub fn audit_head(log: &Path) -> AuditHead {
-    audit_head_with(log, None)
+    audit_head_with(log, None, None)
 }
 
 /// For `status` while the daemon does not answer: a log whose head was read (it holds
@@ -499,8 +499,14 @@ pub fn note_unanchored(head: &mut AuditHead) -> bool {
 }
 
 /// [`audit_head`], with the anchor read from `anchor_file` when given (the daemon's, as its
-/// `health` names it to an admin) rather than looked up in this user's state directory.
-pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
+/// `health` names it to an admin) rather than looked up in this user's state directory, and
+/// the files beside an empty log judged for the daemon's uid `daemon_uid` when known (the
+/// start reads its own user's and root's: [`crate::audit::moved_log`]).
+pub fn audit_head_with(
+    log: &Path,
+    anchor_file: Option<&Path>,
+    daemon_uid: Option<u32>,
+) -> AuditHead {
     let mut out = AuditHead::of(log);
     // The anchor first: the daemon syncs the log before it writes the anchor, so a log read
     // after it is at least as long, whatever the daemon appends in between.
@@ -541,7 +547,7 @@ pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
                     out.source = Some("anchor");
                 }
                 (Some(a), std::io::ErrorKind::NotFound)
-                    if out.error.is_none() && moved_head(&mut out, log, a) => {}
+                    if out.error.is_none() && moved_head(&mut out, log, a, daemon_uid) => {}
                 (Some(a), std::io::ErrorKind::NotFound) => {
                     out.error = Some(format!(
                         "the audit log {} is missing, but its anchor {} records seq {}: records 1..={} are gone (moved or deleted)",
@@ -579,7 +585,7 @@ pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
             // An empty log under an anchor naming records: the file a rotation moved it to
             // is looked for as the start and `doctor` look for it.
             if let (Some(a), None, 0, None) = (&anchor, &out.error, len, torn) {
-                if moved_head(&mut out, log, a) {
+                if moved_head(&mut out, log, a, daemon_uid) {
                     return out;
                 }
             }
@@ -616,8 +622,13 @@ pub fn audit_head_with(log: &Path, anchor_file: Option<&Path>) -> AuditHead {
 /// ("records 1..=N are missing", `scopevault_audit_head_ok 0`) where `doctor` and
 /// `audit verify` said ok (twenty-seventh pass, found by the twenty-seventh pass's attacker of
 /// monitoring and time).
-fn moved_head(out: &mut AuditHead, log: &Path, a: &crate::audit::Anchor) -> bool {
-    match crate::audit::moved_log_under(log, a) {
+fn moved_head(
+    out: &mut AuditHead,
+    log: &Path,
+    a: &crate::audit::Anchor,
+    daemon_uid: Option<u32>,
+) -> bool {
+    match crate::audit::moved_log_under(log, a, daemon_uid) {
         crate::audit::MovedLog::Continues {
             path,
             last_seq,

@@ -776,11 +776,11 @@ fn a_pending_first_record_s_moved_file_that_cannot_be_continued_refuses_the_star
             mutate(&moved);
             assert!(
                 matches!(
-                    scopevault::audit::moved_log(&path),
+                    scopevault::audit::moved_log(&path, None),
                     scopevault::audit::MovedLog::Unterminated(_)
                 ),
                 "{what}: doctor's search: {:?}",
-                scopevault::audit::moved_log(&path)
+                scopevault::audit::moved_log(&path, None)
             );
             match open(&path, false) {
                 Err(AuditError::MovedUnterminated { why, .. }) => {

@@ -2200,3 +2200,103 @@ fn regression_doctor_of_an_admin_checks_the_log_the_daemon_names() {
     );
     assert!(line_with(&text, "ok", "audit", &[]).is_none(), "{text}");
 }
+
+/// Regression (twenty-ninth pass, found by the systemd attacker): logrotate's window (the log
+/// renamed, an empty one made 0600 for the daemon's user, no SIGUSR1 yet), or a crash in it.
+/// Root's doctor read the files beside the log as root's start would: the daemon's own user's
+/// were "another user's: not read", `fail audit … serve refuses to start`, with the advice to
+/// `chown` them to the user that owned them; root's `status` called the log cut. The start
+/// continued them. Now root judges them for the daemon's uid (the daemon that answered; with
+/// none, the owner of the log's directory), reading them as root: the verdict of the daemon's
+/// own user, which the restart bears out.
+#[test]
+fn root_judges_a_log_moved_by_a_rotation_for_the_daemons_user_as_that_user_does() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(s) = RunnerSetup::new(0o700) else {
+        return;
+    };
+    let d = s.serve(None);
+    let log = s.home().join("audit.jsonl");
+    let moved = s.home().join("audit.jsonl.r1");
+    // The unlock's records anchored (within 250 ms of their write).
+    let anchor_seq = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_scopevault"));
+        s.env(&mut c);
+        let out = c
+            .args(["status", "--json", "--socket"])
+            .arg(s.socket())
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["audit_head"]
+            ["anchor_seq"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while anchor_seq() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no anchor");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // What logrotate's `create 0600 svrunner svrunner` does before its postrotate.
+    std::fs::rename(&log, &moved).unwrap();
+    std::fs::File::create(&log).unwrap();
+    std::os::unix::fs::chown(&log, Some(s.uid), Some(s.gid)).unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let audit_line = |text: &str| {
+        text.lines()
+            .find(|l| l.get(6..).is_some_and(|r| r.starts_with("audit")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let as_root_status = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_scopevault"));
+        s.env(&mut c);
+        let out = c
+            .args(["status", "--json", "--audit"])
+            .arg(&log)
+            .arg("--socket")
+            .arg(s.socket())
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["audit_head"].clone()
+    };
+    let continues = "which the next start continues";
+    let judged_alike = |daemon_up: bool| {
+        let (text, _) = s.doctor();
+        let line = audit_line(&text);
+        assert!(
+            line.starts_with("ok") && line.contains(continues) && line.contains("audit.jsonl.r1"),
+            "root's doctor, daemon up: {daemon_up}: {text}"
+        );
+        assert!(!text.contains("another user's"), "{text}");
+        let head = as_root_status();
+        assert!(head["error"].is_null(), "daemon up: {daemon_up}: {head}");
+        assert_eq!(
+            head["moved"].as_str(),
+            moved.to_str(),
+            "daemon up: {daemon_up}: {head}"
+        );
+        // The daemon's own user says the same.
+        let out = s
+            .as_runner("scopevault")
+            .arg("doctor")
+            .arg("--socket")
+            .arg(s.socket())
+            .output()
+            .unwrap();
+        let own = audit_line(&String::from_utf8_lossy(&out.stdout));
+        assert!(
+            own.starts_with("ok") && own.contains(continues),
+            "svrunner's doctor, daemon up: {daemon_up}: {own}"
+        );
+    };
+    judged_alike(true);
+    // The crash in that window.
+    drop(d);
+    judged_alike(false);
+    // The start doctor calls fine continues the moved file.
+    let d = s.serve(None);
+    let err = std::fs::read_to_string(&d.stderr).unwrap();
+    assert!(err.contains("found moved away by a rotation"), "{err}");
+    drop(d);
+}
