@@ -6,7 +6,7 @@
 //! nothing secret exists before the hardening, and the socket answers only once the daemon is
 //! fully up.
 
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -305,7 +305,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
             });
         })
     };
-    notify_systemd("READY=1\nSTATUS=listening");
+    super::notify::send("READY=1\nSTATUS=listening");
     let ran = server.run().context("the accept loop failed");
     ticker_stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = ticker.join();
@@ -326,7 +326,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
         );
     }
     ran?;
-    notify_systemd("STOPPING=1");
+    super::notify::send("STOPPING=1");
     signal_handle.close();
     let _ = signal_thread.join();
     crate::diag!("scopevault: stopped");
@@ -607,24 +607,6 @@ fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
         }
     }
     Ok(listener)
-}
-
-/// Send a readiness datagram to `$NOTIFY_SOCKET` (systemd `Type=notify`); silent otherwise.
-fn notify_systemd(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = path.as_encoded_bytes();
-    let _ = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
-    } else {
-        sock.send_to(state.as_bytes(), PathBuf::from(path))
-    };
 }
 
 /// The first directory above the socket's own directory that members of `gid` cannot traverse

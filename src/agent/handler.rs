@@ -803,7 +803,7 @@ impl Handler {
                 };
                 self.admin_unlock(peer, q, |h| h.unlock(&unlock).map(|s| (s, kind)))
             }
-            Request::Reload => self.admin(peer, Op::Reload, q, |h| h.reload()),
+            Request::Reload => self.admin(peer, Op::Reload, q, |h| h.reload_asked()),
             Request::AuditRotate => self.audit_rotate(peer, q),
             Request::ScrubReport { task, scrub } => self.scrub_report(peer, &task, &scrub, q),
         }

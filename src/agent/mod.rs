@@ -13,6 +13,7 @@ pub(crate) mod backlog;
 pub mod budget;
 pub mod daemon;
 pub mod handler;
+pub(crate) mod notify;
 mod outcome;
 pub mod peer;
 pub mod server;

@@ -35,7 +35,7 @@ pub(super) struct LoadRefused {
 impl Handler {
     /// SIGHUP: reload as if an admin asked; the outcome is audited. Returns a status line.
     pub fn reload_from_signal(&self) -> Result<AdminStatus, ErrorBody> {
-        let r = self.reload();
+        let r = self.reload_asked();
         // The reload itself happened (or not) whatever the audit says; report both.
         let mut queued = Vec::new();
         self.audit_admin(None, Op::Reload, &r, Some("SIGHUP"), &mut queued);
@@ -394,6 +394,20 @@ impl Handler {
             *self.load_refused.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(LoadRefused { stamp: there, why });
         }
+        r
+    }
+
+    /// [`Handler::reload`] as an admin's `reload` or SIGHUP asks it (not a changed file
+    /// followed): the service manager is told it begins and how it ended
+    /// ([`crate::agent::notify::reloading`], [`crate::agent::notify::reloaded`]), so that a
+    /// unit shows `reloading` meanwhile and a refusal in its status.
+    pub(super) fn reload_asked(&self) -> Result<AdminStatus, Refusal> {
+        crate::agent::notify::reloading();
+        let r = self.reload();
+        crate::agent::notify::reloaded(match &r {
+            Ok(s) => Ok(s.generation),
+            Err(e) => Err(e.code()),
+        });
         r
     }
 

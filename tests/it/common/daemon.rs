@@ -85,6 +85,24 @@ impl Daemon {
         Daemon::start_cmd(dir, &dir.join("run/scopevault.sock"), c, args)
     }
 
+    /// As [`Daemon::start`], running `c`, a command whose last argument is the binary (a
+    /// wrapper that runs it in a sandbox, or the binary itself given more environment), with
+    /// the environment of [`cmd`] under the variables `c` sets itself.
+    pub fn start_command(dir: &Path, mut c: Command, args: &[&str]) -> Daemon {
+        let mut env = Command::new(bin());
+        clean_env(&mut env, dir);
+        for (k, v) in env.get_envs() {
+            if c.get_envs().any(|(ck, _)| ck == k) {
+                continue;
+            }
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        Daemon::start_cmd(dir, &dir.join("run/scopevault.sock"), c, args)
+    }
+
     fn start_cmd(dir: &Path, socket: &Path, c: Command, args: &[&str]) -> Daemon {
         let stderr = dir.join("daemon.stderr");
         let file = std::fs::File::create(&stderr).unwrap();

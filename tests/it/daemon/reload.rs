@@ -949,3 +949,138 @@ fn a_fetch_after_a_reload_that_added_a_credential_to_the_task_is_taken() {
         secret_of("search-token")
     );
 }
+
+/// The datagrams the daemon sends to `NOTIFY_SOCKET` (systemd's `sd_notify`), received on a
+/// socket of the test's.
+struct Notified(std::os::unix::net::UnixDatagram);
+
+impl Notified {
+    fn bind(path: &Path) -> Notified {
+        let rx = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        Notified(rx)
+    }
+
+    /// The next datagram (60 s at most).
+    fn next(&self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = self.0.recv(&mut buf).expect("a datagram on NOTIFY_SOCKET");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// The next two datagrams, which must be a reload's: `RELOADING=1` with the time it began
+    /// (`MONOTONIC_USEC=`, microseconds, as systemd's `Type=notify-reload` asks), then
+    /// `READY=1` with its outcome. Returns that time and the `STATUS=` of the second.
+    fn reload(&self) -> (u64, String) {
+        let first = self.next();
+        let mut lines = first.lines();
+        assert_eq!(lines.next(), Some("RELOADING=1"), "{first:?}");
+        let usec: u64 = lines
+            .next()
+            .and_then(|l| l.strip_prefix("MONOTONIC_USEC="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no MONOTONIC_USEC=: {first:?}"));
+        let second = self.next();
+        assert!(second.starts_with("READY=1\n"), "{second:?}");
+        let status = second
+            .lines()
+            .find_map(|l| l.strip_prefix("STATUS="))
+            .unwrap_or_else(|| panic!("no STATUS=: {second:?}"))
+            .to_owned();
+        (usec, status)
+    }
+}
+
+/// Regression (twenty-ninth pass, found by the systemd attacker): the unit's
+/// `ExecReload=/bin/kill -HUP $MAINPID` made `systemctl reload scopevault` succeed while the
+/// daemon refused the file (a rollback) and kept serving the old generation, and the daemon
+/// told systemd nothing of a reload. The unit's `ExecReload=` now runs `scopevault reload`,
+/// which exits with the daemon's verdict (0 when loaded, 4 when the file is refused), and
+/// every reload asked (`reload`, SIGHUP) is announced with `RELOADING=1` and
+/// `MONOTONIC_USEC=`, then `READY=1` with its outcome in `STATUS=`. Run here: the unit's own
+/// `ExecReload=` line, its paths made the test's.
+#[test]
+fn the_units_exec_reload_fails_when_the_daemon_refuses_and_each_reload_is_told_to_systemd() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let id = setup_vault(dir);
+    let vault = dir.join("vault.scopevault");
+    let older = std::fs::read(&vault).unwrap();
+    set_search_token(dir, "newer-value", &[]);
+    let notify = Notified::bind(&dir.join("notify.sock"));
+    let mut c = std::process::Command::new(daemon::bin());
+    c.env("NOTIFY_SOCKET", dir.join("notify.sock"));
+    let d = Daemon::start_command(dir, c, &["--identity-file", id.to_str().unwrap()]);
+    assert!(notify.next().starts_with("READY=1"));
+
+    // The unit's ExecReload=, with the binary, socket, vault and state directory of the test.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/systemd/scopevault.service"
+    ))
+    .unwrap();
+    let value = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+            .collect()
+    };
+    let reload_line = value("ExecReload");
+    assert_eq!(reload_line.len(), 1, "{reload_line:?}");
+    let state = dir.join("state/scopevault");
+    let subst = |s: &str| {
+        s.replace("/usr/local/bin/scopevault", daemon::bin())
+            .replace(
+                "/run/scopevault/scopevault.sock",
+                d.socket.to_str().unwrap(),
+            )
+            .replace(
+                "/var/lib/scopevault/vault.scopevault",
+                vault.to_str().unwrap(),
+            )
+            .replace("/var/lib/scopevault-state", state.to_str().unwrap())
+    };
+    let argv: Vec<String> = subst(&reload_line[0])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        argv[0],
+        daemon::bin(),
+        "ExecReload= runs scopevault: {argv:?}"
+    );
+    let exec_reload = || {
+        let mut c = std::process::Command::new(&argv[0]);
+        c.args(&argv[1..]).env_clear().env("PATH", "/usr/bin:/bin");
+        for e in value("Environment") {
+            let (k, v) = e.split_once('=').unwrap();
+            c.env(k, subst(v));
+        }
+        c.stdin(Stdio::null()).output().unwrap()
+    };
+
+    // A reload the daemon does: exit 0, no warning, and systemd told.
+    let out = exec_reload();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!stderr_of(&out).contains("warning"), "{}", stderr_of(&out));
+    let (began, status) = notify.reload();
+    assert!(status.contains("reloaded"), "{status}");
+    // SIGHUP too, later on the same clock.
+    d.signal("HUP");
+    let (later, status) = notify.reload();
+    assert!(later > began, "{later} after {began}");
+    assert!(status.contains("reloaded"), "{status}");
+
+    // An older copy put back: the reload is refused, ExecReload= fails (exit 4), and the
+    // status says so; the newer generation stays in service.
+    put_back(dir, &older);
+    let out = exec_reload();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr_of(&out));
+    let (_, status) = notify.reload();
+    assert!(status.contains("refused"), "{status}");
+    d.signal("HUP");
+    let (_, status) = notify.reload();
+    assert!(status.contains("refused"), "{status}");
+    d.assert_alive();
+}
