@@ -257,14 +257,15 @@ pub enum VaultError {
     /// The rollback record's lock (`generations.lock` in the state directory) stayed held for
     /// the whole wait: another process holds it, stopped or hung (a writer holds it for
     /// milliseconds). Nothing was written.
-    #[error("the rollback record's lock {} is held by {}, and was for {waited} s (a scopevault command holds it for a moment while it saves or opens a vault): nothing was changed. If that process is stopped (Ctrl-Z, SIGSTOP) or hung, continue it (`kill -CONT PID`, `fg`) or end it, then run the command again (vault-format.md, \"Rollback detection\")", path.display(), holder.as_deref().unwrap_or("another process (not named in /proc/locks)"))]
+    #[error("the rollback record's lock {} is held by {}, and was for {waited} s (a scopevault command holds it for a moment while it saves or opens a vault): nothing was changed. If that process is stopped (Ctrl-Z, SIGSTOP) or hung, continue it (`kill -CONT PID`, `fg`) or end it, then run the command again (vault-format.md, \"Rollback detection\")", path.display(), holder)]
     RecordBusy {
         /// The lock file.
         path: PathBuf,
         /// How long it was waited for, in seconds.
         waited: f64,
-        /// Who holds it, from `/proc/locks`: "pid N (command, state)".
-        holder: Option<String>,
+        /// Who holds it, from `/proc/locks`: "pid N (command, state)"; or why it cannot be
+        /// named here, and how to name it.
+        holder: String,
     },
     /// A bad name for a credential or field.
     #[error("invalid name \"{name}\": {why}")]

@@ -917,14 +917,33 @@ pub(crate) struct RecordLock {
 }
 
 /// Who holds the lock on `file` now, from `/proc/locks` (a `flock` of another process, or of
-/// another open file of this one): "pid N (command, state)" for each holder found. `None`
-/// when nobody can be named (no `/proc`, a holder in another pid namespace).
-fn lock_holders(file: &File) -> Option<String> {
-    let meta = file.metadata().ok()?;
+/// another open file of this one): "pid N (command, state)" for each holder found. When
+/// nobody can be named, why, and how to name it: `/proc/locks` is not there to read under the
+/// shipped unit's `ProcSubset=pid` (and `ProtectProc=`), where the daemon said "not named in
+/// /proc/locks" of a file it never read (twenty-ninth pass, found by the systemd attacker);
+/// read, it may name no holder (one in another pid namespace).
+fn lock_holders(file: &File) -> String {
+    lock_holders_in(file, Path::new("/proc/locks"))
+}
+
+/// [`lock_holders`], reading the kernel's lock table at `table`.
+fn lock_holders_in(file: &File, table: &Path) -> String {
+    let unnamed = "another process (not named in /proc/locks: it may run in another pid namespace, or let go of the lock just now)";
+    let Ok(meta) = file.metadata() else {
+        return unnamed.to_owned();
+    };
     let dev = meta.dev();
     let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
     let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-    let locks = fs::read_to_string("/proc/locks").ok()?;
+    let locks = match fs::read_to_string(table) {
+        Ok(locks) => locks,
+        Err(e) => {
+            return format!(
+                "another process, which cannot be named from here: {} cannot be read ({e}), as under systemd's ProcSubset=pid or a /proc mounted with subset=pid (the shipped scopevault.service runs the daemon so). Outside that sandbox, as root, `lslocks` or `grep ' {want} ' /proc/locks` names its pid (the fifth field)",
+                table.display()
+            )
+        }
+    };
     let mut names = Vec::new();
     for line in locks.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -939,7 +958,10 @@ fn lock_holders(file: &File) -> Option<String> {
         names.push(describe_process(pid));
     }
     names.dedup();
-    (!names.is_empty()).then(|| names.join(", "))
+    if names.is_empty() {
+        return unnamed.to_owned();
+    }
+    names.join(", ")
 }
 
 /// "pid N (command, state)" from `/proc/N/stat` (the command name the kernel keeps, never
@@ -1431,13 +1453,28 @@ mod tests {
         };
         assert_eq!(path, &dir.path().join("generations.lock"));
         let me = format!("pid {} (", std::process::id());
-        assert!(who.as_deref().is_some_and(|w| w.contains(&me)), "{e}");
+        assert!(who.contains(&me), "{e}");
         assert!(e.to_string().contains("generations.lock"), "{e}");
         assert_eq!(fs::read(&seen.path).unwrap(), before, "nothing written");
         drop(holder);
         assert!(!seen.lock_is_held());
         seen.record("v", 8).unwrap();
         assert_eq!(seen.get("v").unwrap(), Some(8));
+    }
+
+    /// Twenty-ninth pass, found by the systemd attacker: with no lock table to read (`/proc`
+    /// mounted with `subset=pid`, as the shipped unit's `ProcSubset=pid` mounts it), the
+    /// holder was "not named in /proc/locks", a file never read. Now it is said to be
+    /// unnameable from here, why, and how to name it outside (the lock's device and inode).
+    #[test]
+    fn a_lock_holder_with_no_lock_table_to_read_is_said_unnameable_and_how_to_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = File::create(dir.path().join("generations.lock")).unwrap();
+        let said = lock_holders_in(&lock, &dir.path().join("no-locks-here"));
+        let ino = lock.metadata().unwrap().ino();
+        assert!(said.contains("cannot be named from here"), "{said}");
+        assert!(said.contains(&format!(":{ino} ' /proc/locks`")), "{said}");
+        assert!(!said.contains("not named in"), "{said}");
     }
 
     /// A generation only rises; the unlock hint follows the slot that opened the vault last,

@@ -1084,3 +1084,68 @@ fn the_units_exec_reload_fails_when_the_daemon_refuses_and_each_reload_is_told_t
     assert!(status.contains("refused"), "{status}");
     d.assert_alive();
 }
+
+/// Regression (twenty-ninth pass, found by the systemd attacker): under the shipped unit's
+/// `ProcSubset=pid` (`/proc` mounted with `subset=pid`: no `/proc/locks`), the daemon's wait
+/// for the rollback record's lock said the holder was "another process (not named in
+/// /proc/locks)", a file it never read. Now it says the holder cannot be named from there and
+/// why, and gives the command that names it from outside the sandbox, which does name the
+/// holder here. The daemon runs in a mount namespace of its own with such a `/proc`.
+#[test]
+fn under_a_proc_without_locks_the_record_lock_holder_is_said_unnameable_and_how_to_name_it() {
+    use crate::common::skip;
+    if !daemon::is_root() {
+        return skip::skip("needs root to mount a /proc of subset=pid in a namespace");
+    }
+    let dir = tempdir();
+    let dir = dir.path();
+    setup_vault(dir);
+    let saved = saves_not_loaded(dir, &["saved-under-lock"]);
+    let id = dir.join("identity.txt");
+    let mut c = std::process::Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount -t proc -o hidepid=invisible,subset=pid proc /proc && exec "$@""#)
+        .arg("sh")
+        .arg(daemon::bin());
+    let d = Daemon::start_command(dir, c, &["--identity-file", id.to_str().unwrap()]);
+    let holder = RecordLockHolder::hold(dir);
+    put_back(dir, &saved[0]);
+    assert_eq!(served_token(&d), secret_of("search-token"));
+    let h = d.request(r#"{"v":1,"op":"health"}"#);
+    let why = h["load_waits"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{h}"))
+        .to_owned();
+    assert!(why.contains("generations.lock"), "{why}");
+    assert!(!why.contains("not named in /proc/locks"), "{why}");
+    assert!(
+        why.contains("cannot be named from here") && why.contains("subset=pid"),
+        "{why}"
+    );
+    // The command it gives, run here (outside the daemon's namespace), names the holder.
+    let grep = why
+        .split("`grep '")
+        .nth(1)
+        .and_then(|r| r.split("' /proc/locks`").next())
+        .unwrap_or_else(|| panic!("no grep command: {why}"));
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    let line = locks
+        .lines()
+        .find(|l| l.contains(grep) && !l.contains("->"))
+        .unwrap_or_else(|| panic!("{grep:?} is not in /proc/locks: {locks}"));
+    assert_eq!(
+        line.split_whitespace().nth(4),
+        Some(holder.0.id().to_string().as_str()),
+        "{line}"
+    );
+    drop(holder);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while served_token(&d) != "saved-under-lock" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not loaded once the lock was free: {}",
+            d.stderr_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
