@@ -169,7 +169,7 @@ fn serve(c: Config) -> anyhow::Result<()> {
     }
     // The socket is judged before the audit log is opened: a start the socket step refuses
     // (a live daemon there, a socket directory refused) writes no record (twenty-fifth pass).
-    let activated = activated_listener()?;
+    let activated = activated_listener(&c)?;
     if activated.is_none() {
         super::server::precheck_socket(&c.socket_path, c.socket_gid)
             .map_err(|e| socket_error(e, c.socket_given))?;
@@ -584,14 +584,31 @@ fn socket_error(e: super::server::ServeError, socket_given: bool) -> anyhow::Err
     anyhow::anyhow!("{e}{hint}")
 }
 
-/// The socket systemd passed us (socket activation), if `LISTEN_PID` names this process.
-fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
+/// The socket systemd passed us (socket activation), if `LISTEN_PID` names this process:
+/// one socket, a listening Unix stream socket, whose path and directory pass the checks of
+/// the daemon's own bind ([`super::server::check_inherited`]). Also says when `--socket` or
+/// `--socket-group` given to `serve` does not apply to it.
+fn activated_listener(c: &Config) -> anyhow::Result<Option<UnixListener>> {
     let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
         == Some(std::process::id());
     if !for_us || std::env::var_os("LISTEN_FDS").is_none() {
         return Ok(None);
+    }
+    // The daemon serves one socket: a second one passed was held and never accepted on, its
+    // clients left waiting for their timeout, with nothing said (twenty-ninth pass, found by
+    // the systemd attacker: a drop-in's `ListenStream=` adds a socket to the unit's own
+    // unless an empty `ListenStream=` comes first).
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.trim().parse::<u32>().ok());
+    if let Some(n @ 2..) = count {
+        let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+        anyhow::bail!(
+            "systemd passed {n} sockets (LISTEN_FDS={n}, LISTEN_FDNAMES={}), and the daemon serves one: give the .socket unit one ListenStream= (a drop-in that moves the socket begins with an empty `ListenStream=`, which drops the unit's own, then the new path), then `systemctl daemon-reload` and restart the socket and the service",
+            crate::text::escape_for_terminal(if names.is_empty() { "(not set)" } else { &names })
+        );
     }
     const NOT_LISTENING: &str = "LISTEN_FDS is set but fd 3 is not a listening Unix stream socket; check the .socket unit (ListenStream= must be a path)";
     let mut fds = listenfd::ListenFd::from_env();
@@ -605,8 +622,40 @@ fn activated_listener() -> anyhow::Result<Option<UnixListener>> {
         if !listening {
             anyhow::bail!("{NOT_LISTENING}: it is bound to an address but does not listen");
         }
+        let (path, warning) = super::server::check_inherited(l)?;
+        if let Some(w) = warning {
+            crate::diag!(
+                "scopevault: warning: {}",
+                crate::text::escape_for_terminal(&w)
+            );
+        }
+        // `--socket` (or SCOPEVAULT_SOCKET) naming another socket was ignored without a word
+        // (twenty-ninth pass): its clients found no daemon there.
+        if c.socket_given && !same_file(&c.socket_path, &path) {
+            crate::diag!(
+                "scopevault: warning: --socket (or SCOPEVAULT_SOCKET) names {}, but systemd passed the socket {}, which is the one served: clients of {} find no daemon; give --socket the .socket unit's ListenStream= path, or leave it out",
+                crate::text::shown(&c.socket_path),
+                crate::text::shown(&path),
+                crate::text::shown(&c.socket_path)
+            );
+        }
+        if let Some(gid) = c.socket_gid {
+            crate::diag!(
+                "scopevault: warning: --socket-group {gid} does not apply to the socket systemd passed: its group is the .socket unit's SocketGroup="
+            );
+        }
     }
     Ok(listener)
+}
+
+/// Whether `a` and `b` name the same file (the same device and inode), or the same path when
+/// neither can be looked up.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
 }
 
 /// The first directory above the socket's own directory that members of `gid` cannot traverse

@@ -78,6 +78,10 @@ pub enum ServeError {
     /// Something that is not a socket sits at the socket path.
     #[error("{0} exists and is not a socket; remove it or choose another --socket")]
     NotASocket(PathBuf),
+    /// The socket systemd passed (socket activation) has no path: its directory cannot be
+    /// judged.
+    #[error("the socket systemd passed (LISTEN_FDS) has no path ({0}): its directory cannot be checked as the daemon checks its own socket's; give the .socket unit a path (ListenStream=/run/scopevault/scopevault.sock)")]
+    InheritedUnnamed(String),
     /// `--socket-group` names a group this user may not give the socket to.
     #[error("--socket-group {0}: this user is not root and not a member of that group, so it cannot give the socket to it (chown: Operation not permitted); add the daemon's user to the group (a new login takes it), or choose another group")]
     NotInGroup(u32),
@@ -257,6 +261,50 @@ pub fn bind_socket_for_group(path: &Path, group: Option<u32>) -> Result<UnixList
             .map_err(io_err("cannot give the socket group to", path))?;
     }
     Ok(listener)
+}
+
+/// Judge the socket systemd passed (socket activation) by the rules the daemon's own bind
+/// applies ([`bind_socket_for_group`]): the socket has a path (not an abstract or unnamed
+/// one), and its directory is reached without a symbolic link, is this user's or root's, and
+/// is not writable by group or others ([`check_socket_dir`], the one check of both). Returns
+/// the socket's path, and a warning when the socket file lets others write to it (any local
+/// user may connect then; every request is still authorised on `SO_PEERCRED`): the daemon's
+/// bind makes it 0660 itself, but systemd's socket is the unit's `SocketMode=`, not the
+/// daemon's to change. Until the twenty-ninth pass nothing of the activated socket was
+/// checked: a 0777 directory and a 0666 socket were served silently, while the shipped
+/// `.socket` unit's comment and `doctor` said `serve` refuses such a directory (found by the
+/// systemd attacker).
+pub fn check_inherited(listener: &UnixListener) -> Result<(PathBuf, Option<String>), ServeError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::InheritedUnnamed(e.to_string()))?;
+    let Some(path) = addr.as_pathname() else {
+        use std::os::linux::net::SocketAddrExt;
+        return Err(ServeError::InheritedUnnamed(
+            match addr.as_abstract_name() {
+                Some(_) => "an abstract socket".into(),
+                None => "an unnamed socket".into(),
+            },
+        ));
+    };
+    check_socket_dir(&crate::paths::dir_of(path), crate::sys::current_uid())?;
+    let warning = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() && m.mode() & 0o002 != 0 => Some(format!(
+            "the socket systemd passed, {}, is writable by others (mode {:o}): any local user may connect (each request is still authorised on its peer credentials); set SocketMode=0660 in the .socket unit, as the daemon's own socket is",
+            crate::text::shown(path),
+            m.mode() & 0o7777
+        )),
+        Ok(m) if !m.file_type().is_socket() => Some(format!(
+            "{} is not a socket now (something else was put at the path of the socket systemd passed): clients connecting to that path do not reach this daemon; restart the .socket unit, which makes it again",
+            crate::text::shown(path)
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "the socket systemd passed, {}, cannot be looked up ({e}): clients connecting to that path do not reach this daemon; restart the .socket unit, which makes it again",
+            crate::text::shown(path)
+        )),
+    };
+    Ok((path.to_owned(), warning))
 }
 
 /// What [`bind_socket_for_group`] would refuse, judged without making or removing anything
