@@ -175,7 +175,7 @@ fn the_playbook_applies_the_bundle_once_and_a_second_run_changes_nothing() {
                 env!("CARGO_BIN_EXE_scopevault")
             ],
             [
-                "/var/lib/scopevault/bundles/checkpoint.svbundle",
+                "/var/lib/scopevault-bundles/checkpoint.svbundle",
                 p(cp.path("bundles/ams.svbundle"))
             ],
             ["/var/lib/scopevault/vault.scopevault", p(cp.vault())],
