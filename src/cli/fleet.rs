@@ -178,18 +178,33 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
                 vault::LAST_GENERATION
             );
         };
-        let (manifest, bytes) = pubs::build_planned(
-            &parsed,
-            &plan,
-            l,
-            generation,
-            v.credentials(),
-            created,
-            expires,
-        )
-        .map_err(|e| anyhow::anyhow!("cannot publish location `{l}`: {e}"))?;
+        // Encrypting and signing run the age and ssh-key crates: a panic there (age's on a
+        // failing RNG) ends the run with a message naming the location, exit 2, nothing
+        // saved or written, not exit 101. Both before the master vault is saved.
+        let built = super::catch_panic(|| {
+            pubs::build_planned(
+                &parsed,
+                &plan,
+                l,
+                generation,
+                v.credentials(),
+                created,
+                expires,
+            )
+        })
+        .map_err(|why| panicked(l, "encrypting", &why))?;
+        let (manifest, bytes) =
+            built.map_err(|e| anyhow::anyhow!("cannot publish location `{l}`: {e}"))?;
+        let signature = match &key {
+            Some(k) => Some(
+                super::catch_panic(|| sig::sign(k, &bytes))
+                    .map_err(|why| panicked(l, "signing", &why))?
+                    .with_context(|| format!("cannot publish location `{l}`"))?,
+            ),
+            None => None,
+        };
         state.published.insert(l.clone(), generation);
-        out.push((manifest, bytes));
+        out.push((manifest, bytes, signature));
     }
     // The generations are saved before any bundle is written: a bundle on disk always has a
     // generation the master vault remembers, so a later publish never reuses it.
@@ -207,14 +222,13 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
     // Every bundle written before anything is printed: a failed write to stdout must not
     // leave the later bundles unwritten (twenty-third pass).
     let mut report = String::new();
-    for (m, bytes) in &out {
+    for (m, bytes, signature) in &out {
         let name = format!("{}.svbundle", m.location);
         let file = a.out.join(&name);
         write_atomic(&out_dir, &name, bytes)?;
         let mut signed = "";
-        match &key {
-            Some(k) => {
-                let pem = sig::sign(k, bytes)?;
+        match signature {
+            Some(pem) => {
                 write_atomic(&out_dir, &format!("{name}.sig"), pem.as_bytes())?;
                 signed = " (signed)";
             }
@@ -239,6 +253,14 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
         super::write_stdout(report.as_bytes()),
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error of a panic inside `what` (encrypting, signing) the bundle of `location`, caught
+/// by [`super::catch_panic`].
+fn panicked(location: &str, what: &str, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot publish location `{location}`: {what} its bundle failed inside a library it uses (it panicked: {why}). Nothing was published or saved; run the command again, and if it fails the same way, report it"
+    )
 }
 
 /// The bundle of `location` in the output directory, whose generation `found` is above the

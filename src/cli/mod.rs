@@ -455,6 +455,10 @@ fn chain_text(err: &anyhow::Error) -> String {
 fn stdout_closed_is_success() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        // Caught by `catch_panic`, whose caller reports it: no second, raw message.
+        if CATCHING.with(std::cell::Cell::get) {
+            return;
+        }
         let payload = info
             .payload()
             .downcast_ref::<String>()
@@ -467,6 +471,32 @@ fn stdout_closed_is_success() {
         }
         default(info);
     }));
+}
+
+thread_local! {
+    /// Set while [`catch_panic`] runs its closure on this thread.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f`; a panic inside it is returned as its message instead of ending the process with
+/// exit 101 and Rust's panic text, a code the README's table does not have. For a step that
+/// runs a dependency's code on what the command was given, where a panic there must still
+/// end with a message naming what was being done (`publish`: encrypting and signing each
+/// location's bundle; age panics on a failing RNG, and panicked on a low-order recipient
+/// before the twenty-ninth pass). The panic hook prints nothing meanwhile: the caller's
+/// error says it all.
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let was = CATCHING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(was));
+    result.map_err(|payload| {
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        crate::text::escape_for_terminal(&text.chars().take(300).collect::<String>())
+    })
 }
 
 /// The escapers every command's output goes through: a string from elsewhere (a file, the
@@ -640,6 +670,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::{nameable_stray, Stray};
     use clap::CommandFactory;
+
+    /// A panic inside `catch_panic` (a dependency's, such as age's "Generated the all-zero
+    /// esk", which ended `publish` with exit 101 before the twenty-ninth pass) comes back as
+    /// its message, escaped and cut, and the thread goes on; a value comes back as it is.
+    #[test]
+    fn a_panic_inside_catch_panic_is_returned_as_its_message() {
+        assert_eq!(super::catch_panic(|| 7), Ok(7));
+        let why = super::catch_panic(|| -> u8 { panic!("all-zero {}", "esk") }).unwrap_err();
+        assert_eq!(why, "all-zero esk");
+        let why = super::catch_panic(|| -> u8 { std::panic::panic_any(3_u32) }).unwrap_err();
+        assert_eq!(why, "no message");
+        let why =
+            super::catch_panic(|| -> u8 { panic!("a\u{1b}[2J{}", "x".repeat(400)) }).unwrap_err();
+        assert!(
+            !why.contains('\u{1b}') && why.chars().count() < 320,
+            "{why}"
+        );
+        assert!(!super::CATCHING.with(std::cell::Cell::get));
+    }
 
     /// `policy::RESERVED_ENV_VARS` (the variables `exec` never hands a field over in) is
     /// exactly the `SCOPEVAULT_*` variables scopevault reads or sets: every `env =` of the

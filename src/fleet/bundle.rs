@@ -179,11 +179,8 @@ impl Manifest {
                 }
             }
         }
-        if self.recipient.parse::<age::x25519::Recipient>().is_err() {
-            return Err(format!(
-                "its recipient {} is not an age X25519 recipient (age1…)",
-                shown(&self.recipient)
-            ));
+        if let Err(why) = super::recipient::parse(&self.recipient) {
+            return Err(format!("its recipient {}: {why}", shown(&self.recipient)));
         }
         for (what, d) in [
             ("policy_digest", &self.policy_digest),

@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod health;
 pub mod openbao;
 pub mod publish;
+pub mod recipient;
 pub mod sig;
 
 /// Why an input file that is there is not read: refused by the check that reads it (the

@@ -101,10 +101,14 @@ fn build_with(
     let loc = policy
         .location(location)
         .ok_or_else(|| format!("the policy declares no location `{location}`"))?;
-    let recipient: age::x25519::Recipient = loc
-        .recipient()
-        .parse()
-        .map_err(|_| format!("location `{location}` has an invalid recipient"))?;
+    // The lint refuses such a recipient first (`invalid-recipient`); a library caller that
+    // skipped it gets the same refusal here, naming the location, not age's panic.
+    let recipient = super::recipient::parse(loc.recipient()).map_err(|why| {
+        format!(
+            "location `{location}` has an invalid recipient \"{}\": {why}",
+            crate::text::escape_for_terminal(&loc.recipient().chars().take(80).collect::<String>())
+        )
+    })?;
     let (tasks, cred_names) = contents_of(policy, task_names);
     let mut credentials = BTreeMap::new();
     for name in &cred_names {

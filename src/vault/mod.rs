@@ -2106,9 +2106,9 @@ pub mod bench_support {
 
 fn encrypt_payload(data: &VaultData, recipient: &str) -> Result<Vec<u8>, VaultError> {
     use std::io::Write;
-    let recipient: age::x25519::Recipient = recipient
-        .parse()
-        .map_err(|_| VaultError::Corrupt("the header's recipient is malformed".into()))?;
+    let recipient = crate::fleet::recipient::parse(recipient).map_err(|why| {
+        VaultError::Corrupt(format!("the header's recipient is malformed: {why}"))
+    })?;
     let enc = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
         .map_err(|e| VaultError::Internal(e.to_string()))?;
     let mut out = Vec::new();

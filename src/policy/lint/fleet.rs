@@ -1,7 +1,10 @@
 //! Fleet rules (`[locations.NAME]` and the tasks' `locations`): `unknown-location`,
-//! `invalid-recipient`, `location-without-tasks`, `task-without-locations`.
+//! `invalid-recipient`, `shared-recipient`, `location-without-tasks`, `task-without-locations`.
 
+use std::collections::hash_map::Entry;
 use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{Linter, RuleId};
 
@@ -9,24 +12,52 @@ impl Linter<'_> {
     /// The fleet rules, one pass over the locations and one over the tasks.
     pub(super) fn fleet(&mut self) {
         let p = self.policy;
-        for (name, loc) in &p.locations {
+        // In the file's order, so that a shared recipient is reported at the later location.
+        let mut locations: Vec<_> = p.locations.iter().collect();
+        locations.sort_by_key(|(_, l)| l.span.start);
+        // Each recipient (its canonical form: an upper-case copy is the same key) and the
+        // first location that has it.
+        let mut first: HashMap<String, &str> = HashMap::default();
+        for (name, loc) in locations {
             let r = &loc.recipient;
-            if r.value.parse::<age::x25519::Recipient>().is_err() {
-                let shown: String = r.value.chars().take(80).collect();
-                self.push(
-                    RuleId::InvalidRecipient,
-                    r.span.clone(),
-                    format!(
-                        "location `{name}` has an invalid recipient {:?}: it is not an age X25519 recipient",
-                        shown
-                    ),
-                    "copy the `age1…` line `scopevault recipient` prints on the checkpoint"
-                        .to_owned(),
-                    None,
-                    None,
-                    Vec::new(),
-                );
-                self.detail(format!("location:{name}"));
+            let recipient = match crate::fleet::recipient::parse(&r.value) {
+                Ok(recipient) => recipient,
+                Err(why) => {
+                    let shown: String = r.value.chars().take(80).collect();
+                    self.push(
+                        RuleId::InvalidRecipient,
+                        r.span.clone(),
+                        format!(
+                            "location `{name}` has an invalid recipient {:?}: {why}",
+                            shown
+                        ),
+                        "copy the `age1…` line `scopevault recipient` prints on the checkpoint"
+                            .to_owned(),
+                        None,
+                        None,
+                        Vec::new(),
+                    );
+                    self.detail(format!("location:{name}"));
+                    continue;
+                }
+            };
+            match first.entry(recipient.to_string()) {
+                Entry::Occupied(other) => {
+                    let other = *other.get();
+                    self.push(
+                        RuleId::SharedRecipient,
+                        r.span.clone(),
+                        format!("locations `{other}` and `{name}` have the same recipient: both bundles are encrypted to one vault, which can read the credentials of both, and the other location's checkpoint cannot decrypt its bundle"),
+                        format!("give [locations.{name}] the `age1…` line `scopevault recipient` prints on its own checkpoint (was `{other}`'s pasted by mistake?): every checkpoint has a vault, and a recipient, of its own"),
+                        None,
+                        None,
+                        Vec::new(),
+                    );
+                    self.detail(format!("location:{name}"));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(name);
+                }
             }
         }
         let mut used: BTreeSet<&str> = BTreeSet::new();

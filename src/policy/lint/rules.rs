@@ -489,7 +489,8 @@ rules! {
         full: "`scopevault publish` could not deliver the task anywhere: a checkpoint that should run it never receives its credentials.",
         help: "Declare [locations.NAME] with the checkpoint's recipient, or fix the name in the task's `locations`.",
     },
-    /// A location's recipient is not an age recipient. Checked in `Linter::fleet`.
+    /// A location's recipient is not an age recipient, or a low-order one
+    /// (`crate::fleet::recipient::parse`). Checked in `Linter::fleet`.
     InvalidRecipient {
         id: "invalid-recipient",
         class: Error,
@@ -497,9 +498,21 @@ rules! {
         needs_vault: false,
         needs_audit: false,
         exceptable: false,
-        short: "A location's `recipient` is not an age X25519 recipient (`age1…`).",
-        full: "The location's bundle cannot be encrypted to it, so `scopevault publish` refuses the policy.",
+        short: "A location's `recipient` is not an age X25519 recipient (`age1…`), or is a low-order point.",
+        full: "The location's bundle cannot be encrypted to it (a low-order point, such as 32 zero bytes, is no vault's public key: encrypting to it gives the all-zero shared secret), so `scopevault publish` refuses the policy.",
         help: "Copy the recipient exactly as `scopevault recipient` prints it on the checkpoint.",
+    },
+    /// Two locations have the same recipient. Checked in `Linter::fleet`.
+    SharedRecipient {
+        id: "shared-recipient",
+        class: SecurityWarning,
+        security_severity: Some("6.5"),
+        needs_vault: false,
+        needs_audit: false,
+        exceptable: false,
+        short: "Two locations have the same recipient.",
+        full: "Both locations' bundles are encrypted to one vault: whoever holds its identity can read the credentials of both, and the other location's checkpoint cannot decrypt its own bundle. It is usually a recipient pasted into the wrong location.",
+        help: "Give each location the recipient `scopevault recipient` prints on its own checkpoint.",
     },
     /// No task runs at a declared location. Checked in `Linter::fleet`.
     LocationWithoutTasks {

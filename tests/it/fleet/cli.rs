@@ -2516,6 +2516,75 @@ fn publish_refuses_a_policy_with_fleet_lint_errors() {
     assert!(!f.out.join("ams.svbundle").exists());
 }
 
+/// The seven low-order X25519 points (0, 1, the two of order 8, p − 1, p, p + 1) as age
+/// recipients; the first is 32 zero bytes.
+const LOW_ORDER_RECIPIENTS: [&str; 7] = [
+    "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z",
+    "age1qyqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqj7vrya",
+    "age1ur4h5lpmgxu2u9jku0a0r87ydtdqnr0tnsetrlvxvgz3vh6fhqqqzyt4v9",
+    "age1t7wft09r2zxzfvwsk92eeql0tvzyghxytqwgapkcyf8dm5ylz9ts6wm9s8",
+    "age1anlllllllllllllllllllllllllllllllllllllllllllllllals4n2t7m",
+    "age1ahlllllllllllllllllllllllllllllllllllllllllllllllalsn46ayy",
+    "age1amlllllllllllllllllllllllllllllllllllllllllllllllalselrwrv",
+];
+
+/// Found by the attacker of the fleet over time and at scale (twenty-ninth pass): a low-order
+/// recipient (32 zero bytes, `age1qqqq…5cu47z`, a placeholder; or any of the seven low-order
+/// points) passed `lint`, and `publish` panicked inside age ("Generated the all-zero esk; OS
+/// RNG is likely failing!"), exit 101, naming no location and publishing nothing. Now `lint`
+/// reports it as `invalid-recipient` at its location, and `publish` refuses it with exit 2,
+/// naming the location, before the master vault is opened.
+#[test]
+fn regression_a_low_order_recipient_is_refused_by_lint_and_publish_without_a_panic() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let text = std::fs::read_to_string(&f.policy).unwrap();
+    let rf = text
+        .split("[locations.fra]\nrecipient = \"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_owned();
+    let before = f.master.vault_bytes();
+    let upper = LOW_ORDER_RECIPIENTS[0].to_uppercase();
+    for bad in LOW_ORDER_RECIPIENTS.iter().copied().chain([upper.as_str()]) {
+        std::fs::write(&f.policy, text.replace(&rf, bad)).unwrap();
+        let out = f.master.run(
+            &["lint", "--format", "json", f.policy.to_str().unwrap()],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(1), "lint of {bad}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let finding = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["rule"] == "invalid-recipient")
+            .unwrap_or_else(|| panic!("no invalid-recipient for {bad}: {v:#}"));
+        let msg = finding["message"].as_str().unwrap();
+        assert!(
+            msg.contains("location `fra`") && msg.contains("low-order X25519 point"),
+            "{msg}"
+        );
+        assert_eq!(finding["line"], 5, "at fra's recipient: {finding}");
+        let args = f.publish_args(&[]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = f.master.fails(&args, b"", 2);
+        assert!(
+            err.contains("invalid-recipient")
+                && err.contains("location `fra`")
+                && err.contains("low-order")
+                && !err.contains("panicked")
+                && !err.contains("RNG"),
+            "{bad}: {err}"
+        );
+        assert_eq!(f.master.vault_bytes(), before, "{bad}");
+        assert!(!f.bundle("ams").exists() && !f.bundle("fra").exists());
+    }
+}
+
 /// A checkpoint's daemon (`serve` unlocked by the checkpoint's identity file), killed on drop.
 struct Serve {
     child: std::process::Child,

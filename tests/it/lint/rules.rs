@@ -222,6 +222,54 @@ fn names_that_differ_only_in_case_are_a_warning_naming_both() {
     assert_eq!(code, 0, "a warning alone does not block");
 }
 
+/// Two locations with one recipient (a recipient pasted into the wrong location) had no
+/// finding (twenty-ninth pass, noted by the attacker of the fleet over time and at scale):
+/// the vault of that recipient can read both locations' bundles. Now a security warning at
+/// each later location, naming the first; an upper-case copy is the same recipient.
+#[test]
+fn two_locations_sharing_a_recipient_are_a_security_warning_naming_both() {
+    let text = std::fs::read_to_string(fixture("rules/shared-recipient.fires.toml")).unwrap();
+    let r = "age125gmrf8vq05hsrzadtlp3ctlp7lra7q2nrkvud85y7yklqyjecwq5fet9e";
+    // fra's copy in upper case, and a third location with the same recipient.
+    let (head, tail) = text.split_at(text.rfind(r).unwrap());
+    let text = format!("{head}{}{}", r.to_uppercase(), &tail[r.len()..])
+        .replace(
+            "[tasks.checkout]",
+            &format!("[locations.ber]\nrecipient = \"{r}\"\n\n[tasks.checkout]"),
+        )
+        .replace(
+            r#"locations = ["ams", "fra"]"#,
+            r#"locations = ["ams", "fra", "ber"]"#,
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    std::fs::write(&file, &text).unwrap();
+    let (v, code) = lint_json(&file);
+    let found: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "shared-recipient")
+        .collect();
+    assert_eq!(found.len(), 2, "{v:#}");
+    let line_of = |needle: &str| 1 + text[..text.find(needle).unwrap()].matches('\n').count();
+    for (f, (other, name, at)) in found.iter().zip([
+        ("ams", "fra", "[locations.fra]"),
+        ("ams", "ber", "[locations.ber]"),
+    ]) {
+        assert_eq!(f["class"], "security-warning", "{f}");
+        let msg = f["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!(
+                "locations `{other}` and `{name}` have the same recipient"
+            )),
+            "{msg}"
+        );
+        assert_eq!(f["line"], line_of(at) + 1, "at {name}'s recipient: {f}");
+    }
+    assert_eq!(code, 1, "a security warning blocks by default");
+}
+
 /// An expired exception that never matched anything said "the finding it hid is reported
 /// again" (twenty-second pass, found by an attacker as a CI maintainer): there was none. An
 /// expired exception says that only when a finding it covers is reported; otherwise that it

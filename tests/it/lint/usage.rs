@@ -703,10 +703,11 @@ fn the_usage_rules_judge_only_the_policy_the_daemon_served_or_the_shares_of_the_
 
     // A fleet: the checkpoint `ams` serves the master policy's `ams` share.
     const R: &str = "age125gmrf8vq05hsrzadtlp3ctlp7lra7q2nrkvud85y7yklqyjecwq5fet9e";
+    const R2: &str = "age19l3aynywj20m0p8s8vnnhwcmeghc7rd8g4r3z0xmmvgpttc35pgsrdhl5s";
     let master = POLICY.replacen(
         "version = 1\n",
         &format!(
-            "version = 1\n[locations.ams]\nrecipient = \"{R}\"\n[locations.fra]\nrecipient = \"{R}\"\n"
+            "version = 1\n[locations.ams]\nrecipient = \"{R}\"\n[locations.fra]\nrecipient = \"{R2}\"\n"
         ),
         1,
     )
