@@ -14,7 +14,7 @@ use crate::fleet::bundle::{self, Bundle};
 use crate::fleet::{publish as pubs, sig};
 use crate::policy::{self, Policy};
 use crate::text::{escape_for_terminal, rfc3339, shown};
-use crate::vault::{self, AppliedBundle, WriteLock};
+use crate::vault::{self, AppliedBundle, Staged, WriteLock};
 
 /// Exit code of a refused bundle (a check failed): 1, as a failed verification.
 const EXIT_CHECK: u8 = 1;
@@ -66,14 +66,6 @@ fn parse_validity(s: &str) -> anyhow::Result<time::Duration> {
         'h' => time::Duration::hours(n),
         _ => return Err(bad()),
     })
-}
-
-/// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
-/// Write `name` in the checked output directory atomically, mode 0644 (config management
-/// ships it): a new file made with `O_EXCL | O_NOFOLLOW` through the directory's descriptor,
-/// its mode set on that descriptor, then renamed into place.
-fn write_atomic(dir: &vault::SafeDir, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
-    Ok(dir.replace_with_mode(name.as_ref(), ".svbundle-new-", bytes, 0o644)?)
 }
 
 pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCode> {
@@ -178,9 +170,18 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
                 vault::LAST_GENERATION
             );
         };
+        // What a rename cannot replace stops the run here, before anything is saved: a
+        // directory at `NAME.svbundle.sig` failed the rename of the signature after the master
+        // vault had recorded every generation and the bundles before it were written
+        // (twenty-ninth pass). (A directory at `NAME.svbundle` is refused by
+        // `out_generation` above, which reads it.) Without --sign-key the signature is
+        // removed, which a directory or an immutable file refuses alike.
+        for name in [format!("{l}.svbundle"), format!("{l}.svbundle.sig")] {
+            check_replaceable(&out_dir, &a.out, &name, l)?;
+        }
         // Encrypting and signing run the age and ssh-key crates: a panic there (age's on a
         // failing RNG) ends the run with a message naming the location, exit 2, nothing
-        // saved or written, not exit 101. Both before the master vault is saved.
+        // saved or written, not exit 101.
         let built = super::catch_panic(|| {
             pubs::build_planned(
                 &parsed,
@@ -206,10 +207,50 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
         state.published.insert(l.clone(), generation);
         out.push((manifest, bytes, signature));
     }
-    // The generations are saved before any bundle is written: a bundle on disk always has a
-    // generation the master vault remembers, so a later publish never reuses it.
+    // Every bundle and signature is written to a temporary file in --out before the master
+    // vault records anything: a full disk (or no inode left) stops the run here with nothing
+    // saved and nothing replaced (twenty-ninth pass: the first bundles were renamed into
+    // place, one without its signature, the rest not written, after the save).
+    let mut staged: Vec<(Staged, Option<Staged>)> = Vec::with_capacity(out.len());
+    for (m, bytes, signature) in &out {
+        let name = format!("{}.svbundle", m.location);
+        let pair = out_dir
+            .stage(name.as_ref(), ".svbundle-new-", bytes, 0o644)
+            .and_then(|b| match signature {
+                None => Ok((b, None)),
+                Some(pem) => {
+                    match out_dir.stage(
+                        format!("{name}.sig").as_ref(),
+                        ".svbundle-new-",
+                        pem.as_bytes(),
+                        0o644,
+                    ) {
+                        Ok(s) => Ok((b, Some(s))),
+                        Err(e) => {
+                            out_dir.discard(b);
+                            Err(e)
+                        }
+                    }
+                }
+            });
+        match pair {
+            Ok(pair) => staged.push(pair),
+            Err(e) => {
+                discard_all(&out_dir, staged);
+                return Err(anyhow::Error::new(e).context(format!(
+                    "nothing was published or saved (the master vault and {} are as they were)",
+                    shown(&a.out)
+                )));
+            }
+        }
+    }
+    // The generations are saved before any bundle is renamed into place: a bundle there
+    // always has a generation the master vault remembers, so a later publish never reuses it.
     v.set_fleet_state(state);
-    v.save(&lock)?;
+    if let Err(e) = v.save(&lock) {
+        discard_all(&out_dir, staged);
+        return Err(e.into());
+    }
     // What lets an adoption of a restored copy of this vault say that it is older than this
     // publish (`policy apply --allow-rollback`, ...): best effort, as the unlock hint, since
     // the generations are saved and the bundles are still to be written.
@@ -219,35 +260,68 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
             escape_for_terminal(&e.to_string())
         );
     }
-    // Every bundle written before anything is printed: a failed write to stdout must not
-    // leave the later bundles unwritten (twenty-third pass).
+    // Each location's pair renamed into place, the signature first: a new bundle is never
+    // beside an old signature or none (a reader between the two renames sees the old bundle
+    // with the new signature, which the signature check refuses; bundle-format.md). Every
+    // bundle written before anything is printed: a failed write to stdout must not leave
+    // the later bundles unwritten (twenty-third pass).
     let mut report = String::new();
-    for (m, bytes, signature) in &out {
+    let mut pending = staged.into_iter().zip(&out);
+    while let Some(((bundle_file, sig_file), (m, _, signature))) = pending.next() {
         let name = format!("{}.svbundle", m.location);
         let file = a.out.join(&name);
-        write_atomic(&out_dir, &name, bytes)?;
-        let mut signed = "";
-        match signature {
-            Some(pem) => {
-                write_atomic(&out_dir, &format!("{name}.sig"), pem.as_bytes())?;
-                signed = " (signed)";
+        let sig_name = format!("{name}.sig");
+        // Without --sign-key a signature left from an earlier publish no longer matches: it
+        // is removed, so the pair on disk is never a bundle with another bundle's signature.
+        let sig_step = match sig_file {
+            Some(s) => out_dir
+                .commit(s, sig_name.as_ref())
+                .map_err(anyhow::Error::new),
+            None => out_dir
+                .remove(sig_name.as_ref())
+                .with_context(|| format!("cannot remove the stale {}", shown(&sig_path(&file)))),
+        };
+        let failed = match sig_step {
+            Err(e) => {
+                out_dir.discard(bundle_file);
+                Some((e, None))
             }
-            // A signature left from an earlier publish no longer matches: remove it, so the
-            // pair on disk is never a bundle with another bundle's signature.
-            None => match std::fs::remove_file(sig_path(&file)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => bail!("cannot remove the stale {}: {e}", sig_path(&file).display()),
-            },
+            Ok(()) => out_dir
+                .commit(bundle_file, name.as_ref())
+                .err()
+                .map(|e| (anyhow::Error::new(e), Some(signature.is_some()))),
+        };
+        if let Some((e, sig_step_done)) = failed {
+            let rest: Vec<&str> = pending
+                .map(|((b, s), (m, _, _))| {
+                    out_dir.discard(b);
+                    if let Some(s) = s {
+                        out_dir.discard(s);
+                    }
+                    m.location.as_str()
+                })
+                .collect();
+            return Err(stopped_part_way(
+                &out_dir,
+                &a.out,
+                e,
+                &report,
+                &m.location,
+                sig_step_done,
+                &rest,
+                out.len(),
+            ));
         }
         report.push_str(&format!(
-            "{}: generation {}, {} tasks, {} credentials{signed}\n",
+            "{}: generation {}, {} tasks, {} credentials{}\n",
             shown(&file),
             m.generation,
             m.tasks.len(),
-            m.credentials.len()
+            m.credentials.len(),
+            if signature.is_some() { " (signed)" } else { "" }
         ));
     }
+    synced(&out_dir, &a.out);
     super::output::after_change(
         &format!("{} bundle(s) were published", out.len()),
         super::write_stdout(report.as_bytes()),
@@ -260,6 +334,106 @@ pub(crate) fn publish(g: &GlobalArgs, a: &PublishArgs) -> anyhow::Result<ExitCod
 fn panicked(location: &str, what: &str, why: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "cannot publish location `{location}`: {what} its bundle failed inside a library it uses (it panicked: {why}). Nothing was published or saved; run the command again, and if it fails the same way, report it"
+    )
+}
+
+/// Refuse, before anything is saved, a bundle or signature of `location` that a rename into
+/// --out could not replace ([`vault::SafeDir::cannot_replace`]: a directory there, an
+/// immutable or append-only file or directory).
+fn check_replaceable(
+    dir: &vault::SafeDir,
+    out: &Path,
+    name: &str,
+    location: &str,
+) -> anyhow::Result<()> {
+    let path = out.join(name);
+    let what = if name.ends_with(".sig") {
+        "the signature of the bundle"
+    } else {
+        "the bundle"
+    };
+    match dir.cannot_replace(name.as_ref()) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => bail!(
+            "cannot publish {what} of `{location}` at {}: {why}. Nothing was published or saved: move it out of {} (or undo the attribute) and publish again",
+            shown(&path),
+            shown(out)
+        ),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "cannot examine {}, so nothing was published or saved",
+            shown(&path)
+        ))),
+    }
+}
+
+/// Remove every staged file of a run that stops before renaming them.
+fn discard_all(dir: &vault::SafeDir, staged: Vec<(Staged, Option<Staged>)>) {
+    for (b, s) in staged {
+        dir.discard(b);
+        if let Some(s) = s {
+            dir.discard(s);
+        }
+    }
+}
+
+/// fsync --out once, after the last rename; a failure leaves the renames' durability in doubt,
+/// not the bundles: said, not an error (the master vault has recorded their generations).
+fn synced(dir: &vault::SafeDir, out: &Path) {
+    if let Err(e) = dir.sync() {
+        errln!(
+            "scopevault: warning: the bundles were renamed into place in {}, but the directory could not be synced ({e}): a crash now could bring old versions back; publish again after one",
+            shown(out)
+        );
+    }
+}
+
+/// The error of a run that stopped renaming the staged pairs into place, at `location`
+/// (whose old signature was replaced by its new one, or removed without --sign-key, when
+/// `sig_step_done`), `rest` not written; the locations written, in `report`, are printed on
+/// stdout first.
+#[allow(clippy::too_many_arguments)]
+fn stopped_part_way(
+    dir: &vault::SafeDir,
+    out: &Path,
+    e: anyhow::Error,
+    report: &str,
+    location: &str,
+    sig_step_done: Option<bool>,
+    rest: &[&str],
+    total: usize,
+) -> anyhow::Error {
+    if !report.is_empty() {
+        synced(dir, out);
+    }
+    let written = report.lines().count();
+    let listed = if written == 0 {
+        ""
+    } else if super::write_stdout(report.as_bytes()).is_ok() {
+        " (listed on standard output)"
+    } else {
+        " (their list could not be printed on standard output)"
+    };
+    let mut not_written: Vec<String> = std::iter::once(location)
+        .chain(rest.iter().copied())
+        .take(10)
+        .map(|l| format!("`{l}`"))
+        .collect();
+    let left = rest.len() + 1;
+    if left > not_written.len() {
+        not_written.push(format!("… ({left} in all)"));
+    }
+    let except = match sig_step_done {
+        Some(true) => format!(
+            ", except that the new signature of `{location}` is in place beside its old bundle, which fails the signature check until the next publish"
+        ),
+        Some(false) => format!(
+            ", except that the old signature of `{location}` was removed (a publish without --sign-key)"
+        ),
+        None => String::new(),
+    };
+    anyhow::anyhow!(
+        "{e:#}; publish stopped part-way: {written} of {total} location(s) were written{listed}; not written: {} (their old bundles and signatures, if any, are as they were{except}). The master vault has recorded the new generations of all {total}: once the cause is fixed, publish again, which publishes every location above them",
+        not_written.join(", ")
     )
 }
 

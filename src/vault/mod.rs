@@ -12,7 +12,7 @@ mod session_bus;
 mod session_keyring;
 mod slots;
 mod store;
-pub(crate) use store::SafeDir;
+pub(crate) use store::{SafeDir, Staged};
 
 /// The generation the rollback record of this machine holds for `vault_id` (`None`: never
 /// opened here), read as an open reads it (`doctor` compares it with the file's).

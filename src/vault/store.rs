@@ -130,6 +130,16 @@ pub(crate) struct SafeDir {
     owners: Owners,
 }
 
+/// A new version of a file of a [`SafeDir`], written and fsynced under a temporary name
+/// ([`SafeDir::stage`]), to be renamed into place ([`SafeDir::commit`]) or removed
+/// ([`SafeDir::discard`]).
+#[must_use = "a staged file is renamed into place or discarded"]
+pub(crate) struct Staged {
+    tmp: String,
+    /// The path it replaces, for messages.
+    target: PathBuf,
+}
+
 impl SafeDir {
     /// Check and open `dir`, creating it (0700) first if `create` and it is missing: a vault,
     /// state or audit directory ([`Owners::Administered`]).
@@ -245,6 +255,43 @@ impl SafeDir {
         )?)
     }
 
+    /// Why a file renamed into this directory could not replace `name`, or `None` (nothing
+    /// there, or anything a rename replaces: a file, a link, a FIFO, never opened or
+    /// followed): a directory at `name`; `name` immutable or append-only (`chattr +i`, `+a`);
+    /// this directory immutable or append-only (no entry of it can be replaced or removed,
+    /// a temporary file included). What `publish` checks for each bundle and signature
+    /// before the master vault records anything. Not a mount on `name`, nor an I/O error:
+    /// those still fail the rename itself.
+    pub fn cannot_replace(&self, name: &std::ffi::OsStr) -> io::Result<Option<&'static str>> {
+        use rustix::fs::{statx, AtFlags, FileType, StatxAttributes, StatxFlags};
+        let flags = |st: &rustix::fs::Statx| st.stx_attributes & st.stx_attributes_mask;
+        let dir = statx(&self.fd, "", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
+        if flags(&dir).contains(StatxAttributes::IMMUTABLE) {
+            return Ok(Some("its directory is immutable (chattr +i)"));
+        }
+        if flags(&dir).contains(StatxAttributes::APPEND) {
+            return Ok(Some(
+                "its directory is append-only (chattr +a): no file in it can be replaced or removed",
+            ));
+        }
+        let st = match statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(
+            if FileType::from_raw_mode(u32::from(st.stx_mode)).is_dir() {
+                Some("it is a directory, which a file cannot replace")
+            } else if flags(&st).contains(StatxAttributes::IMMUTABLE) {
+                Some("it is immutable (chattr +i)")
+            } else if flags(&st).contains(StatxAttributes::APPEND) {
+                Some("it is append-only (chattr +a)")
+            } else {
+                None
+            },
+        )
+    }
+
     /// Read `name` (never through a symbolic link), a regular file; `Ok(None)` if it does not
     /// exist. Judged before it is opened ([`crate::sys::open_regular_at`]): a FIFO in its
     /// place (the rollback record, an anchor) is refused at once, not waited on for ever by
@@ -285,11 +332,39 @@ impl SafeDir {
         bytes: &[u8],
         mode: u32,
     ) -> Result<(), VaultError> {
+        let staged = self.stage(name, prefix, bytes, mode)?;
+        let target = staged.target.clone();
+        self.commit(staged, name)?;
+        // Renamed: the new version is what every reader sees now. A failed directory fsync
+        // leaves the rename's durability in doubt, not the replacement: said, not an error
+        // (an error made callers undo what the file they had saved needs).
+        if let Err(e) = self.sync() {
+            crate::diag!(
+                "scopevault: warning: {} was replaced, but its directory could not be synced ({e}): a crash now could bring the old version back",
+                crate::text::shown(&target)
+            );
+        }
+        Ok(())
+    }
+
+    /// The first half of [`SafeDir::replace_with_mode`]: the new version of `name` written to
+    /// a new temporary file (`O_CREAT|O_EXCL`, random name starting with `prefix`), given
+    /// `mode` (and, as there, its owner) through its descriptor, and fsynced; nothing at
+    /// `name` changes until [`SafeDir::commit`]. On failure the temporary file is removed.
+    /// `publish` stages every bundle and signature before the master vault records their
+    /// generations, then renames them all: a full disk stops it with nothing changed.
+    pub fn stage(
+        &self,
+        name: &std::ffi::OsStr,
+        prefix: &str,
+        bytes: &[u8],
+        mode: u32,
+    ) -> Result<Staged, VaultError> {
         let target = self.path.join(name);
         let mut rnd = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
         let tmp = format!("{prefix}{}", data_encoding::HEXLOWER.encode(&rnd));
-        let file = self
+        let mut file = self
             .open_file(tmp.as_ref(), OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL)
             .map_err(io_err(
                 &self.path,
@@ -302,38 +377,54 @@ impl SafeDir {
                     .map_err(io_err(&target, "cannot give the new version the owner of")),
                 Owners::CallerOrRoot => Ok(()),
             })
-            .and_then(|()| self.fill_and_rename(&file, &tmp, name, &target, bytes));
-        if result.is_err() {
-            let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), rustix::fs::AtFlags::empty());
-            return result;
+            .and_then(|()| {
+                file.write_all(bytes)
+                    .map_err(io_err(&target, "cannot save the new version of"))
+            })
+            .and_then(|()| {
+                file.sync_all()
+                    .map_err(io_err(&target, "cannot fsync the new version of"))
+            });
+        let staged = Staged { tmp, target };
+        if let Err(e) = result {
+            self.discard(staged);
+            return Err(e);
         }
-        // Renamed: the new version is what every reader sees now. A failed directory fsync
-        // leaves the rename's durability in doubt, not the replacement: said, not an error
-        // (an error made callers undo what the file they had saved needs).
-        if let Err(e) = rustix::fs::fsync(&self.fd) {
-            crate::diag!(
-                "scopevault: warning: {} was replaced, but its directory could not be synced ({e}): a crash now could bring the old version back",
-                crate::text::shown(&target)
-            );
-        }
-        Ok(())
+        Ok(staged)
     }
 
-    /// Write `bytes` to the new temporary file `tmp`, fsync it, rename it over `name`.
-    fn fill_and_rename(
-        &self,
-        mut file: &File,
-        tmp: &str,
-        name: &std::ffi::OsStr,
-        target: &Path,
-        bytes: &[u8],
-    ) -> Result<(), VaultError> {
-        file.write_all(bytes)
-            .map_err(io_err(target, "cannot save the new version of"))?;
-        file.sync_all()
-            .map_err(io_err(target, "cannot fsync the new version of"))?;
-        rustix::fs::renameat(&self.fd, tmp, &self.fd, name)
-            .map_err(|e| io_err(target, "cannot rename the new version into place")(e.into()))
+    /// Rename `staged` over `name` (the second half of [`SafeDir::replace_with_mode`]); on
+    /// failure the temporary file is removed. The directory is not synced: the caller does
+    /// it once after the last rename ([`SafeDir::sync`]).
+    pub fn commit(&self, staged: Staged, name: &std::ffi::OsStr) -> Result<(), VaultError> {
+        match rustix::fs::renameat(&self.fd, staged.tmp.as_str(), &self.fd, name) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err =
+                    io_err(&staged.target, "cannot rename the new version into place")(e.into());
+                self.discard(staged);
+                Err(err)
+            }
+        }
+    }
+
+    /// Remove a staged file that will not be renamed into place.
+    pub fn discard(&self, staged: Staged) {
+        let _ = rustix::fs::unlinkat(&self.fd, staged.tmp.as_str(), rustix::fs::AtFlags::empty());
+    }
+
+    /// Remove `name` (never a directory); one that is not there is no error.
+    pub fn remove(&self, name: &std::ffi::OsStr) -> io::Result<()> {
+        match rustix::fs::unlinkat(&self.fd, name, rustix::fs::AtFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// fsync the directory (after renames into it).
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(rustix::fs::fsync(&self.fd)?)
     }
 
     /// Remove entries whose name starts with `prefix` (temporary files a killed writer left).

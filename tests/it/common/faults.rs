@@ -163,13 +163,18 @@ impl Tmpfs {
     /// `Err` says why it cannot be done here (not root, mount refused): the caller reports
     /// a skip (tests/it/common/skip.rs) and returns.
     pub fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        Tmpfs::mount_with(at, &format!("size={size}"))
+    }
+
+    /// [`Tmpfs::mount`] with the mount `options` given (`size=1m,nr_inodes=4`).
+    pub fn mount_with(at: &Path, options: &str) -> Result<Tmpfs, String> {
         if !is_root() {
             return Err("mounting a tmpfs needs root (CI runs as root)".into());
         }
         std::fs::create_dir_all(at).map_err(|e| format!("mkdir {}: {e}", at.display()))?;
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size},mode=0700"))
+            .arg(format!("{options},mode=0700"))
             .arg("tmpfs")
             .arg(at)
             .output()

@@ -2585,6 +2585,279 @@ fn regression_a_low_order_recipient_is_refused_by_lint_and_publish_without_a_pan
     }
 }
 
+/// The temporary files a publish leaves in its output directory (none, after any run).
+fn staged_files(out: &Path) -> Vec<String> {
+    std::fs::read_dir(out)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".svbundle-new-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every file of `dir` (not directories), with its bytes.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Found by the attacker of the fleet over time and at scale (twenty-ninth pass): with a
+/// directory at `fra.svbundle.sig`, `publish` saved the master vault's new generations,
+/// wrote `ams`'s pair and `fra.svbundle`, then failed renaming the signature ("Is a
+/// directory"), leaving an unsigned new bundle and printing nothing of what was written;
+/// each re-run raised the generations again. Now every bundle and signature path is checked
+/// before anything is saved: a directory there, or an immutable file (`chattr +i`), is
+/// refused naming it, exit 2, the master vault and --out unchanged; with or without
+/// --sign-key (which removes the old signature).
+#[test]
+fn regression_a_directory_or_immutable_file_at_an_output_path_is_refused_before_anything_is_saved()
+{
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let sig = sig_path_of(&f.bundle("fra"));
+    std::fs::remove_file(&sig).unwrap();
+    std::fs::create_dir(&sig).unwrap();
+    let before = (f.master.vault_bytes(), files_of(&f.out));
+    let unsigned = f.publish_args(&[]);
+    let unsigned: Vec<&str> = unsigned
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--sign-key" && *a != f.key.to_str().unwrap())
+        .collect();
+    let signed = f.publish_args(&[]);
+    let signed: Vec<&str> = signed.iter().map(String::as_str).collect();
+    for args in [&signed, &unsigned] {
+        let out = f.master.run(args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!(
+                "cannot publish the signature of the bundle of `fra` at {}: it is a directory",
+                sig.display()
+            )) && err.contains("Nothing was published or saved"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            (f.master.vault_bytes(), files_of(&f.out)),
+            before,
+            "something changed: {err}"
+        );
+        assert_eq!(staged_files(&f.out), Vec::<String>::new());
+    }
+    std::fs::remove_dir(&sig).unwrap();
+    // An immutable bundle (root on a file system with the attribute; else a skip).
+    let ams = f.bundle("ams");
+    let chattr = Command::new("chattr").arg("+i").arg(&ams).output();
+    if !chattr.as_ref().is_ok_and(|o| o.status.success()) {
+        return crate::common::skip::skip(&format!(
+            "chattr +i is not available here (root and a file system with the attribute): {chattr:?}"
+        ));
+    }
+    let before = (f.master.vault_bytes(), files_of(&f.out));
+    let out = f.master.run(&signed, b"");
+    let _ = Command::new("chattr").arg("-i").arg(&ams).status();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot publish the bundle of `ams` at {}: it is immutable (chattr +i)",
+            ams.display()
+        )),
+        "{err}"
+    );
+    assert_eq!((f.master.vault_bytes(), files_of(&f.out)), before, "{err}");
+    assert_eq!(staged_files(&f.out), Vec::<String>::new());
+    // Once cleared, the run publishes.
+    assert!(f.publish(&[]).contains("fra.svbundle: generation 2"));
+}
+
+/// The generation in the manifest of the bundle at `path`.
+fn generation_of(path: &Path) -> u64 {
+    manifest(&std::fs::read(path).unwrap())["generation"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Found by the attacker of the fleet over time and at scale (twenty-ninth pass): with no
+/// inode left in --out, `publish` had saved the master vault, renamed `ams`'s pair and
+/// `fra.svbundle` into place and failed making `fra`'s signature, leaving a new bundle
+/// without one; on a full disk the first bundles were written at the new generation, the
+/// rest not, nothing said which. Now every bundle and signature is written to a temporary
+/// file before the master vault records anything: either failure stops the run with nothing
+/// saved, nothing replaced and no temporary file left, and the run after space is freed
+/// publishes the next generation.
+#[test]
+fn regression_publish_without_space_or_inodes_in_out_changes_nothing() {
+    use crate::common::faults::Tmpfs;
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let mut f = Fleet::new();
+    // The directory itself and three files: two pairs need four.
+    let fs = match Tmpfs::mount_with(&f.master.path("ino"), "size=1m,nr_inodes=4") {
+        Ok(fs) => fs,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    f.out = fs.path.clone();
+    let before = f.master.vault_bytes();
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = f.master.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nothing was published or saved") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert_eq!(
+        f.master.vault_bytes(),
+        before,
+        "the master vault was saved: {err}"
+    );
+    assert_eq!(files_of(&f.out), vec![], "{err}");
+    drop(fs);
+
+    // A full disk after a first publish: the bundles there stay as they were.
+    let fs = match Tmpfs::mount(&f.master.path("full"), "1m") {
+        Ok(fs) => fs,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    f.out = fs.path.clone();
+    f.publish(&[]);
+    fs.fill();
+    let before = (f.master.vault_bytes(), files_of(&f.out));
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = f.master.run(&args, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("nothing was published or saved"), "{err}");
+    assert_eq!((f.master.vault_bytes(), files_of(&f.out)), before, "{err}");
+    assert_eq!(staged_files(&f.out), Vec::<String>::new());
+    fs.free();
+    let g = generation_of(&f.bundle("fra"));
+    f.publish(&[]);
+    assert_eq!(generation_of(&f.bundle("fra")), g + 1);
+    f.apply(&f.fra, &f.bundle("fra"), &["--location", "fra"]);
+}
+
+/// A file mounted over `path` (`mount --bind path path`): a rename onto it fails (EBUSY),
+/// which no check before the save looks for. Unmounted on drop.
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn over(path: &Path) -> Result<BindMount, String> {
+        if !crate::common::users::is_root() {
+            return Err("mount --bind needs root (CI runs as root)".into());
+        }
+        let out = Command::new("mount")
+            .arg("--bind")
+            .arg(path)
+            .arg(path)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount --bind refused here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(BindMount(path.to_owned()))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Found by the attacker of the fleet over time and at scale (twenty-ninth pass): a publish
+/// that failed renaming a location's files after others were written printed nothing of
+/// what it had written. Now each location's signature is renamed before its bundle (a new
+/// bundle is never beside an old signature or none), and a run stopped part-way lists the
+/// locations written on stdout and names on stderr the one it stopped at (saying whether its
+/// new signature is in place) and those not written; the run after the cause is gone
+/// publishes everything above the generations recorded.
+#[test]
+fn regression_a_publish_stopped_part_way_says_which_locations_were_written() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    f.publish(&[]);
+    let args = f.publish_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A rename onto fra's bundle fails: its new signature is in place, not its bundle.
+    let old_fra = std::fs::read(f.bundle("fra")).unwrap();
+    let mount = match BindMount::over(&f.bundle("fra")) {
+        Ok(m) => m,
+        Err(why) => return crate::common::skip::skip(&why),
+    };
+    let out = f.master.run(&args, b"");
+    drop(mount);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("Device or resource busy")
+            && err.contains("publish stopped part-way: 1 of 2 location(s) were written (listed on standard output); not written: `fra` (their old bundles and signatures, if any, are as they were, except that the new signature of `fra` is in place beside its old bundle, which fails the signature check until the next publish)")
+            && err.contains("publish again"),
+        "{err}"
+    );
+    assert!(
+        stdout.contains("ams.svbundle: generation 2") && !stdout.contains("fra"),
+        "{stdout}"
+    );
+    assert_eq!(generation_of(&f.bundle("ams")), 2);
+    assert_eq!(std::fs::read(f.bundle("fra")).unwrap(), old_fra);
+    f.refused(
+        &f.fra,
+        &f.bundle("fra"),
+        &["--location", "fra"],
+        "signature",
+    );
+    assert_eq!(staged_files(&f.out), Vec::<String>::new());
+    // A rename onto fra's signature fails: nothing of fra changes.
+    let old_sig = std::fs::read(sig_path_of(&f.bundle("fra"))).unwrap();
+    let mount = BindMount::over(&sig_path_of(&f.bundle("fra"))).unwrap();
+    let out = f.master.run(&args, b"");
+    drop(mount);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("1 of 2 location(s) were written (listed on standard output); not written: `fra` (their old bundles and signatures, if any, are as they were). The master vault has recorded"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(f.bundle("fra")).unwrap(), old_fra);
+    assert_eq!(
+        std::fs::read(sig_path_of(&f.bundle("fra"))).unwrap(),
+        old_sig
+    );
+    assert_eq!(generation_of(&f.bundle("ams")), 3);
+    // With the cause gone, everything is published above the generations recorded.
+    let report = f.publish(&[]);
+    assert!(report.contains("fra.svbundle: generation 4"), "{report}");
+    f.apply(&f.fra, &f.bundle("fra"), &["--location", "fra"]);
+}
+
 /// A checkpoint's daemon (`serve` unlocked by the checkpoint's identity file), killed on drop.
 struct Serve {
     child: std::process::Child,
