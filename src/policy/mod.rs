@@ -38,7 +38,7 @@ pub use implies::{MAX_EDGES, MAX_EXPANSION, MAX_STEPS};
 pub use kind::{CredentialKind, UnknownKind};
 pub use lint::{LintOptions, Report};
 pub use parse::MAX_COMPARED_BYTES;
-pub(crate) use parse::{normalise_origin, parse_duration, DurationError};
+pub(crate) use parse::{normalise_origin, parse_duration};
 pub use scope::{Scope, ScopeError, MAX_SCOPE_BYTES};
 
 use scope::GrantSet;

@@ -450,6 +450,24 @@ impl DurationError {
     }
 }
 
+/// What is wrong, without the text refused (a usage error never quotes a value typed:
+/// README, "Exit codes"), for a command-line option (`lint --since`, `publish --valid-for`)
+/// to follow its name with; a duration over the bound names the largest accepted.
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DurationError::NotADuration => f.write_str(
+                "not a duration; write a positive whole number followed by h (hours), d (days) or w (weeks), e.g. 30d, 12h, 2w",
+            ),
+            DurationError::TooLarge { unit } => write!(
+                f,
+                "too large; the largest accepted is {}",
+                DurationError::largest(*unit)
+            ),
+        }
+    }
+}
+
 /// `90d`, `2w`, `12h` → a duration: a positive whole number (ASCII digits only) of at most
 /// [`MAX_DURATION_COUNT`] followed by `h`, `d` or `w`. A well-formed one over the bound is
 /// [`DurationError::TooLarge`], so that it is not told it is mistyped (twenty-fifth pass).

@@ -1443,15 +1443,7 @@ fn fmt(t: OffsetDateTime) -> String {
 /// wrong (not a duration, or too large, with the largest accepted), not the value, worded as
 /// the policy parser words a duration it refuses.
 pub fn parse_since(s: &str) -> Result<time::Duration, String> {
-    crate::policy::parse_duration(s).map_err(|e| match e {
-        crate::policy::DurationError::NotADuration => {
-            "not a duration; write a positive whole number followed by h (hours), d (days) or w (weeks), e.g. 30d, 12h, 2w".to_owned()
-        }
-        crate::policy::DurationError::TooLarge { unit } => format!(
-            "too large; the largest accepted is {}",
-            crate::policy::DurationError::largest(unit)
-        ),
-    })
+    crate::policy::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// The files given as `--audit`, checked to exist (for a clear error before any work).

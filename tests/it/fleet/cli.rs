@@ -2858,6 +2858,49 @@ fn regression_a_publish_stopped_part_way_says_which_locations_were_written() {
     f.apply(&f.fra, &f.bundle("fra"), &["--location", "fra"]);
 }
 
+/// `--valid-for=1000000d` (about 2,700 years) was refused "write a whole number of days,
+/// weeks or hours", which it is (twenty-ninth pass, found by the attacker of the fleet over
+/// time and at scale). Now the refusal names the bound, and the largest is accepted.
+#[test]
+fn regression_a_valid_for_over_the_bound_names_the_largest_accepted() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let before = f.master.vault_bytes();
+    for (given, largest) in [
+        ("1000000d", "100000d"),
+        ("100001w", "100000w"),
+        ("99999999999999999999h", "100000h"),
+    ] {
+        let args = f.publish_args(&["--valid-for", given]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = f.master.fails(&args, b"", 2);
+        assert!(
+            err.contains(&format!(
+                "invalid --valid-for: too large; the largest accepted is {largest}"
+            )) && !err.contains(given),
+            "{err}"
+        );
+    }
+    let args = f.publish_args(&["--valid-for", "12x"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = f.master.fails(&args, b"", 2);
+    assert!(err.contains("invalid --valid-for: not a duration"), "{err}");
+    assert_eq!(f.master.vault_bytes(), before);
+    assert!(!f.out.exists());
+    f.publish(&["--valid-for", "100000d"]);
+    let m = manifest(&std::fs::read(f.bundle("ams")).unwrap());
+    let at = |k: &str| {
+        time::OffsetDateTime::parse(
+            m[k].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!((at("expires") - at("created")).whole_days(), 100_000, "{m}");
+}
+
 /// A checkpoint's daemon (`serve` unlocked by the checkpoint's identity file), killed on drop.
 struct Serve {
     child: std::process::Child,
