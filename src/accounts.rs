@@ -140,6 +140,12 @@ impl Databases {
     pub fn resolve_group(&self, name: &str) -> Result<u32, Unresolved> {
         by_name(&self.group, Db::Group, name).map(|e| e.ids[0])
     }
+
+    /// These contents, as if read (tests).
+    #[cfg(test)]
+    pub(crate) fn of(passwd: String, group: String) -> Databases {
+        Databases { passwd, group }
+    }
 }
 
 /// Every group the user of `uid` belongs to: the primary group of its `/etc/passwd` line and
@@ -161,11 +167,15 @@ pub fn user_home(uid: u32) -> Option<String> {
     (!home.is_empty()).then(|| home.to_owned())
 }
 
-/// How many times the user and group databases may have changed since the process started:
-/// a connection's groups ([`crate::agent::peer::PeerIdentity`]) were looked up at one
-/// generation and are looked up again at its next decision that needs them once this has
-/// moved on. The daemon's ticker moves it when `/etc/passwd` or `/etc/group` changes
-/// ([`DatabaseWatch`]), and a `reload` does.
+/// How many times the user and group databases, or what the daemon resolved in them, may have
+/// changed since the process started: a connection's rights
+/// ([`crate::agent::peer::PeerIdentity::follow`]) were decided at one generation and are
+/// decided again, its groups looked up again, at its next request once this has moved on. The
+/// daemon moves it once it has resolved every name again after a change of `/etc/passwd` or
+/// `/etc/group` ([`DatabaseWatch`]), at a `reload` and at every vault load: never before the
+/// names are in place, so that a decision made with the names before a change was made at a
+/// generation before it (a ticket's issuer is judged again at its redemption when the
+/// generation moved on since the issue).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The current generation of the user and group databases (one atomic load).
@@ -173,7 +183,8 @@ pub fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
 
-/// Every connection's groups are looked up again before its next decision that needs them.
+/// Every connection's rights are decided again, its groups looked up again, at its next
+/// request.
 pub fn databases_changed() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }
@@ -188,9 +199,9 @@ fn stamp(path: &Path) -> Stamp {
 }
 
 /// Notices a change of `/etc/passwd` or `/etc/group` by their stamps (a `stat` each, no
-/// read) and then moves [`generation`] on, so a user removed from a group (`gpasswd -d`,
-/// `usermod`, `userdel`) loses what the group gave on connections already open, not only on
-/// new ones (twenty-eighth pass).
+/// read), so that the daemon resolves its names again and moves [`generation`] on: a user
+/// removed from a group (`gpasswd -d`, `usermod`, `userdel`) loses what the group gave on
+/// connections already open, not only on new ones (twenty-eighth pass).
 pub struct DatabaseWatch {
     paths: [std::path::PathBuf; 2],
     seen: [Stamp; 2],
@@ -208,15 +219,15 @@ impl DatabaseWatch {
         DatabaseWatch { paths, seen }
     }
 
-    /// Stat both files; if either changed since the last call (or since [`DatabaseWatch::of`]),
-    /// move [`generation`] on and return true.
+    /// Stat both files: true if either changed since the last call (or since
+    /// [`DatabaseWatch::of`]). The caller resolves its names again, then moves [`generation`]
+    /// on ([`databases_changed`]).
     pub fn poll(&mut self) -> bool {
         let now = [stamp(&self.paths[0]), stamp(&self.paths[1])];
         if now == self.seen {
             return false;
         }
         self.seen = now;
-        databases_changed();
         true
     }
 }
@@ -453,10 +464,8 @@ mod tests {
         std::fs::write(&g, "staff:x:50:alice\n").unwrap();
         let mut w = DatabaseWatch::of([p.clone(), g.clone()]);
         assert!(!w.poll(), "nothing changed");
-        let before = generation();
         std::fs::write(&g, "staff:x:50:bob\n").unwrap();
         assert!(w.poll(), "rewritten in place");
-        assert!(generation() > before);
         assert!(!w.poll());
         let new = dir.path().join("group+");
         std::fs::write(&new, "staff:x:50:\n").unwrap();

@@ -274,8 +274,8 @@ fn world() -> &'static World {
         let audit = AuditLog::open(&audit_path, false).expect("audit log");
         let access = AccessConfig {
             daemon_uid: DAEMON_UID,
-            admin_gid: None,
-            scheduler_uids: vec![2600],
+            admin_group: None,
+            schedulers: vec!["2600".into()],
         };
         World {
             handler: Handler::unlocked(access, audit, v, opts),

@@ -279,9 +279,10 @@ fn serve(c: Config) -> anyhow::Result<()> {
         ),
     }
     // Counted refusals become `denials` records about once a second (docs/audit.md, "Growth"),
-    // and a change of /etc/passwd or /etc/group has every connection's groups looked up
-    // again before its next decision and every user and group name of the policy resolved
-    // again, as a reload does (docs/protocol.md, "Who may do what").
+    // and a change of /etc/passwd or /etc/group has `--admin-group`, `--scheduler` and every
+    // user and group name of the policy resolved again, as a reload does, and then every
+    // connection's rights decided again at its next request (docs/protocol.md, "Who may do
+    // what").
     let mut databases = crate::accounts::DatabaseWatch::system();
     let ticker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ticker = {

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
-use super::authz::AccessConfig;
+use super::authz::{Access, AccessConfig};
 use super::budget::{AuditBudget, Over};
 use super::outcome::Refusal;
 use super::peer::PeerIdentity;
@@ -92,7 +92,7 @@ pub(crate) struct OwnSource {
 
 /// Answers requests. One per daemon, shared by every connection thread.
 pub struct Handler {
-    access: AccessConfig,
+    access: Access,
     state: State,
     tickets: Mutex<Tickets>,
     audit: AuditLog,
@@ -196,7 +196,7 @@ impl Handler {
     /// A handler for a locked daemon that audits to `audit`.
     pub fn new(access: AccessConfig, audit: AuditLog) -> Handler {
         Handler {
-            access,
+            access: Access::new(access),
             state: State::locked(),
             tickets: Mutex::new(Tickets::default()),
             audit,
@@ -372,9 +372,12 @@ impl Handler {
             .try_for_each(|r| r.map(|_| ()))
     }
 
-    /// `/etc/passwd` or `/etc/group` changed (the daemon's ticker): every user and group name
-    /// of the loaded policy is resolved again, as a `reload` does, before the next decision.
+    /// `/etc/passwd` or `/etc/group` changed (the daemon's ticker): `--admin-group`,
+    /// `--scheduler` and every user and group name of the loaded policy are resolved again,
+    /// as a `reload` does, and then every connection's rights are decided again at its next
+    /// request.
     pub fn names_changed(&self) {
+        self.access.resolve();
         self.state.names_changed();
     }
 
@@ -1279,8 +1282,8 @@ mod tests {
         let h = Handler::new(
             AccessConfig {
                 daemon_uid: 4242,
-                admin_gid: None,
-                scheduler_uids: vec![3000],
+                admin_group: None,
+                schedulers: vec!["3000".into()],
             },
             audit,
         );
@@ -3222,8 +3225,8 @@ expires = "2999-01-01"
         let h = Handler::new(
             AccessConfig {
                 daemon_uid: 4242,
-                admin_gid: None,
-                scheduler_uids: vec![],
+                admin_group: None,
+                schedulers: vec![],
             },
             audit,
         );

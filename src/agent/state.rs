@@ -427,12 +427,16 @@ impl State {
         f(guard.as_ref())
     }
 
-    /// Put an opened vault in the slot (the previous one, if any, is dropped and zeroed).
+    /// Put an opened vault in the slot (the previous one, if any, is dropped and zeroed). The
+    /// databases' generation moves on once it is in place: every connection's rights are
+    /// decided again with its names, and a ticket issued before is judged again at its
+    /// redemption (its task's `schedulers` may have changed).
     pub(crate) fn set(&self, opened: Opened) {
         let old = {
             let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
             guard.replace(opened)
         };
+        crate::accounts::databases_changed();
         // Dropped outside the lock (zeroing ten thousand secrets takes a moment), then the
         // parse garbage of the open and the old vault are given back to the kernel.
         drop(old);
@@ -444,15 +448,20 @@ impl State {
     /// lock: every decision after this uses the new ids, none a mix. Called when
     /// `/etc/passwd` or `/etc/group` changed: a runner named by name kept the uid it resolved
     /// to at the load, so after `userdel` and `useradd` of another user given the same uid,
-    /// that user fetched the old one's secrets until a `reload` (twenty-eighth pass).
+    /// that user fetched the old one's secrets until a `reload` (twenty-eighth pass). Then
+    /// the databases' generation moves on (locked too: a connection's groups are looked up
+    /// again), never before the names are in place.
     pub(crate) fn names_changed(&self) {
-        let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(o) = guard.as_mut() {
-            let (runners, schedulers, index) = derive_names(o.vault.as_ref());
-            o.runners = runners;
-            o.schedulers = schedulers;
-            o.index = index;
+        {
+            let mut guard = self.slot.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(o) = guard.as_mut() {
+                let (runners, schedulers, index) = derive_names(o.vault.as_ref());
+                o.runners = runners;
+                o.schedulers = schedulers;
+                o.index = index;
+            }
         }
+        crate::accounts::databases_changed();
     }
 
     /// Forget the vault (its key and secrets are zeroed as they drop), calling `record` (the

@@ -70,14 +70,19 @@ pub(crate) fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<ExitCode> {
         max_queued_per_uid: a.max_queued_mib_per_uid.saturating_mul(1024 * 1024),
         max_queued: a.max_queued_mib.saturating_mul(1024 * 1024),
     };
+    // A name that resolves to nobody now is refused here, as typed; the daemon keeps the
+    // names and resolves them again at each change of /etc/passwd or /etc/group (a name
+    // deleted later then matches nobody, with a warning in its log).
+    if let Some(g) = &a.admin_group {
+        resolve_group(g)?;
+    }
+    for u in &a.schedulers {
+        resolve_user(u)?;
+    }
     let access = AccessConfig {
         daemon_uid: crate::sys::current_uid(),
-        admin_gid: a.admin_group.as_deref().map(resolve_group).transpose()?,
-        scheduler_uids: a
-            .schedulers
-            .iter()
-            .map(|u| resolve_user(u))
-            .collect::<anyhow::Result<_>>()?,
+        admin_group: a.admin_group.clone(),
+        schedulers: a.schedulers.clone(),
     };
     let socket_gid = a
         .socket_group

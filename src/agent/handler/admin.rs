@@ -378,8 +378,10 @@ impl Handler {
     /// the daemon's log and the audit log (twenty-sixth pass, found by the attacker of
     /// observability and many daemons).
     pub(super) fn reload(&self) -> Result<AdminStatus, Refusal> {
-        // A reload re-reads the user and group databases too: every connection's groups are
-        // looked up again before its next decision that needs them.
+        // A reload re-reads the user and group databases too: `--admin-group` and
+        // `--scheduler` are resolved again, and every connection's rights are decided again
+        // at its next request (the load, if any, resolves the policy's names).
+        self.access.resolve();
         crate::accounts::databases_changed();
         let there = self.state.with(|v| v.and_then(|o| o.vault.current_stamp()));
         let r = self.reload_now();

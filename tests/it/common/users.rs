@@ -151,6 +151,26 @@ pub fn create_user_with_uid(name: &str, uid: u32) -> Result<(), String> {
     )
 }
 
+/// The gid of group `name`, if it exists.
+pub fn gid_of(name: &str) -> Option<u32> {
+    let o = Command::new("getent").args(["group", name]).output().ok()?;
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    line.split(':').nth(2)?.trim().parse::<u32>().ok()
+}
+
+/// Delete group `name` (`groupdel`). Missing already: done.
+pub fn delete_group(name: &str) -> Result<(), String> {
+    account_tool("groupdel", &[name], || gid_of(name).is_none())
+}
+
+/// Create group `name` as a system group with gid `gid` (`groupadd -g`).
+pub fn create_group_with_gid(name: &str, gid: u32) -> Result<(), String> {
+    let g = gid.to_string();
+    account_tool("groupadd", &["--system", "--gid", &g, name], || {
+        gid_of(name) == Some(gid)
+    })
+}
+
 /// Add `user` to `group`'s member list (`usermod -a -G`).
 pub fn add_to_group(user: &str, group: &str) -> Result<(), String> {
     account_tool("usermod", &["-a", "-G", group, user], || {

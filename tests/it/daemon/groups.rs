@@ -361,7 +361,12 @@ while True:
     /// A daemon whose task checkout-flow has `runners` (a TOML inline table), with `args`
     /// added to `serve`, its socket open to every uid.
     fn daemon_with_runners(dir: &Path, runners: &str, args: &[&str]) -> daemon::Daemon {
-        let id = daemon::setup_vault(dir);
+        daemon_with_policy(dir, &policy_with_runners(runners), args)
+    }
+
+    /// The example policy with `runners` (a TOML inline table, and any line to add after
+    /// it) in place of checkout-flow's.
+    fn policy_with_runners(runners: &str) -> String {
         let example = daemon::example_policy();
         let policy = example.replacen(
             "runners = { users = [\"checkpoint\", \"root\"], groups = [] }",
@@ -369,6 +374,12 @@ while True:
             1,
         );
         assert_ne!(policy, example, "examples/policy.toml changed its runners");
+        policy
+    }
+
+    /// A daemon serving `policy`, with `args` added to `serve`, its socket open to every uid.
+    fn daemon_with_policy(dir: &Path, policy: &str, args: &[&str]) -> daemon::Daemon {
+        let id = daemon::setup_vault(dir);
         let file = dir.join("live.toml");
         std::fs::write(&file, policy).unwrap();
         let id = id.to_str().unwrap();
@@ -534,6 +545,138 @@ while True:
         assert!(
             v.to_string().contains(&daemon::secret_of("shop-buyer")),
             "{v}"
+        );
+        d.assert_alive();
+    }
+
+    /// Deletes the test's groups even when an assertion fails.
+    struct GroupsGone(&'static [&'static str]);
+    impl Drop for GroupsGone {
+        fn drop(&mut self) {
+            for g in self.0 {
+                let _ = users::delete_group(g);
+            }
+        }
+    }
+
+    const HEALTH: &str = r#"{"v":1,"op":"health"}"#;
+    const TICKET: &str = r#"{"v":1,"op":"ticket","task":"checkout-flow","ttl":600}"#;
+
+    /// Twenty-ninth pass (left by the twenty-eighth's closing note): `serve --admin-group` was
+    /// resolved to a gid once, at start. After `groupdel` of the admin group and `groupadd` of
+    /// another group given its freed gid, that other group's members were admins (`lock`,
+    /// `unlock`, tickets for every task), and the admin group made again under its name gave
+    /// its members nothing, until a restart. The name is now resolved again at each change of
+    /// /etc/group, as the policy's names are, and decided on open connections too.
+    #[test]
+    fn the_admin_group_name_is_resolved_again_when_etc_group_changes() {
+        const ADMINS: &str = "scopevault-tl5a";
+        const OTHERS: &str = "scopevault-tl5b";
+        let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+            Ok(ids) => ids,
+            Err(why) => return skip::skip(&why),
+        };
+        let _gone = GroupsGone(&[ADMINS, OTHERS]);
+        users::delete_group(OTHERS).expect("groupdel");
+        let old = users::ensure_group(ADMINS).expect("groupadd");
+        users::remove_from_group(users::OTHER_USER, ADMINS).expect("gpasswd -d");
+        let dir = daemon::tempdir();
+        // checkout-flow is run by OTHERS, which does not exist yet: the user's fetch handed out
+        // once it does is the sign that the daemon read the new /etc/group.
+        let d = daemon_with_runners(
+            dir.path(),
+            &format!("{{ groups = [\"{OTHERS}\"] }}"),
+            &["--admin-group", ADMINS],
+        );
+        let mut c = Conn::open(uid, gid, &d.socket);
+        assert_eq!(c.ask(HEALTH)["peer"]["admin"], false);
+        assert_eq!(daemon::code(&c.ask(FETCH)), "denied");
+
+        // The admin group deleted, its gid given to another group, which the user is in.
+        users::delete_group(ADMINS).expect("groupdel");
+        users::create_group_with_gid(OTHERS, old).expect("groupadd -g");
+        users::add_to_group(users::OTHER_USER, OTHERS).expect("usermod -a -G");
+        c.ask_until(FETCH, |v| v["ok"] == true, "fetch as a member of OTHERS");
+        let v = c.ask(HEALTH);
+        assert_eq!(
+            v["peer"]["admin"], false,
+            "a member of the group given the admin group's gid is no admin: {v}"
+        );
+        let v = c.ask(TICKET);
+        assert_eq!(daemon::code(&v), "denied", "a ticket: {v}");
+        let v = c.ask(r#"{"v":1,"op":"lock"}"#);
+        assert_eq!(daemon::code(&v), "denied", "lock: {v}");
+        let warning = format!("--admin-group `{ADMINS}` does not exist on this host");
+        let log = d.stderr_text();
+        assert!(log.contains(&warning), "{log}");
+
+        // The admin group made again (another gid), with the user in it: an admin, no restart.
+        let again = users::ensure_group(ADMINS).expect("groupadd");
+        assert_ne!(again, old);
+        users::add_to_group(users::OTHER_USER, ADMINS).expect("usermod -a -G");
+        c.ask_until(
+            HEALTH,
+            |v| v["peer"]["admin"] == true,
+            "health.peer.admin in the admin group made again",
+        );
+        d.assert_alive();
+    }
+
+    /// Twenty-ninth pass (left by the twenty-eighth's closing note): `serve --scheduler` was
+    /// resolved to a uid once, at start. After `userdel` of the scheduler and `useradd` of
+    /// another user given its uid, that user got tickets for every task naming the uid, and
+    /// the scheduler made again (another uid) got none, until a restart. The name is now
+    /// resolved again at each change of /etc/passwd.
+    #[test]
+    fn a_scheduler_name_is_resolved_again_when_etc_passwd_changes() {
+        const SCHED: &str = "scopevault-tl6a";
+        const NEXT: &str = "scopevault-tl6b";
+        if let Err(why) = users::ensure_user(users::OTHER_USER) {
+            return skip::skip(&why);
+        }
+        let _gone = Gone(&[SCHED, NEXT]);
+        users::delete_user(NEXT).expect("userdel");
+        let (uid, gid) = users::ensure_user(SCHED).expect("useradd");
+        // checkout-flow names the scheduler by its uid (taken as it is: only `--scheduler`
+        // decides) and is run by it by name (its fetch refused once the name is gone is the
+        // sign that the daemon read the new /etc/passwd); search-api names it by name.
+        let policy = policy_with_runners(&format!(
+            "{{ users = [\"{SCHED}\"] }}\nschedulers = [\"{uid}\"]"
+        ))
+        .replacen(
+            "[tasks.search-api]\n",
+            &format!("[tasks.search-api]\nschedulers = [\"{SCHED}\"]\n"),
+            1,
+        );
+        assert_eq!(policy.matches("schedulers = ").count(), 2, "{policy}");
+        let dir = daemon::tempdir();
+        let d = daemon_with_policy(dir.path(), &policy, &["--scheduler", SCHED]);
+        let mut c = Conn::open(uid, gid, &d.socket);
+        let v = c.ask(TICKET);
+        assert_eq!(v["ok"], true, "the scheduler gets a ticket: {v}");
+
+        // Another user given the scheduler's uid: no scheduler.
+        users::delete_user(SCHED).expect("userdel");
+        users::create_user_with_uid(NEXT, uid).expect("useradd -u");
+        c.ask_until(FETCH, |v| v["ok"] == false, "fetch after userdel, useradd");
+        let v = c.ask(TICKET);
+        assert_eq!(
+            daemon::code(&v),
+            "denied",
+            "a ticket for the new user of the scheduler's uid: {v}"
+        );
+        let warning = format!("--scheduler `{SCHED}` does not exist on this host");
+        let log = d.stderr_text();
+        assert!(log.contains(&warning), "{log}");
+
+        // The scheduler made again, with another uid: a scheduler, no restart.
+        let (again, again_gid) = users::ensure_user(SCHED).expect("useradd");
+        assert_ne!(again, uid);
+        let mut c2 = Conn::open(again, again_gid, &d.socket);
+        c2.ask_until(
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+            |v| v["ok"] == true,
+            "a ticket for the scheduler made again",
         );
         d.assert_alive();
     }
