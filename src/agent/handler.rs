@@ -2509,6 +2509,79 @@ expires = "2999-01-01"
         t["ticket"].as_str().unwrap().to_owned()
     }
 
+    /// Twenty-ninth pass (left open by the twenty-eighth's closing note): a ticket issued to a
+    /// member of `--admin-group` was handed out after that member was removed from the group,
+    /// until its ttl. Its redemption judges the issuer again once the databases changed: the
+    /// ticket is revoked, refused `denied` (every later redemption too) and the first refusal
+    /// is recorded in full; root's ticket, and one whose issuer kept its right, redeem.
+    #[test]
+    fn a_ticket_is_revoked_once_its_issuer_loses_the_right_it_was_issued_under() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static IN_ADMINS: AtomicBool = AtomicBool::new(true);
+        fn lookup(_: u32) -> Vec<u32> {
+            if IN_ADMINS.load(Ordering::SeqCst) {
+                vec![50]
+            } else {
+                vec![]
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), false).unwrap();
+        let h = Handler::new(
+            AccessConfig {
+                daemon_uid: 4242,
+                admin_group: Some("50".into()),
+                schedulers: vec![],
+            },
+            audit,
+        );
+        h.install(Box::new(stand_in(&policy_src("warn"))));
+        let member = PeerIdentity::with_lookup(1500, 1500, lookup);
+        let ticket = |peer: &PeerIdentity| {
+            let v = call(
+                &h,
+                peer,
+                r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+            );
+            assert_eq!(v["ok"], true, "{v}");
+            v["ticket"].as_str().unwrap().to_owned()
+        };
+        let redeem = |t: &str| {
+            call(
+                &h,
+                &stranger(),
+                &format!(r#"{{"v":1,"op":"fetch","ticket":"{t}"}}"#),
+            )
+        };
+        let (kept, lost, of_root) = (ticket(&member), ticket(&member), ticket(&root()));
+        // The databases changed, the member still in the group: its ticket redeems.
+        crate::accounts::databases_changed();
+        assert_eq!(redeem(&kept)["ok"], true);
+
+        IN_ADMINS.store(false, Ordering::SeqCst);
+        crate::accounts::databases_changed();
+        for attempt in ["first", "second"] {
+            let v = redeem(&lost);
+            assert_eq!(v["error"]["code"], "denied", "{attempt}: {v}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("issued by uid 1500") && message.contains("task `search-api`"),
+                "{message}"
+            );
+            assert!(!v.to_string().contains("S3cret"), "{v}");
+        }
+        assert_eq!(redeem(&of_root)["ok"], true, "root's ticket");
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        let refused: Vec<&str> = audit
+            .lines()
+            .filter(|l| l.contains("issued by uid 1500"))
+            .collect();
+        assert_eq!(refused.len(), 2, "{audit}");
+        assert!(refused.iter().all(|l| l.contains(r#""decision":"deny""#)));
+        assert!(refused[0].contains("revoked; a later redemption is refused so too"));
+        IN_ADMINS.store(true, Ordering::SeqCst);
+    }
+
     /// Twentieth pass (found by attacking that pass's fixes): a fetch, or a ticket's
     /// redemption, naming a credential its task does not list was refused "task `T` does not
     /// list credential `NAME`" when the policy declares NAME (another task's), and "… a

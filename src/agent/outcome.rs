@@ -46,6 +46,15 @@ pub(crate) enum Refusal {
     TicketSpent,
     /// The ticket is past its ttl.
     TicketExpired,
+    /// The ticket's issuer has lost the right to it since it was issued (removed from the
+    /// admin group, no longer a `--scheduler`, no longer named by the task's `schedulers`):
+    /// revoked, never handed out (twenty-ninth pass).
+    TicketRevoked {
+        /// The issuer's uid.
+        issuer: u32,
+        /// The ticket's task.
+        task: String,
+    },
     /// The task does not list the credential asked for. The answer does not name it, declared
     /// or not: naming only declared ones told which names the vault declares.
     NotListed {
@@ -211,6 +220,7 @@ impl Refusal {
             NotARunner { .. }
             | TicketSpent
             | TicketExpired
+            | TicketRevoked { .. }
             | NotListed { .. }
             | NotAdmin { .. }
             | NotScheduler { .. }
@@ -256,6 +266,9 @@ impl Refusal {
             }
             TicketSpent => "this ticket was already redeemed: possible interception; the attempt is audited".into(),
             TicketExpired => "this ticket has expired; ask for a new one".into(),
+            TicketRevoked { issuer, task } => format!(
+                "this ticket was issued by uid {issuer}, who may no longer ask for tickets for task `{task}` (removed from the admin group, no longer a `--scheduler`, or no longer named by the task's `schedulers`), so it is revoked and nothing is handed out; ask for a new ticket"
+            ),
             NotListed { task } => format!("task `{task}` does not list a credential of that name"),
             Undeclared { credential: c, task } => format!("task `{task}` lists credential `{c}`, which the applied policy does not declare, so its kind and scopes are unknown and it is not handed out; an admin declares [credentials.{c}] in the policy and runs `scopevault policy apply`"),
             NoSecret { credential: c } => format!("credential `{c}` has no secret stored in the vault; an admin runs `scopevault cred add {c}`"),
@@ -329,6 +342,7 @@ impl Refusal {
             | TicketUnknown
             | TicketSpent
             | TicketExpired
+            | TicketRevoked { .. }
             | NotListed { .. }
             | Undeclared { .. }
             | NoSecret { .. }
@@ -412,6 +426,14 @@ mod tests {
             (Refusal::TicketUnknown, C::NotFound, Deny),
             (Refusal::TicketSpent, C::Denied, Deny),
             (Refusal::TicketExpired, C::Denied, Deny),
+            (
+                Refusal::TicketRevoked {
+                    issuer: 1002,
+                    task: s("t"),
+                },
+                C::Denied,
+                Deny,
+            ),
             (Refusal::NotListed { task: s("t") }, C::Denied, Deny),
             (
                 Refusal::Undeclared {
@@ -610,10 +632,11 @@ mod tests {
                 Refusal::CredentialTooLarge { .. } => 30,
                 Refusal::AnswerTooLarge { .. } => 31,
                 Refusal::FieldInBoth { .. } => 32,
+                Refusal::TicketRevoked { .. } => 33,
             };
             seen.insert(kind);
         }
-        assert_eq!(seen.len(), 33, "{seen:?}");
+        assert_eq!(seen.len(), 34, "{seen:?}");
     }
 
     /// Messages clients and tests rely on stay as they were before the refusals were typed.

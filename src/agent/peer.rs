@@ -53,7 +53,7 @@ impl PeerIdentity {
     /// A peer whose groups `lookup` answers, looked up again as the databases' generation
     /// moves on, as a connected peer's are (tests).
     #[cfg(test)]
-    fn with_lookup(uid: u32, gid: u32, lookup: fn(u32) -> Vec<u32>) -> PeerIdentity {
+    pub(crate) fn with_lookup(uid: u32, gid: u32, lookup: fn(u32) -> Vec<u32>) -> PeerIdentity {
         PeerIdentity {
             uid,
             gid,
@@ -91,6 +91,20 @@ impl PeerIdentity {
                     }
                 }
             }
+        }
+    }
+
+    /// Who this peer is without its connection, for judging later what it was trusted with
+    /// (a ticket's issuer, at the ticket's redemption): its uid, its kernel gid, and where its
+    /// groups come from.
+    pub(crate) fn detached(&self) -> Detached {
+        Detached {
+            uid: self.uid,
+            gid: self.gid,
+            groups: match &self.groups {
+                Groups::Fixed(g) => Source::Fixed(g.clone()),
+                Groups::Followed { lookup, .. } => Source::Lookup(*lookup),
+            },
         }
     }
 
@@ -142,6 +156,48 @@ enum Groups {
         lookup: fn(u32) -> Vec<u32>,
         now: Mutex<Option<(u64, Arc<[u32]>)>>,
     },
+}
+
+/// A peer without its connection ([`PeerIdentity::detached`]): what a ticket keeps of its
+/// issuer, so that its redemption can ask whether the issuer may still have it.
+#[derive(Debug, Clone)]
+pub(crate) struct Detached {
+    uid: u32,
+    gid: u32,
+    groups: Source,
+}
+
+/// Where a [`Detached`] peer's groups come from.
+#[derive(Debug, Clone)]
+enum Source {
+    Fixed(Arc<[u32]>),
+    Lookup(fn(u32) -> Vec<u32>),
+}
+
+impl Detached {
+    /// Its uid.
+    pub(crate) fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// The peer as it would be on a connection opened now: the same uid and kernel gid, and
+    /// its user's groups as the databases say now (looked up at the first need).
+    pub(crate) fn now(&self) -> PeerIdentity {
+        let groups = match &self.groups {
+            Source::Fixed(g) => Groups::Fixed(g.clone()),
+            Source::Lookup(lookup) => Groups::Followed {
+                lookup: *lookup,
+                now: Mutex::new(None),
+            },
+        };
+        PeerIdentity {
+            uid: self.uid,
+            gid: self.gid,
+            pid: 0,
+            groups,
+            exe: None,
+        }
+    }
 }
 
 /// Longest `exe` the audit log records, in bytes: the path of the peer's binary is the

@@ -47,13 +47,30 @@ struct Entry {
     withdrawn: bool,
     /// The scheduler that asked for it; `None` for an admin.
     issuer: Option<u32>,
+    /// Who asked for it, and when, to judge at its redemption whether they may still have it.
+    by: IssuedBy,
+    /// Refused because its issuer lost the right to it: every later redemption is refused so.
+    revoked: bool,
 }
 
 impl Entry {
-    /// Spent, withdrawn or expired: it only waits to be forgotten.
+    /// Spent, withdrawn, revoked or expired: it only waits to be forgotten.
     fn dead(&self, now: Instant) -> bool {
-        self.spent || self.withdrawn || now >= self.deadline
+        self.spent || self.withdrawn || self.revoked || now >= self.deadline
     }
+}
+
+/// Who asked for a ticket ([`crate::agent::peer::Detached`]: its uid, kernel gid and where its
+/// groups come from) and the generation of the user and group databases its right was decided
+/// at ([`crate::accounts::generation`]). A redemption asks again whether it may have the
+/// ticket once that generation has moved on (twenty-ninth pass): a ticket outlives no removal
+/// of the right it was issued under.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuedBy {
+    /// The issuer.
+    pub(crate) issuer: crate::agent::peer::Detached,
+    /// The generation its right was decided at: read before the decision.
+    pub(crate) generation: u64,
 }
 
 /// Whose tickets a count is of.
@@ -151,6 +168,8 @@ pub(crate) enum NotRedeemed {
     Spent { task: String },
     /// Past its ttl.
     Expired { task: String },
+    /// Refused before because its issuer had lost the right to it ([`Tickets::revoke`]).
+    Revoked { task: String, issuer: u32 },
 }
 
 /// The daemon's tickets.
@@ -200,16 +219,17 @@ impl Tickets {
     }
 
     /// Issue a ticket for `task`, good for `ttl` seconds of the monotonic clock from `now`,
-    /// asked for by `issuer` (a scheduler that is not an admin; `None` for an admin), and the
-    /// real-time clock's `now + ttl` (Unix seconds) to show the client. Refused when the
-    /// table, the scheduler's share or the schedulers' part of it is full of outstanding
-    /// tickets.
+    /// asked for by `issuer` (a scheduler that is not an admin; `None` for an admin), who is
+    /// `by`, and the real-time clock's `now + ttl` (Unix seconds) to show the client. Refused
+    /// when the table, the scheduler's share or the schedulers' part of it is full of
+    /// outstanding tickets.
     pub(crate) fn issue(
         &mut self,
         task: &str,
         ttl: u64,
         now: Now,
         issuer: Option<u32>,
+        by: IssuedBy,
     ) -> Result<(SecretString, u64), Full> {
         let (shown, now) = (now.wall.saturating_add(ttl), now.mono);
         self.prune(now);
@@ -244,6 +264,8 @@ impl Tickets {
                 refused: 0,
                 withdrawn: false,
                 issuer,
+                by,
+                revoked: false,
             },
         );
         self.each_group(issuer, |held| {
@@ -300,17 +322,24 @@ impl Tickets {
     /// decided, so that a refusal (an over-scoped credential, one with no secret, one its
     /// task does not list) leaves it usable. The caller holds the table's lock from this check
     /// to the spending, so that of two redemptions of one ticket exactly one hands out.
+    /// Also who issued it, whose right the caller judges again ([`IssuedBy`]).
     pub(crate) fn outstanding(
         &self,
         ticket: &SecretString,
         now: Now,
-    ) -> Result<String, NotRedeemed> {
+    ) -> Result<(String, &IssuedBy), NotRedeemed> {
         let now = now.mono;
         let Some(e) = self.by_hash.get(&hash(ticket.expose())) else {
             return Err(NotRedeemed::Unknown);
         };
         if e.withdrawn {
             return Err(NotRedeemed::Withdrawn);
+        }
+        if e.revoked {
+            return Err(NotRedeemed::Revoked {
+                task: e.task.clone(),
+                issuer: e.by.issuer.uid(),
+            });
         }
         if e.spent {
             return Err(NotRedeemed::Spent {
@@ -322,7 +351,26 @@ impl Tickets {
                 task: e.task.clone(),
             });
         }
-        Ok(e.task.clone())
+        Ok((e.task.clone(), &e.by))
+    }
+
+    /// Revoke a ticket [`Tickets::outstanding`] found outstanding whose issuer has lost the
+    /// right to it since it was issued (the caller holds the table's lock from that check):
+    /// every later redemption is refused so ([`NotRedeemed::Revoked`]), even should the
+    /// issuer get the right back. True the first time, so that the refusal that revokes it is
+    /// recorded in full.
+    pub(crate) fn revoke(&mut self, ticket: &SecretString) -> bool {
+        let Some(e) = self.by_hash.get_mut(&hash(ticket.expose())) else {
+            return false;
+        };
+        if e.spent || e.withdrawn || e.revoked {
+            return false;
+        }
+        e.revoked = true;
+        let issuer = e.issuer;
+        // Dead now: forgotten first when its group is at its limit.
+        self.note_spent(issuer);
+        true
     }
 
     /// Spend a ticket [`Tickets::outstanding`] found outstanding: a later redemption is
@@ -389,7 +437,7 @@ impl Tickets {
         ticket: &SecretString,
         now: Now,
     ) -> Result<String, NotRedeemed> {
-        let task = self.outstanding(ticket, now)?;
+        let (task, _) = self.outstanding(ticket, now)?;
         self.spend(ticket);
         Ok(task)
     }
@@ -481,6 +529,40 @@ mod tests {
     use std::sync::OnceLock;
     use std::time::Duration;
 
+    /// An issuer (root; these tests do not judge it again).
+    fn by() -> IssuedBy {
+        IssuedBy {
+            issuer: crate::agent::peer::PeerIdentity::with_groups(0, 0, 1, vec![]).detached(),
+            generation: 0,
+        }
+    }
+
+    /// A revoked ticket is dead: refused as revoked, naming its issuer, never handed out,
+    /// and counted out of its issuer's share at the next look for room.
+    #[test]
+    fn a_revoked_ticket_is_refused_as_revoked_and_makes_room() {
+        let mut t = Tickets::with_cap(8);
+        let (ticket, _) = t.issue("checkout", 60, at(0), Some(7), by()).unwrap();
+        assert!(t.outstanding(&ticket, at(1)).is_ok());
+        assert!(t.revoke(&ticket), "revoked once");
+        assert!(!t.revoke(&ticket), "not twice");
+        assert_eq!(
+            t.redeem(&ticket, at(1)).unwrap_err(),
+            NotRedeemed::Revoked {
+                task: "checkout".into(),
+                issuer: 0
+            }
+        );
+        assert!(!t.refused(&ticket), "no refusal counts against it any more");
+        // Scheduler 7's share is 2 of 8: the revoked one is forgotten to make room.
+        t.issue("checkout", 60, at(1), Some(7), by()).unwrap();
+        assert!(t.issue("checkout", 60, at(1), Some(7), by()).is_ok());
+        // A spent ticket is not revoked.
+        let (spent, _) = t.issue("x", 60, at(1), None, by()).unwrap();
+        t.redeem(&spent, at(1)).unwrap();
+        assert!(!t.revoke(&spent));
+    }
+
     /// Both clocks `secs` seconds after one start: the real-time clock reads `secs`.
     fn at(secs: u64) -> Now {
         static START: OnceLock<Instant> = OnceLock::new();
@@ -504,32 +586,36 @@ mod tests {
             wall,
         };
         let mut t = Tickets::default();
-        let (short, shown) = t.issue("checkout", 3, when(0, wall), None).unwrap();
+        let (short, shown) = t.issue("checkout", 3, when(0, wall), None, by()).unwrap();
         assert_eq!(shown, wall + 3, "shown in real time");
         // The real-time clock stepped back an hour; 6 s passed.
         assert_eq!(
-            t.outstanding(&short, when(6, wall - 3600 + 6)),
+            t.outstanding(&short, when(6, wall - 3600 + 6))
+                .map(|(task, _)| task),
             Err(NotRedeemed::Expired {
                 task: "checkout".into()
             })
         );
         // The real-time clock stepped forward an hour; 1 s passed.
-        let (long, _) = t.issue("checkout", 600, when(6, wall + 6), None).unwrap();
+        let (long, _) = t
+            .issue("checkout", 600, when(6, wall + 6), None, by())
+            .unwrap();
         assert_eq!(
             t.redeem(&long, when(7, wall + 3600 + 7)),
             Ok("checkout".into())
         );
         // Dead tickets are found by the monotonic clock too: the short one makes room.
         let mut t = Tickets::with_cap(4);
-        t.issue("x", 3, when(0, wall), None).unwrap();
+        t.issue("x", 3, when(0, wall), None, by()).unwrap();
         for _ in 1..4 {
-            t.issue("x", 600, when(0, wall), None).unwrap();
+            t.issue("x", 600, when(0, wall), None, by()).unwrap();
         }
         assert_eq!(
-            t.issue("x", 600, when(1, wall + 7200), None).unwrap_err(),
+            t.issue("x", 600, when(1, wall + 7200), None, by())
+                .unwrap_err(),
             Full::Table
         );
-        assert!(t.issue("x", 600, when(6, wall - 3600), None).is_ok());
+        assert!(t.issue("x", 600, when(6, wall - 3600), None, by()).is_ok());
     }
 
     /// Twenty-first pass: a ticket whose hand-out's record failed is given back, outstanding
@@ -538,32 +624,41 @@ mod tests {
     #[test]
     fn a_ticket_given_back_after_a_failed_hand_out_redeems_once() {
         let mut t = Tickets::default();
-        let (ticket, _) = t.issue("checkout", 60, at(1000), Some(7)).unwrap();
-        assert_eq!(t.outstanding(&ticket, at(1001)), Ok("checkout".into()));
+        let (ticket, _) = t.issue("checkout", 60, at(1000), Some(7), by()).unwrap();
+        assert_eq!(
+            t.outstanding(&ticket, at(1001)).map(|(task, _)| task),
+            Ok("checkout".into())
+        );
         let spent = t.spend(&ticket).expect("outstanding");
         assert!(t.spend(&ticket).is_none(), "spent once");
         assert!(matches!(
-            t.outstanding(&ticket, at(1001)),
+            t.outstanding(&ticket, at(1001)).map(|(task, _)| task),
             Err(NotRedeemed::Spent { .. })
         ));
         t.give_back(spent);
-        assert_eq!(t.outstanding(&ticket, at(1002)), Ok("checkout".into()));
+        assert_eq!(
+            t.outstanding(&ticket, at(1002)).map(|(task, _)| task),
+            Ok("checkout".into())
+        );
         assert_eq!(t.redeem(&ticket, at(1002)), Ok("checkout".into()));
         assert!(matches!(
             t.redeem(&ticket, at(1003)),
             Err(NotRedeemed::Spent { .. })
         ));
-        let (other, _) = t.issue("checkout", 60, at(1000), None).unwrap();
+        let (other, _) = t.issue("checkout", 60, at(1000), None, by()).unwrap();
         let spent = t.spend(&other).unwrap();
         t.clear();
         t.give_back(spent);
-        assert_eq!(t.outstanding(&other, at(1001)), Err(NotRedeemed::Unknown));
+        assert_eq!(
+            t.outstanding(&other, at(1001)).map(|(task, _)| task),
+            Err(NotRedeemed::Unknown)
+        );
     }
 
     #[test]
     fn a_ticket_redeems_once() {
         let mut t = Tickets::default();
-        let (ticket, exp) = t.issue("checkout", 60, at(1000), None).unwrap();
+        let (ticket, exp) = t.issue("checkout", 60, at(1000), None, by()).unwrap();
         assert_eq!(exp, 1060);
         assert!(ticket.expose().starts_with(PREFIX));
         assert_eq!(t.redeem(&ticket, at(1001)), Ok("checkout".into()));
@@ -578,7 +673,7 @@ mod tests {
     #[test]
     fn an_expired_ticket_is_refused_and_unknown_ones_are_unknown() {
         let mut t = Tickets::default();
-        let (ticket, _) = t.issue("checkout", 60, at(1000), None).unwrap();
+        let (ticket, _) = t.issue("checkout", 60, at(1000), None, by()).unwrap();
         assert_eq!(
             t.redeem(&ticket, at(1060)),
             Err(NotRedeemed::Expired {
@@ -592,18 +687,18 @@ mod tests {
     #[test]
     fn only_outstanding_tickets_count_against_the_cap() {
         let mut t = Tickets::with_cap(400);
-        let spent = t.issue("x", 60, at(0), None).unwrap().0;
+        let spent = t.issue("x", 60, at(0), None, by()).unwrap().0;
         assert_eq!(t.redeem(&spent, at(0)), Ok("x".into()));
         for _ in 1..400 {
-            t.issue("x", 1, at(0), None).unwrap();
+            t.issue("x", 1, at(0), None, by()).unwrap();
         }
         // 399 outstanding and a spent one: the spent one makes room, then 400 outstanding
         // are the cap.
-        assert!(t.issue("x", 1, at(0), None).is_ok());
-        assert!(t.issue("x", 1, at(0), None).is_err());
+        assert!(t.issue("x", 1, at(0), None, by()).is_ok());
+        assert!(t.issue("x", 1, at(0), None, by()).is_err());
         // A second later every one has expired: new tickets are issued, and the table stays
         // bounded.
-        let (fresh, _) = t.issue("x", 60, at(5), None).unwrap();
+        let (fresh, _) = t.issue("x", 60, at(5), None, by()).unwrap();
         assert!(t.by_hash.len() <= 301);
         assert_eq!(t.redeem(&fresh, at(6)), Ok("x".into()));
     }
@@ -616,52 +711,55 @@ mod tests {
         let mut t = Tickets::with_cap(400);
         let mut first = None;
         for _ in 0..100 {
-            let issued = t.issue("x", 60, at(0), Some(1)).unwrap();
+            let issued = t.issue("x", 60, at(0), Some(1), by()).unwrap();
             first.get_or_insert(issued.0);
         }
         assert_eq!(
-            t.issue("x", 60, at(0), Some(1)).unwrap_err(),
+            t.issue("x", 60, at(0), Some(1), by()).unwrap_err(),
             Full::Issuer(100)
         );
         // Another scheduler and an admin are served.
-        assert!(t.issue("x", 60, at(0), Some(2)).is_ok());
-        assert!(t.issue("x", 60, at(0), None).is_ok());
+        assert!(t.issue("x", 60, at(0), Some(2), by()).is_ok());
+        assert!(t.issue("x", 60, at(0), None, by()).is_ok());
         // Spent, a ticket of scheduler 1 makes room for one of its own (and only then is
         // its part of the table looked through).
         assert!(t.redeem(&first.unwrap(), at(1)).is_ok());
-        assert!(t.issue("x", 60, at(1), Some(1)).is_ok());
+        assert!(t.issue("x", 60, at(1), Some(1), by()).is_ok());
         assert_eq!(
-            t.issue("x", 60, at(1), Some(1)).unwrap_err(),
+            t.issue("x", 60, at(1), Some(1), by()).unwrap_err(),
             Full::Issuer(100)
         );
         // Schedulers together: three quarters (100 each for schedulers 1, 2 and 3).
         for _ in 1..100 {
-            t.issue("x", 60, at(1), Some(2)).unwrap();
+            t.issue("x", 60, at(1), Some(2), by()).unwrap();
         }
         for _ in 0..100 {
-            t.issue("x", 60, at(1), Some(3)).unwrap();
+            t.issue("x", 60, at(1), Some(3), by()).unwrap();
         }
         assert_eq!(
-            t.issue("x", 60, at(1), Some(4)).unwrap_err(),
+            t.issue("x", 60, at(1), Some(4), by()).unwrap_err(),
             Full::Schedulers(300)
         );
         // The last quarter is the admins'.
         for _ in 1..100 {
-            t.issue("x", 60, at(1), None).unwrap();
+            t.issue("x", 60, at(1), None, by()).unwrap();
         }
-        assert_eq!(t.issue("x", 60, at(1), None).unwrap_err(), Full::Table);
+        assert_eq!(
+            t.issue("x", 60, at(1), None, by()).unwrap_err(),
+            Full::Table
+        );
         // An hour later every ticket has expired: each group makes room again.
-        assert!(t.issue("x", 60, at(3600), Some(1)).is_ok());
-        assert!(t.issue("x", 60, at(3600), Some(4)).is_ok());
-        assert!(t.issue("x", 60, at(3600), None).is_ok());
+        assert!(t.issue("x", 60, at(3600), Some(1), by()).is_ok());
+        assert!(t.issue("x", 60, at(3600), Some(4), by()).is_ok());
+        assert!(t.issue("x", 60, at(3600), None, by()).is_ok());
         assert!(t.by_hash.len() <= 400);
     }
 
     #[test]
     fn tickets_are_random_and_only_hashes_are_kept() {
         let mut t = Tickets::default();
-        let (a, _) = t.issue("x", 60, at(0), None).unwrap();
-        let (b, _) = t.issue("x", 60, at(0), None).unwrap();
+        let (a, _) = t.issue("x", 60, at(0), None, by()).unwrap();
+        let (b, _) = t.issue("x", 60, at(0), None, by()).unwrap();
         assert_ne!(a.expose(), b.expose());
         assert!(t.by_hash.contains_key(&hash(a.expose())));
         assert_eq!(Tickets::id_of(&a).len(), 16);

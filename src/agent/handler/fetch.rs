@@ -6,7 +6,7 @@ use crate::agent::authz::is_runner;
 use crate::agent::outcome::Refusal;
 use crate::agent::peer::PeerIdentity;
 use crate::agent::state::Opened;
-use crate::agent::tickets::{NotRedeemed, Now, Tickets, MAX_REFUSED_REDEMPTIONS};
+use crate::agent::tickets::{IssuedBy, NotRedeemed, Now, Tickets, MAX_REFUSED_REDEMPTIONS};
 use crate::agent::totp::Totp;
 use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::policy::{CredentialKind, Enforce, Policy, Task};
@@ -86,7 +86,8 @@ impl Handler {
                 FetchBy::Ticket(_) => Some(self.tickets.lock().unwrap_or_else(|p| p.into_inner())),
                 FetchBy::Task(_) => None,
             };
-            // Whether the ticket was found outstanding: a refusal after that counts against it.
+            // Whether the ticket was found outstanding and its issuer still entitled to it: a
+            // refusal after that counts against it.
             let mut ticket_judged = false;
             let decided = self
                 .decide_fetch(
@@ -116,8 +117,11 @@ impl Handler {
                     // A refused redemption of an outstanding ticket counts against it; the
                     // last one it takes withdraws it, which its record says (once). A ticket
                     // withdrawn before is answered as an unknown one, and audited by its id.
-                    let (mut withdrawn_now, mut withdrawn) = (false, false);
+                    let (mut withdrawn_now, mut withdrawn, mut revoked_now) = (false, false, false);
                     if let (Some(tickets), FetchBy::Ticket(t)) = (tickets.as_mut(), &by) {
+                        // A ticket whose issuer lost the right to it is revoked for good.
+                        revoked_now = matches!(r.why, Refusal::TicketRevoked { .. })
+                            && tickets.revoke(t);
                         withdrawn_now = ticket_judged && tickets.refused(t);
                         withdrawn = matches!(
                             tickets.outstanding(t, Now::read()),
@@ -147,6 +151,9 @@ impl Handler {
                         FetchBy::Ticket(_) if withdrawn => via_ticket.map(|id| {
                             format!(" (ticket {id}, withdrawn: answered as an unknown ticket)")
                         }),
+                        FetchBy::Ticket(_) if revoked_now => via_ticket.map(|id| {
+                            format!(" (ticket {id}: revoked; a later redemption is refused so too)")
+                        }),
                         FetchBy::Ticket(t) if matches!(r.why, Refusal::TicketUnknown) => {
                             Some(format!(" (ticket {})", self.unknown_name(t.expose())))
                         }
@@ -154,13 +161,13 @@ impl Handler {
                     };
                     // The withdrawal is written in full: counted into a `denials` record by
                     // the per-second rate limit, as a non-admin's quick fifth refusal was, it
-                    // was never recorded.
+                    // was never recorded. So is the revocation (once a ticket).
                     self.audit_refusal_as(
                         Some(peer),
                         Op::Fetch,
                         &r,
                         suffix.as_deref(),
-                        withdrawn_now,
+                        withdrawn_now || revoked_now,
                         queued,
                     );
                     Err(r.why.body())
@@ -200,7 +207,8 @@ impl Handler {
 
     /// The task a fetch is for: a task named by one of its runners, or an outstanding
     /// ticket's task, looked up in `tickets` (the caller holds their lock; the ticket is
-    /// spent by the hand-out, not here).
+    /// spent by the hand-out, not here), whose issuer may still have it
+    /// ([`Handler::issuer_keeps_right`]).
     fn resolve_task(
         &self,
         o: &Opened,
@@ -230,7 +238,21 @@ impl Handler {
                     .ok_or(NotRedeemed::Unknown)
                     .and_then(|tickets| tickets.outstanding(t, Now::read()));
                 match outstanding {
-                    Ok(task) => Ok(task),
+                    Ok((task, by)) if self.issuer_keeps_right(o, &task, by) => Ok(task),
+                    Ok((task, by)) => Err(Refused::in_task(
+                        Refusal::TicketRevoked {
+                            issuer: by.issuer.uid(),
+                            task: task.clone(),
+                        },
+                        &task,
+                    )),
+                    Err(NotRedeemed::Revoked { task, issuer }) => Err(Refused::in_task(
+                        Refusal::TicketRevoked {
+                            issuer,
+                            task: task.clone(),
+                        },
+                        &task,
+                    )),
                     // A withdrawn ticket is answered as an unknown one: the holder learns
                     // nothing more from it.
                     Err(NotRedeemed::Unknown | NotRedeemed::Withdrawn) => {
@@ -245,6 +267,26 @@ impl Handler {
                 }
             }
         }
+    }
+
+    /// Whether the issuer of a ticket for `task` may still have it: whether it would be
+    /// issued the ticket now ([`crate::agent::authz::Access::may_issue_ticket_for`]), an
+    /// admin, or a `--scheduler` the task's `schedulers` names, judged with the membership,
+    /// names and policy of now. A ticket is the right to its task's secrets whoever redeems
+    /// it (docs/protocol.md, "Ticket redemption rules"): the redeemer needs no right, so the
+    /// issuer's is the one its redemption rests on. Until the twenty-ninth pass a ticket
+    /// issued to a member of `--admin-group` removed since, or to a `--scheduler` deleted
+    /// since, was handed out until its ttl. When nothing changed since the issue (the
+    /// databases' generation, which every change of them, of the names resolved in them and
+    /// every vault load moves on) this is one atomic load and compare; otherwise the issuer's
+    /// groups are looked up as a new connection's would be.
+    fn issuer_keeps_right(&self, o: &Opened, task: &str, by: &IssuedBy) -> bool {
+        if by.generation == crate::accounts::generation() {
+            return true;
+        }
+        let issuer = by.issuer.now();
+        self.access
+            .may_issue_ticket_for(&issuer, o.schedulers.get(task).map(Vec::as_slice))
     }
 
     /// The task's policy entry and the credentials to hand out: the one asked for, which the

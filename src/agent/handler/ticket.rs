@@ -4,7 +4,7 @@ use super::{Handler, Held, Refused};
 use crate::agent::outcome::Refusal;
 use crate::agent::peer::PeerIdentity;
 use crate::agent::state::Opened;
-use crate::agent::tickets::{Full, Now, Tickets};
+use crate::agent::tickets::{Full, IssuedBy, Now, Tickets};
 use crate::audit::{AuditRecord, Decision, Ticket as AuditTicket};
 use crate::protocol::{ok_line, ErrorBody, Op, Ticket};
 use crate::secret::SecretString;
@@ -59,6 +59,12 @@ impl Handler {
         ttl: u64,
     ) -> Result<(SecretString, u64), Refusal> {
         let o = v.ok_or(Refusal::Locked)?;
+        // Read before the right is decided: a change meanwhile moves the generation past the
+        // one the ticket keeps, and its redemption judges the issuer again.
+        let by = IssuedBy {
+            issuer: peer.detached(),
+            generation: crate::accounts::generation(),
+        };
         if !self.access.may_issue_tickets(peer) {
             return Err(Refusal::NotScheduler { uid: peer.uid });
         }
@@ -82,7 +88,7 @@ impl Handler {
             .tickets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .issue(task, ttl, Now::read(), issuer);
+            .issue(task, ttl, Now::read(), issuer, by);
         issued.map_err(|full| match full {
             Full::Table => Refusal::TooManyTickets,
             Full::Issuer(share) => Refusal::TicketShare {

@@ -680,4 +680,92 @@ while True:
         );
         d.assert_alive();
     }
+
+    /// Twenty-ninth pass (left by the twenty-eighth's closing note): a ticket outlived the
+    /// removal of the right it was issued under. A member of `--admin-group` removed with
+    /// `gpasswd -d`, or a `--scheduler` deleted with `userdel`, lost the right to ask for
+    /// tickets, but the tickets it had been issued were still handed out to whoever redeemed
+    /// them until their ttl (audited `allow`). Its redemption now asks whether the issuer may
+    /// still have it, and is refused `denied`, saying why, and audited.
+    #[test]
+    fn a_ticket_outlives_no_removal_of_its_issuers_right() {
+        const ADMINS: &str = "scopevault-tl7a";
+        const SCHED: &str = "scopevault-tl7b";
+        let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+            Ok(ids) => ids,
+            Err(why) => return skip::skip(&why),
+        };
+        let _gone = Gone(&[SCHED]);
+        let _out = Out(ADMINS);
+        users::ensure_group(ADMINS).expect("groupadd");
+        users::add_to_group(users::OTHER_USER, ADMINS).expect("usermod -a -G");
+        let (suid, sgid) = users::ensure_user(SCHED).expect("useradd");
+        let policy = policy_with_runners(&format!(
+            "{{ users = [\"root\"] }}\nschedulers = [\"{SCHED}\"]"
+        ));
+        let dir = daemon::tempdir();
+        let d = daemon_with_policy(
+            dir.path(),
+            &policy,
+            &["--admin-group", ADMINS, "--scheduler", SCHED],
+        );
+        let mut admin = Conn::open(uid, gid, &d.socket);
+        let mut sched = Conn::open(suid, sgid, &d.socket);
+        let ticket = |v: Value| {
+            assert_eq!(v["ok"], true, "{v}");
+            v["ticket"].as_str().unwrap().to_owned()
+        };
+        let of_admin = ticket(admin.ask(TICKET));
+        let of_sched = ticket(sched.ask(TICKET));
+        // Root's right is not taken away: its ticket stays good.
+        let of_root = ticket(d.request(TICKET));
+        let redeem = |t: &str| format!(r#"{{"v":1,"op":"fetch","ticket":"{t}"}}"#);
+
+        users::delete_user(SCHED).expect("userdel");
+        users::remove_from_group(users::OTHER_USER, ADMINS).expect("gpasswd -d");
+        admin.ask_until(
+            HEALTH,
+            |v| v["peer"]["admin"] == false,
+            "health.peer.admin after gpasswd -d",
+        );
+        for (t, issuer) in [(&of_admin, uid), (&of_sched, suid)] {
+            // Redeemed by root, then again: refused each time, nothing handed out.
+            for attempt in ["first", "second"] {
+                let v = d.request(&redeem(t));
+                assert_eq!(
+                    daemon::code(&v),
+                    "denied",
+                    "{attempt} redemption of uid {issuer}'s ticket: {v}"
+                );
+                let message = v["error"]["message"].as_str().unwrap_or_default();
+                assert!(
+                    message.contains(&format!("issued by uid {issuer}"))
+                        && message.contains("ask for a new ticket"),
+                    "{v}"
+                );
+                daemon::assert_no_secret(&v.to_string(), "a refusal");
+            }
+        }
+        let v = d.request(&redeem(&of_root));
+        assert_eq!(v["ok"], true, "root's ticket: {v}");
+
+        // Each refusal is audited as a `deny` of the fetch naming the ticket.
+        let audit = d.audit_text();
+        for issuer in [uid, suid] {
+            let refused = audit
+                .lines()
+                .filter(|l| {
+                    l.contains(r#""op":"fetch""#)
+                        && l.contains(r#""decision":"deny""#)
+                        && l.contains(&format!("issued by uid {issuer}"))
+                })
+                .count();
+            assert!(
+                refused >= 1,
+                "no deny record of uid {issuer}'s ticket: {audit}"
+            );
+        }
+        daemon::assert_no_secret(&audit, "the audit log");
+        d.assert_alive();
+    }
 }
