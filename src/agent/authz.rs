@@ -125,7 +125,7 @@ impl Access {
     }
 
     /// Whether `uid` is a `--scheduler`, as last resolved.
-    fn is_scheduler(&self, uid: u32) -> bool {
+    pub(crate) fn is_scheduler(&self, uid: u32) -> bool {
         self.scheduler_uids
             .read()
             .unwrap_or_else(|p| p.into_inner())

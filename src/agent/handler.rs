@@ -28,6 +28,7 @@ use crate::protocol::{
 
 mod admin;
 mod fetch;
+mod rights;
 mod scrub;
 mod ticket;
 
@@ -783,6 +784,9 @@ impl Handler {
         queued: &mut Vec<AuditTicket>,
     ) -> Result<Held, ErrorBody> {
         let q = queued;
+        // Every decision of this request uses the membership and names of now, and a change
+        // of what the connection may do is recorded before them.
+        self.follow_rights(peer, q);
         if let Some(busy) = self.over_budget(peer, &req, q) {
             return Err(busy);
         }

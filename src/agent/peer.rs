@@ -3,6 +3,7 @@
 
 use std::io;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The kernel's view of a connected peer, read once when the connection is accepted.
@@ -16,7 +17,42 @@ pub struct PeerIdentity {
     pub pid: i32,
     /// Groups of the peer's user, from the databases, as last looked up.
     groups: Groups,
+    /// The generation of the databases ([`crate::accounts::generation`]) at which this
+    /// connection's rights were last decided ([`PeerIdentity::follow`]); [`NEVER`] before its
+    /// first request.
+    decided_at: AtomicU64,
+    /// What this connection may do as last decided: compared with what it may do after a
+    /// change, for the audit record of a difference.
+    rights: Mutex<Option<Rights>>,
     exe: Option<crate::sys::ExeLink>,
+}
+
+/// No generation: the rights of a connection not yet asked anything were never decided.
+const NEVER: u64 = u64::MAX;
+
+/// What a connection may do, as far as membership decides it: what a change of `/etc/passwd`
+/// or `/etc/group`, of the names `serve` was given or of the policy's runners can take away
+/// or give. Compared before and after such a change, for the audit record that says the
+/// connection's rights changed (twenty-ninth pass; docs/audit.md, `peer.rights`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rights {
+    /// An admin (root, the daemon's user, a member of `--admin-group`).
+    pub(crate) admin: bool,
+    /// A `--scheduler` user.
+    pub(crate) scheduler: bool,
+    /// What the loaded policy's runners give; `None` while the daemon holds no vault (then
+    /// nothing is known of them, and nothing is compared).
+    pub(crate) runner: Option<RunnerRights>,
+}
+
+/// What the loaded policy's runners give a connection ([`Rights::runner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunnerRights {
+    /// The uid is one of some task's `runners.users`.
+    pub(crate) user: bool,
+    /// The policy's runner groups the peer is in (its primary gid or one of its user's
+    /// groups), ascending.
+    pub(crate) groups: Vec<u32>,
 }
 
 impl PeerIdentity {
@@ -35,6 +71,8 @@ impl PeerIdentity {
                 lookup: crate::accounts::user_groups,
                 now: Mutex::new(None),
             },
+            decided_at: AtomicU64::new(NEVER),
+            rights: Mutex::new(None),
             exe: crate::sys::peer_exe(stream, &cred),
         })
     }
@@ -46,6 +84,8 @@ impl PeerIdentity {
             gid,
             pid,
             groups: Groups::Fixed(groups.into()),
+            decided_at: AtomicU64::new(NEVER),
+            rights: Mutex::new(None),
             exe: None,
         }
     }
@@ -62,34 +102,73 @@ impl PeerIdentity {
                 lookup,
                 now: Mutex::new(None),
             },
+            decided_at: AtomicU64::new(NEVER),
+            rights: Mutex::new(None),
             exe: None,
         }
     }
 
-    /// `f` of the user's groups as of the databases' current generation: looked up when
-    /// first needed, and again at the first need after [`crate::accounts::generation`] moved
-    /// on (a change of `/etc/passwd` or `/etc/group`, a `reload`). Otherwise an atomic load
-    /// and compare under this peer's own lock (uncontended but for a worker), no file read: a
-    /// user removed from a group loses its rights on connections already open within about a
-    /// second, not when the connection closes (twenty-eighth pass, found by the outside
-    /// attacker).
+    /// Decide this connection's rights again if the databases' generation
+    /// ([`crate::accounts::generation`]) moved on since they were last decided — a change of
+    /// `/etc/passwd` or `/etc/group` or of the names resolved in them, a vault load, a
+    /// `reload` — or were never decided: the user's groups are looked up again at their next
+    /// need, and `decide` says what the connection may do now. Returns what it could do
+    /// before and what it can now when they differ (never at the first decision: nothing
+    /// changed then).
+    ///
+    /// The handler calls this at the start of each request, so that every decision of the
+    /// request uses the membership of now: a user removed from a group loses its rights on
+    /// connections already open within about a second, not when the connection closes
+    /// (twenty-eighth pass, found by the outside attacker). When nothing changed it costs one
+    /// atomic load and compare, and no lock.
+    pub(crate) fn follow(
+        &self,
+        decide: impl FnOnce(&PeerIdentity) -> Rights,
+    ) -> Option<(Rights, Rights)> {
+        let generation = crate::accounts::generation();
+        if self.decided_at.load(Ordering::Acquire) == generation {
+            return None;
+        }
+        let mut rights = self.rights.lock().unwrap_or_else(|p| p.into_inner());
+        // Another thread serving this connection (a worker running an admin's request) may
+        // have decided meanwhile.
+        if self.decided_at.load(Ordering::Acquire) == generation {
+            return None;
+        }
+        // The generation was read before the lookup: a change during it moves the generation
+        // past the one stored, and the next request decides again.
+        if let Groups::Followed { now, .. } = &self.groups {
+            *now.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        let mut now = decide(self);
+        if now.runner.is_none() {
+            // Nothing is known of the runners while locked: what they gave is kept as it was,
+            // and compared again once a vault is loaded.
+            now.runner = rights.as_ref().and_then(|r| r.runner.clone());
+        }
+        self.decided_at.store(generation, Ordering::Release);
+        match rights.replace(now.clone()) {
+            Some(before) if before != now => Some((before, now)),
+            _ => None,
+        }
+    }
+
+    /// The generation of the databases this connection's rights were last decided at
+    /// ([`PeerIdentity::follow`]; `u64::MAX` if never): what a decision made on it since
+    /// rests on, so what a ticket issued on it keeps.
+    pub(crate) fn decided_at(&self) -> u64 {
+        self.decided_at.load(Ordering::Acquire)
+    }
+
+    /// `f` of the user's groups as looked up since the connection's last decision
+    /// ([`PeerIdentity::follow`]), or now if they were not needed since: under this peer's
+    /// own lock (uncontended but for a worker), no file read but that first one.
     fn groups_now<R>(&self, f: impl FnOnce(&Arc<[u32]>) -> R) -> R {
         match &self.groups {
             Groups::Fixed(g) => f(g),
             Groups::Followed { lookup, now } => {
-                let generation = crate::accounts::generation();
                 let mut now = now.lock().unwrap_or_else(|p| p.into_inner());
-                match &*now {
-                    Some((at, g)) if *at == generation => f(g),
-                    _ => {
-                        // The generation is read before the lookup: a change during it moves
-                        // the generation past `at`, and the next need looks up again.
-                        let g: Arc<[u32]> = lookup(self.uid).into();
-                        let r = f(&g);
-                        *now = Some((generation, g));
-                        r
-                    }
-                }
+                f(now.get_or_insert_with(|| lookup(self.uid).into()))
             }
         }
     }
@@ -109,13 +188,13 @@ impl PeerIdentity {
     }
 
     /// True when the peer's primary gid or one of its user's groups (from the user and group
-    /// databases, as of their current generation) is `gid`.
+    /// databases, as looked up since the connection's last decision) is `gid`.
     pub fn in_group(&self, gid: u32) -> bool {
         self.gid == gid || self.groups_now(|g| g.contains(&gid))
     }
 
     /// The peer's primary gid, then each group of its user (the groups
-    /// [`PeerIdentity::in_group`] matches, as of the same generation).
+    /// [`PeerIdentity::in_group`] matches, as of the same look-up).
     pub fn all_groups(&self) -> impl Iterator<Item = u32> {
         let groups = self.groups_now(Arc::clone);
         std::iter::once(self.gid).chain((0..groups.len()).map(move |i| groups[i]))
@@ -151,10 +230,10 @@ impl PeerIdentity {
 enum Groups {
     /// Given (tests).
     Fixed(Arc<[u32]>),
-    /// Looked up by uid, with the databases' generation they were looked up at.
+    /// Looked up by uid: as looked up since the connection's last decision, if they were.
     Followed {
         lookup: fn(u32) -> Vec<u32>,
-        now: Mutex<Option<(u64, Arc<[u32]>)>>,
+        now: Mutex<Option<Arc<[u32]>>>,
     },
 }
 
@@ -195,6 +274,8 @@ impl Detached {
             gid: self.gid,
             pid: 0,
             groups,
+            decided_at: AtomicU64::new(NEVER),
+            rights: Mutex::new(None),
             exe: None,
         }
     }
@@ -260,14 +341,27 @@ mod tests {
         fn lookup(_: u32) -> Vec<u32> {
             vec![MEMBER_OF.load(Ordering::SeqCst)]
         }
+        // What the handler decides at each request: here, membership of 50.
+        let decide = |p: &PeerIdentity| Rights {
+            admin: p.in_group(50),
+            scheduler: false,
+            runner: None,
+        };
         let p = PeerIdentity::with_lookup(1000, 1000, lookup);
+        assert_eq!(p.follow(decide), None, "the first decision changes nothing");
         assert!(p.in_group(50) && p.all_groups().any(|g| g == 50));
+        assert_eq!(p.follow(decide), None, "nothing changed: nothing decided");
         MEMBER_OF.store(60, Ordering::SeqCst);
         crate::accounts::databases_changed();
+        let (before, now) = p.follow(decide).expect("decided again, and changed");
+        assert!(before.admin && !now.admin);
         assert!(!p.in_group(50), "removed from 50: no longer a member");
         assert!(p.in_group(60), "added to 60: a member");
         assert_eq!(p.all_groups().collect::<Vec<_>>(), vec![1000, 60]);
         assert!(p.in_group(1000), "the kernel's primary gid always counts");
+        // Moved on again, nothing changed for this peer: no difference to record.
+        crate::accounts::databases_changed();
+        assert_eq!(p.follow(decide), None);
     }
 
     #[test]

@@ -362,6 +362,28 @@ impl TaskIndex {
         self.tasks.len()
     }
 
+    /// What the policy's runners give `peer` ([`crate::agent::peer::RunnerRights`]): whether
+    /// its uid is a runner user of some task, and which runner groups it is in (its groups
+    /// looked up only when the policy names a runner group).
+    pub(crate) fn runner_rights(
+        &self,
+        peer: &crate::agent::peer::PeerIdentity,
+    ) -> crate::agent::peer::RunnerRights {
+        let mut groups: Vec<u32> = if self.by_gid.is_empty() {
+            Vec::new()
+        } else {
+            peer.all_groups()
+                .filter(|g| self.by_gid.contains_key(g))
+                .collect()
+        };
+        groups.sort_unstable();
+        groups.dedup();
+        crate::agent::peer::RunnerRights {
+            user: self.by_uid.contains_key(&peer.uid),
+            groups,
+        }
+    }
+
     /// The tasks `peer` runs (its uid, primary group or a supplementary group is among the
     /// task's runners: [`crate::agent::authz::is_runner`]), in the policy's order, as
     /// (name, length of its `tasks` entry); with `only`, that task alone if the peer runs it.

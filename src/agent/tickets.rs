@@ -69,7 +69,8 @@ impl Entry {
 pub(crate) struct IssuedBy {
     /// The issuer.
     pub(crate) issuer: crate::agent::peer::Detached,
-    /// The generation its right was decided at: read before the decision.
+    /// The generation its right was decided at: that of the issuing connection's last
+    /// decision ([`crate::agent::peer::PeerIdentity::decided_at`]).
     pub(crate) generation: u64,
 }
 

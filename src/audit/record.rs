@@ -49,11 +49,15 @@ pub enum AuditOp {
     AuditRepair,
     /// `bundle.apply`: `bundle apply` wrote a signed bundle into the vault.
     BundleApply,
+    /// `peer.rights`: a connection's rights (admin, scheduler, runner groups, runner user)
+    /// changed with the user and group databases, the names resolved in them or the loaded
+    /// policy, as decided at its next request.
+    PeerRights,
 }
 
 impl AuditOp {
     /// The records of the daemon's own kinds (every [`AuditOp`] but a request).
-    pub const OWN: [AuditOp; 8] = [
+    pub const OWN: [AuditOp; 9] = [
         AuditOp::Denials,
         AuditOp::Invalid,
         AuditOp::VaultLoad,
@@ -62,6 +66,7 @@ impl AuditOp {
         AuditOp::AuditNewKey,
         AuditOp::AuditRepair,
         AuditOp::BundleApply,
+        AuditOp::PeerRights,
     ];
 
     /// As written in the log's `op`.
@@ -76,6 +81,7 @@ impl AuditOp {
             AuditOp::AuditNewKey => "audit.new_key",
             AuditOp::AuditRepair => "audit.repair",
             AuditOp::BundleApply => "bundle.apply",
+            AuditOp::PeerRights => "peer.rights",
         }
     }
 
@@ -961,7 +967,8 @@ mod tests {
                 "audit.gap",
                 "audit.new_key",
                 "audit.repair",
-                "bundle.apply"
+                "bundle.apply",
+                "peer.rights"
             ]
         );
         for k in AuditOp::OWN

@@ -59,11 +59,12 @@ impl Handler {
         ttl: u64,
     ) -> Result<(SecretString, u64), Refusal> {
         let o = v.ok_or(Refusal::Locked)?;
-        // Read before the right is decided: a change meanwhile moves the generation past the
-        // one the ticket keeps, and its redemption judges the issuer again.
+        // The generation the peer's groups and rights were decided at, at the start of this
+        // request (never a later one: a change since moves the generation past it, and the
+        // ticket's redemption judges the issuer again).
         let by = IssuedBy {
             issuer: peer.detached(),
-            generation: crate::accounts::generation(),
+            generation: peer.decided_at(),
         };
         if !self.access.may_issue_tickets(peer) {
             return Err(Refusal::NotScheduler { uid: peer.uid });

@@ -768,4 +768,82 @@ while True:
         daemon::assert_no_secret(&audit, "the audit log");
         d.assert_alive();
     }
+
+    /// Twenty-ninth pass (left by the twenty-eighth's closing note): when a connection's
+    /// rights changed with /etc/group, no audit record said so: the log showed an `allow` and
+    /// then a `deny` for the same connection, and nothing between them. Now the first request
+    /// after the change writes one `peer.rights` record naming the uid and what changed
+    /// (admin, runner groups), which `audit verify` and `audit show` take as any record.
+    #[test]
+    fn a_change_of_a_connections_rights_is_audited_once() {
+        const G: &str = "scopevault-tl8";
+        let dir = daemon::tempdir();
+        // G is both a runner group of checkout-flow and `--admin-group`.
+        let Some((d, uid, gid, _out)) = daemon_for(dir.path(), G, &["--admin-group", G]) else {
+            return;
+        };
+        let g = users::gid_of(G).expect("the group's gid");
+        let mut c = Conn::open(uid, gid, &d.socket);
+        assert_eq!(c.ask(HEALTH)["peer"]["admin"], false);
+        assert_eq!(daemon::code(&c.ask(FETCH)), "denied");
+
+        users::add_to_group(users::OTHER_USER, G).expect("usermod -a -G");
+        c.ask_until(FETCH, |v| v["ok"] == true, "fetch after usermod -a -G");
+        assert_eq!(c.ask(HEALTH)["peer"]["admin"], true);
+        users::remove_from_group(users::OTHER_USER, G).expect("gpasswd -d");
+        c.ask_until(FETCH, |v| v["ok"] == false, "fetch after gpasswd -d");
+        assert_eq!(c.ask(HEALTH)["peer"]["admin"], false);
+
+        let audit = d.audit_text();
+        let changes: Vec<Value> = audit
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["op"] == "peer.rights")
+            .collect();
+        assert_eq!(changes.len(), 2, "one record per change: {audit}");
+        for (r, decision, how) in [
+            (&changes[0], "allow", "gained"),
+            (&changes[1], "deny", "lost"),
+        ] {
+            assert_eq!(r["decision"], decision, "{r}");
+            assert_eq!(r["peer"]["uid"], uid, "{r}");
+            let reason = r["reason"].as_str().unwrap();
+            assert!(reason.contains(&format!("admin {how}")), "{r}");
+            assert!(reason.contains(&format!("runner groups {how}: {g}")), "{r}");
+        }
+        // The change is recorded before the decision that used it.
+        let seq = |r: &Value| r["seq"].as_u64().unwrap();
+        let first_allow = audit
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|r| r["op"] == "fetch" && r["decision"] == "allow" && r["peer"]["uid"] == uid)
+            .expect("the allowed fetch");
+        assert!(seq(&changes[0]) < seq(&first_allow), "{audit}");
+
+        let verify = daemon::cmd(dir.path())
+            .args(["audit", "verify"])
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        let show = daemon::cmd(dir.path())
+            .args(["audit", "show"])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&show.stdout);
+        assert!(show.status.success(), "{shown}");
+        assert_eq!(
+            shown
+                .lines()
+                .filter(|l| l.contains(" peer.rights "))
+                .count(),
+            2,
+            "{shown}"
+        );
+        d.assert_alive();
+    }
 }
