@@ -192,6 +192,20 @@ pub fn databases_changed() {
 /// One version of a database file ([`crate::paths::Stamp`]), or none when it cannot be read.
 type Stamp = Option<crate::paths::Stamp>;
 
+/// The SHA-256 of a database file's content, or none when it cannot be read.
+type Digest = Option<[u8; 32]>;
+
+fn digest(path: &Path) -> Digest {
+    use sha2::Digest as _;
+    std::fs::read(path)
+        .ok()
+        .map(|b| sha2::Sha256::digest(&b).into())
+}
+
+/// While the stamps stay the same, the watch compares the files' content every this many
+/// polls: about once a second at the daemon's four polls a second.
+const DIGEST_EVERY: u32 = 4;
+
 fn stamp(path: &Path) -> Stamp {
     std::fs::metadata(path)
         .ok()
@@ -202,9 +216,21 @@ fn stamp(path: &Path) -> Stamp {
 /// read), so that the daemon resolves its names again and moves [`generation`] on: a user
 /// removed from a group (`gpasswd -d`, `usermod`, `userdel`) loses what the group gave on
 /// connections already open, not only on new ones (twenty-eighth pass).
+///
+/// A rewrite in place that keeps the size, the inode and both times has the same stamp: a
+/// second write within one tick of a kernel's coarse clock (a few milliseconds; Linux 6.13
+/// and later give a write after a `stat` another time), or one after the clock was stepped
+/// back. So while the stamps stay the same the content is compared too, by SHA-256, every
+/// [`DIGEST_EVERY`] polls (twenty-ninth pass): such a change is noticed within about a
+/// second. Measured with sha2 as built here (SHA-NI) on a shared 2-core host: 23 to 30 µs for
+/// both files of a host with a few dozen users (1.8 KB), 1.1 ms with a 1 MiB `/etc/group`, 21
+/// ms with 16 MiB, once a second; the daemon's ticker, never a request, pays it.
 pub struct DatabaseWatch {
     paths: [std::path::PathBuf; 2],
     seen: [Stamp; 2],
+    digests: [Digest; 2],
+    /// Polls since the content was last read.
+    polls: u32,
 }
 
 impl DatabaseWatch {
@@ -216,18 +242,36 @@ impl DatabaseWatch {
     /// Watch these two files, as they are now.
     pub fn of(paths: [std::path::PathBuf; 2]) -> DatabaseWatch {
         let seen = [stamp(&paths[0]), stamp(&paths[1])];
-        DatabaseWatch { paths, seen }
+        let digests = [digest(&paths[0]), digest(&paths[1])];
+        DatabaseWatch {
+            paths,
+            seen,
+            digests,
+            polls: 0,
+        }
     }
 
-    /// Stat both files: true if either changed since the last call (or since
-    /// [`DatabaseWatch::of`]). The caller resolves its names again, then moves [`generation`]
-    /// on ([`databases_changed`]).
+    /// Stat both files, and every [`DIGEST_EVERY`] polls with the same stamps read them: true
+    /// if either changed since the last call (or since [`DatabaseWatch::of`]). The caller
+    /// resolves its names again, then moves [`generation`] on ([`databases_changed`]).
     pub fn poll(&mut self) -> bool {
         let now = [stamp(&self.paths[0]), stamp(&self.paths[1])];
-        if now == self.seen {
+        if now != self.seen {
+            self.seen = now;
+            self.digests = [digest(&self.paths[0]), digest(&self.paths[1])];
+            self.polls = 0;
+            return true;
+        }
+        self.polls += 1;
+        if self.polls < DIGEST_EVERY {
             return false;
         }
-        self.seen = now;
+        self.polls = 0;
+        let digests = [digest(&self.paths[0]), digest(&self.paths[1])];
+        if digests == self.digests {
+            return false;
+        }
+        self.digests = digests;
         true
     }
 }
@@ -474,6 +518,27 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         assert!(w.poll(), "removed");
         assert!(!w.poll());
+    }
+
+    /// Twenty-ninth pass (left open by the twenty-eighth's closing note): a rewrite of
+    /// /etc/group in place that keeps its size, inode and both times was missed, and its
+    /// change took effect only at the next other change or `reload`. The kernel here gives
+    /// every write after a `stat` another ctime (multigrain times since Linux 6.13); one with
+    /// a coarse clock keeps the times of a write in the same tick (a few milliseconds), and a
+    /// clock stepped back can give them again: the watch is made to have seen the new stamp,
+    /// as it would then. The content is compared about once a second (4 polls).
+    #[test]
+    fn a_rewrite_that_keeps_the_stamp_is_noticed_by_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, g) = (dir.path().join("passwd"), dir.path().join("group"));
+        std::fs::write(&p, PASSWD_TEXT).unwrap();
+        std::fs::write(&g, "staff:x:50:alice\n").unwrap();
+        let mut w = DatabaseWatch::of([p.clone(), g.clone()]);
+        std::fs::write(&g, "staff:x:50:bobby\n").unwrap();
+        w.seen = [stamp(&p), stamp(&g)];
+        let noticed = (0..4).filter(|_| w.poll()).count();
+        assert_eq!(noticed, 1, "noticed once within 4 polls");
+        assert!((0..8).all(|_| !w.poll()), "then nothing changed");
     }
 
     #[test]
