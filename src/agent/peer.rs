@@ -45,6 +45,19 @@ pub(crate) struct Rights {
     pub(crate) runner: Option<RunnerRights>,
 }
 
+impl Rights {
+    /// Whether `now` says something other than `self` of what both know: the runners' rights
+    /// are compared only when both were decided with a vault loaded. A connection first decided
+    /// while locked learns its runner rights at the unlock: that is no change of its rights,
+    /// and a `peer.rights` record saying nothing was written for it (twenty-ninth pass, the
+    /// soak's audit count).
+    fn differs_from(&self, now: &Rights) -> bool {
+        self.admin != now.admin
+            || self.scheduler != now.scheduler
+            || matches!((&self.runner, &now.runner), (Some(b), Some(n)) if b != n)
+    }
+}
+
 /// What the loaded policy's runners give a connection ([`Rights::runner`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RunnerRights {
@@ -148,7 +161,7 @@ impl PeerIdentity {
         }
         self.decided_at.store(generation, Ordering::Release);
         match rights.replace(now.clone()) {
-            Some(before) if before != now => Some((before, now)),
+            Some(before) if before.differs_from(&now) => Some((before, now)),
             _ => None,
         }
     }
@@ -362,6 +375,47 @@ mod tests {
         // Moved on again, nothing changed for this peer: no difference to record.
         crate::accounts::databases_changed();
         assert_eq!(p.follow(decide), None);
+    }
+
+    #[test]
+    fn runner_rights_first_learnt_at_an_unlock_are_no_change() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static LOADED: AtomicBool = AtomicBool::new(false);
+        let decide = |_: &PeerIdentity| Rights {
+            admin: false,
+            scheduler: false,
+            runner: LOADED.load(Ordering::SeqCst).then(|| RunnerRights {
+                user: false,
+                groups: vec![2400],
+            }),
+        };
+        let p = PeerIdentity::with_groups(1000, 1000, 0, vec![2400]);
+        assert_eq!(p.follow(decide), None, "first decided while locked");
+        LOADED.store(true, Ordering::SeqCst);
+        crate::accounts::databases_changed();
+        assert_eq!(
+            p.follow(decide),
+            None,
+            "the unlock tells its runner rights: no change"
+        );
+        LOADED.store(false, Ordering::SeqCst);
+        crate::accounts::databases_changed();
+        assert_eq!(
+            p.follow(decide),
+            None,
+            "locked again: the known rights are kept"
+        );
+        let changed = |p: &PeerIdentity| Rights {
+            runner: Some(RunnerRights {
+                user: false,
+                groups: vec![],
+            }),
+            ..decide(p)
+        };
+        crate::accounts::databases_changed();
+        let (before, now) = p.follow(changed).expect("a runner group lost is a change");
+        assert_eq!(before.runner.unwrap().groups, vec![2400]);
+        assert!(now.runner.unwrap().groups.is_empty());
     }
 
     #[test]
