@@ -12,6 +12,13 @@ use scopevault::audit::{AuditLog, AuditRecord, Decision};
 use scopevault::protocol::{Op, Request};
 use scopevault::secret::SecretString;
 
+// The binary's allocator (src/main.rs): the per-request work measured as the daemon does it,
+// every block zeroed before it is freed (twenty-ninth pass; docs/security.md, "Daemon
+// throughput").
+#[global_allocator]
+static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 #[path = "support/daemon_vault.rs"]
 mod daemon_vault;
 use daemon_vault::{handler, runner, FETCH};

@@ -15,6 +15,12 @@
 
 use scopevault::protocol::Request;
 
+// The binary's allocator (src/main.rs), as in benches/daemon.rs: every block zeroed before it
+// is freed (twenty-ninth pass).
+#[global_allocator]
+static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 #[path = "../benches/support/daemon_vault.rs"]
 mod daemon_vault;
 use daemon_vault::{handler, runner, FETCH};

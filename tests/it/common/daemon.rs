@@ -525,6 +525,40 @@ pub fn assert_no_secret(text: &str, what: &str) {
     }
 }
 
+/// How many times `needle` is in the readable memory of process `pid` (root reads a
+/// non-dumpable daemon's `/proc/PID/mem`; the caller skips otherwise).
+pub fn copies_in_memory(pid: u32, needle: &[u8]) -> usize {
+    copies_in_memory_of_each(pid, &[needle])[0]
+}
+
+/// [`copies_in_memory`] of each of `needles`, the memory read once.
+pub fn copies_in_memory_of_each(pid: u32, needles: &[&[u8]]) -> Vec<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let finders: Vec<_> = needles.iter().map(memchr::memmem::Finder::new).collect();
+    let mut n = vec![0; needles.len()];
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if !f[1].starts_with('r') || matches!(f.get(5), Some(&"[vvar]") | Some(&"[vsyscall]")) {
+            continue;
+        }
+        let (a, b) = f[0].split_once('-').unwrap();
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        let mut buf = vec![0; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        for (count, finder) in n.iter_mut().zip(&finders) {
+            *count += finder.find_iter(&buf).count();
+        }
+    }
+    n
+}
+
 /// True when the tests run as root.
 pub use super::users::is_root;
 

@@ -15,6 +15,7 @@ mod hostile_env;
 mod late_rotation;
 mod lost_stderr;
 mod memlock;
+mod memory_residue;
 mod reload;
 mod slow_reader;
 mod soak;

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::daemon::{self, setup_vault, tempdir, Daemon};
+use crate::common::daemon::{self, copies_in_memory, setup_vault, tempdir, Daemon};
 use crate::common::vault::{Env, PASS};
 
 fn sv(d: &Daemon, args: &[&str]) -> Output {
@@ -665,32 +665,6 @@ fn regression_an_unlock_record_names_the_kind_of_source_that_unlocked() {
     );
     assert!(!d.audit_text().contains(&secret_line(&id)));
     assert!(d.stop().success());
-}
-
-/// How many times `needle` is in the readable memory of process `pid` (root reads a
-/// non-dumpable daemon's `/proc/PID/mem`; the caller skips otherwise).
-fn copies_in_memory(pid: u32, needle: &[u8]) -> usize {
-    use std::io::{Read, Seek, SeekFrom};
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
-    let mut n = 0;
-    for line in maps.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if !f[1].starts_with('r') || matches!(f.get(5), Some(&"[vvar]") | Some(&"[vsyscall]")) {
-            continue;
-        }
-        let (a, b) = f[0].split_once('-').unwrap();
-        let (a, b) = (
-            u64::from_str_radix(a, 16).unwrap(),
-            u64::from_str_radix(b, 16).unwrap(),
-        );
-        let mut buf = vec![0; (b - a) as usize];
-        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
-            continue;
-        }
-        n += buf.windows(needle.len()).filter(|w| *w == needle).count();
-    }
-    n
 }
 
 /// Found by the attacker of memory and versions (twenty-fifth pass): `unlock --identity-file`
