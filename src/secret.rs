@@ -37,6 +37,110 @@ pub fn within_secret_limit(len: usize) -> bool {
     len <= MAX_SECRET_LEN
 }
 
+/// serde_json's message for `e` without any value of the input in it: for the parse of text
+/// that holds secrets (the vault payload, a bundle's payload).
+///
+/// serde's wordings quote what they found: `invalid type: string "…", expected a map` puts a
+/// secret found where the schema wants a map (a payload of another schema, a hand edit) into
+/// the refusal, and from there onto a terminal, into a CI or a daemon's log (twenty-ninth
+/// pass). Here they name the kind found (`string`, `integer`, …), what was
+/// expected and the position, never the value: `invalid type: string, expected a map at line
+/// 1 column 80`. An unknown variant (a word found where the schema has a fixed set) is not
+/// quoted either. Keys stay, as names (`unknown field `expires``, `missing field`,
+/// `duplicate field`, and the payload's own refusals of a name given twice). Any other message
+/// (one a type's own `Deserialize` wrote, which may quote what it refused) becomes `a value
+/// that is not valid`. serde_json's syntax messages (`expected `,` or `}``, `EOF while
+/// parsing a string`) quote nothing of the input and stay.
+pub fn json_error_without_values(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(position.as_str()).unwrap_or(&full);
+    let what = match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => message.to_owned(),
+        Category::Data => data_error_without_values(message),
+    };
+    if e.line() == 0 {
+        what
+    } else {
+        format!("{what}{position}")
+    }
+}
+
+/// [`json_error_without_values`] of a data error's message (its position cut off).
+fn data_error_without_values(message: &str) -> String {
+    // serde's `Unexpected` as its `Display` writes it: these carry the value after the kind
+    // (`string "…"`, ``integer `5` ``)...
+    const WITH_VALUE: [&str; 5] = [
+        "string ",
+        "integer ",
+        "floating point ",
+        "boolean ",
+        "character ",
+    ];
+    // ...these are the kind alone (serde_json says `null` for a unit).
+    const KIND_ALONE: [&str; 12] = [
+        "null",
+        "unit value",
+        "byte array",
+        "Option value",
+        "newtype struct",
+        "sequence",
+        "map",
+        "enum",
+        "unit variant",
+        "newtype variant",
+        "tuple variant",
+        "struct variant",
+    ];
+    for what in ["invalid type", "invalid value"] {
+        let Some(rest) = message
+            .strip_prefix(what)
+            .and_then(|r| r.strip_prefix(": "))
+        else {
+            continue;
+        };
+        // `{found}, expected {expected}`: the expectation is the schema's text, after the last
+        // `, expected ` (the value found comes first and may hold those words itself).
+        let Some((found, expected)) = rest.rsplit_once(", expected ") else {
+            return what.to_owned();
+        };
+        let kind = WITH_VALUE
+            .into_iter()
+            .find(|k| found.starts_with(k))
+            .map(str::trim_end)
+            .or_else(|| KIND_ALONE.into_iter().find(|k| *k == found));
+        return match kind {
+            Some(kind) => format!("{what}: {kind}, expected {expected}"),
+            None => format!("{what}, expected {expected}"),
+        };
+    }
+    if message.starts_with("unknown variant `") {
+        // ``unknown variant `{found}`, expected …`` or ``…`, there are no variants``.
+        return match message.rsplit_once("`, expected ") {
+            Some((_, expected)) => format!("unknown variant, expected {expected}"),
+            None => "unknown variant".to_owned(),
+        };
+    }
+    let names_only = [
+        "invalid length ",
+        "unknown field `",
+        "missing field `",
+        "duplicate field `",
+    ]
+    .iter()
+    .any(|p| message.starts_with(p))
+        // The payload's own refusals of a key given twice (`vault::FieldMap`, a bundle's
+        // `credentials`): they name the key, never a value.
+        || message == "a field name appears twice"
+        || (message.starts_with("credential `") && message.ends_with("` appears twice"));
+    if names_only {
+        message.to_owned()
+    } else {
+        "a value that is not valid".to_owned()
+    }
+}
+
 /// A UTF-8 secret value, zeroed on drop, redacted in `Debug`.
 pub struct SecretString(SecretBox<str>);
 
@@ -1273,6 +1377,62 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What [`json_error_without_values`] keeps of serde's and serde_json's wordings (the
+    /// payload parsers' tests, `vault` and `fleet::bundle`, hold it to their refusals): the
+    /// kind and the expectation of a type or value error, member names, syntax messages and
+    /// the position; never a value, and never the text of a type's own error, which may quote
+    /// one.
+    #[test]
+    fn a_json_error_keeps_kinds_names_and_positions_never_a_value() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            n: u8,
+            list: Vec<u8>,
+            #[serde(default, deserialize_with = "refuses_quoting")]
+            own: (),
+        }
+        fn refuses_quoting<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+            let s = String::deserialize(d)?;
+            Err(serde::de::Error::custom(format!("`{s}` is refused")))
+        }
+        // The message without its position, which must be serde_json's own.
+        let shown = |text: &str| {
+            let e = serde_json::from_str::<S>(text).unwrap_err();
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            let full = json_error_without_values(&e);
+            assert!(full.ends_with(&position), "{full}");
+            full.strip_suffix(&position).unwrap().to_owned()
+        };
+        for (text, expected) in [
+            (r#"{"n":"s3cret"}"#, "invalid type: string, expected u8"),
+            (r#"{"n":-7}"#, "invalid value: integer, expected u8"),
+            (
+                r#"{"n":1,"list":{"k":1}}"#,
+                "invalid type: map, expected a sequence",
+            ),
+            (r#"{"n":null}"#, "invalid type: null, expected u8"),
+            (
+                r#"{"n":1,"list":[],"own":"s3cret"}"#,
+                "a value that is not valid",
+            ),
+            (
+                r#"{"n":1,"list":[],"s3cret":1}"#,
+                "unknown field `s3cret`, expected one of `n`, `list`, `own`",
+            ),
+            (r#"{"n":1}"#, "missing field `list`"),
+            (r#"{"n":1,"n":2}"#, "duplicate field `n`"),
+            (r#"{"n":1,"list":[1,"#, "EOF while parsing a value"),
+            (r#"{"n":1 "list"}"#, "expected `,` or `}`"),
+        ] {
+            assert_eq!(shown(text), expected, "{text}");
+        }
+        // A found value that holds serde's own words does not move the cut.
+        let tricky = r#"{"n":"x\", expected a string"}"#;
+        assert_eq!(shown(tricky), "invalid type: string, expected u8");
+    }
 
     /// The inlined append (twenty-fifth pass) keeps every byte in order whether it fits or
     /// grows the buffer, grows to the next power of two (at least 256) and never past its cap

@@ -500,13 +500,83 @@ pub fn encrypt_payload(
 }
 
 /// Decrypt a payload with the plaintext already produced by the vault identity, and parse it.
+///
+/// The refusal names the position, the kind found and what was expected, never a value of
+/// the payload, which holds the secrets ([`crate::secret::json_error_without_values`]).
 pub fn parse_payload(plain: &[u8]) -> Result<Payload, String> {
-    serde_json::from_slice(plain).map_err(|e| format!("the payload is malformed: {e}"))
+    serde_json::from_slice(plain).map_err(|e| {
+        format!(
+            "the payload is malformed: {}",
+            crate::secret::json_error_without_values(&e)
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::Manifest;
+
+    /// Twenty-ninth pass (S1, suspected by the code review): serde's `invalid type: string
+    /// "…"` quoted the value it found, so a payload that parses but holds a secret where the
+    /// format wants another type put the secret into `bundle apply`'s refusal, and so into
+    /// the log of whatever runs it. The refusal names the kind, the expectation and the
+    /// position only; names of members stay.
+    #[test]
+    fn regression_a_malformed_payload_never_quotes_a_value() {
+        const SECRET: &str = "Payload-Secret-29-hunter2";
+        let mut c = crate::vault::Credential::new(
+            crate::policy::CredentialKind::Login,
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        c.secrets.insert(
+            "password".into(),
+            crate::secret::SecretString::from(SECRET.to_owned()),
+        );
+        let good = serde_json::json!({
+            "location": "ams", "generation": 3, "policy": "version = 1\n",
+            "credentials": {"buyer": c},
+        });
+        assert!(super::parse_payload(good.to_string().as_bytes()).is_ok());
+        type Edit = fn(&mut serde_json::Value);
+        let edits: [(&str, Edit); 6] = [
+            // A secret string where a map is expected...
+            (
+                "invalid type: string, expected a map of field names to values",
+                |p| p["credentials"]["buyer"]["secrets"] = SECRET.into(),
+            ),
+            // ...and where a number is.
+            ("invalid type: string, expected u64", |p| {
+                p["generation"] = SECRET.into()
+            }),
+            // The reverse: a secret of another type where a string is expected.
+            ("invalid type: integer, expected a string", |p| {
+                p["credentials"]["buyer"]["secrets"]["password"] = 9_182_736_450_u64.into()
+            }),
+            ("invalid type: floating point, expected a string", |p| {
+                p["credentials"]["buyer"]["secrets"]["password"] = 91_827.364_5.into()
+            }),
+            // A secret where a word of a fixed set is expected.
+            ("unknown variant, expected one of `login`", |p| {
+                p["credentials"]["buyer"]["kind"] = SECRET.into()
+            }),
+            // A member name is a name: it stays.
+            ("unknown field `extra`", |p| p["extra"] = SECRET.into()),
+        ];
+        for (expected, edit) in edits {
+            let mut p = good.clone();
+            edit(&mut p);
+            let why = super::parse_payload(p.to_string().as_bytes()).unwrap_err();
+            assert!(
+                why.starts_with("the payload is malformed: ")
+                    && why.contains(expected)
+                    && why.contains(" at line 1 column "),
+                "{expected}: {why}"
+            );
+            for shown in [SECRET, "9182736450", "91827.3645"] {
+                assert!(!why.contains(shown), "{expected}: {why}");
+            }
+        }
+    }
 
     fn refusal(location: &str, credential: &str) -> String {
         let m = Manifest {

@@ -2167,9 +2167,11 @@ fn decrypt_payload(
     r.read_to_end(&mut plain)
         .map_err(|e| VaultError::Corrupt(format!("the payload does not decrypt: {e}")))?;
     let mut data: VaultData = serde_json::from_slice(&plain).map_err(|e| {
-        let text = crate::text::escape_for_terminal(&e.to_string());
+        // Never serde's own message, which quotes the value it found: a secret where the model
+        // wants another type would be in the refusal (twenty-ninth pass).
+        let text = crate::text::escape_for_terminal(&crate::secret::json_error_without_values(&e));
         // serde's own wording for a member (`deny_unknown_fields`) or an enum value (a
-        // credential's `kind`) the model does not have; any other error is damage.
+        // credential's `kind`, not quoted) the model does not have; any other error is damage.
         if text.starts_with("unknown field") || text.starts_with("unknown variant") {
             PayloadError::Newer(format!("its payload holds an {text}"))
         } else {
@@ -2186,6 +2188,77 @@ fn decrypt_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Twenty-ninth pass (S1, suspected by the code review): serde's `invalid type: string
+    /// "…"` quoted the value it found, so a vault payload that decrypts and parses but holds
+    /// a secret where the model wants another type (a hand edit, a payload of another schema)
+    /// put the secret into "the payload is not valid: …" (or, for a word where a `kind` is,
+    /// into "written by a newer scopevault: … unknown variant `…`"). Both name the kind found,
+    /// the expectation and the position only.
+    #[test]
+    fn regression_a_payload_that_does_not_parse_is_refused_without_quoting_a_value() {
+        const SECRET: &str = "Vault-Secret-29-hunter2";
+        let identity = age::x25519::Identity::generate();
+        let recipient = identity.to_public().to_string();
+        let mut data = VaultData::default();
+        let mut c = Credential::new(crate::policy::CredentialKind::Login, timestamp());
+        c.secrets
+            .insert("password".into(), SecretString::from(SECRET.to_owned()));
+        data.credentials.insert("shop".into(), c);
+        let good = serde_json::to_value(&data).unwrap();
+        let refusal = |payload: &serde_json::Value| -> Result<(), String> {
+            let plain = serde_json::to_vec(payload).unwrap();
+            let r: age::x25519::Recipient = recipient.parse().unwrap();
+            let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+                .unwrap();
+            let mut out = Vec::new();
+            let mut w = enc.wrap_output(&mut out).unwrap();
+            std::io::Write::write_all(&mut w, &plain).unwrap();
+            w.finish().unwrap();
+            match decrypt_payload(&out, &identity) {
+                Ok(_) => Ok(()),
+                Err(PayloadError::Vault(e)) => Err(e.to_string()),
+                Err(PayloadError::Newer(why)) => Err(format!("newer: {why}")),
+            }
+        };
+        assert_eq!(refusal(&good), Ok(()));
+        type Edit = fn(&mut serde_json::Value);
+        let edits: [(&str, Edit); 5] = [
+            // A secret string where a map is expected...
+            (
+                "invalid type: string, expected a map of field names to values",
+                |p| p["credentials"]["shop"]["secrets"] = SECRET.into(),
+            ),
+            // ...and where a number is.
+            ("invalid type: string, expected u32", |p| {
+                p["schema"] = SECRET.into()
+            }),
+            // The reverse: a secret of another type where a string is expected.
+            ("invalid type: integer, expected a string", |p| {
+                p["credentials"]["shop"]["secrets"]["password"] = 9_182_736_450_u64.into()
+            }),
+            ("invalid type: boolean, expected a string", |p| {
+                p["credentials"]["shop"]["fields"]["username"] = true.into()
+            }),
+            // A secret where a `kind` is: refused as newer, the word not quoted.
+            (
+                "newer: its payload holds an unknown variant, expected one of `login`",
+                |p| p["credentials"]["shop"]["kind"] = SECRET.into(),
+            ),
+        ];
+        for (expected, edit) in edits {
+            let mut p = good.clone();
+            edit(&mut p);
+            let why = refusal(&p).unwrap_err();
+            assert!(
+                why.contains(expected) && why.contains(" at line 1 column "),
+                "{expected}: {why}"
+            );
+            for shown in [SECRET, "9182736450", "true"] {
+                assert!(!why.contains(shown), "{expected}: {why}");
+            }
+        }
+    }
 
     #[test]
     fn debug_of_vault_and_credential_never_shows_a_secret() {

@@ -818,7 +818,8 @@ fn a_vault_written_by_a_newer_scopevault_says_upgrade_and_its_older_backup_is_a_
             p["credentials"]["real-cred"]["expires"] = "2027-03-01T00:00:00Z".into()
         }),
         ("schema 2", |p| p["schema"] = 2.into()),
-        ("sshkey", |p| {
+        // The word found is a value: not quoted (twenty-ninth pass), the refusal says what it is.
+        ("unknown variant", |p| {
             p["credentials"]["real-cred"]["kind"] = "sshkey".into()
         }),
         ("future", |p| p["future"] = serde_json::json!({"a": 1})),
