@@ -118,6 +118,35 @@ impl AuditKey {
         hex[..16].to_owned()
     }
 
+    /// The key the chain of the log at `path` is written with, when it is another than this
+    /// one: as the log's anchor records it (its `key`; an anchor without one judges no key),
+    /// or, with no anchor, as the newest of the first `len` bytes of the log's records that
+    /// names its key (`key_id`, [`newest_key_id`]); `None` when they agree or nothing names a
+    /// key. The one judgement `serve` refuses a start by and `doctor` reports
+    /// ([`AuditError::KeyMismatch`]): `doctor` compared with the anchor only, and said
+    /// nothing of a log without its anchor whose records name another key, which `serve`
+    /// refuses (twenty-ninth pass).
+    pub fn other_chain_key(
+        &self,
+        path: &Path,
+        anchor: Option<&Anchor>,
+        log: Option<&File>,
+        len: u64,
+    ) -> std::io::Result<Option<(String, KeyOrigin)>> {
+        let mine = self.fingerprint();
+        Ok(match (anchor, log) {
+            (Some(a), _) => a
+                .key
+                .as_ref()
+                .filter(|f| **f != mine)
+                .map(|f| (f.clone(), KeyOrigin::Anchor(anchor_path(path)))),
+            (None, Some(f)) if len > 0 => newest_key_id(f, len)?
+                .filter(|r| r.key_id != mine)
+                .map(|r| (r.key_id.clone(), KeyOrigin::Record(Box::new(r)))),
+            _ => None,
+        })
+    }
+
     /// The HMAC of a value exactly as it appears in the log: `hmac-sha256:<64 hex digits>`.
     pub fn hmac_value(&self, value: &str) -> String {
         let mut mac =

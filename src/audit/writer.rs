@@ -957,17 +957,12 @@ impl AuditLog {
         // directory, taken only with `--accept-audit-gap`) the newest record in the log that
         // names its key (`key_id`) judges it the same way: no key was judged there
         // (twenty-eighth pass); a log whose records name none judges no key.
-        let other_key = match (&anchor, key_there, &file) {
-            (Some(a), true, _) => a
-                .key
-                .as_ref()
-                .filter(|f| **f != key.fingerprint())
-                .map(|f| (f.clone(), KeyOrigin::Anchor(anchor_path(path)))),
-            (None, true, Some(f)) if flags.anchor && len0 > 0 => newest_key_id(f, len0)
+        // (`AuditKey::other_chain_key`, which `doctor` reports by too.)
+        let other_key = if key_there && flags.anchor {
+            key.other_chain_key(path, anchor.as_ref(), file.as_ref(), len0)
                 .map_err(open_err)?
-                .filter(|r| r.key_id != key.fingerprint())
-                .map(|r| (r.key_id.clone(), KeyOrigin::Record(Box::new(r)))),
-            _ => None,
+        } else {
+            None
         };
         if flags.new_key && key_there && other_key.is_none() {
             tail.clone()?;

@@ -1483,20 +1483,32 @@ fn check_audit(r: &mut Report, path: &Path, daemon_uid: Option<u32>) {
     if chain.lines > 0 {
         match crate::audit::AuditKey::load(path) {
             Ok(k) => {
-                // Another key than the chain's (the anchor's fingerprint): `serve` refuses it
-                // (twenty-seventh pass: taken silently, and doctor said ok).
-                let chain_key = checked.anchor.as_ref().and_then(|a| a.key.clone());
-                if let Some(chain_key) = chain_key.filter(|f| *f != k.fingerprint()) {
-                    let e = crate::audit::AuditError::KeyMismatch {
-                        key: key.clone(),
-                        found: k.fingerprint(),
-                        chain: chain_key,
-                        recorded_in: crate::audit::KeyOrigin::Anchor(crate::audit::anchor_path(
-                            path,
-                        )),
-                    };
-                    r.fail("audit", format!("`scopevault serve` refuses to start: {e}"));
-                    return;
+                // Another key than the chain's, as the anchor records it or, with no anchor,
+                // the log's newest record naming its key: `serve` refuses it, by the same
+                // judgement (twenty-seventh pass: taken silently, and doctor said ok;
+                // twenty-ninth: doctor compared with the anchor only).
+                let log = crate::sys::open_regular(path, true);
+                let len = log
+                    .as_ref()
+                    .ok()
+                    .and_then(|f| f.metadata().ok())
+                    .map_or(0, |m| m.len());
+                match k.other_chain_key(path, checked.anchor.as_ref(), log.as_ref().ok(), len) {
+                    Ok(Some((chain, origin))) => {
+                        let e = crate::audit::AuditError::KeyMismatch {
+                            key: key.clone(),
+                            found: k.fingerprint(),
+                            chain,
+                            recorded_in: origin,
+                        };
+                        r.fail("audit", format!("`scopevault serve` refuses to start: {e}"));
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => r.warn(
+                        "audit",
+                        format!("{shown}: cannot read back the key its records name: {e}"),
+                    ),
                 }
             }
             Err(crate::audit::AuditError::KeyOpen { message, .. })

@@ -5175,6 +5175,72 @@ fn a_log_restored_without_its_anchor_beside_another_key_is_refused_even_with_acc
     assert!(d.stop().success());
 }
 
+/// Regression (twenty-ninth pass): `doctor` compared the key beside the log with the anchor's
+/// fingerprint only. A log restored without its anchor, beside a key from another backup, is
+/// refused by `serve` (its newest record naming its key, even with `--accept-audit-gap`), but
+/// `doctor` said only that the anchor was missing, whose advice (`--accept-audit-gap`) does
+/// not start it. It now fails the key as `serve` words it, by the same judgement
+/// (`AuditKey::other_chain_key`); with the chain's key put back, the key is not named.
+#[test]
+fn regression_doctor_fails_a_log_without_its_anchor_whose_records_name_another_key() {
+    let dir = tempdir();
+    let id = setup_vault(dir.path());
+    let idarg = ["--identity-file", id.to_str().unwrap()];
+    let audit = three_fetches_then_stop(dir.path(), &idarg);
+    let key = scopevault::audit::key_path(&audit);
+    let chain_bytes = std::fs::read(&key).unwrap();
+    let chain_key = scopevault::audit::AuditKey::load(&audit)
+        .unwrap()
+        .fingerprint();
+    std::fs::remove_dir_all(dir.path().join("state/scopevault")).unwrap();
+    let _ = std::fs::remove_file(scopevault::audit::journal_path(&audit));
+    let other: Vec<u8> = chain_bytes.iter().map(|b| !b).collect();
+    std::fs::write(&key, &other).unwrap();
+    let other_key = scopevault::audit::AuditKey::load(&audit)
+        .unwrap()
+        .fingerprint();
+    let mut args = idarg.to_vec();
+    args.push("--accept-audit-gap");
+    let refused = serve_refused(dir.path(), &args);
+    let doctor = || {
+        let out = daemon::cmd(dir.path()).arg("doctor").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = doctor();
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("fail") && l.contains("audit") && l.contains("audit key"))
+        .unwrap_or_else(|| panic!("no failed key in {said}"));
+    assert!(
+        line.contains("`scopevault serve` refuses to start")
+            && line.contains("is not the key the audit chain is written with")
+            && line.contains(&format!("its fingerprint is {other_key}"))
+            && line.contains(&format!("records {chain_key}"))
+            && line.contains("the log's newest record naming its key (seq ")
+            && line.contains("--new-audit-key"),
+        "{said}"
+    );
+    // The same words as the refused start's.
+    let why = refused
+        .split("is not the key the audit chain is written with")
+        .nth(1)
+        .expect("serve named the key")
+        .lines()
+        .next()
+        .unwrap();
+    assert!(line.contains(why.trim_end()), "{line}\n{refused}");
+    // The chain's key restored: the key is not named (the missing anchor still is).
+    std::fs::write(&key, &chain_bytes).unwrap();
+    let said = doctor();
+    assert!(
+        !said.contains("is not the key the audit chain is written with")
+            && said
+                .lines()
+                .any(|l| l.starts_with("fail") && l.contains("holds no anchor")),
+        "{said}"
+    );
+}
+
 /// Regression (twenty-eighth pass): with the daemon stopped, a log holding records with no
 /// anchor of it in the state directory (restored from backup without it) is refused by the
 /// next `serve` and failed by `doctor`, but `status` said nothing of it: text silent,
