@@ -5,7 +5,8 @@
 //! Not part of CI (it writes ~200 MB under target/bench-redact). Run:
 //! `cargo bench --bench redact` (docs/security.md has the figures).
 //! `SCOPEVAULT_BENCH_MB=N` changes the text size (default 100); `SCOPEVAULT_BENCH_NO_ZIP=1`
-//! skips the zip part. Times are given as wall-clock and as CPU time (user + system, of the
+//! skips the zip part; `SCOPEVAULT_BENCH_SEED=1` adds a TOTP seed, whose base32 is matched in
+//! any case. Times are given as wall-clock and as CPU time (user + system, of the
 //! scrub and of grep): on a shared machine the CPU time is the fair comparison.
 
 use std::io::Write;
@@ -69,6 +70,44 @@ fn secrets() -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The TOTP seed `SCOPEVAULT_BENCH_SEED=1` adds, as `exec` and `redact` mask one.
+const BENCH_SEED: &str = "GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ";
+
+/// With `SCOPEVAULT_BENCH_SEED=1`: a `totp_seed` and its texts (`seed_texts`) among the
+/// targets, and the seed's base32 in upper, lower and mixed case among the sprinkled forms.
+fn add_seed(targets: &mut Vec<Target>, forms: &mut Vec<Vec<u8>>) {
+    let seed = SecretString::from(BENCH_SEED.to_owned());
+    targets.push(Target {
+        label: "shop-2fa.totp_seed".into(),
+        value: seed.clone(),
+        username: None,
+        any_case: false,
+    });
+    for s in scopevault::agent::totp::seed_texts("totp_seed", &seed) {
+        targets.push(Target {
+            label: "shop-2fa.totp_seed".into(),
+            value: s.text,
+            username: None,
+            any_case: s.any_case,
+        });
+    }
+    let bare = BENCH_SEED.replace(' ', "");
+    forms.push(bare.clone().into_bytes());
+    forms.push(bare.to_ascii_lowercase().into_bytes());
+    let mixed: String = bare
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 3 == 0 {
+                c.to_ascii_lowercase()
+            } else {
+                c
+            }
+        })
+        .collect();
+    forms.push(mixed.into_bytes());
 }
 
 fn rss_peak_kb() -> u64 {
@@ -150,19 +189,24 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let secrets = secrets();
-    let targets: Vec<Target> = secrets
+    let mut targets: Vec<Target> = secrets
         .iter()
         .map(|(l, v)| Target {
             label: l.clone(),
             value: SecretString::from(v.clone()),
             username: None,
+            any_case: false,
         })
         .collect();
-    let forms: Vec<Vec<u8>> = secrets
+    let mut forms: Vec<Vec<u8>> = secrets
         .iter()
         .flat_map(|(_, v)| secret_forms(v))
         .map(|f| f.text.as_bytes().to_vec())
         .collect();
+    let seeded = std::env::var_os("SCOPEVAULT_BENCH_SEED").is_some();
+    if seeded {
+        add_seed(&mut targets, &mut forms);
+    }
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let src = root.join("src");
     let _ = std::fs::remove_dir_all(&root);
@@ -205,8 +249,9 @@ fn main() {
     let scrub_cpu = cpu_s().0 - self0;
     assert!(summary.ok(), "{summary}");
     println!(
-        "text: {mb} MiB in {} files, 50 secrets, {} forms, {} replacements in {} rewritten files",
+        "text: {mb} MiB in {} files, 50 secrets{}, {} forms, {} replacements in {} rewritten files",
         summary.files,
+        if seeded { " and a TOTP seed" } else { "" },
         patterns.len(),
         summary.total_hits(),
         summary.rewritten

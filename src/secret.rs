@@ -1051,24 +1051,32 @@ fn percent_encode(value: &[u8], safe: &[u8], plus_for_space: bool, lower: bool) 
 /// ms); a run of 300 times one character is over it (6.6 × 10^7: 220 ms as a DFA).
 const DFA_WORK: usize = 1 << 23;
 
-/// The compiled forms of a set of secret values: one multi-pattern automaton
-/// (Aho-Corasick, leftmost-longest) shared by the output [`Masker`] of `exec` and the artefact
-/// scrubber (`crate::redact`).
+/// The compiled forms of a set of secret values: a multi-pattern automaton (Aho-Corasick,
+/// leftmost-longest) of the forms that match as they are, and one of those that match in any
+/// ASCII case (a TOTP seed's base32), scanned as one; shared by the output [`Masker`] of
+/// `exec` and the artefact scrubber (`crate::redact`).
 ///
-/// The automaton's tables encode the forms and are not zeroed when dropped (the `aho-corasick`
+/// The automatons' tables encode the forms and are not zeroed when dropped (the `aho-corasick`
 /// crate does not zeroize); the pattern list itself is. Both live only in the short-lived,
 /// non-dumpable `exec`/`redact` process.
 pub struct Patterns {
-    /// (form, index into `labels`), in automaton pattern order.
+    /// (form, index into `labels`), longest first.
     forms: Vec<(Zeroizing<Vec<u8>>, usize)>,
-    /// Replacement of each pattern.
+    /// Whether each form matches in any ASCII case ([`Target::any_case`]).
+    any_case: Vec<bool>,
+    /// Replacement of each form.
     replacements: Vec<Vec<u8>>,
     /// The labels (`CRED.FIELD`), never secret.
     labels: Vec<String>,
-    automaton: Option<aho_corasick::AhoCorasick>,
+    /// The forms that match as they are, and the index in `forms` of each of its patterns.
+    exact: Option<(aho_corasick::AhoCorasick, Vec<usize>)>,
+    /// The forms that match in any ASCII case (a TOTP seed's base32), and theirs. A second
+    /// automaton, because `aho-corasick`'s case folding is for a whole automaton: one folding
+    /// every form would mask `hunter2` for a password `Hunter2`.
+    folded: Option<(aho_corasick::AhoCorasick, Vec<usize>)>,
     longest: usize,
-    /// For each byte, the forms that begin with it, in pattern order (longest first): the
-    /// held-back tail of a chunk is checked against these only.
+    /// For each byte, the forms that begin with it (in either case, for a form in any case),
+    /// longest first: the held-back tail of a chunk is checked against these only.
     by_first: Vec<Vec<usize>>,
 }
 
@@ -1089,14 +1097,21 @@ pub struct Target {
     pub value: SecretString,
     /// For a login's password: the username, so `base64(username:password)` is a form too.
     pub username: Option<String>,
+    /// Match the value, and each of its forms that keeps its letters as they are (the value,
+    /// percent-encoded, JSON, HTML, `repr`, cut short), in any ASCII case: for a TOTP seed's
+    /// base32, which is case-insensitive (`crate::agent::totp::SeedText`). The encodings of
+    /// the value's bytes (base64, hex, base32 of it) still match as they are. False for every
+    /// other value: a password's case matters.
+    pub any_case: bool,
 }
 
 impl Patterns {
     /// Compile every [`secret_forms`] form (and [`login_forms`] where a username is given)
-    /// of each target. A form shared by two values is counted under the first.
+    /// of each target. A form shared by two values is counted under the first (and matched
+    /// in any case if either asks so).
     pub fn new(targets: &[Target]) -> Patterns {
         let mut labels: Vec<String> = Vec::new();
-        let mut entries: Vec<(Form, usize)> = Vec::new();
+        let mut entries: Vec<(Form, usize, bool)> = Vec::new();
         for t in targets {
             let idx = match labels.iter().position(|l| *l == t.label) {
                 Some(i) => i,
@@ -1110,30 +1125,47 @@ impl Patterns {
                 forms.extend(login_forms(user, t.value.expose()));
             }
             for f in forms {
-                if !entries.iter().any(|(e, _)| e.text == f.text) {
-                    entries.push((f, idx));
+                // Only the forms that keep the value's letters: the base64 of `jbsw…` is not
+                // that of `JBSW…` in another case.
+                let any_case = t.any_case
+                    && matches!(
+                        f.encoding,
+                        Encoding::Raw
+                            | Encoding::Percent { .. }
+                            | Encoding::Json
+                            | Encoding::Html
+                            | Encoding::Repr
+                    );
+                match entries.iter_mut().find(|(e, _, _)| e.text == f.text) {
+                    Some(e) => e.2 |= any_case,
+                    None => entries.push((f, idx, any_case)),
                 }
             }
         }
-        entries.sort_by_key(|(f, _)| std::cmp::Reverse(f.text.len()));
-        let longest = entries.first().map(|(f, _)| f.text.len()).unwrap_or(0);
+        entries.sort_by_key(|(f, _, _)| std::cmp::Reverse(f.text.len()));
+        let longest = entries.first().map(|(f, _, _)| f.text.len()).unwrap_or(0);
         let replacements = entries
             .iter()
-            .map(|(f, i)| f.encoding.replacement(&labels[*i]).into_bytes())
+            .map(|(f, i, _)| f.encoding.replacement(&labels[*i]).into_bytes())
             .collect();
+        let any_case: Vec<bool> = entries.iter().map(|(_, _, c)| *c).collect();
         let forms: Vec<(Zeroizing<Vec<u8>>, usize)> = entries
             .into_iter()
-            .map(|(f, i)| (Zeroizing::new(f.text.as_bytes().to_vec()), i))
+            .map(|(f, i, _)| (Zeroizing::new(f.text.as_bytes().to_vec()), i))
             .collect();
-        let automaton = if forms.is_empty() {
-            None
-        } else {
-            let total: usize = forms.iter().map(|(f, _)| f.len()).sum();
+        let compile = |fold: bool| {
+            let ids: Vec<usize> = (0..forms.len()).filter(|&p| any_case[p] == fold).collect();
+            if ids.is_empty() {
+                return None;
+            }
+            let total: usize = ids.iter().map(|&p| forms[p].0.len()).sum();
+            let longest = forms[ids[0]].0.len();
             let build = |kind| {
                 aho_corasick::AhoCorasick::builder()
                     .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .ascii_case_insensitive(fold)
                     .kind(Some(kind))
-                    .build(forms.iter().map(|(f, _)| f.as_slice()))
+                    .build(ids.iter().map(|&p| forms[p].0.as_slice()))
             };
             // A DFA scans a little faster, but its build follows the failure links of every
             // state for every byte class: for long forms of a value that repeats itself (a
@@ -1142,27 +1174,54 @@ impl Patterns {
             // and scanned about as fast. So the DFA only where its build work is bounded
             // small: the forms' total length times the longest (at most `DFA_WORK`).
             let small = total.saturating_mul(longest) <= DFA_WORK;
-            Some(
-                if small {
-                    build(aho_corasick::AhoCorasickKind::DFA)
-                        .or_else(|_| build(aho_corasick::AhoCorasickKind::ContiguousNFA))
-                } else {
-                    build(aho_corasick::AhoCorasickKind::ContiguousNFA)
-                }
-                .expect("forms are at most a few KiB each"),
-            )
+            let automaton = if small {
+                build(aho_corasick::AhoCorasickKind::DFA)
+                    .or_else(|_| build(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            } else {
+                build(aho_corasick::AhoCorasickKind::ContiguousNFA)
+            }
+            .expect("forms are at most a few KiB each");
+            Some((automaton, ids))
         };
+        let exact = compile(false);
+        let folded = compile(true);
         let mut by_first = vec![Vec::new(); 256];
         for (p, (f, _)) in forms.iter().enumerate() {
             by_first[f[0] as usize].push(p);
+            let other = f[0] ^ 0x20;
+            if any_case[p] && f[0].is_ascii_alphabetic() {
+                by_first[other as usize].push(p);
+            }
         }
         Patterns {
             forms,
+            any_case,
             replacements,
             labels,
-            automaton,
+            exact,
+            folded,
             longest,
             by_first,
+        }
+    }
+
+    /// Whether form `p` is at the start of `rest` (`rest` at least as long as the form).
+    fn starts(&self, p: usize, rest: &[u8]) -> bool {
+        let form = &self.forms[p].0;
+        if self.any_case[p] {
+            rest[..form.len()].eq_ignore_ascii_case(form)
+        } else {
+            rest.starts_with(form)
+        }
+    }
+
+    /// Whether `rest` (shorter than form `p`) could be the beginning of it.
+    fn could_begin(&self, p: usize, rest: &[u8]) -> bool {
+        let form = &self.forms[p].0;
+        if self.any_case[p] {
+            form[..rest.len()].eq_ignore_ascii_case(rest)
+        } else {
+            form.starts_with(rest)
         }
     }
 
@@ -1174,6 +1233,7 @@ impl Patterns {
                 label,
                 value,
                 username: None,
+                any_case: false,
             })
             .collect();
         Patterns::new(&targets)
@@ -1201,9 +1261,46 @@ impl Patterns {
 
     /// True if any form occurs in `haystack` (a quick test before rewriting a file).
     pub fn is_match(&self, haystack: &[u8]) -> bool {
-        self.automaton
-            .as_ref()
-            .is_some_and(|a| a.is_match(haystack))
+        [&self.exact, &self.folded]
+            .into_iter()
+            .flatten()
+            .any(|(a, _)| a.is_match(haystack))
+    }
+}
+
+/// The next match of one of [`Patterns`]' automatons at or after a position, kept until the
+/// scan passes its start, so that each automaton reads each byte about once.
+struct NextMatch<'a> {
+    automaton: Option<&'a (aho_corasick::AhoCorasick, Vec<usize>)>,
+    /// The last match found (start, end, index in `Patterns::forms`), or `None` once there
+    /// is none left.
+    found: Option<(usize, usize, usize)>,
+    /// Searched at least once.
+    searched: bool,
+}
+
+impl<'a> NextMatch<'a> {
+    fn new(automaton: Option<&'a (aho_corasick::AhoCorasick, Vec<usize>)>) -> NextMatch<'a> {
+        NextMatch {
+            automaton,
+            found: None,
+            searched: false,
+        }
+    }
+
+    /// The leftmost-longest match starting at `pos` or later.
+    fn at(&mut self, buf: &[u8], pos: usize) -> Option<(usize, usize, usize)> {
+        let (ac, ids) = self.automaton?;
+        match self.found {
+            Some(m) if m.0 >= pos => return Some(m),
+            None if self.searched => return None,
+            _ => {}
+        }
+        self.searched = true;
+        self.found = ac
+            .find(aho_corasick::Input::new(buf).range(pos..))
+            .map(|m| (m.start(), m.end(), ids[m.pattern().as_usize()]));
+        self.found
     }
 }
 
@@ -1258,8 +1355,8 @@ impl Masker {
     /// A masker over already compiled patterns (shared between streams and files).
     pub fn with_patterns(patterns: std::sync::Arc<Patterns>) -> Masker {
         let mut first_bytes = [false; 256];
-        for (p, _) in &patterns.forms {
-            first_bytes[p[0] as usize] = true;
+        for (b, forms) in patterns.by_first.iter().enumerate() {
+            first_bytes[b] = !forms.is_empty();
         }
         let counts = vec![0; patterns.labels.len()];
         Masker {
@@ -1300,7 +1397,7 @@ impl Masker {
     }
 
     fn process(&mut self, chunk: &[u8], last: bool, out: &mut Vec<u8>) {
-        let Some(ac) = self.patterns.automaton.as_ref() else {
+        if self.patterns.exact.is_none() && self.patterns.folded.is_none() {
             out.extend_from_slice(&self.held);
             out.extend_from_slice(chunk);
             self.held = Zeroizing::new(Vec::new());
@@ -1327,16 +1424,33 @@ impl Masker {
             buf.len()
                 .saturating_sub(self.patterns.longest.saturating_sub(1))
         };
+        // The leftmost match of either automaton, the longer at the same start: what one
+        // leftmost-longest automaton of every form would find.
+        let mut exact = NextMatch::new(self.patterns.exact.as_ref());
+        let mut folded = NextMatch::new(self.patterns.folded.as_ref());
         let mut i = 0;
-        for m in ac.find_iter(buf) {
-            if m.start() >= safe {
+        loop {
+            let m = match (exact.at(buf, i), folded.at(buf, i)) {
+                (Some(a), Some(b)) => {
+                    if (b.0, a.1) < (a.0, b.1) {
+                        b
+                    } else {
+                        a
+                    }
+                }
+                (a, b) => match a.or(b) {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            let (start, end, p) = m;
+            if start >= safe {
                 break;
             }
-            out.extend_from_slice(&buf[i..m.start()]);
-            let p = m.pattern().as_usize();
+            out.extend_from_slice(&buf[i..start]);
             out.extend_from_slice(&self.patterns.replacements[p]);
             self.counts[self.patterns.forms[p].1] += 1;
-            i = m.end();
+            i = end;
         }
         if last {
             out.extend_from_slice(&buf[i..]);
@@ -1355,13 +1469,13 @@ impl Masker {
                 for &p in &self.patterns.by_first[buf[i] as usize] {
                     let (form, label) = &self.patterns.forms[p];
                     if rest.len() >= form.len() {
-                        if rest.starts_with(form) {
+                        if self.patterns.starts(p, rest) {
                             out.extend_from_slice(&self.patterns.replacements[p]);
                             self.counts[*label] += 1;
                             i += form.len();
                             continue 'scan;
                         }
-                    } else if form.starts_with(rest) {
+                    } else if self.patterns.could_begin(p, rest) {
                         // Undecided until more bytes arrive: hold from here on.
                         break 'scan;
                     }
@@ -1494,8 +1608,9 @@ mod tests {
                 label: "c.password".into(),
                 value: SecretString::from(v),
                 username: Some("mon".into()),
+                any_case: false,
             }]);
-            p.automaton.as_ref().map(|a| a.kind())
+            p.exact.as_ref().map(|(a, _)| a.kind())
         };
         let periodic = |n: usize, period: &[char]| -> String {
             (0..n).map(|i| period[i % period.len()]).collect()
@@ -1521,10 +1636,11 @@ mod tests {
                 label: format!("cred{i}.password"),
                 value: SecretString::from(format!("S3cr/t {i}&pw+{}~x%", i * 7919)),
                 username: None,
+                any_case: false,
             })
             .collect();
         let p = Patterns::new(&many);
-        assert_eq!(p.automaton.as_ref().map(|a| a.kind()), Some(DFA));
+        assert_eq!(p.exact.as_ref().map(|(a, _)| a.kind()), Some(DFA));
     }
 
     /// Found by attacking the scrubber (twelfth pass): PHP's `json_encode` with its defaults

@@ -373,18 +373,31 @@ fn parse_otpauth(uri: &str) -> Result<Totp, TotpError> {
     })
 }
 
-/// The texts of the TOTP seed inside a secret field, besides the field's value itself, for
-/// [`crate::cli::exec`]'s list of values to mask and scrub: of an `otpauth` URI, the `secret`
-/// parameter's value (percent-decoded) wherever it is in the query; of it and of a
-/// `totp_seed`, the seed's canonical base32 (spaces, tabs, newlines and dashes taken out, in
-/// upper and in lower case, without and with `=` padding, and the base32 of the decoded seed),
-/// as a check that derives the seed from the value writes it, and the decoded seed's sibling
-/// encodings: base32 in groups of 4 (either case), hex (either case) and base64 (standard and
-/// URL-safe, without padding, so a padded one is caught too). Only the whole URI and the
-/// value as stored were forms, so `echo "$URI" | sed 's/.*secret=//'`, a reordered URI and a
-/// seed stored as `gezd gnbv …` printed as `GEZDGNBV…` kept the seed (twenty-eighth pass).
-/// Any other field gives nothing.
-pub fn seed_texts(field: &str, value: &SecretString) -> Vec<SecretString> {
+/// A text of the TOTP seed inside a secret field, to mask and scrub as a value of its own
+/// ([`seed_texts`]).
+pub struct SeedText {
+    /// The text.
+    pub text: SecretString,
+    /// Base32, which is case-insensitive: authenticator apps and `oathtool` take a seed in
+    /// lower or mixed case, and a check may print it so (`jbswY3DP…`), so it is matched in any
+    /// ASCII case ([`crate::secret::Target::any_case`]). False for the hex and base64 of the
+    /// decoded seed, whose case carries bits (hex comes in both cases as texts of its own).
+    pub any_case: bool,
+}
+
+/// The texts of the TOTP seed inside a secret field, for [`crate::cli::exec`]'s list of
+/// values to mask and scrub: of an `otpauth` URI, the `secret` parameter's value
+/// (percent-decoded, and as written) wherever it is in the query; of a `totp_seed`, the value
+/// as stored; of either, the seed's canonical base32 (spaces, tabs, newlines and dashes taken
+/// out, without and with `=` padding, and the base32 of the decoded seed), as a check that
+/// derives the seed from the value writes it, and the decoded seed's sibling encodings: base32
+/// in groups of 4, hex (either case) and base64 (standard and URL-safe, without padding, so a
+/// padded one is caught too). The base32 texts are matched in any ASCII case
+/// ([`SeedText::any_case`]). Only the whole URI and the value as stored were forms, so
+/// `echo "$URI" | sed 's/.*secret=//'`, a reordered URI and a seed stored as `gezd gnbv …`
+/// printed as `GEZDGNBV…` kept the seed (twenty-eighth pass); only the all-upper and all-lower
+/// base32 were, so `jbswY3DP…` kept it (twenty-ninth pass). Any other field gives nothing.
+pub fn seed_texts(field: &str, value: &SecretString) -> Vec<SeedText> {
     let mut raw: Vec<Zeroizing<String>> = Vec::new();
     match field {
         "otpauth" => {
@@ -405,7 +418,8 @@ pub fn seed_texts(field: &str, value: &SecretString) -> Vec<SecretString> {
         "totp_seed" => raw.push(Zeroizing::new(value.expose().to_owned())),
         _ => return Vec::new(),
     }
-    let mut out: Vec<Zeroizing<String>> = Vec::new();
+    // (text, any case): the base32 texts, in any case; the others as they are.
+    let mut out: Vec<(Zeroizing<String>, bool)> = Vec::new();
     for text in &raw {
         let clean: Zeroizing<String> = Zeroizing::new(
             text.chars()
@@ -414,17 +428,15 @@ pub fn seed_texts(field: &str, value: &SecretString) -> Vec<SecretString> {
                 .collect(),
         );
         let bare = Zeroizing::new(clean.trim_end_matches('=').to_owned());
-        let mut texts = vec![text.clone(), clean.clone(), bare.clone()];
-        texts.push(Zeroizing::new(bare.to_ascii_lowercase()));
+        let mut texts = vec![(text.clone(), true), (clean, true), (bare, true)];
         if let Ok(seed) = decode_base32(text) {
             for enc in [&data_encoding::BASE32_NOPAD, &data_encoding::BASE32] {
-                let t = Zeroizing::new(enc.encode(&seed));
-                texts.push(Zeroizing::new(t.to_ascii_lowercase()));
-                texts.push(t);
+                texts.push((Zeroizing::new(enc.encode(&seed)), true));
             }
             // Its sibling encodings: base32 in groups of 4 as authenticator apps show a setup
-            // key (`JBSW Y3DP …`, either case), the hex of the key (what `oathtool --totp`
-            // takes) and its base64 (twenty-eighth pass's re-attacker).
+            // key (`JBSW Y3DP …`), the hex of the key (what `oathtool --totp` takes) and its
+            // base64 (twenty-eighth pass's re-attacker). A padded grouping (`… GY== ====`)
+            // begins with the unpadded one, so it is masked up to its `=`.
             let bare = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&seed));
             let grouped: Zeroizing<String> = Zeroizing::new(
                 bare.as_bytes()
@@ -433,25 +445,39 @@ pub fn seed_texts(field: &str, value: &SecretString) -> Vec<SecretString> {
                     .collect::<Vec<_>>()
                     .join(" "),
             );
-            texts.push(Zeroizing::new(grouped.to_ascii_lowercase()));
-            texts.push(grouped);
+            texts.push((grouped, true));
             for enc in [
                 &data_encoding::HEXLOWER,
                 &data_encoding::HEXUPPER,
                 &data_encoding::BASE64_NOPAD,
                 &data_encoding::BASE64URL_NOPAD,
             ] {
-                texts.push(Zeroizing::new(enc.encode(&seed)));
+                texts.push((Zeroizing::new(enc.encode(&seed)), false));
             }
         }
-        for t in texts {
-            if !t.is_empty() && t.as_str() != value.expose() && !out.contains(&t) {
-                out.push(t);
+        for (t, any_case) in texts {
+            // A text in any case covers one that differs from it in case only.
+            let same = |(o, c): &(Zeroizing<String>, bool)| {
+                if *c || any_case {
+                    o.eq_ignore_ascii_case(&t)
+                } else {
+                    *o == t
+                }
+            };
+            if t.is_empty() {
+                continue;
+            }
+            match out.iter().position(same) {
+                Some(i) => out[i].1 |= any_case,
+                None => out.push((t, any_case)),
             }
         }
     }
     out.into_iter()
-        .map(|t| SecretString::from(t.as_str().to_owned()))
+        .map(|(t, any_case)| SeedText {
+            text: SecretString::from(t.as_str().to_owned()),
+            any_case,
+        })
         .collect()
 }
 

@@ -145,14 +145,17 @@ pub(crate) fn targets(fetched: &Fetched) -> Vec<Target> {
                 } else {
                     None
                 },
+                any_case: false,
             });
             // The seed inside a TOTP field, alone and in its canonical forms: masked and
-            // scrubbed as the field itself (twenty-eighth pass).
+            // scrubbed as the field itself (twenty-eighth pass), its base32 in any case
+            // (twenty-ninth pass).
             for seed in crate::agent::totp::seed_texts(k, v) {
                 out.push(Target {
                     label: format!("{}.{k}", c.name),
-                    value: seed,
+                    value: seed.text,
                     username: None,
+                    any_case: seed.any_case,
                 });
             }
         }
@@ -161,6 +164,7 @@ pub(crate) fn targets(fetched: &Fetched) -> Vec<Target> {
                 label: format!("{}.totp_code", c.name),
                 value: t.code.clone(),
                 username: None,
+                any_case: false,
             });
         }
     }
@@ -1622,5 +1626,85 @@ mod tests {
             let out = String::from_utf8(out).unwrap();
             assert!(!out.contains(secret), "{text} -> {out}");
         }
+    }
+
+    /// Left by the twenty-eighth pass: base32 is case-insensitive (authenticator apps and
+    /// `oathtool` take `jbswY3DP…`), but only the all-upper and all-lower texts of a TOTP seed
+    /// were masked, so a seed a check logged in mixed case, plain, grouped by four or padded,
+    /// was printed and kept in artefacts. A password's case still matters. Each text is also
+    /// fed one byte at a time (the held-back tail compares in any case too).
+    #[test]
+    fn regression_a_totp_seed_in_mixed_case_is_masked_a_password_is_not() {
+        use crate::protocol::{Fetched, FetchedCredential};
+        let cred = |name: &str, field: &str, value: &str| FetchedCredential {
+            name: name.into(),
+            kind: "login".into(),
+            scopes: Vec::new(),
+            origins: Vec::new(),
+            fields: Default::default(),
+            secrets: [(
+                field.to_owned(),
+                crate::secret::SecretString::from(value.to_owned()),
+            )]
+            .into(),
+            totp: None,
+            warnings: Vec::new(),
+        };
+        let fetched = Fetched {
+            task: "t".into(),
+            credentials: vec![
+                cred(
+                    "shop",
+                    "otpauth",
+                    "otpauth://totp/Shop?secret=JBSWY3DPEHPK3PXP&issuer=Shop",
+                ),
+                // 16 bytes: 26 base32 characters, 6 of `=` padding.
+                cred("seedy", "totp_seed", "GEZDGNBVGY3TQOJQGEZDGNBVGY"),
+                cred("buyer", "password", "Hunter2-Secret"),
+            ],
+            audit_seq: 0,
+        };
+        let patterns = std::sync::Arc::new(Patterns::new(&targets(&fetched)));
+        let mask = |text: &str, bytewise: bool| {
+            let mut m = crate::secret::Masker::with_patterns(patterns.clone());
+            let mut out = Vec::new();
+            if bytewise {
+                for b in text.as_bytes() {
+                    m.feed_into(std::slice::from_ref(b), &mut out);
+                }
+            } else {
+                m.feed_into(text.as_bytes(), &mut out);
+            }
+            out.extend_from_slice(&m.finish());
+            String::from_utf8(out).unwrap()
+        };
+        for bytewise in [false, true] {
+            for text in [
+                "key jbswY3DPehpk3pxp\n",
+                "key JbSw y3Dp EhPk 3PxP\n",
+                "key=gezdGNBVgy3tqojqGEZDgnbvGY======\n",
+                "key=GezdGnbvGy3tQojqGezdGnbvGy\n",
+                "key=gezd GNBV gy3t QOJQ gezd GNBV gy\n",
+                "{\"seed\":\"jBsWy3DpEhPk3PxP\"}\n",
+                "otpauth://totp/Shop?secret=jbswy3dpEHPK3PXP\n",
+            ] {
+                let out = mask(text, bytewise).to_ascii_uppercase();
+                assert!(
+                    !out.contains("Y3DP") && !out.contains("GNBV"),
+                    "{text} -> {out}"
+                );
+            }
+            assert_eq!(
+                mask("pw Hunter2-Secret ok\n", bytewise),
+                "pw [redacted:buyer.password] ok\n"
+            );
+            // Another case of a password is another password: left as it is.
+            for other in ["hunter2-secret", "HUNTER2-SECRET", "hUnter2-Secret"] {
+                let text = format!("pw {other} ok\n");
+                assert_eq!(mask(&text, bytewise), text);
+            }
+        }
+        assert!(patterns.is_match(b"name-jbswY3DPehpk3pxp.log"));
+        assert!(!patterns.is_match(b"name-hunter2-secret.log"));
     }
 }

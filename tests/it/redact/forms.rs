@@ -37,6 +37,7 @@ fn targets() -> Vec<Target> {
             label: l.to_string(),
             value: SecretString::from(v.to_string()),
             username: u.map(str::to_owned),
+            any_case: false,
         })
         .collect()
 }
@@ -136,6 +137,7 @@ fn a_hand_written_table_of_forms_is_masked() {
         label: "c.password".into(),
         value: SecretString::from("p@ss w/\"x\"".to_string()),
         username: Some("buyer".into()),
+        any_case: false,
     }]));
     let table: &[(&str, &str)] = &[
         ("raw", "p@ss w/\"x\""),
@@ -1134,6 +1136,7 @@ fn regression_a_value_cut_short_with_a_truncation_mark_is_scrubbed() {
         label: "buyer.password".into(),
         value: SecretString::from(value.to_owned()),
         username: Some("mon".into()),
+        any_case: false,
     }]));
     // The log line of the outside tester's trace, as Playwright wrote it.
     let log = "{\"type\":\"log\",\"callId\":\"mdnc@27\",\"time\":4994.437,\"message\":\"  locator \
