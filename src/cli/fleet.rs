@@ -709,8 +709,19 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     } else {
         apply::Rollback::Refuse
     };
+    // This machine's applied record of this vault: the highest generation applied here of
+    // each location the vault served (a move there and back must not take an older bundle of
+    // a location as a first apply: twenty-ninth pass, found by the re-attacker).
+    let machine_record = crate::fleet::health::read_record(&path)
+        .ok()
+        .flatten()
+        .filter(|r| r.vault_id == v.id());
+    let remembered = location.and_then(|l| machine_record.as_ref()?.highest_of(l));
     // 2–4. location, expiry, generation.
     apply::check_manifest(&b, location, now, last, rollback).map_err(refused)?;
+    if let (Some(_), Some(g)) = (located.moved_from, remembered) {
+        apply::check_moved_back(&b, g, rollback).map_err(refused)?;
+    }
     // 5. decrypt.
     let (payload, policy) = apply::check_decrypt(&v, &b).map_err(refused)?;
     // A bundle taken below the last generation applied here (`--allow-rollback`) is never
@@ -719,22 +730,19 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     // vault file and the older bundle, so the warning names both (twenty-fifth pass: the
     // refusal's advice applied the old credentials with no word at all).
     let went_back = (rollback == apply::Rollback::Allow)
-        .then(|| {
-            let machine = crate::fleet::health::read_record(&path)
-                .ok()
-                .flatten()
-                .filter(|r| r.vault_id == v.id() && Some(r.location.as_str()) == location)
-                .map(|r| r.generation);
-            apply::went_back(&b, last, machine)
-        })
+        .then(|| apply::went_back(&b, last, remembered))
         .flatten();
     if let Some(from) = went_back {
         let applied = last.and_then(|l| l.payload_digest);
         errln!("{}", rollback_warning(&b, from, applied, &v));
     }
     if let (Some(from), Some(old)) = (located.moved_from, applied.as_ref()) {
+        let taken = match remembered {
+            Some(g) => format!("generation {g} of it was applied here before"),
+            None => "as on a first apply".to_owned(),
+        };
         errln!(
-            "scopevault: note: this checkpoint moves from location `{}` (generation {} applied) to `{}` (--from-location): the bundle of `{}` is taken at its generation {}, as on a first apply, and its generations count from it; bundles of `{}` are refused from now on",
+            "scopevault: note: this checkpoint moves from location `{}` (generation {} applied) to `{}` (--from-location): the bundle of `{}` is taken at its generation {} ({taken}), and its generations count from it; bundles of `{}` are refused from now on",
             escape_for_terminal(from),
             old.generation,
             escape_for_terminal(&b.manifest.location),
@@ -758,6 +766,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     v.set_policy(policy);
     let m = &b.manifest;
     // One time for both: the vault's record and the clear one say the same.
+    let applied_before = applied.clone();
     let applied = vault::timestamp();
     let mut state = v.fleet_state().cloned().unwrap_or_default();
     state.applied = Some(AppliedBundle {
@@ -772,6 +781,25 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     });
     v.set_fleet_state(state);
     v.save(&lock)?;
+    // Every location's highest generation applied here, this one's included.
+    let mut locations_applied = machine_record
+        .map(|r| {
+            let mut l = r.locations_applied.clone();
+            let e = l.entry(r.location.clone()).or_insert(r.generation);
+            *e = (*e).max(r.generation);
+            l
+        })
+        .unwrap_or_default();
+    if let Some(x) = &applied_before {
+        let e = locations_applied
+            .entry(x.location.clone())
+            .or_insert(x.generation);
+        *e = (*e).max(x.generation);
+    }
+    let e = locations_applied
+        .entry(m.location.clone())
+        .or_insert(m.generation);
+    *e = (*e).max(m.generation);
     // The clear record `status` reads (names, digests, times), written after the save and
     // under the vault's write lock: it may trail the vault after a crash, never lead it.
     let record = crate::fleet::health::AppliedRecord {
@@ -789,6 +817,7 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         applied,
         vault_payload_digest: Some(v.payload_digest().to_owned()),
         payload_digest: Some(m.payload_digest.clone()),
+        locations_applied,
     };
     if let Err(e) = crate::fleet::health::write_record(&path, &record) {
         errln!(

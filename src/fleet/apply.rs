@@ -309,6 +309,22 @@ pub fn check_manifest(
     }
 }
 
+/// Check 4 on a move (`--from-location`) to a location this vault served before: `remembered`
+/// is the highest generation of it applied here (this machine's applied record). A bundle
+/// below it is an older bundle of that location, refused as check 4 refuses one unless
+/// `--allow-rollback` (twenty-ninth pass, found by the re-attacker: a move there and back took
+/// it as a first apply).
+pub fn check_moved_back(b: &Bundle, remembered: u64, rollback: Rollback) -> Result<(), Refusal> {
+    let m = &b.manifest;
+    if m.generation >= remembered || rollback == Rollback::Allow {
+        return Ok(());
+    }
+    refuse(
+        Check::Generation,
+        format!("the bundle is generation {}, but generation {remembered} was already applied here (an older or replayed bundle: it brings back generation {}'s policy and credentials, including any rotated out since); check that this is the bundle you meant to go back to, then pass --allow-rollback to apply it on purpose (it is applied with a warning and recorded as a rollback)", m.generation, m.generation),
+    )
+}
+
 /// What a bundle of the generation applied last is when its payload is not the one applied
 /// (`applied`): another bundle of that generation, published twice with different content.
 /// Said by the generation check's refusals and by the warning of one taken with

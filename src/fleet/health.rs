@@ -79,6 +79,23 @@ pub struct AppliedRecord {
     /// (twenty-ninth pass: it could not). Format 3; absent from formats 1 and 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_digest: Option<String>,
+    /// The highest generation applied to this vault on this machine for each location it
+    /// served before (and this one): a move with `--from-location` back to a location already
+    /// applied here refuses a bundle of it below that generation unless `--allow-rollback`
+    /// (twenty-ninth pass, found by the re-attacker: there and back took an older bundle as a
+    /// first apply). Format 3; absent (empty) from formats 1 and 2 and from the first format-3
+    /// records.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub locations_applied: std::collections::BTreeMap<String, u64>,
+}
+
+impl AppliedRecord {
+    /// The highest generation of `location` this record remembers applied: its own, when it
+    /// is that location's, and [`AppliedRecord::locations_applied`]'s.
+    pub fn highest_of(&self, location: &str) -> Option<u64> {
+        let own = (self.location == location).then_some(self.generation);
+        own.max(self.locations_applied.get(location).copied())
+    }
 }
 
 /// The applied record of a vault, and what its file says since.
@@ -369,6 +386,14 @@ impl AppliedRecord {
                 "its policy_digest {} is not `sha256:` and 64 lowercase hex digits",
                 shown(&self.policy_digest)
             ));
+        }
+        if self.format < 3 && !self.locations_applied.is_empty() {
+            return Err(format!("a locations_applied in format {}", self.format));
+        }
+        for l in self.locations_applied.keys() {
+            if !crate::policy::is_stored_name(l) {
+                return Err(format!("its locations_applied names location {}", shown(l)));
+            }
         }
         // Each digest is in the formats that have it, and in no other.
         for (name, digest, since) in [

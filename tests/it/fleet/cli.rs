@@ -5437,6 +5437,93 @@ fn regression_a_checkpoint_moves_to_a_renamed_location_only_on_purpose() {
     f.refused(e, &old_bundle, &[], "location");
 }
 
+/// A move there and back (`--from-location`) took an older bundle of a location this vault
+/// had already applied as a first apply, without `--allow-rollback`: ams generation 2 applied,
+/// moved to fra generation 1, then back to ams generation 1 (twenty-ninth pass, found by the
+/// re-attacker). Seen failing before the fix: the last move was applied.
+#[test]
+fn regression_a_move_back_refuses_an_older_bundle_of_a_location_applied_here() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    // fra carries ams's checkpoint recipient (a host given to another location).
+    let text = std::fs::read_to_string(&f.policy).unwrap();
+    let ra = text
+        .split("[locations.ams]\nrecipient = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let rf = text
+        .split("[locations.fra]\nrecipient = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&f.policy, text.replace(&rf, &ra)).unwrap();
+    f.publish(&[]);
+    let g1 = f.master.path("g1");
+    std::fs::create_dir(&g1).unwrap();
+    for entry in std::fs::read_dir(&f.out).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, g1.join(p.file_name().unwrap())).unwrap();
+    }
+    let (ams1, fra1) = (g1.join("ams.svbundle"), g1.join("fra.svbundle"));
+    f.publish(&[]);
+    let ams2 = f.bundle("ams");
+    assert_eq!(manifest(&std::fs::read(&ams2).unwrap())["generation"], 2);
+
+    f.apply(e, &ams1, &["--location=ams"]);
+    f.apply(e, &ams2, &[]);
+    let out = f.apply(e, &fra1, &["--location=fra", "--from-location=ams"]);
+    assert!(out.contains("applied fra generation 1 "), "{out}");
+    // Back to ams at generation 1, below the generation 2 applied here: refused as check 4
+    // refuses an older bundle.
+    let err = f.refused(
+        e,
+        &ams1,
+        &["--location=ams", "--from-location=fra"],
+        "generation",
+    );
+    assert!(
+        err.contains("the bundle is generation 1, but generation 2 was already applied here")
+            && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    let (v, _) = status_offline(e);
+    assert_eq!(v["bundle"]["location"], "fra", "{v}");
+    // On purpose: applied, with the rollback warning and recorded as one.
+    let a = f.apply_args(
+        e,
+        &ams1,
+        &["--location=ams", "--from-location=fra", "--allow-rollback"],
+    );
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("generation 2 of it was applied here before"),
+        "{err}"
+    );
+    let reason = last_audit_reason(e);
+    assert!(
+        reason.contains("rollback_from_generation=2") && reason.contains("moved_from_location=fra"),
+        "{reason}"
+    );
+    // Back to fra: its generation 1 (the highest applied here) is taken again, and ams's
+    // generation 2 after it.
+    f.apply(e, &fra1, &["--location=fra", "--from-location=ams"]);
+    let out = f.apply(e, &ams2, &["--location=ams", "--from-location=fra"]);
+    assert!(out.contains("applied ams generation 2 "), "{out}");
+}
+
 /// `bundle apply` with stdout on a full disk saved the vault and its applied record, then
 /// panicked (exit 101) printing, before its `bundle.apply` audit record and the daemon's reload:
 /// an applied bundle with no audit trail (twenty-third pass, found by the twenty-third pass's
