@@ -82,6 +82,11 @@ pub enum ServeError {
     /// judged.
     #[error("the socket systemd passed (LISTEN_FDS) has no path ({0}): its directory cannot be checked as the daemon checks its own socket's; give the .socket unit a path (ListenStream=/run/scopevault/scopevault.sock)")]
     InheritedUnnamed(String),
+    /// The socket systemd passed has a relative path (bound relative to the activator's
+    /// working directory, not the daemon's): neither its directory nor the file at its path
+    /// can be judged from here.
+    #[error("the socket systemd passed (LISTEN_FDS) has a relative path ({0}): it was bound relative to the working directory of the process that made it, so its directory cannot be checked as the daemon checks its own socket's; give the .socket unit an absolute path (ListenStream=/run/scopevault/scopevault.sock)")]
+    InheritedRelative(String),
     /// `--socket-group` names a group this user may not give the socket to.
     #[error("--socket-group {0}: this user is not root and not a member of that group, so it cannot give the socket to it (chown: Operation not permitted); add the daemon's user to the group (a new login takes it), or choose another group")]
     NotInGroup(u32),
@@ -287,6 +292,12 @@ pub fn check_inherited(listener: &UnixListener) -> Result<(PathBuf, Option<Strin
             },
         ));
     };
+    // A relative name is the activator's, resolved against its working directory: judged
+    // against the daemon's it names another place (twenty-ninth pass, found by the
+    // re-attacker of this pass's fixes).
+    if !path.is_absolute() {
+        return Err(ServeError::InheritedRelative(crate::text::shown(path)));
+    }
     check_socket_dir(&crate::paths::dir_of(path), crate::sys::current_uid())?;
     let warning = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() && m.mode() & 0o002 != 0 => Some(format!(

@@ -414,3 +414,32 @@ fn the_socket_systemd_passes_is_held_to_the_checks_of_the_daemons_own_socket() {
         "{err}"
     );
 }
+
+/// Regression (twenty-ninth pass, found by the re-attacker of this pass's fixes): a passed
+/// socket bound at a relative path (`x.sock`, relative to the activator's working directory)
+/// was judged against the daemon's own working directory: a socket in a 0777 directory was
+/// served when the daemon started elsewhere, and the `--socket` mismatch warning named the
+/// very socket served. A passed socket whose path is not absolute is refused now, as one
+/// without a path is, before anything is served.
+#[test]
+fn a_passed_socket_with_a_relative_path_is_refused() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        return skip::skip("python3 is not installed");
+    }
+    let dir = tempdir();
+    let stderr = dir.path().join("serve.stderr");
+    let child = serve_on_fd3(dir.path(), std::path::Path::new("rel.sock"), true)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let (code, err) = refused_start(child, &stderr);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the socket systemd passed (LISTEN_FDS) has a relative path (rel.sock)"),
+        "{err}"
+    );
+    assert!(!err.contains("listening on"), "{err}");
+    assert!(!dir.path().join("audit.jsonl").exists(), "{err}");
+}
