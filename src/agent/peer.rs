@@ -66,6 +66,11 @@ pub(crate) struct RunnerRights {
     /// The policy's runner groups the peer is in (its primary gid or one of its user's
     /// groups), ascending.
     pub(crate) groups: Vec<u32>,
+    /// The names of the tasks it runs, by its uid or by one of those groups, ascending: a
+    /// move from one task's runners to another's changes no flag and no group, and was no
+    /// `peer.rights` record until the twenty-ninth pass (found by the re-attacker of this
+    /// pass's fixes).
+    pub(crate) tasks: Vec<String>,
 }
 
 impl PeerIdentity {
@@ -387,6 +392,7 @@ mod tests {
             runner: LOADED.load(Ordering::SeqCst).then(|| RunnerRights {
                 user: false,
                 groups: vec![2400],
+                tasks: vec![],
             }),
         };
         let p = PeerIdentity::with_groups(1000, 1000, 0, vec![2400]);
@@ -409,6 +415,7 @@ mod tests {
             runner: Some(RunnerRights {
                 user: false,
                 groups: vec![],
+                tasks: vec![],
             }),
             ..decide(p)
         };

@@ -363,8 +363,9 @@ impl TaskIndex {
     }
 
     /// What the policy's runners give `peer` ([`crate::agent::peer::RunnerRights`]): whether
-    /// its uid is a runner user of some task, and which runner groups it is in (its groups
-    /// looked up only when the policy names a runner group).
+    /// its uid is a runner user of some task, which runner groups it is in (its groups
+    /// looked up only when the policy names a runner group), and the names of the tasks it
+    /// runs by either.
     pub(crate) fn runner_rights(
         &self,
         peer: &crate::agent::peer::PeerIdentity,
@@ -378,9 +379,20 @@ impl TaskIndex {
         };
         groups.sort_unstable();
         groups.dedup();
+        // The tasks it runs, by its uid and by those groups (not the kernel's gid alone: the
+        // groups above are its primary gid and its user's groups).
+        let mut at: Vec<usize> = self.by_uid.get(&peer.uid).cloned().unwrap_or_default();
+        for g in &groups {
+            at.extend(self.by_gid.get(g).into_iter().flatten());
+        }
+        at.sort_unstable();
+        at.dedup();
+        let mut tasks: Vec<String> = at.into_iter().map(|i| self.tasks[i].0.clone()).collect();
+        tasks.sort_unstable();
         crate::agent::peer::RunnerRights {
             user: self.by_uid.contains_key(&peer.uid),
             groups,
+            tasks,
         }
     }
 

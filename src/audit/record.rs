@@ -49,9 +49,9 @@ pub enum AuditOp {
     AuditRepair,
     /// `bundle.apply`: `bundle apply` wrote a signed bundle into the vault.
     BundleApply,
-    /// `peer.rights`: a connection's rights (admin, scheduler, runner groups, runner user)
-    /// changed with the user and group databases, the names resolved in them or the loaded
-    /// policy, as decided at its next request.
+    /// `peer.rights`: a connection's rights (admin, scheduler, runner groups, runner user,
+    /// the tasks it may run) changed with the user and group databases, the names resolved
+    /// in them or the loaded policy, as decided at its next request.
     PeerRights,
 }
 

@@ -6,7 +6,8 @@ use super::Handler;
 use crate::agent::peer::{PeerIdentity, Rights};
 use crate::audit::{AuditOp, AuditRecord, Decision, Ticket as AuditTicket};
 
-/// Most gids a `peer.rights` record lists as lost, and as gained (docs/audit.md, "Growth").
+/// Most gids (and task names) a `peer.rights` record lists as lost, and as gained
+/// (docs/audit.md, "Growth").
 const LISTED_GIDS: usize = 16;
 
 impl Handler {
@@ -79,6 +80,28 @@ fn changes(before: &Rights, now: &Rights) -> (String, bool) {
         if !new.is_empty() {
             said.push(format!("runner groups gained: {}", listed(&new)));
         }
+        // The tasks it runs, by user or group: a move from one task's runners to another's
+        // changes neither the flag nor the groups (twenty-ninth pass, found by the re-attacker
+        // of this pass's fixes). Task names are the policy's, not secrets.
+        let gone: Vec<&str> = b
+            .tasks
+            .iter()
+            .filter(|t| n.tasks.binary_search(t).is_err())
+            .map(String::as_str)
+            .collect();
+        let new: Vec<&str> = n
+            .tasks
+            .iter()
+            .filter(|t| b.tasks.binary_search(t).is_err())
+            .map(String::as_str)
+            .collect();
+        if !gone.is_empty() {
+            lost = true;
+            said.push(format!("runner tasks lost: {}", listed(&gone)));
+        }
+        if !new.is_empty() {
+            said.push(format!("runner tasks gained: {}", listed(&new)));
+        }
     }
     (
         format!(
@@ -89,11 +112,16 @@ fn changes(before: &Rights, now: &Rights) -> (String, bool) {
     )
 }
 
-/// `gids` comma-separated, the first [`LISTED_GIDS`] of them, then `… and N more`.
-fn listed(gids: &[u32]) -> String {
-    let mut out: Vec<String> = gids.iter().take(LISTED_GIDS).map(u32::to_string).collect();
-    if gids.len() > LISTED_GIDS {
-        out.push(format!("… and {} more", gids.len() - LISTED_GIDS));
+/// `items` (gids or task names) comma-separated, the first [`LISTED_GIDS`] of them, then
+/// `… and N more`.
+fn listed<T: std::fmt::Display>(items: &[T]) -> String {
+    let mut out: Vec<String> = items
+        .iter()
+        .take(LISTED_GIDS)
+        .map(ToString::to_string)
+        .collect();
+    if items.len() > LISTED_GIDS {
+        out.push(format!("… and {} more", items.len() - LISTED_GIDS));
     }
     out.join(", ")
 }
@@ -110,6 +138,7 @@ mod tests {
             runner: Some(RunnerRights {
                 user: false,
                 groups: groups.to_vec(),
+                tasks: vec![],
             }),
         }
     }
@@ -127,6 +156,28 @@ mod tests {
         let many: Vec<u32> = (0..40).collect();
         let (reason, _) = changes(&rights(false, &many), &rights(false, &[]));
         assert!(reason.ends_with("14, 15, … and 24 more"), "{reason}");
+        // A move from one task's runners to another's: no flag, no group, the tasks named.
+        let runs = |tasks: &[&str]| Rights {
+            runner: Some(RunnerRights {
+                user: true,
+                groups: vec![],
+                tasks: tasks.iter().map(|t| t.to_string()).collect(),
+            }),
+            ..rights(false, &[])
+        };
+        let (reason, lost) = changes(&runs(&["a", "t1"]), &runs(&["a", "t2"]));
+        assert!(lost);
+        assert!(
+            reason.ends_with(": runner tasks lost: t1; runner tasks gained: t2"),
+            "{reason}"
+        );
+        let names: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (reason, lost) = changes(&runs(&[]), &runs(&names));
+        assert!(
+            !lost && reason.ends_with("t14, t15, … and 24 more"),
+            "{reason}"
+        );
         // Nothing is known of the runners while locked: nothing said of them.
         let locked = Rights {
             runner: None,

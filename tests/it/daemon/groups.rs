@@ -846,4 +846,80 @@ while True:
         );
         d.assert_alive();
     }
+
+    /// Regression (twenty-ninth pass, found by the re-attacker of this pass's fixes): a
+    /// `policy apply` that moved a user from one task's `runners.users` to another's changed
+    /// no flag and no group, and no `peer.rights` record said so: the log showed an `allow`
+    /// of checkout-flow and then a `deny` for the same connection, nothing between. The
+    /// compared rights include the tasks the connection runs now, and the record names those
+    /// lost and gained.
+    #[test]
+    fn a_move_from_one_tasks_runners_to_anothers_is_audited() {
+        let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+            Ok(ids) => ids,
+            Err(why) => return skip::skip(&why),
+        };
+        let dir = daemon::tempdir();
+        let user = users::OTHER_USER;
+        let d = daemon_with_runners(
+            dir.path(),
+            &format!("{{ users = [\"{user}\"], groups = [] }}"),
+            &[],
+        );
+        let mut c = Conn::open(uid, gid, &d.socket);
+        assert_eq!(c.ask(FETCH)["ok"], true);
+
+        // checkout-flow back to the example's runners, browse-catalog to the user.
+        let example = daemon::example_policy();
+        let at = example
+            .find("[tasks.browse-catalog]")
+            .expect("browse-catalog");
+        let (head, tail) = example.split_at(at);
+        let tail = tail.replacen(
+            "runners = { users = [\"checkpoint\", \"root\"] }",
+            &format!("runners = {{ users = [\"{user}\"] }}"),
+            1,
+        );
+        let file = dir.path().join("moved.toml");
+        std::fs::write(&file, format!("{head}{tail}")).unwrap();
+        let id = dir.path().join("identity.txt");
+        daemon::ok(
+            dir.path(),
+            &[
+                "--identity-file",
+                id.to_str().unwrap(),
+                "policy",
+                "apply",
+                file.to_str().unwrap(),
+            ],
+            None,
+        );
+        c.ask_until(
+            FETCH,
+            |v| v["ok"] == false,
+            "fetch of checkout-flow after the move",
+        );
+        assert_eq!(
+            c.ask(r#"{"v":1,"op":"fetch","task":"browse-catalog"}"#)["ok"],
+            true
+        );
+
+        let audit = d.audit_text();
+        let changes: Vec<Value> = audit
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["op"] == "peer.rights" && r["peer"]["uid"] == uid)
+            .collect();
+        assert_eq!(changes.len(), 1, "one record for the move: {audit}");
+        let r = &changes[0];
+        assert_eq!(r["decision"], "deny", "{r}");
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.ends_with(
+                ": runner tasks lost: checkout-flow; runner tasks gained: browse-catalog"
+            ),
+            "{r}"
+        );
+        d.assert_alive();
+    }
 }
