@@ -224,11 +224,6 @@ fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-/// Decode a base32 seed as people paste it: spaces, dashes and lowercase tolerated, and `=`
-/// padding where RFC 4648 puts it (at the end, filling the last group of 8 characters) or
-/// none. The bits of the last character that make no whole byte are dropped whatever they
-/// are, as Google Authenticator, oathtool and KeePassXC drop them (RFC 4648, 3.5, lets a
-/// decoder accept or refuse them): a seed the phone takes gives the phone's codes here too.
 /// Whether a `totp_seed` value is a Steam Guard secret as Bitwarden stores one: `steam://`
 /// (the scheme in any case, RFC 3986) and the secret.
 fn is_steam_secret(text: &str) -> bool {
@@ -237,6 +232,11 @@ fn is_steam_secret(text: &str) -> bool {
         .is_some_and(|h| h.eq_ignore_ascii_case("steam://"))
 }
 
+/// Decode a base32 seed as people paste it: spaces, dashes and lowercase tolerated, and `=`
+/// padding where RFC 4648 puts it (at the end, filling the last group of 8 characters) or
+/// none. The bits of the last character that make no whole byte are dropped whatever they
+/// are, as Google Authenticator, oathtool and KeePassXC drop them (RFC 4648, 3.5, lets a
+/// decoder accept or refuse them): a seed the phone takes gives the phone's codes here too.
 fn decode_base32(text: &str) -> Result<Zeroizing<Vec<u8>>, TotpError> {
     let mut clean: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(text.len()));
     let mut padding = 0usize;
