@@ -245,8 +245,10 @@ impl Drop for Daemon {
 
 /// Send one line, read one line, parse it.
 pub fn roundtrip(s: &mut UnixStream, line: &str) -> std::io::Result<Value> {
-    s.write_all(line.as_bytes())?;
-    s.write_all(b"\n")?;
+    // One write, as scopevault's own client sends a line: written in two, the daemon may
+    // wake between them and see a line still arriving, which it reads at once instead of
+    // peeking (tests/it/durability_order.rs watches which it does).
+    s.write_all(format!("{line}\n").as_bytes())?;
     read_json(s)
 }
 
