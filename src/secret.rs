@@ -1051,6 +1051,59 @@ fn percent_encode(value: &[u8], safe: &[u8], plus_for_space: bool, lower: bool) 
 /// ms); a run of 300 times one character is over it (6.6 × 10^7: 220 ms as a DFA).
 const DFA_WORK: usize = 1 << 23;
 
+/// Over [`DFA_WORK`], the forms still get a DFA when its build is bounded by a finer
+/// estimate ([`dfa_build_is_bounded`]): at most this many bytes of forms (the trie's states at
+/// most) …
+const DFA_STATES: usize = 1 << 17;
+
+/// … and at most this for their total length times one more than the deepest chain of
+/// borders in one form (how far the DFA's build may follow failure links from a state).
+const DFA_CHAIN_WORK: usize = 1 << 21;
+
+/// The depth of the longest chain of borders (a border: a prefix that is also a suffix) of
+/// any prefix of `form`: 0 for a form that never repeats its own start, about its length for
+/// a run of one character. Knuth–Morris–Pratt's prefix function, in one pass.
+fn border_chain(form: &[u8]) -> usize {
+    let mut border = vec![0usize; form.len()];
+    let mut depth = vec![0usize; form.len()];
+    let mut deepest = 0;
+    for i in 1..form.len() {
+        let mut k = border[i - 1];
+        while k > 0 && form[i] != form[k] {
+            k = border[k - 1];
+        }
+        if form[i] == form[k] {
+            k += 1;
+        }
+        border[i] = k;
+        depth[i] = if k > 0 { depth[k - 1] + 1 } else { 0 };
+        deepest = deepest.max(depth[i]);
+    }
+    deepest
+}
+
+/// Whether a DFA of `forms` builds in bounded time (about 60 ms at most on the 2-core build
+/// machine, against seconds for long forms that repeat themselves). The DFA's build follows,
+/// for every state and byte class, the failure links a state has; what makes it slow is a
+/// long chain of them, which only a form that repeats its own start has. So either the coarse
+/// bound (total length times the longest form, which bounds any chain) or: few states and a
+/// short deepest chain. The second takes in what the first left to the slower-scanning NFA
+/// for no reason: the redact bench's 50 passwords with a TOTP seed (forms up to 80 bytes:
+/// 8.7 × 10^6 by the first; 1.3 × 10^5 bytes with chains of 3 by the second) and a long value
+/// that does not repeat itself (a 1.7 KiB PEM key).
+fn dfa_build_is_bounded(forms: &[&[u8]]) -> bool {
+    let total: usize = forms.iter().map(|f| f.len()).sum();
+    let longest = forms.iter().map(|f| f.len()).max().unwrap_or(0);
+    if total.saturating_mul(longest) <= DFA_WORK {
+        return true;
+    }
+    if total > DFA_STATES {
+        return false;
+    }
+    let deepest = forms.iter().map(|f| border_chain(f)).max().unwrap_or(0);
+    total.saturating_mul(deepest + 1) <= DFA_CHAIN_WORK
+}
+
 /// The compiled forms of a set of secret values: a multi-pattern automaton (Aho-Corasick,
 /// leftmost-longest) of the forms that match as they are, and one of those that match in any
 /// ASCII case (a TOTP seed's base32), scanned as one; shared by the output [`Masker`] of
@@ -1158,8 +1211,6 @@ impl Patterns {
             if ids.is_empty() {
                 return None;
             }
-            let total: usize = ids.iter().map(|&p| forms[p].0.len()).sum();
-            let longest = forms[ids[0]].0.len();
             let build = |kind| {
                 aho_corasick::AhoCorasick::builder()
                     .match_kind(aho_corasick::MatchKind::LeftmostLongest)
@@ -1167,13 +1218,17 @@ impl Patterns {
                     .kind(Some(kind))
                     .build(ids.iter().map(|&p| forms[p].0.as_slice()))
             };
-            // A DFA scans a little faster, but its build follows the failure links of every
-            // state for every byte class: for long forms of a value that repeats itself (a
-            // run of one character, a repeated block) that took seconds (13 s for a 3,000-
-            // character value, 4 s for 1,024), while the contiguous NFA took milliseconds
-            // and scanned about as fast. So the DFA only where its build work is bounded
-            // small: the forms' total length times the longest (at most `DFA_WORK`).
-            let small = total.saturating_mul(longest) <= DFA_WORK;
+            // A DFA scans faster (for the redact bench's 4,000 forms, about twice as fast),
+            // but its build follows the failure links of every state for every byte class:
+            // for long forms of a value that repeats itself (a run of one character, a
+            // repeated block) that took seconds (13 s for a 3,000-character value, 4 s for
+            // 1,024), while the contiguous NFA took milliseconds. So the DFA only where its
+            // build is bounded (`dfa_build_is_bounded`).
+            let small = dfa_build_is_bounded(
+                &ids.iter()
+                    .map(|&p| forms[p].0.as_slice())
+                    .collect::<Vec<_>>(),
+            );
             let automaton = if small {
                 build(aho_corasick::AhoCorasickKind::DFA)
                     .or_else(|_| build(aho_corasick::AhoCorasickKind::ContiguousNFA))
@@ -1641,6 +1696,89 @@ mod tests {
             .collect();
         let p = Patterns::new(&many);
         assert_eq!(p.exact.as_ref().map(|(a, _)| a.kind()), Some(DFA));
+    }
+
+    /// Found measuring the redact bench with a TOTP seed (thirtieth pass): the coarse bound of
+    /// the nineteenth pass (total length times the longest form) sent the bench's 50
+    /// passwords with a TOTP seed (its hex and base64 forms are up to 80 bytes: 8.7 × 10^6)
+    /// to the contiguous NFA, which scanned them at 0.28–0.32× grep's speed, under issue
+    /// 12's 0.5×; as a DFA, 0.72×. Over the coarse bound, few states with short chains of
+    /// borders now keep the DFA; the periodic values of the test above still get the NFA.
+    /// Before the fix the seeded set and the PEM key were each a contiguous NFA.
+    #[test]
+    fn many_passwords_with_a_totp_seed_and_a_long_value_that_does_not_repeat_get_a_dfa() {
+        use aho_corasick::AhoCorasickKind::DFA;
+        let mut targets: Vec<Target> = (0..50)
+            .map(|i| Target {
+                label: format!("cred{i}.password"),
+                value: SecretString::from(format!("S3cr/t {i}&pw+{}~x%", i * 7919)),
+                username: None,
+                any_case: false,
+            })
+            .collect();
+        let seed = SecretString::from("GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ".to_owned());
+        targets.push(Target {
+            label: "shop-2fa.totp_seed".into(),
+            value: seed.clone(),
+            username: None,
+            any_case: false,
+        });
+        for t in crate::agent::totp::seed_texts("totp_seed", &seed) {
+            targets.push(Target {
+                label: "shop-2fa.totp_seed".into(),
+                value: t.text,
+                username: None,
+                any_case: t.any_case,
+            });
+        }
+        let p = Patterns::new(&targets);
+        let exact: Vec<&[u8]> = p
+            .exact
+            .as_ref()
+            .unwrap()
+            .1
+            .iter()
+            .map(|&i| p.forms[i].0.as_slice())
+            .collect();
+        let total: usize = exact.iter().map(|f| f.len()).sum();
+        let longest = exact.iter().map(|f| f.len()).max().unwrap();
+        assert!(
+            total * longest > DFA_WORK,
+            "the set is over the coarse bound ({total} × {longest}), or the test proves nothing"
+        );
+        assert_eq!(p.exact.as_ref().map(|(a, _)| a.kind()), Some(DFA));
+        assert_eq!(p.folded.as_ref().map(|(a, _)| a.kind()), Some(DFA));
+
+        // A 1.7 KiB PEM-like key: long, but no form repeats its own start for long.
+        let mut x: u64 = 0x5eed;
+        let mut key = String::from("-----BEGIN PRIVATE KEY-----\n");
+        for _ in 0..26 {
+            for _ in 0..64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                key.push(char::from(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                        [(x % 64) as usize],
+                ));
+            }
+            key.push('\n');
+        }
+        key.push_str("-----END PRIVATE KEY-----\n");
+        let p = Patterns::from_values(vec![("tls.private_key".into(), SecretString::from(key))]);
+        assert_eq!(p.exact.as_ref().map(|(a, _)| a.kind()), Some(DFA));
+    }
+
+    #[test]
+    fn border_chain_is_how_far_a_form_repeats_its_own_start() {
+        assert_eq!(border_chain(b""), 0);
+        assert_eq!(border_chain(b"hunter2-Secret"), 0);
+        assert_eq!(border_chain(b"abcab"), 1);
+        assert_eq!(border_chain(b"abcdef"), 0);
+        assert_eq!(border_chain(b"aaaa"), 3);
+        assert_eq!(border_chain(b"abababab"), 3);
+        assert_eq!(border_chain(b"abcabcabcabc"), 3);
+        assert_eq!(border_chain(&[b'a'; 300]), 299);
     }
 
     /// Found by attacking the scrubber (twelfth pass): PHP's `json_encode` with its defaults
