@@ -2586,6 +2586,93 @@ expires = "2999-01-01"
         IN_ADMINS.store(true, Ordering::SeqCst);
     }
 
+    /// Thirtieth pass (found by the re-attacker of the twenty-ninth pass's fixes): a ticket
+    /// issued through an admin *primary* group was judged at its redemption with the kernel
+    /// gid its process had when it asked, so `usermod -g` (then ending the user's processes)
+    /// or `userdel` left it good until its ttl. The issuer is now judged by the primary group
+    /// its `/etc/passwd` line gives now (here: what the lookup answers), none once the uid has
+    /// no line; and a ticket whose right rested on the kernel gid alone when it was issued (a
+    /// process left with the old gid) is judged at every redemption.
+    #[test]
+    fn a_ticket_through_a_primary_group_is_judged_by_etc_passwd_not_the_kernel_gid() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        /// The primary gid uid 1600's /etc/passwd line gives; 0: it has no line.
+        static PRIMARY: AtomicU32 = AtomicU32::new(50);
+        fn lookup(_: u32) -> Vec<u32> {
+            match PRIMARY.load(Ordering::SeqCst) {
+                0 => vec![],
+                g => vec![g],
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), false).unwrap();
+        let h = Handler::new(
+            AccessConfig {
+                daemon_uid: 4242,
+                admin_group: Some("50".into()),
+                schedulers: vec![],
+            },
+            audit,
+        );
+        h.install(Box::new(stand_in(&policy_src("warn"))));
+        // A login's process: its kernel gid is the admin group, as its line says.
+        let login = || PeerIdentity::with_lookup(1600, 50, lookup);
+        let ticket = |peer: &PeerIdentity| {
+            let v = call(
+                &h,
+                peer,
+                r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+            );
+            assert_eq!(v["ok"], true, "{v}");
+            v["ticket"].as_str().unwrap().to_owned()
+        };
+        let redeem = |t: &str| {
+            call(
+                &h,
+                &stranger(),
+                &format!(r#"{{"v":1,"op":"fetch","ticket":"{t}"}}"#),
+            )
+        };
+        let refused = |v: serde_json::Value, what: &str| {
+            assert_eq!(v["error"]["code"], "denied", "{what}: {v}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains("issued by uid 1600"), "{what}: {message}");
+            assert!(!v.to_string().contains("S3cret"), "{what}: {v}");
+        };
+        let (moved, kept) = (ticket(&login()), ticket(&login()));
+        assert_eq!(redeem(&kept)["ok"], true, "nothing changed");
+
+        // usermod -g: the line gives another primary group.
+        PRIMARY.store(60, Ordering::SeqCst);
+        crate::accounts::databases_changed();
+        refused(redeem(&moved), "after usermod -g");
+        // A process left with the old gid is still an admin on its connection (the kernel's
+        // credentials), but a ticket it asks for now rests on that gid alone: refused at its
+        // redemption, with no change of the databases since.
+        let stale = login();
+        let v = call(&h, &stale, r#"{"v":1,"op":"health"}"#);
+        assert_eq!(v["peer"]["admin"], true, "{v}");
+        let of_stale = ticket(&stale);
+        refused(
+            redeem(&of_stale),
+            "a ticket of a process left with the old gid",
+        );
+
+        // The line gives the admin group again: a ticket redeems after a change.
+        PRIMARY.store(50, Ordering::SeqCst);
+        crate::accounts::databases_changed();
+        let deleted = ticket(&login());
+        crate::accounts::databases_changed();
+        let again = ticket(&login());
+        crate::accounts::databases_changed();
+        assert_eq!(redeem(&again)["ok"], true, "its line gives the group again");
+        // userdel: no line, no primary group.
+        PRIMARY.store(0, Ordering::SeqCst);
+        crate::accounts::databases_changed();
+        refused(redeem(&deleted), "after userdel");
+        PRIMARY.store(50, Ordering::SeqCst);
+    }
+
     /// Twentieth pass (found by attacking that pass's fixes): a fetch, or a ticket's
     /// redemption, naming a credential its task does not list was refused "task `T` does not
     /// list credential `NAME`" when the policy declares NAME (another task's), and "… a

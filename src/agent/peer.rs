@@ -15,6 +15,8 @@ pub struct PeerIdentity {
     pub gid: u32,
     /// Pid of the peer (informational: pids are reused; never authorise on it).
     pub pid: i32,
+    /// Whether `gid` is a group the peer is in: a connected process's is.
+    primary: Primary,
     /// Groups of the peer's user, from the databases, as last looked up.
     groups: Groups,
     /// The generation of the databases ([`crate::accounts::generation`]) at which this
@@ -85,6 +87,7 @@ impl PeerIdentity {
             uid: cred.uid,
             gid: cred.gid,
             pid: cred.pid,
+            primary: Primary::Kernel,
             groups: Groups::Followed {
                 lookup: crate::accounts::user_groups,
                 now: Mutex::new(None),
@@ -101,6 +104,7 @@ impl PeerIdentity {
             uid,
             gid,
             pid,
+            primary: Primary::Kernel,
             groups: Groups::Fixed(groups.into()),
             decided_at: AtomicU64::new(NEVER),
             rights: Mutex::new(None),
@@ -116,6 +120,7 @@ impl PeerIdentity {
             uid,
             gid,
             pid: 1,
+            primary: Primary::Kernel,
             groups: Groups::Followed {
                 lookup,
                 now: Mutex::new(None),
@@ -208,14 +213,40 @@ impl PeerIdentity {
     /// True when the peer's primary gid or one of its user's groups (from the user and group
     /// databases, as looked up since the connection's last decision) is `gid`.
     pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.groups_now(|g| g.contains(&gid))
+        self.kernel_gid() == Some(gid) || self.groups_now(|g| g.contains(&gid))
     }
 
     /// The peer's primary gid, then each group of its user (the groups
     /// [`PeerIdentity::in_group`] matches, as of the same look-up).
     pub fn all_groups(&self) -> impl Iterator<Item = u32> {
         let groups = self.groups_now(Arc::clone);
-        std::iter::once(self.gid).chain((0..groups.len()).map(move |i| groups[i]))
+        self.kernel_gid()
+            .into_iter()
+            .chain((0..groups.len()).map(move |i| groups[i]))
+    }
+
+    /// The primary gid, when it counts ([`Primary::Kernel`]).
+    fn kernel_gid(&self) -> Option<u32> {
+        (self.primary == Primary::Kernel).then_some(self.gid)
+    }
+
+    /// This peer as the user and group databases alone say it is, with the groups looked up
+    /// since its last decision ([`PeerIdentity::follow`]): its kernel gid does not count, its
+    /// primary group is the one its `/etc/passwd` line gives (among those groups). What a
+    /// ticket it is issued rests on once its process is gone ([`Detached::now`]), so a right
+    /// this peer does not have so rests on its process's gid alone (a primary group the
+    /// user's line no longer gives, a setgid program).
+    pub(crate) fn as_databases_say(&self) -> PeerIdentity {
+        PeerIdentity {
+            uid: self.uid,
+            gid: self.gid,
+            pid: self.pid,
+            primary: Primary::Passwd,
+            groups: Groups::Fixed(self.groups_now(Arc::clone)),
+            decided_at: AtomicU64::new(NEVER),
+            rights: Mutex::new(None),
+            exe: None,
+        }
     }
 
     /// The peer's executable as read at accept time, for the audit log (informational):
@@ -243,6 +274,21 @@ impl PeerIdentity {
     }
 }
 
+/// Whether a peer's primary gid ([`PeerIdentity::gid`]) is a group it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Primary {
+    /// A connected process: its gid is the kernel's (`SO_PEERCRED`) and counts, whatever
+    /// `/etc/passwd` says of its uid now (docs/operations.md, "A runner group that is the
+    /// user's primary group").
+    Kernel,
+    /// A ticket's issuer judged at a redemption ([`Detached::now`]), or a peer as the
+    /// databases alone say it is ([`PeerIdentity::as_databases_say`]): no process of it need
+    /// hold the gid any more, so it does not count; the primary group is the one its uid's
+    /// `/etc/passwd` line gives now, which its user's groups hold
+    /// ([`crate::accounts::user_groups`]; none for a uid with no line, or an odd one).
+    Passwd,
+}
+
 /// Where a peer's groups come from.
 #[derive(Debug)]
 enum Groups {
@@ -260,6 +306,8 @@ enum Groups {
 #[derive(Debug, Clone)]
 pub(crate) struct Detached {
     uid: u32,
+    /// The kernel gid of the process that asked: kept for the record, never judged by
+    /// ([`Detached::now`]).
     gid: u32,
     groups: Source,
 }
@@ -277,8 +325,14 @@ impl Detached {
         self.uid
     }
 
-    /// The peer as it would be on a connection opened now: the same uid and kernel gid, and
-    /// its user's groups as the databases say now (looked up at the first need).
+    /// The issuer as the databases say it is now: the same uid, and its user's groups as
+    /// they say now (looked up at the first need), its primary group among them as its uid's
+    /// `/etc/passwd` line gives it now ([`Primary::Passwd`]). The kernel gid its process had
+    /// when it asked does not count: a ticket outlives that process, and `usermod -g` then
+    /// ending the user's processes, or `userdel`, takes a primary group's right away from
+    /// its tickets too. Until the thirtieth pass it counted, and a ticket issued through an
+    /// admin primary group redeemed until its ttl whatever was done to the user (found by
+    /// the re-attacker of the twenty-ninth pass's fixes).
     pub(crate) fn now(&self) -> PeerIdentity {
         let groups = match &self.groups {
             Source::Fixed(g) => Groups::Fixed(g.clone()),
@@ -291,6 +345,7 @@ impl Detached {
             uid: self.uid,
             gid: self.gid,
             pid: 0,
+            primary: Primary::Passwd,
             groups,
             decided_at: AtomicU64::new(NEVER),
             rights: Mutex::new(None),

@@ -63,15 +63,18 @@ impl Entry {
 /// Who asked for a ticket ([`crate::agent::peer::Detached`]: its uid, kernel gid and where its
 /// groups come from) and the generation of the user and group databases its right was decided
 /// at ([`crate::accounts::generation`]). A redemption asks again whether it may have the
-/// ticket once that generation has moved on (twenty-ninth pass): a ticket outlives no removal
-/// of the right it was issued under.
+/// ticket once that generation has moved on (twenty-ninth pass), judging it by the databases
+/// alone (thirtieth pass): a ticket outlives no removal of the right it was issued under.
 #[derive(Debug, Clone)]
 pub(crate) struct IssuedBy {
     /// The issuer.
     pub(crate) issuer: crate::agent::peer::Detached,
     /// The generation its right was decided at: that of the issuing connection's last
-    /// decision ([`crate::agent::peer::PeerIdentity::decided_at`]).
-    pub(crate) generation: u64,
+    /// decision ([`crate::agent::peer::PeerIdentity::decided_at`]); `None` when that right
+    /// rested on the issuing process's kernel gid alone, which the databases did not give its
+    /// user (a primary group its `/etc/passwd` line no longer gives, a setgid program): every
+    /// redemption then judges the issuer again, as the databases say it is then.
+    pub(crate) generation: Option<u64>,
 }
 
 /// Whose tickets a count is of.
@@ -534,7 +537,7 @@ mod tests {
     fn by() -> IssuedBy {
         IssuedBy {
             issuer: crate::agent::peer::PeerIdentity::with_groups(0, 0, 1, vec![]).detached(),
-            generation: 0,
+            generation: Some(0),
         }
     }
 

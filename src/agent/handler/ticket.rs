@@ -60,12 +60,10 @@ impl Handler {
     ) -> Result<(SecretString, u64), Refusal> {
         let o = v.ok_or(Refusal::Locked)?;
         // The generation the peer's groups and rights were decided at, at the start of this
-        // request (never a later one: a change since moves the generation past it, and the
-        // ticket's redemption judges the issuer again).
-        let by = IssuedBy {
-            issuer: peer.detached(),
-            generation: peer.decided_at(),
-        };
+        // request: read before any decision (another thread serving this connection may
+        // decide again meanwhile, and the ticket must not carry a later generation than the
+        // membership it was judged with).
+        let decided_at = peer.decided_at();
         if !self.access.may_issue_tickets(peer) {
             return Err(Refusal::NotScheduler { uid: peer.uid });
         }
@@ -83,6 +81,21 @@ impl Handler {
                 task: task.to_owned(),
             });
         }
+        // A redemption judges the issuer again, as the databases say it is then
+        // (`Detached::now`: its process's kernel gid no longer counts), once the generation
+        // moved on since `decided_at`; and at every redemption when the right rests on that
+        // kernel gid alone (a primary group the user's `/etc/passwd` line no longer gives, a
+        // setgid program): a ticket outlives its process, and a process left with an admin
+        // primary group after `usermod -g`, not yet ended, was otherwise issued tickets that
+        // redeemed until the databases next changed (thirtieth pass). This looks the groups
+        // up at most once per change of the databases, and only for a `ticket` request.
+        let rests_on_process = !self
+            .access
+            .may_issue_ticket_for(&peer.as_databases_say(), named);
+        let by = IssuedBy {
+            issuer: peer.detached(),
+            generation: (!rests_on_process).then_some(decided_at),
+        };
         // A scheduler that is not an admin fills its share of the table at most.
         let issuer = (!self.access.is_admin(peer)).then_some(peer.uid);
         let issued = self

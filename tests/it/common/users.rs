@@ -151,6 +151,50 @@ pub fn create_user_with_uid(name: &str, uid: u32) -> Result<(), String> {
     )
 }
 
+/// Create user `name` as a system user whose primary group is `group` (`useradd -g`), with no
+/// group of its own; its (uid, gid). Needs root.
+pub fn create_user_in_group(name: &str, group: &str) -> Result<(u32, u32), String> {
+    account_tool(
+        "useradd",
+        &[
+            "--system",
+            "--no-user-group",
+            "--gid",
+            group,
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ],
+        || id_of("-u", name).is_some(),
+    )?;
+    Ok((
+        id_of("-u", name).ok_or("useradd left no uid")?,
+        id_of("-g", name).ok_or("useradd left no gid")?,
+    ))
+}
+
+/// Give `user` another primary group (`usermod -g`): only new logins get it.
+pub fn set_primary_group(user: &str, group: &str) -> Result<(), String> {
+    let want = gid_of(group).ok_or_else(|| format!("no group {group}"))?;
+    account_tool("usermod", &["-g", group, user], || {
+        id_of("-g", user) == Some(want)
+    })
+}
+
+/// End every process of `uid` (`pkill -KILL -u`), as operations.md's removal of a primary
+/// group says; none left is no error.
+pub fn kill_processes_of(uid: u32) {
+    let status = Command::new("pkill")
+        .args(["-KILL", "-u", &uid.to_string()])
+        .status()
+        .expect("run pkill");
+    // 0: some were signalled; 1: none matched.
+    assert!(matches!(status.code(), Some(0 | 1)), "pkill: {status}");
+}
+
 /// The gid of group `name`, if it exists.
 pub fn gid_of(name: &str) -> Option<u32> {
     let o = Command::new("getent").args(["group", name]).output().ok()?;

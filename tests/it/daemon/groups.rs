@@ -769,6 +769,131 @@ while True:
         d.assert_alive();
     }
 
+    /// Thirtieth pass (found by the re-attacker of the twenty-ninth pass's fixes): a ticket
+    /// issued through an admin *primary* group still redeemed after operations.md's removal
+    /// of such a group (`usermod -g OTHER USER`, then ending every process of the user), and
+    /// after `userdel` too, until its ttl: the redemption judged the issuer with the kernel gid
+    /// its process had when it asked, kept in the ticket. It now judges it by the primary group
+    /// `/etc/passwd` gives its uid now (none for a deleted uid); an issuer whose line still
+    /// gives it keeps its ticket. A ticket asked for after `usermod -g` by a process still
+    /// running with the old gid rests on that gid alone, and is refused too.
+    #[test]
+    fn a_ticket_issued_through_an_admin_primary_group_is_revoked_by_usermod_g() {
+        const ADMINS: &str = "scopevault-tl9a";
+        const OTHERS: &str = "scopevault-tl9b";
+        const MOVED: &str = "scopevault-tl9m";
+        const DELETED: &str = "scopevault-tl9d";
+        const KEPT: &str = "scopevault-tl9k";
+        let (uid, gid) = match users::ensure_user(users::OTHER_USER) {
+            Ok(ids) => ids,
+            Err(why) => return skip::skip(&why),
+        };
+        // Dropped in reverse: the users go before their primary groups.
+        let _groups = GroupsGone(&[ADMINS, OTHERS]);
+        let _out = Out(OTHERS);
+        let _gone = Gone(&[MOVED, DELETED, KEPT]);
+        for u in [MOVED, DELETED, KEPT] {
+            users::delete_user(u).expect("userdel");
+        }
+        let admins = users::ensure_group(ADMINS).expect("groupadd");
+        users::ensure_group(OTHERS).expect("groupadd");
+        users::remove_from_group(users::OTHER_USER, OTHERS).expect("gpasswd -d");
+        let issuers = [MOVED, DELETED, KEPT].map(|u| {
+            let (u_uid, u_gid) = users::create_user_in_group(u, ADMINS).expect("useradd -g");
+            assert_eq!(u_gid, admins, "{u}: its primary group is the admin group");
+            u_uid
+        });
+        // checkout-flow is run by OTHERS, which the test user joins last: its fetch handed out
+        // on a connection opened before is the sign that the daemon read the databases after
+        // every change below.
+        let dir = daemon::tempdir();
+        let d = daemon_with_runners(
+            dir.path(),
+            &format!("{{ groups = [\"{OTHERS}\"] }}"),
+            &["--admin-group", ADMINS],
+        );
+        let mut sign = Conn::open(uid, gid, &d.socket);
+        assert_eq!(daemon::code(&sign.ask(FETCH)), "denied");
+        // Each issuer's process stays connected until the removal ends it.
+        let (tickets, mut processes): (Vec<String>, Vec<Conn>) = issuers
+            .iter()
+            .map(|&issuer| {
+                // The kernel gid of the issuing process is the admin group, as a login's is.
+                let mut c = Conn::open(issuer, admins, &d.socket);
+                let v = c.ask(HEALTH);
+                assert_eq!(v["peer"]["admin"], true, "uid {issuer}: {v}");
+                let v = c.ask(TICKET);
+                assert_eq!(v["ok"], true, "uid {issuer} gets a ticket: {v}");
+                (v["ticket"].as_str().unwrap().to_owned(), c)
+            })
+            .unzip();
+        let [moved, deleted, kept] = issuers;
+        let redeem = |t: &str| format!(r#"{{"v":1,"op":"fetch","ticket":"{t}"}}"#);
+
+        // operations.md, "A runner group that is the user's primary group": another primary
+        // group, then every process of the user ended; and a user deleted.
+        users::set_primary_group(MOVED, OTHERS).expect("usermod -g");
+        users::delete_user(DELETED).expect("userdel");
+        users::add_to_group(users::OTHER_USER, OTHERS).expect("usermod -a -G");
+        sign.ask_until(FETCH, |v| v["ok"] == true, "fetch as a member of OTHERS");
+        // Before it is ended, the process left with the old gid is still an admin on its
+        // connection (the kernel's credentials) and asks for another ticket: it rests on that
+        // gid alone, not on the databases.
+        let v = processes[0].ask(TICKET);
+        assert_eq!(
+            v["ok"], true,
+            "uid {moved}'s process left with the old gid: {v}"
+        );
+        let of_stale = v["ticket"].as_str().unwrap().to_owned();
+        users::kill_processes_of(moved);
+        users::kill_processes_of(deleted);
+
+        for (t, issuer) in [
+            (&tickets[0], moved),
+            (&of_stale, moved),
+            (&tickets[1], deleted),
+        ] {
+            // Redeemed by root, then again: refused each time, nothing handed out.
+            for attempt in ["first", "second"] {
+                let v = d.request(&redeem(t));
+                assert_eq!(
+                    daemon::code(&v),
+                    "denied",
+                    "{attempt} redemption of uid {issuer}'s ticket: {v}"
+                );
+                let message = v["error"]["message"].as_str().unwrap_or_default();
+                assert!(
+                    message.contains(&format!("issued by uid {issuer}"))
+                        && message.contains("ask for a new ticket"),
+                    "{v}"
+                );
+                daemon::assert_no_secret(&v.to_string(), "a refusal");
+            }
+        }
+        // Its /etc/passwd line still gives the admin group: its ticket redeems.
+        let v = d.request(&redeem(&tickets[2]));
+        assert_eq!(v["ok"], true, "uid {kept}'s ticket: {v}");
+
+        // Each refusal is audited as the revocation path audits it: a `deny` of the fetch.
+        let audit = d.audit_text();
+        for issuer in [moved, deleted] {
+            let refused = audit
+                .lines()
+                .filter(|l| {
+                    l.contains(r#""op":"fetch""#)
+                        && l.contains(r#""decision":"deny""#)
+                        && l.contains(&format!("issued by uid {issuer}"))
+                })
+                .count();
+            assert!(
+                refused >= 1,
+                "no deny record of uid {issuer}'s ticket: {audit}"
+            );
+        }
+        daemon::assert_no_secret(&audit, "the audit log");
+        d.assert_alive();
+    }
+
     /// Twenty-ninth pass (left by the twenty-eighth's closing note): when a connection's
     /// rights changed with /etc/group, no audit record said so: the log showed an `allow` and
     /// then a `deny` for the same connection, and nothing between them. Now the first request
