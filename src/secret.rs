@@ -1056,52 +1056,106 @@ const DFA_WORK: usize = 1 << 23;
 /// most) …
 const DFA_STATES: usize = 1 << 17;
 
-/// … and at most this for their total length times one more than the deepest chain of
-/// borders in one form (how far the DFA's build may follow failure links from a state).
-const DFA_CHAIN_WORK: usize = 1 << 21;
+/// … and at most this for the sum, over the states of the forms' trie, of the number of
+/// failure links from each state to the root ([`failure_work`]).
+const DFA_FAILURE_WORK: usize = 1 << 18;
 
-/// The depth of the longest chain of borders (a border: a prefix that is also a suffix) of
-/// any prefix of `form`: 0 for a form that never repeats its own start, about its length for
-/// a run of one character. Knuth–Morris–Pratt's prefix function, in one pass.
-fn border_chain(form: &[u8]) -> usize {
-    let mut border = vec![0usize; form.len()];
-    let mut depth = vec![0usize; form.len()];
-    let mut deepest = 0;
-    for i in 1..form.len() {
-        let mut k = border[i - 1];
-        while k > 0 && form[i] != form[k] {
-            k = border[k - 1];
-        }
-        if form[i] == form[k] {
-            k += 1;
-        }
-        border[i] = k;
-        depth[i] = if k > 0 { depth[k - 1] + 1 } else { 0 };
-        deepest = deepest.max(depth[i]);
+/// The sum, over the states of the Aho-Corasick trie of `forms` (ASCII letters folded to
+/// lower case with `fold`, as the case-insensitive automaton matches them), of the number of
+/// failure links from each state to the root: how far a DFA's build may walk, for each byte
+/// class a state has no transition on, to find where the automaton goes. About the number of
+/// states for typical values, and about the square of a form's length for a form that repeats
+/// its own start (a run of one character) or a set whose forms are one another's suffixes
+/// (`dcba`, `cba`, `ba`). `None` as soon as the trie holds more than [`DFA_STATES`] states or
+/// the sum passes [`DFA_FAILURE_WORK`], so the estimate itself stays cheap (milliseconds).
+fn failure_work(forms: &[&[u8]], fold: bool) -> Option<usize> {
+    struct State {
+        next: Vec<(u8, u32)>,
+        fail: u32,
+        links: u32,
     }
-    deepest
+    let byte = |b: u8| if fold { b.to_ascii_lowercase() } else { b };
+    let child = |states: &[State], s: u32, b: u8| {
+        states[s as usize]
+            .next
+            .iter()
+            .find(|(c, _)| *c == b)
+            .map(|&(_, t)| t)
+    };
+    let mut states = vec![State {
+        next: Vec::new(),
+        fail: 0,
+        links: 0,
+    }];
+    for form in forms {
+        let mut s = 0u32;
+        for &b in form.iter() {
+            let b = byte(b);
+            s = match child(&states, s, b) {
+                Some(t) => t,
+                None => {
+                    if states.len() >= DFA_STATES {
+                        return None;
+                    }
+                    let t = states.len() as u32;
+                    states.push(State {
+                        next: Vec::new(),
+                        fail: 0,
+                        links: 0,
+                    });
+                    states[s as usize].next.push((b, t));
+                    t
+                }
+            };
+        }
+    }
+    // Breadth first, so a state's failure link points at a state already done.
+    let mut queue: std::collections::VecDeque<u32> =
+        states[0].next.iter().map(|&(_, t)| t).collect();
+    for &t in &queue {
+        states[t as usize].links = 1;
+    }
+    let mut work = queue.len();
+    while let Some(s) = queue.pop_front() {
+        for i in 0..states[s as usize].next.len() {
+            let (b, t) = states[s as usize].next[i];
+            let mut f = states[s as usize].fail;
+            let fail = loop {
+                if let Some(g) = child(&states, f, b) {
+                    break g;
+                }
+                if f == 0 {
+                    break 0;
+                }
+                f = states[f as usize].fail;
+            };
+            let links = states[fail as usize].links + 1;
+            states[t as usize].fail = fail;
+            states[t as usize].links = links;
+            work = work.saturating_add(links as usize);
+            if work > DFA_FAILURE_WORK {
+                return None;
+            }
+            queue.push_back(t);
+        }
+    }
+    Some(work)
 }
 
-/// Whether a DFA of `forms` builds in bounded time (about 60 ms at most on the 2-core build
-/// machine, against seconds for long forms that repeat themselves). The DFA's build follows,
-/// for every state and byte class, the failure links a state has; what makes it slow is a
-/// long chain of them, which only a form that repeats its own start has. So either the coarse
-/// bound (total length times the longest form, which bounds any chain) or: few states and a
-/// short deepest chain. The second takes in what the first left to the slower-scanning NFA
-/// for no reason: the redact bench's 50 passwords with a TOTP seed (forms up to 80 bytes:
-/// 8.7 × 10^6 by the first; 1.3 × 10^5 bytes with chains of 3 by the second) and a long value
-/// that does not repeat itself (a 1.7 KiB PEM key).
-fn dfa_build_is_bounded(forms: &[&[u8]]) -> bool {
+/// Whether a DFA of `forms` builds in bounded time (at most about 60 ms on the 2-core build
+/// machine in a sweep, against seconds for forms that repeat themselves). The DFA's build
+/// follows, for every state and byte class without a transition, the state's chain of
+/// failure links; what makes it slow is long chains. So either the coarse bound (total length
+/// times the longest form, which bounds every chain) or the finer one: few states, and few
+/// failure links from them all ([`failure_work`]). The second takes in what the first left to
+/// the slower-scanning NFA for no reason: the redact bench's 50 passwords with a TOTP seed
+/// (forms up to 80 bytes: 8.7 × 10^6 by the first) and a long value that does not repeat
+/// itself (a 1.7 KiB PEM key).
+fn dfa_build_is_bounded(forms: &[&[u8]], fold: bool) -> bool {
     let total: usize = forms.iter().map(|f| f.len()).sum();
     let longest = forms.iter().map(|f| f.len()).max().unwrap_or(0);
-    if total.saturating_mul(longest) <= DFA_WORK {
-        return true;
-    }
-    if total > DFA_STATES {
-        return false;
-    }
-    let deepest = forms.iter().map(|f| border_chain(f)).max().unwrap_or(0);
-    total.saturating_mul(deepest + 1) <= DFA_CHAIN_WORK
+    total.saturating_mul(longest) <= DFA_WORK
+        || (total <= DFA_STATES && failure_work(forms, fold).is_some())
 }
 
 /// The compiled forms of a set of secret values: a multi-pattern automaton (Aho-Corasick,
@@ -1228,6 +1282,7 @@ impl Patterns {
                 &ids.iter()
                     .map(|&p| forms[p].0.as_slice())
                     .collect::<Vec<_>>(),
+                fold,
             );
             let automaton = if small {
                 build(aho_corasick::AhoCorasickKind::DFA)
@@ -1702,9 +1757,9 @@ mod tests {
     /// the nineteenth pass (total length times the longest form) sent the bench's 50
     /// passwords with a TOTP seed (its hex and base64 forms are up to 80 bytes: 8.7 × 10^6)
     /// to the contiguous NFA, which scanned them at 0.28–0.32× grep's speed, under issue
-    /// 12's 0.5×; as a DFA, 0.72×. Over the coarse bound, few states with short chains of
-    /// borders now keep the DFA; the periodic values of the test above still get the NFA.
-    /// Before the fix the seeded set and the PEM key were each a contiguous NFA.
+    /// 12's 0.5×; as a DFA, 0.72×. Over the coarse bound, few states with few failure links
+    /// from them all now keep the DFA; the periodic values of the test above still get the
+    /// NFA. Before the fix the seeded set and the PEM key were each a contiguous NFA.
     #[test]
     fn many_passwords_with_a_totp_seed_and_a_long_value_that_does_not_repeat_get_a_dfa() {
         use aho_corasick::AhoCorasickKind::DFA;
@@ -1767,18 +1822,38 @@ mod tests {
         key.push_str("-----END PRIVATE KEY-----\n");
         let p = Patterns::from_values(vec![("tls.private_key".into(), SecretString::from(key))]);
         assert_eq!(p.exact.as_ref().map(|(a, _)| a.kind()), Some(DFA));
+
+        // Forms that are one another's suffixes (`dcba`, `cba`, `ba`, …), none repeating its
+        // own start: long chains of failure links across forms. A first version of the fix,
+        // which looked at each form's own repetition only, gave these 40 values a DFA built
+        // in 300 ms (against 25 ms as an NFA); they keep the NFA.
+        let letters: Vec<char> = ('!'..='~').collect();
+        let nested: Vec<(String, SecretString)> = (1..=40)
+            .map(|j| {
+                let v: String = letters[..j].iter().rev().collect();
+                (format!("c{j}.password"), SecretString::from(v))
+            })
+            .collect();
+        let p = Patterns::from_values(nested);
+        assert_eq!(
+            p.exact.as_ref().map(|(a, _)| a.kind()),
+            Some(aho_corasick::AhoCorasickKind::ContiguousNFA)
+        );
     }
 
     #[test]
-    fn border_chain_is_how_far_a_form_repeats_its_own_start() {
-        assert_eq!(border_chain(b""), 0);
-        assert_eq!(border_chain(b"hunter2-Secret"), 0);
-        assert_eq!(border_chain(b"abcab"), 1);
-        assert_eq!(border_chain(b"abcdef"), 0);
-        assert_eq!(border_chain(b"aaaa"), 3);
-        assert_eq!(border_chain(b"abababab"), 3);
-        assert_eq!(border_chain(b"abcabcabcabc"), 3);
-        assert_eq!(border_chain(&[b'a'; 300]), 299);
+    fn failure_work_counts_the_failure_links_from_every_state_of_the_trie() {
+        // a, ab, abc: each fails to the root.
+        assert_eq!(failure_work(&[b"abc"], false), Some(3));
+        // A run: `aa` fails to `a`, `aaa` to `aa`: 1 + 2 + 3 + 4.
+        assert_eq!(failure_work(&[b"aaaa"], false), Some(10));
+        // One another's suffixes: `ba` fails to `a`, `cb` to `b`, `cba` to `ba`.
+        assert_eq!(failure_work(&[b"a", b"ba", b"cba"], false), Some(10));
+        // Folded, `AB` and `ab` are one path.
+        assert_eq!(failure_work(&[b"AB", b"ab"], true), Some(2));
+        assert_eq!(failure_work(&[b"AB", b"ab"], false), Some(4));
+        // Over the bound: given up on, not counted to the end.
+        assert_eq!(failure_work(&[&[b'a'; 2000]], false), None);
     }
 
     /// Found by attacking the scrubber (twelfth pass): PHP's `json_encode` with its defaults
