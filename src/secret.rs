@@ -1741,16 +1741,21 @@ mod tests {
             );
         }
         // Fifty typical passwords together (the redact bench's) stay a DFA.
-        let many: Vec<Target> = (0..50)
+        let many = bench_passwords();
+        let p = Patterns::new(&many);
+        assert_eq!(p.exact.as_ref().map(|(a, _)| a.kind()), Some(DFA));
+    }
+
+    /// The redact bench's fifty passwords (benches/redact.rs).
+    fn bench_passwords() -> Vec<Target> {
+        (0..50)
             .map(|i| Target {
                 label: format!("cred{i}.password"),
                 value: SecretString::from(format!("S3cr/t {i}&pw+{}~x%", i * 7919)),
                 username: None,
                 any_case: false,
             })
-            .collect();
-        let p = Patterns::new(&many);
-        assert_eq!(p.exact.as_ref().map(|(a, _)| a.kind()), Some(DFA));
+            .collect()
     }
 
     /// Found measuring the redact bench with a TOTP seed (thirtieth pass): the coarse bound of
@@ -1763,14 +1768,7 @@ mod tests {
     #[test]
     fn many_passwords_with_a_totp_seed_and_a_long_value_that_does_not_repeat_get_a_dfa() {
         use aho_corasick::AhoCorasickKind::DFA;
-        let mut targets: Vec<Target> = (0..50)
-            .map(|i| Target {
-                label: format!("cred{i}.password"),
-                value: SecretString::from(format!("S3cr/t {i}&pw+{}~x%", i * 7919)),
-                username: None,
-                any_case: false,
-            })
-            .collect();
+        let mut targets = bench_passwords();
         let seed = SecretString::from("GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ".to_owned());
         targets.push(Target {
             label: "shop-2fa.totp_seed".into(),

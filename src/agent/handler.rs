@@ -2513,6 +2513,42 @@ expires = "2999-01-01"
         t["ticket"].as_str().unwrap().to_owned()
     }
 
+    /// A handler of the stand-in vault (`enforce = "warn"`) run by uid 4242 whose admin group
+    /// is gid 50, its audit log in `dir`.
+    fn handler_with_admin_group_50(dir: &std::path::Path) -> Handler {
+        let audit = AuditLog::open(&dir.join("audit.jsonl"), false).unwrap();
+        let h = Handler::new(
+            AccessConfig {
+                daemon_uid: 4242,
+                admin_group: Some("50".into()),
+                schedulers: vec![],
+            },
+            audit,
+        );
+        h.install(Box::new(stand_in(&policy_src("warn"))));
+        h
+    }
+
+    /// A ticket for task `search-api` asked for by `peer`, which must be given.
+    fn search_api_ticket(h: &Handler, peer: &PeerIdentity) -> String {
+        let v = call(
+            h,
+            peer,
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        assert_eq!(v["ok"], true, "{v}");
+        v["ticket"].as_str().unwrap().to_owned()
+    }
+
+    /// The answer to a redemption of `ticket` by a peer with no right of its own.
+    fn redeem_as_stranger(h: &Handler, ticket: &str) -> serde_json::Value {
+        call(
+            h,
+            &stranger(),
+            &format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#),
+        )
+    }
+
     /// Twenty-ninth pass (left open by the twenty-eighth's closing note): a ticket issued to a
     /// member of `--admin-group` was handed out after that member was removed from the group,
     /// until its ttl. Its redemption judges the issuer again once the databases changed: the
@@ -2530,33 +2566,10 @@ expires = "2999-01-01"
             }
         }
         let dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), false).unwrap();
-        let h = Handler::new(
-            AccessConfig {
-                daemon_uid: 4242,
-                admin_group: Some("50".into()),
-                schedulers: vec![],
-            },
-            audit,
-        );
-        h.install(Box::new(stand_in(&policy_src("warn"))));
+        let h = handler_with_admin_group_50(dir.path());
         let member = PeerIdentity::with_lookup(1500, 1500, lookup);
-        let ticket = |peer: &PeerIdentity| {
-            let v = call(
-                &h,
-                peer,
-                r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
-            );
-            assert_eq!(v["ok"], true, "{v}");
-            v["ticket"].as_str().unwrap().to_owned()
-        };
-        let redeem = |t: &str| {
-            call(
-                &h,
-                &stranger(),
-                &format!(r#"{{"v":1,"op":"fetch","ticket":"{t}"}}"#),
-            )
-        };
+        let ticket = |peer: &PeerIdentity| search_api_ticket(&h, peer);
+        let redeem = |t: &str| redeem_as_stranger(&h, t);
         let (kept, lost, of_root) = (ticket(&member), ticket(&member), ticket(&root()));
         // The databases changed, the member still in the group: its ticket redeems.
         crate::accounts::databases_changed();
@@ -2605,34 +2618,11 @@ expires = "2999-01-01"
             }
         }
         let dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), false).unwrap();
-        let h = Handler::new(
-            AccessConfig {
-                daemon_uid: 4242,
-                admin_group: Some("50".into()),
-                schedulers: vec![],
-            },
-            audit,
-        );
-        h.install(Box::new(stand_in(&policy_src("warn"))));
+        let h = handler_with_admin_group_50(dir.path());
         // A login's process: its kernel gid is the admin group, as its line says.
         let login = || PeerIdentity::with_lookup(1600, 50, lookup);
-        let ticket = |peer: &PeerIdentity| {
-            let v = call(
-                &h,
-                peer,
-                r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
-            );
-            assert_eq!(v["ok"], true, "{v}");
-            v["ticket"].as_str().unwrap().to_owned()
-        };
-        let redeem = |t: &str| {
-            call(
-                &h,
-                &stranger(),
-                &format!(r#"{{"v":1,"op":"fetch","ticket":"{t}"}}"#),
-            )
-        };
+        let ticket = |peer: &PeerIdentity| search_api_ticket(&h, peer);
+        let redeem = |t: &str| redeem_as_stranger(&h, t);
         let refused = |v: serde_json::Value, what: &str| {
             assert_eq!(v["error"]["code"], "denied", "{what}: {v}");
             let message = v["error"]["message"].as_str().unwrap();

@@ -66,20 +66,27 @@ pub fn ensure_user(name: &str) -> Result<(u32, u32), String> {
             "not root, so no second user ({name}) can be created or run as"
         ));
     }
-    account_tool(
-        "useradd",
-        &[
-            "--system",
-            "--user-group",
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            name,
-        ],
-        || id_of("-u", name).is_some(),
-    )?;
+    add_system_user(name, None)
+}
+
+/// `useradd` of a system user `name` with no home and no login shell, in its own new group
+/// or with `group` as its primary group; its (uid, gid).
+fn add_system_user(name: &str, group: Option<&str>) -> Result<(u32, u32), String> {
+    let group_args: &[&str] = match &group {
+        None => &["--user-group"],
+        Some(g) => &["--no-user-group", "--gid", g],
+    };
+    let mut args = vec!["--system"];
+    args.extend_from_slice(group_args);
+    args.extend_from_slice(&[
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        name,
+    ]);
+    account_tool("useradd", &args, || id_of("-u", name).is_some())?;
     Ok((
         id_of("-u", name).ok_or("useradd left no uid")?,
         id_of("-g", name).ok_or("useradd left no gid")?,
@@ -154,26 +161,7 @@ pub fn create_user_with_uid(name: &str, uid: u32) -> Result<(), String> {
 /// Create user `name` as a system user whose primary group is `group` (`useradd -g`), with no
 /// group of its own; its (uid, gid). Needs root.
 pub fn create_user_in_group(name: &str, group: &str) -> Result<(u32, u32), String> {
-    account_tool(
-        "useradd",
-        &[
-            "--system",
-            "--no-user-group",
-            "--gid",
-            group,
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            name,
-        ],
-        || id_of("-u", name).is_some(),
-    )?;
-    Ok((
-        id_of("-u", name).ok_or("useradd left no uid")?,
-        id_of("-g", name).ok_or("useradd left no gid")?,
-    ))
+    add_system_user(name, Some(group))
 }
 
 /// Give `user` another primary group (`usermod -g`): only new logins get it.

@@ -360,6 +360,47 @@ while True:
 
     /// A daemon whose task checkout-flow has `runners` (a TOML inline table), with `args`
     /// added to `serve`, its socket open to every uid.
+    /// `ticket`, issued by uid `issuer`, redeemed by root, then again: refused each time as
+    /// revoked, saying who issued it, nothing handed out.
+    fn assert_revoked_ticket_refused_twice(d: &daemon::Daemon, ticket: &str, issuer: u32) {
+        for attempt in ["first", "second"] {
+            let v = d.request(&format!(r#"{{"v":1,"op":"fetch","ticket":"{ticket}"}}"#));
+            assert_eq!(
+                daemon::code(&v),
+                "denied",
+                "{attempt} redemption of uid {issuer}'s ticket: {v}"
+            );
+            let message = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(&format!("issued by uid {issuer}"))
+                    && message.contains("ask for a new ticket"),
+                "{v}"
+            );
+            daemon::assert_no_secret(&v.to_string(), "a refusal");
+        }
+    }
+
+    /// At least one `deny` record of a fetch naming a ticket issued by each of `issuers`, and
+    /// no secret in the log.
+    fn assert_ticket_refusals_audited(d: &daemon::Daemon, issuers: &[u32]) {
+        let audit = d.audit_text();
+        for issuer in issuers {
+            let refused = audit
+                .lines()
+                .filter(|l| {
+                    l.contains(r#""op":"fetch""#)
+                        && l.contains(r#""decision":"deny""#)
+                        && l.contains(&format!("issued by uid {issuer}"))
+                })
+                .count();
+            assert!(
+                refused >= 1,
+                "no deny record of uid {issuer}'s ticket: {audit}"
+            );
+        }
+        daemon::assert_no_secret(&audit, "the audit log");
+    }
+
     fn daemon_with_runners(dir: &Path, runners: &str, args: &[&str]) -> daemon::Daemon {
         daemon_with_policy(dir, &policy_with_runners(runners), args)
     }
@@ -729,43 +770,13 @@ while True:
             "health.peer.admin after gpasswd -d",
         );
         for (t, issuer) in [(&of_admin, uid), (&of_sched, suid)] {
-            // Redeemed by root, then again: refused each time, nothing handed out.
-            for attempt in ["first", "second"] {
-                let v = d.request(&redeem(t));
-                assert_eq!(
-                    daemon::code(&v),
-                    "denied",
-                    "{attempt} redemption of uid {issuer}'s ticket: {v}"
-                );
-                let message = v["error"]["message"].as_str().unwrap_or_default();
-                assert!(
-                    message.contains(&format!("issued by uid {issuer}"))
-                        && message.contains("ask for a new ticket"),
-                    "{v}"
-                );
-                daemon::assert_no_secret(&v.to_string(), "a refusal");
-            }
+            assert_revoked_ticket_refused_twice(&d, t, issuer);
         }
         let v = d.request(&redeem(&of_root));
         assert_eq!(v["ok"], true, "root's ticket: {v}");
 
         // Each refusal is audited as a `deny` of the fetch naming the ticket.
-        let audit = d.audit_text();
-        for issuer in [uid, suid] {
-            let refused = audit
-                .lines()
-                .filter(|l| {
-                    l.contains(r#""op":"fetch""#)
-                        && l.contains(r#""decision":"deny""#)
-                        && l.contains(&format!("issued by uid {issuer}"))
-                })
-                .count();
-            assert!(
-                refused >= 1,
-                "no deny record of uid {issuer}'s ticket: {audit}"
-            );
-        }
-        daemon::assert_no_secret(&audit, "the audit log");
+        assert_ticket_refusals_audited(&d, &[uid, suid]);
         d.assert_alive();
     }
 
@@ -853,44 +864,14 @@ while True:
             (&of_stale, moved),
             (&tickets[1], deleted),
         ] {
-            // Redeemed by root, then again: refused each time, nothing handed out.
-            for attempt in ["first", "second"] {
-                let v = d.request(&redeem(t));
-                assert_eq!(
-                    daemon::code(&v),
-                    "denied",
-                    "{attempt} redemption of uid {issuer}'s ticket: {v}"
-                );
-                let message = v["error"]["message"].as_str().unwrap_or_default();
-                assert!(
-                    message.contains(&format!("issued by uid {issuer}"))
-                        && message.contains("ask for a new ticket"),
-                    "{v}"
-                );
-                daemon::assert_no_secret(&v.to_string(), "a refusal");
-            }
+            assert_revoked_ticket_refused_twice(&d, t, issuer);
         }
         // Its /etc/passwd line still gives the admin group: its ticket redeems.
         let v = d.request(&redeem(&tickets[2]));
         assert_eq!(v["ok"], true, "uid {kept}'s ticket: {v}");
 
         // Each refusal is audited as the revocation path audits it: a `deny` of the fetch.
-        let audit = d.audit_text();
-        for issuer in [moved, deleted] {
-            let refused = audit
-                .lines()
-                .filter(|l| {
-                    l.contains(r#""op":"fetch""#)
-                        && l.contains(r#""decision":"deny""#)
-                        && l.contains(&format!("issued by uid {issuer}"))
-                })
-                .count();
-            assert!(
-                refused >= 1,
-                "no deny record of uid {issuer}'s ticket: {audit}"
-            );
-        }
-        daemon::assert_no_secret(&audit, "the audit log");
+        assert_ticket_refusals_audited(&d, &[moved, deleted]);
         d.assert_alive();
     }
 
