@@ -1045,36 +1045,51 @@ fn percent_encode(value: &[u8], safe: &[u8], plus_for_space: bool, lower: bool) 
     out
 }
 
-/// The most build work ([`Patterns::new`]: the forms' total length times the longest form)
-/// for which the forms are compiled to a DFA rather than a contiguous NFA. Dozens of typical
-/// passwords and tokens stay under it (the redact bench's 50 values: 4.5 × 10^6, built in 37
-/// ms); a run of 300 times one character is over it (6.6 × 10^7: 220 ms as a DFA).
-const DFA_WORK: usize = 1 << 23;
-
-/// Over [`DFA_WORK`], the forms still get a DFA when its build is bounded by a finer
-/// estimate ([`dfa_build_is_bounded`]): at most this many bytes of forms (the trie's states at
-/// most) …
+/// The forms ([`Patterns::new`]) are compiled to a DFA rather than a contiguous NFA when its
+/// build is bounded ([`dfa_build_is_bounded`]): at most this many bytes of forms (the trie's
+/// states at most) …
 const DFA_STATES: usize = 1 << 17;
 
-/// … and at most this for the sum, over the states of the forms' trie, of the number of
-/// failure links from each state to the root ([`failure_work`]).
-const DFA_FAILURE_WORK: usize = 1 << 18;
+/// … and at most this for the DFA's table (the trie's states times the byte classes: the
+/// redact bench's 50 passwords need 3 × 10^6) and for the failure links its build may walk
+/// (the sum of each state's links to the root, times the classes: 3.5 × 10^6 for them).
+const DFA_CLASS_WORK: usize = 1 << 23;
 
-/// The sum, over the states of the Aho-Corasick trie of `forms` (ASCII letters folded to
-/// lower case with `fold`, as the case-insensitive automaton matches them), of the number of
-/// failure links from each state to the root: how far a DFA's build may walk, for each byte
-/// class a state has no transition on, to find where the automaton goes. About the number of
-/// states for typical values, and about the square of a form's length for a form that repeats
-/// its own start (a run of one character) or a set whose forms are one another's suffixes
-/// (`dcba`, `cba`, `ba`). `None` as soon as the trie holds more than [`DFA_STATES`] states or
-/// the sum passes [`DFA_FAILURE_WORK`], so the estimate itself stays cheap (milliseconds).
-fn failure_work(forms: &[&[u8]], fold: bool) -> Option<usize> {
+/// What a DFA of some forms costs to build, from the forms' trie ([`trie_cost`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TrieCost {
+    /// The trie's states, the root included.
+    pub states: usize,
+    /// The sum, over the states, of the failure links from each to the root.
+    pub links: usize,
+    /// The distinct bytes of the forms, plus one: at most the DFA's byte classes.
+    pub classes: usize,
+}
+
+/// The cost of a DFA of `forms` (ASCII letters folded to lower case with `fold`, as the
+/// case-insensitive automaton matches them), from the Aho-Corasick trie of the forms: its
+/// states and byte classes (a DFA's table has one entry per state and class) and the sum,
+/// over the states, of the failure links from each state to the root (how far the build may
+/// walk, for each class a state has no transition on, to find where the automaton goes):
+/// about the number of states for typical values, about the square of a form's length for a
+/// form that repeats its own start (a run of one character) or forms that are one another's
+/// suffixes (`dcba`, `cba`, `ba`). `None` as soon as the trie holds more than [`DFA_STATES`]
+/// states or the links times the classes pass [`DFA_CLASS_WORK`]: the count stops there, so it
+/// costs at most a few milliseconds (about 10 ms for the redact bench's 4,000 forms), and nothing
+/// when the forms' total length is already over [`DFA_STATES`] ([`dfa_build_is_bounded`] does
+/// not call it then).
+pub fn trie_cost(forms: &[&[u8]], fold: bool) -> Option<TrieCost> {
     struct State {
         next: Vec<(u8, u32)>,
         fail: u32,
         links: u32,
     }
     let byte = |b: u8| if fold { b.to_ascii_lowercase() } else { b };
+    let mut seen = [false; 256];
+    for &b in forms.iter().flat_map(|f| f.iter()) {
+        seen[byte(b) as usize] = true;
+    }
+    let classes = seen.iter().filter(|&&s| s).count() + 1;
     let child = |states: &[State], s: u32, b: u8| {
         states[s as usize]
             .next
@@ -1094,7 +1109,9 @@ fn failure_work(forms: &[&[u8]], fold: bool) -> Option<usize> {
             s = match child(&states, s, b) {
                 Some(t) => t,
                 None => {
-                    if states.len() >= DFA_STATES {
+                    if states.len() >= DFA_STATES
+                        || states.len().saturating_mul(classes) > DFA_CLASS_WORK
+                    {
                         return None;
                     }
                     let t = states.len() as u32;
@@ -1115,7 +1132,7 @@ fn failure_work(forms: &[&[u8]], fold: bool) -> Option<usize> {
     for &t in &queue {
         states[t as usize].links = 1;
     }
-    let mut work = queue.len();
+    let mut links = queue.len();
     while let Some(s) = queue.pop_front() {
         for i in 0..states[s as usize].next.len() {
             let (b, t) = states[s as usize].next[i];
@@ -1129,33 +1146,39 @@ fn failure_work(forms: &[&[u8]], fold: bool) -> Option<usize> {
                 }
                 f = states[f as usize].fail;
             };
-            let links = states[fail as usize].links + 1;
+            let n = states[fail as usize].links + 1;
             states[t as usize].fail = fail;
-            states[t as usize].links = links;
-            work = work.saturating_add(links as usize);
-            if work > DFA_FAILURE_WORK {
+            states[t as usize].links = n;
+            links = links.saturating_add(n as usize);
+            if links.saturating_mul(classes) > DFA_CLASS_WORK {
                 return None;
             }
             queue.push_back(t);
         }
     }
-    Some(work)
+    Some(TrieCost {
+        states: states.len(),
+        links,
+        classes,
+    })
 }
 
-/// Whether a DFA of `forms` builds in bounded time (at most about 60 ms on the 2-core build
-/// machine in a sweep, against seconds for forms that repeat themselves). The DFA's build
-/// follows, for every state and byte class without a transition, the state's chain of
-/// failure links; what makes it slow is long chains. So either the coarse bound (total length
-/// times the longest form, which bounds every chain) or the finer one: few states, and few
-/// failure links from them all ([`failure_work`]). The second takes in what the first left to
-/// the slower-scanning NFA for no reason: the redact bench's 50 passwords with a TOTP seed
-/// (forms up to 80 bytes: 8.7 × 10^6 by the first) and a long value that does not repeat
-/// itself (a 1.7 KiB PEM key).
+/// Whether a DFA of `forms` builds in bounded time and memory (about 100 ms and 30 MiB at
+/// most on the 2-core build machine, what the redact bench's 50 passwords take), against
+/// seconds for forms that repeat themselves. The DFA's build walks, for every state and byte
+/// class without a transition, the state's chain of failure links, and its table has an entry
+/// per state and class: so few states, and few failure links from them all and a small table,
+/// counted with the byte classes ([`trie_cost`]).
+///
+/// The nineteenth pass bounded the forms' total length times the longest instead: it sent the
+/// redact bench's 50 passwords with a TOTP seed (forms up to 80 bytes: 8.7 × 10^6, over its
+/// 2^23) to the slower-scanning NFA for no reason, and let through sets whose forms are one
+/// another's suffixes whose DFA took 280 ms (thirtieth pass). A first count of the links
+/// without the classes let through short values rich in distinct UTF-8 bytes, whose DFA took
+/// 0.2 s and 50 MB.
 fn dfa_build_is_bounded(forms: &[&[u8]], fold: bool) -> bool {
     let total: usize = forms.iter().map(|f| f.len()).sum();
-    let longest = forms.iter().map(|f| f.len()).max().unwrap_or(0);
-    total.saturating_mul(longest) <= DFA_WORK
-        || (total <= DFA_STATES && failure_work(forms, fold).is_some())
+    total <= DFA_STATES && trie_cost(forms, fold).is_some()
 }
 
 /// The compiled forms of a set of secret values: a multi-pattern automaton (Aho-Corasick,
@@ -1762,12 +1785,13 @@ mod tests {
     /// the nineteenth pass (total length times the longest form) sent the bench's 50
     /// passwords with a TOTP seed (its hex and base64 forms are up to 80 bytes: 8.7 × 10^6)
     /// to the contiguous NFA, which scanned them at 0.28–0.32× grep's speed, under issue
-    /// 12's 0.5×; as a DFA, 0.72×. Over the coarse bound, few states with few failure links
-    /// from them all now keep the DFA; the periodic values of the test above still get the
-    /// NFA. Before the fix the seeded set and the PEM key were each a contiguous NFA.
+    /// 12's 0.5×; as a DFA, 0.8×. The bound is now the forms' trie: few states, few failure
+    /// links from them all and a small table, counted with the byte classes; the periodic
+    /// values of the test above still get the NFA. Before the fix the seeded set and the PEM
+    /// key were each a contiguous NFA.
     #[test]
     fn many_passwords_with_a_totp_seed_and_a_long_value_that_does_not_repeat_get_a_dfa() {
-        use aho_corasick::AhoCorasickKind::DFA;
+        use aho_corasick::AhoCorasickKind::{ContiguousNFA, DFA};
         let mut targets = bench_passwords();
         let seed = SecretString::from("GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ".to_owned());
         targets.push(Target {
@@ -1796,8 +1820,9 @@ mod tests {
         let total: usize = exact.iter().map(|f| f.len()).sum();
         let longest = exact.iter().map(|f| f.len()).max().unwrap();
         assert!(
-            total * longest > DFA_WORK,
-            "the set is over the coarse bound ({total} × {longest}), or the test proves nothing"
+            total * longest > 1 << 23,
+            "the set is over the nineteenth pass's bound ({total} × {longest}), or the test \
+             proves nothing"
         );
         assert_eq!(p.exact.as_ref().map(|(a, _)| a.kind()), Some(DFA));
         assert_eq!(p.folded.as_ref().map(|(a, _)| a.kind()), Some(DFA));
@@ -1823,35 +1848,72 @@ mod tests {
 
         // Forms that are one another's suffixes (`dcba`, `cba`, `ba`, …), none repeating its
         // own start: long chains of failure links across forms. A first version of the fix,
-        // which looked at each form's own repetition only, gave these 40 values a DFA built
-        // in 300 ms (against 25 ms as an NFA); they keep the NFA.
+        // which looked at each form's own repetition only, gave 40 such values a DFA built in
+        // 300 ms (against 25 ms as an NFA); the nineteenth pass's bound let 30 through (280
+        // ms). Found by the re-attacker of this pass's fixes: 17 values that are the suffixes
+        // of one 20-character string of 1- to 4-byte UTF-8 characters (many byte classes)
+        // got a DFA built in 0.2 s with 42 MB when the classes were not counted. Each keeps
+        // the NFA.
+        let nfa = |values: Vec<String>| {
+            let p = Patterns::from_values(
+                values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("c{i}.password"), SecretString::from(v)))
+                    .collect(),
+            );
+            p.exact.as_ref().map(|(a, _)| a.kind())
+        };
         let letters: Vec<char> = ('!'..='~').collect();
-        let nested: Vec<(String, SecretString)> = (1..=40)
-            .map(|j| {
-                let v: String = letters[..j].iter().rev().collect();
-                (format!("c{j}.password"), SecretString::from(v))
+        for k in [30, 40] {
+            let nested = (1..=k)
+                .map(|j| letters[..j].iter().rev().collect())
+                .collect();
+            assert_eq!(nfa(nested), Some(ContiguousNFA), "{k} nested suffixes");
+        }
+        // A 20-character string of 1- to 4-byte characters, as the re-attacker's `gen4.py`.
+        let mut x: u32 = 7;
+        let mut below = |n: u32| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x % n
+        };
+        let wide: Vec<char> = (0..20)
+            .map(|i| {
+                let c = match i % 5 {
+                    1 => 0x80 + below(0x780),
+                    2 => 0x800 + below(0xd000),
+                    3 => 0x1_0000 + below(0x10_0000),
+                    _ => 0x21 + below(94),
+                };
+                char::from_u32(c).expect("no surrogate")
             })
             .collect();
-        let p = Patterns::from_values(nested);
+        let suffixes = (0..17).map(|k| wide[k..].iter().collect()).collect();
         assert_eq!(
-            p.exact.as_ref().map(|(a, _)| a.kind()),
-            Some(aho_corasick::AhoCorasickKind::ContiguousNFA)
+            nfa(suffixes),
+            Some(ContiguousNFA),
+            "suffixes of a wide string"
         );
     }
 
     #[test]
-    fn failure_work_counts_the_failure_links_from_every_state_of_the_trie() {
-        // a, ab, abc: each fails to the root.
-        assert_eq!(failure_work(&[b"abc"], false), Some(3));
-        // A run: `aa` fails to `a`, `aaa` to `aa`: 1 + 2 + 3 + 4.
-        assert_eq!(failure_work(&[b"aaaa"], false), Some(10));
+    fn trie_cost_counts_states_failure_links_and_byte_classes() {
+        let cost = |forms: &[&[u8]], fold: bool| {
+            trie_cost(forms, fold).map(|c| (c.states, c.links, c.classes))
+        };
+        // The root, a, ab, abc: each fails to the root; three bytes.
+        assert_eq!(cost(&[b"abc"], false), Some((4, 3, 4)));
+        // A run: `aa` fails to `a`, `aaa` to `aa`: 1 + 2 + 3 + 4 links.
+        assert_eq!(cost(&[b"aaaa"], false), Some((5, 10, 2)));
         // One another's suffixes: `ba` fails to `a`, `cb` to `b`, `cba` to `ba`.
-        assert_eq!(failure_work(&[b"a", b"ba", b"cba"], false), Some(10));
+        assert_eq!(cost(&[b"a", b"ba", b"cba"], false), Some((7, 10, 4)));
         // Folded, `AB` and `ab` are one path.
-        assert_eq!(failure_work(&[b"AB", b"ab"], true), Some(2));
-        assert_eq!(failure_work(&[b"AB", b"ab"], false), Some(4));
+        assert_eq!(cost(&[b"AB", b"ab"], true), Some((3, 2, 3)));
+        assert_eq!(cost(&[b"AB", b"ab"], false), Some((5, 4, 5)));
         // Over the bound: given up on, not counted to the end.
-        assert_eq!(failure_work(&[&[b'a'; 2000]], false), None);
+        assert_eq!(cost(&[&[b'a'; 5000]], false), None);
     }
 
     /// Found by attacking the scrubber (twelfth pass): PHP's `json_encode` with its defaults
