@@ -712,34 +712,64 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     // This machine's applied record of this vault: the highest generation applied here of
     // each location the vault served (a move there and back must not take an older bundle of
     // a location as a first apply: twenty-ninth pass, found by the re-attacker).
-    let machine_record = crate::fleet::health::read_record(&path)
+    let read = crate::fleet::health::read_record(&path);
+    let machine_record = read
+        .as_ref()
         .ok()
-        .flatten()
-        .filter(|r| r.vault_id == v.id());
-    let remembered = location.and_then(|l| machine_record.as_ref()?.highest_of(l));
+        .and_then(Option::as_ref)
+        .filter(|r| r.vault_id == v.id())
+        .cloned();
+    let at = location.and_then(|l| machine_record.as_ref()?.highest_of(l));
+    let remembered = at.as_ref().map(|a| a.generation);
     // 2–4. location, expiry, generation.
     apply::check_manifest(&b, location, now, last, rollback).map_err(refused)?;
-    if let (Some(_), Some(g)) = (located.moved_from, remembered) {
-        apply::check_moved_back(&b, g, rollback).map_err(refused)?;
+    // On a move, check 4 judges by this machine's memory of the location moved to, and only
+    // when the record is the one the vault's last apply wrote (thirtieth pass).
+    let moved_back = located
+        .moved_from
+        .map(|_| match record_of_last_apply(&read, &v) {
+            Err(why) => apply::Remembered::Unknown(why),
+            Ok(()) => match &at {
+                None => apply::Remembered::Never,
+                Some(a) => apply::Remembered::Applied(apply::Last {
+                    generation: a.generation,
+                    payload_digest: a.payload_digest.as_deref(),
+                }),
+            },
+        });
+    if let (Some(l), Some(r)) = (location, &moved_back) {
+        apply::check_moved_back(&b, l, r, rollback).map_err(refused)?;
     }
     // 5. decrypt.
     let (payload, policy) = apply::check_decrypt(&v, &b).map_err(refused)?;
+    // A move back is judged against the location's last bundle applied here, as an apply
+    // without a move is against the vault's.
+    let (judged, machine) = match &moved_back {
+        Some(apply::Remembered::Applied(l)) => (Some(*l), None),
+        Some(_) => (None, None),
+        None => (last, remembered),
+    };
     // A bundle taken below the last generation applied here (`--allow-rollback`) is never
     // silent: judged by the vault's record and by this machine's applied record, which a vault
     // file restored from a backup does not roll back. The one flag takes both the restored
     // vault file and the older bundle, so the warning names both (twenty-fifth pass: the
     // refusal's advice applied the old credentials with no word at all).
     let went_back = (rollback == apply::Rollback::Allow)
-        .then(|| apply::went_back(&b, last, remembered))
+        .then(|| apply::went_back(&b, judged, machine))
         .flatten();
     if let Some(from) = went_back {
-        let applied = last.and_then(|l| l.payload_digest);
+        let applied = judged.and_then(|l| l.payload_digest);
         errln!("{}", rollback_warning(&b, from, applied, &v));
     }
     if let (Some(from), Some(old)) = (located.moved_from, applied.as_ref()) {
-        let taken = match remembered {
-            Some(g) => format!("generation {g} of it was applied here before"),
-            None => "as on a first apply".to_owned(),
+        let taken = match &moved_back {
+            Some(apply::Remembered::Applied(l)) => {
+                format!("generation {} of it was applied here before", l.generation)
+            }
+            Some(apply::Remembered::Unknown(_)) => {
+                "taken with --allow-rollback: this machine's applied record could not tell which generations of it were applied here".to_owned()
+            }
+            _ => "as on a first apply".to_owned(),
         };
         errln!(
             "scopevault: note: this checkpoint moves from location `{}` (generation {} applied) to `{}` (--from-location): the bundle of `{}` is taken at its generation {} ({taken}), and its generations count from it; bundles of `{}` are refused from now on",
@@ -781,25 +811,27 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     });
     v.set_fleet_state(state);
     v.save(&lock)?;
-    // Every location's highest generation applied here, this one's included.
-    let mut locations_applied = machine_record
-        .map(|r| {
-            let mut l = r.locations_applied.clone();
-            let e = l.entry(r.location.clone()).or_insert(r.generation);
-            *e = (*e).max(r.generation);
-            l
-        })
-        .unwrap_or_default();
-    if let Some(x) = &applied_before {
-        let e = locations_applied
-            .entry(x.location.clone())
-            .or_insert(x.generation);
-        *e = (*e).max(x.generation);
-    }
-    let e = locations_applied
-        .entry(m.location.clone())
-        .or_insert(m.generation);
-    *e = (*e).max(m.generation);
+    // Every location's highest generation applied here, this one's included,
+    // with the payload digest of the bundle of that generation applied last.
+    use crate::fleet::health::{AppliedAt, AppliedRecord};
+    let before = applied_before.as_ref().map(|x| {
+        (
+            x.location.as_str(),
+            AppliedAt {
+                generation: x.generation,
+                payload_digest: x.payload_digest.clone(),
+            },
+        )
+    });
+    let now_applied = (
+        m.location.as_str(),
+        AppliedAt {
+            generation: m.generation,
+            payload_digest: Some(m.payload_digest.clone()),
+        },
+    );
+    let also: Vec<_> = before.into_iter().chain([now_applied]).collect();
+    let locations_applied = AppliedRecord::next_locations_applied(machine_record.as_ref(), &also);
     // The clear record `status` reads (names, digests, times), written after the save and
     // under the vault's write lock: it may trail the vault after a crash, never lead it.
     let record = crate::fleet::health::AppliedRecord {
@@ -855,6 +887,50 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         super::write_stdout(report.as_bytes()),
     )?;
     reloaded.map(|_| ExitCode::SUCCESS)
+}
+
+/// Whether this machine's applied record (`read`) is the one the vault's last apply wrote (the
+/// same vault, location, generation, payload and time of apply), so that what it remembers of
+/// the locations applied here can be believed; else why not. A record deleted, or put back from
+/// an older copy of the state directory, could let a move back take an older bundle of a
+/// location served before (thirtieth pass).
+fn record_of_last_apply(
+    read: &Result<Option<crate::fleet::health::AppliedRecord>, crate::fleet::health::RecordError>,
+    v: &vault::Vault,
+) -> Result<(), String> {
+    let r = match read {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err("is missing (there is none)".to_owned()),
+        Err(e) => {
+            return Err(format!(
+                "cannot be read ({})",
+                escape_for_terminal(&e.to_string())
+            ))
+        }
+    };
+    let Some(a) = v.fleet_state().and_then(|s| s.applied.as_ref()) else {
+        return Err("names no apply the vault records".to_owned());
+    };
+    // One time for both (commit 1aef1d5); an older apply took two, microseconds apart,
+    // and a record put back from a copy names another apply, seconds or days away.
+    let same_time = (r.applied - a.applied).abs() < time::Duration::SECOND;
+    if r.vault_id != v.id()
+        || r.location != a.location
+        || r.generation != a.generation
+        || !same_time
+        || (r.payload_digest.is_some() && r.payload_digest != a.payload_digest)
+    {
+        return Err(format!(
+            "is not the one the last apply wrote (it names location `{}` generation {} applied {}, the vault location `{}` generation {} applied {}: the state directory put back from an older copy, or the vault brought from elsewhere)",
+            escape_for_terminal(&r.location),
+            r.generation,
+            rfc3339(r.applied),
+            escape_for_terminal(&a.location),
+            a.generation,
+            rfc3339(a.applied)
+        ));
+    }
+    Ok(())
 }
 
 /// The warning of a bundle accepted with `--allow-rollback` although generation `from` was

@@ -88,7 +88,7 @@ pub fn check_format(bytes: &[u8]) -> Result<Bundle, Refusal> {
 }
 
 /// The bundle this checkpoint applied last, as its vault recorded it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Last<'a> {
     /// Its generation.
     pub generation: u64,
@@ -259,6 +259,33 @@ pub fn check_manifest(
         );
     }
     let Some(last) = last else { return Ok(()) };
+    check_generation(m, last, rollback, Memory::Vault)
+}
+
+/// Whose memory of the bundle applied last check 4 judges by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memory<'a> {
+    /// The vault's record of its last apply (an apply without a move).
+    Vault,
+    /// This machine's applied record of the location a move goes back to (`--from-location`):
+    /// the vault holds another location's bundle, so the very bundle applied last of this
+    /// one is taken back without `--reapply`.
+    MovedBack(&'a str),
+}
+
+/// Check 4 against `last`, the bundle applied last here (for an apply without a move, by the
+/// vault's record; for a move back, the highest generation of that location by this
+/// machine's applied record), in one place for both: a newer generation passes; another
+/// bundle of `last`'s generation (another payload digest) is named as such with both digests,
+/// never taken without `--allow-rollback`; an older one is an older or replayed bundle. Until
+/// the thirtieth pass a move back judged the generation alone and took another bundle of the
+/// generation without a word.
+fn check_generation(
+    m: &bundle::Manifest,
+    last: Last<'_>,
+    rollback: Rollback,
+    memory: Memory<'_>,
+) -> Result<(), Refusal> {
     if m.generation > last.generation || rollback == Rollback::Allow {
         return Ok(());
     }
@@ -284,23 +311,33 @@ pub fn check_manifest(
             ),
         );
     }
+    let unrecorded = match memory {
+        Memory::Vault => "this vault does not record which bundle of it was applied (an apply by an older scopevault)".to_owned(),
+        Memory::MovedBack(l) => format!(
+            "this machine's applied record does not record which bundle of it was applied for location `{}` (written by an older scopevault)",
+            crate::text::escape_for_terminal(l)
+        ),
+    };
     match rollback {
         Rollback::Reapply if the_same => Ok(()),
         Rollback::Reapply if m.generation == g => refuse(
             Check::Generation,
-            format!("--reapply: this vault does not record which bundle of generation {g} was applied (an apply by an older scopevault); apply the next generation, or pass --allow-rollback"),
+            format!("--reapply: {unrecorded}; apply the next generation, or pass --allow-rollback"),
         ),
         Rollback::Reapply => refuse(
             Check::Generation,
             format!("--reapply restores only the bundle applied last (generation {g}{}), but this is generation {}, an older bundle; pass --allow-rollback to apply it on purpose", last.payload_digest.map(|d| format!(", payload {d}")).unwrap_or_default(), m.generation),
         ),
+        // Back to the very bundle applied last for that location: the vault holds another
+        // location's, so this is no replay.
+        _ if the_same && memory != Memory::Vault => Ok(()),
         _ if the_same => refuse(
             Check::Generation,
             format!("the bundle is generation {g}, the one already applied here; pass --reapply to restore its signed content (after a local change)"),
         ),
         _ if m.generation == g => refuse(
             Check::Generation,
-            format!("the bundle is generation {g}, the generation already applied here, and this vault does not record which bundle of it was applied (an apply by an older scopevault): this one again, or another bundle of that generation; apply the next generation, or pass --allow-rollback to apply it on purpose (it is applied with a warning and recorded as a rollback)"),
+            format!("the bundle is generation {g}, the generation already applied here, and {unrecorded}: this one again, or another bundle of that generation; apply the next generation, or pass --allow-rollback to apply it on purpose (it is applied with a warning and recorded as a rollback)"),
         ),
         _ => refuse(
             Check::Generation,
@@ -309,20 +346,50 @@ pub fn check_manifest(
     }
 }
 
-/// Check 4 on a move (`--from-location`) to a location this vault served before: `remembered`
-/// is the highest generation of it applied here (this machine's applied record). A bundle
-/// below it is an older bundle of that location, refused as check 4 refuses one unless
-/// `--allow-rollback` (twenty-ninth pass, found by the re-attacker: a move there and back took
-/// it as a first apply).
-pub fn check_moved_back(b: &Bundle, remembered: u64, rollback: Rollback) -> Result<(), Refusal> {
-    let m = &b.manifest;
-    if m.generation >= remembered || rollback == Rollback::Allow {
-        return Ok(());
+/// What this machine remembers of the location a move (`--from-location`) goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remembered<'a> {
+    /// Nothing can be told: this machine's applied record is not the one the vault's last
+    /// apply wrote (`why`: there is none, it cannot be read, or it names another apply: the
+    /// state directory put back from an older copy, the vault brought from another host).
+    Unknown(String),
+    /// No bundle of that location was applied to this vault here.
+    Never,
+    /// The highest generation of it applied here, and which bundle of it last.
+    Applied(Last<'a>),
+}
+
+/// Check 4 on a move (`--from-location`) to `location`, judged by what this machine's applied
+/// record remembers of it ([`Remembered`]): a location this vault served before is judged as
+/// an apply without a move is ([`check_generation`]: an older bundle, or another bundle of the
+/// generation applied last, refused unless `--allow-rollback`; twenty-ninth pass, found by the
+/// re-attacker: a move there and back took an older bundle as a first apply; thirtieth pass:
+/// another bundle of the generation). When the record cannot tell (deleted, or put back from an
+/// older copy of the state directory), a move back could take an older bundle of a location
+/// served before with only a note (thirtieth pass), so a move is then refused unless
+/// `--allow-rollback`.
+pub fn check_moved_back(
+    b: &Bundle,
+    location: &str,
+    remembered: &Remembered<'_>,
+    rollback: Rollback,
+) -> Result<(), Refusal> {
+    use crate::text::escape_for_terminal as esc;
+    match remembered {
+        _ if rollback == Rollback::Allow => Ok(()),
+        Remembered::Never => Ok(()),
+        Remembered::Applied(last) => {
+            check_generation(&b.manifest, *last, rollback, Memory::MovedBack(location))
+        }
+        Remembered::Unknown(why) => refuse(
+            Check::Generation,
+            format!(
+                "this checkpoint moves to location `{l}`, but this machine's applied record of the vault {why}, so it cannot tell which generations of `{l}` were applied here (a move back to a location served before refuses its older bundles and another bundle of its last generation); check that generation {} is the newest bundle of `{l}` and the one you mean, then pass --allow-rollback to move on purpose (the record is written again by that apply)",
+                b.manifest.generation,
+                l = esc(location)
+            ),
+        ),
     }
-    refuse(
-        Check::Generation,
-        format!("the bundle is generation {}, but generation {remembered} was already applied here (an older or replayed bundle: it brings back generation {}'s policy and credentials, including any rotated out since); check that this is the bundle you meant to go back to, then pass --allow-rollback to apply it on purpose (it is applied with a warning and recorded as a rollback)", m.generation, m.generation),
-    )
 }
 
 /// What a bundle of the generation applied last is when its payload is not the one applied
@@ -680,6 +747,56 @@ mod tests {
         assert!(err("ams", None, Some("_ams"), Some("_ams")).contains("needs --location"));
         assert!(err("_ams", Some("_ams"), Some("_ams"), Some("_ams")).contains("nothing to move"));
         assert!(err("fra", Some("ams"), Some("_ams"), Some("_ams")).contains("for location `fra`"));
+    }
+
+    /// Thirtieth pass: a move back judged the generation alone. It is now judged by the check
+    /// an apply without a move makes (another bundle of the generation refused naming both
+    /// digests, an older one as older), except that the very bundle applied last for the
+    /// location is taken back; when the record cannot tell, every move is refused; and
+    /// `--allow-rollback` takes each.
+    #[test]
+    fn a_move_back_is_judged_by_the_check_an_apply_makes() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let last = Last {
+            generation: 5,
+            payload_digest: Some(&a),
+        };
+        let back = |bundle: &Bundle, r: &Remembered<'_>, rollback| {
+            check_moved_back(bundle, "ams", r, rollback).map_err(|e| {
+                assert_eq!(e.check, Check::Generation);
+                e.message
+            })
+        };
+        let applied = Remembered::Applied(last);
+        let e = back(&bundle(5, 'b'), &applied, Rollback::Refuse).unwrap_err();
+        assert_eq!(
+            e,
+            check(&bundle(5, 'b'), last, Rollback::Refuse).unwrap_err()
+        );
+        assert!(e.contains(&a) && e.contains(&b), "{e}");
+        let e = back(&bundle(4, 'a'), &applied, Rollback::Refuse).unwrap_err();
+        assert!(e.contains("older or replayed"), "{e}");
+        back(&bundle(5, 'a'), &applied, Rollback::Refuse).unwrap();
+        back(&bundle(6, 'c'), &applied, Rollback::Refuse).unwrap();
+        let unknown = Remembered::Applied(Last {
+            generation: 5,
+            payload_digest: None,
+        });
+        let e = back(&bundle(5, 'a'), &unknown, Rollback::Refuse).unwrap_err();
+        assert!(e.contains("does not record which bundle"), "{e}");
+        back(&bundle(1, 'a'), &Remembered::Never, Rollback::Refuse).unwrap();
+        let lost = Remembered::Unknown("is missing (there is none)".into());
+        let e = back(&bundle(9, 'a'), &lost, Rollback::Refuse).unwrap_err();
+        assert!(
+            e.contains("is missing") && e.contains("cannot tell which generations of `ams`"),
+            "{e}"
+        );
+        for r in [&applied, &unknown, &lost] {
+            for g in [4, 5] {
+                back(&bundle(g, 'b'), r, Rollback::Allow).unwrap();
+            }
+        }
     }
 
     /// Twenty-fifth pass: a bundle taken with `--allow-rollback` below the last generation

@@ -32,9 +32,10 @@ const MAX_AUDIT_LINE: u64 = 1024 * 1024 + 1;
 /// The head of an empty chain (as the audit log's).
 pub const GENESIS: &str = crate::audit::GENESIS;
 
-/// The applied record's format this build writes: 3. Format 2, read too, lacks
+/// The applied record's format this build writes: 4. Format 3, read too, keeps only the
+/// generation of each entry of [`AppliedRecord::locations_applied`]; format 2 also lacks
 /// [`AppliedRecord::payload_digest`]; format 1 also [`AppliedRecord::vault_payload_digest`].
-pub const RECORD_FORMAT: u32 = 3;
+pub const RECORD_FORMAT: u32 = 4;
 
 /// The clear record of the last bundle applied to a vault (names, digests and times only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,22 +80,117 @@ pub struct AppliedRecord {
     /// (twenty-ninth pass: it could not). Format 3; absent from formats 1 and 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_digest: Option<String>,
-    /// The highest generation applied to this vault on this machine for each location it
-    /// served before (and this one): a move with `--from-location` back to a location already
-    /// applied here refuses a bundle of it below that generation unless `--allow-rollback`
+    /// For each location this vault served on this machine (this one too): the highest
+    /// generation applied, and the payload digest of the bundle of that generation applied
+    /// last. A move with `--from-location` back to a location already applied here is judged
+    /// against it as an apply without a move is against the vault's record: a bundle below
+    /// that generation, or another bundle of it, is refused unless `--allow-rollback`
     /// (twenty-ninth pass, found by the re-attacker: there and back took an older bundle as a
-    /// first apply). Format 3; absent (empty) from formats 1 and 2 and from the first format-3
-    /// records.
+    /// first apply; thirtieth pass: it took another bundle of the generation). Format 4: each
+    /// entry `{"generation": N, "payload_digest": "sha256:…"}` (the digest absent when not
+    /// known: carried from an older record); format 3: the generation alone (`"ams": 2`);
+    /// absent (empty) from formats 1 and 2.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub locations_applied: std::collections::BTreeMap<String, u64>,
+    pub locations_applied: std::collections::BTreeMap<String, LocationApplied>,
+}
+
+/// An entry of [`AppliedRecord::locations_applied`], as format 3 or 4 writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LocationApplied {
+    /// Format 3: the generation alone.
+    Generation(u64),
+    /// Format 4.
+    Bundle(AppliedAt),
+}
+
+/// The highest generation of a location applied, and which bundle of it (format 4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedAt {
+    /// The generation.
+    pub generation: u64,
+    /// The payload digest of the bundle of it applied last (`None`: not known, the entry
+    /// carried from a record that did not keep it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_digest: Option<String>,
+}
+
+impl LocationApplied {
+    /// The entry as format 4 writes it.
+    pub fn at(&self) -> AppliedAt {
+        match self {
+            LocationApplied::Generation(generation) => AppliedAt {
+                generation: *generation,
+                payload_digest: None,
+            },
+            LocationApplied::Bundle(a) => a.clone(),
+        }
+    }
 }
 
 impl AppliedRecord {
-    /// The highest generation of `location` this record remembers applied: its own, when it
+    /// The highest generation of `location` this record remembers applied, with the payload
+    /// digest of the bundle of it applied last when known: its own (the last apply), when it
     /// is that location's, and [`AppliedRecord::locations_applied`]'s.
-    pub fn highest_of(&self, location: &str) -> Option<u64> {
-        let own = (self.location == location).then_some(self.generation);
-        own.max(self.locations_applied.get(location).copied())
+    pub fn highest_of(&self, location: &str) -> Option<AppliedAt> {
+        let own = (self.location == location).then(|| AppliedAt {
+            generation: self.generation,
+            payload_digest: self.payload_digest.clone(),
+        });
+        let kept = self
+            .locations_applied
+            .get(location)
+            .map(LocationApplied::at);
+        match (own, kept) {
+            (Some(o), Some(k)) if k.generation > o.generation => Some(k),
+            (Some(o), _) => Some(o),
+            (None, k) => k,
+        }
+    }
+
+    /// [`AppliedRecord::locations_applied`] as the next apply writes it (format 4): this
+    /// record's entries and its own last apply, then `also` (the vault's record of its last
+    /// apply, which a deleted machine record does not lose) and `applied` (the apply now)
+    /// merged in by [`merge_applied`].
+    pub fn next_locations_applied(
+        this: Option<&AppliedRecord>,
+        also: &[(&str, AppliedAt)],
+    ) -> std::collections::BTreeMap<String, LocationApplied> {
+        let mut l: std::collections::BTreeMap<String, AppliedAt> = this
+            .map(|r| {
+                r.locations_applied
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.at()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let own = this.map(|r| {
+            (
+                r.location.as_str(),
+                AppliedAt {
+                    generation: r.generation,
+                    payload_digest: r.payload_digest.clone(),
+                },
+            )
+        });
+        for (location, at) in own.iter().chain(also) {
+            merge_applied(l.entry((*location).to_owned()).or_insert(at.clone()), at);
+        }
+        l.into_iter()
+            .map(|(k, v)| (k, LocationApplied::Bundle(v)))
+            .collect()
+    }
+}
+
+/// Merge `at`, applied after `kept`, into `kept`: a higher generation replaces it, and so does
+/// another bundle of the same generation (taken on purpose, or the same one again) whose
+/// digest is known; a lower generation (a rollback taken on purpose) leaves the highest.
+fn merge_applied(kept: &mut AppliedAt, at: &AppliedAt) {
+    if at.generation > kept.generation
+        || (at.generation == kept.generation && at.payload_digest.is_some())
+    {
+        *kept = at.clone();
     }
 }
 
@@ -276,10 +372,10 @@ pub fn read_record(vault_path: &Path) -> Result<Option<AppliedRecord>, RecordErr
     let not_one = |e: String| bad(format!("{} is not an applied record ({e})", p.display()));
     let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| not_one(e.to_string()))?;
     match v.get("format").and_then(serde_json::Value::as_u64) {
-        Some(1..=3) => {}
+        Some(1..=4) => {}
         Some(n) => {
             return Err(bad(format!(
-                "{}: applied record format {n} (this scopevault reads 1, 2 and 3): written by a newer scopevault; upgrade this one",
+                "{}: applied record format {n} (this scopevault reads 1 to 4): written by a newer scopevault; upgrade this one",
                 p.display()
             )))
         }
@@ -390,9 +486,30 @@ impl AppliedRecord {
         if self.format < 3 && !self.locations_applied.is_empty() {
             return Err(format!("a locations_applied in format {}", self.format));
         }
-        for l in self.locations_applied.keys() {
+        for (l, entry) in &self.locations_applied {
             if !crate::policy::is_stored_name(l) {
                 return Err(format!("its locations_applied names location {}", shown(l)));
+            }
+            // Format 3 keeps a generation, format 4 an object, each digest as a manifest's.
+            match entry {
+                LocationApplied::Generation(_) if self.format == 3 => {}
+                LocationApplied::Bundle(a) if self.format >= 4 => {
+                    if let Some(d) = a.payload_digest.as_deref() {
+                        if !super::bundle::is_digest(d) {
+                            return Err(format!(
+                                "its locations_applied's payload_digest {} is not `sha256:` and 64 lowercase hex digits",
+                                shown(d)
+                            ));
+                        }
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "its locations_applied entry for {} is not as format {} writes it",
+                        shown(l),
+                        self.format
+                    ))
+                }
             }
         }
         // Each digest is in the formats that have it, and in no other.
@@ -838,6 +955,75 @@ pub fn valid_label_name(n: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Thirtieth pass: `locations_applied` keeps, per location, the highest generation and the
+    /// payload digest of the bundle of it applied last, from a format-3 record's bare
+    /// generations, its own last apply, the vault's record and the apply now.
+    #[test]
+    fn locations_applied_keeps_the_highest_generation_and_its_last_bundle() {
+        let d = |c: char| Some(format!("sha256:{}", c.to_string().repeat(64)));
+        let at = |generation, payload_digest| AppliedAt {
+            generation,
+            payload_digest,
+        };
+        let text = format!(
+            r#"{{"format":3,"vault":"/v","vault_id":"{}","vault_generation":9,"location":"fra","generation":3,"signer_fingerprint":"SHA256:{}","signer_principals":[],"policy_digest":"{}","created":"2026-01-01T00:00:00Z","expires":"2027-01-01T00:00:00Z","applied":"2026-01-01T00:00:00Z","vault_payload_digest":"{}","payload_digest":"{}","locations_applied":{{"ams":2,"fra":3}}}}"#,
+            "0".repeat(32),
+            "A".repeat(43),
+            d('0').unwrap(),
+            d('1').unwrap(),
+            d('f').unwrap()
+        );
+        let r: AppliedRecord = serde_json::from_str(&text).unwrap();
+        r.check().unwrap();
+        assert_eq!(r.highest_of("ams"), Some(at(2, None)));
+        assert_eq!(r.highest_of("fra"), Some(at(3, d('f'))));
+        assert_eq!(r.highest_of("lis"), None);
+        let next = |also: &[(&str, AppliedAt)]| {
+            AppliedRecord::next_locations_applied(Some(&r), also)
+                .into_iter()
+                .map(|(k, v)| (k, v.at()))
+                .collect::<Vec<_>>()
+        };
+        // Back to ams at generation 2 with a known bundle; a lower generation leaves the
+        // highest; a newer one replaces it.
+        assert_eq!(
+            next(&[("ams", at(2, d('a')))]),
+            [("ams".into(), at(2, d('a'))), ("fra".into(), at(3, d('f')))]
+        );
+        assert_eq!(
+            next(&[("ams", at(1, d('a')))])[0],
+            ("ams".into(), at(2, None))
+        );
+        assert_eq!(
+            next(&[("ams", at(4, d('b')))])[0],
+            ("ams".into(), at(4, d('b')))
+        );
+        // Written as format 4, and read back.
+        let mut r4 = r.clone();
+        r4.format = 4;
+        r4.locations_applied = AppliedRecord::next_locations_applied(Some(&r), &[]);
+        r4.check().unwrap();
+        let back: AppliedRecord =
+            serde_json::from_str(&serde_json::to_string(&r4).unwrap()).unwrap();
+        assert_eq!(back, r4);
+        assert!(serde_json::to_string(&r4).unwrap().contains(&format!(
+            r#""fra":{{"generation":3,"payload_digest":"{}"}}"#,
+            d('f').unwrap()
+        )));
+        // A format-3 entry in format 4, or a format-4 one in format 3, is refused.
+        let mut mixed = r.clone();
+        mixed.format = 4;
+        assert!(mixed
+            .check()
+            .unwrap_err()
+            .contains("not as format 4 writes it"));
+        r4.format = 3;
+        assert!(r4
+            .check()
+            .unwrap_err()
+            .contains("not as format 3 writes it"));
+    }
 
     #[test]
     fn label_values_are_escaped_per_the_exposition_format() {

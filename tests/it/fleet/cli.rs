@@ -4013,8 +4013,28 @@ fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
     let record = applied_record(e);
     let mut r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
-    assert_eq!(r["format"], 3, "{r}");
+    assert_eq!(r["format"], 4, "{r}");
     assert!(r["payload_digest"].is_string(), "{r}");
+    // Format 3 kept each location's generation alone (format 4 also its payload digest,
+    // thirtieth pass): still read.
+    let mut r3 = r.clone();
+    for (_, entry) in r3["locations_applied"].as_object_mut().unwrap() {
+        assert!(entry["payload_digest"].is_string(), "{r}");
+        *entry = entry["generation"].clone();
+    }
+    r3["format"] = serde_json::json!(3);
+    std::fs::write(&record, serde_json::to_vec(&r3).unwrap()).unwrap();
+    assert_eq!(status()["bundle"]["generation"], v["bundle"]["generation"]);
+    // An entry not as its format writes it is refused.
+    r3["format"] = serde_json::json!(4);
+    std::fs::write(&record, serde_json::to_vec(&r3).unwrap()).unwrap();
+    let bad = status();
+    assert!(
+        bad["bundle"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("is not as format 4 writes it")),
+        "{bad}"
+    );
     r.as_object_mut().unwrap().remove("payload_digest");
     // Nor the locations applied here (format 3 since the move back was checked).
     r.as_object_mut().unwrap().remove("locations_applied");
@@ -4034,13 +4054,13 @@ fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
     r["vault_generation"] = serde_json::json!(v["generation"].as_u64().unwrap() - 1);
     std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
     assert_eq!(status()["bundle"]["local_change"], true);
-    r["format"] = serde_json::json!(4);
+    r["format"] = serde_json::json!(5);
     std::fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
     let v = status();
     assert!(
         v["bundle"]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("format 4 (this scopevault reads 1, 2 and 3)")),
+            .is_some_and(|e| e.contains("format 5 (this scopevault reads 1 to 4)")),
         "{v}"
     );
     drop(d);
@@ -5450,33 +5470,9 @@ fn regression_a_move_back_refuses_an_older_bundle_of_a_location_applied_here() {
     }
     let f = Fleet::new();
     let e = &f.ams;
-    // fra carries ams's checkpoint recipient (a host given to another location).
-    let text = std::fs::read_to_string(&f.policy).unwrap();
-    let ra = text
-        .split("[locations.ams]\nrecipient = \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    let rf = text
-        .split("[locations.fra]\nrecipient = \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    std::fs::write(&f.policy, text.replace(&rf, &ra)).unwrap();
+    give_fra_the_ams_recipient(&f);
     f.publish(&[]);
-    let g1 = f.master.path("g1");
-    std::fs::create_dir(&g1).unwrap();
-    for entry in std::fs::read_dir(&f.out).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, g1.join(p.file_name().unwrap())).unwrap();
-    }
-    let (ams1, fra1) = (g1.join("ams.svbundle"), g1.join("fra.svbundle"));
+    let (ams1, fra1) = keep_published(&f, "g1");
     f.publish(&[]);
     let ams2 = f.bundle("ams");
     assert_eq!(manifest(&std::fs::read(&ams2).unwrap())["generation"], 2);
@@ -5524,6 +5520,199 @@ fn regression_a_move_back_refuses_an_older_bundle_of_a_location_applied_here() {
     f.apply(e, &fra1, &["--location=fra", "--from-location=ams"]);
     let out = f.apply(e, &ams2, &["--location=ams", "--from-location=fra"]);
     assert!(out.contains("applied ams generation 2 "), "{out}");
+}
+
+/// fra carries ams's checkpoint recipient (a host given to another location), so that one
+/// checkpoint can move between the two.
+fn give_fra_the_ams_recipient(f: &Fleet) {
+    let text = std::fs::read_to_string(&f.policy).unwrap();
+    let recipient = |location: &str| {
+        text.split(&format!("[locations.{location}]\nrecipient = \""))
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (ra, rf) = (recipient("ams"), recipient("fra"));
+    std::fs::write(&f.policy, text.replace(&rf, &ra)).unwrap();
+}
+
+/// A copy of the bundles published last, in the master's directory `name`, before the next
+/// publish replaces them: (ams, fra).
+fn keep_published(f: &Fleet, name: &str) -> (PathBuf, PathBuf) {
+    let dir = f.master.path(name);
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(&f.out).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    (dir.join("ams.svbundle"), dir.join("fra.svbundle"))
+}
+
+/// Thirtieth pass (left open by the twenty-ninth): a move back to a location applied here
+/// took, without a word, another bundle of the generation last applied for it (another
+/// payload: a second admin publishing from a copy of the master vault), which an apply without
+/// a move refuses naming both payload digests. The move back is now judged by the same check:
+/// refused naming both, `--allow-rollback` takes it with the same warning and audits it as a
+/// rollback; the very bundle applied last of the location is taken back without a flag.
+#[test]
+fn regression_a_move_back_refuses_another_bundle_of_the_generation_applied_for_that_location() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    give_fra_the_ams_recipient(&f);
+    // The second admin's copy of the master vault, with a state directory of its own.
+    let other = Env::with_vault(&f.master.vault());
+    f.publish(&[]);
+    let (ams1, fra1) = keep_published(&f, "g1");
+    let applied = manifest(&std::fs::read(&ams1).unwrap())["payload_digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    f.apply(e, &ams1, &["--location=ams"]);
+    f.apply(e, &fra1, &["--location=fra", "--from-location=ams"]);
+
+    other.ok(
+        &[
+            "cred",
+            "set",
+            "buyer",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &other.pf(),
+        ],
+        b"buyer-Rotated-By-B-1",
+    );
+    let out_b = other.path("out");
+    other.ok(
+        &[
+            "publish",
+            "--policy",
+            f.policy.to_str().unwrap(),
+            "--out",
+            out_b.to_str().unwrap(),
+            "--sign-key",
+            f.key.to_str().unwrap(),
+            "--passphrase-file",
+            &other.pf(),
+            "--location=ams",
+        ],
+        b"",
+    );
+    let theirs_file = out_b.join("ams.svbundle");
+    let theirs = manifest(&std::fs::read(&theirs_file).unwrap());
+    assert_eq!(theirs["generation"], 1);
+    let theirs = theirs["payload_digest"].as_str().unwrap().to_owned();
+    assert_ne!(theirs, applied);
+
+    let back = ["--location=ams", "--from-location=fra"];
+    let err = f.refused(e, &theirs_file, &back, "generation");
+    assert!(
+        err.contains("another bundle of generation 1, not the one applied here")
+            && err.contains(&applied)
+            && err.contains(&theirs)
+            && err.contains("generation 1 was published twice")
+            && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    assert!(!err.contains("older or replayed"), "{err}");
+    let (v, _) = status_offline(e);
+    assert_eq!(v["bundle"]["location"], "fra", "{v}");
+
+    // On purpose: applied with the warning an apply without a move gives, audited as a
+    // rollback from generation 1.
+    let a = f.apply_args(
+        e,
+        &theirs_file,
+        &[&back[..], &["--allow-rollback"]].concat(),
+    );
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("another bundle of generation 1, not the one applied here")
+            && err.contains(&applied)
+            && err.contains(&theirs)
+            && err.contains("accepted because of --allow-rollback"),
+        "{err}"
+    );
+    let reason = last_audit_reason(e);
+    assert!(
+        reason.contains("rollback_from_generation=1") && reason.contains("moved_from_location=fra"),
+        "{reason}"
+    );
+
+    // The bundle of ams applied last is now the second admin's: after a move to fra and back,
+    // it is taken again without a flag, and the first one is the other bundle.
+    f.apply(e, &fra1, &["--location=fra", "--from-location=ams"]);
+    let err = f.refused(e, &ams1, &back, "generation");
+    assert!(
+        err.contains(&format!(
+            "its payload is {applied}, the one applied was payload {theirs}"
+        )),
+        "{err}"
+    );
+    let out = f.apply(e, &theirs_file, &back);
+    assert!(out.contains("applied ams generation 1 "), "{out}");
+}
+
+/// Thirtieth pass (left open by the twenty-ninth): which generations of a location were
+/// applied here lives in this machine's applied record. With the record deleted, or put back
+/// from an older copy of the state directory, a move back took an older bundle of a location
+/// applied here as a first apply, with only a note. A move is now refused unless the record is
+/// the one the vault's last apply wrote, `--allow-rollback` to move on purpose.
+#[test]
+fn regression_a_move_without_the_applied_record_of_the_last_apply_is_refused() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    give_fra_the_ams_recipient(&f);
+    f.publish(&[]);
+    let (ams1, fra1) = keep_published(&f, "g1");
+    f.publish(&[]);
+    let ams2 = f.bundle("ams");
+    f.apply(e, &ams1, &["--location=ams"]);
+    let record = applied_record(e);
+    let of_ams1 = std::fs::read(&record).unwrap();
+    f.apply(e, &ams2, &[]);
+    f.apply(e, &fra1, &["--location=fra", "--from-location=ams"]);
+    let back = ["--location=ams", "--from-location=fra"];
+
+    // The state directory put back from a copy made after ams generation 1: the record names
+    // ams generation 1, the vault fra generation 1.
+    std::fs::write(&record, &of_ams1).unwrap();
+    let err = f.refused(e, &ams1, &back, "generation");
+    assert!(
+        err.contains("is not the one the last apply wrote")
+            && err.contains("cannot tell which generations of `ams` were applied here")
+            && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    // Deleted.
+    std::fs::remove_file(&record).unwrap();
+    let err = f.refused(e, &ams1, &back, "generation");
+    assert!(
+        err.contains("there is none")
+            && err.contains("cannot tell which generations of `ams` were applied here")
+            && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    // The newest bundle of ams too: the record cannot say which it is.
+    f.refused(e, &ams2, &back, "generation");
+    // On purpose.
+    let out = f.apply(e, &ams2, &[&back[..], &["--allow-rollback"]].concat());
+    assert!(out.contains("applied ams generation 2 "), "{out}");
+    // That apply wrote the record again, from the vault's memory of fra: moves need no flag.
+    f.apply(e, &fra1, &["--location=fra", "--from-location=ams"]);
+    f.apply(e, &ams2, &back);
 }
 
 /// `bundle apply` with stdout on a full disk saved the vault and its applied record, then
