@@ -2604,8 +2604,9 @@ expires = "2999-01-01"
     /// gid its process had when it asked, so `usermod -g` (then ending the user's processes)
     /// or `userdel` left it good until its ttl. The issuer is now judged by the primary group
     /// its `/etc/passwd` line gives now (here: what the lookup answers), none once the uid has
-    /// no line; and a ticket whose right rested on the kernel gid alone when it was issued (a
-    /// process left with the old gid) is judged at every redemption.
+    /// no line; and a process left with the old gid is refused tickets, whose right would
+    /// rest on that gid alone (re-attack of this pass's fixes; it was issued them, judged at
+    /// every redemption).
     #[test]
     fn a_ticket_through_a_primary_group_is_judged_by_etc_passwd_not_the_kernel_gid() {
         use std::sync::atomic::{AtomicU32, Ordering};
@@ -2637,16 +2638,19 @@ expires = "2999-01-01"
         crate::accounts::databases_changed();
         refused(redeem(&moved), "after usermod -g");
         // A process left with the old gid is still an admin on its connection (the kernel's
-        // credentials), but a ticket it asks for now rests on that gid alone: refused at its
-        // redemption, with no change of the databases since.
+        // credentials), but a ticket it asks for now would rest on that gid alone: refused at
+        // its issue (thirtieth pass, re-attack: it was issued, then refused at every
+        // redemption; see the next test).
         let stale = login();
         let v = call(&h, &stale, r#"{"v":1,"op":"health"}"#);
         assert_eq!(v["peer"]["admin"], true, "{v}");
-        let of_stale = ticket(&stale);
-        refused(
-            redeem(&of_stale),
-            "a ticket of a process left with the old gid",
+        let v = call(
+            &h,
+            &stale,
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
         );
+        assert_eq!(v["error"]["code"], "denied", "{v}");
+        assert!(v.get("ticket").is_none(), "{v}");
 
         // The line gives the admin group again: a ticket redeems after a change.
         PRIMARY.store(50, Ordering::SeqCst);
@@ -2661,6 +2665,78 @@ expires = "2999-01-01"
         crate::accounts::databases_changed();
         refused(redeem(&deleted), "after userdel");
         PRIMARY.store(50, Ordering::SeqCst);
+    }
+
+    /// Thirtieth pass (found by the re-attacker of this pass's fixes): a ticket asked for
+    /// through a right that rested on the asking process's kernel gid alone (a setgid-admin
+    /// program, a primary group the user's /etc/passwd line does not give) was issued, then
+    /// refused at its first redemption "issued by uid N, who may no longer ask for tickets …
+    /// (removed from the admin group, …)", though nothing was removed and the same uid was
+    /// given the next ticket at once. Such a ticket could never be redeemed while the
+    /// databases stay as they are, so it is refused at its issue, saying the right rests on
+    /// the process's group id, which the databases do not give the user, and what to do.
+    #[test]
+    fn a_ticket_resting_on_the_process_gid_alone_is_refused_at_issue_saying_so() {
+        /// The user's /etc/passwd line and /etc/group give it group 70 only.
+        fn lookup(_: u32) -> Vec<u32> {
+            vec![70]
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), false).unwrap();
+        let h = Handler::new(
+            AccessConfig {
+                daemon_uid: 4242,
+                admin_group: Some("50".into()),
+                schedulers: vec![],
+            },
+            audit,
+        );
+        h.install(Box::new(stand_in(&policy_src("warn"))));
+        // A setgid-admin program run by uid 1601: its kernel gid (egid) is the admin group.
+        let setgid = PeerIdentity::with_lookup(1601, 50, lookup);
+        let v = call(&h, &setgid, r#"{"v":1,"op":"health"}"#);
+        assert_eq!(v["peer"]["admin"], true, "the connection's right: {v}");
+        let v = call(
+            &h,
+            &setgid,
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        assert_eq!(v["error"]["code"], "denied", "{v}");
+        assert!(v.get("ticket").is_none(), "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        for said in [
+            "uid 1601",
+            "task `search-api`",
+            "group id 50",
+            "/etc/passwd and /etc/group do not give",
+            "adds the user to the group",
+        ] {
+            assert!(message.contains(said), "{said:?} in {message}");
+        }
+        for wrong in ["removed", "no longer ask", "revoked"] {
+            assert!(!message.contains(wrong), "{wrong:?} in {message}");
+        }
+        // Audited as a `deny` of the `ticket`, with the same reason; no secret anywhere.
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        let record = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["op"] == "ticket")
+            .expect("the ticket request is audited");
+        assert_eq!(record["decision"], "deny", "{record}");
+        assert!(
+            record["reason"].as_str().unwrap().contains("group id 50"),
+            "{record}"
+        );
+        assert!(!log.contains("S3cret") && !v.to_string().contains("S3cret"));
+        // The same uid with a process whose right the databases give gets its ticket.
+        let member = PeerIdentity::with_lookup(1601, 70, |_| vec![70, 50]);
+        let v = call(
+            &h,
+            &member,
+            r#"{"v":1,"op":"ticket","task":"search-api","ttl":60}"#,
+        );
+        assert_eq!(v["ok"], true, "{v}");
     }
 
     /// Twentieth pass (found by attacking that pass's fixes): a fetch, or a ticket's

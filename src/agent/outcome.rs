@@ -153,6 +153,18 @@ pub(crate) enum Refusal {
         /// The task.
         task: String,
     },
+    /// A `ticket` asked for through a right that rests on the asking process's kernel gid
+    /// alone, which the user and group databases do not give its user (a setgid program, a
+    /// primary group its `/etc/passwd` line does not give): a ticket outlives its process and
+    /// its redemption judges the issuer by the databases alone, so none is issued.
+    RightOnProcessGid {
+        /// The peer's uid.
+        uid: u32,
+        /// The peer's kernel gid, the group the right rests on.
+        gid: u32,
+        /// The task.
+        task: String,
+    },
     /// Too many outstanding tickets.
     TooManyTickets,
     /// A scheduler that is not an admin holds its share of the ticket table.
@@ -224,7 +236,8 @@ impl Refusal {
             | NotListed { .. }
             | NotAdmin { .. }
             | NotScheduler { .. }
-            | SchedulerNotNamed { .. } => ErrorCode::Denied,
+            | SchedulerNotNamed { .. }
+            | RightOnProcessGid { .. } => ErrorCode::Denied,
             // The audit chain has recorded a newer generation: the file is refused, as the
             // vault's own rollback check refuses it (`vault_refused`, not `denied`, which made
             // an admin's `unlock` say "wrong passphrase").
@@ -304,6 +317,9 @@ impl Refusal {
             SchedulerNotNamed { uid, task } => format!(
                 "uid {uid} is a scheduler, but task `{task}` does not name it; an admin adds `schedulers = [\"{uid}\"]` (or the user's name) to [tasks.{task}] in the policy and applies it"
             ),
+            RightOnProcessGid { uid, gid, task } => format!(
+                "uid {uid} may ask for tickets for task `{task}` only through its process's group id {gid} (a setgid program, or a primary group its /etc/passwd line does not give), and /etc/passwd and /etc/group do not give the user that group; a ticket outlives the process that asks for it and its redemption judges the issuer by those databases alone, so none is issued: ask with a process whose right the databases give (an admin adds the user to the group)"
+            ),
             TooManyTickets => "too many outstanding tickets; retry after some expire".into(),
             TicketShare { uid, share } => format!(
                 "uid {uid} holds its share of outstanding tickets ({share}, a quarter of the daemon's table; the rest is kept for other schedulers and admins); retry after some of its tickets are redeemed or expire"
@@ -352,6 +368,7 @@ impl Refusal {
             | NotAdmin { .. }
             | NotScheduler { .. }
             | SchedulerNotNamed { .. }
+            | RightOnProcessGid { .. }
             | Rollback(_)
             | TooLarge => Decision::Deny,
             // The vault refused the key (a wrong passphrase): an authentication refusal; or
@@ -517,6 +534,15 @@ mod tests {
                 C::Denied,
                 Deny,
             ),
+            (
+                Refusal::RightOnProcessGid {
+                    uid: 7,
+                    gid: 50,
+                    task: s("t"),
+                },
+                C::Denied,
+                Deny,
+            ),
             (Refusal::TooManyTickets, C::Busy, Error),
             (
                 Refusal::TicketShare {
@@ -633,10 +659,11 @@ mod tests {
                 Refusal::AnswerTooLarge { .. } => 31,
                 Refusal::FieldInBoth { .. } => 32,
                 Refusal::TicketRevoked { .. } => 33,
+                Refusal::RightOnProcessGid { .. } => 34,
             };
             seen.insert(kind);
         }
-        assert_eq!(seen.len(), 34, "{seen:?}");
+        assert_eq!(seen.len(), 35, "{seen:?}");
     }
 
     /// Messages clients and tests rely on stay as they were before the refusals were typed.

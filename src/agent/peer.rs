@@ -235,7 +235,8 @@ impl PeerIdentity {
     /// primary group is the one its `/etc/passwd` line gives (among those groups). What a
     /// ticket it is issued rests on once its process is gone ([`Detached::now`]), so a right
     /// this peer does not have so rests on its process's gid alone (a primary group the
-    /// user's line no longer gives, a setgid program).
+    /// user's line no longer gives, a setgid program), and gets no ticket
+    /// (`Refusal::RightOnProcessGid`).
     pub(crate) fn as_databases_say(&self) -> PeerIdentity {
         PeerIdentity {
             uid: self.uid,

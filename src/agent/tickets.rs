@@ -70,11 +70,11 @@ pub(crate) struct IssuedBy {
     /// The issuer.
     pub(crate) issuer: crate::agent::peer::Detached,
     /// The generation its right was decided at: that of the issuing connection's last
-    /// decision ([`crate::agent::peer::PeerIdentity::decided_at`]); `None` when that right
-    /// rested on the issuing process's kernel gid alone, which the databases did not give its
-    /// user (a primary group its `/etc/passwd` line no longer gives, a setgid program): every
-    /// redemption then judges the issuer again, as the databases say it is then.
-    pub(crate) generation: Option<u64>,
+    /// decision ([`crate::agent::peer::PeerIdentity::decided_at`]). A right resting on the
+    /// issuing process's kernel gid alone, which the databases do not give its user, gets no
+    /// ticket (`Refusal::RightOnProcessGid`), so the issuer had this right as the databases
+    /// said at that generation.
+    pub(crate) generation: u64,
 }
 
 /// Whose tickets a count is of.
@@ -537,7 +537,7 @@ mod tests {
     fn by() -> IssuedBy {
         IssuedBy {
             issuer: crate::agent::peer::PeerIdentity::with_groups(0, 0, 1, vec![]).detached(),
-            generation: Some(0),
+            generation: 0,
         }
     }
 

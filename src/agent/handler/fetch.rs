@@ -278,15 +278,14 @@ impl Handler {
     /// issued to a member of `--admin-group` removed since, or to a `--scheduler` deleted
     /// since, was handed out until its ttl. When nothing changed since the issue (the
     /// databases' generation, which every change of them, of the names resolved in them and
-    /// every vault load moves on) this is one atomic load and compare; otherwise, and for a
-    /// ticket whose right rested on its issuing process's kernel gid alone (no generation),
-    /// the issuer's groups are looked up as a new connection's would be, and the issuer is
-    /// judged as the databases say it is: its primary group the one its `/etc/passwd` line
-    /// gives now, not the kernel gid its process had (thirtieth pass; [`Detached::now`]).
+    /// every vault load moves on) this is one atomic load and compare; otherwise the
+    /// issuer's groups are looked up as a new connection's would be, and the issuer is judged
+    /// as the databases say it is: its primary group the one its `/etc/passwd` line gives
+    /// now, not the kernel gid its process had (thirtieth pass; [`Detached::now`]).
     ///
     /// [`Detached::now`]: crate::agent::peer::Detached::now
     fn issuer_keeps_right(&self, o: &Opened, task: &str, by: &IssuedBy) -> bool {
-        if by.generation == Some(crate::accounts::generation()) {
+        if by.generation == crate::accounts::generation() {
             return true;
         }
         let issuer = by.issuer.now();

@@ -83,18 +83,27 @@ impl Handler {
         }
         // A redemption judges the issuer again, as the databases say it is then
         // (`Detached::now`: its process's kernel gid no longer counts), once the generation
-        // moved on since `decided_at`; and at every redemption when the right rests on that
-        // kernel gid alone (a primary group the user's `/etc/passwd` line no longer gives, a
-        // setgid program): a ticket outlives its process, and a process left with an admin
-        // primary group after `usermod -g`, not yet ended, was otherwise issued tickets that
-        // redeemed until the databases next changed (thirtieth pass). This looks the groups
-        // up at most once per change of the databases, and only for a `ticket` request.
-        let rests_on_process = !self
+        // moved on since `decided_at`. A right that rests on that kernel gid alone (a primary
+        // group the user's `/etc/passwd` line no longer gives, a setgid program) is the
+        // connection's, not a ticket's: a ticket outlives its process, so such a ticket would
+        // be refused at every redemption while the databases stay as they are. It is refused
+        // here, saying so (thirtieth pass: it was issued, then refused at its redemption as
+        // if its issuer had been removed from a group, found by the re-attacker of this
+        // pass's fixes). This looks the groups up at most once per change of the databases,
+        // and only for a `ticket` request.
+        if !self
             .access
-            .may_issue_ticket_for(&peer.as_databases_say(), named);
+            .may_issue_ticket_for(&peer.as_databases_say(), named)
+        {
+            return Err(Refusal::RightOnProcessGid {
+                uid: peer.uid,
+                gid: peer.gid,
+                task: task.to_owned(),
+            });
+        }
         let by = IssuedBy {
             issuer: peer.detached(),
-            generation: (!rests_on_process).then_some(decided_at),
+            generation: decided_at,
         };
         // A scheduler that is not an admin fills its share of the table at most.
         let issuer = (!self.access.is_admin(peer)).then_some(peer.uid);
