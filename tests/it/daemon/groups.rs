@@ -845,6 +845,11 @@ while True:
         // operations.md, "A runner group that is the user's primary group": another primary
         // group, then every process of the user ended; and a user deleted.
         users::set_primary_group(MOVED, OTHERS).expect("usermod -g");
+        // The deleted user's processes are ended before its uid is freed: once `userdel`
+        // frees it, another test running meanwhile may be given it by `useradd`, and a
+        // `pkill -u` of it then would end that test's processes (it did: a broken pipe in
+        // `a_runner_name_is_resolved_again_when_etc_passwd_changes`).
+        users::kill_processes_of(deleted);
         users::delete_user(DELETED).expect("userdel");
         users::add_to_group(users::OTHER_USER, OTHERS).expect("usermod -a -G");
         sign.ask_until(FETCH, |v| v["ok"] == true, "fetch as a member of OTHERS");
@@ -868,7 +873,6 @@ while True:
             "{message}"
         );
         users::kill_processes_of(moved);
-        users::kill_processes_of(deleted);
 
         for (t, issuer) in [(&tickets[0], moved), (&tickets[1], deleted)] {
             assert_revoked_ticket_refused_twice(&d, t, issuer);
