@@ -5522,6 +5522,40 @@ fn regression_a_move_back_refuses_an_older_bundle_of_a_location_applied_here() {
     assert!(out.contains("applied ams generation 2 "), "{out}");
 }
 
+/// A second admin, working on `other` (a copy of the master vault), rotates `buyer`'s password
+/// and publishes `ams` with the fleet's signing key into `other`'s `out`, which it returns.
+fn second_admin_publishes_ams(f: &Fleet, other: &Env) -> PathBuf {
+    other.ok(
+        &[
+            "cred",
+            "set",
+            "buyer",
+            "--secret",
+            "password",
+            "--passphrase-file",
+            &other.pf(),
+        ],
+        b"buyer-Rotated-By-B-1",
+    );
+    let out_b = other.path("out");
+    other.ok(
+        &[
+            "publish",
+            "--policy",
+            f.policy.to_str().unwrap(),
+            "--out",
+            out_b.to_str().unwrap(),
+            "--sign-key",
+            f.key.to_str().unwrap(),
+            "--passphrase-file",
+            &other.pf(),
+            "--location=ams",
+        ],
+        b"",
+    );
+    out_b
+}
+
 /// fra carries ams's checkpoint recipient (a host given to another location), so that one
 /// checkpoint can move between the two.
 fn give_fra_the_ams_recipient(f: &Fleet) {
@@ -5576,34 +5610,7 @@ fn regression_a_move_back_refuses_another_bundle_of_the_generation_applied_for_t
     f.apply(e, &ams1, &["--location=ams"]);
     f.apply(e, &fra1, &["--location=fra", "--from-location=ams"]);
 
-    other.ok(
-        &[
-            "cred",
-            "set",
-            "buyer",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &other.pf(),
-        ],
-        b"buyer-Rotated-By-B-1",
-    );
-    let out_b = other.path("out");
-    other.ok(
-        &[
-            "publish",
-            "--policy",
-            f.policy.to_str().unwrap(),
-            "--out",
-            out_b.to_str().unwrap(),
-            "--sign-key",
-            f.key.to_str().unwrap(),
-            "--passphrase-file",
-            &other.pf(),
-            "--location=ams",
-        ],
-        b"",
-    );
+    let out_b = second_admin_publishes_ams(&f, &other);
     let theirs_file = out_b.join("ams.svbundle");
     let theirs = manifest(&std::fs::read(&theirs_file).unwrap());
     assert_eq!(theirs["generation"], 1);
@@ -6105,34 +6112,7 @@ fn regression_a_second_bundle_of_the_applied_generation_is_named_and_status_name
     );
     d.stop_cleanly();
 
-    other.ok(
-        &[
-            "cred",
-            "set",
-            "buyer",
-            "--secret",
-            "password",
-            "--passphrase-file",
-            &other.pf(),
-        ],
-        b"buyer-Rotated-By-B-1",
-    );
-    let out_b = other.path("out");
-    other.ok(
-        &[
-            "publish",
-            "--policy",
-            f.policy.to_str().unwrap(),
-            "--out",
-            out_b.to_str().unwrap(),
-            "--sign-key",
-            f.key.to_str().unwrap(),
-            "--passphrase-file",
-            &other.pf(),
-            "--location=ams",
-        ],
-        b"",
-    );
+    let out_b = second_admin_publishes_ams(&f, &other);
     let second_file = out_b.join("ams.svbundle");
     let second = manifest(&std::fs::read(&second_file).unwrap());
     assert_eq!(second["generation"], 1);
