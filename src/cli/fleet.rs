@@ -713,21 +713,34 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
     // each location the vault served (a move there and back must not take an older bundle of
     // a location as a first apply: twenty-ninth pass, found by the re-attacker).
     let read = crate::fleet::health::read_record(&path);
+    // What the file kept beside the record remembers too: an older scopevault's apply rewrote
+    // the record without the locations applied here (thirty-first pass).
+    let kept = crate::fleet::health::read_locations(&path, v.id());
     let machine_record = read
         .as_ref()
         .ok()
         .and_then(Option::as_ref)
         .filter(|r| r.vault_id == v.id())
-        .cloned();
+        .cloned()
+        .map(|mut r| {
+            if let Ok(k) = &kept {
+                r.remember(k);
+            }
+            r
+        });
     let at = location.and_then(|l| machine_record.as_ref()?.highest_of(l));
     let remembered = at.as_ref().map(|a| a.generation);
     // 2–4. location, expiry, generation.
     apply::check_manifest(&b, location, now, last, rollback).map_err(refused)?;
     // On a move, check 4 judges by this machine's memory of the location moved to, and only
     // when the record is the one the vault's last apply wrote (thirtieth pass).
-    let moved_back = located
-        .moved_from
-        .map(|_| match record_of_last_apply(&read, &v) {
+    let moved_back = located.moved_from.map(|_| {
+        match record_of_last_apply(&read, &v).and(kept.as_ref().map(|_| ()).map_err(|e| {
+            format!(
+                "is incomplete: the locations applied here, kept beside it, cannot be read ({})",
+                escape_for_terminal(e)
+            )
+        })) {
             Err(why) => apply::Remembered::Unknown(why),
             Ok(()) => match &at {
                 None => apply::Remembered::Never,
@@ -736,7 +749,8 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
                     payload_digest: a.payload_digest.as_deref(),
                 }),
             },
-        });
+        }
+    });
     if let (Some(l), Some(r)) = (location, &moved_back) {
         apply::check_moved_back(&b, l, r, rollback).map_err(refused)?;
     }
@@ -851,11 +865,13 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         payload_digest: Some(m.payload_digest.clone()),
         locations_applied,
     };
-    if let Err(e) = crate::fleet::health::write_record(&path, &record) {
-        errln!(
-            "{}",
-            unwritten_record_warning(&crate::fleet::health::record_path(&path), &e, c)
-        );
+    // The locations first, then the record: the record never knows more than the file.
+    use crate::fleet::health::{locations_path, record_path, write_locations, write_record};
+    let written = write_locations(&path, v.id(), &record.locations_applied)
+        .map_err(|e| (locations_path(&path), e))
+        .and_then(|_| write_record(&path, &record).map_err(|e| (record_path(&path), e)));
+    if let Err((p, e)) = written {
+        errln!("{}", unwritten_record_warning(&p, &e, c));
     }
     drop(lock);
     // Every durable step (the save, the audit record, the daemon's reload) before anything is

@@ -149,6 +149,21 @@ impl AppliedRecord {
         }
     }
 
+    /// Add to [`AppliedRecord::locations_applied`] what `kept` ([`read_locations`]) remembers
+    /// and this record does not: a location it does not name, or a higher generation of one
+    /// (an older scopevault's apply wrote the record without them).
+    pub fn remember(&mut self, kept: &std::collections::BTreeMap<String, AppliedAt>) {
+        for (l, a) in kept {
+            if self
+                .highest_of(l)
+                .is_none_or(|have| a.generation > have.generation)
+            {
+                self.locations_applied
+                    .insert(l.clone(), LocationApplied::Bundle(a.clone()));
+            }
+        }
+    }
+
     /// [`AppliedRecord::locations_applied`] as the next apply writes it (format 4): this
     /// record's entries and its own last apply, then `also` (the vault's record of its last
     /// apply, which a deleted machine record does not lose) and `applied` (the apply now)
@@ -296,7 +311,11 @@ pub fn checkpoint_of(vault_path: &Path, vault_id: &str) -> Option<CheckpointOf> 
 
 /// The record's directory and file name.
 fn record_place(vault_path: &Path) -> (PathBuf, PathBuf, String) {
-    let p = record_path(vault_path);
+    place_of(record_path(vault_path))
+}
+
+/// The directory and file name of a file in the state directory.
+fn place_of(p: PathBuf) -> (PathBuf, PathBuf, String) {
     let dir = crate::paths::dir_of(&p);
     let name = p
         .file_name()
@@ -313,17 +332,128 @@ pub fn write_record(
     vault_path: &Path,
     r: &AppliedRecord,
 ) -> Result<PathBuf, crate::vault::VaultError> {
-    let (p, dir, name) = record_place(vault_path);
-    let mut text = serde_json::to_vec_pretty(r)
+    write_state_file(record_path(vault_path), r, ".fleet-applied.tmp-")
+}
+
+/// Write `value` as JSON to `p` in the state directory, atomically, mode 0644, through the
+/// checked directory ([`crate::vault::SafeDir`], created 0700 if missing).
+fn write_state_file(
+    p: PathBuf,
+    value: &impl Serialize,
+    temporary: &str,
+) -> Result<PathBuf, crate::vault::VaultError> {
+    let (p, dir, name) = place_of(p);
+    let mut text = serde_json::to_vec_pretty(value)
         .map_err(|e| crate::vault::VaultError::Internal(e.to_string()))?;
     text.push(b'\n');
     crate::vault::SafeDir::open(&dir, true)?.replace_with_mode(
         name.as_ref(),
-        ".fleet-applied.tmp-",
+        temporary,
         &text,
         0o644,
     )?;
     Ok(p)
+}
+
+/// The file beside the applied record that keeps, for the vault at `vault_path`, the locations
+/// applied here ([`AppliedRecord::locations_applied`]) on their own: `fleet-locations-<the
+/// record's 16 hex digits>.json`. A scopevault before the twenty-ninth pass rewrites the
+/// applied record without them at its apply (format 2) and leaves this file alone, so going
+/// back to it for an apply and upgrading again does not forget a location served before
+/// (thirty-first pass).
+pub fn locations_path(vault_path: &Path) -> PathBuf {
+    let p = record_path(vault_path);
+    let name = p
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .replacen("fleet-applied-", "fleet-locations-", 1)
+        })
+        .unwrap_or_default();
+    p.with_file_name(name)
+}
+
+/// The file [`locations_path`] names: the vault it is of, and its locations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationsFile {
+    /// Always 1.
+    format: u32,
+    /// The vault's id.
+    vault_id: String,
+    /// As [`AppliedRecord::locations_applied`] (format 4).
+    locations_applied: std::collections::BTreeMap<String, AppliedAt>,
+}
+
+/// The locations applied here to the vault whose id is `vault_id`, as the file
+/// [`locations_path`] keeps them: empty when there is none or it is another vault's; an error
+/// (naming the file) when it cannot be read or trusted, or is not what an apply writes.
+pub fn read_locations(
+    vault_path: &Path,
+    vault_id: &str,
+) -> Result<std::collections::BTreeMap<String, AppliedAt>, String> {
+    let (p, dir, name) = place_of(locations_path(vault_path));
+    if !dir.exists() {
+        return Ok(Default::default());
+    }
+    let d = crate::vault::SafeDir::open(&dir, false)
+        .map_err(|e| format!("cannot trust {}: {e}", p.display()))?;
+    let Some(text) = d
+        .read(&name, MAX_RECORD + 1)
+        .map_err(|e| format!("cannot read {}: {e}", p.display()))?
+    else {
+        return Ok(Default::default());
+    };
+    let f: LocationsFile = serde_json::from_slice(&text)
+        .ok()
+        .filter(|f: &LocationsFile| {
+            text.len() as u64 <= MAX_RECORD
+                && f.format == 1
+                && crate::vault::is_vault_id(&f.vault_id)
+                && f.locations_applied.iter().all(|(l, a)| {
+                    crate::policy::is_stored_name(l)
+                        && a.payload_digest
+                            .as_deref()
+                            .is_none_or(super::bundle::is_digest)
+                })
+        })
+        .ok_or_else(|| {
+            format!(
+                "{} is not what an apply writes there (format 1, a vault id, the locations applied)",
+                p.display()
+            )
+        })?;
+    Ok(if f.vault_id == vault_id {
+        f.locations_applied
+    } else {
+        Default::default()
+    })
+}
+
+/// Write the file [`locations_path`] for the vault whose id is `vault_id`: `locations` merged
+/// into what it holds for that vault (the highest generation of each location is kept), as
+/// the applied record is written.
+pub fn write_locations(
+    vault_path: &Path,
+    vault_id: &str,
+    locations: &std::collections::BTreeMap<String, LocationApplied>,
+) -> Result<PathBuf, crate::vault::VaultError> {
+    let mut kept = read_locations(vault_path, vault_id).unwrap_or_default();
+    for (l, a) in locations {
+        let a = a.at();
+        match kept.get_mut(l) {
+            Some(k) => merge_applied(k, &a),
+            None => {
+                kept.insert(l.clone(), a);
+            }
+        }
+    }
+    let f = LocationsFile {
+        format: 1,
+        vault_id: vault_id.to_owned(),
+        locations_applied: kept,
+    };
+    write_state_file(locations_path(vault_path), &f, ".fleet-locations.tmp-")
 }
 
 /// Why the applied record of a vault is not reported.

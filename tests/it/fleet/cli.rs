@@ -5585,6 +5585,16 @@ fn keep_published(f: &Fleet, name: &str) -> (PathBuf, PathBuf) {
     (dir.join("ams.svbundle"), dir.join("fra.svbundle"))
 }
 
+/// Gives `fra` the recipient of `ams` (so the checkpoint can move between the two), publishes
+/// twice and keeps both: [(ams, fra) of generation 1, of generation 2].
+fn published_twice_to_move(f: &Fleet) -> [(PathBuf, PathBuf); 2] {
+    give_fra_the_ams_recipient(f);
+    f.publish(&[]);
+    let first = keep_published(f, "g1");
+    f.publish(&[]);
+    [first, keep_published(f, "g2")]
+}
+
 /// Thirtieth pass (left open by the twenty-ninth): a move back to a location applied here
 /// took, without a word, another bundle of the generation last applied for it (another
 /// payload: a second admin publishing from a copy of the master vault), which an apply without
@@ -5681,11 +5691,7 @@ fn regression_a_move_without_the_applied_record_of_the_last_apply_is_refused() {
     }
     let f = Fleet::new();
     let e = &f.ams;
-    give_fra_the_ams_recipient(&f);
-    f.publish(&[]);
-    let (ams1, fra1) = keep_published(&f, "g1");
-    f.publish(&[]);
-    let ams2 = f.bundle("ams");
+    let [(ams1, fra1), (ams2, _)] = published_twice_to_move(&f);
     f.apply(e, &ams1, &["--location=ams"]);
     let record = applied_record(e);
     let of_ams1 = std::fs::read(&record).unwrap();
@@ -5720,6 +5726,70 @@ fn regression_a_move_without_the_applied_record_of_the_last_apply_is_refused() {
     // That apply wrote the record again, from the vault's memory of fra: moves need no flag.
     f.apply(e, &fra1, &["--location=fra", "--from-location=ams"]);
     f.apply(e, &ams2, &back);
+}
+
+/// Thirty-first pass (found by the attacker of upgrades and downgrades): a checkpoint that moved
+/// (`ams` → `fra` generation 2 → `ams`) and then went back to the previous binary for an apply
+/// (the twenty-eighth pass's `bundle apply` rewrites the applied record as format 2, without
+/// `locations_applied`: observed with that binary, `/work/attack31-U`) lost what it had served
+/// of `fra`: upgraded again, `--location=fra --from-location=ams` took `fra` generation 1 as a
+/// first apply, bringing back credentials rotated out since, with only the note. The locations
+/// applied here are now also kept in a file of their own, which an older scopevault leaves alone
+/// (`fleet-locations-*.json`), and a move judges by both.
+#[test]
+fn regression_a_move_back_after_an_older_scopevaults_apply_refuses_an_older_bundle() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let [(ams1, fra1), (ams2, fra2)] = published_twice_to_move(&f);
+    f.apply(e, &ams1, &["--location=ams"]);
+    f.apply(e, &fra2, &["--location=fra", "--from-location=ams"]);
+    f.apply(e, &ams2, &["--location=ams", "--from-location=fra"]);
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &[]);
+    // The record as the older binary's apply of that bundle writes it (format 2, its fields
+    // as docs/operations.md lists them for that format).
+    let record = applied_record(e);
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(r["locations_applied"]["fra"]["generation"], 2, "{r}");
+    r.as_object_mut().unwrap().remove("payload_digest");
+    r.as_object_mut().unwrap().remove("locations_applied");
+    r["format"] = serde_json::json!(2);
+    std::fs::write(&record, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+
+    let to_fra = ["--location=fra", "--from-location=ams"];
+    let err = f.refused(e, &fra1, &to_fra, "generation");
+    assert!(
+        err.contains("the bundle is generation 1, but generation 2 was already applied here")
+            && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    // That file unreadable: no move without the flag.
+    let kept = record.with_file_name(
+        record
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("fleet-applied-", "fleet-locations-"),
+    );
+    let good = std::fs::read(&kept).unwrap();
+    std::fs::write(&kept, b"{\"format\": 7}").unwrap();
+    let err = f.refused(e, &fra2, &to_fra, "generation");
+    assert!(
+        err.contains("the locations applied here, kept beside it, cannot be read")
+            && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    std::fs::write(&kept, good).unwrap();
+    // The newest bundle of fra is taken, and the record written again knows both locations.
+    let out = f.apply(e, &fra2, &to_fra);
+    assert!(out.contains("applied fra generation 2 "), "{out}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(r["locations_applied"]["ams"]["generation"], 3, "{r}");
+    assert_eq!(r["locations_applied"]["fra"]["generation"], 2, "{r}");
 }
 
 /// `bundle apply` with stdout on a full disk saved the vault and its applied record, then
