@@ -555,6 +555,9 @@ impl Client {
             #[serde(rename = "type")]
             kind: Option<String>,
             options: Option<MountOptions>,
+            /// The mount's own path (`secret/`): OpenBao answers for any path inside a mount
+            /// with that mount.
+            path: Option<String>,
         }
         #[derive(Deserialize)]
         struct MountOptions {
@@ -566,6 +569,17 @@ impl Client {
             path: path.clone(),
             why: "no `data` member".into(),
         })?;
+        // `--mount secret/data` (the API path a policy names) or `secret/monitoring` is a path
+        // inside the mount `secret`: every read under it would find no secret, and `--prune`
+        // would remove every credential.
+        if let Some(found) = info.path.as_deref().map(|p| p.trim_matches('/')) {
+            if !found.is_empty() && found != mount {
+                let found = self.hidden.quote(found);
+                return Err(BaoError::Usage(format!(
+                    "--mount {mount} is a path inside the mount `{found}`, not a mount: give the mount itself (`--mount {found}`) and the path under it in --prefix (KV version 2 adds the `data/` of its API paths itself)"
+                )));
+            }
+        }
         let kind = info.kind.unwrap_or_default();
         let version = info.options.and_then(|o| o.version).unwrap_or_default();
         if kind != "kv" || version != "2" {

@@ -978,6 +978,59 @@ fn a_sealed_store_and_a_missing_mount_fail_with_status_and_path() {
     );
 }
 
+/// `--mount secret/data` (the API path the sync's own policy names, `secret/data/…`) is a
+/// path inside the mount `secret`: OpenBao answers the mount check for it with the mount
+/// `secret/`, and every read (`secret/data/data/m/NAME`) finds no secret. Before the fix every
+/// credential was "missing upstream" and `--prune` removed them all from the vault.
+#[test]
+fn regression_a_mount_given_as_a_path_inside_a_mount_is_refused_before_any_prune() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-m1")],
+    );
+    bao.put("m/search-token", &[("token", "Tok-canary-m2")]);
+    let site = Site::new(&policy(""));
+    site.sync_ok(Some(ROOT_TOKEN), &args(&bao, "m/"));
+    let before = site.vault_bytes();
+    for mount in ["secret/data", "secret/m"] {
+        let out = site.sync(
+            Some(ROOT_TOKEN),
+            &[
+                "--addr", &bao.addr, "--mount", mount, "--prefix", "m/", "--prune",
+            ],
+        );
+        assert_failed(
+            &out,
+            &before,
+            &site,
+            &[
+                &format!("--mount {mount} is a path inside the mount `secret`"),
+                "--mount secret",
+            ],
+            &["canary"],
+        );
+    }
+    let names = site.sv(&["cred", "list"]);
+    assert!(
+        names.contains("shop-buyer") && names.contains("search-token"),
+        "{names}"
+    );
+    // The mount itself, with or without a trailing slash, still syncs.
+    site.sync_ok(
+        Some(ROOT_TOKEN),
+        &[
+            "--addr",
+            &bao.addr,
+            "--mount",
+            "secret/",
+            "--prefix",
+            "m/",
+            "--dry-run",
+        ],
+    );
+}
+
 /// A loopback TCP proxy to `bao` that forwards the first `requests` requests and then stops
 /// the OpenBao server by its pid: the server goes away in the middle of the sync.
 fn proxy_that_kills_after(bao_port: u16, bao_pid: u32, requests: usize) -> u16 {
