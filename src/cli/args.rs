@@ -922,7 +922,8 @@ pub struct SyncOpenbaoArgs {
     /// Show what would change; save nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Remove credentials of the policy that are missing upstream (otherwise only reported).
+    /// Remove credentials of the policy that are missing upstream at the path they were synced
+    /// from (otherwise only reported; one synced from elsewhere or set by hand is kept).
     #[arg(long)]
     pub prune: bool,
     /// Take a KV version lower than the one synced before (a server restored from a backup,

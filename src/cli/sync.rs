@@ -195,17 +195,35 @@ fn openbao_sync(
         let Some(secret) = read else {
             missing += 1;
             let api = format!("{mount}/data/{kv_path}");
-            match (current.is_some(), a.prune) {
-                (true, true) => {
+            // `--prune` removes only what went away where it came from: a credential synced
+            // from this very path (and namespace). One synced from elsewhere is what a mistyped
+            // `--prefix`, `--mount` or `--namespace` finds missing, every credential at once;
+            // one set by hand was never OpenBao's to remove.
+            let source = current.and_then(|c| c.source.as_ref());
+            let from_here = source.is_some_and(|s| s.path == api && s.namespace == a.namespace);
+            let prune_note = "--prune removes only a credential synced from the path now missing";
+            match (current.is_some(), from_here, source) {
+                (true, true, _) if a.prune => {
                     lines.push(format!(
                         "- {name}: missing upstream at {api}, removed (--prune)"
                     ));
                     changes.push(Change::Remove(name));
                 }
-                (true, false) => lines.push(format!(
+                (true, true, _) => lines.push(format!(
                     "! {name}: missing upstream at {api}; kept in the vault (--prune removes it)"
                 )),
-                (false, _) => lines.push(format!(
+                (true, false, Some(s)) => lines.push(format!(
+                    "! {name}: missing upstream at {api}; kept: synced from {}{} ({prune_note}: check --mount, --prefix and --namespace)",
+                    s.path,
+                    s.namespace
+                        .as_deref()
+                        .map(|n| format!(" (namespace {n})"))
+                        .unwrap_or_default()
+                )),
+                (true, false, None) => lines.push(format!(
+                    "! {name}: missing upstream at {api}; kept: not synced from OpenBao ({prune_note}; `cred rm` removes it)"
+                )),
+                (false, _, _) => lines.push(format!(
                     "! {name}: missing upstream at {api}; not in the vault either"
                 )),
             }

@@ -568,6 +568,64 @@ fn missing_upstream_is_reported_and_removed_only_with_prune() {
     );
 }
 
+/// `--prune` removes a credential whose secret went away at the path it was synced from, and
+/// nothing else: before the fix a mistyped `--prefix` (or mount, or namespace) found every
+/// credential missing and removed them all, and a credential set by hand (never in OpenBao)
+/// was removed by any prune.
+#[test]
+fn regression_prune_removes_only_a_credential_synced_from_the_path_now_missing() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-p1")],
+    );
+    let site = Site::new(&policy(""));
+    site.sync_ok(Some(ROOT_TOKEN), &args(&bao, "m/"));
+    site.set_by_hand("search-token", "Tok-canary-p2");
+    // search-token is not in OpenBao at m/: it was set by hand, never synced.
+    let before = site.vault_bytes();
+    let out = site.sync_ok(
+        Some(ROOT_TOKEN),
+        &[&args(&bao, "m/")[..], &["--prune"]].concat(),
+    );
+    assert!(
+        out.contains("! search-token: missing upstream at secret/data/m/search-token; kept: not synced from OpenBao"),
+        "{out}"
+    );
+    assert_eq!(site.vault_bytes(), before, "nothing to change, no save");
+
+    // A mistyped prefix: every credential is missing there, none was synced from there.
+    let out = site.sync_ok(
+        Some(ROOT_TOKEN),
+        &[&args(&bao, "mm/")[..], &["--prune"]].concat(),
+    );
+    assert!(
+        out.contains("! shop-buyer: missing upstream at secret/data/mm/shop-buyer; kept: synced from secret/data/m/shop-buyer"),
+        "{out}"
+    );
+    assert!(!out.contains("removed"), "{out}");
+    assert_eq!(site.vault_bytes(), before, "nothing pruned, no save");
+    let names = site.sv(&["cred", "list"]);
+    assert!(
+        names.contains("shop-buyer") && names.contains("search-token"),
+        "{names}"
+    );
+
+    // Deleted at the path it was synced from: pruned.
+    bao.ok(&["kv", "delete", "-mount=secret", "m/shop-buyer"]);
+    let out = site.sync_ok(
+        Some(ROOT_TOKEN),
+        &[&args(&bao, "m/")[..], &["--prune"]].concat(),
+    );
+    assert!(
+        out.contains(
+            "- shop-buyer: missing upstream at secret/data/m/shop-buyer, removed (--prune)"
+        ),
+        "{out}"
+    );
+    assert!(!site.sv(&["cred", "list"]).contains("shop-buyer"));
+}
+
 #[test]
 fn a_secret_looking_key_is_refused_by_name_and_nothing_is_saved() {
     let Some(bao) = Bao::start() else { return };
