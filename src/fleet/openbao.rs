@@ -12,7 +12,7 @@
 //! redirect would carry the token elsewhere); proxies from the environment are not used.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -196,6 +196,9 @@ pub struct Client {
     token: SecretString,
     /// The token and, after an AppRole login, the secret id: what no message may show.
     hidden: Hidden,
+    /// The token came from an AppRole login: it is the sync's own, revoked when the client is
+    /// dropped (the sync ends, done or failed), rather than left valid for the role's TTL.
+    own_token: bool,
 }
 
 /// Longest piece of server text a message quotes, in characters (after [`redact_echoes`]).
@@ -237,6 +240,20 @@ impl Hidden {
     /// Redacted first, so an escape in the middle of an echo does not hide it.
     pub fn quote(&self, server_text: &str) -> String {
         self.redacted(server_text).escape_debug().to_string()
+    }
+}
+
+/// A sync that ends any way (done, refused, failed) revokes the token its AppRole login gave;
+/// until the thirty-first pass each run left one more live token for the role's whole TTL.
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Err(e) = self.revoke_own_token() {
+            // A warning that cannot be written is lost, never a panic in a drop.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "scopevault: warning: the token the AppRole login gave this sync could not be revoked ({e}): it stays valid until the role's token_ttl runs out (a role's tokens may revoke themselves when they carry the `default` policy, which allows `update` on `auth/token/revoke-self`)"
+            );
+        }
     }
 }
 
@@ -404,6 +421,7 @@ impl Client {
             namespace: opts.namespace.clone(),
             token: SecretString::from(String::new()),
             hidden: Hidden::none(),
+            own_token: false,
         };
         match auth {
             Auth::Token(t, _) => {
@@ -415,9 +433,25 @@ impl Client {
                 client.hidden.0.push(secret_id.clone());
                 client.token = client.approle_login(&role_id, &secret_id)?;
                 client.hidden.0.push(client.token.clone());
+                client.own_token = true;
             }
         }
         Ok(client)
+    }
+
+    /// Revoke the token an AppRole login gave (`auth/token/revoke-self`, which the `default`
+    /// policy allows); a token handed in is the caller's and is left alone. Once only.
+    pub fn revoke_own_token(&mut self) -> Result<(), BaoError> {
+        if !std::mem::take(&mut self.own_token) {
+            return Ok(());
+        }
+        let path = "/v1/auth/token/revoke-self";
+        let (status, bytes) = self.send("POST", path, Some(b"{}"), true)?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(status_error("POST", path, status, &bytes, &self.hidden))
+        }
     }
 
     /// What no message may show, for messages built outside the client ([`classify`]).

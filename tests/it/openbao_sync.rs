@@ -857,6 +857,60 @@ fn an_approle_per_location_reads_its_own_path_and_gets_403_on_another() {
     );
 }
 
+/// The token an AppRole login gives the sync is revoked when the sync ends (done or failed):
+/// before the fix each run left one more live token that reads every secret of the role, for
+/// the role's whole TTL (32 days by default), one a minute from a timer. A token handed in
+/// (`BAO_TOKEN`) is the admin's and is left alone.
+#[test]
+fn regression_the_token_an_approle_login_gives_is_revoked_when_the_sync_ends() {
+    let Some(bao) = Bao::start() else { return };
+    bao.put(
+        "monitoring/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-r1")],
+    );
+    let accessors = || -> usize {
+        let out = bao.ok(&["list", "-format=json", "auth/token/accessors"]);
+        serde_json::from_str::<Vec<String>>(&out).unwrap().len()
+    };
+    let (role, secret) = bao.approle("sync", "monitoring/");
+    let site = Site::new(&policy(""));
+    let sid = site.dir.path().join("sync.secret-id");
+    std::fs::write(&sid, format!("{secret}\n")).unwrap();
+    let approle = [
+        "--approle-role-id",
+        role.as_str(),
+        "--approle-secret-id-file",
+        sid.to_str().unwrap(),
+    ];
+    let live = accessors();
+    let a = [&args(&bao, "monitoring/")[..], &approle].concat();
+    site.sync_ok(None, &a);
+    assert_eq!(accessors(), live, "the sync's token outlived it");
+    site.sync_ok(None, &[&a[..], &["--dry-run"]].concat());
+    assert_eq!(accessors(), live, "the dry run's token outlived it");
+    // A failed sync: the search-token secret holds a key that looks secret.
+    bao.put(
+        "monitoring/search-token",
+        &[("token", "t"), ("db_password", "x")],
+    );
+    let out = site.sync(None, &a);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert_eq!(accessors(), live, "the failed sync's token outlived it");
+
+    // A token handed in stays valid.
+    let token = bao.ok(&["token", "create", "-field=token", "-policy=sync"]);
+    let token = token.trim();
+    bao.ok(&[
+        "kv",
+        "metadata",
+        "delete",
+        "-mount=secret",
+        "monitoring/search-token",
+    ]);
+    site.sync_ok(Some(token), &args(&bao, "monitoring/"));
+    bao.ok(&["token", "lookup", token]);
+}
+
 #[test]
 fn a_bad_token_a_token_file_and_the_auth_order() {
     let Some(bao) = Bao::start() else { return };
