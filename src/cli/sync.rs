@@ -117,6 +117,19 @@ struct Update {
     source: CredentialSource,
 }
 
+/// Two recorded namespaces name the same one: `ns1/` (recorded by a scopevault before the
+/// thirty-first pass) is `ns1`.
+fn same_namespace(a: &Option<String>, b: &Option<String>) -> bool {
+    a.as_deref().map(|n| n.trim_matches('/')) == b.as_deref().map(|n| n.trim_matches('/'))
+}
+
+/// ` (namespace NS)` for a source in a namespace, else nothing.
+fn in_namespace(ns: &Option<String>) -> String {
+    ns.as_deref()
+        .map(|n| format!(" (namespace {n})"))
+        .unwrap_or_default()
+}
+
 /// The sync. `adopted` is set to the generation the vault was saved as when opening it adopted
 /// a restored file, so that the caller's message on failure says so.
 fn openbao_sync(
@@ -133,8 +146,15 @@ fn openbao_sync(
     } else {
         format!("{prefix}/")
     };
-    if let Some(ns) = &a.namespace {
-        openbao::check_path("--namespace", ns.trim_matches('/'), false)?;
+    // `ns1/` and `/ns1` are the namespace `ns1` (OpenBao takes either): sent and recorded in
+    // one spelling, so that the rules keyed on the source (unchanged, went backwards, prune)
+    // do not take a respelling for another namespace.
+    let namespace = a
+        .namespace
+        .as_deref()
+        .map(|ns| ns.trim_matches('/').to_owned());
+    if let Some(ns) = &namespace {
+        openbao::check_path("--namespace", ns, false)?;
     }
     if !(1..=MAX_TIMEOUT).contains(&a.timeout) {
         bail!("--timeout must be between 1 and {MAX_TIMEOUT} seconds");
@@ -167,7 +187,7 @@ fn openbao_sync(
 
     let opts = ClientOptions {
         addr: a.addr.clone(),
-        namespace: a.namespace.clone(),
+        namespace: namespace.clone(),
         ca_cert: a.ca_cert.clone(),
         timeout: Duration::from_secs(a.timeout),
     };
@@ -200,7 +220,8 @@ fn openbao_sync(
             // `--prefix`, `--mount` or `--namespace` finds missing, every credential at once;
             // one set by hand was never OpenBao's to remove.
             let source = current.and_then(|c| c.source.as_ref());
-            let from_here = source.is_some_and(|s| s.path == api && s.namespace == a.namespace);
+            let from_here =
+                source.is_some_and(|s| s.path == api && same_namespace(&s.namespace, &namespace));
             let prune_note = "--prune removes only a credential synced from the path now missing";
             match (current.is_some(), from_here, source) {
                 (true, true, _) if a.prune => {
@@ -215,10 +236,7 @@ fn openbao_sync(
                 (true, false, Some(s)) => lines.push(format!(
                     "! {name}: missing upstream at {api}; kept: synced from {}{} ({prune_note}: check --mount, --prefix and --namespace)",
                     s.path,
-                    s.namespace
-                        .as_deref()
-                        .map(|n| format!(" (namespace {n})"))
-                        .unwrap_or_default()
+                    in_namespace(&s.namespace)
                 )),
                 (true, false, None) => lines.push(format!(
                     "! {name}: missing upstream at {api}; kept: not synced from OpenBao ({prune_note}; `cred rm` removes it)"
@@ -231,7 +249,7 @@ fn openbao_sync(
         };
         let source = CredentialSource {
             engine: ENGINE.to_owned(),
-            namespace: a.namespace.clone(),
+            namespace: namespace.clone(),
             path: secret.path.clone(),
             version: secret.version,
             updated: secret.updated,
@@ -259,7 +277,7 @@ fn openbao_sync(
             (None, _) => format!("+ {name}: version {} (new)", source.version),
             (Some(_), Some(b))
                 if b.path == source.path
-                    && b.namespace == source.namespace
+                    && same_namespace(&b.namespace, &source.namespace)
                     && source.version < b.version =>
             {
                 // The same secret at a lower version: a server restored from a backup (older
@@ -283,7 +301,9 @@ fn openbao_sync(
                     hand(b), b.version, source.version
                 )
             }
-            (Some(_), Some(b)) if b.path == source.path && b.namespace == source.namespace => {
+            (Some(_), Some(b))
+                if b.path == source.path && same_namespace(&b.namespace, &source.namespace) =>
+            {
                 if b.set_by_hand.is_some() {
                     format!(
                         "~ {name}: set by hand → version {} (version {} synced before; from now on synced)",
@@ -294,11 +314,13 @@ fn openbao_sync(
                 }
             }
             (Some(_), Some(b)) => format!(
-                "~ {name}: {}{} version {} → {} version {}",
+                "~ {name}: {}{}{} version {} → {}{} version {}",
                 hand(b),
                 b.path,
+                in_namespace(&b.namespace),
                 b.version,
                 source.path,
+                in_namespace(&source.namespace),
                 source.version
             ),
             (Some(_), None) => format!(

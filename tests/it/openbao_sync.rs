@@ -911,6 +911,59 @@ fn regression_the_token_an_approle_login_gives_is_revoked_when_the_sync_ends() {
     bao.ok(&["token", "lookup", token]);
 }
 
+/// `--namespace ns1/` is the namespace `ns1` (OpenBao takes either): before the fix the
+/// source recorded the spelling, so a sync with the other one took the secret as moved from
+/// another namespace, and a lower version (a server restored from a backup) was taken in
+/// silence instead of refused as going backwards.
+#[test]
+fn regression_a_namespace_with_a_slash_is_the_same_namespace_for_the_backwards_rule() {
+    let Some(bao) = Bao::start() else { return };
+    bao.ok(&["namespace", "create", "ns1"]);
+    bao.ok(&["secrets", "enable", "-ns=ns1", "-path=secret", "kv-v2"]);
+    let put = |pw: &str| {
+        bao.ok(&[
+            "kv",
+            "put",
+            "-ns=ns1",
+            "-mount=secret",
+            "m/shop-buyer",
+            "username=b",
+            &format!("password={pw}"),
+        ]);
+    };
+    put("Pw-canary-n1");
+    put("Pw-canary-n2");
+    let site = Site::new(&policy(""));
+    let ns = |n: &'static str| [&args(&bao, "m/")[..], &["--namespace", n]].concat();
+    let out = site.sync_ok(Some(ROOT_TOKEN), &ns("ns1"));
+    assert!(out.contains("+ shop-buyer: version 2 (new)"), "{out}");
+    let before = site.vault_bytes();
+    let out = site.sync_ok(Some(ROOT_TOKEN), &ns("ns1/"));
+    assert!(out.contains("1 unchanged"), "{out}");
+    assert_eq!(site.vault_bytes(), before, "nothing moved, no save");
+
+    bao.ok(&[
+        "kv",
+        "metadata",
+        "delete",
+        "-ns=ns1",
+        "-mount=secret",
+        "m/shop-buyer",
+    ]);
+    put("Pw-canary-n3");
+    let out = site.sync(Some(ROOT_TOKEN), &ns("/ns1/"));
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &[
+            "lower than version 2 synced before",
+            "--allow-older-versions",
+        ],
+        &["canary"],
+    );
+}
+
 #[test]
 fn a_bad_token_a_token_file_and_the_auth_order() {
     let Some(bao) = Bao::start() else { return };
