@@ -896,8 +896,9 @@ pub enum SyncCommand {
     /// Read each credential of the applied policy from OpenBao / HashiCorp Vault KV v2
     /// (`MOUNT/data/PREFIX<credential>`) and store changed values in one atomic save.
     ///
-    /// The token comes from BAO_TOKEN or VAULT_TOKEN, else --token-file, else an AppRole
-    /// login (--approle-role-id and --approle-secret-id-file); never from an argument.
+    /// The token comes from --token-file or an AppRole login (--approle-role-id and
+    /// --approle-secret-id-file) when one is given, else from BAO_TOKEN or VAULT_TOKEN; never
+    /// from an argument.
     Openbao(SyncOpenbaoArgs),
 }
 
@@ -934,7 +935,7 @@ pub struct SyncOpenbaoArgs {
     /// public roots.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
-    /// Read the token from this file (used when BAO_TOKEN and VAULT_TOKEN are unset).
+    /// Read the token from this file (used rather than BAO_TOKEN or VAULT_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// AppRole login: the role id (an identifier, not a secret).

@@ -44,13 +44,16 @@ pub(crate) fn run(g: &GlobalArgs, cmd: &SyncCommand) -> anyhow::Result<ExitCode>
     }
 }
 
-/// The token source, in the documented order: BAO_TOKEN, VAULT_TOKEN, --token-file, AppRole.
+/// The token source, in the documented order: --token-file or AppRole (one of them), then
+/// BAO_TOKEN, VAULT_TOKEN (before the thirty-first pass the environment came first).
 ///
 /// A variable that is empty or only whitespace is unset, as an empty one always was: a blank
 /// `BAO_TOKEN` was sent as a blank token until the twenty-second pass. A token with
 /// whitespace or a control character anywhere else is refused, unquoted
 /// ([`openbao::token_fault`]).
 fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
+    // The environment's token, if one is set (a blank one counts as unset).
+    let mut from_env = None;
     for var in ["BAO_TOKEN", "VAULT_TOKEN"] {
         if let Some(v) = std::env::var_os(var) {
             let Ok(v) = v.into_string() else {
@@ -58,12 +61,34 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
             };
             let v = SecretString::from(v);
             match openbao::token_fault(v.expose()) {
-                None => return Ok(Auth::Token(v, var.to_owned())),
+                None => {
+                    from_env = Some(Auth::Token(v, var.to_owned()));
+                    break;
+                }
                 Some(TokenFault::Blank) => {}
                 Some(fault) => bail!("{var} {fault}: set it to the token alone"),
             }
         }
     }
+    // An option given on the command line wins over the environment, as `--addr` does over
+    // BAO_ADDR: a token left in the shell (an admin's root token, a CI variable) must not
+    // replace, in silence, the token file or the least-privilege AppRole the command names.
+    let approle = match (&a.approle_role_id, &a.approle_secret_id_file) {
+        (Some(r), Some(f)) => Some((r, f)),
+        (None, None) => None,
+        (Some(_), None) => bail!("--approle-role-id needs --approle-secret-id-file FILE"),
+        (None, Some(_)) => bail!("--approle-secret-id-file needs --approle-role-id ID"),
+    };
+    if a.token_file.is_some() && approle.is_some() {
+        bail!(
+            "give either --token-file or --approle-role-id with --approle-secret-id-file, not both"
+        );
+    }
+    let ignored = |what: &str| {
+        if let Some(Auth::Token(_, var)) = &from_env {
+            errln!("scopevault: note: {var} is set but not used: the {what} given is");
+        }
+    };
     if let Some(f) = &a.token_file {
         let t = read_secret_file(f)
             .with_context(|| format!("cannot read --token-file {}", f.display()))?;
@@ -73,12 +98,13 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
                 f.display()
             );
         }
+        ignored("token file");
         return Ok(Auth::Token(
             t,
             format!("token file {}", crate::text::shown(f)),
         ));
     }
-    if let (Some(role_id), Some(f)) = (&a.approle_role_id, &a.approle_secret_id_file) {
+    if let Some((role_id, f)) = approle {
         let secret_id = read_secret_file(f)
             .with_context(|| format!("cannot read --approle-secret-id-file {}", f.display()))?;
         if secret_id.expose().trim().is_empty() {
@@ -90,10 +116,14 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
         if role_id.is_empty() || role_id.chars().any(|c| c.is_control()) {
             bail!("--approle-role-id is empty or holds control characters");
         }
+        ignored("AppRole login");
         return Ok(Auth::AppRole {
             role_id: role_id.clone(),
             secret_id,
         });
+    }
+    if let Some(auth) = from_env {
+        return Ok(auth);
     }
     bail!("no OpenBao token: set BAO_TOKEN (or VAULT_TOKEN), or give --token-file FILE, or --approle-role-id ID with --approle-secret-id-file FILE")
 }

@@ -988,13 +988,10 @@ fn a_bad_token_a_token_file_and_the_auth_order() {
     let out = site.sync(None, &a);
     assert_failed(&out, &before, &site, &["BAO_TOKEN", "--token-file"], &[]);
 
-    // The environment wins over the token file (a bad env token fails although the file is
-    // good); VAULT_TOKEN is read too.
+    // VAULT_TOKEN is read too.
     let tf = site.dir.path().join("token");
     std::fs::write(&tf, format!("{ROOT_TOKEN}\n")).unwrap();
     let with_file = [&a[..], &["--token-file", tf.to_str().unwrap()]].concat();
-    let out = site.sync(Some("bad-env-token"), &with_file);
-    assert_failed(&out, &before, &site, &["HTTP 403"], &["bad-env-token"]);
     let out = site
         .sync_cmd(None, &a)
         .env("VAULT_TOKEN", ROOT_TOKEN)
@@ -1003,6 +1000,82 @@ fn a_bad_token_a_token_file_and_the_auth_order() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = site.sync_ok(None, &with_file);
     assert!(out.contains("0 to change, 2 unchanged"), "{out}");
+}
+
+/// An option on the command line wins over a token in the environment, as `--addr` wins over
+/// `BAO_ADDR`: before the fix a `BAO_TOKEN` left in the shell (an admin's root token from
+/// `bao login`, a CI variable) was used instead of the `--token-file` or the AppRole given,
+/// in silence, so a per-location role's 403 on another location's path never came.
+#[test]
+fn regression_a_token_file_or_approle_given_wins_over_a_token_in_the_environment() {
+    let Some(bao) = Bao::start() else { return };
+    for loc in ["ams", "fra"] {
+        bao.put(
+            &format!("monitoring/{loc}/shop-buyer"),
+            &[("username", loc), ("password", &format!("Pw-{loc}-canary"))],
+        );
+    }
+    let (role, secret) = bao.approle("ams", "monitoring/ams/");
+    let site = Site::new(&policy(""));
+    let before = site.vault_bytes();
+    let sid = site.dir.path().join("ams.secret-id");
+    std::fs::write(&sid, format!("{secret}\n")).unwrap();
+    let approle = [
+        "--approle-role-id",
+        role.as_str(),
+        "--approle-secret-id-file",
+        sid.to_str().unwrap(),
+    ];
+    // The ams role on fra's path, with the root token in BAO_TOKEN: the role's 403.
+    let out = site.sync(
+        Some(ROOT_TOKEN),
+        &[&args(&bao, "monitoring/fra/")[..], &approle].concat(),
+    );
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &[
+            "BAO_TOKEN is set but not used: the AppRole login given is",
+            "HTTP 403",
+            "/v1/secret/data/monitoring/fra/",
+        ],
+        &["canary", &secret, ROOT_TOKEN],
+    );
+    // A good token file beats a bad token in the environment.
+    let tf = site.dir.path().join("token");
+    std::fs::write(&tf, format!("{ROOT_TOKEN}\n")).unwrap();
+    let out = site.sync(
+        Some("bad-env-token"),
+        &[
+            &args(&bao, "monitoring/ams/")[..],
+            &["--token-file", tf.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("BAO_TOKEN is set but not used: the token file"),
+        "{}",
+        stderr(&out)
+    );
+    // Both at once, or half an AppRole, is a usage error before any request.
+    for half in [
+        &[
+            "--token-file",
+            tf.to_str().unwrap(),
+            approle[0],
+            approle[1],
+            approle[2],
+            approle[3],
+        ][..],
+        &approle[..2],
+        &approle[2..],
+    ] {
+        let out = site.sync(None, &[&args(&bao, "monitoring/ams/")[..], half].concat());
+        assert!(!out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("--approle"), "{}", stderr(&out));
+    }
 }
 
 /// Twenty-second pass (found by the twenty-first pass's review): `BAO_TOKEN="  "` (only
