@@ -248,7 +248,10 @@ fn openbao_sync(
             // `--prune` removes only what went away where it came from: a credential synced
             // from this very path (and namespace). One synced from elsewhere is what a mistyped
             // `--prefix`, `--mount` or `--namespace` finds missing, every credential at once;
-            // one set by hand was never OpenBao's to remove.
+            // one set by hand was never OpenBao's to remove. One only declared (`policy apply`,
+            // no values yet) has nothing to remove.
+            let current = current
+                .filter(|c| c.source.is_some() || !c.secrets.is_empty() || !c.fields.is_empty());
             let source = current.and_then(|c| c.source.as_ref());
             let from_here =
                 source.is_some_and(|s| s.path == api && same_namespace(&s.namespace, &namespace));
@@ -272,7 +275,7 @@ fn openbao_sync(
                     "! {name}: missing upstream at {api}; kept: not synced from OpenBao ({prune_note}; `cred rm` removes it)"
                 )),
                 (false, _, _) => lines.push(format!(
-                    "! {name}: missing upstream at {api}; not in the vault either"
+                    "! {name}: missing upstream at {api}; no values in the vault either"
                 )),
             }
             continue;

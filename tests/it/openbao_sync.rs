@@ -580,7 +580,15 @@ fn regression_prune_removes_only_a_credential_synced_from_the_path_now_missing()
         &[("username", "b"), ("password", "Pw-canary-p1")],
     );
     let site = Site::new(&policy(""));
-    site.sync_ok(Some(ROOT_TOKEN), &args(&bao, "m/"));
+    // search-token is only declared: nothing to keep or remove.
+    let out = site.sync_ok(
+        Some(ROOT_TOKEN),
+        &[&args(&bao, "m/")[..], &["--prune"]].concat(),
+    );
+    assert!(
+        out.contains("! search-token: missing upstream at secret/data/m/search-token; no values in the vault either"),
+        "{out}"
+    );
     site.set_by_hand("search-token", "Tok-canary-p2");
     // search-token is not in OpenBao at m/: it was set by hand, never synced.
     let before = site.vault_bytes();
