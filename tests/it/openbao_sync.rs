@@ -355,6 +355,21 @@ impl Site {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The AppRole secret id in a file `NAME.secret-id` of the site (one trailing newline, as
+    /// `bao write -field=secret_id … > F` writes it); returns its path.
+    fn secret_id_file(&self, name: &str, secret: &str) -> String {
+        let f = self.dir.path().join(format!("{name}.secret-id"));
+        std::fs::write(&f, format!("{secret}\n")).unwrap();
+        f.to_str().unwrap().to_owned()
+    }
+
+    /// `sync_ok` with the root token, asserting that its output holds `want`; returns it.
+    fn sync_says(&self, args: &[&str], want: &str) -> String {
+        let out = self.sync_ok(Some(ROOT_TOKEN), args);
+        assert!(out.contains(want), "no {want:?} in: {out}");
+        out
+    }
+
     fn sv(&self, args: &[&str]) -> String {
         let mut a = vec!["--identity-file", self.id.as_str()];
         a.extend_from_slice(args);
@@ -391,6 +406,17 @@ impl Site {
         let (h, _) = split_header(&self.vault_bytes());
         h["generation"].as_u64().unwrap()
     }
+}
+
+/// A `bao server -dev` holding `m/shop-buyer` (user `b`, `password`) and, given a token,
+/// `m/search-token`, and a test vault with `policy("")` applied.
+fn bao_and_site(password: &str, token: Option<&str>) -> Option<(Bao, Site)> {
+    let bao = Bao::start()?;
+    bao.put("m/shop-buyer", &[("username", "b"), ("password", password)]);
+    if let Some(t) = token {
+        bao.put("m/search-token", &[("token", t)]);
+    }
+    Some((bao, Site::new(&policy(""))))
 }
 
 /// The header JSON of a vault file (vault-format.md: magic 8, version 2, length 4, header).
@@ -533,13 +559,9 @@ fn kv_put_sync_serve_fetch_then_rotation_upstream_is_served_after_resync() {
 
 #[test]
 fn missing_upstream_is_reported_and_removed_only_with_prune() {
-    let Some(bao) = Bao::start() else { return };
-    bao.put(
-        "m/shop-buyer",
-        &[("username", "b"), ("password", "Pw-canary-a1")],
-    );
-    bao.put("m/search-token", &[("token", "Tok-canary-b2")]);
-    let site = Site::new(&policy(""));
+    let Some((bao, site)) = bao_and_site("Pw-canary-a1", Some("Tok-canary-b2")) else {
+        return;
+    };
     let a = args(&bao, "m");
     site.sync_ok(Some(ROOT_TOKEN), &a);
     bao.ok(&["kv", "delete", "-mount=secret", "m/search-token"]);
@@ -574,43 +596,20 @@ fn missing_upstream_is_reported_and_removed_only_with_prune() {
 /// was removed by any prune.
 #[test]
 fn regression_prune_removes_only_a_credential_synced_from_the_path_now_missing() {
-    let Some(bao) = Bao::start() else { return };
-    bao.put(
-        "m/shop-buyer",
-        &[("username", "b"), ("password", "Pw-canary-p1")],
-    );
-    let site = Site::new(&policy(""));
+    let Some((bao, site)) = bao_and_site("Pw-canary-p1", None) else {
+        return;
+    };
+    let prune = |prefix| [&args(&bao, prefix)[..], &["--prune"]].concat();
     // search-token is only declared: nothing to keep or remove.
-    let out = site.sync_ok(
-        Some(ROOT_TOKEN),
-        &[&args(&bao, "m/")[..], &["--prune"]].concat(),
-    );
-    assert!(
-        out.contains("! search-token: missing upstream at secret/data/m/search-token; no values in the vault either"),
-        "{out}"
-    );
+    site.sync_says(&prune("m/"), "! search-token: missing upstream at secret/data/m/search-token; no values in the vault either");
     site.set_by_hand("search-token", "Tok-canary-p2");
     // search-token is not in OpenBao at m/: it was set by hand, never synced.
     let before = site.vault_bytes();
-    let out = site.sync_ok(
-        Some(ROOT_TOKEN),
-        &[&args(&bao, "m/")[..], &["--prune"]].concat(),
-    );
-    assert!(
-        out.contains("! search-token: missing upstream at secret/data/m/search-token; kept: not synced from OpenBao"),
-        "{out}"
-    );
+    site.sync_says(&prune("m/"), "! search-token: missing upstream at secret/data/m/search-token; kept: not synced from OpenBao");
     assert_eq!(site.vault_bytes(), before, "nothing to change, no save");
 
     // A mistyped prefix: every credential is missing there, none was synced from there.
-    let out = site.sync_ok(
-        Some(ROOT_TOKEN),
-        &[&args(&bao, "mm/")[..], &["--prune"]].concat(),
-    );
-    assert!(
-        out.contains("! shop-buyer: missing upstream at secret/data/mm/shop-buyer; kept: synced from secret/data/m/shop-buyer"),
-        "{out}"
-    );
+    let out = site.sync_says(&prune("mm/"), "! shop-buyer: missing upstream at secret/data/mm/shop-buyer; kept: synced from secret/data/m/shop-buyer");
     assert!(!out.contains("removed"), "{out}");
     assert_eq!(site.vault_bytes(), before, "nothing pruned, no save");
     let names = site.sv(&["cred", "list"]);
@@ -621,15 +620,9 @@ fn regression_prune_removes_only_a_credential_synced_from_the_path_now_missing()
 
     // Deleted at the path it was synced from: pruned.
     bao.ok(&["kv", "delete", "-mount=secret", "m/shop-buyer"]);
-    let out = site.sync_ok(
-        Some(ROOT_TOKEN),
-        &[&args(&bao, "m/")[..], &["--prune"]].concat(),
-    );
-    assert!(
-        out.contains(
-            "- shop-buyer: missing upstream at secret/data/m/shop-buyer, removed (--prune)"
-        ),
-        "{out}"
+    site.sync_says(
+        &prune("m/"),
+        "- shop-buyer: missing upstream at secret/data/m/shop-buyer, removed (--prune)",
     );
     assert!(!site.sv(&["cred", "list"]).contains("shop-buyer"));
 }
@@ -740,13 +733,9 @@ fn a_secret_looking_key_is_refused_by_name_and_nothing_is_saved() {
 /// fourteenth pass).
 #[test]
 fn a_version_whose_deletion_time_is_still_to_come_is_synced_not_pruned() {
-    let Some(bao) = Bao::start() else { return };
-    bao.put(
-        "m/shop-buyer",
-        &[("username", "b"), ("password", "Pw-canary-i9")],
-    );
-    bao.put("m/search-token", &[("token", "Tok-canary-j1")]);
-    let site = Site::new(&policy(""));
+    let Some((bao, site)) = bao_and_site("Pw-canary-i9", Some("Tok-canary-j1")) else {
+        return;
+    };
     let a = args(&bao, "m");
     site.sync_ok(Some(ROOT_TOKEN), &a);
     bao.ok(&["write", "secret/config", "delete_version_after=720h"]);
@@ -772,13 +761,9 @@ fn a_version_whose_deletion_time_is_still_to_come_is_synced_not_pruned() {
 /// leave the hand-set value in service (found by attacking the sync, fourteenth pass).
 #[test]
 fn a_value_set_by_hand_after_a_sync_is_put_back_by_the_next_sync() {
-    let Some(bao) = Bao::start() else { return };
-    bao.put(
-        "m/shop-buyer",
-        &[("username", "b"), ("password", "Pw-canary-l3")],
-    );
-    bao.put("m/search-token", &[("token", "Tok-canary-m4")]);
-    let site = Site::new(&policy(""));
+    let Some((bao, site)) = bao_and_site("Pw-canary-l3", Some("Tok-canary-m4")) else {
+        return;
+    };
     let a = args(&bao, "m");
     site.sync_ok(Some(ROOT_TOKEN), &a);
     let out = site.set_by_hand("shop-buyer", "Hand-set-canary-n5");
@@ -829,15 +814,8 @@ fn an_approle_per_location_reads_its_own_path_and_gets_403_on_another() {
     }
     let (role, secret) = bao.approle("ams", "monitoring/ams/");
     let site = Site::new(&policy(""));
-    let sid = site.dir.path().join("ams.secret-id");
-    std::fs::write(&sid, format!("{secret}\n")).unwrap();
-    let sid = sid.to_str().unwrap();
-    let approle = [
-        "--approle-role-id",
-        role.as_str(),
-        "--approle-secret-id-file",
-        sid,
-    ];
+    let sid = site.secret_id_file("ams", &secret);
+    let approle = ["--approle-role-id", &role, "--approle-secret-id-file", &sid];
 
     let out = site.sync_ok(
         None,
@@ -882,14 +860,8 @@ fn regression_the_token_an_approle_login_gives_is_revoked_when_the_sync_ends() {
     };
     let (role, secret) = bao.approle("sync", "monitoring/");
     let site = Site::new(&policy(""));
-    let sid = site.dir.path().join("sync.secret-id");
-    std::fs::write(&sid, format!("{secret}\n")).unwrap();
-    let approle = [
-        "--approle-role-id",
-        role.as_str(),
-        "--approle-secret-id-file",
-        sid.to_str().unwrap(),
-    ];
+    let sid = site.secret_id_file("sync", &secret);
+    let approle = ["--approle-role-id", &role, "--approle-secret-id-file", &sid];
     let live = accessors();
     let a = [&args(&bao, "monitoring/")[..], &approle].concat();
     site.sync_ok(None, &a);
@@ -974,13 +946,9 @@ fn regression_a_namespace_with_a_slash_is_the_same_namespace_for_the_backwards_r
 
 #[test]
 fn a_bad_token_a_token_file_and_the_auth_order() {
-    let Some(bao) = Bao::start() else { return };
-    bao.put(
-        "m/shop-buyer",
-        &[("username", "b"), ("password", "Pw-canary-g7")],
-    );
-    bao.put("m/search-token", &[("token", "Tok-canary-h8")]);
-    let site = Site::new(&policy(""));
+    let Some((bao, site)) = bao_and_site("Pw-canary-g7", Some("Tok-canary-h8")) else {
+        return;
+    };
     let before = site.vault_bytes();
     let a = args(&bao, "m");
 
@@ -1026,14 +994,8 @@ fn regression_a_token_file_or_approle_given_wins_over_a_token_in_the_environment
     let (role, secret) = bao.approle("ams", "monitoring/ams/");
     let site = Site::new(&policy(""));
     let before = site.vault_bytes();
-    let sid = site.dir.path().join("ams.secret-id");
-    std::fs::write(&sid, format!("{secret}\n")).unwrap();
-    let approle = [
-        "--approle-role-id",
-        role.as_str(),
-        "--approle-secret-id-file",
-        sid.to_str().unwrap(),
-    ];
+    let sid = site.secret_id_file("ams", &secret);
+    let approle = ["--approle-role-id", &role, "--approle-secret-id-file", &sid];
     // The ams role on fra's path, with the root token in BAO_TOKEN: the role's 403.
     let out = site.sync(
         Some(ROOT_TOKEN),
@@ -1194,12 +1156,9 @@ fn regression_a_blank_token_is_missing_and_one_with_whitespace_or_a_control_char
 
 #[test]
 fn a_sealed_store_and_a_missing_mount_fail_with_status_and_path() {
-    let Some(bao) = Bao::start() else { return };
-    bao.put(
-        "m/shop-buyer",
-        &[("username", "b"), ("password", "Pw-canary-i9")],
-    );
-    let site = Site::new(&policy(""));
+    let Some((bao, site)) = bao_and_site("Pw-canary-i9", None) else {
+        return;
+    };
     let before = site.vault_bytes();
     let out = site.sync(
         Some(ROOT_TOKEN),
@@ -1230,13 +1189,9 @@ fn a_sealed_store_and_a_missing_mount_fail_with_status_and_path() {
 /// credential was "missing upstream" and `--prune` removed them all from the vault.
 #[test]
 fn regression_a_mount_given_as_a_path_inside_a_mount_is_refused_before_any_prune() {
-    let Some(bao) = Bao::start() else { return };
-    bao.put(
-        "m/shop-buyer",
-        &[("username", "b"), ("password", "Pw-canary-m1")],
-    );
-    bao.put("m/search-token", &[("token", "Tok-canary-m2")]);
-    let site = Site::new(&policy(""));
+    let Some((bao, site)) = bao_and_site("Pw-canary-m1", Some("Tok-canary-m2")) else {
+        return;
+    };
     site.sync_ok(Some(ROOT_TOKEN), &args(&bao, "m/"));
     let before = site.vault_bytes();
     for mount in ["secret/data", "secret/m"] {
