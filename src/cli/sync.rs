@@ -259,7 +259,8 @@ fn openbao_sync(
             match (current.is_some(), from_here, source) {
                 (true, true, _) if a.prune => {
                     lines.push(format!(
-                        "- {name}: missing upstream at {api}, removed (--prune)"
+                        "- {name}: missing upstream at {api}, {} (--prune)",
+                        if a.dry_run { "would be removed" } else { "removed" }
                     ));
                     changes.push(Change::Remove(name));
                 }

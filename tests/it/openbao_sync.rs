@@ -578,7 +578,14 @@ fn missing_upstream_is_reported_and_removed_only_with_prune() {
         Some(ROOT_TOKEN),
         &[&a[..], &["--prune", "--dry-run"]].concat(),
     );
-    assert!(out.contains("- search-token: missing upstream"), "{out}");
+    // A dry run removes nothing and says so (it said "removed (--prune)" until the
+    // thirty-first pass).
+    assert!(
+        out.contains(
+            "- search-token: missing upstream at secret/data/m/search-token, would be removed (--prune)"
+        ),
+        "{out}"
+    );
     assert_eq!(site.vault_bytes(), before, "a dry run saves nothing");
 
     let out = site.sync_ok(Some(ROOT_TOKEN), &[&a[..], &["--prune"]].concat());
