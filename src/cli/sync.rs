@@ -364,6 +364,8 @@ fn openbao_sync(
         };
         let (fields, secrets) =
             openbao::classify(kind, secret, client.hidden()).map_err(anyhow::Error::msg)?;
+        // Stored with the warning every other way in gives (`cred set`, `import`).
+        super::cred::warn_nul_at("", &name, secrets.iter().map(|(k, v)| (k.as_str(), v)));
         // A seed under 80 bits was refused above; one under RFC 4226's 128 is kept, said.
         if let Some((field, bytes)) = crate::agent::totp::short_seed(&secrets) {
             errln!(

@@ -597,6 +597,37 @@ fn missing_upstream_is_reported_and_removed_only_with_prune() {
     );
 }
 
+/// A secret holding a NUL byte is synced with the warning `cred set` and `cred import` give
+/// (`exec` can hand it over only with `--files`); before the fix the sync said nothing.
+#[test]
+fn regression_a_synced_secret_holding_a_nul_byte_is_stored_with_the_warning() {
+    let Some((bao, site)) = bao_and_site("Pw-canary-z1", None) else {
+        return;
+    };
+    let mut put = Command::new(&bao.bin);
+    put.args(["kv", "put", "-mount=secret", "m/search-token", "-"])
+        .env("BAO_ADDR", &bao.addr)
+        .env("BAO_TOKEN", ROOT_TOKEN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = put.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"token": "Tok-canary\u0000z2"}"#)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m/"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("scopevault: warning: search-token.token holds a NUL byte: `exec` cannot pass it in an environment variable"),
+        "{err}"
+    );
+    assert!(!err.contains("canary"), "{err}");
+}
+
 /// `--prune` removes a credential whose secret went away at the path it was synced from, and
 /// nothing else: before the fix a mistyped `--prefix` (or mount, or namespace) found every
 /// credential missing and removed them all, and a credential set by hand (never in OpenBao)
