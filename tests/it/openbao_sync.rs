@@ -195,24 +195,26 @@ impl Bao {
         self.ok(&["auth", "enable", "approle"]);
     }
 
-    /// An AppRole whose policy reads `secret/data/PREFIX*` only; returns (role_id, secret_id).
-    fn approle(&self, name: &str, prefix: &str) -> (String, String) {
-        let policy = format!("path \"secret/data/{prefix}*\" {{ capabilities = [\"read\"] }}\n");
-        let mut c = Command::new(&self.bin);
-        c.args(["policy", "write", name, "-"])
+    /// [`Bao::ok`] with `input` on the CLI's stdin (`-` arguments).
+    fn ok_with_stdin(&self, args: &[&str], input: &[u8]) {
+        let mut child = Command::new(&self.bin)
+            .args(args)
             .env("BAO_ADDR", &self.addr)
             .env("BAO_TOKEN", ROOT_TOKEN)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(policy.as_bytes())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        assert!(child.wait_with_output().unwrap().status.success());
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "bao {args:?}: {}", stderr(&out));
+    }
+
+    /// An AppRole whose policy reads `secret/data/PREFIX*` only; returns (role_id, secret_id).
+    fn approle(&self, name: &str, prefix: &str) -> (String, String) {
+        let policy = format!("path \"secret/data/{prefix}*\" {{ capabilities = [\"read\"] }}\n");
+        self.ok_with_stdin(&["policy", "write", name, "-"], policy.as_bytes());
         self.ok(&[
             "write",
             &format!("auth/approle/role/{name}"),
@@ -604,20 +606,10 @@ fn regression_a_synced_secret_holding_a_nul_byte_is_stored_with_the_warning() {
     let Some((bao, site)) = bao_and_site("Pw-canary-z1", None) else {
         return;
     };
-    let mut put = Command::new(&bao.bin);
-    put.args(["kv", "put", "-mount=secret", "m/search-token", "-"])
-        .env("BAO_ADDR", &bao.addr)
-        .env("BAO_TOKEN", ROOT_TOKEN)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
-    let mut child = put.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"token": "Tok-canary\u0000z2"}"#)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    bao.ok_with_stdin(
+        &["kv", "put", "-mount=secret", "m/search-token", "-"],
+        br#"{"token": "Tok-canary\u0000z2"}"#,
+    );
     let out = site.sync(Some(ROOT_TOKEN), &args(&bao, "m/"));
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
