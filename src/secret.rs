@@ -21,6 +21,8 @@ use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
+mod python_printable;
+
 /// Largest secret value accepted from any source (prompt, stdin, file, fd): 64 KiB.
 ///
 /// Credentials are passwords, tokens, TOTP seeds and private keys; anything larger is a
@@ -661,10 +663,8 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     }
     // A language's display of a string: a check that logs a dict, a list or bytes holding
     // the value (found by attacking `exec`'s masking with real writers, seventeenth pass).
-    for how in [Repr::Python, Repr::Node, Repr::PythonBytes] {
-        for quote in [Some('\''), None] {
-            push!(repr_escape(value, quote, how), Encoding::Repr, MIN_FORM);
-        }
+    for mut text in display_forms(value) {
+        push!(std::mem::take(&mut *text), Encoding::Repr, MIN_FORM);
     }
     // A HAR keeps a response body (a login page echoing what was typed, HTML-escaped) and a
     // request's URL as JSON strings: each HTML and percent-encoded form JSON-escaped, as
@@ -942,11 +942,27 @@ fn json_escape(value: &str, upper: bool, also: impl Fn(char) -> bool) -> String 
     out
 }
 
+/// A string's content as a language displays it, each way [`secret_forms`] takes: Python's
+/// `repr` of the `str` by each Unicode version a Python may have (3.6: 9.0 … 3.14: 16.0: an
+/// older one escapes the characters assigned after it, thirty-first pass) and of its UTF-8
+/// `bytes`, Node's `util.inspect`; each with `'` escaped and not. Repeats are not removed.
+pub fn display_forms(value: &str) -> Vec<Zeroizing<String>> {
+    let pythons = python_versions_for(value).map(Repr::Python);
+    let mut out = Vec::new();
+    for how in pythons.chain([Repr::Node, Repr::PythonBytes]) {
+        for quote in [Some('\''), None] {
+            out.push(Zeroizing::new(repr_escape(value, quote, how)));
+        }
+    }
+    out
+}
+
 /// Whose display of a string [`repr_escape`] writes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Repr {
-    /// Python's `repr` of a `str` (and so `str()` of a dict or a list holding it).
-    Python,
+    /// Python's `repr` of a `str` (and so `str()` of a dict or a list holding it), by a
+    /// Python of the Unicode version `python_printable::VERSIONS[i]`.
+    Python(u8),
     /// Python's `repr` of the value's UTF-8 `bytes` (`b'…'`).
     PythonBytes,
     /// Node's `util.inspect` (`console.log` of an object).
@@ -957,8 +973,8 @@ enum Repr {
 /// character chosen escaped (`\'`), controls escaped. Which quote each picks for a value
 /// (Python: `"` when the value holds `'` and no `"`; Node: also a backtick when it holds
 /// both) only decides whether `'` is escaped, so [`secret_forms`] takes both ways; `quote`
-/// is `'` or `None` (another quote, nothing to escape but `\`). Python's rule for which
-/// non-ASCII characters are printable is approximated by [`crate::text::needs_escape`].
+/// is `'` or `None` (another quote, nothing to escape but `\`). Python escapes what
+/// `str.isprintable()` says is not printable in its Unicode version ([`python_prints`]).
 fn repr_escape(value: &str, quote: Option<char>, how: Repr) -> String {
     let mut out = String::with_capacity(value.len() + 8);
     let escape_byte = |out: &mut String, b: u32| match how {
@@ -985,16 +1001,72 @@ fn repr_escape(value: &str, quote: Option<char>, how: Repr) -> String {
                 }
             }
             _ if how == Repr::PythonBytes && n == 0x7f => escape_byte(&mut out, n),
-            _ if how == Repr::Python && !c.is_ascii() && crate::text::needs_escape(c) => out
-                .push_str(&match n {
-                    0..=0xff => format!("\\x{n:02x}"),
-                    0x100..=0xffff => format!("\\u{n:04x}"),
-                    _ => format!("\\U{n:08x}"),
-                }),
+            _ if matches!(how, Repr::Python(v) if !python_prints(c, v)) => out.push_str(&match n {
+                0..=0xff => format!("\\x{n:02x}"),
+                0x100..=0xffff => format!("\\u{n:04x}"),
+                _ => format!("\\U{n:08x}"),
+            }),
             c => out.push(c),
         }
     }
     out
+}
+
+/// Whether a Python of the Unicode version `python_printable::VERSIONS[version]` prints `c`
+/// as it is in a `repr` (`str.isprintable()`): not when its general category is Cc, Cf, Cs,
+/// Co, Cn, Zl, Zp or Zs (the ASCII space excepted) in the newest version, nor when it was
+/// assigned after `version`. The categories are `unicode_general_category`'s, of the newest
+/// version (`a_python_repr_is_written_for_the_unicode_version_of_the_table` checks).
+fn python_prints(c: char, version: u8) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    if c == ' ' {
+        return true;
+    }
+    let hidden = matches!(
+        get_general_category(c),
+        G::Control
+            | G::Format
+            | G::Surrogate
+            | G::PrivateUse
+            | G::Unassigned
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::SpaceSeparator
+    );
+    !hidden && printable_since(c) <= version
+}
+
+/// The index in `python_printable::VERSIONS` of the first version that prints `c` (0 for a
+/// character every version prints, or none).
+fn printable_since(c: char) -> u8 {
+    let n = c as u32;
+    let table = &python_printable::PRINTABLE_SINCE;
+    match table.binary_search_by(|&(first, last, _)| {
+        if last < n {
+            std::cmp::Ordering::Less
+        } else if first > n {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
+    }) {
+        Ok(i) => table[i].2,
+        Err(_) => 0,
+    }
+}
+
+/// The Python versions whose `repr` of `value` differ: the newest, and for each version a
+/// character of `value` was assigned in, the one before it (most values: the newest only).
+fn python_versions_for(value: &str) -> impl Iterator<Item = u8> {
+    let newest = (python_printable::VERSIONS.len() - 1) as u8;
+    let mut versions = vec![newest];
+    for c in value.chars().filter(|&c| !c.is_ascii()) {
+        let since = printable_since(c);
+        if since > 0 && !versions.contains(&(since - 1)) {
+            versions.push(since - 1);
+        }
+    }
+    versions.into_iter()
 }
 
 /// How an ASCII-only HTML/XML writer writes the other characters.
@@ -1978,6 +2050,40 @@ mod tests {
             "it\\'s \"x\"\\\\y\\x01\\u200b\\xa0\u{e9}",
             "it\\'s \"x\"\\\\y\\x01\\xe2\\x80\\x8b\\xc2\\xa0\\xc3\\xa9",
             "it's \"x\"\\\\y\\x01\u{200b}\u{a0}\u{e9}",
+        ] {
+            assert!(
+                forms.iter().any(|f| f.as_str() == written),
+                "{} not among the forms",
+                written.escape_default()
+            );
+        }
+    }
+
+    /// The table of src/secret/python_printable.rs ends at the Unicode version of the
+    /// general categories `python_prints` reads: a newer crate (a character assigned after it
+    /// would be taken as printable by every Python) needs scripts/python-printable run again.
+    #[test]
+    fn a_python_repr_is_written_for_the_unicode_version_of_the_table() {
+        let (major, minor, _) = unicode_general_category::UNICODE_VERSION;
+        let newest = python_printable::VERSIONS[python_printable::VERSIONS.len() - 1];
+        assert_eq!((major, minor), (newest.0.into(), newest.1.into()));
+    }
+
+    /// Found by the thirty-first pass's helper M: Python's `repr` of private-use, unassigned
+    /// and newly assigned characters, as Python 3.11 (Unicode 14.0) and 3.13 (15.1) write
+    /// them, was no form: `\ue000`, `\U000f0000`, `\u0378`; U+1FAE9 (Unicode 16.0) escaped
+    /// by both, U+1FAE0 (14.0) by 3.9 (13.0) only.
+    #[test]
+    fn python_repr_escapes_private_use_unassigned_and_newer_characters() {
+        let value = "pw\u{e000}x\u{f0000}y\u{378}z\u{1fae0}\u{1fae9}!";
+        let forms = mask_forms(value);
+        for written in [
+            // Python 3.14 (16.0).
+            "pw\\ue000x\\U000f0000y\\u0378z\u{1fae0}\u{1fae9}!",
+            // Python 3.11 to 3.13 (14.0 to 15.1).
+            "pw\\ue000x\\U000f0000y\\u0378z\u{1fae0}\\U0001fae9!",
+            // Python 3.6 to 3.10 (9.0 to 13.0).
+            "pw\\ue000x\\U000f0000y\\u0378z\\U0001fae0\\U0001fae9!",
         ] {
             assert!(
                 forms.iter().any(|f| f.as_str() == written),

@@ -2153,3 +2153,63 @@ fn regression_a_root_link_in_a_directory_another_user_may_write_is_not_followed(
         "password [redacted:shop-buyer.password]\n"
     );
 }
+
+/// Part of the thirty-first pass's task (helper M): Python's `repr` escapes every character
+/// `str.isprintable()` says is not printable in its Unicode version, which scopevault
+/// approximated, so a password holding a private-use character (U+E000, U+F0000), an
+/// unassigned one (U+0378) or one assigned after the running Python's Unicode (U+1FAE9,
+/// Unicode 16.0) was printed by a check's `print(repr(password))` as
+/// `'Pk\ue000q\U000f0000r\u0378s\U0001fae9t9'` under `exec`, unmasked, and a file holding
+/// that stayed after `redact`. Run here by the real python3.
+#[test]
+fn regression_python_repr_of_private_use_and_unassigned_characters_is_masked_and_scrubbed() {
+    const VALUE: &str = "Pk\u{e000}q\u{f0000}r\u{378}s\u{1fae9}t9";
+    const WRITER: &str =
+        "import os; print(repr(os.environ['SCOPEVAULT_SHOP_BUYER_PASSWORD']), flush=True)";
+    if Command::new("python3").arg("--version").output().is_err() {
+        skip("python3 is not installed");
+        return;
+    }
+    let dir = tempdir();
+    let d = daemon::start_with_buyer(dir.path(), VALUE);
+    let run = |mask: bool| {
+        let mut args = vec!["exec", "--task", "checkout-flow"];
+        if !mask {
+            args.push("--no-mask");
+        }
+        args.extend(["--", "python3", "-c", WRITER]);
+        let out = sv(&d, &args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Unmasked: what Python writes (its own escapes, not the value).
+    let written = run(false);
+    assert!(
+        written.contains("\\ue000") && written.contains("\\U000f0000") && !written.contains(VALUE),
+        "python3 wrote another repr"
+    );
+    assert_eq!(run(true), "'[redacted:shop-buyer.password]'\n");
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    let log = art.join("check.log");
+    std::fs::write(&log, format!("login as buyer with {written}")).unwrap();
+    let out = sv(
+        &d,
+        &["redact", "--task", "checkout-flow", art.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "login as buyer with '[redacted:shop-buyer.password]'\n"
+    );
+}

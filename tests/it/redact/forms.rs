@@ -1219,3 +1219,127 @@ fn regression_a_value_cut_short_with_a_truncation_mark_is_scrubbed() {
         assert_eq!(out, kept.as_bytes(), "{kept}");
     }
 }
+
+/// Each code point but the surrogates, as `program` (a Python or Node one-liner given the
+/// code point as `c`) displays it inside a string, one line each, after a first line naming
+/// the interpreter's Unicode version; `None` when `interpreter` cannot be run.
+fn display_of_every_code_point(
+    interpreter: &std::path::Path,
+    args: &[&str],
+) -> Option<(String, Vec<String>)> {
+    let out = std::process::Command::new(interpreter)
+        .args(args)
+        .env("PYTHONIOENCODING", "utf-8")
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        interpreter.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let mut lines = text.split('\n');
+    let version = lines.next().unwrap().to_owned();
+    let shown: Vec<String> = lines.take(0x110000 - 0x800).map(str::to_owned).collect();
+    assert_eq!(shown.len(), 0x110000 - 0x800, "{}", interpreter.display());
+    Some((version, shown))
+}
+
+/// Checks that, for every run of 256 code points (surrogates left out), the concatenation
+/// of `shown` (each code point's display) is among the displays of the run's string that
+/// `exec` masks and `redact` scrubs (`secret::display_forms`, which `secret_forms` takes
+/// whole: `python_repr_escapes_private_use_unassigned_and_newer_characters`), and names the
+/// code points whose display is not.
+fn every_display_is_a_form(who: &str, shown: &[String]) {
+    let chars: Vec<char> = (0..0x110000u32).filter_map(char::from_u32).collect();
+    assert_eq!(chars.len(), shown.len());
+    let mut missed = Vec::new();
+    for (run, texts) in chars.chunks(256).zip(shown.chunks(256)) {
+        let value: String = run.iter().collect();
+        let expected: String = texts.concat();
+        if scopevault::secret::display_forms(&value)
+            .iter()
+            .any(|f| f.as_str() == expected)
+        {
+            continue;
+        }
+        // Which characters: each alone between letters (a form is at least 4 bytes).
+        for (c, text) in run.iter().zip(texts) {
+            let forms = scopevault::secret::display_forms(&format!("ab{c}cd"));
+            if !forms.iter().any(|f| f.as_str() == format!("ab{text}cd")) {
+                missed.push(format!("U+{:04X} written {text}", *c as u32));
+            }
+        }
+        if missed.len() > 20 {
+            break;
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "{who}: displays that are no form: {missed:#?}"
+    );
+}
+
+/// The Python 3 interpreters here: `python3` first, then pyenv's (older Pythons, older
+/// Unicode versions) if there are any.
+fn python_interpreters() -> Vec<std::path::PathBuf> {
+    let mut found = vec![std::path::PathBuf::from("python3")];
+    let root = std::env::var_os("PYENV_ROOT")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pyenv")));
+    if let Some(Ok(dir)) = root.map(|r| std::fs::read_dir(r.join("versions"))) {
+        let mut more: Vec<_> = dir
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("3."))
+            .map(|e| e.path().join("bin/python3"))
+            .filter(|p| p.exists())
+            .collect();
+        more.sort();
+        found.extend(more);
+    }
+    found
+}
+
+/// Part of the thirty-first pass's task (helper M): `repr` of a `str` was approximated, so a
+/// value holding a private-use character (U+E000, U+F0000), an unassigned one (U+0378), or
+/// one assigned after the running Python's Unicode version (U+1FAE9, Unicode 16.0, which
+/// Python 3.11 writes `\U0001fae9`) had a `repr` that was no form. Every code point's
+/// `repr`, as each Python here writes it (generated at test time), is among the forms.
+#[test]
+fn python_repr_of_every_code_point_is_a_form() {
+    const PROGRAM: &str = "import sys, unicodedata\n\
+        print(unicodedata.unidata_version)\n\
+        sys.stdout.write(''.join(repr(chr(c))[1:-1] + '\\n' \
+        for c in range(0x110000) if not 0xd800 <= c < 0xe000))\n";
+    let mut versions = Vec::new();
+    for python in python_interpreters() {
+        let Some((version, shown)) = display_of_every_code_point(&python, &["-c", PROGRAM]) else {
+            continue;
+        };
+        // One Python of each Unicode version (pyenv's 3.9 and 3.10 share 13.0).
+        if !versions.contains(&version) {
+            every_display_is_a_form(&format!("{} (Unicode {version})", python.display()), &shown);
+            versions.push(version);
+        }
+    }
+    if versions.is_empty() {
+        skip("python3 is not installed");
+    }
+}
+
+/// Node's `util.inspect` (`console.log` of an object) of every code point, as the real
+/// `node` writes it, is among the forms.
+#[test]
+fn node_inspect_of_every_code_point_is_a_form() {
+    const PROGRAM: &str = "const u = require('util'); const out = [process.versions.unicode];\n\
+        for (let c = 0; c < 0x110000; c++) { if (c >= 0xd800 && c < 0xe000) continue;\n\
+        out.push(u.inspect(String.fromCodePoint(c)).slice(1, -1)); }\n\
+        process.stdout.write(out.join('\\n') + '\\n');";
+    let node = std::path::Path::new("node");
+    let Some((version, shown)) = display_of_every_code_point(node, &["-e", PROGRAM]) else {
+        skip("node is not installed");
+        return;
+    };
+    every_display_is_a_form(&format!("node (Unicode {version})"), &shown);
+}
