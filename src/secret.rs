@@ -700,6 +700,13 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     for t in html_twice {
         push!(t, Encoding::Html, MIN_FORM);
     }
+    // A shell's display of a word holding the value: bash's `set -x` and `${v@Q}` (`'\''`),
+    // `printf %q` (backslashes), `declare -p` / `export -p` (`"…\$…"`), and `$'…'` when
+    // the value holds a control (or any non-ASCII byte in the C locale). Found by attacking
+    // `exec`'s masking with real writers, thirty-first pass.
+    for text in shell_forms(value) {
+        push!(text, Encoding::Repr, MIN_FORM);
+    }
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
     for enc in [&BASE32, &BASE32_NOPAD] {
@@ -953,6 +960,73 @@ pub fn display_forms(value: &str) -> Vec<Zeroizing<String>> {
         for quote in [Some('\''), None] {
             out.push(Zeroizing::new(repr_escape(value, quote, how)));
         }
+    }
+    out
+}
+
+/// A word holding `value` as bash 5 displays it, between its quotes where it has some: in
+/// single quotes with `'` as `'\''` (`set -x`, `${v@Q}`), with a backslash before each
+/// character special to the shell (`printf %q`: `~` and `#` only at the start, `~` also after
+/// `=` and `:`), in double quotes with `"`, `$`, `` ` `` and `\` after a backslash
+/// (`declare -p`), and in `$'…'` as bash writes a value holding a control (`\t`, `\E`,
+/// `\001`; non-ASCII as it is in a UTF-8 locale, each byte in octal in the C locale, where
+/// `printf %q`, `${v@Q}` and `declare -p` write every non-ASCII value so).
+fn shell_forms(value: &str) -> Vec<String> {
+    let single = value.replace('\'', "'\\''");
+    let mut backslashed = String::with_capacity(value.len() * 2);
+    let mut prev = None;
+    for c in value.chars() {
+        let special = match c {
+            ' ' | '\t' | '\n' | '\'' | '"' | '\\' | '|' | '&' | ';' | '(' | ')' | '<' | '>'
+            | '!' | '{' | '}' | '*' | '[' | '?' | ']' | '^' | '$' | '`' | ',' => true,
+            '~' => matches!(prev, None | Some('=') | Some(':')),
+            '#' => prev.is_none(),
+            _ => false,
+        };
+        if special {
+            backslashed.push('\\');
+        }
+        backslashed.push(c);
+        prev = Some(c);
+    }
+    let mut double = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        if matches!(c, '"' | '$' | '`' | '\\') {
+            double.push('\\');
+        }
+        double.push(c);
+    }
+    let mut out = vec![single, backslashed, double];
+    let control = value.chars().any(|c| c.is_ascii_control());
+    for utf8 in [true, false] {
+        if !control && (utf8 || value.is_ascii()) {
+            continue;
+        }
+        let mut ansi = String::with_capacity(value.len() * 4);
+        for c in value.chars() {
+            match c {
+                '\u{1b}' => ansi.push_str("\\E"),
+                '\u{7}' => ansi.push_str("\\a"),
+                '\u{b}' => ansi.push_str("\\v"),
+                '\u{8}' => ansi.push_str("\\b"),
+                '\u{c}' => ansi.push_str("\\f"),
+                '\n' => ansi.push_str("\\n"),
+                '\r' => ansi.push_str("\\r"),
+                '\t' => ansi.push_str("\\t"),
+                '\\' | '\'' => {
+                    ansi.push('\\');
+                    ansi.push(c);
+                }
+                c if c.is_ascii_control() || (!utf8 && !c.is_ascii()) => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        ansi.push_str(&format!("\\{b:03o}"));
+                    }
+                }
+                c => ansi.push(c),
+            }
+        }
+        out.push(ansi);
     }
     out
 }

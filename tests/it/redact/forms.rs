@@ -1343,3 +1343,62 @@ fn node_inspect_of_every_code_point_is_a_form() {
     };
     every_display_is_a_form(&format!("node (Unicode {version})"), &shown);
 }
+
+/// Found by attacking `exec`'s masking with real writers (thirty-first pass, helper M): a
+/// shell check's `set -x` trace of a command holding the password, `printf %q`, `${v@Q}` and
+/// `declare -p` (an `export -p` in a debug dump) quote a value holding a quote, a space, `$`
+/// or `\` their own ways (`'Sünny d'\''Ay…'`, `Sünny\ d\'Ay\$9…`, `"…\$9\"x\\z"`, and
+/// `$'S\303\274nny…'` in the C locale cron runs checks in), and were printed as written. Each
+/// line the real bash writes holds the value only as `[redacted:…]` once masked.
+#[test]
+fn regression_bash_xtrace_printf_q_and_declare_p_of_a_value_are_masked() {
+    const SCRIPT: &str = r#"for v in "$@"; do
+  (set -x; : "$v") 2>&1
+  printf '%q\n' "$v"
+  echo "${v@Q}"
+  declare -p v
+  LC_ALL=C bash -c 'printf "%q\n" "$1"; echo "${1@Q}"; v="$1"; declare -p v' _ "$v"
+done"#;
+    let values = [
+        "S\u{fc}nny d'Ay$9\"x\\z,!",
+        "~home#1=~x:~y*?[a]{b}|&;<>(`c`)^",
+        "tab\there\u{1b}[0m'q'\u{7f}end",
+    ];
+    let Ok(out) = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg("bash")
+        .args(values)
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+    else {
+        skip("bash is not installed");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Arc::new(Patterns::from_values(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("c{i}.password"), SecretString::from(v.to_string())))
+            .collect(),
+    ));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3 * 7, "{text}");
+    for line in lines {
+        let masked = String::from_utf8(mask(&p, line.as_bytes())).unwrap();
+        assert!(
+            masked.contains("[redacted:c")
+                && !masked.contains("nny")
+                && !masked.contains("Ay")
+                && !masked.contains("home")
+                && !masked.contains("here"),
+            "bash wrote {line:?}, masked as {masked:?}"
+        );
+    }
+}
