@@ -709,6 +709,24 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     }
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
+    // Node's display of a `Buffer` holding the value (`console.log(body)`: `<Buffer 48 75 …>`,
+    // its bytes in hex between spaces, the first 50 only, then ` ... N more bytes>`): the
+    // value's bytes so, and a value of more than 50 bytes at the start of a buffer, cut
+    // (found by attacking `exec`'s masking with real writers, thirty-first pass).
+    let spaced = |b: &[u8]| {
+        b.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    push!(spaced(bytes), Encoding::Hex, MIN_FORM);
+    if bytes.len() > NODE_BUFFER_SHOWN {
+        push!(
+            format!("{} ... ", spaced(&bytes[..NODE_BUFFER_SHOWN])),
+            Encoding::Hex,
+            MIN_FORM
+        );
+    }
     for enc in [&BASE32, &BASE32_NOPAD] {
         let upper = enc.encode(bytes);
         push!(upper.to_ascii_lowercase(), Encoding::Base32, MIN_FORM);
@@ -963,6 +981,9 @@ pub fn display_forms(value: &str) -> Vec<Zeroizing<String>> {
     }
     out
 }
+
+/// How many bytes of a `Buffer` Node's `util.inspect` shows (`buffer.INSPECT_MAX_BYTES`).
+const NODE_BUFFER_SHOWN: usize = 50;
 
 /// A word holding `value` as bash 5 displays it, between its quotes where it has some: in
 /// single quotes with `'` as `'\''` (`set -x`, `${v@Q}`), with a backslash before each
