@@ -707,6 +707,12 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     for text in shell_forms(value) {
         push!(text, Encoding::Repr, MIN_FORM);
     }
+    // YAML as PyYAML's `yaml.dump` writes a string (thirty-first pass): double-quoted with
+    // non-ASCII as `\xFC` (its default) or kept (`allow_unicode=True`), and single-quoted.
+    for allow_unicode in [false, true] {
+        push!(yaml_double(value, allow_unicode), Encoding::Repr, MIN_FORM);
+    }
+    push!(value.replace('\'', "''"), Encoding::Repr, MIN_FORM);
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
     // Node's display of a `Buffer` holding the value (`console.log(body)`: `<Buffer 48 75 …>`,
@@ -977,6 +983,57 @@ pub fn display_forms(value: &str) -> Vec<Zeroizing<String>> {
     for how in pythons.chain([Repr::Node, Repr::PythonBytes]) {
         for quote in [Some('\''), None] {
             out.push(Zeroizing::new(repr_escape(value, quote, how)));
+        }
+    }
+    out
+}
+
+/// A string's content in a YAML double-quoted scalar as PyYAML's emitter writes it
+/// (`write_double_quoted`): `"`, `\\`, controls and the characters it does not print
+/// escaped (`\t`, `\e`, `\N`, `\_`, `\L`, `\P`, else `\xFC`, `\u20AC`, `\U0001F511`);
+/// with `allow_unicode`, characters from U+00A0 to U+D7FF and U+E000 to U+FFFD as they are.
+/// Its folding of a long scalar over lines is not followed.
+fn yaml_double(value: &str, allow_unicode: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        let kept = matches!(c, '\u{20}'..='\u{7e}')
+            || (allow_unicode && matches!(c, '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}'));
+        if kept
+            && !matches!(
+                c,
+                '"' | '\\' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
+            )
+        {
+            out.push(c);
+            continue;
+        }
+        let short = match c {
+            '\0' => Some('0'),
+            '\u{7}' => Some('a'),
+            '\u{8}' => Some('b'),
+            '\t' => Some('t'),
+            '\n' => Some('n'),
+            '\u{b}' => Some('v'),
+            '\u{c}' => Some('f'),
+            '\r' => Some('r'),
+            '\u{1b}' => Some('e'),
+            '"' => Some('"'),
+            '\\' => Some('\\'),
+            '\u{85}' => Some('N'),
+            '\u{a0}' => Some('_'),
+            '\u{2028}' => Some('L'),
+            '\u{2029}' => Some('P'),
+            _ => None,
+        };
+        let n = c as u32;
+        match short {
+            Some(s) => {
+                out.push('\\');
+                out.push(s);
+            }
+            None if n <= 0xff => out.push_str(&format!("\\x{n:02X}")),
+            None if n <= 0xffff => out.push_str(&format!("\\u{n:04X}")),
+            None => out.push_str(&format!("\\U{n:08X}")),
         }
     }
     out

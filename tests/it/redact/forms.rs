@@ -1457,3 +1457,62 @@ fn regression_node_buffer_display_of_a_value_is_masked() {
         );
     }
 }
+
+/// Found by attacking `exec`'s masking with real writers (thirty-first pass, helper M):
+/// PyYAML's `yaml.dump` (a Python check dumping its configuration, Ansible's output) writes
+/// a string holding non-ASCII double-quoted with `\xFC` (its default), one holding a
+/// control or a character beyond the BMP with `\t`, `\U0001F511`, and one it must quote
+/// without those single-quoted with `'` doubled: each was printed as written. Every document
+/// the real PyYAML writes holds the value only as `[redacted:…]` once masked.
+#[test]
+fn regression_pyyaml_dump_of_a_value_is_masked() {
+    const SCRIPT: &str = "import sys, yaml\n\
+        for v in sys.argv[1:]:\n\
+        \x20   for u in (False, True):\n\
+        \x20       sys.stdout.write(yaml.dump({'password': v}, allow_unicode=u).replace('\\n', ' ') + '\\n')\n";
+    let values = [
+        "S\u{fc}nny d'Ay$9\"x\\z",
+        "'quoted: start #x\u{e9}",
+        "tab\there\u{1f511}end\u{a0}\u{2028}",
+    ];
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(values)
+        .env("PYTHONIOENCODING", "utf-8")
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            skip(&format!(
+                "python3 cannot dump YAML (PyYAML missing?): {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+            return;
+        }
+        Err(e) => {
+            skip(&format!("python3 is not installed ({e})"));
+            return;
+        }
+    };
+    let p = Arc::new(Patterns::from_values(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("c{i}.password"), SecretString::from(v.to_string())))
+            .collect(),
+    ));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    for line in lines {
+        let masked = String::from_utf8(mask(&p, line.as_bytes())).unwrap();
+        assert!(
+            masked.contains("[redacted:c")
+                && !masked.contains("nny")
+                && !masked.contains("quoted")
+                && !masked.contains("here"),
+            "PyYAML wrote {line:?}, masked as {masked:?}"
+        );
+    }
+}
