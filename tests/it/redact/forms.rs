@@ -1344,6 +1344,29 @@ fn node_inspect_of_every_code_point_is_a_form() {
     every_display_is_a_form(&format!("node (Unicode {version})"), &shown);
 }
 
+/// The patterns of `values`, labelled `c0.password`, `c1.password`…
+fn numbered_patterns(values: &[&str]) -> Arc<Patterns> {
+    Arc::new(Patterns::from_values(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("c{i}.password"), SecretString::from(v.to_string())))
+            .collect(),
+    ))
+}
+
+/// Checks that each line `who` wrote is masked by `p` and keeps none of `parts` (texts of the
+/// values as written).
+fn each_line_is_masked(p: &Arc<Patterns>, lines: &[&str], parts: &[&str], who: &str) {
+    for line in lines {
+        let masked = String::from_utf8(mask(p, line.as_bytes())).unwrap();
+        assert!(
+            masked.contains("[redacted:c") && !parts.iter().any(|k| masked.contains(k)),
+            "{who} wrote {line:?}, masked as {masked:?}"
+        );
+    }
+}
+
 /// Found by attacking `exec`'s masking with real writers (thirty-first pass, helper M): a
 /// shell check's `set -x` trace of a command holding the password, `printf %q`, `${v@Q}` and
 /// `declare -p` (an `export -p` in a debug dump) quote a value holding a quote, a space, `$`
@@ -1380,27 +1403,11 @@ done"#;
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let p = Arc::new(Patterns::from_values(
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("c{i}.password"), SecretString::from(v.to_string())))
-            .collect(),
-    ));
+    let p = numbered_patterns(&values);
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3 * 7, "{text}");
-    for line in lines {
-        let masked = String::from_utf8(mask(&p, line.as_bytes())).unwrap();
-        assert!(
-            masked.contains("[redacted:c")
-                && !masked.contains("nny")
-                && !masked.contains("Ay")
-                && !masked.contains("home")
-                && !masked.contains("here"),
-            "bash wrote {line:?}, masked as {masked:?}"
-        );
-    }
+    each_line_is_masked(&p, &lines, &["nny", "Ay", "home", "here"], "bash");
 }
 
 /// Found by attacking `exec`'s masking with real writers (thirty-first pass, helper M): Node
@@ -1434,28 +1441,14 @@ fn regression_node_buffer_display_of_a_value_is_masked() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let p = Arc::new(Patterns::from_values(
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("c{i}.password"), SecretString::from(v.to_string())))
-            .collect(),
-    ));
+    let p = numbered_patterns(&values);
     let text = String::from_utf8(out.stdout).unwrap();
     let buffers: Vec<&str> = text.lines().filter(|l| l.contains("<Buffer")).collect();
     assert_eq!(buffers.len(), 6, "{text}");
     let (cut_inside, buffers) = buffers.split_last().unwrap();
     assert_eq!(mask(&p, cut_inside.as_bytes()), cut_inside.as_bytes());
-    for line in buffers {
-        let masked = String::from_utf8(mask(&p, line.as_bytes())).unwrap();
-        // "48 75 6e 74" is `Hunt`, "74 6f 6b 5f 30" `tok_0`.
-        assert!(
-            masked.contains("[redacted:c")
-                && !masked.contains("48 75 6e 74")
-                && !masked.contains("74 6f 6b 5f 30"),
-            "node wrote {line:?}, masked as {masked:?}"
-        );
-    }
+    // "48 75 6e 74" is `Hunt`, "74 6f 6b 5f 30" `tok_0`.
+    each_line_is_masked(&p, buffers, &["48 75 6e 74", "74 6f 6b 5f 30"], "node");
 }
 
 /// Found by attacking `exec`'s masking with real writers (thirty-first pass, helper M):
@@ -1495,24 +1488,9 @@ fn regression_pyyaml_dump_of_a_value_is_masked() {
             return;
         }
     };
-    let p = Arc::new(Patterns::from_values(
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("c{i}.password"), SecretString::from(v.to_string())))
-            .collect(),
-    ));
+    let p = numbered_patterns(&values);
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6, "{text}");
-    for line in lines {
-        let masked = String::from_utf8(mask(&p, line.as_bytes())).unwrap();
-        assert!(
-            masked.contains("[redacted:c")
-                && !masked.contains("nny")
-                && !masked.contains("quoted")
-                && !masked.contains("here"),
-            "PyYAML wrote {line:?}, masked as {masked:?}"
-        );
-    }
+    each_line_is_masked(&p, &lines, &["nny", "quoted", "here"], "PyYAML");
 }
