@@ -1344,6 +1344,22 @@ fn node_inspect_of_every_code_point_is_a_form() {
     every_display_is_a_form(&format!("node (Unicode {version})"), &shown);
 }
 
+/// What `writer` printed on its standard output, or `None` (the skip recorded) when its
+/// program is not installed; it must succeed.
+fn writer_output(mut writer: std::process::Command) -> Option<String> {
+    let program = writer.get_program().to_string_lossy().into_owned();
+    let Ok(out) = writer.output() else {
+        skip(&format!("{program} is not installed"));
+        return None;
+    };
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
 /// The patterns of `values`, labelled `c0.password`, `c1.password`…
 fn numbered_patterns(values: &[&str]) -> Arc<Patterns> {
     Arc::new(Patterns::from_values(
@@ -1387,24 +1403,14 @@ done"#;
         "~home#1=~x:~y*?[a]{b}|&;<>(`c`)^",
         "tab\there\u{1b}[0m'q'\u{7f}end",
     ];
-    let Ok(out) = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("bash")
+    let mut bash = std::process::Command::new("bash");
+    bash.args(["-c", SCRIPT, "bash"])
         .args(values)
-        .env("LC_ALL", "C.UTF-8")
-        .output()
-    else {
-        skip("bash is not installed");
+        .env("LC_ALL", "C.UTF-8");
+    let Some(text) = writer_output(bash) else {
         return;
     };
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let p = numbered_patterns(&values);
-    let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3 * 7, "{text}");
     each_line_is_masked(&p, &lines, &["nny", "Ay", "home", "here"], "bash");
@@ -1427,22 +1433,12 @@ fn regression_node_buffer_display_of_a_value_is_masked() {
         "Hunter2-S3cret/pass+w0rd=",
         "tok_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP-\u{e9}",
     ];
-    let Ok(out) = std::process::Command::new("node")
-        .arg("-e")
-        .arg(SCRIPT)
-        .args(values)
-        .output()
-    else {
-        skip("node is not installed");
+    let mut node = std::process::Command::new("node");
+    node.args(["-e", SCRIPT]).args(values);
+    let Some(text) = writer_output(node) else {
         return;
     };
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let p = numbered_patterns(&values);
-    let text = String::from_utf8(out.stdout).unwrap();
     let buffers: Vec<&str> = text.lines().filter(|l| l.contains("<Buffer")).collect();
     assert_eq!(buffers.len(), 6, "{text}");
     let (cut_inside, buffers) = buffers.split_last().unwrap();
