@@ -865,13 +865,15 @@ fn apply_bundle(g: &GlobalArgs, a: &BundleApplyArgs) -> anyhow::Result<ExitCode>
         payload_digest: Some(m.payload_digest.clone()),
         locations_applied,
     };
-    // The locations first, then the record: the record never knows more than the file.
+    // The locations first, then the record. The record holds the same entries, so it is
+    // written even when the file could not be: a move judges by the record of the last apply,
+    // and skipping it refused the next move (thirty-first pass, found by the re-attacker).
     use crate::fleet::health::{locations_path, record_path, write_locations, write_record};
-    let written = write_locations(&path, v.id(), &record.locations_applied)
-        .map_err(|e| (locations_path(&path), e))
-        .and_then(|_| write_record(&path, &record).map_err(|e| (record_path(&path), e)));
-    if let Err((p, e)) = written {
-        errln!("{}", unwritten_record_warning(&p, &e, c));
+    if let Err(e) = write_locations(&path, v.id(), &record.locations_applied) {
+        errln!("{}", unkept_locations_warning(&locations_path(&path), &e));
+    }
+    if let Err(e) = write_record(&path, &record) {
+        errln!("{}", unwritten_record_warning(&record_path(&path), &e, c));
     }
     drop(lock);
     // Every durable step (the save, the audit record, the daemon's reload) before anything is
@@ -995,8 +997,34 @@ fn unwritten_record_warning(
     e: &crate::vault::VaultError,
     c: &BundleCheckArgs,
 ) -> String {
+    let (why, fix) = why_unwritten(e);
+    format!(
+        "scopevault: warning: the apply is done but `status` will not show it: its applied record {} was not written ({why}). To write it, {fix}, then apply the same bundle again with `--reapply` added: `{}` (with the other options given this time); without `--reapply` the generation check refuses the bundle now applied",
+        shown(record),
+        crate::advice::command(&format!(
+            "bundle apply {} --allowed-signers {} --reapply",
+            crate::advice::shell_quoted(&c.file.to_string_lossy()),
+            crate::advice::shell_quoted(&c.allowed_signers.to_string_lossy()),
+        )),
+    )
+}
+
+/// The warning of an apply whose file of the locations applied here
+/// ([`crate::fleet::health::locations_path`]) could not be written: the applied record, which
+/// holds the same entries, is written anyway; what is lost is their copy for a later upgrade
+/// after an older scopevault's apply.
+fn unkept_locations_warning(file: &Path, e: &crate::vault::VaultError) -> String {
+    let (why, fix) = why_unwritten(e);
+    format!(
+        "scopevault: warning: the apply is done, but the locations applied here were not kept beside the applied record: {} was not written ({why}). The applied record keeps them; should an older scopevault's apply rewrite that record, a move back would not know them. To keep them, {fix}; the next apply writes it",
+        shown(file),
+    )
+}
+
+/// Why a state file was not written, and what to do about it.
+fn why_unwritten(e: &crate::vault::VaultError) -> (String, &'static str) {
     use std::io::ErrorKind;
-    let (why, fix) = match e {
+    match e {
         crate::vault::VaultError::Io { path, what, error } => (
             format!("{what} {}: {error}", shown(path)),
             match error.kind() {
@@ -1017,16 +1045,7 @@ fn unwritten_record_warning(
             },
         ),
         other => (escape_for_terminal(&other.to_string()), "remove the cause"),
-    };
-    format!(
-        "scopevault: warning: the apply is done but `status` will not show it: its applied record {} was not written ({why}). To write it, {fix}, then apply the same bundle again with `--reapply` added: `{}` (with the other options given this time); without `--reapply` the generation check refuses the bundle now applied",
-        shown(record),
-        crate::advice::command(&format!(
-            "bundle apply {} --allowed-signers {} --reapply",
-            crate::advice::shell_quoted(&c.file.to_string_lossy()),
-            crate::advice::shell_quoted(&c.allowed_signers.to_string_lossy()),
-        )),
-    )
+    }
 }
 
 /// The audit log of an apply, as the apply found it.

@@ -5768,13 +5768,7 @@ fn regression_a_move_back_after_an_older_scopevaults_apply_refuses_an_older_bund
         "{err}"
     );
     // That file unreadable: no move without the flag.
-    let kept = record.with_file_name(
-        record
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace("fleet-applied-", "fleet-locations-"),
-    );
+    let kept = locations_file(e);
     let good = std::fs::read(&kept).unwrap();
     std::fs::write(&kept, b"{\"format\": 7}").unwrap();
     let err = f.refused(e, &fra2, &to_fra, "generation");
@@ -5790,6 +5784,58 @@ fn regression_a_move_back_after_an_older_scopevaults_apply_refuses_an_older_bund
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     assert_eq!(r["locations_applied"]["ams"]["generation"], 3, "{r}");
     assert_eq!(r["locations_applied"]["fra"]["generation"], 2, "{r}");
+}
+
+/// The file beside the applied record that keeps the locations applied here
+/// (`fleet-locations-*.json`, docs/operations.md "The locations applied here").
+fn locations_file(e: &Env) -> PathBuf {
+    let record = applied_record(e);
+    record.with_file_name(
+        record
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("fleet-applied-", "fleet-locations-"),
+    )
+}
+
+/// Thirty-first pass (found by the re-attacker of this pass's fixes): when the file that keeps
+/// the locations applied here could not be written (a directory in its place; a full disk), the
+/// apply did not write the applied record either, and its warning named that file as "its
+/// applied record" that `status` would not show: the next move was refused as one without the
+/// record of the last apply (`--allow-rollback` needed). The record holds the same entries, so
+/// it is written anyway, and the warning says which file was not written and what that costs.
+#[test]
+fn regression_an_unwritable_locations_file_still_writes_the_applied_record() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let [(ams1, _), (ams2, fra2)] = published_twice_to_move(&f);
+    f.apply(e, &ams1, &["--location=ams"]);
+    let kept = locations_file(e);
+    std::fs::remove_file(&kept).unwrap();
+    std::fs::create_dir(&kept).unwrap();
+    let a = f.apply_args(e, &ams2, &[]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the locations applied here were not kept beside the applied record")
+            && err.contains(&kept.display().to_string())
+            && !err.contains("`status` will not show it"),
+        "{err}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(applied_record(e)).unwrap()).unwrap();
+    assert_eq!(r["generation"], 2, "{r}");
+    assert_eq!(r["locations_applied"]["ams"]["generation"], 2, "{r}");
+    // The record is the last apply's: a move judges by it, without --allow-rollback.
+    std::fs::remove_dir(&kept).unwrap();
+    let out = f.apply(e, &fra2, &["--location=fra", "--from-location=ams"]);
+    assert!(out.contains("applied fra generation 2 "), "{out}");
 }
 
 /// `bundle apply` with stdout on a full disk saved the vault and its applied record, then
