@@ -1013,7 +1013,17 @@ fn unwritten_record_warning(
 /// ([`crate::fleet::health::locations_path`]) could not be written: the applied record, which
 /// holds the same entries, is written anyway; what is lost is their copy for a later upgrade
 /// after an older scopevault's apply.
-fn unkept_locations_warning(file: &Path, e: &crate::vault::VaultError) -> String {
+fn unkept_locations_warning(file: &Path, e: &crate::fleet::health::LocationsUnwritten) -> String {
+    use crate::fleet::health::LocationsUnwritten;
+    let e = match e {
+        LocationsUnwritten::Write(e) => e,
+        LocationsUnwritten::Unreadable(why) => {
+            return format!(
+                "scopevault: warning: the apply is done, but the locations applied here were not kept beside the applied record: what is there cannot be read ({}), and is left as it is, as writing over it would forget the locations it keeps; every move (--from-location) is refused while it is there. Check it (put back a good copy, or remove it: this machine then forgets which generations of other locations were applied here unless the applied record names them); the next apply writes it",
+                escape_for_terminal(why)
+            );
+        }
+    };
     let (why, fix) = why_unwritten(e);
     format!(
         "scopevault: warning: the apply is done, but the locations applied here were not kept beside the applied record: {} was not written ({why}). The applied record keeps them; should an older scopevault's apply rewrite that record, a move back would not know them. To keep them, {fix}; the next apply writes it",

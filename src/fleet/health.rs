@@ -430,15 +430,27 @@ pub fn read_locations(
     })
 }
 
+/// Why [`write_locations`] did not write the file.
+#[derive(Debug)]
+pub enum LocationsUnwritten {
+    /// What is there cannot be read ([`read_locations`]'s error): it is left as it is, as
+    /// writing over it would drop what it kept (a move is refused while it is there).
+    Unreadable(String),
+    /// The write failed.
+    Write(crate::vault::VaultError),
+}
+
 /// Write the file [`locations_path`] for the vault whose id is `vault_id`: `locations` merged
 /// into what it holds for that vault (the highest generation of each location is kept), as
-/// the applied record is written.
+/// the applied record is written. A file there that cannot be read is left alone: writing
+/// over it dropped, without a word, the locations it kept, and the next move took an older
+/// bundle of one as a first apply (thirty-first pass, found by the re-attacker).
 pub fn write_locations(
     vault_path: &Path,
     vault_id: &str,
     locations: &std::collections::BTreeMap<String, LocationApplied>,
-) -> Result<PathBuf, crate::vault::VaultError> {
-    let mut kept = read_locations(vault_path, vault_id).unwrap_or_default();
+) -> Result<PathBuf, LocationsUnwritten> {
+    let mut kept = read_locations(vault_path, vault_id).map_err(LocationsUnwritten::Unreadable)?;
     for (l, a) in locations {
         let a = a.at();
         match kept.get_mut(l) {
@@ -454,6 +466,7 @@ pub fn write_locations(
         locations_applied: kept,
     };
     write_state_file(locations_path(vault_path), &f, ".fleet-locations.tmp-")
+        .map_err(LocationsUnwritten::Write)
 }
 
 /// Why the applied record of a vault is not reported.

@@ -5743,22 +5743,8 @@ fn regression_a_move_back_after_an_older_scopevaults_apply_refuses_an_older_bund
     }
     let f = Fleet::new();
     let e = &f.ams;
-    let [(ams1, fra1), (ams2, fra2)] = published_twice_to_move(&f);
-    f.apply(e, &ams1, &["--location=ams"]);
-    f.apply(e, &fra2, &["--location=fra", "--from-location=ams"]);
-    f.apply(e, &ams2, &["--location=ams", "--from-location=fra"]);
-    f.publish(&[]);
-    f.apply(e, &f.bundle("ams"), &[]);
-    // The record as the older binary's apply of that bundle writes it (format 2, its fields
-    // as docs/operations.md lists them for that format).
+    let [fra1, fra2] = moved_there_and_back_then_an_older_apply(&f);
     let record = applied_record(e);
-    let mut r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
-    assert_eq!(r["locations_applied"]["fra"]["generation"], 2, "{r}");
-    r.as_object_mut().unwrap().remove("payload_digest");
-    r.as_object_mut().unwrap().remove("locations_applied");
-    r["format"] = serde_json::json!(2);
-    std::fs::write(&record, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
 
     let to_fra = ["--location=fra", "--from-location=ams"];
     let err = f.refused(e, &fra1, &to_fra, "generation");
@@ -5784,6 +5770,66 @@ fn regression_a_move_back_after_an_older_scopevaults_apply_refuses_an_older_bund
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     assert_eq!(r["locations_applied"]["ams"]["generation"], 3, "{r}");
     assert_eq!(r["locations_applied"]["fra"]["generation"], 2, "{r}");
+}
+
+/// On `f.ams`: `ams` generation 1, a move to `fra` generation 2 and back to `ams` generation
+/// 2, an apply of `ams` generation 3, whose applied record is then rewritten as the older
+/// binary's apply writes it (format 2, its fields as docs/operations.md lists them for that
+/// format). The bundles of `fra`: [generation 1, generation 2].
+fn moved_there_and_back_then_an_older_apply(f: &Fleet) -> [PathBuf; 2] {
+    let e = &f.ams;
+    let [(ams1, fra1), (ams2, fra2)] = published_twice_to_move(f);
+    f.apply(e, &ams1, &["--location=ams"]);
+    f.apply(e, &fra2, &["--location=fra", "--from-location=ams"]);
+    f.apply(e, &ams2, &["--location=ams", "--from-location=fra"]);
+    f.publish(&[]);
+    f.apply(e, &f.bundle("ams"), &[]);
+    let record = applied_record(e);
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(r["locations_applied"]["fra"]["generation"], 2, "{r}");
+    r.as_object_mut().unwrap().remove("payload_digest");
+    r.as_object_mut().unwrap().remove("locations_applied");
+    r["format"] = serde_json::json!(2);
+    std::fs::write(&record, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+    [fra1, fra2]
+}
+
+/// Thirty-first pass (found by the re-attacker of this pass's fixes): a move is refused while
+/// the file that keeps the locations applied here cannot be read, but an apply without a move
+/// wrote over that file with the locations it knew, without a word: after an older
+/// scopevault's apply (the record without them) and a damaged file, one routine apply (as the
+/// Ansible play runs) and `--location=fra --from-location=ams` took `fra` generation 1 as a
+/// first apply, exit 0, though generation 2 had been applied here. Such a file is now left as
+/// it is, with a warning, and the move stays refused.
+#[test]
+fn regression_an_apply_leaves_an_unreadable_locations_file_and_the_move_stays_refused() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let [fra1, _] = moved_there_and_back_then_an_older_apply(&f);
+    let kept = locations_file(e);
+    let damaged = b"{\"format\": 7}";
+    std::fs::write(&kept, damaged).unwrap();
+    f.publish(&[]);
+    let a = f.apply_args(e, &f.bundle("ams"), &[]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = e.run(&a, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("what is there cannot be read") && err.contains("is left as it is"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&kept).unwrap(), damaged);
+    let to_fra = ["--location=fra", "--from-location=ams"];
+    let err = f.refused(e, &fra1, &to_fra, "generation");
+    assert!(
+        err.contains("the locations applied here, kept beside it, cannot be read"),
+        "{err}"
+    );
 }
 
 /// The file beside the applied record that keeps the locations applied here
