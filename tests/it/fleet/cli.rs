@@ -5731,7 +5731,7 @@ fn regression_a_move_without_the_applied_record_of_the_last_apply_is_refused() {
 /// Thirty-first pass (found by the attacker of upgrades and downgrades): a checkpoint that moved
 /// (`ams` → `fra` generation 2 → `ams`) and then went back to the previous binary for an apply
 /// (the twenty-eighth pass's `bundle apply` rewrites the applied record as format 2, without
-/// `locations_applied`: observed with that binary, `/work/attack31-U`) lost what it had served
+/// `locations_applied`: observed with that binary) lost what it had served
 /// of `fra`: upgraded again, `--location=fra --from-location=ams` took `fra` generation 1 as a
 /// first apply, bringing back credentials rotated out since, with only the note. The locations
 /// applied here are now also kept in a file of their own, which an older scopevault leaves alone

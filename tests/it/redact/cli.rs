@@ -2154,7 +2154,7 @@ fn regression_a_root_link_in_a_directory_another_user_may_write_is_not_followed(
     );
 }
 
-/// Part of the thirty-first pass's task (helper M): Python's `repr` escapes every character
+/// Part of the thirty-first pass (a gap the thirtieth pass left): Python's `repr` escapes every character
 /// `str.isprintable()` says is not printable in its Unicode version, which scopevault
 /// approximated, so a password holding a private-use character (U+E000, U+F0000), an
 /// unassigned one (U+0378) or one assigned after the running Python's Unicode (U+1FAE9,

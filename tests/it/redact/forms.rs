@@ -1301,7 +1301,7 @@ fn python_interpreters() -> Vec<std::path::PathBuf> {
     found
 }
 
-/// Part of the thirty-first pass's task (helper M): `repr` of a `str` was approximated, so a
+/// Part of the thirty-first pass (a gap the thirtieth pass left): `repr` of a `str` was approximated, so a
 /// value holding a private-use character (U+E000, U+F0000), an unassigned one (U+0378), or
 /// one assigned after the running Python's Unicode version (U+1FAE9, Unicode 16.0, which
 /// Python 3.11 writes `\U0001fae9`) had a `repr` that was no form. Every code point's
@@ -1383,7 +1383,7 @@ fn each_line_is_masked(p: &Arc<Patterns>, lines: &[&str], parts: &[&str], who: &
     }
 }
 
-/// Found by attacking `exec`'s masking with real writers (thirty-first pass, helper M): a
+/// Found by attacking `exec`'s masking with real writers (thirty-first pass): a
 /// shell check's `set -x` trace of a command holding the password, `printf %q`, `${v@Q}` and
 /// `declare -p` (an `export -p` in a debug dump) quote a value holding a quote, a space, `$`
 /// or `\` their own ways (`'Sünny d'\''Ay…'`, `Sünny\ d\'Ay\$9…`, `"…\$9\"x\\z"`, and
@@ -1416,7 +1416,7 @@ done"#;
     each_line_is_masked(&p, &lines, &["nny", "Ay", "home", "here"], "bash");
 }
 
-/// Found by attacking `exec`'s masking with real writers (thirty-first pass, helper M): Node
+/// Found by attacking `exec`'s masking with real writers (thirty-first pass): Node
 /// displays a `Buffer` (`console.log(body)`, `console.log({ body })`) as its bytes in hex
 /// between spaces, `<Buffer 48 75 6e …>`, the first 50 only: the password in a request body
 /// logged so was printed as written. Each line the real `node` writes holds it only as
@@ -1447,7 +1447,7 @@ fn regression_node_buffer_display_of_a_value_is_masked() {
     each_line_is_masked(&p, buffers, &["48 75 6e 74", "74 6f 6b 5f 30"], "node");
 }
 
-/// Found by attacking `exec`'s masking with real writers (thirty-first pass, helper M):
+/// Found by attacking `exec`'s masking with real writers (thirty-first pass):
 /// PyYAML's `yaml.dump` (a Python check dumping its configuration, Ansible's output) writes
 /// a string holding non-ASCII double-quoted with `\xFC` (its default), one holding a
 /// control or a character beyond the BMP with `\t`, `\U0001F511`, and one it must quote
