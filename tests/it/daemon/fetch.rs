@@ -3448,7 +3448,16 @@ fn exec_never_signals_a_process_that_took_its_reaped_childs_pid() {
             .unwrap()
     };
     let child = read_pid("child.pid");
-    let grandchild = read_pid("gc.pid");
+    // The grandchild is held by a pidfd, opened while it sleeps: it is ended through that at
+    // the end, never by its number, which another test's process may have taken by then (a
+    // `kill -KILL` of the number once ended a relay of
+    // `a_runner_name_is_resolved_again_when_etc_passwd_changes` on a loaded CI machine, where
+    // this test outlived the grandchild's `sleep 60` while it rewound `ns_last_pid`).
+    let grandchild = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(read_pid("gc.pid")).expect("a pid"),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .expect("pidfd_open of the sleeping grandchild");
     // The child has exited and exec has reaped it.
     let gone = |pid: i32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
     for _ in 0..200 {
@@ -3494,9 +3503,8 @@ fn exec_never_signals_a_process_that_took_its_reaped_childs_pid() {
     let victim_alive = victim.try_wait().unwrap().is_none();
     let _ = victim.kill();
     let _ = victim.wait();
-    let _ = Command::new("kill")
-        .args(["-KILL", &grandchild.to_string()])
-        .status();
+    // ESRCH once it has exited: nothing to end.
+    let _ = rustix::process::pidfd_send_signal(&grandchild, rustix::process::Signal::KILL);
     assert!(
         victim_alive,
         "the process that took pid {child} was killed by exec's forwarding"
