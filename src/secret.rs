@@ -2221,8 +2221,8 @@ mod tests {
         assert_eq!((major, minor), (newest.0.into(), newest.1.into()));
     }
 
-    /// Found by the thirty-first pass (the attacker of masking with real writers): Python's `repr` of private-use, unassigned
-    /// and newly assigned characters, as Python 3.11 (Unicode 14.0) and 3.13 (15.1) write
+    /// Found by the thirty-first pass (the attacker of masking with real writers): Python's
+    /// `repr` of private-use, unassigned and newly assigned characters, as Python 3.11 (Unicode 14.0) and 3.13 (15.1) write
     /// them, was no form: `\ue000`, `\U000f0000`, `\u0378`; U+1FAE9 (Unicode 16.0) escaped
     /// by both, U+1FAE0 (14.0) by 3.9 (13.0) only.
     #[test]

@@ -2682,16 +2682,7 @@ expires = "2999-01-01"
             vec![70]
         }
         let dir = tempfile::tempdir().unwrap();
-        let audit = AuditLog::open(&dir.path().join("audit.jsonl"), false).unwrap();
-        let h = Handler::new(
-            AccessConfig {
-                daemon_uid: 4242,
-                admin_group: Some("50".into()),
-                schedulers: vec![],
-            },
-            audit,
-        );
-        h.install(Box::new(stand_in(&policy_src("warn"))));
+        let h = handler_with_admin_group_50(dir.path());
         // A setgid-admin program run by uid 1601: its kernel gid (egid) is the admin group.
         let setgid = PeerIdentity::with_lookup(1601, 50, lookup);
         let v = call(&h, &setgid, r#"{"v":1,"op":"health"}"#);
