@@ -125,6 +125,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &AuditPathArgs) -> anyhow::Result<ExitCode>
         &vault_path,
         daemon_uid,
     );
+    if let (Some(file), false) = (&file, other_vault) {
+        check_locations(&mut state, &vault_path, file);
+    }
     r.lines.splice(state_at..state_at, state.lines);
     if let (Some(uid), Some(at)) = (daemon_uid, r.vault_denied) {
         if let Some(line) = r.lines.get_mut(at) {
@@ -1743,6 +1746,36 @@ fn check_state(
             format!(
                 "{shown} records no generation for vault {}… yet: rollback detection starts at its first open on this machine",
                 short_id(&file.vault_id)
+            ),
+        ),
+    }
+}
+
+/// The locations applied here (`fleet-locations-*.json` beside the applied record, with the
+/// record's entries), as a move (`bundle apply --from-location`) judges them: a file that
+/// cannot be read refuses every move, and the admin learnt it only at the move (thirty-second
+/// pass). No line when nothing was applied here, nor when this user may not open the state
+/// directory (its own line says so).
+fn check_locations(r: &mut Report, vault: &Path, file: &FileHeader) {
+    if crate::vault::SafeDir::open(&crate::paths::state_dir(), false).is_err() {
+        return;
+    }
+    let record = crate::fleet::health::read_record(vault).ok().flatten();
+    match crate::fleet::health::locations_here(vault, &file.vault_id, record.as_ref()) {
+        Err(e) => r.warn(
+            "locations",
+            format!(
+                "{}: {}",
+                crate::text::escape_for_terminal(&e),
+                crate::fleet::health::LOCATIONS_UNREADABLE
+            ),
+        ),
+        Ok(l) if l.is_empty() => {}
+        Ok(l) => r.ok(
+            "locations",
+            format!(
+                "applied here: {} (a move back, `bundle apply --from-location`, is judged by them)",
+                crate::fleet::health::locations_shown(&l)
             ),
         ),
     }

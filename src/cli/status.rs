@@ -12,12 +12,18 @@ use super::args::{GlobalArgs, StatusArgs, StatusFormat};
 use super::client_cmds::{daemon_err, health_and_peer_after_load, socket_path};
 use crate::client::ClientError;
 use crate::fleet::health::{self, Applied, AuditHead, Exposition, RecordError};
+
+/// The locations applied here, each with the highest generation applied.
+type Locations = std::collections::BTreeMap<String, health::AppliedAt>;
 use crate::protocol::Health;
 
 /// What `status` gathered: the daemon's answer, the applied record, the audit head.
 struct Gathered {
     health: anyhow::Result<Health>,
     bundle: Result<Option<Applied>, RecordError>,
+    /// The locations applied here to the vault ([`health::locations_here`]), when its applied
+    /// record could be judged: an error when the file that keeps them cannot be read.
+    locations: Option<Result<Locations, String>>,
     audit: AuditHead,
     /// The daemon down and its log holding records with no anchor of them
     /// ([`health::note_unanchored`]): the text prints its line before the error.
@@ -55,9 +61,25 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     let mut audit = audit;
     let unanchored = answer.is_err() && health::note_unanchored(&mut audit);
     let health = answer.map(|(h, _)| h);
+    let vault = super::unlock::vault_path(g);
+    let bundle = health::read_applied(&vault);
+    // A move (`--from-location`) is refused while the file keeping them cannot be read: said
+    // here, not only at the move (thirty-second pass).
+    let locations = match &bundle {
+        Ok(Some(a)) => Some(health::locations_here(
+            &vault,
+            &a.record.vault_id,
+            Some(&a.record),
+        )),
+        Ok(None) => crate::vault::file_facts(&vault)
+            .ok()
+            .map(|f| health::locations_here(&vault, &f.vault_id, None)),
+        Err(_) => None,
+    };
     let s = Gathered {
         health,
-        bundle: health::read_applied(&super::unlock::vault_path(g)),
+        bundle,
+        locations,
         audit,
         unanchored,
         now: OffsetDateTime::now_utc(),
@@ -260,6 +282,20 @@ fn json_out(s: Gathered) -> anyhow::Result<ExitCode> {
         value["audit_gap"] = serde_json::to_value(gap)?;
     }
     value["bundle"] = bundle_json(&s.bundle, s.health.as_ref().ok(), s.now);
+    value["locations_applied"] = match &s.locations {
+        None => Value::Null,
+        Some(Err(e)) => json!({ "error": e }),
+        Some(Ok(l)) => l
+            .iter()
+            .map(|(name, at)| {
+                (
+                    name.clone(),
+                    json!({ "generation": at.generation, "payload_digest": at.payload_digest }),
+                )
+            })
+            .collect::<serde_json::Map<String, Value>>()
+            .into(),
+    };
     value["audit_head"] = serde_json::to_value(&s.audit)?;
     super::output::print_shown_json(&value)?;
     Ok(ExitCode::from(code))
@@ -559,6 +595,28 @@ fn prometheus_out(
             );
         }
     }
+    if let Some(l) = &s.locations {
+        e.single(
+            "scopevault_locations_applied_ok",
+            "1 if the locations applied here (fleet-locations-*.json beside the applied record) are absent or readable; 0 if that file cannot be read, which refuses every move (bundle apply --from-location).",
+            b2f(l.is_ok()),
+        );
+        if let Ok(l) = l {
+            if !l.is_empty() {
+                let samples: Vec<([(&str, &str); 1], f64)> = l
+                    .iter()
+                    .map(|(name, at)| ([("location", name.as_str())], at.generation as f64))
+                    .collect();
+                let samples: Vec<(&[(&str, &str)], f64)> =
+                    samples.iter().map(|(l, v)| (&l[..], *v)).collect();
+                e.gauge(
+                    "scopevault_location_applied_generation",
+                    "Highest bundle generation of each location applied here, which a move back (bundle apply --from-location) is judged by.",
+                    &samples,
+                );
+            }
+        }
+    }
     let a = &s.audit;
     e.single(
         "scopevault_audit_head_checked",
@@ -717,6 +775,7 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
     let Gathered {
         health,
         bundle,
+        locations,
         audit,
         unanchored,
         now,
@@ -918,6 +977,18 @@ fn text_out(g: &GlobalArgs, s: Gathered) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+    match &locations {
+        Some(Err(e)) => outln!(
+            "locations:   UNREADABLE: {}: {}",
+            esc(e),
+            health::LOCATIONS_UNREADABLE
+        )?,
+        Some(Ok(l)) if !l.is_empty() => outln!(
+            "locations:   applied here: {} (a move back, --from-location, is judged by them)",
+            health::locations_shown(l)
+        )?,
+        _ => {}
     }
     outln!("connections: {}", h.connections)?;
     outln!(

@@ -430,6 +430,56 @@ pub fn read_locations(
     })
 }
 
+/// What to do about a file [`locations_path`] that cannot be read ([`read_locations`]'s
+/// error), as `doctor` and `status` say it.
+pub const LOCATIONS_UNREADABLE: &str = "every move (`bundle apply --from-location`) is refused while it is there, and an apply leaves it as it is; put back a good copy (from a backup of the state directory), or remove it once checked: this machine then forgets which generations of other locations were applied here unless the applied record names them, and the next apply writes it (docs/operations.md, \"The locations applied here\")";
+
+/// The locations applied here to the vault at `vault_path` whose id is `vault_id`, as a move
+/// (`bundle apply --from-location`) judges them: the file [`locations_path`] and `record`'s
+/// entries (its own last apply included) when it is that vault's, the highest generation of
+/// each. `Err` (naming the file) when that file cannot be read or trusted: every move is
+/// refused then. `doctor` and `status` said nothing of it, and the admin learnt it only at
+/// the move (thirty-second pass).
+pub fn locations_here(
+    vault_path: &Path,
+    vault_id: &str,
+    record: Option<&AppliedRecord>,
+) -> Result<std::collections::BTreeMap<String, AppliedAt>, String> {
+    let kept = read_locations(vault_path, vault_id)?;
+    let Some(r) = record.filter(|r| r.vault_id == vault_id) else {
+        return Ok(kept);
+    };
+    let mut r = r.clone();
+    r.remember(&kept);
+    let names: std::collections::BTreeSet<String> = r
+        .locations_applied
+        .keys()
+        .cloned()
+        .chain(std::iter::once(r.location.clone()))
+        .collect();
+    Ok(names
+        .into_iter()
+        .filter_map(|l| {
+            let at = r.highest_of(&l)?;
+            Some((l, at))
+        })
+        .collect())
+}
+
+/// The locations of [`locations_here`] for people: `ams generation 2, fra generation 3`.
+pub fn locations_shown(l: &std::collections::BTreeMap<String, AppliedAt>) -> String {
+    l.iter()
+        .map(|(name, at)| {
+            format!(
+                "{} generation {}",
+                crate::text::escape_for_terminal(name),
+                at.generation
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Why [`write_locations`] did not write the file.
 #[derive(Debug)]
 pub enum LocationsUnwritten {

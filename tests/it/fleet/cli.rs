@@ -5832,6 +5832,103 @@ fn regression_an_apply_leaves_an_unreadable_locations_file_and_the_move_stays_re
     );
 }
 
+/// Thirty-second pass (a known gap, found again by the new admin's first day): `doctor` and
+/// `status` said nothing of the locations applied here, kept in `fleet-locations-*.json`
+/// beside the applied record: one that cannot be read refuses every `--from-location` move,
+/// and the admin learnt it only at the move. `doctor` now has a `locations` line (ok with the
+/// locations, warn with the fix when the file cannot be read), `status` shows them (text,
+/// `--json` `locations_applied`, the metrics `scopevault_locations_applied_ok` and
+/// `scopevault_location_applied_generation`).
+#[test]
+fn regression_doctor_and_status_report_the_locations_applied_here() {
+    if ssh_keygen().is_none() {
+        return;
+    }
+    let f = Fleet::new();
+    let e = &f.ams;
+    let id = e.path("id");
+    let id = id.to_str().unwrap();
+    let [(ams1, _), (_, fra2)] = published_twice_to_move(&f);
+    f.apply(e, &ams1, &["--location=ams"]);
+    f.apply(e, &fra2, &["--location=fra", "--from-location=ams"]);
+    let d = Serve::start(e);
+    let doctor = || {
+        let out = e.run(
+            &["doctor", "--socket", d.sock(), "--identity-file", id],
+            b"",
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json = || -> serde_json::Value {
+        serde_json::from_str(&e.ok(&["status", "--json", "--socket", d.sock()], b"")).unwrap()
+    };
+    let metrics = || {
+        parse_prometheus(&e.ok(
+            &["status", "--format", "prometheus", "--socket", d.sock()],
+            b"",
+        ))
+    };
+    let text = || e.ok(&["status", "--socket", d.sock()], b"");
+    let out = doctor();
+    assert!(
+        out.lines().any(|l| l.starts_with("ok    locations")
+            && l.contains("applied here: ams generation 1, fra generation 2")),
+        "{out}"
+    );
+    let v = json();
+    assert_eq!(v["locations_applied"]["ams"]["generation"], 1, "{v}");
+    assert_eq!(v["locations_applied"]["fra"]["generation"], 2, "{v}");
+    assert!(v["locations_applied"]["fra"]["payload_digest"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:")));
+    let p = metrics();
+    assert_eq!(p["scopevault_locations_applied_ok"], 1.0);
+    assert_eq!(
+        p[r#"scopevault_location_applied_generation{location="ams"}"#],
+        1.0
+    );
+    assert_eq!(
+        p[r#"scopevault_location_applied_generation{location="fra"}"#],
+        2.0
+    );
+    let t = text();
+    assert!(
+        t.contains("locations:   applied here: ams generation 1, fra generation 2"),
+        "{t}"
+    );
+    // Damaged: every move is refused; each report says so, with the fix.
+    let kept = locations_file(e);
+    std::fs::write(&kept, b"{\"format\": 7}").unwrap();
+    let out = doctor();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("warn  locations"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(&kept.display().to_string())
+            && line.contains("every move (`bundle apply --from-location`) is refused")
+            && line.contains("put back a good copy"),
+        "{line}"
+    );
+    let v = json();
+    assert!(
+        v["locations_applied"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("is not what an apply writes there")),
+        "{v}"
+    );
+    let p = metrics();
+    assert_eq!(p["scopevault_locations_applied_ok"], 0.0);
+    assert!(!p
+        .keys()
+        .any(|k| k.starts_with("scopevault_location_applied_generation")));
+    let t = text();
+    assert!(
+        t.contains("locations:   UNREADABLE: ") && t.contains("is refused while it is there"),
+        "{t}"
+    );
+}
+
 /// The file beside the applied record that keeps the locations applied here
 /// (`fleet-locations-*.json`, docs/operations.md "The locations applied here").
 fn locations_file(e: &Env) -> PathBuf {
