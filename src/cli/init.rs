@@ -30,6 +30,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<ExitCode> {
                 g.unlock.passphrase_file.as_deref(),
                 g.unlock.passphrase_fd,
                 a.weak_passphrase_ok,
+                super::unlock::NewFrom::Init,
             )?)
         }
     };

@@ -115,6 +115,7 @@ fn add(g: &GlobalArgs, a: &KeyAddArgs) -> anyhow::Result<ExitCode> {
             a.new_passphrase_file.as_deref(),
             None,
             a.weak_passphrase_ok,
+            super::unlock::NewFrom::Key,
         )?)
     } else {
         None
@@ -314,7 +315,12 @@ fn passwd(g: &GlobalArgs, a: &KeyPasswdArgs) -> anyhow::Result<ExitCode> {
     let target = passwd_target(vault.slots(), a.slot.as_deref())?;
     let read = vault.slots().iter().find(|s| s.id() == target).cloned();
     warn_test_kdf();
-    let new_pass = new_passphrase(a.new_passphrase_file.as_deref(), None, a.weak_passphrase_ok)?;
+    let new_pass = new_passphrase(
+        a.new_passphrase_file.as_deref(),
+        None,
+        a.weak_passphrase_ok,
+        super::unlock::NewFrom::Key,
+    )?;
     let lock = WriteLock::acquire(&path)?;
     // The file may have changed while the new passphrase was typed: start from what is on
     // disk now, with the same authenticity and rollback checks.

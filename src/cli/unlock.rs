@@ -559,6 +559,18 @@ pub(crate) fn prompt(label: &str) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(s.as_str().to_owned()))
 }
 
+/// Where a command reads a new passphrase from when there is no terminal: `init`'s is its
+/// `--passphrase-file`/`--passphrase-fd`, `key add --passphrase`'s and `key passwd`'s their
+/// `--new-passphrase-file` (their `--passphrase-file` unlocks the vault). The error of a new
+/// passphrase missing named `init`'s options for every command (thirty-second pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NewFrom {
+    /// `init`.
+    Init,
+    /// `key add --passphrase`, `key passwd`.
+    Key,
+}
+
 /// Prompt twice for a new passphrase (or read it from the given file/fd), refusing an empty one
 /// and, unless `weak_ok`, one the zxcvbn estimator rates below [`MIN_PASSPHRASE_SCORE`] (with
 /// `weak_ok` it warns on stderr instead). Every new passphrase goes through here.
@@ -566,8 +578,9 @@ pub(crate) fn new_passphrase(
     from_file: Option<&Path>,
     from_fd: Option<i32>,
     weak_ok: bool,
+    from: NewFrom,
 ) -> anyhow::Result<SecretString> {
-    let p = read_new_passphrase(from_file, from_fd)?;
+    let p = read_new_passphrase(from_file, from_fd, from)?;
     check_strength(&p, weak_ok)?;
     Ok(p)
 }
@@ -616,6 +629,7 @@ pub(crate) fn check_strength(p: &SecretString, weak_ok: bool) -> anyhow::Result<
 fn read_new_passphrase(
     from_file: Option<&Path>,
     from_fd: Option<i32>,
+    from: NewFrom,
 ) -> anyhow::Result<SecretString> {
     let p = if let Some(f) = from_file {
         let p = read_secret_file(f).context("cannot read the passphrase file")?;
@@ -631,9 +645,10 @@ fn read_new_passphrase(
         a
     } else {
         // A usage problem (exit 2), not a vault that failed to unlock: there is none yet.
-        return Err(VaultError::Usage(
-            "a new passphrase is needed: give --passphrase-file FILE or --passphrase-fd N, or run on a terminal".into(),
-        )
+        return Err(VaultError::Usage(match from {
+            NewFrom::Init => "a new passphrase is needed: give --passphrase-file FILE or --passphrase-fd N, or run on a terminal".into(),
+            NewFrom::Key => "a new passphrase is needed: give --new-passphrase-file FILE, or run on a terminal (--passphrase-file and --passphrase-fd give the current passphrase, which unlocks the vault)".into(),
+        })
         .into());
     };
     if p.is_empty() {

@@ -404,3 +404,41 @@ fn a_usage_line_does_not_show_options_set_by_their_environment_variables() {
         "{usage}"
     );
 }
+
+/// Thirty-second pass (found by the new admin's first day, rotating a passphrase unattended as
+/// docs/operations.md shows): `key add --passphrase` and `key passwd` with no terminal said
+/// "a new passphrase is needed: give --passphrase-file FILE or --passphrase-fd N, or run on a
+/// terminal", though the admin had given `--passphrase-file` (the current passphrase, which
+/// unlocks the vault) and the new one is read from `--new-passphrase-file` only. The message
+/// now names the option of the command given.
+#[test]
+fn regression_a_missing_new_passphrase_names_the_option_of_the_command() {
+    let e = Env::new();
+    let pf = e.pf();
+    e.init_with_cred();
+    for args in [
+        &["key", "add", "--passphrase", "--label", "second"][..],
+        &["key", "passwd"][..],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--passphrase-file", pf.as_str()]);
+        let out = no_tty(&e, &a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("a new passphrase is needed: give --new-passphrase-file FILE")
+                && !err.contains("give --passphrase-file"),
+            "{args:?}: {err}"
+        );
+    }
+    // `init`'s new passphrase is --passphrase-file or --passphrase-fd.
+    let out = no_tty(
+        &e,
+        &["init", "--vault", e.path("v2/vault").to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("give --passphrase-file FILE or --passphrase-fd N"),
+        "{err}"
+    );
+}
