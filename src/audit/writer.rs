@@ -367,6 +367,27 @@ pub(crate) fn anchor_no_access_advice(p: &Path) -> String {
     }
 }
 
+/// What [`AuditError::AnchorNoAccess`] of the anchor `p` says instead of
+/// [`anchor_no_access_advice`] when the daemon answering runs as `daemon_uid`, another user
+/// than this one, and the state directory is that user's: it is the daemon's, as it should be,
+/// so this user runs the check as the daemon's user or root. `None` otherwise. A second admin
+/// (`--admin-group`) was told "If this user runs the daemon, give it its state directory back:
+/// as root, `chown -R <the admin's uid> …`", which takes it from the daemon (thirty-second
+/// pass, found by the new admin's first day).
+pub(crate) fn anchor_of_the_daemon_advice(p: &Path, daemon_uid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = p.parent().unwrap_or(Path::new("/"));
+    let me = rustix::process::geteuid().as_raw();
+    let m = std::fs::metadata(dir).ok()?;
+    (daemon_uid != me && m.uid() == daemon_uid).then(|| {
+        format!(
+            "the state directory {} is the daemon's (uid {daemon_uid}, which runs the daemon answering; mode {:04o}), as it should be, and this user (uid {me}) may not look in it: run this as the daemon's user or root to check the head; nothing there is to be changed (leave the anchor in place: it is what detects records cut from the log's end, docs/audit.md, \"The anchor\")",
+            crate::text::shown(dir),
+            m.mode() & 0o7777,
+        )
+    })
+}
+
 /// The anchor in the file `p`, if it exists.
 fn anchor_at(p: &Path) -> Result<Option<Anchor>, AuditError> {
     let p = p.to_owned();

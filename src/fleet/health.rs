@@ -856,8 +856,24 @@ pub fn audit_head_with(
         Ok(a) => a,
         // This user may not read the anchor: the head cannot be checked, which is not an
         // error in the log or the anchor (twenty-sixth pass).
-        Err(e @ crate::audit::AuditError::AnchorNoAccess { .. }) => {
-            out.unchecked = Some(e.to_string());
+        // The daemon's own state directory, of another user than this one, is not this user's
+        // to take (thirty-second pass).
+        Err(crate::audit::AuditError::AnchorNoAccess {
+            path,
+            message,
+            advice,
+        }) => {
+            let advice = daemon_uid
+                .and_then(|u| crate::audit::anchor_of_the_daemon_advice(&path, u))
+                .unwrap_or(advice);
+            out.unchecked = Some(
+                crate::audit::AuditError::AnchorNoAccess {
+                    path,
+                    message,
+                    advice,
+                }
+                .to_string(),
+            );
             None
         }
         Err(e) => {

@@ -451,6 +451,15 @@ impl RunnerSetup {
     /// `serve` as svrunner with a 64 KiB memory-lock limit; with `activated`, on the listening
     /// socket given as its stdin, as systemd hands one over (fd 3, `LISTEN_FDS`, `LISTEN_PID`).
     fn serve(&self, activated: Option<std::os::fd::OwnedFd>) -> OtherUsersDaemon {
+        self.serve_with(activated, &[])
+    }
+
+    /// [`RunnerSetup::serve`] with `extra` arguments to `serve` (`--admin-group G`).
+    fn serve_with(
+        &self,
+        activated: Option<std::os::fd::OwnedFd>,
+        extra: &[&str],
+    ) -> OtherUsersDaemon {
         let stderr = self.base.path().join("daemon.stderr");
         let mut c = self.as_runner("sh");
         c.arg("-c")
@@ -467,6 +476,7 @@ impl RunnerSetup {
             .arg(self.socket())
             .arg("--identity-file")
             .arg(self.home().join("identity.txt"))
+            .args(extra)
             .stdin(match activated {
                 Some(fd) => std::process::Stdio::from(fd),
                 None => std::process::Stdio::null(),
@@ -540,6 +550,61 @@ fn doctor_by_a_second_admin_judges_the_daemons_files_for_its_uid_and_does_not_fa
     }
     assert!(!text.lines().any(|l| l.starts_with("fail")), "{text}");
     assert_eq!(code, Some(0), "{text}");
+    drop(d);
+}
+
+/// Thirty-second pass (found by the new admin's first day, a second admin in `--admin-group`
+/// checking the daemon of the shipped unit): the daemon's state directory is its own, 0700,
+/// and `status` and `doctor` by the second admin said `audit head: NOT CHECKED: … If this user
+/// runs the daemon, give it its state directory back: as root, `chown -R <the admin's uid>
+/// …``: done, the daemon lost its own state directory (its anchor writes failed, its next
+/// start was refused). With the daemon's uid known and the directory the daemon's, the advice
+/// says it is the daemon's, as it should be, and to run as the daemon's user or root.
+#[test]
+fn a_second_admin_is_not_told_to_take_the_daemons_state_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let Some(s) = RunnerSetup::new(0o711) else {
+        return;
+    };
+    let (other_uid, other_gid) = match users::ensure_user("svother") {
+        Ok(ids) => ids,
+        Err(why) => return skip::skip(&why),
+    };
+    // The state directory below a directory others may look in, as /var/lib/scopevault-state.
+    std::fs::set_permissions(s.home(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let d = s.serve_with(None, &["--admin-group", "svother"]);
+    std::fs::set_permissions(s.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let as_admin = |args: &[&str]| {
+        let mut c = std::process::Command::new(&s.exe);
+        let out = c
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/")
+            .args(args)
+            .arg("--socket")
+            .arg(s.socket())
+            .current_dir("/")
+            .uid(other_uid)
+            .gid(other_gid)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = as_admin(&["status"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("audit head:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("NOT CHECKED"), "{text}");
+    assert!(!line.contains("chown"), "{line}");
+    assert!(
+        line.contains(&format!("is the daemon's (uid {}", s.uid))
+            && line.contains("run this as the daemon's user or root"),
+        "{line}"
+    );
+    let text = as_admin(&["doctor"]);
+    assert!(!text.contains(&format!("chown -R {other_uid}")), "{text}");
     drop(d);
 }
 
