@@ -531,7 +531,7 @@ pub enum LintFormat {
     after_help = "Exit codes:\n  0  nothing blocking\n  1  blocking findings (errors and security warnings by default; see --deny)\n  2  usage, parse or I/O error"
 )]
 pub struct LintArgs {
-    /// The policy file [default: policy.toml].
+    /// The policy file.
     #[arg(default_value = "policy.toml")]
     pub file: PathBuf,
     /// Also run the rules that need the vault (missing-secret, both-totp-seeds,

@@ -442,3 +442,69 @@ fn regression_a_missing_new_passphrase_names_the_option_of_the_command() {
         "{err}"
     );
 }
+
+/// Every command's path (`["cred", "set"]`), walking the `Commands:` lists of `--help`.
+fn command_paths(e: &Env) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut todo = vec![Vec::<String>::new()];
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = e.ok(&args, b"");
+        let subs: Vec<String> = help
+            .split("\nCommands:\n")
+            .nth(1)
+            .map(|rest| {
+                rest.lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    // A name starts a line two spaces in; a wrapped description is further in.
+                    .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+                    .filter_map(|l| l.split_whitespace().next())
+                    .filter(|n| *n != "help")
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for s in subs {
+            let mut p = path.clone();
+            p.push(s);
+            todo.push(p);
+        }
+        out.push(path);
+    }
+    out
+}
+
+/// Thirty-second pass (found by the new admin's first day, reading `lint --help` against
+/// docs/lint-rules.md): `[FILE]  The policy file [default: policy.toml] [default:
+/// policy.toml]`, the default written in the doc comment and added again by clap. No
+/// argument of any command says its default twice, in `-h` or `--help`.
+#[test]
+fn regression_no_help_says_a_default_twice() {
+    let e = Env::new();
+    let paths = command_paths(&e);
+    assert!(paths.iter().any(|p| p == &["lint"]), "{paths:?}");
+    assert!(paths.iter().any(|p| p == &["cred", "set"]), "{paths:?}");
+    for path in paths {
+        for flag in ["-h", "--help"] {
+            let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+            args.push(flag);
+            let help = e.ok(&args, b"");
+            // In `--help` an argument's text is a paragraph (its lines up to a blank one), in
+            // `-h` a line.
+            let sep = if flag == "-h" { "\n" } else { "\n\n" };
+            for para in help.split(sep) {
+                let para = para.split_whitespace().collect::<Vec<_>>().join(" ");
+                let defaults: Vec<&str> = para
+                    .match_indices("[default: ")
+                    .map(|(i, _)| &para[i..])
+                    .map(|d| &d[..d.find(']').unwrap_or(d.len())])
+                    .collect();
+                let mut seen = std::collections::BTreeSet::new();
+                for d in defaults {
+                    assert!(seen.insert(d), "{args:?}: {d}] twice in: {para}");
+                }
+            }
+        }
+    }
+}
