@@ -44,8 +44,21 @@ pub(crate) fn warn_local_change(v: &vault::Vault) {
     );
 }
 
+/// `recipient`: the vault's recipient, read once the vault is authenticated (the header's
+/// copy is anyone's who may write the file, and the admin encrypts the location's bundles to
+/// it). Without an unlock source the error says so, and how to give the identity that a
+/// checkpoint set up as docs/operations.md "systemd" says keeps only in its systemd credential:
+/// it said "give --identity-file FILE", that file shredded (thirty-second pass).
 pub(crate) fn recipient(g: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let v = open_vault_to_read(g)?;
+    let v = open_vault_to_read(g).map_err(|e| match e.downcast_ref::<crate::vault::VaultError>() {
+        Some(crate::vault::VaultError::NoUnlockSource(why)) => anyhow::Error::new(crate::vault::VaultError::NoUnlockSource(format!(
+            "{why}. The recipient is printed only once the vault is authenticated (the header's copy could have been changed by anyone who may write the file, and bundles would then go to their key). On a checkpoint whose identity file is kept only in the systemd credential (docs/operations.md, \"systemd\"), as root: `{}`",
+            crate::advice::command(
+                "recipient --identity-file <(systemd-creds decrypt --name=scopevault-identity /etc/credstore.encrypted/scopevault-identity -)"
+            )
+        ))),
+        _ => e,
+    })?;
     outln!("{}", v.recipient())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5929,6 +5929,43 @@ fn regression_doctor_and_status_report_the_locations_applied_here() {
     );
 }
 
+/// Thirty-second pass (found by the new admin's first day, following "systemd" and then
+/// "Adding a location"): on a checkpoint set up as "systemd" says, the vault has only an
+/// identity-file slot and the clear identity file is shredded (the systemd credential keeps
+/// it). `scopevault recipient` then said "no way to unlock the vault: … give --identity-file
+/// FILE for one of its identity-file slots", the file gone. The error now says why the
+/// recipient needs the vault authenticated and how to give the credential's identity, with the
+/// `--vault` given; the identity given so (a pipe) prints the recipient.
+#[test]
+fn regression_recipient_without_its_identity_says_how_to_give_the_credentials() {
+    let e = checkpoint();
+    let vault = e.vault();
+    let vault = vault.to_str().unwrap();
+    let out = e.run(&["recipient", "--vault", vault], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("systemd-creds decrypt --name=scopevault-identity /etc/credstore.encrypted/scopevault-identity -")
+            && err.contains(&format!("--vault {vault}"))
+            && err.contains("only once the vault is authenticated"),
+        "{err}"
+    );
+    // As advised, the identity through a pipe.
+    let id = e.path("id");
+    let out = e
+        .wrapper("bash")
+        .arg("-c")
+        .arg(r#"exec "$0" recipient --vault "$1" --identity-file <(cat "$2")"#)
+        .arg(env!("CARGO_BIN_EXE_scopevault"))
+        .arg(vault)
+        .arg(&id)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.starts_with("age1"), "{stdout}");
+}
+
 /// The file beside the applied record that keeps the locations applied here
 /// (`fleet-locations-*.json`, docs/operations.md "The locations applied here").
 fn locations_file(e: &Env) -> PathBuf {
