@@ -61,6 +61,18 @@ pub enum ServeError {
         /// What is wrong.
         why: String,
     },
+    /// The socket directory is another user's (not root's, not this daemon's): a daemon of
+    /// that user's may serve there, so the fix that leaves it alone comes first. It said "make
+    /// it owned by you (or root)": the default socket of a user after `su -` is in the system
+    /// daemon's `/run/scopevault`, and that advice took it from that daemon (thirty-second
+    /// pass, found by the new admin's first day).
+    #[error("socket directory {dir} is owned by uid {owner}, another user (a daemon of that user's may serve there: it is not this one's to take): choose a socket of this user's own with --socket PATH (a user's default socket is under $XDG_RUNTIME_DIR: set it to a directory of its own, such as /run/user/$(id -u) where that exists); only if the directory is meant for this daemon, have root give it to this user, not writable by group or others (chmod 0700)")]
+    OthersDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Its owner.
+        owner: u32,
+    },
     /// The socket directory's path cannot be checked as it is given (a symbolic link on it,
     /// `..`, a component that cannot be inspected): the reason says which and what to do.
     #[error("cannot use socket directory {dir}: {why}")]
@@ -208,7 +220,10 @@ pub(crate) fn check_socket_dir(dir: &Path, uid: u32) -> Result<(), ServeError> {
         return Err(refuse("not a directory".into()));
     }
     if meta.uid() != uid && meta.uid() != 0 {
-        return Err(refuse(format!("owned by uid {}", meta.uid())));
+        return Err(ServeError::OthersDir {
+            dir: dir.to_owned(),
+            owner: meta.uid(),
+        });
     }
     if meta.mode() & 0o022 != 0 {
         return Err(refuse(format!(

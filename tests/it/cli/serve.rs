@@ -172,6 +172,60 @@ fn serve_without_xdg_runtime_dir_says_it_once_with_the_fix() {
     assert!(err.contains(&format!("LimitMEMLOCK={limit}")), "{err}");
 }
 
+/// Thirty-second pass (found by the new admin's first day: `scopevault serve` as a user after
+/// `su -`, beside the system daemon of the shipped units): the default socket's directory,
+/// `/run/scopevault`, was the system daemon's (`scopevault`'s, 0750), and `serve` said
+/// "socket directory /run/scopevault is owned by uid 986; make it owned by you (or root) and
+/// not writable by group or others (chmod 0700)": done, the system daemon loses its socket
+/// directory. Another user's directory is now said to be another user's, with the fix that
+/// leaves it alone first (a socket of one's own: `--socket`, `XDG_RUNTIME_DIR`).
+#[test]
+fn serve_in_another_users_socket_directory_is_told_to_choose_its_own() {
+    if !is_root() {
+        return skip("needs root to make a directory another user's and run as a third");
+    }
+    let (owner, _) = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip(&why),
+    };
+    let e = Env::new();
+    std::fs::set_permissions(e.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = e.path("nobody");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let run = e.path("run-of-another");
+    std::fs::create_dir(&run).unwrap();
+    std::os::unix::fs::chown(&run, Some(owner), Some(owner)).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--vault"])
+        .arg(state.join("vault.scopevault"))
+        .arg("--audit")
+        .arg(state.join("audit.jsonl"))
+        .arg("--socket")
+        .arg(run.join("s.sock"))
+        .env_clear()
+        .env("HOME", &state)
+        .env("XDG_STATE_HOME", state.join("st"))
+        .env("SCOPEVAULT_STATE_DIR", state.join("st"))
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("is owned by uid {owner}, another user"))
+            && err.contains("choose a socket of this user's own with --socket PATH")
+            && err.contains("XDG_RUNTIME_DIR")
+            && !err.contains("; make it owned by you (or root)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::metadata(&run).unwrap().uid(), owner);
+}
+
 /// `Key=value` lines of a unit (the last one wins, as in systemd for these keys).
 fn unit_value<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
     unit.lines()
