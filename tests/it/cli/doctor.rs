@@ -505,6 +505,19 @@ impl RunnerSetup {
     }
 }
 
+/// svrunner's set-up ([`RunnerSetup`], run directory 0711) and the second admin `svother`'s
+/// uid and gid; `None` (a skip reported) without them.
+fn second_admin() -> Option<(RunnerSetup, (u32, u32))> {
+    let s = RunnerSetup::new(0o711)?;
+    match users::ensure_user("svother") {
+        Ok(ids) => Some((s, ids)),
+        Err(why) => {
+            skip::skip(&why);
+            None
+        }
+    }
+}
+
 /// Regression (twenty-seventh pass, found by its attacker of multi-admin work and backups): a
 /// second admin (another uid) ran doctor against a healthy daemon of its own user, with the
 /// daemon's vault, state directory and log (`SCOPEVAULT_*`, as operations.md tells admins):
@@ -516,12 +529,8 @@ impl RunnerSetup {
 fn doctor_by_a_second_admin_judges_the_daemons_files_for_its_uid_and_does_not_fail_them() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let Some(s) = RunnerSetup::new(0o711) else {
+    let Some((s, (other_uid, other_gid))) = second_admin() else {
         return;
-    };
-    let (other_uid, other_gid) = match users::ensure_user("svother") {
-        Ok(ids) => ids,
-        Err(why) => return skip::skip(&why),
     };
     let d = s.serve(None);
     std::fs::set_permissions(s.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -564,12 +573,8 @@ fn doctor_by_a_second_admin_judges_the_daemons_files_for_its_uid_and_does_not_fa
 fn a_second_admin_is_not_told_to_take_the_daemons_state_directory() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let Some(s) = RunnerSetup::new(0o711) else {
+    let Some((s, (other_uid, other_gid))) = second_admin() else {
         return;
-    };
-    let (other_uid, other_gid) = match users::ensure_user("svother") {
-        Ok(ids) => ids,
-        Err(why) => return skip::skip(&why),
     };
     // The state directory below a directory others may look in, as /var/lib/scopevault-state.
     std::fs::set_permissions(s.home(), std::fs::Permissions::from_mode(0o711)).unwrap();

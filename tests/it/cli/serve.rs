@@ -116,6 +116,23 @@ fn socket_group_lets_a_runner_of_that_group_connect() {
     assert_eq!(out.status.code(), Some(5), "{out:?}");
 }
 
+/// `c` (the binary, or a wrapper given it) made `serve` as uid 65534 with its vault, audit log
+/// and state under `state` (nobody's), no XDG_RUNTIME_DIR, stdin closed.
+fn serve_as_nobody<'a>(c: &'a mut Command, state: &Path) -> &'a mut Command {
+    c.args(["serve", "--vault"])
+        .arg(state.join("vault.scopevault"))
+        .arg("--audit")
+        .arg(state.join("audit.jsonl"))
+        .env_clear()
+        .env("HOME", state)
+        .env("XDG_STATE_HOME", state.join("st"))
+        .env("SCOPEVAULT_STATE_DIR", state.join("st"))
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+}
+
 #[test]
 fn serve_without_xdg_runtime_dir_says_it_once_with_the_fix() {
     if !is_root() {
@@ -131,21 +148,12 @@ fn serve_without_xdg_runtime_dir_says_it_once_with_the_fix() {
     std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
     // As a user after `su -`: no XDG_RUNTIME_DIR, so the default socket is under /run, which
     // only root may create in; no memory-lock allowance either.
-    let out = Command::new("prlimit")
-        .args(["--memlock=0:0", bin(), "serve", "--vault"])
-        .arg(state.join("vault.scopevault"))
-        .arg("--audit")
-        .arg(state.join("audit.jsonl"))
-        .env_clear()
-        .env("HOME", &state)
-        .env("XDG_STATE_HOME", state.join("st"))
-        .env("SCOPEVAULT_STATE_DIR", state.join("st"))
-        .current_dir("/")
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = serve_as_nobody(
+        Command::new("prlimit").args(["--memlock=0:0", bin()]),
+        &state,
+    )
+    .output()
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(
@@ -197,21 +205,9 @@ fn serve_in_another_users_socket_directory_is_told_to_choose_its_own() {
     std::fs::create_dir(&run).unwrap();
     std::os::unix::fs::chown(&run, Some(owner), Some(owner)).unwrap();
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new(bin())
-        .args(["serve", "--vault"])
-        .arg(state.join("vault.scopevault"))
-        .arg("--audit")
-        .arg(state.join("audit.jsonl"))
+    let out = serve_as_nobody(&mut Command::new(bin()), &state)
         .arg("--socket")
         .arg(run.join("s.sock"))
-        .env_clear()
-        .env("HOME", &state)
-        .env("XDG_STATE_HOME", state.join("st"))
-        .env("SCOPEVAULT_STATE_DIR", state.join("st"))
-        .current_dir("/")
-        .uid(65534)
-        .gid(65534)
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
