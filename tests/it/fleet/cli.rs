@@ -2996,6 +2996,16 @@ fn apply_args_with_socket(f: &Fleet, e: &Env, file: &Path, socket: &str) -> Vec<
 /// reads): every sample's family has `# HELP` and `# TYPE` before it, once; names and label
 /// names are valid; label values are quoted with only `\\`, `\"` and `\n` escapes; values
 /// are numbers. Returns `name{labels}` (labels as written, unescaped) -> value.
+/// `status --json` of `e` against the daemon at `sock`.
+fn status_json(e: &Env, sock: &str) -> serde_json::Value {
+    serde_json::from_str(&e.ok(&["status", "--json", "--socket", sock], b"")).unwrap()
+}
+
+/// `status --format prometheus` of `e` against the daemon at `sock`, parsed.
+fn status_metrics(e: &Env, sock: &str) -> std::collections::BTreeMap<String, f64> {
+    parse_prometheus(&e.ok(&["status", "--format", "prometheus", "--socket", sock], b""))
+}
+
 fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, f64> {
     use std::collections::{BTreeMap, BTreeSet};
     let metric_name = |n: &str| {
@@ -3763,9 +3773,7 @@ fn daemon_current_is_false_while_the_daemon_serves_a_local_change_beside_the_app
     f.publish(&[]);
     f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
     let d = Serve::start(e);
-    let status = || -> serde_json::Value {
-        serde_json::from_str(&e.ok(&["status", "--json", "--socket", d.sock()], b"")).unwrap()
-    };
+    let status = || status_json(e, d.sock());
     let v = status();
     assert_eq!(v["bundle"]["daemon_current"], true, "{v}");
     let applied = std::fs::read(e.vault()).unwrap();
@@ -3794,10 +3802,7 @@ fn daemon_current_is_false_while_the_daemon_serves_a_local_change_beside_the_app
     assert_eq!(v["generation"], local["generation"], "{v}");
     assert_eq!(v["bundle"]["local_change"], false, "{v}");
     assert_eq!(v["bundle"]["daemon_current"], false, "{v}");
-    let p = parse_prometheus(&e.ok(
-        &["status", "--format", "prometheus", "--socket", d.sock()],
-        b"",
-    ));
+    let p = status_metrics(e, d.sock());
     assert_eq!(p["scopevault_vault_load_refused"], 1.0);
     assert_eq!(
         p[r#"scopevault_bundle_daemon_current{location="ams"}"#],
@@ -3831,15 +3836,8 @@ fn a_local_change_after_an_apply_is_never_reported_as_the_signed_bundle() {
     f.publish(&[]);
     f.apply(e, &f.bundle("ams"), &["--location", "ams"]);
     let d = Serve::start(e);
-    let status = || -> serde_json::Value {
-        serde_json::from_str(&e.ok(&["status", "--json", "--socket", d.sock()], b"")).unwrap()
-    };
-    let metrics = || {
-        parse_prometheus(&e.ok(
-            &["status", "--format", "prometheus", "--socket", d.sock()],
-            b"",
-        ))
-    };
+    let status = || status_json(e, d.sock());
+    let metrics = || status_metrics(e, d.sock());
     let current = |generation: u64| {
         let m = manifest(&std::fs::read(f.bundle("ams")).unwrap());
         let v = status();
@@ -5859,15 +5857,8 @@ fn regression_doctor_and_status_report_the_locations_applied_here() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let json = || -> serde_json::Value {
-        serde_json::from_str(&e.ok(&["status", "--json", "--socket", d.sock()], b"")).unwrap()
-    };
-    let metrics = || {
-        parse_prometheus(&e.ok(
-            &["status", "--format", "prometheus", "--socket", d.sock()],
-            b"",
-        ))
-    };
+    let json = || status_json(e, d.sock());
+    let metrics = || status_metrics(e, d.sock());
     let text = || e.ok(&["status", "--socket", d.sock()], b"");
     let out = doctor();
     assert!(
