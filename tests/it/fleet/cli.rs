@@ -5918,6 +5918,15 @@ fn regression_doctor_and_status_report_the_locations_applied_here() {
         t.contains("locations:   UNREADABLE: ") && t.contains("is refused while it is there"),
         "{t}"
     );
+    // The daemon down: `--json` still says so beside the error (exit 5).
+    drop(d);
+    let out = e.run(
+        &["status", "--json", "--socket", "/nonexistent/sv.sock"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["locations_applied"]["error"].is_string(), "{v}");
 }
 
 /// Thirty-second pass (found by the new admin's first day, following "systemd" and then
