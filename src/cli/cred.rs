@@ -290,6 +290,21 @@ fn add(g: &GlobalArgs, a: &CredAddArgs) -> anyhow::Result<ExitCode> {
             a.kind
         ),
     )?;
+    if n == 0 {
+        // A secret piped in without `--secret KEY` was left unread (thirty-second pass, found by
+        // the walk through a new admin's first day: `printf tok | cred add gh2 --kind token`
+        // stored a token credential holding no token, and said only "0 secret field(s)").
+        let stdin = if std::io::stdin().is_terminal() {
+            ""
+        } else {
+            "; stdin was not read"
+        };
+        errln!(
+            "note: credential {} holds no secret field: a secret is read only for a --secret KEY (from a no-echo prompt, or stdin when it is not a terminal) or a --secret-file KEY=PATH{stdin}; add one with `{}`",
+            a.name,
+            crate::advice::command(&format!("cred set {} --secret KEY", a.name))
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

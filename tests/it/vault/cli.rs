@@ -2966,3 +2966,56 @@ fn adopting_a_copy_of_the_file_a_daemon_serves_is_refused_and_a_save_to_a_copy_i
         "{stdout}"
     );
 }
+
+/// Thirty-second pass, found by the walk through a new admin's first day: `printf tok | cred add
+/// gh2 --kind token` without `--secret` left the piped token unread and stored a token
+/// credential holding no token, saying only "0 secret field(s)". It is still added (a plain
+/// credential may get its secret later), with a note naming what was not read and the fix.
+#[test]
+fn regression_a_cred_add_without_a_secret_says_stdin_was_not_read() {
+    let e = Env::new();
+    e.init_with_cred();
+    let pf = e.pf();
+    let pf = pf.as_str();
+    let token = b"tok-piped-in-7Q";
+    let out = e.run(
+        &[
+            "cred",
+            "add",
+            "gh2",
+            "--kind",
+            "token",
+            "--passphrase-file",
+            pf,
+        ],
+        token,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("note: credential gh2 holds no secret field")
+            && err.contains("stdin was not read")
+            && err.contains("cred set gh2 --secret KEY"),
+        "{err}"
+    );
+    assert!(!err.contains("tok-piped-in-7Q"), "{err}");
+    // Named, the piped value is read and stored, with no note.
+    let out = e.run(
+        &[
+            "cred",
+            "add",
+            "gh3",
+            "--kind",
+            "token",
+            "--secret",
+            "token",
+            "--passphrase-file",
+            pf,
+        ],
+        token,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("holds no secret field"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 secret field(s)"));
+}
