@@ -153,6 +153,12 @@ fn same_namespace(a: &Option<String>, b: &Option<String>) -> bool {
     a.as_deref().map(|n| n.trim_matches('/')) == b.as_deref().map(|n| n.trim_matches('/'))
 }
 
+/// A time as RFC 3339, to the nanosecond it holds.
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// ` (namespace NS)` for a source in a namespace, else nothing.
 fn in_namespace(ns: &Option<String>) -> String {
     ns.as_deref()
@@ -312,17 +318,28 @@ fn openbao_sync(
             (Some(_), Some(b))
                 if b.path == source.path
                     && same_namespace(&b.namespace, &source.namespace)
-                    && source.version < b.version =>
+                    && (source.version < b.version
+                        || (source.version == b.version && source.updated < b.updated)) =>
             {
-                // The same secret at a lower version: a server restored from a backup (older
-                // values, perhaps ones rotated away because they leaked) or a secret deleted
-                // and written again. Never taken in silence.
+                // The same secret at a lower version, or at the same version written earlier:
+                // a server restored from a backup (older values, perhaps ones rotated away
+                // because they leaked) or a secret deleted and written again. Never taken in
+                // silence.
                 if !a.allow_older_versions {
+                    let lower = if source.version < b.version {
+                        format!("{}, lower than version {}", source.version, b.version)
+                    } else {
+                        format!(
+                            "{} written {}, earlier than version {} written {}",
+                            source.version,
+                            rfc3339(source.updated),
+                            b.version,
+                            rfc3339(b.updated)
+                        )
+                    };
                     bail!(
-                        "{name}: OpenBao's current version of {} is {}, lower than version {} synced before{} (a server restored from a backup, or the secret deleted and written again?): check the source, then sync with --allow-older-versions to take it",
+                        "{name}: OpenBao's current version of {} is {lower} synced before{} (a server restored from a backup, or the secret deleted and written again?): check the source, then sync with --allow-older-versions to take it",
                         source.path,
-                        source.version,
-                        b.version,
                         if b.set_by_hand.is_some() {
                             " and set by hand since"
                         } else {
@@ -342,6 +359,14 @@ fn openbao_sync(
                     format!(
                         "~ {name}: set by hand → version {} (version {} synced before; from now on synced)",
                         source.version, b.version
+                    )
+                } else if b.version == source.version {
+                    // Deleted with its metadata and written again up to the same version.
+                    format!(
+                        "~ {name}: version {} → {} (written again at {}: the secret was deleted and recreated)",
+                        b.version,
+                        source.version,
+                        rfc3339(source.updated)
                     )
                 } else {
                     format!("~ {name}: version {} → {}", b.version, source.version)
@@ -364,6 +389,26 @@ fn openbao_sync(
         };
         let (fields, secrets) =
             openbao::classify(kind, secret, client.hidden()).map_err(anyhow::Error::msg)?;
+        // A source recorded before the thirty-second pass has its time cut to whole seconds:
+        // the same version in that second, with the same values, is unchanged (no save), and
+        // the record stays until the secret moves; other values are a change.
+        if before.is_some_and(|b| {
+            b.set_by_hand.is_none()
+                && b.updated.nanosecond() == 0
+                && b.updated
+                    == source
+                        .updated
+                        .replace_nanosecond(0)
+                        .unwrap_or(source.updated)
+                && CredentialSource {
+                    updated: b.updated,
+                    ..source.clone()
+                } == *b
+        }) && current.is_some_and(|c| c.fields == fields && c.secrets == secrets)
+        {
+            unchanged += 1;
+            continue;
+        }
         // Stored with the warning every other way in gives (`cred set`, `import`).
         super::cred::warn_nul_at("", &name, secrets.iter().map(|(k, v)| (k.as_str(), v)));
         // A seed under 80 bits was refused above; one under RFC 4226's 128 is kept, said.

@@ -712,7 +712,11 @@ impl Client {
         Ok(Some(KvSecret {
             path: format!("{mount}/data/{path}"),
             version: meta.version,
-            updated: updated.replace_nanosecond(0).unwrap_or(updated),
+            // Kept to the nanosecond OpenBao gives: a secret deleted with its metadata and
+            // written again starts at the same version, and only this time tells the two
+            // apart (thirty-second pass: cut to whole seconds, a rewrite within the second
+            // was taken for the version synced before, and never synced).
+            updated,
             fields: fields.0,
         }))
     }
@@ -725,7 +729,7 @@ pub struct KvSecret {
     pub path: String,
     /// Its KV version.
     pub version: u64,
-    /// When this version was written (`created_time`, whole seconds).
+    /// When this version was written (`created_time`, to the nanosecond OpenBao gives).
     pub updated: OffsetDateTime,
     /// Its keys and values (values in secret types until classified).
     pub fields: Vec<(String, KvValue)>,

@@ -2275,3 +2275,92 @@ fn a_sync_after_adopting_a_restored_vault_says_it_was_saved_again() {
     );
     assert_eq!(site.vault_bytes(), restored, "the file was not saved");
 }
+
+/// The `created_time` and password the fake server of the test below answers, at version 1.
+static FAKE_REWRITE: std::sync::Mutex<(&str, &str)> =
+    std::sync::Mutex::new(("2026-11-01T00:00:00.100000000Z", "Pw-canary-r1"));
+
+/// A fake KV version 2 server answering `shop-buyer` at version 1 as [`FAKE_REWRITE`] says
+/// (`search-token` at version 1, written once).
+fn fake_rewritten(_method: &str, path: &str) -> (u16, String) {
+    if path.contains("/sys/internal/ui/mounts/") {
+        return (
+            200,
+            r#"{"data":{"type":"kv","options":{"version":"2"}}}"#.to_owned(),
+        );
+    }
+    let (at, pw) = *FAKE_REWRITE.lock().unwrap();
+    let (at, data) = if path.ends_with("/shop-buyer") {
+        (at, format!(r#"{{"username":"b","password":"{pw}"}}"#))
+    } else {
+        (
+            "2026-10-01T00:00:00Z",
+            r#"{"token":"Tok-canary-r1"}"#.to_owned(),
+        )
+    };
+    (
+        200,
+        format!(
+            r#"{{"data":{{"data":{data},"metadata":{{"version":1,"created_time":"{at}","deletion_time":"","destroyed":false}}}}}}"#
+        ),
+    )
+}
+
+/// Thirty-second pass (found by its OpenBao attacker, from operations.md and OpenBao's own
+/// times): the sync recorded `created_time` cut to whole seconds, so a secret deleted with its
+/// metadata and written again (version 1 again) within the same second was taken for the
+/// version synced before, and its new value was never synced. The time is now kept to the
+/// nanosecond; the same version written again later is synced, one written earlier goes
+/// backwards; a record cut to the second by an older scopevault with the same values is
+/// unchanged (no save).
+#[test]
+fn regression_a_secret_recreated_at_the_same_version_within_a_second_is_synced() {
+    let set = |at: &'static str, pw: &'static str| *FAKE_REWRITE.lock().unwrap() = (at, pw);
+    let site = Site::new(&policy(""));
+    let addr = fake_bao(fake_rewritten);
+    let a = ["--addr", &addr, "--mount", "secret", "--prefix", "m"];
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("+ shop-buyer: version 1 (new)"), "{out}");
+    let shown = site.sv(&["cred", "show", "shop-buyer"]);
+    assert!(shown.contains("updated 2026-11-01T00:00:00.1Z"), "{shown}");
+
+    // Deleted and written again 0.8 s later: synced, said.
+    set("2026-11-01T00:00:00.900000000Z", "Pw-canary-r2");
+    let g = site.generation();
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(
+        out.contains("~ shop-buyer: version 1 → 1 (written again at 2026-11-01T00:00:00.9Z"),
+        "{out}"
+    );
+    assert!(out.contains("1 to change, 1 unchanged"), "{out}");
+    assert_eq!(site.generation(), g + 1);
+
+    // The same version written earlier than the one synced: went backwards.
+    set("2026-11-01T00:00:00.500000000Z", "Pw-canary-r3");
+    let before = site.vault_bytes();
+    let out = site.sync(Some(ROOT_TOKEN), &a);
+    assert_failed(
+        &out,
+        &before,
+        &site,
+        &["is 1 written 2026-11-01T00:00:00.5Z, earlier than version 1 written 2026-11-01T00:00:00.9Z synced before", "--allow-older-versions"],
+        &["canary"],
+    );
+
+    // A record in whole seconds (as scopevault kept it before): the same values in that
+    // second are unchanged, nothing saved; other values are synced.
+    let site = Site::new(&policy(""));
+    set("2026-11-01T00:00:00Z", "Pw-canary-r4");
+    site.sync_ok(Some(ROOT_TOKEN), &a);
+    set("2026-11-01T00:00:00.400000000Z", "Pw-canary-r4");
+    let before = site.vault_bytes();
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("0 to change, 2 unchanged"), "{out}");
+    assert_eq!(site.vault_bytes(), before);
+    set("2026-11-01T00:00:00.400000000Z", "Pw-canary-r5");
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(
+        out.contains("~ shop-buyer: version 1 → 1 (written again"),
+        "{out}"
+    );
+}
