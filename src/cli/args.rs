@@ -917,7 +917,7 @@ pub struct SyncOpenbaoArgs {
     /// is read from `PREFIX<credential name>`.
     #[arg(long, value_name = "PATH/", default_value = "")]
     pub prefix: String,
-    /// The namespace (sent as X-Vault-Namespace).
+    /// The namespace (sent as X-Vault-Namespace); empty (or `/`) is the root namespace, none.
     #[arg(long, env = "BAO_NAMESPACE", value_name = "NS")]
     pub namespace: Option<String>,
     /// Show what would change; save nothing.

@@ -185,10 +185,14 @@ fn openbao_sync(
     // `ns1/` and `/ns1` are the namespace `ns1` (OpenBao takes either): sent and recorded in
     // one spelling, so that the rules keyed on the source (unchanged, went backwards, prune)
     // do not take a respelling for another namespace.
+    // One that is empty once so trimmed (`BAO_NAMESPACE=` as a CI template leaves it, `/`) is
+    // the root namespace, no namespace, as the `bao` CLI takes it (thirty-second pass: it was
+    // refused, `--namespace is empty`).
     let namespace = a
         .namespace
         .as_deref()
-        .map(|ns| ns.trim_matches('/').to_owned());
+        .map(|ns| ns.trim_matches('/').to_owned())
+        .filter(|ns| !ns.is_empty());
     if let Some(ns) = &namespace {
         openbao::check_path("--namespace", ns, false)?;
     }

@@ -157,8 +157,14 @@ impl Bao {
 
     /// Run the `bao` CLI as root against this server.
     fn bao(&self, args: &[&str]) -> Output {
+        self.bao_env(&[], args)
+    }
+
+    /// [`Bao::bao`] with these variables set too.
+    fn bao_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
         let mut c = Command::new(&self.bin);
         c.args(args)
+            .envs(env.iter().copied())
             .env("BAO_ADDR", &self.addr)
             .env("BAO_TOKEN", ROOT_TOKEN)
             .env("HOME", self._dir.path())
@@ -2363,4 +2369,61 @@ fn regression_a_secret_recreated_at_the_same_version_within_a_second_is_synced()
         out.contains("~ shop-buyer: version 1 → 1 (written again"),
         "{out}"
     );
+}
+
+/// Thirty-second pass (found by its OpenBao attacker, against the `bao` CLI): `BAO_NAMESPACE`
+/// set but empty, as a CI template leaves it, was refused (`--namespace is empty`), where
+/// `bao` reads the root namespace. It is now the root namespace, no namespace, and so is
+/// `--namespace /`: the root's secret is synced and no namespace is recorded.
+#[test]
+fn regression_an_empty_bao_namespace_is_the_root_namespace_as_bao_takes_it() {
+    let Some((bao, site)) = bao_and_site("Pw-canary-root", None) else {
+        return;
+    };
+    bao.ok(&["namespace", "create", "ns1"]);
+    bao.ok(&["secrets", "enable", "-ns=ns1", "-path=secret", "kv-v2"]);
+    bao.ok(&[
+        "kv",
+        "put",
+        "-ns=ns1",
+        "-mount=secret",
+        "m/shop-buyer",
+        "username=n",
+        "password=Pw-canary-ns1",
+    ]);
+    // What the `bao` CLI does with it: the root namespace's secret.
+    let got = bao.bao_env(
+        &[("BAO_NAMESPACE", "")],
+        &[
+            "kv",
+            "get",
+            "-mount=secret",
+            "-field=username",
+            "m/shop-buyer",
+        ],
+    );
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "b");
+
+    let mut c = site.sync_cmd(Some(ROOT_TOKEN), &args(&bao, "m/"));
+    let out = c.env("BAO_NAMESPACE", "").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("+ shop-buyer: version 1 (new)"), "{stdout}");
+    let list: serde_json::Value =
+        serde_json::from_str(&site.sv(&["cred", "list", "--json"])).unwrap();
+    let buyer = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "shop-buyer")
+        .unwrap();
+    assert_eq!(buyer["fields"]["username"], "b", "{buyer}");
+    assert!(buyer["source"]["namespace"].is_null(), "{buyer}");
+    // `--namespace /` is the same: nothing moved.
+    let out = site.sync_ok(
+        Some(ROOT_TOKEN),
+        &[&args(&bao, "m/")[..], &["--namespace", "/"]].concat(),
+    );
+    assert!(out.contains("0 to change, 1 unchanged"), "{out}");
 }
