@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::args::{GlobalArgs, SyncCommand, SyncOpenbaoArgs};
-use super::unlock::{open_vault_locked, open_vault_to_read, read_secret_file, vault_path};
+use super::unlock::{open_vault_locked, open_vault_to_read, read_private_secret_file, vault_path};
 use crate::fleet::openbao::{self, Auth, Client, ClientOptions, TokenFault};
 use crate::policy::CredentialKind;
 use crate::secret::SecretString;
@@ -90,7 +90,7 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
         }
     };
     if let Some(f) = &a.token_file {
-        let t = read_secret_file(f)
+        let t = read_private_secret_file(f, "the --token-file", "it holds an OpenBao token")
             .with_context(|| format!("cannot read --token-file {}", f.display()))?;
         if let Some(fault) = openbao::token_fault(t.expose()) {
             bail!(
@@ -105,8 +105,12 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
         ));
     }
     if let Some((role_id, f)) = approle {
-        let secret_id = read_secret_file(f)
-            .with_context(|| format!("cannot read --approle-secret-id-file {}", f.display()))?;
+        let secret_id = read_private_secret_file(
+            f,
+            "the --approle-secret-id-file",
+            "it holds the AppRole's secret id, which logs in as the role",
+        )
+        .with_context(|| format!("cannot read --approle-secret-id-file {}", f.display()))?;
         if secret_id.expose().trim().is_empty() {
             bail!(
                 "--approle-secret-id-file {} is empty or only whitespace",

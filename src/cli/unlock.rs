@@ -701,6 +701,18 @@ pub(crate) fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
     read_secret(f).with_context(|| format!("in {}", path.display()))
 }
 
+/// [`read_secret_file`] for a file that should be its owner's alone (`what`, which `holds`):
+/// warned about when group or others have access ([`crate::vault::warn_if_others_may_access`]).
+pub(crate) fn read_private_secret_file(
+    path: &Path,
+    what: &str,
+    holds: &str,
+) -> anyhow::Result<SecretString> {
+    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    crate::vault::warn_if_others_may_access(path, &f, what, holds);
+    read_secret(f).with_context(|| format!("in {}", path.display()))
+}
+
 /// Read a secret from an inherited file descriptor, from where it stands
 /// ([`crate::sys::inherited_for_reading`]).
 pub(crate) fn read_secret_fd(fd: i32) -> anyhow::Result<SecretString> {

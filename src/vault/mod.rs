@@ -2036,6 +2036,15 @@ fn read_small_file(path: &Path, regular_only: bool) -> Result<String, VaultError
 /// passphrase file of any mode is (docs/operations.md). The mode is that of the file opened
 /// (`fstat`), the path and mode are named, the content never.
 fn warn_if_others_may_read(path: &Path, f: &std::fs::File) {
+    warn_if_others_may_access(path, f, "the identity file", "it holds the vault's key");
+}
+
+/// Warn on stderr, once per file and process, when group or others have any access to the
+/// secret file `f` (opened from `path`), `what` (`the identity file`), which `holds` (`it holds
+/// the vault's key`): its path, mode and `chmod 600`, never its content. Shared by every secret
+/// file read: the identity file, and the OpenBao token and AppRole secret id files of `sync
+/// openbao` (thirty-second pass).
+pub(crate) fn warn_if_others_may_access(path: &Path, f: &std::fs::File, what: &str, holds: &str) {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = f.metadata() else { return };
     let mode = meta.mode() & 0o7777;
@@ -2047,7 +2056,7 @@ fn warn_if_others_may_read(path: &Path, f: &std::fs::File) {
     }
     let shown = crate::text::shown(path);
     eprintln!(
-        "scopevault: warning: the identity file {shown} has mode {mode:04o}: users other than its owner may read it, and it holds the vault's key; run `chmod 600 {shown}`"
+        "scopevault: warning: {what} {shown} has mode {mode:04o}: users other than its owner may read it, and {holds}; run `chmod 600 {shown}`"
     );
 }
 

@@ -2427,3 +2427,51 @@ fn regression_an_empty_bao_namespace_is_the_root_namespace_as_bao_takes_it() {
     );
     assert!(out.contains("0 to change, 1 unchanged"), "{out}");
 }
+
+/// Thirty-second pass (found by its OpenBao attacker): a `--token-file` or
+/// `--approle-secret-id-file` readable or writable by other users was read without a word
+/// (`bao write -field=secret_id … > F` under the usual umask makes it 0644). Each is now
+/// warned about, as the identity file is, naming the file, its mode and `chmod 600`, never
+/// the content; the sync goes on (a warning, not a refusal). A file of mode 0600 gets none.
+#[test]
+fn regression_a_token_or_secret_id_file_others_may_access_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((bao, site)) = bao_and_site("Pw-canary-m1", None) else {
+        return;
+    };
+    let mode = |f: &str, m: u32| {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let tok = site.dir.path().join("bao.token");
+    let tok = tok.to_str().unwrap();
+    std::fs::write(tok, format!("{ROOT_TOKEN}\n")).unwrap();
+    let (role, secret) = bao.approle("sync", "m/");
+    let sid = site.secret_id_file("sync", &secret);
+    let a = args(&bao, "m/");
+    let with_token = [&a[..], &["--token-file", tok]].concat();
+    let with_role = [
+        &a[..],
+        &["--approle-role-id", &role, "--approle-secret-id-file", &sid],
+    ]
+    .concat();
+    for (argv, file, m, holds) in [
+        (&with_token, tok, 0o644, "it holds an OpenBao token"),
+        (&with_token, tok, 0o620, "it holds an OpenBao token"),
+        (&with_role, sid.as_str(), 0o604, "the AppRole's secret id"),
+    ] {
+        mode(file, m);
+        let out = site.sync(None, argv);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        let warning = format!("has mode {m:04o}: users other than its owner may read it");
+        assert!(err.contains(&warning), "{err}");
+        assert!(err.contains(file) && err.contains(holds), "{err}");
+        assert!(err.contains(&format!("run `chmod 600 {file}`")), "{err}");
+        let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+        assert!(!all.contains(ROOT_TOKEN) && !all.contains(&secret), "{all}");
+        mode(file, 0o600);
+        let out = site.sync(None, argv);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("has mode"), "{}", stderr(&out));
+    }
+}
