@@ -31,7 +31,15 @@ pub(crate) fn run(g: &GlobalArgs, cmd: &SyncCommand) -> anyhow::Result<ExitCode>
     match cmd {
         SyncCommand::Openbao(a) => {
             let mut adopted = None;
-            openbao_sync(g, a, &mut adopted).with_context(|| match adopted {
+            let r = openbao_sync(g, a, &mut adopted);
+            // A signal being handled ends the process itself, with its own message and exit
+            // status ([`revoke_on_signal`]): a request its revoke cut short does not end it first.
+            if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+                loop {
+                    std::thread::park();
+                }
+            }
+            r.with_context(|| match adopted {
                 None => "sync openbao failed; the vault was not changed".to_owned(),
                 // The vault was saved before anything went wrong: said so (it read "the
                 // vault was not changed", eighteenth pass).
@@ -130,6 +138,61 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
         return Ok(auth);
     }
     bail!("no OpenBao token: set BAO_TOKEN (or VAULT_TOKEN), or give --token-file FILE, or --approle-role-id ID with --approle-secret-id-file FILE")
+}
+
+/// The handle a SIGINT or SIGTERM revokes the AppRole login's token with, once the login is
+/// done; the lock on it is also held through the login and through the vault's save, so that
+/// the signal waits for either (thirty-second pass: an interrupted sync, Ctrl-C, `systemctl
+/// stop`, a CI timeout, left its token live for the role's whole `token_ttl`).
+static SIGNAL_GATE: std::sync::Mutex<Option<Client>> = std::sync::Mutex::new(None);
+
+/// Whether a SIGINT or SIGTERM is being handled.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the vault was saved (what the signal's message says).
+static SAVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn signal_gate() -> std::sync::MutexGuard<'static, Option<Client>> {
+    SIGNAL_GATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Catch SIGINT and SIGTERM for the rest of the sync: on one, wait for a login or a save under
+/// way, revoke the login's token (bounded by `--timeout`), say so, and exit 130 or 143, the
+/// vault file as it was or as saved, never in between (the save is atomic and not cut short).
+/// Only for an AppRole login: a token handed in is the admin's, and a sync with one stops at
+/// once, as it always did.
+fn revoke_on_signal() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot catch SIGINT and SIGTERM")?;
+    std::thread::spawn(move || {
+        let Some(sig) = signals.forever().next() else {
+            return;
+        };
+        let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+        STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut gate = signal_gate();
+        let revoked = match gate.take() {
+            Some(c) if c.owns_token() => match c.revoke_own_token() {
+                Ok(()) => "the token its AppRole login gave was revoked".to_owned(),
+                Err(e) => format!(
+                    "the token its AppRole login gave could not be revoked ({e}): it stays valid until the role's token_ttl runs out"
+                ),
+            },
+            Some(_) => "the token its AppRole login gave was revoked".to_owned(),
+            None => "it had no token yet".to_owned(),
+        };
+        let vault = if SAVED.load(std::sync::atomic::Ordering::SeqCst) {
+            "what it synced was saved before it"
+        } else {
+            "nothing from OpenBao was saved"
+        };
+        errln!("scopevault: sync openbao stopped by {name}: {revoked}; {vault}");
+        std::process::exit(128 + sig);
+    });
+    Ok(())
 }
 
 /// What the sync will do to one credential.
@@ -235,7 +298,19 @@ fn openbao_sync(
         ca_cert: a.ca_cert.clone(),
         timeout: Duration::from_secs(a.timeout),
     };
-    let client = Client::connect(&opts, auth)?;
+    let approle = matches!(auth, Auth::AppRole { .. });
+    if approle {
+        revoke_on_signal()?;
+    }
+    let client = {
+        // Held through the login, so that a signal during it waits for the token it gives.
+        let mut gate = signal_gate();
+        let client = Client::connect(&opts, auth)?;
+        if approle {
+            *gate = Some(client.revoker());
+        }
+        client
+    };
     client.check_kv2_mount(&mount)?;
 
     let mut changes: Vec<Change> = Vec::new();
@@ -516,7 +591,12 @@ fn openbao_sync(
         }
     }
     let lock = lock.expect("taken unless --dry-run");
-    vault.save(&lock)?;
+    {
+        // A signal waits for the save to end: the process never exits in the middle of it.
+        let _gate = signal_gate();
+        vault.save(&lock)?;
+        SAVED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     super::fleet::warn_local_change(&vault);
     super::output::after_change(
         &format!("the sync was saved (generation {})", vault.generation()),

@@ -198,7 +198,9 @@ pub struct Client {
     hidden: Hidden,
     /// The token came from an AppRole login: it is the sync's own, revoked when the client is
     /// dropped (the sync ends, done or failed), rather than left valid for the role's TTL.
-    own_token: bool,
+    /// Shared with the [`Client::revoker`] a signal handler holds; locked through the revoke,
+    /// so that the token is revoked once, by whichever comes first.
+    own_token: std::sync::Arc<std::sync::Mutex<bool>>,
 }
 
 /// Longest piece of server text a message quotes, in characters (after [`redact_echoes`]).
@@ -265,6 +267,12 @@ impl fmt::Debug for Client {
             .field("token", &"[REDACTED]")
             .finish()
     }
+}
+
+/// The own-token flag, locked (a panic elsewhere does not stop the revoke).
+fn lock_own(own: &std::sync::Mutex<bool>) -> std::sync::MutexGuard<'_, bool> {
+    own.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Check the address: `https://…`, or `http://` to a loopback host only (the token would
@@ -421,7 +429,7 @@ impl Client {
             namespace: opts.namespace.clone(),
             token: SecretString::from(String::new()),
             hidden: Hidden::none(),
-            own_token: false,
+            own_token: Default::default(),
         };
         match auth {
             Auth::Token(t, _) => {
@@ -433,7 +441,7 @@ impl Client {
                 client.hidden.0.push(secret_id.clone());
                 client.token = client.approle_login(&role_id, &secret_id)?;
                 client.hidden.0.push(client.token.clone());
-                client.own_token = true;
+                *lock_own(&client.own_token) = true;
             }
         }
         Ok(client)
@@ -441,8 +449,9 @@ impl Client {
 
     /// Revoke the token an AppRole login gave (`auth/token/revoke-self`, which the `default`
     /// policy allows); a token handed in is the caller's and is left alone. Once only.
-    pub fn revoke_own_token(&mut self) -> Result<(), BaoError> {
-        if !std::mem::take(&mut self.own_token) {
+    pub fn revoke_own_token(&self) -> Result<(), BaoError> {
+        let mut own = lock_own(&self.own_token);
+        if !std::mem::take(&mut *own) {
             return Ok(());
         }
         let path = "/v1/auth/token/revoke-self";
@@ -451,6 +460,24 @@ impl Client {
             Ok(())
         } else {
             Err(status_error("POST", path, status, &bytes, &self.hidden))
+        }
+    }
+
+    /// Whether the token is the sync's own (an AppRole login's), not yet revoked.
+    pub fn owns_token(&self) -> bool {
+        *lock_own(&self.own_token)
+    }
+
+    /// A second handle on this connection, for a signal handler: it revokes the same own
+    /// token ([`Client::revoke_own_token`]), once between the two.
+    pub fn revoker(&self) -> Client {
+        Client {
+            agent: self.agent.clone(),
+            base: self.base.clone(),
+            namespace: self.namespace.clone(),
+            token: self.token.clone(),
+            hidden: Hidden(self.hidden.0.clone()),
+            own_token: self.own_token.clone(),
         }
     }
 

@@ -197,6 +197,12 @@ impl Bao {
         self.ok(&args);
     }
 
+    /// How many tokens are live (`bao list auth/token/accessors`).
+    fn live_tokens(&self) -> usize {
+        let out = self.ok(&["list", "-format=json", "auth/token/accessors"]);
+        serde_json::from_str::<Vec<String>>(&out).unwrap().len()
+    }
+
     fn enable_approle(&self) {
         self.ok(&["auth", "enable", "approle"]);
     }
@@ -366,8 +372,11 @@ impl Site {
     /// The AppRole secret id in a file `NAME.secret-id` of the site (one trailing newline, as
     /// `bao write -field=secret_id … > F` writes it); returns its path.
     fn secret_id_file(&self, name: &str, secret: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
         let f = self.dir.path().join(format!("{name}.secret-id"));
         std::fs::write(&f, format!("{secret}\n")).unwrap();
+        // The owner's alone, as operations.md says to write it (others' access is warned about).
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         f.to_str().unwrap().to_owned()
     }
 
@@ -890,10 +899,7 @@ fn regression_the_token_an_approle_login_gives_is_revoked_when_the_sync_ends() {
         "monitoring/shop-buyer",
         &[("username", "b"), ("password", "Pw-canary-r1")],
     );
-    let accessors = || -> usize {
-        let out = bao.ok(&["list", "-format=json", "auth/token/accessors"]);
-        serde_json::from_str::<Vec<String>>(&out).unwrap().len()
-    };
+    let accessors = || bao.live_tokens();
     let (role, secret) = bao.approle("sync", "monitoring/");
     let site = Site::new(&policy(""));
     let sid = site.secret_id_file("sync", &secret);
@@ -2473,5 +2479,123 @@ fn regression_a_token_or_secret_id_file_others_may_access_is_warned_about() {
         let out = site.sync(None, argv);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(!stderr(&out).contains("has mode"), "{}", stderr(&out));
+    }
+}
+
+/// A loopback proxy to `bao_port` that forwards each POST (the AppRole login, the token's
+/// revoke) on a connection of its own and holds every GET (the sync's reads) unanswered,
+/// sending a `()` on the channel as each is held.
+fn proxy_holding_reads(bao_port: u16) -> (u16, std::sync::mpsc::Receiver<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for client in l.incoming() {
+            let Ok(mut client) = client else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 8192];
+                loop {
+                    let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match client.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    if req.starts_with(b"GET ") {
+                        let _ = tx.send(());
+                        // Held: the connection stays open, unanswered.
+                        let _ = client.read(&mut buf);
+                        return;
+                    }
+                    let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while req.len() < end + 4 + len {
+                        match client.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    // One request per upstream connection, closed after its answer.
+                    let mut up = TcpStream::connect(("127.0.0.1", bao_port)).unwrap();
+                    up.write_all(&req[..end]).unwrap();
+                    up.write_all(b"\r\nConnection: close\r\n\r\n").unwrap();
+                    up.write_all(&req[end + 4..end + 4 + len]).unwrap();
+                    let mut answer = Vec::new();
+                    let _ = up.read_to_end(&mut answer);
+                    let _ = client.write_all(&answer);
+                    req.drain(..end + 4 + len);
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// Thirty-second pass (found by its OpenBao attacker, counting `auth/token/accessors` as the
+/// thirty-first pass did): a sync stopped by SIGINT or SIGTERM (Ctrl-C, `systemctl stop`, a CI
+/// timeout) after its AppRole login died at once and left the login's token live for the
+/// role's `token_ttl`. Now the signal revokes it, says so, and exits 130 or 143; the vault
+/// file is unchanged.
+#[test]
+fn regression_a_sync_stopped_by_sigint_or_sigterm_revokes_its_approle_token() {
+    let Some((bao, site)) = bao_and_site("Pw-canary-s1", None) else {
+        return;
+    };
+    let accessors = || bao.live_tokens();
+    let (role, secret) = bao.approle("sync", "m/");
+    let sid = site.secret_id_file("sync", &secret);
+    let (port, held) = proxy_holding_reads(bao.port);
+    let addr = format!("http://127.0.0.1:{port}");
+    let before = site.vault_bytes();
+    let live = accessors();
+    for (sig, code) in [("TERM", 143), ("INT", 130)] {
+        let child = site
+            .sync_cmd(
+                None,
+                &[
+                    "--addr",
+                    &addr,
+                    "--mount",
+                    "secret",
+                    "--prefix",
+                    "m/",
+                    "--approle-role-id",
+                    &role,
+                    "--approle-secret-id-file",
+                    &sid,
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The login is done: the sync waits for its first read.
+        held.recv_timeout(Duration::from_secs(60))
+            .expect("the sync never read");
+        assert_eq!(accessors(), live + 1, "the login's token is live");
+        let kill = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "SIG{sig}: {err}");
+        assert!(
+            err.contains(&format!(
+                "sync openbao stopped by SIG{sig}: the token its AppRole login gave was revoked; nothing from OpenBao was saved"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains(&secret), "{err}");
+        assert_eq!(accessors(), live, "SIG{sig}: the token outlived the sync");
+        assert_eq!(site.vault_bytes(), before);
     }
 }
