@@ -2599,3 +2599,146 @@ fn regression_a_sync_stopped_by_sigint_or_sigterm_revokes_its_approle_token() {
         assert_eq!(site.vault_bytes(), before);
     }
 }
+
+/// The whole admin-to-checkpoint path with a real OpenBao: `sync openbao` into the master
+/// vault, `publish` a signed bundle for the location, `bundle apply` on a checkpoint (a second
+/// state directory), its daemon serving the value to a check (`get`); then the value rotated in
+/// OpenBao, synced, published and applied: the daemon serves the new value, never the old.
+/// Which OpenBao path and version a checkpoint serves travels in the bundle (the credential's
+/// source, inside the encrypted payload): `cred show` and `cred list --json` on the checkpoint
+/// name them; the audit log's `bundle.apply` names the generation and digests only.
+#[test]
+fn sync_publish_apply_serves_the_openbao_value_and_a_rotation_replaces_it_at_the_checkpoint() {
+    let Some(bao) = Bao::start() else { return };
+    if crate::fleet::cli::ssh_keygen().is_none() {
+        return;
+    }
+    bao.put("fleet/search-token", &[("token", "Tok-v1-canary-e2e")]);
+
+    // The checkpoint `ams`: its own vault, unlocked by its identity file.
+    let ck = tempdir();
+    let ck_id = ck.path().join("identity.txt");
+    let ck_id = ck_id.to_str().unwrap();
+    daemon::ok(ck.path(), &["init", "--identity-out", ck_id], None);
+    let recipient = daemon::ok(ck.path(), &["recipient", "--identity-file", ck_id], None);
+    // The master: `search-api` (the token) goes to ams.
+    let site = Site::new(&policy(&format!(
+        "locations = [\"ams\"]\n\n[locations.ams]\nrecipient = \"{}\"\n",
+        recipient.trim()
+    )));
+    let (key, public) = crate::fleet::cli::keypair(site.dir.path(), "signer", "");
+    let allowed = site.dir.path().join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("admin@example.com namespaces=\"scopevault-bundle\" {public}\n"),
+    )
+    .unwrap();
+    let policy_file = site.dir.path().join("policy.toml");
+    let out_dir = site.dir.path().join("bundles");
+    let bundle = out_dir.join("ams.svbundle");
+    let a = args(&bao, "fleet/");
+    let publish = || {
+        site.sv(&[
+            "publish",
+            "--policy",
+            policy_file.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--sign-key",
+            key.to_str().unwrap(),
+        ])
+    };
+    let apply = |socket: &Path, extra: &[&str]| {
+        let mut argv = vec![
+            "bundle",
+            "apply",
+            bundle.to_str().unwrap(),
+            "--allowed-signers",
+            allowed.to_str().unwrap(),
+            "--identity-file",
+            ck_id,
+            "--socket",
+            socket.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(extra);
+        daemon::ok(ck.path(), &argv, None)
+    };
+    // What the checkpoint says it serves: (path, version) of the token's source.
+    let served_source = || {
+        let list: serde_json::Value = serde_json::from_str(&daemon::ok(
+            ck.path(),
+            &["--identity-file", ck_id, "cred", "list", "--json"],
+            None,
+        ))
+        .unwrap();
+        let t = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "search-token")
+            .unwrap()
+            .clone();
+        (
+            t["source"]["path"].as_str().unwrap().to_owned(),
+            t["source"]["version"].as_u64().unwrap(),
+        )
+    };
+
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("+ search-token: version 1 (new)"), "{out}");
+    let out = publish();
+    assert!(out.contains("ams.svbundle: generation 1"), "{out}");
+    let out = apply(&ck.path().join("no-daemon.sock"), &["--location", "ams"]);
+    assert!(out.contains("applied ams generation 1"), "{out}");
+    assert_eq!(
+        served_source(),
+        ("secret/data/fleet/search-token".to_owned(), 1)
+    );
+
+    let d = Daemon::start(ck.path(), &["--identity-file", ck_id]);
+    let get = || {
+        let out = daemon::cmd(ck.path())
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["get", "--task", "search-api", "--field", "token"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "get: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(get(), "Tok-v1-canary-e2e");
+
+    // Rotated in OpenBao: sync, publish, apply (which asks the running daemon to reload).
+    bao.put("fleet/search-token", &[("token", "Tok-v2-canary-e2e")]);
+    let out = site.sync_ok(Some(ROOT_TOKEN), &a);
+    assert!(out.contains("~ search-token: version 1 → 2"), "{out}");
+    let out = publish();
+    assert!(out.contains("ams.svbundle: generation 2"), "{out}");
+    let out = apply(&d.socket, &[]);
+    assert!(out.contains("applied ams generation 2"), "{out}");
+    assert_eq!(get(), "Tok-v2-canary-e2e");
+    assert_eq!(
+        served_source(),
+        ("secret/data/fleet/search-token".to_owned(), 2)
+    );
+    let shown = daemon::ok(
+        ck.path(),
+        &["--identity-file", ck_id, "cred", "show", "search-token"],
+        None,
+    );
+    assert!(
+        shown.contains("source:   openbao-kv2 secret/data/fleet/search-token, version 2"),
+        "{shown}"
+    );
+    // The checkpoint's audit log records each apply by generation, never a value.
+    let audit = std::fs::read_to_string(ck.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("generation=2"), "{audit}");
+    let log = format!(
+        "{audit}{}{}",
+        d.stderr_text(),
+        String::from_utf8_lossy(&std::fs::read(&bundle).unwrap())
+    );
+    assert!(!log.contains("canary"), "{log}");
+    d.stop();
+}

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use common_vault::Env;
 
 /// `ssh-keygen`, or `None` (a skip outside CI, a failure in CI).
-fn ssh_keygen() -> Option<&'static str> {
+pub(crate) fn ssh_keygen() -> Option<&'static str> {
     let ok = Command::new("ssh-keygen")
         .arg("-?")
         .output()
@@ -38,7 +38,7 @@ fn run_ok(c: &mut Command) -> String {
 
 /// An ed25519 key pair under `dir` (optionally with a passphrase); returns the private key
 /// path and the public key line.
-fn keypair(dir: &Path, name: &str, pass: &str) -> (PathBuf, String) {
+pub(crate) fn keypair(dir: &Path, name: &str, pass: &str) -> (PathBuf, String) {
     let key = dir.join(name);
     run_ok(
         Command::new("ssh-keygen")

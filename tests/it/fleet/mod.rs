@@ -2,7 +2,7 @@
 //! the pull unit.
 
 mod ansible;
-mod cli;
+pub(crate) mod cli;
 mod policy;
 mod props;
 mod pull;
