@@ -4,7 +4,8 @@
 //! For each credential the applied policy declares, `MOUNT/data/PREFIX<name>` is read. A
 //! credential whose recorded source (path, KV version) is unchanged is dropped as soon as it is
 //! read, so memory grows with the number of *changed* credentials only. Any failure stops the
-//! sync before the save: the vault file stays byte for byte as it was. Otherwise every change
+//! sync before the save: the vault file stays byte for byte as it was. OpenBao is read before
+//! the vault's writer lock is taken; the file is read again under it. Otherwise every change
 //! goes into one atomic save, and when nothing moved there is no save at all (the generation
 //! stays).
 
@@ -14,7 +15,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::args::{GlobalArgs, SyncCommand, SyncOpenbaoArgs};
-use super::unlock::{open_vault_locked, open_vault_to_read, read_private_secret_file, vault_path};
+use super::unlock::{
+    open_vault, open_vault_locked, open_vault_to_read, read_private_secret_file, vault_path,
+};
 use crate::fleet::openbao::{self, Auth, Client, ClientOptions, TokenFault};
 use crate::policy::CredentialKind;
 use crate::secret::SecretString;
@@ -195,6 +198,50 @@ fn revoke_on_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One credential as read from OpenBao before the lock is taken.
+enum Fetched {
+    /// Its source was the one recorded: only that is kept.
+    Unchanged(CredentialSource),
+    /// Its current version (values kept until classified), or none (missing upstream).
+    Read(Option<openbao::KvSecret>),
+}
+
+/// The source recorded for `secret` read in `namespace`.
+fn source_of(secret: &openbao::KvSecret, namespace: &Option<String>) -> CredentialSource {
+    CredentialSource {
+        engine: ENGINE.to_owned(),
+        namespace: namespace.clone(),
+        path: secret.path.clone(),
+        version: secret.version,
+        updated: secret.updated,
+        set_by_hand: None,
+    }
+}
+
+/// The credentials the applied policy declares: name, kind, scopes, origins.
+type Declared = Vec<(String, CredentialKind, Vec<String>, Vec<String>)>;
+
+/// The applied policy's credentials ([`Declared`]), or the error for a vault without one.
+fn policy_names(vault: &vault::Vault) -> anyhow::Result<Declared> {
+    let Some(policy) = vault.policy() else {
+        bail!(
+            "the vault has no applied policy, so there is no list of credentials to sync: run `{}` first",
+            crate::advice::command("policy apply policy.toml")
+        );
+    };
+    Ok(policy
+        .credentials()
+        .map(|(n, d)| {
+            (
+                n.to_owned(),
+                d.kind(),
+                d.scopes().into_iter().map(str::to_owned).collect(),
+                d.origins().into_iter().map(str::to_owned).collect(),
+            )
+        })
+        .collect())
+}
+
 /// What the sync will do to one credential.
 enum Change {
     /// New in the vault, or its upstream version moved.
@@ -269,28 +316,29 @@ fn openbao_sync(
     openbao::check_addr(&a.addr)?;
     let auth = auth_from(a)?;
 
-    // Hold the write lock from the read of the vault to the save, so that no other writer's
-    // change is lost in between (a dry run writes nothing and takes no lock).
+    // The reads from OpenBao hold no lock (thirty-second pass: the writer lock was held through
+    // them, so a slow server kept every other writer, `cred set`, `policy apply`, `bundle
+    // apply`, waiting up to credentials × --timeout and then failing as busy). The vault is
+    // read unlocked, OpenBao is read, then the lock is taken and the file read again, and each
+    // credential is judged against what it holds then (see the loop below). With
+    // --allow-rollback a restored file is adopted under the lock first, and the lock is held
+    // throughout, as before. A dry run writes nothing and takes no lock.
     let path = vault_path(g);
-    let lock = if a.dry_run {
-        None
-    } else {
+    let early_lock = if !a.dry_run && g.unlock.allow_rollback {
         Some(WriteLock::acquire(&path)?)
+    } else {
+        None
     };
     // A dry run only reads: it adopts no restored file (`open_vault_to_read`).
-    let mut vault = match &lock {
+    let mut vault = match &early_lock {
         Some(lock) => open_vault_locked(g, lock)?,
-        None => open_vault_to_read(g)?,
+        None if a.dry_run => open_vault_to_read(g)?,
+        None => open_vault(g)?,
     };
-    if lock.is_some() && super::unlock::adopted(&vault) {
+    if early_lock.is_some() && super::unlock::adopted(&vault) {
         *adopted = Some(vault.generation());
     }
-    let Some(policy) = vault.policy() else {
-        bail!(
-            "the vault has no applied policy, so there is no list of credentials to sync: run `{}` first",
-            crate::advice::command("policy apply policy.toml")
-        );
-    };
+    let names = policy_names(&vault)?;
 
     let opts = ClientOptions {
         addr: a.addr.clone(),
@@ -313,23 +361,49 @@ fn openbao_sync(
     };
     client.check_kv2_mount(&mount)?;
 
+    // OpenBao read with no lock held: a credential whose source is the one recorded is kept
+    // as that source only (its values dropped, zeroed), the others whole.
+    let recorded = |v: &vault::Vault, name: &str| -> Option<CredentialSource> {
+        v.credentials().get(name).and_then(|c| c.source.clone())
+    };
+    let mut fetched = std::collections::HashMap::new();
+    for (name, ..) in &names {
+        let read = client.read_kv2(&mount, &format!("{prefix}{name}"))?;
+        let f = match read {
+            Some(s) if recorded(&vault, name) == Some(source_of(&s, &namespace)) => {
+                Fetched::Unchanged(source_of(&s, &namespace))
+            }
+            read => Fetched::Read(read),
+        };
+        fetched.insert(name.clone(), f);
+    }
+    // Then the lock, and the file as it is now: another writer may have saved meanwhile.
+    let lock = match early_lock {
+        Some(lock) => Some(lock),
+        None if a.dry_run => None,
+        None => {
+            let lock = WriteLock::acquire(&path)?;
+            vault = vault.reopen(&super::unlock::open_options(g))?;
+            Some(lock)
+        }
+    };
+    let names = policy_names(&vault)?;
+
     let mut changes: Vec<Change> = Vec::new();
     let (mut unchanged, mut missing) = (0usize, 0usize);
     let mut lines = Vec::new();
-    let names: Vec<(String, CredentialKind, Vec<String>, Vec<String>)> = policy
-        .credentials()
-        .map(|(n, d)| {
-            (
-                n.to_owned(),
-                d.kind(),
-                d.scopes().into_iter().map(str::to_owned).collect(),
-                d.origins().into_iter().map(str::to_owned).collect(),
-            )
-        })
-        .collect();
     for (name, kind, scopes, origins) in names {
         let kv_path = format!("{prefix}{name}");
-        let read = client.read_kv2(&mount, &kv_path)?;
+        let read = match fetched.remove(&name) {
+            Some(Fetched::Read(read)) => read,
+            Some(Fetched::Unchanged(s)) if recorded(&vault, &name).as_ref() == Some(&s) => {
+                unchanged += 1;
+                continue;
+            }
+            // Its source changed since the read (set by hand, another sync), or it was declared
+            // since (`policy apply`): read again, under the lock.
+            _ => client.read_kv2(&mount, &kv_path)?,
+        };
         let current = vault.credentials().get(&name);
         let Some(secret) = read else {
             missing += 1;
@@ -370,14 +444,7 @@ fn openbao_sync(
             }
             continue;
         };
-        let source = CredentialSource {
-            engine: ENGINE.to_owned(),
-            namespace: namespace.clone(),
-            path: secret.path.clone(),
-            version: secret.version,
-            updated: secret.updated,
-            set_by_hand: None,
-        };
+        let source = source_of(&secret, &namespace);
         let before = current.and_then(|c| c.source.as_ref());
         if before == Some(&source) {
             // Same path, same version: nothing to do; its values are dropped (zeroed) here.

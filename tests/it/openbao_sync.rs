@@ -2482,17 +2482,24 @@ fn regression_a_token_or_secret_id_file_others_may_access_is_warned_about() {
     }
 }
 
+/// Set to let the GETs a [`proxy_holding_reads`] holds through.
+type Release = std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>;
+
 /// A loopback proxy to `bao_port` that forwards each POST (the AppRole login, the token's
-/// revoke) on a connection of its own and holds every GET (the sync's reads) unanswered,
-/// sending a `()` on the channel as each is held.
-fn proxy_holding_reads(bao_port: u16) -> (u16, std::sync::mpsc::Receiver<()>) {
+/// revoke) on a connection of its own and holds every GET (the sync's reads) unanswered until
+/// the returned [`Release`] is set (never, unless a test sets it), sending a `()` on the
+/// channel as each is held.
+fn proxy_holding_reads(bao_port: u16) -> (u16, std::sync::mpsc::Receiver<()>, Release) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
+    let release = Release::default();
+    let released = release.clone();
     std::thread::spawn(move || {
         for client in l.incoming() {
             let Ok(mut client) = client else { return };
             let tx = tx.clone();
+            let released = released.clone();
             std::thread::spawn(move || {
                 let mut req = Vec::new();
                 let mut buf = [0u8; 8192];
@@ -2506,9 +2513,9 @@ fn proxy_holding_reads(bao_port: u16) -> (u16, std::sync::mpsc::Receiver<()>) {
                     };
                     if req.starts_with(b"GET ") {
                         let _ = tx.send(());
-                        // Held: the connection stays open, unanswered.
-                        let _ = client.read(&mut buf);
-                        return;
+                        // Held: the connection stays open, unanswered, until released.
+                        let (go, cv) = &*released;
+                        let _go = cv.wait_while(go.lock().unwrap(), |go| !*go).unwrap();
                     }
                     let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
                     let len: usize = head
@@ -2534,7 +2541,7 @@ fn proxy_holding_reads(bao_port: u16) -> (u16, std::sync::mpsc::Receiver<()>) {
             });
         }
     });
-    (port, rx)
+    (port, rx, release)
 }
 
 /// Thirty-second pass (found by its OpenBao attacker, counting `auth/token/accessors` as the
@@ -2550,7 +2557,7 @@ fn regression_a_sync_stopped_by_sigint_or_sigterm_revokes_its_approle_token() {
     let accessors = || bao.live_tokens();
     let (role, secret) = bao.approle("sync", "m/");
     let sid = site.secret_id_file("sync", &secret);
-    let (port, held) = proxy_holding_reads(bao.port);
+    let (port, held, _never) = proxy_holding_reads(bao.port);
     let addr = format!("http://127.0.0.1:{port}");
     let before = site.vault_bytes();
     let live = accessors();
@@ -2741,4 +2748,70 @@ fn sync_publish_apply_serves_the_openbao_value_and_a_rotation_replaces_it_at_the
     );
     assert!(!log.contains("canary"), "{log}");
     d.stop();
+}
+
+/// Thirty-second pass (found by its OpenBao attacker, a slow server before the sync): the
+/// vault's writer lock was held through every read from OpenBao, so another writer (`cred
+/// add`, `cred set`, `policy apply`, `bundle apply`) waited up to credentials × `--timeout` and
+/// then failed, `busy`. Now OpenBao is read first with no lock, then the lock is taken and the
+/// file read again: a writer during the reads goes through, its change is kept by the sync's
+/// save, and a credential set by hand meanwhile is read again under the lock and put back.
+#[test]
+fn regression_a_slow_openbao_does_not_hold_other_writers_and_their_changes_are_kept() {
+    let Some((bao, site)) = bao_and_site("Pw-canary-w1", Some("Tok-canary-w1")) else {
+        return;
+    };
+    let out = site.sync_ok(Some(ROOT_TOKEN), &args(&bao, "m/"));
+    assert!(out.contains("2 to change"), "{out}");
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-w2")],
+    );
+    let (port, held, release) = proxy_holding_reads(bao.port);
+    let addr = format!("http://127.0.0.1:{port}");
+    let sync = site
+        .sync_cmd(
+            Some(ROOT_TOKEN),
+            &["--addr", &addr, "--mount", "secret", "--prefix", "m/"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The sync waits for OpenBao's answer: other writers go through meanwhile.
+    held.recv_timeout(Duration::from_secs(60))
+        .expect("the sync never read");
+    daemon::ok(
+        site.dir.path(),
+        &[
+            "--identity-file",
+            &site.id,
+            "cred",
+            "add",
+            "extra",
+            "--kind",
+            "token",
+            "--secret",
+            "token",
+        ],
+        Some("Tok-extra-w4"),
+    );
+    site.set_by_hand("search-token", "Tok-by-hand-w3");
+    let (go, cv) = &*release;
+    *go.lock().unwrap() = true;
+    cv.notify_all();
+    let out = sync.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout.contains("~ shop-buyer: version 1 → 2"), "{stdout}");
+    // Set by hand while OpenBao was read: read again under the lock, and put back.
+    assert!(
+        stdout.contains("~ search-token: set by hand → version 1"),
+        "{stdout}"
+    );
+    let list = site.sv(&["cred", "list"]);
+    assert!(
+        list.contains("extra"),
+        "the other writer's credential was lost: {list}"
+    );
 }
