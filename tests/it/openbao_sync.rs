@@ -436,6 +436,36 @@ fn bao_and_site(password: &str, token: Option<&str>) -> Option<(Bao, Site)> {
     Some((bao, Site::new(&policy(""))))
 }
 
+/// The entry of credential `name` in `cred list --json` of the vault in `dir` (unlocked by the
+/// identity file `id`).
+fn listed(dir: &Path, id: &str, name: &str) -> serde_json::Value {
+    let list: serde_json::Value = serde_json::from_str(&daemon::ok(
+        dir,
+        &["--identity-file", id, "cred", "list", "--json"],
+        None,
+    ))
+    .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+/// `get --task TASK --field FIELD` from the daemon at `socket`, run in `dir`: the value.
+fn fetch(dir: &Path, socket: &Path, task: &str, field: &str) -> String {
+    let out = daemon::cmd(dir)
+        .arg("--socket")
+        .arg(socket)
+        .args(["get", "--task", task, "--field", field])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "get: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// The header JSON of a vault file (vault-format.md: magic 8, version 2, length 4, header).
 fn split_header(bytes: &[u8]) -> (serde_json::Value, usize) {
     let len = u32::from_be_bytes(bytes[10..14].try_into().unwrap()) as usize;
@@ -513,17 +543,7 @@ fn kv_put_sync_serve_fetch_then_rotation_upstream_is_served_after_resync() {
 
     // serve → fetch.
     let d = Daemon::start(site.dir.path(), &["--identity-file", &site.id]);
-    let get = |task: &str, field: &str| {
-        let out = daemon::cmd(site.dir.path())
-            .arg("--socket")
-            .arg(&d.socket)
-            .args(["get", "--task", task, "--field", field])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "get: {}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let get = |task: &str, field: &str| fetch(site.dir.path(), &d.socket, task, field);
     assert_eq!(get("checkout-flow", "password"), "Pw-v1-canary-8s");
     assert_eq!(get("search-api", "token"), "Tok-canary-3k");
 
@@ -2416,14 +2436,7 @@ fn regression_an_empty_bao_namespace_is_the_root_namespace_as_bao_takes_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("+ shop-buyer: version 1 (new)"), "{stdout}");
-    let list: serde_json::Value =
-        serde_json::from_str(&site.sv(&["cred", "list", "--json"])).unwrap();
-    let buyer = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "shop-buyer")
-        .unwrap();
+    let buyer = listed(site.dir.path(), &site.id, "shop-buyer");
     assert_eq!(buyer["fields"]["username"], "b", "{buyer}");
     assert!(buyer["source"]["namespace"].is_null(), "{buyer}");
     // `--namespace /` is the same: nothing moved.
@@ -2672,19 +2685,7 @@ fn sync_publish_apply_serves_the_openbao_value_and_a_rotation_replaces_it_at_the
     };
     // What the checkpoint says it serves: (path, version) of the token's source.
     let served_source = || {
-        let list: serde_json::Value = serde_json::from_str(&daemon::ok(
-            ck.path(),
-            &["--identity-file", ck_id, "cred", "list", "--json"],
-            None,
-        ))
-        .unwrap();
-        let t = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "search-token")
-            .unwrap()
-            .clone();
+        let t = listed(ck.path(), ck_id, "search-token");
         (
             t["source"]["path"].as_str().unwrap().to_owned(),
             t["source"]["version"].as_u64().unwrap(),
@@ -2703,17 +2704,7 @@ fn sync_publish_apply_serves_the_openbao_value_and_a_rotation_replaces_it_at_the
     );
 
     let d = Daemon::start(ck.path(), &["--identity-file", ck_id]);
-    let get = || {
-        let out = daemon::cmd(ck.path())
-            .arg("--socket")
-            .arg(&d.socket)
-            .args(["get", "--task", "search-api", "--field", "token"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "get: {}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let get = || fetch(ck.path(), &d.socket, "search-api", "token");
     assert_eq!(get(), "Tok-v1-canary-e2e");
 
     // Rotated in OpenBao: sync, publish, apply (which asks the running daemon to reload).
