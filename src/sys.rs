@@ -1324,7 +1324,7 @@ pub fn take_sigchld_default() {
 }
 
 /// Whether signal `sig` is ignored in this process (`SIG_IGN`), asked with `sigaction`.
-fn is_ignored(sig: i32) -> bool {
+pub fn is_ignored(sig: i32) -> bool {
     // SAFETY: `sigaction` with no new action only writes the current one into `old`, on this
     // stack; a number that is not a signal fails with EINVAL and leaves it zeroed (`SIG_DFL`).
     #[allow(unsafe_code)]

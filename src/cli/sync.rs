@@ -162,14 +162,23 @@ fn signal_gate() -> std::sync::MutexGuard<'static, Option<Client>> {
 }
 
 /// Catch SIGINT and SIGTERM for the rest of the sync: on one, wait for a login or a save under
-/// way, revoke the login's token (bounded by `--timeout`), say so, and exit 130 or 143, the
-/// vault file as it was or as saved, never in between (the save is atomic and not cut short).
-/// Only for an AppRole login: a token handed in is the admin's, and a sync with one stops at
-/// once, as it always did.
+/// way, revoke the login's token (bounded by `--timeout`), say so, and die of that signal (as
+/// a shell and systemd expect of a command stopped so), the vault file as it was or as saved,
+/// never in between (the save is atomic and not cut short). Only for an AppRole login: a token
+/// handed in is the admin's, and a sync with one stops at once, as it always did. A signal this
+/// process was given ignored (`nohup`, a script's background job) stays ignored: catching it
+/// would make such a sync stop where it did not.
 fn revoke_on_signal() -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .context("cannot catch SIGINT and SIGTERM")?;
+    let caught: Vec<i32> = [SIGINT, SIGTERM]
+        .into_iter()
+        .filter(|&s| !crate::sys::is_ignored(s))
+        .collect();
+    if caught.is_empty() {
+        return Ok(());
+    }
+    let mut signals =
+        signal_hook::iterator::Signals::new(caught).context("cannot catch SIGINT and SIGTERM")?;
     std::thread::spawn(move || {
         let Some(sig) = signals.forever().next() else {
             return;
@@ -193,6 +202,7 @@ fn revoke_on_signal() -> anyhow::Result<()> {
             "nothing from OpenBao was saved"
         };
         errln!("scopevault: sync openbao stopped by {name}: {revoked}; {vault}");
+        crate::sys::die_of_signal(sig);
         std::process::exit(128 + sig);
     });
     Ok(())
