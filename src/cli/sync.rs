@@ -212,8 +212,9 @@ fn revoke_on_signal() -> anyhow::Result<()> {
 enum Fetched {
     /// Its source was the one recorded: only that is kept.
     Unchanged(CredentialSource),
-    /// Its current version (values kept until classified), or none (missing upstream).
-    Read(Option<openbao::KvSecret>),
+    /// Its current version (values kept until classified), or none (missing upstream), and
+    /// the source the vault recorded when it was read.
+    Read(Option<openbao::KvSecret>, Option<CredentialSource>),
 }
 
 /// The source recorded for `secret` read in `namespace`.
@@ -383,7 +384,7 @@ fn openbao_sync(
             Some(s) if recorded(&vault, name) == Some(source_of(&s, &namespace)) => {
                 Fetched::Unchanged(source_of(&s, &namespace))
             }
-            read => Fetched::Read(read),
+            read => Fetched::Read(read, recorded(&vault, name)),
         };
         fetched.insert(name.clone(), f);
     }
@@ -405,13 +406,15 @@ fn openbao_sync(
     for (name, kind, scopes, origins) in names {
         let kv_path = format!("{prefix}{name}");
         let read = match fetched.remove(&name) {
-            Some(Fetched::Read(read)) => read,
+            Some(Fetched::Read(read, then)) if recorded(&vault, &name) == then => read,
             Some(Fetched::Unchanged(s)) if recorded(&vault, &name).as_ref() == Some(&s) => {
                 unchanged += 1;
                 continue;
             }
-            // Its source changed since the read (set by hand, another sync), or it was declared
-            // since (`policy apply`): read again, under the lock.
+            // Its source changed since the read (set by hand, another sync, which may have
+            // taken a version newer than the one read here: judged against it, the read would
+            // go backwards), or it was declared since (`policy apply`): read again, under the
+            // lock.
             _ => client.read_kv2(&mount, &kv_path)?,
         };
         let current = vault.credentials().get(&name);

@@ -2503,6 +2503,15 @@ type Release = std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>;
 /// the returned [`Release`] is set (never, unless a test sets it), sending a `()` on the
 /// channel as each is held.
 fn proxy_holding_reads(bao_port: u16) -> (u16, std::sync::mpsc::Receiver<()>, Release) {
+    proxy_holding_reads_of(bao_port, "")
+}
+
+/// [`proxy_holding_reads`] holding only the GETs whose request line contains `needle`; the
+/// others are forwarded at once.
+fn proxy_holding_reads_of(
+    bao_port: u16,
+    needle: &'static str,
+) -> (u16, std::sync::mpsc::Receiver<()>, Release) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -2524,7 +2533,8 @@ fn proxy_holding_reads(bao_port: u16) -> (u16, std::sync::mpsc::Receiver<()>, Re
                         }
                         continue;
                     };
-                    if req.starts_with(b"GET ") {
+                    let line = req.split(|&b| b == b'\r').next().unwrap_or_default();
+                    if req.starts_with(b"GET ") && String::from_utf8_lossy(line).contains(needle) {
                         let _ = tx.send(());
                         // Held: the connection stays open, unanswered, until released.
                         let (go, cv) = &*released;
@@ -2829,4 +2839,47 @@ fn regression_a_slow_openbao_does_not_hold_other_writers_and_their_changes_are_k
         list.contains("extra"),
         "the other writer's credential was lost: {list}"
     );
+}
+
+/// Thirty-second pass (found reviewing the fix above): a credential read from OpenBao before
+/// the lock was judged under it as read, even when another sync had moved its recorded source
+/// on meanwhile to a newer version: the older read then went "backwards" and the whole sync
+/// failed (or, with `--allow-older-versions`, would have put the older value back). Such a
+/// credential is read again under the lock, as one set by hand meanwhile is.
+#[test]
+fn regression_a_read_overtaken_by_another_sync_is_read_again_under_the_lock() {
+    let Some((bao, site)) = bao_and_site("Pw-canary-o1", Some("Tok-canary-o1")) else {
+        return;
+    };
+    let out = site.sync_ok(Some(ROOT_TOKEN), &args(&bao, "m/"));
+    assert!(out.contains("2 to change"), "{out}");
+    bao.put("m/search-token", &[("token", "Tok-canary-o2")]);
+    // Credentials are read in name order: search-token (version 2 now) is read and answered,
+    // then the sync waits on shop-buyer's read.
+    let (port, held, release) = proxy_holding_reads_of(bao.port, "/data/m/shop-buyer");
+    let addr = format!("http://127.0.0.1:{port}");
+    let sync = site
+        .sync_cmd(
+            Some(ROOT_TOKEN),
+            &["--addr", &addr, "--mount", "secret", "--prefix", "m/"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    held.recv_timeout(Duration::from_secs(60))
+        .expect("the sync never read shop-buyer");
+    // Meanwhile the value moves on and another sync takes version 3.
+    bao.put("m/search-token", &[("token", "Tok-canary-o3")]);
+    let out = site.sync_ok(Some(ROOT_TOKEN), &args(&bao, "m/"));
+    assert!(out.contains("~ search-token: version 1 → 3"), "{out}");
+    let (go, cv) = &*release;
+    *go.lock().unwrap() = true;
+    cv.notify_all();
+    let out = sync.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout.contains("search-token"), "{stdout}");
+    let token = listed(site.dir.path(), &site.id, "search-token");
+    assert_eq!(token["source"]["version"], 3, "{token}");
 }
