@@ -733,6 +733,29 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
             MIN_FORM
         );
     }
+    // A byte array holding the value as Go, Ruby and Java print it, its bytes in decimal:
+    // Go's `%v` and `fmt.Println` of a `[]byte` (`[83 195 188 …]`), Ruby's `bytes.inspect`
+    // and Python's `list(b)` (`[83, 195, 188, …]`), and Java's `Arrays.toString(byte[])`,
+    // whose bytes are signed (`[83, -61, -68, …]`; the same text as Ruby's for an ASCII
+    // value). Found by attacking `exec`'s masking with real writers, thirty-second pass.
+    let decimal = |sep: &str, signed: bool| {
+        bytes
+            .iter()
+            .map(|&b| {
+                if signed {
+                    (b as i8).to_string()
+                } else {
+                    b.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    if bytes.len() <= MAX_DECIMAL {
+        push!(decimal(" ", false), Encoding::Hex, MIN_FORM);
+        push!(decimal(", ", false), Encoding::Hex, MIN_FORM);
+        push!(decimal(", ", true), Encoding::Hex, MIN_FORM);
+    }
     for enc in [&BASE32, &BASE32_NOPAD] {
         let upper = enc.encode(bytes);
         push!(upper.to_ascii_lowercase(), Encoding::Base32, MIN_FORM);
@@ -1041,6 +1064,12 @@ fn yaml_double(value: &str, allow_unicode: bool) -> String {
 
 /// How many bytes of a `Buffer` Node's `util.inspect` shows (`buffer.INSPECT_MAX_BYTES`).
 const NODE_BUFFER_SHOWN: usize = 50;
+
+/// The longest value, in bytes, whose bytes in decimal (a byte array as Go, Ruby and Java
+/// print it) are forms of it: each is 3.5 to 5 times the value, and a longer value's (a
+/// 1.7 KiB PEM key's) would put its forms over the bound of a DFA ([`dfa_build_is_bounded`]),
+/// halving the scan's speed for a print a check makes of a password or a token.
+pub const MAX_DECIMAL: usize = 1024;
 
 /// A word holding `value` as bash 5 displays it, between its quotes where it has some: in
 /// single quotes with `'` as `'\''` (`set -x`, `${v@Q}`), with a backslash before each

@@ -2,4 +2,5 @@
 
 mod cli;
 mod forms;
+mod languages;
 mod playwright;

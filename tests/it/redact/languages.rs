@@ -1,0 +1,291 @@
+//! `exec`'s masking and the scrub against what real Go, Ruby and Java programs print when a
+//! check's author writes its secret by accident (thirty-second pass). Each writer is a source
+//! file written here and run by the real toolchain (`go build`, `ruby`, `javac` + `java`),
+//! compiled once per source text under the target directory. Go and Ruby come from Debian
+//! (`scripts/setup/languages`, run by `scripts/test`); a missing toolchain is a skip, and a
+//! failure under `CI=true`.
+
+use crate::common::daemon;
+use crate::common::redact_oracle::skip;
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use daemon::{tempdir, Daemon};
+
+/// The label `exec` writes for the buyer's password.
+const MARK: &str = "[redacted:shop-buyer.password]";
+
+/// A program written in one of the languages, run by its real toolchain.
+#[derive(Clone, Copy)]
+pub enum Lang {
+    /// `main.go`, built with `go build`.
+    Go,
+    /// `w.rb`, run with `ruby`.
+    Ruby,
+    /// `W.java` (class `W`), compiled with `javac` and run with `java`.
+    Java,
+}
+
+impl Lang {
+    fn tool(self) -> &'static str {
+        match self {
+            Lang::Go => "go",
+            Lang::Ruby => "ruby",
+            Lang::Java => "javac",
+        }
+    }
+
+    fn file(self) -> &'static str {
+        match self {
+            Lang::Go => "main.go",
+            Lang::Ruby => "w.rb",
+            Lang::Java => "W.java",
+        }
+    }
+}
+
+/// Where the compiled writers are kept between runs: beside the binary under test.
+fn cache_dir() -> PathBuf {
+    Path::new(daemon::bin())
+        .parent()
+        .expect("the binary is in a directory")
+        .join("language-writers")
+}
+
+/// The command that runs `source` in `lang`, built once per source text (cached under the
+/// target directory); `None` after a skip when the toolchain is missing.
+pub fn writer(lang: Lang, source: &str) -> Option<Command> {
+    if Command::new(lang.tool())
+        .arg(if matches!(lang, Lang::Go) {
+            "version"
+        } else {
+            "--version"
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        skip(&format!(
+            "{} is not installed (scripts/setup/languages installs it)",
+            lang.tool()
+        ));
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    source.hash(&mut h);
+    let cache = cache_dir();
+    let dir = cache.join(format!("{}-{:016x}", lang.file(), h.finish()));
+    if !dir.join("done").exists() {
+        std::fs::create_dir_all(&cache).unwrap();
+        let tmp = tempfile::tempdir_in(&cache).unwrap();
+        std::fs::write(tmp.path().join(lang.file()), source).unwrap();
+        let build = match lang {
+            Lang::Go => Some(
+                Command::new("go")
+                    .args(["build", "-o", "writer", "main.go"])
+                    .env("GOCACHE", cache.join("gocache"))
+                    .env("GO111MODULE", "off")
+                    .current_dir(tmp.path())
+                    .output()
+                    .unwrap(),
+            ),
+            Lang::Java => Some(
+                Command::new("javac")
+                    .args(["-d", ".", "W.java"])
+                    .current_dir(tmp.path())
+                    .output()
+                    .unwrap(),
+            ),
+            Lang::Ruby => None,
+        };
+        if let Some(out) = build {
+            assert!(
+                out.status.success(),
+                "{} failed: {}",
+                lang.tool(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::write(tmp.path().join("done"), "").unwrap();
+        // Another test may have built the same source meanwhile: either copy will do.
+        let tmp = tmp.keep();
+        if std::fs::rename(&tmp, &dir).is_err() {
+            std::fs::remove_dir_all(&tmp).unwrap();
+        }
+    }
+    Some(match lang {
+        Lang::Go => Command::new(dir.join("writer")),
+        Lang::Ruby => {
+            let mut c = Command::new("ruby");
+            c.arg(dir.join("w.rb"));
+            c
+        }
+        Lang::Java => {
+            let mut c = Command::new("java");
+            c.arg("-cp").arg(&dir).arg("W");
+            c
+        }
+    })
+}
+
+/// `scopevault exec --task checkout-flow [--no-mask] -- PROGRAM`: its stdout and stderr.
+fn exec(d: &Daemon, mask: bool, program: &Command) -> String {
+    let mut c = daemon::cmd(&d.dir);
+    c.arg("--socket")
+        .arg(&d.socket)
+        .args(["exec", "--task", "checkout-flow"]);
+    if !mask {
+        c.arg("--no-mask");
+    }
+    c.arg("--")
+        .arg(program.get_program())
+        .args(program.get_args());
+    let out = c.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut text = String::from_utf8(out.stdout).unwrap();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+/// The lines `NAME: FORM` a writer printed, by name (a line without such a prefix is left out).
+fn named_lines(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(": ")?;
+            let name = name.rsplit(' ').next()?;
+            name.contains('-')
+                .then(|| (name.to_owned(), rest.to_owned()))
+        })
+        .collect()
+}
+
+/// Runs each writer with the buyer's password `value` under `exec`, unmasked and masked, and
+/// `redact` on a file of the unmasked output. Each writer prints lines `NAME: FORM`, and
+/// `expect` holds, for each NAME, a piece of what it must have written (so the test knows
+/// the writer wrote the form it is about). Masked, every named line holds the redaction
+/// mark and not the form; scrubbed, the file holds no form.
+pub fn assert_masked_and_scrubbed(value: &str, writers: &[(Lang, &str)], expect: &[(&str, &str)]) {
+    let mut programs = Vec::new();
+    for (lang, source) in writers {
+        match writer(*lang, source) {
+            Some(c) => programs.push(c),
+            None => return,
+        }
+    }
+    let dir = tempdir();
+    let d = daemon::start_with_buyer(dir.path(), value);
+    let mut raw = Vec::new();
+    let mut masked = Vec::new();
+    for p in &programs {
+        raw.extend(named_lines(&exec(&d, false, p)));
+        masked.extend(named_lines(&exec(&d, true, p)));
+    }
+    for (name, piece) in expect {
+        let (_, form) = raw
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no line {name} in {raw:#?}"));
+        assert!(form.contains(piece), "{name} wrote {form:?}, not {piece:?}");
+    }
+    let mut missed = Vec::new();
+    for (name, form) in &raw {
+        let m = masked.iter().find(|(n, _)| n == name).map(|(_, m)| m);
+        if !m.is_some_and(|m| m.contains(MARK) && !m.contains(form.as_str())) {
+            missed.push(format!("exec {name}: {m:?} (unmasked: {form:?})"));
+        }
+    }
+    let art = dir.path().join("artifacts");
+    std::fs::create_dir(&art).unwrap();
+    let file = art.join("check.log");
+    let all: String = raw.iter().map(|(n, f)| format!("{n}: {f}\n")).collect();
+    std::fs::write(&file, &all).unwrap();
+    let out = daemon::cmd(&d.dir)
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["redact", "--task", "checkout-flow"])
+        .arg(&art)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scrubbed = std::fs::read_to_string(&file).unwrap();
+    for (name, form) in &raw {
+        if scrubbed.contains(form.as_str()) {
+            missed.push(format!("redact {name}: {form:?}"));
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "not masked or scrubbed:\n{}",
+        missed.join("\n")
+    );
+}
+
+/// A password with a quote, a backslash, `<>&`, a space, non-ASCII characters in and beyond
+/// the BMP (negative bytes in Java) and a tab.
+const VALUE: &str = "S\u{fc}\"p\\<a>&b \u{20ac}x\u{1f511}y\tz";
+
+const GO_BYTES: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	b := []byte(os.Getenv("SCOPEVAULT_SHOP_BUYER_PASSWORD"))
+	fmt.Printf("go-v-bytes: %v\n", b)
+	fmt.Println("go-println-bytes:", b)
+}
+"#;
+
+const RUBY_BYTES: &str = r#"v = ENV['SCOPEVAULT_SHOP_BUYER_PASSWORD']
+puts "rb-bytes: #{v.bytes.inspect}"
+puts "rb-unpack: #{v.unpack('C*')}"
+"#;
+
+const JAVA_BYTES: &str = r#"import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+
+public class W {
+  public static void main(String[] a) {
+    byte[] b = System.getenv("SCOPEVAULT_SHOP_BUYER_PASSWORD").getBytes(StandardCharsets.UTF_8);
+    System.out.println("java-bytes: " + Arrays.toString(b));
+  }
+}
+"#;
+
+/// Found by attacking `exec`'s masking with real writers (thirty-second pass): a byte array
+/// holding the password, printed in decimal as Go (`fmt.Println(body)` of a `[]byte`: `[83
+/// 195 188 …]`), Ruby (`bytes.inspect`: `[83, 195, 188, …]`) and Java
+/// (`Arrays.toString(bytes)`, signed: `[83, -61, -68, …]`) print it, was neither masked nor
+/// scrubbed.
+#[test]
+fn regression_a_byte_array_printed_in_decimal_by_go_ruby_and_java_is_masked_and_scrubbed() {
+    assert_masked_and_scrubbed(
+        VALUE,
+        &[
+            (Lang::Go, GO_BYTES),
+            (Lang::Ruby, RUBY_BYTES),
+            (Lang::Java, JAVA_BYTES),
+        ],
+        &[
+            ("go-v-bytes", "[83 195 188 34 112 92 "),
+            ("go-println-bytes", "[83 195 188 "),
+            ("rb-bytes", "[83, 195, 188, 34, "),
+            ("rb-unpack", "[83, 195, 188, "),
+            ("java-bytes", "[83, -61, -68, 34, "),
+        ],
+    );
+}
