@@ -713,6 +713,13 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
         push!(yaml_double(value, allow_unicode), Encoding::Repr, MIN_FORM);
     }
     push!(value.replace('\'', "''"), Encoding::Repr, MIN_FORM);
+    // Ruby's display of a string (`p`, `inspect`, `pp` of a hash, `Logger` of a hash) as
+    // UTF-8 and as a binary string (a `Net::HTTP` body: `\xC3\xBC`), and `String#dump`
+    // (`\u00FC`, `\u{1F511}`): `#{`, `#$`, `#@` as `\#{`…, ESC as `\e`. Found by attacking
+    // `exec`'s masking with real writers, thirty-second pass.
+    for how in [RubyString::Inspect, RubyString::Binary, RubyString::Dump] {
+        push!(ruby_escape(value, how), Encoding::Repr, MIN_FORM);
+    }
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
     // Node's display of a `Buffer` holding the value (`console.log(body)`: `<Buffer 48 75 …>`,
@@ -1134,6 +1141,74 @@ fn shell_forms(value: &str) -> Vec<String> {
             }
         }
         out.push(ansi);
+    }
+    out
+}
+
+/// Which of Ruby's displays of a string [`ruby_escape`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RubyString {
+    /// `String#inspect` of a UTF-8 string (`p`, `pp`, a hash's or an array's `inspect`).
+    Inspect,
+    /// `inspect` of the value's bytes as a binary (ASCII-8BIT) string, as `Net::HTTP`
+    /// returns a body: each byte outside ASCII as `\xC3`.
+    Binary,
+    /// `String#dump`: ASCII only, non-ASCII as `\u00FC` and `\u{1F511}`.
+    Dump,
+}
+
+/// A string's content between its double quotes as Ruby (3.x) displays it ([`RubyString`]):
+/// `"` and `\` after a backslash, `#` before `{`, `$` and `@` too (`\#{`, so the text reads
+/// back without interpolating), `\a \b \t \n \v \f \r \e` for those controls; any other
+/// character `inspect` does not print (controls, surrogates, unassigned characters, U+2028
+/// and U+2029: Onigmo's print class) as `\u007F` or `\u{E0001}` (`\x7F`, each byte, in a
+/// binary string and for a control in `dump`); the rest as it is (`dump`: non-ASCII as
+/// `\u00FC`).
+fn ruby_escape(value: &str, how: RubyString) -> String {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    let mut out = String::with_capacity(value.len() + 8);
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        let n = c as u32;
+        let short = match c {
+            '"' => Some('"'),
+            '\\' => Some('\\'),
+            '#' if matches!(chars.peek(), Some('{' | '$' | '@')) => Some('#'),
+            '\u{7}' => Some('a'),
+            '\u{8}' => Some('b'),
+            '\t' => Some('t'),
+            '\n' => Some('n'),
+            '\u{b}' => Some('v'),
+            '\u{c}' => Some('f'),
+            '\r' => Some('r'),
+            '\u{1b}' => Some('e'),
+            _ => None,
+        };
+        if let Some(s) = short {
+            out.push('\\');
+            out.push(s);
+            continue;
+        }
+        let hidden = matches!(
+            get_general_category(c),
+            G::Control | G::Surrogate | G::Unassigned | G::LineSeparator | G::ParagraphSeparator
+        );
+        if how == RubyString::Binary && (hidden || !c.is_ascii()) {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("\\x{b:02X}"));
+            }
+        } else if how == RubyString::Dump && n < 0x80 && hidden {
+            out.push_str(&format!("\\x{n:02X}"));
+        } else if hidden || (how == RubyString::Dump && !c.is_ascii()) {
+            if n > 0xffff {
+                out.push_str(&format!("\\u{{{n:X}}}"));
+            } else {
+                out.push_str(&format!("\\u{n:04X}"));
+            }
+        } else {
+            out.push(c);
+        }
     }
     out
 }

@@ -154,14 +154,17 @@ fn exec(d: &Daemon, mask: bool, program: &Command) -> String {
     text
 }
 
-/// The lines `NAME: FORM` a writer printed, by name (a line without such a prefix is left out).
+/// The lines holding `NAME: FORM` a writer printed (after a logger's prefix or not), by
+/// NAME, a word of letters with a `-` (a line without one is left out).
 fn named_lines(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
-            let (name, rest) = l.split_once(": ")?;
-            let name = name.rsplit(' ').next()?;
-            name.contains('-')
-                .then(|| (name.to_owned(), rest.to_owned()))
+            l.match_indices(": ").find_map(|(i, _)| {
+                let name = l[..i].rsplit(' ').next()?;
+                let named =
+                    name.contains('-') && name.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+                named.then(|| (name.to_owned(), l[i + 2..].to_owned()))
+            })
         })
         .collect()
 }
@@ -286,6 +289,43 @@ fn regression_a_byte_array_printed_in_decimal_by_go_ruby_and_java_is_masked_and_
             ("rb-bytes", "[83, 195, 188, 34, "),
             ("rb-unpack", "[83, 195, 188, "),
             ("java-bytes", "[83, -61, -68, 34, "),
+        ],
+    );
+}
+
+/// A password with `#{`, `#$` and `#@` (which Ruby's `inspect` escapes so it reads back
+/// without interpolating), a quote, a backslash, ESC, U+2028 and non-ASCII characters in and
+/// beyond the BMP.
+const RUBY_VALUE: &str = "K#{x}#$y#@z\"\\\u{1b}\u{2028}\u{fc} \u{1f511}q";
+
+const RUBY_INSPECT: &str = r#"require 'logger'
+require 'pp'
+v = ENV['SCOPEVAULT_SHOP_BUYER_PASSWORD']
+$stdout.sync = true
+print "rb-p: "; p v
+puts "rb-hash: #{{ 'password' => v }.inspect}"
+print "rb-pp: "; pp({ 'password' => v, 'user' => 'buyer' })
+puts "rb-body: #{v.b.inspect}"
+puts "rb-dump: #{v.dump}"
+Logger.new($stdout).info("rb-logger: #{{ password: v }}")
+"#;
+
+/// Found by attacking `exec`'s masking with real writers (thirty-second pass): Ruby's `p`,
+/// `inspect` and `pp` of a password holding `#{` (`"K\#{x}…"`) or ESC (`\e`), its `inspect`
+/// as a binary string (a `Net::HTTP` body: `"S\xC3\xBC…"`, upper-case hex) and `String#dump`
+/// (`\u00FC`, `\u{1F511}`) were neither masked nor scrubbed.
+#[test]
+fn regression_ruby_inspect_binary_inspect_and_dump_of_the_password_are_masked_and_scrubbed() {
+    assert_masked_and_scrubbed(
+        RUBY_VALUE,
+        &[(Lang::Ruby, RUBY_INSPECT)],
+        &[
+            ("rb-p", r#""K\#{x}\#$y\#@z\"\\\e\u2028ü"#),
+            ("rb-hash", r#"{"password"=>"K\#{x}"#),
+            ("rb-pp", r#""K\#{x}\#$y"#),
+            ("rb-body", r#"\e\xE2\x80\xA8\xC3\xBC \xF0\x9F\x94\x91q""#),
+            ("rb-dump", r#"\e\u2028\u00FC \u{1F511}q""#),
+            ("rb-logger", r#"{:password=>"K\#{x}"#),
         ],
     );
 }
