@@ -720,6 +720,12 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     for how in [RubyString::Inspect, RubyString::Binary, RubyString::Dump] {
         push!(ruby_escape(value, how), Encoding::Repr, MIN_FORM);
     }
+    // A value in a Java properties file (`Properties.store`): `=`, `:`, `#`, `!` after a
+    // backslash, to a stream also every character outside printable ASCII as `\u00FC`
+    // (thirty-second pass).
+    for to_stream in [false, true] {
+        push!(java_property(value, to_stream), Encoding::Repr, MIN_FORM);
+    }
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
     // Node's display of a `Buffer` holding the value (`console.log(body)`: `<Buffer 48 75 …>`,
@@ -1208,6 +1214,36 @@ fn ruby_escape(value: &str, how: RubyString) -> String {
             }
         } else {
             out.push(c);
+        }
+    }
+    out
+}
+
+/// A value as Java's `Properties.store` writes it after `key=` (`saveConvert`): `\\`, `\t`,
+/// `\n`, `\r`, `\f`, a backslash before `=`, `:`, `#`, `!` and before a space at the
+/// start; to an `OutputStream` (`to_stream`, Latin-1) also every other UTF-16 unit outside
+/// U+0020..U+007E as `\u00FC`, `\uD83D\uDD11`; to a `Writer`, those as they are.
+fn java_property(value: &str, to_stream: bool) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{c}' => out.push_str("\\f"),
+            '=' | ':' | '#' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if i == 0 => out.push_str("\\ "),
+            _ if to_stream && !matches!(c, '\u{20}'..='\u{7e}') => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04X}"));
+                }
+            }
+            c => out.push(c),
         }
     }
     out

@@ -329,3 +329,52 @@ fn regression_ruby_inspect_binary_inspect_and_dump_of_the_password_are_masked_an
         ],
     );
 }
+
+/// A password with the characters a properties file escapes (`=`, `:`, `#`, `!`, `\`) and
+/// non-ASCII characters in and beyond the BMP.
+const PROPERTIES_VALUE: &str = "Pw=1:2!#x\\y \u{fc}\u{1f511}q";
+
+const JAVA_PROPERTIES: &str = r#"import java.io.*;
+import java.nio.charset.StandardCharsets;
+import java.util.Properties;
+
+public class W {
+  static String last(String text) {
+    String[] lines = text.split("\n");
+    return lines[lines.length - 1];
+  }
+
+  public static void main(String[] a) throws IOException {
+    Properties p = new Properties();
+    p.setProperty("password", System.getenv("SCOPEVAULT_SHOP_BUYER_PASSWORD"));
+    ByteArrayOutputStream stream = new ByteArrayOutputStream();
+    p.store(stream, "check settings");
+    System.out.println("java-props-stream: " + last(stream.toString(StandardCharsets.ISO_8859_1)));
+    StringWriter writer = new StringWriter();
+    p.store(writer, null);
+    System.out.println("java-props-writer: " + last(writer.toString()));
+  }
+}
+"#;
+
+/// Found by attacking `exec`'s masking with real writers (thirty-second pass): a password
+/// written by Java's `Properties.store` (a check saving its settings as an artefact), where
+/// `=`, `:`, `#` and `!` get a backslash (`Pw\=1\:2\!\#x`) and, to a stream, non-ASCII
+/// characters are `\u00FC`, `\uD83D\uDD11`, was neither masked nor scrubbed.
+#[test]
+fn regression_a_password_in_a_java_properties_file_is_masked_and_scrubbed() {
+    assert_masked_and_scrubbed(
+        PROPERTIES_VALUE,
+        &[(Lang::Java, JAVA_PROPERTIES)],
+        &[
+            (
+                "java-props-stream",
+                r"password=Pw\=1\:2\!\#x\\y \u00FC\uD83D\uDD11q",
+            ),
+            (
+                "java-props-writer",
+                "password=Pw\\=1\\:2\\!\\#x\\\\y \u{fc}\u{1f511}q",
+            ),
+        ],
+    );
+}
