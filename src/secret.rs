@@ -720,6 +720,12 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     for how in [RubyString::Inspect, RubyString::Binary, RubyString::Dump] {
         push!(ruby_escape(value, how), Encoding::Repr, MIN_FORM);
     }
+    // Go's quoting of a string (`%q`, `strconv.Quote`: what Go does not print as `\u00ad`,
+    // controls as `\a`, `\x1b`) and its ASCII-only quoting (`%+q`, `strconv.QuoteToASCII`:
+    // `\u00fc`, `\U0001f511`). Thirty-second pass.
+    for ascii in [false, true] {
+        push!(go_quote(value, ascii), Encoding::Repr, MIN_FORM);
+    }
     // A value in a Java properties file (`Properties.store`): `=`, `:`, `#`, `!` after a
     // backslash, to a stream also every character outside printable ASCII as `\u00FC`
     // (thirty-second pass).
@@ -1214,6 +1220,40 @@ fn ruby_escape(value: &str, how: RubyString) -> String {
             }
         } else {
             out.push(c);
+        }
+    }
+    out
+}
+
+/// A string's content between its double quotes as Go's `strconv.Quote` (`%q`) writes it,
+/// or `strconv.QuoteToASCII` (`%+q`) with `ascii`: `"` and `\\` after a backslash, `\a \b
+/// \f \n \r \t \v`, other controls below U+0020 and U+007F as `\x1b`, and what Go does not
+/// print (`unicode.IsPrint`: the categories Python does not print, [`python_prints`]) or, with
+/// `ascii`, every non-ASCII character, as `\u00fc` or `\U0001f511` (lower-case hex).
+fn go_quote(value: &str, ascii: bool) -> String {
+    let newest = (python_printable::VERSIONS.len() - 1) as u8;
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        let n = c as u32;
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            _ if n < 0x20 || n == 0x7f => out.push_str(&format!("\\x{n:02x}")),
+            _ if (ascii && !c.is_ascii()) || !python_prints(c, newest) => {
+                if n > 0xffff {
+                    out.push_str(&format!("\\U{n:08x}"));
+                } else {
+                    out.push_str(&format!("\\u{n:04x}"));
+                }
+            }
+            c => out.push(c),
         }
     }
     out

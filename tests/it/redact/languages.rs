@@ -378,3 +378,50 @@ fn regression_a_password_in_a_java_properties_file_is_masked_and_scrubbed() {
         ],
     );
 }
+
+/// A password with a quote, a backslash, a bell, ESC, a soft hyphen (U+00AD, which Go does
+/// not print) and non-ASCII characters in and beyond the BMP.
+const GO_VALUE: &str = "Gq\"\\\u{7}\u{1b}\u{ad}\u{fc}\u{20ac} \u{1f511}z";
+
+const GO_QUOTE: &str = r#"package main
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"strconv"
+)
+
+func main() {
+	v := os.Getenv("SCOPEVAULT_SHOP_BUYER_PASSWORD")
+	fmt.Printf("go-q: %q\n", v)
+	fmt.Printf("go-plus-q: %+q\n", v)
+	fmt.Println("go-quote-ascii:", strconv.QuoteToASCII(v))
+	log.SetOutput(os.Stdout)
+	log.Printf("go-log: login failed for %+q", v)
+}
+"#;
+
+/// Found by attacking `exec`'s masking with real writers (thirty-second pass): Go's ASCII-only
+/// quoting of a password (`%+q`, `strconv.QuoteToASCII`: `\u00fc`, `\U0001f511`, lower-case
+/// hex) and its `%q` of a password holding a character Go does not print (`\u00ad`) or a
+/// bell (`\a`) were neither masked nor scrubbed.
+#[test]
+fn regression_go_quoting_of_the_password_is_masked_and_scrubbed() {
+    assert_masked_and_scrubbed(
+        GO_VALUE,
+        &[(Lang::Go, GO_QUOTE)],
+        &[
+            (
+                "go-q",
+                "\"Gq\\\"\\\\\\a\\x1b\\u00ad\u{fc}\u{20ac} \u{1f511}z\"",
+            ),
+            (
+                "go-plus-q",
+                r#""Gq\"\\\a\x1b\u00ad\u00fc\u20ac \U0001f511z""#,
+            ),
+            ("go-quote-ascii", r"\u00fc\u20ac \U0001f511z"),
+            ("go-log", r"\u00fc\u20ac \U0001f511z"),
+        ],
+    );
+}
