@@ -541,6 +541,9 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     for enc in [&BASE64, &BASE64_NOPAD, &BASE64URL, &BASE64URL_NOPAD] {
         push!(enc.encode(bytes), Encoding::Base64, MIN_FORM);
     }
+    for w in wrapped_base64(bytes) {
+        push!(w, Encoding::Base64, MIN_FORM);
+    }
     for enc in [&BASE64_NOPAD, &BASE64URL_NOPAD] {
         for offset in 0..3 {
             push!(
@@ -966,7 +969,40 @@ pub fn login_forms(username: &str, password: &str) -> Vec<Form> {
             });
         }
     }
+    for w in wrapped_base64(pair.as_bytes()) {
+        let text = Zeroizing::new(w);
+        if !forms.iter().any(|f: &Form| f.text == text) {
+            forms.push(Form {
+                text,
+                encoding: Encoding::Base64,
+            });
+        }
+    }
     forms
+}
+
+/// The base64 of `bytes` wrapped into lines, where it is longer than a line: as Ruby's
+/// `Base64.encode64` writes it (60 columns, `\n`; a Basic header built with it), Java's
+/// `Base64.getMimeEncoder()` (76, `\r\n`), Python's `base64.encodebytes` and coreutils'
+/// `base64` (76, `\n`) and OpenSSL's `base64` (64, `\n`). Found by attacking `exec`'s
+/// masking with real writers, thirty-second pass. None for a value of more than
+/// [`MAX_WRAPPED`] bytes.
+fn wrapped_base64(bytes: &[u8]) -> Vec<String> {
+    if bytes.len() > MAX_WRAPPED {
+        return Vec::new();
+    }
+    let text = Zeroizing::new(data_encoding::BASE64.encode(bytes));
+    [(60, "\n"), (76, "\r\n"), (76, "\n"), (64, "\n")]
+        .into_iter()
+        .filter(|&(width, _)| text.len() > width)
+        .map(|(width, eol)| {
+            text.as_bytes()
+                .chunks(width)
+                .map(|line| std::str::from_utf8(line).expect("base64 is ASCII"))
+                .collect::<Vec<_>>()
+                .join(eol)
+        })
+        .collect()
 }
 
 /// The texts of [`secret_forms`], longest first (what `exec` masks).
@@ -1089,6 +1125,11 @@ const NODE_BUFFER_SHOWN: usize = 50;
 /// 1.7 KiB PEM key's) would put its forms over the bound of a DFA ([`dfa_build_is_bounded`]),
 /// halving the scan's speed for a print a check makes of a password or a token.
 pub const MAX_DECIMAL: usize = 1024;
+
+/// The longest value, in bytes, whose base64 wrapped into lines is a form of it
+/// ([`wrapped_base64`]): four more forms a third longer than the value put a 1.7 KiB PEM
+/// key's over the bound of a DFA, as [`MAX_DECIMAL`]'s do.
+pub const MAX_WRAPPED: usize = 1024;
 
 /// A word holding `value` as bash 5 displays it, between its quotes where it has some: in
 /// single quotes with `'` as `'\''` (`set -x`, `${v@Q}`), with a backslash before each

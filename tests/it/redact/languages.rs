@@ -154,19 +154,30 @@ fn exec(d: &Daemon, mask: bool, program: &Command) -> String {
     text
 }
 
-/// The lines holding `NAME: FORM` a writer printed (after a logger's prefix or not), by
-/// NAME, a word of letters with a `-` (a line without one is left out).
+/// What a writer printed after each `NAME: ` (after a logger's prefix or not), NAME a word of
+/// letters and digits with a `-`, up to the next such line: a line without a name continues the form
+/// before it (base64 wrapped into lines), and lines before the first name are left out.
 fn named_lines(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| {
-            l.match_indices(": ").find_map(|(i, _)| {
-                let name = l[..i].rsplit(' ').next()?;
-                let named =
-                    name.contains('-') && name.chars().all(|c| c.is_ascii_lowercase() || c == '-');
-                named.then(|| (name.to_owned(), l[i + 2..].to_owned()))
-            })
-        })
-        .collect()
+    let mut out: Vec<(String, String)> = Vec::new();
+    for l in text.split_inclusive('\n') {
+        let named = l.match_indices(": ").find_map(|(i, _)| {
+            let name = l[..i].rsplit(' ').next()?;
+            let named = name.contains('-')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            named.then(|| (name.to_owned(), l[i + 2..].to_owned()))
+        });
+        match (named, out.last_mut()) {
+            (Some(n), _) => out.push(n),
+            (None, Some((_, form))) => form.push_str(l),
+            (None, None) => {}
+        }
+    }
+    for (_, form) in &mut out {
+        form.truncate(form.trim_end_matches(['\n', '\r']).len());
+    }
+    out
 }
 
 /// Runs each writer with the buyer's password `value` under `exec`, unmasked and masked, and
@@ -422,6 +433,47 @@ fn regression_go_quoting_of_the_password_is_masked_and_scrubbed() {
             ),
             ("go-quote-ascii", r"\u00fc\u20ac \U0001f511z"),
             ("go-log", r"\u00fc\u20ac \U0001f511z"),
+        ],
+    );
+}
+
+/// A 64-character API token: its base64 (88 characters) is longer than a line of Ruby's
+/// `encode64` (60) and of a MIME encoder (76).
+const TOKEN: &str = "tok_4f9a1c7e2b8d6053/9e1f7a2c4b6d8e0f+1a3c5e7g9i2k4m6o8q0s=uwyAC";
+
+const RUBY_WRAPPED: &str = r#"require 'base64'
+v = ENV['SCOPEVAULT_SHOP_BUYER_PASSWORD']
+puts "rb-encode64: #{Base64.encode64(v)}"
+puts "rb-basic: Authorization: Basic #{Base64.encode64("buyer:#{v}")}"
+"#;
+
+const JAVA_MIME: &str = r#"import java.nio.charset.StandardCharsets;
+import java.util.Base64;
+
+public class W {
+  public static void main(String[] a) {
+    byte[] b = System.getenv("SCOPEVAULT_SHOP_BUYER_PASSWORD").getBytes(StandardCharsets.UTF_8);
+    System.out.println("java-mime: " + Base64.getMimeEncoder().encodeToString(b));
+  }
+}
+"#;
+
+/// Found by attacking `exec`'s masking with real writers (thirty-second pass): the base64 of
+/// a value longer than 45 bytes wrapped into lines, by Ruby's `Base64.encode64` (60 columns;
+/// a Basic header built with it, the classic Ruby mistake) and Java's MIME encoder (76
+/// columns, CRLF), was neither masked nor scrubbed: no form spans a line break.
+#[test]
+fn regression_base64_wrapped_into_lines_by_ruby_and_java_is_masked_and_scrubbed() {
+    assert_masked_and_scrubbed(
+        TOKEN,
+        &[(Lang::Ruby, RUBY_WRAPPED), (Lang::Java, JAVA_MIME)],
+        &[
+            (
+                "rb-encode64",
+                "dG9rXzRmOWExYzdlMmI4ZDYwNTMvOWUxZjdhMmM0YjZkOGUwZisxYTNjNWU3\n",
+            ),
+            ("rb-basic", "Authorization: Basic YnV5ZXI6dG9r"),
+            ("java-mime", "\r\n"),
         ],
     );
 }
