@@ -1085,15 +1085,8 @@ fn yaml_double(value: &str, allow_unicode: bool) -> String {
             out.push(c);
             continue;
         }
-        let short = match c {
+        let short = c_escape(c).or(match c {
             '\0' => Some('0'),
-            '\u{7}' => Some('a'),
-            '\u{8}' => Some('b'),
-            '\t' => Some('t'),
-            '\n' => Some('n'),
-            '\u{b}' => Some('v'),
-            '\u{c}' => Some('f'),
-            '\r' => Some('r'),
             '\u{1b}' => Some('e'),
             '"' => Some('"'),
             '\\' => Some('\\'),
@@ -1102,7 +1095,7 @@ fn yaml_double(value: &str, allow_unicode: bool) -> String {
             '\u{2028}' => Some('L'),
             '\u{2029}' => Some('P'),
             _ => None,
-        };
+        });
         let n = c as u32;
         match short {
             Some(s) => {
@@ -1198,6 +1191,21 @@ fn shell_forms(value: &str) -> Vec<String> {
     out
 }
 
+/// The letter of the C escape of `c` (`\a \b \t \n \v \f \r`), which Go, Ruby and YAML
+/// write alike.
+fn c_escape(c: char) -> Option<char> {
+    match c {
+        '\u{7}' => Some('a'),
+        '\u{8}' => Some('b'),
+        '\t' => Some('t'),
+        '\n' => Some('n'),
+        '\u{b}' => Some('v'),
+        '\u{c}' => Some('f'),
+        '\r' => Some('r'),
+        _ => None,
+    }
+}
+
 /// Which of Ruby's displays of a string [`ruby_escape`] writes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum RubyString {
@@ -1223,20 +1231,13 @@ fn ruby_escape(value: &str, how: RubyString) -> String {
     let mut chars = value.chars().peekable();
     while let Some(c) = chars.next() {
         let n = c as u32;
-        let short = match c {
+        let short = c_escape(c).or(match c {
             '"' => Some('"'),
             '\\' => Some('\\'),
             '#' if matches!(chars.peek(), Some('{' | '$' | '@')) => Some('#'),
-            '\u{7}' => Some('a'),
-            '\u{8}' => Some('b'),
-            '\t' => Some('t'),
-            '\n' => Some('n'),
-            '\u{b}' => Some('v'),
-            '\u{c}' => Some('f'),
-            '\r' => Some('r'),
             '\u{1b}' => Some('e'),
             _ => None,
-        };
+        });
         if let Some(s) = short {
             out.push('\\');
             out.push(s);
@@ -1276,25 +1277,19 @@ fn go_quote(value: &str, ascii: bool) -> String {
     let mut out = String::with_capacity(value.len() + 8);
     for c in value.chars() {
         let n = c as u32;
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            _ if n < 0x20 || n == 0x7f => out.push_str(&format!("\\x{n:02x}")),
-            _ if (ascii && !c.is_ascii()) || !python_prints(c, newest) => {
-                if n > 0xffff {
-                    out.push_str(&format!("\\U{n:08x}"));
-                } else {
-                    out.push_str(&format!("\\u{n:04x}"));
-                }
+        if let Some(e) = c_escape(c).or(matches!(c, '"' | '\\').then_some(c)) {
+            out.push('\\');
+            out.push(e);
+        } else if n < 0x20 || n == 0x7f {
+            out.push_str(&format!("\\x{n:02x}"));
+        } else if (ascii && !c.is_ascii()) || !python_prints(c, newest) {
+            if n > 0xffff {
+                out.push_str(&format!("\\U{n:08x}"));
+            } else {
+                out.push_str(&format!("\\u{n:04x}"));
             }
-            c => out.push(c),
+        } else {
+            out.push(c);
         }
     }
     out

@@ -131,24 +131,36 @@ pub fn writer(lang: Lang, source: &str) -> Option<Command> {
     })
 }
 
-/// `scopevault exec --task checkout-flow [--no-mask] -- PROGRAM`: its stdout and stderr.
-fn exec(d: &Daemon, mask: bool, program: &Command) -> String {
-    let mut c = daemon::cmd(&d.dir);
-    c.arg("--socket")
+/// `scopevault --socket … ARGS` against `d`, which must succeed: its output.
+fn sv(d: &Daemon, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = daemon::cmd(&d.dir)
+        .arg("--socket")
         .arg(&d.socket)
-        .args(["exec", "--task", "checkout-flow"]);
-    if !mask {
-        c.arg("--no-mask");
-    }
-    c.arg("--")
-        .arg(program.get_program())
-        .args(program.get_args());
-    let out = c.stdin(Stdio::null()).output().unwrap();
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// `scopevault exec --task checkout-flow [--no-mask] -- PROGRAM`: its stdout and stderr.
+fn exec(d: &Daemon, mask: bool, program: &Command) -> String {
+    let mut args: Vec<&std::ffi::OsStr> = ["exec", "--task", "checkout-flow"]
+        .iter()
+        .map(|a| a.as_ref())
+        .collect();
+    if !mask {
+        args.push("--no-mask".as_ref());
+    }
+    args.push("--".as_ref());
+    args.push(program.get_program());
+    args.extend(program.get_args());
+    let out = sv(d, &args);
     let mut text = String::from_utf8(out.stdout).unwrap();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     text
@@ -220,18 +232,14 @@ pub fn assert_masked_and_scrubbed(value: &str, writers: &[(Lang, &str)], expect:
     let file = art.join("check.log");
     let all: String = raw.iter().map(|(n, f)| format!("{n}: {f}\n")).collect();
     std::fs::write(&file, &all).unwrap();
-    let out = daemon::cmd(&d.dir)
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["redact", "--task", "checkout-flow"])
-        .arg(&art)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    sv(
+        &d,
+        &[
+            "redact".as_ref(),
+            "--task".as_ref(),
+            "checkout-flow".as_ref(),
+            art.as_os_str(),
+        ],
     );
     let scrubbed = std::fs::read_to_string(&file).unwrap();
     for (name, form) in &raw {
