@@ -573,6 +573,16 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
             }
         }
     }
+    // Go's `url.PathEscape` and the userinfo of a `url.URL` (`url.UserPassword`, printed
+    // with `u.String()`), which keep `$&+:=@` and `$&+,;=` and write a space as `%20`
+    // (thirty-second pass).
+    for safe in [b"-_.~$&+:=@".as_slice(), b"-_.~$&+,;=".as_slice()] {
+        push!(
+            percent_encode(bytes, safe, false, false),
+            Encoding::Percent { lower: false },
+            MIN_FORM,
+        );
+    }
     // What a browser's URL parser writes for a value put in a URL, in each part, by Chromium's
     // sets and the standard's (Node, Firefox), in a special scheme or not, by concatenation or
     // by a setter (found by attacking the scrub with a real Chromium HAR, seventeenth pass).

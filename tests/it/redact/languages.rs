@@ -14,8 +14,11 @@ use std::process::{Command, Stdio};
 
 use daemon::{tempdir, Daemon};
 
-/// The label `exec` writes for the buyer's password.
-const MARK: &str = "[redacted:shop-buyer.password]";
+/// What `exec` writes for the buyer's password, and for a URL-encoded form of it.
+const MARKS: [&str; 2] = [
+    "[redacted:shop-buyer.password]",
+    "%5Bredacted%3Ashop-buyer.password%5D",
+];
 
 /// A program written in one of the languages, run by its real toolchain.
 #[derive(Clone, Copy)]
@@ -196,7 +199,7 @@ fn named_lines(text: &str) -> Vec<(String, String)> {
 /// `redact` on a file of the unmasked output. Each writer prints lines `NAME: FORM`, and
 /// `expect` holds, for each NAME, a piece of what it must have written (so the test knows
 /// the writer wrote the form it is about). Masked, every named line holds the redaction
-/// mark and not the form; scrubbed, the file holds no form.
+/// mark (percent-encoded for a URL form) and not the form; scrubbed, the file holds no form.
 pub fn assert_masked_and_scrubbed(value: &str, writers: &[(Lang, &str)], expect: &[(&str, &str)]) {
     let mut programs = Vec::new();
     for (lang, source) in writers {
@@ -223,7 +226,7 @@ pub fn assert_masked_and_scrubbed(value: &str, writers: &[(Lang, &str)], expect:
     let mut missed = Vec::new();
     for (name, form) in &raw {
         let m = masked.iter().find(|(n, _)| n == name).map(|(_, m)| m);
-        if !m.is_some_and(|m| m.contains(MARK) && !m.contains(form.as_str())) {
+        if !m.is_some_and(|m| MARKS.iter().any(|k| m.contains(k)) && !m.contains(form.as_str())) {
             missed.push(format!("exec {name}: {m:?} (unmasked: {form:?})"));
         }
     }
@@ -482,6 +485,45 @@ fn regression_base64_wrapped_into_lines_by_ruby_and_java_is_masked_and_scrubbed(
             ),
             ("rb-basic", "Authorization: Basic YnV5ZXI6dG9r"),
             ("java-mime", "\r\n"),
+        ],
+    );
+}
+
+/// A password with RFC 3986's sub-delimiters, which Go's URL encoders keep or not by part,
+/// `@`, a space and a non-ASCII character.
+const URL_VALUE: &str = "Pw=1:2!$x,y;z@k&m+n \u{e9}";
+
+const GO_URL: &str = r#"package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+)
+
+func main() {
+	v := os.Getenv("SCOPEVAULT_SHOP_BUYER_PASSWORD")
+	fmt.Println("go-path-escape: /login/" + url.PathEscape(v))
+	u := url.URL{Scheme: "https", Host: "shop.example.com", Path: "/", User: url.UserPassword("buyer", v)}
+	fmt.Println("go-userinfo:", u.String())
+}
+"#;
+
+/// Found by attacking `exec`'s masking with real writers (thirty-second pass): Go's
+/// `url.PathEscape` of a password (`$&+:=@` kept, `!` and the space as `%21`, `%20`) and a
+/// `url.URL` holding it as its userinfo (`url.UserPassword`; `:` and `@` encoded, `$&+,;=`
+/// kept) printed whole were neither masked nor scrubbed.
+#[test]
+fn regression_go_url_path_escape_and_userinfo_of_the_password_are_masked_and_scrubbed() {
+    assert_masked_and_scrubbed(
+        URL_VALUE,
+        &[(Lang::Go, GO_URL)],
+        &[
+            ("go-path-escape", "Pw=1:2%21$x%2Cy%3Bz@k&m+n%20%C3%A9"),
+            (
+                "go-userinfo",
+                "buyer:Pw=1%3A2%21$x,y;z%40k&m+n%20%C3%A9@shop",
+            ),
         ],
     );
 }
