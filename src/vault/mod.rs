@@ -170,6 +170,19 @@ pub enum VaultError {
         /// The vault id in the file's header (not authenticated).
         found: String,
     },
+    /// A command's vault file replaced by another vault (another id in its header, not
+    /// authenticated) between the unlock and the read under the writer lock
+    /// ([`Vault::reopen`]): another `init`, a restore or a copy of another vault at the path.
+    /// Not taken for a forgery (thirty-second pass: `sync openbao` reads OpenBao in between).
+    #[error("{} now holds another vault (vault id {found}, as its header says) than the one this command unlocked (vault id {opened}): the file was replaced while this command ran (another `init`, a restore or a copy of another vault at this path), and nothing was saved to it. Check which vault belongs at this path, then run the command again", path.display())]
+    ReplacedWhileOpen {
+        /// The vault path.
+        path: PathBuf,
+        /// The vault id this command unlocked.
+        opened: String,
+        /// The vault id in the file's header (not authenticated).
+        found: String,
+    },
     /// No file at the daemon's vault path ([`OpenOptions::no_follow`]) once it has loaded a
     /// vault from it: the daemon loads the file at that path only, whatever a client's
     /// `--vault` says. (At its first load there never was one: [`VaultError::NoVaultToServe`].)
@@ -500,6 +513,7 @@ impl VaultError {
                 | VaultError::StoredPolicy(_)
                 | VaultError::LinkAtPath(_)
                 | VaultError::OtherVault { .. }
+                | VaultError::ReplacedWhileOpen { .. }
                 | VaultError::NotAtPath { .. }
                 | VaultError::NoFileAtPath(_)
                 | VaultError::NoVaultToServe { .. }
@@ -891,6 +905,19 @@ impl Vault {
         })
     }
 
+    /// [`VaultError::ReplacedWhileOpen`] when `found`, the vault id of the file at the path
+    /// now, is not this vault's.
+    fn check_same_vault(&self, found: &str) -> Result<(), VaultError> {
+        if found == self.header.vault_id {
+            return Ok(());
+        }
+        Err(VaultError::ReplacedWhileOpen {
+            path: self.path.clone(),
+            opened: self.header.vault_id.clone(),
+            found: found.to_owned(),
+        })
+    }
+
     /// Re-read the file with the identity already in memory (the daemon's reload), with the
     /// same authenticity and rollback checks; also refuses a generation older than this one.
     pub fn reopen(&self, opts: &OpenOptions) -> Result<Vault, VaultError> {
@@ -901,6 +928,7 @@ impl Vault {
             // which fails for it (keyed by this vault's id and identity).
             if let Some(found) = format::header_vault_id(head) {
                 check_vault_id(&self.path, &found, opts)?;
+                self.check_same_vault(&found)?;
             }
             format::check_mac_early(head, total, mac, &self.identity, &self.header.vault_id)
         };
@@ -909,9 +937,7 @@ impl Vault {
         if parsed.version != format::VERSION {
             return Err(VaultError::NeedsMigration);
         }
-        if parsed.header.vault_id != self.header.vault_id {
-            return Err(VaultError::Forged);
-        }
+        self.check_same_vault(&parsed.header.vault_id)?;
         let mut v = Vault::finish_open_rereading(
             &self.path,
             &parsed,

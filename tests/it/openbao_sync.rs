@@ -2883,3 +2883,47 @@ fn regression_a_read_overtaken_by_another_sync_is_read_again_under_the_lock() {
     let token = listed(site.dir.path(), &site.id, "search-token");
     assert_eq!(token["source"]["version"], 3, "{token}");
 }
+
+/// Thirty-second pass (found by helper R): the vault file replaced by another vault (another
+/// `init` at the path, a copy of another admin's vault) while OpenBao was read before the
+/// lock was reported as forged under the lock, "modified or written by someone without the
+/// vault key; restore it from a backup": the other admin's deliberate replacement taken for
+/// tampering, and undone. It is named as another vault, with both ids, and nothing is saved.
+#[test]
+fn regression_a_vault_replaced_by_another_while_openbao_was_read_is_named_not_forged() {
+    let Some((bao, site)) = bao_and_site("Pw-canary-r1", Some("Tok-canary-r1")) else {
+        return;
+    };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-r2")],
+    );
+    let other = Site::new(&policy(""));
+    let vault = site.dir.path().join("vault.scopevault");
+    let (port, held, release) = proxy_holding_reads(bao.port);
+    let addr = format!("http://127.0.0.1:{port}");
+    let sync = site
+        .sync_cmd(
+            Some(ROOT_TOKEN),
+            &["--addr", &addr, "--mount", "secret", "--prefix", "m/"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    held.recv_timeout(Duration::from_secs(60))
+        .expect("the sync never read");
+    std::fs::copy(other.dir.path().join("vault.scopevault"), &vault).unwrap();
+    let replaced = std::fs::read(&vault).unwrap();
+    let (go, cv) = &*release;
+    *go.lock().unwrap() = true;
+    cv.notify_all();
+    let out = sync.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("failed authentication"), "{err}");
+    assert!(!err.contains("restore it from a backup"), "{err}");
+    assert!(err.contains("holds another vault"), "{err}");
+    assert!(err.contains("while this command ran"), "{err}");
+    assert_eq!(std::fs::read(&vault).unwrap(), replaced, "{err}");
+}
