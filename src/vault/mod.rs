@@ -170,6 +170,11 @@ pub enum VaultError {
         /// The vault id in the file's header (not authenticated).
         found: String,
     },
+    /// A command's vault file gone from its path between the unlock and the read under the
+    /// writer lock ([`Vault::reopen`]): moved or removed by someone else. Not "no vault, create
+    /// one" (thirty-second pass: `sync openbao` reads OpenBao in between).
+    #[error("{} was removed or renamed while this command ran (it was unlocked from this path, and no file is there now): nothing was saved. Put the vault file back at this path (or point --vault / SCOPEVAULT_VAULT at where it went), then run the command again; do not `init` a new vault there", .0.display())]
+    RemovedWhileOpen(PathBuf),
     /// A command's vault file replaced by another vault (another id in its header, not
     /// authenticated) between the unlock and the read under the writer lock
     /// ([`Vault::reopen`]): another `init`, a restore or a copy of another vault at the path.
@@ -514,6 +519,7 @@ impl VaultError {
                 | VaultError::LinkAtPath(_)
                 | VaultError::OtherVault { .. }
                 | VaultError::ReplacedWhileOpen { .. }
+                | VaultError::RemovedWhileOpen(_)
                 | VaultError::NotAtPath { .. }
                 | VaultError::NoFileAtPath(_)
                 | VaultError::NoVaultToServe { .. }
@@ -932,7 +938,11 @@ impl Vault {
             }
             format::check_mac_early(head, total, mac, &self.identity, &self.header.vault_id)
         };
-        let bytes = store::read_file_checked(&self.path, opts.no_follow, format::EARLY_LEN, early)?;
+        let bytes = store::read_file_checked(&self.path, opts.no_follow, format::EARLY_LEN, early)
+            .map_err(|e| match e {
+                VaultError::NotFound(p) => VaultError::RemovedWhileOpen(p),
+                e => e,
+            })?;
         let parsed = Parsed::parse_to_authenticate(&bytes)?;
         if parsed.version != format::VERSION {
             return Err(VaultError::NeedsMigration);

@@ -2927,3 +2927,45 @@ fn regression_a_vault_replaced_by_another_while_openbao_was_read_is_named_not_fo
     assert!(err.contains("while this command ran"), "{err}");
     assert_eq!(std::fs::read(&vault).unwrap(), replaced, "{err}");
 }
+
+/// Thirty-second pass (found by helper R): the vault file moved away while OpenBao was read
+/// before the lock was reported under it as never made, "no vault at PATH: create one with
+/// `scopevault init`": advice to start an empty vault where the admin's was a moment before.
+/// It is named as removed while the sync ran, and nothing is created there.
+#[test]
+fn regression_a_vault_removed_while_openbao_was_read_is_not_told_to_init() {
+    let Some((bao, site)) = bao_and_site("Pw-canary-m1", Some("Tok-canary-m1")) else {
+        return;
+    };
+    bao.put(
+        "m/shop-buyer",
+        &[("username", "b"), ("password", "Pw-canary-m2")],
+    );
+    let vault = site.dir.path().join("vault.scopevault");
+    let (port, held, release) = proxy_holding_reads(bao.port);
+    let addr = format!("http://127.0.0.1:{port}");
+    let sync = site
+        .sync_cmd(
+            Some(ROOT_TOKEN),
+            &["--addr", &addr, "--mount", "secret", "--prefix", "m/"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    held.recv_timeout(Duration::from_secs(60))
+        .expect("the sync never read");
+    std::fs::rename(&vault, site.dir.path().join("moved.scopevault")).unwrap();
+    let (go, cv) = &*release;
+    *go.lock().unwrap() = true;
+    cv.notify_all();
+    let out = sync.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("create one with"), "{err}");
+    assert!(
+        err.contains("removed or renamed while this command ran"),
+        "{err}"
+    );
+    assert!(!vault.exists(), "{err}");
+}
