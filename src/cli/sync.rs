@@ -143,13 +143,13 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
     bail!("no OpenBao token: set BAO_TOKEN (or VAULT_TOKEN), or give --token-file FILE, or --approle-role-id ID with --approle-secret-id-file FILE")
 }
 
-/// The handle a SIGINT or SIGTERM revokes the AppRole login's token with, once the login is
+/// The handle a SIGINT, SIGTERM or SIGHUP revokes the AppRole login's token with, once the login is
 /// done; the lock on it is also held through the login and through the vault's save, so that
 /// the signal waits for either (thirty-second pass: an interrupted sync, Ctrl-C, `systemctl
 /// stop`, a CI timeout, left its token live for the role's whole `token_ttl`).
 static SIGNAL_GATE: std::sync::Mutex<Option<Client>> = std::sync::Mutex::new(None);
 
-/// Whether a SIGINT or SIGTERM is being handled.
+/// Whether a SIGINT, SIGTERM or SIGHUP is being handled.
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether the vault was saved (what the signal's message says).
@@ -161,7 +161,8 @@ fn signal_gate() -> std::sync::MutexGuard<'static, Option<Client>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Catch SIGINT and SIGTERM for the rest of the sync: on one, wait for a login or a save under
+/// Catch SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped ssh session: thirty-second
+/// pass, found by helper R) for the rest of the sync: on one, wait for a login or a save under
 /// way, revoke the login's token (bounded by `--timeout`), say so, and die of that signal (as
 /// a shell and systemd expect of a command stopped so), the vault file as it was or as saved,
 /// never in between (the save is atomic and not cut short). Only for an AppRole login: a token
@@ -169,21 +170,25 @@ fn signal_gate() -> std::sync::MutexGuard<'static, Option<Client>> {
 /// process was given ignored (`nohup`, a script's background job) stays ignored: catching it
 /// would make such a sync stop where it did not.
 fn revoke_on_signal() -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let caught: Vec<i32> = [SIGINT, SIGTERM]
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let caught: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
         .into_iter()
         .filter(|&s| !crate::sys::is_ignored(s))
         .collect();
     if caught.is_empty() {
         return Ok(());
     }
-    let mut signals =
-        signal_hook::iterator::Signals::new(caught).context("cannot catch SIGINT and SIGTERM")?;
+    let mut signals = signal_hook::iterator::Signals::new(caught)
+        .context("cannot catch SIGINT, SIGTERM and SIGHUP")?;
     std::thread::spawn(move || {
         let Some(sig) = signals.forever().next() else {
             return;
         };
-        let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+        let name = match sig {
+            SIGINT => "SIGINT",
+            SIGHUP => "SIGHUP",
+            _ => "SIGTERM",
+        };
         STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut gate = signal_gate();
         let revoked = match gate.take() {

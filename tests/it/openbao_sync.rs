@@ -2969,3 +2969,71 @@ fn regression_a_vault_removed_while_openbao_was_read_is_not_told_to_init() {
     );
     assert!(!vault.exists(), "{err}");
 }
+
+/// Thirty-second pass (found by helper R): SIGHUP, what a sync run in a terminal gets when the
+/// terminal closes or the ssh session drops, killed an AppRole sync at once and left the
+/// login's token live for the role's `token_ttl`, as SIGINT and SIGTERM did before this pass.
+/// It is caught as they are: the token is revoked and the sync dies of SIGHUP (started with
+/// SIGHUP ignored, `nohup`, it stays ignored: the test gives it the default action).
+#[test]
+fn regression_a_sync_stopped_by_sighup_revokes_its_approle_token() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some((bao, site)) = bao_and_site("Pw-canary-h1", None) else {
+        return;
+    };
+    let (role, secret) = bao.approle("sync", "m/");
+    let sid = site.secret_id_file("sync", &secret);
+    let (port, held, _never) = proxy_holding_reads(bao.port);
+    let addr = format!("http://127.0.0.1:{port}");
+    let before = site.vault_bytes();
+    let live = bao.live_tokens();
+    let c = site.sync_cmd(
+        None,
+        &[
+            "--addr",
+            &addr,
+            "--mount",
+            "secret",
+            "--prefix",
+            "m/",
+            "--approle-role-id",
+            &role,
+            "--approle-secret-id-file",
+            &sid,
+        ],
+    );
+    // SIGHUP at its default action, whatever the test runner was started with.
+    let mut w = Command::new("env");
+    w.arg("--default-signal=HUP")
+        .arg(c.get_program())
+        .args(c.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    let child = w.spawn().unwrap();
+    held.recv_timeout(Duration::from_secs(60))
+        .expect("the sync never read");
+    assert_eq!(bao.live_tokens(), live + 1, "the login's token is live");
+    let kill = Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.signal(), Some(1), "{err}");
+    assert!(
+        err.contains("sync openbao stopped by SIGHUP: the token its AppRole login gave was revoked; nothing from OpenBao was saved"),
+        "{err}"
+    );
+    assert!(!err.contains(&secret), "{err}");
+    assert_eq!(bao.live_tokens(), live, "the token outlived the sync");
+    assert_eq!(site.vault_bytes(), before);
+}
