@@ -2792,40 +2792,25 @@ fn regression_a_slow_openbao_does_not_hold_other_writers_and_their_changes_are_k
         "m/shop-buyer",
         &[("username", "b"), ("password", "Pw-canary-w2")],
     );
-    let (port, held, release) = proxy_holding_reads(bao.port);
-    let addr = format!("http://127.0.0.1:{port}");
-    let sync = site
-        .sync_cmd(
-            Some(ROOT_TOKEN),
-            &["--addr", &addr, "--mount", "secret", "--prefix", "m/"],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // The sync waits for OpenBao's answer: other writers go through meanwhile.
-    held.recv_timeout(Duration::from_secs(60))
-        .expect("the sync never read");
-    daemon::ok(
-        site.dir.path(),
-        &[
-            "--identity-file",
-            &site.id,
-            "cred",
-            "add",
-            "extra",
-            "--kind",
-            "token",
-            "--secret",
-            "token",
-        ],
-        Some("Tok-extra-w4"),
-    );
-    site.set_by_hand("search-token", "Tok-by-hand-w3");
-    let (go, cv) = &*release;
-    *go.lock().unwrap() = true;
-    cv.notify_all();
-    let out = sync.wait_with_output().unwrap();
+    let out = sync_with_vault_changed_meanwhile(&bao, &site, |_| {
+        daemon::ok(
+            site.dir.path(),
+            &[
+                "--identity-file",
+                &site.id,
+                "cred",
+                "add",
+                "extra",
+                "--kind",
+                "token",
+                "--secret",
+                "token",
+            ],
+            Some("Tok-extra-w4"),
+        );
+        site.set_by_hand("search-token", "Tok-by-hand-w3");
+    });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout.contains("~ shop-buyer: version 1 → 2"), "{stdout}");
@@ -2884,6 +2869,34 @@ fn regression_a_read_overtaken_by_another_sync_is_read_again_under_the_lock() {
     assert_eq!(token["source"]["version"], 3, "{token}");
 }
 
+/// A sync of `site` whose OpenBao reads a proxy holds until `meanwhile` has run (with the
+/// vault file's path): its output. Thirty-second pass, the window between the unlocked read
+/// and the read under the lock.
+fn sync_with_vault_changed_meanwhile(
+    bao: &Bao,
+    site: &Site,
+    meanwhile: impl FnOnce(&Path),
+) -> std::process::Output {
+    let (port, held, release) = proxy_holding_reads(bao.port);
+    let addr = format!("http://127.0.0.1:{port}");
+    let sync = site
+        .sync_cmd(
+            Some(ROOT_TOKEN),
+            &["--addr", &addr, "--mount", "secret", "--prefix", "m/"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    held.recv_timeout(Duration::from_secs(60))
+        .expect("the sync never read");
+    meanwhile(&site.dir.path().join("vault.scopevault"));
+    let (go, cv) = &*release;
+    *go.lock().unwrap() = true;
+    cv.notify_all();
+    sync.wait_with_output().unwrap()
+}
+
 /// Thirty-second pass (found by helper R): the vault file replaced by another vault (another
 /// `init` at the path, a copy of another admin's vault) while OpenBao was read before the
 /// lock was reported as forged under the lock, "modified or written by someone without the
@@ -2899,33 +2912,18 @@ fn regression_a_vault_replaced_by_another_while_openbao_was_read_is_named_not_fo
         &[("username", "b"), ("password", "Pw-canary-r2")],
     );
     let other = Site::new(&policy(""));
-    let vault = site.dir.path().join("vault.scopevault");
-    let (port, held, release) = proxy_holding_reads(bao.port);
-    let addr = format!("http://127.0.0.1:{port}");
-    let sync = site
-        .sync_cmd(
-            Some(ROOT_TOKEN),
-            &["--addr", &addr, "--mount", "secret", "--prefix", "m/"],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    held.recv_timeout(Duration::from_secs(60))
-        .expect("the sync never read");
-    std::fs::copy(other.dir.path().join("vault.scopevault"), &vault).unwrap();
-    let replaced = std::fs::read(&vault).unwrap();
-    let (go, cv) = &*release;
-    *go.lock().unwrap() = true;
-    cv.notify_all();
-    let out = sync.wait_with_output().unwrap();
+    let mut replaced = Vec::new();
+    let out = sync_with_vault_changed_meanwhile(&bao, &site, |vault| {
+        std::fs::copy(other.dir.path().join("vault.scopevault"), vault).unwrap();
+        replaced = std::fs::read(vault).unwrap();
+    });
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(!err.contains("failed authentication"), "{err}");
     assert!(!err.contains("restore it from a backup"), "{err}");
     assert!(err.contains("holds another vault"), "{err}");
     assert!(err.contains("while this command ran"), "{err}");
-    assert_eq!(std::fs::read(&vault).unwrap(), replaced, "{err}");
+    assert_eq!(site.vault_bytes(), replaced, "{err}");
 }
 
 /// Thirty-second pass (found by helper R): the vault file moved away while OpenBao was read
@@ -2941,25 +2939,9 @@ fn regression_a_vault_removed_while_openbao_was_read_is_not_told_to_init() {
         "m/shop-buyer",
         &[("username", "b"), ("password", "Pw-canary-m2")],
     );
-    let vault = site.dir.path().join("vault.scopevault");
-    let (port, held, release) = proxy_holding_reads(bao.port);
-    let addr = format!("http://127.0.0.1:{port}");
-    let sync = site
-        .sync_cmd(
-            Some(ROOT_TOKEN),
-            &["--addr", &addr, "--mount", "secret", "--prefix", "m/"],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    held.recv_timeout(Duration::from_secs(60))
-        .expect("the sync never read");
-    std::fs::rename(&vault, site.dir.path().join("moved.scopevault")).unwrap();
-    let (go, cv) = &*release;
-    *go.lock().unwrap() = true;
-    cv.notify_all();
-    let out = sync.wait_with_output().unwrap();
+    let out = sync_with_vault_changed_meanwhile(&bao, &site, |vault| {
+        std::fs::rename(vault, vault.with_file_name("moved.scopevault")).unwrap();
+    });
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(!err.contains("create one with"), "{err}");
@@ -2967,7 +2949,7 @@ fn regression_a_vault_removed_while_openbao_was_read_is_not_told_to_init() {
         err.contains("removed or renamed while this command ran"),
         "{err}"
     );
-    assert!(!vault.exists(), "{err}");
+    assert!(!site.dir.path().join("vault.scopevault").exists(), "{err}");
 }
 
 /// Thirty-second pass (found by helper R): SIGHUP, what a sync run in a terminal gets when the
