@@ -2091,8 +2091,12 @@ pub(crate) fn warn_if_others_may_access(path: &Path, f: &std::fs::File, what: &s
         return;
     }
     let shown = crate::text::shown(path);
+    // Shell-quoted, so that the command runs as printed for a path with a space or a quote
+    // (thirty-second pass, found by helper R); `--` before one that starts with `-`.
+    let quoted = crate::advice::shell_quoted(&path.to_string_lossy());
+    let dashes = if quoted.starts_with('-') { "-- " } else { "" };
     eprintln!(
-        "scopevault: warning: {what} {shown} has mode {mode:04o}: users other than its owner may read it, and {holds}; run `chmod 600 {shown}`"
+        "scopevault: warning: {what} {shown} has mode {mode:04o}: users other than its owner may read it, and {holds}; run `chmod 600 {dashes}{quoted}`"
     );
 }
 

@@ -3019,3 +3019,34 @@ fn regression_a_cred_add_without_a_secret_says_stdin_was_not_read() {
     assert!(!err.contains("holds no secret field"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 secret field(s)"));
 }
+
+/// Thirty-second pass (found by helper R, re-attacking the warning this pass gave the OpenBao
+/// token and secret id files): the mode warning's fix, `run `chmod 600 PATH``, printed the
+/// path as it is, so for a file named with a space or a quote (`my id's.txt`) the command
+/// copied into a shell failed or named other files. The path is shell-quoted: the command,
+/// run as printed, makes the file 0600.
+#[test]
+fn regression_the_mode_warnings_chmod_runs_as_printed_for_a_path_with_a_space() {
+    let e = Env::new();
+    let id = e.path("my id's.txt");
+    let ids = id.to_str().unwrap();
+    e.ok(&["init", "--identity-out", ids], b"");
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = e.run(&["cred", "list", "--identity-file", ids], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let fix = err
+        .split("run `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .unwrap_or_else(|| panic!("no fix in: {err}"));
+    assert!(fix.starts_with("chmod 600 "), "{err}");
+    let run = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(fix)
+        .status()
+        .unwrap();
+    assert!(run.success(), "`{fix}` failed");
+    let mode = std::fs::metadata(&id).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "`{fix}` left mode {mode:o}");
+}
