@@ -161,13 +161,13 @@ fn signal_gate() -> std::sync::MutexGuard<'static, Option<Client>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Catch SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped ssh session: thirty-second
-/// pass, found by helper R) for the rest of the sync: on one, wait for a login or a save under
-/// way, revoke the login's token (bounded by `--timeout`), say so, and die of that signal (as
-/// a shell and systemd expect of a command stopped so), the vault file as it was or as saved,
-/// never in between (the save is atomic and not cut short). Only for an AppRole login: a token
-/// handed in is the admin's, and a sync with one stops at once, as it always did. A signal this
-/// process was given ignored (`nohup`, a script's background job) stays ignored: catching it
+/// Catch SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped ssh session: thirty-second pass,
+/// found by the re-attacker of this pass's fixes) for the rest of the sync: on one, wait for a
+/// login or a save under way, revoke the login's token (bounded by `--timeout`), say so, and die of
+/// that signal (as a shell and systemd expect of a command stopped so), the vault file as it was or
+/// as saved, never in between (the save is atomic and not cut short). Only for an AppRole login: a
+/// token handed in is the admin's, and a sync with one stops at once, as it always did. A signal
+/// this process was given ignored (`nohup`, a script's background job) stays ignored: catching it
 /// would make such a sync stop where it did not.
 fn revoke_on_signal() -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};

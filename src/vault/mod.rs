@@ -2092,7 +2092,8 @@ pub(crate) fn warn_if_others_may_access(path: &Path, f: &std::fs::File, what: &s
     }
     let shown = crate::text::shown(path);
     // Shell-quoted, so that the command runs as printed for a path with a space or a quote
-    // (thirty-second pass, found by helper R); `--` before one that starts with `-`.
+    // (thirty-second pass, found by the re-attacker of this pass's fixes); `--` before one
+    // that starts with `-`.
     let quoted = crate::advice::shell_quoted(&path.to_string_lossy());
     let dashes = if quoted.starts_with('-') { "-- " } else { "" };
     eprintln!(

@@ -2897,7 +2897,7 @@ fn sync_with_vault_changed_meanwhile(
     sync.wait_with_output().unwrap()
 }
 
-/// Thirty-second pass (found by helper R): the vault file replaced by another vault (another
+/// Thirty-second pass (found by the re-attacker of this pass's fixes): the vault file replaced by another vault (another
 /// `init` at the path, a copy of another admin's vault) while OpenBao was read before the
 /// lock was reported as forged under the lock, "modified or written by someone without the
 /// vault key; restore it from a backup": the other admin's deliberate replacement taken for
@@ -2926,7 +2926,7 @@ fn regression_a_vault_replaced_by_another_while_openbao_was_read_is_named_not_fo
     assert_eq!(site.vault_bytes(), replaced, "{err}");
 }
 
-/// Thirty-second pass (found by helper R): the vault file moved away while OpenBao was read
+/// Thirty-second pass (found by the re-attacker of this pass's fixes): the vault file moved away while OpenBao was read
 /// before the lock was reported under it as never made, "no vault at PATH: create one with
 /// `scopevault init`": advice to start an empty vault where the admin's was a moment before.
 /// It is named as removed while the sync ran, and nothing is created there.
@@ -2952,7 +2952,7 @@ fn regression_a_vault_removed_while_openbao_was_read_is_not_told_to_init() {
     assert!(!site.dir.path().join("vault.scopevault").exists(), "{err}");
 }
 
-/// Thirty-second pass (found by helper R): SIGHUP, what a sync run in a terminal gets when the
+/// Thirty-second pass (found by the re-attacker of this pass's fixes): SIGHUP, what a sync run in a terminal gets when the
 /// terminal closes or the ssh session drops, killed an AppRole sync at once and left the
 /// login's token live for the role's `token_ttl`, as SIGINT and SIGTERM did before this pass.
 /// It is caught as they are: the token is revoked and the sync dies of SIGHUP (started with

@@ -3020,7 +3020,7 @@ fn regression_a_cred_add_without_a_secret_says_stdin_was_not_read() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 secret field(s)"));
 }
 
-/// Thirty-second pass (found by helper R, re-attacking the warning this pass gave the OpenBao
+/// Thirty-second pass (found by the re-attacker of this pass's fixes, re-attacking the warning this pass gave the OpenBao
 /// token and secret id files): the mode warning's fix, `run `chmod 600 PATH``, printed the
 /// path as it is, so for a file named with a space or a quote (`my id's.txt`) the command
 /// copied into a shell failed or named other files. The path is shell-quoted: the command,
