@@ -69,6 +69,9 @@ struct Stats {
     p99: Duration,
     /// What the whole machine's CPUs did meanwhile (`None` where `/proc/stat` is not there).
     cpu: Option<CpuShare>,
+    /// What the disk holding `--dir` did meanwhile (`None` where it is not a block device in
+    /// `/proc/diskstats`: a tmpfs, an overlay).
+    disk: Option<DiskShare>,
 }
 
 /// The machine's CPU time over a row, from `/proc/stat`: busy (user, nice, system, irq,
@@ -130,6 +133,78 @@ impl CpuShare {
             busy_per_request: Duration::from_secs_f64(busy_cpu / requests as f64),
             idle: idle as f64 / all,
             steal: steal as f64 / all,
+        })
+    }
+}
+
+/// The block device holding the audit logs (`--dir`), as `/proc/diskstats` names it: the
+/// device of the directory's file system, looked up in `/sys/dev/block/MAJOR:MINOR`.
+fn disk_of(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let link = std::fs::read_link(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+    Some(link.file_name()?.to_string_lossy().into_owned())
+}
+
+/// A block device's counters from `/proc/diskstats`: write requests completed, sectors (512
+/// bytes) written and flush requests completed (the kernel's fields 5, 7 and 15 after the name).
+/// Each durable write of a batch (the journal's `O_DIRECT | O_DSYNC` write, an `fdatasync`)
+/// asks the disk for one flush when the disk has a write-back cache; what else it writes (the
+/// file's inode when its timestamps changed) shows in the writes and sectors per flush. The
+/// whole device is counted: other writers on it show too.
+#[derive(Clone, Copy)]
+struct DiskTimes {
+    writes: u64,
+    sectors: u64,
+    flushes: u64,
+}
+
+impl DiskTimes {
+    fn now(name: &str) -> Option<DiskTimes> {
+        let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
+        let line = stats
+            .lines()
+            .find(|l| l.split_whitespace().nth(2) == Some(name))?;
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(3)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        Some(DiskTimes {
+            writes: *f.get(4)?,
+            sectors: *f.get(6)?,
+            // Kernels before 5.5 have no flush fields: the row shows none.
+            flushes: *f.get(15)?,
+        })
+    }
+}
+
+/// A row's disk: flushes per request, and writes and KiB written per flush.
+#[derive(Clone, Copy)]
+struct DiskShare {
+    flushes_per_request: f64,
+    writes_per_flush: f64,
+    kib_per_flush: f64,
+}
+
+impl DiskShare {
+    fn between(a: DiskTimes, b: DiskTimes, requests: usize) -> Option<DiskShare> {
+        let flushes = b.flushes.saturating_sub(a.flushes);
+        if requests == 0 {
+            return None;
+        }
+        let per_flush = |n: u64| {
+            if flushes == 0 {
+                f64::NAN
+            } else {
+                n as f64 / flushes as f64
+            }
+        };
+        Some(DiskShare {
+            flushes_per_request: flushes as f64 / requests as f64,
+            writes_per_flush: per_flush(b.writes.saturating_sub(a.writes)),
+            kib_per_flush: per_flush(b.sectors.saturating_sub(a.sectors)) / 2.0,
         })
     }
 }
@@ -266,7 +341,7 @@ fn audit_append_target(name: &str, log: Arc<AuditLog>) -> Target {
 
 /// Run `clients` concurrent clients, each doing a few warm-up round trips and then up to
 /// `limits.requests` measured ones (stopping early at `limits.time`).
-fn drive(target: &Target, clients: usize, limits: Limits) -> io::Result<Stats> {
+fn drive(target: &Target, clients: usize, limits: Limits, disk: Option<&str>) -> io::Result<Stats> {
     let conns: Vec<RoundTrip> = (0..clients)
         .map(|_| (target.connect)())
         .collect::<io::Result<_>>()?;
@@ -297,6 +372,7 @@ fn drive(target: &Target, clients: usize, limits: Limits) -> io::Result<Stats> {
     barrier.wait();
     let start = Instant::now();
     let cpu_at_start = CpuTimes::now();
+    let disk_at_start = disk.and_then(DiskTimes::now);
     let mut all = Vec::new();
     for h in handles {
         all.extend(
@@ -308,6 +384,9 @@ fn drive(target: &Target, clients: usize, limits: Limits) -> io::Result<Stats> {
     let cpu = cpu_at_start
         .zip(CpuTimes::now())
         .and_then(|(a, b)| CpuShare::between(a, b, elapsed, all.len()));
+    let disk = disk_at_start
+        .zip(disk.and_then(DiskTimes::now))
+        .and_then(|(a, b)| DiskShare::between(a, b, all.len()));
     all.sort_unstable();
     let pct =
         |p: f64| Duration::from_nanos(all[((all.len() as f64 * p) as usize).min(all.len() - 1)]);
@@ -319,6 +398,7 @@ fn drive(target: &Target, clients: usize, limits: Limits) -> io::Result<Stats> {
         p50: pct(0.50),
         p99: pct(0.99),
         cpu,
+        disk,
     })
 }
 
@@ -581,8 +661,16 @@ fn run(opts: &Options) -> io::Result<()> {
         opts.limits.time.as_secs_f64(),
         disk.path().display()
     );
+    let disk_name = disk_of(disk.path());
+    match &disk_name {
+        Some(name) => println!(
+            "disk: {name} (/proc/diskstats, the whole device: flushes a request, and writes and \
+             KiB written a flush)"
+        ),
+        None => println!("disk: not a block device in /proc/diskstats, no disk columns"),
+    }
     println!(
-        "{:<22} {:>7} {:>9} {:>12} {:>10} {:>10} {:>13} {:>7} {:>7}",
+        "{:<22} {:>7} {:>9} {:>12} {:>10} {:>10} {:>13} {:>7} {:>7} {:>10} {:>12} {:>10}",
         "target",
         "clients",
         "requests",
@@ -591,7 +679,10 @@ fn run(opts: &Options) -> io::Result<()> {
         "p99 µs",
         "CPU µs/req",
         "idle %",
-        "steal %"
+        "steal %",
+        "flush/req",
+        "writes/flush",
+        "KiB/flush"
     );
     let mut results: Vec<Stats> = Vec::new();
     let wanted = |name: &str| {
@@ -603,7 +694,7 @@ fn run(opts: &Options) -> io::Result<()> {
     };
     for &clients in &opts.clients {
         for t in targets.iter().filter(|t| wanted(&t.name)) {
-            let s = drive(t, clients, opts.limits)?;
+            let s = drive(t, clients, opts.limits, disk_name.as_deref())?;
             let (cpu, idle, steal) = s.cpu.map_or(("-".into(), "-".into(), "-".into()), |c| {
                 (
                     format!("{:.1}", c.busy_per_request.as_nanos() as f64 / 1000.0),
@@ -611,8 +702,15 @@ fn run(opts: &Options) -> io::Result<()> {
                     format!("{:.1}", c.steal * 100.0),
                 )
             });
+            let (flushes, writes, kib) = s.disk.map_or(("-".into(), "-".into(), "-".into()), |d| {
+                (
+                    format!("{:.3}", d.flushes_per_request),
+                    format!("{:.2}", d.writes_per_flush),
+                    format!("{:.1}", d.kib_per_flush),
+                )
+            });
             println!(
-                "{:<22} {:>7} {:>9} {:>12.0} {:>10.1} {:>10.1} {:>13} {:>7} {:>7}",
+                "{:<22} {:>7} {:>9} {:>12.0} {:>10.1} {:>10.1} {:>13} {:>7} {:>7} {:>10} {:>12} {:>10}",
                 s.target,
                 s.clients,
                 s.requests,
@@ -621,7 +719,10 @@ fn run(opts: &Options) -> io::Result<()> {
                 s.p99.as_nanos() as f64 / 1000.0,
                 cpu,
                 idle,
-                steal
+                steal,
+                flushes,
+                writes,
+                kib
             );
             results.push(s);
         }
