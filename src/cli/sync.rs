@@ -143,13 +143,13 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
     bail!("no OpenBao token: set BAO_TOKEN (or VAULT_TOKEN), or give --token-file FILE, or --approle-role-id ID with --approle-secret-id-file FILE")
 }
 
-/// The handle a SIGINT, SIGTERM or SIGHUP revokes the AppRole login's token with, once the login is
-/// done; the lock on it is also held through the login and through the vault's save, so that
+/// The handle a SIGINT, SIGTERM, SIGHUP or SIGQUIT revokes the AppRole login's token with, once
+/// the login is done; the lock on it is also held through the login and through the vault's save, so that
 /// the signal waits for either (thirty-second pass: an interrupted sync, Ctrl-C, `systemctl
 /// stop`, a CI timeout, left its token live for the role's whole `token_ttl`).
 static SIGNAL_GATE: std::sync::Mutex<Option<Client>> = std::sync::Mutex::new(None);
 
-/// Whether a SIGINT, SIGTERM or SIGHUP is being handled.
+/// Whether a SIGINT, SIGTERM, SIGHUP or SIGQUIT is being handled.
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether the vault was saved (what the signal's message says).
@@ -161,17 +161,18 @@ fn signal_gate() -> std::sync::MutexGuard<'static, Option<Client>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Catch SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped ssh session: thirty-second pass,
-/// found by the re-attacker of this pass's fixes) for the rest of the sync: on one, wait for a
-/// login or a save under way, revoke the login's token (bounded by `--timeout`), say so, and die of
-/// that signal (as a shell and systemd expect of a command stopped so), the vault file as it was or
-/// as saved, never in between (the save is atomic and not cut short). Only for an AppRole login: a
+/// Catch SIGINT, SIGTERM, SIGHUP (a closed terminal, a dropped ssh session: thirty-second pass,
+/// found by the re-attacker of this pass's fixes) and SIGQUIT (Ctrl-\ at a terminal:
+/// thirty-third pass) for the rest of the sync: on one, wait for a login or a save under way,
+/// revoke the login's token (bounded by `--timeout`), say so, and die of that signal (as a
+/// shell and systemd expect of a command stopped so), the vault file as it was or as saved,
+/// never in between (the save is atomic and not cut short). Only for an AppRole login: a
 /// token handed in is the admin's, and a sync with one stops at once, as it always did. A signal
 /// this process was given ignored (`nohup`, a script's background job) stays ignored: catching it
 /// would make such a sync stop where it did not.
 fn revoke_on_signal() -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let caught: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let caught: Vec<i32> = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
         .into_iter()
         .filter(|&s| !crate::sys::is_ignored(s))
         .collect();
@@ -179,7 +180,7 @@ fn revoke_on_signal() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut signals = signal_hook::iterator::Signals::new(caught)
-        .context("cannot catch SIGINT, SIGTERM and SIGHUP")?;
+        .context("cannot catch SIGINT, SIGTERM, SIGHUP and SIGQUIT")?;
     std::thread::spawn(move || {
         let Some(sig) = signals.forever().next() else {
             return;
@@ -187,6 +188,7 @@ fn revoke_on_signal() -> anyhow::Result<()> {
         let name = match sig {
             SIGINT => "SIGINT",
             SIGHUP => "SIGHUP",
+            SIGQUIT => "SIGQUIT",
             _ => "SIGTERM",
         };
         STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -207,7 +209,12 @@ fn revoke_on_signal() -> anyhow::Result<()> {
             "nothing from OpenBao was saved"
         };
         errln!("scopevault: sync openbao stopped by {name}: {revoked}; {vault}");
-        crate::sys::die_of_signal(sig);
+        // SIGQUIT's default action dumps core: it is raised only on a process that is not
+        // dumpable (`sys::harden_command`), where the kernel writes no core and hands none to
+        // a core handler; otherwise (the hardening failed) it exits 128+N, as `exec` does.
+        if !crate::sys::CORE_SIGNALS.contains(&sig) || !crate::sys::is_dumpable() {
+            crate::sys::die_of_signal(sig);
+        }
         std::process::exit(128 + sig);
     });
     Ok(())

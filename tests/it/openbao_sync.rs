@@ -2571,12 +2571,13 @@ fn proxy_holding_reads_of(
 /// thirty-first pass did): a sync stopped by SIGINT or SIGTERM (Ctrl-C, `systemctl stop`, a CI
 /// timeout) after its AppRole login died at once and left the login's token live for the
 /// role's `token_ttl`; so did SIGHUP (a closed terminal, a dropped ssh session: found by the
-/// re-attacker of that pass's fixes). Now the signal revokes it, says so, and the sync dies of
-/// that signal; the vault file is unchanged. A signal the sync was given ignored (a script's
+/// re-attacker of that pass's fixes), and SIGQUIT (Ctrl-\ at a terminal: thirty-third pass).
+/// Now the signal revokes it, says so, and the sync dies of that signal (SIGQUIT without a
+/// core); the vault file is unchanged. A signal the sync was given ignored (a script's
 /// background job ignores SIGINT, `nohup` SIGHUP) stays ignored: only the SIGTERM after it
 /// stops the sync.
 #[test]
-fn regression_a_sync_stopped_by_sigint_sigterm_or_sighup_revokes_its_approle_token() {
+fn regression_a_sync_stopped_by_sigint_sigterm_sighup_or_sigquit_revokes_its_approle_token() {
     use std::os::unix::process::ExitStatusExt;
     let Some((bao, site)) = bao_and_site("Pw-canary-s1", None) else {
         return;
@@ -2593,8 +2594,10 @@ fn regression_a_sync_stopped_by_sigint_sigterm_or_sighup_revokes_its_approle_tok
         (&["TERM"][..], 15, "SIGTERM", None),
         (&["INT"][..], 2, "SIGINT", None),
         (&["HUP"][..], 1, "SIGHUP", None),
+        (&["QUIT"][..], 3, "SIGQUIT", None),
         (&["INT", "TERM"][..], 15, "SIGTERM", Some("INT")),
         (&["HUP", "TERM"][..], 15, "SIGTERM", Some("HUP")),
+        (&["QUIT", "TERM"][..], 15, "SIGTERM", Some("QUIT")),
     ] {
         let c = site.sync_cmd(
             None,
@@ -2648,6 +2651,7 @@ fn regression_a_sync_stopped_by_sigint_sigterm_or_sighup_revokes_its_approle_tok
         let out = child.wait_with_output().unwrap();
         let err = stderr(&out);
         assert_eq!(out.status.signal(), Some(died_of), "{sent:?}: {err}");
+        assert!(!out.status.core_dumped(), "{sent:?}: {err}");
         assert!(
             err.contains(&format!(
                 "sync openbao stopped by {name}: the token its AppRole login gave was revoked; nothing from OpenBao was saved"
