@@ -155,6 +155,55 @@ static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 /// Whether the vault was saved (what the signal's message says).
 static SAVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Where the AppRole login is ([`Login`] as a number), for a signal that comes while it runs.
+static LOGIN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(Login::NotSent as u8);
+
+/// Whether a signal's revoke of the login's token is under way (a second signal cuts it).
+static REVOKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Where the AppRole login is ([`LOGIN`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Login {
+    /// Not sent (yet).
+    NotSent,
+    /// Sent, not answered yet: OpenBao may issue its token at any moment.
+    UnderWay,
+    /// Answered, with a token or with a refusal, or never sent (a bad option).
+    Answered,
+    /// No answer came (`--timeout`, a broken connection): OpenBao may have issued a token
+    /// that nobody received.
+    Unanswered,
+}
+
+fn login_is(state: Login) -> bool {
+    LOGIN.load(std::sync::atomic::Ordering::SeqCst) == state as u8
+}
+
+fn set_login(state: Login) {
+    LOGIN.store(state as u8, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// What a signal's message says of the vault.
+fn vault_note() -> &'static str {
+    if SAVED.load(std::sync::atomic::Ordering::SeqCst) {
+        "what it synced was saved before it"
+    } else {
+        "nothing from OpenBao was saved"
+    }
+}
+
+/// End the process as signal `sig` stopped it: of that signal. SIGQUIT's default action dumps
+/// core: it is raised only on a process that is not dumpable (`sys::harden_command`), where
+/// the kernel writes no core and hands none to a core handler; otherwise (the hardening
+/// failed) the process exits 128+N, as `exec` does.
+fn end_as_stopped_by(sig: i32) -> ! {
+    if !crate::sys::CORE_SIGNALS.contains(&sig) || !crate::sys::is_dumpable() {
+        crate::sys::die_of_signal(sig);
+    }
+    std::process::exit(128 + sig);
+}
+
 fn signal_gate() -> std::sync::MutexGuard<'static, Option<Client>> {
     SIGNAL_GATE
         .lock()
@@ -170,7 +219,13 @@ fn signal_gate() -> std::sync::MutexGuard<'static, Option<Client>> {
 /// token handed in is the admin's, and a sync with one stops at once, as it always did. A signal
 /// this process was given ignored (`nohup`, a script's background job) stays ignored: catching it
 /// would make such a sync stop where it did not.
-fn revoke_on_signal() -> anyhow::Result<()> {
+///
+/// A signal while the login itself waits for its answer says at once that it waits for it (up
+/// to `timeout` seconds), and a second signal then stops the sync at once, saying what it
+/// leaves: OpenBao may have issued the login a token that nobody holds, valid until the
+/// role's `token_ttl` runs out (thirty-third pass: the sync waited silently up to `--timeout`).
+/// A second signal during the revoke cuts it the same way; one during a save waits for it.
+fn revoke_on_signal(timeout: u64) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     let caught: Vec<i32> = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
         .into_iter()
@@ -182,42 +237,72 @@ fn revoke_on_signal() -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new(caught)
         .context("cannot catch SIGINT, SIGTERM, SIGHUP and SIGQUIT")?;
     std::thread::spawn(move || {
-        let Some(sig) = signals.forever().next() else {
-            return;
-        };
-        let name = match sig {
-            SIGINT => "SIGINT",
-            SIGHUP => "SIGHUP",
-            SIGQUIT => "SIGQUIT",
-            _ => "SIGTERM",
-        };
-        STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
-        let mut gate = signal_gate();
-        let revoked = match gate.take() {
-            Some(c) if c.owns_token() => match c.revoke_own_token() {
+        let mut stopping = false;
+        for sig in signals.forever() {
+            let name = signal_name(sig);
+            if !stopping {
+                stopping = true;
+                STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+                if login_is(Login::UnderWay) {
+                    errln!("scopevault: sync openbao: {name}: waiting for the answer to its AppRole login (at most {timeout} s, --timeout) to revoke the token it gives; a second signal stops it at once, leaving any token OpenBao issues for that login valid until the role's token_ttl runs out");
+                }
+                std::thread::spawn(move || stop_on_signal(sig, name));
+                continue;
+            }
+            // A second signal: what the first one waits for on the network is given up; a save
+            // under way is not cut short (the first one's stop follows it).
+            let left = if login_is(Login::UnderWay) {
+                "its AppRole login had not answered: if OpenBao issued a token for it, nobody holds that token, and it stays valid until the role's token_ttl runs out"
+            } else if REVOKING.load(std::sync::atomic::Ordering::SeqCst) {
+                "the revoke of the token its AppRole login gave had not answered: the token may stay valid until the role's token_ttl runs out"
+            } else {
+                continue;
+            };
+            errln!(
+                "scopevault: sync openbao stopped by a second signal, {name}: {left}; {}",
+                vault_note()
+            );
+            end_as_stopped_by(sig);
+        }
+    });
+    Ok(())
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT};
+    match sig {
+        SIGINT => "SIGINT",
+        SIGHUP => "SIGHUP",
+        SIGQUIT => "SIGQUIT",
+        _ => "SIGTERM",
+    }
+}
+
+/// The stop a first signal makes ([`revoke_on_signal`]): wait for a login or a save under
+/// way, revoke the login's token, say so, end as stopped by `sig`.
+fn stop_on_signal(sig: i32, name: &str) {
+    let mut gate = signal_gate();
+    let revoked = match gate.take() {
+        Some(c) if c.owns_token() => {
+            REVOKING.store(true, std::sync::atomic::Ordering::SeqCst);
+            let revoked = c.revoke_own_token();
+            REVOKING.store(false, std::sync::atomic::Ordering::SeqCst);
+            match revoked {
                 Ok(()) => "the token its AppRole login gave was revoked".to_owned(),
                 Err(e) => format!(
                     "the token its AppRole login gave could not be revoked ({e}): it stays valid until the role's token_ttl runs out"
                 ),
-            },
-            Some(_) => "the token its AppRole login gave was revoked".to_owned(),
-            None => "it had no token yet".to_owned(),
-        };
-        let vault = if SAVED.load(std::sync::atomic::Ordering::SeqCst) {
-            "what it synced was saved before it"
-        } else {
-            "nothing from OpenBao was saved"
-        };
-        errln!("scopevault: sync openbao stopped by {name}: {revoked}; {vault}");
-        // SIGQUIT's default action dumps core: it is raised only on a process that is not
-        // dumpable (`sys::harden_command`), where the kernel writes no core and hands none to
-        // a core handler; otherwise (the hardening failed) it exits 128+N, as `exec` does.
-        if !crate::sys::CORE_SIGNALS.contains(&sig) || !crate::sys::is_dumpable() {
-            crate::sys::die_of_signal(sig);
+            }
         }
-        std::process::exit(128 + sig);
-    });
-    Ok(())
+        Some(_) => "the token its AppRole login gave was revoked".to_owned(),
+        None if login_is(Login::Unanswered) => "its AppRole login got no answer: if OpenBao issued a token for it, nobody holds that token, and it stays valid until the role's token_ttl runs out".to_owned(),
+        None => "it had no token yet".to_owned(),
+    };
+    errln!(
+        "scopevault: sync openbao stopped by {name}: {revoked}; {}",
+        vault_note()
+    );
+    end_as_stopped_by(sig);
 }
 
 /// One credential as read from OpenBao before the lock is taken.
@@ -371,12 +456,22 @@ fn openbao_sync(
     };
     let approle = matches!(auth, Auth::AppRole { .. });
     if approle {
-        revoke_on_signal()?;
+        revoke_on_signal(a.timeout)?;
     }
     let client = {
         // Held through the login, so that a signal during it waits for the token it gives.
         let mut gate = signal_gate();
-        let client = Client::connect(&opts, auth)?;
+        if approle {
+            set_login(Login::UnderWay);
+        }
+        let connected = Client::connect(&opts, auth);
+        if approle {
+            set_login(match &connected {
+                Err(openbao::BaoError::Transport { .. }) => Login::Unanswered,
+                _ => Login::Answered,
+            });
+        }
+        let client = connected?;
         if approle {
             *gate = Some(client.revoker());
         }

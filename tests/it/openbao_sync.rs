@@ -2512,6 +2512,23 @@ fn proxy_holding_reads_of(
     bao_port: u16,
     needle: &'static str,
 ) -> (u16, std::sync::mpsc::Receiver<()>, Release) {
+    proxy_holding(bao_port, Hold::Reads(needle))
+}
+
+/// What a [`proxy_holding`] holds until released.
+#[derive(Clone, Copy)]
+enum Hold {
+    /// The GETs whose request line contains this, before they reach OpenBao.
+    Reads(&'static str),
+    /// OpenBao's answer to the AppRole login, once OpenBao has given it (the token is issued
+    /// and live), before the sync gets it.
+    LoginAnswer,
+}
+
+/// A loopback proxy to `bao_port`, one upstream connection per request, holding what `hold`
+/// says until the returned [`Release`] is set and sending a `()` on the channel as each is
+/// held.
+fn proxy_holding(bao_port: u16, hold: Hold) -> (u16, std::sync::mpsc::Receiver<()>, Release) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -2534,11 +2551,16 @@ fn proxy_holding_reads_of(
                         continue;
                     };
                     let line = req.split(|&b| b == b'\r').next().unwrap_or_default();
-                    if req.starts_with(b"GET ") && String::from_utf8_lossy(line).contains(needle) {
+                    let line = String::from_utf8_lossy(line).into_owned();
+                    // Held: the connection stays open, unanswered, until released.
+                    let held = || {
                         let _ = tx.send(());
-                        // Held: the connection stays open, unanswered, until released.
                         let (go, cv) = &*released;
                         let _go = cv.wait_while(go.lock().unwrap(), |go| !*go).unwrap();
+                    };
+                    if matches!(hold, Hold::Reads(needle) if line.starts_with("GET ") && line.contains(needle))
+                    {
+                        held();
                     }
                     let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
                     let len: usize = head
@@ -2558,6 +2580,11 @@ fn proxy_holding_reads_of(
                     up.write_all(&req[end + 4..end + 4 + len]).unwrap();
                     let mut answer = Vec::new();
                     let _ = up.read_to_end(&mut answer);
+                    if matches!(hold, Hold::LoginAnswer)
+                        && line.starts_with("POST /v1/auth/approle/login ")
+                    {
+                        held();
+                    }
                     let _ = client.write_all(&answer);
                     req.drain(..end + 4 + len);
                 }
@@ -2565,6 +2592,25 @@ fn proxy_holding_reads_of(
         }
     });
     (port, rx, release)
+}
+
+/// The sync of `site` from `secret/m/` at `addr` as AppRole `role` (secret id in the file
+/// `sid`), with `extra` options.
+fn approle_sync_of_m(site: &Site, addr: &str, role: &str, sid: &str, extra: &[&str]) -> Command {
+    let mut args = vec![
+        "--addr",
+        addr,
+        "--mount",
+        "secret",
+        "--prefix",
+        "m/",
+        "--approle-role-id",
+        role,
+        "--approle-secret-id-file",
+        sid,
+    ];
+    args.extend_from_slice(extra);
+    site.sync_cmd(None, &args)
 }
 
 /// Thirty-second pass (found by its OpenBao attacker, counting `auth/token/accessors` as the
@@ -2599,21 +2645,7 @@ fn regression_a_sync_stopped_by_sigint_sigterm_sighup_or_sigquit_revokes_its_app
         (&["HUP", "TERM"][..], 15, "SIGTERM", Some("HUP")),
         (&["QUIT", "TERM"][..], 15, "SIGTERM", Some("QUIT")),
     ] {
-        let c = site.sync_cmd(
-            None,
-            &[
-                "--addr",
-                &addr,
-                "--mount",
-                "secret",
-                "--prefix",
-                "m/",
-                "--approle-role-id",
-                &role,
-                "--approle-secret-id-file",
-                &sid,
-            ],
-        );
+        let c = approle_sync_of_m(&site, &addr, &role, &sid, &[]);
         // Every signal at its default action, whatever the test runner was started with;
         // then `sh` execs it with the one asked for ignored (as `cmd &` in a script, or
         // `nohup`, starts it).
@@ -2661,6 +2693,147 @@ fn regression_a_sync_stopped_by_sigint_sigterm_sighup_or_sigquit_revokes_its_app
         assert!(!err.contains(&secret), "{err}");
         assert_eq!(accessors(), live, "{sent:?}: the token outlived the sync");
         assert_eq!(site.vault_bytes(), before);
+    }
+}
+
+/// What a signal during the AppRole login leaves ([`regression_a_signal_during_a_held_approle_login_waits_for_its_token_and_a_second_one_stops_at_once`]).
+#[derive(Debug, Clone, Copy)]
+enum DuringLogin {
+    /// The login's answer comes after the signal.
+    AnswerComes,
+    /// A second signal (SIGINT) before the answer.
+    SecondSignal,
+    /// No answer within `--timeout`.
+    NoAnswer,
+}
+
+/// Thirty-third pass (found by the review of the sync's signal handling, a proxy holding the
+/// AppRole login's answer): a signal while the login waited for its answer waited silently up
+/// to `--timeout` (30 s by default) before the sync stopped, with no way to stop it sooner
+/// short of SIGKILL; and when no answer came, the sync said `it had no token yet` though
+/// OpenBao had issued one, live for the role's `token_ttl`. Now it says at once that it waits
+/// for the answer to revoke the token; the answer, when it comes, is revoked; a second signal
+/// stops it at once; and either way a token nobody received is named as left live, as it is.
+#[test]
+fn regression_a_signal_during_a_held_approle_login_waits_for_its_token_and_a_second_one_stops_at_once(
+) {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let Some((bao, site)) = bao_and_site("Pw-canary-l1", None) else {
+        return;
+    };
+    let (role, secret) = bao.approle("sync", "m/");
+    let sid = site.secret_id_file("sync", &secret);
+    let before = site.vault_bytes();
+    let kill = |pid: u32, sig: &str| {
+        let k = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(k.success());
+    };
+    for case in [
+        DuringLogin::AnswerComes,
+        DuringLogin::SecondSignal,
+        DuringLogin::NoAnswer,
+    ] {
+        let (port, held, release) = proxy_holding(bao.port, Hold::LoginAnswer);
+        let addr = format!("http://127.0.0.1:{port}");
+        let timeout = match case {
+            DuringLogin::NoAnswer => "3",
+            _ => "60",
+        };
+        let live = bao.live_tokens();
+        let mut child = approle_sync_of_m(&site, &addr, &role, &sid, &["--timeout", timeout])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its stderr line by line as it comes, and whole at the end.
+        let (line_tx, lines) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let all = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(pipe).lines() {
+                let line = line.unwrap();
+                all.push_str(&line);
+                all.push('\n');
+                let _ = line_tx.send(line);
+            }
+            all
+        });
+        held.recv_timeout(Duration::from_secs(60))
+            .expect("the sync never logged in");
+        assert_eq!(
+            bao.live_tokens(),
+            live + 1,
+            "OpenBao issued the login's token"
+        );
+        kill(child.id(), "TERM");
+        // It says at once what it waits for.
+        let said = lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_default();
+        assert!(
+            said.contains("sync openbao: SIGTERM: waiting for the answer to its AppRole login")
+                && said.contains("a second signal stops it at once"),
+            "{case:?}: {said}"
+        );
+        let stopped = Instant::now();
+        match case {
+            DuringLogin::AnswerComes => {
+                let (go, cv) = &*release;
+                *go.lock().unwrap() = true;
+                cv.notify_all();
+            }
+            DuringLogin::SecondSignal => kill(child.id(), "INT"),
+            DuringLogin::NoAnswer => {}
+        }
+        let status = child.wait().unwrap();
+        let waited = stopped.elapsed();
+        let err = format!("{said}\n{}", all.join().unwrap());
+        let (go, cv) = &*release;
+        *go.lock().unwrap() = true;
+        cv.notify_all();
+        let left = "if OpenBao issued a token for it, nobody holds that token, and it stays valid until the role's token_ttl runs out; nothing from OpenBao was saved";
+        match case {
+            DuringLogin::AnswerComes => {
+                assert_eq!(status.signal(), Some(15), "{case:?}: {err}");
+                assert!(err.contains("sync openbao stopped by SIGTERM: the token its AppRole login gave was revoked; nothing from OpenBao was saved"), "{err}");
+                assert_eq!(
+                    bao.live_tokens(),
+                    live,
+                    "the token outlived the sync: {err}"
+                );
+            }
+            DuringLogin::SecondSignal => {
+                assert_eq!(status.signal(), Some(2), "{case:?}: {err}");
+                assert!(
+                    waited < Duration::from_secs(20),
+                    "the second signal waited {waited:?}: {err}"
+                );
+                assert!(
+                    err.contains(&format!("sync openbao stopped by a second signal, SIGINT: its AppRole login had not answered: {left}")),
+                    "{err}"
+                );
+                // What it says it leaves: the token OpenBao issued and nobody received.
+                assert_eq!(bao.live_tokens(), live + 1, "{err}");
+            }
+            DuringLogin::NoAnswer => {
+                assert_eq!(status.signal(), Some(15), "{case:?}: {err}");
+                assert!(!err.contains("it had no token yet"), "{err}");
+                assert!(
+                    err.contains(&format!(
+                        "sync openbao stopped by SIGTERM: its AppRole login got no answer: {left}"
+                    )),
+                    "{err}"
+                );
+                assert_eq!(bao.live_tokens(), live + 1, "{err}");
+            }
+        }
+        assert!(!err.contains(&secret), "{err}");
+        assert_eq!(site.vault_bytes(), before, "{case:?}");
     }
 }
 
