@@ -116,9 +116,9 @@ fn socket_group_lets_a_runner_of_that_group_connect() {
     assert_eq!(out.status.code(), Some(5), "{out:?}");
 }
 
-/// `c` (the binary, or a wrapper given it) made `serve` as uid 65534 with its vault, audit log
-/// and state under `state` (nobody's), no XDG_RUNTIME_DIR, stdin closed.
-fn serve_as_nobody<'a>(c: &'a mut Command, state: &Path) -> &'a mut Command {
+/// `c` (the binary, or a wrapper given it) made `serve` with its vault, audit log and state
+/// under `state` (nobody's), no XDG_RUNTIME_DIR, stdin closed.
+fn serve_in<'a>(c: &'a mut Command, state: &Path) -> &'a mut Command {
     c.args(["serve", "--vault"])
         .arg(state.join("vault.scopevault"))
         .arg("--audit")
@@ -128,56 +128,140 @@ fn serve_as_nobody<'a>(c: &'a mut Command, state: &Path) -> &'a mut Command {
         .env("XDG_STATE_HOME", state.join("st"))
         .env("SCOPEVAULT_STATE_DIR", state.join("st"))
         .current_dir("/")
-        .uid(65534)
-        .gid(65534)
         .stdin(Stdio::null())
 }
 
+/// [`serve_in`] as uid 65534.
+fn serve_as_nobody<'a>(c: &'a mut Command, state: &Path) -> &'a mut Command {
+    serve_in(c, state).uid(65534).gid(65534)
+}
+
+/// What the default socket's directory, `/run/scopevault`, is on the machine the daemon meets
+/// in [`serve_as_nobody_beside`]: absent, or what the shipped units make of it.
+#[derive(Clone, Copy, Debug)]
+enum RunDir {
+    /// No system daemon was ever installed.
+    Absent,
+    /// The socket unit listens, its service not started yet: root:root, `DirectoryMode=`.
+    MadeBySocketUnit,
+    /// The service has run: its `User=`, `RuntimeDirectoryMode=` (kept after it stops:
+    /// `RuntimeDirectoryPreserve=yes`).
+    MadeByService,
+}
+
+/// `prlimit --memlock=0:0 scopevault serve` as uid 65534 (no XDG_RUNTIME_DIR, as a user after
+/// `su -`), in a mount namespace of its own whose `/run` is an empty tmpfs holding
+/// `/run/scopevault` as `run_dir` says (the service's owned by `owner`): what the daemon meets
+/// is the case asked for, whatever this machine's `/run` holds, and this machine's is never
+/// touched. `None` when no such namespace can be made here.
+fn serve_as_nobody_beside(
+    run_dir: RunDir,
+    owner: (u32, u32),
+    state: &Path,
+) -> Option<std::process::Output> {
+    let socket_unit = example("systemd/scopevault.socket");
+    let service = example("systemd/scopevault.service");
+    let make = match run_dir {
+        RunDir::Absent => String::new(),
+        RunDir::MadeBySocketUnit => format!(
+            "mkdir -m {} /run/scopevault && ",
+            unit_value(&socket_unit, "DirectoryMode").expect("DirectoryMode=")
+        ),
+        RunDir::MadeByService => format!(
+            "mkdir -m {} /run/scopevault && chown {}:{} /run/scopevault && ",
+            unit_value(&service, "RuntimeDirectoryMode").expect("RuntimeDirectoryMode="),
+            owner.0,
+            owner.1
+        ),
+    };
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o mode=0755 scopevault-test-run /run && {make}exec setpriv --reuid=65534 --regid=65534 --clear-groups -- \"$@\""
+        ))
+        .args(["sh", "prlimit", "--memlock=0:0", bin()]);
+    let out = serve_in(&mut c, state)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .ok()?;
+    // The namespace, the tmpfs or the uid change refused (a container without
+    // CAP_SYS_ADMIN): nothing of the daemon ran.
+    let err = String::from_utf8_lossy(&out.stderr);
+    (!err.contains("unshare:") && !err.contains("mount:") && !err.contains("setpriv:"))
+        .then_some(out)
+}
+
+/// The default socket, under `/run` for a user without XDG_RUNTIME_DIR (after `su -`): the
+/// refusal is stated once, with the fix, whether `/run/scopevault` is absent or a real
+/// install's. Until the thirty-third pass this test ran against the machine's own `/run`, and
+/// failed wherever `/run/scopevault` existed (the shipped service leaves it, 0750
+/// `scopevault`'s): another user's directory is refused as such, with no "Permission denied".
 #[test]
 fn serve_without_xdg_runtime_dir_says_it_once_with_the_fix() {
     if !is_root() {
         return skip("needs root to run the daemon as another user (uid 65534)");
     }
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        return skip("needs prlimit (util-linux) to lower RLIMIT_MEMLOCK");
+    for tool in ["prlimit", "unshare", "setpriv"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            return skip(&format!(
+                "needs {tool} (util-linux) to lower RLIMIT_MEMLOCK and give the daemon a /run of its own"
+            ));
+        }
     }
+    let owner = match users::ensure_user(users::OTHER_USER) {
+        Ok(ids) => ids,
+        Err(why) => return skip(&why),
+    };
     let e = Env::new();
     std::fs::set_permissions(e.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let state = e.path("nobody");
     std::fs::create_dir(&state).unwrap();
     std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
-    // As a user after `su -`: no XDG_RUNTIME_DIR, so the default socket is under /run, which
-    // only root may create in; no memory-lock allowance either.
-    let out = serve_as_nobody(
-        Command::new("prlimit").args(["--memlock=0:0", bin()]),
-        &state,
-    )
-    .output()
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(
-        err.matches("Permission denied").count(),
-        1,
-        "the cause is stated once: {err}"
-    );
-    assert!(
-        err.contains("XDG_RUNTIME_DIR") && err.contains("--socket"),
-        "the fix is suggested: {err}"
-    );
     // The mlockall advice: once, and the limit it suggests is the unit's.
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/systemd/scopevault.service"
-    ))
-    .unwrap();
+    let unit = example("systemd/scopevault.service");
     let limit = unit
         .lines()
         .find_map(|l| l.strip_prefix("LimitMEMLOCK="))
         .expect("the unit sets LimitMEMLOCK");
-    assert_eq!(err.matches("mlockall").count(), 1, "{err}");
-    assert_eq!(err.matches("LimitMEMLOCK").count(), 1, "{err}");
-    assert!(err.contains(&format!("LimitMEMLOCK={limit}")), "{err}");
+    for run_dir in [
+        RunDir::Absent,
+        RunDir::MadeBySocketUnit,
+        RunDir::MadeByService,
+    ] {
+        let Some(out) = serve_as_nobody_beside(run_dir, owner, &state) else {
+            return skip("cannot give the daemon a mount namespace of its own (unshare --mount)");
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{run_dir:?}: {err}");
+        match run_dir {
+            // No directory to create the socket in, or one root's that only root may
+            // write: the cause, once.
+            RunDir::Absent | RunDir::MadeBySocketUnit => assert_eq!(
+                err.matches("Permission denied").count(),
+                1,
+                "{run_dir:?}: the cause is stated once: {err}"
+            ),
+            // The system daemon's: said to be another user's, never "make it yours".
+            RunDir::MadeByService => assert!(
+                err.matches(&format!("is owned by uid {}, another user", owner.0))
+                    .count()
+                    == 1
+                    && !err.contains("Permission denied")
+                    && !err.contains("; make it owned by you (or root)"),
+                "{run_dir:?}: {err}"
+            ),
+        }
+        assert!(
+            err.contains("XDG_RUNTIME_DIR") && err.contains("--socket"),
+            "{run_dir:?}: the fix is suggested: {err}"
+        );
+        assert_eq!(err.matches("mlockall").count(), 1, "{run_dir:?}: {err}");
+        assert_eq!(err.matches("LimitMEMLOCK").count(), 1, "{run_dir:?}: {err}");
+        assert!(
+            err.contains(&format!("LimitMEMLOCK={limit}")),
+            "{run_dir:?}: {err}"
+        );
+    }
 }
 
 /// Thirty-second pass (found by the new admin's first day: `scopevault serve` as a user after
