@@ -175,11 +175,13 @@ pub enum VaultError {
     /// one" (thirty-second pass: `sync openbao` reads OpenBao in between).
     #[error("{} was removed or renamed while this command ran (it was unlocked from this path, and no file is there now): nothing was saved. Put the vault file back at this path (or point --vault / SCOPEVAULT_VAULT at where it went), then run the command again; do not `init` a new vault there", .0.display())]
     RemovedWhileOpen(PathBuf),
-    /// A command's vault file replaced by another vault (another id in its header, not
+    /// A command's vault file replaced by a file whose header names another vault (not
     /// authenticated) between the unlock and the read under the writer lock
-    /// ([`Vault::reopen`]): another `init`, a restore or a copy of another vault at the path.
-    /// Not taken for a forgery (thirty-second pass: `sync openbao` reads OpenBao in between).
-    #[error("{} now holds another vault (vault id {found}, as its header says) than the one this command unlocked (vault id {opened}): the file was replaced while this command ran (another `init`, a restore or a copy of another vault at this path), and nothing was saved to it. Check which vault belongs at this path, then run the command again", path.display())]
+    /// ([`Vault::reopen`]): another `init`, a restore or a copy of another vault at the path,
+    /// or a forgery given another vault's id. Not taken for a forgery (thirty-second pass:
+    /// `sync openbao` reads OpenBao in between), nor named a genuine vault: the id is the
+    /// header's claim, which no key this command holds can check (thirty-third pass).
+    #[error("{} now holds a file whose header names another vault (vault id {found}, a claim not verified: this command holds no key of that vault) than the one this command unlocked (vault id {opened}): the file was replaced while this command ran, by another vault's file (another `init`, a restore or a copy of another vault at this path) or by a file made to look like one, and nothing was saved to it. Find out who replaced it and which vault belongs at this path (a genuine vault's file opens with that vault's own key; a forged one opens with none), then run the command again", path.display())]
     ReplacedWhileOpen {
         /// The vault path.
         path: PathBuf,

@@ -3104,9 +3104,57 @@ fn regression_a_vault_replaced_by_another_while_openbao_was_read_is_named_not_fo
     assert!(!out.status.success(), "{err}");
     assert!(!err.contains("failed authentication"), "{err}");
     assert!(!err.contains("restore it from a backup"), "{err}");
-    assert!(err.contains("holds another vault"), "{err}");
+    assert!(err.contains("names another vault"), "{err}");
     assert!(err.contains("while this command ran"), "{err}");
     assert_eq!(site.vault_bytes(), replaced, "{err}");
+}
+
+/// Thirty-third pass (found by the review of the message above against vault-format.md): the
+/// vault id that message names is the header's, which is not authenticated, and it said "PATH
+/// now holds another vault (vault id X, as its header says) … (another `init`, a restore or a
+/// copy of another vault at this path)": a file anyone may write, another vault's id copied
+/// into a header of its own, was named a genuine vault, and the advice followed from that. It
+/// is now named a file whose header *claims* another vault, not verified, that may be another
+/// vault's or made to look like one; the advice holds either way. The forgery is written here
+/// from the format (vault-format.md, "File layout"), not through the library.
+#[test]
+fn regression_a_forged_file_claiming_another_vaults_id_is_not_named_that_vault() {
+    let Some((bao, site)) = bao_and_site("Pw-canary-f1", Some("Tok-canary-f1")) else {
+        return;
+    };
+    // The id to claim: another vault's, read from its header (MAGIC, VERSION, HEADER_LEN).
+    let other = std::fs::read(Site::new(&policy("")).dir.path().join("vault.scopevault")).unwrap();
+    let hlen = u32::from_be_bytes(other[10..14].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&other[14..14 + hlen]).unwrap();
+    let claimed = header["vault_id"].as_str().unwrap().to_owned();
+    // Its header, with a generation of the forger's choosing, over a payload and a MAC made by
+    // nobody holding that vault's identity.
+    header["generation"] = serde_json::json!(9);
+    let header = serde_json::to_vec(&header).unwrap();
+    let payload =
+        b"age-encryption.org/v1\n-> X25519 forged\nAAAA\n--- forged\n0123456789abcdefnot a payload";
+    let mut forged = b"SCOPEVLT\x00\x02".to_vec();
+    forged.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    forged.extend_from_slice(&header);
+    forged.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    forged.extend_from_slice(payload);
+    forged.extend_from_slice(&[0x42; 32]);
+    let out = sync_with_vault_changed_meanwhile(&bao, &site, |vault| {
+        std::fs::write(vault, &forged).unwrap();
+    });
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&claimed), "{err}");
+    // Not named that vault: the id is a claim, and the file may be a forgery.
+    assert!(!err.contains("now holds another vault"), "{err}");
+    assert!(
+        err.contains("names another vault")
+            && err.contains("a claim not verified")
+            && err.contains("or by a file made to look like one"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was saved to it"), "{err}");
+    assert_eq!(site.vault_bytes(), forged, "{err}");
 }
 
 /// Thirty-second pass (found by the re-attacker of this pass's fixes): the vault file moved away while OpenBao was read
