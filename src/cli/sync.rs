@@ -184,6 +184,10 @@ fn set_login(state: Login) {
     LOGIN.store(state as u8, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// What a login that got no answer leaves: its request may have reached OpenBao, and only the
+/// answer, which never came, could have revoked the token it issued.
+const UNHELD_TOKEN: &str = "if OpenBao issued a token for it, nobody holds that token, and it stays valid until the role's token_ttl runs out";
+
 /// What a signal's message says of the vault.
 fn vault_note() -> &'static str {
     if SAVED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -252,9 +256,9 @@ fn revoke_on_signal(timeout: u64) -> anyhow::Result<()> {
             // A second signal: what the first one waits for on the network is given up; a save
             // under way is not cut short (the first one's stop follows it).
             let left = if login_is(Login::UnderWay) {
-                "its AppRole login had not answered: if OpenBao issued a token for it, nobody holds that token, and it stays valid until the role's token_ttl runs out"
+                format!("its AppRole login had not answered: {UNHELD_TOKEN}")
             } else if REVOKING.load(std::sync::atomic::Ordering::SeqCst) {
-                "the revoke of the token its AppRole login gave had not answered: the token may stay valid until the role's token_ttl runs out"
+                "the revoke of the token its AppRole login gave had not answered: the token may stay valid until the role's token_ttl runs out".to_owned()
             } else {
                 continue;
             };
@@ -295,7 +299,9 @@ fn stop_on_signal(sig: i32, name: &str) {
             }
         }
         Some(_) => "the token its AppRole login gave was revoked".to_owned(),
-        None if login_is(Login::Unanswered) => "its AppRole login got no answer: if OpenBao issued a token for it, nobody holds that token, and it stays valid until the role's token_ttl runs out".to_owned(),
+        None if login_is(Login::Unanswered) => {
+            format!("its AppRole login got no answer: {UNHELD_TOKEN}")
+        }
         None => "it had no token yet".to_owned(),
     };
     errln!(
@@ -471,7 +477,16 @@ fn openbao_sync(
                 _ => Login::Answered,
             });
         }
-        let client = connected?;
+        // Without a signal too, a login that got no answer says what it may leave.
+        let client = connected.map_err(|e| {
+            let unanswered = login_is(Login::Unanswered);
+            let e = anyhow::Error::new(e);
+            if unanswered {
+                e.context(format!("the AppRole login got no answer ({UNHELD_TOKEN})"))
+            } else {
+                e
+            }
+        })?;
         if approle {
             *gate = Some(client.revoker());
         }

@@ -2498,6 +2498,13 @@ fn regression_a_token_or_secret_id_file_others_may_access_is_warned_about() {
 /// Set to let the GETs a [`proxy_holding_reads`] holds through.
 type Release = std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>;
 
+/// Let through what a [`proxy_holding`] holds, now and from now on.
+fn let_through(release: &Release) {
+    let (go, cv) = &**release;
+    *go.lock().unwrap() = true;
+    cv.notify_all();
+}
+
 /// A loopback proxy to `bao_port` that forwards each POST (the AppRole login, the token's
 /// revoke) on a connection of its own and holds every GET (the sync's reads) unanswered until
 /// the returned [`Release`] is set (never, unless a test sets it), sending a `()` on the
@@ -2783,9 +2790,7 @@ fn regression_a_signal_during_a_held_approle_login_waits_for_its_token_and_a_sec
         let stopped = Instant::now();
         match case {
             DuringLogin::AnswerComes => {
-                let (go, cv) = &*release;
-                *go.lock().unwrap() = true;
-                cv.notify_all();
+                let_through(&release);
             }
             DuringLogin::SecondSignal => kill(child.id(), "INT"),
             DuringLogin::NoAnswer => {}
@@ -2793,9 +2798,7 @@ fn regression_a_signal_during_a_held_approle_login_waits_for_its_token_and_a_sec
         let status = child.wait().unwrap();
         let waited = stopped.elapsed();
         let err = format!("{said}\n{}", all.join().unwrap());
-        let (go, cv) = &*release;
-        *go.lock().unwrap() = true;
-        cv.notify_all();
+        let_through(&release);
         let left = "if OpenBao issued a token for it, nobody holds that token, and it stays valid until the role's token_ttl runs out; nothing from OpenBao was saved";
         match case {
             DuringLogin::AnswerComes => {
@@ -2835,6 +2838,41 @@ fn regression_a_signal_during_a_held_approle_login_waits_for_its_token_and_a_sec
         assert!(!err.contains(&secret), "{err}");
         assert_eq!(site.vault_bytes(), before, "{case:?}");
     }
+}
+
+/// Thirty-third pass (found with the test above): an AppRole login that got no answer within
+/// `--timeout`, no signal sent, failed with `no answer from OpenBao for POST
+/// /v1/auth/approle/login` and no word of the token OpenBao had issued, live for the role's
+/// `token_ttl` and held by nobody. The failure says so now.
+#[test]
+fn regression_an_approle_login_with_no_answer_says_what_token_it_may_leave() {
+    let Some((bao, site)) = bao_and_site("Pw-canary-l2", None) else {
+        return;
+    };
+    let (role, secret) = bao.approle("sync", "m/");
+    let sid = site.secret_id_file("sync", &secret);
+    let before = site.vault_bytes();
+    let (port, held, release) = proxy_holding(bao.port, Hold::LoginAnswer);
+    let live = bao.live_tokens();
+    let addr = format!("http://127.0.0.1:{port}");
+    let sync = approle_sync_of_m(&site, &addr, &role, &sid, &["--timeout", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    held.recv_timeout(Duration::from_secs(60))
+        .expect("the sync never logged in");
+    let out = sync.wait_with_output().unwrap();
+    let_through(&release);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the AppRole login got no answer (if OpenBao issued a token for it, nobody holds that token, and it stays valid until the role's token_ttl runs out): no answer from OpenBao for POST /v1/auth/approle/login"),
+        "{err}"
+    );
+    assert_eq!(bao.live_tokens(), live + 1, "what it says it leaves: {err}");
+    assert!(!err.contains(&secret), "{err}");
+    assert_eq!(site.vault_bytes(), before);
 }
 
 /// The whole admin-to-checkpoint path with a real OpenBao: `sync openbao` into the master
@@ -3041,9 +3079,7 @@ fn regression_a_read_overtaken_by_another_sync_is_read_again_under_the_lock() {
     bao.put("m/search-token", &[("token", "Tok-canary-o3")]);
     let out = site.sync_ok(Some(ROOT_TOKEN), &args(&bao, "m/"));
     assert!(out.contains("~ search-token: version 1 → 3"), "{out}");
-    let (go, cv) = &*release;
-    *go.lock().unwrap() = true;
-    cv.notify_all();
+    let_through(&release);
     let out = sync.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -3074,9 +3110,7 @@ fn sync_with_vault_changed_meanwhile(
     held.recv_timeout(Duration::from_secs(60))
         .expect("the sync never read");
     meanwhile(&site.dir.path().join("vault.scopevault"));
-    let (go, cv) = &*release;
-    *go.lock().unwrap() = true;
-    cv.notify_all();
+    let_through(&release);
     sync.wait_with_output().unwrap()
 }
 
