@@ -143,10 +143,11 @@ fn auth_from(a: &SyncOpenbaoArgs) -> anyhow::Result<Auth> {
     bail!("no OpenBao token: set BAO_TOKEN (or VAULT_TOKEN), or give --token-file FILE, or --approle-role-id ID with --approle-secret-id-file FILE")
 }
 
-/// The handle a SIGINT, SIGTERM, SIGHUP or SIGQUIT revokes the AppRole login's token with, once
-/// the login is done; the lock on it is also held through the login and through the vault's save, so that
-/// the signal waits for either (thirty-second pass: an interrupted sync, Ctrl-C, `systemctl
-/// stop`, a CI timeout, left its token live for the role's whole `token_ttl`).
+/// The handle a SIGINT, SIGTERM, SIGHUP or SIGQUIT revokes the AppRole login's token with,
+/// once the login is done; the lock on it is also held through the login and through the
+/// vault's save, so that the signal waits for either (thirty-second pass: an interrupted sync,
+/// Ctrl-C, `systemctl stop`, a CI timeout, left its token live for the role's whole
+/// `token_ttl`).
 static SIGNAL_GATE: std::sync::Mutex<Option<Client>> = std::sync::Mutex::new(None);
 
 /// Whether a SIGINT, SIGTERM, SIGHUP or SIGQUIT is being handled.
