@@ -324,14 +324,7 @@ fn the_example_git_hook_refuses_a_blocking_policy_and_accepts_a_clean_one() {
         return skip::skip("git is not installed");
     }
     let dir = tempfile::tempdir().unwrap();
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
-        .parent()
-        .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_scopevault_first();
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -2246,6 +2239,67 @@ fn pre_commit() -> Option<std::path::PathBuf> {
     ))
 }
 
+/// PATH with the directory of the scopevault under test first, for the hooks that run
+/// `scopevault` by name.
+fn path_with_scopevault_first() -> String {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
+        .parent()
+        .unwrap();
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A fresh git repository (with a `ci/` directory) for the real pre-commit, scopevault first
+/// on PATH, or None (a skip) when pre-commit cannot be had.
+struct PreCommitRepo {
+    dir: tempfile::TempDir,
+    repo: std::path::PathBuf,
+    path: String,
+    pre_commit: std::path::PathBuf,
+}
+
+impl PreCommitRepo {
+    fn new() -> Option<PreCommitRepo> {
+        let pre_commit = pre_commit()?;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join("ci")).unwrap();
+        let r = PreCommitRepo {
+            dir,
+            repo,
+            path: path_with_scopevault_first(),
+            pre_commit,
+        };
+        r.git(&["init", "-q"]);
+        Some(r)
+    }
+
+    fn run(&self, program: &Path, args: &[&str]) -> Output {
+        std::process::Command::new(program)
+            .args(args)
+            .current_dir(&self.repo)
+            .env("PATH", &self.path)
+            .env("PRE_COMMIT_HOME", self.dir.path().join("cache"))
+            .env("NO_COLOR", "1")
+            .env_remove("SCOPEVAULT_VAULT")
+            .output()
+            .unwrap()
+    }
+
+    fn git(&self, args: &[&str]) {
+        let o = self.run(Path::new("git"), args);
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    }
+
+    /// `pre-commit ARGS…`.
+    fn pre_commit(&self, args: &[&str]) -> Output {
+        self.run(&self.pre_commit, args)
+    }
+}
+
 /// examples/ci/pre-commit-config.yaml under the real pre-commit: its default `types: [file]`
 /// skipped a policy.toml that is a symlink (found by a CI maintainer's review, fifteenth pass),
 /// and `types_or: [file, symlink]` alone still does (`types` are all required). A staged
@@ -2253,36 +2307,10 @@ fn pre_commit() -> Option<std::path::PathBuf> {
 /// passes.
 #[test]
 fn the_example_pre_commit_config_lints_a_symlinked_policy() {
-    let Some(pre_commit) = pre_commit() else {
+    let Some(r) = PreCommitRepo::new() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(repo.join("ci")).unwrap();
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
-        .parent()
-        .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let run = |program: &Path, args: &[&str]| {
-        std::process::Command::new(program)
-            .args(args)
-            .current_dir(&repo)
-            .env("PATH", &path)
-            .env("PRE_COMMIT_HOME", dir.path().join("cache"))
-            .env("NO_COLOR", "1")
-            .env_remove("SCOPEVAULT_VAULT")
-            .output()
-            .unwrap()
-    };
-    let git = |args: &[&str]| {
-        let o = run(Path::new("git"), args);
-        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
-    };
-    git(&["init", "-q"]);
+    let (repo, git) = (&r.repo, |args: &[&str]| r.git(args));
     std::fs::copy(
         root().join("examples/ci/pre-commit-config.yaml"),
         repo.join(".pre-commit-config.yaml"),
@@ -2292,7 +2320,7 @@ fn the_example_pre_commit_config_lints_a_symlinked_policy() {
     copy_in(&repo.join("ci"), &blocking, "prod.toml");
     std::os::unix::fs::symlink("ci/prod.toml", repo.join("policy.toml")).unwrap();
     git(&["add", "-A"]);
-    let o = run(&pre_commit, &["run"]);
+    let o = r.pre_commit(&["run"]);
     let all = stdout(&o) + &stderr(&o);
     assert!(!o.status.success(), "the symlink must be linted: {all}");
     assert!(
@@ -2301,15 +2329,79 @@ fn the_example_pre_commit_config_lints_a_symlinked_policy() {
     );
     // A regular file: linted as before.
     std::fs::remove_file(repo.join("policy.toml")).unwrap();
-    copy_in(&repo, &blocking, "policy.toml");
+    copy_in(repo, &blocking, "policy.toml");
     git(&["add", "-A"]);
-    let o = run(&pre_commit, &["run"]);
+    let o = r.pre_commit(&["run"]);
     assert!(!o.status.success(), "{}", stdout(&o));
-    copy_in(&repo, &fixture("clean.toml"), "policy.toml");
+    copy_in(repo, &fixture("clean.toml"), "policy.toml");
     git(&["add", "-A"]);
-    let o = run(&pre_commit, &["run"]);
+    let o = r.pre_commit(&["run"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("Passed"), "{}", stdout(&o));
+}
+
+/// examples/ci/pre-commit-config.yaml says to add the path of the file a symlinked policy.toml
+/// points to to `files`, so that a commit changing only that file runs the hook. Done, a
+/// commit changing both (the link and its target added together, `pre-commit run
+/// --all-files`) had pre-commit pass both names, `scopevault lint policy.toml ci/prod.toml`,
+/// and lint takes one file: exit 2, `unexpected argument`, whatever the policy held (found by
+/// a CI maintainer wiring lint in from the docs, thirty-third pass). The hook passes no file
+/// names now and lints policy.toml, whichever of the files `files` names changed.
+#[test]
+fn the_example_pre_commit_config_with_the_link_target_in_files_lints_the_policy_once() {
+    let Some(r) = PreCommitRepo::new() else {
+        return;
+    };
+    let (repo, git) = (&r.repo, |args: &[&str]| r.git(args));
+    // As the config's comment says: the link's target added to `files`.
+    let config =
+        std::fs::read_to_string(root().join("examples/ci/pre-commit-config.yaml")).unwrap();
+    let plain = r"files: ^policy\.toml$";
+    assert!(config.contains(plain), "{config}");
+    let config = config.replace(plain, r"files: ^(policy\.toml|ci/prod\.toml)$");
+    std::fs::write(repo.join(".pre-commit-config.yaml"), config).unwrap();
+    let blocking = fixture("rules/scope-exceeds-task.fires.toml");
+    let clean = fixture("clean.toml");
+    let hook = |what: &str, blocks: bool| {
+        let o = r.pre_commit(&["run"]);
+        let all = stdout(&o) + &stderr(&o);
+        assert!(!all.contains("unexpected argument"), "{what}: {all}");
+        assert_eq!(!o.status.success(), blocks, "{what}: {all}");
+        assert_eq!(
+            all.contains("security-warning[scope-exceeds-task]"),
+            blocks,
+            "{what}: {all}"
+        );
+        assert!(
+            all.contains("scopevault lint"),
+            "{what}: the hook ran: {all}"
+        );
+    };
+    // The link and its target staged together: both names match `files`.
+    copy_in(&repo.join("ci"), &blocking, "prod.toml");
+    std::os::unix::fs::symlink("ci/prod.toml", repo.join("policy.toml")).unwrap();
+    git(&["add", "-A"]);
+    hook("link and target added together, blocking", true);
+    copy_in(&repo.join("ci"), &clean, "prod.toml");
+    git(&["add", "-A"]);
+    hook("link and target added together, clean", false);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-qm",
+        "policy",
+    ]);
+    // Only the target changes: the hook runs, on the policy.
+    copy_in(&repo.join("ci"), &blocking, "prod.toml");
+    git(&["add", "-A"]);
+    hook("only the target changed", true);
+    let o = r.pre_commit(&["run", "--all-files"]);
+    let all = stdout(&o) + &stderr(&o);
+    assert!(!o.status.success(), "{all}");
+    assert!(!all.contains("unexpected argument"), "{all}");
 }
 
 /// examples/ci/github-actions.yml installed with `cargo install --locked scopevault --version
