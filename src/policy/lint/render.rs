@@ -155,16 +155,15 @@ impl SarifLocation {
     /// The location of the policy file `policy` (as given on the command line, relative to
     /// `cwd`): relative to the repository that holds it — the nearest ancestor of its real
     /// path (symlinks resolved) holding `.git`, a directory or the file of a worktree or
-    /// submodule — wherever the lint runs from, so `lint repo/ci/policy.toml` run outside the
+    /// submodule, a submodule's superproject for a submodule ([`working_tree_of`]) —
+    /// wherever the lint runs from, so `lint repo/ci/policy.toml` run outside the
     /// repository gives `ci/policy.toml`, as code scanning for that repository expects. A
     /// policy in no repository is placed relative to the working directory's repository root
     /// ([`repository_root`]: its git top level, else the working directory itself), or
     /// absolutely when it lies outside that.
     pub fn of_policy(policy: &Path, cwd: &Path) -> SarifLocation {
         let real = absolute(policy, cwd);
-        let holder = real
-            .parent()
-            .and_then(|dir| dir.ancestors().find(|d| d.join(".git").exists()));
+        let holder = real.parent().and_then(working_tree_of);
         match holder {
             Some(root) => SarifLocation::for_policy(&real, root, cwd),
             None => SarifLocation::for_policy(policy, &repository_root(cwd), cwd),
@@ -242,6 +241,49 @@ fn absolute(p: &Path, cwd: &Path) -> PathBuf {
         cwd.join(p)
     };
     std::fs::canonicalize(&joined).unwrap_or_else(|_| normalise(&joined))
+}
+
+/// The working tree that holds `dir`, for SARIF's URIs: the nearest ancestor holding `.git`
+/// (a directory, or the file of a linked worktree or a submodule), and, while that is a
+/// submodule, the superproject holding it. Code scanning places a URI in the repository the
+/// workflow checked out (upload-sarif resolves it against the checkout), and a submodule's
+/// files are there under its path: placed relative to the submodule, its `policy.toml` had
+/// the URI and category of the superproject's own (thirty-third pass).
+fn working_tree_of(dir: &Path) -> Option<&Path> {
+    let mut tree = dir.ancestors().find(|d| d.join(".git").exists())?;
+    while let Some(superproject) = superproject_of(tree) {
+        tree = superproject;
+    }
+    Some(tree)
+}
+
+/// The superproject of the working tree `tree` when `tree` is a submodule: its `.git` is a
+/// file naming a git directory under the `modules/` directory of the git directory of the
+/// nearest working tree above it, where git keeps its submodules' (a linked worktree's `.git`
+/// names one under `worktrees/`, and is no submodule).
+fn superproject_of(tree: &Path) -> Option<&Path> {
+    if !tree.join(".git").symlink_metadata().ok()?.is_file() {
+        return None;
+    }
+    let own = git_dir(tree)?;
+    let above = tree
+        .parent()?
+        .ancestors()
+        .find(|d| d.join(".git").exists())?;
+    own.starts_with(git_dir(above)?.join("modules"))
+        .then_some(above)
+}
+
+/// The git directory of the working tree `tree`, canonical: `.git` itself, or the directory
+/// a `.git` file names (`gitdir: PATH`, relative to `tree`).
+fn git_dir(tree: &Path) -> Option<PathBuf> {
+    let dot_git = tree.join(".git");
+    if dot_git.is_dir() {
+        return std::fs::canonicalize(dot_git).ok();
+    }
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let named = text.lines().next()?.strip_prefix("gitdir:")?.trim();
+    std::fs::canonicalize(tree.join(named)).ok()
 }
 
 /// The working directory's repository root, for a policy in no repository: the nearest

@@ -174,6 +174,38 @@ fn sarif_locations(
     (locs, art, doc)
 }
 
+/// `lint POLICY --format sarif` in `cwd` places every result and the artifact at `uri` under
+/// `%SRCROOT%`, which the run's `originalUriBaseIds` gives as `root`, and names the category
+/// `scopevault-lint/<uri>/`; the document is valid SARIF.
+fn assert_placed(
+    validator: &jsonschema::Validator,
+    cwd: &std::path::Path,
+    policy: &str,
+    uri: &str,
+    root: &std::path::Path,
+    what: &str,
+) {
+    let (locs, art, doc) = sarif_locations(cwd, policy);
+    assert!(!locs.is_empty(), "{what}");
+    for l in locs.iter().chain([&art]) {
+        assert_eq!(l["uri"], uri, "{what}: {l}");
+        assert_eq!(l["uriBaseId"], "%SRCROOT%", "{what}: {l}");
+    }
+    let run = &doc["runs"][0];
+    let want = format!("file://{}/", root.display());
+    assert_eq!(
+        run["originalUriBaseIds"]["%SRCROOT%"],
+        serde_json::json!({ "uri": want }),
+        "{what}"
+    );
+    assert_eq!(
+        run["automationDetails"]["id"],
+        format!("scopevault-lint/{uri}/"),
+        "{what}"
+    );
+    assert_valid(validator, &doc, what);
+}
+
 /// SARIF1004: an absolute path under `%SRCROOT%` is rejected by the SARIF Multitool. Given by
 /// an absolute or a `..` path, the URI is relative to the repository root (git top level, else
 /// the working directory); outside it, an absolute `file://` URI with no base id. Both valid.
@@ -355,19 +387,9 @@ fn sarif_uris_are_relative_to_the_repository_holding_the_policy_wherever_the_lin
     std::fs::create_dir_all(repo.join(".git")).unwrap();
     std::fs::create_dir_all(repo.join("ci/my policies")).unwrap();
     copy_in(&repo.join("ci/my policies"), &broken, "policy.toml");
-    let src_root =
-        |doc: &serde_json::Value| doc["runs"][0]["originalUriBaseIds"]["%SRCROOT%"].clone();
     let check =
         |cwd: &std::path::Path, policy: &str, uri: &str, root: &std::path::Path, what: &str| {
-            let (locs, art, doc) = sarif_locations(cwd, policy);
-            assert!(!locs.is_empty(), "{what}");
-            for l in locs.iter().chain([&art]) {
-                assert_eq!(l["uri"], uri, "{what}: {l}");
-                assert_eq!(l["uriBaseId"], "%SRCROOT%", "{what}: {l}");
-            }
-            let want = format!("file://{}/", root.display());
-            assert_eq!(src_root(&doc), serde_json::json!({ "uri": want }), "{what}");
-            assert_valid(&validator, &doc, what);
+            assert_placed(&validator, cwd, policy, uri, root, what)
         };
     // From outside any repository, by a relative and an absolute path.
     check(
@@ -488,4 +510,101 @@ fn a_colon_in_the_first_segment_of_a_sarif_uri_is_percent_encoded() {
         );
         assert_valid(&validator, &doc, policy);
     }
+}
+
+/// `git ARGS…` in `dir`, as a test author with no git config of their own; false (after a
+/// skip) when git cannot be run.
+fn git_in(dir: &std::path::Path, args: &[&str]) -> bool {
+    let o = std::process::Command::new("git")
+        .args(["-c", "protocol.file.allow=always"])
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output();
+    match o {
+        Err(e) => {
+            crate::common::skip::skip(&format!("git cannot be run: {e}"));
+            false
+        }
+        Ok(o) => {
+            assert!(
+                o.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            true
+        }
+    }
+}
+
+/// A policy in a git submodule was placed relative to the submodule (its `.git` file taken
+/// for a repository's): `vendor/shared/policy.toml` of a superproject got the URI
+/// `policy.toml` and the category `scopevault-lint/policy.toml/`, those of the superproject's
+/// own policy.toml. Linted together as the example workflow does, upload-sarif refuses the
+/// directory ("multiple SARIF runs with the same category"), and alone its alerts are shown on
+/// the superproject's policy.toml, where upload-sarif resolves a relative URI (found by a CI
+/// maintainer wiring lint in from the docs, thirty-third pass). A submodule's policy is placed
+/// relative to the superproject now (the repository a workflow checks out with its
+/// submodules), through nested submodules too; a linked worktree stays its own root.
+#[test]
+fn a_policy_in_a_git_submodule_is_placed_relative_to_the_superproject() {
+    let validator = sarif_validator();
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().canonicalize().unwrap();
+    let blocking = fixture("rules/scope-exceeds-task.fires.toml");
+    // Two repositories to use as submodules, one inside the other: shared, and inner in it.
+    for name in ["inner", "shared", "super"] {
+        std::fs::create_dir_all(top.join(name)).unwrap();
+        if !git_in(&top.join(name), &["init", "-q"]) {
+            return;
+        }
+        copy_in(&top.join(name), &blocking, "policy.toml");
+    }
+    git_in(&top.join("inner"), &["add", "-A"]);
+    git_in(&top.join("inner"), &["commit", "-qm", "inner"]);
+    let shared = top.join("shared");
+    git_in(
+        &shared,
+        &["submodule", "add", "-q", "../inner", "lib/inner"],
+    );
+    git_in(&shared, &["add", "-A"]);
+    git_in(&shared, &["commit", "-qm", "shared"]);
+    let sup = top.join("super");
+    git_in(
+        &sup,
+        &["submodule", "add", "-q", "../shared", "vendor/shared"],
+    );
+    git_in(
+        &sup,
+        &["submodule", "update", "-q", "--init", "--recursive"],
+    );
+    assert!(sup.join("vendor/shared/.git").is_file());
+    assert!(sup.join("vendor/shared/lib/inner/.git").is_file());
+    let check = |cwd: &std::path::Path, policy: &str, uri: &str, root: &std::path::Path| {
+        let what = format!("{policy} from {}", cwd.display());
+        assert_placed(&validator, cwd, policy, uri, root, &what)
+    };
+    check(&sup, "policy.toml", "policy.toml", &sup);
+    check(
+        &sup,
+        "vendor/shared/policy.toml",
+        "vendor/shared/policy.toml",
+        &sup,
+    );
+    check(
+        &sup.join("vendor/shared"),
+        "policy.toml",
+        "vendor/shared/policy.toml",
+        &sup,
+    );
+    check(
+        &top,
+        "super/vendor/shared/lib/inner/policy.toml",
+        "vendor/shared/lib/inner/policy.toml",
+        &sup,
+    );
+    // A linked worktree (its `.git` a file too) is a working tree of its own.
+    git_in(&top.join("inner"), &["worktree", "add", "-q", "../wt"]);
+    assert!(top.join("wt/.git").is_file());
+    check(&top, "wt/policy.toml", "policy.toml", &top.join("wt"));
 }
