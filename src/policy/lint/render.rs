@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::ser::{SerializeSeq, Serializer};
@@ -179,7 +180,7 @@ impl SarifLocation {
             Ok(rel) if rel.components().all(|c| matches!(c, Component::Normal(_))) => {
                 let segs: Vec<String> = rel
                     .components()
-                    .map(|c| percent_encode(&c.as_os_str().to_string_lossy()))
+                    .map(|c| percent_encode(c.as_os_str().as_bytes()))
                     .collect();
                 let root_uri = SarifLocation::absolute(&root).uri;
                 SarifLocation {
@@ -202,7 +203,7 @@ impl SarifLocation {
         let segs: Vec<String> = path
             .components()
             .filter_map(|c| match c {
-                Component::Normal(s) => Some(percent_encode(&s.to_string_lossy())),
+                Component::Normal(s) => Some(percent_encode(s.as_bytes())),
                 _ => None,
             })
             .collect();
@@ -222,7 +223,7 @@ impl SarifLocation {
         }
         let segs: Vec<String> = normalise(p)
             .components()
-            .map(|c| percent_encode(&c.as_os_str().to_string_lossy()))
+            .map(|c| percent_encode(c.as_os_str().as_bytes()))
             .collect();
         SarifLocation {
             uri: relative_reference(segs),
@@ -359,11 +360,14 @@ fn normalise(p: &Path) -> PathBuf {
     out
 }
 
-/// RFC 3986 percent-encoding of one path segment: unreserved characters and a few safe
-/// sub-delimiters stay, everything else (spaces, `%`, `#`, `?`, non-ASCII bytes) is encoded.
-fn percent_encode(seg: &str) -> String {
+/// RFC 3986 percent-encoding of one path segment, byte by byte: unreserved characters and a
+/// few safe sub-delimiters stay, everything else (spaces, `%`, `#`, `?`, non-ASCII bytes) is
+/// encoded. The name's own bytes, UTF-8 or not: a name that is not UTF-8 made UTF-8 first
+/// had each bad byte `%EF%BF%BD`, a URI naming no file, the same for two names (thirty-third
+/// pass).
+fn percent_encode(seg: &[u8]) -> String {
     let mut o = String::with_capacity(seg.len());
-    for b in seg.bytes() {
+    for &b in seg {
         if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
             o.push(b as char);
         } else {

@@ -608,3 +608,45 @@ fn a_policy_in_a_git_submodule_is_placed_relative_to_the_superproject() {
     assert!(top.join("wt/.git").is_file());
     check(&top, "wt/policy.toml", "policy.toml", &top.join("wt"));
 }
+
+/// A file name that is not UTF-8 (`p\xe9.toml`, Latin-1) was made UTF-8 before its URI was
+/// percent-encoded, each bad byte `U+FFFD`: `p%EF%BF%BD.toml`, a URI naming no file, and the
+/// same for `p\xe8.toml`, so two policies had one code-scanning category and upload-sarif
+/// refused them together (found by a CI maintainer wiring lint in from the docs, thirty-third
+/// pass). The name's own bytes are percent-encoded now (RFC 3986 §2.1): `p%E9.toml`.
+#[test]
+fn a_file_name_that_is_not_utf8_keeps_its_own_bytes_in_the_sarif_uri() {
+    use std::os::unix::ffi::OsStrExt;
+    let validator = sarif_validator();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let broken = fixture("scenarios/broken.toml");
+    let mut ids = Vec::new();
+    for (byte, uri) in [(0xe9u8, "p%E9.toml"), (0xe8, "p%E8.toml")] {
+        let bytes = [b'p', byte, b'.', b't', b'o', b'm', b'l'];
+        let name = std::ffi::OsStr::from_bytes(&bytes);
+        std::fs::copy(&broken, repo.join(name)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scopevault"))
+            .arg("lint")
+            .arg(name)
+            .args(["--format", "sarif"])
+            .current_dir(&repo)
+            .env_remove("SCOPEVAULT_VAULT")
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let run = &doc["runs"][0];
+        assert_eq!(run["artifacts"][0]["location"]["uri"], uri);
+        for r in run["results"].as_array().unwrap() {
+            assert_eq!(
+                r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+                uri
+            );
+        }
+        ids.push(run["automationDetails"]["id"].clone());
+        assert_valid(&validator, &doc, uri);
+    }
+    assert_ne!(ids[0], ids[1], "two policies, two categories");
+}
