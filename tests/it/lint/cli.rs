@@ -2404,6 +2404,27 @@ fn the_example_pre_commit_config_with_the_link_target_in_files_lints_the_policy_
     assert!(!all.contains("unexpected argument"), "{all}");
 }
 
+/// A `cargo` in `dir` that records its arguments in `dir/args`, for the install steps of the
+/// example CI files.
+fn recording_cargo(dir: &Path) {
+    let stub = dir.join("cargo");
+    std::fs::write(
+        &stub,
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// The [`recording_cargo`] in `dir` ran `cargo install --locked` of
+/// `https://git.example.com/scopevault` at tag `v1.2.3`.
+fn assert_installed_from_the_pinned_tag(dir: &Path) {
+    assert_eq!(
+        std::fs::read_to_string(dir.join("args")).unwrap(),
+        "install\n--locked\n--git\nhttps://git.example.com/scopevault\n--tag\nv1.2.3\nscopevault\n"
+    );
+}
+
 /// examples/ci/github-actions.yml installed with `cargo install --locked scopevault --version
 /// 0.1.0`, but the crate is not on crates.io, so the job failed at its first step; and its
 /// `permissions` lacked `actions: read`, which upload-sarif needs in a private repository
@@ -2426,13 +2447,7 @@ fn the_example_workflow_builds_scopevault_from_a_pinned_tag_and_may_upload_from_
     }
     let script = workflow_step_script(&workflow, "Install scopevault");
     let dir = tempfile::tempdir().unwrap();
-    let stub = dir.path().join("cargo");
-    std::fs::write(
-        &stub,
-        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    recording_cargo(dir.path());
     let env_of = |key: &str| -> String {
         let line = workflow
             .lines()
@@ -2476,10 +2491,7 @@ fn the_example_workflow_builds_scopevault_from_a_pinned_tag_and_may_upload_from_
     // Filled in: cargo builds that repository at that tag, locked.
     let o = install("https://git.example.com/scopevault", "v1.2.3");
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("args")).unwrap(),
-        "install\n--locked\n--git\nhttps://git.example.com/scopevault\n--tag\nv1.2.3\nscopevault\n"
-    );
+    assert_installed_from_the_pinned_tag(dir.path());
 }
 
 /// `scopevault ARGS…` in `dir` as [`scopevault`] runs it, stdin closed, waited for at most
@@ -2894,5 +2906,154 @@ fn with_vault_env_name_collision_names_a_field_meeting_a_credential_name() {
         ] {
             assert!(!all.contains(value), "{format} shows {value}: {all}");
         }
+    }
+}
+
+/// The `scopevault-lint` job of examples/ci/gitlab-ci.yml as PyYAML reads it (the YAML
+/// library pre-commit ships with, from its venv), as JSON.
+fn gitlab_job() -> Option<serde_json::Value> {
+    let python = pre_commit()?.with_file_name("python");
+    let o = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(root().join("examples/ci/gitlab-ci.yml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "the YAML parses: {}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    Some(doc["scopevault-lint"].clone())
+}
+
+/// GitLab CI: the docs showed only a GitHub Actions workflow, whose SARIF GitLab does not
+/// import, so a maintainer wiring lint into GitLab had nothing to follow (found by a CI
+/// maintainer wiring lint in from the docs, thirty-third pass). examples/ci/gitlab-ci.yml
+/// parses (the real PyYAML), builds scopevault from a pinned tag (refusing the placeholders),
+/// writes one JUnit report per policy that GitLab reads even when the job fails, prints the
+/// text report into the log, and exits with the worst code, run as GitLab runs a script
+/// (bash -eo pipefail, and a plain sh -e).
+#[test]
+fn the_example_gitlab_job_reports_junit_per_policy_and_fails_on_blocking_findings() {
+    let Some(job) = gitlab_job() else {
+        return;
+    };
+    assert_eq!(job["artifacts"]["when"], "always", "{job}");
+    assert_eq!(
+        job["artifacts"]["reports"]["junit"], "scopevault-junit/*.xml",
+        "{job}"
+    );
+    let rules = job["rules"].as_array().unwrap();
+    assert!(!rules.is_empty());
+    for r in rules {
+        assert_eq!(r["changes"], serde_json::json!(["policy.toml"]), "{r}");
+    }
+    let var = |k: &str| job["variables"][k].as_str().unwrap().to_owned();
+    assert_eq!(var("POLICIES"), "policy.toml");
+    let script = |key: &str| -> String {
+        let items = job[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {job}"));
+        assert_eq!(items.len(), 1, "{key}: {job}");
+        items[0].as_str().unwrap().to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // before_script: a cargo that records its arguments.
+    recording_cargo(dir.path());
+    let install = script("before_script");
+    let sh = |shell: &[&str], body: &str, cwd: &Path, env: &[(&str, &str)], path: &str| {
+        let mut c = std::process::Command::new(shell[0]);
+        c.args(&shell[1..])
+            .arg(body)
+            .current_dir(cwd)
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .env_remove("SCOPEVAULT_VAULT");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let bash: &[&str] = &["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"];
+    let stub_path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = sh(
+        bash,
+        &install,
+        dir.path(),
+        &[
+            ("SCOPEVAULT_GIT", &var("SCOPEVAULT_GIT")),
+            ("SCOPEVAULT_TAG", &var("SCOPEVAULT_TAG")),
+        ],
+        &stub_path,
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("set SCOPEVAULT_GIT and SCOPEVAULT_TAG"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("args").exists(), "cargo ran");
+    let o = sh(
+        bash,
+        &install,
+        dir.path(),
+        &[
+            ("SCOPEVAULT_GIT", "https://git.example.com/scopevault"),
+            ("SCOPEVAULT_TAG", "v1.2.3"),
+        ],
+        &stub_path,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_installed_from_the_pinned_tag(dir.path());
+    // script: over a clean policy, a blocking one and one that does not parse.
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("ci")).unwrap();
+    copy_in(&repo, &fixture("clean.toml"), "policy.toml");
+    copy_in(
+        &repo.join("ci"),
+        &fixture("rules/scope-exceeds-task.fires.toml"),
+        "policy.toml",
+    );
+    std::fs::write(repo.join("broken.toml"), "version = [").unwrap();
+    let lint = script("script");
+    for shell in [bash, &["sh", "-e", "-c"]] {
+        let run = |policies: &str| {
+            let o = sh(
+                shell,
+                &lint,
+                &repo,
+                &[("POLICIES", policies)],
+                &path_with_scopevault_first(),
+            );
+            let mut files: Vec<String> = std::fs::read_dir(repo.join("scopevault-junit"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            (o, files)
+        };
+        let (o, files) = run("policy.toml");
+        assert_code(&o, 0);
+        assert_eq!(files, ["1-policy.xml"], "{shell:?}");
+        let (o, files) = run("policy.toml ci/*.toml");
+        assert_code(&o, 1);
+        assert_eq!(files, ["1-policy.xml", "2-policy.xml"], "{shell:?}");
+        let junit = std::fs::read_to_string(repo.join("scopevault-junit/2-policy.xml")).unwrap();
+        assert!(
+            junit.contains("<testsuite") && junit.contains("<failure"),
+            "{junit}"
+        );
+        assert!(
+            stdout(&o).contains("security-warning[scope-exceeds-task]"),
+            "the log shows the text report: {}",
+            stdout(&o)
+        );
+        let (o, files) = run("broken.toml policy.toml ci/*.toml");
+        assert_code(&o, 2);
+        assert_eq!(files, ["2-policy.xml", "3-policy.xml"], "{shell:?}");
     }
 }
