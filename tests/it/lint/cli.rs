@@ -1762,6 +1762,69 @@ fn workflow_step_script(workflow: &str, name: &str) -> String {
         + "\n"
 }
 
+/// The example workflow's step `Lint the policies (SARIF)` run in `repo` as GitHub runs a
+/// `run:` script (bash -eo pipefail) over `policies`: what it wrote to `$GITHUB_OUTPUT`, and
+/// the names of the files in `scopevault-sarif/`, sorted.
+fn run_the_workflow_lint_step(
+    workflow: &str,
+    repo: &Path,
+    policies: &str,
+) -> (String, Vec<String>) {
+    let script = workflow_step_script(workflow, "Lint the policies (SARIF)");
+    let output = repo.join("github_output");
+    std::fs::write(&output, "").unwrap();
+    let o = std::process::Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
+        .current_dir(repo)
+        .env("PATH", path_with_scopevault_first())
+        .env("POLICIES", policies)
+        .env("GITHUB_OUTPUT", &output)
+        .env("NO_COLOR", "1")
+        .env_remove("SCOPEVAULT_VAULT")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let mut files: Vec<String> = std::fs::read_dir(repo.join("scopevault-sarif"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    (std::fs::read_to_string(&output).unwrap(), files)
+}
+
+/// upload-sarif sorts the `.sarif` files of a directory by name into kinds of analysis: one
+/// ending `.quality.sarif` goes to Code Quality, one ending `.csra.sarif` to a risk assessment
+/// (whose upload needs an assessment id a workflow does not have, so the step fails), the
+/// rest to code scanning (codeql-action `src/analyses.ts`). The example workflow named each
+/// SARIF after its policy, so `ci/prod.quality.toml` wrote `…-prod.quality.sarif`, whose
+/// alerts went to Code Quality rather than code scanning, and `eu.csra.toml` failed the upload
+/// (found by a CI maintainer wiring lint in from the docs, thirty-third pass). The file names
+/// keep no dot of the policy's name now: every SARIF is code scanning's.
+#[test]
+fn the_example_workflow_names_every_sarif_as_code_scannings() {
+    let workflow = std::fs::read_to_string(root().join("examples/ci/github-actions.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("ci")).unwrap();
+    let blocking = fixture("rules/scope-exceeds-task.fires.toml");
+    for name in ["prod.quality.toml", "eu.csra.toml", "policy.toml"] {
+        copy_in(&repo.join("ci"), &blocking, name);
+    }
+    let (output, files) = run_the_workflow_lint_step(&workflow, repo, "ci/*.toml");
+    assert_eq!(output, "code=1\n");
+    assert_eq!(files.len(), 3, "{files:?}");
+    // upload-sarif's predicate for code scanning.
+    let code_scanning = |name: &str| {
+        name.ends_with(".sarif")
+            && !name.ends_with(".quality.sarif")
+            && !name.ends_with(".csra.sarif")
+    };
+    for f in &files {
+        assert!(code_scanning(f), "{f} is not code scanning's: {files:?}");
+    }
+}
+
 /// Several policies in one repository: each SARIF run had the same tool and no
 /// `automationDetails`, so their alerts were one category and upload-sarif refuses several runs
 /// with one category (found by a CI maintainer's review, fifteenth pass). Each run's
@@ -1793,38 +1856,7 @@ fn each_policy_is_its_own_code_scanning_category_and_the_example_workflow_lints_
     assert_eq!(id("policy.toml"), "scopevault-lint/policy.toml/");
     assert_eq!(id("ci/policy.toml"), "scopevault-lint/ci/policy.toml/");
     // The workflow's lint step, as GitHub runs a `run:` script.
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_scopevault"))
-        .parent()
-        .unwrap();
-    let script = workflow_step_script(&workflow, "Lint the policies (SARIF)");
-    let run = |policies: &str| {
-        let output = repo.join("github_output");
-        std::fs::write(&output, "").unwrap();
-        let o = std::process::Command::new("bash")
-            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
-            .current_dir(repo)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    bin_dir.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .env("POLICIES", policies)
-            .env("GITHUB_OUTPUT", &output)
-            .env("NO_COLOR", "1")
-            .env_remove("SCOPEVAULT_VAULT")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-        let mut files: Vec<String> = std::fs::read_dir(repo.join("scopevault-sarif"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        files.sort();
-        (std::fs::read_to_string(&output).unwrap(), files)
-    };
+    let run = |policies: &str| run_the_workflow_lint_step(&workflow, repo, policies);
     let (output, files) = run("policy.toml ci/*.toml");
     assert_eq!(output, "code=1\n", "the worst exit code");
     assert_eq!(files, ["1-policy.sarif", "2-policy.sarif"]);
