@@ -3089,3 +3089,74 @@ fn the_example_gitlab_job_reports_junit_per_policy_and_fails_on_blocking_finding
         assert_eq!(files, ["2-policy.xml", "3-policy.xml"], "{shell:?}");
     }
 }
+
+/// The example CI files passed each policy the glob in `POLICIES` found to lint as an
+/// argument of its own: a file named `--vault=x.toml` (a name a pull request can add beside
+/// `*.toml`) was read by lint as the option `--vault`, so the run linted `policy.toml` in its
+/// place, and a blocking policy under that name passed, exit 0 (found by a CI maintainer
+/// wiring lint in from the docs, thirty-third pass). The policy comes after `--` now, its name
+/// is cut by the shell rather than by `basename`, and it is linted as the file it is.
+#[test]
+fn the_example_ci_files_lint_a_policy_whose_name_begins_with_a_dash() {
+    let workflow = std::fs::read_to_string(root().join("examples/ci/github-actions.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    copy_in(repo, &fixture("clean.toml"), "policy.toml");
+    copy_in(
+        repo,
+        &fixture("rules/scope-exceeds-task.fires.toml"),
+        "--vault=x.toml",
+    );
+    // GitHub: the lint step, then the step that shows the findings in the log.
+    let (output, files) = run_the_workflow_lint_step(&workflow, repo, "*.toml");
+    assert_eq!(output, "code=1\n", "the dashed policy blocks: {files:?}");
+    assert_eq!(files, ["1---vault=x.sarif", "2-policy.sarif"]);
+    let sarif: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.join("scopevault-sarif/1---vault=x.sarif")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        sarif["runs"][0]["artifacts"][0]["location"]["uri"],
+        "--vault=x.toml"
+    );
+    let bash = |script: &str, env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new("bash");
+        c.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+            .current_dir(repo)
+            .env("PATH", path_with_scopevault_first())
+            .env("NO_COLOR", "1")
+            .env_remove("SCOPEVAULT_VAULT");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let show = workflow_step_script(&workflow, "Show findings in the log");
+    let o = bash(&show, &[("POLICIES", "*.toml")]);
+    assert!(
+        stdout(&o).contains("--> --vault=x.toml:11:16"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // GitLab: the job's script.
+    let Some(job) = gitlab_job() else {
+        return;
+    };
+    let o = bash(
+        job["script"][0].as_str().unwrap(),
+        &[("POLICIES", "*.toml")],
+    );
+    assert_code(&o, 1);
+    assert!(
+        repo.join("scopevault-junit/1---vault=x.xml").exists(),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("--> --vault=x.toml:11:16"),
+        "{}",
+        stdout(&o)
+    );
+}
