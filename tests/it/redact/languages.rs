@@ -1,9 +1,10 @@
 //! `exec`'s masking and the scrub against what real Go, Ruby and Java programs print when a
-//! check's author writes its secret by accident (thirty-second pass). Each writer is a source
-//! file written here and run by the real toolchain (`go build`, `ruby`, `javac` + `java`),
-//! compiled once per source text under the target directory. Go and Ruby come from Debian
-//! (`scripts/setup/languages`, run by `scripts/test`); a missing toolchain is a skip, and a
-//! failure under `CI=true`.
+//! check's author writes its secret by accident (thirty-second pass), and the helpers the
+//! Node.js writers use too (`super::node`, thirty-third pass). Each writer is a source
+//! file written here and run by the real toolchain (`go build`, `ruby`, `javac` + `java`,
+//! `node`), compiled once per source text under the target directory. Go and Ruby come from
+//! Debian (`scripts/setup/languages`, run by `scripts/test`); a missing toolchain is a skip,
+//! and a failure under `CI=true`.
 
 use crate::common::daemon;
 use crate::common::redact_oracle::skip;
@@ -29,6 +30,8 @@ pub enum Lang {
     Ruby,
     /// `W.java` (class `W`), compiled with `javac` and run with `java`.
     Java,
+    /// `w.js`, run with `node` (CommonJS).
+    Node,
 }
 
 impl Lang {
@@ -37,6 +40,7 @@ impl Lang {
             Lang::Go => "go",
             Lang::Ruby => "ruby",
             Lang::Java => "javac",
+            Lang::Node => "node",
         }
     }
 
@@ -45,6 +49,7 @@ impl Lang {
             Lang::Go => "main.go",
             Lang::Ruby => "w.rb",
             Lang::Java => "W.java",
+            Lang::Node => "w.js",
         }
     }
 }
@@ -102,7 +107,7 @@ pub fn writer(lang: Lang, source: &str) -> Option<Command> {
                     .output()
                     .unwrap(),
             ),
-            Lang::Ruby => None,
+            Lang::Ruby | Lang::Node => None,
         };
         if let Some(out) = build {
             assert!(
@@ -121,9 +126,9 @@ pub fn writer(lang: Lang, source: &str) -> Option<Command> {
     }
     Some(match lang {
         Lang::Go => Command::new(dir.join("writer")),
-        Lang::Ruby => {
-            let mut c = Command::new("ruby");
-            c.arg(dir.join("w.rb"));
+        Lang::Ruby | Lang::Node => {
+            let mut c = Command::new(lang.tool());
+            c.arg(dir.join(lang.file()));
             c
         }
         Lang::Java => {
@@ -200,13 +205,16 @@ fn named_lines(text: &str) -> Vec<(String, String)> {
 /// `expect` holds, for each NAME, a piece of what it must have written (so the test knows
 /// the writer wrote the form it is about). Masked, every named line holds the redaction
 /// mark (percent-encoded for a URL form) and not the form; scrubbed, the file holds no form.
-pub fn assert_masked_and_scrubbed(value: &str, writers: &[(Lang, &str)], expect: &[(&str, &str)]) {
+/// Returns what the test may check further: the masked text and the scrubbed file (`None`
+/// after a skip).
+pub fn assert_masked_and_scrubbed(
+    value: &str,
+    writers: &[(Lang, &str)],
+    expect: &[(&str, &str)],
+) -> Option<(String, String)> {
     let mut programs = Vec::new();
     for (lang, source) in writers {
-        match writer(*lang, source) {
-            Some(c) => programs.push(c),
-            None => return,
-        }
+        programs.push(writer(*lang, source)?);
     }
     let dir = tempdir();
     let d = daemon::start_with_buyer(dir.path(), value);
@@ -255,11 +263,13 @@ pub fn assert_masked_and_scrubbed(value: &str, writers: &[(Lang, &str)], expect:
         "not masked or scrubbed:\n{}",
         missed.join("\n")
     );
+    let masked = masked.iter().map(|(n, f)| format!("{n}: {f}\n")).collect();
+    Some((masked, scrubbed))
 }
 
 /// A password with a quote, a backslash, `<>&`, a space, non-ASCII characters in and beyond
 /// the BMP (negative bytes in Java) and a tab.
-const VALUE: &str = "S\u{fc}\"p\\<a>&b \u{20ac}x\u{1f511}y\tz";
+pub const VALUE: &str = "S\u{fc}\"p\\<a>&b \u{20ac}x\u{1f511}y\tz";
 
 const GO_BYTES: &str = r#"package main
 

@@ -3,4 +3,5 @@
 mod cli;
 mod forms;
 mod languages;
+mod node;
 mod playwright;

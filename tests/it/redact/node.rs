@@ -1,0 +1,92 @@
+//! `exec`'s masking and the scrub against what real Node.js programs print when a check's
+//! author writes its secret by accident (thirty-third pass): synthetic checks are often plain
+//! Node.js or Playwright Test in JavaScript. Each writer is a CommonJS file run by the real
+//! `node` (`super::languages`: a missing `node` is a skip, and a failure under `CI=true`).
+
+use super::languages::{assert_masked_and_scrubbed, Lang, VALUE};
+
+/// A password with both quotes and a backtick (so Node's `util.inspect` picks `'` and escapes
+/// it), `${`, a backslash, `<>&`, spaces, non-ASCII characters in and beyond the BMP and a tab.
+const QUOTES_VALUE: &str = "Qu'o\"te`\\ <a>&b ${x} \u{fc}\u{20ac}\u{1f511}\tz";
+
+/// The prelude of every writer: the password, and `say(NAME, TEXT)` printing `NAME: TEXT`.
+const PRELUDE: &str = r#"const util = require('util');
+const v = process.env.SCOPEVAULT_SHOP_BUYER_PASSWORD;
+const say = (name, ...text) => console.log(`${name}:`, ...text);
+"#;
+
+const NODE_DISPLAYS: &str = r#"const assert = require('assert');
+const querystring = require('querystring');
+say('node-log-object', { user: 'buyer', password: v });
+say('node-log-array', [v]);
+say('node-log-map', new Map([['password', v]]));
+say('node-log-nested', { check: { login: { password: v } } });
+say('node-log-env', Object.fromEntries(Object.entries(process.env).filter(([k]) => k.endsWith('_PASSWORD'))));
+say('node-format-o', util.format('%o', v));
+say('node-format-j', util.format('%j', { password: v }));
+say('node-json', JSON.stringify({ password: v }));
+say('node-json-indent', JSON.stringify({ login: { password: v } }, null, 2));
+say('node-error', Object.assign(new Error(`login failed for ${v}`), { password: v }));
+try { assert.strictEqual(v, 'nope'); } catch (e) { say('node-assert', e.message); }
+try { assert.deepStrictEqual({ password: v }, { password: 'nope' }); } catch (e) { say('node-assert-deep', e.message); }
+say('node-table', '');
+console.table([{ user: 'buyer', password: v }]);
+const b = Buffer.from(v);
+say('node-buffer', b);
+say('node-hex', b.toString('hex'));
+say('node-base64', b.toString('base64'));
+say('node-base64url', b.toString('base64url'));
+say('node-encode-uri-component', encodeURIComponent(v));
+say('node-encode-uri', encodeURI(v));
+say('node-search-params', new URLSearchParams({ user: 'buyer', password: v }).toString());
+say('node-querystring', querystring.stringify({ password: v }));
+const u = new URL('https://shop.example.com/login');
+u.username = 'buyer';
+u.password = v;
+say('node-url-password', u.href);
+say('node-url-inspect', u);
+say('node-url-query', new URL(`https://shop.example.com/login?password=${v}`).href);
+const q = new URL('https://shop.example.com/login');
+q.searchParams.set('password', v);
+say('node-url-search-params', q.toString());
+try { new URL(`https://buyer:${v}@shop.example.com/`); } catch (e) { say('node-url-invalid', e); }
+say('node-fetch-headers', { method: 'GET', headers: { authorization: `Bearer ${v}` } });
+"#;
+
+/// What a Node.js check prints by accident that was masked and scrubbed before this pass, for
+/// two hostile passwords: `console.log` of objects, arrays, a `Map`, nested objects and
+/// `process.env` (Node's own quoting: `'Qu\'o"te`…'`), `util.format`'s `%o` and `%j`,
+/// `JSON.stringify` with and without indentation, an `Error` with the password in its
+/// message and a property, `assert`'s messages, `console.table`, a `Buffer`, its hex and
+/// base64, `encodeURIComponent`, `encodeURI`, `URLSearchParams`, `querystring`, a `URL` with
+/// the password set (`href` and the object), in its query, refused as invalid (its `input`),
+/// and a fetch's headers.
+#[test]
+fn node_displays_of_the_password_are_masked_and_scrubbed() {
+    let source = format!("{PRELUDE}{NODE_DISPLAYS}");
+    for (value, expect) in [
+        (
+            QUOTES_VALUE,
+            [
+                ("node-log-object", r#"password: 'Qu\'o"te`\\ <a>&b ${x} "#),
+                ("node-table", r#"'Qu\'o"te`\\"#),
+                ("node-buffer", "<Buffer 51 75 27 6f 22 74 65 60 5c 20 "),
+                (
+                    "node-url-password",
+                    "buyer:Qu'o%22te%60%5C%20%3Ca%3E&b%20$%7Bx%7D",
+                ),
+            ],
+        ),
+        (
+            VALUE,
+            [
+                ("node-log-object", r#"password: 'Sü"p\\<a>&b €x🔑y\tz'"#),
+                ("node-table", r#"'Sü"p\\<a>&b €x🔑y\tz'"#),
+                ("node-buffer", "<Buffer 53 c3 bc 22 70 5c "),
+                ("node-url-password", "buyer:S%C3%BC%22p%5C%3Ca%3E&b%20"),
+            ],
+        ),
+    ] {
+        assert_masked_and_scrubbed(value, &[(Lang::Node, &source)], &expect);
+    }
+}
