@@ -770,6 +770,10 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     // and Python's `list(b)` (`[83, 195, 188, …]`), and Java's `Arrays.toString(byte[])`,
     // whose bytes are signed (`[83, -61, -68, …]`; the same text as Ruby's for an ASCII
     // value). Found by attacking `exec`'s masking with real writers, thirty-second pass.
+    // And between bare commas, as JavaScript writes a `Buffer` in JSON
+    // (`JSON.stringify(body)`: `{"type":"Buffer","data":[83,195,188,…]}`) and a typed array
+    // as text (`${bytes}`, `String(new TextEncoder().encode(v))`, `Array.from(b).join()`):
+    // thirty-third pass.
     let decimal = |sep: &str, signed: bool| {
         bytes
             .iter()
@@ -787,6 +791,7 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
         push!(decimal(" ", false), Encoding::Hex, MIN_FORM);
         push!(decimal(", ", false), Encoding::Hex, MIN_FORM);
         push!(decimal(", ", true), Encoding::Hex, MIN_FORM);
+        push!(decimal(",", false), Encoding::Hex, MIN_FORM);
     }
     for enc in [&BASE32, &BASE32_NOPAD] {
         let upper = enc.encode(bytes);

@@ -90,3 +90,33 @@ fn node_displays_of_the_password_are_masked_and_scrubbed() {
         assert_masked_and_scrubbed(value, &[(Lang::Node, &source)], &expect);
     }
 }
+
+const NODE_BYTES: &str = r#"const bytes = new TextEncoder().encode(v);
+say('node-buffer-json', JSON.stringify({ status: 200, body: Buffer.from(v) }));
+say('node-bytes-text', `${bytes}`);
+say('node-bytes-join', Array.from(bytes).join());
+"#;
+
+/// Found by attacking `exec`'s masking with real Node.js writers (thirty-third pass): a
+/// `Buffer` in JSON (`JSON.stringify` of a response holding its body:
+/// `{"type":"Buffer","data":[81,117,39,…]}`) and a typed array as text (`${bytes}`,
+/// `Array.from(bytes).join()`: `81,117,39,…`), the password's bytes in decimal between bare
+/// commas, were neither masked nor scrubbed.
+#[test]
+fn regression_node_bytes_in_decimal_between_commas_are_masked_and_scrubbed() {
+    let source = format!("{PRELUDE}{NODE_BYTES}");
+    for (value, data) in [
+        (QUOTES_VALUE, "\"data\":[81,117,39,111,34,116,101,96,92,32,"),
+        (VALUE, "\"data\":[83,195,188,34,112,92,60,"),
+    ] {
+        assert_masked_and_scrubbed(
+            value,
+            &[(Lang::Node, &source)],
+            &[
+                ("node-buffer-json", data),
+                ("node-bytes-text", &data[8..20]),
+                ("node-bytes-join", &data[8..20]),
+            ],
+        );
+    }
+}
