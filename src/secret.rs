@@ -493,7 +493,8 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 /// - base64, standard and URL-safe, padded and not, and the part of the encoding that depends
 ///   on the value alone at each of the 3 alignments, which finds it inside the base64 of a
 ///   longer text (HTTP Basic `user:password`, a data URL, a trace resource); each with `/` as
-///   `\/` too (PHP's `json_encode`);
+///   `\/` too (PHP's `json_encode`); the same of the value's Latin-1 bytes, for a value of
+///   characters up to U+00FF (JavaScript's `btoa`, [`latin1_bytes`]);
 /// - percent-encoding in both hex cases, with `%20` or `+` for a space, by each of the common
 ///   encoders (RFC 3986, Python's `quote` leaving `/`, the browsers' form encoding, JavaScript's
 ///   `encodeURIComponent` and `encodeURI`);
@@ -551,6 +552,24 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
                 Encoding::Base64,
                 MIN_EMBEDDED,
             );
+        }
+    }
+    // JavaScript's `btoa` (the Basic header a check builds with `btoa(user + ':' + pass)`)
+    // and `Buffer.from(v, 'latin1')` encode a value's characters up to U+00FF as one byte
+    // each, so a value with `ü` or `é` has a second base64, whole and embedded (found by
+    // attacking `exec`'s masking with real Node.js writers, thirty-third pass).
+    if let Some(latin1) = latin1_bytes(value) {
+        for enc in [&BASE64, &BASE64_NOPAD, &BASE64URL, &BASE64URL_NOPAD] {
+            push!(enc.encode(&latin1), Encoding::Base64, MIN_FORM);
+        }
+        for enc in [&BASE64_NOPAD, &BASE64URL_NOPAD] {
+            for offset in 0..3 {
+                push!(
+                    embedded(enc, &latin1, offset, 6),
+                    Encoding::Base64,
+                    MIN_EMBEDDED,
+                );
+            }
         }
     }
     // PHP's `json_encode` writes `/` as `\/`, so a base64 value in its JSON (seventeenth pass).
@@ -968,20 +987,27 @@ fn cut_forms(value: &str) -> Vec<Form> {
 }
 
 /// The forms of a login credential's `username:password` pair as HTTP Basic authentication
-/// writes it: base64 (standard, padded and not) of `username:password`. The password's own
-/// forms (its embedded base64 at each alignment) already find it inside such a header; this
-/// form replaces the whole credential, username included.
+/// writes it: base64 (standard, padded and not) of `username:password`, of its UTF-8 and,
+/// for a pair of characters up to U+00FF, of its Latin-1 bytes (JavaScript's `btoa`). The
+/// password's own forms (its embedded base64 at each alignment) already find it inside such
+/// a header; this form replaces the whole credential, username included.
 pub fn login_forms(username: &str, password: &str) -> Vec<Form> {
     use data_encoding::{BASE64, BASE64_NOPAD};
     let pair = Zeroizing::new(format!("{username}:{password}"));
+    let latin1 = latin1_bytes(&pair);
     let mut forms = Vec::new();
-    for enc in [&BASE64, &BASE64_NOPAD] {
-        let text = Zeroizing::new(enc.encode(pair.as_bytes()));
-        if text.len() >= MIN_FORM && !forms.iter().any(|f: &Form| f.text == text) {
-            forms.push(Form {
-                text,
-                encoding: Encoding::Base64,
-            });
+    for bytes in [Some(pair.as_bytes()), latin1.as_deref().map(Vec::as_slice)]
+        .into_iter()
+        .flatten()
+    {
+        for enc in [&BASE64, &BASE64_NOPAD] {
+            let text = Zeroizing::new(enc.encode(bytes));
+            if text.len() >= MIN_FORM && !forms.iter().any(|f: &Form| f.text == text) {
+                forms.push(Form {
+                    text,
+                    encoding: Encoding::Base64,
+                });
+            }
         }
     }
     for w in wrapped_base64(pair.as_bytes()) {
@@ -1018,6 +1044,18 @@ fn wrapped_base64(bytes: &[u8]) -> Vec<String> {
                 .join(eol)
         })
         .collect()
+}
+
+/// The value's characters as one byte each (Latin-1), as JavaScript's `btoa` and
+/// `Buffer.from(v, 'latin1')` take a string: for a value with a character from U+0080 to
+/// U+00FF and none beyond (`btoa` refuses those; an ASCII value is its UTF-8 already).
+fn latin1_bytes(value: &str) -> Option<Zeroizing<Vec<u8>>> {
+    if value.is_ascii() || value.chars().any(|c| c as u32 > 0xff) {
+        return None;
+    }
+    let mut bytes = Zeroizing::new(Vec::with_capacity(value.len()));
+    bytes.extend(value.chars().map(|c| c as u8));
+    Some(bytes)
 }
 
 /// The texts of [`secret_forms`], longest first (what `exec` masks).

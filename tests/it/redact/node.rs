@@ -120,3 +120,44 @@ fn regression_node_bytes_in_decimal_between_commas_are_masked_and_scrubbed() {
         );
     }
 }
+
+/// A hostile password of Latin-1 characters only (so `btoa` takes it), without a backslash
+/// (so a URL built by concatenation holds it as its userinfo): both quotes, a backtick, `${`,
+/// `<>&`, spaces, `ü`, `ß`, `é`, a tab, and `=` and `|` (which a URL's userinfo encodes and
+/// its path keeps).
+const LATIN1_VALUE: &str = "Gr\u{fc}\u{df}e \"<a>&'`${x}\t\u{e9}=1|2!";
+
+const NODE_BTOA: &str = r#"say('node-btoa-basic', `Authorization: Basic ${btoa(`buyer:${v}`)}`);
+say('node-btoa', btoa(v));
+say('node-latin1-base64url', Buffer.from(v, 'latin1').toString('base64url'));
+say('node-headers', new Headers({ authorization: `Basic ${btoa(`buyer:${v}`)}` }));
+"#;
+
+/// Found by attacking `exec`'s masking with real Node.js writers (thirty-third pass): the
+/// Basic header a JavaScript check builds with `btoa(user + ':' + password)` encodes each
+/// character up to U+00FF as one byte (Latin-1), not as UTF-8: for a password with `ü`, `ß`
+/// or `é`, the header printed (as text or in a `Headers` object), `btoa(password)` and
+/// `Buffer.from(password, 'latin1')`'s base64 were neither masked nor scrubbed.
+#[test]
+fn regression_btoa_and_latin1_base64_of_the_password_are_masked_and_scrubbed() {
+    let source = format!("{PRELUDE}{NODE_BTOA}");
+    let Some((masked, scrubbed)) = assert_masked_and_scrubbed(
+        LATIN1_VALUE,
+        &[(Lang::Node, &source)],
+        &[
+            ("node-btoa-basic", "Authorization: Basic YnV5ZXI6R3L832Ug"),
+            ("node-btoa", "R3L832Ug"),
+            ("node-latin1-base64url", "R3L832Ug"),
+            ("node-headers", "authorization: 'Basic YnV5ZXI6R3L832Ug"),
+        ],
+    ) else {
+        return;
+    };
+    // The whole `buyer:password` pair is replaced, as its UTF-8 base64 is.
+    for text in [&masked, &scrubbed] {
+        assert!(
+            text.contains("node-btoa-basic: Authorization: Basic [redacted:shop-buyer.password]\n"),
+            "{text}"
+        );
+    }
+}
