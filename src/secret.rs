@@ -424,8 +424,9 @@ fn url_encodes(part: UrlPart, sets: UrlSets, special: bool, c: char) -> bool {
 }
 
 /// `value` put in a URL at `part` as a URL parser serialises it (a check that builds a URL by
-/// concatenation, `url.search = …`, `url.password = v`). The parser drops tabs and newlines
-/// (the userinfo setters do not parse, and keep them encoded); by concatenation (`setter`
+/// concatenation, `url.search = …`, `url.password = v`). The parser drops tabs and newlines,
+/// in the userinfo too (`new URL('https://buyer:' + v + '@shop')`); the userinfo setters do
+/// not parse, and keep them encoded; by concatenation (`setter`
 /// false) a `?` in a path begins the query and a `#` the fragment, as they would in the URL;
 /// in a special scheme's (`http`, `https`…) path a `\` is a `/`. Uppercase hex, as browsers
 /// write it; `%` is never encoded.
@@ -433,7 +434,7 @@ fn url_form(value: &str, start: UrlPart, sets: UrlSets, special: bool, setter: b
     let mut out = String::with_capacity(value.len() * 3);
     let mut part = start;
     for c in value.chars() {
-        if matches!(c, '\t' | '\n' | '\r') && start != UrlPart::Userinfo {
+        if matches!(c, '\t' | '\n' | '\r') && (start != UrlPart::Userinfo || !setter) {
             continue;
         }
         if !setter {
@@ -617,11 +618,15 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
                 }
             }
         }
-        push!(
-            url_form(value, UrlPart::Userinfo, sets, true, true),
-            Encoding::Percent { lower: false },
-            MIN_FORM,
-        );
+        // The userinfo by a setter and, with tabs and newlines dropped, by concatenation
+        // (thirty-third pass: a password with a tab in `new URL('https://buyer:' + v + …)`).
+        for setter in [true, false] {
+            push!(
+                url_form(value, UrlPart::Userinfo, sets, true, setter),
+                Encoding::Percent { lower: false },
+                MIN_FORM,
+            );
+        }
     }
     let json = serde_json::to_string(value).unwrap_or_default();
     if json.len() >= 2 {

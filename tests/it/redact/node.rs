@@ -161,3 +161,31 @@ fn regression_btoa_and_latin1_base64_of_the_password_are_masked_and_scrubbed() {
         );
     }
 }
+
+const NODE_URL_CONCAT: &str = r#"say('node-url-userinfo', new URL(`https://buyer:${v}@shop.example.com/login`).href);
+say('node-url-userinfo-inspect', new URL(`https://buyer:${v}@shop.example.com/login`));
+"#;
+
+/// Found by attacking `exec`'s masking with real Node.js writers (thirty-third pass): a URL
+/// built by concatenation with the password as its userinfo
+/// (`new URL('https://buyer:' + password + '@shop…')`), whose parser drops a tab, was
+/// neither masked nor scrubbed: only the setter's serialisation (`url.password = v`, which
+/// keeps the tab as `%09`) was a form.
+#[test]
+fn regression_a_url_with_the_password_as_its_userinfo_by_concatenation_is_masked_and_scrubbed() {
+    let source = format!("{PRELUDE}{NODE_URL_CONCAT}");
+    assert_masked_and_scrubbed(
+        LATIN1_VALUE,
+        &[(Lang::Node, &source)],
+        &[
+            (
+                "node-url-userinfo",
+                "buyer:Gr%C3%BC%C3%9Fe%20%22%3Ca%3E&'%60$%7Bx%7D%C3%A9%3D1%7C2!@shop",
+            ),
+            (
+                "node-url-userinfo-inspect",
+                "password: \"Gr%C3%BC%C3%9Fe%20",
+            ),
+        ],
+    );
+}
