@@ -514,6 +514,7 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 ///   each HTML one JSON-escaped twice (a page in JSON inside JSON);
 /// - a string's display by Python's `repr` (of the `str` and of its UTF-8 `bytes`) and Node's
 ///   `util.inspect`, with `'` escaped or not, as it is and JSON-escaped (pytest in a report);
+///   Node's of a long value holding newlines, a string per line ([`node_lines`]);
 /// - hex, lowercase and uppercase;
 /// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments;
 /// - the value cut short, as it is or JSON-escaped, with a truncation mark after it (`…`,
@@ -768,6 +769,13 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     // (thirty-second pass).
     for to_stream in [false, true] {
         push!(java_property(value, to_stream), Encoding::Repr, MIN_FORM);
+    }
+    // Node's `util.inspect` of a long value holding newlines (`console.log({ key })`,
+    // `console.log(process.env)` with a PEM key in it): one string per line, `'…\n' +` and
+    // the next on a line of its own (found by attacking `exec`'s masking with real Node.js
+    // writers, thirty-third pass: every line of a key stayed).
+    for piece in node_lines(value) {
+        push!(piece, Encoding::Repr, MIN_FORM);
     }
     push!(HEXLOWER.encode(bytes), Encoding::Hex, MIN_FORM);
     push!(HEXUPPER.encode(bytes), Encoding::Hex, MIN_FORM);
@@ -1164,6 +1172,52 @@ fn yaml_double(value: &str, allow_unicode: bool) -> String {
             None if n <= 0xffff => out.push_str(&format!("\\u{n:04X}")),
             None => out.push_str(&format!("\\U{n:08X}")),
         }
+    }
+    out
+}
+
+/// The longest string, in UTF-16 units, that Node's `util.inspect` never splits at its
+/// newlines (`kMinLineWidth`); a longer one is split where it is longer than the line left
+/// (80 columns less the indentation), so at some depth in an object, always ([`node_lines`]).
+const NODE_MIN_SPLIT: usize = 16;
+
+/// The pieces Node's `util.inspect` writes for a value of more than [`NODE_MIN_SPLIT`] UTF-16
+/// units holding a newline before its end: each line, with its newline, as a string of its
+/// own between the quotes Node picks for it (`'MIIEvQIB…\n'`), its content escaped as a
+/// string's ([`repr_escape`]). With its quotes, a piece is never a part of another form, so
+/// a key's lines add no failure links to the automaton of its other forms (without them, a
+/// 1.7 KiB key's forms were over the bound of a DFA, [`dfa_build_is_bounded`]). A line of
+/// fewer than [`MIN_CUT`] characters is not one (too likely other text), nor a PEM boundary
+/// (`-----BEGIN PRIVATE KEY-----`: the same in every key).
+fn node_lines(value: &str) -> Vec<String> {
+    if value.encode_utf16().count() <= NODE_MIN_SPLIT
+        || !value.trim_end_matches('\n').contains('\n')
+    {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for piece in value.split_inclusive('\n') {
+        let line = piece.strip_suffix('\n').unwrap_or(piece);
+        if line.chars().count() < MIN_CUT || line.starts_with("-----") {
+            continue;
+        }
+        // Node's quote: `'`, else `"` for a text holding `'` but no `"`, else a backtick for
+        // one holding no backtick nor `${`, else `'` escaped (lib/internal/util/inspect.js,
+        // `strEscape`).
+        let quote = if !piece.contains('\'') {
+            '\''
+        } else if !piece.contains('"') {
+            '"'
+        } else if !piece.contains('`') && !piece.contains("${") {
+            '`'
+        } else {
+            '\''
+        };
+        let escaped = (quote == '\'').then_some('\'');
+        out.push(format!(
+            "{quote}{}{quote}",
+            repr_escape(piece, escaped, Repr::Node)
+        ));
     }
     out
 }

@@ -189,3 +189,65 @@ fn regression_a_url_with_the_password_as_its_userinfo_by_concatenation_is_masked
         ],
     );
 }
+
+/// A PEM private key (not a real one), as a vault holds one imported from a file: without its
+/// file's trailing newline.
+const KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj
+MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu
+NMoSfm76oqFvAp8Gy0iz5sxjZmSnXyCdPEovGhLa0VzMaQ8s+CLOyS56YyCFGeJZ
+qgtzJ6GR3eqoYSW9b9UMvkBpZODSctWSNGj3P7jRFDO5VoTwCQAWbFnOjDfH5Ulg
+-----END PRIVATE KEY-----";
+
+/// A passphrase of two lines, long enough for Node to split it (more than 76 characters): the
+/// first with `"` and a backslash, the last with `'`, so Node quotes the pieces differently
+/// (`'…\n' +` and `"…'two'…"`), with non-ASCII characters and a tab.
+const LINES_VALUE: &str =
+    "Gr\u{fc}n \"one\" \\ x, the first line of a passphrase\nzwei 'two' \u{1f511}\tend of the second";
+
+const NODE_LINES: &str = r#"say('node-lines-object', { tls: { key: v, passphrase: null } });
+say('node-lines-env', { HOME: '/home/check', SCOPEVAULT_SHOP_BUYER_PASSWORD: v });
+say('node-lines-array', [v]);
+"#;
+
+/// Found by attacking `exec`'s masking with real Node.js writers (thirty-third pass): Node's
+/// `util.inspect` (`console.log` of an object, of `process.env`) writes a string of more than
+/// 16 characters that holds newlines as one string per line joined by ` +` over lines
+/// (`'MIIEvQIB…\n' +`), which no form matched: every line of a PEM key logged in a check's
+/// TLS options was left in the output and in the file.
+#[test]
+fn regression_node_inspect_of_a_value_split_at_its_newlines_is_masked_and_scrubbed() {
+    let source = format!("{PRELUDE}{NODE_LINES}");
+    let body: Vec<&str> = KEY.lines().filter(|l| !l.starts_with("-----")).collect();
+    for (value, first, left) in [
+        (
+            KEY,
+            "key: '-----BEGIN PRIVATE KEY-----\\n' +\n      'MIIEvQIB",
+            body,
+        ),
+        (
+            LINES_VALUE,
+            "'Grün \"one\" \\\\ x, the first line of a passphrase\\n' +\n",
+            vec!["Grün \"one\"", "zwei 'two'"],
+        ),
+    ] {
+        let Some((masked, scrubbed)) = assert_masked_and_scrubbed(
+            value,
+            &[(Lang::Node, &source)],
+            &[
+                ("node-lines-object", first),
+                ("node-lines-env", "SCOPEVAULT_SHOP_BUYER_PASSWORD: "),
+                ("node-lines-array", "' +\n"),
+            ],
+        ) else {
+            return;
+        };
+        for line in left {
+            assert!(!masked.contains(line), "exec left {line:?}:\n{masked}");
+            assert!(
+                !scrubbed.contains(line),
+                "redact left {line:?}:\n{scrubbed}"
+            );
+        }
+    }
+}
