@@ -515,6 +515,7 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 /// - a string's display by Python's `repr` (of the `str` and of its UTF-8 `bytes`) and Node's
 ///   `util.inspect`, with `'` escaped or not, as it is and JSON-escaped (pytest in a report);
 ///   Node's of a long value holding newlines, a string per line ([`node_lines`]);
+///   Node's of the value's JSON text (a fetch's `body` logged) and Python's of its ASCII JSON;
 /// - hex, lowercase and uppercase;
 /// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments;
 /// - the value cut short, as it is or JSON-escaped, with a truncation mark after it (`…`,
@@ -769,6 +770,24 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
     // (thirty-second pass).
     for to_stream in [false, true] {
         push!(java_property(value, to_stream), Encoding::Repr, MIN_FORM);
+    }
+    // A display of the value's JSON text: `console.log` of a fetch's options holding
+    // `body: JSON.stringify({ password })` (Node's `util.inspect` of the JSON, `\\"`), and
+    // Python's `print` of a dict holding `json.dumps(…)` (`repr` of its ASCII JSON). Found by
+    // attacking `exec`'s masking with real Node.js writers, thirty-third pass.
+    let newest = (python_printable::VERSIONS.len() - 1) as u8;
+    let shown_json = [
+        (json_escape(value, false, |_| false), Repr::Node),
+        (
+            json_escape(value, false, |c| !c.is_ascii() || c == '\u{7f}'),
+            Repr::Python(newest),
+        ),
+    ];
+    for (text, how) in shown_json {
+        let text = Zeroizing::new(text);
+        for quote in [Some('\''), None] {
+            push!(repr_escape(&text, quote, how), Encoding::Repr, MIN_FORM);
+        }
     }
     // Node's `util.inspect` of a long value holding newlines (`console.log({ key })`,
     // `console.log(process.env)` with a PEM key in it): one string per line, `'…\n' +` and

@@ -251,3 +251,31 @@ fn regression_node_inspect_of_a_value_split_at_its_newlines_is_masked_and_scrubb
         }
     }
 }
+
+const NODE_FETCH: &str = r#"const init = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'buyer', password: v }) };
+say('node-fetch-init', init);
+say('node-fetch-body', util.inspect(init.body));
+"#;
+
+/// Found by attacking `exec`'s masking with real Node.js writers (thirty-third pass): a
+/// fetch's options logged before the request (`console.log(init)`, its `body` a
+/// `JSON.stringify({ password })`) show the JSON text as Node quotes a string: the JSON's
+/// `\"` and `\\` escaped once more (`'{"password":"Qu\'o\\"te`\\\\ …'`); a password with a
+/// quote or a backslash was neither masked nor scrubbed.
+#[test]
+fn regression_node_inspect_of_the_json_text_of_the_password_is_masked_and_scrubbed() {
+    let source = format!("{PRELUDE}{NODE_FETCH}");
+    for (value, body) in [
+        (
+            QUOTES_VALUE,
+            r#"body: '{"user":"buyer","password":"Qu\'o\\"te`\\\\ "#,
+        ),
+        (VALUE, r#"body: '{"user":"buyer","password":"Sü\\"p\\\\<a>"#),
+    ] {
+        assert_masked_and_scrubbed(
+            value,
+            &[(Lang::Node, &source)],
+            &[("node-fetch-init", body), ("node-fetch-body", r"\\t")],
+        );
+    }
+}
