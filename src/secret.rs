@@ -516,6 +516,7 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 ///   `util.inspect`, with `'` escaped or not, as it is and JSON-escaped (pytest in a report);
 ///   Node's of a long value holding newlines, a string per line ([`node_lines`]);
 ///   Node's of the value's JSON text (a fetch's `body` logged) and Python's of its ASCII JSON;
+///   Jest's and Playwright Test's `expect` (pretty-format: `"` and `\` backslashed);
 /// - hex, lowercase and uppercase;
 /// - base32 (RFC 4648, upper- and lowercase), whole and at each of the 5 alignments;
 /// - the value cut short, as it is or JSON-escaped, with a truncation mark after it (`…`,
@@ -789,6 +790,14 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
             push!(repr_escape(&text, quote, how), Encoding::Repr, MIN_FORM);
         }
     }
+    // A string as Jest's and Playwright Test's `expect` show it in a failed assertion
+    // (`Received: "…"`, pretty-format): `"` and `\` after a backslash, a tab or a newline as
+    // it is (thirty-third pass).
+    push!(
+        backslashed_before(value, |c| matches!(c, '"' | '\\')),
+        Encoding::Repr,
+        MIN_FORM,
+    );
     // Node's `util.inspect` of a long value holding newlines (`console.log({ key })`,
     // `console.log(process.env)` with a PEM key in it): one string per line, `'…\n' +` and
     // the next on a line of its own (found by attacking `exec`'s masking with real Node.js
@@ -1280,13 +1289,7 @@ fn shell_forms(value: &str) -> Vec<String> {
         backslashed.push(c);
         prev = Some(c);
     }
-    let mut double = String::with_capacity(value.len() * 2);
-    for c in value.chars() {
-        if matches!(c, '"' | '$' | '`' | '\\') {
-            double.push('\\');
-        }
-        double.push(c);
-    }
+    let double = backslashed_before(value, |c| matches!(c, '"' | '$' | '`' | '\\'));
     let mut out = vec![single, backslashed, double];
     let control = value.chars().any(|c| c.is_ascii_control());
     for utf8 in [true, false] {
@@ -1318,6 +1321,18 @@ fn shell_forms(value: &str) -> Vec<String> {
             }
         }
         out.push(ansi);
+    }
+    out
+}
+
+/// `value` with a backslash before each character `special` picks, the rest as it is.
+fn backslashed_before(value: &str, special: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for c in value.chars() {
+        if special(c) {
+            out.push('\\');
+        }
+        out.push(c);
     }
     out
 }

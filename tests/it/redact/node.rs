@@ -4,6 +4,8 @@
 //! `node` (`super::languages`: a missing `node` is a skip, and a failure under `CI=true`).
 
 use super::languages::{assert_masked_and_scrubbed, Lang, VALUE};
+use super::playwright::playwright_test_modules;
+use crate::common::redact_oracle::skip;
 
 /// A password with both quotes and a backtick (so Node's `util.inspect` picks `'` and escapes
 /// it), `${`, a backslash, `<>&`, spaces, non-ASCII characters in and beyond the BMP and a tab.
@@ -276,6 +278,52 @@ fn regression_node_inspect_of_the_json_text_of_the_password_is_masked_and_scrubb
             value,
             &[(Lang::Node, &source)],
             &[("node-fetch-init", body), ("node-fetch-body", r"\\t")],
+        );
+    }
+}
+
+const NODE_EXPECT: &str = r#"const fail = (name, check) => { try { check(); } catch (e) { say(name, e.message); } };
+fail('pw-expect-to-be', () => expect(v).toBe('nope'));
+fail('pw-expect-to-equal', () => expect({ password: v }).toEqual({ password: 'nope' }));
+fail('pw-expect-to-contain', () => expect(v).toContain('not in it'));
+"#;
+
+/// Found by attacking `exec`'s masking with a real Playwright Test (thirty-third pass): a
+/// failed `expect` (`expect(password).toBe(…)`, `toEqual`, `toContain`) shows a string as
+/// Jest's pretty-format writes it, `"` and `\` after a backslash and a tab as it is
+/// (`Received: "Qu'o\"te`\\ …🔑<TAB>z"`), which no form matched for a password with a
+/// control character: the assertion's message kept it whole.
+#[test]
+fn regression_a_failed_playwright_expect_of_the_password_is_masked_and_scrubbed() {
+    let modules = match playwright_test_modules() {
+        Ok(m) => m,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let source = format!(
+        "{PRELUDE}const {{ expect }} = require({:?});\n{NODE_EXPECT}",
+        modules.join("@playwright/test")
+    );
+    for (value, received) in [
+        (
+            QUOTES_VALUE,
+            "Received: \"Qu'o\\\"te`\\\\ <a>&b ${x} \u{fc}\u{20ac}\u{1f511}\tz\"",
+        ),
+        (
+            LATIN1_VALUE,
+            "Received: \"Gr\u{fc}\u{df}e \\\"<a>&'`${x}\t\u{e9}=1|2!\"",
+        ),
+    ] {
+        assert_masked_and_scrubbed(
+            value,
+            &[(Lang::Node, &source)],
+            &[
+                ("pw-expect-to-be", received),
+                ("pw-expect-to-equal", "\"password\": \""),
+                ("pw-expect-to-contain", "Received string:    \""),
+            ],
         );
     }
 }

@@ -180,11 +180,17 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// Playwright Test for Node (scripts/setup/browser installs it under target/node-playwright).
+/// Playwright Test for Node with Chromium to drive.
 fn node_components() -> Result<PathBuf, String> {
     if !Path::new("/usr/bin/chromium").exists() {
         return Err("/usr/bin/chromium is missing (run scripts/setup/browser as root)".into());
     }
+    playwright_test_modules()
+}
+
+/// The `node_modules` of Playwright Test for Node (scripts/setup/browser installs it under
+/// target/node-playwright), and `node`.
+pub fn playwright_test_modules() -> Result<PathBuf, String> {
     if Command::new("node").arg("--version").output().is_err() {
         return Err("node is not installed".into());
     }
